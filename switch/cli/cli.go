@@ -1,0 +1,141 @@
+// Package cli implements the switchyard command: `switchyard COMMAND [flags]`. Each
+// command is a function from arguments to an exit code, writing to the given streams,
+// so that tests run them in-process.
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"sort"
+	"strings"
+
+	"github.com/rs/zerolog"
+)
+
+// Version is set at build time with -ldflags "-X .../switch/cli.Version=v1.2.3".
+var Version = "dev"
+
+// Env is what a command runs with.
+type Env struct {
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+	Getenv         func(string) string
+	// Ctx ends when the command should stop (SIGINT/SIGTERM for serve).
+	Ctx context.Context
+}
+
+type command struct {
+	summary string
+	run     func(env *Env, args []string) int
+}
+
+var commands map[string]command
+
+func init() {
+	commands = map[string]command{
+		"serve":      {"run the switch (--demo for the embedded demo fleet)", runServe},
+		"issuer-sim": {"run a standalone issuer simulator", runIssuerSim},
+		"term":       {"send one transaction as a terminal and print the answer", runTerm},
+		"journal":    {"query the transaction journal", runJournal},
+		"version":    {"print the version", runVersion},
+	}
+}
+
+// Register adds a command (used by the parts of the switch that bring their own tools).
+func Register(name, summary string, run func(env *Env, args []string) int) {
+	commands[name] = command{summary, run}
+}
+
+// Main runs the command named by args[0] and returns the exit code.
+func Main(env *Env, args []string) int {
+	if env.Getenv == nil {
+		env.Getenv = os.Getenv
+	}
+	if env.Ctx == nil {
+		env.Ctx = context.Background()
+	}
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		usage(env.Stdout)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	c, ok := commands[args[0]]
+	if !ok {
+		fmt.Fprintf(env.Stderr, "switchyard: unknown command %q\n\n", args[0])
+		usage(env.Stderr)
+		return 2
+	}
+	return c.run(env, args[1:])
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "Switchyard: an ISO 8583 acquiring switch with a built-in risk engine.\n\nUsage: switchyard COMMAND [flags]\n\nCommands:")
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-12s %s\n", n, commands[n].summary)
+	}
+	fmt.Fprintln(w, "\nRun 'switchyard COMMAND -h' for the flags of a command.")
+}
+
+func newFlags(env *Env, name, args string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(env.Stderr, "Usage: switchyard %s %s\n\nFlags:\n", name, args)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parse parses flags; it returns false (and the exit code to use) on error or -h.
+func parse(fs *flag.FlagSet, args []string) (bool, int) {
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return false, 0
+		}
+		return false, 2
+	}
+	return true, 0
+}
+
+func fail(env *Env, format string, args ...any) int {
+	fmt.Fprintf(env.Stderr, "switchyard: "+format+"\n", args...)
+	return 1
+}
+
+func runVersion(env *Env, _ []string) int {
+	rev := ""
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				rev = " " + s.Value
+			}
+		}
+	}
+	fmt.Fprintf(env.Stdout, "switchyard %s%s (%s %s/%s)\n", Version, rev, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return 0
+}
+
+// newLogger returns the process logger: JSON lines, or a console format for people.
+func newLogger(w io.Writer, level, format string) zerolog.Logger {
+	lvl, err := zerolog.ParseLevel(strings.ToLower(level))
+	if err != nil {
+		lvl = zerolog.InfoLevel
+	}
+	if format == "console" {
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: "15:04:05.000"}
+	}
+	zerolog.TimeFieldFormat = zerolog.TimeFormatUnixMicro
+	return zerolog.New(w).Level(lvl).With().Timestamp().Logger()
+}

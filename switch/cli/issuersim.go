@@ -1,0 +1,51 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/switchyard/switchyard/switch/issuersim"
+)
+
+func runIssuerSim(env *Env, args []string) int {
+	fs := newFlags(env, "issuer-sim", "[--addr HOST:PORT] [--latency D] [--drop P] ...")
+	addr := fs.String("addr", "127.0.0.1:9583", "listen address")
+	bin := fs.String("bin", "476173", "the BIN of the issuer's cards (others get 14)")
+	latency := fs.Duration("latency", 0, "base answer time")
+	jitter := fs.Duration("jitter", 0, "extra random answer time, up to this")
+	drop := fs.Float64("drop", 0, "share of requests never answered (0 to 1)")
+	delay := fs.Float64("delay", 0, "share of answers delayed by --delay-by")
+	delayBy := fs.Duration("delay-by", 15*time.Second, "delay of a delayed answer")
+	dup := fs.Float64("duplicate", 0, "share of answers sent twice")
+	disc := fs.Float64("disconnect", 0, "share of requests answered by closing the connection")
+	logFormat := fs.String("log-format", "json", "json or console")
+	if ok, code := parse(fs, args); !ok {
+		return code
+	}
+	for name, p := range map[string]float64{"drop": *drop, "delay": *delay, "duplicate": *dup, "disconnect": *disc} {
+		if p < 0 || p > 1 {
+			return fail(env, "issuer-sim: --%s %v is not between 0 and 1", name, p)
+		}
+	}
+	log := newLogger(env.Stdout, "info", *logFormat)
+	sim, err := issuersim.Start(issuersim.Config{Addr: *addr, BIN: *bin, Cards: issuersim.DemoCards, Latency: *latency, Jitter: *jitter,
+		Faults: issuersim.Faults{Drop: *drop, Delay: *delay, DelayBy: *delayBy, Duplicate: *dup, Disconnect: *disc}}, log)
+	if err != nil {
+		return fail(env, "%v", err)
+	}
+	fmt.Fprintf(env.Stderr, "issuer simulator listening on %s\n", sim.Addr())
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sig)
+	select {
+	case <-sig:
+	case <-env.Ctx.Done():
+	}
+	_ = sim.Close()
+	fmt.Fprintf(env.Stderr, "requests %d, approved %d, declined %d, dropped %d\n", sim.Stats.Requests.Load(), sim.Stats.Approved.Load(),
+		sim.Stats.Declined.Load(), sim.Stats.Dropped.Load())
+	return 0
+}

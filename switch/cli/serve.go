@@ -1,0 +1,84 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/rs/zerolog"
+
+	"github.com/switchyard/switchyard/switch/config"
+	"github.com/switchyard/switchyard/switch/server"
+)
+
+func runServe(env *Env, args []string) int {
+	fs := newFlags(env, "serve", "[--config FILE | --demo] [--data DIR]")
+	cfgFile := fs.String("config", "", "configuration file (YAML)")
+	demo := fs.Bool("demo", false, "serve the embedded demo fleet with its test keys and the built-in demo issuer")
+	dataDir := fs.String("data", "", "data directory (overrides data_dir)")
+	logFormat := fs.String("log-format", "", "json or console (overrides log.format)")
+	if ok, code := parse(fs, args); !ok {
+		return code
+	}
+	var cfg *config.Config
+	switch {
+	case *cfgFile != "" && *demo:
+		return fail(env, "serve: give --config or --demo, not both")
+	case *cfgFile != "":
+		c, err := config.Load(*cfgFile)
+		if err != nil {
+			return fail(env, "%v", err)
+		}
+		cfg = c
+	case *demo:
+		cfg = config.Demo()
+	default:
+		return fail(env, "serve: give --config FILE, or --demo for the embedded demo fleet")
+	}
+	if *dataDir != "" {
+		cfg.DataDir = *dataDir
+	}
+	if *logFormat != "" {
+		cfg.Log.Format = *logFormat
+	}
+	if err := cfg.Validate(); err != nil {
+		return fail(env, "config: %v", err)
+	}
+	log := newLogger(env.Stdout, cfg.Log.Level, cfg.Log.Format)
+	s, err := server.New(cfg, log)
+	if err != nil {
+		log.Error().Err(err).Msg("switch did not start")
+		return 1
+	}
+	if cfg.Demo {
+		fmt.Fprintf(env.Stderr, "\nSwitchyard demo is up.\n  terminals (ascii):         %s\n  terminals (binary bitmap): %s\n  admin:                     http://%s (/livez /readyz /metrics)\n  try: switchyard term purchase --pan 4761739001010119 --amount 1000\n\n",
+			s.ListenerAddr("ascii"), s.ListenerAddr("binary-bitmap"), s.AdminAddr())
+	}
+	sig := make(chan os.Signal, 4)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sig)
+	for {
+		select {
+		case <-env.Ctx.Done():
+			return drain(s, log)
+		case sg := <-sig:
+			if sg == syscall.SIGHUP {
+				log.Info().Msg("SIGHUP: reloading")
+				s.Reload()
+				continue
+			}
+			log.Info().Str("signal", sg.String()).Msg("draining")
+			return drain(s, log)
+		}
+	}
+}
+
+func drain(s *server.Server, log zerolog.Logger) int {
+	if err := s.Drain(); err != nil {
+		log.Error().Err(err).Msg("drain incomplete")
+		return 1
+	}
+	log.Info().Msg("switch stopped")
+	return 0
+}

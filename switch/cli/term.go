@@ -1,0 +1,159 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/switchyard/switchyard/switch/message"
+	"github.com/switchyard/switchyard/switch/termclient"
+)
+
+// demoIdentity is what the demo fleet's terminals send in DE 48, so that `term` passes
+// the binding checks as the real terminal would.
+var demoIdentity = map[string][][2]string{
+	"T0000001": {{"DI", "SN-T0000001"}, {"SI", "89860000000000000001"}, {"IM", "860000000000001"}, {"GL", "39.904200,116.407400"}, {"AV", "1.0.0"}},
+	"T0000003": {{"DI", "SN-T0000003"}, {"SI", "89860000000000000003"}, {"IM", "860000000000003"}, {"GL", "39.904200,116.407400"}, {"AV", "1.0.0"}},
+	"T0000009": {{"DI", "SN-T0000009"}, {"SI", "89860000000000000009"}, {"IM", "860000000000009"}, {"GL", "39.904200,116.407400"}, {"AV", "1.0.0"}},
+	"T0000002": {{"DI", "SP-T0000002"}, {"IM", "860000000000002"}, {"GL", "31.230400,121.473700"}, {"AV", "1.0.0"}, {"IF", ""}},
+}
+
+var demoMerchant = map[string]string{
+	"T0000001": "000000000000001", "T0000003": "000000000000001", "T0000002": "000000000000002", "T0000009": "000000000000009",
+}
+
+func runTerm(env *Env, args []string) int {
+	kinds := "purchase|preauth|void|refund|balance|reversal|echo|signon|signoff"
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		fmt.Fprintf(env.Stderr, "Usage: switchyard term %s [flags]\n", kinds)
+		return 2
+	}
+	kind := args[0]
+	fs := newFlags(env, "term "+kind, "[flags]")
+	addr := fs.String("addr", "127.0.0.1:8583", "switch terminal listener host:port")
+	dialect := fs.String("dialect", "ascii", "ascii or ascii-binary-bitmap")
+	pan := fs.String("pan", "", "card number")
+	amount := fs.String("amount", "0", "amount in minor units (1000 = 10.00), or with a decimal point")
+	expiry := fs.String("expiry", "", "card expiry YYMM (default: the demo card's, else 2912)")
+	tid := fs.String("tid", "T0000001", "terminal ID (DE 41)")
+	mid := fs.String("mid", "", "merchant ID (DE 42; default: the demo terminal's merchant)")
+	stan := fs.String("stan", "", "STAN (DE 11; default: derived from the clock)")
+	rrn := fs.String("rrn", "", "original RRN (void, refund)")
+	orig := fs.String("original", "", "DE 90 for a reversal: original MTI+STAN+DE7 (e.g. 020012345611211106 13)")
+	tags := fs.String("tlv", "", "DE 48 tags as TAG=VALUE,TAG=VALUE (default: the demo terminal's identity)")
+	timeout := fs.Duration("timeout", 30*time.Second, "how long to wait for the answer")
+	asJSON := fs.Bool("json", false, "print the answer as JSON")
+	if ok, code := parse(fs, args[1:]); !ok {
+		return code
+	}
+	d, err := message.ParseDialect(*dialect)
+	if err != nil {
+		return fail(env, "term: --dialect: %v", err)
+	}
+	amt, err := termclient.ParseAmount(*amount)
+	if err != nil {
+		return fail(env, "term: --amount: %v", err)
+	}
+	t := termclient.Txn{PAN: *pan, Amount: amt, TID: *tid, MID: *mid, Expiry: *expiry, RRN: *rrn, STAN: *stan}
+	if t.STAN == "" {
+		t.STAN = fmt.Sprintf("%06d", time.Now().UnixNano()/1000%1000000)
+	}
+	if t.MID == "" {
+		t.MID = demoMerchant[t.TID]
+		if t.MID == "" {
+			t.MID = "000000000000003"
+		}
+	}
+	if t.Expiry == "" && t.PAN != "" {
+		t.Expiry = "2912"
+		if t.PAN == "4761739001010010" {
+			t.Expiry = "2212"
+		}
+	}
+	if *tags != "" {
+		for _, kv := range strings.Split(*tags, ",") {
+			k, v, ok := strings.Cut(kv, "=")
+			if !ok || len(k) != 2 {
+				return fail(env, "term: --tlv %q: want TAG=VALUE with a 2-character tag", kv)
+			}
+			t.TLV = append(t.TLV, [2]string{k, v})
+		}
+	} else {
+		t.TLV = demoIdentity[t.TID]
+	}
+	needPAN := true
+	switch kind {
+	case "purchase":
+	case "preauth":
+		t.MTI = "0100"
+	case "void":
+		t.ProcCode = message.PCVoid
+	case "refund":
+		t.ProcCode = message.PCRefund
+	case "balance":
+		t.ProcCode = message.PCBalance
+	case "reversal":
+		t.MTI, needPAN = "0400", false
+		t.Original = *orig
+		if len(t.Original) != 42 {
+			return fail(env, "term reversal: --original must be 42 digits (MTI, STAN, DE 7, zeros)")
+		}
+	case "echo", "signon", "signoff":
+		t.MTI, needPAN, t.TLV = "0800", false, nil
+		t.NetCode = map[string]string{"echo": message.NMEcho, "signon": message.NMSignOn, "signoff": message.NMSignOff}[kind]
+	default:
+		return fail(env, "term: unknown transaction %q (want %s)", kind, kinds)
+	}
+	if needPAN && t.PAN == "" {
+		return fail(env, "term %s: --pan is required", kind)
+	}
+	m, err := termclient.Build(t, d)
+	if err != nil {
+		return fail(env, "term: build request: %v", err)
+	}
+	c, err := termclient.Dial(*addr, d, nil)
+	if err != nil {
+		return fail(env, "term: %v", err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(env.Ctx, *timeout)
+	defer cancel()
+	start := time.Now()
+	resp, err := c.Send(ctx, m, nil)
+	if err != nil {
+		return fail(env, "term: %v", err)
+	}
+	r, err := termclient.Decode(resp)
+	if err != nil {
+		return fail(env, "term: %v", err)
+	}
+	if *asJSON {
+		b, _ := json.MarshalIndent(r, "", "  ")
+		fmt.Fprintln(env.Stdout, string(b))
+	} else {
+		fmt.Fprintf(env.Stdout, "%s  RC=%s  RRN=%s  AUTH=%s  STAN=%s  TID=%s", r.MTI, r.RC, r.RRN, r.AuthCode, r.STAN, r.TID)
+		if r.Reason != "" {
+			fmt.Fprintf(env.Stdout, "  RS=%s", r.Reason)
+		}
+		fmt.Fprintf(env.Stdout, "  (%s, %s)\n", describeRC(r.RC), time.Since(start).Round(time.Microsecond))
+	}
+	return 0
+}
+
+func describeRC(rc string) string {
+	if d, ok := rcText[rc]; ok {
+		return d
+	}
+	return "issuer code"
+}
+
+var rcText = map[string]string{
+	"00": "approved", "03": "invalid merchant", "05": "do not honour", "12": "invalid transaction",
+	"13": "invalid amount", "14": "invalid card number", "15": "no such issuer", "25": "original not found",
+	"30": "format error", "51": "insufficient funds", "54": "expired card", "55": "incorrect PIN",
+	"57": "not permitted to cardholder", "58": "not permitted to terminal", "59": "suspected fraud",
+	"61": "exceeds amount limit", "63": "security violation", "65": "exceeds frequency limit",
+	"91": "issuer unavailable", "94": "duplicate transmission", "95": "reconciliation error", "96": "system malfunction",
+}

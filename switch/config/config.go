@@ -1,0 +1,389 @@
+// Package config is the switch's configuration: one YAML file, typed, with defaults,
+// validated at start with errors that name the key and the problem.
+package config
+
+import (
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/switchyard/switchyard/switch/admin"
+	"github.com/switchyard/switchyard/switch/message"
+)
+
+// Duration is a time.Duration written as "10s", "5m".
+type Duration time.Duration
+
+// UnmarshalYAML parses a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return err
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration like 10s or 5m", n.Line, s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML writes the duration as a string.
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// D returns the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Config is the whole configuration of `switchyard serve`.
+type Config struct {
+	// DataDir holds the Badger database (journal, registry, keys, risk state).
+	DataDir string `yaml:"data_dir"`
+	// Demo loads the demo fleet, its test keys and the built-in demo issuer.
+	Demo bool `yaml:"demo"`
+	// RulesDir is the directory of risk rule files.
+	RulesDir string `yaml:"rules_dir"`
+	// Timezone is the acquirer's local time zone (IANA name), for rules on local time.
+	Timezone string `yaml:"timezone"`
+
+	Log        Log        `yaml:"log"`
+	Admin      Admin      `yaml:"admin"`
+	Listeners  []Listener `yaml:"listeners"`
+	Limits     Limits     `yaml:"limits"`
+	Issuers    []Issuer   `yaml:"issuers"`
+	Routes     []Route    `yaml:"routes"`
+	DemoIssuer DemoIssuer `yaml:"demo_issuer"`
+	Journal    Journal    `yaml:"journal"`
+	Security   Security   `yaml:"security"`
+	Shutdown   Shutdown   `yaml:"shutdown"`
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error (default info)
+	Format string `yaml:"format"` // json (default) or console
+	// TxnLines logs one line per transaction (default true).
+	TxnLines *bool `yaml:"txn_lines"`
+}
+
+// Admin configures the admin HTTP server.
+type Admin struct {
+	Addr   string        `yaml:"addr"` // default 127.0.0.1:8080
+	Tokens []admin.Token `yaml:"tokens"`
+	// TokensFile is a YAML list of tokens, kept out of the main file.
+	TokensFile string `yaml:"tokens_file"`
+}
+
+// Listener is one terminal listener.
+type Listener struct {
+	Name        string   `yaml:"name"`
+	Addr        string   `yaml:"addr"`
+	Dialect     string   `yaml:"dialect"`      // ascii (default) or ascii-binary-bitmap
+	IdleTimeout Duration `yaml:"idle_timeout"` // default 5m
+	MaxInFlight int      `yaml:"max_in_flight"`
+	TLS         *TLS     `yaml:"tls"`
+}
+
+// TLS configures TLS on a listener.
+type TLS struct {
+	CertFile     string `yaml:"cert_file"`
+	KeyFile      string `yaml:"key_file"`
+	ClientCAFile string `yaml:"client_ca_file"` // when set, client certificates are required
+}
+
+// Limits bound the work in progress.
+type Limits struct {
+	// MaxInFlight is the most requests in progress over all connections (default 20000).
+	MaxInFlight int `yaml:"max_in_flight"`
+}
+
+// Issuer is one issuer host.
+type Issuer struct {
+	ID          string   `yaml:"id"`
+	Addrs       []string `yaml:"addrs"`
+	Timeout     Duration `yaml:"timeout"`    // default 10s
+	EchoEvery   Duration `yaml:"echo_every"` // default 30s
+	Connections int      `yaml:"connections"`
+	AcquirerID  string   `yaml:"acquirer_id"`
+}
+
+// Route sends PANs starting with Prefix to Issuer.
+type Route struct {
+	Prefix string `yaml:"prefix"`
+	Issuer string `yaml:"issuer"`
+}
+
+// DemoIssuer configures the built-in demo issuer (demo mode only).
+type DemoIssuer struct {
+	Addr string `yaml:"addr"` // default 127.0.0.1:0 (any free port)
+}
+
+// Journal configures the journal.
+type Journal struct {
+	MaxBatch int      `yaml:"max_batch"`
+	Window   Duration `yaml:"window"`
+}
+
+// Security holds the secrets of the switch that are not keys of the key store.
+type Security struct {
+	// CardHashKeyHex keys the HMAC that stands for PANs (at least 16 bytes, hex).
+	CardHashKeyHex string `yaml:"card_hash_key_hex"`
+	// CardHashKeyFile holds the same in a file (refused when readable by others).
+	CardHashKeyFile string `yaml:"card_hash_key_file"`
+}
+
+// Shutdown configures graceful drain.
+type Shutdown struct {
+	DrainTimeout Duration `yaml:"drain_timeout"` // default 30s
+}
+
+// DemoCardHashKey is the public card hash key of demo mode.
+const DemoCardHashKey = "5357495443485941524444454d4f2d4b45592d464f522d504154482d48415348"
+
+// Demo returns the configuration of `serve --demo`.
+func Demo() *Config {
+	c := &Config{
+		DataDir:  "./data",
+		Demo:     true,
+		RulesDir: "./rules",
+		Listeners: []Listener{
+			{Name: "ascii", Addr: "127.0.0.1:8583", Dialect: string(message.DialectASCII)},
+			{Name: "binary-bitmap", Addr: "127.0.0.1:8584", Dialect: string(message.DialectASCIIBinaryBitmap)},
+		},
+		Admin:    Admin{Addr: "127.0.0.1:8080"},
+		Routes:   []Route{{Prefix: "476173", Issuer: "demo"}},
+		Security: Security{CardHashKeyHex: DemoCardHashKey},
+	}
+	c.ApplyDefaults()
+	return c
+}
+
+// Load reads and validates a YAML configuration file. Unknown keys are errors.
+func Load(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(b, path)
+}
+
+// Parse parses and validates YAML configuration; name is used in errors.
+func Parse(b []byte, name string) (*Config, error) {
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("config %s: %w", name, err)
+	}
+	c.ApplyDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", name, err)
+	}
+	return &c, nil
+}
+
+// ApplyDefaults fills unset values with their defaults.
+func (c *Config) ApplyDefaults() {
+	if c.DataDir == "" {
+		c.DataDir = "./data"
+	}
+	if c.RulesDir == "" {
+		c.RulesDir = "./rules"
+	}
+	if c.Timezone == "" {
+		c.Timezone = "Asia/Shanghai"
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "json"
+	}
+	if c.Log.TxnLines == nil {
+		t := true
+		c.Log.TxnLines = &t
+	}
+	if c.Admin.Addr == "" {
+		c.Admin.Addr = "127.0.0.1:8080"
+	}
+	for i := range c.Listeners {
+		l := &c.Listeners[i]
+		if l.Dialect == "" {
+			l.Dialect = string(message.DialectASCII)
+		}
+		if l.IdleTimeout == 0 {
+			l.IdleTimeout = Duration(5 * time.Minute)
+		}
+		if l.MaxInFlight == 0 {
+			l.MaxInFlight = 256
+		}
+		if l.Name == "" {
+			l.Name = fmt.Sprintf("listener-%d", i)
+		}
+	}
+	if c.Limits.MaxInFlight == 0 {
+		c.Limits.MaxInFlight = 20000
+	}
+	for i := range c.Issuers {
+		is := &c.Issuers[i]
+		if is.Timeout == 0 {
+			is.Timeout = Duration(10 * time.Second)
+		}
+		if is.EchoEvery == 0 {
+			is.EchoEvery = Duration(30 * time.Second)
+		}
+		if is.Connections == 0 {
+			is.Connections = 2
+		}
+	}
+	if c.DemoIssuer.Addr == "" {
+		c.DemoIssuer.Addr = "127.0.0.1:0"
+	}
+	if c.Journal.MaxBatch == 0 {
+		c.Journal.MaxBatch = 4096
+	}
+	if c.Shutdown.DrainTimeout == 0 {
+		c.Shutdown.DrainTimeout = Duration(30 * time.Second)
+	}
+}
+
+// Validate checks the configuration and names the first key at fault.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if _, err := time.LoadLocation(c.Timezone); err != nil {
+		bad("timezone", "%q is not an IANA time zone", c.Timezone)
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "json", "console":
+	default:
+		bad("log.format", "%q is not json or console", c.Log.Format)
+	}
+	checkAddr := func(key, addr string) {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			bad(key, "%q is not host:port", addr)
+		}
+	}
+	checkAddr("admin.addr", c.Admin.Addr)
+	if _, err := admin.NewAuthenticator(c.Admin.Tokens); err != nil {
+		bad("admin.tokens", "%v", err)
+	}
+	if len(c.Listeners) == 0 {
+		bad("listeners", "at least one terminal listener is required")
+	}
+	names := map[string]bool{}
+	for i, l := range c.Listeners {
+		key := fmt.Sprintf("listeners[%d]", i)
+		if names[l.Name] {
+			bad(key+".name", "%q is used twice", l.Name)
+		}
+		names[l.Name] = true
+		checkAddr(key+".addr", l.Addr)
+		if _, err := message.ParseDialect(l.Dialect); err != nil {
+			bad(key+".dialect", "%v", err)
+		}
+		if l.IdleTimeout.D() < time.Second {
+			bad(key+".idle_timeout", "%s is shorter than 1s", l.IdleTimeout.D())
+		}
+		if l.MaxInFlight < 1 || l.MaxInFlight > 65536 {
+			bad(key+".max_in_flight", "%d is not between 1 and 65536", l.MaxInFlight)
+		}
+		if l.TLS != nil && (l.TLS.CertFile == "" || l.TLS.KeyFile == "") {
+			bad(key+".tls", "cert_file and key_file are both required")
+		}
+	}
+	if c.Limits.MaxInFlight < 1 {
+		bad("limits.max_in_flight", "%d is not positive", c.Limits.MaxInFlight)
+	}
+	issuers := map[string]bool{}
+	if c.Demo {
+		issuers["demo"] = true
+		checkAddr("demo_issuer.addr", c.DemoIssuer.Addr)
+	}
+	for i, is := range c.Issuers {
+		key := fmt.Sprintf("issuers[%d]", i)
+		if is.ID == "" {
+			bad(key+".id", "required")
+		}
+		if issuers[is.ID] {
+			bad(key+".id", "%q is defined twice (the demo issuer is \"demo\")", is.ID)
+		}
+		issuers[is.ID] = true
+		if len(is.Addrs) == 0 {
+			bad(key+".addrs", "at least one host:port is required")
+		}
+		for j, a := range is.Addrs {
+			checkAddr(fmt.Sprintf("%s.addrs[%d]", key, j), a)
+		}
+		if is.Timeout.D() < 10*time.Millisecond || is.Timeout.D() > 2*time.Minute {
+			bad(key+".timeout", "%s is not between 10ms and 2m", is.Timeout.D())
+		}
+		if is.Connections < 1 || is.Connections > 64 {
+			bad(key+".connections", "%d is not between 1 and 64", is.Connections)
+		}
+	}
+	for i, r := range c.Routes {
+		key := fmt.Sprintf("routes[%d]", i)
+		if r.Prefix == "" || len(r.Prefix) > 11 || strings.Trim(r.Prefix, "0123456789") != "" {
+			bad(key+".prefix", "%q is not 1 to 11 digits", r.Prefix)
+		}
+		if !issuers[r.Issuer] {
+			bad(key+".issuer", "%q is not a configured issuer", r.Issuer)
+		}
+	}
+	if c.Journal.MaxBatch < 1 {
+		bad("journal.max_batch", "%d is not positive", c.Journal.MaxBatch)
+	}
+	if c.Security.CardHashKeyHex != "" && c.Security.CardHashKeyFile != "" {
+		bad("security", "give card_hash_key_hex or card_hash_key_file, not both")
+	}
+	if c.Security.CardHashKeyHex == "" && c.Security.CardHashKeyFile == "" {
+		bad("security.card_hash_key_hex", "required (or security.card_hash_key_file)")
+	}
+	if c.Security.CardHashKeyHex != "" {
+		if k, err := hex.DecodeString(c.Security.CardHashKeyHex); err != nil || len(k) < 16 {
+			bad("security.card_hash_key_hex", "not hex of at least 16 bytes")
+		}
+	}
+	if !c.Demo && c.Security.CardHashKeyHex == DemoCardHashKey {
+		bad("security.card_hash_key_hex", "the public demo key is refused outside demo mode")
+	}
+	return errors.Join(errs...)
+}
+
+// CardHashKey returns the card hash key from the file or the hex value.
+func (c *Config) CardHashKey() ([]byte, error) {
+	s := c.Security.CardHashKeyHex
+	if c.Security.CardHashKeyFile != "" {
+		fi, err := os.Stat(c.Security.CardHashKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("security.card_hash_key_file: %w", err)
+		}
+		if fi.Mode().Perm()&0o077 != 0 {
+			return nil, fmt.Errorf("security.card_hash_key_file: %s is readable by others (mode %v); chmod 600 it", c.Security.CardHashKeyFile, fi.Mode().Perm())
+		}
+		b, err := os.ReadFile(c.Security.CardHashKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("security.card_hash_key_file: %w", err)
+		}
+		s = strings.TrimSpace(string(b))
+	}
+	k, err := hex.DecodeString(s)
+	if err != nil || len(k) < 16 {
+		return nil, errors.New("security: card hash key is not hex of at least 16 bytes")
+	}
+	return k, nil
+}

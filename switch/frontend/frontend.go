@@ -1,0 +1,408 @@
+// Package frontend is the terminals' side of the switch: TCP (optionally TLS)
+// listeners that frame messages, run many requests of one connection at once with
+// bounded concurrency, write responses in any order, and close idle or misbehaving
+// connections.
+package frontend
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/switchyard/switchyard/switch/message"
+)
+
+// Conn describes the connection a request came on.
+type Conn struct {
+	ID       uint64
+	Listener string
+	Dialect  message.Dialect
+	Remote   netip.AddrPort
+}
+
+// Response is the answer to one request.
+type Response struct {
+	// Body is the message to send back; nil sends nothing.
+	Body []byte
+	// Sent, if not nil, is called once the response was written to the socket
+	// (delivered = true) or could not be (false), so that an undeliverable approval
+	// can be reversed.
+	Sent func(delivered bool)
+}
+
+// Processor handles one request body. An error means the request cannot be answered:
+// the connection is closed and the error logged.
+type Processor interface {
+	Process(ctx context.Context, c *Conn, body []byte) (Response, error)
+}
+
+// Config configures one listener.
+type Config struct {
+	Name    string          // for logs and metrics
+	Addr    string          // host:port
+	Dialect message.Dialect // the encoding the terminals speak
+	TLS     *tls.Config     // nil for plain TCP
+	// IdleTimeout closes a connection that sent nothing for this long (default 5 min).
+	IdleTimeout time.Duration
+	// MaxInFlightPerConn bounds the requests of one connection in progress at once;
+	// past it the switch stops reading that connection (default 256).
+	MaxInFlightPerConn int
+	// MaxBody is the frame limit (default message.MaxBody).
+	MaxBody int
+}
+
+// Limiter bounds the requests in progress over all listeners. A nil Limiter has no bound.
+type Limiter chan struct{}
+
+// NewLimiter returns a Limiter for n requests.
+func NewLimiter(n int) Limiter { return make(Limiter, n) }
+
+// Metrics receives the front-end's counts; all methods must be safe for concurrent use.
+type Metrics interface {
+	ConnOpened(listener string)
+	ConnClosed(listener, reason string)
+	ProtocolError(listener, reason string)
+}
+
+// Listener serves one terminal listening address.
+type Listener struct {
+	cfg     Config
+	proc    Processor
+	limit   Limiter
+	log     zerolog.Logger
+	metrics Metrics
+
+	ln      net.Listener
+	nextID  atomic.Uint64
+	mu      sync.Mutex
+	conns   map[*serverConn]struct{}
+	closing bool
+	wg      sync.WaitGroup // connections
+	reqs    sync.WaitGroup // requests in progress
+}
+
+// Listen opens the listening socket. Serve must be called to accept connections.
+func Listen(cfg Config, proc Processor, limit Limiter, log zerolog.Logger, m Metrics) (*Listener, error) {
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = 5 * time.Minute
+	}
+	if cfg.MaxInFlightPerConn <= 0 {
+		cfg.MaxInFlightPerConn = 256
+	}
+	if cfg.MaxBody <= 0 {
+		cfg.MaxBody = message.MaxBody
+	}
+	if cfg.Dialect == "" {
+		cfg.Dialect = message.DialectASCII
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("listener %s: %w", cfg.Name, err)
+	}
+	if cfg.TLS != nil {
+		ln = tls.NewListener(ln, cfg.TLS)
+	}
+	return &Listener{cfg: cfg, proc: proc, limit: limit, log: log.With().Str("listener", cfg.Name).Logger(),
+		metrics: m, ln: ln, conns: map[*serverConn]struct{}{}}, nil
+}
+
+// Addr is the address the listener is bound to.
+func (l *Listener) Addr() net.Addr { return l.ln.Addr() }
+
+// Serve accepts connections until Close. Temporary accept errors (such as running out
+// of file descriptors) are logged and retried with backoff; the listener survives them.
+func (l *Listener) Serve() error {
+	var backoff time.Duration
+	for {
+		nc, err := l.ln.Accept()
+		if err != nil {
+			if l.isClosing() {
+				return nil
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return err
+			}
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			l.log.Error().Err(err).Dur("retry_in", backoff).Msg("accept failed")
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		if tc, ok := nc.(*net.TCPConn); ok {
+			_ = tc.SetNoDelay(true)
+			_ = tc.SetKeepAlive(true)
+		}
+		c := &serverConn{l: l, nc: nc, out: make(chan outMsg, l.cfg.MaxInFlightPerConn),
+			sem: make(chan struct{}, l.cfg.MaxInFlightPerConn)}
+		c.info = Conn{ID: l.nextID.Add(1), Listener: l.cfg.Name, Dialect: l.cfg.Dialect}
+		if ap, err := netip.ParseAddrPort(nc.RemoteAddr().String()); err == nil {
+			c.info.Remote = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+		}
+		l.mu.Lock()
+		if l.closing {
+			l.mu.Unlock()
+			nc.Close()
+			return nil
+		}
+		l.conns[c] = struct{}{}
+		l.wg.Add(1)
+		l.mu.Unlock()
+		if l.metrics != nil {
+			l.metrics.ConnOpened(l.cfg.Name)
+		}
+		go c.serve()
+	}
+}
+
+func (l *Listener) isClosing() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.closing
+}
+
+// StopAccepting closes the listening socket; open connections go on.
+func (l *Listener) StopAccepting() {
+	l.mu.Lock()
+	l.closing = true
+	l.mu.Unlock()
+	_ = l.ln.Close()
+}
+
+// Drain stops accepting, stops reading new requests, waits until the requests in
+// progress are answered or ctx ends, then closes every connection.
+func (l *Listener) Drain(ctx context.Context) error {
+	l.StopAccepting()
+	l.mu.Lock()
+	for c := range l.conns {
+		c.stopReading()
+	}
+	l.mu.Unlock()
+	done := make(chan struct{})
+	go func() { l.reqs.Wait(); close(done) }()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = fmt.Errorf("listener %s: drain: %w", l.cfg.Name, ctx.Err())
+	}
+	l.Close()
+	return err
+}
+
+// Close stops accepting and closes every connection at once.
+func (l *Listener) Close() {
+	l.StopAccepting()
+	l.mu.Lock()
+	for c := range l.conns {
+		c.close("listener closed")
+	}
+	l.mu.Unlock()
+	l.wg.Wait()
+}
+
+// ConnCount returns the number of open connections.
+func (l *Listener) ConnCount() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.conns)
+}
+
+type serverConn struct {
+	l    *Listener
+	nc   net.Conn
+	info Conn
+	out  chan outMsg   // framed responses for the writer
+	sem  chan struct{} // requests of this connection in progress
+
+	closeOnce sync.Once
+	reason    string
+	stopped   atomic.Bool
+}
+
+type outMsg struct {
+	frame []byte
+	sent  func(bool)
+}
+
+func (c *serverConn) stopReading() {
+	c.stopped.Store(true)
+	_ = c.nc.SetReadDeadline(time.Now())
+}
+
+func (c *serverConn) close(reason string) {
+	c.closeOnce.Do(func() {
+		c.reason = reason
+		_ = c.nc.Close()
+	})
+}
+
+func (c *serverConn) serve() {
+	l := c.l
+	var inflight sync.WaitGroup
+	writerDone := make(chan struct{})
+	go func() { c.writeLoop(); close(writerDone) }()
+	ctx, cancel := context.WithCancel(context.Background())
+
+	reason := c.readLoop(ctx, &inflight)
+	c.l.log.Debug().Uint64("conn", c.info.ID).Str("remote", c.info.Remote.String()).Str("reason", reason).Msg("connection reading stopped")
+	inflight.Wait() // answers of requests already read still go out
+	cancel()
+	close(c.out)
+	<-writerDone
+	c.close(reason)
+	if l.metrics != nil {
+		l.metrics.ConnClosed(l.cfg.Name, c.reason)
+	}
+	l.mu.Lock()
+	delete(l.conns, c)
+	l.mu.Unlock()
+	l.wg.Done()
+}
+
+// readLoop reads frames and starts a request for each; it returns why it stopped.
+func (c *serverConn) readLoop(ctx context.Context, inflight *sync.WaitGroup) string {
+	l := c.l
+	r := bufio.NewReaderSize(c.nc, 8192)
+	for {
+		if c.stopped.Load() {
+			return "draining"
+		}
+		_ = c.nc.SetReadDeadline(time.Now().Add(l.cfg.IdleTimeout))
+		body, err := ReadFrame(r, nil, l.cfg.MaxBody)
+		if err != nil {
+			switch {
+			case c.stopped.Load():
+				return "draining"
+			case errors.Is(err, io.EOF):
+				return "closed by peer"
+			case errors.Is(err, ErrFrameTooLong):
+				l.log.Warn().Uint64("conn", c.info.ID).Str("remote", c.info.Remote.String()).Err(err).Msg("protocol error: closing connection")
+				l.protoErr("frame-too-long")
+				return "frame too long"
+			case isTimeout(err):
+				l.log.Info().Uint64("conn", c.info.ID).Str("remote", c.info.Remote.String()).Dur("idle", l.cfg.IdleTimeout).Msg("idle connection closed")
+				return "idle timeout"
+			case errors.Is(err, net.ErrClosed):
+				return "closed"
+			default:
+				l.log.Info().Uint64("conn", c.info.ID).Str("remote", c.info.Remote.String()).Err(err).Msg("connection read failed")
+				return "read error"
+			}
+		}
+		if len(body) == 0 {
+			l.log.Warn().Uint64("conn", c.info.ID).Str("remote", c.info.Remote.String()).Msg("protocol error: empty frame; closing connection")
+			l.protoErr("empty-frame")
+			return "empty frame"
+		}
+		// Back-pressure: wait for a slot of this connection, then one of the switch.
+		c.sem <- struct{}{}
+		if l.limit != nil {
+			l.limit <- struct{}{}
+		}
+		inflight.Add(1)
+		l.reqs.Add(1)
+		go c.handle(ctx, body, inflight)
+	}
+}
+
+func (l *Listener) protoErr(reason string) {
+	if l.metrics != nil {
+		l.metrics.ProtocolError(l.cfg.Name, reason)
+	}
+}
+
+func (c *serverConn) handle(ctx context.Context, body []byte, inflight *sync.WaitGroup) {
+	l := c.l
+	defer func() {
+		if p := recover(); p != nil {
+			l.log.Error().Uint64("conn", c.info.ID).Interface("panic", p).Msg("request handler panicked; closing connection")
+			c.close("handler panic")
+		}
+		<-c.sem
+		if l.limit != nil {
+			<-l.limit
+		}
+		l.reqs.Done()
+		inflight.Done()
+	}()
+	resp, err := l.proc.Process(ctx, &c.info, body)
+	if err != nil {
+		l.log.Warn().Uint64("conn", c.info.ID).Str("remote", c.info.Remote.String()).Err(err).Msg("unanswerable request: closing connection")
+		l.protoErr("unanswerable")
+		c.stopReading()
+		c.close(err.Error())
+		return
+	}
+	if resp.Body != nil {
+		c.out <- outMsg{AppendFrame(make([]byte, 0, len(resp.Body)+2), resp.Body), resp.Sent}
+	} else if resp.Sent != nil {
+		resp.Sent(false)
+	}
+}
+
+// writeLoop writes responses, coalescing those that are ready into one write, and
+// reports each one's delivery.
+func (c *serverConn) writeLoop() {
+	w := bufio.NewWriterSize(c.nc, 16384)
+	broken := false
+	var batch []outMsg
+	for m := range c.out {
+		if broken {
+			notify(m, false)
+			continue
+		}
+		batch = append(batch[:0], m)
+	more:
+		for len(batch) < 64 {
+			select {
+			case m, ok := <-c.out:
+				if !ok {
+					break more
+				}
+				batch = append(batch, m)
+			default:
+				break more
+			}
+		}
+		var err error
+		for _, m := range batch {
+			if err == nil {
+				_, err = w.Write(m.frame)
+			}
+		}
+		if err == nil {
+			_ = c.nc.SetWriteDeadline(time.Now().Add(30 * time.Second))
+			err = w.Flush()
+		}
+		for _, m := range batch {
+			notify(m, err == nil)
+		}
+		if err != nil {
+			c.l.log.Info().Uint64("conn", c.info.ID).Err(err).Msg("connection write failed")
+			broken = true
+			c.stopReading()
+			c.close("write error")
+		}
+	}
+}
+
+func notify(m outMsg, delivered bool) {
+	if m.sent != nil {
+		m.sent(delivered)
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}

@@ -1,0 +1,272 @@
+package issuer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync/atomic"
+	"time"
+
+	"github.com/moov-io/iso8583"
+	connection "github.com/moov-io/iso8583-connection"
+	"github.com/rs/zerolog"
+
+	"github.com/switchyard/switchyard/switch/message"
+)
+
+// Errors of Send.
+var (
+	// ErrTimeout: the issuer did not answer within the timeout.
+	ErrTimeout = errors.New("issuer did not answer in time")
+	// ErrUnavailable: no signed-on connection to the issuer.
+	ErrUnavailable = errors.New("issuer unavailable: no signed-on connection")
+)
+
+// Config configures the link to one issuer.
+type Config struct {
+	ID        string
+	Addrs     []string      // endpoints, host:port
+	Timeout   time.Duration // per request (default 10 s)
+	EchoEvery time.Duration // echo after this long without traffic (default 30 s)
+	// Connections per endpoint (default 2).
+	Connections int
+	// ReconnectWait and MaxReconnectWait bound the reconnect backoff (defaults 1 s, 30 s).
+	ReconnectWait, MaxReconnectWait time.Duration
+	// AcquirerID is sent in DE 32.
+	AcquirerID string
+}
+
+// Link is the switch's connection pool to one issuer.
+type Link struct {
+	cfg  Config
+	pool *connection.Pool
+	log  zerolog.Logger
+	stan atomic.Uint32
+
+	// OnLate, if set, is called with an answer that arrived after its request timed out.
+	OnLate func(m *iso8583.Message)
+}
+
+// requestID matches answers to requests on DE 11 (the link's own STAN) plus DE 37 (the
+// switch's RRN) or, for network management, DE 70: two in-flight requests never share it.
+type requestID struct{}
+
+func (requestID) GenerateRequestID(m *iso8583.Message) (string, error) {
+	stan, err := m.GetString(11)
+	if err != nil || stan == "" {
+		return "", fmt.Errorf("message without DE 11")
+	}
+	if m.GetField(37) != nil {
+		rrn, _ := m.GetString(37)
+		return stan + "/" + rrn, nil
+	}
+	nm := ""
+	if m.GetField(70) != nil {
+		nm, _ = m.GetString(70)
+	}
+	return stan + "/N" + nm, nil
+}
+
+// Dial starts the link's pool. It does not fail when the issuer is down: the pool keeps
+// reconnecting in the background, and Send answers ErrUnavailable meanwhile.
+func Dial(cfg Config, log zerolog.Logger) (*Link, error) {
+	if cfg.ID == "" || len(cfg.Addrs) == 0 {
+		return nil, fmt.Errorf("issuer link: id and at least one address are required (got id %q, %d addresses)", cfg.ID, len(cfg.Addrs))
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	if cfg.EchoEvery <= 0 {
+		cfg.EchoEvery = 30 * time.Second
+	}
+	if cfg.Connections <= 0 {
+		cfg.Connections = 2
+	}
+	if cfg.ReconnectWait <= 0 {
+		cfg.ReconnectWait = time.Second
+	}
+	if cfg.MaxReconnectWait <= 0 {
+		cfg.MaxReconnectWait = 30 * time.Second
+	}
+	if cfg.AcquirerID == "" {
+		cfg.AcquirerID = "00000000001"
+	}
+	l := &Link{cfg: cfg, log: log.With().Str("issuer", cfg.ID).Logger()}
+	factory := func(addr string) (*connection.Connection, error) {
+		return connection.New(addr, message.SpecASCII, readLength, writeLength,
+			connection.ConnectTimeout(3*time.Second),
+			connection.SendTimeout(cfg.Timeout),
+			connection.IdleTime(cfg.EchoEvery),
+			connection.ReadTimeout(24*time.Hour),
+			connection.PingHandler(l.echo),
+			connection.InboundMessageHandler(l.inbound),
+			connection.ErrorHandler(func(err error) { l.log.Debug().Err(err).Msg("issuer connection error") }),
+			connection.OnConnect(l.signOn),
+			func(o *connection.Options) error {
+				o.RequestIDGenerator = requestID{}
+				o.MessageWriter = oneWriteWriter{}
+				return nil
+			},
+		)
+	}
+	var addrs []string
+	for _, a := range cfg.Addrs {
+		for i := 0; i < cfg.Connections; i++ {
+			addrs = append(addrs, a)
+		}
+	}
+	pool, err := connection.NewPool(factory, addrs,
+		connection.PoolMinConnections(0),
+		connection.PoolReconnectWait(cfg.ReconnectWait),
+		connection.PoolMaxReconnectWait(cfg.MaxReconnectWait),
+		connection.PoolConnectionsFilter(func(c *connection.Connection) bool { return c.Status() == connection.StatusOnline }),
+		connection.PoolErrorHandler(func(err error) { l.log.Warn().Err(err).Msg("issuer link") }),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("issuer %s: pool: %w", cfg.ID, err)
+	}
+	l.pool = pool
+	if err := pool.Connect(); err != nil {
+		return nil, fmt.Errorf("issuer %s: connect: %w", cfg.ID, err)
+	}
+	return l, nil
+}
+
+// ID returns the issuer's ID.
+func (l *Link) ID() string { return l.cfg.ID }
+
+// Up reports whether at least one connection is signed on.
+func (l *Link) Up() bool { return l.pool.IsUp() }
+
+// Close closes every connection.
+func (l *Link) Close() error { return l.pool.Close() }
+
+// NextSTAN returns the link's next STAN, 000001 to 999999.
+func (l *Link) NextSTAN() string {
+	n := l.stan.Add(1)%999999 + 1
+	return fmt.Sprintf("%06d", n)
+}
+
+func (l *Link) signOn(c *connection.Connection) error {
+	m := iso8583.NewMessage(message.SpecASCII)
+	m.MTI("0800")
+	_ = m.Field(7, message.FormatDE7(time.Now()))
+	_ = m.Field(11, l.NextSTAN())
+	_ = m.Field(70, message.NMSignOn)
+	resp, err := c.Send(m, connection.SendTimeout(5*time.Second))
+	if err != nil {
+		return fmt.Errorf("sign-on to %s: %w", c.Addr(), err)
+	}
+	if rc, _ := resp.GetString(39); rc != message.RCApproved {
+		return fmt.Errorf("sign-on to %s refused with %q", c.Addr(), rc)
+	}
+	c.SetStatus(connection.StatusOnline)
+	l.log.Info().Str("addr", c.Addr()).Msg("signed on to issuer")
+	return nil
+}
+
+func (l *Link) echo(c *connection.Connection) {
+	m := iso8583.NewMessage(message.SpecASCII)
+	m.MTI("0800")
+	_ = m.Field(7, message.FormatDE7(time.Now()))
+	_ = m.Field(11, l.NextSTAN())
+	_ = m.Field(70, message.NMEcho)
+	if _, err := c.Send(m, connection.SendTimeout(5*time.Second)); err != nil {
+		l.log.Warn().Str("addr", c.Addr()).Err(err).Msg("echo to issuer failed; closing connection")
+		_ = c.Close()
+	}
+}
+
+// inbound handles issuer-initiated messages (0800 is answered) and late answers.
+func (l *Link) inbound(c *connection.Connection, m *iso8583.Message) {
+	mti, _ := m.GetMTI()
+	switch {
+	case mti == "0800":
+		resp := iso8583.NewMessage(message.SpecASCII)
+		resp.MTI("0810")
+		for _, id := range []int{7, 11, 70} {
+			if v, _ := m.GetString(id); v != "" {
+				_ = resp.Field(id, v)
+			}
+		}
+		_ = resp.Field(39, message.RCApproved)
+		if err := c.Reply(resp); err != nil {
+			l.log.Warn().Err(err).Msg("answering issuer 0800")
+		}
+	case len(mti) == 4 && (mti[2] == '1' || mti[2] == '3'):
+		if l.OnLate != nil {
+			l.OnLate(m)
+		} else {
+			rrn, _ := m.GetString(37)
+			l.log.Warn().Str("mti", mti).Str("rrn", rrn).Msg("late issuer answer dropped")
+		}
+	default:
+		l.log.Warn().Str("mti", mti).Msg("unexpected message from issuer ignored")
+	}
+}
+
+// Send sends m (which must carry DE 11 from NextSTAN and, for financial messages,
+// DE 37) and waits for the answer up to timeout (0: the link's timeout).
+func (l *Link) Send(ctx context.Context, m *iso8583.Message, timeout time.Duration) (*iso8583.Message, error) {
+	if timeout <= 0 {
+		timeout = l.cfg.Timeout
+	}
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < timeout {
+		timeout = time.Until(dl)
+	}
+	c, err := l.pool.Get()
+	if err != nil {
+		return nil, ErrUnavailable
+	}
+	resp, err := c.Send(m, connection.SendTimeout(timeout))
+	switch {
+	case err == nil:
+		return resp, nil
+	case errors.Is(err, connection.ErrSendTimeout):
+		return nil, ErrTimeout
+	case errors.Is(err, connection.ErrConnectionClosed):
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return nil, fmt.Errorf("issuer %s: %w", l.cfg.ID, err)
+}
+
+// AcquirerID is the value the link puts in DE 32.
+func (l *Link) AcquirerID() string { return l.cfg.AcquirerID }
+
+// Timeout is the link's per-request timeout.
+func (l *Link) Timeout() time.Duration { return l.cfg.Timeout }
+
+func readLength(r io.Reader) (int, error) {
+	var b [2]byte
+	if _, err := io.ReadFull(r, b[:]); err != nil {
+		return 0, err
+	}
+	return int(b[0])<<8 | int(b[1]), nil
+}
+
+func writeLength(w io.Writer, n int) (int, error) {
+	if n > 0xFFFF {
+		return 0, fmt.Errorf("message of %d bytes does not fit a 2-byte length header", n)
+	}
+	return w.Write([]byte{byte(n >> 8), byte(n)})
+}
+
+
+// oneWriteWriter packs a message and writes it with its length header in one write, so
+// that a message costs one syscall, not two.
+type oneWriteWriter struct{}
+
+func (oneWriteWriter) WriteMessage(w io.Writer, m *iso8583.Message) error {
+	body, err := m.Pack()
+	if err != nil {
+		return err
+	}
+	if len(body) > 0xFFFF {
+		return fmt.Errorf("message of %d bytes does not fit a 2-byte length header", len(body))
+	}
+	buf := make([]byte, 0, len(body)+2)
+	buf = append(buf, byte(len(body)>>8), byte(len(body)))
+	_, err = w.Write(append(buf, body...))
+	return err
+}

@@ -1,0 +1,115 @@
+// Package journal records every transaction the switch handles, with each state it went
+// through, durably before the terminal is answered, and answers queries over them. The
+// embedded implementation keeps it in Badger with group commit.
+package journal
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// State is a step of a transaction's life.
+type State string
+
+// The states a journal record goes through.
+const (
+	StateReceived  State = "received"   // decoded and accepted for processing
+	StateSent      State = "sent"       // forwarded to the issuer
+	StateAnswered  State = "answered"   // the issuer answered
+	StateTimedOut  State = "timed_out"  // the issuer did not answer in time (owes a reversal)
+	StateDeclined  State = "declined"   // the switch declined without the issuer
+	StateResponded State = "responded"  // the response was written to the terminal
+	StateUndeliver State = "undelivered" // the response could not be written
+	StateReversed  State = "reversed"   // reversed (by the terminal or the switch)
+)
+
+// Event is one state change with its time.
+type Event struct {
+	State State     `json:"state"`
+	At    time.Time `json:"at"`
+	Note  string    `json:"note,omitempty"`
+}
+
+// RuleHit is one rule that matched, as the risk engine reported it.
+type RuleHit struct {
+	ID     string `json:"id"`
+	Action string `json:"action"`
+	Mode   string `json:"mode,omitempty"` // enforce or shadow
+	Reason string `json:"reason,omitempty"`
+	Score  int    `json:"score,omitempty"`
+}
+
+// Timings are the durations of the stages of a transaction, in microseconds.
+type Timings struct {
+	Decode  int64 `json:"decode_us"`
+	Checks  int64 `json:"checks_us,omitempty"`
+	Risk    int64 `json:"risk_us,omitempty"`
+	HSM     int64 `json:"hsm_us,omitempty"`
+	Issuer  int64 `json:"issuer_us,omitempty"`
+	Journal int64 `json:"journal_us,omitempty"`
+	Total   int64 `json:"total_us"`
+}
+
+// Record is one transaction. It never holds a clear PAN, track data, PIN block or key:
+// the card is kept as a masked PAN and a keyed hash for matching.
+type Record struct {
+	RRN      string    `json:"rrn"`
+	Received time.Time `json:"received"`
+	MTI      string    `json:"mti"`
+	Type     string    `json:"type"` // purchase, preauth, void, refund, balance, reversal, batch, network
+	ProcCode string    `json:"proc_code,omitempty"`
+	TID      string    `json:"tid"`
+	MID      string    `json:"mid,omitempty"`
+	STAN     string    `json:"stan"`
+	DE7      string    `json:"de7,omitempty"`
+	Listener string    `json:"listener,omitempty"`
+	Remote   string    `json:"remote,omitempty"`
+
+	PANMasked string `json:"pan,omitempty"`
+	CardHash  string `json:"card_hash,omitempty"`
+	Amount    int64  `json:"amount"`
+	Currency  string `json:"currency,omitempty"`
+	EntryMode string `json:"entry_mode,omitempty"`
+
+	Issuer     string `json:"issuer,omitempty"`
+	IssuerSTAN string `json:"issuer_stan,omitempty"`
+
+	State    State   `json:"state"`
+	Events   []Event `json:"events"`
+	RC       string  `json:"rc,omitempty"`
+	AuthCode string  `json:"auth_code,omitempty"`
+	// DecidedBy says who set the response code: issuer, switch, binding, risk, hsm, stand-in.
+	DecidedBy string `json:"decided_by,omitempty"`
+	Reason    string `json:"reason,omitempty"`
+
+	OriginalRRN string `json:"original_rrn,omitempty"`
+
+	RuleSet  string          `json:"rule_set,omitempty"`
+	RuleHits []RuleHit       `json:"rule_hits,omitempty"`
+	Facts    json.RawMessage `json:"facts,omitempty"` // the risk engine's input, for backtest and explain
+
+	Timings Timings `json:"timings"`
+}
+
+// Approved reports whether the record ended in an approval.
+func (r *Record) Approved() bool {
+	switch r.RC {
+	case "00", "08", "10", "11":
+		return true
+	}
+	return false
+}
+
+// AddEvent appends a state change and makes it the current state.
+func (r *Record) AddEvent(s State, at time.Time, note string) {
+	r.State = s
+	r.Events = append(r.Events, Event{State: s, At: at, Note: note})
+}
+
+// Query selects records. Empty fields do not filter; From and To bound the receive time
+// (To exclusive).
+type Query struct {
+	TID, MID, RRN string
+	From, To      time.Time
+	Limit         int // 0 = no limit
+}

@@ -1,0 +1,370 @@
+package journal
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// Key layout, all under "j/":
+//
+//	j/r/<rrn>                          the record (JSON)
+//	j/t/<unix nanos, 8 bytes BE><rrn>  time index
+//	j/T/<tid>/<nanos><rrn>             terminal index
+//	j/M/<mid>/<nanos><rrn>             merchant index
+//	j/seq/rrn                          RRN sequence
+const (
+	prefixRecord = "j/r/"
+	prefixTime   = "j/t/"
+	prefixTerm   = "j/T/"
+	prefixMerch  = "j/M/"
+	keyRRNSeq    = "j/seq/rrn"
+)
+
+// ErrNotFound is returned for an RRN the journal does not hold.
+var ErrNotFound = errors.New("journal: no such record")
+
+// ErrClosed is returned by writes after Close.
+var ErrClosed = errors.New("journal: closed")
+
+// Options tune the group commit.
+type Options struct {
+	// MaxBatch is the most records written with one sync (default 4096).
+	MaxBatch int
+	// Window is how long the committer waits for more records before a sync when the
+	// batch is small (default 0: sync as soon as the queue is empty; while one sync runs,
+	// the next batch gathers by itself).
+	Window time.Duration
+	// NoSync skips the fsync (tests of logic only; never in production).
+	NoSync bool
+}
+
+// Store is the Badger journal. It writes in groups: every record handed to Write
+// in the same window is committed by one Badger batch and one sync.
+type Store struct {
+	db   *badger.DB
+	opts Options
+	seq  *badger.Sequence
+
+	reqs   chan *writeReq
+	done   chan struct{}
+	mu     sync.RWMutex
+	closed bool
+
+	syncs   uint64 // number of syncs, for metrics
+	records uint64
+	statsMu sync.Mutex
+	onSync  func(batch int, d time.Duration)
+}
+
+type writeReq struct {
+	rec   []byte
+	rrn   string
+	index bool // write the indexes (first write of a record)
+	tid   string
+	mid   string
+	at    time.Time
+	done  chan error // nil: do not wait (not durable yet when Write returns)
+}
+
+// Open starts a journal on db (opened by the caller; other subsystems may share it
+// under other key prefixes).
+func Open(db *badger.DB, opts Options) (*Store, error) {
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = 4096
+	}
+	seq, err := db.GetSequence([]byte(keyRRNSeq), 10000)
+	if err != nil {
+		return nil, fmt.Errorf("journal: RRN sequence: %w", err)
+	}
+	s := &Store{db: db, opts: opts, seq: seq, reqs: make(chan *writeReq, 8192), done: make(chan struct{})}
+	go s.commitLoop()
+	return s, nil
+}
+
+// OnSync sets a function called after every group commit with its size and duration.
+func (s *Store) OnSync(f func(batch int, d time.Duration)) { s.onSync = f }
+
+// NextRRN returns a new retrieval reference number: 12 digits, unique across restarts.
+func (s *Store) NextRRN() (string, error) {
+	n, err := s.seq.Next()
+	if err != nil {
+		return "", fmt.Errorf("journal: next RRN: %w", err)
+	}
+	n = n%999999999999 + 1
+	var b [12]byte
+	for i := 11; i >= 0; i-- {
+		b[i] = byte('0' + n%10)
+		n /= 10
+	}
+	return string(b[:]), nil
+}
+
+var donePool = sync.Pool{New: func() any { return make(chan error, 1) }}
+
+// Write stores rec. With durable, it returns once rec is synced to disk; otherwise it
+// returns at once and rec is written with the next group. The first write of a record
+// (first = true) also writes its indexes.
+func (s *Store) Write(ctx context.Context, rec *Record, first, durable bool) error {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("journal: encode record %s: %w", rec.RRN, err)
+	}
+	req := &writeReq{rec: b, rrn: rec.RRN, index: first, tid: rec.TID, mid: rec.MID, at: rec.Received}
+	if durable {
+		req.done = donePool.Get().(chan error)
+	}
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return ErrClosed
+	}
+	s.reqs <- req
+	s.mu.RUnlock()
+	if !durable {
+		return nil
+	}
+	select {
+	case err := <-req.done:
+		donePool.Put(req.done)
+		return err
+	case <-ctx.Done():
+		// The record is still written; the caller just stops waiting.
+		return fmt.Errorf("journal: waiting for sync of %s: %w", rec.RRN, ctx.Err())
+	}
+}
+
+func (s *Store) commitLoop() {
+	defer close(s.done)
+	batch := make([]*writeReq, 0, s.opts.MaxBatch)
+	for {
+		req, ok := <-s.reqs
+		if !ok {
+			return
+		}
+		batch = append(batch[:0], req)
+		var timer <-chan time.Time
+		if s.opts.Window > 0 {
+			timer = time.After(s.opts.Window)
+		}
+	gather:
+		for len(batch) < s.opts.MaxBatch {
+			if timer != nil {
+				select {
+				case r, ok := <-s.reqs:
+					if !ok {
+						break gather
+					}
+					batch = append(batch, r)
+				case <-timer:
+					break gather
+				}
+				continue
+			}
+			select {
+			case r, ok := <-s.reqs:
+				if !ok {
+					break gather
+				}
+				batch = append(batch, r)
+			default:
+				break gather
+			}
+		}
+		start := time.Now()
+		err := s.commit(batch)
+		for _, r := range batch {
+			if r.done != nil {
+				r.done <- err
+			}
+		}
+		if s.onSync != nil {
+			s.onSync(len(batch), time.Since(start))
+		}
+	}
+}
+
+func (s *Store) commit(batch []*writeReq) error {
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	for _, r := range batch {
+		if err := wb.Set(recordKey(r.rrn), r.rec); err != nil {
+			return fmt.Errorf("journal: write %s: %w", r.rrn, err)
+		}
+		if r.index {
+			for _, k := range indexKeys(r) {
+				if err := wb.Set(k, nil); err != nil {
+					return fmt.Errorf("journal: index %s: %w", r.rrn, err)
+				}
+			}
+		}
+	}
+	if err := wb.Flush(); err != nil {
+		return fmt.Errorf("journal: flush batch of %d: %w", len(batch), err)
+	}
+	if s.opts.NoSync {
+		return nil
+	}
+	if err := s.db.Sync(); err != nil {
+		return fmt.Errorf("journal: sync: %w", err)
+	}
+	return nil
+}
+
+func recordKey(rrn string) []byte { return []byte(prefixRecord + rrn) }
+
+func timeKey(prefix string, at time.Time, rrn string) []byte {
+	k := make([]byte, 0, len(prefix)+8+len(rrn))
+	k = append(k, prefix...)
+	k = binary.BigEndian.AppendUint64(k, uint64(at.UnixNano()))
+	return append(k, rrn...)
+}
+
+func indexKeys(r *writeReq) [][]byte {
+	keys := [][]byte{timeKey(prefixTime, r.at, r.rrn)}
+	if r.tid != "" {
+		keys = append(keys, timeKey(prefixTerm+r.tid+"/", r.at, r.rrn))
+	}
+	if r.mid != "" {
+		keys = append(keys, timeKey(prefixMerch+r.mid+"/", r.at, r.rrn))
+	}
+	return keys
+}
+
+// Close writes what is queued, syncs and stops the committer. The DB stays open.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	close(s.reqs)
+	s.mu.Unlock()
+	<-s.done
+	err := s.seq.Release()
+	if serr := s.db.Sync(); err == nil {
+		err = serr
+	}
+	return err
+}
+
+// Get returns the record with the RRN.
+func (s *Store) Get(rrn string) (*Record, error) {
+	var rec Record
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(recordKey(rrn))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return fmt.Errorf("%w: RRN %s", ErrNotFound, rrn)
+		}
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error { return json.Unmarshal(v, &rec) })
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &rec, nil
+}
+
+// Scan calls fn for each record matching q, in receive-time order, until fn returns
+// an error or false.
+func (s *Store) Scan(ctx context.Context, q Query, fn func(*Record) bool) error {
+	if q.RRN != "" {
+		rec, err := s.Get(q.RRN)
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if matches(rec, q) {
+			fn(rec)
+		}
+		return nil
+	}
+	prefix := prefixTime
+	switch {
+	case q.TID != "":
+		prefix = prefixTerm + q.TID + "/"
+	case q.MID != "":
+		prefix = prefixMerch + q.MID + "/"
+	}
+	start := []byte(prefix)
+	if !q.From.IsZero() {
+		start = timeKey(prefix, q.From, "")
+	}
+	var end []byte
+	if !q.To.IsZero() {
+		end = timeKey(prefix, q.To, "")
+	}
+	n := 0
+	return s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: false, Prefix: []byte(prefix)})
+		defer it.Close()
+		for it.Seek(start); it.ValidForPrefix([]byte(prefix)); it.Next() {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			k := it.Item().Key()
+			if end != nil && bytes.Compare(k, end) >= 0 {
+				return nil
+			}
+			rrn := string(k[len(prefix)+8:])
+			item, err := txn.Get(recordKey(rrn))
+			if err != nil {
+				return fmt.Errorf("journal: index points to missing record %s: %w", rrn, err)
+			}
+			var rec Record
+			if err := item.Value(func(v []byte) error { return json.Unmarshal(v, &rec) }); err != nil {
+				return fmt.Errorf("journal: decode record %s: %w", rrn, err)
+			}
+			if !matches(&rec, q) {
+				continue
+			}
+			if !fn(&rec) {
+				return nil
+			}
+			n++
+			if q.Limit > 0 && n >= q.Limit {
+				return nil
+			}
+		}
+		return nil
+	})
+}
+
+func matches(r *Record, q Query) bool {
+	return (q.TID == "" || r.TID == q.TID) && (q.MID == "" || r.MID == q.MID) &&
+		(q.From.IsZero() || !r.Received.Before(q.From)) && (q.To.IsZero() || r.Received.Before(q.To))
+}
+
+// ParseTime reads a query time: RFC 3339, a date (YYYY-MM-DD, UTC), or a duration
+// before now ("15m", "24h").
+func ParseTime(s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	if t, err := time.Parse("2006-01-02", s); err == nil {
+		return t, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil {
+		return now.Add(-d), nil
+	}
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return time.Unix(n, 0), nil
+	}
+	return time.Time{}, fmt.Errorf("time %q: want RFC 3339, YYYY-MM-DD, unix seconds or a duration like 24h", s)
+}

@@ -1,0 +1,214 @@
+package message
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/moov-io/iso8583"
+)
+
+func purchase(t testing.TB, d Dialect, extra func(m *iso8583.Message)) []byte {
+	t.Helper()
+	m := iso8583.NewMessage(d.Spec())
+	m.MTI("0200")
+	for id, v := range map[int]string{2: "4761739001010119", 3: "000000", 4: "000000001000", 7: "1121110613",
+		11: "000001", 12: "110613", 13: "1121", 14: "2912", 22: "051", 25: "00", 41: "T0000001",
+		42: "000000000000001", 48: "DI011SN-T0000001GL02039.904200,116.407400", 49: "156"} {
+		if err := m.Field(id, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := m.BinaryField(52, []byte{1, 2, 3, 4, 5, 6, 7, 8}); err != nil {
+		t.Fatal(err)
+	}
+	if extra != nil {
+		extra(m)
+	}
+	raw, err := m.Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
+func TestDecodeBothDialects(t *testing.T) {
+	for _, d := range []Dialect{DialectASCII, DialectASCIIBinaryBitmap} {
+		raw := purchase(t, d, nil)
+		if d == DialectASCII && !bytes.HasPrefix(raw, []byte("0200723C")) {
+			t.Fatalf("ascii bitmap not 16 upper-case hex: %q", raw[:20])
+		}
+		if d == DialectASCIIBinaryBitmap && raw[4] != 0x72 {
+			t.Fatalf("binary bitmap first byte %x", raw[4])
+		}
+		r, err := Decode(raw, d)
+		if err != nil {
+			t.Fatalf("%s: %v", d, err)
+		}
+		if r.PAN != "4761739001010119" || r.Amount != 1000 || r.STAN != "000001" || r.TID != "T0000001" ||
+			r.TLV.Device != "SN-T0000001" || r.TLV.Geo != "39.904200,116.407400" || !r.HasPIN ||
+			r.PINBlock != [8]byte{1, 2, 3, 4, 5, 6, 7, 8} || r.ProcCode != "000000" {
+			t.Fatalf("%s: decoded %+v", d, r)
+		}
+		if r.MaskedPAN() != "476173******0119" {
+			t.Fatalf("mask %s", r.MaskedPAN())
+		}
+	}
+}
+
+func TestSecondaryBitmapEmptyAccepted(t *testing.T) {
+	raw := purchase(t, DialectASCII, nil)
+	// Set bit 1 and insert an all-zero secondary bitmap.
+	bm := []byte(string(raw[4:20]))
+	bm[0] = "0123456789ABCDEF"[strings.IndexByte("0123456789ABCDEF", bm[0])|8]
+	withSec := append(append(append([]byte{}, raw[:4]...), bm...), []byte("0000000000000000")...)
+	withSec = append(withSec, raw[20:]...)
+	r, err := Decode(withSec, DialectASCII)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.PAN != "4761739001010119" {
+		t.Fatal(r.PAN)
+	}
+}
+
+func TestMACPlacementAndInput(t *testing.T) {
+	req, err := Decode(purchase(t, DialectASCII, nil), DialectASCII)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp := NewResponse(req)
+	_ = resp.Field(39, "00")
+	var seen []byte
+	raw, err := Pack(resp, func(data []byte) ([8]byte, error) {
+		seen = append([]byte(nil), data...)
+		return [8]byte{0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4}, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasSuffix(raw, []byte("DEADBEEF01020304")) || !bytes.Equal(seen, raw[:len(raw)-16]) {
+		t.Fatalf("MAC not last / wrong input: %s", raw)
+	}
+	// Decode our own response as a request-shaped message to check MAC field detection.
+	back := iso8583.NewMessage(SpecASCII)
+	if err := back.Unpack(raw); err != nil {
+		t.Fatal(err)
+	}
+	if back.GetField(64) == nil {
+		t.Fatal("no DE 64")
+	}
+	// With DE 70 the MAC moves to DE 128.
+	resp.Field(70, "301")
+	raw, err = Pack(resp, func([]byte) ([8]byte, error) { return [8]byte{9}, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	back = iso8583.NewMessage(SpecASCII)
+	if err := back.Unpack(raw); err != nil {
+		t.Fatal(err)
+	}
+	if back.GetField(128) == nil || back.GetField(64) != nil {
+		t.Fatal("MAC not in DE 128")
+	}
+}
+
+func TestMalformed(t *testing.T) {
+	good := purchase(t, DialectASCII, nil)
+	cases := []struct {
+		name       string
+		raw        []byte
+		answerable bool
+	}{
+		{"empty", nil, false},
+		{"garbage", []byte("hello, world"), false},
+		{"non-hex bitmap", append([]byte("0200ZZ3C048000C19000"), good[20:]...), false},
+		{"truncated last field", good[:len(good)-5], true},
+		{"trailing bytes", append(append([]byte{}, good...), "XYZ"...), true},
+		{"over-long LLVAR PAN", append([]byte(string(good[:20])+"99"), good[22:]...), false},
+		{"bad amount", bytes.Replace(good, []byte("000000001000"), []byte("00000000100X"), 1), true},
+		{"bad TLV", bytes.Replace(good, []byte("DI011"), []byte("DI099"), 1), true},
+	}
+	for _, c := range cases {
+		_, err := Decode(c.raw, DialectASCII)
+		var fe *FormatError
+		if !errors.As(err, &fe) {
+			t.Fatalf("%s: want FormatError, got %v", c.name, err)
+		}
+		if fe.Answerable() != c.answerable {
+			t.Fatalf("%s: answerable=%v want %v (%v; mti=%q stan=%q tid=%q)", c.name, fe.Answerable(), c.answerable, fe, fe.MTI, fe.STAN, fe.TID)
+		}
+		if fe.Answerable() {
+			m := NewFormatErrorResponse(fe, DialectASCII)
+			raw, err := m.Pack()
+			if err != nil {
+				t.Fatalf("%s: 30 response does not pack: %v", c.name, err)
+			}
+			if !bytes.Contains(raw, []byte("T0000001")) {
+				t.Fatalf("%s: %s", c.name, raw)
+			}
+		}
+	}
+}
+
+func TestTLV(t *testing.T) {
+	tl, err := ParseTLV("DI003abcXX002zzIF000AT0131700000000:OK")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tl.Device != "abc" || tl.Has&HasIntegrity == 0 || tl.Integrity != "" || tl.Attestation != "1700000000:OK" {
+		t.Fatalf("%+v", tl)
+	}
+	for _, bad := range []string{"DI", "DI00", "DI0x1a", "DI005abc", "DI001aDI001b"} {
+		if _, err := ParseTLV(bad); err == nil {
+			t.Fatalf("%q accepted", bad)
+		}
+	}
+	a, err := ParseAttestation("1700000000:FAIL")
+	if err != nil || a.OK || a.Unix != 1700000000 {
+		t.Fatal(a, err)
+	}
+	if _, err := ParseGeo("91,0"); err == nil {
+		t.Fatal("lat 91 accepted")
+	}
+}
+
+func TestResponseMTI(t *testing.T) {
+	for in, want := range map[string]string{"0200": "0210", "0400": "0410", "0420": "0430", "0800": "0810", "0210": "", "x": ""} {
+		if got := ResponseMTI(in); got != want {
+			t.Fatalf("%s: %s want %s", in, got, want)
+		}
+	}
+}
+
+// FuzzDecode: no input may panic or hang the decoder, and every accepted message must
+// re-pack; every answerable error must produce a packable 30 response.
+func FuzzDecode(f *testing.F) {
+	f.Add(purchase(f, DialectASCII, nil), false)
+	f.Add(purchase(f, DialectASCIIBinaryBitmap, nil), true)
+	f.Add([]byte("0800822000000000000004000000000000001121110613000001301"), false)
+	f.Add([]byte{}, false)
+	f.Fuzz(func(t *testing.T, raw []byte, binary bool) {
+		d := DialectASCII
+		if binary {
+			d = DialectASCIIBinaryBitmap
+		}
+		r, err := Decode(raw, d)
+		if err != nil {
+			var fe *FormatError
+			if !errors.As(err, &fe) {
+				t.Fatalf("not a FormatError: %v", err)
+			}
+			if fe.Answerable() {
+				if _, err := NewFormatErrorResponse(fe, d).Pack(); err != nil {
+					t.Fatalf("30 response does not pack: %v", err)
+				}
+			}
+			return
+		}
+		if r.TID == "" || len(r.STAN) != 6 {
+			t.Fatalf("accepted without TID/STAN: %+v", r)
+		}
+	})
+}

@@ -1,0 +1,434 @@
+package message
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/moov-io/iso8583"
+	iso8583errors "github.com/moov-io/iso8583/errors"
+)
+
+// MaxBody is the largest message body the terminal interface allows, in bytes.
+const MaxBody = 4096
+
+// Request is a decoded, validated terminal request. Strings are exactly the characters
+// on the wire. It holds card data (PAN, track 2, PIN block): never log it; use
+// MaskedPAN.
+type Request struct {
+	Dialect Dialect
+	Raw     []byte // the whole body as received (MAC input is Raw[:len(Raw)-16])
+
+	MTI       string
+	PAN       string // DE 2, or the PAN of DE 35
+	Track2    string // DE 35 as received ("" when absent)
+	ProcCode  string // DE 3
+	AmountRaw string // DE 4 as received
+	Amount    int64  // DE 4 in minor units
+	DE7       string // transmission date-time MMDDhhmmss UTC
+	STAN      string // DE 11
+	LocalTime string // DE 12
+	LocalDate string // DE 13
+	Expiry    string // DE 14 (or from DE 35), YYMM
+	EntryMode string // DE 22
+	CondCode  string // DE 25
+	RRN       string // DE 37 (voids and refunds name their original with it)
+	AuthCode  string // DE 38
+	TID       string // DE 41
+	MID       string // DE 42
+	DE48      string
+	TLV       TLV
+	Currency  string // DE 49
+	PINBlock  [8]byte
+	HasPIN    bool   // DE 52 present
+	ICC       string // DE 55
+	NetCode   string // DE 70
+	Original  string // DE 90
+	Replace   string // DE 95
+	MAC       [8]byte
+	MACField  int // 64 or 128 when a MAC is present, else 0
+}
+
+// MaskedPAN returns the PAN as first 6 and last 4 digits, the rest as '*'.
+func (r *Request) MaskedPAN() string { return MaskPAN(r.PAN) }
+
+// BIN returns the first six digits of the PAN ("" if shorter).
+func (r *Request) BIN() string {
+	if len(r.PAN) < 6 {
+		return ""
+	}
+	return r.PAN[:6]
+}
+
+// MACInput returns the bytes a MAC is computed over: everything before the MAC
+// field's 16 hex characters. It is nil when the request has no MAC.
+func (r *Request) MACInput() []byte {
+	if r.MACField == 0 {
+		return nil
+	}
+	return r.Raw[:len(r.Raw)-16]
+}
+
+// TransmissionTime parses DE 7 (MMDDhhmmss, UTC), choosing the year that puts it
+// nearest to now.
+func (r *Request) TransmissionTime(now time.Time) (time.Time, error) {
+	return ParseDE7(r.DE7, now)
+}
+
+// MaskPAN masks a PAN to first 6 / last 4. Shorter inputs are masked entirely.
+func MaskPAN(pan string) string {
+	if len(pan) < 13 {
+		return strings.Repeat("*", len(pan))
+	}
+	return pan[:6] + strings.Repeat("*", len(pan)-10) + pan[len(pan)-4:]
+}
+
+// FormatError is a request that cannot be processed as sent. When MTI, STAN and TID
+// could be read the switch answers DE 39 = 30; otherwise it closes the connection.
+type FormatError struct {
+	MTI, STAN, TID string
+	Field          int // the data element at fault, -1 when not one field
+	Err            error
+	// Partial holds the fields that could be read, for echoing in the 30 response.
+	Partial *iso8583.Message
+}
+
+func (e *FormatError) Error() string {
+	if e.Field >= 0 {
+		return fmt.Sprintf("format error in DE %d: %v", e.Field, e.Err)
+	}
+	return "format error: " + e.Err.Error()
+}
+
+func (e *FormatError) Unwrap() error { return e.Err }
+
+// Answerable reports whether the switch can answer this error with DE 39 = 30.
+func (e *FormatError) Answerable() bool {
+	return ResponseMTI(e.MTI) != "" && e.STAN != "" && e.TID != ""
+}
+
+// Decode unpacks and validates a terminal request body. On failure it returns a
+// *FormatError.
+func Decode(raw []byte, d Dialect) (*Request, error) {
+	if len(raw) == 0 {
+		return nil, &FormatError{Field: -1, Err: errors.New("empty message")}
+	}
+	m := iso8583.NewMessage(d.Spec())
+	if err := unpack(m, raw); err != nil {
+		fe := &FormatError{Field: -1, Err: err, Partial: m}
+		var ue *iso8583errors.UnpackError
+		if errors.As(err, &ue) {
+			if n, convErr := strconv.Atoi(ue.FieldID); convErr == nil {
+				fe.Field = n
+			}
+			fe.Err = ue.Err
+		}
+		fe.MTI, _ = m.GetMTI()
+		fe.STAN = getString(m, 11)
+		fe.TID = getString(m, 41)
+		if !validMTI(fe.MTI) {
+			fe.MTI = ""
+		}
+		return nil, fe
+	}
+	r := &Request{Dialect: d, Raw: raw}
+	if err := fill(r, m); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// unpack unpacks raw into m and refuses trailing bytes, which moov ignores.
+func unpack(m *iso8583.Message, raw []byte) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("decoder panic: %v", p)
+		}
+	}()
+	if err := m.Unpack(raw); err != nil {
+		return err
+	}
+	n, err := PackedLength(m)
+	if err != nil {
+		return err
+	}
+	if n != len(raw) {
+		return fmt.Errorf("%d bytes after the last field", len(raw)-n)
+	}
+	return nil
+}
+
+// PackedLength returns how many bytes m takes on the wire, from its spec and values.
+func PackedLength(m *iso8583.Message) (int, error) {
+	bm := m.Bitmap()
+	bytesPerBitmap := 16
+	if m.GetSpec() == SpecBinaryBitmap {
+		bytesPerBitmap = 8
+	}
+	n := 4 + bytesPerBitmap*(bm.Len()/64)
+	for id := 2; id <= bm.Len(); id++ {
+		if id == 65 || !bm.IsSet(id) {
+			continue
+		}
+		f := m.GetField(id)
+		if f == nil {
+			return 0, fmt.Errorf("DE %d is in the bitmap but was not read", id)
+		}
+		b, err := f.Bytes()
+		if err != nil {
+			return 0, fmt.Errorf("DE %d: %w", id, err)
+		}
+		w := wireLength(f.Spec(), len(b))
+		if w < 0 {
+			return 0, fmt.Errorf("DE %d: unsupported field kind", id)
+		}
+		n += w
+	}
+	return n, nil
+}
+
+func getString(m *iso8583.Message, id int) string {
+	if m.GetField(id) == nil {
+		return ""
+	}
+	s, _ := m.GetString(id)
+	return s
+}
+
+func validMTI(s string) bool {
+	if len(s) != 4 {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+func fill(r *Request, m *iso8583.Message) error {
+	fail := func(id int, format string, args ...any) error {
+		return &FormatError{MTI: r.MTI, STAN: r.STAN, TID: r.TID, Field: id, Err: fmt.Errorf(format, args...), Partial: m}
+	}
+	r.MTI, _ = m.GetMTI()
+	r.STAN = getString(m, 11)
+	r.TID = getString(m, 41)
+	if mti := r.MTI; !validMTI(mti) {
+		r.MTI = ""
+		return fail(0, "MTI %q is not 4 digits", mti)
+	}
+	r.PAN = getString(m, 2)
+	r.Track2 = getString(m, 35)
+	r.ProcCode = getString(m, 3)
+	r.AmountRaw = getString(m, 4)
+	r.DE7 = getString(m, 7)
+	r.LocalTime = getString(m, 12)
+	r.LocalDate = getString(m, 13)
+	r.Expiry = getString(m, 14)
+	r.EntryMode = getString(m, 22)
+	r.CondCode = getString(m, 25)
+	r.RRN = getString(m, 37)
+	r.AuthCode = getString(m, 38)
+	r.MID = getString(m, 42)
+	r.DE48 = getString(m, 48)
+	r.Currency = getString(m, 49)
+	r.ICC = getString(m, 55)
+	r.NetCode = getString(m, 70)
+	r.Original = getString(m, 90)
+	r.Replace = getString(m, 95)
+	if m.GetField(52) != nil {
+		b, _ := m.GetBytes(52)
+		r.HasPIN = copy(r.PINBlock[:], b) == 8
+	}
+	for _, id := range []int{128, 64} {
+		if m.GetField(id) != nil {
+			b, _ := m.GetBytes(id)
+			copy(r.MAC[:], b)
+			r.MACField = id
+			break
+		}
+	}
+	// The MAC must be the last field: DE 128 if a secondary bitmap is present, else DE 64.
+	if r.MACField != 0 {
+		if bm := m.Bitmap(); (bm.Len() > 64) != (r.MACField == 128) || (r.MACField == 128 && bm.IsSet(64)) {
+			return fail(r.MACField, "MAC must be DE 128 when a secondary bitmap is present, else DE 64")
+		}
+	}
+
+	if !digits(r.STAN, 6) {
+		return fail(11, "STAN %q is not 6 digits", r.STAN)
+	}
+	if r.TID == "" {
+		return fail(41, "terminal ID missing")
+	}
+	need := func(ids ...int) error {
+		for _, id := range ids {
+			if m.GetField(id) == nil {
+				return fail(id, "required for MTI %s and missing", r.MTI)
+			}
+		}
+		return nil
+	}
+	switch r.MTI {
+	case "0100", "0200":
+		if err := need(3, 7, 22, 42, 49); err != nil {
+			return err
+		}
+		if r.ProcCode != PCBalance {
+			if err := need(4); err != nil {
+				return err
+			}
+		}
+		if r.ProcCode == PCVoid || r.ProcCode == PCRefund {
+			if err := need(37); err != nil {
+				return err
+			}
+		}
+		if err := fillCard(r, fail); err != nil {
+			return err
+		}
+	case "0400":
+		if err := need(3, 4, 7, 42, 90); err != nil {
+			return err
+		}
+		if r.PAN != "" || r.Track2 != "" {
+			if err := fillCard(r, fail); err != nil {
+				return err
+			}
+		}
+		if !digits(r.Original, 42) {
+			return fail(90, "original data elements %q are not 42 digits", r.Original)
+		}
+	case "0500":
+		if err := need(3, 7, 42, 48); err != nil {
+			return err
+		}
+	case "0800":
+		if err := need(7, 70); err != nil {
+			return err
+		}
+		if !digits(r.NetCode, 3) {
+			return fail(70, "network management code %q is not 3 digits", r.NetCode)
+		}
+	}
+	if r.ProcCode != "" && !digits(r.ProcCode, 6) {
+		return fail(3, "processing code %q is not 6 digits", r.ProcCode)
+	}
+	if r.AmountRaw != "" {
+		if !digits(r.AmountRaw, 12) {
+			return fail(4, "amount %q is not 12 digits", r.AmountRaw)
+		}
+		r.Amount, _ = strconv.ParseInt(r.AmountRaw, 10, 64)
+	}
+	if _, err := ParseDE7(r.DE7, time.Now()); r.DE7 != "" && err != nil {
+		return fail(7, "%v", err)
+	}
+	if r.EntryMode != "" && !digits(r.EntryMode, 3) {
+		return fail(22, "POS entry mode %q is not 3 digits", r.EntryMode)
+	}
+	if r.Currency != "" && !digits(r.Currency, 3) {
+		return fail(49, "currency %q is not 3 digits", r.Currency)
+	}
+	if r.Expiry != "" && !validExpiry(r.Expiry) {
+		return fail(14, "expiry %q is not YYMM", r.Expiry)
+	}
+	if r.MID != "" && len(r.MID) != 15 {
+		return fail(42, "merchant ID %q is not 15 characters", r.MID)
+	}
+	if r.DE48 != "" {
+		t, err := ParseTLV(r.DE48)
+		if err != nil {
+			return fail(48, "%v", err)
+		}
+		r.TLV = t
+	}
+	return nil
+}
+
+func fillCard(r *Request, fail func(int, string, ...any) error) error {
+	if r.Track2 != "" {
+		pan, exp, ok := parseTrack2(r.Track2)
+		if !ok {
+			return fail(35, "track 2 is not PAN=YYMM...")
+		}
+		if r.PAN != "" && r.PAN != pan {
+			return fail(35, "track 2 PAN differs from DE 2")
+		}
+		r.PAN = pan
+		if r.Expiry == "" {
+			r.Expiry = exp
+		}
+	}
+	if r.PAN == "" {
+		return fail(2, "PAN (DE 2 or DE 35) required for MTI %s and missing", r.MTI)
+	}
+	if len(r.PAN) < 12 || len(r.PAN) > 19 || !digits(r.PAN, len(r.PAN)) {
+		return fail(2, "PAN %s is not 12 to 19 digits", MaskPAN(r.PAN))
+	}
+	return nil
+}
+
+// parseTrack2 returns the PAN and expiry of ISO 7813 track 2 data "PAN=YYMMSSS...".
+func parseTrack2(t string) (pan, expiry string, ok bool) {
+	i := strings.IndexAny(t, "=D")
+	if i < 12 || i > 19 || len(t) < i+5 {
+		return "", "", false
+	}
+	pan, expiry = t[:i], t[i+1:i+5]
+	return pan, expiry, digits(pan, len(pan)) && validExpiry(expiry)
+}
+
+func validExpiry(s string) bool {
+	if !digits(s, 4) {
+		return false
+	}
+	mm := (s[2]-'0')*10 + s[3] - '0'
+	return mm >= 1 && mm <= 12
+}
+
+func digits(s string, n int) bool {
+	if len(s) != n {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// ParseDE7 parses a transmission date-time MMDDhhmmss (UTC), choosing the year that
+// puts it nearest to now (ISO 8583 carries no year).
+func ParseDE7(s string, now time.Time) (time.Time, error) {
+	if !digits(s, 10) {
+		return time.Time{}, fmt.Errorf("transmission date-time %q is not MMDDhhmmss", s)
+	}
+	best := time.Time{}
+	for _, y := range []int{now.Year() - 1, now.Year(), now.Year() + 1} {
+		t, err := time.Parse("2006"+"0102150405", strconv.Itoa(y)+s)
+		if err != nil {
+			continue
+		}
+		if best.IsZero() || absDur(t.Sub(now)) < absDur(best.Sub(now)) {
+			best = t
+		}
+	}
+	if best.IsZero() {
+		return best, fmt.Errorf("transmission date-time %q is not a valid MMDDhhmmss", s)
+	}
+	return best, nil
+}
+
+// FormatDE7 formats t (in UTC) as MMDDhhmmss.
+func FormatDE7(t time.Time) string { return t.UTC().Format("0102150405") }
+
+func absDur(d time.Duration) time.Duration {
+	if d < 0 {
+		return -d
+	}
+	return d
+}

@@ -1,0 +1,132 @@
+package message
+
+import (
+	"encoding/hex"
+	"fmt"
+
+	"github.com/moov-io/iso8583"
+)
+
+// echoed are the request fields every response carries back.
+var echoed = []int{3, 4, 7, 11, 41, 42, 49, 70}
+
+// NewResponse starts the response to req in req's dialect: the response MTI and the
+// echoed fields (DE 3, 4, 7, 11, 41, 42, and 49 and 70 when present).
+func NewResponse(req *Request) *iso8583.Message {
+	m := iso8583.NewMessage(req.Dialect.Spec())
+	m.MTI(ResponseMTI(req.MTI))
+	set := func(id int, v string) {
+		if v != "" {
+			_ = m.Field(id, v)
+		}
+	}
+	set(3, req.ProcCode)
+	set(4, req.AmountRaw)
+	set(7, req.DE7)
+	set(11, req.STAN)
+	set(41, req.TID)
+	set(42, req.MID)
+	set(49, req.Currency)
+	set(70, req.NetCode)
+	return m
+}
+
+// NewFormatErrorResponse answers a request that could not be decoded with DE 39 = 30,
+// echoing what could be read. It returns nil when the error is not answerable.
+func NewFormatErrorResponse(fe *FormatError, d Dialect) *iso8583.Message {
+	if !fe.Answerable() {
+		return nil
+	}
+	m := iso8583.NewMessage(d.Spec())
+	m.MTI(ResponseMTI(fe.MTI))
+	if fe.Partial != nil {
+		for _, id := range echoed {
+			if id == fe.Field {
+				continue
+			}
+			if v := getString(fe.Partial, id); v != "" && validEcho(id, v) {
+				_ = m.Field(id, v)
+			}
+		}
+	}
+	_ = m.Field(11, fe.STAN)
+	_ = m.Field(41, fe.TID)
+	_ = m.Field(39, RCFormatError)
+	return m
+}
+
+// validEcho reports whether v can be packed again in field id (a fixed field of the
+// wrong length would make the 30 response itself unpackable).
+func validEcho(id int, v string) bool {
+	switch id {
+	case 3:
+		return len(v) == 6
+	case 4:
+		return len(v) == 12
+	case 7:
+		return len(v) == 10
+	case 11:
+		return len(v) == 6
+	case 41:
+		return len(v) == 8
+	case 42:
+		return len(v) == 15
+	case 49, 70:
+		return len(v) == 3
+	}
+	return false
+}
+
+// SetReason puts a decline reason into DE 48 tag RS.
+func SetReason(m *iso8583.Message, reason string) error {
+	if reason == "" {
+		return nil
+	}
+	if len(reason) > 99 {
+		reason = reason[:99]
+	}
+	b, err := AppendTLV(make([]byte, 0, 5+len(reason)), TagReason, reason)
+	if err != nil {
+		return err
+	}
+	return m.Field(48, string(b))
+}
+
+// MACFunc computes the 8-byte MAC of data.
+type MACFunc func(data []byte) ([8]byte, error)
+
+// Pack packs m. When mac is not nil the MAC goes into DE 128 if the message has a field
+// above 64, else DE 64, computed over every byte before the MAC's 16 hex characters.
+func Pack(m *iso8583.Message, mac MACFunc) ([]byte, error) {
+	if mac == nil {
+		m.UnsetField(64)
+		m.UnsetField(128)
+		return m.Pack()
+	}
+	macField := 64
+	for id := 65; id < 128; id++ {
+		if m.GetField(id) != nil {
+			macField = 128
+			break
+		}
+	}
+	m.UnsetField(192 - macField) // the other MAC field
+	if err := m.BinaryField(macField, make([]byte, 8)); err != nil {
+		return nil, err
+	}
+	raw, err := m.Pack()
+	if err != nil {
+		return nil, err
+	}
+	sum, err := mac(raw[:len(raw)-16])
+	if err != nil {
+		return nil, fmt.Errorf("MAC: %w", err)
+	}
+	hex.Encode(raw[len(raw)-16:], sum[:])
+	for i := len(raw) - 16; i < len(raw); i++ {
+		if c := raw[i]; c >= 'a' && c <= 'f' {
+			raw[i] = c - 'a' + 'A'
+		}
+	}
+	return raw, nil
+}

@@ -1,0 +1,112 @@
+// Package metrics holds the switch's Prometheus collectors, registered on a registry of
+// the switch's own (never the global one), and served on the admin port at /metrics.
+package metrics
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Metrics are the switch's collectors.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	Transactions  *prometheus.CounterVec   // by mti, rc, issuer, decided_by
+	Latency       *prometheus.HistogramVec // end-to-end in the switch, by mti, issuer
+	IssuerLatency *prometheus.HistogramVec // the issuer leg, by issuer
+	IssuerErrors  *prometheus.CounterVec   // by issuer, kind (timeout, unavailable, error)
+	Conns         *prometheus.GaugeVec     // open terminal connections by listener
+	ConnsTotal    *prometheus.CounterVec   // accepted, by listener
+	ConnsClosed   *prometheus.CounterVec   // by listener, reason
+	ProtoErrors   *prometheus.CounterVec   // by listener, reason
+	FormatErrors  prometheus.Counter       // answered with 30
+	JournalBatch  prometheus.Histogram     // records per group commit
+	JournalSync   prometheus.Histogram     // seconds per group commit
+	JournalErrors prometheus.Counter
+}
+
+// New creates the collectors and registers them, with the Go and process collectors,
+// on a new registry.
+func New() *Metrics {
+	r := prometheus.NewRegistry()
+	lat := []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 15}
+	m := &Metrics{
+		Registry: r,
+		Transactions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchyard_transactions_total", Help: "Transactions answered, by request MTI, response code, issuer and who decided.",
+		}, []string{"mti", "rc", "issuer", "decided_by"}),
+		Latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "switchyard_transaction_duration_seconds", Help: "Time from request decoded to response ready, by request MTI and issuer.", Buckets: lat,
+		}, []string{"mti", "issuer"}),
+		IssuerLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "switchyard_issuer_duration_seconds", Help: "Issuer round trip time, by issuer.", Buckets: lat,
+		}, []string{"issuer"}),
+		IssuerErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchyard_issuer_errors_total", Help: "Issuer requests without an answer, by issuer and kind.",
+		}, []string{"issuer", "kind"}),
+		Conns: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "switchyard_terminal_connections", Help: "Open terminal connections by listener.",
+		}, []string{"listener"}),
+		ConnsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchyard_terminal_connections_total", Help: "Terminal connections accepted by listener.",
+		}, []string{"listener"}),
+		ConnsClosed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchyard_terminal_connections_closed_total", Help: "Terminal connections closed, by listener and reason.",
+		}, []string{"listener", "reason"}),
+		ProtoErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchyard_protocol_errors_total", Help: "Protocol errors that closed a terminal connection, by listener and reason.",
+		}, []string{"listener", "reason"}),
+		FormatErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "switchyard_format_errors_total", Help: "Requests answered with DE 39 = 30.",
+		}),
+		JournalBatch: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "switchyard_journal_batch_records", Help: "Records written per journal group commit.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 14),
+		}),
+		JournalSync: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "switchyard_journal_commit_seconds", Help: "Duration of a journal group commit (write and fsync).", Buckets: lat,
+		}),
+		JournalErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "switchyard_journal_errors_total", Help: "Journal writes that failed.",
+		}),
+	}
+	r.MustRegister(m.Transactions, m.Latency, m.IssuerLatency, m.IssuerErrors, m.Conns, m.ConnsTotal,
+		m.ConnsClosed, m.ProtoErrors, m.FormatErrors, m.JournalBatch, m.JournalSync, m.JournalErrors,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// ConnOpened implements the front-end's metrics.
+func (m *Metrics) ConnOpened(listener string) {
+	m.Conns.WithLabelValues(listener).Inc()
+	m.ConnsTotal.WithLabelValues(listener).Inc()
+}
+
+// ConnClosed implements the front-end's metrics.
+func (m *Metrics) ConnClosed(listener, reason string) {
+	m.Conns.WithLabelValues(listener).Dec()
+	m.ConnsClosed.WithLabelValues(listener, reasonLabel(reason)).Inc()
+}
+
+// ProtocolError implements the front-end's metrics.
+func (m *Metrics) ProtocolError(listener, reason string) {
+	m.ProtoErrors.WithLabelValues(listener, reason).Inc()
+}
+
+// JournalCommitted records one group commit.
+func (m *Metrics) JournalCommitted(batch int, d time.Duration) {
+	m.JournalBatch.Observe(float64(batch))
+	m.JournalSync.Observe(d.Seconds())
+}
+
+// reasonLabel keeps the label's cardinality bounded: free-text reasons become "other".
+func reasonLabel(r string) string {
+	switch r {
+	case "closed by peer", "idle timeout", "frame too long", "empty frame", "draining", "read error",
+		"write error", "listener closed", "closed", "handler panic":
+		return r
+	}
+	return "other"
+}

@@ -1,0 +1,406 @@
+// Package pipeline is the transaction path of the switch: it decodes a terminal
+// request, runs the checks (terminal binding, device integrity, MAC), the risk rules and
+// the PIN translation, routes the authorization to its issuer, journals every step
+// durably, and builds the response. It depends only on small interfaces, so that the
+// embedded stores can be replaced by distributed ones.
+package pipeline
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"hash"
+	"sync"
+	"time"
+
+	"github.com/moov-io/iso8583"
+	"github.com/rs/zerolog"
+
+	"github.com/switchyard/switchyard/switch/frontend"
+	"github.com/switchyard/switchyard/switch/journal"
+	"github.com/switchyard/switchyard/switch/message"
+	"github.com/switchyard/switchyard/switch/metrics"
+)
+
+// Journal is where transactions are recorded.
+type Journal interface {
+	// NextRRN returns a new, unique retrieval reference number.
+	NextRRN() (string, error)
+	// Write stores rec; with durable it returns once rec is on disk. first marks the
+	// first write of a record.
+	Write(ctx context.Context, rec *journal.Record, first, durable bool) error
+}
+
+// IssuerLink sends messages to one issuer.
+type IssuerLink interface {
+	ID() string
+	NextSTAN() string
+	AcquirerID() string
+	Send(ctx context.Context, m *iso8583.Message, timeout time.Duration) (*iso8583.Message, error)
+}
+
+// Routes finds the issuer of a PAN.
+type Routes interface {
+	Route(pan string) (IssuerLink, bool)
+}
+
+// Errors an IssuerLink returns, mapped to 91.
+var (
+	ErrIssuerTimeout     = errors.New("issuer timeout")
+	ErrIssuerUnavailable = errors.New("issuer unavailable")
+)
+
+// Config tunes the pipeline.
+type Config struct {
+	// IssuerTimeout bounds the wait for an issuer answer (default 10 s).
+	IssuerTimeout time.Duration
+	// CardHashKey keys the HMAC-SHA256 that identifies cards without their PAN.
+	CardHashKey []byte
+	// IsTimeout and IsUnavailable classify IssuerLink errors (defaults: errors.Is with
+	// ErrIssuerTimeout / ErrIssuerUnavailable).
+	IsTimeout, IsUnavailable func(error) bool
+}
+
+// Pipeline processes terminal requests. It is safe for concurrent use.
+type Pipeline struct {
+	cfg     Config
+	journal Journal
+	routes  Routes
+	metrics *metrics.Metrics
+	log     zerolog.Logger
+	now     func() time.Time
+	hashers sync.Pool
+}
+
+// New returns a pipeline.
+func New(cfg Config, j Journal, routes Routes, m *metrics.Metrics, log zerolog.Logger) (*Pipeline, error) {
+	if len(cfg.CardHashKey) < 16 {
+		return nil, errors.New("pipeline: card hash key must be at least 16 bytes")
+	}
+	if cfg.IssuerTimeout <= 0 {
+		cfg.IssuerTimeout = 10 * time.Second
+	}
+	if cfg.IsTimeout == nil {
+		cfg.IsTimeout = func(err error) bool { return errors.Is(err, ErrIssuerTimeout) }
+	}
+	if cfg.IsUnavailable == nil {
+		cfg.IsUnavailable = func(err error) bool { return errors.Is(err, ErrIssuerUnavailable) }
+	}
+	p := &Pipeline{cfg: cfg, journal: j, routes: routes, metrics: m, log: log, now: time.Now}
+	key := append([]byte(nil), cfg.CardHashKey...)
+	p.hashers.New = func() any { return hmac.New(sha256.New, key) }
+	return p, nil
+}
+
+// CardHash returns the keyed hash that stands for a PAN in the journal and the risk
+// engine: HMAC-SHA256 under the card hash key, first 16 bytes, hex.
+func (p *Pipeline) CardHash(pan string) string {
+	h := p.hashers.Get().(hash.Hash)
+	h.Reset()
+	h.Write([]byte(pan))
+	var sum [32]byte
+	out := hex.EncodeToString(h.Sum(sum[:0])[:16])
+	p.hashers.Put(h)
+	return out
+}
+
+// txn is one transaction in progress.
+type txn struct {
+	req     *message.Request
+	conn    *frontend.Conn
+	rec     journal.Record
+	start   time.Time
+	issuer  string
+	written bool // the record has been written once
+}
+
+// Process implements frontend.Processor.
+func (p *Pipeline) Process(ctx context.Context, c *frontend.Conn, body []byte) (frontend.Response, error) {
+	start := p.now()
+	req, err := message.Decode(body, c.Dialect)
+	if err != nil {
+		var fe *message.FormatError
+		if !errors.As(err, &fe) || !fe.Answerable() {
+			return frontend.Response{}, err
+		}
+		p.metrics.FormatErrors.Inc()
+		p.log.Warn().Str("listener", c.Listener).Str("remote", c.Remote.String()).Str("mti", fe.MTI).
+			Str("tid", fe.TID).Str("stan", fe.STAN).Int("de", fe.Field).Str("error", fe.Err.Error()).Msg("format error: answered 30")
+		raw, perr := message.NewFormatErrorResponse(fe, c.Dialect).Pack()
+		if perr != nil {
+			return frontend.Response{}, errors.Join(err, perr)
+		}
+		return frontend.Response{Body: raw}, nil
+	}
+	t := &txn{req: req, conn: c, start: start}
+	t.rec.Timings.Decode = p.now().Sub(start).Microseconds()
+	switch req.MTI {
+	case "0800":
+		return p.network(ctx, t)
+	case "0100", "0200":
+		return p.financial(ctx, t)
+	default:
+		return p.unsupported(ctx, t)
+	}
+}
+
+// network answers 0800: sign-on, sign-off and echo.
+func (p *Pipeline) network(_ context.Context, t *txn) (frontend.Response, error) {
+	resp := message.NewResponse(t.req)
+	rc := message.RCApproved
+	switch t.req.NetCode {
+	case message.NMSignOn, message.NMSignOff, message.NMEcho:
+	default:
+		rc = message.RCInvalidTransaction
+	}
+	_ = resp.Field(39, rc)
+	raw, err := message.Pack(resp, nil)
+	if err != nil {
+		return frontend.Response{}, err
+	}
+	p.metrics.Transactions.WithLabelValues("0800", rc, "", "switch").Inc()
+	return frontend.Response{Body: raw}, nil
+}
+
+// unsupported answers a message type the switch does not process with 12.
+func (p *Pipeline) unsupported(ctx context.Context, t *txn) (frontend.Response, error) {
+	if message.ResponseMTI(t.req.MTI) == "" {
+		return frontend.Response{}, errors.New("unsupported message type " + t.req.MTI + " that is not a request")
+	}
+	return p.decline(ctx, t, message.RCInvalidTransaction, "switch", "unsupported-message")
+}
+
+// TxnType names the transaction type of a request.
+func TxnType(mti, proc string) string {
+	switch mti {
+	case "0100":
+		return "preauth"
+	case "0200":
+		switch proc {
+		case message.PCVoid:
+			return "void"
+		case message.PCRefund:
+			return "refund"
+		case message.PCBalance:
+			return "balance"
+		}
+		return "purchase"
+	case "0400":
+		return "reversal"
+	case "0500":
+		return "batch"
+	case "0800":
+		return "network"
+	}
+	return "other"
+}
+
+func (p *Pipeline) newRecord(t *txn) error {
+	rrn, err := p.journal.NextRRN()
+	if err != nil {
+		return err
+	}
+	r, rec := t.req, &t.rec
+	rec.RRN = rrn
+	rec.Received = t.start.UTC()
+	rec.MTI, rec.ProcCode, rec.Type = r.MTI, r.ProcCode, TxnType(r.MTI, r.ProcCode)
+	rec.TID, rec.MID, rec.STAN, rec.DE7 = r.TID, r.MID, r.STAN, r.DE7
+	rec.Listener, rec.Remote = t.conn.Listener, t.conn.Remote.String()
+	if r.PAN != "" {
+		rec.PANMasked = message.MaskPAN(r.PAN)
+		rec.CardHash = p.CardHash(r.PAN)
+	}
+	rec.Amount, rec.Currency, rec.EntryMode = r.Amount, r.Currency, r.EntryMode
+	if r.MTI == "0200" && (r.ProcCode == message.PCVoid || r.ProcCode == message.PCRefund) {
+		rec.OriginalRRN = r.RRN
+	}
+	rec.AddEvent(journal.StateReceived, t.start.UTC(), "")
+	return nil
+}
+
+// financial processes 0100 and 0200.
+func (p *Pipeline) financial(ctx context.Context, t *txn) (frontend.Response, error) {
+	if err := p.newRecord(t); err != nil {
+		return p.systemError(t, err)
+	}
+	r := t.req
+	link, ok := p.routes.Route(r.PAN)
+	if !ok {
+		return p.decline(ctx, t, message.RCNoSuchIssuer, "switch", "no-route")
+	}
+	t.issuer = link.ID()
+	t.rec.Issuer = t.issuer
+
+	m := p.issuerRequest(t, link)
+	t.rec.IssuerSTAN, _ = m.GetString(11)
+	t.rec.AddEvent(journal.StateSent, p.now().UTC(), "")
+	// Write ahead: the record is on disk before the issuer can approve anything.
+	if err := p.write(ctx, t, true); err != nil {
+		return p.systemError(t, err)
+	}
+	issuerStart := p.now()
+	resp, err := link.Send(context.WithoutCancel(ctx), m, p.cfg.IssuerTimeout)
+	issuerDur := p.now().Sub(issuerStart)
+	t.rec.Timings.Issuer = issuerDur.Microseconds()
+	p.metrics.IssuerLatency.WithLabelValues(t.issuer).Observe(issuerDur.Seconds())
+	if err != nil {
+		kind, note := "error", err.Error()
+		switch {
+		case p.cfg.IsTimeout(err):
+			kind = "timeout"
+			t.rec.AddEvent(journal.StateTimedOut, p.now().UTC(), "")
+		case p.cfg.IsUnavailable(err):
+			kind = "unavailable"
+			t.rec.AddEvent(journal.StateDeclined, p.now().UTC(), note)
+		default:
+			t.rec.AddEvent(journal.StateDeclined, p.now().UTC(), note)
+		}
+		p.metrics.IssuerErrors.WithLabelValues(t.issuer, kind).Inc()
+		return p.respond(ctx, t, message.RCIssuerUnavailable, "", "switch", "issuer-"+kind)
+	}
+	rc, _ := resp.GetString(39)
+	auth := ""
+	if resp.GetField(38) != nil {
+		auth, _ = resp.GetString(38)
+	}
+	if len(rc) != 2 {
+		t.rec.AddEvent(journal.StateAnswered, p.now().UTC(), "answer without a valid DE 39")
+		return p.respond(ctx, t, message.RCSystemMalfunction, "", "switch", "issuer-answer-invalid")
+	}
+	t.rec.AddEvent(journal.StateAnswered, p.now().UTC(), "")
+	return p.respond(ctx, t, rc, auth, "issuer", "")
+}
+
+// issuerRequest builds the message to the issuer: the terminal's fields, with the
+// link's own STAN, the switch's RRN and transmission time.
+func (p *Pipeline) issuerRequest(t *txn, link IssuerLink) *iso8583.Message {
+	r := t.req
+	m := iso8583.NewMessage(message.SpecASCII)
+	m.MTI(r.MTI)
+	set := func(id int, v string) {
+		if v != "" {
+			_ = m.Field(id, v)
+		}
+	}
+	set(2, r.PAN)
+	set(3, r.ProcCode)
+	set(4, r.AmountRaw)
+	set(7, message.FormatDE7(p.now()))
+	set(11, link.NextSTAN())
+	set(12, r.LocalTime)
+	set(13, r.LocalDate)
+	set(14, r.Expiry)
+	set(22, r.EntryMode)
+	set(25, r.CondCode)
+	set(32, link.AcquirerID())
+	set(35, r.Track2)
+	set(37, t.rec.RRN)
+	if r.MTI == "0200" && (r.ProcCode == message.PCVoid || r.ProcCode == message.PCRefund) {
+		// The original's RRN travels in DE 90-style original data is not available here;
+		// the issuer sees the original RRN in DE 48-free form through DE 37 of the original.
+	}
+	set(41, r.TID)
+	set(42, r.MID)
+	set(49, r.Currency)
+	set(55, r.ICC)
+	if r.HasPIN {
+		_ = m.BinaryField(52, r.PINBlock[:])
+	}
+	return m
+}
+
+// decline answers without the issuer.
+func (p *Pipeline) decline(ctx context.Context, t *txn, rc, by, reason string) (frontend.Response, error) {
+	if t.rec.RRN == "" {
+		if err := p.newRecord(t); err != nil {
+			return p.systemError(t, err)
+		}
+	}
+	t.rec.AddEvent(journal.StateDeclined, p.now().UTC(), reason)
+	return p.respond(ctx, t, rc, "", by, reason)
+}
+
+// respond journals the outcome durably, then builds the response.
+func (p *Pipeline) respond(ctx context.Context, t *txn, rc, auth, by, reason string) (frontend.Response, error) {
+	rec := &t.rec
+	rec.RC, rec.AuthCode, rec.DecidedBy, rec.Reason = rc, auth, by, reason
+	if err := p.write(ctx, t, true); err != nil {
+		return p.systemError(t, err)
+	}
+	resp := message.NewResponse(t.req)
+	_ = resp.Field(37, rec.RRN)
+	if auth != "" && message.Approved(rc) {
+		_ = resp.Field(38, auth)
+	}
+	_ = resp.Field(39, rc)
+	if !message.Approved(rc) && by != "issuer" {
+		_ = message.SetReason(resp, reason)
+	}
+	raw, err := message.Pack(resp, nil)
+	if err != nil {
+		return frontend.Response{}, err
+	}
+	total := p.now().Sub(t.start)
+	rec.Timings.Total = total.Microseconds()
+	p.metrics.Transactions.WithLabelValues(t.req.MTI, rc, t.issuer, by).Inc()
+	p.metrics.Latency.WithLabelValues(t.req.MTI, t.issuer).Observe(total.Seconds())
+	p.logTxn(t)
+	return frontend.Response{Body: raw, Sent: func(delivered bool) { p.sent(t, delivered) }}, nil
+}
+
+// sent records whether the response reached the terminal (not waited for: the outcome
+// is already durable).
+func (p *Pipeline) sent(t *txn, delivered bool) {
+	state := journal.StateResponded
+	if !delivered {
+		state = journal.StateUndeliver
+		p.log.Warn().Str("rrn", t.rec.RRN).Str("tid", t.rec.TID).Str("rc", t.rec.RC).Msg("response could not be delivered to the terminal")
+	}
+	t.rec.AddEvent(state, p.now().UTC(), "")
+	if err := p.write(context.Background(), t, false); err != nil {
+		p.log.Error().Err(err).Str("rrn", t.rec.RRN).Msg("journal write failed")
+	}
+}
+
+func (p *Pipeline) write(ctx context.Context, t *txn, durable bool) error {
+	start := p.now()
+	err := p.journal.Write(context.WithoutCancel(ctx), &t.rec, !t.written, durable)
+	t.written = true
+	t.rec.Timings.Journal += p.now().Sub(start).Microseconds()
+	if err != nil {
+		p.metrics.JournalErrors.Inc()
+	}
+	return err
+}
+
+// systemError answers 96 when the journal or another internal part fails; nothing is
+// forwarded after such a failure.
+func (p *Pipeline) systemError(t *txn, err error) (frontend.Response, error) {
+	p.log.Error().Err(err).Str("tid", t.req.TID).Str("stan", t.req.STAN).Str("mti", t.req.MTI).Msg("system malfunction: answered 96")
+	resp := message.NewResponse(t.req)
+	if t.rec.RRN != "" {
+		_ = resp.Field(37, t.rec.RRN)
+	}
+	_ = resp.Field(39, message.RCSystemMalfunction)
+	_ = message.SetReason(resp, "system-malfunction")
+	raw, perr := message.Pack(resp, nil)
+	if perr != nil {
+		return frontend.Response{}, errors.Join(err, perr)
+	}
+	p.metrics.Transactions.WithLabelValues(t.req.MTI, message.RCSystemMalfunction, t.issuer, "switch").Inc()
+	return frontend.Response{Body: raw}, nil
+}
+
+func (p *Pipeline) logTxn(t *txn) {
+	rec := &t.rec
+	tm := rec.Timings
+	p.log.Info().
+		Str("rrn", rec.RRN).Str("mti", rec.MTI).Str("type", rec.Type).Str("tid", rec.TID).Str("mid", rec.MID).
+		Str("stan", rec.STAN).Str("pan", rec.PANMasked).Int64("amount", rec.Amount).Str("issuer", rec.Issuer).
+		Str("rc", rec.RC).Str("decided_by", rec.DecidedBy).Str("reason", rec.Reason).
+		Int64("decode_us", tm.Decode).Int64("checks_us", tm.Checks).Int64("risk_us", tm.Risk).Int64("hsm_us", tm.HSM).
+		Int64("issuer_us", tm.Issuer).Int64("journal_us", tm.Journal).Int64("total_us", tm.Total).
+		Msg("txn")
+}

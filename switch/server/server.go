@@ -1,0 +1,329 @@
+// Package server assembles a running switch from its configuration: the Badger
+// database, journal, issuer links (and the built-in demo issuer), the transaction
+// pipeline, the terminal listeners and the admin HTTP server, and takes it down
+// gracefully.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+
+	"github.com/switchyard/switchyard/switch/admin"
+	"github.com/switchyard/switchyard/switch/config"
+	"github.com/switchyard/switchyard/switch/frontend"
+	"github.com/switchyard/switchyard/switch/issuer"
+	"github.com/switchyard/switchyard/switch/issuersim"
+	"github.com/switchyard/switchyard/switch/journal"
+	"github.com/switchyard/switchyard/switch/message"
+	"github.com/switchyard/switchyard/switch/metrics"
+	"github.com/switchyard/switchyard/switch/pipeline"
+)
+
+// Server is a running switch.
+type Server struct {
+	cfg       *config.Config
+	log       zerolog.Logger
+	db        *badger.DB
+	Journal   *journal.Store
+	Metrics   *metrics.Metrics
+	Pipeline  *pipeline.Pipeline
+	DemoSim   *issuersim.Sim
+	links     map[string]*issuer.Link
+	listeners []*frontend.Listener
+	adminSrv  *http.Server
+	adminLn   net.Listener
+	auth      *admin.Authenticator
+	mux       *http.ServeMux
+	ready     atomic.Bool
+	closeOnce sync.Once
+	reloaders []func() error
+}
+
+// OpenDB opens (creating if missing) the Badger database under dir with the options the
+// switch uses: no sync per write (the journal syncs its group commits).
+func OpenDB(dir string, log zerolog.Logger) (*badger.DB, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory %s: %w", dir, err)
+	}
+	opts := badger.DefaultOptions(dir).
+		WithSyncWrites(false).
+		WithLogger(badgerLogger{log.With().Str("component", "badger").Logger()}).
+		WithNumVersionsToKeep(1).
+		WithCompactL0OnClose(true).
+		WithValueThreshold(1 << 20)
+	db, err := badger.Open(opts)
+	if err != nil {
+		return nil, fmt.Errorf("open database in %s: %w (is another switchyard using it?)", dir, err)
+	}
+	return db, nil
+}
+
+// New builds and starts a switch: after New returns, the listeners accept connections.
+func New(cfg *config.Config, log zerolog.Logger) (s *Server, err error) {
+	s = &Server{cfg: cfg, log: log, links: map[string]*issuer.Link{}, Metrics: metrics.New()}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	if s.auth, err = admin.NewAuthenticator(cfg.Admin.Tokens); err != nil {
+		return nil, err
+	}
+	if s.db, err = OpenDB(cfg.DataDir, log); err != nil {
+		return nil, err
+	}
+	if s.Journal, err = journal.Open(s.db, journal.Options{MaxBatch: cfg.Journal.MaxBatch, Window: cfg.Journal.Window.D()}); err != nil {
+		return nil, err
+	}
+	s.Journal.OnSync(s.Metrics.JournalCommitted)
+
+	issuers := cfg.Issuers
+	if cfg.Demo {
+		s.DemoSim, err = issuersim.Start(issuersim.Config{Addr: cfg.DemoIssuer.Addr, Cards: issuersim.DemoCards}, log)
+		if err != nil {
+			return nil, err
+		}
+		log.Info().Str("addr", s.DemoSim.Addr()).Msg("demo issuer started")
+		issuers = append([]config.Issuer{{ID: "demo", Addrs: []string{s.DemoSim.Addr()}, Timeout: config.Duration(10 * time.Second),
+			EchoEvery: config.Duration(30 * time.Second), Connections: 2}}, issuers...)
+	}
+	for _, ic := range issuers {
+		l, err := issuer.Dial(issuer.Config{ID: ic.ID, Addrs: ic.Addrs, Timeout: ic.Timeout.D(), EchoEvery: ic.EchoEvery.D(),
+			Connections: ic.Connections, AcquirerID: ic.AcquirerID}, log)
+		if err != nil {
+			return nil, err
+		}
+		s.links[ic.ID] = l
+	}
+	routes := map[string]string{}
+	for _, r := range cfg.Routes {
+		routes[r.Prefix] = r.Issuer
+	}
+	router, err := issuer.NewRouter(routes)
+	if err != nil {
+		return nil, fmt.Errorf("routes: %w", err)
+	}
+	key, err := cfg.CardHashKey()
+	if err != nil {
+		return nil, err
+	}
+	timeout := 10 * time.Second
+	if len(issuers) > 0 {
+		timeout = issuers[0].Timeout.D()
+	}
+	txnLog := log
+	if !*cfg.Log.TxnLines {
+		txnLog = log.Level(zerolog.WarnLevel)
+	}
+	s.Pipeline, err = pipeline.New(pipeline.Config{
+		IssuerTimeout: timeout,
+		CardHashKey:   key,
+		IsTimeout:     func(err error) bool { return errors.Is(err, issuer.ErrTimeout) },
+		IsUnavailable: func(err error) bool { return errors.Is(err, issuer.ErrUnavailable) },
+	}, s.Journal, routeTable{router, s.links}, s.Metrics, txnLog)
+	if err != nil {
+		return nil, err
+	}
+
+	if err := s.startAdmin(); err != nil {
+		return nil, err
+	}
+	limit := frontend.NewLimiter(cfg.Limits.MaxInFlight)
+	for _, lc := range cfg.Listeners {
+		d, _ := message.ParseDialect(lc.Dialect)
+		fc := frontend.Config{Name: lc.Name, Addr: lc.Addr, Dialect: d, IdleTimeout: lc.IdleTimeout.D(), MaxInFlightPerConn: lc.MaxInFlight}
+		if lc.TLS != nil {
+			if fc.TLS, err = tlsConfig(lc.TLS); err != nil {
+				return nil, fmt.Errorf("listener %s: %w", lc.Name, err)
+			}
+		}
+		l, err := frontend.Listen(fc, s.Pipeline, limit, log, s.Metrics)
+		if err != nil {
+			return nil, err
+		}
+		s.listeners = append(s.listeners, l)
+		go func() {
+			if err := l.Serve(); err != nil {
+				log.Error().Err(err).Str("listener", lc.Name).Msg("listener stopped")
+			}
+		}()
+		log.Info().Str("listener", lc.Name).Str("addr", l.Addr().String()).Str("dialect", string(d)).Bool("tls", fc.TLS != nil).Msg("terminal listener started")
+	}
+	s.ready.Store(true)
+	return s, nil
+}
+
+// routeTable resolves BIN routes to live links.
+type routeTable struct {
+	r     *issuer.Router
+	links map[string]*issuer.Link
+}
+
+func (t routeTable) Route(pan string) (pipeline.IssuerLink, bool) {
+	id, ok := t.r.Route(pan)
+	if !ok {
+		return nil, false
+	}
+	l, ok := t.links[id]
+	return l, ok
+}
+
+// ListenerAddr returns the bound address of the named terminal listener ("" if none).
+func (s *Server) ListenerAddr(name string) string {
+	for i, l := range s.listeners {
+		if s.cfg.Listeners[i].Name == name {
+			return l.Addr().String()
+		}
+	}
+	return ""
+}
+
+// AdminAddr returns the bound address of the admin server.
+func (s *Server) AdminAddr() string { return s.adminLn.Addr().String() }
+
+// Handle mounts an admin API handler on the admin server.
+func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
+// Auth is the admin API's authenticator.
+func (s *Server) Auth() *admin.Authenticator { return s.auth }
+
+func (s *Server) startAdmin() error {
+	s.mux = http.NewServeMux()
+	s.mux.HandleFunc("GET /livez", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	s.mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !s.ready.Load() {
+			http.Error(w, "not ready: starting or draining", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.Metrics.Registry, promhttp.HandlerOpts{Registry: s.Metrics.Registry}))
+	s.mux.Handle("GET /api/v1/journal", s.auth.Require(journalAPI{s.Journal}, admin.RoleOperator, admin.RoleAnalyst, admin.RoleReviewer))
+	s.mux.Handle("GET /api/v1/journal/{rrn}", s.auth.Require(journalAPI{s.Journal}, admin.RoleOperator, admin.RoleAnalyst, admin.RoleReviewer))
+	ln, err := net.Listen("tcp", s.cfg.Admin.Addr)
+	if err != nil {
+		return fmt.Errorf("admin server: %w", err)
+	}
+	s.adminLn = ln
+	s.adminSrv = &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := s.adminSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error().Err(err).Msg("admin server stopped")
+		}
+	}()
+	s.log.Info().Str("addr", ln.Addr().String()).Msg("admin server started")
+	return nil
+}
+
+// Drain stops taking new work, answers what is in progress within the drain timeout,
+// then closes everything.
+func (s *Server) Drain() error {
+	s.ready.Store(false)
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Shutdown.DrainTimeout.D())
+	defer cancel()
+	var errs []error
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for _, l := range s.listeners {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := l.Drain(ctx); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	s.listeners = nil
+	s.Close()
+	return errors.Join(errs...)
+}
+
+// Close stops everything at once.
+func (s *Server) Close() {
+	s.closeOnce.Do(func() {
+		s.ready.Store(false)
+		for _, l := range s.listeners {
+			l.Close()
+		}
+		if s.adminSrv != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_ = s.adminSrv.Shutdown(ctx)
+			cancel()
+		}
+		for _, l := range s.links {
+			_ = l.Close()
+		}
+		if s.DemoSim != nil {
+			_ = s.DemoSim.Close()
+		}
+		if s.Journal != nil {
+			if err := s.Journal.Close(); err != nil {
+				s.log.Error().Err(err).Msg("closing journal")
+			}
+		}
+		if s.db != nil {
+			if err := s.db.Close(); err != nil {
+				s.log.Error().Err(err).Msg("closing database")
+			}
+		}
+	})
+}
+
+func tlsConfig(t *config.TLS) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("tls: %w", err)
+	}
+	c := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if t.ClientCAFile != "" {
+		pem, err := os.ReadFile(t.ClientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls client CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("tls client CA %s: no certificate found", t.ClientCAFile)
+		}
+		c.ClientCAs, c.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	}
+	return c, nil
+}
+
+// badgerLogger sends Badger's log to zerolog, its info chatter at debug level.
+type badgerLogger struct{ l zerolog.Logger }
+
+func (b badgerLogger) Errorf(f string, a ...any)   { b.l.Error().Msgf(f, a...) }
+func (b badgerLogger) Warningf(f string, a ...any) { b.l.Warn().Msgf(f, a...) }
+func (b badgerLogger) Infof(f string, a ...any)    { b.l.Debug().Msgf(f, a...) }
+func (b badgerLogger) Debugf(f string, a ...any)   { b.l.Debug().Msgf(f, a...) }
+
+// Reload re-reads what can change without a restart (SIGHUP, the admin reload call).
+// Every reloadable part keeps its running state when its new one is refused.
+func (s *Server) Reload() {
+	for _, f := range s.reloaders {
+		if err := f(); err != nil {
+			s.log.Error().Err(err).Msg("reload refused; the running configuration stays")
+		}
+	}
+}
+
+// OnReload adds a function that Reload calls.
+func (s *Server) OnReload(f func() error) { s.reloaders = append(s.reloaders, f) }
