@@ -34,16 +34,14 @@ type command struct {
 	run     func(env *Env, args []string) int
 }
 
-var commands map[string]command
+var commands = map[string]command{}
 
 func init() {
-	commands = map[string]command{
-		"serve":      {"run the switch (--demo for the embedded demo fleet)", runServe},
-		"issuer-sim": {"run a standalone issuer simulator", runIssuerSim},
-		"term":       {"send one transaction as a terminal and print the answer", runTerm},
-		"journal":    {"query the transaction journal", runJournal},
-		"version":    {"print the version", runVersion},
-	}
+	Register("serve", "run the switch (--demo for the embedded demo fleet)", runServe)
+	Register("issuer-sim", "run a standalone issuer simulator", runIssuerSim)
+	Register("term", "send one transaction as a terminal and print the answer", runTerm)
+	Register("journal", "query the transaction journal", runJournal)
+	Register("version", "print the version", runVersion)
 }
 
 // Register adds a command (used by the parts of the switch that bring their own tools).

@@ -122,6 +122,9 @@ type Route struct {
 // DemoIssuer configures the built-in demo issuer (demo mode only).
 type DemoIssuer struct {
 	Addr string `yaml:"addr"` // default 127.0.0.1:0 (any free port)
+	// External is the address of an issuer simulator already running (for example in a
+	// process of its own, as the bench harness runs it); when set, none is started.
+	External string `yaml:"external"`
 }
 
 // Journal configures the journal.
@@ -157,7 +160,6 @@ func Demo() *Config {
 			{Name: "binary-bitmap", Addr: "127.0.0.1:8584", Dialect: string(message.DialectASCIIBinaryBitmap)},
 		},
 		Admin:    Admin{Addr: "127.0.0.1:8080"},
-		Routes:   []Route{{Prefix: "476173", Issuer: "demo"}},
 		Security: Security{CardHashKeyHex: DemoCardHashKey},
 	}
 	c.ApplyDefaults()
@@ -245,6 +247,15 @@ func (c *Config) ApplyDefaults() {
 	if c.DemoIssuer.Addr == "" {
 		c.DemoIssuer.Addr = "127.0.0.1:0"
 	}
+	if c.Demo {
+		routed := false
+		for _, r := range c.Routes {
+			routed = routed || r.Issuer == "demo"
+		}
+		if !routed {
+			c.Routes = append(c.Routes, Route{Prefix: "476173", Issuer: "demo"})
+		}
+	}
 	if c.Journal.MaxBatch == 0 {
 		c.Journal.MaxBatch = 4096
 	}
@@ -312,6 +323,9 @@ func (c *Config) Validate() error {
 	if c.Demo {
 		issuers["demo"] = true
 		checkAddr("demo_issuer.addr", c.DemoIssuer.Addr)
+		if c.DemoIssuer.External != "" {
+			checkAddr("demo_issuer.external", c.DemoIssuer.External)
+		}
 	}
 	for i, is := range c.Issuers {
 		key := fmt.Sprintf("issuers[%d]", i)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -16,7 +15,7 @@ import (
 
 // Key layout, all under "j/":
 //
-//	j/r/<rrn>                          the record (JSON)
+//	j/r/<rrn>                          the record (binary, see codec.go)
 //	j/t/<unix nanos, 8 bytes BE><rrn>  time index
 //	j/T/<tid>/<nanos><rrn>             terminal index
 //	j/M/<mid>/<nanos><rrn>             merchant index
@@ -114,7 +113,7 @@ var donePool = sync.Pool{New: func() any { return make(chan error, 1) }}
 // returns at once and rec is written with the next group. The first write of a record
 // (first = true) also writes its indexes.
 func (s *Store) Write(ctx context.Context, rec *Record, first, durable bool) error {
-	b, err := json.Marshal(rec)
+	b, err := rec.MarshalBinary()
 	if err != nil {
 		return fmt.Errorf("journal: encode record %s: %w", rec.RRN, err)
 	}
@@ -268,7 +267,7 @@ func (s *Store) Get(rrn string) (*Record, error) {
 		if err != nil {
 			return err
 		}
-		return item.Value(func(v []byte) error { return json.Unmarshal(v, &rec) })
+		return item.Value(rec.UnmarshalBinary)
 	})
 	if err != nil {
 		return nil, err
@@ -325,7 +324,7 @@ func (s *Store) Scan(ctx context.Context, q Query, fn func(*Record) bool) error 
 				return fmt.Errorf("journal: index points to missing record %s: %w", rrn, err)
 			}
 			var rec Record
-			if err := item.Value(func(v []byte) error { return json.Unmarshal(v, &rec) }); err != nil {
+			if err := item.Value(rec.UnmarshalBinary); err != nil {
 				return fmt.Errorf("journal: decode record %s: %w", rrn, err)
 			}
 			if !matches(&rec, q) {

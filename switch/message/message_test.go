@@ -210,5 +210,44 @@ func FuzzDecode(f *testing.F) {
 		if r.TID == "" || len(r.STAN) != 6 {
 			t.Fatalf("accepted without TID/STAN: %+v", r)
 		}
+		// The fast path must never accept what moov-io's unpacker refuses.
+		if err := unpack(iso8583.NewMessage(d.Spec()), raw); err != nil {
+			t.Fatalf("fast decode accepted a message moov refuses: %v", err)
+		}
 	})
+}
+
+func TestScanAgreesWithDecode(t *testing.T) {
+	for _, d := range []Dialect{DialectASCII, DialectASCIIBinaryBitmap} {
+		raw := purchase(t, d, func(m *iso8583.Message) { m.Field(70, "301") })
+		got := map[int]string{}
+		mti, err := Scan(raw, d, func(id int, v []byte) { got[id] = string(v) })
+		if err != nil || string(mti) != "0200" {
+			t.Fatal(mti, err)
+		}
+		if got[11] != "000001" || got[41] != "T0000001" || got[52] != "0102030405060708" || got[70] != "301" || got[2] != "4761739001010119" {
+			t.Fatalf("%s: %v", d, got)
+		}
+		if _, err := Scan(raw[:len(raw)-1], d, func(int, []byte) {}); err == nil {
+			t.Fatal("truncated accepted")
+		}
+	}
+}
+
+func BenchmarkScan(b *testing.B) {
+	raw := purchase(b, DialectASCII, nil)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		Scan(raw, DialectASCII, func(int, []byte) {})
+	}
+}
+
+func BenchmarkDecode(b *testing.B) {
+	raw := purchase(b, DialectASCII, nil)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if _, err := Decode(raw, DialectASCII); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

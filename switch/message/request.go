@@ -1,6 +1,7 @@
 package message
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -91,8 +92,9 @@ type FormatError struct {
 	MTI, STAN, TID string
 	Field          int // the data element at fault, -1 when not one field
 	Err            error
-	// Partial holds the fields that could be read, for echoing in the 30 response.
-	Partial *iso8583.Message
+	// Echo holds the echoed fields (DE 3, 4, 7, 42, 49, 70) that could be read, for
+	// the 30 response.
+	Echo map[int]string
 }
 
 func (e *FormatError) Error() string {
@@ -111,33 +113,66 @@ func (e *FormatError) Answerable() bool {
 
 // Decode unpacks and validates a terminal request body. On failure it returns a
 // *FormatError.
+//
+// Well-formed messages take the fast path: Scan walks the fields with the layout of the
+// moov-io spec without allocating. Anything Scan refuses is unpacked again by moov-io's
+// unpacker, whose error names the field at fault and whose partial message gives the
+// fields to echo in the 30 answer.
 func Decode(raw []byte, d Dialect) (*Request, error) {
 	if len(raw) == 0 {
 		return nil, &FormatError{Field: -1, Err: errors.New("empty message")}
 	}
-	m := iso8583.NewMessage(d.Spec())
-	if err := unpack(m, raw); err != nil {
-		fe := &FormatError{Field: -1, Err: err, Partial: m}
-		var ue *iso8583errors.UnpackError
-		if errors.As(err, &ue) {
-			if n, convErr := strconv.Atoi(ue.FieldID); convErr == nil {
-				fe.Field = n
-			}
-			fe.Err = ue.Err
-		}
-		fe.MTI, _ = m.GetMTI()
-		fe.STAN = getString(m, 11)
-		fe.TID = getString(m, 41)
-		if !validMTI(fe.MTI) {
-			fe.MTI = ""
-		}
-		return nil, fe
+	var f fieldValues
+	mti, err := Scan(raw, d, func(id int, v []byte) { f[id] = v })
+	if err != nil {
+		return nil, slowError(raw, d, err)
 	}
-	r := &Request{Dialect: d, Raw: raw}
-	if err := fill(r, m); err != nil {
+	r := &Request{Dialect: d, Raw: raw, MTI: string(mti)}
+	if err := fill(r, &f); err != nil {
 		return nil, err
 	}
 	return r, nil
+}
+
+// fieldValues are the wire values of a message's fields by number; nil when absent.
+type fieldValues [129][]byte
+
+func (f *fieldValues) has(id int) bool { return f[id] != nil }
+
+func (f *fieldValues) str(id int) string {
+	if f[id] == nil {
+		return ""
+	}
+	return string(f[id])
+}
+
+// slowError unpacks raw with moov-io to describe why Scan refused it.
+func slowError(raw []byte, d Dialect, scanErr error) error {
+	m := iso8583.NewMessage(d.Spec())
+	err := unpack(m, raw)
+	if err == nil {
+		err = scanErr
+	}
+	fe := &FormatError{Field: -1, Err: err, Echo: map[int]string{}}
+	var ue *iso8583errors.UnpackError
+	if errors.As(err, &ue) {
+		if n, convErr := strconv.Atoi(ue.FieldID); convErr == nil {
+			fe.Field = n
+		}
+		fe.Err = ue.Err
+	}
+	fe.MTI, _ = m.GetMTI()
+	fe.STAN = getString(m, 11)
+	fe.TID = getString(m, 41)
+	if !validMTI(fe.MTI) {
+		fe.MTI = ""
+	}
+	for _, id := range echoed {
+		if v := getString(m, id); v != "" && id != fe.Field {
+			fe.Echo[id] = v
+		}
+	}
+	return fe
 }
 
 // unpack unpacks raw into m and refuses trailing bytes, which moov ignores.
@@ -209,51 +244,61 @@ func validMTI(s string) bool {
 	return true
 }
 
-func fill(r *Request, m *iso8583.Message) error {
+func fill(r *Request, f *fieldValues) error {
+	r.STAN = f.str(11)
+	r.TID = f.str(41)
 	fail := func(id int, format string, args ...any) error {
-		return &FormatError{MTI: r.MTI, STAN: r.STAN, TID: r.TID, Field: id, Err: fmt.Errorf(format, args...), Partial: m}
+		fe := &FormatError{MTI: r.MTI, STAN: r.STAN, TID: r.TID, Field: id, Err: fmt.Errorf(format, args...), Echo: map[int]string{}}
+		for _, e := range echoed {
+			if e != id && f.has(e) {
+				fe.Echo[e] = f.str(e)
+			}
+		}
+		return fe
 	}
-	r.MTI, _ = m.GetMTI()
-	r.STAN = getString(m, 11)
-	r.TID = getString(m, 41)
 	if mti := r.MTI; !validMTI(mti) {
 		r.MTI = ""
 		return fail(0, "MTI %q is not 4 digits", mti)
 	}
-	r.PAN = getString(m, 2)
-	r.Track2 = getString(m, 35)
-	r.ProcCode = getString(m, 3)
-	r.AmountRaw = getString(m, 4)
-	r.DE7 = getString(m, 7)
-	r.LocalTime = getString(m, 12)
-	r.LocalDate = getString(m, 13)
-	r.Expiry = getString(m, 14)
-	r.EntryMode = getString(m, 22)
-	r.CondCode = getString(m, 25)
-	r.RRN = getString(m, 37)
-	r.AuthCode = getString(m, 38)
-	r.MID = getString(m, 42)
-	r.DE48 = getString(m, 48)
-	r.Currency = getString(m, 49)
-	r.ICC = getString(m, 55)
-	r.NetCode = getString(m, 70)
-	r.Original = getString(m, 90)
-	r.Replace = getString(m, 95)
-	if m.GetField(52) != nil {
-		b, _ := m.GetBytes(52)
-		r.HasPIN = copy(r.PINBlock[:], b) == 8
+	r.PAN = f.str(2)
+	r.Track2 = f.str(35)
+	r.ProcCode = f.str(3)
+	r.AmountRaw = f.str(4)
+	r.DE7 = f.str(7)
+	r.LocalTime = f.str(12)
+	r.LocalDate = f.str(13)
+	r.Expiry = f.str(14)
+	r.EntryMode = f.str(22)
+	r.CondCode = f.str(25)
+	r.RRN = f.str(37)
+	r.AuthCode = f.str(38)
+	r.MID = f.str(42)
+	r.DE48 = f.str(48)
+	r.Currency = f.str(49)
+	r.ICC = f.str(55)
+	r.NetCode = f.str(70)
+	r.Original = f.str(90)
+	r.Replace = f.str(95)
+	if f.has(52) {
+		if _, err := hex.Decode(r.PINBlock[:], f[52]); err != nil {
+			return fail(52, "PIN block is not hex")
+		}
+		r.HasPIN = true
 	}
 	for _, id := range []int{128, 64} {
-		if m.GetField(id) != nil {
-			b, _ := m.GetBytes(id)
-			copy(r.MAC[:], b)
+		if f.has(id) {
+			if _, err := hex.Decode(r.MAC[:], f[id]); err != nil {
+				return fail(id, "MAC is not hex")
+			}
 			r.MACField = id
 			break
 		}
 	}
-	// The MAC must be the last field: DE 128 if a secondary bitmap is present, else DE 64.
+	// The MAC must be the last field: DE 128 when a secondary bitmap is present, else DE 64.
 	if r.MACField != 0 {
-		if bm := m.Bitmap(); (bm.Len() > 64) != (r.MACField == 128) || (r.MACField == 128 && bm.IsSet(64)) {
+		secondary := r.Dialect == DialectASCII && len(r.Raw) > 4 && hexBit1(r.Raw[4]) ||
+			r.Dialect == DialectASCIIBinaryBitmap && len(r.Raw) > 4 && r.Raw[4]&0x80 != 0
+		if secondary != (r.MACField == 128) || (r.MACField == 128 && f.has(64)) {
 			return fail(r.MACField, "MAC must be DE 128 when a secondary bitmap is present, else DE 64")
 		}
 	}
@@ -266,7 +311,7 @@ func fill(r *Request, m *iso8583.Message) error {
 	}
 	need := func(ids ...int) error {
 		for _, id := range ids {
-			if m.GetField(id) == nil {
+			if !f.has(id) {
 				return fail(id, "required for MTI %s and missing", r.MTI)
 			}
 		}
@@ -323,8 +368,8 @@ func fill(r *Request, m *iso8583.Message) error {
 		}
 		r.Amount, _ = strconv.ParseInt(r.AmountRaw, 10, 64)
 	}
-	if _, err := ParseDE7(r.DE7, time.Now()); r.DE7 != "" && err != nil {
-		return fail(7, "%v", err)
+	if r.DE7 != "" && !validDE7(r.DE7) {
+		return fail(7, "transmission date-time %q is not MMDDhhmmss", r.DE7)
 	}
 	if r.EntryMode != "" && !digits(r.EntryMode, 3) {
 		return fail(22, "POS entry mode %q is not 3 digits", r.EntryMode)
@@ -431,4 +476,18 @@ func absDur(d time.Duration) time.Duration {
 		return -d
 	}
 	return d
+}
+
+// hexBit1 reports whether the hex character c has its high bit set (8-F).
+func hexBit1(c byte) bool {
+	return c >= '8' && c <= '9' || c >= 'A' && c <= 'F' || c >= 'a' && c <= 'f'
+}
+
+// validDE7 checks MMDDhhmmss without parsing a time.
+func validDE7(s string) bool {
+	if !digits(s, 10) {
+		return false
+	}
+	n := func(i int) int { return int(s[i]-'0')*10 + int(s[i+1]-'0') }
+	return n(0) >= 1 && n(0) <= 12 && n(2) >= 1 && n(2) <= 31 && n(4) < 24 && n(6) < 60 && n(8) < 60
 }

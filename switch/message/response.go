@@ -39,14 +39,9 @@ func NewFormatErrorResponse(fe *FormatError, d Dialect) *iso8583.Message {
 	}
 	m := iso8583.NewMessage(d.Spec())
 	m.MTI(ResponseMTI(fe.MTI))
-	if fe.Partial != nil {
-		for _, id := range echoed {
-			if id == fe.Field {
-				continue
-			}
-			if v := getString(fe.Partial, id); v != "" && validEcho(id, v) {
-				_ = m.Field(id, v)
-			}
+	for id, v := range fe.Echo {
+		if id != fe.Field && validEcho(id, v) {
+			_ = m.Field(id, v)
 		}
 	}
 	_ = m.Field(11, fe.STAN)

@@ -38,6 +38,7 @@ type IssuerLink interface {
 	ID() string
 	NextSTAN() string
 	AcquirerID() string
+	// Send sends m and waits for the answer up to timeout (0: the link's own timeout).
 	Send(ctx context.Context, m *iso8583.Message, timeout time.Duration) (*iso8583.Message, error)
 }
 
@@ -54,8 +55,6 @@ var (
 
 // Config tunes the pipeline.
 type Config struct {
-	// IssuerTimeout bounds the wait for an issuer answer (default 10 s).
-	IssuerTimeout time.Duration
 	// CardHashKey keys the HMAC-SHA256 that identifies cards without their PAN.
 	CardHashKey []byte
 	// IsTimeout and IsUnavailable classify IssuerLink errors (defaults: errors.Is with
@@ -78,9 +77,6 @@ type Pipeline struct {
 func New(cfg Config, j Journal, routes Routes, m *metrics.Metrics, log zerolog.Logger) (*Pipeline, error) {
 	if len(cfg.CardHashKey) < 16 {
 		return nil, errors.New("pipeline: card hash key must be at least 16 bytes")
-	}
-	if cfg.IssuerTimeout <= 0 {
-		cfg.IssuerTimeout = 10 * time.Second
 	}
 	if cfg.IsTimeout == nil {
 		cfg.IsTimeout = func(err error) bool { return errors.Is(err, ErrIssuerTimeout) }
@@ -241,7 +237,7 @@ func (p *Pipeline) financial(ctx context.Context, t *txn) (frontend.Response, er
 		return p.systemError(t, err)
 	}
 	issuerStart := p.now()
-	resp, err := link.Send(context.WithoutCancel(ctx), m, p.cfg.IssuerTimeout)
+	resp, err := link.Send(context.WithoutCancel(ctx), m, 0)
 	issuerDur := p.now().Sub(issuerStart)
 	t.rec.Timings.Issuer = issuerDur.Microseconds()
 	p.metrics.IssuerLatency.WithLabelValues(t.issuer).Observe(issuerDur.Seconds())
@@ -297,10 +293,6 @@ func (p *Pipeline) issuerRequest(t *txn, link IssuerLink) *iso8583.Message {
 	set(32, link.AcquirerID())
 	set(35, r.Track2)
 	set(37, t.rec.RRN)
-	if r.MTI == "0200" && (r.ProcCode == message.PCVoid || r.ProcCode == message.PCRefund) {
-		// The original's RRN travels in DE 90-style original data is not available here;
-		// the issuer sees the original RRN in DE 48-free form through DE 37 of the original.
-	}
 	set(41, r.TID)
 	set(42, r.MID)
 	set(49, r.Currency)

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -92,12 +93,16 @@ func New(cfg *config.Config, log zerolog.Logger) (s *Server, err error) {
 
 	issuers := cfg.Issuers
 	if cfg.Demo {
-		s.DemoSim, err = issuersim.Start(issuersim.Config{Addr: cfg.DemoIssuer.Addr, Cards: issuersim.DemoCards}, log)
-		if err != nil {
-			return nil, err
+		addr := cfg.DemoIssuer.External
+		if addr == "" {
+			s.DemoSim, err = issuersim.Start(issuersim.Config{Addr: cfg.DemoIssuer.Addr, Cards: issuersim.DemoCards}, log)
+			if err != nil {
+				return nil, err
+			}
+			addr = s.DemoSim.Addr()
+			log.Info().Str("addr", addr).Msg("demo issuer started")
 		}
-		log.Info().Str("addr", s.DemoSim.Addr()).Msg("demo issuer started")
-		issuers = append([]config.Issuer{{ID: "demo", Addrs: []string{s.DemoSim.Addr()}, Timeout: config.Duration(10 * time.Second),
+		issuers = append([]config.Issuer{{ID: "demo", Addrs: []string{addr}, Timeout: config.Duration(10 * time.Second),
 			EchoEvery: config.Duration(30 * time.Second), Connections: 2}}, issuers...)
 	}
 	for _, ic := range issuers {
@@ -120,16 +125,11 @@ func New(cfg *config.Config, log zerolog.Logger) (s *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	timeout := 10 * time.Second
-	if len(issuers) > 0 {
-		timeout = issuers[0].Timeout.D()
-	}
 	txnLog := log
 	if !*cfg.Log.TxnLines {
 		txnLog = log.Level(zerolog.WarnLevel)
 	}
 	s.Pipeline, err = pipeline.New(pipeline.Config{
-		IssuerTimeout: timeout,
 		CardHashKey:   key,
 		IsTimeout:     func(err error) bool { return errors.Is(err, issuer.ErrTimeout) },
 		IsUnavailable: func(err error) bool { return errors.Is(err, issuer.ErrUnavailable) },
@@ -212,6 +212,9 @@ func (s *Server) startAdmin() error {
 		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
+	s.mux.HandleFunc("/debug/pprof/", pprof.Index)
+	s.mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	s.mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.Metrics.Registry, promhttp.HandlerOpts{Registry: s.Metrics.Registry}))
 	s.mux.Handle("GET /api/v1/journal", s.auth.Require(journalAPI{s.Journal}, admin.RoleOperator, admin.RoleAnalyst, admin.RoleReviewer))
 	s.mux.Handle("GET /api/v1/journal/{rrn}", s.auth.Require(journalAPI{s.Journal}, admin.RoleOperator, admin.RoleAnalyst, admin.RoleReviewer))

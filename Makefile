@@ -1,0 +1,49 @@
+# Switchyard. `make run` starts the demo switch; `make test` runs every test.
+GO      ?= go
+BIN     := bin/switchyard
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X github.com/switchyard/switchyard/switch/cli.Version=$(VERSION)
+FUZZTIME ?= 10s
+BENCHTIME ?= 30s
+
+.PHONY: build run test fuzz bench bench-go vet fmt clean
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/switchyard
+
+## run: the demo switch on the embedded default (Badger under ./data)
+run: build
+	./$(BIN) serve --demo --data ./data --log-format console
+
+## test: vet, unit and integration tests, a brief fuzz of the decoders, the rule pack's tests
+test: build
+	$(GO) vet ./...
+	$(GO) test -count=1 ./...
+	$(MAKE) --no-print-directory fuzz
+	@if [ -d rules ] && ls rules/*.yaml >/dev/null 2>&1; then ./$(BIN) rules test rules; fi
+
+## fuzz: each fuzz target for FUZZTIME
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./switch/message
+	@for t in $$($(GO) test -list '^Fuzz' ./hsm/... 2>/dev/null | grep '^Fuzz'); do \
+		pkg=$$(grep -rl "func $$t(" hsm --include=*_test.go | head -1 | xargs dirname); \
+		echo "fuzz $$pkg $$t"; \
+		$(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime 5s ./$$pkg || exit 1; \
+	done
+
+## bench: load the demo switch with a simulated fleet and compare it with a plain relay
+bench: build
+	./$(BIN) bench --duration $(BENCHTIME)
+
+## bench-go: the Go micro-benchmarks
+bench-go:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+vet:
+	$(GO) vet ./...
+
+fmt:
+	gofmt -l -w .
+
+clean:
+	rm -rf bin data bench/results

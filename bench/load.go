@@ -1,0 +1,381 @@
+// Package bench loads a switch like a real fleet: many terminals over many connections,
+// each with its own identity and STAN sequence, measuring latency with an HDR histogram,
+// and measures a plain relay in front of the same issuer simulator as the baseline.
+package bench
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/switchyard/switchyard/switch/frontend"
+	"github.com/switchyard/switchyard/switch/message"
+	"github.com/switchyard/switchyard/switch/termclient"
+)
+
+// LoadOptions shape the load.
+type LoadOptions struct {
+	Addr      string
+	Dialect   message.Dialect
+	Terminals int // distinct terminals (default 2000: LT000001...)
+	Conns     int // connections (default 64)
+	Depth     int // requests in flight per connection (default 8)
+	Cards     int // distinct cards (default 10000)
+	Duration  time.Duration
+	Warmup    time.Duration
+	// Rate, when above zero, makes the load an open loop: requests go out on a fixed
+	// schedule at this many per second in all (latency is measured from the actual send);
+	// Depth then only bounds the requests in flight per connection.
+	Rate float64
+	// Progress, when set, gets a line a second.
+	Progress io.Writer
+
+	onStart, onEnd func() // called when the measured window starts and ends
+}
+
+// LoadResult is what one load run measured.
+type LoadResult struct {
+	Sent, Answered, Errors int64
+	Elapsed                time.Duration
+	TPS                    float64
+	Hist                   *hdrhistogram.Histogram // microseconds
+	Codes                  map[string]int64
+}
+
+// template is a terminal's request with the offsets of the fields patched per request.
+type template struct {
+	body                    []byte
+	tid                     string
+	stanOff, de7Off, panOff int
+	amountOff               int
+	stan                    uint32
+}
+
+func buildTemplate(tid string, d message.Dialect) (*template, error) {
+	m, err := termclient.Build(termclient.Txn{PAN: "4761739001010119", Amount: 1000, Expiry: "2912", TID: tid,
+		MID: "000000000000003", STAN: "000001"}, d)
+	if err != nil {
+		return nil, err
+	}
+	body, err := message.Pack(m, nil)
+	if err != nil {
+		return nil, err
+	}
+	t := &template{body: body, tid: tid}
+	_, err = message.Scan(body, d, func(id int, v []byte) {
+		off := cap(body) - cap(v) // v is body[off:off+len(v)]
+		switch id {
+		case 2:
+			t.panOff = off
+		case 4:
+			t.amountOff = off
+		case 7:
+			t.de7Off = off
+		case 11:
+			t.stanOff = off
+		}
+	})
+	return t, err
+}
+
+// Cards returns n Luhn-valid demo PANs of BIN 476173 (none of the special demo cards).
+func Cards(n int) []string {
+	out := make([]string, 0, n)
+	for i := 0; len(out) < n; i++ {
+		base := fmt.Sprintf("4761735%08d", i)
+		for d := 0; d < 10; d++ {
+			p := base + string(rune('0'+d))
+			if luhn(p) {
+				out = append(out, p)
+				break
+			}
+		}
+	}
+	return out
+}
+
+func luhn(s string) bool {
+	sum, dbl := 0, false
+	for i := len(s) - 1; i >= 0; i-- {
+		d := int(s[i] - '0')
+		if dbl {
+			if d *= 2; d > 9 {
+				d -= 9
+			}
+		}
+		sum += d
+		dbl = !dbl
+	}
+	return sum%10 == 0
+}
+
+func putDigits(b []byte, n uint64) {
+	for i := len(b) - 1; i >= 0; i-- {
+		b[i] = byte('0' + n%10)
+		n /= 10
+	}
+}
+
+// RunLoad drives a closed loop: every connection keeps Depth requests in flight.
+func RunLoad(ctx context.Context, o LoadOptions) (*LoadResult, error) {
+	if o.Terminals <= 0 {
+		o.Terminals = 2000
+	}
+	if o.Conns <= 0 {
+		o.Conns = 64
+	}
+	if o.Depth <= 0 {
+		o.Depth = 8
+	}
+	if o.Cards <= 0 {
+		o.Cards = 10000
+	}
+	if o.Dialect == "" {
+		o.Dialect = message.DialectASCII
+	}
+	cards := Cards(o.Cards)
+	terms := make([]*template, o.Terminals)
+	for i := range terms {
+		t, err := buildTemplate(fmt.Sprintf("LT%06d", i+1), o.Dialect)
+		if err != nil {
+			return nil, err
+		}
+		terms[i] = t
+	}
+	var measuring atomic.Bool
+	res := &LoadResult{Hist: hdrhistogram.New(1, 60_000_000, 3), Codes: map[string]int64{}}
+	var mu sync.Mutex
+	var sent, answered, errs atomic.Int64
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	startErr := make(chan error, o.Conns)
+	for c := 0; c < o.Conns; c++ {
+		// Each connection owns the terminals c, c+Conns, c+2*Conns...
+		var mine []*template
+		for i := c; i < len(terms); i += o.Conns {
+			mine = append(mine, terms[i])
+		}
+		if len(mine) == 0 {
+			mine = []*template{terms[c%len(terms)]}
+		}
+		nc, err := net.Dial("tcp", o.Addr)
+		if err != nil {
+			cancel()
+			wg.Wait()
+			return nil, fmt.Errorf("connect to %s: %w", o.Addr, err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			h, codes, n, a, e, err := driveConn(ctx, nc, o, mine, cards, &measuring, &answered)
+			sent.Add(n)
+			_ = a
+			errs.Add(e)
+			mu.Lock()
+			res.Hist.Merge(h)
+			for k, v := range codes {
+				res.Codes[k] += v
+			}
+			mu.Unlock()
+			if err != nil {
+				startErr <- err
+			}
+		}()
+	}
+	// Warm up, then measure.
+	select {
+	case <-time.After(o.Warmup):
+	case <-ctx.Done():
+	}
+	if o.onStart != nil {
+		o.onStart()
+	}
+	measuring.Store(true)
+	start := time.Now()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	end := time.After(o.Duration)
+	last := answered.Load()
+loop:
+	for {
+		select {
+		case <-tick.C:
+			if o.Progress != nil {
+				now := answered.Load()
+				fmt.Fprintf(o.Progress, "\r  %5.1fs  %8d answered  %7d/s  errors %d   ", time.Since(start).Seconds(), now, now-last, errs.Load())
+				last = now
+			}
+		case <-end:
+			break loop
+		case <-ctx.Done():
+			break loop
+		}
+	}
+	res.Elapsed = time.Since(start)
+	measuring.Store(false)
+	if o.onEnd != nil {
+		o.onEnd()
+	}
+	cancel()
+	wg.Wait()
+	if o.Progress != nil {
+		fmt.Fprintln(o.Progress)
+	}
+	res.Sent, res.Answered, res.Errors = sent.Load(), answered.Load(), errs.Load()
+	res.TPS = float64(res.Hist.TotalCount()) / res.Elapsed.Seconds()
+	select {
+	case err := <-startErr:
+		if res.Answered == 0 {
+			return res, err
+		}
+	default:
+	}
+	return res, nil
+}
+
+// driveConn keeps Depth requests in flight on one connection until ctx ends.
+func driveConn(ctx context.Context, nc net.Conn, o LoadOptions, terms []*template, cards []string, measuring *atomic.Bool, total *atomic.Int64) (
+	h *hdrhistogram.Histogram, codes map[string]int64, sent, answered, errs int64, err error) {
+	h = hdrhistogram.New(1, 60_000_000, 3)
+	codes = map[string]int64{}
+	type inflight struct {
+		at      time.Time
+		counted bool
+	}
+	var mu sync.Mutex
+	pending := map[string]inflight{}
+	depth := o.Depth
+	var interval time.Duration
+	if o.Rate > 0 {
+		interval = time.Duration(float64(o.Conns) / o.Rate * float64(time.Second))
+		depth = max(depth, 4096)
+	}
+	slots := make(chan struct{}, depth)
+	rng := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	readerDone := make(chan struct{})
+	go func() {
+		defer close(readerDone)
+		br := bufio.NewReaderSize(nc, 32768)
+		var tid, stan, rc []byte
+		for {
+			body, rerr := frontend.ReadFrame(br, nil, 0xFFFF)
+			if rerr != nil {
+				return
+			}
+			tid, stan, rc = nil, nil, nil
+			if _, serr := message.Scan(body, o.Dialect, func(id int, v []byte) {
+				switch id {
+				case 11:
+					stan = v
+				case 39:
+					rc = v
+				case 41:
+					tid = v
+				}
+			}); serr != nil {
+				mu.Lock()
+				errs++
+				mu.Unlock()
+				continue
+			}
+			key := string(tid) + string(stan)
+			mu.Lock()
+			f, ok := pending[key]
+			delete(pending, key)
+			if ok {
+				answered++
+				total.Add(1)
+				if f.counted && measuring.Load() {
+					_ = h.RecordValue(max(1, time.Since(f.at).Microseconds()))
+					codes[string(rc)]++
+				}
+			}
+			mu.Unlock()
+			if ok {
+				<-slots
+			}
+		}
+	}()
+	bw := bufio.NewWriterSize(nc, 32768)
+	buf := make([]byte, 0, 1024)
+	de7 := message.FormatDE7(time.Now())
+	de7At := time.Now()
+	amounts := []uint64{1000, 2500, 4800, 8800, 12000, 15600, 23000, 39900}
+	i := 0
+	next := time.Now().Add(time.Duration(rng.Int64N(int64(max(interval, 1)))))
+	for ctx.Err() == nil {
+		if interval > 0 {
+			if d := time.Until(next); d > 0 {
+				select {
+				case <-time.After(d):
+				case <-ctx.Done():
+					continue
+				}
+			}
+			next = next.Add(interval)
+		}
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			continue
+		case <-readerDone:
+			nc.Close()
+			return h, codes, sent, answered, errs, errors.New("connection closed by the switch")
+		}
+		t := terms[i%len(terms)]
+		i++
+		t.stan = t.stan%999999 + 1
+		if time.Since(de7At) > time.Second {
+			de7, de7At = message.FormatDE7(time.Now()), time.Now()
+		}
+		buf = append(buf[:0], byte(len(t.body)>>8), byte(len(t.body)))
+		buf = append(buf, t.body...)
+		b := buf[2:]
+		putDigits(b[t.stanOff:t.stanOff+6], uint64(t.stan))
+		copy(b[t.de7Off:t.de7Off+10], de7)
+		copy(b[t.panOff:t.panOff+16], cards[rng.IntN(len(cards))])
+		putDigits(b[t.amountOff:t.amountOff+12], amounts[rng.IntN(len(amounts))])
+		key := t.tid + string(b[t.stanOff:t.stanOff+6])
+		mu.Lock()
+		pending[key] = inflight{at: time.Now(), counted: measuring.Load()}
+		sent++
+		mu.Unlock()
+		_, werr := bw.Write(buf)
+		if werr == nil {
+			werr = bw.Flush()
+		}
+		if werr != nil {
+			mu.Lock()
+			errs++
+			mu.Unlock()
+			break
+		}
+	}
+	// Let the answers in flight arrive (bounded), then close.
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		mu.Lock()
+		n := len(pending)
+		mu.Unlock()
+		if n == 0 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	nc.Close()
+	<-readerDone
+	mu.Lock()
+	errs += int64(len(pending))
+	mu.Unlock()
+	return h, codes, sent, answered, errs, nil
+}

@@ -1,0 +1,393 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/switchyard/switchyard/switch/message"
+	"github.com/switchyard/switchyard/switch/termclient"
+)
+
+// Options configure a bench run.
+type Options struct {
+	// Exe is the switchyard binary to start the switch, the issuer simulator and the
+	// relay with (default: this process's executable).
+	Exe           string
+	Duration      time.Duration // measured time against the switch (default 30 s)
+	Warmup        time.Duration // before measuring (default 3 s)
+	RelayDuration time.Duration // measured time against the relay (default Duration/3, at least 5 s)
+	Terminals     int
+	Conns         int
+	Depth         int
+	// Rate, when above zero, adds an open-loop run at this many authorizations per
+	// second (after the closed loop at maximum throughput) to measure latency at a
+	// sustained load.
+	Rate    float64
+	WorkDir string // default: a new temporary directory, removed afterwards
+	// CPUProfile, when set, receives a pprof CPU profile of the switch over the run.
+	CPUProfile string
+	Out        io.Writer // progress and the report table
+}
+
+// Report is the outcome of a run.
+type Report struct {
+	Switch, Relay *LoadResult
+	// Paced is the open-loop run at Options.Rate (nil without one).
+	Paced *LoadResult
+	Rate  float64
+	// SwitchCPU is the switch process's CPU time (user+system) over the measured window.
+	SwitchCPU time.Duration
+	// CPUPerAuthUS is SwitchCPU divided by the authorizations answered in the window.
+	CPUPerAuthUS float64
+	// Ratio is the switch's TPS over the relay's.
+	Ratio float64
+}
+
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	log  *os.File
+}
+
+func startProc(exe, dir, name string, args ...string) (*proc, error) {
+	f, err := os.Create(filepath.Join(dir, name+".log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(exe, args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	return &proc{name: name, cmd: cmd, log: f}, nil
+}
+
+func (p *proc) stop() error {
+	if p == nil || p.cmd.Process == nil {
+		return nil
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- p.cmd.Wait() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(20 * time.Second):
+		_ = p.cmd.Process.Kill()
+		err = <-done
+	}
+	p.log.Close()
+	return err
+}
+
+// cpuTime reads a process's user+system CPU time from /proc.
+func cpuTime(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the command name (which is in parentheses and may hold spaces).
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, errors.New("unreadable /proc stat")
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0, errors.New("short /proc stat")
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	const clkTck = 100 // USER_HZ on Linux
+	return time.Duration(ut+st) * time.Second / clkTck, nil
+}
+
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+func waitReady(ctx context.Context, url string, p *proc) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if p.cmd.ProcessState != nil {
+			return fmt.Errorf("%s exited: see %s", p.name, p.log.Name())
+		}
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("%s not ready after 30 s: see %s", p.name, p.log.Name())
+}
+
+// waitApproving sends purchases until one is approved: the issuer link is signed on.
+func waitApproving(ctx context.Context, addr string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	var last error
+	for time.Now().Before(deadline) {
+		c, err := termclient.Dial(addr, message.DialectASCII, nil)
+		if err == nil {
+			m, _ := termclient.Build(termclient.Txn{PAN: "4761739001010119", Amount: 1000, Expiry: "2912", TID: "LT000001", MID: "000000000000003"}, message.DialectASCII)
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			resp, err := c.Send(cctx, m, nil)
+			cancel()
+			c.Close()
+			if err == nil {
+				r, _ := termclient.Decode(resp)
+				if r.RC == "00" {
+					return nil
+				}
+				last = fmt.Errorf("probe purchase answered %s", r.RC)
+			} else {
+				last = err
+			}
+		} else {
+			last = err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("switch does not approve: %v", last)
+}
+
+// Run starts an issuer simulator, the demo switch and a relay as processes of their own,
+// loads the switch and then the relay, and reports.
+func Run(ctx context.Context, o Options) (*Report, error) {
+	if o.Exe == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, err
+		}
+		o.Exe = exe
+	}
+	if o.Duration <= 0 {
+		o.Duration = 30 * time.Second
+	}
+	if o.Warmup <= 0 {
+		o.Warmup = 3 * time.Second
+	}
+	if o.RelayDuration <= 0 {
+		o.RelayDuration = max(o.Duration/3, 5*time.Second)
+	}
+	if o.Out == nil {
+		o.Out = io.Discard
+	}
+	if o.WorkDir == "" {
+		d, err := os.MkdirTemp("", "switchyard-bench-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(d)
+		o.WorkDir = d
+	}
+	simAddr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	sim, err := startProc(o.Exe, o.WorkDir, "issuer-sim", "issuer-sim", "--addr", simAddr)
+	if err != nil {
+		return nil, err
+	}
+	defer sim.stop()
+	termAddr, _ := freeAddr()
+	adminAddr, _ := freeAddr()
+	cfg := fmt.Sprintf(`# written by switchyard bench
+demo: true
+data_dir: %s
+listeners:
+  - {name: ascii, addr: "%s", dialect: ascii, max_in_flight: 1024}
+admin: {addr: "%s"}
+demo_issuer: {external: "%s"}
+security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504154482d48415348"}
+`, filepath.Join(o.WorkDir, "data"), termAddr, adminAddr, simAddr)
+	cfgFile := filepath.Join(o.WorkDir, "switch.yaml")
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
+		return nil, err
+	}
+	sw, err := startProc(o.Exe, o.WorkDir, "switch", "serve", "--config", cfgFile)
+	if err != nil {
+		return nil, err
+	}
+	defer sw.stop()
+	if err := waitReady(ctx, "http://"+adminAddr+"/readyz", sw); err != nil {
+		return nil, err
+	}
+	if err := waitApproving(ctx, termAddr); err != nil {
+		return nil, err
+	}
+	rep := &Report{}
+	var cpuStart time.Duration
+	var profDone chan error
+	lo := LoadOptions{Addr: termAddr, Terminals: o.Terminals, Conns: o.Conns, Depth: o.Depth, Duration: o.Duration, Warmup: o.Warmup, Progress: o.Out}
+	fmt.Fprintf(o.Out, "switch: %d terminals over %d connections, %d in flight each, %s warm-up, %s measured\n",
+		orDefault(o.Terminals, 2000), orDefault(o.Conns, 64), orDefault(o.Depth, 8), o.Warmup, o.Duration)
+	lo.onStart = func() {
+		cpuStart, _ = cpuTime(sw.cmd.Process.Pid)
+		if o.CPUProfile != "" {
+			profDone = make(chan error, 1)
+			go func() { profDone <- fetchProfile("http://"+adminAddr, o.Duration, o.CPUProfile) }()
+		}
+	}
+	lo.onEnd = func() {
+		end, _ := cpuTime(sw.cmd.Process.Pid)
+		rep.SwitchCPU = end - cpuStart
+	}
+	if rep.Switch, err = RunLoad(ctx, lo); err != nil {
+		return rep, fmt.Errorf("switch load: %w", err)
+	}
+	if profDone != nil {
+		if err := <-profDone; err != nil {
+			fmt.Fprintf(o.Out, "cpu profile: %v\n", err)
+		}
+	}
+	if n := rep.Switch.Hist.TotalCount(); n > 0 {
+		rep.CPUPerAuthUS = float64(rep.SwitchCPU.Microseconds()) / float64(n)
+	}
+	if o.Rate > 0 {
+		rep.Rate = o.Rate
+		fmt.Fprintf(o.Out, "switch, open loop: %.0f authorizations/s on a fixed schedule, %s measured\n", o.Rate, o.Duration)
+		po := LoadOptions{Addr: termAddr, Terminals: o.Terminals, Conns: o.Conns, Depth: o.Depth, Duration: o.Duration, Warmup: min(o.Warmup, 2*time.Second), Progress: o.Out, Rate: o.Rate}
+		if rep.Paced, err = RunLoad(ctx, po); err != nil {
+			return rep, fmt.Errorf("paced load: %w", err)
+		}
+	}
+	if err := sw.stop(); err != nil {
+		fmt.Fprintf(o.Out, "switch exit: %v\n", err)
+	}
+
+	relayAddr, _ := freeAddr()
+	relay, err := startProc(o.Exe, o.WorkDir, "relay", "bench-relay", "--addr", relayAddr, "--upstream", simAddr)
+	if err != nil {
+		return rep, err
+	}
+	defer relay.stop()
+	time.Sleep(200 * time.Millisecond)
+	fmt.Fprintf(o.Out, "relay: the same fleet through a plain framing relay, %s measured\n", o.RelayDuration)
+	ro := LoadOptions{Addr: relayAddr, Terminals: o.Terminals, Conns: o.Conns, Depth: o.Depth, Duration: o.RelayDuration, Warmup: min(o.Warmup, 2*time.Second), Progress: o.Out}
+	if rep.Relay, err = RunLoad(ctx, ro); err != nil {
+		return rep, fmt.Errorf("relay load: %w", err)
+	}
+	if rep.Relay.TPS > 0 {
+		rep.Ratio = rep.Switch.TPS / rep.Relay.TPS
+	}
+	return rep, nil
+}
+
+func orDefault(v, d int) int {
+	if v <= 0 {
+		return d
+	}
+	return v
+}
+
+func fetchProfile(base string, d time.Duration, file string) error {
+	secs := int(d.Seconds())
+	if secs < 1 {
+		secs = 1
+	}
+	resp, err := http.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", base, secs))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("profile: %s", resp.Status)
+	}
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(f, resp.Body)
+	return err
+}
+
+// Print writes the report table.
+func (r *Report) Print(w io.Writer) {
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "%-28s %12s %12s\n", "", "switch", "relay")
+	row := func(name string, f func(*LoadResult) string) {
+		fmt.Fprintf(w, "%-28s %12s %12s\n", name, f(r.Switch), f(r.Relay))
+	}
+	q := func(p float64) func(*LoadResult) string {
+		return func(l *LoadResult) string {
+			if l == nil {
+				return "-"
+			}
+			return fmtUS(l.Hist.ValueAtQuantile(p))
+		}
+	}
+	row("authorizations/s", func(l *LoadResult) string {
+		if l == nil {
+			return "-"
+		}
+		return fmt.Sprintf("%.0f", l.TPS)
+	})
+	row("answered in window", func(l *LoadResult) string {
+		if l == nil {
+			return "-"
+		}
+		return fmt.Sprint(l.Hist.TotalCount())
+	})
+	row("latency p50", q(50))
+	row("latency p90", q(90))
+	row("latency p99", q(99))
+	row("latency p99.9", q(99.9))
+	row("latency max", func(l *LoadResult) string {
+		if l == nil {
+			return "-"
+		}
+		return fmtUS(l.Hist.Max())
+	})
+	row("errors (unanswered)", func(l *LoadResult) string {
+		if l == nil {
+			return "-"
+		}
+		return fmt.Sprint(l.Errors)
+	})
+	fmt.Fprintf(w, "%-28s %12.1f\n", "switch CPU µs/authorization", r.CPUPerAuthUS)
+	fmt.Fprintf(w, "%-28s %12.2f\n", "switch/relay throughput", r.Ratio)
+	if p := r.Paced; p != nil {
+		fmt.Fprintf(w, "\nopen loop at %.0f/s: achieved %.0f/s, p50 %s, p90 %s, p99 %s, p99.9 %s, max %s, errors %d\n", r.Rate, p.TPS,
+			fmtUS(p.Hist.ValueAtQuantile(50)), fmtUS(p.Hist.ValueAtQuantile(90)), fmtUS(p.Hist.ValueAtQuantile(99)),
+			fmtUS(p.Hist.ValueAtQuantile(99.9)), fmtUS(p.Hist.Max()), p.Errors)
+	}
+	if r.Switch != nil {
+		fmt.Fprintf(w, "%-28s", "response codes (switch)")
+		for _, k := range sortedKeys(r.Switch.Codes) {
+			fmt.Fprintf(w, " %s:%d", k, r.Switch.Codes[k])
+		}
+		fmt.Fprintln(w)
+	}
+}
+
+func fmtUS(us int64) string {
+	if us >= 1000 {
+		return fmt.Sprintf("%.2f ms", float64(us)/1000)
+	}
+	return fmt.Sprintf("%d µs", us)
+}

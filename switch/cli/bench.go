@@ -1,0 +1,60 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/switchyard/switchyard/bench"
+)
+
+func init() {
+	Register("bench", "load the demo switch like a real fleet and compare it with a plain relay", runBench)
+	Register("bench-relay", "the bench's baseline: a plain framing relay (used by bench)", runBenchRelay)
+}
+
+func runBench(env *Env, args []string) int {
+	fs := newFlags(env, "bench", "[--duration D] [--terminals N] [--conns N] [--depth N]")
+	o := bench.Options{Out: env.Stderr}
+	fs.DurationVar(&o.Duration, "duration", 30e9, "measured time against the switch")
+	fs.DurationVar(&o.Warmup, "warmup", 3e9, "warm-up before measuring")
+	fs.DurationVar(&o.RelayDuration, "relay-duration", 0, "measured time against the relay (default duration/3, at least 5s)")
+	fs.IntVar(&o.Terminals, "terminals", 2000, "terminals (LT000001...)")
+	fs.IntVar(&o.Conns, "conns", 64, "connections")
+	fs.IntVar(&o.Depth, "depth", 8, "requests in flight per connection")
+	fs.Float64Var(&o.Rate, "rate", 10000, "open-loop rate for the latency run (0 to skip)")
+	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the switch over the run to this file")
+	fs.StringVar(&o.WorkDir, "workdir", "", "keep the switch's data and logs here (default: a temporary directory)")
+	if ok, code := parse(fs, args); !ok {
+		return code
+	}
+	rep, err := bench.Run(env.Ctx, o)
+	if err != nil {
+		return fail(env, "bench: %v", err)
+	}
+	rep.Print(env.Stdout)
+	return 0
+}
+
+func runBenchRelay(env *Env, args []string) int {
+	fs := newFlags(env, "bench-relay", "--addr HOST:PORT --upstream HOST:PORT")
+	addr := fs.String("addr", "127.0.0.1:0", "listen address")
+	up := fs.String("upstream", "", "issuer simulator address")
+	if ok, code := parse(fs, args); !ok {
+		return code
+	}
+	if *up == "" {
+		return fail(env, "bench-relay: --upstream is required")
+	}
+	r, err := bench.StartRelay(*addr, *up)
+	if err != nil {
+		return fail(env, "bench-relay: %v", err)
+	}
+	fmt.Fprintf(env.Stderr, "relay %s -> %s\n", r.Addr(), *up)
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	<-sig
+	_ = r.Close()
+	return 0
+}

@@ -1,0 +1,168 @@
+package journal
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// The record encoding: a version byte, then every field in a fixed order, strings and
+// byte slices as a uvarint length and the bytes, numbers as varints, times as unix
+// nanoseconds. It is several times smaller and faster than JSON, which matters at
+// two writes per transaction. A new field is appended at the end under a new version.
+const codecVersion = 1
+
+type enc struct{ b []byte }
+
+func (e *enc) str(s string) {
+	e.b = binary.AppendUvarint(e.b, uint64(len(s)))
+	e.b = append(e.b, s...)
+}
+func (e *enc) bytes(s []byte) {
+	e.b = binary.AppendUvarint(e.b, uint64(len(s)))
+	e.b = append(e.b, s...)
+}
+func (e *enc) int(n int64) { e.b = binary.AppendVarint(e.b, n) }
+func (e *enc) time(t time.Time) {
+	if t.IsZero() {
+		e.int(0)
+		return
+	}
+	e.int(t.UnixNano())
+}
+
+// MarshalBinary encodes the record.
+func (r *Record) MarshalBinary() ([]byte, error) {
+	return r.AppendBinary(make([]byte, 0, 256))
+}
+
+// AppendBinary appends the record's encoding to b.
+func (r *Record) AppendBinary(b []byte) ([]byte, error) {
+	e := enc{b: append(b, codecVersion)}
+	for _, s := range []string{r.RRN, r.MTI, r.Type, r.ProcCode, r.TID, r.MID, r.STAN, r.DE7, r.Listener, r.Remote,
+		r.PANMasked, r.CardHash, r.Currency, r.EntryMode, r.Issuer, r.IssuerSTAN, string(r.State), r.RC, r.AuthCode,
+		r.DecidedBy, r.Reason, r.OriginalRRN, r.RuleSet} {
+		e.str(s)
+	}
+	e.time(r.Received)
+	e.int(r.Amount)
+	e.int(int64(len(r.Events)))
+	for _, ev := range r.Events {
+		e.str(string(ev.State))
+		e.time(ev.At)
+		e.str(ev.Note)
+	}
+	e.int(int64(len(r.RuleHits)))
+	for _, h := range r.RuleHits {
+		e.str(h.ID)
+		e.str(h.Action)
+		e.str(h.Mode)
+		e.str(h.Reason)
+		e.int(int64(h.Score))
+	}
+	e.bytes(r.Facts)
+	t := r.Timings
+	for _, n := range []int64{t.Decode, t.Checks, t.Risk, t.HSM, t.Issuer, t.Journal, t.Total} {
+		e.int(n)
+	}
+	return e.b, nil
+}
+
+type dec struct {
+	b   []byte
+	err error
+}
+
+func (d *dec) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.err = errors.New("truncated number")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *dec) int() int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.err = errors.New("truncated number")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *dec) raw() []byte {
+	n := d.uvarint()
+	if d.err != nil {
+		return nil
+	}
+	if n > uint64(len(d.b)) {
+		d.err = fmt.Errorf("field of %d bytes runs past the end", n)
+		return nil
+	}
+	v := d.b[:n]
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *dec) str() string { return string(d.raw()) }
+
+func (d *dec) time() time.Time {
+	n := d.int()
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}
+
+// UnmarshalBinary decodes a record written by MarshalBinary.
+func (r *Record) UnmarshalBinary(b []byte) error {
+	if len(b) == 0 || b[0] != codecVersion {
+		return fmt.Errorf("journal record: unknown encoding version")
+	}
+	d := dec{b: b[1:]}
+	var state string
+	for _, p := range []*string{&r.RRN, &r.MTI, &r.Type, &r.ProcCode, &r.TID, &r.MID, &r.STAN, &r.DE7, &r.Listener, &r.Remote,
+		&r.PANMasked, &r.CardHash, &r.Currency, &r.EntryMode, &r.Issuer, &r.IssuerSTAN, &state, &r.RC, &r.AuthCode,
+		&r.DecidedBy, &r.Reason, &r.OriginalRRN, &r.RuleSet} {
+		*p = d.str()
+	}
+	r.State = State(state)
+	r.Received = d.time()
+	r.Amount = d.int()
+	n := d.int()
+	if n < 0 || n > 1<<16 {
+		return fmt.Errorf("journal record: %d events", n)
+	}
+	r.Events = make([]Event, 0, n)
+	for i := int64(0); i < n && d.err == nil; i++ {
+		r.Events = append(r.Events, Event{State: State(d.str()), At: d.time(), Note: d.str()})
+	}
+	n = d.int()
+	if n < 0 || n > 1<<16 {
+		return fmt.Errorf("journal record: %d rule hits", n)
+	}
+	for i := int64(0); i < n && d.err == nil; i++ {
+		r.RuleHits = append(r.RuleHits, RuleHit{ID: d.str(), Action: d.str(), Mode: d.str(), Reason: d.str(), Score: int(d.int())})
+	}
+	if f := d.raw(); len(f) > 0 {
+		r.Facts = append([]byte(nil), f...)
+	}
+	t := &r.Timings
+	for _, p := range []*int64{&t.Decode, &t.Checks, &t.Risk, &t.HSM, &t.Issuer, &t.Journal, &t.Total} {
+		*p = d.int()
+	}
+	if d.err != nil {
+		return fmt.Errorf("journal record %s: %w", r.RRN, d.err)
+	}
+	return nil
+}

@@ -1,0 +1,128 @@
+package journal
+
+import (
+	"context"
+	"encoding/json"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+func sample(rrn string, at time.Time, tid string) *Record {
+	r := &Record{RRN: rrn, Received: at.UTC(), MTI: "0200", Type: "purchase", ProcCode: "000000", TID: tid, MID: "000000000000001",
+		STAN: "000123", DE7: "1121110613", PANMasked: "476173******0119", CardHash: "abcd", Amount: 1000, Currency: "156",
+		EntryMode: "071", Issuer: "demo", RC: "00", AuthCode: "000001", DecidedBy: "issuer", RuleSet: "v1",
+		RuleHits: []RuleHit{{ID: "r1", Action: "alert", Mode: "shadow", Reason: "x", Score: 5}},
+		Facts:    json.RawMessage(`{"a":1}`), Timings: Timings{Decode: 1, Total: 9}}
+	r.AddEvent(StateReceived, at.UTC(), "")
+	r.AddEvent(StateAnswered, at.Add(time.Millisecond).UTC(), "note")
+	return r
+}
+
+func TestCodecRoundTrip(t *testing.T) {
+	r := sample("000000000001", time.Unix(1700000000, 123456789), "T0000001")
+	b, err := r.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Record
+	if err := back.UnmarshalBinary(b); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(*r, back) {
+		t.Fatalf("round trip:\n%+v\n%+v", *r, back)
+	}
+	for i := 0; i < len(b); i++ {
+		var x Record
+		_ = x.UnmarshalBinary(b[:i]) // must not panic on any truncation
+	}
+}
+
+func open(t *testing.T, dir string) (*badger.DB, *Store) {
+	t.Helper()
+	db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil).WithSyncWrites(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(db, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db, s
+}
+
+func TestStoreQueriesAndRestart(t *testing.T) {
+	dir := t.TempDir()
+	db, s := open(t, dir)
+	ctx := context.Background()
+	base := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
+	var rrns []string
+	for i := 0; i < 20; i++ {
+		rrn, err := s.NextRRN()
+		if err != nil {
+			t.Fatal(err)
+		}
+		rrns = append(rrns, rrn)
+		tid := "T0000001"
+		if i%2 == 1 {
+			tid = "T0000002"
+		}
+		r := sample(rrn, base.Add(time.Duration(i)*time.Minute), tid)
+		if err := s.Write(ctx, r, true, i%3 == 0); err != nil {
+			t.Fatal(err)
+		}
+		r.AddEvent(StateResponded, base, "")
+		if err := s.Write(ctx, r, false, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	count := func(q Query) int {
+		n := 0
+		if err := s.Scan(ctx, q, func(*Record) bool { n++; return true }); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := count(Query{TID: "T0000002"}); n != 10 {
+		t.Fatalf("by terminal: %d", n)
+	}
+	if n := count(Query{From: base.Add(5 * time.Minute), To: base.Add(10 * time.Minute)}); n != 5 {
+		t.Fatalf("by time: %d", n)
+	}
+	if n := count(Query{MID: "000000000000001", Limit: 3}); n != 3 {
+		t.Fatalf("limit: %d", n)
+	}
+	if n := count(Query{RRN: rrns[4]}); n != 1 {
+		t.Fatalf("by rrn: %d", n)
+	}
+	rec, err := s.Get(rrns[7])
+	if err != nil || rec.State != StateResponded || len(rec.Events) != 3 {
+		t.Fatalf("%+v %v", rec, err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	db, s = open(t, dir)
+	defer db.Close()
+	defer s.Close()
+	if n := count(Query{}); n != 20 {
+		t.Fatalf("after reopen: %d", n)
+	}
+	next, _ := s.NextRRN()
+	if next <= rrns[len(rrns)-1] {
+		t.Fatalf("RRN went back after restart: %s after %s", next, rrns[len(rrns)-1])
+	}
+}
+
+func BenchmarkMarshal(b *testing.B) {
+	r := sample("000000000001", time.Now(), "T0000001")
+	b.ReportAllocs()
+	buf := make([]byte, 0, 512)
+	for i := 0; i < b.N; i++ {
+		buf, _ = r.AppendBinary(buf[:0])
+	}
+}
