@@ -252,7 +252,6 @@ func writeLength(w io.Writer, n int) (int, error) {
 	return w.Write([]byte{byte(n >> 8), byte(n)})
 }
 
-
 // oneWriteWriter packs a message and writes it with its length header in one write, so
 // that a message costs one syscall, not two.
 type oneWriteWriter struct{}

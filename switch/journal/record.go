@@ -13,14 +13,14 @@ type State string
 
 // The states a journal record goes through.
 const (
-	StateReceived  State = "received"   // decoded and accepted for processing
-	StateSent      State = "sent"       // forwarded to the issuer
-	StateAnswered  State = "answered"   // the issuer answered
-	StateTimedOut  State = "timed_out"  // the issuer did not answer in time (owes a reversal)
-	StateDeclined  State = "declined"   // the switch declined without the issuer
-	StateResponded State = "responded"  // the response was written to the terminal
+	StateReceived  State = "received"    // decoded and accepted for processing
+	StateSent      State = "sent"        // forwarded to the issuer
+	StateAnswered  State = "answered"    // the issuer answered
+	StateTimedOut  State = "timed_out"   // the issuer did not answer in time (owes a reversal)
+	StateDeclined  State = "declined"    // the switch declined without the issuer
+	StateResponded State = "responded"   // the response was written to the terminal
 	StateUndeliver State = "undelivered" // the response could not be written
-	StateReversed  State = "reversed"   // reversed (by the terminal or the switch)
+	StateReversed  State = "reversed"    // reversed (by the terminal or the switch)
 )
 
 // Event is one state change with its time.

@@ -121,7 +121,7 @@ func TestDemoFlowsBothDialects(t *testing.T) {
 			{"4761739001010119", 1005, "05", false},
 			{"4761739001010010", 1000, "54", false}, // expired card (2212)
 			{"4761739001010267", 1000, "00", true},
-			{"4761731234567890", 2500, "00", true}, // any Luhn-valid PAN of the BIN
+			{"4761731234567890", 2500, "00", true},  // any Luhn-valid PAN of the BIN
 			{"5500000000000004", 1000, "15", false}, // no route
 		}
 		for _, tc := range cases {
