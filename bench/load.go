@@ -49,6 +49,15 @@ type LoadResult struct {
 	TPS                    float64
 	Hist                   *hdrhistogram.Histogram // microseconds
 	Codes                  map[string]int64
+	// Samples are every measured answer: the second of the window it came in and its
+	// latency, for the timeline.
+	Samples []Sample
+}
+
+// Sample is one measured answer.
+type Sample struct {
+	Second    uint16
+	LatencyUS uint32
 }
 
 // template is a terminal's request with the offsets of the fields patched per request.
@@ -152,6 +161,7 @@ func RunLoad(ctx context.Context, o LoadOptions) (*LoadResult, error) {
 		terms[i] = t
 	}
 	var measuring atomic.Bool
+	var windowStart atomic.Int64 // unix nanos when measuring started
 	res := &LoadResult{Hist: hdrhistogram.New(1, 60_000_000, 3), Codes: map[string]int64{}}
 	var mu sync.Mutex
 	var sent, answered, errs atomic.Int64
@@ -177,12 +187,13 @@ func RunLoad(ctx context.Context, o LoadOptions) (*LoadResult, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			h, codes, n, a, e, err := driveConn(ctx, nc, o, mine, cards, &measuring, &answered)
+			h, codes, samples, n, a, e, err := driveConn(ctx, nc, o, mine, cards, &measuring, &answered, &windowStart)
 			sent.Add(n)
 			_ = a
 			errs.Add(e)
 			mu.Lock()
 			res.Hist.Merge(h)
+			res.Samples = append(res.Samples, samples...)
 			for k, v := range codes {
 				res.Codes[k] += v
 			}
@@ -200,8 +211,9 @@ func RunLoad(ctx context.Context, o LoadOptions) (*LoadResult, error) {
 	if o.onStart != nil {
 		o.onStart()
 	}
-	measuring.Store(true)
 	start := time.Now()
+	windowStart.Store(start.UnixNano())
+	measuring.Store(true)
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	end := time.After(o.Duration)
@@ -244,8 +256,8 @@ loop:
 }
 
 // driveConn keeps Depth requests in flight on one connection until ctx ends.
-func driveConn(ctx context.Context, nc net.Conn, o LoadOptions, terms []*template, cards []string, measuring *atomic.Bool, total *atomic.Int64) (
-	h *hdrhistogram.Histogram, codes map[string]int64, sent, answered, errs int64, err error) {
+func driveConn(ctx context.Context, nc net.Conn, o LoadOptions, terms []*template, cards []string, measuring *atomic.Bool, total, windowStart *atomic.Int64) (
+	h *hdrhistogram.Histogram, codes map[string]int64, samples []Sample, sent, answered, errs int64, err error) {
 	h = hdrhistogram.New(1, 60_000_000, 3)
 	codes = map[string]int64{}
 	type inflight struct {
@@ -296,8 +308,12 @@ func driveConn(ctx context.Context, nc net.Conn, o LoadOptions, terms []*templat
 				answered++
 				total.Add(1)
 				if f.counted && measuring.Load() {
-					_ = h.RecordValue(max(1, time.Since(f.at).Microseconds()))
+					now := time.Now()
+					lat := max(1, now.Sub(f.at).Microseconds())
+					_ = h.RecordValue(lat)
 					codes[string(rc)]++
+					sec := (now.UnixNano() - windowStart.Load()) / int64(time.Second)
+					samples = append(samples, Sample{Second: uint16(min(max(sec, 0), 65535)), LatencyUS: uint32(min(lat, 1<<32-1))})
 				}
 			}
 			mu.Unlock()
@@ -330,7 +346,7 @@ func driveConn(ctx context.Context, nc net.Conn, o LoadOptions, terms []*templat
 			continue
 		case <-readerDone:
 			nc.Close()
-			return h, codes, sent, answered, errs, errors.New("connection closed by the switch")
+			return h, codes, samples, sent, answered, errs, errors.New("connection closed by the switch")
 		}
 		t := terms[i%len(terms)]
 		i++
@@ -377,5 +393,5 @@ func driveConn(ctx context.Context, nc net.Conn, o LoadOptions, terms []*templat
 	mu.Lock()
 	errs += int64(len(pending))
 	mu.Unlock()
-	return h, codes, sent, answered, errs, nil
+	return h, codes, samples, sent, answered, errs, nil
 }

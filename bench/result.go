@@ -1,0 +1,104 @@
+package bench
+
+import "time"
+
+// Result is everything one bench run measured, as written to the JSON result file and
+// rendered in the HTML report.
+type Result struct {
+	Started  time.Time `json:"started"`
+	Host     string    `json:"host"` // e.g. "linux/amd64, 2 CPUs"
+	Version  string    `json:"version"`
+	Scenario string    `json:"scenario"` // name of the scenario, e.g. "standard"
+	Settings Settings  `json:"settings"`
+
+	// Switch is the closed loop at maximum throughput against the switch.
+	Switch *Phase `json:"switch"`
+	// Paced is the open loop at Settings.Rate against the switch (nil when not run).
+	Paced *Phase `json:"paced,omitempty"`
+	// Relay is the same closed loop through a plain framing relay (the baseline).
+	Relay *Phase `json:"relay"`
+
+	// SwitchCPUPerAuthUS is the switch process's CPU time (user + system, from its
+	// rusage) over the measured window of Switch, per authorization answered.
+	SwitchCPUPerAuthUS float64 `json:"switch_cpu_us_per_auth"`
+	// Ratio is Switch.TPS / Relay.TPS.
+	Ratio float64 `json:"ratio_to_relay"`
+
+	// Scenarios are the fraud scenarios and the legitimate traffic with their ground
+	// truth; empty when the run had no labelled traffic.
+	Scenarios []Scenario `json:"scenarios,omitempty"`
+
+	// Targets are the goals the run is judged against, with whether each was met.
+	Targets []Target `json:"targets,omitempty"`
+}
+
+// Settings are the knobs of the run.
+type Settings struct {
+	Terminals int           `json:"terminals"`
+	Conns     int           `json:"conns"`
+	Depth     int           `json:"depth"`
+	Duration  time.Duration `json:"duration_ns"`
+	Warmup    time.Duration `json:"warmup_ns"`
+	Rate      float64       `json:"rate"`
+}
+
+// Phase is one load run against one target.
+type Phase struct {
+	Name     string           `json:"name"`
+	TPS      float64          `json:"tps"`
+	Count    int64            `json:"count"`  // answers in the measured window
+	Errors   int64            `json:"errors"` // requests never answered
+	Elapsed  time.Duration    `json:"elapsed_ns"`
+	Latency  Quantiles        `json:"latency_us"`
+	Codes    map[string]int64 `json:"response_codes"`
+	Timeline []Point          `json:"timeline"`  // one point per second of the window
+	Buckets  []Bucket         `json:"histogram"` // latency distribution
+}
+
+// Quantiles of a latency distribution, in microseconds.
+type Quantiles struct {
+	P50  int64 `json:"p50"`
+	P90  int64 `json:"p90"`
+	P99  int64 `json:"p99"`
+	P999 int64 `json:"p999"`
+	Max  int64 `json:"max"`
+}
+
+// Point is one second of a run.
+type Point struct {
+	Second int     `json:"t"` // seconds since the window started
+	TPS    float64 `json:"tps"`
+	P50US  int64   `json:"p50_us"`
+	P99US  int64   `json:"p99_us"`
+}
+
+// Bucket counts the answers whose latency was at most UpperUS (and above the previous
+// bucket's bound).
+type Bucket struct {
+	UpperUS int64 `json:"upper_us"`
+	Count   int64 `json:"count"`
+}
+
+// Scenario is the outcome of one label of generated traffic: a fraud scenario, or
+// "legitimate".
+type Scenario struct {
+	Label    string `json:"label"`
+	Fraud    bool   `json:"fraud"`
+	Sent     int64  `json:"sent"`
+	Declined int64  `json:"declined"`
+	// Rate is Declined/Sent: the catch rate of a fraud scenario, the false-positive
+	// rate of legitimate traffic.
+	Rate float64 `json:"rate"`
+	// ByReason counts the declines by the reason the switch gave (DE 48 RS, or the
+	// response code when there was none).
+	ByReason map[string]int64 `json:"by_reason"`
+}
+
+// Target is one goal of the run.
+type Target struct {
+	Name     string  `json:"name"`
+	Goal     string  `json:"goal"` // e.g. ">= 15000/s"
+	Measured float64 `json:"measured"`
+	Unit     string  `json:"unit"`
+	Met      bool    `json:"met"`
+}

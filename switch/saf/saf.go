@@ -1,0 +1,291 @@
+// Package saf is the store-and-forward queue: messages the switch owes an issuer
+// (reversal advices 0420, stand-in advices 0120/0220) are written durably before
+// anything else happens, sent in order with retries and backoff (as repeats 0421, 0121,
+// 0221 after the first try) until the issuer acknowledges them, and survive restarts.
+package saf
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/rs/zerolog"
+)
+
+// Item is one message owed to an issuer.
+type Item struct {
+	Seq     uint64            `json:"seq"`
+	Issuer  string            `json:"issuer"`
+	MTI     string            `json:"mti"` // 0420, 0120 or 0220 (the repeat MTI is derived)
+	RRN     string            `json:"rrn"` // of the transaction the advice is about
+	Fields  map[int]string    `json:"fields"`
+	Binary  map[int][]byte    `json:"binary,omitempty"`
+	Reason  string            `json:"reason"`
+	Created time.Time         `json:"created"`
+	Tries   int               `json:"tries"`
+	Last    time.Time         `json:"last,omitempty"`
+	LastErr string            `json:"last_error,omitempty"`
+	Meta    map[string]string `json:"meta,omitempty"`
+}
+
+// RepeatMTI returns the MTI of a repeated advice (0420 -> 0421).
+func RepeatMTI(mti string) string {
+	if len(mti) != 4 {
+		return mti
+	}
+	return mti[:3] + "1"
+}
+
+// Sender delivers one item; it returns nil once the issuer acknowledged it.
+type Sender func(ctx context.Context, it *Item, repeat bool) error
+
+// ErrNoSender is returned when no sender is registered for an item's issuer.
+var ErrNoSender = errors.New("saf: no sender for issuer")
+
+// Options tune the retries.
+type Options struct {
+	MinBackoff, MaxBackoff time.Duration // defaults 500 ms, 30 s
+	Poll                   time.Duration // how often idle workers look for work (default 1 s)
+}
+
+// Queue is the Badger-backed queue. Key layout: "saf/q/<issuer>/<seq BE 8>" -> JSON item.
+type Queue struct {
+	db   *badger.DB
+	opts Options
+	log  zerolog.Logger
+	seq  *badger.Sequence
+
+	mu      sync.Mutex
+	senders map[string]Sender
+	kicks   map[string]chan struct{}
+	wg      sync.WaitGroup
+	ctx     context.Context
+	cancel  context.CancelFunc
+
+	Sent, Acked, Failed atomic.Int64
+}
+
+const prefix = "saf/q/"
+
+// Open returns the queue on db; Start begins delivering.
+func Open(db *badger.DB, opts Options, log zerolog.Logger) (*Queue, error) {
+	if opts.MinBackoff <= 0 {
+		opts.MinBackoff = 500 * time.Millisecond
+	}
+	if opts.MaxBackoff <= 0 {
+		opts.MaxBackoff = 30 * time.Second
+	}
+	if opts.Poll <= 0 {
+		opts.Poll = time.Second
+	}
+	seq, err := db.GetSequence([]byte("saf/seq"), 1000)
+	if err != nil {
+		return nil, fmt.Errorf("saf: sequence: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Queue{db: db, opts: opts, log: log.With().Str("component", "saf").Logger(), seq: seq,
+		senders: map[string]Sender{}, kicks: map[string]chan struct{}{}, ctx: ctx, cancel: cancel}, nil
+}
+
+func key(issuer string, seq uint64) []byte {
+	k := append([]byte(prefix+issuer+"/"), make([]byte, 8)...)
+	binary.BigEndian.PutUint64(k[len(k)-8:], seq)
+	return k
+}
+
+// Enqueue stores it durably (synced to disk) and wakes its issuer's worker.
+func (q *Queue) Enqueue(it *Item) error {
+	n, err := q.seq.Next()
+	if err != nil {
+		return fmt.Errorf("saf: next sequence: %w", err)
+	}
+	it.Seq = n + 1
+	if it.Created.IsZero() {
+		it.Created = time.Now().UTC()
+	}
+	b, err := json.Marshal(it)
+	if err != nil {
+		return fmt.Errorf("saf: encode %s for %s: %w", it.MTI, it.RRN, err)
+	}
+	if err := q.db.Update(func(txn *badger.Txn) error { return txn.Set(key(it.Issuer, it.Seq), b) }); err != nil {
+		return fmt.Errorf("saf: store %s for %s: %w", it.MTI, it.RRN, err)
+	}
+	if err := q.db.Sync(); err != nil {
+		return fmt.Errorf("saf: sync: %w", err)
+	}
+	q.kick(it.Issuer)
+	return nil
+}
+
+func (q *Queue) kick(issuer string) {
+	q.mu.Lock()
+	ch := q.kicks[issuer]
+	q.mu.Unlock()
+	if ch != nil {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Register sets the sender of an issuer and starts its worker.
+func (q *Queue) Register(issuer string, send Sender) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if _, ok := q.senders[issuer]; ok {
+		q.senders[issuer] = send
+		return
+	}
+	q.senders[issuer] = send
+	ch := make(chan struct{}, 1)
+	q.kicks[issuer] = ch
+	q.wg.Add(1)
+	go q.worker(issuer, ch)
+}
+
+// Pending returns the items waiting, oldest first (all issuers when issuer is "").
+func (q *Queue) Pending(issuer string) ([]Item, error) {
+	var out []Item
+	p := []byte(prefix)
+	if issuer != "" {
+		p = []byte(prefix + issuer + "/")
+	}
+	err := q.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, Prefix: p})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			var x Item
+			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &x) }); err != nil {
+				return err
+			}
+			out = append(out, x)
+		}
+		return nil
+	})
+	return out, err
+}
+
+func (q *Queue) head(issuer string) (*Item, error) {
+	var x *Item
+	p := []byte(prefix + issuer + "/")
+	err := q.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 1, Prefix: p})
+		defer it.Close()
+		it.Rewind()
+		if !it.Valid() {
+			return nil
+		}
+		x = new(Item)
+		return it.Item().Value(func(v []byte) error { return json.Unmarshal(v, x) })
+	})
+	return x, err
+}
+
+func (q *Queue) save(it *Item) error {
+	b, err := json.Marshal(it)
+	if err != nil {
+		return err
+	}
+	return q.db.Update(func(txn *badger.Txn) error { return txn.Set(key(it.Issuer, it.Seq), b) })
+}
+
+func (q *Queue) remove(it *Item) error {
+	if err := q.db.Update(func(txn *badger.Txn) error { return txn.Delete(key(it.Issuer, it.Seq)) }); err != nil {
+		return err
+	}
+	return q.db.Sync()
+}
+
+// worker delivers an issuer's items in order; an item leaves the queue only when acknowledged.
+func (q *Queue) worker(issuer string, kick chan struct{}) {
+	defer q.wg.Done()
+	backoff := time.Duration(0)
+	for {
+		if backoff > 0 {
+			select {
+			case <-time.After(backoff):
+			case <-q.ctx.Done():
+				return
+			}
+		}
+		it, err := q.head(issuer)
+		if err != nil {
+			q.log.Error().Err(err).Str("issuer", issuer).Msg("reading the queue")
+			backoff = q.opts.MaxBackoff
+			continue
+		}
+		if it == nil {
+			backoff = 0
+			select {
+			case <-kick:
+			case <-time.After(q.opts.Poll):
+			case <-q.ctx.Done():
+				return
+			}
+			continue
+		}
+		q.mu.Lock()
+		send := q.senders[issuer]
+		q.mu.Unlock()
+		repeat := it.Tries > 0
+		it.Tries++
+		it.Last = time.Now().UTC()
+		if err := q.save(it); err != nil { // the try is counted before it is made
+			q.log.Error().Err(err).Msg("saving try count")
+		}
+		q.Sent.Add(1)
+		err = send(q.ctx, it, repeat)
+		if err == nil {
+			q.Acked.Add(1)
+			if err := q.remove(it); err != nil {
+				q.log.Error().Err(err).Str("rrn", it.RRN).Msg("removing acknowledged item")
+			}
+			backoff = 0
+			continue
+		}
+		if q.ctx.Err() != nil {
+			return
+		}
+		q.Failed.Add(1)
+		it.LastErr = err.Error()
+		_ = q.save(it)
+		backoff = min(max(2*backoff, q.opts.MinBackoff), q.opts.MaxBackoff)
+		q.log.Warn().Err(err).Str("issuer", issuer).Str("mti", it.MTI).Str("rrn", it.RRN).Int("tries", it.Tries).
+			Dur("retry_in", backoff).Msg("advice not acknowledged; will repeat")
+	}
+}
+
+// Flush waits until every issuer's queue is empty or ctx ends.
+func (q *Queue) Flush(ctx context.Context) error {
+	for {
+		items, err := q.Pending("")
+		if err != nil {
+			return err
+		}
+		if len(items) == 0 {
+			return nil
+		}
+		for _, it := range items {
+			q.kick(it.Issuer)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("saf: %d item(s) still queued: %w", len(items), ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// Close stops the workers; queued items stay for the next start.
+func (q *Queue) Close() error {
+	q.cancel()
+	q.wg.Wait()
+	return q.seq.Release()
+}
