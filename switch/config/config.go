@@ -62,6 +62,28 @@ type Config struct {
 	Journal    Journal    `yaml:"journal"`
 	Security   Security   `yaml:"security"`
 	Shutdown   Shutdown   `yaml:"shutdown"`
+	Refunds    Refunds    `yaml:"refunds"`
+	Breaker    Breaker    `yaml:"breaker"`
+}
+
+// Refunds configures refunds.
+type Refunds struct {
+	// Window is how old an original purchase may be for a refund (default 720h, 30 days).
+	Window Duration `yaml:"window"`
+}
+
+// Breaker configures the issuers' circuit breakers.
+type Breaker struct {
+	Threshold int      `yaml:"threshold"` // timeouts in a row that open it (default 5)
+	Cooldown  Duration `yaml:"cooldown"`  // how long it stays open (default 30s)
+}
+
+// StandIn bounds the approvals the switch gives when an issuer is unreachable.
+type StandIn struct {
+	Enabled      bool  `yaml:"enabled"`
+	MaxAmount    int64 `yaml:"max_amount"`     // per transaction, minor units
+	PerCardCount int   `yaml:"per_card_count"` // approvals per card per day
+	PerCardSum   int64 `yaml:"per_card_sum"`   // sum per card per day, minor units
 }
 
 // Log configures logging.
@@ -111,6 +133,7 @@ type Issuer struct {
 	EchoEvery   Duration `yaml:"echo_every"` // default 30s
 	Connections int      `yaml:"connections"`
 	AcquirerID  string   `yaml:"acquirer_id"`
+	StandIn     StandIn  `yaml:"stand_in"`
 }
 
 // Route sends PANs starting with Prefix to Issuer.
@@ -259,6 +282,15 @@ func (c *Config) ApplyDefaults() {
 	if c.Journal.MaxBatch == 0 {
 		c.Journal.MaxBatch = 4096
 	}
+	if c.Refunds.Window == 0 {
+		c.Refunds.Window = Duration(30 * 24 * time.Hour)
+	}
+	if c.Breaker.Threshold == 0 {
+		c.Breaker.Threshold = 5
+	}
+	if c.Breaker.Cooldown == 0 {
+		c.Breaker.Cooldown = Duration(30 * time.Second)
+	}
 	if c.Shutdown.DrainTimeout == 0 {
 		c.Shutdown.DrainTimeout = Duration(30 * time.Second)
 	}
@@ -347,6 +379,9 @@ func (c *Config) Validate() error {
 		}
 		if is.Connections < 1 || is.Connections > 64 {
 			bad(key+".connections", "%d is not between 1 and 64", is.Connections)
+		}
+		if si := is.StandIn; si.Enabled && (si.MaxAmount <= 0 || si.PerCardCount <= 0 || si.PerCardSum <= 0) {
+			bad(key+".stand_in", "max_amount, per_card_count and per_card_sum must all be positive when enabled")
 		}
 	}
 	for i, r := range c.Routes {

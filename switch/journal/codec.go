@@ -62,6 +62,13 @@ func (r *Record) AppendBinary(b []byte) ([]byte, error) {
 		e.int(int64(h.Score))
 	}
 	e.bytes(r.Facts)
+	e.str(r.ReversedBy)
+	e.int(r.Refunded)
+	if r.StandIn {
+		e.int(1)
+	} else {
+		e.int(0)
+	}
 	t := r.Timings
 	for _, n := range []int64{t.Decode, t.Checks, t.Risk, t.HSM, t.Issuer, t.Journal, t.Total} {
 		e.int(n)
@@ -157,6 +164,9 @@ func (r *Record) UnmarshalBinary(b []byte) error {
 	if f := d.raw(); len(f) > 0 {
 		r.Facts = append([]byte(nil), f...)
 	}
+	r.ReversedBy = d.str()
+	r.Refunded = d.int()
+	r.StandIn = d.int() == 1
 	t := &r.Timings
 	for _, p := range []*int64{&t.Decode, &t.Checks, &t.Risk, &t.HSM, &t.Issuer, &t.Journal, &t.Total} {
 		*p = d.int()

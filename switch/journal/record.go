@@ -21,6 +21,7 @@ const (
 	StateResponded State = "responded"   // the response was written to the terminal
 	StateUndeliver State = "undelivered" // the response could not be written
 	StateReversed  State = "reversed"    // reversed (by the terminal or the switch)
+	StateInDoubt   State = "in_doubt"    // sent to the issuer when the switch stopped; reversed at restart
 )
 
 // Event is one state change with its time.
@@ -83,6 +84,13 @@ type Record struct {
 	Reason    string `json:"reason,omitempty"`
 
 	OriginalRRN string `json:"original_rrn,omitempty"`
+	// ReversedBy names what reversed or voided this transaction: the RRN of the
+	// terminal's reversal or void, or "switch:<why>" for a reversal the switch made.
+	ReversedBy string `json:"reversed_by,omitempty"`
+	// Refunded is the sum of approved refunds that name this transaction.
+	Refunded int64 `json:"refunded,omitempty"`
+	// StandIn marks an approval the switch gave for an unreachable issuer.
+	StandIn bool `json:"stand_in,omitempty"`
 
 	RuleSet  string          `json:"rule_set,omitempty"`
 	RuleHits []RuleHit       `json:"rule_hits,omitempty"`
@@ -105,6 +113,12 @@ func (r *Record) AddEvent(s State, at time.Time, note string) {
 	r.State = s
 	r.Events = append(r.Events, Event{State: s, At: at, Note: note})
 }
+
+// Final reports whether the record's outcome is settled (it has a response code).
+func (r *Record) Final() bool { return r.RC != "" }
+
+// Reversed reports whether the transaction was reversed or voided.
+func (r *Record) Reversed() bool { return r.ReversedBy != "" }
 
 // Query selects records. Empty fields do not filter; From and To bound the receive time
 // (To exclusive).

@@ -19,6 +19,9 @@ import (
 //	j/t/<unix nanos, 8 bytes BE><rrn>  time index
 //	j/T/<tid>/<nanos><rrn>             terminal index
 //	j/M/<mid>/<nanos><rrn>             merchant index
+//	j/D/<tid>/<stan>/<de7>             duplicate index -> RRN
+//	j/B/<tid>                          time of the terminal's last batch close
+//	j/ckpt                             recovery checkpoint: no record below this RRN is open
 //	j/seq/rrn                          RRN sequence
 const (
 	prefixRecord = "j/r/"
@@ -26,6 +29,9 @@ const (
 	prefixTerm   = "j/T/"
 	prefixMerch  = "j/M/"
 	keyRRNSeq    = "j/seq/rrn"
+	prefixDup    = "j/D/"
+	prefixBatch  = "j/B/"
+	keyCkpt      = "j/ckpt"
 )
 
 // ErrNotFound is returned for an RRN the journal does not hold.
@@ -70,8 +76,10 @@ type writeReq struct {
 	index bool // write the indexes (first write of a record)
 	tid   string
 	mid   string
+	dup   string // duplicate key, "" for none
 	at    time.Time
-	done  chan error // nil: do not wait (not durable yet when Write returns)
+	kv    [][2][]byte // other keys to set (batch marks, checkpoints)
+	done  chan error  // nil: do not wait (not durable yet when Write returns)
 }
 
 // Open starts a journal on db (opened by the caller; other subsystems may share it
@@ -118,6 +126,9 @@ func (s *Store) Write(ctx context.Context, rec *Record, first, durable bool) err
 		return fmt.Errorf("journal: encode record %s: %w", rec.RRN, err)
 	}
 	req := &writeReq{rec: b, rrn: rec.RRN, index: first, tid: rec.TID, mid: rec.MID, at: rec.Received}
+	if first && rec.TID != "" && rec.STAN != "" && rec.DE7 != "" {
+		req.dup = DupKey(rec.TID, rec.STAN, rec.DE7)
+	}
 	if durable {
 		req.done = donePool.Get().(chan error)
 	}
@@ -195,8 +206,21 @@ func (s *Store) commit(batch []*writeReq) error {
 	wb := s.db.NewWriteBatch()
 	defer wb.Cancel()
 	for _, r := range batch {
+		for _, kv := range r.kv {
+			if err := wb.Set(kv[0], kv[1]); err != nil {
+				return fmt.Errorf("journal: write %s: %w", kv[0], err)
+			}
+		}
+		if r.rec == nil {
+			continue
+		}
 		if err := wb.Set(recordKey(r.rrn), r.rec); err != nil {
 			return fmt.Errorf("journal: write %s: %w", r.rrn, err)
+		}
+		if r.dup != "" {
+			if err := wb.Set([]byte(prefixDup+r.dup), []byte(r.rrn)); err != nil {
+				return fmt.Errorf("journal: duplicate index %s: %w", r.rrn, err)
+			}
 		}
 		if r.index {
 			for _, k := range indexKeys(r) {
@@ -366,4 +390,119 @@ func ParseTime(s string, now time.Time) (time.Time, error) {
 		return time.Unix(n, 0), nil
 	}
 	return time.Time{}, fmt.Errorf("time %q: want RFC 3339, YYYY-MM-DD, unix seconds or a duration like 24h", s)
+}
+
+// DupKey is the key of the duplicate index: DE 41, DE 11 and DE 7.
+func DupKey(tid, stan, de7 string) string { return tid + "/" + stan + "/" + de7 }
+
+// LookupDuplicate returns the RRN of the request with the same DE 41, DE 11 and DE 7,
+// if the journal holds one.
+func (s *Store) LookupDuplicate(tid, stan, de7 string) (string, bool, error) {
+	var rrn string
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get([]byte(prefixDup + DupKey(tid, stan, de7)))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		v, err := item.ValueCopy(nil)
+		rrn = string(v)
+		return err
+	})
+	if err != nil {
+		return "", false, fmt.Errorf("journal: duplicate lookup %s/%s: %w", tid, stan, err)
+	}
+	return rrn, rrn != "", nil
+}
+
+// put writes extra keys through the group commit, durably.
+func (s *Store) put(ctx context.Context, kv ...[2][]byte) error {
+	req := &writeReq{kv: kv, done: donePool.Get().(chan error)}
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return ErrClosed
+	}
+	s.reqs <- req
+	s.mu.RUnlock()
+	select {
+	case err := <-req.done:
+		donePool.Put(req.done)
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// LastBatch returns when the terminal's last batch was closed (zero if never).
+func (s *Store) LastBatch(tid string) (time.Time, error) {
+	var t time.Time
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get([]byte(prefixBatch + tid))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error {
+			if len(v) == 8 {
+				t = time.Unix(0, int64(binary.BigEndian.Uint64(v))).UTC()
+			}
+			return nil
+		})
+	})
+	return t, err
+}
+
+// CloseBatch records that the terminal's batch was closed at t.
+func (s *Store) CloseBatch(ctx context.Context, tid string, t time.Time) error {
+	v := binary.BigEndian.AppendUint64(nil, uint64(t.UnixNano()))
+	return s.put(ctx, [2][]byte{[]byte(prefixBatch + tid), v})
+}
+
+// Checkpoint returns the recovery checkpoint: every record with a lower RRN is final.
+func (s *Store) Checkpoint() (string, error) {
+	var rrn string
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get([]byte(keyCkpt))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		v, err := item.ValueCopy(nil)
+		rrn = string(v)
+		return err
+	})
+	return rrn, err
+}
+
+// SetCheckpoint moves the recovery checkpoint to rrn.
+func (s *Store) SetCheckpoint(ctx context.Context, rrn string) error {
+	return s.put(ctx, [2][]byte{[]byte(keyCkpt), []byte(rrn)})
+}
+
+// ScanFrom calls fn for every record with an RRN at or above rrn, in RRN order.
+func (s *Store) ScanFrom(ctx context.Context, rrn string, fn func(*Record) bool) error {
+	return s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 100, Prefix: []byte(prefixRecord)})
+		defer it.Close()
+		for it.Seek(recordKey(rrn)); it.ValidForPrefix([]byte(prefixRecord)); it.Next() {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			var rec Record
+			if err := it.Item().Value(rec.UnmarshalBinary); err != nil {
+				return fmt.Errorf("journal: decode record %s: %w", it.Item().Key(), err)
+			}
+			if !fn(&rec) {
+				return nil
+			}
+		}
+		return nil
+	})
 }

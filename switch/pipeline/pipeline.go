@@ -1,8 +1,11 @@
 // Package pipeline is the transaction path of the switch: it decodes a terminal
 // request, runs the checks (terminal binding, device integrity, MAC), the risk rules and
 // the PIN translation, routes the authorization to its issuer, journals every step
-// durably, and builds the response. It depends only on small interfaces, so that the
-// embedded stores can be replaced by distributed ones.
+// durably, and builds the response. Around the authorization it keeps the books that
+// make sure nothing is lost: duplicates, reversals and voids through a store-and-forward
+// queue, refunds bounded by their original, stand-in when an issuer is unreachable,
+// batch totals, and recovery after a crash. It depends only on small interfaces, so that
+// the embedded stores can be replaced by distributed ones.
 package pipeline
 
 import (
@@ -11,8 +14,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"hash"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/moov-io/iso8583"
@@ -22,6 +27,8 @@ import (
 	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/message"
 	"github.com/switchyard/switchyard/switch/metrics"
+	"github.com/switchyard/switchyard/switch/registry"
+	"github.com/switchyard/switchyard/switch/saf"
 )
 
 // Journal is where transactions are recorded.
@@ -29,8 +36,26 @@ type Journal interface {
 	// NextRRN returns a new, unique retrieval reference number.
 	NextRRN() (string, error)
 	// Write stores rec; with durable it returns once rec is on disk. first marks the
-	// first write of a record.
+	// first write of a record (its indexes are written with it).
 	Write(ctx context.Context, rec *journal.Record, first, durable bool) error
+	// Get returns the record with the RRN (journal.ErrNotFound if none).
+	Get(rrn string) (*journal.Record, error)
+	// LookupDuplicate returns the RRN of the request with the same DE 41, 11 and 7.
+	LookupDuplicate(tid, stan, de7 string) (string, bool, error)
+	// Scan calls fn for the records matching q in time order.
+	Scan(ctx context.Context, q journal.Query, fn func(*journal.Record) bool) error
+	// LastBatch and CloseBatch keep each terminal's batch boundary.
+	LastBatch(tid string) (time.Time, error)
+	CloseBatch(ctx context.Context, tid string, at time.Time) error
+	// Checkpoint, SetCheckpoint and ScanFrom serve crash recovery.
+	Checkpoint() (string, error)
+	SetCheckpoint(ctx context.Context, rrn string) error
+	ScanFrom(ctx context.Context, rrn string, fn func(*journal.Record) bool) error
+}
+
+// Queue is the store-and-forward queue of messages owed to issuers.
+type Queue interface {
+	Enqueue(it *saf.Item) error
 }
 
 // IssuerLink sends messages to one issuer.
@@ -38,20 +63,31 @@ type IssuerLink interface {
 	ID() string
 	NextSTAN() string
 	AcquirerID() string
+	// Up reports whether the link has a signed-on connection.
+	Up() bool
 	// Send sends m and waits for the answer up to timeout (0: the link's own timeout).
 	Send(ctx context.Context, m *iso8583.Message, timeout time.Duration) (*iso8583.Message, error)
 }
 
-// Routes finds the issuer of a PAN.
+// Routes finds the issuer of a PAN, and an issuer by ID.
 type Routes interface {
 	Route(pan string) (IssuerLink, bool)
+	Issuer(id string) (IssuerLink, bool)
 }
 
-// Errors an IssuerLink returns, mapped to 91.
+// Errors an IssuerLink returns, mapped to 91 (or stand-in).
 var (
 	ErrIssuerTimeout     = errors.New("issuer timeout")
 	ErrIssuerUnavailable = errors.New("issuer unavailable")
 )
+
+// StandInLimits bound the approvals the switch gives for an unreachable issuer.
+type StandInLimits struct {
+	Enabled      bool
+	MaxAmount    int64 // per transaction, minor units
+	PerCardCount int   // approvals per card per day
+	PerCardSum   int64 // sum per card per day
+}
 
 // Config tunes the pipeline.
 type Config struct {
@@ -60,21 +96,47 @@ type Config struct {
 	// IsTimeout and IsUnavailable classify IssuerLink errors (defaults: errors.Is with
 	// ErrIssuerTimeout / ErrIssuerUnavailable).
 	IsTimeout, IsUnavailable func(error) bool
+	// DupWindow is how long answered requests stay in memory for duplicate detection
+	// (older ones are found through the journal; default 10 min).
+	DupWindow time.Duration
+	// RefundWindow is how old an original may be for a refund (default 30 days).
+	RefundWindow time.Duration
+	// Location is the acquirer's time zone: a void must be the same local day.
+	Location *time.Location
+	// StandIn holds the stand-in limits by issuer ID; absent means no stand-in.
+	StandIn map[string]StandInLimits
+	// BreakerThreshold timeouts in a row open an issuer's circuit breaker for
+	// BreakerCooldown (defaults 5 and 30 s).
+	BreakerThreshold int
+	BreakerCooldown  time.Duration
 }
 
 // Pipeline processes terminal requests. It is safe for concurrent use.
 type Pipeline struct {
-	cfg     Config
-	journal Journal
-	routes  Routes
-	metrics *metrics.Metrics
-	log     zerolog.Logger
-	now     func() time.Time
-	hashers sync.Pool
+	cfg       Config
+	journal   Journal
+	queue     Queue
+	routes    Routes
+	terminals Terminals
+	metrics   *metrics.Metrics
+	log       zerolog.Logger
+	now       func() time.Time
+	hashers   sync.Pool
+	seal      *sealer
+
+	dups     *dupTable
+	open     *inflight
+	locks    [256]sync.Mutex // serialize updates of an original (by RRN)
+	breakers sync.Map        // issuer ID -> *breaker
+	standIn  *standInBook
+	authSeq  atomic.Uint32
+	lastRRN  atomic.Value // string
+	stop     chan struct{}
+	wg       sync.WaitGroup
 }
 
 // New returns a pipeline.
-func New(cfg Config, j Journal, routes Routes, m *metrics.Metrics, log zerolog.Logger) (*Pipeline, error) {
+func New(cfg Config, j Journal, q Queue, routes Routes, terms Terminals, m *metrics.Metrics, log zerolog.Logger) (*Pipeline, error) {
 	if len(cfg.CardHashKey) < 16 {
 		return nil, errors.New("pipeline: card hash key must be at least 16 bytes")
 	}
@@ -84,10 +146,75 @@ func New(cfg Config, j Journal, routes Routes, m *metrics.Metrics, log zerolog.L
 	if cfg.IsUnavailable == nil {
 		cfg.IsUnavailable = func(err error) bool { return errors.Is(err, ErrIssuerUnavailable) }
 	}
-	p := &Pipeline{cfg: cfg, journal: j, routes: routes, metrics: m, log: log, now: time.Now}
+	if cfg.DupWindow <= 0 {
+		cfg.DupWindow = 10 * time.Minute
+	}
+	if cfg.RefundWindow <= 0 {
+		cfg.RefundWindow = 30 * 24 * time.Hour
+	}
+	if cfg.Location == nil {
+		cfg.Location = time.UTC
+	}
+	if cfg.BreakerThreshold <= 0 {
+		cfg.BreakerThreshold = 5
+	}
+	if cfg.BreakerCooldown <= 0 {
+		cfg.BreakerCooldown = 30 * time.Second
+	}
+	s, err := newSealer(cfg.CardHashKey)
+	if err != nil {
+		return nil, err
+	}
+	p := &Pipeline{cfg: cfg, journal: j, queue: q, routes: routes, terminals: terms, metrics: m, log: log, now: time.Now, seal: s,
+		dups: newDupTable(), open: newInflight(), standIn: newStandInBook(), stop: make(chan struct{})}
 	key := append([]byte(nil), cfg.CardHashKey...)
 	p.hashers.New = func() any { return hmac.New(sha256.New, key) }
 	return p, nil
+}
+
+// Start runs the pipeline's housekeeping (duplicate window, recovery checkpoint).
+func (p *Pipeline) Start() {
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		tick := time.NewTicker(5 * time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-p.stop:
+				p.checkpoint()
+				return
+			case <-tick.C:
+				p.dups.sweep(p.now(), p.cfg.DupWindow)
+				p.checkpoint()
+			}
+		}
+	}()
+}
+
+// Stop ends the housekeeping and writes a last checkpoint.
+func (p *Pipeline) Stop() {
+	select {
+	case <-p.stop:
+	default:
+		close(p.stop)
+	}
+	p.wg.Wait()
+}
+
+// checkpoint moves the recovery checkpoint to the oldest transaction still open.
+func (p *Pipeline) checkpoint() {
+	ck := p.open.min()
+	if ck == "" {
+		last, _ := p.lastRRN.Load().(string)
+		if last == "" {
+			return
+		}
+		ck = last
+	}
+	if err := p.journal.SetCheckpoint(context.Background(), ck); err != nil {
+		p.log.Warn().Err(err).Msg("recovery checkpoint not written")
+	}
 }
 
 // CardHash returns the keyed hash that stands for a PAN in the journal and the risk
@@ -110,6 +237,8 @@ type txn struct {
 	start   time.Time
 	issuer  string
 	written bool // the record has been written once
+	dup     *dupEntry
+	dupKey  string
 }
 
 // Process implements frontend.Processor.
@@ -135,15 +264,96 @@ func (p *Pipeline) Process(ctx context.Context, c *frontend.Conn, body []byte) (
 	switch req.MTI {
 	case "0800":
 		return p.network(ctx, t)
-	case "0100", "0200":
-		return p.financial(ctx, t)
+	case "0100", "0200", "0400", "0500":
+		return p.once(ctx, t)
 	default:
 		return p.unsupported(ctx, t)
 	}
 }
 
+// once runs a request that must be processed at most once: a duplicate (same DE 41,
+// DE 11, DE 7) gets the first one's answer, also while the first is in flight.
+func (p *Pipeline) once(ctx context.Context, t *txn) (frontend.Response, error) {
+	r := t.req
+	t.dupKey = journal.DupKey(r.TID, r.STAN, r.DE7)
+	e, first := p.dups.claim(t.dupKey, t.start)
+	if !first {
+		select {
+		case <-e.done:
+		case <-ctx.Done():
+			return frontend.Response{}, ctx.Err()
+		}
+		if e.out.rc == "" { // the first was not processed; process this one
+			return p.once(ctx, t)
+		}
+		return p.repeat(t, e.out)
+	}
+	if rrn, found, err := p.journal.LookupDuplicate(r.TID, r.STAN, r.DE7); err != nil {
+		p.dups.forget(t.dupKey, e)
+		return p.systemError(t, err)
+	} else if found {
+		rec, err := p.journal.Get(rrn)
+		if err != nil || !rec.Final() {
+			p.dups.forget(t.dupKey, e)
+			if err == nil {
+				err = fmt.Errorf("duplicate of %s, which is not final", rrn)
+			}
+			return p.systemError(t, err)
+		}
+		out := recordOutcome(rec)
+		p.dups.finish(e, out)
+		return p.repeat(t, out)
+	}
+	t.dup = e
+	var resp frontend.Response
+	var err error
+	switch r.MTI {
+	case "0400":
+		resp, err = p.reversal(ctx, t)
+	case "0500":
+		resp, err = p.batch(ctx, t)
+	default:
+		resp, err = p.financial(ctx, t)
+	}
+	if t.dup != nil { // not finished by respond (a system error)
+		p.dups.forget(t.dupKey, t.dup)
+		t.dup = nil
+	}
+	return resp, err
+}
+
+// repeat answers a duplicate with its first answer; nothing is forwarded.
+func (p *Pipeline) repeat(t *txn, out outcome) (frontend.Response, error) {
+	resp := message.NewResponse(t.req)
+	if out.rrn != "" {
+		_ = resp.Field(37, out.rrn)
+	}
+	if out.auth != "" && message.Approved(out.rc) {
+		_ = resp.Field(38, out.auth)
+	}
+	_ = resp.Field(39, out.rc)
+	if out.reason != "" {
+		_ = message.SetReason(resp, out.reason)
+	}
+	raw, err := message.Pack(resp, nil)
+	if err != nil {
+		return frontend.Response{}, err
+	}
+	p.metrics.Transactions.WithLabelValues(t.req.MTI, out.rc, "", "duplicate").Inc()
+	p.log.Info().Str("rrn", out.rrn).Str("mti", t.req.MTI).Str("tid", t.req.TID).Str("stan", t.req.STAN).
+		Str("rc", out.rc).Msg("duplicate: first answer repeated, nothing forwarded")
+	return frontend.Response{Body: raw}, nil
+}
+
 // network answers 0800: sign-on, sign-off and echo.
 func (p *Pipeline) network(_ context.Context, t *txn) (frontend.Response, error) {
+	if p.terminals != nil {
+		var loc registry.GeoPoint
+		if g, err := message.ParseGeo(t.req.TLV.Geo); err == nil && t.req.TLV.Has&message.HasGeo != 0 {
+			loc = registry.GeoPoint{Lat: g.Lat, Lon: g.Lon, Present: true}
+		}
+		p.terminals.Seen(t.req.TID, t.conn.Remote.Addr(), loc, t.start)
+	}
 	resp := message.NewResponse(t.req)
 	rc := message.RCApproved
 	switch t.req.NetCode {
@@ -198,6 +408,8 @@ func (p *Pipeline) newRecord(t *txn) error {
 	if err != nil {
 		return err
 	}
+	p.open.add(rrn)
+	p.lastRRN.Store(rrn)
 	r, rec := t.req, &t.rec
 	rec.RRN = rrn
 	rec.Received = t.start.UTC()
@@ -216,24 +428,69 @@ func (p *Pipeline) newRecord(t *txn) error {
 	return nil
 }
 
+func (p *Pipeline) breaker(issuer string) *breaker {
+	if b, ok := p.breakers.Load(issuer); ok {
+		return b.(*breaker)
+	}
+	b, _ := p.breakers.LoadOrStore(issuer, &breaker{threshold: p.cfg.BreakerThreshold, cooldown: p.cfg.BreakerCooldown})
+	return b.(*breaker)
+}
+
 // financial processes 0100 and 0200.
 func (p *Pipeline) financial(ctx context.Context, t *txn) (frontend.Response, error) {
 	if err := p.newRecord(t); err != nil {
 		return p.systemError(t, err)
 	}
+	if _, declined, err := p.checkTerminal(ctx, t, false); declined != nil || err != nil {
+		return *declined, err
+	}
+	switch t.req.ProcCode {
+	case message.PCVoid:
+		if t.req.MTI == "0200" {
+			return p.void(ctx, t)
+		}
+	case message.PCRefund:
+		if t.req.MTI == "0200" {
+			return p.refund(ctx, t)
+		}
+	}
+	return p.authorize(ctx, t, nil)
+}
+
+// authorize routes the request to its issuer and answers with the issuer's decision,
+// or stands in for an unreachable issuer. onDecline, if set, runs when the transaction
+// is not approved (to release what the caller reserved).
+func (p *Pipeline) authorize(ctx context.Context, t *txn, onDecline func()) (frontend.Response, error) {
 	r := t.req
+	declined := func() {
+		if onDecline != nil {
+			onDecline()
+		}
+	}
 	link, ok := p.routes.Route(r.PAN)
 	if !ok {
+		declined()
 		return p.decline(ctx, t, message.RCNoSuchIssuer, "switch", "no-route")
 	}
 	t.issuer = link.ID()
 	t.rec.Issuer = t.issuer
+	br := p.breaker(t.issuer)
+	now := p.now()
+	if !link.Up() || !br.allow(now) {
+		why := "issuer-unavailable"
+		if br.open(now) {
+			why = "issuer-circuit-open"
+		}
+		p.metrics.IssuerErrors.WithLabelValues(t.issuer, "unavailable").Inc()
+		return p.standInOrDecline(ctx, t, why, declined)
+	}
 
 	m := p.issuerRequest(t, link)
 	t.rec.IssuerSTAN, _ = m.GetString(11)
 	t.rec.AddEvent(journal.StateSent, p.now().UTC(), "")
 	// Write ahead: the record is on disk before the issuer can approve anything.
 	if err := p.write(ctx, t, true); err != nil {
+		declined()
 		return p.systemError(t, err)
 	}
 	issuerStart := p.now()
@@ -242,20 +499,29 @@ func (p *Pipeline) financial(ctx context.Context, t *txn) (frontend.Response, er
 	t.rec.Timings.Issuer = issuerDur.Microseconds()
 	p.metrics.IssuerLatency.WithLabelValues(t.issuer).Observe(issuerDur.Seconds())
 	if err != nil {
-		kind, note := "error", err.Error()
 		switch {
 		case p.cfg.IsTimeout(err):
-			kind = "timeout"
+			p.metrics.IssuerErrors.WithLabelValues(t.issuer, "timeout").Inc()
+			if br.failure(p.now()) {
+				p.log.Warn().Str("issuer", t.issuer).Msg("issuer circuit breaker open: too many timeouts in a row")
+			}
 			t.rec.AddEvent(journal.StateTimedOut, p.now().UTC(), "")
+			// The issuer may have approved: reverse before the terminal hears of it.
+			p.queueReversal(&t.rec, "switch:timeout")
+			declined()
+			return p.respond(ctx, t, message.RCIssuerUnavailable, "", "switch", "issuer-timeout")
 		case p.cfg.IsUnavailable(err):
-			kind = "unavailable"
-			t.rec.AddEvent(journal.StateDeclined, p.now().UTC(), note)
+			p.metrics.IssuerErrors.WithLabelValues(t.issuer, "unavailable").Inc()
+			t.rec.AddEvent(journal.StateDeclined, p.now().UTC(), err.Error())
+			return p.standInOrDecline(ctx, t, "issuer-unavailable", declined)
 		default:
-			t.rec.AddEvent(journal.StateDeclined, p.now().UTC(), note)
+			p.metrics.IssuerErrors.WithLabelValues(t.issuer, "error").Inc()
+			t.rec.AddEvent(journal.StateDeclined, p.now().UTC(), err.Error())
+			declined()
+			return p.respond(ctx, t, message.RCIssuerUnavailable, "", "switch", "issuer-error")
 		}
-		p.metrics.IssuerErrors.WithLabelValues(t.issuer, kind).Inc()
-		return p.respond(ctx, t, message.RCIssuerUnavailable, "", "switch", "issuer-"+kind)
 	}
+	br.success()
 	rc, _ := resp.GetString(39)
 	auth := ""
 	if resp.GetField(38) != nil {
@@ -263,9 +529,14 @@ func (p *Pipeline) financial(ctx context.Context, t *txn) (frontend.Response, er
 	}
 	if len(rc) != 2 {
 		t.rec.AddEvent(journal.StateAnswered, p.now().UTC(), "answer without a valid DE 39")
+		p.queueReversal(&t.rec, "switch:invalid-answer")
+		declined()
 		return p.respond(ctx, t, message.RCSystemMalfunction, "", "switch", "issuer-answer-invalid")
 	}
 	t.rec.AddEvent(journal.StateAnswered, p.now().UTC(), "")
+	if !message.Approved(rc) {
+		declined()
+	}
 	return p.respond(ctx, t, rc, auth, "issuer", "")
 }
 
@@ -321,13 +592,18 @@ func (p *Pipeline) respond(ctx context.Context, t *txn, rc, auth, by, reason str
 	if err := p.write(ctx, t, true); err != nil {
 		return p.systemError(t, err)
 	}
+	p.open.remove(rec.RRN)
+	if t.dup != nil {
+		p.dups.finish(t.dup, recordOutcome(rec))
+		t.dup = nil
+	}
 	resp := message.NewResponse(t.req)
 	_ = resp.Field(37, rec.RRN)
 	if auth != "" && message.Approved(rc) {
 		_ = resp.Field(38, auth)
 	}
 	_ = resp.Field(39, rc)
-	if !message.Approved(rc) && by != "issuer" {
+	if reason != "" && by != "issuer" {
 		_ = message.SetReason(resp, reason)
 	}
 	raw, err := message.Pack(resp, nil)
@@ -343,12 +619,20 @@ func (p *Pipeline) respond(ctx context.Context, t *txn, rc, auth, by, reason str
 }
 
 // sent records whether the response reached the terminal (not waited for: the outcome
-// is already durable).
+// is already durable). An approval that could not be delivered is reversed.
 func (p *Pipeline) sent(t *txn, delivered bool) {
 	state := journal.StateResponded
 	if !delivered {
 		state = journal.StateUndeliver
 		p.log.Warn().Str("rrn", t.rec.RRN).Str("tid", t.rec.TID).Str("rc", t.rec.RC).Msg("response could not be delivered to the terminal")
+	}
+	if !delivered && t.rec.Approved() && (t.rec.Type == "purchase" || t.rec.Type == "preauth" || t.rec.Type == "refund") {
+		l := &p.locks[lockIndex(t.rec.RRN)]
+		l.Lock()
+		t.rec.AddEvent(state, p.now().UTC(), "")
+		p.reverseOriginal(&t.rec, "switch:undelivered")
+		l.Unlock()
+		return
 	}
 	t.rec.AddEvent(state, p.now().UTC(), "")
 	if err := p.write(context.Background(), t, false); err != nil {
@@ -395,4 +679,12 @@ func (p *Pipeline) logTxn(t *txn) {
 		Int64("decode_us", tm.Decode).Int64("checks_us", tm.Checks).Int64("risk_us", tm.Risk).Int64("hsm_us", tm.HSM).
 		Int64("issuer_us", tm.Issuer).Int64("journal_us", tm.Journal).Int64("total_us", tm.Total).
 		Msg("txn")
+}
+
+func lockIndex(rrn string) int {
+	h := 0
+	for i := 0; i < len(rrn); i++ {
+		h = h*31 + int(rrn[i])
+	}
+	return h & 255
 }

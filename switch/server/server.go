@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/moov-io/iso8583"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 
@@ -31,6 +32,8 @@ import (
 	"github.com/switchyard/switchyard/switch/message"
 	"github.com/switchyard/switchyard/switch/metrics"
 	"github.com/switchyard/switchyard/switch/pipeline"
+	"github.com/switchyard/switchyard/switch/registry"
+	"github.com/switchyard/switchyard/switch/saf"
 )
 
 // Server is a running switch.
@@ -41,7 +44,11 @@ type Server struct {
 	Journal   *journal.Store
 	Metrics   *metrics.Metrics
 	Pipeline  *pipeline.Pipeline
+	Registry  *registry.Registry
+	Queue     *saf.Queue
 	DemoSim   *issuersim.Sim
+	monitor   *registry.Monitor
+	cancel    context.CancelFunc
 	links     map[string]*issuer.Link
 	listeners []*frontend.Listener
 	adminSrv  *http.Server
@@ -80,10 +87,33 @@ func New(cfg *config.Config, log zerolog.Logger) (s *Server, err error) {
 			s.Close()
 		}
 	}()
-	if s.auth, err = admin.NewAuthenticator(cfg.Admin.Tokens); err != nil {
+	tokens := cfg.Admin.Tokens
+	if cfg.Demo {
+		tokens = append(append([]admin.Token(nil), tokens...), registry.DemoTokens()...)
+	}
+	if s.auth, err = admin.NewAuthenticator(tokens); err != nil {
 		return nil, err
 	}
+	loc, err := time.LoadLocation(cfg.Timezone)
+	if err != nil {
+		return nil, fmt.Errorf("timezone: %w", err)
+	}
 	if s.db, err = OpenDB(cfg.DataDir, log); err != nil {
+		return nil, err
+	}
+	if s.Registry, err = registry.New(s.db, nil, registry.Options{Logger: log, Metrics: s.Metrics.Registry}); err != nil {
+		return nil, err
+	}
+	if cfg.Demo {
+		n, err := registry.LoadDemo(s.Registry)
+		if err != nil {
+			return nil, fmt.Errorf("demo fleet: %w", err)
+		}
+		if n > 0 {
+			log.Info().Int("created", n).Msg("demo fleet loaded into the registry")
+		}
+	}
+	if s.Queue, err = saf.Open(s.db, saf.Options{}, log); err != nil {
 		return nil, err
 	}
 	if s.Journal, err = journal.Open(s.db, journal.Options{MaxBatch: cfg.Journal.MaxBatch, Window: cfg.Journal.Window.D()}); err != nil {
@@ -129,14 +159,48 @@ func New(cfg *config.Config, log zerolog.Logger) (s *Server, err error) {
 	if !*cfg.Log.TxnLines {
 		txnLog = log.Level(zerolog.WarnLevel)
 	}
+	standIn := map[string]pipeline.StandInLimits{}
+	for _, ic := range issuers {
+		if si := ic.StandIn; si.Enabled {
+			standIn[ic.ID] = pipeline.StandInLimits{Enabled: true, MaxAmount: si.MaxAmount, PerCardCount: si.PerCardCount, PerCardSum: si.PerCardSum}
+		}
+	}
+	rt := routeTable{router, s.links}
 	s.Pipeline, err = pipeline.New(pipeline.Config{
-		CardHashKey:   key,
-		IsTimeout:     func(err error) bool { return errors.Is(err, issuer.ErrTimeout) },
-		IsUnavailable: func(err error) bool { return errors.Is(err, issuer.ErrUnavailable) },
-	}, s.Journal, routeTable{router, s.links}, s.Metrics, txnLog)
+		CardHashKey:      key,
+		IsTimeout:        func(err error) bool { return errors.Is(err, issuer.ErrTimeout) },
+		IsUnavailable:    func(err error) bool { return errors.Is(err, issuer.ErrUnavailable) },
+		RefundWindow:     cfg.Refunds.Window.D(),
+		Location:         loc,
+		StandIn:          standIn,
+		BreakerThreshold: cfg.Breaker.Threshold,
+		BreakerCooldown:  cfg.Breaker.Cooldown.D(),
+	}, s.Journal, s.Queue, rt, s.Registry, s.Metrics, txnLog)
 	if err != nil {
 		return nil, err
 	}
+	// Settle what a crash left open before taking traffic, then deliver what is owed.
+	if n, err := s.Pipeline.Recover(context.Background()); err != nil {
+		return nil, fmt.Errorf("recovery: %w", err)
+	} else if n > 0 {
+		log.Warn().Int("records", n).Msg("recovered transactions left open by the last run")
+	}
+	for id, l := range s.links {
+		s.Queue.Register(id, adviceSender(l, s.Pipeline, log))
+	}
+	s.Pipeline.Start()
+	for _, l := range s.links {
+		l.OnLate = func(m *iso8583.Message) {
+			rrn, _ := m.GetString(37)
+			rc, _ := m.GetString(39)
+			s.Metrics.IssuerErrors.WithLabelValues(l.ID(), "late").Inc()
+			log.Warn().Str("issuer", l.ID()).Str("rrn", rrn).Str("rc", rc).Msg("late issuer answer: the transaction was already answered 91 and its reversal queued")
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	s.monitor = registry.NewMonitor(s.Registry, nil, registry.MonitorOptions{})
+	go s.monitor.Run(ctx)
 
 	if err := s.startAdmin(); err != nil {
 		return nil, err
@@ -170,6 +234,11 @@ func New(cfg *config.Config, log zerolog.Logger) (s *Server, err error) {
 type routeTable struct {
 	r     *issuer.Router
 	links map[string]*issuer.Link
+}
+
+func (t routeTable) Issuer(id string) (pipeline.IssuerLink, bool) {
+	l, ok := t.links[id]
+	return l, ok
 }
 
 func (t routeTable) Route(pan string) (pipeline.IssuerLink, bool) {
@@ -216,6 +285,16 @@ func (s *Server) startAdmin() error {
 	s.mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	s.mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.Metrics.Registry, promhttp.HandlerOpts{Registry: s.Metrics.Registry}))
+	s.mux.Handle("/api/v1/", registry.NewAPI(s.Registry, s.auth))
+	s.mux.Handle("GET /api/v1/settlement", s.auth.Require(settlementAPI{s}, admin.RoleOperator, admin.RoleAnalyst, admin.RoleReviewer))
+	s.mux.Handle("GET /api/v1/saf", s.auth.Require(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		items, err := s.Queue.Pending(r.URL.Query().Get("issuer"))
+		if err != nil {
+			admin.WriteError(w, http.StatusInternalServerError, err)
+			return
+		}
+		admin.WriteJSON(w, http.StatusOK, items)
+	}), admin.RoleOperator, admin.RoleAnalyst, admin.RoleReviewer))
 	s.mux.Handle("GET /api/v1/journal", s.auth.Require(journalAPI{s.Journal}, admin.RoleOperator, admin.RoleAnalyst, admin.RoleReviewer))
 	s.mux.Handle("GET /api/v1/journal/{rrn}", s.auth.Require(journalAPI{s.Journal}, admin.RoleOperator, admin.RoleAnalyst, admin.RoleReviewer))
 	ln, err := net.Listen("tcp", s.cfg.Admin.Addr)
@@ -255,6 +334,12 @@ func (s *Server) Drain() error {
 	}
 	wg.Wait()
 	s.listeners = nil
+	// Deliver what is owed to issuers while there is time; the rest waits on disk.
+	if s.Queue != nil {
+		if err := s.Queue.Flush(ctx); err != nil {
+			s.log.Warn().Err(err).Msg("store-and-forward queue not empty at shutdown; it is delivered at the next start")
+		}
+	}
 	s.Close()
 	return errors.Join(errs...)
 }
@@ -271,11 +356,27 @@ func (s *Server) Close() {
 			_ = s.adminSrv.Shutdown(ctx)
 			cancel()
 		}
+		if s.cancel != nil {
+			s.cancel()
+		}
+		if s.Pipeline != nil {
+			s.Pipeline.Stop()
+		}
+		if s.Queue != nil {
+			if err := s.Queue.Close(); err != nil {
+				s.log.Error().Err(err).Msg("closing store-and-forward queue")
+			}
+		}
 		for _, l := range s.links {
 			_ = l.Close()
 		}
 		if s.DemoSim != nil {
 			_ = s.DemoSim.Close()
+		}
+		if s.Registry != nil {
+			if err := s.Registry.Close(); err != nil {
+				s.log.Error().Err(err).Msg("closing registry")
+			}
 		}
 		if s.Journal != nil {
 			if err := s.Journal.Close(); err != nil {

@@ -1,0 +1,60 @@
+package cli
+
+import (
+	"os/user"
+
+	"github.com/switchyard/switchyard/switch/admin"
+	"github.com/switchyard/switchyard/switch/registry/regtool"
+	"github.com/switchyard/switchyard/switch/server"
+)
+
+var registrySummaries = map[string]string{
+	"merchant":   "register, change, freeze, unfreeze, close merchants (two-person review)",
+	"terminal":   "register, change, suspend, resume, close terminals; import CSV",
+	"change":     "list, approve or reject requested lifecycle changes",
+	"oplog":      "read and verify the operation log",
+	"incident":   "list, acknowledge and resolve binding and integrity incidents",
+	"alert":      "list and acknowledge offline-terminal alerts",
+	"alert-rule": "list, set and delete offline alert rules",
+}
+
+func init() {
+	for _, name := range regtool.Commands {
+		Register(name, registrySummaries[name], func(env *Env, args []string) int { return runRegistry(env, name, args) })
+	}
+}
+
+// adminClient returns a client of the admin API: the running switch's (--admin, --token
+// or $SWITCHYARD_TOKEN), or with --data DIR an in-process API over a stopped switch's
+// data directory, acting as $SWITCHYARD_ACTOR (default: the OS user).
+func adminClient(env *Env, args []string) (*admin.Client, []string, func(), error) {
+	conn, rest, err := regtool.ExtractConn(args, env.Getenv)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if conn.DataDir == "" {
+		return conn.Client(), rest, func() {}, nil
+	}
+	actor := env.Getenv("SWITCHYARD_ACTOR")
+	if actor == "" {
+		if u, err := user.Current(); err == nil {
+			actor = u.Username
+		} else {
+			actor = "local"
+		}
+	}
+	off, err := server.OpenOffline(conn.DataDir, actor)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return &admin.Client{Handler: off.Handler, Token: server.OfflineToken}, rest, func() { _ = off.Close() }, nil
+}
+
+func runRegistry(env *Env, name string, args []string) int {
+	c, rest, done, err := adminClient(env, args)
+	if err != nil {
+		return fail(env, "%s: %v", name, err)
+	}
+	defer done()
+	return regtool.Run(env.Ctx, name, rest, c, env.Stdout, env.Stderr)
+}

@@ -1,0 +1,143 @@
+package pipeline
+
+import (
+	"hash/maphash"
+	"sync"
+	"time"
+
+	"github.com/switchyard/switchyard/switch/journal"
+)
+
+// outcome is what a terminal was (or will be) told about a request; a duplicate of the
+// request gets the same.
+type outcome struct {
+	rrn, auth, rc, reason string
+}
+
+// dupEntry is a request in flight or recently answered, by DE 41 + DE 11 + DE 7.
+type dupEntry struct {
+	done chan struct{} // closed when out is set
+	out  outcome
+	at   time.Time
+}
+
+// dupTable finds requests already seen without a journal read for recent ones; older
+// ones are found through the journal's duplicate index.
+type dupTable struct {
+	seed   maphash.Seed
+	shards [64]struct {
+		mu sync.Mutex
+		m  map[string]*dupEntry
+	}
+}
+
+func newDupTable() *dupTable {
+	d := &dupTable{seed: maphash.MakeSeed()}
+	for i := range d.shards {
+		d.shards[i].m = map[string]*dupEntry{}
+	}
+	return d
+}
+
+func (d *dupTable) shard(key string) int { return int(maphash.String(d.seed, key) % 64) }
+
+// claim returns the entry already there for key, or registers a new one (first = true).
+func (d *dupTable) claim(key string, now time.Time) (e *dupEntry, first bool) {
+	s := &d.shards[d.shard(key)]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e, ok := s.m[key]; ok {
+		return e, false
+	}
+	e = &dupEntry{done: make(chan struct{}), at: now}
+	s.m[key] = e
+	return e, true
+}
+
+// finish records the outcome of a claimed entry and wakes its duplicates.
+func (d *dupTable) finish(e *dupEntry, out outcome) {
+	e.out = out
+	close(e.done)
+}
+
+// forget drops a claimed entry whose request was not processed (so that a retry is not
+// answered with nothing).
+func (d *dupTable) forget(key string, e *dupEntry) {
+	s := &d.shards[d.shard(key)]
+	s.mu.Lock()
+	if s.m[key] == e {
+		delete(s.m, key)
+	}
+	s.mu.Unlock()
+	close(e.done)
+}
+
+// sweep drops answered entries older than window.
+func (d *dupTable) sweep(now time.Time, window time.Duration) {
+	for i := range d.shards {
+		s := &d.shards[i]
+		s.mu.Lock()
+		for k, e := range s.m {
+			select {
+			case <-e.done:
+				if now.Sub(e.at) > window {
+					delete(s.m, k)
+				}
+			default:
+			}
+		}
+		s.mu.Unlock()
+	}
+}
+
+// inflight is the set of RRNs not yet final, for the recovery checkpoint.
+type inflight struct {
+	shards [16]struct {
+		mu sync.Mutex
+		m  map[string]struct{}
+	}
+	seed maphash.Seed
+}
+
+func newInflight() *inflight {
+	f := &inflight{seed: maphash.MakeSeed()}
+	for i := range f.shards {
+		f.shards[i].m = map[string]struct{}{}
+	}
+	return f
+}
+
+func (f *inflight) add(rrn string) {
+	s := &f.shards[maphash.String(f.seed, rrn)%16]
+	s.mu.Lock()
+	s.m[rrn] = struct{}{}
+	s.mu.Unlock()
+}
+
+func (f *inflight) remove(rrn string) {
+	s := &f.shards[maphash.String(f.seed, rrn)%16]
+	s.mu.Lock()
+	delete(s.m, rrn)
+	s.mu.Unlock()
+}
+
+// min returns the lowest RRN in flight ("" if none).
+func (f *inflight) min() string {
+	lo := ""
+	for i := range f.shards {
+		s := &f.shards[i]
+		s.mu.Lock()
+		for r := range s.m {
+			if lo == "" || r < lo {
+				lo = r
+			}
+		}
+		s.mu.Unlock()
+	}
+	return lo
+}
+
+// recordOutcome is the outcome stored in a journal record.
+func recordOutcome(r *journal.Record) outcome {
+	return outcome{rrn: r.RRN, auth: r.AuthCode, rc: r.RC, reason: r.Reason}
+}

@@ -1,0 +1,231 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/switchyard/switchyard/switch/frontend"
+	"github.com/switchyard/switchyard/switch/journal"
+	"github.com/switchyard/switchyard/switch/message"
+	"github.com/switchyard/switchyard/switch/saf"
+)
+
+// queueReversal puts a reversal advice (0420) of rec into the store-and-forward queue and
+// marks rec reversed. The caller writes rec afterwards.
+func (p *Pipeline) queueReversal(rec *journal.Record, by string) {
+	if rec.Issuer == "" || rec.ReversedBy != "" {
+		return
+	}
+	rec.ReversedBy = by
+	origMTI := rec.MTI
+	it := &saf.Item{Issuer: rec.Issuer, MTI: "0420", RRN: rec.RRN, Reason: by,
+		Fields: map[int]string{
+			3:  rec.ProcCode,
+			4:  fmt.Sprintf("%012d", rec.Amount),
+			37: rec.RRN,
+			41: rec.TID,
+			42: rec.MID,
+			49: rec.Currency,
+			// DE 90: original MTI, the STAN the issuer saw, the terminal's DE 7, zeros.
+			90: origMTI + pad6(rec.IssuerSTAN) + pad10(rec.DE7) + "0000000000000000000000",
+		}}
+	if err := p.queue.Enqueue(it); err != nil {
+		// The record still says it is owed a reversal; recovery finds it (ReversedBy
+		// set, no queued item is not recoverable, so log loudly).
+		p.log.Error().Err(err).Str("rrn", rec.RRN).Str("issuer", rec.Issuer).Msg("reversal advice NOT queued")
+		rec.ReversedBy = ""
+		return
+	}
+	rec.AddEvent(journal.StateReversed, p.now().UTC(), by)
+}
+
+func pad6(s string) string {
+	for len(s) < 6 {
+		s = "0" + s
+	}
+	return s[:6]
+}
+
+func pad10(s string) string {
+	for len(s) < 10 {
+		s = "0" + s
+	}
+	return s[:10]
+}
+
+// reverseOriginal reverses an approved transaction after the fact (undelivered answer,
+// terminal reversal, void) and writes it durably. The caller holds its lock.
+func (p *Pipeline) reverseOriginal(orig *journal.Record, by string) {
+	p.queueReversal(orig, by)
+	if err := p.journal.Write(context.Background(), orig, false, true); err != nil {
+		p.log.Error().Err(err).Str("rrn", orig.RRN).Msg("journal write of reversed original failed")
+	}
+}
+
+// waitOriginal waits for the original with this duplicate key if it is still in flight.
+func (p *Pipeline) waitOriginal(ctx context.Context, tid, stan, de7 string) {
+	e, first := p.dups.claim(journal.DupKey(tid, stan, de7), p.now())
+	if first {
+		p.dups.forget(journal.DupKey(tid, stan, de7), e)
+		return
+	}
+	select {
+	case <-e.done:
+	case <-ctx.Done():
+	case <-time.After(30 * time.Second):
+	}
+}
+
+// reversal handles a terminal's 0400: it is answered 00 at once (after the journal and
+// the queue have it), and the original, when found and approved, is reversed at its
+// issuer through the store-and-forward queue.
+func (p *Pipeline) reversal(ctx context.Context, t *txn) (frontend.Response, error) {
+	if err := p.newRecord(t); err != nil {
+		return p.systemError(t, err)
+	}
+	r := t.req
+	origMTI, origSTAN, origDE7 := r.Original[0:4], r.Original[4:10], r.Original[10:20]
+	p.waitOriginal(ctx, r.TID, origSTAN, origDE7)
+	rrn, found, err := p.journal.LookupDuplicate(r.TID, origSTAN, origDE7)
+	if err != nil {
+		return p.systemError(t, err)
+	}
+	note := ""
+	if !found {
+		note = "original unknown: recorded, nothing forwarded"
+	} else {
+		t.rec.OriginalRRN = rrn
+		l := &p.locks[lockIndex(rrn)]
+		l.Lock()
+		orig, err := p.journal.Get(rrn)
+		switch {
+		case err != nil:
+			l.Unlock()
+			return p.systemError(t, err)
+		case orig.MID != r.MID || orig.Amount != r.Amount || orig.MTI != origMTI:
+			note = fmt.Sprintf("original %s does not match (merchant, amount or MTI): nothing forwarded", rrn)
+		case orig.Reversed():
+			note = "original already reversed by " + orig.ReversedBy
+		case !orig.Approved():
+			note = "original was not approved: nothing to reverse"
+		default:
+			p.queueReversal(orig, t.rec.RRN)
+			if orig.ReversedBy == "" {
+				l.Unlock()
+				return p.systemError(t, errors.New("reversal advice could not be queued"))
+			}
+			if err := p.journal.Write(ctx, orig, false, true); err != nil {
+				l.Unlock()
+				return p.systemError(t, err)
+			}
+			t.rec.Issuer = orig.Issuer
+			note = "original reversed at issuer " + orig.Issuer
+		}
+		l.Unlock()
+	}
+	t.rec.AddEvent(journal.StateAnswered, p.now().UTC(), note)
+	return p.respond(ctx, t, message.RCApproved, "", "switch", "")
+}
+
+// void cancels an approved purchase of the same terminal and day, named by DE 37
+// (and DE 38 when sent): the original is reversed at its issuer.
+func (p *Pipeline) void(ctx context.Context, t *txn) (frontend.Response, error) {
+	r := t.req
+	rrn := r.RRN
+	l := &p.locks[lockIndex(rrn)]
+	l.Lock()
+	defer l.Unlock()
+	orig, err := p.journal.Get(rrn)
+	if errors.Is(err, journal.ErrNotFound) {
+		return p.decline(ctx, t, message.RCOriginalNotFound, "switch", "original-not-found")
+	}
+	if err != nil {
+		return p.systemError(t, err)
+	}
+	loc := p.cfg.Location
+	switch {
+	case orig.TID != r.TID || orig.Type != "purchase":
+		return p.decline(ctx, t, message.RCInvalidTransaction, "switch", "void-not-same-terminal-purchase")
+	case orig.Reversed():
+		return p.decline(ctx, t, message.RCInvalidTransaction, "switch", "original-already-reversed")
+	case !orig.Approved():
+		return p.decline(ctx, t, message.RCInvalidTransaction, "switch", "original-not-approved")
+	case orig.Received.In(loc).Format("2006-01-02") != t.start.In(loc).Format("2006-01-02"):
+		return p.decline(ctx, t, message.RCInvalidTransaction, "switch", "void-not-same-day")
+	case r.AuthCode != "" && r.AuthCode != orig.AuthCode:
+		return p.decline(ctx, t, message.RCInvalidTransaction, "switch", "void-auth-code-mismatch")
+	case r.Amount != orig.Amount:
+		return p.decline(ctx, t, message.RCInvalidAmount, "switch", "void-amount-mismatch")
+	case orig.Refunded > 0:
+		return p.decline(ctx, t, message.RCInvalidTransaction, "switch", "original-refunded")
+	}
+	p.queueReversal(orig, t.rec.RRN)
+	if orig.ReversedBy == "" {
+		return p.systemError(t, errors.New("reversal advice could not be queued"))
+	}
+	if err := p.journal.Write(ctx, orig, false, true); err != nil {
+		return p.systemError(t, err)
+	}
+	t.rec.Issuer = orig.Issuer
+	t.rec.AddEvent(journal.StateAnswered, p.now().UTC(), "original "+rrn+" reversed at issuer "+orig.Issuer)
+	return p.respond(ctx, t, message.RCApproved, orig.AuthCode, "switch", "")
+}
+
+// refund checks a refund against its original (DE 37): known, an approved purchase,
+// not reversed, inside the refund window, and with all refunds together at most the
+// original amount. The amount is reserved on the original before the issuer is asked
+// and released if the issuer does not approve.
+func (p *Pipeline) refund(ctx context.Context, t *txn) (frontend.Response, error) {
+	r := t.req
+	rrn := r.RRN
+	l := &p.locks[lockIndex(rrn)]
+	l.Lock()
+	orig, err := p.journal.Get(rrn)
+	if errors.Is(err, journal.ErrNotFound) {
+		l.Unlock()
+		return p.decline(ctx, t, message.RCOriginalNotFound, "switch", "original-not-found")
+	}
+	if err != nil {
+		l.Unlock()
+		return p.systemError(t, err)
+	}
+	reason, rc := "", ""
+	switch {
+	case orig.Type != "purchase" || orig.MID != r.MID:
+		reason, rc = "refund-original-not-a-purchase-of-merchant", message.RCInvalidTransaction
+	case orig.Reversed():
+		reason, rc = "original-already-reversed", message.RCInvalidTransaction
+	case !orig.Approved():
+		reason, rc = "original-not-approved", message.RCInvalidTransaction
+	case t.start.Sub(orig.Received) > p.cfg.RefundWindow:
+		reason, rc = "refund-window-passed", message.RCInvalidTransaction
+	case r.Amount <= 0 || orig.Refunded+r.Amount > orig.Amount:
+		reason, rc = "refund-exceeds-original", message.RCInvalidAmount
+	}
+	if reason != "" {
+		l.Unlock()
+		return p.decline(ctx, t, rc, "switch", reason)
+	}
+	orig.Refunded += r.Amount
+	if err := p.journal.Write(ctx, orig, false, true); err != nil {
+		l.Unlock()
+		return p.systemError(t, err)
+	}
+	l.Unlock()
+	release := func() {
+		l.Lock()
+		defer l.Unlock()
+		o, err := p.journal.Get(rrn)
+		if err != nil {
+			p.log.Error().Err(err).Str("rrn", rrn).Msg("releasing a refund reservation")
+			return
+		}
+		o.Refunded -= r.Amount
+		if err := p.journal.Write(context.Background(), o, false, true); err != nil {
+			p.log.Error().Err(err).Str("rrn", rrn).Msg("releasing a refund reservation")
+		}
+	}
+	return p.authorize(ctx, t, release)
+}

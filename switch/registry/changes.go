@@ -1,0 +1,715 @@
+package registry
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/switchyard/switchyard/switch/admin"
+)
+
+// Op is a lifecycle operation on a merchant or terminal.
+type Op string
+
+// The lifecycle operations. Each is requested by one principal and applied when a
+// different principal approves it.
+const (
+	OpMerchantRegister Op = "merchant.register" // create a merchant (status active, or pending)
+	OpMerchantChange   Op = "merchant.change"   // change name, MCC, region, tier, rating, limits
+	OpMerchantActivate Op = "merchant.activate" // pending -> active
+	OpMerchantFreeze   Op = "merchant.freeze"   // active or pending -> frozen
+	OpMerchantUnfreeze Op = "merchant.unfreeze" // frozen -> active
+	OpMerchantClose    Op = "merchant.close"    // any -> closed (final)
+	OpTerminalRegister Op = "terminal.register" // create a terminal (status pending, or active)
+	OpTerminalChange   Op = "terminal.change"   // change merchant, kind, binding, location, networks, version, policy, keys
+	OpTerminalActivate Op = "terminal.activate" // pending -> active
+	OpTerminalSuspend  Op = "terminal.suspend"  // active or pending -> suspended
+	OpTerminalResume   Op = "terminal.resume"   // suspended -> active
+	OpTerminalClose    Op = "terminal.close"    // any -> closed (final)
+	OpTerminalImport   Op = "terminal.import"   // register many terminals at once (CSV import)
+)
+
+// ChangeStatus is the state of a requested change.
+type ChangeStatus string
+
+// The change states.
+const (
+	ChangePending   ChangeStatus = "pending"   // waiting for a reviewer
+	ChangeApproved  ChangeStatus = "approved"  // applied
+	ChangeRejected  ChangeStatus = "rejected"  // refused by a reviewer
+	ChangeCancelled ChangeStatus = "cancelled" // withdrawn by its requester
+)
+
+// MerchantPatch lists the merchant fields a change sets; nil fields stay as they are.
+type MerchantPatch struct {
+	Name   *string `json:"name,omitempty"`
+	MCC    *string `json:"mcc,omitempty"`
+	Region *string `json:"region,omitempty"`
+	Tier   *string `json:"tier,omitempty"`
+	Rating *string `json:"rating,omitempty"`
+	Limits *Limits `json:"limits,omitempty"`
+}
+
+// TerminalPatch lists the terminal fields a change sets; nil fields stay as they
+// are. An empty string unbinds an identity; ClearLocation removes the deployed
+// location; an empty AllowedNetworks list allows any source.
+type TerminalPatch struct {
+	MerchantID      *string         `json:"merchant_id,omitempty"`
+	Kind            *TerminalKind   `json:"kind,omitempty"`
+	DeviceSerial    *string         `json:"device_serial,omitempty"`
+	ICCID           *string         `json:"iccid,omitempty"`
+	IMEI            *string         `json:"imei,omitempty"`
+	Location        *Deployment     `json:"location,omitempty"`
+	ClearLocation   bool            `json:"clear_location,omitempty"`
+	AllowedNetworks *[]netip.Prefix `json:"allowed_networks,omitempty"`
+	MinAppVersion   *string         `json:"min_app_version,omitempty"`
+	MissingPolicy   *Policy         `json:"missing_policy,omitempty"`
+	Keys            *KeyRefs        `json:"keys,omitempty"`
+}
+
+// Change is a requested lifecycle change and its review.
+type Change struct {
+	ID     string `json:"id"`
+	Seq    uint64 `json:"seq"`
+	Op     Op     `json:"op"`
+	Target string `json:"target,omitempty"` // merchant or terminal ID; empty for an import
+	Reason string `json:"reason,omitempty"`
+
+	Merchant      *Merchant      `json:"merchant,omitempty"`       // merchant.register
+	MerchantPatch *MerchantPatch `json:"merchant_patch,omitempty"` // merchant.change
+	Terminal      *Terminal      `json:"terminal,omitempty"`       // terminal.register
+	TerminalPatch *TerminalPatch `json:"terminal_patch,omitempty"` // terminal.change
+	Terminals     []Terminal     `json:"terminals,omitempty"`      // terminal.import
+
+	Status        ChangeStatus `json:"status"`
+	RequestedBy   string       `json:"requested_by"`
+	RequestedRole admin.Role   `json:"requested_role,omitempty"`
+	RequestedAt   time.Time    `json:"requested_at"`
+	ReviewedBy    string       `json:"reviewed_by,omitempty"`
+	ReviewedAt    *time.Time   `json:"reviewed_at,omitempty"`
+	ReviewNote    string       `json:"review_note,omitempty"`
+}
+
+// ChangeEffect is what a change does (or did) to one record.
+type ChangeEffect struct {
+	Type   string          `json:"type"` // merchant or terminal
+	ID     string          `json:"id"`
+	Before json.RawMessage `json:"before,omitempty"` // absent for a new record
+	After  json.RawMessage `json:"after"`
+}
+
+// ChangePreview is a change with what it would do if approved now.
+type ChangePreview struct {
+	Change  *Change        `json:"change"`
+	Effects []ChangeEffect `json:"effects,omitempty"`
+	// Error says why approving it now would fail (for example, the terminal is no
+	// longer suspended). Only for a pending change.
+	Error string `json:"error,omitempty"`
+}
+
+func changeID(seq uint64) string { return "CHG-" + strconv.FormatUint(seq, 10) }
+
+func parseSeqID(id, prefix string) (uint64, error) {
+	n, err := strconv.ParseUint(strings.TrimPrefix(strings.ToUpper(id), prefix), 10, 64)
+	if err != nil || n == 0 {
+		return 0, notFoundf("%q is not a valid ID (want %s<number>)", id, prefix)
+	}
+	return n, nil
+}
+
+func canRequest(p admin.Principal) bool {
+	return p.Role == admin.RoleOperator || p.Role == admin.RoleAdmin
+}
+func canReview(p admin.Principal) bool {
+	return p.Role == admin.RoleReviewer || p.Role == admin.RoleAdmin
+}
+
+// effect is a computed change to one record.
+type effect struct {
+	mBefore, mAfter *Merchant
+	tBefore, tAfter *Terminal
+}
+
+// compute works out what c does to the current state, at time now, without writing
+// anything. It validates everything the approval will apply.
+func (r *Registry) compute(c *Change, now time.Time) ([]effect, error) {
+	s := r.snap.Load()
+	curM := func(id string) *Merchant {
+		if sl := s.merchants[id]; sl != nil {
+			return sl.rec.Load()
+		}
+		return nil
+	}
+	curT := func(id string) *Terminal {
+		if sl := s.terminals[id]; sl != nil {
+			return sl.rec.Load()
+		}
+		return nil
+	}
+	merchantTransition := func(from []MerchantStatus, to MerchantStatus) ([]effect, error) {
+		m := curM(c.Target)
+		if m == nil {
+			return nil, notFoundf("merchant %s does not exist", c.Target)
+		}
+		ok := false
+		for _, f := range from {
+			ok = ok || m.Status == f
+		}
+		if !ok {
+			return nil, conflictf("merchant %s is %s: %s needs it to be %v", m.ID, m.Status, c.Op, from)
+		}
+		n := *m
+		n.Status, n.Note, n.UpdatedAt, n.Version = to, c.Reason, now, m.Version+1
+		return []effect{{mBefore: m, mAfter: &n}}, nil
+	}
+	terminalTransition := func(from []TerminalStatus, to TerminalStatus) ([]effect, error) {
+		t := curT(c.Target)
+		if t == nil {
+			return nil, notFoundf("terminal %s does not exist", c.Target)
+		}
+		ok := false
+		for _, f := range from {
+			ok = ok || t.Status == f
+		}
+		if !ok {
+			return nil, conflictf("terminal %s is %s: %s needs it to be %v", t.ID, t.Status, c.Op, from)
+		}
+		n := *t
+		n.Status, n.Note, n.UpdatedAt, n.Version = to, c.Reason, now, t.Version+1
+		if to == TerminalActive && n.ActivatedAt.IsZero() {
+			n.ActivatedAt = now
+		}
+		return []effect{{tBefore: t, tAfter: &n}}, nil
+	}
+	newTerminal := func(t Terminal, seen map[string]bool) (*Terminal, error) {
+		normalizeTerminal(&t)
+		if t.Status == "" {
+			t.Status = TerminalPending
+		}
+		if t.Status != TerminalPending && t.Status != TerminalActive {
+			return nil, invalidf("terminal %s: status %q: a new terminal is pending or active", t.ID, t.Status)
+		}
+		if err := t.Validate(); err != nil {
+			return nil, err
+		}
+		if curT(t.ID) != nil || seen[t.ID] {
+			return nil, conflictf("terminal %s already exists", t.ID)
+		}
+		if m := curM(t.MerchantID); m == nil {
+			return nil, notFoundf("terminal %s: merchant %s does not exist", t.ID, t.MerchantID)
+		} else if m.Status == MerchantClosed {
+			return nil, conflictf("terminal %s: merchant %s is closed", t.ID, t.MerchantID)
+		}
+		t.CreatedAt, t.UpdatedAt, t.Version, t.ActivatedAt = now, now, 1, time.Time{}
+		if t.Status == TerminalActive {
+			t.ActivatedAt = now
+		}
+		t.Note = c.Reason
+		return &t, nil
+	}
+
+	switch c.Op {
+	case OpMerchantRegister:
+		if c.Merchant == nil {
+			return nil, invalidf("%s: no merchant given", c.Op)
+		}
+		m := *c.Merchant
+		if m.Status == "" {
+			m.Status = MerchantActive
+		}
+		if m.Status != MerchantPending && m.Status != MerchantActive {
+			return nil, invalidf("merchant %s: status %q: a new merchant is pending or active", m.ID, m.Status)
+		}
+		if err := m.Validate(); err != nil {
+			return nil, err
+		}
+		if curM(m.ID) != nil {
+			return nil, conflictf("merchant %s already exists", m.ID)
+		}
+		m.CreatedAt, m.UpdatedAt, m.Version, m.Note = now, now, 1, c.Reason
+		return []effect{{mAfter: &m}}, nil
+	case OpMerchantChange:
+		m := curM(c.Target)
+		if m == nil {
+			return nil, notFoundf("merchant %s does not exist", c.Target)
+		}
+		if m.Status == MerchantClosed {
+			return nil, conflictf("merchant %s is closed", m.ID)
+		}
+		p := c.MerchantPatch
+		if p == nil {
+			return nil, invalidf("%s %s: no fields to change", c.Op, c.Target)
+		}
+		n := *m
+		set := func(dst *string, v *string) {
+			if v != nil {
+				*dst = *v
+			}
+		}
+		set(&n.Name, p.Name)
+		set(&n.MCC, p.MCC)
+		set(&n.Region, p.Region)
+		set(&n.Tier, p.Tier)
+		set(&n.Rating, p.Rating)
+		if p.Limits != nil {
+			n.Limits = *p.Limits
+		}
+		if err := n.Validate(); err != nil {
+			return nil, err
+		}
+		n.UpdatedAt, n.Version = now, m.Version+1
+		return []effect{{mBefore: m, mAfter: &n}}, nil
+	case OpMerchantActivate:
+		return merchantTransition([]MerchantStatus{MerchantPending}, MerchantActive)
+	case OpMerchantFreeze:
+		return merchantTransition([]MerchantStatus{MerchantActive, MerchantPending}, MerchantFrozen)
+	case OpMerchantUnfreeze:
+		return merchantTransition([]MerchantStatus{MerchantFrozen}, MerchantActive)
+	case OpMerchantClose:
+		return merchantTransition([]MerchantStatus{MerchantPending, MerchantActive, MerchantFrozen}, MerchantClosed)
+	case OpTerminalRegister:
+		if c.Terminal == nil {
+			return nil, invalidf("%s: no terminal given", c.Op)
+		}
+		t, err := newTerminal(*c.Terminal, nil)
+		if err != nil {
+			return nil, err
+		}
+		return []effect{{tAfter: t}}, nil
+	case OpTerminalImport:
+		if len(c.Terminals) == 0 {
+			return nil, invalidf("%s: no terminals given", c.Op)
+		}
+		seen := map[string]bool{}
+		var out []effect
+		var errs []string
+		for i := range c.Terminals {
+			t, err := newTerminal(c.Terminals[i], seen)
+			if err != nil {
+				errs = append(errs, err.Error())
+				continue
+			}
+			seen[t.ID] = true
+			out = append(out, effect{tAfter: t})
+		}
+		if len(errs) > 0 {
+			return nil, conflictf("%s: %d of %d terminals cannot be created: %s", c.Op, len(errs), len(c.Terminals), strings.Join(errs, "; "))
+		}
+		return out, nil
+	case OpTerminalChange:
+		t := curT(c.Target)
+		if t == nil {
+			return nil, notFoundf("terminal %s does not exist", c.Target)
+		}
+		if t.Status == TerminalClosed {
+			return nil, conflictf("terminal %s is closed", t.ID)
+		}
+		p := c.TerminalPatch
+		if p == nil {
+			return nil, invalidf("%s %s: no fields to change", c.Op, c.Target)
+		}
+		n := *t
+		if p.MerchantID != nil && *p.MerchantID != t.MerchantID {
+			m := curM(*p.MerchantID)
+			if m == nil {
+				return nil, notFoundf("terminal %s: merchant %s does not exist", t.ID, *p.MerchantID)
+			}
+			if m.Status == MerchantClosed {
+				return nil, conflictf("terminal %s: merchant %s is closed", t.ID, m.ID)
+			}
+			n.MerchantID = m.ID
+		}
+		if p.Kind != nil {
+			n.Kind = *p.Kind
+		}
+		if p.DeviceSerial != nil {
+			n.Binding.DeviceSerial = *p.DeviceSerial
+		}
+		if p.ICCID != nil {
+			n.Binding.ICCID = *p.ICCID
+		}
+		if p.IMEI != nil {
+			n.Binding.IMEI = *p.IMEI
+		}
+		if p.ClearLocation {
+			n.Location = nil
+		}
+		if p.Location != nil {
+			l := *p.Location
+			n.Location = &l
+		}
+		if p.AllowedNetworks != nil {
+			n.AllowedNetworks = append([]netip.Prefix(nil), (*p.AllowedNetworks)...)
+		}
+		if p.MinAppVersion != nil {
+			n.MinAppVersion = *p.MinAppVersion
+		}
+		if p.MissingPolicy != nil {
+			n.MissingPolicy = *p.MissingPolicy
+		}
+		if p.Keys != nil {
+			n.Keys = *p.Keys
+		}
+		normalizeTerminal(&n)
+		if err := n.Validate(); err != nil {
+			return nil, err
+		}
+		n.UpdatedAt, n.Version = now, t.Version+1
+		return []effect{{tBefore: t, tAfter: &n}}, nil
+	case OpTerminalActivate:
+		return terminalTransition([]TerminalStatus{TerminalPending}, TerminalActive)
+	case OpTerminalSuspend:
+		return terminalTransition([]TerminalStatus{TerminalActive, TerminalPending}, TerminalSuspended)
+	case OpTerminalResume:
+		return terminalTransition([]TerminalStatus{TerminalSuspended}, TerminalActive)
+	case OpTerminalClose:
+		return terminalTransition([]TerminalStatus{TerminalPending, TerminalActive, TerminalSuspended}, TerminalClosed)
+	}
+	return nil, invalidf("unknown operation %q", c.Op)
+}
+
+// normalizeTerminal fills defaults: the decline policy, a MAC requirement for
+// SoftPOS, and the conventional key references "<terminal ID>/TAK" and
+// "<terminal ID>/TPK" when a MAC or TPK PIN mode needs one and none is given.
+func normalizeTerminal(t *Terminal) {
+	if t.MissingPolicy == "" {
+		t.MissingPolicy = PolicyDecline
+	}
+	if t.Kind == KindSoftPOS {
+		t.Keys.MACRequired = true
+	}
+	if t.Keys.MACRequired && t.Keys.TAK == "" && t.ID != "" {
+		t.Keys.TAK = t.ID + "/TAK"
+	}
+	if t.Keys.PINMode == PINModeTPK && t.Keys.TPK == "" && t.ID != "" {
+		t.Keys.TPK = t.ID + "/TPK"
+	}
+	if len(t.AllowedNetworks) == 0 {
+		t.AllowedNetworks = nil
+	}
+}
+
+func (e effect) changeEffect() ChangeEffect {
+	if e.mAfter != nil {
+		ce := ChangeEffect{Type: "merchant", ID: e.mAfter.ID, After: rawJSON(e.mAfter)}
+		if e.mBefore != nil {
+			ce.Before = rawJSON(e.mBefore)
+		}
+		return ce
+	}
+	ce := ChangeEffect{Type: "terminal", ID: e.tAfter.ID, After: rawJSON(e.tAfter)}
+	if e.tBefore != nil {
+		ce.Before = rawJSON(e.tBefore)
+	}
+	return ce
+}
+
+// RequestChange records c as a change requested by p, pending review. It checks
+// that the change could be applied now and fills ID, status and requester. Only
+// operators and admins may request changes.
+func (r *Registry) RequestChange(p admin.Principal, c Change) (*Change, error) {
+	if !canRequest(p) {
+		return nil, forbiddenf("%s (%s) may not request changes: operator or admin role needed", p.Name, p.Role)
+	}
+	if p.Name == "" {
+		return nil, invalidf("request of %s: no principal name", c.Op)
+	}
+	now := r.now()
+	c.Reason = strings.TrimSpace(c.Reason)
+	switch c.Op {
+	case OpMerchantRegister:
+		if c.Merchant != nil {
+			c.Target = c.Merchant.ID
+		}
+	case OpTerminalRegister:
+		if c.Terminal != nil {
+			c.Target = c.Terminal.ID
+		}
+	case OpTerminalImport:
+		c.Target = ""
+	}
+	if c.Op != OpMerchantChange {
+		c.MerchantPatch = nil
+	}
+	if c.Op != OpTerminalChange {
+		c.TerminalPatch = nil
+	}
+	if _, err := r.compute(&c, now); err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c.Seq = r.chgSeq + 1
+	c.ID = changeID(c.Seq)
+	c.Status = ChangePending
+	c.RequestedBy, c.RequestedRole, c.RequestedAt = p.Name, p.Role, now
+	c.ReviewedBy, c.ReviewedAt, c.ReviewNote = "", nil, ""
+	logged := c // an import is logged without its rows: each created terminal gets its own entry on approval
+	if n := len(c.Terminals); n > 0 {
+		logged.Terminals = nil
+		logged.Reason = strings.TrimSpace(fmt.Sprintf("%s [%d terminals]", c.Reason, n))
+	}
+	b := r.ops()
+	b.add(OpEntry{Time: now, Actor: p.Name, Role: string(p.Role), Action: "change.request", TargetType: "change", Target: c.ID,
+		ChangeID: c.ID, Reason: c.Reason, After: rawJSON(&logged)})
+	if err := r.commitLocked(func(txn *badger.Txn) error {
+		if err := putJSON(txn, seqKey(pfxChange, c.Seq), &c); err != nil {
+			return err
+		}
+		return b.write(txn)
+	}); err != nil {
+		if errors.Is(err, badger.ErrTxnTooBig) {
+			return nil, invalidf("change request %s with %d terminals is too large for one database transaction: split it", c.Op, len(c.Terminals))
+		}
+		return nil, fmt.Errorf("registry: store change request %s %s: %w", c.Op, c.Target, err)
+	}
+	b.done()
+	r.chgSeq = c.Seq
+	r.log.Info().Str("change", c.ID).Str("op", string(c.Op)).Str("target", c.Target).Str("by", p.Name).Msg("change requested")
+	return &c, nil
+}
+
+func (r *Registry) loadChange(id string) (*Change, error) {
+	n, err := parseSeqID(id, "CHG-")
+	if err != nil {
+		return nil, err
+	}
+	c := new(Change)
+	err = r.db.View(func(txn *badger.Txn) error { return getJSON(txn, seqKey(pfxChange, n), c) })
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, notFoundf("change %s does not exist", id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("registry: read change %s: %w", id, err)
+	}
+	return c, nil
+}
+
+// GetChange returns change id and, while it is pending, what approving it now would
+// do (or why it would fail).
+func (r *Registry) GetChange(id string) (*ChangePreview, error) {
+	c, err := r.loadChange(id)
+	if err != nil {
+		return nil, err
+	}
+	pv := &ChangePreview{Change: c}
+	if c.Status == ChangePending {
+		effs, err := r.compute(c, r.now())
+		if err != nil {
+			pv.Error = err.Error()
+		}
+		for _, e := range effs {
+			pv.Effects = append(pv.Effects, e.changeEffect())
+		}
+	}
+	return pv, nil
+}
+
+// ChangeFilter selects changes; empty fields match everything.
+type ChangeFilter struct {
+	Status ChangeStatus
+	Target string
+	Limit  int // the newest this many; 0 means 1000
+}
+
+// Changes returns the matching changes, oldest first. Imports are listed without
+// their terminals (GetChange has them).
+func (r *Registry) Changes(f ChangeFilter) ([]*Change, error) {
+	if f.Limit <= 0 {
+		f.Limit = 1000
+	}
+	var out []*Change
+	err := r.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Reverse: true, Prefix: []byte(pfxChange), PrefetchValues: true, PrefetchSize: 50})
+		defer it.Close()
+		for it.Seek([]byte(pfxChange + "\xff")); it.Valid() && len(out) < f.Limit; it.Next() {
+			c := new(Change)
+			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, c) }); err != nil {
+				return fmt.Errorf("registry: read change %s: %w", it.Item().Key(), err)
+			}
+			if (f.Status != "" && c.Status != f.Status) || (f.Target != "" && c.Target != f.Target) {
+				continue
+			}
+			if n := len(c.Terminals); n > 0 {
+				c.Reason = strings.TrimSpace(c.Reason + fmt.Sprintf(" [%d terminals]", n))
+				c.Terminals = nil
+			}
+			out = append(out, c)
+		}
+		return nil
+	})
+	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+		out[i], out[j] = out[j], out[i]
+	}
+	return out, err
+}
+
+// importChunk is how many records one Badger transaction of an approval writes.
+const importChunk = 500
+
+// Approve applies pending change id on behalf of reviewer p. The reviewer must not
+// be the requester; only reviewers and admins may approve. The change takes effect
+// at once (Check sees it before Approve returns) and every record it touches gets an
+// oplog entry with the record before and after.
+func (r *Registry) Approve(p admin.Principal, id, note string) (*Change, error) {
+	if !canReview(p) {
+		return nil, forbiddenf("%s (%s) may not approve changes: reviewer or admin role needed", p.Name, p.Role)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c, err := r.loadChange(id)
+	if err != nil {
+		return nil, err
+	}
+	if c.Status != ChangePending {
+		return nil, conflictf("change %s is %s, not pending", c.ID, c.Status)
+	}
+	if p.Name == "" || p.Name == c.RequestedBy {
+		return nil, forbiddenf("change %s was requested by %s: a different reviewer must approve it", c.ID, c.RequestedBy)
+	}
+	now := r.now()
+	effs, err := r.compute(c, now)
+	if err != nil {
+		return nil, fmt.Errorf("approve %s (%s %s): %w", c.ID, c.Op, c.Target, err)
+	}
+	c.Status, c.ReviewedBy, c.ReviewedAt, c.ReviewNote = ChangeApproved, p.Name, &now, strings.TrimSpace(note)
+	for start := 0; start < len(effs); start += importChunk {
+		chunk := effs[start:min(start+importChunk, len(effs))]
+		last := start+importChunk >= len(effs)
+		b := r.ops()
+		for _, e := range chunk {
+			ce := e.changeEffect()
+			b.add(OpEntry{Time: now, Actor: p.Name, Role: string(p.Role), Action: string(c.Op), TargetType: ce.Type, Target: ce.ID,
+				ChangeID: c.ID, RequestedBy: c.RequestedBy, Reason: c.Reason, Before: ce.Before, After: ce.After})
+		}
+		if last {
+			b.add(OpEntry{Time: now, Actor: p.Name, Role: string(p.Role), Action: "change.approve", TargetType: "change", Target: c.ID,
+				ChangeID: c.ID, RequestedBy: c.RequestedBy, Reason: c.ReviewNote})
+		}
+		err := r.commitLocked(func(txn *badger.Txn) error {
+			for _, e := range chunk {
+				if e.mAfter != nil {
+					if err := putJSON(txn, []byte(pfxMerchant+e.mAfter.ID), e.mAfter); err != nil {
+						return err
+					}
+				} else if err := putJSON(txn, []byte(pfxTerminal+e.tAfter.ID), e.tAfter); err != nil {
+					return err
+				}
+			}
+			if last {
+				if err := putJSON(txn, seqKey(pfxChange, c.Seq), c); err != nil {
+					return err
+				}
+			}
+			return b.write(txn)
+		})
+		if err != nil {
+			return nil, fmt.Errorf("registry: apply change %s (records %d to %d of %d): %w", c.ID, start+1, start+len(chunk), len(effs), err)
+		}
+		b.done()
+		var ts []*Terminal
+		for _, e := range chunk {
+			if e.mAfter != nil {
+				r.publishMerchant(e.mAfter)
+			} else {
+				ts = append(ts, e.tAfter)
+			}
+		}
+		r.publishTerminals(ts...)
+	}
+	r.log.Info().Str("change", c.ID).Str("op", string(c.Op)).Str("target", c.Target).Str("requested_by", c.RequestedBy).
+		Str("approved_by", p.Name).Int("records", len(effs)).Msg("change approved")
+	return c, nil
+}
+
+// Reject refuses pending change id on behalf of reviewer p; nothing is applied.
+func (r *Registry) Reject(p admin.Principal, id, note string) (*Change, error) {
+	if !canReview(p) {
+		return nil, forbiddenf("%s (%s) may not reject changes: reviewer or admin role needed", p.Name, p.Role)
+	}
+	return r.closeChange(p, id, note, ChangeRejected, "change.reject")
+}
+
+// Cancel withdraws pending change id; only its requester may.
+func (r *Registry) Cancel(p admin.Principal, id, note string) (*Change, error) {
+	return r.closeChange(p, id, note, ChangeCancelled, "change.cancel")
+}
+
+func (r *Registry) closeChange(p admin.Principal, id, note string, to ChangeStatus, action string) (*Change, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c, err := r.loadChange(id)
+	if err != nil {
+		return nil, err
+	}
+	if c.Status != ChangePending {
+		return nil, conflictf("change %s is %s, not pending", c.ID, c.Status)
+	}
+	if to == ChangeCancelled && p.Name != c.RequestedBy {
+		return nil, forbiddenf("change %s was requested by %s: only the requester may cancel it", c.ID, c.RequestedBy)
+	}
+	now := r.now()
+	c.Status, c.ReviewedBy, c.ReviewedAt, c.ReviewNote = to, p.Name, &now, strings.TrimSpace(note)
+	b := r.ops()
+	b.add(OpEntry{Time: now, Actor: p.Name, Role: string(p.Role), Action: action, TargetType: "change", Target: c.ID,
+		ChangeID: c.ID, RequestedBy: c.RequestedBy, Reason: c.ReviewNote})
+	if err := r.commitLocked(func(txn *badger.Txn) error {
+		if err := putJSON(txn, seqKey(pfxChange, c.Seq), c); err != nil {
+			return err
+		}
+		return b.write(txn)
+	}); err != nil {
+		return nil, fmt.Errorf("registry: %s %s: %w", action, c.ID, err)
+	}
+	b.done()
+	return c, nil
+}
+
+// systemSuspend suspends terminal id at once on behalf of the switch itself
+// ("system" in the oplog), for a device-integrity finding or an alert action. It
+// returns false when the terminal was not active or pending (nothing to do). The
+// suspension is visible to Check even if the Badger write fails (the error is
+// returned and logged).
+func (r *Registry) systemSuspend(id, why string, now time.Time) (bool, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t, ok := r.Terminal(id)
+	if !ok {
+		return false, notFoundf("terminal %s does not exist", id)
+	}
+	if t.Status != TerminalActive && t.Status != TerminalPending {
+		return false, nil
+	}
+	n := *t
+	n.Status, n.Note, n.UpdatedAt, n.Version = TerminalSuspended, why, now.UTC(), t.Version+1
+	r.publishTerminals(&n)
+	b := r.ops()
+	b.add(OpEntry{Time: now, Actor: SystemActor, Action: string(OpTerminalSuspend), TargetType: "terminal", Target: id,
+		Reason: why, Before: rawJSON(t), After: rawJSON(&n)})
+	if err := r.commitLocked(func(txn *badger.Txn) error {
+		if err := putJSON(txn, []byte(pfxTerminal+id), &n); err != nil {
+			return err
+		}
+		return b.write(txn)
+	}); err != nil {
+		r.log.Error().Err(err).Str("terminal", id).Msg("registry: automatic suspension not stored (in effect until restart)")
+		return true, fmt.Errorf("registry: store automatic suspension of terminal %s: %w", id, err)
+	}
+	b.done()
+	r.log.Warn().Str("terminal", id).Str("why", why).Msg("terminal suspended automatically, pending review")
+	return true, nil
+}
+
+// autoSuspend suspends a SoftPOS terminal that reported device-integrity findings.
+func (r *Registry) autoSuspend(id string, now time.Time, findings []string) {
+	why := "device-compromised: " + strings.Join(findings, ",")
+	if done, _ := r.systemSuspend(id, why, now); done {
+		r.m.suspensions.WithLabelValues("device-compromised").Inc()
+	}
+}

@@ -1,0 +1,537 @@
+package registry
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Reason identifies why Check declined (or flagged) a request. It is sent to the
+// terminal in DE 48 tag RS and counted in the metrics.
+type Reason string
+
+// The reasons, in the order Check evaluates them (the first that applies wins).
+const (
+	ReasonNone Reason = ""
+
+	ReasonTerminalUnknown   Reason = "terminal-unknown"      // 58: DE 41 not in the registry
+	ReasonTerminalPending   Reason = "terminal-pending"      // 58: terminal registered, not activated
+	ReasonTerminalSuspended Reason = "terminal-suspended"    // 58: terminal suspended (by an operator or automatically)
+	ReasonTerminalClosed    Reason = "terminal-closed"       // 58: terminal closed
+	ReasonMerchantMismatch  Reason = "merchant-mismatch"     // 03: DE 42 is not the terminal's merchant (terminal swapping, 切机)
+	ReasonMerchantUnknown   Reason = "merchant-unknown"      // 03: the terminal's merchant is missing from the registry
+	ReasonMerchantPending   Reason = "merchant-pending"      // 03: merchant registered, not activated
+	ReasonMerchantFrozen    Reason = "merchant-frozen"       // 03: merchant frozen
+	ReasonMerchantClosed    Reason = "merchant-closed"       // 03: merchant closed
+	ReasonMACRequired       Reason = "mac-required"          // 63: MAC required but not verified (the lead refuses these earlier)
+	ReasonDeviceCompromised Reason = "device-compromised"    // 59: SoftPOS IF finding; the terminal is suspended at once
+	ReasonAttestationAbsent Reason = "attestation-missing"   // 58: SoftPOS message without AT
+	ReasonAttestationFail   Reason = "attestation-fail"      // 58: SoftPOS AT verdict not OK
+	ReasonAttestationStale  Reason = "attestation-stale"     // 58: SoftPOS AT older than the maximum (or dated in the future)
+	ReasonDeviceMismatch    Reason = "device-mismatch"       // 59: DI differs from the bound device serial
+	ReasonSIMMismatch       Reason = "sim-mismatch"          // 59: SI differs from the bound SIM ICCID
+	ReasonIMEIMismatch      Reason = "imei-mismatch"         // 59: IM differs from the bound IMEI
+	ReasonLocationRange     Reason = "location-out-of-range" // 59: GL farther from the deployed place than its radius
+	ReasonIdentityMissing   Reason = "identity-missing"      // 59 (policy decline) or flag: a bound DI/SI/IM or the GL of a located terminal is absent
+	ReasonNetworkDenied     Reason = "network-denied"        // 58: source address outside the allowed networks
+	ReasonAppVersionLow     Reason = "app-version-low"       // 58: AV below the minimum version (or absent while a minimum is set)
+)
+
+// Response codes Check sets (DE 39).
+const (
+	RCInvalidMerchant    = "03"
+	RCNotPermittedToTerm = "58"
+	RCSuspectedFraud     = "59"
+	RCSecurityViolation  = "63"
+)
+
+// Reasons lists every decline reason with its response code, for documentation,
+// metrics and tests.
+var Reasons = []struct {
+	Reason       Reason
+	ResponseCode string
+	Incident     bool // whether the decline creates an incident
+}{
+	{ReasonTerminalUnknown, RCNotPermittedToTerm, false},
+	{ReasonTerminalPending, RCNotPermittedToTerm, false},
+	{ReasonTerminalSuspended, RCNotPermittedToTerm, false},
+	{ReasonTerminalClosed, RCNotPermittedToTerm, false},
+	{ReasonMerchantMismatch, RCInvalidMerchant, true},
+	{ReasonMerchantUnknown, RCInvalidMerchant, false},
+	{ReasonMerchantPending, RCInvalidMerchant, false},
+	{ReasonMerchantFrozen, RCInvalidMerchant, false},
+	{ReasonMerchantClosed, RCInvalidMerchant, false},
+	{ReasonMACRequired, RCSecurityViolation, true},
+	{ReasonDeviceCompromised, RCSuspectedFraud, true},
+	{ReasonAttestationAbsent, RCNotPermittedToTerm, true},
+	{ReasonAttestationFail, RCNotPermittedToTerm, true},
+	{ReasonAttestationStale, RCNotPermittedToTerm, true},
+	{ReasonDeviceMismatch, RCSuspectedFraud, true},
+	{ReasonSIMMismatch, RCSuspectedFraud, true},
+	{ReasonIMEIMismatch, RCSuspectedFraud, true},
+	{ReasonLocationRange, RCSuspectedFraud, true},
+	{ReasonIdentityMissing, RCSuspectedFraud, true},
+	{ReasonNetworkDenied, RCNotPermittedToTerm, true},
+	{ReasonAppVersionLow, RCNotPermittedToTerm, true},
+}
+
+// CheckRequest is what Check needs from a financial request. The lead's code fills
+// it from DE 41, DE 42, the connection and the parsed DE 48 TLV. Strings may alias
+// message buffers: Check copies what it keeps.
+type CheckRequest struct {
+	TerminalID string     // DE 41
+	MerchantID string     // DE 42 (15 characters; trailing spaces are ignored)
+	SourceIP   netip.Addr // remote address of the terminal connection
+
+	DeviceID   string   // DE 48 DI
+	SIM        string   // DE 48 SI
+	IMEI       string   // DE 48 IM
+	Location   GeoPoint // DE 48 GL; Present false when absent
+	Cell       string   // DE 48 CL, recorded in incidents only
+	AppVersion string   // DE 48 AV
+	Findings   []string // DE 48 IF, split at commas; empty means clean
+
+	AttestationPresent bool      // DE 48 AT present
+	AttestationTime    time.Time // AT UNIXSECONDS
+	AttestationOK      bool      // AT VERDICT == "OK"
+
+	MACVerified bool      // the message carried a MAC the lead verified
+	Now         time.Time // the time of the request; zero means the registry's clock
+}
+
+// Facts are the results of the checks, handed to the risk rules. The JSON names are
+// also expr-lang names (struct tag "expr"), so a Facts value can be a rules
+// environment as it is.
+type Facts struct {
+	// DistanceM is the haversine distance in metres from the deployed location to
+	// GL; 0 when either is unknown.
+	DistanceM     float64 `json:"distance_m" expr:"distance_m"`
+	LocationKnown bool    `json:"location_known" expr:"location_known"` // GL present and valid
+	// LocationOK: no deployed location, or GL within its radius.
+	LocationOK bool `json:"location_ok" expr:"location_ok"`
+	// DeviceOK, SIMOK, IMEIOK: the identity is not bound, or it is bound and the
+	// request carries exactly the bound value.
+	DeviceOK bool `json:"device_ok" expr:"device_ok"`
+	SIMOK    bool `json:"sim_ok" expr:"sim_ok"`
+	IMEIOK   bool `json:"imei_ok" expr:"imei_ok"`
+	// IdentityMatched lists the bound identities that were present and equal, in the
+	// order device,sim,imei ("" when none).
+	IdentityMatched string `json:"identity_matched" expr:"identity_matched"`
+	// Missing lists what a bound terminal left out, from device,sim,imei,location.
+	Missing      string `json:"missing" expr:"missing"`
+	NetworkOK    bool   `json:"network_ok" expr:"network_ok"`         // no allowed networks, or the source is in one
+	AppVersionOK bool   `json:"app_version_ok" expr:"app_version_ok"` // no minimum, or AV at least the minimum
+	// AttestationAgeS is the age of the SoftPOS attestation in seconds; -1 when AT
+	// was absent.
+	AttestationAgeS float64  `json:"attestation_age_s" expr:"attestation_age_s"`
+	AttestationOK   bool     `json:"attestation_ok" expr:"attestation_ok"` // AT present, verdict OK and fresh
+	Findings        []string `json:"findings" expr:"findings"`             // DE 48 IF findings as sent (aliases the request)
+	// Flagged is set when the terminal's policy is "flag" and identity or location
+	// was missing; FlagReason then says why.
+	Flagged    bool   `json:"flagged" expr:"flagged"`
+	FlagReason string `json:"flag_reason,omitempty" expr:"flag_reason"`
+
+	// Merchant and terminal facts (also available in full in CheckResult). Plain
+	// strings, so that rule expressions compare them with string literals.
+	MerchantTier    string `json:"merchant_tier" expr:"merchant_tier"`
+	MerchantRating  string `json:"merchant_rating" expr:"merchant_rating"`
+	MCC             string `json:"mcc" expr:"mcc"`
+	Region          string `json:"region" expr:"region"`
+	Limits          Limits `json:"limits" expr:"limits"`
+	MerchantStatus  string `json:"merchant_status" expr:"merchant_status"`
+	MerchantAgeDays int    `json:"merchant_age_days" expr:"merchant_age_days"`
+	TerminalKind    string `json:"terminal_kind" expr:"terminal_kind"`
+	TerminalStatus  string `json:"terminal_status" expr:"terminal_status"`
+	TerminalAgeDays int    `json:"terminal_age_days" expr:"terminal_age_days"`
+	AppVersion      string `json:"app_version" expr:"app_version"` // AV as sent (aliases the request)
+}
+
+// CheckResult is the outcome of Check. When Decline is set, ResponseCode goes into
+// DE 39 and Reason into DE 48 RS, and nothing is forwarded.
+type CheckResult struct {
+	Decline      bool
+	ResponseCode string
+	Reason       Reason
+	Facts        Facts
+	// Merchant and Terminal are the records the checks used (immutable snapshots;
+	// nil when unknown). Do not modify them.
+	Merchant *Merchant
+	Terminal *Terminal
+}
+
+var (
+	matchedNames [8]string // bit 0 device, 1 sim, 2 imei
+	missingNames [16]string
+)
+
+func init() {
+	parts := []string{"device", "sim", "imei", "location"}
+	for i := range missingNames {
+		var s []string
+		for b := 0; b < 4; b++ {
+			if i&(1<<b) != 0 {
+				s = append(s, parts[b])
+			}
+		}
+		missingNames[i] = strings.Join(s, ",")
+		if i < 8 {
+			matchedNames[i] = missingNames[i]
+		}
+	}
+}
+
+// Check runs the binding and SoftPOS integrity checks on a financial request and
+// records that the terminal was seen. It reads only the in-memory snapshot and does
+// not allocate on the path of an accepted request. A violation creates an incident
+// (written in the background); a SoftPOS device-integrity finding also suspends the
+// terminal before Check returns, so the next request is refused.
+func (r *Registry) Check(req CheckRequest) CheckResult {
+	now := req.Now
+	if now.IsZero() {
+		now = r.clock()
+	}
+	var res CheckResult
+	res.Facts.AttestationAgeS = -1
+	res.Facts.Findings = req.Findings
+	res.Facts.AppVersion = req.AppVersion
+
+	s := r.snap.Load()
+	tsl := s.terminals[req.TerminalID]
+	if tsl == nil {
+		return r.decline(res, ReasonTerminalUnknown, nil)
+	}
+	tsl.touch(req.SourceIP, req.Location, now)
+	t := tsl.rec.Load()
+	res.Terminal = t
+	res.Facts.TerminalKind = string(t.Kind)
+	res.Facts.TerminalStatus = string(t.Status)
+	res.Facts.TerminalAgeDays = ageDays(t.CreatedAt, now)
+	var m *Merchant
+	if msl := s.merchants[t.MerchantID]; msl != nil {
+		m = msl.rec.Load()
+		res.Merchant = m
+		res.Facts.MerchantTier = m.Tier
+		res.Facts.MerchantRating = m.Rating
+		res.Facts.MCC = m.MCC
+		res.Facts.Region = m.Region
+		res.Facts.Limits = m.Limits
+		res.Facts.MerchantStatus = string(m.Status)
+		res.Facts.MerchantAgeDays = ageDays(m.CreatedAt, now)
+	}
+
+	// Facts first, so that rules and incidents see all of them.
+	f := &res.Facts
+	var matched, missing int
+	f.DeviceOK, matched, missing = identityFact(t.Binding.DeviceSerial, req.DeviceID, 0, matched, missing)
+	f.SIMOK, matched, missing = identityFact(t.Binding.ICCID, req.SIM, 1, matched, missing)
+	f.IMEIOK, matched, missing = identityFact(t.Binding.IMEI, req.IMEI, 2, matched, missing)
+	f.LocationKnown = req.Location.valid()
+	f.LocationOK = true
+	if t.Location != nil {
+		if f.LocationKnown {
+			f.DistanceM = Haversine(t.Location.Lat, t.Location.Lon, req.Location.Lat, req.Location.Lon)
+			f.LocationOK = f.DistanceM <= t.Location.RadiusM
+		} else {
+			f.LocationOK = false
+			missing |= 1 << 3
+		}
+	}
+	f.IdentityMatched = matchedNames[matched]
+	f.Missing = missingNames[missing]
+	f.NetworkOK = networkAllowed(t.AllowedNetworks, req.SourceIP)
+	f.AppVersionOK = t.minVer == nil || (req.AppVersion != "" && compareVersion(req.AppVersion, t.minVer) >= 0)
+	softpos := t.Kind == KindSoftPOS
+	var attReason Reason
+	if req.AttestationPresent {
+		age := now.Sub(req.AttestationTime)
+		f.AttestationAgeS = age.Seconds()
+		switch {
+		case !req.AttestationOK:
+			attReason = ReasonAttestationFail
+		case age > r.opts.MaxAttestationAge || -age > r.opts.MaxAttestationAge:
+			attReason = ReasonAttestationStale
+		default:
+			f.AttestationOK = true
+		}
+	} else {
+		attReason = ReasonAttestationAbsent
+	}
+	hasFindings := false
+	for _, x := range req.Findings {
+		if strings.TrimSpace(x) != "" {
+			hasFindings = true
+			break
+		}
+	}
+
+	// Decisions, in order.
+	switch t.Status {
+	case TerminalActive:
+	case TerminalPending:
+		return r.decline(res, ReasonTerminalPending, nil)
+	case TerminalSuspended:
+		return r.decline(res, ReasonTerminalSuspended, nil)
+	default:
+		return r.decline(res, ReasonTerminalClosed, nil)
+	}
+	if strings.TrimRight(req.MerchantID, " ") != t.MerchantID {
+		return r.decline(res, ReasonMerchantMismatch, &req)
+	}
+	if m == nil {
+		return r.decline(res, ReasonMerchantUnknown, nil)
+	}
+	switch m.Status {
+	case MerchantActive:
+	case MerchantPending:
+		return r.decline(res, ReasonMerchantPending, nil)
+	case MerchantFrozen:
+		return r.decline(res, ReasonMerchantFrozen, nil)
+	default:
+		return r.decline(res, ReasonMerchantClosed, nil)
+	}
+	if t.MACRequired() && !req.MACVerified {
+		return r.decline(res, ReasonMACRequired, &req)
+	}
+	if softpos {
+		if hasFindings {
+			res = r.decline(res, ReasonDeviceCompromised, &req)
+			r.autoSuspend(t.ID, now, req.Findings)
+			return res
+		}
+		if attReason != ReasonNone {
+			return r.decline(res, attReason, &req)
+		}
+	}
+	switch {
+	case !f.DeviceOK && missing&1 == 0:
+		return r.decline(res, ReasonDeviceMismatch, &req)
+	case !f.SIMOK && missing&2 == 0:
+		return r.decline(res, ReasonSIMMismatch, &req)
+	case !f.IMEIOK && missing&4 == 0:
+		return r.decline(res, ReasonIMEIMismatch, &req)
+	case f.LocationKnown && !f.LocationOK:
+		return r.decline(res, ReasonLocationRange, &req)
+	}
+	if missing != 0 {
+		if t.MissingPolicy == PolicyFlag {
+			f.Flagged, f.FlagReason = true, string(ReasonIdentityMissing)
+		} else {
+			return r.decline(res, ReasonIdentityMissing, &req)
+		}
+	}
+	if !f.NetworkOK {
+		return r.decline(res, ReasonNetworkDenied, &req)
+	}
+	if !f.AppVersionOK {
+		return r.decline(res, ReasonAppVersionLow, &req)
+	}
+	return res
+}
+
+// identityFact compares a bound identity with the one sent; bit is its position in
+// the matched/missing masks.
+func identityFact(bound, sent string, bit int, matched, missing int) (bool, int, int) {
+	switch {
+	case bound == "":
+		return true, matched, missing
+	case sent == "":
+		return false, matched, missing | 1<<bit
+	case sent == bound:
+		return true, matched | 1<<bit, missing
+	}
+	return false, matched, missing
+}
+
+func (r *Registry) decline(res CheckResult, reason Reason, req *CheckRequest) CheckResult {
+	res.Decline = true
+	res.Reason = reason
+	res.ResponseCode = reasonCode(reason)
+	r.m.decline(reason)
+	if req != nil {
+		r.recordIncident(res, req)
+	}
+	return res
+}
+
+func reasonCode(reason Reason) string {
+	for _, x := range Reasons {
+		if x.Reason == reason {
+			return x.ResponseCode
+		}
+	}
+	return RCNotPermittedToTerm
+}
+
+func ageDays(since, now time.Time) int {
+	if since.IsZero() || now.Before(since) {
+		return 0
+	}
+	return int(now.Sub(since) / (24 * time.Hour))
+}
+
+func networkAllowed(nets []netip.Prefix, ip netip.Addr) bool {
+	if len(nets) == 0 {
+		return true
+	}
+	ip = ip.Unmap()
+	for _, p := range nets {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// EarthRadiusM is the mean Earth radius used by Haversine: the IUGG mean radius
+// R1 = (2a + b) / 3 of the WGS84 ellipsoid, 6,371,008.8 m.
+const EarthRadiusM = 6371008.8
+
+// Haversine returns the great-circle distance in metres between two WGS84 points
+// (decimal degrees), on a sphere of radius EarthRadiusM. Against the ellipsoid the
+// error is below 0.5 %, far inside any deployment radius.
+func Haversine(lat1, lon1, lat2, lon2 float64) float64 {
+	const rad = math.Pi / 180
+	dLat := (lat2 - lat1) * rad
+	dLon := (lon2 - lon1) * rad
+	sLat := math.Sin(dLat / 2)
+	sLon := math.Sin(dLon / 2)
+	a := sLat*sLat + math.Cos(lat1*rad)*math.Cos(lat2*rad)*sLon*sLon
+	if a > 1 {
+		a = 1
+	}
+	return 2 * EarthRadiusM * math.Asin(math.Sqrt(a))
+}
+
+// parseVersion parses a strictly dotted numeric version such as "2.10.3".
+func parseVersion(s string) ([]int, error) {
+	parts := strings.Split(s, ".")
+	out := make([]int, len(parts))
+	for i, p := range parts {
+		if !isDigits(p) || len(p) > 9 {
+			return nil, fmt.Errorf("version %q: part %d %q is not a number", s, i+1, p)
+		}
+		out[i], _ = strconv.Atoi(p)
+	}
+	return out, nil
+}
+
+// compareVersion compares a version as sent in AV with a parsed minimum, part by
+// part numerically (1.10 > 1.9; missing parts count as 0, so 1.2 == 1.2.0). Each
+// part of v counts by its leading digits ("3-beta" is 3; no digits is 0). It
+// returns -1, 0 or 1 and does not allocate.
+func compareVersion(v string, min []int) int {
+	i := 0
+	for k := 0; i < len(v) || k < len(min); k++ {
+		n, nd, stop := 0, 0, false
+		for i < len(v) && v[i] != '.' {
+			c := v[i]
+			if !stop && c >= '0' && c <= '9' && nd < 9 {
+				n = n*10 + int(c-'0')
+				nd++
+			} else {
+				stop = true // only the leading digits of a part count
+			}
+			i++
+		}
+		if i < len(v) {
+			i++ // the dot
+		}
+		want := 0
+		if k < len(min) {
+			want = min[k]
+		}
+		if n != want {
+			if n < want {
+				return -1
+			}
+			return 1
+		}
+	}
+	return 0
+}
+
+// CompareVersions compares two dotted numeric versions like compareVersion; it
+// returns an error when b is not strictly numeric.
+func CompareVersions(a, b string) (int, error) {
+	mv, err := parseVersion(b)
+	if err != nil {
+		return 0, err
+	}
+	return compareVersion(a, mv), nil
+}
+
+// ParseGL parses DE 48 GL ("lat,lon", decimal degrees).
+func ParseGL(s string) (GeoPoint, error) {
+	lat, lon, ok := strings.Cut(s, ",")
+	if !ok {
+		return GeoPoint{}, fmt.Errorf("GL %q: want lat,lon", s)
+	}
+	la, err1 := strconv.ParseFloat(strings.TrimSpace(lat), 64)
+	lo, err2 := strconv.ParseFloat(strings.TrimSpace(lon), 64)
+	g := GeoPoint{Lat: la, Lon: lo, Present: true}
+	if err1 != nil || err2 != nil || !g.valid() {
+		return GeoPoint{}, fmt.Errorf("GL %q: want lat in [-90,90] and lon in [-180,180] as decimal degrees", s)
+	}
+	return g, nil
+}
+
+// ParseAT parses DE 48 AT ("UNIXSECONDS:VERDICT"): it returns the attestation time
+// and whether the verdict is OK. A verdict other than OK or FAIL is an error.
+func ParseAT(s string) (time.Time, bool, error) {
+	secs, verdict, ok := strings.Cut(s, ":")
+	if !ok {
+		return time.Time{}, false, fmt.Errorf("AT %q: want UNIXSECONDS:VERDICT", s)
+	}
+	n, err := strconv.ParseInt(secs, 10, 64)
+	if err != nil || n < 0 {
+		return time.Time{}, false, fmt.Errorf("AT %q: %q is not a Unix time in seconds", s, secs)
+	}
+	switch verdict {
+	case "OK":
+		return time.Unix(n, 0).UTC(), true, nil
+	case "FAIL":
+		return time.Unix(n, 0).UTC(), false, nil
+	}
+	return time.Time{}, false, fmt.Errorf("AT %q: verdict %q: want OK or FAIL", s, verdict)
+}
+
+// KnownFindings are the DE 48 IF values of the terminal interface.
+var KnownFindings = []string{"root", "debugger", "hook", "emulator", "tamper", "malware", "devmode"}
+
+// ErrUnknownFinding is returned (wrapped) by ParseIF for a value not in KnownFindings.
+var ErrUnknownFinding = errors.New("unknown IF finding")
+
+// ParseIF splits DE 48 IF into findings ("" is clean: nil). Unknown values are kept
+// (Check treats any finding as a compromise) and reported with ErrUnknownFinding, so
+// the caller may log them.
+func ParseIF(s string) ([]string, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	var out []string
+	var unknown []string
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		out = append(out, f)
+		known := false
+		for _, k := range KnownFindings {
+			if f == k {
+				known = true
+			}
+		}
+		if !known {
+			unknown = append(unknown, f)
+		}
+	}
+	if len(unknown) > 0 {
+		return out, fmt.Errorf("IF %q: %w: %s", s, ErrUnknownFinding, strings.Join(unknown, ","))
+	}
+	return out, nil
+}

@@ -1,0 +1,387 @@
+package registry
+
+import (
+	"math"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/expr-lang/expr"
+)
+
+func TestHaversine(t *testing.T) {
+	// One degree of latitude on the sphere: R * pi / 180.
+	if got, want := Haversine(0, 0, 1, 0), EarthRadiusM*math.Pi/180; math.Abs(got-want) > 1e-6 {
+		t.Errorf("1 degree of latitude = %.3f m, want %.3f", got, want)
+	}
+	if got := Haversine(39.9042, 116.4074, 39.9042, 116.4074); got != 0 {
+		t.Errorf("distance of a point to itself = %v, want 0", got)
+	}
+	// Beijing to Shanghai, about 1,067 km.
+	if got := Haversine(39.904200, 116.407400, 31.230400, 121.473700); got < 1_060_000 || got > 1_075_000 {
+		t.Errorf("Beijing-Shanghai = %.0f m, want about 1,067 km", got)
+	}
+	// Antipodes: half the circumference.
+	if got, want := Haversine(0, 0, 0, 180), math.Pi*EarthRadiusM; math.Abs(got-want) > 1e-3 {
+		t.Errorf("antipodes = %.3f m, want %.3f", got, want)
+	}
+}
+
+func TestCompareVersion(t *testing.T) {
+	cases := []struct {
+		v, min string
+		want   int
+	}{
+		{"1.10", "1.9", 1},
+		{"1.9", "1.10", -1},
+		{"1.2", "1.2.0", 0},
+		{"1.2.0", "1.2", 0},
+		{"1.2.1", "1.2", 1},
+		{"2", "10", -1},
+		{"3-beta.1", "3.1", 0},
+		{"", "1", -1},
+		{"x.y", "0.0", 0},
+		{"10.0.0", "9.99.99", 1},
+	}
+	for _, c := range cases {
+		got, err := CompareVersions(c.v, c.min)
+		if err != nil || got != c.want {
+			t.Errorf("CompareVersions(%q, %q) = %d, %v; want %d", c.v, c.min, got, err, c.want)
+		}
+	}
+	if _, err := CompareVersions("1", "1.x"); err == nil {
+		t.Error("CompareVersions with a non-numeric minimum: no error")
+	}
+}
+
+func TestParseHelpers(t *testing.T) {
+	g, err := ParseGL("39.904200,116.407400")
+	if err != nil || !g.Present || g.Lat != 39.9042 || g.Lon != 116.4074 {
+		t.Errorf("ParseGL = %+v, %v", g, err)
+	}
+	for _, bad := range []string{"", "39.9", "91,0", "0,181", "a,b"} {
+		if _, err := ParseGL(bad); err == nil {
+			t.Errorf("ParseGL(%q): no error", bad)
+		}
+	}
+	at, ok, err := ParseAT("1777629600:OK")
+	if err != nil || !ok || at.Unix() != 1777629600 {
+		t.Errorf("ParseAT OK = %v %v %v", at, ok, err)
+	}
+	if _, ok, err := ParseAT("1777629600:FAIL"); err != nil || ok {
+		t.Errorf("ParseAT FAIL = %v %v", ok, err)
+	}
+	for _, bad := range []string{"1777629600", "x:OK", "1:MAYBE", "-5:OK"} {
+		if _, _, err := ParseAT(bad); err == nil {
+			t.Errorf("ParseAT(%q): no error", bad)
+		}
+	}
+	if f, err := ParseIF(""); f != nil || err != nil {
+		t.Errorf("ParseIF(\"\") = %v, %v; want clean", f, err)
+	}
+	if f, err := ParseIF("root,hook"); err != nil || strings.Join(f, "|") != "root|hook" {
+		t.Errorf("ParseIF(root,hook) = %v, %v", f, err)
+	}
+	if f, err := ParseIF("root,gremlin"); len(f) != 2 || err == nil {
+		t.Errorf("ParseIF(root,gremlin) = %v, %v; want both kept and an unknown-finding error", f, err)
+	}
+}
+
+// TestCheckEachRule runs every check refused and accepted on the demo fleet, on a
+// real Badger database.
+func TestCheckEachRule(t *testing.T) {
+	f := newFixture(t)
+	// A terminal with allowed networks and a minimum version, set through the
+	// reviewed change path.
+	f.apply(t, Change{Op: OpTerminalChange, Target: "T0000001", TerminalPatch: &TerminalPatch{
+		AllowedNetworks: &[]netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("2001:db8::/32")},
+		MinAppVersion:   strp("2.10"),
+	}})
+	// A pending terminal.
+	f.apply(t, Change{Op: OpTerminalRegister, Terminal: &Terminal{ID: "T0000100", MerchantID: "000000000000001", Kind: KindPOS}})
+
+	t1 := f.goodT1
+	t2 := f.goodT2
+	type tc struct {
+		name    string
+		req     CheckRequest
+		code    string // "" = accepted
+		reason  Reason
+		flagged bool
+	}
+	mod := func(r CheckRequest, fn func(*CheckRequest)) CheckRequest { fn(&r); return r }
+	cases := []tc{
+		{"T0000001 honest", t1(), "", "", false},
+		{"T0000001 honest IPv4-mapped source", mod(t1(), func(r *CheckRequest) { r.SourceIP = netip.MustParseAddr("::ffff:10.9.9.9") }), "", "", false},
+		{"T0000001 honest IPv6 source", mod(t1(), func(r *CheckRequest) { r.SourceIP = netip.MustParseAddr("2001:db8::5") }), "", "", false},
+		{"unknown terminal", mod(t1(), func(r *CheckRequest) { r.TerminalID = "T9999999" }), "58", ReasonTerminalUnknown, false},
+		{"suspended terminal T0000003", mod(t1(), func(r *CheckRequest) { r.TerminalID = "T0000003"; r.DeviceID = "SN-T0000003" }), "58", ReasonTerminalSuspended, false},
+		{"pending terminal", mod(t1(), func(r *CheckRequest) { r.TerminalID = "T0000100" }), "58", ReasonTerminalPending, false},
+		{"frozen merchant via T0000009", CheckRequest{TerminalID: "T0000009", MerchantID: "000000000000009", SourceIP: honest,
+			DeviceID: "SN-T0000009", SIM: "89860000000000000009", IMEI: "860000000000009",
+			Location: GeoPoint{Lat: 39.9042, Lon: 116.4074, Present: true}}, "03", ReasonMerchantFrozen, false},
+		{"terminal swapped to another merchant", mod(t1(), func(r *CheckRequest) { r.MerchantID = "000000000000002" }), "03", ReasonMerchantMismatch, false},
+		{"device serial differs", mod(t1(), func(r *CheckRequest) { r.DeviceID = "SN-EVIL" }), "59", ReasonDeviceMismatch, false},
+		{"SIM differs", mod(t1(), func(r *CheckRequest) { r.SIM = "89860000000000000777" }), "59", ReasonSIMMismatch, false},
+		{"IMEI differs", mod(t1(), func(r *CheckRequest) { r.IMEI = "860000000000777" }), "59", ReasonIMEIMismatch, false},
+		{"2 km away, radius 1000 m", mod(t1(), func(r *CheckRequest) { r.Location.Lat = 39.9042 + 0.018 }), "59", ReasonLocationRange, false},
+		{"500 m away, radius 1000 m", mod(t1(), func(r *CheckRequest) { r.Location.Lat = 39.9042 + 0.0045 }), "", "", false},
+		{"DI missing, policy decline", mod(t1(), func(r *CheckRequest) { r.DeviceID = "" }), "59", ReasonIdentityMissing, false},
+		{"GL missing, policy decline", mod(t1(), func(r *CheckRequest) { r.Location = GeoPoint{} }), "59", ReasonIdentityMissing, false},
+		{"source outside allowed networks", mod(t1(), func(r *CheckRequest) { r.SourceIP = netip.MustParseAddr("192.0.2.1") }), "58", ReasonNetworkDenied, false},
+		{"no source address", mod(t1(), func(r *CheckRequest) { r.SourceIP = netip.Addr{} }), "58", ReasonNetworkDenied, false},
+		{"app version 2.9 below 2.10", mod(t1(), func(r *CheckRequest) { r.AppVersion = "2.9" }), "58", ReasonAppVersionLow, false},
+		{"app version absent with a minimum", mod(t1(), func(r *CheckRequest) { r.AppVersion = "" }), "58", ReasonAppVersionLow, false},
+		{"app version 2.10.1", mod(t1(), func(r *CheckRequest) { r.AppVersion = "2.10.1" }), "", "", false},
+		{"SoftPOS honest", t2(), "", "", false},
+		{"SoftPOS attestation 119 s old", mod(t2(), func(r *CheckRequest) { r.AttestationTime = r.Now.Add(-119 * time.Second) }), "", "", false},
+		{"SoftPOS attestation 121 s old", mod(t2(), func(r *CheckRequest) { r.AttestationTime = r.Now.Add(-121 * time.Second) }), "58", ReasonAttestationStale, false},
+		{"SoftPOS attestation 10 min in the future", mod(t2(), func(r *CheckRequest) { r.AttestationTime = r.Now.Add(10 * time.Minute) }), "58", ReasonAttestationStale, false},
+		{"SoftPOS attestation FAIL", mod(t2(), func(r *CheckRequest) { r.AttestationOK = false }), "58", ReasonAttestationFail, false},
+		{"SoftPOS attestation absent", mod(t2(), func(r *CheckRequest) { r.AttestationPresent = false }), "58", ReasonAttestationAbsent, false},
+		{"SoftPOS without verified MAC", mod(t2(), func(r *CheckRequest) { r.MACVerified = false }), "63", ReasonMACRequired, false},
+		{"SoftPOS IMEI differs", mod(t2(), func(r *CheckRequest) { r.IMEI = "860000000000666" }), "59", ReasonIMEIMismatch, false},
+		{"SoftPOS 6 km away, radius 5000 m", mod(t2(), func(r *CheckRequest) { r.Location.Lat += 0.054 }), "59", ReasonLocationRange, false},
+		{"SoftPOS GL missing, policy flag", mod(t2(), func(r *CheckRequest) { r.Location = GeoPoint{} }), "", "", true},
+		{"SoftPOS SI sent although none bound", mod(t2(), func(r *CheckRequest) { r.SIM = "89860000000000000555" }), "", "", false},
+		{"load terminal, nothing bound", CheckRequest{TerminalID: "LT000777", MerchantID: "000000000000003"}, "", "", false},
+		{"load terminal with another merchant", CheckRequest{TerminalID: "LT000777", MerchantID: "000000000000001"}, "03", ReasonMerchantMismatch, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			res := f.reg.Check(c.req)
+			if c.code == "" {
+				if res.Decline {
+					t.Fatalf("declined %s %s, want accepted (facts %+v)", res.ResponseCode, res.Reason, res.Facts)
+				}
+			} else if !res.Decline || res.ResponseCode != c.code || res.Reason != c.reason {
+				t.Fatalf("got decline=%v %s %q, want %s %q (facts %+v)", res.Decline, res.ResponseCode, res.Reason, c.code, c.reason, res.Facts)
+			}
+			if res.Facts.Flagged != c.flagged {
+				t.Errorf("flagged = %v, want %v", res.Facts.Flagged, c.flagged)
+			}
+			if c.flagged && res.Facts.FlagReason != string(ReasonIdentityMissing) {
+				t.Errorf("flag reason = %q, want identity-missing", res.Facts.FlagReason)
+			}
+		})
+	}
+
+	// DE 42 with trailing spaces (as some terminals pad it) is the same merchant.
+	req := t1()
+	req.MerchantID = "000000000000001  "
+	if res := f.reg.Check(req); res.Decline {
+		t.Errorf("DE 42 with trailing spaces declined: %s %s", res.ResponseCode, res.Reason)
+	}
+
+	// Incidents: one per violation; none for status declines or flags.
+	incs, err := f.reg.Incidents(IncidentFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	byReason := map[Reason]int{}
+	for _, inc := range incs {
+		byReason[inc.Reason]++
+	}
+	want := map[Reason]int{
+		ReasonMerchantMismatch: 2, ReasonDeviceMismatch: 1, ReasonSIMMismatch: 1, ReasonIMEIMismatch: 2,
+		ReasonLocationRange: 2, ReasonIdentityMissing: 2, ReasonNetworkDenied: 2, ReasonAppVersionLow: 2,
+		ReasonAttestationStale: 2, ReasonAttestationFail: 1, ReasonAttestationAbsent: 1, ReasonMACRequired: 1,
+	}
+	for r, n := range want {
+		if byReason[r] != n {
+			t.Errorf("incidents with reason %s = %d, want %d", r, byReason[r], n)
+		}
+	}
+	for _, r := range []Reason{ReasonTerminalUnknown, ReasonTerminalSuspended, ReasonTerminalPending, ReasonMerchantFrozen} {
+		if byReason[r] != 0 {
+			t.Errorf("status decline %s created %d incidents, want none", r, byReason[r])
+		}
+	}
+}
+
+func TestCheckFacts(t *testing.T) {
+	f := newFixture(t)
+	res := f.reg.Check(f.goodT1())
+	fa := res.Facts
+	if res.Decline {
+		t.Fatalf("honest T0000001 declined: %s %s", res.ResponseCode, res.Reason)
+	}
+	if !fa.LocationKnown || !fa.LocationOK || fa.DistanceM < 50 || fa.DistanceM > 200 {
+		t.Errorf("location facts = known %v ok %v distance %.1f m, want known, ok, about 100 m", fa.LocationKnown, fa.LocationOK, fa.DistanceM)
+	}
+	if !fa.DeviceOK || !fa.SIMOK || !fa.IMEIOK || fa.IdentityMatched != "device,sim,imei" || fa.Missing != "" {
+		t.Errorf("identity facts = %+v", fa)
+	}
+	if !fa.NetworkOK || !fa.AppVersionOK || fa.AttestationAgeS != -1 || fa.Flagged {
+		t.Errorf("other facts = %+v", fa)
+	}
+	if fa.MerchantTier != TierStandard || fa.MCC != "5411" || fa.Region != "CN-BJ" || fa.Limits != DemoLimitsStandard ||
+		fa.TerminalKind != string(KindPOS) || fa.MerchantRating != RatingLow || fa.AppVersion != "2.10.0" {
+		t.Errorf("record facts = %+v", fa)
+	}
+	if res.Merchant == nil || res.Merchant.ID != "000000000000001" || res.Terminal == nil || res.Terminal.ID != "T0000001" {
+		t.Errorf("records = %v %v", res.Merchant, res.Terminal)
+	}
+
+	// Ages in days.
+	f.clock.Advance(49 * time.Hour)
+	req := f.goodT1()
+	res = f.reg.Check(req)
+	if res.Facts.TerminalAgeDays != 2 || res.Facts.MerchantAgeDays != 2 {
+		t.Errorf("age days = terminal %d merchant %d, want 2 and 2", res.Facts.TerminalAgeDays, res.Facts.MerchantAgeDays)
+	}
+
+	// Facts of a decline are complete too: mismatching device and missing SIM.
+	req.DeviceID, req.SIM = "SN-X", ""
+	res = f.reg.Check(req)
+	if res.Reason != ReasonDeviceMismatch || res.Facts.DeviceOK || res.Facts.SIMOK || !res.Facts.IMEIOK ||
+		res.Facts.IdentityMatched != "imei" || res.Facts.Missing != "sim" {
+		t.Errorf("decline facts = %s %+v", res.Reason, res.Facts)
+	}
+
+	// SoftPOS attestation age.
+	r2 := f.goodT2()
+	res = f.reg.Check(r2)
+	if res.Decline || !res.Facts.AttestationOK || res.Facts.AttestationAgeS != 30 {
+		t.Errorf("SoftPOS facts = %s %+v", res.Reason, res.Facts)
+	}
+}
+
+func TestCheckRecordsLastSeen(t *testing.T) {
+	f := newFixture(t)
+	if _, ok := f.reg.LastSeen("T0000001"); ok {
+		t.Fatal("T0000001 seen before any request")
+	}
+	req := f.goodT1()
+	req.SourceIP = netip.MustParseAddr("10.7.7.7")
+	f.reg.Check(req)
+	ls, ok := f.reg.LastSeen("T0000001")
+	if !ok || !ls.Time.Equal(t0) || ls.Address != req.SourceIP || ls.Location == nil || ls.Location.Lat != req.Location.Lat {
+		t.Fatalf("last seen = %+v %v", ls, ok)
+	}
+	// A declined request of a known terminal counts as seen; an older time does not
+	// move it back.
+	f.clock.Advance(time.Minute)
+	bad := f.goodT1()
+	bad.DeviceID = "SN-EVIL"
+	bad.Location = GeoPoint{}
+	f.reg.Check(bad)
+	old := f.goodT1()
+	old.Now = t0.Add(-time.Hour)
+	f.reg.Check(old)
+	ls, _ = f.reg.LastSeen("T0000001")
+	if !ls.Time.Equal(t0.Add(time.Minute)) || ls.Location == nil {
+		t.Errorf("last seen after decline = %+v, want %v and the earlier location kept", ls, t0.Add(time.Minute))
+	}
+	// Seen for a non-financial message.
+	f.reg.Seen("LT000001", netip.MustParseAddr("10.0.0.1"), GeoPoint{}, t0.Add(2*time.Minute))
+	if ls, ok := f.reg.LastSeen("LT000001"); !ok || !ls.Time.Equal(t0.Add(2*time.Minute)) {
+		t.Errorf("LT000001 last seen = %+v %v", ls, ok)
+	}
+	// Flushed to Badger and back after a restart.
+	f.reopen(t)
+	ls, ok = f.reg.LastSeen("T0000001")
+	if !ok || !ls.Time.Equal(t0.Add(time.Minute)) || ls.Address != netip.MustParseAddr("10.1.2.3") || ls.Location == nil {
+		t.Errorf("last seen after reopen = %+v %v", ls, ok)
+	}
+}
+
+func TestCheckDoesNotAllocate(t *testing.T) {
+	f := newFixture(t)
+	for _, req := range []CheckRequest{f.goodT1(), f.goodT2(), {TerminalID: "LT000001", MerchantID: "000000000000003", SourceIP: honest}} {
+		allocs := testing.AllocsPerRun(200, func() {
+			if res := f.reg.Check(req); res.Decline {
+				t.Fatalf("%s declined: %s", req.TerminalID, res.Reason)
+			}
+		})
+		if allocs != 0 {
+			t.Errorf("Check(%s) allocates %.1f times per call, want 0", req.TerminalID, allocs)
+		}
+	}
+}
+
+// TestCheckConcurrentWithWriters runs Check on many goroutines while changes are
+// approved; run with -race it shows the snapshot is safe, and every answer must be
+// one of the two consistent states.
+func TestCheckConcurrentWithWriters(t *testing.T) {
+	f := newFixture(t)
+	stop := make(chan struct{})
+	errs := make(chan string, 100)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			req := CheckRequest{TerminalID: "LT000042", MerchantID: "000000000000003", SourceIP: honest}
+			res := f.reg.Check(req)
+			if res.Decline && res.Reason != ReasonTerminalSuspended {
+				select {
+				case errs <- string(res.Reason):
+				default:
+				}
+			}
+		}
+	}()
+	for i := 0; i < 5; i++ {
+		f.apply(t, Change{Op: OpTerminalSuspend, Target: "LT000042"})
+		if res := f.reg.Check(CheckRequest{TerminalID: "LT000042", MerchantID: "000000000000003"}); res.Reason != ReasonTerminalSuspended {
+			t.Fatalf("right after approval of suspend: %q, want terminal-suspended", res.Reason)
+		}
+		f.apply(t, Change{Op: OpTerminalResume, Target: "LT000042"})
+		if res := f.reg.Check(CheckRequest{TerminalID: "LT000042", MerchantID: "000000000000003"}); res.Decline {
+			t.Fatalf("right after approval of resume: %q, want accepted", res.Reason)
+		}
+	}
+	close(stop)
+	<-done
+	select {
+	case r := <-errs:
+		t.Errorf("concurrent Check declined with %q", r)
+	default:
+	}
+}
+
+func BenchmarkCheck(b *testing.B) {
+	f := newFixture(b)
+	req := f.goodT1()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if res := f.reg.Check(req); res.Decline {
+				b.Fatalf("declined: %s", res.Reason)
+			}
+		}
+	})
+}
+
+// The facts work as an expr-lang environment under their documented names.
+func TestFactsAsExprEnvironment(t *testing.T) {
+	f := newFixture(t)
+	req := f.goodT1()
+	req.Location.Lat += 0.0045 // about 500 m
+	res := f.reg.Check(req)
+	if res.Decline {
+		t.Fatalf("declined: %s", res.Reason)
+	}
+	for src, want := range map[string]bool{
+		`distance_m > 400 && distance_m < 600`:                             true,
+		`merchant_tier == "standard" && limits.per_transaction == 5000000`: true,
+		`terminal_kind == "pos" && identity_matched == "device,sim,imei"`:  true,
+		`flagged || !location_ok || attestation_age_s != -1`:               false,
+		`merchant_status == "active" && terminal_age_days == 0`:            true,
+	} {
+		prog, err := expr.Compile(src, expr.Env(Facts{}), expr.AsBool())
+		if err != nil {
+			t.Fatalf("compile %q: %v", src, err)
+		}
+		got, err := expr.Run(prog, res.Facts)
+		if err != nil || got != want {
+			t.Errorf("%s = %v, %v; want %v", src, got, err, want)
+		}
+	}
+}

@@ -1,0 +1,190 @@
+package registry
+
+import (
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/switchyard/switchyard/switch/admin"
+)
+
+// ImportColumns are the columns a terminal CSV may have, in any order, named in its
+// header row. terminal_id, merchant_id and kind are required. Empty cells mean "not
+// set". networks holds CIDRs separated by spaces or semicolons; lat, lon and
+// radius_m together give the deployed location; mac_required is true or false.
+var ImportColumns = []string{
+	"terminal_id", "merchant_id", "kind", "status",
+	"device_serial", "iccid", "imei",
+	"lat", "lon", "radius_m",
+	"networks", "min_app_version", "missing_policy",
+	"pin_mode", "tmk", "tpk", "tak", "bdk", "mac_required",
+}
+
+// MaxImportRows bounds the data rows of one import. The accepted rows are stored
+// in one change record, which must fit in one Badger transaction.
+const MaxImportRows = 10_000
+
+// ImportRow is the outcome of one CSV data row.
+type ImportRow struct {
+	Line       int    `json:"line"` // line in the file (the header is line 1)
+	TerminalID string `json:"terminal_id,omitempty"`
+	OK         bool   `json:"ok"`
+	Error      string `json:"error,omitempty"`
+}
+
+// ImportReport is the per-row result of a terminal import.
+type ImportReport struct {
+	Rows     []ImportRow `json:"rows"`
+	Accepted int         `json:"accepted"`
+	Rejected int         `json:"rejected"`
+	// Change is the change request that creates the accepted terminals once a
+	// reviewer approves it; nil when no row was accepted or on a dry run.
+	Change *Change `json:"change,omitempty"`
+	DryRun bool    `json:"dry_run,omitempty"`
+}
+
+// ImportTerminals reads terminals from CSV (see ImportColumns), checks every row
+// and, unless dryRun, requests one terminal.import change for the rows that pass.
+// Rows that fail are reported with their line and reason and left out. An error is
+// returned only for a problem with the whole file (header, encoding, size).
+func (r *Registry) ImportTerminals(p admin.Principal, in io.Reader, reason string, dryRun bool) (*ImportReport, error) {
+	if !canRequest(p) {
+		return nil, forbiddenf("%s (%s) may not import terminals: operator or admin role needed", p.Name, p.Role)
+	}
+	cr := csv.NewReader(in)
+	cr.FieldsPerRecord = -1
+	cr.TrimLeadingSpace = true
+	cr.Comment = '#'
+	header, err := cr.Read()
+	if errors.Is(err, io.EOF) {
+		return nil, invalidf("terminal import: empty file (want a header row naming the columns %s)", strings.Join(ImportColumns, ","))
+	}
+	if err != nil {
+		return nil, invalidf("terminal import: header: %v", err)
+	}
+	col := map[string]int{}
+	for i, h := range header {
+		h = strings.ToLower(strings.TrimSpace(strings.TrimPrefix(h, "\ufeff")))
+		known := false
+		for _, c := range ImportColumns {
+			known = known || c == h
+		}
+		if !known {
+			return nil, invalidf("terminal import: header column %d %q is not one of %s", i+1, h, strings.Join(ImportColumns, ","))
+		}
+		if _, dup := col[h]; dup {
+			return nil, invalidf("terminal import: header names column %q twice", h)
+		}
+		col[h] = i
+	}
+	for _, req := range []string{"terminal_id", "merchant_id", "kind"} {
+		if _, ok := col[req]; !ok {
+			return nil, invalidf("terminal import: header lacks the required column %q", req)
+		}
+	}
+
+	rep := &ImportReport{DryRun: dryRun}
+	var accepted []Terminal
+	seen := map[string]int{} // terminal ID -> line of first occurrence
+	now := r.now()
+	for {
+		rec, err := cr.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			var pe *csv.ParseError
+			if !errors.As(err, &pe) {
+				return nil, invalidf("terminal import: read CSV: %v", err)
+			}
+			// A quoting error: report the row and go on with the next line.
+			rep.Rows = append(rep.Rows, ImportRow{Line: pe.StartLine, Error: "malformed CSV: " + pe.Err.Error()})
+			rep.Rejected++
+			continue
+		}
+		line, _ := cr.FieldPos(0)
+		if len(rep.Rows) >= MaxImportRows {
+			return nil, invalidf("terminal import: more than %d rows; split the file", MaxImportRows)
+		}
+		get := func(name string) string {
+			if i, ok := col[name]; ok && i < len(rec) {
+				return strings.TrimSpace(rec[i])
+			}
+			return ""
+		}
+		row := ImportRow{Line: line, TerminalID: get("terminal_id")}
+		if len(rec) != len(header) {
+			row.Error = fmt.Sprintf("has %d fields, the header has %d", len(rec), len(header))
+		} else if t, err := rowTerminal(get); err != nil {
+			row.Error = err.Error()
+		} else if first, dup := seen[t.ID]; dup {
+			row.Error = fmt.Sprintf("terminal %s already appears on line %d", t.ID, first)
+		} else if _, err := r.compute(&Change{Op: OpTerminalRegister, Terminal: &t}, now); err != nil {
+			row.Error = err.Error()
+		} else {
+			seen[t.ID] = line
+			row.OK = true
+			accepted = append(accepted, t)
+		}
+		if row.OK {
+			rep.Accepted++
+		} else {
+			rep.Rejected++
+		}
+		rep.Rows = append(rep.Rows, row)
+	}
+	if len(accepted) == 0 || dryRun {
+		return rep, nil
+	}
+	if reason == "" {
+		reason = fmt.Sprintf("CSV import of %d terminals", len(accepted))
+	}
+	c, err := r.RequestChange(p, Change{Op: OpTerminalImport, Terminals: accepted, Reason: reason})
+	if err != nil {
+		return nil, fmt.Errorf("terminal import: request change: %w", err)
+	}
+	rep.Change = c
+	return rep, nil
+}
+
+// rowTerminal builds a terminal from one CSV row.
+func rowTerminal(get func(string) string) (Terminal, error) {
+	t := Terminal{
+		ID:            get("terminal_id"),
+		MerchantID:    get("merchant_id"),
+		Kind:          TerminalKind(strings.ToLower(get("kind"))),
+		Status:        TerminalStatus(strings.ToLower(get("status"))),
+		Binding:       Binding{DeviceSerial: get("device_serial"), ICCID: get("iccid"), IMEI: get("imei")},
+		MinAppVersion: get("min_app_version"),
+		MissingPolicy: Policy(strings.ToLower(get("missing_policy"))),
+		Keys: KeyRefs{
+			TMK: get("tmk"), TPK: get("tpk"), TAK: get("tak"), BDK: get("bdk"),
+			PINMode: PINMode(strings.ToLower(get("pin_mode"))),
+		},
+	}
+	if lat, lon, rad := get("lat"), get("lon"), get("radius_m"); lat != "" || lon != "" || rad != "" {
+		d, err := ParseDeployment(lat + "," + lon + "," + rad)
+		if err != nil {
+			return t, invalidf("location lat=%q lon=%q radius_m=%q: want three numbers", lat, lon, rad)
+		}
+		t.Location = d
+	}
+	if s := get("networks"); s != "" {
+		nets, err := ParseNetworks(s)
+		if err != nil {
+			return t, err
+		}
+		t.AllowedNetworks = nets
+	}
+	if s := get("mac_required"); s != "" {
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return t, invalidf("mac_required %q: want true or false", s)
+		}
+		t.Keys.MACRequired = b
+	}
+	return t, nil
+}

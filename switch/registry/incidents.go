@@ -1,0 +1,324 @@
+package registry
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/switchyard/switchyard/switch/admin"
+)
+
+// IncidentStatus is the handling state of an incident.
+type IncidentStatus string
+
+// The incident states: open -> acknowledged -> resolved (open -> resolved is allowed).
+const (
+	IncidentOpen         IncidentStatus = "open"
+	IncidentAcknowledged IncidentStatus = "acknowledged"
+	IncidentResolved     IncidentStatus = "resolved"
+)
+
+// DeviceData is what the terminal sent with a request that violated its binding or
+// integrity: identities, location, application version, SoftPOS data. It holds no
+// card data.
+type DeviceData struct {
+	MerchantID         string     `json:"merchant_id"` // DE 42 as sent
+	SourceIP           string     `json:"source_ip,omitempty"`
+	DeviceID           string     `json:"device_id,omitempty"`
+	SIM                string     `json:"sim,omitempty"`
+	IMEI               string     `json:"imei,omitempty"`
+	Location           *GeoPoint  `json:"location,omitempty"`
+	Cell               string     `json:"cell,omitempty"`
+	AppVersion         string     `json:"app_version,omitempty"`
+	Findings           []string   `json:"findings,omitempty"`
+	AttestationPresent bool       `json:"attestation_present"`
+	AttestationTime    *time.Time `json:"attestation_time,omitempty"`
+	AttestationOK      bool       `json:"attestation_ok"`
+	MACVerified        bool       `json:"mac_verified"`
+}
+
+// Incident is a binding or device-integrity violation, with the merchant, terminal,
+// device data, location and findings as they were at that moment.
+type Incident struct {
+	ID           string     `json:"id"`
+	Seq          uint64     `json:"seq"`
+	Time         time.Time  `json:"time"`
+	Reason       Reason     `json:"reason"`
+	ResponseCode string     `json:"response_code"`
+	TerminalID   string     `json:"terminal_id"`
+	MerchantID   string     `json:"merchant_id"` // the terminal's merchant
+	Terminal     *Terminal  `json:"terminal,omitempty"`
+	Merchant     *Merchant  `json:"merchant,omitempty"`
+	Device       DeviceData `json:"device"`
+	Facts        Facts      `json:"facts"`
+	// Action is what the switch did besides declining, e.g. "terminal-suspended".
+	Action string `json:"action,omitempty"`
+
+	Status      IncidentStatus `json:"status"`
+	AckBy       string         `json:"acknowledged_by,omitempty"`
+	AckAt       *time.Time     `json:"acknowledged_at,omitempty"`
+	AckNote     string         `json:"acknowledge_note,omitempty"`
+	ResolvedBy  string         `json:"resolved_by,omitempty"`
+	ResolvedAt  *time.Time     `json:"resolved_at,omitempty"`
+	ResolveNote string         `json:"resolve_note,omitempty"`
+}
+
+func incidentID(seq uint64) string { return "INC-" + strconv.FormatUint(seq, 10) }
+
+type incItem struct {
+	inc  *Incident
+	done chan struct{} // a flush barrier when inc is nil
+}
+
+// recordIncident builds an incident from a declined request and queues it.
+func (r *Registry) recordIncident(res CheckResult, req *CheckRequest) {
+	now := req.Now
+	if now.IsZero() {
+		now = r.clock()
+	}
+	inc := &Incident{
+		Time:         now.UTC(),
+		Reason:       res.Reason,
+		ResponseCode: res.ResponseCode,
+		Terminal:     res.Terminal,
+		Merchant:     res.Merchant,
+		Facts:        res.Facts,
+		Status:       IncidentOpen,
+		Device: DeviceData{
+			MerchantID:         strings.Clone(req.MerchantID),
+			DeviceID:           strings.Clone(req.DeviceID),
+			SIM:                strings.Clone(req.SIM),
+			IMEI:               strings.Clone(req.IMEI),
+			Cell:               strings.Clone(req.Cell),
+			AppVersion:         strings.Clone(req.AppVersion),
+			AttestationPresent: req.AttestationPresent,
+			AttestationOK:      req.AttestationOK,
+			MACVerified:        req.MACVerified,
+		},
+	}
+	if req.SourceIP.IsValid() {
+		inc.Device.SourceIP = req.SourceIP.String()
+	}
+	if req.Location.Present {
+		l := req.Location
+		inc.Device.Location = &l
+	}
+	if len(req.Findings) > 0 {
+		inc.Device.Findings = make([]string, len(req.Findings))
+		for i, f := range req.Findings {
+			inc.Device.Findings[i] = strings.Clone(f)
+		}
+	}
+	inc.Facts.Findings = inc.Device.Findings
+	inc.Facts.AppVersion = inc.Device.AppVersion
+	if req.AttestationPresent {
+		at := req.AttestationTime.UTC()
+		inc.Device.AttestationTime = &at
+	}
+	if res.Terminal != nil {
+		inc.TerminalID, inc.MerchantID = res.Terminal.ID, res.Terminal.MerchantID
+	} else {
+		inc.TerminalID = strings.Clone(req.TerminalID)
+	}
+	if res.Reason == ReasonDeviceCompromised {
+		inc.Action = "terminal-suspended"
+	}
+	inc.Seq = r.incSeq.Add(1)
+	inc.ID = incidentID(inc.Seq)
+	r.m.incidents.WithLabelValues(string(inc.Reason)).Inc()
+	r.log.Warn().Str("incident", inc.ID).Str("reason", string(inc.Reason)).Str("terminal", inc.TerminalID).
+		Str("merchant", inc.MerchantID).Str("source_ip", inc.Device.SourceIP).Float64("distance_m", inc.Facts.DistanceM).
+		Strs("findings", inc.Device.Findings).Msg("binding violation")
+
+	r.qmu.RLock()
+	if !r.qclosed {
+		select {
+		case r.incQ <- incItem{inc: inc}:
+			r.qmu.RUnlock()
+			return
+		default: // queue full: write it ourselves
+		}
+	}
+	r.qmu.RUnlock()
+	if err := r.writeIncident(inc); err != nil {
+		r.log.Error().Err(err).Str("incident", inc.ID).Msg("registry: incident not stored")
+	}
+}
+
+func (r *Registry) writeIncident(inc *Incident) error {
+	err := r.db.Update(func(txn *badger.Txn) error { return putJSON(txn, seqKey(pfxIncident, inc.Seq), inc) })
+	if err == nil {
+		err = r.db.Sync()
+	}
+	if err != nil {
+		return fmt.Errorf("registry: store incident %s (%s, terminal %s): %w", inc.ID, inc.Reason, inc.TerminalID, err)
+	}
+	return nil
+}
+
+func (r *Registry) incidentWriter() {
+	defer r.wg.Done()
+	handle := func(it incItem) {
+		if it.inc != nil {
+			if err := r.writeIncident(it.inc); err != nil {
+				r.log.Error().Err(err).Msg("registry: incident not stored")
+			}
+		}
+		if it.done != nil {
+			close(it.done)
+		}
+	}
+	for {
+		select {
+		case it := <-r.incQ:
+			handle(it)
+		case <-r.stop:
+			for { // drain: nothing is queued after qclosed is set
+				select {
+				case it := <-r.incQ:
+					handle(it)
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+// FlushIncidents waits until every incident queued so far is stored.
+func (r *Registry) FlushIncidents() {
+	done := make(chan struct{})
+	r.qmu.RLock()
+	if r.qclosed {
+		r.qmu.RUnlock()
+		return
+	}
+	r.incQ <- incItem{done: done}
+	r.qmu.RUnlock()
+	<-done
+}
+
+// IncidentFilter selects incidents; empty fields match everything.
+type IncidentFilter struct {
+	Status     IncidentStatus
+	TerminalID string
+	MerchantID string
+	Reason     Reason
+	Since      time.Time
+	Limit      int // the newest this many; 0 means 1000
+}
+
+// Incidents returns the matching incidents, oldest first.
+func (r *Registry) Incidents(f IncidentFilter) ([]*Incident, error) {
+	r.FlushIncidents()
+	if f.Limit <= 0 {
+		f.Limit = 1000
+	}
+	var out []*Incident
+	err := r.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Reverse: true, Prefix: []byte(pfxIncident), PrefetchValues: true, PrefetchSize: 50})
+		defer it.Close()
+		for it.Seek([]byte(pfxIncident + "\xff")); it.Valid() && len(out) < f.Limit; it.Next() {
+			inc := new(Incident)
+			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, inc) }); err != nil {
+				return fmt.Errorf("registry: read incident %s: %w", it.Item().Key(), err)
+			}
+			if !f.Since.IsZero() && inc.Time.Before(f.Since) {
+				continue
+			}
+			if (f.Status != "" && inc.Status != f.Status) || (f.TerminalID != "" && inc.TerminalID != f.TerminalID) ||
+				(f.MerchantID != "" && inc.MerchantID != f.MerchantID) || (f.Reason != "" && inc.Reason != f.Reason) {
+				continue
+			}
+			out = append(out, inc)
+		}
+		return nil
+	})
+	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+		out[i], out[j] = out[j], out[i]
+	}
+	return out, err
+}
+
+// GetIncident returns incident id.
+func (r *Registry) GetIncident(id string) (*Incident, error) {
+	r.FlushIncidents()
+	n, err := parseSeqID(id, "INC-")
+	if err != nil {
+		return nil, err
+	}
+	inc := new(Incident)
+	err = r.db.View(func(txn *badger.Txn) error { return getJSON(txn, seqKey(pfxIncident, n), inc) })
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, notFoundf("incident %s does not exist", id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("registry: read incident %s: %w", id, err)
+	}
+	return inc, nil
+}
+
+func canHandle(p admin.Principal) bool {
+	return p.Role == admin.RoleOperator || p.Role == admin.RoleAdmin
+}
+
+// AcknowledgeIncident marks open incident id as acknowledged by operator p.
+func (r *Registry) AcknowledgeIncident(p admin.Principal, id, note string) (*Incident, error) {
+	return r.updateIncident(p, id, note, IncidentAcknowledged)
+}
+
+// ResolveIncident marks incident id as resolved by operator p. Resolving does not
+// resume a suspended terminal: that is a separate, reviewed change.
+func (r *Registry) ResolveIncident(p admin.Principal, id, note string) (*Incident, error) {
+	return r.updateIncident(p, id, note, IncidentResolved)
+}
+
+func (r *Registry) updateIncident(p admin.Principal, id, note string, to IncidentStatus) (*Incident, error) {
+	if !canHandle(p) {
+		return nil, forbiddenf("%s (%s) may not handle incidents: operator or admin role needed", p.Name, p.Role)
+	}
+	inc, err := r.GetIncident(id)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	// Re-read under the lock: another operator may have handled it meanwhile.
+	err = r.db.View(func(txn *badger.Txn) error { return getJSON(txn, seqKey(pfxIncident, inc.Seq), inc) })
+	if err != nil {
+		return nil, fmt.Errorf("registry: read incident %s: %w", id, err)
+	}
+	before := inc.Status
+	now := r.now()
+	note = strings.TrimSpace(note)
+	switch {
+	case to == IncidentAcknowledged && inc.Status == IncidentOpen:
+		inc.Status, inc.AckBy, inc.AckAt, inc.AckNote = to, p.Name, &now, note
+	case to == IncidentResolved && inc.Status != IncidentResolved:
+		inc.Status, inc.ResolvedBy, inc.ResolvedAt, inc.ResolveNote = to, p.Name, &now, note
+	default:
+		return nil, conflictf("incident %s is %s: cannot become %s", inc.ID, inc.Status, to)
+	}
+	action := "incident.ack"
+	if to == IncidentResolved {
+		action = "incident.resolve"
+	}
+	b := r.ops()
+	b.add(OpEntry{Time: now, Actor: p.Name, Role: string(p.Role), Action: action, TargetType: "incident", Target: inc.ID, Reason: note,
+		Before: rawJSON(map[string]any{"status": before}), After: rawJSON(map[string]any{"status": inc.Status})})
+	if err := r.commitLocked(func(txn *badger.Txn) error {
+		if err := putJSON(txn, seqKey(pfxIncident, inc.Seq), inc); err != nil {
+			return err
+		}
+		return b.write(txn)
+	}); err != nil {
+		return nil, fmt.Errorf("registry: store %s of %s: %w", action, inc.ID, err)
+	}
+	b.done()
+	return inc, nil
+}

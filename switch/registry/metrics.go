@@ -1,0 +1,62 @@
+package registry
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	incidents   *prometheus.CounterVec
+	alerts      *prometheus.CounterVec
+	suspensions *prometheus.CounterVec
+	declines    map[Reason]prometheus.Counter // resolved once, so Check does no label lookup
+}
+
+// newMetrics creates the registry's counters and registers them on reg (if not nil).
+//
+//	switchyard_registry_declines_total{reason}          binding/integrity declines by Check
+//	switchyard_registry_incidents_total{reason}         incidents created
+//	switchyard_registry_alerts_total{rule}              offline alerts raised
+//	switchyard_registry_auto_suspensions_total{cause}   terminals suspended by the switch
+func newMetrics(reg *prometheus.Registry) (*metrics, error) {
+	m := &metrics{
+		incidents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchyard_registry_incidents_total",
+			Help: "Binding and device-integrity incidents created, by reason.",
+		}, []string{"reason"}),
+		alerts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchyard_registry_alerts_total",
+			Help: "Offline alerts raised, by alert rule.",
+		}, []string{"rule"}),
+		suspensions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchyard_registry_auto_suspensions_total",
+			Help: "Terminals suspended automatically, by cause (device-compromised, offline-alert).",
+		}, []string{"cause"}),
+		declines: map[Reason]prometheus.Counter{},
+	}
+	declines := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "switchyard_registry_declines_total",
+		Help: "Requests declined by the terminal binding and integrity checks, by reason.",
+	}, []string{"reason"})
+	for _, x := range Reasons {
+		m.declines[x.Reason] = declines.WithLabelValues(string(x.Reason))
+		if x.Incident {
+			m.incidents.WithLabelValues(string(x.Reason)) // export zeros
+		}
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.incidents, m.alerts, m.suspensions, declines} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("registry: register metrics: %w", err)
+			}
+		}
+	}
+	return m, nil
+}
+
+func (m *metrics) decline(r Reason) {
+	if c := m.declines[r]; c != nil {
+		c.Inc()
+	}
+}

@@ -1,0 +1,440 @@
+package registry
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// MerchantStatus is the lifecycle state of a merchant.
+type MerchantStatus string
+
+// The merchant states. Only an active merchant may transact.
+const (
+	MerchantPending MerchantStatus = "pending" // registered, not yet allowed to transact
+	MerchantActive  MerchantStatus = "active"  // may transact
+	MerchantFrozen  MerchantStatus = "frozen"  // temporarily barred (risk, compliance)
+	MerchantClosed  MerchantStatus = "closed"  // terminated; final
+)
+
+// Valid reports whether s is one of the defined merchant states.
+func (s MerchantStatus) Valid() bool {
+	switch s {
+	case MerchantPending, MerchantActive, MerchantFrozen, MerchantClosed:
+		return true
+	}
+	return false
+}
+
+// TerminalStatus is the lifecycle state of a terminal.
+type TerminalStatus string
+
+// The terminal states. Only an active terminal may transact.
+const (
+	TerminalPending   TerminalStatus = "pending"   // registered, not yet deployed
+	TerminalActive    TerminalStatus = "active"    // may transact
+	TerminalSuspended TerminalStatus = "suspended" // barred until a reviewed resume
+	TerminalClosed    TerminalStatus = "closed"    // retired; final
+)
+
+// Valid reports whether s is one of the defined terminal states.
+func (s TerminalStatus) Valid() bool {
+	switch s {
+	case TerminalPending, TerminalActive, TerminalSuspended, TerminalClosed:
+		return true
+	}
+	return false
+}
+
+// TerminalKind is the kind of acceptance device.
+type TerminalKind string
+
+// The terminal kinds.
+const (
+	KindPOS     TerminalKind = "pos"     // fixed or portable POS terminal
+	KindMPOS    TerminalKind = "mpos"    // card reader paired with a phone or tablet
+	KindSoftPOS TerminalKind = "softpos" // tap-on-phone app (PCI SPoC/MPoC); MAC always required
+)
+
+// Valid reports whether k is one of the defined terminal kinds.
+func (k TerminalKind) Valid() bool {
+	switch k {
+	case KindPOS, KindMPOS, KindSoftPOS:
+		return true
+	}
+	return false
+}
+
+// Policy decides what happens when a bound terminal omits an identity (DI, SI, IM)
+// or its location (GL).
+type Policy string
+
+// The missing-identity policies.
+const (
+	PolicyDecline Policy = "decline" // decline with 59 identity-missing
+	PolicyFlag    Policy = "flag"    // accept and set Facts.Flagged for the risk rules
+)
+
+// Valid reports whether p is one of the defined policies.
+func (p Policy) Valid() bool { return p == PolicyDecline || p == PolicyFlag }
+
+// PINMode says how a terminal's PIN blocks are encrypted.
+type PINMode string
+
+// The PIN modes.
+const (
+	PINModeNone  PINMode = ""      // the terminal sends no PINs
+	PINModeTPK   PINMode = "tpk"   // under the terminal PIN key named by KeyRefs.TPK
+	PINModeDUKPT PINMode = "dukpt" // DUKPT under the BDK named by KeyRefs.BDK
+)
+
+// Tiers of merchants used by the demo fleet. Tier is free text for the registry
+// (validated as a short identifier); these are the conventional values.
+const (
+	TierMicro      = "micro"
+	TierStandard   = "standard"
+	TierEnterprise = "enterprise"
+)
+
+// Risk ratings of a merchant, from the acquirer's underwriting.
+const (
+	RatingLow    = "low"
+	RatingMedium = "medium"
+	RatingHigh   = "high"
+)
+
+// Limits are a merchant's amount limits in minor units of the transaction currency.
+// Zero means no limit. The registry stores them; the risk rules enforce them.
+type Limits struct {
+	PerTransaction int64 `json:"per_transaction,omitempty" expr:"per_transaction"`
+	Daily          int64 `json:"daily,omitempty" expr:"daily"`
+	Monthly        int64 `json:"monthly,omitempty" expr:"monthly"`
+	DailyCount     int64 `json:"daily_count,omitempty" expr:"daily_count"`
+}
+
+// Merchant is a merchant record. Records handed out by the registry are immutable
+// snapshots: never modify one, copy it.
+type Merchant struct {
+	ID        string         `json:"id"`
+	Name      string         `json:"name"`
+	MCC       string         `json:"mcc"`
+	Region    string         `json:"region"`
+	Tier      string         `json:"tier"`
+	Rating    string         `json:"rating"`
+	Limits    Limits         `json:"limits"`
+	Status    MerchantStatus `json:"status"`
+	Note      string         `json:"status_reason,omitempty"` // why the status was last set
+	CreatedAt time.Time      `json:"created_at"`
+	UpdatedAt time.Time      `json:"updated_at"`
+	Version   int64          `json:"version"` // incremented by every applied change
+}
+
+// Binding is the identity a terminal is bound to. An empty field is not bound.
+type Binding struct {
+	DeviceSerial string `json:"device_serial,omitempty"` // DE 48 DI
+	ICCID        string `json:"iccid,omitempty"`         // DE 48 SI
+	IMEI         string `json:"imei,omitempty"`          // DE 48 IM
+}
+
+// Deployment is where a terminal is deployed: a circle of RadiusM metres around a
+// WGS84 point.
+type Deployment struct {
+	Lat     float64 `json:"lat"`
+	Lon     float64 `json:"lon"`
+	RadiusM float64 `json:"radius_m"`
+}
+
+// KeyRefs names a terminal's keys in the key store and says how they are used. The
+// registry stores only references, never key material.
+type KeyRefs struct {
+	TMK         string  `json:"tmk,omitempty"`          // e.g. "T0000001/TMK"
+	TPK         string  `json:"tpk,omitempty"`          // e.g. "T0000001/TPK"
+	TAK         string  `json:"tak,omitempty"`          // e.g. "T0000002/TAK"
+	BDK         string  `json:"bdk,omitempty"`          // DUKPT BDK, e.g. "BDK/FFFF9876543210"
+	PINMode     PINMode `json:"pin_mode,omitempty"`     // "", "tpk" or "dukpt"
+	MACRequired bool    `json:"mac_required,omitempty"` // always true for softpos
+}
+
+// Terminal is a terminal record. Records handed out by the registry are immutable
+// snapshots: never modify one (nor its slices), copy it.
+type Terminal struct {
+	ID              string         `json:"id"`
+	MerchantID      string         `json:"merchant_id"`
+	Kind            TerminalKind   `json:"kind"`
+	Status          TerminalStatus `json:"status"`
+	Note            string         `json:"status_reason,omitempty"` // why the status was last set
+	Binding         Binding        `json:"binding"`
+	Location        *Deployment    `json:"location,omitempty"`
+	AllowedNetworks []netip.Prefix `json:"allowed_networks,omitempty"` // empty: any source
+	MinAppVersion   string         `json:"min_app_version,omitempty"`  // dotted numeric
+	MissingPolicy   Policy         `json:"missing_policy"`
+	Keys            KeyRefs        `json:"keys"`
+	CreatedAt       time.Time      `json:"created_at"`
+	UpdatedAt       time.Time      `json:"updated_at"`
+	ActivatedAt     time.Time      `json:"activated_at,omitzero"`
+	Version         int64          `json:"version"`
+
+	minVer []int // parsed MinAppVersion, set by prepare
+}
+
+// Bound reports whether any identity or a location is bound to the terminal.
+func (t *Terminal) Bound() bool {
+	return t.Binding != (Binding{}) || t.Location != nil
+}
+
+// MACRequired reports whether the terminal's messages must carry a valid MAC.
+func (t *Terminal) MACRequired() bool { return t.Kind == KindSoftPOS || t.Keys.MACRequired }
+
+// prepare fills the derived fields used by Check. It must run before a record is
+// published.
+func (t *Terminal) prepare() {
+	t.minVer = nil
+	if t.MinAppVersion != "" {
+		t.minVer, _ = parseVersion(t.MinAppVersion)
+	}
+}
+
+// LastSeen is when and from where a terminal last sent a message.
+type LastSeen struct {
+	Time     time.Time  `json:"time"`
+	Address  netip.Addr `json:"address,omitzero"`
+	Location *GeoPoint  `json:"location,omitempty"` // last GL the terminal sent
+}
+
+// GeoPoint is a WGS84 point as sent in DE 48 GL; Present is false when GL was absent.
+type GeoPoint struct {
+	Lat     float64 `json:"lat"`
+	Lon     float64 `json:"lon"`
+	Present bool    `json:"-"`
+}
+
+// valid reports whether g is present and within the WGS84 ranges.
+func (g GeoPoint) valid() bool {
+	return g.Present && g.Lat >= -90 && g.Lat <= 90 && g.Lon >= -180 && g.Lon <= 180 &&
+		!math.IsNaN(g.Lat) && !math.IsNaN(g.Lon)
+}
+
+// Duration is a time.Duration that reads and writes JSON as a Go duration string
+// ("24h", "90m"); it also reads a number of seconds.
+type Duration time.Duration
+
+// MarshalJSON writes d as a duration string.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Duration(d).String())
+}
+
+// UnmarshalJSON reads a duration string or a number of seconds.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		v, err := time.ParseDuration(s)
+		if err != nil {
+			return fmt.Errorf("duration %q: %w", s, err)
+		}
+		*d = Duration(v)
+		return nil
+	}
+	var secs float64
+	if err := json.Unmarshal(b, &secs); err != nil {
+		return fmt.Errorf("duration %s: want a string like \"24h\" or a number of seconds", b)
+	}
+	*d = Duration(secs * float64(time.Second))
+	return nil
+}
+
+// --- validation ---
+
+func isAlnum(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z') {
+			return false
+		}
+	}
+	return true
+}
+
+func isDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+func isPrintable(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// isIdent reports whether s is a short identifier: letters, digits, '-', '_', '.'.
+func isIdent(s string, max int) bool {
+	if s == "" || len(s) > max {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidMerchantID reports whether id can be a merchant ID: DE 42, 15 letters or digits.
+func ValidMerchantID(id string) bool { return len(id) == 15 && isAlnum(id) }
+
+// ValidTerminalID reports whether id can be a terminal ID: DE 41, 8 letters or digits.
+func ValidTerminalID(id string) bool { return len(id) == 8 && isAlnum(id) }
+
+// Validate checks a merchant record and returns the first problem found.
+func (m *Merchant) Validate() error {
+	switch {
+	case !ValidMerchantID(m.ID):
+		return invalidf("merchant ID %q: want 15 letters or digits (DE 42)", m.ID)
+	case strings.TrimSpace(m.Name) == "" || len(m.Name) > 100 || !isPrintable(m.Name):
+		return invalidf("merchant %s: name %q: want 1 to 100 printable characters", m.ID, m.Name)
+	case len(m.MCC) != 4 || !isDigits(m.MCC):
+		return invalidf("merchant %s: MCC %q: want 4 digits", m.ID, m.MCC)
+	case !isIdent(m.Region, 32):
+		return invalidf("merchant %s: region %q: want 1 to 32 letters, digits, '-', '_' or '.'", m.ID, m.Region)
+	case !isIdent(m.Tier, 32):
+		return invalidf("merchant %s: tier %q: want an identifier such as micro, standard or enterprise", m.ID, m.Tier)
+	case m.Rating != RatingLow && m.Rating != RatingMedium && m.Rating != RatingHigh:
+		return invalidf("merchant %s: rating %q: want low, medium or high", m.ID, m.Rating)
+	case m.Limits.PerTransaction < 0 || m.Limits.Daily < 0 || m.Limits.Monthly < 0 || m.Limits.DailyCount < 0:
+		return invalidf("merchant %s: limits %+v: negative limit", m.ID, m.Limits)
+	case !m.Status.Valid():
+		return invalidf("merchant %s: status %q: want pending, active, frozen or closed", m.ID, m.Status)
+	}
+	return nil
+}
+
+// Validate checks a terminal record (not its merchant reference) and returns the
+// first problem found.
+func (t *Terminal) Validate() error {
+	switch {
+	case !ValidTerminalID(t.ID):
+		return invalidf("terminal ID %q: want 8 letters or digits (DE 41)", t.ID)
+	case !ValidMerchantID(t.MerchantID):
+		return invalidf("terminal %s: merchant ID %q: want 15 letters or digits (DE 42)", t.ID, t.MerchantID)
+	case !t.Kind.Valid():
+		return invalidf("terminal %s: kind %q: want pos, mpos or softpos", t.ID, t.Kind)
+	case !t.Status.Valid():
+		return invalidf("terminal %s: status %q: want pending, active, suspended or closed", t.ID, t.Status)
+	case !t.MissingPolicy.Valid():
+		return invalidf("terminal %s: missing-identity policy %q: want decline or flag", t.ID, t.MissingPolicy)
+	}
+	b := t.Binding
+	if b.DeviceSerial != "" && (len(b.DeviceSerial) > 64 || !isPrintable(b.DeviceSerial)) {
+		return invalidf("terminal %s: device serial %q: want up to 64 printable characters", t.ID, b.DeviceSerial)
+	}
+	if b.ICCID != "" && (len(b.ICCID) < 18 || len(b.ICCID) > 22 || !isDigits(b.ICCID)) {
+		return invalidf("terminal %s: SIM ICCID %q: want 18 to 22 digits", t.ID, b.ICCID)
+	}
+	if b.IMEI != "" && (len(b.IMEI) < 14 || len(b.IMEI) > 16 || !isDigits(b.IMEI)) {
+		return invalidf("terminal %s: IMEI %q: want 14 to 16 digits", t.ID, b.IMEI)
+	}
+	if l := t.Location; l != nil {
+		g := GeoPoint{Lat: l.Lat, Lon: l.Lon, Present: true}
+		if !g.valid() {
+			return invalidf("terminal %s: location %v,%v: latitude must be in [-90,90] and longitude in [-180,180]", t.ID, l.Lat, l.Lon)
+		}
+		if !(l.RadiusM > 0 && l.RadiusM <= 20_000_000) {
+			return invalidf("terminal %s: location radius %v m: want more than 0 and at most 20000000", t.ID, l.RadiusM)
+		}
+	}
+	for _, p := range t.AllowedNetworks {
+		if !p.IsValid() {
+			return invalidf("terminal %s: allowed network %v is not a valid CIDR", t.ID, p)
+		}
+		if p != p.Masked() {
+			return invalidf("terminal %s: allowed network %v has host bits set (did you mean %v?)", t.ID, p, p.Masked())
+		}
+	}
+	if t.MinAppVersion != "" {
+		if _, err := parseVersion(t.MinAppVersion); err != nil {
+			return invalidf("terminal %s: minimum application version: %v", t.ID, err)
+		}
+	}
+	k := t.Keys
+	for name, ref := range map[string]string{"TMK": k.TMK, "TPK": k.TPK, "TAK": k.TAK, "BDK": k.BDK} {
+		if ref != "" && (len(ref) > 128 || !isPrintable(ref)) {
+			return invalidf("terminal %s: %s key reference %q: want up to 128 printable characters", t.ID, name, ref)
+		}
+	}
+	switch k.PINMode {
+	case PINModeNone:
+	case PINModeTPK:
+		if k.TPK == "" {
+			return invalidf("terminal %s: PIN mode tpk needs a TPK key reference", t.ID)
+		}
+	case PINModeDUKPT:
+		if k.BDK == "" {
+			return invalidf("terminal %s: PIN mode dukpt needs a BDK key reference", t.ID)
+		}
+	default:
+		return invalidf("terminal %s: PIN mode %q: want tpk, dukpt or empty", t.ID, k.PINMode)
+	}
+	if t.Kind == KindSoftPOS && !k.MACRequired {
+		return invalidf("terminal %s: a softpos terminal must require a MAC", t.ID)
+	}
+	if k.MACRequired && k.TAK == "" {
+		return invalidf("terminal %s: MAC required but no TAK key reference", t.ID)
+	}
+	return nil
+}
+
+// ParseNetworks parses a comma-separated list of CIDRs (a bare address means a
+// single host) into prefixes, as the CLI and the CSV import write them.
+func ParseNetworks(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == ';' }) {
+		var p netip.Prefix
+		var err error
+		if strings.Contains(f, "/") {
+			p, err = netip.ParsePrefix(f)
+		} else {
+			var a netip.Addr
+			a, err = netip.ParseAddr(f)
+			if err == nil {
+				p = netip.PrefixFrom(a, a.BitLen())
+			}
+		}
+		if err != nil {
+			return nil, invalidf("network %q: %v", f, err)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// ParseDeployment parses "lat,lon,radius" (decimal degrees, metres), as the CLI and
+// the CSV import write a deployed location.
+func ParseDeployment(s string) (*Deployment, error) {
+	parts := strings.Split(s, ",")
+	if len(parts) != 3 {
+		return nil, invalidf("location %q: want lat,lon,radius_m", s)
+	}
+	var v [3]float64
+	for i, p := range parts {
+		f, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(p), "m")), 64)
+		if err != nil {
+			return nil, invalidf("location %q: part %d %q is not a number", s, i+1, p)
+		}
+		v[i] = f
+	}
+	return &Deployment{Lat: v[0], Lon: v[1], RadiusM: v[2]}, nil
+}

@@ -1,0 +1,54 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/moov-io/iso8583"
+	"github.com/rs/zerolog"
+
+	"github.com/switchyard/switchyard/switch/issuer"
+	"github.com/switchyard/switchyard/switch/message"
+	"github.com/switchyard/switchyard/switch/pipeline"
+	"github.com/switchyard/switchyard/switch/saf"
+)
+
+// adviceSender delivers store-and-forward items to an issuer link: the first try with
+// the item's MTI (0420, 0120, 0220), repeats with the repeat MTI (0421...). Any answer
+// acknowledges the advice.
+func adviceSender(l *issuer.Link, p *pipeline.Pipeline, log zerolog.Logger) saf.Sender {
+	return func(ctx context.Context, it *saf.Item, repeat bool) error {
+		if !l.Up() {
+			return issuer.ErrUnavailable
+		}
+		m := iso8583.NewMessage(message.SpecASCII)
+		mti := it.MTI
+		if repeat {
+			mti = saf.RepeatMTI(mti)
+		}
+		m.MTI(mti)
+		for id, v := range it.Fields {
+			if err := m.Field(id, v); err != nil {
+				return fmt.Errorf("advice %s DE %d: %w", it.RRN, id, err)
+			}
+		}
+		if sealed, ok := it.Binary[2]; ok {
+			pan, err := p.OpenSealedPAN(sealed)
+			if err != nil {
+				return err
+			}
+			_ = m.Field(2, pan)
+		}
+		_ = m.Field(7, message.FormatDE7(time.Now()))
+		_ = m.Field(11, l.NextSTAN())
+		_ = m.Field(32, l.AcquirerID())
+		resp, err := l.Send(ctx, m, 0)
+		if err != nil {
+			return err
+		}
+		got, _ := resp.GetMTI()
+		log.Debug().Str("issuer", l.ID()).Str("mti", mti).Str("rrn", it.RRN).Str("answer", got).Msg("advice acknowledged")
+		return nil
+	}
+}

@@ -1,0 +1,69 @@
+package server
+
+import (
+	"fmt"
+	"net/http"
+
+	"github.com/rs/zerolog"
+
+	"github.com/switchyard/switchyard/switch/admin"
+	"github.com/switchyard/switchyard/switch/journal"
+	"github.com/switchyard/switchyard/switch/registry"
+)
+
+// OfflineToken is the bearer token of the in-process admin API that tools use with
+// --data DIR (a stopped switch's data directory).
+const OfflineToken = "offline"
+
+// Offline is the admin API over a stopped switch's data directory, for the command-line
+// tools' --data mode. Every call acts as actor, with the admin role.
+type Offline struct {
+	Handler http.Handler
+	Journal *journal.Store
+	close   []func() error
+}
+
+// OpenOffline opens dir (which no running switch may hold) and serves the admin API on
+// it in-process.
+func OpenOffline(dir, actor string) (*Offline, error) {
+	db, err := OpenDB(dir, zerolog.Nop())
+	if err != nil {
+		return nil, err
+	}
+	o := &Offline{close: []func() error{db.Close}}
+	reg, err := registry.New(db, nil, registry.Options{Logger: zerolog.Nop()})
+	if err != nil {
+		o.Close()
+		return nil, fmt.Errorf("registry: %w", err)
+	}
+	o.close = append([]func() error{reg.Close}, o.close...)
+	j, err := journal.Open(db, journal.Options{})
+	if err != nil {
+		o.Close()
+		return nil, err
+	}
+	o.Journal = j
+	o.close = append([]func() error{j.Close}, o.close...)
+	auth, err := admin.NewAuthenticator([]admin.Token{{Token: OfflineToken, Principal: admin.Principal{Name: actor, Role: admin.RoleAdmin}}})
+	if err != nil {
+		o.Close()
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/api/v1/", registry.NewAPI(reg, auth))
+	mux.Handle("GET /api/v1/journal", auth.Require(journalAPI{j}, admin.RoleAdmin))
+	mux.Handle("GET /api/v1/journal/{rrn}", auth.Require(journalAPI{j}, admin.RoleAdmin))
+	o.Handler = mux
+	return o, nil
+}
+
+// Close closes what OpenOffline opened.
+func (o *Offline) Close() error {
+	var first error
+	for _, f := range o.close {
+		if err := f(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
