@@ -1,0 +1,179 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/switchyard/switchyard/switch/cli"
+	"github.com/switchyard/switchyard/switch/config"
+	"github.com/switchyard/switchyard/switch/message"
+	"github.com/switchyard/switchyard/switch/server"
+	"github.com/switchyard/switchyard/switch/termclient"
+)
+
+const (
+	tokOperator  = "demo-operator-7Kq2"
+	tokReviewer  = "demo-reviewer-3Xm9"
+	tokReviewer2 = "demo-reviewer2-Lp4w"
+	tokAnalyst   = "demo-analyst-8Rt5"
+	tokAdmin     = "demo-admin-1Hz6"
+)
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type fixture struct {
+	t    *testing.T
+	s    *server.Server
+	dir  string
+	logs *syncBuffer
+	c    *termclient.Client
+}
+
+func demoConfig(t *testing.T, dir string) *config.Config {
+	c := config.Demo()
+	c.DataDir = dir
+	c.Admin.Addr = "127.0.0.1:0"
+	c.Listeners[0].Addr = "127.0.0.1:0"
+	c.Listeners[1].Addr = "127.0.0.1:0"
+	c.Shutdown.DrainTimeout = config.Duration(5 * time.Second)
+	c.RulesDir = "../../rules"
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func startDemo(t *testing.T, mutate func(*config.Config)) *fixture {
+	t.Helper()
+	f := &fixture{t: t, dir: t.TempDir(), logs: &syncBuffer{}}
+	c := demoConfig(t, f.dir)
+	if mutate != nil {
+		mutate(c)
+		c.ApplyDefaults()
+		if err := c.Validate(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := server.New(c, zerolog.New(f.logs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	f.s = s
+	f.c, err = termclient.Dial(s.ListenerAddr("ascii"), message.DialectASCII, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.c.Close() })
+	return f
+}
+
+// send sends tx on the fixture's connection and decodes the answer.
+func (f *fixture) send(tx termclient.Txn) termclient.Result {
+	f.t.Helper()
+	return sendOn(f.t, f.c, tx, nil)
+}
+
+func sendOn(t *testing.T, c *termclient.Client, tx termclient.Txn, mac message.MACFunc) termclient.Result {
+	t.Helper()
+	m, err := termclient.Build(tx, message.DialectASCII)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	resp, err := c.Send(ctx, m, mac)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := termclient.Decode(resp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// cli runs a switchyard command against the fixture's admin API.
+func (f *fixture) cli(token string, args ...string) (string, int) {
+	f.t.Helper()
+	var out, errb bytes.Buffer
+	args = append(args, "--admin", "http://"+f.s.AdminAddr(), "--token", token)
+	code := cli.Main(&cli.Env{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb, Getenv: func(string) string { return "" }}, args)
+	return out.String() + errb.String(), code
+}
+
+// changeID finds "CHG-n" in a CLI answer.
+func changeID(t *testing.T, out string) string {
+	t.Helper()
+	i := strings.Index(out, "CHG-")
+	if i < 0 {
+		t.Fatalf("no change ID in %q", out)
+	}
+	j := i + 4
+	for j < len(out) && out[j] >= '0' && out[j] <= '9' {
+		j++
+	}
+	return out[i:j]
+}
+
+// requestAndApprove requests a change as the operator and approves it as a reviewer.
+func (f *fixture) requestAndApprove(args ...string) {
+	f.t.Helper()
+	out, code := f.cli(tokOperator, args...)
+	if code != 0 {
+		f.t.Fatalf("%v: %s", args, out)
+	}
+	id := changeID(f.t, out)
+	if out, code := f.cli(tokReviewer, "change", "approve", id); code != 0 {
+		f.t.Fatalf("approve %s: %s", id, out)
+	}
+}
+
+var t1Identity = [][2]string{{"DI", "SN-T0000001"}, {"SI", "89860000000000000001"}, {"IM", "860000000000001"}, {"GL", "39.904200,116.407400"}, {"AV", "1.0.0"}}
+
+// pos returns a purchase from T0000001 with its identity; edit changes one tag.
+func pos(amount int64, edit ...[2]string) termclient.Txn {
+	tags := append([][2]string(nil), t1Identity...)
+	for _, e := range edit {
+		found := false
+		for i := range tags {
+			if tags[i][0] == e[0] {
+				found = true
+				if e[1] == "-" {
+					tags = append(tags[:i], tags[i+1:]...)
+				} else {
+					tags[i][1] = e[1]
+				}
+				break
+			}
+		}
+		if !found && e[1] != "-" {
+			tags = append(tags, e)
+		}
+	}
+	return termclient.Txn{PAN: "4761739001010119", Amount: amount, Expiry: "2912", TID: "T0000001", MID: "000000000000001", TLV: tags}
+}
+
+var _ = io.Discard
