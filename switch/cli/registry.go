@@ -4,6 +4,7 @@ import (
 	"os/user"
 
 	"github.com/switchyard/switchyard/switch/admin"
+	"github.com/switchyard/switchyard/switch/config"
 	"github.com/switchyard/switchyard/switch/registry/regtool"
 	"github.com/switchyard/switchyard/switch/server"
 )
@@ -43,7 +44,11 @@ func adminClient(env *Env, args []string) (*admin.Client, []string, func(), erro
 			actor = "local"
 		}
 	}
-	off, err := server.OpenOffline(conn.DataDir, actor)
+	tz := env.Getenv("SWITCHYARD_TIMEZONE")
+	if tz == "" {
+		tz = config.Demo().Timezone
+	}
+	off, err := server.OpenOffline(conn.DataDir, actor, tz)
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -20,6 +20,7 @@ import (
 //	j/T/<tid>/<nanos><rrn>             terminal index
 //	j/M/<mid>/<nanos><rrn>             merchant index
 //	j/D/<tid>/<stan>/<de7>             duplicate index -> RRN
+//	j/x/<rrn>                          delivery of the response: state byte + unix nanos
 //	j/B/<tid>                          time of the terminal's last batch close
 //	j/ckpt                             recovery checkpoint: no record below this RRN is open
 //	j/seq/rrn                          RRN sequence
@@ -30,6 +31,7 @@ const (
 	prefixMerch  = "j/M/"
 	keyRRNSeq    = "j/seq/rrn"
 	prefixDup    = "j/D/"
+	prefixDeliv  = "j/x/"
 	prefixBatch  = "j/B/"
 	keyCkpt      = "j/ckpt"
 )
@@ -291,12 +293,63 @@ func (s *Store) Get(rrn string) (*Record, error) {
 		if err != nil {
 			return err
 		}
-		return item.Value(rec.UnmarshalBinary)
+		if err := item.Value(rec.UnmarshalBinary); err != nil {
+			return err
+		}
+		return mergeDelivery(txn, &rec)
 	})
 	if err != nil {
 		return nil, err
 	}
 	return &rec, nil
+}
+
+// MarkDelivery records whether the response of rrn reached the terminal. It is kept
+// apart from the record (and merged into it on reading), so that it never races with
+// later updates of the record; it is written with the next group, not waited for.
+func (s *Store) MarkDelivery(rrn string, delivered bool, at time.Time) error {
+	v := make([]byte, 9)
+	if delivered {
+		v[0] = 1
+	}
+	binary.BigEndian.PutUint64(v[1:], uint64(at.UnixNano()))
+	req := &writeReq{kv: [][2][]byte{{[]byte(prefixDeliv + rrn), v}}}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return ErrClosed
+	}
+	s.reqs <- req
+	return nil
+}
+
+func mergeDelivery(txn *badger.Txn, rec *Record) error {
+	item, err := txn.Get([]byte(prefixDeliv + rec.RRN))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return item.Value(func(v []byte) error {
+		if len(v) != 9 {
+			return nil
+		}
+		st := StateUndeliver
+		if v[0] == 1 {
+			st = StateResponded
+		}
+		at := time.Unix(0, int64(binary.BigEndian.Uint64(v[1:]))).UTC()
+		// Keep the events in time order; the state is the delivery unless a later
+		// event (a reversal) came after it.
+		i := len(rec.Events)
+		for i > 0 && rec.Events[i-1].At.After(at) {
+			i--
+		}
+		rec.Events = append(rec.Events[:i], append([]Event{{State: st, At: at}}, rec.Events[i:]...)...)
+		rec.State = rec.Events[len(rec.Events)-1].State
+		return nil
+	})
 }
 
 // Scan calls fn for each record matching q, in receive-time order, until fn returns
@@ -350,6 +403,9 @@ func (s *Store) Scan(ctx context.Context, q Query, fn func(*Record) bool) error 
 			var rec Record
 			if err := item.Value(rec.UnmarshalBinary); err != nil {
 				return fmt.Errorf("journal: decode record %s: %w", rrn, err)
+			}
+			if err := mergeDelivery(txn, &rec); err != nil {
+				return err
 			}
 			if !matches(&rec, q) {
 				continue
@@ -498,6 +554,9 @@ func (s *Store) ScanFrom(ctx context.Context, rrn string, fn func(*Record) bool)
 			var rec Record
 			if err := it.Item().Value(rec.UnmarshalBinary); err != nil {
 				return fmt.Errorf("journal: decode record %s: %w", it.Item().Key(), err)
+			}
+			if err := mergeDelivery(txn, &rec); err != nil {
+				return err
 			}
 			if !fn(&rec) {
 				return nil

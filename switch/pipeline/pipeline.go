@@ -47,6 +47,8 @@ type Journal interface {
 	// LastBatch and CloseBatch keep each terminal's batch boundary.
 	LastBatch(tid string) (time.Time, error)
 	CloseBatch(ctx context.Context, tid string, at time.Time) error
+	// MarkDelivery records whether a response reached the terminal (not waited for).
+	MarkDelivery(rrn string, delivered bool, at time.Time) error
 	// Checkpoint, SetCheckpoint and ScanFrom serve crash recovery.
 	Checkpoint() (string, error)
 	SetCheckpoint(ctx context.Context, rrn string) error
@@ -621,23 +623,26 @@ func (p *Pipeline) respond(ctx context.Context, t *txn, rc, auth, by, reason str
 // sent records whether the response reached the terminal (not waited for: the outcome
 // is already durable). An approval that could not be delivered is reversed.
 func (p *Pipeline) sent(t *txn, delivered bool) {
-	state := journal.StateResponded
-	if !delivered {
-		state = journal.StateUndeliver
-		p.log.Warn().Str("rrn", t.rec.RRN).Str("tid", t.rec.TID).Str("rc", t.rec.RC).Msg("response could not be delivered to the terminal")
+	rec := &t.rec
+	if err := p.journal.MarkDelivery(rec.RRN, delivered, p.now().UTC()); err != nil {
+		p.log.Error().Err(err).Str("rrn", rec.RRN).Msg("journal write failed")
 	}
-	if !delivered && t.rec.Approved() && (t.rec.Type == "purchase" || t.rec.Type == "preauth" || t.rec.Type == "refund") {
-		l := &p.locks[lockIndex(t.rec.RRN)]
-		l.Lock()
-		t.rec.AddEvent(state, p.now().UTC(), "")
-		p.reverseOriginal(&t.rec, "switch:undelivered")
-		l.Unlock()
+	if delivered {
 		return
 	}
-	t.rec.AddEvent(state, p.now().UTC(), "")
-	if err := p.write(context.Background(), t, false); err != nil {
-		p.log.Error().Err(err).Str("rrn", t.rec.RRN).Msg("journal write failed")
+	p.log.Warn().Str("rrn", rec.RRN).Str("tid", rec.TID).Str("rc", rec.RC).Msg("response could not be delivered to the terminal")
+	if !rec.Approved() || (rec.Type != "purchase" && rec.Type != "preauth" && rec.Type != "refund") {
+		return
 	}
+	l := &p.locks[lockIndex(rec.RRN)]
+	l.Lock()
+	defer l.Unlock()
+	cur, err := p.journal.Get(rec.RRN)
+	if err != nil {
+		p.log.Error().Err(err).Str("rrn", rec.RRN).Msg("undelivered approval: record not readable; NOT reversed")
+		return
+	}
+	p.reverseOriginal(cur, "switch:undelivered")
 }
 
 func (p *Pipeline) write(ctx context.Context, t *txn, durable bool) error {

@@ -3,6 +3,7 @@ package server
 import (
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -25,7 +26,7 @@ type Offline struct {
 
 // OpenOffline opens dir (which no running switch may hold) and serves the admin API on
 // it in-process.
-func OpenOffline(dir, actor string) (*Offline, error) {
+func OpenOffline(dir, actor, tz string) (*Offline, error) {
 	db, err := OpenDB(dir, zerolog.Nop())
 	if err != nil {
 		return nil, err
@@ -53,6 +54,19 @@ func OpenOffline(dir, actor string) (*Offline, error) {
 	mux.Handle("/api/v1/", registry.NewAPI(reg, auth))
 	mux.Handle("GET /api/v1/journal", auth.Require(journalAPI{j}, admin.RoleAdmin))
 	mux.Handle("GET /api/v1/journal/{rrn}", auth.Require(journalAPI{j}, admin.RoleAdmin))
+	mux.Handle("GET /api/v1/settlement", auth.Require(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		loc, err := time.LoadLocation(tz)
+		if err != nil {
+			admin.WriteError(w, http.StatusBadRequest, err)
+			return
+		}
+		rep, err := Settle(r.Context(), j, r.URL.Query().Get("date"), loc)
+		if err != nil {
+			admin.WriteError(w, http.StatusBadRequest, err)
+			return
+		}
+		admin.WriteJSON(w, http.StatusOK, rep)
+	}), admin.RoleAdmin))
 	o.Handler = mux
 	return o, nil
 }

@@ -1,0 +1,344 @@
+package hsm
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/switchyard/switchyard/hsm/kcv"
+	"github.com/switchyard/switchyard/hsm/tr31"
+)
+
+// KeyType is the role of a key. Each type has exactly one purpose, enforced through
+// the TR-31 key usage and mode of use of the key's LMK key block.
+type KeyType string
+
+// The key types.
+const (
+	TMK KeyType = "TMK" // terminal master key: KEK for a terminal's working keys (K0)
+	ZMK KeyType = "ZMK" // zone master key: KEK shared with another party (K0)
+	TPK KeyType = "TPK" // terminal PIN key (P0)
+	ZPK KeyType = "ZPK" // zone PIN key (P0)
+	TAK KeyType = "TAK" // terminal MAC key (M3 retail or M6 CMAC)
+	ZAK KeyType = "ZAK" // zone MAC key (M3 retail or M6 CMAC)
+	BDK KeyType = "BDK" // DUKPT base derivation key (B0)
+	CVK KeyType = "CVK" // card verification key pair A|B (C0)
+	DEK KeyType = "DEK" // data encryption key (D0)
+)
+
+// KeyTypes lists every key type.
+var KeyTypes = []KeyType{TMK, ZMK, TPK, ZPK, TAK, ZAK, BDK, CVK, DEK}
+
+// Valid reports whether t is a known key type.
+func (t KeyType) Valid() bool {
+	for _, k := range KeyTypes {
+		if t == k {
+			return true
+		}
+	}
+	return false
+}
+
+// IsKEK reports whether keys of type t encrypt other keys (TMK, ZMK).
+func (t KeyType) IsKEK() bool { return t == TMK || t == ZMK }
+
+// Algorithm is a key's cipher and length.
+type Algorithm string
+
+// The key algorithms.
+const (
+	TDES2KEY Algorithm = "TDES-2KEY" // 16 bytes
+	TDES3KEY Algorithm = "TDES-3KEY" // 24 bytes
+	AES128   Algorithm = "AES-128"
+	AES192   Algorithm = "AES-192"
+	AES256   Algorithm = "AES-256"
+)
+
+// KeyLength returns the key length in bytes, or 0 for an unknown algorithm.
+func (a Algorithm) KeyLength() int {
+	switch a {
+	case TDES2KEY, AES128:
+		return 16
+	case TDES3KEY, AES192:
+		return 24
+	case AES256:
+		return 32
+	}
+	return 0
+}
+
+// IsAES reports whether a is an AES algorithm.
+func (a Algorithm) IsAES() bool { return strings.HasPrefix(string(a), "AES") }
+
+// KCVMethod returns the KCV method for keys of algorithm a.
+func (a Algorithm) KCVMethod() kcv.Method {
+	if a.IsAES() {
+		return kcv.MethodCMAC
+	}
+	return kcv.MethodTDES
+}
+
+// ParseAlgorithm accepts the Algorithm names case-insensitively, plus "tdes" (2-key
+// TDES) and "aes" (AES-128).
+func ParseAlgorithm(s string) (Algorithm, error) {
+	switch strings.ToUpper(strings.TrimSpace(s)) {
+	case "", "TDES", "TDES-2KEY", "TDES2", "2TDEA":
+		return TDES2KEY, nil
+	case "TDES-3KEY", "TDES3", "3TDEA":
+		return TDES3KEY, nil
+	case "AES", "AES-128", "AES128":
+		return AES128, nil
+	case "AES-192", "AES192":
+		return AES192, nil
+	case "AES-256", "AES256":
+		return AES256, nil
+	}
+	return "", fmt.Errorf("%w: unknown key algorithm %q (want TDES-2KEY, TDES-3KEY, AES-128, AES-192 or AES-256)", ErrInput, s)
+}
+
+// MACAlgorithm is the MAC algorithm of a TAK or ZAK.
+type MACAlgorithm string
+
+// The MAC algorithms; MACs are truncated to MACLength bytes.
+const (
+	MACRetail MACAlgorithm = "retail" // ISO 9797-1 algorithm 3, padding method 1 (TDES-2KEY)
+	MACCMAC   MACAlgorithm = "cmac"   // CMAC (TDES or AES)
+)
+
+// Status is the lifecycle state of a key version.
+type Status string
+
+// The key statuses.
+const (
+	StatusActive     Status = "active"     // usable between its activation and expiry
+	StatusSuperseded Status = "superseded" // replaced; usable for decrypt/verify until GraceUntil
+	StatusRevoked    Status = "revoked"    // never usable again
+)
+
+// KeyRecord is a stored key version: its metadata and the key itself as a TR-31
+// version D key block under the LMK. It never holds clear key bytes.
+type KeyRecord struct {
+	ID           string       `json:"id"`                      // key ID
+	Version      int          `json:"version"`                 // 1, 2, ... without gaps
+	Type         KeyType      `json:"type"`                    // the key's one purpose
+	Algorithm    Algorithm    `json:"algorithm"`               // cipher and length
+	MACAlgorithm MACAlgorithm `json:"mac_algorithm,omitempty"` // TAK/ZAK only
+	Owner        string       `json:"owner,omitempty"`         // terminal ID, issuer ID, or KSN prefix (BDK)
+	KCV          string       `json:"kcv"`                     // 6 hex digits
+	KCVMethod    kcv.Method   `json:"kcv_method"`              // how KCV was computed
+	Status       Status       `json:"status"`                  // active or revoked as stored; superseded as returned
+	ActivateAt   time.Time    `json:"activate_at"`             // usable from
+	ExpiresAt    time.Time    `json:"expires_at,omitzero"`     // usable until (zero: no expiry)
+	GraceUntil   time.Time    `json:"grace_until,omitzero"`    // once superseded, inbound use until
+	CreatedAt    time.Time    `json:"created_at"`              // when stored
+	CreatedBy    string       `json:"created_by"`              // the actor who stored it
+	// Block is the key as a TR-31 version D key block under the LMK. Its header binds
+	// the usage and mode of use, the KCV (optional block KC) and ID and version
+	// (optional block LB).
+	Block string `json:"block"`
+}
+
+// Ref returns the record's handle with its explicit version.
+func (r KeyRecord) Ref() KeyRef { return KeyRef{ID: r.ID, Version: r.Version} }
+
+// Purpose says what an operation does with a key, for usability checks.
+type Purpose int
+
+// The purposes.
+const (
+	// Outbound operations encrypt or generate: only the current version may be used.
+	Outbound Purpose = iota
+	// Inbound operations decrypt or verify: a superseded version within its grace
+	// window may be used too.
+	Inbound
+	// Distribute is exporting a key or reading its check value: any version that is
+	// neither revoked nor expired, including one not yet active.
+	Distribute
+)
+
+// Usable checks that the record can be used at now for purpose p.
+func (r KeyRecord) Usable(now time.Time, p Purpose) error {
+	ref := r.Ref()
+	if p == Distribute {
+		if r.Status == StatusRevoked {
+			return fmt.Errorf("%w: %s is revoked", ErrKeyNotUsable, ref)
+		}
+		if !r.ExpiresAt.IsZero() && !now.Before(r.ExpiresAt) {
+			return fmt.Errorf("%w: %s expired at %s", ErrKeyNotUsable, ref, r.ExpiresAt.UTC().Format(time.RFC3339))
+		}
+		return nil
+	}
+	switch r.Status {
+	case StatusActive:
+	case StatusSuperseded:
+		if p != Inbound {
+			return fmt.Errorf("%w: %s is superseded by a newer version", ErrKeyNotUsable, ref)
+		}
+		if !now.Before(r.GraceUntil) {
+			return fmt.Errorf("%w: %s is superseded and its grace window ended at %s", ErrKeyNotUsable, ref, r.GraceUntil.UTC().Format(time.RFC3339))
+		}
+	case StatusRevoked:
+		return fmt.Errorf("%w: %s is revoked", ErrKeyNotUsable, ref)
+	default:
+		return fmt.Errorf("%w: %s has unknown status %q", ErrKeyNotUsable, ref, r.Status)
+	}
+	if now.Before(r.ActivateAt) {
+		return fmt.Errorf("%w: %s is not active until %s", ErrKeyNotUsable, ref, r.ActivateAt.UTC().Format(time.RFC3339))
+	}
+	if !r.ExpiresAt.IsZero() && !now.Before(r.ExpiresAt) {
+		return fmt.Errorf("%w: %s expired at %s", ErrKeyNotUsable, ref, r.ExpiresAt.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// AuditEvent is one key event for the audit log: who did what to which key. It
+// never holds key bytes.
+type AuditEvent struct {
+	Actor   string `json:"actor"`              // who: the admin principal or a system part
+	Action  string `json:"action"`             // generate, form, import, export, rotate, revoke, ...
+	KeyID   string `json:"key_id,omitempty"`   // which key
+	Version int    `json:"version,omitempty"`  // which version
+	KeyType string `json:"key_type,omitempty"` // its type
+	KCV     string `json:"kcv,omitempty"`      // its KCV
+	Detail  string `json:"detail,omitempty"`   // free text, never key material
+}
+
+// PutRequest asks a KeyStore to store a new key version.
+type PutRequest struct {
+	Record KeyRecord // the new version
+	// SupersedeGraceUntil, for a new version of an existing ID, is when the version it
+	// supersedes stops being usable for decryption and verification (zero: at once).
+	SupersedeGraceUntil time.Time
+	Event               AuditEvent // appended to the audit log in the same transaction
+}
+
+// KeyStore keeps key records (keys under the LMK), DUKPT counters and the key audit
+// log. package keys implements it on Badger.
+type KeyStore interface {
+	// Key returns the record for ref; version 0 means the current version (the newest
+	// active version that is activated and not expired). Errors wrap ErrKeyNotFound
+	// or ErrKeyNotUsable.
+	Key(ctx context.Context, ref KeyRef) (KeyRecord, error)
+	// GraceVersions returns the superseded versions of id still within their grace
+	// window, newest first.
+	GraceVersions(ctx context.Context, id string) ([]KeyRecord, error)
+	// BDKForKSN returns the current version of the BDK whose KSN prefix (owner) is the
+	// longest prefix of ksn (hex).
+	BDKForKSN(ctx context.Context, ksn string) (KeyRecord, error)
+	// NextVersion returns the version number a new version of id would get (1 for a
+	// new ID) and, for an existing ID, its type.
+	NextVersion(ctx context.Context, id string) (int, KeyType, error)
+	// Put durably stores a new key version with its audit event. It fails with
+	// ErrKeyExists if the version exists, and with ErrDemoKey for a public demo key
+	// outside demo mode.
+	Put(ctx context.Context, req PutRequest) error
+	// Audit durably appends an event that changes no record (e.g. an export).
+	Audit(ctx context.Context, ev AuditEvent) error
+	// AdvanceDUKPTCounter durably records counter for a DUKPT device (its KSN minus
+	// the counter); it fails with ErrReplay unless counter is above the last one.
+	AdvanceDUKPTCounter(ctx context.Context, device string, counter uint32) error
+	// BindLMK records the KCV of the LMK on first use and afterwards fails unless kcv
+	// is the recorded one (so keys are never read under the wrong LMK).
+	BindLMK(ctx context.Context, kcv string) error
+}
+
+var idRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// CheckKeyID checks that id is 1-64 characters of letters, digits, '.', '_' and '-',
+// starting with a letter or digit.
+func CheckKeyID(id string) error {
+	if !idRE.MatchString(id) {
+		return fmt.Errorf("%w: key ID %q must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit", ErrInput, id)
+	}
+	return nil
+}
+
+// Profile is the TR-31 header that keys of one type and algorithm carry.
+type Profile struct {
+	Usage         string // TR-31 key usage, e.g. "P0"
+	Algorithm     byte   // TR-31 algorithm: 'T' or 'A'
+	ModeOfUse     byte   // TR-31 mode of use
+	Exportability byte   // TR-31 exportability: 'E', 'N' or 'S'
+}
+
+// ProfileFor returns the TR-31 profile of a key type with an algorithm (and, for
+// TAK/ZAK, a MAC algorithm), or an error for a combination that is not allowed.
+func ProfileFor(t KeyType, alg Algorithm, macAlg MACAlgorithm) (Profile, error) {
+	if alg.KeyLength() == 0 {
+		return Profile{}, fmt.Errorf("%w: unknown algorithm %q", ErrInput, alg)
+	}
+	a := tr31.AlgTDES
+	if alg.IsAES() {
+		a = tr31.AlgAES
+	}
+	switch t {
+	case TMK, ZMK:
+		return Profile{tr31.UsageKEK, a, tr31.ModeEncDec, tr31.ExportTrusted}, nil
+	case TPK, ZPK:
+		return Profile{tr31.UsagePIN, a, tr31.ModeEncDec, tr31.ExportSensitive}, nil
+	case TAK, ZAK:
+		switch macAlg {
+		case MACRetail:
+			if alg != TDES2KEY {
+				return Profile{}, fmt.Errorf("%w: the retail MAC (ISO 9797-1 algorithm 3) needs a TDES-2KEY key, not %s", ErrInput, alg)
+			}
+			return Profile{tr31.UsageMACAlg3, a, tr31.ModeMAC, tr31.ExportSensitive}, nil
+		case MACCMAC:
+			return Profile{tr31.UsageMACCMAC, a, tr31.ModeMAC, tr31.ExportSensitive}, nil
+		}
+		return Profile{}, fmt.Errorf("%w: %s needs a MAC algorithm (retail or cmac), got %q", ErrInput, t, macAlg)
+	case BDK:
+		return Profile{tr31.UsageBDK, a, tr31.ModeDerive, tr31.ExportTrusted}, nil
+	case CVK:
+		if alg != TDES2KEY {
+			return Profile{}, fmt.Errorf("%w: a CVK is a TDES-2KEY pair (CVK A|B), not %s", ErrInput, alg)
+		}
+		return Profile{tr31.UsageCVK, a, tr31.ModeMAC, tr31.ExportTrusted}, nil
+	case DEK:
+		return Profile{tr31.UsageData, a, tr31.ModeEncDec, tr31.ExportTrusted}, nil
+	}
+	return Profile{}, fmt.Errorf("%w: unknown key type %q", ErrInput, t)
+}
+
+// Normalize fills in the defaults of a KeySpec (algorithm TDES-2KEY; MAC algorithm
+// retail for TDES-2KEY TAK/ZAK, cmac otherwise) and checks it.
+func (s *KeySpec) Normalize() error {
+	if err := CheckKeyID(s.ID); err != nil {
+		return err
+	}
+	if !s.Type.Valid() {
+		return fmt.Errorf("%w: unknown key type %q (want one of %v)", ErrInput, s.Type, KeyTypes)
+	}
+	if s.Algorithm == "" {
+		s.Algorithm = TDES2KEY
+	}
+	if s.Algorithm.KeyLength() == 0 {
+		return fmt.Errorf("%w: unknown algorithm %q", ErrInput, s.Algorithm)
+	}
+	if s.Type == TAK || s.Type == ZAK {
+		if s.MACAlgorithm == "" {
+			s.MACAlgorithm = MACCMAC
+			if s.Algorithm == TDES2KEY {
+				s.MACAlgorithm = MACRetail
+			}
+		}
+	} else if s.MACAlgorithm != "" {
+		return fmt.Errorf("%w: a MAC algorithm is only for TAK and ZAK, not %s", ErrInput, s.Type)
+	}
+	if s.Type == BDK && s.Owner != "" {
+		if len(s.Owner) > 23 || strings.Trim(strings.ToUpper(s.Owner), "0123456789ABCDEF") != "" {
+			return fmt.Errorf("%w: a BDK's owner is its KSN prefix, up to 23 hex digits; got %q", ErrInput, s.Owner)
+		}
+		s.Owner = strings.ToUpper(s.Owner)
+	}
+	if s.Grace < 0 {
+		return fmt.Errorf("%w: negative grace %s", ErrInput, s.Grace)
+	}
+	if !s.ExpiresAt.IsZero() && !s.ActivateAt.IsZero() && !s.ExpiresAt.After(s.ActivateAt) {
+		return fmt.Errorf("%w: expiry %s is not after activation %s", ErrInput, s.ExpiresAt.Format(time.RFC3339), s.ActivateAt.Format(time.RFC3339))
+	}
+	_, err := ProfileFor(s.Type, s.Algorithm, s.MACAlgorithm)
+	return err
+}

@@ -1,0 +1,210 @@
+package keys_test
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/switchyard/switchyard/hsm"
+	"github.com/switchyard/switchyard/hsm/kcv"
+	"github.com/switchyard/switchyard/hsm/tr31"
+	"github.com/switchyard/switchyard/keys"
+	"github.com/switchyard/switchyard/switch/admin"
+)
+
+type apiEnv struct {
+	store  *keys.Store
+	hsm    *hsm.Software
+	h      http.Handler
+	admin  *admin.Client
+	op     *admin.Client
+	noauth *admin.Client
+}
+
+func newAPIEnv(t *testing.T) *apiEnv {
+	t.Helper()
+	db, err := badger.Open(badger.DefaultOptions(t.TempDir()).WithLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	store, err := keys.NewStore(db, keys.Options{Demo: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := hsm.NewSoftware(context.Background(), store, keys.DemoLMK(), hsm.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := keys.LoadDemo(context.Background(), store, h); err != nil {
+		t.Fatal(err)
+	}
+	auth, err := admin.NewAuthenticator([]admin.Token{
+		{Token: "admin-token", Principal: admin.Principal{Name: "alice", Role: admin.RoleAdmin}},
+		{Token: "op-token", Principal: admin.Principal{Name: "bob", Role: admin.RoleOperator}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	handler := keys.NewAPI(store, h, auth)
+	return &apiEnv{store: store, hsm: h, h: handler,
+		admin:  &admin.Client{Handler: handler, Token: "admin-token"},
+		op:     &admin.Client{Handler: handler, Token: "op-token"},
+		noauth: &admin.Client{Handler: handler}}
+}
+
+func status(err error) int {
+	var ae *admin.APIError
+	if errors.As(err, &ae) {
+		return ae.Status
+	}
+	return 0
+}
+
+func TestAPIAuth(t *testing.T) {
+	e := newAPIEnv(t)
+	ctx := context.Background()
+	if err := e.noauth.Do(ctx, "GET", "/api/v1/keys", nil, nil); status(err) != 401 {
+		t.Fatalf("no token: %v", err)
+	}
+	if err := e.op.Do(ctx, "GET", "/api/v1/keys", nil, nil); status(err) != 403 {
+		t.Fatalf("operator: %v", err)
+	}
+	if err := e.op.Do(ctx, "POST", "/api/v1/keys/generate", keys.GenerateRequest{SpecRequest: keys.SpecRequest{ID: "x.ZPK", Type: "ZPK"}}, nil); status(err) != 403 {
+		t.Fatalf("operator generate: %v", err)
+	}
+	var l keys.KeyList
+	if err := e.admin.Do(ctx, "GET", "/api/v1/keys", nil, &l); err != nil || len(l.Keys) != len(keys.DemoKeys) {
+		t.Fatalf("admin list: %d keys, %v", len(l.Keys), err)
+	}
+}
+
+func TestAPIKeyLifecycle(t *testing.T) {
+	e := newAPIEnv(t)
+	ctx := context.Background()
+	// Generate a TPK for a terminal, delivered under its TMK as HEXKEY:KCV.
+	var res hsm.KeyResult
+	err := e.admin.Do(ctx, "POST", "/api/v1/keys/generate", keys.GenerateRequest{
+		SpecRequest: keys.SpecRequest{ID: "T0000001.TPK2", Type: "tpk", Owner: "T0000001"},
+		Export:      &keys.ExportTarget{KEK: "T0000001.TMK", Format: "ecb"},
+	}, &res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Ref.Version != 1 || !strings.HasSuffix(res.Exported, ":"+res.KCV) {
+		t.Fatalf("generate: %+v", res)
+	}
+	// Rotate with a grace window, then export the new version under the ZMK.
+	var rot hsm.KeyResult
+	if err := e.admin.Do(ctx, "POST", "/api/v1/keys/T0000001.TPK2/rotate", keys.RotateRequest{Grace: "12h"}, &rot); err != nil {
+		t.Fatal(err)
+	}
+	if rot.Ref.Version != 2 || rot.Type != hsm.TPK || rot.KCV == res.KCV {
+		t.Fatalf("rotate: %+v", rot)
+	}
+	var one keys.KeyList
+	if err := e.admin.Do(ctx, "GET", "/api/v1/keys/T0000001.TPK2", nil, &one); err != nil || len(one.Keys) != 2 {
+		t.Fatalf("versions: %v %v", one, err)
+	}
+	if one.Keys[0].Status != hsm.StatusSuperseded || one.Keys[0].GraceUntil.IsZero() || one.Keys[1].Status != hsm.StatusActive {
+		t.Fatalf("after rotation: %+v", one.Keys)
+	}
+	var ex keys.ExportResponse
+	if err := e.admin.Do(ctx, "POST", "/api/v1/keys/demo.ZPK/export", keys.ExportRequest{ExportTarget: keys.ExportTarget{KEK: "demo.ZMK"}}, &ex); err != nil {
+		t.Fatal(err)
+	}
+	zmk, _ := hex.DecodeString("9BB091DF6B6162D3947AA46EDCFB312A")
+	_, k, err := tr31.Unwrap(zmk, ex.Block)
+	if err != nil || strings.ToUpper(hex.EncodeToString(k)) != "0DCE67517CFD3467CD514FFD137AEA20" {
+		t.Fatalf("exported ZPK: %v", err)
+	}
+	// Import that block back as another key, with its KCV.
+	var imp hsm.KeyResult
+	err = e.admin.Do(ctx, "POST", "/api/v1/keys/import", keys.ImportRequest{SpecRequest: keys.SpecRequest{ID: "partner.ZPK", Type: "ZPK", Owner: "partner"}, KEK: "demo.ZMK", TR31: ex.Block, KCV: "782780"}, &imp)
+	if err != nil || imp.KCV != "782780" {
+		t.Fatalf("import: %+v %v", imp, err)
+	}
+	// Form from components (the ceremony path).
+	var formed hsm.KeyResult
+	err = e.admin.Do(ctx, "POST", "/api/v1/keys/form", keys.FormRequest{SpecRequest: keys.SpecRequest{ID: "cer.ZMK", Type: "ZMK", Owner: "acq"},
+		Components: []string{"0123456789ABCDEF0123456789ABCDEF", "1111111111111111EEEEEEEEEEEEEEEE"}}, &formed)
+	if err != nil || len(formed.ComponentKCVs) != 2 {
+		t.Fatalf("form: %+v %v", formed, err)
+	}
+	var chk hsm.KeyCheck
+	if err := e.admin.Do(ctx, "GET", "/api/v1/keys/cer.ZMK/kcv", nil, &chk); err != nil || chk.KCV != formed.KCV || chk.Method != kcv.MethodTDES {
+		t.Fatalf("kcv: %+v %v", chk, err)
+	}
+	// Revoke; errors map to statuses.
+	var info keys.KeyInfo
+	if err := e.admin.Do(ctx, "POST", "/api/v1/keys/cer.ZMK/status", keys.StatusRequest{Version: 1, Status: "revoked", Reason: "test"}, &info); err != nil || info.Status != hsm.StatusRevoked {
+		t.Fatalf("revoke: %+v %v", info, err)
+	}
+	cases := []struct {
+		method, path string
+		body         any
+		want         int
+	}{
+		{"GET", "/api/v1/keys/nope", nil, 404},
+		{"POST", "/api/v1/keys/generate", keys.GenerateRequest{SpecRequest: keys.SpecRequest{ID: "demo.ZPK", Type: "TAK"}}, 400},
+		{"POST", "/api/v1/keys/generate", keys.GenerateRequest{SpecRequest: keys.SpecRequest{ID: "x", Type: "BOGUS"}}, 400},
+		{"POST", "/api/v1/keys/generate", map[string]any{"id": "x", "type": "ZPK", "unknown": 1}, 400},
+		{"POST", "/api/v1/keys/generate", keys.GenerateRequest{SpecRequest: keys.SpecRequest{ID: "x", Type: "ZPK", Grace: "soon"}}, 400},
+		{"POST", "/api/v1/keys/demo.ZPK/export", keys.ExportRequest{ExportTarget: keys.ExportTarget{KEK: "T0000001.TPK"}}, 400},
+		{"POST", "/api/v1/keys/BDK.FFFF9876543210E/export", keys.ExportRequest{ExportTarget: keys.ExportTarget{KEK: "demo.ZMK", Format: "ecb"}}, 400},
+		{"POST", "/api/v1/keys/import", keys.ImportRequest{SpecRequest: keys.SpecRequest{ID: "y.ZPK", Type: "ZPK"}, KEK: "demo.ZMK", TR31: ex.Block, KCV: "000000"}, 400},
+		{"POST", "/api/v1/keys/form", keys.FormRequest{SpecRequest: keys.SpecRequest{ID: "y.ZMK", Type: "ZMK"}, Components: []string{"zz", "00"}}, 400},
+		{"GET", "/api/v1/keys/cer.ZMK/kcv", nil, 409},
+		{"GET", "/api/v1/keys/cer.ZMK/kcv?version=x", nil, 400},
+		{"POST", "/api/v1/keys/cer.ZMK/status", keys.StatusRequest{Version: 1, Status: "active"}, 400},
+	}
+	for _, c := range cases {
+		if err := e.admin.Do(ctx, c.method, c.path, c.body, nil); status(err) != c.want {
+			t.Errorf("%s %s: %v, want %d", c.method, c.path, err, c.want)
+		}
+	}
+	// The list never shows key material, and the audit log verifies and names alice.
+	rr := httptest.NewRecorder()
+	req := httptest.NewRequest("GET", "/api/v1/keys", nil)
+	req.Header.Set("Authorization", "Bearer admin-token")
+	e.h.ServeHTTP(rr, req)
+	body := rr.Body.String()
+	for _, d := range keys.DemoKeys {
+		if strings.Contains(strings.ToUpper(body), d.Hex) {
+			t.Fatalf("list shows the key of %s", d.ID)
+		}
+	}
+	if strings.Contains(body, `"block"`) || strings.Contains(body, `"D0`) {
+		t.Fatal("list shows LMK key blocks")
+	}
+	var vr keys.VerifyLogResponse
+	if err := e.admin.Do(ctx, "GET", "/api/v1/keys/audit/verify", nil, &vr); err != nil || !vr.OK || vr.Entries < 15 {
+		t.Fatalf("verify-log: %+v %v", vr, err)
+	}
+	var al keys.AuditList
+	if err := e.admin.Do(ctx, "GET", "/api/v1/keys/audit?from=1&limit=500", nil, &al); err != nil {
+		t.Fatal(err)
+	}
+	actions := map[string]bool{}
+	for _, en := range al.Entries {
+		if en.Actor == "alice" {
+			actions[en.Action] = true
+		}
+	}
+	for _, a := range []string{"generate", "rotate", "export", "import", "form", "revoke"} {
+		if !actions[a] {
+			t.Errorf("no %q event by alice in the audit log", a)
+		}
+	}
+	raw, _ := json.Marshal(al)
+	if strings.Contains(string(raw), "0DCE67517CFD3467CD514FFD137AEA20") {
+		t.Fatal("audit log holds a clear key")
+	}
+}

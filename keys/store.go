@@ -1,0 +1,548 @@
+// Package keys is the switch's key store: every key version is kept in Badger as a
+// TR-31 version D key block under the local master key (LMK, AES-256) with its
+// metadata (ID, type, purpose, owner, version, KCV, dates, status), together with
+// the per-device DUKPT transaction counters and a hash-chained, append-only audit log
+// of every key event. Store implements hsm.KeyStore; the software HSM unwraps keys.
+//
+// It also loads the LMK (from a file that only its owner can read, or from an
+// environment variable), loads the demo fleet's public test keys in demo mode and
+// refuses them otherwise, and serves the key-management admin API (NewAPI).
+//
+// Everything is stored under the Badger key prefix "keys/".
+package keys
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/rs/zerolog"
+
+	"github.com/switchyard/switchyard/hsm"
+)
+
+// Badger keys, all under "keys/".
+const (
+	prefix       = "keys/"
+	recPrefix    = prefix + "rec/"       // keys/rec/<id>/<version %010d> -> JSON hsm.KeyRecord
+	dukptPrefix  = prefix + "dukpt/"     // keys/dukpt/<device> -> uint32 big endian
+	auditPrefix  = prefix + "audit/e/"   // keys/audit/e/<seq %016d> -> JSON AuditEntry
+	auditHeadKey = prefix + "audit/head" // JSON {seq, hash} of the last entry
+	lmkKCVKey    = prefix + "meta/lmk-kcv"
+)
+
+// reservedIDs are path words of the admin API that cannot be key IDs.
+var reservedIDs = map[string]bool{"audit": true, "generate": true, "form": true, "import": true}
+
+// Options configure a Store.
+type Options struct {
+	// Demo allows the public demo test keys (and the demo LMK). Outside demo mode the
+	// store refuses to open when it holds one and refuses to store one.
+	Demo bool
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+	// Log receives key events (never key bytes); nil means no logging.
+	Log *zerolog.Logger
+}
+
+// Store is the Badger key store. It keeps all key records in memory too, so that
+// the hot path's lookups (Key, BDKForKSN) touch no disk and do not allocate. It is
+// safe for concurrent use; it assumes it is the only writer of "keys/" in the DB.
+type Store struct {
+	db   *badger.DB
+	demo bool
+	now  func() time.Time
+	log  zerolog.Logger
+
+	mu   sync.RWMutex
+	recs map[string][]hsm.KeyRecord // by ID, versions 1..n in order
+	bdks map[string]string          // KSN prefix (upper-case hex) -> BDK ID
+
+	writeMu sync.Mutex // serialises record and audit writes (one chain head)
+	dukptMu sync.Mutex // serialises DUKPT counter updates
+}
+
+var _ hsm.KeyStore = (*Store)(nil)
+
+// NewStore opens the key store in db (opened by the caller, shared with other
+// subsystems) and loads its records. Outside demo mode it fails if the store holds
+// a public demo key.
+func NewStore(db *badger.DB, opts Options) (*Store, error) {
+	if db == nil {
+		return nil, errors.New("key store: nil Badger DB")
+	}
+	s := &Store{db: db, demo: opts.Demo, now: opts.Now, recs: map[string][]hsm.KeyRecord{}, bdks: map[string]string{}}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if opts.Log != nil {
+		s.log = *opts.Log
+	} else {
+		s.log = zerolog.Nop()
+	}
+	err := db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(recPrefix), PrefetchValues: true})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			var r hsm.KeyRecord
+			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &r) }); err != nil {
+				return fmt.Errorf("key record %s: %w", it.Item().Key(), err)
+			}
+			s.recs[r.ID] = append(s.recs[r.ID], r)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("key store: load: %w", err)
+	}
+	for id, vs := range s.recs {
+		slices.SortFunc(vs, func(a, b hsm.KeyRecord) int { return a.Version - b.Version })
+		for i, r := range vs {
+			if r.Version != i+1 {
+				return nil, fmt.Errorf("key store: key %s: versions are not 1..%d (found v%d at position %d)", id, len(vs), r.Version, i+1)
+			}
+			if !s.demo {
+				if name, ok := DemoKeyByKCV(r.KCV); ok && r.Status != hsm.StatusRevoked {
+					return nil, fmt.Errorf("key store: %w: %s holds KCV %s of the public demo key %s; refusing to open outside demo mode (revoke it or use a data directory of its own for demo mode)", hsm.ErrDemoKey, r.Ref(), r.KCV, name)
+				}
+			}
+		}
+		s.indexBDK(vs[len(vs)-1])
+	}
+	return s, nil
+}
+
+// Demo reports whether the store is in demo mode.
+func (s *Store) Demo() bool { return s.demo }
+
+func recKey(id string, version int) []byte {
+	return fmt.Appendf(nil, "%s%s/%010d", recPrefix, id, version)
+}
+
+// indexBDK records a BDK's KSN prefix (its owner). Caller holds s.mu (or owns s).
+func (s *Store) indexBDK(r hsm.KeyRecord) {
+	if r.Type != hsm.BDK {
+		return
+	}
+	for p, id := range s.bdks {
+		if id == r.ID {
+			delete(s.bdks, p)
+		}
+	}
+	if r.Owner != "" {
+		s.bdks[r.Owner] = r.ID
+	}
+}
+
+// current returns the index of the current version in vs: the newest one that is
+// not revoked, is activated and is not expired; -1 if none.
+func current(vs []hsm.KeyRecord, now time.Time) int {
+	for i := len(vs) - 1; i >= 0; i-- {
+		r := vs[i]
+		if r.Status == hsm.StatusRevoked || now.Before(r.ActivateAt) {
+			continue
+		}
+		if !r.ExpiresAt.IsZero() && !now.Before(r.ExpiresAt) {
+			continue
+		}
+		return i
+	}
+	return -1
+}
+
+// Key implements hsm.KeyStore. A version older than the current one is returned
+// with status superseded.
+func (s *Store) Key(_ context.Context, ref hsm.KeyRef) (hsm.KeyRecord, error) {
+	now := s.now()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	vs := s.recs[ref.ID]
+	if len(vs) == 0 {
+		return hsm.KeyRecord{}, fmt.Errorf("%w: %s", hsm.ErrKeyNotFound, ref.ID)
+	}
+	cur := current(vs, now)
+	if ref.Version == 0 {
+		if cur < 0 {
+			return hsm.KeyRecord{}, fmt.Errorf("%w: key %s has no current version (%s)", hsm.ErrKeyNotUsable, ref.ID, describe(vs, now))
+		}
+		return vs[cur], nil
+	}
+	if ref.Version < 1 || ref.Version > len(vs) {
+		return hsm.KeyRecord{}, fmt.Errorf("%w: %s (the key has versions 1 to %d)", hsm.ErrKeyNotFound, ref, len(vs))
+	}
+	r := vs[ref.Version-1]
+	if r.Status == hsm.StatusActive && cur >= 0 && ref.Version-1 < cur {
+		r.Status = hsm.StatusSuperseded
+	}
+	return r, nil
+}
+
+// describe summarises why versions are not current, for errors.
+func describe(vs []hsm.KeyRecord, now time.Time) string {
+	var parts []string
+	for _, r := range vs {
+		switch {
+		case r.Status == hsm.StatusRevoked:
+			parts = append(parts, fmt.Sprintf("v%d revoked", r.Version))
+		case now.Before(r.ActivateAt):
+			parts = append(parts, fmt.Sprintf("v%d active from %s", r.Version, r.ActivateAt.UTC().Format(time.RFC3339)))
+		default:
+			parts = append(parts, fmt.Sprintf("v%d expired %s", r.Version, r.ExpiresAt.UTC().Format(time.RFC3339)))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// GraceVersions implements hsm.KeyStore.
+func (s *Store) GraceVersions(_ context.Context, id string) ([]hsm.KeyRecord, error) {
+	now := s.now()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	vs := s.recs[id]
+	if len(vs) == 0 {
+		return nil, fmt.Errorf("%w: %s", hsm.ErrKeyNotFound, id)
+	}
+	cur := current(vs, now)
+	var out []hsm.KeyRecord
+	for i := cur - 1; i >= 0; i-- {
+		r := vs[i]
+		if r.Status == hsm.StatusActive && now.Before(r.GraceUntil) {
+			r.Status = hsm.StatusSuperseded
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// BDKForKSN implements hsm.KeyStore: the BDK whose KSN prefix is the longest prefix
+// of ksn.
+func (s *Store) BDKForKSN(ctx context.Context, ksn string) (hsm.KeyRecord, error) {
+	k := strings.ToUpper(ksn)
+	s.mu.RLock()
+	id := ""
+	for l := len(k); l > 0 && id == ""; l-- {
+		id = s.bdks[k[:l]]
+	}
+	s.mu.RUnlock()
+	if id == "" {
+		return hsm.KeyRecord{}, fmt.Errorf("%w: no BDK has a KSN prefix matching KSN %s", hsm.ErrKeyNotFound, ksn)
+	}
+	return s.Key(ctx, hsm.KeyRef{ID: id})
+}
+
+// NextVersion implements hsm.KeyStore.
+func (s *Store) NextVersion(_ context.Context, id string) (int, hsm.KeyType, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	vs := s.recs[id]
+	if len(vs) == 0 {
+		return 1, "", nil
+	}
+	return len(vs) + 1, vs[0].Type, nil
+}
+
+// Put implements hsm.KeyStore.
+func (s *Store) Put(ctx context.Context, req hsm.PutRequest) error {
+	r := req.Record
+	if err := hsm.CheckKeyID(r.ID); err != nil {
+		return err
+	}
+	if reservedIDs[strings.ToLower(r.ID)] {
+		return fmt.Errorf("%w: key ID %q is reserved by the admin API", hsm.ErrInput, r.ID)
+	}
+	if !r.Type.Valid() || r.Block == "" || r.KCV == "" {
+		return fmt.Errorf("%w: key record %s is incomplete (type %q, KCV %q)", hsm.ErrInput, r.Ref(), r.Type, r.KCV)
+	}
+	if !s.demo {
+		if name, ok := DemoKeyByKCV(r.KCV); ok {
+			return fmt.Errorf("%w: %s has KCV %s, that of the public demo key %s; refusing outside demo mode", hsm.ErrDemoKey, r.Ref(), r.KCV, name)
+		}
+	}
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	s.mu.RLock()
+	vs := slices.Clone(s.recs[r.ID])
+	var bdkClash string
+	if r.Type == hsm.BDK && r.Owner != "" {
+		if id, ok := s.bdks[r.Owner]; ok && id != r.ID {
+			bdkClash = id
+		}
+	}
+	s.mu.RUnlock()
+	if r.Version != len(vs)+1 {
+		if r.Version <= len(vs) {
+			return fmt.Errorf("%w: %s (someone stored it first?)", hsm.ErrKeyExists, r.Ref())
+		}
+		return fmt.Errorf("%w: %s: the next version of %s is %d", hsm.ErrInput, r.Ref(), r.ID, len(vs)+1)
+	}
+	if len(vs) > 0 && vs[0].Type != r.Type {
+		return fmt.Errorf("%w: %s is a %s, a new version cannot be a %s", hsm.ErrInput, r.ID, vs[0].Type, r.Type)
+	}
+	if bdkClash != "" {
+		return fmt.Errorf("%w: BDK %s already uses KSN prefix %s", hsm.ErrInput, bdkClash, r.Owner)
+	}
+	var prev *hsm.KeyRecord
+	if cur := current(vs, s.now()); cur >= 0 && !req.SupersedeGraceUntil.IsZero() {
+		p := vs[cur]
+		p.GraceUntil = req.SupersedeGraceUntil.UTC()
+		prev = &p
+	}
+	err := s.update(func(txn *badger.Txn) error {
+		if _, err := txn.Get(recKey(r.ID, r.Version)); err == nil {
+			return fmt.Errorf("%w: %s", hsm.ErrKeyExists, r.Ref())
+		}
+		if err := setJSON(txn, recKey(r.ID, r.Version), r); err != nil {
+			return err
+		}
+		if prev != nil {
+			if err := setJSON(txn, recKey(prev.ID, prev.Version), prev); err != nil {
+				return err
+			}
+		}
+		return s.appendAudit(txn, req.Event)
+	})
+	if err != nil {
+		return fmt.Errorf("store key %s: %w", r.Ref(), err)
+	}
+	s.mu.Lock()
+	if prev != nil {
+		s.recs[r.ID][prev.Version-1] = *prev
+	}
+	s.recs[r.ID] = append(s.recs[r.ID], r)
+	s.indexBDK(r)
+	s.mu.Unlock()
+	s.log.Info().Str("key", r.Ref().String()).Str("type", string(r.Type)).Str("kcv", r.KCV).Str("actor", req.Event.Actor).Str("action", req.Event.Action).Msg("key version stored")
+	return nil
+}
+
+// update runs fn in a read-write transaction and syncs the DB so the write is durable.
+func (s *Store) update(fn func(txn *badger.Txn) error) error {
+	if err := s.db.Update(fn); err != nil {
+		return err
+	}
+	if err := s.db.Sync(); err != nil {
+		return fmt.Errorf("sync: %w", err)
+	}
+	return nil
+}
+
+func setJSON(txn *badger.Txn, key []byte, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return txn.Set(key, b)
+}
+
+// SetStatus changes the status of one key version (revoke, or re-activate a version
+// that is not revoked) and audits it.
+func (s *Store) SetStatus(ctx context.Context, ref hsm.KeyRef, st hsm.Status, detail string) (hsm.KeyRecord, error) {
+	if st != hsm.StatusActive && st != hsm.StatusRevoked {
+		return hsm.KeyRecord{}, fmt.Errorf("%w: status %q cannot be set (want active or revoked)", hsm.ErrInput, st)
+	}
+	if ref.Version == 0 {
+		return hsm.KeyRecord{}, fmt.Errorf("%w: give the version of %s to change", hsm.ErrInput, ref.ID)
+	}
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	s.mu.RLock()
+	vs := s.recs[ref.ID]
+	if ref.Version < 1 || ref.Version > len(vs) {
+		s.mu.RUnlock()
+		return hsm.KeyRecord{}, fmt.Errorf("%w: %s", hsm.ErrKeyNotFound, ref)
+	}
+	r := vs[ref.Version-1]
+	s.mu.RUnlock()
+	if r.Status == hsm.StatusRevoked && st == hsm.StatusActive {
+		return hsm.KeyRecord{}, fmt.Errorf("%w: %s is revoked; revocation is final", hsm.ErrInput, ref)
+	}
+	if !s.demo && st == hsm.StatusActive {
+		if name, ok := DemoKeyByKCV(r.KCV); ok {
+			return hsm.KeyRecord{}, fmt.Errorf("%w: %s is the public demo key %s", hsm.ErrDemoKey, ref, name)
+		}
+	}
+	action := "revoke"
+	if st == hsm.StatusActive {
+		action = "activate"
+	}
+	r.Status = st
+	ev := hsm.AuditEvent{Actor: hsm.ActorFrom(ctx), Action: action, KeyID: r.ID, Version: r.Version, KeyType: string(r.Type), KCV: r.KCV, Detail: detail}
+	err := s.update(func(txn *badger.Txn) error {
+		if err := setJSON(txn, recKey(r.ID, r.Version), r); err != nil {
+			return err
+		}
+		return s.appendAudit(txn, ev)
+	})
+	if err != nil {
+		return hsm.KeyRecord{}, fmt.Errorf("set status of %s: %w", ref, err)
+	}
+	s.mu.Lock()
+	s.recs[r.ID][r.Version-1] = r
+	s.mu.Unlock()
+	return r, nil
+}
+
+// List returns every version of every key, sorted by ID and version. The records
+// include their LMK key blocks: callers that show them strip the block.
+func (s *Store) List() []hsm.KeyRecord {
+	now := s.now()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []hsm.KeyRecord
+	ids := make([]string, 0, len(s.recs))
+	for id := range s.recs {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		vs := s.recs[id]
+		cur := current(vs, now)
+		for i, r := range vs {
+			if r.Status == hsm.StatusActive && cur >= 0 && i < cur {
+				r.Status = hsm.StatusSuperseded
+			}
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// Versions returns every version of one key.
+func (s *Store) Versions(id string) ([]hsm.KeyRecord, error) {
+	var out []hsm.KeyRecord
+	for _, r := range s.List() {
+		if r.ID == id {
+			out = append(out, r)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: %s", hsm.ErrKeyNotFound, id)
+	}
+	return out, nil
+}
+
+// FindByOwner returns the current version of the key of type t owned by owner (a
+// terminal ID or issuer ID), e.g. the TPK of a terminal.
+func (s *Store) FindByOwner(ctx context.Context, owner string, t hsm.KeyType) (hsm.KeyRecord, error) {
+	s.mu.RLock()
+	id := ""
+	for k, vs := range s.recs {
+		if vs[0].Type == t && vs[len(vs)-1].Owner == owner {
+			if id != "" {
+				s.mu.RUnlock()
+				return hsm.KeyRecord{}, fmt.Errorf("%w: %s has more than one %s (%s, %s)", hsm.ErrInput, owner, t, id, k)
+			}
+			id = k
+		}
+	}
+	s.mu.RUnlock()
+	if id == "" {
+		return hsm.KeyRecord{}, fmt.Errorf("%w: no %s for %s", hsm.ErrKeyNotFound, t, owner)
+	}
+	return s.Key(ctx, hsm.KeyRef{ID: id})
+}
+
+// AdvanceDUKPTCounter implements hsm.KeyStore: the counter of a device must strictly
+// increase; the new value is synced to disk before it returns.
+func (s *Store) AdvanceDUKPTCounter(_ context.Context, device string, counter uint32) error {
+	if device == "" {
+		return fmt.Errorf("%w: empty DUKPT device ID", hsm.ErrInput)
+	}
+	s.dukptMu.Lock()
+	defer s.dukptMu.Unlock()
+	key := []byte(dukptPrefix + device)
+	return s.update(func(txn *badger.Txn) error {
+		item, err := txn.Get(key)
+		switch {
+		case err == nil:
+			var last uint32
+			if err := item.Value(func(v []byte) error {
+				if len(v) != 4 {
+					return fmt.Errorf("DUKPT counter record of %s is %d bytes", device, len(v))
+				}
+				last = binary.BigEndian.Uint32(v)
+				return nil
+			}); err != nil {
+				return err
+			}
+			if counter <= last {
+				return fmt.Errorf("%w: device %s sent counter %d (%#x), not above the last accepted %d (%#x)", hsm.ErrReplay, device, counter, counter, last, last)
+			}
+		case errors.Is(err, badger.ErrKeyNotFound):
+		default:
+			return err
+		}
+		return txn.Set(key, binary.BigEndian.AppendUint32(nil, counter))
+	})
+}
+
+// DUKPTCounter returns the last accepted counter of a device and whether there is one.
+func (s *Store) DUKPTCounter(device string) (uint32, bool, error) {
+	var c uint32
+	found := false
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get([]byte(dukptPrefix + device))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		found = true
+		return item.Value(func(v []byte) error {
+			if len(v) == 4 {
+				c = binary.BigEndian.Uint32(v)
+			}
+			return nil
+		})
+	})
+	return c, found, err
+}
+
+// BindLMK implements hsm.KeyStore.
+func (s *Store) BindLMK(_ context.Context, kcv string) error {
+	if kcv == "" {
+		return fmt.Errorf("%w: empty LMK KCV", hsm.ErrInput)
+	}
+	if !s.demo && kcv == demoLMKKCV() {
+		return fmt.Errorf("%w: the LMK is the public demo LMK (KCV %s); refusing outside demo mode", hsm.ErrDemoKey, kcv)
+	}
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	var stored []byte
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get([]byte(lmkKCVKey))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		stored, err = item.ValueCopy(nil)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("read LMK KCV: %w", err)
+	}
+	if stored != nil {
+		if !bytes.Equal(stored, []byte(kcv)) {
+			return fmt.Errorf("%w: the key store was written under the LMK with KCV %s, this LMK has KCV %s", hsm.ErrKCVMismatch, stored, kcv)
+		}
+		return nil
+	}
+	ev := hsm.AuditEvent{Actor: "system", Action: "bind-lmk", KCV: kcv, Detail: "first use of the key store"}
+	return s.update(func(txn *badger.Txn) error {
+		if err := txn.Set([]byte(lmkKCVKey), []byte(kcv)); err != nil {
+			return err
+		}
+		return s.appendAudit(txn, ev)
+	})
+}

@@ -1,0 +1,405 @@
+package keys
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/switchyard/switchyard/hsm"
+)
+
+type tclock struct{ t time.Time }
+
+func (c *tclock) Now() time.Time { return c.t }
+
+func openDB(t *testing.T, dir string) *badger.DB {
+	t.Helper()
+	db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+func newTestStore(t *testing.T, demo bool) (*Store, *badger.DB, *tclock, string) {
+	t.Helper()
+	dir := t.TempDir()
+	db := openDB(t, dir)
+	t.Cleanup(func() { db.Close() })
+	c := &tclock{t: time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)}
+	s, err := NewStore(db, Options{Demo: demo, Now: c.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, db, c, dir
+}
+
+// rec is a synthetic record: the store does not look inside the LMK block.
+func rec(id string, v int, t hsm.KeyType, kcv string, at time.Time) hsm.KeyRecord {
+	return hsm.KeyRecord{ID: id, Version: v, Type: t, Algorithm: hsm.TDES2KEY, KCV: kcv, Status: hsm.StatusActive, ActivateAt: at, Block: "D0000-synthetic"}
+}
+
+var ctx = hsm.WithActor(context.Background(), "tester")
+
+func TestDemoKeyTable(t *testing.T) {
+	for _, d := range DemoKeys {
+		if got := demoKCV(d); got != d.KCV {
+			t.Errorf("%s: table KCV %s, computed %s", d.ID, d.KCV, got)
+		}
+		if n, ok := DemoKeyByKCV(strings.ToLower(d.KCV)); !ok || !strings.Contains(n, d.ID) {
+			t.Errorf("%s not recognised by KCV (%q)", d.ID, n)
+		}
+	}
+	if _, ok := DemoKeyByKCV("ABCDEF"); ok {
+		t.Error("a random KCV is taken for a demo key")
+	}
+	if demoLMKKCV() != "03ADDE" {
+		t.Errorf("demo LMK KCV %s, documented 03ADDE", demoLMKKCV())
+	}
+	for term, want := range map[string]string{"LT000001": "T0000001.TPK", "LT002000": "T0000001.TPK", "T0000003": "T0000003.TPK", "T0000001": "T0000001.TPK"} {
+		ref, ok := DemoKeyFor(term, hsm.TPK)
+		if !ok || ref.ID != want {
+			t.Errorf("DemoKeyFor(%s) = %v %v, want %s", term, ref, ok, want)
+		}
+	}
+	for _, term := range []string{"LT002001", "LT000000", "LTX00001", "T0000002"} {
+		if ref, ok := DemoKeyFor(term, hsm.TPK); ok {
+			t.Errorf("DemoKeyFor(%s) = %v", term, ref)
+		}
+	}
+	if ref, ok := DemoKeyFor("T0000002", hsm.TAK); !ok || ref.ID != "T0000002.TAK" {
+		t.Errorf("T0000002 TAK: %v", ref)
+	}
+}
+
+func TestVersionsGraceAndSchedule(t *testing.T) {
+	s, _, c, _ := newTestStore(t, false)
+	now := c.Now()
+	put := func(r hsm.KeyRecord, grace time.Time) error {
+		return s.Put(ctx, hsm.PutRequest{Record: r, SupersedeGraceUntil: grace, Event: hsm.AuditEvent{Actor: "tester", Action: "generate", KeyID: r.ID, Version: r.Version, KCV: r.KCV}})
+	}
+	if err := put(rec("z.ZPK", 1, hsm.ZPK, "111111", now), time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := put(rec("z.ZPK", 1, hsm.ZPK, "111111", now), time.Time{}); !errors.Is(err, hsm.ErrKeyExists) {
+		t.Fatalf("duplicate version: %v", err)
+	}
+	if err := put(rec("z.ZPK", 3, hsm.ZPK, "333333", now), time.Time{}); !errors.Is(err, hsm.ErrInput) {
+		t.Fatalf("version gap: %v", err)
+	}
+	if err := put(rec("z.ZPK", 2, hsm.ZAK, "222222", now), time.Time{}); !errors.Is(err, hsm.ErrInput) {
+		t.Fatalf("type change: %v", err)
+	}
+	if err := put(rec("z.ZPK", 2, hsm.ZPK, "222222", now), now.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	cur, _ := s.Key(ctx, hsm.KeyRef{ID: "z.ZPK"})
+	old, _ := s.Key(ctx, hsm.KeyRef{ID: "z.ZPK", Version: 1})
+	if cur.Version != 2 || old.Status != hsm.StatusSuperseded || !old.GraceUntil.Equal(now.Add(time.Hour)) {
+		t.Fatalf("current v%d, v1 %s until %s", cur.Version, old.Status, old.GraceUntil)
+	}
+	g, _ := s.GraceVersions(ctx, "z.ZPK")
+	if len(g) != 1 || g[0].Version != 1 {
+		t.Fatalf("grace versions %v", g)
+	}
+	// A version scheduled for later does not become current before its time.
+	if err := put(rec("z.ZPK", 3, hsm.ZPK, "333333", now.Add(24*time.Hour)), now.Add(25*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if cur, _ := s.Key(ctx, hsm.KeyRef{ID: "z.ZPK"}); cur.Version != 2 {
+		t.Fatalf("current before the schedule: v%d", cur.Version)
+	}
+	c.t = now.Add(2 * time.Hour)
+	if g, _ := s.GraceVersions(ctx, "z.ZPK"); len(g) != 0 {
+		t.Fatalf("grace after the window: %v", g)
+	}
+	c.t = now.Add(24*time.Hour + time.Second)
+	if cur, _ := s.Key(ctx, hsm.KeyRef{ID: "z.ZPK"}); cur.Version != 3 {
+		t.Fatalf("current after the schedule: v%d", cur.Version)
+	}
+	if g, _ := s.GraceVersions(ctx, "z.ZPK"); len(g) != 1 || g[0].Version != 2 {
+		t.Fatalf("v2 in grace after v3 activates: %v", g)
+	}
+	// Revocation is final; all versions revoked leaves no current version.
+	for v := 1; v <= 3; v++ {
+		if _, err := s.SetStatus(ctx, hsm.KeyRef{ID: "z.ZPK", Version: v}, hsm.StatusRevoked, "compromise drill"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.SetStatus(ctx, hsm.KeyRef{ID: "z.ZPK", Version: 3}, hsm.StatusActive, ""); !errors.Is(err, hsm.ErrInput) {
+		t.Fatalf("re-activating a revoked key: %v", err)
+	}
+	if _, err := s.Key(ctx, hsm.KeyRef{ID: "z.ZPK"}); !errors.Is(err, hsm.ErrKeyNotUsable) || !strings.Contains(err.Error(), "v3 revoked") {
+		t.Fatalf("all revoked: %v", err)
+	}
+	if _, err := s.Key(ctx, hsm.KeyRef{ID: "nope"}); !errors.Is(err, hsm.ErrKeyNotFound) {
+		t.Fatalf("unknown key: %v", err)
+	}
+	if _, err := s.Key(ctx, hsm.KeyRef{ID: "z.ZPK", Version: 9}); !errors.Is(err, hsm.ErrKeyNotFound) {
+		t.Fatalf("unknown version: %v", err)
+	}
+	for _, id := range []string{"audit", "generate", "Import", "bad/id", ""} {
+		if err := put(rec(id, 1, hsm.ZPK, "444444", now), time.Time{}); !errors.Is(err, hsm.ErrInput) {
+			t.Errorf("ID %q: %v", id, err)
+		}
+	}
+}
+
+func TestBDKLongestPrefixAndOwners(t *testing.T) {
+	s, db, _, dir := newTestStore(t, false)
+	now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, r := range []hsm.KeyRecord{
+		func() hsm.KeyRecord { r := rec("bdk.short", 1, hsm.BDK, "AAAAA1", now); r.Owner = "FFFF"; return r }(),
+		func() hsm.KeyRecord {
+			r := rec("bdk.long", 1, hsm.BDK, "AAAAA2", now)
+			r.Owner = "FFFF9876543210E"
+			return r
+		}(),
+		func() hsm.KeyRecord {
+			r := rec("T0000007.TPK", 1, hsm.TPK, "AAAAA3", now)
+			r.Owner = "T0000007"
+			return r
+		}(),
+	} {
+		if err := s.Put(ctx, hsm.PutRequest{Record: r}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clash := rec("bdk.clash", 1, hsm.BDK, "AAAAA4", now)
+	clash.Owner = "FFFF"
+	if err := s.Put(ctx, hsm.PutRequest{Record: clash}); !errors.Is(err, hsm.ErrInput) {
+		t.Fatalf("second BDK with the same prefix: %v", err)
+	}
+	check := func() {
+		for ksn, want := range map[string]string{"FFFF9876543210E00001": "bdk.long", "ffff9876543210e00001": "bdk.long", "FFFF9876543210F00001": "bdk.short", "FFFF00000000000000000001": "bdk.short"} {
+			r, err := s.BDKForKSN(ctx, ksn)
+			if err != nil || r.ID != want {
+				t.Errorf("BDK for %s: %s %v, want %s", ksn, r.ID, err, want)
+			}
+		}
+		if _, err := s.BDKForKSN(ctx, "EEEE9876543210E00001"); !errors.Is(err, hsm.ErrKeyNotFound) {
+			t.Errorf("no prefix: %v", err)
+		}
+		if r, err := s.FindByOwner(ctx, "T0000007", hsm.TPK); err != nil || r.ID != "T0000007.TPK" {
+			t.Errorf("FindByOwner: %v %v", r.ID, err)
+		}
+	}
+	check()
+	// Everything survives a restart.
+	db.Close()
+	db2 := openDB(t, dir)
+	defer db2.Close()
+	var err error
+	if s, err = NewStore(db2, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	check()
+	if n, err := s.VerifyLog(ctx); err != nil || n != 3 {
+		t.Fatalf("audit log after restart: %d %v", n, err)
+	}
+}
+
+func TestDUKPTCounterPersists(t *testing.T) {
+	s, db, _, dir := newTestStore(t, false)
+	dev := "FFFF9876543210E00000"
+	if err := s.AdvanceDUKPTCounter(ctx, dev, 5); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []uint32{5, 4, 0} {
+		err := s.AdvanceDUKPTCounter(ctx, dev, c)
+		if !errors.Is(err, hsm.ErrReplay) || !strings.Contains(err.Error(), dev) {
+			t.Fatalf("counter %d: %v", c, err)
+		}
+	}
+	if err := s.AdvanceDUKPTCounter(ctx, dev, 6); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AdvanceDUKPTCounter(ctx, "OTHERDEVICE", 1); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	db2 := openDB(t, dir)
+	defer db2.Close()
+	s2, err := NewStore(db2, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.AdvanceDUKPTCounter(ctx, dev, 6); !errors.Is(err, hsm.ErrReplay) {
+		t.Fatalf("replay after restart: %v", err)
+	}
+	if c, ok, err := s2.DUKPTCounter(dev); err != nil || !ok || c != 6 {
+		t.Fatalf("counter %d %v %v", c, ok, err)
+	}
+	if err := s2.AdvanceDUKPTCounter(ctx, "", 1); !errors.Is(err, hsm.ErrInput) {
+		t.Fatalf("empty device: %v", err)
+	}
+}
+
+func TestAuditChainDetectsTampering(t *testing.T) {
+	s, db, _, _ := newTestStore(t, false)
+	for i := 1; i <= 6; i++ {
+		if err := s.Audit(ctx, hsm.AuditEvent{Actor: "alice", Action: "export", KeyID: "k", Version: i, KCV: "08D7B4"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := s.VerifyLog(ctx); err != nil || n != 6 {
+		t.Fatalf("intact log: %d %v", n, err)
+	}
+	es, _ := s.AuditLog(1, 0)
+	if len(es) != 6 || es[0].Prev != genesis || es[1].Prev != es[0].Hash || es[0].Actor != "alice" {
+		t.Fatalf("entries %+v", es[:2])
+	}
+	if page, _ := s.AuditLog(3, 2); len(page) != 2 || page[0].Seq != 3 {
+		t.Fatalf("page %v", page)
+	}
+	raw := func(seq uint64) []byte {
+		var v []byte
+		db.View(func(txn *badger.Txn) error {
+			it, err := txn.Get(auditKey(seq))
+			if err != nil {
+				return err
+			}
+			v, err = it.ValueCopy(nil)
+			return err
+		})
+		return v
+	}
+	set := func(k, v []byte) {
+		if err := db.Update(func(txn *badger.Txn) error {
+			if v == nil {
+				return txn.Delete(k)
+			}
+			return txn.Set(k, v)
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	expect := func(name string, seq uint64, reason string) {
+		t.Helper()
+		_, err := s.VerifyLog(ctx)
+		var le *LogError
+		if !errors.As(err, &le) || le.Seq != seq || !strings.Contains(le.Reason, reason) {
+			t.Fatalf("%s: err = %v, want broken at %d (%s)", name, err, seq, reason)
+		}
+		if !strings.Contains(err.Error(), "entry") {
+			t.Fatalf("%s: error does not name the entry: %v", name, err)
+		}
+	}
+	// 1. An entry altered in place.
+	orig3 := raw(3)
+	var e3 AuditEntry
+	json.Unmarshal(orig3, &e3)
+	e3.Actor = "mallory"
+	altered, _ := json.Marshal(e3)
+	set(auditKey(3), altered)
+	expect("altered", 3, "altered")
+	// 2. Altered and re-hashed: the next link breaks.
+	e3.Hash = hashEntry(e3)
+	rehashed, _ := json.Marshal(e3)
+	set(auditKey(3), rehashed)
+	expect("re-hashed", 4, "prev hash")
+	set(auditKey(3), orig3)
+	// 3. An entry removed.
+	orig2 := raw(2)
+	set(auditKey(2), nil)
+	expect("removed", 2, "missing")
+	set(auditKey(2), orig2)
+	// 4. The tail cut off.
+	orig6 := raw(6)
+	set(auditKey(6), nil)
+	expect("truncated", 6, "cut off")
+	set(auditKey(6), orig6)
+	if n, err := s.VerifyLog(ctx); err != nil || n != 6 {
+		t.Fatalf("restored log: %d %v", n, err)
+	}
+}
+
+func TestLMKLoading(t *testing.T) {
+	dir := t.TempDir()
+	good := strings.Repeat("1F", 32)
+	write := func(name, content string, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	p := write("lmk", good+"\n", 0o600)
+	lmk, err := LoadLMK(LMKSource{File: p})
+	if err != nil || len(lmk) != 32 || lmk[0] != 0x1F {
+		t.Fatalf("good LMK file: %v", err)
+	}
+	for _, mode := range []os.FileMode{0o644, 0o640, 0o604, 0o660} {
+		p := write("lmk-"+mode.String(), good, mode)
+		if _, err := LoadLMK(LMKSource{File: p}); err == nil || !strings.Contains(err.Error(), "group or others") {
+			t.Errorf("mode %04o: %v", mode, err)
+		}
+	}
+	for name, content := range map[string]string{"short": good[:62], "nothex": strings.Repeat("ZZ", 32), "long": good + "00"} {
+		p := write(name, content, 0o600)
+		_, err := LoadLMK(LMKSource{File: p})
+		if err == nil || strings.Contains(err.Error(), good[:16]) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if _, err := LoadLMK(LMKSource{File: filepath.Join(dir, "missing")}); err == nil {
+		t.Error("missing file accepted")
+	}
+	t.Setenv("SWITCHYARD_TEST_LMK", good)
+	if lmk, err := LoadLMK(LMKSource{Env: "SWITCHYARD_TEST_LMK"}); err != nil || len(lmk) != 32 {
+		t.Fatalf("env LMK: %v", err)
+	}
+	if _, err := LoadLMK(LMKSource{Env: "SWITCHYARD_TEST_LMK_UNSET"}); err == nil {
+		t.Error("unset env accepted")
+	}
+	if _, err := LoadLMK(LMKSource{}); err == nil {
+		t.Error("no LMK source accepted outside demo mode")
+	}
+	if lmk, err := LoadLMK(LMKSource{Demo: true}); err != nil || string(lmk) != string(DemoLMK()) {
+		t.Fatalf("demo default: %v", err)
+	}
+	p = write("demo-lmk", DemoLMKHex, 0o600)
+	if _, err := LoadLMK(LMKSource{File: p}); !errors.Is(err, hsm.ErrDemoKey) {
+		t.Fatalf("demo LMK from a file outside demo mode: %v", err)
+	}
+	if _, err := LoadLMK(LMKSource{File: p, Demo: true}); err != nil {
+		t.Fatalf("demo LMK from a file in demo mode: %v", err)
+	}
+}
+
+func TestBindLMK(t *testing.T) {
+	s, _, _, _ := newTestStore(t, false)
+	if err := s.BindLMK(ctx, "ABCDEF"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.BindLMK(ctx, "ABCDEF"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.BindLMK(ctx, "123456"); !errors.Is(err, hsm.ErrKCVMismatch) {
+		t.Fatalf("other LMK: %v", err)
+	}
+	if err := s.BindLMK(ctx, demoLMKKCV()); !errors.Is(err, hsm.ErrDemoKey) {
+		t.Fatalf("demo LMK: %v", err)
+	}
+}
+
+func TestDemoKeysRefusedOutsideDemo(t *testing.T) {
+	s, _, c, _ := newTestStore(t, false)
+	r := rec("x.TPK", 1, hsm.TPK, "2DAF03", c.Now())
+	if err := s.Put(ctx, hsm.PutRequest{Record: r}); !errors.Is(err, hsm.ErrDemoKey) || !strings.Contains(err.Error(), "T0000001.TPK") {
+		t.Fatalf("demo TPK KCV: %v", err)
+	}
+	if _, err := NewStore(nil, Options{}); err == nil {
+		t.Fatal("nil DB accepted")
+	}
+}
