@@ -23,7 +23,7 @@ var (
 const DemoLoadTerminals = 2000
 
 // DemoBDKRef is the key reference of the demo DUKPT BDK (KSNs FFFF9876543210Exxxxx).
-const DemoBDKRef = "BDK/FFFF9876543210"
+const DemoBDKRef = "BDK.FFFF9876543210E"
 
 // DemoMerchants returns the merchants of the demo fleet (docs: demo-fleet.md).
 func DemoMerchants() []Merchant {
@@ -42,7 +42,7 @@ func DemoMerchants() []Merchant {
 func DemoTerminals() []Terminal {
 	beijing := func() *Deployment { return &Deployment{Lat: 39.904200, Lon: 116.407400, RadiusM: 1000} }
 	posKeys := func(id string) KeyRefs {
-		return KeyRefs{TMK: id + "/TMK", TPK: id + "/TPK", PINMode: PINModeTPK}
+		return KeyRefs{TMK: id + ".TMK", TPK: id + ".TPK", PINMode: PINModeTPK}
 	}
 	ts := []Terminal{
 		{ID: "T0000001", MerchantID: "000000000000001", Kind: KindPOS, Status: TerminalActive, MissingPolicy: PolicyDecline,
@@ -51,7 +51,7 @@ func DemoTerminals() []Terminal {
 		{ID: "T0000002", MerchantID: "000000000000002", Kind: KindSoftPOS, Status: TerminalActive, MissingPolicy: PolicyFlag,
 			Binding:  Binding{DeviceSerial: "SP-T0000002", IMEI: "860000000000002"},
 			Location: &Deployment{Lat: 31.230400, Lon: 121.473700, RadiusM: 5000},
-			Keys:     KeyRefs{TAK: "T0000002/TAK", BDK: DemoBDKRef, PINMode: PINModeDUKPT, MACRequired: true}},
+			Keys:     KeyRefs{TAK: "T0000002.TAK", BDK: DemoBDKRef, PINMode: PINModeDUKPT, MACRequired: true}},
 		{ID: "T0000003", MerchantID: "000000000000001", Kind: KindPOS, Status: TerminalSuspended, MissingPolicy: PolicyDecline,
 			Note:     "demo: suspended terminal",
 			Binding:  Binding{DeviceSerial: "SN-T0000003", ICCID: "89860000000000000003", IMEI: "860000000000003"},
@@ -62,7 +62,7 @@ func DemoTerminals() []Terminal {
 	}
 	for i := 1; i <= DemoLoadTerminals; i++ {
 		ts = append(ts, Terminal{ID: fmt.Sprintf("LT%06d", i), MerchantID: "000000000000003", Kind: KindPOS, Status: TerminalActive,
-			MissingPolicy: PolicyDecline, Keys: KeyRefs{TPK: "T0000001/TPK", PINMode: PINModeTPK}})
+			MissingPolicy: PolicyDecline, Keys: KeyRefs{TPK: "T0000001.TPK", PINMode: PINModeTPK}})
 	}
 	return ts
 }

@@ -32,7 +32,7 @@ func TestDemoFleet(t *testing.T) {
 		t.Errorf("load merchant tier %s limits %+v, want enterprise without limits", m3.Tier, m3.Limits)
 	}
 	t2, _ := f.reg.Terminal("T0000002")
-	if t2.Kind != KindSoftPOS || !t2.MACRequired() || t2.Keys.TAK != "T0000002/TAK" || t2.Keys.PINMode != PINModeDUKPT || t2.Location.RadiusM != 5000 || t2.Binding.ICCID != "" {
+	if t2.Kind != KindSoftPOS || !t2.MACRequired() || t2.Keys.TAK != "T0000002.TAK" || t2.Keys.PINMode != PINModeDUKPT || t2.Location.RadiusM != 5000 || t2.Binding.ICCID != "" {
 		t.Errorf("T0000002 = %+v", t2)
 	}
 	t3, _ := f.reg.Terminal("T0000003")
@@ -40,7 +40,7 @@ func TestDemoFleet(t *testing.T) {
 		t.Errorf("T0000003 status %s, want suspended", t3.Status)
 	}
 	lt, _ := f.reg.Terminal("LT002000")
-	if lt == nil || lt.Bound() || lt.Keys.TPK != "T0000001/TPK" || lt.Status != TerminalActive {
+	if lt == nil || lt.Bound() || lt.Keys.TPK != "T0000001.TPK" || lt.Status != TerminalActive {
 		t.Errorf("LT002000 = %+v", lt)
 	}
 	if _, ok := f.reg.Terminal("LT002001"); ok {

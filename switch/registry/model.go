@@ -151,10 +151,10 @@ type Deployment struct {
 // KeyRefs names a terminal's keys in the key store and says how they are used. The
 // registry stores only references, never key material.
 type KeyRefs struct {
-	TMK         string  `json:"tmk,omitempty"`          // e.g. "T0000001/TMK"
-	TPK         string  `json:"tpk,omitempty"`          // e.g. "T0000001/TPK"
-	TAK         string  `json:"tak,omitempty"`          // e.g. "T0000002/TAK"
-	BDK         string  `json:"bdk,omitempty"`          // DUKPT BDK, e.g. "BDK/FFFF9876543210"
+	TMK         string  `json:"tmk,omitempty"`          // e.g. "T0000001.TMK"
+	TPK         string  `json:"tpk,omitempty"`          // e.g. "T0000001.TPK" (a key ID of the key store)
+	TAK         string  `json:"tak,omitempty"`          // e.g. "T0000002.TAK"
+	BDK         string  `json:"bdk,omitempty"`          // DUKPT BDK, e.g. "BDK.FFFF9876543210E"
 	PINMode     PINMode `json:"pin_mode,omitempty"`     // "", "tpk" or "dukpt"
 	MACRequired bool    `json:"mac_required,omitempty"` // always true for softpos
 }
