@@ -237,3 +237,52 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 	}
 	return nil
 }
+
+// Stream GETs path, whose answer is JSON lines, and calls fn with each line.
+func (c *Client) Stream(ctx context.Context, path string, fn func(line json.RawMessage) error) error {
+	base := c.BaseURL
+	if c.Handler != nil {
+		base = "http://in-process"
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+path, nil)
+	if err != nil {
+		return fmt.Errorf("admin API request GET %s: %w", path, err)
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	var resp *http.Response
+	if c.Handler != nil {
+		rec := httptest.NewRecorder()
+		c.Handler.ServeHTTP(rec, req)
+		resp = rec.Result()
+	} else {
+		hc := c.HTTP
+		if hc == nil {
+			hc = &http.Client{} // a stream may take long: no overall timeout
+		}
+		if resp, err = hc.Do(req); err != nil {
+			return fmt.Errorf("admin API GET %s: %w (is the switch running, and is --admin right?)", path, err)
+		}
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 400 {
+		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		var eb ErrorBody
+		if json.Unmarshal(raw, &eb) != nil || eb.Error == "" {
+			eb.Error = strings.TrimSpace(string(raw))
+		}
+		return &APIError{Status: resp.StatusCode, Message: eb.Error}
+	}
+	dec := json.NewDecoder(resp.Body)
+	for dec.More() {
+		var line json.RawMessage
+		if err := dec.Decode(&line); err != nil {
+			return fmt.Errorf("admin API GET %s: %w", path, err)
+		}
+		if err := fn(line); err != nil {
+			return err
+		}
+	}
+	return nil
+}

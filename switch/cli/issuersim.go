@@ -31,7 +31,13 @@ func runIssuerSim(env *Env, args []string) int {
 		}
 	}
 	log := newLogger(env.Stdout, "info", *logFormat)
+	sec, err := issuersim.NewDemoSecurity()
+	if err != nil {
+		return fail(env, "issuer-sim: keys: %v", err)
+	}
+	defer sec.Close()
 	sim, err := issuersim.Start(issuersim.Config{Addr: *addr, BIN: *bin, Cards: issuersim.DemoCards, Latency: *latency, Jitter: *jitter,
+		VerifyPIN: sec.VerifyPIN, KeyChange: sec.KeyChange,
 		Faults: issuersim.Faults{Drop: *drop, Delay: *delay, DelayBy: *delayBy, Duplicate: *dup, Disconnect: *disc}}, log)
 	if err != nil {
 		return fail(env, "%v", err)

@@ -3,6 +3,7 @@ package cli
 import (
 	"os/user"
 
+	"github.com/switchyard/switchyard/keys"
 	"github.com/switchyard/switchyard/switch/admin"
 	"github.com/switchyard/switchyard/switch/config"
 	"github.com/switchyard/switchyard/switch/registry/regtool"
@@ -27,7 +28,8 @@ func init() {
 
 // adminClient returns a client of the admin API: the running switch's (--admin, --token
 // or $SWITCHYARD_TOKEN), or with --data DIR an in-process API over a stopped switch's
-// data directory, acting as $SWITCHYARD_ACTOR (default: the OS user).
+// data directory, acting as $SWITCHYARD_ACTOR (default: the OS user), with the LMK
+// from $SWITCHYARD_LMK_FILE or $SWITCHYARD_LMK (a demo data directory needs neither).
 func adminClient(env *Env, args []string) (*admin.Client, []string, func(), error) {
 	conn, rest, err := regtool.ExtractConn(args, env.Getenv)
 	if err != nil {
@@ -48,7 +50,11 @@ func adminClient(env *Env, args []string) (*admin.Client, []string, func(), erro
 	if tz == "" {
 		tz = config.Demo().Timezone
 	}
-	off, err := server.OpenOffline(conn.DataDir, actor, tz)
+	lmk := keys.LMKSource{File: env.Getenv("SWITCHYARD_LMK_FILE")}
+	if env.Getenv("SWITCHYARD_LMK") != "" {
+		lmk.Env = "SWITCHYARD_LMK"
+	}
+	off, err := server.OpenOffline(conn.DataDir, actor, tz, lmk)
 	if err != nil {
 		return nil, nil, nil, err
 	}

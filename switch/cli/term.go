@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/bits"
 	"strings"
 	"time"
 
@@ -18,6 +19,26 @@ var demoIdentity = map[string][][2]string{
 	"T0000003": {{"DI", "SN-T0000003"}, {"SI", "89860000000000000003"}, {"IM", "860000000000003"}, {"GL", "39.904200,116.407400"}, {"AV", "1.0.0"}},
 	"T0000009": {{"DI", "SN-T0000009"}, {"SI", "89860000000000000009"}, {"IM", "860000000000009"}, {"GL", "39.904200,116.407400"}, {"AV", "1.0.0"}},
 	"T0000002": {{"DI", "SP-T0000002"}, {"IM", "860000000000002"}, {"GL", "31.230400,121.473700"}, {"AV", "1.0.0"}, {"IF", ""}},
+}
+
+// demoKeys are the demo fleet's public test keys, as its terminals hold them.
+var demoKeys = map[string]struct{ tpk, bdk, tak string }{
+	"T0000001": {tpk: "C1D0F8FB4958670DBA40AB1F3752EF0D"},
+	"T0000003": {tpk: "C1D0F8FB4958670DBA40AB1F3752EF0D"},
+	"T0000009": {tpk: "C1D0F8FB4958670DBA40AB1F3752EF0D"},
+	"T0000002": {bdk: "0123456789ABCDEFFEDCBA9876543210", tak: "404142434445464748494A4B4C4D4E4F"},
+}
+
+// demoKSN returns a KSN of the demo BDK whose counter grows with the clock (DUKPT
+// counters must increase; counters with more than 10 one-bits are skipped).
+func demoKSN(now time.Time) string {
+	c := uint32(now.Unix()-1_700_000_000) & 0x1FFFFF
+	for bits.OnesCount32(c) > 10 {
+		c = (c + 1) & 0x1FFFFF
+	}
+	// KSN: FFFF9876543210 then 24 bits: the top 3 bits (E) end the key serial number,
+	// the low 21 bits are the counter.
+	return fmt.Sprintf("FFFF9876543210%06X", 0xE00000|c)
 }
 
 var demoMerchant = map[string]string{
@@ -44,6 +65,12 @@ func runTerm(env *Env, args []string) int {
 	orig := fs.String("original", "", "DE 90 for a reversal: original MTI+STAN+DE7 (e.g. 020012345611211106 13)")
 	tags := fs.String("tlv", "", "DE 48 tags as TAG=VALUE,TAG=VALUE (default: the demo terminal's identity)")
 	timeout := fs.Duration("timeout", 30*time.Second, "how long to wait for the answer")
+	pin := fs.String("pin", "", "PIN: sent in DE 52 under the terminal's demo TPK, or DUKPT for T0000002")
+	ksn := fs.String("ksn", "", "DUKPT KSN (default: from the clock, for T0000002)")
+	tak := fs.String("tak", "", "MAC key (hex) to MAC the request with (default: T0000002's demo TAK)")
+	findings := fs.String("findings", "", "SoftPOS: integrity findings to report in IF (e.g. root,hook)")
+	attest := fs.String("attest", "OK", "SoftPOS: attestation verdict in AT (OK or FAIL)")
+	attestAge := fs.Duration("attest-age", 0, "SoftPOS: age of the attestation in AT")
 	asJSON := fs.Bool("json", false, "print the answer as JSON")
 	if ok, code := parse(fs, args[1:]); !ok {
 		return code
@@ -109,6 +136,46 @@ func runTerm(env *Env, args []string) int {
 	if needPAN && t.PAN == "" {
 		return fail(env, "term %s: --pan is required", kind)
 	}
+	keys := demoKeys[t.TID]
+	if *pin != "" {
+		var block []byte
+		var err error
+		switch {
+		case keys.bdk != "":
+			k := *ksn
+			if k == "" {
+				k = demoKSN(time.Now())
+			}
+			block, err = termclient.PINBlockDUKPT(keys.bdk, k, *pin, t.PAN)
+			t.TLV = append(t.TLV, [2]string{"KS", k})
+		case keys.tpk != "" || strings.HasPrefix(t.TID, "LT"):
+			block, err = termclient.PINBlockTPK(demoKeys["T0000001"].tpk, *pin, t.PAN)
+		default:
+			err = fmt.Errorf("no demo PIN key for terminal %s", t.TID)
+		}
+		if err != nil {
+			return fail(env, "term: --pin: %v", err)
+		}
+		t.PINBlock = block
+	}
+	if t.TID == "T0000002" && *tags == "" && t.MTI != "0800" {
+		t.TLV = append(t.TLV, [2]string{"AT", fmt.Sprintf("%d:%s", time.Now().Add(-*attestAge).Unix(), *attest)})
+		for i := range t.TLV {
+			if t.TLV[i][0] == "IF" {
+				t.TLV[i][1] = *findings
+			}
+		}
+	}
+	var mac message.MACFunc
+	if k := *tak; k != "" || keys.tak != "" {
+		if k == "" {
+			k = keys.tak
+		}
+		var err error
+		if mac, err = termclient.RetailMAC(k); err != nil {
+			return fail(env, "term: --tak: %v", err)
+		}
+	}
 	m, err := termclient.Build(t, d)
 	if err != nil {
 		return fail(env, "term: build request: %v", err)
@@ -121,7 +188,7 @@ func runTerm(env *Env, args []string) int {
 	ctx, cancel := context.WithTimeout(env.Ctx, *timeout)
 	defer cancel()
 	start := time.Now()
-	resp, err := c.Send(ctx, m, nil)
+	resp, err := c.Send(ctx, m, mac)
 	if err != nil {
 		return fail(env, "term: %v", err)
 	}

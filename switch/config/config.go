@@ -134,6 +134,10 @@ type Issuer struct {
 	Connections int      `yaml:"connections"`
 	AcquirerID  string   `yaml:"acquirer_id"`
 	StandIn     StandIn  `yaml:"stand_in"`
+	// ZPK is the key ID of the issuer's zone PIN key (default "<id>.ZPK"); ZMK its
+	// zone master key, for zone key changes (default "<id>.ZMK").
+	ZPK string `yaml:"zpk"`
+	ZMK string `yaml:"zmk"`
 }
 
 // Route sends PANs starting with Prefix to Issuer.
@@ -162,6 +166,15 @@ type Security struct {
 	CardHashKeyHex string `yaml:"card_hash_key_hex"`
 	// CardHashKeyFile holds the same in a file (refused when readable by others).
 	CardHashKeyFile string `yaml:"card_hash_key_file"`
+	// LMKFile holds the master key (LMK, AES-256, hex) under which every key of the
+	// key store is wrapped; refused when readable by others. Demo mode uses the
+	// public demo LMK.
+	LMKFile string `yaml:"lmk_file"`
+	// LMKEnv names an environment variable holding the LMK (hex) instead.
+	LMKEnv string `yaml:"lmk_env"`
+	// KeyGrace is how long previous working keys stay valid after a key change
+	// (default 10m).
+	KeyGrace Duration `yaml:"key_grace"`
 }
 
 // Shutdown configures graceful drain.
@@ -281,6 +294,9 @@ func (c *Config) ApplyDefaults() {
 	}
 	if c.Journal.MaxBatch == 0 {
 		c.Journal.MaxBatch = 4096
+	}
+	if c.Security.KeyGrace == 0 {
+		c.Security.KeyGrace = Duration(10 * time.Minute)
 	}
 	if c.Refunds.Window == 0 {
 		c.Refunds.Window = Duration(30 * 24 * time.Hour)
@@ -406,6 +422,12 @@ func (c *Config) Validate() error {
 		if k, err := hex.DecodeString(c.Security.CardHashKeyHex); err != nil || len(k) < 16 {
 			bad("security.card_hash_key_hex", "not hex of at least 16 bytes")
 		}
+	}
+	if !c.Demo && c.Security.LMKFile == "" && c.Security.LMKEnv == "" {
+		bad("security.lmk_file", "required outside demo mode (or security.lmk_env)")
+	}
+	if c.Security.LMKFile != "" && c.Security.LMKEnv != "" {
+		bad("security", "give lmk_file or lmk_env, not both")
 	}
 	if !c.Demo && c.Security.CardHashKeyHex == DemoCardHashKey {
 		bad("security.card_hash_key_hex", "the public demo key is refused outside demo mode")

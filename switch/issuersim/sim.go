@@ -31,6 +31,9 @@ type Card struct {
 	Expiry string // YYMM
 }
 
+// KeyGrace is how long the previous zone PIN key stays valid after a key change.
+var KeyGrace = 10 * time.Minute
+
 // DemoCards are the cards of the demo fleet with a fixed expiry.
 var DemoCards = []Card{
 	{PAN: "4761739001010119", Expiry: "2912"},
@@ -62,6 +65,9 @@ type Config struct {
 	Faults          Faults
 	// VerifyPIN checks DE 52 when present; nil accepts any PIN block.
 	VerifyPIN PINVerifier
+	// KeyChange takes a new zone PIN key from an 0800 with DE 70 = 161 (DE 48 WP,
+	// HEXKEY:KCV under the zone master key); nil refuses key changes.
+	KeyChange func(wp string) error
 	// Now is the clock (for expiry); nil means time.Now.
 	Now func() time.Time
 }
@@ -257,7 +263,11 @@ func (s *Sim) handle(ctx context.Context, c *simConn, m *iso8583.Message) {
 	mti, _ := m.GetMTI()
 	if mti == "0800" {
 		s.Stats.Network.Add(1)
-		s.reply(c, s.answer(m, "0810", message.RCApproved, ""))
+		rc := message.RCApproved
+		if nm, _ := m.GetString(70); nm == message.NMKeyChange {
+			rc = s.keyChange(m)
+		}
+		s.reply(c, s.answer(m, "0810", rc, ""))
 		return
 	}
 	s.Stats.Requests.Add(1)
@@ -296,6 +306,24 @@ func (s *Sim) handle(ctx context.Context, c *simConn, m *iso8583.Message) {
 		s.Stats.Duplicated.Add(1)
 		s.reply(c, resp)
 	}
+}
+
+// keyChange applies a zone key change and returns the answer's response code.
+func (s *Sim) keyChange(m *iso8583.Message) string {
+	if s.cfg.KeyChange == nil {
+		return message.RCInvalidTransaction
+	}
+	de48, _ := m.GetString(48)
+	tl, err := message.ParseTLV(de48)
+	if err != nil || tl.Has&message.HasPINKey == 0 {
+		return message.RCFormatError
+	}
+	if err := s.cfg.KeyChange(tl.PINKey); err != nil {
+		s.log.Warn().Err(err).Msg("issuer-sim: zone key change refused")
+		return message.RCSecurityViolation
+	}
+	s.log.Info().Msg("issuer-sim: new zone PIN key in use; the previous one stays valid for the grace period")
+	return message.RCApproved
 }
 
 func (s *Sim) reply(c *simConn, m *iso8583.Message) {

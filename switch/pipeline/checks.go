@@ -15,6 +15,7 @@ import (
 // SoftPOS device integrity.
 type Terminals interface {
 	Check(req registry.CheckRequest) registry.CheckResult
+	Terminal(id string) (*registry.Terminal, bool)
 	Seen(id string, addr netip.Addr, loc registry.GeoPoint, now time.Time)
 }
 

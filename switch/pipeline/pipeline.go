@@ -23,6 +23,8 @@ import (
 	"github.com/moov-io/iso8583"
 	"github.com/rs/zerolog"
 
+	"github.com/switchyard/switchyard/hsm"
+	"github.com/switchyard/switchyard/risk"
 	"github.com/switchyard/switchyard/switch/frontend"
 	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/message"
@@ -111,6 +113,15 @@ type Config struct {
 	// BreakerCooldown (defaults 5 and 30 s).
 	BreakerThreshold int
 	BreakerCooldown  time.Duration
+	// HSM does every cryptographic operation (nil: no MACs, no PINs).
+	HSM hsm.HSM
+	// Risk is the rules engine (nil: no rules).
+	Risk Risk
+	// Zones are the issuers' zone PIN keys (default "<issuer>.ZPK", format 0).
+	Zones ZoneKeys
+	// KeyGrace is how long a terminal's previous working keys stay valid after a key
+	// change (default 10 min).
+	KeyGrace time.Duration
 }
 
 // Pipeline processes terminal requests. It is safe for concurrent use.
@@ -120,6 +131,10 @@ type Pipeline struct {
 	queue     Queue
 	routes    Routes
 	terminals Terminals
+	hsm       hsm.HSM
+	risk      Risk
+	zones     ZoneKeys
+	keyGrace  time.Duration
 	metrics   *metrics.Metrics
 	log       zerolog.Logger
 	now       func() time.Time
@@ -167,7 +182,11 @@ func New(cfg Config, j Journal, q Queue, routes Routes, terms Terminals, m *metr
 	if err != nil {
 		return nil, err
 	}
+	if cfg.KeyGrace <= 0 {
+		cfg.KeyGrace = 10 * time.Minute
+	}
 	p := &Pipeline{cfg: cfg, journal: j, queue: q, routes: routes, terminals: terms, metrics: m, log: log, now: time.Now, seal: s,
+		hsm: cfg.HSM, risk: cfg.Risk, zones: cfg.Zones, keyGrace: cfg.KeyGrace,
 		dups: newDupTable(), open: newInflight(), standIn: newStandInBook(), stop: make(chan struct{})}
 	key := append([]byte(nil), cfg.CardHashKey...)
 	p.hashers.New = func() any { return hmac.New(sha256.New, key) }
@@ -233,14 +252,20 @@ func (p *Pipeline) CardHash(pan string) string {
 
 // txn is one transaction in progress.
 type txn struct {
-	req     *message.Request
-	conn    *frontend.Conn
-	rec     journal.Record
-	start   time.Time
-	issuer  string
-	written bool // the record has been written once
-	dup     *dupEntry
-	dupKey  string
+	req      *message.Request
+	conn     *frontend.Conn
+	rec      journal.Record
+	start    time.Time
+	issuer   string
+	written  bool // the record has been written once
+	dup      *dupEntry
+	dupKey   string
+	term     *registry.Terminal // the registered terminal, when known
+	macKey   hsm.KeyRef         // MAC key of the terminal (responses are MAC'd under it)
+	macOK    bool               // the request carried a valid MAC
+	pin      []byte             // the PIN block translated to the issuer's ZPK
+	risk     *risk.Input        // what the rules saw (observed and pooled at the end)
+	decision risk.Decision      // what the rules decided
 }
 
 // Process implements frontend.Processor.
@@ -263,6 +288,9 @@ func (p *Pipeline) Process(ctx context.Context, c *frontend.Conn, body []byte) (
 	}
 	t := &txn{req: req, conn: c, start: start}
 	t.rec.Timings.Decode = p.now().Sub(start).Microseconds()
+	if reason := p.authenticate(ctx, t); reason != "" {
+		return p.securityDecline(ctx, t, reason)
+	}
 	switch req.MTI {
 	case "0800":
 		return p.network(ctx, t)
@@ -337,7 +365,7 @@ func (p *Pipeline) repeat(t *txn, out outcome) (frontend.Response, error) {
 	if out.reason != "" {
 		_ = message.SetReason(resp, out.reason)
 	}
-	raw, err := message.Pack(resp, nil)
+	raw, err := message.Pack(resp, p.macFunc(t))
 	if err != nil {
 		return frontend.Response{}, err
 	}
@@ -348,7 +376,7 @@ func (p *Pipeline) repeat(t *txn, out outcome) (frontend.Response, error) {
 }
 
 // network answers 0800: sign-on, sign-off and echo.
-func (p *Pipeline) network(_ context.Context, t *txn) (frontend.Response, error) {
+func (p *Pipeline) network(ctx context.Context, t *txn) (frontend.Response, error) {
 	if p.terminals != nil {
 		var loc registry.GeoPoint
 		if g, err := message.ParseGeo(t.req.TLV.Geo); err == nil && t.req.TLV.Has&message.HasGeo != 0 {
@@ -360,11 +388,22 @@ func (p *Pipeline) network(_ context.Context, t *txn) (frontend.Response, error)
 	rc := message.RCApproved
 	switch t.req.NetCode {
 	case message.NMSignOn, message.NMSignOff, message.NMEcho:
+	case message.NMKeyChange:
+		var de48 string
+		var err error
+		rc, de48, err = p.keyChange(ctx, t)
+		if err != nil {
+			p.log.Error().Err(err).Str("tid", t.req.TID).Msg("key change failed")
+			rc = message.RCSystemMalfunction
+		}
+		if de48 != "" {
+			_ = resp.Field(48, de48)
+		}
 	default:
 		rc = message.RCInvalidTransaction
 	}
 	_ = resp.Field(39, rc)
-	raw, err := message.Pack(resp, nil)
+	raw, err := message.Pack(resp, p.macFunc(t))
 	if err != nil {
 		return frontend.Response{}, err
 	}
@@ -443,8 +482,17 @@ func (p *Pipeline) financial(ctx context.Context, t *txn) (frontend.Response, er
 	if err := p.newRecord(t); err != nil {
 		return p.systemError(t, err)
 	}
-	if _, declined, err := p.checkTerminal(ctx, t, false); declined != nil || err != nil {
+	res, declined, err := p.checkTerminal(ctx, t, t.macOK)
+	if declined != nil || err != nil {
 		return *declined, err
+	}
+	// Refunds show the rules the card and amount of their original.
+	var orig *journal.Record
+	if t.req.MTI == "0200" && t.req.ProcCode == message.PCRefund && t.req.RRN != "" {
+		orig, _ = p.journal.Get(t.req.RRN)
+	}
+	if declined := p.assess(ctx, t, res, orig); declined != nil {
+		return *declined, nil
 	}
 	switch t.req.ProcCode {
 	case message.PCVoid:
@@ -487,6 +535,14 @@ func (p *Pipeline) authorize(ctx context.Context, t *txn, onDecline func()) (fro
 		return p.standInOrDecline(ctx, t, why, declined)
 	}
 
+	if r.HasPIN {
+		block, rc, why := p.translatePIN(ctx, t, t.issuer)
+		if block == nil {
+			declined()
+			return p.decline(ctx, t, rc, "hsm", why)
+		}
+		t.pin = block
+	}
 	m := p.issuerRequest(t, link)
 	t.rec.IssuerSTAN, _ = m.GetString(11)
 	t.rec.AddEvent(journal.StateSent, p.now().UTC(), "")
@@ -570,8 +626,8 @@ func (p *Pipeline) issuerRequest(t *txn, link IssuerLink) *iso8583.Message {
 	set(42, r.MID)
 	set(49, r.Currency)
 	set(55, r.ICC)
-	if r.HasPIN {
-		_ = m.BinaryField(52, r.PINBlock[:])
+	if t.pin != nil {
+		_ = m.BinaryField(52, t.pin)
 	}
 	return m
 }
@@ -595,6 +651,7 @@ func (p *Pipeline) respond(ctx context.Context, t *txn, rc, auth, by, reason str
 		return p.systemError(t, err)
 	}
 	p.open.remove(rec.RRN)
+	p.observe(t)
 	if t.dup != nil {
 		p.dups.finish(t.dup, recordOutcome(rec))
 		t.dup = nil
@@ -608,7 +665,7 @@ func (p *Pipeline) respond(ctx context.Context, t *txn, rc, auth, by, reason str
 	if reason != "" && by != "issuer" {
 		_ = message.SetReason(resp, reason)
 	}
-	raw, err := message.Pack(resp, nil)
+	raw, err := message.Pack(resp, p.macFunc(t))
 	if err != nil {
 		return frontend.Response{}, err
 	}
@@ -666,7 +723,7 @@ func (p *Pipeline) systemError(t *txn, err error) (frontend.Response, error) {
 	}
 	_ = resp.Field(39, message.RCSystemMalfunction)
 	_ = message.SetReason(resp, "system-malfunction")
-	raw, perr := message.Pack(resp, nil)
+	raw, perr := message.Pack(resp, p.macFunc(t))
 	if perr != nil {
 		return frontend.Response{}, errors.Join(err, perr)
 	}

@@ -1,12 +1,16 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/switchyard/switchyard/hsm"
+	"github.com/switchyard/switchyard/keys"
+	"github.com/switchyard/switchyard/risk"
 	"github.com/switchyard/switchyard/switch/admin"
 	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/registry"
@@ -26,7 +30,10 @@ type Offline struct {
 
 // OpenOffline opens dir (which no running switch may hold) and serves the admin API on
 // it in-process.
-func OpenOffline(dir, actor, tz string) (*Offline, error) {
+//
+// The key API is served too when the LMK can be had: from lmk (a file or an
+// environment variable), or for a demo data directory the public demo LMK.
+func OpenOffline(dir, actor, tz string, lmk keys.LMKSource) (*Offline, error) {
 	db, err := OpenDB(dir, zerolog.Nop())
 	if err != nil {
 		return nil, err
@@ -52,6 +59,25 @@ func OpenOffline(dir, actor, tz string) (*Offline, error) {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/api/v1/", registry.NewAPI(reg, auth))
+	demo := lmk.File == "" && lmk.Env == ""
+	lmk.Demo = demo
+	if key, err := keys.LoadLMK(lmk); err == nil {
+		nop := zerolog.Nop()
+		store, err := keys.NewStore(db, keys.Options{Demo: demo, Log: &nop})
+		if err != nil {
+			o.Close()
+			return nil, err
+		}
+		h, err := hsm.NewSoftware(context.Background(), store, key, hsm.Options{Log: &nop})
+		clear(key)
+		if err != nil {
+			o.Close()
+			return nil, err
+		}
+		api := keys.NewAPI(store, h, auth)
+		mux.Handle("/api/v1/keys", api)
+		mux.Handle("/api/v1/keys/", api)
+	}
 	mux.Handle("GET /api/v1/journal", auth.Require(journalAPI{j}, admin.RoleAdmin))
 	mux.Handle("GET /api/v1/journal/{rrn}", auth.Require(journalAPI{j}, admin.RoleAdmin))
 	mux.Handle("GET /api/v1/settlement", auth.Require(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -67,6 +93,12 @@ func OpenOffline(dir, actor, tz string) (*Offline, error) {
 		}
 		admin.WriteJSON(w, http.StatusOK, rep)
 	}), admin.RoleAdmin))
+	lists, err := risk.NewLists(db)
+	if err != nil {
+		o.Close()
+		return nil, err
+	}
+	mux.Handle("/risk/", risk.NewAdminHandler(auth, nil, lists))
 	o.Handler = mux
 	return o, nil
 }

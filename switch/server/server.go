@@ -23,6 +23,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 
+	"github.com/switchyard/switchyard/hsm"
+	"github.com/switchyard/switchyard/keys"
+	"github.com/switchyard/switchyard/risk"
 	"github.com/switchyard/switchyard/switch/admin"
 	"github.com/switchyard/switchyard/switch/config"
 	"github.com/switchyard/switchyard/switch/frontend"
@@ -46,6 +49,10 @@ type Server struct {
 	Pipeline  *pipeline.Pipeline
 	Registry  *registry.Registry
 	Queue     *saf.Queue
+	HSM       *hsm.Software
+	Risk      *risk.Engine
+	Keys      *keys.Store
+	issuerSec *issuersim.Security
 	DemoSim   *issuersim.Sim
 	monitor   *registry.Monitor
 	cancel    context.CancelFunc
@@ -80,8 +87,8 @@ func OpenDB(dir string, log zerolog.Logger) (*badger.DB, error) {
 }
 
 // New builds and starts a switch: after New returns, the listeners accept connections.
-func New(cfg *config.Config, log zerolog.Logger) (s *Server, err error) {
-	s = &Server{cfg: cfg, log: log, links: map[string]*issuer.Link{}, Metrics: metrics.New()}
+func New(cfg *config.Config, log zerolog.Logger) (_ *Server, err error) {
+	s := &Server{cfg: cfg, log: log, links: map[string]*issuer.Link{}, Metrics: metrics.New()}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -116,6 +123,23 @@ func New(cfg *config.Config, log zerolog.Logger) (s *Server, err error) {
 	if s.Queue, err = saf.Open(s.db, saf.Options{}, log); err != nil {
 		return nil, err
 	}
+	lmk, err := keys.LoadLMK(keys.LMKSource{File: cfg.Security.LMKFile, Env: cfg.Security.LMKEnv, Demo: cfg.Demo})
+	if err != nil {
+		return nil, fmt.Errorf("security: %w", err)
+	}
+	klog := log.With().Str("component", "keys").Logger()
+	if s.Keys, err = keys.NewStore(s.db, keys.Options{Demo: cfg.Demo, Log: &klog}); err != nil {
+		return nil, err
+	}
+	if s.HSM, err = hsm.NewSoftware(context.Background(), s.Keys, lmk, hsm.Options{Log: &klog}); err != nil {
+		return nil, err
+	}
+	clear(lmk)
+	if cfg.Demo {
+		if err := keys.LoadDemo(hsm.WithActor(context.Background(), "demo"), s.Keys, s.HSM); err != nil {
+			return nil, fmt.Errorf("demo keys: %w", err)
+		}
+	}
 	if s.Journal, err = journal.Open(s.db, journal.Options{MaxBatch: cfg.Journal.MaxBatch, Window: cfg.Journal.Window.D()}); err != nil {
 		return nil, err
 	}
@@ -125,7 +149,11 @@ func New(cfg *config.Config, log zerolog.Logger) (s *Server, err error) {
 	if cfg.Demo {
 		addr := cfg.DemoIssuer.External
 		if addr == "" {
-			s.DemoSim, err = issuersim.Start(issuersim.Config{Addr: cfg.DemoIssuer.Addr, Cards: issuersim.DemoCards}, log)
+			if s.issuerSec, err = issuersim.NewDemoSecurity(); err != nil {
+				return nil, fmt.Errorf("demo issuer keys: %w", err)
+			}
+			s.DemoSim, err = issuersim.Start(issuersim.Config{Addr: cfg.DemoIssuer.Addr, Cards: issuersim.DemoCards,
+				VerifyPIN: s.issuerSec.VerifyPIN, KeyChange: s.issuerSec.KeyChange}, log)
 			if err != nil {
 				return nil, err
 			}
@@ -159,8 +187,24 @@ func New(cfg *config.Config, log zerolog.Logger) (s *Server, err error) {
 	if !*cfg.Log.TxnLines {
 		txnLog = log.Level(zerolog.WarnLevel)
 	}
+	rlog := log.With().Str("component", "risk").Logger()
+	if s.Risk, err = risk.New(cfg.RulesDir, risk.Options{DB: s.db, Location: loc, Logger: &rlog,
+		OnReload: func(rs *risk.RuleSet, err error) {
+			if err != nil {
+				rlog.Error().Err(err).Msg("rules refused; the running rules stay")
+				return
+			}
+			rlog.Info().Str("version", rs.Version).Int("rules", len(rs.Rules)).Msg("rules loaded")
+		}}); err != nil {
+		return nil, fmt.Errorf("rules: %w", err)
+	}
+	s.OnReload(func() error { _, err := s.Risk.Reload(); return err })
 	standIn := map[string]pipeline.StandInLimits{}
+	zones := pipeline.ZoneKeys{}
 	for _, ic := range issuers {
+		if ic.ZPK != "" {
+			zones[ic.ID] = pipeline.ZoneKey{ZPK: ic.ZPK}
+		}
 		if si := ic.StandIn; si.Enabled {
 			standIn[ic.ID] = pipeline.StandInLimits{Enabled: true, MaxAmount: si.MaxAmount, PerCardCount: si.PerCardCount, PerCardSum: si.PerCardSum}
 		}
@@ -175,6 +219,10 @@ func New(cfg *config.Config, log zerolog.Logger) (s *Server, err error) {
 		StandIn:          standIn,
 		BreakerThreshold: cfg.Breaker.Threshold,
 		BreakerCooldown:  cfg.Breaker.Cooldown.D(),
+		HSM:              s.HSM,
+		Risk:             s.Risk,
+		Zones:            zones,
+		KeyGrace:         cfg.Security.KeyGrace.D(),
 	}, s.Journal, s.Queue, rt, s.Registry, s.Metrics, txnLog)
 	if err != nil {
 		return nil, err
@@ -201,6 +249,11 @@ func New(cfg *config.Config, log zerolog.Logger) (s *Server, err error) {
 	s.cancel = cancel
 	s.monitor = registry.NewMonitor(s.Registry, nil, registry.MonitorOptions{})
 	go s.monitor.Run(ctx)
+	go func() {
+		if err := s.Risk.Watch(ctx); err != nil && ctx.Err() == nil {
+			rlog.Error().Err(err).Msg("rules directory not watched; reload with SIGHUP or the admin API")
+		}
+	}()
 
 	if err := s.startAdmin(); err != nil {
 		return nil, err
@@ -286,6 +339,11 @@ func (s *Server) startAdmin() error {
 	s.mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.Metrics.Registry, promhttp.HandlerOpts{Registry: s.Metrics.Registry}))
 	s.mux.Handle("/api/v1/", registry.NewAPI(s.Registry, s.auth))
+	s.mux.Handle("/risk/", risk.NewAdminHandler(s.auth, s.Risk, nil))
+	keyAPI := keys.NewAPI(s.Keys, s.HSM, s.auth)
+	s.mux.Handle("/api/v1/keys", keyAPI)
+	s.mux.Handle("/api/v1/keys/", keyAPI)
+	s.mux.Handle("POST /api/v1/issuers/{id}/key-change", s.auth.Require(http.HandlerFunc(s.zoneKeyChange), admin.RoleAdmin))
 	s.mux.Handle("GET /api/v1/settlement", s.auth.Require(settlementAPI{s}, admin.RoleOperator, admin.RoleAnalyst, admin.RoleReviewer))
 	s.mux.Handle("GET /api/v1/saf", s.auth.Require(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		items, err := s.Queue.Pending(r.URL.Query().Get("issuer"))
@@ -372,6 +430,14 @@ func (s *Server) Close() {
 		}
 		if s.DemoSim != nil {
 			_ = s.DemoSim.Close()
+		}
+		if s.issuerSec != nil {
+			_ = s.issuerSec.Close()
+		}
+		if s.Risk != nil {
+			if err := s.Risk.Close(); err != nil {
+				s.log.Error().Err(err).Msg("closing risk engine")
+			}
 		}
 		if s.Registry != nil {
 			if err := s.Registry.Close(); err != nil {

@@ -50,6 +50,7 @@ func demoConfig(t *testing.T, dir string) *config.Config {
 	c.Listeners[0].Addr = "127.0.0.1:0"
 	c.Listeners[1].Addr = "127.0.0.1:0"
 	c.Shutdown.DrainTimeout = config.Duration(5 * time.Second)
+	c.RulesDir = "../../rules"
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -79,6 +80,12 @@ func dial(t *testing.T, s *Server, listener string, d message.Dialect) *termclie
 	return c
 }
 
+// loadPurchase is a purchase from one of the demo load terminals (enterprise merchant,
+// no binding, no velocity limits on the terminal).
+func loadPurchase(term int, pan string, amount int64) termclient.Txn {
+	return termclient.Txn{PAN: pan, Amount: amount, Expiry: "2912", TID: fmt.Sprintf("LT%06d", term), MID: "000000000000003"}
+}
+
 func purchase(pan string, amount int64) termclient.Txn {
 	return termclient.Txn{PAN: pan, Amount: amount, Expiry: "2912", TID: "T0000001", MID: "000000000000001",
 		TLV: [][2]string{{"DI", "SN-T0000001"}, {"SI", "89860000000000000001"}, {"IM", "860000000000001"}, {"GL", "39.904200,116.407400"}, {"AV", "1.0.0"}}}
@@ -104,11 +111,11 @@ func send(t *testing.T, c *termclient.Client, d message.Dialect, tx termclient.T
 }
 
 func TestDemoFlowsBothDialects(t *testing.T) {
-	s := start(t, demoConfig(t, t.TempDir()), nil)
 	for _, l := range []struct {
 		name string
 		d    message.Dialect
 	}{{"ascii", message.DialectASCII}, {"binary-bitmap", message.DialectASCIIBinaryBitmap}} {
+		s := start(t, demoConfig(t, t.TempDir()), nil) // a fresh switch: the rules count per terminal
 		c := dial(t, s, l.name, l.d)
 		cases := []struct {
 			pan    string
@@ -117,8 +124,8 @@ func TestDemoFlowsBothDialects(t *testing.T) {
 			auth   bool
 		}{
 			{"4761739001010119", 1000, "00", true},
-			{"4761739001010119", 1051, "51", false},
-			{"4761739001010119", 1005, "05", false},
+			{testCard(1), 1051, "51", false},
+			{testCard(2), 1005, "05", false},
 			{"4761739001010010", 1000, "54", false}, // expired card (2212)
 			{"4761739001010267", 1000, "00", true},
 			{"4761731234567890", 2500, "00", true},  // any Luhn-valid PAN of the BIN
@@ -134,7 +141,7 @@ func TestDemoFlowsBothDialects(t *testing.T) {
 			}
 		}
 		// Pre-authorization and echo.
-		pre := purchase("4761739001010119", 3000)
+		pre := purchase(testCard(3), 3000)
 		pre.MTI = "0100"
 		if r := send(t, c, l.d, pre); r.MTI != "0110" || r.RC != "00" {
 			t.Fatalf("0100: %+v", r)
@@ -153,7 +160,7 @@ func TestPipelined64OnOneConnection(t *testing.T) {
 	wants := map[string]string{}
 	var bodies [][]byte
 	for i := 0; i < 64; i++ {
-		tx := purchase("4761739001010119", int64(1000+i*100))
+		tx := loadPurchase(1, testCard(100+i), int64(1000+i*100))
 		tx.STAN = fmt.Sprintf("%06d", 100+i)
 		if i%8 == 3 {
 			tx.Amount = int64(1051 + i*100) // ends in 51
@@ -178,7 +185,7 @@ func TestPipelined64OnOneConnection(t *testing.T) {
 			stan := fmt.Sprintf("%06d", 100+i)
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
-			raw, err := c.Exchange(ctx, "T0000001", stan, b)
+			raw, err := c.Exchange(ctx, "LT000001", stan, b)
 			if err != nil {
 				results <- err
 				return
@@ -231,7 +238,7 @@ func TestConcurrentConnections200(t *testing.T) {
 			}
 			defer c.Close()
 			for j := 0; j < 3; j++ {
-				tx := purchase("4761739001010119", int64(1000+j))
+				tx := loadPurchase(1+i, testCard(1000+i*3+j), int64(1000+j))
 				tx.STAN = fmt.Sprintf("%03d%03d", i, j)
 				m, _ := termclient.Build(tx, message.DialectASCII)
 				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

@@ -1,0 +1,204 @@
+package risk
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// BacktestOptions configure Backtest.
+type BacktestOptions struct {
+	// From and To bound the transactions reported on: From <= Time < To.
+	From, To time.Time
+	// Warmup is replayed before From, counted but not reported, so that the
+	// counters start warm. Negative means the rule set's longest window.
+	Warmup time.Duration
+	// Progress, when set, is called now and then with the share done (0 to 1)
+	// and the transactions read so far.
+	Progress func(done float64, read int)
+	// MaxChanges bounds the changed decisions listed (0 = all).
+	MaxChanges int
+}
+
+// RuleStats is one rule's (or score threshold's) results in a backtest.
+type RuleStats struct {
+	Rule   string `json:"rule"`   // rule or thresholds id
+	Mode   Mode   `json:"mode"`   // enforce or shadow
+	Action Action `json:"action"` // its action (a threshold's strongest)
+	// Hits counts the transactions the rule hit.
+	Hits int `json:"hits"`
+	// Decided counts the transactions where the rule was the deciding one.
+	Decided int `json:"decided"`
+	// WouldDecline counts hits of a decline rule, shadow ones included:
+	// what the rule alone would decline.
+	WouldDecline int `json:"would_decline"`
+	// WouldDeclineAmount sums their amounts (minor units).
+	WouldDeclineAmount int64 `json:"would_decline_amount"`
+	// HitsBefore counts the transactions the rule hit when they happened.
+	HitsBefore int `json:"hits_before"`
+}
+
+// DecisionSummary is the part of a decision a backtest compares.
+type DecisionSummary struct {
+	Action       Action `json:"action"`                  // allow when nothing acted
+	ResponseCode string `json:"response_code,omitempty"` // DE 39 of a decline
+	Rule         string `json:"rule,omitempty"`          // the deciding rule
+	Reason       string `json:"reason,omitempty"`        // its reason
+}
+
+func summarize(d *Decision) DecisionSummary {
+	a := d.Action
+	if a == "" {
+		a = ActionAllow
+	}
+	return DecisionSummary{Action: a, ResponseCode: d.ResponseCode, Rule: d.Rule, Reason: d.Reason}
+}
+
+// Change is one transaction whose decision differs under the candidate rules.
+type Change struct {
+	Time     time.Time       `json:"time"`                  // of the transaction
+	RRN      string          `json:"rrn"`                   // DE 37
+	Terminal string          `json:"terminal"`              // DE 41
+	Merchant string          `json:"merchant"`              // DE 42
+	TxnType  string          `json:"txn_type"`              // purchase, refund, ...
+	Amount   int             `json:"amount"`                // minor units
+	Outcome  string          `json:"outcome_response_code"` // DE 39 the terminal got
+	Before   DecisionSummary `json:"before"`                // the decision as it happened
+	After    DecisionSummary `json:"after"`                 // the candidate rules' decision
+}
+
+// BacktestReport is the result of Backtest.
+type BacktestReport struct {
+	Version      string    `json:"version"`             // of the candidate rules
+	From         time.Time `json:"from"`                // first reported time
+	To           time.Time `json:"to"`                  // end (exclusive)
+	Warmup       string    `json:"warmup"`              // replayed before From
+	WarmupTxns   int       `json:"warmup_transactions"` // transactions in the warm-up
+	Transactions int       `json:"transactions"`        // transactions reported on
+	// DeclinesBefore and DeclinesAfter count risk declines as they happened and
+	// under the candidate rules; the amounts sum them.
+	DeclinesBefore      int           `json:"declines_before"`
+	DeclinesAfter       int           `json:"declines_after"`        // see DeclinesBefore
+	DeclineAmountBefore int64         `json:"decline_amount_before"` // minor units
+	DeclineAmountAfter  int64         `json:"decline_amount_after"`  // minor units
+	Changed             int           `json:"changed"`               // transactions whose decision differs
+	Rules               []*RuleStats  `json:"rules"`                 // per rule and score threshold
+	Changes             []Change      `json:"changes"`               // the changed decisions (up to MaxChanges)
+	Elapsed             time.Duration `json:"elapsed_ns"`            // how long the replay took
+}
+
+// Backtest replays the journal through rs in time order, on fresh counters,
+// and reports per rule the hits and would-be declines, and every decision
+// that differs from what happened.
+//
+// Counters learn each replayed transaction with the outcome it would have
+// had: declined with the candidate's code when the candidate declines, as it
+// happened otherwise (a transaction the old rules declined but the candidate
+// would pass counts as approved: the issuer's answer is unknown).
+func Backtest(ctx context.Context, h History, rs *RuleSet, opts BacktestOptions) (*BacktestReport, error) {
+	if !opts.To.After(opts.From) {
+		return nil, fmt.Errorf("backtest: --to %s must be after --from %s", opts.To.Format(time.RFC3339), opts.From.Format(time.RFC3339))
+	}
+	warmup := opts.Warmup
+	if warmup < 0 {
+		warmup = rs.MaxWindow()
+	}
+	start := time.Now()
+	rep := &BacktestReport{Version: rs.Version, From: opts.From, To: opts.To, Warmup: warmup.String(), Changes: []Change{}}
+	stats := map[string]*RuleStats{}
+	for _, r := range rs.Rules {
+		st := &RuleStats{Rule: r.ID, Mode: r.Mode, Action: r.Action}
+		stats[r.ID] = st
+		rep.Rules = append(rep.Rules, st)
+	}
+	for _, t := range rs.Thresholds {
+		if t != nil {
+			st := &RuleStats{Rule: t.ID, Mode: t.Mode, Action: ActionDecline}
+			if t.Decline == 0 {
+				st.Action = ActionReview
+			}
+			stats[t.ID] = st
+			rep.Rules = append(rep.Rules, st)
+		}
+	}
+	store := newVelocityStore(nil, 0, 0)
+	begin := opts.From.Add(-warmup)
+	span := opts.To.Sub(begin)
+	read := 0
+	lastProgress := time.Time{}
+	err := h.Range(ctx, begin, opts.To, func(rec Record) error {
+		read++
+		if opts.Progress != nil && read%256 == 0 && time.Since(lastProgress) > 100*time.Millisecond {
+			lastProgress = time.Now()
+			opts.Progress(float64(rec.Time.Sub(begin))/float64(span), read)
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		in := &rec.Input
+		if in.Txn.Time.IsZero() {
+			in.Txn.Time = rec.Time
+		}
+		if rec.Time.Before(opts.From) {
+			out := rec.Outcome
+			out.RiskDeclined = rec.Decision.Declined()
+			rs.observe(in, out, store)
+			rep.WarmupTxns++
+			return nil
+		}
+		rep.Transactions++
+		d := rs.evaluate(in, store, rs.lists, nil)
+		for _, hit := range d.Hits {
+			st := stats[hit.Rule]
+			if st == nil {
+				continue
+			}
+			st.Hits++
+			if hit.Action == ActionDecline {
+				st.WouldDecline++
+				st.WouldDeclineAmount += int64(in.Txn.Amount)
+			}
+		}
+		for _, hit := range rec.Decision.Hits {
+			if st := stats[hit.Rule]; st != nil {
+				st.HitsBefore++
+			}
+		}
+		if st := stats[d.Rule]; st != nil {
+			st.Decided++
+		}
+		if rec.Decision.Declined() {
+			rep.DeclinesBefore++
+			rep.DeclineAmountBefore += int64(in.Txn.Amount)
+		}
+		out := rec.Outcome
+		if d.Declined() {
+			rep.DeclinesAfter++
+			rep.DeclineAmountAfter += int64(in.Txn.Amount)
+			out = Outcome{Approved: false, ResponseCode: d.ResponseCode, RiskDeclined: true}
+		} else if rec.Decision.Declined() {
+			out = Outcome{Approved: true, ResponseCode: "00"}
+		} else {
+			out.RiskDeclined = false
+		}
+		before, after := summarize(&rec.Decision), summarize(&d)
+		if before != after {
+			rep.Changed++
+			if opts.MaxChanges <= 0 || len(rep.Changes) < opts.MaxChanges {
+				rep.Changes = append(rep.Changes, Change{Time: rec.Time, RRN: rec.RRN, Terminal: in.Terminal.ID,
+					Merchant: in.Merchant.ID, TxnType: in.Txn.Type, Amount: in.Txn.Amount,
+					Outcome: rec.Outcome.ResponseCode, Before: before, After: after})
+			}
+		}
+		rs.observe(in, out, store)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("backtest: read the journal from %s to %s: %w", begin.Format(time.RFC3339), opts.To.Format(time.RFC3339), err)
+	}
+	if opts.Progress != nil {
+		opts.Progress(1, read)
+	}
+	rep.Elapsed = time.Since(start)
+	return rep, nil
+}

@@ -1,0 +1,95 @@
+package risk
+
+import (
+	"math"
+	"sync"
+	"time"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/vm"
+)
+
+// exprOptions are the compile options every rule, score and where expression
+// shares: the typed environment (Input) and the helper functions.
+func exprOptions(lists *Lists) []expr.Option {
+	return []expr.Option{
+		expr.Env(Input{}),
+		// now() would make a rule depend on when it runs, not on the
+		// transaction: backtests could not reproduce it. Use txn.time.
+		expr.DisableBuiltin("now"),
+		expr.Function("geo_distance", func(p ...any) (any, error) {
+			return GeoDistance(p[0].(float64), p[1].(float64), p[2].(float64), p[3].(float64)), nil
+		}, new(func(float64, float64, float64, float64) float64)),
+		expr.Function("in_list", func(p ...any) (any, error) {
+			return lists.Contains(p[0].(string), p[1].(string), p[2].(string), time.Now()), nil
+		}, new(func(string, string, string) bool)),
+		expr.Function("hour_between", func(p ...any) (any, error) {
+			return HourBetween(p[0].(int), p[1].(int), p[2].(int)), nil
+		}, new(func(int, int, int) bool)),
+		expr.Function("time_between", func(p ...any) (any, error) {
+			return TimeBetween(p[0].(string), p[1].(string), p[2].(string)), nil
+		}, new(func(string, string, string) bool)),
+		expr.Function("just_under", func(p ...any) (any, error) {
+			return JustUnder(p[0].(int), p[1].(int), p[2].(int)), nil
+		}, new(func(int, int, int) bool)),
+		expr.Function("round_amount", func(p ...any) (any, error) {
+			return RoundAmount(p[0].(int), p[1].(int)), nil
+		}, new(func(int, int) bool)),
+	}
+}
+
+// GeoDistance is the great-circle distance in metres between two WGS84
+// points given in decimal degrees (expr: geo_distance).
+func GeoDistance(lat1, lon1, lat2, lon2 float64) float64 {
+	const r = 6371008.8 // mean Earth radius, metres
+	rad := math.Pi / 180
+	dLat := (lat2 - lat1) * rad
+	dLon := (lon2 - lon1) * rad
+	a := math.Sin(dLat/2)*math.Sin(dLat/2) + math.Cos(lat1*rad)*math.Cos(lat2*rad)*math.Sin(dLon/2)*math.Sin(dLon/2)
+	return 2 * r * math.Asin(math.Min(1, math.Sqrt(a)))
+}
+
+// HourBetween reports whether hour h lies in [from, to), wrapping past
+// midnight when from > to: HourBetween(23, 22, 6) is true (expr: hour_between).
+func HourBetween(h, from, to int) bool {
+	if from <= to {
+		return h >= from && h < to
+	}
+	return h >= from || h < to
+}
+
+// TimeBetween reports whether the "HH:MM" time t lies in [from, to), wrapping
+// past midnight when from > to (expr: time_between).
+func TimeBetween(t, from, to string) bool {
+	if from <= to {
+		return t >= from && t < to
+	}
+	return t >= from || t < to
+}
+
+// JustUnder reports whether amount is below limit by at most pct percent of
+// it: JustUnder(99000, 100000, 5) is true (expr: just_under). A limit of 0
+// (no limit) gives false.
+func JustUnder(amount, limit, pct int) bool {
+	if limit <= 0 || amount >= limit {
+		return false
+	}
+	return amount*100 >= limit*(100-pct)
+}
+
+// RoundAmount reports whether amount is a positive multiple of unit
+// (expr: round_amount; round_amount(txn.amount, 10000) for whole 100.00s).
+func RoundAmount(amount, unit int) bool {
+	return unit > 0 && amount > 0 && amount%unit == 0
+}
+
+// vmPoolT hands out expr VMs: a VM is reused across evaluations but never
+// shared between goroutines.
+type vmPoolT struct{ p sync.Pool }
+
+func newVMPool() *vmPoolT {
+	return &vmPoolT{p: sync.Pool{New: func() any { return new(vm.VM) }}}
+}
+
+func (p *vmPoolT) get() *vm.VM  { return p.p.Get().(*vm.VM) }
+func (p *vmPoolT) put(v *vm.VM) { p.p.Put(v) }

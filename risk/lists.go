@@ -1,0 +1,389 @@
+package risk
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+const (
+	listsPrefix      = KeyPrefix + "lists/"
+	listEntryPrefix  = listsPrefix + "e/"
+	listAuditPrefix  = listsPrefix + "audit/"
+	maxAuditReturned = 10000
+)
+
+// The list kinds: what a list entry's value is.
+const (
+	KindBIN      = "bin"
+	KindCard     = "card"
+	KindTerminal = "terminal"
+	KindMerchant = "merchant"
+	KindCountry  = "country"
+)
+
+// The two lists the lists.* flags read. Other list names are allowed and read
+// with in_list.
+const (
+	ListDeny  = "deny"
+	ListAllow = "allow"
+)
+
+var listKinds = []string{KindBIN, KindCard, KindTerminal, KindMerchant, KindCountry}
+
+func validListKind(k string) bool {
+	for _, x := range listKinds {
+		if x == k {
+			return true
+		}
+	}
+	return false
+}
+
+// ListEntry is one value on a list.
+type ListEntry struct {
+	// List is the list's name: deny, allow, or another name read with in_list.
+	List string `json:"list"`
+	// Kind is bin, card, terminal, merchant or country.
+	Kind string `json:"kind"`
+	// Value is a 6-digit BIN, a card hash (never a PAN), a terminal ID (DE 41),
+	// a merchant ID (DE 42) or an ISO 3166 alpha-2 country code.
+	Value string `json:"value"`
+	// ExpiresAt ends the entry; zero means never.
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
+	// Note says why the entry is there.
+	Note string `json:"note,omitempty"`
+	// AddedBy is the principal who added the entry.
+	AddedBy string `json:"added_by,omitempty"`
+	// AddedAt is when the entry was added.
+	AddedAt time.Time `json:"added_at,omitzero"`
+}
+
+// AuditEntry records one change to the lists.
+type AuditEntry struct {
+	Time  time.Time `json:"time"`  // when
+	Who   string    `json:"who"`   // the principal
+	Op    string    `json:"op"`    // add or remove
+	Entry ListEntry `json:"entry"` // what
+}
+
+var (
+	listNamePattern = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,31}$`)
+	binPattern      = regexp.MustCompile(`^[0-9]{6}$`)
+	cardHashPattern = regexp.MustCompile(`^[A-Za-z0-9_+=-]{16,128}$`)
+	idValuePattern  = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,32}$`)
+	countryPattern  = regexp.MustCompile(`^[A-Z]{2}$`)
+	panLike         = regexp.MustCompile(`^[0-9]{12,19}$`)
+)
+
+// Normalize checks e and puts its value into canonical form (country codes in
+// upper case). It refuses anything that looks like a clear PAN.
+func (e *ListEntry) Normalize() error {
+	e.List = strings.TrimSpace(e.List)
+	e.Kind = strings.TrimSpace(e.Kind)
+	e.Value = strings.TrimSpace(e.Value)
+	if !listNamePattern.MatchString(e.List) {
+		return fmt.Errorf("list name %q: want lower-case letters, digits, _ and - (at most 32), like deny or allow", e.List)
+	}
+	if !validListKind(e.Kind) {
+		return fmt.Errorf("list kind %q: want bin, card, terminal, merchant or country", e.Kind)
+	}
+	if panLike.MatchString(e.Value) && e.Kind != KindMerchant {
+		return fmt.Errorf("list value for kind %s looks like a card number: give the card hash, never a PAN", e.Kind)
+	}
+	ok := false
+	switch e.Kind {
+	case KindBIN:
+		ok = binPattern.MatchString(e.Value)
+	case KindCard:
+		ok = cardHashPattern.MatchString(e.Value)
+	case KindTerminal, KindMerchant:
+		ok = idValuePattern.MatchString(e.Value)
+	case KindCountry:
+		e.Value = strings.ToUpper(e.Value)
+		ok = countryPattern.MatchString(e.Value)
+	}
+	if !ok {
+		want := map[string]string{KindBIN: "6 digits", KindCard: "a card hash (16-128 letters, digits, _ + = -)",
+			KindTerminal: "a terminal ID", KindMerchant: "a merchant ID", KindCountry: "an ISO 3166 alpha-2 code like CN"}[e.Kind]
+		return fmt.Errorf("list value %q for kind %s: want %s", e.Value, e.Kind, want)
+	}
+	return nil
+}
+
+type listKey struct{ list, kind, value string }
+
+// listSnapshot is an immutable view of the lists: transactions read it
+// without locks while writers build the next one.
+type listSnapshot struct {
+	entries map[listKey]ListEntry
+	// flag maps for the lists.* flags: deny then allow, each by listKinds order.
+	flag [10]map[string]int64 // value -> expiry unix ns, 0 = never
+}
+
+func buildSnapshot(entries map[listKey]ListEntry) *listSnapshot {
+	s := &listSnapshot{entries: entries}
+	for i := range s.flag {
+		s.flag[i] = map[string]int64{}
+	}
+	for k, e := range entries {
+		li := -1
+		switch k.list {
+		case ListDeny:
+			li = 0
+		case ListAllow:
+			li = 5
+		}
+		if li < 0 {
+			continue
+		}
+		for ki, kind := range listKinds {
+			if kind == k.kind {
+				var exp int64
+				if !e.ExpiresAt.IsZero() {
+					exp = e.ExpiresAt.UnixNano()
+				}
+				s.flag[li+ki][k.value] = exp
+			}
+		}
+	}
+	return s
+}
+
+func (s *listSnapshot) has(i int, v string, now int64) bool {
+	if v == "" {
+		return false
+	}
+	exp, ok := s.flag[i][v]
+	return ok && (exp == 0 || exp > now)
+}
+
+// Lists holds the deny, allow and other lists, persisted in Badger under
+// risk/lists/ with every change audited. Reads are lock-free.
+type Lists struct {
+	db   *badger.DB
+	mu   sync.Mutex // serializes writers
+	snap atomic.Pointer[listSnapshot]
+	seq  atomic.Uint64
+	// audit is the in-memory audit trail when there is no DB.
+	audit []AuditEntry
+	now   func() time.Time
+}
+
+// NewLists loads the lists from db. A nil db gives in-memory lists (tests, tools).
+func NewLists(db *badger.DB) (*Lists, error) {
+	l := &Lists{db: db, now: time.Now}
+	entries := map[listKey]ListEntry{}
+	if db != nil {
+		err := db.View(func(txn *badger.Txn) error {
+			opts := badger.DefaultIteratorOptions
+			opts.Prefix = []byte(listEntryPrefix)
+			it := txn.NewIterator(opts)
+			defer it.Close()
+			for it.Rewind(); it.Valid(); it.Next() {
+				var e ListEntry
+				if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &e) }); err != nil {
+					return fmt.Errorf("list entry %s: %w", it.Item().Key(), err)
+				}
+				entries[listKey{e.List, e.Kind, e.Value}] = e
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("load risk lists from Badger: %w", err)
+		}
+	}
+	l.snap.Store(buildSnapshot(entries))
+	return l, nil
+}
+
+// Contains reports whether value is on list with the given kind and not
+// expired at t. A nil Lists contains nothing.
+func (l *Lists) Contains(list, kind, value string, t time.Time) bool {
+	if l == nil || value == "" {
+		return false
+	}
+	e, ok := l.snap.Load().entries[listKey{list, kind, value}]
+	return ok && (e.ExpiresAt.IsZero() || e.ExpiresAt.After(t))
+}
+
+// flags computes the lists.* flags of in at t.
+func (l *Lists) flags(in *Input, t int64) ListFlags {
+	s := l.snap.Load()
+	if len(s.entries) == 0 {
+		return ListFlags{}
+	}
+	vals := [5]string{in.Txn.BIN, in.Txn.CardHash, in.Terminal.ID, in.Merchant.ID, in.Txn.Country}
+	return ListFlags{
+		DenyBIN: s.has(0, vals[0], t), DenyCard: s.has(1, vals[1], t), DenyTerminal: s.has(2, vals[2], t),
+		DenyMerchant: s.has(3, vals[3], t), DenyCountry: s.has(4, vals[4], t),
+		AllowBIN: s.has(5, vals[0], t), AllowCard: s.has(6, vals[1], t), AllowTerminal: s.has(7, vals[2], t),
+		AllowMerchant: s.has(8, vals[3], t), AllowCountry: s.has(9, vals[4], t),
+	}
+}
+
+// Entries returns the entries not expired, sorted by list, kind and value.
+func (l *Lists) Entries() []ListEntry {
+	now := l.now()
+	var out []ListEntry
+	for _, e := range l.snap.Load().entries {
+		if e.ExpiresAt.IsZero() || e.ExpiresAt.After(now) {
+			out = append(out, e)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.List != b.List {
+			return a.List < b.List
+		}
+		if a.Kind != b.Kind {
+			return a.Kind < b.Kind
+		}
+		return a.Value < b.Value
+	})
+	return out
+}
+
+func entryKey(k listKey) []byte {
+	return []byte(listEntryPrefix + k.list + "/" + k.kind + "/" + k.value)
+}
+
+// Add puts e on its list (replacing an entry with the same list, kind and
+// value) and audits the change as done by who.
+func (l *Lists) Add(who string, e ListEntry) (ListEntry, error) {
+	if err := e.Normalize(); err != nil {
+		return e, err
+	}
+	if who == "" {
+		return e, errors.New("list change without a principal: who made it must be audited")
+	}
+	now := l.now().UTC()
+	if !e.ExpiresAt.IsZero() && !e.ExpiresAt.After(now) {
+		return e, fmt.Errorf("list entry %s/%s/%s: expiry %s is in the past", e.List, e.Kind, e.Value, e.ExpiresAt.Format(time.RFC3339))
+	}
+	e.AddedBy, e.AddedAt = who, now
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	k := listKey{e.List, e.Kind, e.Value}
+	a := AuditEntry{Time: now, Who: who, Op: "add", Entry: e}
+	if l.db != nil {
+		v, _ := json.Marshal(e)
+		err := l.db.Update(func(txn *badger.Txn) error {
+			ent := badger.NewEntry(entryKey(k), v)
+			if !e.ExpiresAt.IsZero() {
+				ent = ent.WithTTL(e.ExpiresAt.Sub(now) + time.Minute)
+			}
+			if err := txn.SetEntry(ent); err != nil {
+				return err
+			}
+			return l.writeAudit(txn, a)
+		})
+		if err != nil {
+			return e, fmt.Errorf("add list entry %s/%s/%s: %w", e.List, e.Kind, e.Value, err)
+		}
+	} else {
+		l.audit = append(l.audit, a)
+	}
+	cur := l.snap.Load().entries
+	next := make(map[listKey]ListEntry, len(cur)+1)
+	for kk, vv := range cur {
+		next[kk] = vv
+	}
+	next[k] = e
+	l.snap.Store(buildSnapshot(next))
+	return e, nil
+}
+
+// Remove takes a value off a list and audits the change as done by who. It
+// reports whether the value was there.
+func (l *Lists) Remove(who, list, kind, value string) (bool, error) {
+	e := ListEntry{List: list, Kind: kind, Value: value}
+	if err := e.Normalize(); err != nil {
+		return false, err
+	}
+	if who == "" {
+		return false, errors.New("list change without a principal: who made it must be audited")
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	k := listKey{e.List, e.Kind, e.Value}
+	cur := l.snap.Load().entries
+	old, ok := cur[k]
+	if !ok {
+		return false, nil
+	}
+	a := AuditEntry{Time: l.now().UTC(), Who: who, Op: "remove", Entry: old}
+	if l.db != nil {
+		err := l.db.Update(func(txn *badger.Txn) error {
+			if err := txn.Delete(entryKey(k)); err != nil {
+				return err
+			}
+			return l.writeAudit(txn, a)
+		})
+		if err != nil {
+			return false, fmt.Errorf("remove list entry %s/%s/%s: %w", list, kind, value, err)
+		}
+	} else {
+		l.audit = append(l.audit, a)
+	}
+	next := make(map[listKey]ListEntry, len(cur))
+	for kk, vv := range cur {
+		if kk != k {
+			next[kk] = vv
+		}
+	}
+	l.snap.Store(buildSnapshot(next))
+	return true, nil
+}
+
+func (l *Lists) writeAudit(txn *badger.Txn, a AuditEntry) error {
+	v, _ := json.Marshal(a)
+	key := fmt.Sprintf("%s%020d-%06d", listAuditPrefix, a.Time.UnixNano(), l.seq.Add(1)%1000000)
+	return txn.Set([]byte(key), v)
+}
+
+// Audit returns the audit trail from since on, oldest first, at most limit
+// entries (0 = up to 10,000).
+func (l *Lists) Audit(since time.Time, limit int) ([]AuditEntry, error) {
+	if limit <= 0 || limit > maxAuditReturned {
+		limit = maxAuditReturned
+	}
+	var out []AuditEntry
+	if l.db == nil {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		for _, a := range l.audit {
+			if !a.Time.Before(since) && len(out) < limit {
+				out = append(out, a)
+			}
+		}
+		return out, nil
+	}
+	start := []byte(fmt.Sprintf("%s%020d", listAuditPrefix, max(since.UnixNano(), 0)))
+	err := l.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = []byte(listAuditPrefix)
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Seek(start); it.Valid() && len(out) < limit; it.Next() {
+			var a AuditEntry
+			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &a) }); err != nil {
+				return fmt.Errorf("audit entry %s: %w", it.Item().Key(), err)
+			}
+			out = append(out, a)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read risk list audit from Badger: %w", err)
+	}
+	return out, nil
+}

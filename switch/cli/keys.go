@@ -1,0 +1,42 @@
+package cli
+
+import (
+	"github.com/switchyard/switchyard/hsm/hsmtool"
+	"github.com/switchyard/switchyard/keys/keytool"
+	"github.com/switchyard/switchyard/switch/server"
+)
+
+func init() {
+	Register("keys", "key ceremonies: import from components, generate, list, rotate, export, verify-log", runKeys)
+	Register("hsm", "diagnostics on test keys: dukpt, mac, kcv, cvv, tr31 unwrap, pinblock", func(env *Env, args []string) int {
+		return hsmtool.Run(args, env.Stdout, env.Stderr)
+	})
+	Register("zone-key-change", "give an issuer a new zone PIN key (0800/161) through the running switch", runZoneKeyChange)
+}
+
+func runKeys(env *Env, args []string) int {
+	c, rest, done, err := adminClient(env, args)
+	if err != nil {
+		return fail(env, "keys: %v", err)
+	}
+	defer done()
+	return keytool.RunWithInput(env.Ctx, rest, c, env.Stdin, env.Stdout, env.Stderr)
+}
+
+func runZoneKeyChange(env *Env, args []string) int {
+	c, rest, done, err := adminClient(env, args)
+	if err != nil {
+		return fail(env, "zone-key-change: %v", err)
+	}
+	defer done()
+	if len(rest) != 1 {
+		return fail(env, "usage: switchyard zone-key-change ISSUER [--admin URL --token T]")
+	}
+	var out server.ZoneKeyChange
+	if err := c.Do(env.Ctx, "POST", "/api/v1/issuers/"+rest[0]+"/key-change", nil, &out); err != nil {
+		return fail(env, "zone-key-change: %v", err)
+	}
+	env.Stdout.Write([]byte("issuer " + out.Issuer + ": new zone PIN key " + out.ZPK.String() + ", KCV " + out.KCV +
+		"; the previous key stays valid until " + out.GraceTo.Format("2006-01-02 15:04:05 UTC") + "\n"))
+	return 0
+}

@@ -1,0 +1,128 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+
+	"github.com/switchyard/switchyard/risk"
+	"github.com/switchyard/switchyard/switch/frontend"
+	"github.com/switchyard/switchyard/switch/journal"
+	"github.com/switchyard/switchyard/switch/message"
+	"github.com/switchyard/switchyard/switch/registry"
+)
+
+// Risk is the rules engine: it decides on a transaction and learns from its outcome.
+type Risk interface {
+	Evaluate(in *risk.Input) risk.Decision
+	Observe(in *risk.Input, out risk.Outcome)
+}
+
+var inputs = sync.Pool{New: func() any { return new(risk.Input) }}
+
+// ratingGrade maps the registry's underwriting rating to the rules' A (best) to E
+// (worst) grades: low risk B, medium C, high D. A to E pass through.
+func ratingGrade(r string) string {
+	switch r {
+	case registry.RatingLow:
+		return "B"
+	case registry.RatingMedium:
+		return "C"
+	case registry.RatingHigh:
+		return "D"
+	}
+	return r
+}
+
+// fillInput gives the rules the transaction, its terminal and merchant, and the facts
+// of the binding checks. It builds no map.
+func (p *Pipeline) fillInput(in *risk.Input, t *txn, res *registry.CheckResult, orig *journal.Record) {
+	r := t.req
+	x := &in.Txn
+	x.MTI, x.ProcCode, x.Type = r.MTI, r.ProcCode, risk.TxnTypeOf(r.MTI, r.ProcCode)
+	x.Amount, x.Currency = int(r.Amount), r.Currency
+	x.SetEntryMode(r.EntryMode)
+	x.PINPresent = x.PINPresent || r.HasPIN
+	x.BIN, x.CardHash, x.STAN, x.RRN, x.Time = r.BIN(), t.rec.CardHash, r.STAN, t.rec.RRN, t.start.UTC()
+	if orig != nil {
+		x.OriginalCardHash, x.OriginalAmount = orig.CardHash, int(orig.Amount)
+	}
+	in.Device.ID = r.TLV.Device
+	in.Device.AttestationAgeS = -1
+	if res == nil {
+		return
+	}
+	f := &res.Facts
+	if term := res.Terminal; term != nil {
+		in.Terminal = risk.Terminal{ID: term.ID, Kind: string(term.Kind), Status: string(term.Status), AgeDays: f.TerminalAgeDays,
+			AppVersion: r.TLV.AppVersion, Bound: term.Bound()}
+		if loc := term.Location; loc != nil {
+			in.Terminal.Lat, in.Terminal.Lon, in.Terminal.RadiusM = loc.Lat, loc.Lon, int(loc.RadiusM)
+		}
+	}
+	if m := res.Merchant; m != nil {
+		in.Terminal.Region = m.Region
+		in.Merchant = risk.Merchant{ID: m.ID, MCC: m.MCC, Tier: m.Tier, Rating: ratingGrade(m.Rating), Status: string(m.Status),
+			SingleLimit: int(m.Limits.PerTransaction), DailyLimit: int(m.Limits.Daily), MonthlyLimit: int(m.Limits.Monthly)}
+	}
+	in.Binding = risk.Binding{Checked: true, LocationKnown: f.LocationKnown, DistanceM: f.DistanceM, LocationOK: f.LocationOK,
+		SIMOK: f.SIMOK, IMEIOK: f.IMEIOK, DeviceOK: f.DeviceOK, NetworkOK: f.NetworkOK}
+	in.Device.Findings = append(in.Device.Findings[:0], f.Findings...)
+	if f.AttestationAgeS >= 0 {
+		in.Device.Attested, in.Device.AttestationAgeS = f.AttestationOK, int(f.AttestationAgeS)
+	}
+}
+
+// assess runs the rules. It records the rule-set version, every hit (shadow ones
+// included) and the facts the rules saw in the journal record, and returns a response
+// when the rules decline.
+func (p *Pipeline) assess(ctx context.Context, t *txn, res *registry.CheckResult, orig *journal.Record) *frontend.Response {
+	if p.risk == nil {
+		return nil
+	}
+	start := p.now()
+	in := inputs.Get().(*risk.Input)
+	in.Reset()
+	p.fillInput(in, t, res, orig)
+	d := p.risk.Evaluate(in)
+	t.rec.Timings.Risk = p.now().Sub(start).Microseconds()
+	t.risk, t.decision = in, d
+	t.rec.RuleSet = d.Version
+	for _, h := range d.Hits {
+		t.rec.RuleHits = append(t.rec.RuleHits, journal.RuleHit{ID: h.Rule, Action: string(h.Action), Mode: string(h.Mode), Reason: h.Reason, Score: h.Score})
+	}
+	if facts, err := json.Marshal(in); err == nil {
+		t.rec.Facts = facts
+	}
+	switch d.Action {
+	case risk.ActionDecline:
+		rc := d.ResponseCode
+		if rc == "" {
+			rc = message.RCDoNotHonour
+		}
+		reason := d.Reason
+		if reason == "" {
+			reason = d.Rule
+		}
+		resp, err := p.decline(ctx, t, rc, "risk", reason)
+		if err != nil {
+			return &frontend.Response{}
+		}
+		return &resp
+	case risk.ActionReview, risk.ActionAlert:
+		p.log.Info().Str("rrn", t.rec.RRN).Str("tid", t.rec.TID).Str("action", string(d.Action)).Str("rule", d.Rule).
+			Str("reason", d.Reason).Int("score", d.Score).Msg("risk " + string(d.Action))
+	}
+	return nil
+}
+
+// observe tells the rules how the transaction ended (velocity counters), once.
+func (p *Pipeline) observe(t *txn) {
+	if p.risk == nil || t.risk == nil {
+		return
+	}
+	p.risk.Observe(t.risk, risk.OutcomeOf(&t.decision, t.rec.RC))
+	in := t.risk
+	t.risk = nil
+	inputs.Put(in)
+}

@@ -1,0 +1,177 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/switchyard/switchyard/hsm"
+	"github.com/switchyard/switchyard/hsm/pinblock"
+	"github.com/switchyard/switchyard/switch/frontend"
+	"github.com/switchyard/switchyard/switch/message"
+	"github.com/switchyard/switchyard/switch/registry"
+)
+
+// ZoneKeys names each issuer's zone PIN key and the PIN block format it wants.
+type ZoneKeys map[string]ZoneKey
+
+// ZoneKey is an issuer's zone PIN key.
+type ZoneKey struct {
+	ZPK    string          // key ID, e.g. "demo.ZPK"
+	Format pinblock.Format // PIN block format towards the issuer (default 0)
+}
+
+// authenticate verifies the MAC of a message from a terminal that has a MAC key (always
+// SoftPOS). It returns the key to MAC the response with (empty: no MAC) and, when the
+// MAC is missing or wrong, the reason for a 63.
+func (p *Pipeline) authenticate(ctx context.Context, t *txn) (reason string) {
+	if p.hsm == nil || p.terminals == nil {
+		return ""
+	}
+	term, ok := p.terminals.Terminal(t.req.TID)
+	if !ok {
+		return ""
+	}
+	t.term = term
+	if term.Keys.TAK == "" {
+		if term.MACRequired() {
+			return "mac-key-missing"
+		}
+		return ""
+	}
+	t.macKey = hsm.KeyRef{ID: term.Keys.TAK}
+	if t.req.MACField == 0 {
+		return "mac-missing"
+	}
+	start := p.now()
+	err := p.hsm.VerifyMAC(ctx, hsm.MACRequest{Key: t.macKey, Data: t.req.MACInput()}, t.req.MAC[:])
+	t.rec.Timings.HSM += p.now().Sub(start).Microseconds()
+	switch {
+	case err == nil:
+		t.macOK = true
+		return ""
+	case errors.Is(err, hsm.ErrMACMismatch):
+		return "mac-invalid"
+	default:
+		p.log.Error().Err(err).Str("tid", t.req.TID).Msg("MAC could not be verified")
+		return "mac-unverifiable"
+	}
+}
+
+// macFunc returns the function that MACs the response, or nil for terminals without
+// a MAC key.
+func (p *Pipeline) macFunc(t *txn) message.MACFunc {
+	if t.macKey.ID == "" || p.hsm == nil {
+		return nil
+	}
+	return func(data []byte) ([8]byte, error) {
+		var out [8]byte
+		start := p.now()
+		mac, err := p.hsm.GenerateMAC(context.Background(), hsm.MACRequest{Key: t.macKey, Data: data})
+		t.rec.Timings.HSM += p.now().Sub(start).Microseconds()
+		if err != nil {
+			return out, err
+		}
+		copy(out[:], mac)
+		return out, nil
+	}
+}
+
+// translatePIN re-encrypts the terminal's PIN block under the issuer's zone PIN key.
+// It returns the new block, or the response code and reason of a decline.
+func (p *Pipeline) translatePIN(ctx context.Context, t *txn, issuer string) ([]byte, string, string) {
+	r := t.req
+	if p.hsm == nil {
+		return nil, message.RCSecurityViolation, "pin-not-translatable"
+	}
+	zk, ok := p.zones[issuer]
+	if !ok {
+		zk = ZoneKey{ZPK: issuer + ".ZPK"}
+	}
+	req := hsm.TranslatePINRequest{PINBlock: r.PINBlock[:], PAN: r.PAN, Dest: hsm.KeyRef{ID: zk.ZPK}, DestFormat: zk.Format}
+	var keys registry.KeyRefs
+	if t.term != nil {
+		keys = t.term.Keys
+	}
+	switch {
+	case r.TLV.Has&message.HasKSN != 0:
+		req.KSN = r.TLV.KSN
+		req.Source = hsm.KeyRef{ID: keys.BDK} // empty: the BDK is found by KSN prefix
+		if len(req.KSN) == 24 {
+			req.SourceFormat = pinblock.Format4
+		}
+	case keys.PINMode == registry.PINModeDUKPT:
+		return nil, message.RCFormatError, "ksn-missing"
+	case keys.TPK != "":
+		req.Source = hsm.KeyRef{ID: keys.TPK}
+	default:
+		return nil, message.RCSecurityViolation, "no-pin-key"
+	}
+	start := p.now()
+	block, err := p.hsm.TranslatePIN(ctx, req)
+	t.rec.Timings.HSM += p.now().Sub(start).Microseconds()
+	switch {
+	case err == nil:
+		return block, "", ""
+	case errors.Is(err, hsm.ErrReplay):
+		return nil, message.RCSecurityViolation, "dukpt-replay"
+	case errors.Is(err, hsm.ErrInput):
+		return nil, message.RCIncorrectPIN, "pin-block-invalid"
+	case errors.Is(err, hsm.ErrPolicy):
+		return nil, message.RCSecurityViolation, "pin-format-policy"
+	default:
+		p.log.Error().Err(err).Str("tid", r.TID).Str("issuer", issuer).Msg("PIN translation failed")
+		return nil, message.RCSecurityViolation, "pin-translation-failed"
+	}
+}
+
+// keyChange answers 0800/161: new working keys for the terminal (a new version of its
+// TPK, and of its TAK if it has one), generated in the HSM and sent under its TMK in
+// DE 48 WP and WM as HEXKEY:KCV. The previous versions stay valid for a grace period.
+func (p *Pipeline) keyChange(ctx context.Context, t *txn) (rc string, de48 string, err error) {
+	term := t.term
+	if p.hsm == nil || term == nil || term.Keys.TMK == "" {
+		return message.RCInvalidTransaction, "", nil
+	}
+	kek := &hsm.ExportSpec{KEK: hsm.KeyRef{ID: term.Keys.TMK}, Format: hsm.ExportECB}
+	var b []byte
+	actor := hsm.WithActor(ctx, "terminal:"+term.ID)
+	if term.Keys.TPK != "" {
+		res, err := p.hsm.GenerateKey(actor, hsm.GenerateKeyRequest{KeySpec: hsm.KeySpec{ID: term.Keys.TPK, Type: hsm.TPK,
+			Owner: term.ID, Grace: p.keyGrace}, Export: kek})
+		if err != nil {
+			return "", "", fmt.Errorf("new TPK for %s: %w", term.ID, err)
+		}
+		if b, err = message.AppendTLV(b, message.TagPINKey, res.Exported); err != nil {
+			return "", "", err
+		}
+	}
+	if term.Keys.TAK != "" {
+		res, err := p.hsm.GenerateKey(actor, hsm.GenerateKeyRequest{KeySpec: hsm.KeySpec{ID: term.Keys.TAK, Type: hsm.TAK,
+			Owner: term.ID, Grace: p.keyGrace}, Export: kek})
+		if err != nil {
+			return "", "", fmt.Errorf("new TAK for %s: %w", term.ID, err)
+		}
+		if b, err = message.AppendTLV(b, message.TagMACKey, res.Exported); err != nil {
+			return "", "", err
+		}
+	}
+	return message.RCApproved, string(b), nil
+}
+
+// securityDecline answers a message whose MAC failed with 63; nothing is forwarded.
+func (p *Pipeline) securityDecline(ctx context.Context, t *txn, reason string) (frontend.Response, error) {
+	t.macKey = hsm.KeyRef{} // a MAC'd answer would tell an attacker the right MAC's key is in use
+	if t.req.MTI == "0800" {
+		resp := message.NewResponse(t.req)
+		_ = resp.Field(39, message.RCSecurityViolation)
+		_ = message.SetReason(resp, reason)
+		raw, err := message.Pack(resp, nil)
+		if err != nil {
+			return frontend.Response{}, err
+		}
+		p.metrics.Transactions.WithLabelValues("0800", message.RCSecurityViolation, "", "hsm").Inc()
+		return frontend.Response{Body: raw}, nil
+	}
+	return p.decline(ctx, t, message.RCSecurityViolation, "hsm", reason)
+}

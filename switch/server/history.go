@@ -1,0 +1,83 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/switchyard/switchyard/risk"
+	"github.com/switchyard/switchyard/switch/journal"
+)
+
+// History is the journal as the risk tools read it (backtest, explain).
+type History struct{ J *journal.Store }
+
+// RiskRecord turns a journal record into what the risk tools replay. It reports false
+// for records the rules never saw (declined before the rules, network messages).
+func RiskRecord(r *journal.Record) (risk.Record, bool) {
+	if len(r.Facts) == 0 {
+		return risk.Record{}, false
+	}
+	out := risk.Record{Time: r.Received, RRN: r.RRN}
+	if err := json.Unmarshal(r.Facts, &out.Input); err != nil {
+		return out, false
+	}
+	out.Outcome = risk.Outcome{Approved: r.Approved(), ResponseCode: r.RC, RiskDeclined: r.DecidedBy == "risk"}
+	out.Decision = risk.Decision{Action: risk.ActionAllow, Version: r.RuleSet}
+	for _, h := range r.RuleHits {
+		out.Decision.Hits = append(out.Decision.Hits, risk.Hit{Rule: h.ID, Action: risk.Action(h.Action), Mode: risk.Mode(h.Mode), Reason: h.Reason, Score: h.Score})
+	}
+	if r.DecidedBy == "risk" {
+		out.Decision.Action, out.Decision.ResponseCode, out.Decision.Reason = risk.ActionDecline, r.RC, r.Reason
+		for _, h := range r.RuleHits {
+			if h.Mode != "shadow" && h.Reason == r.Reason {
+				out.Decision.Rule = h.ID
+			}
+		}
+	} else {
+		for _, h := range r.RuleHits {
+			if h.Mode == "shadow" {
+				continue
+			}
+			if a := risk.Action(h.Action); a == risk.ActionReview || (a == risk.ActionAlert && out.Decision.Action == risk.ActionAllow) {
+				out.Decision.Action, out.Decision.Rule = a, h.ID
+			}
+		}
+	}
+	return out, true
+}
+
+// Range implements risk.History.
+func (h History) Range(ctx context.Context, from, to time.Time, fn func(risk.Record) error) error {
+	var ferr error
+	err := h.J.Scan(ctx, journal.Query{From: from, To: to}, func(r *journal.Record) bool {
+		rec, ok := RiskRecord(r)
+		if !ok {
+			return true
+		}
+		ferr = fn(rec)
+		return ferr == nil
+	})
+	if ferr != nil {
+		return ferr
+	}
+	return err
+}
+
+// ByRRN implements risk.History.
+func (h History) ByRRN(_ context.Context, rrn string) (risk.Record, error) {
+	r, err := h.J.Get(rrn)
+	if errors.Is(err, journal.ErrNotFound) {
+		return risk.Record{}, fmt.Errorf("%w: RRN %s", risk.ErrNotFound, rrn)
+	}
+	if err != nil {
+		return risk.Record{}, err
+	}
+	rec, ok := RiskRecord(r)
+	if !ok {
+		return risk.Record{}, fmt.Errorf("%w: RRN %s never reached the rules (%s by %s, %s)", risk.ErrNotFound, rrn, r.RC, r.DecidedBy, r.Reason)
+	}
+	return rec, nil
+}

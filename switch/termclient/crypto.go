@@ -1,0 +1,79 @@
+package termclient
+
+import (
+	"crypto/des"
+	"encoding/hex"
+	"fmt"
+
+	"github.com/switchyard/switchyard/hsm/dukpt"
+	"github.com/switchyard/switchyard/hsm/mac"
+	"github.com/switchyard/switchyard/hsm/pinblock"
+	"github.com/switchyard/switchyard/switch/message"
+)
+
+// This file is the terminal's side of the cryptography, for demo and test terminals
+// (the `term` command, tests, the bench): it works on clear test keys, which a real
+// terminal keeps in its secure element.
+
+func tdesKey(keyHex string) ([]byte, error) {
+	k, err := hex.DecodeString(keyHex)
+	if err != nil || (len(k) != 16 && len(k) != 24) {
+		return nil, fmt.Errorf("key is not 16 or 24 bytes of hex")
+	}
+	if len(k) == 16 {
+		k = append(k, k[:8]...)
+	}
+	return k, nil
+}
+
+// PINBlockTPK returns an ISO 9564 format 0 PIN block encrypted under a TDES terminal
+// PIN key.
+func PINBlockTPK(tpkHex, pin, pan string) ([]byte, error) {
+	k, err := tdesKey(tpkHex)
+	if err != nil {
+		return nil, fmt.Errorf("TPK: %w", err)
+	}
+	c, err := des.NewTripleDESCipher(k)
+	if err != nil {
+		return nil, err
+	}
+	p := []byte(pin)
+	defer pinblock.Wipe(p)
+	return pinblock.Encrypt(c, pinblock.Format0, p, pan, nil)
+}
+
+// PINBlockDUKPT returns a format 0 PIN block under the TDES DUKPT PIN key of ksn (20
+// hex digits), derived from the BDK as the terminal's key would be from its IPEK.
+func PINBlockDUKPT(bdkHex, ksn, pin, pan string) ([]byte, error) {
+	bdk, err := hex.DecodeString(bdkHex)
+	if err != nil {
+		return nil, fmt.Errorf("BDK is not hex")
+	}
+	k, err := dukpt.ParseKSN(ksn)
+	if err != nil {
+		return nil, err
+	}
+	pk, err := dukpt.DeriveWorkingKey(bdk, k, dukpt.PINVariant)
+	if err != nil {
+		return nil, err
+	}
+	return PINBlockTPK(hex.EncodeToString(pk), pin, pan)
+}
+
+// RetailMAC returns a function computing the ISO 9797-1 algorithm 3 retail MAC
+// (padding method 1) under a double-length TDES key, as message.Pack wants it.
+func RetailMAC(keyHex string) (message.MACFunc, error) {
+	k, err := hex.DecodeString(keyHex)
+	if err != nil || len(k) != 16 {
+		return nil, fmt.Errorf("TAK is not 16 bytes of hex")
+	}
+	return func(data []byte) ([8]byte, error) {
+		var out [8]byte
+		m, err := mac.Alg3(k, data, mac.Padding1)
+		if err != nil {
+			return out, err
+		}
+		copy(out[:], m)
+		return out, nil
+	}, nil
+}
