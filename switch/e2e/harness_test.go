@@ -124,6 +124,13 @@ func (f *fixture) cli(token string, args ...string) (string, int) {
 	return out.String() + errb.String(), code
 }
 
+// cliLocal runs a switchyard command that needs no switch.
+func cliLocal(args ...string) (string, int) {
+	var out, errb bytes.Buffer
+	code := cli.Main(&cli.Env{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb, Getenv: func(string) string { return "" }}, args)
+	return out.String() + errb.String(), code
+}
+
 // changeID finds "CHG-n" in a CLI answer.
 func changeID(t *testing.T, out string) string {
 	t.Helper()

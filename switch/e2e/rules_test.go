@@ -1,0 +1,99 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchyard/switchyard/switch/config"
+)
+
+// copyRules copies the default rule pack into a directory the test may edit.
+func copyRules(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	files, _ := filepath.Glob("../../rules/*.yaml")
+	if len(files) == 0 {
+		t.Fatal("no rule files")
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, filepath.Base(f)), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+const bigRound = `rules:
+  - {id: big-round, condition: "txn.amount >= 500000 && txn.amount % 100000 == 0",
+     action: decline, response_code: "05", reason: round-amount}
+`
+
+// TestAnalystWorkflow is the issue's "done when": add a rule to a running switch, see it
+// decline with its reason, break the file and keep the rules, backtest the change.
+func TestAnalystWorkflow(t *testing.T) {
+	rules := copyRules(t)
+	f := startDemo(t, func(c *config.Config) { c.RulesDir = rules })
+	// Before: a round 5,000.00 at the grocery is approved.
+	if r := f.send(pos(500000)); r.RC != "00" {
+		t.Fatalf("before the rule: %+v", r)
+	}
+	if err := os.WriteFile(filepath.Join(rules, "90-analyst.yaml"), []byte(bigRound), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the new rule to load", func() bool {
+		tx := pos(500000)
+		tx.PAN = testPAN(500)
+		r := f.send(tx)
+		return r.RC == "05" && r.Reason == "round-amount"
+	})
+	// Break the file: the switch keeps the previous rules and says why, with file:line.
+	if err := os.WriteFile(filepath.Join(rules, "90-analyst.yaml"), []byte(strings.Replace(bigRound, "txn.amount %", "txn.amount_typo %", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the refusal to be logged", func() bool { return strings.Contains(f.logs.String(), "90-analyst.yaml:") })
+	tx := pos(600000)
+	tx.PAN = testPAN(501)
+	if r := f.send(tx); r.RC != "05" || r.Reason != "round-amount" {
+		t.Fatalf("the previous rules must stay: %+v", r)
+	}
+	// rules check names the same problem.
+	out, code := cliLocal("rules", "check", rules)
+	if code == 0 || !strings.Contains(out, "90-analyst.yaml:") {
+		t.Fatalf("rules check: %d %s", code, out)
+	}
+	// Backtest the rule on the journal: the approved 5,000.00 would have been declined.
+	good := t.TempDir()
+	if err := os.WriteFile(filepath.Join(good, "90-analyst.yaml"), []byte(bigRound), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, code = f.cli(tokAnalyst, "rules", "backtest", "--rules", good, "--from", time.Now().Add(-time.Hour).Format(time.RFC3339), "--to", time.Now().Add(time.Minute).Format(time.RFC3339), "--format", "json")
+	if code != 0 || !strings.Contains(out, "big-round") {
+		t.Fatalf("backtest: %d %s", code, out)
+	}
+	// Explain a decline of the rule.
+	tx = pos(700000)
+	tx.PAN = testPAN(502)
+	r := f.send(tx)
+	out, code = f.cli(tokAnalyst, "rules", "explain", r.RRN, "--rules", good)
+	if code != 0 || !strings.Contains(out, "big-round") || !strings.Contains(out, "txn.amount") {
+		t.Fatalf("explain %s: %d %s", r.RRN, code, out)
+	}
+}
+
+func waitFor(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
