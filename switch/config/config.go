@@ -152,6 +152,8 @@ type DemoIssuer struct {
 	// External is the address of an issuer simulator already running (for example in a
 	// process of its own, as the bench harness runs it); when set, none is started.
 	External string `yaml:"external"`
+	// Timeout is how long the switch waits for the demo issuer (default 10s).
+	Timeout Duration `yaml:"timeout"`
 }
 
 // Journal configures the journal.
@@ -282,6 +284,9 @@ func (c *Config) ApplyDefaults() {
 	}
 	if c.DemoIssuer.Addr == "" {
 		c.DemoIssuer.Addr = "127.0.0.1:0"
+	}
+	if c.DemoIssuer.Timeout == 0 {
+		c.DemoIssuer.Timeout = Duration(10 * time.Second)
 	}
 	if c.Demo {
 		routed := false

@@ -89,10 +89,15 @@ func TestAnalystWorkflow(t *testing.T) {
 
 func waitFor(t *testing.T, what string, ok func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	waitForLong(t, what, 10*time.Second, ok)
+}
+
+func waitForLong(t *testing.T, what string, d time.Duration, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
 	for !ok() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+			t.Fatalf("timed out waiting for %s (%.400s)", what, lastSAF)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -30,6 +30,7 @@ type Item struct {
 	Created time.Time         `json:"created"`
 	Tries   int               `json:"tries"`
 	Last    time.Time         `json:"last,omitempty"`
+	Next    time.Time         `json:"next,omitempty"` // not before this (backoff after a failed try)
 	LastErr string            `json:"last_error,omitempty"`
 	Meta    map[string]string `json:"meta,omitempty"`
 }
@@ -52,6 +53,8 @@ var ErrNoSender = errors.New("saf: no sender for issuer")
 type Options struct {
 	MinBackoff, MaxBackoff time.Duration // defaults 500 ms, 30 s
 	Poll                   time.Duration // how often idle workers look for work (default 1 s)
+	// InFlight bounds the advices of one issuer sent at once (default 16).
+	InFlight int
 }
 
 // Queue is the Badger-backed queue. Key layout: "saf/q/<issuer>/<seq BE 8>" -> JSON item.
@@ -83,6 +86,9 @@ func Open(db *badger.DB, opts Options, log zerolog.Logger) (*Queue, error) {
 	}
 	if opts.Poll <= 0 {
 		opts.Poll = time.Second
+	}
+	if opts.InFlight <= 0 {
+		opts.InFlight = 16
 	}
 	seq, err := db.GetSequence([]byte("saf/seq"), 1000)
 	if err != nil {
@@ -172,20 +178,31 @@ func (q *Queue) Pending(issuer string) ([]Item, error) {
 	return out, err
 }
 
-func (q *Queue) head(issuer string) (*Item, error) {
-	var x *Item
+// due returns up to n of an issuer's items whose time has come, oldest first, and the
+// earliest time another becomes due (zero if none waits).
+func (q *Queue) due(issuer string, n int, now time.Time) ([]*Item, time.Time, error) {
+	var out []*Item
+	var next time.Time
 	p := []byte(prefix + issuer + "/")
 	err := q.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 1, Prefix: p})
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 64, Prefix: p})
 		defer it.Close()
-		it.Rewind()
-		if !it.Valid() {
-			return nil
+		for it.Rewind(); it.Valid() && len(out) < n; it.Next() {
+			x := new(Item)
+			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, x) }); err != nil {
+				return err
+			}
+			if x.Next.After(now) {
+				if next.IsZero() || x.Next.Before(next) {
+					next = x.Next
+				}
+				continue
+			}
+			out = append(out, x)
 		}
-		x = new(Item)
-		return it.Item().Value(func(v []byte) error { return json.Unmarshal(v, x) })
+		return nil
 	})
-	return x, err
+	return out, next, err
 }
 
 func (q *Queue) save(it *Item) error {
@@ -203,29 +220,26 @@ func (q *Queue) remove(it *Item) error {
 	return q.db.Sync()
 }
 
-// worker delivers an issuer's items in order; an item leaves the queue only when acknowledged.
+// worker delivers an issuer's items, several at once; an item leaves the queue only
+// when acknowledged, and an item that failed waits out its own backoff without holding
+// up the others.
 func (q *Queue) worker(issuer string, kick chan struct{}) {
 	defer q.wg.Done()
-	backoff := time.Duration(0)
 	for {
-		if backoff > 0 {
-			select {
-			case <-time.After(backoff):
-			case <-q.ctx.Done():
-				return
-			}
-		}
-		it, err := q.head(issuer)
+		now := time.Now()
+		items, next, err := q.due(issuer, q.opts.InFlight, now)
 		if err != nil {
 			q.log.Error().Err(err).Str("issuer", issuer).Msg("reading the queue")
-			backoff = q.opts.MaxBackoff
-			continue
+			next = now.Add(q.opts.MaxBackoff)
 		}
-		if it == nil {
-			backoff = 0
+		if len(items) == 0 {
+			wait := q.opts.Poll
+			if !next.IsZero() && next.Sub(now) < wait {
+				wait = next.Sub(now)
+			}
 			select {
 			case <-kick:
-			case <-time.After(q.opts.Poll):
+			case <-time.After(wait):
 			case <-q.ctx.Done():
 				return
 			}
@@ -234,32 +248,52 @@ func (q *Queue) worker(issuer string, kick chan struct{}) {
 		q.mu.Lock()
 		send := q.senders[issuer]
 		q.mu.Unlock()
-		repeat := it.Tries > 0
-		it.Tries++
-		it.Last = time.Now().UTC()
-		if err := q.save(it); err != nil { // the try is counted before it is made
-			q.log.Error().Err(err).Msg("saving try count")
+		var wg sync.WaitGroup
+		for _, it := range items {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				q.deliver(send, it)
+			}()
 		}
-		q.Sent.Add(1)
-		err = send(q.ctx, it, repeat)
-		if err == nil {
-			q.Acked.Add(1)
-			if err := q.remove(it); err != nil {
-				q.log.Error().Err(err).Str("rrn", it.RRN).Msg("removing acknowledged item")
-			}
-			backoff = 0
-			continue
-		}
+		wg.Wait()
 		if q.ctx.Err() != nil {
 			return
 		}
-		q.Failed.Add(1)
-		it.LastErr = err.Error()
-		_ = q.save(it)
-		backoff = min(max(2*backoff, q.opts.MinBackoff), q.opts.MaxBackoff)
-		q.log.Warn().Err(err).Str("issuer", issuer).Str("mti", it.MTI).Str("rrn", it.RRN).Int("tries", it.Tries).
-			Dur("retry_in", backoff).Msg("advice not acknowledged; will repeat")
 	}
+}
+
+// deliver makes one try of an item.
+func (q *Queue) deliver(send Sender, it *Item) {
+	repeat := it.Tries > 0
+	it.Tries++
+	it.Last = time.Now().UTC()
+	if err := q.save(it); err != nil { // the try is counted before it is made
+		q.log.Error().Err(err).Msg("saving try count")
+	}
+	q.Sent.Add(1)
+	err := send(q.ctx, it, repeat)
+	if err == nil {
+		q.Acked.Add(1)
+		if err := q.remove(it); err != nil {
+			q.log.Error().Err(err).Str("rrn", it.RRN).Msg("removing acknowledged item")
+		}
+		return
+	}
+	if q.ctx.Err() != nil {
+		return
+	}
+	q.Failed.Add(1)
+	backoff := q.opts.MinBackoff << min(it.Tries-1, 16)
+	if backoff > q.opts.MaxBackoff || backoff <= 0 {
+		backoff = q.opts.MaxBackoff
+	}
+	it.LastErr, it.Next = err.Error(), time.Now().Add(backoff).UTC()
+	if err := q.save(it); err != nil {
+		q.log.Error().Err(err).Msg("saving retry time")
+	}
+	q.log.Warn().Err(err).Str("issuer", it.Issuer).Str("mti", it.MTI).Str("rrn", it.RRN).Int("tries", it.Tries).
+		Dur("retry_in", backoff).Msg("advice not acknowledged; will repeat")
 }
 
 // Flush waits until every issuer's queue is empty or ctx ends.

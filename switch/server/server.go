@@ -160,7 +160,7 @@ func New(cfg *config.Config, log zerolog.Logger) (_ *Server, err error) {
 			addr = s.DemoSim.Addr()
 			log.Info().Str("addr", addr).Msg("demo issuer started")
 		}
-		issuers = append([]config.Issuer{{ID: "demo", Addrs: []string{addr}, Timeout: config.Duration(10 * time.Second),
+		issuers = append([]config.Issuer{{ID: "demo", Addrs: []string{addr}, Timeout: cfg.DemoIssuer.Timeout,
 			EchoEvery: config.Duration(30 * time.Second), Connections: 2}}, issuers...)
 	}
 	for _, ic := range issuers {
