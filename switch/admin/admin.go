@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -63,28 +64,48 @@ func PrincipalFrom(ctx context.Context) (Principal, bool) {
 	return p, ok
 }
 
-// Authenticator checks bearer tokens. The zero value accepts no token.
+// Authenticator checks bearer tokens. The zero value accepts no token. Its tokens can
+// be replaced while it serves (configuration reload).
 type Authenticator struct {
+	mu     sync.RWMutex
 	tokens []Token
 }
 
 // NewAuthenticator returns an Authenticator for the given tokens. It refuses an
 // empty token, an unknown role or a token given twice.
 func NewAuthenticator(tokens []Token) (*Authenticator, error) {
+	if err := checkTokens(tokens); err != nil {
+		return nil, err
+	}
+	return &Authenticator{tokens: append([]Token(nil), tokens...)}, nil
+}
+
+// SetTokens replaces the tokens, after the same checks as NewAuthenticator.
+func (a *Authenticator) SetTokens(tokens []Token) error {
+	if err := checkTokens(tokens); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	a.tokens = append([]Token(nil), tokens...)
+	a.mu.Unlock()
+	return nil
+}
+
+func checkTokens(tokens []Token) error {
 	seen := map[string]bool{}
 	for i, t := range tokens {
 		if t.Token == "" {
-			return nil, fmt.Errorf("admin token %d (%s): empty token", i, t.Name)
+			return fmt.Errorf("admin token %d (%s): empty token", i, t.Name)
 		}
 		if !t.Role.Valid() {
-			return nil, fmt.Errorf("admin token %d (%s): unknown role %q (want operator, reviewer, analyst or admin)", i, t.Name, t.Role)
+			return fmt.Errorf("admin token %d (%s): unknown role %q (want operator, reviewer, analyst or admin)", i, t.Name, t.Role)
 		}
 		if seen[t.Token] {
-			return nil, fmt.Errorf("admin token %d (%s): token given twice", i, t.Name)
+			return fmt.Errorf("admin token %d (%s): token given twice", i, t.Name)
 		}
 		seen[t.Token] = true
 	}
-	return &Authenticator{tokens: append([]Token(nil), tokens...)}, nil
+	return nil
 }
 
 // Lookup returns the principal for a bearer token, comparing in constant time.
@@ -92,6 +113,8 @@ func (a *Authenticator) Lookup(token string) (Principal, bool) {
 	if a == nil || token == "" {
 		return Principal{}, false
 	}
+	a.mu.RLock()
+	defer a.mu.RUnlock()
 	var found Principal
 	ok := false
 	for _, t := range a.tokens {

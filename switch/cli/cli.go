@@ -135,5 +135,6 @@ func newLogger(w io.Writer, level, format string) zerolog.Logger {
 		w = zerolog.ConsoleWriter{Out: w, TimeFormat: "15:04:05.000"}
 	}
 	zerolog.TimeFieldFormat = zerolog.TimeFormatUnixMicro
-	return zerolog.New(w).Level(lvl).With().Timestamp().Logger()
+	zerolog.SetGlobalLevel(lvl) // a reload may change it
+	return zerolog.New(w).With().Timestamp().Logger()
 }

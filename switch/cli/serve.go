@@ -65,7 +65,16 @@ func runServe(env *Env, args []string) int {
 		case sg := <-sig:
 			if sg == syscall.SIGHUP {
 				log.Info().Msg("SIGHUP: reloading")
-				s.Reload()
+				var next *config.Config
+				if *cfgFile != "" {
+					c, err := config.Load(*cfgFile)
+					if err != nil {
+						log.Error().Err(err).Msg("reload: configuration refused; the running one stays")
+					} else {
+						next = c
+					}
+				}
+				s.Reload(next)
 				continue
 			}
 			log.Info().Str("signal", sg.String()).Msg("draining")

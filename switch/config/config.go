@@ -222,10 +222,41 @@ func Parse(b []byte, name string) (*Config, error) {
 		return nil, fmt.Errorf("config %s: %w", name, err)
 	}
 	c.ApplyDefaults()
+	if err := c.loadTokensFile(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", name, err)
+	}
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("config %s: %w", name, err)
 	}
 	return &c, nil
+}
+
+// loadTokensFile adds the tokens of admin.tokens_file, a YAML list of {name, role,
+// token}, which must not be readable by others.
+func (c *Config) loadTokensFile() error {
+	f := c.Admin.TokensFile
+	if f == "" {
+		return nil
+	}
+	fi, err := os.Stat(f)
+	if err != nil {
+		return fmt.Errorf("admin.tokens_file: %w", err)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return fmt.Errorf("admin.tokens_file: %s is readable by others (mode %v); chmod 600 it", f, fi.Mode().Perm())
+	}
+	b, err := os.ReadFile(f)
+	if err != nil {
+		return fmt.Errorf("admin.tokens_file: %w", err)
+	}
+	var toks []admin.Token
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&toks); err != nil {
+		return fmt.Errorf("admin.tokens_file %s: %w", f, err)
+	}
+	c.Admin.Tokens = append(c.Admin.Tokens, toks...)
+	return nil
 }
 
 // ApplyDefaults fills unset values with their defaults.

@@ -485,14 +485,57 @@ func (b badgerLogger) Warningf(f string, a ...any) { b.l.Warn().Msgf(f, a...) }
 func (b badgerLogger) Infof(f string, a ...any)    { b.l.Debug().Msgf(f, a...) }
 func (b badgerLogger) Debugf(f string, a ...any)   { b.l.Debug().Msgf(f, a...) }
 
-// Reload re-reads what can change without a restart (SIGHUP, the admin reload call).
-// Every reloadable part keeps its running state when its new one is refused.
-func (s *Server) Reload() {
+// Reload re-reads what can change without a restart (SIGHUP, the admin reload call):
+// the rules, and, given a new configuration, the admin tokens and the log level. Keys
+// that need a restart are named in the log. Every part keeps its running state when
+// its new one is refused. No connection is dropped.
+func (s *Server) Reload(newCfg *config.Config) {
+	if newCfg != nil {
+		tokens := newCfg.Admin.Tokens
+		if s.cfg.Demo {
+			tokens = append(append([]admin.Token(nil), tokens...), registry.DemoTokens()...)
+		}
+		if err := s.auth.SetTokens(tokens); err != nil {
+			s.log.Error().Err(err).Msg("reload: admin tokens refused; the running ones stay")
+		} else {
+			s.log.Info().Int("tokens", len(tokens)).Msg("reload: admin tokens applied")
+		}
+		if lvl, err := zerolog.ParseLevel(newCfg.Log.Level); err == nil {
+			zerolog.SetGlobalLevel(lvl)
+		}
+		for _, k := range restartKeys(s.cfg, newCfg) {
+			s.log.Warn().Str("key", k).Msg("reload: this setting changed and takes effect at the next restart")
+		}
+	}
 	for _, f := range s.reloaders {
 		if err := f(); err != nil {
 			s.log.Error().Err(err).Msg("reload refused; the running configuration stays")
 		}
 	}
+}
+
+// restartKeys names the settings that differ and are read only at start.
+func restartKeys(old, cur *config.Config) []string {
+	var out []string
+	if fmt.Sprint(old.Listeners) != fmt.Sprint(cur.Listeners) {
+		out = append(out, "listeners")
+	}
+	if fmt.Sprint(old.Issuers) != fmt.Sprint(cur.Issuers) {
+		out = append(out, "issuers")
+	}
+	if fmt.Sprint(old.Routes) != fmt.Sprint(cur.Routes) {
+		out = append(out, "routes")
+	}
+	if old.DataDir != cur.DataDir {
+		out = append(out, "data_dir")
+	}
+	if old.Admin.Addr != cur.Admin.Addr {
+		out = append(out, "admin.addr")
+	}
+	if old.RulesDir != cur.RulesDir {
+		out = append(out, "rules_dir")
+	}
+	return out
 }
 
 // OnReload adds a function that Reload calls.

@@ -1,0 +1,57 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestDemoValidates(t *testing.T) {
+	if err := Demo().Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestErrorsNameKeyAndProblem(t *testing.T) {
+	cases := map[string]string{
+		"listeners: [{addr: nowhere}]\nsecurity: {lmk_file: x, card_hash_key_hex: 00112233445566778899aabbccddeeff}": `listeners[0].addr: "nowhere" is not host:port`,
+		"listeners: [{addr: 127.0.0.1:1, dialect: ebcdic}]\nsecurity: {lmk_file: x, card_hash_key_hex: 00112233445566778899aabbccddeeff}": `listeners[0].dialect: unknown dialect "ebcdic"`,
+		"demo: true\nlisteners: [{addr: 127.0.0.1:1}]\nroutes: [{prefix: 4111, issuer: nobody}]":                                             `routes[0].issuer: "nobody" is not a configured issuer`,
+		"demo: true\nlisteners: [{addr: 127.0.0.1:1}]\nissuers: [{id: x, addrs: [127.0.0.1:2], timeout: 1h}]":                            `issuers[0].timeout: 1h0m0s is not between 10ms and 2m`,
+		"listeners: [{addr: 127.0.0.1:1}]\nsecurity: {card_hash_key_hex: " + DemoCardHashKey + "}":                                        `security.card_hash_key_hex: the public demo key is refused outside demo mode`,
+		"listeners: [{addr: 127.0.0.1:1}]\nsecurity: {card_hash_key_hex: 00112233445566778899aabbccddeeff}":                               `security.lmk_file: required outside demo mode`,
+		"demo: true\nlisteners: [{addr: 127.0.0.1:1}]\nlog: {level: chatty}":                                                             `log.level: "chatty" is not one of debug, info, warn, error`,
+		"demo: true\nlisteners: [{addr: 127.0.0.1:1, idle_timeout: soon}]":                                                               `"soon" is not a duration`,
+		"demo: true\nlistners: []":                                                                                                       `field listners not found`,
+	}
+	for in, want := range cases {
+		in := in
+		if strings.Contains(in, "demo: true") && !strings.Contains(in, "card_hash") {
+			in += "\nsecurity: {card_hash_key_hex: " + DemoCardHashKey + "}"
+		}
+		_, err := Parse([]byte(in), "test.yaml")
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q:\n got %v\nwant %s", in, err, want)
+		}
+	}
+}
+
+func TestTokensFile(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "tokens.yaml")
+	os.WriteFile(f, []byte("- {name: a, role: operator, token: t1}\n"), 0o644)
+	base := "demo: true\nlisteners: [{addr: 127.0.0.1:1}]\nsecurity: {card_hash_key_hex: " + DemoCardHashKey + "}\nadmin: {tokens_file: " + f + "}"
+	if _, err := Parse([]byte(base), "x"); err == nil || !strings.Contains(err.Error(), "readable by others") {
+		t.Fatalf("world-readable tokens file: %v", err)
+	}
+	os.Chmod(f, 0o600)
+	c, err := Parse([]byte(base), "x")
+	if err != nil || len(c.Admin.Tokens) != 1 || c.Admin.Tokens[0].Name != "a" {
+		t.Fatalf("%+v %v", c, err)
+	}
+	os.WriteFile(f, []byte("- {name: a, role: boss, token: t1}\n"), 0o600)
+	if _, err := Parse([]byte(base), "x"); err == nil || !strings.Contains(err.Error(), `unknown role "boss"`) {
+		t.Fatalf("bad role: %v", err)
+	}
+}
