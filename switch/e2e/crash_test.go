@@ -317,7 +317,7 @@ security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504
 			t.Errorf("RRN %s: owed a reversal (%s) the issuer never got: %+v", rec.RRN, rec.ReversedBy, e)
 		}
 		if e.Requests > 1 {
-			t.Errorf("RRN %s forwarded %d times", rec.RRN, e.Requests)
+			t.Errorf("RRN %s forwarded %d times: ledger %+v, journal %+v", rec.RRN, e.Requests, e, rec)
 		}
 	}
 	for rrn, e := range ledger {

@@ -100,7 +100,7 @@ func TestGracefulDrain(t *testing.T) {
 			rcs[i] = r.RC
 		}()
 	}
-	time.Sleep(500 * time.Millisecond) // the four are at the issuer now
+	waitFor(t, "the four requests to reach the issuer", func() bool { return sim.Stats.Requests.Load() == 4 })
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

@@ -305,15 +305,18 @@ func (c *coalescingWriter) WriteMessage(w io.Writer, m *iso8583.Message) error {
 func (c *coalescingWriter) flushLoop() {
 	for range c.kick {
 		c.mu.Lock()
-		out := c.buf
-		c.buf = c.spare[:0]
-		c.mu.Unlock()
-		if len(out) == 0 {
+		if len(c.buf) == 0 { // a kick for bytes an earlier write already took
+			c.mu.Unlock()
 			continue
 		}
+		// Hand the filled buffer to the write and give writers the spare one; the two
+		// never share a backing array.
+		out := c.buf
+		c.buf, c.spare = c.spare[:0], nil
+		c.mu.Unlock()
 		_, err := c.w.Write(out)
 		c.mu.Lock()
-		c.spare = out
+		c.spare = out[:0]
 		if err != nil {
 			c.err = fmt.Errorf("write to issuer: %w", err)
 			c.mu.Unlock()
