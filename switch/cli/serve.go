@@ -9,6 +9,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/switchyard/switchyard/switch/config"
+	"github.com/switchyard/switchyard/switch/registry"
 	"github.com/switchyard/switchyard/switch/server"
 )
 
@@ -52,8 +53,12 @@ func runServe(env *Env, args []string) int {
 		return 1
 	}
 	if cfg.Demo {
-		fmt.Fprintf(env.Stderr, "\nSwitchyard demo is up.\n  terminals (ascii):         %s\n  terminals (binary bitmap): %s\n  admin:                     http://%s (/livez /readyz /metrics)\n  try: switchyard term purchase --pan 4761739001010119 --amount 1000\n\n",
-			s.ListenerAddr("ascii"), s.ListenerAddr("binary-bitmap"), s.AdminAddr())
+		fmt.Fprintf(env.Stderr, "\nSwitchyard demo is up (public test keys: never use them for real cards).\n  terminals (ascii):         %s\n  terminals (binary bitmap): %s\n  admin:                     http://%s (/livez /readyz /metrics)\n  data:                      %s   rules: %s\n\n  demo admin tokens (export SWITCHYARD_TOKEN=...):\n",
+			s.ListenerAddr("ascii"), s.ListenerAddr("binary-bitmap"), s.AdminAddr(), cfg.DataDir, cfg.RulesDir)
+		for _, t := range registry.DemoTokens() {
+			fmt.Fprintf(env.Stderr, "    %-9s %-16s %s\n", t.Role, t.Name, t.Token)
+		}
+		fmt.Fprintf(env.Stderr, "\n  try: switchyard term purchase --pan 4761739001010119 --amount 1000\n\n")
 	}
 	sig := make(chan os.Signal, 4)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)

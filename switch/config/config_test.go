@@ -55,3 +55,17 @@ func TestTokensFile(t *testing.T) {
 		t.Fatalf("bad role: %v", err)
 	}
 }
+
+// TestExampleFile keeps docs/switchyard.example.yaml in step with the code: every key in
+// it must be known, and with its secrets filled in it must validate.
+func TestExampleFile(t *testing.T) {
+	b, err := os.ReadFile("../../docs/switchyard.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := strings.Replace(string(b), `card_hash_key_hex: ""`, `card_hash_key_hex: "00112233445566778899aabbccddeeff"`, 1)
+	s = strings.Replace(s, `lmk_env: ""`, `lmk_env: "SWITCHYARD_LMK"`, 1)
+	if _, err := Parse([]byte(s), "switchyard.example.yaml"); err != nil {
+		t.Fatal(err)
+	}
+}
