@@ -26,8 +26,20 @@ func runBench(env *Env, args []string) int {
 	fs.Float64Var(&o.Rate, "rate", 10000, "open-loop rate for the latency run (0 to skip)")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the switch over the run to this file")
 	fs.StringVar(&o.WorkDir, "workdir", "", "keep the switch's data and logs here (default: a temporary directory)")
+	target := fs.String("target", "", "load a switch already running at this terminal address (no relay, no CPU figures)")
 	if ok, code := parse(fs, args); !ok {
 		return code
+	}
+	if *target != "" {
+		res, err := bench.RunLoad(env.Ctx, bench.LoadOptions{Addr: *target, Terminals: o.Terminals, Conns: o.Conns, Depth: o.Depth,
+			Duration: o.Duration, Warmup: o.Warmup, Rate: o.Rate, Progress: env.Stderr})
+		if err != nil {
+			return fail(env, "bench: %v", err)
+		}
+		h := res.Hist
+		fmt.Fprintf(env.Stdout, "%.0f/s  p50 %dµs  p90 %dµs  p99 %dµs  p99.9 %dµs  max %dµs  errors %d  codes %v\n", res.TPS,
+			h.ValueAtQuantile(50), h.ValueAtQuantile(90), h.ValueAtQuantile(99), h.ValueAtQuantile(99.9), h.Max(), res.Errors, res.Codes)
+		return 0
 	}
 	rep, err := bench.Run(env.Ctx, o)
 	if err != nil {

@@ -224,6 +224,11 @@ security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504
 		t.Fatal(err)
 	}
 	p.start()
+	t.Cleanup(func() {
+		if p.cmd.ProcessState == nil {
+			p.kill()
+		}
+	})
 
 	ctx, cancel := context.WithCancel(context.Background())
 	results := make(chan told, 100000)

@@ -165,10 +165,10 @@ func TestSIGHUPReloadsWithoutDroppingConnections(t *testing.T) {
 	if rc := buy(2); rc != "00" {
 		t.Fatalf("the connection did not survive the reload: %s", rc)
 	}
-	b, _ := os.ReadFile(filepath.Join(p.dir, "switch-1.log"))
-	if !strings.Contains(string(b), "admin tokens applied") {
-		t.Fatal("the reload was not logged")
-	}
+	waitFor(t, "the reload to be logged", func() bool {
+		b, _ := os.ReadFile(filepath.Join(p.dir, "switch-1.log"))
+		return strings.Contains(string(b), "admin tokens applied")
+	})
 	if err := p.stop(); err != nil {
 		t.Fatal(err)
 	}

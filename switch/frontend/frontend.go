@@ -187,8 +187,10 @@ func (l *Listener) Drain(ctx context.Context) error {
 		c.stopReading()
 	}
 	l.mu.Unlock()
+	// Every connection stops reading, answers what it has read, writes the answers
+	// out and closes by itself; only at the deadline are the rest cut off.
 	done := make(chan struct{})
-	go func() { l.reqs.Wait(); close(done) }()
+	go func() { l.reqs.Wait(); l.wg.Wait(); close(done) }()
 	var err error
 	select {
 	case <-done:

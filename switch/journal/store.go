@@ -18,7 +18,6 @@ import (
 //	j/r/<rrn>                          the record (binary, see codec.go)
 //	j/t/<unix nanos, 8 bytes BE><rrn>  time index
 //	j/T/<tid>/<nanos><rrn>             terminal index
-//	j/M/<mid>/<nanos><rrn>             merchant index
 //	j/D/<tid>/<stan>/<de7>             duplicate index -> RRN
 //	j/x/<rrn>                          delivery of the response: state byte + unix nanos
 //	j/B/<tid>                          time of the terminal's last batch close
@@ -28,7 +27,6 @@ const (
 	prefixRecord = "j/r/"
 	prefixTime   = "j/t/"
 	prefixTerm   = "j/T/"
-	prefixMerch  = "j/M/"
 	keyRRNSeq    = "j/seq/rrn"
 	prefixDup    = "j/D/"
 	prefixDeliv  = "j/x/"
@@ -258,9 +256,6 @@ func indexKeys(r *writeReq) [][]byte {
 	if r.tid != "" {
 		keys = append(keys, timeKey(prefixTerm+r.tid+"/", r.at, r.rrn))
 	}
-	if r.mid != "" {
-		keys = append(keys, timeKey(prefixMerch+r.mid+"/", r.at, r.rrn))
-	}
 	return keys
 }
 
@@ -368,12 +363,11 @@ func (s *Store) Scan(ctx context.Context, q Query, fn func(*Record) bool) error 
 		}
 		return nil
 	}
+	// By terminal through its index; by merchant or time through the time index (a
+	// merchant query is filtered, so give it a time range on a big journal).
 	prefix := prefixTime
-	switch {
-	case q.TID != "":
+	if q.TID != "" {
 		prefix = prefixTerm + q.TID + "/"
-	case q.MID != "":
-		prefix = prefixMerch + q.MID + "/"
 	}
 	start := []byte(prefix)
 	if !q.From.IsZero() {

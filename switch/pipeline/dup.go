@@ -21,8 +21,8 @@ type dupEntry struct {
 	at   time.Time
 }
 
-// dupTable finds requests already seen without a journal read for recent ones; older
-// ones are found through the journal's duplicate index.
+// dupTable holds the requests in flight, so that a duplicate arriving meanwhile waits
+// for the first one's answer; answered ones are found through the journal.
 type dupTable struct {
 	seed   maphash.Seed
 	shards [64]struct {
@@ -54,9 +54,16 @@ func (d *dupTable) claim(key string, now time.Time) (e *dupEntry, first bool) {
 	return e, true
 }
 
-// finish records the outcome of a claimed entry and wakes its duplicates.
-func (d *dupTable) finish(e *dupEntry, out outcome) {
+// finish records the outcome of a claimed entry, wakes its duplicates and forgets it:
+// the journal's duplicate index, on disk before the answer, finds it from now on.
+func (d *dupTable) finish(key string, e *dupEntry, out outcome) {
 	e.out = out
+	s := &d.shards[d.shard(key)]
+	s.mu.Lock()
+	if s.m[key] == e {
+		delete(s.m, key)
+	}
+	s.mu.Unlock()
 	close(e.done)
 }
 
@@ -70,24 +77,6 @@ func (d *dupTable) forget(key string, e *dupEntry) {
 	}
 	s.mu.Unlock()
 	close(e.done)
-}
-
-// sweep drops answered entries older than window.
-func (d *dupTable) sweep(now time.Time, window time.Duration) {
-	for i := range d.shards {
-		s := &d.shards[i]
-		s.mu.Lock()
-		for k, e := range s.m {
-			select {
-			case <-e.done:
-				if now.Sub(e.at) > window {
-					delete(s.m, k)
-				}
-			default:
-			}
-		}
-		s.mu.Unlock()
-	}
 }
 
 // inflight is the set of RRNs not yet final, for the recovery checkpoint.

@@ -100,8 +100,10 @@ type Config struct {
 	// IsTimeout and IsUnavailable classify IssuerLink errors (defaults: errors.Is with
 	// ErrIssuerTimeout / ErrIssuerUnavailable).
 	IsTimeout, IsUnavailable func(error) bool
-	// DupWindow is how long answered requests stay in memory for duplicate detection
-	// (older ones are found through the journal; default 10 min).
+	// DupWindow is how far a request's DE 7 may be from now for duplicate detection to
+	// trust the in-memory filter of recent requests; requests with an older DE 7, and
+	// all requests in the first window after a start, are checked in the journal
+	// (default 5 min).
 	DupWindow time.Duration
 	// RefundWindow is how old an original may be for a refund (default 30 days).
 	RefundWindow time.Duration
@@ -142,6 +144,7 @@ type Pipeline struct {
 	seal      *sealer
 
 	dups     *dupTable
+	recent   *recentKeys
 	open     *inflight
 	locks    [256]sync.Mutex // serialize updates of an original (by RRN)
 	breakers sync.Map        // issuer ID -> *breaker
@@ -164,7 +167,7 @@ func New(cfg Config, j Journal, q Queue, routes Routes, terms Terminals, m *metr
 		cfg.IsUnavailable = func(err error) bool { return errors.Is(err, ErrIssuerUnavailable) }
 	}
 	if cfg.DupWindow <= 0 {
-		cfg.DupWindow = 10 * time.Minute
+		cfg.DupWindow = 5 * time.Minute
 	}
 	if cfg.RefundWindow <= 0 {
 		cfg.RefundWindow = 30 * 24 * time.Hour
@@ -187,7 +190,8 @@ func New(cfg Config, j Journal, q Queue, routes Routes, terms Terminals, m *metr
 	}
 	p := &Pipeline{cfg: cfg, journal: j, queue: q, routes: routes, terminals: terms, metrics: m, log: log, now: time.Now, seal: s,
 		hsm: cfg.HSM, risk: cfg.Risk, zones: cfg.Zones, keyGrace: cfg.KeyGrace,
-		dups: newDupTable(), open: newInflight(), standIn: newStandInBook(), stop: make(chan struct{})}
+		dups: newDupTable(), open: newInflight(), standIn: newStandInBook(), stop: make(chan struct{}),
+		recent: newRecentKeys(cfg.DupWindow, 5_000_000, time.Now())}
 	key := append([]byte(nil), cfg.CardHashKey...)
 	p.hashers.New = func() any { return hmac.New(sha256.New, key) }
 	return p, nil
@@ -206,7 +210,6 @@ func (p *Pipeline) Start() {
 				p.checkpoint()
 				return
 			case <-tick.C:
-				p.dups.sweep(p.now(), p.cfg.DupWindow)
 				p.checkpoint()
 			}
 		}
@@ -318,7 +321,19 @@ func (p *Pipeline) once(ctx context.Context, t *txn) (frontend.Response, error) 
 		}
 		return p.repeat(t, e.out)
 	}
-	if rrn, found, err := p.journal.LookupDuplicate(r.TID, r.STAN, r.DE7); err != nil {
+	// A request first seen now needs no journal read: its DE 7 is recent, the switch
+	// has run for a whole window, and the filter of recent requests has not seen it.
+	now := p.now()
+	mustLook := !p.recent.complete(now) || p.recent.mayHave(t.dupKey)
+	if !mustLook {
+		if de7, err := message.ParseDE7(r.DE7, now); err != nil || absDuration(now.Sub(de7)) > p.cfg.DupWindow/2 {
+			mustLook = true
+		}
+	}
+	p.recent.add(t.dupKey, now)
+	if !mustLook {
+		// not seen: go on
+	} else if rrn, found, err := p.journal.LookupDuplicate(r.TID, r.STAN, r.DE7); err != nil {
 		p.dups.forget(t.dupKey, e)
 		return p.systemError(t, err)
 	} else if found {
@@ -331,7 +346,7 @@ func (p *Pipeline) once(ctx context.Context, t *txn) (frontend.Response, error) 
 			return p.systemError(t, err)
 		}
 		out := recordOutcome(rec)
-		p.dups.finish(e, out)
+		p.dups.finish(t.dupKey, e, out)
 		return p.repeat(t, out)
 	}
 	t.dup = e
@@ -354,18 +369,14 @@ func (p *Pipeline) once(ctx context.Context, t *txn) (frontend.Response, error) 
 
 // repeat answers a duplicate with its first answer; nothing is forwarded.
 func (p *Pipeline) repeat(t *txn, out outcome) (frontend.Response, error) {
-	resp := message.NewResponse(t.req)
-	if out.rrn != "" {
-		_ = resp.Field(37, out.rrn)
+	resp := message.NewResponseBuilder(t.req).Set(37, out.rrn).Set(39, out.rc)
+	if message.Approved(out.rc) {
+		resp.Set(38, out.auth)
 	}
-	if out.auth != "" && message.Approved(out.rc) {
-		_ = resp.Field(38, out.auth)
-	}
-	_ = resp.Field(39, out.rc)
 	if out.reason != "" {
-		_ = message.SetReason(resp, out.reason)
+		resp.Set(48, message.ReasonTLV(out.reason))
 	}
-	raw, err := message.Pack(resp, p.macFunc(t))
+	raw, err := resp.Bytes(p.macFunc(t))
 	if err != nil {
 		return frontend.Response{}, err
 	}
@@ -384,7 +395,7 @@ func (p *Pipeline) network(ctx context.Context, t *txn) (frontend.Response, erro
 		}
 		p.terminals.Seen(t.req.TID, t.conn.Remote.Addr(), loc, t.start)
 	}
-	resp := message.NewResponse(t.req)
+	resp := message.NewResponseBuilder(t.req)
 	rc := message.RCApproved
 	switch t.req.NetCode {
 	case message.NMSignOn, message.NMSignOff, message.NMEcho:
@@ -396,14 +407,11 @@ func (p *Pipeline) network(ctx context.Context, t *txn) (frontend.Response, erro
 			p.log.Error().Err(err).Str("tid", t.req.TID).Msg("key change failed")
 			rc = message.RCSystemMalfunction
 		}
-		if de48 != "" {
-			_ = resp.Field(48, de48)
-		}
+		resp.Set(48, de48)
 	default:
 		rc = message.RCInvalidTransaction
 	}
-	_ = resp.Field(39, rc)
-	raw, err := message.Pack(resp, p.macFunc(t))
+	raw, err := resp.Set(39, rc).Bytes(p.macFunc(t))
 	if err != nil {
 		return frontend.Response{}, err
 	}
@@ -653,19 +661,17 @@ func (p *Pipeline) respond(ctx context.Context, t *txn, rc, auth, by, reason str
 	p.open.remove(rec.RRN)
 	p.observe(t)
 	if t.dup != nil {
-		p.dups.finish(t.dup, recordOutcome(rec))
+		p.dups.finish(t.dupKey, t.dup, recordOutcome(rec))
 		t.dup = nil
 	}
-	resp := message.NewResponse(t.req)
-	_ = resp.Field(37, rec.RRN)
-	if auth != "" && message.Approved(rc) {
-		_ = resp.Field(38, auth)
+	resp := message.NewResponseBuilder(t.req).Set(37, rec.RRN).Set(39, rc)
+	if message.Approved(rc) {
+		resp.Set(38, auth)
 	}
-	_ = resp.Field(39, rc)
 	if reason != "" && by != "issuer" {
-		_ = message.SetReason(resp, reason)
+		resp.Set(48, message.ReasonTLV(reason))
 	}
-	raw, err := message.Pack(resp, p.macFunc(t))
+	raw, err := resp.Bytes(p.macFunc(t))
 	if err != nil {
 		return frontend.Response{}, err
 	}
@@ -704,7 +710,14 @@ func (p *Pipeline) sent(t *txn, delivered bool) {
 
 func (p *Pipeline) write(ctx context.Context, t *txn, durable bool) error {
 	start := p.now()
+	// The rules' facts go with the final write only (the write-ahead one need not
+	// carry them twice).
+	facts := t.rec.Facts
+	if !t.rec.Final() {
+		t.rec.Facts = nil
+	}
 	err := p.journal.Write(context.WithoutCancel(ctx), &t.rec, !t.written, durable)
+	t.rec.Facts = facts
 	t.written = true
 	t.rec.Timings.Journal += p.now().Sub(start).Microseconds()
 	if err != nil {
@@ -717,13 +730,8 @@ func (p *Pipeline) write(ctx context.Context, t *txn, durable bool) error {
 // forwarded after such a failure.
 func (p *Pipeline) systemError(t *txn, err error) (frontend.Response, error) {
 	p.log.Error().Err(err).Str("tid", t.req.TID).Str("stan", t.req.STAN).Str("mti", t.req.MTI).Msg("system malfunction: answered 96")
-	resp := message.NewResponse(t.req)
-	if t.rec.RRN != "" {
-		_ = resp.Field(37, t.rec.RRN)
-	}
-	_ = resp.Field(39, message.RCSystemMalfunction)
-	_ = message.SetReason(resp, "system-malfunction")
-	raw, perr := message.Pack(resp, p.macFunc(t))
+	raw, perr := message.NewResponseBuilder(t.req).Set(37, t.rec.RRN).Set(39, message.RCSystemMalfunction).
+		Set(48, message.ReasonTLV("system-malfunction")).Bytes(p.macFunc(t))
 	if perr != nil {
 		return frontend.Response{}, errors.Join(err, perr)
 	}
@@ -741,6 +749,13 @@ func (p *Pipeline) logTxn(t *txn) {
 		Int64("decode_us", tm.Decode).Int64("checks_us", tm.Checks).Int64("risk_us", tm.Risk).Int64("hsm_us", tm.HSM).
 		Int64("issuer_us", tm.Issuer).Int64("journal_us", tm.Journal).Int64("total_us", tm.Total).
 		Msg("txn")
+}
+
+func absDuration(d time.Duration) time.Duration {
+	if d < 0 {
+		return -d
+	}
+	return d
 }
 
 func lockIndex(rrn string) int {

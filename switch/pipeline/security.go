@@ -163,10 +163,7 @@ func (p *Pipeline) keyChange(ctx context.Context, t *txn) (rc string, de48 strin
 func (p *Pipeline) securityDecline(ctx context.Context, t *txn, reason string) (frontend.Response, error) {
 	t.macKey = hsm.KeyRef{} // a MAC'd answer would tell an attacker the right MAC's key is in use
 	if t.req.MTI == "0800" {
-		resp := message.NewResponse(t.req)
-		_ = resp.Field(39, message.RCSecurityViolation)
-		_ = message.SetReason(resp, reason)
-		raw, err := message.Pack(resp, nil)
+		raw, err := message.NewResponseBuilder(t.req).Set(39, message.RCSecurityViolation).Set(48, message.ReasonTLV(reason)).Bytes(nil)
 		if err != nil {
 			return frontend.Response{}, err
 		}
