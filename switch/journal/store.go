@@ -559,3 +559,22 @@ func (s *Store) ScanFrom(ctx context.Context, rrn string, fn func(*Record) bool)
 		return nil
 	})
 }
+
+// LastReceived returns the receive time of the newest record (zero when empty).
+func (s *Store) LastReceived() (time.Time, error) {
+	var t time.Time
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Reverse: true, Prefix: []byte(prefixTime)})
+		defer it.Close()
+		seek := append([]byte(prefixTime), 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF)
+		it.Seek(seek)
+		if it.ValidForPrefix([]byte(prefixTime)) {
+			k := it.Item().Key()
+			if len(k) >= len(prefixTime)+8 {
+				t = time.Unix(0, int64(binary.BigEndian.Uint64(k[len(prefixTime):]))).UTC()
+			}
+		}
+		return nil
+	})
+	return t, err
+}

@@ -46,6 +46,8 @@ type Journal interface {
 	LookupDuplicate(tid, stan, de7 string) (string, bool, error)
 	// Scan calls fn for the records matching q in time order.
 	Scan(ctx context.Context, q journal.Query, fn func(*journal.Record) bool) error
+	// LastReceived returns the receive time of the newest record (zero when empty).
+	LastReceived() (time.Time, error)
 	// LastBatch and CloseBatch keep each terminal's batch boundary.
 	LastBatch(tid string) (time.Time, error)
 	CloseBatch(ctx context.Context, tid string, at time.Time) error
@@ -194,6 +196,16 @@ func New(cfg Config, j Journal, q Queue, routes Routes, terms Terminals, m *metr
 		recent: newRecentKeys(cfg.DupWindow, 5_000_000, time.Now())}
 	key := append([]byte(nil), cfg.CardHashKey...)
 	p.hashers.New = func() any { return hmac.New(sha256.New, key) }
+	// The filter of recent requests starts empty: until it has seen a whole window,
+	// every request is checked in the journal, unless the journal holds nothing from
+	// the last window (a first start, or a long stop).
+	last, err := j.LastReceived()
+	if err != nil {
+		return nil, fmt.Errorf("pipeline: %w", err)
+	}
+	if now := time.Now(); now.Sub(last) > cfg.DupWindow {
+		p.recent.started = now.Add(-cfg.DupWindow - time.Second)
+	}
 	return p, nil
 }
 

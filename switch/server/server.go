@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
 	"github.com/moov-io/iso8583"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
@@ -78,7 +79,8 @@ func OpenDB(dir string, log zerolog.Logger) (*badger.DB, error) {
 		WithLogger(badgerLogger{log.With().Str("component", "badger").Logger()}).
 		WithNumVersionsToKeep(1).
 		WithCompactL0OnClose(true).
-		WithValueThreshold(1 << 20)
+		WithValueThreshold(1 << 20).
+		WithCompression(options.None) // journal records are small and compact already: spend no CPU on it
 	db, err := badger.Open(opts)
 	if err != nil {
 		return nil, fmt.Errorf("open database in %s: %w (is another switchyard using it?)", dir, err)
