@@ -38,6 +38,9 @@ type LoadOptions struct {
 	Rate float64
 	// Progress, when set, gets a line a second.
 	Progress io.Writer
+	// Fleet, when set, generates the requests (the full mix with labelled fraud
+	// scenarios); nil sends ordinary purchases of the load terminals.
+	Fleet *Fleet
 
 	onStart, onEnd func() // called when the measured window starts and ends
 }
@@ -52,6 +55,24 @@ type LoadResult struct {
 	// Samples are every measured answer: the second of the window it came in and its
 	// latency, for the timeline.
 	Samples []Sample
+	// Labels are the outcomes by ground-truth label (Fleet runs only), over the whole
+	// run including the warm-up.
+	Labels map[string]*LabelStats
+}
+
+// LabelStats count the answers of one label.
+type LabelStats struct {
+	Sent, Answered, Declined int64
+	Reasons                  map[string]int64 // declines by DE 48 RS, or the response code
+}
+
+func (l *LabelStats) merge(o *LabelStats) {
+	l.Sent += o.Sent
+	l.Answered += o.Answered
+	l.Declined += o.Declined
+	for k, v := range o.Reasons {
+		l.Reasons[k] += v
+	}
 }
 
 // Sample is one measured answer.
@@ -162,7 +183,7 @@ func RunLoad(ctx context.Context, o LoadOptions) (*LoadResult, error) {
 	}
 	var measuring atomic.Bool
 	var windowStart atomic.Int64 // unix nanos when measuring started
-	res := &LoadResult{Hist: hdrhistogram.New(1, 60_000_000, 3), Codes: map[string]int64{}}
+	res := &LoadResult{Hist: hdrhistogram.New(1, 60_000_000, 3), Codes: map[string]int64{}, Labels: map[string]*LabelStats{}}
 	var mu sync.Mutex
 	var sent, answered, errs atomic.Int64
 	ctx, cancel := context.WithCancel(ctx)
@@ -187,13 +208,19 @@ func RunLoad(ctx context.Context, o LoadOptions) (*LoadResult, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			h, codes, samples, n, a, e, err := driveConn(ctx, nc, o, mine, cards, &measuring, &answered, &windowStart)
+			h, codes, samples, labels, n, a, e, err := driveConn(ctx, nc, o, mine, cards, &measuring, &answered, &windowStart)
 			sent.Add(n)
 			_ = a
 			errs.Add(e)
 			mu.Lock()
 			res.Hist.Merge(h)
 			res.Samples = append(res.Samples, samples...)
+			for k, v := range labels {
+				if res.Labels[k] == nil {
+					res.Labels[k] = &LabelStats{Reasons: map[string]int64{}}
+				}
+				res.Labels[k].merge(v)
+			}
 			for k, v := range codes {
 				res.Codes[k] += v
 			}
@@ -202,6 +229,13 @@ func RunLoad(ctx context.Context, o LoadOptions) (*LoadResult, error) {
 				startErr <- err
 			}
 		}()
+	}
+	var dukpt map[string]*LabelStats
+	dukptDone := make(chan struct{})
+	if o.Fleet != nil {
+		go func() { dukpt = dukptStream(ctx, o.Addr, 3*time.Second); close(dukptDone) }()
+	} else {
+		close(dukptDone)
 	}
 	// Warm up, then measure.
 	select {
@@ -240,6 +274,13 @@ loop:
 	}
 	cancel()
 	wg.Wait()
+	<-dukptDone
+	for k, v := range dukpt {
+		if res.Labels[k] == nil {
+			res.Labels[k] = &LabelStats{Reasons: map[string]int64{}}
+		}
+		res.Labels[k].merge(v)
+	}
 	if o.Progress != nil {
 		fmt.Fprintln(o.Progress)
 	}
@@ -255,14 +296,19 @@ loop:
 	return res, nil
 }
 
-// driveConn keeps Depth requests in flight on one connection until ctx ends.
+// driveConn keeps Depth requests in flight on one connection (or sends on a schedule
+// with Rate) until ctx ends.
 func driveConn(ctx context.Context, nc net.Conn, o LoadOptions, terms []*template, cards []string, measuring *atomic.Bool, total, windowStart *atomic.Int64) (
-	h *hdrhistogram.Histogram, codes map[string]int64, samples []Sample, sent, answered, errs int64, err error) {
+	h *hdrhistogram.Histogram, codes map[string]int64, samples []Sample, labels map[string]*LabelStats, sent, answered, errs int64, err error) {
 	h = hdrhistogram.New(1, 60_000_000, 3)
 	codes = map[string]int64{}
+	labels = map[string]*LabelStats{}
 	type inflight struct {
 		at      time.Time
 		counted bool
+		label   string
+		tid     string
+		follow  *approval
 	}
 	var mu sync.Mutex
 	pending := map[string]inflight{}
@@ -274,25 +320,39 @@ func driveConn(ctx context.Context, nc net.Conn, o LoadOptions, terms []*templat
 	}
 	slots := make(chan struct{}, depth)
 	rng := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	stats := func(label string) *LabelStats {
+		l := labels[label]
+		if l == nil {
+			l = &LabelStats{Reasons: map[string]int64{}}
+			labels[label] = l
+		}
+		return l
+	}
 	readerDone := make(chan struct{})
 	go func() {
 		defer close(readerDone)
 		br := bufio.NewReaderSize(nc, 32768)
-		var tid, stan, rc []byte
+		var tid, stan, rc, rrn, auth, de48 []byte
 		for {
 			body, rerr := frontend.ReadFrame(br, nil, 0xFFFF)
 			if rerr != nil {
 				return
 			}
-			tid, stan, rc = nil, nil, nil
+			tid, stan, rc, rrn, auth, de48 = nil, nil, nil, nil, nil, nil
 			if _, serr := message.Scan(body, o.Dialect, func(id int, v []byte) {
 				switch id {
 				case 11:
 					stan = v
+				case 37:
+					rrn = v
+				case 38:
+					auth = v
 				case 39:
 					rc = v
 				case 41:
 					tid = v
+				case 48:
+					de48 = v
 				}
 			}); serr != nil {
 				mu.Lock()
@@ -315,9 +375,28 @@ func driveConn(ctx context.Context, nc net.Conn, o LoadOptions, terms []*templat
 					sec := (now.UnixNano() - windowStart.Load()) / int64(time.Second)
 					samples = append(samples, Sample{Second: uint16(min(max(sec, 0), 65535)), LatencyUS: uint32(min(lat, 1<<32-1))})
 				}
+				if f.label != "" {
+					l := stats(f.label)
+					l.Answered++
+					if !message.Approved(string(rc)) {
+						l.Declined++
+						reason := "rc-" + string(rc)
+						if len(de48) > 0 {
+							if tl, err := message.ParseTLV(string(de48)); err == nil && tl.Reason != "" {
+								reason = tl.Reason
+							}
+						}
+						l.Reasons[reason]++
+					}
+				}
 			}
 			mu.Unlock()
 			if ok {
+				if f.follow != nil && o.Fleet != nil && message.Approved(string(rc)) {
+					a := *f.follow
+					a.rrn, a.auth = string(rrn), string(auth)
+					o.Fleet.remember(f.tid, a)
+				}
 				<-slots
 			}
 		}
@@ -346,27 +425,48 @@ func driveConn(ctx context.Context, nc net.Conn, o LoadOptions, terms []*templat
 			continue
 		case <-readerDone:
 			nc.Close()
-			return h, codes, samples, sent, answered, errs, errors.New("connection closed by the switch")
+			return h, codes, samples, labels, sent, answered, errs, errors.New("connection closed by the switch")
 		}
-		t := terms[i%len(terms)]
-		i++
-		t.stan = t.stan%999999 + 1
-		if time.Since(de7At) > time.Second {
-			de7, de7At = message.FormatDE7(time.Now()), time.Now()
+		var body []byte
+		var key string
+		var fl inflight
+		if o.Fleet != nil {
+			req, gerr := o.Fleet.Next(rng, time.Now())
+			if gerr != nil {
+				<-slots
+				mu.Lock()
+				errs++
+				mu.Unlock()
+				continue
+			}
+			body, key = req.body, req.key
+			fl = inflight{label: req.label, tid: req.tid, follow: req.follow}
+		} else {
+			t := terms[i%len(terms)]
+			i++
+			t.stan = t.stan%999999 + 1
+			if time.Since(de7At) > time.Second {
+				de7, de7At = message.FormatDE7(time.Now()), time.Now()
+			}
+			b := append(buf[:0], t.body...)
+			putDigits(b[t.stanOff:t.stanOff+6], uint64(t.stan))
+			copy(b[t.de7Off:t.de7Off+10], de7)
+			copy(b[t.panOff:t.panOff+16], cards[rng.IntN(len(cards))])
+			putDigits(b[t.amountOff:t.amountOff+12], amounts[rng.IntN(len(amounts))])
+			body, key = b, t.tid+string(b[t.stanOff:t.stanOff+6])
 		}
-		buf = append(buf[:0], byte(len(t.body)>>8), byte(len(t.body)))
-		buf = append(buf, t.body...)
-		b := buf[2:]
-		putDigits(b[t.stanOff:t.stanOff+6], uint64(t.stan))
-		copy(b[t.de7Off:t.de7Off+10], de7)
-		copy(b[t.panOff:t.panOff+16], cards[rng.IntN(len(cards))])
-		putDigits(b[t.amountOff:t.amountOff+12], amounts[rng.IntN(len(amounts))])
-		key := t.tid + string(b[t.stanOff:t.stanOff+6])
+		fl.at, fl.counted = time.Now(), measuring.Load()
 		mu.Lock()
-		pending[key] = inflight{at: time.Now(), counted: measuring.Load()}
+		pending[key] = fl
 		sent++
+		if fl.label != "" {
+			stats(fl.label).Sent++
+		}
 		mu.Unlock()
-		_, werr := bw.Write(buf)
+		_, werr := bw.Write([]byte{byte(len(body) >> 8), byte(len(body))})
+		if werr == nil {
+			_, werr = bw.Write(body)
+		}
 		if werr == nil {
 			werr = bw.Flush()
 		}
@@ -393,5 +493,5 @@ func driveConn(ctx context.Context, nc net.Conn, o LoadOptions, terms []*templat
 	mu.Lock()
 	errs += int64(len(pending))
 	mu.Unlock()
-	return h, codes, samples, sent, answered, errs, nil
+	return h, codes, samples, labels, sent, answered, errs, nil
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -38,6 +39,15 @@ type Options struct {
 	// CPUProfile, when set, receives a pprof CPU profile of the switch over the run.
 	CPUProfile string
 	Out        io.Writer // progress and the report table
+	// RulesDir is the switch's rules directory (default "rules").
+	RulesDir string
+	// Plain sends ordinary purchases only, instead of the fleet's full mix with fraud
+	// scenarios.
+	Plain bool
+	// Scenario names the run in the reports (default "standard").
+	Scenario string
+	// Version is the switch's version, for the reports.
+	Version string
 }
 
 // Report is the outcome of a run.
@@ -46,6 +56,8 @@ type Report struct {
 	// Paced is the open-loop run at Options.Rate (nil without one).
 	Paced *LoadResult
 	Rate  float64
+	// Result is the run as written to the JSON and HTML reports.
+	Result *Result
 	// SwitchCPU is the switch process's CPU time (user+system) over the measured window.
 	SwitchCPU time.Duration
 	// CPUPerAuthUS is SwitchCPU divided by the authorizations answered in the window.
@@ -215,15 +227,23 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	defer sim.stop()
 	termAddr, _ := freeAddr()
 	adminAddr, _ := freeAddr()
+	if o.RulesDir == "" {
+		o.RulesDir = "rules"
+	}
+	rulesDir, err := filepath.Abs(o.RulesDir)
+	if err != nil {
+		return nil, err
+	}
 	cfg := fmt.Sprintf(`# written by switchyard bench
 demo: true
 data_dir: %s
+rules_dir: %s
 listeners:
   - {name: ascii, addr: "%s", dialect: ascii, max_in_flight: 1024}
 admin: {addr: "%s"}
 demo_issuer: {external: "%s"}
 security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504154482d48415348"}
-`, filepath.Join(o.WorkDir, "data"), termAddr, adminAddr, simAddr)
+`, filepath.Join(o.WorkDir, "data"), rulesDir, termAddr, adminAddr, simAddr)
 	cfgFile := filepath.Join(o.WorkDir, "switch.yaml")
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
 		return nil, err
@@ -239,10 +259,21 @@ security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504
 	if err := waitApproving(ctx, termAddr); err != nil {
 		return nil, err
 	}
+	var fleet *Fleet
+	if !o.Plain {
+		if fleet, err = NewFleet(orDefault(o.Terminals, 2000), 10000); err != nil {
+			return nil, err
+		}
+		if err := registerFleet(ctx, "http://"+adminAddr, fleet.plan); err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(o.Out, "fleet: %d load terminals and %d bench terminals registered (requested and approved through the admin API)\n",
+			orDefault(o.Terminals, 2000), len(fleet.plan.all))
+	}
 	rep := &Report{}
 	var cpuStart time.Duration
 	var profDone chan error
-	lo := LoadOptions{Addr: termAddr, Terminals: o.Terminals, Conns: o.Conns, Depth: o.Depth, Duration: o.Duration, Warmup: o.Warmup, Progress: o.Out}
+	lo := LoadOptions{Addr: termAddr, Terminals: o.Terminals, Conns: o.Conns, Depth: o.Depth, Duration: o.Duration, Warmup: o.Warmup, Progress: o.Out, Fleet: fleet}
 	fmt.Fprintf(o.Out, "switch: %d terminals over %d connections, %d in flight each, %s warm-up, %s measured\n",
 		orDefault(o.Terminals, 2000), orDefault(o.Conns, 64), orDefault(o.Depth, 8), o.Warmup, o.Duration)
 	lo.onStart = func() {
@@ -270,7 +301,7 @@ security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504
 	if o.Rate > 0 {
 		rep.Rate = o.Rate
 		fmt.Fprintf(o.Out, "switch, open loop: %.0f authorizations/s on a fixed schedule, %s measured\n", o.Rate, o.Duration)
-		po := LoadOptions{Addr: termAddr, Terminals: o.Terminals, Conns: o.Conns, Depth: o.Depth, Duration: o.Duration, Warmup: min(o.Warmup, 2*time.Second), Progress: o.Out, Rate: o.Rate}
+		po := LoadOptions{Addr: termAddr, Terminals: o.Terminals, Conns: o.Conns, Depth: o.Depth, Duration: o.Duration, Warmup: min(o.Warmup, 2*time.Second), Progress: o.Out, Rate: o.Rate, Fleet: fleet}
 		if rep.Paced, err = RunLoad(ctx, po); err != nil {
 			return rep, fmt.Errorf("paced load: %w", err)
 		}
@@ -287,14 +318,93 @@ security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504
 	defer relay.stop()
 	time.Sleep(200 * time.Millisecond)
 	fmt.Fprintf(o.Out, "relay: the same fleet through a plain framing relay, %s measured\n", o.RelayDuration)
-	ro := LoadOptions{Addr: relayAddr, Terminals: o.Terminals, Conns: o.Conns, Depth: o.Depth, Duration: o.RelayDuration, Warmup: min(o.Warmup, 2*time.Second), Progress: o.Out}
+	var relayFleet *Fleet
+	if fleet != nil {
+		if relayFleet, err = NewFleet(orDefault(o.Terminals, 2000), 10000); err != nil {
+			return rep, err
+		}
+	}
+	ro := LoadOptions{Addr: relayAddr, Terminals: o.Terminals, Conns: o.Conns, Depth: o.Depth, Duration: o.RelayDuration, Warmup: min(o.Warmup, 2*time.Second), Progress: o.Out, Fleet: relayFleet}
 	if rep.Relay, err = RunLoad(ctx, ro); err != nil {
 		return rep, fmt.Errorf("relay load: %w", err)
 	}
 	if rep.Relay.TPS > 0 {
 		rep.Ratio = rep.Switch.TPS / rep.Relay.TPS
 	}
+	rep.Result = rep.result(o)
 	return rep, nil
+}
+
+// result assembles the report of the run, with the targets of the issue.
+func (rep *Report) result(o Options) *Result {
+	host, _ := os.Hostname()
+	r := &Result{Started: time.Now().UTC().Add(-o.Duration * 3), Host: fmt.Sprintf("%s, %s/%s, %d CPUs", host, runtime.GOOS, runtime.GOARCH, runtime.NumCPU()),
+		Version: o.Version, Scenario: o.Scenario,
+		Settings: Settings{Terminals: orDefault(o.Terminals, 2000), Conns: orDefault(o.Conns, 64), Depth: orDefault(o.Depth, 8),
+			Duration: o.Duration, Warmup: o.Warmup, Rate: o.Rate},
+		Switch: rep.Switch.Phase("switch, closed loop"), Relay: rep.Relay.Phase("relay (baseline)"),
+		SwitchCPUPerAuthUS: rep.CPUPerAuthUS, Ratio: rep.Ratio}
+	if r.Scenario == "" {
+		r.Scenario = "standard"
+	}
+	if rep.Paced != nil {
+		r.Paced = rep.Paced.Phase(fmt.Sprintf("switch, open loop at %.0f/s", o.Rate))
+	}
+	labels := map[string]*LabelStats{}
+	for _, l := range []*LoadResult{rep.Switch, rep.Paced} {
+		if l == nil {
+			continue
+		}
+		for k, v := range l.Labels {
+			if labels[k] == nil {
+				labels[k] = &LabelStats{Reasons: map[string]int64{}}
+			}
+			labels[k].merge(v)
+		}
+	}
+	r.Scenarios = Scenarios(labels)
+	r.Targets = append(r.Targets,
+		Target{Name: "switch throughput (closed loop)", Goal: ">= 15000/s", Measured: r.Switch.TPS, Unit: "/s", Met: r.Switch.TPS >= 15000},
+		Target{Name: "switch CPU per authorization", Goal: "<= 80 µs", Measured: r.SwitchCPUPerAuthUS, Unit: "µs", Met: r.SwitchCPUPerAuthUS > 0 && r.SwitchCPUPerAuthUS <= 80},
+		Target{Name: "throughput ratio to the relay", Goal: ">= 0.25", Measured: r.Ratio, Met: r.Ratio >= 0.25})
+	if r.Paced != nil {
+		r.Targets = append(r.Targets, Target{Name: fmt.Sprintf("p99 latency at %.0f/s", o.Rate), Goal: "< 5 ms", Measured: float64(r.Paced.Latency.P99) / 1000,
+			Unit: "ms", Met: r.Paced.Latency.P99 < 5000 && r.Paced.TPS >= 0.98*o.Rate})
+	}
+	for _, sc := range r.Scenarios {
+		if sc.Fraud {
+			r.Targets = append(r.Targets, Target{Name: "catch rate: " + sc.Label, Goal: ">= 99%", Measured: 100 * sc.Rate, Unit: "%", Met: sc.Rate >= 0.99})
+		} else {
+			r.Targets = append(r.Targets, Target{Name: "false positives on legitimate traffic", Goal: "< 0.5%", Measured: 100 * sc.Rate, Unit: "%", Met: sc.Rate < 0.005})
+		}
+	}
+	return r
+}
+
+// WriteReports writes the result as JSON and HTML into dir, named by the time of the
+// run, and returns the two paths.
+func (r *Result) WriteReports(dir string) (string, string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", "", err
+	}
+	base := filepath.Join(dir, "bench-"+time.Now().Format("20060102-150405"))
+	jf, err := os.Create(base + ".json")
+	if err != nil {
+		return "", "", err
+	}
+	defer jf.Close()
+	if err := r.WriteJSON(jf); err != nil {
+		return "", "", err
+	}
+	hf, err := os.Create(base + ".html")
+	if err != nil {
+		return "", "", err
+	}
+	defer hf.Close()
+	if err := r.WriteHTML(hf); err != nil {
+		return "", "", err
+	}
+	return jf.Name(), hf.Name(), nil
 }
 
 func orDefault(v, d int) int {

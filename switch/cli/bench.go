@@ -26,6 +26,10 @@ func runBench(env *Env, args []string) int {
 	fs.Float64Var(&o.Rate, "rate", 10000, "open-loop rate for the latency run (0 to skip)")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the switch over the run to this file")
 	fs.StringVar(&o.WorkDir, "workdir", "", "keep the switch's data and logs here (default: a temporary directory)")
+	fs.StringVar(&o.RulesDir, "rules", "rules", "the switch's rules directory")
+	fs.BoolVar(&o.Plain, "plain", false, "ordinary purchases only, no fraud scenarios")
+	fs.StringVar(&o.Scenario, "scenario", "standard", "name of the run in the reports")
+	results := fs.String("results", "bench/results", "write the JSON and HTML reports here (empty: none)")
 	target := fs.String("target", "", "load a switch already running at this terminal address (no relay, no CPU figures)")
 	if ok, code := parse(fs, args); !ok {
 		return code
@@ -41,11 +45,19 @@ func runBench(env *Env, args []string) int {
 			h.ValueAtQuantile(50), h.ValueAtQuantile(90), h.ValueAtQuantile(99), h.ValueAtQuantile(99.9), h.Max(), res.Errors, res.Codes)
 		return 0
 	}
+	o.Version = Version
 	rep, err := bench.Run(env.Ctx, o)
 	if err != nil {
 		return fail(env, "bench: %v", err)
 	}
-	rep.Print(env.Stdout)
+	rep.Result.WriteTable(env.Stdout)
+	if *results != "" {
+		j, h, err := rep.Result.WriteReports(*results)
+		if err != nil {
+			return fail(env, "bench: reports: %v", err)
+		}
+		fmt.Fprintf(env.Stdout, "\nreports: %s\n         %s\n", j, h)
+	}
 	return 0
 }
 
