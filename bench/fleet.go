@@ -40,7 +40,7 @@ var FraudLabels = []string{LabelRelocated, LabelSwappedSIM, LabelRooted, LabelSt
 
 // benchTerminal is a terminal of the bench's own fleet, registered before the run.
 type benchTerminal struct {
-	id, merchant, kind string
+	id, merchant, kind  string
 	serial, iccid, imei string
 	lat, lon            float64
 	radius              int
@@ -48,10 +48,10 @@ type benchTerminal struct {
 
 // fleetPlan is who plays which part.
 type fleetPlan struct {
-	legitPOS, legitSoftPOS                     []benchTerminal
-	relocated, swapped, cardTest, cashOut      []benchTerminal
-	rooted, stale, overLimit, forged           []benchTerminal
-	all                                        []benchTerminal
+	legitPOS, legitSoftPOS                []benchTerminal
+	relocated, swapped, cardTest, cashOut []benchTerminal
+	rooted, stale, overLimit, forged      []benchTerminal
+	all                                   []benchTerminal
 }
 
 func newFleetPlan() *fleetPlan {

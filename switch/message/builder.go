@@ -177,7 +177,6 @@ func appendUpperHex(dst, src []byte) []byte {
 	return dst
 }
 
-
 // NewResponseBuilder starts the response to req in req's dialect: the response MTI and
 // the echoed fields (DE 3, 4, 7, 11, 41, 42, and 49 and 70 when present).
 func NewResponseBuilder(req *Request) *Builder {

@@ -1,0 +1,147 @@
+package bench
+
+import (
+	"context"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/switchyard/switchyard/switch/message"
+)
+
+// TestFleetLabelsAndMessages: every generated request decodes as the switch would
+// decode it, carries the label's tell-tale, and the mix contains every scenario.
+func TestFleetLabelsAndMessages(t *testing.T) {
+	f, err := NewFleet(50, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.fraud = 0.5 // plenty of every scenario
+	rng := rand.New(rand.NewPCG(1, 2))
+	seen := map[string]int{}
+	mtis := map[string]int{}
+	for i := 0; i < 20000; i++ {
+		req, err := f.Next(rng, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := message.Decode(req.body, message.DialectASCII)
+		if err != nil {
+			t.Fatalf("%s: generated request does not decode: %v", req.label, err)
+		}
+		if req.key != r.TID+r.STAN {
+			t.Fatalf("match key %q for %s/%s", req.key, r.TID, r.STAN)
+		}
+		seen[req.label]++
+		mtis[r.MTI+"/"+r.ProcCode]++
+		switch req.label {
+		case LabelRelocated:
+			if !strings.HasPrefix(r.TLV.Geo, "31.") && !strings.HasPrefix(r.TLV.Geo, "32.") {
+				t.Fatalf("relocated terminal at %s", r.TLV.Geo)
+			}
+		case LabelRooted:
+			if r.TLV.Integrity == "" {
+				t.Fatal("rooted SoftPOS without findings")
+			}
+		case LabelOverLimit:
+			if r.Amount <= 100000 {
+				t.Fatalf("over-limit SoftPOS of %d", r.Amount)
+			}
+		case LabelForgedMAC, LabelStaleAttest:
+			if r.MACField == 0 {
+				t.Fatal("SoftPOS request without a MAC")
+			}
+		}
+		if req.follow != nil && req.label == LabelLegit {
+			f.remember(r.TID, approval{stan: r.STAN, de7: r.DE7, pan: r.PAN, amount: r.Amount, rrn: "000000000001", auth: "000001"})
+		}
+	}
+	for _, l := range append([]string{LabelLegit}, FraudLabels...) {
+		if seen[l] == 0 {
+			t.Errorf("no %s traffic", l)
+		}
+	}
+	for _, k := range []string{"0200/000000", "0100/000000", "0200/020000", "0200/200000", "0200/310000", "0400/000000", "0800/", "0500/920000"} {
+		if mtis[k] == 0 {
+			t.Errorf("no %s in the mix: %v", k, mtis)
+		}
+	}
+}
+
+func TestScenariosRates(t *testing.T) {
+	labels := map[string]*LabelStats{
+		LabelLegit:       {Answered: 2000, Declined: 3, Reasons: map[string]int64{"x": 3}},
+		LabelCardTesting: {Answered: 200, Declined: 199, Reasons: map[string]int64{"card-testing": 199}},
+	}
+	sc := Scenarios(labels)
+	if len(sc) != 2 || sc[0].Label != LabelCardTesting || sc[0].Rate != 0.995 || !sc[0].Fraud || sc[1].Rate != 0.0015 || sc[1].Fraud {
+		t.Fatalf("%+v", sc)
+	}
+}
+
+func TestPhaseHistogramAndTimeline(t *testing.T) {
+	l := &LoadResult{Hist: hdrhistogram.New(1, 60_000_000, 3), Elapsed: 3 * time.Second, TPS: 2}
+	for i, lat := range []uint32{100, 200, 300, 5000, 900, 1000} {
+		_ = l.Hist.RecordValue(int64(lat))
+		l.Samples = append(l.Samples, Sample{Second: uint16(i / 2), LatencyUS: lat})
+	}
+	p := l.Phase("x")
+	if len(p.Timeline) != 3 || p.Timeline[1].TPS != 2 || p.Timeline[1].P99US != 5000 || p.Latency.Max < 4990 {
+		t.Fatalf("%+v", p)
+	}
+	var n int64
+	for _, b := range p.Buckets {
+		n += b.Count
+	}
+	if n != 6 {
+		t.Fatalf("buckets hold %d of 6", n)
+	}
+}
+
+// TestBenchSmoke runs the whole harness briefly against a real switch, issuer
+// simulator and relay, each a process of its own, and checks the reports.
+func TestBenchSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and runs processes")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "switchyard")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/switchyard").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	rep, err := Run(context.Background(), Options{Exe: bin, Duration: 2 * time.Second, Warmup: time.Second, RelayDuration: time.Second,
+		Rate: 500, Terminals: 200, Conns: 8, Depth: 4, RulesDir: "../rules"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rep.Result
+	if r.Switch.TPS <= 0 || r.Relay.TPS <= 0 || r.Ratio <= 0 || r.SwitchCPUPerAuthUS <= 0 || r.Paced == nil {
+		t.Fatalf("empty figures: %+v", r)
+	}
+	if len(r.Scenarios) < 5 {
+		t.Fatalf("scenarios: %+v", r.Scenarios)
+	}
+	for _, sc := range r.Scenarios {
+		if sc.Fraud && sc.Label != LabelCashOut && sc.Label != LabelCardTesting && sc.Rate < 0.9 {
+			t.Errorf("%s caught %.1f%%", sc.Label, 100*sc.Rate)
+		}
+		if !sc.Fraud && sc.Rate > 0.01 {
+			t.Errorf("false positives %.2f%%: %v", 100*sc.Rate, sc.ByReason)
+		}
+	}
+	j, h, err := r.WriteReports(filepath.Join(dir, "results"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{j, h} {
+		if fi, err := os.Stat(f); err != nil || fi.Size() == 0 {
+			t.Fatalf("report %s: %v", f, err)
+		}
+	}
+}
