@@ -96,7 +96,7 @@ func (p *proc) stop() error {
 	var err error
 	select {
 	case err = <-done:
-	case <-time.After(20 * time.Second):
+	case <-time.After(30 * time.Second):
 		_ = p.cmd.Process.Kill()
 		err = <-done
 	}
@@ -242,6 +242,7 @@ listeners:
   - {name: ascii, addr: "%s", dialect: ascii, max_in_flight: 1024}
 admin: {addr: "%s"}
 demo_issuer: {external: "%s"}
+shutdown: {drain_timeout: 10s}
 security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504154482d48415348"}
 `, filepath.Join(o.WorkDir, "data"), rulesDir, termAddr, adminAddr, simAddr)
 	cfgFile := filepath.Join(o.WorkDir, "switch.yaml")

@@ -23,7 +23,7 @@ func runBench(env *Env, args []string) int {
 	fs.IntVar(&o.Terminals, "terminals", 2000, "terminals (LT000001...)")
 	fs.IntVar(&o.Conns, "conns", 64, "connections")
 	fs.IntVar(&o.Depth, "depth", 8, "requests in flight per connection")
-	fs.Float64Var(&o.Rate, "rate", 10000, "open-loop rate for the latency run (0 to skip)")
+	fs.Float64Var(&o.Rate, "rate", 5000, "open-loop rate for the latency run (0 to skip)")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the switch over the run to this file")
 	fs.StringVar(&o.WorkDir, "workdir", "", "keep the switch's data and logs here (default: a temporary directory)")
 	fs.StringVar(&o.RulesDir, "rules", "rules", "the switch's rules directory")
