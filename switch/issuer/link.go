@@ -108,6 +108,7 @@ func Dial(cfg Config, log zerolog.Logger) (*Link, error) {
 			func(o *connection.Options) error {
 				o.RequestIDGenerator = requestID{}
 				o.MessageWriter = cw
+				o.MessageReader = lightReader{}
 				return nil
 			},
 			connection.ConnectionClosedHandler(func(*connection.Connection) { cw.stop() }),
@@ -275,9 +276,14 @@ func newCoalescingWriter() *coalescingWriter {
 }
 
 func (c *coalescingWriter) WriteMessage(w io.Writer, m *iso8583.Message) error {
-	body, err := m.Pack()
-	if err != nil {
-		return err
+	var body []byte
+	if b, ok := prepacked.Load(m); ok {
+		body = b.([]byte)
+	} else {
+		var err error
+		if body, err = m.Pack(); err != nil {
+			return err
+		}
 	}
 	if len(body) > 0xFFFF {
 		return fmt.Errorf("message of %d bytes does not fit a 2-byte length header", len(body))
@@ -340,4 +346,63 @@ func (c *coalescingWriter) stop() {
 		close(c.kick)
 		c.kick = nil
 	}
+}
+
+// prepacked holds the bodies of messages encoded by the switch itself (message.Builder):
+// the moov message handed to iso8583-connection then only carries DE 11 and DE 37, for
+// matching the answer, and is not packed again.
+var prepacked sync.Map // *iso8583.Message -> []byte
+
+// SendPacked sends a body the caller encoded (with the link's STAN in DE 11 and the
+// RRN in DE 37) and waits for the answer, like Send.
+func (l *Link) SendPacked(ctx context.Context, mti, stan, rrn string, body []byte, timeout time.Duration) (*iso8583.Message, error) {
+	m := iso8583.NewMessage(message.SpecASCII)
+	m.MTI(mti)
+	if err := m.Field(11, stan); err != nil {
+		return nil, err
+	}
+	if err := m.Field(37, rrn); err != nil {
+		return nil, err
+	}
+	prepacked.Store(m, body)
+	defer prepacked.Delete(m)
+	return l.Send(ctx, m, timeout)
+}
+
+// answerFields are the fields of an issuer's message the switch reads.
+var answerFields = map[int]bool{2: false, 3: true, 4: true, 7: true, 11: true, 37: true, 38: true, 39: true, 41: true, 42: true, 48: true, 70: true}
+
+// lightReader reads an issuer's message and decodes only the fields the switch reads
+// (the fast scanner walks the rest), instead of unpacking every field with moov-io.
+type lightReader struct{}
+
+func (lightReader) ReadMessage(r io.Reader) (*iso8583.Message, error) {
+	n, err := readLength(r)
+	if err != nil {
+		return nil, fmt.Errorf("failed to read message length: %w", err)
+	}
+	body := make([]byte, n)
+	if _, err := io.ReadFull(r, body); err != nil {
+		return nil, fmt.Errorf("failed to read message from connection: %w", err)
+	}
+	m := iso8583.NewMessage(message.SpecASCII)
+	var ferr error
+	mti, err := message.Scan(body, message.DialectASCII, func(id int, v []byte) {
+		if answerFields[id] && ferr == nil {
+			ferr = m.Field(id, string(v))
+		}
+	})
+	if err == nil {
+		err = ferr
+	}
+	if err != nil {
+		// Let moov-io say exactly what is wrong (the connection logs it and reads on).
+		full := iso8583.NewMessage(message.SpecASCII)
+		if uerr := full.Unpack(body); uerr != nil {
+			return nil, uerr
+		}
+		return full, nil
+	}
+	m.MTI(string(mti))
+	return m, nil
 }

@@ -2,7 +2,6 @@ package journal
 
 import (
 	"context"
-	"encoding/json"
 	"reflect"
 	"testing"
 	"time"
@@ -15,7 +14,7 @@ func sample(rrn string, at time.Time, tid string) *Record {
 		STAN: "000123", DE7: "1121110613", PANMasked: "476173******0119", CardHash: "abcd", Amount: 1000, Currency: "156",
 		EntryMode: "071", Issuer: "demo", RC: "00", AuthCode: "000001", DecidedBy: "issuer", RuleSet: "v1",
 		RuleHits: []RuleHit{{ID: "r1", Action: "alert", Mode: "shadow", Reason: "x", Score: 5}},
-		Facts:    json.RawMessage(`{"a":1}`), Timings: Timings{Decode: 1, Total: 9}}
+		Facts:    []byte{1, 2, 3}, Timings: Timings{Decode: 1, Total: 9}}
 	r.AddEvent(StateReceived, at.UTC(), "")
 	r.AddEvent(StateAnswered, at.Add(time.Millisecond).UTC(), "note")
 	return r
@@ -124,5 +123,46 @@ func BenchmarkMarshal(b *testing.B) {
 	buf := make([]byte, 0, 512)
 	for i := 0; i < b.N; i++ {
 		buf, _ = r.AppendBinary(buf[:0])
+	}
+}
+
+// TestTimeScanWithinOneSecond: the time index has one entry a second; a time query
+// still finds every record, also when RRN order and receive order differ slightly.
+func TestTimeScanWithinOneSecond(t *testing.T) {
+	db, s := open(t, t.TempDir())
+	defer db.Close()
+	defer s.Close()
+	ctx := context.Background()
+	base := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
+	for i := 0; i < 300; i++ {
+		rrn, _ := s.NextRRN()
+		// 100 records a second over 3 seconds, each 0-3 ms off its place in RRN order.
+		at := base.Add(time.Duration(i)*10*time.Millisecond + time.Duration(i%4)*time.Millisecond)
+		if err := s.Write(ctx, sample(rrn, at, "T0000001"), true, i%50 == 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Write(ctx, sample("999999999999", base, "X"), false, true); err != nil { // a sync point
+		t.Fatal(err)
+	}
+	count := func(from, to time.Time) int {
+		n := 0
+		if err := s.Scan(ctx, Query{From: from, To: to}, func(*Record) bool { n++; return true }); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := count(base.Add(500*time.Millisecond), base.Add(1500*time.Millisecond)); n != 100 {
+		t.Fatalf("records in [0.5 s, 1.5 s): %d, want 100", n)
+	}
+	if n := count(base.Add(2990*time.Millisecond), time.Time{}); n != 1 {
+		t.Fatalf("records from 2.99 s: %d, want 1", n)
+	}
+	if n := count(time.Time{}, time.Time{}); n != 301 {
+		t.Fatalf("all records: %d, want 301", n)
+	}
+	last, _ := s.LastReceived()
+	if last.Before(base.Add(2*time.Second)) {
+		t.Fatalf("last received %v", last)
 	}
 }

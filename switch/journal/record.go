@@ -4,7 +4,6 @@
 package journal
 
 import (
-	"encoding/json"
 	"time"
 )
 
@@ -92,9 +91,11 @@ type Record struct {
 	// StandIn marks an approval the switch gave for an unreachable issuer.
 	StandIn bool `json:"stand_in,omitempty"`
 
-	RuleSet  string          `json:"rule_set,omitempty"`
-	RuleHits []RuleHit       `json:"rule_hits,omitempty"`
-	Facts    json.RawMessage `json:"facts,omitempty"` // the risk engine's input, for backtest and explain
+	RuleSet  string    `json:"rule_set,omitempty"`
+	RuleHits []RuleHit `json:"rule_hits,omitempty"`
+	// Facts are what the rules saw (the risk engine's input in its compact encoding),
+	// for backtest and explain.
+	Facts []byte `json:"facts,omitempty"`
 
 	Timings Timings `json:"timings"`
 }

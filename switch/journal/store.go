@@ -16,7 +16,7 @@ import (
 // Key layout, all under "j/":
 //
 //	j/r/<rrn>                          the record (binary, see codec.go)
-//	j/t/<unix nanos, 8 bytes BE><rrn>  time index
+//	j/t/<unix nanos, 8 bytes BE><rrn>  sparse time index: the first record of each second
 //	j/T/<tid>/<nanos><rrn>             terminal index
 //	j/D/<tid>/<stan>/<de7>             duplicate index -> RRN
 //	j/x/<rrn>                          delivery of the response: state byte + unix nanos
@@ -64,10 +64,9 @@ type Store struct {
 	mu     sync.RWMutex
 	closed bool
 
-	syncs   uint64 // number of syncs, for metrics
-	records uint64
-	statsMu sync.Mutex
-	onSync  func(batch int, d time.Duration)
+	onSync func(batch int, d time.Duration)
+	// lastSecond is the last second given a time index entry (commit loop only).
+	lastSecond int64
 }
 
 type writeReq struct {
@@ -223,7 +222,7 @@ func (s *Store) commit(batch []*writeReq) error {
 			}
 		}
 		if r.index {
-			for _, k := range indexKeys(r) {
+			for _, k := range s.indexKeys(r) {
 				if err := wb.Set(k, nil); err != nil {
 					return fmt.Errorf("journal: index %s: %w", r.rrn, err)
 				}
@@ -251,8 +250,14 @@ func timeKey(prefix string, at time.Time, rrn string) []byte {
 	return append(k, rrn...)
 }
 
-func indexKeys(r *writeReq) [][]byte {
-	keys := [][]byte{timeKey(prefixTime, r.at, r.rrn)}
+// indexKeys returns the index entries of a record's first write: its terminal's, and
+// for the first record of a second, the time index's.
+func (s *Store) indexKeys(r *writeReq) [][]byte {
+	var keys [][]byte
+	if sec := r.at.Unix(); sec != s.lastSecond {
+		s.lastSecond = sec
+		keys = append(keys, timeKey(prefixTime, r.at, r.rrn))
+	}
 	if r.tid != "" {
 		keys = append(keys, timeKey(prefixTerm+r.tid+"/", r.at, r.rrn))
 	}
@@ -363,12 +368,10 @@ func (s *Store) Scan(ctx context.Context, q Query, fn func(*Record) bool) error 
 		}
 		return nil
 	}
-	// By terminal through its index; by merchant or time through the time index (a
-	// merchant query is filtered, so give it a time range on a big journal).
-	prefix := prefixTime
-	if q.TID != "" {
-		prefix = prefixTerm + q.TID + "/"
+	if q.TID == "" {
+		return s.scanByTime(ctx, q, fn)
 	}
+	prefix := prefixTerm + q.TID + "/"
 	start := []byte(prefix)
 	if !q.From.IsZero() {
 		start = timeKey(prefix, q.From, "")
@@ -403,6 +406,59 @@ func (s *Store) Scan(ctx context.Context, q Query, fn func(*Record) bool) error 
 			}
 			if !matches(&rec, q) {
 				continue
+			}
+			if !fn(&rec) {
+				return nil
+			}
+			n++
+			if q.Limit > 0 && n >= q.Limit {
+				return nil
+			}
+		}
+		return nil
+	})
+}
+
+// timeSlack covers the milliseconds by which RRN order and receive-time order may
+// differ (an RRN is taken just after the request is received).
+const timeSlack = 2 * time.Second
+
+// scanByTime walks the records in RRN order from the first RRN of the second before
+// q.From (the sparse time index), keeping those received in [From, To) (in RRN order,
+// which is receive order to within milliseconds).
+func (s *Store) scanByTime(ctx context.Context, q Query, fn func(*Record) bool) error {
+	n := 0
+	return s.db.View(func(txn *badger.Txn) error {
+		startRRN := ""
+		if !q.From.IsZero() {
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixTime)})
+			it.Seek(timeKey(prefixTime, q.From.Add(-timeSlack), ""))
+			if it.ValidForPrefix([]byte(prefixTime)) {
+				startRRN = string(it.Item().Key()[len(prefixTime)+8:])
+			}
+			it.Close()
+			if startRRN == "" {
+				return nil // nothing received since From
+			}
+		}
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 64, Prefix: []byte(prefixRecord)})
+		defer it.Close()
+		for it.Seek(recordKey(startRRN)); it.ValidForPrefix([]byte(prefixRecord)); it.Next() {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			var rec Record
+			if err := it.Item().Value(rec.UnmarshalBinary); err != nil {
+				return fmt.Errorf("journal: decode record %s: %w", it.Item().Key(), err)
+			}
+			if !q.To.IsZero() && rec.Received.After(q.To.Add(timeSlack)) {
+				return nil
+			}
+			if !matches(&rec, q) {
+				continue
+			}
+			if err := mergeDelivery(txn, &rec); err != nil {
+				return err
 			}
 			if !fn(&rec) {
 				return nil

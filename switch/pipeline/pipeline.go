@@ -73,6 +73,9 @@ type IssuerLink interface {
 	Up() bool
 	// Send sends m and waits for the answer up to timeout (0: the link's own timeout).
 	Send(ctx context.Context, m *iso8583.Message, timeout time.Duration) (*iso8583.Message, error)
+	// SendPacked sends a body already encoded, with stan in DE 11 and rrn in DE 37, and
+	// waits for the answer like Send.
+	SendPacked(ctx context.Context, mti, stan, rrn string, body []byte, timeout time.Duration) (*iso8583.Message, error)
 }
 
 // Routes finds the issuer of a PAN, and an issuer by ID.
@@ -563,8 +566,13 @@ func (p *Pipeline) authorize(ctx context.Context, t *txn, onDecline func()) (fro
 		}
 		t.pin = block
 	}
-	m := p.issuerRequest(t, link)
-	t.rec.IssuerSTAN, _ = m.GetString(11)
+	stan := link.NextSTAN()
+	body, err := p.issuerRequest(t, link, stan)
+	if err != nil {
+		declined()
+		return p.systemError(t, fmt.Errorf("issuer request: %w", err))
+	}
+	t.rec.IssuerSTAN = stan
 	t.rec.AddEvent(journal.StateSent, p.now().UTC(), "")
 	// Write ahead: the record is on disk before the issuer can approve anything.
 	if err := p.write(ctx, t, true); err != nil {
@@ -572,7 +580,7 @@ func (p *Pipeline) authorize(ctx context.Context, t *txn, onDecline func()) (fro
 		return p.systemError(t, err)
 	}
 	issuerStart := p.now()
-	resp, err := link.Send(context.WithoutCancel(ctx), m, 0)
+	resp, err := link.SendPacked(context.WithoutCancel(ctx), r.MTI, stan, t.rec.RRN, body, 0)
 	issuerDur := p.now().Sub(issuerStart)
 	t.rec.Timings.Issuer = issuerDur.Microseconds()
 	p.metrics.IssuerLatency.WithLabelValues(t.issuer).Observe(issuerDur.Seconds())
@@ -618,38 +626,19 @@ func (p *Pipeline) authorize(ctx context.Context, t *txn, onDecline func()) (fro
 	return p.respond(ctx, t, rc, auth, "issuer", "")
 }
 
-// issuerRequest builds the message to the issuer: the terminal's fields, with the
-// link's own STAN, the switch's RRN and transmission time.
-func (p *Pipeline) issuerRequest(t *txn, link IssuerLink) *iso8583.Message {
+// issuerRequest encodes the message to the issuer: the terminal's fields, with the
+// link's own STAN, the switch's RRN and transmission time, and the PIN block under the
+// issuer's zone key.
+func (p *Pipeline) issuerRequest(t *txn, link IssuerLink, stan string) ([]byte, error) {
 	r := t.req
-	m := iso8583.NewMessage(message.SpecASCII)
-	m.MTI(r.MTI)
-	set := func(id int, v string) {
-		if v != "" {
-			_ = m.Field(id, v)
-		}
-	}
-	set(2, r.PAN)
-	set(3, r.ProcCode)
-	set(4, r.AmountRaw)
-	set(7, message.FormatDE7(p.now()))
-	set(11, link.NextSTAN())
-	set(12, r.LocalTime)
-	set(13, r.LocalDate)
-	set(14, r.Expiry)
-	set(22, r.EntryMode)
-	set(25, r.CondCode)
-	set(32, link.AcquirerID())
-	set(35, r.Track2)
-	set(37, t.rec.RRN)
-	set(41, r.TID)
-	set(42, r.MID)
-	set(49, r.Currency)
-	set(55, r.ICC)
+	b := message.NewBuilder(message.DialectASCII, r.MTI).
+		Set(2, r.PAN).Set(3, r.ProcCode).Set(4, r.AmountRaw).Set(7, message.FormatDE7(p.now())).Set(11, stan).
+		Set(12, r.LocalTime).Set(13, r.LocalDate).Set(14, r.Expiry).Set(22, r.EntryMode).Set(25, r.CondCode).
+		Set(32, link.AcquirerID()).Set(35, r.Track2).Set(37, t.rec.RRN).Set(41, r.TID).Set(42, r.MID).Set(49, r.Currency).Set(55, r.ICC)
 	if t.pin != nil {
-		_ = m.BinaryField(52, t.pin)
+		b.SetBytes(52, t.pin)
 	}
-	return m
+	return b.Bytes(nil)
 }
 
 // decline answers without the issuer.

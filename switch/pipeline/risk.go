@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"context"
-	"encoding/json"
 	"sync"
 
 	"github.com/switchyard/switchyard/risk"
@@ -91,9 +90,7 @@ func (p *Pipeline) assess(ctx context.Context, t *txn, res *registry.CheckResult
 	for _, h := range d.Hits {
 		t.rec.RuleHits = append(t.rec.RuleHits, journal.RuleHit{ID: h.Rule, Action: string(h.Action), Mode: string(h.Mode), Reason: h.Reason, Score: h.Score})
 	}
-	if facts, err := json.Marshal(in); err == nil {
-		t.rec.Facts = facts
-	}
+	t.rec.Facts = in.AppendBinary(make([]byte, 0, 256))
 	switch d.Action {
 	case risk.ActionDecline:
 		rc := d.ResponseCode

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -21,7 +20,7 @@ func RiskRecord(r *journal.Record) (risk.Record, bool) {
 		return risk.Record{}, false
 	}
 	out := risk.Record{Time: r.Received, RRN: r.RRN}
-	if err := json.Unmarshal(r.Facts, &out.Input); err != nil {
+	if err := out.Input.UnmarshalBinary(r.Facts); err != nil {
 		return out, false
 	}
 	out.Outcome = risk.Outcome{Approved: r.Approved(), ResponseCode: r.RC, RiskDeclined: r.DecidedBy == "risk"}
