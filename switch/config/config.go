@@ -63,7 +63,16 @@ type Config struct {
 	Security   Security   `yaml:"security"`
 	Shutdown   Shutdown   `yaml:"shutdown"`
 	Refunds    Refunds    `yaml:"refunds"`
+	Risk       Risk       `yaml:"risk"`
 	Breaker    Breaker    `yaml:"breaker"`
+}
+
+// Risk configures the rules engine's state.
+type Risk struct {
+	// CounterFlush is how often changed velocity counters are written to the database
+	// (default 5s): a crash loses at most this much of their counts. Each flush
+	// rewrites every changed series, so a short interval costs write volume.
+	CounterFlush Duration `yaml:"counter_flush"`
 }
 
 // Refunds configures refunds.
@@ -333,6 +342,9 @@ func (c *Config) ApplyDefaults() {
 	}
 	if c.Security.KeyGrace == 0 {
 		c.Security.KeyGrace = Duration(10 * time.Minute)
+	}
+	if c.Risk.CounterFlush == 0 {
+		c.Risk.CounterFlush = Duration(5 * time.Second)
 	}
 	if c.Refunds.Window == 0 {
 		c.Refunds.Window = Duration(30 * 24 * time.Hour)

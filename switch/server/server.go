@@ -190,7 +190,7 @@ func New(cfg *config.Config, log zerolog.Logger) (_ *Server, err error) {
 		txnLog = log.Level(zerolog.WarnLevel)
 	}
 	rlog := log.With().Str("component", "risk").Logger()
-	if s.Risk, err = risk.New(cfg.RulesDir, risk.Options{DB: s.db, Location: loc, Logger: &rlog,
+	if s.Risk, err = risk.New(cfg.RulesDir, risk.Options{DB: s.db, Location: loc, Logger: &rlog, FlushInterval: cfg.Risk.CounterFlush.D(),
 		OnReload: func(rs *risk.RuleSet, err error) {
 			if err != nil {
 				rlog.Error().Err(err).Msg("rules refused; the running rules stay")
