@@ -230,7 +230,7 @@ func setTag(tags [][2]string, k, v string) [][2]string {
 func bigCard(rng *rand.Rand) string {
 	base := []byte(fmt.Sprintf("4761736%08d", rng.IntN(1_000_000)))
 	for d := byte('0'); d <= '9'; d++ {
-		if luhn(string(base) + string(d)) {
+		if message.Luhn(string(base) + string(d)) {
 			return string(base) + string(d)
 		}
 	}

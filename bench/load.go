@@ -124,7 +124,7 @@ func Cards(n int) []string {
 		base := fmt.Sprintf("4761735%08d", i)
 		for d := 0; d < 10; d++ {
 			p := base + string(rune('0'+d))
-			if luhn(p) {
+			if message.Luhn(p) {
 				out = append(out, p)
 				break
 			}
@@ -133,20 +133,6 @@ func Cards(n int) []string {
 	return out
 }
 
-func luhn(s string) bool {
-	sum, dbl := 0, false
-	for i := len(s) - 1; i >= 0; i-- {
-		d := int(s[i] - '0')
-		if dbl {
-			if d *= 2; d > 9 {
-				d -= 9
-			}
-		}
-		sum += d
-		dbl = !dbl
-	}
-	return sum%10 == 0
-}
 
 func putDigits(b []byte, n uint64) {
 	for i := len(b) - 1; i >= 0; i-- {

@@ -214,15 +214,52 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 		}
 		body = bytes.NewReader(b)
 	}
+	resp, err := c.roundTrip(ctx, method, path, body, in != nil, 30*time.Second)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("admin API %s %s: decode answer: %w", method, path, err)
+	}
+	return nil
+}
+
+// Stream GETs path, whose answer is JSON lines, and calls fn with each line.
+func (c *Client) Stream(ctx context.Context, path string, fn func(line json.RawMessage) error) error {
+	resp, err := c.roundTrip(ctx, http.MethodGet, path, nil, false, 0) // a stream may take long
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	dec := json.NewDecoder(resp.Body)
+	for dec.More() {
+		var line json.RawMessage
+		if err := dec.Decode(&line); err != nil {
+			return fmt.Errorf("admin API GET %s: %w", path, err)
+		}
+		if err := fn(line); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// roundTrip sends a request, over HTTP or to the in-process handler, and turns an
+// answer with a status of 400 or above into an *APIError. timeout 0 means none.
+func (c *Client) roundTrip(ctx context.Context, method, path string, body io.Reader, isJSON bool, timeout time.Duration) (*http.Response, error) {
 	base := c.BaseURL
 	if c.Handler != nil {
 		base = "http://in-process"
 	}
 	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(base, "/")+path, body)
 	if err != nil {
-		return fmt.Errorf("admin API request %s %s: %w", method, path, err)
+		return nil, fmt.Errorf("admin API request %s %s: %w", method, path, err)
 	}
-	if in != nil {
+	if isJSON {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	if c.Token != "" {
@@ -236,76 +273,20 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 	} else {
 		hc := c.HTTP
 		if hc == nil {
-			hc = &http.Client{Timeout: 30 * time.Second}
-		}
-		resp, err = hc.Do(req)
-		if err != nil {
-			return fmt.Errorf("admin API %s %s: %w (is the switch running, and is --admin right?)", method, path, err)
-		}
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode >= 400 {
-		var eb ErrorBody
-		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		if json.Unmarshal(raw, &eb) != nil || eb.Error == "" {
-			eb.Error = strings.TrimSpace(string(raw))
-		}
-		return &APIError{Status: resp.StatusCode, Message: eb.Error}
-	}
-	if out == nil {
-		return nil
-	}
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return fmt.Errorf("admin API %s %s: decode answer: %w", method, path, err)
-	}
-	return nil
-}
-
-// Stream GETs path, whose answer is JSON lines, and calls fn with each line.
-func (c *Client) Stream(ctx context.Context, path string, fn func(line json.RawMessage) error) error {
-	base := c.BaseURL
-	if c.Handler != nil {
-		base = "http://in-process"
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+path, nil)
-	if err != nil {
-		return fmt.Errorf("admin API request GET %s: %w", path, err)
-	}
-	if c.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.Token)
-	}
-	var resp *http.Response
-	if c.Handler != nil {
-		rec := httptest.NewRecorder()
-		c.Handler.ServeHTTP(rec, req)
-		resp = rec.Result()
-	} else {
-		hc := c.HTTP
-		if hc == nil {
-			hc = &http.Client{} // a stream may take long: no overall timeout
+			hc = &http.Client{Timeout: timeout}
 		}
 		if resp, err = hc.Do(req); err != nil {
-			return fmt.Errorf("admin API GET %s: %w (is the switch running, and is --admin right?)", path, err)
+			return nil, fmt.Errorf("admin API %s %s: %w (is the switch running, and is --admin right?)", method, path, err)
 		}
 	}
-	defer resp.Body.Close()
 	if resp.StatusCode >= 400 {
-		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		defer resp.Body.Close()
 		var eb ErrorBody
+		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 		if json.Unmarshal(raw, &eb) != nil || eb.Error == "" {
 			eb.Error = strings.TrimSpace(string(raw))
 		}
-		return &APIError{Status: resp.StatusCode, Message: eb.Error}
+		return nil, &APIError{Status: resp.StatusCode, Message: eb.Error}
 	}
-	dec := json.NewDecoder(resp.Body)
-	for dec.More() {
-		var line json.RawMessage
-		if err := dec.Decode(&line); err != nil {
-			return fmt.Errorf("admin API GET %s: %w", path, err)
-		}
-		if err := fn(line); err != nil {
-			return err
-		}
-	}
-	return nil
+	return resp, nil
 }

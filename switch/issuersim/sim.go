@@ -420,7 +420,7 @@ func (s *Sim) entry(rrn, mti string, amount int64) *Entry {
 
 // authorize applies the demo issuer's rules; "" means no answer at all.
 func (s *Sim) authorize(m *iso8583.Message, pan, expiry, amountRaw string) (rc, auth string) {
-	if len(pan) < len(s.cfg.BIN) || pan[:len(s.cfg.BIN)] != s.cfg.BIN || !Luhn(pan) {
+	if len(pan) < len(s.cfg.BIN) || pan[:len(s.cfg.BIN)] != s.cfg.BIN || !message.Luhn(pan) {
 		return "14", ""
 	}
 	if e, ok := s.cards[pan]; ok {
@@ -468,23 +468,4 @@ func expired(yymm string, now time.Time) bool {
 	// A card is valid through the last day of its expiry month.
 	end := time.Date(2000+y, time.Month(mo)+1, 1, 0, 0, 0, 0, time.UTC)
 	return !now.Before(end)
-}
-
-// Luhn reports whether the digits of s pass the Luhn check.
-func Luhn(s string) bool {
-	sum, double := 0, false
-	for i := len(s) - 1; i >= 0; i-- {
-		d := int(s[i] - '0')
-		if d < 0 || d > 9 {
-			return false
-		}
-		if double {
-			if d *= 2; d > 9 {
-				d -= 9
-			}
-		}
-		sum += d
-		double = !double
-	}
-	return len(s) > 0 && sum%10 == 0
 }

@@ -162,7 +162,7 @@ func TestTimeScanWithinOneSecond(t *testing.T) {
 		t.Fatalf("all records: %d, want 301", n)
 	}
 	last, _ := s.LastReceived()
-	if last.Before(base.Add(2*time.Second)) {
+	if last.Before(base.Add(2 * time.Second)) {
 		t.Fatalf("last received %v", last)
 	}
 }

@@ -380,7 +380,7 @@ func (s *Store) Scan(ctx context.Context, q Query, fn func(*Record) bool) error 
 	if !q.To.IsZero() {
 		end = timeKey(prefix, q.To, "")
 	}
-	n := 0
+	v := &visitor{q: q, fn: fn}
 	return s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: false, Prefix: []byte(prefix)})
 		defer it.Close()
@@ -401,22 +401,34 @@ func (s *Store) Scan(ctx context.Context, q Query, fn func(*Record) bool) error 
 			if err := item.Value(rec.UnmarshalBinary); err != nil {
 				return fmt.Errorf("journal: decode record %s: %w", rrn, err)
 			}
-			if err := mergeDelivery(txn, &rec); err != nil {
+			if more, err := v.visit(txn, &rec); !more || err != nil {
 				return err
-			}
-			if !matches(&rec, q) {
-				continue
-			}
-			if !fn(&rec) {
-				return nil
-			}
-			n++
-			if q.Limit > 0 && n >= q.Limit {
-				return nil
 			}
 		}
 		return nil
 	})
+}
+
+// visitor hands the records a query matches to its function, up to its limit.
+type visitor struct {
+	q  Query
+	fn func(*Record) bool
+	n  int
+}
+
+// visit passes rec on if it matches; it reports whether to go on.
+func (v *visitor) visit(txn *badger.Txn, rec *Record) (bool, error) {
+	if !matches(rec, v.q) {
+		return true, nil
+	}
+	if err := mergeDelivery(txn, rec); err != nil {
+		return false, err
+	}
+	if !v.fn(rec) {
+		return false, nil
+	}
+	v.n++
+	return v.q.Limit == 0 || v.n < v.q.Limit, nil
 }
 
 // timeSlack covers the milliseconds by which RRN order and receive-time order may
@@ -427,7 +439,7 @@ const timeSlack = 2 * time.Second
 // q.From (the sparse time index), keeping those received in [From, To) (in RRN order,
 // which is receive order to within milliseconds).
 func (s *Store) scanByTime(ctx context.Context, q Query, fn func(*Record) bool) error {
-	n := 0
+	v := &visitor{q: q, fn: fn}
 	return s.db.View(func(txn *badger.Txn) error {
 		startRRN := ""
 		if !q.From.IsZero() {
@@ -454,18 +466,8 @@ func (s *Store) scanByTime(ctx context.Context, q Query, fn func(*Record) bool) 
 			if !q.To.IsZero() && rec.Received.After(q.To.Add(timeSlack)) {
 				return nil
 			}
-			if !matches(&rec, q) {
-				continue
-			}
-			if err := mergeDelivery(txn, &rec); err != nil {
+			if more, err := v.visit(txn, &rec); !more || err != nil {
 				return err
-			}
-			if !fn(&rec) {
-				return nil
-			}
-			n++
-			if q.Limit > 0 && n >= q.Limit {
-				return nil
 			}
 		}
 		return nil
