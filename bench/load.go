@@ -133,7 +133,6 @@ func Cards(n int) []string {
 	return out
 }
 
-
 func putDigits(b []byte, n uint64) {
 	for i := len(b) - 1; i >= 0; i-- {
 		b[i] = byte('0' + n%10)

@@ -78,10 +78,8 @@ func TestMACPlacementAndInput(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp := NewResponse(req)
-	_ = resp.Field(39, "00")
 	var seen []byte
-	raw, err := Pack(resp, func(data []byte) ([8]byte, error) {
+	raw, err := NewResponseBuilder(req).Set(39, "00").Bytes(func(data []byte) ([8]byte, error) {
 		seen = append([]byte(nil), data...)
 		return [8]byte{0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4}, nil
 	})
@@ -100,8 +98,7 @@ func TestMACPlacementAndInput(t *testing.T) {
 		t.Fatal("no DE 64")
 	}
 	// With DE 70 the MAC moves to DE 128.
-	resp.Field(70, "301")
-	raw, err = Pack(resp, func([]byte) ([8]byte, error) { return [8]byte{9}, nil })
+	raw, err = NewResponseBuilder(req).Set(39, "00").Set(70, "301").Bytes(func([]byte) ([8]byte, error) { return [8]byte{9}, nil })
 	if err != nil {
 		t.Fatal(err)
 	}

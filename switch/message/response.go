@@ -7,29 +7,9 @@ import (
 	"github.com/moov-io/iso8583"
 )
 
-// echoed are the request fields every response carries back.
+// echoed are the request fields every response carries back (NewResponseBuilder sets
+// them; a format error's answer echoes those that could be read).
 var echoed = []int{3, 4, 7, 11, 41, 42, 49, 70}
-
-// NewResponse starts the response to req in req's dialect: the response MTI and the
-// echoed fields (DE 3, 4, 7, 11, 41, 42, and 49 and 70 when present).
-func NewResponse(req *Request) *iso8583.Message {
-	m := iso8583.NewMessage(req.Dialect.Spec())
-	m.MTI(ResponseMTI(req.MTI))
-	set := func(id int, v string) {
-		if v != "" {
-			_ = m.Field(id, v)
-		}
-	}
-	set(3, req.ProcCode)
-	set(4, req.AmountRaw)
-	set(7, req.DE7)
-	set(11, req.STAN)
-	set(41, req.TID)
-	set(42, req.MID)
-	set(49, req.Currency)
-	set(70, req.NetCode)
-	return m
-}
 
 // NewFormatErrorResponse answers a request that could not be decoded with DE 39 = 30,
 // echoing what could be read. It returns nil when the error is not answerable.
@@ -70,21 +50,6 @@ func validEcho(id int, v string) bool {
 		return len(v) == 3
 	}
 	return false
-}
-
-// SetReason puts a decline reason into DE 48 tag RS.
-func SetReason(m *iso8583.Message, reason string) error {
-	if reason == "" {
-		return nil
-	}
-	if len(reason) > 99 {
-		reason = reason[:99]
-	}
-	b, err := AppendTLV(make([]byte, 0, 5+len(reason)), TagReason, reason)
-	if err != nil {
-		return err
-	}
-	return m.Field(48, string(b))
 }
 
 // MACFunc computes the 8-byte MAC of data.

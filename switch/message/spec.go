@@ -6,7 +6,6 @@ package message
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/moov-io/iso8583"
 	"github.com/moov-io/iso8583/encoding"
@@ -135,18 +134,4 @@ func wireLength(s *field.Spec, valueLen int) int {
 		return 4 + valueLen
 	}
 	return -1
-}
-
-// Describe lists the fields of the spec, one a line, for docs and debugging.
-func Describe(spec *iso8583.MessageSpec) string {
-	var b strings.Builder
-	for id := 0; id <= 128; id++ {
-		f, ok := spec.Fields[id]
-		if !ok {
-			continue
-		}
-		s := f.Spec()
-		fmt.Fprintf(&b, "DE %3d %-45s %-12s len %d\n", id, s.Description, s.Pref.Inspect(), s.Length)
-	}
-	return b.String()
 }
