@@ -217,12 +217,17 @@ func (rs *RuleSet) observe(in *Input, out Outcome, store *velocityStore) []RuleE
 	var box any
 	var m *vm.VM
 	var errs []RuleError
+	// Counters with the same filter share one evaluation: 0 unknown, 1 pass, 2 fail.
+	var results [MaxCounters]uint8
 	for _, c := range rs.Counters {
 		key, ok := c.spec.key(in)
 		if !ok {
 			continue
 		}
-		if c.where != nil {
+		if c.where != nil && results[c.whereID] == 2 {
+			continue
+		}
+		if c.where != nil && results[c.whereID] == 0 {
 			if box == nil {
 				env := *in
 				env.Txn.Time = t
@@ -239,7 +244,11 @@ func (rs *RuleSet) observe(in *Input, out Outcome, store *velocityStore) []RuleE
 				errs = append(errs, RuleError{Rule: "counter " + c.Name, Error: err.Error()})
 				continue
 			}
-			if pass, _ := res.(bool); !pass {
+			results[c.whereID] = 2
+			if pass, _ := res.(bool); pass {
+				results[c.whereID] = 1
+			}
+			if results[c.whereID] == 2 {
 				continue
 			}
 		}

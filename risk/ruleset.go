@@ -105,9 +105,10 @@ type Counter struct {
 	// Index is the counter's slot in Input.Velocity.
 	Index int `json:"index"`
 
-	spec  counterSpec
-	where *vm.Program
-	used  bool
+	spec    counterSpec
+	where   *vm.Program
+	whereID int // counters with the same filter share its result per transaction
+	used    bool
 }
 
 // MarshalJSON writes the window and resolution as durations like "10m0s".
@@ -158,7 +159,8 @@ type RuleSet struct {
 	LoadedAt time.Time `json:"loaded_at"`
 
 	counterByName map[string]*Counter
-	readCounters  []*Counter // counters some rule reads
+	readCounters  []*Counter     // counters some rule reads
+	whereIDs      map[string]int // distinct counter filters (normalized source) -> id
 	usesLists     bool
 	maxWindow     time.Duration
 	lists         *Lists
@@ -741,6 +743,18 @@ func (c *compiler) compileCounters(rs *RuleSet, pf *parsedFile) {
 		fp := xxhash.Sum64String(strings.Join([]string{ctr.Name, strings.Join(ctr.Dimensions, "+"), ctr.Measure,
 			ctr.Window.String(), ctr.Resolution.String(), ctr.Where}, "\x00"))
 		ctr.spec = counterSpec{fp: fp, measure: ctr.Measure, dims: ctr.Dimensions, window: ctr.Window, width: int64(ctr.Resolution), nb: nb}
+		if ctr.where != nil {
+			src := strings.Join(strings.Fields(ctr.Where), " ")
+			id, seen := rs.whereIDs[src]
+			if !seen {
+				if rs.whereIDs == nil {
+					rs.whereIDs = map[string]int{}
+				}
+				id = len(rs.whereIDs)
+				rs.whereIDs[src] = id
+			}
+			ctr.whereID = id
+		}
 		rs.Counters = append(rs.Counters, ctr)
 		rs.counterByName[ctr.Name] = ctr
 	}
