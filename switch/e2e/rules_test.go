@@ -47,9 +47,16 @@ func TestAnalystWorkflow(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(rules, "90-analyst.yaml"), []byte(bigRound), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	defer func() {
+		if t.Failed() {
+			t.Logf("switch log:\n%s", tail(f.logs.String(), 3000))
+		}
+	}()
+	attempt := 0
 	waitFor(t, "the new rule to load", func() bool {
+		attempt++
 		tx := pos(500000)
-		tx.PAN = testPAN(500)
+		tx.PAN = testPAN(5000 + attempt) // a new card each time: the same one would trip card velocity
 		r := f.send(tx)
 		return r.RC == "05" && r.Reason == "round-amount"
 	})
@@ -101,4 +108,11 @@ func waitForLong(t *testing.T, what string, d time.Duration, ok func() bool) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
 }

@@ -71,6 +71,7 @@ type Store struct {
 
 type writeReq struct {
 	rec   []byte
+	buf   *[]byte // rec's pooled buffer, returned after the commit
 	rrn   string
 	index bool // write the indexes (first write of a record)
 	tid   string
@@ -116,15 +117,21 @@ func (s *Store) NextRRN() (string, error) {
 
 var donePool = sync.Pool{New: func() any { return make(chan error, 1) }}
 
+// encodeBufs holds record encoding buffers; a buffer goes back after its group commit
+// (Badger has copied the value by then).
+var encodeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
 // Write stores rec. With durable, it returns once rec is synced to disk; otherwise it
 // returns at once and rec is written with the next group. The first write of a record
 // (first = true) also writes its indexes.
 func (s *Store) Write(ctx context.Context, rec *Record, first, durable bool) error {
-	b, err := rec.MarshalBinary()
+	buf := encodeBufs.Get().(*[]byte)
+	b, err := rec.AppendBinary((*buf)[:0])
 	if err != nil {
 		return fmt.Errorf("journal: encode record %s: %w", rec.RRN, err)
 	}
-	req := &writeReq{rec: b, rrn: rec.RRN, index: first, tid: rec.TID, mid: rec.MID, at: rec.Received}
+	*buf = b
+	req := &writeReq{rec: b, buf: buf, rrn: rec.RRN, index: first, tid: rec.TID, mid: rec.MID, at: rec.Received}
 	if first && rec.TID != "" && rec.STAN != "" && rec.DE7 != "" {
 		req.dup = DupKey(rec.TID, rec.STAN, rec.DE7)
 	}
@@ -191,6 +198,9 @@ func (s *Store) commitLoop() {
 		start := time.Now()
 		err := s.commit(batch)
 		for _, r := range batch {
+			if r.buf != nil {
+				encodeBufs.Put(r.buf)
+			}
 			if r.done != nil {
 				r.done <- err
 			}

@@ -3,6 +3,7 @@ package message
 import (
 	"fmt"
 	"sort"
+	"sync"
 )
 
 // Builder writes a message of a dialect straight into bytes, with the field layout of
@@ -18,15 +19,26 @@ type Builder struct {
 	err    error
 }
 
+var builders = sync.Pool{New: func() any { return &Builder{fields: make([]builderField, 0, 24)} }}
+
 type builderField struct {
 	id  int
 	val string
 	raw []byte // for hex fields
 }
 
-// NewBuilder starts a message.
+// NewBuilder starts a message. Bytes ends it: the Builder must not be used after.
 func NewBuilder(d Dialect, mti string) *Builder {
-	return &Builder{d: d, mti: mti, fields: make([]builderField, 0, 12)}
+	b := builders.Get().(*Builder)
+	b.d, b.mti, b.fields, b.err = d, mti, b.fields[:0], nil
+	return b
+}
+
+// release returns the Builder to the pool.
+func (b *Builder) release() {
+	clear(b.fields) // drop references to values and bytes
+	b.fields = b.fields[:0]
+	builders.Put(b)
 }
 
 // Set sets a text field. An empty value leaves the field out.
@@ -75,9 +87,11 @@ func maxLen(digits int) int {
 	return n - 1
 }
 
-// Bytes encodes the message. With mac set, the MAC goes last: DE 128 if a field above
-// 64 is present, else DE 64, over every byte before its 16 hex characters.
+// Bytes encodes the message and ends the Builder. With mac set, the MAC goes last: DE
+// 128 if a field above 64 is present, else DE 64, over every byte before its 16 hex
+// characters.
 func (b *Builder) Bytes(mac MACFunc) ([]byte, error) {
+	defer b.release()
 	if b.err != nil {
 		return nil, b.err
 	}
