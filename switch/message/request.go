@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/moov-io/iso8583"
 	iso8583errors "github.com/moov-io/iso8583/errors"
@@ -16,8 +17,8 @@ import (
 const MaxBody = 4096
 
 // Request is a decoded, validated terminal request. Strings are exactly the characters
-// on the wire. It holds card data (PAN, track 2, PIN block): never log it; use
-// MaskedPAN.
+// on the wire and share Raw's bytes: Raw must not be changed while the Request is in
+// use. It holds card data (PAN, track 2, PIN block): never log it; use MaskedPAN.
 type Request struct {
 	Dialect Dialect
 	Raw     []byte // the whole body as received (MAC input is Raw[:len(Raw)-16])
@@ -139,11 +140,13 @@ type fieldValues [129][]byte
 
 func (f *fieldValues) has(id int) bool { return f[id] != nil }
 
+// str returns field id as a string that shares the message's bytes (no copy): a
+// Request's strings live as long as its Raw body, which is never changed after decoding.
 func (f *fieldValues) str(id int) string {
-	if f[id] == nil {
+	if len(f[id]) == 0 {
 		return ""
 	}
-	return string(f[id])
+	return unsafe.String(&f[id][0], len(f[id]))
 }
 
 // slowError unpacks raw with moov-io to describe why Scan refused it.

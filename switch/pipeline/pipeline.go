@@ -278,6 +278,7 @@ type txn struct {
 	written  bool // the record has been written once
 	dup      *dupEntry
 	dupKey   string
+	events   [8]journal.Event   // room for the record's events without growing
 	term     *registry.Terminal // the registered terminal, when known
 	macKey   hsm.KeyRef         // MAC key of the terminal (responses are MAC'd under it)
 	macOK    bool               // the request carried a valid MAC
@@ -480,6 +481,7 @@ func (p *Pipeline) newRecord(t *txn) error {
 	rec.MTI, rec.ProcCode, rec.Type = r.MTI, r.ProcCode, TxnType(r.MTI, r.ProcCode)
 	rec.TID, rec.MID, rec.STAN, rec.DE7 = r.TID, r.MID, r.STAN, r.DE7
 	rec.Listener, rec.Remote = t.conn.Listener, t.conn.Remote.String()
+	rec.Events = t.events[:0]
 	if r.PAN != "" {
 		rec.PANMasked = message.MaskPAN(r.PAN)
 		rec.CardHash = p.CardHash(r.PAN)
