@@ -535,6 +535,12 @@ func (s *Store) LookupDuplicate(tid, stan, de7 string) (string, bool, error) {
 	return rrn, rrn != "", nil
 }
 
+// PutDurable writes key = value through the group commit and returns once it is on
+// disk (other subsystems share the journal's fsync this way).
+func (s *Store) PutDurable(ctx context.Context, key, value []byte) error {
+	return s.put(ctx, [2][]byte{key, value})
+}
+
 // put writes extra keys through the group commit, durably.
 func (s *Store) put(ctx context.Context, kv ...[2][]byte) error {
 	req := &writeReq{kv: kv, done: donePool.Get().(chan error)}

@@ -55,6 +55,10 @@ type Options struct {
 	Poll                   time.Duration // how often idle workers look for work (default 1 s)
 	// InFlight bounds the advices of one issuer sent at once (default 16).
 	InFlight int
+	// Persist, when set, writes a new item durably (returning once it is on disk); the
+	// switch hands its journal's group commit here, so that an enqueue shares the
+	// journal's fsync. Nil: a Badger transaction and a sync of its own.
+	Persist func(ctx context.Context, key, value []byte) error
 }
 
 // Queue is the Badger-backed queue. Key layout: "saf/q/<issuer>/<seq BE 8>" -> JSON item.
@@ -119,11 +123,17 @@ func (q *Queue) Enqueue(it *Item) error {
 	if err != nil {
 		return fmt.Errorf("saf: encode %s for %s: %w", it.MTI, it.RRN, err)
 	}
-	if err := q.db.Update(func(txn *badger.Txn) error { return txn.Set(key(it.Issuer, it.Seq), b) }); err != nil {
-		return fmt.Errorf("saf: store %s for %s: %w", it.MTI, it.RRN, err)
-	}
-	if err := q.db.Sync(); err != nil {
-		return fmt.Errorf("saf: sync: %w", err)
+	if q.opts.Persist != nil {
+		if err := q.opts.Persist(context.Background(), key(it.Issuer, it.Seq), b); err != nil {
+			return fmt.Errorf("saf: store %s for %s: %w", it.MTI, it.RRN, err)
+		}
+	} else {
+		if err := q.db.Update(func(txn *badger.Txn) error { return txn.Set(key(it.Issuer, it.Seq), b) }); err != nil {
+			return fmt.Errorf("saf: store %s for %s: %w", it.MTI, it.RRN, err)
+		}
+		if err := q.db.Sync(); err != nil {
+			return fmt.Errorf("saf: sync: %w", err)
+		}
 	}
 	q.kick(it.Issuer)
 	return nil
@@ -213,11 +223,10 @@ func (q *Queue) save(it *Item) error {
 	return q.db.Update(func(txn *badger.Txn) error { return txn.Set(key(it.Issuer, it.Seq), b) })
 }
 
+// remove deletes an acknowledged item. It is not synced: if a crash loses the
+// deletion, the advice is sent once more, and repeats are what issuers expect.
 func (q *Queue) remove(it *Item) error {
-	if err := q.db.Update(func(txn *badger.Txn) error { return txn.Delete(key(it.Issuer, it.Seq)) }); err != nil {
-		return err
-	}
-	return q.db.Sync()
+	return q.db.Update(func(txn *badger.Txn) error { return txn.Delete(key(it.Issuer, it.Seq)) })
 }
 
 // worker delivers an issuer's items, several at once; an item leaves the queue only

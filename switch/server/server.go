@@ -122,7 +122,11 @@ func New(cfg *config.Config, log zerolog.Logger) (_ *Server, err error) {
 			log.Info().Int("created", n).Msg("demo fleet loaded into the registry")
 		}
 	}
-	if s.Queue, err = saf.Open(s.db, saf.Options{}, log); err != nil {
+	if s.Journal, err = journal.Open(s.db, journal.Options{MaxBatch: cfg.Journal.MaxBatch, Window: cfg.Journal.Window.D()}); err != nil {
+		return nil, err
+	}
+	s.Journal.OnSync(s.Metrics.JournalCommitted)
+	if s.Queue, err = saf.Open(s.db, saf.Options{Persist: s.Journal.PutDurable}, log); err != nil {
 		return nil, err
 	}
 	lmk, err := keys.LoadLMK(keys.LMKSource{File: cfg.Security.LMKFile, Env: cfg.Security.LMKEnv, Demo: cfg.Demo})
@@ -142,10 +146,6 @@ func New(cfg *config.Config, log zerolog.Logger) (_ *Server, err error) {
 			return nil, fmt.Errorf("demo keys: %w", err)
 		}
 	}
-	if s.Journal, err = journal.Open(s.db, journal.Options{MaxBatch: cfg.Journal.MaxBatch, Window: cfg.Journal.Window.D()}); err != nil {
-		return nil, err
-	}
-	s.Journal.OnSync(s.Metrics.JournalCommitted)
 
 	issuers := cfg.Issuers
 	if cfg.Demo {
