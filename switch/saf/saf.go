@@ -76,6 +76,11 @@ type Queue struct {
 	cancel  context.CancelFunc
 
 	Sent, Acked, Failed atomic.Int64
+
+	// waiting holds the retry time of items that failed, by sequence, so that a scan
+	// skips them without decoding them (after a restart every item is due at once).
+	waitMu  sync.Mutex
+	waiting map[uint64]time.Time
 }
 
 const prefix = "saf/q/"
@@ -100,7 +105,7 @@ func Open(db *badger.DB, opts Options, log zerolog.Logger) (*Queue, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Queue{db: db, opts: opts, log: log.With().Str("component", "saf").Logger(), seq: seq,
-		senders: map[string]Sender{}, kicks: map[string]chan struct{}{}, ctx: ctx, cancel: cancel}, nil
+		senders: map[string]Sender{}, kicks: map[string]chan struct{}{}, ctx: ctx, cancel: cancel, waiting: map[uint64]time.Time{}}, nil
 }
 
 func key(issuer string, seq uint64) []byte {
@@ -194,10 +199,21 @@ func (q *Queue) due(issuer string, n int, now time.Time) ([]*Item, time.Time, er
 	var out []*Item
 	var next time.Time
 	p := []byte(prefix + issuer + "/")
+	q.waitMu.Lock()
+	defer q.waitMu.Unlock()
 	err := q.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 64, Prefix: p})
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: false, Prefix: p})
 		defer it.Close()
 		for it.Rewind(); it.Valid() && len(out) < n; it.Next() {
+			k := it.Item().Key()
+			if len(k) >= 8 {
+				if at, ok := q.waiting[binary.BigEndian.Uint64(k[len(k)-8:])]; ok && at.After(now) {
+					if next.IsZero() || at.Before(next) {
+						next = at
+					}
+					continue
+				}
+			}
 			x := new(Item)
 			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, x) }); err != nil {
 				return err
@@ -282,6 +298,9 @@ func (q *Queue) deliver(send Sender, it *Item) {
 	}
 	q.Sent.Add(1)
 	err := send(q.ctx, it, repeat)
+	q.waitMu.Lock()
+	delete(q.waiting, it.Seq)
+	q.waitMu.Unlock()
 	if err == nil {
 		q.Acked.Add(1)
 		if err := q.remove(it); err != nil {
@@ -298,6 +317,9 @@ func (q *Queue) deliver(send Sender, it *Item) {
 		backoff = q.opts.MaxBackoff
 	}
 	it.LastErr, it.Next = err.Error(), time.Now().Add(backoff).UTC()
+	q.waitMu.Lock()
+	q.waiting[it.Seq] = it.Next
+	q.waitMu.Unlock()
 	if err := q.save(it); err != nil {
 		q.log.Error().Err(err).Msg("saving retry time")
 	}
