@@ -5,7 +5,6 @@ import (
 	"context"
 	"io"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 
 	"github.com/switchyard/switchyard/switch/cli"
 	"github.com/switchyard/switchyard/switch/config"
+	"github.com/switchyard/switchyard/switch/internal/testswitch"
 	"github.com/switchyard/switchyard/switch/message"
 	"github.com/switchyard/switchyard/switch/server"
 	"github.com/switchyard/switchyard/switch/termclient"
@@ -26,48 +26,21 @@ const (
 	tokAdmin     = "demo-admin-1Hz6"
 )
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type fixture struct {
 	t    *testing.T
 	s    *server.Server
 	dir  string
-	logs *syncBuffer
+	logs *testswitch.SyncBuffer
 	c    *termclient.Client
 }
 
 func demoConfig(t *testing.T, dir string) *config.Config {
-	c := config.Demo()
-	c.DataDir = dir
-	c.Admin.Addr = "127.0.0.1:0"
-	c.Listeners[0].Addr = "127.0.0.1:0"
-	c.Listeners[1].Addr = "127.0.0.1:0"
-	c.Shutdown.DrainTimeout = config.Duration(5 * time.Second)
-	c.RulesDir = "../../rules"
-	if err := c.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return testswitch.DemoConfig(t, dir, "../../rules")
 }
 
 func startDemo(t *testing.T, mutate func(*config.Config)) *fixture {
 	t.Helper()
-	f := &fixture{t: t, dir: t.TempDir(), logs: &syncBuffer{}}
+	f := &fixture{t: t, dir: t.TempDir(), logs: &testswitch.SyncBuffer{}}
 	c := demoConfig(t, f.dir)
 	if mutate != nil {
 		mutate(c)

@@ -18,43 +18,15 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/switchyard/switchyard/switch/config"
+	"github.com/switchyard/switchyard/switch/internal/testswitch"
 	"github.com/switchyard/switchyard/switch/issuersim"
 	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/message"
 	"github.com/switchyard/switchyard/switch/termclient"
 )
 
-// syncBuffer collects log output from many goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func demoConfig(t *testing.T, dir string) *config.Config {
-	t.Helper()
-	c := config.Demo()
-	c.DataDir = dir
-	c.Admin.Addr = "127.0.0.1:0"
-	c.Listeners[0].Addr = "127.0.0.1:0"
-	c.Listeners[1].Addr = "127.0.0.1:0"
-	c.Shutdown.DrainTimeout = config.Duration(5 * time.Second)
-	c.RulesDir = "../../rules"
-	if err := c.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return testswitch.DemoConfig(t, dir, "../../rules")
 }
 
 func start(t *testing.T, c *config.Config, logs io.Writer) *Server {
@@ -308,7 +280,7 @@ func isTimeoutErr(err error) bool {
 }
 
 func TestMalformedInput(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &testswitch.SyncBuffer{}
 	s := start(t, demoConfig(t, t.TempDir()), logs)
 	addr := s.ListenerAddr("ascii")
 	m, _ := termclient.Build(purchase("4761739001010119", 1000), message.DialectASCII)
@@ -460,7 +432,7 @@ func TestRestartSameDataDir(t *testing.T) {
 // the data directory for the demo PANs in clear.
 func TestNoClearPAN(t *testing.T) {
 	dir := t.TempDir()
-	logs := &syncBuffer{}
+	logs := &testswitch.SyncBuffer{}
 	s := start(t, demoConfig(t, dir), logs)
 	c := dial(t, s, "ascii", message.DialectASCII)
 	pans := []string{"4761739001010119", "4761739001010010", "4761739001010267", "5500000000000004"}

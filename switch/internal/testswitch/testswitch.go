@@ -1,0 +1,52 @@
+// Package testswitch holds what the switch's own test packages share: a demo
+// configuration on ephemeral loopback ports in a given data directory, and a log sink
+// that many goroutines may write to.
+package testswitch
+
+import (
+	"bytes"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/switchyard/switchyard/switch/config"
+)
+
+// DemoConfig is the demo configuration with its data in dir, every listener and the
+// admin server on a free loopback port, the repository's rules (rulesDir, relative to
+// the test's package), and a short drain.
+func DemoConfig(t testing.TB, dir, rulesDir string) *config.Config {
+	t.Helper()
+	c := config.Demo()
+	c.DataDir = dir
+	c.Admin.Addr = "127.0.0.1:0"
+	for i := range c.Listeners {
+		c.Listeners[i].Addr = "127.0.0.1:0"
+	}
+	c.Shutdown.DrainTimeout = config.Duration(5 * time.Second)
+	c.RulesDir = rulesDir
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// SyncBuffer collects log output from many goroutines.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+// Write implements io.Writer.
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// String returns everything written so far.
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
