@@ -286,17 +286,7 @@ func (a *api) generate(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	exp, err := req.Export.export()
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	res, err := a.hsm.GenerateKey(actx(r), hsm.GenerateKeyRequest{KeySpec: spec, Export: exp})
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	admin.WriteJSON(w, http.StatusCreated, res)
+	a.generateKey(w, r, spec, req.Export)
 }
 
 func (a *api) form(w http.ResponseWriter, r *http.Request) {
@@ -351,6 +341,22 @@ func (a *api) importKey(w http.ResponseWriter, r *http.Request) {
 	admin.WriteJSON(w, http.StatusCreated, res)
 }
 
+// generateKey creates the key of spec (a new ID, or a new version of one), exported
+// as asked, and answers 201 with the result.
+func (a *api) generateKey(w http.ResponseWriter, r *http.Request, spec hsm.KeySpec, export *ExportTarget) {
+	exp, err := export.export()
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	res, err := a.hsm.GenerateKey(actx(r), hsm.GenerateKeyRequest{KeySpec: spec, Export: exp})
+	if err != nil {
+		fail(w, err)
+		return
+	}
+	admin.WriteJSON(w, http.StatusCreated, res)
+}
+
 func (a *api) rotate(w http.ResponseWriter, r *http.Request) {
 	var req RotateRequest
 	if err := admin.ReadJSON(r, &req); err != nil {
@@ -369,17 +375,7 @@ func (a *api) rotate(w http.ResponseWriter, r *http.Request) {
 		fail(w, err)
 		return
 	}
-	exp, err := req.Export.export()
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	res, err := a.hsm.GenerateKey(actx(r), hsm.GenerateKeyRequest{KeySpec: spec, Export: exp})
-	if err != nil {
-		fail(w, err)
-		return
-	}
-	admin.WriteJSON(w, http.StatusCreated, res)
+	a.generateKey(w, r, spec, req.Export)
 }
 
 func (a *api) export(w http.ResponseWriter, r *http.Request) {
