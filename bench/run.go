@@ -215,6 +215,8 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 		defer os.RemoveAll(d)
 		o.WorkDir = d
+	} else if err := os.MkdirAll(o.WorkDir, 0o755); err != nil {
+		return nil, fmt.Errorf("bench: work directory: %w", err)
 	}
 	simAddr, err := freeAddr()
 	if err != nil {
