@@ -61,7 +61,8 @@ type Options struct {
 	Persist func(ctx context.Context, key, value []byte) error
 }
 
-// Queue is the Badger-backed queue. Key layout: "saf/q/<issuer>/<seq BE 8>" -> JSON item.
+// Queue is the Badger-backed queue. Key layout: "saf/q/<issuer>/<seq BE 8>" -> JSON item;
+// an in-memory index of the queued sequences and their retry times finds due items.
 type Queue struct {
 	db   *badger.DB
 	opts Options
@@ -77,10 +78,48 @@ type Queue struct {
 
 	Sent, Acked, Failed atomic.Int64
 
-	// waiting holds the retry time of items that failed, by sequence, so that a scan
-	// skips them without decoding them (after a restart every item is due at once).
-	waitMu  sync.Mutex
-	waiting map[uint64]time.Time
+	// idx is the queue's in-memory index, so that finding due items never iterates
+	// Badger (whose iterators walk every deleted version of a busy queue's keys).
+	// It is loaded once by Open and kept by Enqueue and deliver.
+	idxMu sync.Mutex
+	idx   map[string]*index
+}
+
+// index is one issuer's queued items: their sequence numbers in order, and the time
+// before which each must not be tried (zero: due now).
+type index struct {
+	order   []uint64 // ascending; may still hold removed sequences
+	live    map[uint64]time.Time
+	removed int // removed sequences still in order
+}
+
+func (x *index) add(seq uint64, next time.Time) {
+	x.live[seq] = next
+	i := len(x.order)
+	for i > 0 && x.order[i-1] > seq { // enqueues race only briefly: almost always appends
+		i--
+	}
+	x.order = append(x.order, 0)
+	copy(x.order[i+1:], x.order[i:])
+	x.order[i] = seq
+}
+
+func (x *index) remove(seq uint64) {
+	if _, ok := x.live[seq]; !ok {
+		return
+	}
+	delete(x.live, seq)
+	x.removed++
+	if x.removed > 64 && x.removed > len(x.order)/2 {
+		kept := x.order[:0]
+		for _, s := range x.order {
+			if _, ok := x.live[s]; ok {
+				kept = append(kept, s)
+			}
+		}
+		clear(x.order[len(kept):])
+		x.order, x.removed = kept, 0
+	}
 }
 
 const prefix = "saf/q/"
@@ -104,8 +143,28 @@ func Open(db *badger.DB, opts Options, log zerolog.Logger) (*Queue, error) {
 		return nil, fmt.Errorf("saf: sequence: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Queue{db: db, opts: opts, log: log.With().Str("component", "saf").Logger(), seq: seq,
-		senders: map[string]Sender{}, kicks: map[string]chan struct{}{}, ctx: ctx, cancel: cancel, waiting: map[uint64]time.Time{}}, nil
+	q := &Queue{db: db, opts: opts, log: log.With().Str("component", "saf").Logger(), seq: seq,
+		senders: map[string]Sender{}, kicks: map[string]chan struct{}{}, ctx: ctx, cancel: cancel, idx: map[string]*index{}}
+	items, err := q.Pending("")
+	if err != nil {
+		cancel()
+		_ = seq.Release()
+		return nil, fmt.Errorf("saf: load the queue: %w", err)
+	}
+	for _, it := range items {
+		q.index(it.Issuer).add(it.Seq, it.Next)
+	}
+	return q, nil
+}
+
+// index returns issuer's index; the caller holds idxMu or is Open.
+func (q *Queue) index(issuer string) *index {
+	x := q.idx[issuer]
+	if x == nil {
+		x = &index{live: map[uint64]time.Time{}}
+		q.idx[issuer] = x
+	}
+	return x
 }
 
 func key(issuer string, seq uint64) []byte {
@@ -140,6 +199,9 @@ func (q *Queue) Enqueue(it *Item) error {
 			return fmt.Errorf("saf: sync: %w", err)
 		}
 	}
+	q.idxMu.Lock()
+	q.index(it.Issuer).add(it.Seq, it.Next)
+	q.idxMu.Unlock()
 	q.kick(it.Issuer)
 	return nil
 }
@@ -196,33 +258,45 @@ func (q *Queue) Pending(issuer string) ([]Item, error) {
 // due returns up to n of an issuer's items whose time has come, oldest first, and the
 // earliest time another becomes due (zero if none waits).
 func (q *Queue) due(issuer string, n int, now time.Time) ([]*Item, time.Time, error) {
-	var out []*Item
+	var seqs []uint64
 	var next time.Time
-	p := []byte(prefix + issuer + "/")
-	q.waitMu.Lock()
-	defer q.waitMu.Unlock()
-	err := q.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: false, Prefix: p})
-		defer it.Close()
-		for it.Rewind(); it.Valid() && len(out) < n; it.Next() {
-			k := it.Item().Key()
-			if len(k) >= 8 {
-				if at, ok := q.waiting[binary.BigEndian.Uint64(k[len(k)-8:])]; ok && at.After(now) {
-					if next.IsZero() || at.Before(next) {
-						next = at
-					}
-					continue
-				}
+	q.idxMu.Lock()
+	if x := q.idx[issuer]; x != nil {
+		for _, s := range x.order {
+			at, ok := x.live[s]
+			if !ok {
+				continue
 			}
-			x := new(Item)
-			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, x) }); err != nil {
-				return err
-			}
-			if x.Next.After(now) {
-				if next.IsZero() || x.Next.Before(next) {
-					next = x.Next
+			if at.After(now) {
+				if next.IsZero() || at.Before(next) {
+					next = at
 				}
 				continue
+			}
+			if len(seqs) < n {
+				seqs = append(seqs, s)
+			} else if next.IsZero() || next.After(now) {
+				next = now // more are due at once
+			}
+		}
+	}
+	q.idxMu.Unlock()
+	if len(seqs) == 0 {
+		return nil, next, nil
+	}
+	out := make([]*Item, 0, len(seqs))
+	err := q.db.View(func(txn *badger.Txn) error {
+		for _, s := range seqs {
+			item, err := txn.Get(key(issuer, s))
+			if errors.Is(err, badger.ErrKeyNotFound) {
+				continue // acknowledged meanwhile
+			}
+			if err != nil {
+				return err
+			}
+			x := new(Item)
+			if err := item.Value(func(v []byte) error { return json.Unmarshal(v, x) }); err != nil {
+				return fmt.Errorf("saf: decode item %d of %s: %w", s, issuer, err)
 			}
 			out = append(out, x)
 		}
@@ -298,14 +372,14 @@ func (q *Queue) deliver(send Sender, it *Item) {
 	}
 	q.Sent.Add(1)
 	err := send(q.ctx, it, repeat)
-	q.waitMu.Lock()
-	delete(q.waiting, it.Seq)
-	q.waitMu.Unlock()
 	if err == nil {
 		q.Acked.Add(1)
 		if err := q.remove(it); err != nil {
 			q.log.Error().Err(err).Str("rrn", it.RRN).Msg("removing acknowledged item")
 		}
+		q.idxMu.Lock()
+		q.index(it.Issuer).remove(it.Seq)
+		q.idxMu.Unlock()
 		return
 	}
 	if q.ctx.Err() != nil {
@@ -317,9 +391,9 @@ func (q *Queue) deliver(send Sender, it *Item) {
 		backoff = q.opts.MaxBackoff
 	}
 	it.LastErr, it.Next = err.Error(), time.Now().Add(backoff).UTC()
-	q.waitMu.Lock()
-	q.waiting[it.Seq] = it.Next
-	q.waitMu.Unlock()
+	q.idxMu.Lock()
+	q.index(it.Issuer).live[it.Seq] = it.Next
+	q.idxMu.Unlock()
 	if err := q.save(it); err != nil {
 		q.log.Error().Err(err).Msg("saving retry time")
 	}
@@ -330,22 +404,41 @@ func (q *Queue) deliver(send Sender, it *Item) {
 // Flush waits until every issuer's queue is empty or ctx ends.
 func (q *Queue) Flush(ctx context.Context) error {
 	for {
-		items, err := q.Pending("")
-		if err != nil {
-			return err
+		q.idxMu.Lock()
+		n := 0
+		var issuers []string
+		for issuer, x := range q.idx {
+			if len(x.live) > 0 {
+				n += len(x.live)
+				issuers = append(issuers, issuer)
+			}
 		}
-		if len(items) == 0 {
+		q.idxMu.Unlock()
+		if n == 0 {
 			return nil
 		}
-		for _, it := range items {
-			q.kick(it.Issuer)
+		for _, issuer := range issuers {
+			q.kick(issuer)
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("saf: %d item(s) still queued: %w", len(items), ctx.Err())
+			return fmt.Errorf("saf: %d item(s) still queued: %w", n, ctx.Err())
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// Len returns the number of items queued for issuer ("" for all issuers).
+func (q *Queue) Len(issuer string) int {
+	q.idxMu.Lock()
+	defer q.idxMu.Unlock()
+	n := 0
+	for name, x := range q.idx {
+		if issuer == "" || name == issuer {
+			n += len(x.live)
+		}
+	}
+	return n
 }
 
 // Close stops the workers; queued items stay for the next start.

@@ -3,6 +3,7 @@ package saf
 import (
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"sync"
@@ -86,5 +87,73 @@ func TestRetriesAndSurvivesRestart(t *testing.T) {
 	}
 	if p, _ := q.Pending(""); len(p) != 0 {
 		t.Fatalf("still pending: %v", p)
+	}
+}
+
+// TestIndexReloadsAndEmpties checks the in-memory index: a restart reloads every queued
+// item (with its retry time), each is delivered exactly once, and the index and Badger
+// both end empty.
+func TestIndexReloadsAndEmpties(t *testing.T) {
+	dir := t.TempDir()
+	db := openDB(t, dir)
+	q, err := Open(db, Options{Poll: 10 * time.Millisecond}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 300
+	for i := range n {
+		it := &Item{Issuer: []string{"a", "b"}[i%2], MTI: "0420", RRN: fmt.Sprintf("%012d", i)}
+		if i == 7 {
+			it.Next = time.Now().Add(time.Hour) // waiting out a backoff
+		}
+		if err := q.Enqueue(it); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := q.Len(""); got != n {
+		t.Fatalf("Len = %d, want %d", got, n)
+	}
+	q.Close()
+	db.Close()
+
+	db = openDB(t, dir)
+	defer db.Close()
+	q, err = Open(db, Options{Poll: 10 * time.Millisecond}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	if got, a := q.Len(""), q.Len("a"); got != n || a != n/2 {
+		t.Fatalf("after restart Len = %d (a: %d), want %d (%d)", got, a, n, n/2)
+	}
+	var mu sync.Mutex
+	seen := map[string]int{}
+	ack := func(_ context.Context, it *Item, _ bool) error {
+		mu.Lock()
+		seen[it.RRN]++
+		mu.Unlock()
+		return nil
+	}
+	q.Register("a", ack)
+	q.Register("b", ack)
+	deadline := time.Now().Add(5 * time.Second)
+	for q.Len("") > 1 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := q.Len(""); got != 1 {
+		t.Fatalf("Len = %d after delivery, want 1 (the item in backoff)", got)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != n-1 {
+		t.Fatalf("%d items delivered, want %d", len(seen), n-1)
+	}
+	for rrn, c := range seen {
+		if c != 1 || rrn == fmt.Sprintf("%012d", 7) {
+			t.Fatalf("item %s delivered %d times", rrn, c)
+		}
+	}
+	if p, _ := q.Pending(""); len(p) != 1 || p[0].RRN != fmt.Sprintf("%012d", 7) {
+		t.Fatalf("pending %v, want only the item in backoff", p)
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
 	"github.com/moov-io/iso8583"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 
@@ -129,6 +130,9 @@ func New(cfg *config.Config, log zerolog.Logger) (_ *Server, err error) {
 	if s.Queue, err = saf.Open(s.db, saf.Options{Persist: s.Journal.PutDurable}, log); err != nil {
 		return nil, err
 	}
+	s.Metrics.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "switchyard_saf_queued", Help: "Advices waiting in the store-and-forward queue, all issuers.",
+	}, func() float64 { return float64(s.Queue.Len("")) }))
 	lmk, err := keys.LoadLMK(keys.LMKSource{File: cfg.Security.LMKFile, Env: cfg.Security.LMKEnv, Demo: cfg.Demo})
 	if err != nil {
 		return nil, fmt.Errorf("security: %w", err)
