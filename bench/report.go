@@ -37,6 +37,8 @@ func (r *Result) finite() *Result {
 	changed := false
 	fix(&c.Settings.Rate, &changed)
 	fix(&c.SwitchCPUPerAuthUS, &changed)
+	fix(&c.SimCPUPerAuthUS, &changed)
+	fix(&c.HarnessCPUPerAuthUS, &changed)
 	fix(&c.Ratio, &changed)
 	for _, pp := range []**Phase{&c.Switch, &c.Paced, &c.Relay} {
 		if *pp == nil {
@@ -337,6 +339,10 @@ func (r *Result) rptView() rptModel {
 			cpu = strconv.FormatFloat(r.SwitchCPUPerAuthUS, 'f', 1, 64) + " µs"
 		}
 		m.extras = append(m.extras, rptKV{"switch CPU per authorization", cpu})
+		if r.SimCPUPerAuthUS > 0 && rptFinite(r.SimCPUPerAuthUS) && rptFinite(r.HarnessCPUPerAuthUS) {
+			m.extras = append(m.extras, rptKV{"issuer simulator / harness CPU per authorization",
+				strconv.FormatFloat(r.SimCPUPerAuthUS, 'f', 1, 64) + " µs / " + strconv.FormatFloat(r.HarnessCPUPerAuthUS, 'f', 1, 64) + " µs"})
+		}
 	}
 	if r.Switch != nil || r.Relay != nil {
 		ratio := "-"

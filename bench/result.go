@@ -21,6 +21,10 @@ type Result struct {
 	// SwitchCPUPerAuthUS is the switch process's CPU time (user + system, from its
 	// rusage) over the measured window of Switch, per authorization answered.
 	SwitchCPUPerAuthUS float64 `json:"switch_cpu_us_per_auth"`
+	// SimCPUPerAuthUS and HarnessCPUPerAuthUS are the same for the issuer simulator and
+	// the load generator, the switch's neighbours on the machine.
+	SimCPUPerAuthUS     float64 `json:"issuer_sim_cpu_us_per_auth,omitempty"`
+	HarnessCPUPerAuthUS float64 `json:"harness_cpu_us_per_auth,omitempty"`
 	// Ratio is Switch.TPS / Relay.TPS.
 	Ratio float64 `json:"ratio_to_relay"`
 

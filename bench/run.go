@@ -62,6 +62,9 @@ type Report struct {
 	SwitchCPU time.Duration
 	// CPUPerAuthUS is SwitchCPU divided by the authorizations answered in the window.
 	CPUPerAuthUS float64
+	// SimCPUPerAuthUS and HarnessCPUPerAuthUS are the same for the issuer simulator and
+	// the load generator (this process), which share the machine with the switch.
+	SimCPUPerAuthUS, HarnessCPUPerAuthUS float64
 	// Ratio is the switch's TPS over the relay's.
 	Ratio float64
 }
@@ -274,13 +277,15 @@ security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504
 			orDefault(o.Terminals, 2000), len(fleet.plan.all))
 	}
 	rep := &Report{}
-	var cpuStart time.Duration
+	var cpuStart, simStart, selfStart, simCPU, selfCPU time.Duration
 	var profDone chan error
 	lo := LoadOptions{Addr: termAddr, Terminals: o.Terminals, Conns: o.Conns, Depth: o.Depth, Duration: o.Duration, Warmup: o.Warmup, Progress: o.Out, Fleet: fleet}
 	fmt.Fprintf(o.Out, "switch: %d terminals over %d connections, %d in flight each, %s warm-up, %s measured\n",
 		orDefault(o.Terminals, 2000), orDefault(o.Conns, 64), orDefault(o.Depth, 8), o.Warmup, o.Duration)
 	lo.onStart = func() {
 		cpuStart, _ = cpuTime(sw.cmd.Process.Pid)
+		simStart, _ = cpuTime(sim.cmd.Process.Pid)
+		selfStart, _ = cpuTime(os.Getpid())
 		if o.CPUProfile != "" {
 			profDone = make(chan error, 1)
 			go func() { profDone <- fetchProfile("http://"+adminAddr, o.Duration, o.CPUProfile) }()
@@ -289,6 +294,10 @@ security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504
 	lo.onEnd = func() {
 		end, _ := cpuTime(sw.cmd.Process.Pid)
 		rep.SwitchCPU = end - cpuStart
+		end, _ = cpuTime(sim.cmd.Process.Pid)
+		simCPU = end - simStart
+		end, _ = cpuTime(os.Getpid())
+		selfCPU = end - selfStart
 	}
 	if rep.Switch, err = RunLoad(ctx, lo); err != nil {
 		return rep, fmt.Errorf("switch load: %w", err)
@@ -300,6 +309,8 @@ security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504
 	}
 	if n := rep.Switch.Hist.TotalCount(); n > 0 {
 		rep.CPUPerAuthUS = float64(rep.SwitchCPU.Microseconds()) / float64(n)
+		rep.SimCPUPerAuthUS = float64(simCPU.Microseconds()) / float64(n)
+		rep.HarnessCPUPerAuthUS = float64(selfCPU.Microseconds()) / float64(n)
 	}
 	if o.Rate > 0 {
 		rep.Rate = o.Rate
@@ -346,7 +357,7 @@ func (rep *Report) result(o Options) *Result {
 		Settings: Settings{Terminals: orDefault(o.Terminals, 2000), Conns: orDefault(o.Conns, 64), Depth: orDefault(o.Depth, 8),
 			Duration: o.Duration, Warmup: o.Warmup, Rate: o.Rate},
 		Switch: rep.Switch.Phase("switch, closed loop"), Relay: rep.Relay.Phase("relay (baseline)"),
-		SwitchCPUPerAuthUS: rep.CPUPerAuthUS, Ratio: rep.Ratio}
+		SwitchCPUPerAuthUS: rep.CPUPerAuthUS, SimCPUPerAuthUS: rep.SimCPUPerAuthUS, HarnessCPUPerAuthUS: rep.HarnessCPUPerAuthUS, Ratio: rep.Ratio}
 	if r.Scenario == "" {
 		r.Scenario = "standard"
 	}
@@ -483,6 +494,8 @@ func (r *Report) Print(w io.Writer) {
 		return fmt.Sprint(l.Errors)
 	})
 	fmt.Fprintf(w, "%-28s %12.1f\n", "switch CPU µs/authorization", r.CPUPerAuthUS)
+	fmt.Fprintf(w, "%-28s %12.1f\n", "issuer-sim CPU µs/auth", r.SimCPUPerAuthUS)
+	fmt.Fprintf(w, "%-28s %12.1f\n", "harness CPU µs/auth", r.HarnessCPUPerAuthUS)
 	fmt.Fprintf(w, "%-28s %12.2f\n", "switch/relay throughput", r.Ratio)
 	if p := r.Paced; p != nil {
 		fmt.Fprintf(w, "\nopen loop at %.0f/s: achieved %.0f/s, p50 %s, p90 %s, p99 %s, p99.9 %s, max %s, errors %d\n", r.Rate, p.TPS,

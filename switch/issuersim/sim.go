@@ -18,7 +18,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/moov-io/iso8583"
+	"encoding/hex"
+
 	"github.com/rs/zerolog"
 
 	"github.com/switchyard/switchyard/switch/frontend"
@@ -106,7 +107,8 @@ type Sim struct {
 	closing bool
 	wg      sync.WaitGroup
 
-	faultMu sync.RWMutex
+	faultMu   sync.RWMutex
+	hasFaults atomic.Bool // any fault probability above zero
 }
 
 // Start listens on cfg.Addr and serves until Close.
@@ -126,6 +128,7 @@ func Start(cfg Config, log zerolog.Logger) (*Sim, error) {
 	for _, c := range cfg.Cards {
 		s.cards[c.PAN] = c.Expiry
 	}
+	s.hasFaults.Store(cfg.Faults != Faults{})
 	s.wg.Add(1)
 	go s.accept()
 	return s, nil
@@ -138,6 +141,7 @@ func (s *Sim) Addr() string { return s.ln.Addr().String() }
 func (s *Sim) SetFaults(f Faults) {
 	s.faultMu.Lock()
 	s.cfg.Faults = f
+	s.hasFaults.Store(f != Faults{})
 	s.faultMu.Unlock()
 }
 
@@ -239,10 +243,14 @@ func (s *Sim) serve(nc net.Conn) {
 			}
 			break
 		}
-		m := iso8583.NewMessage(message.SpecASCII)
-		if err := m.Unpack(body); err != nil {
+		m, err := parse(body)
+		if err != nil {
 			s.log.Warn().Err(err).Msg("issuer-sim: undecodable message; closing connection")
 			break
+		}
+		if s.cfg.Latency == 0 && s.cfg.Jitter == 0 && !s.hasFaults.Load() {
+			s.handle(ctx, c, m) // nothing to wait for: answer in order, without a goroutine
+			continue
 		}
 		pending.Add(1)
 		go func() {
@@ -259,12 +267,38 @@ func (s *Sim) serve(nc net.Conn) {
 	s.mu.Unlock()
 }
 
-func (s *Sim) handle(ctx context.Context, c *simConn, m *iso8583.Message) {
-	mti, _ := m.GetMTI()
+// simMsg is a request as the simulator sees it: its MTI and the text of the fields it
+// uses (DE 52 as hex characters).
+type simMsg struct {
+	mti    string
+	fields [129]string
+}
+
+func (m *simMsg) get(id int) string { return m.fields[id] }
+
+// parse reads a message with the switch's zero-allocation scanner; only the fields the
+// simulator uses are copied.
+func parse(body []byte) (*simMsg, error) {
+	m := new(simMsg)
+	mti, err := message.Scan(body, message.DialectASCII, func(id int, v []byte) {
+		switch id {
+		case 2, 3, 4, 7, 11, 14, 32, 37, 41, 42, 48, 49, 52, 70:
+			m.fields[id] = string(v)
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	m.mti = string(mti)
+	return m, nil
+}
+
+func (s *Sim) handle(ctx context.Context, c *simConn, m *simMsg) {
+	mti := m.mti
 	if mti == "0800" {
 		s.Stats.Network.Add(1)
 		rc := message.RCApproved
-		if nm, _ := m.GetString(70); nm == message.NMKeyChange {
+		if m.get(70) == message.NMKeyChange {
 			rc = s.keyChange(m)
 		}
 		s.reply(c, s.answer(m, "0810", rc, ""))
@@ -309,12 +343,11 @@ func (s *Sim) handle(ctx context.Context, c *simConn, m *iso8583.Message) {
 }
 
 // keyChange applies a zone key change and returns the answer's response code.
-func (s *Sim) keyChange(m *iso8583.Message) string {
+func (s *Sim) keyChange(m *simMsg) string {
 	if s.cfg.KeyChange == nil {
 		return message.RCInvalidTransaction
 	}
-	de48, _ := m.GetString(48)
-	tl, err := message.ParseTLV(de48)
+	tl, err := message.ParseTLV(m.get(48))
 	if err != nil || tl.Has&message.HasPINKey == 0 {
 		return message.RCFormatError
 	}
@@ -326,41 +359,31 @@ func (s *Sim) keyChange(m *iso8583.Message) string {
 	return message.RCApproved
 }
 
-func (s *Sim) reply(c *simConn, m *iso8583.Message) {
-	body, err := m.Pack()
-	if err != nil {
-		s.log.Error().Err(err).Msg("issuer-sim: pack answer")
+func (s *Sim) reply(c *simConn, body []byte) {
+	if body == nil {
 		return
 	}
 	defer func() { _ = recover() }() // the connection may have closed
 	c.out <- frontend.AppendFrame(make([]byte, 0, len(body)+2), body)
 }
 
-func (s *Sim) answer(req *iso8583.Message, mti, rc, auth string) *iso8583.Message {
-	m := iso8583.NewMessage(message.SpecASCII)
-	m.MTI(mti)
-	for _, id := range []int{2, 3, 4, 7, 11, 32, 37, 41, 42, 49, 70} {
-		if req.GetField(id) != nil {
-			v, _ := req.GetString(id)
-			_ = m.Field(id, v)
-		}
+// answer encodes the answer to req: its identifying fields echoed, DE 38 and DE 39 set.
+func (s *Sim) answer(req *simMsg, mti, rc, auth string) []byte {
+	b := message.NewBuilder(message.DialectASCII, mti)
+	for _, id := range [...]int{2, 3, 4, 7, 11, 32, 37, 41, 42, 49, 70} {
+		b.Set(id, req.fields[id])
 	}
-	if auth != "" {
-		_ = m.Field(38, auth)
+	body, err := b.Set(38, auth).Set(39, rc).Bytes(nil)
+	if err != nil {
+		s.log.Error().Err(err).Str("mti", mti).Msg("issuer-sim: encode answer")
+		return nil
 	}
-	_ = m.Field(39, rc)
-	return m
+	return body
 }
 
 // decide answers a financial message and books it in the ledger. drop means no answer.
-func (s *Sim) decide(m *iso8583.Message, mti string) (resp *iso8583.Message, drop bool) {
-	get := func(id int) string {
-		if m.GetField(id) == nil {
-			return ""
-		}
-		v, _ := m.GetString(id)
-		return v
-	}
+func (s *Sim) decide(m *simMsg, mti string) (resp []byte, drop bool) {
+	get := m.get
 	rrn, pan, amountRaw := get(37), get(2), get(4)
 	amount, _ := strconv.ParseInt(amountRaw, 10, 64)
 	respMTI := message.ResponseMTI(mti)
@@ -419,7 +442,7 @@ func (s *Sim) entry(rrn, mti string, amount int64) *Entry {
 }
 
 // authorize applies the demo issuer's rules; "" means no answer at all.
-func (s *Sim) authorize(m *iso8583.Message, pan, expiry, amountRaw string) (rc, auth string) {
+func (s *Sim) authorize(m *simMsg, pan, expiry, amountRaw string) (rc, auth string) {
 	if len(pan) < len(s.cfg.BIN) || pan[:len(s.cfg.BIN)] != s.cfg.BIN || !message.Luhn(pan) {
 		return "14", ""
 	}
@@ -429,10 +452,14 @@ func (s *Sim) authorize(m *iso8583.Message, pan, expiry, amountRaw string) (rc, 
 	if expiry == "" || expired(expiry, s.cfg.Now()) {
 		return message.RCExpiredCard, ""
 	}
-	if m.GetField(52) != nil && s.cfg.VerifyPIN != nil {
-		b, _ := m.GetBytes(52)
+	if de52 := m.get(52); de52 != "" && s.cfg.VerifyPIN != nil {
 		var block [8]byte
-		copy(block[:], b)
+		if len(de52) != 16 {
+			return message.RCIncorrectPIN, ""
+		}
+		if _, err := hex.Decode(block[:], []byte(de52)); err != nil {
+			return message.RCIncorrectPIN, ""
+		}
 		ok, err := s.cfg.VerifyPIN(pan, block)
 		if err != nil {
 			s.log.Warn().Err(err).Str("pan", message.MaskPAN(pan)).Msg("issuer-sim: PIN block not verifiable")
@@ -453,7 +480,12 @@ func (s *Sim) authorize(m *iso8583.Message, pan, expiry, amountRaw string) (rc, 
 		}
 	}
 	n := s.auth.Add(1) % 1000000
-	return message.RCApproved, fmt.Sprintf("%06d", n)
+	var a [6]byte
+	for i := 5; i >= 0; i-- {
+		a[i] = byte('0' + n%10)
+		n /= 10
+	}
+	return message.RCApproved, string(a[:])
 }
 
 func expired(yymm string, now time.Time) bool {
