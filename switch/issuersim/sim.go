@@ -235,6 +235,7 @@ func (s *Sim) serve(nc net.Conn) {
 		}
 	}()
 	r := bufio.NewReaderSize(nc, 16384)
+	var held []byte // answers not yet handed to the writer (inline answering only)
 	for {
 		body, err := frontend.ReadFrame(r, nil, 0xFFFF)
 		if err != nil {
@@ -249,14 +250,27 @@ func (s *Sim) serve(nc net.Conn) {
 			break
 		}
 		if s.cfg.Latency == 0 && s.cfg.Jitter == 0 && !s.hasFaults.Load() {
-			s.handle(ctx, c, m) // nothing to wait for: answer in order, without a goroutine
+			// Nothing to wait for: answer in order, without a goroutine, and write the
+			// answers to all the requests read in one go together.
+			s.handle(ctx, c, m, &held)
+			if r.Buffered() < 2 && len(held) > 0 {
+				c.send(held)
+				held = nil
+			}
 			continue
+		}
+		if len(held) > 0 {
+			c.send(held)
+			held = nil
 		}
 		pending.Add(1)
 		go func() {
 			defer pending.Done()
-			s.handle(ctx, c, m)
+			s.handle(ctx, c, m, nil)
 		}()
+	}
+	if len(held) > 0 {
+		c.send(held)
 	}
 	cancel()
 	_ = nc.Close()
@@ -293,7 +307,8 @@ func parse(body []byte) (*simMsg, error) {
 	return m, nil
 }
 
-func (s *Sim) handle(ctx context.Context, c *simConn, m *simMsg) {
+// handle answers m; with held set, answers are appended there instead of sent.
+func (s *Sim) handle(ctx context.Context, c *simConn, m *simMsg, held *[]byte) {
 	mti := m.mti
 	if mti == "0800" {
 		s.Stats.Network.Add(1)
@@ -301,7 +316,7 @@ func (s *Sim) handle(ctx context.Context, c *simConn, m *simMsg) {
 		if m.get(70) == message.NMKeyChange {
 			rc = s.keyChange(m)
 		}
-		s.reply(c, s.answer(m, "0810", rc, ""))
+		s.reply(c, s.answer(m, "0810", rc, ""), held)
 		return
 	}
 	s.Stats.Requests.Add(1)
@@ -335,10 +350,10 @@ func (s *Sim) handle(ctx context.Context, c *simConn, m *simMsg) {
 			return
 		}
 	}
-	s.reply(c, resp)
+	s.reply(c, resp, held)
 	if roll >= 1-f.Duplicate {
 		s.Stats.Duplicated.Add(1)
-		s.reply(c, resp)
+		s.reply(c, resp, held)
 	}
 }
 
@@ -359,12 +374,21 @@ func (s *Sim) keyChange(m *simMsg) string {
 	return message.RCApproved
 }
 
-func (s *Sim) reply(c *simConn, body []byte) {
+func (s *Sim) reply(c *simConn, body []byte, held *[]byte) {
 	if body == nil {
 		return
 	}
+	if held != nil {
+		*held = frontend.AppendFrame(*held, body)
+		return
+	}
+	c.send(frontend.AppendFrame(make([]byte, 0, len(body)+2), body))
+}
+
+// send hands framed bytes to the connection's writer.
+func (c *simConn) send(frames []byte) {
 	defer func() { _ = recover() }() // the connection may have closed
-	c.out <- frontend.AppendFrame(make([]byte, 0, len(body)+2), body)
+	c.out <- frames
 }
 
 // answer encodes the answer to req: its identifying fields echoed, DE 38 and DE 39 set.
