@@ -358,6 +358,7 @@ func (c *serverConn) writeLoop() {
 	w := bufio.NewWriterSize(c.nc, 16384)
 	broken := false
 	var batch []outMsg
+	var deadlineSet time.Time
 	for m := range c.out {
 		if broken {
 			notify(m, false)
@@ -383,7 +384,12 @@ func (c *serverConn) writeLoop() {
 			}
 		}
 		if err == nil {
-			_ = c.nc.SetWriteDeadline(time.Now().Add(30 * time.Second))
+			// A write that blocks 20 to 30 s (a terminal that stopped reading) fails;
+			// the deadline is moved only every 10 s, not for every flush.
+			if now := time.Now(); now.After(deadlineSet.Add(10 * time.Second)) {
+				_ = c.nc.SetWriteDeadline(now.Add(30 * time.Second))
+				deadlineSet = now
+			}
 			err = w.Flush()
 		}
 		for _, m := range batch {

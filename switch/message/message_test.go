@@ -3,8 +3,10 @@ package message
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/moov-io/iso8583"
 )
@@ -246,5 +248,55 @@ func BenchmarkDecode(b *testing.B) {
 		if _, err := Decode(raw, DialectASCII); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestParseDE7MatchesTimeParse checks the hand-written DE 7 parser against the
+// straightforward one it replaced (time.Parse for each candidate year) on every month
+// and day, edge times and out-of-range values, around a leap year.
+func TestParseDE7MatchesTimeParse(t *testing.T) {
+	ref := func(s string, now time.Time) (time.Time, bool) {
+		best := time.Time{}
+		for _, y := range []int{now.Year() - 1, now.Year(), now.Year() + 1} {
+			tm, err := time.Parse("20060102150405", fmt.Sprintf("%04d%s", y, s))
+			if err != nil {
+				continue
+			}
+			d, bd := tm.Sub(now), best.Sub(now)
+			if d < 0 {
+				d = -d
+			}
+			if bd < 0 {
+				bd = -bd
+			}
+			if best.IsZero() || d < bd {
+				best = tm
+			}
+		}
+		return best, !best.IsZero()
+	}
+	nows := []time.Time{
+		time.Date(2024, 2, 28, 23, 59, 59, 0, time.UTC),
+		time.Date(2025, 12, 31, 23, 0, 0, 0, time.UTC),
+		time.Date(2026, 1, 1, 0, 30, 0, 0, time.UTC),
+	}
+	checked := 0
+	for _, now := range nows {
+		for mo := 0; mo <= 13; mo++ {
+			for d := 0; d <= 32; d++ {
+				for _, hms := range []string{"000000", "235959", "120000", "240000", "236000", "235960"} {
+					s := fmt.Sprintf("%02d%02d%s", mo, d, hms)
+					want, wok := ref(s, now)
+					got, err := ParseDE7(s, now)
+					if wok != (err == nil) || wok && !got.Equal(want) {
+						t.Fatalf("ParseDE7(%q, %v) = %v, %v; want %v (valid %v)", s, now, got, err, want, wok)
+					}
+					checked++
+				}
+			}
+		}
+	}
+	if checked < 8000 {
+		t.Fatalf("only %d cases", checked)
 	}
 }

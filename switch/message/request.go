@@ -455,20 +455,29 @@ func ParseDE7(s string, now time.Time) (time.Time, error) {
 	if !digits(s, 10) {
 		return time.Time{}, fmt.Errorf("transmission date-time %q is not MMDDhhmmss", s)
 	}
+	two := func(i int) int { return int(s[i]-'0')*10 + int(s[i+1]-'0') }
+	mo, d, hh, mm, ss := two(0), two(2), two(4), two(6), two(8)
 	best := time.Time{}
-	for _, y := range []int{now.Year() - 1, now.Year(), now.Year() + 1} {
-		t, err := time.Parse("2006"+"0102150405", strconv.Itoa(y)+s)
-		if err != nil {
-			continue
-		}
-		if best.IsZero() || absDur(t.Sub(now)) < absDur(best.Sub(now)) {
-			best = t
+	if mo >= 1 && mo <= 12 && d >= 1 && hh < 24 && mm < 60 && ss < 60 {
+		for _, y := range [...]int{now.Year() - 1, now.Year(), now.Year() + 1} {
+			if d > daysIn(time.Month(mo), y) {
+				continue // 29 February of a common year
+			}
+			t := time.Date(y, time.Month(mo), d, hh, mm, ss, 0, time.UTC)
+			if best.IsZero() || absDur(t.Sub(now)) < absDur(best.Sub(now)) {
+				best = t
+			}
 		}
 	}
 	if best.IsZero() {
 		return best, fmt.Errorf("transmission date-time %q is not a valid MMDDhhmmss", s)
 	}
 	return best, nil
+}
+
+// daysIn returns the number of days of month m in year y.
+func daysIn(m time.Month, y int) int {
+	return time.Date(y, m+1, 0, 0, 0, 0, 0, time.UTC).Day()
 }
 
 // FormatDE7 formats t (in UTC) as MMDDhhmmss.

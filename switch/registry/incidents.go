@@ -151,40 +151,80 @@ func (r *Registry) recordIncident(res CheckResult, req *CheckRequest) {
 }
 
 func (r *Registry) writeIncident(inc *Incident) error {
-	err := r.db.Update(func(txn *badger.Txn) error { return putJSON(txn, seqKey(pfxIncident, inc.Seq), inc) })
+	return r.writeIncidents([]*Incident{inc})
+}
+
+// writeIncidents stores incidents with one transaction and one sync.
+func (r *Registry) writeIncidents(incs []*Incident) error {
+	err := r.db.Update(func(txn *badger.Txn) error {
+		for _, inc := range incs {
+			if err := putJSON(txn, seqKey(pfxIncident, inc.Seq), inc); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	if err == nil {
 		err = r.db.Sync()
 	}
 	if err != nil {
-		return fmt.Errorf("registry: store incident %s (%s, terminal %s): %w", inc.ID, inc.Reason, inc.TerminalID, err)
+		first := incs[0]
+		return fmt.Errorf("registry: store %d incident(s) from %s (%s, terminal %s): %w", len(incs), first.ID, first.Reason, first.TerminalID, err)
 	}
 	return nil
 }
 
+// incidentBatch is the most incidents the writer stores with one sync.
+const incidentBatch = 256
+
+// incidentWriter stores queued incidents: whatever is waiting is written together.
 func (r *Registry) incidentWriter() {
 	defer r.wg.Done()
-	handle := func(it incItem) {
-		if it.inc != nil {
-			if err := r.writeIncident(it.inc); err != nil {
-				r.log.Error().Err(err).Msg("registry: incident not stored")
+	var batch []incItem
+	var incs []*Incident
+	handle := func() {
+		incs = incs[:0]
+		for _, it := range batch {
+			if it.inc != nil {
+				incs = append(incs, it.inc)
 			}
 		}
-		if it.done != nil {
-			close(it.done)
+		if len(incs) > 0 {
+			if err := r.writeIncidents(incs); err != nil {
+				r.log.Error().Err(err).Msg("registry: incidents not stored")
+			}
+		}
+		for _, it := range batch {
+			if it.done != nil {
+				close(it.done)
+			}
+		}
+		clear(batch)
+		batch = batch[:0]
+	}
+	gather := func() {
+		for len(batch) < incidentBatch {
+			select {
+			case it := <-r.incQ:
+				batch = append(batch, it)
+			default:
+				return
+			}
 		}
 	}
 	for {
 		select {
 		case it := <-r.incQ:
-			handle(it)
+			batch = append(batch, it)
+			gather()
+			handle()
 		case <-r.stop:
 			for { // drain: nothing is queued after qclosed is set
-				select {
-				case it := <-r.incQ:
-					handle(it)
-				default:
+				gather()
+				if len(batch) == 0 {
 					return
 				}
+				handle()
 			}
 		}
 	}
