@@ -81,7 +81,11 @@ func OpenDB(dir string, log zerolog.Logger) (*badger.DB, error) {
 		WithNumVersionsToKeep(1).
 		WithCompactL0OnClose(true).
 		WithValueThreshold(1 << 20).
-		WithCompression(options.None) // journal records are small and compact already: spend no CPU on it
+		WithCompression(options.None). // journal records are small and compact already: spend no CPU on it
+		// Every read-modify-write of the switch is serialized by its owner's lock (the
+		// registry's, the key store's, the risk lists'; the journal has one writer), so
+		// Badger's optimistic conflict tracking would only cost a map per transaction.
+		WithDetectConflicts(false)
 	db, err := badger.Open(opts)
 	if err != nil {
 		return nil, fmt.Errorf("open database in %s: %w (is another switchyard using it?)", dir, err)
