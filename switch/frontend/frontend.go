@@ -72,6 +72,10 @@ type Metrics interface {
 	ConnOpened(listener string)
 	ConnClosed(listener, reason string)
 	ProtocolError(listener, reason string)
+	// Turnaround returns the function that records, for each answer, the time from its
+	// request's last byte read to the answer written to the socket (called once per
+	// listener).
+	Turnaround(listener string) func(seconds float64)
 }
 
 // Listener serves one terminal listening address.
@@ -81,6 +85,8 @@ type Listener struct {
 	limit   Limiter
 	log     zerolog.Logger
 	metrics Metrics
+	// turnaround records answer times (nil without metrics).
+	turnaround func(seconds float64)
 
 	ln      net.Listener
 	nextID  atomic.Uint64
@@ -112,8 +118,12 @@ func Listen(cfg Config, proc Processor, limit Limiter, log zerolog.Logger, m Met
 	if cfg.TLS != nil {
 		ln = tls.NewListener(ln, cfg.TLS)
 	}
-	return &Listener{cfg: cfg, proc: proc, limit: limit, log: log.With().Str("listener", cfg.Name).Logger(),
-		metrics: m, ln: ln, conns: map[*serverConn]struct{}{}}, nil
+	l := &Listener{cfg: cfg, proc: proc, limit: limit, log: log.With().Str("listener", cfg.Name).Logger(),
+		metrics: m, ln: ln, conns: map[*serverConn]struct{}{}}
+	if m != nil {
+		l.turnaround = m.Turnaround(cfg.Name)
+	}
+	return l, nil
 }
 
 // Addr is the address the listener is bound to.
@@ -234,6 +244,7 @@ type serverConn struct {
 type outMsg struct {
 	frame []byte
 	sent  func(bool)
+	read  time.Time // when the request was read (zero for unsolicited messages)
 }
 
 func (c *serverConn) stopReading() {
@@ -275,12 +286,18 @@ func (c *serverConn) serve() {
 func (c *serverConn) readLoop(ctx context.Context, inflight *sync.WaitGroup) string {
 	l := c.l
 	r := bufio.NewReaderSize(c.nc, 8192)
+	var deadlineSet time.Time
 	for {
 		if c.stopped.Load() {
 			return "draining"
 		}
-		_ = c.nc.SetReadDeadline(time.Now().Add(l.cfg.IdleTimeout))
+		// The idle deadline is moved when a tenth of it has passed, not for every frame.
+		if now := time.Now(); now.After(deadlineSet.Add(l.cfg.IdleTimeout / 10)) {
+			_ = c.nc.SetReadDeadline(now.Add(l.cfg.IdleTimeout))
+			deadlineSet = now
+		}
 		body, err := ReadFrame(r, nil, l.cfg.MaxBody)
+		read := time.Now()
 		if err != nil {
 			switch {
 			case c.stopped.Load():
@@ -313,7 +330,7 @@ func (c *serverConn) readLoop(ctx context.Context, inflight *sync.WaitGroup) str
 		}
 		inflight.Add(1)
 		l.reqs.Add(1)
-		go c.handle(ctx, body, inflight)
+		go c.handle(ctx, body, read, inflight)
 	}
 }
 
@@ -323,7 +340,7 @@ func (l *Listener) protoErr(reason string) {
 	}
 }
 
-func (c *serverConn) handle(ctx context.Context, body []byte, inflight *sync.WaitGroup) {
+func (c *serverConn) handle(ctx context.Context, body []byte, read time.Time, inflight *sync.WaitGroup) {
 	l := c.l
 	defer func() {
 		if p := recover(); p != nil {
@@ -346,7 +363,7 @@ func (c *serverConn) handle(ctx context.Context, body []byte, inflight *sync.Wai
 		return
 	}
 	if resp.Body != nil {
-		c.out <- outMsg{AppendFrame(make([]byte, 0, len(resp.Body)+2), resp.Body), resp.Sent}
+		c.out <- outMsg{AppendFrame(make([]byte, 0, len(resp.Body)+2), resp.Body), resp.Sent, read}
 	} else if resp.Sent != nil {
 		resp.Sent(false)
 	}
@@ -391,6 +408,14 @@ func (c *serverConn) writeLoop() {
 				deadlineSet = now
 			}
 			err = w.Flush()
+		}
+		if err == nil && c.l.turnaround != nil {
+			now := time.Now()
+			for _, m := range batch {
+				if !m.read.IsZero() {
+					c.l.turnaround(now.Sub(m.read).Seconds())
+				}
+			}
 		}
 		for _, m := range batch {
 			notify(m, err == nil)

@@ -25,6 +25,7 @@ type Metrics struct {
 	JournalBatch  prometheus.Histogram     // records per group commit
 	JournalSync   prometheus.Histogram     // seconds per group commit
 	JournalErrors prometheus.Counter
+	Answers       *prometheus.HistogramVec // terminal turnaround (read to written), by listener
 }
 
 // New creates the collectors and registers them, with the Go and process collectors,
@@ -68,12 +69,15 @@ func New() *Metrics {
 		JournalSync: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "switchyard_journal_commit_seconds", Help: "Duration of a journal group commit (write and fsync).", Buckets: lat,
 		}),
+		Answers: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "switchyard_terminal_turnaround_seconds", Help: "Time from a request's last byte read to its answer written to the socket, by listener: what a terminal waits, less the network.", Buckets: lat,
+		}, []string{"listener"}),
 		JournalErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "switchyard_journal_errors_total", Help: "Journal writes that failed.",
 		}),
 	}
 	r.MustRegister(m.Transactions, m.Latency, m.IssuerLatency, m.IssuerErrors, m.Conns, m.ConnsTotal,
-		m.ConnsClosed, m.ProtoErrors, m.FormatErrors, m.JournalBatch, m.JournalSync, m.JournalErrors,
+		m.ConnsClosed, m.ProtoErrors, m.FormatErrors, m.JournalBatch, m.JournalSync, m.JournalErrors, m.Answers,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -93,6 +97,11 @@ func (m *Metrics) ConnClosed(listener, reason string) {
 // ProtocolError implements the front-end's metrics.
 func (m *Metrics) ProtocolError(listener, reason string) {
 	m.ProtoErrors.WithLabelValues(listener, reason).Inc()
+}
+
+// Turnaround implements frontend.Metrics.
+func (m *Metrics) Turnaround(listener string) func(seconds float64) {
+	return m.Answers.WithLabelValues(listener).Observe
 }
 
 // JournalCommitted records one group commit.

@@ -480,3 +480,56 @@ func TestNoClearPAN(t *testing.T) {
 		t.Fatalf("scan of data directory: %d files, %v", files, err)
 	}
 }
+
+// TestIdleTimeoutAndTurnaround checks that a connection in use stays open past its idle
+// timeout, that an idle one is closed by the switch, and that every answer is counted
+// in switchyard_terminal_turnaround_seconds.
+func TestIdleTimeoutAndTurnaround(t *testing.T) {
+	cfg := demoConfig(t, t.TempDir())
+	for i := range cfg.Listeners {
+		cfg.Listeners[i].IdleTimeout = config.Duration(400 * time.Millisecond)
+	}
+	s := start(t, cfg, nil)
+	c := dial(t, s, "ascii", message.DialectASCII)
+	const n = 6
+	for i := range n { // 6 x 150 ms: busy well past the 400 ms idle timeout
+		if r := send(t, c, message.DialectASCII, loadPurchase(1, testCard(40+i), 1000)); r.RC != "00" {
+			t.Fatalf("purchase %d: %+v", i, r)
+		}
+		time.Sleep(150 * time.Millisecond)
+	}
+	// Now idle: the switch closes the connection within the timeout (plus a tenth).
+	nc, err := net.Dial("tcp", s.ListenerAddr("ascii"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	start := time.Now()
+	_ = nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := nc.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("idle connection: read = %v, want EOF from the switch closing it", err)
+	}
+	if d := time.Since(start); d < 300*time.Millisecond || d > 2*time.Second {
+		t.Fatalf("idle connection closed after %v, want about 400 ms", d)
+	}
+	mfs, err := s.Metrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var count uint64
+	for _, mf := range mfs {
+		if mf.GetName() != "switchyard_terminal_turnaround_seconds" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == "listener" && lp.GetValue() == "ascii" {
+					count = m.GetHistogram().GetSampleCount()
+				}
+			}
+		}
+	}
+	if count != n {
+		t.Fatalf("turnaround samples on ascii = %d, want %d", count, n)
+	}
+}
