@@ -342,6 +342,12 @@ func (r *Result) rptView() rptModel {
 		if r.SimCPUPerAuthUS > 0 && rptFinite(r.SimCPUPerAuthUS) && rptFinite(r.HarnessCPUPerAuthUS) {
 			m.extras = append(m.extras, rptKV{"issuer simulator / harness CPU per authorization",
 				strconv.FormatFloat(r.SimCPUPerAuthUS, 'f', 1, 64) + " µs / " + strconv.FormatFloat(r.HarnessCPUPerAuthUS, 'f', 1, 64) + " µs"})
+			if r.SwitchCPUPerAuthUS > 0 && rptFinite(r.SwitchCPUPerAuthUS) {
+				// The simulator does the same work in every run: the quotient moves far
+				// less with the machine's speed than either figure.
+				m.extras = append(m.extras, rptKV{"switch CPU in issuer-simulator units",
+					strconv.FormatFloat(r.SwitchCPUPerAuthUS/r.SimCPUPerAuthUS, 'f', 2, 64) + "×"})
+			}
 		}
 	}
 	if r.Switch != nil || r.Relay != nil {

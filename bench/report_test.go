@@ -78,8 +78,10 @@ func sampleResult() *Result {
 			Timeline: sampleTimeline(10, 18513, 1702, 3530, -1),
 			Buckets:  sampleBuckets(185129, 1700, 0.35),
 		},
-		SwitchCPUPerAuthUS: 41.27,
-		Ratio:              0.8229,
+		SwitchCPUPerAuthUS:  41.27,
+		SimCPUPerAuthUS:     8.25,
+		HarnessCPUPerAuthUS: 12.5,
+		Ratio:               0.8229,
 		Scenarios: []Scenario{
 			{Label: "card-testing", Fraud: true, Sent: 2000, Declined: 1990, Rate: 0.995, ByReason: map[string]int64{"card-testing": 1902, "card-declines": 80, "card-velocity": 6, "deny-card": 2}},
 			{Label: "cashout", Fraud: true, Sent: 800, Declined: 776, Rate: 0.97, ByReason: map[string]int64{"cashout-score": 700, "cashout-repeat-card": 76}},
@@ -221,6 +223,7 @@ func TestWriteTable(t *testing.T) {
 		"6.12 ms", "1.93 ms", "3.53 ms", // p99
 		"11.85 ms", "48.21 ms", // p99.9, max
 		"41.3 µs", "0.82×",
+		"8.2 µs / 12.5 µs", "switch CPU in issuer-simulator units", "5.00×",
 		"suspected fraud", "98.92%", // 452101 of 457032 approved
 		"99.50%", "caught", "0.30%", "false positives",
 		"card-testing 1,902, card-declines 80, card-velocity 6, +1 more",
