@@ -94,6 +94,10 @@ type index struct {
 }
 
 func (x *index) add(seq uint64, next time.Time) {
+	if _, ok := x.live[seq]; ok {
+		x.live[seq] = next
+		return
+	}
 	x.live[seq] = next
 	i := len(x.order)
 	for i > 0 && x.order[i-1] > seq { // enqueues race only briefly: almost always appends
@@ -145,16 +149,37 @@ func Open(db *badger.DB, opts Options, log zerolog.Logger) (*Queue, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	q := &Queue{db: db, opts: opts, log: log.With().Str("component", "saf").Logger(), seq: seq,
 		senders: map[string]Sender{}, kicks: map[string]chan struct{}{}, ctx: ctx, cancel: cancel, idx: map[string]*index{}}
-	items, err := q.Pending("")
-	if err != nil {
+	if err := q.load(); err != nil {
 		cancel()
 		_ = seq.Release()
 		return nil, fmt.Errorf("saf: load the queue: %w", err)
 	}
-	for _, it := range items {
-		q.index(it.Issuer).add(it.Seq, it.Next)
-	}
 	return q, nil
+}
+
+// load builds the index from the stored items. An item that cannot be decoded stays
+// on disk, is logged and is set aside for a day instead of stopping the start.
+func (q *Queue) load() error {
+	now := time.Now()
+	return q.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, Prefix: []byte(prefix)})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			k := it.Item().Key()
+			if len(k) < len(prefix)+10 { // issuer, "/", 8-byte sequence
+				continue
+			}
+			issuer, seq := string(k[len(prefix):len(k)-9]), binary.BigEndian.Uint64(k[len(k)-8:])
+			var x Item
+			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &x) }); err != nil {
+				q.log.Error().Err(err).Str("issuer", issuer).Uint64("seq", seq).Msg("undecodable queued advice set aside")
+				q.index(issuer).add(seq, now.Add(24*time.Hour))
+				continue
+			}
+			q.index(issuer).add(seq, x.Next)
+		}
+		return nil
+	})
 }
 
 // index returns issuer's index; the caller holds idxMu or is Open.
@@ -273,10 +298,9 @@ func (q *Queue) due(issuer string, n int, now time.Time) ([]*Item, time.Time, er
 				}
 				continue
 			}
-			if len(seqs) < n {
-				seqs = append(seqs, s)
-			} else if next.IsZero() || next.After(now) {
-				next = now // more are due at once
+			seqs = append(seqs, s)
+			if len(seqs) == n {
+				break // the worker comes back for more as soon as these are tried
 			}
 		}
 	}
@@ -296,7 +320,13 @@ func (q *Queue) due(issuer string, n int, now time.Time) ([]*Item, time.Time, er
 			}
 			x := new(Item)
 			if err := item.Value(func(v []byte) error { return json.Unmarshal(v, x) }); err != nil {
-				return fmt.Errorf("saf: decode item %d of %s: %w", s, issuer, err)
+				// An item that cannot be read must not hold up the others: it stays on
+				// disk for an operator and is set aside for a day.
+				q.log.Error().Err(err).Str("issuer", issuer).Uint64("seq", s).Msg("undecodable queued advice set aside")
+				q.idxMu.Lock()
+				q.index(issuer).live[s] = now.Add(24 * time.Hour)
+				q.idxMu.Unlock()
+				continue
 			}
 			out = append(out, x)
 		}

@@ -157,3 +157,39 @@ func TestIndexReloadsAndEmpties(t *testing.T) {
 		t.Fatalf("pending %v, want only the item in backoff", p)
 	}
 }
+
+// TestUndecodableItemSetAside checks that an item that cannot be read neither stops the
+// queue from opening nor holds up the items behind it.
+func TestUndecodableItemSetAside(t *testing.T) {
+	dir := t.TempDir()
+	db := openDB(t, dir)
+	defer db.Close()
+	if err := db.Update(func(txn *badger.Txn) error { return txn.Set(key("demo", 1<<40), []byte("{not json")) }); err != nil {
+		t.Fatal(err)
+	}
+	q, err := Open(db, Options{Poll: 10 * time.Millisecond}, zerolog.Nop())
+	if err != nil {
+		t.Fatalf("open with an undecodable item: %v", err)
+	}
+	defer q.Close()
+	if err := q.Enqueue(&Item{Issuer: "demo", MTI: "0420", RRN: "000000000002"}); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 4)
+	q.Register("demo", func(_ context.Context, it *Item, _ bool) error { got <- it.RRN; return nil })
+	select {
+	case rrn := <-got:
+		if rrn != "000000000002" {
+			t.Fatalf("delivered %q", rrn)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the good item was held up by the undecodable one")
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for q.Len("demo") != 1 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := q.Len("demo"); n != 1 {
+		t.Fatalf("Len = %d, want 1 (the undecodable item, set aside)", n)
+	}
+}
