@@ -22,6 +22,7 @@ import (
 	"github.com/dgraph-io/badger/v4/options"
 	"github.com/moov-io/iso8583"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 
@@ -136,7 +137,7 @@ func New(cfg *config.Config, log zerolog.Logger) (_ *Server, err error) {
 	}
 	s.Metrics.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "switchyard_saf_queued", Help: "Advices waiting in the store-and-forward queue, all issuers.",
-	}, func() float64 { return float64(s.Queue.Len("")) }))
+	}, func() float64 { return float64(s.Queue.Len("")) }), storeCollector())
 	lmk, err := keys.LoadLMK(keys.LMKSource{File: cfg.Security.LMKFile, Env: cfg.Security.LMKEnv, Demo: cfg.Demo})
 	if err != nil {
 		return nil, fmt.Errorf("security: %w", err)
@@ -550,3 +551,20 @@ func restartKeys(old, cur *config.Config) []string {
 
 // OnReload adds a function that Reload calls.
 func (s *Server) OnReload(f func() error) { s.reloaders = append(s.reloaders, f) }
+
+// storeCollector exports Badger's own counters (its expvars) as switchyard_store_*: how
+// much the switch writes, how much the LSM tree rewrites in compactions (the write
+// amplification behind throughput dips under sustained load), and compactions running.
+func storeCollector() prometheus.Collector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc("switchyard_store_"+name, help, labels, nil)
+	}
+	return collectors.NewExpvarCollector(map[string]*prometheus.Desc{
+		"badger_write_bytes_user":           d("written_bytes_total", "Bytes of keys and values written to Badger by the switch."),
+		"badger_write_bytes_l0":             d("flushed_bytes_total", "Bytes of memtables flushed to level 0 of the LSM tree."),
+		"badger_write_bytes_compaction":     d("compacted_bytes_total", "Bytes written by compactions, by target level.", "level"),
+		"badger_compaction_current_num_lsm": d("compacting_tables", "Tables being compacted now."),
+		"badger_size_bytes_lsm":             d("lsm_bytes", "Size of the LSM tree on disk, by directory.", "dir"),
+		"badger_put_num_user":               d("puts_total", "Keys written to Badger by the switch."),
+	})
+}

@@ -533,3 +533,30 @@ func TestIdleTimeoutAndTurnaround(t *testing.T) {
 		t.Fatalf("turnaround samples on ascii = %d, want %d", count, n)
 	}
 }
+
+// TestStoreMetrics checks that Badger's counters reach /metrics as switchyard_store_*.
+func TestStoreMetrics(t *testing.T) {
+	s := start(t, demoConfig(t, t.TempDir()), nil)
+	c := dial(t, s, "ascii", message.DialectASCII)
+	if r := send(t, c, message.DialectASCII, loadPurchase(1, testCard(60), 1000)); r.RC != "00" {
+		t.Fatalf("purchase: %+v", r)
+	}
+	mfs, err := s.Metrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			got[mf.GetName()] += m.GetUntyped().GetValue() + m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+	}
+	for _, name := range []string{"switchyard_store_written_bytes_total", "switchyard_store_puts_total"} {
+		if got[name] <= 0 {
+			t.Errorf("%s = %v, want > 0 after a purchase", name, got[name])
+		}
+	}
+	if _, ok := got["switchyard_store_compacting_tables"]; !ok {
+		t.Errorf("switchyard_store_compacting_tables missing")
+	}
+}
