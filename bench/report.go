@@ -307,6 +307,12 @@ func (r *Result) rptView() rptModel {
 	if s.Rate > 0 && rptFinite(s.Rate) {
 		m.settingsKV = append(m.settingsKV, rptKV{"paced rate", rptNum(s.Rate) + "/s"})
 	}
+	switch {
+	case s.IssuerLatencyP99 > 0:
+		m.settingsKV = append(m.settingsKV, rptKV{"issuer latency", "median " + s.IssuerLatency.String() + ", p99 " + s.IssuerLatencyP99.String()})
+	case s.IssuerLatency > 0:
+		m.settingsKV = append(m.settingsKV, rptKV{"issuer latency", s.IssuerLatency.String()})
+	}
 	parts = parts[:0]
 	for _, kv := range m.settingsKV {
 		parts = append(parts, kv.Key+" "+kv.Value)

@@ -56,7 +56,8 @@ func sampleResult() *Result {
 		Host:     "linux/amd64, 2 CPUs",
 		Version:  "v0.9.0-12-gdeadbee",
 		Scenario: "standard",
-		Settings: Settings{Terminals: 64, Conns: 4, Depth: 32, Duration: 30 * time.Second, Warmup: 3 * time.Second, Rate: 5000},
+		Settings: Settings{Terminals: 64, Conns: 4, Depth: 32, Duration: 30 * time.Second, Warmup: 3 * time.Second, Rate: 5000,
+			IssuerLatency: 20 * time.Millisecond, IssuerLatencyP99: 150 * time.Millisecond},
 		Switch: &Phase{
 			Name: "switch", TPS: 15234.4, Count: 457032, Errors: 3, Elapsed: 30 * time.Second,
 			Latency:  Quantiles{P50: 2104, P90: 3380, P99: 6120, P999: 11850, Max: 48211},
@@ -215,7 +216,7 @@ func TestWriteTable(t *testing.T) {
 	}
 	for _, want := range []string{
 		"Switchyard bench — standard — 2026-03-14 09:26:53 UTC, linux/amd64, 2 CPUs, v0.9.0-12-gdeadbee",
-		"terminals 64, connections 4, depth 32, duration 30s, warm-up 3s, paced rate 5,000/s",
+		"terminals 64, connections 4, depth 32, duration 30s, warm-up 3s, paced rate 5,000/s, issuer latency median 20ms, p99 150ms",
 		"paced 5,000/s",
 		"15,234", "4,999", "18,513", // TPS
 		"457,032", "149,976", "185,129", // answers

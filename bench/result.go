@@ -44,6 +44,10 @@ type Settings struct {
 	Duration  time.Duration `json:"duration_ns"`
 	Warmup    time.Duration `json:"warmup_ns"`
 	Rate      float64       `json:"rate"`
+	// IssuerLatency and IssuerLatencyP99 are the issuer simulator's answer times: fixed,
+	// or log-normal with this median and 99th percentile (zero: answers at once).
+	IssuerLatency    time.Duration `json:"issuer_latency_ns,omitempty"`
+	IssuerLatencyP99 time.Duration `json:"issuer_latency_p99_ns,omitempty"`
 }
 
 // Phase is one load run against one target.

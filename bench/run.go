@@ -39,6 +39,10 @@ type Options struct {
 	// CPUProfile, when set, receives a pprof CPU profile of the switch over the run.
 	CPUProfile string
 	Out        io.Writer // progress and the report table
+	// IssuerLatency and IssuerLatencyP99 set the issuer simulator's answer times
+	// (issuer-sim --latency, --latency-p99): fixed, or log-normal with this median and
+	// 99th percentile. Zero: the simulator answers at once.
+	IssuerLatency, IssuerLatencyP99 time.Duration
 	// RulesDir is the switch's rules directory (default "rules").
 	RulesDir string
 	// Plain sends ordinary purchases only, instead of the fleet's full mix with fraud
@@ -205,6 +209,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if o.Warmup <= 0 {
 		o.Warmup = 3 * time.Second
 	}
+	if o.IssuerLatency < 0 || o.IssuerLatencyP99 > 0 && o.IssuerLatencyP99 < o.IssuerLatency || o.IssuerLatencyP99 > 0 && o.IssuerLatency == 0 {
+		return nil, fmt.Errorf("issuer latency %v with p99 %v: the p99 needs a median above zero and not above the p99", o.IssuerLatency, o.IssuerLatencyP99)
+	}
 	if o.RelayDuration <= 0 {
 		o.RelayDuration = max(o.Duration/3, 5*time.Second)
 	}
@@ -219,13 +226,14 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		defer os.RemoveAll(d)
 		o.WorkDir = d
 	} else if err := os.MkdirAll(o.WorkDir, 0o755); err != nil {
-		return nil, fmt.Errorf("bench: work directory: %w", err)
+		return nil, fmt.Errorf("work directory: %w", err)
 	}
 	simAddr, err := freeAddr()
 	if err != nil {
 		return nil, err
 	}
-	sim, err := startProc(o.Exe, o.WorkDir, "issuer-sim", "issuer-sim", "--addr", simAddr)
+	sim, err := startProc(o.Exe, o.WorkDir, "issuer-sim", "issuer-sim", "--addr", simAddr,
+		"--latency", o.IssuerLatency.String(), "--latency-p99", o.IssuerLatencyP99.String())
 	if err != nil {
 		return nil, err
 	}
@@ -355,7 +363,7 @@ func (rep *Report) result(o Options) *Result {
 	r := &Result{Started: time.Now().UTC().Add(-o.Duration * 3), Host: fmt.Sprintf("%s, %s/%s, %d CPUs", host, runtime.GOOS, runtime.GOARCH, runtime.NumCPU()),
 		Version: o.Version, Scenario: o.Scenario,
 		Settings: Settings{Terminals: orDefault(o.Terminals, 2000), Conns: orDefault(o.Conns, 64), Depth: orDefault(o.Depth, 8),
-			Duration: o.Duration, Warmup: o.Warmup, Rate: o.Rate},
+			Duration: o.Duration, Warmup: o.Warmup, Rate: o.Rate, IssuerLatency: o.IssuerLatency, IssuerLatencyP99: o.IssuerLatencyP99},
 		Switch: rep.Switch.Phase("switch, closed loop"), Relay: rep.Relay.Phase("relay (baseline)"),
 		SwitchCPUPerAuthUS: rep.CPUPerAuthUS, SimCPUPerAuthUS: rep.SimCPUPerAuthUS, HarnessCPUPerAuthUS: rep.HarnessCPUPerAuthUS, Ratio: rep.Ratio}
 	if r.Scenario == "" {

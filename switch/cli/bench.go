@@ -27,6 +27,8 @@ func runBench(env *Env, args []string) int {
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the switch over the run to this file")
 	fs.StringVar(&o.WorkDir, "workdir", "", "keep the switch's data and logs here (default: a temporary directory)")
 	fs.StringVar(&o.RulesDir, "rules", "rules", "the switch's rules directory")
+	fs.DurationVar(&o.IssuerLatency, "issuer-latency", 0, "the issuer simulator's answer time (with --issuer-latency-p99: the median)")
+	fs.DurationVar(&o.IssuerLatencyP99, "issuer-latency-p99", 0, "log-normal issuer answer times with this 99th percentile")
 	fs.BoolVar(&o.Plain, "plain", false, "ordinary purchases only, no fraud scenarios")
 	fs.StringVar(&o.Scenario, "scenario", "standard", "name of the run in the reports")
 	results := fs.String("results", "bench/results", "write the JSON and HTML reports here (empty: none)")

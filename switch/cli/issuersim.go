@@ -14,8 +14,9 @@ func runIssuerSim(env *Env, args []string) int {
 	fs := newFlags(env, "issuer-sim", "[--addr HOST:PORT] [--latency D] [--drop P] ...")
 	addr := fs.String("addr", "127.0.0.1:9583", "listen address")
 	bin := fs.String("bin", "476173", "the BIN of the issuer's cards (others get 14)")
-	latency := fs.Duration("latency", 0, "base answer time")
+	latency := fs.Duration("latency", 0, "base answer time (with --latency-p99: the median)")
 	jitter := fs.Duration("jitter", 0, "extra random answer time, up to this")
+	p99 := fs.Duration("latency-p99", 0, "log-normal answer times with this 99th percentile and --latency as the median")
 	drop := fs.Float64("drop", 0, "share of requests never answered (0 to 1)")
 	delay := fs.Float64("delay", 0, "share of answers delayed by --delay-by")
 	delayBy := fs.Duration("delay-by", 15*time.Second, "delay of a delayed answer")
@@ -36,7 +37,7 @@ func runIssuerSim(env *Env, args []string) int {
 		return fail(env, "issuer-sim: keys: %v", err)
 	}
 	defer sec.Close()
-	sim, err := issuersim.Start(issuersim.Config{Addr: *addr, BIN: *bin, Cards: issuersim.DemoCards, Latency: *latency, Jitter: *jitter,
+	sim, err := issuersim.Start(issuersim.Config{Addr: *addr, BIN: *bin, Cards: issuersim.DemoCards, Latency: *latency, Jitter: *jitter, LatencyP99: *p99,
 		VerifyPIN: sec.VerifyPIN, KeyChange: sec.KeyChange,
 		Faults: issuersim.Faults{Drop: *drop, Delay: *delay, DelayBy: *delayBy, Duplicate: *dup, Disconnect: *disc}}, log)
 	if err != nil {

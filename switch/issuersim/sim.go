@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"net"
 	"strconv"
@@ -61,9 +62,12 @@ type Config struct {
 	BIN string
 	// Cards with a fixed expiry; every other Luhn-valid PAN of BIN is a good card.
 	Cards []Card
-	// Latency is the base answer time, plus up to Jitter at random.
-	Latency, Jitter time.Duration
-	Faults          Faults
+	// Latency is the base answer time, plus up to Jitter at random. With LatencyP99
+	// set, answer times are log-normal instead, with median Latency and 99th percentile
+	// LatencyP99 (the long tail of real issuer hosts; at most 10 times LatencyP99), and
+	// Jitter is not used.
+	Latency, Jitter, LatencyP99 time.Duration
+	Faults                      Faults
 	// VerifyPIN checks DE 52 when present; nil accepts any PIN block.
 	VerifyPIN PINVerifier
 	// KeyChange takes a new zone PIN key from an 0800 with DE 70 = 161 (DE 48 WP,
@@ -118,6 +122,9 @@ func Start(cfg Config, log zerolog.Logger) (*Sim, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.LatencyP99 > 0 && (cfg.Latency <= 0 || cfg.LatencyP99 < cfg.Latency) {
+		return nil, fmt.Errorf("issuer simulator: latency p99 %v needs a median latency above zero and not above it (median %v)", cfg.LatencyP99, cfg.Latency)
 	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -249,7 +256,7 @@ func (s *Sim) serve(nc net.Conn) {
 			s.log.Warn().Err(err).Msg("issuer-sim: undecodable message; closing connection")
 			break
 		}
-		if s.cfg.Latency == 0 && s.cfg.Jitter == 0 && !s.hasFaults.Load() {
+		if s.cfg.Latency == 0 && s.cfg.Jitter == 0 && s.cfg.LatencyP99 == 0 && !s.hasFaults.Load() {
 			// Nothing to wait for: answer in order, without a goroutine, and write the
 			// answers to all the requests read in one go together.
 			s.handle(ctx, c, m, &held)
@@ -335,10 +342,7 @@ func (s *Sim) handle(ctx context.Context, c *simConn, m *simMsg, held *[]byte) {
 		_ = c.nc.Close()
 		return
 	}
-	wait := s.cfg.Latency
-	if s.cfg.Jitter > 0 {
-		wait += rand.N(s.cfg.Jitter)
-	}
+	wait := s.cfg.answerTime(rand.NormFloat64, rand.Float64)
 	if roll < f.Drop+f.Disconnect+f.Delay {
 		s.Stats.Delayed.Add(1)
 		wait += f.DelayBy
@@ -510,6 +514,23 @@ func (s *Sim) authorize(m *simMsg, pan, expiry, amountRaw string) (rc, auth stri
 		n /= 10
 	}
 	return message.RCApproved, string(a[:])
+}
+
+// z99 is the 99th percentile of the standard normal distribution.
+const z99 = 2.326347874
+
+// answerTime draws one answer time; normal and uniform draw from N(0, 1) and [0, 1).
+func (c *Config) answerTime(normal, uniform func() float64) time.Duration {
+	if c.LatencyP99 > 0 && c.Latency > 0 {
+		sigma := math.Log(float64(c.LatencyP99)/float64(c.Latency)) / z99
+		d := time.Duration(float64(c.Latency) * math.Exp(sigma*normal()))
+		return min(d, 10*c.LatencyP99)
+	}
+	d := c.Latency
+	if c.Jitter > 0 {
+		d += time.Duration(uniform() * float64(c.Jitter))
+	}
+	return d
 }
 
 func expired(yymm string, now time.Time) bool {

@@ -1,0 +1,57 @@
+package issuersim
+
+import (
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// TestAnswerTimeDistributions checks the two latency models against their parameters on
+// 20,000 seeded draws: uniform jitter stays within its bounds; the log-normal model has
+// the configured median and 99th percentile.
+func TestAnswerTimeDistributions(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 11))
+	draw := func(c Config) []time.Duration {
+		out := make([]time.Duration, 20000)
+		for i := range out {
+			out[i] = c.answerTime(rng.NormFloat64, rng.Float64)
+		}
+		slices.Sort(out)
+		return out
+	}
+	u := draw(Config{Latency: 10 * time.Millisecond, Jitter: 5 * time.Millisecond})
+	if u[0] < 10*time.Millisecond || u[len(u)-1] >= 15*time.Millisecond {
+		t.Fatalf("uniform: range %v..%v, want within [10ms, 15ms)", u[0], u[len(u)-1])
+	}
+	l := draw(Config{Latency: 100 * time.Millisecond, LatencyP99: 800 * time.Millisecond, Jitter: time.Hour})
+	near := func(got, want time.Duration, tol float64) bool {
+		return float64(got) > float64(want)*(1-tol) && float64(got) < float64(want)*(1+tol)
+	}
+	if p50 := l[len(l)/2]; !near(p50, 100*time.Millisecond, 0.05) {
+		t.Errorf("log-normal median %v, want 100ms", p50)
+	}
+	if p99 := l[len(l)*99/100]; !near(p99, 800*time.Millisecond, 0.10) {
+		t.Errorf("log-normal p99 %v, want 800ms", p99)
+	}
+	if max := l[len(l)-1]; max > 8*time.Second {
+		t.Errorf("log-normal max %v above the 10 x p99 cap", max)
+	}
+	if c := (Config{Latency: 2 * time.Millisecond}); c.answerTime(rng.NormFloat64, rng.Float64) != 2*time.Millisecond {
+		t.Errorf("fixed latency not fixed")
+	}
+}
+
+func TestLatencyP99NeedsMedian(t *testing.T) {
+	for _, c := range []Config{{LatencyP99: time.Second}, {Latency: 2 * time.Second, LatencyP99: time.Second}} {
+		c.Addr = "127.0.0.1:0"
+		if s, err := Start(c, nopLogger()); err == nil {
+			s.Close()
+			t.Errorf("Start(%+v) accepted", c)
+		}
+	}
+}
+
+func nopLogger() zerolog.Logger { return zerolog.Nop() }
