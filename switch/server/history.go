@@ -23,6 +23,7 @@ func RiskRecord(r *journal.Record) (risk.Record, bool) {
 	if err := out.Input.UnmarshalBinary(r.Facts); err != nil {
 		return out, false
 	}
+	restoreFacts(&out.Input.Txn, r)
 	out.Outcome = risk.Outcome{Approved: r.Approved(), ResponseCode: r.RC, RiskDeclined: r.DecidedBy == "risk"}
 	out.Decision = risk.Decision{Action: risk.ActionAllow, Version: r.RuleSet}
 	for _, h := range r.RuleHits {
@@ -79,4 +80,29 @@ func (h History) ByRRN(_ context.Context, rrn string) (risk.Record, error) {
 		return risk.Record{}, fmt.Errorf("%w: RRN %s never reached the rules (%s by %s, %s)", risk.ErrNotFound, rrn, r.RC, r.DecidedBy, r.Reason)
 	}
 	return rec, nil
+}
+
+// restoreFacts fills in the transaction fields that the pipeline leaves out of the
+// journaled facts because the record holds them (older records have them all).
+func restoreFacts(x *risk.Txn, r *journal.Record) {
+	fill := func(dst *string, v string) {
+		if *dst == "" {
+			*dst = v
+		}
+	}
+	fill(&x.MTI, r.MTI)
+	fill(&x.ProcCode, r.ProcCode)
+	fill(&x.Currency, r.Currency)
+	fill(&x.CardHash, r.CardHash)
+	fill(&x.STAN, r.STAN)
+	fill(&x.RRN, r.RRN)
+	if len(r.PANMasked) >= 6 {
+		fill(&x.BIN, r.PANMasked[:6])
+	}
+	if x.Amount == 0 {
+		x.Amount = int(r.Amount)
+	}
+	if x.Time.IsZero() {
+		x.Time = r.Received
+	}
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/switchyard/switchyard/risk"
 	"github.com/switchyard/switchyard/switch/config"
 	"github.com/switchyard/switchyard/switch/internal/testswitch"
 	"github.com/switchyard/switchyard/switch/issuersim"
@@ -558,5 +559,45 @@ func TestStoreMetrics(t *testing.T) {
 	}
 	if _, ok := got["switchyard_store_compacting_tables"]; !ok {
 		t.Errorf("switchyard_store_compacting_tables missing")
+	}
+}
+
+// TestJournaledFactsRoundTrip checks that the facts the journal keeps, which leave out
+// what the record holds, come back whole for the risk tools.
+func TestJournaledFactsRoundTrip(t *testing.T) {
+	s := start(t, demoConfig(t, t.TempDir()), nil)
+	c := dial(t, s, "ascii", message.DialectASCII)
+	amounts := []int64{1000, 4500, 12345}
+	for i, a := range amounts {
+		if r := send(t, c, message.DialectASCII, loadPurchase(2, testCard(70+i), a)); r.RC != "00" {
+			t.Fatalf("purchase: %+v", r)
+		}
+	}
+	n := 0
+	err := s.Journal.Scan(context.Background(), journal.Query{TID: "LT000002"}, func(rec *journal.Record) bool {
+		var raw risk.Input
+		if err := raw.UnmarshalBinary(rec.Facts); err != nil {
+			t.Fatalf("facts of %s: %v", rec.RRN, err)
+		}
+		if raw.Txn.MTI != "" || raw.Txn.CardHash != "" || raw.Txn.Amount != 0 {
+			t.Errorf("facts of %s repeat the record: %+v", rec.RRN, raw.Txn)
+		}
+		rr, ok := RiskRecord(rec)
+		if !ok {
+			t.Fatalf("record %s not replayable", rec.RRN)
+		}
+		x := rr.Input.Txn
+		if x.MTI != "0200" || x.ProcCode != rec.ProcCode || x.Currency != rec.Currency || x.CardHash != rec.CardHash || x.CardHash == "" ||
+			x.STAN != rec.STAN || x.RRN != rec.RRN || x.BIN != rec.PANMasked[:6] || int64(x.Amount) != rec.Amount || !x.Time.Equal(rec.Received) {
+			t.Errorf("restored %+v from record %+v", x, rec)
+		}
+		if rr.Input.Terminal.ID != "LT000002" || rr.Input.Merchant.ID != "000000000000003" {
+			t.Errorf("terminal/merchant facts lost: %+v %+v", rr.Input.Terminal, rr.Input.Merchant)
+		}
+		n++
+		return true
+	})
+	if err != nil || n != len(amounts) {
+		t.Fatalf("scanned %d records (%v), want %d", n, err, len(amounts))
 	}
 }
