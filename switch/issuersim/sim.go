@@ -8,6 +8,7 @@ package issuersim
 import (
 	"bufio"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -18,8 +19,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"encoding/hex"
 
 	"github.com/rs/zerolog"
 
@@ -288,23 +287,34 @@ func (s *Sim) serve(nc net.Conn) {
 	s.mu.Unlock()
 }
 
+// simFields are the fields the simulator reads or echoes; simSlot maps a field number
+// to its place in simMsg (0: not kept).
+var (
+	simFields = [...]int{2, 3, 4, 7, 11, 14, 32, 37, 41, 42, 48, 49, 52, 70}
+	simSlot   = func() (t [129]uint8) {
+		for i, id := range simFields {
+			t[id] = uint8(i + 1)
+		}
+		return t
+	}()
+)
+
 // simMsg is a request as the simulator sees it: its MTI and the text of the fields it
 // uses (DE 52 as hex characters).
 type simMsg struct {
-	mti    string
-	fields [129]string
+	mti  string
+	vals [len(simFields) + 1]string
 }
 
-func (m *simMsg) get(id int) string { return m.fields[id] }
+func (m *simMsg) get(id int) string { return m.vals[simSlot[id]] }
 
 // parse reads a message with the switch's zero-allocation scanner; only the fields the
 // simulator uses are copied.
 func parse(body []byte) (*simMsg, error) {
 	m := new(simMsg)
 	mti, err := message.Scan(body, message.DialectASCII, func(id int, v []byte) {
-		switch id {
-		case 2, 3, 4, 7, 11, 14, 32, 37, 41, 42, 48, 49, 52, 70:
-			m.fields[id] = string(v)
+		if slot := simSlot[id]; slot != 0 {
+			m.vals[slot] = string(v)
 		}
 	})
 	if err != nil {
@@ -314,7 +324,6 @@ func parse(body []byte) (*simMsg, error) {
 	return m, nil
 }
 
-// handle answers m; with held set, answers are appended there instead of sent.
 func (s *Sim) handle(ctx context.Context, c *simConn, m *simMsg, held *[]byte) {
 	mti := m.mti
 	if mti == "0800" {
@@ -399,7 +408,7 @@ func (c *simConn) send(frames []byte) {
 func (s *Sim) answer(req *simMsg, mti, rc, auth string) []byte {
 	b := message.NewBuilder(message.DialectASCII, mti)
 	for _, id := range [...]int{2, 3, 4, 7, 11, 32, 37, 41, 42, 49, 70} {
-		b.Set(id, req.fields[id])
+		b.Set(id, req.get(id))
 	}
 	body, err := b.Set(38, auth).Set(39, rc).Bytes(nil)
 	if err != nil {
