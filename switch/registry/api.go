@@ -271,10 +271,15 @@ func (a *api) changeMerchant(w http.ResponseWriter, r *http.Request, p admin.Pri
 }
 
 func (a *api) merchantAction(w http.ResponseWriter, r *http.Request, p admin.Principal) error {
-	ops := map[string]Op{"activate": OpMerchantActivate, "freeze": OpMerchantFreeze, "unfreeze": OpMerchantUnfreeze, "close": OpMerchantClose}
+	return a.action(w, r, p, "merchant", map[string]Op{"activate": OpMerchantActivate, "freeze": OpMerchantFreeze, "unfreeze": OpMerchantUnfreeze, "close": OpMerchantClose},
+		"activate, freeze, unfreeze or close")
+}
+
+// action requests the lifecycle change named by the path's action for the path's id.
+func (a *api) action(w http.ResponseWriter, r *http.Request, p admin.Principal, kind string, ops map[string]Op, want string) error {
 	o, ok := ops[r.PathValue("action")]
 	if !ok {
-		return &httpError{http.StatusNotFound, fmt.Errorf("merchant action %q: want activate, freeze, unfreeze or close", r.PathValue("action"))}
+		return &httpError{http.StatusNotFound, fmt.Errorf("%s action %q: want %s", kind, r.PathValue("action"), want)}
 	}
 	var body ReasonRequest
 	if err := readBody(r, &body); err != nil {
@@ -343,16 +348,8 @@ func (a *api) changeTerminal(w http.ResponseWriter, r *http.Request, p admin.Pri
 }
 
 func (a *api) terminalAction(w http.ResponseWriter, r *http.Request, p admin.Principal) error {
-	ops := map[string]Op{"activate": OpTerminalActivate, "suspend": OpTerminalSuspend, "resume": OpTerminalResume, "close": OpTerminalClose}
-	o, ok := ops[r.PathValue("action")]
-	if !ok {
-		return &httpError{http.StatusNotFound, fmt.Errorf("terminal action %q: want activate, suspend, resume or close", r.PathValue("action"))}
-	}
-	var body ReasonRequest
-	if err := readBody(r, &body); err != nil {
-		return err
-	}
-	return a.request(w, p, Change{Op: o, Target: r.PathValue("id"), Reason: body.text()})
+	return a.action(w, r, p, "terminal", map[string]Op{"activate": OpTerminalActivate, "suspend": OpTerminalSuspend, "resume": OpTerminalResume, "close": OpTerminalClose},
+		"activate, suspend, resume or close")
 }
 
 func (a *api) importTerminals(w http.ResponseWriter, r *http.Request, p admin.Principal) error {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -157,11 +158,7 @@ func (r *Registry) compute(c *Change, now time.Time) ([]effect, error) {
 		if m == nil {
 			return nil, notFoundf("merchant %s does not exist", c.Target)
 		}
-		ok := false
-		for _, f := range from {
-			ok = ok || m.Status == f
-		}
-		if !ok {
+		if !slices.Contains(from, m.Status) {
 			return nil, conflictf("merchant %s is %s: %s needs it to be %v", m.ID, m.Status, c.Op, from)
 		}
 		n := *m
@@ -173,11 +170,7 @@ func (r *Registry) compute(c *Change, now time.Time) ([]effect, error) {
 		if t == nil {
 			return nil, notFoundf("terminal %s does not exist", c.Target)
 		}
-		ok := false
-		for _, f := range from {
-			ok = ok || t.Status == f
-		}
-		if !ok {
+		if !slices.Contains(from, t.Status) {
 			return nil, conflictf("terminal %s is %s: %s needs it to be %v", t.ID, t.Status, c.Op, from)
 		}
 		n := *t
