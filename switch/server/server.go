@@ -384,6 +384,11 @@ func (s *Server) startAdmin() error {
 // Drain stops taking new work, answers what is in progress within the drain timeout,
 // then closes everything.
 func (s *Server) Drain() error {
+	// Refuse new connections first, so that whoever sees /readyz turn 503 also finds
+	// the port closed.
+	for _, l := range s.listeners {
+		l.StopAccepting()
+	}
 	s.ready.Store(false)
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Shutdown.DrainTimeout.D())
 	defer cancel()
