@@ -45,7 +45,7 @@ func runJournal(env *Env, args []string) int {
 			return fail(env, "journal: %v", err)
 		}
 		defer db.Close()
-		j, err := journal.Open(db, journal.Options{})
+		j, err := journal.Open(db, journal.Options{Dir: server.JournalDir(*dataDir)})
 		if err != nil {
 			return fail(env, "journal: %v", err)
 		}

@@ -169,6 +169,12 @@ type DemoIssuer struct {
 type Journal struct {
 	MaxBatch int      `yaml:"max_batch"`
 	Window   Duration `yaml:"window"`
+	// SegmentMB is the size of the log's segment files, in MiB (default 64).
+	SegmentMB int `yaml:"segment_mb"`
+	// IndexDelay is how long the journal's indexer lets committed records gather
+	// before it writes their Badger index entries (default 200ms): long enough for
+	// most transactions to be complete, so that their versions share one entry.
+	IndexDelay Duration `yaml:"index_delay"`
 }
 
 // Security holds the secrets of the switch that are not keys of the key store.
@@ -340,6 +346,12 @@ func (c *Config) ApplyDefaults() {
 	if c.Journal.MaxBatch == 0 {
 		c.Journal.MaxBatch = 4096
 	}
+	if c.Journal.SegmentMB == 0 {
+		c.Journal.SegmentMB = 64
+	}
+	if c.Journal.IndexDelay == 0 {
+		c.Journal.IndexDelay = Duration(200 * time.Millisecond)
+	}
 	if c.Security.KeyGrace == 0 {
 		c.Security.KeyGrace = Duration(10 * time.Minute)
 	}
@@ -456,6 +468,12 @@ func (c *Config) Validate() error {
 		if !issuers[r.Issuer] {
 			bad(key+".issuer", "%q is not a configured issuer", r.Issuer)
 		}
+	}
+	if c.Journal.SegmentMB < 1 || c.Journal.SegmentMB > 4000 {
+		bad("journal.segment_mb", "%d is not between 1 and 4000", c.Journal.SegmentMB)
+	}
+	if c.Journal.IndexDelay < 0 || c.Journal.IndexDelay.D() > time.Second {
+		bad("journal.index_delay", "%s is not between 0 and 1s", c.Journal.IndexDelay.D())
 	}
 	if c.Journal.MaxBatch < 1 {
 		bad("journal.max_batch", "%d is not positive", c.Journal.MaxBatch)

@@ -2,6 +2,7 @@ package journal
 
 import (
 	"context"
+	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
@@ -45,7 +46,7 @@ func open(t *testing.T, dir string) (*badger.DB, *Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := Open(db, Options{})
+	s, err := Open(db, Options{Dir: filepath.Join(dir, "journal")})
 	if err != nil {
 		t.Fatal(err)
 	}

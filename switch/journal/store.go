@@ -8,21 +8,40 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
 )
 
-// Key layout, all under "j/":
+// The journal is a log and an index. Record versions and delivery marks are appended
+// to segment files (segment.go) with one write and one fdatasync per group commit: that
+// is all a transaction waits for. The index lives in Badger, under "j/":
 //
-//	j/r/<rrn>                          the record (binary, see codec.go)
+//	j/r/<rrn>                          where the record's newest version is in the log,
+//	                                   and the delivery of its response (state + unix nanos)
 //	j/t/<unix nanos, 8 bytes BE><rrn>  sparse time index: the first record of each second
 //	j/T/<tid>/<nanos><rrn>             terminal index
 //	j/D/<tid>/<stan>/<de7>             duplicate index -> RRN
-//	j/x/<rrn>                          delivery of the response: state byte + unix nanos
+//	j/x/<rrn>                          delivery of the response, for a record not in the log
+//	                                   (written whole to Badger by an earlier version)
+//	j/applied                          the log position the index is complete up to
 //	j/B/<tid>                          time of the terminal's last batch close
 //	j/ckpt                             recovery checkpoint: no record below this RRN is open
 //	j/seq/rrn                          RRN sequence
+//
+// An indexer goroutine writes the index entries of committed log frames in batches of
+// hundreds, without a sync, together with j/applied. Until a frame is indexed it is
+// served from memory (the pending maps), so a record is readable as soon as Write
+// returns. After a crash, Open re-indexes the log from j/applied on: index writes
+// are idempotent, and Badger recovers a prefix of its unsynced writes, so the index
+// and j/applied are always consistent with each other.
+//
+// j/B, j/ckpt and the keys other subsystems write with PutDurable go into the log too,
+// and are set in Badger (unsynced) right after the log's sync, before their writer is
+// told; Open sets again those beyond j/applied. So a subsystem that changes such a key
+// in Badger directly may, after a machine crash, find the logged value back (the
+// store-and-forward queue may repeat an advice, which 0421 exists for).
 const (
 	prefixRecord = "j/r/"
 	prefixTime   = "j/t/"
@@ -32,6 +51,7 @@ const (
 	prefixDeliv  = "j/x/"
 	prefixBatch  = "j/B/"
 	keyCkpt      = "j/ckpt"
+	keyApplied   = "j/applied"
 )
 
 // ErrNotFound is returned for an RRN the journal does not hold.
@@ -40,24 +60,34 @@ var ErrNotFound = errors.New("journal: no such record")
 // ErrClosed is returned by writes after Close.
 var ErrClosed = errors.New("journal: closed")
 
-// Options tune the group commit.
+// Options configure the journal.
 type Options struct {
+	// Dir is the directory of the log's segment files (required).
+	Dir string
+	// SegmentSize is the size at which a segment file is closed and the next one
+	// started (default 64 MiB).
+	SegmentSize int64
 	// MaxBatch is the most records written with one sync (default 4096).
 	MaxBatch int
 	// Window is how long the committer waits for more records before a sync when the
 	// batch is small (default 0: sync as soon as the queue is empty; while one sync runs,
 	// the next batch gathers by itself).
 	Window time.Duration
-	// NoSync skips the fsync (tests of logic only; never in production).
+	// IndexDelay is how long the indexer lets committed frames gather before it writes
+	// their index entries (default 200 ms, so that most transactions are complete and
+	// their versions share one entry). Queries wait for the indexer; reads by RRN
+	// and duplicate lookups do not.
+	IndexDelay time.Duration
+	// NoSync skips the fsyncs (tests of logic only; never in production).
 	NoSync bool
 }
 
-// Store is the Badger journal. It writes in groups: every record handed to Write
-// in the same window is committed by one Badger batch and one sync.
+// Store is the journal: a log of segment files with group commit, indexed in Badger.
 type Store struct {
 	db   *badger.DB
 	opts Options
 	seq  *badger.Sequence
+	log  *segLog
 
 	reqs   chan *writeReq
 	done   chan struct{}
@@ -65,36 +95,205 @@ type Store struct {
 	closed bool
 
 	onSync func(batch int, d time.Duration)
-	// lastSecond is the last second given a time index entry (commit loop only).
-	lastSecond int64
+	frame  []byte // the commit loop's write buffer
+	ver    uint64 // the last version handed out (commit loop only)
+
+	// Frames committed to the log but not yet indexed, by RRN and duplicate key.
+	pmu       sync.RWMutex
+	pend      map[string]*pendRec
+	pendDeliv map[string]pendDeliv
+	pendDup   map[string]string
+
+	// The indexer's queue and progress.
+	ixmu       sync.Mutex
+	ixq        []ixItem
+	ixSpare    []ixItem
+	ixWake     chan struct{}
+	ixUrgent   chan struct{}
+	ixStop     chan struct{}
+	ixDone     chan struct{}
+	appliedCh  chan struct{} // closed and replaced after every index batch
+	ixErr      error         // the last index write's error, nil once one succeeds
+	committed  atomic.Uint64 // version of the last frame committed to the log
+	applied    atomic.Uint64 // version of the last frame indexed
+	lastSecond int64         // the last second given a time index entry (indexer only)
+	touched    map[string]recState
+	recent     [2]map[string]recState // index state of recently indexed records, newest first
+}
+
+// recState is what the index holds for a record: where its newest version is, and
+// the delivery of its response.
+type recState struct {
+	ptr      ptr
+	hasPtr   bool
+	deliv    [9]byte
+	hasDeliv bool
+}
+
+// recentLimit bounds each generation of the indexer's memory of recent records.
+const recentLimit = 100000
+
+// pendRec is a record version committed but not indexed yet.
+type pendRec struct {
+	ver uint64
+	buf *[]byte // the pooled buffer holding rec
+	rec []byte
+}
+
+type pendDeliv struct {
+	ver uint64
+	v   [9]byte
+}
+
+// ixItem is a committed frame for the indexer.
+type ixItem struct {
+	kind  byte
+	ver   uint64
+	rrn   string
+	tid   string
+	dup   string
+	at    time.Time
+	ptr   ptr
+	deliv [9]byte
+	kv    [2][]byte // kindKV: the key and value
+	// replayed marks a frame read back at Open: its key (kindKV) is set again.
+	replayed bool
+	end      pos
 }
 
 type writeReq struct {
 	rec   []byte
-	buf   *[]byte // rec's pooled buffer, returned after the commit
+	buf   *[]byte // rec's pooled buffer; it moves to the pending map on commit
 	rrn   string
-	index bool // write the indexes (first write of a record)
+	first bool // the first write of a record (its indexes are written with it)
 	tid   string
-	mid   string
 	dup   string // duplicate key, "" for none
 	at    time.Time
-	kv    [][2][]byte // other keys to set (batch marks, checkpoints)
+	deliv []byte      // a delivery mark (9 bytes) for rrn instead of a record
+	kv    [][2][]byte // keys to set in Badger (batch marks, checkpoints, PutDurable)
 	done  chan error  // nil: do not wait (not durable yet when Write returns)
+
+	ver uint64 // set by the commit loop
+	ptr ptr
+	end pos
 }
 
-// Open starts a journal on db (opened by the caller; other subsystems may share it
-// under other key prefixes).
+// Open starts a journal with its log in opts.Dir and its index in db (opened by the
+// caller; other subsystems may share it under other key prefixes). It first indexes
+// whatever the log holds beyond the index (after a crash) and cuts off a torn last
+// write.
 func Open(db *badger.DB, opts Options) (*Store, error) {
+	if opts.Dir == "" {
+		return nil, errors.New("journal: no log directory given")
+	}
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = 4096
 	}
-	seq, err := db.GetSequence([]byte(keyRRNSeq), 10000)
+	if opts.IndexDelay <= 0 {
+		opts.IndexDelay = 200 * time.Millisecond
+	}
+	s := &Store{db: db, opts: opts, reqs: make(chan *writeReq, 8192), done: make(chan struct{}),
+		pend: map[string]*pendRec{}, pendDeliv: map[string]pendDeliv{}, pendDup: map[string]string{},
+		ixWake: make(chan struct{}, 1), ixUrgent: make(chan struct{}, 1), ixStop: make(chan struct{}),
+		ixDone: make(chan struct{}), appliedCh: make(chan struct{}), touched: map[string]recState{},
+		recent: [2]map[string]recState{{}, {}}}
+	from, err := s.appliedPos()
 	if err != nil {
+		return nil, err
+	}
+	var batch []ixItem
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		err := s.index(batch)
+		batch = batch[:0]
+		return err
+	}
+	s.log, err = openLog(opts.Dir, opts.SegmentSize, opts.NoSync, from, func(kind byte, payload []byte, at ptr, end pos) error {
+		it, err := replayItem(kind, payload, at, end)
+		if err != nil {
+			return err
+		}
+		if batch = append(batch, it); len(batch) >= 4096 {
+			return flush()
+		}
+		return nil
+	})
+	if err == nil {
+		err = flush()
+	}
+	if err == nil && !opts.NoSync {
+		err = db.Sync()
+	}
+	if err != nil {
+		if s.log != nil {
+			s.log.close()
+		}
+		return nil, fmt.Errorf("journal: replay of the log in %s: %w", opts.Dir, err)
+	}
+	if s.seq, err = db.GetSequence([]byte(keyRRNSeq), 10000); err != nil {
+		s.log.close()
 		return nil, fmt.Errorf("journal: RRN sequence: %w", err)
 	}
-	s := &Store{db: db, opts: opts, seq: seq, reqs: make(chan *writeReq, 8192), done: make(chan struct{})}
 	go s.commitLoop()
+	go s.indexLoop()
 	return s, nil
+}
+
+func (s *Store) appliedPos() (pos, error) {
+	var p pos
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get([]byte(keyApplied))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error {
+			var ok bool
+			if p, ok = decodePos(v); !ok {
+				return fmt.Errorf("index position %x is not 8 bytes", v)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return pos{}, fmt.Errorf("journal: read %s: %w", keyApplied, err)
+	}
+	return p, nil
+}
+
+// replayItem turns a log frame read at Open back into the indexer's item.
+func replayItem(kind byte, payload []byte, at ptr, end pos) (ixItem, error) {
+	it := ixItem{kind: kind, ptr: at, end: end, replayed: true}
+	if kind == kindKV {
+		n, k := binary.Uvarint(payload)
+		if k <= 0 || n > uint64(len(payload)-k) {
+			return it, errTornKV
+		}
+		key := payload[k : k+int(n)]
+		it.kv = [2][]byte{append([]byte(nil), key...), append([]byte(nil), payload[k+int(n):]...)}
+		return it, nil
+	}
+	if kind == kindDeliv {
+		if len(payload) < 10 {
+			return it, errTornDelivery
+		}
+		it.rrn = string(payload[:len(payload)-9])
+		copy(it.deliv[:], payload[len(payload)-9:])
+		return it, nil
+	}
+	var rec Record
+	if err := rec.UnmarshalBinary(payload); err != nil {
+		return it, err
+	}
+	it.rrn, it.tid, it.at = rec.RRN, rec.TID, rec.Received
+	if kind == kindFirst && rec.TID != "" && rec.STAN != "" && rec.DE7 != "" {
+		it.dup = DupKey(rec.TID, rec.STAN, rec.DE7)
+	}
+	return it, nil
 }
 
 // OnSync sets a function called after every group commit with its size and duration.
@@ -117,8 +316,8 @@ func (s *Store) NextRRN() (string, error) {
 
 var donePool = sync.Pool{New: func() any { return make(chan error, 1) }}
 
-// encodeBufs holds record encoding buffers; a buffer goes back after its group commit
-// (Badger has copied the value by then).
+// encodeBufs holds record encoding buffers; a buffer goes back once its record
+// version is indexed (or superseded).
 var encodeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
 // Write stores rec. With durable, it returns once rec is synced to disk; otherwise it
@@ -128,23 +327,21 @@ func (s *Store) Write(ctx context.Context, rec *Record, first, durable bool) err
 	buf := encodeBufs.Get().(*[]byte)
 	b, err := rec.AppendBinary((*buf)[:0])
 	if err != nil {
+		encodeBufs.Put(buf)
 		return fmt.Errorf("journal: encode record %s: %w", rec.RRN, err)
 	}
 	*buf = b
-	req := &writeReq{rec: b, buf: buf, rrn: rec.RRN, index: first, tid: rec.TID, mid: rec.MID, at: rec.Received}
+	req := &writeReq{rec: b, buf: buf, rrn: rec.RRN, first: first, tid: rec.TID, at: rec.Received}
 	if first && rec.TID != "" && rec.STAN != "" && rec.DE7 != "" {
 		req.dup = DupKey(rec.TID, rec.STAN, rec.DE7)
 	}
 	if durable {
 		req.done = donePool.Get().(chan error)
 	}
-	s.mu.RLock()
-	if s.closed {
-		s.mu.RUnlock()
-		return ErrClosed
+	if err := s.enqueue(req); err != nil {
+		encodeBufs.Put(buf)
+		return err
 	}
-	s.reqs <- req
-	s.mu.RUnlock()
 	if !durable {
 		return nil
 	}
@@ -156,6 +353,16 @@ func (s *Store) Write(ctx context.Context, rec *Record, first, durable bool) err
 		// The record is still written; the caller just stops waiting.
 		return fmt.Errorf("journal: waiting for sync of %s: %w", rec.RRN, ctx.Err())
 	}
+}
+
+func (s *Store) enqueue(req *writeReq) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return ErrClosed
+	}
+	s.reqs <- req
+	return nil
 }
 
 func (s *Store) commitLoop() {
@@ -197,10 +404,16 @@ func (s *Store) commitLoop() {
 		}
 		start := time.Now()
 		err := s.commit(batch)
-		for _, r := range batch {
-			if r.buf != nil {
-				encodeBufs.Put(r.buf)
+		if err == nil {
+			s.publish(batch)
+		} else {
+			for _, r := range batch {
+				if r.buf != nil {
+					encodeBufs.Put(r.buf)
+				}
 			}
+		}
+		for _, r := range batch {
 			if r.done != nil {
 				r.done <- err
 			}
@@ -211,7 +424,48 @@ func (s *Store) commitLoop() {
 	}
 }
 
+// commit appends the batch's frames to the log with one write and one sync, and
+// writes its Badger keys, if any, with one more.
 func (s *Store) commit(batch []*writeReq) error {
+	at, err := s.log.next()
+	if err != nil {
+		return err
+	}
+	b := s.frame[:0]
+	var kvs int
+	for _, r := range batch {
+		kvs += len(r.kv)
+		for _, kv := range r.kv {
+			b = appendFrame(b, kindKV, binary.AppendUvarint(nil, uint64(len(kv[0]))), kv[0], kv[1])
+			r.end = pos{at.seg, at.off + uint32(len(b))}
+		}
+		switch {
+		case r.rec != nil:
+			kind := kindUpdate
+			if r.first {
+				kind = kindFirst
+			}
+			r.ptr = ptr{seg: at.seg, off: at.off + uint32(len(b)) + frameHeader, n: uint32(len(r.rec))}
+			b = appendFrame(b, kind, r.rec)
+		case r.deliv != nil:
+			b = appendFrame(b, kindDeliv, []byte(r.rrn), r.deliv)
+		default:
+			continue
+		}
+		r.end = pos{at.seg, at.off + uint32(len(b))}
+	}
+	if cap(b) <= 4<<20 {
+		s.frame = b
+	}
+	if len(b) > 0 {
+		if err := s.log.append(b); err != nil {
+			return err
+		}
+	}
+	if kvs == 0 {
+		return nil
+	}
+	// The keys are durable in the log now; Badger gets them unsynced.
 	wb := s.db.NewWriteBatch()
 	defer wb.Cancel()
 	for _, r := range batch {
@@ -220,33 +474,303 @@ func (s *Store) commit(batch []*writeReq) error {
 				return fmt.Errorf("journal: write %s: %w", kv[0], err)
 			}
 		}
-		if r.rec == nil {
-			continue
-		}
-		if err := wb.Set(recordKey(r.rrn), r.rec); err != nil {
-			return fmt.Errorf("journal: write %s: %w", r.rrn, err)
-		}
-		if r.dup != "" {
-			if err := wb.Set([]byte(prefixDup+r.dup), []byte(r.rrn)); err != nil {
-				return fmt.Errorf("journal: duplicate index %s: %w", r.rrn, err)
-			}
-		}
-		if r.index {
-			for _, k := range s.indexKeys(r) {
-				if err := wb.Set(k, nil); err != nil {
-					return fmt.Errorf("journal: index %s: %w", r.rrn, err)
-				}
-			}
-		}
 	}
 	if err := wb.Flush(); err != nil {
-		return fmt.Errorf("journal: flush batch of %d: %w", len(batch), err)
+		return fmt.Errorf("journal: write %d keys: %w", kvs, err)
 	}
-	if s.opts.NoSync {
+	return nil
+}
+
+// publish makes a committed batch readable (the pending maps) and queues it for the
+// indexer. It runs before the writers are told, so that a record is found as soon as
+// its Write returns.
+func (s *Store) publish(batch []*writeReq) {
+	s.ixmu.Lock()
+	s.pmu.Lock()
+	for _, r := range batch {
+		if r.rec == nil && r.deliv == nil {
+			if r.kv != nil {
+				// Set already; queued so that j/applied moves past it.
+				s.ver++
+				s.ixq = append(s.ixq, ixItem{kind: kindKV, ver: s.ver, end: r.end})
+			}
+			continue
+		}
+		s.ver++
+		r.ver = s.ver
+		it := ixItem{ver: r.ver, rrn: r.rrn, end: r.end}
+		if r.rec != nil {
+			it.kind, it.tid, it.dup, it.at, it.ptr = kindUpdate, r.tid, r.dup, r.at, r.ptr
+			if r.first {
+				it.kind = kindFirst
+			}
+			if old := s.pend[r.rrn]; old != nil {
+				encodeBufs.Put(old.buf)
+			}
+			s.pend[r.rrn] = &pendRec{ver: r.ver, buf: r.buf, rec: r.rec}
+			if r.dup != "" {
+				s.pendDup[r.dup] = r.rrn
+			}
+		} else {
+			it.kind = kindDeliv
+			copy(it.deliv[:], r.deliv)
+			s.pendDeliv[r.rrn] = pendDeliv{ver: r.ver, v: it.deliv}
+		}
+		s.ixq = append(s.ixq, it)
+	}
+	s.pmu.Unlock()
+	s.committed.Store(s.ver)
+	s.ixmu.Unlock()
+	select {
+	case s.ixWake <- struct{}{}:
+	default:
+	}
+}
+
+// indexLoop writes the index entries of committed frames: it waits for work, lets
+// IndexDelay's worth gather (unless a query is waiting), and writes it all at once.
+func (s *Store) indexLoop() {
+	defer close(s.ixDone)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		select {
+		case <-s.ixWake:
+			timer.Reset(s.opts.IndexDelay)
+			select {
+			case <-timer.C:
+			case <-s.ixUrgent:
+				timer.Stop()
+			case <-s.ixStop:
+				timer.Stop()
+				s.indexQueued()
+				return
+			}
+		case <-s.ixUrgent:
+		case <-s.ixStop:
+			s.indexQueued()
+			return
+		}
+		s.indexQueued()
+	}
+}
+
+// indexQueued indexes what is queued and drops it from the pending maps.
+func (s *Store) indexQueued() {
+	s.ixmu.Lock()
+	items := s.ixq
+	s.ixq = s.ixSpare[:0]
+	s.ixmu.Unlock()
+	if len(items) == 0 {
+		s.ixSpare = items
+		return
+	}
+	if err := s.index(items); err != nil {
+		// Keep the items (in front of what came since) and try again later; they
+		// stay readable from the pending maps meanwhile.
+		s.ixmu.Lock()
+		s.ixErr = fmt.Errorf("journal: index %d log frames: %w", len(items), err)
+		s.ixq = append(items, s.ixq...)
+		s.ixSpare = nil
+		ch := s.appliedCh
+		s.appliedCh = make(chan struct{})
+		s.ixmu.Unlock()
+		close(ch)
+		go func() { // retry in a while
+			time.Sleep(time.Second)
+			select {
+			case s.ixWake <- struct{}{}:
+			default:
+			}
+		}()
+		return
+	}
+	s.pmu.Lock()
+	for i := range items {
+		it := &items[i]
+		switch it.kind {
+		case kindKV:
+		case kindDeliv:
+			if d, ok := s.pendDeliv[it.rrn]; ok && d.ver == it.ver {
+				delete(s.pendDeliv, it.rrn)
+			}
+		default:
+			if p := s.pend[it.rrn]; p != nil && p.ver == it.ver {
+				delete(s.pend, it.rrn)
+				encodeBufs.Put(p.buf)
+			}
+			if it.dup != "" && s.pendDup[it.dup] == it.rrn {
+				delete(s.pendDup, it.dup)
+			}
+		}
+	}
+	s.pmu.Unlock()
+	s.applied.Store(items[len(items)-1].ver)
+	s.ixmu.Lock()
+	s.ixErr = nil
+	ch := s.appliedCh
+	s.appliedCh = make(chan struct{})
+	s.ixSpare = items[:0]
+	s.ixmu.Unlock()
+	close(ch)
+}
+
+// index writes the index entries of items and the log position they reach, in one
+// unsynced Badger batch. A record touched several times in the batch (its versions,
+// its delivery) gets one entry.
+func (s *Store) index(items []ixItem) error {
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	set := func(k, v []byte) error {
+		if err := wb.Set(k, v); err != nil {
+			return fmt.Errorf("index %s: %w", k, err)
+		}
 		return nil
 	}
-	if err := s.db.Sync(); err != nil {
-		return fmt.Errorf("journal: sync: %w", err)
+	clear(s.touched)
+	for i := range items {
+		it := &items[i]
+		switch it.kind {
+		case kindKV:
+			if it.replayed {
+				if err := set(it.kv[0], it.kv[1]); err != nil {
+					return err
+				}
+			}
+			continue
+		case kindDeliv:
+			st, err := s.state(it.rrn, false)
+			if err != nil {
+				return err
+			}
+			st.deliv, st.hasDeliv = it.deliv, true
+			s.touched[it.rrn] = st
+			continue
+		}
+		st, err := s.state(it.rrn, it.kind == kindFirst)
+		if err != nil {
+			return err
+		}
+		st.ptr, st.hasPtr = it.ptr, true
+		s.touched[it.rrn] = st
+		if it.kind != kindFirst {
+			continue
+		}
+		if it.dup != "" {
+			if err := set([]byte(prefixDup+it.dup), []byte(it.rrn)); err != nil {
+				return err
+			}
+		}
+		if sec := it.at.Unix(); sec != s.lastSecond {
+			s.lastSecond = sec
+			if err := set(timeKey(prefixTime, it.at, it.rrn), nil); err != nil {
+				return err
+			}
+		}
+		if it.tid != "" {
+			if err := set(timeKey(prefixTerm+it.tid+"/", it.at, it.rrn), nil); err != nil {
+				return err
+			}
+		}
+	}
+	for rrn, st := range s.touched {
+		var err error
+		switch {
+		case st.hasPtr:
+			v := st.ptr.appendTo(make([]byte, 0, 22))
+			if st.hasDeliv {
+				v = append(v, st.deliv[:]...)
+			}
+			err = set(recordKey(rrn), v)
+		case st.hasDeliv: // the record is not in the log
+			err = set([]byte(prefixDeliv+rrn), append([]byte(nil), st.deliv[:]...))
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if err := set([]byte(keyApplied), items[len(items)-1].end.encode()); err != nil {
+		return err
+	}
+	if err := wb.Flush(); err != nil {
+		return err
+	}
+	for rrn, st := range s.touched {
+		if len(s.recent[0]) >= recentLimit {
+			s.recent[1], s.recent[0] = s.recent[0], make(map[string]recState, recentLimit)
+		}
+		s.recent[0][rrn] = st
+	}
+	return nil
+}
+
+// state returns what the index holds for rrn: from this batch, from the recently
+// indexed records, or from Badger. A record's first version has nothing before it.
+func (s *Store) state(rrn string, first bool) (recState, error) {
+	if st, ok := s.touched[rrn]; ok {
+		return st, nil
+	}
+	if first {
+		return recState{}, nil
+	}
+	for _, m := range s.recent {
+		if st, ok := m[rrn]; ok {
+			return st, nil
+		}
+	}
+	var st recState
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(recordKey(rrn))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error {
+			if p, d, ok := decodePtr(v); ok {
+				st.ptr, st.hasPtr = p, true
+				if d != nil {
+					copy(st.deliv[:], d)
+					st.hasDeliv = true
+				}
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return st, fmt.Errorf("read index entry of %s: %w", rrn, err)
+	}
+	return st, nil
+}
+
+// catchUp waits until everything committed so far is indexed, for queries that walk
+// the index.
+func (s *Store) catchUp(ctx context.Context) error {
+	target := s.committed.Load()
+	for s.applied.Load() < target {
+		s.ixmu.Lock()
+		ch, ixErr := s.appliedCh, s.ixErr
+		s.ixmu.Unlock()
+		if ixErr != nil {
+			return ixErr
+		}
+		if s.applied.Load() >= target {
+			break
+		}
+		select {
+		case s.ixUrgent <- struct{}{}:
+		default:
+		}
+		select {
+		case <-ch:
+		case <-s.ixDone:
+			if s.applied.Load() < target {
+				return ErrClosed
+			}
+		case <-ctx.Done():
+			return fmt.Errorf("journal: waiting for the index: %w", ctx.Err())
+		}
 	}
 	return nil
 }
@@ -260,21 +784,7 @@ func timeKey(prefix string, at time.Time, rrn string) []byte {
 	return append(k, rrn...)
 }
 
-// indexKeys returns the index entries of a record's first write: its terminal's, and
-// for the first record of a second, the time index's.
-func (s *Store) indexKeys(r *writeReq) [][]byte {
-	var keys [][]byte
-	if sec := r.at.Unix(); sec != s.lastSecond {
-		s.lastSecond = sec
-		keys = append(keys, timeKey(prefixTime, r.at, r.rrn))
-	}
-	if r.tid != "" {
-		keys = append(keys, timeKey(prefixTerm+r.tid+"/", r.at, r.rrn))
-	}
-	return keys
-}
-
-// Close writes what is queued, syncs and stops the committer. The DB stays open.
+// Close writes what is queued, syncs, indexes everything and stops. The DB stays open.
 func (s *Store) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -285,30 +795,94 @@ func (s *Store) Close() error {
 	close(s.reqs)
 	s.mu.Unlock()
 	<-s.done
-	err := s.seq.Release()
+	close(s.ixStop)
+	<-s.ixDone
+	s.ixmu.Lock()
+	err := s.ixErr
+	s.ixmu.Unlock()
+	if serr := s.seq.Release(); err == nil {
+		err = serr
+	}
 	if serr := s.db.Sync(); err == nil {
 		err = serr
+	}
+	if cerr := s.log.close(); err == nil {
+		err = cerr
 	}
 	return err
 }
 
 // Get returns the record with the RRN.
 func (s *Store) Get(rrn string) (*Record, error) {
-	var rec Record
+	var rec *Record
 	err := s.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(recordKey(rrn))
+		var err error
+		rec, err = s.load(txn, rrn, nil)
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			return fmt.Errorf("%w: RRN %s", ErrNotFound, rrn)
 		}
-		if err != nil {
-			return err
-		}
-		if err := item.Value(rec.UnmarshalBinary); err != nil {
-			return err
-		}
-		return mergeDelivery(txn, &rec)
+		return err
 	})
 	if err != nil {
+		return nil, err
+	}
+	return rec, nil
+}
+
+// load reads the newest version of the record rrn, with its delivery merged in: from
+// the pending maps if it is not indexed yet, else through the index entry v (looked up
+// when nil) from the log.
+func (s *Store) load(txn *badger.Txn, rrn string, v []byte) (*Record, error) {
+	var rec Record
+	s.pmu.RLock()
+	p := s.pend[rrn]
+	var err error
+	if p != nil {
+		err = rec.UnmarshalBinary(p.rec)
+	}
+	d, pendingDeliv := s.pendDeliv[rrn]
+	s.pmu.RUnlock()
+	if p != nil && err != nil {
+		return nil, fmt.Errorf("journal: decode record %s: %w", rrn, err)
+	}
+	if v == nil && (p == nil || !pendingDeliv) {
+		item, err := txn.Get(recordKey(rrn))
+		switch {
+		case err == nil:
+			if v, err = item.ValueCopy(nil); err != nil {
+				return nil, err
+			}
+		case p == nil || !errors.Is(err, badger.ErrKeyNotFound):
+			return nil, err
+		}
+	}
+	at, idxDeliv, isPtr := decodePtr(v)
+	if p == nil {
+		if isPtr {
+			if v, err = s.log.read(at); err != nil {
+				return nil, fmt.Errorf("journal: record %s: %w", rrn, err)
+			}
+		}
+		if err := rec.UnmarshalBinary(v); err != nil {
+			return nil, fmt.Errorf("journal: decode record %s: %w", rrn, err)
+		}
+	}
+	switch {
+	case pendingDeliv:
+		mergeDelivery(&rec, d.v[:])
+		return &rec, nil
+	case idxDeliv != nil:
+		mergeDelivery(&rec, idxDeliv)
+		return &rec, nil
+	}
+	item, err := txn.Get([]byte(prefixDeliv + rrn))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return &rec, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := item.Value(func(v []byte) error { mergeDelivery(&rec, v); return nil }); err != nil {
 		return nil, err
 	}
 	return &rec, nil
@@ -323,43 +897,26 @@ func (s *Store) MarkDelivery(rrn string, delivered bool, at time.Time) error {
 		v[0] = 1
 	}
 	binary.BigEndian.PutUint64(v[1:], uint64(at.UnixNano()))
-	req := &writeReq{kv: [][2][]byte{{[]byte(prefixDeliv + rrn), v}}}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.closed {
-		return ErrClosed
-	}
-	s.reqs <- req
-	return nil
+	return s.enqueue(&writeReq{rrn: rrn, deliv: v})
 }
 
-func mergeDelivery(txn *badger.Txn, rec *Record) error {
-	item, err := txn.Get([]byte(prefixDeliv + rec.RRN))
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return nil
+func mergeDelivery(rec *Record, v []byte) {
+	if len(v) != 9 {
+		return
 	}
-	if err != nil {
-		return err
+	st := StateUndeliver
+	if v[0] == 1 {
+		st = StateResponded
 	}
-	return item.Value(func(v []byte) error {
-		if len(v) != 9 {
-			return nil
-		}
-		st := StateUndeliver
-		if v[0] == 1 {
-			st = StateResponded
-		}
-		at := time.Unix(0, int64(binary.BigEndian.Uint64(v[1:]))).UTC()
-		// Keep the events in time order; the state is the delivery unless a later
-		// event (a reversal) came after it.
-		i := len(rec.Events)
-		for i > 0 && rec.Events[i-1].At.After(at) {
-			i--
-		}
-		rec.Events = append(rec.Events[:i], append([]Event{{State: st, At: at}}, rec.Events[i:]...)...)
-		rec.State = rec.Events[len(rec.Events)-1].State
-		return nil
-	})
+	at := time.Unix(0, int64(binary.BigEndian.Uint64(v[1:]))).UTC()
+	// Keep the events in time order; the state is the delivery unless a later
+	// event (a reversal) came after it.
+	i := len(rec.Events)
+	for i > 0 && rec.Events[i-1].At.After(at) {
+		i--
+	}
+	rec.Events = append(rec.Events[:i], append([]Event{{State: st, At: at}}, rec.Events[i:]...)...)
+	rec.State = rec.Events[len(rec.Events)-1].State
 }
 
 // Scan calls fn for each record matching q, in receive-time order, until fn returns
@@ -377,6 +934,9 @@ func (s *Store) Scan(ctx context.Context, q Query, fn func(*Record) bool) error 
 			fn(rec)
 		}
 		return nil
+	}
+	if err := s.catchUp(ctx); err != nil {
+		return err
 	}
 	if q.TID == "" {
 		return s.scanByTime(ctx, q, fn)
@@ -403,16 +963,12 @@ func (s *Store) Scan(ctx context.Context, q Query, fn func(*Record) bool) error 
 				return nil
 			}
 			rrn := string(k[len(prefix)+8:])
-			item, err := txn.Get(recordKey(rrn))
+			rec, err := s.load(txn, rrn, nil)
 			if err != nil {
-				return fmt.Errorf("journal: index points to missing record %s: %w", rrn, err)
+				return fmt.Errorf("journal: terminal index entry %s: %w", rrn, err)
 			}
-			var rec Record
-			if err := item.Value(rec.UnmarshalBinary); err != nil {
-				return fmt.Errorf("journal: decode record %s: %w", rrn, err)
-			}
-			if more, err := v.visit(txn, &rec); !more || err != nil {
-				return err
+			if !v.visit(rec) {
+				return nil
 			}
 		}
 		return nil
@@ -427,18 +983,15 @@ type visitor struct {
 }
 
 // visit passes rec on if it matches; it reports whether to go on.
-func (v *visitor) visit(txn *badger.Txn, rec *Record) (bool, error) {
+func (v *visitor) visit(rec *Record) bool {
 	if !matches(rec, v.q) {
-		return true, nil
-	}
-	if err := mergeDelivery(txn, rec); err != nil {
-		return false, err
+		return true
 	}
 	if !v.fn(rec) {
-		return false, nil
+		return false
 	}
 	v.n++
-	return v.q.Limit == 0 || v.n < v.q.Limit, nil
+	return v.q.Limit == 0 || v.n < v.q.Limit
 }
 
 // timeSlack covers the milliseconds by which RRN order and receive-time order may
@@ -463,25 +1016,38 @@ func (s *Store) scanByTime(ctx context.Context, q Query, fn func(*Record) bool) 
 				return nil // nothing received since From
 			}
 		}
-		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 64, Prefix: []byte(prefixRecord)})
-		defer it.Close()
-		for it.Seek(recordKey(startRRN)); it.ValidForPrefix([]byte(prefixRecord)); it.Next() {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			var rec Record
-			if err := it.Item().Value(rec.UnmarshalBinary); err != nil {
-				return fmt.Errorf("journal: decode record %s: %w", it.Item().Key(), err)
-			}
+		return s.walk(ctx, txn, startRRN, func(rec *Record) bool {
 			if !q.To.IsZero() && rec.Received.After(q.To.Add(timeSlack)) {
-				return nil
+				return false
 			}
-			if more, err := v.visit(txn, &rec); !more || err != nil {
-				return err
-			}
-		}
-		return nil
+			return v.visit(rec)
+		})
 	})
+}
+
+// walk calls fn for the records from RRN from on, in RRN order, until it returns false.
+func (s *Store) walk(ctx context.Context, txn *badger.Txn, from string, fn func(*Record) bool) error {
+	it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 100, Prefix: []byte(prefixRecord)})
+	defer it.Close()
+	for it.Seek(recordKey(from)); it.ValidForPrefix([]byte(prefixRecord)); it.Next() {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		item := it.Item()
+		rrn := string(item.Key()[len(prefixRecord):])
+		v, err := item.ValueCopy(nil)
+		if err != nil {
+			return fmt.Errorf("journal: index entry %s: %w", rrn, err)
+		}
+		rec, err := s.load(txn, rrn, v)
+		if err != nil {
+			return err
+		}
+		if !fn(rec) {
+			return nil
+		}
+	}
+	return nil
 }
 
 func matches(r *Record, q Query) bool {
@@ -516,7 +1082,12 @@ func DupKey(tid, stan, de7 string) string { return tid + "/" + stan + "/" + de7 
 // LookupDuplicate returns the RRN of the request with the same DE 41, DE 11 and DE 7,
 // if the journal holds one.
 func (s *Store) LookupDuplicate(tid, stan, de7 string) (string, bool, error) {
-	var rrn string
+	s.pmu.RLock()
+	rrn, ok := s.pendDup[DupKey(tid, stan, de7)]
+	s.pmu.RUnlock()
+	if ok {
+		return rrn, true, nil
+	}
 	err := s.db.View(func(txn *badger.Txn) error {
 		item, err := txn.Get([]byte(prefixDup + DupKey(tid, stan, de7)))
 		if errors.Is(err, badger.ErrKeyNotFound) {
@@ -541,16 +1112,21 @@ func (s *Store) PutDurable(ctx context.Context, key, value []byte) error {
 	return s.put(ctx, [2][]byte{key, value})
 }
 
+// PutDurableBatch writes the keys through the group commit and returns once they are
+// on disk.
+func (s *Store) PutDurableBatch(ctx context.Context, kvs [][2][]byte) error {
+	if len(kvs) == 0 {
+		return nil
+	}
+	return s.put(ctx, kvs...)
+}
+
 // put writes extra keys through the group commit, durably.
 func (s *Store) put(ctx context.Context, kv ...[2][]byte) error {
 	req := &writeReq{kv: kv, done: donePool.Get().(chan error)}
-	s.mu.RLock()
-	if s.closed {
-		s.mu.RUnlock()
-		return ErrClosed
+	if err := s.enqueue(req); err != nil {
+		return err
 	}
-	s.reqs <- req
-	s.mu.RUnlock()
 	select {
 	case err := <-req.done:
 		donePool.Put(req.done)
@@ -612,30 +1188,17 @@ func (s *Store) SetCheckpoint(ctx context.Context, rrn string) error {
 
 // ScanFrom calls fn for every record with an RRN at or above rrn, in RRN order.
 func (s *Store) ScanFrom(ctx context.Context, rrn string, fn func(*Record) bool) error {
-	return s.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 100, Prefix: []byte(prefixRecord)})
-		defer it.Close()
-		for it.Seek(recordKey(rrn)); it.ValidForPrefix([]byte(prefixRecord)); it.Next() {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			var rec Record
-			if err := it.Item().Value(rec.UnmarshalBinary); err != nil {
-				return fmt.Errorf("journal: decode record %s: %w", it.Item().Key(), err)
-			}
-			if err := mergeDelivery(txn, &rec); err != nil {
-				return err
-			}
-			if !fn(&rec) {
-				return nil
-			}
-		}
-		return nil
-	})
+	if err := s.catchUp(ctx); err != nil {
+		return err
+	}
+	return s.db.View(func(txn *badger.Txn) error { return s.walk(ctx, txn, rrn, fn) })
 }
 
 // LastReceived returns the receive time of the newest record (zero when empty).
 func (s *Store) LastReceived() (time.Time, error) {
+	if err := s.catchUp(context.Background()); err != nil {
+		return time.Time{}, err
+	}
 	var t time.Time
 	err := s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Reverse: true, Prefix: []byte(prefixTime)})

@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -156,16 +157,32 @@ func (r *Registry) writeIncident(inc *Incident) error {
 
 // writeIncidents stores incidents with one transaction and one sync.
 func (r *Registry) writeIncidents(incs []*Incident) error {
-	err := r.db.Update(func(txn *badger.Txn) error {
+	var err error
+	if r.opts.Persist != nil {
+		kvs := make([][2][]byte, 0, len(incs))
 		for _, inc := range incs {
-			if err := putJSON(txn, seqKey(pfxIncident, inc.Seq), inc); err != nil {
-				return err
+			b, jerr := json.Marshal(inc)
+			if jerr != nil {
+				err = fmt.Errorf("encode incident %s: %w", inc.ID, jerr)
+				break
 			}
+			kvs = append(kvs, [2][]byte{seqKey(pfxIncident, inc.Seq), b})
 		}
-		return nil
-	})
-	if err == nil {
-		err = r.db.Sync()
+		if err == nil {
+			err = r.opts.Persist(context.Background(), kvs)
+		}
+	} else {
+		err = r.db.Update(func(txn *badger.Txn) error {
+			for _, inc := range incs {
+				if err := putJSON(txn, seqKey(pfxIncident, inc.Seq), inc); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err == nil {
+			err = r.db.Sync()
+		}
 	}
 	if err != nil {
 		first := incs[0]

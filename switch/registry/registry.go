@@ -2,6 +2,7 @@ package registry
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -55,6 +56,10 @@ type Options struct {
 	// IncidentQueue is the capacity of the queue of incidents waiting to be written.
 	// Default 1024. When it is full, Check writes the incident itself.
 	IncidentQueue int
+	// Persist, when set, stores incidents durably (returning once they are on disk),
+	// in place of a Badger transaction and sync of the registry's own: the switch
+	// hands them to the journal's group commit.
+	Persist func(ctx context.Context, kvs [][2][]byte) error
 }
 
 // Registry holds merchants and terminals, their lifecycle (changes under two-person

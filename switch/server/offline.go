@@ -45,7 +45,7 @@ func OpenOffline(dir, actor, tz string, lmk keys.LMKSource) (*Offline, error) {
 		return nil, fmt.Errorf("registry: %w", err)
 	}
 	o.close = append([]func() error{reg.Close}, o.close...)
-	j, err := journal.Open(db, journal.Options{})
+	j, err := journal.Open(db, journal.Options{Dir: JournalDir(dir)})
 	if err != nil {
 		o.Close()
 		return nil, err

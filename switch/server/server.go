@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -94,6 +95,9 @@ func OpenDB(dir string, log zerolog.Logger) (*badger.DB, error) {
 	return db, nil
 }
 
+// JournalDir is where the journal's log lives in a data directory.
+func JournalDir(dataDir string) string { return filepath.Join(dataDir, "journal") }
+
 // New builds and starts a switch: after New returns, the listeners accept connections.
 func New(cfg *config.Config, log zerolog.Logger) (_ *Server, err error) {
 	s := &Server{cfg: cfg, log: log, links: map[string]*issuer.Link{}, Metrics: metrics.New()}
@@ -116,7 +120,12 @@ func New(cfg *config.Config, log zerolog.Logger) (_ *Server, err error) {
 	if s.db, err = OpenDB(cfg.DataDir, log); err != nil {
 		return nil, err
 	}
-	if s.Registry, err = registry.New(s.db, nil, registry.Options{Logger: log, Metrics: s.Metrics.Registry}); err != nil {
+	if s.Journal, err = journal.Open(s.db, journal.Options{Dir: JournalDir(cfg.DataDir), MaxBatch: cfg.Journal.MaxBatch,
+		Window: cfg.Journal.Window.D(), SegmentSize: int64(cfg.Journal.SegmentMB) << 20, IndexDelay: cfg.Journal.IndexDelay.D()}); err != nil {
+		return nil, err
+	}
+	s.Journal.OnSync(s.Metrics.JournalCommitted)
+	if s.Registry, err = registry.New(s.db, nil, registry.Options{Logger: log, Metrics: s.Metrics.Registry, Persist: s.Journal.PutDurableBatch}); err != nil {
 		return nil, err
 	}
 	if cfg.Demo {
@@ -128,10 +137,6 @@ func New(cfg *config.Config, log zerolog.Logger) (_ *Server, err error) {
 			log.Info().Int("created", n).Msg("demo fleet loaded into the registry")
 		}
 	}
-	if s.Journal, err = journal.Open(s.db, journal.Options{MaxBatch: cfg.Journal.MaxBatch, Window: cfg.Journal.Window.D()}); err != nil {
-		return nil, err
-	}
-	s.Journal.OnSync(s.Metrics.JournalCommitted)
 	if s.Queue, err = saf.Open(s.db, saf.Options{Persist: s.Journal.PutDurable}, log); err != nil {
 		return nil, err
 	}

@@ -1,0 +1,289 @@
+package journal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+func openOpts(t *testing.T, dir string, opts Options) (*badger.DB, *Store) {
+	t.Helper()
+	db, err := badger.Open(badger.DefaultOptions(filepath.Join(dir, "db")).WithLogger(nil).WithSyncWrites(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Dir = filepath.Join(dir, "log")
+	s, err := Open(db, opts)
+	if err != nil {
+		db.Close()
+		t.Fatal(err)
+	}
+	return db, s
+}
+
+// never keeps the indexer from running by itself: only queries and Close move it.
+const never = time.Hour
+
+// writeTxn journals a transaction the way the pipeline does: the write-ahead, the
+// outcome (durable) and the delivery mark.
+func writeTxn(t *testing.T, s *Store, i int, at time.Time) *Record {
+	t.Helper()
+	ctx := context.Background()
+	rrn, err := s.NextRRN()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := sample(rrn, at, fmt.Sprintf("T%07d", i%3))
+	r.STAN = fmt.Sprintf("%06d", i)
+	r.Events = r.Events[:1]
+	r.RC = ""
+	if err := s.Write(ctx, r, true, false); err != nil {
+		t.Fatal(err)
+	}
+	r.RC = "00"
+	r.AddEvent(StateAnswered, at.Add(time.Millisecond), "")
+	if err := s.Write(ctx, r, false, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.MarkDelivery(rrn, true, at.Add(2*time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// TestReadsBeforeIndexing: a record is found by RRN and by duplicate key as soon as
+// its write returns, before the indexer has written anything; a query brings the
+// index up to date first.
+func TestReadsBeforeIndexing(t *testing.T) {
+	db, s := openOpts(t, t.TempDir(), Options{IndexDelay: never})
+	defer db.Close()
+	defer s.Close()
+	base := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
+	r := writeTxn(t, s, 1, base)
+	// The delivery mark is not waited for: a durable write behind it syncs it.
+	if err := s.PutDurable(context.Background(), []byte("x/sync"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if s.applied.Load() != 0 {
+		t.Fatalf("the indexer ran (applied %d)", s.applied.Load())
+	}
+	got, err := s.Get(r.RRN)
+	if err != nil || got.RC != "00" || got.State != StateResponded || len(got.Events) != 3 {
+		t.Fatalf("Get before indexing: %+v %v", got, err)
+	}
+	if rrn, ok, err := s.LookupDuplicate(r.TID, r.STAN, r.DE7); err != nil || !ok || rrn != r.RRN {
+		t.Fatalf("duplicate lookup before indexing: %q %v %v", rrn, ok, err)
+	}
+	n := 0
+	if err := s.Scan(context.Background(), Query{TID: r.TID}, func(*Record) bool { n++; return true }); err != nil || n != 1 {
+		t.Fatalf("terminal query: %d records, %v", n, err)
+	}
+	s.pmu.RLock()
+	left := len(s.pend) + len(s.pendDeliv) + len(s.pendDup)
+	s.pmu.RUnlock()
+	if left != 0 {
+		t.Fatalf("%d entries still pending after a query caught the index up", left)
+	}
+	// A later version (a reversal) is pending while the delivery is in the index:
+	// a read gets both.
+	r.ReversedBy = "000000009999"
+	r.AddEvent(StateReversed, base.Add(time.Second), "")
+	if err := s.Write(context.Background(), r, false, true); err != nil {
+		t.Fatal(err)
+	}
+	got, err = s.Get(r.RRN)
+	if err != nil || got.ReversedBy == "" || len(got.Events) != 4 || got.State != StateReversed {
+		t.Fatalf("Get of a pending version over an indexed delivery: %+v %v", got, err)
+	}
+	if got.Events[2].State != StateResponded {
+		t.Fatalf("delivery lost: %+v", got.Events)
+	}
+}
+
+// TestReplayAfterCrash: what the log holds beyond the index is indexed again at Open,
+// and a torn last write is cut off.
+func TestReplayAfterCrash(t *testing.T) {
+	dir := t.TempDir()
+	db, s := openOpts(t, dir, Options{IndexDelay: never})
+	base := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
+	var recs []*Record
+	for i := range 40 {
+		recs = append(recs, writeTxn(t, s, i, base.Add(time.Duration(i)*100*time.Millisecond)))
+	}
+	batchAt := base.Add(time.Hour)
+	if err := s.CloseBatch(context.Background(), "T0000001", batchAt); err != nil {
+		t.Fatal(err)
+	}
+	// The crash: the index never written, and half a frame at the end of the log.
+	db.Close()
+	seg := filepath.Join(dir, "log", segName(1))
+	st, err := os.Stat(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(seg, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	torn := appendFrame(nil, kindUpdate, []byte("a record whose write the crash cut short"))
+	if _, err := f.Write(torn[:len(torn)-7]); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	db, s = openOpts(t, dir, Options{})
+	if st2, _ := os.Stat(seg); st2.Size() != st.Size() {
+		t.Fatalf("torn tail not cut: %d bytes, %d before the crash", st2.Size(), st.Size())
+	}
+	for _, r := range recs {
+		got, err := s.Get(r.RRN)
+		if err != nil || got.RC != "00" || got.State != StateResponded {
+			t.Fatalf("after replay, %s: %+v %v", r.RRN, got, err)
+		}
+		if rrn, ok, _ := s.LookupDuplicate(r.TID, r.STAN, r.DE7); !ok || rrn != r.RRN {
+			t.Fatalf("after replay, duplicate index of %s: %q", r.RRN, rrn)
+		}
+	}
+	count := func(q Query) int {
+		n := 0
+		if err := s.Scan(context.Background(), q, func(*Record) bool { n++; return true }); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := count(Query{TID: "T0000001"}); n != 13 {
+		t.Fatalf("after replay, terminal T0000001: %d records, want 13", n)
+	}
+	if n := count(Query{From: base.Add(time.Second), To: base.Add(2 * time.Second)}); n != 10 {
+		t.Fatalf("after replay, one second: %d records, want 10", n)
+	}
+	if at, err := s.LastBatch("T0000001"); err != nil || !at.Equal(batchAt) {
+		t.Fatalf("after replay, batch close %v %v", at, err)
+	}
+	// Writing goes on after the cut, and the log reads back clean.
+	writeTxn(t, s, 99, base.Add(time.Minute))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	db, s = openOpts(t, dir, Options{})
+	defer db.Close()
+	defer s.Close()
+	if n := count(Query{}); n != 41 {
+		t.Fatalf("after a second restart: %d records, want 41", n)
+	}
+	// Delivery marks are kept in the records' index entries, not under keys of their own.
+	_ = db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixDeliv)})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			t.Errorf("delivery key %s", it.Item().Key())
+		}
+		return nil
+	})
+}
+
+// TestSegmentsAndCorruption: the log rolls over to new segments; a damaged frame is
+// reported, never decoded; damage before the end of the log stops Open.
+func TestSegmentsAndCorruption(t *testing.T) {
+	dir := t.TempDir()
+	db, s := openOpts(t, dir, Options{SegmentSize: 4096})
+	base := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
+	var recs []*Record
+	for i := range 60 {
+		recs = append(recs, writeTxn(t, s, i, base.Add(time.Duration(i)*time.Second)))
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	segs, err := listSegments(filepath.Join(dir, "log"))
+	if err != nil || len(segs) < 4 {
+		t.Fatalf("segments %v %v", segs, err)
+	}
+	db, s = openOpts(t, dir, Options{})
+	for _, r := range recs {
+		if got, err := s.Get(r.RRN); err != nil || got.RRN != r.RRN {
+			t.Fatalf("%s after restart: %v", r.RRN, err)
+		}
+	}
+	// Damage the first record's newest version on disk.
+	var p ptr
+	_ = db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(recordKey(recs[0].RRN))
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error { p, _, _ = decodePtr(v); return nil })
+	})
+	seg := filepath.Join(dir, "log", segName(p.seg))
+	b, _ := os.ReadFile(seg)
+	b[p.off+5] ^= 0x20
+	if err := os.WriteFile(seg, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(recs[0].RRN); err == nil || !strings.Contains(err.Error(), "corrupt") {
+		t.Fatalf("Get of a damaged record: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// An index that has to be rebuilt from the start meets the damage and refuses.
+	if err := db.Update(func(txn *badger.Txn) error { return txn.Delete([]byte(keyApplied)) }); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	db, err = badger.Open(badger.DefaultOptions(filepath.Join(dir, "db")).WithLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	_, err = Open(db, Options{Dir: filepath.Join(dir, "log")})
+	if err == nil || !strings.Contains(err.Error(), segName(p.seg)+" is corrupt at offset") {
+		t.Fatalf("Open over a damaged segment: %v", err)
+	}
+}
+
+// TestRecordsStoredWhole: records an earlier version stored whole in Badger are still
+// read, and their next version goes to the log.
+func TestRecordsStoredWhole(t *testing.T) {
+	db, s := openOpts(t, t.TempDir(), Options{})
+	defer db.Close()
+	defer s.Close()
+	r := sample("000000000042", time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC), "T0000007")
+	b, _ := r.MarshalBinary()
+	deliv := []byte{1, 0, 0, 0, 0, 0, 0, 0, 0}
+	if err := db.Update(func(txn *badger.Txn) error {
+		if err := txn.Set(recordKey(r.RRN), b); err != nil {
+			return err
+		}
+		return txn.Set([]byte(prefixDeliv+r.RRN), deliv)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Get(r.RRN)
+	if err != nil || got.AuthCode != r.AuthCode || len(got.Events) != 3 {
+		t.Fatalf("record stored whole: %+v %v", got, err)
+	}
+	r.Refunded = 500
+	if err := s.Write(context.Background(), r, false, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Scan(context.Background(), Query{}, func(*Record) bool { return true }); err != nil {
+		t.Fatal(err)
+	}
+	got, err = s.Get(r.RRN)
+	if err != nil || got.Refunded != 500 || len(got.Events) != 3 {
+		t.Fatalf("next version of a record stored whole: %+v %v", got, err)
+	}
+	if !errors.Is(func() error { _, err := s.Get("000000000043"); return err }(), ErrNotFound) {
+		t.Fatal("unknown RRN not ErrNotFound")
+	}
+}
