@@ -3,7 +3,11 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -36,6 +40,50 @@ type fixture struct {
 
 func demoConfig(t *testing.T, dir string) *config.Config {
 	return testswitch.DemoConfig(t, dir, "../../rules")
+}
+
+// middayZone names a time zone (a whole-hour offset) in which now is between 11:00
+// and 13:00, for tests that must not meet the rules' night hours.
+func middayZone(now time.Time) string {
+	off := 12 - now.UTC().Hour() // -11 .. +12
+	// The Etc zones have POSIX signs: Etc/GMT-8 is eight hours ahead of UTC.
+	switch {
+	case off == 0:
+		return "Etc/GMT"
+	case off > 0:
+		return fmt.Sprintf("Etc/GMT-%d", off)
+	default:
+		return fmt.Sprintf("Etc/GMT+%d", -off)
+	}
+}
+
+// middayRules copies the repository's rules to a temporary directory, with their time
+// zone replaced by middayZone(now).
+func middayRules(t *testing.T, now time.Time) string {
+	t.Helper()
+	dir := t.TempDir()
+	files, err := filepath.Glob("../../rules/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("rule files: %v %v", files, err)
+	}
+	zoned := false
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if zone := regexp.MustCompile(`(?m)^timezone: .*$`); zone.Match(b) {
+			b = zone.ReplaceAll(b, []byte("timezone: "+middayZone(now)))
+			zoned = true
+		}
+		if err := os.WriteFile(filepath.Join(dir, filepath.Base(f)), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !zoned {
+		t.Fatal("no rule file sets the time zone")
+	}
+	return dir
 }
 
 func startDemo(t *testing.T, mutate func(*config.Config)) *fixture {

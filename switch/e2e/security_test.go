@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/hsm/kcv"
+	"github.com/switchyard/switchyard/switch/config"
 	"github.com/switchyard/switchyard/switch/message"
 	"github.com/switchyard/switchyard/switch/termclient"
 )
@@ -100,7 +101,9 @@ func TestResponseMACVerifies(t *testing.T) {
 }
 
 func TestSoftPOSIntegrity(t *testing.T) {
-	f := startDemo(t, nil)
+	// 1,000.00 at the micro merchant is also what the cash-out pack declines between
+	// 23:00 and 05:00 local time: run at local midday, whatever the hour.
+	f := startDemo(t, func(c *config.Config) { c.RulesDir = middayRules(t, time.Now()) })
 	mac, _ := termclient.RetailMAC(demoTAK)
 	bad, _ := termclient.RetailMAC("00000000000000000000000000000000")
 	before := f.s.DemoSim.Stats.Requests.Load()
