@@ -165,10 +165,16 @@ type DemoIssuer struct {
 	Timeout Duration `yaml:"timeout"`
 }
 
+// DefaultJournalWindow is journal.window when a configuration file does not set it.
+const DefaultJournalWindow = time.Millisecond
+
 // Journal configures the journal.
 type Journal struct {
 	MaxBatch int      `yaml:"max_batch"`
 	Window   Duration `yaml:"window"`
+	// Gap is how long the queue may stay empty before a group is synced before its
+	// window is over (default 50µs).
+	Gap Duration `yaml:"gap"`
 	// SegmentMB is the size of the log's segment files, in MiB (default 64).
 	SegmentMB int `yaml:"segment_mb"`
 	// IndexDelay is how long the journal's indexer lets committed records gather
@@ -214,6 +220,7 @@ func Demo() *Config {
 		},
 		Admin:    Admin{Addr: "127.0.0.1:8080"},
 		Security: Security{CardHashKeyHex: DemoCardHashKey},
+		Journal:  Journal{Window: Duration(DefaultJournalWindow)},
 	}
 	c.ApplyDefaults()
 	return c
@@ -231,6 +238,8 @@ func Load(path string) (*Config, error) {
 // Parse parses and validates YAML configuration; name is used in errors.
 func Parse(b []byte, name string) (*Config, error) {
 	var c Config
+	// Defaults that an explicit zero overrides.
+	c.Journal.Window = Duration(DefaultJournalWindow)
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil {
@@ -348,6 +357,9 @@ func (c *Config) ApplyDefaults() {
 	}
 	if c.Journal.SegmentMB == 0 {
 		c.Journal.SegmentMB = 64
+	}
+	if c.Journal.Gap == 0 {
+		c.Journal.Gap = Duration(50 * time.Microsecond)
 	}
 	if c.Journal.IndexDelay == 0 {
 		c.Journal.IndexDelay = Duration(200 * time.Millisecond)
@@ -471,6 +483,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Journal.SegmentMB < 1 || c.Journal.SegmentMB > 4000 {
 		bad("journal.segment_mb", "%d is not between 1 and 4000", c.Journal.SegmentMB)
+	}
+	if c.Journal.Window < 0 || c.Journal.Window.D() > 100*time.Millisecond {
+		bad("journal.window", "%s is not between 0 and 100ms", c.Journal.Window.D())
+	}
+	if c.Journal.Gap < 0 || c.Journal.Gap.D() > 100*time.Millisecond {
+		bad("journal.gap", "%s is not between 0 and 100ms", c.Journal.Gap.D())
 	}
 	if c.Journal.IndexDelay < 0 || c.Journal.IndexDelay.D() > time.Second {
 		bad("journal.index_delay", "%s is not between 0 and 1s", c.Journal.IndexDelay.D())

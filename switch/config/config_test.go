@@ -69,3 +69,23 @@ func TestExampleFile(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestJournalWindowDefault: a file that does not set journal.window gets the default;
+// an explicit 0s (sync as soon as the queue is empty) is kept.
+func TestJournalWindowDefault(t *testing.T) {
+	base := "demo: true\nlisteners: [{addr: 127.0.0.1:1}]\nsecurity: {card_hash_key_hex: " + DemoCardHashKey + "}\n"
+	c, err := Parse([]byte(base), "a.yaml")
+	if err != nil || c.Journal.Window.D() != DefaultJournalWindow || c.Journal.Gap.D() <= 0 {
+		t.Fatalf("default window: %+v %v", c.Journal, err)
+	}
+	if Demo().Journal.Window.D() != DefaultJournalWindow {
+		t.Fatalf("demo window %s", Demo().Journal.Window.D())
+	}
+	c, err = Parse([]byte(base+"journal: {window: 0s}\n"), "b.yaml")
+	if err != nil || c.Journal.Window != 0 {
+		t.Fatalf("explicit 0s window: %+v %v", c.Journal, err)
+	}
+	if _, err := Parse([]byte(base+"journal: {window: 1s}\n"), "c.yaml"); err == nil || !strings.Contains(err.Error(), "journal.window") {
+		t.Fatalf("window of 1s: %v", err)
+	}
+}

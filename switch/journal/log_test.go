@@ -287,3 +287,42 @@ func TestRecordsStoredWhole(t *testing.T) {
 		t.Fatal("unknown RRN not ErrNotFound")
 	}
 }
+
+// TestGroupWindow: under load (groups averaging 4 writes or more) writes that arrive
+// less than Gap apart share a group for up to Window; under a light load a write is
+// synced without waiting for the Window.
+func TestGroupWindow(t *testing.T) {
+	db, s := openOpts(t, t.TempDir(), Options{Window: 10 * time.Second, Gap: 2 * time.Second})
+	defer db.Close()
+	defer s.Close()
+	groups := make(chan int, 16)
+	s.OnSync(func(n int, _ time.Duration) { groups <- n })
+	ctx := context.Background()
+
+	// Light load: the first group's size is 1, the average below 4.
+	start := time.Now()
+	if err := s.PutDurable(ctx, []byte("x/light"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("a lone write under light load waited %s for the window", d)
+	}
+	if n := <-groups; n != 1 {
+		t.Fatalf("group of %d", n)
+	}
+
+	// Under load: two writes 100 ms apart, well within the gap, share one group.
+	s.groupAvg = 10 // the commit loop is idle, waiting for the next write
+	errs := make(chan error, 2)
+	go func() { errs <- s.PutDurable(ctx, []byte("x/a"), nil) }()
+	time.Sleep(100 * time.Millisecond)
+	go func() { errs <- s.PutDurable(ctx, []byte("x/b"), nil) }()
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := <-groups; n != 2 {
+		t.Fatalf("two writes 100 ms apart under load: first group of %d, want both", n)
+	}
+}

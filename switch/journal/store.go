@@ -69,10 +69,15 @@ type Options struct {
 	SegmentSize int64
 	// MaxBatch is the most records written with one sync (default 4096).
 	MaxBatch int
-	// Window is how long the committer waits for more records before a sync when the
-	// batch is small (default 0: sync as soon as the queue is empty; while one sync runs,
-	// the next batch gathers by itself).
+	// Window is the longest the committer lets a group gather before its sync, and
+	// Gap how long the queue may stay empty before it syncs anyway. With Window 0 it
+	// syncs as soon as the queue is empty (while one sync runs, the next group gathers
+	// by itself). The Window applies only once groups average 4 writes or more: under
+	// load, writes arrive closer than Gap apart and a group gathers for the whole
+	// Window (fewer, larger syncs); under a light load nothing waits. Defaults: Window
+	// 0, Gap 50 µs.
 	Window time.Duration
+	Gap    time.Duration
 	// IndexDelay is how long the indexer lets committed frames gather before it writes
 	// their index entries (default 200 ms, so that most transactions are complete and
 	// their versions share one entry). Queries wait for the indexer; reads by RRN
@@ -96,7 +101,9 @@ type Store struct {
 
 	onSync func(batch int, d time.Duration)
 	frame  []byte // the commit loop's write buffer
-	ver    uint64 // the last version handed out (commit loop only)
+	// groupAvg is the moving average of the group commits' sizes (commit loop only).
+	groupAvg float64
+	ver      uint64 // the last version handed out (commit loop only)
 
 	// Frames committed to the log but not yet indexed, by RRN and duplicate key.
 	pmu       sync.RWMutex
@@ -188,6 +195,9 @@ func Open(db *badger.DB, opts Options) (*Store, error) {
 	}
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = 4096
+	}
+	if opts.Gap <= 0 {
+		opts.Gap = 50 * time.Microsecond
 	}
 	if opts.IndexDelay <= 0 {
 		opts.IndexDelay = 200 * time.Millisecond
@@ -368,40 +378,16 @@ func (s *Store) enqueue(req *writeReq) error {
 func (s *Store) commitLoop() {
 	defer close(s.done)
 	batch := make([]*writeReq, 0, s.opts.MaxBatch)
+	gapTimer := time.NewTimer(time.Hour)
+	gapTimer.Stop()
 	for {
 		req, ok := <-s.reqs
 		if !ok {
 			return
 		}
 		batch = append(batch[:0], req)
-		var timer <-chan time.Time
-		if s.opts.Window > 0 {
-			timer = time.After(s.opts.Window)
-		}
-	gather:
-		for len(batch) < s.opts.MaxBatch {
-			if timer != nil {
-				select {
-				case r, ok := <-s.reqs:
-					if !ok {
-						break gather
-					}
-					batch = append(batch, r)
-				case <-timer:
-					break gather
-				}
-				continue
-			}
-			select {
-			case r, ok := <-s.reqs:
-				if !ok {
-					break gather
-				}
-				batch = append(batch, r)
-			default:
-				break gather
-			}
-		}
+		s.gather(&batch, gapTimer)
+		s.groupAvg += (float64(len(batch)) - s.groupAvg) / 8
 		start := time.Now()
 		err := s.commit(batch)
 		if err == nil {
@@ -420,6 +406,48 @@ func (s *Store) commitLoop() {
 		}
 		if s.onSync != nil {
 			s.onSync(len(batch), time.Since(start))
+		}
+	}
+}
+
+// windowFrom is the average group size from which groups gather for a Window: a load
+// light enough for small groups is not made to wait.
+const windowFrom = 4
+
+// gather adds waiting writes to the batch: all that are queued, and with a Window,
+// those that arrive less than Gap apart until the Window is over.
+func (s *Store) gather(batch *[]*writeReq, gapTimer *time.Timer) {
+	var deadline time.Time
+	if s.opts.Window > 0 && s.groupAvg >= windowFrom {
+		deadline = time.Now().Add(s.opts.Window)
+	}
+	for len(*batch) < s.opts.MaxBatch {
+		select {
+		case r, ok := <-s.reqs:
+			if !ok {
+				return
+			}
+			*batch = append(*batch, r)
+			continue
+		default:
+		}
+		if deadline.IsZero() {
+			return
+		}
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			return
+		}
+		gapTimer.Reset(min(wait, s.opts.Gap))
+		select {
+		case r, ok := <-s.reqs:
+			gapTimer.Stop()
+			if !ok {
+				return
+			}
+			*batch = append(*batch, r)
+		case <-gapTimer.C:
+			return
 		}
 	}
 }

@@ -121,7 +121,7 @@ func New(cfg *config.Config, log zerolog.Logger) (_ *Server, err error) {
 		return nil, err
 	}
 	if s.Journal, err = journal.Open(s.db, journal.Options{Dir: JournalDir(cfg.DataDir), MaxBatch: cfg.Journal.MaxBatch,
-		Window: cfg.Journal.Window.D(), SegmentSize: int64(cfg.Journal.SegmentMB) << 20, IndexDelay: cfg.Journal.IndexDelay.D()}); err != nil {
+		Window: cfg.Journal.Window.D(), Gap: cfg.Journal.Gap.D(), SegmentSize: int64(cfg.Journal.SegmentMB) << 20, IndexDelay: cfg.Journal.IndexDelay.D()}); err != nil {
 		return nil, err
 	}
 	s.Journal.OnSync(s.Metrics.JournalCommitted)
