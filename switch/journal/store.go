@@ -99,8 +99,9 @@ type Store struct {
 	mu     sync.RWMutex
 	closed bool
 
-	onSync func(batch int, d time.Duration)
-	frame  []byte // the commit loop's write buffer
+	onSync     func(batch int, d time.Duration)
+	onIndexErr func(error)
+	frame      []byte // the commit loop's write buffer
 	// groupAvg is the moving average of the group commits' sizes (commit loop only).
 	groupAvg float64
 	ver      uint64 // the last version handed out (commit loop only)
@@ -308,6 +309,14 @@ func replayItem(kind byte, payload []byte, at ptr, end pos) (ixItem, error) {
 
 // OnSync sets a function called after every group commit with its size and duration.
 func (s *Store) OnSync(f func(batch int, d time.Duration)) { s.onSync = f }
+
+// OnIndexError sets a function called when writing index entries to Badger fails (the
+// indexer retries every second; the entries stay readable from memory meanwhile).
+// Set it before the first write.
+func (s *Store) OnIndexError(f func(error)) { s.onIndexErr = f }
+
+// Unindexed returns how many log frames are committed but not yet in the index.
+func (s *Store) Unindexed() int { return int(s.committed.Load() - s.applied.Load()) }
 
 // NextRRN returns a new retrieval reference number: 12 digits, unique across restarts.
 func (s *Store) NextRRN() (string, error) {
@@ -596,8 +605,12 @@ func (s *Store) indexQueued() {
 	if err := s.index(items); err != nil {
 		// Keep the items (in front of what came since) and try again later; they
 		// stay readable from the pending maps meanwhile.
+		err = fmt.Errorf("journal: index %d log frames: %w", len(items), err)
+		if s.onIndexErr != nil {
+			s.onIndexErr(err)
+		}
 		s.ixmu.Lock()
-		s.ixErr = fmt.Errorf("journal: index %d log frames: %w", len(items), err)
+		s.ixErr = err
 		s.ixq = append(items, s.ixq...)
 		s.ixSpare = nil
 		ch := s.appliedCh

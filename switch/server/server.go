@@ -125,6 +125,9 @@ func New(cfg *config.Config, log zerolog.Logger) (_ *Server, err error) {
 		return nil, err
 	}
 	s.Journal.OnSync(s.Metrics.JournalCommitted)
+	s.Journal.OnIndexError(func(err error) {
+		log.Error().Err(err).Msg("journal index not written; retrying (records stay readable from memory)")
+	})
 	if s.Registry, err = registry.New(s.db, nil, registry.Options{Logger: log, Metrics: s.Metrics.Registry, Persist: s.Journal.PutDurableBatch}); err != nil {
 		return nil, err
 	}
@@ -142,7 +145,9 @@ func New(cfg *config.Config, log zerolog.Logger) (_ *Server, err error) {
 	}
 	s.Metrics.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "switchyard_saf_queued", Help: "Advices waiting in the store-and-forward queue, all issuers.",
-	}, func() float64 { return float64(s.Queue.Len("")) }), storeCollector())
+	}, func() float64 { return float64(s.Queue.Len("")) }), prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "switchyard_journal_unindexed", Help: "Journal log frames committed but not yet written to the index.",
+	}, func() float64 { return float64(s.Journal.Unindexed()) }), storeCollector())
 	lmk, err := keys.LoadLMK(keys.LMKSource{File: cfg.Security.LMKFile, Env: cfg.Security.LMKEnv, Demo: cfg.Demo})
 	if err != nil {
 		return nil, fmt.Errorf("security: %w", err)

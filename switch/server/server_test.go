@@ -535,7 +535,8 @@ func TestIdleTimeoutAndTurnaround(t *testing.T) {
 	}
 }
 
-// TestStoreMetrics checks that Badger's counters reach /metrics as switchyard_store_*.
+// TestStoreMetrics checks that Badger's counters reach /metrics as switchyard_store_*,
+// with the journal's indexing backlog.
 func TestStoreMetrics(t *testing.T) {
 	s := start(t, demoConfig(t, t.TempDir()), nil)
 	c := dial(t, s, "ascii", message.DialectASCII)
@@ -557,8 +558,10 @@ func TestStoreMetrics(t *testing.T) {
 			t.Errorf("%s = %v, want > 0 after a purchase", name, got[name])
 		}
 	}
-	if _, ok := got["switchyard_store_compacting_tables"]; !ok {
-		t.Errorf("switchyard_store_compacting_tables missing")
+	for _, name := range []string{"switchyard_store_compacting_tables", "switchyard_journal_unindexed"} {
+		if _, ok := got[name]; !ok {
+			t.Errorf("%s missing", name)
+		}
 	}
 }
 
