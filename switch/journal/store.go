@@ -26,6 +26,7 @@ import (
 //	j/x/<rrn>                          delivery of the response, for a record not in the log
 //	                                   (written whole to Badger by an earlier version)
 //	j/applied                          the log position the index is complete up to
+//	j/kvapplied                        the log position of the last key set in Badger
 //	j/B/<tid>                          time of the terminal's last batch close
 //	j/ckpt                             recovery checkpoint: no record below this RRN is open
 //	j/seq/rrn                          RRN sequence
@@ -39,9 +40,9 @@ import (
 //
 // j/B, j/ckpt and the keys other subsystems write with PutDurable go into the log too,
 // and are set in Badger (unsynced) right after the log's sync, before their writer is
-// told; Open sets again those beyond j/applied. So a subsystem that changes such a key
-// in Badger directly may, after a machine crash, find the logged value back (the
-// store-and-forward queue may repeat an advice, which 0421 exists for).
+// told, together with j/kvapplied; Open sets again only those beyond it. Badger keeps a
+// prefix of its writes, so a key the crash took is set again, and one it kept (and a
+// subsystem may have changed since) is left alone.
 const (
 	prefixRecord = "j/r/"
 	prefixTime   = "j/t/"
@@ -52,6 +53,7 @@ const (
 	prefixBatch  = "j/B/"
 	keyCkpt      = "j/ckpt"
 	keyApplied   = "j/applied"
+	keyKVApplied = "j/kvapplied"
 )
 
 // ErrNotFound is returned for an RRN the journal does not hold.
@@ -91,8 +93,10 @@ type Options struct {
 type Store struct {
 	db   *badger.DB
 	opts Options
-	seq  *badger.Sequence
-	log  *segLog
+	// The RRN sequence: the next number and the end of the lease.
+	rrnMu              sync.Mutex
+	rrnNext, rrnLeased uint64
+	log                *segLog
 
 	reqs   chan *writeReq
 	done   chan struct{}
@@ -181,9 +185,10 @@ type writeReq struct {
 	kv    [][2][]byte // keys to set in Badger (batch marks, checkpoints, PutDurable)
 	done  chan error  // nil: do not wait (not durable yet when Write returns)
 
-	ver uint64 // set by the commit loop
-	ptr ptr
-	end pos
+	ver   uint64 // set by the commit loop
+	ptr   ptr
+	end   pos
+	kvErr error // Badger refused the keys (they are in the log; the indexer sets them)
 }
 
 // Open starts a journal with its log in opts.Dir and its index in db (opened by the
@@ -208,7 +213,11 @@ func Open(db *badger.DB, opts Options) (*Store, error) {
 		ixWake: make(chan struct{}, 1), ixUrgent: make(chan struct{}, 1), ixStop: make(chan struct{}),
 		ixDone: make(chan struct{}), appliedCh: make(chan struct{}), touched: map[string]recState{},
 		recent: [2]map[string]recState{{}, {}}}
-	from, err := s.appliedPos()
+	from, err := s.readPos(keyApplied)
+	if err != nil {
+		return nil, err
+	}
+	kvApplied, err := s.readPos(keyKVApplied)
 	if err != nil {
 		return nil, err
 	}
@@ -226,6 +235,8 @@ func Open(db *badger.DB, opts Options) (*Store, error) {
 		if err != nil {
 			return err
 		}
+		// A key Badger kept is not set again: it may have been changed since.
+		it.replayed = it.replayed && (kind != kindKV || end.after(kvApplied))
 		if batch = append(batch, it); len(batch) >= 4096 {
 			return flush()
 		}
@@ -243,19 +254,20 @@ func Open(db *badger.DB, opts Options) (*Store, error) {
 		}
 		return nil, fmt.Errorf("journal: replay of the log in %s: %w", opts.Dir, err)
 	}
-	if s.seq, err = db.GetSequence([]byte(keyRRNSeq), 10000); err != nil {
+	if err := s.startRRNs(); err != nil {
 		s.log.close()
-		return nil, fmt.Errorf("journal: RRN sequence: %w", err)
+		return nil, err
 	}
 	go s.commitLoop()
 	go s.indexLoop()
 	return s, nil
 }
 
-func (s *Store) appliedPos() (pos, error) {
+// readPos reads a log position stored under key (zero if none).
+func (s *Store) readPos(key string) (pos, error) {
 	var p pos
 	err := s.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get([]byte(keyApplied))
+		item, err := txn.Get([]byte(key))
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			return nil
 		}
@@ -265,13 +277,13 @@ func (s *Store) appliedPos() (pos, error) {
 		return item.Value(func(v []byte) error {
 			var ok bool
 			if p, ok = decodePos(v); !ok {
-				return fmt.Errorf("index position %x is not 8 bytes", v)
+				return fmt.Errorf("log position %x is not 8 bytes", v)
 			}
 			return nil
 		})
 	})
 	if err != nil {
-		return pos{}, fmt.Errorf("journal: read %s: %w", keyApplied, err)
+		return pos{}, fmt.Errorf("journal: read %s: %w", key, err)
 	}
 	return p, nil
 }
@@ -318,12 +330,61 @@ func (s *Store) OnIndexError(f func(error)) { s.onIndexErr = f }
 // Unindexed returns how many log frames are committed but not yet in the index.
 func (s *Store) Unindexed() int { return int(s.committed.Load() - s.applied.Load()) }
 
+// rrnLease is how many RRNs are taken at a time; the end of the lease is written
+// through the log, so that no RRN is handed out twice, even after a machine crash.
+const rrnLease = 10000
+
+// startRRNs sets the RRN sequence past both the stored lease and the highest RRN the
+// index holds (the log is indexed by now, so that covers every RRN ever written).
+func (s *Store) startRRNs() error {
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get([]byte(keyRRNSeq))
+		switch {
+		case errors.Is(err, badger.ErrKeyNotFound):
+		case err != nil:
+			return err
+		default:
+			if err := item.Value(func(v []byte) error {
+				if len(v) == 8 {
+					s.rrnNext = binary.BigEndian.Uint64(v)
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+		}
+		it := txn.NewIterator(badger.IteratorOptions{Reverse: true, Prefix: []byte(prefixRecord)})
+		defer it.Close()
+		it.Seek(append([]byte(prefixRecord), 0xFF))
+		if it.ValidForPrefix([]byte(prefixRecord)) {
+			// An RRN is n+1 for sequence number n: the next n is the highest RRN.
+			if top, err := strconv.ParseUint(string(it.Item().Key()[len(prefixRecord):]), 10, 64); err == nil && top > s.rrnNext {
+				s.rrnNext = top
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("journal: RRN sequence: %w", err)
+	}
+	s.rrnLeased = s.rrnNext
+	return nil
+}
+
 // NextRRN returns a new retrieval reference number: 12 digits, unique across restarts.
 func (s *Store) NextRRN() (string, error) {
-	n, err := s.seq.Next()
-	if err != nil {
-		return "", fmt.Errorf("journal: next RRN: %w", err)
+	s.rrnMu.Lock()
+	if s.rrnNext >= s.rrnLeased {
+		end := s.rrnNext + rrnLease
+		if err := s.put(context.Background(), [2][]byte{[]byte(keyRRNSeq), binary.BigEndian.AppendUint64(nil, end)}); err != nil {
+			s.rrnMu.Unlock()
+			return "", fmt.Errorf("journal: next RRN: lease up to %d: %w", end, err)
+		}
+		s.rrnLeased = end
 	}
+	n := s.rrnNext
+	s.rrnNext++
+	s.rrnMu.Unlock()
 	n = n%999999999999 + 1
 	var b [12]byte
 	for i := 11; i >= 0; i-- {
@@ -350,6 +411,10 @@ func (s *Store) Write(ctx context.Context, rec *Record, first, durable bool) err
 		return fmt.Errorf("journal: encode record %s: %w", rec.RRN, err)
 	}
 	*buf = b
+	if len(b) > maxFrame {
+		encodeBufs.Put(buf)
+		return fmt.Errorf("journal: record %s encodes to %d bytes, more than a log frame holds (%d)", rec.RRN, len(b), maxFrame)
+	}
 	req := &writeReq{rec: b, buf: buf, rrn: rec.RRN, first: first, tid: rec.TID, at: rec.Received}
 	if first && rec.TID != "" && rec.STAN != "" && rec.DE7 != "" {
 		req.dup = DupKey(rec.TID, rec.STAN, rec.DE7)
@@ -410,7 +475,11 @@ func (s *Store) commitLoop() {
 		}
 		for _, r := range batch {
 			if r.done != nil {
-				r.done <- err
+				if err == nil && r.kvErr != nil {
+					r.done <- r.kvErr
+				} else {
+					r.done <- err
+				}
 			}
 		}
 		if s.onSync != nil {
@@ -502,18 +571,36 @@ func (s *Store) commit(batch []*writeReq) error {
 	if kvs == 0 {
 		return nil
 	}
-	// The keys are durable in the log now; Badger gets them unsynced.
+	// The keys are durable in the log now; Badger gets them unsynced, with the log
+	// position they reach. Should Badger refuse them, only their writers are told;
+	// the indexer sets them later (they are in the log, and the rest of the group is
+	// fine).
 	wb := s.db.NewWriteBatch()
 	defer wb.Cancel()
-	for _, r := range batch {
-		for _, kv := range r.kv {
-			if err := wb.Set(kv[0], kv[1]); err != nil {
-				return fmt.Errorf("journal: write %s: %w", kv[0], err)
+	var last pos
+	err = func() error {
+		for _, r := range batch {
+			for _, kv := range r.kv {
+				if err := wb.Set(kv[0], kv[1]); err != nil {
+					return fmt.Errorf("journal: write %s: %w", kv[0], err)
+				}
+			}
+			if r.kv != nil {
+				last = r.end
 			}
 		}
-	}
-	if err := wb.Flush(); err != nil {
-		return fmt.Errorf("journal: write %d keys: %w", kvs, err)
+		if err := wb.Set([]byte(keyKVApplied), last.encode()); err != nil {
+			return err
+		}
+		return wb.Flush()
+	}()
+	if err != nil {
+		err = fmt.Errorf("journal: write %d keys to the store: %w", kvs, err)
+		for _, r := range batch {
+			if r.kv != nil {
+				r.kvErr = err
+			}
+		}
 	}
 	return nil
 }
@@ -527,9 +614,16 @@ func (s *Store) publish(batch []*writeReq) {
 	for _, r := range batch {
 		if r.rec == nil && r.deliv == nil {
 			if r.kv != nil {
-				// Set already; queued so that j/applied moves past it.
-				s.ver++
-				s.ixq = append(s.ixq, ixItem{kind: kindKV, ver: s.ver, end: r.end})
+				// Set already (unless Badger refused them: then the indexer does);
+				// queued so that j/applied moves past them.
+				for i, kv := range r.kv {
+					s.ver++
+					it := ixItem{kind: kindKV, ver: s.ver, end: r.end, kv: kv, replayed: r.kvErr != nil}
+					if i < len(r.kv)-1 {
+						it.end = pos{} // only the last moves j/applied
+					}
+					s.ixq = append(s.ixq, it)
+				}
 			}
 			continue
 		}
@@ -645,8 +739,9 @@ func (s *Store) indexQueued() {
 			}
 		}
 	}
-	s.pmu.Unlock()
+	// Inside the lock: a reader that misses the pending maps sees the progress too.
 	s.applied.Store(items[len(items)-1].ver)
+	s.pmu.Unlock()
 	s.ixmu.Lock()
 	s.ixErr = nil
 	ch := s.appliedCh
@@ -669,6 +764,7 @@ func (s *Store) index(items []ixItem) error {
 		return nil
 	}
 	clear(s.touched)
+	lastSecond := s.lastSecond // kept only if the batch is written
 	for i := range items {
 		it := &items[i]
 		switch it.kind {
@@ -702,8 +798,8 @@ func (s *Store) index(items []ixItem) error {
 				return err
 			}
 		}
-		if sec := it.at.Unix(); sec != s.lastSecond {
-			s.lastSecond = sec
+		if sec := it.at.Unix(); sec != lastSecond {
+			lastSecond = sec
 			if err := set(timeKey(prefixTime, it.at, it.rrn), nil); err != nil {
 				return err
 			}
@@ -736,6 +832,7 @@ func (s *Store) index(items []ixItem) error {
 	if err := wb.Flush(); err != nil {
 		return err
 	}
+	s.lastSecond = lastSecond
 	for rrn, st := range s.touched {
 		if len(s.recent[0]) >= recentLimit {
 			s.recent[1], s.recent[0] = s.recent[0], make(map[string]recState, recentLimit)
@@ -841,7 +938,13 @@ func (s *Store) Close() error {
 	s.ixmu.Lock()
 	err := s.ixErr
 	s.ixmu.Unlock()
-	if serr := s.seq.Release(); err == nil {
+	// Give back the unused part of the lease (unsynced: losing it only skips RRNs).
+	s.rrnMu.Lock()
+	next := s.rrnNext
+	s.rrnMu.Unlock()
+	if serr := s.db.Update(func(txn *badger.Txn) error {
+		return txn.Set([]byte(keyRRNSeq), binary.BigEndian.AppendUint64(nil, next))
+	}); err == nil {
 		err = serr
 	}
 	if serr := s.db.Sync(); err == nil {
@@ -856,9 +959,10 @@ func (s *Store) Close() error {
 // Get returns the record with the RRN.
 func (s *Store) Get(rrn string) (*Record, error) {
 	var rec *Record
+	gen := s.applied.Load()
 	err := s.db.View(func(txn *badger.Txn) error {
 		var err error
-		rec, err = s.load(txn, rrn, nil)
+		rec, err = s.load(txn, gen, rrn, nil)
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			return fmt.Errorf("%w: RRN %s", ErrNotFound, rrn)
 		}
@@ -872,8 +976,10 @@ func (s *Store) Get(rrn string) (*Record, error) {
 
 // load reads the newest version of the record rrn, with its delivery merged in: from
 // the pending maps if it is not indexed yet, else through the index entry v (looked up
-// when nil) from the log.
-func (s *Store) load(txn *badger.Txn, rrn string, v []byte) (*Record, error) {
+// when nil) from the log. gen is the indexer's progress (applied) read before txn was
+// opened: when the indexer has moved frames out of the pending maps since, txn may
+// predate them, and the record is read again in a new transaction.
+func (s *Store) load(txn *badger.Txn, gen uint64, rrn string, v []byte) (*Record, error) {
 	var rec Record
 	s.pmu.RLock()
 	p := s.pend[rrn]
@@ -882,7 +988,18 @@ func (s *Store) load(txn *badger.Txn, rrn string, v []byte) (*Record, error) {
 		err = rec.UnmarshalBinary(p.rec)
 	}
 	d, pendingDeliv := s.pendDeliv[rrn]
+	moved := s.applied.Load() != gen
 	s.pmu.RUnlock()
+	if moved && (p == nil || !pendingDeliv) {
+		var fresh *Record
+		gen = s.applied.Load()
+		err := s.db.View(func(txn *badger.Txn) error {
+			var err error
+			fresh, err = s.load(txn, gen, rrn, nil)
+			return err
+		})
+		return fresh, err
+	}
 	if p != nil && err != nil {
 		return nil, fmt.Errorf("journal: decode record %s: %w", rrn, err)
 	}
@@ -992,6 +1109,7 @@ func (s *Store) Scan(ctx context.Context, q Query, fn func(*Record) bool) error 
 		end = timeKey(prefix, q.To, "")
 	}
 	v := &visitor{q: q, fn: fn}
+	gen := s.applied.Load()
 	return s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: false, Prefix: []byte(prefix)})
 		defer it.Close()
@@ -1004,7 +1122,7 @@ func (s *Store) Scan(ctx context.Context, q Query, fn func(*Record) bool) error 
 				return nil
 			}
 			rrn := string(k[len(prefix)+8:])
-			rec, err := s.load(txn, rrn, nil)
+			rec, err := s.load(txn, gen, rrn, nil)
 			if err != nil {
 				return fmt.Errorf("journal: terminal index entry %s: %w", rrn, err)
 			}
@@ -1044,6 +1162,7 @@ const timeSlack = 2 * time.Second
 // which is receive order to within milliseconds).
 func (s *Store) scanByTime(ctx context.Context, q Query, fn func(*Record) bool) error {
 	v := &visitor{q: q, fn: fn}
+	gen := s.applied.Load()
 	return s.db.View(func(txn *badger.Txn) error {
 		startRRN := ""
 		if !q.From.IsZero() {
@@ -1057,7 +1176,7 @@ func (s *Store) scanByTime(ctx context.Context, q Query, fn func(*Record) bool) 
 				return nil // nothing received since From
 			}
 		}
-		return s.walk(ctx, txn, startRRN, func(rec *Record) bool {
+		return s.walk(ctx, txn, gen, startRRN, func(rec *Record) bool {
 			if !q.To.IsZero() && rec.Received.After(q.To.Add(timeSlack)) {
 				return false
 			}
@@ -1067,7 +1186,7 @@ func (s *Store) scanByTime(ctx context.Context, q Query, fn func(*Record) bool) 
 }
 
 // walk calls fn for the records from RRN from on, in RRN order, until it returns false.
-func (s *Store) walk(ctx context.Context, txn *badger.Txn, from string, fn func(*Record) bool) error {
+func (s *Store) walk(ctx context.Context, txn *badger.Txn, gen uint64, from string, fn func(*Record) bool) error {
 	it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 100, Prefix: []byte(prefixRecord)})
 	defer it.Close()
 	for it.Seek(recordKey(from)); it.ValidForPrefix([]byte(prefixRecord)); it.Next() {
@@ -1080,7 +1199,7 @@ func (s *Store) walk(ctx context.Context, txn *badger.Txn, from string, fn func(
 		if err != nil {
 			return fmt.Errorf("journal: index entry %s: %w", rrn, err)
 		}
-		rec, err := s.load(txn, rrn, v)
+		rec, err := s.load(txn, gen, rrn, v)
 		if err != nil {
 			return err
 		}
@@ -1164,6 +1283,16 @@ func (s *Store) PutDurableBatch(ctx context.Context, kvs [][2][]byte) error {
 
 // put writes extra keys through the group commit, durably.
 func (s *Store) put(ctx context.Context, kv ...[2][]byte) error {
+	for _, p := range kv {
+		switch {
+		case len(p[0]) == 0 || len(p[0]) > 65000:
+			return fmt.Errorf("journal: key of %d bytes (want 1 to 65000)", len(p[0]))
+		case bytes.HasPrefix(p[0], []byte("!badger!")):
+			return fmt.Errorf("journal: key %q uses Badger's reserved prefix", p[0])
+		case len(p[0])+len(p[1])+binary.MaxVarintLen64 > maxFrame:
+			return fmt.Errorf("journal: key %s with a value of %d bytes does not fit a log frame", p[0], len(p[1]))
+		}
+	}
 	req := &writeReq{kv: kv, done: donePool.Get().(chan error)}
 	if err := s.enqueue(req); err != nil {
 		return err
@@ -1232,7 +1361,8 @@ func (s *Store) ScanFrom(ctx context.Context, rrn string, fn func(*Record) bool)
 	if err := s.catchUp(ctx); err != nil {
 		return err
 	}
-	return s.db.View(func(txn *badger.Txn) error { return s.walk(ctx, txn, rrn, fn) })
+	gen := s.applied.Load()
+	return s.db.View(func(txn *badger.Txn) error { return s.walk(ctx, txn, gen, rrn, fn) })
 }
 
 // LastReceived returns the receive time of the newest record (zero when empty).
