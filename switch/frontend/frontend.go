@@ -13,6 +13,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -392,6 +393,24 @@ func (c *serverConn) writeLoop() {
 				batch = append(batch, m)
 			default:
 				break more
+			}
+		}
+		if len(batch) == 1 && len(c.sem) > 1 {
+			// Other requests of this connection are in progress, and the group commit
+			// that released this answer released theirs too: let them queue theirs
+			// before the write, so that one write carries them all.
+			runtime.Gosched()
+		more2:
+			for len(batch) < 64 {
+				select {
+				case m, ok := <-c.out:
+					if !ok {
+						break more2
+					}
+					batch = append(batch, m)
+				default:
+					break more2
+				}
 			}
 		}
 		var err error
