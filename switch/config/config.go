@@ -15,6 +15,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/switchyard/switchyard/switch/admin"
+	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/message"
 )
 
@@ -353,16 +354,16 @@ func (c *Config) ApplyDefaults() {
 		}
 	}
 	if c.Journal.MaxBatch == 0 {
-		c.Journal.MaxBatch = 4096
+		c.Journal.MaxBatch = journal.DefaultMaxBatch
 	}
 	if c.Journal.SegmentMB == 0 {
-		c.Journal.SegmentMB = 64
+		c.Journal.SegmentMB = journal.DefaultSegmentMB
 	}
 	if c.Journal.Gap == 0 {
-		c.Journal.Gap = Duration(50 * time.Microsecond)
+		c.Journal.Gap = Duration(journal.DefaultGap)
 	}
 	if c.Journal.IndexDelay == 0 {
-		c.Journal.IndexDelay = Duration(200 * time.Millisecond)
+		c.Journal.IndexDelay = Duration(journal.DefaultIndexDelay)
 	}
 	if c.Security.KeyGrace == 0 {
 		c.Security.KeyGrace = Duration(10 * time.Minute)

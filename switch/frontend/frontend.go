@@ -370,6 +370,22 @@ func (c *serverConn) handle(ctx context.Context, body []byte, read time.Time, in
 	}
 }
 
+// drain adds the answers already queued to batch, up to 64.
+func (c *serverConn) drain(batch []outMsg) []outMsg {
+	for len(batch) < 64 {
+		select {
+		case m, ok := <-c.out:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, m)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
 // writeLoop writes responses, coalescing those that are ready into one write, and
 // reports each one's delivery.
 func (c *serverConn) writeLoop() {
@@ -382,36 +398,13 @@ func (c *serverConn) writeLoop() {
 			notify(m, false)
 			continue
 		}
-		batch = append(batch[:0], m)
-	more:
-		for len(batch) < 64 {
-			select {
-			case m, ok := <-c.out:
-				if !ok {
-					break more
-				}
-				batch = append(batch, m)
-			default:
-				break more
-			}
-		}
+		batch = c.drain(append(batch[:0], m))
 		if len(batch) == 1 && len(c.sem) > 1 {
 			// Other requests of this connection are in progress, and the group commit
 			// that released this answer released theirs too: let them queue theirs
 			// before the write, so that one write carries them all.
 			runtime.Gosched()
-		more2:
-			for len(batch) < 64 {
-				select {
-				case m, ok := <-c.out:
-					if !ok {
-						break more2
-					}
-					batch = append(batch, m)
-				default:
-					break more2
-				}
-			}
+			batch = c.drain(batch)
 		}
 		var err error
 		for _, m := range batch {

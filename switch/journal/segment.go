@@ -37,7 +37,7 @@ const (
 	kindDeliv  byte = 3 // a delivery mark: the RRN, then a state byte and unix nanos
 	kindKV     byte = 4 // a key set in Badger directly: uvarint key length, key, value
 
-	defaultSegmentSize = 64 << 20
+	defaultSegmentSize = DefaultSegmentMB << 20
 )
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)

@@ -62,6 +62,14 @@ var ErrNotFound = errors.New("journal: no such record")
 // ErrClosed is returned by writes after Close.
 var ErrClosed = errors.New("journal: closed")
 
+// The defaults of Options.
+const (
+	DefaultMaxBatch   = 4096
+	DefaultGap        = 50 * time.Microsecond
+	DefaultIndexDelay = 200 * time.Millisecond
+	DefaultSegmentMB  = 64
+)
+
 // Options configure the journal.
 type Options struct {
 	// Dir is the directory of the log's segment files (required).
@@ -200,13 +208,13 @@ func Open(db *badger.DB, opts Options) (*Store, error) {
 		return nil, errors.New("journal: no log directory given")
 	}
 	if opts.MaxBatch <= 0 {
-		opts.MaxBatch = 4096
+		opts.MaxBatch = DefaultMaxBatch
 	}
 	if opts.Gap <= 0 {
-		opts.Gap = 50 * time.Microsecond
+		opts.Gap = DefaultGap
 	}
 	if opts.IndexDelay <= 0 {
-		opts.IndexDelay = 200 * time.Millisecond
+		opts.IndexDelay = DefaultIndexDelay
 	}
 	s := &Store{db: db, opts: opts, reqs: make(chan *writeReq, 8192), done: make(chan struct{}),
 		pend: map[string]*pendRec{}, pendDeliv: map[string]pendDeliv{}, pendDup: map[string]string{},
