@@ -129,6 +129,9 @@ type Config struct {
 	// KeyGrace is how long a terminal's previous working keys stay valid after a key
 	// change (default 10 min).
 	KeyGrace time.Duration
+	// Cases receives the transactions the rules send to review or alert (nil: they
+	// are only logged).
+	Cases Cases
 }
 
 // Pipeline processes terminal requests. It is safe for concurrent use.

@@ -110,6 +110,7 @@ func (p *Pipeline) assess(ctx context.Context, t *txn, res *registry.CheckResult
 	case risk.ActionReview, risk.ActionAlert:
 		p.log.Info().Str("rrn", t.rec.RRN).Str("tid", t.rec.TID).Str("action", string(d.Action)).Str("rule", d.Rule).
 			Str("reason", d.Reason).Int("score", d.Score).Msg("risk " + string(d.Action))
+		p.openCase(ctx, t)
 	}
 	return nil
 }

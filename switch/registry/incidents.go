@@ -59,6 +59,9 @@ type Incident struct {
 	Facts        Facts      `json:"facts"`
 	// Action is what the switch did besides declining, e.g. "terminal-suspended".
 	Action string `json:"action,omitempty"`
+	// Case is the review case whose confirmed fraud opened the incident (reason
+	// confirmed-fraud), "" for the binding checks' incidents.
+	Case string `json:"case,omitempty"`
 
 	Status      IncidentStatus `json:"status"`
 	AckBy       string         `json:"acknowledged_by,omitempty"`

@@ -12,6 +12,7 @@ import (
 	"github.com/switchyard/switchyard/keys"
 	"github.com/switchyard/switchyard/risk"
 	"github.com/switchyard/switchyard/switch/admin"
+	"github.com/switchyard/switchyard/switch/cases"
 	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/registry"
 )
@@ -99,6 +100,15 @@ func OpenOffline(dir, actor, tz string, lmk keys.LMKSource) (*Offline, error) {
 		return nil, err
 	}
 	mux.Handle("/risk/", risk.NewAdminHandler(auth, nil, lists))
+	cs, err := cases.New(db, cases.Options{Lists: lists, Registry: reg})
+	if err != nil {
+		o.Close()
+		return nil, err
+	}
+	o.close = append([]func() error{cs.Close}, o.close...)
+	caseAPI := cases.NewAPI(cs, auth)
+	mux.Handle("/api/v1/cases", caseAPI)
+	mux.Handle("/api/v1/cases/", caseAPI)
 	o.Handler = mux
 	return o, nil
 }

@@ -31,6 +31,7 @@ import (
 	"github.com/switchyard/switchyard/keys"
 	"github.com/switchyard/switchyard/risk"
 	"github.com/switchyard/switchyard/switch/admin"
+	"github.com/switchyard/switchyard/switch/cases"
 	"github.com/switchyard/switchyard/switch/config"
 	"github.com/switchyard/switchyard/switch/frontend"
 	"github.com/switchyard/switchyard/switch/issuer"
@@ -55,6 +56,7 @@ type Server struct {
 	Queue     *saf.Queue
 	HSM       *hsm.Software
 	Risk      *risk.Engine
+	Cases     *cases.Store
 	Keys      *keys.Store
 	issuerSec *issuersim.Security
 	DemoSim   *issuersim.Sim
@@ -220,6 +222,10 @@ func New(cfg *config.Config, log zerolog.Logger) (_ *Server, err error) {
 		return nil, fmt.Errorf("rules: %w", err)
 	}
 	s.OnReload(func() error { _, err := s.Risk.Reload(); return err })
+	if s.Cases, err = cases.New(s.db, cases.Options{Rules: s.Risk, Lists: s.Risk.Lists(), Registry: s.Registry,
+		Metrics: s.Metrics.Registry, Logger: log.With().Str("component", "cases").Logger()}); err != nil {
+		return nil, err
+	}
 	standIn := map[string]pipeline.StandInLimits{}
 	zones := pipeline.ZoneKeys{}
 	for _, ic := range issuers {
@@ -244,6 +250,7 @@ func New(cfg *config.Config, log zerolog.Logger) (_ *Server, err error) {
 		Risk:             s.Risk,
 		Zones:            zones,
 		KeyGrace:         cfg.Security.KeyGrace.D(),
+		Cases:            s.Cases,
 	}, s.Journal, s.Queue, rt, s.Registry, s.Metrics, txnLog)
 	if err != nil {
 		return nil, err
@@ -361,6 +368,9 @@ func (s *Server) startAdmin() error {
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.Metrics.Registry, promhttp.HandlerOpts{Registry: s.Metrics.Registry}))
 	s.mux.Handle("/api/v1/", registry.NewAPI(s.Registry, s.auth))
 	s.mux.Handle("/risk/", risk.NewAdminHandler(s.auth, s.Risk, nil))
+	caseAPI := cases.NewAPI(s.Cases, s.auth)
+	s.mux.Handle("/api/v1/cases", caseAPI)
+	s.mux.Handle("/api/v1/cases/", caseAPI)
 	keyAPI := keys.NewAPI(s.Keys, s.HSM, s.auth)
 	s.mux.Handle("/api/v1/keys", keyAPI)
 	s.mux.Handle("/api/v1/keys/", keyAPI)
@@ -445,6 +455,9 @@ func (s *Server) Close() {
 		}
 		if s.Pipeline != nil {
 			s.Pipeline.Stop()
+		}
+		if s.Cases != nil {
+			_ = s.Cases.Close() // writes the cases still queued
 		}
 		if s.Queue != nil {
 			if err := s.Queue.Close(); err != nil {

@@ -1,0 +1,559 @@
+package cases
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/switchyard/switchyard/risk"
+	"github.com/switchyard/switchyard/switch/admin"
+	"github.com/switchyard/switchyard/switch/journal"
+	"github.com/switchyard/switchyard/switch/registry"
+)
+
+// Badger keys. Everything the store keeps is under "case/".
+const (
+	pfxCase = "case/c/"   // + 20-digit sequence -> Case JSON
+	pfxRRN  = "case/rrn/" // + RRN -> 20-digit sequence (one case per transaction)
+)
+
+// DefaultQueue is the default capacity of the queue of cases waiting to be written.
+const DefaultQueue = 4096
+
+// writeBatch is the most cases the writer stores with one transaction and one sync.
+const writeBatch = 256
+
+// Snapshotter captures a transaction as the rules saw it (*risk.Engine).
+type Snapshotter interface {
+	Snapshot(in *risk.Input) *risk.Snapshot
+}
+
+// Lists is the deny list that a confirmed fraud adds the card to (*risk.Lists).
+type Lists interface {
+	Add(who string, e risk.ListEntry) (risk.ListEntry, error)
+}
+
+// Registry opens the merchant's incident for a confirmed fraud and keeps the
+// operation log (*registry.Registry).
+type Registry interface {
+	OpenFraudIncident(caseID, merchantID, terminalID string) (*registry.Incident, error)
+	LogOp(e registry.OpEntry, write func(txn *badger.Txn) error) (registry.OpEntry, error)
+}
+
+// Options tune a Store. Lists and Registry are needed to decide cases; Rules to
+// show the values the rules saw.
+type Options struct {
+	Rules    Snapshotter
+	Lists    Lists
+	Registry Registry
+	// Queue is the capacity of the queue between Open and the writer (default
+	// DefaultQueue). When it is full, Open drops the case (see the package comment).
+	Queue int
+	// DenyTTL bounds a confirmed-fraud card's deny-list entry; zero means no expiry.
+	DenyTTL time.Duration
+	// Metrics, when set, receives the store's metrics.
+	Metrics *prometheus.Registry
+	// Logger receives case events; nothing it logs holds card data beyond the masked PAN.
+	Logger zerolog.Logger
+	// Clock stamps the cases and decisions (default time.Now).
+	Clock func() time.Time
+}
+
+// item is a case waiting for the writer, or a flush barrier when c is nil.
+type item struct {
+	c    *Case
+	d    risk.Decision
+	snap *risk.Snapshot
+	done chan struct{}
+}
+
+// Store keeps the review cases. Its methods are safe for concurrent use.
+type Store struct {
+	db   *badger.DB
+	opts Options
+	log  zerolog.Logger
+
+	q        chan item
+	qmu      sync.RWMutex // guards closed against sends on q
+	closed   bool
+	dropping atomic.Bool // the queue overflowed and the drop was logged
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	once     sync.Once
+
+	mu   sync.Mutex // serializes assignments and decisions
+	seq  uint64     // last case sequence; the writer's alone after New
+	open atomic.Int64
+
+	opened   *prometheus.CounterVec
+	dropped  prometheus.Counter
+	deduped  prometheus.Counter
+	decided  *prometheus.CounterVec
+	failures prometheus.Counter
+}
+
+// New loads the cases stored in db and starts the writer. Call Close before
+// closing db.
+func New(db *badger.DB, opts Options) (*Store, error) {
+	if db == nil {
+		return nil, errors.New("cases: nil Badger database")
+	}
+	if opts.Queue <= 0 {
+		opts.Queue = DefaultQueue
+	}
+	if opts.Clock == nil {
+		opts.Clock = time.Now
+	}
+	s := &Store{db: db, opts: opts, log: opts.Logger, q: make(chan item, opts.Queue), stop: make(chan struct{}),
+		opened: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchyard_cases_opened_total",
+			Help: "Review cases opened, by the rules' action (review, alert)."}, []string{"action"}),
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "switchyard_cases_dropped_total",
+			Help: "Review cases not opened because the queue to the case writer was full (the transactions are in the journal)."}),
+		deduped: prometheus.NewCounter(prometheus.CounterOpts{Name: "switchyard_cases_deduplicated_total",
+			Help: "Review cases not opened because the transaction (RRN) already has one."}),
+		decided: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchyard_cases_decided_total",
+			Help: "Review cases decided, by verdict."}, []string{"verdict"}),
+		failures: prometheus.NewCounter(prometheus.CounterOpts{Name: "switchyard_cases_write_errors_total",
+			Help: "Batches of review cases the writer could not store."}),
+	}
+	for _, a := range []risk.Action{risk.ActionReview, risk.ActionAlert} {
+		s.opened.WithLabelValues(string(a))
+	}
+	for _, v := range []Verdict{VerdictFraud, VerdictCleared} {
+		s.decided.WithLabelValues(string(v))
+	}
+	if err := s.load(); err != nil {
+		return nil, err
+	}
+	if opts.Metrics != nil {
+		gauge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchyard_cases_open",
+			Help: "Review cases not yet decided (open or assigned)."}, func() float64 { return float64(s.open.Load()) })
+		for _, c := range []prometheus.Collector{gauge, s.opened, s.dropped, s.deduped, s.decided, s.failures} {
+			if err := opts.Metrics.Register(c); err != nil {
+				return nil, fmt.Errorf("cases: register metrics: %w", err)
+			}
+		}
+	}
+	s.wg.Add(1)
+	go s.writer()
+	return s, nil
+}
+
+// load finds the last sequence and counts the undecided cases.
+func (s *Store) load() error {
+	return s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(pfxCase), PrefetchValues: true, PrefetchSize: 100})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			var c Case
+			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &c) }); err != nil {
+				return fmt.Errorf("cases: read %s: %w", it.Item().Key(), err)
+			}
+			s.seq = max(s.seq, c.Seq)
+			if c.Status != StatusDecided {
+				s.open.Add(1)
+			}
+		}
+		return nil
+	})
+}
+
+// Close stops taking cases, writes those queued and stops the writer. It does not
+// close the database.
+func (s *Store) Close() error {
+	s.once.Do(func() {
+		s.qmu.Lock()
+		s.closed = true
+		s.qmu.Unlock()
+		close(s.stop)
+		s.wg.Wait()
+	})
+	return nil
+}
+
+// Open queues a case for a transaction the rules sent to review (or alert), and
+// returns at once: it never waits for the disk. It copies what the case needs from
+// in, d and rec, which the caller may reuse afterwards. Call it after Evaluate and
+// before Observe, so that the counter values are those the rules saw.
+func (s *Store) Open(_ context.Context, in *risk.Input, d *risk.Decision, rec *journal.Record) {
+	c := &Case{Status: StatusOpen, Action: string(d.Action), Rule: d.Rule, Reason: d.Reason, Score: d.Score, RuleSet: d.Version,
+		RRN: rec.RRN, Time: rec.Received.UTC(), MTI: rec.MTI, Type: rec.Type, TID: rec.TID, MID: rec.MID, STAN: rec.STAN,
+		PANMasked: rec.PANMasked, CardHash: rec.CardHash, Amount: rec.Amount, Currency: rec.Currency}
+	if c.MID == "" {
+		c.MID = in.Merchant.ID
+	}
+	it := item{c: c, d: risk.Decision{Hits: append([]risk.Hit(nil), d.Hits...)}}
+	if s.opts.Rules != nil {
+		it.snap = s.opts.Rules.Snapshot(in)
+	}
+	s.qmu.RLock()
+	defer s.qmu.RUnlock()
+	if s.closed {
+		s.dropped.Inc()
+		return
+	}
+	select {
+	case s.q <- it:
+	default:
+		s.dropped.Inc()
+		if s.dropping.CompareAndSwap(false, true) {
+			s.log.Error().Str("rrn", c.RRN).Str("tid", c.TID).Str("rule", c.Rule).Int("queue", cap(s.q)).
+				Msg("review case queue full: cases are not opened until it drains (counted in switchyard_cases_dropped_total; the transactions and their rule hits are in the journal)")
+		}
+	}
+}
+
+// Flush waits until every case queued so far is stored.
+func (s *Store) Flush() {
+	done := make(chan struct{})
+	s.qmu.RLock()
+	if s.closed {
+		s.qmu.RUnlock()
+		return
+	}
+	s.q <- item{done: done}
+	s.qmu.RUnlock()
+	<-done
+}
+
+// writer stores queued cases: whatever is waiting is written together.
+func (s *Store) writer() {
+	defer s.wg.Done()
+	var batch []item
+	gather := func() {
+		for len(batch) < writeBatch {
+			select {
+			case it := <-s.q:
+				batch = append(batch, it)
+			default:
+				return
+			}
+		}
+	}
+	for {
+		select {
+		case it := <-s.q:
+			batch = append(batch[:0], it)
+			gather()
+			s.write(batch)
+			if len(s.q) == 0 {
+				s.dropping.Store(false) // drained: log the next overflow again
+			}
+		case <-s.stop:
+			for { // nothing is queued after closed is set
+				batch = batch[:0]
+				gather()
+				if len(batch) == 0 {
+					return
+				}
+				s.write(batch)
+			}
+		}
+	}
+}
+
+// write stores a batch of new cases with one transaction and one sync, skipping
+// transactions that already have a case, and releases the flush barriers.
+func (s *Store) write(batch []item) {
+	var cs []*Case
+	seen := map[string]bool{}
+	for _, it := range batch {
+		if it.c == nil || seen[it.c.RRN] {
+			if it.c != nil {
+				s.deduped.Inc()
+			}
+			continue
+		}
+		seen[it.c.RRN] = true
+		it.c.Hits = it.snap.HitValues(&it.d)
+		if it.c.Hits == nil {
+			it.c.Hits = hitsOnly(it.d.Hits)
+		}
+		cs = append(cs, it.c)
+	}
+	if len(cs) > 0 {
+		if err := s.store(cs); err != nil {
+			s.failures.Inc()
+			s.log.Error().Err(err).Int("cases", len(cs)).Str("first_rrn", cs[0].RRN).Msg("review cases not stored")
+		}
+	}
+	for _, it := range batch {
+		if it.done != nil {
+			close(it.done)
+		}
+	}
+}
+
+// hitsOnly turns the bare hits into traces without values (no rules engine given).
+func hitsOnly(hits []risk.Hit) []risk.RuleTrace {
+	out := make([]risk.RuleTrace, 0, len(hits))
+	for _, h := range hits {
+		out = append(out, risk.RuleTrace{Rule: h.Rule, Mode: h.Mode, Action: h.Action, Hit: true, Score: h.Score, Reason: h.Reason})
+	}
+	return out
+}
+
+func (s *Store) store(cs []*Case) error {
+	seq := s.seq
+	now := s.opts.Clock().UTC()
+	var stored []*Case
+	err := s.db.Update(func(txn *badger.Txn) error {
+		for _, c := range cs {
+			if _, err := txn.Get(rrnKey(c.RRN)); err == nil {
+				s.deduped.Inc()
+				continue
+			} else if !errors.Is(err, badger.ErrKeyNotFound) {
+				return fmt.Errorf("look up case of RRN %s: %w", c.RRN, err)
+			}
+			seq++
+			c.Seq, c.ID, c.OpenedAt = seq, caseID(seq), now
+			if err := putJSON(txn, seqKey(seq), c); err != nil {
+				return err
+			}
+			if err := txn.Set(rrnKey(c.RRN), []byte(fmt.Sprintf("%020d", seq))); err != nil {
+				return fmt.Errorf("write %s: %w", rrnKey(c.RRN), err)
+			}
+			stored = append(stored, c)
+		}
+		return nil
+	})
+	if err == nil {
+		err = s.db.Sync()
+	}
+	if err != nil {
+		return fmt.Errorf("cases: store %d case(s) from RRN %s: %w", len(cs), cs[0].RRN, err)
+	}
+	s.seq = seq
+	for _, c := range stored {
+		s.open.Add(1)
+		s.opened.WithLabelValues(c.Action).Inc()
+		s.log.Info().Str("case", c.ID).Str("rrn", c.RRN).Str("tid", c.TID).Str("mid", c.MID).Str("pan", c.PANMasked).
+			Int64("amount", c.Amount).Str("action", c.Action).Str("rule", c.Rule).Msg("review case opened")
+	}
+	return nil
+}
+
+func seqKey(n uint64) []byte   { return []byte(pfxCase + fmt.Sprintf("%020d", n)) }
+func rrnKey(rrn string) []byte { return []byte(pfxRRN + rrn) }
+
+func putJSON(txn *badger.Txn, key []byte, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", key, err)
+	}
+	if err := txn.Set(key, b); err != nil {
+		return fmt.Errorf("write %s: %w", key, err)
+	}
+	return nil
+}
+
+// Filter selects cases; empty fields match everything.
+type Filter struct {
+	Status     Status
+	Action     string // review or alert
+	AssignedTo string
+	TID, MID   string
+	Limit      int // the newest this many; 0 means 1000
+}
+
+// List returns the matching cases, oldest first, after the queued ones are stored.
+func (s *Store) List(f Filter) ([]*Case, error) {
+	s.Flush()
+	if f.Limit <= 0 {
+		f.Limit = 1000
+	}
+	var out []*Case
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Reverse: true, Prefix: []byte(pfxCase), PrefetchValues: true, PrefetchSize: 50})
+		defer it.Close()
+		for it.Seek([]byte(pfxCase + "\xff")); it.Valid() && len(out) < f.Limit; it.Next() {
+			c := new(Case)
+			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, c) }); err != nil {
+				return fmt.Errorf("cases: read %s: %w", it.Item().Key(), err)
+			}
+			if (f.Status != "" && c.Status != f.Status) || (f.Action != "" && c.Action != f.Action) ||
+				(f.AssignedTo != "" && c.AssignedTo != f.AssignedTo) || (f.TID != "" && c.TID != f.TID) || (f.MID != "" && c.MID != f.MID) {
+				continue
+			}
+			out = append(out, c)
+		}
+		return nil
+	})
+	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+		out[i], out[j] = out[j], out[i]
+	}
+	return out, err
+}
+
+// Get returns case id (CASE-n), after the queued ones are stored.
+func (s *Store) Get(id string) (*Case, error) {
+	n, err := parseID(id)
+	if err != nil {
+		return nil, err
+	}
+	s.Flush()
+	return s.get(n)
+}
+
+// ByRRN returns the case of transaction rrn.
+func (s *Store) ByRRN(rrn string) (*Case, error) {
+	s.Flush()
+	var n uint64
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(rrnKey(rrn))
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error {
+			var perr error
+			n, perr = strconv.ParseUint(string(bytes.TrimSpace(v)), 10, 64)
+			return perr
+		})
+	})
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, kindErrorf(ErrNotFound, "RRN %s has no review case", rrn)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cases: look up RRN %s: %w", rrn, err)
+	}
+	return s.get(n)
+}
+
+func (s *Store) get(n uint64) (*Case, error) {
+	c := new(Case)
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(seqKey(n))
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error { return json.Unmarshal(v, c) })
+	})
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, kindErrorf(ErrNotFound, "case %s does not exist", caseID(n))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cases: read %s: %w", caseID(n), err)
+	}
+	return c, nil
+}
+
+// mayHandle: analysts assign and decide cases; admin may do all.
+func mayHandle(p admin.Principal) bool {
+	return p.Role == admin.RoleAnalyst || p.Role == admin.RoleAdmin
+}
+
+// Assign gives case id to analyst to (p itself when to is empty). An open case or
+// one assigned to someone else may be assigned; a decided case may not.
+func (s *Store) Assign(p admin.Principal, id, to, note string) (*Case, error) {
+	if !mayHandle(p) {
+		return nil, kindErrorf(ErrForbidden, "%s (%s) may not assign review cases: analyst or admin role needed", p.Name, p.Role)
+	}
+	to = strings.TrimSpace(to)
+	if to == "" {
+		to = p.Name
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, err := s.Get(id)
+	if err != nil {
+		return nil, err
+	}
+	if c.Status == StatusDecided {
+		return nil, kindErrorf(ErrConflict, "case %s is decided (%s by %s): it cannot be assigned", c.ID, c.Decision.Verdict, c.Decision.By)
+	}
+	before := summary(c)
+	now := s.opts.Clock().UTC()
+	c.Status, c.AssignedTo, c.AssignedBy, c.AssignedAt = StatusAssigned, to, p.Name, &now
+	if err := s.commit(p, c, "case.assign", strings.TrimSpace(note), before, now); err != nil {
+		return nil, err
+	}
+	s.log.Info().Str("case", c.ID).Str("rrn", c.RRN).Str("assigned_to", to).Str("by", p.Name).Msg("review case assigned")
+	return c, nil
+}
+
+// Decide records p's verdict on case id. The case must be assigned, to p unless p
+// is an admin, and not yet decided. Confirmed fraud puts the card hash on the deny
+// list and opens an incident for the merchant before the decision is stored; when
+// storing fails after that, deciding again is safe (the deny entry is replaced, a
+// second incident opened).
+func (s *Store) Decide(p admin.Principal, id string, v Verdict, note string) (*Case, error) {
+	if !mayHandle(p) {
+		return nil, kindErrorf(ErrForbidden, "%s (%s) may not decide review cases: analyst or admin role needed", p.Name, p.Role)
+	}
+	if v != VerdictFraud && v != VerdictCleared {
+		return nil, kindErrorf(ErrInvalid, "verdict %q: want %s or %s", v, VerdictFraud, VerdictCleared)
+	}
+	if s.opts.Registry == nil || (v == VerdictFraud && s.opts.Lists == nil) {
+		return nil, errors.New("cases: this store cannot decide (no registry or deny list)")
+	}
+	note = strings.TrimSpace(note)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, err := s.Get(id)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case c.Status == StatusDecided:
+		return nil, kindErrorf(ErrConflict, "case %s is already decided (%s by %s at %s)", c.ID, c.Decision.Verdict, c.Decision.By, c.Decision.At.Format(time.RFC3339))
+	case c.Status == StatusOpen:
+		return nil, kindErrorf(ErrConflict, "case %s is open: assign it first (switchyard case assign %s)", c.ID, c.ID)
+	case c.AssignedTo != p.Name && p.Role != admin.RoleAdmin:
+		return nil, kindErrorf(ErrForbidden, "case %s is assigned to %s, not %s: reassign it to decide it", c.ID, c.AssignedTo, p.Name)
+	}
+	before := summary(c)
+	now := s.opts.Clock().UTC()
+	d := &Decision{Verdict: v, By: p.Name, At: now, Note: note}
+	if v == VerdictFraud {
+		e := risk.ListEntry{List: risk.ListDeny, Kind: risk.KindCard, Value: c.CardHash,
+			Note: fmt.Sprintf("%s confirmed fraud (RRN %s): %s", c.ID, c.RRN, note)}
+		if s.opts.DenyTTL > 0 {
+			e.ExpiresAt = now.Add(s.opts.DenyTTL)
+		}
+		if _, err := s.opts.Lists.Add(p.Name, e); err != nil {
+			return nil, fmt.Errorf("case %s: put the card on the deny list: %w", c.ID, err)
+		}
+		d.DenyListed = true
+		inc, err := s.opts.Registry.OpenFraudIncident(c.ID, c.MID, c.TID)
+		if err != nil {
+			return nil, fmt.Errorf("case %s: card deny-listed, but the merchant's incident not opened (decide again): %w", c.ID, err)
+		}
+		d.Incident = inc.ID
+	} else {
+		d.Counters = counters(c.Hits)
+	}
+	c.Status, c.Decision = StatusDecided, d
+	if err := s.commit(p, c, "case.decide", note, before, now); err != nil {
+		return nil, err
+	}
+	s.open.Add(-1)
+	s.decided.WithLabelValues(string(v)).Inc()
+	s.log.Warn().Str("case", c.ID).Str("rrn", c.RRN).Str("tid", c.TID).Str("mid", c.MID).Str("pan", c.PANMasked).
+		Str("verdict", string(v)).Str("by", p.Name).Str("incident", d.Incident).Msg("review case decided")
+	return c, nil
+}
+
+// commit stores c with its operation log entry in one transaction.
+func (s *Store) commit(p admin.Principal, c *Case, action, note string, before json.RawMessage, now time.Time) error {
+	if s.opts.Registry == nil {
+		return errors.New("cases: no operation log to record the change in")
+	}
+	_, err := s.opts.Registry.LogOp(registry.OpEntry{Time: now, Actor: p.Name, Role: string(p.Role), Action: action,
+		TargetType: "case", Target: c.ID, Reason: note, Before: before, After: summary(c)},
+		func(txn *badger.Txn) error { return putJSON(txn, seqKey(c.Seq), c) })
+	if err != nil {
+		return fmt.Errorf("cases: %s of %s: %w", action, c.ID, err)
+	}
+	return nil
+}
