@@ -106,6 +106,22 @@ type Store struct {
 // New loads the cases stored in db and starts the writer. Call Close before
 // closing db.
 func New(db *badger.DB, opts Options) (*Store, error) {
+	s, err := newStore(db, opts)
+	if err != nil {
+		return nil, err
+	}
+	s.start()
+	return s, nil
+}
+
+// start starts the writer.
+func (s *Store) start() {
+	s.wg.Add(1)
+	go s.writer()
+}
+
+// newStore loads the cases; the writer is not started (tests fill its queue first).
+func newStore(db *badger.DB, opts Options) (*Store, error) {
 	if db == nil {
 		return nil, errors.New("cases: nil Badger database")
 	}
@@ -145,8 +161,6 @@ func New(db *badger.DB, opts Options) (*Store, error) {
 			}
 		}
 	}
-	s.wg.Add(1)
-	go s.writer()
 	return s, nil
 }
 
