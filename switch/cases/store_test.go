@@ -75,7 +75,7 @@ type env struct {
 	now   time.Time
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	db, err := badger.Open(badger.DefaultOptions(t.TempDir()).WithLogger(nil))
 	if err != nil {
@@ -104,7 +104,7 @@ func newEnv(t *testing.T) *env {
 	return e
 }
 
-func (e *env) store(t *testing.T) *Store {
+func (e *env) store(t testing.TB) *Store {
 	t.Helper()
 	s, err := New(e.db, e.opts)
 	if err != nil {
@@ -116,7 +116,7 @@ func (e *env) store(t *testing.T) *Store {
 
 // txn evaluates a purchase of amount by the test card and returns what the pipeline
 // hands to Open. The card's earlier purchase is observed first, so the rule hits.
-func (e *env) txn(t *testing.T, rrn string, amount int) (*risk.Input, risk.Decision, *journal.Record) {
+func (e *env) txn(t testing.TB, rrn string, amount int) (*risk.Input, risk.Decision, *journal.Record) {
 	t.Helper()
 	in := &risk.Input{}
 	in.Txn = risk.Txn{MTI: "0200", ProcCode: "000000", Type: "purchase", Amount: amount, Currency: "156", CardHash: cardHash,
@@ -129,7 +129,7 @@ func (e *env) txn(t *testing.T, rrn string, amount int) (*risk.Input, risk.Decis
 	return in, d, rec
 }
 
-func (e *env) open(t *testing.T, s *Store, rrn string) {
+func (e *env) open(t testing.TB, s *Store, rrn string) {
 	t.Helper()
 	in, d, rec := e.txn(t, rrn, 150000)
 	if d.Action != risk.ActionReview {
@@ -294,4 +294,35 @@ func TestQueueFull(t *testing.T) {
 	if s.dropping.Load() {
 		t.Fatal("the overflow flag stays set after the queue drained")
 	}
+}
+
+// BenchmarkOpen is what a transaction the rules send to review pays for its case:
+// the snapshot of the counters, the copy and the queue. The writer is not running
+// (its work is another goroutine's); the queue is emptied outside the timing.
+func BenchmarkOpen(b *testing.B) {
+	e := newEnv(b)
+	e.opts.Queue = 1024
+	s, err := newStore(e.db, e.opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	in, d, rec := e.txn(b, "000000000001", 150000)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		if i%1024 == 1023 {
+			b.StopTimer()
+			for len(s.q) > 0 {
+				<-s.q
+			}
+			b.StartTimer()
+		}
+		s.Open(context.Background(), in, &d, rec)
+	}
+	b.StopTimer()
+	if got := counterValue(s.dropped); got != 0 {
+		b.Fatalf("%v cases dropped", got)
+	}
+	s.start()
+	_ = s.Close()
 }
