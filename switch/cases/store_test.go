@@ -136,14 +136,22 @@ func (e *env) open(t testing.TB, s *Store, rrn string) {
 		t.Fatalf("the test rule did not send RRN %s to review: %+v", rrn, d)
 	}
 	s.Open(context.Background(), in, &d, rec)
-	in.Reset() // the pipeline reuses the input: the case must not depend on it
+	// As the pipeline does after the answer: the counters move on, and the input is
+	// reused. The case must show neither.
+	e.eng.Observe(in, risk.Outcome{Approved: true, ResponseCode: "00"})
+	in.Reset()
 }
 
 func TestOpenAssignDecideFraud(t *testing.T) {
 	e := newEnv(t)
-	s := e.store(t)
+	s, err := newStore(e.db, e.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
 	e.open(t, s, "000000000001")
 	e.open(t, s, "000000000001") // the same transaction again: one case
+	s.start()                    // only now: the counters have moved on since the rules decided
 	list, err := s.List(Filter{})
 	if err != nil || len(list) != 1 {
 		t.Fatalf("cases: %v %+v", err, list)
