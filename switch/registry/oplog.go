@@ -21,7 +21,7 @@ type OpEntry struct {
 	Actor      string    `json:"actor"`          // principal name, or "system"
 	Role       string    `json:"role,omitempty"` // the actor's role
 	Action     string    `json:"action"`         // e.g. "terminal.suspend", "change.request", "incident.ack"
-	TargetType string    `json:"target_type"`    // merchant, terminal, change, incident, alert, alert-rule
+	TargetType string    `json:"target_type"`    // merchant, terminal, change, incident, alert, alert-rule, case
 	Target     string    `json:"target"`         // the record's ID
 	ChangeID   string    `json:"change_id,omitempty"`
 	// RequestedBy is the operator who requested the change an approver applied.
