@@ -30,6 +30,7 @@ import (
 	"github.com/switchyard/switchyard/hsm"
 	"github.com/switchyard/switchyard/keys"
 	"github.com/switchyard/switchyard/risk"
+	"github.com/switchyard/switchyard/rules"
 	"github.com/switchyard/switchyard/switch/admin"
 	"github.com/switchyard/switchyard/switch/config"
 	"github.com/switchyard/switchyard/switch/frontend"
@@ -209,7 +210,9 @@ func New(cfg *config.Config, log zerolog.Logger) (_ *Server, err error) {
 		txnLog = log.Level(zerolog.WarnLevel)
 	}
 	rlog := log.With().Str("component", "risk").Logger()
-	if s.Risk, err = risk.New(cfg.RulesDir, risk.Options{DB: s.db, Location: loc, Logger: &rlog, FlushInterval: cfg.Risk.CounterFlush.D(),
+	// Without its rules directory (a switch started away from a checkout) the switch
+	// runs the default pack built into the binary, and says so at start.
+	if s.Risk, err = risk.New(cfg.RulesDir, risk.Options{DB: s.db, Location: loc, Logger: &rlog, FlushInterval: cfg.Risk.CounterFlush.D(), Fallback: rules.Files,
 		OnReload: func(rs *risk.RuleSet, err error) {
 			if err != nil {
 				rlog.Error().Err(err).Msg("rules refused; the running rules stay")
