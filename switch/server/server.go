@@ -211,15 +211,9 @@ func New(cfg *config.Config, log zerolog.Logger) (_ *Server, err error) {
 	}
 	rlog := log.With().Str("component", "risk").Logger()
 	// Without its rules directory (a switch started away from a checkout) the switch
-	// runs the default pack built into the binary, and says so at start.
-	if s.Risk, err = risk.New(cfg.RulesDir, risk.Options{DB: s.db, Location: loc, Logger: &rlog, FlushInterval: cfg.Risk.CounterFlush.D(), Fallback: rules.Files,
-		OnReload: func(rs *risk.RuleSet, err error) {
-			if err != nil {
-				rlog.Error().Err(err).Msg("rules refused; the running rules stay")
-				return
-			}
-			rlog.Info().Str("version", rs.Version).Int("rules", len(rs.Rules)).Msg("rules loaded")
-		}}); err != nil {
+	// runs the default pack built into the binary, and says so at start. The engine
+	// logs each reload itself (docs/rules.md quotes its lines).
+	if s.Risk, err = risk.New(cfg.RulesDir, risk.Options{DB: s.db, Location: loc, Logger: &rlog, FlushInterval: cfg.Risk.CounterFlush.D(), Fallback: rules.Files}); err != nil {
 		return nil, fmt.Errorf("rules: %w", err)
 	}
 	s.OnReload(func() error { _, err := s.Risk.Reload(); return err })
