@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"syscall"
@@ -80,7 +81,7 @@ func runServe(env *Env, args []string) int {
 		for _, t := range registry.DemoTokens() {
 			fmt.Fprintf(env.Stderr, "    %-9s %-16s %s\n", t.Role, t.Name, t.Token)
 		}
-		fmt.Fprintf(env.Stderr, "\n  try: switchyard term purchase --pan 4761739001010119 --amount 1000\n\n")
+		fmt.Fprintf(env.Stderr, "\n  try: %s term purchase --pan 4761739001010119 --amount 1000%s\n\n", selfName(), addrFlag(s.ListenerAddr("ascii")))
 	}
 	sig := make(chan os.Signal, 4)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
@@ -108,6 +109,23 @@ func runServe(env *Env, args []string) int {
 			return drain(s, log)
 		}
 	}
+}
+
+// selfName is how the user called this binary (./bin/switchyard after make run), so
+// that the banner's example runs as printed; "switchyard" when that is not known.
+func selfName() string {
+	if len(os.Args) > 0 && filepath.Base(os.Args[0]) == "switchyard" {
+		return os.Args[0]
+	}
+	return "switchyard"
+}
+
+// addrFlag is the --addr flag term needs to reach addr, "" for term's default.
+func addrFlag(addr string) string {
+	if addr == "127.0.0.1:8583" {
+		return ""
+	}
+	return " --addr " + addr
 }
 
 // setListenAddrs applies --listen NAME=HOST:PORT overrides to the configured listeners.
