@@ -9,10 +9,14 @@ FUZZTIME ?= 300000x
 FUZZTIME_HSM ?= 100000x
 BENCHTIME ?= 30s
 
-.PHONY: build run test fuzz bench bench-go vet fmt clean
+.PHONY: build install run test fuzz bench bench-go vet fmt clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/switchyard
+
+## install: switchyard on your PATH, in $(go env GOBIN) or else $(go env GOPATH)/bin
+install:
+	$(GO) install -ldflags "$(LDFLAGS)" ./cmd/switchyard
 
 ## run: the demo switch on the embedded default (Badger under ./data)
 run: build

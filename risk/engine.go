@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -297,7 +298,16 @@ type Options struct {
 	MaxSeries int
 	// MaxDistinct bounds the cards one distinct_cards series remembers (default DefaultMaxDistinct).
 	MaxDistinct int
+	// Fallback, when set, is the rule pack used while the rules directory does not
+	// exist (the default pack built into the binary, so that a switch started away
+	// from a checkout has its rules). A directory that exists always wins, even with
+	// a problem in it; creating the directory and reloading switches over to it.
+	Fallback fs.FS
 }
+
+// FallbackLabel stands for the directory in RuleSet.Dir and in problems when the
+// rules come from Options.Fallback.
+const FallbackLabel = "embedded:rules"
 
 // ReloadStatus describes the last reload attempt.
 type ReloadStatus struct {
@@ -351,7 +361,7 @@ func New(dir string, opts Options) (*Engine, error) {
 		}
 		e.lists = l
 	}
-	rs, err := Load(dir, LoadOptions{Location: opts.Location, Lists: e.lists})
+	rs, err := e.load()
 	if err != nil {
 		return nil, err
 	}
@@ -362,7 +372,10 @@ func New(dir string, opts Options) (*Engine, error) {
 	}
 	e.rs.Store(rs)
 	e.lastReload.Store(&ReloadStatus{Time: rs.LoadedAt, Version: rs.Version})
-	e.log.Info().Str("dir", dir).Str("version", rs.Version).Int("rules", len(rs.Rules)).
+	if rs.Dir == FallbackLabel {
+		e.log.Warn().Str("dir", dir).Msg("rules directory " + dir + " does not exist: using the default rule pack built into the binary")
+	}
+	e.log.Info().Str("dir", rs.Dir).Str("version", rs.Version).Int("rules", len(rs.Rules)).
 		Int("counters", len(rs.Counters)).Int("restored_series", n).Msg("risk rules loaded")
 	for _, w := range rs.Warnings {
 		e.log.Warn().Msg("risk rules: " + w.String())
@@ -382,6 +395,17 @@ func (e *Engine) Lists() *Lists { return e.lists }
 
 // Dir returns the rules directory.
 func (e *Engine) Dir() string { return e.dir }
+
+// load reads the rules directory, or Options.Fallback while the directory does not exist.
+func (e *Engine) load() (*RuleSet, error) {
+	lo := LoadOptions{Location: e.opts.Location, Lists: e.lists}
+	if e.opts.Fallback != nil {
+		if _, err := os.Stat(e.dir); errors.Is(err, fs.ErrNotExist) {
+			return LoadFS(e.opts.Fallback, FallbackLabel, lo)
+		}
+	}
+	return Load(e.dir, lo)
+}
 
 // LastReload describes the last reload attempt (or the initial load).
 func (e *Engine) LastReload() ReloadStatus { return *e.lastReload.Load() }
@@ -432,7 +456,7 @@ func (e *Engine) Reload() (*RuleSet, error) {
 	e.reloadMu.Lock()
 	defer e.reloadMu.Unlock()
 	old := e.rs.Load()
-	rs, err := Load(e.dir, LoadOptions{Location: e.opts.Location, Lists: e.lists})
+	rs, err := e.load()
 	if err == nil {
 		_, err = e.store.restore(rs.specList())
 	}
@@ -451,7 +475,7 @@ func (e *Engine) Reload() (*RuleSet, error) {
 	}
 	e.rs.Store(rs)
 	e.lastReload.Store(&ReloadStatus{Time: rs.LoadedAt, Version: rs.Version})
-	e.log.Info().Str("dir", e.dir).Str("version", rs.Version).Str("previous", old.Version).
+	e.log.Info().Str("dir", rs.Dir).Str("version", rs.Version).Str("previous", old.Version).
 		Int("rules", len(rs.Rules)).Msg("risk rules reloaded")
 	for _, w := range rs.Warnings {
 		e.log.Warn().Msg("risk rules: " + w.String())
@@ -465,8 +489,14 @@ func (e *Engine) Reload() (*RuleSet, error) {
 // Watch reloads the rules whenever a rule file in the directory is created,
 // written, renamed or removed, once the events have settled (Options.Debounce).
 // A bad file is reported through the logger and OnReload and the previous
-// rules stay. Watch returns when ctx is done.
+// rules stay. Watch returns when ctx is done. While the rules come from
+// Options.Fallback (no directory to watch) it watches nothing and returns nil at once:
+// SIGHUP and the admin reload pick up a directory created later.
 func (e *Engine) Watch(ctx context.Context) error {
+	if e.rs.Load().Dir == FallbackLabel {
+		e.log.Info().Str("dir", e.dir).Msg("rules directory not watched: it does not exist; create it and reload (SIGHUP or POST /risk/rules/reload) to use it")
+		return nil
+	}
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		return fmt.Errorf("watch rules directory %s: %w", e.dir, err)

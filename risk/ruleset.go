@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -260,6 +261,28 @@ func ReadDir(dir string) ([]SourceFile, error) {
 	return files, nil
 }
 
+// ReadFS returns the rule files at the root of fsys (an embedded rule pack), as
+// ReadDir does for a directory; their names, as problems show them, are label/name.
+func ReadFS(fsys fs.FS, label string) ([]SourceFile, error) {
+	entries, err := fs.ReadDir(fsys, ".")
+	if err != nil {
+		return nil, fmt.Errorf("read rules %s: %w", label, err)
+	}
+	var files []SourceFile
+	for _, e := range entries {
+		if e.IsDir() || !isRuleFile(e.Name()) {
+			continue
+		}
+		data, err := fs.ReadFile(fsys, e.Name())
+		if err != nil {
+			return nil, fmt.Errorf("read rule file %s/%s: %w", label, e.Name(), err)
+		}
+		files = append(files, SourceFile{Name: label + "/" + e.Name(), Data: data})
+	}
+	sort.Slice(files, func(i, j int) bool { return files[i].Name < files[j].Name })
+	return files, nil
+}
+
 func isRuleFile(name string) bool {
 	if strings.HasPrefix(name, ".") || strings.HasPrefix(name, "#") || strings.HasSuffix(name, "~") {
 		return false
@@ -275,6 +298,20 @@ func Load(dir string, opts LoadOptions) (*RuleSet, error) {
 	if err != nil {
 		return nil, err
 	}
+	return compileFrom(dir, files, opts)
+}
+
+// LoadFS is Load over the rule files at the root of fsys; label stands for the
+// directory in problems and in RuleSet.Dir.
+func LoadFS(fsys fs.FS, label string, opts LoadOptions) (*RuleSet, error) {
+	files, err := ReadFS(fsys, label)
+	if err != nil {
+		return nil, err
+	}
+	return compileFrom(label, files, opts)
+}
+
+func compileFrom(dir string, files []SourceFile, opts LoadOptions) (*RuleSet, error) {
 	rs, err := Compile(files, opts)
 	if rs != nil {
 		rs.Dir = dir

@@ -11,6 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/url"
 	"os"
@@ -42,6 +43,9 @@ type ToolEnv struct {
 	// RulesDir is the rules directory of explain when --rules is not given
 	// (default "rules").
 	RulesDir string
+	// Fallback, when set, is the rule pack explain uses when --rules is not given
+	// and RulesDir does not exist (the pack built into the binary, as the switch does).
+	Fallback fs.FS
 	// Now is the clock for relative times (nil = time.Now).
 	Now func() time.Time
 	// Terminal forces (true) or suppresses (false) the redrawn progress bar;
@@ -558,7 +562,12 @@ func (t *tool) explain(ctx context.Context, args []string) int {
 			return t.usageErr("--warmup: %v", err)
 		}
 	}
-	rs, err := t.load(*dir)
+	var rs *risk.RuleSet
+	if _, serr := os.Stat(*dir); t.env.Fallback != nil && *dir == t.env.RulesDir && errors.Is(serr, os.ErrNotExist) {
+		rs, err = risk.LoadFS(t.env.Fallback, risk.FallbackLabel, risk.LoadOptions{Location: t.env.Location, Lists: t.env.Lists})
+	} else {
+		rs, err = t.load(*dir)
+	}
 	if err != nil {
 		return t.fail(err)
 	}

@@ -253,3 +253,19 @@ func TestListsCommands(t *testing.T) {
 		t.Errorf("unknown command: %d", code)
 	}
 }
+
+// TestExplainFallbackPack: without --rules, where the rules directory does not exist,
+// explain re-evaluates with the fallback pack (the one built into the binary); a
+// --rules directory that does not exist is still an error.
+func TestExplainFallbackPack(t *testing.T) {
+	h := journal(t, time.Date(2025, 6, 4, 0, 0, 0, 0, time.UTC))
+	missing := filepath.Join(t.TempDir(), "rules")
+	env := ToolEnv{History: h, Location: time.UTC, RulesDir: missing, Fallback: os.DirFS("../../rules")}
+	if code, out, errs := run(t, env, "explain", "000000000101"); code != ExitOK || !strings.Contains(out, "the same version") {
+		t.Errorf("explain with the fallback pack: %d\n%s%s", code, out, errs)
+	}
+	env.Fallback = nil
+	if code, _, errs := run(t, env, "explain", "000000000101"); code != ExitProblems || !strings.Contains(errs, missing) {
+		t.Errorf("explain without rules: %d %s", code, errs)
+	}
+}

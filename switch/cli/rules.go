@@ -10,6 +10,7 @@ import (
 
 	"github.com/switchyard/switchyard/risk"
 	"github.com/switchyard/switchyard/risk/ruletool"
+	"github.com/switchyard/switchyard/rules"
 	"github.com/switchyard/switchyard/switch/admin"
 	"github.com/switchyard/switchyard/switch/config"
 	"github.com/switchyard/switchyard/switch/journal"
@@ -75,7 +76,7 @@ func runRules(env *Env, args []string) int {
 	if err != nil {
 		return fail(env, "rules: SWITCHYARD_TIMEZONE: %v", err)
 	}
-	te := ruletool.ToolEnv{Location: loc, RulesDir: "rules"}
+	te := ruletool.ToolEnv{Location: loc, RulesDir: "rules", Fallback: rules.Files}
 	rest := args
 	if !local {
 		c, r, done, err := adminClient(env, args)

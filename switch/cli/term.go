@@ -30,11 +30,13 @@ var demoKeys = map[string]struct{ tpk, bdk, tak string }{
 }
 
 // demoKSN returns a KSN of the demo BDK whose counter grows with the clock (DUKPT
-// counters must increase; counters with more than 10 one-bits are skipped).
+// counters must increase; counters with more than 10 one-bits are skipped). The
+// counter keeps to 20 bits: its 21st bit is the last bit of the demo BDK's KSN prefix
+// FFFF9876543210E, and a KSN past it (…F…) is refused as another device's.
 func demoKSN(now time.Time) string {
-	c := uint32(now.Unix()-1_700_000_000) & 0x1FFFFF
+	c := uint32(now.Unix()-1_700_000_000) & 0xFFFFF
 	for bits.OnesCount32(c) > 10 {
-		c = (c + 1) & 0x1FFFFF
+		c = (c + 1) & 0xFFFFF
 	}
 	// KSN: FFFF9876543210 then 24 bits: the top 3 bits (E) end the key serial number,
 	// the low 21 bits are the counter.

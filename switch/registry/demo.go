@@ -25,7 +25,7 @@ const DemoLoadTerminals = 2000
 // DemoBDKRef is the key reference of the demo DUKPT BDK (KSNs FFFF9876543210Exxxxx).
 const DemoBDKRef = "BDK.FFFF9876543210E"
 
-// DemoMerchants returns the merchants of the demo fleet (docs: demo-fleet.md).
+// DemoMerchants returns the merchants of the demo fleet (docs/demo-fleet.md).
 func DemoMerchants() []Merchant {
 	return []Merchant{
 		{ID: "000000000000001", Name: "Demo Grocery", MCC: "5411", Region: "CN-BJ", Tier: TierStandard, Rating: RatingLow, Limits: DemoLimitsStandard, Status: MerchantActive},

@@ -30,6 +30,7 @@ import (
 	"github.com/switchyard/switchyard/hsm"
 	"github.com/switchyard/switchyard/keys"
 	"github.com/switchyard/switchyard/risk"
+	"github.com/switchyard/switchyard/rules"
 	"github.com/switchyard/switchyard/switch/admin"
 	"github.com/switchyard/switchyard/switch/cases"
 	"github.com/switchyard/switchyard/switch/config"
@@ -211,14 +212,10 @@ func New(cfg *config.Config, log zerolog.Logger) (_ *Server, err error) {
 		txnLog = log.Level(zerolog.WarnLevel)
 	}
 	rlog := log.With().Str("component", "risk").Logger()
-	if s.Risk, err = risk.New(cfg.RulesDir, risk.Options{DB: s.db, Location: loc, Logger: &rlog, FlushInterval: cfg.Risk.CounterFlush.D(),
-		OnReload: func(rs *risk.RuleSet, err error) {
-			if err != nil {
-				rlog.Error().Err(err).Msg("rules refused; the running rules stay")
-				return
-			}
-			rlog.Info().Str("version", rs.Version).Int("rules", len(rs.Rules)).Msg("rules loaded")
-		}}); err != nil {
+	// Without its rules directory (a switch started away from a checkout) the switch
+	// runs the default pack built into the binary, and says so at start. The engine
+	// logs each reload itself (docs/rules.md quotes its lines).
+	if s.Risk, err = risk.New(cfg.RulesDir, risk.Options{DB: s.db, Location: loc, Logger: &rlog, FlushInterval: cfg.Risk.CounterFlush.D(), Fallback: rules.Files}); err != nil {
 		return nil, fmt.Errorf("rules: %w", err)
 	}
 	s.OnReload(func() error { _, err := s.Risk.Reload(); return err })

@@ -877,6 +877,9 @@ func (t *tool) oplog(args []string) error {
 		rows = append(rows, []string{strconv.FormatUint(e.Seq, 10), ts(e.Time), by, e.Action, e.Target, orDash(e.ChangeID), orDash(e.Reason), orDash(what)})
 	}
 	t.table("SEQ\tTIME\tWHO\tACTION\tTARGET\tCHANGE\tREASON\tBEFORE -> AFTER", rows)
+	if len(es) == *limit { // the demo fleet alone writes 2,009 entries: say that older ones exist
+		fmt.Fprintf(t.errw, "the newest %d entries; --limit N for more, --since or --target to narrow\n", *limit)
+	}
 	return nil
 }
 
