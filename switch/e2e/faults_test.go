@@ -298,3 +298,55 @@ func TestTenPercentIssuerFaultsDoNotOpenTheBreaker(t *testing.T) {
 	}
 	t.Logf("answers by rc and reason: %v", reasons)
 }
+
+// Issue 11, item 7, while the first is still at the issuer: a request with its key and
+// another amount does not wait for (and get) the first one's answer.
+func TestReusedKeyWhileFirstInFlightAnswered94(t *testing.T) {
+	sim, err := issuersim.Start(issuersim.Config{Addr: "127.0.0.1:0", BIN: "411111"}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	f := startDemo(t, func(c *config.Config) {
+		c.Issuers = []config.Issuer{{ID: "slow", Addrs: []string{sim.Addr()}, Timeout: config.Duration(5 * time.Second)}}
+		c.Routes = append(c.Routes, config.Route{Prefix: "411111", Issuer: "slow"})
+	})
+	waitUp(t, func() bool { return f.send(card(luhnPAN("411111", 1), 100)).RC == "00" })
+	sim.SetFaults(issuersim.Faults{Delay: 1, DelayBy: 2 * time.Second})
+	first := card(luhnPAN("411111", 2), 1010)
+	first.STAN, first.Time = "550001", time.Now()
+	done := make(chan termclient.Result, 1)
+	go func() {
+		c, err := termclient.Dial(f.s.ListenerAddr("ascii"), message.DialectASCII, nil)
+		if err != nil {
+			t.Error(err)
+			done <- termclient.Result{}
+			return
+		}
+		defer c.Close()
+		m, _ := termclient.Build(first, message.DialectASCII)
+		resp, err := c.Send(context.Background(), m, nil)
+		if err != nil {
+			t.Error(err)
+			done <- termclient.Result{}
+			return
+		}
+		r, _ := termclient.Decode(resp)
+		done <- r
+	}()
+	// The first is in flight once its write-ahead is in the journal.
+	waitFor(t, "the first request at the issuer", func() bool {
+		_, found, _ := f.s.Journal.LookupDuplicate(first.TID, first.STAN, message.FormatDE7(first.Time))
+		return found
+	})
+	other := first
+	other.Amount = 999910
+	start := time.Now()
+	r := f.send(other)
+	if r.RC != message.RCDuplicate || r.Reason != "duplicate-key-other-content" || time.Since(start) > time.Second {
+		t.Fatalf("other content while the first is in flight: %+v after %s", r, time.Since(start))
+	}
+	if a := <-done; a.RC != "00" || a.RRN == r.RRN {
+		t.Fatalf("first: %+v", a)
+	}
+}
