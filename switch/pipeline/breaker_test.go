@@ -153,3 +153,14 @@ func TestBreaker(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkBreakerClosed is the breaker's cost on every authorization.
+func BenchmarkBreakerClosed(b *testing.B) {
+	br := newBreaker(BreakerConfig{}, nil)
+	now := time.Now()
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		tk, _ := br.allow(now)
+		br.done(tk, outcomeAnswered, now.Add(time.Duration(i)*time.Microsecond))
+	}
+}
