@@ -203,7 +203,10 @@ func TestRecoveryReversesApprovalWithoutDeliveryMark(t *testing.T) {
 	if ok.RC != "00" {
 		t.Fatal(ok)
 	}
-	waitFor(t, "delivery mark", func() bool { r, err := s2.Journal.Get(ok.RRN); return err == nil && hasState(r, journal.StateResponded) })
+	waitFor(t, "delivery mark", func() bool {
+		r, err := s2.Journal.Get(ok.RRN)
+		return err == nil && hasState(r, journal.StateResponded)
+	})
 	cl.Close()
 	s2.Close()
 	s3, err := server.New(c, zerolog.Nop())

@@ -62,7 +62,7 @@ func TestBreaker(t *testing.T) {
 			{at: 0, send: 200, name: "late", want: 200},
 			{at: 1 * time.Second, done: "lost", outcome: outcomeTimedOut, state: "open"},
 			{at: 5 * time.Second, done: "late", outcome: outcomeTimedOut, state: "open"},
-			{at: 6 * time.Second + time.Millisecond, send: 5, name: "probe", want: 3, state: "half-open"},
+			{at: 6*time.Second + time.Millisecond, send: 5, name: "probe", want: 3, state: "half-open"},
 			{at: 6*time.Second + 2*time.Millisecond, done: "probe", outcome: outcomeAnswered, state: "closed"},
 			{at: 6*time.Second + 3*time.Millisecond, send: 4, want: 4, state: "closed"},
 		},
