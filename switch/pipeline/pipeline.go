@@ -118,10 +118,10 @@ type Config struct {
 	StandIn map[string]StandInLimits
 	// Breaker tunes the issuers' circuit breakers (zero values take the defaults).
 	Breaker BreakerConfig
-	// ReverseMismatchedAmount makes a terminal reversal whose amount differs from its
-	// original's reverse the original in full (answered 00); by default it is declined
-	// 13 and nothing is reversed.
-	ReverseMismatchedAmount bool
+	// ReversalMismatch is what a terminal reversal whose amount differs from its
+	// original's gets: "reverse_full" reverses the original in full (answered 00);
+	// anything else ("decline", the default) declines it 13 and reverses nothing.
+	ReversalMismatch string
 	// HSM does every cryptographic operation (nil: no MACs, no PINs).
 	HSM hsm.HSM
 	// Risk is the rules engine (nil: no rules).

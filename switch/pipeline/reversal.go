@@ -212,7 +212,7 @@ func (p *Pipeline) reversal(ctx context.Context, t *txn) (frontend.Response, err
 			note = "original already reversed by " + orig.ReversedBy
 		case !orig.Approved():
 			note = "original was not approved: nothing to reverse"
-		case orig.Amount != r.Amount && !p.cfg.ReverseMismatchedAmount:
+		case orig.Amount != r.Amount && p.cfg.ReversalMismatch != "reverse_full":
 			l.Unlock()
 			t.rec.AddEvent(journal.StateDeclined, p.now().UTC(),
 				fmt.Sprintf("amount %d is not the original's %d: nothing reversed", r.Amount, orig.Amount))

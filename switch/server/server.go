@@ -231,20 +231,21 @@ func New(cfg *config.Config, log zerolog.Logger) (_ *Server, err error) {
 		}
 	}
 	rt := routeTable{router, s.links}
+	breaker := pipeline.BreakerConfig{Window: cfg.Breaker.Window.D(), Buckets: cfg.Breaker.Buckets, MinRequests: cfg.Breaker.MinRequests,
+		FailureRate: cfg.Breaker.FailureRate, OpenFor: cfg.Breaker.OpenFor.D(), Probes: cfg.Breaker.Probes}
 	s.Pipeline, err = pipeline.New(pipeline.Config{
-		CardHashKey:   key,
-		IsTimeout:     func(err error) bool { return errors.Is(err, issuer.ErrTimeout) },
-		IsUnavailable: func(err error) bool { return errors.Is(err, issuer.ErrUnavailable) },
-		RefundWindow:  cfg.Refunds.Window.D(),
-		Location:      loc,
-		StandIn:       standIn,
-		Breaker: pipeline.BreakerConfig{Window: cfg.Breaker.Window.D(), Buckets: cfg.Breaker.Buckets, MinRequests: cfg.Breaker.MinRequests,
-			FailureRate: cfg.Breaker.FailureRate, OpenFor: cfg.Breaker.OpenFor.D(), Probes: cfg.Breaker.Probes},
-		ReverseMismatchedAmount: cfg.Reversals.AmountMismatch == "reverse_full",
-		HSM:                     s.HSM,
-		Risk:                    s.Risk,
-		Zones:                   zones,
-		KeyGrace:                cfg.Security.KeyGrace.D(),
+		CardHashKey:      key,
+		IsTimeout:        func(err error) bool { return errors.Is(err, issuer.ErrTimeout) },
+		IsUnavailable:    func(err error) bool { return errors.Is(err, issuer.ErrUnavailable) },
+		RefundWindow:     cfg.Refunds.Window.D(),
+		Location:         loc,
+		StandIn:          standIn,
+		Breaker:          breaker,
+		ReversalMismatch: cfg.Reversals.AmountMismatch,
+		HSM:              s.HSM,
+		Risk:             s.Risk,
+		Zones:            zones,
+		KeyGrace:         cfg.Security.KeyGrace.D(),
 	}, s.Journal, s.Queue, rt, s.Registry, s.Metrics, txnLog)
 	if err != nil {
 		return nil, err
