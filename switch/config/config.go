@@ -66,6 +66,7 @@ type Config struct {
 	Refunds    Refunds    `yaml:"refunds"`
 	Risk       Risk       `yaml:"risk"`
 	Breaker    Breaker    `yaml:"breaker"`
+	Reversals  Reversals  `yaml:"reversals"`
 }
 
 // Risk configures the rules engine's state.
@@ -82,10 +83,29 @@ type Refunds struct {
 	Window Duration `yaml:"window"`
 }
 
-// Breaker configures the issuers' circuit breakers.
+// Breaker configures the issuers' circuit breakers: each opens when the share of
+// timeouts among the outcomes of the last Window reaches FailureRate (with at least
+// MinRequests outcomes), stays open OpenFor, then lets Probes requests through.
 type Breaker struct {
-	Threshold int      `yaml:"threshold"` // timeouts in a row that open it (default 5)
-	Cooldown  Duration `yaml:"cooldown"`  // how long it stays open (default 30s)
+	Window      Duration `yaml:"window"`           // sliding window of outcomes (default 10s)
+	Buckets     int      `yaml:"buckets"`          // slices of the window (default 10)
+	MinRequests int      `yaml:"min_requests"`     // outcomes the window needs before it can open (default 20)
+	FailureRate float64  `yaml:"failure_rate"`     // share of timeouts that opens it, 0 < r <= 1 (default 0.5)
+	OpenFor     Duration `yaml:"open_for"`         // how long it stays open (default 5s)
+	Probes      int      `yaml:"half_open_probes"` // requests let through half-open (default 3)
+	// Threshold was "timeouts in a row" (before the failure-rate breaker); a file that
+	// still sets it is refused with a pointer to the new keys.
+	Threshold int `yaml:"threshold,omitempty"`
+	// Cooldown is the old name of OpenFor, likewise refused.
+	Cooldown Duration `yaml:"cooldown,omitempty"`
+}
+
+// Reversals configures how terminal reversals (0400) are checked.
+type Reversals struct {
+	// AmountMismatch is what a reversal whose DE 4 differs from its original's amount
+	// gets: "decline" (answered 13, nothing reversed; the default) or "reverse_full"
+	// (the original is reversed in full, answered 00).
+	AmountMismatch string `yaml:"amount_mismatch"`
 }
 
 // StandIn bounds the approvals the switch gives when an issuer is unreachable.
@@ -374,11 +394,26 @@ func (c *Config) ApplyDefaults() {
 	if c.Refunds.Window == 0 {
 		c.Refunds.Window = Duration(30 * 24 * time.Hour)
 	}
-	if c.Breaker.Threshold == 0 {
-		c.Breaker.Threshold = 5
+	if c.Breaker.Window == 0 {
+		c.Breaker.Window = Duration(10 * time.Second)
 	}
-	if c.Breaker.Cooldown == 0 {
-		c.Breaker.Cooldown = Duration(30 * time.Second)
+	if c.Breaker.Buckets == 0 {
+		c.Breaker.Buckets = 10
+	}
+	if c.Breaker.MinRequests == 0 {
+		c.Breaker.MinRequests = 20
+	}
+	if c.Breaker.FailureRate == 0 {
+		c.Breaker.FailureRate = 0.5
+	}
+	if c.Breaker.OpenFor == 0 {
+		c.Breaker.OpenFor = Duration(5 * time.Second)
+	}
+	if c.Breaker.Probes == 0 {
+		c.Breaker.Probes = 3
+	}
+	if c.Reversals.AmountMismatch == "" {
+		c.Reversals.AmountMismatch = "decline"
 	}
 	if c.Shutdown.DrainTimeout == 0 {
 		c.Shutdown.DrainTimeout = Duration(30 * time.Second)
@@ -496,6 +531,37 @@ func (c *Config) Validate() error {
 	}
 	if c.Journal.MaxBatch < 1 {
 		bad("journal.max_batch", "%d is not positive", c.Journal.MaxBatch)
+	}
+	if c.Breaker.Threshold != 0 {
+		bad("breaker.threshold", "no longer used: the breaker opens on a failure rate; set breaker.failure_rate and breaker.min_requests (docs/switchyard.example.yaml)")
+	}
+	if c.Breaker.Cooldown != 0 {
+		bad("breaker.cooldown", "renamed breaker.open_for")
+	}
+	if w := c.Breaker.Window.D(); w < time.Second || w > 10*time.Minute {
+		bad("breaker.window", "%s is not between 1s and 10m", w)
+	}
+	if b := c.Breaker.Buckets; b < 1 || b > 600 {
+		bad("breaker.buckets", "%d is not between 1 and 600", b)
+	} else if c.Breaker.Window.D()/time.Duration(b) < 10*time.Millisecond {
+		bad("breaker.buckets", "%d buckets make slices of the %s window shorter than 10ms", b, c.Breaker.Window.D())
+	}
+	if c.Breaker.MinRequests < 1 {
+		bad("breaker.min_requests", "%d is not positive", c.Breaker.MinRequests)
+	}
+	if r := c.Breaker.FailureRate; !(r > 0 && r <= 1) {
+		bad("breaker.failure_rate", "%g is not in (0, 1]", r)
+	}
+	if d := c.Breaker.OpenFor.D(); d < 100*time.Millisecond || d > 10*time.Minute {
+		bad("breaker.open_for", "%s is not between 100ms and 10m", d)
+	}
+	if n := c.Breaker.Probes; n < 1 || n > 1000 {
+		bad("breaker.half_open_probes", "%d is not between 1 and 1000", n)
+	}
+	switch c.Reversals.AmountMismatch {
+	case "decline", "reverse_full":
+	default:
+		bad("reversals.amount_mismatch", "%q is not decline or reverse_full", c.Reversals.AmountMismatch)
 	}
 	if c.Security.CardHashKeyHex != "" && c.Security.CardHashKeyFile != "" {
 		bad("security", "give card_hash_key_hex or card_hash_key_file, not both")

@@ -24,6 +24,11 @@ func TestErrorsNameKeyAndProblem(t *testing.T) {
 		"demo: true\nlisteners: [{addr: 127.0.0.1:1}]\nlog: {level: chatty}":                                                              `log.level: "chatty" is not one of debug, info, warn, error`,
 		"demo: true\nlisteners: [{addr: 127.0.0.1:1, idle_timeout: soon}]":                                                                `"soon" is not a duration`,
 		"demo: true\nlistners: []": `field listners not found`,
+		"demo: true\nlisteners: [{addr: 127.0.0.1:1}]\nbreaker: {threshold: 5}":               `breaker.threshold: no longer used`,
+		"demo: true\nlisteners: [{addr: 127.0.0.1:1}]\nbreaker: {failure_rate: 1.5}":          `breaker.failure_rate: 1.5 is not in (0, 1]`,
+		"demo: true\nlisteners: [{addr: 127.0.0.1:1}]\nbreaker: {window: 1s, buckets: 1000}":  `breaker.buckets: 1000 is not between 1 and 600`,
+		"demo: true\nlisteners: [{addr: 127.0.0.1:1}]\nbreaker: {open_for: 1ms}":              `breaker.open_for: 1ms is not between 100ms and 10m`,
+		"demo: true\nlisteners: [{addr: 127.0.0.1:1}]\nreversals: {amount_mismatch: partial}": `reversals.amount_mismatch: "partial" is not decline or reverse_full`,
 	}
 	for in, want := range cases {
 		in := in

@@ -216,7 +216,6 @@ log: {txn_lines: false}
 listeners: [{name: ascii, addr: "%s"}]
 admin: {addr: "%s"}
 demo_issuer: {external: "%s", timeout: 300ms}
-breaker: {threshold: 1000}
 shutdown: {drain_timeout: 20s}
 security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504154482d48415348"}
 `, filepath.Join(dir, "data"), p.termAddr, p.adminAddr, sim.Addr())
@@ -284,7 +283,7 @@ security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504
 	}
 	ledger := sim.Ledger()
 	var toldSum, journalSum, issuerSum int64
-	answered, unanswered, approvals := 0, 0, 0
+	answered, unanswered, approvals, inDoubt := 0, 0, 0, 0
 	for r := range results {
 		if !r.answered {
 			unanswered++
@@ -304,6 +303,13 @@ security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504
 		}
 		if message.Approved(r.rc) {
 			approvals++
+			if rec.ReversedBy == "switch:undelivered-at-restart" {
+				// Written to the socket just before the kill, its delivery mark not yet
+				// on disk: in doubt at restart, so reversed (issue 11 item 4, docs/wire.md).
+				// The terminal's copy of the approval is void; the books below leave it out.
+				inDoubt++
+				continue
+			}
 			toldSum += r.amount
 			if rec.Reversed() {
 				t.Errorf("RRN %s: the terminal holds an approval the switch reversed (%s)", r.rrn, rec.ReversedBy)
@@ -335,7 +341,12 @@ security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504
 	}
 	t.Logf("terminals: %d answered (%d approved), %d unanswered and reversed; issuer: %d requests, %d dropped, %d delayed; reversals queued and delivered",
 		answered, approvals, unanswered, sim.Stats.Requests.Load(), sim.Stats.Dropped.Load(), sim.Stats.Delayed.Load())
-	t.Logf("approved and not reversed: terminals %d, journal %d, issuer %d (minor units)", toldSum, journalSum, issuerSum)
+	t.Logf("approved and not reversed: terminals %d, journal %d, issuer %d (minor units); %d approvals in doubt at restart, reversed", toldSum, journalSum, issuerSum, inDoubt)
+	// Each terminal has one request in flight: at most one answer each can be between
+	// the socket and its delivery mark when the switch dies.
+	if inDoubt > 16 {
+		t.Errorf("%d approvals in doubt at restart: more than one per terminal", inDoubt)
+	}
 	if toldSum != journalSum || journalSum != issuerSum || approvals == 0 {
 		t.Fatalf("books do not reconcile: terminals %d, journal %d, issuer %d", toldSum, journalSum, issuerSum)
 	}

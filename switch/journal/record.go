@@ -118,6 +118,11 @@ func (r *Record) AddEvent(s State, at time.Time, note string) {
 // Final reports whether the record's outcome is settled (it has a response code).
 func (r *Record) Final() bool { return r.RC != "" }
 
+// OwnsDupKey reports whether the record is indexed under its DE 41 + 11 + 7. A request
+// answered 94 reused the key of another request with other content: the key stays the
+// first one's, so that the first one's resends still find it.
+func (r *Record) OwnsDupKey() bool { return r.RC != "94" }
+
 // Reversed reports whether the transaction was reversed or voided.
 func (r *Record) Reversed() bool { return r.ReversedBy != "" }
 

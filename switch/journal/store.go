@@ -424,7 +424,7 @@ func (s *Store) Write(ctx context.Context, rec *Record, first, durable bool) err
 		return fmt.Errorf("journal: record %s encodes to %d bytes, more than a log frame holds (%d)", rec.RRN, len(b), maxFrame)
 	}
 	req := &writeReq{rec: b, buf: buf, rrn: rec.RRN, first: first, tid: rec.TID, at: rec.Received}
-	if first && rec.TID != "" && rec.STAN != "" && rec.DE7 != "" {
+	if first && rec.TID != "" && rec.STAN != "" && rec.DE7 != "" && rec.OwnsDupKey() {
 		req.dup = DupKey(rec.TID, rec.STAN, rec.DE7)
 	}
 	if durable {

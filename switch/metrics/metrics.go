@@ -17,6 +17,7 @@ type Metrics struct {
 	Latency       *prometheus.HistogramVec // end-to-end in the switch, by mti, issuer
 	IssuerLatency *prometheus.HistogramVec // the issuer leg, by issuer
 	IssuerErrors  *prometheus.CounterVec   // by issuer, kind (timeout, unavailable, error)
+	IssuerBreaker *prometheus.GaugeVec     // circuit breaker state by issuer: 0 closed, 1 half-open, 2 open
 	Conns         *prometheus.GaugeVec     // open terminal connections by listener
 	ConnsTotal    *prometheus.CounterVec   // accepted, by listener
 	ConnsClosed   *prometheus.CounterVec   // by listener, reason
@@ -47,6 +48,9 @@ func New() *Metrics {
 		IssuerErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchyard_issuer_errors_total", Help: "Issuer requests without an answer, by issuer and kind.",
 		}, []string{"issuer", "kind"}),
+		IssuerBreaker: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "switchyard_issuer_breaker_state", Help: "Circuit breaker state by issuer: 0 closed, 1 half-open (probing), 2 open (no request sent).",
+		}, []string{"issuer"}),
 		Conns: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "switchyard_terminal_connections", Help: "Open terminal connections by listener.",
 		}, []string{"listener"}),
@@ -76,7 +80,7 @@ func New() *Metrics {
 			Name: "switchyard_journal_errors_total", Help: "Journal writes that failed.",
 		}),
 	}
-	r.MustRegister(m.Transactions, m.Latency, m.IssuerLatency, m.IssuerErrors, m.Conns, m.ConnsTotal,
+	r.MustRegister(m.Transactions, m.Latency, m.IssuerLatency, m.IssuerErrors, m.IssuerBreaker, m.Conns, m.ConnsTotal,
 		m.ConnsClosed, m.ProtoErrors, m.FormatErrors, m.JournalBatch, m.JournalSync, m.JournalErrors, m.Answers,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

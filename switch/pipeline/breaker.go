@@ -5,54 +5,215 @@ import (
 	"time"
 )
 
-// breaker is an issuer's circuit breaker: after Threshold timeouts in a row it opens,
-// and for Cooldown the switch does not wait for that issuer (stand-in or 91); then one
-// request at a time probes it (half-open) until one is answered.
+// BreakerConfig tunes the issuers' circuit breakers.
+type BreakerConfig struct {
+	// Window is how far back the failure rate looks, in Buckets slices (defaults 10 s
+	// and 10): outcomes older than the window age out a bucket at a time.
+	Window  time.Duration
+	Buckets int
+	// MinRequests is how many outcomes the window must hold before the rate can open
+	// the breaker (default 20): a few silent requests after traffic stops do not.
+	MinRequests int
+	// FailureRate is the share of timeouts in the window that opens it (default 0.5).
+	FailureRate float64
+	// OpenFor is how long it stays open before probing (default 5 s).
+	OpenFor time.Duration
+	// Probes is how many requests go to the issuer while half-open; all of them
+	// answered closes the breaker, one timeout opens it again (default 3).
+	Probes int
+}
+
+func (c *BreakerConfig) setDefaults() {
+	if c.Window <= 0 {
+		c.Window = 10 * time.Second
+	}
+	if c.Buckets <= 0 {
+		c.Buckets = 10
+	}
+	if c.MinRequests <= 0 {
+		c.MinRequests = 20
+	}
+	if c.FailureRate <= 0 || c.FailureRate > 1 {
+		c.FailureRate = 0.5
+	}
+	if c.OpenFor <= 0 {
+		c.OpenFor = 5 * time.Second
+	}
+	if c.Probes <= 0 {
+		c.Probes = 3
+	}
+}
+
+// BreakerState is the state of an issuer's circuit breaker (the value of the
+// switchyard_issuer_breaker_state gauge).
+type BreakerState int
+
+// The breaker's states.
+const (
+	BreakerClosed   BreakerState = 0 // requests go to the issuer; outcomes are counted
+	BreakerHalfOpen BreakerState = 1 // a few probes go to the issuer, the rest do not
+	BreakerOpen     BreakerState = 2 // no request goes to the issuer (stand-in or 91)
+)
+
+func (s BreakerState) String() string {
+	switch s {
+	case BreakerClosed:
+		return "closed"
+	case BreakerHalfOpen:
+		return "half-open"
+	case BreakerOpen:
+		return "open"
+	}
+	return "unknown"
+}
+
+// breakerOutcome is how a request the breaker let through ended.
+type breakerOutcome int
+
+const (
+	outcomeAnswered breakerOutcome = iota // the issuer answered (any response code)
+	outcomeTimedOut                       // no answer in time
+	outcomeNone                           // not sent, or failed for another reason: not counted
+)
+
+// breakerTicket is what allow hands out with a request it lets through; done takes it
+// back with the outcome. gen is the breaker's generation when the request was sent:
+// an outcome of an older generation (sent before the last state change) is ignored,
+// so that the timeouts of requests one stall released together, arriving late, neither
+// keep an open breaker open nor reopen a closed one.
+type breakerTicket struct {
+	gen   uint64
+	probe bool
+}
+
+// bucket counts the outcomes of one slice of the window.
+type bucket struct {
+	slot     int64 // which slice of time (now / width) the counts belong to
+	total    int
+	failures int
+}
+
+// breaker is an issuer's circuit breaker. Closed, it counts the outcomes of the
+// requests sent to the issuer in a sliding window of buckets; when the window holds at
+// least MinRequests outcomes and the share of timeouts reaches FailureRate, it opens
+// for OpenFor: the switch does not wait for that issuer (stand-in or 91). Then it is
+// half-open: Probes requests go to the issuer; if all are answered it closes, if one
+// times out it opens again. Every state change starts a new generation.
 type breaker struct {
 	mu        sync.Mutex
-	threshold int
-	cooldown  time.Duration
-	failures  int
+	cfg       BreakerConfig
+	width     time.Duration // of one bucket
+	state     BreakerState
+	gen       uint64
 	openUntil time.Time
-	probing   bool
+	buckets   []bucket
+	probing   int // probes sent in this half-open generation
+	answered  int // probes answered in this half-open generation
+	// onChange, if set, is called under the breaker's lock once per state change.
+	onChange func(from, to BreakerState, why string)
 }
 
-// allow reports whether a request may go to the issuer now.
-func (b *breaker) allow(now time.Time) bool {
+func newBreaker(cfg BreakerConfig, onChange func(from, to BreakerState, why string)) *breaker {
+	cfg.setDefaults()
+	w := cfg.Window / time.Duration(cfg.Buckets)
+	if w <= 0 {
+		w = time.Millisecond
+	}
+	return &breaker{cfg: cfg, width: w, buckets: make([]bucket, cfg.Buckets), onChange: onChange}
+}
+
+// setState changes the state and starts a new generation; the caller holds mu.
+func (b *breaker) setState(to BreakerState, now time.Time, why string) {
+	from := b.state
+	b.state = to
+	b.gen++
+	b.probing, b.answered = 0, 0
+	switch to {
+	case BreakerOpen:
+		b.openUntil = now.Add(b.cfg.OpenFor)
+	case BreakerClosed:
+		clear(b.buckets) // a fresh window: nothing from before the outage counts
+	}
+	if b.onChange != nil {
+		b.onChange(from, to, why)
+	}
+}
+
+// allow reports whether a request may go to the issuer now; when it may, the ticket
+// must be given back to done exactly once.
+func (b *breaker) allow(now time.Time) (breakerTicket, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.failures < b.threshold {
-		return true
+	switch b.state {
+	case BreakerClosed:
+		return breakerTicket{gen: b.gen}, true
+	case BreakerOpen:
+		if now.Before(b.openUntil) {
+			return breakerTicket{}, false
+		}
+		b.setState(BreakerHalfOpen, now, "open period over: probing")
 	}
-	if now.Before(b.openUntil) || b.probing {
-		return false
+	if b.probing >= b.cfg.Probes {
+		return breakerTicket{}, false
 	}
-	b.probing = true // half-open: this request probes
-	return true
+	b.probing++
+	return breakerTicket{gen: b.gen, probe: true}, true
 }
 
-func (b *breaker) success() {
-	b.mu.Lock()
-	b.failures, b.probing = 0, false
-	b.mu.Unlock()
-}
-
-// failure counts a timeout; it reports whether the breaker (re)opened.
-func (b *breaker) failure(now time.Time) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.failures++
-	b.probing = false
-	if b.failures >= b.threshold {
-		b.openUntil = now.Add(b.cooldown)
-		return true
-	}
-	return false
-}
-
-// open reports whether the breaker is open now.
-func (b *breaker) open(now time.Time) bool {
+// done records the outcome of a request allow let through.
+func (b *breaker) done(tk breakerTicket, o breakerOutcome, now time.Time) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.failures >= b.threshold && now.Before(b.openUntil)
+	if tk.gen != b.gen {
+		return // sent before the last state change: says nothing about the issuer now
+	}
+	switch b.state {
+	case BreakerHalfOpen:
+		switch o {
+		case outcomeTimedOut:
+			b.setState(BreakerOpen, now, "a probe timed out")
+		case outcomeAnswered:
+			b.answered++
+			if b.answered >= b.cfg.Probes {
+				b.setState(BreakerClosed, now, "probes answered")
+			}
+		default:
+			b.probing-- // not a probe after all: let another one through
+		}
+	case BreakerClosed:
+		if o == outcomeNone {
+			return
+		}
+		slot := now.UnixNano() / int64(b.width)
+		bk := &b.buckets[int(slot%int64(len(b.buckets)))]
+		if bk.slot != slot {
+			*bk = bucket{slot: slot}
+		}
+		bk.total++
+		if o != outcomeTimedOut {
+			return
+		}
+		bk.failures++
+		total, failures := 0, 0
+		oldest := slot - int64(len(b.buckets)) + 1
+		for i := range b.buckets {
+			if c := &b.buckets[i]; c.slot >= oldest {
+				total += c.total
+				failures += c.failures
+			}
+		}
+		if total >= b.cfg.MinRequests && float64(failures) >= b.cfg.FailureRate*float64(total) {
+			b.setState(BreakerOpen, now, "failure rate over the window")
+		}
+	}
+}
+
+// current returns the state now (an open breaker whose period is over reads half-open).
+func (b *breaker) current(now time.Time) BreakerState {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.state == BreakerOpen && !now.Before(b.openUntil) {
+		return BreakerHalfOpen
+	}
+	return b.state
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/switch/journal"
+	"github.com/switchyard/switchyard/switch/message"
 )
 
 // outcome is what a terminal was (or will be) told about a request; a duplicate of the
@@ -14,11 +15,23 @@ type outcome struct {
 	rrn, auth, rc, reason string
 }
 
+// dupContent is what a duplicate must repeat besides its key: a request with the key of
+// another but other content is not a resend (answered 94).
+type dupContent struct {
+	amount int64
+	proc   string
+	pan    uint64 // maphash of the PAN under the table's seed (0: no PAN)
+}
+
 // dupEntry is a request in flight or recently answered, by DE 41 + DE 11 + DE 7.
 type dupEntry struct {
-	done chan struct{} // closed when out is set
-	out  outcome
-	at   time.Time
+	done    chan struct{} // closed when out is set
+	out     outcome
+	at      time.Time
+	content dupContent // set at claim, never changed
+	// hold marks a claim by a reversal looking for its original (not a request): a
+	// request with the key waits for it to end and tries again.
+	hold bool
 }
 
 // dupTable holds the requests in flight, so that a duplicate arriving meanwhile waits
@@ -41,15 +54,24 @@ func newDupTable() *dupTable {
 
 func (d *dupTable) shard(key string) int { return int(maphash.String(d.seed, key) % 64) }
 
-// claim returns the entry already there for key, or registers a new one (first = true).
-func (d *dupTable) claim(key string, now time.Time) (e *dupEntry, first bool) {
+// panSum is the PAN's fingerprint in a dupContent (no allocation, no clear PAN kept).
+func (d *dupTable) panSum(pan string) uint64 {
+	if pan == "" {
+		return 0
+	}
+	return maphash.String(d.seed, pan)
+}
+
+// claim returns the entry already there for key, or registers a new one (first = true)
+// with the request's content (hold: a reversal's claim on its original's key).
+func (d *dupTable) claim(key string, now time.Time, content dupContent, hold bool) (e *dupEntry, first bool) {
 	s := &d.shards[d.shard(key)]
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if e, ok := s.m[key]; ok {
 		return e, false
 	}
-	e = &dupEntry{done: make(chan struct{}), at: now}
+	e = &dupEntry{done: make(chan struct{}), at: now, content: content, hold: hold}
 	s.m[key] = e
 	return e, true
 }
@@ -126,7 +148,27 @@ func (f *inflight) min() string {
 	return lo
 }
 
-// recordOutcome is the outcome stored in a journal record.
+// recordOutcome is the outcome stored in a journal record, as a duplicate of its
+// request gets it. An approval reversed since (the switch found its answer undelivered
+// or in doubt after a crash, or the terminal reversed or voided it) is no approval any
+// more: a resend gets 91 with RS approval-reversed, the answer of a request the issuer
+// did not complete, so that the terminal never shows an approval that was taken back.
 func recordOutcome(r *journal.Record) outcome {
+	if r.Approved() && r.Reversed() {
+		return outcome{rrn: r.RRN, rc: message.RCIssuerUnavailable, reason: "approval-reversed"}
+	}
 	return outcome{rrn: r.RRN, auth: r.AuthCode, rc: r.RC, reason: r.Reason}
+}
+
+// sameContent reports whether the journaled record r is the request t resent: the same
+// amount, processing code and card.
+func (p *Pipeline) sameContent(r *journal.Record, t *txn) bool {
+	q := t.req
+	if r.Amount != q.Amount || r.ProcCode != q.ProcCode {
+		return false
+	}
+	if q.PAN == "" {
+		return r.CardHash == ""
+	}
+	return r.CardHash == p.CardHash(q.PAN)
 }

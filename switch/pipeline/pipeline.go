@@ -116,10 +116,12 @@ type Config struct {
 	Location *time.Location
 	// StandIn holds the stand-in limits by issuer ID; absent means no stand-in.
 	StandIn map[string]StandInLimits
-	// BreakerThreshold timeouts in a row open an issuer's circuit breaker for
-	// BreakerCooldown (defaults 5 and 30 s).
-	BreakerThreshold int
-	BreakerCooldown  time.Duration
+	// Breaker tunes the issuers' circuit breakers (zero values take the defaults).
+	Breaker BreakerConfig
+	// ReversalMismatch is what a terminal reversal whose amount differs from its
+	// original's gets: "reverse_full" reverses the original in full (answered 00);
+	// anything else ("decline", the default) declines it 13 and reverses nothing.
+	ReversalMismatch string
 	// HSM does every cryptographic operation (nil: no MACs, no PINs).
 	HSM hsm.HSM
 	// Risk is the rules engine (nil: no rules).
@@ -152,6 +154,7 @@ type Pipeline struct {
 	seal      *sealer
 
 	dups     *dupTable
+	early    *earlyReversals
 	recent   *recentKeys
 	open     *inflight
 	locks    [256]sync.Mutex // serialize updates of an original (by RRN)
@@ -183,12 +186,7 @@ func New(cfg Config, j Journal, q Queue, routes Routes, terms Terminals, m *metr
 	if cfg.Location == nil {
 		cfg.Location = time.UTC
 	}
-	if cfg.BreakerThreshold <= 0 {
-		cfg.BreakerThreshold = 5
-	}
-	if cfg.BreakerCooldown <= 0 {
-		cfg.BreakerCooldown = 30 * time.Second
-	}
+	cfg.Breaker.setDefaults()
 	s, err := newSealer(cfg.CardHashKey)
 	if err != nil {
 		return nil, err
@@ -198,7 +196,7 @@ func New(cfg Config, j Journal, q Queue, routes Routes, terms Terminals, m *metr
 	}
 	p := &Pipeline{cfg: cfg, journal: j, queue: q, routes: routes, terminals: terms, metrics: m, log: log, now: time.Now, seal: s,
 		hsm: cfg.HSM, risk: cfg.Risk, zones: cfg.Zones, keyGrace: cfg.KeyGrace,
-		dups: newDupTable(), open: newInflight(), standIn: newStandInBook(), stop: make(chan struct{}),
+		dups: newDupTable(), early: newEarlyReversals(cfg.DupWindow, 100_000), open: newInflight(), standIn: newStandInBook(), stop: make(chan struct{}),
 		recent: newRecentKeys(cfg.DupWindow, 5_000_000, time.Now())}
 	key := append([]byte(nil), cfg.CardHashKey...)
 	p.hashers.New = func() any { return hmac.New(sha256.New, key) }
@@ -328,8 +326,12 @@ func (p *Pipeline) Process(ctx context.Context, c *frontend.Conn, body []byte) (
 func (p *Pipeline) once(ctx context.Context, t *txn) (frontend.Response, error) {
 	r := t.req
 	t.dupKey = journal.DupKey(r.TID, r.STAN, r.DE7)
-	e, first := p.dups.claim(t.dupKey, t.start)
+	content := dupContent{amount: r.Amount, proc: r.ProcCode, pan: p.dups.panSum(r.PAN)}
+	e, first := p.dups.claim(t.dupKey, t.start, content, false)
 	if !first {
+		if !e.hold && e.content != content {
+			return p.duplicateMismatch(ctx, t, "")
+		}
 		select {
 		case <-e.done:
 		case <-ctx.Done():
@@ -364,6 +366,11 @@ func (p *Pipeline) once(ctx context.Context, t *txn) (frontend.Response, error) 
 			}
 			return p.systemError(t, err)
 		}
+		if !p.sameContent(rec, t) {
+			// Not this request's entry: duplicates waiting on it look for themselves.
+			p.dups.forget(t.dupKey, e)
+			return p.duplicateMismatch(ctx, t, rec.RRN)
+		}
 		out := recordOutcome(rec)
 		p.dups.finish(t.dupKey, e, out)
 		return p.repeat(t, out)
@@ -377,13 +384,31 @@ func (p *Pipeline) once(ctx context.Context, t *txn) (frontend.Response, error) 
 	case "0500":
 		resp, err = p.batch(ctx, t)
 	default:
-		resp, err = p.financial(ctx, t)
+		// A reversal that came before its original named this request: it is
+		// declined, never left standing (checked only while such reversals are kept).
+		if rev, ok := p.early.take(t.dupKey, r.MTI, now); ok {
+			resp, err = p.reversedBeforeArrival(ctx, t, rev)
+		} else {
+			resp, err = p.financial(ctx, t)
+		}
 	}
 	if t.dup != nil { // not finished by respond (a system error)
 		p.dups.forget(t.dupKey, t.dup)
 		t.dup = nil
 	}
 	return resp, err
+}
+
+// duplicateMismatch answers 94 to a request that reuses the DE 41 + 11 + 7 of another
+// (first, when known, its RRN) with another amount, processing code or card: it is not
+// a resend, so it neither gets the other's answer nor goes to the issuer. It is
+// journaled (as a record that does not take over the key, see journal.Record.OwnsDupKey).
+func (p *Pipeline) duplicateMismatch(ctx context.Context, t *txn, first string) (frontend.Response, error) {
+	if err := p.newRecord(t); err != nil {
+		return p.systemError(t, err)
+	}
+	t.rec.OriginalRRN = first
+	return p.decline(ctx, t, message.RCDuplicate, "switch", "duplicate-key-other-content")
 }
 
 // repeat answers a duplicate with its first answer; nothing is forwarded.
@@ -501,7 +526,16 @@ func (p *Pipeline) breaker(issuer string) *breaker {
 	if b, ok := p.breakers.Load(issuer); ok {
 		return b.(*breaker)
 	}
-	b, _ := p.breakers.LoadOrStore(issuer, &breaker{threshold: p.cfg.BreakerThreshold, cooldown: p.cfg.BreakerCooldown})
+	gauge := p.metrics.IssuerBreaker.WithLabelValues(issuer)
+	nb := newBreaker(p.cfg.Breaker, func(from, to BreakerState, why string) {
+		gauge.Set(float64(to))
+		// Warn for every change (rare), so that it shows with transaction lines off.
+		p.log.Warn().Str("issuer", issuer).Str("from", from.String()).Str("to", to.String()).Str("why", why).Msg("issuer circuit breaker " + to.String())
+	})
+	b, loaded := p.breakers.LoadOrStore(issuer, nb)
+	if !loaded {
+		gauge.Set(float64(BreakerClosed))
+	}
 	return b.(*breaker)
 }
 
@@ -513,6 +547,11 @@ func (p *Pipeline) financial(ctx context.Context, t *txn) (frontend.Response, er
 	res, declined, err := p.checkTerminal(ctx, t, t.macOK)
 	if declined != nil || err != nil {
 		return *declined, err
+	}
+	// A purchase or pre-authorization of nothing is not a transaction (balance
+	// inquiries carry no amount; refunds and voids check theirs against the original).
+	if typ := t.rec.Type; (typ == "purchase" || typ == "preauth") && t.req.Amount <= 0 {
+		return p.decline(ctx, t, message.RCInvalidAmount, "switch", "invalid-amount")
 	}
 	// Refunds show the rules the card and amount of their original.
 	var orig *journal.Record
@@ -553,19 +592,23 @@ func (p *Pipeline) authorize(ctx context.Context, t *txn, onDecline func()) (fro
 	t.issuer = link.ID()
 	t.rec.Issuer = t.issuer
 	br := p.breaker(t.issuer)
-	now := p.now()
-	if !link.Up() || !br.allow(now) {
-		why := "issuer-unavailable"
-		if br.open(now) {
-			why = "issuer-circuit-open"
-		}
+	if !link.Up() {
 		p.metrics.IssuerErrors.WithLabelValues(t.issuer, "unavailable").Inc()
-		return p.standInOrDecline(ctx, t, why, declined)
+		return p.standInOrDecline(ctx, t, "issuer-unavailable", declined)
 	}
+	ticket, ok := br.allow(p.now())
+	if !ok {
+		p.metrics.IssuerErrors.WithLabelValues(t.issuer, "unavailable").Inc()
+		return p.standInOrDecline(ctx, t, "issuer-circuit-open", declined)
+	}
+	// Every path from here gives the ticket back once (a half-open breaker counts its
+	// probes by them); notSent is for the paths that never reach the issuer.
+	notSent := func() { br.done(ticket, outcomeNone, p.now()) }
 
 	if r.HasPIN {
 		block, rc, why := p.translatePIN(ctx, t, t.issuer)
 		if block == nil {
+			notSent()
 			declined()
 			return p.decline(ctx, t, rc, "hsm", why)
 		}
@@ -574,6 +617,7 @@ func (p *Pipeline) authorize(ctx context.Context, t *txn, onDecline func()) (fro
 	stan := link.NextSTAN()
 	body, err := p.issuerRequest(t, link, stan)
 	if err != nil {
+		notSent()
 		declined()
 		return p.systemError(t, fmt.Errorf("issuer request: %w", err))
 	}
@@ -581,6 +625,7 @@ func (p *Pipeline) authorize(ctx context.Context, t *txn, onDecline func()) (fro
 	t.rec.AddEvent(journal.StateSent, p.now().UTC(), "")
 	// Write ahead: the record is on disk before the issuer can approve anything.
 	if err := p.write(ctx, t, true); err != nil {
+		notSent()
 		declined()
 		return p.systemError(t, err)
 	}
@@ -593,26 +638,26 @@ func (p *Pipeline) authorize(ctx context.Context, t *txn, onDecline func()) (fro
 		switch {
 		case p.cfg.IsTimeout(err):
 			p.metrics.IssuerErrors.WithLabelValues(t.issuer, "timeout").Inc()
-			if br.failure(p.now()) {
-				p.log.Warn().Str("issuer", t.issuer).Msg("issuer circuit breaker open: too many timeouts in a row")
-			}
+			br.done(ticket, outcomeTimedOut, p.now())
 			t.rec.AddEvent(journal.StateTimedOut, p.now().UTC(), "")
 			// The issuer may have approved: reverse before the terminal hears of it.
 			p.queueReversal(&t.rec, "switch:timeout")
 			declined()
 			return p.respond(ctx, t, message.RCIssuerUnavailable, "", "switch", "issuer-timeout")
 		case p.cfg.IsUnavailable(err):
+			notSent()
 			p.metrics.IssuerErrors.WithLabelValues(t.issuer, "unavailable").Inc()
 			t.rec.AddEvent(journal.StateDeclined, p.now().UTC(), err.Error())
 			return p.standInOrDecline(ctx, t, "issuer-unavailable", declined)
 		default:
+			notSent()
 			p.metrics.IssuerErrors.WithLabelValues(t.issuer, "error").Inc()
 			t.rec.AddEvent(journal.StateDeclined, p.now().UTC(), err.Error())
 			declined()
 			return p.respond(ctx, t, message.RCIssuerUnavailable, "", "switch", "issuer-error")
 		}
 	}
-	br.success()
+	br.done(ticket, outcomeAnswered, p.now())
 	rc, _ := resp.GetString(39)
 	auth := ""
 	if resp.GetField(38) != nil {
@@ -664,7 +709,8 @@ func (p *Pipeline) respond(ctx context.Context, t *txn, rc, auth, by, reason str
 	if err := p.write(ctx, t, true); err != nil {
 		return p.systemError(t, err)
 	}
-	p.open.remove(rec.RRN)
+	// The record stays in the open set until its delivery mark is queued (sent), so
+	// that the recovery checkpoint never passes an answer whose delivery is unknown.
 	p.observe(t)
 	if t.dup != nil {
 		p.dups.finish(t.dupKey, t.dup, recordOutcome(rec))
@@ -679,6 +725,7 @@ func (p *Pipeline) respond(ctx context.Context, t *txn, rc, auth, by, reason str
 	}
 	raw, err := resp.Bytes(p.macFunc(t))
 	if err != nil {
+		p.open.remove(rec.RRN)
 		return frontend.Response{}, err
 	}
 	total := p.now().Sub(t.start)
@@ -696,11 +743,14 @@ func (p *Pipeline) sent(t *txn, delivered bool) {
 	if err := p.journal.MarkDelivery(rec.RRN, delivered, p.now().UTC()); err != nil {
 		p.log.Error().Err(err).Str("rrn", rec.RRN).Msg("journal write failed")
 	}
+	// Out of the open set (so past the next checkpoint) once the delivery mark, and an
+	// undelivered approval's reversal, are queued.
+	defer p.open.remove(rec.RRN)
 	if delivered {
 		return
 	}
 	p.log.Warn().Str("rrn", rec.RRN).Str("tid", rec.TID).Str("rc", rec.RC).Msg("response could not be delivered to the terminal")
-	if !rec.Approved() || (rec.Type != "purchase" && rec.Type != "preauth" && rec.Type != "refund") {
+	if !reversibleApproval(rec) {
 		return
 	}
 	l := &p.locks[lockIndex(rec.RRN)]

@@ -10,16 +10,22 @@ import (
 // Recover settles the transactions a crash left open, before the switch takes traffic:
 // one that was sent to its issuer without an answer is marked in doubt (91) and reversed
 // through the store-and-forward queue; one that never left the switch is closed with 96.
-// It returns how many records it settled.
+// An approval (purchase, pre-authorization, refund) whose answer has no delivery mark
+// is in doubt too, since the terminal may never have heard of it: it is reversed
+// through the same queue, and a resend of its request is answered 91 (approval-reversed)
+// from then on. It returns how many records it settled.
 func (p *Pipeline) Recover(ctx context.Context) (int, error) {
 	ck, err := p.journal.Checkpoint()
 	if err != nil {
 		return 0, err
 	}
-	var open []*journal.Record
+	var open, undelivered []*journal.Record
 	if err := p.journal.ScanFrom(ctx, ck, func(r *journal.Record) bool {
-		if !r.Final() {
+		switch {
+		case !r.Final():
 			open = append(open, r)
+		case reversibleApproval(r) && !delivered(r):
+			undelivered = append(undelivered, r)
 		}
 		return true
 	}); err != nil {
@@ -42,5 +48,28 @@ func (p *Pipeline) Recover(ctx context.Context) (int, error) {
 		}
 		p.log.Warn().Str("rrn", r.RRN).Str("tid", r.TID).Bool("reversed", sent).Msg("recovered an open transaction")
 	}
-	return len(open), nil
+	for _, r := range undelivered {
+		r.AddEvent(journal.StateInDoubt, p.now().UTC(), "approved, delivery unknown at restart")
+		p.queueReversal(r, "switch:undelivered-at-restart")
+		if !r.Reversed() {
+			// The queue refused it (logged by queueReversal): the operator must act.
+			p.log.Error().Str("rrn", r.RRN).Str("tid", r.TID).Msg("approval in doubt after restart NOT reversed")
+		}
+		if err := p.journal.Write(ctx, r, false, true); err != nil {
+			return 0, err
+		}
+		p.log.Warn().Str("rrn", r.RRN).Str("tid", r.TID).Str("issuer", r.Issuer).
+			Msg("recovered an approval whose answer has no delivery mark: reversed")
+	}
+	return len(open) + len(undelivered), nil
+}
+
+// delivered reports whether the record's answer is known to have reached the terminal.
+func delivered(r *journal.Record) bool {
+	for _, e := range r.Events {
+		if e.State == journal.StateResponded {
+			return true
+		}
+	}
+	return false
 }

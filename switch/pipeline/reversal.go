@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchyard/switchyard/switch/frontend"
@@ -64,38 +66,138 @@ func (p *Pipeline) reverseOriginal(orig *journal.Record, by string) {
 	}
 }
 
-// waitOriginal waits for the original with this duplicate key if it is still in flight.
-func (p *Pipeline) waitOriginal(ctx context.Context, tid, stan, de7 string) {
-	e, first := p.dups.claim(journal.DupKey(tid, stan, de7), p.now())
-	if first {
-		p.dups.forget(journal.DupKey(tid, stan, de7), e)
-		return
+// holdOriginal claims the duplicate key of a reversal's original for as long as the
+// reversal looks for it: an original in flight is waited for (up to 30 s), and one
+// arriving meanwhile waits for the release, so that it is either found in the journal
+// or finds the reversal in the memory of early reversals, never neither.
+func (p *Pipeline) holdOriginal(ctx context.Context, key string) (release func()) {
+	deadline := time.NewTimer(30 * time.Second)
+	defer deadline.Stop()
+	for {
+		e, first := p.dups.claim(key, p.now(), dupContent{}, true)
+		if first {
+			return func() { p.dups.forget(key, e) }
+		}
+		select {
+		case <-e.done:
+		case <-ctx.Done():
+			return func() {}
+		case <-deadline.C:
+			return func() {}
+		}
 	}
-	select {
-	case <-e.done:
-	case <-ctx.Done():
-	case <-time.After(30 * time.Second):
+}
+
+// earlyReversals remembers, for the duplicate window, the terminal reversals whose
+// original the switch had not seen, by the original's DE 41 + 11 + 7: the original, if
+// it comes late, is declined instead of standing approved. It is bounded (max entries)
+// and costs the hot path one atomic load while it is empty.
+type earlyReversals struct {
+	n      atomic.Int64
+	mu     sync.Mutex
+	m      map[string]earlyReversal
+	window time.Duration
+	max    int
+}
+
+// earlyReversal is one remembered reversal: its RRN, the original's MTI and when.
+type earlyReversal struct {
+	rrn, mti string
+	at       time.Time
+}
+
+func newEarlyReversals(window time.Duration, max int) *earlyReversals {
+	return &earlyReversals{m: map[string]earlyReversal{}, window: window, max: max}
+}
+
+// remember keeps a reversal of the original with key; false when the memory is full
+// of unexpired entries.
+func (r *earlyReversals) remember(key, rrn, mti string, now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.m) >= r.max {
+		for k, v := range r.m {
+			if now.Sub(v.at) > r.window {
+				delete(r.m, k)
+			}
+		}
+		if len(r.m) >= r.max {
+			return false
+		}
 	}
+	r.m[key] = earlyReversal{rrn: rrn, mti: mti, at: now}
+	r.n.Store(int64(len(r.m)))
+	return true
+}
+
+// take returns (and forgets) the unexpired reversal of the original with key and MTI.
+func (r *earlyReversals) take(key, mti string, now time.Time) (string, bool) {
+	if r.n.Load() == 0 {
+		return "", false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	v, ok := r.m[key]
+	if !ok || v.mti != mti {
+		return "", false
+	}
+	delete(r.m, key)
+	r.n.Store(int64(len(r.m)))
+	if now.Sub(v.at) > r.window {
+		return "", false
+	}
+	return v.rrn, true
+}
+
+// reversedBeforeArrival declines an original whose reversal (rev) came first: the
+// terminal already gave up on it, so it is not sent to the issuer.
+func (p *Pipeline) reversedBeforeArrival(ctx context.Context, t *txn, rev string) (frontend.Response, error) {
+	if err := p.newRecord(t); err != nil {
+		return p.systemError(t, err)
+	}
+	p.log.Warn().Str("rrn", t.rec.RRN).Str("tid", t.req.TID).Str("stan", t.req.STAN).Str("reversal", rev).
+		Msg("original arrived after its reversal: declined, not sent to the issuer")
+	t.rec.AddEvent(journal.StateDeclined, p.now().UTC(), "reversed by "+rev+" before it arrived")
+	return p.respond(ctx, t, message.RCInvalidTransaction, "", "switch", "reversed-before-arrival")
+}
+
+// reversibleApproval reports whether rec is an approval the switch reverses when the
+// terminal may not have heard of it (undelivered, or in doubt after a crash).
+func reversibleApproval(rec *journal.Record) bool {
+	return rec.Approved() && !rec.Reversed() &&
+		(rec.Type == "purchase" || rec.Type == "preauth" || rec.Type == "refund")
 }
 
 // reversal handles a terminal's 0400: it is answered 00 at once (after the journal and
 // the queue have it), and the original, when found and approved, is reversed at its
-// issuer through the store-and-forward queue.
+// issuer through the store-and-forward queue. One whose amount is not its original's
+// is declined 13 (or reverses the original in full, as configured); one whose original
+// is unknown is remembered, so that the original, arriving late, is declined.
 func (p *Pipeline) reversal(ctx context.Context, t *txn) (frontend.Response, error) {
 	if err := p.newRecord(t); err != nil {
 		return p.systemError(t, err)
 	}
 	r := t.req
 	origMTI, origSTAN, origDE7 := r.Original[0:4], r.Original[4:10], r.Original[10:20]
-	p.waitOriginal(ctx, r.TID, origSTAN, origDE7)
+	origKey := journal.DupKey(r.TID, origSTAN, origDE7)
+	release := p.holdOriginal(ctx, origKey)
 	rrn, found, err := p.journal.LookupDuplicate(r.TID, origSTAN, origDE7)
 	if err != nil {
+		release()
 		return p.systemError(t, err)
 	}
 	note := ""
 	if !found {
-		note = "original unknown: recorded, nothing forwarded"
-	} else {
+		if p.early.remember(origKey, t.rec.RRN, origMTI, p.now()) {
+			note = "original unknown: remembered for " + p.cfg.DupWindow.String() + " (a late original is declined); nothing forwarded"
+		} else {
+			note = "original unknown: nothing forwarded; NOT remembered (memory of early reversals full)"
+			p.log.Error().Str("rrn", t.rec.RRN).Str("tid", r.TID).Str("original_stan", origSTAN).
+				Msg("reversal of an unknown original not remembered: the memory of early reversals is full")
+		}
+	}
+	release()
+	if found {
 		t.rec.OriginalRRN = rrn
 		l := &p.locks[lockIndex(rrn)]
 		l.Lock()
@@ -104,12 +206,17 @@ func (p *Pipeline) reversal(ctx context.Context, t *txn) (frontend.Response, err
 		case err != nil:
 			l.Unlock()
 			return p.systemError(t, err)
-		case orig.MID != r.MID || orig.Amount != r.Amount || orig.MTI != origMTI:
-			note = fmt.Sprintf("original %s does not match (merchant, amount or MTI): nothing forwarded", rrn)
+		case orig.MID != r.MID || orig.MTI != origMTI:
+			note = fmt.Sprintf("original %s does not match (merchant or MTI): nothing forwarded", rrn)
 		case orig.Reversed():
 			note = "original already reversed by " + orig.ReversedBy
 		case !orig.Approved():
 			note = "original was not approved: nothing to reverse"
+		case orig.Amount != r.Amount && p.cfg.ReversalMismatch != "reverse_full":
+			l.Unlock()
+			t.rec.AddEvent(journal.StateDeclined, p.now().UTC(),
+				fmt.Sprintf("amount %d is not the original's %d: nothing reversed", r.Amount, orig.Amount))
+			return p.respond(ctx, t, message.RCInvalidAmount, "", "switch", "reversal-amount-mismatch")
 		default:
 			p.queueReversal(orig, t.rec.RRN)
 			if orig.ReversedBy == "" {
@@ -122,6 +229,9 @@ func (p *Pipeline) reversal(ctx context.Context, t *txn) (frontend.Response, err
 			}
 			t.rec.Issuer = orig.Issuer
 			note = "original reversed at issuer " + orig.Issuer
+			if orig.Amount != r.Amount {
+				note = fmt.Sprintf("amount %d is not the original's %d: original reversed in full at issuer %s", r.Amount, orig.Amount, orig.Issuer)
+			}
 		}
 		l.Unlock()
 	}

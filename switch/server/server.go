@@ -234,6 +234,8 @@ func New(cfg *config.Config, log zerolog.Logger) (_ *Server, err error) {
 		}
 	}
 	rt := routeTable{router, s.links}
+	breaker := pipeline.BreakerConfig{Window: cfg.Breaker.Window.D(), Buckets: cfg.Breaker.Buckets, MinRequests: cfg.Breaker.MinRequests,
+		FailureRate: cfg.Breaker.FailureRate, OpenFor: cfg.Breaker.OpenFor.D(), Probes: cfg.Breaker.Probes}
 	s.Pipeline, err = pipeline.New(pipeline.Config{
 		CardHashKey:      key,
 		IsTimeout:        func(err error) bool { return errors.Is(err, issuer.ErrTimeout) },
@@ -241,8 +243,8 @@ func New(cfg *config.Config, log zerolog.Logger) (_ *Server, err error) {
 		RefundWindow:     cfg.Refunds.Window.D(),
 		Location:         loc,
 		StandIn:          standIn,
-		BreakerThreshold: cfg.Breaker.Threshold,
-		BreakerCooldown:  cfg.Breaker.Cooldown.D(),
+		Breaker:          breaker,
+		ReversalMismatch: cfg.Reversals.AmountMismatch,
 		HSM:              s.HSM,
 		Risk:             s.Risk,
 		Zones:            zones,

@@ -1,0 +1,166 @@
+package pipeline
+
+import (
+	"testing"
+	"time"
+)
+
+// step is one thing that happens to a breaker in a scenario: at is the offset from the
+// scenario's start (the injected clock).
+type step struct {
+	at time.Duration
+	// send asks allow for n requests (want: how many it lets through); their tickets
+	// are kept under name.
+	send int
+	name string
+	want int
+	// done gives back the tickets kept under name with an outcome.
+	done    string
+	outcome breakerOutcome
+	// state is the state expected after the step ("" checks nothing).
+	state string
+}
+
+func TestBreaker(t *testing.T) {
+	cfg := BreakerConfig{Window: 10 * time.Second, Buckets: 10, MinRequests: 20, FailureRate: 0.5, OpenFor: 5 * time.Second, Probes: 3}
+	cases := []struct {
+		name  string
+		steps []step
+		// transitions expected, in order
+		changes []BreakerState
+	}{{
+		name: "a 10% timeout rate never opens it",
+		steps: []step{
+			{at: 0, send: 200, name: "a", want: 200},
+			{at: 100 * time.Millisecond, done: "a", outcome: outcomeAnswered},
+			{at: 0, send: 20, name: "b", want: 20},
+			// the timeouts of one stall arrive together, an issuer timeout later
+			{at: 2 * time.Second, done: "b", outcome: outcomeTimedOut, state: "closed"},
+			{at: 2 * time.Second, send: 1, want: 1, state: "closed"},
+		},
+	}, {
+		name: "a few silent requests after traffic stops do not open it",
+		steps: []step{
+			{at: 0, send: 10, name: "a", want: 10},
+			{at: 10 * time.Second, done: "a", outcome: outcomeTimedOut, state: "closed"},
+		},
+	}, {
+		name: "half the window timing out opens it, for open_for only",
+		steps: []step{
+			{at: 0, send: 10, name: "ok", want: 10},
+			{at: 0, done: "ok", outcome: outcomeAnswered},
+			{at: 0, send: 10, name: "lost", want: 10},
+			{at: 2 * time.Second, done: "lost", outcome: outcomeTimedOut, state: "open"},
+			{at: 4 * time.Second, send: 5, want: 0, state: "open"},
+			{at: 7 * time.Second, state: "half-open"},
+		},
+		changes: []BreakerState{BreakerOpen},
+	}, {
+		name: "late timeouts of the old generation do not keep it open",
+		steps: []step{
+			{at: 0, send: 30, name: "lost", want: 30},
+			{at: 0, send: 200, name: "late", want: 200},
+			{at: 1 * time.Second, done: "lost", outcome: outcomeTimedOut, state: "open"},
+			{at: 5 * time.Second, done: "late", outcome: outcomeTimedOut, state: "open"},
+			{at: 6*time.Second + time.Millisecond, send: 5, name: "probe", want: 3, state: "half-open"},
+			{at: 6*time.Second + 2*time.Millisecond, done: "probe", outcome: outcomeAnswered, state: "closed"},
+			{at: 6*time.Second + 3*time.Millisecond, send: 4, want: 4, state: "closed"},
+		},
+		changes: []BreakerState{BreakerOpen, BreakerHalfOpen, BreakerClosed},
+	}, {
+		name: "a probe timing out opens it again; outcomes from closed times do not close it",
+		steps: []step{
+			{at: 0, send: 40, name: "lost", want: 40},
+			{at: 0, send: 10, name: "old", want: 10},
+			{at: time.Second, done: "lost", outcome: outcomeTimedOut, state: "open"},
+			{at: 6 * time.Second, send: 1, name: "p1", want: 1, state: "half-open"},
+			{at: 6 * time.Second, done: "old", outcome: outcomeAnswered, state: "half-open"},
+			{at: 7 * time.Second, done: "p1", outcome: outcomeTimedOut, state: "open"},
+			{at: 11 * time.Second, send: 1, want: 0, state: "open"},
+			{at: 12 * time.Second, send: 1, name: "p2", want: 1, state: "half-open"},
+		},
+		changes: []BreakerState{BreakerOpen, BreakerHalfOpen, BreakerOpen, BreakerHalfOpen},
+	}, {
+		name: "a probe that never reached the issuer frees its place",
+		steps: []step{
+			{at: 0, send: 20, name: "lost", want: 20},
+			{at: time.Second, done: "lost", outcome: outcomeTimedOut, state: "open"},
+			{at: 7 * time.Second, send: 3, name: "p", want: 3, state: "half-open"},
+			{at: 7 * time.Second, send: 1, want: 0},
+			{at: 7 * time.Second, done: "p", outcome: outcomeNone, state: "half-open"},
+			{at: 7 * time.Second, send: 3, name: "q", want: 3},
+			{at: 7 * time.Second, done: "q", outcome: outcomeAnswered, state: "closed"},
+		},
+		changes: []BreakerState{BreakerOpen, BreakerHalfOpen, BreakerClosed},
+	}, {
+		name: "old outcomes age out of the window",
+		steps: []step{
+			{at: 0, send: 15, name: "a", want: 15},
+			{at: 0, done: "a", outcome: outcomeTimedOut, state: "closed"},
+			{at: 0, send: 100, name: "b", want: 100},
+			{at: 0, done: "b", outcome: outcomeAnswered},
+			// 11 s later the window holds only what follows: 15 timeouts of 20
+			{at: 11 * time.Second, send: 5, name: "c", want: 5},
+			{at: 11 * time.Second, done: "c", outcome: outcomeAnswered},
+			{at: 11 * time.Second, send: 15, name: "d", want: 15},
+			{at: 11 * time.Second, done: "d", outcome: outcomeTimedOut, state: "open"},
+		},
+		changes: []BreakerState{BreakerOpen},
+	}}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			start := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+			var changes []BreakerState
+			b := newBreaker(cfg, func(from, to BreakerState, why string) {
+				if from == to {
+					t.Errorf("change from %s to itself (%s)", from, why)
+				}
+				changes = append(changes, to)
+			})
+			tickets := map[string][]breakerTicket{}
+			for i, s := range tc.steps {
+				now := start.Add(s.at)
+				if s.send > 0 {
+					got := 0
+					for range s.send {
+						if tk, ok := b.allow(now); ok {
+							got++
+							tickets[s.name] = append(tickets[s.name], tk)
+						}
+					}
+					if got != s.want {
+						t.Fatalf("step %d: %d of %d let through, want %d", i, got, s.send, s.want)
+					}
+				}
+				if s.done != "" {
+					for _, tk := range tickets[s.done] {
+						b.done(tk, s.outcome, now)
+					}
+					delete(tickets, s.done)
+				}
+				if got := b.current(now); s.state != "" && got.String() != s.state {
+					t.Fatalf("step %d: state %s, want %s", i, got, s.state)
+				}
+			}
+			if len(changes) != len(tc.changes) {
+				t.Fatalf("changes %v, want %v", changes, tc.changes)
+			}
+			for i := range changes {
+				if changes[i] != tc.changes[i] {
+					t.Fatalf("changes %v, want %v", changes, tc.changes)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkBreakerClosed is the breaker's cost on every authorization.
+func BenchmarkBreakerClosed(b *testing.B) {
+	br := newBreaker(BreakerConfig{}, nil)
+	now := time.Now()
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		tk, _ := br.allow(now)
+		br.done(tk, outcomeAnswered, now.Add(time.Duration(i)*time.Microsecond))
+	}
+}
