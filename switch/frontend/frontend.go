@@ -240,6 +240,11 @@ type serverConn struct {
 	closeOnce sync.Once
 	reason    string
 	stopped   atomic.Bool
+	// peerGone is set when the read side ended (end-of-file or a read error): the
+	// terminal has closed its connection, so an answer written now would "succeed"
+	// into a socket nobody reads. Answers still pending are reported undelivered and
+	// not written, so that the pipeline reverses the approvals among them.
+	peerGone atomic.Bool
 }
 
 type outMsg struct {
@@ -304,6 +309,7 @@ func (c *serverConn) readLoop(ctx context.Context, inflight *sync.WaitGroup) str
 			case c.stopped.Load():
 				return "draining"
 			case errors.Is(err, io.EOF):
+				c.peerGone.Store(true)
 				return "closed by peer"
 			case errors.Is(err, ErrFrameTooLong):
 				l.log.Warn().Uint64("conn", c.info.ID).Str("remote", c.info.Remote.String()).Err(err).Msg("protocol error: closing connection")
@@ -315,6 +321,7 @@ func (c *serverConn) readLoop(ctx context.Context, inflight *sync.WaitGroup) str
 			case errors.Is(err, net.ErrClosed):
 				return "closed"
 			default:
+				c.peerGone.Store(true) // reset, or closed half way through a frame
 				l.log.Info().Uint64("conn", c.info.ID).Str("remote", c.info.Remote.String()).Err(err).Msg("connection read failed")
 				return "read error"
 			}
@@ -394,7 +401,7 @@ func (c *serverConn) writeLoop() {
 	var batch []outMsg
 	var deadlineSet time.Time
 	for m := range c.out {
-		if broken {
+		if broken || c.peerGone.Load() {
 			notify(m, false)
 			continue
 		}
