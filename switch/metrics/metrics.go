@@ -119,3 +119,46 @@ func reasonLabel(r string) string {
 	}
 	return "other"
 }
+
+// SAFCounts are one issuer's store-and-forward figures.
+type SAFCounts struct {
+	Queued                           int
+	Tries, Acked, Failed, Suppressed int64
+}
+
+// SAFCollector exports the store-and-forward queue's figures by issuer, read from
+// the queue at each scrape: the rate of switchyard_saf_acked_total is the drain rate.
+func SAFCollector(read func() map[string]SAFCounts) prometheus.Collector {
+	return safCollector{read}
+}
+
+type safCollector struct{ read func() map[string]SAFCounts }
+
+var (
+	safQueued = prometheus.NewDesc("switchyard_saf_issuer_queued",
+		"Advices waiting in the store-and-forward queue, by issuer.", []string{"issuer"}, nil)
+	safTries = prometheus.NewDesc("switchyard_saf_tries_total",
+		"Advices sent to the issuer (first tries and repeats), by issuer.", []string{"issuer"}, nil)
+	safAcked = prometheus.NewDesc("switchyard_saf_acked_total",
+		"Advices the issuer acknowledged (delivered, removed from the queue), by issuer.", []string{"issuer"}, nil)
+	safFailed = prometheus.NewDesc("switchyard_saf_failed_total",
+		"Advice tries that failed (issuer down, no answer in time), by issuer; each is repeated after a backoff.", []string{"issuer"}, nil)
+	safSuppressed = prometheus.NewDesc("switchyard_saf_failure_logs_suppressed_total",
+		"Failed advice tries left out of the log by its rate limit (one warning per issuer per minute), by issuer.", []string{"issuer"}, nil)
+)
+
+func (c safCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{safQueued, safTries, safAcked, safFailed, safSuppressed} {
+		ch <- d
+	}
+}
+
+func (c safCollector) Collect(ch chan<- prometheus.Metric) {
+	for issuer, s := range c.read() {
+		ch <- prometheus.MustNewConstMetric(safQueued, prometheus.GaugeValue, float64(s.Queued), issuer)
+		ch <- prometheus.MustNewConstMetric(safTries, prometheus.CounterValue, float64(s.Tries), issuer)
+		ch <- prometheus.MustNewConstMetric(safAcked, prometheus.CounterValue, float64(s.Acked), issuer)
+		ch <- prometheus.MustNewConstMetric(safFailed, prometheus.CounterValue, float64(s.Failed), issuer)
+		ch <- prometheus.MustNewConstMetric(safSuppressed, prometheus.CounterValue, float64(s.Suppressed), issuer)
+	}
+}

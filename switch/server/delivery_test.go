@@ -80,4 +80,35 @@ func TestLateAnswerToClosedTerminalIsReversed(t *testing.T) {
 	if !queued {
 		t.Fatalf("no reversal queued for %s: %+v", rec.RRN, items)
 	}
+	// The drain is measurable: the reversal's acknowledgement is counted by issuer.
+	deadline = time.Now().Add(15 * time.Second)
+	for safMetric(t, s, "switchyard_saf_acked_total", "slow") < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("switchyard_saf_acked_total{issuer=\"slow\"} never reached 1")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// safMetric reads one issuer's value of a store-and-forward metric (-1 if absent).
+func safMetric(t *testing.T, s *Server, name, issuer string) float64 {
+	t.Helper()
+	mfs, err := s.Metrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if len(m.GetLabel()) == 1 && m.GetLabel()[0].GetValue() == issuer {
+				if m.GetCounter() != nil {
+					return m.GetCounter().GetValue()
+				}
+				return m.GetGauge().GetValue()
+			}
+		}
+	}
+	return -1
 }

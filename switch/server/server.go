@@ -147,7 +147,7 @@ func New(cfg *config.Config, log zerolog.Logger) (_ *Server, err error) {
 		Name: "switchyard_saf_queued", Help: "Advices waiting in the store-and-forward queue, all issuers.",
 	}, func() float64 { return float64(s.Queue.Len("")) }), prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "switchyard_journal_unindexed", Help: "Journal log frames committed but not yet written to the index.",
-	}, func() float64 { return float64(s.Journal.Unindexed()) }), storeCollector())
+	}, func() float64 { return float64(s.Journal.Unindexed()) }), storeCollector(), metrics.SAFCollector(s.safCounts))
 	lmk, err := keys.LoadLMK(keys.LMKSource{File: cfg.Security.LMKFile, Env: cfg.Security.LMKEnv, Demo: cfg.Demo})
 	if err != nil {
 		return nil, fmt.Errorf("security: %w", err)
