@@ -446,14 +446,14 @@ func (q *Queue) deliver(send Sender, it *Item) {
 	st.Sent.Add(1)
 	err := send(q.ctx, it, repeat)
 	if err == nil {
-		q.Acked.Add(1)
-		st.Acked.Add(1)
 		if err := q.remove(it); err != nil {
 			q.log.Error().Err(err).Str("rrn", it.RRN).Msg("removing acknowledged item")
 		}
 		q.idxMu.Lock()
 		q.index(it.Issuer).remove(it.Seq)
 		q.idxMu.Unlock()
+		q.Acked.Add(1) // once out of the queue: Len and Acked agree for whoever reads both
+		st.Acked.Add(1)
 		return
 	}
 	if q.ctx.Err() != nil {
