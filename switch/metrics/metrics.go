@@ -21,6 +21,7 @@ type Metrics struct {
 	ConnsTotal    *prometheus.CounterVec   // accepted, by listener
 	ConnsClosed   *prometheus.CounterVec   // by listener, reason
 	ProtoErrors   *prometheus.CounterVec   // by listener, reason
+	ConnsRefused  *prometheus.CounterVec   // closed at accept by a limit, by listener, reason
 	FormatErrors  prometheus.Counter       // answered with 30
 	JournalBatch  prometheus.Histogram     // records per group commit
 	JournalSync   prometheus.Histogram     // seconds per group commit
@@ -56,6 +57,9 @@ func New() *Metrics {
 		ConnsClosed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchyard_terminal_connections_closed_total", Help: "Terminal connections closed, by listener and reason.",
 		}, []string{"listener", "reason"}),
+		ConnsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchyard_terminal_connections_refused_total", Help: "Terminal connections closed at accept because a listener limit was reached, by listener and reason (max-conns, per-source).",
+		}, []string{"listener", "reason"}),
 		ProtoErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchyard_protocol_errors_total", Help: "Protocol errors that closed a terminal connection, by listener and reason.",
 		}, []string{"listener", "reason"}),
@@ -77,7 +81,7 @@ func New() *Metrics {
 		}),
 	}
 	r.MustRegister(m.Transactions, m.Latency, m.IssuerLatency, m.IssuerErrors, m.Conns, m.ConnsTotal,
-		m.ConnsClosed, m.ProtoErrors, m.FormatErrors, m.JournalBatch, m.JournalSync, m.JournalErrors, m.Answers,
+		m.ConnsClosed, m.ConnsRefused, m.ProtoErrors, m.FormatErrors, m.JournalBatch, m.JournalSync, m.JournalErrors, m.Answers,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -99,6 +103,11 @@ func (m *Metrics) ProtocolError(listener, reason string) {
 	m.ProtoErrors.WithLabelValues(listener, reason).Inc()
 }
 
+// ConnRefused implements the front-end's metrics.
+func (m *Metrics) ConnRefused(listener, reason string) {
+	m.ConnsRefused.WithLabelValues(listener, reason).Inc()
+}
+
 // Turnaround implements frontend.Metrics.
 func (m *Metrics) Turnaround(listener string) func(seconds float64) {
 	return m.Answers.WithLabelValues(listener).Observe
@@ -114,7 +123,7 @@ func (m *Metrics) JournalCommitted(batch int, d time.Duration) {
 func reasonLabel(r string) string {
 	switch r {
 	case "closed by peer", "idle timeout", "frame too long", "empty frame", "draining", "read error",
-		"write error", "listener closed", "closed", "handler panic":
+		"write error", "listener closed", "closed", "handler panic", "first frame timeout":
 		return r
 	}
 	return "other"
