@@ -140,6 +140,16 @@ type Listener struct {
 	IdleTimeout Duration `yaml:"idle_timeout"` // default 5m
 	MaxInFlight int      `yaml:"max_in_flight"`
 	TLS         *TLS     `yaml:"tls"`
+
+	// MaxConns bounds the listener's open connections (default 10000); past it a new
+	// connection is closed at accept, so idle sockets cannot use up the file descriptors.
+	MaxConns int `yaml:"max_conns"`
+	// MaxConnsPerSource bounds the open connections from one IP address (default 1000;
+	// raise it for terminals behind one NAT or concentrator).
+	MaxConnsPerSource int `yaml:"max_conns_per_source"`
+	// FirstFrameTimeout closes a connection that sent no complete frame (TLS handshake
+	// included) this long after connecting (default 10s; idle_timeout if shorter).
+	FirstFrameTimeout Duration `yaml:"first_frame_timeout"`
 }
 
 // TLS configures TLS on a listener.
@@ -339,6 +349,15 @@ func (c *Config) ApplyDefaults() {
 		if l.MaxInFlight == 0 {
 			l.MaxInFlight = 256
 		}
+		if l.MaxConns == 0 {
+			l.MaxConns = 10000
+		}
+		if l.MaxConnsPerSource == 0 {
+			l.MaxConnsPerSource = min(1000, l.MaxConns)
+		}
+		if l.FirstFrameTimeout == 0 {
+			l.FirstFrameTimeout = Duration(10 * time.Second)
+		}
 		if l.Name == "" {
 			l.Name = fmt.Sprintf("listener-%d", i)
 		}
@@ -467,6 +486,15 @@ func (c *Config) Validate() error {
 		}
 		if l.MaxInFlight < 1 || l.MaxInFlight > 65536 {
 			bad(key+".max_in_flight", "%d is not between 1 and 65536", l.MaxInFlight)
+		}
+		if l.MaxConns < 1 || l.MaxConns > 1000000 {
+			bad(key+".max_conns", "%d is not between 1 and 1000000", l.MaxConns)
+		}
+		if l.MaxConnsPerSource < 1 || l.MaxConnsPerSource > l.MaxConns {
+			bad(key+".max_conns_per_source", "%d is not between 1 and max_conns (%d)", l.MaxConnsPerSource, l.MaxConns)
+		}
+		if d := l.FirstFrameTimeout.D(); d < 100*time.Millisecond || d > 5*time.Minute {
+			bad(key+".first_frame_timeout", "%s is not between 100ms and 5m", d)
 		}
 		if l.TLS != nil && (l.TLS.CertFile == "" || l.TLS.KeyFile == "") {
 			bad(key+".tls", "cert_file and key_file are both required")

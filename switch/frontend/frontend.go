@@ -60,6 +60,17 @@ type Config struct {
 	MaxInFlightPerConn int
 	// MaxBody is the frame limit (default message.MaxBody).
 	MaxBody int
+	// MaxConns bounds the open connections of the listener (default 10000): past it a
+	// new connection is closed as soon as it is accepted, so that idle sockets cannot
+	// use up the process's file descriptors (and lock out the admin listener).
+	MaxConns int
+	// MaxConnsPerSource bounds the open connections from one remote address (default
+	// 1000), so that one host cannot take all of MaxConns.
+	MaxConnsPerSource int
+	// FirstFrameTimeout closes a connection whose first frame (and TLS handshake) has
+	// not arrived within it (default 10 s, at most IdleTimeout): a terminal sends as
+	// soon as it connects, a socket that sends nothing is not a terminal.
+	FirstFrameTimeout time.Duration
 }
 
 // Limiter bounds the requests in progress over all listeners. A nil Limiter has no bound.
@@ -73,6 +84,9 @@ type Metrics interface {
 	ConnOpened(listener string)
 	ConnClosed(listener, reason string)
 	ProtocolError(listener, reason string)
+	// ConnRefused counts a connection closed at accept because of a limit (reason
+	// "max-conns" or "per-source").
+	ConnRefused(listener, reason string)
 	// Turnaround returns the function that records, for each answer, the time from its
 	// request's last byte read to the answer written to the socket (called once per
 	// listener).
@@ -96,6 +110,13 @@ type Listener struct {
 	closing bool
 	wg      sync.WaitGroup // connections
 	reqs    sync.WaitGroup // requests in progress
+
+	// Guarded by mu: open connections by remote address, and the refusals not yet
+	// logged and when they were last (a flood of connections past the limits gives
+	// one line per refusalLogEvery, not one each).
+	sources         map[netip.Addr]int
+	refusedUnlogged int
+	refusedLogged   time.Time
 }
 
 // Listen opens the listening socket. Serve must be called to accept connections.
@@ -112,6 +133,16 @@ func Listen(cfg Config, proc Processor, limit Limiter, log zerolog.Logger, m Met
 	if cfg.Dialect == "" {
 		cfg.Dialect = message.DialectASCII
 	}
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = 10000
+	}
+	if cfg.MaxConnsPerSource <= 0 {
+		cfg.MaxConnsPerSource = 1000
+	}
+	if cfg.FirstFrameTimeout <= 0 {
+		cfg.FirstFrameTimeout = 10 * time.Second
+	}
+	cfg.FirstFrameTimeout = min(cfg.FirstFrameTimeout, cfg.IdleTimeout)
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("listener %s: %w", cfg.Name, err)
@@ -120,7 +151,7 @@ func Listen(cfg Config, proc Processor, limit Limiter, log zerolog.Logger, m Met
 		ln = tls.NewListener(ln, cfg.TLS)
 	}
 	l := &Listener{cfg: cfg, proc: proc, limit: limit, log: log.With().Str("listener", cfg.Name).Logger(),
-		metrics: m, ln: ln, conns: map[*serverConn]struct{}{}}
+		metrics: m, ln: ln, conns: map[*serverConn]struct{}{}, sources: map[netip.Addr]int{}}
 	if m != nil {
 		l.turnaround = m.Turnaround(cfg.Name)
 	}
@@ -159,19 +190,73 @@ func (l *Listener) Serve() error {
 		if ap, err := netip.ParseAddrPort(nc.RemoteAddr().String()); err == nil {
 			c.info.Remote = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 		}
+		src := c.info.Remote.Addr()
 		l.mu.Lock()
 		if l.closing {
 			l.mu.Unlock()
 			nc.Close()
 			return nil
 		}
+		if refused := l.refuse(src); refused != "" {
+			l.mu.Unlock()
+			l.refused(nc, refused)
+			continue
+		}
 		l.conns[c] = struct{}{}
+		l.sources[src]++
 		l.wg.Add(1)
 		l.mu.Unlock()
 		if l.metrics != nil {
 			l.metrics.ConnOpened(l.cfg.Name)
 		}
 		go c.serve()
+	}
+}
+
+// refusalLogEvery is the least time between two log lines about refused connections.
+const refusalLogEvery = 10 * time.Second
+
+// refuse says which limit a new connection from src would pass ("" if none); the
+// caller holds mu.
+func (l *Listener) refuse(src netip.Addr) string {
+	switch {
+	case len(l.conns) >= l.cfg.MaxConns:
+		return "max-conns"
+	case l.sources[src] >= l.cfg.MaxConnsPerSource:
+		return "per-source"
+	}
+	return ""
+}
+
+// refused closes a connection past a limit at once, with a reset (so that no socket
+// lingers in TIME_WAIT on the switch's side), counts it and logs the refusals at most
+// once per refusalLogEvery.
+func (l *Listener) refused(nc net.Conn, reason string) {
+	remote := nc.RemoteAddr().String()
+	if l.metrics != nil { // counted before the close that the peer sees
+		l.metrics.ConnRefused(l.cfg.Name, reason)
+	}
+	raw := nc
+	if tc, ok := nc.(*tls.Conn); ok {
+		raw = tc.NetConn() // no handshake was made: close the socket under it
+	}
+	if tc, ok := raw.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	_ = raw.Close()
+	now := time.Now()
+	l.mu.Lock()
+	l.refusedUnlogged++
+	n, open := l.refusedUnlogged, len(l.conns)
+	logIt := now.Sub(l.refusedLogged) >= refusalLogEvery
+	if logIt {
+		l.refusedUnlogged, l.refusedLogged = 0, now
+	}
+	l.mu.Unlock()
+	if logIt {
+		l.log.Warn().Str("reason", reason).Str("remote", remote).Int("refused", n).Int("open", open).
+			Int("max_conns", l.cfg.MaxConns).Int("max_conns_per_source", l.cfg.MaxConnsPerSource).
+			Msg("connections refused: listener limit reached (see max_conns, max_conns_per_source)")
 	}
 }
 
@@ -240,6 +325,11 @@ type serverConn struct {
 	closeOnce sync.Once
 	reason    string
 	stopped   atomic.Bool
+	// peerGone is set when the read side ended (end-of-file or a read error): the
+	// terminal has closed its connection, so an answer written now would "succeed"
+	// into a socket nobody reads. Answers still pending are reported undelivered and
+	// not written, so that the pipeline reverses the approvals among them.
+	peerGone atomic.Bool
 }
 
 type outMsg struct {
@@ -279,6 +369,11 @@ func (c *serverConn) serve() {
 	}
 	l.mu.Lock()
 	delete(l.conns, c)
+	if src := c.info.Remote.Addr(); l.sources[src] <= 1 {
+		delete(l.sources, src)
+	} else {
+		l.sources[src]--
+	}
 	l.mu.Unlock()
 	l.wg.Done()
 }
@@ -287,13 +382,16 @@ func (c *serverConn) serve() {
 func (c *serverConn) readLoop(ctx context.Context, inflight *sync.WaitGroup) string {
 	l := c.l
 	r := bufio.NewReaderSize(c.nc, 8192)
+	// Until the first frame, the (shorter) first-frame deadline applies.
+	first := true
+	_ = c.nc.SetReadDeadline(time.Now().Add(l.cfg.FirstFrameTimeout))
 	var deadlineSet time.Time
 	for {
 		if c.stopped.Load() {
 			return "draining"
 		}
 		// The idle deadline is moved when a tenth of it has passed, not for every frame.
-		if now := time.Now(); now.After(deadlineSet.Add(l.cfg.IdleTimeout / 10)) {
+		if now := time.Now(); !first && now.After(deadlineSet.Add(l.cfg.IdleTimeout/10)) {
 			_ = c.nc.SetReadDeadline(now.Add(l.cfg.IdleTimeout))
 			deadlineSet = now
 		}
@@ -304,21 +402,28 @@ func (c *serverConn) readLoop(ctx context.Context, inflight *sync.WaitGroup) str
 			case c.stopped.Load():
 				return "draining"
 			case errors.Is(err, io.EOF):
+				c.peerGone.Store(true)
 				return "closed by peer"
 			case errors.Is(err, ErrFrameTooLong):
 				l.log.Warn().Uint64("conn", c.info.ID).Str("remote", c.info.Remote.String()).Err(err).Msg("protocol error: closing connection")
 				l.protoErr("frame-too-long")
 				return "frame too long"
+			case isTimeout(err) && first:
+				// Debug only: a flood of silent sockets would flood the log too.
+				l.log.Debug().Uint64("conn", c.info.ID).Str("remote", c.info.Remote.String()).Dur("first_frame_timeout", l.cfg.FirstFrameTimeout).Msg("connection sent no frame in time; closed")
+				return "first frame timeout"
 			case isTimeout(err):
 				l.log.Info().Uint64("conn", c.info.ID).Str("remote", c.info.Remote.String()).Dur("idle", l.cfg.IdleTimeout).Msg("idle connection closed")
 				return "idle timeout"
 			case errors.Is(err, net.ErrClosed):
 				return "closed"
 			default:
+				c.peerGone.Store(true) // reset, or closed half way through a frame
 				l.log.Info().Uint64("conn", c.info.ID).Str("remote", c.info.Remote.String()).Err(err).Msg("connection read failed")
 				return "read error"
 			}
 		}
+		first = false
 		if len(body) == 0 {
 			l.log.Warn().Uint64("conn", c.info.ID).Str("remote", c.info.Remote.String()).Msg("protocol error: empty frame; closing connection")
 			l.protoErr("empty-frame")
@@ -389,14 +494,17 @@ func (c *serverConn) drain(batch []outMsg) []outMsg {
 // writeLoop writes responses, coalescing those that are ready into one write, and
 // reports each one's delivery.
 func (c *serverConn) writeLoop() {
-	w := bufio.NewWriterSize(c.nc, 16384)
+	var w *bufio.Writer // allocated with the first answer: an idle socket costs no buffer
 	broken := false
 	var batch []outMsg
 	var deadlineSet time.Time
 	for m := range c.out {
-		if broken {
+		if broken || c.peerGone.Load() {
 			notify(m, false)
 			continue
+		}
+		if w == nil {
+			w = bufio.NewWriterSize(c.nc, 16384)
 		}
 		batch = c.drain(append(batch[:0], m))
 		if len(batch) == 1 && len(c.sem) > 1 {

@@ -22,6 +22,7 @@ type Metrics struct {
 	ConnsTotal    *prometheus.CounterVec   // accepted, by listener
 	ConnsClosed   *prometheus.CounterVec   // by listener, reason
 	ProtoErrors   *prometheus.CounterVec   // by listener, reason
+	ConnsRefused  *prometheus.CounterVec   // closed at accept by a limit, by listener, reason
 	FormatErrors  prometheus.Counter       // answered with 30
 	JournalBatch  prometheus.Histogram     // records per group commit
 	JournalSync   prometheus.Histogram     // seconds per group commit
@@ -60,6 +61,9 @@ func New() *Metrics {
 		ConnsClosed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchyard_terminal_connections_closed_total", Help: "Terminal connections closed, by listener and reason.",
 		}, []string{"listener", "reason"}),
+		ConnsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchyard_terminal_connections_refused_total", Help: "Terminal connections closed at accept because a listener limit was reached, by listener and reason (max-conns, per-source).",
+		}, []string{"listener", "reason"}),
 		ProtoErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchyard_protocol_errors_total", Help: "Protocol errors that closed a terminal connection, by listener and reason.",
 		}, []string{"listener", "reason"}),
@@ -81,7 +85,7 @@ func New() *Metrics {
 		}),
 	}
 	r.MustRegister(m.Transactions, m.Latency, m.IssuerLatency, m.IssuerErrors, m.IssuerBreaker, m.Conns, m.ConnsTotal,
-		m.ConnsClosed, m.ProtoErrors, m.FormatErrors, m.JournalBatch, m.JournalSync, m.JournalErrors, m.Answers,
+		m.ConnsClosed, m.ConnsRefused, m.ProtoErrors, m.FormatErrors, m.JournalBatch, m.JournalSync, m.JournalErrors, m.Answers,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -103,6 +107,11 @@ func (m *Metrics) ProtocolError(listener, reason string) {
 	m.ProtoErrors.WithLabelValues(listener, reason).Inc()
 }
 
+// ConnRefused implements the front-end's metrics.
+func (m *Metrics) ConnRefused(listener, reason string) {
+	m.ConnsRefused.WithLabelValues(listener, reason).Inc()
+}
+
 // Turnaround implements frontend.Metrics.
 func (m *Metrics) Turnaround(listener string) func(seconds float64) {
 	return m.Answers.WithLabelValues(listener).Observe
@@ -118,8 +127,51 @@ func (m *Metrics) JournalCommitted(batch int, d time.Duration) {
 func reasonLabel(r string) string {
 	switch r {
 	case "closed by peer", "idle timeout", "frame too long", "empty frame", "draining", "read error",
-		"write error", "listener closed", "closed", "handler panic":
+		"write error", "listener closed", "closed", "handler panic", "first frame timeout":
 		return r
 	}
 	return "other"
+}
+
+// SAFCounts are one issuer's store-and-forward figures.
+type SAFCounts struct {
+	Queued                           int
+	Tries, Acked, Failed, Suppressed int64
+}
+
+// SAFCollector exports the store-and-forward queue's figures by issuer, read from
+// the queue at each scrape: the rate of switchyard_saf_acked_total is the drain rate.
+func SAFCollector(read func() map[string]SAFCounts) prometheus.Collector {
+	return safCollector{read}
+}
+
+type safCollector struct{ read func() map[string]SAFCounts }
+
+var (
+	safQueued = prometheus.NewDesc("switchyard_saf_issuer_queued",
+		"Advices waiting in the store-and-forward queue, by issuer.", []string{"issuer"}, nil)
+	safTries = prometheus.NewDesc("switchyard_saf_tries_total",
+		"Advices sent to the issuer (first tries and repeats), by issuer.", []string{"issuer"}, nil)
+	safAcked = prometheus.NewDesc("switchyard_saf_acked_total",
+		"Advices the issuer acknowledged (delivered, removed from the queue), by issuer.", []string{"issuer"}, nil)
+	safFailed = prometheus.NewDesc("switchyard_saf_failed_total",
+		"Advice tries that failed (issuer down, no answer in time), by issuer; each is repeated after a backoff.", []string{"issuer"}, nil)
+	safSuppressed = prometheus.NewDesc("switchyard_saf_failure_logs_suppressed_total",
+		"Failed advice tries left out of the log by its rate limit (one warning per issuer per minute), by issuer.", []string{"issuer"}, nil)
+)
+
+func (c safCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{safQueued, safTries, safAcked, safFailed, safSuppressed} {
+		ch <- d
+	}
+}
+
+func (c safCollector) Collect(ch chan<- prometheus.Metric) {
+	for issuer, s := range c.read() {
+		ch <- prometheus.MustNewConstMetric(safQueued, prometheus.GaugeValue, float64(s.Queued), issuer)
+		ch <- prometheus.MustNewConstMetric(safTries, prometheus.CounterValue, float64(s.Tries), issuer)
+		ch <- prometheus.MustNewConstMetric(safAcked, prometheus.CounterValue, float64(s.Acked), issuer)
+		ch <- prometheus.MustNewConstMetric(safFailed, prometheus.CounterValue, float64(s.Failed), issuer)
+		ch <- prometheus.MustNewConstMetric(safSuppressed, prometheus.CounterValue, float64(s.Suppressed), issuer)
+	}
 }

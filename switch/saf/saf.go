@@ -55,6 +55,11 @@ type Options struct {
 	Poll                   time.Duration // how often idle workers look for work (default 1 s)
 	// InFlight bounds the advices of one issuer sent at once (default 16).
 	InFlight int
+	// WarnEvery is the least time between two warnings about an issuer's failed tries
+	// (default 1 min); the failures in between are counted (Stats), not logged.
+	WarnEvery time.Duration
+	// Now is the clock of the warnings' rate limit (default time.Now).
+	Now func() time.Time
 	// Persist, when set, writes a new item durably (returning once it is on disk); the
 	// switch hands its journal's group commit here, so that an enqueue shares the
 	// journal's fsync. Nil: a Badger transaction and a sync of its own.
@@ -77,6 +82,9 @@ type Queue struct {
 	cancel  context.CancelFunc
 
 	Sent, Acked, Failed atomic.Int64
+
+	statsMu sync.Mutex
+	byIss   map[string]*Stats
 
 	// idx is the queue's in-memory index, so that finding due items never iterates
 	// Badger (whose iterators walk every deleted version of a busy queue's keys).
@@ -142,13 +150,20 @@ func Open(db *badger.DB, opts Options, log zerolog.Logger) (*Queue, error) {
 	if opts.InFlight <= 0 {
 		opts.InFlight = 16
 	}
+	if opts.WarnEvery <= 0 {
+		opts.WarnEvery = time.Minute
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
 	seq, err := db.GetSequence([]byte("saf/seq"), 1000)
 	if err != nil {
 		return nil, fmt.Errorf("saf: sequence: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	q := &Queue{db: db, opts: opts, log: log.With().Str("component", "saf").Logger(), seq: seq,
-		senders: map[string]Sender{}, kicks: map[string]chan struct{}{}, ctx: ctx, cancel: cancel, idx: map[string]*index{}}
+		senders: map[string]Sender{}, kicks: map[string]chan struct{}{}, ctx: ctx, cancel: cancel, idx: map[string]*index{},
+		byIss: map[string]*Stats{}}
 	if err := q.load(); err != nil {
 		cancel()
 		_ = seq.Release()
@@ -252,6 +267,7 @@ func (q *Queue) Register(issuer string, send Sender) {
 		return
 	}
 	q.senders[issuer] = send
+	q.stats(issuer)
 	ch := make(chan struct{}, 1)
 	q.kicks[issuer] = ch
 	q.wg.Add(1)
@@ -280,9 +296,10 @@ func (q *Queue) Pending(issuer string) ([]Item, error) {
 	return out, err
 }
 
-// due returns up to n of an issuer's items whose time has come, oldest first, and the
-// earliest time another becomes due (zero if none waits).
-func (q *Queue) due(issuer string, n int, now time.Time) ([]*Item, time.Time, error) {
+// due returns up to n of an issuer's items whose time has come, oldest first, leaving
+// out those in skip (being tried), and the earliest time another becomes due (zero if
+// none waits).
+func (q *Queue) due(issuer string, n int, now time.Time, skip map[uint64]struct{}) ([]*Item, time.Time, error) {
 	var seqs []uint64
 	var next time.Time
 	q.idxMu.Lock()
@@ -290,6 +307,9 @@ func (q *Queue) due(issuer string, n int, now time.Time) ([]*Item, time.Time, er
 		for _, s := range x.order {
 			at, ok := x.live[s]
 			if !ok {
+				continue
+			}
+			if _, busy := skip[s]; busy {
 				continue
 			}
 			if at.After(now) {
@@ -349,51 +369,73 @@ func (q *Queue) remove(it *Item) error {
 	return q.db.Update(func(txn *badger.Txn) error { return txn.Delete(key(it.Issuer, it.Seq)) })
 }
 
-// worker delivers an issuer's items, several at once; an item leaves the queue only
-// when acknowledged, and an item that failed waits out its own backoff without holding
-// up the others.
+// worker delivers an issuer's items, up to InFlight at once. Each in-flight slot is
+// independent: as soon as one try ends (acknowledged, failed or timed out), the next
+// due item takes its slot, so a slow or unanswered advice holds up only itself, never
+// a batch. An item leaves the queue only when acknowledged, and an item that failed
+// waits out its own backoff without holding up the others.
 func (q *Queue) worker(issuer string, kick chan struct{}) {
 	defer q.wg.Done()
+	var running sync.WaitGroup
+	defer running.Wait()                       // the senders see q.ctx end and return
+	busy := map[uint64]struct{}{}              // items being tried (read and written by this goroutine only)
+	done := make(chan uint64, q.opts.InFlight) // a try ended; never blocks: at most InFlight run
+	timer := time.NewTimer(q.opts.Poll)
+	defer timer.Stop()
 	for {
-		now := time.Now()
-		items, next, err := q.due(issuer, q.opts.InFlight, now)
-		if err != nil {
-			q.log.Error().Err(err).Str("issuer", issuer).Msg("reading the queue")
-			next = now.Add(q.opts.MaxBackoff)
-		}
-		if len(items) == 0 {
-			wait := q.opts.Poll
-			if !next.IsZero() && next.Sub(now) < wait {
-				wait = next.Sub(now)
-			}
+		for drained := false; !drained; { // collect the slots freed meanwhile
 			select {
-			case <-kick:
-			case <-time.After(wait):
-			case <-q.ctx.Done():
-				return
+			case s := <-done:
+				delete(busy, s)
+			default:
+				drained = true
+			}
+		}
+		now := time.Now()
+		var items []*Item
+		var next time.Time
+		if free := q.opts.InFlight - len(busy); free > 0 {
+			var err error
+			if items, next, err = q.due(issuer, free, now, busy); err != nil {
+				q.log.Error().Err(err).Str("issuer", issuer).Msg("reading the queue")
+				next = now.Add(q.opts.MaxBackoff)
+			}
+		}
+		if len(items) > 0 {
+			q.mu.Lock()
+			send := q.senders[issuer]
+			q.mu.Unlock()
+			for _, it := range items {
+				busy[it.Seq] = struct{}{}
+				running.Add(1)
+				go func() {
+					defer running.Done()
+					q.deliver(send, it)
+					done <- it.Seq
+				}()
 			}
 			continue
 		}
-		q.mu.Lock()
-		send := q.senders[issuer]
-		q.mu.Unlock()
-		var wg sync.WaitGroup
-		for _, it := range items {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				q.deliver(send, it)
-			}()
+		wait := q.opts.Poll
+		if !next.IsZero() && next.Sub(now) < wait {
+			wait = next.Sub(now)
 		}
-		wg.Wait()
-		if q.ctx.Err() != nil {
+		timer.Reset(wait)
+		select {
+		case <-kick:
+		case s := <-done:
+			delete(busy, s)
+		case <-timer.C:
+		case <-q.ctx.Done():
 			return
 		}
+		timer.Stop() // since Go 1.23, Stop and Reset leave no stale tick in timer.C
 	}
 }
 
 // deliver makes one try of an item.
 func (q *Queue) deliver(send Sender, it *Item) {
+	st := q.stats(it.Issuer)
 	repeat := it.Tries > 0
 	it.Tries++
 	it.Last = time.Now().UTC()
@@ -401,21 +443,24 @@ func (q *Queue) deliver(send Sender, it *Item) {
 		q.log.Error().Err(err).Msg("saving try count")
 	}
 	q.Sent.Add(1)
+	st.Sent.Add(1)
 	err := send(q.ctx, it, repeat)
 	if err == nil {
-		q.Acked.Add(1)
 		if err := q.remove(it); err != nil {
 			q.log.Error().Err(err).Str("rrn", it.RRN).Msg("removing acknowledged item")
 		}
 		q.idxMu.Lock()
 		q.index(it.Issuer).remove(it.Seq)
 		q.idxMu.Unlock()
+		q.Acked.Add(1) // once out of the queue: Len and Acked agree for whoever reads both
+		st.Acked.Add(1)
 		return
 	}
 	if q.ctx.Err() != nil {
 		return
 	}
 	q.Failed.Add(1)
+	st.Failed.Add(1)
 	backoff := q.opts.MinBackoff << min(it.Tries-1, 16)
 	if backoff > q.opts.MaxBackoff || backoff <= 0 {
 		backoff = q.opts.MaxBackoff
@@ -427,8 +472,65 @@ func (q *Queue) deliver(send Sender, it *Item) {
 	if err := q.save(it); err != nil {
 		q.log.Error().Err(err).Msg("saving retry time")
 	}
-	q.log.Warn().Err(err).Str("issuer", it.Issuer).Str("mti", it.MTI).Str("rrn", it.RRN).Int("tries", it.Tries).
-		Dur("retry_in", backoff).Msg("advice not acknowledged; will repeat")
+	// An issuer that is down fails every advice on every try: one warning per issuer
+	// per WarnEvery says so, with the count of the failures not logged since; the
+	// metrics count each one.
+	if n, ok := st.warnDue(q.opts.Now(), q.opts.WarnEvery); ok {
+		q.log.Warn().Err(err).Str("issuer", it.Issuer).Str("mti", it.MTI).Str("rrn", it.RRN).Int("tries", it.Tries).
+			Dur("retry_in", backoff).Int64("failures_not_logged", n).Msg("advice not acknowledged; will repeat")
+	} else {
+		st.Suppressed.Add(1)
+	}
+}
+
+// Stats are one issuer's delivery counts since the start: the rate of Acked is the
+// queue's drain rate at that issuer.
+type Stats struct {
+	Sent   atomic.Int64 // tries made
+	Acked  atomic.Int64 // advices acknowledged (delivered and removed from the queue)
+	Failed atomic.Int64 // tries that failed (not answered, link down, timed out)
+	// Suppressed counts the failures whose warning the rate limit left out of the log.
+	Suppressed atomic.Int64
+
+	warnMu   sync.Mutex
+	lastWarn time.Time
+	unlogged int64
+}
+
+// warnDue reports whether a failure may be logged now and, if so, how many failures
+// were not logged since the last warning.
+func (s *Stats) warnDue(now time.Time, every time.Duration) (int64, bool) {
+	s.warnMu.Lock()
+	defer s.warnMu.Unlock()
+	if !s.lastWarn.IsZero() && now.Sub(s.lastWarn) < every {
+		s.unlogged++
+		return 0, false
+	}
+	n := s.unlogged
+	s.lastWarn, s.unlogged = now, 0
+	return n, true
+}
+
+func (q *Queue) stats(issuer string) *Stats {
+	q.statsMu.Lock()
+	defer q.statsMu.Unlock()
+	st := q.byIss[issuer]
+	if st == nil {
+		st = &Stats{}
+		q.byIss[issuer] = st
+	}
+	return st
+}
+
+// IssuerStats returns the delivery counts of every issuer tried or registered, by issuer.
+func (q *Queue) IssuerStats() map[string]*Stats {
+	q.statsMu.Lock()
+	defer q.statsMu.Unlock()
+	out := make(map[string]*Stats, len(q.byIss))
+	for k, v := range q.byIss {
+		out[k] = v
+	}
+	return out
 }
 
 // Flush waits until every issuer's queue is empty or ctx ends.

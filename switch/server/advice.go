@@ -10,6 +10,7 @@ import (
 
 	"github.com/switchyard/switchyard/switch/issuer"
 	"github.com/switchyard/switchyard/switch/message"
+	"github.com/switchyard/switchyard/switch/metrics"
 	"github.com/switchyard/switchyard/switch/pipeline"
 	"github.com/switchyard/switchyard/switch/saf"
 )
@@ -51,4 +52,14 @@ func adviceSender(l *issuer.Link, p *pipeline.Pipeline, log zerolog.Logger) saf.
 		log.Debug().Str("issuer", l.ID()).Str("mti", mti).Str("rrn", it.RRN).Str("answer", got).Msg("advice acknowledged")
 		return nil
 	}
+}
+
+// safCounts reads the store-and-forward queue's figures by issuer for /metrics.
+func (s *Server) safCounts() map[string]metrics.SAFCounts {
+	out := map[string]metrics.SAFCounts{}
+	for issuer, st := range s.Queue.IssuerStats() {
+		out[issuer] = metrics.SAFCounts{Queued: s.Queue.Len(issuer), Tries: st.Sent.Load(), Acked: st.Acked.Load(),
+			Failed: st.Failed.Load(), Suppressed: st.Suppressed.Load()}
+	}
+	return out
 }

@@ -150,7 +150,7 @@ func New(cfg *config.Config, log zerolog.Logger) (_ *Server, err error) {
 		Name: "switchyard_saf_queued", Help: "Advices waiting in the store-and-forward queue, all issuers.",
 	}, func() float64 { return float64(s.Queue.Len("")) }), prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "switchyard_journal_unindexed", Help: "Journal log frames committed but not yet written to the index.",
-	}, func() float64 { return float64(s.Journal.Unindexed()) }), storeCollector())
+	}, func() float64 { return float64(s.Journal.Unindexed()) }), storeCollector(), metrics.SAFCollector(s.safCounts))
 	lmk, err := keys.LoadLMK(keys.LMKSource{File: cfg.Security.LMKFile, Env: cfg.Security.LMKEnv, Demo: cfg.Demo})
 	if err != nil {
 		return nil, fmt.Errorf("security: %w", err)
@@ -286,9 +286,20 @@ func New(cfg *config.Config, log zerolog.Logger) (_ *Server, err error) {
 		return nil, err
 	}
 	limit := frontend.NewLimiter(cfg.Limits.MaxInFlight)
-	for _, lc := range cfg.Listeners {
+	maxConns := make([]int, len(cfg.Listeners))
+	for i, lc := range cfg.Listeners {
+		maxConns[i] = lc.MaxConns
+	}
+	fds := fdLimit()
+	maxConns, lowered := connBudget(fds, maxConns)
+	for i, lc := range cfg.Listeners {
 		d, _ := message.ParseDialect(lc.Dialect)
-		fc := frontend.Config{Name: lc.Name, Addr: lc.Addr, Dialect: d, IdleTimeout: lc.IdleTimeout.D(), MaxInFlightPerConn: lc.MaxInFlight}
+		if lowered {
+			log.Warn().Str("key", fmt.Sprintf("listeners[%d].max_conns", i)).Int("configured", lc.MaxConns).Int("applied", maxConns[i]).
+				Uint64("fd_limit", fds).Msg("max_conns lowered to leave file descriptors for the admin server and the stores: raise the limit (ulimit -n, LimitNOFILE) or lower max_conns")
+		}
+		fc := frontend.Config{Name: lc.Name, Addr: lc.Addr, Dialect: d, IdleTimeout: lc.IdleTimeout.D(), MaxInFlightPerConn: lc.MaxInFlight,
+			MaxConns: maxConns[i], MaxConnsPerSource: min(lc.MaxConnsPerSource, maxConns[i]), FirstFrameTimeout: lc.FirstFrameTimeout.D()}
 		if lc.TLS != nil {
 			if fc.TLS, err = tlsConfig(lc.TLS); err != nil {
 				return nil, fmt.Errorf("listener %s: %w", lc.Name, err)

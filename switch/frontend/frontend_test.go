@@ -1,0 +1,169 @@
+package frontend
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// syncBuffer is a log sink the test reads while the listener writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// gateProc answers every request with its own body once release is closed, and reports
+// each answer's delivery on sent.
+type gateProc struct {
+	release chan struct{}
+	started chan struct{}
+	sent    chan bool
+}
+
+func newGateProc() *gateProc {
+	return &gateProc{release: make(chan struct{}), started: make(chan struct{}, 64), sent: make(chan bool, 64)}
+}
+
+func (p *gateProc) Process(ctx context.Context, c *Conn, body []byte) (Response, error) {
+	p.started <- struct{}{}
+	<-p.release
+	return Response{Body: append([]byte(nil), body...), Sent: func(d bool) { p.sent <- d }}, nil
+}
+
+func listen(t *testing.T, cfg Config, proc Processor, log io.Writer, m Metrics) *Listener {
+	t.Helper()
+	if cfg.Addr == "" {
+		cfg.Addr = "127.0.0.1:0"
+	}
+	if cfg.Name == "" {
+		cfg.Name = "test"
+	}
+	if log == nil {
+		log = io.Discard
+	}
+	l, err := Listen(cfg, proc, nil, zerolog.New(log).Level(zerolog.DebugLevel), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = l.Serve() }()
+	t.Cleanup(l.Close)
+	return l
+}
+
+func writeFrame(t *testing.T, nc net.Conn, body string) {
+	t.Helper()
+	b := binary.BigEndian.AppendUint16(nil, uint16(len(body)))
+	if _, err := nc.Write(append(b, body...)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func waitSent(t *testing.T, p *gateProc) bool {
+	t.Helper()
+	select {
+	case d := <-p.sent:
+		return d
+	case <-time.After(10 * time.Second):
+		t.Fatal("the answer's delivery was never reported")
+		return false
+	}
+}
+
+// TestAnswerAfterPeerClosedIsUndelivered: a terminal sends a request and closes its
+// side before the (slow) answer is ready. The first write after the peer's FIN would
+// succeed, but nobody reads it: the answer must be reported undelivered, so that the
+// pipeline reverses it. Both a half-close and a full close are tried.
+func TestAnswerAfterPeerClosedIsUndelivered(t *testing.T) {
+	for _, half := range []bool{true, false} {
+		name := "close"
+		if half {
+			name = "half-close"
+		}
+		t.Run(name, func(t *testing.T) {
+			logs := &syncBuffer{}
+			p := newGateProc()
+			l := listen(t, Config{}, p, logs, nil)
+			nc, err := net.Dial("tcp", l.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer nc.Close()
+			writeFrame(t, nc, "0200-request")
+			<-p.started
+			if half {
+				_ = nc.(*net.TCPConn).CloseWrite()
+			} else {
+				_ = nc.Close()
+			}
+			waitFor(t, "the switch to see the end of the connection", func() bool {
+				return strings.Contains(logs.String(), "closed by peer")
+			})
+			close(p.release)
+			if waitSent(t, p) {
+				t.Fatal("answer written after the terminal closed its connection reported delivered")
+			}
+			if half { // nothing was written either
+				_ = nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+				if n, err := nc.Read(make([]byte, 64)); n != 0 || err != io.EOF {
+					t.Fatalf("half-closed terminal read %d bytes, %v; want EOF and no answer", n, err)
+				}
+			}
+		})
+	}
+}
+
+// TestAnswerBeforePeerClosedIsDelivered is the control: the same answer, written while
+// the terminal still has the connection open, is delivered.
+func TestAnswerBeforePeerClosedIsDelivered(t *testing.T) {
+	p := newGateProc()
+	l := listen(t, Config{}, p, nil, nil)
+	nc, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	writeFrame(t, nc, "0200-request")
+	<-p.started
+	close(p.release)
+	r := bufio.NewReader(nc)
+	_ = nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	body, err := ReadFrame(r, nil, 1024)
+	if err != nil || string(body) != "0200-request" {
+		t.Fatalf("answer: %q, %v", body, err)
+	}
+	if !waitSent(t, p) {
+		t.Fatal("answer read by the terminal reported undelivered")
+	}
+}
