@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/switchyard/switchyard/hsm/dukpt"
 	"github.com/switchyard/switchyard/hsm/kcv"
 	"github.com/switchyard/switchyard/hsm/tr31"
 )
@@ -332,6 +333,11 @@ func (s *KeySpec) Normalize() error {
 			return fmt.Errorf("%w: a BDK's owner is its KSN prefix, up to 23 hex digits; got %q", ErrInput, s.Owner)
 		}
 		s.Owner = strings.ToUpper(s.Owner)
+		// The prefix may not reach into the counter: a BDK is found by its key set ID
+		// bits, whatever the counter (package dukpt, PrefixDigits).
+		if n := dukpt.PrefixDigits(s.Algorithm.IsAES()); len(s.Owner) > n {
+			return fmt.Errorf("%w: a %s BDK's owner is its KSN prefix, at most %d hex digits (the rest of the KSN is the counter); got %q", ErrInput, s.Algorithm, n, s.Owner)
+		}
 	}
 	if s.Grace < 0 {
 		return fmt.Errorf("%w: negative grace %s", ErrInput, s.Grace)

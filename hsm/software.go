@@ -301,7 +301,7 @@ func (s *Software) bdk(ctx context.Context, ref KeyRef, ksn string) (KeyRecord, 
 	if l.header.Usage != tr31.UsageBDK || l.raw == nil {
 		return rec, nil, usageErr(rec, l, "derive DUKPT keys")
 	}
-	if rec.Owner != "" && !strings.HasPrefix(strings.ToUpper(ksn), rec.Owner) {
+	if rec.Owner != "" && !dukpt.PrefixMatches(ksn, rec.Owner, rec.Algorithm.IsAES()) {
 		return rec, nil, fmt.Errorf("%w: KSN %s does not start with the KSN prefix %s of %s", ErrKeyUsage, ksn, rec.Owner, rec.Ref())
 	}
 	return rec, l, nil

@@ -102,7 +102,8 @@ func isLoadTerminal(id string) bool {
 
 // LoadDemo loads the demo keys into store through h, each formed from two random
 // components whose XOR is the demo key. Keys already present are checked (their
-// KCV must be the demo KCV) and left alone, so LoadDemo is idempotent. It refuses a
+// first version's KCV must be the demo KCV) and left alone, rotated ones included,
+// so LoadDemo is idempotent and demo mode restarts on its own data. It refuses a
 // store that is not in demo mode.
 func LoadDemo(ctx context.Context, store *Store, h hsm.HSM) error {
 	if !store.Demo() {
@@ -110,14 +111,17 @@ func LoadDemo(ctx context.Context, store *Store, h hsm.HSM) error {
 	}
 	ctx = hsm.WithActor(ctx, "demo-loader")
 	for _, d := range DemoKeys {
-		rec, err := store.Key(ctx, hsm.KeyRef{ID: d.ID})
-		if err == nil {
-			if rec.KCV != d.KCV {
-				return fmt.Errorf("load demo keys: %s is in the store with KCV %s, the demo key has KCV %s", d.ID, rec.KCV, d.KCV)
+		// A key ID already in the store was loaded by an earlier start: its first
+		// version must be the demo key. Later versions are the operator's (keys
+		// rotate, a terminal's key change) and are left alone, as are its statuses.
+		vs, err := store.Versions(d.ID)
+		if err == nil && len(vs) > 0 {
+			if vs[0].KCV != d.KCV {
+				return fmt.Errorf("load demo keys: %s version 1 is in the store with KCV %s, the demo key has KCV %s: this data directory was not made by demo mode; use a fresh one", d.ID, vs[0].KCV, d.KCV)
 			}
 			continue
 		}
-		if !errors.Is(err, hsm.ErrKeyNotFound) {
+		if err != nil && !errors.Is(err, hsm.ErrKeyNotFound) {
 			return fmt.Errorf("load demo keys: %s: %w", d.ID, err)
 		}
 		key, _ := hex.DecodeString(d.Hex)

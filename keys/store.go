@@ -27,6 +27,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/switchyard/switchyard/hsm"
+	"github.com/switchyard/switchyard/hsm/dukpt"
 )
 
 // Badger keys, all under "keys/".
@@ -138,7 +139,7 @@ func (s *Store) indexBDK(r hsm.KeyRecord) {
 		}
 	}
 	if r.Owner != "" {
-		s.bdks[r.Owner] = r.ID
+		s.bdks[dukpt.NormalizePrefix(r.Owner, r.Algorithm.IsAES())] = r.ID
 	}
 }
 
@@ -223,13 +224,18 @@ func (s *Store) GraceVersions(_ context.Context, id string) ([]hsm.KeyRecord, er
 }
 
 // BDKForKSN implements hsm.KeyStore: the BDK whose KSN prefix is the longest prefix
-// of ksn.
+// of ksn, comparing the key set ID bits only (never the counter's: see
+// dukpt.AppendKSNPrefix).
 func (s *Store) BDKForKSN(ctx context.Context, ksn string) (hsm.KeyRecord, error) {
-	k := strings.ToUpper(ksn)
+	if len(ksn) > 24 {
+		return hsm.KeyRecord{}, fmt.Errorf("%w: no BDK has a KSN prefix matching KSN %s (more than 24 hex digits)", hsm.ErrKeyNotFound, ksn)
+	}
+	var buf [24]byte
+	k := dukpt.AppendKSNPrefix(buf[:0], ksn)
 	s.mu.RLock()
 	id := ""
 	for l := len(k); l > 0 && id == ""; l-- {
-		id = s.bdks[k[:l]]
+		id = s.bdks[string(k[:l])]
 	}
 	s.mu.RUnlock()
 	if id == "" {
@@ -272,7 +278,7 @@ func (s *Store) Put(ctx context.Context, req hsm.PutRequest) error {
 	vs := slices.Clone(s.recs[r.ID])
 	var bdkClash string
 	if r.Type == hsm.BDK && r.Owner != "" {
-		if id, ok := s.bdks[r.Owner]; ok && id != r.ID {
+		if id, ok := s.bdks[dukpt.NormalizePrefix(r.Owner, r.Algorithm.IsAES())]; ok && id != r.ID {
 			bdkClash = id
 		}
 	}

@@ -178,7 +178,7 @@ func TestBDKLongestPrefixAndOwners(t *testing.T) {
 		t.Fatalf("second BDK with the same prefix: %v", err)
 	}
 	check := func() {
-		for ksn, want := range map[string]string{"FFFF9876543210E00001": "bdk.long", "ffff9876543210e00001": "bdk.long", "FFFF9876543210F00001": "bdk.short", "FFFF00000000000000000001": "bdk.short"} {
+		for ksn, want := range map[string]string{"FFFF9876543210E00001": "bdk.long", "ffff9876543210e00001": "bdk.long", "FFFF9876543210F00001": "bdk.long", "FFFF9876543210FFF800": "bdk.long", "FFFF9876543210C00001": "bdk.short", "FFFF00000000000000000001": "bdk.short"} {
 			r, err := s.BDKForKSN(ctx, ksn)
 			if err != nil || r.ID != want {
 				t.Errorf("BDK for %s: %s %v, want %s", ksn, r.ID, err, want)

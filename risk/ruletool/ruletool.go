@@ -355,8 +355,9 @@ func writeJSON(w io.Writer, v any) {
 func (t *tool) backtest(ctx context.Context, args []string) int {
 	fs := t.flags("backtest")
 	dir := fs.String("rules", "", "candidate rules directory")
-	from := fs.String("from", "", "first transaction time (inclusive)")
-	to := fs.String("to", "", "end time (exclusive)")
+	// A date means a day of the acquirer's zone, as for settlement; say which.
+	from := fs.String("from", "", fmt.Sprintf("first transaction time (inclusive): RFC 3339, or a date or date-time in %s, the acquirer's zone (2025-06-01 is its midnight)", t.env.Location))
+	to := fs.String("to", "", fmt.Sprintf("end time (exclusive), same forms (a date or date-time in %s)", t.env.Location))
 	format := fs.String("format", "table", "table, csv or json")
 	warmup := fs.String("warmup", "", "journal replayed before --from to warm the counters (default: the longest counter window)")
 	changes := fs.Int("changes", 0, "list at most this many changed decisions (0 = all)")
@@ -469,7 +470,7 @@ func (t *tool) backtestTable(rep *risk.BacktestReport, dir string) {
 	tw = tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "TIME\tRRN\tTERMINAL\tTYPE\tAMOUNT\tOUTCOME\tBEFORE\tAFTER")
 	for _, c := range rep.Changes {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Time.In(t.env.Location).Format("2006-01-02 15:04:05"), c.RRN, c.Terminal,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Time.In(t.env.Location).Format("2006-01-02 15:04:05 -07:00"), c.RRN, c.Terminal,
 			c.TxnType, money(int64(c.Amount)), c.Outcome, decisionText(c.Before), decisionText(c.After))
 	}
 	tw.Flush()

@@ -269,3 +269,27 @@ func TestExplainFallbackPack(t *testing.T) {
 		t.Errorf("explain without rules: %d %s", code, errs)
 	}
 }
+
+// Backtest dates are days of the acquirer's zone, as settlement's are: the flags say
+// which zone, and the report's times carry its offset (issue 12, item 6).
+func TestBacktestDatesInAcquirerZone(t *testing.T) {
+	sh, err := time.LoadLocation("Asia/Shanghai")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Date(2025, 6, 4, 0, 0, 0, 0, sh)
+	h := journal(t, start)
+	cand := rulesDir(t, map[string]string{"a.yaml": bigRound})
+	no := false
+	env := ToolEnv{History: h, Location: sh, Terminal: &no}
+	if _, _, errs := run(t, env, "backtest", "-h"); !strings.Contains(errs, "in Asia/Shanghai, the acquirer's zone") {
+		t.Errorf("backtest -h does not say which zone a date is in:\n%s", errs)
+	}
+	code, out, errs := run(t, env, "backtest", "--rules", cand, "--from", "2025-06-04", "--to", "2025-06-05", "--no-progress")
+	if code != ExitOK || !strings.Contains(out, "from 2025-06-04T00:00:00+08:00 to 2025-06-05T00:00:00+08:00") || !strings.Contains(out, "Reported: 600 transaction(s)") {
+		t.Fatalf("backtest of a Shanghai day: %d\n%s\n%s", code, out, errs)
+	}
+	if !strings.Contains(out, "2025-06-04 00:00:00 +08:00") {
+		t.Errorf("changed decisions' times without the zone's offset:\n%s", out)
+	}
+}

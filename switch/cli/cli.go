@@ -138,3 +138,16 @@ func newLogger(w io.Writer, level, format string) zerolog.Logger {
 	zerolog.SetGlobalLevel(lvl) // a reload may change it
 	return zerolog.New(w).With().Timestamp().Logger()
 }
+
+// repeated is a flag that may be given more than once (flag.Value); it keeps every
+// value in order.
+type repeated []string
+
+// String implements flag.Value.
+func (r *repeated) String() string { return strings.Join(*r, " ") }
+
+// Set implements flag.Value.
+func (r *repeated) Set(v string) error {
+	*r = append(*r, v)
+	return nil
+}

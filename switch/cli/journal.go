@@ -21,7 +21,7 @@ func runJournal(env *Env, args []string) int {
 	tid := fs.String("tid", "", "terminal ID")
 	mid := fs.String("mid", "", "merchant ID")
 	rrn := fs.String("rrn", "", "retrieval reference number")
-	from := fs.String("from", "", "from time: RFC 3339, YYYY-MM-DD, unix seconds, or a duration before now (24h)")
+	from := fs.String("from", "", "from time: RFC 3339, a date YYYY-MM-DD or date-time YYYY-MM-DDTHH:MM in the acquirer's zone ($SWITCHYARD_TIMEZONE, default Asia/Shanghai), unix seconds, or a duration before now (24h)")
 	to := fs.String("to", "", "to time (exclusive), same forms")
 	limit := fs.Int("limit", 100, "at most this many records (0 = all)")
 	asJSON := fs.Bool("json", false, "print JSON lines, with every state change")
@@ -31,8 +31,12 @@ func runJournal(env *Env, args []string) int {
 	if ok, code := parse(fs, args); !ok {
 		return code
 	}
+	loc, err := acquirerZone(env)
+	if err != nil {
+		return fail(env, "journal: %v", err)
+	}
 	q, err := server.QueryFromValues(func(k string) string {
-		return map[string]string{"tid": *tid, "mid": *mid, "rrn": *rrn, "from": *from, "to": *to}[k]
+		return map[string]string{"tid": *tid, "mid": *mid, "rrn": *rrn, "from": inZone(*from, loc), "to": inZone(*to, loc)}[k]
 	}, time.Now())
 	if err != nil {
 		return fail(env, "journal: %v", err)
@@ -66,18 +70,22 @@ func runJournal(env *Env, args []string) int {
 	if *asJSON {
 		enc := json.NewEncoder(env.Stdout)
 		for _, r := range recs {
+			r.Received = r.Received.In(loc)
+			for i := range r.Events {
+				r.Events[i].At = r.Events[i].At.In(loc)
+			}
 			_ = enc.Encode(r)
 		}
 		return 0
 	}
 	tw := tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "TIME (UTC)\tRRN\tMTI\tTYPE\tTID\tMID\tSTAN\tPAN\tAMOUNT\tRC\tAUTH\tBY\tREASON\tSTATE\tISSUER")
+	fmt.Fprintf(tw, "TIME (%s)\tRRN\tMTI\tTYPE\tTID\tMID\tSTAN\tPAN\tAMOUNT\tRC\tAUTH\tBY\tREASON\tSTATE\tISSUER\n", loc)
 	for _, r := range recs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Received.Format("2006-01-02 15:04:05.000"),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Received.In(loc).Format(localTimeLayout),
 			r.RRN, r.MTI, r.Type, r.TID, r.MID, r.STAN, r.PANMasked, r.Amount, r.RC, r.AuthCode, r.DecidedBy, r.Reason, r.State, r.Issuer)
 	}
 	_ = tw.Flush()
-	fmt.Fprintf(env.Stderr, "%d record(s)\n", len(recs))
+	fmt.Fprintf(env.Stderr, "%d record(s); times in %s, the acquirer's zone (settle --date takes its days)\n", len(recs), loc)
 	return 0
 }
 

@@ -21,8 +21,8 @@ func runSettle(env *Env, args []string) int {
 		return fail(env, "settle: %v", err)
 	}
 	defer done()
-	fs := newFlags(env, "settle", "--date YYYY-MM-DD [--csv | --json] [--out FILE] [--data DIR | --admin URL --token T]\n(with --data, the day is in $SWITCHYARD_TIMEZONE, default Asia/Shanghai)")
-	date := fs.String("date", "", "the local day to settle (default: yesterday)")
+	fs := newFlags(env, "settle", "--date YYYY-MM-DD [--csv | --json] [--out FILE] [--data DIR | --admin URL --token T]\n(the day is the switch's timezone's; with --data, $SWITCHYARD_TIMEZONE's, default Asia/Shanghai)")
+	date := fs.String("date", "", "the acquirer's day to settle, 00:00 to 24:00 in the switch's timezone (default: yesterday there)")
 	asCSV := fs.Bool("csv", false, "write CSV")
 	asJSON := fs.Bool("json", false, "write JSON")
 	outFile := fs.String("out", "", "write to this file instead of standard output")
@@ -30,7 +30,11 @@ func runSettle(env *Env, args []string) int {
 		return code
 	}
 	if *date == "" {
-		*date = time.Now().AddDate(0, 0, -1).Format("2006-01-02")
+		loc, err := acquirerZone(env)
+		if err != nil {
+			return fail(env, "settle: %v", err)
+		}
+		*date = time.Now().In(loc).AddDate(0, 0, -1).Format("2006-01-02")
 	}
 	var rep server.Settlement
 	if err := c.Do(env.Ctx, "GET", "/api/v1/settlement?date="+*date, nil, &rep); err != nil {
@@ -53,6 +57,7 @@ func runSettle(env *Env, args []string) int {
 	case *asCSV:
 		err = rep.WriteCSV(w)
 	default:
+		fmt.Fprintln(w, settlementDay(&rep))
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprintf(tw, "MID\tTID\tCUR\tPURCHASES\tAMOUNT\tREFUNDS\tAMOUNT\tNET\t\n")
 		row := func(l server.SettlementLine) {
@@ -71,6 +76,21 @@ func runSettle(env *Env, args []string) int {
 		return fail(env, "settle: %v", err)
 	}
 	return 0
+}
+
+// settlementDay says which span of time a settlement covers: the acquirer's day in the
+// switch's zone, with offsets.
+func settlementDay(rep *server.Settlement) string {
+	loc, err := time.LoadLocation(rep.Timezone)
+	if err != nil {
+		return fmt.Sprintf("Settlement of %s (time zone %s)", rep.Date, rep.Timezone)
+	}
+	day, err := time.ParseInLocation("2006-01-02", rep.Date, loc)
+	if err != nil {
+		return fmt.Sprintf("Settlement of %s (time zone %s)", rep.Date, rep.Timezone)
+	}
+	const l = "2006-01-02 15:04 -07:00"
+	return fmt.Sprintf("Settlement of %s, the acquirer's day in %s: %s to %s", rep.Date, loc, day.Format(l), day.AddDate(0, 0, 1).Format(l))
 }
 
 func orDash(s string) string {

@@ -65,7 +65,8 @@ func runTerm(env *Env, args []string) int {
 	stan := fs.String("stan", "", "STAN (DE 11; default: derived from the clock)")
 	rrn := fs.String("rrn", "", "original RRN (void, refund)")
 	orig := fs.String("original", "", "DE 90 for a reversal: original MTI+STAN+DE7 (e.g. 020012345611211106 13)")
-	tags := fs.String("tlv", "", "DE 48 tags as TAG=VALUE,TAG=VALUE (default: the demo terminal's identity)")
+	var tags repeated
+	fs.Var(&tags, "tlv", "DE 48 tags as TAG=VALUE,TAG=VALUE; a comma not followed by TAG= is part of the value (GL=39.9,116.4); repeatable (default: the demo terminal's identity)")
 	timeout := fs.Duration("timeout", 30*time.Second, "how long to wait for the answer")
 	pin := fs.String("pin", "", "PIN: sent in DE 52 under the terminal's demo TPK, or DUKPT for T0000002")
 	ksn := fs.String("ksn", "", "DUKPT KSN (default: from the clock, for T0000002)")
@@ -101,13 +102,9 @@ func runTerm(env *Env, args []string) int {
 			t.Expiry = "2212"
 		}
 	}
-	if *tags != "" {
-		for _, kv := range strings.Split(*tags, ",") {
-			k, v, ok := strings.Cut(kv, "=")
-			if !ok || len(k) != 2 {
-				return fail(env, "term: --tlv %q: want TAG=VALUE with a 2-character tag", kv)
-			}
-			t.TLV = append(t.TLV, [2]string{k, v})
+	if len(tags) > 0 {
+		if t.TLV, err = termclient.ParseTags(tags...); err != nil {
+			return fail(env, "term: --tlv: %v", err)
 		}
 	} else {
 		t.TLV = demoIdentity[t.TID]
@@ -160,7 +157,7 @@ func runTerm(env *Env, args []string) int {
 		}
 		t.PINBlock = block
 	}
-	if t.TID == "T0000002" && *tags == "" && t.MTI != "0800" {
+	if t.TID == "T0000002" && len(tags) == 0 && t.MTI != "0800" {
 		t.TLV = append(t.TLV, [2]string{"AT", fmt.Sprintf("%d:%s", time.Now().Add(-*attestAge).Unix(), *attest)})
 		for i := range t.TLV {
 			if t.TLV[i][0] == "IF" {

@@ -130,6 +130,8 @@ type Admin struct {
 	Tokens []admin.Token `yaml:"tokens"`
 	// TokensFile is a YAML list of tokens, kept out of the main file.
 	TokensFile string `yaml:"tokens_file"`
+	// fromFile is how many of Tokens, at the end, came from TokensFile (for errors).
+	fromFile int
 }
 
 // Listener is one terminal listener.
@@ -311,7 +313,36 @@ func (c *Config) loadTokensFile() error {
 		return fmt.Errorf("admin.tokens_file %s: %w", f, err)
 	}
 	c.Admin.Tokens = append(c.Admin.Tokens, toks...)
+	c.Admin.fromFile = len(toks)
 	return nil
+}
+
+// MinTokenLength is the shortest admin token accepted outside demo mode: 32
+// characters, as from `openssl rand -hex 32` (64) or `head -c 24 /dev/urandom | base64`
+// (32). A token is a password that never expires; a short one can be guessed.
+const MinTokenLength = 32
+
+// checkTokenStrength refuses, outside demo mode, a token too short or too uniform to
+// be random (fewer than 8 distinct characters), naming where it was configured.
+func (c *Config) checkTokenStrength(bad func(key, format string, args ...any)) {
+	if c.Demo {
+		return
+	}
+	inFile := len(c.Admin.Tokens) - c.Admin.fromFile
+	for i, t := range c.Admin.Tokens {
+		key := fmt.Sprintf("admin.tokens[%d] (%s)", i, t.Name)
+		if i >= inFile {
+			key = fmt.Sprintf("admin.tokens_file %s: token %d (%s)", c.Admin.TokensFile, i-inFile, t.Name)
+		}
+		distinct := map[rune]bool{}
+		for _, r := range t.Token {
+			distinct[r] = true
+		}
+		if len(t.Token) < MinTokenLength || len(distinct) < 8 {
+			bad(key, "the token is %d characters with %d distinct ones; outside demo mode an admin token must be at least %d random characters: generate one with `openssl rand -hex 32` or `head -c 24 /dev/urandom | base64`",
+				len(t.Token), len(distinct), MinTokenLength)
+		}
+	}
 }
 
 // ApplyDefaults fills unset values with their defaults.
@@ -467,6 +498,7 @@ func (c *Config) Validate() error {
 	if _, err := admin.NewAuthenticator(c.Admin.Tokens); err != nil {
 		bad("admin.tokens", "%v", err)
 	}
+	c.checkTokenStrength(bad)
 	if len(c.Listeners) == 0 {
 		bad("listeners", "at least one terminal listener is required")
 	}

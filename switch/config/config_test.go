@@ -70,6 +70,8 @@ func TestExampleFile(t *testing.T) {
 	}
 	s := strings.Replace(string(b), `card_hash_key_hex: ""`, `card_hash_key_hex: "00112233445566778899aabbccddeeff"`, 1)
 	s = strings.Replace(s, `lmk_env: ""`, `lmk_env: "SWITCHYARD_LMK"`, 1)
+	s = strings.Replace(s, `token: ""`, `token: "3f9c2a7be41d8056c7e9a1b4d2f60835"`, 1)
+	s = strings.Replace(s, `token: ""`, `token: "b81e4d7a2c9f05366e1a8d3c7b2f4e90"`, 1)
 	if _, err := Parse([]byte(s), "switchyard.example.yaml"); err != nil {
 		t.Fatal(err)
 	}
@@ -92,5 +94,43 @@ func TestJournalWindowDefault(t *testing.T) {
 	}
 	if _, err := Parse([]byte(base+"journal: {window: 1s}\n"), "c.yaml"); err == nil || !strings.Contains(err.Error(), "journal.window") {
 		t.Fatalf("window of 1s: %v", err)
+	}
+}
+
+// TestAdminTokenStrength: outside demo mode a short or uniform admin token is refused,
+// in the main file or the tokens file, with where it is and how to make a good one;
+// demo mode accepts the demo's short tokens.
+func TestAdminTokenStrength(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "tokens.yaml")
+	os.WriteFile(f, []byte("- {name: ops, role: operator, token: x}\n"), 0o600)
+	good := "3f9c2a7be41d8056c7e9a1b4d2f60835"
+	base := "listeners: [{addr: 127.0.0.1:1}]\nsecurity: {card_hash_key_hex: 00112233445566778899aabbccddeeff, lmk_env: SWITCHYARD_LMK}\n"
+	for _, c := range []struct {
+		name, yaml string
+		want       []string // substrings of the error; none: valid
+	}{
+		{"one character", "admin: {tokens: [{name: alice, role: admin, token: x}]}\n", []string{"admin.tokens[0] (alice)", "at least 32", "openssl rand -hex 32", "/dev/urandom"}},
+		{"long but uniform", "admin: {tokens: [{name: alice, role: admin, token: " + strings.Repeat("a", 40) + "}]}\n", []string{"admin.tokens[0] (alice)", "1 distinct"}},
+		{"in the tokens file", "admin: {tokens: [{name: alice, role: admin, token: " + good + "}], tokens_file: " + f + "}\n", []string{"admin.tokens_file " + f + ": token 0 (ops)"}},
+		{"random", "admin: {tokens: [{name: alice, role: admin, token: " + good + "}]}\n", nil},
+		{"demo mode", "demo: true\nadmin: {tokens: [{name: alice, role: admin, token: y}], tokens_file: " + f + "}\n", nil},
+	} {
+		_, err := Parse([]byte(base+c.yaml), "switch.yaml")
+		if len(c.want) == 0 {
+			if err != nil {
+				t.Errorf("%s: %v", c.name, err)
+			}
+			continue
+		}
+		if err == nil {
+			t.Errorf("%s: accepted", c.name)
+			continue
+		}
+		for _, w := range c.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: error %q does not say %q", c.name, err, w)
+			}
+		}
 	}
 }

@@ -75,10 +75,14 @@ type Server struct {
 }
 
 // OpenDB opens (creating if missing) the Badger database under dir with the options the
-// switch uses: no sync per write (the journal syncs its group commits).
+// switch uses: no sync per write (the journal syncs its group commits). It narrows the
+// process umask to 077 and makes dir readable by its owner only (restrictDataDir).
 func OpenDB(dir string, log zerolog.Logger) (*badger.DB, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("data directory %s: %w", dir, err)
+	}
+	if err := restrictDataDir(dir); err != nil {
+		return nil, err
 	}
 	opts := badger.DefaultOptions(dir).
 		WithSyncWrites(false).

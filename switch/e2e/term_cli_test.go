@@ -1,0 +1,65 @@
+package e2e
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// `switchyard term --tlv` can send a location (GL=lat,lon has a comma) to try the
+// relocation check from the shell, in one flag or a repeated one (issue 12, item 4).
+func TestTermCLISendsLocation(t *testing.T) {
+	f := startDemo(t, nil)
+	addr := f.s.ListenerAddr("ascii")
+	term := func(tlv ...string) string {
+		args := []string{"term", "purchase", "--addr", addr, "--tid", "T0000001", "--pan", "4761739001010119", "--amount", "1000"}
+		for _, v := range tlv {
+			args = append(args, "--tlv", v)
+		}
+		out, code := cliLocal(args...)
+		if code != 0 {
+			t.Fatalf("term %q: exit %d: %s", tlv, code, out)
+		}
+		return out
+	}
+	if out := term("DI=SN-T0000001,SI=89860000000000000001,IM=860000000000001,GL=31.230400,121.473700,AV=1.0.0"); !strings.Contains(out, "RC=59") || !strings.Contains(out, "RS=location-out-of-range") {
+		t.Errorf("carried off to Shanghai: %s", out)
+	}
+	if out := term("DI=SN-T0000001,SI=89860000000000000001", "GL=39.908000,116.407400", "IM=860000000000001,AV=1.0.0"); !strings.Contains(out, "RC=00") {
+		t.Errorf("within the radius, repeated --tlv: %s", out)
+	}
+	if out, code := cliLocal("term", "purchase", "--addr", addr, "--tlv", "GL"); code == 0 || !strings.Contains(out, `"GL"`) {
+		t.Errorf("malformed --tlv: exit %d: %s", code, out)
+	}
+}
+
+// The README's SoftPOS purchase with a PIN works whatever the DUKPT counter: below
+// 0x100000, from it on (the KSN's 15th digit turns from E to F), and at the largest
+// valid counter (issue 12, item 1).
+func TestTermCLIDUKPTCounterTopBit(t *testing.T) {
+	f := startDemo(t, nil)
+	addr := f.s.ListenerAddr("ascii")
+	for i, ksn := range []string{"FFFF9876543210E00001", "FFFF9876543210F00000", "FFFF9876543210F00003", "FFFF9876543210FFF800"} {
+		// A card each: the cash-out rule declines a card's fourth purchase at one merchant.
+		pan := withLuhn(fmt.Sprintf("476173900202%03d", i))
+		out, code := cliLocal("term", "purchase", "--addr", addr, "--tid", "T0000002", "--pan", pan, "--amount", "1000", "--pin", "1234", "--ksn", ksn)
+		if code != 0 || !strings.Contains(out, "RC=00") {
+			t.Errorf("KSN %s: exit %d: %s", ksn, code, out)
+		}
+	}
+}
+
+// withLuhn appends the Luhn check digit to the digits of body.
+func withLuhn(body string) string {
+	sum := 0
+	for i := range len(body) {
+		d := int(body[len(body)-1-i] - '0')
+		if i%2 == 0 {
+			if d *= 2; d > 9 {
+				d -= 9
+			}
+		}
+		sum += d
+	}
+	return body + string(rune('0'+(10-sum%10)%10))
+}

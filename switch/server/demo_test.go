@@ -1,0 +1,38 @@
+package server
+
+import (
+	"context"
+	"testing"
+
+	"github.com/switchyard/switchyard/hsm"
+	"github.com/switchyard/switchyard/switch/message"
+)
+
+// After the README's `keys rotate --id T0000001.TPK` (or a terminal's key change) the
+// demo data directory still starts: the rotated key is the operator's, not a clash
+// with the demo key (issue 12, item 5). Traffic without PIN still flows.
+func TestDemoRestartsAfterKeyRotation(t *testing.T) {
+	dir := t.TempDir()
+	s := start(t, demoConfig(t, dir), nil)
+	ctx := hsm.WithActor(context.Background(), "test")
+	for _, spec := range []hsm.KeySpec{
+		{ID: "T0000001.TPK", Type: hsm.TPK, Owner: "T0000001"},
+		{ID: "T0000002.TAK", Type: hsm.TAK, MACAlgorithm: hsm.MACRetail, Owner: "T0000002"},
+	} {
+		if _, err := s.HSM.GenerateKey(ctx, hsm.GenerateKeyRequest{KeySpec: spec}); err != nil {
+			t.Fatalf("rotate %s: %v", spec.ID, err)
+		}
+	}
+	if err := s.Drain(); err != nil {
+		t.Fatal(err)
+	}
+	s2 := start(t, demoConfig(t, dir), nil) // once failed: "T0000001.TPK is in the store with KCV ..."
+	rec, err := s2.Keys.Key(ctx, hsm.KeyRef{ID: "T0000001.TPK"})
+	if err != nil || rec.Version != 2 {
+		t.Fatalf("current T0000001.TPK after restart: version %d, %v (want the rotated version 2)", rec.Version, err)
+	}
+	c := dial(t, s2, "ascii", message.DialectASCII)
+	if r := send(t, c, message.DialectASCII, purchase("4761739001010119", 1000)); r.RC != "00" {
+		t.Fatalf("purchase after restart: RC %s %s", r.RC, r.Reason)
+	}
+}
