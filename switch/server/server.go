@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"sync"
@@ -355,9 +354,7 @@ func (s *Server) startAdmin() error {
 		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
-	s.mux.HandleFunc("/debug/pprof/", pprof.Index)
-	s.mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	s.mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mountPprof(s.mux, s.auth, s.cfg.Demo)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.Metrics.Registry, promhttp.HandlerOpts{Registry: s.Metrics.Registry}))
 	s.mux.Handle("/api/v1/", registry.NewAPI(s.Registry, s.auth))
 	s.mux.Handle("/risk/", risk.NewAdminHandler(s.auth, s.Risk, nil))
