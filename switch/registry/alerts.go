@@ -59,16 +59,16 @@ type AlertRule struct {
 	UpdatedAt   time.Time     `json:"updated_at"`
 }
 
-// Validate checks a rule and fills the default threshold and action.
+// Validate checks a rule and fills the default action. A threshold under a minute,
+// zero included, is refused: an explicit "0s" cannot mean "24 h", so the default
+// threshold is filled only where a threshold was left out (the API's JSON body, the
+// CLI's flag), never for a zero given on purpose.
 func (ar *AlertRule) Validate() error {
 	if !isIdent(ar.ID, 64) {
 		return invalidf("alert rule ID %q: want 1 to 64 letters, digits, '-', '_' or '.'", ar.ID)
 	}
-	if ar.Threshold == 0 {
-		ar.Threshold = Duration(DefaultOfflineThreshold)
-	}
 	if ar.Threshold < Duration(time.Minute) {
-		return invalidf("alert rule %s: threshold %v: want at least 1m", ar.ID, time.Duration(ar.Threshold))
+		return invalidf("alert rule %s: threshold %v: want at least 1m (leave it out for the default, %v)", ar.ID, time.Duration(ar.Threshold), DefaultOfflineThreshold)
 	}
 	for _, k := range ar.Filter.Kinds {
 		if !k.Valid() {

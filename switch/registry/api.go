@@ -571,10 +571,22 @@ func (a *api) listRules(w http.ResponseWriter, _ *http.Request, _ admin.Principa
 	return nil
 }
 
+// alertRuleBody is the body of POST and PUT /api/v1/alert-rules: a rule whose
+// threshold, when left out, is the default (an explicit zero is refused).
+type alertRuleBody struct {
+	AlertRule
+	Threshold *Duration `json:"threshold,omitempty"`
+}
+
 func (a *api) putRule(w http.ResponseWriter, r *http.Request, p admin.Principal) error {
-	var ar AlertRule
-	if err := readBody(r, &ar); err != nil {
+	var body alertRuleBody
+	if err := readBody(r, &body); err != nil {
 		return err
+	}
+	ar := body.AlertRule
+	ar.Threshold = Duration(DefaultOfflineThreshold)
+	if body.Threshold != nil {
+		ar.Threshold = *body.Threshold
 	}
 	if id := r.PathValue("id"); id != "" {
 		if ar.ID != "" && ar.ID != id {

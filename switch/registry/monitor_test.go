@@ -186,13 +186,15 @@ func TestMonitorDeduplication(t *testing.T) {
 
 func TestAlertRuleValidation(t *testing.T) {
 	f := newFixture(t)
-	ar, err := f.reg.PutAlertRule(alice, AlertRule{ID: "default"})
-	if err != nil || time.Duration(ar.Threshold) != 24*time.Hour || len(ar.Actions) != 1 || ar.Actions[0].Type != ActionLog || ar.UpdatedBy != "alice" {
+	ar, err := f.reg.PutAlertRule(alice, AlertRule{ID: "default", Threshold: Duration(time.Hour)})
+	if err != nil || len(ar.Actions) != 1 || ar.Actions[0].Type != ActionLog || ar.UpdatedBy != "alice" {
 		t.Errorf("rule with defaults = %+v, %v", ar, err)
 	}
 	for _, bad := range []AlertRule{
 		{ID: "bad id!"},
 		{ID: "x", Threshold: Duration(time.Second)},
+		{ID: "x"}, // a zero threshold is not "the default"
+		{ID: "x", Threshold: Duration(-time.Hour)},
 		{ID: "x", Actions: []AlertAction{{Type: "email"}}},
 		{ID: "x", Actions: []AlertAction{{Type: ActionWebhook, URL: "ftp://example.com"}}},
 		{ID: "x", Filter: AlertFilter{Kinds: []TerminalKind{"atm"}}},

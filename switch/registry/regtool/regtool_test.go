@@ -315,3 +315,17 @@ func TestCLIUsageAndAuth(t *testing.T) {
 		t.Errorf("analyst suspending: exit %d %s", code, errs)
 	}
 }
+
+// TestCLIAlertRuleZeroThreshold: "--threshold 0s" is refused, not turned into 24 h.
+func TestCLIAlertRuleZeroThreshold(t *testing.T) {
+	e := newEnv(t)
+	code, _, errs := e.run(t, op, "alert-rule", "set", "now", "--threshold", "0s", "--merchant", "000000000000001")
+	if code != ExitError || !strings.Contains(errs, "threshold 0s") {
+		t.Errorf("--threshold 0s: exit %d, stderr %s", code, errs)
+	}
+	for _, r := range e.reg.AlertRules() {
+		if r.ID == "now" {
+			t.Errorf("rule stored with threshold %v", time.Duration(r.Threshold))
+		}
+	}
+}
