@@ -120,6 +120,8 @@ func (r *Registry) ImportTerminals(p admin.Principal, in io.Reader, reason strin
 			row.Error = fmt.Sprintf("has %d fields, the header has %d", len(rec), len(header))
 		} else if t, err := rowTerminal(get); err != nil {
 			row.Error = err.Error()
+		} else if err := r.checkKeyRefs(t.ID, get); err != nil {
+			row.Error = err.Error()
 		} else if first, dup := seen[t.ID]; dup {
 			row.Error = fmt.Sprintf("terminal %s already appears on line %d", t.ID, first)
 		} else if _, err := r.compute(&Change{Op: OpTerminalRegister, Terminal: &t}, now); err != nil {
@@ -187,4 +189,35 @@ func rowTerminal(get func(string) string) (Terminal, error) {
 		t.Keys.MACRequired = b
 	}
 	return t, nil
+}
+
+// importKeyColumns maps the key columns of a terminal CSV to the key type each must
+// name.
+var importKeyColumns = []struct{ column, keyType string }{
+	{"tmk", "TMK"}, {"tpk", "TPK"}, {"tak", "TAK"}, {"bdk", "BDK"},
+}
+
+// checkKeyRefs checks the key references a CSV row names (not the conventional
+// "<terminal ID>/TPK" filled in for an empty cell, whose key may be generated after
+// the import): each must be a usable key of the key store of the column's type, so
+// that a typo or another party's key (an issuer's ZPK as a TPK) is refused at the
+// row rather than found by the first PIN transaction.
+func (r *Registry) checkKeyRefs(terminal string, get func(string) string) error {
+	if r.opts.Keys == nil {
+		return nil
+	}
+	for _, kc := range importKeyColumns {
+		id := get(kc.column)
+		if id == "" {
+			continue
+		}
+		ki, err := r.opts.Keys(id)
+		if err != nil {
+			return invalidf("terminal %s: %s %q: %v", terminal, kc.column, id, err)
+		}
+		if ki.Type != kc.keyType {
+			return invalidf("terminal %s: %s %q is a %s of %q, not a %s: a terminal may reference only its own kind of key", terminal, kc.column, id, ki.Type, ki.Owner, kc.keyType)
+		}
+	}
+	return nil
 }

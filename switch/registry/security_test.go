@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -26,5 +27,56 @@ func TestAlertRuleZeroThresholdRefused(t *testing.T) {
 		if ar.ID == "zero" {
 			t.Errorf("rule with a zero threshold was stored: %+v", ar)
 		}
+	}
+}
+
+// TestImportRefusesBadKeyReferences: a key reference that names no key of the key
+// store, or a key of another type (an issuer's ZPK as a terminal's TPK), is refused
+// per row; an empty cell (the conventional reference, generated later) is accepted.
+func TestImportRefusesBadKeyReferences(t *testing.T) {
+	keys := map[string]KeyInfo{
+		"T0000001.TPK":        {Type: "TPK", Owner: "T0000001"},
+		"T0000001.TMK":        {Type: "TMK", Owner: "T0000001"},
+		"demo.ZPK":            {Type: "ZPK", Owner: "demo"},
+		"BDK.FFFF9876543210E": {Type: "BDK", Owner: "FFFF9876543210E"},
+	}
+	f := &fixture{dir: t.TempDir(), clock: &fakeClock{t: t0}, opts: Options{SeenFlushInterval: -1,
+		Keys: func(id string) (KeyInfo, error) {
+			if ki, ok := keys[id]; ok {
+				return ki, nil
+			}
+			return KeyInfo{}, fmt.Errorf("key not found: %s", id)
+		}}}
+	f.open(t)
+	t.Cleanup(func() { f.close(t) })
+	if _, err := LoadDemo(f.reg); err != nil {
+		t.Fatal(err)
+	}
+	csv := "terminal_id,merchant_id,kind,pin_mode,tpk,tmk,bdk\n" +
+		"T4000001,000000000000001,pos,tpk,T0000001.TPK,T0000001.TMK,\n" + // good
+		"T4000002,000000000000001,pos,tpk,NO.SUCH.KEY,,\n" +
+		"T4000003,000000000000001,pos,tpk,demo.ZPK,,\n" +
+		"T4000004,000000000000001,pos,tpk,,T0000001.TPK,\n" + // a TPK as the TMK
+		"T4000005,000000000000001,pos,dukpt,,,BDK.FFFF9876543210E\n" + // good
+		"T4000006,000000000000001,pos,tpk,,,\n" // good: T4000006/TPK, generated later
+	rep, err := f.reg.ImportTerminals(alice, strings.NewReader(csv), "", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"", `tpk "NO.SUCH.KEY": key not found`, `tpk "demo.ZPK" is a ZPK of "demo", not a TPK`, `tmk "T0000001.TPK" is a TPK`, "", ""}
+	if len(rep.Rows) != len(want) {
+		t.Fatalf("report = %+v", rep)
+	}
+	for i, w := range want {
+		row := rep.Rows[i]
+		if w == "" && !row.OK {
+			t.Errorf("line %d: refused: %s", row.Line, row.Error)
+		}
+		if w != "" && (row.OK || !strings.Contains(row.Error, w)) {
+			t.Errorf("line %d: ok=%v error %q, want %q", row.Line, row.OK, row.Error, w)
+		}
+	}
+	if rep.Accepted != 3 || rep.Rejected != 3 {
+		t.Errorf("accepted %d, rejected %d; want 3 and 3", rep.Accepted, rep.Rejected)
 	}
 }

@@ -127,7 +127,8 @@ func New(cfg *config.Config, log zerolog.Logger) (_ *Server, err error) {
 	s.Journal.OnIndexError(func(err error) {
 		log.Error().Err(err).Msg("journal index not written; retrying (records stay readable from memory)")
 	})
-	if s.Registry, err = registry.New(s.db, nil, registry.Options{Logger: log, Metrics: s.Metrics.Registry, Persist: s.Journal.PutDurableBatch}); err != nil {
+	if s.Registry, err = registry.New(s.db, nil, registry.Options{Logger: log, Metrics: s.Metrics.Registry, Persist: s.Journal.PutDurableBatch,
+		Keys: s.keyInfo}); err != nil {
 		return nil, err
 	}
 	if cfg.Demo {
