@@ -3,6 +3,9 @@ package registry
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -99,6 +102,70 @@ func (ar *AlertRule) Validate() error {
 		}
 	}
 	return nil
+}
+
+// ChangesTerminals says whether the rule, enabled, has an action that changes
+// terminals (suspend). Such a rule is created or replaced only by a reviewed change
+// (OpAlertRulePut), as each resume of what it suspends is.
+func (ar *AlertRule) ChangesTerminals() bool {
+	if ar.Disabled {
+		return false
+	}
+	for _, a := range ar.Actions {
+		if a.Type == ActionSuspend {
+			return true
+		}
+	}
+	return false
+}
+
+// checkRule validates ar and checks what only the registry knows: its webhook
+// targets must be on the allow-list (Options.WebhookAllow).
+func (r *Registry) checkRule(ar *AlertRule) error {
+	if err := ar.Validate(); err != nil {
+		return err
+	}
+	for _, a := range ar.Actions {
+		if a.Type == ActionWebhook {
+			if err := r.webhookAllowed(a.URL); err != nil {
+				return invalidf("alert rule %s: %v", ar.ID, err)
+			}
+		}
+	}
+	return nil
+}
+
+// webhookAllowed checks target against Options.WebhookAllow: an entry allows a URL
+// of the same scheme and host (port included) whose path is the entry's or below it.
+// An empty list allows nothing, so that an alert rule cannot make the switch post to
+// an address of its choosing (a local port, a metadata service).
+func (r *Registry) webhookAllowed(target string) error {
+	u, err := url.Parse(target)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("webhook URL %q: want an http or https URL", target)
+	}
+	if u.User != nil {
+		return fmt.Errorf("webhook URL %q: user information in a webhook URL is refused", target)
+	}
+	for _, entry := range r.opts.WebhookAllow {
+		if webhookMatches(entry, u) {
+			return nil
+		}
+	}
+	if len(r.opts.WebhookAllow) == 0 {
+		return fmt.Errorf("webhook URL %q: no webhook target is allowed (configure alerts.webhook_allow)", target)
+	}
+	return fmt.Errorf("webhook URL %q is not on the allow-list (alerts.webhook_allow: %s)", target, strings.Join(r.opts.WebhookAllow, ", "))
+}
+
+func webhookMatches(entry string, u *url.URL) bool {
+	e, err := url.Parse(entry)
+	if err != nil || !strings.EqualFold(e.Scheme, u.Scheme) || !strings.EqualFold(e.Host, u.Host) {
+		return false
+	}
+	ep := strings.TrimSuffix(e.EscapedPath(), "/")
+	p := u.EscapedPath()
+	return ep == "" || p == ep || strings.HasPrefix(p, ep+"/")
 }
 
 func (ar *AlertRule) matches(t *Terminal, m *Merchant) bool {
@@ -213,13 +280,18 @@ func (r *Registry) AlertRules() []AlertRule {
 	return out
 }
 
-// PutAlertRule creates or replaces a rule on behalf of operator p.
+// PutAlertRule creates or replaces a rule on behalf of operator p. A rule that
+// changes terminals (ChangesTerminals) is refused: it needs a reviewed change,
+// RequestChange with OpAlertRulePut (the API's PUT does that itself).
 func (r *Registry) PutAlertRule(p admin.Principal, ar AlertRule) (*AlertRule, error) {
 	if !canHandle(p) {
 		return nil, forbiddenf("%s (%s) may not edit alert rules: operator or admin role needed", p.Name, p.Role)
 	}
-	if err := ar.Validate(); err != nil {
+	if err := r.checkRule(&ar); err != nil {
 		return nil, err
+	}
+	if ar.ChangesTerminals() {
+		return nil, forbiddenf("alert rule %s suspends terminals: it takes effect only through a change (%s) approved by a different reviewer", ar.ID, OpAlertRulePut)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -393,7 +465,26 @@ type MonitorOptions struct {
 	// RetryBackoff is the wait before the second attempt, doubled each time;
 	// default 1 s.
 	RetryBackoff time.Duration
+	// WebhookSecret keys the HMAC-SHA256 signature of every webhook body (see
+	// SignWebhook). Without one, webhook actions fail rather than post unsigned.
+	WebhookSecret []byte
+
+	// A suspension wave is the terminals suspended by alert actions within
+	// SuspendWindow (default 1 h). Once it would exceed SuspendMaxShare (default
+	// 0.1) of the fleet's terminals, or of one merchant's, and SuspendMin (default 3)
+	// terminals, the monitor stops suspending: it requests each further suspension
+	// as a change for a reviewer instead.
+	SuspendMaxShare float64
+	SuspendMin      int
+	SuspendWindow   time.Duration
 }
+
+// Defaults of the suspension wave limit (MonitorOptions).
+const (
+	DefaultSuspendMaxShare = 0.1
+	DefaultSuspendMin      = 3
+	DefaultSuspendWindow   = time.Hour
+)
 
 // Monitor watches when terminals were last seen and raises alerts by the registry's
 // alert rules.
@@ -428,9 +519,19 @@ func NewMonitor(reg *Registry, clock func() time.Time, opts MonitorOptions) *Mon
 	if opts.RetryBackoff <= 0 {
 		opts.RetryBackoff = time.Second
 	}
+	if opts.SuspendMaxShare <= 0 || opts.SuspendMaxShare > 1 {
+		opts.SuspendMaxShare = DefaultSuspendMaxShare
+	}
+	if opts.SuspendMin <= 0 {
+		opts.SuspendMin = DefaultSuspendMin
+	}
+	if opts.SuspendWindow <= 0 {
+		opts.SuspendWindow = DefaultSuspendWindow
+	}
 	hc := opts.HTTPClient
 	if hc == nil {
-		hc = &http.Client{Timeout: opts.WebhookTimeout}
+		// A redirect is not followed: it could lead off the allow-list.
+		hc = &http.Client{Timeout: opts.WebhookTimeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
 	return &Monitor{reg: reg, clock: clock, opts: opts, hc: hc}
 }
@@ -496,6 +597,7 @@ func (mo *Monitor) RunOnce(ctx context.Context, now time.Time) ([]*Alert, error)
 		}
 	}
 	// Actions run outside the registry lock; webhooks may take a while.
+	wave := mo.newWave(now)
 	for _, a := range raised {
 		var ar AlertRule
 		for _, x := range rules {
@@ -503,13 +605,18 @@ func (mo *Monitor) RunOnce(ctx context.Context, now time.Time) ([]*Alert, error)
 				ar = x
 			}
 		}
-		a.Actions = mo.act(ctx, &ar, a, now)
+		a.Actions = mo.act(ctx, &ar, a, now, wave)
 		r.mu.Lock()
 		err := r.storeAlertLocked(a)
 		r.mu.Unlock()
 		if err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if wave.held > 0 {
+		r.log.Error().Int("held", wave.held).Int("suspended_in_window", wave.fleetDone).Int("fleet", wave.fleetTotal).
+			Dur("window", mo.opts.SuspendWindow).Float64("max_share", mo.opts.SuspendMaxShare).
+			Msg("suspension wave limit reached: further suspensions by alert rules are held as changes for review")
 	}
 	return raised, errors.Join(errs...)
 }
@@ -581,7 +688,7 @@ func (mo *Monitor) evaluate(ar *AlertRule, t *Terminal, m *Merchant, ls LastSeen
 	return a, nil
 }
 
-func (mo *Monitor) act(ctx context.Context, ar *AlertRule, a *Alert, now time.Time) []ActionResult {
+func (mo *Monitor) act(ctx context.Context, ar *AlertRule, a *Alert, now time.Time, wave *suspendWave) []ActionResult {
 	r := mo.reg
 	var out []ActionResult
 	for _, act := range ar.Actions {
@@ -592,7 +699,7 @@ func (mo *Monitor) act(ctx context.Context, ar *AlertRule, a *Alert, now time.Ti
 				Dur("offline_for", time.Duration(a.OfflineFor)).Time("reference", a.Reference).Msg("terminal offline")
 			res.OK = true
 		case ActionWebhook:
-			err := mo.postWebhook(ctx, act.URL, WebhookPayload{Event: "terminal-offline", Alert: a})
+			err := mo.postWebhook(ctx, act.URL, WebhookPayload{Event: "terminal-offline", Alert: a}, now)
 			res.OK = err == nil
 			res.Detail = "posted to " + act.URL
 			if err != nil {
@@ -600,8 +707,16 @@ func (mo *Monitor) act(ctx context.Context, ar *AlertRule, a *Alert, now time.Ti
 				r.log.Error().Err(err).Str("alert", a.ID).Msg("alert webhook failed")
 			}
 		case ActionSuspend:
-			why := fmt.Sprintf("offline-alert %s: rule %s, not seen for %v", a.ID, a.RuleID, time.Duration(a.OfflineFor).Round(time.Second))
+			why := fmt.Sprintf("%s%s: rule %s, not seen for %v", offlineAlertNote, a.ID, a.RuleID, time.Duration(a.OfflineFor).Round(time.Second))
+			if limit := wave.over(a.MerchantID); limit != "" {
+				res.OK, res.Detail = mo.holdSuspension(a, why, limit)
+				wave.held++
+				break
+			}
 			done, err := r.systemSuspend(a.TerminalID, why, now)
+			if done {
+				wave.add(a.MerchantID)
+			}
 			switch {
 			case err != nil:
 				res.Detail = err.Error()
@@ -617,11 +732,20 @@ func (mo *Monitor) act(ctx context.Context, ar *AlertRule, a *Alert, now time.Ti
 	return out
 }
 
-func (mo *Monitor) postWebhook(ctx context.Context, target string, payload WebhookPayload) error {
+func (mo *Monitor) postWebhook(ctx context.Context, target string, payload WebhookPayload, now time.Time) error {
+	// Checked again here: the rule may predate the allow-list as configured now.
+	if err := mo.reg.webhookAllowed(target); err != nil {
+		return err
+	}
+	if len(mo.opts.WebhookSecret) == 0 {
+		return fmt.Errorf("webhook %s: no webhook secret configured (alerts.webhook_secret_file or alerts.webhook_secret_env): bodies are never sent unsigned", target)
+	}
 	body, err := json.Marshal(payload)
 	if err != nil {
 		return fmt.Errorf("encode webhook for %s: %w", payload.Alert.ID, err)
 	}
+	ts := strconv.FormatInt(now.Unix(), 10)
+	sig := SignWebhook(mo.opts.WebhookSecret, ts, body)
 	wait := mo.opts.RetryBackoff
 	var last error
 	for attempt := 1; attempt <= mo.opts.WebhookAttempts; attempt++ {
@@ -633,7 +757,7 @@ func (mo *Monitor) postWebhook(ctx context.Context, target string, payload Webho
 			}
 			wait *= 2
 		}
-		last = mo.postOnce(ctx, target, body)
+		last = mo.postOnce(ctx, target, body, ts, sig)
 		if last == nil {
 			return nil
 		}
@@ -641,7 +765,7 @@ func (mo *Monitor) postWebhook(ctx context.Context, target string, payload Webho
 	return fmt.Errorf("webhook %s failed after %d attempts: %w", target, mo.opts.WebhookAttempts, last)
 }
 
-func (mo *Monitor) postOnce(ctx context.Context, target string, body []byte) error {
+func (mo *Monitor) postOnce(ctx context.Context, target string, body []byte, ts, sig string) error {
 	ctx, cancel := context.WithTimeout(ctx, mo.opts.WebhookTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
@@ -650,6 +774,8 @@ func (mo *Monitor) postOnce(ctx context.Context, target string, body []byte) err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "switchyard-offline-monitor")
+	req.Header.Set(WebhookTimestampHeader, ts)
+	req.Header.Set(WebhookSignatureHeader, sig)
 	resp, err := mo.hc.Do(req)
 	if err != nil {
 		return err
@@ -660,4 +786,98 @@ func (mo *Monitor) postOnce(ctx context.Context, target string, body []byte) err
 		return fmt.Errorf("answer %s", resp.Status)
 	}
 	return nil
+}
+
+// The headers of a signed webhook.
+const (
+	WebhookTimestampHeader = "X-Switchyard-Timestamp" // Unix seconds of the alert run
+	WebhookSignatureHeader = "X-Switchyard-Signature" // "sha256=" + hex HMAC
+)
+
+// SignWebhook returns the value of the X-Switchyard-Signature header of a webhook
+// body: "sha256=" and the hex HMAC-SHA256, keyed by the webhook secret, of the
+// X-Switchyard-Timestamp value, a ".", and the body exactly as received. A receiver
+// recomputes it, compares in constant time, and refuses a timestamp far from its
+// clock (replay).
+func SignWebhook(secret []byte, timestamp string, body []byte) string {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(timestamp))
+	m.Write([]byte{'.'})
+	m.Write(body)
+	return "sha256=" + hex.EncodeToString(m.Sum(nil))
+}
+
+// offlineAlertNote starts the status reason of a terminal suspended by an alert
+// action; the wave limit counts terminals by it.
+const offlineAlertNote = "offline-alert "
+
+// suspendWave counts the terminals suspended by alert actions within the window,
+// over the fleet and per merchant, against the limits of MonitorOptions.
+type suspendWave struct {
+	share       float64
+	min         int
+	fleetTotal  int
+	fleetDone   int
+	merchTotal  map[string]int
+	merchDone   map[string]int
+	held        int
+	windowStart time.Time
+}
+
+// newWave counts, from the registry's snapshot, the terminals that are not closed
+// and those an alert action suspended since now less the window. Counting from the
+// records rather than from memory keeps the limit across restarts.
+func (mo *Monitor) newWave(now time.Time) *suspendWave {
+	w := &suspendWave{share: mo.opts.SuspendMaxShare, min: mo.opts.SuspendMin, merchTotal: map[string]int{}, merchDone: map[string]int{},
+		windowStart: now.Add(-mo.opts.SuspendWindow)}
+	for _, sl := range mo.reg.snap.Load().terminals {
+		t := sl.rec.Load()
+		if t.Status == TerminalClosed {
+			continue
+		}
+		w.fleetTotal++
+		w.merchTotal[t.MerchantID]++
+		if t.Status == TerminalSuspended && strings.HasPrefix(t.Note, offlineAlertNote) && t.UpdatedAt.After(w.windowStart) {
+			w.add(t.MerchantID)
+		}
+	}
+	return w
+}
+
+func (w *suspendWave) limit(total int) int {
+	return max(w.min, int(w.share*float64(total)))
+}
+
+func (w *suspendWave) add(merchant string) {
+	w.fleetDone++
+	w.merchDone[merchant]++
+}
+
+// over returns why one more suspension of a terminal of merchant would exceed the
+// wave limit, or "" if it would not.
+func (w *suspendWave) over(merchant string) string {
+	if n, lim := w.merchDone[merchant], w.limit(w.merchTotal[merchant]); n+1 > lim {
+		return fmt.Sprintf("%d of merchant %s's %d terminals already suspended by alert rules since %s (limit %d)",
+			n, merchant, w.merchTotal[merchant], w.windowStart.Format(time.RFC3339), lim)
+	}
+	if n, lim := w.fleetDone, w.limit(w.fleetTotal); n+1 > lim {
+		return fmt.Sprintf("%d of the fleet's %d terminals already suspended by alert rules since %s (limit %d)",
+			n, w.fleetTotal, w.windowStart.Format(time.RFC3339), lim)
+	}
+	return ""
+}
+
+// holdSuspension requests the suspension of a's terminal as a change by "system"
+// for a reviewer, instead of suspending it, and returns the action's outcome.
+func (mo *Monitor) holdSuspension(a *Alert, why, limit string) (bool, string) {
+	sys := admin.Principal{Name: SystemActor, Role: admin.RoleOperator}
+	c, err := mo.reg.RequestChange(sys, Change{Op: OpTerminalSuspend, Target: a.TerminalID, Reason: why + "; held for review: " + limit})
+	if errors.Is(err, ErrConflict) {
+		return true, "terminal not active; nothing to do"
+	}
+	if err != nil {
+		mo.reg.log.Error().Err(err).Str("alert", a.ID).Str("terminal", a.TerminalID).Msg("suspension held by the wave limit, but its change request failed")
+		return false, fmt.Sprintf("not suspended (suspension wave limit: %s); change request failed: %v", limit, err)
+	}
+	return true, fmt.Sprintf("suspension held for review as %s (wave limit: %s)", c.ID, limit)
 }

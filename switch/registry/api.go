@@ -572,10 +572,12 @@ func (a *api) listRules(w http.ResponseWriter, _ *http.Request, _ admin.Principa
 }
 
 // alertRuleBody is the body of POST and PUT /api/v1/alert-rules: a rule whose
-// threshold, when left out, is the default (an explicit zero is refused).
+// threshold, when left out, is the default (an explicit zero is refused), and the
+// reason of the change request a rule that suspends terminals becomes.
 type alertRuleBody struct {
 	AlertRule
 	Threshold *Duration `json:"threshold,omitempty"`
+	Reason    string    `json:"reason,omitempty"`
 }
 
 func (a *api) putRule(w http.ResponseWriter, r *http.Request, p admin.Principal) error {
@@ -593,6 +595,10 @@ func (a *api) putRule(w http.ResponseWriter, r *http.Request, p admin.Principal)
 			return badRequest("alert rule ID %q in the body differs from %q in the path", ar.ID, id)
 		}
 		ar.ID = id
+	}
+	if ar.ChangesTerminals() {
+		// Reviewed like the suspensions it will make: 202 with the change.
+		return a.request(w, p, Change{Op: OpAlertRulePut, AlertRule: &ar, Reason: body.Reason})
 	}
 	out, err := a.reg.PutAlertRule(p, ar)
 	if err != nil {

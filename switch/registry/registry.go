@@ -64,6 +64,9 @@ type Options struct {
 	// references of imported terminals can be checked: it returns an error when the
 	// key does not exist or has no usable version. Nil skips the check.
 	Keys func(id string) (KeyInfo, error)
+	// WebhookAllow lists the URLs alert rules' webhook actions may post to (see
+	// alerts.webhook_allow in the configuration); empty allows none.
+	WebhookAllow []string
 }
 
 // KeyInfo is what the registry needs to know of a key of the key store.

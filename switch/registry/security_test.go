@@ -1,7 +1,15 @@
 package registry
 
 import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -78,5 +86,204 @@ func TestImportRefusesBadKeyReferences(t *testing.T) {
 	}
 	if rep.Accepted != 3 || rep.Rejected != 3 {
 		t.Errorf("accepted %d, rejected %d; want 3 and 3", rep.Accepted, rep.Rejected)
+	}
+}
+
+// TestSuspendRuleNeedsReview: an alert rule with the suspend action can take the
+// fleet out of service, so it is a change a different reviewer approves; a rule
+// without it (or disabled) is saved at once.
+func TestSuspendRuleNeedsReview(t *testing.T) {
+	a := newAPIFixture(t)
+	ctx := context.Background()
+	rule := `{"threshold":"1m","actions":[{"type":"suspend"}],"reason":"kill switch"}`
+	st, body := a.raw(t, "PUT", "/api/v1/alert-rules/all-1m", DemoOperatorToken, "application/json", rule)
+	if st != 202 {
+		t.Fatalf("PUT of a suspend rule: %d %s, want 202 with a change", st, body)
+	}
+	var c Change
+	if err := json.Unmarshal([]byte(body), &c); err != nil || c.Op != OpAlertRulePut || c.Status != ChangePending || c.Target != "all-1m" || c.Reason != "kill switch" {
+		t.Fatalf("change = %+v, %v", c, err)
+	}
+	has := func(id string) *AlertRule {
+		for _, r := range a.reg.AlertRules() {
+			if r.ID == id {
+				return &r
+			}
+		}
+		return nil
+	}
+	if has("all-1m") != nil {
+		t.Fatal("suspend rule in force before review")
+	}
+	if _, err := a.reg.PutAlertRule(alice, AlertRule{ID: "direct", Threshold: Duration(time.Minute), Actions: []AlertAction{{Type: ActionSuspend}}}); !errors.Is(err, ErrForbidden) {
+		t.Errorf("PutAlertRule of a suspend rule: %v, want ErrForbidden", err)
+	}
+	// The requester may not approve it (admin included: demo-admin did not request it,
+	// but demo-operator cannot approve at all).
+	if err := a.client(DemoOperatorToken).Do(ctx, "POST", "/api/v1/changes/"+c.ID+"/approve", nil, nil); apiStatus(err) != 403 {
+		t.Errorf("operator approving: %v", err)
+	}
+	var pv ChangePreview
+	if err := a.client(DemoReviewerToken).Do(ctx, "GET", "/api/v1/changes/"+c.ID, nil, &pv); err != nil || len(pv.Effects) != 1 || pv.Effects[0].Type != "alert-rule" {
+		t.Errorf("preview = %+v, %v", pv, err)
+	}
+	if err := a.client(DemoReviewerToken).Do(ctx, "POST", "/api/v1/changes/"+c.ID+"/approve", nil, &c); err != nil || c.Status != ChangeApproved {
+		t.Fatalf("approve = %+v, %v", c, err)
+	}
+	if r := has("all-1m"); r == nil || !r.ChangesTerminals() || r.UpdatedBy != "demo-operator" {
+		t.Fatalf("rule after approval = %+v", r)
+	}
+	es, _ := a.reg.Oplog(OplogFilter{Target: "all-1m", Action: string(OpAlertRulePut)})
+	if len(es) != 1 || es[0].Actor != "demo-reviewer" || es[0].RequestedBy != "demo-operator" || es[0].ChangeID != c.ID {
+		t.Errorf("oplog = %+v", es)
+	}
+	// Disabling it, or a rule that only logs, needs no review.
+	if st, body := a.raw(t, "PUT", "/api/v1/alert-rules/all-1m", DemoOperatorToken, "application/json", `{"threshold":"1m","actions":[{"type":"suspend"}],"disabled":true}`); st != 200 {
+		t.Errorf("disabling: %d %s", st, body)
+	}
+	if st, body := a.raw(t, "PUT", "/api/v1/alert-rules/log-1h", DemoOperatorToken, "application/json", `{"threshold":"1h"}`); st != 200 {
+		t.Errorf("log rule: %d %s", st, body)
+	}
+}
+
+// TestSuspensionWaveHeld: a suspend rule that fires for a whole merchant suspends
+// no more than the configured share of its terminals within the window; the rest
+// are requested as changes for a reviewer, and nothing more is suspended later in
+// the window.
+func TestSuspensionWaveHeld(t *testing.T) {
+	f := newFixture(t)
+	f.apply(t, Change{Op: OpAlertRulePut, AlertRule: &AlertRule{ID: "load-1m", Threshold: Duration(time.Minute),
+		Filter: AlertFilter{Merchants: []string{"000000000000003"}}, Actions: []AlertAction{{Type: ActionSuspend}}}})
+	mon := NewMonitor(f.reg, f.clock.Now, MonitorOptions{SuspendMaxShare: 0.05}) // 5%: 100 of the 2,000 load terminals
+	start := time.Now()
+	got, err := mon.RunOnce(context.Background(), t0.Add(2*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("run with %d alerts took %v", len(got), time.Since(start))
+	if len(got) != DemoLoadTerminals {
+		t.Fatalf("%d alerts, want %d", len(got), DemoLoadTerminals)
+	}
+	suspended := f.reg.Terminals(TerminalFilter{MerchantID: "000000000000003", Status: TerminalSuspended})
+	if len(suspended) != 100 {
+		t.Errorf("%d load terminals suspended, want 100 (5%%)", len(suspended))
+	}
+	held := 0
+	for _, a := range got {
+		if d := a.Actions[0].Detail; strings.HasPrefix(d, "suspension held for review as CHG-") {
+			held++
+		}
+	}
+	pending, _ := f.reg.Changes(ChangeFilter{Status: ChangePending, Limit: 5000})
+	if held != DemoLoadTerminals-100 || len(pending) != held {
+		t.Errorf("%d suspensions held, %d pending changes; want %d", held, len(pending), DemoLoadTerminals-100)
+	}
+	if len(pending) > 0 && (pending[0].RequestedBy != SystemActor || pending[0].Op != OpTerminalSuspend || !strings.Contains(pending[0].Reason, "limit 100")) {
+		t.Errorf("held change = %+v", pending[0])
+	}
+	// A reviewer may approve a held suspension.
+	if c, err := f.reg.Approve(bob, pending[0].ID, "confirmed offline"); err != nil || c.Status != ChangeApproved {
+		t.Errorf("approve held suspension: %+v, %v", c, err)
+	}
+	// Within the window the limit stays reached, across a restart too: a terminal of
+	// the merchant that goes silent later is held, not suspended.
+	f.reopen(t)
+	f.reg.Seen("LT000001", honest, GeoPoint{}, t0.Add(3*time.Minute)) // suspended already; seen does not matter
+	ts := f.reg.Terminals(TerminalFilter{MerchantID: "000000000000003", Status: TerminalActive})
+	if len(ts) == 0 {
+		t.Fatal("no active load terminal left")
+	}
+	tid := ts[0].ID
+	f.reg.Seen(tid, honest, GeoPoint{}, t0.Add(3*time.Minute)) // recovers its alert
+	mon = NewMonitor(f.reg, f.clock.Now, MonitorOptions{SuspendMaxShare: 0.05})
+	if _, err := mon.RunOnce(context.Background(), t0.Add(4*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if tt, _ := f.reg.Terminal(tid); tt.Status != TerminalActive {
+		t.Errorf("%s after a later alert in the window: %s, want still active (held)", tid, tt.Status)
+	}
+}
+
+// TestWebhookAllowListAndSignature: webhook targets must be on the allow-list when
+// the rule is saved and when it fires; redirects are not followed; bodies are
+// signed, and without a secret nothing is posted.
+func TestWebhookAllowListAndSignature(t *testing.T) {
+	hook := newHookServer(t, 0)
+	elsewhere := newHookServer(t, 0) // a local port no rule may reach
+	redirect := httptest.NewServer(http.RedirectHandler(elsewhere.srv.URL+"/x", http.StatusTemporaryRedirect))
+	defer redirect.Close()
+	allowed := hook.srv.URL + "/alerts"
+	f := newFixtureOpts(t, Options{SeenFlushInterval: -1, WebhookAllow: []string{allowed, redirect.URL + "/"}})
+	if err := f.reg.DeleteAlertRule(root, "offline-24h"); err != nil {
+		t.Fatal(err)
+	}
+	put := func(id, target string) error {
+		_, err := f.reg.PutAlertRule(alice, AlertRule{ID: id, Threshold: Duration(time.Hour), Filter: AlertFilter{Merchants: []string{"000000000000002"}},
+			Actions: []AlertAction{{Type: ActionWebhook, URL: target}}})
+		return err
+	}
+	for _, bad := range []string{elsewhere.srv.URL + "/alerts", hook.srv.URL + "/alertsX", hook.srv.URL + "/", "http://user@" + strings.TrimPrefix(allowed, "http://")} {
+		if err := put("bad", bad); !errors.Is(err, ErrInvalid) {
+			t.Errorf("webhook to %s: %v, want ErrInvalid", bad, err)
+		}
+	}
+	if err := put("ok", allowed+"/sub?x=1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := put("redir", redirect.URL+"/go"); err != nil {
+		t.Fatal(err)
+	}
+	mon := NewMonitor(f.reg, f.clock.Now, MonitorOptions{WebhookSecret: testWebhookSecret, WebhookAttempts: 1})
+	got, err := mon.RunOnce(context.Background(), t0.Add(2*time.Hour))
+	if err != nil || len(got) != 2 {
+		t.Fatalf("alerts = %+v, %v", got, err)
+	}
+	hook.mu.Lock()
+	if hook.calls != 1 || hook.badSigs != 0 {
+		t.Errorf("allowed hook: %d calls, %d with a bad signature", hook.calls, hook.badSigs)
+	}
+	hook.mu.Unlock()
+	for _, a := range got {
+		if a.RuleID == "redir" && (a.Actions[0].OK || !strings.Contains(a.Actions[0].Detail, "307")) {
+			t.Errorf("redirected webhook = %+v, want a failure naming the 307", a.Actions[0])
+		}
+	}
+	// Reopened with an allow-list that no longer has the target: the stored rule
+	// does not post; nor does a monitor without a secret.
+	f.opts.WebhookAllow = []string{redirect.URL + "/"}
+	f.reopen(t)
+	f.reg.Seen("T0000002", honest, GeoPoint{}, t0.Add(3*time.Hour))
+	mon = NewMonitor(f.reg, f.clock.Now, MonitorOptions{WebhookSecret: testWebhookSecret, WebhookAttempts: 1})
+	got, _ = mon.RunOnce(context.Background(), t0.Add(5*time.Hour))
+	for _, a := range got {
+		if a.RuleID == "ok" && (a.Actions[0].OK || !strings.Contains(a.Actions[0].Detail, "allow-list")) {
+			t.Errorf("webhook off the allow-list = %+v", a.Actions[0])
+		}
+	}
+	f.opts.WebhookAllow = []string{allowed}
+	f.reopen(t)
+	f.reg.Seen("T0000002", honest, GeoPoint{}, t0.Add(6*time.Hour))
+	got, _ = NewMonitor(f.reg, f.clock.Now, MonitorOptions{WebhookAttempts: 1}).RunOnce(context.Background(), t0.Add(8*time.Hour))
+	for _, a := range got {
+		if a.RuleID == "ok" && (a.Actions[0].OK || !strings.Contains(a.Actions[0].Detail, "secret")) {
+			t.Errorf("webhook without a secret = %+v", a.Actions[0])
+		}
+	}
+	hook.mu.Lock()
+	defer hook.mu.Unlock()
+	elsewhere.mu.Lock()
+	defer elsewhere.mu.Unlock()
+	if hook.calls != 1 || elsewhere.calls != 0 {
+		t.Errorf("posts: %d to the allowed hook, %d elsewhere; want 1 and 0", hook.calls, elsewhere.calls)
+	}
+}
+
+// TestSignWebhookVector pins the signature format receivers implement.
+func TestSignWebhookVector(t *testing.T) {
+	got := SignWebhook([]byte("secret"), "1777629600", []byte(`{"event":"terminal-offline"}`))
+	m := hmac.New(sha256.New, []byte("secret"))
+	m.Write([]byte(`1777629600.{"event":"terminal-offline"}`))
+	if want := "sha256=" + hex.EncodeToString(m.Sum(nil)); got != want {
+		t.Errorf("SignWebhook = %s, want %s", got, want)
 	}
 }
