@@ -128,7 +128,7 @@ func New(cfg *config.Config, log zerolog.Logger) (_ *Server, err error) {
 		log.Error().Err(err).Msg("journal index not written; retrying (records stay readable from memory)")
 	})
 	if s.Registry, err = registry.New(s.db, nil, registry.Options{Logger: log, Metrics: s.Metrics.Registry, Persist: s.Journal.PutDurableBatch,
-		Keys: s.keyInfo}); err != nil {
+		Keys: s.keyInfo, WebhookAllow: cfg.Alerts.WebhookAllow}); err != nil {
 		return nil, err
 	}
 	if cfg.Demo {
@@ -268,7 +268,12 @@ func New(cfg *config.Config, log zerolog.Logger) (_ *Server, err error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
-	s.monitor = registry.NewMonitor(s.Registry, nil, registry.MonitorOptions{})
+	webhookSecret, err := cfg.WebhookSecret()
+	if err != nil {
+		return nil, err
+	}
+	s.monitor = registry.NewMonitor(s.Registry, nil, registry.MonitorOptions{WebhookSecret: webhookSecret,
+		SuspendMaxShare: cfg.Alerts.SuspendMaxShare, SuspendMin: cfg.Alerts.SuspendMin, SuspendWindow: cfg.Alerts.SuspendWindow.D()})
 	go s.monitor.Run(ctx)
 	go func() {
 		if err := s.Risk.Watch(ctx); err != nil && ctx.Err() == nil {
