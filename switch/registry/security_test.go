@@ -146,61 +146,80 @@ func TestSuspendRuleNeedsReview(t *testing.T) {
 	}
 }
 
-// TestSuspensionWaveHeld: a suspend rule that fires for a whole merchant suspends
-// no more than the configured share of its terminals within the window; the rest
-// are requested as changes for a reviewer, and nothing more is suspended later in
-// the window.
+// TestSuspensionWaveHeld: a suspend rule that fires for the whole fleet (the issue
+// saw 2,004 terminals suspended in a minute) suspends no more than the configured
+// share of a merchant's terminals, nor of the fleet's, within the window; the rest
+// are requested as changes for a reviewer, and the limit holds across a restart.
 func TestSuspensionWaveHeld(t *testing.T) {
-	f := newFixture(t)
-	f.apply(t, Change{Op: OpAlertRulePut, AlertRule: &AlertRule{ID: "load-1m", Threshold: Duration(time.Minute),
-		Filter: AlertFilter{Merchants: []string{"000000000000003"}}, Actions: []AlertAction{{Type: ActionSuspend}}}})
-	mon := NewMonitor(f.reg, f.clock.Now, MonitorOptions{SuspendMaxShare: 0.05}) // 5%: 100 of the 2,000 load terminals
-	start := time.Now()
+	f := &fixture{dir: t.TempDir(), clock: &fakeClock{t: t0}, opts: Options{SeenFlushInterval: -1}}
+	f.open(t)
+	t.Cleanup(func() { f.close(t) })
+	// Merchant A has 40 terminals, B and C 10 each: 60 in the fleet. With a share of
+	// 10 % and a minimum of 3, A may lose 4, B and C 3 each, the fleet 6.
+	var ts []Terminal
+	for _, m := range []struct {
+		id, prefix string
+		n          int
+	}{{"000000000000101", "TA", 40}, {"000000000000102", "TB", 10}, {"000000000000103", "TC", 10}} {
+		f.apply(t, Change{Op: OpMerchantRegister, Merchant: &Merchant{ID: m.id, Name: "Wave " + m.prefix, MCC: "5411", Region: "CN-BJ",
+			Tier: TierStandard, Rating: RatingLow, Limits: DemoLimitsStandard}})
+		for i := 1; i <= m.n; i++ {
+			ts = append(ts, Terminal{ID: fmt.Sprintf("%s%06d", m.prefix, i), MerchantID: m.id, Kind: KindPOS, Status: TerminalActive})
+		}
+	}
+	f.apply(t, Change{Op: OpTerminalImport, Terminals: ts})
+	f.apply(t, Change{Op: OpAlertRulePut, AlertRule: &AlertRule{ID: "all-1m", Threshold: Duration(time.Minute), Actions: []AlertAction{{Type: ActionSuspend}}}})
+
+	mon := NewMonitor(f.reg, f.clock.Now, MonitorOptions{}) // defaults: 10 %, at least 3, 1 h
 	got, err := mon.RunOnce(context.Background(), t0.Add(2*time.Minute))
-	if err != nil {
-		t.Fatal(err)
+	if err != nil || len(got) != 60 {
+		t.Fatalf("%d alerts, %v; want 60", len(got), err)
 	}
-	t.Logf("run with %d alerts took %v", len(got), time.Since(start))
-	if len(got) != DemoLoadTerminals {
-		t.Fatalf("%d alerts, want %d", len(got), DemoLoadTerminals)
+	count := func(merchant string) int {
+		return len(f.reg.Terminals(TerminalFilter{MerchantID: merchant, Status: TerminalSuspended}))
 	}
-	suspended := f.reg.Terminals(TerminalFilter{MerchantID: "000000000000003", Status: TerminalSuspended})
-	if len(suspended) != 100 {
-		t.Errorf("%d load terminals suspended, want 100 (5%%)", len(suspended))
+	// In terminal ID order: A loses 4 (its limit), B 2 (then the fleet's 6 is
+	// reached), C none.
+	if a, b, c := count("000000000000101"), count("000000000000102"), count("000000000000103"); a != 4 || b != 2 || c != 0 {
+		t.Errorf("suspended: A %d, B %d, C %d; want 4, 2, 0", a, b, c)
 	}
 	held := 0
 	for _, a := range got {
 		if d := a.Actions[0].Detail; strings.HasPrefix(d, "suspension held for review as CHG-") {
 			held++
+		} else if d != "terminal suspended" {
+			t.Errorf("%s: action %+v", a.TerminalID, a.Actions[0])
 		}
 	}
-	pending, _ := f.reg.Changes(ChangeFilter{Status: ChangePending, Limit: 5000})
-	if held != DemoLoadTerminals-100 || len(pending) != held {
-		t.Errorf("%d suspensions held, %d pending changes; want %d", held, len(pending), DemoLoadTerminals-100)
+	pending, _ := f.reg.Changes(ChangeFilter{Status: ChangePending})
+	if held != 54 || len(pending) != 54 {
+		t.Fatalf("%d suspensions held, %d pending changes; want 54", held, len(pending))
 	}
-	if len(pending) > 0 && (pending[0].RequestedBy != SystemActor || pending[0].Op != OpTerminalSuspend || !strings.Contains(pending[0].Reason, "limit 100")) {
-		t.Errorf("held change = %+v", pending[0])
+	if p := pending[0]; p.RequestedBy != SystemActor || p.Op != OpTerminalSuspend || p.Target != "TA000005" ||
+		!strings.Contains(p.Reason, "4 of merchant 000000000000101's 40 terminals") || !strings.Contains(p.Reason, "limit 4") {
+		t.Errorf("first held change = %+v", p)
+	}
+	if p := pending[len(pending)-1]; !strings.Contains(p.Reason, "6 of the fleet's 60 terminals") {
+		t.Errorf("last held change = %+v", p)
 	}
 	// A reviewer may approve a held suspension.
 	if c, err := f.reg.Approve(bob, pending[0].ID, "confirmed offline"); err != nil || c.Status != ChangeApproved {
 		t.Errorf("approve held suspension: %+v, %v", c, err)
 	}
-	// Within the window the limit stays reached, across a restart too: a terminal of
-	// the merchant that goes silent later is held, not suspended.
+	// Later in the window, after a restart, a terminal that went silent again is
+	// held too: the count comes from the records.
 	f.reopen(t)
-	f.reg.Seen("LT000001", honest, GeoPoint{}, t0.Add(3*time.Minute)) // suspended already; seen does not matter
-	ts := f.reg.Terminals(TerminalFilter{MerchantID: "000000000000003", Status: TerminalActive})
-	if len(ts) == 0 {
-		t.Fatal("no active load terminal left")
+	f.reg.Seen("TC000001", honest, GeoPoint{}, t0.Add(3*time.Minute))
+	mon = NewMonitor(f.reg, f.clock.Now, MonitorOptions{})
+	again, err := mon.RunOnce(context.Background(), t0.Add(5*time.Minute))
+	if err != nil || len(again) != 1 || !strings.HasPrefix(again[0].Actions[0].Detail, "suspension held") {
+		t.Fatalf("later alert = %+v, %v", again, err)
 	}
-	tid := ts[0].ID
-	f.reg.Seen(tid, honest, GeoPoint{}, t0.Add(3*time.Minute)) // recovers its alert
-	mon = NewMonitor(f.reg, f.clock.Now, MonitorOptions{SuspendMaxShare: 0.05})
-	if _, err := mon.RunOnce(context.Background(), t0.Add(4*time.Minute)); err != nil {
-		t.Fatal(err)
-	}
-	if tt, _ := f.reg.Terminal(tid); tt.Status != TerminalActive {
-		t.Errorf("%s after a later alert in the window: %s, want still active (held)", tid, tt.Status)
+	// After the window, suspensions go ahead again.
+	f.reg.Seen("TC000002", honest, GeoPoint{}, t0.Add(2*time.Hour))
+	later, err := mon.RunOnce(context.Background(), t0.Add(2*time.Hour+2*time.Minute))
+	if err != nil || len(later) != 1 || later[0].Actions[0].Detail != "terminal suspended" {
+		t.Fatalf("alert after the window = %+v, %v", later, err)
 	}
 }
 
