@@ -80,7 +80,8 @@ type VerifyResult struct {
 // alert rules. Every call needs a bearer token (401 without); reading is open to
 // every role, requesting changes and handling incidents and alerts to operators,
 // approving and rejecting to reviewers, everything to admins (403 otherwise). A
-// reviewer may not approve a change he requested.
+// reviewer may not approve a change he requested. Saving an alert rule that
+// suspends terminals requests a change (202) instead of saving it.
 func NewAPI(reg *Registry, auth *admin.Authenticator) http.Handler {
 	a := &api{reg: reg}
 	mux := http.NewServeMux()
