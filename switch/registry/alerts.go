@@ -119,11 +119,18 @@ func (ar *AlertRule) ChangesTerminals() bool {
 	return false
 }
 
-// checkRule validates ar and checks what only the registry knows: its webhook
-// targets must be on the allow-list (Options.WebhookAllow).
+// checkRule validates ar and checks what only the registry knows: the merchants of
+// its filter must exist (a mistyped ID would make a rule that silently watches
+// nothing), and its webhook targets must be on the allow-list (Options.WebhookAllow).
 func (r *Registry) checkRule(ar *AlertRule) error {
 	if err := ar.Validate(); err != nil {
 		return err
+	}
+	s := r.snap.Load()
+	for _, m := range ar.Filter.Merchants {
+		if s.merchants[m] == nil {
+			return invalidf("alert rule %s: merchant %q does not exist: the rule would watch nothing", ar.ID, m)
+		}
 	}
 	for _, a := range ar.Actions {
 		if a.Type == ActionWebhook {

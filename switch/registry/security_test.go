@@ -25,6 +25,9 @@ func TestAlertRuleZeroThresholdRefused(t *testing.T) {
 			t.Errorf("PUT %s: %d %s, want 400 naming the threshold", body, st, out)
 		}
 	}
+	if st, out := a.raw(t, "PUT", "/api/v1/alert-rules/typo", DemoOperatorToken, "application/json", `{"threshold":"1h","filter":{"merchants":["00000000000001"]}}`); st != 400 || !strings.Contains(out, "does not exist") {
+		t.Errorf("rule for a merchant that does not exist: %d %s", st, out)
+	}
 	if st, out := a.raw(t, "PUT", "/api/v1/alert-rules/dflt", DemoOperatorToken, "application/json", `{"filter":{"merchants":["000000000000001"]}}`); st != 200 {
 		t.Fatalf("rule without a threshold: %d %s", st, out)
 	}
