@@ -3,9 +3,6 @@ package registry
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -140,39 +137,6 @@ func (r *Registry) checkRule(ar *AlertRule) error {
 		}
 	}
 	return nil
-}
-
-// webhookAllowed checks target against Options.WebhookAllow: an entry allows a URL
-// of the same scheme and host (port included) whose path is the entry's or below it.
-// An empty list allows nothing, so that an alert rule cannot make the switch post to
-// an address of its choosing (a local port, a metadata service).
-func (r *Registry) webhookAllowed(target string) error {
-	u, err := url.Parse(target)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("webhook URL %q: want an http or https URL", target)
-	}
-	if u.User != nil {
-		return fmt.Errorf("webhook URL %q: user information in a webhook URL is refused", target)
-	}
-	for _, entry := range r.opts.WebhookAllow {
-		if webhookMatches(entry, u) {
-			return nil
-		}
-	}
-	if len(r.opts.WebhookAllow) == 0 {
-		return fmt.Errorf("webhook URL %q: no webhook target is allowed (configure alerts.webhook_allow)", target)
-	}
-	return fmt.Errorf("webhook URL %q is not on the allow-list (alerts.webhook_allow: %s)", target, strings.Join(r.opts.WebhookAllow, ", "))
-}
-
-func webhookMatches(entry string, u *url.URL) bool {
-	e, err := url.Parse(entry)
-	if err != nil || !strings.EqualFold(e.Scheme, u.Scheme) || !strings.EqualFold(e.Host, u.Host) {
-		return false
-	}
-	ep := strings.TrimSuffix(e.EscapedPath(), "/")
-	p := u.EscapedPath()
-	return ep == "" || p == ep || strings.HasPrefix(p, ep+"/")
 }
 
 func (ar *AlertRule) matches(t *Terminal, m *Merchant) bool {
@@ -793,98 +757,4 @@ func (mo *Monitor) postOnce(ctx context.Context, target string, body []byte, ts,
 		return fmt.Errorf("answer %s", resp.Status)
 	}
 	return nil
-}
-
-// The headers of a signed webhook.
-const (
-	WebhookTimestampHeader = "X-Switchyard-Timestamp" // Unix seconds of the alert run
-	WebhookSignatureHeader = "X-Switchyard-Signature" // "sha256=" + hex HMAC
-)
-
-// SignWebhook returns the value of the X-Switchyard-Signature header of a webhook
-// body: "sha256=" and the hex HMAC-SHA256, keyed by the webhook secret, of the
-// X-Switchyard-Timestamp value, a ".", and the body exactly as received. A receiver
-// recomputes it, compares in constant time, and refuses a timestamp far from its
-// clock (replay).
-func SignWebhook(secret []byte, timestamp string, body []byte) string {
-	m := hmac.New(sha256.New, secret)
-	m.Write([]byte(timestamp))
-	m.Write([]byte{'.'})
-	m.Write(body)
-	return "sha256=" + hex.EncodeToString(m.Sum(nil))
-}
-
-// offlineAlertNote starts the status reason of a terminal suspended by an alert
-// action; the wave limit counts terminals by it.
-const offlineAlertNote = "offline-alert "
-
-// suspendWave counts the terminals suspended by alert actions within the window,
-// over the fleet and per merchant, against the limits of MonitorOptions.
-type suspendWave struct {
-	share       float64
-	min         int
-	fleetTotal  int
-	fleetDone   int
-	merchTotal  map[string]int
-	merchDone   map[string]int
-	held        int
-	windowStart time.Time
-}
-
-// newWave counts, from the registry's snapshot, the terminals that are not closed
-// and those an alert action suspended since now less the window. Counting from the
-// records rather than from memory keeps the limit across restarts.
-func (mo *Monitor) newWave(now time.Time) *suspendWave {
-	w := &suspendWave{share: mo.opts.SuspendMaxShare, min: mo.opts.SuspendMin, merchTotal: map[string]int{}, merchDone: map[string]int{},
-		windowStart: now.Add(-mo.opts.SuspendWindow)}
-	for _, sl := range mo.reg.snap.Load().terminals {
-		t := sl.rec.Load()
-		if t.Status == TerminalClosed {
-			continue
-		}
-		w.fleetTotal++
-		w.merchTotal[t.MerchantID]++
-		if t.Status == TerminalSuspended && strings.HasPrefix(t.Note, offlineAlertNote) && t.UpdatedAt.After(w.windowStart) {
-			w.add(t.MerchantID)
-		}
-	}
-	return w
-}
-
-func (w *suspendWave) limit(total int) int {
-	return max(w.min, int(w.share*float64(total)))
-}
-
-func (w *suspendWave) add(merchant string) {
-	w.fleetDone++
-	w.merchDone[merchant]++
-}
-
-// over returns why one more suspension of a terminal of merchant would exceed the
-// wave limit, or "" if it would not.
-func (w *suspendWave) over(merchant string) string {
-	if n, lim := w.merchDone[merchant], w.limit(w.merchTotal[merchant]); n+1 > lim {
-		return fmt.Sprintf("%d of merchant %s's %d terminals already suspended by alert rules since %s (limit %d)",
-			n, merchant, w.merchTotal[merchant], w.windowStart.Format(time.RFC3339), lim)
-	}
-	if n, lim := w.fleetDone, w.limit(w.fleetTotal); n+1 > lim {
-		return fmt.Sprintf("%d of the fleet's %d terminals already suspended by alert rules since %s (limit %d)",
-			n, w.fleetTotal, w.windowStart.Format(time.RFC3339), lim)
-	}
-	return ""
-}
-
-// holdSuspension requests the suspension of a's terminal as a change by "system"
-// for a reviewer, instead of suspending it, and returns the action's outcome.
-func (mo *Monitor) holdSuspension(a *Alert, why, limit string) (bool, string) {
-	sys := admin.Principal{Name: SystemActor, Role: admin.RoleOperator}
-	c, err := mo.reg.RequestChange(sys, Change{Op: OpTerminalSuspend, Target: a.TerminalID, Reason: why + "; held for review: " + limit})
-	if errors.Is(err, ErrConflict) {
-		return true, "terminal not active; nothing to do"
-	}
-	if err != nil {
-		mo.reg.log.Error().Err(err).Str("alert", a.ID).Str("terminal", a.TerminalID).Msg("suspension held by the wave limit, but its change request failed")
-		return false, fmt.Sprintf("not suspended (suspension wave limit: %s); change request failed: %v", limit, err)
-	}
-	return true, fmt.Sprintf("suspension held for review as %s (wave limit: %s)", c.ID, limit)
 }
