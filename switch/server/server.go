@@ -112,6 +112,10 @@ func New(cfg *config.Config, log zerolog.Logger) (_ *Server, err error) {
 	if s.auth, err = admin.NewAuthenticator(tokens); err != nil {
 		return nil, err
 	}
+	webhookSecret, err := cfg.WebhookSecret()
+	if err != nil {
+		return nil, err
+	}
 	loc, err := time.LoadLocation(cfg.Timezone)
 	if err != nil {
 		return nil, fmt.Errorf("timezone: %w", err)
@@ -268,10 +272,6 @@ func New(cfg *config.Config, log zerolog.Logger) (_ *Server, err error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
-	webhookSecret, err := cfg.WebhookSecret()
-	if err != nil {
-		return nil, err
-	}
 	s.monitor = registry.NewMonitor(s.Registry, nil, registry.MonitorOptions{WebhookSecret: webhookSecret,
 		SuspendMaxShare: cfg.Alerts.SuspendMaxShare, SuspendMin: cfg.Alerts.SuspendMin, SuspendWindow: cfg.Alerts.SuspendWindow.D()})
 	go s.monitor.Run(ctx)
