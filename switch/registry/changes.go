@@ -457,6 +457,9 @@ func (r *Registry) RequestChange(p admin.Principal, c Change) (*Change, error) {
 	if c.Op != OpAlertRulePut {
 		c.AlertRule = nil
 	}
+	if err := r.checkRequestKeys(&c); err != nil {
+		return nil, err
+	}
 	if c.Op != OpMerchantChange {
 		c.MerchantPatch = nil
 	}
@@ -496,6 +499,32 @@ func (r *Registry) RequestChange(p admin.Principal, c Change) (*Change, error) {
 	r.chgSeq = c.Seq
 	r.log.Info().Str("change", c.ID).Str("op", string(c.Op)).Str("target", c.Target).Str("by", p.Name).Msg("change requested")
 	return &c, nil
+}
+
+// checkRequestKeys checks the key references a terminal register, import or change
+// names (checkKeyRefs), once, when it is requested.
+func (r *Registry) checkRequestKeys(c *Change) error {
+	switch c.Op {
+	case OpTerminalRegister:
+		if c.Terminal != nil {
+			return r.checkKeyRefs(c.Terminal.ID, c.Terminal.Keys, nil)
+		}
+	case OpTerminalImport:
+		for i := range c.Terminals {
+			if err := r.checkKeyRefs(c.Terminals[i].ID, c.Terminals[i].Keys, nil); err != nil {
+				return err
+			}
+		}
+	case OpTerminalChange:
+		if c.TerminalPatch != nil && c.TerminalPatch.Keys != nil {
+			var was *KeyRefs
+			if t, ok := r.Terminal(c.Target); ok {
+				was = &t.Keys
+			}
+			return r.checkKeyRefs(c.Target, *c.TerminalPatch.Keys, was)
+		}
+	}
+	return nil
 }
 
 func (r *Registry) loadChange(id string) (*Change, error) {

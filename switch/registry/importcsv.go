@@ -120,7 +120,7 @@ func (r *Registry) ImportTerminals(p admin.Principal, in io.Reader, reason strin
 			row.Error = fmt.Sprintf("has %d fields, the header has %d", len(rec), len(header))
 		} else if t, err := rowTerminal(get); err != nil {
 			row.Error = err.Error()
-		} else if err := r.checkKeyRefs(t.ID, get); err != nil {
+		} else if err := r.checkKeyRefs(t.ID, t.Keys, nil); err != nil {
 			row.Error = err.Error()
 		} else if first, dup := seen[t.ID]; dup {
 			row.Error = fmt.Sprintf("terminal %s already appears on line %d", t.ID, first)
@@ -191,32 +191,32 @@ func rowTerminal(get func(string) string) (Terminal, error) {
 	return t, nil
 }
 
-// importKeyColumns maps the key columns of a terminal CSV to the key type each must
-// name.
-var importKeyColumns = []struct{ column, keyType string }{
-	{"tmk", "TMK"}, {"tpk", "TPK"}, {"tak", "TAK"}, {"bdk", "BDK"},
-}
-
-// checkKeyRefs checks the key references a CSV row names (not the conventional
-// "<terminal ID>/TPK" filled in for an empty cell, whose key may be generated after
-// the import): each must be a usable key of the key store of the column's type, so
-// that a typo or another party's key (an issuer's ZPK as a TPK) is refused at the
-// row rather than found by the first PIN transaction.
-func (r *Registry) checkKeyRefs(terminal string, get func(string) string) error {
+// checkKeyRefs checks the key references a terminal names (not the conventional
+// "<terminal ID>/TPK" that compute fills in for an empty one, whose key may be
+// generated later): each must be a usable key of the key store of its type, so
+// that a typo or another party's key (an issuer's ZPK as a TPK) is refused when it
+// is entered rather than found by the first PIN transaction. References equal to
+// those of was (the terminal as it is, for a change) are not checked again.
+func (r *Registry) checkKeyRefs(terminal string, k KeyRefs, was *KeyRefs) error {
 	if r.opts.Keys == nil {
 		return nil
 	}
-	for _, kc := range importKeyColumns {
-		id := get(kc.column)
-		if id == "" {
+	var old KeyRefs
+	if was != nil {
+		old = *was
+	}
+	for _, kc := range []struct{ name, ref, old, keyType string }{
+		{"tmk", k.TMK, old.TMK, "TMK"}, {"tpk", k.TPK, old.TPK, "TPK"}, {"tak", k.TAK, old.TAK, "TAK"}, {"bdk", k.BDK, old.BDK, "BDK"},
+	} {
+		if kc.ref == "" || (was != nil && kc.ref == kc.old) {
 			continue
 		}
-		ki, err := r.opts.Keys(id)
+		ki, err := r.opts.Keys(kc.ref)
 		if err != nil {
-			return invalidf("terminal %s: %s %q: %v", terminal, kc.column, id, err)
+			return invalidf("terminal %s: %s %q: %v", terminal, kc.name, kc.ref, err)
 		}
 		if ki.Type != kc.keyType {
-			return invalidf("terminal %s: %s %q is a %s of %q, not a %s: a terminal may reference only its own kind of key", terminal, kc.column, id, ki.Type, ki.Owner, kc.keyType)
+			return invalidf("terminal %s: %s %q is a %s of %q, not a %s: a terminal may reference only its own kind of key", terminal, kc.name, kc.ref, ki.Type, ki.Owner, kc.keyType)
 		}
 	}
 	return nil

@@ -90,6 +90,22 @@ func TestImportRefusesBadKeyReferences(t *testing.T) {
 	if rep.Accepted != 3 || rep.Rejected != 3 {
 		t.Errorf("accepted %d, rejected %d; want 3 and 3", rep.Accepted, rep.Rejected)
 	}
+	// The same check guards a single register and a change of a terminal's keys.
+	reg := Terminal{ID: "T4000009", MerchantID: "000000000000001", Kind: KindPOS, Keys: KeyRefs{TPK: "demo.ZPK", PINMode: PINModeTPK}}
+	if _, err := f.reg.RequestChange(alice, Change{Op: OpTerminalRegister, Terminal: &reg}); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "is a ZPK") {
+		t.Errorf("register with demo.ZPK as TPK: %v", err)
+	}
+	t1, _ := f.reg.Terminal("T0000001")
+	bad := t1.Keys
+	bad.TMK = "NO.SUCH.KEY"
+	if _, err := f.reg.RequestChange(alice, Change{Op: OpTerminalChange, Target: "T0000001", TerminalPatch: &TerminalPatch{Keys: &bad}}); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "NO.SUCH.KEY") {
+		t.Errorf("change to a TMK that does not exist: %v", err)
+	}
+	good := t1.Keys
+	good.BDK = "BDK.FFFF9876543210E"
+	if _, err := f.reg.RequestChange(alice, Change{Op: OpTerminalChange, Target: "T0000001", TerminalPatch: &TerminalPatch{Keys: &good}}); err != nil {
+		t.Errorf("change adding a BDK: %v", err)
+	}
 }
 
 // TestSuspendRuleNeedsReview: an alert rule with the suspend action can take the
