@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"fmt"
+	"net/http"
 	"os/user"
 
 	"github.com/switchyard/switchyard/keys"
@@ -28,8 +30,14 @@ func init() {
 
 // adminClient returns a client of the admin API: the running switch's (--admin, --token
 // or $SWITCHYARD_TOKEN), or with --data DIR an in-process API over a stopped switch's
-// data directory, acting as $SWITCHYARD_ACTOR (default: the OS user), with the LMK
-// from $SWITCHYARD_LMK_FILE or $SWITCHYARD_LMK (a demo data directory needs neither).
+// data directory, read-only, acting as $SWITCHYARD_ACTOR (default: the OS user), with
+// the LMK from $SWITCHYARD_LMK_FILE or $SWITCHYARD_LMK (a demo data directory needs
+// neither).
+//
+// Offline, nobody is authenticated: $SWITCHYARD_ACTOR is whatever name the caller
+// types, so one person could request a change as alice and approve it as bob, and the
+// oplog would show two. Changes (every method but GET and HEAD) therefore need the
+// running switch and a token; see readOnly.
 func adminClient(env *Env, args []string) (*admin.Client, []string, func(), error) {
 	conn, rest, err := regtool.ExtractConn(args, env.Getenv)
 	if err != nil {
@@ -58,7 +66,20 @@ func adminClient(env *Env, args []string) (*admin.Client, []string, func(), erro
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	return &admin.Client{Handler: off.Handler, Token: server.OfflineToken}, rest, func() { _ = off.Close() }, nil
+	return &admin.Client{Handler: readOnly(off.Handler), Token: server.OfflineToken}, rest, func() { _ = off.Close() }, nil
+}
+
+// readOnly passes GET and HEAD requests to h and refuses every other with 403: the
+// --data mode may read, but a change needs an authenticated identity.
+func readOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			admin.WriteError(w, http.StatusForbidden, fmt.Errorf("%s %s: --data mode is read-only: a change needs an authenticated identity "+
+				"(offline, $SWITCHYARD_ACTOR is any name one types); start the switch and use --admin URL --token T", r.Method, r.URL.Path))
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 func runRegistry(env *Env, name string, args []string) int {

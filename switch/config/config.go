@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/switchyard/switchyard/switch/admin"
 	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/message"
+	"github.com/switchyard/switchyard/switch/registry"
 )
 
 // Duration is a time.Duration written as "10s", "5m".
@@ -67,6 +69,29 @@ type Config struct {
 	Risk       Risk       `yaml:"risk"`
 	Breaker    Breaker    `yaml:"breaker"`
 	Reversals  Reversals  `yaml:"reversals"`
+	Alerts     Alerts     `yaml:"alerts"`
+}
+
+// Alerts configures what the registry's offline alert rules may do.
+type Alerts struct {
+	// WebhookAllow lists the URLs webhook actions may post to: a target needs an
+	// entry's scheme and host (port included) and a path equal to or below the
+	// entry's. Empty (the default): no webhook action is allowed.
+	WebhookAllow []string `yaml:"webhook_allow"`
+	// WebhookSecretFile holds the key of the HMAC-SHA256 signature of every webhook
+	// body (at least 16 bytes; refused when readable by others); required with
+	// webhook_allow.
+	WebhookSecretFile string `yaml:"webhook_secret_file"`
+	// WebhookSecretEnv names an environment variable holding it instead.
+	WebhookSecretEnv string `yaml:"webhook_secret_env"`
+	// SuspendMaxShare is the share of the fleet's terminals, and of each merchant's,
+	// that suspend actions may suspend within SuspendWindow; further suspensions are
+	// requested as changes for a reviewer (default 0.1).
+	SuspendMaxShare float64 `yaml:"suspend_max_share"`
+	// SuspendMin is the least that limit is, in terminals (default 3).
+	SuspendMin int `yaml:"suspend_min"`
+	// SuspendWindow is how far back a suspension counts toward the limit (default 1h).
+	SuspendWindow Duration `yaml:"suspend_window"`
 }
 
 // Risk configures the rules engine's state.
@@ -468,6 +493,15 @@ func (c *Config) ApplyDefaults() {
 	if c.Shutdown.DrainTimeout == 0 {
 		c.Shutdown.DrainTimeout = Duration(30 * time.Second)
 	}
+	if c.Alerts.SuspendMaxShare == 0 {
+		c.Alerts.SuspendMaxShare = registry.DefaultSuspendMaxShare
+	}
+	if c.Alerts.SuspendMin == 0 {
+		c.Alerts.SuspendMin = registry.DefaultSuspendMin
+	}
+	if c.Alerts.SuspendWindow == 0 {
+		c.Alerts.SuspendWindow = Duration(registry.DefaultSuspendWindow)
+	}
 }
 
 // Validate checks the configuration and names the first key at fault.
@@ -643,6 +677,27 @@ func (c *Config) Validate() error {
 	if !c.Demo && c.Security.CardHashKeyHex == DemoCardHashKey {
 		bad("security.card_hash_key_hex", "the public demo key is refused outside demo mode")
 	}
+	for i, a := range c.Alerts.WebhookAllow {
+		u, err := url.Parse(a)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+			bad(fmt.Sprintf("alerts.webhook_allow[%d]", i), "%q is not an http or https URL without user, query or fragment", a)
+		}
+	}
+	if c.Alerts.WebhookSecretFile != "" && c.Alerts.WebhookSecretEnv != "" {
+		bad("alerts", "give webhook_secret_file or webhook_secret_env, not both")
+	}
+	if len(c.Alerts.WebhookAllow) > 0 && c.Alerts.WebhookSecretFile == "" && c.Alerts.WebhookSecretEnv == "" {
+		bad("alerts.webhook_secret_file", "required with alerts.webhook_allow (or alerts.webhook_secret_env): webhook bodies are signed")
+	}
+	if c.Alerts.SuspendMaxShare <= 0 || c.Alerts.SuspendMaxShare > 1 {
+		bad("alerts.suspend_max_share", "%v is not above 0 and at most 1", c.Alerts.SuspendMaxShare)
+	}
+	if c.Alerts.SuspendMin < 1 {
+		bad("alerts.suspend_min", "%d is not positive", c.Alerts.SuspendMin)
+	}
+	if c.Alerts.SuspendWindow.D() < time.Minute || c.Alerts.SuspendWindow.D() > 7*24*time.Hour {
+		bad("alerts.suspend_window", "%s is not between 1m and 168h", c.Alerts.SuspendWindow.D())
+	}
 	return errors.Join(errs...)
 }
 
@@ -668,4 +723,38 @@ func (c *Config) CardHashKey() ([]byte, error) {
 		return nil, errors.New("security: card hash key is not hex of at least 16 bytes")
 	}
 	return k, nil
+}
+
+// WebhookSecret returns the key that signs webhook bodies, from
+// alerts.webhook_secret_file or the variable alerts.webhook_secret_env names; nil
+// when neither is set (webhook actions then fail rather than post unsigned).
+func (c *Config) WebhookSecret() ([]byte, error) {
+	var s string
+	switch {
+	case c.Alerts.WebhookSecretFile != "":
+		f := c.Alerts.WebhookSecretFile
+		fi, err := os.Stat(f)
+		if err != nil {
+			return nil, fmt.Errorf("alerts.webhook_secret_file: %w", err)
+		}
+		if fi.Mode().Perm()&0o077 != 0 {
+			return nil, fmt.Errorf("alerts.webhook_secret_file: %s is readable by others (mode %v); chmod 600 it", f, fi.Mode().Perm())
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("alerts.webhook_secret_file: %w", err)
+		}
+		s = strings.TrimSpace(string(b))
+	case c.Alerts.WebhookSecretEnv != "":
+		s = strings.TrimSpace(os.Getenv(c.Alerts.WebhookSecretEnv))
+		if s == "" {
+			return nil, fmt.Errorf("alerts.webhook_secret_env: the variable %s is empty or not set", c.Alerts.WebhookSecretEnv)
+		}
+	default:
+		return nil, nil
+	}
+	if len(s) < 16 {
+		return nil, errors.New("alerts: the webhook secret is shorter than 16 bytes")
+	}
+	return []byte(s), nil
 }

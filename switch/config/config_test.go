@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestDemoValidates(t *testing.T) {
@@ -132,5 +133,43 @@ func TestAdminTokenStrength(t *testing.T) {
 				t.Errorf("%s: error %q does not say %q", c.name, err, w)
 			}
 		}
+	}
+}
+
+// TestAlertsKeys: the webhook allow-list needs a signing secret, the wave limit is
+// bounded, and the secret file is refused when others can read it.
+func TestAlertsKeys(t *testing.T) {
+	base := "demo: true\nlisteners: [{addr: 127.0.0.1:1}]\nsecurity: {card_hash_key_hex: " + DemoCardHashKey + "}\n"
+	c, err := Parse([]byte(base), "a.yaml")
+	if err != nil || c.Alerts.SuspendMaxShare != 0.1 || c.Alerts.SuspendMin != 3 || c.Alerts.SuspendWindow.D() != time.Hour || len(c.Alerts.WebhookAllow) != 0 {
+		t.Fatalf("defaults: %+v %v", c.Alerts, err)
+	}
+	if k, err := c.WebhookSecret(); k != nil || err != nil {
+		t.Errorf("no secret configured: %q %v", k, err)
+	}
+	for in, want := range map[string]string{
+		"alerts: {webhook_allow: [https://ops.example/hooks]}":                                      "alerts.webhook_secret_file: required with alerts.webhook_allow",
+		"alerts: {webhook_allow: [ftp://x/], webhook_secret_env: S}":                                `alerts.webhook_allow[0]: "ftp://x/" is not an http or https URL`,
+		"alerts: {suspend_max_share: 1.5}":                                                          "alerts.suspend_max_share: 1.5 is not above 0",
+		"alerts: {suspend_min: -1}":                                                                 "alerts.suspend_min: -1 is not positive",
+		"alerts: {suspend_window: 10s}":                                                             "alerts.suspend_window: 10s is not between 1m and 168h",
+		"alerts: {webhook_allow: [https://a/], webhook_secret_env: S, webhook_secret_file: /etc/x}": "give webhook_secret_file or webhook_secret_env, not both",
+	} {
+		if _, err := Parse([]byte(base+in), "b.yaml"); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s:\n got %v\nwant %s", in, err, want)
+		}
+	}
+	f := filepath.Join(t.TempDir(), "hook.key")
+	os.WriteFile(f, []byte("0123456789abcdef-webhook\n"), 0o644)
+	c, err = Parse([]byte(base+"alerts: {webhook_allow: [https://ops.example/hooks], webhook_secret_file: "+f+"}"), "c.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.WebhookSecret(); err == nil || !strings.Contains(err.Error(), "readable by others") {
+		t.Errorf("world-readable secret: %v", err)
+	}
+	os.Chmod(f, 0o600)
+	if k, err := c.WebhookSecret(); err != nil || string(k) != "0123456789abcdef-webhook" {
+		t.Errorf("secret = %q, %v", k, err)
 	}
 }

@@ -59,16 +59,16 @@ type AlertRule struct {
 	UpdatedAt   time.Time     `json:"updated_at"`
 }
 
-// Validate checks a rule and fills the default threshold and action.
+// Validate checks a rule and fills the default action. A threshold under a minute,
+// zero included, is refused: an explicit "0s" cannot mean "24 h", so the default
+// threshold is filled only where a threshold was left out (the API's JSON body, the
+// CLI's flag), never for a zero given on purpose.
 func (ar *AlertRule) Validate() error {
 	if !isIdent(ar.ID, 64) {
 		return invalidf("alert rule ID %q: want 1 to 64 letters, digits, '-', '_' or '.'", ar.ID)
 	}
-	if ar.Threshold == 0 {
-		ar.Threshold = Duration(DefaultOfflineThreshold)
-	}
 	if ar.Threshold < Duration(time.Minute) {
-		return invalidf("alert rule %s: threshold %v: want at least 1m", ar.ID, time.Duration(ar.Threshold))
+		return invalidf("alert rule %s: threshold %v: want at least 1m (leave it out for the default, %v)", ar.ID, time.Duration(ar.Threshold), DefaultOfflineThreshold)
 	}
 	for _, k := range ar.Filter.Kinds {
 		if !k.Valid() {
@@ -96,6 +96,44 @@ func (ar *AlertRule) Validate() error {
 			}
 		default:
 			return invalidf("alert rule %s: action %q: want log, webhook or suspend", ar.ID, a.Type)
+		}
+	}
+	return nil
+}
+
+// ChangesTerminals says whether the rule, enabled, has an action that changes
+// terminals (suspend). Such a rule is created or replaced only by a reviewed change
+// (OpAlertRulePut), as each resume of what it suspends is.
+func (ar *AlertRule) ChangesTerminals() bool {
+	if ar.Disabled {
+		return false
+	}
+	for _, a := range ar.Actions {
+		if a.Type == ActionSuspend {
+			return true
+		}
+	}
+	return false
+}
+
+// checkRule validates ar and checks what only the registry knows: the merchants of
+// its filter must exist (a mistyped ID would make a rule that silently watches
+// nothing), and its webhook targets must be on the allow-list (Options.WebhookAllow).
+func (r *Registry) checkRule(ar *AlertRule) error {
+	if err := ar.Validate(); err != nil {
+		return err
+	}
+	s := r.snap.Load()
+	for _, m := range ar.Filter.Merchants {
+		if s.merchants[m] == nil {
+			return invalidf("alert rule %s: merchant %q does not exist: the rule would watch nothing", ar.ID, m)
+		}
+	}
+	for _, a := range ar.Actions {
+		if a.Type == ActionWebhook {
+			if err := r.webhookAllowed(a.URL); err != nil {
+				return invalidf("alert rule %s: %v", ar.ID, err)
+			}
 		}
 	}
 	return nil
@@ -213,13 +251,18 @@ func (r *Registry) AlertRules() []AlertRule {
 	return out
 }
 
-// PutAlertRule creates or replaces a rule on behalf of operator p.
+// PutAlertRule creates or replaces a rule on behalf of operator p. A rule that
+// changes terminals (ChangesTerminals) is refused: it needs a reviewed change,
+// RequestChange with OpAlertRulePut (the API's PUT does that itself).
 func (r *Registry) PutAlertRule(p admin.Principal, ar AlertRule) (*AlertRule, error) {
 	if !canHandle(p) {
 		return nil, forbiddenf("%s (%s) may not edit alert rules: operator or admin role needed", p.Name, p.Role)
 	}
-	if err := ar.Validate(); err != nil {
+	if err := r.checkRule(&ar); err != nil {
 		return nil, err
+	}
+	if ar.ChangesTerminals() {
+		return nil, forbiddenf("alert rule %s suspends terminals: it takes effect only through a change (%s) approved by a different reviewer", ar.ID, OpAlertRulePut)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -393,7 +436,26 @@ type MonitorOptions struct {
 	// RetryBackoff is the wait before the second attempt, doubled each time;
 	// default 1 s.
 	RetryBackoff time.Duration
+	// WebhookSecret keys the HMAC-SHA256 signature of every webhook body (see
+	// SignWebhook). Without one, webhook actions fail rather than post unsigned.
+	WebhookSecret []byte
+
+	// A suspension wave is the terminals suspended by alert actions within
+	// SuspendWindow (default 1 h). Once it would exceed SuspendMaxShare (default
+	// 0.1) of the fleet's terminals, or of one merchant's, and SuspendMin (default 3)
+	// terminals, the monitor stops suspending: it requests each further suspension
+	// as a change for a reviewer instead.
+	SuspendMaxShare float64
+	SuspendMin      int
+	SuspendWindow   time.Duration
 }
+
+// Defaults of the suspension wave limit (MonitorOptions).
+const (
+	DefaultSuspendMaxShare = 0.1
+	DefaultSuspendMin      = 3
+	DefaultSuspendWindow   = time.Hour
+)
 
 // Monitor watches when terminals were last seen and raises alerts by the registry's
 // alert rules.
@@ -428,9 +490,19 @@ func NewMonitor(reg *Registry, clock func() time.Time, opts MonitorOptions) *Mon
 	if opts.RetryBackoff <= 0 {
 		opts.RetryBackoff = time.Second
 	}
+	if opts.SuspendMaxShare <= 0 || opts.SuspendMaxShare > 1 {
+		opts.SuspendMaxShare = DefaultSuspendMaxShare
+	}
+	if opts.SuspendMin <= 0 {
+		opts.SuspendMin = DefaultSuspendMin
+	}
+	if opts.SuspendWindow <= 0 {
+		opts.SuspendWindow = DefaultSuspendWindow
+	}
 	hc := opts.HTTPClient
 	if hc == nil {
-		hc = &http.Client{Timeout: opts.WebhookTimeout}
+		// A redirect is not followed: it could lead off the allow-list.
+		hc = &http.Client{Timeout: opts.WebhookTimeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
 	return &Monitor{reg: reg, clock: clock, opts: opts, hc: hc}
 }
@@ -496,6 +568,7 @@ func (mo *Monitor) RunOnce(ctx context.Context, now time.Time) ([]*Alert, error)
 		}
 	}
 	// Actions run outside the registry lock; webhooks may take a while.
+	wave := mo.newWave(now)
 	for _, a := range raised {
 		var ar AlertRule
 		for _, x := range rules {
@@ -503,13 +576,18 @@ func (mo *Monitor) RunOnce(ctx context.Context, now time.Time) ([]*Alert, error)
 				ar = x
 			}
 		}
-		a.Actions = mo.act(ctx, &ar, a, now)
+		a.Actions = mo.act(ctx, &ar, a, now, wave)
 		r.mu.Lock()
 		err := r.storeAlertLocked(a)
 		r.mu.Unlock()
 		if err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if wave.held > 0 {
+		r.log.Error().Int("held", wave.held).Int("suspended_in_window", wave.fleetDone).Int("fleet", wave.fleetTotal).
+			Dur("window", mo.opts.SuspendWindow).Float64("max_share", mo.opts.SuspendMaxShare).
+			Msg("suspension wave limit reached: further suspensions by alert rules are held as changes for review")
 	}
 	return raised, errors.Join(errs...)
 }
@@ -581,7 +659,7 @@ func (mo *Monitor) evaluate(ar *AlertRule, t *Terminal, m *Merchant, ls LastSeen
 	return a, nil
 }
 
-func (mo *Monitor) act(ctx context.Context, ar *AlertRule, a *Alert, now time.Time) []ActionResult {
+func (mo *Monitor) act(ctx context.Context, ar *AlertRule, a *Alert, now time.Time, wave *suspendWave) []ActionResult {
 	r := mo.reg
 	var out []ActionResult
 	for _, act := range ar.Actions {
@@ -592,7 +670,7 @@ func (mo *Monitor) act(ctx context.Context, ar *AlertRule, a *Alert, now time.Ti
 				Dur("offline_for", time.Duration(a.OfflineFor)).Time("reference", a.Reference).Msg("terminal offline")
 			res.OK = true
 		case ActionWebhook:
-			err := mo.postWebhook(ctx, act.URL, WebhookPayload{Event: "terminal-offline", Alert: a})
+			err := mo.postWebhook(ctx, act.URL, WebhookPayload{Event: "terminal-offline", Alert: a}, now)
 			res.OK = err == nil
 			res.Detail = "posted to " + act.URL
 			if err != nil {
@@ -600,8 +678,16 @@ func (mo *Monitor) act(ctx context.Context, ar *AlertRule, a *Alert, now time.Ti
 				r.log.Error().Err(err).Str("alert", a.ID).Msg("alert webhook failed")
 			}
 		case ActionSuspend:
-			why := fmt.Sprintf("offline-alert %s: rule %s, not seen for %v", a.ID, a.RuleID, time.Duration(a.OfflineFor).Round(time.Second))
+			why := fmt.Sprintf("%s%s: rule %s, not seen for %v", offlineAlertNote, a.ID, a.RuleID, time.Duration(a.OfflineFor).Round(time.Second))
+			if limit := wave.over(a.MerchantID); limit != "" {
+				res.OK, res.Detail = mo.holdSuspension(a, why, limit)
+				wave.held++
+				break
+			}
 			done, err := r.systemSuspend(a.TerminalID, why, now)
+			if done {
+				wave.add(a.MerchantID)
+			}
 			switch {
 			case err != nil:
 				res.Detail = err.Error()
@@ -617,11 +703,20 @@ func (mo *Monitor) act(ctx context.Context, ar *AlertRule, a *Alert, now time.Ti
 	return out
 }
 
-func (mo *Monitor) postWebhook(ctx context.Context, target string, payload WebhookPayload) error {
+func (mo *Monitor) postWebhook(ctx context.Context, target string, payload WebhookPayload, now time.Time) error {
+	// Checked again here: the rule may predate the allow-list as configured now.
+	if err := mo.reg.webhookAllowed(target); err != nil {
+		return err
+	}
+	if len(mo.opts.WebhookSecret) == 0 {
+		return fmt.Errorf("webhook %s: no webhook secret configured (alerts.webhook_secret_file or alerts.webhook_secret_env): bodies are never sent unsigned", target)
+	}
 	body, err := json.Marshal(payload)
 	if err != nil {
 		return fmt.Errorf("encode webhook for %s: %w", payload.Alert.ID, err)
 	}
+	ts := strconv.FormatInt(now.Unix(), 10)
+	sig := SignWebhook(mo.opts.WebhookSecret, ts, body)
 	wait := mo.opts.RetryBackoff
 	var last error
 	for attempt := 1; attempt <= mo.opts.WebhookAttempts; attempt++ {
@@ -633,7 +728,7 @@ func (mo *Monitor) postWebhook(ctx context.Context, target string, payload Webho
 			}
 			wait *= 2
 		}
-		last = mo.postOnce(ctx, target, body)
+		last = mo.postOnce(ctx, target, body, ts, sig)
 		if last == nil {
 			return nil
 		}
@@ -641,7 +736,7 @@ func (mo *Monitor) postWebhook(ctx context.Context, target string, payload Webho
 	return fmt.Errorf("webhook %s failed after %d attempts: %w", target, mo.opts.WebhookAttempts, last)
 }
 
-func (mo *Monitor) postOnce(ctx context.Context, target string, body []byte) error {
+func (mo *Monitor) postOnce(ctx context.Context, target string, body []byte, ts, sig string) error {
 	ctx, cancel := context.WithTimeout(ctx, mo.opts.WebhookTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
@@ -650,6 +745,8 @@ func (mo *Monitor) postOnce(ctx context.Context, target string, body []byte) err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "switchyard-offline-monitor")
+	req.Header.Set(WebhookTimestampHeader, ts)
+	req.Header.Set(WebhookSignatureHeader, sig)
 	resp, err := mo.hc.Do(req)
 	if err != nil {
 		return err

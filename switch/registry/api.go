@@ -80,7 +80,8 @@ type VerifyResult struct {
 // alert rules. Every call needs a bearer token (401 without); reading is open to
 // every role, requesting changes and handling incidents and alerts to operators,
 // approving and rejecting to reviewers, everything to admins (403 otherwise). A
-// reviewer may not approve a change he requested.
+// reviewer may not approve a change he requested. Saving an alert rule that
+// suspends terminals requests a change (202) instead of saving it.
 func NewAPI(reg *Registry, auth *admin.Authenticator) http.Handler {
 	a := &api{reg: reg}
 	mux := http.NewServeMux()
@@ -571,16 +572,34 @@ func (a *api) listRules(w http.ResponseWriter, _ *http.Request, _ admin.Principa
 	return nil
 }
 
+// alertRuleBody is the body of POST and PUT /api/v1/alert-rules: a rule whose
+// threshold, when left out, is the default (an explicit zero is refused), and the
+// reason of the change request a rule that suspends terminals becomes.
+type alertRuleBody struct {
+	AlertRule
+	Threshold *Duration `json:"threshold,omitempty"`
+	Reason    string    `json:"reason,omitempty"`
+}
+
 func (a *api) putRule(w http.ResponseWriter, r *http.Request, p admin.Principal) error {
-	var ar AlertRule
-	if err := readBody(r, &ar); err != nil {
+	var body alertRuleBody
+	if err := readBody(r, &body); err != nil {
 		return err
+	}
+	ar := body.AlertRule
+	ar.Threshold = Duration(DefaultOfflineThreshold)
+	if body.Threshold != nil {
+		ar.Threshold = *body.Threshold
 	}
 	if id := r.PathValue("id"); id != "" {
 		if ar.ID != "" && ar.ID != id {
 			return badRequest("alert rule ID %q in the body differs from %q in the path", ar.ID, id)
 		}
 		ar.ID = id
+	}
+	if ar.ChangesTerminals() {
+		// Reviewed like the suspensions it will make: 202 with the change.
+		return a.request(w, p, Change{Op: OpAlertRulePut, AlertRule: &ar, Reason: body.Reason})
 	}
 	out, err := a.reg.PutAlertRule(p, ar)
 	if err != nil {

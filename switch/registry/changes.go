@@ -34,6 +34,10 @@ const (
 	OpTerminalResume   Op = "terminal.resume"   // suspended -> active
 	OpTerminalClose    Op = "terminal.close"    // any -> closed (final)
 	OpTerminalImport   Op = "terminal.import"   // register many terminals at once (CSV import)
+	// OpAlertRulePut creates or replaces an alert rule whose actions change terminals
+	// (suspend): such a rule can take a whole fleet out of service within a minute,
+	// so it is reviewed like the suspensions it makes. Other rules are edited at once.
+	OpAlertRulePut Op = "alert-rule.put"
 )
 
 // ChangeStatus is the state of a requested change.
@@ -87,6 +91,7 @@ type Change struct {
 	Terminal      *Terminal      `json:"terminal,omitempty"`       // terminal.register
 	TerminalPatch *TerminalPatch `json:"terminal_patch,omitempty"` // terminal.change
 	Terminals     []Terminal     `json:"terminals,omitempty"`      // terminal.import
+	AlertRule     *AlertRule     `json:"alert_rule,omitempty"`     // alert-rule.put
 
 	Status        ChangeStatus `json:"status"`
 	RequestedBy   string       `json:"requested_by"`
@@ -99,7 +104,7 @@ type Change struct {
 
 // ChangeEffect is what a change does (or did) to one record.
 type ChangeEffect struct {
-	Type   string          `json:"type"` // merchant or terminal
+	Type   string          `json:"type"` // merchant, terminal or alert-rule
 	ID     string          `json:"id"`
 	Before json.RawMessage `json:"before,omitempty"` // absent for a new record
 	After  json.RawMessage `json:"after"`
@@ -135,6 +140,7 @@ func canReview(p admin.Principal) bool {
 type effect struct {
 	mBefore, mAfter *Merchant
 	tBefore, tAfter *Terminal
+	rBefore, rAfter *AlertRule // rBefore is filled under r.mu, where it is shown
 }
 
 // compute works out what c does to the current state, at time now, without writing
@@ -363,6 +369,16 @@ func (r *Registry) compute(c *Change, now time.Time) ([]effect, error) {
 		return terminalTransition([]TerminalStatus{TerminalSuspended}, TerminalActive)
 	case OpTerminalClose:
 		return terminalTransition([]TerminalStatus{TerminalPending, TerminalActive, TerminalSuspended}, TerminalClosed)
+	case OpAlertRulePut:
+		if c.AlertRule == nil {
+			return nil, invalidf("%s: no alert rule given", c.Op)
+		}
+		ar := *c.AlertRule
+		if err := r.checkRule(&ar); err != nil {
+			return nil, err
+		}
+		ar.UpdatedBy, ar.UpdatedAt = c.RequestedBy, now
+		return []effect{{rAfter: &ar}}, nil
 	}
 	return nil, invalidf("unknown operation %q", c.Op)
 }
@@ -389,6 +405,13 @@ func normalizeTerminal(t *Terminal) {
 }
 
 func (e effect) changeEffect() ChangeEffect {
+	if e.rAfter != nil {
+		ce := ChangeEffect{Type: "alert-rule", ID: e.rAfter.ID, After: rawJSON(e.rAfter)}
+		if e.rBefore != nil {
+			ce.Before = rawJSON(e.rBefore)
+		}
+		return ce
+	}
 	if e.mAfter != nil {
 		ce := ChangeEffect{Type: "merchant", ID: e.mAfter.ID, After: rawJSON(e.mAfter)}
 		if e.mBefore != nil {
@@ -426,6 +449,16 @@ func (r *Registry) RequestChange(p admin.Principal, c Change) (*Change, error) {
 		}
 	case OpTerminalImport:
 		c.Target = ""
+	case OpAlertRulePut:
+		if c.AlertRule != nil {
+			c.Target = c.AlertRule.ID
+		}
+	}
+	if c.Op != OpAlertRulePut {
+		c.AlertRule = nil
+	}
+	if err := r.checkRequestKeys(&c); err != nil {
+		return nil, err
 	}
 	if c.Op != OpMerchantChange {
 		c.MerchantPatch = nil
@@ -468,6 +501,32 @@ func (r *Registry) RequestChange(p admin.Principal, c Change) (*Change, error) {
 	return &c, nil
 }
 
+// checkRequestKeys checks the key references a terminal register, import or change
+// names (checkKeyRefs), once, when it is requested.
+func (r *Registry) checkRequestKeys(c *Change) error {
+	switch c.Op {
+	case OpTerminalRegister:
+		if c.Terminal != nil {
+			return r.checkKeyRefs(c.Terminal.ID, c.Terminal.Keys, nil)
+		}
+	case OpTerminalImport:
+		for i := range c.Terminals {
+			if err := r.checkKeyRefs(c.Terminals[i].ID, c.Terminals[i].Keys, nil); err != nil {
+				return err
+			}
+		}
+	case OpTerminalChange:
+		if c.TerminalPatch != nil && c.TerminalPatch.Keys != nil {
+			var was *KeyRefs
+			if t, ok := r.Terminal(c.Target); ok {
+				was = &t.Keys
+			}
+			return r.checkKeyRefs(c.Target, *c.TerminalPatch.Keys, was)
+		}
+	}
+	return nil
+}
+
 func (r *Registry) loadChange(id string) (*Change, error) {
 	n, err := parseSeqID(id, "CHG-")
 	if err != nil {
@@ -497,6 +556,13 @@ func (r *Registry) GetChange(id string) (*ChangePreview, error) {
 		if err != nil {
 			pv.Error = err.Error()
 		}
+		r.mu.Lock()
+		for i := range effs {
+			if effs[i].rAfter != nil {
+				effs[i].rBefore = r.rules[effs[i].rAfter.ID]
+			}
+		}
+		r.mu.Unlock()
 		for _, e := range effs {
 			pv.Effects = append(pv.Effects, e.changeEffect())
 		}
@@ -572,6 +638,11 @@ func (r *Registry) Approve(p admin.Principal, id, note string) (*Change, error) 
 		return nil, fmt.Errorf("approve %s (%s %s): %w", c.ID, c.Op, c.Target, err)
 	}
 	c.Status, c.ReviewedBy, c.ReviewedAt, c.ReviewNote = ChangeApproved, p.Name, &now, strings.TrimSpace(note)
+	for i := range effs {
+		if effs[i].rAfter != nil {
+			effs[i].rBefore = r.rules[effs[i].rAfter.ID]
+		}
+	}
 	for start := 0; start < len(effs); start += importChunk {
 		chunk := effs[start:min(start+importChunk, len(effs))]
 		last := start+importChunk >= len(effs)
@@ -587,7 +658,11 @@ func (r *Registry) Approve(p admin.Principal, id, note string) (*Change, error) 
 		}
 		err := r.commitLocked(func(txn *badger.Txn) error {
 			for _, e := range chunk {
-				if e.mAfter != nil {
+				if e.rAfter != nil {
+					if err := putJSON(txn, []byte(pfxRule+e.rAfter.ID), e.rAfter); err != nil {
+						return err
+					}
+				} else if e.mAfter != nil {
 					if err := putJSON(txn, []byte(pfxMerchant+e.mAfter.ID), e.mAfter); err != nil {
 						return err
 					}
@@ -608,7 +683,9 @@ func (r *Registry) Approve(p admin.Principal, id, note string) (*Change, error) 
 		b.done()
 		var ts []*Terminal
 		for _, e := range chunk {
-			if e.mAfter != nil {
+			if e.rAfter != nil {
+				r.rules[e.rAfter.ID] = e.rAfter
+			} else if e.mAfter != nil {
 				r.publishMerchant(e.mAfter)
 			} else {
 				ts = append(ts, e.tAfter)

@@ -63,7 +63,13 @@ type fixture struct {
 // newFixture opens a registry on a fresh Badger database with the demo fleet.
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
-	f := &fixture{dir: t.TempDir(), clock: &fakeClock{t: t0}, opts: Options{SeenFlushInterval: -1}}
+	return newFixtureOpts(t, Options{SeenFlushInterval: -1})
+}
+
+// newFixtureOpts is newFixture with the registry's options.
+func newFixtureOpts(t testing.TB, opts Options) *fixture {
+	t.Helper()
+	f := &fixture{dir: t.TempDir(), clock: &fakeClock{t: t0}, opts: opts}
 	f.open(t)
 	if _, err := LoadDemo(f.reg); err != nil {
 		t.Fatalf("LoadDemo: %v", err)

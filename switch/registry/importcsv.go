@@ -120,6 +120,8 @@ func (r *Registry) ImportTerminals(p admin.Principal, in io.Reader, reason strin
 			row.Error = fmt.Sprintf("has %d fields, the header has %d", len(rec), len(header))
 		} else if t, err := rowTerminal(get); err != nil {
 			row.Error = err.Error()
+		} else if err := r.checkKeyRefs(t.ID, t.Keys, nil); err != nil {
+			row.Error = err.Error()
 		} else if first, dup := seen[t.ID]; dup {
 			row.Error = fmt.Sprintf("terminal %s already appears on line %d", t.ID, first)
 		} else if _, err := r.compute(&Change{Op: OpTerminalRegister, Terminal: &t}, now); err != nil {
@@ -187,4 +189,35 @@ func rowTerminal(get func(string) string) (Terminal, error) {
 		t.Keys.MACRequired = b
 	}
 	return t, nil
+}
+
+// checkKeyRefs checks the key references a terminal names (not the conventional
+// "<terminal ID>/TPK" that compute fills in for an empty one, whose key may be
+// generated later): each must be a usable key of the key store of its type, so
+// that a typo or another party's key (an issuer's ZPK as a TPK) is refused when it
+// is entered rather than found by the first PIN transaction. References equal to
+// those of was (the terminal as it is, for a change) are not checked again.
+func (r *Registry) checkKeyRefs(terminal string, k KeyRefs, was *KeyRefs) error {
+	if r.opts.Keys == nil {
+		return nil
+	}
+	var old KeyRefs
+	if was != nil {
+		old = *was
+	}
+	for _, kc := range []struct{ name, ref, old, keyType string }{
+		{"tmk", k.TMK, old.TMK, "TMK"}, {"tpk", k.TPK, old.TPK, "TPK"}, {"tak", k.TAK, old.TAK, "TAK"}, {"bdk", k.BDK, old.BDK, "BDK"},
+	} {
+		if kc.ref == "" || (was != nil && kc.ref == kc.old) {
+			continue
+		}
+		ki, err := r.opts.Keys(kc.ref)
+		if err != nil {
+			return invalidf("terminal %s: %s %q: %v", terminal, kc.name, kc.ref, err)
+		}
+		if ki.Type != kc.keyType {
+			return invalidf("terminal %s: %s %q is a %s of %q, not a %s: a terminal may reference only its own kind of key", terminal, kc.name, kc.ref, ki.Type, ki.Owner, kc.keyType)
+		}
+	}
+	return nil
 }

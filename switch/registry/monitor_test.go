@@ -2,8 +2,10 @@ package registry
 
 import (
 	"context"
+	"crypto/hmac"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -20,8 +22,12 @@ type hookServer struct {
 	payloads []WebhookPayload
 	calls    int
 	failures int // answer 500 to this many calls first
+	badSigs  int // calls whose signature did not verify
 	srv      *httptest.Server
 }
+
+// testWebhookSecret signs the webhooks of the tests.
+var testWebhookSecret = []byte("test-webhook-secret-0123456789")
 
 func newHookServer(t *testing.T, failures int) *hookServer {
 	h := &hookServer{failures: failures}
@@ -32,12 +38,18 @@ func newHookServer(t *testing.T, failures int) *hookServer {
 		if r.Method != http.MethodPost || r.Header.Get("Content-Type") != "application/json" {
 			t.Errorf("webhook got %s with Content-Type %q", r.Method, r.Header.Get("Content-Type"))
 		}
+		body, _ := io.ReadAll(r.Body)
+		// What a receiver does: recompute the HMAC over timestamp "." body.
+		want := SignWebhook(testWebhookSecret, r.Header.Get(WebhookTimestampHeader), body)
+		if r.Header.Get(WebhookTimestampHeader) == "" || !hmac.Equal([]byte(r.Header.Get(WebhookSignatureHeader)), []byte(want)) {
+			h.badSigs++
+		}
 		if h.calls <= h.failures {
 			http.Error(w, "try later", http.StatusInternalServerError)
 			return
 		}
 		var p WebhookPayload
-		if err := json.NewDecoder(r.Body).Decode(&p); err != nil {
+		if err := json.Unmarshal(body, &p); err != nil {
 			t.Errorf("webhook body is not JSON: %v", err)
 		}
 		h.payloads = append(h.payloads, p)
@@ -47,19 +59,17 @@ func newHookServer(t *testing.T, failures int) *hookServer {
 }
 
 func TestMonitorWebhookAndSuspend(t *testing.T) {
-	f := newFixture(t)
 	hook := newHookServer(t, 1)
-	_, err := f.reg.PutAlertRule(alice, AlertRule{ID: "bj-1h", Threshold: Duration(time.Hour),
+	f := newFixtureOpts(t, Options{SeenFlushInterval: -1, WebhookAllow: []string{hook.srv.URL + "/alerts"}})
+	// A rule that suspends is a reviewed change.
+	f.apply(t, Change{Op: OpAlertRulePut, AlertRule: &AlertRule{ID: "bj-1h", Threshold: Duration(time.Hour),
 		Filter:  AlertFilter{Merchants: []string{"000000000000001", "000000000000009"}, Regions: []string{"CN-BJ"}, Kinds: []TerminalKind{KindPOS}},
-		Actions: []AlertAction{{Type: ActionLog}, {Type: ActionWebhook, URL: hook.srv.URL + "/alerts"}, {Type: ActionSuspend}}})
-	if err != nil {
-		t.Fatal(err)
-	}
+		Actions: []AlertAction{{Type: ActionLog}, {Type: ActionWebhook, URL: hook.srv.URL + "/alerts"}, {Type: ActionSuspend}}}})
 	// T0000001 and T0000009 talk at t0; T0000009 keeps talking.
 	addr := netip.MustParseAddr("10.20.30.40")
 	f.reg.Check(f.goodT1())
 	f.reg.Seen("T0000001", addr, GeoPoint{}, t0)
-	mon := NewMonitor(f.reg, f.clock.Now, MonitorOptions{RetryBackoff: time.Millisecond, WebhookTimeout: 5 * time.Second})
+	mon := NewMonitor(f.reg, f.clock.Now, MonitorOptions{RetryBackoff: time.Millisecond, WebhookTimeout: 5 * time.Second, WebhookSecret: testWebhookSecret})
 	ctx := context.Background()
 
 	f.reg.Seen("T0000009", addr, GeoPoint{}, t0.Add(50*time.Minute))
@@ -86,7 +96,7 @@ func TestMonitorWebhookAndSuspend(t *testing.T) {
 		}
 	}
 	hook.mu.Lock()
-	if hook.calls != 2 || len(hook.payloads) != 1 || hook.payloads[0].Event != "terminal-offline" ||
+	if hook.calls != 2 || hook.badSigs != 0 || len(hook.payloads) != 1 || hook.payloads[0].Event != "terminal-offline" ||
 		hook.payloads[0].Alert.TerminalID != "T0000001" || hook.payloads[0].Alert.ID != a.ID {
 		t.Errorf("webhook: %d calls, payloads %+v", hook.calls, hook.payloads)
 	}
@@ -186,13 +196,15 @@ func TestMonitorDeduplication(t *testing.T) {
 
 func TestAlertRuleValidation(t *testing.T) {
 	f := newFixture(t)
-	ar, err := f.reg.PutAlertRule(alice, AlertRule{ID: "default"})
-	if err != nil || time.Duration(ar.Threshold) != 24*time.Hour || len(ar.Actions) != 1 || ar.Actions[0].Type != ActionLog || ar.UpdatedBy != "alice" {
+	ar, err := f.reg.PutAlertRule(alice, AlertRule{ID: "default", Threshold: Duration(time.Hour)})
+	if err != nil || len(ar.Actions) != 1 || ar.Actions[0].Type != ActionLog || ar.UpdatedBy != "alice" {
 		t.Errorf("rule with defaults = %+v, %v", ar, err)
 	}
 	for _, bad := range []AlertRule{
 		{ID: "bad id!"},
 		{ID: "x", Threshold: Duration(time.Second)},
+		{ID: "x"}, // a zero threshold is not "the default"
+		{ID: "x", Threshold: Duration(-time.Hour)},
 		{ID: "x", Actions: []AlertAction{{Type: "email"}}},
 		{ID: "x", Actions: []AlertAction{{Type: ActionWebhook, URL: "ftp://example.com"}}},
 		{ID: "x", Filter: AlertFilter{Kinds: []TerminalKind{"atm"}}},

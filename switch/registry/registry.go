@@ -60,6 +60,19 @@ type Options struct {
 	// in place of a Badger transaction and sync of the registry's own: the switch
 	// hands them to the journal's group commit.
 	Persist func(ctx context.Context, kvs [][2][]byte) error
+	// Keys, when set, looks a key of the key store up by ID, so that the key
+	// references of imported terminals can be checked: it returns an error when the
+	// key does not exist or has no usable version. Nil skips the check.
+	Keys func(id string) (KeyInfo, error)
+	// WebhookAllow lists the URLs alert rules' webhook actions may post to (see
+	// alerts.webhook_allow in the configuration); empty allows none.
+	WebhookAllow []string
+}
+
+// KeyInfo is what the registry needs to know of a key of the key store.
+type KeyInfo struct {
+	Type  string // TMK, TPK, TAK, BDK, ZPK, ...
+	Owner string // terminal ID, issuer ID, or KSN prefix (BDK)
 }
 
 // Registry holds merchants and terminals, their lifecycle (changes under two-person

@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"sync"
@@ -120,6 +119,10 @@ func New(cfg *config.Config, log zerolog.Logger) (_ *Server, err error) {
 	if s.auth, err = admin.NewAuthenticator(tokens); err != nil {
 		return nil, err
 	}
+	webhookSecret, err := cfg.WebhookSecret()
+	if err != nil {
+		return nil, err
+	}
 	loc, err := time.LoadLocation(cfg.Timezone)
 	if err != nil {
 		return nil, fmt.Errorf("timezone: %w", err)
@@ -135,7 +138,8 @@ func New(cfg *config.Config, log zerolog.Logger) (_ *Server, err error) {
 	s.Journal.OnIndexError(func(err error) {
 		log.Error().Err(err).Msg("journal index not written; retrying (records stay readable from memory)")
 	})
-	if s.Registry, err = registry.New(s.db, nil, registry.Options{Logger: log, Metrics: s.Metrics.Registry, Persist: s.Journal.PutDurableBatch}); err != nil {
+	if s.Registry, err = registry.New(s.db, nil, registry.Options{Logger: log, Metrics: s.Metrics.Registry, Persist: s.Journal.PutDurableBatch,
+		Keys: s.keyInfo, WebhookAllow: cfg.Alerts.WebhookAllow}); err != nil {
 		return nil, err
 	}
 	if cfg.Demo {
@@ -278,7 +282,8 @@ func New(cfg *config.Config, log zerolog.Logger) (_ *Server, err error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
-	s.monitor = registry.NewMonitor(s.Registry, nil, registry.MonitorOptions{})
+	s.monitor = registry.NewMonitor(s.Registry, nil, registry.MonitorOptions{WebhookSecret: webhookSecret,
+		SuspendMaxShare: cfg.Alerts.SuspendMaxShare, SuspendMin: cfg.Alerts.SuspendMin, SuspendWindow: cfg.Alerts.SuspendWindow.D()})
 	go s.monitor.Run(ctx)
 	go func() {
 		if err := s.Risk.Watch(ctx); err != nil && ctx.Err() == nil {
@@ -376,9 +381,7 @@ func (s *Server) startAdmin() error {
 		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
-	s.mux.HandleFunc("/debug/pprof/", pprof.Index)
-	s.mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	s.mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mountPprof(s.mux, s.auth, s.cfg.Demo)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.Metrics.Registry, promhttp.HandlerOpts{Registry: s.Metrics.Registry}))
 	s.mux.Handle("/api/v1/", registry.NewAPI(s.Registry, s.auth))
 	s.mux.Handle("/risk/", risk.NewAdminHandler(s.auth, s.Risk, nil))

@@ -70,6 +70,7 @@ const Usage = `Merchant and terminal registry commands (every list command takes
   switchyard alert-rule list
   switchyard alert-rule set ID [--threshold 24h] [--merchant ID,...] [--region R,...] [--kind K,...]
                  [--status S,...] [--action log|suspend|webhook=URL]... [--description TEXT] [--disabled]
+                 [--reason TEXT]   (a rule with the suspend action is a change for review)
   switchyard alert-rule delete ID
 
 Every change to a merchant or terminal is a request: it takes effect when a
@@ -1112,6 +1113,7 @@ func (t *tool) alertRule(args []string) error {
 		statuses := f.String("status", "", "terminal statuses, comma-separated (default active)")
 		desc := f.String("description", "", "description")
 		disabled := f.Bool("disabled", false, "keep the rule but do not run it")
+		reason := f.String("reason", "", "reason of the change request (a rule with the suspend action is reviewed)")
 		var actions multiFlag
 		f.Var(&actions, "action", "log, suspend or webhook=URL (repeatable; default log)")
 		pos, err := f.parseN(args, 1, "a rule ID")
@@ -1130,9 +1132,29 @@ func (t *tool) alertRule(args []string) error {
 			typ, u, _ := strings.Cut(a, "=")
 			rule.Actions = append(rule.Actions, registry.AlertAction{Type: typ, URL: u})
 		}
-		var out registry.AlertRule
-		if err := t.call("PUT", "/api/v1/alert-rules/"+seg(rule.ID), rule, &out); err != nil {
+		// A rule that suspends terminals comes back as a change request (202), any
+		// other as the saved rule.
+		var raw json.RawMessage
+		body := struct {
+			registry.AlertRule
+			Reason string `json:"reason,omitempty"`
+		}{rule, *reason}
+		if err := t.call("PUT", "/api/v1/alert-rules/"+seg(rule.ID), body, &raw); err != nil {
 			return err
+		}
+		var probe struct {
+			Op registry.Op `json:"op"`
+		}
+		if err := json.Unmarshal(raw, &probe); err == nil && probe.Op != "" {
+			var c registry.Change
+			if err := json.Unmarshal(raw, &c); err != nil {
+				return fmt.Errorf("alert-rule set: decode change: %w", err)
+			}
+			return t.printChange(&c, *f.json)
+		}
+		var out registry.AlertRule
+		if err := json.Unmarshal(raw, &out); err != nil {
+			return fmt.Errorf("alert-rule set: decode rule: %w", err)
 		}
 		if *f.json {
 			return t.printJSON(out)

@@ -256,7 +256,18 @@ func TestCLIIncidentsAndAlerts(t *testing.T) {
 		t.Errorf("all incidents: %s", out)
 	}
 
-	e.mustRun(t, op, "alert-rule", "set", "sp-1h", "--threshold", "1h", "--kind", "softpos", "--action", "log", "--action", "suspend")
+	// A rule that suspends is a change: in force only once another reviewer approves.
+	out = e.mustRun(t, op, "alert-rule", "set", "sp-1h", "--threshold", "1h", "--kind", "softpos", "--action", "log", "--action", "suspend", "--reason", "lost phones")
+	if !strings.Contains(out, "CHG-1 requested: alert-rule.put sp-1h") || !strings.Contains(out, "switchyard change approve CHG-1") {
+		t.Errorf("suspend rule set: %s", out)
+	}
+	if out := e.mustRun(t, an, "alert-rule", "list"); strings.Contains(out, "sp-1h") {
+		t.Errorf("suspend rule in force before review: %s", out)
+	}
+	if out := e.mustRun(t, rev, "change", "show", "CHG-1"); !strings.Contains(out, "alert-rule sp-1h:") || !strings.Contains(out, "lost phones") {
+		t.Errorf("change show of the rule: %s", out)
+	}
+	e.mustRun(t, rev, "change", "approve", "CHG-1")
 	out = e.mustRun(t, an, "alert-rule", "list")
 	if !strings.Contains(out, "sp-1h") || !strings.Contains(out, "1h0m0s") || !strings.Contains(out, "kind=softpos status=active") || !strings.Contains(out, "log,suspend") {
 		t.Errorf("alert-rule list: %s", out)
@@ -313,5 +324,19 @@ func TestCLIUsageAndAuth(t *testing.T) {
 	}
 	if code, _, errs := e.run(t, an, "terminal", "suspend", "T0000001"); code != ExitError || !strings.Contains(errs, "403") {
 		t.Errorf("analyst suspending: exit %d %s", code, errs)
+	}
+}
+
+// TestCLIAlertRuleZeroThreshold: "--threshold 0s" is refused, not turned into 24 h.
+func TestCLIAlertRuleZeroThreshold(t *testing.T) {
+	e := newEnv(t)
+	code, _, errs := e.run(t, op, "alert-rule", "set", "now", "--threshold", "0s", "--merchant", "000000000000001")
+	if code != ExitError || !strings.Contains(errs, "threshold 0s") {
+		t.Errorf("--threshold 0s: exit %d, stderr %s", code, errs)
+	}
+	for _, r := range e.reg.AlertRules() {
+		if r.ID == "now" {
+			t.Errorf("rule stored with threshold %v", time.Duration(r.Threshold))
+		}
 	}
 }

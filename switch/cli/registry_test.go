@@ -1,0 +1,67 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/rs/zerolog"
+
+	"github.com/switchyard/switchyard/switch/registry"
+	"github.com/switchyard/switchyard/switch/server"
+)
+
+// TestDataModeIsReadOnly: with --data, anyone can claim any $SWITCHYARD_ACTOR, so a
+// request as alice and an approval as bob would look like two people's work. The
+// offline mode reads, and refuses every change.
+func TestDataModeIsReadOnly(t *testing.T) {
+	dir := t.TempDir()
+	db, err := server.OpenDB(dir, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := registry.New(db, nil, registry.Options{SeenFlushInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := registry.LoadDemo(reg); err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	run := func(actor string, args ...string) (int, string, string) {
+		t.Helper()
+		var out, errb bytes.Buffer
+		env := &Env{Stdout: &out, Stderr: &errb, Ctx: context.Background(), Getenv: func(k string) string {
+			if k == "SWITCHYARD_ACTOR" {
+				return actor
+			}
+			return ""
+		}}
+		code := runRegistry(env, args[0], append(args[1:], "--data", dir))
+		return code, out.String(), errb.String()
+	}
+	for _, c := range [][]string{
+		{"alice", "terminal", "suspend", "T0000001", "--reason", "test"},
+		{"bob", "change", "approve", "CHG-1"},
+		{"alice", "alert-rule", "set", "all", "--threshold", "1m", "--action", "suspend"},
+		{"alice", "merchant", "freeze", "000000000000001"},
+	} {
+		code, out, errs := run(c[0], c[1:]...)
+		if code == 0 || !strings.Contains(errs, "read-only") {
+			t.Errorf("%v offline: exit %d\nstdout %s\nstderr %s", c, code, out, errs)
+		}
+	}
+	code, out, errs := run("alice", "terminal", "show", "T0000001")
+	if code != 0 || !strings.Contains(out, "active") {
+		t.Errorf("terminal show offline: exit %d\nstdout %s\nstderr %s", code, out, errs)
+	}
+	if code, out, errs := run("alice", "change", "list"); code != 0 || strings.Contains(out, "CHG-") {
+		t.Errorf("change list offline: exit %d\nstdout %s\nstderr %s", code, out, errs)
+	}
+}

@@ -1,0 +1,66 @@
+package registry
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/url"
+	"strings"
+)
+
+// Webhook targets and signatures: an alert rule may post only to the configured
+// allow-list, and every body is signed so that a receiver can tell the switch's
+// posts from anyone else's.
+
+// webhookAllowed checks target against Options.WebhookAllow: an entry allows a URL
+// of the same scheme and host (port included) whose path is the entry's or below it.
+// An empty list allows nothing, so that an alert rule cannot make the switch post to
+// an address of its choosing (a local port, a metadata service).
+func (r *Registry) webhookAllowed(target string) error {
+	u, err := url.Parse(target)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("webhook URL %q: want an http or https URL", target)
+	}
+	if u.User != nil {
+		return fmt.Errorf("webhook URL %q: user information in a webhook URL is refused", target)
+	}
+	for _, entry := range r.opts.WebhookAllow {
+		if webhookMatches(entry, u) {
+			return nil
+		}
+	}
+	if len(r.opts.WebhookAllow) == 0 {
+		return fmt.Errorf("webhook URL %q: no webhook target is allowed (configure alerts.webhook_allow)", target)
+	}
+	return fmt.Errorf("webhook URL %q is not on the allow-list (alerts.webhook_allow: %s)", target, strings.Join(r.opts.WebhookAllow, ", "))
+}
+
+func webhookMatches(entry string, u *url.URL) bool {
+	e, err := url.Parse(entry)
+	if err != nil || !strings.EqualFold(e.Scheme, u.Scheme) || !strings.EqualFold(e.Host, u.Host) {
+		return false
+	}
+	ep := strings.TrimSuffix(e.EscapedPath(), "/")
+	p := u.EscapedPath()
+	return ep == "" || p == ep || strings.HasPrefix(p, ep+"/")
+}
+
+// The headers of a signed webhook.
+const (
+	WebhookTimestampHeader = "X-Switchyard-Timestamp" // Unix seconds of the alert run
+	WebhookSignatureHeader = "X-Switchyard-Signature" // "sha256=" + hex HMAC
+)
+
+// SignWebhook returns the value of the X-Switchyard-Signature header of a webhook
+// body: "sha256=" and the hex HMAC-SHA256, keyed by the webhook secret, of the
+// X-Switchyard-Timestamp value, a ".", and the body exactly as received. A receiver
+// recomputes it, compares in constant time, and refuses a timestamp far from its
+// clock (replay).
+func SignWebhook(secret []byte, timestamp string, body []byte) string {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(timestamp))
+	m.Write([]byte{'.'})
+	m.Write(body)
+	return "sha256=" + hex.EncodeToString(m.Sum(nil))
+}
