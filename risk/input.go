@@ -263,6 +263,26 @@ type Outcome struct {
 	// decline counters usually leave those out, or a rule's own declines
 	// would keep it firing.
 	RiskDeclined bool `json:"risk_declined" yaml:"risk_declined" expr:"risk_declined"`
+	// Unavailable is true when the answer says only that the issuer or the
+	// switch could not decide (UnavailableCode): decline counters leave those
+	// out, or an issuer outage would make the rules decline good cards and
+	// terminals long after it ended. The engine derives it from ResponseCode
+	// when it counts, so nobody sets it.
+	Unavailable bool `json:"-" yaml:"-" expr:"unavailable"`
+}
+
+// UnavailableCode reports whether a response code says that the issuer or the
+// switch could not decide, rather than anything about the card or the terminal:
+// 68 (answer too late), 90 (cut-off in progress), 91 (issuer or switch
+// inoperative: the issuer's own, or the switch's for a timeout, a lost link or
+// an open circuit), 92 (no route to the institution or network) and 96 (system
+// malfunction).
+func UnavailableCode(rc string) bool {
+	switch rc {
+	case "68", "90", "91", "92", "96":
+		return true
+	}
+	return false
 }
 
 // OutcomeOf is the Outcome of a transaction the rules decided d about and
