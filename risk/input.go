@@ -220,7 +220,9 @@ type Binding struct {
 	IMEIOK bool `json:"imei_ok" yaml:"imei_ok" expr:"imei_ok"`
 	// DeviceOK is true when the device serial matches the binding.
 	DeviceOK bool `json:"device_ok" yaml:"device_ok" expr:"device_ok"`
-	// NetworkOK is true when the cell location is plausible for the binding.
+	// NetworkOK is true when the terminal has no allowed networks or its
+	// connection's source address is in one. The cell location (DE 48 CL) is
+	// not checked.
 	NetworkOK bool `json:"network_ok" yaml:"network_ok" expr:"network_ok"`
 }
 
