@@ -52,6 +52,9 @@ const (
 	DefaultMaxReconnectWait = 2 * time.Second
 )
 
+// warnEvery spaces the link's warnings about failed reconnects.
+const warnEvery = 30 * time.Second
+
 // errLinkClosed ends a reconnect try that was waiting when the link closed.
 var errLinkClosed = errors.New("issuer link closed")
 
@@ -66,6 +69,7 @@ type Link struct {
 	retries   sync.Map      // addr -> *atomic.Int32: reconnect tries since its last sign-on
 	closed    chan struct{} // closed by Close: ends reconnect waits
 	closeOnce sync.Once
+	lastWarn  atomic.Int64 // unix ns of the last pool error logged as a warning
 
 	// OnLate, if set, is called with an answer that arrived after its request timed out.
 	OnLate func(m *iso8583.Message)
@@ -152,8 +156,16 @@ func Dial(cfg Config, log zerolog.Logger) (*Link, error) {
 		connection.PoolMaxReconnectWait(cfg.MaxReconnectWait),
 		connection.PoolConnectionsFilter(func(c *connection.Connection) bool { return c.Status() == connection.StatusOnline }),
 		connection.PoolErrorHandler(func(err error) {
-			if !errors.Is(err, errLinkClosed) {
+			if errors.Is(err, errLinkClosed) {
+				return
+			}
+			// Reconnect tries come every 2 s or so while an issuer is down: warn once
+			// every warnEvery, the rest at debug level.
+			now, last := time.Now().UnixNano(), l.lastWarn.Load()
+			if now-last >= int64(warnEvery) && l.lastWarn.CompareAndSwap(last, now) {
 				l.log.Warn().Err(err).Msg("issuer link")
+			} else {
+				l.log.Debug().Err(err).Msg("issuer link")
 			}
 		}),
 	)
