@@ -211,6 +211,7 @@ func (rs *RuleSet) observe(in *Input, out Outcome, store *velocityStore) []RuleE
 	if len(rs.Counters) == 0 || store == nil {
 		return nil
 	}
+	out.Unavailable = UnavailableCode(out.ResponseCode)
 	t := in.Txn.Time
 	if t.IsZero() {
 		t = time.Now().UTC()

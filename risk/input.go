@@ -220,7 +220,9 @@ type Binding struct {
 	IMEIOK bool `json:"imei_ok" yaml:"imei_ok" expr:"imei_ok"`
 	// DeviceOK is true when the device serial matches the binding.
 	DeviceOK bool `json:"device_ok" yaml:"device_ok" expr:"device_ok"`
-	// NetworkOK is true when the cell location is plausible for the binding.
+	// NetworkOK is true when the terminal has no allowed networks or its
+	// connection's source address is in one. The cell location (DE 48 CL) is
+	// not checked.
 	NetworkOK bool `json:"network_ok" yaml:"network_ok" expr:"network_ok"`
 }
 
@@ -263,6 +265,26 @@ type Outcome struct {
 	// decline counters usually leave those out, or a rule's own declines
 	// would keep it firing.
 	RiskDeclined bool `json:"risk_declined" yaml:"risk_declined" expr:"risk_declined"`
+	// Unavailable is true when the answer says only that the issuer or the
+	// switch could not decide (UnavailableCode): decline counters leave those
+	// out, or an issuer outage would make the rules decline good cards and
+	// terminals long after it ended. The engine derives it from ResponseCode
+	// when it counts, so nobody sets it.
+	Unavailable bool `json:"-" yaml:"-" expr:"unavailable"`
+}
+
+// UnavailableCode reports whether a response code says that the issuer or the
+// switch could not decide, rather than anything about the card or the terminal:
+// 68 (answer too late), 90 (cut-off in progress), 91 (issuer or switch
+// inoperative: the issuer's own, or the switch's for a timeout, a lost link or
+// an open circuit), 92 (no route to the institution or network) and 96 (system
+// malfunction).
+func UnavailableCode(rc string) bool {
+	switch rc {
+	case "68", "90", "91", "92", "96":
+		return true
+	}
+	return false
 }
 
 // OutcomeOf is the Outcome of a transaction the rules decided d about and

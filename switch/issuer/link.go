@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,11 +33,30 @@ type Config struct {
 	EchoEvery time.Duration // echo after this long without traffic (default 30 s)
 	// Connections per endpoint (default 2).
 	Connections int
-	// ReconnectWait and MaxReconnectWait bound the reconnect backoff (defaults 1 s, 30 s).
+	// ReconnectWait and MaxReconnectWait bound the reconnect backoff (defaults 100 ms
+	// and 2 s): a lost connection is tried again after ReconnectWait, then after twice
+	// as long each time, never more than MaxReconnectWait apart, so that an issuer that
+	// comes back after an outage of any length is used again within about
+	// MaxReconnectWait. Each try after the first waits up to a quarter of
+	// MaxReconnectWait more, at random, so that the connections (and switches) do not
+	// come back to a recovering issuer in step.
 	ReconnectWait, MaxReconnectWait time.Duration
 	// AcquirerID is sent in DE 32.
 	AcquirerID string
 }
+
+// Reconnect defaults: an issuer outage that outlasts the backoff's growth must not
+// keep approvals away for long after the issuer is back (a 30 s cap once did: 16.6 s).
+const (
+	DefaultReconnectWait    = 100 * time.Millisecond
+	DefaultMaxReconnectWait = 2 * time.Second
+)
+
+// warnEvery spaces the link's warnings about failed reconnects.
+const warnEvery = 30 * time.Second
+
+// errLinkClosed ends a reconnect try that was waiting when the link closed.
+var errLinkClosed = errors.New("issuer link closed")
 
 // Link is the switch's connection pool to one issuer.
 type Link struct {
@@ -44,6 +64,12 @@ type Link struct {
 	pool *connection.Pool
 	log  zerolog.Logger
 	stan atomic.Uint32
+
+	dialed    atomic.Bool   // Dial's first connections are made: later ones are reconnects
+	retries   sync.Map      // addr -> *atomic.Int32: reconnect tries since its last sign-on
+	closed    chan struct{} // closed by Close: ends reconnect waits
+	closeOnce sync.Once
+	lastWarn  atomic.Int64 // unix ns of the last pool error logged as a warning
 
 	// OnLate, if set, is called with an answer that arrived after its request timed out.
 	OnLate func(m *iso8583.Message)
@@ -85,16 +111,20 @@ func Dial(cfg Config, log zerolog.Logger) (*Link, error) {
 		cfg.Connections = 2
 	}
 	if cfg.ReconnectWait <= 0 {
-		cfg.ReconnectWait = time.Second
+		cfg.ReconnectWait = DefaultReconnectWait
 	}
 	if cfg.MaxReconnectWait <= 0 {
-		cfg.MaxReconnectWait = 30 * time.Second
+		cfg.MaxReconnectWait = DefaultMaxReconnectWait
 	}
+	cfg.MaxReconnectWait = max(cfg.MaxReconnectWait, cfg.ReconnectWait)
 	if cfg.AcquirerID == "" {
 		cfg.AcquirerID = "00000000001"
 	}
-	l := &Link{cfg: cfg, log: log.With().Str("issuer", cfg.ID).Logger()}
+	l := &Link{cfg: cfg, log: log.With().Str("issuer", cfg.ID).Logger(), closed: make(chan struct{})}
 	factory := func(addr string) (*connection.Connection, error) {
+		if err := l.jitter(addr); err != nil {
+			return nil, err
+		}
 		cw := newCoalescingWriter()
 		return connection.New(addr, message.SpecASCII, readLength, writeLength,
 			connection.ConnectTimeout(3*time.Second),
@@ -125,7 +155,19 @@ func Dial(cfg Config, log zerolog.Logger) (*Link, error) {
 		connection.PoolReconnectWait(cfg.ReconnectWait),
 		connection.PoolMaxReconnectWait(cfg.MaxReconnectWait),
 		connection.PoolConnectionsFilter(func(c *connection.Connection) bool { return c.Status() == connection.StatusOnline }),
-		connection.PoolErrorHandler(func(err error) { l.log.Warn().Err(err).Msg("issuer link") }),
+		connection.PoolErrorHandler(func(err error) {
+			if errors.Is(err, errLinkClosed) {
+				return
+			}
+			// Reconnect tries come every 2 s or so while an issuer is down: warn once
+			// every warnEvery, the rest at debug level.
+			now, last := time.Now().UnixNano(), l.lastWarn.Load()
+			if now-last >= int64(warnEvery) && l.lastWarn.CompareAndSwap(last, now) {
+				l.log.Warn().Err(err).Msg("issuer link")
+			} else {
+				l.log.Debug().Err(err).Msg("issuer link")
+			}
+		}),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("issuer %s: pool: %w", cfg.ID, err)
@@ -134,7 +176,37 @@ func Dial(cfg Config, log zerolog.Logger) (*Link, error) {
 	if err := pool.Connect(); err != nil {
 		return nil, fmt.Errorf("issuer %s: connect: %w", cfg.ID, err)
 	}
+	l.dialed.Store(true)
 	return l, nil
+}
+
+// jitter runs before the pool makes a connection to addr. The pool has already waited
+// its backoff (ReconnectWait doubling up to MaxReconnectWait); a reconnect try after
+// the first since addr's last sign-on waits a random part of a quarter of
+// MaxReconnectWait more, so that the link's connections, and those of other switches,
+// spread their tries instead of reaching a recovering issuer together. Dial's own
+// first connections, and the first try after a connection is lost, do not wait: the
+// issuer may be back at once.
+func (l *Link) jitter(addr string) error {
+	if !l.dialed.Load() {
+		return nil
+	}
+	v, _ := l.retries.LoadOrStore(addr, new(atomic.Int32))
+	if v.(*atomic.Int32).Add(1) <= int32(l.cfg.Connections) {
+		return nil // the first try of each of addr's connections
+	}
+	d := rand.N(l.cfg.MaxReconnectWait/4 + 1)
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-l.closed:
+		return errLinkClosed
+	}
 }
 
 // ID returns the issuer's ID.
@@ -143,8 +215,11 @@ func (l *Link) ID() string { return l.cfg.ID }
 // Up reports whether at least one connection is signed on.
 func (l *Link) Up() bool { return l.pool.IsUp() }
 
-// Close closes every connection.
-func (l *Link) Close() error { return l.pool.Close() }
+// Close closes every connection and stops reconnecting.
+func (l *Link) Close() error {
+	l.closeOnce.Do(func() { close(l.closed) })
+	return l.pool.Close()
+}
 
 // NextSTAN returns the link's next STAN, 000001 to 999999.
 func (l *Link) NextSTAN() string {
@@ -166,6 +241,9 @@ func (l *Link) signOn(c *connection.Connection) error {
 		return fmt.Errorf("sign-on to %s refused with %q", c.Addr(), rc)
 	}
 	c.SetStatus(connection.StatusOnline)
+	if v, ok := l.retries.Load(c.Addr()); ok {
+		v.(*atomic.Int32).Store(0)
+	}
 	l.log.Info().Str("addr", c.Addr()).Msg("signed on to issuer")
 	return nil
 }

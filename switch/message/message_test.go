@@ -128,6 +128,12 @@ func TestMalformed(t *testing.T) {
 		{"over-long LLVAR PAN", append([]byte(string(good[:20])+"99"), good[22:]...), false},
 		{"bad amount", bytes.Replace(good, []byte("000000001000"), []byte("00000000100X"), 1), true},
 		{"bad TLV", bytes.Replace(good, []byte("DI011"), []byte("DI099"), 1), true},
+		// A byte moov-io cannot decode stops its unpacker, but the fields after it have
+		// known places: MTI, DE 11 and DE 41 are readable, so the switch answers 30.
+		{"0xFF in DE 4", bytes.Replace(good, []byte("000000001000"), []byte("0000000010\xff0"), 1), true},
+		{"0xFF in the PAN", bytes.Replace(good, []byte("4761739001010119"), []byte("47617390010\xff0119"), 1), true},
+		{"0xFF in DE 41", bytes.Replace(good, []byte("T0000001"), []byte("T00\xff0001"), 1), false},
+		{"0xFF in DE 11", bytes.Replace(good, []byte("1121110613000001"), []byte("11211106130\xff0001"), 1), false},
 	}
 	for _, c := range cases {
 		_, err := Decode(c.raw, DialectASCII)
@@ -144,10 +150,22 @@ func TestMalformed(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s: 30 response does not pack: %v", c.name, err)
 			}
-			if !bytes.Contains(raw, []byte("T0000001")) {
+			if !bytes.Contains(raw, []byte("T0000001")) || !bytes.Contains(raw, []byte("000001")) {
 				t.Fatalf("%s: %s", c.name, raw)
 			}
+			if bytes.IndexByte(raw, 0xff) >= 0 {
+				t.Fatalf("%s: the 30 answer echoes the bad byte: %q", c.name, raw)
+			}
 		}
+	}
+	// The echo keeps the fields after the bad one that are well formed.
+	_, err := Decode(bytes.Replace(good, []byte("000000001000"), []byte("0000000010\xff0"), 1), DialectASCII)
+	var fe *FormatError
+	if !errors.As(err, &fe) {
+		t.Fatalf("0xFF in DE 4: want a FormatError, got %v", err)
+	}
+	if fe.Field != 4 || fe.Echo[42] != "000000000000001" || fe.Echo[49] != "156" || fe.Echo[4] != "" {
+		t.Fatalf("0xFF in DE 4: %v, field %d, echo %v", err, fe.Field, fe.Echo)
 	}
 }
 

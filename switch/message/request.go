@@ -175,7 +175,49 @@ func slowError(raw []byte, d Dialect, scanErr error) error {
 			fe.Echo[id] = v
 		}
 	}
+	if fe.MTI == "" || fe.STAN == "" || fe.TID == "" {
+		readPast(raw, d, fe)
+	}
 	return fe
+}
+
+// readPast fills what fe lacks of the MTI, DE 11, DE 41 and the echoed fields from a
+// lenient scan of raw. moov-io stops at the first field it cannot decode, so a bad
+// byte in DE 4 would hide DE 11 and DE 41 and close the connection; the lenient scan
+// walks past a field whose length is known whatever its characters. Only values that
+// the 30 answer can carry are taken: a 4-digit MTI, 6 digits of DE 11, 8 printable
+// characters of DE 41. The walk must end exactly at the end of raw with no other
+// fault: a wrong length prefix misaligns every field after it, and values read from a
+// misaligned walk are garbage.
+func readPast(raw []byte, d Dialect, fe *FormatError) {
+	var f fieldValues
+	mti, err := scan(raw, d, true, func(id int, v []byte) { f[id] = v })
+	if err != nil && !errors.Is(err, errInvalidChars) {
+		return
+	}
+	if fe.MTI == "" && validMTI(string(mti)) {
+		fe.MTI = string(mti)
+	}
+	if v := f[11]; fe.STAN == "" && digits(string(v), 6) {
+		fe.STAN = string(v)
+	}
+	if v := f[41]; fe.TID == "" && len(v) == 8 && printable(v) {
+		fe.TID = string(v)
+	}
+	for _, id := range echoed {
+		if _, ok := fe.Echo[id]; !ok && id != fe.Field && f.has(id) && printable(f[id]) {
+			fe.Echo[id] = string(f[id])
+		}
+	}
+}
+
+func printable(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 || c > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 // unpack unpacks raw into m and refuses trailing bytes, which moov ignores.

@@ -2,6 +2,7 @@ package message
 
 import (
 	"encoding/hex"
+	"errors"
 	"fmt"
 
 	"github.com/moov-io/iso8583/encoding"
@@ -56,6 +57,18 @@ func layouts(fields map[int]field.Field) [129]fieldLayout {
 // It allocates nothing; it is meant for matching and routing, not validation: use
 // Decode for requests.
 func Scan(raw []byte, d Dialect, fn func(id int, value []byte)) (mti []byte, err error) {
+	return scan(raw, d, false, fn)
+}
+
+// errInvalidChars is the error of a field whose characters its encoding refuses.
+var errInvalidChars = errors.New("invalid characters")
+
+// scan is Scan. When lenient, a field whose length is known but whose characters are
+// invalid (a 0xFF in DE 4) is skipped instead of ending the walk, so that the fields
+// after it still reach fn; the first such error is returned at the end, unless the
+// walk fails otherwise (truncated, misaligned: that error is returned). The slow path
+// uses it to read the MTI, DE 11 and DE 41 that a 30 answer needs.
+func scan(raw []byte, d Dialect, lenient bool, fn func(id int, value []byte)) (mti []byte, err error) {
 	if len(raw) < 4 {
 		return nil, fmt.Errorf("message of %d bytes has no MTI", len(raw))
 	}
@@ -122,7 +135,14 @@ func Scan(raw []byte, d Dialect, fn func(id int, value []byte)) (mti []byte, err
 			return mti, fmt.Errorf("DE %d: value truncated", id)
 		}
 		if v := raw[off : off+n]; fl.hex && !isHex(v) || !fl.hex && !isASCII(v) {
-			return mti, fmt.Errorf("DE %d: invalid characters", id)
+			if !lenient {
+				return mti, fmt.Errorf("DE %d: %w", id, errInvalidChars)
+			}
+			if err == nil {
+				err = fmt.Errorf("DE %d: %w", id, errInvalidChars)
+			}
+			off += n
+			continue
 		}
 		fn(id, raw[off:off+n])
 		off += n
@@ -130,7 +150,7 @@ func Scan(raw []byte, d Dialect, fn func(id int, value []byte)) (mti []byte, err
 	if off != len(raw) {
 		return mti, fmt.Errorf("%d bytes after the last field", len(raw)-off)
 	}
-	return mti, nil
+	return mti, err
 }
 
 func isASCII(b []byte) bool {

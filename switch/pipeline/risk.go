@@ -65,8 +65,8 @@ func (p *Pipeline) fillInput(in *risk.Input, t *txn, res *registry.CheckResult, 
 		in.Merchant = risk.Merchant{ID: m.ID, MCC: m.MCC, Tier: m.Tier, Rating: ratingGrade(m.Rating), Status: string(m.Status),
 			SingleLimit: int(m.Limits.PerTransaction), DailyLimit: int(m.Limits.Daily), MonthlyLimit: int(m.Limits.Monthly)}
 	}
-	in.Binding = risk.Binding{Checked: true, LocationKnown: f.LocationKnown, DistanceM: f.DistanceM, LocationOK: f.LocationOK,
-		SIMOK: f.SIMOK, IMEIOK: f.IMEIOK, DeviceOK: f.DeviceOK, NetworkOK: f.NetworkOK}
+	in.Binding = risk.Binding{Checked: true, LocationKnown: f.LocationKnown, Lat: f.Lat, Lon: f.Lon, DistanceM: f.DistanceM,
+		LocationOK: f.LocationOK, SIMOK: f.SIMOK, IMEIOK: f.IMEIOK, DeviceOK: f.DeviceOK, NetworkOK: f.NetworkOK}
 	in.Device.Findings = append(in.Device.Findings[:0], f.Findings...)
 	if f.AttestationAgeS >= 0 {
 		in.Device.Attested, in.Device.AttestationAgeS = f.AttestationOK, int(f.AttestationAgeS)

@@ -111,6 +111,10 @@ type Facts struct {
 	// GL; 0 when either is unknown.
 	DistanceM     float64 `json:"distance_m" expr:"distance_m"`
 	LocationKnown bool    `json:"location_known" expr:"location_known"` // GL present and valid
+	// Lat and Lon are the location the terminal reported in GL (decimal degrees);
+	// 0 when LocationKnown is false.
+	Lat float64 `json:"lat" expr:"lat"`
+	Lon float64 `json:"lon" expr:"lon"`
 	// LocationOK: no deployed location, or GL within its radius.
 	LocationOK bool `json:"location_ok" expr:"location_ok"`
 	// DeviceOK, SIMOK, IMEIOK: the identity is not bound, or it is bound and the
@@ -123,7 +127,7 @@ type Facts struct {
 	IdentityMatched string `json:"identity_matched" expr:"identity_matched"`
 	// Missing lists what a bound terminal left out, from device,sim,imei,location.
 	Missing      string `json:"missing" expr:"missing"`
-	NetworkOK    bool   `json:"network_ok" expr:"network_ok"`         // no allowed networks, or the source is in one
+	NetworkOK    bool   `json:"network_ok" expr:"network_ok"`         // no allowed networks, or the source address is in one (the cell, CL, is not checked)
 	AppVersionOK bool   `json:"app_version_ok" expr:"app_version_ok"` // no minimum, or AV at least the minimum
 	// AttestationAgeS is the age of the SoftPOS attestation in seconds; -1 when AT
 	// was absent.
@@ -230,6 +234,9 @@ func (r *Registry) Check(req CheckRequest) CheckResult {
 	f.SIMOK, matched, missing = identityFact(t.Binding.ICCID, req.SIM, 1, matched, missing)
 	f.IMEIOK, matched, missing = identityFact(t.Binding.IMEI, req.IMEI, 2, matched, missing)
 	f.LocationKnown = req.Location.valid()
+	if f.LocationKnown {
+		f.Lat, f.Lon = req.Location.Lat, req.Location.Lon
+	}
 	f.LocationOK = true
 	if t.Location != nil {
 		if f.LocationKnown {

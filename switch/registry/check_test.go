@@ -210,6 +210,9 @@ func TestCheckFacts(t *testing.T) {
 	if !fa.LocationKnown || !fa.LocationOK || fa.DistanceM < 50 || fa.DistanceM > 200 {
 		t.Errorf("location facts = known %v ok %v distance %.1f m, want known, ok, about 100 m", fa.LocationKnown, fa.LocationOK, fa.DistanceM)
 	}
+	if fa.Lat != 39.9050 || fa.Lon != 116.4080 {
+		t.Errorf("reported location facts = %v,%v, want the GL sent: 39.905,116.408", fa.Lat, fa.Lon)
+	}
 	if !fa.DeviceOK || !fa.SIMOK || !fa.IMEIOK || fa.IdentityMatched != "device,sim,imei" || fa.Missing != "" {
 		t.Errorf("identity facts = %+v", fa)
 	}

@@ -297,6 +297,7 @@ func TestMalformedInput(t *testing.T) {
 		{"bad amount digits", bytes.Replace(good, []byte("000000001000"), []byte("0000000010X0"), 1)},
 		{"malformed TLV", bytes.Replace(good, []byte("DI011"), []byte("DI0x1"), 1)},
 		{"trailing bytes", append(append([]byte{}, good...), "JUNK"...)},
+		{"0xFF in the amount", bytes.Replace(good, []byte("000000001000"), []byte("0000000010\xff0"), 1)},
 	}
 	for _, tc := range answered {
 		c := rawDial(t, addr)
