@@ -632,7 +632,7 @@ func (fr *FaultResult) rptKVs() []rptKV {
 		rptKV{"... in the " + fr.AfterWindow.String() + " after it", of(fr.RuleDeclinesAfter, fr.LegitAfter)},
 		rptKV{"issuer approvals", rptCount(fr.IssuerApprovals)},
 		rptKV{"reversals owed / delivered", rptCount(fr.ReversalsOwed) + " / " + rptCount(fr.ReversalsDelivered)},
-		rptKV{"reversal delivery p50 / max", rptUS(fr.ReversalP50.Microseconds()) + " / " + rptUS(fr.ReversalMax.Microseconds())},
+		rptKV{"reversal delivery p50 / max", secs(fr.ReversalP50) + " / " + secs(fr.ReversalMax)},
 		rptKV{"lost", finding(fr.Lost)},
 		rptKV{"double authorizations", finding(fr.DoubleAuthorizations)},
 		rptKV{"approvals neither delivered nor reversed", finding(fr.UndeliveredUnreversed)},
