@@ -47,9 +47,9 @@ type faultTimeline struct {
 // FaultResult is what a fault run measured, as written to the JSON report.
 type FaultResult struct {
 	// Settings of the run.
-	Drop          float64       `json:"drop"`           // share of issuer answers dropped
-	Late          float64       `json:"late"`           // share answered late
-	LateBy        time.Duration `json:"late_by_ns"`     // how late
+	Drop          float64       `json:"drop"`       // share of issuer answers dropped
+	Late          float64       `json:"late"`       // share answered late
+	LateBy        time.Duration `json:"late_by_ns"` // how late
 	IssuerTimeout time.Duration `json:"issuer_timeout_ns"`
 	Outage        time.Duration `json:"outage_ns"`
 	OutageMode    string        `json:"outage_mode"`
