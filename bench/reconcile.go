@@ -58,7 +58,9 @@ type FaultResult struct {
 
 	// Sent and Answered count the terminals' requests; Unanswered got no answer (those
 	// in flight at the kill among them).
-	Sent, Answered, Unanswered int64
+	Sent       int64 `json:"sent"`
+	Answered   int64 `json:"answered"`
+	Unanswered int64 `json:"unanswered"`
 	// Outside91 and OutsideAnswered are the 91s and the answers to authorizations whose
 	// request and answer both fall outside the outage; Share91 is their quotient.
 	Outside91       int64   `json:"outside_91"`
@@ -72,8 +74,10 @@ type FaultResult struct {
 	RestartToApproval time.Duration `json:"restart_to_first_approval_ns"`
 	// Rule declines of legitimate authorizations sent before the outage and in the
 	// window after it, with the legitimate answers they are a share of.
-	RuleDeclinesBefore, LegitBefore int64
-	RuleDeclinesAfter, LegitAfter   int64
+	RuleDeclinesBefore int64 `json:"rule_declines_before"`
+	LegitBefore        int64 `json:"legitimate_before"`
+	RuleDeclinesAfter  int64 `json:"rule_declines_after"`
+	LegitAfter         int64 `json:"legitimate_after"`
 	// IssuerApprovals are the approvals the issuer gave to the run's requests.
 	IssuerApprovals int64 `json:"issuer_approvals"`
 	// ReversalsOwed are the reversals the switch decided on (timeouts, undelivered
