@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -256,6 +257,7 @@ security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504
 	var ledger []issuersim.Entry
 	var recs []*journal.Record
 	settleEnd := time.Now().Add(o.Settle)
+	lastOwed := -1
 	for {
 		if ledger, err = fetchLedger(ctx, ctl); err != nil {
 			return nil, err
@@ -268,12 +270,25 @@ security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504
 			fmt.Fprintf(o.Out, "  %6.1fs  settled: %d reversal(s) the switch owes are not at the issuer\n", time.Since(start).Seconds(), owed)
 			break
 		}
-		if err := step(time.Second, fmt.Sprintf("waiting for %d owed reversal(s)", owed)); err != nil {
-			return nil, err
+		if owed != lastOwed {
+			fmt.Fprintf(o.Out, "  %6.1fs  waiting for %d owed reversal(s)\n", time.Since(start).Seconds(), owed)
+			lastOwed = owed
+		}
+		select {
+		case <-time.After(time.Second):
+		case <-ctx.Done():
+			return nil, ctx.Err()
 		}
 	}
 	txns, lr := load.result(start, end)
 	fr := reconcile(txns, ledger, recs, baseline, tl)
+	since := func(t time.Time) float64 {
+		if t.IsZero() {
+			return 0
+		}
+		return math.Round(10*t.Sub(start).Seconds()) / 10
+	}
+	fr.Schedule = Schedule{OutageStart: since(tl.OutageStart), OutageEnd: since(tl.OutageEnd), Kill: since(tl.KillAt), Ready: since(tl.RestartedAt)}
 	if o.AfterWindow < 10*time.Minute {
 		fr.Notes = append(fr.Notes, fmt.Sprintf("the window after the outage is %s, not the issue's 10 minutes (--after-outage)", o.AfterWindow))
 	}

@@ -55,6 +55,9 @@ type FaultResult struct {
 	OutageMode    string        `json:"outage_mode"`
 	AfterWindow   time.Duration `json:"after_window_ns"` // the window after the outage (the issue's is 10 minutes)
 	Kill          bool          `json:"kill"`            // the switch was killed (SIGKILL) and restarted
+	// Schedule is when the outage started and ended, the switch was killed and was
+	// ready again, in seconds since the load started (the timeline's axis).
+	Schedule Schedule `json:"schedule"`
 
 	// Sent and Answered count the terminals' requests; Unanswered got no answer (those
 	// in flight at the kill among them).
@@ -94,6 +97,15 @@ type FaultResult struct {
 	DeliveredReversed     Finding `json:"delivered_then_reversed_by_switch"`
 	// Notes say how the run departs from the issue's setting (a shortened window).
 	Notes []string `json:"notes,omitempty"`
+}
+
+// Schedule are the moments of a fault run in seconds since its load started (zero:
+// did not happen).
+type Schedule struct {
+	OutageStart float64 `json:"outage_start_s"`
+	OutageEnd   float64 `json:"outage_end_s"`
+	Kill        float64 `json:"kill_s,omitempty"`
+	Ready       float64 `json:"restarted_s,omitempty"`
 }
 
 // Finding is a count of reconciliation failures with a few examples.

@@ -196,13 +196,14 @@ func TestFaultReports(t *testing.T) {
 	txns, led, recs, base, tl := faultFixture()
 	fr := reconcile(txns, led, recs, base, tl)
 	fr.Notes = []string{"the window after the outage is 1m0s, not the issue's 10 minutes (--after-outage)"}
+	fr.Schedule = Schedule{OutageStart: 30, OutageEnd: 60, Kill: 120, Ready: 121}
 	_, lr := (&faultLoad{txns: txns}).result(faultT0, at(130))
 	r := &Result{Started: faultT0, Scenario: "faults", Settings: Settings{Terminals: 50, Conns: 8, Duration: 130 * time.Second, Rate: 200},
 		Switch: lr.Phase("switch under faults"), Faults: fr, Targets: fr.Targets()}
 	var table bytes.Buffer
 	r.WriteTable(&table)
 	for _, want := range []string{"faults and reconciliation", "91s outside the outage", "2 of 10 (20.00%)", "2.50 s", "1.30 s",
-		"1 of 6 (16.67%)", "3 / 3", "1.00 s / 3.50 s", "2: 11 12", "note: the window after the outage is 1m0s", "targets: 2 of 8 met"} {
+		"1 of 6 (16.67%)", "3 / 3", "1.00 s / 3.50 s", "2: 11 12", "from 30.0 s to 60.0 s", "at 120.0 s, ready again at 121.0 s", "note: the window after the outage is 1m0s", "targets: 2 of 8 met"} {
 		if !strings.Contains(table.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, table.String())
 		}

@@ -619,13 +619,14 @@ func (fr *FaultResult) rptKVs() []rptKV {
 	}
 	kv := []rptKV{
 		{"issuer faults", fmt.Sprintf("%s dropped, %s late by %s (switch timeout %s)", rptPct(fr.Drop), rptPct(fr.Late), fr.LateBy, fr.IssuerTimeout)},
-		{"issuer outage", fmt.Sprintf("%s, %s", fr.Outage, rptOr(fr.OutageMode, "-"))},
+		{"issuer outage", fmt.Sprintf("%s, %s, from %.1f s to %.1f s of the run", fr.Outage, rptOr(fr.OutageMode, "-"), fr.Schedule.OutageStart, fr.Schedule.OutageEnd)},
 		{"requests sent / answered / unanswered", rptCount(fr.Sent) + " / " + rptCount(fr.Answered) + " / " + rptCount(fr.Unanswered)},
 		{"91s outside the outage", of(fr.Outside91, fr.OutsideAnswered)},
 		{"issuer's return to the first approval", secs(fr.ReturnToApproval)},
 	}
 	if fr.Kill {
-		kv = append(kv, rptKV{"restarted switch to the first approval", secs(fr.RestartToApproval)})
+		kv = append(kv, rptKV{"kill -9 of the switch", fmt.Sprintf("at %.1f s, ready again at %.1f s", fr.Schedule.Kill, fr.Schedule.Ready)},
+			rptKV{"restarted switch to the first approval", secs(fr.RestartToApproval)})
 	}
 	kv = append(kv,
 		rptKV{"legitimate rule declines before the outage", of(fr.RuleDeclinesBefore, fr.LegitBefore)},
