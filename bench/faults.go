@@ -296,8 +296,17 @@ security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504
 	r := &Result{Started: start.UTC(), Host: fmt.Sprintf("%s, %s/%s, %d CPUs", host, runtime.GOOS, runtime.GOARCH, runtime.NumCPU()),
 		Version: o.Version, Scenario: "faults",
 		Settings: Settings{Terminals: o.Terminals, Conns: o.Conns, Duration: end.Sub(start).Round(time.Second), Rate: o.Rate},
-		Switch:   lr.Phase("switch under faults"), Faults: fr, Targets: fr.Targets()}
+		Switch:   lr.Phase(phaseName(o.Rate, fr.Schedule)), Faults: fr, Targets: fr.Targets()}
 	return r, nil
+}
+
+// phaseName names the fault run's load with its schedule, the marks of its timeline.
+func phaseName(rate float64, s Schedule) string {
+	name := fmt.Sprintf("switch, open loop at %.0f/s under faults: issuer outage %.1f-%.1f s", rate, s.OutageStart, s.OutageEnd)
+	if s.Kill > 0 {
+		name += fmt.Sprintf(", kill -9 at %.1f s (ready at %.1f s)", s.Kill, s.Ready)
+	}
+	return name
 }
 
 // owedReversals counts the reversals the journal says the switch owes that the issuer

@@ -199,7 +199,7 @@ func TestFaultReports(t *testing.T) {
 	fr.Schedule = Schedule{OutageStart: 30, OutageEnd: 60, Kill: 120, Ready: 121}
 	_, lr := (&faultLoad{txns: txns}).result(faultT0, at(130))
 	r := &Result{Started: faultT0, Scenario: "faults", Settings: Settings{Terminals: 50, Conns: 8, Duration: 130 * time.Second, Rate: 200},
-		Switch: lr.Phase("switch under faults"), Faults: fr, Targets: fr.Targets()}
+		Switch: lr.Phase(phaseName(200, fr.Schedule)), Faults: fr, Targets: fr.Targets()}
 	var table bytes.Buffer
 	r.WriteTable(&table)
 	for _, want := range []string{"faults and reconciliation", "91s outside the outage", "2 of 10 (20.00%)", "2.50 s", "1.30 s",
@@ -215,7 +215,8 @@ func TestFaultReports(t *testing.T) {
 	if err := r.WriteHTML(&page); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"Faults and reconciliation", "approvals neither delivered nor reversed", "Note: the window after"} {
+	for _, want := range []string{"Faults and reconciliation", "approvals neither delivered nor reversed", "Note: the window after",
+		"switch, open loop at 200/s under faults: issuer outage 30.0-60.0 s, kill -9 at 120.0 s (ready at 121.0 s)"} {
 		if !strings.Contains(page.String(), want) {
 			t.Errorf("page lacks %q", want)
 		}

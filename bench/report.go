@@ -262,7 +262,11 @@ type rptModel struct {
 func (r *Result) rptPhases() []rptPhase {
 	var out []rptPhase
 	if r.Switch != nil {
-		out = append(out, rptPhase{"switch", "switch", "switch, closed loop", r.Switch})
+		long := "switch, closed loop"
+		if r.Faults != nil { // an open loop through faults, named with its schedule
+			long = rptOr(r.Switch.Name, "switch under faults")
+		}
+		out = append(out, rptPhase{"switch", "switch", long, r.Switch})
 	}
 	if r.Paced != nil {
 		label, long := "paced", "switch, open loop"
