@@ -9,7 +9,7 @@ FUZZTIME ?= 300000x
 FUZZTIME_HSM ?= 100000x
 BENCHTIME ?= 30s
 
-.PHONY: build install run test fuzz bench bench-go vet fmt clean
+.PHONY: build install run test fuzz bench bench-faults bench-go vet fmt clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/switchyard
@@ -41,6 +41,10 @@ fuzz:
 ## bench: load the demo switch with a simulated fleet and compare it with a plain relay
 bench: build
 	./$(BIN) bench --duration $(BENCHTIME)
+
+## bench-faults: the fault bench (issuer drops, late answers and an outage, a kill -9 of the switch; ~2.5 min)
+bench-faults: build
+	./$(BIN) bench --faults
 
 ## bench-go: the Go micro-benchmarks
 bench-go:

@@ -21,6 +21,8 @@ func (r *Result) WriteHTML(w io.Writer) error {
 		Scenarios:  m.scenarios,
 		Targets:    m.targets,
 		TargetsMet: m.targetsMet,
+		Faults:     m.faults,
+		FaultNotes: m.faultNotes,
 	}
 	d.Head = append(d.Head, "")
 	for _, p := range m.phases {
@@ -56,6 +58,8 @@ type htmlData struct {
 	Scenarios       []rptScenario
 	Targets         []rptTarget
 	TargetsMet      int
+	Faults          []rptKV
+	FaultNotes      []string
 	TimelineSVG     htmltemplate.HTML
 	HistogramSVG    htmltemplate.HTML
 	HistogramUneven bool
@@ -138,6 +142,15 @@ td.nw { white-space: nowrap; }
 {{range .Targets}}<tr><td>{{if .Met}}<span class="met" title="met">&#10004; MET</span>{{else}}<span class="missed" title="missed">&#10008; MISSED</span>{{end}}</td><td>{{.Name}}</td><td>{{.Goal}}</td><td class="n">{{.Measured}}</td></tr>
 {{end}}</tbody>
 </table>
+</section>{{end}}
+
+{{if .Faults}}<section>
+<h2>Faults and reconciliation</h2>
+<table><tbody>
+{{range .Faults}}<tr><th>{{.Key}}</th><td class="n">{{.Value}}</td></tr>
+{{end}}</tbody></table>
+{{range .FaultNotes}}<p class="note">Note: {{.}}</p>{{end}}
+<p class="note">The reconciliation checks every approval the issuer simulator gave against the terminals' answers, the simulator's record of reversals and the switch's journal.</p>
 </section>{{end}}
 
 <section>

@@ -118,6 +118,18 @@ func (r *Result) WriteTable(w io.Writer) {
 		t.write(w, "")
 	}
 
+	if len(m.faults) > 0 {
+		fmt.Fprintln(w, "\nfaults and reconciliation")
+		t := rptTable{right: []bool{false, false}}
+		for _, kv := range m.faults {
+			t.rows = append(t.rows, []string{kv.Key, kv.Value})
+		}
+		t.write(w, "")
+		for _, n := range m.faultNotes {
+			fmt.Fprintln(w, "note: "+n)
+		}
+	}
+
 	if len(m.codes) > 0 {
 		fmt.Fprintln(w, "\nresponse codes (switch)")
 		t := rptTable{right: []bool{false, false, true, true}}
@@ -242,13 +254,19 @@ type rptModel struct {
 	scenarios       []rptScenario
 	targets         []rptTarget
 	targetsMet      int
+	faults          []rptKV  // the fault run's figures (bench --faults)
+	faultNotes      []string // how the fault run departs from the setting
 }
 
 // rptPhases returns the phases present in r, in the order switch, paced, relay.
 func (r *Result) rptPhases() []rptPhase {
 	var out []rptPhase
 	if r.Switch != nil {
-		out = append(out, rptPhase{"switch", "switch", "switch, closed loop", r.Switch})
+		long := "switch, closed loop"
+		if r.Faults != nil { // an open loop through faults, named with its schedule
+			long = rptOr(r.Switch.Name, "switch under faults")
+		}
+		out = append(out, rptPhase{"switch", "switch", long, r.Switch})
 	}
 	if r.Paced != nil {
 		label, long := "paced", "switch, open loop"
@@ -339,7 +357,7 @@ func (r *Result) rptView() rptModel {
 	row("latency p99.9", func(p *Phase) string { return rptUS(p.Latency.P999) })
 	row("latency max", func(p *Phase) string { return rptUS(p.Latency.Max) })
 
-	if r.Switch != nil {
+	if r.Switch != nil && r.Faults == nil {
 		cpu := "-"
 		if rptFinite(r.SwitchCPUPerAuthUS) && r.SwitchCPUPerAuthUS > 0 {
 			cpu = strconv.FormatFloat(r.SwitchCPUPerAuthUS, 'f', 1, 64) + " µs"
@@ -356,7 +374,7 @@ func (r *Result) rptView() rptModel {
 			}
 		}
 	}
-	if r.Switch != nil || r.Relay != nil {
+	if (r.Switch != nil || r.Relay != nil) && r.Faults == nil {
 		ratio := "-"
 		if rptFinite(r.Ratio) && r.Ratio > 0 {
 			ratio = strconv.FormatFloat(r.Ratio, 'f', 2, 64) + "×"
@@ -366,6 +384,9 @@ func (r *Result) rptView() rptModel {
 
 	if r.Switch != nil {
 		m.codes = rptCodes(r.Switch.Codes)
+	}
+	if r.Faults != nil {
+		m.faults, m.faultNotes = r.Faults.rptKVs(), r.Faults.Notes
 	}
 	m.scenarios = rptScenarios(r.Scenarios)
 	for _, t := range r.Targets {
@@ -581,4 +602,46 @@ func rptTime(t time.Time) string {
 		return "-"
 	}
 	return t.Format("2006-01-02 15:04:05 MST")
+}
+
+// rptKVs are the fault run's figures as the reports show them.
+func (fr *FaultResult) rptKVs() []rptKV {
+	of := func(n, total int64) string {
+		return rptCount(n) + " of " + rptCount(total) + " (" + rptPct(share(n, total)) + ")"
+	}
+	secs := func(d time.Duration) string {
+		if d < 0 {
+			return "none came"
+		}
+		return strconv.FormatFloat(d.Seconds(), 'f', 2, 64) + " s"
+	}
+	finding := func(f Finding) string {
+		if f.Count == 0 {
+			return "0"
+		}
+		return rptCount(f.Count) + ": " + strings.Join(f.Examples, " ")
+	}
+	kv := []rptKV{
+		{"issuer faults", fmt.Sprintf("%s dropped, %s late by %s (switch timeout %s)", rptPct(fr.Drop), rptPct(fr.Late), fr.LateBy, fr.IssuerTimeout)},
+		{"issuer outage", fmt.Sprintf("%s, %s, from %.1f s to %.1f s of the run", fr.Outage, rptOr(fr.OutageMode, "-"), fr.Schedule.OutageStart, fr.Schedule.OutageEnd)},
+		{"requests sent / answered / unanswered", rptCount(fr.Sent) + " / " + rptCount(fr.Answered) + " / " + rptCount(fr.Unanswered)},
+		{"91s outside the outage", of(fr.Outside91, fr.OutsideAnswered)},
+		{"issuer's return to the first approval", secs(fr.ReturnToApproval)},
+	}
+	if fr.Kill {
+		kv = append(kv, rptKV{"kill -9 of the switch", fmt.Sprintf("at %.1f s, ready again at %.1f s", fr.Schedule.Kill, fr.Schedule.Ready)},
+			rptKV{"restarted switch to the first approval", secs(fr.RestartToApproval)})
+	}
+	kv = append(kv,
+		rptKV{"legitimate rule declines before the outage", of(fr.RuleDeclinesBefore, fr.LegitBefore)},
+		rptKV{"... in the " + fr.AfterWindow.String() + " after it", of(fr.RuleDeclinesAfter, fr.LegitAfter)},
+		rptKV{"issuer approvals", rptCount(fr.IssuerApprovals)},
+		rptKV{"reversals owed / delivered", rptCount(fr.ReversalsOwed) + " / " + rptCount(fr.ReversalsDelivered)},
+		rptKV{"reversal delivery p50 / max", secs(fr.ReversalP50) + " / " + secs(fr.ReversalMax)},
+		rptKV{"lost", finding(fr.Lost)},
+		rptKV{"double authorizations", finding(fr.DoubleAuthorizations)},
+		rptKV{"approvals neither delivered nor reversed", finding(fr.UndeliveredUnreversed)},
+		rptKV{"delivered approvals reversed by the switch", finding(fr.DeliveredReversed)},
+	)
+	return kv
 }

@@ -32,6 +32,11 @@ type Result struct {
 	// truth; empty when the run had no labelled traffic.
 	Scenarios []Scenario `json:"scenarios,omitempty"`
 
+	// Faults is the outcome of a fault run (`bench --faults`, scenario "faults"): the
+	// figures under issuer faults, an outage and a kill, and the reconciliation of the
+	// terminals', the issuer's and the switch's accounts. Nil for other runs.
+	Faults *FaultResult `json:"faults,omitempty"`
+
 	// Targets are the goals the run is judged against, with whether each was met.
 	Targets []Target `json:"targets,omitempty"`
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"os/signal"
@@ -15,7 +16,7 @@ func init() {
 }
 
 func runBench(env *Env, args []string) int {
-	fs := newFlags(env, "bench", "[--duration D] [--terminals N] [--conns N] [--depth N]")
+	fs := newFlags(env, "bench", "[--duration D] [--terminals N] [--conns N] [--depth N] | --faults [--outage D] [--after-outage D] ...")
 	o := bench.Options{Out: env.Stderr}
 	fs.DurationVar(&o.Duration, "duration", 30e9, "measured time against the switch")
 	fs.DurationVar(&o.Warmup, "warmup", 3e9, "warm-up before measuring")
@@ -33,8 +34,24 @@ func runBench(env *Env, args []string) int {
 	fs.StringVar(&o.Scenario, "scenario", "standard", "name of the run in the reports")
 	results := fs.String("results", "bench/results", "write the JSON and HTML reports here (empty: none)")
 	target := fs.String("target", "", "load a switch already running at this terminal address (no relay, no CPU figures)")
+	faults := fs.Bool("faults", false, "the fault bench instead: issuer drops and late answers, an issuer outage, a kill -9 of the switch; reconciliation")
+	var fo bench.FaultOptions
+	fs.Float64Var(&fo.Drop, "drop", 0.05, "--faults: share of issuer answers dropped")
+	fs.Float64Var(&fo.Late, "late", 0.05, "--faults: share of issuer answers late (after the switch's timeout)")
+	fs.DurationVar(&fo.IssuerTimeout, "issuer-timeout", 2e9, "--faults: the switch's issuer timeout")
+	fs.DurationVar(&fo.Before, "before", 30e9, "--faults: load before the outage")
+	fs.DurationVar(&fo.Outage, "outage", 30e9, "--faults: length of the issuer outage")
+	fs.StringVar(&fo.OutageMode, "outage-mode", "down", "--faults: down (connections refused) or silent (nothing answered)")
+	fs.DurationVar(&fo.AfterWindow, "after-outage", 60e9, "--faults: load after the outage, the window of the rules figure (the issue's is 10m)")
+	fs.BoolVar(&fo.NoKill, "no-kill", false, "--faults: no kill -9 of the switch")
+	fs.DurationVar(&fo.AfterKill, "after-kill", 20e9, "--faults: load after the switch's restart")
+	fs.DurationVar(&fo.Settle, "settle", 30e9, "--faults: longest wait for owed reversals after the load")
+	faultRate := fs.Float64("fault-rate", 200, "--faults: authorizations per second")
 	if ok, code := parse(fs, args); !ok {
 		return code
+	}
+	if *faults {
+		return runFaultBench(env, fs, fo, o, *faultRate, *results)
 	}
 	if *target != "" {
 		res, err := bench.RunLoad(env.Ctx, bench.LoadOptions{Addr: *target, Terminals: o.Terminals, Conns: o.Conns, Depth: o.Depth,
@@ -55,6 +72,44 @@ func runBench(env *Env, args []string) int {
 	rep.Result.WriteTable(env.Stdout)
 	if *results != "" {
 		j, h, err := rep.Result.WriteReports(*results)
+		if err != nil {
+			return fail(env, "bench: reports: %v", err)
+		}
+		fmt.Fprintf(env.Stdout, "\nreports: %s\n         %s\n", j, h)
+	}
+	return 0
+}
+
+// runFaultBench runs `bench --faults`. Of the ordinary bench's flags it takes
+// --terminals and --conns only when given, as its defaults differ (50 and 8).
+func runFaultBench(env *Env, fs *flag.FlagSet, fo bench.FaultOptions, o bench.Options, rate float64, results string) int {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if set["terminals"] {
+		fo.Terminals = o.Terminals
+	}
+	if set["conns"] {
+		fo.Conns = o.Conns
+	}
+	for name, p := range map[string]float64{"drop": fo.Drop, "late": fo.Late} {
+		if p < 0 || p > 1 {
+			return fail(env, "bench: --%s %v is not between 0 and 1", name, p)
+		}
+	}
+	if fo.Drop == 0 {
+		fo.Drop = -1 // none, not the default
+	}
+	if fo.Late == 0 {
+		fo.Late = -1
+	}
+	fo.Rate, fo.WorkDir, fo.RulesDir, fo.Out, fo.Version = rate, o.WorkDir, o.RulesDir, env.Stderr, Version
+	r, err := bench.RunFaults(env.Ctx, fo)
+	if err != nil {
+		return fail(env, "bench: %v", err)
+	}
+	r.WriteTable(env.Stdout)
+	if results != "" {
+		j, h, err := r.WriteReports(results)
 		if err != nil {
 			return fail(env, "bench: reports: %v", err)
 		}

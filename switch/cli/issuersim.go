@@ -1,9 +1,14 @@
 package cli
 
 import (
+	"encoding/json"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -23,6 +28,7 @@ func runIssuerSim(env *Env, args []string) int {
 	dup := fs.Float64("duplicate", 0, "share of answers sent twice")
 	disc := fs.Float64("disconnect", 0, "share of requests answered by closing the connection")
 	logFormat := fs.String("log-format", "json", "json or console")
+	control := fs.String("control", "", "serve the control API here (HTTP: POST/DELETE /outage, GET /ledger, GET /status); empty: none")
 	if ok, code := parse(fs, args); !ok {
 		return code
 	}
@@ -44,6 +50,18 @@ func runIssuerSim(env *Env, args []string) int {
 		return fail(env, "%v", err)
 	}
 	fmt.Fprintf(env.Stderr, "issuer simulator listening on %s\n", sim.Addr())
+	if *control != "" {
+		ln, err := net.Listen("tcp", *control)
+		if err != nil {
+			_ = sim.Close()
+			return fail(env, "issuer-sim: --control %s: %v", *control, err)
+		}
+		srv := &http.Server{Handler: simControl(sim), ReadHeaderTimeout: 5 * time.Second}
+		done := make(chan struct{})
+		go func() { defer close(done); _ = srv.Serve(ln) }()
+		defer func() { _ = srv.Close(); <-done }()
+		fmt.Fprintf(env.Stderr, "issuer simulator control API on http://%s\n", ln.Addr())
+	}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sig)
@@ -55,4 +73,51 @@ func runIssuerSim(env *Env, args []string) int {
 	fmt.Fprintf(env.Stderr, "requests %d, approved %d, declined %d, dropped %d\n", sim.Stats.Requests.Load(), sim.Stats.Approved.Load(),
 		sim.Stats.Declined.Load(), sim.Stats.Dropped.Load())
 	return 0
+}
+
+// simControl is the simulator's control API, for harnesses such as `bench --faults`:
+//
+//	POST   /outage?mode=down|silent  start an outage (409 if one is in progress)
+//	DELETE /outage                   end it (409 if none)
+//	GET    /ledger                   the ledger: a JSON array of entries by RRN
+//	GET    /status                   the outage mode and the counters
+func simControl(sim *issuersim.Sim) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /outage", func(w http.ResponseWriter, r *http.Request) {
+		mode, err := issuersim.ParseOutageMode(r.URL.Query().Get("mode"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if err := sim.StartOutage(mode); err != nil {
+			http.Error(w, err.Error(), http.StatusConflict)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("DELETE /outage", func(w http.ResponseWriter, r *http.Request) {
+		if err := sim.EndOutage(); err != nil {
+			http.Error(w, err.Error(), http.StatusConflict)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("GET /ledger", func(w http.ResponseWriter, r *http.Request) {
+		l := sim.Ledger()
+		out := make([]issuersim.Entry, 0, len(l))
+		for _, e := range l {
+			out = append(out, e)
+		}
+		slices.SortFunc(out, func(a, b issuersim.Entry) int { return strings.Compare(a.RRN, b.RRN) })
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(out)
+	})
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
+		st := &sim.Stats
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"outage": sim.Outage().String(),
+			"requests": st.Requests.Load(), "approved": st.Approved.Load(), "declined": st.Declined.Load(),
+			"dropped": st.Dropped.Load(), "delayed": st.Delayed.Load()})
+	})
+	return mux
 }

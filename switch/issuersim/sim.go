@@ -88,6 +88,9 @@ type Entry struct {
 	Advices   int    `json:"advices"`   // advice messages received for it
 	Reversed  bool   `json:"reversed"`
 	StandIn   bool   `json:"stand_in"`
+	// ReversedAt is when the first reversal message for it came (zero: none came), so
+	// a harness can time the delivery of the reversals a switch owed.
+	ReversedAt time.Time `json:"reversed_at,omitzero"`
 }
 
 // Stats count what the simulator did.
@@ -112,6 +115,12 @@ type Sim struct {
 
 	faultMu   sync.RWMutex
 	hasFaults atomic.Bool // any fault probability above zero
+
+	// outage is the current OutageMode (OutageNone when the issuer is up); see outage.go.
+	outage atomic.Int32
+	// downAddr is the address to listen on again when an outage of mode OutageDown
+	// ends (the listener is closed meanwhile).
+	downAddr string
 }
 
 // Start listens on cfg.Addr and serves until Close.
@@ -136,12 +145,12 @@ func Start(cfg Config, log zerolog.Logger) (*Sim, error) {
 	}
 	s.hasFaults.Store(cfg.Faults != Faults{})
 	s.wg.Add(1)
-	go s.accept()
+	go s.accept(ln)
 	return s, nil
 }
 
-// Addr is the listening address.
-func (s *Sim) Addr() string { return s.ln.Addr().String() }
+// Addr is the listening address (it stays the same over an outage).
+func (s *Sim) Addr() string { return s.addr() }
 
 // SetFaults changes the injected faults while running.
 func (s *Sim) SetFaults(f Faults) {
@@ -164,8 +173,13 @@ func (s *Sim) Close() error {
 	for c := range s.conns {
 		_ = c.Close()
 	}
+	ln := s.ln
+	s.ln = nil
 	s.mu.Unlock()
-	err := s.ln.Close()
+	var err error
+	if ln != nil { // nil during an outage of mode OutageDown
+		err = ln.Close()
+	}
 	s.wg.Wait()
 	return err
 }
@@ -190,10 +204,10 @@ func (s *Sim) Ledger() map[string]Entry {
 	return out
 }
 
-func (s *Sim) accept() {
+func (s *Sim) accept(ln net.Listener) {
 	defer s.wg.Done()
 	for {
-		c, err := s.ln.Accept()
+		c, err := ln.Accept()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -203,7 +217,7 @@ func (s *Sim) accept() {
 			continue
 		}
 		s.mu.Lock()
-		if s.closing {
+		if s.closing || s.ln != ln { // closed, or its listener closed by an outage
 			s.mu.Unlock()
 			c.Close()
 			return
@@ -326,6 +340,12 @@ func parse(body []byte) (*simMsg, error) {
 
 func (s *Sim) handle(ctx context.Context, c *simConn, m *simMsg, held *[]byte) {
 	mti := m.mti
+	if OutageMode(s.outage.Load()) != OutageNone {
+		// A silent host reads and answers nothing, echoes included; the ledger does
+		// not see what the issuer never processed.
+		s.Stats.Dropped.Add(1)
+		return
+	}
 	if mti == "0800" {
 		s.Stats.Network.Add(1)
 		rc := message.RCApproved
@@ -433,7 +453,9 @@ func (s *Sim) decide(m *simMsg, mti string) (resp []byte, drop bool) {
 		e := s.entry(rrn, mti, amount)
 		if mti[1] == '4' {
 			e.Reversals++
-			e.Reversed = true
+			if !e.Reversed {
+				e.Reversed, e.ReversedAt = true, s.cfg.Now()
+			}
 		} else {
 			e.Advices++
 			e.StandIn = true
