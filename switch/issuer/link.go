@@ -21,8 +21,12 @@ import (
 var (
 	// ErrTimeout: the issuer did not answer within the timeout.
 	ErrTimeout = errors.New("issuer did not answer in time")
-	// ErrUnavailable: no signed-on connection to the issuer.
+	// ErrUnavailable: no signed-on connection to the issuer; the request was not sent.
 	ErrUnavailable = errors.New("issuer unavailable: no signed-on connection")
+	// ErrConnectionLost: the connection closed after the request was handed to it, so
+	// the issuer may have received it, and approved it, without its answer arriving.
+	// The request is in doubt, like one that timed out.
+	ErrConnectionLost = errors.New("issuer connection lost with the request sent")
 )
 
 // Config configures the link to one issuer.
@@ -308,7 +312,10 @@ func (l *Link) Send(ctx context.Context, m *iso8583.Message, timeout time.Durati
 	case errors.Is(err, connection.ErrSendTimeout):
 		return nil, ErrTimeout
 	case errors.Is(err, connection.ErrConnectionClosed):
-		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		// iso8583-connection answers ErrConnectionClosed both before the write (the
+		// connection was already closing) and after it (the peer closed while the
+		// answer was awaited); it cannot tell which, so the request is in doubt.
+		return nil, fmt.Errorf("%w: %v", ErrConnectionLost, err)
 	}
 	return nil, fmt.Errorf("issuer %s: %w", l.cfg.ID, err)
 }

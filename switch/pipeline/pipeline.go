@@ -87,7 +87,7 @@ type Routes interface {
 // Errors an IssuerLink returns, mapped to 91 (or stand-in).
 var (
 	ErrIssuerTimeout     = errors.New("issuer timeout")
-	ErrIssuerUnavailable = errors.New("issuer unavailable")
+	ErrIssuerUnavailable = errors.New("issuer unavailable") // the request was not sent
 )
 
 // StandInLimits bound the approvals the switch gives for an unreachable issuer.
@@ -650,9 +650,13 @@ func (p *Pipeline) authorize(ctx context.Context, t *txn, onDecline func()) (fro
 			t.rec.AddEvent(journal.StateDeclined, p.now().UTC(), err.Error())
 			return p.standInOrDecline(ctx, t, "issuer-unavailable", declined)
 		default:
+			// Only "unavailable" means the request never left: after any other error
+			// (the connection lost while the answer was awaited, a failed write) the
+			// issuer may have approved, so the request is reversed like a timeout.
 			notSent()
 			p.metrics.IssuerErrors.WithLabelValues(t.issuer, "error").Inc()
-			t.rec.AddEvent(journal.StateDeclined, p.now().UTC(), err.Error())
+			t.rec.AddEvent(journal.StateTimedOut, p.now().UTC(), err.Error())
+			p.queueReversal(&t.rec, "switch:issuer-error")
 			declined()
 			return p.respond(ctx, t, message.RCIssuerUnavailable, "", "switch", "issuer-error")
 		}

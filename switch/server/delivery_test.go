@@ -112,3 +112,54 @@ func safMetric(t *testing.T, s *Server, name, issuer string) float64 {
 	}
 	return -1
 }
+
+// TestConnectionLostWithRequestSentIsReversed: the issuer takes the request (and, as
+// far as anyone knows, approves it) and then the connection closes before its answer.
+// The request is in doubt like a timeout: the terminal gets 91 and a reversal is owed,
+// instead of the approval standing at the issuer while the terminal was declined.
+func TestConnectionLostWithRequestSentIsReversed(t *testing.T) {
+	lost, err := issuersim.Start(issuersim.Config{Addr: "127.0.0.1:0", BIN: "411111",
+		Faults: issuersim.Faults{Disconnect: 1}}, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lost.Close()
+	c := demoConfig(t, t.TempDir())
+	c.Issuers = []config.Issuer{{ID: "lost", Addrs: []string{lost.Addr()}, Timeout: config.Duration(10 * time.Second)}}
+	c.Routes = append(c.Routes, config.Route{Prefix: "411111", Issuer: "lost"})
+	c.ApplyDefaults()
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	s := start(t, c, nil)
+	deadline := time.Now().Add(5 * time.Second)
+	for !s.links["lost"].Up() {
+		if time.Now().After(deadline) {
+			t.Fatal("issuer link not up")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	tc := dial(t, s, "ascii", message.DialectASCII)
+	r := send(t, tc, message.DialectASCII, purchase("4111111111111111", 1000))
+	if r.RC != "91" || r.Reason != "issuer-error" {
+		t.Fatalf("answer: %+v; want 91 issuer-error", r)
+	}
+	rec, err := s.Journal.Get(r.RRN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !hasState(rec, journal.StateTimedOut) {
+		t.Fatalf("record events %+v; want the request in doubt (timed_out)", rec.Events)
+	}
+	items, err := s.Queue.Pending("lost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	queued := s.Queue.Acked.Load() > 0
+	for _, it := range items {
+		queued = queued || it.MTI == "0420" && it.RRN == rec.RRN
+	}
+	if !queued {
+		t.Fatalf("no reversal owed for %s after the connection was lost with it sent: %+v", rec.RRN, items)
+	}
+}
