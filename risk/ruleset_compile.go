@@ -1,0 +1,392 @@
+package risk
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+	"gopkg.in/yaml.v3"
+)
+
+var (
+	idPattern     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$`)
+	reasonPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,63}$`)
+	namePattern   = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
+	codePattern   = regexp.MustCompile(`^[0-9A-Z]{2}$`)
+)
+
+// compiler collects problems while compiling a set of files.
+type compiler struct {
+	problems []Problem
+	warnings []Problem
+	opts     LoadOptions
+}
+
+func (c *compiler) errorf(file string, line int, format string, a ...any) {
+	c.problems = append(c.problems, Problem{File: file, Line: line, Message: fmt.Sprintf(format, a...)})
+}
+
+func (c *compiler) warnf(file string, line int, format string, a ...any) {
+	c.warnings = append(c.warnings, Problem{File: file, Line: line, Message: fmt.Sprintf(format, a...)})
+}
+
+// Compile compiles rule files given in load order. On any problem it returns a
+// *LoadError listing them all with file:line.
+func Compile(files []SourceFile, opts LoadOptions) (*RuleSet, error) {
+	c := &compiler{opts: opts}
+	rs := &RuleSet{
+		Version:       Version(files),
+		counterByName: map[string]*Counter{},
+		lists:         opts.Lists,
+		LoadedAt:      time.Now().UTC(),
+	}
+	var parsed []*parsedFile
+	for _, f := range files {
+		rs.Files = append(rs.Files, f.Name)
+		if pf := c.parseFile(f); pf != nil {
+			parsed = append(parsed, pf)
+		}
+	}
+	if len(files) == 0 {
+		c.warnf("", 0, "no rule files (*.yaml, *.yml): the rule set is empty")
+	}
+	// Time zone.
+	rs.Location = opts.Location
+	if rs.Location == nil {
+		rs.Location = time.UTC
+	}
+	tzFrom := ""
+	for _, pf := range parsed {
+		if pf.doc.Timezone == "" {
+			continue
+		}
+		line := keyLine(pf.root, "timezone")
+		loc, err := time.LoadLocation(pf.doc.Timezone)
+		if err != nil {
+			c.errorf(pf.name, line, "timezone %q: %v", pf.doc.Timezone, err)
+			continue
+		}
+		if tzFrom != "" && loc.String() != rs.Location.String() {
+			c.errorf(pf.name, line, "timezone %q differs from %q declared in %s", pf.doc.Timezone, rs.Location, tzFrom)
+			continue
+		}
+		rs.Location, tzFrom = loc, pf.name
+	}
+	rs.TimeZone = rs.Location.String()
+	// Counters first: rules refer to them.
+	for _, pf := range parsed {
+		c.compileCounters(rs, pf)
+	}
+	index := map[string]int{}
+	for _, ctr := range rs.Counters {
+		index[ctr.Name] = ctr.Index
+	}
+	seen := map[string]string{}
+	for fi, pf := range parsed {
+		rs.Thresholds = append(rs.Thresholds, c.compileThresholds(pf, seen))
+		for i := range pf.doc.Rules {
+			if r := c.compileRule(rs, pf, i, fi, index, seen); r != nil {
+				rs.Rules = append(rs.Rules, r)
+			}
+		}
+	}
+	for _, ctr := range rs.Counters {
+		if !ctr.used {
+			c.warnf(ctr.File, ctr.Line, "counter %s is declared but no rule reads it", ctr.Name)
+		}
+	}
+	// Tests need the whole set (counters, other rules) to be compiled.
+	if len(c.problems) == 0 {
+		for _, pf := range parsed {
+			c.compileTests(rs, pf)
+		}
+	}
+	if len(c.problems) > 0 {
+		return nil, &LoadError{Problems: c.problems, Warnings: c.warnings}
+	}
+	rs.Warnings = c.warnings
+	for _, ctr := range rs.Counters {
+		if ctr.used {
+			rs.readCounters = append(rs.readCounters, ctr)
+		}
+		if ctr.Window > rs.maxWindow {
+			rs.maxWindow = ctr.Window
+		}
+	}
+	return rs, nil
+}
+
+func parseWindow(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, errors.New("missing")
+	}
+	mult := time.Duration(0)
+	switch {
+	case strings.HasSuffix(s, "d"):
+		mult = 24 * time.Hour
+	case strings.HasSuffix(s, "w"):
+		mult = 7 * 24 * time.Hour
+	}
+	if mult > 0 {
+		n, err := strconv.Atoi(strings.TrimSpace(s[:len(s)-1]))
+		if err != nil || n <= 0 {
+			return 0, fmt.Errorf("%q: want a positive whole number of days or weeks, like 30d or 2w", s)
+		}
+		return time.Duration(n) * mult, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%q: want a duration like 10m, 1h, 24h or 30d", s)
+	}
+	if d <= 0 {
+		return 0, fmt.Errorf("%q: must be positive", s)
+	}
+	return d, nil
+}
+
+func (c *compiler) compileCounters(rs *RuleSet, pf *parsedFile) {
+	for i, d := range pf.doc.Counters {
+		node := item(pf.root, "counters", i)
+		line := node.Line
+		if !namePattern.MatchString(d.Name) {
+			c.errorf(pf.name, line, "counter name %q: want lower-case letters, digits and _ starting with a letter", d.Name)
+			continue
+		}
+		if prev := rs.counterByName[d.Name]; prev != nil {
+			c.errorf(pf.name, line, "counter %s is declared twice (first at %s:%d)", d.Name, prev.File, prev.Line)
+			continue
+		}
+		ctr := &Counter{Name: d.Name, Description: d.Description, Measure: d.Measure, Where: strings.TrimSpace(d.Where), File: pf.name, Line: line}
+		ok := true
+		switch d.Dimension.Kind {
+		case yaml.ScalarNode:
+			ctr.Dimensions = []string{d.Dimension.Value}
+		case yaml.SequenceNode:
+			for _, e := range d.Dimension.Content {
+				ctr.Dimensions = append(ctr.Dimensions, e.Value)
+			}
+		}
+		if len(ctr.Dimensions) == 0 {
+			c.errorf(pf.name, line, "counter %s: dimension missing (card, terminal, merchant, device, or a list of them)", d.Name)
+			ok = false
+		}
+		seenDim := map[string]bool{}
+		for _, dim := range ctr.Dimensions {
+			if _, known := dimSalt[dim]; !known {
+				c.errorf(pf.name, line, "counter %s: unknown dimension %q (want card, terminal, merchant or device)", d.Name, dim)
+				ok = false
+			} else if seenDim[dim] {
+				c.errorf(pf.name, line, "counter %s: dimension %s given twice", d.Name, dim)
+				ok = false
+			}
+			seenDim[dim] = true
+		}
+		switch d.Measure {
+		case MeasureCount, MeasureSum, MeasureDistinctCards:
+		case "":
+			ctr.Measure = MeasureCount
+		default:
+			c.errorf(pf.name, line, "counter %s: unknown measure %q (want count, sum or distinct_cards)", d.Name, d.Measure)
+			ok = false
+		}
+		w, err := parseWindow(d.Window)
+		if err != nil {
+			c.errorf(pf.name, line, "counter %s: window %v", d.Name, err)
+			ok = false
+		}
+		ctr.Window = w
+		ctr.Resolution = w / 30
+		if d.Resolution != "" {
+			r, err := parseWindow(d.Resolution)
+			if err != nil {
+				c.errorf(pf.name, line, "counter %s: resolution %v", d.Name, err)
+				ok = false
+			} else if r > w {
+				c.errorf(pf.name, line, "counter %s: resolution %s is longer than the window %s", d.Name, d.Resolution, d.Window)
+				ok = false
+			}
+			ctr.Resolution = r
+		}
+		if ctr.Resolution < time.Second {
+			ctr.Resolution = time.Second
+		}
+		if ctr.Where != "" {
+			prog, problems := compileExpr(ctr.Where, exprWhere, pf.name, keyNode(node, "where"), pf.lines, nil, c.opts.Lists, fmt.Sprintf("counter %s: where", d.Name))
+			c.problems = append(c.problems, problems...)
+			ctr.where = prog
+			ok = ok && prog != nil
+		}
+		if !ok {
+			continue
+		}
+		if len(rs.Counters) >= MaxCounters {
+			c.errorf(pf.name, line, "counter %s: a rule set may declare at most %d counters", d.Name, MaxCounters)
+			continue
+		}
+		ctr.Index = len(rs.Counters)
+		nb := int64((ctr.Window + ctr.Resolution - 1) / ctr.Resolution)
+		fp := xxhash.Sum64String(strings.Join([]string{ctr.Name, strings.Join(ctr.Dimensions, "+"), ctr.Measure,
+			ctr.Window.String(), ctr.Resolution.String(), ctr.Where}, "\x00"))
+		ctr.spec = counterSpec{fp: fp, measure: ctr.Measure, dims: ctr.Dimensions, window: ctr.Window, width: int64(ctr.Resolution), nb: nb}
+		if ctr.where != nil {
+			src := strings.Join(strings.Fields(ctr.Where), " ")
+			id, seen := rs.whereIDs[src]
+			if !seen {
+				if rs.whereIDs == nil {
+					rs.whereIDs = map[string]int{}
+				}
+				id = len(rs.whereIDs)
+				rs.whereIDs[src] = id
+			}
+			ctr.whereID = id
+		}
+		rs.Counters = append(rs.Counters, ctr)
+		rs.counterByName[ctr.Name] = ctr
+	}
+}
+
+func (c *compiler) compileThresholds(pf *parsedFile, seen map[string]string) *Thresholds {
+	d := pf.doc.Thresholds
+	if d == nil {
+		return nil
+	}
+	line := keyLine(pf.root, "thresholds")
+	base := strings.TrimSuffix(filepath.Base(pf.name), filepath.Ext(pf.name))
+	t := &Thresholds{ID: d.ID, Review: d.Review, Decline: d.Decline, ResponseCode: d.ResponseCode, Reason: d.Reason, Mode: Mode(d.Mode), File: pf.name, Line: line}
+	if t.ID == "" {
+		t.ID = "score:" + base
+	}
+	if !idPattern.MatchString(t.ID) {
+		c.errorf(pf.name, line, "thresholds id %q: want letters, digits and _ . : - (at most 64)", t.ID)
+	}
+	if prev, dup := seen[t.ID]; dup {
+		c.errorf(pf.name, line, "thresholds id %s is used twice (first at %s)", t.ID, prev)
+	}
+	seen[t.ID] = fmt.Sprintf("%s:%d", pf.name, line)
+	if t.Review < 0 || t.Decline < 0 || (t.Review == 0 && t.Decline == 0) {
+		c.errorf(pf.name, line, "thresholds: give review and/or decline as positive scores")
+	}
+	if t.Review > 0 && t.Decline > 0 && t.Review >= t.Decline {
+		c.errorf(pf.name, line, "thresholds: review (%d) must be below decline (%d)", t.Review, t.Decline)
+	}
+	if t.ResponseCode == "" {
+		t.ResponseCode = "05"
+	} else if !codePattern.MatchString(t.ResponseCode) || t.ResponseCode == "00" {
+		c.errorf(pf.name, line, "thresholds: response_code %q: want two characters like \"05\" or \"59\", not 00", t.ResponseCode)
+	}
+	if t.Reason == "" {
+		t.Reason = t.ID
+	} else if !reasonPattern.MatchString(t.Reason) {
+		c.errorf(pf.name, line, "thresholds: reason %q: want letters, digits and _ . : / - (at most 64), no spaces", t.Reason)
+	}
+	switch t.Mode {
+	case "":
+		t.Mode = ModeEnforce
+	case ModeEnforce, ModeShadow:
+	default:
+		c.errorf(pf.name, line, "thresholds: mode %q: want enforce or shadow", d.Mode)
+	}
+	return t
+}
+
+func (c *compiler) compileRule(rs *RuleSet, pf *parsedFile, i, fi int, index map[string]int, seen map[string]string) *Rule {
+	d := pf.doc.Rules[i]
+	node := item(pf.root, "rules", i)
+	line := node.Line
+	n0 := len(c.problems)
+	r := &Rule{ID: d.ID, Description: strings.TrimSpace(d.Description), Condition: strings.TrimSpace(d.Condition),
+		Action: Action(d.Action), ResponseCode: d.ResponseCode, Reason: d.Reason, Mode: Mode(d.Mode),
+		Owner: d.Owner, File: pf.name, Line: line, fileIdx: fi}
+	what := "rule " + d.ID
+	switch {
+	case d.ID == "":
+		c.errorf(pf.name, line, "rule #%d: id missing", i+1)
+		what = fmt.Sprintf("rule #%d", i+1)
+	case !idPattern.MatchString(d.ID):
+		c.errorf(pf.name, line, "rule id %q: want letters, digits and _ . : - (at most 64)", d.ID)
+	default:
+		if prev, dup := seen[d.ID]; dup {
+			c.errorf(pf.name, line, "rule id %s is used twice (first at %s)", d.ID, prev)
+		}
+		seen[d.ID] = fmt.Sprintf("%s:%d", pf.name, line)
+	}
+	switch r.Action {
+	case ActionDecline, ActionReview, ActionAlert, ActionAllow:
+	case "":
+		c.errorf(pf.name, line, "%s: action missing (decline, review, alert or allow)", what)
+	default:
+		c.errorf(pf.name, keyLine(node, "action"), "%s: unknown action %q (want decline, review, alert or allow)", what, d.Action)
+	}
+	switch {
+	case r.Action == ActionDecline && r.ResponseCode == "":
+		r.ResponseCode = "05"
+	case r.Action == ActionDecline && (!codePattern.MatchString(r.ResponseCode) || r.ResponseCode == "00"):
+		c.errorf(pf.name, keyLine(node, "response_code"), "%s: response_code %q: want two characters like \"05\" or \"61\", not 00", what, r.ResponseCode)
+	case r.Action != ActionDecline && r.ResponseCode != "" && r.Action.Rank() > 0:
+		c.errorf(pf.name, keyLine(node, "response_code"), "%s: response_code applies only to action decline, not %s", what, r.Action)
+	}
+	if r.Reason == "" {
+		r.Reason = r.ID
+	} else if !reasonPattern.MatchString(r.Reason) {
+		c.errorf(pf.name, keyLine(node, "reason"), "%s: reason %q: want letters, digits and _ . : / - (at most 64), no spaces: it goes to DE 48 RS", what, r.Reason)
+	}
+	switch r.Mode {
+	case "":
+		r.Mode = ModeEnforce
+	case ModeEnforce, ModeShadow:
+	default:
+		c.errorf(pf.name, keyLine(node, "mode"), "%s: mode %q: want enforce or shadow", what, d.Mode)
+	}
+	if r.Owner == "" {
+		r.Owner = pf.doc.Owner
+	}
+	if r.Condition == "" {
+		c.errorf(pf.name, line, "%s: condition missing", what)
+	} else {
+		prog, problems := compileExpr(r.Condition, exprCondition, pf.name, keyNode(node, "condition"), pf.lines, rs, c.opts.Lists, what+": condition")
+		c.problems = append(c.problems, problems...)
+		r.prog = prog
+		r.Refs = refsOf(r.Condition)
+	}
+	if sn := keyNode(node, "score"); sn != nil {
+		if sn.Kind != yaml.ScalarNode {
+			c.errorf(pf.name, sn.Line, "%s: score: want a whole number or an expression", what)
+		} else if v, err := strconv.Atoi(sn.Value); err == nil {
+			r.Score = v
+		} else {
+			r.ScoreExpr = strings.TrimSpace(sn.Value)
+			prog, problems := compileExpr(r.ScoreExpr, exprScore, pf.name, sn, pf.lines, rs, c.opts.Lists, what+": score")
+			c.problems = append(c.problems, problems...)
+			r.scoreProg = prog
+			r.Refs = mergeRefs(r.Refs, refsOf(r.ScoreExpr))
+		}
+	}
+	if r.Score < 0 {
+		c.errorf(pf.name, keyLine(node, "score"), "%s: score %d is negative", what, r.Score)
+	}
+	for _, ref := range r.Refs {
+		if name, ok := strings.CutPrefix(ref, "velocity."); ok {
+			if ctr := rs.counterByName[name]; ctr != nil {
+				ctr.used = true
+			}
+		}
+		if strings.HasPrefix(ref, "lists.") {
+			rs.usesLists = true
+		}
+	}
+	if strings.Contains(r.Condition, "in_list") || strings.Contains(r.ScoreExpr, "in_list") {
+		rs.usesLists = true
+	}
+	if len(d.Tests) == 0 && len(c.problems) == n0 {
+		c.warnf(pf.name, line, "%s has no tests", what)
+	}
+	if len(c.problems) > n0 {
+		return nil
+	}
+	return r
+}
