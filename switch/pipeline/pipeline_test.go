@@ -3,6 +3,7 @@ package pipeline
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -214,7 +215,10 @@ func TestSystemErrors(t *testing.T) {
 	}{
 		{"journal write fails", func(h *harness, _ *Config) { h.j.failWrite = errScripted }},
 		// Records from a minute ago: the duplicate filter does not cover a window yet.
-		{"duplicate lookup fails", func(h *harness, _ *Config) { h.j.failLookup = errScripted; h.j.lastRecv = h.clock.Now().Add(-time.Minute) }},
+		{"duplicate lookup fails", func(h *harness, _ *Config) {
+			h.j.failLookup = errScripted
+			h.j.lastRecv = h.clock.Now().Add(-time.Minute)
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t, tc.setup)
@@ -317,8 +321,9 @@ func TestDuplicates(t *testing.T) {
 func TestDuplicateInFlight(t *testing.T) {
 	h := newHarness(t)
 	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
 	h.bank.script(func(sent) (*iso8583.Message, error) {
-		close(entered)
+		once.Do(func() { close(entered) })
 		<-release
 		return issuerAnswer("00", "654321"), nil
 	})
@@ -333,16 +338,34 @@ func TestDuplicateInFlight(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("first request never reached the issuer")
 	}
+	// Other content is answered at once, without waiting for the first (a wait would
+	// last until release: fail rather than hang).
 	other := tx
 	other.Amount = 999
-	if a := h.do(other); a.RC != "94" || a.Reason != "duplicate-key-other-content" {
-		t.Fatalf("other content in flight: %+v", a.Result)
-	}
-	if rec := h.record(h.do(other).RRN); rec.OriginalRRN != "" {
-		t.Fatalf("94 in flight names original %q", rec.OriginalRRN)
+	otherFrame := h.frame(other)
+	got := make(chan *journal.Record, 1)
+	go func() {
+		resp, err := h.p.Process(t.Context(), h.conn, otherFrame)
+		if err != nil {
+			got <- nil
+			return
+		}
+		req, _ := message.Decode(resp.Body, message.DialectASCII)
+		rec, _ := h.j.Get(req.RRN)
+		got <- rec
+	}()
+	select {
+	case rec := <-got:
+		if rec == nil || rec.RC != "94" || rec.Reason != "duplicate-key-other-content" || rec.OriginalRRN != "" {
+			t.Fatalf("other content in flight: %+v", rec)
+		}
+	case <-time.After(10 * time.Second):
+		close(release)
+		t.Fatal("a request with other content waited for the one in flight")
 	}
 	wg.Add(1)
 	go func() { defer wg.Done(); second = h.process(frame, true) }()
+	waitForBlocked(t, "select", "(*Pipeline).once(")
 	close(release)
 	wg.Wait()
 	if first.RC != "00" || second.RC != "00" || second.RRN != first.RRN || second.AuthCode != "654321" {
@@ -351,6 +374,25 @@ func TestDuplicateInFlight(t *testing.T) {
 	if n := len(h.bank.sent()); n != 1 {
 		t.Fatalf("issuer got %d requests", n)
 	}
+}
+
+// waitForBlocked polls the goroutines' stacks until one is blocked (state, e.g.
+// "select") in the function fn, for at most 10 s: a test's way to know that a request
+// waits for another without a hook in the code under test.
+func waitForBlocked(t *testing.T, state, fn string) {
+	t.Helper()
+	buf := make([]byte, 1<<20)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); runtime.Gosched() {
+		n := runtime.Stack(buf, true)
+		for _, g := range strings.Split(string(buf[:n]), "\n\n") {
+			header, rest, _ := strings.Cut(g, "\n")
+			top, _, _ := strings.Cut(rest, "\n")
+			if strings.Contains(header, "["+state) && strings.Contains(top, fn) {
+				return
+			}
+		}
+	}
+	t.Fatalf("no goroutine blocked (%s) in %s", state, fn)
 }
 
 // TestDuplicateFilter checks when the journal is asked about duplicates: always in the
@@ -890,23 +932,23 @@ func TestBatch(t *testing.T) {
 	h.clock.Advance(time.Second)
 	for _, tc := range []struct {
 		name, bt, rc, reason string
+		before               func() // runs first
 	}{
-		{"missing", "", "30", "batch-totals-missing"},
-		{"malformed", "2,3500", "30", "batch-totals-malformed"},
-		{"differ", "2,3500,1,301", "95", "batch-totals-differ"},
-		{"after close: empty batch", "0,0,0,0", "00", ""},
+		{name: "missing", rc: "30", reason: "batch-totals-missing"},
+		{name: "malformed", bt: "2,3500", rc: "30", reason: "batch-totals-malformed"},
+		// Two purchases, one refund: the declined and the voided ones do not count.
+		{name: "matching", bt: "2,3500,1,300", rc: "00"},
+		{name: "differ: only the new batch", bt: "1,1200,0,1", rc: "95", reason: "batch-totals-differ",
+			before: func() { h.clock.Advance(time.Second); h.approved(1200); h.clock.Advance(time.Second) }},
+		{name: "after close: empty batch", bt: "0,0,0,0", rc: "00"},
 	} {
+		if tc.before != nil {
+			tc.before()
+		}
 		a := h.do(batch(h, tc.bt))
 		if a.RC != tc.rc || a.Reason != tc.reason {
 			t.Fatalf("%s: %s %q, want %s %q", tc.name, a.RC, a.Reason, tc.rc, tc.reason)
 		}
-	}
-	// A new batch, this time matching.
-	h.clock.Advance(time.Second)
-	h.approved(1200)
-	h.clock.Advance(time.Second)
-	if a := h.do(batch(h, "1,1200,0,0")); a.RC != "00" {
-		t.Fatalf("matching batch: %+v", a.Result)
 	}
 }
 
