@@ -537,6 +537,8 @@ func TestStandIn(t *testing.T) {
 		{"pre-authorization", nil, []step{{tx: func(h *harness) termclient.Txn { tx := h.purchase(100); tx.MTI = "0100"; return tx }, rc: "00"}}},
 		{"issuer without stand-in", []option{func(_ *harness, c *Config) { c.StandIn = nil }},
 			[]step{{tx: purchase(100), rc: "91", reason: "issuer-unavailable"}}},
+		{"advice not queued", []option{func(h *harness, _ *Config) { h.q.fail = errScripted }},
+			[]step{{tx: purchase(100), rc: "96", reason: "system-malfunction"}}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -549,6 +551,9 @@ func TestStandIn(t *testing.T) {
 				a := h.do(tx)
 				if a.RC != s.rc || a.Reason != s.reason {
 					t.Fatalf("step %d: %s %q, want %s %q", i, a.RC, a.Reason, s.rc, s.reason)
+				}
+				if s.rc == "96" { // a system error: the record stays open for recovery
+					continue
 				}
 				rec := h.record(a.RRN)
 				if s.rc != "00" {
@@ -811,10 +816,11 @@ func TestRefund(t *testing.T) {
 func (h *harness) reversal(tx termclient.Txn, amount int64) termclient.Txn {
 	r := h.purchase(amount)
 	r.MTI = "0400"
-	r.Original = termclient.OriginalData(tx.MTI, tx.STAN, message.FormatDE7(tx.Time))
-	if tx.MTI == "" {
-		r.Original = termclient.OriginalData("0200", tx.STAN, message.FormatDE7(tx.Time))
+	mti := tx.MTI
+	if mti == "" {
+		mti = "0200" // termclient's default
 	}
+	r.Original = termclient.OriginalData(mti, tx.STAN, message.FormatDE7(tx.Time))
 	return r
 }
 
@@ -837,6 +843,14 @@ func TestReversal(t *testing.T) {
 		{name: "other amount", origRC: "00", amount: 500, rc: "13", reason: "reversal-amount-mismatch"},
 		{name: "other amount, reverse in full", opts: []option{func(_ *harness, c *Config) { c.ReversalMismatch = "reverse_full" }},
 			origRC: "00", amount: 500, rc: "00", reversed: true},
+		{name: "original of another merchant", origRC: "00", amount: 1000, rc: "00",
+			setup: func(h *harness, _ termclient.Txn, _ answer) {
+				h.j.mu.Lock()
+				for _, r := range h.j.recs {
+					r.MID = "M00000000000002"
+				}
+				h.j.mu.Unlock()
+			}},
 		{name: "already reversed (undelivered)", origRC: "00", amount: 1000, rc: "00",
 			setup: func(h *harness, orig termclient.Txn, _ answer) {
 				// The original is resent, reversed by the switch as undelivered.
@@ -1066,5 +1080,32 @@ func TestQueueRefusesReversal(t *testing.T) {
 	a := h.do(h.purchase(100))
 	if rec := h.record(a.RRN); a.RC != "91" || rec.ReversedBy != "" || !hasEvent(rec, journal.StateTimedOut) {
 		t.Fatalf("answer %+v, record reversed by %q", a.Result, rec.ReversedBy)
+	}
+}
+
+// TestCheckpointWaitsForDelivery: the recovery checkpoint stays at an answered
+// transaction until its delivery is known (so that recovery after a crash finds an
+// approval the terminal may not have had), and moves on after.
+func TestCheckpointWaitsForDelivery(t *testing.T) {
+	h := newHarness(t)
+	first := h.approved(1000)
+	resp, err := h.p.Process(t.Context(), h.conn, h.frame(h.purchase(2000)))
+	if err != nil || resp.Sent == nil {
+		t.Fatalf("Process: %v", err)
+	}
+	h.approved(3000)
+	h.p.checkpoint()
+	ck, _ := h.j.Checkpoint()
+	if ck <= first.RRN {
+		t.Fatalf("checkpoint %s not past the delivered %s", ck, first.RRN)
+	}
+	req, _ := message.Decode(resp.Body, message.DialectASCII)
+	if ck != req.RRN {
+		t.Fatalf("checkpoint %s passed or missed the answer of unknown delivery %s", ck, req.RRN)
+	}
+	resp.Sent(true)
+	h.p.checkpoint()
+	if ck2, _ := h.j.Checkpoint(); ck2 <= ck {
+		t.Fatalf("checkpoint %s did not move past %s once delivered", ck2, ck)
 	}
 }
