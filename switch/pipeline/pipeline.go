@@ -38,13 +38,14 @@ import (
 // distributed store) can be reasoned about by the role it plays; Journal composes them
 // for New, which needs them all.
 
-// RRNSource hands out retrieval reference numbers.
+// RRNSource hands out retrieval reference numbers (one per journaled request).
 type RRNSource interface {
 	// NextRRN returns a new, unique retrieval reference number.
 	NextRRN() (string, error)
 }
 
-// RecordStore writes and reads transaction records.
+// RecordStore writes and reads transaction records: every step of a transaction, and
+// the updates of an original (reversed, voided, refunded).
 type RecordStore interface {
 	// Write stores rec; with durable it returns once rec is on disk. first marks the
 	// first write of a record (its indexes are written with it).
@@ -53,7 +54,8 @@ type RecordStore interface {
 	Get(rrn string) (*journal.Record, error)
 }
 
-// DuplicateIndex finds the request already journaled under a duplicate key.
+// DuplicateIndex finds the request already journaled under a duplicate key (resends,
+// and the originals of reversals).
 type DuplicateIndex interface {
 	// LookupDuplicate returns the RRN of the request with the same DE 41, 11 and 7.
 	LookupDuplicate(tid, stan, de7 string) (string, bool, error)
@@ -73,7 +75,8 @@ type BatchBook interface {
 	CloseBatch(ctx context.Context, tid string, at time.Time) error
 }
 
-// DeliveryMarks records whether responses reached their terminals.
+// DeliveryMarks records whether responses reached their terminals (recovery reverses
+// an approval without a mark).
 type DeliveryMarks interface {
 	// MarkDelivery records whether a response reached the terminal (not waited for).
 	MarkDelivery(rrn string, delivered bool, at time.Time) error
