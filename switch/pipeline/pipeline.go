@@ -33,30 +33,81 @@ import (
 	"github.com/switchyard/switchyard/switch/saf"
 )
 
-// Journal is where transactions are recorded.
-type Journal interface {
+// The journal is where transactions are recorded. The pipeline uses it in several
+// roles, each declared on its own so that a part of the pipeline (or a test fake, or a
+// distributed store) can be reasoned about by the role it plays; Journal composes them
+// for New, which needs them all.
+
+// RRNSource hands out retrieval reference numbers (one per journaled request).
+type RRNSource interface {
 	// NextRRN returns a new, unique retrieval reference number.
 	NextRRN() (string, error)
+}
+
+// RecordStore writes and reads transaction records: every step of a transaction, and
+// the updates of an original (reversed, voided, refunded).
+type RecordStore interface {
 	// Write stores rec; with durable it returns once rec is on disk. first marks the
 	// first write of a record (its indexes are written with it).
 	Write(ctx context.Context, rec *journal.Record, first, durable bool) error
 	// Get returns the record with the RRN (journal.ErrNotFound if none).
 	Get(rrn string) (*journal.Record, error)
+}
+
+// DuplicateIndex finds the request already journaled under a duplicate key (resends,
+// and the originals of reversals).
+type DuplicateIndex interface {
 	// LookupDuplicate returns the RRN of the request with the same DE 41, 11 and 7.
 	LookupDuplicate(tid, stan, de7 string) (string, bool, error)
+}
+
+// History reads the records in time order (batch totals, the duplicate filter's start).
+type History interface {
 	// Scan calls fn for the records matching q in time order.
 	Scan(ctx context.Context, q journal.Query, fn func(*journal.Record) bool) error
 	// LastReceived returns the receive time of the newest record (zero when empty).
 	LastReceived() (time.Time, error)
-	// LastBatch and CloseBatch keep each terminal's batch boundary.
+}
+
+// BatchBook keeps each terminal's batch boundary.
+type BatchBook interface {
 	LastBatch(tid string) (time.Time, error)
 	CloseBatch(ctx context.Context, tid string, at time.Time) error
+}
+
+// DeliveryMarks records whether responses reached their terminals (recovery reverses
+// an approval without a mark).
+type DeliveryMarks interface {
 	// MarkDelivery records whether a response reached the terminal (not waited for).
 	MarkDelivery(rrn string, delivered bool, at time.Time) error
-	// Checkpoint, SetCheckpoint and ScanFrom serve crash recovery.
+}
+
+// RecoveryLog serves crash recovery: the checkpoint below which every record is final,
+// and the records from it on.
+type RecoveryLog interface {
 	Checkpoint() (string, error)
 	SetCheckpoint(ctx context.Context, rrn string) error
 	ScanFrom(ctx context.Context, rrn string, fn func(*journal.Record) bool) error
+}
+
+// Journal is every role the pipeline needs of the journal (journal.Store is one).
+type Journal interface {
+	RRNSource
+	RecordStore
+	DuplicateIndex
+	History
+	BatchBook
+	DeliveryMarks
+	RecoveryLog
+}
+
+// HSM is the part of hsm.HSM the pipeline uses: MACs of terminal messages, PIN
+// translation towards issuers and terminal key changes. Every hsm.HSM satisfies it.
+type HSM interface {
+	VerifyMAC(ctx context.Context, req hsm.MACRequest, mac []byte) error
+	GenerateMAC(ctx context.Context, req hsm.MACRequest) ([]byte, error)
+	TranslatePIN(ctx context.Context, req hsm.TranslatePINRequest) ([]byte, error)
+	GenerateKey(ctx context.Context, req hsm.GenerateKeyRequest) (hsm.KeyResult, error)
 }
 
 // Queue is the store-and-forward queue of messages owed to issuers.
@@ -123,7 +174,7 @@ type Config struct {
 	// anything else ("decline", the default) declines it 13 and reverses nothing.
 	ReversalMismatch string
 	// HSM does every cryptographic operation (nil: no MACs, no PINs).
-	HSM hsm.HSM
+	HSM HSM
 	// Risk is the rules engine (nil: no rules).
 	Risk Risk
 	// Zones are the issuers' zone PIN keys (default "<issuer>.ZPK", format 0).
@@ -134,6 +185,8 @@ type Config struct {
 	// Cases receives the transactions the rules send to review or alert (nil: they
 	// are only logged).
 	Cases Cases
+	// Now is the clock (default time.Now); tests inject one.
+	Now func() time.Time
 }
 
 // Pipeline processes terminal requests. It is safe for concurrent use.
@@ -143,7 +196,7 @@ type Pipeline struct {
 	queue     Queue
 	routes    Routes
 	terminals Terminals
-	hsm       hsm.HSM
+	hsm       HSM
 	risk      Risk
 	zones     ZoneKeys
 	keyGrace  time.Duration
@@ -194,10 +247,13 @@ func New(cfg Config, j Journal, q Queue, routes Routes, terms Terminals, m *metr
 	if cfg.KeyGrace <= 0 {
 		cfg.KeyGrace = 10 * time.Minute
 	}
-	p := &Pipeline{cfg: cfg, journal: j, queue: q, routes: routes, terminals: terms, metrics: m, log: log, now: time.Now, seal: s,
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	p := &Pipeline{cfg: cfg, journal: j, queue: q, routes: routes, terminals: terms, metrics: m, log: log, now: cfg.Now, seal: s,
 		hsm: cfg.HSM, risk: cfg.Risk, zones: cfg.Zones, keyGrace: cfg.KeyGrace,
 		dups: newDupTable(), early: newEarlyReversals(cfg.DupWindow, 100_000), open: newInflight(), standIn: newStandInBook(), stop: make(chan struct{}),
-		recent: newRecentKeys(cfg.DupWindow, 5_000_000, time.Now())}
+		recent: newRecentKeys(cfg.DupWindow, 5_000_000, cfg.Now())}
 	key := append([]byte(nil), cfg.CardHashKey...)
 	p.hashers.New = func() any { return hmac.New(sha256.New, key) }
 	// The filter of recent requests starts empty: until it has seen a whole window,
@@ -207,7 +263,7 @@ func New(cfg Config, j Journal, q Queue, routes Routes, terms Terminals, m *metr
 	if err != nil {
 		return nil, fmt.Errorf("pipeline: %w", err)
 	}
-	if now := time.Now(); now.Sub(last) > cfg.DupWindow {
+	if now := cfg.Now(); now.Sub(last) > cfg.DupWindow {
 		p.recent.started = now.Add(-cfg.DupWindow - time.Second)
 	}
 	return p, nil
@@ -778,7 +834,7 @@ func (p *Pipeline) write(ctx context.Context, t *txn, durable bool) error {
 	}
 	err := p.journal.Write(context.WithoutCancel(ctx), &t.rec, !t.written, durable)
 	t.rec.Facts = facts
-	t.written = true
+	t.written = t.written || err == nil
 	t.rec.Timings.Journal += p.now().Sub(start).Microseconds()
 	if err != nil {
 		p.metrics.JournalErrors.Inc()
@@ -790,6 +846,11 @@ func (p *Pipeline) write(ctx context.Context, t *txn, durable bool) error {
 // forwarded after such a failure.
 func (p *Pipeline) systemError(t *txn, err error) (frontend.Response, error) {
 	p.log.Error().Err(err).Str("tid", t.req.TID).Str("stan", t.req.STAN).Str("mti", t.req.MTI).Msg("system malfunction: answered 96")
+	if t.rec.RRN != "" && !t.written {
+		// Nothing of it is on disk, so recovery has nothing to settle: it must not
+		// hold the recovery checkpoint back. A record written ahead stays open.
+		p.open.remove(t.rec.RRN)
+	}
 	raw, perr := message.NewResponseBuilder(t.req).Set(37, t.rec.RRN).Set(39, message.RCSystemMalfunction).
 		Set(48, message.ReasonTLV("system-malfunction")).Bytes(p.macFunc(t))
 	if perr != nil {
