@@ -61,16 +61,20 @@ type Server struct {
 	issuerSec *issuersim.Security
 	DemoSim   *issuersim.Sim
 	monitor   *registry.Monitor
-	cancel    context.CancelFunc
+	loops     *loops
 	links     map[string]*issuer.Link
 	listeners []*frontend.Listener
 	adminSrv  *http.Server
 	adminLn   net.Listener
+	adminReqs *inFlight
 	auth      *admin.Authenticator
 	mux       *http.ServeMux
 	ready     atomic.Bool
 	closeOnce sync.Once
 	reloaders []func() error
+	// beforeStores, if set (by tests), is called in the shutdown once every goroutine
+	// has returned, right before the stores close.
+	beforeStores func()
 }
 
 // OpenDB opens (creating if missing) the Badger database under dir with the options the
@@ -105,8 +109,10 @@ func OpenDB(dir string, log zerolog.Logger) (*badger.DB, error) {
 func JournalDir(dataDir string) string { return filepath.Join(dataDir, "journal") }
 
 // New builds and starts a switch: after New returns, the listeners accept connections.
+// The loops it starts run under the server's group (loops); Drain, Close or Run stop
+// them and wait for each before closing the stores.
 func New(cfg *config.Config, log zerolog.Logger) (_ *Server, err error) {
-	s := &Server{cfg: cfg, log: log, links: map[string]*issuer.Link{}, Metrics: metrics.New()}
+	s := &Server{cfg: cfg, log: log, links: map[string]*issuer.Link{}, Metrics: metrics.New(), loops: newLoops()}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -280,16 +286,19 @@ func New(cfg *config.Config, log zerolog.Logger) (_ *Server, err error) {
 			log.Warn().Str("issuer", l.ID()).Str("rrn", rrn).Str("rc", rc).Msg("late issuer answer: the transaction was already answered 91 and its reversal queued")
 		}
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	s.cancel = cancel
 	s.monitor = registry.NewMonitor(s.Registry, nil, registry.MonitorOptions{WebhookSecret: webhookSecret,
 		SuspendMaxShare: cfg.Alerts.SuspendMaxShare, SuspendMin: cfg.Alerts.SuspendMin, SuspendWindow: cfg.Alerts.SuspendWindow.D()})
-	go s.monitor.Run(ctx)
-	go func() {
+	s.loops.Go("offline monitor", func(ctx context.Context) error {
+		s.monitor.Run(ctx)
+		return nil
+	})
+	s.loops.Go("rules watcher", func(ctx context.Context) error {
 		if err := s.Risk.Watch(ctx); err != nil && ctx.Err() == nil {
 			rlog.Error().Err(err).Msg("rules directory not watched; reload with SIGHUP or the admin API")
+			return err
 		}
-	}()
+		return nil
+	})
 
 	if err := s.startAdmin(); err != nil {
 		return nil, err
@@ -319,11 +328,13 @@ func New(cfg *config.Config, log zerolog.Logger) (_ *Server, err error) {
 			return nil, err
 		}
 		s.listeners = append(s.listeners, l)
-		go func() {
-			if err := l.Serve(); err != nil {
+		s.loops.Go("listener "+lc.Name, func(context.Context) error {
+			err := l.Serve() // returns when the listener stops accepting
+			if err != nil {
 				log.Error().Err(err).Str("listener", lc.Name).Msg("listener stopped")
 			}
-		}()
+			return err
+		})
 		log.Info().Str("listener", lc.Name).Str("addr", l.Addr().String()).Str("dialect", string(d)).Bool("tls", fc.TLS != nil).Msg("terminal listener started")
 	}
 	s.ready.Store(true)
@@ -408,18 +419,24 @@ func (s *Server) startAdmin() error {
 		return fmt.Errorf("admin server: %w", err)
 	}
 	s.adminLn = ln
-	s.adminSrv = &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() {
+	s.adminReqs = &inFlight{h: s.mux}
+	s.adminSrv = &http.Server{Handler: s.adminReqs, ReadHeaderTimeout: 10 * time.Second}
+	s.loops.Go("admin server", func(context.Context) error {
 		if err := s.adminSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error().Err(err).Msg("admin server stopped")
+			return err
 		}
-	}()
+		return nil
+	})
 	s.log.Info().Str("addr", ln.Addr().String()).Msg("admin server started")
 	return nil
 }
 
 // Drain stops taking new work, answers what is in progress within the drain timeout,
-// then closes everything.
+// then closes everything (Close). In order: the listeners stop accepting (and /readyz
+// turns 503), the requests in progress see their context cancelled and are answered
+// within shutdown.drain_timeout, the store-and-forward queue delivers what it owes
+// within what is left of it, then Close stops the rest.
 func (s *Server) Drain() error {
 	// Refuse new connections first, so that whoever sees /readyz turn 503 also finds
 	// the port closed.
@@ -436,7 +453,7 @@ func (s *Server) Drain() error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := l.Drain(ctx); err != nil {
+			if err := l.Drain(ctx); err != nil { // cancels the front-end's context first
 				mu.Lock()
 				errs = append(errs, err)
 				mu.Unlock()
@@ -455,7 +472,12 @@ func (s *Server) Drain() error {
 	return errors.Join(errs...)
 }
 
-// Close stops everything at once.
+// Close stops everything at once, in an order where nothing writes to a store after it
+// closed: the terminal listeners (their connections cut), the admin server (its last
+// handler returned), the store-and-forward workers, then every loop of the server's
+// group (monitor, rules watcher, accept loops) is joined, the pipeline's housekeeping
+// writes its last checkpoint, and only then do the risk engine, the registry, the
+// journal and the database close.
 func (s *Server) Close() {
 	s.closeOnce.Do(func() {
 		s.ready.Store(false)
@@ -464,22 +486,25 @@ func (s *Server) Close() {
 		}
 		if s.adminSrv != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			_ = s.adminSrv.Shutdown(ctx)
+			if err := s.adminSrv.Shutdown(ctx); err != nil {
+				_ = s.adminSrv.Close() // cancels the requests still running
+			}
 			cancel()
+			s.adminReqs.close()
 		}
-		if s.cancel != nil {
-			s.cancel()
+		if s.Queue != nil {
+			if err := s.Queue.Close(); err != nil {
+				s.log.Error().Err(err).Msg("closing store-and-forward queue")
+			}
+		}
+		if err := s.loops.stop(); err != nil {
+			s.log.Debug().Err(err).Msg("a loop of the server had stopped with an error (logged when it happened)")
 		}
 		if s.Pipeline != nil {
 			s.Pipeline.Stop()
 		}
 		if s.Cases != nil {
 			_ = s.Cases.Close() // writes the cases still queued
-		}
-		if s.Queue != nil {
-			if err := s.Queue.Close(); err != nil {
-				s.log.Error().Err(err).Msg("closing store-and-forward queue")
-			}
 		}
 		for _, l := range s.links {
 			_ = l.Close()
@@ -489,6 +514,9 @@ func (s *Server) Close() {
 		}
 		if s.issuerSec != nil {
 			_ = s.issuerSec.Close()
+		}
+		if s.beforeStores != nil {
+			s.beforeStores()
 		}
 		if s.Risk != nil {
 			if err := s.Risk.Close(); err != nil {
