@@ -78,9 +78,11 @@ func (f *inFlight) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // close waits for the requests in progress and refuses the next ones.
 func (f *inFlight) close() { f.mu.Lock() }
 
-// Run serves until ctx is done, then drains (Drain) and returns once every goroutine
-// the server started has returned and the stores are closed.
+// Run starts the switch (Start, if not done yet), serves until ctx is done, then drains
+// (Drain) and returns once every goroutine the server started has returned and the
+// stores are closed.
 func (s *Server) Run(ctx context.Context) error {
+	s.Start()
 	<-ctx.Done()
 	return s.Drain()
 }

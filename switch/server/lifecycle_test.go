@@ -49,11 +49,15 @@ func TestRunLeavesNoGoroutine(t *testing.T) {
 	if g := moduleGoroutines(); len(g) > 0 {
 		t.Fatalf("goroutines of the switch before the test: %s", strings.Join(g, "\n\n"))
 	}
-	s, err := New(demoConfig(t, t.TempDir()), zerolog.New(io.Discard))
+	s, err := Open(demoConfig(t, t.TempDir()), zerolog.New(io.Discard))
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Some traffic, so that connections, the admin server and the pipeline run.
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	// Some traffic, so that connections, the admin server and the pipeline run (the
+	// sockets are bound by Open: a connection made before Run accepts it waits).
 	c := dial(t, s, "ascii", message.DialectASCII)
 	if r := send(t, c, message.DialectASCII, purchase(testCard(0), 1500)); r.RC != "00" {
 		t.Fatalf("purchase: %+v", r)
@@ -66,9 +70,6 @@ func TestRunLeavesNoGoroutine(t *testing.T) {
 	}
 	_ = resp.Body.Close()
 
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
 	cancel()
 	select {
 	case err := <-done:
@@ -159,5 +160,22 @@ func TestRequestCarriedToItsEndAfterDrainStarts(t *testing.T) {
 	batch := termclient.Txn{MTI: "0500", ProcCode: message.PCBatch, TID: "T0000001", MID: "000000000000001", TLV: [][2]string{{"BT", "1,700,0,0"}}}
 	if r := process(batch); r.RC != "00" {
 		t.Fatalf("batch settlement: %+v", r)
+	}
+}
+
+// TestOpenStartsNoLoop: Open builds the switch and starts none of its loops; a switch
+// opened and closed without Start closes cleanly, and a Start after Close starts nothing.
+func TestOpenStartsNoLoop(t *testing.T) {
+	s, err := Open(demoConfig(t, t.TempDir()), zerolog.New(io.Discard))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := s.loops.running.Load(); n != 0 || s.ready.Load() {
+		t.Fatalf("after Open: %d loop(s) running, ready %v", n, s.ready.Load())
+	}
+	s.Close()
+	s.Start()
+	if n := s.loops.running.Load(); n != 0 {
+		t.Fatalf("Start after Close started %d loop(s)", n)
 	}
 }

@@ -70,6 +70,7 @@ type Server struct {
 	auth      *admin.Authenticator
 	mux       *http.ServeMux
 	ready     atomic.Bool
+	startOnce sync.Once
 	closeOnce sync.Once
 	reloaders []func() error
 	// beforeStores, if set (by tests), is called in the shutdown once every goroutine
@@ -108,10 +109,24 @@ func OpenDB(dir string, log zerolog.Logger) (*badger.DB, error) {
 // JournalDir is where the journal's log lives in a data directory.
 func JournalDir(dataDir string) string { return filepath.Join(dataDir, "journal") }
 
-// New builds and starts a switch: after New returns, the listeners accept connections.
-// The loops it starts run under the server's group (loops); Drain, Close or Run stop
-// them and wait for each before closing the stores.
-func New(cfg *config.Config, log zerolog.Logger) (_ *Server, err error) {
+// New opens and starts a switch (Open, then Start): after New returns, the listeners
+// accept connections. Drain or Close stop it.
+func New(cfg *config.Config, log zerolog.Logger) (*Server, error) {
+	s, err := Open(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	s.Start()
+	return s, nil
+}
+
+// Open builds a switch and starts none of its loops: the stores are open, what a crash
+// left open is recovered, the issuer links are dialled and the terminal listeners and
+// the admin server are bound (their addresses known), but nothing is accepted until
+// Start or Run. The components' own workers (the journal's group commit and indexer,
+// the store-and-forward workers, the issuer links) start with them and stop with
+// their Close, which Close calls in order.
+func Open(cfg *config.Config, log zerolog.Logger) (_ *Server, err error) {
 	s := &Server{cfg: cfg, log: log, links: map[string]*issuer.Link{}, Metrics: metrics.New(), loops: newLoops()}
 	defer func() {
 		if err != nil {
@@ -277,7 +292,6 @@ func New(cfg *config.Config, log zerolog.Logger) (_ *Server, err error) {
 	for id, l := range s.links {
 		s.Queue.Register(id, adviceSender(l, s.Pipeline, log))
 	}
-	s.Pipeline.Start()
 	for _, l := range s.links {
 		l.OnLate = func(m *iso8583.Message) {
 			rrn, _ := m.GetString(37)
@@ -288,17 +302,6 @@ func New(cfg *config.Config, log zerolog.Logger) (_ *Server, err error) {
 	}
 	s.monitor = registry.NewMonitor(s.Registry, nil, registry.MonitorOptions{WebhookSecret: webhookSecret,
 		SuspendMaxShare: cfg.Alerts.SuspendMaxShare, SuspendMin: cfg.Alerts.SuspendMin, SuspendWindow: cfg.Alerts.SuspendWindow.D()})
-	s.loops.Go("offline monitor", func(ctx context.Context) error {
-		s.monitor.Run(ctx)
-		return nil
-	})
-	s.loops.Go("rules watcher", func(ctx context.Context) error {
-		if err := s.Risk.Watch(ctx); err != nil && ctx.Err() == nil {
-			rlog.Error().Err(err).Msg("rules directory not watched; reload with SIGHUP or the admin API")
-			return err
-		}
-		return nil
-	})
 
 	if err := s.startAdmin(); err != nil {
 		return nil, err
@@ -328,17 +331,48 @@ func New(cfg *config.Config, log zerolog.Logger) (_ *Server, err error) {
 			return nil, err
 		}
 		s.listeners = append(s.listeners, l)
-		s.loops.Go("listener "+lc.Name, func(context.Context) error {
-			err := l.Serve() // returns when the listener stops accepting
-			if err != nil {
-				log.Error().Err(err).Str("listener", lc.Name).Msg("listener stopped")
-			}
-			return err
-		})
 		log.Info().Str("listener", lc.Name).Str("addr", l.Addr().String()).Str("dialect", string(d)).Bool("tls", fc.TLS != nil).Msg("terminal listener started")
 	}
-	s.ready.Store(true)
 	return s, nil
+}
+
+// Start starts every loop of the switch under the server's group: the pipeline's
+// housekeeping, the offline monitor, the rules watcher, the admin server and the
+// terminal listeners' accept loops, then turns /readyz to 200. Drain, Close or Run stop
+// them and wait for each before closing the stores. Calls after the first do nothing.
+func (s *Server) Start() {
+	s.startOnce.Do(func() {
+		s.Pipeline.Start() // joined by Pipeline.Stop
+		s.loops.Go("offline monitor", func(ctx context.Context) error {
+			s.monitor.Run(ctx)
+			return nil
+		})
+		s.loops.Go("rules watcher", func(ctx context.Context) error {
+			if err := s.Risk.Watch(ctx); err != nil && ctx.Err() == nil {
+				s.log.Error().Str("component", "risk").Err(err).Msg("rules directory not watched; reload with SIGHUP or the admin API")
+				return err
+			}
+			return nil
+		})
+		s.loops.Go("admin server", func(context.Context) error {
+			if err := s.adminSrv.Serve(s.adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.log.Error().Err(err).Msg("admin server stopped")
+				return err
+			}
+			return nil
+		})
+		for i, l := range s.listeners {
+			name := s.cfg.Listeners[i].Name
+			s.loops.Go("listener "+name, func(context.Context) error {
+				err := l.Serve() // returns when the listener stops accepting
+				if err != nil {
+					s.log.Error().Err(err).Str("listener", name).Msg("listener stopped")
+				}
+				return err
+			})
+		}
+		s.ready.Store(true)
+	})
 }
 
 // routeTable resolves BIN routes to live links.
@@ -421,13 +455,6 @@ func (s *Server) startAdmin() error {
 	s.adminLn = ln
 	s.adminReqs = &inFlight{h: s.mux}
 	s.adminSrv = &http.Server{Handler: s.adminReqs, ReadHeaderTimeout: 10 * time.Second}
-	s.loops.Go("admin server", func(context.Context) error {
-		if err := s.adminSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.log.Error().Err(err).Msg("admin server stopped")
-			return err
-		}
-		return nil
-	})
 	s.log.Info().Str("addr", ln.Addr().String()).Msg("admin server started")
 	return nil
 }
@@ -480,6 +507,7 @@ func (s *Server) Drain() error {
 // journal and the database close.
 func (s *Server) Close() {
 	s.closeOnce.Do(func() {
+		s.startOnce.Do(func() {}) // a Start after Close starts nothing
 		s.ready.Store(false)
 		for _, l := range s.listeners {
 			l.Close()
@@ -490,6 +518,7 @@ func (s *Server) Close() {
 				_ = s.adminSrv.Close() // cancels the requests still running
 			}
 			cancel()
+			_ = s.adminLn.Close() // if never served (Open without Start)
 			s.adminReqs.close()
 		}
 		if s.Queue != nil {
