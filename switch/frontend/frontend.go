@@ -42,7 +42,9 @@ type Response struct {
 }
 
 // Processor handles one request body. An error means the request cannot be answered:
-// the connection is closed and the error logged.
+// the connection is closed and the error logged. ctx is cancelled when the listener
+// starts draining (or closes): a processor may give up work it can abandon safely, and
+// an answer it still returns before the drain deadline is written out.
 type Processor interface {
 	Process(ctx context.Context, c *Conn, body []byte) (Response, error)
 }
@@ -103,6 +105,11 @@ type Listener struct {
 	// turnaround records answer times (nil without metrics).
 	turnaround func(seconds float64)
 
+	// ctx is the parent of every request's context; stop cancels it when the drain
+	// starts, so that the requests in progress learn that the listener is going away.
+	ctx  context.Context
+	stop context.CancelFunc
+
 	ln      net.Listener
 	nextID  atomic.Uint64
 	mu      sync.Mutex
@@ -152,6 +159,7 @@ func Listen(cfg Config, proc Processor, limit Limiter, log zerolog.Logger, m Met
 	}
 	l := &Listener{cfg: cfg, proc: proc, limit: limit, log: log.With().Str("listener", cfg.Name).Logger(),
 		metrics: m, ln: ln, conns: map[*serverConn]struct{}{}, sources: map[netip.Addr]int{}}
+	l.ctx, l.stop = context.WithCancel(context.Background())
 	if m != nil {
 		l.turnaround = m.Turnaround(cfg.Name)
 	}
@@ -274,8 +282,9 @@ func (l *Listener) StopAccepting() {
 	_ = l.ln.Close()
 }
 
-// Drain stops accepting, stops reading new requests, waits until the requests in
-// progress are answered or ctx ends, then closes every connection.
+// Drain stops accepting, stops reading new requests, cancels the context of the
+// requests in progress, waits until they are answered or ctx ends, then closes every
+// connection.
 func (l *Listener) Drain(ctx context.Context) error {
 	l.StopAccepting()
 	l.mu.Lock()
@@ -283,6 +292,7 @@ func (l *Listener) Drain(ctx context.Context) error {
 		c.stopReading()
 	}
 	l.mu.Unlock()
+	l.stop()
 	// Every connection stops reading, answers what it has read, writes the answers
 	// out and closes by itself; only at the deadline are the rest cut off.
 	done := make(chan struct{})
@@ -300,6 +310,7 @@ func (l *Listener) Drain(ctx context.Context) error {
 // Close stops accepting and closes every connection at once.
 func (l *Listener) Close() {
 	l.StopAccepting()
+	l.stop()
 	l.mu.Lock()
 	for c := range l.conns {
 		c.close("listener closed")
@@ -355,7 +366,7 @@ func (c *serverConn) serve() {
 	var inflight sync.WaitGroup
 	writerDone := make(chan struct{})
 	go func() { c.writeLoop(); close(writerDone) }()
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(l.ctx)
 
 	reason := c.readLoop(ctx, &inflight)
 	c.l.log.Debug().Uint64("conn", c.info.ID).Str("remote", c.info.Remote.String()).Str("reason", reason).Msg("connection reading stopped")

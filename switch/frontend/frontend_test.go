@@ -167,3 +167,45 @@ func TestAnswerBeforePeerClosedIsDelivered(t *testing.T) {
 		t.Fatal("answer read by the terminal reported undelivered")
 	}
 }
+
+// ctxProc blocks each request until its context is cancelled (or the test ends), then
+// answers it with its own body: a slow request that reacts to the drain.
+type ctxProc struct{ started, end chan struct{} }
+
+func (p ctxProc) Process(ctx context.Context, c *Conn, body []byte) (Response, error) {
+	p.started <- struct{}{}
+	select {
+	case <-ctx.Done():
+		return Response{Body: append([]byte(nil), body...)}, nil
+	case <-p.end:
+		return Response{Body: []byte("context-never-done")}, nil
+	}
+}
+
+// TestDrainCancelsRequestContext: when the drain starts, a request in progress sees
+// its context done (it would wait forever otherwise), and the answer it returns then
+// is still written to the terminal before the connection closes.
+func TestDrainCancelsRequestContext(t *testing.T) {
+	p := ctxProc{started: make(chan struct{}, 1), end: make(chan struct{})}
+	l := listen(t, Config{}, p, nil, nil)
+	t.Cleanup(func() { close(p.end) }) // runs before the listener's Close
+	nc, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	writeFrame(t, nc, "0200-slow")
+	<-p.started
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	drained := make(chan error, 1)
+	go func() { drained <- l.Drain(ctx) }()
+	_ = nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	body, err := ReadFrame(bufio.NewReader(nc), nil, 1024)
+	if err != nil || string(body) != "0200-slow" {
+		t.Fatalf("answer of the request in progress at drain: %q, %v (its context was not cancelled when the drain started)", body, err)
+	}
+	if err := <-drained; err != nil {
+		t.Fatalf("drain: %v", err)
+	}
+}

@@ -344,8 +344,13 @@ type txn struct {
 	decision risk.Decision      // what the rules decided
 }
 
-// Process implements frontend.Processor.
+// Process implements frontend.Processor. The front-end cancels ctx when the drain
+// starts; a request already read is still carried to its end (its journal lookups, its
+// wait for a duplicate in flight, a reversal's wait for its original), because giving
+// up half way would leave an approval standing or a terminal without its answer. Every
+// such wait has its own bound (issuer timeout, 30 s), within the drain timeout.
 func (p *Pipeline) Process(ctx context.Context, c *frontend.Conn, body []byte) (frontend.Response, error) {
+	ctx = context.WithoutCancel(ctx)
 	start := p.now()
 	req, err := message.Decode(body, c.Dialect)
 	if err != nil {

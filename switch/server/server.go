@@ -61,16 +61,21 @@ type Server struct {
 	issuerSec *issuersim.Security
 	DemoSim   *issuersim.Sim
 	monitor   *registry.Monitor
-	cancel    context.CancelFunc
+	loops     *loops
 	links     map[string]*issuer.Link
 	listeners []*frontend.Listener
 	adminSrv  *http.Server
 	adminLn   net.Listener
+	adminReqs *inFlight
 	auth      *admin.Authenticator
 	mux       *http.ServeMux
 	ready     atomic.Bool
+	startOnce sync.Once
 	closeOnce sync.Once
 	reloaders []func() error
+	// beforeStores, if set (by tests), is called in the shutdown once every goroutine
+	// has returned, right before the stores close.
+	beforeStores func()
 }
 
 // OpenDB opens (creating if missing) the Badger database under dir with the options the
@@ -104,9 +109,25 @@ func OpenDB(dir string, log zerolog.Logger) (*badger.DB, error) {
 // JournalDir is where the journal's log lives in a data directory.
 func JournalDir(dataDir string) string { return filepath.Join(dataDir, "journal") }
 
-// New builds and starts a switch: after New returns, the listeners accept connections.
-func New(cfg *config.Config, log zerolog.Logger) (_ *Server, err error) {
-	s := &Server{cfg: cfg, log: log, links: map[string]*issuer.Link{}, Metrics: metrics.New()}
+// New opens and starts a switch (Open, then Start): after New returns, the listeners
+// accept connections. Drain or Close stop it.
+func New(cfg *config.Config, log zerolog.Logger) (*Server, error) {
+	s, err := Open(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	s.Start()
+	return s, nil
+}
+
+// Open builds a switch and starts none of its loops: the stores are open, what a crash
+// left open is recovered, the issuer links are dialled and the terminal listeners and
+// the admin server are bound (their addresses known), but nothing is accepted until
+// Start or Run. The components' own workers (the journal's group commit and indexer,
+// the store-and-forward workers, the issuer links) start with them and stop with
+// their Close, which Close calls in order.
+func Open(cfg *config.Config, log zerolog.Logger) (_ *Server, err error) {
+	s := &Server{cfg: cfg, log: log, links: map[string]*issuer.Link{}, Metrics: metrics.New(), loops: newLoops()}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -271,7 +292,6 @@ func New(cfg *config.Config, log zerolog.Logger) (_ *Server, err error) {
 	for id, l := range s.links {
 		s.Queue.Register(id, adviceSender(l, s.Pipeline, log))
 	}
-	s.Pipeline.Start()
 	for _, l := range s.links {
 		l.OnLate = func(m *iso8583.Message) {
 			rrn, _ := m.GetString(37)
@@ -280,16 +300,8 @@ func New(cfg *config.Config, log zerolog.Logger) (_ *Server, err error) {
 			log.Warn().Str("issuer", l.ID()).Str("rrn", rrn).Str("rc", rc).Msg("late issuer answer: the transaction was already answered 91 and its reversal queued")
 		}
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	s.cancel = cancel
 	s.monitor = registry.NewMonitor(s.Registry, nil, registry.MonitorOptions{WebhookSecret: webhookSecret,
 		SuspendMaxShare: cfg.Alerts.SuspendMaxShare, SuspendMin: cfg.Alerts.SuspendMin, SuspendWindow: cfg.Alerts.SuspendWindow.D()})
-	go s.monitor.Run(ctx)
-	go func() {
-		if err := s.Risk.Watch(ctx); err != nil && ctx.Err() == nil {
-			rlog.Error().Err(err).Msg("rules directory not watched; reload with SIGHUP or the admin API")
-		}
-	}()
 
 	if err := s.startAdmin(); err != nil {
 		return nil, err
@@ -319,15 +331,48 @@ func New(cfg *config.Config, log zerolog.Logger) (_ *Server, err error) {
 			return nil, err
 		}
 		s.listeners = append(s.listeners, l)
-		go func() {
-			if err := l.Serve(); err != nil {
-				log.Error().Err(err).Str("listener", lc.Name).Msg("listener stopped")
-			}
-		}()
 		log.Info().Str("listener", lc.Name).Str("addr", l.Addr().String()).Str("dialect", string(d)).Bool("tls", fc.TLS != nil).Msg("terminal listener started")
 	}
-	s.ready.Store(true)
 	return s, nil
+}
+
+// Start starts every loop of the switch under the server's group: the pipeline's
+// housekeeping, the offline monitor, the rules watcher, the admin server and the
+// terminal listeners' accept loops, then turns /readyz to 200. Drain, Close or Run stop
+// them and wait for each before closing the stores. Calls after the first do nothing.
+func (s *Server) Start() {
+	s.startOnce.Do(func() {
+		s.Pipeline.Start() // joined by Pipeline.Stop
+		s.loops.Go("offline monitor", func(ctx context.Context) error {
+			s.monitor.Run(ctx)
+			return nil
+		})
+		s.loops.Go("rules watcher", func(ctx context.Context) error {
+			if err := s.Risk.Watch(ctx); err != nil && ctx.Err() == nil {
+				s.log.Error().Str("component", "risk").Err(err).Msg("rules directory not watched; reload with SIGHUP or the admin API")
+				return err
+			}
+			return nil
+		})
+		s.loops.Go("admin server", func(context.Context) error {
+			if err := s.adminSrv.Serve(s.adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.log.Error().Err(err).Msg("admin server stopped")
+				return err
+			}
+			return nil
+		})
+		for i, l := range s.listeners {
+			name := s.cfg.Listeners[i].Name
+			s.loops.Go("listener "+name, func(context.Context) error {
+				err := l.Serve() // returns when the listener stops accepting
+				if err != nil {
+					s.log.Error().Err(err).Str("listener", name).Msg("listener stopped")
+				}
+				return err
+			})
+		}
+		s.ready.Store(true)
+	})
 }
 
 // routeTable resolves BIN routes to live links.
@@ -408,18 +453,17 @@ func (s *Server) startAdmin() error {
 		return fmt.Errorf("admin server: %w", err)
 	}
 	s.adminLn = ln
-	s.adminSrv = &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		if err := s.adminSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.log.Error().Err(err).Msg("admin server stopped")
-		}
-	}()
+	s.adminReqs = &inFlight{h: s.mux}
+	s.adminSrv = &http.Server{Handler: s.adminReqs, ReadHeaderTimeout: 10 * time.Second}
 	s.log.Info().Str("addr", ln.Addr().String()).Msg("admin server started")
 	return nil
 }
 
 // Drain stops taking new work, answers what is in progress within the drain timeout,
-// then closes everything.
+// then closes everything (Close). In order: the listeners stop accepting (and /readyz
+// turns 503), the requests in progress see their context cancelled and are answered
+// within shutdown.drain_timeout, the store-and-forward queue delivers what it owes
+// within what is left of it, then Close stops the rest.
 func (s *Server) Drain() error {
 	// Refuse new connections first, so that whoever sees /readyz turn 503 also finds
 	// the port closed.
@@ -436,7 +480,7 @@ func (s *Server) Drain() error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := l.Drain(ctx); err != nil {
+			if err := l.Drain(ctx); err != nil { // cancels the front-end's context first
 				mu.Lock()
 				errs = append(errs, err)
 				mu.Unlock()
@@ -455,31 +499,41 @@ func (s *Server) Drain() error {
 	return errors.Join(errs...)
 }
 
-// Close stops everything at once.
+// Close stops everything at once, in an order where nothing writes to a store after it
+// closed: the terminal listeners (their connections cut), the admin server (its last
+// handler returned), the store-and-forward workers, then every loop of the server's
+// group (monitor, rules watcher, accept loops) is joined, the pipeline's housekeeping
+// writes its last checkpoint, and only then do the risk engine, the registry, the
+// journal and the database close.
 func (s *Server) Close() {
 	s.closeOnce.Do(func() {
+		s.startOnce.Do(func() {}) // a Start after Close starts nothing
 		s.ready.Store(false)
 		for _, l := range s.listeners {
 			l.Close()
 		}
 		if s.adminSrv != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			_ = s.adminSrv.Shutdown(ctx)
+			if err := s.adminSrv.Shutdown(ctx); err != nil {
+				_ = s.adminSrv.Close() // cancels the requests still running
+			}
 			cancel()
+			_ = s.adminLn.Close() // if never served (Open without Start)
+			s.adminReqs.close()
 		}
-		if s.cancel != nil {
-			s.cancel()
+		if s.Queue != nil {
+			if err := s.Queue.Close(); err != nil {
+				s.log.Error().Err(err).Msg("closing store-and-forward queue")
+			}
+		}
+		if err := s.loops.stop(); err != nil {
+			s.log.Debug().Err(err).Msg("a loop of the server had stopped with an error (logged when it happened)")
 		}
 		if s.Pipeline != nil {
 			s.Pipeline.Stop()
 		}
 		if s.Cases != nil {
 			_ = s.Cases.Close() // writes the cases still queued
-		}
-		if s.Queue != nil {
-			if err := s.Queue.Close(); err != nil {
-				s.log.Error().Err(err).Msg("closing store-and-forward queue")
-			}
 		}
 		for _, l := range s.links {
 			_ = l.Close()
@@ -489,6 +543,9 @@ func (s *Server) Close() {
 		}
 		if s.issuerSec != nil {
 			_ = s.issuerSec.Close()
+		}
+		if s.beforeStores != nil {
+			s.beforeStores()
 		}
 		if s.Risk != nil {
 			if err := s.Risk.Close(); err != nil {
