@@ -14,7 +14,7 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/switchyard/switchyard/switch/cli"
+	"github.com/switchyard/switchyard/internal/cli"
 	"github.com/switchyard/switchyard/switch/config"
 	"github.com/switchyard/switchyard/switch/internal/testswitch"
 	"github.com/switchyard/switchyard/switch/message"

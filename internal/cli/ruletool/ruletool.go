@@ -22,8 +22,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/switchyard/switchyard/internal/cli/apiclient"
 	"github.com/switchyard/switchyard/risk"
-	"github.com/switchyard/switchyard/switch/admin"
 )
 
 // ToolEnv is what the tools need from the switchyard command.
@@ -33,7 +33,7 @@ type ToolEnv struct {
 	History risk.History
 	// Admin calls the risk admin API (NewAdminHandler), for the lists
 	// commands: over HTTP to a running switch or in-process on a data directory.
-	Admin *admin.Client
+	Admin *apiclient.Client
 	// Lists, when set, are the deny and allow lists backtest and explain
 	// read (the lists as they are now); nil means empty lists.
 	Lists *risk.Lists

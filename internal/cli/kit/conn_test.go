@@ -1,4 +1,4 @@
-package regtool
+package kit
 
 import (
 	"strings"
@@ -26,5 +26,21 @@ func TestExtractConn(t *testing.T) {
 	}
 	if c.Client().BaseURL != DefaultAdminURL || c.Client().Token != "from-env" {
 		t.Errorf("Client = %+v", c.Client())
+	}
+}
+
+// TestExtractConnAdminFromEnv: $SWITCHYARD_ADMIN is the default of --admin, as
+// $SWITCHYARD_TOKEN is of --token, and the flag wins over it.
+func TestExtractConnAdminFromEnv(t *testing.T) {
+	env := func(k string) string {
+		return map[string]string{"SWITCHYARD_ADMIN": "http://10.1.2.3:8443", "SWITCHYARD_TOKEN": "tok"}[k]
+	}
+	c, _, err := ExtractConn([]string{"list"}, env)
+	if err != nil || c.AdminURL != "http://10.1.2.3:8443" || c.Token != "tok" {
+		t.Errorf("from env: %+v %v", c, err)
+	}
+	c, _, err = ExtractConn([]string{"list", "--admin=http://127.0.0.1:9"}, env)
+	if err != nil || c.AdminURL != "http://127.0.0.1:9" {
+		t.Errorf("flag over env: %+v %v", c, err)
 	}
 }

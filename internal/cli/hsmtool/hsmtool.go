@@ -17,7 +17,6 @@ import (
 
 	"github.com/switchyard/switchyard/hsm/cvv"
 	"github.com/switchyard/switchyard/hsm/dukpt"
-	"github.com/switchyard/switchyard/hsm/internal/sym"
 	"github.com/switchyard/switchyard/hsm/kcv"
 	"github.com/switchyard/switchyard/hsm/mac"
 	"github.com/switchyard/switchyard/hsm/pinblock"
@@ -165,7 +164,7 @@ func runDUKPT(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer sym.Wipe(bdk)
+	defer wipe(bdk)
 	if (*pin == "") != (*pan == "") {
 		return usagef("--pin and --pan go together")
 	}
@@ -196,7 +195,7 @@ func runDUKPT(args []string, stdout, stderr io.Writer) error {
 			PINKey: upper(pk), MACRequestKey: upper(mreq), MACResponseKey: upper(mresp)}
 		format = pinblock.Format0
 		pinCipher = func() (cipher.Block, error) {
-			return sym.NewTDES(pk)
+			return newTDES(pk)
 		}
 	case 24:
 		ksn, err := dukpt.ParseAESKSN(*ksnHex)
@@ -225,7 +224,7 @@ func runDUKPT(args []string, stdout, stderr io.Writer) error {
 			PINKey: upper(pk), MACRequestKey: upper(mreq), MACResponseKey: upper(mresp)}
 		format = pinblock.Format4
 		pinCipher = func() (cipher.Block, error) {
-			return sym.NewAES(pk)
+			return newAES(pk)
 		}
 	default:
 		if *ksnHex == "" {
@@ -270,7 +269,7 @@ func runMAC(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer sym.Wipe(key)
+	defer wipe(key)
 	data, err := hex.DecodeString(strings.Join(strings.Fields(*dataHex), ""))
 	if err != nil {
 		return usagef("--data is not hex")
@@ -324,7 +323,7 @@ func runKCV(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer sym.Wipe(key)
+	defer wipe(key)
 	a := strings.ToLower(*alg)
 	if a == "" {
 		a = "tdes"
@@ -398,7 +397,7 @@ func runTR31(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer sym.Wipe(kbpk)
+	defer wipe(kbpk)
 	if *block == "" {
 		return usagef("--block is required")
 	}
@@ -406,7 +405,7 @@ func runTR31(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer sym.Wipe(key)
+	defer wipe(key)
 	var k kcv.KCV
 	if h.Algorithm == tr31.AlgAES {
 		k, err = kcv.AES(key)

@@ -1,7 +1,7 @@
 // Package keytool is the key ceremony tool behind "switchyard keys": it imports keys
 // from clear components typed in by key custodians, generates, lists, rotates and
 // exports keys, and verifies the key audit log, all through the key-management admin
-// API (package keys) by way of an admin.Client, which talks to a running switch or,
+// API (package keys) by way of an apiclient.Client, which talks to a running switch or,
 // in offline mode, to the same handler in-process. It never prints key bytes; the
 // only key material it prints is a key exported under a KEK.
 package keytool
@@ -22,8 +22,8 @@ import (
 
 	"github.com/switchyard/switchyard/hsm"
 	"github.com/switchyard/switchyard/hsm/kcv"
+	"github.com/switchyard/switchyard/internal/cli/apiclient"
 	"github.com/switchyard/switchyard/keys"
-	"github.com/switchyard/switchyard/switch/admin"
 )
 
 // Exit statuses of Run.
@@ -61,12 +61,12 @@ func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(fo
 
 // Run runs "switchyard keys" with args (after "keys") against the admin API through
 // c, reading components from os.Stdin. It returns the exit status.
-func Run(ctx context.Context, args []string, c *admin.Client, stdout, stderr io.Writer) int {
+func Run(ctx context.Context, args []string, c *apiclient.Client, stdout, stderr io.Writer) int {
 	return RunWithInput(ctx, args, c, os.Stdin, stdout, stderr)
 }
 
 // RunWithInput is Run with the standard input given (for import's components).
-func RunWithInput(ctx context.Context, args []string, c *admin.Client, stdin io.Reader, stdout, stderr io.Writer) int {
+func RunWithInput(ctx context.Context, args []string, c *apiclient.Client, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		fmt.Fprint(stderr, usage)
 		if len(args) == 0 {
@@ -111,7 +111,7 @@ func RunWithInput(ctx context.Context, args []string, c *admin.Client, stdin io.
 
 type tool struct {
 	ctx  context.Context
-	c    *admin.Client
+	c    *apiclient.Client
 	in   io.Reader
 	out  io.Writer
 	errw io.Writer

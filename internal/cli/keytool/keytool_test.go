@@ -12,6 +12,7 @@ import (
 	"github.com/switchyard/switchyard/hsm"
 	"github.com/switchyard/switchyard/hsm/kcv"
 	"github.com/switchyard/switchyard/hsm/tr31"
+	"github.com/switchyard/switchyard/internal/cli/apiclient"
 	"github.com/switchyard/switchyard/keys"
 	"github.com/switchyard/switchyard/switch/admin"
 )
@@ -19,7 +20,7 @@ import (
 type fixture struct {
 	db    *badger.DB
 	store *keys.Store
-	c     *admin.Client
+	c     *apiclient.Client
 }
 
 func setup(t *testing.T) *fixture {
@@ -41,7 +42,7 @@ func setup(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	auth, _ := admin.NewAuthenticator([]admin.Token{{Token: "tok", Principal: admin.Principal{Name: "custodian", Role: admin.RoleAdmin}}})
-	return &fixture{db: db, store: store, c: &admin.Client{Handler: keys.NewAPI(store, h, auth), Token: "tok"}}
+	return &fixture{db: db, store: store, c: &apiclient.Client{Handler: keys.NewAPI(store, h, auth), Token: "tok"}}
 }
 
 func (f *fixture) run(stdin string, args ...string) (int, string, string) {

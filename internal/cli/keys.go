@@ -1,8 +1,8 @@
 package cli
 
 import (
-	"github.com/switchyard/switchyard/hsm/hsmtool"
-	"github.com/switchyard/switchyard/keys/keytool"
+	"github.com/switchyard/switchyard/internal/cli/hsmtool"
+	"github.com/switchyard/switchyard/internal/cli/keytool"
 	"github.com/switchyard/switchyard/switch/server"
 )
 

@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/switchyard/switchyard/hsm/dukpt"
-	"github.com/switchyard/switchyard/hsm/internal/sym"
 	"github.com/switchyard/switchyard/hsm/pinblock"
 )
 
@@ -74,7 +73,7 @@ func TestDUKPTAES(t *testing.T) {
 	}
 	// The format 4 block decrypts under the printed PIN key.
 	pk, _ := hex.DecodeString(r["pin_key"])
-	c, _ := sym.NewAES(pk)
+	c, _ := newAES(pk)
 	blk, _ := hex.DecodeString(r["pin_block"])
 	if p, err := pinblock.Decrypt(c, pinblock.Format4, blk, "4111111111111111"); err != nil || string(p) != "1234" {
 		t.Fatalf("pin block: %v", err)

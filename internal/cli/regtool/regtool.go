@@ -1,7 +1,7 @@
 // Package regtool is the command-line front end of the merchant and terminal
 // registry: the switchyard merchant, terminal, change, oplog, incident, alert and
 // alert-rule commands. It talks to the registry's admin API through an
-// admin.Client, so it works against a running switch or an in-process handler.
+// apiclient.Client, so it works against a running switch or an in-process handler.
 package regtool
 
 import (
@@ -20,7 +20,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/switchyard/switchyard/switch/admin"
+	"github.com/switchyard/switchyard/internal/cli/apiclient"
 	"github.com/switchyard/switchyard/switch/registry"
 )
 
@@ -83,7 +83,7 @@ Connection flags, anywhere on the line: --admin URL (default http://127.0.0.1:80
 // Run runs one registry command: cmd is one of Commands, args the rest of the
 // command line. It writes results to stdout and problems to stderr and returns the
 // exit status (ExitOK, ExitError or ExitUsage).
-func Run(ctx context.Context, cmd string, args []string, c *admin.Client, stdout, stderr io.Writer) int {
+func Run(ctx context.Context, cmd string, args []string, c *apiclient.Client, stdout, stderr io.Writer) int {
 	t := &tool{ctx: ctx, c: c, out: stdout, errw: stderr}
 	var err error
 	switch cmd {
@@ -112,7 +112,7 @@ func Run(ctx context.Context, cmd string, args []string, c *admin.Client, stdout
 
 type tool struct {
 	ctx  context.Context
-	c    *admin.Client
+	c    *apiclient.Client
 	out  io.Writer
 	errw io.Writer
 	code int // exit status for a run without error (import with rejected rows)

@@ -17,7 +17,7 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// Version is set at build time with -ldflags "-X .../switch/cli.Version=v1.2.3".
+// Version is set at build time with -ldflags "-X .../internal/cli.Version=v1.2.3".
 var Version = "dev"
 
 // Env is what a command runs with.

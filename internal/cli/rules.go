@@ -8,8 +8,9 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/switchyard/switchyard/internal/cli/apiclient"
+	"github.com/switchyard/switchyard/internal/cli/ruletool"
 	"github.com/switchyard/switchyard/risk"
-	"github.com/switchyard/switchyard/risk/ruletool"
 	"github.com/switchyard/switchyard/rules"
 	"github.com/switchyard/switchyard/switch/admin"
 	"github.com/switchyard/switchyard/switch/config"
@@ -22,7 +23,7 @@ func init() {
 }
 
 // apiHistory reads the journal through the admin API, for backtest and explain.
-type apiHistory struct{ c *admin.Client }
+type apiHistory struct{ c *apiclient.Client }
 
 func (h apiHistory) Range(ctx context.Context, from, to time.Time, fn func(risk.Record) error) error {
 	q := url.Values{"limit": {"0"}}
@@ -52,7 +53,7 @@ func (h apiHistory) Range(ctx context.Context, from, to time.Time, fn func(risk.
 func (h apiHistory) ByRRN(ctx context.Context, rrn string) (risk.Record, error) {
 	var r journal.Record
 	if err := h.c.Do(ctx, "GET", "/api/v1/journal/"+url.PathEscape(rrn), nil, &r); err != nil {
-		var ae *admin.APIError
+		var ae *apiclient.APIError
 		if errors.As(err, &ae) && ae.Status == 404 {
 			return risk.Record{}, fmt.Errorf("%w: RRN %s", risk.ErrNotFound, rrn)
 		}

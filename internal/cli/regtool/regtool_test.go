@@ -15,6 +15,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
+	"github.com/switchyard/switchyard/internal/cli/apiclient"
 	"github.com/switchyard/switchyard/switch/admin"
 	"github.com/switchyard/switchyard/switch/registry"
 )
@@ -68,7 +69,7 @@ func newEnv(t *testing.T) *env {
 func (e *env) run(t *testing.T, token string, cmdline ...string) (int, string, string) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	c := &admin.Client{Handler: e.handler, Token: token}
+	c := &apiclient.Client{Handler: e.handler, Token: token}
 	code := Run(context.Background(), cmdline[0], cmdline[1:], c, &out, &errb)
 	return code, out.String(), errb.String()
 }

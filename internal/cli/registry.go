@@ -5,10 +5,12 @@ import (
 	"net/http"
 	"os/user"
 
+	"github.com/switchyard/switchyard/internal/cli/apiclient"
+	"github.com/switchyard/switchyard/internal/cli/kit"
+	"github.com/switchyard/switchyard/internal/cli/regtool"
 	"github.com/switchyard/switchyard/keys"
 	"github.com/switchyard/switchyard/switch/admin"
 	"github.com/switchyard/switchyard/switch/config"
-	"github.com/switchyard/switchyard/switch/registry/regtool"
 	"github.com/switchyard/switchyard/switch/server"
 )
 
@@ -38,8 +40,8 @@ func init() {
 // types, so one person could request a change as alice and approve it as bob, and the
 // oplog would show two. Changes (every method but GET and HEAD) therefore need the
 // running switch and a token; see readOnly.
-func adminClient(env *Env, args []string) (*admin.Client, []string, func(), error) {
-	conn, rest, err := regtool.ExtractConn(args, env.Getenv)
+func adminClient(env *Env, args []string) (*apiclient.Client, []string, func(), error) {
+	conn, rest, err := kit.ExtractConn(args, env.Getenv)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -66,7 +68,7 @@ func adminClient(env *Env, args []string) (*admin.Client, []string, func(), erro
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	return &admin.Client{Handler: readOnly(off.Handler), Token: server.OfflineToken}, rest, func() { _ = off.Close() }, nil
+	return &apiclient.Client{Handler: readOnly(off.Handler), Token: server.OfflineToken}, rest, func() { _ = off.Close() }, nil
 }
 
 // readOnly passes GET and HEAD requests to h and refuses every other with 403: the
