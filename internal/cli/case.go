@@ -12,7 +12,8 @@ import (
 )
 
 func init() {
-	Register("case", "review cases: list, show, assign and decide what the rules sent to review", runCase)
+	registerTool("case", "review cases: list, show, assign and decide what the rules sent to review", "Usage:\n"+caseUsage,
+		[]string{"list", "show", "assign", "decide"}, runCase)
 }
 
 const caseUsage = `switchyard case list [--status open|assigned|decided|all] [--action review|alert] [--assigned-to NAME] [--tid ID] [--mid ID] [--rrn RRN] [--limit N] [--json]

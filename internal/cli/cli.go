@@ -1,6 +1,15 @@
-// Package cli implements the switchyard command: `switchyard COMMAND [flags]`. Each
-// command is a function from arguments to an exit code, writing to the given streams,
-// so that tests run them in-process.
+// Package cli implements the switchyard command: `switchyard COMMAND [flags]`. It is
+// the one home of the command line: every command is registered here (the table
+// below and the init functions of this package's files), the larger command groups
+// live in subpackages (regtool: merchants and terminals, keytool: keys, ruletool:
+// rules, hsmtool: HSM diagnostics), and all are built with one toolkit, package kit
+// (exit codes, usage errors, help, output formats, connection flags), and call the
+// admin API through one client, package apiclient. Each command is a function from
+// arguments to an exit code, writing to the given streams, so that tests run them
+// in-process.
+//
+// Help never acts: "-h" anywhere on a command line prints usage to stdout and exits
+// 0 before any connection is opened (see Main).
 package cli
 
 import (
@@ -15,6 +24,8 @@ import (
 	"strings"
 
 	"github.com/rs/zerolog"
+
+	"github.com/switchyard/switchyard/internal/cli/kit"
 )
 
 // Version is set at build time with -ldflags "-X .../internal/cli.Version=v1.2.3".
@@ -32,6 +43,12 @@ type Env struct {
 type command struct {
 	summary string
 	run     func(env *Env, args []string) int
+	// usage, when set, is printed for -h anywhere on the line instead of running the
+	// command: for commands whose subcommands would otherwise call the API or read
+	// -h as an argument. Without it the command's own flag sets answer -h.
+	usage string
+	// subs are the subcommands (for the help test, which walks them all).
+	subs []string
 }
 
 var commands = map[string]command{}
@@ -39,14 +56,20 @@ var commands = map[string]command{}
 func init() {
 	Register("serve", "run the switch (--demo for the embedded demo fleet)", runServe)
 	Register("issuer-sim", "run a standalone issuer simulator", runIssuerSim)
-	Register("term", "send one transaction as a terminal and print the answer", runTerm)
+	registerTool("term", "send one transaction as a terminal and print the answer", "", termKinds, runTerm)
 	Register("journal", "query the transaction journal", runJournal)
 	Register("version", "print the version", runVersion)
 }
 
-// Register adds a command (used by the parts of the switch that bring their own tools).
+// Register adds a command whose flag sets answer -h themselves.
 func Register(name, summary string, run func(env *Env, args []string) int) {
-	commands[name] = command{summary, run}
+	commands[name] = command{summary: summary, run: run}
+}
+
+// registerTool adds a command with subcommands subs; usage (if not empty) is its help
+// text, printed for -h at any level without running the command.
+func registerTool(name, summary, usage string, subs []string, run func(env *Env, args []string) int) {
+	commands[name] = command{summary: summary, run: run, usage: usage, subs: subs}
 }
 
 // Main runs the command named by args[0] and returns the exit code.
@@ -69,6 +92,16 @@ func Main(env *Env, args []string) int {
 		fmt.Fprintf(env.Stderr, "switchyard: unknown command %q\n\n", args[0])
 		usage(env.Stderr)
 		return 2
+	}
+	if kit.WantsHelp(args[1:]) {
+		if c.usage != "" {
+			fmt.Fprint(env.Stdout, strings.TrimRight(c.usage, "\n")+"\n")
+			return kit.ExitOK
+		}
+		// The command's flag set prints its usage to Stderr: help goes to stdout.
+		help := *env
+		help.Stderr = env.Stdout
+		return c.run(&help, args[1:])
 	}
 	return c.run(env, args[1:])
 }
@@ -112,7 +145,11 @@ func fail(env *Env, format string, args ...any) int {
 	return 1
 }
 
-func runVersion(env *Env, _ []string) int {
+func runVersion(env *Env, args []string) int {
+	fs := newFlags(env, "version", "")
+	if ok, code := parse(fs, args); !ok {
+		return code
+	}
 	rev := ""
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		for _, s := range bi.Settings {

@@ -26,7 +26,8 @@ var registrySummaries = map[string]string{
 
 func init() {
 	for _, name := range regtool.Commands {
-		Register(name, registrySummaries[name], func(env *Env, args []string) int { return runRegistry(env, name, args) })
+		registerTool(name, registrySummaries[name], regtool.Usage, regtool.Subcommands[name],
+			func(env *Env, args []string) int { return runRegistry(env, name, args) })
 	}
 }
 

@@ -19,7 +19,8 @@ import (
 )
 
 func init() {
-	Register("rules", "risk rules: check, test, backtest on the journal, explain a decision, deny/allow lists", runRules)
+	registerTool("rules", "risk rules: check, test, backtest on the journal, explain a decision, deny/allow lists", "",
+		[]string{"check", "test", "backtest", "explain", "lists"}, runRules)
 }
 
 // apiHistory reads the journal through the admin API, for backtest and explain.

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/switchyard/switchyard/internal/cli/kit"
 	"github.com/switchyard/switchyard/switch/message"
 	"github.com/switchyard/switchyard/switch/termclient"
 )
@@ -47,11 +48,17 @@ var demoMerchant = map[string]string{
 	"T0000001": "000000000000001", "T0000003": "000000000000001", "T0000002": "000000000000002", "T0000009": "000000000000009",
 }
 
+// termKinds are the transactions term sends: its subcommands.
+var termKinds = []string{"purchase", "preauth", "void", "refund", "balance", "reversal", "echo", "signon", "signoff"}
+
 func runTerm(env *Env, args []string) int {
-	kinds := "purchase|preauth|void|refund|balance|reversal|echo|signon|signoff"
+	kinds := strings.Join(termKinds, "|")
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		fmt.Fprintf(env.Stderr, "Usage: switchyard term %s [flags]\n", kinds)
-		return 2
+		if kit.WantsHelp(args) {
+			return kit.ExitOK
+		}
+		return kit.ExitUsage
 	}
 	kind := args[0]
 	fs := newFlags(env, "term "+kind, "[flags]")

@@ -23,6 +23,9 @@ import (
 	"github.com/switchyard/switchyard/hsm/tr31"
 )
 
+// Subcommands are the subcommands of the hsm command.
+var Subcommands = []string{"dukpt", "mac", "kcv", "cvv", "tr31", "pinblock"}
+
 // Exit statuses of Run.
 const (
 	ExitOK    = 0 // success
@@ -383,6 +386,10 @@ func runCVV(args []string, stdout, stderr io.Writer) error {
 }
 
 func runTR31(args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
+		fmt.Fprintln(stderr, "usage: switchyard hsm tr31 unwrap --kbpk HEX --block BLOCK [--show-key]")
+		return flag.ErrHelp
+	}
 	if len(args) == 0 || args[0] != "unwrap" {
 		return usagef("want 'tr31 unwrap --kbpk HEX --block BLOCK [--show-key]'")
 	}

@@ -26,6 +26,9 @@ import (
 	"github.com/switchyard/switchyard/keys"
 )
 
+// Subcommands are the subcommands of the keys command.
+var Subcommands = []string{"import", "generate", "list", "rotate", "export", "kcv", "revoke", "verify-log"}
+
 // Exit statuses of Run.
 const (
 	ExitOK    = 0
@@ -33,7 +36,8 @@ const (
 	ExitUsage = 2
 )
 
-const usage = `usage: switchyard keys <command> [flags]
+// Usage is the help text of the keys command.
+const Usage = `usage: switchyard keys <command> [flags]
 
 commands:
   import --type T --id ID [--components 2|3] [--algorithm A] [--mac-algorithm M] [--owner O]
@@ -68,7 +72,7 @@ func Run(ctx context.Context, args []string, c *apiclient.Client, stdout, stderr
 // RunWithInput is Run with the standard input given (for import's components).
 func RunWithInput(ctx context.Context, args []string, c *apiclient.Client, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(stderr, Usage)
 		if len(args) == 0 {
 			return ExitUsage
 		}

@@ -27,6 +27,17 @@ import (
 // Commands are the top-level commands Run handles.
 var Commands = []string{"merchant", "terminal", "change", "oplog", "incident", "alert", "alert-rule"}
 
+// Subcommands are the subcommands of each of Commands.
+var Subcommands = map[string][]string{
+	"merchant":   {"list", "show", "register", "change", "activate", "freeze", "unfreeze", "close"},
+	"terminal":   {"list", "show", "register", "change", "activate", "suspend", "resume", "close", "import"},
+	"change":     {"list", "show", "approve", "reject", "cancel"},
+	"oplog":      {"verify"},
+	"incident":   {"list", "show", "ack", "resolve"},
+	"alert":      {"list", "show", "ack"},
+	"alert-rule": {"list", "set", "delete"},
+}
+
 // Exit statuses of Run.
 const (
 	ExitOK    = 0 // success
@@ -35,7 +46,9 @@ const (
 )
 
 // Usage is the help text of all commands.
-const Usage = `Merchant and terminal registry commands (every list command takes --json):
+const Usage = `Usage: switchyard merchant|terminal|change|oplog|incident|alert|alert-rule SUBCOMMAND ...
+
+Merchant and terminal registry commands (every list command takes --json):
 
   switchyard merchant list [--status S] [--region R] [--tier T]
   switchyard merchant show ID
@@ -76,8 +89,9 @@ const Usage = `Merchant and terminal registry commands (every list command takes
 Every change to a merchant or terminal is a request: it takes effect when a
 different reviewer runs "switchyard change approve CHANGE-ID".
 
-Connection flags, anywhere on the line: --admin URL (default http://127.0.0.1:8080),
---token T (default $SWITCHYARD_TOKEN), --data DIR (a stopped switch's data directory).
+Connection flags, anywhere on the line: --admin URL (default $SWITCHYARD_ADMIN, else
+http://127.0.0.1:8080), --token T (default $SWITCHYARD_TOKEN), --data DIR (a stopped
+switch's data directory, read-only).
 `
 
 // Run runs one registry command: cmd is one of Commands, args the rest of the

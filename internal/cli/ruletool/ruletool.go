@@ -140,6 +140,15 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
+// exitOnParse is the exit code for a flag parse error: ExitOK for -h (the flag set
+// printed the usage), ExitUsage for any other.
+func exitOnParse(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return ExitOK
+	}
+	return ExitUsage
+}
+
 func (t *tool) flags(name string) *flag.FlagSet {
 	fs := flag.NewFlagSet("switchyard rules "+name, flag.ContinueOnError)
 	fs.SetOutput(t.errw)
@@ -168,7 +177,7 @@ func (t *tool) check(args []string) int {
 	format := fs.String("format", "text", "text or json")
 	pos, err := parse(fs, args)
 	if err != nil {
-		return ExitUsage
+		return exitOnParse(err)
 	}
 	if len(pos) != 1 {
 		return t.usageErr("check wants one rules directory, like: switchyard rules check rules/")
@@ -238,7 +247,7 @@ func (t *tool) test(args []string) int {
 	format := fs.String("format", "text", "text or json")
 	pos, err := parse(fs, args)
 	if err != nil {
-		return ExitUsage
+		return exitOnParse(err)
 	}
 	if len(pos) != 1 {
 		return t.usageErr("test wants one rules directory, like: switchyard rules test rules/")
@@ -364,7 +373,7 @@ func (t *tool) backtest(ctx context.Context, args []string) int {
 	noProgress := fs.Bool("no-progress", false, "no progress bar")
 	pos, err := parse(fs, args)
 	if err != nil {
-		return ExitUsage
+		return exitOnParse(err)
 	}
 	if len(pos) > 0 {
 		return t.usageErr("backtest takes no positional arguments (got %q): use --rules DIR --from T --to T", pos)
@@ -549,7 +558,7 @@ func (t *tool) explain(ctx context.Context, args []string) int {
 	format := fs.String("format", "text", "text or json")
 	pos, err := parse(fs, args)
 	if err != nil {
-		return ExitUsage
+		return exitOnParse(err)
 	}
 	if len(pos) != 1 {
 		return t.usageErr("explain wants one RRN, like: switchyard rules explain 000000123456")
@@ -661,7 +670,7 @@ func (t *tool) lists(ctx context.Context, args []string) int {
 		kind := fs.String("kind", "", "only this kind")
 		format := fs.String("format", "table", "table or json")
 		if _, err := parse(fs, args); err != nil {
-			return ExitUsage
+			return exitOnParse(err)
 		}
 		q := url.Values{}
 		if *list != "" {
@@ -701,7 +710,7 @@ func (t *tool) lists(ctx context.Context, args []string) int {
 		note := fs.String("note", "", "why the entry is there")
 		pos, err := parse(fs, args)
 		if err != nil {
-			return ExitUsage
+			return exitOnParse(err)
 		}
 		if len(pos) != 3 {
 			return t.usageErr("lists add wants LIST KIND VALUE, like: lists add deny bin 476173 --ttl 7d --note 'test BIN'")
@@ -726,7 +735,7 @@ func (t *tool) lists(ctx context.Context, args []string) int {
 		fs := t.flags("lists remove")
 		pos, err := parse(fs, args)
 		if err != nil {
-			return ExitUsage
+			return exitOnParse(err)
 		}
 		if len(pos) != 3 {
 			return t.usageErr("lists remove wants LIST KIND VALUE")
@@ -743,7 +752,7 @@ func (t *tool) lists(ctx context.Context, args []string) int {
 		limit := fs.Int("limit", 0, "at most this many")
 		format := fs.String("format", "table", "table or json")
 		if _, err := parse(fs, args); err != nil {
-			return ExitUsage
+			return exitOnParse(err)
 		}
 		q := url.Values{}
 		if *since != "" {

@@ -41,7 +41,7 @@ func rulesDir(t *testing.T, files map[string]string) string {
 }
 
 func TestCheck(t *testing.T) {
-	code, out, _ := run(t, ToolEnv{}, "check", "../../rules")
+	code, out, _ := run(t, ToolEnv{}, "check", "../../../rules")
 	if code != ExitOK || !strings.Contains(out, "OK: version") || strings.Contains(out, "warning: ") {
 		t.Errorf("check of the default pack: %d\n%s", code, out)
 	}
@@ -71,7 +71,7 @@ func TestCheck(t *testing.T) {
 }
 
 func TestTest(t *testing.T) {
-	code, out, _ := run(t, ToolEnv{}, "test", "../../rules")
+	code, out, _ := run(t, ToolEnv{}, "test", "../../../rules")
 	if code != ExitOK || !strings.Contains(out, " passed, 0 failed\n") || strings.Contains(out, "FAIL") || strings.Contains(out, "without tests") {
 		t.Errorf("test of the default pack: %d\n%s", code, out)
 	}
@@ -88,7 +88,7 @@ func TestTest(t *testing.T) {
 		!strings.Contains(out, "ok   big / misses") || !strings.Contains(out, "1 passed, 1 failed") {
 		t.Errorf("failing test: %d\n%s", code, out)
 	}
-	code, out, _ = run(t, ToolEnv{}, "test", "../../rules", "--run", "^softpos-limit$", "--format", "json")
+	code, out, _ = run(t, ToolEnv{}, "test", "../../../rules", "--run", "^softpos-limit$", "--format", "json")
 	var ans struct{ Passed, Failed int }
 	if err := json.Unmarshal([]byte(out), &ans); err != nil || code != ExitOK || ans.Passed != 4 || ans.Failed != 0 {
 		t.Errorf("json test: %d %v %s", code, err, out)
@@ -121,7 +121,7 @@ func (h *memHistory) ByRRN(ctx context.Context, rrn string) (risk.Record, error)
 // journal runs 600 purchases at the demo grocery through the default pack,
 // one a minute from start; every 50th is a round 6,000.00.
 func journal(t *testing.T, start time.Time) *memHistory {
-	e, err := risk.New("../../rules", risk.Options{})
+	e, err := risk.New("../../../rules", risk.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +198,7 @@ func TestBacktestFormats(t *testing.T) {
 func TestExplainCommand(t *testing.T) {
 	start := time.Date(2025, 6, 4, 0, 0, 0, 0, time.UTC)
 	h := journal(t, start)
-	env := ToolEnv{History: h, Location: time.UTC, RulesDir: "../../rules"}
+	env := ToolEnv{History: h, Location: time.UTC, RulesDir: "../../../rules"}
 	code, out, errs := run(t, env, "explain", "000000000101")
 	if code != ExitOK || !strings.Contains(out, "RRN 000000000101") || !strings.Contains(out, "the same version") ||
 		!strings.Contains(out, "not hit: ") || !strings.Contains(out, "counters rebuilt from 100 earlier") {
@@ -261,7 +261,7 @@ func TestListsCommands(t *testing.T) {
 func TestExplainFallbackPack(t *testing.T) {
 	h := journal(t, time.Date(2025, 6, 4, 0, 0, 0, 0, time.UTC))
 	missing := filepath.Join(t.TempDir(), "rules")
-	env := ToolEnv{History: h, Location: time.UTC, RulesDir: missing, Fallback: os.DirFS("../../rules")}
+	env := ToolEnv{History: h, Location: time.UTC, RulesDir: missing, Fallback: os.DirFS("../../../rules")}
 	if code, out, errs := run(t, env, "explain", "000000000101"); code != ExitOK || !strings.Contains(out, "the same version") {
 		t.Errorf("explain with the fallback pack: %d\n%s%s", code, out, errs)
 	}
