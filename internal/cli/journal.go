@@ -4,20 +4,28 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
-	"strings"
+	"net/url"
+	"strconv"
 	"text/tabwriter"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/switchyard/switchyard/internal/cli/apiclient"
+	"github.com/switchyard/switchyard/internal/cli/kit"
+	"github.com/switchyard/switchyard/switch/admin"
 	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/server"
 )
 
 func runJournal(env *Env, args []string) int {
-	fs := newFlags(env, "journal", "[--tid T] [--mid M] [--rrn R] [--from T] [--to T] [--limit N] [--json] [--data DIR | --admin URL]")
+	conn, args, err := kit.ExtractConn(args, env.Getenv)
+	if err != nil {
+		return fail(env, "journal: %v", err)
+	}
+	fs := newFlags(env, "journal", "[--tid T] [--mid M] [--rrn R] [--from T] [--to T] [--limit N] [--json] [--data DIR | --admin URL --token T]\n"+
+		"(--data DIR reads a stopped switch's data directory; otherwise the running switch at --admin URL, default $SWITCHYARD_ADMIN\n"+
+		"or "+kit.DefaultAdminURL+", with --token T, default $SWITCHYARD_TOKEN)")
 	tid := fs.String("tid", "", "terminal ID")
 	mid := fs.String("mid", "", "merchant ID")
 	rrn := fs.String("rrn", "", "retrieval reference number")
@@ -25,9 +33,6 @@ func runJournal(env *Env, args []string) int {
 	to := fs.String("to", "", "to time (exclusive), same forms")
 	limit := fs.Int("limit", 100, "at most this many records (0 = all)")
 	asJSON := fs.Bool("json", false, "print JSON lines, with every state change")
-	dataDir := fs.String("data", "", "read a stopped switch's data directory instead of asking a running one")
-	adminURL := fs.String("admin", "http://127.0.0.1:8080", "admin URL of the running switch")
-	token := fs.String("token", "", "admin bearer token (default $SWITCHYARD_TOKEN)")
 	if ok, code := parse(fs, args); !ok {
 		return code
 	}
@@ -43,13 +48,13 @@ func runJournal(env *Env, args []string) int {
 	}
 	q.Limit = *limit
 	var recs []*journal.Record
-	if *dataDir != "" {
-		db, err := server.OpenDB(*dataDir, zerolog.Nop())
+	if conn.DataDir != "" {
+		db, err := server.OpenDB(conn.DataDir, zerolog.Nop())
 		if err != nil {
 			return fail(env, "journal: %v", err)
 		}
 		defer db.Close()
-		j, err := journal.Open(db, journal.Options{Dir: server.JournalDir(*dataDir)})
+		j, err := journal.Open(db, journal.Options{Dir: server.JournalDir(conn.DataDir)})
 		if err != nil {
 			return fail(env, "journal: %v", err)
 		}
@@ -58,11 +63,10 @@ func runJournal(env *Env, args []string) int {
 			return fail(env, "journal: %v", err)
 		}
 	} else {
-		tok := *token
-		if tok == "" {
-			tok = env.Getenv("SWITCHYARD_TOKEN")
-		}
-		recs, err = fetchJournal(env.Ctx, *adminURL, tok, q)
+		err = streamJournal(env.Ctx, conn.Client(), journalValues(q), func(r *journal.Record) error {
+			recs = append(recs, r)
+			return nil
+		})
 		if err != nil {
 			return fail(env, "journal: %v", err)
 		}
@@ -89,50 +93,41 @@ func runJournal(env *Env, args []string) int {
 	return 0
 }
 
-func fetchJournal(ctx context.Context, base, token string, q journal.Query) ([]*journal.Record, error) {
-	v := []string{}
-	add := func(k, val string) {
+// journalValues is the query string of the journal API for q.
+func journalValues(q journal.Query) url.Values {
+	v := url.Values{}
+	for k, val := range map[string]string{"tid": q.TID, "mid": q.MID, "rrn": q.RRN} {
 		if val != "" {
-			v = append(v, k+"="+val)
+			v.Set(k, val)
 		}
 	}
-	add("tid", q.TID)
-	add("mid", q.MID)
-	add("rrn", q.RRN)
 	if !q.From.IsZero() {
-		add("from", q.From.Format(time.RFC3339Nano))
+		v.Set("from", q.From.Format(time.RFC3339Nano))
 	}
 	if !q.To.IsZero() {
-		add("to", q.To.Format(time.RFC3339Nano))
+		v.Set("to", q.To.Format(time.RFC3339Nano))
 	}
-	add("limit", fmt.Sprint(q.Limit))
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+"/api/v1/journal?"+strings.Join(v, "&"), nil)
-	if err != nil {
-		return nil, err
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("%w (is the switch running? for a stopped switch use --data DIR)", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return nil, fmt.Errorf("admin API: %s: %s", resp.Status, strings.TrimSpace(string(b)))
-	}
-	var out []*journal.Record
-	dec := json.NewDecoder(resp.Body)
-	for dec.More() {
+	v.Set("limit", strconv.Itoa(q.Limit))
+	return v
+}
+
+// streamJournal reads the journal API's answer to query v, one JSON line per record,
+// and calls fn with each record. The API reports a failure in the middle of the stream
+// (after the 200 status) as a line {"error": "..."}: that line is the error returned,
+// never a record skipped in silence, so a partial answer is not taken for a full one.
+func streamJournal(ctx context.Context, c *apiclient.Client, v url.Values, fn func(*journal.Record) error) error {
+	return c.Stream(ctx, "/api/v1/journal?"+v.Encode(), func(line json.RawMessage) error {
 		var r journal.Record
-		if err := dec.Decode(&r); err != nil {
-			return nil, fmt.Errorf("decode journal answer: %w", err)
+		if err := json.Unmarshal(line, &r); err != nil {
+			return fmt.Errorf("journal record: %w", err)
 		}
 		if r.RRN == "" {
-			continue
+			var eb admin.ErrorBody
+			if err := json.Unmarshal(line, &eb); err != nil || eb.Error == "" {
+				return fmt.Errorf("journal answer: a line that is neither a record nor an error: %.200s", line)
+			}
+			return fmt.Errorf("the switch failed while reading the journal: %s", eb.Error)
 		}
-		out = append(out, &r)
-	}
-	return out, nil
+		return fn(&r)
+	})
 }

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -12,7 +11,6 @@ import (
 	"github.com/switchyard/switchyard/internal/cli/ruletool"
 	"github.com/switchyard/switchyard/risk"
 	"github.com/switchyard/switchyard/rules"
-	"github.com/switchyard/switchyard/switch/admin"
 	"github.com/switchyard/switchyard/switch/config"
 	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/server"
@@ -34,17 +32,8 @@ func (h apiHistory) Range(ctx context.Context, from, to time.Time, fn func(risk.
 	if !to.IsZero() {
 		q.Set("to", to.Format(time.RFC3339Nano))
 	}
-	return h.c.Stream(ctx, "/api/v1/journal?"+q.Encode(), func(line json.RawMessage) error {
-		var r journal.Record
-		if err := json.Unmarshal(line, &r); err != nil {
-			return fmt.Errorf("journal record: %w", err)
-		}
-		if r.RRN == "" { // an error line
-			var eb admin.ErrorBody
-			_ = json.Unmarshal(line, &eb)
-			return errors.New(eb.Error)
-		}
-		if rec, ok := server.RiskRecord(&r); ok {
+	return streamJournal(ctx, h.c, q, func(r *journal.Record) error {
+		if rec, ok := server.RiskRecord(r); ok {
 			return fn(rec)
 		}
 		return nil
