@@ -12,7 +12,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/switchyard/switchyard/switch/issuersim"
+	"github.com/switchyard/switchyard/switch/server"
 )
 
 func runIssuerSim(env *Env, args []string) int {
@@ -120,4 +123,17 @@ func simControl(sim *issuersim.Sim) http.Handler {
 			"dropped": st.Dropped.Load(), "delayed": st.Delayed.Load()})
 	})
 	return mux
+}
+
+// DemoIssuer is the server option of demo mode: the demo fleet's issuer is the
+// simulator, started with the server and closed with it. The server package does
+// not import the simulator; this wiring (serve --demo, the end-to-end tests) does.
+func DemoIssuer() server.Option {
+	return server.WithDemoIssuer(func(addr string, log zerolog.Logger) (server.DemoIssuer, error) {
+		d, err := issuersim.StartDemo(addr, log)
+		if err != nil {
+			return nil, err // not a typed nil in the interface
+		}
+		return d, nil
+	})
 }

@@ -35,7 +35,6 @@ import (
 	"github.com/switchyard/switchyard/switch/config"
 	"github.com/switchyard/switchyard/switch/frontend"
 	"github.com/switchyard/switchyard/switch/issuer"
-	"github.com/switchyard/switchyard/switch/issuersim"
 	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/message"
 	"github.com/switchyard/switchyard/switch/metrics"
@@ -58,8 +57,7 @@ type Server struct {
 	Risk      *risk.Engine
 	Cases     *cases.Store
 	Keys      *keys.Store
-	issuerSec *issuersim.Security
-	DemoSim   *issuersim.Sim
+	demoSim   DemoIssuer
 	monitor   *registry.Monitor
 	cancel    context.CancelFunc
 	links     map[string]*issuer.Link
@@ -105,7 +103,12 @@ func OpenDB(dir string, log zerolog.Logger) (*badger.DB, error) {
 func JournalDir(dataDir string) string { return filepath.Join(dataDir, "journal") }
 
 // New builds and starts a switch: after New returns, the listeners accept connections.
-func New(cfg *config.Config, log zerolog.Logger) (_ *Server, err error) {
+// In demo mode, opts must include WithDemoIssuer unless demo_issuer.external is set.
+func New(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, err error) {
+	var o newOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	s := &Server{cfg: cfg, log: log, links: map[string]*issuer.Link{}, Metrics: metrics.New()}
 	defer func() {
 		if err != nil {
@@ -181,15 +184,15 @@ func New(cfg *config.Config, log zerolog.Logger) (_ *Server, err error) {
 	if cfg.Demo {
 		addr := cfg.DemoIssuer.External
 		if addr == "" {
-			if s.issuerSec, err = issuersim.NewDemoSecurity(); err != nil {
-				return nil, fmt.Errorf("demo issuer keys: %w", err)
+			if o.startDemoIssuer == nil {
+				return nil, errNoDemoIssuer
 			}
-			s.DemoSim, err = issuersim.Start(issuersim.Config{Addr: cfg.DemoIssuer.Addr, Cards: issuersim.DemoCards,
-				VerifyPIN: s.issuerSec.VerifyPIN, KeyChange: s.issuerSec.KeyChange}, log)
+			d, err := o.startDemoIssuer(cfg.DemoIssuer.Addr, log)
 			if err != nil {
 				return nil, err
 			}
-			addr = s.DemoSim.Addr()
+			s.demoSim = d
+			addr = d.Addr()
 			log.Info().Str("addr", addr).Msg("demo issuer started")
 		}
 		issuers = append([]config.Issuer{{ID: "demo", Addrs: []string{addr}, Timeout: cfg.DemoIssuer.Timeout,
@@ -484,11 +487,8 @@ func (s *Server) Close() {
 		for _, l := range s.links {
 			_ = l.Close()
 		}
-		if s.DemoSim != nil {
-			_ = s.DemoSim.Close()
-		}
-		if s.issuerSec != nil {
-			_ = s.issuerSec.Close()
+		if s.demoSim != nil {
+			_ = s.demoSim.Close()
 		}
 		if s.Risk != nil {
 			if err := s.Risk.Close(); err != nil {
