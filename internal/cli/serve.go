@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -76,12 +77,16 @@ func runServe(env *Env, args []string) int {
 		if s.Risk.RuleSet().Dir == risk.FallbackLabel {
 			rulesFrom = "the default pack built into the binary (" + cfg.RulesDir + " does not exist)"
 		}
-		fmt.Fprintf(env.Stderr, "\nSwitchyard demo is up (public test keys: never use them for real cards).\n  terminals (ascii):         %s\n  terminals (binary bitmap): %s\n  admin:                     http://%s (/livez /readyz /metrics)\n  data:                      %s   rules: %s\n\n  demo admin tokens (export SWITCHYARD_TOKEN=...):\n",
+		// The banner goes out in one write, so that a reader waiting for its header
+		// (the README test) also has the tokens and the try line.
+		var banner strings.Builder
+		fmt.Fprintf(&banner, "\nSwitchyard demo is up (public test keys: never use them for real cards).\n  terminals (ascii):         %s\n  terminals (binary bitmap): %s\n  admin:                     http://%s (/livez /readyz /metrics)\n  data:                      %s   rules: %s\n\n  demo admin tokens (export SWITCHYARD_TOKEN=...):\n",
 			s.ListenerAddr("ascii"), s.ListenerAddr("binary-bitmap"), s.AdminAddr(), cfg.DataDir, rulesFrom)
 		for _, t := range registry.DemoTokens() {
-			fmt.Fprintf(env.Stderr, "    %-9s %-16s %s\n", t.Role, t.Name, t.Token)
+			fmt.Fprintf(&banner, "    %-9s %-16s %s\n", t.Role, t.Name, t.Token)
 		}
-		fmt.Fprintf(env.Stderr, "\n  try: %s term purchase --pan 4761739001010119 --amount 1000%s\n\n", selfName(), addrFlag(s.ListenerAddr("ascii")))
+		fmt.Fprintf(&banner, "\n  try: %s term purchase --pan 4761739001010119 --amount 1000%s\n\n", selfName(), addrFlag(s.ListenerAddr("ascii")))
+		_, _ = io.WriteString(env.Stderr, banner.String())
 	}
 	sig := make(chan os.Signal, 4)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
