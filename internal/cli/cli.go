@@ -133,16 +133,16 @@ func newFlags(env *Env, name, args string) *flag.FlagSet {
 func parse(fs *flag.FlagSet, args []string) (bool, int) {
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
-			return false, 0
+			return false, kit.ExitOK
 		}
-		return false, 2
+		return false, kit.ExitUsage
 	}
 	return true, 0
 }
 
 func fail(env *Env, format string, args ...any) int {
 	fmt.Fprintf(env.Stderr, "switchyard: "+format+"\n", args...)
-	return 1
+	return kit.ExitError
 }
 
 func runVersion(env *Env, args []string) int {

@@ -21,6 +21,7 @@ import (
 	"github.com/switchyard/switchyard/hsm/mac"
 	"github.com/switchyard/switchyard/hsm/pinblock"
 	"github.com/switchyard/switchyard/hsm/tr31"
+	"github.com/switchyard/switchyard/internal/cli/kit"
 )
 
 // Subcommands are the subcommands of the hsm command.
@@ -28,9 +29,9 @@ var Subcommands = []string{"dukpt", "mac", "kcv", "cvv", "tr31", "pinblock"}
 
 // Exit statuses of Run.
 const (
-	ExitOK    = 0 // success
-	ExitError = 1 // the operation failed (bad key, bad block, ...)
-	ExitUsage = 2 // bad command line
+	ExitOK    = kit.ExitOK    // success
+	ExitError = kit.ExitError // the operation failed (bad key, bad block, ...)
+	ExitUsage = kit.ExitUsage // bad command line
 )
 
 const usage = `usage: switchyard hsm <command> [flags]   (test keys only)
@@ -56,12 +57,8 @@ commands:
            The clear ISO 9564 PIN block (format 4: the plain-text PIN field).
 `
 
-type usageError struct{ msg string }
-
-// Error returns the message of a command-line usage error.
-func (e usageError) Error() string { return e.msg }
-
-func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+// usagef returns a usage error (exit ExitUsage), kit's.
+func usagef(format string, args ...any) error { return kit.Usagef(format, args...) }
 
 // Run runs the hsm command line args (without the program and "hsm" words) and
 // returns the exit status.
@@ -96,8 +93,7 @@ func Run(args []string, stdout, stderr io.Writer) int {
 	if errors.Is(err, flag.ErrHelp) {
 		return ExitOK
 	}
-	var ue usageError
-	if errors.As(err, &ue) {
+	if kit.IsUsage(err) {
 		fmt.Fprintf(stderr, "switchyard hsm %s: %v\nrun 'switchyard hsm help' for usage\n", args[0], err)
 		return ExitUsage
 	}
@@ -116,7 +112,7 @@ func parse(fs *flag.FlagSet, args []string) error {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
-		return usageError{err.Error()}
+		return &kit.UsageError{Msg: err.Error()}
 	}
 	if fs.NArg() > 0 {
 		return usagef("unexpected argument %q", fs.Arg(0))
@@ -448,7 +444,7 @@ func runPINBlock(args []string, stdout, stderr io.Writer) error {
 	}
 	f, err := pinblock.ParseFormat(*format)
 	if err != nil {
-		return usageError{err.Error()}
+		return &kit.UsageError{Msg: err.Error()}
 	}
 	if *pin == "" {
 		return usagef("--pin is required")

@@ -23,6 +23,7 @@ import (
 	"github.com/switchyard/switchyard/hsm"
 	"github.com/switchyard/switchyard/hsm/kcv"
 	"github.com/switchyard/switchyard/internal/cli/apiclient"
+	"github.com/switchyard/switchyard/internal/cli/kit"
 	"github.com/switchyard/switchyard/keys"
 )
 
@@ -31,9 +32,9 @@ var Subcommands = []string{"import", "generate", "list", "rotate", "export", "kc
 
 // Exit statuses of Run.
 const (
-	ExitOK    = 0
-	ExitError = 1
-	ExitUsage = 2
+	ExitOK    = kit.ExitOK
+	ExitError = kit.ExitError
+	ExitUsage = kit.ExitUsage
 )
 
 // Usage is the help text of the keys command.
@@ -56,12 +57,8 @@ types: TMK ZMK TPK ZPK TAK ZAK BDK CVK DEK; algorithms: TDES-2KEY (default),
 TDES-3KEY, AES-128, AES-192, AES-256; MAC algorithms (TAK, ZAK): retail, cmac.
 `
 
-type usageError struct{ msg string }
-
-// Error returns the message of a command-line usage error.
-func (e usageError) Error() string { return e.msg }
-
-func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+// usagef returns a usage error (exit ExitUsage), kit's.
+func usagef(format string, args ...any) error { return kit.Usagef(format, args...) }
 
 // Run runs "switchyard keys" with args (after "keys") against the admin API through
 // c, reading components from os.Stdin. It returns the exit status.
@@ -104,8 +101,7 @@ func RunWithInput(ctx context.Context, args []string, c *apiclient.Client, stdin
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		return ExitOK
 	}
-	var ue usageError
-	if errors.As(err, &ue) {
+	if kit.IsUsage(err) {
 		fmt.Fprintf(stderr, "switchyard keys %s: %v\nrun 'switchyard keys help' for usage\n", args[0], err)
 		return ExitUsage
 	}
@@ -132,7 +128,7 @@ func parse(fs *flag.FlagSet, args []string, required ...string) error {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
-		return usageError{err.Error()}
+		return &kit.UsageError{Msg: err.Error()}
 	}
 	if fs.NArg() > 0 {
 		return usagef("unexpected argument %q", fs.Arg(0))
@@ -215,7 +211,7 @@ func (t *tool) importKey(args []string) error {
 	}
 	alg, err := hsm.ParseAlgorithm(req.Algorithm)
 	if err != nil {
-		return usageError{err.Error()}
+		return &kit.UsageError{Msg: err.Error()}
 	}
 	want := alg.KeyLength()
 	sc := bufio.NewScanner(t.in)

@@ -24,7 +24,6 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -49,29 +48,10 @@ func Usagef(format string, args ...any) error {
 	return &UsageError{fmt.Sprintf(format, args...)}
 }
 
-// IsUsage reports whether err is a command-line usage error: a *UsageError, or an
-// error from a flag set other than flag.ErrHelp.
+// IsUsage reports whether err is (or wraps) a command-line usage error.
 func IsUsage(err error) bool {
 	var ue *UsageError
 	return errors.As(err, &ue)
-}
-
-// ExitCode maps the error a command returned to its exit code, writing the message
-// (if any) to stderr as "switchyard: CMD: message"; usage errors add a hint to run
-// "switchyard CMD -h". flag.ErrHelp means the usage was shown: ExitOK.
-func ExitCode(stderr io.Writer, cmd string, err error) int {
-	switch {
-	case err == nil:
-		return ExitOK
-	case errors.Is(err, flag.ErrHelp):
-		return ExitOK
-	case IsUsage(err):
-		fmt.Fprintf(stderr, "switchyard: %s: %v\nRun \"switchyard %s -h\" for usage.\n", cmd, err, cmd)
-		return ExitUsage
-	default:
-		fmt.Fprintf(stderr, "switchyard: %s: %v\n", cmd, err)
-		return ExitError
-	}
 }
 
 // WantsHelp reports whether args ask for help: "-h", "-help", "--help" or "help"

@@ -6,17 +6,16 @@ package regtool
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net/url"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/switchyard/switchyard/internal/cli/apiclient"
+	"github.com/switchyard/switchyard/internal/cli/kit"
 	"github.com/switchyard/switchyard/switch/registry"
 )
 
@@ -36,9 +35,9 @@ var Subcommands = map[string][]string{
 
 // Exit statuses of Run.
 const (
-	ExitOK    = 0 // success
-	ExitError = 1 // the API refused or failed, or an import had rejected rows
-	ExitUsage = 2 // bad command line
+	ExitOK    = kit.ExitOK    // success
+	ExitError = kit.ExitError // the API refused or failed, or an import had rejected rows
+	ExitUsage = kit.ExitUsage // bad command line
 )
 
 // Usage is the help text of all commands.
@@ -94,7 +93,7 @@ switch's data directory, read-only).
 // command line. It writes results to stdout and problems to stderr and returns the
 // exit status (ExitOK, ExitError or ExitUsage).
 func Run(ctx context.Context, cmd string, args []string, c *apiclient.Client, stdout, stderr io.Writer) int {
-	t := &tool{ctx: ctx, c: c, out: stdout, errw: stderr}
+	t := &tool{ctx: ctx, cmd: cmd, c: c, out: stdout, errw: stderr}
 	var err error
 	switch cmd {
 	case "merchant", "merchants":
@@ -122,29 +121,25 @@ func Run(ctx context.Context, cmd string, args []string, c *apiclient.Client, st
 
 type tool struct {
 	ctx  context.Context
+	cmd  string // the command, for the usage hint
 	c    *apiclient.Client
 	out  io.Writer
 	errw io.Writer
 	code int // exit status for a run without error (import with rejected rows)
 }
 
-type usageError struct{ msg string }
-
-// Error returns the message.
-func (e *usageError) Error() string { return e.msg }
-
-func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
+// usagef returns a usage error (exit ExitUsage), kit's.
+func usagef(format string, args ...any) error { return kit.Usagef(format, args...) }
 
 func (t *tool) exit(err error) int {
-	var ue *usageError
 	switch {
 	case err == nil:
 		return t.code
 	case errors.Is(err, flag.ErrHelp):
 		fmt.Fprint(t.out, Usage)
 		return ExitOK
-	case errors.As(err, &ue):
-		fmt.Fprintf(t.errw, "switchyard: %s\nRun \"switchyard help\" for the commands.\n", ue.msg)
+	case kit.IsUsage(err):
+		fmt.Fprintf(t.errw, "switchyard: %v\nRun \"switchyard %s -h\" for usage.\n", err, t.cmd)
 		return ExitUsage
 	default:
 		fmt.Fprintf(t.errw, "switchyard: %v\n", err)
@@ -205,20 +200,9 @@ func (t *tool) call(method, path string, in, out any) error {
 	return t.c.Do(t.ctx, method, path, in, out)
 }
 
-func (t *tool) printJSON(v any) error {
-	enc := json.NewEncoder(t.out)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
+func (t *tool) printJSON(v any) error { return kit.JSON(t.out, v) }
 
-func (t *tool) table(header string, rows [][]string) {
-	w := tabwriter.NewWriter(t.out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, header)
-	for _, r := range rows {
-		fmt.Fprintln(w, strings.Join(r, "\t"))
-	}
-	_ = w.Flush()
-}
+func (t *tool) table(header string, rows [][]string) { kit.Table(t.out, header, rows) }
 
 func ts(tm time.Time) string {
 	if tm.IsZero() {

@@ -5,7 +5,6 @@ package ruletool
 
 import (
 	"context"
-	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -23,6 +22,7 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/internal/cli/apiclient"
+	"github.com/switchyard/switchyard/internal/cli/kit"
 	"github.com/switchyard/switchyard/risk"
 )
 
@@ -55,9 +55,9 @@ type ToolEnv struct {
 
 // Exit codes of Run.
 const (
-	ExitOK       = 0 // all good
-	ExitProblems = 1 // problems found: bad rules, failed tests, an error
-	ExitUsage    = 2 // bad command line
+	ExitOK       = kit.ExitOK    // all good
+	ExitProblems = kit.ExitError // problems found: bad rules, failed tests, an error
+	ExitUsage    = kit.ExitUsage // bad command line
 )
 
 const usage = `usage: switchyard rules COMMAND ...
@@ -487,21 +487,19 @@ func (t *tool) backtestTable(rep *risk.BacktestReport, dir string) {
 
 // backtestCSV writes the per-rule table, a blank line, then the changes table.
 func (t *tool) backtestCSV(rep *risk.BacktestReport) {
-	cw := csv.NewWriter(t.out)
-	_ = cw.Write([]string{"rule", "mode", "action", "hits", "hits_before", "decided", "would_decline", "would_decline_amount"})
+	var rules, changes [][]string
 	for _, r := range rep.Rules {
-		_ = cw.Write([]string{r.Rule, string(r.Mode), string(r.Action), strconv.Itoa(r.Hits), strconv.Itoa(r.HitsBefore),
+		rules = append(rules, []string{r.Rule, string(r.Mode), string(r.Action), strconv.Itoa(r.Hits), strconv.Itoa(r.HitsBefore),
 			strconv.Itoa(r.Decided), strconv.Itoa(r.WouldDecline), strconv.FormatInt(r.WouldDeclineAmount, 10)})
 	}
-	cw.Flush()
+	_ = kit.CSV(t.out, []string{"rule", "mode", "action", "hits", "hits_before", "decided", "would_decline", "would_decline_amount"}, rules)
 	fmt.Fprintln(t.out)
-	_ = cw.Write([]string{"time", "rrn", "terminal", "merchant", "txn_type", "amount", "outcome", "before_action", "before_code", "before_rule",
-		"after_action", "after_code", "after_rule"})
 	for _, c := range rep.Changes {
-		_ = cw.Write([]string{c.Time.Format(time.RFC3339Nano), c.RRN, c.Terminal, c.Merchant, c.TxnType, strconv.Itoa(c.Amount), c.Outcome,
+		changes = append(changes, []string{c.Time.Format(time.RFC3339Nano), c.RRN, c.Terminal, c.Merchant, c.TxnType, strconv.Itoa(c.Amount), c.Outcome,
 			string(c.Before.Action), c.Before.ResponseCode, c.Before.Rule, string(c.After.Action), c.After.ResponseCode, c.After.Rule})
 	}
-	cw.Flush()
+	_ = kit.CSV(t.out, []string{"time", "rrn", "terminal", "merchant", "txn_type", "amount", "outcome", "before_action", "before_code", "before_rule",
+		"after_action", "after_code", "after_rule"}, changes)
 }
 
 // progressBar draws the backtest's progress on stderr: redrawn in place on a
