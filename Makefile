@@ -2,7 +2,7 @@
 GO      ?= go
 BIN     := bin/switchyard
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -X github.com/switchyard/switchyard/switch/cli.Version=$(VERSION)
+LDFLAGS := -X github.com/switchyard/switchyard/internal/cli.Version=$(VERSION)
 # Fuzz budgets are execution counts, not durations: a duration races the Go 1.26 fuzz
 # coordinator's deadline (golang/go#75804) and fails spuriously on a loaded machine.
 FUZZTIME ?= 300000x

@@ -9,7 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/switchyard/switchyard/switch/admin"
+	"github.com/switchyard/switchyard/internal/cli/apiclient"
 	"github.com/switchyard/switchyard/switch/message"
 	"github.com/switchyard/switchyard/switch/termclient"
 )
@@ -103,8 +103,8 @@ func (p *fleetPlan) csv() string {
 // registerFleet imports the bench terminals through the admin API: requested by the
 // demo operator, approved by the demo reviewer, as an acquirer's staff would.
 func registerFleet(ctx context.Context, adminURL string, p *fleetPlan) error {
-	op := &admin.Client{BaseURL: adminURL, Token: "demo-operator-7Kq2"}
-	rev := &admin.Client{BaseURL: adminURL, Token: "demo-reviewer-3Xm9"}
+	op := &apiclient.Client{BaseURL: adminURL, Token: "demo-operator-7Kq2"}
+	rev := &apiclient.Client{BaseURL: adminURL, Token: "demo-reviewer-3Xm9"}
 	var rep struct {
 		Accepted, Rejected int
 		Rows               []struct {

@@ -147,7 +147,7 @@ type api struct {
 }
 
 // NewAPI returns the key-management admin API handler (routes above), for the admin
-// port or, wrapped by admin.Client{Handler: h}, for the CLI's offline mode. Every
+// port or, wrapped by apiclient.Client{Handler: h} (internal/cli), for the CLI's offline mode. Every
 // route needs a bearer token of the admin role; the principal's name is the actor
 // in the audit log.
 func NewAPI(store *Store, h hsm.HSM, auth *admin.Authenticator) http.Handler {

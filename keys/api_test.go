@@ -15,6 +15,7 @@ import (
 	"github.com/switchyard/switchyard/hsm"
 	"github.com/switchyard/switchyard/hsm/kcv"
 	"github.com/switchyard/switchyard/hsm/tr31"
+	"github.com/switchyard/switchyard/internal/cli/apiclient"
 	"github.com/switchyard/switchyard/keys"
 	"github.com/switchyard/switchyard/switch/admin"
 )
@@ -23,9 +24,9 @@ type apiEnv struct {
 	store  *keys.Store
 	hsm    *hsm.Software
 	h      http.Handler
-	admin  *admin.Client
-	op     *admin.Client
-	noauth *admin.Client
+	admin  *apiclient.Client
+	op     *apiclient.Client
+	noauth *apiclient.Client
 }
 
 func newAPIEnv(t *testing.T) *apiEnv {
@@ -55,13 +56,13 @@ func newAPIEnv(t *testing.T) *apiEnv {
 	}
 	handler := keys.NewAPI(store, h, auth)
 	return &apiEnv{store: store, hsm: h, h: handler,
-		admin:  &admin.Client{Handler: handler, Token: "admin-token"},
-		op:     &admin.Client{Handler: handler, Token: "op-token"},
-		noauth: &admin.Client{Handler: handler}}
+		admin:  &apiclient.Client{Handler: handler, Token: "admin-token"},
+		op:     &apiclient.Client{Handler: handler, Token: "op-token"},
+		noauth: &apiclient.Client{Handler: handler}}
 }
 
 func status(err error) int {
-	var ae *admin.APIError
+	var ae *apiclient.APIError
 	if errors.As(err, &ae) {
 		return ae.Status
 	}

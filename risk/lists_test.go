@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/switchyard/switchyard/internal/cli/apiclient"
 	"github.com/switchyard/switchyard/switch/admin"
 )
 
@@ -159,9 +160,9 @@ func TestAdminAPI(t *testing.T) {
 	srv := httptest.NewServer(NewAdminHandler(auth, e, nil))
 	defer srv.Close()
 	ctx := t.Context()
-	op := &admin.Client{BaseURL: srv.URL, Token: "op-token"}
-	an := &admin.Client{BaseURL: srv.URL, Token: "an-token"}
-	anon := &admin.Client{BaseURL: srv.URL}
+	op := &apiclient.Client{BaseURL: srv.URL, Token: "op-token"}
+	an := &apiclient.Client{BaseURL: srv.URL, Token: "an-token"}
+	anon := &apiclient.Client{BaseURL: srv.URL}
 
 	var info RulesInfo
 	if err := op.Do(ctx, http.MethodGet, "/risk/rules", nil, &info); err != nil {
@@ -171,7 +172,7 @@ func TestAdminAPI(t *testing.T) {
 		t.Errorf("rules info %+v", info)
 	}
 	status := func(err error) int {
-		if ae, ok := err.(*admin.APIError); ok {
+		if ae, ok := err.(*apiclient.APIError); ok {
 			return ae.Status
 		}
 		if err != nil {
@@ -196,7 +197,7 @@ func TestAdminAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = an.Do(ctx, http.MethodPost, "/risk/rules/reload", nil, nil)
-	if ae, ok := err.(*admin.APIError); !ok || ae.Status != 422 || !strings.Contains(ae.Message, "b.yaml:2:") {
+	if ae, ok := err.(*apiclient.APIError); !ok || ae.Status != 422 || !strings.Contains(ae.Message, "b.yaml:2:") {
 		t.Errorf("bad reload: %v", err)
 	}
 	if e.RuleSet().Version != v0 {

@@ -4,7 +4,7 @@ package main
 import (
 	"os"
 
-	"github.com/switchyard/switchyard/switch/cli"
+	"github.com/switchyard/switchyard/internal/cli"
 )
 
 func main() {

@@ -57,14 +57,14 @@ func TestReusedKeyWithOtherContentAnswered94(t *testing.T) {
 		if err != nil || rec.RC != "94" || rec.OriginalRRN != a.RRN || rec.Amount != tx.Amount {
 			t.Fatalf("94 not journaled: %+v %v", rec, err)
 		}
-		if e := f.s.DemoSim.Ledger()[r.RRN]; e.Requests != 0 {
+		if e := f.sim().Ledger()[r.RRN]; e.Requests != 0 {
 			t.Fatalf("94 forwarded: %+v", e)
 		}
 	}
 	if r := f.send(first); r.RC != "00" || r.RRN != a.RRN || r.AuthCode != a.AuthCode {
 		t.Fatalf("a true resend after the 94s: %+v, want %+v", r, a)
 	}
-	if e := f.s.DemoSim.Ledger()[a.RRN]; e.Requests != 1 {
+	if e := f.sim().Ledger()[a.RRN]; e.Requests != 1 {
 		t.Fatalf("first forwarded %d times", e.Requests)
 	}
 }
@@ -90,7 +90,7 @@ func TestReversalBeforeOriginalDeclinesTheOriginal(t *testing.T) {
 	if err != nil || rec.RC != "12" || rec.Issuer != "" || !contains(rec.Events[len(rec.Events)-1].Note+rec.Events[len(rec.Events)-2].Note, rr.RRN) {
 		t.Fatalf("journal of the late original: %+v %v", rec, err)
 	}
-	if e := f.s.DemoSim.Ledger()[r.RRN]; e.Requests != 0 {
+	if e := f.sim().Ledger()[r.RRN]; e.Requests != 0 {
 		t.Fatalf("late original forwarded: %+v", e)
 	}
 	// Its resend gets the same decline.
@@ -152,7 +152,7 @@ func TestReversalAmountMismatch(t *testing.T) {
 func TestRecoveryReversesApprovalWithoutDeliveryMark(t *testing.T) {
 	dir := t.TempDir()
 	c := demoConfig(t, dir)
-	s1, err := server.New(c, zerolog.Nop())
+	s1, err := server.New(c, zerolog.Nop(), demoIssuer)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +177,7 @@ func TestRecoveryReversesApprovalWithoutDeliveryMark(t *testing.T) {
 	}
 	s1.Close()
 
-	s2, err := server.New(c, zerolog.Nop())
+	s2, err := server.New(c, zerolog.Nop(), demoIssuer)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +209,7 @@ func TestRecoveryReversesApprovalWithoutDeliveryMark(t *testing.T) {
 	})
 	cl.Close()
 	s2.Close()
-	s3, err := server.New(c, zerolog.Nop())
+	s3, err := server.New(c, zerolog.Nop(), demoIssuer)
 	if err != nil {
 		t.Fatal(err)
 	}

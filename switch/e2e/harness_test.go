@@ -14,9 +14,10 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/switchyard/switchyard/switch/cli"
+	"github.com/switchyard/switchyard/internal/cli"
 	"github.com/switchyard/switchyard/switch/config"
 	"github.com/switchyard/switchyard/switch/internal/testswitch"
+	"github.com/switchyard/switchyard/switch/issuersim"
 	"github.com/switchyard/switchyard/switch/message"
 	"github.com/switchyard/switchyard/switch/server"
 	"github.com/switchyard/switchyard/switch/termclient"
@@ -86,6 +87,13 @@ func middayRules(t *testing.T, now time.Time) string {
 	return dir
 }
 
+// demoIssuer is the server option of the demo wiring: the demo issuer simulator,
+// started and closed with the server (the server does not import the simulator).
+var demoIssuer = cli.DemoIssuer()
+
+// sim is the demo issuer simulator of the fixture's switch.
+func (f *fixture) sim() *issuersim.Sim { return f.s.DemoIssuer().(*issuersim.Demo).Sim }
+
 func startDemo(t *testing.T, mutate func(*config.Config)) *fixture {
 	t.Helper()
 	f := &fixture{t: t, dir: t.TempDir(), logs: &testswitch.SyncBuffer{}}
@@ -97,7 +105,7 @@ func startDemo(t *testing.T, mutate func(*config.Config)) *fixture {
 			t.Fatal(err)
 		}
 	}
-	s, err := server.New(c, zerolog.New(f.logs))
+	s, err := server.New(c, zerolog.New(f.logs), demoIssuer)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -68,7 +68,7 @@ func TestDuplicatesAnsweredOnceForwardedOnce(t *testing.T) {
 			t.Fatalf("duplicate answered differently: %+v vs %+v", a, answers[0])
 		}
 	}
-	if e := f.s.DemoSim.Ledger()[answers[0].RRN]; e.Requests != 1 {
+	if e := f.sim().Ledger()[answers[0].RRN]; e.Requests != 1 {
 		t.Fatalf("forwarded %d times", e.Requests)
 	}
 }
@@ -100,7 +100,7 @@ func TestReversalsReachTheIssuer(t *testing.T) {
 	if r := f.send(rev); r.RC != "00" || r.MTI != "0410" {
 		t.Fatalf("0410: %+v", r)
 	}
-	e := waitLedger(t, f.s.DemoSim, orig.RRN, func(e issuersim.Entry) bool { return e.Reversals >= 1 })
+	e := waitLedger(t, f.sim(), orig.RRN, func(e issuersim.Entry) bool { return e.Reversals >= 1 })
 	if !e.Reversed {
 		t.Fatal(e)
 	}
@@ -126,7 +126,7 @@ func TestReversalsReachTheIssuer(t *testing.T) {
 		t.Fatalf("unknown original: %+v", rec)
 	}
 	time.Sleep(200 * time.Millisecond)
-	if n := f.s.DemoSim.Ledger()[orig.RRN].Reversals; n != 1 {
+	if n := f.sim().Ledger()[orig.RRN].Reversals; n != 1 {
 		t.Fatalf("the issuer got %d reversals for one original", n)
 	}
 }
@@ -185,7 +185,7 @@ func TestVoidsAndRefunds(t *testing.T) {
 	if r := f.send(void); r.RC != "00" || r.AuthCode != p.AuthCode {
 		t.Fatalf("void: %+v", r)
 	}
-	waitLedger(t, f.s.DemoSim, p.RRN, func(e issuersim.Entry) bool { return e.Reversed })
+	waitLedger(t, f.sim(), p.RRN, func(e issuersim.Entry) bool { return e.Reversed })
 	if r := f.send(void); r.RC != "12" || r.Reason != "original-already-reversed" {
 		t.Fatalf("second void: %+v", r)
 	}

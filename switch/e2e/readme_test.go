@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/switchyard/switchyard/switch/cli"
+	"github.com/switchyard/switchyard/internal/cli"
 )
 
 // readmeSection returns the text of the README section headed "## title", up to the next

@@ -106,14 +106,14 @@ func TestSoftPOSIntegrity(t *testing.T) {
 	f := startDemo(t, func(c *config.Config) { c.RulesDir = middayRules(t, time.Now()) })
 	mac, _ := termclient.RetailMAC(demoTAK)
 	bad, _ := termclient.RetailMAC("00000000000000000000000000000000")
-	before := f.s.DemoSim.Stats.Requests.Load()
+	before := f.sim().Stats.Requests.Load()
 	if r := sendOn(t, f.c, softpos(1000), bad); r.RC != "63" || r.Reason != "mac-invalid" || r.MAC != "" {
 		t.Fatalf("tampered MAC: %+v", r)
 	}
 	if r := sendOn(t, f.c, softpos(1000), nil); r.RC != "63" || r.Reason != "mac-missing" {
 		t.Fatalf("missing MAC: %+v", r)
 	}
-	if n := f.s.DemoSim.Stats.Requests.Load(); n != before {
+	if n := f.sim().Stats.Requests.Load(); n != before {
 		t.Fatalf("a message with a bad MAC was forwarded (%d requests)", n-before)
 	}
 	stale := softpos(1000, [2]string{"AT", fmt.Sprintf("%d:OK", time.Now().Add(-5*time.Minute).Unix())})

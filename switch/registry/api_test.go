@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchyard/switchyard/internal/cli/apiclient"
 	"github.com/switchyard/switchyard/switch/admin"
 )
 
@@ -31,8 +32,8 @@ func newAPIFixture(t *testing.T) *apiFixture {
 	return &apiFixture{fixture: f, srv: srv}
 }
 
-func (a *apiFixture) client(token string) *admin.Client {
-	return &admin.Client{BaseURL: a.srv.URL, Token: token}
+func (a *apiFixture) client(token string) *apiclient.Client {
+	return &apiclient.Client{BaseURL: a.srv.URL, Token: token}
 }
 
 // raw sends a request with an arbitrary body and returns the status and body.
@@ -58,7 +59,7 @@ func (a *apiFixture) raw(t *testing.T, method, path, token, contentType, body st
 }
 
 func apiStatus(err error) int {
-	var ae *admin.APIError
+	var ae *apiclient.APIError
 	if errors.As(err, &ae) {
 		return ae.Status
 	}

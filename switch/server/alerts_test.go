@@ -9,7 +9,7 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/switchyard/switchyard/switch/admin"
+	"github.com/switchyard/switchyard/internal/cli/apiclient"
 	"github.com/switchyard/switchyard/switch/registry"
 )
 
@@ -25,12 +25,12 @@ func TestAlertsConfigWired(t *testing.T) {
 	}
 	t.Setenv("SWITCHYARD_TEST_WEBHOOK_SECRET", "0123456789abcdef-secret")
 	s := start(t, c, nil)
-	op := &admin.Client{BaseURL: "http://" + s.AdminAddr(), Token: registry.DemoOperatorToken}
+	op := &apiclient.Client{BaseURL: "http://" + s.AdminAddr(), Token: registry.DemoOperatorToken}
 	ctx := context.Background()
 	rule := func(target string) registry.AlertRule {
 		return registry.AlertRule{Threshold: registry.Duration(time.Hour), Actions: []registry.AlertAction{{Type: registry.ActionWebhook, URL: target}}}
 	}
-	var ae *admin.APIError
+	var ae *apiclient.APIError
 	if err := op.Do(ctx, "PUT", "/api/v1/alert-rules/local", rule("http://127.0.0.1:9/x"), nil); !errors.As(err, &ae) || ae.Status != 400 {
 		t.Errorf("webhook to a local port: %v, want 400", err)
 	}

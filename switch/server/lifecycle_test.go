@@ -49,7 +49,7 @@ func TestRunLeavesNoGoroutine(t *testing.T) {
 	if g := moduleGoroutines(); len(g) > 0 {
 		t.Fatalf("goroutines of the switch before the test: %s", strings.Join(g, "\n\n"))
 	}
-	s, err := Open(demoConfig(t, t.TempDir()), zerolog.New(io.Discard))
+	s, err := Open(demoConfig(t, t.TempDir()), zerolog.New(io.Discard), testDemoIssuer)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +166,7 @@ func TestRequestCarriedToItsEndAfterDrainStarts(t *testing.T) {
 // TestOpenStartsNoLoop: Open builds the switch and starts none of its loops; a switch
 // opened and closed without Start closes cleanly, and a Start after Close starts nothing.
 func TestOpenStartsNoLoop(t *testing.T) {
-	s, err := Open(demoConfig(t, t.TempDir()), zerolog.New(io.Discard))
+	s, err := Open(demoConfig(t, t.TempDir()), zerolog.New(io.Discard), testDemoIssuer)
 	if err != nil {
 		t.Fatal(err)
 	}

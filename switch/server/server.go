@@ -35,7 +35,6 @@ import (
 	"github.com/switchyard/switchyard/switch/config"
 	"github.com/switchyard/switchyard/switch/frontend"
 	"github.com/switchyard/switchyard/switch/issuer"
-	"github.com/switchyard/switchyard/switch/issuersim"
 	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/message"
 	"github.com/switchyard/switchyard/switch/metrics"
@@ -58,8 +57,7 @@ type Server struct {
 	Risk      *risk.Engine
 	Cases     *cases.Store
 	Keys      *keys.Store
-	issuerSec *issuersim.Security
-	DemoSim   *issuersim.Sim
+	demoSim   DemoIssuer
 	monitor   *registry.Monitor
 	loops     *loops
 	links     map[string]*issuer.Link
@@ -110,9 +108,10 @@ func OpenDB(dir string, log zerolog.Logger) (*badger.DB, error) {
 func JournalDir(dataDir string) string { return filepath.Join(dataDir, "journal") }
 
 // New opens and starts a switch (Open, then Start): after New returns, the listeners
-// accept connections. Drain or Close stop it.
-func New(cfg *config.Config, log zerolog.Logger) (*Server, error) {
-	s, err := Open(cfg, log)
+// accept connections. Drain or Close stop it. In demo mode, opts must include
+// WithDemoIssuer unless demo_issuer.external is set.
+func New(cfg *config.Config, log zerolog.Logger, opts ...Option) (*Server, error) {
+	s, err := Open(cfg, log, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -126,7 +125,11 @@ func New(cfg *config.Config, log zerolog.Logger) (*Server, error) {
 // Start or Run. The components' own workers (the journal's group commit and indexer,
 // the store-and-forward workers, the issuer links) start with them and stop with
 // their Close, which Close calls in order.
-func Open(cfg *config.Config, log zerolog.Logger) (_ *Server, err error) {
+func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, err error) {
+	var o newOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	s := &Server{cfg: cfg, log: log, links: map[string]*issuer.Link{}, Metrics: metrics.New(), loops: newLoops()}
 	defer func() {
 		if err != nil {
@@ -202,15 +205,15 @@ func Open(cfg *config.Config, log zerolog.Logger) (_ *Server, err error) {
 	if cfg.Demo {
 		addr := cfg.DemoIssuer.External
 		if addr == "" {
-			if s.issuerSec, err = issuersim.NewDemoSecurity(); err != nil {
-				return nil, fmt.Errorf("demo issuer keys: %w", err)
+			if o.startDemoIssuer == nil {
+				return nil, errNoDemoIssuer
 			}
-			s.DemoSim, err = issuersim.Start(issuersim.Config{Addr: cfg.DemoIssuer.Addr, Cards: issuersim.DemoCards,
-				VerifyPIN: s.issuerSec.VerifyPIN, KeyChange: s.issuerSec.KeyChange}, log)
+			d, err := o.startDemoIssuer(cfg.DemoIssuer.Addr, log)
 			if err != nil {
 				return nil, err
 			}
-			addr = s.DemoSim.Addr()
+			s.demoSim = d
+			addr = d.Addr()
 			log.Info().Str("addr", addr).Msg("demo issuer started")
 		}
 		issuers = append([]config.Issuer{{ID: "demo", Addrs: []string{addr}, Timeout: cfg.DemoIssuer.Timeout,
@@ -538,11 +541,8 @@ func (s *Server) Close() {
 		for _, l := range s.links {
 			_ = l.Close()
 		}
-		if s.DemoSim != nil {
-			_ = s.DemoSim.Close()
-		}
-		if s.issuerSec != nil {
-			_ = s.issuerSec.Close()
+		if s.demoSim != nil {
+			_ = s.demoSim.Close()
 		}
 		if s.beforeStores != nil {
 			s.beforeStores()

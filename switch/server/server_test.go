@@ -35,7 +35,7 @@ func start(t *testing.T, c *config.Config, logs io.Writer) *Server {
 	if logs == nil {
 		logs = io.Discard
 	}
-	s, err := New(c, zerolog.New(logs))
+	s, err := New(c, zerolog.New(logs), testDemoIssuer)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,120 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// fakeAdmin is an admin API that records every call and answers each with answer
+// (nil: 500), for tests that check what a command sends, or that it sends nothing.
+type fakeAdmin struct {
+	*httptest.Server
+	mu    sync.Mutex
+	calls []string // "METHOD /path?query", in order
+}
+
+func newFakeAdmin(t *testing.T, answer http.HandlerFunc) *fakeAdmin {
+	t.Helper()
+	f := &fakeAdmin{}
+	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		f.calls = append(f.calls, r.Method+" "+r.URL.RequestURI()+" auth="+r.Header.Get("Authorization"))
+		f.mu.Unlock()
+		if answer == nil {
+			http.Error(w, `{"error":"the fake admin API takes no calls"}`, http.StatusInternalServerError)
+			return
+		}
+		answer(w, r)
+	}))
+	t.Cleanup(f.Close)
+	return f
+}
+
+func (f *fakeAdmin) Calls() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.calls...)
+}
+
+// runCLI runs the switchyard command line args in-process with the environment
+// variables vars (and no others) and returns the exit code and both streams.
+func runCLI(t *testing.T, vars map[string]string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	env := &Env{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errb, Ctx: context.Background(),
+		Getenv: func(k string) string { return vars[k] }}
+	code := Main(env, args)
+	return code, out.String(), errb.String()
+}
+
+// TestHelpOnEveryCommand walks the command table: "X -h", "X --help" and, for every
+// subcommand, "X Y -h" exit 0 with the usage on stdout and make no call to the admin
+// API (before, "merchant -h" was "unknown subcommand" and "zone-key-change -h" asked
+// the switch for a key change for an issuer named -h).
+func TestHelpOnEveryCommand(t *testing.T) {
+	api := newFakeAdmin(t, nil)
+	vars := map[string]string{"SWITCHYARD_ADMIN": api.URL, "SWITCHYARD_TOKEN": "tok"}
+	var names []string
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	if len(names) < 15 {
+		t.Fatalf("only %d commands registered: %v", len(names), names)
+	}
+	var lines [][]string
+	for _, n := range names {
+		lines = append(lines, []string{n, "-h"}, []string{n, "--help"})
+		for _, sub := range commands[n].subs {
+			lines = append(lines, []string{n, sub, "-h"})
+		}
+	}
+	for _, args := range lines {
+		code, out, errs := runCLI(t, vars, args...)
+		line := strings.Join(args, " ")
+		if code != 0 {
+			t.Errorf("switchyard %s: exit %d, want 0\nstdout: %s\nstderr: %s", line, code, out, errs)
+			continue
+		}
+		if !strings.Contains(strings.ToLower(out), "usage") {
+			t.Errorf("switchyard %s: no usage on stdout\nstdout: %s\nstderr: %s", line, out, errs)
+		}
+	}
+	if calls := api.Calls(); len(calls) > 0 {
+		t.Errorf("help called the admin API: %q", calls)
+	}
+}
+
+// TestAdminFromEnvironment: $SWITCHYARD_ADMIN is where the commands go when --admin is
+// not given, beside $SWITCHYARD_TOKEN; --admin wins over it.
+func TestAdminFromEnvironment(t *testing.T) {
+	api := newFakeAdmin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte("[]\n"))
+	})
+	vars := map[string]string{"SWITCHYARD_ADMIN": api.URL, "SWITCHYARD_TOKEN": "env-token"}
+	for _, args := range [][]string{{"merchant", "list"}, {"keys", "list"}, {"case", "list"}, {"settle", "--date", "2026-01-02"}} {
+		before := len(api.Calls())
+		code, out, errs := runCLI(t, vars, args...)
+		calls := api.Calls()[before:]
+		if len(calls) == 0 || !strings.HasSuffix(calls[0], "auth=Bearer env-token") {
+			t.Errorf("switchyard %s: calls %q (exit %d, stdout %q, stderr %q), want a call to $SWITCHYARD_ADMIN with $SWITCHYARD_TOKEN",
+				strings.Join(args, " "), calls, code, out, errs)
+		}
+	}
+	// --admin wins: nothing reaches the environment's URL.
+	other := newFakeAdmin(t, func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("[]\n")) })
+	before := len(api.Calls())
+	if code, _, errs := runCLI(t, vars, "merchant", "list", "--admin", other.URL); code != 0 {
+		t.Fatalf("merchant list --admin: exit %d: %s", code, errs)
+	}
+	if len(api.Calls()) != before || len(other.Calls()) != 1 {
+		t.Errorf("--admin did not win over $SWITCHYARD_ADMIN: env URL got %q, --admin URL got %q", api.Calls()[before:], other.Calls())
+	}
+}

@@ -1,0 +1,133 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/switchyard/switchyard/internal/cli/apiclient"
+	"github.com/switchyard/switchyard/internal/cli/kit"
+	"github.com/switchyard/switchyard/switch/admin"
+	"github.com/switchyard/switchyard/switch/journal"
+	"github.com/switchyard/switchyard/switch/server"
+)
+
+func runJournal(env *Env, args []string) int {
+	conn, args, err := kit.ExtractConn(args, env.Getenv)
+	if err != nil {
+		return fail(env, "journal: %v", err)
+	}
+	fs := newFlags(env, "journal", "[--tid T] [--mid M] [--rrn R] [--from T] [--to T] [--limit N] [--json] [--data DIR | --admin URL --token T]\n"+
+		"(--data DIR reads a stopped switch's data directory; otherwise the running switch at --admin URL, default $SWITCHYARD_ADMIN\n"+
+		"or "+kit.DefaultAdminURL+", with --token T, default $SWITCHYARD_TOKEN)")
+	tid := fs.String("tid", "", "terminal ID")
+	mid := fs.String("mid", "", "merchant ID")
+	rrn := fs.String("rrn", "", "retrieval reference number")
+	from := fs.String("from", "", "from time: RFC 3339, a date YYYY-MM-DD or date-time YYYY-MM-DDTHH:MM in the acquirer's zone ($SWITCHYARD_TIMEZONE, default Asia/Shanghai), unix seconds, or a duration before now (24h)")
+	to := fs.String("to", "", "to time (exclusive), same forms")
+	limit := fs.Int("limit", 100, "at most this many records (0 = all)")
+	asJSON := fs.Bool("json", false, "print JSON lines, with every state change")
+	if ok, code := parse(fs, args); !ok {
+		return code
+	}
+	loc, err := acquirerZone(env)
+	if err != nil {
+		return fail(env, "journal: %v", err)
+	}
+	q, err := server.QueryFromValues(func(k string) string {
+		return map[string]string{"tid": *tid, "mid": *mid, "rrn": *rrn, "from": inZone(*from, loc), "to": inZone(*to, loc)}[k]
+	}, time.Now())
+	if err != nil {
+		return fail(env, "journal: %v", err)
+	}
+	q.Limit = *limit
+	var recs []*journal.Record
+	if conn.DataDir != "" {
+		db, err := server.OpenDB(conn.DataDir, zerolog.Nop())
+		if err != nil {
+			return fail(env, "journal: %v", err)
+		}
+		defer db.Close()
+		j, err := journal.Open(db, journal.Options{Dir: server.JournalDir(conn.DataDir)})
+		if err != nil {
+			return fail(env, "journal: %v", err)
+		}
+		defer j.Close()
+		if err := j.Scan(env.Ctx, q, func(r *journal.Record) bool { recs = append(recs, r); return true }); err != nil {
+			return fail(env, "journal: %v", err)
+		}
+	} else {
+		err = streamJournal(env.Ctx, conn.Client(), journalValues(q), func(r *journal.Record) error {
+			recs = append(recs, r)
+			return nil
+		})
+		if err != nil {
+			return fail(env, "journal: %v", err)
+		}
+	}
+	if *asJSON {
+		enc := json.NewEncoder(env.Stdout)
+		for _, r := range recs {
+			r.Received = r.Received.In(loc)
+			for i := range r.Events {
+				r.Events[i].At = r.Events[i].At.In(loc)
+			}
+			_ = enc.Encode(r)
+		}
+		return 0
+	}
+	tw := tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "TIME (%s)\tRRN\tMTI\tTYPE\tTID\tMID\tSTAN\tPAN\tAMOUNT\tRC\tAUTH\tBY\tREASON\tSTATE\tISSUER\n", loc)
+	for _, r := range recs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Received.In(loc).Format(localTimeLayout),
+			r.RRN, r.MTI, r.Type, r.TID, r.MID, r.STAN, r.PANMasked, r.Amount, r.RC, r.AuthCode, r.DecidedBy, r.Reason, r.State, r.Issuer)
+	}
+	_ = tw.Flush()
+	fmt.Fprintf(env.Stderr, "%d record(s); times in %s, the acquirer's zone (settle --date takes its days)\n", len(recs), loc)
+	return 0
+}
+
+// journalValues is the query string of the journal API for q.
+func journalValues(q journal.Query) url.Values {
+	v := url.Values{}
+	for k, val := range map[string]string{"tid": q.TID, "mid": q.MID, "rrn": q.RRN} {
+		if val != "" {
+			v.Set(k, val)
+		}
+	}
+	if !q.From.IsZero() {
+		v.Set("from", q.From.Format(time.RFC3339Nano))
+	}
+	if !q.To.IsZero() {
+		v.Set("to", q.To.Format(time.RFC3339Nano))
+	}
+	v.Set("limit", strconv.Itoa(q.Limit))
+	return v
+}
+
+// streamJournal reads the journal API's answer to query v, one JSON line per record,
+// and calls fn with each record. The API reports a failure in the middle of the stream
+// (after the 200 status) as a line {"error": "..."}: that line is the error returned,
+// never a record skipped in silence, so a partial answer is not taken for a full one.
+func streamJournal(ctx context.Context, c *apiclient.Client, v url.Values, fn func(*journal.Record) error) error {
+	return c.Stream(ctx, "/api/v1/journal?"+v.Encode(), func(line json.RawMessage) error {
+		var r journal.Record
+		if err := json.Unmarshal(line, &r); err != nil {
+			return fmt.Errorf("journal record: %w", err)
+		}
+		if r.RRN == "" {
+			var eb admin.ErrorBody
+			if err := json.Unmarshal(line, &eb); err != nil || eb.Error == "" {
+				return fmt.Errorf("journal answer: a line that is neither a record nor an error: %.200s", line)
+			}
+			return fmt.Errorf("the switch failed while reading the journal: %s", eb.Error)
+		}
+		return fn(&r)
+	})
+}

@@ -1,0 +1,55 @@
+package cli
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchyard/switchyard/switch/journal"
+)
+
+// TestJournalEscapesTheQuery: a time with a zone offset reaches the switch as the
+// same instant. The hand-written client sent "from=...+08:00" unescaped, which the
+// server reads as a space (the --from 24h of a UTC+8 machine).
+func TestJournalEscapesTheQuery(t *testing.T) {
+	var got []string
+	api := newFakeAdmin(t, func(w http.ResponseWriter, r *http.Request) {
+		got = append(got, r.URL.Query().Get("from"), r.URL.Query().Get("to"), r.URL.Query().Get("tid"))
+		w.Header().Set("Content-Type", "application/x-ndjson")
+	})
+	code, out, errs := runCLI(t, map[string]string{"SWITCHYARD_ADMIN": api.URL},
+		"journal", "--from", "2026-01-02T08:00:00+08:00", "--to", "2026-01-02T09:30:00+08:00", "--tid", "T 1&x=y")
+	if code != 0 {
+		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, out, errs)
+	}
+	if len(got) != 3 {
+		t.Fatalf("calls %q", api.Calls())
+	}
+	for i, want := range []time.Time{time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC), time.Date(2026, 1, 2, 1, 30, 0, 0, time.UTC)} {
+		at, err := time.Parse(time.RFC3339Nano, got[i])
+		if err != nil || !at.Equal(want) {
+			t.Errorf("the switch read %q as %v (%v), want %v", got[i], at, err, want)
+		}
+	}
+	if got[2] != "T 1&x=y" {
+		t.Errorf("tid arrived as %q", got[2])
+	}
+}
+
+// TestJournalReportsErrorLines: the journal API reports a failure after the 200
+// status as an {"error": ...} line; the command says so and exits 1 instead of
+// printing a short answer as if it were whole.
+func TestJournalReportsErrorLines(t *testing.T) {
+	api := newFakeAdmin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		enc := json.NewEncoder(w)
+		_ = enc.Encode(journal.Record{RRN: "000000000001", TID: "T0000001", Received: time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC)})
+		_ = enc.Encode(map[string]string{"error": "journal segment 7: checksum mismatch"})
+	})
+	code, out, errs := runCLI(t, map[string]string{"SWITCHYARD_ADMIN": api.URL}, "journal")
+	if code != 1 || !strings.Contains(errs, "journal segment 7: checksum mismatch") {
+		t.Fatalf("exit %d, want 1 with the error line\nstdout: %s\nstderr: %s", code, out, errs)
+	}
+}

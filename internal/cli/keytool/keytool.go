@@ -1,0 +1,422 @@
+// Package keytool is the key ceremony tool behind "switchyard keys": it imports keys
+// from clear components typed in by key custodians, generates, lists, rotates and
+// exports keys, and verifies the key audit log, all through the key-management admin
+// API (package keys) by way of an apiclient.Client, which talks to a running switch or,
+// in offline mode, to the same handler in-process. It never prints key bytes; the
+// only key material it prints is a key exported under a KEK.
+package keytool
+
+import (
+	"bufio"
+	"context"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/switchyard/switchyard/hsm"
+	"github.com/switchyard/switchyard/hsm/kcv"
+	"github.com/switchyard/switchyard/internal/cli/apiclient"
+	"github.com/switchyard/switchyard/internal/cli/kit"
+	"github.com/switchyard/switchyard/keys"
+)
+
+// Subcommands are the subcommands of the keys command.
+var Subcommands = []string{"import", "generate", "list", "rotate", "export", "kcv", "revoke", "verify-log"}
+
+// Exit statuses of Run.
+const (
+	ExitOK    = kit.ExitOK
+	ExitError = kit.ExitError
+	ExitUsage = kit.ExitUsage
+)
+
+// Usage is the help text of the keys command.
+const Usage = `usage: switchyard keys <command> [flags]
+
+commands:
+  import --type T --id ID [--components 2|3] [--algorithm A] [--mac-algorithm M] [--owner O]
+         reads the clear components from standard input, one hex component per line,
+         prints each component's KCV and the combined KCV, and stores the XOR of them.
+  generate --type T --id ID [--algorithm A] [--mac-algorithm M] [--owner O]
+         [--activate-at RFC3339] [--expires-at RFC3339] [--export-kek ID [--export-format tr31|ecb]]
+  list   [--id ID]                 ID, version, type, algorithm, KCV, status, dates (never keys)
+  rotate --id ID [--grace 24h] [--activate-at RFC3339] [--export-kek ID [--export-format tr31|ecb]]
+  export --id ID --kek ID [--version N] [--kek-version N] [--format tr31|ecb]
+  kcv    --id ID [--version N]
+  revoke --id ID --version N [--reason TEXT]
+  verify-log                       check the hash chain of the key audit log
+
+types: TMK ZMK TPK ZPK TAK ZAK BDK CVK DEK; algorithms: TDES-2KEY (default),
+TDES-3KEY, AES-128, AES-192, AES-256; MAC algorithms (TAK, ZAK): retail, cmac.
+`
+
+// usagef returns a usage error (exit ExitUsage), kit's.
+func usagef(format string, args ...any) error { return kit.Usagef(format, args...) }
+
+// Run runs "switchyard keys" with args (after "keys") against the admin API through
+// c, reading components from os.Stdin. It returns the exit status.
+func Run(ctx context.Context, args []string, c *apiclient.Client, stdout, stderr io.Writer) int {
+	return RunWithInput(ctx, args, c, os.Stdin, stdout, stderr)
+}
+
+// RunWithInput is Run with the standard input given (for import's components).
+func RunWithInput(ctx context.Context, args []string, c *apiclient.Client, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprint(stderr, Usage)
+		if len(args) == 0 {
+			return ExitUsage
+		}
+		return ExitOK
+	}
+	t := &tool{ctx: ctx, c: c, in: stdin, out: stdout, errw: stderr}
+	var err error
+	switch args[0] {
+	case "import":
+		err = t.importKey(args[1:])
+	case "generate":
+		err = t.generate(args[1:])
+	case "list":
+		err = t.list(args[1:])
+	case "rotate":
+		err = t.rotate(args[1:])
+	case "export":
+		err = t.export(args[1:])
+	case "kcv":
+		err = t.kcv(args[1:])
+	case "revoke":
+		err = t.revoke(args[1:])
+	case "verify-log":
+		err = t.verifyLog(args[1:])
+	default:
+		err = usagef("unknown command %q", args[0])
+	}
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return ExitOK
+	}
+	if kit.IsUsage(err) {
+		fmt.Fprintf(stderr, "switchyard keys %s: %v\nrun 'switchyard keys help' for usage\n", args[0], err)
+		return ExitUsage
+	}
+	fmt.Fprintf(stderr, "switchyard keys %s: %v\n", args[0], err)
+	return ExitError
+}
+
+type tool struct {
+	ctx  context.Context
+	c    *apiclient.Client
+	in   io.Reader
+	out  io.Writer
+	errw io.Writer
+}
+
+func (t *tool) flags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(t.errw)
+	return fs
+}
+
+func parse(fs *flag.FlagSet, args []string, required ...string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return &kit.UsageError{Msg: err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q", fs.Arg(0))
+	}
+	for _, name := range required {
+		if fs.Lookup(name).Value.String() == "" {
+			return usagef("--%s is required", name)
+		}
+	}
+	return nil
+}
+
+func parseTime(name, v string) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, nil
+	}
+	tm, err := time.Parse(time.RFC3339, v)
+	if err != nil {
+		return time.Time{}, usagef("--%s %q is not an RFC 3339 time like 2025-07-01T00:00:00Z", name, v)
+	}
+	return tm, nil
+}
+
+// specFlags are the flags that describe a new key.
+type specFlags struct {
+	typ, id, alg, macAlg, owner, activate, expires *string
+}
+
+func addSpec(fs *flag.FlagSet) specFlags {
+	return specFlags{
+		typ:      fs.String("type", "", "key type (TMK, ZMK, TPK, ZPK, TAK, ZAK, BDK, CVK, DEK)"),
+		id:       fs.String("id", "", "key ID"),
+		alg:      fs.String("algorithm", "", "TDES-2KEY (default), TDES-3KEY, AES-128, AES-192, AES-256"),
+		macAlg:   fs.String("mac-algorithm", "", "TAK/ZAK: retail or cmac"),
+		owner:    fs.String("owner", "", "terminal ID, issuer ID, or KSN prefix for a BDK"),
+		activate: fs.String("activate-at", "", "activation time (RFC 3339; default now)"),
+		expires:  fs.String("expires-at", "", "expiry time (RFC 3339; default never)"),
+	}
+}
+
+func (s specFlags) request() (keys.SpecRequest, error) {
+	act, err := parseTime("activate-at", *s.activate)
+	if err != nil {
+		return keys.SpecRequest{}, err
+	}
+	exp, err := parseTime("expires-at", *s.expires)
+	if err != nil {
+		return keys.SpecRequest{}, err
+	}
+	return keys.SpecRequest{ID: *s.id, Type: strings.ToUpper(*s.typ), Algorithm: *s.alg, MACAlgorithm: *s.macAlg, Owner: *s.owner, ActivateAt: act, ExpiresAt: exp}, nil
+}
+
+func exportTarget(kek, format string, kekVersion int) *keys.ExportTarget {
+	if kek == "" {
+		return nil
+	}
+	return &keys.ExportTarget{KEK: kek, KEKVersion: kekVersion, Format: format}
+}
+
+func (t *tool) printResult(res hsm.KeyResult) {
+	fmt.Fprintf(t.out, "stored %s version %d: %s %s, KCV %s (%s)\n", res.Ref.ID, res.Ref.Version, res.Type, res.Algorithm, res.KCV, res.KCVMethod)
+	if res.Exported != "" {
+		fmt.Fprintf(t.out, "exported: %s\n", res.Exported)
+	}
+}
+
+func (t *tool) importKey(args []string) error {
+	fs := t.flags("import")
+	spec := addSpec(fs)
+	n := fs.Int("components", 2, "number of clear components: 2 or 3")
+	if err := parse(fs, args, "type", "id"); err != nil {
+		return err
+	}
+	if *n != 2 && *n != 3 {
+		return usagef("--components is %d: want 2 or 3", *n)
+	}
+	req, err := spec.request()
+	if err != nil {
+		return err
+	}
+	alg, err := hsm.ParseAlgorithm(req.Algorithm)
+	if err != nil {
+		return &kit.UsageError{Msg: err.Error()}
+	}
+	want := alg.KeyLength()
+	sc := bufio.NewScanner(t.in)
+	combined := make([]byte, want)
+	defer clear(combined)
+	var comps []string
+	for i := 1; i <= *n; i++ {
+		fmt.Fprintf(t.errw, "component %d of %d (%d hex digits): ", i, *n, 2*want)
+		if !sc.Scan() {
+			if err := sc.Err(); err != nil {
+				return fmt.Errorf("read component %d: %w", i, err)
+			}
+			return fmt.Errorf("component %d of %d: standard input ended", i, *n)
+		}
+		line := strings.Join(strings.Fields(sc.Text()), "")
+		c, err := hex.DecodeString(line)
+		if err != nil || len(c) != want {
+			clear(c)
+			return fmt.Errorf("component %d is not %d hex digits (a %s key is %d bytes)", i, 2*want, alg, want)
+		}
+		k, err := kcv.Compute(c, alg.KCVMethod())
+		if err != nil {
+			return fmt.Errorf("component %d: %w", i, err)
+		}
+		fmt.Fprintf(t.out, "component %d KCV: %s\n", i, k)
+		for j := range combined {
+			combined[j] ^= c[j]
+		}
+		comps = append(comps, line)
+		clear(c)
+	}
+	k, err := kcv.Compute(combined, alg.KCVMethod())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(t.out, "combined KCV: %s\n", k)
+	var res hsm.KeyResult
+	err = t.c.Do(t.ctx, "POST", "/api/v1/keys/form", keys.FormRequest{SpecRequest: req, Components: comps}, &res)
+	for i := range comps {
+		comps[i] = ""
+	}
+	if err != nil {
+		return err
+	}
+	if res.KCV != k.String() {
+		return fmt.Errorf("the switch stored %s v%d with KCV %s, but the components combine to KCV %s: revoke it and repeat the ceremony", res.Ref.ID, res.Ref.Version, res.KCV, k)
+	}
+	t.printResult(res)
+	return nil
+}
+
+func (t *tool) generate(args []string) error {
+	fs := t.flags("generate")
+	spec := addSpec(fs)
+	kek := fs.String("export-kek", "", "also export the key under this KEK (TMK or ZMK)")
+	format := fs.String("export-format", "tr31", "tr31, or ecb for the WP/WM HEXKEY:KCV form")
+	if err := parse(fs, args, "type", "id"); err != nil {
+		return err
+	}
+	req, err := spec.request()
+	if err != nil {
+		return err
+	}
+	var res hsm.KeyResult
+	if err := t.c.Do(t.ctx, "POST", "/api/v1/keys/generate", keys.GenerateRequest{SpecRequest: req, Export: exportTarget(*kek, *format, 0)}, &res); err != nil {
+		return err
+	}
+	t.printResult(res)
+	return nil
+}
+
+func (t *tool) list(args []string) error {
+	fs := t.flags("list")
+	id := fs.String("id", "", "only this key")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	path := "/api/v1/keys"
+	if *id != "" {
+		path += "/" + url.PathEscape(*id)
+	}
+	var l keys.KeyList
+	if err := t.c.Do(t.ctx, "GET", path, nil, &l); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(t.out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tVERSION\tTYPE\tALGORITHM\tKCV\tSTATUS\tACTIVATE\tEXPIRES\tGRACE UNTIL\tOWNER")
+	day := func(tm time.Time) string {
+		if tm.IsZero() {
+			return "-"
+		}
+		return tm.UTC().Format("2006-01-02 15:04")
+	}
+	for _, k := range l.Keys {
+		alg := string(k.Algorithm)
+		if k.MACAlgorithm != "" {
+			alg += "/" + string(k.MACAlgorithm)
+		}
+		owner := k.Owner
+		if owner == "" {
+			owner = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Version, k.Type, alg, k.KCV, k.Status, day(k.ActivateAt), day(k.ExpiresAt), day(k.GraceUntil), owner)
+	}
+	return tw.Flush()
+}
+
+func (t *tool) rotate(args []string) error {
+	fs := t.flags("rotate")
+	id := fs.String("id", "", "key ID")
+	grace := fs.String("grace", "", "keep the old version usable for decryption and verification this long (e.g. 24h)")
+	activate := fs.String("activate-at", "", "activation time of the new version (RFC 3339; default now)")
+	expires := fs.String("expires-at", "", "expiry of the new version (RFC 3339)")
+	kek := fs.String("export-kek", "", "also export the new version under this KEK")
+	format := fs.String("export-format", "tr31", "tr31 or ecb")
+	if err := parse(fs, args, "id"); err != nil {
+		return err
+	}
+	if *grace != "" {
+		if d, err := time.ParseDuration(*grace); err != nil || d < 0 {
+			return usagef("--grace %q is not a duration like 24h", *grace)
+		}
+	}
+	act, err := parseTime("activate-at", *activate)
+	if err != nil {
+		return err
+	}
+	exp, err := parseTime("expires-at", *expires)
+	if err != nil {
+		return err
+	}
+	var res hsm.KeyResult
+	req := keys.RotateRequest{Grace: *grace, ActivateAt: act, ExpiresAt: exp, Export: exportTarget(*kek, *format, 0)}
+	if err := t.c.Do(t.ctx, "POST", "/api/v1/keys/"+url.PathEscape(*id)+"/rotate", req, &res); err != nil {
+		return err
+	}
+	t.printResult(res)
+	return nil
+}
+
+func (t *tool) export(args []string) error {
+	fs := t.flags("export")
+	id := fs.String("id", "", "key ID")
+	version := fs.Int("version", 0, "key version (default: current)")
+	kek := fs.String("kek", "", "KEK ID (a TMK or ZMK)")
+	kekVersion := fs.Int("kek-version", 0, "KEK version (default: current)")
+	format := fs.String("format", "tr31", "tr31, or ecb for the HEXKEY:KCV form")
+	if err := parse(fs, args, "id", "kek"); err != nil {
+		return err
+	}
+	var res keys.ExportResponse
+	req := keys.ExportRequest{Version: *version, ExportTarget: keys.ExportTarget{KEK: *kek, KEKVersion: *kekVersion, Format: *format}}
+	if err := t.c.Do(t.ctx, "POST", "/api/v1/keys/"+url.PathEscape(*id)+"/export", req, &res); err != nil {
+		return err
+	}
+	fmt.Fprintln(t.out, res.Block)
+	return nil
+}
+
+func (t *tool) kcv(args []string) error {
+	fs := t.flags("kcv")
+	id := fs.String("id", "", "key ID")
+	version := fs.Int("version", 0, "key version (default: current)")
+	if err := parse(fs, args, "id"); err != nil {
+		return err
+	}
+	var k hsm.KeyCheck
+	if err := t.c.Do(t.ctx, "GET", fmt.Sprintf("/api/v1/keys/%s/kcv?version=%d", url.PathEscape(*id), *version), nil, &k); err != nil {
+		return err
+	}
+	fmt.Fprintf(t.out, "%s version %d KCV %s (%s)\n", k.Ref.ID, k.Ref.Version, k.KCV, k.Method)
+	return nil
+}
+
+func (t *tool) revoke(args []string) error {
+	fs := t.flags("revoke")
+	id := fs.String("id", "", "key ID")
+	version := fs.Int("version", 0, "key version to revoke")
+	reason := fs.String("reason", "", "why (for the audit log)")
+	if err := parse(fs, args, "id"); err != nil {
+		return err
+	}
+	if *version < 1 {
+		return usagef("--version is required (revocation is per version and final)")
+	}
+	var info keys.KeyInfo
+	if err := t.c.Do(t.ctx, "POST", "/api/v1/keys/"+url.PathEscape(*id)+"/status", keys.StatusRequest{Version: *version, Status: "revoked", Reason: *reason}, &info); err != nil {
+		return err
+	}
+	fmt.Fprintf(t.out, "revoked %s version %d (KCV %s)\n", info.ID, info.Version, info.KCV)
+	return nil
+}
+
+func (t *tool) verifyLog(args []string) error {
+	fs := t.flags("verify-log")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	var r keys.VerifyLogResponse
+	if err := t.c.Do(t.ctx, "GET", "/api/v1/keys/audit/verify", nil, &r); err != nil {
+		return err
+	}
+	if !r.OK {
+		return fmt.Errorf("key audit log BROKEN: %s (%d entries verified before it)", r.Error, r.Entries)
+	}
+	fmt.Fprintf(t.out, "key audit log OK: %d entries, hash chain intact\n", r.Entries)
+	return nil
+}

@@ -1,0 +1,205 @@
+package keytool
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"strings"
+	"testing"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/switchyard/switchyard/hsm"
+	"github.com/switchyard/switchyard/hsm/kcv"
+	"github.com/switchyard/switchyard/hsm/tr31"
+	"github.com/switchyard/switchyard/internal/cli/apiclient"
+	"github.com/switchyard/switchyard/keys"
+	"github.com/switchyard/switchyard/switch/admin"
+)
+
+type fixture struct {
+	db    *badger.DB
+	store *keys.Store
+	c     *apiclient.Client
+}
+
+func setup(t *testing.T) *fixture {
+	t.Helper()
+	db, err := badger.Open(badger.DefaultOptions(t.TempDir()).WithLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	store, err := keys.NewStore(db, keys.Options{Demo: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := hsm.NewSoftware(context.Background(), store, keys.DemoLMK(), hsm.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := keys.LoadDemo(context.Background(), store, h); err != nil {
+		t.Fatal(err)
+	}
+	auth, _ := admin.NewAuthenticator([]admin.Token{{Token: "tok", Principal: admin.Principal{Name: "custodian", Role: admin.RoleAdmin}}})
+	return &fixture{db: db, store: store, c: &apiclient.Client{Handler: keys.NewAPI(store, h, auth), Token: "tok"}}
+}
+
+func (f *fixture) run(stdin string, args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := RunWithInput(context.Background(), args, f.c, strings.NewReader(stdin), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestImportFromComponents(t *testing.T) {
+	f := setup(t)
+	c1, c2, c3 := "0123456789ABCDEF0123456789ABCDEF", "FEDCBA9876543210FEDCBA9876543210", "1111111111111111EEEEEEEEEEEEEEEE"
+	code, out, errs := f.run(c1+"\n"+c2+"\n"+c3+"\n", "import", "--type", "ZMK", "--id", "acq.ZMK", "--components", "3", "--owner", "acq")
+	if code != ExitOK {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	x := make([]byte, 16)
+	for i, c := range []string{c1, c2, c3} {
+		b, _ := hex.DecodeString(c)
+		k, _ := kcv.TDES(b)
+		if !strings.Contains(out, "component "+string(rune('1'+i))+" KCV: "+k.String()+"\n") {
+			t.Errorf("component %d KCV %s missing:\n%s", i+1, k, out)
+		}
+		for j := range x {
+			x[j] ^= b[j]
+		}
+	}
+	kx, _ := kcv.TDES(x)
+	if !strings.Contains(out, "combined KCV: "+kx.String()+"\n") || !strings.Contains(out, "stored acq.ZMK version 1: ZMK TDES-2KEY, KCV "+kx.String()) {
+		t.Fatalf("output:\n%s", out)
+	}
+	for _, c := range []string{c1, c2, c3, strings.ToUpper(hex.EncodeToString(x))} {
+		if strings.Contains(out, c) || strings.Contains(errs, c) {
+			t.Fatal("key material printed")
+		}
+	}
+	rec, err := f.store.Key(context.Background(), hsm.KeyRef{ID: "acq.ZMK"})
+	if err != nil || rec.KCV != kx.String() || rec.CreatedBy != "custodian" {
+		t.Fatalf("stored: %+v %v", rec, err)
+	}
+	// AES components use the CMAC KCV.
+	a1, a2 := strings.Repeat("01", 32), strings.Repeat("10", 32)
+	code, out, errs = f.run(a1+"\n"+a2+"\n", "import", "--type", "ZMK", "--id", "aes.ZMK", "--algorithm", "AES-256")
+	if code != ExitOK {
+		t.Fatalf("AES import: %s", errs)
+	}
+	ka, _ := kcv.AES(bytes.Repeat([]byte{0x11}, 32))
+	if !strings.Contains(out, "combined KCV: "+ka.String()) {
+		t.Fatalf("AES combined KCV:\n%s", out)
+	}
+}
+
+func TestImportBadInput(t *testing.T) {
+	f := setup(t)
+	cases := []struct {
+		stdin string
+		args  []string
+		code  int
+		msg   string
+	}{
+		{"", []string{"import", "--id", "x.ZMK"}, ExitUsage, "--type is required"},
+		{"", []string{"import", "--type", "ZMK", "--id", "x.ZMK", "--components", "4"}, ExitUsage, "want 2 or 3"},
+		{"0123456789ABCDEF0123456789ABCDEF\n", []string{"import", "--type", "ZMK", "--id", "x.ZMK"}, ExitError, "standard input ended"},
+		{"0123456789ABCDEF\n", []string{"import", "--type", "ZMK", "--id", "x.ZMK"}, ExitError, "component 1 is not 32 hex digits"},
+		{"0123456789ABCDEF0123456789ABCDEF\nXYZ\n", []string{"import", "--type", "ZMK", "--id", "x.ZMK"}, ExitError, "component 2 is not 32 hex digits"},
+		{"0123456789ABCDEF0123456789ABCDEF\n1123456789ABCDEF0123456789ABCDEF\n", []string{"import", "--type", "BOGUS", "--id", "x.ZMK"}, ExitError, "unknown key type"},
+		{"", []string{"import", "--type", "ZMK", "--id", "x", "--algorithm", "RC4"}, ExitUsage, "unknown key algorithm"},
+		{"", []string{"nope"}, ExitUsage, "unknown command"},
+		{"", nil, ExitUsage, "usage"},
+	}
+	for _, c := range cases {
+		code, out, errs := f.run(c.stdin, c.args...)
+		if code != c.code || !strings.Contains(errs, c.msg) {
+			t.Errorf("%v: exit %d %q, want %d with %q (stdout %q)", c.args, code, errs, c.code, c.msg, out)
+		}
+		if strings.Contains(errs, "0123456789ABCDEF0123456789ABCDEF") {
+			t.Errorf("%v: component echoed in an error", c.args)
+		}
+	}
+	if _, err := f.store.Key(context.Background(), hsm.KeyRef{ID: "x.ZMK"}); err == nil {
+		t.Fatal("a failed import stored a key")
+	}
+}
+
+func TestGenerateListRotateExportVerify(t *testing.T) {
+	f := setup(t)
+	code, out, errs := f.run("", "generate", "--type", "TPK", "--id", "T0000005.TPK", "--owner", "T0000005", "--export-kek", "T0000001.TMK", "--export-format", "ecb")
+	if code != ExitOK || !strings.Contains(out, "stored T0000005.TPK version 1: TPK TDES-2KEY") || !strings.Contains(out, "exported: ") {
+		t.Fatalf("generate: %d %s %s", code, out, errs)
+	}
+	code, out, errs = f.run("", "rotate", "--id", "T0000005.TPK", "--grace", "1h")
+	if code != ExitOK || !strings.Contains(out, "version 2") {
+		t.Fatalf("rotate: %d %s %s", code, out, errs)
+	}
+	code, out, _ = f.run("", "list")
+	rows := map[string][]string{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n")[1:] {
+		f := strings.Fields(line)
+		rows[f[0]+"/"+f[1]] = f
+	}
+	if code != ExitOK || !strings.HasPrefix(out, "ID ") || len(rows) != len(keys.DemoKeys)+2 ||
+		rows["T0000005.TPK/1"][5] != "superseded" || rows["T0000005.TPK/2"][5] != "active" || rows["T0000001.TPK/1"][4] != "2DAF03" {
+		t.Fatalf("list:\n%s", out)
+	}
+	for _, d := range keys.DemoKeys {
+		if strings.Contains(out, d.Hex) {
+			t.Fatal("list prints a key")
+		}
+	}
+	code, out, _ = f.run("", "list", "--id", "T0000002.TAK")
+	if code != ExitOK || strings.Count(out, "\n") != 2 || !strings.Contains(out, "TDES-2KEY/retail") {
+		t.Fatalf("list --id:\n%s", out)
+	}
+	code, out, errs = f.run("", "export", "--id", "demo.ZPK", "--kek", "demo.ZMK")
+	if code != ExitOK {
+		t.Fatalf("export: %s", errs)
+	}
+	zmk, _ := hex.DecodeString("9BB091DF6B6162D3947AA46EDCFB312A")
+	if h, k, err := tr31.Unwrap(zmk, strings.TrimSpace(out)); err != nil || h.Usage != "P0" || strings.ToUpper(hex.EncodeToString(k)) != "0DCE67517CFD3467CD514FFD137AEA20" {
+		t.Fatalf("exported block: %v", err)
+	}
+	if code, out, _ := f.run("", "kcv", "--id", "demo.CVK"); code != ExitOK || !strings.Contains(out, "KCV 427655") {
+		t.Fatalf("kcv: %s", out)
+	}
+	if code, _, errs := f.run("", "export", "--id", "demo.ZPK", "--kek", "T0000001.TPK"); code != ExitError || !strings.Contains(errs, "may not be used to wrap keys") {
+		t.Fatalf("export under a TPK: %d %s", code, errs)
+	}
+	if code, _, errs := f.run("", "export", "--id", "demo.ZPK"); code != ExitUsage || !strings.Contains(errs, "--kek is required") {
+		t.Fatalf("export without kek: %d %s", code, errs)
+	}
+	if code, _, errs := f.run("", "rotate", "--id", "nope.ZPK"); code != ExitError || !strings.Contains(errs, "404") {
+		t.Fatalf("rotate unknown: %d %s", code, errs)
+	}
+	if code, _, errs := f.run("", "rotate", "--id", "demo.ZPK", "--grace", "soon"); code != ExitUsage {
+		t.Fatalf("bad grace: %d %s", code, errs)
+	}
+	if code, out, _ := f.run("", "revoke", "--id", "T0000005.TPK", "--version", "1", "--reason", "test"); code != ExitOK || !strings.Contains(out, "revoked T0000005.TPK version 1") {
+		t.Fatalf("revoke: %s", out)
+	}
+	code, out, errs = f.run("", "verify-log")
+	if code != ExitOK || !strings.Contains(out, "key audit log OK") {
+		t.Fatalf("verify-log: %d %s %s", code, out, errs)
+	}
+	// Alter entry 3 behind the store's back: verify-log names it.
+	err := f.db.Update(func(txn *badger.Txn) error {
+		k := []byte("keys/audit/e/0000000000000003")
+		it, err := txn.Get(k)
+		if err != nil {
+			return err
+		}
+		v, _ := it.ValueCopy(nil)
+		return txn.Set(k, bytes.Replace(v, []byte(`"demo-loader"`), []byte(`"mallory"`), 1))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs = f.run("", "verify-log")
+	if code != ExitError || !strings.Contains(errs, "broken at entry 3") {
+		t.Fatalf("tampered verify-log: %d %q %q", code, out, errs)
+	}
+}

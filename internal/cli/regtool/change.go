@@ -1,0 +1,121 @@
+package regtool
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+
+	"github.com/switchyard/switchyard/switch/registry"
+)
+
+func (t *tool) change(args []string) error {
+	if len(args) == 0 {
+		return usagef("change: want list, show, approve, reject or cancel")
+	}
+	sub, args := args[0], args[1:]
+	f := t.newFlags("change " + sub)
+	switch sub {
+	case "list":
+		status := f.String("status", "pending", "pending, approved, rejected, cancelled or all")
+		target := f.String("target", "", "only changes of this merchant or terminal")
+		if _, err := f.parseN(args, 0, "no arguments"); err != nil {
+			return err
+		}
+		var cs []registry.Change
+		if err := t.call("GET", "/api/v1/changes"+query("status", statusFilter(*status), "target", *target), nil, &cs); err != nil {
+			return err
+		}
+		if *f.json {
+			return t.printJSON(cs)
+		}
+		var rows [][]string
+		for _, c := range cs {
+			reviewed := "-"
+			if c.ReviewedBy != "" {
+				reviewed = c.ReviewedBy
+			}
+			rows = append(rows, []string{c.ID, string(c.Op), orDash(c.Target), string(c.Status), c.RequestedBy, ts(c.RequestedAt), reviewed, orDash(c.Reason)})
+		}
+		t.table("ID\tOPERATION\tTARGET\tSTATUS\tREQUESTED BY\tREQUESTED AT\tREVIEWED BY\tREASON", rows)
+		return nil
+	case "show":
+		pos, err := f.parseN(args, 1, "a change ID")
+		if err != nil {
+			return err
+		}
+		var pv registry.ChangePreview
+		if err := t.call("GET", "/api/v1/changes/"+seg(pos[0]), nil, &pv); err != nil {
+			return err
+		}
+		if *f.json {
+			return t.printJSON(pv)
+		}
+		c := pv.Change
+		fmt.Fprintf(t.out, "%s  %s %s  %s\nrequested by %s at %s", c.ID, c.Op, orDash(c.Target), c.Status, c.RequestedBy, ts(c.RequestedAt))
+		if c.Reason != "" {
+			fmt.Fprintf(t.out, ": %s", c.Reason)
+		}
+		fmt.Fprintln(t.out)
+		if c.ReviewedBy != "" && c.ReviewedAt != nil {
+			fmt.Fprintf(t.out, "%s by %s at %s %s\n", c.Status, c.ReviewedBy, ts(*c.ReviewedAt), c.ReviewNote)
+		}
+		if pv.Error != "" {
+			fmt.Fprintf(t.out, "cannot be approved now: %s\n", pv.Error)
+		}
+		for _, e := range pv.Effects {
+			fmt.Fprintf(t.out, "%s %s:\n", e.Type, e.ID)
+			for _, d := range Diff(e.Before, e.After) {
+				fmt.Fprintf(t.out, "  %s\n", d)
+			}
+		}
+		return nil
+	case "approve", "reject", "cancel":
+		note := f.String("note", "", "review note")
+		pos, err := f.parseN(args, 1, "a change ID")
+		if err != nil {
+			return err
+		}
+		var c registry.Change
+		if err := t.call("POST", "/api/v1/changes/"+seg(pos[0])+"/"+sub, registry.ReasonRequest{Note: *note}, &c); err != nil {
+			return err
+		}
+		return t.printChange(&c, *f.json)
+	}
+	return usagef("change %s: unknown subcommand (want list, show, approve, reject or cancel)", sub)
+}
+
+// Diff lists the top-level fields that differ between two JSON objects as
+// "field: before -> after" lines (bookkeeping fields updated_at and version are
+// left out). A nil before lists every field of after.
+func Diff(before, after json.RawMessage) []string {
+	var b, a map[string]json.RawMessage
+	_ = json.Unmarshal(before, &b)
+	_ = json.Unmarshal(after, &a)
+	keys := map[string]bool{}
+	for k := range b {
+		keys[k] = true
+	}
+	for k := range a {
+		keys[k] = true
+	}
+	var names []string
+	for k := range keys {
+		if k != "updated_at" && k != "version" {
+			names = append(names, k)
+		}
+	}
+	sort.Strings(names)
+	var out []string
+	for _, k := range names {
+		bv, av := string(b[k]), string(a[k])
+		if bv == av {
+			continue
+		}
+		if before == nil {
+			out = append(out, fmt.Sprintf("%s: %s", k, av))
+			continue
+		}
+		out = append(out, fmt.Sprintf("%s: %s -> %s", k, orDash(bv), orDash(av)))
+	}
+	return out
+}

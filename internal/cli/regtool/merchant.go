@@ -1,0 +1,143 @@
+package regtool
+
+import (
+	"fmt"
+
+	"github.com/switchyard/switchyard/switch/registry"
+)
+
+func merchantFlags(f *flags) func() (registry.MerchantPatch, error) {
+	name := f.String("name", "", "merchant name")
+	mcc := f.String("mcc", "", "merchant category code")
+	region := f.String("region", "", "region")
+	tier := f.String("tier", "", "tier")
+	rating := f.String("rating", "", "risk rating: low, medium or high")
+	lTxn := f.Int64("limit-txn", 0, "per-transaction limit in minor units (0: none)")
+	lDay := f.Int64("limit-daily", 0, "daily limit in minor units (0: none)")
+	lMon := f.Int64("limit-monthly", 0, "monthly limit in minor units (0: none)")
+	lCnt := f.Int64("limit-count", 0, "daily transaction count limit (0: none)")
+	return func() (registry.MerchantPatch, error) {
+		var p registry.MerchantPatch
+		str := func(flagName string, v *string) *string {
+			if f.set(flagName) {
+				return v
+			}
+			return nil
+		}
+		p.Name, p.MCC, p.Region, p.Tier, p.Rating = str("name", name), str("mcc", mcc), str("region", region), str("tier", tier), str("rating", rating)
+		if f.set("limit-txn") || f.set("limit-daily") || f.set("limit-monthly") || f.set("limit-count") {
+			p.Limits = &registry.Limits{PerTransaction: *lTxn, Daily: *lDay, Monthly: *lMon, DailyCount: *lCnt}
+		}
+		return p, nil
+	}
+}
+
+func (t *tool) merchant(args []string) error {
+	if len(args) == 0 {
+		return usagef("merchant: want list, show, register, change, activate, freeze, unfreeze or close")
+	}
+	sub, args := args[0], args[1:]
+	f := t.newFlags("merchant " + sub)
+	switch sub {
+	case "list":
+		status := f.String("status", "", "only this status")
+		region := f.String("region", "", "only this region")
+		tier := f.String("tier", "", "only this tier")
+		if _, err := f.parseN(args, 0, "no arguments"); err != nil {
+			return err
+		}
+		var ms []registry.Merchant
+		if err := t.call("GET", "/api/v1/merchants"+query("status", *status, "region", *region, "tier", *tier), nil, &ms); err != nil {
+			return err
+		}
+		if *f.json {
+			return t.printJSON(ms)
+		}
+		var rows [][]string
+		for _, m := range ms {
+			rows = append(rows, []string{m.ID, m.Name, m.MCC, m.Region, m.Tier, m.Rating, string(m.Status), limitsText(m.Limits)})
+		}
+		t.table("ID\tNAME\tMCC\tREGION\tTIER\tRATING\tSTATUS\tLIMITS (txn/day/month)", rows)
+		return nil
+	case "show":
+		pos, err := f.parseN(args, 1, "a merchant ID")
+		if err != nil {
+			return err
+		}
+		var m registry.Merchant
+		if err := t.call("GET", "/api/v1/merchants/"+seg(pos[0]), nil, &m); err != nil {
+			return err
+		}
+		return t.printJSON(m)
+	case "register":
+		patch := merchantFlags(f)
+		pending := f.Bool("pending", false, "register as pending (activate later)")
+		reason := f.String("reason", "", "why")
+		pos, err := f.parseN(args, 1, "a merchant ID")
+		if err != nil {
+			return err
+		}
+		p, _ := patch()
+		m := registry.Merchant{ID: pos[0], Rating: registry.RatingMedium, Status: registry.MerchantActive}
+		for _, x := range []struct {
+			dst *string
+			v   *string
+		}{{&m.Name, p.Name}, {&m.MCC, p.MCC}, {&m.Region, p.Region}, {&m.Tier, p.Tier}, {&m.Rating, p.Rating}} {
+			if x.v != nil {
+				*x.dst = *x.v
+			}
+		}
+		if p.Limits != nil {
+			m.Limits = *p.Limits
+		}
+		if *pending {
+			m.Status = registry.MerchantPending
+		}
+		var c registry.Change
+		if err := t.call("POST", "/api/v1/merchants", registry.MerchantRequest{Merchant: m, Reason: *reason}, &c); err != nil {
+			return err
+		}
+		return t.printChange(&c, *f.json)
+	case "change":
+		patch := merchantFlags(f)
+		reason := f.String("reason", "", "why")
+		pos, err := f.parseN(args, 1, "a merchant ID")
+		if err != nil {
+			return err
+		}
+		p, _ := patch()
+		if p == (registry.MerchantPatch{}) {
+			return usagef("merchant change: nothing to change (give --name, --mcc, --region, --tier, --rating or --limit-*)")
+		}
+		var c registry.Change
+		if err := t.call("PATCH", "/api/v1/merchants/"+seg(pos[0]), registry.MerchantPatchRequest{MerchantPatch: p, Reason: *reason}, &c); err != nil {
+			return err
+		}
+		return t.printChange(&c, *f.json)
+	case "activate", "freeze", "unfreeze", "close":
+		reason := f.String("reason", "", "why")
+		pos, err := f.parseN(args, 1, "a merchant ID")
+		if err != nil {
+			return err
+		}
+		var c registry.Change
+		if err := t.call("POST", "/api/v1/merchants/"+seg(pos[0])+"/"+sub, registry.ReasonRequest{Reason: *reason}, &c); err != nil {
+			return err
+		}
+		return t.printChange(&c, *f.json)
+	}
+	return usagef("merchant %s: unknown subcommand (want list, show, register, change, activate, freeze, unfreeze or close)", sub)
+}
+
+func limitsText(l registry.Limits) string {
+	if l == (registry.Limits{}) {
+		return "none"
+	}
+	amt := func(v int64) string {
+		if v == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%d.%02d", v/100, v%100)
+	}
+	return amt(l.PerTransaction) + "/" + amt(l.Daily) + "/" + amt(l.Monthly)
+}

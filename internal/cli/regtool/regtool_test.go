@@ -1,0 +1,343 @@
+package regtool
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/switchyard/switchyard/internal/cli/apiclient"
+	"github.com/switchyard/switchyard/switch/admin"
+	"github.com/switchyard/switchyard/switch/registry"
+)
+
+var t0 = time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+
+type env struct {
+	reg     *registry.Registry
+	handler http.Handler
+	clock   *clock
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	dir := t.TempDir()
+	db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil).WithMemTableSize(8 << 20).WithValueLogFileSize(16 << 20).WithNumCompactors(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &clock{t: t0}
+	reg, err := registry.New(db, c.now, registry.Options{SeenFlushInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := reg.Close(); err != nil {
+			t.Error(err)
+		}
+		if err := db.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	if _, err := registry.LoadDemo(reg); err != nil {
+		t.Fatal(err)
+	}
+	auth, err := admin.NewAuthenticator(registry.DemoTokens())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{reg: reg, handler: registry.NewAPI(reg, auth), clock: c}
+}
+
+// run runs one CLI command in-process with the given token.
+func (e *env) run(t *testing.T, token string, cmdline ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	c := &apiclient.Client{Handler: e.handler, Token: token}
+	code := Run(context.Background(), cmdline[0], cmdline[1:], c, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func (e *env) mustRun(t *testing.T, token string, cmdline ...string) string {
+	t.Helper()
+	code, out, errs := e.run(t, token, cmdline...)
+	if code != ExitOK {
+		t.Fatalf("%s: exit %d\nstdout: %s\nstderr: %s", strings.Join(cmdline, " "), code, out, errs)
+	}
+	return out
+}
+
+const (
+	op  = registry.DemoOperatorToken
+	rev = registry.DemoReviewerToken
+	an  = registry.DemoAnalystToken
+)
+
+func t1Request() registry.CheckRequest {
+	return registry.CheckRequest{TerminalID: "T0000001", MerchantID: "000000000000001", SourceIP: netip.MustParseAddr("10.0.0.9"),
+		DeviceID: "SN-T0000001", SIM: "89860000000000000001", IMEI: "860000000000001",
+		Location: registry.GeoPoint{Lat: 39.9042, Lon: 116.4074, Present: true}}
+}
+
+func TestCLIReviewFlow(t *testing.T) {
+	e := newEnv(t)
+	out := e.mustRun(t, op, "merchant", "freeze", "000000000000001", "--reason", "AML review")
+	if !strings.Contains(out, "CHG-1 requested") || !strings.Contains(out, "switchyard change approve CHG-1") {
+		t.Errorf("freeze output: %s", out)
+	}
+	// The requester cannot approve.
+	code, _, errs := e.run(t, op, "change", "approve", "CHG-1")
+	if code != ExitError || !strings.Contains(errs, "403") {
+		t.Errorf("operator approving: exit %d, stderr %s", code, errs)
+	}
+	if res := e.reg.Check(t1Request()); res.Decline {
+		t.Fatalf("declined before approval: %s", res.Reason)
+	}
+	out = e.mustRun(t, op, "change", "list")
+	if !strings.Contains(out, "CHG-1") || !strings.Contains(out, "merchant.freeze") || !strings.Contains(out, "demo-operator") || !strings.Contains(out, "AML review") {
+		t.Errorf("change list: %s", out)
+	}
+	out = e.mustRun(t, rev, "change", "show", "CHG-1")
+	if !strings.Contains(out, `status: "active" -> "frozen"`) {
+		t.Errorf("change show: %s", out)
+	}
+	out = e.mustRun(t, rev, "change", "approve", "CHG-1", "--note", "confirmed")
+	if !strings.Contains(out, "CHG-1 approved") || !strings.Contains(out, "reviewed by demo-reviewer") {
+		t.Errorf("approve output: %s", out)
+	}
+	if res := e.reg.Check(t1Request()); res.Reason != registry.ReasonMerchantFrozen {
+		t.Errorf("after approval: %q, want merchant-frozen", res.Reason)
+	}
+	var cs []registry.Change
+	out = e.mustRun(t, an, "change", "list", "--status", "all", "--json")
+	if err := json.Unmarshal([]byte(out), &cs); err != nil || len(cs) != 1 || cs[0].Status != registry.ChangeApproved {
+		t.Errorf("change list --json = %s, %v", out, err)
+	}
+	out = e.mustRun(t, an, "merchant", "list")
+	if !strings.Contains(out, "000000000000001  Demo Grocery") || !strings.Contains(out, "frozen") {
+		t.Errorf("merchant list: %s", out)
+	}
+	// Register and change a merchant.
+	e.mustRun(t, op, "merchant", "register", "000000000000077", "--name", "Night Market", "--mcc", "5812", "--region", "CN-GZ",
+		"--tier", "micro", "--limit-txn", "50000", "--pending")
+	e.mustRun(t, registry.DemoReviewer2Token, "change", "approve", "CHG-2")
+	e.mustRun(t, op, "merchant", "change", "000000000000077", "--rating", "high")
+	e.mustRun(t, rev, "change", "approve", "CHG-3")
+	var m registry.Merchant
+	if err := json.Unmarshal([]byte(e.mustRun(t, an, "merchant", "show", "000000000000077")), &m); err != nil {
+		t.Fatal(err)
+	}
+	if m.Status != registry.MerchantPending || m.Rating != registry.RatingHigh || m.Limits.PerTransaction != 50000 || m.Region != "CN-GZ" {
+		t.Errorf("merchant 77 = %+v", m)
+	}
+}
+
+func TestCLITerminals(t *testing.T) {
+	e := newEnv(t)
+	e.mustRun(t, op, "terminal", "register", "T0000050", "--merchant", "000000000000001", "--kind", "pos", "--active",
+		"--device-serial", "SN-50", "--iccid", "89860000000000000050", "--location", "39.90,116.40,200",
+		"--networks", "10.0.0.0/8, 192.168.1.7", "--min-app-version", "1.4", "--policy", "flag", "--reason", "new till")
+	e.mustRun(t, rev, "change", "approve", "CHG-1")
+	e.mustRun(t, op, "terminal", "change", "T0000050", "--pin-mode", "tpk", "--tmk", "T0000050/TMK", "--clear-location")
+	e.mustRun(t, rev, "change", "approve", "CHG-2")
+	var v registry.TerminalView
+	if err := json.Unmarshal([]byte(e.mustRun(t, an, "terminal", "show", "T0000050")), &v); err != nil {
+		t.Fatal(err)
+	}
+	if v.Status != registry.TerminalActive || v.Binding.DeviceSerial != "SN-50" || v.Location != nil || len(v.AllowedNetworks) != 2 ||
+		v.AllowedNetworks[1].String() != "192.168.1.7/32" || v.MinAppVersion != "1.4" || v.MissingPolicy != registry.PolicyFlag ||
+		v.Keys.PINMode != registry.PINModeTPK || v.Keys.TPK != "T0000050/TPK" || v.Keys.TMK != "T0000050/TMK" {
+		t.Errorf("T0000050 = %+v", v)
+	}
+	e.mustRun(t, op, "terminal", "suspend", "T0000050", "--reason", "stolen")
+	e.mustRun(t, rev, "change", "approve", "CHG-3")
+	out := e.mustRun(t, an, "terminal", "list", "--merchant", "000000000000001")
+	if !strings.Contains(out, "T0000050") || !strings.Contains(out, "suspended") || !strings.Contains(out, "DI,SI,NET (flag)") ||
+		strings.Contains(out, "LT000001") {
+		t.Errorf("terminal list: %s", out)
+	}
+	out = e.mustRun(t, an, "terminal", "list", "--merchant", "000000000000003", "--limit", "3", "--json")
+	var views []registry.TerminalView
+	if err := json.Unmarshal([]byte(out), &views); err != nil || len(views) != 3 {
+		t.Errorf("terminal list --limit 3 --json: %d, %v", len(views), err)
+	}
+	// Oplog shows who, what, before and after.
+	out = e.mustRun(t, an, "oplog", "--target", "T0000050")
+	for _, want := range []string{"terminal.register", "terminal.change", "terminal.suspend", "demo-reviewer (requested by demo-operator)",
+		`status: "active" -> "suspended"`, "stolen", "CHG-3"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("oplog --target T0000050 lacks %q:\n%s", want, out)
+		}
+	}
+	var es []registry.OpEntry
+	if err := json.Unmarshal([]byte(e.mustRun(t, an, "oplog", "--actor", "demo-operator", "--json")), &es); err != nil || len(es) != 3 {
+		t.Errorf("oplog --actor --json = %d entries, %v", len(es), err)
+	}
+	if out := e.mustRun(t, an, "oplog", "verify"); !strings.Contains(out, "hash chain verified") {
+		t.Errorf("oplog verify: %s", out)
+	}
+	if out := e.mustRun(t, an, "oplog", "--since", "2030-01-01"); strings.Contains(out, "terminal.") {
+		t.Errorf("oplog --since future: %s", out)
+	}
+}
+
+func TestCLIImport(t *testing.T) {
+	e := newEnv(t)
+	file := filepath.Join(t.TempDir(), "fleet.csv")
+	csv := "terminal_id,merchant_id,kind,status,imei\n" +
+		"T4000001,000000000000002,mpos,active,860000000004001\n" +
+		"T4000002,000000000000002,pos,bogus,\n" +
+		"T4000003,000000000000002,pos,,12\n" +
+		"T4000004,000000000000002,pos,,\n"
+	if err := os.WriteFile(file, []byte(csv), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := e.run(t, op, "terminal", "import", file, "--dry-run")
+	if code != ExitError || !strings.Contains(out, "2 accepted, 2 rejected") || !strings.Contains(out, "Dry run") {
+		t.Errorf("dry run: exit %d\n%s%s", code, out, errs)
+	}
+	code, out, _ = e.run(t, op, "terminal", "import", file, "--reason", "spring rollout")
+	if code != ExitError {
+		t.Errorf("import with rejected rows: exit %d, want %d", code, ExitError)
+	}
+	for _, want := range []string{"3     T4000002  REJECTED", "status", "4     T4000003  REJECTED", "IMEI", "2     T4000001  ok", "CHG-1 requested"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("import output lacks %q:\n%s", want, out)
+		}
+	}
+	e.mustRun(t, rev, "change", "approve", "CHG-1")
+	if tt, ok := e.reg.Terminal("T4000004"); !ok || tt.Status != registry.TerminalPending {
+		t.Errorf("T4000004 after import = %+v", tt)
+	}
+	if code, _, errs := e.run(t, op, "terminal", "import", filepath.Join(t.TempDir(), "missing.csv")); code != ExitError || !strings.Contains(errs, "missing.csv") {
+		t.Errorf("missing file: exit %d, %s", code, errs)
+	}
+}
+
+func TestCLIIncidentsAndAlerts(t *testing.T) {
+	e := newEnv(t)
+	req := t1Request()
+	req.MerchantID = "000000000000002" // terminal swapped to another merchant
+	if res := e.reg.Check(req); res.Reason != registry.ReasonMerchantMismatch {
+		t.Fatalf("swap: %q", res.Reason)
+	}
+	out := e.mustRun(t, an, "incident", "list")
+	if !strings.Contains(out, "INC-1") || !strings.Contains(out, "merchant-mismatch") || !strings.Contains(out, "DE42 000000000000002") {
+		t.Errorf("incident list: %s", out)
+	}
+	if code, _, errs := e.run(t, an, "incident", "ack", "INC-1"); code != ExitError || !strings.Contains(errs, "403") {
+		t.Errorf("analyst ack: exit %d %s", code, errs)
+	}
+	if out := e.mustRun(t, op, "incident", "ack", "INC-1", "--note", "calling"); !strings.Contains(out, "INC-1 acknowledged") {
+		t.Errorf("ack: %s", out)
+	}
+	if out := e.mustRun(t, op, "incident", "resolve", "INC-1"); !strings.Contains(out, "INC-1 resolved") {
+		t.Errorf("resolve: %s", out)
+	}
+	if out := e.mustRun(t, an, "incident", "list"); strings.Contains(out, "INC-1") {
+		t.Errorf("open incidents after resolve: %s", out)
+	}
+	if out := e.mustRun(t, an, "incident", "list", "--status", "all"); !strings.Contains(out, "resolved") {
+		t.Errorf("all incidents: %s", out)
+	}
+
+	// A rule that suspends is a change: in force only once another reviewer approves.
+	out = e.mustRun(t, op, "alert-rule", "set", "sp-1h", "--threshold", "1h", "--kind", "softpos", "--action", "log", "--action", "suspend", "--reason", "lost phones")
+	if !strings.Contains(out, "CHG-1 requested: alert-rule.put sp-1h") || !strings.Contains(out, "switchyard change approve CHG-1") {
+		t.Errorf("suspend rule set: %s", out)
+	}
+	if out := e.mustRun(t, an, "alert-rule", "list"); strings.Contains(out, "sp-1h") {
+		t.Errorf("suspend rule in force before review: %s", out)
+	}
+	if out := e.mustRun(t, rev, "change", "show", "CHG-1"); !strings.Contains(out, "alert-rule sp-1h:") || !strings.Contains(out, "lost phones") {
+		t.Errorf("change show of the rule: %s", out)
+	}
+	e.mustRun(t, rev, "change", "approve", "CHG-1")
+	out = e.mustRun(t, an, "alert-rule", "list")
+	if !strings.Contains(out, "sp-1h") || !strings.Contains(out, "1h0m0s") || !strings.Contains(out, "kind=softpos status=active") || !strings.Contains(out, "log,suspend") {
+		t.Errorf("alert-rule list: %s", out)
+	}
+	if code, _, errs := e.run(t, op, "alert-rule", "set", "bad", "--action", "page"); code != ExitError || !strings.Contains(errs, "400") {
+		t.Errorf("bad action: exit %d %s", code, errs)
+	}
+	mon := registry.NewMonitor(e.reg, nil, registry.MonitorOptions{})
+	if _, err := mon.RunOnce(context.Background(), t0.Add(2*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	out = e.mustRun(t, an, "alert", "list")
+	if !strings.Contains(out, "ALR-1") || !strings.Contains(out, "T0000002") || !strings.Contains(out, "never") || !strings.Contains(out, "2h0m0s") {
+		t.Errorf("alert list: %s", out)
+	}
+	if tt, _ := e.reg.Terminal("T0000002"); tt.Status != registry.TerminalSuspended {
+		t.Errorf("T0000002 after suspend action: %s", tt.Status)
+	}
+	if out := e.mustRun(t, op, "alert", "ack", "ALR-1"); !strings.Contains(out, "ALR-1 acknowledged") {
+		t.Errorf("alert ack: %s", out)
+	}
+	if out := e.mustRun(t, op, "alert-rule", "delete", "sp-1h"); !strings.Contains(out, "deleted") {
+		t.Errorf("delete: %s", out)
+	}
+}
+
+func TestCLIUsageAndAuth(t *testing.T) {
+	e := newEnv(t)
+	cases := []struct {
+		cmd  []string
+		code int
+	}{
+		{[]string{"frobnicate"}, ExitUsage},
+		{[]string{"merchant"}, ExitUsage},
+		{[]string{"merchant", "dance"}, ExitUsage},
+		{[]string{"merchant", "freeze"}, ExitUsage},
+		{[]string{"merchant", "freeze", "a", "b"}, ExitUsage},
+		{[]string{"merchant", "change", "000000000000001"}, ExitUsage},
+		{[]string{"terminal", "register", "T0000060"}, ExitUsage},
+		{[]string{"terminal", "register", "T0000060", "--merchant", "000000000000001", "--kind", "pos", "--location", "x"}, ExitUsage},
+		{[]string{"terminal", "list", "--bogus"}, ExitUsage},
+		{[]string{"oplog", "--since", "soon"}, ExitUsage},
+		{[]string{"help"}, ExitOK},
+		{[]string{"change", "approve", "CHG-42"}, ExitError},
+	}
+	for _, c := range cases {
+		code, out, errs := e.run(t, rev, c.cmd...)
+		if code != c.code {
+			t.Errorf("%s: exit %d, want %d\nstdout %s\nstderr %s", strings.Join(c.cmd, " "), code, c.code, out, errs)
+		}
+	}
+	if code, _, errs := e.run(t, "", "merchant", "list"); code != ExitError || !strings.Contains(errs, "401") {
+		t.Errorf("no token: exit %d %s", code, errs)
+	}
+	if code, _, errs := e.run(t, an, "terminal", "suspend", "T0000001"); code != ExitError || !strings.Contains(errs, "403") {
+		t.Errorf("analyst suspending: exit %d %s", code, errs)
+	}
+}
+
+// TestCLIAlertRuleZeroThreshold: "--threshold 0s" is refused, not turned into 24 h.
+func TestCLIAlertRuleZeroThreshold(t *testing.T) {
+	e := newEnv(t)
+	code, _, errs := e.run(t, op, "alert-rule", "set", "now", "--threshold", "0s", "--merchant", "000000000000001")
+	if code != ExitError || !strings.Contains(errs, "threshold 0s") {
+		t.Errorf("--threshold 0s: exit %d, stderr %s", code, errs)
+	}
+	for _, r := range e.reg.AlertRules() {
+		if r.ID == "now" {
+			t.Errorf("rule stored with threshold %v", time.Duration(r.Threshold))
+		}
+	}
+}

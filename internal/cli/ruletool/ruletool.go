@@ -1,0 +1,788 @@
+// Package ruletool implements `switchyard rules ...`: check, test, backtest
+// and explain for the risk rule files, and lists management. The switchyard
+// command parses nothing itself: it hands the arguments after "rules" to Run.
+package ruletool
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"os"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/switchyard/switchyard/internal/cli/apiclient"
+	"github.com/switchyard/switchyard/internal/cli/kit"
+	"github.com/switchyard/switchyard/risk"
+)
+
+// ToolEnv is what the tools need from the switchyard command.
+type ToolEnv struct {
+	// History is the journal, for backtest and explain; nil makes them fail
+	// with a clear error.
+	History risk.History
+	// Admin calls the risk admin API (NewAdminHandler), for the lists
+	// commands: over HTTP to a running switch or in-process on a data directory.
+	Admin *apiclient.Client
+	// Lists, when set, are the deny and allow lists backtest and explain
+	// read (the lists as they are now); nil means empty lists.
+	Lists *risk.Lists
+	// Location is the time zone of dates given without one and the default
+	// time zone of rule sets that declare none (nil = UTC).
+	Location *time.Location
+	// RulesDir is the rules directory of explain when --rules is not given
+	// (default "rules").
+	RulesDir string
+	// Fallback, when set, is the rule pack explain uses when --rules is not given
+	// and RulesDir does not exist (the pack built into the binary, as the switch does).
+	Fallback fs.FS
+	// Now is the clock for relative times (nil = time.Now).
+	Now func() time.Time
+	// Terminal forces (true) or suppresses (false) the redrawn progress bar;
+	// nil decides by whether stderr is a terminal.
+	Terminal *bool
+}
+
+// Exit codes of Run.
+const (
+	ExitOK       = kit.ExitOK    // all good
+	ExitProblems = kit.ExitError // problems found: bad rules, failed tests, an error
+	ExitUsage    = kit.ExitUsage // bad command line
+)
+
+const usage = `usage: switchyard rules COMMAND ...
+
+  check DIR [--strict] [--format text|json]
+        compile and lint the rule files of DIR; exit 1 with file:line on any
+        problem (--strict: warnings count as problems)
+  test DIR [-v] [--run REGEXP] [--format text|json]
+        run every rule's tests
+  backtest --rules DIR --from T --to T [--format table|csv|json]
+           [--warmup D] [--changes N] [--no-progress]
+        replay the journal through the rules of DIR and report per rule the
+        hits, would-be declines and amounts, and every changed decision
+  explain RRN [--rules DIR] [--warmup D] [--all] [--format text|json]
+        which rules hit one journaled transaction, and the values they saw
+  lists [show] [--list L] [--kind K] [--format table|json]
+  lists add LIST KIND VALUE [--ttl D | --expires T] [--note TEXT]
+  lists remove LIST KIND VALUE
+  lists audit [--since T] [--limit N]
+        manage the deny and allow lists (kinds: bin, card, terminal,
+        merchant, country; cards by card hash, never a PAN)
+
+Times T: RFC 3339 (2025-06-01T08:00:00Z), 2025-06-01, 2025-06-01T08:00
+(in the configured time zone), now, or relative like -24h or -7d.
+`
+
+// Run runs one rules command and returns its exit code.
+func Run(ctx context.Context, args []string, env ToolEnv, stdout, stderr io.Writer) int {
+	if env.Now == nil {
+		env.Now = time.Now
+	}
+	if env.Location == nil {
+		env.Location = time.UTC
+	}
+	if env.RulesDir == "" {
+		env.RulesDir = "rules"
+	}
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return ExitUsage
+	}
+	t := &tool{env: env, out: stdout, errw: stderr}
+	switch args[0] {
+	case "check":
+		return t.check(args[1:])
+	case "test":
+		return t.test(args[1:])
+	case "backtest":
+		return t.backtest(ctx, args[1:])
+	case "explain":
+		return t.explain(ctx, args[1:])
+	case "lists":
+		return t.lists(ctx, args[1:])
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return ExitOK
+	}
+	fmt.Fprintf(stderr, "switchyard rules: unknown command %q\n\n%s", args[0], usage)
+	return ExitUsage
+}
+
+type tool struct {
+	env  ToolEnv
+	out  io.Writer
+	errw io.Writer
+}
+
+// parse parses flags that may come before or after the positional arguments.
+func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
+// exitOnParse is the exit code for a flag parse error: ExitOK for -h (the flag set
+// printed the usage), ExitUsage for any other.
+func exitOnParse(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return ExitOK
+	}
+	return ExitUsage
+}
+
+func (t *tool) flags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet("switchyard rules "+name, flag.ContinueOnError)
+	fs.SetOutput(t.errw)
+	return fs
+}
+
+func (t *tool) usageErr(format string, a ...any) int {
+	fmt.Fprintf(t.errw, "switchyard rules: "+format+"\n", a...)
+	return ExitUsage
+}
+
+func (t *tool) fail(err error) int {
+	fmt.Fprintf(t.errw, "switchyard rules: %v\n", err)
+	return ExitProblems
+}
+
+func (t *tool) load(dir string) (*risk.RuleSet, error) {
+	return risk.Load(dir, risk.LoadOptions{Location: t.env.Location, Lists: t.env.Lists})
+}
+
+// ---- check ----
+
+func (t *tool) check(args []string) int {
+	fs := t.flags("check")
+	strict := fs.Bool("strict", false, "treat warnings as problems")
+	format := fs.String("format", "text", "text or json")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return exitOnParse(err)
+	}
+	if len(pos) != 1 {
+		return t.usageErr("check wants one rules directory, like: switchyard rules check rules/")
+	}
+	rs, err := t.load(pos[0])
+	var problems, warnings []risk.Problem
+	var le *risk.LoadError
+	switch {
+	case errors.As(err, &le):
+		problems, warnings = le.Problems, le.Warnings
+	case err != nil:
+		problems = []risk.Problem{{Message: err.Error()}}
+	default:
+		warnings = rs.Warnings
+	}
+	if *format == "json" {
+		ans := struct {
+			OK       bool           `json:"ok"`
+			Version  string         `json:"version,omitempty"`
+			Problems []risk.Problem `json:"problems"`
+			Warnings []risk.Problem `json:"warnings"`
+		}{OK: len(problems) == 0 && (!*strict || len(warnings) == 0), Problems: orEmpty(problems), Warnings: orEmpty(warnings)}
+		if rs != nil {
+			ans.Version = rs.Version
+		}
+		writeJSON(t.out, ans)
+		if !ans.OK {
+			return ExitProblems
+		}
+		return ExitOK
+	}
+	for _, p := range problems {
+		fmt.Fprintln(t.out, p.String())
+	}
+	for _, w := range warnings {
+		fmt.Fprintln(t.out, "warning: "+w.String())
+	}
+	if len(problems) > 0 {
+		fmt.Fprintf(t.out, "%s: %d problem(s), %d warning(s): the rules do not load\n", pos[0], len(problems), len(warnings))
+		return ExitProblems
+	}
+	tests := 0
+	for _, r := range rs.Rules {
+		tests += len(r.Tests)
+	}
+	fmt.Fprintf(t.out, "%s: OK: version %s, %d file(s), %d rule(s), %d counter(s), %d test(s), %d warning(s)\n",
+		pos[0], rs.Version, len(rs.Files), len(rs.Rules), len(rs.Counters), tests, len(warnings))
+	if *strict && len(warnings) > 0 {
+		return ExitProblems
+	}
+	return ExitOK
+}
+
+func orEmpty(p []risk.Problem) []risk.Problem {
+	if p == nil {
+		return []risk.Problem{}
+	}
+	return p
+}
+
+// ---- test ----
+
+func (t *tool) test(args []string) int {
+	fs := t.flags("test")
+	verbose := fs.Bool("v", false, "list every test, not only failures")
+	run := fs.String("run", "", "run only the tests of rules whose id matches this regular expression")
+	format := fs.String("format", "text", "text or json")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return exitOnParse(err)
+	}
+	if len(pos) != 1 {
+		return t.usageErr("test wants one rules directory, like: switchyard rules test rules/")
+	}
+	var re *regexp.Regexp
+	if *run != "" {
+		if re, err = regexp.Compile(*run); err != nil {
+			return t.usageErr("--run %q: %v", *run, err)
+		}
+	}
+	rs, err := t.load(pos[0])
+	if err != nil {
+		fmt.Fprintln(t.out, err)
+		return ExitProblems
+	}
+	var results []risk.TestResult
+	for _, r := range rs.RunTests() {
+		if re == nil || re.MatchString(r.Rule) {
+			results = append(results, r)
+		}
+	}
+	passed, failed := 0, 0
+	untested := []string{}
+	tested := map[string]bool{}
+	for _, r := range results {
+		tested[r.Rule] = true
+		if r.Passed {
+			passed++
+		} else {
+			failed++
+		}
+	}
+	for _, r := range rs.Rules {
+		if !tested[r.ID] && (re == nil || re.MatchString(r.ID)) {
+			untested = append(untested, r.ID)
+		}
+	}
+	if *format == "json" {
+		writeJSON(t.out, struct {
+			Version  string            `json:"version"`
+			Passed   int               `json:"passed"`
+			Failed   int               `json:"failed"`
+			Untested []string          `json:"untested"`
+			Results  []risk.TestResult `json:"results"`
+		}{rs.Version, passed, failed, untested, results})
+	} else {
+		for _, r := range results {
+			switch {
+			case !r.Passed:
+				fmt.Fprintf(t.out, "FAIL %s / %s (%s:%d)\n    %s\n", r.Rule, r.Case, r.File, r.Line, r.Failure)
+			case *verbose:
+				fmt.Fprintf(t.out, "ok   %s / %s\n", r.Rule, r.Case)
+			}
+		}
+		if len(untested) > 0 {
+			fmt.Fprintf(t.out, "rules without tests: %s\n", strings.Join(untested, ", "))
+		}
+		fmt.Fprintf(t.out, "rules %s (version %s):\n%d passed, %d failed\n", pos[0], rs.Version, passed, failed)
+	}
+	if failed > 0 {
+		return ExitProblems
+	}
+	return ExitOK
+}
+
+// ---- times and amounts ----
+
+var relTime = regexp.MustCompile(`^([+-])(\d+)([smhdw])$`)
+
+// parseTime reads a time flag: RFC 3339, a date or date-time in the
+// configured zone, "now", or relative to now like -24h or -7d.
+func (t *tool) parseTime(s string) (time.Time, error) {
+	s = strings.TrimSpace(s)
+	if s == "now" {
+		return t.env.Now().UTC(), nil
+	}
+	if m := relTime.FindStringSubmatch(s); m != nil {
+		n, _ := strconv.Atoi(m[2])
+		unit := map[string]time.Duration{"s": time.Second, "m": time.Minute, "h": time.Hour, "d": 24 * time.Hour, "w": 7 * 24 * time.Hour}[m[3]]
+		d := time.Duration(n) * unit
+		if m[1] == "-" {
+			d = -d
+		}
+		return t.env.Now().UTC().Add(d), nil
+	}
+	if ts, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return ts.UTC(), nil
+	}
+	for _, layout := range []string{"2006-01-02T15:04:05", "2006-01-02T15:04", "2006-01-02 15:04:05", "2006-01-02 15:04", "2006-01-02"} {
+		if ts, err := time.ParseInLocation(layout, s, t.env.Location); err == nil {
+			return ts.UTC(), nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("time %q: want RFC 3339 (2025-06-01T08:00:00Z), a date (2025-06-01), a date-time (2025-06-01T08:00), now, or relative like -24h", s)
+}
+
+// money formats minor units with two decimals.
+func money(minor int64) string {
+	sign := ""
+	if minor < 0 {
+		sign, minor = "-", -minor
+	}
+	return fmt.Sprintf("%s%d.%02d", sign, minor/100, minor%100)
+}
+
+func writeJSON(w io.Writer, v any) {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// ---- backtest ----
+
+func (t *tool) backtest(ctx context.Context, args []string) int {
+	fs := t.flags("backtest")
+	dir := fs.String("rules", "", "candidate rules directory")
+	// A date means a day of the acquirer's zone, as for settlement; say which.
+	from := fs.String("from", "", fmt.Sprintf("first transaction time (inclusive): RFC 3339, or a date or date-time in %s, the acquirer's zone (2025-06-01 is its midnight)", t.env.Location))
+	to := fs.String("to", "", fmt.Sprintf("end time (exclusive), same forms (a date or date-time in %s)", t.env.Location))
+	format := fs.String("format", "table", "table, csv or json")
+	warmup := fs.String("warmup", "", "journal replayed before --from to warm the counters (default: the longest counter window)")
+	changes := fs.Int("changes", 0, "list at most this many changed decisions (0 = all)")
+	noProgress := fs.Bool("no-progress", false, "no progress bar")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return exitOnParse(err)
+	}
+	if len(pos) > 0 {
+		return t.usageErr("backtest takes no positional arguments (got %q): use --rules DIR --from T --to T", pos)
+	}
+	if *dir == "" || *from == "" || *to == "" {
+		return t.usageErr("backtest needs --rules DIR --from T --to T")
+	}
+	if *format != "table" && *format != "csv" && *format != "json" {
+		return t.usageErr("--format %q: want table, csv or json", *format)
+	}
+	opts := risk.BacktestOptions{Warmup: -1, MaxChanges: *changes}
+	if opts.From, err = t.parseTime(*from); err != nil {
+		return t.usageErr("--from: %v", err)
+	}
+	if opts.To, err = t.parseTime(*to); err != nil {
+		return t.usageErr("--to: %v", err)
+	}
+	if *warmup != "" {
+		if *warmup == "0" {
+			opts.Warmup = 0
+		} else if opts.Warmup, err = parseDuration(*warmup); err != nil {
+			return t.usageErr("--warmup: %v", err)
+		}
+	}
+	if t.env.History == nil {
+		return t.fail(errors.New("backtest: no journal to read (run it where the switch's data directory is, or with --data)"))
+	}
+	rs, err := t.load(*dir)
+	if err != nil {
+		return t.fail(err)
+	}
+	var bar *progressBar
+	if !*noProgress {
+		bar = newProgressBar(t.errw, t.env.Terminal)
+		opts.Progress = bar.update
+	}
+	rep, err := risk.Backtest(ctx, t.env.History, rs, opts)
+	if bar != nil {
+		bar.finish()
+	}
+	if err != nil {
+		return t.fail(err)
+	}
+	switch *format {
+	case "json":
+		writeJSON(t.out, rep)
+	case "csv":
+		t.backtestCSV(rep)
+	default:
+		t.backtestTable(rep, *dir)
+	}
+	return ExitOK
+}
+
+func parseDuration(s string) (time.Duration, error) {
+	if m := regexp.MustCompile(`^(\d+)([dw])$`).FindStringSubmatch(s); m != nil {
+		n, _ := strconv.Atoi(m[1])
+		if m[2] == "w" {
+			n *= 7
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("%q: want a duration like 30m, 24h or 7d", s)
+	}
+	return d, nil
+}
+
+func decisionText(d risk.DecisionSummary) string {
+	s := string(d.Action)
+	if d.ResponseCode != "" {
+		s += " " + d.ResponseCode
+	}
+	if d.Rule != "" {
+		s += " " + d.Rule
+	}
+	return s
+}
+
+func (t *tool) backtestTable(rep *risk.BacktestReport, dir string) {
+	w := t.out
+	fmt.Fprintf(w, "Backtest of %s (version %s) from %s to %s\n", dir, rep.Version,
+		rep.From.In(t.env.Location).Format(time.RFC3339), rep.To.In(t.env.Location).Format(time.RFC3339))
+	fmt.Fprintf(w, "Warm-up %s: %d transaction(s). Reported: %d transaction(s) in %s.\n", rep.Warmup, rep.WarmupTxns, rep.Transactions, rep.Elapsed.Round(time.Millisecond))
+	fmt.Fprintf(w, "Risk declines as they happened: %d (%s); with these rules: %d (%s). Changed decisions: %d.\n\n",
+		rep.DeclinesBefore, money(rep.DeclineAmountBefore), rep.DeclinesAfter, money(rep.DeclineAmountAfter), rep.Changed)
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "RULE\tMODE\tACTION\tHITS\tHITS BEFORE\tDECIDED\tWOULD DECLINE\tAMOUNT\t")
+	for _, r := range rep.Rules {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t\n", r.Rule, r.Mode, r.Action, r.Hits, r.HitsBefore, r.Decided, r.WouldDecline, money(r.WouldDeclineAmount))
+	}
+	tw.Flush()
+	if len(rep.Changes) == 0 {
+		fmt.Fprintln(w, "\nNo decision would change.")
+		return
+	}
+	fmt.Fprintf(w, "\nChanged decisions (%d", rep.Changed)
+	if len(rep.Changes) < rep.Changed {
+		fmt.Fprintf(w, ", first %d listed", len(rep.Changes))
+	}
+	fmt.Fprintln(w, "):")
+	tw = tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TIME\tRRN\tTERMINAL\tTYPE\tAMOUNT\tOUTCOME\tBEFORE\tAFTER")
+	for _, c := range rep.Changes {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Time.In(t.env.Location).Format("2006-01-02 15:04:05 -07:00"), c.RRN, c.Terminal,
+			c.TxnType, money(int64(c.Amount)), c.Outcome, decisionText(c.Before), decisionText(c.After))
+	}
+	tw.Flush()
+}
+
+// backtestCSV writes the per-rule table, a blank line, then the changes table.
+func (t *tool) backtestCSV(rep *risk.BacktestReport) {
+	var rules, changes [][]string
+	for _, r := range rep.Rules {
+		rules = append(rules, []string{r.Rule, string(r.Mode), string(r.Action), strconv.Itoa(r.Hits), strconv.Itoa(r.HitsBefore),
+			strconv.Itoa(r.Decided), strconv.Itoa(r.WouldDecline), strconv.FormatInt(r.WouldDeclineAmount, 10)})
+	}
+	_ = kit.CSV(t.out, []string{"rule", "mode", "action", "hits", "hits_before", "decided", "would_decline", "would_decline_amount"}, rules)
+	fmt.Fprintln(t.out)
+	for _, c := range rep.Changes {
+		changes = append(changes, []string{c.Time.Format(time.RFC3339Nano), c.RRN, c.Terminal, c.Merchant, c.TxnType, strconv.Itoa(c.Amount), c.Outcome,
+			string(c.Before.Action), c.Before.ResponseCode, c.Before.Rule, string(c.After.Action), c.After.ResponseCode, c.After.Rule})
+	}
+	_ = kit.CSV(t.out, []string{"time", "rrn", "terminal", "merchant", "txn_type", "amount", "outcome", "before_action", "before_code", "before_rule",
+		"after_action", "after_code", "after_rule"}, changes)
+}
+
+// progressBar draws the backtest's progress on stderr: redrawn in place on a
+// terminal, a line per tenth otherwise.
+type progressBar struct {
+	w        io.Writer
+	terminal bool
+	lastTen  int
+	drawn    bool
+	started  time.Time
+}
+
+func newProgressBar(w io.Writer, force *bool) *progressBar {
+	p := &progressBar{w: w, lastTen: -1, started: time.Now()}
+	if force != nil {
+		p.terminal = *force
+	} else if f, ok := w.(*os.File); ok {
+		if st, err := f.Stat(); err == nil {
+			p.terminal = st.Mode()&os.ModeCharDevice != 0
+		}
+	}
+	return p
+}
+
+func (p *progressBar) update(done float64, read int) {
+	done = min(max(done, 0), 1)
+	if p.terminal {
+		const width = 30
+		n := int(done * width)
+		fmt.Fprintf(p.w, "\rbacktest [%s%s] %3.0f%%  %d txns  %s ", strings.Repeat("#", n), strings.Repeat(".", width-n),
+			done*100, read, time.Since(p.started).Round(time.Second))
+		p.drawn = true
+		return
+	}
+	if ten := int(done * 10); ten > p.lastTen {
+		p.lastTen = ten
+		fmt.Fprintf(p.w, "backtest: %3d%% (%d transactions read)\n", ten*10, read)
+	}
+}
+
+func (p *progressBar) finish() {
+	if p.terminal && p.drawn {
+		fmt.Fprintln(p.w)
+	}
+}
+
+// ---- explain ----
+
+func (t *tool) explain(ctx context.Context, args []string) int {
+	fs := t.flags("explain")
+	dir := fs.String("rules", t.env.RulesDir, "rules directory to re-evaluate with")
+	warmup := fs.String("warmup", "", "journal replayed before the transaction to rebuild the counters (default: the longest counter window)")
+	all := fs.Bool("all", false, "show the values every rule saw, not only the rules that hit")
+	format := fs.String("format", "text", "text or json")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return exitOnParse(err)
+	}
+	if len(pos) != 1 {
+		return t.usageErr("explain wants one RRN, like: switchyard rules explain 000000123456")
+	}
+	if t.env.History == nil {
+		return t.fail(errors.New("explain: no journal to read (run it where the switch's data directory is, or with --data)"))
+	}
+	w := time.Duration(-1)
+	if *warmup != "" {
+		if w, err = parseDuration(*warmup); err != nil {
+			return t.usageErr("--warmup: %v", err)
+		}
+	}
+	var rs *risk.RuleSet
+	if _, serr := os.Stat(*dir); t.env.Fallback != nil && *dir == t.env.RulesDir && errors.Is(serr, os.ErrNotExist) {
+		rs, err = risk.LoadFS(t.env.Fallback, risk.FallbackLabel, risk.LoadOptions{Location: t.env.Location, Lists: t.env.Lists})
+	} else {
+		rs, err = t.load(*dir)
+	}
+	if err != nil {
+		return t.fail(err)
+	}
+	ex, err := risk.Explain(ctx, t.env.History, rs, pos[0], w)
+	if err != nil {
+		return t.fail(err)
+	}
+	if *format == "json" {
+		writeJSON(t.out, ex)
+		return ExitOK
+	}
+	t.explainText(ex, *all)
+	return ExitOK
+}
+
+func (t *tool) explainText(ex *risk.Explanation, all bool) {
+	w := t.out
+	rec := ex.Record
+	in := rec.Input
+	fmt.Fprintf(w, "RRN %s at %s: %s %s on terminal %s (%s), merchant %s (%s, tier %s), BIN %s, entry mode %s\n",
+		rec.RRN, rec.Time.In(t.env.Location).Format("2006-01-02 15:04:05 MST"), in.Txn.Type, money(int64(in.Txn.Amount)),
+		in.Terminal.ID, in.Terminal.Kind, in.Merchant.ID, in.Merchant.MCC, in.Merchant.Tier, in.Txn.BIN, in.Txn.EntryMode)
+	then := rec.Decision
+	fmt.Fprintf(w, "Then (rules version %s): %s; the terminal got %s\n", orDash(then.Version), then.Summary(), orDash(rec.Outcome.ResponseCode))
+	for _, h := range then.Hits {
+		fmt.Fprintf(w, "  hit %-28s %-8s %-7s reason %s\n", h.Rule, h.Mode, h.Action, h.Reason)
+	}
+	same := "the same version"
+	if !ex.SameVersion {
+		same = "a DIFFERENT version than decided then"
+	}
+	fmt.Fprintf(w, "Now (rules version %s, %s; counters rebuilt from %d earlier transaction(s)): %s\n", ex.Version, same, ex.Replayed, ex.Decision.Summary())
+	var misses []string
+	for _, r := range ex.Rules {
+		if !r.Hit && !all {
+			misses = append(misses, r.Rule)
+			continue
+		}
+		mark := "miss"
+		if r.Hit {
+			mark = "HIT "
+		}
+		fmt.Fprintf(w, "  %s %s (%s:%d) %s %s", mark, r.Rule, r.File, r.Line, r.Mode, r.Action)
+		if r.Hit {
+			fmt.Fprintf(w, " reason %s", r.Reason)
+			if r.Score != 0 {
+				fmt.Fprintf(w, " score %d", r.Score)
+			}
+		}
+		fmt.Fprintln(w)
+		if r.Error != "" {
+			fmt.Fprintf(w, "       error: %s\n", r.Error)
+		}
+		vals := make([]string, 0, len(r.Values))
+		for _, v := range r.Values {
+			vals = append(vals, v.Name+"="+v.Text())
+		}
+		if len(vals) > 0 {
+			fmt.Fprintf(w, "       saw %s\n", strings.Join(vals, " "))
+		}
+	}
+	if len(misses) > 0 {
+		sort.Strings(misses)
+		fmt.Fprintf(w, "  not hit: %s\n", strings.Join(misses, ", "))
+	}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// ---- lists ----
+
+func (t *tool) lists(ctx context.Context, args []string) int {
+	sub := "show"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		sub, args = args[0], args[1:]
+	}
+	if t.env.Admin == nil {
+		return t.fail(errors.New("lists: no admin API to talk to (give --admin URL and a token, or --data DIR)"))
+	}
+	c := t.env.Admin
+	switch sub {
+	case "show", "ls":
+		fs := t.flags("lists show")
+		list := fs.String("list", "", "only this list")
+		kind := fs.String("kind", "", "only this kind")
+		format := fs.String("format", "table", "table or json")
+		if _, err := parse(fs, args); err != nil {
+			return exitOnParse(err)
+		}
+		q := url.Values{}
+		if *list != "" {
+			q.Set("list", *list)
+		}
+		if *kind != "" {
+			q.Set("kind", *kind)
+		}
+		path := "/risk/lists"
+		if len(q) > 0 {
+			path += "?" + q.Encode()
+		}
+		var entries []risk.ListEntry
+		if err := c.Do(ctx, http.MethodGet, path, nil, &entries); err != nil {
+			return t.fail(err)
+		}
+		if *format == "json" {
+			writeJSON(t.out, entries)
+			return ExitOK
+		}
+		tw := tabwriter.NewWriter(t.out, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "LIST\tKIND\tVALUE\tEXPIRES\tADDED BY\tADDED AT\tNOTE")
+		for _, e := range entries {
+			exp := "never"
+			if !e.ExpiresAt.IsZero() {
+				exp = e.ExpiresAt.In(t.env.Location).Format("2006-01-02 15:04")
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.List, e.Kind, e.Value, exp, e.AddedBy, e.AddedAt.In(t.env.Location).Format("2006-01-02 15:04"), e.Note)
+		}
+		tw.Flush()
+		fmt.Fprintf(t.out, "%d entr%s\n", len(entries), map[bool]string{true: "y", false: "ies"}[len(entries) == 1])
+		return ExitOK
+	case "add":
+		fs := t.flags("lists add")
+		ttl := fs.String("ttl", "", "expire after this long, like 24h or 30d")
+		expires := fs.String("expires", "", "expire at this time")
+		note := fs.String("note", "", "why the entry is there")
+		pos, err := parse(fs, args)
+		if err != nil {
+			return exitOnParse(err)
+		}
+		if len(pos) != 3 {
+			return t.usageErr("lists add wants LIST KIND VALUE, like: lists add deny bin 476173 --ttl 7d --note 'test BIN'")
+		}
+		req := risk.AddListEntry{List: pos[0], Kind: pos[1], Value: pos[2], TTL: *ttl, Note: *note}
+		if *expires != "" {
+			if req.ExpiresAt, err = t.parseTime(*expires); err != nil {
+				return t.usageErr("--expires: %v", err)
+			}
+		}
+		var added risk.ListEntry
+		if err := c.Do(ctx, http.MethodPost, "/risk/lists", req, &added); err != nil {
+			return t.fail(err)
+		}
+		exp := "never expires"
+		if !added.ExpiresAt.IsZero() {
+			exp = "expires " + added.ExpiresAt.In(t.env.Location).Format(time.RFC3339)
+		}
+		fmt.Fprintf(t.out, "added %s/%s/%s (%s)\n", added.List, added.Kind, added.Value, exp)
+		return ExitOK
+	case "remove", "rm":
+		fs := t.flags("lists remove")
+		pos, err := parse(fs, args)
+		if err != nil {
+			return exitOnParse(err)
+		}
+		if len(pos) != 3 {
+			return t.usageErr("lists remove wants LIST KIND VALUE")
+		}
+		path := "/risk/lists/" + url.PathEscape(pos[0]) + "/" + url.PathEscape(pos[1]) + "/" + url.PathEscape(pos[2])
+		if err := c.Do(ctx, http.MethodDelete, path, nil, nil); err != nil {
+			return t.fail(err)
+		}
+		fmt.Fprintf(t.out, "removed %s/%s/%s\n", pos[0], pos[1], pos[2])
+		return ExitOK
+	case "audit":
+		fs := t.flags("lists audit")
+		since := fs.String("since", "", "changes from this time on")
+		limit := fs.Int("limit", 0, "at most this many")
+		format := fs.String("format", "table", "table or json")
+		if _, err := parse(fs, args); err != nil {
+			return exitOnParse(err)
+		}
+		q := url.Values{}
+		if *since != "" {
+			ts, err := t.parseTime(*since)
+			if err != nil {
+				return t.usageErr("--since: %v", err)
+			}
+			q.Set("since", ts.Format(time.RFC3339))
+		}
+		if *limit > 0 {
+			q.Set("limit", strconv.Itoa(*limit))
+		}
+		path := "/risk/lists/audit"
+		if len(q) > 0 {
+			path += "?" + q.Encode()
+		}
+		var entries []risk.AuditEntry
+		if err := c.Do(ctx, http.MethodGet, path, nil, &entries); err != nil {
+			return t.fail(err)
+		}
+		if *format == "json" {
+			writeJSON(t.out, entries)
+			return ExitOK
+		}
+		tw := tabwriter.NewWriter(t.out, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "TIME\tWHO\tOP\tLIST\tKIND\tVALUE\tNOTE")
+		for _, a := range entries {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.Time.In(t.env.Location).Format("2006-01-02 15:04:05"), a.Who, a.Op,
+				a.Entry.List, a.Entry.Kind, a.Entry.Value, a.Entry.Note)
+		}
+		tw.Flush()
+		return ExitOK
+	}
+	return t.usageErr("lists: unknown command %q (want show, add, remove or audit)", sub)
+}

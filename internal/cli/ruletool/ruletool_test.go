@@ -1,0 +1,296 @@
+package ruletool
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchyard/switchyard/internal/cli/apiclient"
+	"github.com/switchyard/switchyard/risk"
+	"github.com/switchyard/switchyard/switch/admin"
+)
+
+const bigRound = `rules:
+  - {id: big-round, condition: "txn.amount >= 500000 && txn.amount % 100000 == 0",
+     action: decline, response_code: "05", reason: round-amount}
+`
+
+func run(t *testing.T, env ToolEnv, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := Run(context.Background(), args, env, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func rulesDir(t *testing.T, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func TestCheck(t *testing.T) {
+	code, out, _ := run(t, ToolEnv{}, "check", "../../../rules")
+	if code != ExitOK || !strings.Contains(out, "OK: version") || strings.Contains(out, "warning: ") {
+		t.Errorf("check of the default pack: %d\n%s", code, out)
+	}
+	bad := rulesDir(t, map[string]string{"a.yaml": "rules:\n  - {id: a, condition: \"txn.amount >= \", action: decline}\n  - {id: b, condition: \"txn.nope\", action: decline}\n"})
+	code, out, _ = run(t, ToolEnv{}, "check", bad)
+	if code != ExitProblems || !strings.Contains(out, "a.yaml:2:") || !strings.Contains(out, "a.yaml:3:") || !strings.Contains(out, "2 problem(s)") {
+		t.Errorf("check of a bad dir: %d\n%s", code, out)
+	}
+	code, out, _ = run(t, ToolEnv{}, "check", bad, "--format", "json")
+	var ans struct {
+		OK       bool
+		Problems []risk.Problem
+	}
+	if err := json.Unmarshal([]byte(out), &ans); err != nil || code != ExitProblems || ans.OK || len(ans.Problems) != 2 || ans.Problems[0].Line != 2 {
+		t.Errorf("json check: %d %v %s", code, err, out)
+	}
+	warn := rulesDir(t, map[string]string{"a.yaml": bigRound})
+	if code, out, _ := run(t, ToolEnv{}, "check", warn); code != ExitOK || !strings.Contains(out, "warning: ") || !strings.Contains(out, "has no tests") {
+		t.Errorf("check with a warning: %d\n%s", code, out)
+	}
+	if code, _, _ := run(t, ToolEnv{}, "check", "--strict", warn); code != ExitProblems {
+		t.Errorf("strict check with a warning: %d", code)
+	}
+	if code, _, errs := run(t, ToolEnv{}, "check"); code != ExitUsage || !strings.Contains(errs, "one rules directory") {
+		t.Errorf("check without a dir: %d %s", code, errs)
+	}
+}
+
+func TestTest(t *testing.T) {
+	code, out, _ := run(t, ToolEnv{}, "test", "../../../rules")
+	if code != ExitOK || !strings.Contains(out, " passed, 0 failed\n") || strings.Contains(out, "FAIL") || strings.Contains(out, "without tests") {
+		t.Errorf("test of the default pack: %d\n%s", code, out)
+	}
+	failing := rulesDir(t, map[string]string{"a.yaml": `rules:
+  - id: big
+    condition: txn.amount > 1000
+    action: decline
+    tests:
+      - {name: should hit, input: {txn: {amount: 500}}, expect: hit}
+      - {name: misses, input: {txn: {amount: 500}}, expect: miss}
+`})
+	code, out, _ = run(t, ToolEnv{}, "test", failing, "-v")
+	if code != ExitProblems || !strings.Contains(out, "FAIL big / should hit (") || !strings.Contains(out, "txn.amount=500") ||
+		!strings.Contains(out, "ok   big / misses") || !strings.Contains(out, "1 passed, 1 failed") {
+		t.Errorf("failing test: %d\n%s", code, out)
+	}
+	code, out, _ = run(t, ToolEnv{}, "test", "../../../rules", "--run", "^softpos-limit$", "--format", "json")
+	var ans struct{ Passed, Failed int }
+	if err := json.Unmarshal([]byte(out), &ans); err != nil || code != ExitOK || ans.Passed != 4 || ans.Failed != 0 {
+		t.Errorf("json test: %d %v %s", code, err, out)
+	}
+}
+
+// memHistory is an in-memory journal: test data for the History interface.
+type memHistory struct{ recs []risk.Record }
+
+func (h *memHistory) Range(ctx context.Context, from, to time.Time, fn func(risk.Record) error) error {
+	for _, r := range h.recs {
+		if !r.Time.Before(from) && r.Time.Before(to) {
+			if err := fn(r); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (h *memHistory) ByRRN(ctx context.Context, rrn string) (risk.Record, error) {
+	for _, r := range h.recs {
+		if r.RRN == rrn {
+			return r, nil
+		}
+	}
+	return risk.Record{}, fmt.Errorf("RRN %s: %w", rrn, risk.ErrNotFound)
+}
+
+// journal runs 600 purchases at the demo grocery through the default pack,
+// one a minute from start; every 50th is a round 6,000.00.
+func journal(t *testing.T, start time.Time) *memHistory {
+	e, err := risk.New("../../../rules", risk.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	h := &memHistory{}
+	for i := 0; i < 600; i++ {
+		var in risk.Input
+		amount := 1234 + i*10
+		if i%50 == 0 {
+			amount = 600000
+		}
+		in.Txn = risk.Txn{MTI: "0200", ProcCode: "000000", Type: risk.TxnPurchase, Amount: amount, Currency: "156", BIN: "476173",
+			CardHash: fmt.Sprintf("card%06d", i), RRN: fmt.Sprintf("%012d", i+1), Time: start.Add(time.Duration(i) * time.Minute)}
+		in.Txn.SetEntryMode("051")
+		in.Terminal = risk.Terminal{ID: "T0000001", Kind: "pos", Status: "active", Bound: true, AgeDays: 100}
+		in.Merchant = risk.Merchant{ID: "000000000000001", MCC: "5411", Tier: "standard", Status: "active"}
+		d := e.Evaluate(&in)
+		out := risk.OutcomeOf(&d, "00")
+		e.Observe(&in, out)
+		h.recs = append(h.recs, risk.Record{Time: in.Txn.Time, RRN: in.Txn.RRN, Input: in, Outcome: out, Decision: d})
+	}
+	return h
+}
+
+func TestBacktestFormats(t *testing.T) {
+	start := time.Date(2025, 6, 4, 0, 0, 0, 0, time.UTC)
+	h := journal(t, start)
+	cand := rulesDir(t, map[string]string{"a.yaml": bigRound})
+	no := false
+	env := ToolEnv{History: h, Location: time.UTC, Terminal: &no}
+	args := []string{"backtest", "--rules", cand, "--from", "2025-06-04", "--to", "2025-06-05"}
+
+	code, out, errs := run(t, env, args...)
+	if code != ExitOK || !strings.Contains(out, "Reported: 600 transaction(s)") || !strings.Contains(out, "with these rules: 12 (72000.00)") ||
+		!strings.Contains(out, "Changed decisions (12)") || !strings.Contains(out, "decline 05 big-round") || !strings.Contains(errs, "backtest: 100%") {
+		t.Errorf("table: %d\n%s\n%s", code, out, errs)
+	}
+	code, out, _ = run(t, env, append(args, "--format", "json", "--no-progress")...)
+	var rep risk.BacktestReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || code != ExitOK {
+		t.Fatalf("json: %d %v", code, err)
+	}
+	if rep.Transactions != 600 || rep.Changed != 12 || len(rep.Rules) != 1 || rep.Rules[0].Hits != 12 || rep.Rules[0].WouldDeclineAmount != 12*600000 {
+		t.Errorf("json report %+v", rep)
+	}
+	code, out, _ = run(t, env, append(args, "--format", "csv", "--no-progress", "--changes", "5")...)
+	parts := strings.Split(out, "\n\n")
+	if code != ExitOK || len(parts) != 2 {
+		t.Fatalf("csv: %d\n%s", code, out)
+	}
+	rules, err := csv.NewReader(strings.NewReader(parts[0])).ReadAll()
+	if err != nil || len(rules) != 2 || rules[1][0] != "big-round" || rules[1][3] != "12" || rules[1][7] != "7200000" {
+		t.Errorf("csv rules %v %v", rules, err)
+	}
+	changes, err := csv.NewReader(strings.NewReader(parts[1])).ReadAll()
+	if err != nil || len(changes) != 6 || changes[1][10] != "decline" || changes[1][12] != "big-round" {
+		t.Errorf("csv changes %v %v", changes, err)
+	}
+	// A terminal gets a redrawn bar.
+	yes := true
+	env.Terminal = &yes
+	if _, _, errs := run(t, env, args...); !strings.Contains(errs, "\rbacktest [") || !strings.Contains(errs, "100%") {
+		t.Errorf("progress bar: %q", errs)
+	}
+	// Usage errors.
+	if code, _, errs := run(t, env, "backtest", "--rules", cand, "--from", "yesterday", "--to", "now"); code != ExitUsage || !strings.Contains(errs, `time "yesterday"`) {
+		t.Errorf("bad time: %d %s", code, errs)
+	}
+	if code, _, errs := run(t, ToolEnv{}, args...); code != ExitProblems || !strings.Contains(errs, "no journal") {
+		t.Errorf("no history: %d %s", code, errs)
+	}
+}
+
+func TestExplainCommand(t *testing.T) {
+	start := time.Date(2025, 6, 4, 0, 0, 0, 0, time.UTC)
+	h := journal(t, start)
+	env := ToolEnv{History: h, Location: time.UTC, RulesDir: "../../../rules"}
+	code, out, errs := run(t, env, "explain", "000000000101")
+	if code != ExitOK || !strings.Contains(out, "RRN 000000000101") || !strings.Contains(out, "the same version") ||
+		!strings.Contains(out, "not hit: ") || !strings.Contains(out, "counters rebuilt from 100 earlier") {
+		t.Errorf("explain: %d\n%s%s", code, out, errs)
+	}
+	cand := rulesDir(t, map[string]string{"a.yaml": bigRound})
+	code, out, _ = run(t, env, "explain", "--rules", cand, "000000000101", "--all")
+	if code != ExitOK || !strings.Contains(out, "DIFFERENT version") || !strings.Contains(out, "HIT  big-round") ||
+		!strings.Contains(out, "saw txn.amount=600000") {
+		t.Errorf("explain with a candidate: %d\n%s", code, out)
+	}
+	code, out, _ = run(t, env, "explain", "000000000101", "--format", "json")
+	var ex risk.Explanation
+	if err := json.Unmarshal([]byte(out), &ex); err != nil || code != ExitOK || ex.Record.RRN != "000000000101" {
+		t.Errorf("json explain: %d %v", code, err)
+	}
+	if code, _, errs := run(t, env, "explain", "424242424242"); code != ExitProblems || !strings.Contains(errs, "no such transaction") {
+		t.Errorf("unknown RRN: %d %s", code, errs)
+	}
+}
+
+func TestListsCommands(t *testing.T) {
+	lists, err := risk.NewLists(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth, _ := admin.NewAuthenticator([]admin.Token{{Token: "t", Principal: admin.Principal{Name: "anna", Role: admin.RoleAnalyst}}})
+	env := ToolEnv{Admin: &apiclient.Client{Handler: risk.NewAdminHandler(auth, nil, lists), Token: "t"}, Location: time.UTC}
+	if code, out, errs := run(t, env, "lists", "add", "deny", "bin", "476173", "--ttl", "7d", "--note", "test BIN"); code != ExitOK || !strings.Contains(out, "added deny/bin/476173 (expires") {
+		t.Errorf("add: %d %s %s", code, out, errs)
+	}
+	if code, _, errs := run(t, env, "lists", "add", "deny", "card", "4761739001010119"); code != ExitProblems || !strings.Contains(errs, "never a PAN") {
+		t.Errorf("add a PAN: %d %s", code, errs)
+	}
+	code, out, _ := run(t, env, "lists")
+	if code != ExitOK || !strings.Contains(out, "deny  bin   476173") || !strings.Contains(out, "anna") || !strings.Contains(out, "1 entry") {
+		t.Errorf("show: %d\n%s", code, out)
+	}
+	if code, out, _ := run(t, env, "lists", "remove", "deny", "bin", "476173"); code != ExitOK || !strings.Contains(out, "removed") {
+		t.Errorf("remove: %d %s", code, out)
+	}
+	if code, _, errs := run(t, env, "lists", "remove", "deny", "bin", "476173"); code != ExitProblems || !strings.Contains(errs, "404") {
+		t.Errorf("remove twice: %d %s", code, errs)
+	}
+	code, out, _ = run(t, env, "lists", "audit")
+	if code != ExitOK || strings.Count(out, "anna") != 2 || !strings.Contains(out, "remove") {
+		t.Errorf("audit: %d\n%s", code, out)
+	}
+	if code, _, _ := run(t, ToolEnv{}, "lists"); code != ExitProblems {
+		t.Errorf("lists without an admin API: %d", code)
+	}
+	if code, _, _ := run(t, env, "frobnicate"); code != ExitUsage {
+		t.Errorf("unknown command: %d", code)
+	}
+}
+
+// TestExplainFallbackPack: without --rules, where the rules directory does not exist,
+// explain re-evaluates with the fallback pack (the one built into the binary); a
+// --rules directory that does not exist is still an error.
+func TestExplainFallbackPack(t *testing.T) {
+	h := journal(t, time.Date(2025, 6, 4, 0, 0, 0, 0, time.UTC))
+	missing := filepath.Join(t.TempDir(), "rules")
+	env := ToolEnv{History: h, Location: time.UTC, RulesDir: missing, Fallback: os.DirFS("../../../rules")}
+	if code, out, errs := run(t, env, "explain", "000000000101"); code != ExitOK || !strings.Contains(out, "the same version") {
+		t.Errorf("explain with the fallback pack: %d\n%s%s", code, out, errs)
+	}
+	env.Fallback = nil
+	if code, _, errs := run(t, env, "explain", "000000000101"); code != ExitProblems || !strings.Contains(errs, missing) {
+		t.Errorf("explain without rules: %d %s", code, errs)
+	}
+}
+
+// Backtest dates are days of the acquirer's zone, as settlement's are: the flags say
+// which zone, and the report's times carry its offset (issue 12, item 6).
+func TestBacktestDatesInAcquirerZone(t *testing.T) {
+	sh, err := time.LoadLocation("Asia/Shanghai")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Date(2025, 6, 4, 0, 0, 0, 0, sh)
+	h := journal(t, start)
+	cand := rulesDir(t, map[string]string{"a.yaml": bigRound})
+	no := false
+	env := ToolEnv{History: h, Location: sh, Terminal: &no}
+	if _, _, errs := run(t, env, "backtest", "-h"); !strings.Contains(errs, "in Asia/Shanghai, the acquirer's zone") {
+		t.Errorf("backtest -h does not say which zone a date is in:\n%s", errs)
+	}
+	code, out, errs := run(t, env, "backtest", "--rules", cand, "--from", "2025-06-04", "--to", "2025-06-05", "--no-progress")
+	if code != ExitOK || !strings.Contains(out, "from 2025-06-04T00:00:00+08:00 to 2025-06-05T00:00:00+08:00") || !strings.Contains(out, "Reported: 600 transaction(s)") {
+		t.Fatalf("backtest of a Shanghai day: %d\n%s\n%s", code, out, errs)
+	}
+	if !strings.Contains(out, "2025-06-04 00:00:00 +08:00") {
+		t.Errorf("changed decisions' times without the zone's offset:\n%s", out)
+	}
+}

@@ -1,0 +1,177 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"syscall"
+
+	"github.com/rs/zerolog"
+
+	"github.com/switchyard/switchyard/risk"
+	"github.com/switchyard/switchyard/switch/config"
+	"github.com/switchyard/switchyard/switch/registry"
+	"github.com/switchyard/switchyard/switch/server"
+)
+
+func runServe(env *Env, args []string) int {
+	fs := newFlags(env, "serve", "[--config FILE | --demo] [--data DIR] [--admin-addr HOST:PORT] [--listen NAME=HOST:PORT ...]")
+	cfgFile := fs.String("config", "", "configuration file (YAML)")
+	demo := fs.Bool("demo", false, "serve the embedded demo fleet with its test keys and the built-in demo issuer")
+	dataDir := fs.String("data", "", "data directory (overrides data_dir)")
+	logFormat := fs.String("log-format", "", "json or console (overrides log.format)")
+	adminAddr := fs.String("admin-addr", "", "admin API host:port (overrides admin.addr; port 0 picks a free one)")
+	var listen []string
+	fs.Func("listen", "NAME=HOST:PORT: the address of terminal listener NAME (ascii, binary-bitmap in demo mode); repeatable", func(v string) error {
+		listen = append(listen, v)
+		return nil
+	})
+	if ok, code := parse(fs, args); !ok {
+		return code
+	}
+	var cfg *config.Config
+	switch {
+	case *cfgFile != "" && *demo:
+		return fail(env, "serve: give --config or --demo, not both")
+	case *cfgFile != "":
+		c, err := config.Load(*cfgFile)
+		if err != nil {
+			return fail(env, "%v", err)
+		}
+		cfg = c
+	case *demo:
+		cfg = config.Demo()
+	default:
+		return fail(env, "serve: give --config FILE, or --demo for the embedded demo fleet")
+	}
+	if *dataDir != "" {
+		cfg.DataDir = *dataDir
+	}
+	if *logFormat != "" {
+		cfg.Log.Format = *logFormat
+	}
+	if *adminAddr != "" {
+		cfg.Admin.Addr = *adminAddr
+	}
+	if err := setListenAddrs(cfg, listen); err != nil {
+		return fail(env, "serve: %v", err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return fail(env, "config: %v", err)
+	}
+	tuneGC(env)
+	out := newBufferedLog(env.Stdout)
+	defer out.Close()
+	log := newLogger(out, cfg.Log.Level, cfg.Log.Format)
+	s, err := server.New(cfg, log, DemoIssuer())
+	if err != nil {
+		log.Error().Err(err).Msg("switch did not start")
+		return 1
+	}
+	if cfg.Demo {
+		rulesFrom := cfg.RulesDir
+		if s.Risk.RuleSet().Dir == risk.FallbackLabel {
+			rulesFrom = "the default pack built into the binary (" + cfg.RulesDir + " does not exist)"
+		}
+		// The banner goes out in one write, so that a reader waiting for its header
+		// (the README test) also has the tokens and the try line.
+		var banner strings.Builder
+		fmt.Fprintf(&banner, "\nSwitchyard demo is up (public test keys: never use them for real cards).\n  terminals (ascii):         %s\n  terminals (binary bitmap): %s\n  admin:                     http://%s (/livez /readyz /metrics)\n  data:                      %s   rules: %s\n\n  demo admin tokens (export SWITCHYARD_TOKEN=...):\n",
+			s.ListenerAddr("ascii"), s.ListenerAddr("binary-bitmap"), s.AdminAddr(), cfg.DataDir, rulesFrom)
+		for _, t := range registry.DemoTokens() {
+			fmt.Fprintf(&banner, "    %-9s %-16s %s\n", t.Role, t.Name, t.Token)
+		}
+		fmt.Fprintf(&banner, "\n  try: %s term purchase --pan 4761739001010119 --amount 1000%s\n\n", selfName(), addrFlag(s.ListenerAddr("ascii")))
+		_, _ = io.WriteString(env.Stderr, banner.String())
+	}
+	sig := make(chan os.Signal, 4)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sig)
+	for {
+		select {
+		case <-env.Ctx.Done():
+			return drain(s, log)
+		case sg := <-sig:
+			if sg == syscall.SIGHUP {
+				log.Info().Msg("SIGHUP: reloading")
+				var next *config.Config
+				if *cfgFile != "" {
+					c, err := config.Load(*cfgFile)
+					if err != nil {
+						log.Error().Err(err).Msg("reload: configuration refused; the running one stays")
+					} else {
+						next = c
+					}
+				}
+				s.Reload(next)
+				continue
+			}
+			log.Info().Str("signal", sg.String()).Msg("draining")
+			return drain(s, log)
+		}
+	}
+}
+
+// selfName is how the user called this binary (./bin/switchyard after make run), so
+// that the banner's example runs as printed; "switchyard" when that is not known.
+func selfName() string {
+	if len(os.Args) > 0 && filepath.Base(os.Args[0]) == "switchyard" {
+		return os.Args[0]
+	}
+	return "switchyard"
+}
+
+// addrFlag is the --addr flag term needs to reach addr, "" for term's default.
+func addrFlag(addr string) string {
+	if addr == "127.0.0.1:8583" {
+		return ""
+	}
+	return " --addr " + addr
+}
+
+// setListenAddrs applies --listen NAME=HOST:PORT overrides to the configured listeners.
+func setListenAddrs(cfg *config.Config, listen []string) error {
+	for _, v := range listen {
+		name, addr, ok := strings.Cut(v, "=")
+		if !ok || name == "" || addr == "" {
+			return fmt.Errorf("--listen %q: want NAME=HOST:PORT", v)
+		}
+		found := false
+		var names []string
+		for i := range cfg.Listeners {
+			names = append(names, cfg.Listeners[i].Name)
+			if cfg.Listeners[i].Name == name {
+				cfg.Listeners[i].Addr, found = addr, true
+			}
+		}
+		if !found {
+			return fmt.Errorf("--listen %q: no listener named %q (the listeners: %s)", v, name, strings.Join(names, ", "))
+		}
+	}
+	return nil
+}
+
+func drain(s *server.Server, log zerolog.Logger) int {
+	if err := s.Drain(); err != nil {
+		log.Error().Err(err).Msg("drain incomplete")
+		return 1
+	}
+	log.Info().Msg("switch stopped")
+	return 0
+}
+
+// tuneGC trades memory for CPU: the switch allocates per transaction, and the default
+// GOGC=100 spends a tenth of its CPU in the collector at load. Unless GOGC or
+// GOMEMLIMIT is set, the collector runs at GOGC=400 with a 4 GiB soft memory limit.
+func tuneGC(env *Env) {
+	if env.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
+	}
+	if env.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(4 << 30)
+	}
+}

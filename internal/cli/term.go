@@ -1,0 +1,232 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/bits"
+	"strings"
+	"time"
+
+	"github.com/switchyard/switchyard/internal/cli/kit"
+	"github.com/switchyard/switchyard/switch/message"
+	"github.com/switchyard/switchyard/switch/termclient"
+)
+
+// demoIdentity is what the demo fleet's terminals send in DE 48, so that `term` passes
+// the binding checks as the real terminal would.
+var demoIdentity = map[string][][2]string{
+	"T0000001": {{"DI", "SN-T0000001"}, {"SI", "89860000000000000001"}, {"IM", "860000000000001"}, {"GL", "39.904200,116.407400"}, {"AV", "1.0.0"}},
+	"T0000003": {{"DI", "SN-T0000003"}, {"SI", "89860000000000000003"}, {"IM", "860000000000003"}, {"GL", "39.904200,116.407400"}, {"AV", "1.0.0"}},
+	"T0000009": {{"DI", "SN-T0000009"}, {"SI", "89860000000000000009"}, {"IM", "860000000000009"}, {"GL", "39.904200,116.407400"}, {"AV", "1.0.0"}},
+	"T0000002": {{"DI", "SP-T0000002"}, {"IM", "860000000000002"}, {"GL", "31.230400,121.473700"}, {"AV", "1.0.0"}, {"IF", ""}},
+}
+
+// demoKeys are the demo fleet's public test keys, as its terminals hold them.
+var demoKeys = map[string]struct{ tpk, bdk, tak string }{
+	"T0000001": {tpk: "C1D0F8FB4958670DBA40AB1F3752EF0D"},
+	"T0000003": {tpk: "C1D0F8FB4958670DBA40AB1F3752EF0D"},
+	"T0000009": {tpk: "C1D0F8FB4958670DBA40AB1F3752EF0D"},
+	"T0000002": {bdk: "0123456789ABCDEFFEDCBA9876543210", tak: "404142434445464748494A4B4C4D4E4F"},
+}
+
+// demoKSN returns a KSN of the demo BDK whose counter grows with the clock (DUKPT
+// counters must increase; counters with more than 10 one-bits are skipped). The
+// counter keeps to 20 bits: its 21st bit is the last bit of the demo BDK's KSN prefix
+// FFFF9876543210E, and a KSN past it (…F…) is refused as another device's.
+func demoKSN(now time.Time) string {
+	c := uint32(now.Unix()-1_700_000_000) & 0xFFFFF
+	for bits.OnesCount32(c) > 10 {
+		c = (c + 1) & 0xFFFFF
+	}
+	// KSN: FFFF9876543210 then 24 bits: the top 3 bits (E) end the key serial number,
+	// the low 21 bits are the counter.
+	return fmt.Sprintf("FFFF9876543210%06X", 0xE00000|c)
+}
+
+var demoMerchant = map[string]string{
+	"T0000001": "000000000000001", "T0000003": "000000000000001", "T0000002": "000000000000002", "T0000009": "000000000000009",
+}
+
+// termKinds are the transactions term sends: its subcommands.
+var termKinds = []string{"purchase", "preauth", "void", "refund", "balance", "reversal", "echo", "signon", "signoff"}
+
+func runTerm(env *Env, args []string) int {
+	kinds := strings.Join(termKinds, "|")
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		fmt.Fprintf(env.Stderr, "Usage: switchyard term %s [flags]\n", kinds)
+		if kit.WantsHelp(args) {
+			return kit.ExitOK
+		}
+		return kit.ExitUsage
+	}
+	kind := args[0]
+	fs := newFlags(env, "term "+kind, "[flags]")
+	addr := fs.String("addr", "127.0.0.1:8583", "switch terminal listener host:port")
+	dialect := fs.String("dialect", "ascii", "ascii or ascii-binary-bitmap")
+	pan := fs.String("pan", "", "card number")
+	amount := fs.String("amount", "0", "amount in minor units (1000 = 10.00), or with a decimal point")
+	expiry := fs.String("expiry", "", "card expiry YYMM (default: the demo card's, else 2912)")
+	tid := fs.String("tid", "T0000001", "terminal ID (DE 41)")
+	mid := fs.String("mid", "", "merchant ID (DE 42; default: the demo terminal's merchant)")
+	stan := fs.String("stan", "", "STAN (DE 11; default: derived from the clock)")
+	rrn := fs.String("rrn", "", "original RRN (void, refund)")
+	orig := fs.String("original", "", "DE 90 for a reversal: original MTI+STAN+DE7 (e.g. 020012345611211106 13)")
+	var tags repeated
+	fs.Var(&tags, "tlv", "DE 48 tags as TAG=VALUE,TAG=VALUE; a comma not followed by TAG= is part of the value (GL=39.9,116.4); repeatable (default: the demo terminal's identity)")
+	timeout := fs.Duration("timeout", 30*time.Second, "how long to wait for the answer")
+	pin := fs.String("pin", "", "PIN: sent in DE 52 under the terminal's demo TPK, or DUKPT for T0000002")
+	ksn := fs.String("ksn", "", "DUKPT KSN (default: from the clock, for T0000002)")
+	tak := fs.String("tak", "", "MAC key (hex) to MAC the request with (default: T0000002's demo TAK)")
+	findings := fs.String("findings", "", "SoftPOS: integrity findings to report in IF (e.g. root,hook)")
+	attest := fs.String("attest", "OK", "SoftPOS: attestation verdict in AT (OK or FAIL)")
+	attestAge := fs.Duration("attest-age", 0, "SoftPOS: age of the attestation in AT")
+	asJSON := fs.Bool("json", false, "print the answer as JSON")
+	if ok, code := parse(fs, args[1:]); !ok {
+		return code
+	}
+	d, err := message.ParseDialect(*dialect)
+	if err != nil {
+		return fail(env, "term: --dialect: %v", err)
+	}
+	amt, err := termclient.ParseAmount(*amount)
+	if err != nil {
+		return fail(env, "term: --amount: %v", err)
+	}
+	t := termclient.Txn{PAN: *pan, Amount: amt, TID: *tid, MID: *mid, Expiry: *expiry, RRN: *rrn, STAN: *stan}
+	if t.STAN == "" {
+		t.STAN = fmt.Sprintf("%06d", time.Now().UnixNano()/1000%1000000)
+	}
+	if t.MID == "" {
+		t.MID = demoMerchant[t.TID]
+		if t.MID == "" {
+			t.MID = "000000000000003"
+		}
+	}
+	if t.Expiry == "" && t.PAN != "" {
+		t.Expiry = "2912"
+		if t.PAN == "4761739001010010" {
+			t.Expiry = "2212"
+		}
+	}
+	if len(tags) > 0 {
+		if t.TLV, err = termclient.ParseTags(tags...); err != nil {
+			return fail(env, "term: --tlv: %v", err)
+		}
+	} else {
+		t.TLV = demoIdentity[t.TID]
+	}
+	needPAN := true
+	switch kind {
+	case "purchase":
+	case "preauth":
+		t.MTI = "0100"
+	case "void":
+		t.ProcCode = message.PCVoid
+	case "refund":
+		t.ProcCode = message.PCRefund
+	case "balance":
+		t.ProcCode = message.PCBalance
+	case "reversal":
+		t.MTI, needPAN = "0400", false
+		t.Original = *orig
+		if len(t.Original) != 42 {
+			return fail(env, "term reversal: --original must be 42 digits (MTI, STAN, DE 7, zeros)")
+		}
+	case "echo", "signon", "signoff":
+		t.MTI, needPAN, t.TLV = "0800", false, nil
+		t.NetCode = map[string]string{"echo": message.NMEcho, "signon": message.NMSignOn, "signoff": message.NMSignOff}[kind]
+	default:
+		return fail(env, "term: unknown transaction %q (want %s)", kind, kinds)
+	}
+	if needPAN && t.PAN == "" {
+		return fail(env, "term %s: --pan is required", kind)
+	}
+	keys := demoKeys[t.TID]
+	if *pin != "" {
+		var block []byte
+		var err error
+		switch {
+		case keys.bdk != "":
+			k := *ksn
+			if k == "" {
+				k = demoKSN(time.Now())
+			}
+			block, err = termclient.PINBlockDUKPT(keys.bdk, k, *pin, t.PAN)
+			t.TLV = append(t.TLV, [2]string{"KS", k})
+		case keys.tpk != "" || strings.HasPrefix(t.TID, "LT"):
+			block, err = termclient.PINBlockTPK(demoKeys["T0000001"].tpk, *pin, t.PAN)
+		default:
+			err = fmt.Errorf("no demo PIN key for terminal %s", t.TID)
+		}
+		if err != nil {
+			return fail(env, "term: --pin: %v", err)
+		}
+		t.PINBlock = block
+	}
+	if t.TID == "T0000002" && len(tags) == 0 && t.MTI != "0800" {
+		t.TLV = append(t.TLV, [2]string{"AT", fmt.Sprintf("%d:%s", time.Now().Add(-*attestAge).Unix(), *attest)})
+		for i := range t.TLV {
+			if t.TLV[i][0] == "IF" {
+				t.TLV[i][1] = *findings
+			}
+		}
+	}
+	var mac message.MACFunc
+	if k := *tak; k != "" || keys.tak != "" {
+		if k == "" {
+			k = keys.tak
+		}
+		var err error
+		if mac, err = termclient.RetailMAC(k); err != nil {
+			return fail(env, "term: --tak: %v", err)
+		}
+	}
+	m, err := termclient.Build(t, d)
+	if err != nil {
+		return fail(env, "term: build request: %v", err)
+	}
+	c, err := termclient.Dial(*addr, d, nil)
+	if err != nil {
+		return fail(env, "term: %v", err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(env.Ctx, *timeout)
+	defer cancel()
+	start := time.Now()
+	resp, err := c.Send(ctx, m, mac)
+	if err != nil {
+		return fail(env, "term: %v", err)
+	}
+	r, err := termclient.Decode(resp)
+	if err != nil {
+		return fail(env, "term: %v", err)
+	}
+	if *asJSON {
+		b, _ := json.MarshalIndent(r, "", "  ")
+		fmt.Fprintln(env.Stdout, string(b))
+	} else {
+		fmt.Fprintf(env.Stdout, "%s  RC=%s  RRN=%s  AUTH=%s  STAN=%s  TID=%s", r.MTI, r.RC, r.RRN, r.AuthCode, r.STAN, r.TID)
+		if r.Reason != "" {
+			fmt.Fprintf(env.Stdout, "  RS=%s", r.Reason)
+		}
+		fmt.Fprintf(env.Stdout, "  (%s, %s)\n", describeRC(r.RC), time.Since(start).Round(time.Microsecond))
+	}
+	return 0
+}
+
+func describeRC(rc string) string {
+	if d, ok := rcText[rc]; ok {
+		return d
+	}
+	return "issuer code"
+}
+
+var rcText = map[string]string{
+	"00": "approved", "03": "invalid merchant", "05": "do not honour", "12": "invalid transaction",
+	"13": "invalid amount", "14": "invalid card number", "15": "no such issuer", "25": "original not found",
+	"30": "format error", "51": "insufficient funds", "54": "expired card", "55": "incorrect PIN",
+	"57": "not permitted to cardholder", "58": "not permitted to terminal", "59": "suspected fraud",
+	"61": "exceeds amount limit", "63": "security violation", "65": "exceeds frequency limit",
+	"91": "issuer unavailable", "94": "duplicate transmission", "95": "reconciliation error", "96": "system malfunction",
+}
