@@ -363,6 +363,24 @@ func BenchmarkCheck(b *testing.B) {
 	})
 }
 
+// BenchmarkCheckViaInterface calls Check as the pipeline does, through an
+// interface: the method table then holds the promoted method's wrapper.
+func BenchmarkCheckViaInterface(b *testing.B) {
+	f := newFixture(b)
+	req := f.goodT1()
+	var c interface {
+		Check(CheckRequest) CheckResult
+	} = f.reg
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if res := c.Check(req); res.Decline {
+				b.Fatalf("declined: %s", res.Reason)
+			}
+		}
+	})
+}
+
 // The facts work as an expr-lang environment under their documented names.
 func TestFactsAsExprEnvironment(t *testing.T) {
 	f := newFixture(t)
