@@ -33,10 +33,10 @@ const (
 // hash-chained operation log (oplog.go). It also carries what every component
 // shares: the clock, the logger, the options and the counters.
 //
-// Its write lock mu serialises every write to Badger except incidents and
-// last-seen data. The review workflow and alerting take it too, for their own
-// records: every write appends to the one oplog chain, whose order must be the
-// commit order.
+// Its write lock mu serialises every write to Badger except new incidents and
+// last-seen data. The review workflow, alerting and incident handling take it for
+// their own records too: each of those writes appends to the one oplog chain, whose
+// order must be the commit order (TestOplogOneChainAcrossComponents).
 type store struct {
 	db    *badger.DB
 	clock func() time.Time
