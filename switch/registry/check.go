@@ -188,12 +188,24 @@ func init() {
 	}
 }
 
+// checker runs the binding and SoftPOS integrity checks of every financial request
+// (Check), the transaction hot path. It reads only the store's snapshot (atomic
+// pointers, no lock shared with writers, no allocation for an accepted request); a
+// decline hands its incident to the incidents queue, and a SoftPOS reporting
+// device-integrity findings is suspended through the review workflow's
+// systemSuspend.
+type checker struct {
+	*store
+	incidents *incidents
+	review    *review
+}
+
 // Check runs the binding and SoftPOS integrity checks on a financial request and
 // records that the terminal was seen. It reads only the in-memory snapshot and does
 // not allocate on the path of an accepted request. A violation creates an incident
 // (written in the background); a SoftPOS device-integrity finding also suspends the
 // terminal before Check returns, so the next request is refused.
-func (r *Registry) Check(req CheckRequest) CheckResult {
+func (r *checker) Check(req CheckRequest) CheckResult {
 	now := req.Now
 	if now.IsZero() {
 		now = r.clock()
@@ -306,7 +318,7 @@ func (r *Registry) Check(req CheckRequest) CheckResult {
 	if softpos {
 		if hasFindings {
 			res = r.decline(res, ReasonDeviceCompromised, &req)
-			r.autoSuspend(t.ID, now, req.Findings)
+			r.review.autoSuspend(t.ID, now, req.Findings)
 			return res
 		}
 		if attReason != ReasonNone {
@@ -353,13 +365,13 @@ func identityFact(bound, sent string, bit int, matched, missing int) (bool, int,
 	return false, matched, missing
 }
 
-func (r *Registry) decline(res CheckResult, reason Reason, req *CheckRequest) CheckResult {
+func (r *checker) decline(res CheckResult, reason Reason, req *CheckRequest) CheckResult {
 	res.Decline = true
 	res.Reason = reason
 	res.ResponseCode = reasonCode(reason)
 	r.m.decline(reason)
 	if req != nil {
-		r.recordIncident(res, req)
+		r.incidents.recordIncident(res, req)
 	}
 	return res
 }

@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"errors"
 	"math"
 	"net/netip"
 	"strings"
@@ -362,6 +363,24 @@ func BenchmarkCheck(b *testing.B) {
 	})
 }
 
+// BenchmarkCheckViaInterface calls Check as the pipeline does, through an
+// interface: the method table then holds the promoted method's wrapper.
+func BenchmarkCheckViaInterface(b *testing.B) {
+	f := newFixture(b)
+	req := f.goodT1()
+	var c interface {
+		Check(CheckRequest) CheckResult
+	} = f.reg
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if res := c.Check(req); res.Decline {
+				b.Fatalf("declined: %s", res.Reason)
+			}
+		}
+	})
+}
+
 // The facts work as an expr-lang environment under their documented names.
 func TestFactsAsExprEnvironment(t *testing.T) {
 	f := newFixture(t)
@@ -386,5 +405,94 @@ func TestFactsAsExprEnvironment(t *testing.T) {
 		if err != nil || got != want {
 			t.Errorf("%s = %v, %v; want %v", src, got, err, want)
 		}
+	}
+}
+
+// TestRootedSoftPOS: a finding suspends the terminal at once, durably; it stays
+// suspended (across a restart) until a reviewed resume.
+func TestRootedSoftPOS(t *testing.T) {
+	f := newFixture(t)
+	req := f.goodT2()
+	req.Findings = []string{"root", "hook"}
+	res := f.reg.Check(req)
+	if !res.Decline || res.ResponseCode != "59" || res.Reason != ReasonDeviceCompromised {
+		t.Fatalf("rooted SoftPOS: %v %s %s, want 59 device-compromised", res.Decline, res.ResponseCode, res.Reason)
+	}
+	if tt, _ := f.reg.Terminal("T0000002"); tt.Status != TerminalSuspended || !strings.Contains(tt.Note, "root,hook") {
+		t.Fatalf("T0000002 after finding = %s %q, want suspended", tt.Status, tt.Note)
+	}
+	// The next transaction, even a clean one, is refused.
+	if res := f.reg.Check(f.goodT2()); res.Reason != ReasonTerminalSuspended || res.ResponseCode != "58" {
+		t.Errorf("clean request after suspension: %s %s, want 58 terminal-suspended", res.ResponseCode, res.Reason)
+	}
+	// Oplog: actor system.
+	es, _ := f.reg.Oplog(OplogFilter{Target: "T0000002", Action: "terminal.suspend"})
+	if len(es) != 1 || es[0].Actor != SystemActor || !strings.Contains(string(es[0].Before), `"status":"active"`) ||
+		!strings.Contains(string(es[0].After), `"status":"suspended"`) {
+		t.Errorf("oplog of automatic suspension = %+v", es)
+	}
+	// Incident with the device data at that moment.
+	incs, err := f.reg.Incidents(IncidentFilter{TerminalID: "T0000002"})
+	if err != nil || len(incs) != 1 {
+		t.Fatalf("incidents = %+v, %v", incs, err)
+	}
+	inc := incs[0]
+	if inc.Reason != ReasonDeviceCompromised || inc.Action != "terminal-suspended" || inc.Status != IncidentOpen ||
+		strings.Join(inc.Device.Findings, ",") != "root,hook" || inc.Device.IMEI != "860000000000002" || inc.Device.Location == nil ||
+		inc.Device.SourceIP != "10.1.2.3" || inc.Merchant == nil || inc.Merchant.ID != "000000000000002" ||
+		inc.Terminal == nil || inc.Terminal.Status != TerminalActive || inc.Facts.DistanceM <= 0 || !inc.Device.MACVerified {
+		t.Errorf("incident = %+v", inc)
+	}
+
+	// Durable: survives a restart.
+	f.reopen(t)
+	if res := f.reg.Check(f.goodT2()); res.Reason != ReasonTerminalSuspended {
+		t.Fatalf("after restart: %q, want terminal-suspended", res.Reason)
+	}
+	// Resume needs review: the requester cannot approve it.
+	c, err := f.reg.RequestChange(alice, Change{Op: OpTerminalResume, Target: "T0000002", Reason: "device replaced"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.reg.Approve(alice, c.ID, ""); !errors.Is(err, ErrForbidden) {
+		t.Errorf("self-approval of resume: %v", err)
+	}
+	if res := f.reg.Check(f.goodT2()); res.Reason != ReasonTerminalSuspended {
+		t.Errorf("before approval of resume: %q, want terminal-suspended", res.Reason)
+	}
+	if _, err := f.reg.Approve(dave, c.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	if res := f.reg.Check(f.goodT2()); res.Decline {
+		t.Errorf("after approved resume: %s", res.Reason)
+	}
+	// Incident handling.
+	if _, err := f.reg.ResolveIncident(erin, inc.ID, ""); !errors.Is(err, ErrForbidden) {
+		t.Errorf("analyst resolving: %v", err)
+	}
+	if got, err := f.reg.AcknowledgeIncident(alice, inc.ID, "looking"); err != nil || got.Status != IncidentAcknowledged || got.AckBy != "alice" {
+		t.Errorf("ack = %+v, %v", got, err)
+	}
+	if _, err := f.reg.AcknowledgeIncident(carol, inc.ID, ""); !errors.Is(err, ErrConflict) {
+		t.Errorf("second ack: %v", err)
+	}
+	if got, err := f.reg.ResolveIncident(carol, inc.ID, "device wiped"); err != nil || got.Status != IncidentResolved || got.ResolvedBy != "carol" {
+		t.Errorf("resolve = %+v, %v", got, err)
+	}
+	if es, _ := f.reg.Oplog(OplogFilter{Target: inc.ID}); len(es) != 2 {
+		t.Errorf("oplog of incident = %+v", es)
+	}
+}
+
+// A non-SoftPOS terminal's IF is not trusted and not acted on.
+func TestFindingsIgnoredForPOS(t *testing.T) {
+	f := newFixture(t)
+	req := f.goodT1()
+	req.Findings = []string{"root"}
+	if res := f.reg.Check(req); res.Decline {
+		t.Errorf("POS with IF: %s, want accepted", res.Reason)
+	}
+	if tt, _ := f.reg.Terminal("T0000001"); tt.Status != TerminalActive {
+		t.Errorf("POS suspended for IF: %s", tt.Status)
 	}
 }

@@ -50,7 +50,7 @@ type ImportReport struct {
 // and, unless dryRun, requests one terminal.import change for the rows that pass.
 // Rows that fail are reported with their line and reason and left out. An error is
 // returned only for a problem with the whole file (header, encoding, size).
-func (r *Registry) ImportTerminals(p admin.Principal, in io.Reader, reason string, dryRun bool) (*ImportReport, error) {
+func (r *review) ImportTerminals(p admin.Principal, in io.Reader, reason string, dryRun bool) (*ImportReport, error) {
 	if !canRequest(p) {
 		return nil, forbiddenf("%s (%s) may not import terminals: operator or admin role needed", p.Name, p.Role)
 	}
@@ -197,7 +197,7 @@ func rowTerminal(get func(string) string) (Terminal, error) {
 // that a typo or another party's key (an issuer's ZPK as a TPK) is refused when it
 // is entered rather than found by the first PIN transaction. References equal to
 // those of was (the terminal as it is, for a change) are not checked again.
-func (r *Registry) checkKeyRefs(terminal string, k KeyRefs, was *KeyRefs) error {
+func (r *review) checkKeyRefs(terminal string, k KeyRefs, was *KeyRefs) error {
 	if r.opts.Keys == nil {
 		return nil
 	}

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -72,6 +74,44 @@ type Incident struct {
 	ResolveNote string         `json:"resolve_note,omitempty"`
 }
 
+// incidents records the binding violations Check finds, and confirmed fraud,
+// as incidents. Check only queues one (incQ); a background writer stores what is
+// waiting with one transaction and sync, so a burst of declines costs the hot path
+// no disk wait. Handling an incident (ack, resolve) is an ordinary oplog write
+// under the store's lock.
+type incidents struct {
+	*store
+	incSeq  atomic.Uint64 // last incident sequence
+	incQ    chan incItem
+	qmu     sync.RWMutex // guards the switch from queued to synchronous incidents
+	qclosed bool
+	stop    chan struct{}
+	wg      sync.WaitGroup // the writer
+}
+
+// load finds the last incident sequence.
+func (r *incidents) load(txn *badger.Txn) error {
+	n, _, err := lastSeq(txn, pfxIncident)
+	r.incSeq.Store(n)
+	return err
+}
+
+// start starts the background writer.
+func (r *incidents) start() {
+	r.wg.Add(1)
+	go r.incidentWriter()
+}
+
+// shutdown stops queueing (later incidents are written synchronously) and waits
+// until the writer has stored everything queued.
+func (r *incidents) shutdown() {
+	r.qmu.Lock()
+	r.qclosed = true
+	r.qmu.Unlock()
+	close(r.stop)
+	r.wg.Wait()
+}
+
 func incidentID(seq uint64) string { return "INC-" + strconv.FormatUint(seq, 10) }
 
 type incItem struct {
@@ -80,7 +120,7 @@ type incItem struct {
 }
 
 // recordIncident builds an incident from a declined request and queues it.
-func (r *Registry) recordIncident(res CheckResult, req *CheckRequest) {
+func (r *incidents) recordIncident(res CheckResult, req *CheckRequest) {
 	now := req.Now
 	if now.IsZero() {
 		now = r.clock()
@@ -154,12 +194,12 @@ func (r *Registry) recordIncident(res CheckResult, req *CheckRequest) {
 	}
 }
 
-func (r *Registry) writeIncident(inc *Incident) error {
+func (r *incidents) writeIncident(inc *Incident) error {
 	return r.writeIncidents([]*Incident{inc})
 }
 
 // writeIncidents stores incidents with one transaction and one sync.
-func (r *Registry) writeIncidents(incs []*Incident) error {
+func (r *incidents) writeIncidents(incs []*Incident) error {
 	var err error
 	if r.opts.Persist != nil {
 		kvs := make([][2][]byte, 0, len(incs))
@@ -198,7 +238,7 @@ func (r *Registry) writeIncidents(incs []*Incident) error {
 const incidentBatch = 256
 
 // incidentWriter stores queued incidents: whatever is waiting is written together.
-func (r *Registry) incidentWriter() {
+func (r *incidents) incidentWriter() {
 	defer r.wg.Done()
 	var batch []incItem
 	var incs []*Incident
@@ -251,7 +291,7 @@ func (r *Registry) incidentWriter() {
 }
 
 // FlushIncidents waits until every incident queued so far is stored.
-func (r *Registry) FlushIncidents() {
+func (r *incidents) FlushIncidents() {
 	done := make(chan struct{})
 	r.qmu.RLock()
 	if r.qclosed {
@@ -274,7 +314,7 @@ type IncidentFilter struct {
 }
 
 // Incidents returns the matching incidents, oldest first.
-func (r *Registry) Incidents(f IncidentFilter) ([]*Incident, error) {
+func (r *incidents) Incidents(f IncidentFilter) ([]*Incident, error) {
 	r.FlushIncidents()
 	if f.Limit <= 0 {
 		f.Limit = 1000
@@ -306,7 +346,7 @@ func (r *Registry) Incidents(f IncidentFilter) ([]*Incident, error) {
 }
 
 // GetIncident returns incident id.
-func (r *Registry) GetIncident(id string) (*Incident, error) {
+func (r *incidents) GetIncident(id string) (*Incident, error) {
 	r.FlushIncidents()
 	n, err := parseSeqID(id, "INC-")
 	if err != nil {
@@ -328,17 +368,17 @@ func canHandle(p admin.Principal) bool {
 }
 
 // AcknowledgeIncident marks open incident id as acknowledged by operator p.
-func (r *Registry) AcknowledgeIncident(p admin.Principal, id, note string) (*Incident, error) {
+func (r *incidents) AcknowledgeIncident(p admin.Principal, id, note string) (*Incident, error) {
 	return r.updateIncident(p, id, note, IncidentAcknowledged)
 }
 
 // ResolveIncident marks incident id as resolved by operator p. Resolving does not
 // resume a suspended terminal: that is a separate, reviewed change.
-func (r *Registry) ResolveIncident(p admin.Principal, id, note string) (*Incident, error) {
+func (r *incidents) ResolveIncident(p admin.Principal, id, note string) (*Incident, error) {
 	return r.updateIncident(p, id, note, IncidentResolved)
 }
 
-func (r *Registry) updateIncident(p admin.Principal, id, note string, to IncidentStatus) (*Incident, error) {
+func (r *incidents) updateIncident(p admin.Principal, id, note string, to IncidentStatus) (*Incident, error) {
 	if !canHandle(p) {
 		return nil, forbiddenf("%s (%s) may not handle incidents: operator or admin role needed", p.Name, p.Role)
 	}

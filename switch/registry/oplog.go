@@ -36,13 +36,13 @@ type OpEntry struct {
 // opBatch collects oplog entries written in one transaction. r.mu must be held from
 // ops() to done().
 type opBatch struct {
-	r       *Registry
+	r       *store
 	seq     uint64
 	hash    string
 	entries []OpEntry
 }
 
-func (r *Registry) ops() *opBatch { return &opBatch{r: r, seq: r.logSeq, hash: r.logHash} }
+func (r *store) ops() *opBatch { return &opBatch{r: r, seq: r.logSeq, hash: r.logHash} }
 
 func rawJSON(v any) json.RawMessage {
 	if v == nil {
@@ -104,7 +104,7 @@ type OplogFilter struct {
 }
 
 // Oplog returns the matching entries in log order.
-func (r *Registry) Oplog(f OplogFilter) ([]OpEntry, error) {
+func (r *store) Oplog(f OplogFilter) ([]OpEntry, error) {
 	if f.Limit <= 0 {
 		f.Limit = 1000
 	}
@@ -141,7 +141,7 @@ func (r *Registry) Oplog(f OplogFilter) ([]OpEntry, error) {
 
 // VerifyOplog checks the hash chain of the whole log and returns the number of
 // entries; an error names the first entry that does not fit.
-func (r *Registry) VerifyOplog() (int, error) {
+func (r *store) VerifyOplog() (int, error) {
 	n := 0
 	prev := ""
 	var want uint64 = 1
@@ -171,4 +171,33 @@ func (r *Registry) VerifyOplog() (int, error) {
 		})
 	})
 	return n, err
+}
+
+// LogOp appends e to the operation log for another part of the switch (the review
+// cases), in one Badger transaction with write (nil: nothing else), so that a
+// record and the entry that tells who changed it are stored together or not at
+// all. Seq, PrevHash and Hash are set here; Time defaults to the registry's clock.
+func (r *store) LogOp(e OpEntry, write func(txn *badger.Txn) error) (OpEntry, error) {
+	if e.Actor == "" || e.Action == "" || e.TargetType == "" || e.Target == "" {
+		return e, invalidf("oplog entry needs an actor, an action, a target type and a target (got %q %q %q %q)", e.Actor, e.Action, e.TargetType, e.Target)
+	}
+	if e.Time.IsZero() {
+		e.Time = r.now()
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	b := r.ops()
+	b.add(e)
+	if err := r.commitLocked(func(txn *badger.Txn) error {
+		if write != nil {
+			if err := write(txn); err != nil {
+				return err
+			}
+		}
+		return b.write(txn)
+	}); err != nil {
+		return e, fmt.Errorf("registry: store %s of %s %s: %w", e.Action, e.TargetType, e.Target, err)
+	}
+	b.done()
+	return b.entries[0], nil
 }

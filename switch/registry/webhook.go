@@ -17,7 +17,7 @@ import (
 // of the same scheme and host (port included) whose path is the entry's or below it.
 // An empty list allows nothing, so that an alert rule cannot make the switch post to
 // an address of its choosing (a local port, a metadata service).
-func (r *Registry) webhookAllowed(target string) error {
+func (r *alerting) webhookAllowed(target string) error {
 	u, err := url.Parse(target)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("webhook URL %q: want an http or https URL", target)

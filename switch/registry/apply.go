@@ -1,0 +1,302 @@
+package registry
+
+import (
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+)
+
+// What a change does: compute works it out from the current snapshot, without
+// writing anything, for the request (is it possible now?), the preview and the
+// approval (which writes the effects).
+
+// effect is a computed change to one record.
+type effect struct {
+	mBefore, mAfter *Merchant
+	tBefore, tAfter *Terminal
+	rBefore, rAfter *AlertRule // rBefore is filled under r.mu, where it is shown
+}
+
+// compute works out what c does to the current state, at time now, without writing
+// anything. It validates everything the approval will apply.
+func (r *review) compute(c *Change, now time.Time) ([]effect, error) {
+	s := r.snap.Load()
+	curM := func(id string) *Merchant {
+		if sl := s.merchants[id]; sl != nil {
+			return sl.rec.Load()
+		}
+		return nil
+	}
+	curT := func(id string) *Terminal {
+		if sl := s.terminals[id]; sl != nil {
+			return sl.rec.Load()
+		}
+		return nil
+	}
+	merchantTransition := func(from []MerchantStatus, to MerchantStatus) ([]effect, error) {
+		m := curM(c.Target)
+		if m == nil {
+			return nil, notFoundf("merchant %s does not exist", c.Target)
+		}
+		if !slices.Contains(from, m.Status) {
+			return nil, conflictf("merchant %s is %s: %s needs it to be %v", m.ID, m.Status, c.Op, from)
+		}
+		n := *m
+		n.Status, n.Note, n.UpdatedAt, n.Version = to, c.Reason, now, m.Version+1
+		return []effect{{mBefore: m, mAfter: &n}}, nil
+	}
+	terminalTransition := func(from []TerminalStatus, to TerminalStatus) ([]effect, error) {
+		t := curT(c.Target)
+		if t == nil {
+			return nil, notFoundf("terminal %s does not exist", c.Target)
+		}
+		if !slices.Contains(from, t.Status) {
+			return nil, conflictf("terminal %s is %s: %s needs it to be %v", t.ID, t.Status, c.Op, from)
+		}
+		n := *t
+		n.Status, n.Note, n.UpdatedAt, n.Version = to, c.Reason, now, t.Version+1
+		if to == TerminalActive && n.ActivatedAt.IsZero() {
+			n.ActivatedAt = now
+		}
+		return []effect{{tBefore: t, tAfter: &n}}, nil
+	}
+	newTerminal := func(t Terminal, seen map[string]bool) (*Terminal, error) {
+		normalizeTerminal(&t)
+		if t.Status == "" {
+			t.Status = TerminalPending
+		}
+		if t.Status != TerminalPending && t.Status != TerminalActive {
+			return nil, invalidf("terminal %s: status %q: a new terminal is pending or active", t.ID, t.Status)
+		}
+		if err := t.Validate(); err != nil {
+			return nil, err
+		}
+		if curT(t.ID) != nil || seen[t.ID] {
+			return nil, conflictf("terminal %s already exists", t.ID)
+		}
+		if m := curM(t.MerchantID); m == nil {
+			return nil, notFoundf("terminal %s: merchant %s does not exist", t.ID, t.MerchantID)
+		} else if m.Status == MerchantClosed {
+			return nil, conflictf("terminal %s: merchant %s is closed", t.ID, t.MerchantID)
+		}
+		t.CreatedAt, t.UpdatedAt, t.Version, t.ActivatedAt = now, now, 1, time.Time{}
+		if t.Status == TerminalActive {
+			t.ActivatedAt = now
+		}
+		t.Note = c.Reason
+		return &t, nil
+	}
+
+	switch c.Op {
+	case OpMerchantRegister:
+		if c.Merchant == nil {
+			return nil, invalidf("%s: no merchant given", c.Op)
+		}
+		m := *c.Merchant
+		if m.Status == "" {
+			m.Status = MerchantActive
+		}
+		if m.Status != MerchantPending && m.Status != MerchantActive {
+			return nil, invalidf("merchant %s: status %q: a new merchant is pending or active", m.ID, m.Status)
+		}
+		if err := m.Validate(); err != nil {
+			return nil, err
+		}
+		if curM(m.ID) != nil {
+			return nil, conflictf("merchant %s already exists", m.ID)
+		}
+		m.CreatedAt, m.UpdatedAt, m.Version, m.Note = now, now, 1, c.Reason
+		return []effect{{mAfter: &m}}, nil
+	case OpMerchantChange:
+		m := curM(c.Target)
+		if m == nil {
+			return nil, notFoundf("merchant %s does not exist", c.Target)
+		}
+		if m.Status == MerchantClosed {
+			return nil, conflictf("merchant %s is closed", m.ID)
+		}
+		p := c.MerchantPatch
+		if p == nil {
+			return nil, invalidf("%s %s: no fields to change", c.Op, c.Target)
+		}
+		n := *m
+		set := func(dst *string, v *string) {
+			if v != nil {
+				*dst = *v
+			}
+		}
+		set(&n.Name, p.Name)
+		set(&n.MCC, p.MCC)
+		set(&n.Region, p.Region)
+		set(&n.Tier, p.Tier)
+		set(&n.Rating, p.Rating)
+		if p.Limits != nil {
+			n.Limits = *p.Limits
+		}
+		if err := n.Validate(); err != nil {
+			return nil, err
+		}
+		n.UpdatedAt, n.Version = now, m.Version+1
+		return []effect{{mBefore: m, mAfter: &n}}, nil
+	case OpMerchantActivate:
+		return merchantTransition([]MerchantStatus{MerchantPending}, MerchantActive)
+	case OpMerchantFreeze:
+		return merchantTransition([]MerchantStatus{MerchantActive, MerchantPending}, MerchantFrozen)
+	case OpMerchantUnfreeze:
+		return merchantTransition([]MerchantStatus{MerchantFrozen}, MerchantActive)
+	case OpMerchantClose:
+		return merchantTransition([]MerchantStatus{MerchantPending, MerchantActive, MerchantFrozen}, MerchantClosed)
+	case OpTerminalRegister:
+		if c.Terminal == nil {
+			return nil, invalidf("%s: no terminal given", c.Op)
+		}
+		t, err := newTerminal(*c.Terminal, nil)
+		if err != nil {
+			return nil, err
+		}
+		return []effect{{tAfter: t}}, nil
+	case OpTerminalImport:
+		if len(c.Terminals) == 0 {
+			return nil, invalidf("%s: no terminals given", c.Op)
+		}
+		seen := map[string]bool{}
+		var out []effect
+		var errs []string
+		for i := range c.Terminals {
+			t, err := newTerminal(c.Terminals[i], seen)
+			if err != nil {
+				errs = append(errs, err.Error())
+				continue
+			}
+			seen[t.ID] = true
+			out = append(out, effect{tAfter: t})
+		}
+		if len(errs) > 0 {
+			return nil, conflictf("%s: %d of %d terminals cannot be created: %s", c.Op, len(errs), len(c.Terminals), strings.Join(errs, "; "))
+		}
+		return out, nil
+	case OpTerminalChange:
+		t := curT(c.Target)
+		if t == nil {
+			return nil, notFoundf("terminal %s does not exist", c.Target)
+		}
+		if t.Status == TerminalClosed {
+			return nil, conflictf("terminal %s is closed", t.ID)
+		}
+		p := c.TerminalPatch
+		if p == nil {
+			return nil, invalidf("%s %s: no fields to change", c.Op, c.Target)
+		}
+		n := *t
+		if p.MerchantID != nil && *p.MerchantID != t.MerchantID {
+			m := curM(*p.MerchantID)
+			if m == nil {
+				return nil, notFoundf("terminal %s: merchant %s does not exist", t.ID, *p.MerchantID)
+			}
+			if m.Status == MerchantClosed {
+				return nil, conflictf("terminal %s: merchant %s is closed", t.ID, m.ID)
+			}
+			n.MerchantID = m.ID
+		}
+		if p.Kind != nil {
+			n.Kind = *p.Kind
+		}
+		if p.DeviceSerial != nil {
+			n.Binding.DeviceSerial = *p.DeviceSerial
+		}
+		if p.ICCID != nil {
+			n.Binding.ICCID = *p.ICCID
+		}
+		if p.IMEI != nil {
+			n.Binding.IMEI = *p.IMEI
+		}
+		if p.ClearLocation {
+			n.Location = nil
+		}
+		if p.Location != nil {
+			l := *p.Location
+			n.Location = &l
+		}
+		if p.AllowedNetworks != nil {
+			n.AllowedNetworks = append([]netip.Prefix(nil), (*p.AllowedNetworks)...)
+		}
+		if p.MinAppVersion != nil {
+			n.MinAppVersion = *p.MinAppVersion
+		}
+		if p.MissingPolicy != nil {
+			n.MissingPolicy = *p.MissingPolicy
+		}
+		if p.Keys != nil {
+			n.Keys = *p.Keys
+		}
+		normalizeTerminal(&n)
+		if err := n.Validate(); err != nil {
+			return nil, err
+		}
+		n.UpdatedAt, n.Version = now, t.Version+1
+		return []effect{{tBefore: t, tAfter: &n}}, nil
+	case OpTerminalActivate:
+		return terminalTransition([]TerminalStatus{TerminalPending}, TerminalActive)
+	case OpTerminalSuspend:
+		return terminalTransition([]TerminalStatus{TerminalActive, TerminalPending}, TerminalSuspended)
+	case OpTerminalResume:
+		return terminalTransition([]TerminalStatus{TerminalSuspended}, TerminalActive)
+	case OpTerminalClose:
+		return terminalTransition([]TerminalStatus{TerminalPending, TerminalActive, TerminalSuspended}, TerminalClosed)
+	case OpAlertRulePut:
+		if c.AlertRule == nil {
+			return nil, invalidf("%s: no alert rule given", c.Op)
+		}
+		ar := *c.AlertRule
+		if err := r.alerts.checkRule(&ar); err != nil {
+			return nil, err
+		}
+		ar.UpdatedBy, ar.UpdatedAt = c.RequestedBy, now
+		return []effect{{rAfter: &ar}}, nil
+	}
+	return nil, invalidf("unknown operation %q", c.Op)
+}
+
+// normalizeTerminal fills defaults: the decline policy, a MAC requirement for
+// SoftPOS, and the conventional key references "<terminal ID>/TAK" and
+// "<terminal ID>/TPK" when a MAC or TPK PIN mode needs one and none is given.
+func normalizeTerminal(t *Terminal) {
+	if t.MissingPolicy == "" {
+		t.MissingPolicy = PolicyDecline
+	}
+	if t.Kind == KindSoftPOS {
+		t.Keys.MACRequired = true
+	}
+	if t.Keys.MACRequired && t.Keys.TAK == "" && t.ID != "" {
+		t.Keys.TAK = t.ID + "/TAK"
+	}
+	if t.Keys.PINMode == PINModeTPK && t.Keys.TPK == "" && t.ID != "" {
+		t.Keys.TPK = t.ID + "/TPK"
+	}
+	if len(t.AllowedNetworks) == 0 {
+		t.AllowedNetworks = nil
+	}
+}
+
+func (e effect) changeEffect() ChangeEffect {
+	if e.rAfter != nil {
+		ce := ChangeEffect{Type: "alert-rule", ID: e.rAfter.ID, After: rawJSON(e.rAfter)}
+		if e.rBefore != nil {
+			ce.Before = rawJSON(e.rBefore)
+		}
+		return ce
+	}
+	if e.mAfter != nil {
+		ce := ChangeEffect{Type: "merchant", ID: e.mAfter.ID, After: rawJSON(e.mAfter)}
+		if e.mBefore != nil {
+			ce.Before = rawJSON(e.mBefore)
+		}
+		return ce
+	}
+	ce := ChangeEffect{Type: "terminal", ID: e.tAfter.ID, After: rawJSON(e.tAfter)}
+	if e.tBefore != nil {
+		ce.Before = rawJSON(e.tBefore)
+	}
+	return ce
+}

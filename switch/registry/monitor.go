@@ -1,0 +1,350 @@
+package registry
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strconv"
+	"time"
+)
+
+// MonitorOptions tune a Monitor. The zero value is usable.
+type MonitorOptions struct {
+	// Interval between runs of Run; default 1 minute.
+	Interval time.Duration
+	// HTTPClient posts webhooks; nil means a client with WebhookTimeout.
+	HTTPClient *http.Client
+	// WebhookTimeout bounds one webhook attempt; default 5 s.
+	WebhookTimeout time.Duration
+	// WebhookAttempts is how many times a webhook is tried; default 3.
+	WebhookAttempts int
+	// RetryBackoff is the wait before the second attempt, doubled each time;
+	// default 1 s.
+	RetryBackoff time.Duration
+	// WebhookSecret keys the HMAC-SHA256 signature of every webhook body (see
+	// SignWebhook). Without one, webhook actions fail rather than post unsigned.
+	WebhookSecret []byte
+
+	// A suspension wave is the terminals suspended by alert actions within
+	// SuspendWindow (default 1 h). Once it would exceed SuspendMaxShare (default
+	// 0.1) of the fleet's terminals, or of one merchant's, and SuspendMin (default 3)
+	// terminals, the monitor stops suspending: it requests each further suspension
+	// as a change for a reviewer instead.
+	SuspendMaxShare float64
+	SuspendMin      int
+	SuspendWindow   time.Duration
+}
+
+// Defaults of the suspension wave limit (MonitorOptions).
+const (
+	DefaultSuspendMaxShare = 0.1
+	DefaultSuspendMin      = 3
+	DefaultSuspendWindow   = time.Hour
+)
+
+// Monitor watches when terminals were last seen and raises alerts by the registry's
+// alert rules.
+//
+// De-duplication: while a rule's alert for a terminal is open, the rule does not
+// alert again for it. When the terminal is seen again, the open alert becomes
+// "recovered" and the next offline period alerts anew. An acknowledged alert
+// silences the rule for that terminal until it is seen again or one more threshold
+// has passed since the acknowledgement (then a new alert is raised).
+type Monitor struct {
+	reg   *Registry
+	clock func() time.Time
+	opts  MonitorOptions
+	hc    *http.Client
+}
+
+// NewMonitor returns a monitor of reg's terminals; clock (nil: the registry's) gives
+// the time of each scheduled run.
+func NewMonitor(reg *Registry, clock func() time.Time, opts MonitorOptions) *Monitor {
+	if clock == nil {
+		clock = reg.clock
+	}
+	if opts.Interval <= 0 {
+		opts.Interval = time.Minute
+	}
+	if opts.WebhookTimeout <= 0 {
+		opts.WebhookTimeout = 5 * time.Second
+	}
+	if opts.WebhookAttempts <= 0 {
+		opts.WebhookAttempts = 3
+	}
+	if opts.RetryBackoff <= 0 {
+		opts.RetryBackoff = time.Second
+	}
+	if opts.SuspendMaxShare <= 0 || opts.SuspendMaxShare > 1 {
+		opts.SuspendMaxShare = DefaultSuspendMaxShare
+	}
+	if opts.SuspendMin <= 0 {
+		opts.SuspendMin = DefaultSuspendMin
+	}
+	if opts.SuspendWindow <= 0 {
+		opts.SuspendWindow = DefaultSuspendWindow
+	}
+	hc := opts.HTTPClient
+	if hc == nil {
+		// A redirect is not followed: it could lead off the allow-list.
+		hc = &http.Client{Timeout: opts.WebhookTimeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	}
+	return &Monitor{reg: reg, clock: clock, opts: opts, hc: hc}
+}
+
+// Run calls RunOnce every Interval until ctx is done.
+func (mo *Monitor) Run(ctx context.Context) {
+	t := time.NewTicker(mo.opts.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := mo.RunOnce(ctx, mo.clock()); err != nil {
+				mo.reg.log.Error().Err(err).Msg("offline monitor run failed")
+			}
+		}
+	}
+}
+
+// WebhookPayload is the JSON body a webhook action posts.
+type WebhookPayload struct {
+	Event string `json:"event"` // "terminal-offline"
+	Alert *Alert `json:"alert"`
+}
+
+// RunOnce evaluates every enabled rule against every terminal as of now, marks
+// alerts of terminals seen again as recovered, raises new alerts and runs their
+// actions. It returns the alerts it raised.
+func (mo *Monitor) RunOnce(ctx context.Context, now time.Time) ([]*Alert, error) {
+	r := mo.reg
+	now = now.UTC()
+	rules := r.AlertRules()
+	s := r.snap.Load()
+	ids := make([]string, 0, len(s.terminals))
+	for id := range s.terminals {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+
+	var raised []*Alert
+	var errs []error
+	for _, ar := range rules {
+		if ar.Disabled {
+			continue
+		}
+		thr := time.Duration(ar.Threshold)
+		for _, id := range ids {
+			sl := s.terminals[id]
+			t := sl.rec.Load()
+			var m *Merchant
+			if msl := s.merchants[t.MerchantID]; msl != nil {
+				m = msl.rec.Load()
+			}
+			ls, seen := sl.lastSeen()
+			a, err := mo.evaluate(&ar, t, m, ls, seen, thr, now)
+			if err != nil {
+				errs = append(errs, err)
+			}
+			if a != nil {
+				raised = append(raised, a)
+			}
+		}
+	}
+	// Actions run outside the registry lock; webhooks may take a while.
+	wave := mo.newWave(now)
+	for _, a := range raised {
+		var ar AlertRule
+		for _, x := range rules {
+			if x.ID == a.RuleID {
+				ar = x
+			}
+		}
+		a.Actions = mo.act(ctx, &ar, a, now, wave)
+		r.mu.Lock()
+		err := r.storeAlertLocked(a)
+		r.mu.Unlock()
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if wave.held > 0 {
+		r.log.Error().Int("held", wave.held).Int("suspended_in_window", wave.fleetDone).Int("fleet", wave.fleetTotal).
+			Dur("window", mo.opts.SuspendWindow).Float64("max_share", mo.opts.SuspendMaxShare).
+			Msg("suspension wave limit reached: further suspensions by alert rules are held as changes for review")
+	}
+	return raised, errors.Join(errs...)
+}
+
+// evaluate decides about one rule and terminal; it stores state changes and returns
+// a new alert (stored without action results) if one fires.
+func (mo *Monitor) evaluate(ar *AlertRule, t *Terminal, m *Merchant, ls LastSeen, seen bool, thr time.Duration, now time.Time) (*Alert, error) {
+	r := mo.reg
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	key := alertKey(ar.ID, t.ID)
+	ref, has := r.alertIdx[key]
+	if has && ref.status != AlertRecovered && seen && ls.Time.After(ref.reference) {
+		// Seen again since the alert: recovered.
+		a, err := r.readAlert(ref.seq, alertID(ref.seq))
+		if err != nil {
+			return nil, err
+		}
+		if a.Status == AlertOpen || a.Status == AlertAcknowledged {
+			a.Status = AlertRecovered
+			rt := ls.Time
+			a.RecoveredAt = &rt
+			if err := r.storeAlertLocked(a); err != nil {
+				return nil, err
+			}
+		}
+		ref = r.alertIdx[key]
+	}
+	if !ar.matches(t, m) {
+		return nil, nil
+	}
+	reference := t.ActivatedAt
+	if reference.IsZero() {
+		reference = t.CreatedAt
+	}
+	if seen {
+		reference = ls.Time
+	}
+	if now.Sub(reference) < thr {
+		return nil, nil
+	}
+	if has {
+		switch ref.status {
+		case AlertOpen:
+			return nil, nil
+		case AlertAcknowledged:
+			if now.Sub(ref.ackAt) < thr {
+				return nil, nil
+			}
+		}
+	}
+	seq := r.alrSeq + 1
+	a := &Alert{
+		ID: alertID(seq), Seq: seq, RuleID: ar.ID, TerminalID: t.ID, MerchantID: t.MerchantID, Kind: t.Kind,
+		Time: now, Reference: reference, OfflineFor: Duration(now.Sub(reference)), Threshold: ar.Threshold, Status: AlertOpen,
+	}
+	if m != nil {
+		a.Region = m.Region
+	}
+	if seen {
+		l := ls
+		a.LastSeen = &l
+	}
+	if err := r.storeAlertLocked(a); err != nil {
+		return nil, err
+	}
+	r.alrSeq = seq
+	r.m.alerts.WithLabelValues(ar.ID).Inc()
+	return a, nil
+}
+
+func (mo *Monitor) act(ctx context.Context, ar *AlertRule, a *Alert, now time.Time, wave *suspendWave) []ActionResult {
+	r := mo.reg
+	var out []ActionResult
+	for _, act := range ar.Actions {
+		res := ActionResult{Type: act.Type}
+		switch act.Type {
+		case ActionLog:
+			r.log.Warn().Str("alert", a.ID).Str("rule", a.RuleID).Str("terminal", a.TerminalID).Str("merchant", a.MerchantID).
+				Dur("offline_for", time.Duration(a.OfflineFor)).Time("reference", a.Reference).Msg("terminal offline")
+			res.OK = true
+		case ActionWebhook:
+			err := mo.postWebhook(ctx, act.URL, WebhookPayload{Event: "terminal-offline", Alert: a}, now)
+			res.OK = err == nil
+			res.Detail = "posted to " + act.URL
+			if err != nil {
+				res.Detail = err.Error()
+				r.log.Error().Err(err).Str("alert", a.ID).Msg("alert webhook failed")
+			}
+		case ActionSuspend:
+			why := fmt.Sprintf("%s%s: rule %s, not seen for %v", offlineAlertNote, a.ID, a.RuleID, time.Duration(a.OfflineFor).Round(time.Second))
+			if limit := wave.over(a.MerchantID); limit != "" {
+				res.OK, res.Detail = mo.holdSuspension(a, why, limit)
+				wave.held++
+				break
+			}
+			done, err := r.systemSuspend(a.TerminalID, why, now)
+			if done {
+				wave.add(a.MerchantID)
+			}
+			switch {
+			case err != nil:
+				res.Detail = err.Error()
+			case done:
+				res.OK, res.Detail = true, "terminal suspended"
+				r.m.suspensions.WithLabelValues("offline-alert").Inc()
+			default:
+				res.OK, res.Detail = true, "terminal not active; nothing to do"
+			}
+		}
+		out = append(out, res)
+	}
+	return out
+}
+
+func (mo *Monitor) postWebhook(ctx context.Context, target string, payload WebhookPayload, now time.Time) error {
+	// Checked again here: the rule may predate the allow-list as configured now.
+	if err := mo.reg.webhookAllowed(target); err != nil {
+		return err
+	}
+	if len(mo.opts.WebhookSecret) == 0 {
+		return fmt.Errorf("webhook %s: no webhook secret configured (alerts.webhook_secret_file or alerts.webhook_secret_env): bodies are never sent unsigned", target)
+	}
+	body, err := json.Marshal(payload)
+	if err != nil {
+		return fmt.Errorf("encode webhook for %s: %w", payload.Alert.ID, err)
+	}
+	ts := strconv.FormatInt(now.Unix(), 10)
+	sig := SignWebhook(mo.opts.WebhookSecret, ts, body)
+	wait := mo.opts.RetryBackoff
+	var last error
+	for attempt := 1; attempt <= mo.opts.WebhookAttempts; attempt++ {
+		if attempt > 1 {
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("webhook %s: %w (after %d attempts: %v)", target, ctx.Err(), attempt-1, last)
+			case <-time.After(wait):
+			}
+			wait *= 2
+		}
+		last = mo.postOnce(ctx, target, body, ts, sig)
+		if last == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("webhook %s failed after %d attempts: %w", target, mo.opts.WebhookAttempts, last)
+}
+
+func (mo *Monitor) postOnce(ctx context.Context, target string, body []byte, ts, sig string) error {
+	ctx, cancel := context.WithTimeout(ctx, mo.opts.WebhookTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "switchyard-offline-monitor")
+	req.Header.Set(WebhookTimestampHeader, ts)
+	req.Header.Set(WebhookSignatureHeader, sig)
+	resp, err := mo.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("answer %s", resp.Status)
+	}
+	return nil
+}
