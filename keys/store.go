@@ -6,7 +6,8 @@
 //
 // It also loads the LMK (from a file that only its owner can read, or from an
 // environment variable), loads the demo fleet's public test keys in demo mode and
-// refuses them otherwise, and serves the key-management admin API (NewAPI).
+// refuses them otherwise, and defines the requests and answers of the
+// key-management admin API (served by switch/api).
 //
 // Everything is stored under the Badger key prefix "keys/".
 package keys

@@ -14,6 +14,7 @@ import (
 	"github.com/switchyard/switchyard/hsm/tr31"
 	"github.com/switchyard/switchyard/keys"
 	"github.com/switchyard/switchyard/switch/admin"
+	"github.com/switchyard/switchyard/switch/api"
 )
 
 type fixture struct {
@@ -41,7 +42,7 @@ func setup(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	auth, _ := admin.NewAuthenticator([]admin.Token{{Token: "tok", Principal: admin.Principal{Name: "custodian", Role: admin.RoleAdmin}}})
-	return &fixture{db: db, store: store, c: &admin.Client{Handler: keys.NewAPI(store, h, auth), Token: "tok"}}
+	return &fixture{db: db, store: store, c: &admin.Client{Handler: api.New(api.Options{Auth: auth, Keys: store, HSM: h}), Token: "tok"}}
 }
 
 func (f *fixture) run(stdin string, args ...string) (int, string, string) {

@@ -15,8 +15,6 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
-
-	"github.com/switchyard/switchyard/switch/admin"
 )
 
 // DefaultOfflineThreshold is the threshold of an alert rule that gives none.
@@ -254,7 +252,7 @@ func (r *Registry) AlertRules() []AlertRule {
 // PutAlertRule creates or replaces a rule on behalf of operator p. A rule that
 // changes terminals (ChangesTerminals) is refused: it needs a reviewed change,
 // RequestChange with OpAlertRulePut (the API's PUT does that itself).
-func (r *Registry) PutAlertRule(p admin.Principal, ar AlertRule) (*AlertRule, error) {
+func (r *Registry) PutAlertRule(p Actor, ar AlertRule) (*AlertRule, error) {
 	if !canHandle(p) {
 		return nil, forbiddenf("%s (%s) may not edit alert rules: operator or admin role needed", p.Name, p.Role)
 	}
@@ -273,7 +271,7 @@ func (r *Registry) PutAlertRule(p admin.Principal, ar AlertRule) (*AlertRule, er
 		before = old
 	}
 	b := r.ops()
-	b.add(OpEntry{Time: now, Actor: p.Name, Role: string(p.Role), Action: "alert-rule.put", TargetType: "alert-rule", Target: ar.ID,
+	b.add(OpEntry{Time: now, Actor: p.Name, Role: p.Role, Action: "alert-rule.put", TargetType: "alert-rule", Target: ar.ID,
 		Before: rawJSON(before), After: rawJSON(&ar)})
 	if err := r.commitLocked(func(txn *badger.Txn) error {
 		if err := putJSON(txn, []byte(pfxRule+ar.ID), &ar); err != nil {
@@ -289,7 +287,7 @@ func (r *Registry) PutAlertRule(p admin.Principal, ar AlertRule) (*AlertRule, er
 }
 
 // DeleteAlertRule removes rule id on behalf of operator p. Its alerts stay.
-func (r *Registry) DeleteAlertRule(p admin.Principal, id string) error {
+func (r *Registry) DeleteAlertRule(p Actor, id string) error {
 	if !canHandle(p) {
 		return forbiddenf("%s (%s) may not edit alert rules: operator or admin role needed", p.Name, p.Role)
 	}
@@ -301,7 +299,7 @@ func (r *Registry) DeleteAlertRule(p admin.Principal, id string) error {
 	}
 	now := r.now()
 	b := r.ops()
-	b.add(OpEntry{Time: now, Actor: p.Name, Role: string(p.Role), Action: "alert-rule.delete", TargetType: "alert-rule", Target: id,
+	b.add(OpEntry{Time: now, Actor: p.Name, Role: p.Role, Action: "alert-rule.delete", TargetType: "alert-rule", Target: id,
 		Before: rawJSON(old)})
 	if err := r.commitLocked(func(txn *badger.Txn) error {
 		if err := txn.Delete([]byte(pfxRule + id)); err != nil {
@@ -377,7 +375,7 @@ func (r *Registry) GetAlert(id string) (*Alert, error) {
 // AcknowledgeAlert marks open alert id as acknowledged by operator p. The rule will
 // not alert again for that terminal until it has been seen again, or until one more
 // threshold has passed since the acknowledgement.
-func (r *Registry) AcknowledgeAlert(p admin.Principal, id, note string) (*Alert, error) {
+func (r *Registry) AcknowledgeAlert(p Actor, id, note string) (*Alert, error) {
 	if !canHandle(p) {
 		return nil, forbiddenf("%s (%s) may not handle alerts: operator or admin role needed", p.Name, p.Role)
 	}
@@ -397,7 +395,7 @@ func (r *Registry) AcknowledgeAlert(p admin.Principal, id, note string) (*Alert,
 	now := r.now()
 	a.Status, a.AckBy, a.AckAt, a.AckNote = AlertAcknowledged, p.Name, &now, strings.TrimSpace(note)
 	b := r.ops()
-	b.add(OpEntry{Time: now, Actor: p.Name, Role: string(p.Role), Action: "alert.ack", TargetType: "alert", Target: a.ID, Reason: a.AckNote,
+	b.add(OpEntry{Time: now, Actor: p.Name, Role: p.Role, Action: "alert.ack", TargetType: "alert", Target: a.ID, Reason: a.AckNote,
 		Before: rawJSON(map[string]any{"status": AlertOpen}), After: rawJSON(map[string]any{"status": a.Status})})
 	if err := r.commitLocked(func(txn *badger.Txn) error {
 		if err := putJSON(txn, seqKey(pfxAlert, a.Seq), a); err != nil {

@@ -1,4 +1,4 @@
-package keys_test
+package api_test
 
 import (
 	"context"
@@ -17,6 +17,7 @@ import (
 	"github.com/switchyard/switchyard/hsm/tr31"
 	"github.com/switchyard/switchyard/keys"
 	"github.com/switchyard/switchyard/switch/admin"
+	"github.com/switchyard/switchyard/switch/api"
 )
 
 type apiEnv struct {
@@ -53,7 +54,7 @@ func newAPIEnv(t *testing.T) *apiEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	handler := keys.NewAPI(store, h, auth)
+	handler := api.New(api.Options{Auth: auth, Keys: store, HSM: h})
 	return &apiEnv{store: store, hsm: h, h: handler,
 		admin:  &admin.Client{Handler: handler, Token: "admin-token"},
 		op:     &admin.Client{Handler: handler, Token: "op-token"},
