@@ -107,6 +107,11 @@ func New(o Options) *http.ServeMux {
 // Register adds the API's routes to mux.
 func Register(mux *http.ServeMux, o Options) {
 	a := &api{o: o, mux: mux}
+	a.register()
+}
+
+func (a *api) register() {
+	o := a.o
 	if o.Registry != nil {
 		a.registry()
 	}
@@ -132,8 +137,9 @@ func DemoTokens() []admin.Token {
 }
 
 type api struct {
-	o   Options
-	mux *http.ServeMux
+	o        Options
+	mux      *http.ServeMux
+	patterns []string // what route registered, for the tests
 }
 
 // handlerFunc is the one shape of a route: it reads r, acts as p, and returns
@@ -149,6 +155,7 @@ var (
 // route registers fn for pattern, for callers of roles, its library errors mapped
 // by statusOf.
 func (a *api) route(pattern string, roles []admin.Role, statusOf func(error) int, fn handlerFunc) {
+	a.patterns = append(a.patterns, pattern)
 	a.mux.Handle(pattern, a.o.Auth.Require(a.adapt(statusOf, fn), roles...))
 }
 
