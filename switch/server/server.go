@@ -1,7 +1,11 @@
 // Package server assembles a running switch from its configuration: the Badger
 // database, journal, issuer links (and the built-in demo issuer), the transaction
 // pipeline, the terminal listeners and the admin HTTP server, and takes it down
-// gracefully.
+// gracefully. The admin routes themselves are switch/api's.
+//
+// Loggers: New hands each component the switch's logger tagged once with its name,
+// log.With().Str("component", name).Logger(), in the Logger field of its Options
+// (see switch/api's package doc for the convention).
 package server
 
 import (
@@ -139,7 +143,7 @@ func New(cfg *config.Config, log zerolog.Logger) (_ *Server, err error) {
 	s.Journal.OnIndexError(func(err error) {
 		log.Error().Err(err).Msg("journal index not written; retrying (records stay readable from memory)")
 	})
-	if s.Registry, err = registry.New(s.db, nil, registry.Options{Logger: log, Metrics: s.Metrics.Registry, Persist: s.Journal.PutDurableBatch,
+	if s.Registry, err = registry.New(s.db, nil, registry.Options{Logger: log.With().Str("component", "registry").Logger(), Metrics: s.Metrics.Registry, Persist: s.Journal.PutDurableBatch,
 		Keys: s.keyInfo, WebhookAllow: cfg.Alerts.WebhookAllow}); err != nil {
 		return nil, err
 	}
@@ -165,10 +169,10 @@ func New(cfg *config.Config, log zerolog.Logger) (_ *Server, err error) {
 		return nil, fmt.Errorf("security: %w", err)
 	}
 	klog := log.With().Str("component", "keys").Logger()
-	if s.Keys, err = keys.NewStore(s.db, keys.Options{Demo: cfg.Demo, Log: &klog}); err != nil {
+	if s.Keys, err = keys.NewStore(s.db, keys.Options{Demo: cfg.Demo, Logger: klog}); err != nil {
 		return nil, err
 	}
-	if s.HSM, err = hsm.NewSoftware(context.Background(), s.Keys, lmk, hsm.Options{Log: &klog}); err != nil {
+	if s.HSM, err = hsm.NewSoftware(context.Background(), s.Keys, lmk, hsm.Options{Logger: klog}); err != nil {
 		return nil, err
 	}
 	clear(lmk)
@@ -198,7 +202,7 @@ func New(cfg *config.Config, log zerolog.Logger) (_ *Server, err error) {
 	}
 	for _, ic := range issuers {
 		l, err := issuer.Dial(issuer.Config{ID: ic.ID, Addrs: ic.Addrs, Timeout: ic.Timeout.D(), EchoEvery: ic.EchoEvery.D(),
-			Connections: ic.Connections, AcquirerID: ic.AcquirerID}, log)
+			Connections: ic.Connections, AcquirerID: ic.AcquirerID}, log.With().Str("component", "issuer").Logger())
 		if err != nil {
 			return nil, err
 		}
