@@ -43,6 +43,9 @@ func (a *api) keys() {
 	h("POST /api/v1/keys/{id}/status", g.status)
 	h("GET /api/v1/keys/audit", g.audit)
 	h("GET /api/v1/keys/audit/verify", g.verifyLog)
+	// Anything else under /api/v1/keys/ also needs the admin token before it is
+	// told the route does not exist: callers without one learn nothing of the keys.
+	a.mux.Handle("/api/v1/keys/", a.o.Auth.Require(http.NotFoundHandler(), adminsOnly...))
 }
 
 // keysStatus maps the HSM's error kinds.
