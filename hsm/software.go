@@ -31,8 +31,9 @@ type Options struct {
 	Rand io.Reader
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
-	// Log receives key lifecycle events (never key bytes); nil means no logging.
-	Log *zerolog.Logger
+	// Logger receives key lifecycle events (never key bytes); the zero value logs
+	// nothing. The caller tags it (component=keys).
+	Logger zerolog.Logger
 }
 
 // Software is an HSM in software on the Go standard library. It holds the LMK in
@@ -91,11 +92,7 @@ func NewSoftware(ctx context.Context, store KeyStore, lmk []byte, opts Options) 
 	if s.opts.Now == nil {
 		s.opts.Now = time.Now
 	}
-	if opts.Log != nil {
-		s.log = *opts.Log
-	} else {
-		s.log = zerolog.Nop()
-	}
+	s.log = opts.Logger
 	return s, nil
 }
 

@@ -6,7 +6,8 @@
 //
 // It also loads the LMK (from a file that only its owner can read, or from an
 // environment variable), loads the demo fleet's public test keys in demo mode and
-// refuses them otherwise, and serves the key-management admin API (NewAPI).
+// refuses them otherwise, and defines the requests and answers of the
+// key-management admin API (served by switch/api).
 //
 // Everything is stored under the Badger key prefix "keys/".
 package keys
@@ -50,8 +51,9 @@ type Options struct {
 	Demo bool
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
-	// Log receives key events (never key bytes); nil means no logging.
-	Log *zerolog.Logger
+	// Logger receives key events (never key bytes); the zero value logs nothing.
+	// The caller tags it (component=keys).
+	Logger zerolog.Logger
 }
 
 // Store is the Badger key store. It keeps all key records in memory too, so that
@@ -84,11 +86,7 @@ func NewStore(db *badger.DB, opts Options) (*Store, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
-	if opts.Log != nil {
-		s.log = *opts.Log
-	} else {
-		s.log = zerolog.Nop()
-	}
+	s.log = opts.Logger
 	err := db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(recPrefix), PrefetchValues: true})
 		defer it.Close()

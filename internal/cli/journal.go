@@ -14,6 +14,7 @@ import (
 	"github.com/switchyard/switchyard/internal/cli/apiclient"
 	"github.com/switchyard/switchyard/internal/cli/kit"
 	"github.com/switchyard/switchyard/switch/admin"
+	"github.com/switchyard/switchyard/switch/api"
 	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/server"
 )
@@ -40,7 +41,7 @@ func runJournal(env *Env, args []string) int {
 	if err != nil {
 		return fail(env, "journal: %v", err)
 	}
-	q, err := server.QueryFromValues(func(k string) string {
+	q, err := api.QueryFromValues(func(k string) string {
 		return map[string]string{"tid": *tid, "mid": *mid, "rrn": *rrn, "from": inZone(*from, loc), "to": inZone(*to, loc)}[k]
 	}, time.Now())
 	if err != nil {

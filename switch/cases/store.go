@@ -17,7 +17,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/switchyard/switchyard/risk"
-	"github.com/switchyard/switchyard/switch/admin"
 	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/registry"
 )
@@ -462,14 +461,28 @@ func (s *Store) get(n uint64) (*Case, error) {
 	return c, nil
 }
 
+// Actor is who assigns or decides a case: the name recorded on the case and in the
+// operations log, and the role it acts in (the admin API's roles: analysts assign
+// and decide, admin may do all, even decide a case assigned to another analyst).
+type Actor struct {
+	Name string `json:"name"`
+	Role string `json:"role"`
+}
+
+// The roles the case checks know.
+const (
+	RoleAnalyst = "analyst"
+	RoleAdmin   = "admin"
+)
+
 // mayHandle: analysts assign and decide cases; admin may do all.
-func mayHandle(p admin.Principal) bool {
-	return p.Role == admin.RoleAnalyst || p.Role == admin.RoleAdmin
+func mayHandle(p Actor) bool {
+	return p.Role == RoleAnalyst || p.Role == RoleAdmin
 }
 
 // Assign gives case id to analyst to (p itself when to is empty). An open case or
 // one assigned to someone else may be assigned; a decided case may not.
-func (s *Store) Assign(p admin.Principal, id, to, note string) (*Case, error) {
+func (s *Store) Assign(p Actor, id, to, note string) (*Case, error) {
 	if !mayHandle(p) {
 		return nil, kindErrorf(ErrForbidden, "%s (%s) may not assign review cases: analyst or admin role needed", p.Name, p.Role)
 	}
@@ -501,7 +514,7 @@ func (s *Store) Assign(p admin.Principal, id, to, note string) (*Case, error) {
 // list and opens an incident for the merchant before the decision is stored; when
 // storing fails after that, deciding again is safe (the deny entry is replaced, a
 // second incident opened).
-func (s *Store) Decide(p admin.Principal, id string, v Verdict, note string) (*Case, error) {
+func (s *Store) Decide(p Actor, id string, v Verdict, note string) (*Case, error) {
 	if !mayHandle(p) {
 		return nil, kindErrorf(ErrForbidden, "%s (%s) may not decide review cases: analyst or admin role needed", p.Name, p.Role)
 	}
@@ -523,7 +536,7 @@ func (s *Store) Decide(p admin.Principal, id string, v Verdict, note string) (*C
 		return nil, kindErrorf(ErrConflict, "case %s is already decided (%s by %s at %s)", c.ID, c.Decision.Verdict, c.Decision.By, c.Decision.At.Format(time.RFC3339))
 	case c.Status == StatusOpen:
 		return nil, kindErrorf(ErrConflict, "case %s is open: assign it first (switchyard case assign %s)", c.ID, c.ID)
-	case c.AssignedTo != p.Name && p.Role != admin.RoleAdmin:
+	case c.AssignedTo != p.Name && p.Role != RoleAdmin:
 		return nil, kindErrorf(ErrForbidden, "case %s is assigned to %s, not %s: reassign it to decide it", c.ID, c.AssignedTo, p.Name)
 	}
 	before := summary(c)
@@ -559,11 +572,11 @@ func (s *Store) Decide(p admin.Principal, id string, v Verdict, note string) (*C
 }
 
 // commit stores c with its operation log entry in one transaction.
-func (s *Store) commit(p admin.Principal, c *Case, action, note string, before json.RawMessage, now time.Time) error {
+func (s *Store) commit(p Actor, c *Case, action, note string, before json.RawMessage, now time.Time) error {
 	if s.opts.Registry == nil {
 		return errors.New("cases: no operation log to record the change in")
 	}
-	_, err := s.opts.Registry.LogOp(registry.OpEntry{Time: now, Actor: p.Name, Role: string(p.Role), Action: action,
+	_, err := s.opts.Registry.LogOp(registry.OpEntry{Time: now, Actor: p.Name, Role: p.Role, Action: action,
 		TargetType: "case", Target: c.ID, Reason: note, Before: before, After: summary(c)},
 		func(txn *badger.Txn) error { return putJSON(txn, seqKey(c.Seq), c) })
 	if err != nil {

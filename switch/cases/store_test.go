@@ -17,7 +17,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/switchyard/switchyard/risk"
-	"github.com/switchyard/switchyard/switch/admin"
 	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/registry"
 )
@@ -37,9 +36,9 @@ rules:
 const cardHash = "c2FtcGxlLWNhcmQtaGFzaC0wMDAx"
 
 var (
-	analyst  = admin.Principal{Name: "ana", Role: admin.RoleAnalyst}
-	analyst2 = admin.Principal{Name: "bob", Role: admin.RoleAnalyst}
-	operator = admin.Principal{Name: "ops", Role: admin.RoleOperator}
+	analyst  = Actor{Name: "ana", Role: RoleAnalyst}
+	analyst2 = Actor{Name: "bob", Role: RoleAnalyst}
+	operator = Actor{Name: "ops", Role: "operator"}
 )
 
 func counterValue(c prometheus.Counter) float64 {

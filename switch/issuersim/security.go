@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	"github.com/dgraph-io/badger/v4"
-	"github.com/rs/zerolog"
 
 	"github.com/switchyard/switchyard/hsm"
 	"github.com/switchyard/switchyard/hsm/pinblock"
@@ -30,14 +29,13 @@ func NewDemoSecurity() (*Security, error) {
 	if err != nil {
 		return nil, fmt.Errorf("issuer keys: %w", err)
 	}
-	nop := zerolog.Nop()
-	store, err := keys.NewStore(db, keys.Options{Demo: true, Log: &nop})
+	store, err := keys.NewStore(db, keys.Options{Demo: true})
 	if err != nil {
 		db.Close()
 		return nil, err
 	}
 	ctx := context.Background()
-	h, err := hsm.NewSoftware(ctx, store, keys.DemoLMK(), hsm.Options{Log: &nop})
+	h, err := hsm.NewSoftware(ctx, store, keys.DemoLMK(), hsm.Options{})
 	if err != nil {
 		db.Close()
 		return nil, err

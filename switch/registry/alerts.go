@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
-
-	"github.com/switchyard/switchyard/switch/admin"
 )
 
 // DefaultOfflineThreshold is the threshold of an alert rule that gives none.
@@ -286,7 +284,7 @@ func (r *alerting) AlertRules() []AlertRule {
 // PutAlertRule creates or replaces a rule on behalf of operator p. A rule that
 // changes terminals (ChangesTerminals) is refused: it needs a reviewed change,
 // RequestChange with OpAlertRulePut (the API's PUT does that itself).
-func (r *alerting) PutAlertRule(p admin.Principal, ar AlertRule) (*AlertRule, error) {
+func (r *alerting) PutAlertRule(p Actor, ar AlertRule) (*AlertRule, error) {
 	if !canHandle(p) {
 		return nil, forbiddenf("%s (%s) may not edit alert rules: operator or admin role needed", p.Name, p.Role)
 	}
@@ -305,7 +303,7 @@ func (r *alerting) PutAlertRule(p admin.Principal, ar AlertRule) (*AlertRule, er
 		before = old
 	}
 	b := r.ops()
-	b.add(OpEntry{Time: now, Actor: p.Name, Role: string(p.Role), Action: "alert-rule.put", TargetType: "alert-rule", Target: ar.ID,
+	b.add(OpEntry{Time: now, Actor: p.Name, Role: p.Role, Action: "alert-rule.put", TargetType: "alert-rule", Target: ar.ID,
 		Before: rawJSON(before), After: rawJSON(&ar)})
 	if err := r.commitLocked(func(txn *badger.Txn) error {
 		if err := putJSON(txn, []byte(pfxRule+ar.ID), &ar); err != nil {
@@ -321,7 +319,7 @@ func (r *alerting) PutAlertRule(p admin.Principal, ar AlertRule) (*AlertRule, er
 }
 
 // DeleteAlertRule removes rule id on behalf of operator p. Its alerts stay.
-func (r *alerting) DeleteAlertRule(p admin.Principal, id string) error {
+func (r *alerting) DeleteAlertRule(p Actor, id string) error {
 	if !canHandle(p) {
 		return forbiddenf("%s (%s) may not edit alert rules: operator or admin role needed", p.Name, p.Role)
 	}
@@ -333,7 +331,7 @@ func (r *alerting) DeleteAlertRule(p admin.Principal, id string) error {
 	}
 	now := r.now()
 	b := r.ops()
-	b.add(OpEntry{Time: now, Actor: p.Name, Role: string(p.Role), Action: "alert-rule.delete", TargetType: "alert-rule", Target: id,
+	b.add(OpEntry{Time: now, Actor: p.Name, Role: p.Role, Action: "alert-rule.delete", TargetType: "alert-rule", Target: id,
 		Before: rawJSON(old)})
 	if err := r.commitLocked(func(txn *badger.Txn) error {
 		if err := txn.Delete([]byte(pfxRule + id)); err != nil {
@@ -409,7 +407,7 @@ func (r *alerting) GetAlert(id string) (*Alert, error) {
 // AcknowledgeAlert marks open alert id as acknowledged by operator p. The rule will
 // not alert again for that terminal until it has been seen again, or until one more
 // threshold has passed since the acknowledgement.
-func (r *alerting) AcknowledgeAlert(p admin.Principal, id, note string) (*Alert, error) {
+func (r *alerting) AcknowledgeAlert(p Actor, id, note string) (*Alert, error) {
 	if !canHandle(p) {
 		return nil, forbiddenf("%s (%s) may not handle alerts: operator or admin role needed", p.Name, p.Role)
 	}
@@ -429,7 +427,7 @@ func (r *alerting) AcknowledgeAlert(p admin.Principal, id, note string) (*Alert,
 	now := r.now()
 	a.Status, a.AckBy, a.AckAt, a.AckNote = AlertAcknowledged, p.Name, &now, strings.TrimSpace(note)
 	b := r.ops()
-	b.add(OpEntry{Time: now, Actor: p.Name, Role: string(p.Role), Action: "alert.ack", TargetType: "alert", Target: a.ID, Reason: a.AckNote,
+	b.add(OpEntry{Time: now, Actor: p.Name, Role: p.Role, Action: "alert.ack", TargetType: "alert", Target: a.ID, Reason: a.AckNote,
 		Before: rawJSON(map[string]any{"status": AlertOpen}), After: rawJSON(map[string]any{"status": a.Status})})
 	if err := r.commitLocked(func(txn *badger.Txn) error {
 		if err := putJSON(txn, seqKey(pfxAlert, a.Seq), a); err != nil {

@@ -10,8 +10,6 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
-
-	"github.com/switchyard/switchyard/switch/admin"
 )
 
 // Op is a lifecycle operation on a merchant or terminal.
@@ -94,7 +92,7 @@ type Change struct {
 
 	Status        ChangeStatus `json:"status"`
 	RequestedBy   string       `json:"requested_by"`
-	RequestedRole admin.Role   `json:"requested_role,omitempty"`
+	RequestedRole string       `json:"requested_role,omitempty"`
 	RequestedAt   time.Time    `json:"requested_at"`
 	ReviewedBy    string       `json:"reviewed_by,omitempty"`
 	ReviewedAt    *time.Time   `json:"reviewed_at,omitempty"`
@@ -146,17 +144,17 @@ func parseSeqID(id, prefix string) (uint64, error) {
 	return n, nil
 }
 
-func canRequest(p admin.Principal) bool {
-	return p.Role == admin.RoleOperator || p.Role == admin.RoleAdmin
+func canRequest(p Actor) bool {
+	return p.Role == RoleOperator || p.Role == RoleAdmin
 }
-func canReview(p admin.Principal) bool {
-	return p.Role == admin.RoleReviewer || p.Role == admin.RoleAdmin
+func canReview(p Actor) bool {
+	return p.Role == RoleReviewer || p.Role == RoleAdmin
 }
 
 // RequestChange records c as a change requested by p, pending review. It checks
 // that the change could be applied now and fills ID, status and requester. Only
 // operators and admins may request changes.
-func (r *review) RequestChange(p admin.Principal, c Change) (*Change, error) {
+func (r *review) RequestChange(p Actor, c Change) (*Change, error) {
 	if !canRequest(p) {
 		return nil, forbiddenf("%s (%s) may not request changes: operator or admin role needed", p.Name, p.Role)
 	}
@@ -209,7 +207,7 @@ func (r *review) RequestChange(p admin.Principal, c Change) (*Change, error) {
 		logged.Reason = strings.TrimSpace(fmt.Sprintf("%s [%d terminals]", c.Reason, n))
 	}
 	b := r.ops()
-	b.add(OpEntry{Time: now, Actor: p.Name, Role: string(p.Role), Action: "change.request", TargetType: "change", Target: c.ID,
+	b.add(OpEntry{Time: now, Actor: p.Name, Role: p.Role, Action: "change.request", TargetType: "change", Target: c.ID,
 		ChangeID: c.ID, Reason: c.Reason, After: rawJSON(&logged)})
 	if err := r.commitLocked(func(txn *badger.Txn) error {
 		if err := putJSON(txn, seqKey(pfxChange, c.Seq), &c); err != nil {
@@ -343,7 +341,7 @@ const importChunk = 500
 // be the requester; only reviewers and admins may approve. The change takes effect
 // at once (Check sees it before Approve returns) and every record it touches gets an
 // oplog entry with the record before and after.
-func (r *review) Approve(p admin.Principal, id, note string) (*Change, error) {
+func (r *review) Approve(p Actor, id, note string) (*Change, error) {
 	if !canReview(p) {
 		return nil, forbiddenf("%s (%s) may not approve changes: reviewer or admin role needed", p.Name, p.Role)
 	}
@@ -376,11 +374,11 @@ func (r *review) Approve(p admin.Principal, id, note string) (*Change, error) {
 		b := r.ops()
 		for _, e := range chunk {
 			ce := e.changeEffect()
-			b.add(OpEntry{Time: now, Actor: p.Name, Role: string(p.Role), Action: string(c.Op), TargetType: ce.Type, Target: ce.ID,
+			b.add(OpEntry{Time: now, Actor: p.Name, Role: p.Role, Action: string(c.Op), TargetType: ce.Type, Target: ce.ID,
 				ChangeID: c.ID, RequestedBy: c.RequestedBy, Reason: c.Reason, Before: ce.Before, After: ce.After})
 		}
 		if last {
-			b.add(OpEntry{Time: now, Actor: p.Name, Role: string(p.Role), Action: "change.approve", TargetType: "change", Target: c.ID,
+			b.add(OpEntry{Time: now, Actor: p.Name, Role: p.Role, Action: "change.approve", TargetType: "change", Target: c.ID,
 				ChangeID: c.ID, RequestedBy: c.RequestedBy, Reason: c.ReviewNote})
 		}
 		err := r.commitLocked(func(txn *badger.Txn) error {
@@ -426,7 +424,7 @@ func (r *review) Approve(p admin.Principal, id, note string) (*Change, error) {
 }
 
 // Reject refuses pending change id on behalf of reviewer p; nothing is applied.
-func (r *review) Reject(p admin.Principal, id, note string) (*Change, error) {
+func (r *review) Reject(p Actor, id, note string) (*Change, error) {
 	if !canReview(p) {
 		return nil, forbiddenf("%s (%s) may not reject changes: reviewer or admin role needed", p.Name, p.Role)
 	}
@@ -434,11 +432,11 @@ func (r *review) Reject(p admin.Principal, id, note string) (*Change, error) {
 }
 
 // Cancel withdraws pending change id; only its requester may.
-func (r *review) Cancel(p admin.Principal, id, note string) (*Change, error) {
+func (r *review) Cancel(p Actor, id, note string) (*Change, error) {
 	return r.closeChange(p, id, note, ChangeCancelled, "change.cancel")
 }
 
-func (r *review) closeChange(p admin.Principal, id, note string, to ChangeStatus, action string) (*Change, error) {
+func (r *review) closeChange(p Actor, id, note string, to ChangeStatus, action string) (*Change, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	c, err := r.loadChange(id)
@@ -454,7 +452,7 @@ func (r *review) closeChange(p admin.Principal, id, note string, to ChangeStatus
 	now := r.now()
 	c.Status, c.ReviewedBy, c.ReviewedAt, c.ReviewNote = to, p.Name, &now, strings.TrimSpace(note)
 	b := r.ops()
-	b.add(OpEntry{Time: now, Actor: p.Name, Role: string(p.Role), Action: action, TargetType: "change", Target: c.ID,
+	b.add(OpEntry{Time: now, Actor: p.Name, Role: p.Role, Action: action, TargetType: "change", Target: c.ID,
 		ChangeID: c.ID, RequestedBy: c.RequestedBy, Reason: c.ReviewNote})
 	if err := r.commitLocked(func(txn *badger.Txn) error {
 		if err := putJSON(txn, seqKey(pfxChange, c.Seq), c); err != nil {

@@ -4,8 +4,6 @@ import (
 	"fmt"
 
 	"github.com/dgraph-io/badger/v4"
-
-	"github.com/switchyard/switchyard/switch/admin"
 )
 
 // Demo limits and ratings by tier (amounts in fen, CNY minor units). The fleet
@@ -182,20 +180,26 @@ const (
 	DemoAdminToken     = "demo-admin-1Hz6"
 )
 
+// DemoToken is a demo admin API token and the actor it stands for.
+type DemoToken struct {
+	Token string
+	Actor
+}
+
 // DemoTokens returns the demo admin API tokens: two operators and two reviewers
-// (to show the two-person review), an analyst and an admin. The principal names are
+// (to show the two-person review), an analyst and an admin. The actor names are
 // demo-operator, demo-operator2, demo-reviewer, demo-reviewer2, demo-analyst and
-// demo-admin.
-func DemoTokens() []admin.Token {
-	tok := func(token, name string, role admin.Role) admin.Token {
-		return admin.Token{Token: token, Principal: admin.Principal{Name: name, Role: role}}
+// demo-admin. switch/api turns them into the authenticator's tokens.
+func DemoTokens() []DemoToken {
+	tok := func(token, name, role string) DemoToken {
+		return DemoToken{Token: token, Actor: Actor{Name: name, Role: role}}
 	}
-	return []admin.Token{
-		tok(DemoOperatorToken, "demo-operator", admin.RoleOperator),
-		tok(DemoOperator2Token, "demo-operator2", admin.RoleOperator),
-		tok(DemoReviewerToken, "demo-reviewer", admin.RoleReviewer),
-		tok(DemoReviewer2Token, "demo-reviewer2", admin.RoleReviewer),
-		tok(DemoAnalystToken, "demo-analyst", admin.RoleAnalyst),
-		tok(DemoAdminToken, "demo-admin", admin.RoleAdmin),
+	return []DemoToken{
+		tok(DemoOperatorToken, "demo-operator", RoleOperator),
+		tok(DemoOperator2Token, "demo-operator2", RoleOperator),
+		tok(DemoReviewerToken, "demo-reviewer", RoleReviewer),
+		tok(DemoReviewer2Token, "demo-reviewer2", RoleReviewer),
+		tok(DemoAnalystToken, "demo-analyst", "analyst"),
+		tok(DemoAdminToken, "demo-admin", RoleAdmin),
 	}
 }

@@ -7,8 +7,6 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
-
-	"github.com/switchyard/switchyard/switch/admin"
 )
 
 // fakeClock is a settable clock for tests.
@@ -32,12 +30,12 @@ func (c *fakeClock) Advance(d time.Duration) {
 var t0 = time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
 
 var (
-	alice  = admin.Principal{Name: "alice", Role: admin.RoleOperator}
-	carol  = admin.Principal{Name: "carol", Role: admin.RoleOperator}
-	bob    = admin.Principal{Name: "bob", Role: admin.RoleReviewer}
-	dave   = admin.Principal{Name: "dave", Role: admin.RoleReviewer}
-	erin   = admin.Principal{Name: "erin", Role: admin.RoleAnalyst}
-	root   = admin.Principal{Name: "root", Role: admin.RoleAdmin}
+	alice  = Actor{Name: "alice", Role: RoleOperator}
+	carol  = Actor{Name: "carol", Role: RoleOperator}
+	bob    = Actor{Name: "bob", Role: RoleReviewer}
+	dave   = Actor{Name: "dave", Role: RoleReviewer}
+	erin   = Actor{Name: "erin", Role: "analyst"}
+	root   = Actor{Name: "root", Role: RoleAdmin}
 	honest = netip.MustParseAddr("10.1.2.3")
 )
 

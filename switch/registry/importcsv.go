@@ -7,8 +7,6 @@ import (
 	"io"
 	"strconv"
 	"strings"
-
-	"github.com/switchyard/switchyard/switch/admin"
 )
 
 // ImportColumns are the columns a terminal CSV may have, in any order, named in its
@@ -50,7 +48,7 @@ type ImportReport struct {
 // and, unless dryRun, requests one terminal.import change for the rows that pass.
 // Rows that fail are reported with their line and reason and left out. An error is
 // returned only for a problem with the whole file (header, encoding, size).
-func (r *review) ImportTerminals(p admin.Principal, in io.Reader, reason string, dryRun bool) (*ImportReport, error) {
+func (r *review) ImportTerminals(p Actor, in io.Reader, reason string, dryRun bool) (*ImportReport, error) {
 	if !canRequest(p) {
 		return nil, forbiddenf("%s (%s) may not import terminals: operator or admin role needed", p.Name, p.Role)
 	}

@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
-
-	"github.com/switchyard/switchyard/switch/admin"
 )
 
 // IncidentStatus is the handling state of an incident.
@@ -363,22 +361,22 @@ func (r *incidents) GetIncident(id string) (*Incident, error) {
 	return inc, nil
 }
 
-func canHandle(p admin.Principal) bool {
-	return p.Role == admin.RoleOperator || p.Role == admin.RoleAdmin
+func canHandle(p Actor) bool {
+	return p.Role == RoleOperator || p.Role == RoleAdmin
 }
 
 // AcknowledgeIncident marks open incident id as acknowledged by operator p.
-func (r *incidents) AcknowledgeIncident(p admin.Principal, id, note string) (*Incident, error) {
+func (r *incidents) AcknowledgeIncident(p Actor, id, note string) (*Incident, error) {
 	return r.updateIncident(p, id, note, IncidentAcknowledged)
 }
 
 // ResolveIncident marks incident id as resolved by operator p. Resolving does not
 // resume a suspended terminal: that is a separate, reviewed change.
-func (r *incidents) ResolveIncident(p admin.Principal, id, note string) (*Incident, error) {
+func (r *incidents) ResolveIncident(p Actor, id, note string) (*Incident, error) {
 	return r.updateIncident(p, id, note, IncidentResolved)
 }
 
-func (r *incidents) updateIncident(p admin.Principal, id, note string, to IncidentStatus) (*Incident, error) {
+func (r *incidents) updateIncident(p Actor, id, note string, to IncidentStatus) (*Incident, error) {
 	if !canHandle(p) {
 		return nil, forbiddenf("%s (%s) may not handle incidents: operator or admin role needed", p.Name, p.Role)
 	}
@@ -409,7 +407,7 @@ func (r *incidents) updateIncident(p admin.Principal, id, note string, to Incide
 		action = "incident.resolve"
 	}
 	b := r.ops()
-	b.add(OpEntry{Time: now, Actor: p.Name, Role: string(p.Role), Action: action, TargetType: "incident", Target: inc.ID, Reason: note,
+	b.add(OpEntry{Time: now, Actor: p.Name, Role: p.Role, Action: action, TargetType: "incident", Target: inc.ID, Reason: note,
 		Before: rawJSON(map[string]any{"status": before}), After: rawJSON(map[string]any{"status": inc.Status})})
 	if err := r.commitLocked(func(txn *badger.Txn) error {
 		if err := putJSON(txn, seqKey(pfxIncident, inc.Seq), inc); err != nil {

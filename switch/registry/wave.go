@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"strings"
 	"time"
-
-	"github.com/switchyard/switchyard/switch/admin"
 )
 
 // The suspension wave limit: however a suspend rule is set, the monitor suspends no
@@ -76,7 +74,7 @@ func (w *suspendWave) over(merchant string) string {
 // holdSuspension requests the suspension of a's terminal as a change by "system"
 // for a reviewer, instead of suspending it, and returns the action's outcome.
 func (mo *Monitor) holdSuspension(a *Alert, why, limit string) (bool, string) {
-	sys := admin.Principal{Name: SystemActor, Role: admin.RoleOperator}
+	sys := Actor{Name: SystemActor, Role: RoleOperator}
 	c, err := mo.reg.RequestChange(sys, Change{Op: OpTerminalSuspend, Target: a.TerminalID, Reason: why + "; held for review: " + limit})
 	if errors.Is(err, ErrConflict) {
 		return true, "terminal not active; nothing to do"

@@ -12,6 +12,7 @@ import (
 	"github.com/switchyard/switchyard/keys"
 	"github.com/switchyard/switchyard/risk"
 	"github.com/switchyard/switchyard/switch/admin"
+	"github.com/switchyard/switchyard/switch/api"
 	"github.com/switchyard/switchyard/switch/cases"
 	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/registry"
@@ -58,58 +59,44 @@ func OpenOffline(dir, actor, tz string, lmk keys.LMKSource) (*Offline, error) {
 		o.Close()
 		return nil, err
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/api/v1/", registry.NewAPI(reg, auth))
+	opts := api.Options{Auth: auth, Registry: reg, Journal: j,
+		Settle: func(ctx context.Context, date string) (any, error) {
+			loc, err := time.LoadLocation(tz)
+			if err != nil {
+				return nil, err
+			}
+			return Settle(ctx, j, date, loc)
+		}}
 	demo := lmk.File == "" && lmk.Env == ""
 	lmk.Demo = demo
 	if key, err := keys.LoadLMK(lmk); err == nil {
-		nop := zerolog.Nop()
-		store, err := keys.NewStore(db, keys.Options{Demo: demo, Log: &nop})
+		store, err := keys.NewStore(db, keys.Options{Demo: demo})
 		if err != nil {
 			o.Close()
 			return nil, err
 		}
-		h, err := hsm.NewSoftware(context.Background(), store, key, hsm.Options{Log: &nop})
+		h, err := hsm.NewSoftware(context.Background(), store, key, hsm.Options{})
 		clear(key)
 		if err != nil {
 			o.Close()
 			return nil, err
 		}
-		api := keys.NewAPI(store, h, auth)
-		mux.Handle("/api/v1/keys", api)
-		mux.Handle("/api/v1/keys/", api)
+		opts.Keys, opts.HSM = store, h
 	}
-	mux.Handle("GET /api/v1/journal", auth.Require(journalAPI{j}, admin.RoleAdmin))
-	mux.Handle("GET /api/v1/journal/{rrn}", auth.Require(journalAPI{j}, admin.RoleAdmin))
-	mux.Handle("GET /api/v1/settlement", auth.Require(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		loc, err := time.LoadLocation(tz)
-		if err != nil {
-			admin.WriteError(w, http.StatusBadRequest, err)
-			return
-		}
-		rep, err := Settle(r.Context(), j, r.URL.Query().Get("date"), loc)
-		if err != nil {
-			admin.WriteError(w, http.StatusBadRequest, err)
-			return
-		}
-		admin.WriteJSON(w, http.StatusOK, rep)
-	}), admin.RoleAdmin))
 	lists, err := risk.NewLists(db)
 	if err != nil {
 		o.Close()
 		return nil, err
 	}
-	mux.Handle("/risk/", risk.NewAdminHandler(auth, nil, lists))
+	opts.Lists = lists
 	cs, err := cases.New(db, cases.Options{Lists: lists, Registry: reg})
 	if err != nil {
 		o.Close()
 		return nil, err
 	}
 	o.close = append([]func() error{cs.Close}, o.close...)
-	caseAPI := cases.NewAPI(cs, auth)
-	mux.Handle("/api/v1/cases", caseAPI)
-	mux.Handle("/api/v1/cases/", caseAPI)
-	o.Handler = mux
+	opts.Cases = cs
+	o.Handler = api.New(opts)
 	return o, nil
 }
 

@@ -1,7 +1,11 @@
 // Package server assembles a running switch from its configuration: the Badger
 // database, journal, issuer links (and the built-in demo issuer), the transaction
 // pipeline, the terminal listeners and the admin HTTP server, and takes it down
-// gracefully.
+// gracefully. The admin routes themselves are switch/api's.
+//
+// Loggers: New hands each component the switch's logger tagged once with its name,
+// log.With().Str("component", name).Logger(), in the Logger field of its Options
+// (see switch/api's package doc for the convention).
 package server
 
 import (
@@ -31,6 +35,7 @@ import (
 	"github.com/switchyard/switchyard/risk"
 	"github.com/switchyard/switchyard/rules"
 	"github.com/switchyard/switchyard/switch/admin"
+	"github.com/switchyard/switchyard/switch/api"
 	"github.com/switchyard/switchyard/switch/cases"
 	"github.com/switchyard/switchyard/switch/config"
 	"github.com/switchyard/switchyard/switch/frontend"
@@ -138,7 +143,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	}()
 	tokens := cfg.Admin.Tokens
 	if cfg.Demo {
-		tokens = append(append([]admin.Token(nil), tokens...), registry.DemoTokens()...)
+		tokens = append(append([]admin.Token(nil), tokens...), api.DemoTokens()...)
 	}
 	if s.auth, err = admin.NewAuthenticator(tokens); err != nil {
 		return nil, err
@@ -162,7 +167,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	s.Journal.OnIndexError(func(err error) {
 		log.Error().Err(err).Msg("journal index not written; retrying (records stay readable from memory)")
 	})
-	if s.Registry, err = registry.New(s.db, nil, registry.Options{Logger: log, Metrics: s.Metrics.Registry, Persist: s.Journal.PutDurableBatch,
+	if s.Registry, err = registry.New(s.db, nil, registry.Options{Logger: log.With().Str("component", "registry").Logger(), Metrics: s.Metrics.Registry, Persist: s.Journal.PutDurableBatch,
 		Keys: s.keyInfo, WebhookAllow: cfg.Alerts.WebhookAllow}); err != nil {
 		return nil, err
 	}
@@ -188,10 +193,10 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		return nil, fmt.Errorf("security: %w", err)
 	}
 	klog := log.With().Str("component", "keys").Logger()
-	if s.Keys, err = keys.NewStore(s.db, keys.Options{Demo: cfg.Demo, Log: &klog}); err != nil {
+	if s.Keys, err = keys.NewStore(s.db, keys.Options{Demo: cfg.Demo, Logger: klog}); err != nil {
 		return nil, err
 	}
-	if s.HSM, err = hsm.NewSoftware(context.Background(), s.Keys, lmk, hsm.Options{Log: &klog}); err != nil {
+	if s.HSM, err = hsm.NewSoftware(context.Background(), s.Keys, lmk, hsm.Options{Logger: klog}); err != nil {
 		return nil, err
 	}
 	clear(lmk)
@@ -221,7 +226,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	}
 	for _, ic := range issuers {
 		l, err := issuer.Dial(issuer.Config{ID: ic.ID, Addrs: ic.Addrs, Timeout: ic.Timeout.D(), EchoEvery: ic.EchoEvery.D(),
-			Connections: ic.Connections, AcquirerID: ic.AcquirerID}, log)
+			Connections: ic.Connections, AcquirerID: ic.AcquirerID}, log.With().Str("component", "issuer").Logger())
 		if err != nil {
 			return nil, err
 		}
@@ -429,28 +434,27 @@ func (s *Server) startAdmin() error {
 		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
-	mountPprof(s.mux, s.auth, s.cfg.Demo)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.Metrics.Registry, promhttp.HandlerOpts{Registry: s.Metrics.Registry}))
-	s.mux.Handle("/api/v1/", registry.NewAPI(s.Registry, s.auth))
-	s.mux.Handle("/risk/", risk.NewAdminHandler(s.auth, s.Risk, nil))
-	caseAPI := cases.NewAPI(s.Cases, s.auth)
-	s.mux.Handle("/api/v1/cases", caseAPI)
-	s.mux.Handle("/api/v1/cases/", caseAPI)
-	keyAPI := keys.NewAPI(s.Keys, s.HSM, s.auth)
-	s.mux.Handle("/api/v1/keys", keyAPI)
-	s.mux.Handle("/api/v1/keys/", keyAPI)
-	s.mux.Handle("POST /api/v1/issuers/{id}/key-change", s.auth.Require(http.HandlerFunc(s.zoneKeyChange), admin.RoleAdmin))
-	s.mux.Handle("GET /api/v1/settlement", s.auth.Require(settlementAPI{s}, admin.RoleOperator, admin.RoleAnalyst, admin.RoleReviewer))
-	s.mux.Handle("GET /api/v1/saf", s.auth.Require(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		items, err := s.Queue.Pending(r.URL.Query().Get("issuer"))
-		if err != nil {
-			admin.WriteError(w, http.StatusInternalServerError, err)
-			return
-		}
-		admin.WriteJSON(w, http.StatusOK, items)
-	}), admin.RoleOperator, admin.RoleAnalyst, admin.RoleReviewer))
-	s.mux.Handle("GET /api/v1/journal", s.auth.Require(journalAPI{s.Journal}, admin.RoleOperator, admin.RoleAnalyst, admin.RoleReviewer))
-	s.mux.Handle("GET /api/v1/journal/{rrn}", s.auth.Require(journalAPI{s.Journal}, admin.RoleOperator, admin.RoleAnalyst, admin.RoleReviewer))
+	loc, _ := time.LoadLocation(s.cfg.Timezone) // validated with the configuration
+	api.Register(s.mux, api.Options{
+		Auth:     s.auth,
+		Logger:   s.log.With().Str("component", "api").Logger(),
+		Registry: s.Registry,
+		Cases:    s.Cases,
+		Keys:     s.Keys,
+		HSM:      s.HSM,
+		Risk:     s.Risk,
+		Journal:  s.Journal,
+		Settle: func(ctx context.Context, date string) (any, error) {
+			return Settle(ctx, s.Journal, date, loc)
+		},
+		SAF: func(issuer string) (any, error) { return s.Queue.Pending(issuer) },
+		ZoneKeyChange: func(ctx context.Context, issuer, actor string) (any, error) {
+			return s.ChangeZoneKey(ctx, issuer, actor)
+		},
+		Pprof:     true,
+		PprofOpen: s.cfg.Demo,
+	})
 	ln, err := net.Listen("tcp", s.cfg.Admin.Addr)
 	if err != nil {
 		return fmt.Errorf("admin server: %w", err)
@@ -606,7 +610,7 @@ func (s *Server) Reload(newCfg *config.Config) {
 	if newCfg != nil {
 		tokens := newCfg.Admin.Tokens
 		if s.cfg.Demo {
-			tokens = append(append([]admin.Token(nil), tokens...), registry.DemoTokens()...)
+			tokens = append(append([]admin.Token(nil), tokens...), api.DemoTokens()...)
 		}
 		if err := s.auth.SetTokens(tokens); err != nil {
 			s.log.Error().Err(err).Msg("reload: admin tokens refused; the running ones stay")

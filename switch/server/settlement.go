@@ -5,12 +5,10 @@ import (
 	"encoding/csv"
 	"fmt"
 	"io"
-	"net/http"
 	"sort"
 	"strconv"
 	"time"
 
-	"github.com/switchyard/switchyard/switch/admin"
 	"github.com/switchyard/switchyard/switch/journal"
 )
 
@@ -116,16 +114,4 @@ func (s *Settlement) WriteCSV(w io.Writer) error {
 	row("total", s.Total)
 	cw.Flush()
 	return cw.Error()
-}
-
-type settlementAPI struct{ s *Server }
-
-func (a settlementAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	loc, _ := time.LoadLocation(a.s.cfg.Timezone)
-	rep, err := Settle(r.Context(), a.s.Journal, r.URL.Query().Get("date"), loc)
-	if err != nil {
-		admin.WriteError(w, http.StatusBadRequest, err)
-		return
-	}
-	admin.WriteJSON(w, http.StatusOK, rep)
 }

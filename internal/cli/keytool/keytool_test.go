@@ -15,6 +15,7 @@ import (
 	"github.com/switchyard/switchyard/internal/cli/apiclient"
 	"github.com/switchyard/switchyard/keys"
 	"github.com/switchyard/switchyard/switch/admin"
+	"github.com/switchyard/switchyard/switch/api"
 )
 
 type fixture struct {
@@ -42,7 +43,7 @@ func setup(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	auth, _ := admin.NewAuthenticator([]admin.Token{{Token: "tok", Principal: admin.Principal{Name: "custodian", Role: admin.RoleAdmin}}})
-	return &fixture{db: db, store: store, c: &apiclient.Client{Handler: keys.NewAPI(store, h, auth), Token: "tok"}}
+	return &fixture{db: db, store: store, c: &apiclient.Client{Handler: api.New(api.Options{Auth: auth, Keys: store, HSM: h}), Token: "tok"}}
 }
 
 func (f *fixture) run(stdin string, args ...string) (int, string, string) {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/switchyard/switchyard/internal/cli/apiclient"
 	"github.com/switchyard/switchyard/switch/admin"
+	"github.com/switchyard/switchyard/switch/api"
 	"github.com/switchyard/switchyard/switch/registry"
 )
 
@@ -58,11 +59,11 @@ func newEnv(t *testing.T) *env {
 	if _, err := registry.LoadDemo(reg); err != nil {
 		t.Fatal(err)
 	}
-	auth, err := admin.NewAuthenticator(registry.DemoTokens())
+	auth, err := admin.NewAuthenticator(api.DemoTokens())
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{reg: reg, handler: registry.NewAPI(reg, auth), clock: c}
+	return &env{reg: reg, handler: api.New(api.Options{Auth: auth, Registry: reg}), clock: c}
 }
 
 // run runs one CLI command in-process with the given token.

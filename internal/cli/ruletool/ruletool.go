@@ -31,7 +31,7 @@ type ToolEnv struct {
 	// History is the journal, for backtest and explain; nil makes them fail
 	// with a clear error.
 	History risk.History
-	// Admin calls the risk admin API (NewAdminHandler), for the lists
+	// Admin calls the risk admin API (switch/api), for the lists
 	// commands: over HTTP to a running switch or in-process on a data directory.
 	Admin *apiclient.Client
 	// Lists, when set, are the deny and allow lists backtest and explain

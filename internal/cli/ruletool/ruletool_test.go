@@ -15,6 +15,7 @@ import (
 	"github.com/switchyard/switchyard/internal/cli/apiclient"
 	"github.com/switchyard/switchyard/risk"
 	"github.com/switchyard/switchyard/switch/admin"
+	"github.com/switchyard/switchyard/switch/api"
 )
 
 const bigRound = `rules:
@@ -226,7 +227,7 @@ func TestListsCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	auth, _ := admin.NewAuthenticator([]admin.Token{{Token: "t", Principal: admin.Principal{Name: "anna", Role: admin.RoleAnalyst}}})
-	env := ToolEnv{Admin: &apiclient.Client{Handler: risk.NewAdminHandler(auth, nil, lists), Token: "t"}, Location: time.UTC}
+	env := ToolEnv{Admin: &apiclient.Client{Handler: api.New(api.Options{Auth: auth, Lists: lists}), Token: "t"}, Location: time.UTC}
 	if code, out, errs := run(t, env, "lists", "add", "deny", "bin", "476173", "--ttl", "7d", "--note", "test BIN"); code != ExitOK || !strings.Contains(out, "added deny/bin/476173 (expires") {
 		t.Errorf("add: %d %s %s", code, out, errs)
 	}

@@ -1,4 +1,4 @@
-package server
+package api_test
 
 import (
 	"net/http"
@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/switchyard/switchyard/switch/admin"
+	"github.com/switchyard/switchyard/switch/api"
 )
 
 // TestPprofNeedsAdmin: outside demo mode the profiler answers only an admin token;
@@ -31,8 +32,7 @@ func TestPprofNeedsAdmin(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	prod := http.NewServeMux()
-	mountPprof(prod, auth, false)
+	prod := api.New(api.Options{Auth: auth, Pprof: true})
 	ps := httptest.NewServer(prod)
 	defer ps.Close()
 	for _, c := range []struct {
@@ -50,8 +50,7 @@ func TestPprofNeedsAdmin(t *testing.T) {
 			t.Errorf("GET %s with token %q: %d, want %d", c.path, c.token, got, c.want)
 		}
 	}
-	demo := http.NewServeMux()
-	mountPprof(demo, auth, true)
+	demo := api.New(api.Options{Auth: auth, Pprof: true, PprofOpen: true})
 	ds := httptest.NewServer(demo)
 	defer ds.Close()
 	if got := get(ds, "/debug/pprof/goroutine?debug=1", ""); got != http.StatusOK {

@@ -1,4 +1,4 @@
-package keys_test
+package api_test
 
 import (
 	"context"
@@ -18,6 +18,7 @@ import (
 	"github.com/switchyard/switchyard/internal/cli/apiclient"
 	"github.com/switchyard/switchyard/keys"
 	"github.com/switchyard/switchyard/switch/admin"
+	"github.com/switchyard/switchyard/switch/api"
 )
 
 type apiEnv struct {
@@ -54,7 +55,7 @@ func newAPIEnv(t *testing.T) *apiEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	handler := keys.NewAPI(store, h, auth)
+	handler := api.New(api.Options{Auth: auth, Keys: store, HSM: h})
 	return &apiEnv{store: store, hsm: h, h: handler,
 		admin:  &apiclient.Client{Handler: handler, Token: "admin-token"},
 		op:     &apiclient.Client{Handler: handler, Token: "op-token"},

@@ -1,0 +1,98 @@
+package api_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchyard/switchyard/switch/registry"
+)
+
+// alice is an operator calling the registry directly, not through the API.
+var alice = registry.Actor{Name: "alice", Role: registry.RoleOperator}
+
+// TestAlertRuleZeroThresholdRefused: a threshold left out of the JSON body is the
+// default; an explicit zero is refused instead of silently becoming 24 h.
+func TestAlertRuleZeroThresholdRefused(t *testing.T) {
+	a := newAPIFixture(t)
+	for _, body := range []string{`{"threshold":"0s"}`, `{"threshold":0}`, `{"threshold":"-1h"}`, `{"threshold":"30s"}`} {
+		st, out := a.raw(t, "PUT", "/api/v1/alert-rules/zero", registry.DemoOperatorToken, "application/json", body)
+		if st != 400 || !strings.Contains(out, "threshold") {
+			t.Errorf("PUT %s: %d %s, want 400 naming the threshold", body, st, out)
+		}
+	}
+	if st, out := a.raw(t, "PUT", "/api/v1/alert-rules/typo", registry.DemoOperatorToken, "application/json", `{"threshold":"1h","filter":{"merchants":["00000000000001"]}}`); st != 400 || !strings.Contains(out, "does not exist") {
+		t.Errorf("rule for a merchant that does not exist: %d %s", st, out)
+	}
+	if st, out := a.raw(t, "PUT", "/api/v1/alert-rules/dflt", registry.DemoOperatorToken, "application/json", `{"filter":{"merchants":["000000000000001"]}}`); st != 200 {
+		t.Fatalf("rule without a threshold: %d %s", st, out)
+	}
+	for _, ar := range a.reg.AlertRules() {
+		if ar.ID == "dflt" && time.Duration(ar.Threshold) != registry.DefaultOfflineThreshold {
+			t.Errorf("rule without a threshold got %v, want %v", time.Duration(ar.Threshold), registry.DefaultOfflineThreshold)
+		}
+		if ar.ID == "zero" {
+			t.Errorf("rule with a zero threshold was stored: %+v", ar)
+		}
+	}
+}
+
+// TestSuspendRuleNeedsReview: an alert rule with the suspend action can take the
+// fleet out of service, so it is a change a different reviewer approves; a rule
+// without it (or disabled) is saved at once.
+func TestSuspendRuleNeedsReview(t *testing.T) {
+	a := newAPIFixture(t)
+	ctx := context.Background()
+	rule := `{"threshold":"1m","actions":[{"type":"suspend"}],"reason":"kill switch"}`
+	st, body := a.raw(t, "PUT", "/api/v1/alert-rules/all-1m", registry.DemoOperatorToken, "application/json", rule)
+	if st != 202 {
+		t.Fatalf("PUT of a suspend rule: %d %s, want 202 with a change", st, body)
+	}
+	var c registry.Change
+	if err := json.Unmarshal([]byte(body), &c); err != nil || c.Op != registry.OpAlertRulePut || c.Status != registry.ChangePending || c.Target != "all-1m" || c.Reason != "kill switch" {
+		t.Fatalf("change = %+v, %v", c, err)
+	}
+	has := func(id string) *registry.AlertRule {
+		for _, r := range a.reg.AlertRules() {
+			if r.ID == id {
+				return &r
+			}
+		}
+		return nil
+	}
+	if has("all-1m") != nil {
+		t.Fatal("suspend rule in force before review")
+	}
+	if _, err := a.reg.PutAlertRule(alice, registry.AlertRule{ID: "direct", Threshold: registry.Duration(time.Minute), Actions: []registry.AlertAction{{Type: registry.ActionSuspend}}}); !errors.Is(err, registry.ErrForbidden) {
+		t.Errorf("PutAlertRule of a suspend rule: %v, want registry.ErrForbidden", err)
+	}
+	// The requester may not approve it (admin included: demo-admin did not request it,
+	// but demo-operator cannot approve at all).
+	if err := a.client(registry.DemoOperatorToken).Do(ctx, "POST", "/api/v1/changes/"+c.ID+"/approve", nil, nil); apiStatus(err) != 403 {
+		t.Errorf("operator approving: %v", err)
+	}
+	var pv registry.ChangePreview
+	if err := a.client(registry.DemoReviewerToken).Do(ctx, "GET", "/api/v1/changes/"+c.ID, nil, &pv); err != nil || len(pv.Effects) != 1 || pv.Effects[0].Type != "alert-rule" {
+		t.Errorf("preview = %+v, %v", pv, err)
+	}
+	if err := a.client(registry.DemoReviewerToken).Do(ctx, "POST", "/api/v1/changes/"+c.ID+"/approve", nil, &c); err != nil || c.Status != registry.ChangeApproved {
+		t.Fatalf("approve = %+v, %v", c, err)
+	}
+	if r := has("all-1m"); r == nil || !r.ChangesTerminals() || r.UpdatedBy != "demo-operator" {
+		t.Fatalf("rule after approval = %+v", r)
+	}
+	es, _ := a.reg.Oplog(registry.OplogFilter{Target: "all-1m", Action: string(registry.OpAlertRulePut)})
+	if len(es) != 1 || es[0].Actor != "demo-reviewer" || es[0].RequestedBy != "demo-operator" || es[0].ChangeID != c.ID {
+		t.Errorf("oplog = %+v", es)
+	}
+	// Disabling it, or a rule that only logs, needs no review.
+	if st, body := a.raw(t, "PUT", "/api/v1/alert-rules/all-1m", registry.DemoOperatorToken, "application/json", `{"threshold":"1m","actions":[{"type":"suspend"}],"disabled":true}`); st != 200 {
+		t.Errorf("disabling: %d %s", st, body)
+	}
+	if st, body := a.raw(t, "PUT", "/api/v1/alert-rules/log-1h", registry.DemoOperatorToken, "application/json", `{"threshold":"1h"}`); st != 200 {
+		t.Errorf("log rule: %d %s", st, body)
+	}
+}

@@ -1,0 +1,247 @@
+// Package api is the switch's admin HTTP API: every route of the admin port
+// (registry, review cases, keys, risk rules and lists, journal, settlement,
+// store-and-forward queue, zone key change, profiler) lives here, the way
+// Prometheus keeps its HTTP API in web/api/v1 apart from the storage and rule
+// engines it serves. The libraries it serves (registry, cases, keys, risk, journal)
+// know nothing of HTTP: they expose Go methods and define the request and answer
+// types of their routes; this package turns requests into calls and results into
+// JSON. switch/admin holds what it builds on: bearer-token authentication with
+// roles (admin.Authenticator) and the JSON helpers.
+//
+// # One handler style
+//
+// Every route is a function of one shape, handlerFunc:
+//
+//	func(r *http.Request, p admin.Principal) (any, error)
+//
+// registered with route(pattern, roles, fn), which wraps it in the one adapter:
+//   - the caller needs a bearer token of one of the route's roles
+//     (admin.Authenticator.Require: 401 without or with an unknown token, 403 for
+//     another role; the admin role may do everything);
+//   - the result is written as JSON with 200, or with the status of an answer made
+//     by withStatus (201 created, 202 a change requested for review, 422 a refused
+//     rule reload with its problems); a stream (the journal query's JSON lines)
+//     writes itself;
+//   - an error is written as {"error": "..."} with its status: an *Error carries
+//     its own, the served library's error kinds map through the route group's
+//     statusOf (registry.ErrNotFound 404, ErrInvalid 400, ErrConflict 409,
+//     ErrForbidden 403, and likewise for cases, keys and the journal); anything
+//     else is a 500, logged with the route and the principal.
+//
+// The profiler (net/http/pprof) is the one route that is not JSON: its handlers
+// sit behind the same role check.
+//
+// # Paths
+//
+// The routes are /api/v1/{resource}[/{id}[/{action}]], except the risk engine's,
+// which are still under /risk/ (rules, lists) until the CLI is moved; see the
+// route tables in registry.go, cases.go, keys.go, risk.go and switch.go.
+//
+// # Loggers (the switch's one convention)
+//
+// A component takes its zerolog.Logger as a value in the Logger field of its
+// Options (the zero value logs nothing). Whoever wires it (server.New, OpenOffline)
+// tags it once with log.With().Str("component", name).Logger(); a component
+// neither makes its own logger nor tags itself. This API logs as "api".
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/rs/zerolog"
+
+	"github.com/switchyard/switchyard/hsm"
+	"github.com/switchyard/switchyard/keys"
+	"github.com/switchyard/switchyard/risk"
+	"github.com/switchyard/switchyard/switch/admin"
+	"github.com/switchyard/switchyard/switch/cases"
+	"github.com/switchyard/switchyard/switch/journal"
+	"github.com/switchyard/switchyard/switch/registry"
+)
+
+// Options says what the API serves. A nil store leaves its routes out (the
+// offline --data mode has no queue, no issuer links and maybe no LMK).
+type Options struct {
+	// Auth checks the bearer tokens and their roles; required.
+	Auth *admin.Authenticator
+	// Logger receives the 500 answers (tag it with component=api).
+	Logger zerolog.Logger
+
+	// Registry serves merchants, terminals, changes, the oplog, incidents, alerts
+	// and alert rules.
+	Registry *registry.Registry
+	// Cases serves the review cases.
+	Cases *cases.Store
+	// Keys and HSM serve key management; both or neither.
+	Keys *keys.Store
+	HSM  hsm.HSM
+	// Risk serves the rules (nil: they answer 503, the engine runs only in the
+	// switch); Lists the deny and allow lists (nil: Risk's).
+	Risk  *risk.Engine
+	Lists *risk.Lists
+	// Journal serves the transaction journal.
+	Journal *journal.Store
+	// Settle builds the settlement report of a local day (YYYY-MM-DD); its
+	// errors are the caller's (400).
+	Settle func(ctx context.Context, date string) (any, error)
+	// SAF lists the store-and-forward queue's pending items of an issuer ("" all).
+	SAF func(issuer string) (any, error)
+	// ZoneKeyChange gives an issuer a new zone PIN key as actor; return errors
+	// made with WithStatus for answers other than 500.
+	ZoneKeyChange func(ctx context.Context, issuer, actor string) (any, error)
+	// Pprof serves the Go profiler under /debug/pprof/, to admins only unless
+	// PprofOpen (demo mode, whose tokens are public anyway).
+	Pprof, PprofOpen bool
+}
+
+// New returns a mux that serves the API.
+func New(o Options) *http.ServeMux {
+	mux := http.NewServeMux()
+	Register(mux, o)
+	return mux
+}
+
+// Register adds the API's routes to mux.
+func Register(mux *http.ServeMux, o Options) {
+	a := &api{o: o, mux: mux}
+	a.register()
+}
+
+func (a *api) register() {
+	o := a.o
+	if o.Registry != nil {
+		a.registry()
+	}
+	if o.Cases != nil {
+		a.cases()
+	}
+	if o.Keys != nil && o.HSM != nil {
+		a.keys()
+	}
+	if o.Risk != nil || o.Lists != nil {
+		a.risk()
+	}
+	a.switchRoutes()
+}
+
+// DemoTokens returns the registry's public demo tokens as the authenticator's.
+func DemoTokens() []admin.Token {
+	var out []admin.Token
+	for _, t := range registry.DemoTokens() {
+		out = append(out, admin.Token{Token: t.Token, Principal: admin.Principal{Name: t.Name, Role: admin.Role(t.Role)}})
+	}
+	return out
+}
+
+type api struct {
+	o        Options
+	mux      *http.ServeMux
+	patterns []string // what route registered, for the tests
+}
+
+// handlerFunc is the one shape of a route: it reads r, acts as p, and returns
+// what to answer (see the package doc).
+type handlerFunc func(r *http.Request, p admin.Principal) (any, error)
+
+// The role sets of the routes. RoleAdmin is always allowed.
+var (
+	readers    = []admin.Role{admin.RoleOperator, admin.RoleReviewer, admin.RoleAnalyst}
+	adminsOnly []admin.Role
+)
+
+// route registers fn for pattern, for callers of roles, its library errors mapped
+// by statusOf.
+func (a *api) route(pattern string, roles []admin.Role, statusOf func(error) int, fn handlerFunc) {
+	a.patterns = append(a.patterns, pattern)
+	a.mux.Handle(pattern, a.o.Auth.Require(a.adapt(statusOf, fn), roles...))
+}
+
+// adapt is the one adapter from handlerFunc to http.Handler.
+func (a *api) adapt(statusOf func(error) int, fn handlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, ok := admin.PrincipalFrom(r.Context())
+		if !ok {
+			admin.WriteError(w, http.StatusUnauthorized, errors.New("no authenticated principal"))
+			return
+		}
+		v, err := fn(r, p)
+		if err != nil {
+			status := http.StatusInternalServerError
+			var he *Error
+			if errors.As(err, &he) {
+				status = he.Status
+			} else if statusOf != nil {
+				status = statusOf(err)
+			}
+			if status == http.StatusInternalServerError {
+				a.o.Logger.Error().Err(err).Str("method", r.Method).Str("path", r.URL.Path).Str("principal", p.Name).Msg("admin API error")
+			}
+			admin.WriteError(w, status, err)
+			return
+		}
+		switch v := v.(type) {
+		case answer:
+			admin.WriteJSON(w, v.status, v.body)
+		case stream:
+			v(w)
+		default:
+			admin.WriteJSON(w, http.StatusOK, v)
+		}
+	})
+}
+
+// answer is a result written with a status other than 200.
+type answer struct {
+	status int
+	body   any
+}
+
+func withStatus(status int, body any) answer { return answer{status, body} }
+
+// stream is a result that writes itself (JSON lines).
+type stream func(w http.ResponseWriter)
+
+// Error is an error answered with its own status; its message is the error's.
+type Error struct {
+	Status int
+	Err    error
+}
+
+// Error returns the message.
+func (e *Error) Error() string { return e.Err.Error() }
+
+// Unwrap returns the error.
+func (e *Error) Unwrap() error { return e.Err }
+
+// WithStatus makes err answer with status, for the operations a caller injects
+// through Options (the server's zone key change).
+func WithStatus(status int, err error) error { return &Error{status, err} }
+
+func errorf(status int, format string, args ...any) error {
+	return &Error{status, fmt.Errorf(format, args...)}
+}
+
+func badRequest(format string, args ...any) error {
+	return errorf(http.StatusBadRequest, format, args...)
+}
+
+// kindStatus maps a library's four error kinds (not found, invalid, conflict,
+// forbidden) to their statuses.
+func kindStatus(notFound, invalid, conflict, forbidden error) func(error) int {
+	return func(err error) int {
+		switch {
+		case errors.Is(err, notFound):
+			return http.StatusNotFound
+		case errors.Is(err, invalid):
+			return http.StatusBadRequest
+		case errors.Is(err, conflict):
+			return http.StatusConflict
+		case errors.Is(err, forbidden):
+			return http.StatusForbidden
+		}
+		return http.StatusInternalServerError
+	}
+}

@@ -1,0 +1,89 @@
+package api
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+
+	"github.com/switchyard/switchyard/switch/admin"
+	"github.com/switchyard/switchyard/switch/cases"
+)
+
+// The review cases' routes: operators, reviewers and analysts read; analysts
+// assign and decide.
+//
+//	GET  /api/v1/cases[?status=&action=&assigned_to=&tid=&mid=&rrn=&limit=]   cases, oldest first
+//	GET  /api/v1/cases/{id}                                                   one case
+//	POST /api/v1/cases/{id}/assign   cases.AssignRequest                      open or assigned -> assigned
+//	POST /api/v1/cases/{id}/decide   cases.DecideRequest                      assigned -> decided
+func (a *api) cases() {
+	g := &casesAPI{a.o.Cases}
+	analysts := []admin.Role{admin.RoleAnalyst}
+	a.route("GET /api/v1/cases", readers, casesStatus, g.list)
+	a.route("GET /api/v1/cases/{id}", readers, casesStatus, g.get)
+	a.route("POST /api/v1/cases/{id}/assign", analysts, casesStatus, g.assign)
+	a.route("POST /api/v1/cases/{id}/decide", analysts, casesStatus, g.decide)
+}
+
+var casesStatus = kindStatus(cases.ErrNotFound, cases.ErrInvalid, cases.ErrConflict, cases.ErrForbidden)
+
+type casesAPI struct{ s *cases.Store }
+
+func caseActor(p admin.Principal) cases.Actor {
+	return cases.Actor{Name: p.Name, Role: string(p.Role)}
+}
+
+func (g *casesAPI) list(r *http.Request, _ admin.Principal) (any, error) {
+	q := r.URL.Query()
+	if rrn := q.Get("rrn"); rrn != "" {
+		c, err := g.s.ByRRN(rrn)
+		if errors.Is(err, cases.ErrNotFound) {
+			return []*cases.Case{}, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		return []*cases.Case{c}, nil
+	}
+	f := cases.Filter{Status: cases.Status(q.Get("status")), Action: q.Get("action"), AssignedTo: q.Get("assigned_to"), TID: q.Get("tid"), MID: q.Get("mid")}
+	switch f.Status {
+	case "", cases.StatusOpen, cases.StatusAssigned, cases.StatusDecided:
+	default:
+		return nil, badRequest("status %q: want open, assigned or decided", f.Status)
+	}
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 {
+			return nil, badRequest("limit %q: want a whole number", s)
+		}
+		f.Limit = n
+	}
+	out, err := g.s.List(f)
+	if err != nil {
+		return nil, err
+	}
+	if out == nil {
+		out = []*cases.Case{}
+	}
+	return out, nil
+}
+
+func (g *casesAPI) get(r *http.Request, _ admin.Principal) (any, error) {
+	return g.s.Get(r.PathValue("id"))
+}
+
+func (g *casesAPI) assign(r *http.Request, p admin.Principal) (any, error) {
+	var req cases.AssignRequest
+	if err := admin.ReadJSON(r, &req); err != nil {
+		return nil, badRequest("%v", err)
+	}
+	return g.s.Assign(caseActor(p), r.PathValue("id"), req.To, req.Note)
+}
+
+func (g *casesAPI) decide(r *http.Request, p admin.Principal) (any, error) {
+	var req cases.DecideRequest
+	if err := admin.ReadJSON(r, &req); err != nil {
+		return nil, badRequest("%v", err)
+	}
+	return g.s.Decide(caseActor(p), r.PathValue("id"), req.Verdict, req.Note)
+}

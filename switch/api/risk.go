@@ -1,0 +1,135 @@
+package api
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/switchyard/switchyard/risk"
+	"github.com/switchyard/switchyard/switch/admin"
+)
+
+// The risk engine's routes: operators and reviewers read, analysts also reload
+// rules and edit lists.
+//
+//	GET    /risk/rules                      rule set in force, last reload, counters, stats
+//	POST   /risk/rules/reload               reload the rule files (422 with file:line problems)
+//	GET    /risk/lists[?list=&kind=]        list entries
+//	POST   /risk/lists                      add an entry (risk.AddListEntry)
+//	DELETE /risk/lists/{list}/{kind}/{value} remove an entry
+//	GET    /risk/lists/audit[?since=&limit=] who changed the lists, when, what
+func (a *api) risk() {
+	g := &riskAPI{e: a.o.Risk, lists: a.o.Lists}
+	if g.lists == nil {
+		g.lists = g.e.Lists()
+	}
+	edit := []admin.Role{admin.RoleAnalyst}
+	a.route("GET /risk/rules", readers, nil, g.rules)
+	a.route("POST /risk/rules/reload", edit, nil, g.reload)
+	a.route("GET /risk/lists", readers, nil, g.listEntries)
+	a.route("POST /risk/lists", edit, nil, g.addEntry)
+	a.route("DELETE /risk/lists/{list}/{kind}/{value}", edit, nil, g.removeEntry)
+	a.route("GET /risk/lists/audit", readers, nil, g.audit)
+}
+
+type riskAPI struct {
+	e     *risk.Engine
+	lists *risk.Lists
+}
+
+var errNoEngine = errors.New("the risk engine is not running in this process")
+
+func (g *riskAPI) rules(_ *http.Request, _ admin.Principal) (any, error) {
+	if g.e == nil {
+		return nil, WithStatus(http.StatusServiceUnavailable, errNoEngine)
+	}
+	rs := g.e.RuleSet()
+	return risk.RulesInfo{Version: rs.Version, Dir: rs.Dir, TimeZone: rs.TimeZone, LoadedAt: rs.LoadedAt,
+		LastReload: g.e.LastReload(), Files: rs.Files, Rules: rs.Rules, Counters: rs.Counters,
+		Thresholds: rs.Thresholds, Warnings: rs.Warnings, Stats: g.e.Stats()}, nil
+}
+
+// reload answers a refused reload with 422 and the problems, the previous rules
+// staying in force.
+func (g *riskAPI) reload(_ *http.Request, _ admin.Principal) (any, error) {
+	if g.e == nil {
+		return nil, WithStatus(http.StatusServiceUnavailable, errNoEngine)
+	}
+	prev := g.e.RuleSet().Version
+	rs, err := g.e.Reload()
+	if err != nil {
+		ans := risk.ReloadRefused{Error: err.Error(), KeptVersion: prev}
+		var le *risk.LoadError
+		if errors.As(err, &le) {
+			ans.Problems = le.Problems
+		}
+		return withStatus(http.StatusUnprocessableEntity, ans), nil
+	}
+	return risk.ReloadAnswer{Version: rs.Version, Previous: prev, Rules: len(rs.Rules), Warnings: rs.Warnings}, nil
+}
+
+func (g *riskAPI) listEntries(r *http.Request, _ admin.Principal) (any, error) {
+	list, kind := r.URL.Query().Get("list"), r.URL.Query().Get("kind")
+	out := []risk.ListEntry{}
+	for _, e := range g.lists.Entries() {
+		if (list == "" || e.List == list) && (kind == "" || e.Kind == kind) {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+func (g *riskAPI) addEntry(r *http.Request, p admin.Principal) (any, error) {
+	var req risk.AddListEntry
+	if err := admin.ReadJSON(r, &req); err != nil {
+		return nil, WithStatus(http.StatusBadRequest, err)
+	}
+	e, err := req.Entry(time.Now())
+	if err != nil {
+		return nil, WithStatus(http.StatusBadRequest, err)
+	}
+	added, err := g.lists.Add(p.Name, e)
+	if err != nil {
+		return nil, WithStatus(http.StatusBadRequest, err)
+	}
+	return added, nil
+}
+
+func (g *riskAPI) removeEntry(r *http.Request, p admin.Principal) (any, error) {
+	ok, err := g.lists.Remove(p.Name, r.PathValue("list"), r.PathValue("kind"), r.PathValue("value"))
+	if err != nil {
+		return nil, WithStatus(http.StatusBadRequest, err)
+	}
+	if !ok {
+		return nil, errorf(http.StatusNotFound, "%s/%s/%s is not on the lists", r.PathValue("list"), r.PathValue("kind"), r.PathValue("value"))
+	}
+	return risk.RemoveAnswer{Removed: true}, nil
+}
+
+func (g *riskAPI) audit(r *http.Request, _ admin.Principal) (any, error) {
+	var since time.Time
+	if s := r.URL.Query().Get("since"); s != "" {
+		t, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			return nil, badRequest("since %q: want RFC 3339 like 2025-06-01T00:00:00Z", s)
+		}
+		since = t
+	}
+	limit := 0
+	if s := r.URL.Query().Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 {
+			return nil, badRequest("limit %q: want a whole number", s)
+		}
+		limit = n
+	}
+	out, err := g.lists.Audit(since, limit)
+	if err != nil {
+		return nil, err
+	}
+	if out == nil {
+		out = []risk.AuditEntry{}
+	}
+	return out, nil
+}

@@ -1,0 +1,118 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/pprof"
+	"strconv"
+	"time"
+
+	"github.com/switchyard/switchyard/switch/admin"
+	"github.com/switchyard/switchyard/switch/journal"
+)
+
+// The switch's own routes, each served when its Options field is set: operators,
+// analysts and reviewers read; the zone key change and the profiler take an admin.
+//
+//	GET  /api/v1/journal?tid=&mid=&rrn=&from=&to=&limit=   records as JSON lines
+//	GET  /api/v1/journal/{rrn}                              one record
+//	GET  /api/v1/settlement?date=YYYY-MM-DD                 the day's settlement report
+//	GET  /api/v1/saf[?issuer=]                              store-and-forward items pending
+//	POST /api/v1/issuers/{id}/key-change                    a new zone PIN key for an issuer
+//	GET  /debug/pprof/...                                   the Go profiler
+func (a *api) switchRoutes() {
+	o := a.o
+	if o.Journal != nil {
+		g := journalAPI{o.Journal}
+		a.route("GET /api/v1/journal", readers, nil, g.query)
+		a.route("GET /api/v1/journal/{rrn}", readers, nil, g.get)
+	}
+	if o.Settle != nil {
+		a.route("GET /api/v1/settlement", readers, nil, func(r *http.Request, _ admin.Principal) (any, error) {
+			rep, err := o.Settle(r.Context(), r.URL.Query().Get("date"))
+			if err != nil {
+				return nil, WithStatus(http.StatusBadRequest, err)
+			}
+			return rep, nil
+		})
+	}
+	if o.SAF != nil {
+		a.route("GET /api/v1/saf", readers, nil, func(r *http.Request, _ admin.Principal) (any, error) {
+			return o.SAF(r.URL.Query().Get("issuer"))
+		})
+	}
+	if o.ZoneKeyChange != nil {
+		a.route("POST /api/v1/issuers/{id}/key-change", adminsOnly, nil, func(r *http.Request, p admin.Principal) (any, error) {
+			return o.ZoneKeyChange(r.Context(), r.PathValue("id"), p.Name)
+		})
+	}
+	if o.Pprof {
+		a.pprof()
+	}
+}
+
+type journalAPI struct{ j *journal.Store }
+
+func (g journalAPI) get(r *http.Request, _ admin.Principal) (any, error) {
+	rec, err := g.j.Get(r.PathValue("rrn"))
+	if errors.Is(err, journal.ErrNotFound) {
+		return nil, WithStatus(http.StatusNotFound, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return rec, nil
+}
+
+// query streams the matching records as JSON lines; an error after the first line
+// is the last line, {"error": "..."}.
+func (g journalAPI) query(r *http.Request, _ admin.Principal) (any, error) {
+	q, err := QueryFromValues(r.URL.Query().Get, time.Now())
+	if err != nil {
+		return nil, WithStatus(http.StatusBadRequest, err)
+	}
+	return stream(func(w http.ResponseWriter) {
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		enc := json.NewEncoder(w)
+		err := g.j.Scan(r.Context(), q, func(rec *journal.Record) bool { return enc.Encode(rec) == nil })
+		if err != nil {
+			_ = enc.Encode(admin.ErrorBody{Error: err.Error()})
+		}
+	}), nil
+}
+
+// QueryFromValues builds a journal query from named values (tid, mid, rrn, from, to, limit).
+func QueryFromValues(get func(string) string, now time.Time) (journal.Query, error) {
+	q := journal.Query{TID: get("tid"), MID: get("mid"), RRN: get("rrn")}
+	var err error
+	if q.From, err = journal.ParseTime(get("from"), now); err != nil {
+		return q, err
+	}
+	if q.To, err = journal.ParseTime(get("to"), now); err != nil {
+		return q, err
+	}
+	if l := get("limit"); l != "" {
+		if q.Limit, err = strconv.Atoi(l); err != nil || q.Limit < 0 {
+			return q, errors.New("limit: not a non-negative number")
+		}
+	}
+	return q, nil
+}
+
+// pprof serves the Go profiler under /debug/pprof/. A profile or heap dump of the
+// process that holds the LMK and the working keys is as sensitive as the keys
+// themselves, so it takes an admin token, unless PprofOpen (demo mode: its admin
+// token is public anyway, and the bench harness profiles the demo switch without
+// one). These are the API's only handlers that do not answer JSON.
+func (a *api) pprof() {
+	guard := func(h http.HandlerFunc) http.Handler {
+		if a.o.PprofOpen {
+			return h
+		}
+		return a.o.Auth.Require(h, adminsOnly...)
+	}
+	a.mux.Handle("/debug/pprof/", guard(pprof.Index))
+	a.mux.Handle("/debug/pprof/profile", guard(pprof.Profile))
+	a.mux.Handle("/debug/pprof/trace", guard(pprof.Trace))
+}
