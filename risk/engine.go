@@ -495,7 +495,7 @@ func (e *Engine) Reload() (*RuleSet, error) {
 // SIGHUP and the admin reload pick up a directory created later.
 func (e *Engine) Watch(ctx context.Context) error {
 	if e.rs.Load().Dir == FallbackLabel {
-		e.log.Info().Str("dir", e.dir).Msg("rules directory not watched: it does not exist; create it and reload (SIGHUP or POST /risk/rules/reload) to use it")
+		e.log.Info().Str("dir", e.dir).Msg("rules directory not watched: it does not exist; create it and reload (SIGHUP or POST /api/v1/risk/rules/reload) to use it")
 		return nil
 	}
 	w, err := fsnotify.NewWatcher()

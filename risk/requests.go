@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// RulesInfo is the answer of GET /risk/rules.
+// RulesInfo is the answer of GET /api/v1/risk/rules.
 type RulesInfo struct {
 	Version    string        `json:"version"`            // content hash of the rule set in force
 	Dir        string        `json:"dir"`                // rules directory
@@ -23,7 +23,7 @@ type RulesInfo struct {
 	Stats      Stats         `json:"stats"`              // running totals
 }
 
-// ReloadAnswer is the answer of POST /risk/rules/reload.
+// ReloadAnswer is the answer of POST /api/v1/risk/rules/reload.
 type ReloadAnswer struct {
 	Version  string    `json:"version"`            // now in force
 	Previous string    `json:"previous"`           // in force before
@@ -31,7 +31,7 @@ type ReloadAnswer struct {
 	Warnings []Problem `json:"warnings,omitempty"` // lint findings
 }
 
-// ReloadRefused is the error answer of POST /risk/rules/reload when the files
+// ReloadRefused is the error answer of POST /api/v1/risk/rules/reload when the files
 // have problems: the previous rules stay in force.
 type ReloadRefused struct {
 	Error       string    `json:"error"`        // all problems as text
@@ -39,7 +39,7 @@ type ReloadRefused struct {
 	Problems    []Problem `json:"problems"`     // each with file:line
 }
 
-// AddListEntry is the body of POST /risk/lists.
+// AddListEntry is the body of POST /api/v1/risk/lists.
 type AddListEntry struct {
 	List  string `json:"list"`  // deny, allow or another list
 	Kind  string `json:"kind"`  // bin, card, terminal, merchant or country
@@ -50,7 +50,7 @@ type AddListEntry struct {
 	Note      string    `json:"note,omitempty"` // why
 }
 
-// RemoveAnswer is the answer of DELETE /risk/lists/{list}/{kind}/{value}.
+// RemoveAnswer is the answer of DELETE /api/v1/risk/lists/{list}/{kind}/{value}.
 type RemoveAnswer struct {
 	Removed bool `json:"removed"` // always true: an absent entry gives 404
 }

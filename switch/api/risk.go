@@ -13,24 +13,24 @@ import (
 // The risk engine's routes: operators and reviewers read, analysts also reload
 // rules and edit lists.
 //
-//	GET    /risk/rules                      rule set in force, last reload, counters, stats
-//	POST   /risk/rules/reload               reload the rule files (422 with file:line problems)
-//	GET    /risk/lists[?list=&kind=]        list entries
-//	POST   /risk/lists                      add an entry (risk.AddListEntry)
-//	DELETE /risk/lists/{list}/{kind}/{value} remove an entry
-//	GET    /risk/lists/audit[?since=&limit=] who changed the lists, when, what
+//	GET    /api/v1/risk/rules                      rule set in force, last reload, counters, stats
+//	POST   /api/v1/risk/rules/reload               reload the rule files (422 with file:line problems)
+//	GET    /api/v1/risk/lists[?list=&kind=]        list entries
+//	POST   /api/v1/risk/lists                      add an entry (risk.AddListEntry)
+//	DELETE /api/v1/risk/lists/{list}/{kind}/{value} remove an entry
+//	GET    /api/v1/risk/lists/audit[?since=&limit=] who changed the lists, when, what
 func (a *api) risk() {
 	g := &riskAPI{e: a.o.Risk, lists: a.o.Lists}
 	if g.lists == nil {
 		g.lists = g.e.Lists()
 	}
 	edit := []admin.Role{admin.RoleAnalyst}
-	a.route("GET /risk/rules", readers, nil, g.rules)
-	a.route("POST /risk/rules/reload", edit, nil, g.reload)
-	a.route("GET /risk/lists", readers, nil, g.listEntries)
-	a.route("POST /risk/lists", edit, nil, g.addEntry)
-	a.route("DELETE /risk/lists/{list}/{kind}/{value}", edit, nil, g.removeEntry)
-	a.route("GET /risk/lists/audit", readers, nil, g.audit)
+	a.route("GET /api/v1/risk/rules", readers, nil, g.rules)
+	a.route("POST /api/v1/risk/rules/reload", edit, nil, g.reload)
+	a.route("GET /api/v1/risk/lists", readers, nil, g.listEntries)
+	a.route("POST /api/v1/risk/lists", edit, nil, g.addEntry)
+	a.route("DELETE /api/v1/risk/lists/{list}/{kind}/{value}", edit, nil, g.removeEntry)
+	a.route("GET /api/v1/risk/lists/audit", readers, nil, g.audit)
 }
 
 type riskAPI struct {

@@ -61,7 +61,7 @@ func TestRiskAPI(t *testing.T) {
 	anon := &apiclient.Client{BaseURL: srv.URL}
 
 	var info risk.RulesInfo
-	if err := op.Do(ctx, http.MethodGet, "/risk/rules", nil, &info); err != nil {
+	if err := op.Do(ctx, http.MethodGet, "/api/v1/risk/rules", nil, &info); err != nil {
 		t.Fatal(err)
 	}
 	if info.Version != e.RuleSet().Version || len(info.Rules) != 1 || info.Rules[0].ID != "big-round" || info.Rules[0].Line != 2 {
@@ -76,14 +76,14 @@ func TestRiskAPI(t *testing.T) {
 		}
 		return 200
 	}
-	if s := status(anon.Do(ctx, http.MethodGet, "/risk/rules", nil, nil)); s != 401 {
+	if s := status(anon.Do(ctx, http.MethodGet, "/api/v1/risk/rules", nil, nil)); s != 401 {
 		t.Errorf("no token: %d", s)
 	}
-	if s := status(op.Do(ctx, http.MethodPost, "/risk/rules/reload", nil, nil)); s != 403 {
+	if s := status(op.Do(ctx, http.MethodPost, "/api/v1/risk/rules/reload", nil, nil)); s != 403 {
 		t.Errorf("operator reload: %d", s)
 	}
 	add := risk.AddListEntry{List: "deny", Kind: "terminal", Value: "T0000009", TTL: "7d", Note: "closed shop"}
-	if s := status(op.Do(ctx, http.MethodPost, "/risk/lists", add, nil)); s != 403 {
+	if s := status(op.Do(ctx, http.MethodPost, "/api/v1/risk/lists", add, nil)); s != 403 {
 		t.Errorf("operator list add: %d", s)
 	}
 
@@ -92,7 +92,7 @@ func TestRiskAPI(t *testing.T) {
 	if err := writeFile(dir, "b.yaml", "rules:\n  - {id: b, condition: \"txn.amount >\", action: alert}\n"); err != nil {
 		t.Fatal(err)
 	}
-	err = an.Do(ctx, http.MethodPost, "/risk/rules/reload", nil, nil)
+	err = an.Do(ctx, http.MethodPost, "/api/v1/risk/rules/reload", nil, nil)
 	if ae, ok := err.(*apiclient.APIError); !ok || ae.Status != 422 || !strings.Contains(ae.Message, "b.yaml:2:") {
 		t.Errorf("bad reload: %v", err)
 	}
@@ -103,7 +103,7 @@ func TestRiskAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	var ra risk.ReloadAnswer
-	if err := an.Do(ctx, http.MethodPost, "/risk/rules/reload", nil, &ra); err != nil {
+	if err := an.Do(ctx, http.MethodPost, "/api/v1/risk/rules/reload", nil, &ra); err != nil {
 		t.Fatal(err)
 	}
 	if ra.Previous != v0 || ra.Version == v0 || ra.Rules != 2 || e.RuleSet().Version != ra.Version {
@@ -112,30 +112,30 @@ func TestRiskAPI(t *testing.T) {
 
 	// Lists.
 	var added risk.ListEntry
-	if err := an.Do(ctx, http.MethodPost, "/risk/lists", add, &added); err != nil {
+	if err := an.Do(ctx, http.MethodPost, "/api/v1/risk/lists", add, &added); err != nil {
 		t.Fatal(err)
 	}
 	if added.AddedBy != "anna" || added.ExpiresAt.Sub(time.Now()) < 6*24*time.Hour {
 		t.Errorf("added %+v", added)
 	}
-	if s := status(an.Do(ctx, http.MethodPost, "/risk/lists", risk.AddListEntry{List: "deny", Kind: "card", Value: "4761739001010119"}, nil)); s != 400 {
+	if s := status(an.Do(ctx, http.MethodPost, "/api/v1/risk/lists", risk.AddListEntry{List: "deny", Kind: "card", Value: "4761739001010119"}, nil)); s != 400 {
 		t.Errorf("PAN on a list: %d", s)
 	}
 	var entries []risk.ListEntry
-	if err := op.Do(ctx, http.MethodGet, "/risk/lists?kind=terminal", nil, &entries); err != nil || len(entries) != 1 {
+	if err := op.Do(ctx, http.MethodGet, "/api/v1/risk/lists?kind=terminal", nil, &entries); err != nil || len(entries) != 1 {
 		t.Errorf("entries %v %v", entries, err)
 	}
-	if s := status(op.Do(ctx, http.MethodDelete, "/risk/lists/deny/terminal/T0000009", nil, nil)); s != 403 {
+	if s := status(op.Do(ctx, http.MethodDelete, "/api/v1/risk/lists/deny/terminal/T0000009", nil, nil)); s != 403 {
 		t.Errorf("operator delete: %d", s)
 	}
-	if err := an.Do(ctx, http.MethodDelete, "/risk/lists/deny/terminal/T0000009", nil, nil); err != nil {
+	if err := an.Do(ctx, http.MethodDelete, "/api/v1/risk/lists/deny/terminal/T0000009", nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	if s := status(an.Do(ctx, http.MethodDelete, "/risk/lists/deny/terminal/T0000009", nil, nil)); s != 404 {
+	if s := status(an.Do(ctx, http.MethodDelete, "/api/v1/risk/lists/deny/terminal/T0000009", nil, nil)); s != 404 {
 		t.Errorf("second delete: %d", s)
 	}
 	var audit []risk.AuditEntry
-	if err := op.Do(ctx, http.MethodGet, "/risk/lists/audit", nil, &audit); err != nil {
+	if err := op.Do(ctx, http.MethodGet, "/api/v1/risk/lists/audit", nil, &audit); err != nil {
 		t.Fatal(err)
 	}
 	if len(audit) != 2 || audit[0].Who != "anna" || audit[0].Op != "add" || audit[1].Op != "remove" {

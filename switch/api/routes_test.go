@@ -78,6 +78,11 @@ func TestEveryRouteNeedsAToken(t *testing.T) {
 	adminOnly := 0
 	for _, p := range patterns {
 		method, path, _ := strings.Cut(p, " ")
+		// One convention for paths: every route of the API is under /api/v1/ (the
+		// profiler keeps Go's usual /debug/pprof/).
+		if !strings.HasPrefix(path, "/api/v1/") && !strings.HasPrefix(path, "/debug/pprof/") {
+			t.Errorf("%s: not under /api/v1/", p)
+		}
 		for _, v := range []string{"{id}", "{action}", "{rrn}", "{list}", "{kind}", "{value}"} {
 			path = strings.ReplaceAll(path, v, "x")
 		}

@@ -677,7 +677,7 @@ func (t *tool) lists(ctx context.Context, args []string) int {
 		if *kind != "" {
 			q.Set("kind", *kind)
 		}
-		path := "/risk/lists"
+		path := "/api/v1/risk/lists"
 		if len(q) > 0 {
 			path += "?" + q.Encode()
 		}
@@ -720,7 +720,7 @@ func (t *tool) lists(ctx context.Context, args []string) int {
 			}
 		}
 		var added risk.ListEntry
-		if err := c.Do(ctx, http.MethodPost, "/risk/lists", req, &added); err != nil {
+		if err := c.Do(ctx, http.MethodPost, "/api/v1/risk/lists", req, &added); err != nil {
 			return t.fail(err)
 		}
 		exp := "never expires"
@@ -738,7 +738,7 @@ func (t *tool) lists(ctx context.Context, args []string) int {
 		if len(pos) != 3 {
 			return t.usageErr("lists remove wants LIST KIND VALUE")
 		}
-		path := "/risk/lists/" + url.PathEscape(pos[0]) + "/" + url.PathEscape(pos[1]) + "/" + url.PathEscape(pos[2])
+		path := "/api/v1/risk/lists/" + url.PathEscape(pos[0]) + "/" + url.PathEscape(pos[1]) + "/" + url.PathEscape(pos[2])
 		if err := c.Do(ctx, http.MethodDelete, path, nil, nil); err != nil {
 			return t.fail(err)
 		}
@@ -763,7 +763,7 @@ func (t *tool) lists(ctx context.Context, args []string) int {
 		if *limit > 0 {
 			q.Set("limit", strconv.Itoa(*limit))
 		}
-		path := "/risk/lists/audit"
+		path := "/api/v1/risk/lists/audit"
 		if len(q) > 0 {
 			path += "?" + q.Encode()
 		}
