@@ -3,6 +3,7 @@ package risk
 import (
 	"context"
 	"fmt"
+	"github.com/switchyard/switchyard/risk/state"
 	"time"
 )
 
@@ -121,7 +122,7 @@ func Backtest(ctx context.Context, h History, rs *RuleSet, opts BacktestOptions)
 			rep.Rules = append(rep.Rules, st)
 		}
 	}
-	store := newVelocityStore(nil, 0, 0)
+	store := state.NewVelocity(nil, 0, 0)
 	begin := opts.From.Add(-warmup)
 	span := opts.To.Sub(begin)
 	read := 0
@@ -142,12 +143,12 @@ func Backtest(ctx context.Context, h History, rs *RuleSet, opts BacktestOptions)
 		if rec.Time.Before(opts.From) {
 			out := rec.Outcome
 			out.RiskDeclined = rec.Decision.Declined()
-			rs.observe(in, out, store)
+			rs.Observe(in, out, store)
 			rep.WarmupTxns++
 			return nil
 		}
 		rep.Transactions++
-		d := rs.evaluate(in, store, rs.lists, nil)
+		d := rs.Evaluate(in, store, rs.Lists())
 		for _, hit := range d.Hits {
 			st := stats[hit.Rule]
 			if st == nil {
@@ -190,7 +191,7 @@ func Backtest(ctx context.Context, h History, rs *RuleSet, opts BacktestOptions)
 					Outcome: rec.Outcome.ResponseCode, Before: before, After: after})
 			}
 		}
-		rs.observe(in, out, store)
+		rs.Observe(in, out, store)
 		return nil
 	})
 	if err != nil {

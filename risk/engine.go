@@ -13,268 +13,11 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
-	"github.com/expr-lang/expr/vm"
 	"github.com/fsnotify/fsnotify"
 	"github.com/rs/zerolog"
+	"github.com/switchyard/switchyard/risk/ruleset"
+	"github.com/switchyard/switchyard/risk/state"
 )
-
-// Hit is one rule (or score threshold) whose condition was true.
-type Hit struct {
-	Rule         string `json:"rule"`                    // rule (or thresholds) id
-	Action       Action `json:"action"`                  // the rule's action
-	Mode         Mode   `json:"mode"`                    // enforce or shadow
-	Score        int    `json:"score,omitempty"`         // the hit's score (a threshold's: the summed score)
-	Reason       string `json:"reason"`                  // the rule's reason
-	ResponseCode string `json:"response_code,omitempty"` // DE 39 of a decline rule
-}
-
-// RuleError is a rule whose expression failed at run time (it counts as not hit).
-type RuleError struct {
-	Rule  string `json:"rule"`  // rule id, or "counter NAME"
-	Error string `json:"error"` // the expr run-time error
-}
-
-// Decision is what the rules say about one transaction.
-type Decision struct {
-	// Action is the strongest action among the enforced hits; allow when none hit.
-	Action Action `json:"action"`
-	// ResponseCode is DE 39 for a decline, else "".
-	ResponseCode string `json:"response_code,omitempty"`
-	// Reason goes to DE 48 RS on a decline: the deciding rule's reason.
-	Reason string `json:"reason,omitempty"`
-	// Rule is the id of the deciding rule (or score threshold), "" when none.
-	Rule string `json:"rule,omitempty"`
-	// Score is the summed score of the enforced rules that hit.
-	Score int `json:"score"`
-	// Hits are all rules that hit, shadow ones included, in load order.
-	Hits []Hit `json:"hits,omitempty"`
-	// Errors are rules that failed at run time.
-	Errors []RuleError `json:"errors,omitempty"`
-	// Version is the content hash of the rule set that decided.
-	Version string `json:"version"`
-}
-
-// Declined reports whether the decision is a decline.
-func (d *Decision) Declined() bool { return d.Action == ActionDecline }
-
-// Hit returns the hit of rule id and whether it hit.
-func (d *Decision) Hit(id string) (Hit, bool) {
-	for _, h := range d.Hits {
-		if h.Rule == id {
-			return h, true
-		}
-	}
-	return Hit{}, false
-}
-
-// overrides replace derived values of the input: rule tests give counters and
-// list flags directly.
-type overrides struct {
-	velocity map[int]int
-	lists    bool // keep in.Lists as given instead of reading the lists
-}
-
-// prepare copies in into an evaluation environment: local time, counter
-// values read from store (or given by ov), list flags.
-func (rs *RuleSet) prepare(in *Input, store *velocityStore, lists *Lists, ov *overrides) Input {
-	// The environment is a copy: expressions never read memory that another
-	// goroutine writes (no maps, no shared state), a known expr hazard.
-	env := *in
-	if env.Txn.Time.IsZero() {
-		env.Txn.Time = time.Now().UTC()
-	}
-	env.Txn.setLocal(rs.Location)
-	env.Outcome = Outcome{}
-	env.Velocity = [MaxCounters]int{}
-	t := env.Txn.Time.UnixNano()
-	if store != nil {
-		for _, c := range rs.readCounters {
-			if key, ok := c.spec.key(in); ok {
-				env.Velocity[c.Index] = store.read(&c.spec, key, t)
-			}
-		}
-	}
-	if ov != nil {
-		for i, v := range ov.velocity {
-			env.Velocity[i] = v
-		}
-	}
-	if ov == nil || !ov.lists {
-		env.Lists = ListFlags{}
-		if lists != nil && rs.usesLists {
-			env.Lists = lists.flags(in, t)
-		}
-	}
-	return env
-}
-
-// evaluate runs every rule of rs over in. store and lists may be nil.
-func (rs *RuleSet) evaluate(in *Input, store *velocityStore, lists *Lists, ov *overrides) Decision {
-	return rs.decide(rs.prepare(in, store, lists, ov))
-}
-
-// decide runs every rule over a prepared environment.
-func (rs *RuleSet) decide(env Input) Decision {
-	box := any(env)
-	d := Decision{Action: ActionAllow, Version: rs.Version}
-	m := vmPool.get()
-	defer vmPool.put(m)
-	best := -1
-	fileEnforced, fileAll, cur := 0, 0, -1
-	for _, r := range rs.Rules {
-		if r.fileIdx != cur {
-			if cur >= 0 {
-				rs.applyThresholds(&d, cur, fileEnforced, fileAll, &best)
-			}
-			cur, fileEnforced, fileAll = r.fileIdx, 0, 0
-		}
-		out, err := m.Run(r.prog, box)
-		if err != nil {
-			d.Errors = append(d.Errors, RuleError{Rule: r.ID, Error: err.Error()})
-			continue
-		}
-		if hit, _ := out.(bool); !hit {
-			continue
-		}
-		score := r.Score
-		if r.scoreProg != nil {
-			v, err := m.Run(r.scoreProg, box)
-			if err != nil {
-				d.Errors = append(d.Errors, RuleError{Rule: r.ID, Error: "score: " + err.Error()})
-			}
-			score, _ = v.(int)
-		}
-		if d.Hits == nil {
-			d.Hits = make([]Hit, 0, 4)
-		}
-		d.Hits = append(d.Hits, Hit{Rule: r.ID, Action: r.Action, Mode: r.Mode, Score: score, Reason: r.Reason, ResponseCode: r.ResponseCode})
-		fileAll += score
-		if r.Mode == ModeEnforce {
-			fileEnforced += score
-			d.Score += score
-			if best < 0 || r.Action.Rank() > d.Hits[best].Action.Rank() {
-				best = len(d.Hits) - 1
-			}
-		}
-	}
-	if cur >= 0 {
-		rs.applyThresholds(&d, cur, fileEnforced, fileAll, &best)
-	}
-	if best >= 0 {
-		h := d.Hits[best]
-		d.Action, d.Rule, d.Reason = h.Action, h.Rule, h.Reason
-		if h.Action == ActionDecline {
-			d.ResponseCode = h.ResponseCode
-		}
-	}
-	return d
-}
-
-// applyThresholds adds the hit of file fi's score thresholds, if crossed.
-func (rs *RuleSet) applyThresholds(d *Decision, fi, enforced, all int, best *int) {
-	if fi >= len(rs.Thresholds) || rs.Thresholds[fi] == nil {
-		return
-	}
-	t := rs.Thresholds[fi]
-	level := func(s int) Action {
-		switch {
-		case t.Decline > 0 && s >= t.Decline:
-			return ActionDecline
-		case t.Review > 0 && s >= t.Review:
-			return ActionReview
-		}
-		return ""
-	}
-	add := func(a Action, mode Mode, score int) {
-		h := Hit{Rule: t.ID, Action: a, Mode: mode, Score: score, Reason: t.Reason}
-		if a == ActionDecline {
-			h.ResponseCode = t.ResponseCode
-		}
-		d.Hits = append(d.Hits, h)
-		if mode == ModeEnforce && (*best < 0 || a.Rank() > d.Hits[*best].Action.Rank()) {
-			*best = len(d.Hits) - 1
-		}
-	}
-	if t.Mode == ModeEnforce {
-		if a := level(enforced); a != "" {
-			add(a, ModeEnforce, enforced)
-			return
-		}
-	}
-	if a := level(all); a != "" {
-		add(a, ModeShadow, all)
-	}
-}
-
-// observe counts in (with its outcome) in every counter whose filter passes.
-func (rs *RuleSet) observe(in *Input, out Outcome, store *velocityStore) []RuleError {
-	if len(rs.Counters) == 0 || store == nil {
-		return nil
-	}
-	out.Unavailable = UnavailableCode(out.ResponseCode)
-	t := in.Txn.Time
-	if t.IsZero() {
-		t = time.Now().UTC()
-	}
-	var box any
-	var m *vm.VM
-	var errs []RuleError
-	// Counters with the same filter share one evaluation: 0 unknown, 1 pass, 2 fail.
-	var results [MaxCounters]uint8
-	for _, c := range rs.Counters {
-		key, ok := c.spec.key(in)
-		if !ok {
-			continue
-		}
-		if c.where != nil && results[c.whereID] == 2 {
-			continue
-		}
-		if c.where != nil && results[c.whereID] == 0 {
-			if box == nil {
-				env := *in
-				env.Txn.Time = t
-				env.Txn.setLocal(rs.Location)
-				env.Outcome = out
-				env.Velocity = [MaxCounters]int{}
-				env.Lists = ListFlags{}
-				box = env
-				m = vmPool.get()
-				defer vmPool.put(m)
-			}
-			res, err := m.Run(c.where, box)
-			if err != nil {
-				errs = append(errs, RuleError{Rule: "counter " + c.Name, Error: err.Error()})
-				continue
-			}
-			results[c.whereID] = 2
-			if pass, _ := res.(bool); pass {
-				results[c.whereID] = 1
-			}
-			if results[c.whereID] == 2 {
-				continue
-			}
-		}
-		store.observe(&c.spec, key, t.UnixNano(), in.Txn.Amount, in.Txn.CardHash)
-	}
-	return errs
-}
-
-// specs maps the fingerprints of rs's counters to their specs.
-func (rs *RuleSet) specs() map[uint64]*counterSpec {
-	m := make(map[uint64]*counterSpec, len(rs.Counters))
-	for _, c := range rs.Counters {
-		m[c.spec.fp] = &c.spec
-	}
-	return m
-}
-
-func (rs *RuleSet) specList() []*counterSpec {
-	l := make([]*counterSpec, 0, len(rs.Counters))
-	for _, c := range rs.Counters {
-		l = append(l, &c.spec)
-	}
-	return l
-}
 
 // Options configure an Engine.
 type Options struct {
@@ -324,7 +67,7 @@ type Engine struct {
 	opts  Options
 	log   zerolog.Logger
 	rs    atomic.Pointer[RuleSet]
-	store *velocityStore
+	store *state.Velocity
 	lists *Lists
 
 	reloadMu   sync.Mutex
@@ -366,8 +109,8 @@ func New(dir string, opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	e.store = newVelocityStore(opts.DB, opts.MaxSeries, opts.MaxDistinct)
-	n, err := e.store.restore(rs.specList())
+	e.store = state.NewVelocity(opts.DB, opts.MaxSeries, opts.MaxDistinct)
+	n, err := e.store.Restore(rs.SpecList())
 	if err != nil {
 		return nil, err
 	}
@@ -416,7 +159,7 @@ func (e *Engine) LastReload() ReloadStatus { return *e.lastReload.Load() }
 // modify in.
 func (e *Engine) Evaluate(in *Input) Decision {
 	e.evaluations.Add(1)
-	d := e.rs.Load().evaluate(in, e.store, e.lists, nil)
+	d := e.rs.Load().Evaluate(in, e.store, e.lists)
 	if len(d.Errors) > 0 {
 		e.runErrors.Add(int64(len(d.Errors)))
 	}
@@ -431,7 +174,7 @@ func (e *Engine) Evaluate(in *Input) Decision {
 // expired card...), with what the Input could be filled with: card-testing
 // counters live on those declines. Use OutcomeOf to build out.
 func (e *Engine) Observe(in *Input, out Outcome) {
-	if errs := e.rs.Load().observe(in, out, e.store); len(errs) > 0 {
+	if errs := e.rs.Load().Observe(in, out, e.store); len(errs) > 0 {
 		e.runErrors.Add(int64(len(errs)))
 	}
 }
@@ -447,7 +190,7 @@ type Stats struct {
 // Stats returns the engine's running totals.
 func (e *Engine) Stats() Stats {
 	return Stats{Evaluations: e.evaluations.Load(), RunErrors: e.runErrors.Load(),
-		Series: e.store.series.Load(), Evicted: e.store.evicted.Load()}
+		Series: e.store.Series(), Evicted: e.store.Evicted()}
 }
 
 // Reload reads the rule files again. On any problem it keeps the rule set in
@@ -459,7 +202,7 @@ func (e *Engine) Reload() (*RuleSet, error) {
 	old := e.rs.Load()
 	rs, err := e.load()
 	if err == nil {
-		_, err = e.store.restore(rs.specList())
+		_, err = e.store.Restore(rs.SpecList())
 	}
 	if err != nil {
 		e.lastReload.Store(&ReloadStatus{Time: time.Now().UTC(), Version: old.Version, Error: err.Error()})
@@ -470,7 +213,7 @@ func (e *Engine) Reload() (*RuleSet, error) {
 		return nil, err
 	}
 	if e.opts.DB != nil {
-		if ferr := e.store.flush(old.specs()); ferr != nil {
+		if ferr := e.store.Flush(old.Specs()); ferr != nil {
 			e.log.Error().Err(ferr).Msg("risk velocity flush before reload")
 		}
 	}
@@ -517,7 +260,7 @@ func (e *Engine) Watch(ctx context.Context) error {
 			if !ok {
 				return errors.New("rules directory watcher closed")
 			}
-			if !isRuleFile(filepath.Base(ev.Name)) || ev.Op == fsnotify.Chmod {
+			if !ruleset.IsRuleFile(filepath.Base(ev.Name)) || ev.Op == fsnotify.Chmod {
 				continue
 			}
 			timer.Reset(e.opts.Debounce)
@@ -557,18 +300,18 @@ func (e *Engine) flushLoop() {
 		case <-e.stop:
 			return
 		case <-t.C:
-			specs := e.rs.Load().specs()
-			if err := e.store.flush(specs); err != nil {
+			specs := e.rs.Load().Specs()
+			if err := e.store.Flush(specs); err != nil {
 				e.log.Error().Err(err).Msg("risk velocity flush")
 			}
-			e.store.sweep(specs, 4)
+			e.store.Sweep(specs, 4)
 		}
 	}
 }
 
 // Flush writes the changed velocity counters to Badger now.
 func (e *Engine) Flush() error {
-	return e.store.flush(e.rs.Load().specs())
+	return e.store.Flush(e.rs.Load().Specs())
 }
 
 // Close stops the background flusher and writes the counters a last time.

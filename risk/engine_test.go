@@ -200,7 +200,7 @@ rules:
 	}
 	probe := purchase(1)
 	probe.Txn.Time = now
-	env := e.RuleSet().prepare(probe, e.store, nil, nil)
+	env := e.RuleSet().Prepare(probe, e.store, nil)
 	want := [3]int{3, 1000 + 2000 + 3000 + 4000 + 5000 + 6000, 3}
 	got := [3]int{env.Velocity[0], env.Velocity[1], env.Velocity[2]}
 	if got != want {
@@ -220,7 +220,7 @@ rules:
 		t.Fatal(err)
 	}
 	defer e2.Close()
-	env = e2.RuleSet().prepare(probe, e2.store, nil, nil)
+	env = e2.RuleSet().Prepare(probe, e2.store, nil)
 	got = [3]int{env.Velocity[0], env.Velocity[1], env.Velocity[2]}
 	if got != want {
 		t.Fatalf("after restart: %v, want %v", got, want)
@@ -231,7 +231,7 @@ rules:
 	in.Txn.CardHash = "card-1"
 	e2.Observe(in, Outcome{Approved: true, ResponseCode: "00"})
 	probe.Txn.Time = now.Add(time.Second)
-	env = e2.RuleSet().prepare(probe, e2.store, nil, nil)
+	env = e2.RuleSet().Prepare(probe, e2.store, nil)
 	if env.Velocity[2] != 3 || env.Velocity[0] != 3 {
 		t.Errorf("after a known card: %v", env.Velocity[:3])
 	}
@@ -298,7 +298,7 @@ rules:
 	}
 	probe := purchase(1)
 	probe.Txn.Time = now
-	env := rs.prepare(probe, e.store, nil, nil)
+	env := rs.Prepare(probe, e.store, nil)
 	if c := rs.Counter("card_1h"); env.Velocity[c.Index] != 4 {
 		t.Errorf("unchanged counter after reload: %d, want 4", env.Velocity[c.Index])
 	}

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/switchyard/switchyard/risk/ruleset"
 )
 
 // RulesInfo is the answer of GET /api/v1/risk/rules.
@@ -63,7 +65,7 @@ func (req AddListEntry) Entry(now time.Time) (ListEntry, error) {
 		if !req.ExpiresAt.IsZero() {
 			return e, errors.New("give expires_at or ttl, not both")
 		}
-		d, err := parseWindow(req.TTL)
+		d, err := ruleset.ParseWindow(req.TTL)
 		if err != nil {
 			return e, fmt.Errorf("ttl %v", err)
 		}

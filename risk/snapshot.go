@@ -18,7 +18,7 @@ type Snapshot struct {
 // may be reused afterwards: the snapshot keeps nothing of it.
 func (e *Engine) Snapshot(in *Input) *Snapshot {
 	rs := e.rs.Load()
-	env := rs.prepare(in, e.store, e.lists, nil)
+	env := rs.Prepare(in, e.store, e.lists)
 	env.Device.Findings = slices.Clone(in.Device.Findings)
 	return &Snapshot{rs: rs, env: env}
 }
@@ -37,7 +37,7 @@ func (s *Snapshot) HitValues(d *Decision) []RuleTrace {
 			continue
 		}
 		out = append(out, RuleTrace{Rule: r.ID, File: r.File, Line: r.Line, Mode: r.Mode, Action: r.Action, Hit: true,
-			Score: h.Score, Reason: h.Reason, Values: s.rs.refValues(r, s.env)})
+			Score: h.Score, Reason: h.Reason, Values: s.rs.RefValues(r, s.env)})
 	}
 	return out
 }

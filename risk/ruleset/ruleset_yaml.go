@@ -1,4 +1,4 @@
-package risk
+package ruleset
 
 import (
 	"bytes"
@@ -132,9 +132,9 @@ func (c *compiler) yamlError(name string, err error) {
 	for _, m := range msgs {
 		if sm := yamlLine.FindStringSubmatch(m); sm != nil {
 			line, _ := strconv.Atoi(sm[1])
-			msg := strings.NewReplacer("risk.ruleDoc", "rule", "risk.fileDoc", "rule file", "risk.counterDoc", "counter",
-				"risk.thresholdsDoc", "thresholds", "risk.testDoc", "test", "risk.historyDoc", "history step",
-				"risk.ExpectDecision", "decision", "risk.Outcome", "outcome").Replace(sm[2])
+			msg := strings.NewReplacer("ruleset.ruleDoc", "rule", "ruleset.fileDoc", "rule file", "ruleset.counterDoc", "counter",
+				"ruleset.thresholdsDoc", "thresholds", "ruleset.testDoc", "test", "ruleset.historyDoc", "history step",
+				"ruleset.ExpectDecision", "decision", "ruleset.Outcome", "outcome").Replace(sm[2])
 			c.errorf(name, line, "%s", msg)
 			continue
 		}

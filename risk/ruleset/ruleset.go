@@ -1,4 +1,4 @@
-package risk
+package ruleset
 
 import (
 	"crypto/sha256"
@@ -16,6 +16,7 @@ import (
 
 	"github.com/expr-lang/expr/vm"
 
+	"github.com/switchyard/switchyard/risk/state"
 	_ "time/tzdata" // the rule set's time zone must load on any machine
 )
 
@@ -98,7 +99,7 @@ type Counter struct {
 	// Index is the counter's slot in Input.Velocity.
 	Index int `json:"index"`
 
-	spec    counterSpec
+	spec    state.CounterSpec
 	where   *vm.Program
 	whereID int // counters with the same filter share its result per transaction
 	used    bool
@@ -156,7 +157,7 @@ type RuleSet struct {
 	whereIDs      map[string]int // distinct counter filters (normalized source) -> id
 	usesLists     bool
 	maxWindow     time.Duration
-	lists         *Lists
+	lists         *state.Lists
 }
 
 // Counter returns the counter with the given name, or nil.
@@ -221,7 +222,7 @@ type LoadOptions struct {
 	// Location is the time zone when no file declares one; nil means UTC.
 	Location *time.Location
 	// Lists backs the in_list function and the lists.* flags; nil means empty lists.
-	Lists *Lists
+	Lists *state.Lists
 }
 
 // SourceFile is one rule file's name and content.
@@ -239,7 +240,7 @@ func ReadDir(dir string) ([]SourceFile, error) {
 	}
 	var files []SourceFile
 	for _, e := range entries {
-		if e.IsDir() || !isRuleFile(e.Name()) {
+		if e.IsDir() || !IsRuleFile(e.Name()) {
 			continue
 		}
 		p := filepath.Join(dir, e.Name())
@@ -262,7 +263,7 @@ func ReadFS(fsys fs.FS, label string) ([]SourceFile, error) {
 	}
 	var files []SourceFile
 	for _, e := range entries {
-		if e.IsDir() || !isRuleFile(e.Name()) {
+		if e.IsDir() || !IsRuleFile(e.Name()) {
 			continue
 		}
 		data, err := fs.ReadFile(fsys, e.Name())
@@ -275,7 +276,9 @@ func ReadFS(fsys fs.FS, label string) ([]SourceFile, error) {
 	return files, nil
 }
 
-func isRuleFile(name string) bool {
+// IsRuleFile reports whether a file name is a rule file the loader reads
+// (the watcher ignores changes to other files).
+func IsRuleFile(name string) bool {
 	if strings.HasPrefix(name, ".") || strings.HasPrefix(name, "#") || strings.HasSuffix(name, "~") {
 		return false
 	}

@@ -1,4 +1,4 @@
-package risk
+package ruleset
 
 import (
 	"errors"
@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cespare/xxhash/v2"
+	"github.com/switchyard/switchyard/risk/state"
 	"gopkg.in/yaml.v3"
 )
 
@@ -121,7 +122,9 @@ func Compile(files []SourceFile, opts LoadOptions) (*RuleSet, error) {
 	return rs, nil
 }
 
-func parseWindow(s string) (time.Duration, error) {
+// ParseWindow reads a counter window or a list entry's ttl: a Go duration
+// ("10m", "36h") or a number of days ("1d", "7d").
+func ParseWindow(s string) (time.Duration, error) {
 	if s == "" {
 		return 0, errors.New("missing")
 	}
@@ -187,14 +190,14 @@ func (c *compiler) compileCounters(rs *RuleSet, pf *parsedFile) {
 			seenDim[dim] = true
 		}
 		switch d.Measure {
-		case MeasureCount, MeasureSum, MeasureDistinctCards:
+		case state.MeasureCount, state.MeasureSum, state.MeasureDistinctCards:
 		case "":
-			ctr.Measure = MeasureCount
+			ctr.Measure = state.MeasureCount
 		default:
 			c.errorf(pf.name, line, "counter %s: unknown measure %q (want count, sum or distinct_cards)", d.Name, d.Measure)
 			ok = false
 		}
-		w, err := parseWindow(d.Window)
+		w, err := ParseWindow(d.Window)
 		if err != nil {
 			c.errorf(pf.name, line, "counter %s: window %v", d.Name, err)
 			ok = false
@@ -202,7 +205,7 @@ func (c *compiler) compileCounters(rs *RuleSet, pf *parsedFile) {
 		ctr.Window = w
 		ctr.Resolution = w / 30
 		if d.Resolution != "" {
-			r, err := parseWindow(d.Resolution)
+			r, err := ParseWindow(d.Resolution)
 			if err != nil {
 				c.errorf(pf.name, line, "counter %s: resolution %v", d.Name, err)
 				ok = false
@@ -232,7 +235,7 @@ func (c *compiler) compileCounters(rs *RuleSet, pf *parsedFile) {
 		nb := int64((ctr.Window + ctr.Resolution - 1) / ctr.Resolution)
 		fp := xxhash.Sum64String(strings.Join([]string{ctr.Name, strings.Join(ctr.Dimensions, "+"), ctr.Measure,
 			ctr.Window.String(), ctr.Resolution.String(), ctr.Where}, "\x00"))
-		ctr.spec = counterSpec{fp: fp, measure: ctr.Measure, dims: ctr.Dimensions, window: ctr.Window, width: int64(ctr.Resolution), nb: nb}
+		ctr.spec = state.CounterSpec{FP: fp, Measure: ctr.Measure, Dims: ctr.Dimensions, Window: ctr.Window, Width: int64(ctr.Resolution), NB: nb}
 		if ctr.where != nil {
 			src := strings.Join(strings.Fields(ctr.Where), " ")
 			id, seen := rs.whereIDs[src]

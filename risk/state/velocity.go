@@ -1,11 +1,15 @@
-package risk
+// Package state is the risk engine's mutable state: the velocity counters
+// (sharded in memory, written to Badger in batches with a TTL of their window)
+// and the deny, allow and other lists (persisted and audited in Badger). It
+// knows nothing of rule files or of the transaction input: the rule set
+// (package ruleset) hashes a counter's key and reads the list flags through it.
+package state
 
 import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"math/bits"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,47 +49,14 @@ const (
 	DimDevice   = "device"
 )
 
-// counterSpec is what the velocity store needs to know about a counter.
-type counterSpec struct {
-	fp      uint64 // fingerprint of the definition: series of a changed counter are not reused
-	measure string
-	dims    []string
-	window  time.Duration
-	width   int64 // bucket width in ns
-	nb      int64 // buckets per window
-}
-
-// dimSalt separates the dimensions in a composite key hash.
-var dimSalt = map[string]uint64{
-	DimCard:     0x9e3779b97f4a7c15,
-	DimTerminal: 0xc2b2ae3d27d4eb4f,
-	DimMerchant: 0x165667b19e3779f9,
-	DimDevice:   0xd6e8feb86659fd93,
-}
-
-// key hashes the dimension values of in for this counter; ok is false when a
-// value is empty (the counter does not apply to the transaction).
-func (c *counterSpec) key(in *Input) (uint64, bool) {
-	var h uint64
-	for _, d := range c.dims {
-		var v string
-		switch d {
-		case DimCard:
-			v = in.Txn.CardHash
-		case DimTerminal:
-			v = in.Terminal.ID
-		case DimMerchant:
-			v = in.Merchant.ID
-		case DimDevice:
-			v = in.Device.ID
-		}
-		if v == "" {
-			return 0, false
-		}
-		h = bits.RotateLeft64(h, 17) ^ (xxhash.Sum64String(v) ^ dimSalt[d])
-		h *= 0xff51afd7ed558ccd
-	}
-	return h, true
+// CounterSpec is what the velocity store needs to know about a counter.
+type CounterSpec struct {
+	FP      uint64 // fingerprint of the definition: series of a changed counter are not reused
+	Measure string // MeasureCount, MeasureSum or MeasureDistinctCards
+	Dims    []string
+	Window  time.Duration
+	Width   int64 // bucket width in ns
+	NB      int64 // buckets per window
 }
 
 type seriesKey struct{ fp, key uint64 }
@@ -148,10 +119,10 @@ type shard struct {
 	_     [40]byte // keep shards on separate cache lines
 }
 
-// velocityStore keeps counter series in memory, sharded by key with a lock per
+// Velocity keeps counter series in memory, sharded by key with a lock per
 // shard, and writes changed series to Badger in batches with a TTL of their
 // window. Badger is never read on the transaction path.
-type velocityStore struct {
+type Velocity struct {
 	db          *badger.DB
 	shards      [numShards]shard
 	maxSeries   int
@@ -164,14 +135,14 @@ type velocityStore struct {
 	evicted     atomic.Int64
 }
 
-func newVelocityStore(db *badger.DB, maxSeries, maxDistinct int) *velocityStore {
+func NewVelocity(db *badger.DB, maxSeries, maxDistinct int) *Velocity {
 	if maxSeries <= 0 {
 		maxSeries = DefaultMaxSeries
 	}
 	if maxDistinct <= 0 {
 		maxDistinct = DefaultMaxDistinct
 	}
-	s := &velocityStore{db: db, maxSeries: maxSeries, perShard: max(1, maxSeries/numShards), maxDistinct: maxDistinct}
+	s := &Velocity{db: db, maxSeries: maxSeries, perShard: max(1, maxSeries/numShards), maxDistinct: maxDistinct}
 	for i := range s.shards {
 		s.shards[i].m = make(map[seriesKey]*series)
 		s.shards[i].dirty = make(map[seriesKey]struct{})
@@ -179,34 +150,40 @@ func newVelocityStore(db *badger.DB, maxSeries, maxDistinct int) *velocityStore 
 	return s
 }
 
-func (s *velocityStore) shardOf(k seriesKey) *shard {
+// Series is the number of counter series in memory.
+func (s *Velocity) Series() int64 { return s.series.Load() }
+
+// Evicted is the number of series pushed out of a full store since it started.
+func (s *Velocity) Evicted() int64 { return s.evicted.Load() }
+
+func (s *Velocity) shardOf(k seriesKey) *shard {
 	h := (k.key ^ k.fp) * 0x9e3779b97f4a7c15
 	return &s.shards[h>>56]
 }
 
-// read returns the counter's value for key over the window ending at t
+// Read returns the counter's value for key over the window ending at t
 // (the transaction being evaluated is not yet counted).
-func (s *velocityStore) read(c *counterSpec, key uint64, t int64) int {
-	cur := floorDiv(t, c.width)
-	k := seriesKey{c.fp, key}
+func (s *Velocity) Read(c *CounterSpec, key uint64, t int64) int {
+	cur := floorDiv(t, c.Width)
+	k := seriesKey{c.FP, key}
 	sh := s.shardOf(k)
 	sh.mu.Lock()
 	var v int64
 	if se := sh.m[k]; se != nil {
-		v = se.sum(cur-c.nb+1, cur)
+		v = se.sum(cur-c.NB+1, cur)
 	}
 	sh.mu.Unlock()
 	return int(v)
 }
 
-// observe adds one transaction to the counter's series for key.
-func (s *velocityStore) observe(c *counterSpec, key uint64, t int64, amount int, card string) {
-	if c.measure == MeasureDistinctCards && card == "" {
+// Observe adds one transaction to the counter's series for key.
+func (s *Velocity) Observe(c *CounterSpec, key uint64, t int64, amount int, card string) {
+	if c.Measure == MeasureDistinctCards && card == "" {
 		return
 	}
-	cur := floorDiv(t, c.width)
-	lo := cur - c.nb + 1
-	k := seriesKey{c.fp, key}
+	cur := floorDiv(t, c.Width)
+	lo := cur - c.NB + 1
+	k := seriesKey{c.FP, key}
 	sh := s.shardOf(k)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -219,7 +196,7 @@ func (s *velocityStore) observe(c *counterSpec, key uint64, t int64, amount int,
 		sh.m[k] = se
 		s.series.Add(1)
 	}
-	switch c.measure {
+	switch c.Measure {
 	case MeasureCount:
 		se.add(cur, 1)
 	case MeasureSum:
@@ -256,7 +233,7 @@ func (s *velocityStore) observe(c *counterSpec, key uint64, t int64, amount int,
 
 // evictOne makes room in a full shard by dropping one of its series, one that
 // has expired if the first few looked at include one. Callers hold sh.mu.
-func (s *velocityStore) evictOne(sh *shard, lo int64) bool {
+func (s *Velocity) evictOne(sh *shard, lo int64) bool {
 	var victim seriesKey
 	found := false
 	n := 0
@@ -277,9 +254,9 @@ func (s *velocityStore) evictOne(sh *shard, lo int64) bool {
 	return true
 }
 
-// sweep drops expired series and forgotten cards from a few shards, using the
+// Sweep drops expired series and forgotten cards from a few shards, using the
 // newest transaction time seen as "now". specs maps fingerprints to counters.
-func (s *velocityStore) sweep(specs map[uint64]*counterSpec, shards int) {
+func (s *Velocity) Sweep(specs map[uint64]*CounterSpec, shards int) {
 	now := s.latest.Load()
 	for i := 0; i < shards; i++ {
 		sh := &s.shards[s.sweepNext.Add(1)%numShards]
@@ -293,7 +270,7 @@ func (s *velocityStore) sweep(specs map[uint64]*counterSpec, shards int) {
 				s.restored.Delete(k.fp) // reload from Badger if the counter comes back
 				continue
 			}
-			lo := floorDiv(now, c.width) - c.nb + 1
+			lo := floorDiv(now, c.Width) - c.NB + 1
 			se.trim(lo)
 			if len(se.b) == 0 {
 				delete(sh.m, k)
@@ -408,17 +385,17 @@ func decodeSeries(b []byte) (*series, error) {
 	return se, err
 }
 
-// restore loads from Badger the series of counters not loaded before.
-func (s *velocityStore) restore(specs []*counterSpec) (int, error) {
+// Restore loads from Badger the series of counters not loaded before.
+func (s *Velocity) Restore(specs []*CounterSpec) (int, error) {
 	if s.db == nil {
 		return 0, nil
 	}
 	total := 0
 	for _, c := range specs {
-		if _, done := s.restored.LoadOrStore(c.fp, struct{}{}); done {
+		if _, done := s.restored.LoadOrStore(c.FP, struct{}{}); done {
 			continue
 		}
-		prefix := fmt.Appendf(nil, "%s%016x/", velocityPrefix, c.fp)
+		prefix := fmt.Appendf(nil, "%s%016x/", velocityPrefix, c.FP)
 		err := s.db.View(func(txn *badger.Txn) error {
 			opts := badger.DefaultIteratorOptions
 			opts.Prefix = prefix
@@ -444,7 +421,7 @@ func (s *velocityStore) restore(specs []*counterSpec) (int, error) {
 					sh.m[k] = se
 					s.series.Add(1)
 					if len(se.b) > 0 {
-						t := (se.b[len(se.b)-1].n + 1) * c.width
+						t := (se.b[len(se.b)-1].n + 1) * c.Width
 						for {
 							l := s.latest.Load()
 							if t <= l || s.latest.CompareAndSwap(l, t) {
@@ -459,16 +436,16 @@ func (s *velocityStore) restore(specs []*counterSpec) (int, error) {
 			return nil
 		})
 		if err != nil {
-			s.restored.Delete(c.fp)
+			s.restored.Delete(c.FP)
 			return total, fmt.Errorf("restore velocity counters from Badger: %w", err)
 		}
 	}
 	return total, nil
 }
 
-// flush writes every changed series to Badger in one batch, each with a TTL
+// Flush writes every changed series to Badger in one batch, each with a TTL
 // that ends when its newest bucket leaves the window.
-func (s *velocityStore) flush(specs map[uint64]*counterSpec) error {
+func (s *Velocity) Flush(specs map[uint64]*CounterSpec) error {
 	if s.db == nil {
 		return nil
 	}
@@ -489,7 +466,7 @@ func (s *velocityStore) flush(specs map[uint64]*counterSpec) error {
 			}
 			var end int64
 			if len(se.b) > 0 {
-				end = (se.b[len(se.b)-1].n+1)*c.width + int64(c.window)
+				end = (se.b[len(se.b)-1].n+1)*c.Width + int64(c.Window)
 			}
 			out = append(out, kv{k, se.encode(), end})
 		}

@@ -1,15 +1,18 @@
-// Package risk is Switchyard's risk engine: analyst-edited rule files compiled
-// to expr programs, velocity counters kept in memory and persisted to Badger,
-// deny and allow lists, and the library behind the `switchyard rules` tools.
+// Package ruleset is the risk rule language: the Input every expression reads,
+// the rule file format (YAML), its compiler to expr programs, the linter, the
+// rule files' own tests, and the evaluation of a compiled RuleSet over an Input
+// with the counter values and list flags read from package state.
 //
-// The switch fills an Input per transaction (after its binding checks and
-// before the issuer), calls Engine.Evaluate, acts on the Decision, and once the
-// transaction has its final answer calls Engine.Observe so that the velocity
-// counters learn about it. docs/rules.md describes the rule files and every
-// name an expression sees.
-package risk
+// It holds no state of its own: package risk's Engine owns the live counters
+// and lists, reloads the files and is what the switch calls. The evaluation
+// lives here, with the compiled programs it runs, because a rule file's tests
+// (RuleSet.RunTests) and the backtest and explain tools run it without an
+// engine. docs/rules.md describes the rule files and every name an expression
+// sees.
+package ruleset
 
 import (
+	"github.com/switchyard/switchyard/risk/state"
 	"strings"
 	"time"
 )
@@ -44,7 +47,7 @@ type Input struct {
 	Velocity [MaxCounters]int `json:"-" yaml:"-" expr:"velocity"`
 	// Lists holds list membership of this transaction's BIN, card, terminal,
 	// merchant and country. Evaluate fills it from the engine's lists.
-	Lists ListFlags `json:"-" yaml:"lists" expr:"lists"`
+	Lists state.ListFlags `json:"-" yaml:"lists" expr:"lists"`
 	// Outcome is visible only to counter `where` filters, during Observe.
 	Outcome Outcome `json:"-" yaml:"-" expr:"outcome"`
 }
@@ -237,22 +240,6 @@ type Device struct {
 	Attested bool `json:"attested" yaml:"attested" expr:"attested"`
 	// AttestationAgeS is the age of that attestation in seconds; 0 when not attested.
 	AttestationAgeS int `json:"attestation_age_s" yaml:"attestation_age_s" expr:"attestation_age_s"`
-}
-
-// ListFlags tells whether this transaction's BIN, card, terminal, merchant and
-// issuer country are on the deny and allow lists (entries not expired).
-type ListFlags struct {
-	DenyBIN      bool `json:"deny_bin" yaml:"deny_bin" expr:"deny_bin"`                // txn.bin is on list deny, kind bin
-	DenyCard     bool `json:"deny_card" yaml:"deny_card" expr:"deny_card"`             // txn.card_hash is on list deny, kind card
-	DenyTerminal bool `json:"deny_terminal" yaml:"deny_terminal" expr:"deny_terminal"` // terminal.id is on list deny, kind terminal
-	DenyMerchant bool `json:"deny_merchant" yaml:"deny_merchant" expr:"deny_merchant"` // merchant.id is on list deny, kind merchant
-	DenyCountry  bool `json:"deny_country" yaml:"deny_country" expr:"deny_country"`    // txn.country is on list deny, kind country
-
-	AllowBIN      bool `json:"allow_bin" yaml:"allow_bin" expr:"allow_bin"`                // txn.bin is on list allow, kind bin
-	AllowCard     bool `json:"allow_card" yaml:"allow_card" expr:"allow_card"`             // txn.card_hash is on list allow, kind card
-	AllowTerminal bool `json:"allow_terminal" yaml:"allow_terminal" expr:"allow_terminal"` // terminal.id is on list allow, kind terminal
-	AllowMerchant bool `json:"allow_merchant" yaml:"allow_merchant" expr:"allow_merchant"` // merchant.id is on list allow, kind merchant
-	AllowCountry  bool `json:"allow_country" yaml:"allow_country" expr:"allow_country"`    // txn.country is on list allow, kind country
 }
 
 // Outcome is the final answer a transaction got, given to Observe.

@@ -1,4 +1,4 @@
-package risk
+package ruleset
 
 import (
 	"errors"
@@ -10,6 +10,7 @@ import (
 	"github.com/expr-lang/expr/file"
 	"github.com/expr-lang/expr/parser"
 	"github.com/expr-lang/expr/vm"
+	"github.com/switchyard/switchyard/risk/state"
 	"gopkg.in/yaml.v3"
 )
 
@@ -74,7 +75,7 @@ var envRoots = map[string]bool{"txn": true, "terminal": true, "merchant": true, 
 
 // compileExpr checks and compiles one expression. node is the YAML node that
 // holds it, for file:line in problems.
-func compileExpr(src string, kind exprKind, fileName string, node *yaml.Node, lines []string, rs *RuleSet, lists *Lists, what string) (*vm.Program, []Problem) {
+func compileExpr(src string, kind exprKind, fileName string, node *yaml.Node, lines []string, rs *RuleSet, lists *state.Lists, what string) (*vm.Program, []Problem) {
 	var problems []Problem
 	report := func(loc file.Location, msg string) {
 		line, col := 1, 0
@@ -143,9 +144,9 @@ func exprLine(n *yaml.Node) int {
 }
 
 var exprTypeNames = strings.NewReplacer(
-	"risk.Input", "the rule environment", "risk.Txn", "txn", "risk.Terminal", "terminal",
-	"risk.Merchant", "merchant", "risk.Binding", "binding", "risk.Device", "device",
-	"risk.ListFlags", "lists", "risk.Outcome", "outcome", "[64]int", "velocity")
+	"ruleset.Input", "the rule environment", "ruleset.Txn", "txn", "ruleset.Terminal", "terminal",
+	"ruleset.Merchant", "merchant", "ruleset.Binding", "binding", "ruleset.Device", "device",
+	"state.ListFlags", "lists", "ruleset.Outcome", "outcome", "[64]int", "velocity")
 
 func cleanExprMessage(m string) string { return exprTypeNames.Replace(m) }
 

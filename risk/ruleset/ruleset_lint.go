@@ -1,4 +1,4 @@
-package risk
+package ruleset
 
 import (
 	"fmt"
@@ -8,6 +8,7 @@ import (
 
 	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/file"
+	"github.com/switchyard/switchyard/risk/state"
 )
 
 // linter checks what the expr type checker cannot: counter names, names that
@@ -81,7 +82,7 @@ func (l *linter) Visit(node *ast.Node) {
 			}
 		case "in_list":
 			if len(n.Arguments) >= 2 {
-				if s, ok := n.Arguments[1].(*ast.StringNode); ok && !validListKind(s.Value) {
+				if s, ok := n.Arguments[1].(*ast.StringNode); ok && !state.ValidListKind(s.Value) {
 					l.report(n.Arguments[1].Location(), fmt.Sprintf("in_list: unknown kind %q (want bin, card, terminal, merchant or country)", s.Value))
 				}
 			}

@@ -1,4 +1,4 @@
-package risk
+package state
 
 import (
 	"encoding/json"
@@ -39,7 +39,8 @@ const (
 
 var listKinds = []string{KindBIN, KindCard, KindTerminal, KindMerchant, KindCountry}
 
-func validListKind(k string) bool {
+// ValidListKind reports whether k is one of the list kinds.
+func ValidListKind(k string) bool {
 	for _, x := range listKinds {
 		if x == k {
 			return true
@@ -93,7 +94,7 @@ func (e *ListEntry) Normalize() error {
 	if !listNamePattern.MatchString(e.List) {
 		return fmt.Errorf("list name %q: want lower-case letters, digits, _ and - (at most 32), like deny or allow", e.List)
 	}
-	if !validListKind(e.Kind) {
+	if !ValidListKind(e.Kind) {
 		return fmt.Errorf("list kind %q: want bin, card, terminal, merchant or country", e.Kind)
 	}
 	if panLike.MatchString(e.Value) && e.Kind != KindMerchant {
@@ -215,19 +216,36 @@ func (l *Lists) Contains(list, kind, value string, t time.Time) bool {
 	return ok && (e.ExpiresAt.IsZero() || e.ExpiresAt.After(t))
 }
 
-// flags computes the lists.* flags of in at t.
-func (l *Lists) flags(in *Input, t int64) ListFlags {
+// Flags computes the lists.* flags at t (unix ns) of a transaction with these
+// BIN, card hash, terminal ID, merchant ID and issuer country.
+func (l *Lists) Flags(bin, card, terminal, merchant, country string, t int64) ListFlags {
 	s := l.snap.Load()
 	if len(s.entries) == 0 {
 		return ListFlags{}
 	}
-	vals := [5]string{in.Txn.BIN, in.Txn.CardHash, in.Terminal.ID, in.Merchant.ID, in.Txn.Country}
+	vals := [5]string{bin, card, terminal, merchant, country}
 	return ListFlags{
 		DenyBIN: s.has(0, vals[0], t), DenyCard: s.has(1, vals[1], t), DenyTerminal: s.has(2, vals[2], t),
 		DenyMerchant: s.has(3, vals[3], t), DenyCountry: s.has(4, vals[4], t),
 		AllowBIN: s.has(5, vals[0], t), AllowCard: s.has(6, vals[1], t), AllowTerminal: s.has(7, vals[2], t),
 		AllowMerchant: s.has(8, vals[3], t), AllowCountry: s.has(9, vals[4], t),
 	}
+}
+
+// ListFlags tells whether this transaction's BIN, card, terminal, merchant and
+// issuer country are on the deny and allow lists (entries not expired).
+type ListFlags struct {
+	DenyBIN      bool `json:"deny_bin" yaml:"deny_bin" expr:"deny_bin"`                // txn.bin is on list deny, kind bin
+	DenyCard     bool `json:"deny_card" yaml:"deny_card" expr:"deny_card"`             // txn.card_hash is on list deny, kind card
+	DenyTerminal bool `json:"deny_terminal" yaml:"deny_terminal" expr:"deny_terminal"` // terminal.id is on list deny, kind terminal
+	DenyMerchant bool `json:"deny_merchant" yaml:"deny_merchant" expr:"deny_merchant"` // merchant.id is on list deny, kind merchant
+	DenyCountry  bool `json:"deny_country" yaml:"deny_country" expr:"deny_country"`    // txn.country is on list deny, kind country
+
+	AllowBIN      bool `json:"allow_bin" yaml:"allow_bin" expr:"allow_bin"`                // txn.bin is on list allow, kind bin
+	AllowCard     bool `json:"allow_card" yaml:"allow_card" expr:"allow_card"`             // txn.card_hash is on list allow, kind card
+	AllowTerminal bool `json:"allow_terminal" yaml:"allow_terminal" expr:"allow_terminal"` // terminal.id is on list allow, kind terminal
+	AllowMerchant bool `json:"allow_merchant" yaml:"allow_merchant" expr:"allow_merchant"` // merchant.id is on list allow, kind merchant
+	AllowCountry  bool `json:"allow_country" yaml:"allow_country" expr:"allow_country"`    // txn.country is on list allow, kind country
 }
 
 // Entries returns the entries not expired, sorted by list, kind and value.

@@ -1,4 +1,4 @@
-package risk
+package state
 
 import (
 	"fmt"
@@ -7,17 +7,17 @@ import (
 	"time"
 )
 
-func spec(measure string, window, res time.Duration) *counterSpec {
-	return &counterSpec{fp: 42, measure: measure, dims: []string{DimCard}, window: window, width: int64(res), nb: int64((window + res - 1) / res)}
+func spec(measure string, window, res time.Duration) *CounterSpec {
+	return &CounterSpec{FP: 42, Measure: measure, Dims: []string{DimCard}, Window: window, Width: int64(res), NB: int64((window + res - 1) / res)}
 }
 
 func TestSlidingWindow(t *testing.T) {
-	s := newVelocityStore(nil, 0, 0)
+	s := NewVelocity(nil, 0, 0)
 	c := spec(MeasureCount, 10*time.Minute, 20*time.Second)
 	t0 := time.Date(2025, 6, 4, 6, 0, 0, 0, time.UTC).UnixNano()
 	min := int64(time.Minute)
 	for i := int64(0); i < 10; i++ { // one a minute, 06:00 ... 06:09
-		s.observe(c, 1, t0+i*min, 100, "")
+		s.Observe(c, 1, t0+i*min, 100, "")
 	}
 	cases := []struct {
 		at   int64
@@ -31,65 +31,39 @@ func TestSlidingWindow(t *testing.T) {
 		{t0 + 19*min + 30e9, 0}, // 06:09 is 10.5 minutes old
 	}
 	for _, c2 := range cases {
-		if got := s.read(c, 1, c2.at); got != c2.want {
+		if got := s.Read(c, 1, c2.at); got != c2.want {
 			t.Errorf("at +%ds: %d, want %d", (c2.at-t0)/1e9, got, c2.want)
 		}
 	}
-	if got := s.read(c, 2, t0+5*min); got != 0 {
+	if got := s.Read(c, 2, t0+5*min); got != 0 {
 		t.Errorf("other key: %d", got)
 	}
 }
 
 func TestSumAndDistinct(t *testing.T) {
-	s := newVelocityStore(nil, 0, 3)
+	s := NewVelocity(nil, 0, 3)
 	sum := spec(MeasureSum, time.Hour, time.Minute)
 	dist := spec(MeasureDistinctCards, time.Hour, time.Minute)
-	dist.fp = 43
+	dist.FP = 43
 	t0 := time.Date(2025, 6, 4, 6, 0, 0, 0, time.UTC).UnixNano()
 	for i, card := range []string{"a", "b", "a", "c", "b", "d", "e"} {
 		at := t0 + int64(i)*int64(time.Minute)
-		s.observe(sum, 1, at, 100*(i+1), card)
-		s.observe(dist, 1, at, 0, card)
+		s.Observe(sum, 1, at, 100*(i+1), card)
+		s.Observe(dist, 1, at, 0, card)
 	}
-	if got := s.read(sum, 1, t0+10*int64(time.Minute)); got != 2800 {
+	if got := s.Read(sum, 1, t0+10*int64(time.Minute)); got != 2800 {
 		t.Errorf("sum %d, want 2800", got)
 	}
 	// a, b, c; d and e are over the cap of 3.
-	if got := s.read(dist, 1, t0+10*int64(time.Minute)); got != 3 {
+	if got := s.Read(dist, 1, t0+10*int64(time.Minute)); got != 3 {
 		t.Errorf("distinct %d, want 3 (capped)", got)
 	}
 	// The first "a" (+0m) has left, but a was seen again at +2m, c at +3m, b at +4m.
-	if got := s.read(dist, 1, t0+61*int64(time.Minute)); got != 3 {
+	if got := s.Read(dist, 1, t0+61*int64(time.Minute)); got != 3 {
 		t.Errorf("distinct after the first minute left: %d, want 3", got)
 	}
-	if got := s.read(dist, 1, t0+63*int64(time.Minute)); got != 1 {
+	if got := s.Read(dist, 1, t0+63*int64(time.Minute)); got != 1 {
 		t.Errorf("distinct after a and c left: %d, want 1", got)
-	}
-}
-
-func TestCompositeKeys(t *testing.T) {
-	c := &counterSpec{dims: []string{DimCard, DimMerchant}}
-	a, b := purchase(1), purchase(1)
-	b.Merchant.ID = "000000000000002"
-	ka, ok1 := c.key(a)
-	kb, ok2 := c.key(b)
-	if !ok1 || !ok2 || ka == kb {
-		t.Errorf("keys %x %x", ka, kb)
-	}
-	b.Txn.CardHash = ""
-	if _, ok := c.key(b); ok {
-		t.Error("a key without a card")
-	}
-	// card+terminal and terminal+card of swapped values differ.
-	x := &counterSpec{dims: []string{DimCard, DimTerminal}}
-	in := purchase(1)
-	in.Txn.CardHash, in.Terminal.ID = "T1", "C1"
-	in2 := purchase(1)
-	in2.Txn.CardHash, in2.Terminal.ID = "C1", "T1"
-	k1, _ := x.key(in)
-	k2, _ := x.key(in2)
-	if k1 == k2 {
-		t.Error("swapped dimension values give the same key")
 	}
 }
 
@@ -111,11 +85,11 @@ func TestSeriesEncoding(t *testing.T) {
 }
 
 func TestMaxSeriesEvicts(t *testing.T) {
-	s := newVelocityStore(nil, 2*numShards, 0)
+	s := NewVelocity(nil, 2*numShards, 0)
 	c := spec(MeasureCount, time.Hour, time.Minute)
 	t0 := time.Now().UnixNano()
 	for i := 0; i < 5000; i++ {
-		s.observe(c, uint64(i)*0x9e3779b97f4a7c15, t0, 1, "")
+		s.Observe(c, uint64(i)*0x9e3779b97f4a7c15, t0, 1, "")
 	}
 	if n := s.series.Load(); n > 2*numShards {
 		t.Errorf("%d series, cap %d", n, 2*numShards)
@@ -125,20 +99,20 @@ func TestMaxSeriesEvicts(t *testing.T) {
 	}
 	// The newest key is always kept.
 	last := uint64(4999)
-	if got := s.read(c, last*0x9e3779b97f4a7c15, t0); got != 1 {
+	if got := s.Read(c, last*0x9e3779b97f4a7c15, t0); got != 1 {
 		t.Errorf("newest series lost: %d", got)
 	}
 }
 
 func TestSweepForgetsExpired(t *testing.T) {
-	s := newVelocityStore(nil, 0, 0)
+	s := NewVelocity(nil, 0, 0)
 	c := spec(MeasureDistinctCards, 10*time.Minute, time.Minute)
 	t0 := time.Date(2025, 6, 4, 6, 0, 0, 0, time.UTC).UnixNano()
 	for i := 0; i < 20; i++ {
-		s.observe(c, uint64(i), t0, 0, fmt.Sprint(i))
+		s.Observe(c, uint64(i), t0, 0, fmt.Sprint(i))
 	}
-	s.observe(c, 999, t0+time.Hour.Nanoseconds(), 0, "x")
-	s.sweep(map[uint64]*counterSpec{c.fp: c}, numShards)
+	s.Observe(c, 999, t0+time.Hour.Nanoseconds(), 0, "x")
+	s.Sweep(map[uint64]*CounterSpec{c.FP: c}, numShards)
 	if n := s.series.Load(); n != 1 {
 		t.Errorf("%d series after the sweep, want 1", n)
 	}

@@ -1,4 +1,4 @@
-package risk
+package ruleset
 
 import (
 	"encoding/binary"

@@ -1,4 +1,4 @@
-package risk
+package ruleset
 
 import (
 	"bytes"
@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/switchyard/switchyard/risk/state"
 	"gopkg.in/yaml.v3"
 )
 
@@ -114,13 +115,13 @@ func (c *compiler) compileTests(rs *RuleSet, pf *parsedFile) {
 					c.errorf(pf.name, hn.Line, "%s: history step %d: repeat %d: want 1 to 100000", what, k+1, hd.Repeat)
 				}
 				if hd.Every != "" {
-					if step.Every, err = parseWindow(hd.Every); err != nil {
+					if step.Every, err = ParseWindow(hd.Every); err != nil {
 						c.errorf(pf.name, hn.Line, "%s: history step %d: every %v", what, k+1, err)
 					}
 				}
 				step.Ago = time.Duration(step.Repeat) * step.Every
 				if hd.Ago != "" {
-					if step.Ago, err = parseWindow(hd.Ago); err != nil {
+					if step.Ago, err = ParseWindow(hd.Ago); err != nil {
 						c.errorf(pf.name, hn.Line, "%s: history step %d: ago %v", what, k+1, err)
 					}
 				}
@@ -192,7 +193,7 @@ func decodeInput(n *yaml.Node) (Input, error) {
 	dec.KnownFields(true)
 	if err := dec.Decode(&in); err != nil {
 		msg := yamlLinePrefix.ReplaceAllString(err.Error(), "")
-		msg = strings.NewReplacer("yaml: unmarshal errors:\n  ", "", "\n  ", "; ", "risk.", "").Replace(msg)
+		msg = strings.NewReplacer("yaml: unmarshal errors:\n  ", "", "\n  ", "; ", "ruleset.", "", "state.", "").Replace(msg)
 		return in, fmt.Errorf("%s", msg)
 	}
 	return in, nil
@@ -222,7 +223,7 @@ func (rs *RuleSet) RunTests() []TestResult {
 
 func (rs *RuleSet) runTest(r *Rule, tc *TestCase) TestResult {
 	res := TestResult{Rule: r.ID, Case: tc.Name, File: tc.File, Line: tc.Line}
-	store := newVelocityStore(nil, 0, 0)
+	store := state.NewVelocity(nil, 0, 0)
 	t0 := tc.Input.Txn.Time
 	for _, step := range tc.History {
 		for i := 0; i < step.Repeat; i++ {
@@ -237,7 +238,7 @@ func (rs *RuleSet) runTest(r *Rule, tc *TestCase) TestResult {
 			} else if d := rs.evaluate(&in, store, nil, &overrides{lists: true}); d.Declined() {
 				out = Outcome{ResponseCode: d.ResponseCode, RiskDeclined: true}
 			}
-			rs.observe(&in, out, store)
+			rs.Observe(&in, out, store)
 		}
 	}
 	ov := &overrides{velocity: tc.velocity, lists: true}
@@ -278,7 +279,7 @@ func (rs *RuleSet) runTest(r *Rule, tc *TestCase) TestResult {
 	var b strings.Builder
 	b.WriteString(strings.Join(problems, "; "))
 	b.WriteString("\n    values seen:")
-	for _, v := range rs.refValues(r, env) {
+	for _, v := range rs.RefValues(r, env) {
 		fmt.Fprintf(&b, " %s=%s", v.Name, v.Text())
 	}
 	b.WriteString("\n    decision: ")

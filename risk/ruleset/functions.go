@@ -1,4 +1,4 @@
-package risk
+package ruleset
 
 import (
 	"math"
@@ -7,11 +7,12 @@ import (
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/vm"
+	"github.com/switchyard/switchyard/risk/state"
 )
 
 // exprOptions are the compile options every rule, score and where expression
 // shares: the typed environment (Input) and the helper functions.
-func exprOptions(lists *Lists) []expr.Option {
+func exprOptions(lists *state.Lists) []expr.Option {
 	return []expr.Option{
 		expr.Env(Input{}),
 		// now() would make a rule depend on when it runs, not on the

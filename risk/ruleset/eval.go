@@ -1,0 +1,283 @@
+package ruleset
+
+import (
+	"time"
+
+	"github.com/expr-lang/expr/vm"
+	"github.com/switchyard/switchyard/risk/state"
+)
+
+// Hit is one rule (or score threshold) whose condition was true.
+type Hit struct {
+	Rule         string `json:"rule"`                    // rule (or thresholds) id
+	Action       Action `json:"action"`                  // the rule's action
+	Mode         Mode   `json:"mode"`                    // enforce or shadow
+	Score        int    `json:"score,omitempty"`         // the hit's score (a threshold's: the summed score)
+	Reason       string `json:"reason"`                  // the rule's reason
+	ResponseCode string `json:"response_code,omitempty"` // DE 39 of a decline rule
+}
+
+// RuleError is a rule whose expression failed at run time (it counts as not hit).
+type RuleError struct {
+	Rule  string `json:"rule"`  // rule id, or "counter NAME"
+	Error string `json:"error"` // the expr run-time error
+}
+
+// Decision is what the rules say about one transaction.
+type Decision struct {
+	// Action is the strongest action among the enforced hits; allow when none hit.
+	Action Action `json:"action"`
+	// ResponseCode is DE 39 for a decline, else "".
+	ResponseCode string `json:"response_code,omitempty"`
+	// Reason goes to DE 48 RS on a decline: the deciding rule's reason.
+	Reason string `json:"reason,omitempty"`
+	// Rule is the id of the deciding rule (or score threshold), "" when none.
+	Rule string `json:"rule,omitempty"`
+	// Score is the summed score of the enforced rules that hit.
+	Score int `json:"score"`
+	// Hits are all rules that hit, shadow ones included, in load order.
+	Hits []Hit `json:"hits,omitempty"`
+	// Errors are rules that failed at run time.
+	Errors []RuleError `json:"errors,omitempty"`
+	// Version is the content hash of the rule set that decided.
+	Version string `json:"version"`
+}
+
+// Declined reports whether the decision is a decline.
+func (d *Decision) Declined() bool { return d.Action == ActionDecline }
+
+// Hit returns the hit of rule id and whether it hit.
+func (d *Decision) Hit(id string) (Hit, bool) {
+	for _, h := range d.Hits {
+		if h.Rule == id {
+			return h, true
+		}
+	}
+	return Hit{}, false
+}
+
+// overrides replace derived values of the input: rule tests give counters and
+// list flags directly.
+type overrides struct {
+	velocity map[int]int
+	lists    bool // keep in.Lists as given instead of reading the lists
+}
+
+// prepare copies in into an evaluation environment: local time, counter
+// values read from store (or given by ov), list flags.
+func (rs *RuleSet) prepare(in *Input, store *state.Velocity, lists *state.Lists, ov *overrides) Input {
+	// The environment is a copy: expressions never read memory that another
+	// goroutine writes (no maps, no shared state), a known expr hazard.
+	env := *in
+	if env.Txn.Time.IsZero() {
+		env.Txn.Time = time.Now().UTC()
+	}
+	env.Txn.setLocal(rs.Location)
+	env.Outcome = Outcome{}
+	env.Velocity = [MaxCounters]int{}
+	t := env.Txn.Time.UnixNano()
+	if store != nil {
+		for _, c := range rs.readCounters {
+			if key, ok := counterKey(&c.spec, in); ok {
+				env.Velocity[c.Index] = store.Read(&c.spec, key, t)
+			}
+		}
+	}
+	if ov != nil {
+		for i, v := range ov.velocity {
+			env.Velocity[i] = v
+		}
+	}
+	if ov == nil || !ov.lists {
+		env.Lists = state.ListFlags{}
+		if lists != nil && rs.usesLists {
+			env.Lists = lists.Flags(in.Txn.BIN, in.Txn.CardHash, in.Terminal.ID, in.Merchant.ID, in.Txn.Country, t)
+		}
+	}
+	return env
+}
+
+// Evaluate runs every rule of rs over in, with the counter values read from
+// store and the list flags from lists at in's time. store and lists may be nil
+// (no counters, empty lists). It is the engine's hot path (Engine.Evaluate).
+func (rs *RuleSet) Evaluate(in *Input, store *state.Velocity, lists *state.Lists) Decision {
+	return rs.decide(rs.prepare(in, store, lists, nil))
+}
+
+// Prepare is the environment Evaluate runs the rules over: a copy of in with
+// its local time, counter values (from store) and list flags (from lists).
+func (rs *RuleSet) Prepare(in *Input, store *state.Velocity, lists *state.Lists) Input {
+	return rs.prepare(in, store, lists, nil)
+}
+
+// Lists is the lists the set was compiled with (LoadOptions.Lists), nil when none.
+func (rs *RuleSet) Lists() *state.Lists { return rs.lists }
+
+// evaluate runs every rule of rs over in. store and lists may be nil.
+func (rs *RuleSet) evaluate(in *Input, store *state.Velocity, lists *state.Lists, ov *overrides) Decision {
+	return rs.decide(rs.prepare(in, store, lists, ov))
+}
+
+// decide runs every rule over a prepared environment.
+func (rs *RuleSet) decide(env Input) Decision {
+	box := any(env)
+	d := Decision{Action: ActionAllow, Version: rs.Version}
+	m := vmPool.get()
+	defer vmPool.put(m)
+	best := -1
+	fileEnforced, fileAll, cur := 0, 0, -1
+	for _, r := range rs.Rules {
+		if r.fileIdx != cur {
+			if cur >= 0 {
+				rs.applyThresholds(&d, cur, fileEnforced, fileAll, &best)
+			}
+			cur, fileEnforced, fileAll = r.fileIdx, 0, 0
+		}
+		out, err := m.Run(r.prog, box)
+		if err != nil {
+			d.Errors = append(d.Errors, RuleError{Rule: r.ID, Error: err.Error()})
+			continue
+		}
+		if hit, _ := out.(bool); !hit {
+			continue
+		}
+		score := r.Score
+		if r.scoreProg != nil {
+			v, err := m.Run(r.scoreProg, box)
+			if err != nil {
+				d.Errors = append(d.Errors, RuleError{Rule: r.ID, Error: "score: " + err.Error()})
+			}
+			score, _ = v.(int)
+		}
+		if d.Hits == nil {
+			d.Hits = make([]Hit, 0, 4)
+		}
+		d.Hits = append(d.Hits, Hit{Rule: r.ID, Action: r.Action, Mode: r.Mode, Score: score, Reason: r.Reason, ResponseCode: r.ResponseCode})
+		fileAll += score
+		if r.Mode == ModeEnforce {
+			fileEnforced += score
+			d.Score += score
+			if best < 0 || r.Action.Rank() > d.Hits[best].Action.Rank() {
+				best = len(d.Hits) - 1
+			}
+		}
+	}
+	if cur >= 0 {
+		rs.applyThresholds(&d, cur, fileEnforced, fileAll, &best)
+	}
+	if best >= 0 {
+		h := d.Hits[best]
+		d.Action, d.Rule, d.Reason = h.Action, h.Rule, h.Reason
+		if h.Action == ActionDecline {
+			d.ResponseCode = h.ResponseCode
+		}
+	}
+	return d
+}
+
+// applyThresholds adds the hit of file fi's score thresholds, if crossed.
+func (rs *RuleSet) applyThresholds(d *Decision, fi, enforced, all int, best *int) {
+	if fi >= len(rs.Thresholds) || rs.Thresholds[fi] == nil {
+		return
+	}
+	t := rs.Thresholds[fi]
+	level := func(s int) Action {
+		switch {
+		case t.Decline > 0 && s >= t.Decline:
+			return ActionDecline
+		case t.Review > 0 && s >= t.Review:
+			return ActionReview
+		}
+		return ""
+	}
+	add := func(a Action, mode Mode, score int) {
+		h := Hit{Rule: t.ID, Action: a, Mode: mode, Score: score, Reason: t.Reason}
+		if a == ActionDecline {
+			h.ResponseCode = t.ResponseCode
+		}
+		d.Hits = append(d.Hits, h)
+		if mode == ModeEnforce && (*best < 0 || a.Rank() > d.Hits[*best].Action.Rank()) {
+			*best = len(d.Hits) - 1
+		}
+	}
+	if t.Mode == ModeEnforce {
+		if a := level(enforced); a != "" {
+			add(a, ModeEnforce, enforced)
+			return
+		}
+	}
+	if a := level(all); a != "" {
+		add(a, ModeShadow, all)
+	}
+}
+
+// Observe counts in (with its outcome) in every counter whose filter passes.
+func (rs *RuleSet) Observe(in *Input, out Outcome, store *state.Velocity) []RuleError {
+	if len(rs.Counters) == 0 || store == nil {
+		return nil
+	}
+	out.Unavailable = UnavailableCode(out.ResponseCode)
+	t := in.Txn.Time
+	if t.IsZero() {
+		t = time.Now().UTC()
+	}
+	var box any
+	var m *vm.VM
+	var errs []RuleError
+	// Counters with the same filter share one evaluation: 0 unknown, 1 pass, 2 fail.
+	var results [MaxCounters]uint8
+	for _, c := range rs.Counters {
+		key, ok := counterKey(&c.spec, in)
+		if !ok {
+			continue
+		}
+		if c.where != nil && results[c.whereID] == 2 {
+			continue
+		}
+		if c.where != nil && results[c.whereID] == 0 {
+			if box == nil {
+				env := *in
+				env.Txn.Time = t
+				env.Txn.setLocal(rs.Location)
+				env.Outcome = out
+				env.Velocity = [MaxCounters]int{}
+				env.Lists = state.ListFlags{}
+				box = env
+				m = vmPool.get()
+				defer vmPool.put(m)
+			}
+			res, err := m.Run(c.where, box)
+			if err != nil {
+				errs = append(errs, RuleError{Rule: "counter " + c.Name, Error: err.Error()})
+				continue
+			}
+			results[c.whereID] = 2
+			if pass, _ := res.(bool); pass {
+				results[c.whereID] = 1
+			}
+			if results[c.whereID] == 2 {
+				continue
+			}
+		}
+		store.Observe(&c.spec, key, t.UnixNano(), in.Txn.Amount, in.Txn.CardHash)
+	}
+	return errs
+}
+
+// Specs maps the fingerprints of rs's counters to their specs.
+func (rs *RuleSet) Specs() map[uint64]*state.CounterSpec {
+	m := make(map[uint64]*state.CounterSpec, len(rs.Counters))
+	for _, c := range rs.Counters {
+		m[c.spec.FP] = &c.spec
+	}
+	return m
+}
+
+// SpecList lists the specs of rs's counters, in declaration order.
+func (rs *RuleSet) SpecList() []*state.CounterSpec {
+	l := make([]*state.CounterSpec, 0, len(rs.Counters))
+	for _, c := range rs.Counters {
+		l = append(l, &c.spec)
+	}
+	return l
+}
