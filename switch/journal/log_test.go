@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+
+	"github.com/switchyard/switchyard/switch/journal/wal"
 )
 
 func openOpts(t *testing.T, dir string, opts Options) (*badger.DB, *Store) {
@@ -71,8 +73,8 @@ func TestReadsBeforeIndexing(t *testing.T) {
 	if err := s.PutDurable(context.Background(), []byte("x/sync"), nil); err != nil {
 		t.Fatal(err)
 	}
-	if s.applied.Load() != 0 || s.Unindexed() < 4 {
-		t.Fatalf("the indexer ran (applied %d, %d unindexed)", s.applied.Load(), s.Unindexed())
+	if s.ix.applied.Load() != 0 || s.Unindexed() < 4 {
+		t.Fatalf("the indexer ran (applied %d, %d unindexed)", s.ix.applied.Load(), s.Unindexed())
 	}
 	got, err := s.Get(r.RRN)
 	if err != nil || got.RC != "00" || got.State != StateResponded || len(got.Events) != 3 {
@@ -85,9 +87,9 @@ func TestReadsBeforeIndexing(t *testing.T) {
 	if err := s.Scan(context.Background(), Query{TID: r.TID}, func(*Record) bool { n++; return true }); err != nil || n != 1 {
 		t.Fatalf("terminal query: %d records, %v", n, err)
 	}
-	s.pmu.RLock()
-	left := len(s.pend) + len(s.pendDeliv) + len(s.pendDup)
-	s.pmu.RUnlock()
+	s.pend.mu.RLock()
+	left := len(s.pend.recs) + len(s.pend.deliv) + len(s.pend.dup)
+	s.pend.mu.RUnlock()
 	if left != 0 || s.Unindexed() != 0 {
 		t.Fatalf("%d entries still pending (%d frames unindexed) after a query caught the index up", left, s.Unindexed())
 	}
@@ -123,7 +125,7 @@ func TestReplayAfterCrash(t *testing.T) {
 	}
 	// The crash: the index never written, and half a frame at the end of the log.
 	db.Close()
-	seg := filepath.Join(dir, "log", segName(1))
+	seg := filepath.Join(dir, "log", "00000001.seg")
 	st, err := os.Stat(seg)
 	if err != nil {
 		t.Fatal(err)
@@ -132,8 +134,9 @@ func TestReplayAfterCrash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	torn := appendFrame(nil, kindUpdate, []byte("a record whose write the crash cut short"))
-	if _, err := f.Write(torn[:len(torn)-7]); err != nil {
+	// A frame header promising 40 bytes of payload, and 12 of them.
+	torn := append([]byte{40, 0, 0, 0, 0x12, 0x34, 0x56, 0x78, kindUpdate}, "a record whose"[:12]...)
+	if _, err := f.Write(torn); err != nil {
 		t.Fatal(err)
 	}
 	f.Close()
@@ -204,7 +207,7 @@ func TestSegmentsAndCorruption(t *testing.T) {
 		t.Fatal(err)
 	}
 	db.Close()
-	segs, err := listSegments(filepath.Join(dir, "log"))
+	segs, err := filepath.Glob(filepath.Join(dir, "log", "*.seg"))
 	if err != nil || len(segs) < 4 {
 		t.Fatalf("segments %v %v", segs, err)
 	}
@@ -215,7 +218,7 @@ func TestSegmentsAndCorruption(t *testing.T) {
 		}
 	}
 	// Damage the first record's newest version on disk.
-	var p ptr
+	var p wal.Ptr
 	_ = db.View(func(txn *badger.Txn) error {
 		item, err := txn.Get(recordKey(recs[0].RRN))
 		if err != nil {
@@ -223,9 +226,9 @@ func TestSegmentsAndCorruption(t *testing.T) {
 		}
 		return item.Value(func(v []byte) error { p, _, _ = decodePtr(v); return nil })
 	})
-	seg := filepath.Join(dir, "log", segName(p.seg))
+	seg := filepath.Join(dir, "log", fmt.Sprintf("%08d.seg", p.Seg))
 	b, _ := os.ReadFile(seg)
-	b[p.off+5] ^= 0x20
+	b[p.Off+5] ^= 0x20
 	if err := os.WriteFile(seg, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -246,7 +249,7 @@ func TestSegmentsAndCorruption(t *testing.T) {
 	}
 	defer db.Close()
 	_, err = Open(db, Options{Dir: filepath.Join(dir, "log")})
-	if err == nil || !strings.Contains(err.Error(), segName(p.seg)+" is corrupt at offset") {
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("%08d.seg is corrupt at offset", p.Seg)) {
 		t.Fatalf("Open over a damaged segment: %v", err)
 	}
 }
@@ -285,45 +288,6 @@ func TestRecordsStoredWhole(t *testing.T) {
 	}
 	if !errors.Is(func() error { _, err := s.Get("000000000043"); return err }(), ErrNotFound) {
 		t.Fatal("unknown RRN not ErrNotFound")
-	}
-}
-
-// TestGroupWindow: under load (groups averaging 4 writes or more) writes that arrive
-// less than Gap apart share a group for up to Window; under a light load a write is
-// synced without waiting for the Window.
-func TestGroupWindow(t *testing.T) {
-	db, s := openOpts(t, t.TempDir(), Options{Window: 10 * time.Second, Gap: 2 * time.Second})
-	defer db.Close()
-	defer s.Close()
-	groups := make(chan int, 16)
-	s.OnSync(func(n int, _ time.Duration) { groups <- n })
-	ctx := context.Background()
-
-	// Light load: the first group's size is 1, the average below 4.
-	start := time.Now()
-	if err := s.PutDurable(ctx, []byte("x/light"), nil); err != nil {
-		t.Fatal(err)
-	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Fatalf("a lone write under light load waited %s for the window", d)
-	}
-	if n := <-groups; n != 1 {
-		t.Fatalf("group of %d", n)
-	}
-
-	// Under load: two writes 100 ms apart, well within the gap, share one group.
-	s.groupAvg = 10 // the commit loop is idle, waiting for the next write
-	errs := make(chan error, 2)
-	go func() { errs <- s.PutDurable(ctx, []byte("x/a"), nil) }()
-	time.Sleep(100 * time.Millisecond)
-	go func() { errs <- s.PutDurable(ctx, []byte("x/b"), nil) }()
-	for range 2 {
-		if err := <-errs; err != nil {
-			t.Fatal(err)
-		}
-	}
-	if n := <-groups; n != 2 {
-		t.Fatalf("two writes 100 ms apart under load: first group of %d, want both", n)
 	}
 }
 
@@ -387,13 +351,13 @@ func TestKeysSetAgainOnlyIfLost(t *testing.T) {
 		}
 		return err
 	})
-	p, _ := decodePos(kvApplied)
-	back := pos{p.seg, p.off - 1} // just before the second key's frame ends
+	p, _ := wal.DecodePos(kvApplied)
+	back := wal.Pos{Seg: p.Seg, Off: p.Off - 1} // just before the second key's frame ends
 	if err := db.Update(func(txn *badger.Txn) error {
 		if err := txn.Delete([]byte("q/lost")); err != nil {
 			return err
 		}
-		return txn.Set([]byte(keyKVApplied), back.encode())
+		return txn.Set([]byte(keyKVApplied), back.Encode())
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -423,43 +387,31 @@ func TestKeysSetAgainOnlyIfLost(t *testing.T) {
 	}
 }
 
-// TestDamageInTheLastSegment: a bad frame followed by intact ones is damage, not a
-// torn write: Open refuses instead of cutting off the frames after it.
-func TestDamageInTheLastSegment(t *testing.T) {
+// TestReplayKeepsDuplicateKeyOfTheFirst: a request answered 94 reused another
+// request's DE 41 + 11 + 7; its record must not take over the key, neither when it is
+// written nor when a crash makes the index be rebuilt from the log.
+func TestReplayKeepsDuplicateKeyOfTheFirst(t *testing.T) {
 	dir := t.TempDir()
 	db, s := openOpts(t, dir, Options{IndexDelay: never})
-	for i := range 5 {
-		writeTxn(t, s, i, time.Now())
-	}
-	crash(db)
-	seg := filepath.Join(dir, "log", segName(1))
-	b, err := os.ReadFile(seg)
+	base := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
+	first := writeTxn(t, s, 1, base)
+	rrn, err := s.NextRRN()
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Damage the payload of the fourth frame.
-	off := 0
-	for range 3 {
-		_, _, sz, err := nextFrame(b[off:])
-		if err != nil {
-			t.Fatal(err)
-		}
-		off += sz
-	}
-	b[off+frameHeader+3] ^= 0x01
-	if err := os.WriteFile(seg, b, 0o600); err != nil {
+	other := sample(rrn, base.Add(time.Second), first.TID)
+	other.STAN, other.DE7, other.RC = first.STAN, first.DE7, "94"
+	if err := s.Write(context.Background(), other, true, true); err != nil {
 		t.Fatal(err)
 	}
-	db, err = badger.Open(badger.DefaultOptions(filepath.Join(dir, "db")).WithLogger(nil))
-	if err != nil {
-		t.Fatal(err)
+	if got, ok, _ := s.LookupDuplicate(first.TID, first.STAN, first.DE7); !ok || got != first.RRN {
+		t.Fatalf("before the crash, the key points at %q, want the first %s", got, first.RRN)
 	}
+	db.Close() // the crash: nothing indexed
+	db, s = openOpts(t, dir, Options{})
 	defer db.Close()
-	_, err = Open(db, Options{Dir: filepath.Join(dir, "log")})
-	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("is corrupt at offset %d", off)) {
-		t.Fatalf("Open over a damaged frame followed by intact ones: %v", err)
-	}
-	if st, _ := os.Stat(seg); st.Size() != int64(len(b)) {
-		t.Fatalf("the segment was cut to %d bytes", st.Size())
+	defer s.Close()
+	if got, ok, _ := s.LookupDuplicate(first.TID, first.STAN, first.DE7); !ok || got != first.RRN {
+		t.Fatalf("after replay, the key points at %q, want the first %s", got, first.RRN)
 	}
 }

@@ -1,6 +1,8 @@
 // Package journal records every transaction the switch handles, with each state it went
 // through, durably before the terminal is answered, and answers queries over them. The
-// embedded implementation keeps it in Badger with group commit.
+// records go to a write-ahead log (package wal: segment files, group commit) and are
+// indexed in Badger; store.go describes the index, indexer.go how it is kept and
+// rebuilt after a crash.
 package journal
 
 import (

@@ -1,0 +1,407 @@
+package journal
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/switchyard/switchyard/switch/journal/wal"
+)
+
+// The indexer: one goroutine (indexLoop, started by Open and joined by Close) writes
+// the index entries of committed frames to Badger in batches, unsynced, together
+// with j/applied, the log position they cover. Open runs the same code (index) over
+// the frames the log holds beyond j/applied, which rebuilds whatever a crash took.
+
+// indexer is the indexer's queue and progress.
+type indexer struct {
+	mu        sync.Mutex
+	queue     []ixItem // committed frames waiting for the indexer
+	spare     []ixItem
+	wake      chan struct{} // work was queued
+	urgent    chan struct{} // a query waits: index now
+	stop      chan struct{} // closed by Close
+	done      chan struct{} // closed when indexLoop has ended
+	appliedCh chan struct{} // closed and replaced after every index batch
+	err       error         // the last index write's error, nil once one succeeds
+	committed atomic.Uint64 // version of the last frame committed to the log
+	applied   atomic.Uint64 // version of the last frame indexed
+
+	// indexLoop's (or, before it starts, Open's) alone:
+	lastSecond int64 // the last second given a time index entry
+	touched    map[string]recState
+	recent     [2]map[string]recState // index state of recently indexed records, newest first
+}
+
+// retryAfter is how long the indexer waits before it tries again after Badger
+// refused an index batch.
+const retryAfter = time.Second
+
+// ixItem is a committed frame for the indexer.
+type ixItem struct {
+	kind  byte
+	ver   uint64
+	rrn   string
+	tid   string
+	dup   string
+	at    time.Time
+	ptr   wal.Ptr
+	deliv [9]byte
+	kv    [2][]byte // kindKV: the key and value
+	// replayed marks a frame read back at Open: its key (kindKV) is set again.
+	replayed bool
+	end      wal.Pos
+}
+
+// recState is what the index holds for a record: where its newest version is, and
+// the delivery of its response.
+type recState struct {
+	ptr      wal.Ptr
+	hasPtr   bool
+	deliv    [9]byte
+	hasDeliv bool
+}
+
+// recentLimit bounds each generation of the indexer's memory of recent records.
+const recentLimit = 100000
+
+var (
+	errTornDelivery = errors.New("delivery mark shorter than 10 bytes")
+	errTornKV       = errors.New("key frame with a bad key length")
+)
+
+// replayItem turns a log frame read at Open back into the indexer's item.
+func replayItem(f wal.Frame) (ixItem, error) {
+	kind, payload := f.Kind, f.Payload
+	it := ixItem{kind: kind, ptr: f.At, end: f.End, replayed: true}
+	if kind == kindKV {
+		n, k := binary.Uvarint(payload)
+		if k <= 0 || n > uint64(len(payload)-k) {
+			return it, errTornKV
+		}
+		key := payload[k : k+int(n)]
+		it.kv = [2][]byte{append([]byte(nil), key...), append([]byte(nil), payload[k+int(n):]...)}
+		return it, nil
+	}
+	if kind == kindDeliv {
+		if len(payload) < 10 {
+			return it, errTornDelivery
+		}
+		it.rrn = string(payload[:len(payload)-9])
+		copy(it.deliv[:], payload[len(payload)-9:])
+		return it, nil
+	}
+	var rec Record
+	if err := rec.UnmarshalBinary(payload); err != nil {
+		return it, err
+	}
+	it.rrn, it.tid, it.at = rec.RRN, rec.TID, rec.Received
+	if kind == kindFirst && rec.TID != "" && rec.STAN != "" && rec.DE7 != "" && rec.OwnsDupKey() {
+		it.dup = DupKey(rec.TID, rec.STAN, rec.DE7)
+	}
+	return it, nil
+}
+
+// indexLoop writes the index entries of committed frames: it waits for work, lets
+// IndexDelay's worth gather (unless a query is waiting), and writes it all at once.
+// After a failed write it tries again in retryAfter. It returns when Close stops it,
+// after indexing what is queued.
+func (s *Store) indexLoop() {
+	defer close(s.ix.done)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	defer retry.Stop()
+	for {
+		gather := false
+		select {
+		case <-s.ix.wake:
+			gather = true
+		case <-retry.C:
+			gather = true
+		case <-s.ix.urgent:
+		case <-s.ix.stop:
+			s.indexQueued()
+			return
+		}
+		if gather {
+			timer.Reset(s.opts.IndexDelay)
+			select {
+			case <-timer.C:
+			case <-s.ix.urgent:
+				timer.Stop()
+			case <-s.ix.stop:
+				timer.Stop()
+				s.indexQueued()
+				return
+			}
+		}
+		if !s.indexQueued() {
+			retry.Reset(retryAfter)
+		}
+	}
+}
+
+// indexQueued indexes what is queued and drops it from the pending maps. It reports
+// false if Badger refused the batch (the items stay queued).
+func (s *Store) indexQueued() bool {
+	s.ix.mu.Lock()
+	items := s.ix.queue
+	s.ix.queue = s.ix.spare[:0]
+	s.ix.mu.Unlock()
+	if len(items) == 0 {
+		s.ix.spare = items
+		return true
+	}
+	if err := s.index(items); err != nil {
+		// Keep the items (in front of what came since) and try again later; they
+		// stay readable from the pending maps meanwhile.
+		err = fmt.Errorf("journal: index %d log frames: %w", len(items), err)
+		if s.onIndexErr != nil {
+			s.onIndexErr(err)
+		}
+		s.ix.mu.Lock()
+		s.ix.err = err
+		s.ix.queue = append(items, s.ix.queue...)
+		s.ix.spare = nil
+		ch := s.ix.appliedCh
+		s.ix.appliedCh = make(chan struct{})
+		s.ix.mu.Unlock()
+		close(ch)
+		return false
+	}
+	s.pend.mu.Lock()
+	for i := range items {
+		it := &items[i]
+		switch it.kind {
+		case kindKV:
+		case kindDeliv:
+			if d, ok := s.pend.deliv[it.rrn]; ok && d.ver == it.ver {
+				delete(s.pend.deliv, it.rrn)
+			}
+		default:
+			if p := s.pend.recs[it.rrn]; p != nil && p.ver == it.ver {
+				delete(s.pend.recs, it.rrn)
+				encodeBufs.Put(p.buf)
+			}
+			if it.dup != "" && s.pend.dup[it.dup] == it.rrn {
+				delete(s.pend.dup, it.dup)
+			}
+		}
+	}
+	// Inside the lock: a reader that misses the pending maps sees the progress too.
+	s.ix.applied.Store(items[len(items)-1].ver)
+	s.pend.mu.Unlock()
+	s.ix.mu.Lock()
+	s.ix.err = nil
+	ch := s.ix.appliedCh
+	s.ix.appliedCh = make(chan struct{})
+	s.ix.spare = items[:0]
+	s.ix.mu.Unlock()
+	close(ch)
+	return true
+}
+
+// index writes the index entries of items and the log position they reach, in one
+// unsynced Badger batch. A record touched several times in the batch (its versions,
+// its delivery) gets one entry.
+func (s *Store) index(items []ixItem) error {
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	set := func(k, v []byte) error {
+		if err := wb.Set(k, v); err != nil {
+			return fmt.Errorf("index %s: %w", k, err)
+		}
+		return nil
+	}
+	clear(s.ix.touched)
+	lastSecond := s.ix.lastSecond // kept only if the batch is written
+	for i := range items {
+		it := &items[i]
+		switch it.kind {
+		case kindKV:
+			if it.replayed {
+				if err := set(it.kv[0], it.kv[1]); err != nil {
+					return err
+				}
+			}
+			continue
+		case kindDeliv:
+			st, err := s.state(it.rrn, false)
+			if err != nil {
+				return err
+			}
+			st.deliv, st.hasDeliv = it.deliv, true
+			s.ix.touched[it.rrn] = st
+			continue
+		}
+		st, err := s.state(it.rrn, it.kind == kindFirst)
+		if err != nil {
+			return err
+		}
+		st.ptr, st.hasPtr = it.ptr, true
+		s.ix.touched[it.rrn] = st
+		if it.kind != kindFirst {
+			continue
+		}
+		if it.dup != "" {
+			if err := set([]byte(prefixDup+it.dup), []byte(it.rrn)); err != nil {
+				return err
+			}
+		}
+		if sec := it.at.Unix(); sec != lastSecond {
+			lastSecond = sec
+			if err := set(timeKey(prefixTime, it.at, it.rrn), nil); err != nil {
+				return err
+			}
+		}
+		if it.tid != "" {
+			if err := set(timeKey(prefixTerm+it.tid+"/", it.at, it.rrn), nil); err != nil {
+				return err
+			}
+		}
+	}
+	for rrn, st := range s.ix.touched {
+		var err error
+		switch {
+		case st.hasPtr:
+			v := appendPtr(make([]byte, 0, 22), st.ptr)
+			if st.hasDeliv {
+				v = append(v, st.deliv[:]...)
+			}
+			err = set(recordKey(rrn), v)
+		case st.hasDeliv: // the record is not in the log
+			err = set([]byte(prefixDeliv+rrn), append([]byte(nil), st.deliv[:]...))
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if err := set([]byte(keyApplied), items[len(items)-1].end.Encode()); err != nil {
+		return err
+	}
+	if err := wb.Flush(); err != nil {
+		return err
+	}
+	s.ix.lastSecond = lastSecond
+	for rrn, st := range s.ix.touched {
+		if len(s.ix.recent[0]) >= recentLimit {
+			s.ix.recent[1], s.ix.recent[0] = s.ix.recent[0], make(map[string]recState, recentLimit)
+		}
+		s.ix.recent[0][rrn] = st
+	}
+	return nil
+}
+
+// state returns what the index holds for rrn: from this batch, from the recently
+// indexed records, or from Badger. A record's first version has nothing before it.
+func (s *Store) state(rrn string, first bool) (recState, error) {
+	if st, ok := s.ix.touched[rrn]; ok {
+		return st, nil
+	}
+	if first {
+		return recState{}, nil
+	}
+	for _, m := range s.ix.recent {
+		if st, ok := m[rrn]; ok {
+			return st, nil
+		}
+	}
+	var st recState
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(recordKey(rrn))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error {
+			if p, d, ok := decodePtr(v); ok {
+				st.ptr, st.hasPtr = p, true
+				if d != nil {
+					copy(st.deliv[:], d)
+					st.hasDeliv = true
+				}
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return st, fmt.Errorf("read index entry of %s: %w", rrn, err)
+	}
+	return st, nil
+}
+
+// catchUp waits until everything committed so far is indexed, for queries that walk
+// the index.
+func (s *Store) catchUp(ctx context.Context) error {
+	target := s.ix.committed.Load()
+	for s.ix.applied.Load() < target {
+		s.ix.mu.Lock()
+		ch, ixErr := s.ix.appliedCh, s.ix.err
+		s.ix.mu.Unlock()
+		if ixErr != nil {
+			return ixErr
+		}
+		if s.ix.applied.Load() >= target {
+			break
+		}
+		select {
+		case s.ix.urgent <- struct{}{}:
+		default:
+		}
+		select {
+		case <-ch:
+		case <-s.ix.done:
+			if s.ix.applied.Load() < target {
+				return ErrClosed
+			}
+		case <-ctx.Done():
+			return fmt.Errorf("journal: waiting for the index: %w", ctx.Err())
+		}
+	}
+	return nil
+}
+
+func recordKey(rrn string) []byte { return []byte(prefixRecord + rrn) }
+
+func timeKey(prefix string, at time.Time, rrn string) []byte {
+	k := make([]byte, 0, len(prefix)+8+len(rrn))
+	k = append(k, prefix...)
+	k = binary.BigEndian.AppendUint64(k, uint64(at.UnixNano()))
+	return append(k, rrn...)
+}
+
+// ptrTag starts an index value that points into the log (13 bytes, or 22 with the
+// record's delivery mark). Records stored whole in Badger (by earlier versions of the
+// journal) start with codecVersion instead.
+const ptrTag byte = 0xF0
+
+// appendPtr appends the index value of a pointer into the log to b.
+func appendPtr(b []byte, p wal.Ptr) []byte {
+	b = append(b, ptrTag)
+	b = binary.BigEndian.AppendUint32(b, p.Seg)
+	b = binary.BigEndian.AppendUint32(b, p.Off)
+	return binary.BigEndian.AppendUint32(b, p.N)
+}
+
+// decodePtr reads an index value: the pointer, and the delivery mark (9 bytes) when
+// one follows it.
+func decodePtr(v []byte) (p wal.Ptr, deliv []byte, ok bool) {
+	if (len(v) != 13 && len(v) != 22) || v[0] != ptrTag {
+		return wal.Ptr{}, nil, false
+	}
+	p = wal.Ptr{Seg: binary.BigEndian.Uint32(v[1:]), Off: binary.BigEndian.Uint32(v[5:]), N: binary.BigEndian.Uint32(v[9:])}
+	if len(v) == 22 {
+		deliv = v[13:]
+	}
+	return p, deliv, true
+}

@@ -1,0 +1,203 @@
+package journal
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// Scan calls fn for each record matching q, in receive-time order, until fn returns
+// an error or false.
+func (s *Store) Scan(ctx context.Context, q Query, fn func(*Record) bool) error {
+	if q.RRN != "" {
+		rec, err := s.Get(q.RRN)
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if matches(rec, q) {
+			fn(rec)
+		}
+		return nil
+	}
+	if err := s.catchUp(ctx); err != nil {
+		return err
+	}
+	if q.TID == "" {
+		return s.scanByTime(ctx, q, fn)
+	}
+	prefix := prefixTerm + q.TID + "/"
+	start := []byte(prefix)
+	if !q.From.IsZero() {
+		start = timeKey(prefix, q.From, "")
+	}
+	var end []byte
+	if !q.To.IsZero() {
+		end = timeKey(prefix, q.To, "")
+	}
+	v := &visitor{q: q, fn: fn}
+	gen := s.ix.applied.Load()
+	return s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: false, Prefix: []byte(prefix)})
+		defer it.Close()
+		for it.Seek(start); it.ValidForPrefix([]byte(prefix)); it.Next() {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			k := it.Item().Key()
+			if end != nil && bytes.Compare(k, end) >= 0 {
+				return nil
+			}
+			rrn := string(k[len(prefix)+8:])
+			rec, err := s.load(txn, gen, rrn, nil)
+			if err != nil {
+				return fmt.Errorf("journal: terminal index entry %s: %w", rrn, err)
+			}
+			if !v.visit(rec) {
+				return nil
+			}
+		}
+		return nil
+	})
+}
+
+// visitor hands the records a query matches to its function, up to its limit.
+type visitor struct {
+	q  Query
+	fn func(*Record) bool
+	n  int
+}
+
+// visit passes rec on if it matches; it reports whether to go on.
+func (v *visitor) visit(rec *Record) bool {
+	if !matches(rec, v.q) {
+		return true
+	}
+	if !v.fn(rec) {
+		return false
+	}
+	v.n++
+	return v.q.Limit == 0 || v.n < v.q.Limit
+}
+
+// timeSlack covers the milliseconds by which RRN order and receive-time order may
+// differ (an RRN is taken just after the request is received).
+const timeSlack = 2 * time.Second
+
+// scanByTime walks the records in RRN order from the first RRN of the second before
+// q.From (the sparse time index), keeping those received in [From, To) (in RRN order,
+// which is receive order to within milliseconds).
+func (s *Store) scanByTime(ctx context.Context, q Query, fn func(*Record) bool) error {
+	v := &visitor{q: q, fn: fn}
+	gen := s.ix.applied.Load()
+	return s.db.View(func(txn *badger.Txn) error {
+		startRRN := ""
+		if !q.From.IsZero() {
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixTime)})
+			it.Seek(timeKey(prefixTime, q.From.Add(-timeSlack), ""))
+			if it.ValidForPrefix([]byte(prefixTime)) {
+				startRRN = string(it.Item().Key()[len(prefixTime)+8:])
+			}
+			it.Close()
+			if startRRN == "" {
+				return nil // nothing received since From
+			}
+		}
+		return s.walk(ctx, txn, gen, startRRN, func(rec *Record) bool {
+			if !q.To.IsZero() && rec.Received.After(q.To.Add(timeSlack)) {
+				return false
+			}
+			return v.visit(rec)
+		})
+	})
+}
+
+// walk calls fn for the records from RRN from on, in RRN order, until it returns false.
+func (s *Store) walk(ctx context.Context, txn *badger.Txn, gen uint64, from string, fn func(*Record) bool) error {
+	it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 100, Prefix: []byte(prefixRecord)})
+	defer it.Close()
+	for it.Seek(recordKey(from)); it.ValidForPrefix([]byte(prefixRecord)); it.Next() {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		item := it.Item()
+		rrn := string(item.Key()[len(prefixRecord):])
+		v, err := item.ValueCopy(nil)
+		if err != nil {
+			return fmt.Errorf("journal: index entry %s: %w", rrn, err)
+		}
+		rec, err := s.load(txn, gen, rrn, v)
+		if err != nil {
+			return err
+		}
+		if !fn(rec) {
+			return nil
+		}
+	}
+	return nil
+}
+
+func matches(r *Record, q Query) bool {
+	return (q.TID == "" || r.TID == q.TID) && (q.MID == "" || r.MID == q.MID) &&
+		(q.From.IsZero() || !r.Received.Before(q.From)) && (q.To.IsZero() || r.Received.Before(q.To))
+}
+
+// ParseTime reads a query time: RFC 3339, a date (YYYY-MM-DD, UTC), or a duration
+// before now ("15m", "24h").
+func ParseTime(s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	if t, err := time.Parse("2006-01-02", s); err == nil {
+		return t, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil {
+		return now.Add(-d), nil
+	}
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return time.Unix(n, 0), nil
+	}
+	return time.Time{}, fmt.Errorf("time %q: want RFC 3339, YYYY-MM-DD, unix seconds or a duration like 24h", s)
+}
+
+// ScanFrom calls fn for every record with an RRN at or above rrn, in RRN order.
+func (s *Store) ScanFrom(ctx context.Context, rrn string, fn func(*Record) bool) error {
+	if err := s.catchUp(ctx); err != nil {
+		return err
+	}
+	gen := s.ix.applied.Load()
+	return s.db.View(func(txn *badger.Txn) error { return s.walk(ctx, txn, gen, rrn, fn) })
+}
+
+// LastReceived returns the receive time of the newest record (zero when empty).
+func (s *Store) LastReceived() (time.Time, error) {
+	if err := s.catchUp(context.Background()); err != nil {
+		return time.Time{}, err
+	}
+	var t time.Time
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Reverse: true, Prefix: []byte(prefixTime)})
+		defer it.Close()
+		seek := append([]byte(prefixTime), 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF)
+		it.Seek(seek)
+		if it.ValidForPrefix([]byte(prefixTime)) {
+			k := it.Item().Key()
+			if len(k) >= len(prefixTime)+8 {
+				t = time.Unix(0, int64(binary.BigEndian.Uint64(k[len(prefixTime):]))).UTC()
+			}
+		}
+		return nil
+	})
+	return t, err
+}

@@ -1,0 +1,176 @@
+package journal
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// Reads by RRN and duplicate lookups: a frame committed to the log but not indexed
+// yet is served from memory (pending, filled by publish before its writer is told,
+// emptied by the indexer); anything older through its index entry, from the log.
+
+// pending holds the frames committed to the log but not yet indexed, by RRN and
+// duplicate key.
+type pending struct {
+	mu    sync.RWMutex
+	recs  map[string]*pendRec
+	deliv map[string]pendDeliv
+	dup   map[string]string
+}
+
+// pendRec is a record version committed but not indexed yet.
+type pendRec struct {
+	ver uint64
+	buf *[]byte // the pooled buffer holding rec
+	rec []byte
+}
+
+// pendDeliv is a delivery mark committed but not indexed yet.
+type pendDeliv struct {
+	ver uint64
+	v   [9]byte
+}
+
+// Get returns the record with the RRN.
+func (s *Store) Get(rrn string) (*Record, error) {
+	var rec *Record
+	gen := s.ix.applied.Load()
+	err := s.db.View(func(txn *badger.Txn) error {
+		var err error
+		rec, err = s.load(txn, gen, rrn, nil)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return fmt.Errorf("%w: RRN %s", ErrNotFound, rrn)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return rec, nil
+}
+
+// load reads the newest version of the record rrn, with its delivery merged in: from
+// the pending maps if it is not indexed yet, else through the index entry v (looked up
+// when nil) from the log. gen is the indexer's progress (applied) read before txn was
+// opened: when the indexer has moved frames out of the pending maps since, txn may
+// predate them, and the record is read again in a new transaction.
+func (s *Store) load(txn *badger.Txn, gen uint64, rrn string, v []byte) (*Record, error) {
+	var rec Record
+	s.pend.mu.RLock()
+	p := s.pend.recs[rrn]
+	var err error
+	if p != nil {
+		err = rec.UnmarshalBinary(p.rec)
+	}
+	d, pendingDeliv := s.pend.deliv[rrn]
+	moved := s.ix.applied.Load() != gen
+	s.pend.mu.RUnlock()
+	if moved && (p == nil || !pendingDeliv) {
+		var fresh *Record
+		gen = s.ix.applied.Load()
+		err := s.db.View(func(txn *badger.Txn) error {
+			var err error
+			fresh, err = s.load(txn, gen, rrn, nil)
+			return err
+		})
+		return fresh, err
+	}
+	if p != nil && err != nil {
+		return nil, fmt.Errorf("journal: decode record %s: %w", rrn, err)
+	}
+	if v == nil && (p == nil || !pendingDeliv) {
+		item, err := txn.Get(recordKey(rrn))
+		switch {
+		case err == nil:
+			if v, err = item.ValueCopy(nil); err != nil {
+				return nil, err
+			}
+		case p == nil || !errors.Is(err, badger.ErrKeyNotFound):
+			return nil, err
+		}
+	}
+	at, idxDeliv, isPtr := decodePtr(v)
+	if p == nil {
+		if isPtr {
+			if v, err = s.log.Read(at); err != nil {
+				return nil, fmt.Errorf("journal: record %s: %w", rrn, err)
+			}
+		}
+		if err := rec.UnmarshalBinary(v); err != nil {
+			return nil, fmt.Errorf("journal: decode record %s: %w", rrn, err)
+		}
+	}
+	switch {
+	case pendingDeliv:
+		mergeDelivery(&rec, d.v[:])
+		return &rec, nil
+	case idxDeliv != nil:
+		mergeDelivery(&rec, idxDeliv)
+		return &rec, nil
+	}
+	item, err := txn.Get([]byte(prefixDeliv + rrn))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return &rec, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := item.Value(func(v []byte) error { mergeDelivery(&rec, v); return nil }); err != nil {
+		return nil, err
+	}
+	return &rec, nil
+}
+
+func mergeDelivery(rec *Record, v []byte) {
+	if len(v) != 9 {
+		return
+	}
+	st := StateUndeliver
+	if v[0] == 1 {
+		st = StateResponded
+	}
+	at := time.Unix(0, int64(binary.BigEndian.Uint64(v[1:]))).UTC()
+	// Keep the events in time order; the state is the delivery unless a later
+	// event (a reversal) came after it.
+	i := len(rec.Events)
+	for i > 0 && rec.Events[i-1].At.After(at) {
+		i--
+	}
+	rec.Events = append(rec.Events[:i], append([]Event{{State: st, At: at}}, rec.Events[i:]...)...)
+	rec.State = rec.Events[len(rec.Events)-1].State
+}
+
+// DupKey is the key of the duplicate index: DE 41, DE 11 and DE 7.
+func DupKey(tid, stan, de7 string) string { return tid + "/" + stan + "/" + de7 }
+
+// LookupDuplicate returns the RRN of the request with the same DE 41, DE 11 and DE 7,
+// if the journal holds one.
+func (s *Store) LookupDuplicate(tid, stan, de7 string) (string, bool, error) {
+	s.pend.mu.RLock()
+	rrn, ok := s.pend.dup[DupKey(tid, stan, de7)]
+	s.pend.mu.RUnlock()
+	if ok {
+		return rrn, true, nil
+	}
+	err := s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get([]byte(prefixDup + DupKey(tid, stan, de7)))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		v, err := item.ValueCopy(nil)
+		rrn = string(v)
+		return err
+	})
+	if err != nil {
+		return "", false, fmt.Errorf("journal: duplicate lookup %s/%s: %w", tid, stan, err)
+	}
+	return rrn, rrn != "", nil
+}

@@ -1,0 +1,159 @@
+package wal
+
+import (
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// req is a test's write: a payload, and where the writer waits for its group.
+type req struct {
+	payload string
+	at      Ptr
+	done    chan error
+}
+
+// logCommitter commits groups to l as the journal does: the group's frames with one
+// Append, then each writer told. groups receives the size of each group.
+func logCommitter(l *Log, opts GroupOptions, groups chan<- int) *Committer[*req] {
+	return StartCommitter(opts, func(group []*req) {
+		b, err := l.Begin()
+		if err == nil {
+			for _, r := range group {
+				r.at, _ = b.Add(1, []byte(r.payload))
+			}
+			err = l.Append(b)
+		}
+		for _, r := range group {
+			r.done <- err
+		}
+		if groups != nil {
+			groups <- len(group)
+		}
+	})
+}
+
+func write(c *Committer[*req], payload string) (*req, error) {
+	r := &req{payload: payload, done: make(chan error, 1)}
+	if err := c.Submit(r); err != nil {
+		return nil, err
+	}
+	return r, <-r.done
+}
+
+// TestGroupWindow: under load (groups averaging 4 writes or more) writes that arrive
+// less than Gap apart share a group for up to Window; under a light load a write is
+// synced without waiting for the Window.
+func TestGroupWindow(t *testing.T) {
+	l, _ := open(t, filepath.Join(t.TempDir(), "log"), Options{}, Pos{})
+	defer l.Close()
+	groups := make(chan int, 16)
+	c := logCommitter(l, GroupOptions{Window: 10 * time.Second, Gap: 2 * time.Second}, groups)
+	defer c.Close()
+
+	// Light load: the first group's size is 1, the average below 4.
+	start := time.Now()
+	if _, err := write(c, "light"); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("a lone write under light load waited %s for the window", d)
+	}
+	if n := <-groups; n != 1 {
+		t.Fatalf("group of %d", n)
+	}
+
+	// Under load: two writes 100 ms apart, well within the gap, share one group.
+	c.avg = 10 // the loop is idle, waiting for the next write
+	errs := make(chan error, 2)
+	go func() { _, err := write(c, "a"); errs <- err }()
+	time.Sleep(100 * time.Millisecond)
+	go func() { _, err := write(c, "b"); errs <- err }()
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := <-groups; n != 2 {
+		t.Fatalf("two writes 100 ms apart under load: first group of %d, want both", n)
+	}
+}
+
+// TestGroupsAndClose: writes queued while a group commits form the next group, at most
+// MaxBatch large, in order; Close commits what is queued, joins the loop, and refuses
+// later writes.
+func TestGroupsAndClose(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "log")
+	l, _ := open(t, dir, Options{}, Pos{})
+	release := make(chan struct{})
+	var sizes []int
+	var order []string
+	c := StartCommitter(GroupOptions{MaxBatch: 3}, func(group []*req) {
+		if len(sizes) == 0 {
+			<-release // the first group holds the loop while the others queue
+		}
+		sizes = append(sizes, len(group))
+		b, err := l.Begin()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		for _, r := range group {
+			order = append(order, r.payload)
+			r.at, _ = b.Add(1, []byte(r.payload))
+		}
+		if err := l.Append(b); err != nil {
+			t.Error(err)
+		}
+		for _, r := range group {
+			close(r.done)
+		}
+	})
+	var reqs []*req
+	for _, p := range []string{"0", "1", "2", "3", "4", "5", "6", "7"} {
+		r := &req{payload: p, done: make(chan error)}
+		if err := c.Submit(r); err != nil {
+			t.Fatal(err)
+		}
+		reqs = append(reqs, r)
+	}
+	close(release)
+	c.Close() // commits the queued writes before it returns
+	for i, r := range reqs {
+		select {
+		case <-r.done:
+		default:
+			t.Fatalf("write %d not committed when Close returned", i)
+		}
+	}
+	// The first group may have been taken before all were queued; after it, the
+	// queue is cut into groups of at most 3.
+	total := 0
+	for _, n := range sizes {
+		if n > 3 {
+			t.Fatalf("groups %v: more than MaxBatch", sizes)
+		}
+		total += n
+	}
+	if total != 8 || len(sizes) < 3 {
+		t.Fatalf("groups %v", sizes)
+	}
+	for i, p := range order {
+		if p != reqs[i].payload {
+			t.Fatalf("committed in the order %v", order)
+		}
+	}
+	if err := c.Submit(&req{done: make(chan error, 1)}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Submit after Close: %v", err)
+	}
+	c.Close() // a second Close is harmless
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l, frames := open(t, dir, Options{}, Pos{})
+	defer l.Close()
+	if len(frames) != 8 {
+		t.Fatalf("%d frames in the log, want 8", len(frames))
+	}
+}

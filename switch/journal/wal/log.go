@@ -1,0 +1,323 @@
+package wal
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// Log is the set of segment files. Appends (Begin, Append) come from one goroutine at
+// a time, the committer's; reads (Read) from any.
+type Log struct {
+	dir     string
+	size    int64 // a segment is closed once it reaches this size
+	noSync  bool
+	maxKind byte
+
+	mu    sync.RWMutex
+	files map[uint32]*os.File // segments opened for reading; the active one too
+
+	active    *os.File // the appending goroutine only, below
+	activeSeg uint32
+	activeOff int64
+	broken    error  // a failed write or sync: the log takes no more writes
+	buf       []byte // the appends' buffer, kept while it is not too large
+	batch     Batch
+}
+
+func segName(n uint32) string { return fmt.Sprintf("%08d.seg", n) }
+
+func listSegments(dir string) ([]uint32, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var segs []uint32
+	for _, e := range ents {
+		name, ok := strings.CutSuffix(e.Name(), ".seg")
+		if !ok || e.IsDir() {
+			continue
+		}
+		n, err := strconv.ParseUint(name, 10, 32)
+		if err != nil || n == 0 {
+			continue
+		}
+		segs = append(segs, uint32(n))
+	}
+	slices.Sort(segs)
+	return segs, nil
+}
+
+// Open opens the log in dir, creating it if needed, and calls replay for every frame
+// from from on, in order (from is the end of a frame replayed before, or the zero Pos).
+// It cuts a torn tail off the last segment and leaves the log ready for appends.
+// Damage anywhere else stops it with an error naming the segment file and offset.
+func Open(dir string, opts Options, from Pos, replay func(Frame) error) (*Log, error) {
+	size, noSync := opts.SegmentSize, opts.NoSync
+	if size <= 0 {
+		size = DefaultSegmentSize
+	}
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("journal: log directory %s: %w", dir, err)
+		}
+		if !noSync {
+			if err := syncDir(filepath.Dir(dir)); err != nil {
+				return nil, err
+			}
+		}
+	}
+	l := &Log{dir: dir, size: size, noSync: noSync, maxKind: opts.MaxKind, files: map[uint32]*os.File{}}
+	segs, err := listSegments(dir)
+	if err != nil {
+		return nil, fmt.Errorf("journal: log directory %s: %w", dir, err)
+	}
+	if len(segs) == 0 {
+		if err := l.create(1); err != nil {
+			return nil, err
+		}
+		return l, nil
+	}
+	for i, n := range segs {
+		if n < from.Seg {
+			continue
+		}
+		last := i == len(segs)-1
+		name := filepath.Join(dir, segName(n))
+		data, err := os.ReadFile(name)
+		if err != nil {
+			return nil, fmt.Errorf("journal: read %s: %w", name, err)
+		}
+		off := 0
+		if n == from.Seg {
+			off = int(from.Off)
+			if off > len(data) {
+				return nil, fmt.Errorf("journal: %s holds %d bytes, but the index was built up to offset %d (was the file cut?)", name, len(data), off)
+			}
+		}
+		for off < len(data) {
+			kind, payload, sz, err := nextFrame(data[off:], l.maxKind)
+			if err != nil {
+				if !last || intactAfter(data[off:], l.maxKind) {
+					return nil, fmt.Errorf("journal: %s is corrupt at offset %d: %v", name, off, err)
+				}
+				// A write the crash interrupted: nothing after it was acknowledged.
+				if err := truncateFile(name, int64(off), noSync); err != nil {
+					return nil, err
+				}
+				data = data[:off]
+				break
+			}
+			f := Frame{Kind: kind, Payload: payload, At: Ptr{Seg: n, Off: uint32(off + FrameHeader), N: uint32(len(payload))},
+				End: Pos{n, uint32(off + sz)}}
+			if err := replay(f); err != nil {
+				return nil, fmt.Errorf("journal: %s at offset %d: %w", name, off, err)
+			}
+			off += sz
+		}
+	}
+	last := segs[len(segs)-1]
+	f, err := os.OpenFile(filepath.Join(dir, segName(last)), os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("journal: open segment: %w", err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("journal: open segment: %w", err)
+	}
+	l.active, l.activeSeg, l.activeOff = f, last, st.Size()
+	l.files[last] = f
+	return l, nil
+}
+
+func truncateFile(name string, size int64, noSync bool) error {
+	f, err := os.OpenFile(name, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("journal: cut torn tail of %s: %w", name, err)
+	}
+	defer f.Close()
+	if err := f.Truncate(size); err != nil {
+		return fmt.Errorf("journal: cut torn tail of %s at %d: %w", name, size, err)
+	}
+	if noSync {
+		return nil
+	}
+	return datasync(f)
+}
+
+// create starts segment n and makes it the active one.
+func (l *Log) create(n uint32) error {
+	name := filepath.Join(l.dir, segName(n))
+	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("journal: new segment: %w", err)
+	}
+	if !l.noSync {
+		if err := syncDir(l.dir); err != nil {
+			f.Close()
+			os.Remove(name) // so that the next attempt can create it again
+			return err
+		}
+	}
+	l.mu.Lock()
+	l.files[n] = f
+	l.mu.Unlock()
+	l.active, l.activeSeg, l.activeOff = f, n, 0
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("journal: sync directory %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("journal: sync directory %s: %w", dir, err)
+	}
+	return nil
+}
+
+// Batch is the frames of one append, built by Add between Begin and Append.
+type Batch struct {
+	at Pos // where the batch goes
+	b  []byte
+}
+
+// Add appends a frame of kind (1 to Options.MaxKind) with the payload parts
+// concatenated, and returns where its payload will be and the position after it.
+func (b *Batch) Add(kind byte, parts ...[]byte) (at Ptr, end Pos) {
+	start := len(b.b)
+	b.b = appendFrame(b.b, kind, parts...)
+	at = Ptr{Seg: b.at.Seg, Off: b.at.Off + uint32(start) + FrameHeader, N: uint32(len(b.b) - start - FrameHeader)}
+	return at, Pos{b.at.Seg, b.at.Off + uint32(len(b.b))}
+}
+
+// Len returns the size of the batch's frames in bytes.
+func (b *Batch) Len() int { return len(b.b) }
+
+// Begin starts the batch of the next append at the end of the log, starting a new
+// segment when the active one is full. The batch is valid until Append; the next
+// Begin reuses it.
+func (l *Log) Begin() (*Batch, error) {
+	if l.broken != nil {
+		return nil, l.broken
+	}
+	if l.activeOff >= l.size {
+		if !l.noSync {
+			if err := datasync(l.active); err != nil {
+				l.broken = fmt.Errorf("journal: sync segment %d: %w", l.activeSeg, err)
+				return nil, l.broken
+			}
+		}
+		if err := l.create(l.activeSeg + 1); err != nil {
+			return nil, err
+		}
+	}
+	l.batch = Batch{at: Pos{l.activeSeg, uint32(l.activeOff)}, b: l.buf[:0]}
+	return &l.batch, nil
+}
+
+// Append writes the batch at the end of the active segment with one write, and syncs
+// it (fdatasync): once it returns nil, the batch's frames are durable. After a failed
+// write the segment is cut back, so that a torn frame never sits in front of later
+// ones; if even that fails, or a sync fails, the log refuses all further writes.
+func (l *Log) Append(batch *Batch) error {
+	b := batch.b
+	if cap(b) <= 4<<20 {
+		l.buf = b // reused by the next batch, unless a burst made it large
+	}
+	if len(b) == 0 {
+		return nil
+	}
+	if l.broken != nil {
+		return l.broken
+	}
+	if _, err := l.active.WriteAt(b, l.activeOff); err != nil {
+		if terr := l.active.Truncate(l.activeOff); terr != nil {
+			l.broken = fmt.Errorf("journal: write to segment %d failed (%v) and cutting it back failed: %w", l.activeSeg, err, terr)
+			return l.broken
+		}
+		return fmt.Errorf("journal: write %d bytes to segment %d: %w", len(b), l.activeSeg, err)
+	}
+	if !l.noSync {
+		if err := datasync(l.active); err != nil {
+			// After a failed fsync the kernel may have dropped the dirty pages: what
+			// is on disk is unknown, so nothing more is written (restart to recover).
+			l.broken = fmt.Errorf("journal: sync segment %d: %w", l.activeSeg, err)
+			return l.broken
+		}
+	}
+	l.activeOff += int64(len(b))
+	return nil
+}
+
+// Read returns the payload at p, checked against its frame's checksum: a damaged
+// frame is an error, never returned.
+func (l *Log) Read(p Ptr) ([]byte, error) {
+	l.mu.RLock()
+	f := l.files[p.Seg]
+	l.mu.RUnlock()
+	if f == nil {
+		var err error
+		if f, err = l.openForRead(p.Seg); err != nil {
+			return nil, err
+		}
+	}
+	if p.Off < FrameHeader || p.N > MaxFrame {
+		return nil, fmt.Errorf("journal: no frame of %d bytes at offset %d of segment %d", p.N, p.Off, p.Seg)
+	}
+	b := make([]byte, FrameHeader+p.N)
+	if _, err := f.ReadAt(b, int64(p.Off-FrameHeader)); err != nil {
+		return nil, fmt.Errorf("journal: read %d bytes at %d of segment %d: %w", len(b), p.Off-FrameHeader, p.Seg, err)
+	}
+	_, payload, _, err := nextFrame(b, l.maxKind)
+	if err != nil {
+		return nil, fmt.Errorf("journal: segment %d is corrupt at offset %d: %v", p.Seg, p.Off-FrameHeader, err)
+	}
+	if len(payload) != int(p.N) {
+		return nil, fmt.Errorf("journal: segment %d at offset %d holds a frame of %d bytes, the index says %d", p.Seg, p.Off-FrameHeader, len(payload), p.N)
+	}
+	return payload, nil
+}
+
+func (l *Log) openForRead(n uint32) (*os.File, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if f := l.files[n]; f != nil {
+		return f, nil
+	}
+	if l.files == nil {
+		return nil, ErrClosed
+	}
+	f, err := os.Open(filepath.Join(l.dir, segName(n)))
+	if err != nil {
+		return nil, fmt.Errorf("journal: open segment %d: %w", n, err)
+	}
+	l.files[n] = f
+	return f, nil
+}
+
+// Close syncs the active segment and closes every file. Appends must have stopped;
+// reads after Close fail with ErrClosed.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var err error
+	if l.active != nil && !l.noSync && l.broken == nil {
+		err = datasync(l.active)
+	}
+	for _, f := range l.files {
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	l.files = nil
+	return err
+}

@@ -1,0 +1,241 @@
+package journal
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/switchyard/switchyard/switch/journal/wal"
+)
+
+// Writes: a record version, a delivery mark or durable keys become a writeReq, which
+// the log's committer (wal.Committer, started by Open) gathers with others into a
+// group; commitGroup appends the group's frames to the log with one write and one
+// fdatasync, makes them readable from memory (publish) and queues them for the
+// indexer, and then tells the writers that wait.
+
+// writeReq is one write waiting for the next group commit.
+type writeReq struct {
+	rec   []byte
+	buf   *[]byte // rec's pooled buffer; it moves to the pending map on commit
+	rrn   string
+	first bool // the first write of a record (its indexes are written with it)
+	tid   string
+	dup   string // duplicate key, "" for none
+	at    time.Time
+	deliv []byte      // a delivery mark (9 bytes) for rrn instead of a record
+	kv    [][2][]byte // keys to set in Badger (batch marks, checkpoints, PutDurable)
+	done  chan error  // nil: do not wait (not durable yet when Write returns)
+
+	ver   uint64 // set by the committer
+	ptr   wal.Ptr
+	end   wal.Pos
+	kvErr error // Badger refused the keys (they are in the log; the indexer sets them)
+}
+
+var donePool = sync.Pool{New: func() any { return make(chan error, 1) }}
+
+// encodeBufs holds record encoding buffers; a buffer goes back once its record
+// version is indexed (or superseded).
+var encodeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// Write stores rec. With durable, it returns once rec is synced to disk; otherwise it
+// returns at once and rec is written with the next group. The first write of a record
+// (first = true) also writes its indexes.
+func (s *Store) Write(ctx context.Context, rec *Record, first, durable bool) error {
+	buf := encodeBufs.Get().(*[]byte)
+	b, err := rec.AppendBinary((*buf)[:0])
+	if err != nil {
+		encodeBufs.Put(buf)
+		return fmt.Errorf("journal: encode record %s: %w", rec.RRN, err)
+	}
+	*buf = b
+	if len(b) > wal.MaxFrame {
+		encodeBufs.Put(buf)
+		return fmt.Errorf("journal: record %s encodes to %d bytes, more than a log frame holds (%d)", rec.RRN, len(b), wal.MaxFrame)
+	}
+	req := &writeReq{rec: b, buf: buf, rrn: rec.RRN, first: first, tid: rec.TID, at: rec.Received}
+	if first && rec.TID != "" && rec.STAN != "" && rec.DE7 != "" && rec.OwnsDupKey() {
+		req.dup = DupKey(rec.TID, rec.STAN, rec.DE7)
+	}
+	if durable {
+		req.done = donePool.Get().(chan error)
+	}
+	if err := s.enqueue(req); err != nil {
+		encodeBufs.Put(buf)
+		return err
+	}
+	if !durable {
+		return nil
+	}
+	select {
+	case err := <-req.done:
+		donePool.Put(req.done)
+		return err
+	case <-ctx.Done():
+		// The record is still written; the caller just stops waiting.
+		return fmt.Errorf("journal: waiting for sync of %s: %w", rec.RRN, ctx.Err())
+	}
+}
+
+// MarkDelivery records whether the response of rrn reached the terminal. It is kept
+// apart from the record (and merged into it on reading), so that it never races with
+// later updates of the record; it is written with the next group, not waited for.
+func (s *Store) MarkDelivery(rrn string, delivered bool, at time.Time) error {
+	v := make([]byte, 9)
+	if delivered {
+		v[0] = 1
+	}
+	binary.BigEndian.PutUint64(v[1:], uint64(at.UnixNano()))
+	return s.enqueue(&writeReq{rrn: rrn, deliv: v})
+}
+
+func (s *Store) enqueue(req *writeReq) error { return s.commits.Submit(req) }
+
+// commitGroup is the committer's work on each group (wal.Committer): the group's
+// frames go to the log with one write and one sync, its records become readable and
+// go to the indexer, and then its writers are told.
+func (s *Store) commitGroup(batch []*writeReq) {
+	start := time.Now()
+	err := s.commit(batch)
+	if err == nil {
+		s.publish(batch)
+	} else {
+		for _, r := range batch {
+			if r.buf != nil {
+				encodeBufs.Put(r.buf)
+			}
+		}
+	}
+	for _, r := range batch {
+		if r.done != nil {
+			if err == nil && r.kvErr != nil {
+				r.done <- r.kvErr
+			} else {
+				r.done <- err
+			}
+		}
+	}
+	if s.onSync != nil {
+		s.onSync(len(batch), time.Since(start))
+	}
+}
+
+// commit appends the batch's frames to the log with one write and one sync, and
+// writes its Badger keys, if any, with one more.
+func (s *Store) commit(batch []*writeReq) error {
+	b, err := s.log.Begin()
+	if err != nil {
+		return err
+	}
+	var kvs int
+	for _, r := range batch {
+		kvs += len(r.kv)
+		for _, kv := range r.kv {
+			_, r.end = b.Add(kindKV, binary.AppendUvarint(nil, uint64(len(kv[0]))), kv[0], kv[1])
+		}
+		switch {
+		case r.rec != nil:
+			kind := kindUpdate
+			if r.first {
+				kind = kindFirst
+			}
+			r.ptr, r.end = b.Add(kind, r.rec)
+		case r.deliv != nil:
+			_, r.end = b.Add(kindDeliv, []byte(r.rrn), r.deliv)
+		}
+	}
+	if err := s.log.Append(b); err != nil {
+		return err
+	}
+	if kvs == 0 {
+		return nil
+	}
+	// The keys are durable in the log now; Badger gets them unsynced, with the log
+	// position they reach. Should Badger refuse them, only their writers are told;
+	// the indexer sets them later (they are in the log, and the rest of the group is
+	// fine).
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	var last wal.Pos
+	err = func() error {
+		for _, r := range batch {
+			for _, kv := range r.kv {
+				if err := wb.Set(kv[0], kv[1]); err != nil {
+					return fmt.Errorf("journal: write %s: %w", kv[0], err)
+				}
+			}
+			if r.kv != nil {
+				last = r.end
+			}
+		}
+		if err := wb.Set([]byte(keyKVApplied), last.Encode()); err != nil {
+			return err
+		}
+		return wb.Flush()
+	}()
+	if err != nil {
+		err = fmt.Errorf("journal: write %d keys to the store: %w", kvs, err)
+		for _, r := range batch {
+			if r.kv != nil {
+				r.kvErr = err
+			}
+		}
+	}
+	return nil
+}
+
+// publish makes a committed batch readable (the pending maps) and queues it for the
+// indexer. It runs before the writers are told, so that a record is found as soon as
+// its Write returns.
+func (s *Store) publish(batch []*writeReq) {
+	s.ix.mu.Lock()
+	s.pend.mu.Lock()
+	for _, r := range batch {
+		if r.rec == nil && r.deliv == nil {
+			if r.kv != nil {
+				// Set already (unless Badger refused them: then the indexer does);
+				// queued so that j/applied moves past them.
+				for i, kv := range r.kv {
+					s.ver++
+					it := ixItem{kind: kindKV, ver: s.ver, end: r.end, kv: kv, replayed: r.kvErr != nil}
+					if i < len(r.kv)-1 {
+						it.end = wal.Pos{} // only the last moves j/applied
+					}
+					s.ix.queue = append(s.ix.queue, it)
+				}
+			}
+			continue
+		}
+		s.ver++
+		r.ver = s.ver
+		it := ixItem{ver: r.ver, rrn: r.rrn, end: r.end}
+		if r.rec != nil {
+			it.kind, it.tid, it.dup, it.at, it.ptr = kindUpdate, r.tid, r.dup, r.at, r.ptr
+			if r.first {
+				it.kind = kindFirst
+			}
+			if old := s.pend.recs[r.rrn]; old != nil {
+				encodeBufs.Put(old.buf)
+			}
+			s.pend.recs[r.rrn] = &pendRec{ver: r.ver, buf: r.buf, rec: r.rec}
+			if r.dup != "" {
+				s.pend.dup[r.dup] = r.rrn
+			}
+		} else {
+			it.kind = kindDeliv
+			copy(it.deliv[:], r.deliv)
+			s.pend.deliv[r.rrn] = pendDeliv{ver: r.ver, v: it.deliv}
+		}
+		s.ix.queue = append(s.ix.queue, it)
+	}
+	s.pend.mu.Unlock()
+	s.ix.committed.Store(s.ver)
+	s.ix.mu.Unlock()
+	select {
+	case s.ix.wake <- struct{}{}:
+	default:
+	}
+}
