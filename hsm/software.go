@@ -14,7 +14,7 @@ import (
 
 	"github.com/switchyard/switchyard/hsm/cvv"
 	"github.com/switchyard/switchyard/hsm/dukpt"
-	"github.com/switchyard/switchyard/hsm/internal/sym"
+	"github.com/switchyard/switchyard/internal/sym"
 	"github.com/switchyard/switchyard/hsm/kcv"
 	"github.com/switchyard/switchyard/hsm/mac"
 	"github.com/switchyard/switchyard/hsm/tr31"

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/switchyard/switchyard/hsm/internal/sym"
+	"github.com/switchyard/switchyard/internal/sym"
 	"github.com/switchyard/switchyard/hsm/kcv"
 	"github.com/switchyard/switchyard/hsm/tr31"
 )

@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/switchyard/switchyard/hsm/internal/sym"
+	"github.com/switchyard/switchyard/internal/sym"
 	"github.com/switchyard/switchyard/hsm/mac"
 )
 

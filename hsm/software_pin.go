@@ -7,7 +7,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/switchyard/switchyard/hsm/internal/sym"
+	"github.com/switchyard/switchyard/internal/sym"
 	"github.com/switchyard/switchyard/hsm/pinblock"
 	"github.com/switchyard/switchyard/hsm/tr31"
 )

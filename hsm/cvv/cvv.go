@@ -14,7 +14,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/switchyard/switchyard/hsm/internal/sym"
+	"github.com/switchyard/switchyard/internal/sym"
 )
 
 // Service codes that select the CVV2 and iCVV variants.

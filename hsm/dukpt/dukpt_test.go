@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/switchyard/switchyard/hsm/internal/sym"
+	"github.com/switchyard/switchyard/internal/sym"
 	"github.com/switchyard/switchyard/hsm/internal/testvec"
 	"github.com/switchyard/switchyard/hsm/mac"
 	"github.com/switchyard/switchyard/hsm/pinblock"

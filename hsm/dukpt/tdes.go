@@ -16,7 +16,7 @@ import (
 	"math/bits"
 	"strings"
 
-	"github.com/switchyard/switchyard/hsm/internal/sym"
+	"github.com/switchyard/switchyard/internal/sym"
 )
 
 // Sizes of TDES DUKPT values.

@@ -10,7 +10,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/switchyard/switchyard/hsm/internal/sym"
+	"github.com/switchyard/switchyard/internal/sym"
 	"github.com/switchyard/switchyard/hsm/mac"
 )
 

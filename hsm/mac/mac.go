@@ -16,7 +16,7 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/switchyard/switchyard/hsm/internal/sym"
+	"github.com/switchyard/switchyard/internal/sym"
 )
 
 // Padding is an ISO 9797-1 padding method.

@@ -19,7 +19,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/switchyard/switchyard/hsm/internal/sym"
+	"github.com/switchyard/switchyard/internal/sym"
 )
 
 // Format is an ISO 9564-1 PIN block format number.

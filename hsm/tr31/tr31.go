@@ -8,7 +8,7 @@ import (
 	"io"
 	"strings"
 
-	"github.com/switchyard/switchyard/hsm/internal/sym"
+	"github.com/switchyard/switchyard/internal/sym"
 	"github.com/switchyard/switchyard/hsm/mac"
 )
 

@@ -6,6 +6,8 @@
 package hsmtool
 
 import (
+	"github.com/switchyard/switchyard/internal/sym"
+
 	"crypto/cipher"
 	"encoding/hex"
 	"encoding/json"
@@ -163,7 +165,7 @@ func runDUKPT(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer wipe(bdk)
+	defer sym.Wipe(bdk)
 	if (*pin == "") != (*pan == "") {
 		return usagef("--pin and --pan go together")
 	}
@@ -194,7 +196,7 @@ func runDUKPT(args []string, stdout, stderr io.Writer) error {
 			PINKey: upper(pk), MACRequestKey: upper(mreq), MACResponseKey: upper(mresp)}
 		format = pinblock.Format0
 		pinCipher = func() (cipher.Block, error) {
-			return newTDES(pk)
+			return sym.NewTDES(pk)
 		}
 	case 24:
 		ksn, err := dukpt.ParseAESKSN(*ksnHex)
@@ -223,7 +225,7 @@ func runDUKPT(args []string, stdout, stderr io.Writer) error {
 			PINKey: upper(pk), MACRequestKey: upper(mreq), MACResponseKey: upper(mresp)}
 		format = pinblock.Format4
 		pinCipher = func() (cipher.Block, error) {
-			return newAES(pk)
+			return sym.NewAES(pk)
 		}
 	default:
 		if *ksnHex == "" {
@@ -268,7 +270,7 @@ func runMAC(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer wipe(key)
+	defer sym.Wipe(key)
 	data, err := hex.DecodeString(strings.Join(strings.Fields(*dataHex), ""))
 	if err != nil {
 		return usagef("--data is not hex")
@@ -322,7 +324,7 @@ func runKCV(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer wipe(key)
+	defer sym.Wipe(key)
 	a := strings.ToLower(*alg)
 	if a == "" {
 		a = "tdes"
@@ -400,7 +402,7 @@ func runTR31(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer wipe(kbpk)
+	defer sym.Wipe(kbpk)
 	if *block == "" {
 		return usagef("--block is required")
 	}
@@ -408,7 +410,7 @@ func runTR31(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer wipe(key)
+	defer sym.Wipe(key)
 	var k kcv.KCV
 	if h.Algorithm == tr31.AlgAES {
 		k, err = kcv.AES(key)

@@ -1,6 +1,8 @@
 package hsmtool
 
 import (
+	"github.com/switchyard/switchyard/internal/sym"
+
 	"bytes"
 	"encoding/hex"
 	"encoding/json"
@@ -73,7 +75,7 @@ func TestDUKPTAES(t *testing.T) {
 	}
 	// The format 4 block decrypts under the printed PIN key.
 	pk, _ := hex.DecodeString(r["pin_key"])
-	c, _ := newAES(pk)
+	c, _ := sym.NewAES(pk)
 	blk, _ := hex.DecodeString(r["pin_block"])
 	if p, err := pinblock.Decrypt(c, pinblock.Format4, blk, "4111111111111111"); err != nil || string(p) != "1234" {
 		t.Fatalf("pin block: %v", err)
