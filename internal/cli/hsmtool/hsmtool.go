@@ -6,8 +6,6 @@
 package hsmtool
 
 import (
-	"github.com/switchyard/switchyard/internal/sym"
-
 	"crypto/cipher"
 	"encoding/hex"
 	"encoding/json"
@@ -24,6 +22,7 @@ import (
 	"github.com/switchyard/switchyard/hsm/pinblock"
 	"github.com/switchyard/switchyard/hsm/tr31"
 	"github.com/switchyard/switchyard/internal/cli/kit"
+	"github.com/switchyard/switchyard/internal/sym"
 )
 
 // Subcommands are the subcommands of the hsm command.

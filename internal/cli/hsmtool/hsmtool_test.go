@@ -1,8 +1,6 @@
 package hsmtool
 
 import (
-	"github.com/switchyard/switchyard/internal/sym"
-
 	"bytes"
 	"encoding/hex"
 	"encoding/json"
@@ -11,6 +9,7 @@ import (
 
 	"github.com/switchyard/switchyard/hsm/dukpt"
 	"github.com/switchyard/switchyard/hsm/pinblock"
+	"github.com/switchyard/switchyard/internal/sym"
 )
 
 func run(args ...string) (int, string, string) {
