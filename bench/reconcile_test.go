@@ -48,7 +48,7 @@ func faultFixture() ([]faultTxn, []issuersim.Entry, []*journal.Record, map[strin
 	}
 	led := []issuersim.Entry{
 		{RRN: "01", Requests: 1, Approved: true},
-		{RRN: "02", Requests: 1, Approved: true, Reversed: true, ReversedAt: at(5)},
+		{RRN: "02", Requests: 1, Approved: true, Reversed: true, ReversedAt: at(5), Fault: "delayed"},
 		{RRN: "03", Requests: 1, Approved: true},
 		{RRN: "06", Requests: 1, Approved: true},
 		{RRN: "07", Advices: 1, Approved: true, StandIn: true},
@@ -93,8 +93,9 @@ func TestReconcile(t *testing.T) {
 	want := &FaultResult{Drop: 0.05, Late: 0.05, LateBy: 3 * time.Second, IssuerTimeout: 2 * time.Second, Outage: 30 * time.Second,
 		OutageMode: "down", AfterWindow: 60 * time.Second, Kill: true,
 		Sent: 14, Answered: 13, Unanswered: 1,
-		// Outside the outage: A B C F G H J K L M; the 91s B and C.
-		Outside91: 2, OutsideAnswered: 10, Share91: 0.2,
+		// Outside the outage: A B C F G H J K L M; the 91s B and C, of which only B's
+		// answer the issuer delayed.
+		Outside91: 2, OutsideAnswered: 10, Share91: 0.2, OutsideFaulty: 1, FaultShare: 0.1,
 		ReturnToApproval: 2500 * time.Millisecond, RestartToApproval: 1300 * time.Millisecond,
 		// Before: A B C E; after (60-120 s): F G H K L M.
 		RuleDeclinesBefore: 0, LegitBefore: 4, RuleDeclinesAfter: 1, LegitAfter: 6,

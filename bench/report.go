@@ -626,6 +626,7 @@ func (fr *FaultResult) rptKVs() []rptKV {
 		{"issuer outage", fmt.Sprintf("%s, %s, from %.1f s to %.1f s of the run", fr.Outage, rptOr(fr.OutageMode, "-"), fr.Schedule.OutageStart, fr.Schedule.OutageEnd)},
 		{"requests sent / answered / unanswered", rptCount(fr.Sent) + " / " + rptCount(fr.Answered) + " / " + rptCount(fr.Unanswered)},
 		{"91s outside the outage", of(fr.Outside91, fr.OutsideAnswered)},
+		{"answers the issuer dropped or delayed, outside it", of(fr.OutsideFaulty, fr.OutsideAnswered)},
 		{"issuer's return to the first approval", secs(fr.ReturnToApproval)},
 	}
 	if fr.Kill {

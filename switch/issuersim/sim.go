@@ -91,6 +91,9 @@ type Entry struct {
 	// ReversedAt is when the first reversal message for it came (zero: none came), so
 	// a harness can time the delivery of the reversals a switch owed.
 	ReversedAt time.Time `json:"reversed_at,omitzero"`
+	// Fault is the fault injected into its answer, if any: "dropped", "disconnect" or
+	// "delayed" (the first one, when the request came more than once).
+	Fault string `json:"fault,omitempty"`
 }
 
 // Stats count what the simulator did.
@@ -365,15 +368,18 @@ func (s *Sim) handle(ctx context.Context, c *simConn, m *simMsg, held *[]byte) {
 		return
 	case roll < f.Drop:
 		s.Stats.Dropped.Add(1)
+		s.markFault(m, "dropped")
 		return
 	case roll < f.Drop+f.Disconnect:
 		s.Stats.Disconnects.Add(1)
+		s.markFault(m, "disconnect")
 		_ = c.nc.Close()
 		return
 	}
 	wait := s.cfg.answerTime(rand.NormFloat64, rand.Float64)
 	if roll < f.Drop+f.Disconnect+f.Delay {
 		s.Stats.Delayed.Add(1)
+		s.markFault(m, "delayed")
 		wait += f.DelayBy
 	}
 	if wait > 0 {
@@ -489,6 +495,15 @@ func (s *Sim) decide(m *simMsg, mti string) (resp []byte, drop bool) {
 		auth = ""
 	}
 	return s.answer(m, respMTI, rc, auth), false
+}
+
+// markFault books the fault injected into the answer to m in its ledger entry.
+func (s *Sim) markFault(m *simMsg, fault string) {
+	s.mu.Lock()
+	if e := s.ledger[m.get(37)]; e != nil && e.Fault == "" {
+		e.Fault = fault
+	}
+	s.mu.Unlock()
 }
 
 func (s *Sim) entry(rrn, mti string, amount int64) *Entry {
