@@ -252,7 +252,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	// Without its rules directory (a switch started away from a checkout) the switch
 	// runs the default pack built into the binary, and says so at start. The engine
 	// logs each reload itself (docs/rules.md quotes its lines).
-	if s.Risk, err = risk.New(cfg.RulesDir, risk.Options{DB: s.db, Location: loc, Logger: &rlog, FlushInterval: cfg.Risk.CounterFlush.D(), Fallback: rules.Files}); err != nil {
+	if s.Risk, err = risk.New(cfg.RulesDir, risk.Options{DB: s.db, Location: loc, Logger: rlog, FlushInterval: cfg.Risk.CounterFlush.D(), Fallback: rules.Files}); err != nil {
 		return nil, fmt.Errorf("rules: %w", err)
 	}
 	s.OnReload(func() error { _, err := s.Risk.Reload(); return err })
