@@ -244,9 +244,9 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	if err != nil {
 		return nil, err
 	}
-	txnLog := log
+	txnLog := log.With().Str("component", "pipeline").Logger()
 	if !*cfg.Log.TxnLines {
-		txnLog = log.Level(zerolog.WarnLevel)
+		txnLog = txnLog.Level(zerolog.WarnLevel)
 	}
 	rlog := log.With().Str("component", "risk").Logger()
 	// Without its rules directory (a switch started away from a checkout) the switch
@@ -287,7 +287,8 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		Zones:            zones,
 		KeyGrace:         cfg.Security.KeyGrace.D(),
 		Cases:            s.Cases,
-	}, s.Journal, s.Queue, rt, s.Registry, s.Metrics, txnLog)
+		Logger:           txnLog,
+	}, s.Journal, s.Queue, rt, s.Registry, s.Metrics)
 	if err != nil {
 		return nil, err
 	}
