@@ -329,13 +329,14 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 				Uint64("fd_limit", fds).Msg("max_conns lowered to leave file descriptors for the admin server and the stores: raise the limit (ulimit -n, LimitNOFILE) or lower max_conns")
 		}
 		fc := frontend.Config{Name: lc.Name, Addr: lc.Addr, Dialect: d, IdleTimeout: lc.IdleTimeout.D(), MaxInFlightPerConn: lc.MaxInFlight,
-			MaxConns: maxConns[i], MaxConnsPerSource: min(lc.MaxConnsPerSource, maxConns[i]), FirstFrameTimeout: lc.FirstFrameTimeout.D()}
+			MaxConns: maxConns[i], MaxConnsPerSource: min(lc.MaxConnsPerSource, maxConns[i]), FirstFrameTimeout: lc.FirstFrameTimeout.D(),
+			Logger: log.With().Str("component", "frontend").Logger()}
 		if lc.TLS != nil {
 			if fc.TLS, err = tlsConfig(lc.TLS); err != nil {
 				return nil, fmt.Errorf("listener %s: %w", lc.Name, err)
 			}
 		}
-		l, err := frontend.Listen(fc, s.Pipeline, limit, log, s.Metrics)
+		l, err := frontend.Listen(fc, s.Pipeline, limit, s.Metrics)
 		if err != nil {
 			return nil, err
 		}
