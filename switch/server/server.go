@@ -180,7 +180,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 			log.Info().Int("created", n).Msg("demo fleet loaded into the registry")
 		}
 	}
-	if s.Queue, err = saf.Open(s.db, saf.Options{Persist: s.Journal.PutDurable}, log); err != nil {
+	if s.Queue, err = saf.Open(s.db, saf.Options{Persist: s.Journal.PutDurable, Logger: log.With().Str("component", "saf").Logger()}); err != nil {
 		return nil, err
 	}
 	s.Metrics.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -226,7 +226,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	}
 	for _, ic := range issuers {
 		l, err := issuer.Dial(issuer.Config{ID: ic.ID, Addrs: ic.Addrs, Timeout: ic.Timeout.D(), EchoEvery: ic.EchoEvery.D(),
-			Connections: ic.Connections, AcquirerID: ic.AcquirerID}, log.With().Str("component", "issuer").Logger())
+			Connections: ic.Connections, AcquirerID: ic.AcquirerID, Logger: log.With().Str("component", "issuer").Logger()})
 		if err != nil {
 			return nil, err
 		}
