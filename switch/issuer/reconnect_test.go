@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/moov-io/iso8583"
-	"github.com/rs/zerolog"
 
 	"github.com/switchyard/switchyard/switch/issuersim"
 	"github.com/switchyard/switchyard/switch/message"
@@ -39,7 +38,7 @@ func startSim(t *testing.T, addr string) *issuersim.Sim {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		sim, err := issuersim.Start(issuersim.Config{Addr: addr}, zerolog.Nop())
+		sim, err := issuersim.Start(issuersim.Config{Addr: addr})
 		if err == nil {
 			return sim
 		}
