@@ -299,7 +299,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		log.Warn().Int("records", n).Msg("recovered transactions left open by the last run")
 	}
 	for id, l := range s.links {
-		s.Queue.Register(id, adviceSender(l, s.Pipeline, log))
+		s.Queue.Register(id, s.adviceSender(l))
 	}
 	for _, l := range s.links {
 		l.OnLate = func(m *iso8583.Message) {
