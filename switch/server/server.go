@@ -3,9 +3,21 @@
 // pipeline, the terminal listeners and the admin HTTP server, and takes it down
 // gracefully. The admin routes themselves are switch/api's.
 //
-// Loggers: New hands each component the switch's logger tagged once with its name,
-// log.With().Str("component", name).Logger(), in the Logger field of its Options
-// (see switch/api's package doc for the convention).
+// # Loggers (the switch's one convention)
+//
+// A component takes its zerolog.Logger as a value in the Logger field of its
+// Options or Config (the zero value logs nothing): never as a parameter, never as a
+// pointer. The wiring tags it once with the component's name,
+// log.With().Str("component", name).Logger(): Open for the stores, the links, the
+// pipeline, the listeners and the API; the commands in internal/cli for what they
+// start themselves (the issuer simulator is "issuer-sim"). A component never tags
+// itself (it may add its instance: the listener's name, the issuer's ID) and never
+// logs through a global logger or to stdout/stderr. The exceptions, all in this
+// package: New and Open take the command's root logger as an argument (it enters
+// the wiring there); OpenDB, which has no options, takes one for Badger and tags it
+// "badger"; the StartDemoIssuer hook hands the root logger to the demo wiring to
+// tag; Reload sets zerolog's global level, the one knob that reaches every logger
+// already handed out. TestLoggerConvention (loggers_test.go) enforces this.
 package server
 
 import (
