@@ -56,7 +56,7 @@ func TestFirstRuleDoc(t *testing.T) {
 	}
 	var logs bytes.Buffer
 	log := zerolog.New(&logs)
-	e, err := New("./rules", Options{Logger: &log}) // the running switch, before the new file
+	e, err := New("./rules", Options{Logger: log}) // the running switch, before the new file
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -33,8 +33,9 @@ type Options struct {
 	// Debounce is how long Watch waits for more file events before it
 	// reloads (default 250 ms).
 	Debounce time.Duration
-	// Logger receives reload and persistence messages (default: none).
-	Logger *zerolog.Logger
+	// Logger receives reload and persistence messages, tagged by the wiring
+	// (component=risk); the zero value logs nothing.
+	Logger zerolog.Logger
 	// OnReload, when set, is called after every reload attempt: with the new
 	// rule set, or with the error that kept the old one.
 	OnReload func(rs *RuleSet, err error)
@@ -85,12 +86,7 @@ type Engine struct {
 // velocity counters restored from opts.DB. It refuses a directory with any
 // problem in its rules (the error lists them with file:line).
 func New(dir string, opts Options) (*Engine, error) {
-	e := &Engine{dir: dir, opts: opts, stop: make(chan struct{})}
-	if opts.Logger != nil {
-		e.log = *opts.Logger
-	} else {
-		e.log = zerolog.Nop()
-	}
+	e := &Engine{dir: dir, opts: opts, log: opts.Logger, stop: make(chan struct{})}
 	if e.opts.FlushInterval <= 0 {
 		e.opts.FlushInterval = time.Second
 	}

@@ -25,7 +25,7 @@ func TestFallbackPack(t *testing.T) {
 	}
 	var logs bytes.Buffer
 	log := zerolog.New(&logs)
-	e, err := New(dir, Options{Fallback: pack, Logger: &log})
+	e, err := New(dir, Options{Fallback: pack, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -48,7 +48,8 @@ func runIssuerSim(env *Env, args []string) int {
 	defer sec.Close()
 	sim, err := issuersim.Start(issuersim.Config{Addr: *addr, BIN: *bin, Cards: issuersim.DemoCards, Latency: *latency, Jitter: *jitter, LatencyP99: *p99,
 		VerifyPIN: sec.VerifyPIN, KeyChange: sec.KeyChange,
-		Faults: issuersim.Faults{Drop: *drop, Delay: *delay, DelayBy: *delayBy, Duplicate: *dup, Disconnect: *disc}}, log)
+		Faults: issuersim.Faults{Drop: *drop, Delay: *delay, DelayBy: *delayBy, Duplicate: *dup, Disconnect: *disc},
+		Logger: log.With().Str("component", "issuer-sim").Logger()})
 	if err != nil {
 		return fail(env, "%v", err)
 	}
@@ -130,7 +131,7 @@ func simControl(sim *issuersim.Sim) http.Handler {
 // not import the simulator; this wiring (serve --demo, the end-to-end tests) does.
 func DemoIssuer() server.Option {
 	return server.WithDemoIssuer(func(addr string, log zerolog.Logger) (server.DemoIssuer, error) {
-		d, err := issuersim.StartDemo(addr, log)
+		d, err := issuersim.StartDemo(issuersim.Config{Addr: addr, Logger: log.With().Str("component", "issuer-sim").Logger()})
 		if err != nil {
 			return nil, err // not a typed nil in the interface
 		}

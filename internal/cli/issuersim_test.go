@@ -6,8 +6,6 @@ import (
 	"net/http/httptest"
 	"testing"
 
-	"github.com/rs/zerolog"
-
 	"github.com/switchyard/switchyard/switch/issuersim"
 )
 
@@ -15,7 +13,7 @@ import (
 // ended once each (a second start or end is a conflict), a bad mode refused, the status
 // and the ledger readable.
 func TestSimControl(t *testing.T) {
-	sim, err := issuersim.Start(issuersim.Config{Addr: "127.0.0.1:0"}, zerolog.Nop())
+	sim, err := issuersim.Start(issuersim.Config{Addr: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -42,7 +42,8 @@
 // A component takes its zerolog.Logger as a value in the Logger field of its
 // Options (the zero value logs nothing). Whoever wires it (server.New, OpenOffline)
 // tags it once with log.With().Str("component", name).Logger(); a component
-// neither makes its own logger nor tags itself. This API logs as "api".
+// neither makes its own logger nor tags itself (switch/server's package doc has the
+// whole convention and its exceptions). This API logs as "api".
 package api
 
 import (

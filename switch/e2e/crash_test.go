@@ -15,8 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-
 	"github.com/switchyard/switchyard/switch/issuersim"
 	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/message"
@@ -201,7 +199,7 @@ func TestCrashReconciles(t *testing.T) {
 	}
 	bin := switchyardBinary(t)
 	sim, err := issuersim.Start(issuersim.Config{Addr: "127.0.0.1:0", Cards: issuersim.DemoCards,
-		Faults: issuersim.Faults{Drop: 0.05, Delay: 0.05, DelayBy: 700 * time.Millisecond}}, zerolog.Nop())
+		Faults: issuersim.Faults{Drop: 0.05, Delay: 0.05, DelayBy: 700 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-
 	"github.com/switchyard/switchyard/switch/issuersim"
 	"github.com/switchyard/switchyard/switch/message"
 	"github.com/switchyard/switchyard/switch/termclient"
@@ -70,7 +68,7 @@ func TestGracefulDrain(t *testing.T) {
 	if testing.Short() {
 		t.Skip("subprocess test")
 	}
-	sim, err := issuersim.Start(issuersim.Config{Addr: "127.0.0.1:0", Latency: 1500 * time.Millisecond}, zerolog.Nop())
+	sim, err := issuersim.Start(issuersim.Config{Addr: "127.0.0.1:0", Latency: 1500 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +124,7 @@ func TestSIGHUPReloadsWithoutDroppingConnections(t *testing.T) {
 	if testing.Short() {
 		t.Skip("subprocess test")
 	}
-	sim, err := issuersim.Start(issuersim.Config{Addr: "127.0.0.1:0"}, zerolog.Nop())
+	sim, err := issuersim.Start(issuersim.Config{Addr: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}

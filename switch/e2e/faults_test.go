@@ -240,7 +240,7 @@ func luhnPAN(bin string, i int) string {
 // burst arriving together, never opens the circuit breaker (it used to open after five
 // timeouts in a row and stay open while late timeouts re-armed it).
 func TestTenPercentIssuerFaultsDoNotOpenTheBreaker(t *testing.T) {
-	sim, err := issuersim.Start(issuersim.Config{Addr: "127.0.0.1:0", BIN: "411111"}, zerolog.Nop())
+	sim, err := issuersim.Start(issuersim.Config{Addr: "127.0.0.1:0", BIN: "411111"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -305,7 +305,7 @@ func TestTenPercentIssuerFaultsDoNotOpenTheBreaker(t *testing.T) {
 // Issue 11, item 7, while the first is still at the issuer: a request with its key and
 // another amount does not wait for (and get) the first one's answer.
 func TestReusedKeyWhileFirstInFlightAnswered94(t *testing.T) {
-	sim, err := issuersim.Start(issuersim.Config{Addr: "127.0.0.1:0", BIN: "411111"}, zerolog.Nop())
+	sim, err := issuersim.Start(issuersim.Config{Addr: "127.0.0.1:0", BIN: "411111"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-
 	"github.com/switchyard/switchyard/switch/config"
 	"github.com/switchyard/switchyard/switch/issuersim"
 	"github.com/switchyard/switchyard/switch/journal"
@@ -132,7 +130,7 @@ func TestReversalsReachTheIssuer(t *testing.T) {
 }
 
 func TestIssuerTimeoutIsReversedAndLateAnswerHandled(t *testing.T) {
-	sim, err := issuersim.Start(issuersim.Config{Addr: "127.0.0.1:0", BIN: "411111"}, zerolog.Nop())
+	sim, err := issuersim.Start(issuersim.Config{Addr: "127.0.0.1:0", BIN: "411111"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -278,7 +276,7 @@ func TestBatchTotalsAndSettlement(t *testing.T) {
 }
 
 func TestStandInWhenIssuerDown(t *testing.T) {
-	sim, err := issuersim.Start(issuersim.Config{Addr: "127.0.0.1:0", BIN: "411111"}, zerolog.Nop())
+	sim, err := issuersim.Start(issuersim.Config{Addr: "127.0.0.1:0", BIN: "411111"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -309,7 +307,7 @@ func TestStandInWhenIssuerDown(t *testing.T) {
 		t.Fatalf("journal: %+v", rec)
 	}
 	// The issuer comes back: the advices reach it.
-	sim2, err := issuersim.Start(issuersim.Config{Addr: addr, BIN: "411111"}, zerolog.Nop())
+	sim2, err := issuersim.Start(issuersim.Config{Addr: addr, BIN: "411111"})
 	if err != nil {
 		t.Fatal(err)
 	}

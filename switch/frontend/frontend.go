@@ -73,6 +73,10 @@ type Config struct {
 	// not arrived within it (default 10 s, at most IdleTimeout): a terminal sends as
 	// soon as it connects, a socket that sends nothing is not a terminal.
 	FirstFrameTimeout time.Duration
+	// Logger receives the listener's connection and refusal messages, tagged by the
+	// wiring (component=frontend); the listener adds its name. The zero value logs
+	// nothing.
+	Logger zerolog.Logger
 }
 
 // Limiter bounds the requests in progress over all listeners. A nil Limiter has no bound.
@@ -127,7 +131,7 @@ type Listener struct {
 }
 
 // Listen opens the listening socket. Serve must be called to accept connections.
-func Listen(cfg Config, proc Processor, limit Limiter, log zerolog.Logger, m Metrics) (*Listener, error) {
+func Listen(cfg Config, proc Processor, limit Limiter, m Metrics) (*Listener, error) {
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = 5 * time.Minute
 	}
@@ -157,7 +161,7 @@ func Listen(cfg Config, proc Processor, limit Limiter, log zerolog.Logger, m Met
 	if cfg.TLS != nil {
 		ln = tls.NewListener(ln, cfg.TLS)
 	}
-	l := &Listener{cfg: cfg, proc: proc, limit: limit, log: log.With().Str("listener", cfg.Name).Logger(),
+	l := &Listener{cfg: cfg, proc: proc, limit: limit, log: cfg.Logger.With().Str("listener", cfg.Name).Logger(),
 		metrics: m, ln: ln, conns: map[*serverConn]struct{}{}, sources: map[netip.Addr]int{}}
 	l.ctx, l.stop = context.WithCancel(context.Background())
 	if m != nil {

@@ -62,7 +62,8 @@ func listen(t *testing.T, cfg Config, proc Processor, log io.Writer, m Metrics) 
 	if log == nil {
 		log = io.Discard
 	}
-	l, err := Listen(cfg, proc, nil, zerolog.New(log).Level(zerolog.DebugLevel), m)
+	cfg.Logger = zerolog.New(log).Level(zerolog.DebugLevel)
+	l, err := Listen(cfg, proc, nil, m)
 	if err != nil {
 		t.Fatal(err)
 	}

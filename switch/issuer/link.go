@@ -47,6 +47,9 @@ type Config struct {
 	ReconnectWait, MaxReconnectWait time.Duration
 	// AcquirerID is sent in DE 32.
 	AcquirerID string
+	// Logger receives sign-ons, echo failures and reconnect warnings, tagged by the
+	// wiring (component=issuer); the link adds its ID. The zero value logs nothing.
+	Logger zerolog.Logger
 }
 
 // Reconnect defaults: an issuer outage that outlasts the backoff's growth must not
@@ -101,7 +104,7 @@ func (requestID) GenerateRequestID(m *iso8583.Message) (string, error) {
 
 // Dial starts the link's pool. It does not fail when the issuer is down: the pool keeps
 // reconnecting in the background, and Send answers ErrUnavailable meanwhile.
-func Dial(cfg Config, log zerolog.Logger) (*Link, error) {
+func Dial(cfg Config) (*Link, error) {
 	if cfg.ID == "" || len(cfg.Addrs) == 0 {
 		return nil, fmt.Errorf("issuer link: id and at least one address are required (got id %q, %d addresses)", cfg.ID, len(cfg.Addrs))
 	}
@@ -124,7 +127,7 @@ func Dial(cfg Config, log zerolog.Logger) (*Link, error) {
 	if cfg.AcquirerID == "" {
 		cfg.AcquirerID = "00000000001"
 	}
-	l := &Link{cfg: cfg, log: log.With().Str("issuer", cfg.ID).Logger(), closed: make(chan struct{})}
+	l := &Link{cfg: cfg, log: cfg.Logger.With().Str("issuer", cfg.ID).Logger(), closed: make(chan struct{})}
 	factory := func(addr string) (*connection.Connection, error) {
 		if err := l.jitter(addr); err != nil {
 			return nil, err

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/moov-io/iso8583"
-	"github.com/rs/zerolog"
 
 	"github.com/switchyard/switchyard/switch/issuersim"
 	"github.com/switchyard/switchyard/switch/message"
@@ -39,7 +38,7 @@ func startSim(t *testing.T, addr string) *issuersim.Sim {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		sim, err := issuersim.Start(issuersim.Config{Addr: addr}, zerolog.Nop())
+		sim, err := issuersim.Start(issuersim.Config{Addr: addr})
 		if err == nil {
 			return sim
 		}
@@ -57,7 +56,7 @@ func startSim(t *testing.T, addr string) *issuersim.Sim {
 func TestReconnectAfterOutageWithinCap(t *testing.T) {
 	sim := startSim(t, "127.0.0.1:0")
 	addr := sim.Addr()
-	l, err := Dial(Config{ID: "test", Addrs: []string{addr}, Timeout: time.Second}, zerolog.Nop())
+	l, err := Dial(Config{ID: "test", Addrs: []string{addr}, Timeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +120,7 @@ func TestCloseStopsReconnecting(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close() // nothing listens: every try is refused
-	l, err := Dial(Config{ID: "down", Addrs: []string{addr}, Connections: 1, ReconnectWait: time.Millisecond, MaxReconnectWait: 40 * time.Second}, zerolog.Nop())
+	l, err := Dial(Config{ID: "down", Addrs: []string{addr}, Connections: 1, ReconnectWait: time.Millisecond, MaxReconnectWait: 40 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

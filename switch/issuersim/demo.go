@@ -1,10 +1,6 @@
 package issuersim
 
-import (
-	"fmt"
-
-	"github.com/rs/zerolog"
-)
+import "fmt"
 
 // Demo is the demo fleet's issuer: a simulator with the demo cards that verifies
 // PINs under its demo zone PIN key and takes key changes (0800/161). The demo wiring
@@ -15,13 +11,16 @@ type Demo struct {
 	sec *Security
 }
 
-// StartDemo starts the demo issuer listening on addr (host:port; port 0 picks one).
-func StartDemo(addr string, log zerolog.Logger) (*Demo, error) {
+// StartDemo starts the demo issuer listening on cfg.Addr (host:port; port 0 picks
+// one) and logging to cfg.Logger. The demo sets the cards, PIN verification and key
+// changes itself: cfg.Cards, VerifyPIN and KeyChange are replaced by the demo's.
+func StartDemo(cfg Config) (*Demo, error) {
 	sec, err := NewDemoSecurity()
 	if err != nil {
 		return nil, fmt.Errorf("demo issuer keys: %w", err)
 	}
-	sim, err := Start(Config{Addr: addr, Cards: DemoCards, VerifyPIN: sec.VerifyPIN, KeyChange: sec.KeyChange}, log)
+	cfg.Cards, cfg.VerifyPIN, cfg.KeyChange = DemoCards, sec.VerifyPIN, sec.KeyChange
+	sim, err := Start(cfg)
 	if err != nil {
 		_ = sec.Close()
 		return nil, err

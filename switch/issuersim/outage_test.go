@@ -47,7 +47,7 @@ func exchange(t *testing.T, addr, rrn, mti string, wait time.Duration) (string, 
 // TestOutageDown checks an outage of mode down: open connections are closed, new ones
 // refused, and after the outage the simulator answers again on the same address.
 func TestOutageDown(t *testing.T) {
-	s, err := Start(Config{Addr: "127.0.0.1:0", Cards: DemoCards}, nopLogger())
+	s, err := Start(Config{Addr: "127.0.0.1:0", Cards: DemoCards})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +96,7 @@ func TestOutageDown(t *testing.T) {
 // is answered nor booked; a reversal afterwards is booked with its time.
 func TestOutageSilent(t *testing.T) {
 	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
-	s, err := Start(Config{Addr: "127.0.0.1:0", Cards: DemoCards, Now: func() time.Time { return now }}, nopLogger())
+	s, err := Start(Config{Addr: "127.0.0.1:0", Cards: DemoCards, Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -74,6 +74,9 @@ type Config struct {
 	KeyChange func(wp string) error
 	// Now is the clock (for expiry); nil means time.Now.
 	Now func() time.Time
+	// Logger receives the simulator's messages, tagged by the wiring
+	// (component=issuer-sim); the zero value logs nothing.
+	Logger zerolog.Logger
 }
 
 // Entry is the ledger's record of one transaction by RRN.
@@ -127,7 +130,7 @@ type Sim struct {
 }
 
 // Start listens on cfg.Addr and serves until Close.
-func Start(cfg Config, log zerolog.Logger) (*Sim, error) {
+func Start(cfg Config) (*Sim, error) {
 	if cfg.BIN == "" {
 		cfg.BIN = "476173"
 	}
@@ -141,7 +144,7 @@ func Start(cfg Config, log zerolog.Logger) (*Sim, error) {
 	if err != nil {
 		return nil, fmt.Errorf("issuer simulator: %w", err)
 	}
-	s := &Sim{cfg: cfg, log: log.With().Str("component", "issuer-sim").Logger(), ln: ln,
+	s := &Sim{cfg: cfg, log: cfg.Logger, ln: ln,
 		cards: map[string]string{}, ledger: map[string]*Entry{}, conns: map[net.Conn]struct{}{}}
 	for _, c := range cfg.Cards {
 		s.cards[c.PAN] = c.Expiry

@@ -5,8 +5,6 @@ import (
 	"slices"
 	"testing"
 	"time"
-
-	"github.com/rs/zerolog"
 )
 
 // TestAnswerTimeDistributions checks the two latency models against their parameters on
@@ -47,11 +45,9 @@ func TestAnswerTimeDistributions(t *testing.T) {
 func TestLatencyP99NeedsMedian(t *testing.T) {
 	for _, c := range []Config{{LatencyP99: time.Second}, {Latency: 2 * time.Second, LatencyP99: time.Second}} {
 		c.Addr = "127.0.0.1:0"
-		if s, err := Start(c, nopLogger()); err == nil {
+		if s, err := Start(c); err == nil {
 			s.Close()
 			t.Errorf("Start(%+v) accepted", c)
 		}
 	}
 }
-
-func nopLogger() zerolog.Logger { return zerolog.Nop() }

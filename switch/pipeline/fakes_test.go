@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/moov-io/iso8583"
-	"github.com/rs/zerolog"
 
 	"github.com/switchyard/switchyard/hsm"
 	"github.com/switchyard/switchyard/risk"
@@ -547,7 +546,7 @@ func newHarness(t *testing.T, opts ...func(h *harness, c *Config)) *harness {
 	if h.terms.decide != nil || len(h.terms.terms) > 0 {
 		terms = h.terms
 	}
-	p, err := New(cfg, h.j, h.q, &fakeRoutes{byPrefix: map[string]*fakeLink{"62": h.bank}}, terms, metrics.New(), zerolog.Nop())
+	p, err := New(cfg, h.j, h.q, &fakeRoutes{byPrefix: map[string]*fakeLink{"62": h.bank}}, terms, metrics.New())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -187,6 +187,9 @@ type Config struct {
 	Cases Cases
 	// Now is the clock (default time.Now); tests inject one.
 	Now func() time.Time
+	// Logger receives a line per transaction and the pipeline's errors, tagged by the
+	// wiring (component=pipeline); the zero value logs nothing.
+	Logger zerolog.Logger
 }
 
 // Pipeline processes terminal requests. It is safe for concurrent use.
@@ -220,7 +223,7 @@ type Pipeline struct {
 }
 
 // New returns a pipeline.
-func New(cfg Config, j Journal, q Queue, routes Routes, terms Terminals, m *metrics.Metrics, log zerolog.Logger) (*Pipeline, error) {
+func New(cfg Config, j Journal, q Queue, routes Routes, terms Terminals, m *metrics.Metrics) (*Pipeline, error) {
 	if len(cfg.CardHashKey) < 16 {
 		return nil, errors.New("pipeline: card hash key must be at least 16 bytes")
 	}
@@ -250,7 +253,7 @@ func New(cfg Config, j Journal, q Queue, routes Routes, terms Terminals, m *metr
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	p := &Pipeline{cfg: cfg, journal: j, queue: q, routes: routes, terminals: terms, metrics: m, log: log, now: cfg.Now, seal: s,
+	p := &Pipeline{cfg: cfg, journal: j, queue: q, routes: routes, terminals: terms, metrics: m, log: cfg.Logger, now: cfg.Now, seal: s,
 		hsm: cfg.HSM, risk: cfg.Risk, zones: cfg.Zones, keyGrace: cfg.KeyGrace,
 		dups: newDupTable(), early: newEarlyReversals(cfg.DupWindow, 100_000), open: newInflight(), standIn: newStandInBook(), stop: make(chan struct{}),
 		recent: newRecentKeys(cfg.DupWindow, 5_000_000, cfg.Now())}

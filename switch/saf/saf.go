@@ -64,6 +64,9 @@ type Options struct {
 	// switch hands its journal's group commit here, so that an enqueue shares the
 	// journal's fsync. Nil: a Badger transaction and a sync of its own.
 	Persist func(ctx context.Context, key, value []byte) error
+	// Logger receives delivery warnings, tagged by the wiring (component=saf); the
+	// zero value logs nothing.
+	Logger zerolog.Logger
 }
 
 // Queue is the Badger-backed queue. Key layout: "saf/q/<issuer>/<seq BE 8>" -> JSON item;
@@ -137,7 +140,7 @@ func (x *index) remove(seq uint64) {
 const prefix = "saf/q/"
 
 // Open returns the queue on db; Start begins delivering.
-func Open(db *badger.DB, opts Options, log zerolog.Logger) (*Queue, error) {
+func Open(db *badger.DB, opts Options) (*Queue, error) {
 	if opts.MinBackoff <= 0 {
 		opts.MinBackoff = 500 * time.Millisecond
 	}
@@ -161,7 +164,7 @@ func Open(db *badger.DB, opts Options, log zerolog.Logger) (*Queue, error) {
 		return nil, fmt.Errorf("saf: sequence: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	q := &Queue{db: db, opts: opts, log: log.With().Str("component", "saf").Logger(), seq: seq,
+	q := &Queue{db: db, opts: opts, log: opts.Logger, seq: seq,
 		senders: map[string]Sender{}, kicks: map[string]chan struct{}{}, ctx: ctx, cancel: cancel, idx: map[string]*index{},
 		byIss: map[string]*Stats{}}
 	if err := q.load(); err != nil {

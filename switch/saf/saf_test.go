@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
-	"github.com/rs/zerolog"
 )
 
 func openDB(t *testing.T, dir string) *badger.DB {
@@ -26,7 +25,7 @@ func openDB(t *testing.T, dir string) *badger.DB {
 func TestRetriesAndSurvivesRestart(t *testing.T) {
 	dir := t.TempDir()
 	db := openDB(t, dir)
-	q, err := Open(db, Options{MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, Poll: 10 * time.Millisecond}, zerolog.Nop())
+	q, err := Open(db, Options{MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, Poll: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +42,7 @@ func TestRetriesAndSurvivesRestart(t *testing.T) {
 
 	db = openDB(t, dir)
 	defer db.Close()
-	q, err = Open(db, Options{MinBackoff: 30 * time.Millisecond, MaxBackoff: 60 * time.Millisecond, Poll: 10 * time.Millisecond}, zerolog.Nop())
+	q, err = Open(db, Options{MinBackoff: 30 * time.Millisecond, MaxBackoff: 60 * time.Millisecond, Poll: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +95,7 @@ func TestRetriesAndSurvivesRestart(t *testing.T) {
 func TestIndexReloadsAndEmpties(t *testing.T) {
 	dir := t.TempDir()
 	db := openDB(t, dir)
-	q, err := Open(db, Options{Poll: 10 * time.Millisecond}, zerolog.Nop())
+	q, err := Open(db, Options{Poll: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +117,7 @@ func TestIndexReloadsAndEmpties(t *testing.T) {
 
 	db = openDB(t, dir)
 	defer db.Close()
-	q, err = Open(db, Options{Poll: 10 * time.Millisecond}, zerolog.Nop())
+	q, err = Open(db, Options{Poll: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +166,7 @@ func TestUndecodableItemSetAside(t *testing.T) {
 	if err := db.Update(func(txn *badger.Txn) error { return txn.Set(key("demo", 1<<40), []byte("{not json")) }); err != nil {
 		t.Fatal(err)
 	}
-	q, err := Open(db, Options{Poll: 10 * time.Millisecond}, zerolog.Nop())
+	q, err := Open(db, Options{Poll: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatalf("open with an undecodable item: %v", err)
 	}

@@ -31,7 +31,7 @@ func waitUntil(t *testing.T, what string, d time.Duration, cond func() bool) {
 func TestSlowAdviceHoldsOnlyItsSlot(t *testing.T) {
 	db := openDB(t, t.TempDir())
 	defer db.Close()
-	q, err := Open(db, Options{InFlight: 4, Poll: 10 * time.Millisecond}, zerolog.Nop())
+	q, err := Open(db, Options{InFlight: 4, Poll: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +68,7 @@ func TestSlowAdviceHoldsOnlyItsSlot(t *testing.T) {
 func TestHealthyIssuerDrainsBesideSilentOne(t *testing.T) {
 	db := openDB(t, t.TempDir())
 	defer db.Close()
-	q, err := Open(db, Options{InFlight: 4, Poll: 10 * time.Millisecond}, zerolog.Nop())
+	q, err := Open(db, Options{InFlight: 4, Poll: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +106,7 @@ func TestFailedTryWarningsRateLimited(t *testing.T) {
 	now.Store(time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC).UnixNano())
 	logs := &lockedBuffer{}
 	q, err := Open(db, Options{MinBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond, Poll: 5 * time.Millisecond,
-		WarnEvery: time.Minute, Now: func() time.Time { return time.Unix(0, now.Load()) }}, zerolog.New(logs))
+		WarnEvery: time.Minute, Now: func() time.Time { return time.Unix(0, now.Load()) }, Logger: zerolog.New(logs)})
 	if err != nil {
 		t.Fatal(err)
 	}

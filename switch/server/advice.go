@@ -6,19 +6,18 @@ import (
 	"time"
 
 	"github.com/moov-io/iso8583"
-	"github.com/rs/zerolog"
 
 	"github.com/switchyard/switchyard/switch/issuer"
 	"github.com/switchyard/switchyard/switch/message"
 	"github.com/switchyard/switchyard/switch/metrics"
-	"github.com/switchyard/switchyard/switch/pipeline"
 	"github.com/switchyard/switchyard/switch/saf"
 )
 
 // adviceSender delivers store-and-forward items to an issuer link: the first try with
 // the item's MTI (0420, 0120, 0220), repeats with the repeat MTI (0421...). Any answer
 // acknowledges the advice.
-func adviceSender(l *issuer.Link, p *pipeline.Pipeline, log zerolog.Logger) saf.Sender {
+func (s *Server) adviceSender(l *issuer.Link) saf.Sender {
+	p, log := s.Pipeline, s.log
 	return func(ctx context.Context, it *saf.Item, repeat bool) error {
 		if !l.Up() {
 			return issuer.ErrUnavailable

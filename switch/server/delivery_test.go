@@ -5,8 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-
 	"github.com/switchyard/switchyard/switch/config"
 	"github.com/switchyard/switchyard/switch/issuersim"
 	"github.com/switchyard/switchyard/switch/journal"
@@ -19,7 +17,7 @@ import (
 // (the first write after the peer's FIN does), but nobody reads it: the record must say
 // undelivered and the approval be reversed through the store-and-forward queue.
 func TestLateAnswerToClosedTerminalIsReversed(t *testing.T) {
-	slow, err := issuersim.Start(issuersim.Config{Addr: "127.0.0.1:0", BIN: "411111", Latency: 1500 * time.Millisecond}, zerolog.Nop())
+	slow, err := issuersim.Start(issuersim.Config{Addr: "127.0.0.1:0", BIN: "411111", Latency: 1500 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +117,7 @@ func safMetric(t *testing.T, s *Server, name, issuer string) float64 {
 // instead of the approval standing at the issuer while the terminal was declined.
 func TestConnectionLostWithRequestSentIsReversed(t *testing.T) {
 	lost, err := issuersim.Start(issuersim.Config{Addr: "127.0.0.1:0", BIN: "411111",
-		Faults: issuersim.Faults{Disconnect: 1}}, zerolog.Nop())
+		Faults: issuersim.Faults{Disconnect: 1}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,7 @@ import (
 
 // testDemoIssuer is the demo wiring of the tests: the demo issuer simulator.
 var testDemoIssuer = WithDemoIssuer(func(addr string, log zerolog.Logger) (DemoIssuer, error) {
-	d, err := issuersim.StartDemo(addr, log)
+	d, err := issuersim.StartDemo(issuersim.Config{Addr: addr, Logger: log.With().Str("component", "issuer-sim").Logger()})
 	if err != nil {
 		return nil, err
 	}

@@ -3,9 +3,21 @@
 // pipeline, the terminal listeners and the admin HTTP server, and takes it down
 // gracefully. The admin routes themselves are switch/api's.
 //
-// Loggers: New hands each component the switch's logger tagged once with its name,
-// log.With().Str("component", name).Logger(), in the Logger field of its Options
-// (see switch/api's package doc for the convention).
+// # Loggers (the switch's one convention)
+//
+// A component takes its zerolog.Logger as a value in the Logger field of its
+// Options or Config (the zero value logs nothing): never as a parameter, never as a
+// pointer. The wiring tags it once with the component's name,
+// log.With().Str("component", name).Logger(): Open for the stores, the links, the
+// pipeline, the listeners and the API; the commands in internal/cli for what they
+// start themselves (the issuer simulator is "issuer-sim"). A component never tags
+// itself (it may add its instance: the listener's name, the issuer's ID) and never
+// logs through a global logger or to stdout/stderr. The exceptions, all in this
+// package: New and Open take the command's root logger as an argument (it enters
+// the wiring there); OpenDB, which has no options, takes one for Badger and tags it
+// "badger"; the StartDemoIssuer hook hands the root logger to the demo wiring to
+// tag; Reload sets zerolog's global level, the one knob that reaches every logger
+// already handed out. TestLoggerConvention (loggers_test.go) enforces this.
 package server
 
 import (
@@ -180,7 +192,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 			log.Info().Int("created", n).Msg("demo fleet loaded into the registry")
 		}
 	}
-	if s.Queue, err = saf.Open(s.db, saf.Options{Persist: s.Journal.PutDurable}, log); err != nil {
+	if s.Queue, err = saf.Open(s.db, saf.Options{Persist: s.Journal.PutDurable, Logger: log.With().Str("component", "saf").Logger()}); err != nil {
 		return nil, err
 	}
 	s.Metrics.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -226,7 +238,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	}
 	for _, ic := range issuers {
 		l, err := issuer.Dial(issuer.Config{ID: ic.ID, Addrs: ic.Addrs, Timeout: ic.Timeout.D(), EchoEvery: ic.EchoEvery.D(),
-			Connections: ic.Connections, AcquirerID: ic.AcquirerID}, log.With().Str("component", "issuer").Logger())
+			Connections: ic.Connections, AcquirerID: ic.AcquirerID, Logger: log.With().Str("component", "issuer").Logger()})
 		if err != nil {
 			return nil, err
 		}
@@ -244,15 +256,15 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	if err != nil {
 		return nil, err
 	}
-	txnLog := log
+	txnLog := log.With().Str("component", "pipeline").Logger()
 	if !*cfg.Log.TxnLines {
-		txnLog = log.Level(zerolog.WarnLevel)
+		txnLog = txnLog.Level(zerolog.WarnLevel)
 	}
 	rlog := log.With().Str("component", "risk").Logger()
 	// Without its rules directory (a switch started away from a checkout) the switch
 	// runs the default pack built into the binary, and says so at start. The engine
 	// logs each reload itself (docs/rules.md quotes its lines).
-	if s.Risk, err = risk.New(cfg.RulesDir, risk.Options{DB: s.db, Location: loc, Logger: &rlog, FlushInterval: cfg.Risk.CounterFlush.D(), Fallback: rules.Files}); err != nil {
+	if s.Risk, err = risk.New(cfg.RulesDir, risk.Options{DB: s.db, Location: loc, Logger: rlog, FlushInterval: cfg.Risk.CounterFlush.D(), Fallback: rules.Files}); err != nil {
 		return nil, fmt.Errorf("rules: %w", err)
 	}
 	s.OnReload(func() error { _, err := s.Risk.Reload(); return err })
@@ -287,7 +299,8 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		Zones:            zones,
 		KeyGrace:         cfg.Security.KeyGrace.D(),
 		Cases:            s.Cases,
-	}, s.Journal, s.Queue, rt, s.Registry, s.Metrics, txnLog)
+		Logger:           txnLog,
+	}, s.Journal, s.Queue, rt, s.Registry, s.Metrics)
 	if err != nil {
 		return nil, err
 	}
@@ -298,7 +311,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		log.Warn().Int("records", n).Msg("recovered transactions left open by the last run")
 	}
 	for id, l := range s.links {
-		s.Queue.Register(id, adviceSender(l, s.Pipeline, log))
+		s.Queue.Register(id, s.adviceSender(l))
 	}
 	for _, l := range s.links {
 		l.OnLate = func(m *iso8583.Message) {
@@ -328,13 +341,14 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 				Uint64("fd_limit", fds).Msg("max_conns lowered to leave file descriptors for the admin server and the stores: raise the limit (ulimit -n, LimitNOFILE) or lower max_conns")
 		}
 		fc := frontend.Config{Name: lc.Name, Addr: lc.Addr, Dialect: d, IdleTimeout: lc.IdleTimeout.D(), MaxInFlightPerConn: lc.MaxInFlight,
-			MaxConns: maxConns[i], MaxConnsPerSource: min(lc.MaxConnsPerSource, maxConns[i]), FirstFrameTimeout: lc.FirstFrameTimeout.D()}
+			MaxConns: maxConns[i], MaxConnsPerSource: min(lc.MaxConnsPerSource, maxConns[i]), FirstFrameTimeout: lc.FirstFrameTimeout.D(),
+			Logger: log.With().Str("component", "frontend").Logger()}
 		if lc.TLS != nil {
 			if fc.TLS, err = tlsConfig(lc.TLS); err != nil {
 				return nil, fmt.Errorf("listener %s: %w", lc.Name, err)
 			}
 		}
-		l, err := frontend.Listen(fc, s.Pipeline, limit, log, s.Metrics)
+		l, err := frontend.Listen(fc, s.Pipeline, limit, s.Metrics)
 		if err != nil {
 			return nil, err
 		}

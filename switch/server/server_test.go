@@ -346,7 +346,7 @@ func TestMalformedInput(t *testing.T) {
 
 func TestIssuerDownAndSlow(t *testing.T) {
 	// A slow issuer: answers after 2 s, the switch waits 300 ms.
-	slow, err := issuersim.Start(issuersim.Config{Addr: "127.0.0.1:0", BIN: "411111", Latency: 2 * time.Second}, zerolog.Nop())
+	slow, err := issuersim.Start(issuersim.Config{Addr: "127.0.0.1:0", BIN: "411111", Latency: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
