@@ -33,9 +33,10 @@
 //
 // # Paths
 //
-// The routes are /api/v1/{resource}[/{id}[/{action}]], except the risk engine's,
-// which are still under /risk/ (rules, lists) until the CLI is moved; see the
-// route tables in registry.go, cases.go, keys.go, risk.go and switch.go.
+// Every route is /api/v1/{resource}[/{id}[/{action}]] (the risk engine's under
+// /api/v1/risk/), except the profiler's, at Go's usual /debug/pprof/; see the route
+// tables in registry.go, cases.go, keys.go, risk.go and switch.go.
+// TestEveryRouteNeedsAToken holds every route to this.
 //
 // # Loggers (the switch's one convention)
 //
