@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -528,22 +527,6 @@ func (e *Engine) Watch(ctx context.Context) error {
 			e.log.Error().Err(werr).Str("dir", e.dir).Msg("risk rules watcher")
 		case <-timer.C:
 			_, _ = e.Reload() // errors are logged and reported by Reload
-		}
-	}
-}
-
-// ReloadOnSignal reloads the rules on each of sigs (syscall.SIGHUP, as a
-// rule) until ctx is done.
-func (e *Engine) ReloadOnSignal(ctx context.Context, sigs ...os.Signal) {
-	ch := make(chan os.Signal, 1)
-	signal.Notify(ch, sigs...)
-	defer signal.Stop(ch)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-ch:
-			_, _ = e.Reload()
 		}
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -136,30 +135,6 @@ func TestWatchHotReloadGoodAndBadFile(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("Watch: %v", err)
-	}
-}
-
-func TestReloadOnSIGHUP(t *testing.T) {
-	dir := writeRules(t, map[string]string{"a.yaml": "rules:\n  - {id: a, condition: \"true\", action: alert}\n"})
-	var seen reloads
-	e, err := New(dir, Options{OnReload: seen.record})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go e.ReloadOnSignal(ctx, syscall.SIGHUP)
-	time.Sleep(50 * time.Millisecond)
-	if err := os.WriteFile(filepath.Join(dir, "a.yaml"), []byte(bigRound), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the SIGHUP reload", func() bool { n, _ := seen.counts(); return n == 1 })
-	if e.RuleSet().Rule("big-round") == nil {
-		t.Errorf("rules after SIGHUP: %v", e.RuleSet().Rules)
 	}
 }
 
