@@ -469,4 +469,3 @@ func CompareVersions(a, b string) (int, error) {
 	}
 	return compareVersion(a, mv), nil
 }
-
