@@ -70,6 +70,10 @@ type Config struct {
 	Breaker    Breaker    `yaml:"breaker"`
 	Reversals  Reversals  `yaml:"reversals"`
 	Alerts     Alerts     `yaml:"alerts"`
+
+	// Clock stamps the transactions (nil: time.Now). It is not read from the file:
+	// tests whose result depends on the day inject one.
+	Clock func() time.Time `yaml:"-"`
 }
 
 // Alerts configures what the registry's offline alert rules may do.

@@ -234,7 +234,12 @@ func TestVoidsAndRefunds(t *testing.T) {
 }
 
 func TestBatchTotalsAndSettlement(t *testing.T) {
-	f := startDemo(t, nil)
+	// The switch's clock reads noon of today in the acquirer's zone, running on: the
+	// transactions and the day settled below are that day even if midnight passes.
+	loc, _ := time.LoadLocation("Asia/Shanghai")
+	y, m, d := time.Now().In(loc).Date()
+	noon, began := time.Date(y, m, d, 12, 0, 0, 0, loc), time.Now()
+	f := startDemo(t, func(c *config.Config) { c.Clock = func() time.Time { return noon.Add(time.Since(began)) } })
 	var sum int64
 	var rrns []string
 	for _, a := range []int64{1000, 2000, 3000} {
@@ -266,8 +271,7 @@ func TestBatchTotalsAndSettlement(t *testing.T) {
 		t.Fatalf("matching totals: %+v", r)
 	}
 	// Settlement of the day adds up exactly.
-	loc, _ := time.LoadLocation("Asia/Shanghai")
-	out, code := f.cli(tokOperator, "settle", "--date", time.Now().In(loc).Format("2006-01-02"), "--json")
+	out, code := f.cli(tokOperator, "settle", "--date", noon.Format("2006-01-02"), "--json")
 	if code != 0 {
 		t.Fatal(out)
 	}

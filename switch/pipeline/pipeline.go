@@ -134,6 +134,9 @@ type Config struct {
 	// Cases receives the transactions the rules send to review or alert (nil: they
 	// are only logged).
 	Cases Cases
+	// Now is the clock that stamps the transactions (default time.Now): tests whose
+	// result depends on the day inject one, so that they cannot fail across midnight.
+	Now func() time.Time
 }
 
 // Pipeline processes terminal requests. It is safe for concurrent use.
@@ -194,10 +197,13 @@ func New(cfg Config, j Journal, q Queue, routes Routes, terms Terminals, m *metr
 	if cfg.KeyGrace <= 0 {
 		cfg.KeyGrace = 10 * time.Minute
 	}
-	p := &Pipeline{cfg: cfg, journal: j, queue: q, routes: routes, terminals: terms, metrics: m, log: log, now: time.Now, seal: s,
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	p := &Pipeline{cfg: cfg, journal: j, queue: q, routes: routes, terminals: terms, metrics: m, log: log, now: cfg.Now, seal: s,
 		hsm: cfg.HSM, risk: cfg.Risk, zones: cfg.Zones, keyGrace: cfg.KeyGrace,
 		dups: newDupTable(), early: newEarlyReversals(cfg.DupWindow, 100_000), open: newInflight(), standIn: newStandInBook(), stop: make(chan struct{}),
-		recent: newRecentKeys(cfg.DupWindow, 5_000_000, time.Now())}
+		recent: newRecentKeys(cfg.DupWindow, 5_000_000, cfg.Now())}
 	key := append([]byte(nil), cfg.CardHashKey...)
 	p.hashers.New = func() any { return hmac.New(sha256.New, key) }
 	// The filter of recent requests starts empty: until it has seen a whole window,
@@ -207,7 +213,7 @@ func New(cfg Config, j Journal, q Queue, routes Routes, terms Terminals, m *metr
 	if err != nil {
 		return nil, fmt.Errorf("pipeline: %w", err)
 	}
-	if now := time.Now(); now.Sub(last) > cfg.DupWindow {
+	if now := cfg.Now(); now.Sub(last) > cfg.DupWindow {
 		p.recent.started = now.Add(-cfg.DupWindow - time.Second)
 	}
 	return p, nil

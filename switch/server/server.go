@@ -258,6 +258,7 @@ func New(cfg *config.Config, log zerolog.Logger) (_ *Server, err error) {
 		Zones:            zones,
 		KeyGrace:         cfg.Security.KeyGrace.D(),
 		Cases:            s.Cases,
+		Now:              cfg.Clock,
 	}, s.Journal, s.Queue, rt, s.Registry, s.Metrics, txnLog)
 	if err != nil {
 		return nil, err
