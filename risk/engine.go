@@ -486,6 +486,9 @@ func (e *Engine) Reload() (*RuleSet, error) {
 	return rs, nil
 }
 
+// watchingMsg is logged once Watch sees the changes to the rules directory.
+const watchingMsg = "rules directory watched"
+
 // Watch reloads the rules whenever a rule file in the directory is created,
 // written, renamed or removed, once the events have settled (Options.Debounce).
 // A bad file is reported through the logger and OnReload and the previous
@@ -505,6 +508,8 @@ func (e *Engine) Watch(ctx context.Context) error {
 	if err := w.Add(e.dir); err != nil {
 		return fmt.Errorf("watch rules directory %s: %w", e.dir, err)
 	}
+	// From here on a change is seen: tests wait for this line before they write.
+	e.log.Info().Str("dir", e.dir).Msg(watchingMsg)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
