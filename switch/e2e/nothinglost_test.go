@@ -125,7 +125,9 @@ func TestReversalsReachTheIssuer(t *testing.T) {
 	if rec.Type != "reversal" || rec.OriginalRRN != "" {
 		t.Fatalf("unknown original: %+v", rec)
 	}
-	time.Sleep(200 * time.Millisecond)
+	// Reversals reach the issuer through the store-and-forward queue: once it is
+	// empty, a second reversal forwarded would be in the ledger.
+	waitFor(t, "the store-and-forward queue to empty", func() bool { return f.s.Queue.Len("") == 0 })
 	if n := f.s.DemoSim.Ledger()[orig.RRN].Reversals; n != 1 {
 		t.Fatalf("the issuer got %d reversals for one original", n)
 	}
@@ -294,7 +296,8 @@ func TestStandInWhenIssuerDown(t *testing.T) {
 	})
 	waitUp(t, func() bool { r := f.send(card("4111111111111111", 100)); return r.RC == "00" && r.AuthCode[0] != 'S' })
 	sim.Close() // the issuer goes away
-	time.Sleep(100 * time.Millisecond)
+	// The link's failed reconnect is logged once it has seen the connection go.
+	waitFor(t, "the switch to see the issuer gone", func() bool { return contains(f.logs.String(), `"message":"issuer link"`) })
 	r1 := f.send(card("4111111111111111", 30000))
 	if r1.RC != "00" || r1.AuthCode[0] != 'S' {
 		t.Fatalf("stand-in approval: %+v", r1)
