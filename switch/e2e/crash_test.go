@@ -43,7 +43,11 @@ func switchyardBinary(t *testing.T) string {
 			return
 		}
 		binPath = filepath.Join(dir, "switchyard")
-		out, err := exec.Command("go", "build", "-o", binPath, "../../cmd/switchyard").CombinedOutput()
+		args := []string{"build", "-o", binPath}
+		if raceEnabled {
+			args = append(args, "-race")
+		}
+		out, err := exec.Command("go", append(args, "../../cmd/switchyard")...).CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
 		}
