@@ -9,7 +9,7 @@ FUZZTIME ?= 300000x
 FUZZTIME_HSM ?= 100000x
 BENCHTIME ?= 30s
 
-.PHONY: build install run test fuzz bench bench-faults bench-go vet fmt clean
+.PHONY: build install run test tidy-check fuzz bench bench-faults bench-go vet fmt clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/switchyard
@@ -22,12 +22,19 @@ install:
 run: build
 	./$(BIN) serve --demo --data ./data --log-format console
 
-## test: vet, unit and integration tests, a brief fuzz of the decoders, the rule pack's tests
-test: build
+## test: go.mod tidy, vet, unit and integration tests under the race detector, a brief
+## fuzz of the decoders, the rule pack's tests. Under -race the few long simulation loops
+## run a trimmed size (see risk/race_test.go); `make test RACE=` runs them in full, without it.
+RACE ?= -race
+test: build tidy-check
 	$(GO) vet ./...
-	$(GO) test -count=1 ./...
+	$(GO) test $(RACE) -count=1 ./...
 	$(MAKE) --no-print-directory fuzz
 	@if [ -d rules ] && ls rules/*.yaml >/dev/null 2>&1; then ./$(BIN) rules test rules; fi
+
+## tidy-check: fail when `go mod tidy` would change go.mod or go.sum
+tidy-check:
+	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy" >&2; exit 1; }
 
 ## fuzz: each fuzz target for FUZZTIME
 fuzz:

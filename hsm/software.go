@@ -14,10 +14,10 @@ import (
 
 	"github.com/switchyard/switchyard/hsm/cvv"
 	"github.com/switchyard/switchyard/hsm/dukpt"
-	"github.com/switchyard/switchyard/internal/sym"
 	"github.com/switchyard/switchyard/hsm/kcv"
 	"github.com/switchyard/switchyard/hsm/mac"
 	"github.com/switchyard/switchyard/hsm/tr31"
+	"github.com/switchyard/switchyard/internal/sym"
 )
 
 // LMKLength is the length of the local master key: AES-256.

@@ -9,9 +9,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/switchyard/switchyard/internal/sym"
 	"github.com/switchyard/switchyard/hsm/kcv"
 	"github.com/switchyard/switchyard/hsm/tr31"
+	"github.com/switchyard/switchyard/internal/sym"
 )
 
 // kek resolves a KEK for wrapping (export) or unwrapping (import).

@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/switchyard/switchyard/internal/sym"
 	"github.com/switchyard/switchyard/hsm/mac"
+	"github.com/switchyard/switchyard/internal/sym"
 )
 
 func checkMACKey(rec KeyRecord, l *loaded, generate bool) error {

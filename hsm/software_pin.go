@@ -7,9 +7,9 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/switchyard/switchyard/internal/sym"
 	"github.com/switchyard/switchyard/hsm/pinblock"
 	"github.com/switchyard/switchyard/hsm/tr31"
+	"github.com/switchyard/switchyard/internal/sym"
 )
 
 // checkPINKey checks a key may encrypt (enc) or decrypt PIN blocks.

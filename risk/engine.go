@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -226,6 +225,9 @@ func (e *Engine) Reload() (*RuleSet, error) {
 	return rs, nil
 }
 
+// watchingMsg is logged once Watch sees the changes to the rules directory.
+const watchingMsg = "rules directory watched"
+
 // Watch reloads the rules whenever a rule file in the directory is created,
 // written, renamed or removed, once the events have settled (Options.Debounce).
 // A bad file is reported through the logger and OnReload and the previous
@@ -245,6 +247,8 @@ func (e *Engine) Watch(ctx context.Context) error {
 	if err := w.Add(e.dir); err != nil {
 		return fmt.Errorf("watch rules directory %s: %w", e.dir, err)
 	}
+	// From here on a change is seen: tests wait for this line before they write.
+	e.log.Info().Str("dir", e.dir).Msg(watchingMsg)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
@@ -267,22 +271,6 @@ func (e *Engine) Watch(ctx context.Context) error {
 			e.log.Error().Err(werr).Str("dir", e.dir).Msg("risk rules watcher")
 		case <-timer.C:
 			_, _ = e.Reload() // errors are logged and reported by Reload
-		}
-	}
-}
-
-// ReloadOnSignal reloads the rules on each of sigs (syscall.SIGHUP, as a
-// rule) until ctx is done.
-func (e *Engine) ReloadOnSignal(ctx context.Context, sigs ...os.Signal) {
-	ch := make(chan os.Signal, 1)
-	signal.Notify(ch, sigs...)
-	defer signal.Stop(ch)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-ch:
-			_, _ = e.Reload()
 		}
 	}
 }

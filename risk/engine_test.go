@@ -4,15 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/rs/zerolog"
 )
 
 func openDB(t testing.TB, dir string) *badger.DB {
@@ -73,7 +74,14 @@ func TestWatchHotReloadGoodAndBadFile(t *testing.T) {
 		}
 	}
 	var seen reloads
-	e, err := New(dir, Options{DB: openDB(t, t.TempDir()), Debounce: 50 * time.Millisecond, OnReload: seen.record})
+	watching := make(chan struct{})
+	var once sync.Once
+	log := zerolog.New(io.Discard).Hook(zerolog.HookFunc(func(_ *zerolog.Event, _ zerolog.Level, msg string) {
+		if msg == watchingMsg {
+			once.Do(func() { close(watching) })
+		}
+	}))
+	e, err := New(dir, Options{DB: openDB(t, t.TempDir()), Debounce: 50 * time.Millisecond, OnReload: seen.record, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +90,13 @@ func TestWatchHotReloadGoodAndBadFile(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- e.Watch(ctx) }()
-	time.Sleep(100 * time.Millisecond) // let the watcher start
+	select { // a file written before the watch is in place would go unseen
+	case <-watching:
+	case err := <-done:
+		t.Fatalf("Watch: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the watcher did not start")
+	}
 
 	in := purchase(500000)
 	if d := e.Evaluate(in); d.Action != ActionAllow {
@@ -136,30 +150,6 @@ func TestWatchHotReloadGoodAndBadFile(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("Watch: %v", err)
-	}
-}
-
-func TestReloadOnSIGHUP(t *testing.T) {
-	dir := writeRules(t, map[string]string{"a.yaml": "rules:\n  - {id: a, condition: \"true\", action: alert}\n"})
-	var seen reloads
-	e, err := New(dir, Options{OnReload: seen.record})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go e.ReloadOnSignal(ctx, syscall.SIGHUP)
-	time.Sleep(50 * time.Millisecond)
-	if err := os.WriteFile(filepath.Join(dir, "a.yaml"), []byte(bigRound), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the SIGHUP reload", func() bool { n, _ := seen.counts(); return n == 1 })
-	if e.RuleSet().Rule("big-round") == nil {
-		t.Errorf("rules after SIGHUP: %v", e.RuleSet().Rules)
 	}
 }
 
@@ -315,8 +305,33 @@ func TestConcurrentEvaluateObserveReload(t *testing.T) {
 	}
 	defer e.Close()
 	ins := benchInputs(2000, time.Now().Add(-time.Minute))
-	var wg sync.WaitGroup
-	stop := make(chan struct{})
+	// The rules reload over and over from before the first evaluation until after
+	// the last, so that every evaluation races a reload.
+	var wg, reloader sync.WaitGroup
+	stop, reloading := make(chan struct{}), make(chan struct{})
+	reloader.Add(1)
+	go func() {
+		defer reloader.Done()
+		for n := 0; ; n++ {
+			if n == 1 {
+				close(reloading)
+			}
+			select {
+			case <-stop:
+				return
+			default:
+				if _, err := e.Reload(); err != nil {
+					t.Error(err)
+					if n == 0 {
+						close(reloading)
+					}
+					return
+				}
+				_, _ = e.Lists().Add("tester", ListEntry{List: ListDeny, Kind: KindTerminal, Value: "T0000099"})
+			}
+		}
+	}()
+	<-reloading
 	for g := 0; g < 4; g++ {
 		wg.Add(1)
 		go func(g int) {
@@ -331,25 +346,9 @@ func TestConcurrentEvaluateObserveReload(t *testing.T) {
 			}
 		}(g)
 	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-				if _, err := e.Reload(); err != nil {
-					t.Error(err)
-					return
-				}
-				_, _ = e.Lists().Add("tester", ListEntry{List: ListDeny, Kind: KindTerminal, Value: "T0000099"})
-			}
-		}
-	}()
-	time.Sleep(200 * time.Millisecond)
-	close(stop)
 	wg.Wait()
+	close(stop)
+	reloader.Wait()
 	if st := e.Stats(); st.Evaluations < 2000 || st.RunErrors != 0 {
 		t.Errorf("stats %+v", st)
 	}

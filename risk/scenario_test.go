@@ -143,7 +143,7 @@ func simFraud(rng *rand.Rand, start time.Time, span time.Duration, count int) []
 
 func TestBenchScenarios(t *testing.T) {
 	tills, rate, span, runs := 100, 7.5, 3*time.Minute, 20
-	if testing.Short() {
+	if testing.Short() || raceEnabled {
 		tills, span, runs = 20, time.Minute, 6
 	}
 	for _, fixed := range []int{0, 100} {

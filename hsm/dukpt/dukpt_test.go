@@ -7,10 +7,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/switchyard/switchyard/internal/sym"
 	"github.com/switchyard/switchyard/hsm/internal/testvec"
 	"github.com/switchyard/switchyard/hsm/mac"
 	"github.com/switchyard/switchyard/hsm/pinblock"
+	"github.com/switchyard/switchyard/internal/sym"
 )
 
 const vectors = "../../testdata/vectors/crypto.json"

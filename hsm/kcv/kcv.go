@@ -10,8 +10,8 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/switchyard/switchyard/internal/sym"
 	"github.com/switchyard/switchyard/hsm/mac"
+	"github.com/switchyard/switchyard/internal/sym"
 )
 
 // Method is how a KCV was computed.

@@ -8,8 +8,8 @@ import (
 	"io"
 	"strings"
 
-	"github.com/switchyard/switchyard/internal/sym"
 	"github.com/switchyard/switchyard/hsm/mac"
+	"github.com/switchyard/switchyard/internal/sym"
 )
 
 // keys are the key block encryption and authentication keys derived from a KBPK.

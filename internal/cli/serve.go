@@ -91,6 +91,9 @@ func runServe(env *Env, args []string) int {
 	sig := make(chan os.Signal, 4)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sig)
+	// Logged once the handlers are in place: a supervisor (or a test) that signals
+	// before this line may find the default action, which for SIGHUP is to exit.
+	log.Info().Msg("serving: SIGHUP reloads, SIGTERM or SIGINT drains")
 	for {
 		select {
 		case <-env.Ctx.Done():

@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/switchyard/switchyard/switch/admin"
 	"github.com/switchyard/switchyard/switch/journal"
@@ -70,6 +70,10 @@ type Config struct {
 	Breaker    Breaker    `yaml:"breaker"`
 	Reversals  Reversals  `yaml:"reversals"`
 	Alerts     Alerts     `yaml:"alerts"`
+
+	// Clock stamps the transactions (nil: time.Now). It is not read from the file:
+	// tests whose result depends on the day inject one.
+	Clock func() time.Time `yaml:"-"`
 }
 
 // Alerts configures what the registry's offline alert rules may do.

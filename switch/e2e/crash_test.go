@@ -2,14 +2,15 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -40,7 +41,11 @@ func switchyardBinary(t *testing.T) string {
 			return
 		}
 		binPath = filepath.Join(dir, "switchyard")
-		out, err := exec.Command("go", "build", "-o", binPath, "../../cmd/switchyard").CombinedOutput()
+		args := []string{"build", "-o", binPath}
+		if raceEnabled {
+			args = append(args, "-race")
+		}
+		out, err := exec.Command("go", append(args, "../../cmd/switchyard")...).CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
 		}
@@ -49,15 +54,6 @@ func switchyardBinary(t *testing.T) string {
 		t.Fatal(buildErr)
 	}
 	return binPath
-}
-
-func freePort(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // switchProc is the switch as a process of its own.
@@ -71,6 +67,11 @@ type switchProc struct {
 	runs      int
 }
 
+// start starts the switch and returns once it serves: /readyz answers 200 and the
+// switch has logged that its signal handlers are installed (a SIGHUP before that
+// would find the default action and kill it). The first run binds port 0; the
+// addresses it got are read back from its log and written into the configuration,
+// so that a restart comes back where the terminals know it.
 func (p *switchProc) start() {
 	p.t.Helper()
 	p.runs++
@@ -84,19 +85,58 @@ func (p *switchProc) start() {
 		p.t.Fatal(err)
 	}
 	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get("http://" + p.adminAddr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
-		}
+	for !p.serving(logf.Name()) {
 		if time.Now().After(deadline) {
 			p.t.Fatalf("switch not ready; see %s", logf.Name())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	if p.runs == 1 {
+		b, err := os.ReadFile(p.cfg)
+		if err != nil {
+			p.t.Fatal(err)
+		}
+		// The listener comes before the admin server in the configurations below.
+		cfg := strings.Replace(string(b), `addr: "127.0.0.1:0"`, `addr: "`+p.termAddr+`"`, 1)
+		cfg = strings.Replace(cfg, `addr: "127.0.0.1:0"`, `addr: "`+p.adminAddr+`"`, 1)
+		if err := os.WriteFile(p.cfg, []byte(cfg), 0o600); err != nil {
+			p.t.Fatal(err)
+		}
+	}
+}
+
+// serving reads the switch's log for the addresses of the ascii listener and the
+// admin server and for the line that says its signal handlers are in place, and
+// reports whether all three are there and /readyz answers 200.
+func (p *switchProc) serving(logFile string) bool {
+	b, err := os.ReadFile(logFile)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	handlers := false
+	for _, line := range strings.Split(string(b), "\n") {
+		var l struct{ Message, Listener, Addr string }
+		if json.Unmarshal([]byte(line), &l) != nil {
+			continue
+		}
+		switch {
+		case l.Message == "terminal listener started" && l.Listener == "ascii":
+			p.termAddr = l.Addr
+		case l.Message == "admin server started":
+			p.adminAddr = l.Addr
+		case strings.HasPrefix(l.Message, "serving: "):
+			handlers = true
+		}
+	}
+	if !handlers || p.termAddr == "" || p.adminAddr == "" {
+		return false
+	}
+	resp, err := http.Get("http://" + p.adminAddr + "/readyz")
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
 }
 
 func (p *switchProc) kill() {
@@ -205,7 +245,7 @@ func TestCrashReconciles(t *testing.T) {
 	}
 	defer sim.Close()
 	dir := t.TempDir()
-	p := &switchProc{t: t, bin: bin, dir: dir, termAddr: freePort(t), adminAddr: freePort(t)}
+	p := &switchProc{t: t, bin: bin, dir: dir}
 	p.cfg = filepath.Join(dir, "switch.yaml")
 	cfg := fmt.Sprintf(`demo: true
 data_dir: %s
@@ -216,7 +256,7 @@ admin: {addr: "%s"}
 demo_issuer: {external: "%s", timeout: 300ms}
 shutdown: {drain_timeout: 20s}
 security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504154482d48415348"}
-`, filepath.Join(dir, "data"), p.termAddr, p.adminAddr, sim.Addr())
+`, filepath.Join(dir, "data"), "127.0.0.1:0", "127.0.0.1:0", sim.Addr())
 	if err := os.WriteFile(p.cfg, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -21,7 +21,7 @@ import (
 func subprocessSwitch(t *testing.T, sim *issuersim.Sim, extra string) *switchProc {
 	t.Helper()
 	dir := t.TempDir()
-	p := &switchProc{t: t, bin: switchyardBinary(t), dir: dir, termAddr: freePort(t), adminAddr: freePort(t)}
+	p := &switchProc{t: t, bin: switchyardBinary(t), dir: dir}
 	p.cfg = filepath.Join(dir, "switch.yaml")
 	cfg := fmt.Sprintf(`demo: true
 data_dir: %s
@@ -33,7 +33,7 @@ admin:
 demo_issuer: {external: "%s", timeout: 5s}
 shutdown: {drain_timeout: 10s}
 security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504154482d48415348"}
-%s`, filepath.Join(dir, "data"), p.termAddr, p.adminAddr, filepath.Join(dir, "tokens.yaml"), sim.Addr(), extra)
+%s`, filepath.Join(dir, "data"), "127.0.0.1:0", "127.0.0.1:0", filepath.Join(dir, "tokens.yaml"), sim.Addr(), extra)
 	if err := os.WriteFile(filepath.Join(dir, "tokens.yaml"), []byte("- {name: ops, role: operator, token: ops-token-1}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}

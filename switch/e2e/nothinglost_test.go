@@ -123,7 +123,9 @@ func TestReversalsReachTheIssuer(t *testing.T) {
 	if rec.Type != "reversal" || rec.OriginalRRN != "" {
 		t.Fatalf("unknown original: %+v", rec)
 	}
-	time.Sleep(200 * time.Millisecond)
+	// Reversals reach the issuer through the store-and-forward queue: once it is
+	// empty, a second reversal forwarded would be in the ledger.
+	waitFor(t, "the store-and-forward queue to empty", func() bool { return f.s.Queue.Len("") == 0 })
 	if n := f.sim().Ledger()[orig.RRN].Reversals; n != 1 {
 		t.Fatalf("the issuer got %d reversals for one original", n)
 	}
@@ -232,7 +234,12 @@ func TestVoidsAndRefunds(t *testing.T) {
 }
 
 func TestBatchTotalsAndSettlement(t *testing.T) {
-	f := startDemo(t, nil)
+	// The switch's clock reads noon of today in the acquirer's zone, running on: the
+	// transactions and the day settled below are that day even if midnight passes.
+	loc, _ := time.LoadLocation("Asia/Shanghai")
+	y, m, d := time.Now().In(loc).Date()
+	noon, began := time.Date(y, m, d, 12, 0, 0, 0, loc), time.Now()
+	f := startDemo(t, func(c *config.Config) { c.Clock = func() time.Time { return noon.Add(time.Since(began)) } })
 	var sum int64
 	var rrns []string
 	for _, a := range []int64{1000, 2000, 3000} {
@@ -264,8 +271,7 @@ func TestBatchTotalsAndSettlement(t *testing.T) {
 		t.Fatalf("matching totals: %+v", r)
 	}
 	// Settlement of the day adds up exactly.
-	loc, _ := time.LoadLocation("Asia/Shanghai")
-	out, code := f.cli(tokOperator, "settle", "--date", time.Now().In(loc).Format("2006-01-02"), "--json")
+	out, code := f.cli(tokOperator, "settle", "--date", noon.Format("2006-01-02"), "--json")
 	if code != 0 {
 		t.Fatal(out)
 	}
@@ -288,7 +294,8 @@ func TestStandInWhenIssuerDown(t *testing.T) {
 	})
 	waitUp(t, func() bool { r := f.send(card("4111111111111111", 100)); return r.RC == "00" && r.AuthCode[0] != 'S' })
 	sim.Close() // the issuer goes away
-	time.Sleep(100 * time.Millisecond)
+	// The link's failed reconnect is logged once it has seen the connection go.
+	waitFor(t, "the switch to see the issuer gone", func() bool { return contains(f.logs.String(), `"message":"issuer link"`) })
 	r1 := f.send(card("4111111111111111", 30000))
 	if r1.RC != "00" || r1.AuthCode[0] != 'S' {
 		t.Fatalf("stand-in approval: %+v", r1)

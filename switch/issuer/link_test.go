@@ -96,13 +96,14 @@ type gateWriter struct {
 	buf     bytes.Buffer
 	entered chan struct{}
 	gate    chan struct{}
+	wrote   chan struct{} // a write has returned
 }
 
 func (w *gateWriter) Write(p []byte) (int, error) {
 	w.entered <- struct{}{}
 	<-w.gate
 	w.mu.Lock()
-	defer w.mu.Unlock()
+	defer func() { w.mu.Unlock(); w.wrote <- struct{}{} }()
 	return w.buf.Write(p)
 }
 
@@ -117,7 +118,7 @@ func msg(t *testing.T, stan string) *iso8583.Message {
 // a kick for bytes already written (an empty flush), then a message appended while the
 // next write is in progress.
 func TestCoalescingWriterStaleKick(t *testing.T) {
-	w := &gateWriter{entered: make(chan struct{}, 10), gate: make(chan struct{}, 10)}
+	w := &gateWriter{entered: make(chan struct{}, 10), gate: make(chan struct{}, 10), wrote: make(chan struct{}, 10)}
 	cw := newCoalescingWriter()
 	send := func(stan string) {
 		if err := cw.WriteMessage(w, msg(t, stan)); err != nil {
@@ -126,17 +127,20 @@ func TestCoalescingWriterStaleKick(t *testing.T) {
 	}
 	send("000001")
 	<-w.entered
-	w.gate <- struct{}{} // first write done
-	time.Sleep(10 * time.Millisecond)
-	cw.kick <- struct{}{} // a stale kick: the flusher finds nothing to write
-	time.Sleep(10 * time.Millisecond)
+	w.gate <- struct{}{}
+	<-w.wrote // first write done
+	// A stale kick: the flusher finds nothing to write. The second send returns once
+	// the flusher has taken the first (the channel holds one).
+	cw.kick <- struct{}{}
+	cw.kick <- struct{}{}
 	send("000002")
 	<-w.entered    // the write of 000002 is in progress...
 	send("000003") // ...when 000003 is appended
 	w.gate <- struct{}{}
 	<-w.entered
 	w.gate <- struct{}{}
-	time.Sleep(10 * time.Millisecond)
+	<-w.wrote
+	<-w.wrote // the writes of 000002 and 000003 are done
 	w.mu.Lock()
 	raw := w.buf.Bytes()
 	var stans []string

@@ -62,7 +62,10 @@ func TestOutageDown(t *testing.T) {
 	}
 	defer open.Close()
 	deadline := time.Now().Add(5 * time.Second)
-	for len(s.connsOpen()) == 0 && time.Now().Before(deadline) {
+	for len(s.connsOpen()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the simulator did not register the open connection")
+		}
 		time.Sleep(time.Millisecond)
 	}
 	if err := s.StartOutage(OutageDown); err != nil {

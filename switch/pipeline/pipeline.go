@@ -185,7 +185,8 @@ type Config struct {
 	// Cases receives the transactions the rules send to review or alert (nil: they
 	// are only logged).
 	Cases Cases
-	// Now is the clock (default time.Now); tests inject one.
+	// Now is the clock that stamps the transactions (default time.Now): tests whose
+	// result depends on the day inject one, so that they cannot fail across midnight.
 	Now func() time.Time
 	// Logger receives a line per transaction and the pipeline's errors, tagged by the
 	// wiring (component=pipeline); the zero value logs nothing.

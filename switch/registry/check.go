@@ -1,7 +1,6 @@
 package registry
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"net/netip"
@@ -481,76 +480,4 @@ func CompareVersions(a, b string) (int, error) {
 		return 0, err
 	}
 	return compareVersion(a, mv), nil
-}
-
-// ParseGL parses DE 48 GL ("lat,lon", decimal degrees).
-func ParseGL(s string) (GeoPoint, error) {
-	lat, lon, ok := strings.Cut(s, ",")
-	if !ok {
-		return GeoPoint{}, fmt.Errorf("GL %q: want lat,lon", s)
-	}
-	la, err1 := strconv.ParseFloat(strings.TrimSpace(lat), 64)
-	lo, err2 := strconv.ParseFloat(strings.TrimSpace(lon), 64)
-	g := GeoPoint{Lat: la, Lon: lo, Present: true}
-	if err1 != nil || err2 != nil || !g.valid() {
-		return GeoPoint{}, fmt.Errorf("GL %q: want lat in [-90,90] and lon in [-180,180] as decimal degrees", s)
-	}
-	return g, nil
-}
-
-// ParseAT parses DE 48 AT ("UNIXSECONDS:VERDICT"): it returns the attestation time
-// and whether the verdict is OK. A verdict other than OK or FAIL is an error.
-func ParseAT(s string) (time.Time, bool, error) {
-	secs, verdict, ok := strings.Cut(s, ":")
-	if !ok {
-		return time.Time{}, false, fmt.Errorf("AT %q: want UNIXSECONDS:VERDICT", s)
-	}
-	n, err := strconv.ParseInt(secs, 10, 64)
-	if err != nil || n < 0 {
-		return time.Time{}, false, fmt.Errorf("AT %q: %q is not a Unix time in seconds", s, secs)
-	}
-	switch verdict {
-	case "OK":
-		return time.Unix(n, 0).UTC(), true, nil
-	case "FAIL":
-		return time.Unix(n, 0).UTC(), false, nil
-	}
-	return time.Time{}, false, fmt.Errorf("AT %q: verdict %q: want OK or FAIL", s, verdict)
-}
-
-// KnownFindings are the DE 48 IF values of the terminal interface.
-var KnownFindings = []string{"root", "debugger", "hook", "emulator", "tamper", "malware", "devmode"}
-
-// ErrUnknownFinding is returned (wrapped) by ParseIF for a value not in KnownFindings.
-var ErrUnknownFinding = errors.New("unknown IF finding")
-
-// ParseIF splits DE 48 IF into findings ("" is clean: nil). Unknown values are kept
-// (Check treats any finding as a compromise) and reported with ErrUnknownFinding, so
-// the caller may log them.
-func ParseIF(s string) ([]string, error) {
-	if strings.TrimSpace(s) == "" {
-		return nil, nil
-	}
-	var out []string
-	var unknown []string
-	for _, f := range strings.Split(s, ",") {
-		f = strings.TrimSpace(f)
-		if f == "" {
-			continue
-		}
-		out = append(out, f)
-		known := false
-		for _, k := range KnownFindings {
-			if f == k {
-				known = true
-			}
-		}
-		if !known {
-			unknown = append(unknown, f)
-		}
-	}
-	if len(unknown) > 0 {
-		return out, fmt.Errorf("IF %q: %w: %s", s, ErrUnknownFinding, strings.Join(unknown, ","))
-	}
-	return out, nil
 }

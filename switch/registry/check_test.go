@@ -56,39 +56,6 @@ func TestCompareVersion(t *testing.T) {
 	}
 }
 
-func TestParseHelpers(t *testing.T) {
-	g, err := ParseGL("39.904200,116.407400")
-	if err != nil || !g.Present || g.Lat != 39.9042 || g.Lon != 116.4074 {
-		t.Errorf("ParseGL = %+v, %v", g, err)
-	}
-	for _, bad := range []string{"", "39.9", "91,0", "0,181", "a,b"} {
-		if _, err := ParseGL(bad); err == nil {
-			t.Errorf("ParseGL(%q): no error", bad)
-		}
-	}
-	at, ok, err := ParseAT("1777629600:OK")
-	if err != nil || !ok || at.Unix() != 1777629600 {
-		t.Errorf("ParseAT OK = %v %v %v", at, ok, err)
-	}
-	if _, ok, err := ParseAT("1777629600:FAIL"); err != nil || ok {
-		t.Errorf("ParseAT FAIL = %v %v", ok, err)
-	}
-	for _, bad := range []string{"1777629600", "x:OK", "1:MAYBE", "-5:OK"} {
-		if _, _, err := ParseAT(bad); err == nil {
-			t.Errorf("ParseAT(%q): no error", bad)
-		}
-	}
-	if f, err := ParseIF(""); f != nil || err != nil {
-		t.Errorf("ParseIF(\"\") = %v, %v; want clean", f, err)
-	}
-	if f, err := ParseIF("root,hook"); err != nil || strings.Join(f, "|") != "root|hook" {
-		t.Errorf("ParseIF(root,hook) = %v, %v", f, err)
-	}
-	if f, err := ParseIF("root,gremlin"); len(f) != 2 || err == nil {
-		t.Errorf("ParseIF(root,gremlin) = %v, %v; want both kept and an unknown-finding error", f, err)
-	}
-}
-
 // TestCheckEachRule runs every check refused and accepted on the demo fleet, on a
 // real Badger database.
 func TestCheckEachRule(t *testing.T) {

@@ -31,7 +31,10 @@ func TestLateAnswerToClosedTerminalIsReversed(t *testing.T) {
 	}
 	s := start(t, c, nil)
 	deadline := time.Now().Add(5 * time.Second)
-	for !s.links["slow"].Up() && time.Now().Before(deadline) {
+	for !s.links["slow"].Up() {
+		if time.Now().After(deadline) {
+			t.Fatal("the slow issuer did not sign on")
+		}
 		time.Sleep(20 * time.Millisecond)
 	}
 

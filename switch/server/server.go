@@ -300,6 +300,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		KeyGrace:         cfg.Security.KeyGrace.D(),
 		Cases:            s.Cases,
 		Logger:           txnLog,
+		Now:              cfg.Clock,
 	}, s.Journal, s.Queue, rt, s.Registry, s.Metrics)
 	if err != nil {
 		return nil, err

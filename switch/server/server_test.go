@@ -371,7 +371,10 @@ func TestIssuerDownAndSlow(t *testing.T) {
 
 	// Wait for the slow issuer's sign-on (it answers 0800 at once).
 	deadline := time.Now().Add(5 * time.Second)
-	for !s.links["slow"].Up() && time.Now().Before(deadline) {
+	for !s.links["slow"].Up() {
+		if time.Now().After(deadline) {
+			t.Fatal("the slow issuer did not sign on")
+		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	start := time.Now()
