@@ -260,9 +260,6 @@ func (s *Store) writer() {
 			batch = append(batch[:0], it)
 			gather()
 			s.write(batch)
-			if len(s.q) == 0 {
-				s.dropping.Store(false) // drained: log the next overflow again
-			}
 		case <-s.stop:
 			for { // nothing is queued after closed is set
 				batch = batch[:0]
@@ -300,6 +297,11 @@ func (s *Store) write(batch []item) {
 			s.failures.Inc()
 			s.log.Error().Err(err).Int("cases", len(cs)).Str("first_rrn", cs[0].RRN).Msg("review cases not stored")
 		}
+	}
+	if len(s.q) == 0 {
+		// Drained: log the next overflow again. Before the barriers are released, so
+		// that a Flush returns with the flag cleared.
+		s.dropping.Store(false)
 	}
 	for _, it := range batch {
 		if it.done != nil {
