@@ -43,7 +43,7 @@ func runJournal(env *Env, args []string) int {
 	}
 	q, err := api.QueryFromValues(func(k string) string {
 		return map[string]string{"tid": *tid, "mid": *mid, "rrn": *rrn, "from": inZone(*from, loc), "to": inZone(*to, loc)}[k]
-	}, time.Now())
+	}, time.Now(), loc)
 	if err != nil {
 		return fail(env, "journal: %v", err)
 	}

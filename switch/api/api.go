@@ -52,6 +52,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -84,8 +85,10 @@ type Options struct {
 	// switch); Lists the deny and allow lists (nil: Risk's).
 	Risk  *risk.Engine
 	Lists *risk.Lists
-	// Journal serves the transaction journal.
-	Journal *journal.Store
+	// Journal serves the transaction journal; a date in its queries (from, to) is a
+	// day of Location, the acquirer's zone (nil: UTC).
+	Journal  *journal.Store
+	Location *time.Location
 	// Settle builds the settlement report of a local day (YYYY-MM-DD); its
 	// errors are the caller's (400).
 	Settle func(ctx context.Context, date string) (any, error)

@@ -24,7 +24,7 @@ import (
 func (a *api) switchRoutes() {
 	o := a.o
 	if o.Journal != nil {
-		g := journalAPI{o.Journal}
+		g := journalAPI{o.Journal, o.Location}
 		a.route("GET /api/v1/journal", readers, nil, g.query)
 		a.route("GET /api/v1/journal/{rrn}", readers, nil, g.get)
 	}
@@ -52,7 +52,10 @@ func (a *api) switchRoutes() {
 	}
 }
 
-type journalAPI struct{ j *journal.Store }
+type journalAPI struct {
+	j   *journal.Store
+	loc *time.Location // the acquirer's zone: a date in a query is one of its days
+}
 
 func (g journalAPI) get(r *http.Request, _ admin.Principal) (any, error) {
 	rec, err := g.j.Get(r.PathValue("rrn"))
@@ -68,7 +71,7 @@ func (g journalAPI) get(r *http.Request, _ admin.Principal) (any, error) {
 // query streams the matching records as JSON lines; an error after the first line
 // is the last line, {"error": "..."}.
 func (g journalAPI) query(r *http.Request, _ admin.Principal) (any, error) {
-	q, err := QueryFromValues(r.URL.Query().Get, time.Now())
+	q, err := QueryFromValues(r.URL.Query().Get, time.Now(), g.loc)
 	if err != nil {
 		return nil, WithStatus(http.StatusBadRequest, err)
 	}
@@ -82,14 +85,15 @@ func (g journalAPI) query(r *http.Request, _ admin.Principal) (any, error) {
 	}), nil
 }
 
-// QueryFromValues builds a journal query from named values (tid, mid, rrn, from, to, limit).
-func QueryFromValues(get func(string) string, now time.Time) (journal.Query, error) {
+// QueryFromValues builds a journal query from named values (tid, mid, rrn, from, to,
+// limit); a date in from or to is a day of loc, the acquirer's zone.
+func QueryFromValues(get func(string) string, now time.Time, loc *time.Location) (journal.Query, error) {
 	q := journal.Query{TID: get("tid"), MID: get("mid"), RRN: get("rrn")}
 	var err error
-	if q.From, err = journal.ParseTime(get("from"), now); err != nil {
+	if q.From, err = journal.ParseTime(get("from"), now, loc); err != nil {
 		return q, err
 	}
-	if q.To, err = journal.ParseTime(get("to"), now); err != nil {
+	if q.To, err = journal.ParseTime(get("to"), now, loc); err != nil {
 		return q, err
 	}
 	if l := get("limit"); l != "" {

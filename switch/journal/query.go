@@ -150,16 +150,20 @@ func matches(r *Record, q Query) bool {
 		(q.From.IsZero() || !r.Received.Before(q.From)) && (q.To.IsZero() || r.Received.Before(q.To))
 }
 
-// ParseTime reads a query time: RFC 3339, a date (YYYY-MM-DD, UTC), or a duration
-// before now ("15m", "24h").
-func ParseTime(s string, now time.Time) (time.Time, error) {
+// ParseTime reads a query time: RFC 3339, a date (YYYY-MM-DD: its midnight in loc,
+// the acquirer's zone; nil is UTC), unix seconds, or a duration before now ("15m",
+// "24h").
+func ParseTime(s string, now time.Time, loc *time.Location) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, nil
 	}
 	if t, err := time.Parse(time.RFC3339, s); err == nil {
 		return t, nil
 	}
-	if t, err := time.Parse("2006-01-02", s); err == nil {
+	if loc == nil {
+		loc = time.UTC
+	}
+	if t, err := time.ParseInLocation("2006-01-02", s, loc); err == nil {
 		return t, nil
 	}
 	if d, err := time.ParseDuration(s); err == nil {

@@ -460,6 +460,7 @@ func (s *Server) startAdmin() error {
 		HSM:      s.HSM,
 		Risk:     s.Risk,
 		Journal:  s.Journal,
+		Location: loc,
 		Settle: func(ctx context.Context, date string) (any, error) {
 			return Settle(ctx, s.Journal, date, loc)
 		},
