@@ -65,7 +65,10 @@ type FaultResult struct {
 	Answered   int64 `json:"answered"`
 	Unanswered int64 `json:"unanswered"`
 	// Outside91 and OutsideAnswered are the 91s and the answers to authorizations whose
-	// request and answer both fall outside the outage; Share91 is their quotient.
+	// request and answer both fall outside the outage; Share91 is their quotient. The
+	// outage lasts, for this figure, until the first approval after the issuer's return
+	// (ReturnToApproval, a target of its own): the authorizations sent in between, while
+	// the links reconnect, are counted in Gap91 and GapAnswered instead.
 	Outside91       int64   `json:"outside_91"`
 	OutsideAnswered int64   `json:"outside_answered"`
 	Share91         float64 `json:"share_91_outside_outage"`
@@ -75,6 +78,8 @@ type FaultResult struct {
 	// are drawn at random, so the configured rates are only their expectation).
 	OutsideFaulty int64   `json:"outside_faulty"`
 	FaultShare    float64 `json:"fault_share_outside_outage"`
+	Gap91         int64   `json:"reconnect_gap_91"`
+	GapAnswered   int64   `json:"reconnect_gap_answered"`
 	// ReturnToApproval is the time from the issuer's return to the first approval a
 	// terminal received that the issuer gave (-1: none came).
 	ReturnToApproval time.Duration `json:"return_to_first_approval_ns"`
@@ -148,6 +153,7 @@ func reconcile(txns []faultTxn, ledger []issuersim.Entry, recs []*journal.Record
 	}
 	delivered := map[string]bool{} // RRNs a terminal received an approval for
 	afterEnd := tl.OutageEnd.Add(tl.AfterWindow)
+	var outside []*faultTxn
 	for i := range txns {
 		t := &txns[i]
 		fr.Sent++
@@ -166,13 +172,7 @@ func reconcile(txns []faultTxn, ledger []issuersim.Entry, recs []*journal.Record
 			continue
 		}
 		if t.Answered.Before(tl.OutageStart) || !t.Sent.Before(tl.OutageEnd) {
-			fr.OutsideAnswered++
-			if t.RC == message.RCIssuerUnavailable {
-				fr.Outside91++
-			}
-			if e := led[t.RRN]; e != nil && e.Fault != "" {
-				fr.OutsideFaulty++
-			}
+			outside = append(outside, t) // classified once the return to approval is known
 		}
 		if t.RC == message.RCApproved && issuerApproved(led[t.RRN]) {
 			if !t.Answered.Before(tl.OutageEnd) {
@@ -204,6 +204,27 @@ func reconcile(txns []faultTxn, ledger []issuersim.Entry, recs []*journal.Record
 			if ruled {
 				fr.RuleDeclinesAfter++
 			}
+		}
+	}
+	back := tl.OutageEnd
+	if fr.ReturnToApproval > 0 {
+		back = back.Add(fr.ReturnToApproval)
+	}
+	for _, t := range outside {
+		is91 := t.RC == message.RCIssuerUnavailable
+		if !t.Sent.Before(tl.OutageEnd) && t.Sent.Before(back) {
+			fr.GapAnswered++
+			if is91 {
+				fr.Gap91++
+			}
+			continue
+		}
+		fr.OutsideAnswered++
+		if is91 {
+			fr.Outside91++
+		}
+		if e := led[t.RRN]; e != nil && e.Fault != "" {
+			fr.OutsideFaulty++
 		}
 	}
 	if fr.OutsideAnswered > 0 {

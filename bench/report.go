@@ -627,6 +627,7 @@ func (fr *FaultResult) rptKVs() []rptKV {
 		{"requests sent / answered / unanswered", rptCount(fr.Sent) + " / " + rptCount(fr.Answered) + " / " + rptCount(fr.Unanswered)},
 		{"91s outside the outage", of(fr.Outside91, fr.OutsideAnswered)},
 		{"answers the issuer dropped or delayed, outside it", of(fr.OutsideFaulty, fr.OutsideAnswered)},
+		{"91s while the links reconnected after it", of(fr.Gap91, fr.GapAnswered)},
 		{"issuer's return to the first approval", secs(fr.ReturnToApproval)},
 	}
 	if fr.Kill {

@@ -38,7 +38,7 @@ type Config struct {
 	// Connections per endpoint (default 2).
 	Connections int
 	// ReconnectWait and MaxReconnectWait bound the reconnect backoff (defaults 100 ms
-	// and 2 s): a lost connection is tried again after ReconnectWait, then after twice
+	// and 1 s): a lost connection is tried again after ReconnectWait, then after twice
 	// as long each time, never more than MaxReconnectWait apart, so that an issuer that
 	// comes back after an outage of any length is used again within about
 	// MaxReconnectWait. Each try after the first waits up to a quarter of
@@ -56,7 +56,7 @@ type Config struct {
 // keep approvals away for long after the issuer is back (a 30 s cap once did: 16.6 s).
 const (
 	DefaultReconnectWait    = 100 * time.Millisecond
-	DefaultMaxReconnectWait = 2 * time.Second
+	DefaultMaxReconnectWait = time.Second
 )
 
 // warnEvery spaces the link's warnings about failed reconnects.
