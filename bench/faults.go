@@ -106,16 +106,12 @@ func RunFaults(ctx context.Context, o FaultOptions) (*Result, error) {
 	if err := o.defaults(); err != nil {
 		return nil, err
 	}
-	if o.WorkDir == "" {
-		d, err := os.MkdirTemp("", "switchyard-faults-")
-		if err != nil {
-			return nil, err
-		}
-		defer os.RemoveAll(d)
-		o.WorkDir = d
-	} else if err := os.MkdirAll(o.WorkDir, 0o755); err != nil {
-		return nil, fmt.Errorf("work directory: %w", err)
+	dir, cleanup, err := workDir(o.WorkDir, "switchyard-faults-")
+	if err != nil {
+		return nil, err
 	}
+	defer cleanup()
+	o.WorkDir = dir
 	simAddr, err := freeAddr()
 	if err != nil {
 		return nil, err

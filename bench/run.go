@@ -164,6 +164,22 @@ func waitReady(ctx context.Context, url string, p *proc) error {
 	return fmt.Errorf("%s not ready after 30 s: see %s", p.name, p.log.Name())
 }
 
+// workDir returns dir, created if need be, or a new temporary directory named after
+// prefix that cleanup removes (a dir given by the user is kept).
+func workDir(dir, prefix string) (_ string, cleanup func(), _ error) {
+	if dir == "" {
+		d, err := os.MkdirTemp("", prefix)
+		if err != nil {
+			return "", nil, err
+		}
+		return d, func() { os.RemoveAll(d) }, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", nil, fmt.Errorf("work directory: %w", err)
+	}
+	return dir, func() {}, nil
+}
+
 // waitApproving sends purchases until one is approved: the issuer link is signed on.
 func waitApproving(ctx context.Context, addr string) error {
 	deadline := time.Now().Add(30 * time.Second)
@@ -218,16 +234,12 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if o.Out == nil {
 		o.Out = io.Discard
 	}
-	if o.WorkDir == "" {
-		d, err := os.MkdirTemp("", "switchyard-bench-")
-		if err != nil {
-			return nil, err
-		}
-		defer os.RemoveAll(d)
-		o.WorkDir = d
-	} else if err := os.MkdirAll(o.WorkDir, 0o755); err != nil {
-		return nil, fmt.Errorf("work directory: %w", err)
+	dir, cleanup, err := workDir(o.WorkDir, "switchyard-bench-")
+	if err != nil {
+		return nil, err
 	}
+	defer cleanup()
+	o.WorkDir = dir
 	simAddr, err := freeAddr()
 	if err != nil {
 		return nil, err
