@@ -1,0 +1,212 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// Modes of Config.Mode.
+const (
+	// ModeEmbedded runs a nats-server with JetStream inside this process.
+	ModeEmbedded = "embedded"
+	// ModeExternal connects to an existing NATS cluster by URL.
+	ModeExternal = "external"
+)
+
+// Config is the `cluster:` section of a node's configuration. It is not wired
+// into switch/config yet; its keys are named as they will appear there.
+type Config struct {
+	// Mode is "embedded" or "external".
+	Mode string `yaml:"mode"`
+	// Embedded configures the nats-server this node runs (mode embedded).
+	Embedded Embedded `yaml:"embedded"`
+	// External configures the connection to an existing cluster (mode external).
+	External External `yaml:"external"`
+}
+
+// Embedded is the nats-server a node embeds. Three nodes with the same
+// cluster_name whose routes name each other form an R3 JetStream cluster.
+type Embedded struct {
+	// ServerName names this node in the cluster. It must be unique and must not
+	// change across restarts: JetStream identifies its Raft peers by it.
+	ServerName string `yaml:"server_name"`
+	// StoreDir is JetStream's store; empty means <data_dir>/jetstream (see ApplyDefaults).
+	StoreDir string `yaml:"store_dir"`
+	// ClientAddr is host:port of the NATS client port, for tools such as the
+	// nats CLI; port 0 picks a free port. The node itself connects in process.
+	ClientAddr string `yaml:"client_addr"`
+	// ClusterName is the cluster's name, the same on every node.
+	ClusterName string `yaml:"cluster_name"`
+	// ClusterAddr is host:port this node accepts routes on; port 0 picks a free
+	// port (useful only for a single node: peers must know it in advance).
+	ClusterAddr string `yaml:"cluster_addr"`
+	// Routes are the peers' route URLs (nats-route://host:port); listing this
+	// node's own route too is allowed, so every node can share one list. No
+	// routes means a standalone JetStream server (one node, R1 streams only);
+	// cluster_name and cluster_addr are then unused.
+	Routes []string `yaml:"routes"`
+}
+
+// External is the connection to a NATS cluster run by someone else.
+type External struct {
+	// URLs are the servers' client URLs (nats:// or tls://).
+	URLs []string `yaml:"urls"`
+	// TLSCAFile verifies the servers' certificates.
+	TLSCAFile string `yaml:"tls_ca_file"`
+	// TLSCertFile and TLSKeyFile are this node's client certificate (mutual TLS).
+	TLSCertFile string `yaml:"tls_cert_file"`
+	TLSKeyFile  string `yaml:"tls_key_file"`
+	// CredentialsFile is a NATS .creds file (user JWT and NKey seed).
+	CredentialsFile string `yaml:"credentials_file"`
+	// NKeySeedFile is a file holding a user NKey seed.
+	NKeySeedFile string `yaml:"nkey_seed_file"`
+	// TokenFile is a file holding an authorization token (mode 600).
+	TokenFile string `yaml:"token_file"`
+}
+
+// Default addresses of an embedded server: NATS's usual ports, on loopback for
+// the client port (remote tools should use the cluster's own TLS setup).
+const (
+	DefaultClientAddr  = "127.0.0.1:4222"
+	DefaultClusterAddr = "0.0.0.0:6222"
+)
+
+// ApplyDefaults fills what an embedded configuration leaves out; dataDir is the
+// node's data_dir.
+func (c *Config) ApplyDefaults(dataDir string) {
+	if c.Mode != ModeEmbedded {
+		return
+	}
+	e := &c.Embedded
+	if e.StoreDir == "" && dataDir != "" {
+		e.StoreDir = filepath.Join(dataDir, "jetstream")
+	}
+	if e.ClientAddr == "" {
+		e.ClientAddr = DefaultClientAddr
+	}
+	if e.ClusterAddr == "" {
+		e.ClusterAddr = DefaultClusterAddr
+	}
+}
+
+// Validate checks the configuration; each error names its key under "cluster.".
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("cluster.%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	switch c.Mode {
+	case ModeEmbedded:
+		c.Embedded.validate(bad)
+	case ModeExternal:
+		c.External.validate(bad)
+	default:
+		bad("mode", "%q is not embedded or external", c.Mode)
+	}
+	return errors.Join(errs...)
+}
+
+func (e *Embedded) validate(bad func(key, format string, args ...any)) {
+	if e.ServerName == "" {
+		bad("embedded.server_name", "required: JetStream identifies its peers by a name that survives restarts")
+	} else if strings.ContainsAny(e.ServerName, " \t\n.*>") {
+		bad("embedded.server_name", "%q has a space, '.', '*' or '>'", e.ServerName)
+	}
+	if e.StoreDir == "" {
+		bad("embedded.store_dir", "required (defaults to <data_dir>/jetstream)")
+	}
+	if _, err := parseHostPort(e.ClientAddr); err != nil {
+		bad("embedded.client_addr", "%v", err)
+	}
+	if len(e.Routes) == 0 {
+		return // a standalone JetStream server: no cluster listener, R1 streams only
+	}
+	if e.ClusterName == "" {
+		bad("embedded.cluster_name", "required with routes: JetStream clustering needs a fixed cluster name")
+	} else if strings.ContainsAny(e.ClusterName, " \t\n.*>") {
+		bad("embedded.cluster_name", "%q has a space, '.', '*' or '>'", e.ClusterName)
+	}
+	if _, err := parseHostPort(e.ClusterAddr); err != nil {
+		bad("embedded.cluster_addr", "%v", err)
+	}
+	seen := map[string]bool{}
+	for i, r := range e.Routes {
+		key := fmt.Sprintf("embedded.routes[%d]", i)
+		if _, err := parseRoute(r); err != nil {
+			bad(key, "%v", err)
+		}
+		if seen[r] {
+			bad(key, "%q is listed twice", r)
+		}
+		seen[r] = true
+	}
+}
+
+func (x *External) validate(bad func(key, format string, args ...any)) {
+	if len(x.URLs) == 0 {
+		bad("external.urls", "at least one server URL is required")
+	}
+	for i, s := range x.URLs {
+		u, err := url.Parse(s)
+		if err != nil || u.Host == "" || u.Path != "" && u.Path != "/" || u.RawQuery != "" {
+			bad(fmt.Sprintf("external.urls[%d]", i), "%q is not a URL like nats://host:4222", s)
+			continue
+		}
+		switch u.Scheme {
+		case "nats", "tls":
+		default:
+			bad(fmt.Sprintf("external.urls[%d]", i), "scheme %q is not nats or tls", u.Scheme)
+		}
+		if u.User != nil {
+			bad(fmt.Sprintf("external.urls[%d]", i), "carries a user or password: use credentials_file, nkey_seed_file or token_file")
+		}
+	}
+	if (x.TLSCertFile == "") != (x.TLSKeyFile == "") {
+		bad("external.tls_cert_file", "tls_cert_file and tls_key_file go together")
+	}
+	n := 0
+	for _, f := range []string{x.CredentialsFile, x.NKeySeedFile, x.TokenFile} {
+		if f != "" {
+			n++
+		}
+	}
+	if n > 1 {
+		bad("external", "give one of credentials_file, nkey_seed_file, token_file")
+	}
+}
+
+// parseHostPort checks host:port; port 0 means a port picked by the system.
+func parseHostPort(addr string) (int, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not host:port", addr)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 0 || p > 65535 {
+		return 0, fmt.Errorf("%q: port %q is not between 0 and 65535", addr, port)
+	}
+	if host == "" {
+		return 0, fmt.Errorf("%q has no host (use 0.0.0.0 for every interface)", addr)
+	}
+	return p, nil
+}
+
+// parseRoute checks a peer's route URL.
+func parseRoute(s string) (*url.URL, error) {
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" {
+		return nil, fmt.Errorf("%q is not a route URL like nats-route://host:6222", s)
+	}
+	if u.Scheme != "nats-route" && u.Scheme != "nats" {
+		return nil, fmt.Errorf("%q: scheme %q is not nats-route", s, u.Scheme)
+	}
+	if _, err := parseHostPort(u.Host); err != nil || u.Port() == "" || u.Port() == "0" {
+		return nil, fmt.Errorf("%q needs a host and a non-zero port", s)
+	}
+	return u, nil
+}

@@ -1,0 +1,75 @@
+package cluster
+
+import (
+	"strings"
+	"testing"
+)
+
+func validEmbedded() Config {
+	return Config{Mode: ModeEmbedded, Embedded: Embedded{
+		ServerName: "n1", StoreDir: "/var/lib/switchyard/jetstream",
+		ClientAddr: "127.0.0.1:4222", ClusterName: "sy", ClusterAddr: "0.0.0.0:6222",
+		Routes: []string{"nats-route://n1:6222", "nats-route://n2:6222", "nats-route://n3:6222"},
+	}}
+}
+
+func validExternal() Config {
+	return Config{Mode: ModeExternal, External: External{URLs: []string{"tls://nats1:4222", "nats://nats2:4222"}}}
+}
+
+func TestConfigValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  func(c *Config)
+		base func() Config
+		want string // "" means valid
+	}{
+		{"embedded ok", func(*Config) {}, validEmbedded, ""},
+		{"embedded standalone", func(c *Config) { c.Embedded.Routes = nil; c.Embedded.ClusterName = "" }, validEmbedded, ""},
+		{"external ok", func(*Config) {}, validExternal, ""},
+		{"external token", func(c *Config) { c.External.TokenFile = "/etc/sy/token" }, validExternal, ""},
+		{"mode", func(c *Config) { c.Mode = "raft" }, validEmbedded, `cluster.mode: "raft" is not embedded or external`},
+		{"mode empty", func(c *Config) { c.Mode = "" }, validEmbedded, `cluster.mode: "" is not`},
+		{"server name", func(c *Config) { c.Embedded.ServerName = "" }, validEmbedded, "cluster.embedded.server_name: required"},
+		{"server name dots", func(c *Config) { c.Embedded.ServerName = "n.1" }, validEmbedded, `cluster.embedded.server_name: "n.1" has`},
+		{"store dir", func(c *Config) { c.Embedded.StoreDir = "" }, validEmbedded, "cluster.embedded.store_dir: required"},
+		{"client addr", func(c *Config) { c.Embedded.ClientAddr = "4222" }, validEmbedded, `cluster.embedded.client_addr: "4222" is not host:port`},
+		{"client port", func(c *Config) { c.Embedded.ClientAddr = "h:70000" }, validEmbedded, "cluster.embedded.client_addr: \"h:70000\": port"},
+		{"cluster addr host", func(c *Config) { c.Embedded.ClusterAddr = ":6222" }, validEmbedded, "cluster.embedded.cluster_addr: \":6222\" has no host"},
+		{"cluster name", func(c *Config) { c.Embedded.ClusterName = "" }, validEmbedded, "cluster.embedded.cluster_name: required with routes"},
+		{"route scheme", func(c *Config) { c.Embedded.Routes[1] = "http://n2:6222" }, validEmbedded, `cluster.embedded.routes[1]: "http://n2:6222": scheme "http"`},
+		{"route port", func(c *Config) { c.Embedded.Routes[2] = "nats-route://n3" }, validEmbedded, "cluster.embedded.routes[2]: \"nats-route://n3\" needs a host and a non-zero port"},
+		{"route twice", func(c *Config) { c.Embedded.Routes[2] = c.Embedded.Routes[0] }, validEmbedded, "cluster.embedded.routes[2]: \"nats-route://n1:6222\" is listed twice"},
+		{"urls", func(c *Config) { c.External.URLs = nil }, validExternal, "cluster.external.urls: at least one"},
+		{"url", func(c *Config) { c.External.URLs[0] = "nats1:4222" }, validExternal, `cluster.external.urls[0]: "nats1:4222" is not a URL like nats://host:4222`},
+		{"url no host", func(c *Config) { c.External.URLs[1] = "nats://" }, validExternal, `cluster.external.urls[1]: "nats://" is not a URL`},
+		{"url password", func(c *Config) { c.External.URLs[0] = "nats://u:p@nats1:4222" }, validExternal, "cluster.external.urls[0]: carries a user or password"},
+		{"tls pair", func(c *Config) { c.External.TLSCertFile = "/c.pem" }, validExternal, "cluster.external.tls_cert_file: tls_cert_file and tls_key_file go together"},
+		{"two credentials", func(c *Config) { c.External.TokenFile = "/t"; c.External.CredentialsFile = "/c" }, validExternal, "cluster.external: give one of"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := tc.base()
+			tc.cfg(&c)
+			err := c.Validate()
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("valid config refused: %v", err)
+			case tc.want != "" && err == nil:
+				t.Fatalf("accepted; want %q", tc.want)
+			case tc.want != "" && !strings.Contains(err.Error(), tc.want):
+				t.Fatalf("error %q does not contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestApplyDefaults(t *testing.T) {
+	c := Config{Mode: ModeEmbedded, Embedded: Embedded{ServerName: "n1"}}
+	c.ApplyDefaults("/data")
+	if c.Embedded.StoreDir != "/data/jetstream" || c.Embedded.ClientAddr != DefaultClientAddr || c.Embedded.ClusterAddr != DefaultClusterAddr {
+		t.Fatalf("defaults: %+v", c.Embedded)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("a standalone node with defaults: %v", err)
+	}
+}

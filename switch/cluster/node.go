@@ -1,0 +1,379 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+)
+
+// Options are what Start takes besides the configuration.
+type Options struct {
+	// Logger receives this package's and the embedded nats-server's log.
+	Logger zerolog.Logger
+}
+
+// Timeouts of the lifecycle. The ready timeout applies when Start's context
+// has no deadline of its own.
+const (
+	defaultReadyTimeout = 30 * time.Second
+	connectTimeout      = 5 * time.Second
+	drainTimeout        = 5 * time.Second
+	jsPollInterval      = 50 * time.Millisecond
+	jsProbeTimeout      = 2 * time.Second
+)
+
+// ErrNoQuorum is wrapped by Publish when JetStream acknowledged nothing within
+// the deadline: the stream has no leader for want of a quorum of its replicas
+// (or, less likely in a configured cluster, no stream takes the subject). A
+// node that gets it must not approve: the write is not known to be durable.
+// Nor is it known to be lost: a surviving replica may hold it and commit it
+// when the quorum returns (TestThreeNodes sees this), so a retry must carry
+// the same Nats-Msg-Id for the stream to store it once.
+var ErrNoQuorum = errors.New("no JetStream acknowledgement: the stream has no quorum (or no stream takes this subject)")
+
+// Node is this process's place in the cluster: the embedded nats-server, if
+// any, and the client connection with its JetStream context. Close releases
+// both.
+type Node struct {
+	cfg Config
+	log zerolog.Logger
+	srv *server.Server // nil in external mode
+	nc  *nats.Conn
+	js  jetstream.JetStream
+
+	ncClosed  chan struct{} // closed by the connection's ClosedHandler
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Start validates cfg, starts the embedded server (mode embedded) and waits
+// until it is ready for connections, then connects to it in process, or
+// connects to the external cluster (mode external). It does not wait for
+// JetStream's quorum: call WaitJetStream for that. On error nothing is left
+// running.
+func Start(ctx context.Context, cfg Config, opts Options) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, log: opts.Logger, ncClosed: make(chan struct{})}
+	var err error
+	switch cfg.Mode {
+	case ModeEmbedded:
+		if n.srv, err = n.startServer(ctx, cfg.Embedded); err != nil {
+			return nil, err
+		}
+		n.nc, err = nats.Connect(n.srv.ClientURL(), append(n.connOptions(), nats.InProcessServer(n.srv))...)
+		if err != nil {
+			n.srv.Shutdown()
+			n.srv.WaitForShutdown()
+			return nil, fmt.Errorf("cluster: connect in process to the embedded NATS server %s: %w", cfg.Embedded.ServerName, err)
+		}
+	case ModeExternal:
+		copts, err := cfg.External.authOptions()
+		if err != nil {
+			return nil, err
+		}
+		urls := strings.Join(cfg.External.URLs, ",")
+		n.nc, err = nats.Connect(urls, append(n.connOptions(), copts...)...)
+		if err != nil {
+			return nil, fmt.Errorf("cluster: connect to the external NATS cluster at %s (cluster.external.urls): %w", urls, err)
+		}
+	}
+	if n.js, err = jetstream.New(n.nc); err != nil {
+		n.Close()
+		return nil, fmt.Errorf("cluster: JetStream context: %w", err)
+	}
+	n.log.Info().Str("mode", cfg.Mode).Str("server", n.nc.ConnectedServerName()).Msg("connected to NATS")
+	return n, nil
+}
+
+// connOptions are the client options of both modes: reconnect forever (the
+// node must resume by itself when its servers return), log the connection's
+// events, and signal its end to Close.
+func (n *Node) connOptions() []nats.Option {
+	name := "switchyard"
+	if n.cfg.Mode == ModeEmbedded {
+		name += "-" + n.cfg.Embedded.ServerName
+	}
+	return []nats.Option{
+		nats.Name(name),
+		nats.Timeout(connectTimeout),
+		nats.MaxReconnects(-1),
+		nats.DrainTimeout(drainTimeout),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				n.log.Warn().Err(err).Msg("NATS connection lost; reconnecting")
+			}
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) {
+			n.log.Info().Str("server", c.ConnectedUrlRedacted()).Msg("NATS connection restored")
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, s *nats.Subscription, err error) {
+			ev := n.log.Error().Err(err)
+			if s != nil {
+				ev = ev.Str("subject", s.Subject)
+			}
+			ev.Msg("NATS asynchronous error")
+		}),
+		nats.ClosedHandler(func(*nats.Conn) { close(n.ncClosed) }),
+	}
+}
+
+// startServer starts the embedded nats-server and waits until it accepts
+// client and route connections, or ctx ends.
+func (n *Node) startServer(ctx context.Context, e Embedded) (*server.Server, error) {
+	log := n.log
+	so := &server.Options{
+		ServerName: e.ServerName,
+		JetStream:  true,
+		StoreDir:   e.StoreDir,
+		NoSigs:     true, // the process's signals belong to switchyard serve
+	}
+	var err error
+	if so.Host, so.Port, err = hostPort(e.ClientAddr); err != nil {
+		return nil, fmt.Errorf("cluster.embedded.client_addr: %w", err)
+	}
+	if len(e.Routes) > 0 {
+		so.Cluster.Name = e.ClusterName
+		if so.Cluster.Host, so.Cluster.Port, err = hostPort(e.ClusterAddr); err != nil {
+			return nil, fmt.Errorf("cluster.embedded.cluster_addr: %w", err)
+		}
+		for i, r := range e.Routes {
+			u, err := parseRoute(r)
+			if err != nil {
+				return nil, fmt.Errorf("cluster.embedded.routes[%d]: %w", i, err)
+			}
+			so.Routes = append(so.Routes, u)
+		}
+	}
+	if err := os.MkdirAll(e.StoreDir, 0o700); err != nil {
+		return nil, fmt.Errorf("cluster.embedded.store_dir: %w", err)
+	}
+	s, err := server.NewServer(so)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: embedded NATS server %s: %w", e.ServerName, err)
+	}
+	bridge := &natsLogger{l: log}
+	s.SetLoggerV2(bridge, log.GetLevel() <= zerolog.DebugLevel, log.GetLevel() <= zerolog.TraceLevel, false)
+	// Start returns once the listeners' loops and JetStream (its store
+	// recovered) are started; those goroutines belong to the server, which
+	// counts them and joins them in Shutdown.
+	s.Start()
+	for !s.ReadyForConnections(100 * time.Millisecond) {
+		if ctx.Err() != nil || bridge.fatal.Load() != nil {
+			s.Shutdown()
+			s.WaitForShutdown()
+			why := "context ended"
+			if f := bridge.fatal.Load(); f != nil {
+				why = *f
+			}
+			return nil, fmt.Errorf("cluster: embedded NATS server %s (client %s, cluster %s) not ready for connections: %s",
+				e.ServerName, e.ClientAddr, e.ClusterAddr, why)
+		}
+	}
+	return s, nil
+}
+
+// hostPort splits addr into nats-server's host and port; port 0 becomes
+// nats-server's random port (its 0 means "the default port").
+func hostPort(addr string) (string, int, error) {
+	p, err := parseHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	host, _, _ := net.SplitHostPort(addr)
+	if p == 0 {
+		p = server.RANDOM_PORT
+	}
+	return host, p, nil
+}
+
+// authOptions reads the external mode's TLS and credential files.
+func (x External) authOptions() ([]nats.Option, error) {
+	var o []nats.Option
+	if x.TLSCAFile != "" {
+		if _, err := os.Stat(x.TLSCAFile); err != nil {
+			return nil, fmt.Errorf("cluster.external.tls_ca_file: %w", err)
+		}
+		o = append(o, nats.RootCAs(x.TLSCAFile))
+	}
+	if x.TLSCertFile != "" {
+		for key, f := range map[string]string{"tls_cert_file": x.TLSCertFile, "tls_key_file": x.TLSKeyFile} {
+			if _, err := os.Stat(f); err != nil {
+				return nil, fmt.Errorf("cluster.external.%s: %w", key, err)
+			}
+		}
+		o = append(o, nats.ClientCert(x.TLSCertFile, x.TLSKeyFile))
+	}
+	secret := func(key, f string) ([]byte, error) {
+		fi, err := os.Stat(f)
+		if err != nil {
+			return nil, fmt.Errorf("cluster.external.%s: %w", key, err)
+		}
+		if fi.Mode().Perm()&0o077 != 0 {
+			return nil, fmt.Errorf("cluster.external.%s: %s is readable by others (mode %v); chmod 600 it", key, f, fi.Mode().Perm())
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("cluster.external.%s: %w", key, err)
+		}
+		return b, nil
+	}
+	switch {
+	case x.CredentialsFile != "":
+		if _, err := secret("credentials_file", x.CredentialsFile); err != nil {
+			return nil, err
+		}
+		o = append(o, nats.UserCredentials(x.CredentialsFile))
+	case x.NKeySeedFile != "":
+		if _, err := secret("nkey_seed_file", x.NKeySeedFile); err != nil {
+			return nil, err
+		}
+		opt, err := nats.NkeyOptionFromSeed(x.NKeySeedFile)
+		if err != nil {
+			return nil, fmt.Errorf("cluster.external.nkey_seed_file: %w", err)
+		}
+		o = append(o, opt)
+	case x.TokenFile != "":
+		b, err := secret("token_file", x.TokenFile)
+		if err != nil {
+			return nil, err
+		}
+		tok := strings.TrimSpace(string(b))
+		if tok == "" {
+			return nil, fmt.Errorf("cluster.external.token_file: %s is empty", x.TokenFile)
+		}
+		o = append(o, nats.Token(tok))
+	}
+	return o, nil
+}
+
+// WaitJetStream waits until JetStream answers on this node's connection, which
+// in a cluster means the meta group has a leader (a quorum of its servers is
+// up), and, in embedded mode, this server has caught up with it. It polls
+// until ctx ends and then says what it last saw.
+func (n *Node) WaitJetStream(ctx context.Context) error {
+	t := time.NewTicker(jsPollInterval)
+	defer t.Stop()
+	var last error
+	for {
+		last = n.jetStreamReady(ctx)
+		if last == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("cluster: JetStream not ready on %s: %w (%v)", n.name(), last, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+func (n *Node) jetStreamReady(ctx context.Context) error {
+	pctx, cancel := context.WithTimeout(ctx, jsProbeTimeout)
+	defer cancel()
+	if _, err := n.js.AccountInfo(pctx); err != nil {
+		return fmt.Errorf("no meta leader answers (JetStream quorum lost?): %w", err)
+	}
+	if n.srv == nil {
+		return nil
+	}
+	if !n.srv.JetStreamIsCurrent() {
+		return errors.New("this server has not caught up with the meta leader")
+	}
+	if n.srv.JetStreamIsClustered() {
+		if leader := n.metaLeader(); leader == "" {
+			return errors.New("this server knows no meta leader")
+		}
+	}
+	return nil
+}
+
+// metaLeader is the embedded server's view of the JetStream meta leader.
+func (n *Node) metaLeader() string {
+	if n.srv == nil {
+		return ""
+	}
+	jsz, err := n.srv.Jsz(&server.JSzOptions{})
+	if err != nil || jsz.Meta == nil {
+		return ""
+	}
+	return jsz.Meta.Leader
+}
+
+func (n *Node) name() string {
+	if n.srv != nil {
+		return n.srv.Name()
+	}
+	if u, err := url.Parse(n.nc.ConnectedUrlRedacted()); err == nil && u.Host != "" {
+		return u.Host
+	}
+	return "the external NATS cluster"
+}
+
+// Publish publishes data to subject and waits for JetStream's acknowledgement
+// until ctx ends. msgID, when not empty, is the Nats-Msg-Id the stream
+// deduplicates on. A publish nobody acknowledged wraps ErrNoQuorum.
+func (n *Node) Publish(ctx context.Context, subject string, data []byte, msgID string) (*jetstream.PubAck, error) {
+	var opts []jetstream.PublishOpt
+	if msgID != "" {
+		opts = append(opts, jetstream.WithMsgID(msgID))
+	}
+	ack, err := n.js.Publish(ctx, subject, data, opts...)
+	if err == nil {
+		return ack, nil
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
+		return nil, fmt.Errorf("cluster: publish to %q: %w: %w", subject, ErrNoQuorum, err)
+	}
+	return nil, fmt.Errorf("cluster: publish to %q: %w", subject, err)
+}
+
+// JetStream is the node's JetStream context, for the stores built on this
+// package (journal, queues, buckets); the pipeline never sees it.
+func (n *Node) JetStream() jetstream.JetStream { return n.js }
+
+// Conn is the node's NATS connection.
+func (n *Node) Conn() *nats.Conn { return n.nc }
+
+// ServerName is this node's server name in embedded mode, or the name of the
+// server its connection is on in external mode.
+func (n *Node) ServerName() string {
+	if n.srv != nil {
+		return n.srv.Name()
+	}
+	return n.nc.ConnectedServerName()
+}
+
+// Close drains the connection (pending publishes and subscriptions finish, up
+// to the drain timeout), then shuts the embedded server down and waits until
+// all its goroutines have ended. It is safe to call more than once.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		if n.nc != nil {
+			if err := n.nc.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+				n.closeErr = fmt.Errorf("cluster: drain the NATS connection: %w", err)
+				n.nc.Close()
+			}
+			<-n.ncClosed // Drain closes the connection when done or at its timeout
+		}
+		if n.srv != nil {
+			n.srv.Shutdown()
+			n.srv.WaitForShutdown()
+		}
+		n.log.Info().Str("server", n.name()).Msg("left the NATS cluster")
+	})
+	return n.closeErr
+}

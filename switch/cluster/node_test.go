@@ -1,0 +1,321 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+)
+
+func testLogger(t *testing.T) zerolog.Logger {
+	return zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
+}
+
+func startNode(t *testing.T, ctx context.Context, cfg Config) *Node {
+	t.Helper()
+	n, err := Start(ctx, cfg, Options{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatalf("start %s: %v", cfg.Embedded.ServerName, err)
+	}
+	return n
+}
+
+// TestSingleNode: a standalone embedded node with JetStream stores an R1
+// stream's message and reads it back; Close joins the server.
+func TestSingleNode(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	cfg := Config{Mode: ModeEmbedded, Embedded: Embedded{ServerName: "solo", ClientAddr: "127.0.0.1:0"}}
+	cfg.ApplyDefaults(t.TempDir())
+	n := startNode(t, ctx, cfg)
+	defer n.Close()
+	if err := n.WaitJetStream(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.JetStream().CreateStream(ctx, jetstream.StreamConfig{Name: "J", Subjects: []string{"j.>"}, Replicas: 1}); err != nil {
+		t.Fatal(err)
+	}
+	ack, err := n.Publish(ctx, "j.1", []byte("hello"), "tx-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dup, err := n.Publish(ctx, "j.1", []byte("hello"), "tx-1"); err != nil || !dup.Duplicate || dup.Sequence != ack.Sequence {
+		t.Fatalf("the same Nats-Msg-Id again: %+v, %v; want a duplicate of seq %d", dup, err, ack.Sequence)
+	}
+	s, err := n.JetStream().Stream(ctx, "J")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := s.GetMsg(ctx, ack.Sequence)
+	if err != nil || string(m.Data) != "hello" || m.Subject != "j.1" {
+		t.Fatalf("read back: %+v, %v", m, err)
+	}
+	st, err := n.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Server != "solo" || len(st.Streams) != 1 || st.Streams[0].Name != "J" || st.Streams[0].Messages != 1 || st.Streams[0].Replicas != 1 {
+		t.Fatalf("status: %+v", st)
+	}
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Close(); err != nil {
+		t.Fatalf("second close: %v", err)
+	}
+}
+
+// TestStartPortInUse: a client port already taken fails Start with nats-server's reason.
+func TestStartPortInUse(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cfg := Config{Mode: ModeEmbedded, Embedded: Embedded{ServerName: "busy", ClientAddr: l.Addr().String(), StoreDir: t.TempDir()}}
+	_, err = Start(ctx, cfg, Options{Logger: zerolog.Nop()})
+	if err == nil || !strings.Contains(err.Error(), "not ready for connections") || !strings.Contains(err.Error(), l.Addr().String()) {
+		t.Fatalf("got %v; want a not-ready error naming %s", err, l.Addr())
+	}
+}
+
+// TestExternal connects by URL, with a token, to a NATS server already
+// running (embedded in the test), and refuses a bad URL, a bad token and a
+// token file readable by others, clearly.
+func TestExternal(t *testing.T) {
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true,
+		StoreDir: t.TempDir(), Authorization: "s3cret-token", NoSigs: true, ServerName: "ext"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Start()
+	defer func() { s.Shutdown(); s.WaitForShutdown() }()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("test server not ready")
+	}
+	dir := t.TempDir()
+	writeFile := func(name, data string, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(data), mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ext := func(url, tokenFile string) Config {
+		return Config{Mode: ModeExternal, External: External{URLs: []string{url}, TokenFile: tokenFile}}
+	}
+
+	n, err := Start(ctx, ext(s.ClientURL(), writeFile("good", "s3cret-token\n", 0o600)), Options{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if err := n.WaitJetStream(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.JetStream().CreateStream(ctx, jetstream.StreamConfig{Name: "X", Subjects: []string{"x"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Publish(ctx, "x", []byte("1"), ""); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := n.Status(ctx); err != nil || st.Server != "ext" || len(st.Streams) != 1 || st.Streams[0].Messages != 1 {
+		t.Fatalf("status: %+v, %v", st, err)
+	}
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadURL := "nats://" + l.Addr().String()
+	l.Close() // nothing listens there now
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		want []string
+	}{
+		{"nobody listens", ext(deadURL, ""), []string{"connect to the external NATS cluster at " + deadURL, "no servers available"}},
+		{"wrong token", ext(s.ClientURL(), writeFile("bad", "guess", 0o600)), []string{"connect to the external NATS cluster", "Authorization Violation"}},
+		{"no token", ext(s.ClientURL(), ""), []string{"Authorization Violation"}},
+		{"token file open", ext(s.ClientURL(), writeFile("open", "s3cret-token", 0o644)), []string{"cluster.external.token_file", "readable by others", "chmod 600"}},
+		{"token file missing", ext(s.ClientURL(), filepath.Join(dir, "none")), []string{"cluster.external.token_file", "no such file"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n, err := Start(ctx, tc.cfg, Options{Logger: zerolog.Nop()})
+			if err == nil {
+				n.Close()
+				t.Fatal("connected")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(strings.ToLower(err.Error()), strings.ToLower(w)) {
+					t.Errorf("error %q does not say %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+// reservePorts learns n free loopback ports by binding :0 listeners and
+// closing them. Unavoidable for routes: every node of a JetStream cluster must
+// be started with its peers' route URLs (nats-server refuses a JetStream
+// cluster without configured routes), so the ports must be known before any
+// node starts. Another process could take a port in between; the test then
+// fails at Start with "not ready for connections", and a rerun passes.
+func reservePorts(t *testing.T, n int) []int {
+	t.Helper()
+	var ports []int
+	var ls []net.Listener
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	for _, l := range ls {
+		l.Close()
+	}
+	return ports
+}
+
+// waitPublish publishes until JetStream acknowledges or ctx ends (a stream
+// electing a new leader refuses writes for a few seconds), and returns how
+// long it took. Each retry carries the same Nats-Msg-Id.
+func waitPublish(t *testing.T, ctx context.Context, n *Node, subj string) time.Duration {
+	t.Helper()
+	start := time.Now()
+	var last error
+	for ctx.Err() == nil {
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		_, last = n.Publish(pctx, subj, []byte(subj), subj) // one Nats-Msg-Id: a retry after a timeout stores once
+		cancel()
+		if last == nil {
+			return time.Since(start)
+		}
+	}
+	t.Fatalf("no publish to %s acknowledged within the deadline: %v", subj, last)
+	return 0
+}
+
+// TestThreeNodes: three embedded nodes form an R3 cluster; it keeps taking
+// writes with one node down, refuses them clearly with two down, and takes
+// them again, without restarting the survivor, once the two come back on
+// their store directories.
+func TestThreeNodes(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	ports := reservePorts(t, 3)
+	var routes []string
+	for _, p := range ports {
+		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
+	}
+	base := t.TempDir()
+	cfgs := make([]Config, 3)
+	for i := range cfgs {
+		cfgs[i] = Config{Mode: ModeEmbedded, Embedded: Embedded{
+			ServerName: fmt.Sprintf("n%d", i+1), StoreDir: filepath.Join(base, fmt.Sprintf("n%d", i+1)),
+			ClientAddr: "127.0.0.1:0", ClusterName: "sy", ClusterAddr: fmt.Sprintf("127.0.0.1:%d", ports[i]), Routes: routes,
+		}}
+	}
+	nodes := make([]*Node, 3)
+	defer func() {
+		for _, n := range nodes {
+			if n != nil {
+				n.Close()
+			}
+		}
+	}()
+	t0 := time.Now()
+	for i := range nodes {
+		nodes[i] = startNode(t, ctx, cfgs[i])
+	}
+	for _, n := range nodes {
+		if err := n.WaitJetStream(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("cluster formed, meta leader elected in %v", time.Since(t0).Round(time.Millisecond))
+	if _, err := nodes[0].JetStream().CreateStream(ctx, jetstream.StreamConfig{Name: "J", Subjects: []string{"j.>"}, Replicas: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nodes[0].Publish(ctx, "j.all", nil, ""); err != nil {
+		t.Fatal(err)
+	}
+	st, err := nodes[1].Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.MetaLeader == "" || len(st.Servers) != 3 || len(st.Streams) != 1 || st.Streams[0].Replicas != 3 || st.Streams[0].Leader == "" || len(st.Streams[0].Peers) != 2 {
+		t.Fatalf("status of a formed cluster: %+v", st)
+	}
+
+	// Down one node, the stream's leader (the harder case: a new election).
+	leader := st.Streams[0].Leader
+	idx := map[string]int{"n1": 0, "n2": 1, "n3": 2}
+	down1 := idx[leader]
+	survivor, down2 := (down1+1)%3, (down1+2)%3
+	if err := nodes[down1].Close(); err != nil {
+		t.Fatal(err)
+	}
+	nodes[down1] = nil
+	t.Logf("one node down (%s, the stream leader): a write acknowledged after %v", leader, waitPublish(t, ctx, nodes[survivor], "j.one-down").Round(time.Millisecond))
+
+	// Down a second: no quorum, so a publish fails within its timeout.
+	if err := nodes[down2].Close(); err != nil {
+		t.Fatal(err)
+	}
+	nodes[down2] = nil
+	pctx, pcancel := context.WithTimeout(ctx, time.Second)
+	start := time.Now()
+	_, err = nodes[survivor].Publish(pctx, "j.two-down", nil, "tx-two-down")
+	pcancel()
+	if took := time.Since(start); !errors.Is(err, ErrNoQuorum) || took > 2*time.Second {
+		t.Fatalf("publish with two of three down: %v after %v; want ErrNoQuorum within its 1s timeout", err, took)
+	}
+	t.Logf("two down: %v", err)
+
+	// Both come back on their store directories; the survivor, untouched, writes again.
+	for _, i := range []int{down1, down2} {
+		nodes[i] = startNode(t, ctx, cfgs[i])
+	}
+	t.Logf("two nodes restarted: the survivor's write acknowledged after %v", waitPublish(t, ctx, nodes[survivor], "j.back").Round(time.Millisecond))
+	s, err := nodes[survivor].JetStream().Stream(ctx, "J")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The refused write's outcome was unknown, not "not stored": the survivor
+	// had taken it into its log and it may land once the quorum returns. The
+	// retry with the same Nats-Msg-Id stores it exactly once either way.
+	if _, err := nodes[survivor].Publish(ctx, "j.two-down", nil, "tx-two-down"); err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, subj := range []string{"j.all", "j.one-down", "j.two-down", "j.back"} {
+		if _, err := s.GetLastMsgForSubject(ctx, subj); err != nil {
+			t.Errorf("%s lost: %v", subj, err)
+		}
+	}
+	if info.State.Msgs != 4 {
+		t.Errorf("stream holds %d messages, want 4 (each write once)", info.State.Msgs)
+	}
+}
