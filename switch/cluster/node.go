@@ -274,7 +274,12 @@ func (n *Node) WaitJetStream(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("cluster: JetStream not ready on %s: %w (%v)", n.name(), last, ctx.Err())
+			seen := ""
+			if n.srv != nil && len(n.cfg.Embedded.Routes) > 0 {
+				seen = fmt.Sprintf(" (this server is routed to %d other servers of %d routes configured; check that a majority of them runs and that cluster.embedded.routes reach them)",
+					n.srv.NumRemotes(), len(n.cfg.Embedded.Routes))
+			}
+			return fmt.Errorf("cluster: JetStream not ready on %s when the wait ended: %w%s", n.name(), last, seen)
 		case <-t.C:
 		}
 	}

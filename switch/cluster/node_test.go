@@ -258,11 +258,20 @@ func TestThreeNodes(t *testing.T) {
 	if _, err := nodes[0].Publish(ctx, "j.all", nil, ""); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := nodes[2].JetStream().CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "registry", Replicas: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nodes[1].JetStream().CreateOrUpdateConsumer(ctx, "J", jetstream.ConsumerConfig{Durable: "saf", AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
+		t.Fatal(err)
+	}
 	st, err := nodes[1].Status(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.MetaLeader == "" || len(st.Servers) != 3 || len(st.Streams) != 1 || st.Streams[0].Replicas != 3 || st.Streams[0].Leader == "" || len(st.Streams[0].Peers) != 2 {
+	if st.Server != "n2" || st.Cluster != "sy" || st.MetaLeader == "" || len(st.Servers) != 3 ||
+		len(st.Streams) != 1 || st.Streams[0].Replicas != 3 || st.Streams[0].Leader == "" || len(st.Streams[0].Peers) != 2 ||
+		len(st.Streams[0].Consumers) != 1 || st.Streams[0].Consumers[0].Pending != 1 ||
+		len(st.Buckets) != 1 || st.Buckets[0].Name != "registry" || st.Buckets[0].Replicas != 3 || st.Buckets[0].Leader == "" {
 		t.Fatalf("status of a formed cluster: %+v", st)
 	}
 
@@ -317,5 +326,35 @@ func TestThreeNodes(t *testing.T) {
 	}
 	if info.State.Msgs != 4 {
 		t.Errorf("stream holds %d messages, want 4 (each write once)", info.State.Msgs)
+	}
+}
+
+// TestWaitJetStreamNoQuorum: a node of a three-node cluster started alone has
+// no meta leader; WaitJetStream gives up when its context ends and says so.
+func TestWaitJetStreamNoQuorum(t *testing.T) {
+	ports := reservePorts(t, 3)
+	var routes []string
+	for _, p := range ports {
+		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	n, err := Start(ctx, Config{Mode: ModeEmbedded, Embedded: Embedded{ServerName: "alone", StoreDir: t.TempDir(),
+		ClientAddr: "127.0.0.1:0", ClusterName: "sy", ClusterAddr: fmt.Sprintf("127.0.0.1:%d", ports[0]), Routes: routes}},
+		Options{Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	wctx, wcancel := context.WithTimeout(ctx, time.Second)
+	defer wcancel()
+	start := time.Now()
+	err = n.WaitJetStream(wctx)
+	if err == nil || !strings.Contains(err.Error(), "JetStream not ready on alone") || time.Since(start) > 3*time.Second {
+		t.Fatalf("got %v after %v; want a clear not-ready error at the 1s deadline", err, time.Since(start))
+	}
+	t.Log(err)
+	if _, err := n.Status(wctx); err == nil {
+		t.Fatal("status without a meta leader succeeded")
 	}
 }
