@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -25,51 +26,50 @@ func nextID() int64 { return runID.Add(1) }
 // and 64 with one wait for the group's acks. An op is one record; µs-p50/p99
 // are per group (per record for sync). For R3 the publisher is connected to
 // a node that does not lead the stream (two nodes in three are), and to the
-// leader ("R3-leader"). "g8-par8" runs eight publishers at once, each in
+// leader ("R3-leader"); "-fsync" servers fsync every write (SyncAlways), as
+// the single-node journal does, where by default JetStream syncs every two
+// minutes and counts on the replicas. "g8-par8" runs eight publishers at once, each in
 // groups of 8, as concurrent transactions would.
 func BenchmarkPublish(b *testing.B) {
 	for _, setup := range []struct {
 		name     string
 		nodes    int
 		atLeader bool
-	}{{"R1", 1, true}, {"R3", 3, false}, {"R3-leader", 3, true}} {
+		fsync    bool
+	}{{"R1", 1, true, false}, {"R3", 3, false, false}, {"R3-leader", 3, true, false}, {"R1-fsync", 1, true, true}, {"R3-fsync", 3, false, true}} {
 		// One cluster per setup, stopped before the next starts.
-		b.Run(setup.name, func(b *testing.B) { benchPublish(b, setup.nodes, setup.atLeader) })
-	}
-}
-
-func benchPublish(b *testing.B, nodes int, atLeader bool) {
-	{
-		setup := struct {
-			nodes    int
-			atLeader bool
-		}{nodes, atLeader}
-		c := startCluster(b, setup.nodes)
-		_, leader := c.stream(b, jetstream.StreamConfig{Name: "J", Subjects: []string{"j.>"}, Replicas: setup.nodes})
-		js := c.js[leader]
-		if !setup.atLeader {
-			js = c.js[c.follower(leader)]
-		}
-		rec := journalRecord(1, recSize)
-		b.Run("sync", func(b *testing.B) {
-			ctx := context.Background()
-			m := startMeter(b)
-			for range b.N {
-				t0 := time.Now()
-				if _, err := publishSync(ctx, js, "j.rec", rec, ""); err != nil {
-					b.Fatal(err)
-				}
-				m.lat = append(m.lat, time.Since(t0))
+		b.Run(setup.name, func(b *testing.B) {
+			var opts []func(*server.Options)
+			if setup.fsync {
+				opts = append(opts, syncAlways)
 			}
-			m.report(b, b.N, "rec")
-		})
-		for _, g := range []int{1, 8, 64} {
-			b.Run(fmt.Sprintf("g%d", g), func(b *testing.B) {
-				benchGroups(b, js, rec, g, 1)
+			c := startCluster(b, setup.nodes, opts...)
+			_, leader := c.stream(b, jetstream.StreamConfig{Name: "J", Subjects: []string{"j.>"}, Replicas: setup.nodes})
+			js := c.js[leader]
+			if !setup.atLeader {
+				js = c.js[c.follower(leader)]
+			}
+			rec := journalRecord(1, recSize)
+			b.Run("sync", func(b *testing.B) {
+				ctx := context.Background()
+				m := startMeter(b)
+				for range b.N {
+					t0 := time.Now()
+					if _, err := publishSync(ctx, js, "j.rec", rec, ""); err != nil {
+						b.Fatal(err)
+					}
+					m.lat = append(m.lat, time.Since(t0))
+				}
+				m.report(b, b.N, "rec")
 			})
-		}
-		b.Run("g8-par8", func(b *testing.B) {
-			benchGroups(b, js, rec, 8, 8)
+			for _, g := range []int{1, 8, 64} {
+				b.Run(fmt.Sprintf("g%d", g), func(b *testing.B) {
+					benchGroups(b, js, rec, g, 1)
+				})
+			}
+			b.Run("g8-par8", func(b *testing.B) {
+				benchGroups(b, js, rec, 8, 8)
+			})
 		})
 	}
 }
@@ -239,6 +239,8 @@ func counterSubjects(card, term int) []string {
 //   - obs-g64: observations published in groups of 64 while three folders
 //     (one per node) fold them; the op ends when all three have folded
 //     everything (op = authorization).
+//   - obs-fold-only: a new folder on one node folds the whole stream
+//     (everything published so far), the op's CPU is per observation.
 //   - obs-fold-delay: one observation published and waited for until the
 //     folder on another node has it (latency = publish to remote fold).
 func BenchmarkCounter(b *testing.B) {
@@ -310,6 +312,41 @@ func BenchmarkCounter(b *testing.B) {
 			}
 		}
 		m.report(b, groups*64, "auth")
+	})
+	b.Run("obs-fold-only", func(b *testing.B) {
+		// The observations are published first, outside the measured
+		// window; a new folder on one node then folds all of them: one
+		// node's cost of keeping the counters (op = authorization).
+		b.StopTimer()
+		recs := make([][]byte, 64)
+		ids := make([]string, 64)
+		for n := 0; n < b.N; n += 64 {
+			for i := range recs {
+				id := nextID()
+				recs[i] = fmt.Appendf(nil, "%d|T%07d|1234", id%10000, id%2000)
+				ids[i] = fmt.Sprintf("t-%d/obs", id)
+			}
+			if err := publishGroup(ctx, ojs, "obs.auth", recs[:min(64, b.N-n)], ids[:min(64, b.N-n)]); err != nil {
+				b.Fatal(err)
+			}
+			published += int64(min(64, b.N-n))
+		}
+		for _, f := range folders {
+			if err := f.waitSeen(published, time.Minute); err != nil {
+				b.Fatal(err)
+			}
+		}
+		m := startMeter(b)
+		b.StartTimer()
+		f, err := startFolder(ctx, c.js[c.follower(oleader)], "OBS")
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer f.cons.Stop()
+		if err := f.waitSeen(published, time.Minute); err != nil {
+			b.Fatal(err)
+		}
+		m.report(b, int(published), "obs")
 	})
 	b.Run("obs-fold-delay", func(b *testing.B) {
 		remote := folders[(c.follower(oleader)+1)%3]

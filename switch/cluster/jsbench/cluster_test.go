@@ -45,8 +45,9 @@ func freePorts(tb testing.TB, n int) []int {
 }
 
 // startCluster starts n servers (1 or 3) and waits until JetStream answers
-// on every connection; everything is stopped by tb.Cleanup.
-func startCluster(tb testing.TB, n int) *cluster {
+// on every connection; everything is stopped by tb.Cleanup. opts adjust
+// each server's options (syncAlways).
+func startCluster(tb testing.TB, n int, opts ...func(*server.Options)) *cluster {
 	tb.Helper()
 	c := &cluster{}
 	var routes []*url.URL
@@ -73,6 +74,9 @@ func startCluster(tb testing.TB, n int) *cluster {
 			o.Cluster.Host = "127.0.0.1"
 			o.Cluster.Port = ports[i]
 			o.Routes = routes
+		}
+		for _, f := range opts {
+			f(o)
 		}
 		s, err := server.NewServer(o)
 		if err != nil {
@@ -117,6 +121,11 @@ func startCluster(tb testing.TB, n int) *cluster {
 	}
 	return c
 }
+
+// syncAlways makes a server fsync every write to a stream's files, as the
+// single-node journal does before it answers; by default JetStream syncs
+// every 2 minutes and relies on the replicas for durability.
+func syncAlways(o *server.Options) { o.SyncAlways = true }
 
 // stream creates a file-storage stream with r replicas and returns the index
 // of the server that leads it.
