@@ -2,7 +2,6 @@ package jsbench
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -180,18 +179,12 @@ func watchDelay(ctx context.Context, kv jetstream.KeyValue, updates <-chan jetst
 }
 
 // casUpdate reads key and writes it back with a compare-and-set on the
-// revision read; a concurrent change returns jetstream.ErrKeyExists-like
-// "wrong last sequence" errors (ErrKeyRevisionMismatch... see isConflict).
+// revision read; a change in between fails with
+// jetstream.ErrKeyRevisionMismatch.
 func casUpdate(ctx context.Context, kv jetstream.KeyValue, key string, val []byte) (uint64, error) {
 	e, err := kv.Get(ctx, key)
 	if err != nil {
 		return 0, fmt.Errorf("get %s: %w", key, err)
 	}
 	return kv.Update(ctx, key, val, e.Revision())
-}
-
-// isConflict reports whether err is a compare-and-set conflict.
-func isConflict(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }

@@ -101,8 +101,8 @@ func TestSmoke(t *testing.T) {
 	if _, err := casUpdate(ctx, reg, "terminal.T1", []byte(`{"state":"blocked"}`)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := reg.Update(ctx, "terminal.T1", []byte(`{"state":"x"}`), rev); !isConflict(err) {
-		t.Fatalf("stale update: %v, want a conflict", err)
+	if _, err := reg.Update(ctx, "terminal.T1", []byte(`{"state":"x"}`), rev); !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		t.Fatalf("stale update: %v, want ErrKeyRevisionMismatch", err)
 	}
 	reg3, err := c.js[2].KeyValue(ctx, "reg")
 	if err != nil {
