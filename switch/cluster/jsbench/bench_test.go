@@ -28,7 +28,8 @@ func nextID() int64 { return runID.Add(1) }
 // a node that does not lead the stream (two nodes in three are), and to the
 // leader ("R3-leader"); "-fsync" servers fsync every write (SyncAlways), as
 // the single-node journal does, where by default JetStream syncs every two
-// minutes and counts on the replicas. "g8-par8" runs eight publishers at once, each in
+// minutes and counts on the replicas. "batchN" sends the groups as atomic
+// batches (ADR-50: one request and one ack a group). "g8-par8" runs eight publishers at once, each in
 // groups of 8, as concurrent transactions would.
 func BenchmarkPublish(b *testing.B) {
 	for _, setup := range []struct {
@@ -64,18 +65,39 @@ func BenchmarkPublish(b *testing.B) {
 			})
 			for _, g := range []int{1, 8, 64} {
 				b.Run(fmt.Sprintf("g%d", g), func(b *testing.B) {
-					benchGroups(b, js, rec, g, 1)
+					benchGroups(b, js, rec, g, 1, nil)
 				})
 			}
 			b.Run("g8-par8", func(b *testing.B) {
-				benchGroups(b, js, rec, 8, 8)
+				benchGroups(b, js, rec, 8, 8, nil)
+			})
+			// The same groups as atomic batches (one ack a group), on a
+			// stream of their own that allows them.
+			_, bleader := c.stream(b, jetstream.StreamConfig{Name: "JB", Subjects: []string{"jb.>"}, Replicas: setup.nodes, AllowAtomicPublish: true})
+			nc := c.conns[bleader]
+			if !setup.atLeader {
+				nc = c.conns[c.follower(bleader)]
+			}
+			var batches atomic.Int64
+			batch := func(ctx context.Context, recs [][]byte) error {
+				_, err := publishAtomicBatch(ctx, nc, "jb.rec", recs, nil, fmt.Sprintf("b%d", batches.Add(1)))
+				return err
+			}
+			for _, g := range []int{8, 64} {
+				b.Run(fmt.Sprintf("batch%d", g), func(b *testing.B) {
+					benchGroups(b, js, rec, g, 1, batch)
+				})
+			}
+			b.Run("batch8-par8", func(b *testing.B) {
+				benchGroups(b, js, rec, 8, 8, batch)
 			})
 		})
 	}
 }
 
-// benchGroups publishes b.N records in groups of g from par goroutines.
-func benchGroups(b *testing.B, js jetstream.JetStream, rec []byte, g, par int) {
+// benchGroups publishes b.N records in groups of g from par goroutines,
+// with publishGroup or, when set, with send.
+func benchGroups(b *testing.B, js jetstream.JetStream, rec []byte, g, par int, send func(context.Context, [][]byte) error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	recs := make([][]byte, g)
@@ -95,7 +117,13 @@ func benchGroups(b *testing.B, js jetstream.JetStream, rec []byte, g, par int) {
 			var lat []time.Duration
 			for next.Add(1) <= int64(groups) {
 				t0 := time.Now()
-				if err := publishGroup(ctx, js, "j.rec", recs, nil); err != nil {
+				var err error
+				if send != nil {
+					err = send(ctx, recs)
+				} else {
+					err = publishGroup(ctx, js, "j.rec", recs, nil)
+				}
+				if err != nil {
 					errs <- err
 					return
 				}

@@ -2,7 +2,9 @@ package jsbench
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -187,4 +189,44 @@ func casUpdate(ctx context.Context, kv jetstream.KeyValue, key string, val []byt
 		return 0, fmt.Errorf("get %s: %w", key, err)
 	}
 	return kv.Update(ctx, key, val, e.Revision())
+}
+
+// publishAtomicBatch publishes recs as one atomic batch (ADR-50, stream
+// config AllowAtomicPublish): the records go without a reply, the last one
+// carries Nats-Batch-Commit and is the only request, so a group costs one
+// ack. The batch is all or nothing: a record whose Nats-Msg-Id is a
+// duplicate makes the server reject the whole batch.
+func publishAtomicBatch(ctx context.Context, nc *nats.Conn, subj string, recs [][]byte, ids []string, batchID string) (*jetstream.PubAck, error) {
+	for i, rec := range recs {
+		m := nats.NewMsg(subj)
+		m.Data = rec
+		m.Header.Set("Nats-Batch-Id", batchID)
+		m.Header.Set("Nats-Batch-Sequence", strconv.Itoa(i+1))
+		if ids != nil {
+			m.Header.Set(jetstream.MsgIDHeader, ids[i])
+		}
+		if i < len(recs)-1 {
+			if err := nc.PublishMsg(m); err != nil {
+				return nil, fmt.Errorf("batch %s record %d: %w", batchID, i+1, err)
+			}
+			continue
+		}
+		m.Header.Set("Nats-Batch-Commit", "1")
+		resp, err := nc.RequestMsgWithContext(ctx, m)
+		if err != nil {
+			return nil, fmt.Errorf("batch %s commit: %w", batchID, err)
+		}
+		var ack struct {
+			jetstream.PubAck
+			Error *jetstream.APIError `json:"error,omitempty"`
+		}
+		if err := json.Unmarshal(resp.Data, &ack); err != nil {
+			return nil, fmt.Errorf("batch %s commit answer %q: %w", batchID, resp.Data, err)
+		}
+		if ack.Error != nil {
+			return nil, fmt.Errorf("batch %s: %w", batchID, ack.Error)
+		}
+		return &ack.PubAck, nil
+	}
+	return nil, fmt.Errorf("batch %s: no records", batchID)
 }

@@ -40,6 +40,22 @@ func TestSmoke(t *testing.T) {
 		t.Fatalf("duplicate publish acked %+v, want Duplicate of seq %d", dup, first.Sequence)
 	}
 
+	// An atomic batch commits with one ack; a duplicate id inside rejects
+	// the whole batch.
+	c.stream(t, jetstream.StreamConfig{Name: "JB", Subjects: []string{"jb.>"}, Replicas: 3, AllowAtomicPublish: true, Duplicates: 2 * time.Minute})
+	back, err := publishAtomicBatch(ctx, c.conns[0], "jb.rec", recs, []string{"b-1", "b-2"}, "batch1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.Sequence != 2 {
+		t.Fatalf("batch commit acked %+v, want sequence 2", back)
+	}
+	if _, err := publishAtomicBatch(ctx, c.conns[0], "jb.rec", recs, []string{"b-3", "b-2"}, "batch2"); err == nil {
+		t.Fatal("a batch with a duplicate id was accepted")
+	} else {
+		t.Logf("batch with a duplicate id: %v", err)
+	}
+
 	// Duplicate filter in KV.
 	kv, err := c.js[0].CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "dups", Replicas: 3, Storage: jetstream.FileStorage, LimitMarkerTTL: time.Minute})
 	if err != nil {
