@@ -12,9 +12,10 @@ import (
 
 // TestSmoke starts a three-node cluster and uses every helper once, checking
 // the behaviour the benchmarks and docs/cluster-measurements.md rely on: a
-// duplicate publish is acknowledged as a duplicate of the first sequence, a
-// duplicate KV Create fails with ErrKeyExists, a retried counter increment
-// counts once, a stale compare-and-set is a conflict, and a change reaches a
+// duplicate publish is acknowledged as a duplicate of the first sequence, an
+// atomic batch holding a duplicate id is refused whole, a duplicate KV Create
+// fails with ErrKeyExists, a retried counter increment counts once, a stale
+// compare-and-set fails with ErrKeyRevisionMismatch, and a change reaches a
 // watcher on another node.
 func TestSmoke(t *testing.T) {
 	c := startCluster(t, 3)
