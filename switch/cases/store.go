@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/switchyard/switchyard/internal/kvjson"
 	"github.com/switchyard/switchyard/risk"
 	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/registry"
@@ -385,30 +386,10 @@ type Filter struct {
 // List returns the matching cases, oldest first, after the queued ones are stored.
 func (s *Store) List(f Filter) ([]*Case, error) {
 	s.Flush()
-	if f.Limit <= 0 {
-		f.Limit = 1000
-	}
-	var out []*Case
-	err := s.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Reverse: true, Prefix: []byte(pfxCase), PrefetchValues: true, PrefetchSize: 50})
-		defer it.Close()
-		for it.Seek([]byte(pfxCase + "\xff")); it.Valid() && len(out) < f.Limit; it.Next() {
-			c := new(Case)
-			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, c) }); err != nil {
-				return fmt.Errorf("cases: read %s: %w", it.Item().Key(), err)
-			}
-			if (f.Status != "" && c.Status != f.Status) || (f.Action != "" && c.Action != f.Action) ||
-				(f.AssignedTo != "" && c.AssignedTo != f.AssignedTo) || (f.TID != "" && c.TID != f.TID) || (f.MID != "" && c.MID != f.MID) {
-				continue
-			}
-			out = append(out, c)
-		}
-		return nil
+	return kvjson.Newest(s.db, pfxCase, f.Limit, "cases: read", func(c *Case) bool {
+		return (f.Status == "" || c.Status == f.Status) && (f.Action == "" || c.Action == f.Action) &&
+			(f.AssignedTo == "" || c.AssignedTo == f.AssignedTo) && (f.TID == "" || c.TID == f.TID) && (f.MID == "" || c.MID == f.MID)
 	})
-	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
-		out[i], out[j] = out[j], out[i]
-	}
-	return out, err
 }
 
 // Get returns case id (CASE-n), after the queued ones are stored.

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+
+	"github.com/switchyard/switchyard/internal/kvjson"
 )
 
 // DefaultOfflineThreshold is the threshold of an alert rule that gives none.
@@ -358,29 +360,9 @@ type AlertFilterQuery struct {
 
 // Alerts returns the matching alerts, oldest first.
 func (r *alerting) Alerts(f AlertFilterQuery) ([]*Alert, error) {
-	if f.Limit <= 0 {
-		f.Limit = 1000
-	}
-	var out []*Alert
-	err := r.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Reverse: true, Prefix: []byte(pfxAlert), PrefetchValues: true, PrefetchSize: 50})
-		defer it.Close()
-		for it.Seek([]byte(pfxAlert + "\xff")); it.Valid() && len(out) < f.Limit; it.Next() {
-			a := new(Alert)
-			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, a) }); err != nil {
-				return fmt.Errorf("registry: read alert %s: %w", it.Item().Key(), err)
-			}
-			if (f.Status != "" && a.Status != f.Status) || (f.RuleID != "" && a.RuleID != f.RuleID) || (f.TerminalID != "" && a.TerminalID != f.TerminalID) {
-				continue
-			}
-			out = append(out, a)
-		}
-		return nil
+	return kvjson.Newest(r.db, pfxAlert, f.Limit, "registry: read alert", func(a *Alert) bool {
+		return (f.Status == "" || a.Status == f.Status) && (f.RuleID == "" || a.RuleID == f.RuleID) && (f.TerminalID == "" || a.TerminalID == f.TerminalID)
 	})
-	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
-		out[i], out[j] = out[j], out[i]
-	}
-	return out, err
 }
 
 func (r *alerting) readAlert(seq uint64, id string) (*Alert, error) {

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+
+	"github.com/switchyard/switchyard/internal/kvjson"
 )
 
 // Op is a lifecycle operation on a merchant or terminal.
@@ -305,33 +307,16 @@ type ChangeFilter struct {
 // Changes returns the matching changes, oldest first. Imports are listed without
 // their terminals (GetChange has them).
 func (r *review) Changes(f ChangeFilter) ([]*Change, error) {
-	if f.Limit <= 0 {
-		f.Limit = 1000
-	}
-	var out []*Change
-	err := r.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Reverse: true, Prefix: []byte(pfxChange), PrefetchValues: true, PrefetchSize: 50})
-		defer it.Close()
-		for it.Seek([]byte(pfxChange + "\xff")); it.Valid() && len(out) < f.Limit; it.Next() {
-			c := new(Change)
-			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, c) }); err != nil {
-				return fmt.Errorf("registry: read change %s: %w", it.Item().Key(), err)
-			}
-			if (f.Status != "" && c.Status != f.Status) || (f.Target != "" && c.Target != f.Target) {
-				continue
-			}
-			if n := len(c.Terminals); n > 0 {
-				c.Reason = strings.TrimSpace(c.Reason + fmt.Sprintf(" [%d terminals]", n))
-				c.Terminals = nil
-			}
-			out = append(out, c)
+	return kvjson.Newest(r.db, pfxChange, f.Limit, "registry: read change", func(c *Change) bool {
+		if (f.Status != "" && c.Status != f.Status) || (f.Target != "" && c.Target != f.Target) {
+			return false
 		}
-		return nil
+		if n := len(c.Terminals); n > 0 {
+			c.Reason = strings.TrimSpace(c.Reason + fmt.Sprintf(" [%d terminals]", n))
+			c.Terminals = nil
+		}
+		return true
 	})
-	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
-		out[i], out[j] = out[j], out[i]
-	}
-	return out, err
 }
 
 // importChunk is how many records one Badger transaction of an approval writes.

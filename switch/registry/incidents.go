@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+
+	"github.com/switchyard/switchyard/internal/kvjson"
 )
 
 // IncidentStatus is the handling state of an incident.
@@ -314,33 +316,11 @@ type IncidentFilter struct {
 // Incidents returns the matching incidents, oldest first.
 func (r *incidents) Incidents(f IncidentFilter) ([]*Incident, error) {
 	r.FlushIncidents()
-	if f.Limit <= 0 {
-		f.Limit = 1000
-	}
-	var out []*Incident
-	err := r.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Reverse: true, Prefix: []byte(pfxIncident), PrefetchValues: true, PrefetchSize: 50})
-		defer it.Close()
-		for it.Seek([]byte(pfxIncident + "\xff")); it.Valid() && len(out) < f.Limit; it.Next() {
-			inc := new(Incident)
-			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, inc) }); err != nil {
-				return fmt.Errorf("registry: read incident %s: %w", it.Item().Key(), err)
-			}
-			if !f.Since.IsZero() && inc.Time.Before(f.Since) {
-				continue
-			}
-			if (f.Status != "" && inc.Status != f.Status) || (f.TerminalID != "" && inc.TerminalID != f.TerminalID) ||
-				(f.MerchantID != "" && inc.MerchantID != f.MerchantID) || (f.Reason != "" && inc.Reason != f.Reason) {
-				continue
-			}
-			out = append(out, inc)
-		}
-		return nil
+	return kvjson.Newest(r.db, pfxIncident, f.Limit, "registry: read incident", func(inc *Incident) bool {
+		return (f.Since.IsZero() || !inc.Time.Before(f.Since)) && (f.Status == "" || inc.Status == f.Status) &&
+			(f.TerminalID == "" || inc.TerminalID == f.TerminalID) && (f.MerchantID == "" || inc.MerchantID == f.MerchantID) &&
+			(f.Reason == "" || inc.Reason == f.Reason)
 	})
-	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
-		out[i], out[j] = out[j], out[i]
-	}
-	return out, err
 }
 
 // GetIncident returns incident id.
