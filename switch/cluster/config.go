@@ -18,11 +18,18 @@ const (
 	ModeExternal = "external"
 )
 
-// Config is the `cluster:` section of a node's configuration. It is not wired
-// into switch/config yet; its keys are named as they will appear there.
+// Config is the `cluster:` section of a node's configuration (switch/config).
 type Config struct {
 	// Mode is "embedded" or "external".
 	Mode string `yaml:"mode"`
+	// Node is this switch node's number in the cluster, 1 to 9, unique and stable
+	// across restarts: it is the first digit of the RRNs the node hands out, and
+	// partitions the issuer STANs, so that no two nodes ever hand out the same one
+	// without asking each other.
+	Node int `yaml:"node"`
+	// Replicas is how many copies JetStream keeps of every stream and bucket
+	// (default 3; 1 for an embedded server without routes).
+	Replicas int `yaml:"replicas"`
 	// Embedded configures the nats-server this node runs (mode embedded).
 	Embedded Embedded `yaml:"embedded"`
 	// External configures the connection to an existing cluster (mode external).
@@ -79,6 +86,12 @@ const (
 // ApplyDefaults fills what an embedded configuration leaves out; dataDir is the
 // node's data_dir.
 func (c *Config) ApplyDefaults(dataDir string) {
+	if c.Replicas == 0 {
+		c.Replicas = 3
+		if c.Mode == ModeEmbedded && len(c.Embedded.Routes) == 0 {
+			c.Replicas = 1
+		}
+	}
 	if c.Mode != ModeEmbedded {
 		return
 	}
@@ -99,6 +112,12 @@ func (c *Config) Validate() error {
 	var errs []error
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("cluster.%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if c.Node < 1 || c.Node > 9 {
+		bad("node", "%d is not a node number from 1 to 9", c.Node)
+	}
+	if c.Replicas < 0 || c.Replicas > 5 {
+		bad("replicas", "%d is not from 1 to 5", c.Replicas)
 	}
 	switch c.Mode {
 	case ModeEmbedded:

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/switchyard/switchyard/switch/cluster"
 	"net"
 	"net/url"
 	"os"
@@ -70,6 +71,9 @@ type Config struct {
 	Breaker    Breaker    `yaml:"breaker"`
 	Reversals  Reversals  `yaml:"reversals"`
 	Alerts     Alerts     `yaml:"alerts"`
+	// Cluster, when set, makes this switch one node of a cluster on NATS JetStream
+	// (docs/cluster.md); absent, the switch runs alone on its Badger data directory.
+	Cluster *cluster.Config `yaml:"cluster"`
 
 	// Clock stamps the transactions (nil: time.Now). It is not read from the file:
 	// tests whose result depends on the day inject one.
@@ -506,6 +510,9 @@ func (c *Config) ApplyDefaults() {
 	if c.Alerts.SuspendWindow == 0 {
 		c.Alerts.SuspendWindow = Duration(registry.DefaultSuspendWindow)
 	}
+	if c.Cluster != nil {
+		c.Cluster.ApplyDefaults(c.DataDir)
+	}
 }
 
 // Validate checks the configuration and names the first key at fault.
@@ -516,6 +523,11 @@ func (c *Config) Validate() error {
 	}
 	if _, err := time.LoadLocation(c.Timezone); err != nil {
 		bad("timezone", "%q is not an IANA time zone", c.Timezone)
+	}
+	if c.Cluster != nil {
+		if err := c.Cluster.Validate(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

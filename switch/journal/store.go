@@ -61,6 +61,25 @@ var ErrNotFound = errors.New("journal: no such record")
 // ErrClosed is returned by writes after Close.
 var ErrClosed = wal.ErrClosed
 
+// ErrUnavailable is wrapped by the writes of a journal that cannot make a record
+// durable now (a cluster journal without a quorum). The write's outcome is unknown:
+// the record may still become durable later. The pipeline answers such a request 91
+// and never approves it.
+var ErrUnavailable = errors.New("journal unavailable")
+
+// DuplicateError is returned by the first write of a request record when the journal
+// already holds a request with the same DE 41 + 11 + 7, written by another node of a
+// cluster (or reaching it at the same moment): the record was not written. The
+// pipeline answers the request with the first one's answer.
+type DuplicateError struct {
+	Key string // the duplicate key (DupKey)
+	RRN string // the RRN of the request journaled first
+}
+
+func (e *DuplicateError) Error() string {
+	return fmt.Sprintf("journal: request %s is a duplicate of %s, journaled first", e.Key, e.RRN)
+}
+
 // The kinds of the journal's frames in the log.
 const (
 	kindFirst  byte = 1 // a record's first version: its indexes are written with it

@@ -1,0 +1,109 @@
+// Package statelog is the seam between a store kept in Badger (the registry, the key
+// store, the rule lists, the review cases) and a cluster. A store shared by the nodes
+// of a cluster hands each of its commits to a Log before it applies the commit itself;
+// the Log orders the commits of all nodes with a compare-and-set on the store's
+// revision, so that two operators on two nodes never lose each other's update. The
+// commits of the other nodes reach the store through its Replica side, in order. The
+// single-node switch has no Log: its stores commit to Badger alone.
+//
+// The package holds only the contract and an in-memory Log for tests (Memory); the
+// cluster's Log is on NATS JetStream (package switch/cluster), so that no store
+// imports NATS.
+package statelog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+)
+
+// KV is one key written by a commit; a nil Value deletes the key.
+type KV struct {
+	Key   []byte `json:"k"`
+	Value []byte `json:"v,omitempty"`
+}
+
+// Commit is one atomic write of a store: the keys it sets and deletes, in order.
+type Commit struct {
+	Writes []KV `json:"w"`
+}
+
+// ErrConflict is wrapped by Append when another node's commit to the store was
+// ordered after the revision the caller gave: the caller's view is stale. The store
+// catches up (its Replica side is given the other commit) and the operation is tried
+// again, or refused with a clear error.
+var ErrConflict = errors.New("another node changed the store first")
+
+// ErrUnavailable is wrapped by Append when the commit could not be ordered (no
+// quorum, no connection). Its outcome is unknown, not failed: the commit may still be
+// ordered later, and then reaches the store through its Replica side like another
+// node's. The store must not apply it itself.
+var ErrUnavailable = errors.New("cluster unavailable: the change's outcome is unknown")
+
+// Log orders the commits of one store across the nodes.
+type Log interface {
+	// Append orders c after revision after (the last revision this node's store
+	// applied, 0 for none) and returns c's revision, which is higher. The store
+	// applies c itself only when Append succeeds, and records the revision.
+	Append(ctx context.Context, c Commit, after uint64) (uint64, error)
+}
+
+// Replica is the side of a store that applies the commits of other nodes.
+type Replica interface {
+	// ApplyRemote applies c, ordered at revision rev, unless rev is not above the
+	// last revision the store applied (its own commits come back this way too).
+	ApplyRemote(rev uint64, c Commit) error
+	// Revision returns the last revision the store applied.
+	Revision() uint64
+}
+
+// Memory is an in-memory Log shared by several replicas of one store, for tests: it
+// orders commits like the cluster's Log (a conflict when after is not the last
+// revision) and hands each appended commit to every replica registered with Follow,
+// in order, synchronously within Deliver.
+type Memory struct {
+	mu       sync.Mutex
+	commits  []Commit
+	replicas []Replica
+	// Fail, when set, makes Append fail with its result (for tests of ErrUnavailable).
+	Fail error
+}
+
+// Append implements Log.
+func (m *Memory) Append(_ context.Context, c Commit, after uint64) (uint64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.Fail != nil {
+		return 0, m.Fail
+	}
+	if last := uint64(len(m.commits)); after != last {
+		return 0, fmt.Errorf("statelog: append after revision %d, the store is at %d: %w", after, last, ErrConflict)
+	}
+	m.commits = append(m.commits, c)
+	return uint64(len(m.commits)), nil
+}
+
+// Follow registers r to be given the commits appended from now on by Deliver.
+func (m *Memory) Follow(r Replica) {
+	m.mu.Lock()
+	m.replicas = append(m.replicas, r)
+	m.mu.Unlock()
+}
+
+// Deliver gives every registered replica the commits above its revision, in order,
+// and returns the first error.
+func (m *Memory) Deliver() error {
+	m.mu.Lock()
+	commits := append([]Commit(nil), m.commits...)
+	replicas := append([]Replica(nil), m.replicas...)
+	m.mu.Unlock()
+	for _, r := range replicas {
+		for rev := r.Revision() + 1; rev <= uint64(len(commits)); rev++ {
+			if err := r.ApplyRemote(rev, commits[rev-1]); err != nil {
+				return fmt.Errorf("statelog: apply revision %d: %w", rev, err)
+			}
+		}
+	}
+	return nil
+}
