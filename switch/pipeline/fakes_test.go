@@ -514,7 +514,7 @@ const (
 
 // harness is a Pipeline over the fakes.
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	p      *Pipeline
 	clock  *fakeClock
 	j      *fakeJournal
@@ -532,7 +532,7 @@ type harness struct {
 // newHarness builds a pipeline with no HSM, rules or registry unless opts set them (the
 // fakes are there for them to use), at 2026-12-01 12:00 UTC after a long stop (the
 // duplicate filter is trusted at once).
-func newHarness(t *testing.T, opts ...func(h *harness, c *Config)) *harness {
+func newHarness(t testing.TB, opts ...func(h *harness, c *Config)) *harness {
 	t.Helper()
 	h := &harness{t: t, clock: &fakeClock{t: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)}, j: newFakeJournal(), q: &fakeQueue{},
 		bank: newFakeLink("bank"), terms: &fakeTerminals{terms: map[string]*registry.Terminal{}}, hsm: &fakeHSM{},
