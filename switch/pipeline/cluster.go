@@ -1,0 +1,177 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/switchyard/switchyard/switch/frontend"
+	"github.com/switchyard/switchyard/switch/journal"
+	"github.com/switchyard/switchyard/switch/message"
+)
+
+// In a cluster the journal is replicated: every node holds every node's records, and
+// a terminal may resend a request to another node than the one it first reached. Two
+// things change for the pipeline, both seen only through the journal's errors:
+//   - a write may fail because the cluster cannot make it durable now (an error
+//     wrapping journal.ErrUnavailable): the request is answered 91, never approved
+//     (systemError, undoApproval);
+//   - the first write of a request may find that another node journaled the same
+//     request first (*journal.DuplicateError), and the duplicate index may find a
+//     request that is still in flight on another node: either way the request is a
+//     duplicate and gets the first one's answer once that is final here
+//     (answerAsDuplicate).
+
+// errWaitEnded is the end of a duplicate's wait for its first request's answer.
+var errWaitEnded = errors.New("the first request's answer did not come")
+
+// SeenRemote tells the filter of recent requests that another node of the cluster
+// journaled the request with DE 41 tid, DE 11 stan and DE 7 de7, received at at: a
+// resend reaching this node is then looked up in the journal (and answered from there,
+// or waited for) instead of being taken as new and sent to the journal's duplicate
+// check at its first write. The cluster journal's applier calls it for the first
+// version of each request of another node it applies. A request received more than
+// two duplicate windows ago is left out (an applier catching up after a stop would
+// otherwise fill the filter with keys it no longer needs: a resend that old carries an
+// old DE 7 and is looked up anyway).
+func (p *Pipeline) SeenRemote(tid, stan, de7 string, at time.Time) {
+	now := p.now()
+	if now.Sub(at) > 2*p.cfg.DupWindow {
+		return
+	}
+	p.recent.add(journal.DupKey(tid, stan, de7), now)
+}
+
+// journalFailed answers a request whose record the journal did not take. A
+// DuplicateError at its first write means that another node journaled the same request
+// first: nothing of this one is kept (its RRN leaves the open set) and it is answered
+// as that one's duplicate. Any other failure is a system error (91 when the journal is
+// unavailable, see systemError).
+func (p *Pipeline) journalFailed(ctx context.Context, t *txn, err error) (frontend.Response, error) {
+	var dup *journal.DuplicateError
+	if t.written || !errors.As(err, &dup) {
+		return p.systemError(t, err)
+	}
+	p.open.remove(t.rec.RRN)
+	p.log.Info().Str("rrn", t.rec.RRN).Str("first", dup.RRN).Str("mti", t.req.MTI).Str("tid", t.req.TID).Str("stan", t.req.STAN).
+		Msg("request journaled first on another node: answered as its duplicate, nothing forwarded")
+	e := t.dup
+	t.dup = nil
+	if t.risk != nil { // not observed: the first request is
+		inputs.Put(t.risk)
+		t.risk = nil
+	}
+	// What follows (a 94 for other content) is journaled as a record of its own.
+	t.rec = journal.Record{Timings: t.rec.Timings}
+	t.issuer = ""
+	return p.answerAsDuplicate(ctx, t, e, dup.RRN)
+}
+
+// answerAsDuplicate answers t, a duplicate of the request journaled as rrn, with that
+// request's answer: at once if its record is final here, else once it is (in flight on
+// another node, or not yet applied here), waiting up to Config.DupWait. Other content
+// than the first's is answered 94; a wait that ends is answered 91 and journals
+// nothing, so that the terminal's next resend looks again. e is t's claim in the table
+// of requests in flight (nil if none): it is finished with the answer, so that the
+// duplicates waiting on it get the same, or forgotten.
+func (p *Pipeline) answerAsDuplicate(ctx context.Context, t *txn, e *dupEntry, rrn string) (frontend.Response, error) {
+	forget := func() {
+		if e != nil {
+			p.dups.forget(t.dupKey, e)
+		}
+	}
+	rec, err := p.awaitFinal(ctx, rrn)
+	if err != nil {
+		forget()
+		if errors.Is(err, errWaitEnded) {
+			return p.tryAgain(t, rrn, err)
+		}
+		return p.systemError(t, err)
+	}
+	if !p.sameContent(rec, t) {
+		// Not this request's entry: duplicates waiting on it look for themselves.
+		forget()
+		return p.duplicateMismatch(ctx, t, rec.RRN)
+	}
+	out := recordOutcome(rec)
+	if e != nil {
+		p.dups.finish(t.dupKey, e, out)
+	}
+	return p.repeat(t, out)
+}
+
+// awaitFinal returns the record rrn once the journal holds it final, reading it again
+// at growing intervals (1 ms to 50 ms: a local read) for up to Config.DupWait of the
+// wall clock, or until ctx ends. Its error wraps errWaitEnded when the wait ended.
+func (p *Pipeline) awaitFinal(ctx context.Context, rrn string) (*journal.Record, error) {
+	var deadline, poll *time.Timer
+	wait := time.Millisecond
+	for {
+		rec, err := p.journal.Get(rrn)
+		if err == nil && rec.Final() {
+			return rec, nil
+		}
+		if err != nil && !errors.Is(err, journal.ErrNotFound) {
+			return nil, fmt.Errorf("first request %s: %w", rrn, err)
+		}
+		if deadline == nil {
+			deadline, poll = time.NewTimer(p.cfg.DupWait), time.NewTimer(wait)
+			defer deadline.Stop()
+			defer poll.Stop()
+		} else {
+			poll.Reset(wait)
+		}
+		select {
+		case <-poll.C:
+		case <-deadline.C:
+			return nil, fmt.Errorf("%w within %s: %s is not final here", errWaitEnded, p.cfg.DupWait, rrn)
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: %w", errWaitEnded, ctx.Err())
+		}
+		wait = min(2*wait, 50*time.Millisecond)
+	}
+}
+
+// tryAgain answers 91 duplicate-in-flight (with the first request's RRN) to a duplicate
+// whose first request has no final answer here in time. Nothing is journaled.
+func (p *Pipeline) tryAgain(t *txn, rrn string, err error) (frontend.Response, error) {
+	raw, perr := message.NewResponseBuilder(t.req).Set(37, rrn).Set(39, message.RCIssuerUnavailable).
+		Set(48, message.ReasonTLV("duplicate-in-flight")).Bytes(p.macFunc(t))
+	if perr != nil {
+		return frontend.Response{}, errors.Join(err, perr)
+	}
+	p.metrics.Transactions.WithLabelValues(t.req.MTI, message.RCIssuerUnavailable, "", "duplicate").Inc()
+	p.log.Warn().Err(err).Str("first", rrn).Str("mti", t.req.MTI).Str("tid", t.req.TID).Str("stan", t.req.STAN).
+		Msg("duplicate of a request in flight elsewhere: no answer in time, answered 91, nothing forwarded")
+	return frontend.Response{Body: raw}, nil
+}
+
+// undoApproval takes back an approval (the issuer's, or a stand-in's whose advice is
+// queued) whose final record the journal did not take: the terminal is not told of it
+// (it gets 91, 96, or the first answer of the request it duplicates), so it is
+// reversed through the queue like an undelivered approval, and what authorize's caller
+// reserved (a refund's amount on its original) is released.
+func (p *Pipeline) undoApproval(t *txn, err error) {
+	rec := &t.rec
+	by := "switch:journal-error"
+	var dup *journal.DuplicateError
+	switch {
+	case errors.Is(err, journal.ErrUnavailable):
+		by = "switch:journal-unavailable"
+	case errors.As(err, &dup):
+		by = "switch:duplicate"
+	}
+	p.queueReversal(rec, by)
+	if rec.Reversed() {
+		p.log.Warn().Err(err).Str("rrn", rec.RRN).Str("issuer", rec.Issuer).Str("reversed_by", by).
+			Msg("approval not journaled: not given to the terminal, reversal queued")
+	} else {
+		p.log.Error().Err(err).Str("rrn", rec.RRN).Str("issuer", rec.Issuer).
+			Msg("approval not journaled: not given to the terminal, and its reversal NOT queued")
+	}
+	if t.release != nil {
+		t.release()
+		t.release = nil
+	}
+}
