@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/switchyard/switchyard/switch/frontend"
@@ -174,4 +176,141 @@ func (p *Pipeline) undoApproval(t *txn, err error) {
 		t.release()
 		t.release = nil
 	}
+}
+
+// maxUnsettled bounds the records kept for the journal's return (about 1 KB each).
+const maxUnsettled = 100_000
+
+// settleBook keeps what the journal could not take for want of a quorum (an error
+// wrapping journal.ErrUnavailable) and must still hold: the final version of each
+// request answered 91 journal-unavailable (what the terminal was told, and why), and the
+// reversal mark of each original whose 0420 is already queued. Without it, a record
+// written ahead whose write did reach the cluster would stay open for ever (a resend of
+// its request waiting on it in vain), and an original reversed at its issuer would
+// stand approved in the journal. The housekeeping loop writes them again every tick
+// until the journal takes them; a request's RRN stays in the open set meanwhile, so that
+// the recovery checkpoint does not pass it.
+type settleBook struct {
+	mu    sync.Mutex
+	items []settleItem
+}
+
+// settleItem is a request's final record (first: no write of it is known to have been
+// taken), or the reversal mark (by) of the original orig.
+type settleItem struct {
+	rec      *journal.Record
+	first    bool
+	orig, by string
+}
+
+func (b *settleBook) add(it settleItem) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.items) >= maxUnsettled {
+		return false
+	}
+	b.items = append(b.items, it)
+	return true
+}
+
+// oweRecord keeps the final version of t's record, answered 91 journal-unavailable,
+// for the journal's return; false if it is not kept.
+func (p *Pipeline) oweRecord(t *txn) bool {
+	if t.rec.RRN == "" {
+		return false
+	}
+	rec := t.rec
+	rec.Events = slices.Clone(t.rec.Events)
+	note := "journal unavailable: answered 91"
+	if rec.RC != "" {
+		note = fmt.Sprintf("journal unavailable: answered 91, not %s %s (decided by %s)", rec.RC, rec.AuthCode, rec.DecidedBy)
+	}
+	rec.RC, rec.AuthCode, rec.DecidedBy, rec.Reason = message.RCIssuerUnavailable, "", "journal", "journal-unavailable"
+	rec.AddEvent(journal.StateDeclined, p.now().UTC(), note)
+	if !p.unsettled.add(settleItem{rec: &rec, first: !t.written}) {
+		p.log.Error().Str("rrn", rec.RRN).Str("tid", rec.TID).Str("stan", rec.STAN).
+			Msg("journal unavailable: too many records waiting for it; this one is NOT kept")
+		return false
+	}
+	return true
+}
+
+// oweReversal keeps the reversal mark (by) of the original orig, whose 0420 is queued,
+// for the journal's return, if err (the failed write of the mark) says it is unavailable.
+func (p *Pipeline) oweReversal(orig, by string, err error) {
+	if !errors.Is(err, journal.ErrUnavailable) {
+		return
+	}
+	if !p.unsettled.add(settleItem{orig: orig, by: by}) {
+		p.log.Error().Str("rrn", orig).Str("reversed_by", by).
+			Msg("journal unavailable: too many records waiting for it; the original's reversal mark is NOT kept")
+	}
+}
+
+// settle writes what the journal could not take, in order, until it fails again for
+// want of a quorum (the rest waits for the next tick). Other failures are logged and
+// the item dropped.
+func (p *Pipeline) settle(ctx context.Context) {
+	b := &p.unsettled
+	b.mu.Lock()
+	items := b.items
+	b.items = nil
+	b.mu.Unlock()
+	if len(items) == 0 {
+		return
+	}
+	done := 0
+	for ; done < len(items); done++ {
+		err := p.settleOne(ctx, items[done])
+		if errors.Is(err, journal.ErrUnavailable) {
+			break
+		}
+		if err != nil {
+			it := items[done]
+			p.log.Error().Err(err).Str("rrn", it.orig+rrnOf(it.rec)).Msg("journal: a record kept for the journal's return NOT written")
+		}
+	}
+	if done > 0 {
+		p.log.Info().Int("written", done).Int("left", len(items)-done).Msg("journal back: records answered 91 while it was unavailable written")
+	}
+	b.mu.Lock()
+	b.items = append(items[done:], b.items...)
+	b.mu.Unlock()
+}
+
+func rrnOf(r *journal.Record) string {
+	if r == nil {
+		return ""
+	}
+	return r.RRN
+}
+
+func (p *Pipeline) settleOne(ctx context.Context, it settleItem) error {
+	if it.rec == nil {
+		l := &p.locks[lockIndex(it.orig)]
+		l.Lock()
+		defer l.Unlock()
+		cur, err := p.journal.Get(it.orig)
+		if err != nil || cur.Reversed() {
+			return err
+		}
+		cur.ReversedBy = it.by
+		cur.AddEvent(journal.StateReversed, p.now().UTC(), it.by)
+		return p.journal.Write(ctx, cur, false, true)
+	}
+	err := p.journal.Write(ctx, it.rec, it.first, true)
+	var dup *journal.DuplicateError
+	if errors.As(err, &dup) {
+		if dup.RRN == it.rec.RRN {
+			// The write that failed had been taken after all: this is an update.
+			err = p.journal.Write(ctx, it.rec, false, true)
+		} else {
+			// Another request holds the key now: nothing of this one was taken.
+			err = nil
+		}
+	}
+	if err == nil || !errors.Is(err, journal.ErrUnavailable) {
+		p.open.remove(it.rec.RRN)
+	}
+	return err
 }

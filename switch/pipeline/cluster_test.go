@@ -167,13 +167,88 @@ func TestJournalUnavailable(t *testing.T) {
 			t.Fatalf("original's refunded sum %d after a refund answered 91", o.Refunded)
 		}
 	})
-	t.Run("write ahead fails: the request leaves the open set", func(t *testing.T) {
-		h := newHarness(t, func(h *harness, _ *Config) { h.j.failWrite = errNoQuorum })
-		h.do(h.purchase(1000))
-		if ck := h.p.open.min(); ck != "" {
-			t.Fatalf("%s still open: the recovery checkpoint would stay behind it", ck)
-		}
-	})
+}
+
+// TestJournalUnavailableSettles: what the journal did not take while it was unavailable
+// is written when it is back: the final record (91 journal-unavailable) of each request
+// answered so, kept open until then, and the reversal mark of an original whose 0420
+// was queued. A resend then gets the 91 again, and crash recovery finds nothing open.
+func TestJournalUnavailableSettles(t *testing.T) {
+	cases := []struct {
+		name     string
+		opts     []option
+		setup    func(h *harness) termclient.Txn // returns the request, the journal still up
+		down     func(h *harness)
+		up       func(h *harness)
+		reversed string // the request's record's ReversedBy
+		orig     string // an original that must end reversed by the request
+	}{
+		{name: "write ahead not taken",
+			down: func(h *harness) { h.j.failWrite = errNoQuorum }, up: func(h *harness) { h.j.failWrite = nil }},
+		{name: "write ahead taken, though reported unavailable",
+			down: func(h *harness) {
+				h.j.writeHook = func(r *journal.Record, _ bool) error {
+					if !r.Final() {
+						h.j.store(r) // the write ahead reached the cluster (under the fake's lock)
+					}
+					return errNoQuorum
+				}
+			}, up: func(h *harness) { h.j.writeHook = nil }},
+		{name: "final record of an approval not taken", opts: []option{failFinal("")},
+			up: func(h *harness) { h.j.writeHook = nil }, reversed: "switch:journal-unavailable"},
+		{name: "void: original's reversal mark not taken",
+			setup: func(h *harness) termclient.Txn {
+				orig := h.approved(5000)
+				return h.void(orig, 5000)
+			},
+			down: func(h *harness) { h.j.failWrite = errNoQuorum }, up: func(h *harness) { h.j.failWrite = nil },
+			orig: "000000000001"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, tc.opts...)
+			tx := h.purchase(1000)
+			if tc.setup != nil {
+				tx = tc.setup(h)
+			}
+			if tc.down != nil {
+				tc.down(h)
+			}
+			a := h.do(tx)
+			if a.RC != "91" || a.Reason != "journal-unavailable" {
+				t.Fatalf("answer %s %q", a.RC, a.Reason)
+			}
+			if ck := h.p.open.min(); ck != a.RRN {
+				t.Fatalf("open set's lowest %q, want %s (kept open until its record is written)", ck, a.RRN)
+			}
+			h.p.settle(t.Context()) // still down: nothing changes
+			if rec, err := h.j.Get(a.RRN); (err == nil && rec.Final()) || h.p.open.min() != a.RRN {
+				t.Fatalf("settled while the journal is down: %+v, %v", rec, err)
+			}
+			tc.up(h)
+			h.p.settle(t.Context())
+			rec := h.record(a.RRN)
+			if rec.RC != "91" || rec.Reason != "journal-unavailable" || rec.DecidedBy != "journal" || rec.ReversedBy != tc.reversed {
+				t.Fatalf("record %s %q by %s reversed by %q, want 91 journal-unavailable by journal reversed by %q",
+					rec.RC, rec.Reason, rec.DecidedBy, rec.ReversedBy, tc.reversed)
+			}
+			if ck := h.p.open.min(); ck != "" {
+				t.Fatalf("%s still open after its record was written", ck)
+			}
+			if tc.orig != "" {
+				if o := h.record(tc.orig); o.ReversedBy != a.RRN {
+					t.Fatalf("original reversed by %q, want %s", o.ReversedBy, a.RRN)
+				}
+			}
+			if n, err := h.p.Recover(t.Context()); n != 0 || err != nil {
+				t.Fatalf("recovery settled %d (%v): something was left open", n, err)
+			}
+			sent := len(h.bank.sent())
+			if again := h.do(tx); again.RC != "91" || again.Reason != "journal-unavailable" || again.RRN != a.RRN || len(h.bank.sent()) != sent {
+				t.Fatalf("resend %+v", again.Result)
+			}
+		})
+	}
 }
 
 // nodeTwo runs tx on another node (a harness of its own whose RRNs start with 2) and

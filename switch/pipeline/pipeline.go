@@ -5,7 +5,9 @@
 // make sure nothing is lost: duplicates, reversals and voids through a store-and-forward
 // queue, refunds bounded by their original, stand-in when an issuer is unreachable,
 // batch totals, and recovery after a crash. It depends only on small interfaces, so that
-// the embedded stores can be replaced by distributed ones.
+// the embedded stores can be replaced by distributed ones: in a cluster (cluster.go) it
+// answers 91 rather than approve without a durable record, and treats a request first
+// journaled on another node as a duplicate.
 package pipeline
 
 import (
@@ -222,10 +224,12 @@ type Pipeline struct {
 	locks    [256]sync.Mutex // serialize updates of an original (by RRN)
 	breakers sync.Map        // issuer ID -> *breaker
 	standIn  *standInBook
-	authSeq  atomic.Uint32
-	lastRRN  atomic.Value // string
-	stop     chan struct{}
-	wg       sync.WaitGroup
+	// unsettled keeps what the journal could not take for want of a quorum (cluster.go).
+	unsettled settleBook
+	authSeq   atomic.Uint32
+	lastRRN   atomic.Value // string
+	stop      chan struct{}
+	wg        sync.WaitGroup
 }
 
 // New returns a pipeline.
@@ -281,7 +285,8 @@ func New(cfg Config, j Journal, q Queue, routes Routes, terms Terminals, m *metr
 	return p, nil
 }
 
-// Start runs the pipeline's housekeeping (duplicate window, recovery checkpoint).
+// Start runs the pipeline's housekeeping (recovery checkpoint, and the records kept
+// while the journal was unavailable).
 func (p *Pipeline) Start() {
 	p.wg.Add(1)
 	go func() {
@@ -291,9 +296,11 @@ func (p *Pipeline) Start() {
 		for {
 			select {
 			case <-p.stop:
+				p.settle(context.Background())
 				p.checkpoint()
 				return
 			case <-tick.C:
+				p.settle(context.Background())
 				p.checkpoint()
 			}
 		}
@@ -361,7 +368,8 @@ type txn struct {
 // starts; a request already read is still carried to its end (its journal lookups, its
 // wait for a duplicate in flight, a reversal's wait for its original), because giving
 // up half way would leave an approval standing or a terminal without its answer. Every
-// such wait has its own bound (issuer timeout, 30 s), within the drain timeout.
+// such wait has its own bound (issuer timeout, 30 s, Config.DupWait), within the drain
+// timeout.
 func (p *Pipeline) Process(ctx context.Context, c *frontend.Conn, body []byte) (frontend.Response, error) {
 	ctx = context.WithoutCancel(ctx)
 	start := p.now()
@@ -859,14 +867,17 @@ func (p *Pipeline) write(ctx context.Context, t *txn, durable bool) error {
 // instead: the terminal may try again, on this node or another.
 func (p *Pipeline) systemError(t *txn, err error) (frontend.Response, error) {
 	rc, reason, by := message.RCSystemMalfunction, "system-malfunction", "switch"
+	owed := false
 	if errors.Is(err, journal.ErrUnavailable) {
 		rc, reason, by = message.RCIssuerUnavailable, "journal-unavailable", "journal"
 		p.log.Warn().Err(err).Str("tid", t.req.TID).Str("stan", t.req.STAN).Str("mti", t.req.MTI).Str("rrn", t.rec.RRN).
 			Msg("journal unavailable: answered 91, nothing approved")
+		// Its record is written when the journal is back (and stays open until then).
+		owed = p.oweRecord(t)
 	} else {
 		p.log.Error().Err(err).Str("tid", t.req.TID).Str("stan", t.req.STAN).Str("mti", t.req.MTI).Msg("system malfunction: answered 96")
 	}
-	if t.rec.RRN != "" && !t.written {
+	if t.rec.RRN != "" && !t.written && !owed {
 		// Nothing of it is on disk, so recovery has nothing to settle: it must not
 		// hold the recovery checkpoint back. A record written ahead stays open.
 		p.open.remove(t.rec.RRN)

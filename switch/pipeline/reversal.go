@@ -63,6 +63,7 @@ func (p *Pipeline) reverseOriginal(orig *journal.Record, by string) {
 	p.queueReversal(orig, by)
 	if err := p.journal.Write(context.Background(), orig, false, true); err != nil {
 		p.log.Error().Err(err).Str("rrn", orig.RRN).Msg("journal write of reversed original failed")
+		p.oweReversal(orig.RRN, orig.ReversedBy, err)
 	}
 }
 
@@ -225,6 +226,7 @@ func (p *Pipeline) reversal(ctx context.Context, t *txn) (frontend.Response, err
 			}
 			if err := p.journal.Write(ctx, orig, false, true); err != nil {
 				l.Unlock()
+				p.oweReversal(orig.RRN, orig.ReversedBy, err)
 				return p.systemError(t, err)
 			}
 			t.rec.Issuer = orig.Issuer
@@ -276,6 +278,7 @@ func (p *Pipeline) void(ctx context.Context, t *txn) (frontend.Response, error) 
 		return p.systemError(t, errors.New("reversal advice could not be queued"))
 	}
 	if err := p.journal.Write(ctx, orig, false, true); err != nil {
+		p.oweReversal(orig.RRN, orig.ReversedBy, err)
 		return p.systemError(t, err)
 	}
 	t.rec.Issuer = orig.Issuer
