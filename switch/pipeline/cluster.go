@@ -87,7 +87,7 @@ func (p *Pipeline) answerAsDuplicate(ctx context.Context, t *txn, e *dupEntry, r
 	if err != nil {
 		forget()
 		if errors.Is(err, errWaitEnded) {
-			return p.tryAgain(t, rrn, err)
+			return p.tryAgain(t, rrn, "duplicate-in-flight", err)
 		}
 		return p.systemError(t, err)
 	}
@@ -135,17 +135,19 @@ func (p *Pipeline) awaitFinal(ctx context.Context, rrn string) (*journal.Record,
 	}
 }
 
-// tryAgain answers 91 duplicate-in-flight (with the first request's RRN) to a duplicate
-// whose first request has no final answer here in time. Nothing is journaled.
-func (p *Pipeline) tryAgain(t *txn, rrn string, err error) (frontend.Response, error) {
+// tryAgain answers 91 with reason (and the RRN rrn) to a request that waited in vain
+// for the final answer of the request rrn, in flight on another node: a duplicate of
+// it (duplicate-in-flight), or a reversal of it (original-in-flight). Nothing is
+// journaled, so that the terminal's next resend looks again.
+func (p *Pipeline) tryAgain(t *txn, rrn, reason string, err error) (frontend.Response, error) {
 	raw, perr := message.NewResponseBuilder(t.req).Set(37, rrn).Set(39, message.RCIssuerUnavailable).
-		Set(48, message.ReasonTLV("duplicate-in-flight")).Bytes(p.macFunc(t))
+		Set(48, message.ReasonTLV(reason)).Bytes(p.macFunc(t))
 	if perr != nil {
 		return frontend.Response{}, errors.Join(err, perr)
 	}
-	p.metrics.Transactions.WithLabelValues(t.req.MTI, message.RCIssuerUnavailable, "", "duplicate").Inc()
-	p.log.Warn().Err(err).Str("first", rrn).Str("mti", t.req.MTI).Str("tid", t.req.TID).Str("stan", t.req.STAN).
-		Msg("duplicate of a request in flight elsewhere: no answer in time, answered 91, nothing forwarded")
+	p.metrics.Transactions.WithLabelValues(t.req.MTI, message.RCIssuerUnavailable, "", "switch").Inc()
+	p.log.Warn().Err(err).Str("first", rrn).Str("reason", reason).Str("mti", t.req.MTI).Str("tid", t.req.TID).Str("stan", t.req.STAN).
+		Msg("request in flight elsewhere: no final answer in time, answered 91, nothing forwarded")
 	return frontend.Response{Body: raw}, nil
 }
 

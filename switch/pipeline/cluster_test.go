@@ -400,3 +400,47 @@ func TestSeenRemote(t *testing.T) {
 		t.Fatalf("%d lookups after a key seen an hour ago, want still 1", h.j.lookups)
 	}
 }
+
+// TestClusterReversalOfOriginalInFlight: a terminal's reversal reaching this node while
+// its original is in flight on another node waits for the original's answer, and
+// reverses it if approved; if the wait ends it is answered 91 original-in-flight,
+// journaled nowhere, so that the terminal sends it again.
+func TestClusterReversalOfOriginalInFlight(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		opts   []option
+		later  bool // the original's answer arrives
+		rc     string
+		reason string
+		queued int
+	}{
+		{name: "original approved meanwhile: reversed", later: true, rc: "00", queued: 1},
+		{name: "wait ends: 91", opts: []option{func(_ *harness, c *Config) { c.DupWait = 20 * time.Millisecond }},
+			rc: "91", reason: "original-in-flight"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, tc.opts...)
+			tx := h.purchase(1000)
+			orig := nodeTwo(t, tx)
+			h.j.remote(inFlight(orig))
+			if tc.later {
+				h.j.applyLater(orig, 2)
+			}
+			a := h.do(h.reversal(tx, 1000))
+			if a.RC != tc.rc || a.Reason != tc.reason {
+				t.Fatalf("reversal answered %s %q, want %s %q", a.RC, a.Reason, tc.rc, tc.reason)
+			}
+			if n := len(h.q.all()); n != tc.queued {
+				t.Fatalf("queued %d, want %d", n, tc.queued)
+			}
+			if tc.queued > 0 {
+				checkReversalAdvice(t, h.q.all(), h.record(orig.RRN), a.RRN)
+			} else if h.j.count() != 1 {
+				t.Fatalf("journal holds %d records, want the original only", h.j.count())
+			}
+			if ck := h.p.open.min(); ck != "" {
+				t.Fatalf("%s left open", ck)
+			}
+		})
+	}
+}

@@ -224,12 +224,13 @@ type Pipeline struct {
 	locks    [256]sync.Mutex // serialize updates of an original (by RRN)
 	breakers sync.Map        // issuer ID -> *breaker
 	standIn  *standInBook
+	authSeq  atomic.Uint32
+	lastRRN  atomic.Value // string
+	stop     chan struct{}
+	wg       sync.WaitGroup
+
 	// unsettled keeps what the journal could not take for want of a quorum (cluster.go).
 	unsettled settleBook
-	authSeq   atomic.Uint32
-	lastRRN   atomic.Value // string
-	stop      chan struct{}
-	wg        sync.WaitGroup
 }
 
 // New returns a pipeline.
@@ -440,8 +441,8 @@ func (p *Pipeline) once(ctx context.Context, t *txn) (frontend.Response, error) 
 		p.dups.forget(t.dupKey, e)
 		return p.systemError(t, err)
 	} else if found {
-		// Not final: in a cluster, a request in flight on another node (or one not yet
-		// applied here); its answer is waited for.
+		// Its answer, at once if final; if not (in a cluster, a request in flight on
+		// another node, or one not yet applied here), once it is.
 		return p.answerAsDuplicate(ctx, t, e, rrn)
 	}
 	t.dup = e

@@ -200,6 +200,15 @@ func (p *Pipeline) reversal(ctx context.Context, t *txn) (frontend.Response, err
 	release()
 	if found {
 		t.rec.OriginalRRN = rrn
+		// An original in flight on another node of a cluster (written ahead there, not
+		// answered yet) is waited for: now it would look not approved, and stay
+		// unreversed if it is approved after all.
+		if _, err := p.awaitFinal(ctx, rrn); errors.Is(err, errWaitEnded) {
+			p.open.remove(t.rec.RRN)
+			return p.tryAgain(t, rrn, "original-in-flight", err)
+		} else if err != nil {
+			return p.systemError(t, err)
+		}
 		l := &p.locks[lockIndex(rrn)]
 		l.Lock()
 		orig, err := p.journal.Get(rrn)
