@@ -14,19 +14,23 @@ import (
 )
 
 // In a cluster the journal is replicated: every node holds every node's records, and
-// a terminal may resend a request to another node than the one it first reached. Two
-// things change for the pipeline, both seen only through the journal's errors:
+// a terminal may resend a request to another node than the one it first reached. What
+// changes for the pipeline is seen only through the journal (its errors, and records
+// of other nodes that are not final yet):
 //   - a write may fail because the cluster cannot make it durable now (an error
 //     wrapping journal.ErrUnavailable): the request is answered 91, never approved
-//     (systemError, undoApproval);
+//     (systemError, undoApproval), and what the journal did not take is written when
+//     it is back (settleBook);
 //   - the first write of a request may find that another node journaled the same
 //     request first (*journal.DuplicateError), and the duplicate index may find a
 //     request that is still in flight on another node: either way the request is a
 //     duplicate and gets the first one's answer once that is final here
-//     (answerAsDuplicate).
+//     (answerAsDuplicate); a reversal of a request in flight elsewhere waits for it
+//     the same way (awaitFinal);
+//   - the filter of recent requests learns of the other nodes' requests (SeenRemote).
 
-// errWaitEnded is the end of a duplicate's wait for its first request's answer.
-var errWaitEnded = errors.New("the first request's answer did not come")
+// errWaitEnded is the end of a wait for another request's final answer.
+var errWaitEnded = errors.New("the awaited request's answer did not come")
 
 // SeenRemote tells the filter of recent requests that another node of the cluster
 // journaled the request with DE 41 tid, DE 11 stan and DE 7 de7, received at at: a
