@@ -2,8 +2,6 @@ package registry
 
 import (
 	"fmt"
-
-	"github.com/dgraph-io/badger/v4"
 )
 
 // Demo limits and ratings by tier (amounts in fen, CNY minor units). The fleet
@@ -82,6 +80,10 @@ func DemoAlertRule() AlertRule {
 // demo terminal suspended at run time stays suspended across restarts); only
 // missing ones are created. It returns how many records it created.
 func LoadDemo(reg *Registry) (int, error) {
+	return retry(reg.store, func() (int, error) { return loadDemo(reg) })
+}
+
+func loadDemo(reg *Registry) (int, error) {
 	reg.mu.Lock()
 	defer reg.mu.Unlock()
 	now := reg.now()
@@ -131,7 +133,7 @@ func LoadDemo(reg *Registry) (int, error) {
 			rule = &ar
 			b.add(OpEntry{Time: now, Actor: "demo", Action: "alert-rule.put", TargetType: "alert-rule", Target: ar.ID, Reason: "demo fleet", After: rawJSON(rule)})
 		}
-		err := reg.commitLocked(func(txn *badger.Txn) error {
+		err := reg.commitLocked(func(txn *wtx) error {
 			for _, e := range chunk {
 				if e.mAfter != nil {
 					if err := putJSON(txn, []byte(pfxMerchant+e.mAfter.ID), e.mAfter); err != nil {
