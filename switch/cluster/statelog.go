@@ -179,11 +179,12 @@ type Follower struct {
 	r   statelog.Replica
 	ctx context.Context
 
-	cancel context.CancelFunc
-	done   chan struct{}
-	mu     sync.Mutex
-	it     jetstream.MessagesContext // the current iterator; nil between consumers
-	err    error                     // the last error, for Err
+	cancel  context.CancelFunc
+	done    chan struct{} // closed when run returns
+	watched chan struct{} // closed when the context watcher returns
+	mu      sync.Mutex
+	it      jetstream.MessagesContext // the current iterator; nil between consumers
+	err     error                     // the last error, for Err
 }
 
 // Follow starts applying the store's commits above r.Revision() to r, in order:
@@ -191,9 +192,10 @@ type Follower struct {
 // connection or a leader change. Call CatchUp to wait until r is current.
 func (l *StoreLog) Follow(ctx context.Context, r statelog.Replica) *Follower {
 	ctx, cancel := context.WithCancel(ctx)
-	f := &Follower{l: l, r: r, ctx: ctx, cancel: cancel, done: make(chan struct{})}
+	f := &Follower{l: l, r: r, ctx: ctx, cancel: cancel, done: make(chan struct{}), watched: make(chan struct{})}
 	go f.run()
 	go func() { // the end of ctx stops the iterator Next blocks on
+		defer close(f.watched)
 		select {
 		case <-ctx.Done():
 			f.stopIterator()
@@ -203,12 +205,13 @@ func (l *StoreLog) Follow(ctx context.Context, r statelog.Replica) *Follower {
 	return f
 }
 
-// Close stops the follower and waits for its goroutine. It is safe to call more
+// Close stops the follower and waits for its goroutines. It is safe to call more
 // than once.
 func (f *Follower) Close() {
 	f.cancel()
 	f.stopIterator()
 	<-f.done
+	<-f.watched
 }
 
 // Err returns the last error the follower met (it keeps trying), or nil.

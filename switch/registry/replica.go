@@ -47,12 +47,18 @@ func retry[T any](r *store, op func() (T, error)) (T, error) {
 }
 
 // catchUp waits, up to Options.CatchUpTimeout, until this node has applied the
-// commits that were ordered before its own could be.
+// commits that were ordered before its own could be: Options.CatchUp, and in any
+// case until the revision has moved past from, the one the refused commit was
+// based on. (The second wait matters: on a replicated stream the commit that beat
+// ours may still be in flight, not yet the subject's last message, when CatchUp
+// asks for it; TestRegistryThreeNodes saw this.)
 func (r *store) catchUp(from uint64) error {
 	ctx, cancel := context.WithTimeout(context.Background(), r.opts.CatchUpTimeout)
 	defer cancel()
 	if r.opts.CatchUp != nil {
-		return r.opts.CatchUp(ctx, r.replica)
+		if err := r.opts.CatchUp(ctx, r.replica); err != nil {
+			return err
+		}
 	}
 	t := time.NewTicker(5 * time.Millisecond)
 	defer t.Stop()
