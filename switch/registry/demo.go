@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"errors"
 	"fmt"
 )
 
@@ -79,8 +80,19 @@ func DemoAlertRule() AlertRule {
 // It is idempotent: records that already exist are left exactly as they are (so a
 // demo terminal suspended at run time stays suspended across restarts); only
 // missing ones are created. It returns how many records it created.
+//
+// In a cluster every node may run it at start, at the same moment: being
+// idempotent, it is run again (up to 10 times) for as long as it meets another
+// node's commit, where another write would report the conflict.
 func LoadDemo(reg *Registry) (int, error) {
-	return retry(reg.store, func() (int, error) { return loadDemo(reg) })
+	total := 0
+	for i := 0; ; i++ {
+		n, err := retry(reg.store, func() (int, error) { return loadDemo(reg) })
+		total += n
+		if err == nil || reg.opts.Log == nil || !errors.Is(err, ErrConflict) || i == 9 {
+			return total, err
+		}
+	}
 }
 
 func loadDemo(reg *Registry) (int, error) {

@@ -329,3 +329,39 @@ func TestApplyRemoteCost(t *testing.T) {
 		t.Fatalf("imported terminal unknown on B: %+v", res)
 	}
 }
+
+// TestSharedDemoLoadedTogether: three nodes starting at once all load the demo
+// fleet; it is created once and every node ends with the same state.
+func TestSharedDemoLoadedTogether(t *testing.T) {
+	mem := &statelog.Memory{}
+	nodes := make([]*node, 3)
+	for i := range nodes {
+		f := &fixture{dir: t.TempDir(), clock: &fakeClock{t: t0}, opts: Options{SeenFlushInterval: -1, Log: mem,
+			CatchUp: func(context.Context, statelog.Replica) error { return mem.Deliver() }}}
+		f.open(t)
+		mem.Follow(f.reg)
+		t.Cleanup(func() { f.close(t) })
+		nodes[i] = &node{f}
+	}
+	var wg sync.WaitGroup
+	created := make([]int, 3)
+	errs := make([]error, 3)
+	for i, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			created[i], errs[i] = LoadDemo(n.reg)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	deliver(t, mem)
+	want := len(DemoMerchants()) + len(DemoTerminals())
+	if sum := created[0] + created[1] + created[2]; sum != want {
+		t.Errorf("created %v records, %d in all; want %d once", created, sum, want)
+	}
+	sameState(t, nodes[0], nodes[1])
+	sameState(t, nodes[0], nodes[2])
+}
