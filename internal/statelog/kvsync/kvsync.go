@@ -48,6 +48,11 @@ type Config struct {
 	// Applied, when set, is called after another node's commit is written to Badger,
 	// with the store's writer lock held: it updates the store's memory.
 	Applied func(c statelog.Commit)
+	// Prepare, when set, is called before another node's commit is written (with
+	// the writer lock held, Badger as it was): the function it returns is called
+	// after the write, before Applied (the review cases count the cases a commit
+	// opens or decides).
+	Prepare func(c statelog.Commit) func()
 }
 
 // Sync runs a store's writes. It holds the store's writer lock: callers build
@@ -250,8 +255,15 @@ func (s *Sync) ApplyRemote(rev uint64, c statelog.Commit) error {
 	if rev <= s.rev.Load() {
 		return nil
 	}
+	var after func()
+	if s.cfg.Prepare != nil {
+		after = s.cfg.Prepare(c)
+	}
 	if err := s.write(c, rev, nil); err != nil {
 		return fmt.Errorf("%s: apply revision %d: %w", s.cfg.Name, rev, err)
+	}
+	if after != nil {
+		after()
 	}
 	if s.cfg.Applied != nil {
 		s.cfg.Applied(c)
