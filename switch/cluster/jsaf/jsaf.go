@@ -142,6 +142,7 @@ type Queue struct {
 }
 
 type try struct {
+	issuer  string
 	n       int
 	last    time.Time
 	lastErr string
@@ -166,7 +167,9 @@ func Open(ctx context.Context, node *cluster.Node, opts Options) (*Queue, error)
 		Storage:     jetstream.FileStorage,
 		Replicas:    opts.Replicas,
 		Duplicates:  opts.Duplicates,
-		AllowDirect: true, // Pending reads from any replica
+		// No direct gets: a replica that lags could miss an advice just
+		// enqueued, and Flush would take it for delivered. Reads go to the leader.
+		AllowDirect: false,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("jsaf: create stream %s (replicas %d): %w", StreamName, opts.Replicas, err)
@@ -299,6 +302,7 @@ func (q *Queue) worker(issuer string) {
 	busy := 0
 	st := q.stats(issuer)
 	var cons jetstream.Consumer
+	var forgot time.Time
 	retry := q.opts.MinBackoff
 	pause := func(err error) bool { // false once the queue is closing
 		if q.ctx.Err() != nil {
@@ -378,8 +382,9 @@ func (q *Queue) worker(issuer string) {
 			return
 		case err == nil, errors.Is(err, context.DeadlineExceeded): // a batch ended, or nothing came
 			retry = q.opts.MinBackoff
-			if got == 0 {
+			if got == 0 || time.Since(forgot) > 10*q.opts.Poll { // idle, or busy for long
 				q.forget(issuer, cons)
+				forgot = time.Now()
 			}
 		case errors.Is(err, jetstream.ErrConsumerNotFound), errors.Is(err, jetstream.ErrConsumerDeleted):
 			cons = nil
@@ -394,11 +399,18 @@ func (q *Queue) worker(issuer string) {
 	}
 }
 
-// forget drops from mine the advices of issuer under the consumer's ack floor:
-// acknowledged, possibly by another node. Called when the worker is idle.
+// forget drops from mine and tries the advices of issuer under the consumer's
+// ack floor: acknowledged, possibly by another node (else both would grow for
+// as long as the other nodes deliver this one's advices). Called when the
+// worker is idle.
 func (q *Queue) forget(issuer string, cons jetstream.Consumer) {
 	q.mu.Lock()
 	n := len(q.mine[issuer])
+	for _, t := range q.tries {
+		if t.issuer == issuer {
+			n++
+		}
+	}
 	q.mu.Unlock()
 	if n == 0 {
 		return
@@ -414,6 +426,10 @@ func (q *Queue) forget(issuer string, cons jetstream.Consumer) {
 	for s := range q.mine[issuer] {
 		if s <= info.AckFloor.Stream {
 			delete(q.mine[issuer], s)
+		}
+	}
+	for s, t := range q.tries {
+		if t.issuer == issuer && s <= info.AckFloor.Stream {
 			delete(q.tries, s)
 		}
 	}
@@ -446,7 +462,7 @@ func (q *Queue) deliver(issuer string, m jetstream.Msg) {
 	if t, ok := q.tries[seq]; ok {
 		it.LastErr = t.lastErr
 	}
-	q.tries[seq] = try{n: it.Tries, last: it.Last, lastErr: it.LastErr}
+	q.tries[seq] = try{issuer: issuer, n: it.Tries, last: it.Last, lastErr: it.LastErr}
 	q.mu.Unlock()
 	q.Sent.Add(1)
 	st.Sent.Add(1)
@@ -503,7 +519,7 @@ func (q *Queue) deliver(issuer string, m jetstream.Msg) {
 		backoff = q.opts.MaxBackoff
 	}
 	q.mu.Lock()
-	q.tries[seq] = try{n: it.Tries, last: it.Last, lastErr: err.Error()}
+	q.tries[seq] = try{issuer: issuer, n: it.Tries, last: it.Last, lastErr: err.Error()}
 	q.mu.Unlock()
 	if nerr := m.NakWithDelay(backoff); nerr != nil {
 		q.log.Debug().Err(nerr).Uint64("seq", seq).Msg("store-and-forward: nak not sent; the advice comes back after AckWait")

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -246,6 +247,15 @@ func TestCluster(t *testing.T) {
 			}
 		}
 		waitFor(t, "every advice delivered", 20*time.Second, func() bool { return len(r1.list())+len(r2.list()) >= nShare })
+		// Each node forgets, once idle, the advices it enqueued that the other
+		// delivered (the consumer's ack floor passed them), without a Flush.
+		for i, q := range qs[:2] {
+			waitFor(t, fmt.Sprintf("node %d to forget the advices acknowledged", i+1), 10*time.Second, func() bool {
+				q.mu.Lock()
+				defer q.mu.Unlock()
+				return len(q.mine["acq"]) == 0
+			})
+		}
 		for _, q := range qs[:2] {
 			if err := q.Flush(ctx); err != nil {
 				t.Fatal(err)
@@ -337,4 +347,45 @@ func TestCluster(t *testing.T) {
 			t.Logf("flush without quorum: %v", err)
 		}
 	})
+}
+
+// TestSlowSendKeepsAdvice: a send that outlasts AckWait keeps its advice (the
+// node reports progress), so another node's queue does not send it too.
+func TestSlowSendKeepsAdvice(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n := standalone(t, ctx)
+	opts := Options{Replicas: 1, AckWait: 300 * time.Millisecond, Logger: testLogger(t)}
+	q1, q2 := openRetry(t, ctx, n, opts), openRetry(t, ctx, n, opts) // two nodes' queues on one consumer
+	if err := q1.Enqueue(advice("slow", "s1")); err != nil {
+		t.Fatal(err)
+	}
+	taken, finished := make(chan struct{}), make(chan struct{})
+	var calls atomic.Int32
+	q1.Register("slow", func(ctx context.Context, it *saf.Item, repeat bool) error {
+		if calls.Add(1) > 1 {
+			return nil // redelivered to this queue: failed below
+		}
+		close(taken)
+		defer close(finished)
+		select { // the issuer answers after four AckWaits
+		case <-time.After(4 * opts.AckWait):
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	<-taken
+	r2 := &recorder{}
+	q2.Register("slow", r2.send)
+	<-finished
+	if err := q1.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := r2.list(); len(got) != 0 || calls.Load() != 1 {
+		t.Fatalf("the advice held by a slow send was sent again: by the other queue %+v, %d calls of the slow sender", got, calls.Load())
+	}
+	if l := q1.Len(""); l != 0 {
+		t.Fatalf("Len = %d after the slow send's acknowledgement", l)
+	}
 }
