@@ -69,7 +69,7 @@ type Server struct {
 	Metrics   *metrics.Metrics
 	Pipeline  *pipeline.Pipeline
 	Registry  *registry.Registry
-	Queue     *saf.Queue
+	Queue     saf.Store // the Badger queue, or the cluster's JetStream queue
 	HSM       *hsm.Software
 	Risk      *risk.Engine
 	Cases     *cases.Store
@@ -192,9 +192,11 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 			log.Info().Int("created", n).Msg("demo fleet loaded into the registry")
 		}
 	}
-	if s.Queue, err = saf.Open(s.db, saf.Options{Persist: s.Journal.PutDurable, Logger: log.With().Str("component", "saf").Logger()}); err != nil {
+	q, err := saf.Open(s.db, saf.Options{Persist: s.Journal.PutDurable, Logger: log.With().Str("component", "saf").Logger()})
+	if err != nil {
 		return nil, err
 	}
+	s.Queue = q // assigned only when open: Close tests it for nil
 	s.Metrics.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "switchyard_saf_queued", Help: "Advices waiting in the store-and-forward queue, all issuers.",
 	}, func() float64 { return float64(s.Queue.Len("")) }), prometheus.NewGaugeFunc(prometheus.GaugeOpts{
