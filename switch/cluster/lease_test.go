@@ -213,4 +213,11 @@ func TestLeases(t *testing.T) {
 			t.Errorf("the live incarnation of node 3 marked recovered: %+v", h)
 		}
 	}
+
+	// The report `switchyard cluster status` prints.
+	rep := nodes[0].Report(ctx, leases[0])
+	if rep.Node != 1 || rep.NotReady != "" || rep.Status == nil || len(rep.Leases) != 3 || len(rep.Status.Buckets) != 1 ||
+		rep.Status.Buckets[0].Name != LeaseBucket || rep.Status.Buckets[0].Replicas != 3 {
+		t.Fatalf("report: %+v", rep)
+	}
 }
