@@ -85,6 +85,7 @@ type Server struct {
 	auth      *admin.Authenticator
 	mux       *http.ServeMux
 	ready     atomic.Bool
+	readyHook atomic.Pointer[func() error] // SetReadyCheck's
 	startOnce sync.Once
 	closeOnce sync.Once
 	reloaders []func() error
@@ -436,6 +437,17 @@ func (s *Server) AdminAddr() string { return s.adminLn.Addr().String() }
 // Handle mounts an admin API handler on the admin server.
 func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
 
+// SetReadyCheck adds a check to /readyz: while it returns an error, /readyz
+// answers 503 with it (a cluster node without a JetStream quorum says why).
+// nil removes it. It must answer quickly: load balancers poll /readyz.
+func (s *Server) SetReadyCheck(check func() error) {
+	if check == nil {
+		s.readyHook.Store(nil)
+		return
+	}
+	s.readyHook.Store(&check)
+}
+
 // Auth is the admin API's authenticator.
 func (s *Server) Auth() *admin.Authenticator { return s.auth }
 
@@ -448,6 +460,12 @@ func (s *Server) startAdmin() error {
 		if !s.ready.Load() {
 			http.Error(w, "not ready: starting or draining", http.StatusServiceUnavailable)
 			return
+		}
+		if check := s.readyHook.Load(); check != nil {
+			if err := (*check)(); err != nil {
+				http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+				return
+			}
 		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
