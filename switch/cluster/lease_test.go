@@ -32,7 +32,7 @@ func threeNodeConfigs(t *testing.T) []Config {
 
 // startCluster starts the nodes of cfgs and waits for JetStream on each; the
 // nodes left in the returned slice are closed at the test's end.
-func startCluster(t *testing.T, ctx context.Context, cfgs []Config) []*Node {
+func startLeaseCluster(t *testing.T, ctx context.Context, cfgs []Config) []*Node {
 	t.Helper()
 	nodes := make([]*Node, len(cfgs))
 	t.Cleanup(func() {
@@ -67,7 +67,7 @@ func TestLeases(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	cfgs := threeNodeConfigs(t)
-	nodes := startCluster(t, ctx, cfgs)
+	nodes := startLeaseCluster(t, ctx, cfgs)
 
 	const ttl = 2 * time.Second
 	calls := make(chan deadCall, 10)

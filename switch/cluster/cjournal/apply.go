@@ -254,7 +254,7 @@ func (j *Journal) applyMsg(ctx context.Context, kind string, data []byte, own bo
 		if !own {
 			j.stats.appliedRemote.Add(1)
 			if j.opts.OnRemote != nil {
-				j.opts.OnRemote(rec)
+				j.opts.OnRemote(rec, local)
 			}
 		}
 	case kindDeliv:

@@ -130,7 +130,7 @@ func openMember(t testing.TB, ctx context.Context, nd *cluster.Node, num, replic
 		t.Fatal(err)
 	}
 	m.j, err = Open(ctx, nd, m.store, m.db, Options{Node: num, Replicas: replicas, AckTimeout: 3 * time.Second, Logger: testLogger(t),
-		OnRemote: func(rec *journal.Record) {
+		OnRemote: func(rec, _ *journal.Record) {
 			m.mu.Lock()
 			m.remote = append(m.remote, rec.RRN)
 			m.mu.Unlock()

@@ -54,7 +54,9 @@ type Options struct {
 	// node it applies to the local store (the server feeds the final ones to the risk
 	// engine's velocity and the pipeline's duplicate filter). It runs on the applier's
 	// goroutine: it must not block.
-	OnRemote func(rec *journal.Record)
+	// prev is the version the local store held before (nil: none), so that the first
+	// final version of a record can be told from its later updates.
+	OnRemote func(rec, prev *journal.Record)
 	// Logger receives the applier's and the background publisher's errors.
 	Logger zerolog.Logger
 }
