@@ -130,7 +130,9 @@ func TestSharedConcurrentChanges(t *testing.T) {
 	if r1.ID == r2.ID {
 		t.Fatalf("both requests got ID %s", r1.ID)
 	}
-	// Then really concurrent, one writer per node.
+	// Then really concurrent, one writer per node, both up to date (a node that
+	// is behind may meet two commits: the one it missed and the concurrent one).
+	deliver(t, mem)
 	var wg sync.WaitGroup
 	errs := make([]error, 2)
 	for i, n := range []*node{a, b} {
