@@ -130,7 +130,9 @@ func TestSharedConcurrentChanges(t *testing.T) {
 	if r1.ID == r2.ID {
 		t.Fatalf("both requests got ID %s", r1.ID)
 	}
-	// Then really concurrent, one writer per node.
+	// Then really concurrent, one writer per node, both up to date (a node that
+	// is behind may meet two commits: the one it missed and the concurrent one).
+	deliver(t, mem)
 	var wg sync.WaitGroup
 	errs := make([]error, 2)
 	for i, n := range []*node{a, b} {
@@ -327,6 +329,22 @@ func TestApplyRemoteCost(t *testing.T) {
 	t.Logf("import of %d terminals (request + %d approval commits) applied on the other node in %v", n, (n+importChunk-1)/importChunk, took.Round(time.Millisecond))
 	if res := bf.reg.Check(CheckRequest{TerminalID: "L0009999", MerchantID: "000000000000001", DeviceID: "SN-L0009999", SourceIP: honest, Now: t0}); res.Terminal == nil {
 		t.Fatalf("imported terminal unknown on B: %+v", res)
+	}
+
+	// One ordinary change in a fleet of 12,000: what every approval costs the others.
+	req, err = a.reg.RequestChange(alice, Change{Op: OpTerminalSuspend, Target: "L0000007"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.reg.Approve(bob, req.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	deliver(t, mem)
+	t.Logf("a suspension (request and approval, 2 commits) applied on the other node, %d terminals, in %v",
+		len(bf.reg.Terminals(TerminalFilter{})), time.Since(start).Round(time.Microsecond))
+	if tm, _ := bf.reg.Terminal("L0000007"); tm.Status != TerminalSuspended {
+		t.Fatalf("L0000007 is %s on B", tm.Status)
 	}
 }
 
