@@ -38,10 +38,10 @@ type clusterNode struct {
 }
 
 // startCluster starts (or connects to) JetStream and waits for a quorum.
-func startCluster(cfg cluster.Config, log zerolog.Logger) (*clusterNode, error) {
+func (s *Server) startCluster(cfg cluster.Config) (*clusterNode, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), clusterStartTimeout)
 	defer cancel()
-	clog := log.With().Str("component", "cluster").Logger()
+	clog := s.log.With().Str("component", "cluster").Logger()
 	n, err := cluster.Start(ctx, cfg, cluster.Options{Logger: clog})
 	if err != nil {
 		return nil, err
@@ -138,7 +138,8 @@ func (c *clusterNode) openJournal(local *journal.Store, s *Server, onRemote func
 }
 
 // openQueue opens the store-and-forward queue on JetStream, shared by every node.
-func (c *clusterNode) openQueue(log zerolog.Logger) (*jsaf.Queue, error) {
+func (s *Server) openClusterQueue() (*jsaf.Queue, error) {
+	c, log := s.cl, s.log.With().Str("component", "saf").Logger()
 	var q *jsaf.Queue
 	err := c.retry("store-and-forward queue", func(ctx context.Context) (err error) {
 		q, err = jsaf.Open(ctx, c.node, jsaf.Options{Replicas: c.cfg.Replicas, Logger: log})

@@ -178,7 +178,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		return nil, err
 	}
 	if cfg.Cluster != nil {
-		if s.cl, err = startCluster(*cfg.Cluster, log); err != nil {
+		if s.cl, err = s.startCluster(*cfg.Cluster); err != nil {
 			return nil, err
 		}
 		if s.cl.metrics, err = cluster.NewMetrics(s.Metrics.Registry); err != nil {
@@ -215,7 +215,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		}
 	}
 	if s.cl != nil {
-		q, err := s.cl.openQueue(log.With().Str("component", "saf").Logger())
+		q, err := s.openClusterQueue()
 		if err != nil {
 			return nil, err
 		}
