@@ -57,7 +57,7 @@ func TestClusterRefusalStatuses(t *testing.T) {
 	}
 	for err, want := range map[error]int{
 		fmt.Errorf("cases: case.assign of CASE-1: %w: %w", cases.ErrChanged, statelog.ErrConflict): http.StatusConflict,
-		fmt.Errorf("cases: case.assign of CASE-1: review cases: %w", statelog.ErrUnavailable):          http.StatusServiceUnavailable,
+		fmt.Errorf("cases: case.assign of CASE-1: review cases: %w", statelog.ErrUnavailable):      http.StatusServiceUnavailable,
 	} {
 		if got := casesStatus(err); got != want {
 			t.Errorf("cases: %v -> %d, want %d", err, got, want)
