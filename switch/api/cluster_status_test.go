@@ -37,7 +37,7 @@ func TestClusterRefusalStatuses(t *testing.T) {
 		log  statelog.Log
 		want int
 	}{{conflictLog{}, http.StatusConflict}, {&statelog.Memory{Fail: statelog.ErrUnavailable}, http.StatusServiceUnavailable}} {
-		ks, err := keys.NewStore(db, keys.Options{Log: c.log, CatchUp: time.Millisecond})
+		ks, err := keys.NewStore(db, keys.Options{Log: c.log, CatchUpTimeout: time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -46,7 +46,7 @@ func TestClusterRefusalStatuses(t *testing.T) {
 		if got := keysStatus(err); got != c.want {
 			t.Errorf("key store: %v -> %d, want %d", err, got, c.want)
 		}
-		l, err := risk.OpenLists(db, risk.ListsOptions{Log: c.log, CatchUp: time.Millisecond})
+		l, err := risk.OpenLists(db, risk.ListsOptions{Log: c.log, CatchUpTimeout: time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}

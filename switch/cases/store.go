@@ -77,9 +77,12 @@ type Options struct {
 	// case twice), and the other nodes' cases arrive through the Store's
 	// statelog.Replica methods. Nil is a single node.
 	Log statelog.Log
-	// CatchUp bounds the wait for another node's change after a conflict (default
-	// kvsync.DefaultCatchUp).
-	CatchUp time.Duration
+	// CatchUp, when set with Log, waits after a conflict until the store has
+	// applied every commit the Log held (the cluster's StoreLog.CatchUp).
+	CatchUp func(ctx context.Context, r statelog.Replica) error
+	// CatchUpTimeout bounds the wait after a conflict (default
+	// kvsync.DefaultCatchUpTimeout, 5 s).
+	CatchUpTimeout time.Duration
 }
 
 // item is a case waiting for the writer, or a flush barrier when c is nil.
@@ -167,7 +170,7 @@ func newStore(db *badger.DB, opts Options) (*Store, error) {
 	}
 	var err error
 	s.sync, err = kvsync.New(db, kvsync.Config{Name: "review cases", RevKey: revKey, Log: opts.Log,
-		Conflict: ErrChanged, CatchUp: opts.CatchUp, Sync: true, Prepare: s.prepareRemote})
+		Conflict: ErrChanged, CatchUp: opts.CatchUp, CatchUpTimeout: opts.CatchUpTimeout, Sync: true, Prepare: s.prepareRemote})
 	if err != nil {
 		return nil, err
 	}
