@@ -630,6 +630,11 @@ func (s *Store) Decide(p Actor, id string, v Verdict, note string) (*Case, error
 // change reads case n, lets edit change it and stores it with its operation log
 // entry in one transaction; in a cluster, ordered first through the Log (edit runs
 // again on the newer case after a conflict). Callers hold s.mu and flushed the queue.
+//
+// In a cluster the case is ordered through the cases' Log and the operation log
+// entry through the registry's: when the registry refuses its commit after the
+// case's was ordered, this node reports the error but the change to the case still
+// arrives through ApplyRemote, without its operation log entry.
 func (s *Store) change(p Actor, n uint64, action, note string, edit func(c *Case, now time.Time) error) (*Case, error) {
 	if s.opts.Registry == nil {
 		return nil, errors.New("cases: no operation log to record the change in")

@@ -287,7 +287,9 @@ func (s *Sync) Revision() uint64 { return s.rev.Load() }
 // Commit collects the writes of one commit, in order.
 type Commit struct{ statelog.Commit }
 
-// Set records key = value.
+// Set records key = value. An empty value is stored as such here, but a Log that
+// encodes commits as JSON (statelog.KV's omitempty) delivers it to the other nodes
+// as a deletion: the stores never write empty values.
 func (c *Commit) Set(key, value []byte) {
 	if value == nil {
 		value = []byte{}
