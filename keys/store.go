@@ -67,9 +67,12 @@ type Options struct {
 	// the other nodes' changes arrive through the Store's statelog.Replica methods.
 	// Nil is a single node. DUKPT counters stay local.
 	Log statelog.Log
-	// CatchUp bounds the wait for another node's change after a conflict (default
-	// kvsync.DefaultCatchUp).
-	CatchUp time.Duration
+	// CatchUp, when set with Log, waits after a conflict until the store has
+	// applied every commit the Log held (the cluster's StoreLog.CatchUp).
+	CatchUp func(ctx context.Context, r statelog.Replica) error
+	// CatchUpTimeout bounds the wait after a conflict (default
+	// kvsync.DefaultCatchUpTimeout, 5 s).
+	CatchUpTimeout time.Duration
 }
 
 // Store is the Badger key store. It keeps all key records in memory too, so that
@@ -108,7 +111,7 @@ func NewStore(db *badger.DB, opts Options) (*Store, error) {
 	s.log = opts.Logger
 	var err error
 	s.sync, err = kvsync.New(db, kvsync.Config{Name: "key store", RevKey: revKey, Log: opts.Log, Conflict: ErrConflict,
-		CatchUp: opts.CatchUp, Sync: true, Applied: s.applied})
+		CatchUp: opts.CatchUp, CatchUpTimeout: opts.CatchUpTimeout, Sync: true, Applied: s.applied})
 	if err != nil {
 		return nil, err
 	}

@@ -184,9 +184,12 @@ type ListsOptions struct {
 	// changes arrive through the Lists' statelog.Replica methods and are used by the
 	// next transaction. Nil is a single node.
 	Log statelog.Log
-	// CatchUp bounds the wait for another node's change after a conflict (default
-	// kvsync.DefaultCatchUp).
-	CatchUp time.Duration
+	// CatchUp, when set with Log, waits after a conflict until the store has
+	// applied every commit the Log held (the cluster's StoreLog.CatchUp).
+	CatchUp func(ctx context.Context, r statelog.Replica) error
+	// CatchUpTimeout bounds the wait after a conflict (default
+	// kvsync.DefaultCatchUpTimeout, 5 s).
+	CatchUpTimeout time.Duration
 }
 
 // Lists holds the deny, allow and other lists, persisted in Badger under
@@ -216,7 +219,7 @@ func OpenLists(db *badger.DB, opts ListsOptions) (*Lists, error) {
 	if db != nil {
 		var err error
 		l.sync, err = kvsync.New(db, kvsync.Config{Name: "risk lists", RevKey: listsRevKey, Log: opts.Log,
-			Conflict: ErrListsConflict, CatchUp: opts.CatchUp, Entry: l.entry, Applied: l.applied})
+			Conflict: ErrListsConflict, CatchUp: opts.CatchUp, CatchUpTimeout: opts.CatchUpTimeout, Entry: l.entry, Applied: l.applied})
 		if err != nil {
 			return nil, err
 		}

@@ -77,9 +77,12 @@ type Options struct {
 	// case twice), and the other nodes' cases arrive through the Store's
 	// statelog.Replica methods. Nil is a single node.
 	Log statelog.Log
-	// CatchUp bounds the wait for another node's change after a conflict (default
-	// kvsync.DefaultCatchUp).
-	CatchUp time.Duration
+	// CatchUp, when set with Log, waits after a conflict until the store has
+	// applied every commit the Log held (the cluster's StoreLog.CatchUp).
+	CatchUp func(ctx context.Context, r statelog.Replica) error
+	// CatchUpTimeout bounds the wait after a conflict (default
+	// kvsync.DefaultCatchUpTimeout, 5 s).
+	CatchUpTimeout time.Duration
 }
 
 // item is a case waiting for the writer, or a flush barrier when c is nil.
@@ -167,7 +170,7 @@ func newStore(db *badger.DB, opts Options) (*Store, error) {
 	}
 	var err error
 	s.sync, err = kvsync.New(db, kvsync.Config{Name: "review cases", RevKey: revKey, Log: opts.Log,
-		Conflict: ErrChanged, CatchUp: opts.CatchUp, Sync: true, Prepare: s.prepareRemote})
+		Conflict: ErrChanged, CatchUp: opts.CatchUp, CatchUpTimeout: opts.CatchUpTimeout, Sync: true, Prepare: s.prepareRemote})
 	if err != nil {
 		return nil, err
 	}
@@ -627,6 +630,11 @@ func (s *Store) Decide(p Actor, id string, v Verdict, note string) (*Case, error
 // change reads case n, lets edit change it and stores it with its operation log
 // entry in one transaction; in a cluster, ordered first through the Log (edit runs
 // again on the newer case after a conflict). Callers hold s.mu and flushed the queue.
+//
+// In a cluster the case is ordered through the cases' Log and the operation log
+// entry through the registry's: when the registry refuses its commit after the
+// case's was ordered, this node reports the error but the change to the case still
+// arrives through ApplyRemote, without its operation log entry.
 func (s *Store) change(p Actor, n uint64, action, note string, edit func(c *Case, now time.Time) error) (*Case, error) {
 	if s.opts.Registry == nil {
 		return nil, errors.New("cases: no operation log to record the change in")

@@ -23,9 +23,10 @@ import (
 	"github.com/switchyard/switchyard/internal/statelog"
 )
 
-// DefaultCatchUp bounds how long a store waits, after a conflict, for its replica
-// side to apply the other node's newer commit before it re-runs the operation.
-const DefaultCatchUp = 2 * time.Second
+// DefaultCatchUpTimeout bounds how long a store waits, after a conflict, for its
+// replica side to apply the other nodes' newer commits before it re-runs the
+// operation.
+const DefaultCatchUpTimeout = 5 * time.Second
 
 // Config describes the store a Sync serves.
 type Config struct {
@@ -38,8 +39,13 @@ type Config struct {
 	// Conflict is the store's error for an operation that conflicted twice (wrapped
 	// together with statelog.ErrConflict).
 	Conflict error
-	// CatchUp bounds the wait after a conflict (default DefaultCatchUp).
-	CatchUp time.Duration
+	// CatchUp, when set, waits after a conflict until the store (r) has applied
+	// every commit the Log held (the cluster's StoreLog.CatchUp). Whether or not it
+	// is set, the store then waits until its revision has moved past the one its
+	// refused commit was based on.
+	CatchUp func(ctx context.Context, r statelog.Replica) error
+	// CatchUpTimeout bounds the wait after a conflict (default DefaultCatchUpTimeout).
+	CatchUpTimeout time.Duration
 	// Sync makes every commit durable with DB.Sync before it returns.
 	Sync bool
 	// Entry, when set, gives the Badger entry of a key set by a commit (a TTL, say);
@@ -70,8 +76,8 @@ type Sync struct {
 
 // New opens the sync of a store in db and reads its revision.
 func New(db *badger.DB, cfg Config) (*Sync, error) {
-	if cfg.CatchUp <= 0 {
-		cfg.CatchUp = DefaultCatchUp
+	if cfg.CatchUpTimeout <= 0 {
+		cfg.CatchUpTimeout = DefaultCatchUpTimeout
 	}
 	s := &Sync{db: db, cfg: cfg, changed: make(chan struct{})}
 	if cfg.Log == nil || db == nil {
@@ -226,10 +232,16 @@ func (s *Sync) advance(rev uint64) {
 	s.waitMu.Unlock()
 }
 
-// waitAbove waits until the revision is above rev, at most cfg.CatchUp.
+// waitAbove waits until the store has caught up with the Log (cfg.CatchUp) and its
+// revision is above rev, at most cfg.CatchUpTimeout.
 func (s *Sync) waitAbove(ctx context.Context, rev uint64) error {
-	t := time.NewTimer(s.cfg.CatchUp)
-	defer t.Stop()
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.CatchUpTimeout)
+	defer cancel()
+	if s.cfg.CatchUp != nil {
+		if err := s.cfg.CatchUp(ctx, s); err != nil {
+			return fmt.Errorf("this node did not catch up: %w", err)
+		}
+	}
 	for {
 		s.waitMu.Lock()
 		ch := s.changed
@@ -239,10 +251,8 @@ func (s *Sync) waitAbove(ctx context.Context, rev uint64) error {
 		}
 		select {
 		case <-ch:
-		case <-t.C:
-			return fmt.Errorf("this node did not receive the newer change within %s", s.cfg.CatchUp)
 		case <-ctx.Done():
-			return ctx.Err()
+			return fmt.Errorf("this node did not receive the newer change within %s: %w", s.cfg.CatchUpTimeout, ctx.Err())
 		}
 	}
 }
@@ -277,7 +287,9 @@ func (s *Sync) Revision() uint64 { return s.rev.Load() }
 // Commit collects the writes of one commit, in order.
 type Commit struct{ statelog.Commit }
 
-// Set records key = value.
+// Set records key = value. An empty value is stored as such here, but a Log that
+// encodes commits as JSON (statelog.KV's omitempty) delivers it to the other nodes
+// as a deletion: the stores never write empty values.
 func (c *Commit) Set(key, value []byte) {
 	if value == nil {
 		value = []byte{}
