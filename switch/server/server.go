@@ -241,7 +241,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	if err != nil {
 		return nil, err
 	}
-	if s.Keys, err = keys.NewStore(s.db, keys.Options{Demo: cfg.Demo, Logger: klog, Log: asLog(keysLog)}); err != nil {
+	if s.Keys, err = keys.NewStore(s.db, keys.Options{Demo: cfg.Demo, Logger: klog, Log: asLog(keysLog), CatchUp: catchUp(keysLog)}); err != nil {
 		return nil, err
 	}
 	if err := s.cl.follow(keysLog, s.Keys); err != nil {
@@ -318,7 +318,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	if err != nil {
 		return nil, err
 	}
-	if s.Cases, err = cases.New(s.db, cases.Options{Log: asLog(casesLog), Rules: s.Risk, Lists: s.Risk.Lists(), Registry: s.Registry,
+	if s.Cases, err = cases.New(s.db, cases.Options{Log: asLog(casesLog), CatchUp: catchUp(casesLog), Rules: s.Risk, Lists: s.Risk.Lists(), Registry: s.Registry,
 		Metrics: s.Metrics.Registry, Logger: log.With().Str("component", "cases").Logger()}); err != nil {
 		return nil, err
 	}
