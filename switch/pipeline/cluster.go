@@ -219,6 +219,12 @@ func (b *settleBook) add(it settleItem) bool {
 	return true
 }
 
+func (b *settleBook) len() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.items)
+}
+
 // oweRecord keeps the final version of t's record, answered 91 journal-unavailable,
 // for the journal's return; false if it is not kept.
 func (p *Pipeline) oweRecord(t *txn) bool {

@@ -298,6 +298,9 @@ func (p *Pipeline) Start() {
 			select {
 			case <-p.stop:
 				p.settle(context.Background())
+				if n := p.unsettled.len(); n > 0 {
+					p.log.Error().Int("records", n).Msg("stopping with records the journal did not take while unavailable: NOT written (recovery settles those written ahead)")
+				}
 				p.checkpoint()
 				return
 			case <-tick.C:
