@@ -389,3 +389,33 @@ func TestSlowSendKeepsAdvice(t *testing.T) {
 		t.Fatalf("Len = %d after the slow send's acknowledgement", l)
 	}
 }
+
+// TestCloseHandsBack: a queue closed mid-send hands the advice back at once,
+// not after AckWait: another node's queue sends it, as a repeat.
+func TestCloseHandsBack(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n := standalone(t, ctx)
+	opts := Options{Replicas: 1, AckWait: time.Minute, Logger: testLogger(t)}
+	q1, q2 := openRetry(t, ctx, n, opts), openRetry(t, ctx, n, opts)
+	if err := q1.Enqueue(advice("iss", "c1")); err != nil {
+		t.Fatal(err)
+	}
+	taken := make(chan struct{})
+	q1.Register("iss", func(ctx context.Context, it *saf.Item, repeat bool) error {
+		close(taken)
+		<-ctx.Done() // the issuer has not answered when the node shuts down
+		return ctx.Err()
+	})
+	<-taken
+	r2 := &recorder{}
+	q2.Register("iss", r2.send)
+	if err := q1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the other queue to send the handed-back advice (well before the 1 min AckWait)", 10*time.Second,
+		func() bool { return len(r2.list()) > 0 })
+	if got := r2.list(); len(got) != 1 || got[0].mti != "0421" || got[0].tries != 2 {
+		t.Fatalf("deliveries by the other queue: %+v; want c1 once as a repeat 0421, tries 2", got)
+	}
+}
