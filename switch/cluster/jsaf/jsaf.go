@@ -651,7 +651,11 @@ func (q *Queue) owed(ctx context.Context) (int, error) {
 	q.mu.Unlock()
 	left := 0
 	for _, s := range seqs {
-		_, err := q.stream.GetMsg(ctx, s)
+		// A request lost in a leader election is not answered at all: each
+		// waits PublishTimeout at most, and Flush asks again.
+		gctx, cancel := context.WithTimeout(ctx, q.opts.PublishTimeout)
+		_, err := q.stream.GetMsg(gctx, s)
+		cancel()
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			q.mu.Lock()
 			for _, m := range q.mine {
