@@ -304,16 +304,17 @@ func TestCluster(t *testing.T) {
 		qs[0].Register("owed", r1.send)
 		qs[1].Register("owed", r2.send)
 		// Node 3 dies: its connection cut without a word (no ack, no nak), then
-		// its server. Its queue's sender only then sees its context end.
+		// its server. Its queue's sender only sees its context end once the
+		// survivors have delivered (Close is the test's cleanup, not the death).
 		died := time.Now()
 		nodes[2].Conn().Close()
 		if err := nodes[2].Close(); err != nil {
 			t.Log(err)
 		}
-		qs[2].Close()
 		nodes[2] = nil
 		waitFor(t, "a survivor to deliver the dead node's advice", 30*time.Second, func() bool { return len(r1.list())+len(r2.list()) > 0 })
 		took := time.Since(died)
+		qs[2].Close()
 		got := append(r1.list(), r2.list()...)
 		if len(got) != 1 || got[0].rrn != "owed-1" || !got[0].repeat || got[0].mti != "0421" || got[0].tries < 2 {
 			t.Fatalf("survivors' deliveries: %+v; want owed-1 once, as a repeat 0421 with tries >= 2", got)
