@@ -54,8 +54,9 @@ type Options struct {
 	// send is outstanding the node reports progress every AckWait/3, so a slow
 	// issuer does not make it expire (default 30 s).
 	AckWait time.Duration
-	// Poll is the longest a worker's pull request waits at the server; it only
-	// bounds how soon a stopped worker notices (default 1 s).
+	// Poll is the longest a worker's pull request waits at the server (an
+	// advice arriving meanwhile is handed over at once); Close waits for the
+	// last one to expire, so it bounds Close too (default 1 s).
 	Poll time.Duration
 	// PublishTimeout bounds an Enqueue waiting for JetStream's acknowledgement
 	// (default 2 s); past it the error wraps cluster.ErrNoQuorum.
