@@ -137,12 +137,18 @@ func (c *clusterNode) openJournal(local *journal.Store, s *Server, onRemote func
 	})
 }
 
-// openQueue opens the store-and-forward queue on JetStream, shared by every node.
+// safAckWait is how long an advice a node took stays with it without news: a node
+// killed mid-send gives its advices back to the survivors after it (they go as
+// repeats). A slow send keeps its advice by reporting progress.
+const safAckWait = 10 * time.Second
+
+// openClusterQueue opens the store-and-forward queue on JetStream, shared by every
+// node.
 func (s *Server) openClusterQueue() (*jsaf.Queue, error) {
 	c, log := s.cl, s.log.With().Str("component", "saf").Logger()
 	var q *jsaf.Queue
 	err := c.retry("store-and-forward queue", func(ctx context.Context) (err error) {
-		q, err = jsaf.Open(ctx, c.node, jsaf.Options{Replicas: c.cfg.Replicas, Logger: log})
+		q, err = jsaf.Open(ctx, c.node, jsaf.Options{Replicas: c.cfg.Replicas, AckWait: safAckWait, Logger: log})
 		return err
 	})
 	return q, err
