@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -191,8 +192,14 @@ func (n *Node) StartLease(ctx context.Context, opts LeaseOptions) (*Lease, error
 	}
 	now := opts.Now().UTC()
 	l.self = LeaseValue{Node: n.cfg.Node, Server: n.ServerName(), Started: now, Incarnation: inc}
-	if err := l.refresh(ctx); err != nil {
-		return nil, err
+	for {
+		err := l.refresh(ctx)
+		if err == nil {
+			break
+		}
+		if !transient(err) || pause(ctx) != nil {
+			return nil, err
+		}
 	}
 	wctx, cancel := context.WithCancel(context.Background())
 	l.cancel = cancel
@@ -229,6 +236,12 @@ func (l *Lease) bumpIncarnation(ctx context.Context) (prev, next uint64, err err
 			if _, err = l.kv.Create(ctx, key, []byte("1")); err == nil {
 				return 0, 1, nil
 			}
+		case transient(gerr):
+			err = gerr
+			if werr := pause(ctx); werr != nil {
+				return 0, 0, fmt.Errorf("cluster: read %s/%s: %w (last: %w)", LeaseBucket, key, werr, err)
+			}
+			continue
 		case gerr != nil:
 			return 0, 0, fmt.Errorf("cluster: read %s/%s: %w", LeaseBucket, key, gerr)
 		default:
@@ -240,6 +253,12 @@ func (l *Lease) bumpIncarnation(ctx context.Context) (prev, next uint64, err err
 				return p, p + 1, nil
 			}
 		}
+		if transient(err) {
+			if werr := pause(ctx); werr != nil {
+				return 0, 0, fmt.Errorf("cluster: bump %s/%s: %w (last: %w)", LeaseBucket, key, werr, err)
+			}
+			continue
+		}
 		if !isConflict(err) {
 			return 0, 0, fmt.Errorf("cluster: bump %s/%s: %w", LeaseBucket, key, err)
 		}
@@ -248,7 +267,32 @@ func (l *Lease) bumpIncarnation(ctx context.Context) (prev, next uint64, err err
 }
 
 func isConflict(err error) bool {
-	return errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch)
+	var apiErr *jetstream.APIError
+	return errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) ||
+		errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
+
+// transient says whether a KV operation may succeed if tried again: nobody
+// answered (a bucket just created, or electing a leader after a server left).
+func transient(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.As(err, &apiErr) && apiErr.Code == 503
+}
+
+// retryPause spaces the tries of an operation that failed transiently.
+const retryPause = 100 * time.Millisecond
+
+// pause waits retryPause, or returns ctx's error.
+func pause(ctx context.Context) error {
+	t := time.NewTimer(retryPause)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 // claimSelf claims the recovery of this node's incarnation inc; when a
@@ -266,15 +310,43 @@ func (l *Lease) claimSelf(ctx context.Context, inc uint64) error {
 func (l *Lease) claim(ctx context.Context, node int, inc uint64) (bool, error) {
 	c := Claim{Node: node, Incarnation: inc, By: l.n.cfg.Node, State: ClaimRunning, At: l.opts.Now().UTC()}
 	b, _ := json.Marshal(c)
-	_, err := l.kv.Create(ctx, claimKey(node, inc), b, jetstream.KeyTTL(l.opts.ClaimTTL))
-	if err == nil {
-		return true, nil
+	for {
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := l.kv.Create(actx, claimKey(node, inc), b, jetstream.KeyTTL(l.opts.ClaimTTL))
+		cancel()
+		switch {
+		case err == nil:
+			return true, nil
+		case isConflict(err):
+			return false, nil
+		case transient(err) && ctx.Err() == nil:
+			// Unknown outcome (a timeout may have stored it): trying again is
+			// safe, a Create of what we stored fails as a conflict, and then
+			// the claim says whether it is ours.
+			if werr := pause(ctx); werr != nil {
+				return false, fmt.Errorf("cluster: claim %s/%s: %w (last: %w)", LeaseBucket, claimKey(node, inc), werr, err)
+			}
+			if mine, ok := l.claimedBy(ctx, node, inc); ok {
+				return mine, nil
+			}
+		default:
+			return false, fmt.Errorf("cluster: claim %s/%s: %w", LeaseBucket, claimKey(node, inc), err)
+		}
 	}
-	var apiErr *jetstream.APIError
-	if isConflict(err) || errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
-		return false, nil
+}
+
+// claimedBy reads the claim on node's incarnation inc: whether it is this
+// node's, and whether there is one.
+func (l *Lease) claimedBy(ctx context.Context, node int, inc uint64) (mine, ok bool) {
+	e, err := l.kv.Get(ctx, claimKey(node, inc))
+	if err != nil {
+		return false, false
 	}
-	return false, fmt.Errorf("cluster: claim %s/%s: %w", LeaseBucket, claimKey(node, inc), err)
+	var c Claim
+	if json.Unmarshal(e.Value(), &c) != nil {
+		return false, false
+	}
+	return c.By == l.n.cfg.Node, true
 }
 
 // waitDone watches the claim on node's incarnation inc until it is done.
@@ -427,18 +499,9 @@ func (l *Lease) watch(ctx context.Context, w jetstream.KeyWatcher) {
 		if node == l.n.cfg.Node {
 			continue // our own lease lapsed (we could not refresh it): we are alive; the refresher puts it back
 		}
-		won, err := l.claim(ctx, node, inc)
-		if err != nil {
-			l.n.log.Error().Err(err).Int("node", node).Msg("claim a dead node's recovery")
-			continue
-		}
-		if !won {
-			continue
-		}
-		l.mu.Lock()
-		h.RecoveredBy = l.n.cfg.Node
-		l.mu.Unlock()
-		l.n.log.Warn().Int("node", node).Uint64("incarnation", inc).Msg("recovering a dead node's open transactions")
+		// The claim and the recovery run apart from the watch, one at a time
+		// per dead node, so that a slow claim (a bucket electing a leader) or
+		// a long recovery does not hold up the other nodes' leases.
 		prev := running[node]
 		done := make(chan struct{})
 		running[node] = done
@@ -449,6 +512,20 @@ func (l *Lease) watch(ctx context.Context, w jetstream.KeyWatcher) {
 			if prev != nil {
 				<-prev
 			}
+			won, err := l.claim(ctx, node, inc)
+			if err != nil {
+				if ctx.Err() == nil {
+					l.n.log.Error().Err(err).Int("node", node).Msg("claim a dead node's recovery")
+				}
+				return
+			}
+			if !won {
+				return
+			}
+			l.mu.Lock()
+			h.RecoveredBy = l.n.cfg.Node
+			l.mu.Unlock()
+			l.n.log.Warn().Int("node", node).Uint64("incarnation", inc).Msg("recovering a dead node's open transactions")
 			l.recover(ctx, node, inc)
 		}()
 	}

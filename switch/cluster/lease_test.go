@@ -145,6 +145,11 @@ func TestLeases(t *testing.T) {
 	}
 
 	// Node 3 stops.
+	if st, err := nodes[0].Status(ctx); err == nil {
+		for _, b := range st.Buckets {
+			t.Logf("bucket %s: leader %s", b.Name, b.Leader)
+		}
+	}
 	leases[2].Stop()
 	leases[2] = nil
 	stopped := time.Now()
@@ -219,5 +224,25 @@ func TestLeases(t *testing.T) {
 	if rep.Node != 1 || rep.NotReady != "" || rep.Status == nil || len(rep.Leases) != 3 || len(rep.Status.Buckets) != 1 ||
 		rep.Status.Buckets[0].Name != LeaseBucket || rep.Status.Buckets[0].Replicas != 3 {
 		t.Fatalf("report: %+v", rep)
+	}
+}
+
+// TestLeaseOptions: the defaults, and the TTLs JetStream cannot keep (not
+// whole seconds, under 1 s) or that a refresh cannot keep alive are refused.
+func TestLeaseOptions(t *testing.T) {
+	var o LeaseOptions
+	if err := o.defaults(); err != nil || o.Refresh != time.Second || o.TTL != 5*time.Second || o.ClaimTTL != 24*time.Hour {
+		t.Fatalf("defaults: %+v, %v", o, err)
+	}
+	for _, o := range []LeaseOptions{
+		{TTL: 1500 * time.Millisecond},
+		{TTL: 500 * time.Millisecond, Refresh: 100 * time.Millisecond},
+		{TTL: 2 * time.Second, Refresh: 1500 * time.Millisecond},
+		{Refresh: -time.Second},
+		{ClaimTTL: time.Millisecond},
+	} {
+		if err := o.defaults(); err == nil {
+			t.Errorf("%+v accepted", o)
+		}
 	}
 }
