@@ -110,6 +110,8 @@ type LeaseHolder struct {
 	// RecoveredBy is the node that won the claim on the lapsed incarnation, 0
 	// when none is known to this node.
 	RecoveredBy int `json:"recovered_by,omitempty"`
+
+	heard time.Time // this node's clock when it last heard of the lease
 }
 
 // Lease is this node's lease and its watch of the others'. Stop ends both.
@@ -439,19 +441,29 @@ func (l *Lease) refreshLoop(ctx context.Context) {
 }
 
 // watch follows the node.* keys: a Put is a live lease; a delete marker is a
-// lapsed one, whose recovery this node then tries to claim.
+// lapsed one, whose recovery this node then tries to claim. The marker is the
+// quick path; a sweep every Refresh is the safe one: the watcher's consumer
+// lives on one server, and when that server is the one that died the watcher
+// hears nothing until the client library notices the missing heartbeats and
+// recreates it (10 s and more). A lease not heard of for TTL plus a grace is
+// read from the bucket's leader (never a replica, which may lag) and judged by
+// the server's timestamp of its last refresh.
 func (l *Lease) watch(ctx context.Context, w jetstream.KeyWatcher) {
 	defer l.wg.Done()
 	defer w.Stop()
-	running := map[int]chan struct{}{} // per dead node: its OnDead call, one at a time
-	var calls sync.WaitGroup
-	defer calls.Wait()
+	d := &deaths{running: map[int]chan struct{}{}}
+	defer d.calls.Wait()
+	sweep := time.NewTicker(l.opts.Refresh)
+	defer sweep.Stop()
 	for {
 		var e jetstream.KeyValueEntry
 		var ok bool
 		select {
 		case <-ctx.Done():
 			return
+		case <-sweep.C:
+			l.sweep(ctx, d)
+			continue
 		case e, ok = <-w.Updates():
 		}
 		if !ok {
@@ -470,65 +482,161 @@ func (l *Lease) watch(ctx context.Context, w jetstream.KeyWatcher) {
 				l.n.log.Warn().Str("key", e.Key()).Err(err).Msg("unreadable lease ignored")
 				continue
 			}
-			l.mu.Lock()
-			h := l.seen[node]
-			if h == nil || h.Incarnation != v.Incarnation {
-				h = &LeaseHolder{Node: node}
-				l.seen[node] = h
-			}
-			h.Server, h.Incarnation, h.Started, h.Refreshed, h.Alive = v.Server, v.Incarnation, v.Started, v.Refreshed, true
-			l.mu.Unlock()
+			l.alive(node, v)
 			continue
 		}
-		// A delete marker: the lease lapsed. Only an incarnation this node saw
-		// alive is claimed: the one a marker alone does not name may already be
-		// the restarted node's (it bumps inc.N before publishing its lease).
-		l.mu.Lock()
-		h := l.seen[node]
-		alive := h != nil && h.Alive
-		var inc uint64
-		if alive {
-			h.Alive = false
-			inc = h.Incarnation
-		}
-		l.mu.Unlock()
-		if !alive {
-			continue
-		}
-		l.n.log.Warn().Int("node", node).Uint64("incarnation", inc).Msg("a node's lease lapsed")
-		if node == l.n.cfg.Node {
-			continue // our own lease lapsed (we could not refresh it): we are alive; the refresher puts it back
-		}
-		// The claim and the recovery run apart from the watch, one at a time
-		// per dead node, so that a slow claim (a bucket electing a leader) or
-		// a long recovery does not hold up the other nodes' leases.
-		prev := running[node]
-		done := make(chan struct{})
-		running[node] = done
-		calls.Add(1)
-		go func() {
-			defer calls.Done()
-			defer close(done)
-			if prev != nil {
-				<-prev
-			}
-			won, err := l.claim(ctx, node, inc)
-			if err != nil {
-				if ctx.Err() == nil {
-					l.n.log.Error().Err(err).Int("node", node).Msg("claim a dead node's recovery")
-				}
-				return
-			}
-			if !won {
-				return
-			}
-			l.mu.Lock()
-			h.RecoveredBy = l.n.cfg.Node
-			l.mu.Unlock()
-			l.n.log.Warn().Int("node", node).Uint64("incarnation", inc).Msg("recovering a dead node's open transactions")
-			l.recover(ctx, node, inc)
-		}()
+		l.lapsed(ctx, d, node, "its lease's delete marker")
 	}
+}
+
+// deaths are the watch's recoveries under way: one at a time per dead node.
+type deaths struct {
+	running map[int]chan struct{}
+	calls   sync.WaitGroup
+}
+
+// leaseGrace is added to the TTL before the sweep reads a silent lease from
+// the leader: the server's marker normally comes first, and the survivor's
+// clock may be a little ahead of the leader's.
+const leaseGrace = time.Second
+
+// alive records a live lease v of node.
+func (l *Lease) alive(node int, v LeaseValue) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	h := l.seen[node]
+	if h == nil || h.Incarnation != v.Incarnation {
+		h = &LeaseHolder{Node: node}
+		l.seen[node] = h
+	}
+	h.Server, h.Incarnation, h.Started, h.Refreshed, h.Alive = v.Server, v.Incarnation, v.Started, v.Refreshed, true
+	h.heard = time.Now()
+}
+
+// sweep reads, from the bucket's leader, every other node's lease not heard
+// of for TTL plus leaseGrace.
+func (l *Lease) sweep(ctx context.Context, d *deaths) {
+	var silent []int
+	l.mu.Lock()
+	for node, h := range l.seen {
+		if node != l.n.cfg.Node && h.Alive && time.Since(h.heard) > l.opts.TTL+leaseGrace {
+			silent = append(silent, node)
+		}
+	}
+	l.mu.Unlock()
+	for _, node := range silent {
+		v, at, err := l.readLeader(ctx, leaseKey(node))
+		switch {
+		case err != nil:
+			// No leader (no quorum): nobody can recover anything now; the
+			// next sweep tries again.
+			l.n.log.Debug().Err(err).Int("node", node).Msg("lease sweep: leader read failed")
+		case v == nil:
+			l.lapsed(ctx, d, node, "no lease at the bucket's leader")
+		case time.Since(at) > l.opts.TTL+leaseGrace:
+			l.alive(node, *v) // the same incarnation, or a newer one that stopped too
+			l.lapsed(ctx, d, node, fmt.Sprintf("its last refresh stored %v ago", time.Since(at).Round(time.Millisecond)))
+		default:
+			l.alive(node, *v) // alive: this node's watcher has fallen behind
+		}
+	}
+}
+
+// readLeader reads key's last message from the bucket's stream leader (the
+// JetStream API's message get, which replicas do not answer, unlike the
+// direct get a KV Get uses). It returns nil for no value (none, or a delete
+// marker), with the server's time of the message.
+func (l *Lease) readLeader(ctx context.Context, key string) (*LeaseValue, time.Time, error) {
+	rctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	req, _ := json.Marshal(map[string]string{"last_by_subj": "$KV." + LeaseBucket + "." + key})
+	msg, err := l.n.nc.RequestWithContext(rctx, "$JS.API.STREAM.MSG.GET.KV_"+LeaseBucket, req)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	var resp struct {
+		Error *struct {
+			Code        int    `json:"code"`
+			Description string `json:"description"`
+		} `json:"error"`
+		Message *struct {
+			Data []byte    `json:"data"`
+			Hdrs []byte    `json:"hdrs"`
+			Time time.Time `json:"time"`
+		} `json:"message"`
+	}
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		return nil, time.Time{}, fmt.Errorf("message get of %s: %w", key, err)
+	}
+	if resp.Error != nil {
+		if resp.Error.Code == 404 {
+			return nil, time.Time{}, nil
+		}
+		return nil, time.Time{}, fmt.Errorf("message get of %s: %d %s", key, resp.Error.Code, resp.Error.Description)
+	}
+	if resp.Message == nil {
+		return nil, time.Time{}, fmt.Errorf("message get of %s: empty answer", key)
+	}
+	if len(resp.Message.Hdrs) > 0 && (strings.Contains(string(resp.Message.Hdrs), "KV-Operation") || strings.Contains(string(resp.Message.Hdrs), "Nats-Marker-Reason")) {
+		return nil, resp.Message.Time, nil
+	}
+	var v LeaseValue
+	if err := json.Unmarshal(resp.Message.Data, &v); err != nil {
+		return nil, time.Time{}, fmt.Errorf("lease %s: %w", key, err)
+	}
+	return &v, resp.Message.Time, nil
+}
+
+// lapsed handles node's lease lapsing: when this node saw an incarnation of
+// it alive, it claims that incarnation's recovery and, if it wins, runs
+// OnDead. An incarnation a marker alone names is not claimed: it may already
+// be the restarted node's (it bumps inc.N before publishing its lease).
+func (l *Lease) lapsed(ctx context.Context, d *deaths, node int, why string) {
+	l.mu.Lock()
+	h := l.seen[node]
+	alive := h != nil && h.Alive
+	var inc uint64
+	if alive {
+		h.Alive = false
+		inc = h.Incarnation
+	}
+	l.mu.Unlock()
+	if !alive {
+		return
+	}
+	l.n.log.Warn().Int("node", node).Uint64("incarnation", inc).Str("seen", why).Msg("a node's lease lapsed")
+	if node == l.n.cfg.Node {
+		return // our own lease lapsed (we could not refresh it): we are alive; the refresher puts it back
+	}
+	// The claim and the recovery run apart from the watch, one at a time
+	// per dead node, so that a slow claim (a bucket electing a leader) or
+	// a long recovery does not hold up the other nodes' leases.
+	prev := d.running[node]
+	done := make(chan struct{})
+	d.running[node] = done
+	d.calls.Add(1)
+	go func() {
+		defer d.calls.Done()
+		defer close(done)
+		if prev != nil {
+			<-prev
+		}
+		won, err := l.claim(ctx, node, inc)
+		if err != nil {
+			if ctx.Err() == nil {
+				l.n.log.Error().Err(err).Int("node", node).Msg("claim a dead node's recovery")
+			}
+			return
+		}
+		if !won {
+			return
+		}
+		l.mu.Lock()
+		h.RecoveredBy = l.n.cfg.Node
+		l.mu.Unlock()
+		l.n.log.Warn().Int("node", node).Uint64("incarnation", inc).Msg("recovering a dead node's open transactions")
+		l.recover(ctx, node, inc)
+	}()
 }
 
 // recover runs OnDead for node's incarnation inc and marks the claim done.

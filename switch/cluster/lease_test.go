@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -244,5 +245,60 @@ func TestLeaseOptions(t *testing.T) {
 		if err := o.defaults(); err == nil {
 			t.Errorf("%+v accepted", o)
 		}
+	}
+}
+
+// TestLeaseSweep: a lease whose delete marker never comes (here a node 7
+// whose lease was put without a TTL, as if the survivor's watcher had missed
+// the marker) is still found dead by the sweep, from the leader's timestamp
+// of its last refresh, about TTL plus the grace after it; the sweep leaves
+// this live node alone.
+func TestLeaseSweep(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cfg := Config{Mode: ModeEmbedded, Node: 1, Embedded: Embedded{ServerName: "solo", ClientAddr: "127.0.0.1:0"}}
+	cfg.ApplyDefaults(t.TempDir())
+	n := startNode(t, ctx, cfg)
+	defer n.Close()
+	if err := n.WaitJetStream(ctx); err != nil {
+		t.Fatal(err)
+	}
+	calls := make(chan deadCall, 4)
+	l, err := n.StartLease(ctx, LeaseOptions{Refresh: 250 * time.Millisecond, TTL: time.Second, OnDead: func(_ context.Context, node int) error {
+		calls <- deadCall{1, node, time.Now()}
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Stop()
+	kv, err := n.LeaseKV(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(LeaseValue{Node: 7, Server: "ghost", Incarnation: 3})
+	if _, err := kv.Put(ctx, "node.7", b); err != nil {
+		t.Fatal(err)
+	}
+	put := time.Now()
+	select {
+	case c := <-calls:
+		took := c.at.Sub(put)
+		t.Logf("node 7 found dead by the sweep %v after its only refresh (TTL 1s, grace %v)", took.Round(time.Millisecond), leaseGrace)
+		if c.node != 7 || took < time.Second+leaseGrace {
+			t.Fatalf("recovery %+v after %v; want node 7, after TTL + grace", c, took)
+		}
+	case <-ctx.Done():
+		t.Fatal("the sweep never found node 7 dead")
+	}
+	if e, err := kv.Get(ctx, "recover.7.3"); err != nil {
+		t.Fatalf("claim on node 7's incarnation 3: %v", err)
+	} else if v := string(e.Value()); !strings.Contains(v, `"by":1`) {
+		t.Fatalf("claim on node 7's incarnation 3: %s", v)
+	}
+	select {
+	case c := <-calls:
+		t.Fatalf("another recovery: %+v", c)
+	case <-time.After(2 * time.Second):
 	}
 }
