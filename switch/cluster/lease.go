@@ -125,6 +125,7 @@ type Lease struct {
 	wg     sync.WaitGroup
 	mu     sync.Mutex
 	seen   map[int]*LeaseHolder
+	lastOK time.Time // this node's clock at its last refresh acknowledged
 }
 
 func (o *LeaseOptions) defaults() error {
@@ -400,8 +401,27 @@ func (l *Lease) refresh(ctx context.Context) error {
 	b, _ := json.Marshal(v)
 	pctx, cancel := context.WithTimeout(ctx, l.opts.TTL/2)
 	defer cancel()
+	start := time.Now()
 	if err := l.putTTL(pctx, leaseKey(v.Node), b, l.opts.TTL); err != nil {
 		return fmt.Errorf("cluster: refresh the lease of node %d: %w", v.Node, err)
+	}
+	l.mu.Lock()
+	l.lastOK = start // the TTL runs from about when the server stored it, no earlier than start
+	l.mu.Unlock()
+	return nil
+}
+
+// Held returns nil while this node's lease is known to be alive (its last
+// acknowledged refresh is within the TTL), or says since when it is not:
+// survivors may then be recovering this node's open transactions, so it must
+// not go on with them (for /readyz, next to Node.Ready).
+func (l *Lease) Held() error {
+	l.mu.Lock()
+	last := l.lastOK
+	l.mu.Unlock()
+	if since := time.Since(last); since >= l.opts.TTL {
+		return fmt.Errorf("cluster: node %d's lease not refreshed for %v (TTL %v): the other nodes may be recovering its transactions",
+			l.self.Node, since.Round(time.Millisecond), l.opts.TTL)
 	}
 	return nil
 }

@@ -145,13 +145,18 @@ func TestLeases(t *testing.T) {
 		t.Fatalf("node 2's own claim on its incarnation 1: %+v, %v", c, err)
 	}
 
+	if err := leases[2].Held(); err != nil {
+		t.Fatalf("node 3's lease, refreshed: %v", err)
+	}
+
 	// Node 3 stops.
 	if st, err := nodes[0].Status(ctx); err == nil {
 		for _, b := range st.Buckets {
 			t.Logf("bucket %s: leader %s", b.Name, b.Leader)
 		}
 	}
-	leases[2].Stop()
+	l3 := leases[2]
+	l3.Stop()
 	leases[2] = nil
 	stopped := time.Now()
 	if err := nodes[2].Close(); err != nil {
@@ -163,6 +168,9 @@ func TestLeases(t *testing.T) {
 	case first = <-calls:
 	case <-time.After(ttl + 5*time.Second):
 		t.Fatalf("no survivor recovered node 3 within %v of its last refresh", ttl+5*time.Second)
+	}
+	if err := l3.Held(); err == nil || !strings.Contains(err.Error(), "node 3's lease not refreshed") {
+		t.Fatalf("node 3's lease once recovered by another: %v", err)
 	}
 	took := first.at.Sub(stopped)
 	t.Logf("node 3's recovery started %v after its last refresh (TTL %v), on node %d", took.Round(time.Millisecond), ttl, first.by)
