@@ -206,7 +206,7 @@ func (n *Node) StartLease(ctx context.Context, opts LeaseOptions) (*Lease, error
 	}
 	wctx, cancel := context.WithCancel(context.Background())
 	l.cancel = cancel
-	w, err := kv.Watch(ctx, "node.*")
+	w, err := kv.Watch(wctx, "node.*")
 	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("cluster: watch the leases on %s: %w", n.name(), err)
