@@ -126,6 +126,11 @@ type Lease struct {
 	mu     sync.Mutex
 	seen   map[int]*LeaseHolder
 	lastOK time.Time // this node's clock at its last refresh acknowledged
+	// writableSince is when this node's refreshes began to succeed again after
+	// failing (or first did): before, the bucket may have been without a
+	// leader, and every node's refreshes failed alike.
+	writableSince time.Time
+	refreshFailed bool
 }
 
 func (o *LeaseOptions) defaults() error {
@@ -403,10 +408,17 @@ func (l *Lease) refresh(ctx context.Context) error {
 	defer cancel()
 	start := time.Now()
 	if err := l.putTTL(pctx, leaseKey(v.Node), b, l.opts.TTL); err != nil {
+		l.mu.Lock()
+		l.refreshFailed = true
+		l.mu.Unlock()
 		return fmt.Errorf("cluster: refresh the lease of node %d: %w", v.Node, err)
 	}
 	l.mu.Lock()
 	l.lastOK = start // the TTL runs from about when the server stored it, no earlier than start
+	if l.refreshFailed || l.writableSince.IsZero() {
+		l.writableSince = start
+		l.refreshFailed = false
+	}
 	l.mu.Unlock()
 	return nil
 }
@@ -613,6 +625,16 @@ func (l *Lease) readLeader(ctx context.Context, key string) (*LeaseValue, time.T
 // be the restarted node's (it bumps inc.N before publishing its lease).
 func (l *Lease) lapsed(ctx context.Context, d *deaths, node int, why string) {
 	l.mu.Lock()
+	if ws := l.writableSince; l.refreshFailed || ws.IsZero() || time.Since(ws) < l.opts.TTL+leaseGrace {
+		// This node's own refreshes failed until lately: the bucket was without
+		// a leader (a killed server held it; the election takes 4 to 9 s) or
+		// without a quorum, and every node's refreshes failed alike. A lease's
+		// silence means nothing until the others had a whole TTL to refresh
+		// since; the sweep judges it again then.
+		l.mu.Unlock()
+		l.n.log.Debug().Int("node", node).Str("seen", why).Msg("lease lapse not judged yet: the bucket was not writable until lately")
+		return
+	}
 	h := l.seen[node]
 	alive := h != nil && h.Alive
 	var inc uint64
