@@ -148,10 +148,12 @@ func (j *Journal) follow() error {
 		}
 		return fmt.Errorf("consume %s from sequence %d: %w", StreamName, from, err)
 	}
+	// Closed starts a goroutine (until the consumer ends) at each call: once only.
+	closed := cc.Closed()
 	defer func() {
 		close(quit)
 		cc.Stop()
-		<-cc.Closed()
+		<-closed
 	}()
 	n := 0
 	for {
@@ -169,7 +171,7 @@ func (j *Journal) follow() error {
 					return err
 				}
 			}
-		case <-cc.Closed():
+		case <-closed:
 			return errors.New("the consumer ended")
 		case <-j.stop:
 			return j.flush()

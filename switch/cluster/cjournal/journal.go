@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
@@ -71,6 +72,10 @@ type Journal struct {
 	node   string // Options.Node as a digit
 	log    zerolog.Logger
 
+	// publishAsync sends a message and returns its acknowledgement's future:
+	// js.PublishMsgAsync (BenchmarkWrite swaps in a group committer to compare).
+	publishAsync func(m *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error)
+
 	idPrefix string        // Nats-Msg-Id prefix of this process: node and boot nonce
 	idSeq    atomic.Uint64 // the Nats-Msg-Id counter
 
@@ -128,6 +133,7 @@ func Open(ctx context.Context, node *cluster.Node, store *journal.Store, db *bad
 	j := &Journal{store: store, db: db, js: js, opts: opts, node: strconv.Itoa(opts.Node), log: opts.Logger,
 		idPrefix: fmt.Sprintf("%d.%s.", opts.Node, hex.EncodeToString(nonce[:])),
 		async:    make(chan asyncPub, asyncQueue), asyncDone: make(chan struct{}), stop: make(chan struct{})}
+	j.publishAsync = js.PublishMsgAsync
 	j.ap.init()
 	if err := node.WaitJetStream(ctx); err != nil {
 		return nil, err

@@ -143,7 +143,7 @@ func (j *Journal) Write(ctx context.Context, rec *journal.Record, first, durable
 
 // writeBoth publishes m, runs the local write meanwhile, and waits for both.
 func (j *Journal) writeBoth(ctx context.Context, what string, m *nats.Msg, local func() error) error {
-	f, perr := j.js.PublishMsgAsync(m)
+	f, perr := j.publishAsync(m)
 	lerr := local()
 	if perr != nil {
 		f = nil // await publishes it again
@@ -169,7 +169,7 @@ func (j *Journal) await(ctx context.Context, what string, m *nats.Msg, f jetstre
 	for {
 		if f == nil {
 			var err error
-			if f, err = j.js.PublishMsgAsync(m); err != nil {
+			if f, err = j.publishAsync(m); err != nil {
 				last, f = err, nil
 			}
 		}
@@ -256,7 +256,7 @@ type asyncPub struct {
 
 // publishBackground publishes m and leaves its acknowledgement to the resender.
 func (j *Journal) publishBackground(m *nats.Msg) {
-	f, err := j.js.PublishMsgAsync(m)
+	f, err := j.publishAsync(m)
 	if err != nil {
 		f = nil // the resender sends it
 	}
@@ -284,7 +284,7 @@ outer:
 		pause := retryPause
 		for {
 			if p.f == nil {
-				f, err := j.js.PublishMsgAsync(p.m)
+				f, err := j.publishAsync(p.m)
 				if err == nil {
 					p.f = f
 				}
