@@ -269,6 +269,17 @@ func TestCluster(t *testing.T) {
 		if _, err := ms[0].j.Get(rrn); !errors.Is(err, journal.ErrNotFound) {
 			t.Fatalf("the refused write-ahead record is in the local store: %v", err)
 		}
+		// A later version (no duplicate check: published and synced together) too.
+		old, err := ms[0].j.Get(firstOf(written, 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		wctx, wcancel = context.WithTimeout(ctx, time.Second)
+		err = ms[0].j.Write(wctx, answer(old, at.Add(4*time.Hour)), false, true)
+		wcancel()
+		if !errors.Is(err, journal.ErrUnavailable) || !errors.Is(err, cluster.ErrNoQuorum) {
+			t.Fatalf("durable update with two of three servers down: %v; want ErrUnavailable and ErrNoQuorum", err)
+		}
 		// The servers come back; the same Journal writes again, by itself.
 		nc.start(t, ctx, 1)
 		nc.start(t, ctx, 2)
@@ -289,7 +300,21 @@ func TestCluster(t *testing.T) {
 				t.Fatalf("no durable write after the quorum returned: %v", err)
 			}
 		}
+		// The applier follows the stream again by itself.
+		if err := ms[0].j.CaughtUp(ctx); err != nil {
+			t.Fatalf("node 1's applier after the quorum returned: %v", err)
+		}
 	})
+}
+
+// firstOf returns an RRN written by node.
+func firstOf(written map[string]int, node int) string {
+	for rrn, n := range written {
+		if n == node {
+			return rrn
+		}
+	}
+	return ""
 }
 
 func mustEncode(t *testing.T, r *journal.Record) []byte {
