@@ -153,6 +153,10 @@ func TestCluster(t *testing.T) {
 		if _, err := ms[lose].j.Get(rrns[lose]); !errors.Is(err, journal.ErrNotFound) {
 			t.Fatalf("the loser wrote its record locally: %v", err)
 		}
+		// The loser finds the original at once (the pipeline answers with it).
+		if orig, err := ms[lose].j.Get(de.RRN); err != nil || orig.STAN != "000777" {
+			t.Fatalf("the loser cannot read the original %s: %+v %v", de.RRN, orig, err)
+		}
 		// The winner's own retry (a lost acknowledgement) is not a duplicate.
 		if err := ms[win].j.Write(ctx, request(rrns[win], "TDUP", "000777", reqAt), true, true); err != nil {
 			t.Fatalf("the winner's retry: %v", err)

@@ -101,7 +101,8 @@ func (j *Journal) setID(m *nats.Msg) {
 // The first write of a request that owns its duplicate key is published before the
 // local write, with the key as its Nats-Msg-Id, and waited for even when not
 // durable: when another RRN holds the key in the stream, it returns a
-// *journal.DuplicateError naming it and writes nothing. Without an acknowledgement
+// *journal.DuplicateError naming it and writes nothing (after waiting up to a second
+// for the applier to bring that record into the local store, where Get finds it). Without an acknowledgement
 // (no quorum) a durable or duplicate-checked write fails with an error wrapping
 // journal.ErrUnavailable.
 func (j *Journal) Write(ctx context.Context, rec *journal.Record, first, durable bool) error {
@@ -124,6 +125,11 @@ func (j *Journal) Write(ctx context.Context, rec *journal.Record, first, durable
 			}
 			if other != rec.RRN {
 				j.stats.duplicates.Add(1)
+				// Let the applier bring the original in (within a second), so that
+				// the caller finds it by its RRN in the local store.
+				wctx, cancel := context.WithTimeout(ctx, time.Second)
+				_ = j.WaitApplied(wctx, ack.Sequence)
+				cancel()
 				return &journal.DuplicateError{Key: key, RRN: other}
 			}
 			// Our own publish, retried after a lost acknowledgement.
