@@ -101,10 +101,11 @@ func (j *Journal) setID(m *nats.Msg) {
 // The first write of a request that owns its duplicate key is published before the
 // local write, with the key as its Nats-Msg-Id, and waited for even when not
 // durable: when another RRN holds the key in the stream, it returns a
-// *journal.DuplicateError naming it and writes nothing (after waiting up to a second
-// for the applier to bring that record into the local store, where Get finds it). Without an acknowledgement
-// (no quorum) a durable or duplicate-checked write fails with an error wrapping
-// journal.ErrUnavailable.
+// *journal.DuplicateError naming it and writes nothing (after waiting up to a
+// second for the applier to bring that record into the local store, where Get
+// finds it). Without an acknowledgement (no quorum) a durable or duplicate-checked
+// write fails with an error wrapping journal.ErrUnavailable and, unless the stream
+// refused the message outright, cluster.ErrNoQuorum.
 func (j *Journal) Write(ctx context.Context, rec *journal.Record, first, durable bool) error {
 	data, err := rec.AppendBinary(nil)
 	if err != nil {
