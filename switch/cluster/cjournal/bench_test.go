@@ -44,11 +44,12 @@ func BenchmarkWrite(b *testing.B) {
 				}
 				b.Run(mode, func(b *testing.B) {
 					m := openMember(b, ctx, nc.nodes[0], 1, size, filepath.Join(b.TempDir(), "m"))
-					defer m.close(b)
+					stop := func() {}
+					defer func() { m.close(b); stop() }() // the journal before its committer
 					var w txnWriter = m.j
 					switch mode {
 					case "committer":
-						defer useCommitter(m.j)()
+						stop = useCommitter(m.j)
 					case "local":
 						w = m.store
 					}

@@ -61,8 +61,9 @@ type Options struct {
 }
 
 // Journal is a node's replicated journal; it satisfies every role of pipeline.Journal.
-// It runs two goroutines, both started by Open and joined by Close: the applier
-// (apply.go) and the resender of asynchronous publishes (publish.go).
+// It runs three goroutines, all started by Open and joined by Close: the applier
+// (apply.go), the marker (marks.go) and the resender of background publishes
+// (publish.go).
 type Journal struct {
 	store  *journal.Store
 	db     *badger.DB
@@ -87,6 +88,9 @@ type Journal struct {
 
 	// The applier: apply.go.
 	ap applier
+
+	// Delivery marks waiting for the marker: marks.go.
+	marks marker
 
 	stop      chan struct{} // closed by Close
 	closeOnce sync.Once
@@ -135,6 +139,7 @@ func Open(ctx context.Context, node *cluster.Node, store *journal.Store, db *bad
 		async:    make(chan asyncPub, asyncQueue), asyncDone: make(chan struct{}), stop: make(chan struct{})}
 	j.publishAsync = js.PublishMsgAsync
 	j.ap.init()
+	j.marks.wake, j.marks.done = make(chan struct{}, 1), make(chan struct{})
 	if err := node.WaitJetStream(ctx); err != nil {
 		return nil, err
 	}
@@ -161,6 +166,7 @@ func Open(ctx context.Context, node *cluster.Node, store *journal.Store, db *bad
 	}
 	j.ap.applied, j.ap.last, j.ap.restoreTo = applied, max(applied, info.State.LastSeq), info.State.LastSeq
 	go j.resend()
+	go j.markLoop()
 	go j.run()
 	if err := j.CaughtUp(ctx); err != nil {
 		j.Close()
@@ -176,6 +182,7 @@ func (j *Journal) Close() error {
 	j.closeOnce.Do(func() {
 		close(j.stop)
 		<-j.ap.done
+		<-j.marks.done
 		j.asyncMu.Lock()
 		j.asyncClosed = true
 		close(j.async)

@@ -33,7 +33,7 @@ const (
 // The kinds of stream messages (the subject's last token and the Sy-Kind header).
 const (
 	kindRecord = "r" // a record version (journal.Record.AppendBinary)
-	kindDeliv  = "d" // a delivery mark: state byte, unix nanos (8 bytes BE), RRN
+	kindDeliv  = "d" // delivery marks, each: state byte, unix nanos (8 bytes BE), RRN length byte, RRN
 	kindBatch  = "b" // a batch close: unix nanos (8 bytes BE), terminal ID
 )
 
@@ -228,24 +228,6 @@ func (j *Journal) storedRRN(ctx context.Context, seq uint64) (string, error) {
 	return rec.RRN, nil
 }
 
-// MarkDelivery records the delivery locally and publishes it in the background: a
-// survivor that recovers this node's transactions needs to know which answers
-// reached their terminals.
-func (j *Journal) MarkDelivery(rrn string, delivered bool, at time.Time) error {
-	if err := j.store.MarkDelivery(rrn, delivered, at); err != nil {
-		return err
-	}
-	b := make([]byte, 9, 9+len(rrn))
-	if delivered {
-		b[0] = 1
-	}
-	binary.BigEndian.PutUint64(b[1:], uint64(at.UnixNano()))
-	m := j.message(kindDeliv, false, append(b, rrn...))
-	j.setID(m)
-	j.publishBackground(m)
-	return nil
-}
-
 // CloseBatch records the terminal's batch close locally and in the stream (a
 // terminal that moves to another node keeps its batch boundary); it returns once
 // both hold it.
@@ -267,6 +249,12 @@ func (j *Journal) publishBackground(m *nats.Msg) {
 	if err != nil {
 		f = nil // the resender sends it
 	}
+	j.queueResend(asyncPub{m: m, f: f})
+}
+
+// queueResend hands a publish to the resender: it waits for p's acknowledgement, or
+// sends p.m when p.f is nil, and again after each failure.
+func (j *Journal) queueResend(p asyncPub) {
 	j.asyncMu.RLock()
 	defer j.asyncMu.RUnlock()
 	if j.asyncClosed {
@@ -274,10 +262,10 @@ func (j *Journal) publishBackground(m *nats.Msg) {
 		return
 	}
 	select {
-	case j.async <- asyncPub{m: m, f: f}:
+	case j.async <- p:
 	default:
 		j.stats.lost.Add(1)
-		j.log.Error().Str("subject", m.Subject).Msg("cluster journal: background publish queue full; a version goes unreplicated")
+		j.log.Error().Str("subject", p.m.Subject).Msg("cluster journal: background publish queue full; a version goes unreplicated")
 	}
 }
 
