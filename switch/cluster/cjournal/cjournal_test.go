@@ -82,6 +82,11 @@ func TestCluster(t *testing.T) {
 			if err != nil {
 				t.Fatalf("node 3: %s of node %d: %v", rrn, node, err)
 			}
+			// The delivery marks go to the stream in the background: poll for them.
+			for rec.State != journal.StateResponded && ctx.Err() == nil {
+				time.Sleep(time.Millisecond) // polling, with the test's deadline
+				rec, _ = m3.j.Get(rrn)
+			}
 			if rec.RC != "00" || rec.State != journal.StateResponded {
 				t.Fatalf("node 3: %s of node %d is %s/%q; want the final version with its delivery", rrn, node, rec.State, rec.RC)
 			}
@@ -365,7 +370,15 @@ func TestSingleNode(t *testing.T) {
 		msg.Header.Get(jetstream.MsgIDHeader) != dupIDPrefix+journal.DupKey("T1", "000001", at.Format("0102150405")) {
 		t.Fatalf("first message: %s %v", msg.Subject, msg.Header)
 	}
-	if got, err := m.j.Get(rrn); err != nil || got.State != journal.StateResponded {
-		t.Fatalf("read back: %+v %v", got, err)
+	// The delivery mark is written with the local store's next group, not waited for.
+	for {
+		got, err := m.j.Get(rrn)
+		if err == nil && got.State == journal.StateResponded {
+			break
+		}
+		if err != nil || ctx.Err() != nil {
+			t.Fatalf("read back: %+v %v", got, err)
+		}
+		time.Sleep(time.Millisecond) // polling, with the test's deadline
 	}
 }
