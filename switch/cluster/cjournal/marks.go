@@ -35,15 +35,9 @@ func (j *Journal) MarkDelivery(rrn string, delivered bool, at time.Time) error {
 	if err := j.store.MarkDelivery(rrn, delivered, at); err != nil {
 		return err
 	}
-	var st byte
-	if delivered {
-		st = 1
-	}
 	j.marks.mu.Lock()
 	wasEmpty := len(j.marks.buf) == 0
-	j.marks.buf = append(j.marks.buf, st)
-	j.marks.buf = binary.BigEndian.AppendUint64(j.marks.buf, uint64(at.UnixNano()))
-	j.marks.buf = append(append(j.marks.buf, byte(len(rrn))), rrn...)
+	j.marks.buf = appendMark(j.marks.buf, rrn, delivered, at)
 	j.marks.mu.Unlock()
 	if wasEmpty {
 		select {
@@ -52,6 +46,17 @@ func (j *Journal) MarkDelivery(rrn string, delivered bool, at time.Time) error {
 		}
 	}
 	return nil
+}
+
+// appendMark encodes a delivery mark: state byte, unix nanos (8 bytes BE), RRN
+// length byte, RRN.
+func appendMark(b []byte, rrn string, delivered bool, at time.Time) []byte {
+	var st byte
+	if delivered {
+		st = 1
+	}
+	b = binary.BigEndian.AppendUint64(append(b, st), uint64(at.UnixNano()))
+	return append(append(b, byte(len(rrn))), rrn...)
 }
 
 // markLoop publishes the queued marks until Close, and then the last ones.
@@ -112,13 +117,18 @@ func (j *Journal) sendMarks(wait bool) {
 
 // applyMarks applies a message of delivery marks to the local store.
 func (j *Journal) applyMarks(data []byte) error {
+	return decodeMarks(data, j.store.MarkDelivery)
+}
+
+// decodeMarks calls fn for each mark of a marks message, until it fails.
+func decodeMarks(data []byte, fn func(rrn string, delivered bool, at time.Time) error) error {
 	for len(data) > 0 {
 		if len(data) < 10 || len(data) < 10+int(data[9]) {
 			return badMessage{fmt.Errorf("delivery marks: %d bytes left, too short for a mark", len(data))}
 		}
 		n := 10 + int(data[9])
 		at := time.Unix(0, int64(binary.BigEndian.Uint64(data[1:9]))).UTC()
-		if err := j.store.MarkDelivery(string(data[10:n]), data[0] == 1, at); err != nil {
+		if err := fn(string(data[10:n]), data[0] == 1, at); err != nil {
 			return err
 		}
 		data = data[n:]
