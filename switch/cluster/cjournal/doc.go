@@ -26,6 +26,5 @@
 //
 // Stream layout: subjects journal.<node>.r (record versions, rec.AppendBinary),
 // journal.<node>.d (delivery marks, many to a message) and journal.<node>.b (batch
-// closes), with the
-// headers Sy-Node, Sy-Kind and Sy-First.
+// closes), with the headers Sy-Node, Sy-Kind and Sy-First.
 package cjournal
