@@ -310,3 +310,87 @@ func TestLeaseSweep(t *testing.T) {
 	case <-time.After(2 * time.Second):
 	}
 }
+
+// TestLeaseLapseGuard: a lapse seen while this node's own refreshes fail (in
+// the field: the bucket has no leader, and every node's refreshes fail alike)
+// is not judged, nor until TTL plus the grace after they succeed again; the
+// node so set aside is judged by the sweep as soon as that is over, not a
+// whole TTL plus grace later (the sweep used to mark a stale lease it read
+// during the guard as heard). Node 7's lease is put once without a TTL, so
+// that only the sweep can find it dead.
+func TestLeaseLapseGuard(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cfg := Config{Mode: ModeEmbedded, Node: 1, Embedded: Embedded{ServerName: "solo", ClientAddr: "127.0.0.1:0"}}
+	cfg.ApplyDefaults(t.TempDir())
+	n := startNode(t, ctx, cfg)
+	defer n.Close()
+	if err := n.WaitJetStream(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const ttl = 3 * time.Second
+	calls := make(chan deadCall, 4)
+	l, err := n.StartLease(ctx, LeaseOptions{Refresh: 250 * time.Millisecond, TTL: ttl, OnDead: func(_ context.Context, node int) error {
+		calls <- deadCall{1, node, time.Now()}
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Stop()
+	kv, err := n.LeaseKV(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(LeaseValue{Node: 7, Server: "ghost", Incarnation: 3})
+	if _, err := kv.Put(ctx, "node.7", b); err != nil {
+		t.Fatal(err)
+	}
+	for alive := false; !alive; {
+		for _, h := range l.Holders() {
+			alive = alive || h.Node == 7 && h.Alive
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("node 7's lease never seen: %+v", l.Holders())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	seen := time.Now()
+
+	// Node 7 has been silent for a while (half a second: longer than a sweep
+	// period, so that its silence reaches TTL plus the grace while the guard
+	// below still holds) when this node's refresh fails; node 7's marker
+	// comes right then.
+	select {
+	case <-time.After(500*time.Millisecond - time.Since(seen)):
+	case <-ctx.Done():
+		t.Fatal(ctx.Err())
+	}
+	dead, cancelDead := context.WithCancel(ctx)
+	cancelDead()
+	failed := time.Now()
+	if err := l.refresh(dead); err == nil {
+		t.Fatal("a refresh with its context over succeeded")
+	}
+	d := &deaths{running: map[int]chan struct{}{}}
+	defer d.calls.Wait()
+	l.lapsed(ctx, d, 7, "its lease's delete marker")
+	for _, h := range l.Holders() {
+		if h.Node == 7 && (!h.Alive || len(d.running) != 0) {
+			t.Fatalf("node 7's lapse, seen right after this node's own refresh failed, was judged: %+v", h)
+		}
+	}
+
+	select {
+	case c := <-calls:
+		took := c.at.Sub(failed)
+		t.Logf("node 7 found dead by the sweep %v after this node's refresh failed (TTL %v, grace %v, refresh 250ms)", took.Round(time.Millisecond), ttl, leaseGrace)
+		if limit := ttl + leaseGrace + 2*time.Second; c.node != 7 || took < ttl+leaseGrace || took > limit {
+			t.Fatalf("recovery %+v after %v; want node 7, TTL + grace after this node's refreshes succeeded again, no later than %v",
+				c, took, limit)
+		}
+	case <-ctx.Done():
+		t.Fatal("the sweep never found node 7 dead")
+	}
+}
