@@ -9,6 +9,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+	_ "unsafe" // go:linkname, to stop a server's Raft nodes the way a kill does
+
+	"github.com/nats-io/nats-server/v2/server"
 )
 
 // threeNodeConfigs are the configurations of a 3-node loopback cluster, node
@@ -392,5 +395,149 @@ func TestLeaseLapseGuard(t *testing.T) {
 		}
 	case <-ctx.Done():
 		t.Fatal("the sweep never found node 7 dead")
+	}
+}
+
+// stopRaftNodes stops every Raft node of s without stepping down its leaders.
+// Server.Shutdown steps them down first (a leader hands over to a current
+// follower at once), so a closed server never leaves a group without a
+// leader; a killed one (kill -9, a crash, a pulled cable) does, and its
+// followers elect a new one only after their election timeout (4 to 9 s).
+// Stopping the Raft nodes before Shutdown is that kill, as the Raft groups
+// see it; nats-server exports no way to do it.
+//
+//go:linkname stopRaftNodes github.com/nats-io/nats-server/v2/server.(*Server).shutdownRaftNodes
+func stopRaftNodes(s *server.Server)
+
+// killNode stops n's lease and its server the way kill -9 does: no refresh,
+// no lease removed, no Raft leadership handed over.
+func killNode(t *testing.T, n *Node, l *Lease) {
+	t.Helper()
+	stopRaftNodes(n.srv)
+	l.Stop()
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLeaseBucketLeaderKilled: the node whose server leads the leases bucket
+// is killed. The bucket has no leader until the survivors' election timeout
+// (4 to 9 s, longer than the TTL), during which nobody's refresh is stored,
+// the live nodes' included; when the new leader expires their silent leases,
+// the survivors must not take those lapses for deaths. Exactly the killed
+// node is recovered, once, and no live node is, within 3 TTLs after.
+func TestLeaseBucketLeaderKilled(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	nodes := startLeaseCluster(t, ctx, threeNodeConfigs(t))
+
+	const ttl = 2 * time.Second
+	calls := make(chan deadCall, 10)
+	leases := make([]*Lease, 3)
+	defer func() {
+		for _, l := range leases {
+			if l != nil {
+				l.Stop()
+			}
+		}
+	}()
+	for i, n := range nodes {
+		by := i + 1
+		l, err := n.StartLease(ctx, LeaseOptions{Refresh: time.Second, TTL: ttl, OnDead: func(_ context.Context, node int) error {
+			calls <- deadCall{by, node, time.Now()}
+			return nil
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		leases[i] = l
+	}
+	// Every node sees the three leases alive, and the bucket has a leader.
+	var leader string
+	for {
+		all := true
+		for _, l := range leases {
+			alive := 0
+			for _, h := range l.Holders() {
+				if h.Alive {
+					alive++
+				}
+			}
+			all = all && alive == 3
+		}
+		if all {
+			if st, err := nodes[0].Status(ctx); err == nil {
+				for _, b := range st.Buckets {
+					if b.Name == LeaseBucket {
+						leader = b.Leader
+					}
+				}
+			}
+		}
+		if leader != "" {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("leases %+v, bucket leader %q: want 3 alive on every node and a leader", leases[0].Holders(), leader)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	k := map[string]int{"n1": 0, "n2": 1, "n3": 2}[leader]
+	dead, survivor := k+1, (k+1)%3
+	t.Logf("killing node %d, whose server %s leads the leases bucket", dead, leader)
+	killed := time.Now()
+	killNode(t, nodes[k], leases[k])
+	nodes[k], leases[k] = nil, nil
+
+	// The scenario holds only if the bucket was without a leader for longer
+	// than the TTL: a probe put (not a lease key) from a survivor says when
+	// the bucket took writes again.
+	for {
+		pctx, pcancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		_, err := nodes[survivor].JetStream().Publish(pctx, "$KV."+LeaseBucket+".probe", nil)
+		pcancel()
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the bucket never took a write again after node %d was killed: %v", dead, err)
+		}
+	}
+	election := time.Since(killed)
+	t.Logf("the bucket took writes again %v after the kill (TTL %v)", election.Round(time.Millisecond), ttl)
+	if election < ttl+leaseGrace {
+		t.Fatalf("the bucket had a new leader %v after the kill: not the leaderless window over the TTL this test is about", election)
+	}
+
+	var first deadCall
+	select {
+	case first = <-calls:
+	case <-ctx.Done():
+		t.Fatalf("node %d, killed, never recovered", dead)
+	}
+	t.Logf("node %d recovered by node %d, %v after the kill (%v after the bucket took writes again)",
+		first.node, first.by, first.at.Sub(killed).Round(time.Millisecond), first.at.Sub(killed.Add(election)).Round(time.Millisecond))
+	if first.node != dead {
+		t.Fatalf("recovery %+v: node %d is alive (its lease only went unrefreshed while the bucket had no leader); node %d was killed", first, first.node, dead)
+	}
+	// No recovery of a live node, nor a second of the dead one, within 3 TTLs
+	// (a bounded wait for an absence).
+	window := time.NewTimer(3 * ttl)
+	defer window.Stop()
+	select {
+	case c := <-calls:
+		t.Fatalf("another recovery %+v, %v after the kill: only node %d died", c, c.at.Sub(killed).Round(time.Millisecond), dead)
+	case <-window.C:
+	}
+	for i, l := range leases {
+		if l == nil {
+			continue
+		}
+		for _, h := range l.Holders() {
+			if h.Node != dead && !h.Alive {
+				t.Errorf("node %d sees live node %d's lease lapsed: %+v", i+1, h.Node, h)
+			}
+		}
 	}
 }
