@@ -425,7 +425,7 @@ func killNode(t *testing.T, n *Node, l *Lease) {
 // (4 to 9 s, longer than the TTL), during which nobody's refresh is stored,
 // the live nodes' included; when the new leader expires their silent leases,
 // the survivors must not take those lapses for deaths. Exactly the killed
-// node is recovered, once, and no live node is, within 3 TTLs after.
+// node is recovered, once, and no live node is, within 2 TTLs after.
 func TestLeaseBucketLeaderKilled(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
