@@ -288,23 +288,16 @@ func (b *builder) table(end time.Time) *Table {
 }
 
 // cardBits is 64 bits of a card hash: the first 16 hex digits of the switch's
-// HMAC, or FNV-1a of anything else.
+// HMAC (32 lower-case hex digits), or FNV-1a of anything else.
 func cardBits(h string) uint64 {
-	if len(h) >= 16 {
-		var v uint64
-		ok := true
-		for i := 0; i < 16 && ok; i++ {
-			c := h[i]
-			switch {
-			case c >= '0' && c <= '9':
-				v = v<<4 | uint64(c-'0')
-			case c >= 'a' && c <= 'f':
-				v = v<<4 | uint64(c-'a'+10)
-			default:
-				ok = false
-			}
+	if len(h) == 32 {
+		var v, bad uint64
+		for i := 0; i < 16; i++ {
+			d := hexValue[h[i]]
+			v = v<<4 | uint64(d&0xf)
+			bad |= uint64(d & 0x10)
 		}
-		if ok && len(h) == 32 {
+		if bad == 0 {
 			return v
 		}
 	}
@@ -314,6 +307,20 @@ func cardBits(h string) uint64 {
 	}
 	return v
 }
+
+// hexValue maps a lower-case hex digit to its value, anything else to 0x10.
+var hexValue = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0x10
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = byte(c - '0')
+	}
+	for c := 'a'; c <= 'f'; c++ {
+		t[c] = byte(c - 'a' + 10)
+	}
+	return t
+}()
 
 func floorDiv(a, b int64) int64 {
 	q := a / b
