@@ -152,3 +152,37 @@ func LastRun(now time.Time, hour, minute int, loc *time.Location) time.Time {
 	}
 	return last
 }
+
+// View is one merchant's profile as the admin API and `switchyard merchant
+// profile` show it: what the rules see now, and where it comes from.
+type View struct {
+	Merchant string `json:"merchant"` // DE 42
+	Tier     string `json:"tier"`     // the registry's tier
+	// Source is "learned", or "tier defaults" when the merchant has too little
+	// history (Profile.Days and Profile.Transactions still say how much).
+	Source string `json:"source"`
+	// ComputedAt is when the table was computed (zero: never since this node's
+	// data directory was made, every merchant gets its tier's defaults).
+	ComputedAt time.Time `json:"computed_at"`
+	// From and To bound the window the table learned from.
+	From time.Time `json:"from"`
+	To   time.Time `json:"to"`
+	// MinDays and MinTransactions are the history a merchant needs to be learned.
+	MinDays         int `json:"min_days"`
+	MinTransactions int `json:"min_transactions"`
+	// Profile is what the rules see as merchant.profile.
+	Profile ruleset.Profile `json:"profile"`
+}
+
+// View returns what the rules see for merchant id of tier and where it comes from.
+func (s *Set) View(id, tier string) View {
+	v := View{Merchant: id, Tier: tier, Source: "tier defaults", Profile: s.Lookup(id, tier)}
+	if v.Profile.Learned {
+		v.Source = "learned"
+	}
+	if t := s.cur.Load(); t != nil {
+		v.ComputedAt, v.From, v.To = t.ComputedAt, t.From, t.To
+		v.MinDays, v.MinTransactions = t.Options.MinDays, t.Options.MinTransactions
+	}
+	return v
+}

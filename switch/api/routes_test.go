@@ -11,6 +11,7 @@ import (
 	"github.com/switchyard/switchyard/hsm"
 	"github.com/switchyard/switchyard/keys"
 	"github.com/switchyard/switchyard/risk"
+	"github.com/switchyard/switchyard/risk/profile"
 	"github.com/switchyard/switchyard/switch/admin"
 	"github.com/switchyard/switchyard/switch/api"
 	"github.com/switchyard/switchyard/switch/cases"
@@ -55,7 +56,9 @@ func TestEveryRouteNeedsAToken(t *testing.T) {
 		SAF:           func(string) (any, error) { called = true; return nil, nil },
 		ZoneKeyChange: func(context.Context, string, string) (any, error) { called = true; return nil, nil },
 		ClusterStatus: func(context.Context) (any, error) { called = true; return nil, nil },
-		Pprof:         true}
+		Profiles:        profile.NewSet(nil),
+		RefreshProfiles: func(context.Context) (any, error) { called = true; return nil, nil },
+		Pprof:           true}
 	srv := httptest.NewServer(api.New(o))
 	defer srv.Close()
 	patterns := append(api.RoutePatterns(o), "GET /debug/pprof/heap")
