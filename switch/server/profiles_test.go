@@ -33,7 +33,7 @@ type stepClock struct {
 	fire  chan time.Time
 }
 
-func (c *stepClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *stepClock) now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
 func (c *stepClock) set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }
 func (c *stepClock) after(d time.Duration) <-chan time.Time {
 	c.waits <- d
