@@ -82,6 +82,9 @@ func Explain(ctx context.Context, h History, rs *RuleSet, rrn string, warmup tim
 			return nil, fmt.Errorf("explain RRN %s: replay the journal before it: %w", rrn, err)
 		}
 	}
+	if err := DefaultProfileReplay(rs.Location).fill(ctx, h, &rec.Input); err != nil {
+		return nil, fmt.Errorf("explain RRN %s: %w", rrn, err)
+	}
 	d, traces := rs.Trace(&rec.Input, store, rs.Lists())
 	sort.SliceStable(traces, func(i, j int) bool { return traces[i].Hit && !traces[j].Hit })
 	return &Explanation{Record: rec, Version: rs.Version, SameVersion: rs.Version == rec.Decision.Version,

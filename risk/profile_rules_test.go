@@ -1,6 +1,11 @@
 package risk
 
-import "testing"
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+)
 
 // profileRuleFile is a rule on the merchant's learned profile, with its tests in
 // the file as in docs/rules.md, "Merchant profiles".
@@ -48,5 +53,55 @@ func TestRuleOnMerchantProfile(t *testing.T) {
 		if !r.Passed {
 			t.Errorf("%s / %s: %s", r.Rule, r.Case, r.Failure)
 		}
+	}
+}
+
+// TestBacktestRecomputesProfiles: the journal does not keep merchant.profile; a
+// backtest recomputes it as the switch had it: on a merchant's 5th day of traffic
+// it is still the tier's defaults, from the 8th (7 days before the day's 03:00
+// refresh) it is learned, with the merchant's own p50.
+func TestBacktestRecomputesProfiles(t *testing.T) {
+	rs, err := Compile([]SourceFile{{Name: "p.yaml", Data: []byte(`
+timezone: Asia/Shanghai
+rules:
+  - id: learned-big-ticket
+    condition: merchant.profile.learned && txn.amount > 2 * merchant.profile.p50_amount
+    action: decline
+    response_code: "59"
+`)}}, LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	loc := rs.Location
+	h := &memHistory{}
+	day0 := time.Date(2026, 11, 1, 0, 0, 0, 0, loc)
+	for d := 0; d < 10; d++ {
+		for i := 0; i < 30; i++ { // 30 purchases of 10.00 a day, 10:00 to 10:29
+			at := day0.AddDate(0, 0, d).Add(10*time.Hour + time.Duration(i)*time.Minute)
+			in := Input{Txn: Txn{Type: TxnPurchase, Amount: 1000, CardHash: fmt.Sprintf("%032x", i), Time: at.UTC()},
+				Merchant: Merchant{ID: "000000000000002", Tier: "micro"}}
+			if i == 29 {
+				in.Txn.Amount = 5000 // one big ticket a day
+			}
+			h.recs = append(h.recs, Record{Time: at.UTC(), RRN: fmt.Sprintf("%d-%d", d, i), Input: in,
+				Outcome: Outcome{Approved: true, ResponseCode: "00"}})
+		}
+	}
+	declined := func(day int, opts BacktestOptions) int {
+		opts.From, opts.To, opts.Warmup = day0.AddDate(0, 0, day), day0.AddDate(0, 0, day+1), 0
+		rep, err := Backtest(context.Background(), h, rs, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rep.DeclinesAfter
+	}
+	if n := declined(4, BacktestOptions{}); n != 0 {
+		t.Errorf("day 5: %d declines, want 0 (4 days of history: the micro defaults, not learned)", n)
+	}
+	if n := declined(8, BacktestOptions{}); n != 1 {
+		t.Errorf("day 9: %d declines, want 1 (the learned p50 is 10.00)", n)
+	}
+	if n := declined(8, BacktestOptions{Profiles: &ProfileReplay{Off: true}}); n != 0 {
+		t.Errorf("day 9 with the profiles off: %d declines, want 0", n)
 	}
 }
