@@ -85,52 +85,80 @@ func flat(v float64) (a [24]float64) {
 // Set is the profiles the switch uses: the current Table behind an atomic
 // pointer (Swap on refresh; readers take no lock) and the tiers' defaults.
 type Set struct {
-	cur      atomic.Pointer[Table]
-	defaults map[string]ruleset.Profile
+	cur      atomic.Pointer[indexed]
+	defaults map[string]*ruleset.Profile
+	fallback *ruleset.Profile // DefaultTier's
+}
+
+// indexed is a Table with its profiles by pointer: the lookup map stays small
+// (pointers, not 340-byte values), which is what the hot path reads.
+type indexed struct {
+	t  *Table
+	by map[string]*ruleset.Profile
 }
 
 // NewSet returns an empty Set (every merchant gets its tier's defaults until the
 // first Swap). defaults replace the built-in TierDefaults tier by tier.
 func NewSet(defaults map[string]ruleset.Profile) *Set {
-	d := make(map[string]ruleset.Profile, len(TierDefaults)+len(defaults))
+	d := make(map[string]*ruleset.Profile, len(TierDefaults)+len(defaults))
 	for k, v := range TierDefaults {
-		d[k] = v
+		d[k] = &v
 	}
 	for k, v := range defaults {
 		v.Learned = false
-		d[k] = v
+		d[k] = &v
 	}
-	return &Set{defaults: d}
+	return &Set{defaults: d, fallback: d[DefaultTier]}
 }
 
-// Swap makes t the current table.
-func (s *Set) Swap(t *Table) { s.cur.Store(t) }
+// Swap makes t the current table. t must not change afterwards.
+func (s *Set) Swap(t *Table) {
+	ix := &indexed{t: t, by: make(map[string]*ruleset.Profile, len(t.Merchants))}
+	for id, p := range t.Merchants {
+		ix.by[id] = &p
+	}
+	s.cur.Store(ix)
+}
 
 // Table returns the current table (nil before the first Swap).
-func (s *Set) Table() *Table { return s.cur.Load() }
+func (s *Set) Table() *Table {
+	if ix := s.cur.Load(); ix != nil {
+		return ix.t
+	}
+	return nil
+}
 
 // Lookup returns the profile the rules see for merchant id of tier: the learned
 // one, or the tier's defaults (Learned false) carrying the merchant's own Days
 // and Transactions, so that a rule can tell a new merchant from a quiet one.
 func (s *Set) Lookup(id, tier string) ruleset.Profile {
 	var p ruleset.Profile
-	if t := s.cur.Load(); t != nil {
-		p = t.Merchants[id]
-		if p.Learned {
-			return p
-		}
-	}
-	d, ok := s.defaults[tier]
-	if !ok {
-		d = s.defaults[DefaultTier]
-	}
-	d.Days, d.Transactions = p.Days, p.Transactions
-	return d
+	s.fill(&p, id, tier)
+	return p
 }
 
 // Fill sets m.Profile from m.ID and m.Tier: the pipeline's hot path (one atomic
-// load and one map lookup).
-func (s *Set) Fill(m *ruleset.Merchant) { m.Profile = s.Lookup(m.ID, m.Tier) }
+// load, one or two map lookups, one copy).
+func (s *Set) Fill(m *ruleset.Merchant) { s.fill(&m.Profile, m.ID, m.Tier) }
+
+func (s *Set) fill(dst *ruleset.Profile, id, tier string) {
+	var own *ruleset.Profile
+	if ix := s.cur.Load(); ix != nil {
+		own = ix.by[id]
+		if own != nil && own.Learned {
+			*dst = *own
+			return
+		}
+	}
+	d := s.defaults[tier]
+	if d == nil {
+		d = s.fallback
+	}
+	*dst = *d
+	if own != nil {
+		dst.Days, dst.Transactions = own.Days, own.Transactions
+	}
+}
 
 // NextRun is the first time after now at local time at (hour, minute) in loc.
 func NextRun(now time.Time, hour, minute int, loc *time.Location) time.Time {
@@ -180,7 +208,7 @@ func (s *Set) View(id, tier string) View {
 	if v.Profile.Learned {
 		v.Source = "learned"
 	}
-	if t := s.cur.Load(); t != nil {
+	if t := s.Table(); t != nil {
 		v.ComputedAt, v.From, v.To = t.ComputedAt, t.From, t.To
 		v.MinDays, v.MinTransactions = t.Options.MinDays, t.Options.MinTransactions
 	}
