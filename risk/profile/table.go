@@ -56,7 +56,8 @@ func ReadTable(r io.Reader) (*Table, error) {
 	return &t, nil
 }
 
-// TierDefaults are the built-in profiles of the registry's conventional tiers,
+// TierDefaults are the built-in profiles of the registry's conventional tiers
+// (and "small", which the default rule pack knows),
 // for a merchant with too little history (amounts in fen). They are deliberately
 // generous: a new merchant should not be declined for being new. A tier not
 // listed gets "standard"'s.
@@ -64,6 +65,9 @@ var TierDefaults = map[string]ruleset.Profile{
 	"micro": {P50Amount: 2500, P90Amount: 8000, P99Amount: 30000, DailyAvg: 60, HourlyAvg: 2.5, Hourly: flat(2.5),
 		NewCardShare: 0.6, InquiryShare: 0.02, DeclineShare: 0.06, CardDeclineShare: 0.015, FundsDeclineShare: 0.025,
 		RiskDeclineShare: 0.005, OtherDeclineShare: 0.015, RefundShare: 0.01, VoidShare: 0.02},
+	"small": {P50Amount: 5000, P90Amount: 15000, P99Amount: 60000, DailyAvg: 150, HourlyAvg: 150.0 / 24, Hourly: flat(150.0 / 24),
+		NewCardShare: 0.5, InquiryShare: 0.02, DeclineShare: 0.06, CardDeclineShare: 0.015, FundsDeclineShare: 0.025,
+		RiskDeclineShare: 0.005, OtherDeclineShare: 0.015, RefundShare: 0.02, VoidShare: 0.02},
 	"standard": {P50Amount: 8000, P90Amount: 30000, P99Amount: 150000, DailyAvg: 400, HourlyAvg: 400.0 / 24, Hourly: flat(400.0 / 24),
 		NewCardShare: 0.5, InquiryShare: 0.02, DeclineShare: 0.06, CardDeclineShare: 0.015, FundsDeclineShare: 0.025,
 		RiskDeclineShare: 0.005, OtherDeclineShare: 0.015, RefundShare: 0.02, VoidShare: 0.02},
