@@ -147,7 +147,7 @@ func Backtest(ctx context.Context, h History, rs *RuleSet, opts BacktestOptions)
 		if in.Txn.Time.IsZero() {
 			in.Txn.Time = rec.Time
 		}
-		if err := profiles.fill(ctx, h, in); err != nil {
+		if err := profiles.fill(ctx, h, in, !rec.Time.Before(opts.From)); err != nil {
 			return err
 		}
 		if rec.Time.Before(opts.From) {

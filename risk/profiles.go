@@ -32,12 +32,17 @@ func DefaultProfileReplay(loc *time.Location) *ProfileReplay {
 	return &ProfileReplay{Options: profile.Options{Location: loc}, Hour: 3}
 }
 
-// fill sets in.Merchant.Profile as the switch had it at in.Txn.Time.
-func (p *ProfileReplay) fill(ctx context.Context, h History, in *Input) error {
+// fill sets in.Merchant.Profile as the switch had it at in.Txn.Time. With
+// rebuild false (the warm-up replayed before the reported transactions, up to the
+// rule set's longest window, 30 days in the default pack) it uses the table at
+// hand, or the tiers' defaults: rebuilding for every day of a month of warm-up
+// would read the journal thirty times over for what only a counter's `where`
+// could read.
+func (p *ProfileReplay) fill(ctx context.Context, h History, in *Input, rebuild bool) error {
 	if p.set == nil {
 		p.set = profile.NewSet(nil)
 	}
-	if !p.Off {
+	if !p.Off && rebuild {
 		if p.Options.Location == nil {
 			p.Options.Location = time.UTC
 		}

@@ -193,10 +193,6 @@ func (b *builder) add(t *Txn) error {
 		}
 		return nil
 	}
-	if day != a.lastDay {
-		a.days++
-		a.lastDay = day
-	}
 	attempt := false
 	switch t.Type {
 	case ruleset.TxnPurchase, ruleset.TxnPreauth:
@@ -216,6 +212,13 @@ func (b *builder) add(t *Txn) error {
 		if t.Approved {
 			a.voids++
 		}
+	case ruleset.TxnReversal:
+	default:
+		return nil // batch totals, network messages: not traffic
+	}
+	if day != a.lastDay {
+		a.days++
+		a.lastDay = day
 	}
 	if attempt {
 		a.attempts++

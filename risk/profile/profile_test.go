@@ -300,3 +300,22 @@ func BenchmarkFill(b *testing.B) {
 		})
 	}
 }
+
+// TestDaysCountTraffic: a day with only a batch close or a network message is not
+// a day with traffic; a day with only a refund is.
+func TestDaysCountTraffic(t *testing.T) {
+	at := time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)
+	recs := slice{
+		{Time: at, Merchant: "m", Type: ruleset.TxnPurchase, RC: "00", Approved: true, Amount: 100},
+		{Time: at.Add(24 * time.Hour), Merchant: "m", Type: "batch"},
+		{Time: at.Add(48 * time.Hour), Merchant: "m", Type: "network"},
+		{Time: at.Add(72 * time.Hour), Merchant: "m", Type: ruleset.TxnRefund, RC: "00", Approved: true},
+	}
+	tab, err := Build(context.Background(), recs, at.Add(96*time.Hour), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := tab.Merchants["m"]; p.Days != 2 || p.Transactions != 1 || p.RefundShare != 1 {
+		t.Errorf("%+v: want 2 days, 1 attempt, refund share 1", p)
+	}
+}
