@@ -12,7 +12,7 @@ import (
 // profiles the switch had when they happened. The journal does not keep a
 // transaction's merchant.profile: a profile is a pure function of the journal
 // (the window ending at the day's scheduled refresh), so the tools recompute it,
-// one build per local day replayed, rather than every record carrying ~300 bytes
+// one refresh per local day replayed (incremental after the first), rather than every record carrying ~300 bytes
 // that change once a day. It differs from what the switch used only after a
 // refresh requested by hand, or for a node that missed the day's refresh.
 type ProfileReplay struct {
@@ -24,6 +24,7 @@ type ProfileReplay struct {
 	Off bool
 
 	set *profile.Set
+	inc *profile.Incremental
 	run time.Time
 }
 
@@ -48,7 +49,10 @@ func (p *ProfileReplay) fill(ctx context.Context, h History, in *Input, rebuild 
 		}
 		run := profile.LastRun(in.Txn.Time, p.Hour, p.Minute, p.Options.Location)
 		if !run.Equal(p.run) {
-			t, err := profile.Build(ctx, historySource{h}, run, p.Options)
+			if p.inc == nil {
+				p.inc = profile.NewIncremental(p.Options)
+			}
+			t, err := p.inc.Advance(ctx, historySource{h}, run)
 			if err != nil {
 				return fmt.Errorf("recompute the merchant profiles of %s: %w", run.Format(time.RFC3339), err)
 			}

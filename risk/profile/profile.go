@@ -64,7 +64,10 @@ const (
 
 // Options configure Build.
 type Options struct {
-	// Window is how far back the profile looks (default 30 days).
+	// Window is how far back the profile looks, in whole local days (default 30
+	// days): from local midnight that many days before the day of the window's
+	// end, to the end (30 days and 3 hours for a refresh at 03:00). Whole days let
+	// a refresh drop the days that leave the window (Incremental).
 	Window time.Duration `json:"window"`
 	// NewCardDays: an attempt's card is new when it made no transaction at the
 	// merchant in the NewCardDays days before (default 7). Build reads that much
@@ -123,8 +126,15 @@ type agg struct {
 	approved uint64 // approved purchases and pre-authorizations
 	refunds  uint64
 	voids    uint64
-	days     int
-	lastDay  int64
+	// days are the local days with traffic in the window, oldest first, with the
+	// attempts with a new card of each: a day that leaves the window takes its new
+	// cards along (whether a card was new is not recomputable from that day alone).
+	days []dayCount
+}
+
+type dayCount struct {
+	day      int64
+	newCards uint64
 }
 
 // cardKey is a card at a merchant: the merchant's number in the build and 64
@@ -147,18 +157,40 @@ type builder struct {
 	records     int
 }
 
+// windowDays is o.Window in whole days (at least 1).
+func (o *Options) windowDays() int { return max(1, int(o.Window/(24*time.Hour))) }
+
+// windowStart is the window's start for a window ending at end: local midnight
+// windowDays days before end's local date.
+func (o *Options) windowStart(end time.Time) time.Time {
+	lt := end.In(o.Location)
+	return time.Date(lt.Year(), lt.Month(), lt.Day()-o.windowDays(), 0, 0, 0, 0, o.Location)
+}
+
+func newBuilder(o Options, from time.Time) *builder {
+	return &builder{o: o, from: from, merchants: map[string]*agg{}, seen: map[cardKey]int64{},
+		zone: zoneCache{loc: o.Location}, sweptDay: math.MinInt64, newCardSecs: int64(o.NewCardDays) * 86400}
+}
+
 // Build computes the profiles of the window that ends at end (exclusive) from src.
 // Memory is per merchant (about 3 kB) plus the cards seen in the last
 // NewCardDays days (about 40 bytes each).
 func Build(ctx context.Context, src Source, end time.Time, o Options) (*Table, error) {
 	o.defaults()
-	b := &builder{o: o, from: end.Add(-o.Window), merchants: map[string]*agg{}, seen: map[cardKey]int64{},
-		zone: zoneCache{loc: o.Location}, sweptDay: math.MinInt64, newCardSecs: int64(o.NewCardDays) * 86400}
+	b, err := fullBuild(ctx, src, end, o)
+	if err != nil {
+		return nil, err
+	}
+	return b.table(end), nil
+}
+
+func fullBuild(ctx context.Context, src Source, end time.Time, o Options) (*builder, error) {
+	b := newBuilder(o, o.windowStart(end))
 	scanFrom := b.from.Add(-time.Duration(o.NewCardDays) * 24 * time.Hour)
 	if err := src.Scan(ctx, scanFrom, end, b.add); err != nil {
 		return nil, fmt.Errorf("merchant profiles: read the journal from %s to %s: %w", scanFrom.Format(time.RFC3339), end.Format(time.RFC3339), err)
 	}
-	return b.table(end), nil
+	return b, nil
 }
 
 var errUnordered = errors.New("the journal's records are not in time order")
@@ -170,7 +202,7 @@ func (b *builder) add(t *Txn) error {
 	b.records++
 	a := b.merchants[t.Merchant]
 	if a == nil {
-		a = &agg{id: uint32(len(b.merchants)), lastDay: math.MinInt64}
+		a = &agg{id: uint32(len(b.merchants))}
 		b.merchants[t.Merchant] = a
 	}
 	secs := t.Time.Unix()
@@ -216,9 +248,8 @@ func (b *builder) add(t *Txn) error {
 	default:
 		return nil // batch totals, network messages: not traffic
 	}
-	if day != a.lastDay {
-		a.days++
-		a.lastDay = day
+	if n := len(a.days); n == 0 || a.days[n-1].day != day {
+		a.days = append(a.days, dayCount{day: day})
 	}
 	if attempt {
 		a.attempts++
@@ -226,6 +257,7 @@ func (b *builder) add(t *Txn) error {
 		if t.CardHash != "" {
 			if last, ok := b.seen[key]; !ok || last < secs-b.newCardSecs {
 				a.newCards++
+				a.days[len(a.days)-1].newCards++
 			}
 		}
 		if t.RC != "" && !ruleset.UnavailableCode(t.RC) {
@@ -269,22 +301,23 @@ func (b *builder) table(end time.Time) *Table {
 		return float64(n) / float64(d)
 	}
 	for id, a := range b.merchants {
-		if a.days == 0 {
+		days := len(a.days)
+		if days == 0 {
 			continue // seen only before the window
 		}
-		p := ruleset.Profile{Days: a.days, Transactions: int(a.attempts),
+		p := ruleset.Profile{Days: days, Transactions: int(a.attempts),
 			P50Amount: a.amounts.quantile(0.50), P90Amount: a.amounts.quantile(0.90), P99Amount: a.amounts.quantile(0.99),
 			NewCardShare: share(a.newCards, a.attempts), InquiryShare: share(a.inquiry, a.attempts),
 			DeclineShare: share(a.declined, a.answered), CardDeclineShare: share(a.card, a.answered),
 			FundsDeclineShare: share(a.funds, a.answered), RiskDeclineShare: share(a.risk, a.answered),
 			OtherDeclineShare: share(a.declined-a.card-a.funds-a.risk, a.answered),
 			RefundShare:       share(a.refunds, a.approved), VoidShare: share(a.voids, a.approved)}
-		p.DailyAvg = float64(a.attempts) / float64(a.days)
+		p.DailyAvg = float64(a.attempts) / float64(days)
 		p.HourlyAvg = p.DailyAvg / 24
 		for h, n := range a.hourly {
-			p.Hourly[h] = float64(n) / float64(a.days)
+			p.Hourly[h] = float64(n) / float64(days)
 		}
-		p.Learned = a.days >= b.o.MinDays && int(a.attempts) >= b.o.MinTransactions
+		p.Learned = days >= b.o.MinDays && int(a.attempts) >= b.o.MinTransactions
 		t.Merchants[id] = p
 	}
 	return t

@@ -251,6 +251,9 @@ func (s synthetic) Scan(ctx context.Context, from, to time.Time, fn func(*Txn) e
 		t.CardHash = cards[r.IntN(len(cards))]
 		t.RC = rcs[r.IntN(len(rcs))]
 		t.Approved = t.RC == "00"
+		if t.Time.Before(from) || !t.Time.Before(to) {
+			continue
+		}
 		if err := fn(&t); err != nil {
 			return err
 		}
@@ -317,5 +320,51 @@ func TestDaysCountTraffic(t *testing.T) {
 	}
 	if p := tab.Merchants["m"]; p.Days != 2 || p.Transactions != 1 || p.RefundShare != 1 {
 		t.Errorf("%+v: want 2 days, 1 attempt, refund share 1", p)
+	}
+}
+
+// TestIncrementalMatchesFullBuild: 20 daily refreshes that read one day and drop
+// one give exactly the profiles of full builds of the same windows; a refresh by
+// hand between two (window ending at 11:00) too.
+func TestIncrementalMatchesFullBuild(t *testing.T) {
+	start := time.Date(2026, 10, 1, 0, 0, 0, 0, shanghai)
+	src := synthetic{n: 100_000, merchants: 40, start: start, step: 60 * 24 * time.Hour / 100_000}
+	o := Options{Location: shanghai, MinDays: 3, MinTransactions: 10}
+	inc := NewIncremental(o)
+	inc.FullEvery = 1000
+	var ends []time.Time
+	for d := 35; d < 55; d++ {
+		ends = append(ends, time.Date(2026, 10, 1+d, 3, 0, 0, 0, shanghai))
+		if d == 40 {
+			ends = append(ends, time.Date(2026, 10, 1+d, 11, 0, 0, 0, shanghai))
+		}
+	}
+	for i, end := range ends {
+		got, err := inc.Advance(context.Background(), src, end)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := Build(context.Background(), src, end, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i > 0 && got.Records >= want.Records/3 {
+			t.Errorf("refresh %d read %d records, a full build %d: not incremental", i, got.Records, want.Records)
+		}
+		if !got.From.Equal(want.From) || len(got.Merchants) != len(want.Merchants) {
+			t.Fatalf("refresh %d (%v): from %v, %d merchants; full build from %v, %d", i, end, got.From, len(got.Merchants), want.From, len(want.Merchants))
+		}
+		for id, w := range want.Merchants {
+			if g := got.Merchants[id]; g != w {
+				t.Fatalf("refresh %d (%v), merchant %s:\nincremental %+v\nfull        %+v", i, end, id, g, w)
+			}
+		}
+	}
+	if inc.sinceFull != len(ends)-1 {
+		t.Errorf("%d refreshes since the full build, want %d", inc.sinceFull, len(ends)-1)
+	}
+	// An end before the last one rebuilds from scratch.
+	if _, err := inc.Advance(context.Background(), src, ends[0]); err != nil || inc.sinceFull != 0 {
+		t.Errorf("going back: %v, %d since the full build", err, inc.sinceFull)
 	}
 }

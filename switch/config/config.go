@@ -128,6 +128,10 @@ type Profiles struct {
 	// fewer attempts in the window gets its tier's defaults (default 7 and 100).
 	MinDays         int `yaml:"min_days"`
 	MinTransactions int `yaml:"min_transactions"`
+	// FullEvery: every FullEvery-th refresh re-reads the whole window; the others
+	// read the journal since the last refresh and the day that leaves the window
+	// (default 7; 1: every refresh is a full one).
+	FullEvery int `yaml:"full_every"`
 	// Defaults replace the built-in tier defaults, tier by tier (each tier given
 	// wholly: fields left out are 0).
 	Defaults map[string]ruleset.Profile `yaml:"defaults"`
@@ -583,8 +587,8 @@ func (c *Config) Validate() error {
 	if _, _, err := c.Risk.Profiles.RefreshClock(); err != nil {
 		bad("risk.profiles.refresh_at", "%v", err)
 	}
-	if p := c.Risk.Profiles; p.Window < 0 || p.NewCardDays < 0 || p.MinDays < 0 || p.MinTransactions < 0 {
-		bad("risk.profiles", "window, new_card_days, min_days and min_transactions must not be negative")
+	if p := c.Risk.Profiles; p.Window < 0 || p.NewCardDays < 0 || p.MinDays < 0 || p.MinTransactions < 0 || p.FullEvery < 0 {
+		bad("risk.profiles", "window, new_card_days, min_days, min_transactions and full_every must not be negative")
 	}
 	if _, err := admin.NewAuthenticator(c.Admin.Tokens); err != nil {
 		bad("admin.tokens", "%v", err)

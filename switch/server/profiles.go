@@ -42,7 +42,9 @@ func (s ProfileSource) Scan(ctx context.Context, from, to time.Time, fn func(*pr
 func ProfilesFile(dataDir string) string { return filepath.Join(dataDir, "profiles.json") }
 
 // profileRefresher recomputes the merchant profiles every day at a local time and
-// on request, and keeps the last table in a file. The server's loops group owns
+// on request, and keeps the last table in a file. After the first, a refresh reads
+// only the journal since the last one and the day that leaves the window
+// (profile.Incremental), with a full build every 7 refreshes. The server's loops group owns
 // its run loop; an admin request's refresh runs in the request's goroutine.
 type profileRefresher struct {
 	set          *profile.Set
@@ -54,6 +56,7 @@ type profileRefresher struct {
 	now          func() time.Time
 	after        func(time.Duration) <-chan time.Time // the loop's timer (tests inject one)
 	mu           sync.Mutex                           // one refresh at a time
+	inc          *profile.Incremental                 // the last build's state (under mu)
 }
 
 // openProfiles makes the server's profile set and its refresher, and loads the
@@ -69,8 +72,12 @@ func (s *Server) openProfiles(loc *time.Location) error {
 		now = time.Now
 	}
 	s.Profiles = profile.NewSet(pc.Defaults)
-	s.profiles = &profileRefresher{set: s.Profiles, src: ProfileSource{s.Journal}, hour: hour, minute: minute,
-		opts: profile.Options{Window: pc.Window.D(), NewCardDays: pc.NewCardDays, MinDays: pc.MinDays, MinTransactions: pc.MinTransactions, Location: loc},
+	opts := profile.Options{Window: pc.Window.D(), NewCardDays: pc.NewCardDays, MinDays: pc.MinDays, MinTransactions: pc.MinTransactions, Location: loc}
+	inc := profile.NewIncremental(opts)
+	if pc.FullEvery > 0 {
+		inc.FullEvery = pc.FullEvery
+	}
+	s.profiles = &profileRefresher{set: s.Profiles, src: ProfileSource{s.Journal}, hour: hour, minute: minute, inc: inc, opts: opts,
 		path: ProfilesFile(s.cfg.DataDir), log: s.log.With().Str("component", "profiles").Logger(), now: now, after: time.After}
 	if err := s.profiles.load(); err != nil {
 		s.log.Warn().Err(err).Msg("merchant profiles not loaded: recomputed at start")
@@ -105,7 +112,10 @@ func (r *profileRefresher) refresh(ctx context.Context, end time.Time) (*profile
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	start := time.Now()
-	t, err := profile.Build(ctx, r.src, end, r.opts)
+	if r.inc == nil {
+		r.inc = profile.NewIncremental(r.opts)
+	}
+	t, err := r.inc.Advance(ctx, r.src, end)
 	if err != nil {
 		return nil, err
 	}

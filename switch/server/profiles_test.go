@@ -64,8 +64,11 @@ func TestProfileRefresherSchedule(t *testing.T) {
 	clock := &stepClock{t: time.Date(2026, 12, 1, 10, 0, 0, 0, sh), waits: make(chan time.Duration), fire: make(chan time.Time)}
 	src := scanRecorder{ends: make(chan time.Time, 4)}
 	newRefresher := func() *profileRefresher {
-		return &profileRefresher{set: profile.NewSet(nil), src: src, opts: profile.Options{Location: sh}, hour: 3, minute: 0,
-			path: path, log: zerolog.Nop(), now: clock.now, after: clock.after}
+		opts := profile.Options{Location: sh}
+		inc := profile.NewIncremental(opts)
+		inc.FullEvery = 1 // one scan per refresh: this test is about when, not how
+		return &profileRefresher{set: profile.NewSet(nil), src: src, opts: opts, hour: 3, minute: 0,
+			path: path, log: zerolog.Nop(), now: clock.now, after: clock.after, inc: inc}
 	}
 	r := newRefresher()
 	if err := r.load(); err != nil || r.set.Table() != nil {
