@@ -17,6 +17,51 @@ import (
 // ProfileSource on a journal of 200,000 records (1,000 merchants, 20,000 cards,
 // three days), the journal's reading and decoding included. It reports records/s.
 func BenchmarkProfileBuildFromJournal(b *testing.B) {
+	j := benchJournal(b)
+	end := time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)
+	ctx := context.Background()
+	o := profile.Options{Window: 3 * 24 * time.Hour}
+	// One build first: the journal's index catches up and Badger settles.
+	if _, err := profile.Build(ctx, ProfileSource{j}, end, o); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("full", func(b *testing.B) {
+		for range b.N {
+			t, err := profile.Build(ctx, ProfileSource{j}, end, o)
+			if err != nil || t.Records != benchRecords {
+				b.Fatalf("build: %v, %d records", err, t.Records)
+			}
+		}
+		b.ReportMetric(float64(benchRecords)*float64(b.N)/b.Elapsed().Seconds(), "records/s")
+	})
+	// A daily refresh after a full build of a 2-day window: it reads the day that
+	// enters and re-reads the day that leaves.
+	b.Run("incremental", func(b *testing.B) {
+		o := profile.Options{Window: 2 * 24 * time.Hour, NewCardDays: 1}
+		read := 0
+		for range b.N {
+			b.StopTimer()
+			inc := profile.NewIncremental(o)
+			if _, err := inc.Advance(ctx, ProfileSource{j}, end.Add(-24*time.Hour)); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+			t, err := inc.Advance(ctx, ProfileSource{j}, end)
+			if err != nil {
+				b.Fatal(err)
+			}
+			read += t.Records
+		}
+		b.ReportMetric(float64(read)/b.Elapsed().Seconds(), "records/s")
+		b.ReportMetric(float64(read)/float64(b.N), "records/refresh")
+	})
+}
+
+const benchRecords = 200_000
+
+// benchJournal is a journal of benchRecords records over the three days from
+// 2026-11-20 00:00 UTC: 1,000 merchants, 20,000 cards.
+func benchJournal(b *testing.B) *journal.Store {
 	dir := b.TempDir()
 	db, err := badger.Open(badger.DefaultOptions(filepath.Join(dir, "db")).WithLogger(nil).WithSyncWrites(false))
 	if err != nil {
@@ -26,9 +71,8 @@ func BenchmarkProfileBuildFromJournal(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer db.Close()
-	defer j.Close()
-	const n = 200_000
+	b.Cleanup(func() { j.Close(); db.Close() })
+	const n = benchRecords
 	start := time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
 	step := 3 * 24 * time.Hour / n
 	ctx := context.Background()
@@ -47,17 +91,5 @@ func BenchmarkProfileBuildFromJournal(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	end := start.Add(3 * 24 * time.Hour)
-	// One build first: the journal's index catches up and Badger settles.
-	if _, err := profile.Build(ctx, ProfileSource{j}, end, profile.Options{Window: 3 * 24 * time.Hour}); err != nil {
-		b.Fatal(err)
-	}
-	b.ResetTimer()
-	for range b.N {
-		t, err := profile.Build(ctx, ProfileSource{j}, end, profile.Options{Window: 3 * 24 * time.Hour})
-		if err != nil || t.Records != n {
-			b.Fatalf("build: %v, %d records", err, t.Records)
-		}
-	}
-	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "records/s")
+	return j
 }
