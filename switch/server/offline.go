@@ -97,13 +97,11 @@ func OpenOffline(dir, actor, tz string, lmk keys.LMKSource) (*Offline, error) {
 	}
 	o.close = append([]func() error{cs.Close}, o.close...)
 	opts.Cases = cs
-	// The profiles as the switch last computed them (tier defaults if never): the
-	// offline mode does not recompute them (no refresh route).
+	// The profiles as the switch last computed them (tier defaults if never or if
+	// the copy is damaged, which the switch recomputes at its start): the offline
+	// mode does not recompute them (no refresh route).
 	opts.Profiles = profile.NewSet(nil)
-	if err := (&profileRefresher{set: opts.Profiles, path: ProfilesFile(dir)}).load(); err != nil {
-		o.Close()
-		return nil, err
-	}
+	_ = (&profileRefresher{set: opts.Profiles, path: ProfilesFile(dir)}).load()
 	o.Handler = api.New(opts)
 	return o, nil
 }
