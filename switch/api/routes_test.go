@@ -52,13 +52,12 @@ func TestEveryRouteNeedsAToken(t *testing.T) {
 	}
 	called := false
 	o := api.Options{Auth: auth, Registry: f.reg, Cases: cs, Keys: store, HSM: h, Lists: lists, Journal: j,
-		Settle:          func(context.Context, string) (any, error) { called = true; return nil, nil },
-		SAF:             func(string) (any, error) { called = true; return nil, nil },
-		ZoneKeyChange:   func(context.Context, string, string) (any, error) { called = true; return nil, nil },
-		ClusterStatus:   func(context.Context) (any, error) { called = true; return nil, nil },
-		Profiles:        profile.NewSet(nil),
-		RefreshProfiles: func(context.Context) (any, error) { called = true; return nil, nil },
-		Pprof:           true}
+		Settle:        func(context.Context, string) (any, error) { called = true; return nil, nil },
+		SAF:           func(string) (any, error) { called = true; return nil, nil },
+		ZoneKeyChange: func(context.Context, string, string) (any, error) { called = true; return nil, nil },
+		ClusterStatus: func(context.Context) (any, error) { called = true; return nil, nil },
+		Pprof:         true}
+	o.Profiles, o.RefreshProfiles = profile.NewSet(nil), func(context.Context) (any, error) { called = true; return nil, nil }
 	srv := httptest.NewServer(api.New(o))
 	defer srv.Close()
 	patterns := append(api.RoutePatterns(o), "GET /debug/pprof/heap")

@@ -548,17 +548,15 @@ func (s *Server) startAdmin() error {
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.Metrics.Registry, promhttp.HandlerOpts{Registry: s.Metrics.Registry}))
 	loc, _ := time.LoadLocation(s.cfg.Timezone) // validated with the configuration
 	api.Register(s.mux, api.Options{
-		Auth:            s.auth,
-		Logger:          s.log.With().Str("component", "api").Logger(),
-		Registry:        s.Registry,
-		Cases:           s.Cases,
-		Keys:            s.Keys,
-		HSM:             s.HSM,
-		Risk:            s.Risk,
-		Journal:         s.Journal,
-		Location:        loc,
-		Profiles:        s.Profiles,
-		RefreshProfiles: s.profiles.refreshNow,
+		Auth:     s.auth,
+		Logger:   s.log.With().Str("component", "api").Logger(),
+		Registry: s.Registry,
+		Cases:    s.Cases,
+		Keys:     s.Keys,
+		HSM:      s.HSM,
+		Risk:     s.Risk,
+		Journal:  s.Journal,
+		Location: loc,
 		Settle: func(ctx context.Context, date string) (any, error) {
 			return Settle(ctx, s.Journal, date, loc)
 		},
@@ -569,6 +567,9 @@ func (s *Server) startAdmin() error {
 		ClusterStatus: s.cl.statusFunc(),
 		Pprof:         true,
 		PprofOpen:     s.cfg.Demo,
+
+		Profiles:        s.Profiles,
+		RefreshProfiles: s.profiles.refreshNow,
 	})
 	ln, err := net.Listen("tcp", s.cfg.Admin.Addr)
 	if err != nil {
