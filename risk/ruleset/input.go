@@ -201,6 +201,9 @@ type Merchant struct {
 	MonthlyLimit int `json:"monthly_limit" yaml:"monthly_limit" expr:"monthly_limit"`
 	// Status is the registry status, e.g. active or frozen.
 	Status string `json:"status" yaml:"status" expr:"status"`
+	// Group is the merchant's group in the registry (a chain, a franchise, a parent
+	// company: the merchants one owner runs); "" when none.
+	Group string `json:"group,omitempty" yaml:"group" expr:"group"`
 }
 
 // Binding holds the results of the switch's identity-binding checks.
