@@ -144,6 +144,7 @@ func Backtest(ctx context.Context, h History, rs *RuleSet, opts BacktestOptions)
 			out := rec.Outcome
 			out.RiskDeclined = rec.Decision.Declined()
 			rs.Observe(in, out, store)
+			replayRetract(ctx, h, rs, store, &rec, out)
 			rep.WarmupTxns++
 			return nil
 		}
@@ -192,6 +193,7 @@ func Backtest(ctx context.Context, h History, rs *RuleSet, opts BacktestOptions)
 			}
 		}
 		rs.Observe(in, out, store)
+		replayRetract(ctx, h, rs, store, &rec, out)
 		return nil
 	})
 	if err != nil {
