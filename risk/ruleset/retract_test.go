@@ -203,3 +203,73 @@ rules:
 		t.Errorf("problems: %s", got)
 	}
 }
+
+// Rule files declare and test the new dimensions like the others: a split purchase
+// over two shops of one chain, one BIN range tested across merchants, a region.
+func TestDimensionsInRuleFileTests(t *testing.T) {
+	rs, err := Load(writeRules(t, map[string]string{"d.yaml": `
+counters:
+  - {name: card_group_sum_30m, dimension: [card, merchant_group], measure: sum, window: 30m, where: 'outcome.approved && txn.txn_type == "purchase"'}
+  - {name: bin_cards_10m, dimension: bin, measure: distinct_cards, window: 10m, where: 'txn.amount <= 200'}
+  - {name: region_declines_10m, dimension: region, window: 10m, where: '!outcome.approved'}
+test_base:
+  txn: {txn_type: purchase, amount: 30000, card_hash: c1, bin: "476173"}
+  terminal: {id: T0000001, region: CN-BJ}
+  merchant: {id: "000000000000001", group: CHAIN-1}
+rules:
+  - id: chain-split
+    condition: 'txn.txn_type == "purchase" && velocity.card_group_sum_30m + txn.amount > 50000'
+    action: decline
+    tests:
+      - name: another shop of the chain
+        history: [{input: {terminal: {id: T0000002}, merchant: {id: "000000000000002"}}, ago: 5m}]
+        expect: hit
+      - name: a shop of another chain
+        history: [{input: {terminal: {id: T0000002}, merchant: {id: "000000000000002", group: CHAIN-2}}, ago: 5m}]
+        expect: miss
+      - name: two shops in no chain
+        input: {merchant: {group: ""}}
+        history: [{input: {terminal: {id: T0000002}, merchant: {id: "000000000000002"}}, ago: 5m}]
+        expect: miss
+      - name: voided at the other shop
+        history: [{input: {terminal: {id: T0000002}, merchant: {id: "000000000000002"}}, ago: 5m}, {ago: 4m, retracts: void}]
+        expect: miss
+  - id: bin-testing
+    condition: 'txn.amount <= 200 && velocity.bin_cards_10m >= 3'
+    action: decline
+    tests:
+      - name: one BIN range tried at three merchants
+        input: {txn: {amount: 100}}
+        history:
+          - {input: {txn: {card_hash: x1}, merchant: {id: "000000000000002", group: ""}}, ago: 3m}
+          - {input: {txn: {card_hash: x2}, merchant: {id: "000000000000003", group: ""}}, ago: 2m}
+          - {input: {txn: {card_hash: x3}, merchant: {id: "000000000000004", group: ""}}, ago: 1m}
+        expect: hit
+      - name: other BINs
+        input: {txn: {amount: 100}}
+        history: [{input: {txn: {bin: "622202"}}, repeat: 3, vary_card: true}]
+        expect: miss
+  - id: region-declines
+    condition: 'velocity.region_declines_10m >= 2'
+    action: review
+    tests:
+      - name: declines in the region
+        history: [{input: {terminal: {id: T0000009}}, repeat: 2, vary_card: true, outcome: {approved: false}}]
+        expect: hit
+      - name: declines elsewhere
+        history: [{input: {terminal: {id: T0000009, region: CN-SH}}, repeat: 2, vary_card: true, outcome: {approved: false}}]
+        expect: miss
+`}), LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	results := rs.RunTests()
+	if len(results) != 8 {
+		t.Errorf("%d results, want 8", len(results))
+	}
+	for _, r := range results {
+		if !r.Passed {
+			t.Errorf("%s / %s: %s", r.Rule, r.Case, r.Failure)
+		}
+	}
+}
