@@ -153,7 +153,9 @@ func TxnTypeOf(mti, procCode string) string {
 		return TxnVoid
 	case "20":
 		return TxnRefund
-	case "31":
+	case "30", "31":
+		// Available funds and balance inquiries (any account type): probes of a
+		// card all the same, which card-testing counters count.
 		return TxnBalance
 	}
 	return ""
