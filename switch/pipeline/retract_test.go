@@ -8,6 +8,7 @@ import (
 	"github.com/moov-io/iso8583"
 	"github.com/switchyard/switchyard/risk"
 	"github.com/switchyard/switchyard/switch/message"
+	"github.com/switchyard/switchyard/switch/registry"
 )
 
 // splitRules decline a card's purchase that takes its approved purchases of the last
@@ -136,5 +137,27 @@ func TestProbesObserved(t *testing.T) {
 	h.do(bal)
 	if len(h.risk.observed) != 2 {
 		t.Fatalf("observed %d, want the balance inquiry too", len(h.risk.observed))
+	}
+}
+
+// The rules see the merchant's group and region from the registry, and the journal
+// keeps them with the facts: the other nodes of a cluster and the backtest key the
+// merchant_group and region counters the same way.
+func TestMerchantGroupToRulesAndJournal(t *testing.T) {
+	var seen risk.Input
+	h := newHarness(t, withRisk, func(h *harness, _ *Config) {
+		h.terms.decide = func(req registry.CheckRequest) registry.CheckResult {
+			return registry.CheckResult{Terminal: &registry.Terminal{ID: req.TerminalID, Kind: registry.KindPOS, Status: registry.TerminalActive},
+				Merchant: &registry.Merchant{ID: testMID, Region: "CN-BJ", Group: "CHAIN-1", Tier: registry.TierMicro, Status: registry.MerchantActive}}
+		}
+	})
+	h.risk.decide = func(in *risk.Input) risk.Decision { seen = *in; return risk.Decision{Action: risk.ActionAllow} }
+	a := h.do(h.purchase(1000))
+	if seen.Merchant.Group != "CHAIN-1" || seen.Terminal.Region != "CN-BJ" {
+		t.Fatalf("the rules saw merchant %+v, terminal %+v", seen.Merchant, seen.Terminal)
+	}
+	var in risk.Input
+	if _, ok := RecordInput(h.record(a.RRN), &in); !ok || in.Merchant.Group != "CHAIN-1" || in.Terminal.Region != "CN-BJ" || in.Txn.BIN != "621234" {
+		t.Fatalf("journaled facts: merchant %+v, region %q, BIN %q", in.Merchant, in.Terminal.Region, in.Txn.BIN)
 	}
 }
