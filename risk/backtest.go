@@ -123,6 +123,7 @@ func Backtest(ctx context.Context, h History, rs *RuleSet, opts BacktestOptions)
 		}
 	}
 	store := state.NewVelocity(nil, 0, 0)
+	refunded := map[string]int{} // per original: what the refunds replayed so far took back
 	begin := opts.From.Add(-warmup)
 	span := opts.To.Sub(begin)
 	read := 0
@@ -144,7 +145,7 @@ func Backtest(ctx context.Context, h History, rs *RuleSet, opts BacktestOptions)
 			out := rec.Outcome
 			out.RiskDeclined = rec.Decision.Declined()
 			rs.Observe(in, out, store)
-			replayRetract(ctx, h, rs, store, &rec, out)
+			replayRetract(ctx, h, rs, store, &rec, out, refunded)
 			rep.WarmupTxns++
 			return nil
 		}
@@ -193,7 +194,7 @@ func Backtest(ctx context.Context, h History, rs *RuleSet, opts BacktestOptions)
 			}
 		}
 		rs.Observe(in, out, store)
-		replayRetract(ctx, h, rs, store, &rec, out)
+		replayRetract(ctx, h, rs, store, &rec, out, refunded)
 		return nil
 	})
 	if err != nil {

@@ -40,8 +40,10 @@ type Record struct {
 // (just observed with out) retracts, as the live engine did: an approved void,
 // reversal or refund retracts its original (read from h; a void or reversal only if
 // the original names it in ReversedBy), and an approval the switch reversed itself
-// (ReversedBy "switch:...") is retracted right after it is counted.
-func replayRetract(ctx context.Context, h History, rs *RuleSet, store *state.Velocity, rec *Record, out Outcome) {
+// (ReversedBy "switch:...") is retracted right after it is counted. refunded holds,
+// per original, what the refunds replayed so far took back (the journal holds only
+// the total of all of them): a refund is partial until they cover the original.
+func replayRetract(ctx context.Context, h History, rs *RuleSet, store *state.Velocity, rec *Record, out Outcome, refunded map[string]int) {
 	if !out.Approved {
 		return
 	}
@@ -61,7 +63,8 @@ func replayRetract(ctx context.Context, h History, rs *RuleSet, store *state.Vel
 	}
 	r := Retraction{Kind: kind}
 	if kind == RetractRefund {
-		r.Amount, r.Partial = rec.Input.Txn.Amount, orig.Refunded < orig.Input.Txn.Amount
+		refunded[orig.RRN] += rec.Input.Txn.Amount
+		r.Amount, r.Partial = rec.Input.Txn.Amount, refunded[orig.RRN] < orig.Input.Txn.Amount
 	} else if orig.ReversedBy != rec.RRN {
 		return
 	}
@@ -111,6 +114,7 @@ func Explain(ctx context.Context, h History, rs *RuleSet, rrn string, warmup tim
 		warmup = rs.MaxWindow()
 	}
 	store := state.NewVelocity(nil, 0, 0)
+	refunded := map[string]int{}
 	n := 0
 	if warmup > 0 {
 		err = h.Range(ctx, rec.Time.Add(-warmup), rec.Time, func(r Record) error {
@@ -120,7 +124,7 @@ func Explain(ctx context.Context, h History, rs *RuleSet, rrn string, warmup tim
 			out := r.Outcome
 			out.RiskDeclined = r.Decision.Declined()
 			rs.Observe(&r.Input, out, store)
-			replayRetract(ctx, h, rs, store, &r, out)
+			replayRetract(ctx, h, rs, store, &r, out, refunded)
 			n++
 			return nil
 		})
