@@ -104,7 +104,8 @@ type Counter struct {
 	where   *vm.Program
 	whereID int // counters with the same filter share its result per transaction
 	used    bool
-	retract uint8 // retractBit of each kind in Retract
+	retract uint8    // retractBit of each kind in Retract
+	dims    []dimKey // Dimensions, resolved
 }
 
 // MarshalJSON writes the window and resolution as durations like "10m0s".

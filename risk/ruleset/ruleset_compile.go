@@ -237,6 +237,7 @@ func (c *compiler) compileCounters(rs *RuleSet, pf *parsedFile) {
 		fp := xxhash.Sum64String(strings.Join([]string{ctr.Name, strings.Join(ctr.Dimensions, "+"), ctr.Measure,
 			ctr.Window.String(), ctr.Resolution.String(), ctr.Where}, "\x00"))
 		ctr.spec = state.CounterSpec{FP: fp, Measure: ctr.Measure, Dims: ctr.Dimensions, Window: ctr.Window, Width: int64(ctr.Resolution), NB: nb}
+		ctr.dims = dimKeysOf(ctr.Dimensions)
 		if ctr.where != nil {
 			src := strings.Join(strings.Fields(ctr.Where), " ")
 			id, seen := rs.whereIDs[src]
