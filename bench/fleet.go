@@ -271,6 +271,13 @@ func (f *Fleet) Next(rng *rand.Rand, now time.Time) (request, error) {
 }
 
 func (f *Fleet) build(tx termclient.Txn, mac message.MACFunc, label string) (request, error) {
+	// The ground truth goes with the authorizations and reversals (DE 48 LB): the
+	// switch journals it, and `rules backtest` reports rates by label. The load
+	// terminals' template purchases (the bulk) carry none.
+	switch tx.MTI {
+	case "", "0100", "0200", "0400":
+		tx.TLV = append(tx.TLV[:len(tx.TLV):len(tx.TLV)], [2]string{message.TagLabel, label})
+	}
 	m, err := termclient.Build(tx, message.DialectASCII)
 	if err != nil {
 		return request{}, err

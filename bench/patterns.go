@@ -109,6 +109,8 @@ type patterns struct {
 	streams []*paced
 	seq     atomic.Uint64
 	regSeq  atomic.Uint64
+	// regulars2 counts the regulars' purchases: the n-th pays with regular n/2.
+	regulars2 atomic.Uint64
 
 	mu       sync.Mutex
 	voids    []approval // rung-up sales to void
@@ -130,7 +132,7 @@ func (p *fleetPlan) addPatternTerminals(mk func(prefix, merchant, kind string, n
 	p.pat.structuring = mk("BC", mStruct.id, "pos", 2, lat, lon, 5000)
 	p.pat.split = mk("BC", mSplit.id, "pos", 2, lat, lon, 5000)
 	p.pat.slow = mk("BC", mSlow.id, "pos", 2, lat, lon, 5000)
-	p.pat.breakfast = mk("BE", mBreakfast.id, "pos", 4, lat, lon, 5000)
+	p.pat.breakfast = mk("BE", mBreakfast.id, "pos", 6, lat, lon, 5000)
 	p.pat.lunch = mk("BE", mLunch.id, "pos", 6, lat, lon, 5000)
 	p.pat.corner = mk("BE", mCorner.id, "pos", 2, lat, lon, 5000)
 }
@@ -156,6 +158,7 @@ func amountStep(rng *rand.Rand, lo, hi, step int64) int64 {
 
 func (f *Fleet) initPatterns() {
 	p, pt := &f.pat, &f.plan.pat
+	// rr takes the terminals of a pattern in turn (each pattern has its own set).
 	rr := func(ts []benchTerminal) benchTerminal { return ts[int(p.seq.Add(1))%len(ts)] }
 	purchase := func(t benchTerminal, pan, expiry string, amount int64, now time.Time, label string) (request, error) {
 		tx := termclient.Txn{TID: t.id, MID: t.merchant, PAN: pan, Amount: amount, Expiry: expiry, STAN: f.term(t.id).nextSTAN(), Time: now, TLV: posTags(t)}
@@ -212,12 +215,14 @@ func (f *Fleet) initPatterns() {
 		req.follow = &approval{pan: pan, kind: followSplit, tid: t.id}
 		return req, err
 	})
-	add(700*time.Millisecond, func(rng *rand.Rand, now time.Time) (request, error) {
-		return purchase(rr(pt.breakfast), bigCard(rng), "2912", amountStep(rng, 300, 2500, 50), now, LabelBreakfast)
+	// The breakfast stall's six tills take a ticket every 0.8 s between them and a
+	// regular every 3 s: about 15 a minute each, under terminal-velocity's 30.
+	add(800*time.Millisecond, func(rng *rand.Rand, now time.Time) (request, error) {
+		return purchase(pt.breakfast[int(p.regSeq.Add(1))%len(pt.breakfast)], bigCard(rng), "2912", amountStep(rng, 300, 2500, 50), now, LabelBreakfast)
 	})
-	add(2*time.Second, func(rng *rand.Rand, now time.Time) (request, error) {
+	add(3*time.Second, func(rng *rand.Rand, now time.Time) (request, error) {
 		// Each regular pays twice: once in the morning, once in the evening.
-		n := p.regSeq.Add(1)
+		n := p.regulars2.Add(1)
 		pan := p.regulars[(n/2)%uint64(len(p.regulars))]
 		return purchase(pt.breakfast[int(n)%len(pt.breakfast)], pan, "2912", amountStep(rng, 800, 1600, 50), now, LabelRegular)
 	})
