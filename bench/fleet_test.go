@@ -169,7 +169,7 @@ func TestPacedPatterns(t *testing.T) {
 	now := time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC)
 	type seen struct {
 		mid, proc, pan, tid string
-		amount             int64
+		amount              int64
 	}
 	byLabel := map[string][]seen{}
 	merchantOf := map[string]string{}
