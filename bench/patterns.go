@@ -44,21 +44,25 @@ var LegitPatterns = []string{LabelVoidRering, LabelBreakfast, LabelRegular, Labe
 type benchMerchant struct {
 	id, name, mcc, tier string
 	single              int64 // registry single limit, 0 for the tier's
+	// daily is the registry's daily and monthly limit, 0 for the tier's: high for
+	// the shops whose patterns are large approved sales, so that the tier's daily
+	// limit (not the rule under test) does not decline them after a minute.
+	daily int64
 }
 
 // The bench's own merchants. 110 takes the older card-testing and cash-out scenarios
 // off the demo noodle stall, whose real till T0000002 sends legitimate traffic.
 var (
-	mAttacked  = benchMerchant{"000000000000110", "Bench Attacked Stall", "5814", "micro", 100_000}
-	mSpread    = benchMerchant{"000000000000111", "Bench Spread Target", "5812", "micro", 0}
-	mAbove     = benchMerchant{"000000000000112", "Bench Above Target", "5999", "small", 0}
-	mInquiry   = benchMerchant{"000000000000113", "Bench Inquiry Target", "5411", "micro", 0}
-	mStruct    = benchMerchant{"000000000000114", "Bench Structuring Shop", "5999", "micro", 0}
-	mSplit     = benchMerchant{"000000000000115", "Bench Split Shop", "5732", "small", 0}
-	mSlow      = benchMerchant{"000000000000116", "Bench Slow Target", "5814", "micro", 0}
-	mBreakfast = benchMerchant{"000000000000120", "Bench Breakfast Stall", "5814", "micro", 0}
-	mLunch     = benchMerchant{"000000000000121", "Bench Lunch Canteen", "5812", "small", 0}
-	mCorner    = benchMerchant{"000000000000122", "Bench Corner Shop", "5411", "small", 0}
+	mAttacked  = benchMerchant{"000000000000110", "Bench Attacked Stall", "5814", "micro", 100_000, 0}
+	mSpread    = benchMerchant{"000000000000111", "Bench Spread Target", "5812", "micro", 0, 0}
+	mAbove     = benchMerchant{"000000000000112", "Bench Above Target", "5999", "small", 0, 0}
+	mInquiry   = benchMerchant{"000000000000113", "Bench Inquiry Target", "5411", "micro", 0, 0}
+	mStruct    = benchMerchant{"000000000000114", "Bench Structuring Shop", "5999", "micro", 0, 0}
+	mSplit     = benchMerchant{"000000000000115", "Bench Split Shop", "5732", "small", 2_000_000, 10_000_000_000}
+	mSlow      = benchMerchant{"000000000000116", "Bench Slow Target", "5814", "micro", 0, 0}
+	mBreakfast = benchMerchant{"000000000000120", "Bench Breakfast Stall", "5814", "micro", 0, 0}
+	mLunch     = benchMerchant{"000000000000121", "Bench Lunch Canteen", "5812", "small", 0, 0}
+	mCorner    = benchMerchant{"000000000000122", "Bench Corner Shop", "5411", "small", 2_000_000, 10_000_000_000}
 )
 
 var benchMerchants = []benchMerchant{mAttacked, mSpread, mAbove, mInquiry, mStruct, mSplit, mSlow, mBreakfast, mLunch, mCorner}
@@ -74,8 +78,8 @@ func registerMerchants(ctx context.Context, op, rev *apiclient.Client) error {
 		}
 		body := map[string]any{"id": m.id, "name": m.name, "mcc": m.mcc, "region": "CN-SH", "tier": m.tier, "rating": "medium",
 			"status": "active", "reason": "bench fleet"}
-		if m.single > 0 {
-			body["limits"] = map[string]int64{"per_transaction": m.single}
+		if m.single > 0 || m.daily > 0 {
+			body["limits"] = map[string]int64{"per_transaction": m.single, "daily": m.daily, "monthly": m.daily}
 		}
 		var ch struct{ ID string }
 		if err := op.Do(ctx, "POST", "/api/v1/merchants", body, &ch); err != nil {
