@@ -132,8 +132,10 @@ func (p *fleetPlan) addPatternTerminals(mk func(prefix, merchant, kind string, n
 	const lat, lon = 31.2304, 121.4737
 	p.pat.spread = mk("BC", mSpread.id, "pos", 6, lat, lon, 5000)
 	p.pat.above = mk("BC", mAbove.id, "pos", 3, lat, lon, 5000)
-	p.pat.inquiry = mk("BC", mInquiry.id, "pos", 2, lat, lon, 5000)
-	p.pat.structuring = mk("BC", mStruct.id, "pos", 2, lat, lon, 5000)
+	// Three tills where a pattern sends one request a second: 20 a minute each,
+	// under terminal-velocity's 30, so that the rule under test decides.
+	p.pat.inquiry = mk("BC", mInquiry.id, "pos", 3, lat, lon, 5000)
+	p.pat.structuring = mk("BC", mStruct.id, "pos", 3, lat, lon, 5000)
 	p.pat.split = mk("BC", mSplit.id, "pos", 2, lat, lon, 5000)
 	p.pat.slow = mk("BC", mSlow.id, "pos", 2, lat, lon, 5000)
 	p.pat.breakfast = mk("BE", mBreakfast.id, "pos", 6, lat, lon, 5000)
@@ -196,7 +198,7 @@ func (f *Fleet) initPatterns() {
 		pan, exp := probeCard(rng)
 		return purchase(rr(pt.slow), pan, exp, amountStep(rng, 100, 300, 1), now, LabelCardTestSlow)
 	})
-	add(time.Second, func(rng *rand.Rand, now time.Time) (request, error) {
+	add(2*time.Second, func(rng *rand.Rand, now time.Time) (request, error) {
 		// A sale of 12,000.00-15,000.00 on one till of a small merchant (single limit
 		// 20,000.00), then the rest of it with the same card on the other till.
 		p.mu.Lock()
