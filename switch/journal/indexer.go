@@ -34,7 +34,10 @@ type indexer struct {
 	applied   atomic.Uint64 // version of the last frame indexed
 
 	// indexLoop's (or, before it starts, Open's) alone:
-	lastSecond int64 // the last second given a time index entry
+	// lastSecond is the last second given a time index entry, by the RRN's first
+	// digit: a cluster's nodes number their RRNs apart (Options.RRNPrefix), and
+	// RRN order is receive order only within one node's RRNs.
+	lastSecond [10]int64
 	touched    map[string]recState
 	recent     [2]map[string]recState // index state of recently indexed records, newest first
 }
@@ -256,8 +259,8 @@ func (s *Store) index(items []ixItem) error {
 				return err
 			}
 		}
-		if sec := it.at.Unix(); sec != lastSecond {
-			lastSecond = sec
+		if c := rrnClass(it.rrn); it.at.Unix() != lastSecond[c] {
+			lastSecond[c] = it.at.Unix()
 			if err := set(timeKey(prefixTime, it.at, it.rrn), nil); err != nil {
 				return err
 			}
@@ -404,4 +407,13 @@ func decodePtr(v []byte) (p wal.Ptr, deliv []byte, ok bool) {
 		deliv = v[13:]
 	}
 	return p, deliv, true
+}
+
+// rrnClass is the index of an RRN's class: its first digit (a cluster node's RRNs
+// share it), 0 for anything else.
+func rrnClass(rrn string) int {
+	if rrn != "" && rrn[0] >= '0' && rrn[0] <= '9' {
+		return int(rrn[0] - '0')
+	}
+	return 0
 }

@@ -99,25 +99,110 @@ func (s *Store) scanByTime(ctx context.Context, q Query, fn func(*Record) bool) 
 	v := &visitor{q: q, fn: fn}
 	gen := s.ix.applied.Load()
 	return s.db.View(func(txn *badger.Txn) error {
-		startRRN := ""
-		if !q.From.IsZero() {
+		// The records of each RRN class (a cluster node's first digit) are in
+		// receive order within the class only: find each class's first RRN at
+		// From, walk the classes side by side and hand the records on in receive
+		// order.
+		var starts []string
+		if q.From.IsZero() {
+			for c := range 10 {
+				starts = append(starts, string(rune('0'+c)))
+			}
+		} else {
+			var seen [10]bool
 			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixTime)})
-			it.Seek(timeKey(prefixTime, q.From.Add(-timeSlack), ""))
-			if it.ValidForPrefix([]byte(prefixTime)) {
-				startRRN = string(it.Item().Key()[len(prefixTime)+8:])
+			for it.Seek(timeKey(prefixTime, q.From.Add(-timeSlack), "")); it.ValidForPrefix([]byte(prefixTime)); it.Next() {
+				k := it.Item().Key()
+				if !q.To.IsZero() && len(k) >= len(prefixTime)+8 &&
+					time.Unix(0, int64(binary.BigEndian.Uint64(k[len(prefixTime):]))).After(q.To.Add(timeSlack)) {
+					break
+				}
+				rrn := string(k[len(prefixTime)+8:])
+				if c := rrnClass(rrn); !seen[c] {
+					seen[c] = true
+					starts = append(starts, rrn)
+				}
 			}
 			it.Close()
-			if startRRN == "" {
+			if len(starts) == 0 {
 				return nil // nothing received since From
 			}
 		}
-		return s.walk(ctx, txn, gen, startRRN, func(rec *Record) bool {
-			if !q.To.IsZero() && rec.Received.After(q.To.Add(timeSlack)) {
-				return false
-			}
+		return s.walkMerged(ctx, txn, gen, starts, func(rec *Record) bool {
 			return v.visit(rec)
+		}, func(rec *Record) bool {
+			return !q.To.IsZero() && rec.Received.After(q.To.Add(timeSlack))
 		})
 	})
+}
+
+// walkMerged walks each RRN class from its start RRN (to the class's end or until
+// past says a record is beyond the query) and calls fn for the records of all the
+// classes in receive order, until it returns false.
+func (s *Store) walkMerged(ctx context.Context, txn *badger.Txn, gen uint64, starts []string, fn, past func(*Record) bool) error {
+	type head struct {
+		it  *badger.Iterator
+		pfx []byte
+		rec *Record
+	}
+	var heads []*head
+	defer func() {
+		for _, h := range heads {
+			h.it.Close()
+		}
+	}()
+	next := func(h *head, first bool) error {
+		if !first {
+			h.it.Next()
+		}
+		h.rec = nil
+		if !h.it.ValidForPrefix(h.pfx) {
+			return nil
+		}
+		item := h.it.Item()
+		rrn := string(item.Key()[len(prefixRecord):])
+		v, err := item.ValueCopy(nil)
+		if err != nil {
+			return fmt.Errorf("journal: index entry %s: %w", rrn, err)
+		}
+		rec, err := s.load(txn, gen, rrn, v)
+		if err != nil {
+			return err
+		}
+		if !past(rec) {
+			h.rec = rec
+		}
+		return nil
+	}
+	for _, from := range starts {
+		pfx := []byte(prefixRecord + from[:1])
+		h := &head{it: txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 100, Prefix: pfx}), pfx: pfx}
+		heads = append(heads, h)
+		h.it.Seek(recordKey(from))
+		if err := next(h, true); err != nil {
+			return err
+		}
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		var min *head
+		for _, h := range heads {
+			if h.rec != nil && (min == nil || h.rec.Received.Before(min.rec.Received)) {
+				min = h
+			}
+		}
+		if min == nil {
+			return nil
+		}
+		if !fn(min.rec) {
+			return nil
+		}
+		if err := next(min, false); err != nil {
+			return err
+		}
+	}
 }
 
 // walk calls fn for the records from RRN from on, in RRN order, until it returns false.

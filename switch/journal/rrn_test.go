@@ -2,6 +2,7 @@ package journal
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -96,5 +97,40 @@ func TestRRNPrefix(t *testing.T) {
 
 	if _, err := Open(db, Options{Dir: filepath.Join(dir, "bad"), RRNPrefix: "0"}); err == nil || !strings.Contains(err.Error(), `RRN prefix "0"`) {
 		t.Fatalf("prefix 0 accepted: %v", err)
+	}
+}
+
+// TestScanByTimeAcrossPrefixes: a cluster node's index holds three nodes' records,
+// whose RRN order (by node first) is not their receive order. A time-bounded scan
+// finds every record received in the range, whatever its node, in receive order.
+func TestScanByTimeAcrossPrefixes(t *testing.T) {
+	dir := t.TempDir()
+	db, s := open(t, dir)
+	defer db.Close()
+	defer s.Close()
+	ctx := context.Background()
+	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	// Node 3's records come first in time, node 1's last: RRN order is the reverse.
+	var want []string
+	for i := range 9 {
+		node := 3 - i/3
+		rrn := fmt.Sprintf("%d%011d", node, i+1)
+		if err := s.Write(ctx, sample(rrn, at.Add(time.Duration(i)*1500*time.Millisecond), "T1"), true, true); err != nil {
+			t.Fatal(err)
+		}
+		if i >= 2 && i <= 7 {
+			want = append(want, rrn)
+		}
+	}
+	var got []string
+	err := s.Scan(ctx, Query{From: at.Add(3 * time.Second), To: at.Add(11 * time.Second)}, func(r *Record) bool {
+		got = append(got, r.RRN)
+		return true
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("scan from +3s to +11s: %v; want %v (every node's records in the range, in receive order)", got, want)
 	}
 }
