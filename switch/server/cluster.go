@@ -146,13 +146,18 @@ func (c *clusterNode) openJournal(local *journal.Store, s *Server, onRemote func
 // repeats). A slow send keeps its advice by reporting progress.
 const safAckWait = 10 * time.Second
 
+// safPublishTimeout bounds the enqueueing of an advice: longer than a stream's
+// leader election after a kill (4 to 9 s), so that a reversal owed is not given up
+// for one. It delays only answers that are already failures (91, reversals).
+const safPublishTimeout = 12 * time.Second
+
 // openClusterQueue opens the store-and-forward queue on JetStream, shared by every
 // node.
 func (s *Server) openClusterQueue() (*jsaf.Queue, error) {
 	c, log := s.cl, s.log.With().Str("component", "saf").Logger()
 	var q *jsaf.Queue
 	err := c.retry("store-and-forward queue", func(ctx context.Context) (err error) {
-		q, err = jsaf.Open(ctx, c.node, jsaf.Options{Replicas: c.cfg.Replicas, AckWait: safAckWait, Logger: log})
+		q, err = jsaf.Open(ctx, c.node, jsaf.Options{Replicas: c.cfg.Replicas, AckWait: safAckWait, PublishTimeout: safPublishTimeout, Logger: log})
 		return err
 	})
 	return q, err

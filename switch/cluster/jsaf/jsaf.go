@@ -242,7 +242,21 @@ func (q *Queue) Enqueue(it *saf.Item) error {
 	ctx, cancel := context.WithTimeout(context.Background(), q.opts.PublishTimeout)
 	defer cancel()
 	start := time.Now()
-	ack, err := q.node.Publish(ctx, Subject(it.Issuer), b, msgID(it))
+	var ack *jetstream.PubAck
+	for {
+		// A stream whose leader was lost answers "no responders" at once until
+		// its election ends (4 to 9 s after a kill): try again, under the same
+		// Nats-Msg-Id (stored once), until PublishTimeout. An advice owed to an
+		// issuer is not given up for an election.
+		ack, err = q.node.Publish(ctx, Subject(it.Issuer), b, msgID(it))
+		if err == nil || !errors.Is(err, cluster.ErrNoQuorum) || ctx.Err() != nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("jsaf: enqueue %s for %s at issuer %s: %w", it.MTI, it.RRN, it.Issuer, err)
 	}
