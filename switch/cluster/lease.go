@@ -156,18 +156,32 @@ func (o *LeaseOptions) defaults() error {
 }
 
 // LeaseKV creates (or updates) the leases bucket, with Config.Replicas.
+// Each try is bounded: at a cluster's start a request may go unanswered while
+// the meta leader is elected (one node was seen waiting for minutes), so it
+// tries again until ctx ends.
 func (n *Node) LeaseKV(ctx context.Context) (jetstream.KeyValue, error) {
-	kv, err := n.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:         LeaseBucket,
-		Description:    "switchyard node leases and recovery claims",
-		History:        1,
-		Replicas:       max(n.cfg.Replicas, 1),
-		LimitMarkerTTL: leaseMarkerTTL,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("cluster: KV bucket %s on %s: %w", LeaseBucket, n.name(), err)
+	for {
+		tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		kv, err := n.js.CreateOrUpdateKeyValue(tctx, jetstream.KeyValueConfig{
+			Bucket:         LeaseBucket,
+			Description:    "switchyard node leases and recovery claims",
+			History:        1,
+			Replicas:       max(n.cfg.Replicas, 1),
+			LimitMarkerTTL: leaseMarkerTTL,
+		})
+		cancel()
+		if err == nil {
+			return kv, nil
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("cluster: KV bucket %s on %s: %w", LeaseBucket, n.name(), err)
+		}
+		n.log.Warn().Err(err).Str("bucket", LeaseBucket).Msg("KV bucket not created yet; trying again")
+		select {
+		case <-ctx.Done():
+		case <-time.After(250 * time.Millisecond):
+		}
 	}
-	return kv, nil
 }
 
 // StartLease takes this node's lease under a new incarnation and starts
