@@ -89,7 +89,8 @@ func (c *testCluster) testTraffic(t *testing.T) {
 	c = c.rebind(t)
 	const per = 5
 	tids := map[string]bool{}
-	want := map[string]clusterTold{} // by RRN
+	want := map[string]clusterTold{} // by DE 41 + 11 + 7
+	rrns := map[string]bool{}
 	for n := 1; n <= 3; n++ {
 		tid := fmt.Sprintf("LT0019%02d", n)
 		tids[tid] = true
@@ -102,17 +103,18 @@ func (c *testCluster) testTraffic(t *testing.T) {
 			if !strings.HasPrefix(r.RRN, fmt.Sprint(n)) || len(r.RRN) != 12 {
 				t.Errorf("node %d handed out RRN %q: want 12 digits starting with %d", n, r.RRN, n)
 			}
-			if _, dup := want[r.RRN]; dup {
+			if rrns[r.RRN] {
 				t.Errorf("RRN %s handed out twice", r.RRN)
 			}
-			want[r.RRN] = clusterTold{tid: tid, stan: tx.STAN, de7: message.FormatDE7(tx.Time), amount: tx.Amount, rc: r.RC, rrn: r.RRN, node: n}
+			rrns[r.RRN] = true
+			w := clusterTold{tid: tid, stan: tx.STAN, de7: message.FormatDE7(tx.Time), amount: tx.Amount, rc: r.RC, rrn: r.RRN, node: n}
+			want[w.key()] = w
 		}
 	}
 	for _, n := range c.nodes {
 		var last string
 		took := waitUntil(t, 5*time.Second, func() string { return fmt.Sprintf("node %d does not see the cluster's records: %s", n.n, last) }, func() bool {
-			got := map[string]int{}
-			byKey := map[string]int{}
+			byKey := map[string][]*journal.Record{}
 			for tid := range tids {
 				recs, err := n.journal(tid)
 				if err != nil {
@@ -120,31 +122,28 @@ func (c *testCluster) testTraffic(t *testing.T) {
 					return false
 				}
 				for _, r := range recs {
-					got[r.RRN]++
-					byKey[r.TID+"/"+r.STAN+"/"+r.DE7]++
+					byKey[r.TID+"/"+r.STAN+"/"+r.DE7] = append(byKey[r.TID+"/"+r.STAN+"/"+r.DE7], r)
 				}
 			}
 			var missing []string
-			for rrn := range want {
-				if got[rrn] == 0 {
-					missing = append(missing, rrn)
+			for k, w := range want {
+				if len(byKey[k]) == 0 {
+					missing = append(missing, fmt.Sprintf("%s (RRN %s, node %d)", k, w.rrn, w.node))
 				}
 			}
 			if len(missing) > 0 {
 				last = fmt.Sprintf("%d of %d records missing: %v", len(missing), len(want), missing)
 				return false
 			}
-			for rrn, k := range got {
-				if k != 1 {
-					t.Errorf("node %d: RRN %s journaled %d times", n.n, rrn, k)
-				}
-				if _, ok := want[rrn]; !ok {
-					t.Errorf("node %d: RRN %s in the journal, never told to a terminal", n.n, rrn)
-				}
-			}
-			for k, v := range byKey {
-				if v != 1 {
-					t.Errorf("node %d: request %s journaled %d times", n.n, k, v)
+			for k, rs := range byKey {
+				w, ok := want[k]
+				switch {
+				case !ok:
+					t.Errorf("node %d: %s in the journal, never sent", n.n, k)
+				case len(rs) != 1:
+					t.Errorf("node %d: request %s journaled %d times", n.n, k, len(rs))
+				case rs[0].RRN != w.rrn || rs[0].RC != w.rc:
+					t.Errorf("node %d: request %s journaled as %s %s; node %d told %s %s", n.n, k, rs[0].RRN, rs[0].RC, w.node, w.rrn, w.rc)
 				}
 			}
 			return true
@@ -152,9 +151,9 @@ func (c *testCluster) testTraffic(t *testing.T) {
 		t.Logf("node %d's journal holds all %d records of the three nodes after %s", n.n, len(want), took.Round(time.Millisecond))
 	}
 	ledger := c.sim.Ledger()
-	for rrn, w := range want {
-		if e := ledger[rrn]; e.Requests != 1 || !e.Approved || e.Amount != w.amount {
-			t.Errorf("RRN %s: the issuer's ledger %+v, want one approved request of %d", rrn, e, w.amount)
+	for _, w := range want {
+		if e := ledger[w.rrn]; e.Requests != 1 || !e.Approved || e.Amount != w.amount {
+			t.Errorf("RRN %s: the issuer's ledger %+v, want one approved request of %d", w.rrn, e, w.amount)
 		}
 	}
 }
