@@ -475,7 +475,16 @@ func (t clusterTold) key() string { return t.tid + "/" + t.stan + "/" + t.de7 }
 func clusterTerminalLoop(ctx context.Context, c *testCluster, first int, tid string, seq int, out chan<- clusterTold) {
 	ft := newFailoverTerm(c, first)
 	defer ft.close()
+	// At most 25 purchases a second per terminal: a node that answers 91 at once (its
+	// issuer link down) must not flood the journals of a two-core test machine.
+	pace := time.NewTicker(40 * time.Millisecond)
+	defer pace.Stop()
 	for i := 0; ctx.Err() == nil; i++ {
+		select {
+		case <-pace.C:
+		case <-ctx.Done():
+			return
+		}
 		now := time.Now()
 		tx := termclient.Txn{PAN: testPAN(seq*10000 + i), Amount: int64(1000 + (i%50)*100), Expiry: "2912", TID: tid,
 			MID: "000000000000003", STAN: fmt.Sprintf("%06d", i+1), Time: now}

@@ -390,10 +390,47 @@ func TestClusterNodeKilled(t *testing.T) {
 	if k := perNode(); k[2] == 0 {
 		t.Fatalf("no load reached node 2 before the kill: %v", k)
 	}
+	// Make node 2 owe reversals when it dies: the issuer takes requests and drops
+	// every answer for a moment (the nodes time out and reverse), then hangs (the
+	// reversals go unanswered, and unrecorded). Node 2 is killed once it has answered
+	// its terminals for the dropped requests, that is once their reversals are queued.
+	c.sim.SetFaults(issuersim.Faults{Drop: 1})
+	owed := map[string]bool{}
+	owedOf := func() {
+		for rrn, e := range c.sim.Ledger() {
+			if strings.HasPrefix(rrn, "2") && e.Fault == "dropped" && e.Requests > 0 && !e.Reversed {
+				owed[rrn] = true
+			}
+		}
+	}
+	collect(func() bool { owedOf(); return len(owed) >= 2 }, 5*time.Second)
+	if err := c.sim.StartOutage(issuersim.OutageSilent); err != nil {
+		t.Fatal(err)
+	}
+	clear(owed)
+	owedOf() // what node 2 sent, the issuer dropped the answer to and never saw reversed
+	answeredOwed := func() bool {
+		n := 0
+		for _, r := range told {
+			if owed[r.rrn] && r.answered {
+				n++
+			}
+		}
+		return n == len(owed)
+	}
+	collect(answeredOwed, 5*time.Second)
 	killed := c.node(2)
 	killedAt := time.Now()
 	killed.kill()
-	t.Logf("node 2 killed after %s of load (%d answers so far: %v by node)", killedAt.Sub(begin).Round(time.Millisecond), len(told), perNode())
+	if err := c.sim.EndOutage(); err != nil {
+		t.Fatal(err)
+	}
+	c.sim.SetFaults(faultsDropDelay)
+	t.Logf("node 2 killed after %s of load (%d answers so far: %v by node), owing the issuer %d reversals (all answered to the terminals: %v)",
+		killedAt.Sub(begin).Round(time.Millisecond), len(told), perNode(), len(owed), answeredOwed())
+	if len(owed) == 0 {
+		t.Errorf("the test did not make node 2 owe a reversal before the kill")
+	}
 	// Go on until every terminal has had answers from the survivors for a while.
 	before := len(told)
 	collect(func() bool { return len(told) >= before+150 && time.Since(killedAt) > 4*time.Second }, 30*time.Second)
@@ -439,6 +476,12 @@ func TestClusterNodeKilled(t *testing.T) {
 	})
 	t.Logf("node 2's open transactions settled and its reversals delivered %s after the load ended (%s after the kill)",
 		took.Round(time.Millisecond), time.Since(killedAt).Round(time.Millisecond))
+	ledger := c.sim.Ledger()
+	for rrn := range owed {
+		if e := ledger[rrn]; !e.Reversed || e.ReversedAt.Before(killedAt) {
+			t.Errorf("RRN %s: node 2 owed its reversal when it died; the issuer's ledger: %+v", rrn, e)
+		}
+	}
 	c.checkBooks(t, told, recs, tids, killedAt, shanghaiDates(begin, end), survivors)
 
 	// Scenario 6: node 2 comes back on its data directory, catches up, serves again.
