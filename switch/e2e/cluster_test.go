@@ -726,9 +726,12 @@ func TestClusterQuorumLost(t *testing.T) {
 	if !strings.Contains(low, "quorum") && !strings.Contains(low, "jetstream") {
 		t.Errorf("/readyz does not say why: %q", body)
 	}
+	var keys []string
 	for i := range 3 {
 		start := time.Now()
-		r := c.purchaseOn(1, probeTxn("LT001971", testPAN(950010+i), 1300))
+		tx := probeTxn("LT001971", testPAN(950010+i), 1300)
+		keys = append(keys, tx.TID+"/"+tx.STAN+"/"+message.FormatDE7(tx.Time))
+		r := c.purchaseOn(1, tx)
 		t.Logf("purchase %d without a quorum: %s (%s) after %s", i+1, r.RC, r.Reason, time.Since(start).Round(time.Millisecond))
 		if r.RC != "91" {
 			t.Errorf("purchase %d without a quorum answered %s (%s); want 91", i+1, r.RC, r.Reason)
@@ -752,6 +755,32 @@ func TestClusterQuorumLost(t *testing.T) {
 	t.Logf("node 1 ready again %s after its peers (%s after the outage began)", took.Round(time.Millisecond), time.Since(downAt).Round(time.Millisecond))
 	if r := c.purchaseOn(1, probeTxn("LT001972", testPAN(950020), 1300)); r.RC != "00" {
 		t.Errorf("after the quorum returned: node 1 answered %s (%s)", r.RC, r.Reason)
+	}
+	// What node 1 answered 91 to reaches every node's journal once (a publish retried
+	// with its Nats-Msg-Id after the outage counts once), and none of it approved.
+	for _, n := range c.nodes {
+		var last string
+		waitUntil(t, 10*time.Second, func() string { return fmt.Sprintf("node %d: %s", n.n, last) }, func() bool {
+			recs, err := n.journal("LT001971")
+			if err != nil {
+				last = err.Error()
+				return false
+			}
+			count := map[string]int{}
+			for _, r := range recs {
+				count[r.TID+"/"+r.STAN+"/"+r.DE7]++
+				if r.Approved() {
+					t.Errorf("node %d: %s approved without a quorum: %+v", n.n, r.RRN, r)
+				}
+			}
+			for _, k := range keys {
+				if count[k] != 1 {
+					last = fmt.Sprintf("%s journaled %d times (want once)", k, count[k])
+					return false
+				}
+			}
+			return len(count) == len(keys)
+		})
 	}
 	for _, n := range c.nodes {
 		if err := n.stop(); err != nil {
