@@ -19,8 +19,18 @@ func (p *Pipeline) Recover(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	return p.RecoverRecords(ctx, "switch restarted", func(ctx context.Context, fn func(*journal.Record) bool) error {
+		return p.journal.ScanFrom(ctx, ck, fn)
+	})
+}
+
+// RecoverRecords settles, as Recover does, the records scan yields that are open or
+// approved without a delivery mark; why goes into their in-doubt event. A node of a
+// cluster uses it for the records of another node that died (scan yields that node's
+// records), so that what the dead node left open is settled by a survivor.
+func (p *Pipeline) RecoverRecords(ctx context.Context, why string, scan func(ctx context.Context, fn func(*journal.Record) bool) error) (int, error) {
 	var open, undelivered []*journal.Record
-	if err := p.journal.ScanFrom(ctx, ck, func(r *journal.Record) bool {
+	if err := scan(ctx, func(r *journal.Record) bool {
 		switch {
 		case !r.Final():
 			open = append(open, r)
@@ -36,7 +46,7 @@ func (p *Pipeline) Recover(ctx context.Context) (int, error) {
 		for _, e := range r.Events {
 			sent = sent || e.State == journal.StateSent
 		}
-		r.AddEvent(journal.StateInDoubt, p.now().UTC(), "switch restarted")
+		r.AddEvent(journal.StateInDoubt, p.now().UTC(), why)
 		if sent {
 			r.RC, r.DecidedBy, r.Reason = message.RCIssuerUnavailable, "switch", "in-doubt-after-restart"
 			p.queueReversal(r, "switch:restart")
