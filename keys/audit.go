@@ -12,6 +12,8 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"github.com/switchyard/switchyard/hsm"
+	"github.com/switchyard/switchyard/internal/statelog"
+	"github.com/switchyard/switchyard/internal/statelog/kvsync"
 )
 
 // AuditEntry is one link of the key audit log. Hash is the SHA-256 of the entry's
@@ -55,28 +57,36 @@ func readHead(txn *badger.Txn) (auditHead, error) {
 	return h, err
 }
 
-// appendAudit appends ev to the log inside txn. Callers hold s.writeMu.
-func (s *Store) appendAudit(txn *badger.Txn, ev hsm.AuditEvent) error {
+// appendAudit adds to c the entry of ev and the new head, after the head in Badger.
+// Callers hold the writer lock (inside s.sync.Do), so the head cannot move.
+func (s *Store) appendAudit(c *kvsync.Commit, ev hsm.AuditEvent) error {
 	if ev.Actor == "" {
 		ev.Actor = "system"
 	}
-	head, err := readHead(txn)
+	var head auditHead
+	err := s.db.View(func(txn *badger.Txn) (err error) {
+		head, err = readHead(txn)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("audit log head: %w", err)
 	}
 	e := AuditEntry{Seq: head.Seq + 1, Time: s.now().UTC(), AuditEvent: ev, Prev: head.Hash}
 	e.Hash = hashEntry(e)
-	if err := setJSON(txn, auditKey(e.Seq), e); err != nil {
+	if err := setJSON(c, auditKey(e.Seq), e); err != nil {
 		return err
 	}
-	return setJSON(txn, []byte(auditHeadKey), auditHead{Seq: e.Seq, Hash: e.Hash})
+	return setJSON(c, []byte(auditHeadKey), auditHead{Seq: e.Seq, Hash: e.Hash})
 }
 
 // Audit implements hsm.KeyStore: it durably appends an event to the audit log.
-func (s *Store) Audit(_ context.Context, ev hsm.AuditEvent) error {
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
-	if err := s.update(func(txn *badger.Txn) error { return s.appendAudit(txn, ev) }); err != nil {
+func (s *Store) Audit(ctx context.Context, ev hsm.AuditEvent) error {
+	err := s.sync.Do(ctx, func() (statelog.Commit, func(), error) {
+		var c kvsync.Commit
+		err := s.appendAudit(&c, ev)
+		return c.Commit, nil, err
+	}, nil)
+	if err != nil {
 		return fmt.Errorf("audit %s of %s: %w", ev.Action, ev.KeyID, err)
 	}
 	return nil

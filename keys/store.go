@@ -29,6 +29,8 @@ import (
 
 	"github.com/switchyard/switchyard/hsm"
 	"github.com/switchyard/switchyard/hsm/dukpt"
+	"github.com/switchyard/switchyard/internal/statelog"
+	"github.com/switchyard/switchyard/internal/statelog/kvsync"
 )
 
 // Badger keys, all under "keys/".
@@ -39,7 +41,12 @@ const (
 	auditPrefix  = prefix + "audit/e/"   // keys/audit/e/<seq %016d> -> JSON AuditEntry
 	auditHeadKey = prefix + "audit/head" // JSON {seq, hash} of the last entry
 	lmkKCVKey    = prefix + "meta/lmk-kcv"
+	revKey       = prefix + "rev" // the statelog revision last applied (cluster only)
 )
+
+// ErrConflict is returned (wrapping statelog.ErrConflict) when a change to the key
+// store conflicted twice with changes made on other nodes of the cluster.
+var ErrConflict = errors.New("the key store changed on another node; retry")
 
 // reservedIDs are path words of the admin API that cannot be key IDs.
 var reservedIDs = map[string]bool{"audit": true, "generate": true, "form": true, "import": true}
@@ -54,6 +61,18 @@ type Options struct {
 	// Logger receives key events (never key bytes); the zero value logs nothing.
 	// The caller tags it (component=keys).
 	Logger zerolog.Logger
+	// Log, when set, shares the store with the other nodes of a cluster: every
+	// change (key records, the LMK binding, audit entries: LMK key blocks and
+	// metadata, never a clear key) is ordered through it before it is applied, and
+	// the other nodes' changes arrive through the Store's statelog.Replica methods.
+	// Nil is a single node. DUKPT counters stay local.
+	Log statelog.Log
+	// CatchUp, when set with Log, waits after a conflict until the store has
+	// applied every commit the Log held (the cluster's StoreLog.CatchUp).
+	CatchUp func(ctx context.Context, r statelog.Replica) error
+	// CatchUpTimeout bounds the wait after a conflict (default
+	// kvsync.DefaultCatchUpTimeout, 5 s).
+	CatchUpTimeout time.Duration
 }
 
 // Store is the Badger key store. It keeps all key records in memory too, so that
@@ -69,11 +88,14 @@ type Store struct {
 	recs map[string][]hsm.KeyRecord // by ID, versions 1..n in order
 	bdks map[string]string          // KSN prefix (upper-case hex) -> BDK ID
 
-	writeMu sync.Mutex // serialises record and audit writes (one chain head)
-	dukptMu sync.Mutex // serialises DUKPT counter updates
+	sync    *kvsync.Sync // its lock serialises record and audit writes (one chain head)
+	dukptMu sync.Mutex   // serialises DUKPT counter updates
 }
 
-var _ hsm.KeyStore = (*Store)(nil)
+var (
+	_ hsm.KeyStore     = (*Store)(nil)
+	_ statelog.Replica = (*Store)(nil)
+)
 
 // NewStore opens the key store in db (opened by the caller, shared with other
 // subsystems) and loads its records. Outside demo mode it fails if the store holds
@@ -87,7 +109,13 @@ func NewStore(db *badger.DB, opts Options) (*Store, error) {
 		s.now = time.Now
 	}
 	s.log = opts.Logger
-	err := db.View(func(txn *badger.Txn) error {
+	var err error
+	s.sync, err = kvsync.New(db, kvsync.Config{Name: "key store", RevKey: revKey, Log: opts.Log, Conflict: ErrConflict,
+		CatchUp: opts.CatchUp, CatchUpTimeout: opts.CatchUpTimeout, Sync: true, Applied: s.applied})
+	if err != nil {
+		return nil, err
+	}
+	err = db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(recPrefix), PrefetchValues: true})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
@@ -270,62 +298,103 @@ func (s *Store) Put(ctx context.Context, req hsm.PutRequest) error {
 			return fmt.Errorf("%w: %s has KCV %s, that of the public demo key %s; refusing outside demo mode", hsm.ErrDemoKey, r.Ref(), r.KCV, name)
 		}
 	}
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
-	s.mu.RLock()
-	vs := slices.Clone(s.recs[r.ID])
-	var bdkClash string
-	if r.Type == hsm.BDK && r.Owner != "" {
-		if id, ok := s.bdks[dukpt.NormalizePrefix(r.Owner, r.Algorithm.IsAES())]; ok && id != r.ID {
-			bdkClash = id
-		}
-	}
-	s.mu.RUnlock()
-	if r.Version != len(vs)+1 {
-		if r.Version <= len(vs) {
-			return fmt.Errorf("%w: %s (someone stored it first?)", hsm.ErrKeyExists, r.Ref())
-		}
-		return fmt.Errorf("%w: %s: the next version of %s is %d", hsm.ErrInput, r.Ref(), r.ID, len(vs)+1)
-	}
-	if len(vs) > 0 && vs[0].Type != r.Type {
-		return fmt.Errorf("%w: %s is a %s, a new version cannot be a %s", hsm.ErrInput, r.ID, vs[0].Type, r.Type)
-	}
-	if bdkClash != "" {
-		return fmt.Errorf("%w: BDK %s already uses KSN prefix %s", hsm.ErrInput, bdkClash, r.Owner)
-	}
-	var prev *hsm.KeyRecord
-	if cur := current(vs, s.now()); cur >= 0 && !req.SupersedeGraceUntil.IsZero() {
-		p := vs[cur]
-		p.GraceUntil = req.SupersedeGraceUntil.UTC()
-		prev = &p
-	}
-	err := s.update(func(txn *badger.Txn) error {
-		if _, err := txn.Get(recKey(r.ID, r.Version)); err == nil {
-			return fmt.Errorf("%w: %s", hsm.ErrKeyExists, r.Ref())
-		}
-		if err := setJSON(txn, recKey(r.ID, r.Version), r); err != nil {
-			return err
-		}
-		if prev != nil {
-			if err := setJSON(txn, recKey(prev.ID, prev.Version), prev); err != nil {
-				return err
+	err := s.sync.Do(ctx, func() (statelog.Commit, func(), error) {
+		s.mu.RLock()
+		vs := slices.Clone(s.recs[r.ID])
+		var bdkClash string
+		if r.Type == hsm.BDK && r.Owner != "" {
+			if id, ok := s.bdks[dukpt.NormalizePrefix(r.Owner, r.Algorithm.IsAES())]; ok && id != r.ID {
+				bdkClash = id
 			}
 		}
-		return s.appendAudit(txn, req.Event)
-	})
+		s.mu.RUnlock()
+		if r.Version != len(vs)+1 {
+			if r.Version <= len(vs) {
+				return statelog.Commit{}, nil, fmt.Errorf("%w: %s (someone stored it first?)", hsm.ErrKeyExists, r.Ref())
+			}
+			return statelog.Commit{}, nil, fmt.Errorf("%w: %s: the next version of %s is %d", hsm.ErrInput, r.Ref(), r.ID, len(vs)+1)
+		}
+		if len(vs) > 0 && vs[0].Type != r.Type {
+			return statelog.Commit{}, nil, fmt.Errorf("%w: %s is a %s, a new version cannot be a %s", hsm.ErrInput, r.ID, vs[0].Type, r.Type)
+		}
+		if bdkClash != "" {
+			return statelog.Commit{}, nil, fmt.Errorf("%w: BDK %s already uses KSN prefix %s", hsm.ErrInput, bdkClash, r.Owner)
+		}
+		var prev *hsm.KeyRecord
+		if cur := current(vs, s.now()); cur >= 0 && !req.SupersedeGraceUntil.IsZero() {
+			p := vs[cur]
+			p.GraceUntil = req.SupersedeGraceUntil.UTC()
+			prev = &p
+		}
+		var c kvsync.Commit
+		if err := setJSON(&c, recKey(r.ID, r.Version), r); err != nil {
+			return c.Commit, nil, err
+		}
+		if prev != nil {
+			if err := setJSON(&c, recKey(prev.ID, prev.Version), prev); err != nil {
+				return c.Commit, nil, err
+			}
+		}
+		if err := s.appendAudit(&c, req.Event); err != nil {
+			return c.Commit, nil, err
+		}
+		return c.Commit, func() {
+			s.mu.Lock()
+			if prev != nil {
+				s.recs[r.ID][prev.Version-1] = *prev
+			}
+			s.recs[r.ID] = append(s.recs[r.ID], r)
+			s.indexBDK(r)
+			s.mu.Unlock()
+		}, nil
+	}, nil)
 	if err != nil {
+		if errors.Is(err, hsm.ErrKeyExists) || errors.Is(err, hsm.ErrInput) {
+			return err
+		}
 		return fmt.Errorf("store key %s: %w", r.Ref(), err)
 	}
-	s.mu.Lock()
-	if prev != nil {
-		s.recs[r.ID][prev.Version-1] = *prev
-	}
-	s.recs[r.ID] = append(s.recs[r.ID], r)
-	s.indexBDK(r)
-	s.mu.Unlock()
 	s.log.Info().Str("key", r.Ref().String()).Str("type", string(r.Type)).Str("kcv", r.KCV).Str("actor", req.Event.Actor).Str("action", req.Event.Action).Msg("key version stored")
 	return nil
 }
+
+// applied updates the in-memory records with the key records of another node's
+// commit (already in Badger). Called with the writer lock held.
+func (s *Store) applied(c statelog.Commit) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, kv := range c.Writes {
+		if kv.Value == nil || !bytes.HasPrefix(kv.Key, []byte(recPrefix)) {
+			continue
+		}
+		var r hsm.KeyRecord
+		if err := json.Unmarshal(kv.Value, &r); err != nil || r.Version < 1 {
+			s.log.Error().Str("badger_key", string(kv.Key)).Msg("key record from another node cannot be decoded; restart the node to reload the key store")
+			continue
+		}
+		vs := s.recs[r.ID]
+		switch {
+		case r.Version <= len(vs):
+			vs[r.Version-1] = r
+		case r.Version == len(vs)+1:
+			s.recs[r.ID] = append(vs, r)
+		default:
+			s.log.Error().Str("key", r.Ref().String()).Int("versions", len(vs)).Msg("key record from another node skips a version; restart the node to reload the key store")
+			continue
+		}
+		if r.Version == len(s.recs[r.ID]) {
+			s.indexBDK(r)
+		}
+		s.log.Info().Str("key", r.Ref().String()).Str("type", string(r.Type)).Str("kcv", r.KCV).Msg("key version applied from another node")
+	}
+}
+
+// ApplyRemote implements statelog.Replica: it applies another node's commit to the
+// key store (Badger and memory), so that a key stored there is usable here at once.
+func (s *Store) ApplyRemote(rev uint64, c statelog.Commit) error { return s.sync.ApplyRemote(rev, c) }
+
+// Revision implements statelog.Replica.
+func (s *Store) Revision() uint64 { return s.sync.Revision() }
 
 // update runs fn in a read-write transaction and syncs the DB so the write is durable.
 func (s *Store) update(fn func(txn *badger.Txn) error) error {
@@ -338,12 +407,13 @@ func (s *Store) update(fn func(txn *badger.Txn) error) error {
 	return nil
 }
 
-func setJSON(txn *badger.Txn, key []byte, v any) error {
+func setJSON(c *kvsync.Commit, key []byte, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	return txn.Set(key, b)
+	c.Set(key, b)
+	return nil
 }
 
 // SetStatus changes the status of one key version (revoke, or re-activate a version
@@ -355,43 +425,51 @@ func (s *Store) SetStatus(ctx context.Context, ref hsm.KeyRef, st hsm.Status, de
 	if ref.Version == 0 {
 		return hsm.KeyRecord{}, fmt.Errorf("%w: give the version of %s to change", hsm.ErrInput, ref.ID)
 	}
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
-	s.mu.RLock()
-	vs := s.recs[ref.ID]
-	if ref.Version < 1 || ref.Version > len(vs) {
+	var out hsm.KeyRecord
+	err := s.sync.Do(ctx, func() (statelog.Commit, func(), error) {
+		s.mu.RLock()
+		vs := s.recs[ref.ID]
+		if ref.Version < 1 || ref.Version > len(vs) {
+			s.mu.RUnlock()
+			return statelog.Commit{}, nil, fmt.Errorf("%w: %s", hsm.ErrKeyNotFound, ref)
+		}
+		r := vs[ref.Version-1]
 		s.mu.RUnlock()
-		return hsm.KeyRecord{}, fmt.Errorf("%w: %s", hsm.ErrKeyNotFound, ref)
-	}
-	r := vs[ref.Version-1]
-	s.mu.RUnlock()
-	if r.Status == hsm.StatusRevoked && st == hsm.StatusActive {
-		return hsm.KeyRecord{}, fmt.Errorf("%w: %s is revoked; revocation is final", hsm.ErrInput, ref)
-	}
-	if !s.demo && st == hsm.StatusActive {
-		if name, ok := DemoKeyByKCV(r.KCV); ok {
-			return hsm.KeyRecord{}, fmt.Errorf("%w: %s is the public demo key %s", hsm.ErrDemoKey, ref, name)
+		if r.Status == hsm.StatusRevoked && st == hsm.StatusActive {
+			return statelog.Commit{}, nil, fmt.Errorf("%w: %s is revoked; revocation is final", hsm.ErrInput, ref)
 		}
-	}
-	action := "revoke"
-	if st == hsm.StatusActive {
-		action = "activate"
-	}
-	r.Status = st
-	ev := hsm.AuditEvent{Actor: hsm.ActorFrom(ctx), Action: action, KeyID: r.ID, Version: r.Version, KeyType: string(r.Type), KCV: r.KCV, Detail: detail}
-	err := s.update(func(txn *badger.Txn) error {
-		if err := setJSON(txn, recKey(r.ID, r.Version), r); err != nil {
-			return err
+		if !s.demo && st == hsm.StatusActive {
+			if name, ok := DemoKeyByKCV(r.KCV); ok {
+				return statelog.Commit{}, nil, fmt.Errorf("%w: %s is the public demo key %s", hsm.ErrDemoKey, ref, name)
+			}
 		}
-		return s.appendAudit(txn, ev)
-	})
+		action := "revoke"
+		if st == hsm.StatusActive {
+			action = "activate"
+		}
+		r.Status = st
+		ev := hsm.AuditEvent{Actor: hsm.ActorFrom(ctx), Action: action, KeyID: r.ID, Version: r.Version, KeyType: string(r.Type), KCV: r.KCV, Detail: detail}
+		var c kvsync.Commit
+		if err := setJSON(&c, recKey(r.ID, r.Version), r); err != nil {
+			return c.Commit, nil, err
+		}
+		if err := s.appendAudit(&c, ev); err != nil {
+			return c.Commit, nil, err
+		}
+		return c.Commit, func() {
+			s.mu.Lock()
+			s.recs[r.ID][r.Version-1] = r
+			s.mu.Unlock()
+			out = r
+		}, nil
+	}, nil)
 	if err != nil {
+		if errors.Is(err, hsm.ErrKeyNotFound) || errors.Is(err, hsm.ErrInput) || errors.Is(err, hsm.ErrDemoKey) {
+			return hsm.KeyRecord{}, err
+		}
 		return hsm.KeyRecord{}, fmt.Errorf("set status of %s: %w", ref, err)
 	}
-	s.mu.Lock()
-	s.recs[r.ID][r.Version-1] = r
-	s.mu.Unlock()
-	return r, nil
+	return out, nil
 }
 
 // List returns every version of every key, sorted by ID and version. The records
@@ -512,41 +590,41 @@ func (s *Store) DUKPTCounter(device string) (uint32, bool, error) {
 }
 
 // BindLMK implements hsm.KeyStore.
-func (s *Store) BindLMK(_ context.Context, kcv string) error {
+func (s *Store) BindLMK(ctx context.Context, kcv string) error {
 	if kcv == "" {
 		return fmt.Errorf("%w: empty LMK KCV", hsm.ErrInput)
 	}
 	if !s.demo && kcv == demoLMKKCV() {
 		return fmt.Errorf("%w: the LMK is the public demo LMK (KCV %s); refusing outside demo mode", hsm.ErrDemoKey, kcv)
 	}
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
-	var stored []byte
-	err := s.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get([]byte(lmkKCVKey))
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return nil
-		}
+	return s.sync.Do(ctx, func() (statelog.Commit, func(), error) {
+		var stored []byte
+		err := s.db.View(func(txn *badger.Txn) error {
+			item, err := txn.Get([]byte(lmkKCVKey))
+			if errors.Is(err, badger.ErrKeyNotFound) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			stored, err = item.ValueCopy(nil)
+			return err
+		})
 		if err != nil {
-			return err
+			return statelog.Commit{}, nil, fmt.Errorf("read LMK KCV: %w", err)
 		}
-		stored, err = item.ValueCopy(nil)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("read LMK KCV: %w", err)
-	}
-	if stored != nil {
-		if !bytes.Equal(stored, []byte(kcv)) {
-			return fmt.Errorf("%w: the key store was written under the LMK with KCV %s, this LMK has KCV %s", hsm.ErrKCVMismatch, stored, kcv)
+		if stored != nil {
+			if !bytes.Equal(stored, []byte(kcv)) {
+				return statelog.Commit{}, nil, fmt.Errorf("%w: the key store was written under the LMK with KCV %s, this LMK has KCV %s", hsm.ErrKCVMismatch, stored, kcv)
+			}
+			return statelog.Commit{}, nil, nil
 		}
-		return nil
-	}
-	ev := hsm.AuditEvent{Actor: "system", Action: "bind-lmk", KCV: kcv, Detail: "first use of the key store"}
-	return s.update(func(txn *badger.Txn) error {
-		if err := txn.Set([]byte(lmkKCVKey), []byte(kcv)); err != nil {
-			return err
+		ev := hsm.AuditEvent{Actor: "system", Action: "bind-lmk", KCV: kcv, Detail: "first use of the key store"}
+		var c kvsync.Commit
+		c.Set([]byte(lmkKCVKey), []byte(kcv))
+		if err := s.appendAudit(&c, ev); err != nil {
+			return c.Commit, nil, err
 		}
-		return s.appendAudit(txn, ev)
-	})
+		return c.Commit, nil, nil
+	}, nil)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/fsnotify/fsnotify"
 	"github.com/rs/zerolog"
+	"github.com/switchyard/switchyard/internal/statelog"
 	"github.com/switchyard/switchyard/risk/ruleset"
 	"github.com/switchyard/switchyard/risk/state"
 )
@@ -25,6 +26,10 @@ type Options struct {
 	DB *badger.DB
 	// Lists are the deny and allow lists; nil opens them from DB.
 	Lists *Lists
+	// ListsLog, when set and Lists is nil, shares the lists opened from DB with the
+	// other nodes of a cluster (ListsOptions.Log); Engine.Lists is then the replica
+	// to follow. Velocity counters are not shared this way.
+	ListsLog statelog.Log
 	// Location is the local time zone when no rule file declares one (nil = UTC).
 	Location *time.Location
 	// FlushInterval is how often changed counters go to Badger (default 1 s).
@@ -94,7 +99,7 @@ func New(dir string, opts Options) (*Engine, error) {
 	}
 	e.lists = opts.Lists
 	if e.lists == nil {
-		l, err := NewLists(opts.DB)
+		l, err := OpenLists(opts.DB, ListsOptions{Log: opts.ListsLog})
 		if err != nil {
 			return nil, err
 		}

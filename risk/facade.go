@@ -65,6 +65,8 @@ type (
 	Lists      = state.Lists      // the deny, allow and other lists
 	ListEntry  = state.ListEntry  // one value on a list
 	AuditEntry = state.AuditEntry // one change of the lists
+	// ListsOptions configure lists in Badger (a cluster's Log).
+	ListsOptions = state.ListsOptions
 )
 
 // Transaction types (txn.type).
@@ -173,3 +175,11 @@ func RoundAmount(amount, unit int) bool { return ruleset.RoundAmount(amount, uni
 
 // NewLists loads the lists from db; a nil db gives in-memory lists (see state.NewLists).
 func NewLists(db *badger.DB) (*Lists, error) { return state.NewLists(db) }
+
+// OpenLists loads the lists from db with options: a cluster's Log shares them with
+// the other nodes (see state.OpenLists).
+func OpenLists(db *badger.DB, opts ListsOptions) (*Lists, error) { return state.OpenLists(db, opts) }
+
+// ErrListsConflict is returned when a list change conflicted twice with changes on
+// other nodes of the cluster (see state.ErrListsConflict).
+var ErrListsConflict = state.ErrListsConflict

@@ -1,6 +1,8 @@
 package state
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,12 +14,16 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+
+	"github.com/switchyard/switchyard/internal/statelog"
+	"github.com/switchyard/switchyard/internal/statelog/kvsync"
 )
 
 const (
 	listsPrefix      = KeyPrefix + "lists/"
 	listEntryPrefix  = listsPrefix + "e/"
 	listAuditPrefix  = listsPrefix + "audit/"
+	listsRevKey      = listsPrefix + "rev" // the statelog revision last applied (cluster only)
 	maxAuditReturned = 10000
 )
 
@@ -167,11 +173,31 @@ func (s *listSnapshot) has(i int, v string, now int64) bool {
 	return ok && (exp == 0 || exp > now)
 }
 
+// ErrListsConflict is returned (wrapping statelog.ErrConflict) when a change to the
+// lists conflicted twice with changes made on other nodes of the cluster.
+var ErrListsConflict = errors.New("the rule lists changed on another node; retry")
+
+// ListsOptions configure lists kept in Badger.
+type ListsOptions struct {
+	// Log, when set, shares the lists with the other nodes of a cluster: every
+	// change is ordered through it before it is applied, and the other nodes'
+	// changes arrive through the Lists' statelog.Replica methods and are used by the
+	// next transaction. Nil is a single node.
+	Log statelog.Log
+	// CatchUp, when set with Log, waits after a conflict until the store has
+	// applied every commit the Log held (the cluster's StoreLog.CatchUp).
+	CatchUp func(ctx context.Context, r statelog.Replica) error
+	// CatchUpTimeout bounds the wait after a conflict (default
+	// kvsync.DefaultCatchUpTimeout, 5 s).
+	CatchUpTimeout time.Duration
+}
+
 // Lists holds the deny, allow and other lists, persisted in Badger under
 // risk/lists/ with every change audited. Reads are lock-free.
 type Lists struct {
 	db   *badger.DB
-	mu   sync.Mutex // serializes writers
+	sync *kvsync.Sync // with a DB: serializes writers, and shares them in a cluster
+	mu   sync.Mutex   // without a DB: serializes writers
 	snap atomic.Pointer[listSnapshot]
 	seq  atomic.Uint64
 	// audit is the in-memory audit trail when there is no DB.
@@ -180,11 +206,24 @@ type Lists struct {
 }
 
 // NewLists loads the lists from db. A nil db gives in-memory lists (tests, tools).
-func NewLists(db *badger.DB) (*Lists, error) {
+func NewLists(db *badger.DB) (*Lists, error) { return OpenLists(db, ListsOptions{}) }
+
+// OpenLists loads the lists from db with options (a cluster's Log). A nil db gives
+// in-memory lists, which cannot be shared.
+func OpenLists(db *badger.DB, opts ListsOptions) (*Lists, error) {
 	l := &Lists{db: db, now: time.Now}
 	entries := map[listKey]ListEntry{}
+	if db == nil && opts.Log != nil {
+		return nil, errors.New("risk lists: a cluster's Log needs the lists in Badger")
+	}
 	if db != nil {
-		err := db.View(func(txn *badger.Txn) error {
+		var err error
+		l.sync, err = kvsync.New(db, kvsync.Config{Name: "risk lists", RevKey: listsRevKey, Log: opts.Log,
+			Conflict: ErrListsConflict, CatchUp: opts.CatchUp, CatchUpTimeout: opts.CatchUpTimeout, Entry: l.entry, Applied: l.applied})
+		if err != nil {
+			return nil, err
+		}
+		err = db.View(func(txn *badger.Txn) error {
 			opts := badger.DefaultIteratorOptions
 			opts.Prefix = []byte(listEntryPrefix)
 			it := txn.NewIterator(opts)
@@ -288,36 +327,101 @@ func (l *Lists) Add(who string, e ListEntry) (ListEntry, error) {
 		return e, fmt.Errorf("list entry %s/%s/%s: expiry %s is in the past", e.List, e.Kind, e.Value, e.ExpiresAt.Format(time.RFC3339))
 	}
 	e.AddedBy, e.AddedAt = who, now
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	k := listKey{e.List, e.Kind, e.Value}
 	a := AuditEntry{Time: now, Who: who, Op: "add", Entry: e}
-	if l.db != nil {
-		v, _ := json.Marshal(e)
-		err := l.db.Update(func(txn *badger.Txn) error {
-			ent := badger.NewEntry(entryKey(k), v)
-			if !e.ExpiresAt.IsZero() {
-				ent = ent.WithTTL(e.ExpiresAt.Sub(now) + time.Minute)
-			}
-			if err := txn.SetEntry(ent); err != nil {
-				return err
-			}
-			return l.writeAudit(txn, a)
-		})
-		if err != nil {
-			return e, fmt.Errorf("add list entry %s/%s/%s: %w", e.List, e.Kind, e.Value, err)
+	put := func() {
+		cur := l.snap.Load().entries
+		next := make(map[listKey]ListEntry, len(cur)+1)
+		for kk, vv := range cur {
+			next[kk] = vv
 		}
-	} else {
-		l.audit = append(l.audit, a)
+		next[k] = e
+		l.snap.Store(buildSnapshot(next))
 	}
+	if l.db == nil {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.audit = append(l.audit, a)
+		put()
+		return e, nil
+	}
+	err := l.sync.Do(context.Background(), func() (statelog.Commit, func(), error) {
+		var c kvsync.Commit
+		v, _ := json.Marshal(e)
+		c.Set(entryKey(k), v)
+		l.writeAudit(&c, a)
+		return c.Commit, put, nil
+	}, nil)
+	if err != nil {
+		return e, fmt.Errorf("add list entry %s/%s/%s: %w", e.List, e.Kind, e.Value, err)
+	}
+	return e, nil
+}
+
+// entry gives the Badger entry of a key a commit sets: a list entry that expires
+// is kept a minute past its expiry; one already past that is not written.
+func (l *Lists) entry(kv statelog.KV) *badger.Entry {
+	ent := badger.NewEntry(kv.Key, kv.Value)
+	if !bytes.HasPrefix(kv.Key, []byte(listEntryPrefix)) {
+		return ent
+	}
+	var e ListEntry
+	if err := json.Unmarshal(kv.Value, &e); err != nil || e.ExpiresAt.IsZero() {
+		return ent
+	}
+	ttl := e.ExpiresAt.Sub(l.now()) + time.Minute
+	if ttl <= 0 {
+		return nil
+	}
+	return ent.WithTTL(ttl)
+}
+
+// applied puts the list entries of another node's commit (already in Badger) into
+// the snapshot the transactions read.
+func (l *Lists) applied(c statelog.Commit) {
 	cur := l.snap.Load().entries
 	next := make(map[listKey]ListEntry, len(cur)+1)
 	for kk, vv := range cur {
 		next[kk] = vv
 	}
-	next[k] = e
+	for _, kv := range c.Writes {
+		rest, ok := bytes.CutPrefix(kv.Key, []byte(listEntryPrefix))
+		if !ok {
+			continue
+		}
+		parts := strings.SplitN(string(rest), "/", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		k := listKey{parts[0], parts[1], parts[2]}
+		if kv.Value == nil {
+			delete(next, k)
+			continue
+		}
+		var e ListEntry
+		if err := json.Unmarshal(kv.Value, &e); err != nil {
+			continue // Badger has it; a restart reports it
+		}
+		next[k] = e
+	}
 	l.snap.Store(buildSnapshot(next))
-	return e, nil
+}
+
+// ApplyRemote implements statelog.Replica: it applies another node's change to the
+// lists (Badger, then the snapshot the next transaction reads).
+func (l *Lists) ApplyRemote(rev uint64, c statelog.Commit) error {
+	if l.sync == nil {
+		return errors.New("risk lists: in-memory lists cannot apply another node's change")
+	}
+	return l.sync.ApplyRemote(rev, c)
+}
+
+// Revision implements statelog.Replica.
+func (l *Lists) Revision() uint64 {
+	if l.sync == nil {
+		return 0
+	}
+	return l.sync.Revision()
 }
 
 // Remove takes a value off a list and audits the change as done by who. It
@@ -330,42 +434,52 @@ func (l *Lists) Remove(who, list, kind, value string) (bool, error) {
 	if who == "" {
 		return false, errors.New("list change without a principal: who made it must be audited")
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	k := listKey{e.List, e.Kind, e.Value}
-	cur := l.snap.Load().entries
-	old, ok := cur[k]
-	if !ok {
-		return false, nil
-	}
-	a := AuditEntry{Time: l.now().UTC(), Who: who, Op: "remove", Entry: old}
-	if l.db != nil {
-		err := l.db.Update(func(txn *badger.Txn) error {
-			if err := txn.Delete(entryKey(k)); err != nil {
-				return err
+	found := false
+	op := func() (statelog.Commit, func(), error) {
+		cur := l.snap.Load().entries
+		old, ok := cur[k]
+		found = ok
+		if !ok {
+			return statelog.Commit{}, nil, nil
+		}
+		var c kvsync.Commit
+		c.Delete(entryKey(k))
+		a := AuditEntry{Time: l.now().UTC(), Who: who, Op: "remove", Entry: old}
+		if l.db == nil {
+			l.audit = append(l.audit, a)
+		} else {
+			l.writeAudit(&c, a)
+		}
+		return c.Commit, func() {
+			next := make(map[listKey]ListEntry, len(cur))
+			for kk, vv := range cur {
+				if kk != k {
+					next[kk] = vv
+				}
 			}
-			return l.writeAudit(txn, a)
-		})
-		if err != nil {
-			return false, fmt.Errorf("remove list entry %s/%s/%s: %w", list, kind, value, err)
-		}
-	} else {
-		l.audit = append(l.audit, a)
+			l.snap.Store(buildSnapshot(next))
+		}, nil
 	}
-	next := make(map[listKey]ListEntry, len(cur))
-	for kk, vv := range cur {
-		if kk != k {
-			next[kk] = vv
+	if l.db == nil {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		_, done, _ := op()
+		if done != nil {
+			done()
 		}
+		return found, nil
 	}
-	l.snap.Store(buildSnapshot(next))
-	return true, nil
+	if err := l.sync.Do(context.Background(), op, nil); err != nil {
+		return false, fmt.Errorf("remove list entry %s/%s/%s: %w", list, kind, value, err)
+	}
+	return found, nil
 }
 
-func (l *Lists) writeAudit(txn *badger.Txn, a AuditEntry) error {
+func (l *Lists) writeAudit(c *kvsync.Commit, a AuditEntry) {
 	v, _ := json.Marshal(a)
 	key := fmt.Sprintf("%s%020d-%06d", listAuditPrefix, a.Time.UnixNano(), l.seq.Add(1)%1000000)
-	return txn.Set([]byte(key), v)
+	c.Set([]byte(key), v)
 }
 
 // Audit returns the audit trail from since on, oldest first, at most limit

@@ -97,6 +97,10 @@ type Options struct {
 	// ZoneKeyChange gives an issuer a new zone PIN key as actor; return errors
 	// made with WithStatus for answers other than 500.
 	ZoneKeyChange func(ctx context.Context, issuer, actor string) (any, error)
+	// ClusterStatus reports the cluster as this node sees it (the server
+	// returns its cluster.Report); nil on a switch that runs alone, whose
+	// GET /api/v1/cluster/status then answers 404 "not a cluster node".
+	ClusterStatus func(ctx context.Context) (any, error)
 	// Pprof serves the Go profiler under /debug/pprof/, to admins only unless
 	// PprofOpen (demo mode, whose tokens are public anyway).
 	Pprof, PprofOpen bool

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/switchyard/switchyard/internal/statelog"
 	"github.com/switchyard/switchyard/switch/admin"
 	"github.com/switchyard/switchyard/switch/cases"
 )
@@ -25,7 +26,17 @@ func (a *api) cases() {
 	a.route("POST /api/v1/cases/{id}/decide", analysts, casesStatus, g.decide)
 }
 
-var casesStatus = kindStatus(cases.ErrNotFound, cases.ErrInvalid, cases.ErrConflict, cases.ErrForbidden)
+var casesKindStatus = kindStatus(cases.ErrNotFound, cases.ErrInvalid, cases.ErrConflict, cases.ErrForbidden)
+
+// casesStatus maps the cases' error kinds (a change that conflicted with changes
+// on other nodes is a conflict, cases.ErrChanged), and 503 when the cluster could
+// not order a change.
+func casesStatus(err error) int {
+	if errors.Is(err, statelog.ErrUnavailable) {
+		return http.StatusServiceUnavailable
+	}
+	return casesKindStatus(err)
+}
 
 type casesAPI struct{ s *cases.Store }
 

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/switchyard/switchyard/hsm"
+	"github.com/switchyard/switchyard/internal/statelog"
 	"github.com/switchyard/switchyard/keys"
 	"github.com/switchyard/switchyard/switch/admin"
 )
@@ -53,7 +54,9 @@ func keysStatus(err error) int {
 	switch {
 	case errors.Is(err, hsm.ErrKeyNotFound):
 		return http.StatusNotFound
-	case errors.Is(err, hsm.ErrKeyExists), errors.Is(err, hsm.ErrKeyNotUsable):
+	case errors.Is(err, statelog.ErrUnavailable):
+		return http.StatusServiceUnavailable
+	case errors.Is(err, hsm.ErrKeyExists), errors.Is(err, hsm.ErrKeyNotUsable), errors.Is(err, keys.ErrConflict):
 		return http.StatusConflict
 	case errors.Is(err, hsm.ErrInput), errors.Is(err, hsm.ErrKeyUsage), errors.Is(err, hsm.ErrPolicy),
 		errors.Is(err, hsm.ErrKCVMismatch), errors.Is(err, hsm.ErrDemoKey):

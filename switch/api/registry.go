@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"io"
 	"mime"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/switchyard/switchyard/internal/statelog"
 	"github.com/switchyard/switchyard/switch/admin"
 	"github.com/switchyard/switchyard/switch/registry"
 )
@@ -58,7 +60,18 @@ func (a *api) registry() {
 	h("GET /api/v1/reasons", readers, g.reasons)
 }
 
-var registryStatus = kindStatus(registry.ErrNotFound, registry.ErrInvalid, registry.ErrConflict, registry.ErrForbidden)
+var registryKinds = kindStatus(registry.ErrNotFound, registry.ErrInvalid, registry.ErrConflict, registry.ErrForbidden)
+
+// registryStatus maps the registry's errors to HTTP statuses. In a cluster, a
+// write another node's beat twice is a registry.ErrConflict (409: reload and
+// retry), and one whose ordering is unknown for want of a quorum is 503: it may
+// still take effect, the client should look before it retries.
+func registryStatus(err error) int {
+	if errors.Is(err, statelog.ErrUnavailable) {
+		return http.StatusServiceUnavailable
+	}
+	return registryKinds(err)
+}
 
 type registryAPI struct{ reg *registry.Registry }
 

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/switchyard/switchyard/internal/statelog"
 	"github.com/switchyard/switchyard/risk"
 	"github.com/switchyard/switchyard/switch/admin"
 )
@@ -91,7 +92,7 @@ func (g *riskAPI) addEntry(r *http.Request, p admin.Principal) (any, error) {
 	}
 	added, err := g.lists.Add(p.Name, e)
 	if err != nil {
-		return nil, WithStatus(http.StatusBadRequest, err)
+		return nil, WithStatus(listsStatus(err), err)
 	}
 	return added, nil
 }
@@ -99,7 +100,7 @@ func (g *riskAPI) addEntry(r *http.Request, p admin.Principal) (any, error) {
 func (g *riskAPI) removeEntry(r *http.Request, p admin.Principal) (any, error) {
 	ok, err := g.lists.Remove(p.Name, r.PathValue("list"), r.PathValue("kind"), r.PathValue("value"))
 	if err != nil {
-		return nil, WithStatus(http.StatusBadRequest, err)
+		return nil, WithStatus(listsStatus(err), err)
 	}
 	if !ok {
 		return nil, errorf(http.StatusNotFound, "%s/%s/%s is not on the lists", r.PathValue("list"), r.PathValue("kind"), r.PathValue("value"))
@@ -132,4 +133,16 @@ func (g *riskAPI) audit(r *http.Request, _ admin.Principal) (any, error) {
 		out = []risk.AuditEntry{}
 	}
 	return out, nil
+}
+
+// listsStatus maps a refused list change: 409 when it conflicted with changes on
+// other nodes of the cluster, 503 when the cluster could not order it, else 400.
+func listsStatus(err error) int {
+	switch {
+	case errors.Is(err, risk.ErrListsConflict):
+		return http.StatusConflict
+	case errors.Is(err, statelog.ErrUnavailable):
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusBadRequest
 }

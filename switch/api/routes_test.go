@@ -54,6 +54,7 @@ func TestEveryRouteNeedsAToken(t *testing.T) {
 		Settle:        func(context.Context, string) (any, error) { called = true; return nil, nil },
 		SAF:           func(string) (any, error) { called = true; return nil, nil },
 		ZoneKeyChange: func(context.Context, string, string) (any, error) { called = true; return nil, nil },
+		ClusterStatus: func(context.Context) (any, error) { called = true; return nil, nil },
 		Pprof:         true}
 	srv := httptest.NewServer(api.New(o))
 	defer srv.Close()

@@ -20,6 +20,7 @@ import (
 //	GET  /api/v1/settlement?date=YYYY-MM-DD                 the day's settlement report
 //	GET  /api/v1/saf[?issuer=]                              store-and-forward items pending
 //	POST /api/v1/issuers/{id}/key-change                    a new zone PIN key for an issuer
+//	GET  /api/v1/cluster/status                             the cluster: nodes, streams, leases (404 alone)
 //	GET  /debug/pprof/...                                   the Go profiler
 func (a *api) switchRoutes() {
 	o := a.o
@@ -47,10 +48,21 @@ func (a *api) switchRoutes() {
 			return o.ZoneKeyChange(r.Context(), r.PathValue("id"), p.Name)
 		})
 	}
+	// Always served, so that a switch that runs alone says so rather than
+	// answering the mux's bare 404.
+	a.route("GET /api/v1/cluster/status", readers, nil, func(r *http.Request, _ admin.Principal) (any, error) {
+		if o.ClusterStatus == nil {
+			return nil, ErrNotCluster
+		}
+		return o.ClusterStatus(r.Context())
+	})
 	if o.Pprof {
 		a.pprof()
 	}
 }
+
+// ErrNotCluster answers GET /api/v1/cluster/status on a switch that runs alone.
+var ErrNotCluster = WithStatus(http.StatusNotFound, errors.New("not a cluster node: this switch runs alone (no cluster: section in its configuration)"))
 
 type journalAPI struct {
 	j   *journal.Store

@@ -122,6 +122,11 @@ var (
 	ErrForbidden = errors.New("forbidden") // the principal may not do it
 )
 
+// ErrChanged is returned (wrapping statelog.ErrConflict) when a change to the cases
+// conflicted twice with changes made on other nodes of the cluster. It is a kind of
+// ErrConflict.
+var ErrChanged = &kindError{ErrConflict, "the review cases changed on another node; retry"}
+
 type kindError struct {
 	kind error
 	msg  string

@@ -17,6 +17,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/switchyard/switchyard/internal/kvjson"
+	"github.com/switchyard/switchyard/internal/statelog"
+	"github.com/switchyard/switchyard/internal/statelog/kvsync"
 	"github.com/switchyard/switchyard/risk"
 	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/registry"
@@ -26,6 +28,7 @@ import (
 const (
 	pfxCase = "case/c/"   // + 20-digit sequence -> Case JSON
 	pfxRRN  = "case/rrn/" // + RRN -> 20-digit sequence (one case per transaction)
+	revKey  = "case/rev"  // the statelog revision last applied (cluster only)
 )
 
 // DefaultQueue is the default capacity of the queue of cases waiting to be written.
@@ -68,6 +71,18 @@ type Options struct {
 	Logger zerolog.Logger
 	// Clock stamps the cases and decisions (default time.Now).
 	Clock func() time.Time
+	// Log, when set, shares the cases with the other nodes of a cluster: every case
+	// opened, assigned or decided is ordered through it before it is stored (so
+	// two nodes never hand out the same case ID, and two analysts never decide one
+	// case twice), and the other nodes' cases arrive through the Store's
+	// statelog.Replica methods. Nil is a single node.
+	Log statelog.Log
+	// CatchUp, when set with Log, waits after a conflict until the store has
+	// applied every commit the Log held (the cluster's StoreLog.CatchUp).
+	CatchUp func(ctx context.Context, r statelog.Replica) error
+	// CatchUpTimeout bounds the wait after a conflict (default
+	// kvsync.DefaultCatchUpTimeout, 5 s).
+	CatchUpTimeout time.Duration
 }
 
 // item is a case waiting for the writer, or a flush barrier when c is nil.
@@ -92,8 +107,9 @@ type Store struct {
 	wg       sync.WaitGroup
 	once     sync.Once
 
-	mu   sync.Mutex // serializes assignments and decisions
-	seq  uint64     // last case sequence; the writer's alone after New
+	mu   sync.Mutex   // serializes assignments and decisions
+	sync *kvsync.Sync // serializes every write, and shares it in a cluster
+	seq  uint64       // last case sequence; written under the sync's lock
 	open atomic.Int64
 
 	opened   *prometheus.CounterVec
@@ -150,6 +166,12 @@ func newStore(db *badger.DB, opts Options) (*Store, error) {
 		s.decided.WithLabelValues(string(v))
 	}
 	if err := s.load(); err != nil {
+		return nil, err
+	}
+	var err error
+	s.sync, err = kvsync.New(db, kvsync.Config{Name: "review cases", RevKey: revKey, Log: opts.Log,
+		Conflict: ErrChanged, CatchUp: opts.CatchUp, CatchUpTimeout: opts.CatchUpTimeout, Sync: true, Prepare: s.prepareRemote})
+	if err != nil {
 		return nil, err
 	}
 	if opts.Metrics != nil {
@@ -321,36 +343,37 @@ func hitsOnly(hits []risk.Hit) []risk.RuleTrace {
 }
 
 func (s *Store) store(cs []*Case) error {
-	seq := s.seq
-	now := s.opts.Clock().UTC()
 	var stored []*Case
-	err := s.db.Update(func(txn *badger.Txn) error {
-		for _, c := range cs {
-			if _, err := txn.Get(rrnKey(c.RRN)); err == nil {
-				s.deduped.Inc()
-				continue
-			} else if !errors.Is(err, badger.ErrKeyNotFound) {
-				return fmt.Errorf("look up case of RRN %s: %w", c.RRN, err)
+	deduped := 0
+	err := s.sync.Do(context.Background(), func() (statelog.Commit, func(), error) {
+		seq := s.seq
+		now := s.opts.Clock().UTC()
+		stored, deduped = stored[:0], 0
+		var kc kvsync.Commit
+		err := s.db.View(func(txn *badger.Txn) error {
+			for _, c := range cs {
+				if _, err := txn.Get(rrnKey(c.RRN)); err == nil {
+					deduped++
+					continue
+				} else if !errors.Is(err, badger.ErrKeyNotFound) {
+					return fmt.Errorf("look up case of RRN %s: %w", c.RRN, err)
+				}
+				seq++
+				c.Seq, c.ID, c.OpenedAt = seq, caseID(seq), now
+				if err := putJSON(&kc, seqKey(seq), c); err != nil {
+					return err
+				}
+				kc.Set(rrnKey(c.RRN), []byte(fmt.Sprintf("%020d", seq)))
+				stored = append(stored, c)
 			}
-			seq++
-			c.Seq, c.ID, c.OpenedAt = seq, caseID(seq), now
-			if err := putJSON(txn, seqKey(seq), c); err != nil {
-				return err
-			}
-			if err := txn.Set(rrnKey(c.RRN), []byte(fmt.Sprintf("%020d", seq))); err != nil {
-				return fmt.Errorf("write %s: %w", rrnKey(c.RRN), err)
-			}
-			stored = append(stored, c)
-		}
-		return nil
-	})
-	if err == nil {
-		err = s.db.Sync()
-	}
+			return nil
+		})
+		return kc.Commit, func() { s.seq = seq }, err
+	}, nil)
 	if err != nil {
 		return fmt.Errorf("cases: store %d case(s) from RRN %s: %w", len(cs), cs[0].RRN, err)
 	}
-	s.seq = seq
+	s.deduped.Add(float64(deduped))
 	for _, c := range stored {
 		s.open.Add(1)
 		s.opened.WithLabelValues(c.Action).Inc()
@@ -360,17 +383,59 @@ func (s *Store) store(cs []*Case) error {
 	return nil
 }
 
+// prepareRemote reads the cases another node's commit changes, before it is
+// written, and returns what to count after: the last sequence, the open cases.
+func (s *Store) prepareRemote(c statelog.Commit) func() {
+	var delta int64
+	seq := s.seq
+	_ = s.db.View(func(txn *badger.Txn) error {
+		for _, kv := range c.Writes {
+			if kv.Value == nil || !bytes.HasPrefix(kv.Key, []byte(pfxCase)) {
+				continue
+			}
+			var nc Case
+			if json.Unmarshal(kv.Value, &nc) != nil {
+				continue
+			}
+			seq = max(seq, nc.Seq)
+			wasOpen := false
+			if item, err := txn.Get(kv.Key); err == nil {
+				var old Case
+				if item.Value(func(v []byte) error { return json.Unmarshal(v, &old) }) == nil {
+					wasOpen = old.Status != StatusDecided
+				}
+			}
+			switch isOpen := nc.Status != StatusDecided; {
+			case isOpen && !wasOpen:
+				delta++
+			case !isOpen && wasOpen:
+				delta--
+			}
+		}
+		return nil
+	})
+	return func() {
+		s.seq = seq
+		s.open.Add(delta)
+	}
+}
+
+// ApplyRemote implements statelog.Replica: it stores another node's cases and
+// changes to cases, so that they are listed, assigned and decided here too.
+func (s *Store) ApplyRemote(rev uint64, c statelog.Commit) error { return s.sync.ApplyRemote(rev, c) }
+
+// Revision implements statelog.Replica.
+func (s *Store) Revision() uint64 { return s.sync.Revision() }
+
 func seqKey(n uint64) []byte   { return []byte(pfxCase + fmt.Sprintf("%020d", n)) }
 func rrnKey(rrn string) []byte { return []byte(pfxRRN + rrn) }
 
-func putJSON(txn *badger.Txn, key []byte, v any) error {
+func putJSON(kc *kvsync.Commit, key []byte, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", key, err)
 	}
-	if err := txn.Set(key, b); err != nil {
-		return fmt.Errorf("write %s: %w", key, err)
-	}
+	kc.Set(key, b)
 	return nil
 }
 
@@ -473,19 +538,21 @@ func (s *Store) Assign(p Actor, id, to, note string) (*Case, error) {
 	if to == "" {
 		to = p.Name
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c, err := s.Get(id)
+	n, err := parseID(id)
 	if err != nil {
 		return nil, err
 	}
-	if c.Status == StatusDecided {
-		return nil, kindErrorf(ErrConflict, "case %s is decided (%s by %s): it cannot be assigned", c.ID, c.Decision.Verdict, c.Decision.By)
-	}
-	before := summary(c)
-	now := s.opts.Clock().UTC()
-	c.Status, c.AssignedTo, c.AssignedBy, c.AssignedAt = StatusAssigned, to, p.Name, &now
-	if err := s.commit(p, c, "case.assign", strings.TrimSpace(note), before, now); err != nil {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.Flush()
+	c, err := s.change(p, n, "case.assign", strings.TrimSpace(note), func(c *Case, now time.Time) error {
+		if c.Status == StatusDecided {
+			return kindErrorf(ErrConflict, "case %s is decided (%s by %s): it cannot be assigned", c.ID, c.Decision.Verdict, c.Decision.By)
+		}
+		c.Status, c.AssignedTo, c.AssignedBy, c.AssignedAt = StatusAssigned, to, p.Name, &now
+		return nil
+	})
+	if err != nil {
 		return nil, err
 	}
 	s.log.Info().Str("case", c.ID).Str("rrn", c.RRN).Str("assigned_to", to).Str("by", p.Name).Msg("review case assigned")
@@ -522,7 +589,6 @@ func (s *Store) Decide(p Actor, id string, v Verdict, note string) (*Case, error
 	case c.AssignedTo != p.Name && p.Role != RoleAdmin:
 		return nil, kindErrorf(ErrForbidden, "case %s is assigned to %s, not %s: reassign it to decide it", c.ID, c.AssignedTo, p.Name)
 	}
-	before := summary(c)
 	now := s.opts.Clock().UTC()
 	d := &Decision{Verdict: v, By: p.Name, At: now, Note: note}
 	if v == VerdictFraud {
@@ -543,8 +609,15 @@ func (s *Store) Decide(p Actor, id string, v Verdict, note string) (*Case, error
 	} else {
 		d.Counters = counters(c.Hits)
 	}
-	c.Status, c.Decision = StatusDecided, d
-	if err := s.commit(p, c, "case.decide", note, before, now); err != nil {
+	c, err = s.change(p, c.Seq, "case.decide", note, func(c *Case, _ time.Time) error {
+		// Checked again: another node may have decided the case meanwhile.
+		if c.Status == StatusDecided {
+			return kindErrorf(ErrConflict, "case %s is already decided (%s by %s at %s)", c.ID, c.Decision.Verdict, c.Decision.By, c.Decision.At.Format(time.RFC3339))
+		}
+		c.Status, c.Decision = StatusDecided, d
+		return nil
+	})
+	if err != nil {
 		return nil, err
 	}
 	s.open.Add(-1)
@@ -554,16 +627,44 @@ func (s *Store) Decide(p Actor, id string, v Verdict, note string) (*Case, error
 	return c, nil
 }
 
-// commit stores c with its operation log entry in one transaction.
-func (s *Store) commit(p Actor, c *Case, action, note string, before json.RawMessage, now time.Time) error {
+// change reads case n, lets edit change it and stores it with its operation log
+// entry in one transaction; in a cluster, ordered first through the Log (edit runs
+// again on the newer case after a conflict). Callers hold s.mu and flushed the queue.
+//
+// In a cluster the case is ordered through the cases' Log and the operation log
+// entry through the registry's: when the registry refuses its commit after the
+// case's was ordered, this node reports the error but the change to the case still
+// arrives through ApplyRemote, without its operation log entry.
+func (s *Store) change(p Actor, n uint64, action, note string, edit func(c *Case, now time.Time) error) (*Case, error) {
 	if s.opts.Registry == nil {
-		return errors.New("cases: no operation log to record the change in")
+		return nil, errors.New("cases: no operation log to record the change in")
 	}
-	_, err := s.opts.Registry.LogOp(registry.OpEntry{Time: now, Actor: p.Name, Role: p.Role, Action: action,
-		TargetType: "case", Target: c.ID, Reason: note, Before: before, After: summary(c)},
-		func(txn *badger.Txn) error { return putJSON(txn, seqKey(c.Seq), c) })
+	var c *Case
+	var entry registry.OpEntry
+	err := s.sync.Do(context.Background(), func() (statelog.Commit, func(), error) {
+		var err error
+		if c, err = s.get(n); err != nil {
+			return statelog.Commit{}, nil, err
+		}
+		before := summary(c)
+		now := s.opts.Clock().UTC()
+		if err := edit(c, now); err != nil {
+			return statelog.Commit{}, nil, err
+		}
+		entry = registry.OpEntry{Time: now, Actor: p.Name, Role: p.Role, Action: action,
+			TargetType: "case", Target: c.ID, Reason: note, Before: before, After: summary(c)}
+		var kc kvsync.Commit
+		err = putJSON(&kc, seqKey(c.Seq), c)
+		return kc.Commit, nil, err
+	}, func(write func(txn *badger.Txn) error) error {
+		_, err := s.opts.Registry.LogOp(entry, write)
+		return err
+	})
 	if err != nil {
-		return fmt.Errorf("cases: %s of %s: %w", action, c.ID, err)
+		if errors.Is(err, ErrNotFound) || (errors.Is(err, ErrConflict) && !errors.Is(err, ErrChanged)) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("cases: %s of %s: %w", action, caseID(n), err)
 	}
-	return nil
+	return c, nil
 }

@@ -6,7 +6,7 @@ import (
 )
 
 func validEmbedded() Config {
-	return Config{Mode: ModeEmbedded, Embedded: Embedded{
+	return Config{Mode: ModeEmbedded, Node: 1, Embedded: Embedded{
 		ServerName: "n1", StoreDir: "/var/lib/switchyard/jetstream",
 		ClientAddr: "127.0.0.1:4222", ClusterName: "sy", ClusterAddr: "0.0.0.0:6222",
 		Routes: []string{"nats-route://n1:6222", "nats-route://n2:6222", "nats-route://n3:6222"},
@@ -14,7 +14,7 @@ func validEmbedded() Config {
 }
 
 func validExternal() Config {
-	return Config{Mode: ModeExternal, External: External{URLs: []string{"tls://nats1:4222", "nats://nats2:4222"}}}
+	return Config{Mode: ModeExternal, Node: 1, External: External{URLs: []string{"tls://nats1:4222", "nats://nats2:4222"}}}
 }
 
 func TestConfigValidate(t *testing.T) {
@@ -64,7 +64,7 @@ func TestConfigValidate(t *testing.T) {
 }
 
 func TestApplyDefaults(t *testing.T) {
-	c := Config{Mode: ModeEmbedded, Embedded: Embedded{ServerName: "n1"}}
+	c := Config{Mode: ModeEmbedded, Node: 1, Embedded: Embedded{ServerName: "n1"}}
 	c.ApplyDefaults("/data")
 	if c.Embedded.StoreDir != "/data/jetstream" || c.Embedded.ClientAddr != DefaultClientAddr || c.Embedded.ClusterAddr != DefaultClusterAddr {
 		t.Fatalf("defaults: %+v", c.Embedded)

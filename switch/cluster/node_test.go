@@ -34,7 +34,7 @@ func startNode(t *testing.T, ctx context.Context, cfg Config) *Node {
 func TestSingleNode(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	cfg := Config{Mode: ModeEmbedded, Embedded: Embedded{ServerName: "solo", ClientAddr: "127.0.0.1:0"}}
+	cfg := Config{Mode: ModeEmbedded, Node: 1, Embedded: Embedded{ServerName: "solo", ClientAddr: "127.0.0.1:0"}}
 	cfg.ApplyDefaults(t.TempDir())
 	n := startNode(t, ctx, cfg)
 	defer n.Close()
@@ -83,7 +83,7 @@ func TestStartPortInUse(t *testing.T) {
 	defer l.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	cfg := Config{Mode: ModeEmbedded, Embedded: Embedded{ServerName: "busy", ClientAddr: l.Addr().String(), StoreDir: t.TempDir()}}
+	cfg := Config{Mode: ModeEmbedded, Node: 1, Embedded: Embedded{ServerName: "busy", ClientAddr: l.Addr().String(), StoreDir: t.TempDir()}}
 	_, err = Start(ctx, cfg, Options{Logger: zerolog.Nop()})
 	if err == nil || !strings.Contains(err.Error(), "not ready for connections") || !strings.Contains(err.Error(), l.Addr().String()) {
 		t.Fatalf("got %v; want a not-ready error naming %s", err, l.Addr())
@@ -115,7 +115,7 @@ func TestExternal(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	ext := func(url, tokenFile string) Config {
-		return Config{Mode: ModeExternal, External: External{URLs: []string{url}, TokenFile: tokenFile}}
+		return Config{Mode: ModeExternal, Node: 1, External: External{URLs: []string{url}, TokenFile: tokenFile}}
 	}
 
 	n, err := Start(ctx, ext(s.ClientURL(), writeFile("good", "s3cret-token\n", 0o600)), Options{Logger: testLogger(t)})
@@ -229,7 +229,7 @@ func TestThreeNodes(t *testing.T) {
 	base := t.TempDir()
 	cfgs := make([]Config, 3)
 	for i := range cfgs {
-		cfgs[i] = Config{Mode: ModeEmbedded, Embedded: Embedded{
+		cfgs[i] = Config{Mode: ModeEmbedded, Node: i + 1, Embedded: Embedded{
 			ServerName: fmt.Sprintf("n%d", i+1), StoreDir: filepath.Join(base, fmt.Sprintf("n%d", i+1)),
 			ClientAddr: "127.0.0.1:0", ClusterName: "sy", ClusterAddr: fmt.Sprintf("127.0.0.1:%d", ports[i]), Routes: routes,
 		}}
@@ -339,7 +339,7 @@ func TestWaitJetStreamNoQuorum(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	n, err := Start(ctx, Config{Mode: ModeEmbedded, Embedded: Embedded{ServerName: "alone", StoreDir: t.TempDir(),
+	n, err := Start(ctx, Config{Mode: ModeEmbedded, Node: 1, Embedded: Embedded{ServerName: "alone", StoreDir: t.TempDir(),
 		ClientAddr: "127.0.0.1:0", ClusterName: "sy", ClusterAddr: fmt.Sprintf("127.0.0.1:%d", ports[0]), Routes: routes}},
 		Options{Logger: zerolog.Nop()})
 	if err != nil {

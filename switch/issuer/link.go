@@ -47,6 +47,12 @@ type Config struct {
 	ReconnectWait, MaxReconnectWait time.Duration
 	// AcquirerID is sent in DE 32.
 	AcquirerID string
+	// STANPartition is the cluster node number (1 to 9; cluster.node) whose
+	// share of the STANs this link hands out: only those ≡ STANPartition
+	// (mod 9), 111111 of them, wrapping within the share. No two nodes of a
+	// cluster then hand out the same STAN to an issuer, without asking each
+	// other. 0 (a single switch): every STAN from 000001 to 999999.
+	STANPartition int
 	// Logger receives sign-ons, echo failures and reconnect warnings, tagged by the
 	// wiring (component=issuer); the link adds its ID. The zero value logs nothing.
 	Logger zerolog.Logger
@@ -107,6 +113,9 @@ func (requestID) GenerateRequestID(m *iso8583.Message) (string, error) {
 func Dial(cfg Config) (*Link, error) {
 	if cfg.ID == "" || len(cfg.Addrs) == 0 {
 		return nil, fmt.Errorf("issuer link: id and at least one address are required (got id %q, %d addresses)", cfg.ID, len(cfg.Addrs))
+	}
+	if cfg.STANPartition < 0 || cfg.STANPartition > stanPartitions {
+		return nil, fmt.Errorf("issuer %s: STAN partition %d is not a cluster node number from 1 to %d (or 0 for a single switch)", cfg.ID, cfg.STANPartition, stanPartitions)
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 10 * time.Second
@@ -228,8 +237,17 @@ func (l *Link) Close() error {
 	return l.pool.Close()
 }
 
-// NextSTAN returns the link's next STAN, 000001 to 999999.
+// stanPartitions is how many shares the STANs split into in a cluster: one per
+// possible node number. 999999 = 9 × 111111, so every share is as large.
+const stanPartitions = 9
+
+// NextSTAN returns the link's next STAN, 000001 to 999999; with a STAN
+// partition p, the next of p, p+9, p+18, ... 999990+p.
 func (l *Link) NextSTAN() string {
+	if p := uint32(l.cfg.STANPartition); p > 0 {
+		k := (l.stan.Add(1) - 1) % (999999 / stanPartitions)
+		return fmt.Sprintf("%06d", p+stanPartitions*k)
+	}
 	n := l.stan.Add(1)%999999 + 1
 	return fmt.Sprintf("%06d", n)
 }

@@ -121,10 +121,12 @@ type rrnSeq struct {
 const rrnLease = 10000
 
 // startRRNs sets the RRN sequence past both the stored lease and the highest RRN the
-// index holds (the log is indexed by now, so that covers every RRN ever written).
+// index holds under this store's prefix (the log is indexed by now, so that covers
+// every RRN ever written here; other nodes' records, under other prefixes, do not
+// count).
 func (s *Store) startRRNs() error {
 	err := s.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get([]byte(keyRRNSeq))
+		item, err := txn.Get([]byte(s.rrnSeqKey()))
 		switch {
 		case errors.Is(err, badger.ErrKeyNotFound):
 		case err != nil:
@@ -139,14 +141,12 @@ func (s *Store) startRRNs() error {
 				return err
 			}
 		}
-		it := txn.NewIterator(badger.IteratorOptions{Reverse: true, Prefix: []byte(prefixRecord)})
+		prefix := []byte(prefixRecord + s.opts.RRNPrefix)
+		it := txn.NewIterator(badger.IteratorOptions{Reverse: true, Prefix: prefix})
 		defer it.Close()
-		it.Seek(append([]byte(prefixRecord), 0xFF))
-		if it.ValidForPrefix([]byte(prefixRecord)) {
-			// An RRN is n+1 for sequence number n: the next n is the highest RRN.
-			if top, err := strconv.ParseUint(string(it.Item().Key()[len(prefixRecord):]), 10, 64); err == nil && top > s.rrn.next {
-				s.rrn.next = top
-			}
+		it.Seek(append(prefix, 0xFF))
+		if it.ValidForPrefix(prefix) {
+			s.noteRRN(string(it.Item().Key()[len(prefixRecord):]))
 		}
 		return nil
 	})
@@ -157,12 +157,44 @@ func (s *Store) startRRNs() error {
 	return nil
 }
 
-// NextRRN returns a new retrieval reference number: 12 digits, unique across restarts.
+// rrnSeqKey is where the sequence's lease is kept: one key per prefix, so that a
+// node renumbered in its cluster starts its new prefix's sequence afresh.
+func (s *Store) rrnSeqKey() string {
+	if s.opts.RRNPrefix == "" {
+		return keyRRNSeq
+	}
+	return keyRRNSeq + "/" + s.opts.RRNPrefix
+}
+
+// noteRRN moves the sequence past rrn if it is one of this store's (its prefix) and
+// the sequence has not passed it yet. The caller holds s.rrn.mu or is Open.
+func (s *Store) noteRRN(rrn string) {
+	p := s.opts.RRNPrefix
+	if len(rrn) != 12 || rrn[:len(p)] != p {
+		return
+	}
+	// An RRN is n+1 for sequence number n: the next n is the highest RRN.
+	if top, err := strconv.ParseUint(rrn[len(p):], 10, 64); err == nil && top > s.rrn.next {
+		s.rrn.next = top
+	}
+}
+
+// NoteRRN makes sure NextRRN never hands out rrn, nor any RRN below it under this
+// store's prefix: a cluster node that lost its disk gets its own old records back
+// from the other nodes after Open, and must continue after them.
+func (s *Store) NoteRRN(rrn string) {
+	s.rrn.mu.Lock()
+	s.noteRRN(rrn)
+	s.rrn.mu.Unlock()
+}
+
+// NextRRN returns a new retrieval reference number: 12 digits, unique across restarts
+// (with Options.RRNPrefix, the prefix and an 11-digit sequence).
 func (s *Store) NextRRN() (string, error) {
 	s.rrn.mu.Lock()
 	if s.rrn.next >= s.rrn.leased {
 		end := s.rrn.next + rrnLease
-		if err := s.put(context.Background(), [2][]byte{[]byte(keyRRNSeq), binary.BigEndian.AppendUint64(nil, end)}); err != nil {
+		if err := s.put(context.Background(), [2][]byte{[]byte(s.rrnSeqKey()), binary.BigEndian.AppendUint64(nil, end)}); err != nil {
 			s.rrn.mu.Unlock()
 			return "", fmt.Errorf("journal: next RRN: lease up to %d: %w", end, err)
 		}
@@ -171,9 +203,15 @@ func (s *Store) NextRRN() (string, error) {
 	n := s.rrn.next
 	s.rrn.next++
 	s.rrn.mu.Unlock()
-	n = n%999999999999 + 1
 	var b [12]byte
-	for i := 11; i >= 0; i-- {
+	low := 0
+	if p := s.opts.RRNPrefix; p != "" {
+		b[0], low = p[0], 1
+		n = n%99999999999 + 1
+	} else {
+		n = n%999999999999 + 1
+	}
+	for i := 11; i >= low; i-- {
 		b[i] = byte('0' + n%10)
 		n /= 10
 	}

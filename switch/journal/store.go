@@ -28,7 +28,7 @@ import (
 //	j/kvapplied                        the log position of the last key set in Badger
 //	j/B/<tid>                          time of the terminal's last batch close
 //	j/ckpt                             recovery checkpoint: no record below this RRN is open
-//	j/seq/rrn                          RRN sequence
+//	j/seq/rrn                          RRN sequence (j/seq/rrn/<prefix> with Options.RRNPrefix)
 //
 // An indexer goroutine writes the index entries of committed log frames in batches of
 // hundreds, without a sync, together with j/applied. Until a frame is indexed it is
@@ -122,6 +122,12 @@ type Options struct {
 	IndexDelay time.Duration
 	// NoSync skips the fsyncs (tests of logic only; never in production).
 	NoSync bool
+	// RRNPrefix is a single digit "1" to "9" that starts every RRN this store hands
+	// out, followed by an 11-digit sequence: a cluster node's number, so that nodes
+	// sharing one index (each holds the others' records too) never hand out the same
+	// RRN without asking each other. Empty: 12-digit sequence numbers, as a single
+	// node has always had.
+	RRNPrefix string
 }
 
 // Store is the journal: a write-ahead log with group commit, indexed in Badger. It
@@ -159,6 +165,9 @@ func Open(db *badger.DB, opts Options) (*Store, error) {
 	}
 	if opts.IndexDelay <= 0 {
 		opts.IndexDelay = DefaultIndexDelay
+	}
+	if p := opts.RRNPrefix; p != "" && (len(p) != 1 || p[0] < '1' || p[0] > '9') {
+		return nil, fmt.Errorf("journal: RRN prefix %q is not a single digit from 1 to 9", p)
 	}
 	s := &Store{db: db, opts: opts,
 		pend: pending{recs: map[string]*pendRec{}, deliv: map[string]pendDeliv{}, dup: map[string]string{}},
@@ -268,7 +277,7 @@ func (s *Store) Close() error {
 	next := s.rrn.next
 	s.rrn.mu.Unlock()
 	if serr := s.db.Update(func(txn *badger.Txn) error {
-		return txn.Set([]byte(keyRRNSeq), binary.BigEndian.AppendUint64(nil, next))
+		return txn.Set([]byte(s.rrnSeqKey()), binary.BigEndian.AppendUint64(nil, next))
 	}); err == nil {
 		err = serr
 	}

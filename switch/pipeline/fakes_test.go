@@ -77,11 +77,25 @@ type fakeJournal struct {
 
 	failWrite  error // Write fails with it when set
 	failLookup error // LookupDuplicate fails with it when set
+	failClose  error // CloseBatch fails with it when set
+
+	// The cluster's part, as a replicated journal would show it to one node.
+	rrnPrefix string                                      // the node's RRN prefix ("" for none)
+	writeHook func(rec *journal.Record, first bool) error // when set, a Write fails with its error
+	dupOf     map[string]string                           // duplicate key -> RRN journaled first on another node
+	later     map[string]*laterRecord                     // records another node's applier brings later
+}
+
+// laterRecord is a version of a record that a Get of its RRN returns (and stores) once
+// gets earlier Gets have not found it: another node's version, applied here later.
+type laterRecord struct {
+	gets int
+	rec  *journal.Record
 }
 
 func newFakeJournal() *fakeJournal {
 	return &fakeJournal{recs: map[string]*journal.Record{}, dup: map[string]string{},
-		deliv: map[string]journal.Event{}, batches: map[string]time.Time{}}
+		deliv: map[string]journal.Event{}, batches: map[string]time.Time{}, dupOf: map[string]string{}, later: map[string]*laterRecord{}}
 }
 
 func copyRecord(r *journal.Record) *journal.Record {
@@ -96,7 +110,7 @@ func (j *fakeJournal) NextRRN() (string, error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	j.seq++
-	return fmt.Sprintf("%012d", j.seq), nil
+	return fmt.Sprintf("%s%0*d", j.rrnPrefix, 12-len(j.rrnPrefix), j.seq), nil
 }
 
 func (j *fakeJournal) Write(_ context.Context, rec *journal.Record, first, _ bool) error {
@@ -105,11 +119,44 @@ func (j *fakeJournal) Write(_ context.Context, rec *journal.Record, first, _ boo
 	if j.failWrite != nil {
 		return j.failWrite
 	}
+	if j.writeHook != nil {
+		if err := j.writeHook(rec, first); err != nil {
+			return err
+		}
+	}
 	if first && rec.TID != "" && rec.STAN != "" && rec.DE7 != "" && rec.OwnsDupKey() {
-		j.dup[journal.DupKey(rec.TID, rec.STAN, rec.DE7)] = rec.RRN
+		key := journal.DupKey(rec.TID, rec.STAN, rec.DE7)
+		if rrn, ok := j.dupOf[key]; ok {
+			// Another node journaled the key first: the record is not written.
+			return &journal.DuplicateError{Key: key, RRN: rrn}
+		}
+		j.dup[key] = rec.RRN
 	}
 	j.recs[rec.RRN] = copyRecord(rec)
 	return nil
+}
+
+// remote stores a version of a record written by another node, with its duplicate
+// index entry, as the cluster journal's applier does.
+func (j *fakeJournal) remote(rec *journal.Record) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.store(rec)
+}
+
+func (j *fakeJournal) store(rec *journal.Record) {
+	if rec.OwnsDupKey() {
+		j.dup[journal.DupKey(rec.TID, rec.STAN, rec.DE7)] = rec.RRN
+	}
+	j.recs[rec.RRN] = copyRecord(rec)
+}
+
+// applyLater makes rec (another node's version) appear after gets more Gets of its
+// RRN: until then the journal holds what it held (nothing, or an earlier version).
+func (j *fakeJournal) applyLater(rec *journal.Record, gets int) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.later[rec.RRN] = &laterRecord{gets: gets, rec: copyRecord(rec)}
 }
 
 func (j *fakeJournal) get(rrn string) (*journal.Record, error) {
@@ -132,6 +179,12 @@ func (j *fakeJournal) get(rrn string) (*journal.Record, error) {
 func (j *fakeJournal) Get(rrn string) (*journal.Record, error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	if l, ok := j.later[rrn]; ok {
+		if l.gets--; l.gets < 0 {
+			delete(j.later, rrn)
+			j.store(l.rec)
+		}
+	}
 	return j.get(rrn)
 }
 
@@ -202,6 +255,9 @@ func (j *fakeJournal) LastBatch(tid string) (time.Time, error) {
 func (j *fakeJournal) CloseBatch(_ context.Context, tid string, at time.Time) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	if j.failClose != nil {
+		return j.failClose
+	}
 	j.batches[tid] = at
 	return nil
 }
@@ -514,7 +570,7 @@ const (
 
 // harness is a Pipeline over the fakes.
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	p      *Pipeline
 	clock  *fakeClock
 	j      *fakeJournal
@@ -532,7 +588,7 @@ type harness struct {
 // newHarness builds a pipeline with no HSM, rules or registry unless opts set them (the
 // fakes are there for them to use), at 2026-12-01 12:00 UTC after a long stop (the
 // duplicate filter is trusted at once).
-func newHarness(t *testing.T, opts ...func(h *harness, c *Config)) *harness {
+func newHarness(t testing.TB, opts ...func(h *harness, c *Config)) *harness {
 	t.Helper()
 	h := &harness{t: t, clock: &fakeClock{t: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)}, j: newFakeJournal(), q: &fakeQueue{},
 		bank: newFakeLink("bank"), terms: &fakeTerminals{terms: map[string]*registry.Terminal{}}, hsm: &fakeHSM{},

@@ -5,7 +5,9 @@
 // make sure nothing is lost: duplicates, reversals and voids through a store-and-forward
 // queue, refunds bounded by their original, stand-in when an issuer is unreachable,
 // batch totals, and recovery after a crash. It depends only on small interfaces, so that
-// the embedded stores can be replaced by distributed ones.
+// the embedded stores can be replaced by distributed ones: in a cluster (cluster.go) it
+// answers 91 rather than approve without a durable record, and treats a request first
+// journaled on another node as a duplicate.
 package pipeline
 
 import (
@@ -161,6 +163,11 @@ type Config struct {
 	// all requests in the first window after a start, are checked in the journal
 	// (default 5 min).
 	DupWindow time.Duration
+	// DupWait bounds how long a duplicate of a request journaled first on another node
+	// of a cluster waits for that request's answer to be final here (default 10 s);
+	// then it is answered 91 (duplicate-in-flight) and the terminal tries again. It is
+	// measured by the wall clock, not by Now.
+	DupWait time.Duration
 	// RefundWindow is how old an original may be for a refund (default 30 days).
 	RefundWindow time.Duration
 	// Location is the acquirer's time zone: a void must be the same local day.
@@ -221,6 +228,9 @@ type Pipeline struct {
 	lastRRN  atomic.Value // string
 	stop     chan struct{}
 	wg       sync.WaitGroup
+
+	// unsettled keeps what the journal could not take for want of a quorum (cluster.go).
+	unsettled settleBook
 }
 
 // New returns a pipeline.
@@ -236,6 +246,9 @@ func New(cfg Config, j Journal, q Queue, routes Routes, terms Terminals, m *metr
 	}
 	if cfg.DupWindow <= 0 {
 		cfg.DupWindow = 5 * time.Minute
+	}
+	if cfg.DupWait <= 0 {
+		cfg.DupWait = 10 * time.Second
 	}
 	if cfg.RefundWindow <= 0 {
 		cfg.RefundWindow = 30 * 24 * time.Hour
@@ -273,7 +286,8 @@ func New(cfg Config, j Journal, q Queue, routes Routes, terms Terminals, m *metr
 	return p, nil
 }
 
-// Start runs the pipeline's housekeeping (duplicate window, recovery checkpoint).
+// Start runs the pipeline's housekeeping (recovery checkpoint, and the records kept
+// while the journal was unavailable).
 func (p *Pipeline) Start() {
 	p.wg.Add(1)
 	go func() {
@@ -283,9 +297,14 @@ func (p *Pipeline) Start() {
 		for {
 			select {
 			case <-p.stop:
+				p.settle(context.Background())
+				if n := p.unsettled.len(); n > 0 {
+					p.log.Error().Int("records", n).Msg("stopping with records the journal did not take while unavailable: NOT written (recovery settles those written ahead)")
+				}
 				p.checkpoint()
 				return
 			case <-tick.C:
+				p.settle(context.Background())
 				p.checkpoint()
 			}
 		}
@@ -339,6 +358,7 @@ type txn struct {
 	written  bool // the record has been written once
 	dup      *dupEntry
 	dupKey   string
+	release  func()             // undoes what the caller of authorize reserved (a refund's amount)
 	events   [8]journal.Event   // room for the record's events without growing
 	term     *registry.Terminal // the registered terminal, when known
 	macKey   hsm.KeyRef         // MAC key of the terminal (responses are MAC'd under it)
@@ -352,7 +372,8 @@ type txn struct {
 // starts; a request already read is still carried to its end (its journal lookups, its
 // wait for a duplicate in flight, a reversal's wait for its original), because giving
 // up half way would leave an approval standing or a terminal without its answer. Every
-// such wait has its own bound (issuer timeout, 30 s), within the drain timeout.
+// such wait has its own bound (issuer timeout, 30 s, Config.DupWait), within the drain
+// timeout.
 func (p *Pipeline) Process(ctx context.Context, c *frontend.Conn, body []byte) (frontend.Response, error) {
 	ctx = context.WithoutCancel(ctx)
 	start := p.now()
@@ -423,22 +444,9 @@ func (p *Pipeline) once(ctx context.Context, t *txn) (frontend.Response, error) 
 		p.dups.forget(t.dupKey, e)
 		return p.systemError(t, err)
 	} else if found {
-		rec, err := p.journal.Get(rrn)
-		if err != nil || !rec.Final() {
-			p.dups.forget(t.dupKey, e)
-			if err == nil {
-				err = fmt.Errorf("duplicate of %s, which is not final", rrn)
-			}
-			return p.systemError(t, err)
-		}
-		if !p.sameContent(rec, t) {
-			// Not this request's entry: duplicates waiting on it look for themselves.
-			p.dups.forget(t.dupKey, e)
-			return p.duplicateMismatch(ctx, t, rec.RRN)
-		}
-		out := recordOutcome(rec)
-		p.dups.finish(t.dupKey, e, out)
-		return p.repeat(t, out)
+		// Its answer, at once if final; if not (in a cluster, a request in flight on
+		// another node, or one not yet applied here), once it is.
+		return p.answerAsDuplicate(ctx, t, e, rrn)
 	}
 	t.dup = e
 	var resp frontend.Response
@@ -649,6 +657,7 @@ func (p *Pipeline) authorize(ctx context.Context, t *txn, onDecline func()) (fro
 			onDecline()
 		}
 	}
+	t.release = onDecline
 	link, ok := p.routes.Route(r.PAN)
 	if !ok {
 		declined()
@@ -692,7 +701,7 @@ func (p *Pipeline) authorize(ctx context.Context, t *txn, onDecline func()) (fro
 	if err := p.write(ctx, t, true); err != nil {
 		notSent()
 		declined()
-		return p.systemError(t, err)
+		return p.journalFailed(ctx, t, err)
 	}
 	issuerStart := p.now()
 	resp, err := link.SendPacked(context.WithoutCancel(ctx), r.MTI, stan, t.rec.RRN, body, 0)
@@ -776,7 +785,12 @@ func (p *Pipeline) respond(ctx context.Context, t *txn, rc, auth, by, reason str
 	rec := &t.rec
 	rec.RC, rec.AuthCode, rec.DecidedBy, rec.Reason = rc, auth, by, reason
 	if err := p.write(ctx, t, true); err != nil {
-		return p.systemError(t, err)
+		// Never an approval without its record: one given (by the issuer, or a
+		// stand-in whose advice is queued) is taken back.
+		if reversibleApproval(rec) {
+			p.undoApproval(t, err)
+		}
+		return p.journalFailed(ctx, t, err)
 	}
 	// The record stays in the open set until its delivery mark is queued (sent), so
 	// that the recovery checkpoint never passes an answer whose delivery is unknown.
@@ -852,20 +866,32 @@ func (p *Pipeline) write(ctx context.Context, t *txn, durable bool) error {
 }
 
 // systemError answers 96 when the journal or another internal part fails; nothing is
-// forwarded after such a failure.
+// forwarded after such a failure. A journal that cannot make records durable now (a
+// cluster without a quorum, journal.ErrUnavailable) gets 91 journal-unavailable
+// instead: the terminal may try again, on this node or another.
 func (p *Pipeline) systemError(t *txn, err error) (frontend.Response, error) {
-	p.log.Error().Err(err).Str("tid", t.req.TID).Str("stan", t.req.STAN).Str("mti", t.req.MTI).Msg("system malfunction: answered 96")
-	if t.rec.RRN != "" && !t.written {
+	rc, reason, by := message.RCSystemMalfunction, "system-malfunction", "switch"
+	owed := false
+	if errors.Is(err, journal.ErrUnavailable) {
+		rc, reason, by = message.RCIssuerUnavailable, "journal-unavailable", "journal"
+		p.log.Warn().Err(err).Str("tid", t.req.TID).Str("stan", t.req.STAN).Str("mti", t.req.MTI).Str("rrn", t.rec.RRN).
+			Msg("journal unavailable: answered 91, nothing approved")
+		// Its record is written when the journal is back (and stays open until then).
+		owed = p.oweRecord(t)
+	} else {
+		p.log.Error().Err(err).Str("tid", t.req.TID).Str("stan", t.req.STAN).Str("mti", t.req.MTI).Msg("system malfunction: answered 96")
+	}
+	if t.rec.RRN != "" && !t.written && !owed {
 		// Nothing of it is on disk, so recovery has nothing to settle: it must not
 		// hold the recovery checkpoint back. A record written ahead stays open.
 		p.open.remove(t.rec.RRN)
 	}
-	raw, perr := message.NewResponseBuilder(t.req).Set(37, t.rec.RRN).Set(39, message.RCSystemMalfunction).
-		Set(48, message.ReasonTLV("system-malfunction")).Bytes(p.macFunc(t))
+	raw, perr := message.NewResponseBuilder(t.req).Set(37, t.rec.RRN).Set(39, rc).
+		Set(48, message.ReasonTLV(reason)).Bytes(p.macFunc(t))
 	if perr != nil {
 		return frontend.Response{}, errors.Join(err, perr)
 	}
-	p.metrics.Transactions.WithLabelValues(t.req.MTI, message.RCSystemMalfunction, t.issuer, "switch").Inc()
+	p.metrics.Transactions.WithLabelValues(t.req.MTI, rc, t.issuer, by).Inc()
 	return frontend.Response{Body: raw}, nil
 }
 

@@ -63,6 +63,7 @@ func (p *Pipeline) reverseOriginal(orig *journal.Record, by string) {
 	p.queueReversal(orig, by)
 	if err := p.journal.Write(context.Background(), orig, false, true); err != nil {
 		p.log.Error().Err(err).Str("rrn", orig.RRN).Msg("journal write of reversed original failed")
+		p.oweReversal(orig.RRN, orig.ReversedBy, err)
 	}
 }
 
@@ -199,6 +200,15 @@ func (p *Pipeline) reversal(ctx context.Context, t *txn) (frontend.Response, err
 	release()
 	if found {
 		t.rec.OriginalRRN = rrn
+		// An original in flight on another node of a cluster (written ahead there, not
+		// answered yet) is waited for: now it would look not approved, and stay
+		// unreversed if it is approved after all.
+		if _, err := p.awaitFinal(ctx, rrn); errors.Is(err, errWaitEnded) {
+			p.open.remove(t.rec.RRN)
+			return p.tryAgain(t, rrn, "original-in-flight", err)
+		} else if err != nil {
+			return p.systemError(t, err)
+		}
 		l := &p.locks[lockIndex(rrn)]
 		l.Lock()
 		orig, err := p.journal.Get(rrn)
@@ -225,6 +235,7 @@ func (p *Pipeline) reversal(ctx context.Context, t *txn) (frontend.Response, err
 			}
 			if err := p.journal.Write(ctx, orig, false, true); err != nil {
 				l.Unlock()
+				p.oweReversal(orig.RRN, orig.ReversedBy, err)
 				return p.systemError(t, err)
 			}
 			t.rec.Issuer = orig.Issuer
@@ -276,6 +287,7 @@ func (p *Pipeline) void(ctx context.Context, t *txn) (frontend.Response, error) 
 		return p.systemError(t, errors.New("reversal advice could not be queued"))
 	}
 	if err := p.journal.Write(ctx, orig, false, true); err != nil {
+		p.oweReversal(orig.RRN, orig.ReversedBy, err)
 		return p.systemError(t, err)
 	}
 	t.rec.Issuer = orig.Issuer

@@ -287,6 +287,10 @@ func (r *alerting) AlertRules() []AlertRule {
 // changes terminals (ChangesTerminals) is refused: it needs a reviewed change,
 // RequestChange with OpAlertRulePut (the API's PUT does that itself).
 func (r *alerting) PutAlertRule(p Actor, ar AlertRule) (*AlertRule, error) {
+	return retry(r.store, func() (*AlertRule, error) { return r.putAlertRule(p, ar) })
+}
+
+func (r *alerting) putAlertRule(p Actor, ar AlertRule) (*AlertRule, error) {
 	if !canHandle(p) {
 		return nil, forbiddenf("%s (%s) may not edit alert rules: operator or admin role needed", p.Name, p.Role)
 	}
@@ -307,7 +311,7 @@ func (r *alerting) PutAlertRule(p Actor, ar AlertRule) (*AlertRule, error) {
 	b := r.ops()
 	b.add(OpEntry{Time: now, Actor: p.Name, Role: p.Role, Action: "alert-rule.put", TargetType: "alert-rule", Target: ar.ID,
 		Before: rawJSON(before), After: rawJSON(&ar)})
-	if err := r.commitLocked(func(txn *badger.Txn) error {
+	if err := r.commitLocked(func(txn *wtx) error {
 		if err := putJSON(txn, []byte(pfxRule+ar.ID), &ar); err != nil {
 			return err
 		}
@@ -322,6 +326,11 @@ func (r *alerting) PutAlertRule(p Actor, ar AlertRule) (*AlertRule, error) {
 
 // DeleteAlertRule removes rule id on behalf of operator p. Its alerts stay.
 func (r *alerting) DeleteAlertRule(p Actor, id string) error {
+	_, err := retry(r.store, func() (struct{}, error) { return struct{}{}, r.deleteAlertRule(p, id) })
+	return err
+}
+
+func (r *alerting) deleteAlertRule(p Actor, id string) error {
 	if !canHandle(p) {
 		return forbiddenf("%s (%s) may not edit alert rules: operator or admin role needed", p.Name, p.Role)
 	}
@@ -335,7 +344,7 @@ func (r *alerting) DeleteAlertRule(p Actor, id string) error {
 	b := r.ops()
 	b.add(OpEntry{Time: now, Actor: p.Name, Role: p.Role, Action: "alert-rule.delete", TargetType: "alert-rule", Target: id,
 		Before: rawJSON(old)})
-	if err := r.commitLocked(func(txn *badger.Txn) error {
+	if err := r.commitLocked(func(txn *wtx) error {
 		if err := txn.Delete([]byte(pfxRule + id)); err != nil {
 			return err
 		}
@@ -390,6 +399,10 @@ func (r *alerting) GetAlert(id string) (*Alert, error) {
 // not alert again for that terminal until it has been seen again, or until one more
 // threshold has passed since the acknowledgement.
 func (r *alerting) AcknowledgeAlert(p Actor, id, note string) (*Alert, error) {
+	return retry(r.store, func() (*Alert, error) { return r.acknowledgeAlert(p, id, note) })
+}
+
+func (r *alerting) acknowledgeAlert(p Actor, id, note string) (*Alert, error) {
 	if !canHandle(p) {
 		return nil, forbiddenf("%s (%s) may not handle alerts: operator or admin role needed", p.Name, p.Role)
 	}
@@ -411,8 +424,9 @@ func (r *alerting) AcknowledgeAlert(p Actor, id, note string) (*Alert, error) {
 	b := r.ops()
 	b.add(OpEntry{Time: now, Actor: p.Name, Role: p.Role, Action: "alert.ack", TargetType: "alert", Target: a.ID, Reason: a.AckNote,
 		Before: rawJSON(map[string]any{"status": AlertOpen}), After: rawJSON(map[string]any{"status": a.Status})})
-	if err := r.commitLocked(func(txn *badger.Txn) error {
-		if err := putJSON(txn, seqKey(pfxAlert, a.Seq), a); err != nil {
+	if err := r.commitLocked(func(txn *wtx) error {
+		// Alerts are this node's observations (docs/cluster.md), like incidents.
+		if err := putJSON(localSetter{txn}, seqKey(pfxAlert, a.Seq), a); err != nil {
 			return err
 		}
 		return b.write(txn)
@@ -426,7 +440,7 @@ func (r *alerting) AcknowledgeAlert(p Actor, id, note string) (*Alert, error) {
 
 // storeAlertLocked writes a (new or updated). r.mu must be held.
 func (r *alerting) storeAlertLocked(a *Alert) error {
-	if err := r.commitLocked(func(txn *badger.Txn) error { return putJSON(txn, seqKey(pfxAlert, a.Seq), a) }); err != nil {
+	if err := r.commitLocked(func(txn *wtx) error { return putJSON(localSetter{txn}, seqKey(pfxAlert, a.Seq), a) }); err != nil {
 		return fmt.Errorf("registry: store alert %s (rule %s, terminal %s): %w", a.ID, a.RuleID, a.TerminalID, err)
 	}
 	r.indexAlert(a)

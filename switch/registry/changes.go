@@ -12,6 +12,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"github.com/switchyard/switchyard/internal/kvjson"
+	"github.com/switchyard/switchyard/internal/statelog"
 )
 
 // Op is a lifecycle operation on a merchant or terminal.
@@ -157,6 +158,10 @@ func canReview(p Actor) bool {
 // that the change could be applied now and fills ID, status and requester. Only
 // operators and admins may request changes.
 func (r *review) RequestChange(p Actor, c Change) (*Change, error) {
+	return retry(r.store, func() (*Change, error) { return r.requestChange(p, c) })
+}
+
+func (r *review) requestChange(p Actor, c Change) (*Change, error) {
 	if !canRequest(p) {
 		return nil, forbiddenf("%s (%s) may not request changes: operator or admin role needed", p.Name, p.Role)
 	}
@@ -211,7 +216,7 @@ func (r *review) RequestChange(p Actor, c Change) (*Change, error) {
 	b := r.ops()
 	b.add(OpEntry{Time: now, Actor: p.Name, Role: p.Role, Action: "change.request", TargetType: "change", Target: c.ID,
 		ChangeID: c.ID, Reason: c.Reason, After: rawJSON(&logged)})
-	if err := r.commitLocked(func(txn *badger.Txn) error {
+	if err := r.commitLocked(func(txn *wtx) error {
 		if err := putJSON(txn, seqKey(pfxChange, c.Seq), &c); err != nil {
 			return err
 		}
@@ -327,6 +332,10 @@ const importChunk = 500
 // at once (Check sees it before Approve returns) and every record it touches gets an
 // oplog entry with the record before and after.
 func (r *review) Approve(p Actor, id, note string) (*Change, error) {
+	return retry(r.store, func() (*Change, error) { return r.approve(p, id, note) })
+}
+
+func (r *review) approve(p Actor, id, note string) (*Change, error) {
 	if !canReview(p) {
 		return nil, forbiddenf("%s (%s) may not approve changes: reviewer or admin role needed", p.Name, p.Role)
 	}
@@ -366,7 +375,7 @@ func (r *review) Approve(p Actor, id, note string) (*Change, error) {
 			b.add(OpEntry{Time: now, Actor: p.Name, Role: p.Role, Action: "change.approve", TargetType: "change", Target: c.ID,
 				ChangeID: c.ID, RequestedBy: c.RequestedBy, Reason: c.ReviewNote})
 		}
-		err := r.commitLocked(func(txn *badger.Txn) error {
+		err := r.commitLocked(func(txn *wtx) error {
 			for _, e := range chunk {
 				if e.rAfter != nil {
 					if err := putJSON(txn, []byte(pfxRule+e.rAfter.ID), e.rAfter); err != nil {
@@ -422,6 +431,10 @@ func (r *review) Cancel(p Actor, id, note string) (*Change, error) {
 }
 
 func (r *review) closeChange(p Actor, id, note string, to ChangeStatus, action string) (*Change, error) {
+	return retry(r.store, func() (*Change, error) { return r.closeChangeOnce(p, id, note, to, action) })
+}
+
+func (r *review) closeChangeOnce(p Actor, id, note string, to ChangeStatus, action string) (*Change, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	c, err := r.loadChange(id)
@@ -439,7 +452,7 @@ func (r *review) closeChange(p Actor, id, note string, to ChangeStatus, action s
 	b := r.ops()
 	b.add(OpEntry{Time: now, Actor: p.Name, Role: p.Role, Action: action, TargetType: "change", Target: c.ID,
 		ChangeID: c.ID, RequestedBy: c.RequestedBy, Reason: c.ReviewNote})
-	if err := r.commitLocked(func(txn *badger.Txn) error {
+	if err := r.commitLocked(func(txn *wtx) error {
 		if err := putJSON(txn, seqKey(pfxChange, c.Seq), c); err != nil {
 			return err
 		}
@@ -457,6 +470,10 @@ func (r *review) closeChange(p Actor, id, note string, to ChangeStatus, action s
 // suspension is visible to Check even if the Badger write fails (the error is
 // returned and logged).
 func (r *review) systemSuspend(id, why string, now time.Time) (bool, error) {
+	return retry(r.store, func() (bool, error) { return r.systemSuspendOnce(id, why, now) })
+}
+
+func (r *review) systemSuspendOnce(id, why string, now time.Time) (bool, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	t, ok := r.Terminal(id)
@@ -472,12 +489,18 @@ func (r *review) systemSuspend(id, why string, now time.Time) (bool, error) {
 	b := r.ops()
 	b.add(OpEntry{Time: now, Actor: SystemActor, Action: string(OpTerminalSuspend), TargetType: "terminal", Target: id,
 		Reason: why, Before: rawJSON(t), After: rawJSON(&n)})
-	if err := r.commitLocked(func(txn *badger.Txn) error {
+	if err := r.commitLocked(func(txn *wtx) error {
 		if err := putJSON(txn, []byte(pfxTerminal+id), &n); err != nil {
 			return err
 		}
 		return b.write(txn)
 	}); err != nil {
+		if errors.Is(err, statelog.ErrConflict) {
+			// Another node wrote first: show the record as it was, so that the
+			// retry decides again on the state once caught up.
+			r.publishTerminals(t)
+			return false, err
+		}
 		r.log.Error().Err(err).Str("terminal", id).Msg("registry: automatic suspension not stored (in effect until restart)")
 		return true, fmt.Errorf("registry: store automatic suspension of terminal %s: %w", id, err)
 	}

@@ -1,9 +1,8 @@
 package registry
 
 import (
+	"errors"
 	"fmt"
-
-	"github.com/dgraph-io/badger/v4"
 )
 
 // Demo limits and ratings by tier (amounts in fen, CNY minor units). The fleet
@@ -81,7 +80,22 @@ func DemoAlertRule() AlertRule {
 // It is idempotent: records that already exist are left exactly as they are (so a
 // demo terminal suspended at run time stays suspended across restarts); only
 // missing ones are created. It returns how many records it created.
+//
+// In a cluster every node may run it at start, at the same moment: being
+// idempotent, it is run again (up to 10 times) for as long as it meets another
+// node's commit, where another write would report the conflict.
 func LoadDemo(reg *Registry) (int, error) {
+	total := 0
+	for i := 0; ; i++ {
+		n, err := retry(reg.store, func() (int, error) { return loadDemo(reg) })
+		total += n
+		if err == nil || reg.opts.Log == nil || !errors.Is(err, ErrConflict) || i == 9 {
+			return total, err
+		}
+	}
+}
+
+func loadDemo(reg *Registry) (int, error) {
 	reg.mu.Lock()
 	defer reg.mu.Unlock()
 	now := reg.now()
@@ -131,7 +145,7 @@ func LoadDemo(reg *Registry) (int, error) {
 			rule = &ar
 			b.add(OpEntry{Time: now, Actor: "demo", Action: "alert-rule.put", TargetType: "alert-rule", Target: ar.ID, Reason: "demo fleet", After: rawJSON(rule)})
 		}
-		err := reg.commitLocked(func(txn *badger.Txn) error {
+		err := reg.commitLocked(func(txn *wtx) error {
 			for _, e := range chunk {
 				if e.mAfter != nil {
 					if err := putJSON(txn, []byte(pfxMerchant+e.mAfter.ID), e.mAfter); err != nil {

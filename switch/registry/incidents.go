@@ -357,6 +357,10 @@ func (r *incidents) ResolveIncident(p Actor, id, note string) (*Incident, error)
 }
 
 func (r *incidents) updateIncident(p Actor, id, note string, to IncidentStatus) (*Incident, error) {
+	return retry(r.store, func() (*Incident, error) { return r.updateIncidentOnce(p, id, note, to) })
+}
+
+func (r *incidents) updateIncidentOnce(p Actor, id, note string, to IncidentStatus) (*Incident, error) {
 	if !canHandle(p) {
 		return nil, forbiddenf("%s (%s) may not handle incidents: operator or admin role needed", p.Name, p.Role)
 	}
@@ -389,8 +393,10 @@ func (r *incidents) updateIncident(p Actor, id, note string, to IncidentStatus) 
 	b := r.ops()
 	b.add(OpEntry{Time: now, Actor: p.Name, Role: p.Role, Action: action, TargetType: "incident", Target: inc.ID, Reason: note,
 		Before: rawJSON(map[string]any{"status": before}), After: rawJSON(map[string]any{"status": inc.Status})})
-	if err := r.commitLocked(func(txn *badger.Txn) error {
-		if err := putJSON(txn, seqKey(pfxIncident, inc.Seq), inc); err != nil {
+	if err := r.commitLocked(func(txn *wtx) error {
+		// Incidents are this node's observations (docs/cluster.md): the handling
+		// state stays here, its oplog entry joins the shared chain.
+		if err := putJSON(localSetter{txn}, seqKey(pfxIncident, inc.Seq), inc); err != nil {
 			return err
 		}
 		return b.write(txn)

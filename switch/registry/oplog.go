@@ -79,7 +79,7 @@ func (b *opBatch) add(e OpEntry) {
 	b.entries = append(b.entries, e)
 }
 
-func (b *opBatch) write(txn *badger.Txn) error {
+func (b *opBatch) write(txn setter) error {
 	for _, e := range b.entries {
 		if err := putJSON(txn, seqKey(pfxLog, e.Seq), e); err != nil {
 			return err
@@ -178,6 +178,10 @@ func (r *store) VerifyOplog() (int, error) {
 // record and the entry that tells who changed it are stored together or not at
 // all. Seq, PrevHash and Hash are set here; Time defaults to the registry's clock.
 func (r *store) LogOp(e OpEntry, write func(txn *badger.Txn) error) (OpEntry, error) {
+	return retry(r, func() (OpEntry, error) { return r.logOp(e, write) })
+}
+
+func (r *store) logOp(e OpEntry, write func(txn *badger.Txn) error) (OpEntry, error) {
 	if e.Actor == "" || e.Action == "" || e.TargetType == "" || e.Target == "" {
 		return e, invalidf("oplog entry needs an actor, an action, a target type and a target (got %q %q %q %q)", e.Actor, e.Action, e.TargetType, e.Target)
 	}
@@ -188,9 +192,9 @@ func (r *store) LogOp(e OpEntry, write func(txn *badger.Txn) error) (OpEntry, er
 	defer r.mu.Unlock()
 	b := r.ops()
 	b.add(e)
-	if err := r.commitLocked(func(txn *badger.Txn) error {
+	if err := r.commitLocked(func(txn *wtx) error {
 		if write != nil {
-			if err := write(txn); err != nil {
+			if err := write(txn.Txn); err != nil { // the caller's own records: not in the registry's commit
 				return err
 			}
 		}

@@ -9,6 +9,8 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+
+	"github.com/switchyard/switchyard/internal/statelog"
 )
 
 // SystemActor is the principal name recorded for changes the switch makes by itself
@@ -44,6 +46,22 @@ type Options struct {
 	// references of imported terminals can be checked: it returns an error when the
 	// key does not exist or has no usable version. Nil skips the check.
 	Keys func(id string) (KeyInfo, error)
+	// Log, when set, shares the registry with the other nodes of a cluster: each
+	// write (a change requested, approved, rejected; an alert rule; an automatic
+	// suspension; an oplog entry) is ordered by Log after the revision this node
+	// last applied before it is committed to Badger, and the other nodes' writes
+	// come in through ApplyRemote (the Registry is a statelog.Replica; the caller
+	// follows the Log into it). Nil: a single node, as before, at no cost.
+	Log statelog.Log
+	// CatchUp, with Log, waits until this registry has applied every commit the
+	// Log held when it was called (passing the registry itself); a write that met
+	// another node's commit calls it before it runs again. Nil: wait until the
+	// revision moves, up to CatchUpTimeout.
+	CatchUp func(ctx context.Context, r statelog.Replica) error
+	// LogTimeout bounds the Log's ordering of one write. Default 5 s.
+	LogTimeout time.Duration
+	// CatchUpTimeout bounds CatchUp. Default 5 s.
+	CatchUpTimeout time.Duration
 	// WebhookAllow lists the URLs alert rules' webhook actions may post to (see
 	// alerts.webhook_allow in the configuration); empty allows none.
 	WebhookAllow []string
@@ -99,6 +117,12 @@ func New(db *badger.DB, clock func() time.Time, opts Options) (*Registry, error)
 	if opts.SeenFlushInterval == 0 {
 		opts.SeenFlushInterval = 10 * time.Second
 	}
+	if opts.LogTimeout <= 0 {
+		opts.LogTimeout = 5 * time.Second
+	}
+	if opts.CatchUpTimeout <= 0 {
+		opts.CatchUpTimeout = 5 * time.Second
+	}
 	if opts.IncidentQueue <= 0 {
 		opts.IncidentQueue = 1024
 	}
@@ -121,9 +145,11 @@ func New(db *badger.DB, clock func() time.Time, opts Options) (*Registry, error)
 	}); err != nil {
 		return nil, err
 	}
+	reg := &Registry{store: st, review: rv, checker: ck, incidents: inc, alerting: al}
+	st.replica = reg
 	inc.start()
 	st.startSeenFlusher()
-	return &Registry{store: st, review: rv, checker: ck, incidents: inc, alerting: al}, nil
+	return reg, nil
 }
 
 // Close stops the background writers, writes queued incidents and last-seen data,

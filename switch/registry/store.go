@@ -2,7 +2,9 @@ package registry
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"sort"
@@ -14,6 +16,8 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/rs/zerolog"
+
+	"github.com/switchyard/switchyard/internal/statelog"
 )
 
 // Badger key prefixes. Everything the registry stores is under "reg/".
@@ -26,6 +30,9 @@ const (
 	pfxIncident = "reg/inc/"  // + 20-digit sequence -> Incident JSON
 	pfxAlert    = "reg/alr/"  // + 20-digit sequence -> Alert JSON
 	pfxRule     = "reg/rule/" // + rule ID -> AlertRule JSON
+	// keyRevision is the revision of the cluster's state log this node's registry
+	// last applied (decimal), written in the same transaction as the commit.
+	keyRevision = "reg/rev"
 )
 
 // store is the registry's storage: merchants and terminals in Badger under "reg/"
@@ -46,9 +53,12 @@ type store struct {
 
 	snap atomic.Pointer[snapshot]
 
-	mu      sync.Mutex // serialises writes to Badger (see above)
-	logSeq  uint64     // last oplog sequence; guarded by mu
-	logHash string     // hash of the last oplog entry; guarded by mu
+	mu      sync.Mutex    // serialises writes to Badger (see above)
+	logSeq  uint64        // last oplog sequence; guarded by mu
+	logHash string        // hash of the last oplog entry; guarded by mu
+	rev     atomic.Uint64 // the state log revision applied (cluster); written under mu
+
+	replica statelog.Replica // the Registry, for Options.CatchUp
 
 	seenMu sync.Mutex // serialises FlushSeen
 	stop   chan struct{}
@@ -129,8 +139,21 @@ func (r *store) load(txn *badger.Txn) error {
 	}); err != nil {
 		return err
 	}
+	item, err := txn.Get([]byte(keyRevision))
+	switch {
+	case errors.Is(err, badger.ErrKeyNotFound):
+	case err != nil:
+		return fmt.Errorf("registry: read %s: %w", keyRevision, err)
+	default:
+		if err := item.Value(func(v []byte) error {
+			n, err := strconv.ParseUint(string(v), 10, 64)
+			r.rev.Store(n)
+			return err
+		}); err != nil {
+			return fmt.Errorf("registry: read %s: %w", keyRevision, err)
+		}
+	}
 	var last []byte
-	var err error
 	if r.logSeq, last, err = lastSeq(txn, pfxLog); err != nil {
 		return err
 	}
@@ -182,19 +205,102 @@ func lastSeq(txn *badger.Txn, prefix string) (uint64, []byte, error) {
 	return n, v, nil
 }
 
-// commitLocked runs fn in a read-write transaction and syncs the database so the
-// write is durable. r.mu must be held.
-func (r *store) commitLocked(fn func(txn *badger.Txn) error) error {
-	if err := r.db.Update(fn); err != nil {
+// wtx is the Badger transaction of a registry write. In a cluster (Options.Log) it
+// records what it sets and deletes into the commit the other nodes apply; writes
+// that are this node's own observations (an incident's or an alert's handling
+// state, see docs/cluster.md) use SetLocal and stay on this node.
+type wtx struct {
+	*badger.Txn
+	rec *statelog.Commit // nil in the single-node mode: nothing is recorded
+}
+
+// Set writes key in the transaction and, in a cluster, in the shared commit.
+func (t *wtx) Set(key, val []byte) error {
+	if err := t.Txn.Set(key, val); err != nil {
 		return err
 	}
+	if t.rec != nil {
+		t.rec.Writes = append(t.rec.Writes, statelog.KV{Key: key, Value: val})
+	}
+	return nil
+}
+
+// Delete deletes key in the transaction and, in a cluster, in the shared commit.
+func (t *wtx) Delete(key []byte) error {
+	if err := t.Txn.Delete(key); err != nil {
+		return err
+	}
+	if t.rec != nil {
+		t.rec.Writes = append(t.rec.Writes, statelog.KV{Key: key})
+	}
+	return nil
+}
+
+// SetLocal writes key in this node's transaction only.
+func (t *wtx) SetLocal(key, val []byte) error { return t.Txn.Set(key, val) }
+
+// commitLocked runs fn in a read-write transaction and syncs the database so the
+// write is durable. r.mu must be held. In a cluster (Options.Log) the writes fn
+// records are first ordered by the Log after the registry's revision; only then
+// are they committed, with the new revision, in the same Badger transaction. An
+// error wrapping statelog.ErrConflict (another node wrote first) or
+// statelog.ErrUnavailable (outcome unknown) leaves Badger untouched: the caller
+// must not update its memory (see retry).
+func (r *store) commitLocked(fn func(txn *wtx) error) error {
+	if r.opts.Log == nil {
+		if err := r.db.Update(func(txn *badger.Txn) error { return fn(&wtx{Txn: txn}) }); err != nil {
+			return err
+		}
+		if err := r.db.Sync(); err != nil {
+			return fmt.Errorf("registry: sync Badger: %w", err)
+		}
+		return nil
+	}
+	txn := r.db.NewTransaction(true)
+	defer txn.Discard()
+	w := &wtx{Txn: txn, rec: &statelog.Commit{}}
+	committed := false
+	if err := fn(w); err != nil {
+		return err
+	}
+	if len(w.rec.Writes) > 0 {
+		after := r.rev.Load()
+		ctx, cancel := context.WithTimeout(context.Background(), r.opts.LogTimeout)
+		rev, err := r.opts.Log.Append(ctx, *w.rec, after)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("registry: order a commit of %d keys after revision %d: %w", len(w.rec.Writes), after, err)
+		}
+		if err := txn.Set([]byte(keyRevision), []byte(strconv.FormatUint(rev, 10))); err != nil {
+			return err
+		}
+		// A failed Badger commit below leaves the revision where it was: the
+		// follower then delivers this commit to ApplyRemote like another node's.
+		defer func() {
+			if committed {
+				r.rev.Store(rev)
+			}
+		}()
+	}
+	if err := txn.Commit(); err != nil {
+		return err
+	}
+	committed = true
 	if err := r.db.Sync(); err != nil {
 		return fmt.Errorf("registry: sync Badger: %w", err)
 	}
 	return nil
 }
 
-func putJSON(txn *badger.Txn, key []byte, v any) error {
+// localSetter writes through a wtx's SetLocal.
+type localSetter struct{ t *wtx }
+
+func (l localSetter) Set(key, val []byte) error { return l.t.SetLocal(key, val) }
+
+// setter is a Badger transaction or a registry write (wtx).
+type setter interface{ Set(key, val []byte) error }
+
+func putJSON(txn setter, key []byte, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("registry: encode %s: %w", key, err)

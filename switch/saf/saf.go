@@ -46,6 +46,31 @@ func RepeatMTI(mti string) string {
 // Sender delivers one item; it returns nil once the issuer acknowledged it.
 type Sender func(ctx context.Context, it *Item, repeat bool) error
 
+// Store is what the switch uses of a store-and-forward queue: the Badger Queue of
+// a single node (this package), or the JetStream queue a cluster's nodes share
+// (switch/cluster/jsaf). The pipeline needs only Enqueue; the server registers
+// the issuers' senders, reads the figures and lists, and flushes and closes it.
+type Store interface {
+	// Enqueue stores it durably and returns once it is; on success it.Seq is set.
+	// An error means the advice is not known to be stored: the caller must not
+	// act as if it were owed.
+	Enqueue(it *Item) error
+	// Register sets the sender of an issuer's advices and starts delivering them.
+	Register(issuer string, send Sender)
+	// Pending lists the advices waiting, oldest first (all issuers when issuer is "").
+	Pending(issuer string) ([]Item, error)
+	// Len counts the advices waiting for issuer ("" for all issuers).
+	Len(issuer string) int
+	// IssuerStats returns the delivery counts of every issuer tried or registered.
+	IssuerStats() map[string]*Stats
+	// Flush waits until what this process owes is delivered, or ctx ends.
+	Flush(ctx context.Context) error
+	// Close stops the deliveries and waits for them; what is queued stays queued.
+	Close() error
+}
+
+var _ Store = (*Queue)(nil)
+
 // ErrNoSender is returned when no sender is registered for an item's issuer.
 var ErrNoSender = errors.New("saf: no sender for issuer")
 
@@ -478,7 +503,7 @@ func (q *Queue) deliver(send Sender, it *Item) {
 	// An issuer that is down fails every advice on every try: one warning per issuer
 	// per WarnEvery says so, with the count of the failures not logged since; the
 	// metrics count each one.
-	if n, ok := st.warnDue(q.opts.Now(), q.opts.WarnEvery); ok {
+	if n, ok := st.WarnDue(q.opts.Now(), q.opts.WarnEvery); ok {
 		q.log.Warn().Err(err).Str("issuer", it.Issuer).Str("mti", it.MTI).Str("rrn", it.RRN).Int("tries", it.Tries).
 			Dur("retry_in", backoff).Int64("failures_not_logged", n).Msg("advice not acknowledged; will repeat")
 	} else {
@@ -500,9 +525,10 @@ type Stats struct {
 	unlogged int64
 }
 
-// warnDue reports whether a failure may be logged now and, if so, how many failures
-// were not logged since the last warning.
-func (s *Stats) warnDue(now time.Time, every time.Duration) (int64, bool) {
+// WarnDue reports whether a failure may be logged now and, if so, how many failures
+// were not logged since the last warning (the rate limit of Options.WarnEvery, for
+// the queues built on this package's Stats).
+func (s *Stats) WarnDue(now time.Time, every time.Duration) (int64, bool) {
 	s.warnMu.Lock()
 	defer s.warnMu.Unlock()
 	if !s.lastWarn.IsZero() && now.Sub(s.lastWarn) < every {

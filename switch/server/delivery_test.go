@@ -74,7 +74,7 @@ func TestLateAnswerToClosedTerminalIsReversed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	queued := s.Queue.Acked.Load() > 0
+	queued := s.Queue.IssuerStats()["slow"].Acked.Load() > 0
 	for _, it := range items {
 		queued = queued || it.MTI == "0420" && it.RRN == rec.RRN
 	}
@@ -156,7 +156,7 @@ func TestConnectionLostWithRequestSentIsReversed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	queued := s.Queue.Acked.Load() > 0
+	queued := s.Queue.IssuerStats()["lost"].Acked.Load() > 0
 	for _, it := range items {
 		queued = queued || it.MTI == "0420" && it.RRN == rec.RRN
 	}

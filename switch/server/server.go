@@ -49,6 +49,7 @@ import (
 	"github.com/switchyard/switchyard/switch/admin"
 	"github.com/switchyard/switchyard/switch/api"
 	"github.com/switchyard/switchyard/switch/cases"
+	"github.com/switchyard/switchyard/switch/cluster"
 	"github.com/switchyard/switchyard/switch/config"
 	"github.com/switchyard/switchyard/switch/frontend"
 	"github.com/switchyard/switchyard/switch/issuer"
@@ -69,7 +70,7 @@ type Server struct {
 	Metrics   *metrics.Metrics
 	Pipeline  *pipeline.Pipeline
 	Registry  *registry.Registry
-	Queue     *saf.Queue
+	Queue     saf.Store // the Badger queue, or the cluster's JetStream queue
 	HSM       *hsm.Software
 	Risk      *risk.Engine
 	Cases     *cases.Store
@@ -85,9 +86,14 @@ type Server struct {
 	auth      *admin.Authenticator
 	mux       *http.ServeMux
 	ready     atomic.Bool
-	startOnce sync.Once
-	closeOnce sync.Once
-	reloaders []func() error
+	readyHook atomic.Pointer[func() error] // SetReadyCheck's
+	// cl is what a node of a cluster adds (nil alone); remotePipe is the pipeline
+	// for the cluster journal's applier, which starts before the pipeline exists.
+	cl         *clusterNode
+	remotePipe atomic.Pointer[pipeline.Pipeline]
+	startOnce  sync.Once
+	closeOnce  sync.Once
+	reloaders  []func() error
 	// beforeStores, if set (by tests), is called in the shutdown once every goroutine
 	// has returned, right before the stores close.
 	beforeStores func()
@@ -171,7 +177,16 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	if s.db, err = OpenDB(cfg.DataDir, log); err != nil {
 		return nil, err
 	}
-	if s.Journal, err = journal.Open(s.db, journal.Options{Dir: JournalDir(cfg.DataDir), MaxBatch: cfg.Journal.MaxBatch,
+	if cfg.Cluster != nil {
+		if s.cl, err = s.startCluster(*cfg.Cluster); err != nil {
+			return nil, err
+		}
+		if s.cl.metrics, err = cluster.NewMetrics(s.Metrics.Registry); err != nil {
+			return nil, err
+		}
+		s.SetReadyCheck(s.cl.ready)
+	}
+	if s.Journal, err = journal.Open(s.db, journal.Options{Dir: JournalDir(cfg.DataDir), MaxBatch: cfg.Journal.MaxBatch, RRNPrefix: s.cl.rrnPrefix(),
 		Window: cfg.Journal.Window.D(), Gap: cfg.Journal.Gap.D(), SegmentSize: int64(cfg.Journal.SegmentMB) << 20, IndexDelay: cfg.Journal.IndexDelay.D()}); err != nil {
 		return nil, err
 	}
@@ -179,9 +194,16 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	s.Journal.OnIndexError(func(err error) {
 		log.Error().Err(err).Msg("journal index not written; retrying (records stay readable from memory)")
 	})
-	if s.Registry, err = registry.New(s.db, nil, registry.Options{Logger: log.With().Str("component", "registry").Logger(), Metrics: s.Metrics.Registry, Persist: s.Journal.PutDurableBatch,
+	regLog, err := s.cl.storeLog("registry")
+	if err != nil {
+		return nil, err
+	}
+	if s.Registry, err = registry.New(s.db, nil, registry.Options{Log: asLog(regLog), CatchUp: catchUp(regLog),Logger: log.With().Str("component", "registry").Logger(), Metrics: s.Metrics.Registry, Persist: s.Journal.PutDurableBatch,
 		Keys: s.keyInfo, WebhookAllow: cfg.Alerts.WebhookAllow}); err != nil {
 		return nil, err
+	}
+	if err := s.cl.follow(regLog, s.Registry); err != nil {
+		return nil, fmt.Errorf("registry: %w", err)
 	}
 	if cfg.Demo {
 		n, err := registry.LoadDemo(s.Registry)
@@ -192,8 +214,18 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 			log.Info().Int("created", n).Msg("demo fleet loaded into the registry")
 		}
 	}
-	if s.Queue, err = saf.Open(s.db, saf.Options{Persist: s.Journal.PutDurable, Logger: log.With().Str("component", "saf").Logger()}); err != nil {
-		return nil, err
+	if s.cl != nil {
+		q, err := s.openClusterQueue()
+		if err != nil {
+			return nil, err
+		}
+		s.Queue = q // assigned only when open: Close tests it for nil
+	} else {
+		q, err := saf.Open(s.db, saf.Options{Persist: s.Journal.PutDurable, Logger: log.With().Str("component", "saf").Logger()})
+		if err != nil {
+			return nil, err
+		}
+		s.Queue = q // assigned only when open: Close tests it for nil
 	}
 	s.Metrics.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "switchyard_saf_queued", Help: "Advices waiting in the store-and-forward queue, all issuers.",
@@ -205,15 +237,22 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		return nil, fmt.Errorf("security: %w", err)
 	}
 	klog := log.With().Str("component", "keys").Logger()
-	if s.Keys, err = keys.NewStore(s.db, keys.Options{Demo: cfg.Demo, Logger: klog}); err != nil {
+	keysLog, err := s.cl.storeLog("keys")
+	if err != nil {
 		return nil, err
+	}
+	if s.Keys, err = keys.NewStore(s.db, keys.Options{Demo: cfg.Demo, Logger: klog, Log: asLog(keysLog), CatchUp: catchUp(keysLog)}); err != nil {
+		return nil, err
+	}
+	if err := s.cl.follow(keysLog, s.Keys); err != nil {
+		return nil, fmt.Errorf("keys: %w", err)
 	}
 	if s.HSM, err = hsm.NewSoftware(context.Background(), s.Keys, lmk, hsm.Options{Logger: klog}); err != nil {
 		return nil, err
 	}
 	clear(lmk)
 	if cfg.Demo {
-		if err := keys.LoadDemo(hsm.WithActor(context.Background(), "demo"), s.Keys, s.HSM); err != nil {
+		if err := s.loadDemoKeys(); err != nil {
 			return nil, fmt.Errorf("demo keys: %w", err)
 		}
 	}
@@ -238,7 +277,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	}
 	for _, ic := range issuers {
 		l, err := issuer.Dial(issuer.Config{ID: ic.ID, Addrs: ic.Addrs, Timeout: ic.Timeout.D(), EchoEvery: ic.EchoEvery.D(),
-			Connections: ic.Connections, AcquirerID: ic.AcquirerID, Logger: log.With().Str("component", "issuer").Logger()})
+			Connections: ic.Connections, AcquirerID: ic.AcquirerID, STANPartition: s.cl.stanPartition(), Logger: log.With().Str("component", "issuer").Logger()})
 		if err != nil {
 			return nil, err
 		}
@@ -264,13 +303,27 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	// Without its rules directory (a switch started away from a checkout) the switch
 	// runs the default pack built into the binary, and says so at start. The engine
 	// logs each reload itself (docs/rules.md quotes its lines).
-	if s.Risk, err = risk.New(cfg.RulesDir, risk.Options{DB: s.db, Location: loc, Logger: rlog, FlushInterval: cfg.Risk.CounterFlush.D(), Fallback: rules.Files}); err != nil {
+	listsLog, err := s.cl.storeLog("lists")
+	if err != nil {
+		return nil, err
+	}
+	if s.Risk, err = risk.New(cfg.RulesDir, risk.Options{DB: s.db, ListsLog: asLog(listsLog), Location: loc, Logger: rlog, FlushInterval: cfg.Risk.CounterFlush.D(), Fallback: rules.Files}); err != nil {
 		return nil, fmt.Errorf("rules: %w", err)
 	}
+	if err := s.cl.follow(listsLog, s.Risk.Lists()); err != nil {
+		return nil, fmt.Errorf("rule lists: %w", err)
+	}
 	s.OnReload(func() error { _, err := s.Risk.Reload(); return err })
-	if s.Cases, err = cases.New(s.db, cases.Options{Rules: s.Risk, Lists: s.Risk.Lists(), Registry: s.Registry,
+	casesLog, err := s.cl.storeLog("cases")
+	if err != nil {
+		return nil, err
+	}
+	if s.Cases, err = cases.New(s.db, cases.Options{Log: asLog(casesLog), CatchUp: catchUp(casesLog), Rules: s.Risk, Lists: s.Risk.Lists(), Registry: s.Registry,
 		Metrics: s.Metrics.Registry, Logger: log.With().Str("component", "cases").Logger()}); err != nil {
 		return nil, err
+	}
+	if err := s.cl.follow(casesLog, s.Cases); err != nil {
+		return nil, fmt.Errorf("review cases: %w", err)
 	}
 	standIn := map[string]pipeline.StandInLimits{}
 	zones := pipeline.ZoneKeys{}
@@ -285,6 +338,13 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	rt := routeTable{router, s.links}
 	breaker := pipeline.BreakerConfig{Window: cfg.Breaker.Window.D(), Buckets: cfg.Breaker.Buckets, MinRequests: cfg.Breaker.MinRequests,
 		FailureRate: cfg.Breaker.FailureRate, OpenFor: cfg.Breaker.OpenFor.D(), Probes: cfg.Breaker.Probes}
+	var jr pipeline.Journal = s.Journal
+	if s.cl != nil {
+		if err := s.cl.openJournal(s.Journal, s, s.onRemoteRecord); err != nil {
+			return nil, err
+		}
+		jr = s.cl.journal
+	}
 	s.Pipeline, err = pipeline.New(pipeline.Config{
 		CardHashKey:      key,
 		IsTimeout:        func(err error) bool { return errors.Is(err, issuer.ErrTimeout) },
@@ -301,9 +361,17 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		Cases:            s.Cases,
 		Logger:           txnLog,
 		Now:              cfg.Clock,
-	}, s.Journal, s.Queue, rt, s.Registry, s.Metrics)
+	}, jr, s.Queue, rt, s.Registry, s.Metrics)
 	if err != nil {
 		return nil, err
+	}
+	s.remotePipe.Store(s.Pipeline)
+	if s.cl != nil {
+		// Take the node's lease (waiting for a survivor still settling this node's
+		// last run), so that the recovery below and a survivor's never race.
+		if err := s.cl.startLease(s.recoverNode); err != nil {
+			return nil, err
+		}
 	}
 	// Settle what a crash left open before taking traffic, then deliver what is owed.
 	if n, err := s.Pipeline.Recover(context.Background()); err != nil {
@@ -366,6 +434,9 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 func (s *Server) Start() {
 	s.startOnce.Do(func() {
 		s.Pipeline.Start() // joined by Pipeline.Stop
+		if s.cl != nil {
+			s.loops.Go("cluster metrics", s.cl.watchMetrics)
+		}
 		s.loops.Go("offline monitor", func(ctx context.Context) error {
 			s.monitor.Run(ctx)
 			return nil
@@ -434,6 +505,17 @@ func (s *Server) AdminAddr() string { return s.adminLn.Addr().String() }
 // Handle mounts an admin API handler on the admin server.
 func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
 
+// SetReadyCheck adds a check to /readyz: while it returns an error, /readyz
+// answers 503 with it (a cluster node without a JetStream quorum says why).
+// nil removes it. It must answer quickly: load balancers poll /readyz.
+func (s *Server) SetReadyCheck(check func() error) {
+	if check == nil {
+		s.readyHook.Store(nil)
+		return
+	}
+	s.readyHook.Store(&check)
+}
+
 // Auth is the admin API's authenticator.
 func (s *Server) Auth() *admin.Authenticator { return s.auth }
 
@@ -446,6 +528,12 @@ func (s *Server) startAdmin() error {
 		if !s.ready.Load() {
 			http.Error(w, "not ready: starting or draining", http.StatusServiceUnavailable)
 			return
+		}
+		if check := s.readyHook.Load(); check != nil {
+			if err := (*check)(); err != nil {
+				http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+				return
+			}
 		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
@@ -468,8 +556,9 @@ func (s *Server) startAdmin() error {
 		ZoneKeyChange: func(ctx context.Context, issuer, actor string) (any, error) {
 			return s.ChangeZoneKey(ctx, issuer, actor)
 		},
-		Pprof:     true,
-		PprofOpen: s.cfg.Demo,
+		ClusterStatus: s.cl.statusFunc(),
+		Pprof:         true,
+		PprofOpen:     s.cfg.Demo,
 	})
 	ln, err := net.Listen("tcp", s.cfg.Admin.Addr)
 	if err != nil {
@@ -544,6 +633,10 @@ func (s *Server) Close() {
 			_ = s.adminLn.Close() // if never served (Open without Start)
 			s.adminReqs.close()
 		}
+		if s.cl != nil && s.cl.lease != nil {
+			s.cl.lease.Stop() // waits for a recovery of another node in progress
+			s.cl.lease = nil
+		}
 		if s.Queue != nil {
 			if err := s.Queue.Close(); err != nil {
 				s.log.Error().Err(err).Msg("closing store-and-forward queue")
@@ -567,6 +660,12 @@ func (s *Server) Close() {
 		if s.beforeStores != nil {
 			s.beforeStores()
 		}
+		if s.cl != nil {
+			s.cl.closeFollowers()
+			if err := s.cl.closeJournal(); err != nil {
+				s.log.Error().Err(err).Msg("closing the cluster journal")
+			}
+		}
 		if s.Risk != nil {
 			if err := s.Risk.Close(); err != nil {
 				s.log.Error().Err(err).Msg("closing risk engine")
@@ -585,6 +684,11 @@ func (s *Server) Close() {
 		if s.db != nil {
 			if err := s.db.Close(); err != nil {
 				s.log.Error().Err(err).Msg("closing database")
+			}
+		}
+		if s.cl != nil {
+			if err := s.cl.close(); err != nil {
+				s.log.Error().Err(err).Msg("closing the cluster node")
 			}
 		}
 	})

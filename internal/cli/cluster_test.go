@@ -1,0 +1,77 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchyard/switchyard/switch/admin"
+	"github.com/switchyard/switchyard/switch/api"
+	"github.com/switchyard/switchyard/switch/cluster"
+	"github.com/switchyard/switchyard/switch/registry"
+)
+
+// TestClusterStatus runs `switchyard cluster status` against the admin API
+// (its real handler, a made-up report): the table names the meta leader, the
+// streams and buckets with their leaders and lag, a stream without a leader,
+// the consumers' backlog and the leases; --json gives the report back whole;
+// a switch that runs alone makes it fail with "not a cluster node".
+func TestClusterStatus(t *testing.T) {
+	at := time.Date(2026, 12, 1, 23, 0, 0, 0, time.UTC)
+	rep := &cluster.Report{Node: 1, Status: &cluster.Status{Mode: "embedded", Server: "n1", Cluster: "sy", MetaLeader: "n2",
+		Servers: []cluster.Peer{{Name: "n1", Current: true}, {Name: "n2", Current: true, Active: 200 * time.Millisecond}, {Name: "n3", Offline: true, Lag: 7}},
+		Streams: []cluster.Stream{
+			{Name: "JOURNAL", Replicas: 3, Leader: "n2", Peers: []cluster.Peer{{Name: "n1", Current: true}, {Name: "n3", Offline: true, Lag: 42}}, Messages: 1000, Bytes: 65536},
+			{Name: "SAF", Replicas: 3, Consumers: []cluster.Consumer{{Name: "visa", Leader: "n1", Pending: 5, AckPending: 2}}},
+		},
+		Buckets: []cluster.Stream{{Name: "leases", Replicas: 3, Leader: "n1"}}},
+		Leases: []cluster.LeaseHolder{
+			{Node: 1, Server: "n1", Incarnation: 4, Started: at, Refreshed: at, Alive: true},
+			{Node: 3, Server: "n3", Incarnation: 2, Started: at, Refreshed: at, RecoveredBy: 1},
+		}}
+	auth, err := admin.NewAuthenticator(api.DemoTokens())
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := httptest.NewServer(api.New(api.Options{Auth: auth, ClusterStatus: func(context.Context) (any, error) { return rep, nil }}))
+	defer node.Close()
+	vars := map[string]string{"SWITCHYARD_TOKEN": registry.DemoAnalystToken}
+
+	code, out, errs := runCLI(t, vars, "cluster", "status", "--admin", node.URL)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	for _, want := range []string{
+		"Node 1 (server n1, cluster sy, embedded): ready",
+		"JetStream meta leader: n2",
+		"n3      no       yes",
+		"JOURNAL  3         n2                n1,n3(offline)  42   1000      65536",
+		"SAF      3         NONE (no quorum)",
+		"leases  3         n1",
+		"SAF     visa      n1      5        2",
+		"1      n1      4            held",
+		"3      n3      2            LAPSED  2026-12-01T23:00:00Z  2026-12-01T23:00:00Z  node 1",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+
+	code, out, errs = runCLI(t, vars, "cluster", "status", "--json", "--admin", node.URL)
+	var back cluster.Report
+	if code != 0 || json.Unmarshal([]byte(out), &back) != nil || back.Status.Streams[0].Peers[1].Lag != 42 || len(back.Leases) != 2 {
+		t.Fatalf("--json: exit %d, %s %s", code, out, errs)
+	}
+
+	alone := httptest.NewServer(api.New(api.Options{Auth: auth}))
+	defer alone.Close()
+	if code, _, errs := runCLI(t, vars, "cluster", "status", "--admin", alone.URL); code == 0 || !strings.Contains(errs, "404 not a cluster node") {
+		t.Fatalf("alone: exit %d, %q", code, errs)
+	}
+	if code, _, errs := runCLI(t, vars, "cluster", "stats", "--admin", alone.URL); code != 2 || !strings.Contains(errs, "switchyard cluster status") {
+		t.Fatalf("unknown subcommand: exit %d, %q", code, errs)
+	}
+}

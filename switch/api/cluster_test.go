@@ -1,0 +1,67 @@
+package api_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/switchyard/switchyard/switch/admin"
+	"github.com/switchyard/switchyard/switch/api"
+	"github.com/switchyard/switchyard/switch/registry"
+)
+
+// TestClusterStatus: GET /api/v1/cluster/status answers what the server's
+// ClusterStatus returns to every reading role; a switch that runs alone
+// answers 404 "not a cluster node"; a failing status is a 500.
+func TestClusterStatus(t *testing.T) {
+	auth, err := admin.NewAuthenticator(api.DemoTokens())
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(o api.Options, token string) (int, map[string]any) {
+		t.Helper()
+		o.Auth = auth
+		srv := httptest.NewServer(api.New(o))
+		defer srv.Close()
+		req, _ := http.NewRequest("GET", srv.URL+"/api/v1/cluster/status", nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+			t.Fatalf("%s: not JSON: %v", resp.Status, err)
+		}
+		return resp.StatusCode, body
+	}
+	type fakeReport struct {
+		Node   int      `json:"node"`
+		Leases []string `json:"leases"`
+	}
+	cluster := api.Options{ClusterStatus: func(context.Context) (any, error) {
+		return fakeReport{Node: 2, Leases: []string{"node.1", "node.2"}}, nil
+	}}
+	for _, tok := range []string{registry.DemoOperatorToken, registry.DemoReviewerToken, registry.DemoAnalystToken, registry.DemoAdminToken} {
+		if st, body := get(cluster, tok); st != http.StatusOK || body["node"] != 2.0 || len(body["leases"].([]any)) != 2 {
+			t.Errorf("as %s: %d %v", tok, st, body)
+		}
+	}
+	if st, body := get(cluster, ""); st != http.StatusUnauthorized {
+		t.Errorf("without a token: %d %v", st, body)
+	}
+	if st, body := get(api.Options{}, registry.DemoOperatorToken); st != http.StatusNotFound || !strings.Contains(body["error"].(string), "not a cluster node") {
+		t.Errorf("alone: %d %v; want 404 not a cluster node", st, body)
+	}
+	failing := api.Options{ClusterStatus: func(context.Context) (any, error) { return nil, errors.New("boom") }}
+	if st, body := get(failing, registry.DemoOperatorToken); st != http.StatusInternalServerError || body["error"] != "boom" {
+		t.Errorf("failing: %d %v", st, body)
+	}
+}

@@ -1,0 +1,289 @@
+package cjournal
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchyard/switchyard/switch/journal"
+)
+
+// The applier: one goroutine (run, started by Open, joined by Close) follows the
+// stream with an ordered consumer from the sequence after the last one it applied,
+// and applies every other node's record versions, delivery marks and batch closes to
+// the local store (not durably: they are in the stream). Its position goes to the
+// local Badger through the journal's log (PutDurable) after the messages it covers,
+// whenever it has nothing more waiting (so under load one sync covers many), so that
+// after a crash it starts again from a position whose messages are all in the store.
+// Own messages are skipped, except those the stream held when Open ran and the local
+// store lacks (a node that lost its disk, or crashed between the stream's
+// acknowledgement and its own sync, gets them back).
+
+// applier is the applier's state.
+type applier struct {
+	mu        sync.Mutex
+	applied   uint64        // the last stream sequence applied and flushed
+	last      uint64        // the stream's last sequence as last seen
+	advanced  chan struct{} // closed and replaced when applied moves
+	restoreTo uint64        // own messages up to here are restored if missing
+	done      chan struct{} // closed when run has ended
+
+	// run's alone:
+	next    uint64 // the last sequence applied to the store, not yet flushed
+	flushed uint64 // the position last written to Badger
+}
+
+func (a *applier) init() {
+	a.advanced = make(chan struct{})
+	a.done = make(chan struct{})
+}
+
+// flushEvery is the most messages applied between two writes of the position.
+const flushEvery = 1024
+
+// restartPause is how long the applier waits before it follows the stream again
+// after an error (no quorum to create its consumer, a message it could not apply).
+const restartPause = time.Second
+
+// Position returns the last stream sequence applied to the local store and the
+// stream's last sequence as the applier last saw it (their difference is the
+// replication lag, in messages).
+func (j *Journal) Position() (applied, last uint64) {
+	j.ap.mu.Lock()
+	defer j.ap.mu.Unlock()
+	return j.ap.applied, max(j.ap.last, j.ap.applied)
+}
+
+// WaitApplied waits until the applier has applied the stream up to seq, or ctx ends.
+func (j *Journal) WaitApplied(ctx context.Context, seq uint64) error {
+	for {
+		j.ap.mu.Lock()
+		applied, ch := j.ap.applied, j.ap.advanced
+		j.ap.mu.Unlock()
+		if applied >= seq {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("cjournal: waiting for the stream's sequence %d (applied %d): %w", seq, applied, ctx.Err())
+		case <-j.ap.done:
+			return fmt.Errorf("cjournal: waiting for the stream's sequence %d (applied %d): the journal is closed", seq, applied)
+		}
+	}
+}
+
+// CaughtUp waits until the applier has applied everything the stream holds now.
+func (j *Journal) CaughtUp(ctx context.Context) error {
+	info, err := j.stream.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("cjournal: stream %s: %w", StreamName, err)
+	}
+	j.ap.mu.Lock()
+	j.ap.last = max(j.ap.last, info.State.LastSeq)
+	j.ap.mu.Unlock()
+	if info.State.Msgs == 0 {
+		return nil
+	}
+	return j.WaitApplied(ctx, info.State.LastSeq)
+}
+
+// run follows the stream until Close, starting again from its position after an
+// error.
+func (j *Journal) run() {
+	defer close(j.ap.done)
+	j.ap.flushed, j.ap.next = j.ap.applied, j.ap.applied
+	for {
+		err := j.follow()
+		if err == nil {
+			return // stopped
+		}
+		j.stats.applyErrors.Add(1)
+		j.log.Error().Err(err).Msg("cluster journal: applier stopped; following the stream again shortly")
+		select {
+		case <-j.stop:
+			return
+		case <-time.After(restartPause):
+		}
+	}
+}
+
+// follow consumes the stream from the position on and applies each message. It
+// returns nil when Close stops it, or the error that stopped it.
+func (j *Journal) follow() error {
+	from := j.ap.next + 1
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-j.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	cons, err := j.js.OrderedConsumer(ctx, StreamName, jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("create an ordered consumer of %s from sequence %d: %w", StreamName, from, err)
+	}
+	in := make(chan jetstream.Msg, 1024)
+	quit := make(chan struct{})
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		select {
+		case in <- m:
+		case <-quit:
+		}
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("consume %s from sequence %d: %w", StreamName, from, err)
+	}
+	defer func() {
+		close(quit)
+		cc.Stop()
+		<-cc.Closed()
+	}()
+	n := 0
+	for {
+		select {
+		case m := <-in:
+			if err := j.apply(ctx, m); err != nil {
+				if ctx.Err() != nil {
+					return j.flush()
+				}
+				return err
+			}
+			if n++; n >= flushEvery || len(in) == 0 {
+				n = 0
+				if err := j.flush(); err != nil {
+					return err
+				}
+			}
+		case <-cc.Closed():
+			return errors.New("the consumer ended")
+		case <-j.stop:
+			return j.flush()
+		}
+	}
+}
+
+// flush writes the applier's position to the local Badger through the journal's
+// log, after the messages applied up to it, and then makes it the Position: the
+// applied records are readable (their group is committed) and survive a crash.
+func (j *Journal) flush() error {
+	if j.ap.next == j.ap.flushed {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := j.store.PutDurable(ctx, []byte(keyApplied), binary.BigEndian.AppendUint64(nil, j.ap.next)); err != nil {
+		return fmt.Errorf("write the applied position %d: %w", j.ap.next, err)
+	}
+	j.ap.flushed = j.ap.next
+	j.ap.mu.Lock()
+	j.ap.applied = j.ap.next
+	close(j.ap.advanced)
+	j.ap.advanced = make(chan struct{})
+	j.ap.mu.Unlock()
+	return nil
+}
+
+// apply applies one stream message to the local store and moves the position.
+func (j *Journal) apply(ctx context.Context, m jetstream.Msg) error {
+	md, err := m.Metadata()
+	if err != nil {
+		return fmt.Errorf("stream message without metadata: %w", err)
+	}
+	seq := md.Sequence.Stream
+	h := m.Headers()
+	own := h.Get(hdrNode) == j.node
+	if !own || seq <= j.ap.restoreTo {
+		if err := j.applyMsg(ctx, h.Get(hdrKind), m.Data(), own); err != nil {
+			err = fmt.Errorf("apply %s sequence %d (%s): %w", StreamName, seq, m.Subject(), err)
+			var bad badMessage
+			if !errors.As(err, &bad) {
+				return err
+			}
+			// It will never apply: say so and go on.
+			j.stats.applyErrors.Add(1)
+			j.log.Error().Err(err).Msg("cluster journal: skipped a stream message that cannot be applied")
+		}
+	}
+	j.ap.next = seq
+	j.ap.mu.Lock()
+	j.ap.last = max(j.ap.last, seq+md.NumPending)
+	j.ap.mu.Unlock()
+	return nil
+}
+
+// applyMsg applies a message of kind to the local store. An own record version is
+// written only if the store lacks it (or holds an older version).
+func (j *Journal) applyMsg(ctx context.Context, kind string, data []byte, own bool) error {
+	switch kind {
+	case kindRecord:
+		rec := new(journal.Record)
+		if err := rec.UnmarshalBinary(data); err != nil {
+			return badMessage{fmt.Errorf("decode record: %w", err)}
+		}
+		local, err := j.store.Get(rec.RRN)
+		switch {
+		case errors.Is(err, journal.ErrNotFound):
+			local = nil
+		case err != nil:
+			return err
+		}
+		if own {
+			if local != nil && len(local.Events) >= len(rec.Events) {
+				return nil
+			}
+			j.store.NoteRRN(rec.RRN)
+		}
+		if err := j.store.Write(ctx, rec, local == nil, false); err != nil {
+			return err
+		}
+		if !own {
+			j.stats.appliedRemote.Add(1)
+			if j.opts.OnRemote != nil {
+				j.opts.OnRemote(rec, local)
+			}
+		}
+	case kindDeliv:
+		if len(data) < 10 {
+			return badMessage{fmt.Errorf("delivery mark of %d bytes", len(data))}
+		}
+		at := time.Unix(0, int64(binary.BigEndian.Uint64(data[1:9]))).UTC()
+		return j.store.MarkDelivery(string(data[9:]), data[0] == 1, at)
+	case kindBatch:
+		if len(data) < 9 {
+			return badMessage{fmt.Errorf("batch close of %d bytes", len(data))}
+		}
+		at := time.Unix(0, int64(binary.BigEndian.Uint64(data[:8]))).UTC()
+		tid := string(data[8:])
+		prev, err := j.store.LastBatch(tid)
+		if err != nil {
+			return err
+		}
+		if at.After(prev) {
+			return j.store.CloseBatch(ctx, tid, at)
+		}
+	default:
+		return badMessage{fmt.Errorf("unknown kind %q", kind)}
+	}
+	return nil
+}
+
+// badMessage is a stream message that cannot be applied however often it is tried
+// (undecodable, of an unknown kind): the applier skips it.
+type badMessage struct{ error }
+
+func (b badMessage) Unwrap() error { return b.error }

@@ -1,0 +1,342 @@
+package cjournal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchyard/switchyard/switch/cluster"
+	"github.com/switchyard/switchyard/switch/journal"
+)
+
+// TestCluster runs three nodes' journals on a 3-node JetStream cluster through the
+// life of a cluster: replication, cluster-wide duplicates, retried publishes,
+// restarts with and without the data directory, and the loss of the quorum.
+func TestCluster(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	nc := startCluster(t, ctx, 3)
+	base := t.TempDir()
+	dirs := []string{filepath.Join(base, "m1"), filepath.Join(base, "m2"), filepath.Join(base, "m3")}
+	ms := make([]*member, 3)
+	for i := range ms {
+		ms[i] = openMember(t, ctx, nc.nodes[i], i+1, 3, dirs[i])
+	}
+	defer func() {
+		for _, m := range ms {
+			m.close(t)
+		}
+	}()
+	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	written := map[string]int{} // RRN -> node
+	var wmu sync.Mutex
+
+	// Traffic on all three nodes at once; node 1 also closes a batch.
+	var wg sync.WaitGroup
+	for i, m := range ms {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := range 20 {
+				rrn, err := journalTxn(ctx, m, fmt.Sprintf("T%d", i+1), fmt.Sprintf("%06d", k+1), at.Add(time.Duration(k)*time.Second))
+				if err != nil {
+					t.Errorf("node %d, transaction %d: %v", i+1, k, err)
+					return
+				}
+				wmu.Lock()
+				written[rrn] = i + 1
+				wmu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	batchAt := at.Add(time.Hour)
+	if err := ms[0].j.CloseBatch(ctx, "T1", batchAt); err != nil {
+		t.Fatal(err)
+	}
+	for rrn, node := range written {
+		if rrn[:1] != fmt.Sprint(node) {
+			t.Fatalf("node %d handed out RRN %s", node, rrn)
+		}
+	}
+
+	t.Run("replicated", func(t *testing.T) {
+		for _, m := range ms {
+			if err := m.j.CaughtUp(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		m3 := ms[2]
+		for rrn, node := range written {
+			rec, err := m3.j.Get(rrn)
+			if err != nil {
+				t.Fatalf("node 3: %s of node %d: %v", rrn, node, err)
+			}
+			if rec.RC != "00" || rec.State != journal.StateResponded {
+				t.Fatalf("node 3: %s of node %d is %s/%q; want the final version with its delivery", rrn, node, rec.State, rec.RC)
+			}
+			if got, ok, err := m3.j.LookupDuplicate(rec.TID, rec.STAN, rec.DE7); err != nil || !ok || got != rrn {
+				t.Fatalf("node 3: duplicate lookup of %s: %s %v %v", rrn, got, ok, err)
+			}
+		}
+		// Every record exactly once on every node.
+		for _, m := range ms {
+			got := scanAll(t, ctx, m)
+			if len(got) != len(written) {
+				t.Fatalf("node %d scans %d records; %d were written", m.num, len(got), len(written))
+			}
+		}
+		if lb, err := m3.j.LastBatch("T1"); err != nil || !lb.Equal(batchAt) {
+			t.Fatalf("node 3: batch of T1 closed at %v, %v; want %v", lb, err, batchAt)
+		}
+		// OnRemote saw each other node's versions (two per transaction), never its own.
+		m3.mu.Lock()
+		remote := append([]string(nil), m3.remote...)
+		m3.mu.Unlock()
+		if len(remote) != 2*40 {
+			t.Errorf("node 3's OnRemote saw %d versions; want 80", len(remote))
+		}
+		for _, rrn := range remote {
+			if written[rrn] == 3 {
+				t.Fatalf("OnRemote of node 3 saw its own %s", rrn)
+			}
+		}
+		// ScanFrom walks the node's own RRNs; ScanNode another node's.
+		var own, other int
+		if err := m3.j.ScanFrom(ctx, "", func(r *journal.Record) bool { own++; return r.RRN[0] == '3' }); err != nil || own != 20 {
+			t.Fatalf("ScanFrom on node 3: %d records, %v; want its 20", own, err)
+		}
+		if err := m3.j.ScanNode(ctx, 1, func(r *journal.Record) bool { other++; return r.RRN[0] == '1' }); err != nil || other != 20 {
+			t.Fatalf("ScanNode(1) on node 3: %d records, %v; want node 1's 20", other, err)
+		}
+		if st := m3.j.Stats(); st.Lag != 0 || st.Applied == 0 || st.AppliedRemote != 80 {
+			t.Fatalf("node 3 stats after catching up: %+v", st)
+		}
+	})
+
+	t.Run("duplicate across nodes", func(t *testing.T) {
+		// The same request reaches node 1 and node 2 at the same moment.
+		reqAt := at.Add(2 * time.Hour)
+		errs := make([]error, 2)
+		rrns := make([]string, 2)
+		var wg sync.WaitGroup
+		for i := range 2 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				rrns[i], _ = ms[i].j.NextRRN()
+				errs[i] = ms[i].j.Write(ctx, request(rrns[i], "TDUP", "000777", reqAt), true, true)
+			}()
+		}
+		wg.Wait()
+		win, lose := 0, 1
+		if errs[0] != nil {
+			win, lose = 1, 0
+		}
+		var de *journal.DuplicateError
+		if errs[win] != nil || !errors.As(errs[lose], &de) {
+			t.Fatalf("two first writes of one request: %v, %v; want one success and a DuplicateError", errs[0], errs[1])
+		}
+		if de.RRN != rrns[win] || de.Key != journal.DupKey("TDUP", "000777", reqAt.Format("0102150405")) {
+			t.Fatalf("DuplicateError %+v; want the key and the winner's RRN %s", de, rrns[win])
+		}
+		if _, err := ms[lose].j.Get(rrns[lose]); !errors.Is(err, journal.ErrNotFound) {
+			t.Fatalf("the loser wrote its record locally: %v", err)
+		}
+		// The winner's own retry (a lost acknowledgement) is not a duplicate.
+		if err := ms[win].j.Write(ctx, request(rrns[win], "TDUP", "000777", reqAt), true, true); err != nil {
+			t.Fatalf("the winner's retry: %v", err)
+		}
+		if err := ms[lose].j.CaughtUp(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got, ok, _ := ms[lose].j.LookupDuplicate("TDUP", "000777", reqAt.Format("0102150405")); !ok || got != rrns[win] {
+			t.Fatalf("the loser's duplicate index: %s %v; want %s", got, ok, rrns[win])
+		}
+		written[rrns[win]] = win + 1
+	})
+
+	t.Run("retried publish", func(t *testing.T) {
+		j := ms[0].j
+		before, err := j.stream.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := j.message(kindRecord, false, mustEncode(t, answer(request("100000099999", "TR", "000001", at), at)))
+		j.setID(m)
+		a1, err := j.await(ctx, "first", m, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a2, err := j.await(ctx, "retry", m, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		after, err := j.stream.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !a2.Duplicate || a2.Sequence != a1.Sequence || after.State.Msgs != before.State.Msgs+1 {
+			t.Fatalf("publish and retry of one version: %+v, %+v, stream %d -> %d messages; want it stored once",
+				a1, a2, before.State.Msgs, after.State.Msgs)
+		}
+		// Keep the stream's records consistent with the rest of the test.
+		if err := j.Write(ctx, request("100000099999", "TR", "000001", at), true, true); err != nil {
+			t.Fatal(err)
+		}
+		written["100000099999"] = 1
+	})
+
+	t.Run("restart catches up", func(t *testing.T) {
+		ms[2].close(t)
+		var missed []string
+		for k := range 5 {
+			rrn, err := journalTxn(ctx, ms[0], "T1", fmt.Sprintf("%06d", 100+k), at.Add(3*time.Hour+time.Duration(k)*time.Second))
+			if err != nil {
+				t.Fatal(err)
+			}
+			written[rrn] = 1
+			missed = append(missed, rrn)
+		}
+		ms[2] = openMember(t, ctx, nc.nodes[2], 3, 3, dirs[2]) // Open returns caught up
+		for _, rrn := range missed {
+			if rec, err := ms[2].j.Get(rrn); err != nil || rec.RC != "00" {
+				t.Fatalf("restarted node 3 lacks %s: %+v %v", rrn, rec, err)
+			}
+		}
+		if got := scanAll(t, ctx, ms[2]); len(got) != len(written) {
+			t.Fatalf("restarted node 3 scans %d records; want %d", len(got), len(written))
+		}
+	})
+
+	t.Run("empty disk catches up everything", func(t *testing.T) {
+		var own []string
+		for rrn, node := range written {
+			if node == 2 {
+				own = append(own, rrn)
+			}
+		}
+		ms[1].close(t)
+		if err := os.RemoveAll(dirs[1]); err != nil {
+			t.Fatal(err)
+		}
+		ms[1] = openMember(t, ctx, nc.nodes[1], 2, 3, dirs[1])
+		got := scanAll(t, ctx, ms[1])
+		if len(got) != len(written) {
+			t.Fatalf("node 2 with an empty disk scans %d records; want %d", len(got), len(written))
+		}
+		var top string
+		for _, rrn := range own {
+			if r := got[rrn]; r == nil || r.RC != "00" && r.TID != "TDUP" {
+				t.Fatalf("node 2 did not get its own %s back: %+v", rrn, r)
+			}
+			top = max(top, rrn)
+		}
+		if next, err := ms[1].j.NextRRN(); err != nil || next <= top {
+			t.Fatalf("node 2's next RRN %s (%v) is not past its old ones (up to %s)", next, err, top)
+		}
+		var n int
+		if err := ms[1].j.ScanFrom(ctx, "", func(*journal.Record) bool { n++; return true }); err != nil || n != len(own) {
+			t.Fatalf("node 2's ScanFrom: %d records, %v; want its %d", n, err, len(own))
+		}
+	})
+
+	t.Run("no quorum", func(t *testing.T) {
+		ms[1].close(t)
+		ms[2].close(t)
+		nc.stop(1)
+		nc.stop(2)
+		rrn, _ := ms[0].j.NextRRN()
+		wctx, wcancel := context.WithTimeout(ctx, time.Second)
+		start := time.Now()
+		err := ms[0].j.Write(wctx, request(rrn, "T1", "000900", at.Add(4*time.Hour)), true, true)
+		wcancel()
+		took := time.Since(start)
+		if !errors.Is(err, journal.ErrUnavailable) || !errors.Is(err, cluster.ErrNoQuorum) || took > 2*time.Second {
+			t.Fatalf("durable write with two of three servers down: %v after %v; want ErrUnavailable and ErrNoQuorum within the 1s deadline", err, took)
+		}
+		t.Log(err)
+		if _, err := ms[0].j.Get(rrn); !errors.Is(err, journal.ErrNotFound) {
+			t.Fatalf("the refused write-ahead record is in the local store: %v", err)
+		}
+		// The servers come back; the same Journal writes again, by itself.
+		nc.start(t, ctx, 1)
+		nc.start(t, ctx, 2)
+		back := time.Now()
+		for i := 0; ; i++ {
+			wctx, wcancel := context.WithTimeout(ctx, 2*time.Second)
+			rrn, _ := ms[0].j.NextRRN()
+			// A new request each time (a resend of the refused one would be answered
+			// as its duplicate, should the refused write have landed after all).
+			err := ms[0].j.Write(wctx, request(rrn, "T1", fmt.Sprintf("%06d", 901+i), at.Add(4*time.Hour)), true, true)
+			wcancel()
+			if err == nil {
+				written[rrn] = 1
+				t.Logf("a durable write succeeded %v after the servers were started again", time.Since(back).Round(time.Millisecond))
+				break
+			}
+			if !errors.Is(err, journal.ErrUnavailable) || ctx.Err() != nil {
+				t.Fatalf("no durable write after the quorum returned: %v", err)
+			}
+		}
+	})
+}
+
+func mustEncode(t *testing.T, r *journal.Record) []byte {
+	t.Helper()
+	b, err := r.AppendBinary(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestSingleNode: an R1 stream on a standalone server (a cluster of one) journals and
+// reads back; the stream holds each version once, with the node's headers.
+func TestSingleNode(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	nc := startCluster(t, ctx, 1)
+	m := openMember(t, ctx, nc.nodes[0], 1, 1, t.TempDir())
+	defer m.close(t)
+	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	rrn, err := journalTxn(ctx, m, "T1", "000001", at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rrn != "100000000001" {
+		t.Fatalf("first RRN of node 1: %s", rrn)
+	}
+	if err := m.j.CaughtUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	info, err := m.j.stream.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Request, answer, delivery mark (the mark's acknowledgement may still be on its way).
+	if info.State.Msgs < 2 || info.Config.Replicas != 1 || info.Config.Duplicates != DuplicateWindow || info.Config.MaxAge != DefaultMaxAge {
+		t.Fatalf("stream: %+v %+v", info.State, info.Config)
+	}
+	msg, err := m.j.stream.GetMsg(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg.Subject != "journal.1.r" || msg.Header.Get(hdrNode) != "1" || msg.Header.Get(hdrFirst) != "1" ||
+		msg.Header.Get(jetstream.MsgIDHeader) != dupIDPrefix+journal.DupKey("T1", "000001", at.Format("0102150405")) {
+		t.Fatalf("first message: %s %v", msg.Subject, msg.Header)
+	}
+	if got, err := m.j.Get(rrn); err != nil || got.State != journal.StateResponded {
+		t.Fatalf("read back: %+v %v", got, err)
+	}
+}

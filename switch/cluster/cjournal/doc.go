@@ -1,0 +1,30 @@
+// Package cjournal is the journal of a Switchyard cluster node: the node's own
+// journal.Store (write-ahead log and Badger index, exactly as a single node has it)
+// replicated through a JetStream stream, JOURNAL, that every node publishes its record
+// versions, delivery marks and batch closes to and applies the other nodes' from.
+//
+// Every read stays local: Get, LookupDuplicate, Scan, LastReceived and LastBatch read
+// the local store, which holds the whole cluster's records once the applier (a
+// goroutine started by Open, joined by Close) has caught up. Writes go to both: a
+// durable Write returns once the local log's sync and the stream's acknowledgement
+// (a quorum of its replicas holds the version) are both done, started together so
+// that the slower one alone sets the wait. Without a quorum a durable Write fails
+// with an error wrapping journal.ErrUnavailable and cluster.ErrNoQuorum, and the
+// pipeline answers 91: a node never approves what the cluster may not keep.
+//
+// Duplicates are cluster-wide: the first write of a request that owns its duplicate
+// key (DE 41, 11, 7) is published first, with the key as its Nats-Msg-Id; when the
+// stream already took that id from another RRN within its 5-minute window, Write
+// returns a *journal.DuplicateError naming that RRN and writes nothing locally. Every
+// other version carries an id unique to this node process (node, boot nonce,
+// counter), so that a publish retried after a lost acknowledgement is stored once.
+//
+// RRNs are unique without a round trip: each node's store hands out RRNs under its
+// own first digit (journal.Options.RRNPrefix = the node number); ScanFrom (crash
+// recovery) walks only this node's RRNs, ScanNode another node's (a survivor
+// recovering a dead node's open transactions). Checkpoints stay local.
+//
+// Stream layout: subjects journal.<node>.r (record versions, rec.AppendBinary),
+// journal.<node>.d (delivery marks) and journal.<node>.b (batch closes), with the
+// headers Sy-Node, Sy-Kind and Sy-First.
+package cjournal

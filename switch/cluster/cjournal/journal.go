@@ -1,0 +1,296 @@
+package cjournal
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/switchyard/switchyard/switch/cluster"
+	"github.com/switchyard/switchyard/switch/journal"
+)
+
+// StreamName is the JetStream stream of the cluster's journal.
+const StreamName = "JOURNAL"
+
+// The defaults of Options.
+const (
+	DefaultReplicas   = 3
+	DefaultMaxAge     = 35 * 24 * time.Hour
+	DefaultAckTimeout = 5 * time.Second
+	// DuplicateWindow is the stream's Nats-Msg-Id window: the single node's
+	// duplicate filter looks back as far.
+	DuplicateWindow = 5 * time.Minute
+)
+
+// keyApplied is the local Badger key of the last stream sequence the applier
+// applied (8 bytes, big endian), written through the journal's log.
+const keyApplied = "c/journal/applied"
+
+// Options configure a cluster journal.
+type Options struct {
+	// Node is this node's number, 1 to 9 (cluster.Config.Node); the store must have
+	// been opened with journal.Options.RRNPrefix = the same digit.
+	Node int
+	// Replicas is the stream's number of copies (cluster.Config.Replicas; default 3).
+	Replicas int
+	// MaxAge is how long the stream keeps a record version (default 35 days): a node
+	// that comes back with an empty disk within it gets everything back.
+	MaxAge time.Duration
+	// AckTimeout bounds a durable write's wait for the stream's acknowledgement when
+	// its context has no earlier deadline, and every asynchronous publish (default 5 s).
+	AckTimeout time.Duration
+	// OnRemote, if set, is called by the applier for each record version of another
+	// node it applies to the local store (the server feeds the final ones to the risk
+	// engine's velocity and the pipeline's duplicate filter). It runs on the applier's
+	// goroutine: it must not block.
+	// prev is the version the local store held before (nil: none), so that the first
+	// final version of a record can be told from its later updates.
+	OnRemote func(rec, prev *journal.Record)
+	// Logger receives the applier's and the background publisher's errors.
+	Logger zerolog.Logger
+}
+
+// Journal is a node's replicated journal; it satisfies every role of pipeline.Journal.
+// It runs two goroutines, both started by Open and joined by Close: the applier
+// (apply.go) and the resender of asynchronous publishes (publish.go).
+type Journal struct {
+	store  *journal.Store
+	db     *badger.DB
+	js     jetstream.JetStream
+	stream jetstream.Stream
+	opts   Options
+	node   string // Options.Node as a digit
+	log    zerolog.Logger
+
+	idPrefix string        // Nats-Msg-Id prefix of this process: node and boot nonce
+	idSeq    atomic.Uint64 // the Nats-Msg-Id counter
+
+	// Background publishes (non-durable versions, delivery marks): publish.go.
+	asyncMu     sync.RWMutex
+	asyncClosed bool
+	async       chan asyncPub
+	asyncDone   chan struct{}
+
+	// The applier: apply.go.
+	ap applier
+
+	stop      chan struct{} // closed by Close
+	closeOnce sync.Once
+	stats     counters
+}
+
+// counters are the journal's metrics (Stats).
+type counters struct {
+	published, publishFailed, resent, lost, duplicates atomic.Uint64
+	appliedRemote, applyErrors                         atomic.Uint64
+}
+
+// Open creates or updates the JOURNAL stream (whichever node comes first; the
+// configuration is the same on all), starts the applier from the stream position
+// this node last applied (kept in db, the store's Badger), and waits, until ctx ends,
+// for it to catch up with the stream as it stands: once Open returns, the local store
+// holds the whole cluster's records, this node's own included (a node that lost its
+// disk gets them back, and its RRN sequence continues after them).
+//
+// store must be opened on db with journal.Options.RRNPrefix = opts.Node; node must be
+// started (Open waits for JetStream). Close the Journal before the store and the node.
+func Open(ctx context.Context, node *cluster.Node, store *journal.Store, db *badger.DB, opts Options) (*Journal, error) {
+	if opts.Node < 1 || opts.Node > 9 {
+		return nil, fmt.Errorf("cjournal: node number %d is not from 1 to 9", opts.Node)
+	}
+	if opts.Replicas <= 0 {
+		opts.Replicas = DefaultReplicas
+	}
+	if opts.MaxAge <= 0 {
+		opts.MaxAge = DefaultMaxAge
+	}
+	if opts.AckTimeout <= 0 {
+		opts.AckTimeout = DefaultAckTimeout
+	}
+	js, err := jetstream.New(node.Conn(), jetstream.WithPublishAsyncTimeout(opts.AckTimeout),
+		jetstream.WithPublishAsyncMaxPending(maxAsyncPending))
+	if err != nil {
+		return nil, fmt.Errorf("cjournal: JetStream context: %w", err)
+	}
+	var nonce [6]byte
+	if _, err := rand.Read(nonce[:]); err != nil {
+		return nil, fmt.Errorf("cjournal: boot nonce: %w", err)
+	}
+	j := &Journal{store: store, db: db, js: js, opts: opts, node: strconv.Itoa(opts.Node), log: opts.Logger,
+		idPrefix: fmt.Sprintf("%d.%s.", opts.Node, hex.EncodeToString(nonce[:])),
+		async:    make(chan asyncPub, asyncQueue), asyncDone: make(chan struct{}), stop: make(chan struct{})}
+	j.ap.init()
+	if err := node.WaitJetStream(ctx); err != nil {
+		return nil, err
+	}
+	cfg := jetstream.StreamConfig{
+		Name:        StreamName,
+		Description: "Switchyard journal: every record version, delivery mark and batch close of every node",
+		Subjects:    []string{"journal.>"},
+		Storage:     jetstream.FileStorage,
+		Replicas:    opts.Replicas,
+		MaxAge:      opts.MaxAge,
+		Duplicates:  DuplicateWindow,
+		AllowDirect: true,
+	}
+	if j.stream, err = js.CreateOrUpdateStream(ctx, cfg); err != nil {
+		return nil, fmt.Errorf("cjournal: create or update the stream %s (replicas %d): %w", StreamName, opts.Replicas, err)
+	}
+	applied, err := j.readApplied()
+	if err != nil {
+		return nil, err
+	}
+	info, err := j.stream.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("cjournal: stream %s: %w", StreamName, err)
+	}
+	j.ap.applied, j.ap.last, j.ap.restoreTo = applied, max(applied, info.State.LastSeq), info.State.LastSeq
+	go j.resend()
+	go j.run()
+	if err := j.CaughtUp(ctx); err != nil {
+		j.Close()
+		return nil, fmt.Errorf("cjournal: catching up with the stream %s from sequence %d: %w", StreamName, applied, err)
+	}
+	return j, nil
+}
+
+// Close stops the applier (after writing its position) and the background
+// publisher (after the acknowledgements it waits for, up to AckTimeout), and
+// returns once both have ended. The store and the node stay open.
+func (j *Journal) Close() error {
+	j.closeOnce.Do(func() {
+		close(j.stop)
+		<-j.ap.done
+		j.asyncMu.Lock()
+		j.asyncClosed = true
+		close(j.async)
+		j.asyncMu.Unlock()
+		<-j.asyncDone
+	})
+	return nil
+}
+
+// readApplied reads the applier's position from the local Badger (0 if none).
+func (j *Journal) readApplied() (uint64, error) {
+	var seq uint64
+	err := j.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get([]byte(keyApplied))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error {
+			if len(v) != 8 {
+				return fmt.Errorf("value %x is not 8 bytes", v)
+			}
+			seq = binary.BigEndian.Uint64(v)
+			return nil
+		})
+	})
+	if err != nil {
+		return 0, fmt.Errorf("cjournal: read %s: %w", keyApplied, err)
+	}
+	return seq, nil
+}
+
+// Stats are the journal's figures for metrics.
+type Stats struct {
+	// Applied is the last stream sequence the applier applied, StreamLast the
+	// stream's last sequence as last seen, Lag their difference.
+	Applied, StreamLast, Lag uint64
+	// Published counts the versions, marks and batch closes acknowledged by the
+	// stream; PublishFailed the publishes that got no acknowledgement in time (for a
+	// durable write: the write failed); Resent the background publishes sent again
+	// after a failure; Lost those given up at Close or for a full queue.
+	Published, PublishFailed, Resent, Lost uint64
+	// Duplicates counts first writes refused as another node's duplicates.
+	Duplicates uint64
+	// AppliedRemote counts the other nodes' record versions applied; ApplyErrors the
+	// stream messages the applier could not apply (it starts again from its position).
+	AppliedRemote, ApplyErrors uint64
+}
+
+// Stats returns the journal's figures.
+func (j *Journal) Stats() Stats {
+	applied, last := j.Position()
+	return Stats{Applied: applied, StreamLast: last, Lag: last - applied,
+		Published: j.stats.published.Load(), PublishFailed: j.stats.publishFailed.Load(),
+		Resent: j.stats.resent.Load(), Lost: j.stats.lost.Load(), Duplicates: j.stats.duplicates.Load(),
+		AppliedRemote: j.stats.appliedRemote.Load(), ApplyErrors: j.stats.applyErrors.Load()}
+}
+
+// The roles that read the local store.
+
+// NextRRN returns a new RRN under this node's prefix (the local store's sequence).
+func (j *Journal) NextRRN() (string, error) { return j.store.NextRRN() }
+
+// Get returns the record with the RRN from the local store, whichever node wrote it.
+func (j *Journal) Get(rrn string) (*journal.Record, error) { return j.store.Get(rrn) }
+
+// LookupDuplicate looks the duplicate key up in the local store (the cluster's
+// requests applied so far; Write's first publish catches those not applied yet).
+func (j *Journal) LookupDuplicate(tid, stan, de7 string) (string, bool, error) {
+	return j.store.LookupDuplicate(tid, stan, de7)
+}
+
+// Scan calls fn for the cluster's records matching q, from the local store.
+func (j *Journal) Scan(ctx context.Context, q journal.Query, fn func(*journal.Record) bool) error {
+	return j.store.Scan(ctx, q, fn)
+}
+
+// LastReceived returns the receive time of the newest record in the local store.
+func (j *Journal) LastReceived() (time.Time, error) { return j.store.LastReceived() }
+
+// LastBatch returns when the terminal's batch was last closed, on any node.
+func (j *Journal) LastBatch(tid string) (time.Time, error) { return j.store.LastBatch(tid) }
+
+// Checkpoint returns this node's recovery checkpoint (local: each node recovers its
+// own RRNs).
+func (j *Journal) Checkpoint() (string, error) { return j.store.Checkpoint() }
+
+// SetCheckpoint moves this node's recovery checkpoint (local only).
+func (j *Journal) SetCheckpoint(ctx context.Context, rrn string) error {
+	return j.store.SetCheckpoint(ctx, rrn)
+}
+
+// ScanFrom calls fn for this node's records (its RRN prefix) from rrn on, in RRN
+// order: crash recovery looks at its own transactions only.
+func (j *Journal) ScanFrom(ctx context.Context, rrn string, fn func(*journal.Record) bool) error {
+	return j.scanPrefix(ctx, j.node, rrn, fn)
+}
+
+// ScanNode calls fn for every record of node (its RRN prefix) in the local store, in
+// RRN order: a survivor recovering a dead node's open transactions.
+func (j *Journal) ScanNode(ctx context.Context, node int, fn func(*journal.Record) bool) error {
+	if node < 1 || node > 9 {
+		return fmt.Errorf("cjournal: node number %d is not from 1 to 9", node)
+	}
+	return j.scanPrefix(ctx, strconv.Itoa(node), "", fn)
+}
+
+// scanPrefix walks the RRNs under prefix from the larger of from and the prefix's
+// first RRN, and stops at the first RRN of another prefix.
+func (j *Journal) scanPrefix(ctx context.Context, prefix, from string, fn func(*journal.Record) bool) error {
+	if start := prefix + "00000000000"; from < start {
+		from = start
+	}
+	return j.store.ScanFrom(ctx, from, func(r *journal.Record) bool {
+		if len(r.RRN) == 0 || r.RRN[:1] != prefix {
+			return false
+		}
+		return fn(r)
+	})
+}

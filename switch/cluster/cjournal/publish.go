@@ -1,0 +1,317 @@
+package cjournal
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchyard/switchyard/switch/cluster"
+	"github.com/switchyard/switchyard/switch/journal"
+)
+
+// Publishing: every write publishes asynchronously (PublishMsgAsync) and, when it
+// must be durable, waits for its own acknowledgement; the NATS connection carries the
+// publishes of all concurrent writers back to back, so the stream's leader takes them
+// in the same Raft proposals and the acknowledgements come back in groups by
+// themselves, with several groups in flight. docs/cluster-measurements.md compares
+// this with a committer that gathers writes and waits for each group's acks at once
+// (BenchmarkWrite): it was not faster.
+
+// The message headers.
+const (
+	hdrNode  = "Sy-Node"
+	hdrKind  = "Sy-Kind"
+	hdrFirst = "Sy-First"
+)
+
+// The kinds of stream messages (the subject's last token and the Sy-Kind header).
+const (
+	kindRecord = "r" // a record version (journal.Record.AppendBinary)
+	kindDeliv  = "d" // a delivery mark: state byte, unix nanos (8 bytes BE), RRN
+	kindBatch  = "b" // a batch close: unix nanos (8 bytes BE), terminal ID
+)
+
+const (
+	// maxAsyncPending bounds the publishes waiting for an acknowledgement on the
+	// journal's JetStream context (nats.go stalls new ones beyond it).
+	maxAsyncPending = 16384
+	// asyncQueue bounds the background publishes waiting for the resender.
+	asyncQueue = 65536
+	// retryPause is the pause before a publish is sent again after an error
+	// (no responders while a stream leader is elected).
+	retryPause = 50 * time.Millisecond
+	// errDupInProcess is the stream's answer to a Nats-Msg-Id another publish has
+	// in flight (the same request on two nodes at once): asked again, it says
+	// whether that one was stored.
+	errDupInProcess jetstream.ErrorCode = 10158
+	// dupIDPrefix starts the Nats-Msg-Id of a first write that owns a duplicate key.
+	dupIDPrefix = "dup:"
+)
+
+// unavailableError is a write the stream did not acknowledge: it wraps
+// journal.ErrUnavailable (the pipeline answers 91), cluster.ErrNoQuorum unless the
+// stream refused the write outright, and the cause.
+type unavailableError struct {
+	what     string
+	err      error
+	noQuorum bool
+}
+
+func (e *unavailableError) Error() string {
+	if e.noQuorum {
+		return fmt.Sprintf("cjournal: %s: %v: %v", e.what, cluster.ErrNoQuorum, e.err)
+	}
+	return fmt.Sprintf("cjournal: %s: the stream %s refused it: %v", e.what, StreamName, e.err)
+}
+
+func (e *unavailableError) Unwrap() []error {
+	if e.noQuorum {
+		return []error{journal.ErrUnavailable, cluster.ErrNoQuorum, e.err}
+	}
+	return []error{journal.ErrUnavailable, e.err}
+}
+
+// message builds a stream message of this node.
+func (j *Journal) message(kind string, first bool, data []byte) *nats.Msg {
+	m := &nats.Msg{Subject: "journal." + j.node + "." + kind, Data: data, Header: nats.Header{}}
+	m.Header[hdrNode] = []string{j.node}
+	m.Header[hdrKind] = []string{kind}
+	if first {
+		m.Header[hdrFirst] = []string{"1"}
+	}
+	return m
+}
+
+// setID gives m a Nats-Msg-Id unique to this node process.
+func (j *Journal) setID(m *nats.Msg) {
+	m.Header[jetstream.MsgIDHeader] = []string{j.idPrefix + strconv.FormatUint(j.idSeq.Add(1), 10)}
+}
+
+// Write stores a record version in the local store and publishes it to the stream.
+// With durable it returns once both hold it (the local sync and the stream's
+// acknowledgement, waited for together); without, it returns once the local store
+// has queued it, and the publish is acknowledged (or sent again) in the background.
+//
+// The first write of a request that owns its duplicate key is published before the
+// local write, with the key as its Nats-Msg-Id, and waited for even when not
+// durable: when another RRN holds the key in the stream, it returns a
+// *journal.DuplicateError naming it and writes nothing. Without an acknowledgement
+// (no quorum) a durable or duplicate-checked write fails with an error wrapping
+// journal.ErrUnavailable.
+func (j *Journal) Write(ctx context.Context, rec *journal.Record, first, durable bool) error {
+	data, err := rec.AppendBinary(nil)
+	if err != nil {
+		return fmt.Errorf("cjournal: encode record %s: %w", rec.RRN, err)
+	}
+	m := j.message(kindRecord, first, data)
+	if first && rec.TID != "" && rec.STAN != "" && rec.DE7 != "" && rec.OwnsDupKey() {
+		key := journal.DupKey(rec.TID, rec.STAN, rec.DE7)
+		m.Header[jetstream.MsgIDHeader] = []string{dupIDPrefix + key}
+		ack, err := j.await(ctx, "publish record "+rec.RRN, m, nil)
+		if err != nil {
+			return err
+		}
+		if ack.Duplicate {
+			other, err := j.storedRRN(ctx, ack.Sequence)
+			if err != nil {
+				return &unavailableError{what: fmt.Sprintf("record %s: read the request journaled first under %s (sequence %d)", rec.RRN, key, ack.Sequence), err: err, noQuorum: true}
+			}
+			if other != rec.RRN {
+				j.stats.duplicates.Add(1)
+				return &journal.DuplicateError{Key: key, RRN: other}
+			}
+			// Our own publish, retried after a lost acknowledgement.
+		}
+		return j.store.Write(ctx, rec, first, durable)
+	}
+	j.setID(m)
+	if !durable {
+		if err := j.store.Write(ctx, rec, first, false); err != nil {
+			return err
+		}
+		j.publishBackground(m)
+		return nil
+	}
+	return j.writeBoth(ctx, "record "+rec.RRN, m, func() error { return j.store.Write(ctx, rec, first, true) })
+}
+
+// writeBoth publishes m, runs the local write meanwhile, and waits for both.
+func (j *Journal) writeBoth(ctx context.Context, what string, m *nats.Msg, local func() error) error {
+	f, perr := j.js.PublishMsgAsync(m)
+	lerr := local()
+	if perr != nil {
+		f = nil // await publishes it again
+	}
+	_, err := j.await(ctx, "publish "+what, m, f)
+	if lerr != nil {
+		return lerr
+	}
+	return err
+}
+
+// await waits for f's acknowledgement (publishing m first when f is nil), sending
+// m again, with its Nats-Msg-Id, after an error, until ctx ends or AckTimeout has
+// passed.
+func (j *Journal) await(ctx context.Context, what string, m *nats.Msg, f jetstream.PubAckFuture) (*jetstream.PubAck, error) {
+	deadline := time.Now().Add(j.opts.AckTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	var last error
+	for {
+		if f == nil {
+			var err error
+			if f, err = j.js.PublishMsgAsync(m); err != nil {
+				last, f = err, nil
+			}
+		}
+		if f != nil {
+			select {
+			case ack := <-f.Ok():
+				j.stats.published.Add(1)
+				return ack, nil
+			case err := <-f.Err():
+				last, f = err, nil
+			case <-timer.C:
+				return nil, j.failed(what, errors.New("no acknowledgement in time"))
+			case <-ctx.Done():
+				return nil, j.failed(what, ctx.Err())
+			}
+		}
+		var api *jetstream.APIError
+		if errors.As(last, &api) && api.ErrorCode != errDupInProcess {
+			j.stats.publishFailed.Add(1)
+			return nil, &unavailableError{what: what, err: last}
+		}
+		select {
+		case <-time.After(retryPause):
+		case <-timer.C:
+			return nil, j.failed(what, last)
+		case <-ctx.Done():
+			return nil, j.failed(what, fmt.Errorf("%w (last: %v)", ctx.Err(), last))
+		}
+	}
+}
+
+func (j *Journal) failed(what string, err error) error {
+	j.stats.publishFailed.Add(1)
+	return &unavailableError{what: what, err: err, noQuorum: true}
+}
+
+// storedRRN reads the RRN of the record stored at seq.
+func (j *Journal) storedRRN(ctx context.Context, seq uint64) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, j.opts.AckTimeout)
+	defer cancel()
+	msg, err := j.stream.GetMsg(ctx, seq)
+	if err != nil {
+		return "", err
+	}
+	var rec journal.Record
+	if err := rec.UnmarshalBinary(msg.Data); err != nil {
+		return "", fmt.Errorf("decode the record at sequence %d: %w", seq, err)
+	}
+	return rec.RRN, nil
+}
+
+// MarkDelivery records the delivery locally and publishes it in the background: a
+// survivor that recovers this node's transactions needs to know which answers
+// reached their terminals.
+func (j *Journal) MarkDelivery(rrn string, delivered bool, at time.Time) error {
+	if err := j.store.MarkDelivery(rrn, delivered, at); err != nil {
+		return err
+	}
+	b := make([]byte, 9, 9+len(rrn))
+	if delivered {
+		b[0] = 1
+	}
+	binary.BigEndian.PutUint64(b[1:], uint64(at.UnixNano()))
+	m := j.message(kindDeliv, false, append(b, rrn...))
+	j.setID(m)
+	j.publishBackground(m)
+	return nil
+}
+
+// CloseBatch records the terminal's batch close locally and in the stream (a
+// terminal that moves to another node keeps its batch boundary); it returns once
+// both hold it.
+func (j *Journal) CloseBatch(ctx context.Context, tid string, at time.Time) error {
+	m := j.message(kindBatch, false, append(binary.BigEndian.AppendUint64(nil, uint64(at.UnixNano())), tid...))
+	j.setID(m)
+	return j.writeBoth(ctx, "batch close of "+tid, m, func() error { return j.store.CloseBatch(ctx, tid, at) })
+}
+
+// asyncPub is a background publish waiting for its acknowledgement.
+type asyncPub struct {
+	m *nats.Msg
+	f jetstream.PubAckFuture // nil: not sent yet
+}
+
+// publishBackground publishes m and leaves its acknowledgement to the resender.
+func (j *Journal) publishBackground(m *nats.Msg) {
+	f, err := j.js.PublishMsgAsync(m)
+	if err != nil {
+		f = nil // the resender sends it
+	}
+	j.asyncMu.RLock()
+	defer j.asyncMu.RUnlock()
+	if j.asyncClosed {
+		j.stats.lost.Add(1)
+		return
+	}
+	select {
+	case j.async <- asyncPub{m: m, f: f}:
+	default:
+		j.stats.lost.Add(1)
+		j.log.Error().Str("subject", m.Subject).Msg("cluster journal: background publish queue full; a version goes unreplicated")
+	}
+}
+
+// resend is the resender's loop: it waits for each background publish's
+// acknowledgement in turn and sends a failed one again, with its Nats-Msg-Id, until
+// it is acknowledged or Close stops it.
+func (j *Journal) resend() {
+	defer close(j.asyncDone)
+outer:
+	for p := range j.async {
+		pause := retryPause
+		for {
+			if p.f == nil {
+				f, err := j.js.PublishMsgAsync(p.m)
+				if err == nil {
+					p.f = f
+				}
+			}
+			var err error = errors.New("not sent")
+			if p.f != nil {
+				select {
+				case <-p.f.Ok():
+					err = nil
+				case err = <-p.f.Err():
+				}
+			}
+			if err == nil {
+				j.stats.published.Add(1)
+				break
+			}
+			j.stats.publishFailed.Add(1)
+			select {
+			case <-j.stop:
+				j.stats.lost.Add(1)
+				j.log.Error().Err(err).Str("subject", p.m.Subject).Msg("cluster journal: closing with a publish unacknowledged")
+				continue outer
+			case <-time.After(pause):
+			}
+			j.stats.resent.Add(1)
+			p.f = nil
+			pause = min(2*pause, time.Second)
+		}
+	}
+}

@@ -1,0 +1,679 @@
+// Package jsaf is the store-and-forward queue of a cluster (issue 14): the
+// advices the switch owes issuers (reversals 0420, stand-in advices 0120/0220)
+// live in one JetStream work-queue stream, SAF, replicated like the cluster's
+// other streams, instead of in a node's Badger. Every node enqueues there, and
+// every node delivers from there: an issuer's advices go through one durable
+// pull consumer, "saf-<issuer>", that all nodes share, so each advice is with
+// one node at a time; when that node dies before the issuer acknowledged it,
+// JetStream hands it to a survivor once its AckWait has passed, and the
+// survivor sends it as a repeat (0421), as saf does after a failed try.
+//
+// It satisfies saf.Store: the pipeline and the server do not know which queue
+// they have. NATS types stay in here.
+package jsaf
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/switchyard/switchyard/switch/cluster"
+	"github.com/switchyard/switchyard/switch/saf"
+)
+
+// StreamName is the work-queue stream of the advices; its subjects are
+// saf.<issuer>.
+const StreamName = "SAF"
+
+// maxPending bounds what Pending lists: one stream read per advice, and an
+// operator reading a list of ten thousand advices wants a count, which Len is.
+const maxPending = 10000
+
+// Options tune the queue; the zero values take the defaults of saf.Options where
+// the two share a meaning.
+type Options struct {
+	// Replicas is how many copies the SAF stream keeps: cluster.Config.Replicas
+	// (required; 1 for a standalone server).
+	Replicas int
+	// MinBackoff and MaxBackoff bound the wait after a failed try, doubling
+	// from one to the other (defaults 500 ms and 30 s).
+	MinBackoff, MaxBackoff time.Duration
+	// InFlight bounds the advices of one issuer being sent at once by all the
+	// nodes together: it is the consumer's MaxAckPending (default 16).
+	InFlight int
+	// AckWait is how long an advice taken by a node stays with it without news:
+	// a node that dies mid-send gives its advices back after AckWait. While a
+	// send is outstanding the node reports progress every AckWait/3, so a slow
+	// issuer does not make it expire (default 30 s).
+	AckWait time.Duration
+	// Poll is the longest a worker's pull request waits at the server; it only
+	// bounds how soon a stopped worker notices (default 1 s).
+	Poll time.Duration
+	// PublishTimeout bounds an Enqueue waiting for JetStream's acknowledgement
+	// (default 2 s); past it the error wraps cluster.ErrNoQuorum.
+	PublishTimeout time.Duration
+	// Duplicates is the stream's window of Nats-Msg-Id deduplication (default
+	// 2 min): the same advice enqueued again within it (a retry after a timeout,
+	// or crash recovery on another node) is stored once.
+	Duplicates time.Duration
+	// WarnEvery is the least time between two warnings about an issuer's failed
+	// tries (default 1 min); Now is its clock (default time.Now).
+	WarnEvery time.Duration
+	Now       func() time.Time
+	// Logger receives delivery warnings; the zero value logs nothing.
+	Logger zerolog.Logger
+}
+
+func (o *Options) defaults() error {
+	if o.Replicas < 1 || o.Replicas > 5 {
+		return fmt.Errorf("jsaf: replicas %d is not from 1 to 5 (cluster.replicas)", o.Replicas)
+	}
+	if o.MinBackoff <= 0 {
+		o.MinBackoff = 500 * time.Millisecond
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = 30 * time.Second
+	}
+	if o.InFlight <= 0 {
+		o.InFlight = 16
+	}
+	if o.AckWait <= 0 {
+		o.AckWait = 30 * time.Second
+	}
+	if o.Poll <= 0 {
+		o.Poll = time.Second
+	}
+	if o.PublishTimeout <= 0 {
+		o.PublishTimeout = 2 * time.Second
+	}
+	if o.Duplicates <= 0 {
+		o.Duplicates = 2 * time.Minute
+	}
+	if o.WarnEvery <= 0 {
+		o.WarnEvery = time.Minute
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return nil
+}
+
+// Queue is the JetStream store-and-forward queue of one node. It does not own
+// the node: Close stops its workers, the caller closes the node.
+type Queue struct {
+	node   *cluster.Node
+	js     jetstream.JetStream
+	stream jetstream.Stream
+	opts   Options
+	log    zerolog.Logger
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu      sync.Mutex
+	senders map[string]saf.Sender
+	// mine are the stream sequences of the advices this node enqueued and has
+	// not seen acknowledged, by issuer: what Flush waits for. A worker forgets
+	// those under its consumer's ack floor, which another node may have acked.
+	mine map[string]map[uint64]struct{}
+	// tries are this node's last tries of the advices it holds or held, by stream
+	// sequence: a stream message cannot be rewritten, so the last error and time
+	// of a try live here, for Pending, until the advice is acknowledged.
+	tries map[uint64]try
+	// lens are the last counts Len read, returned when the stream does not answer.
+	lens map[string]int
+
+	busy atomic.Int64 // sends in progress on this node
+
+	// Sent, Acked and Failed count this node's tries, as saf.Queue's do.
+	Sent, Acked, Failed atomic.Int64
+
+	statsMu sync.Mutex
+	byIss   map[string]*saf.Stats
+}
+
+type try struct {
+	issuer  string
+	n       int
+	last    time.Time
+	lastErr string
+}
+
+var _ saf.Store = (*Queue)(nil)
+
+// Open creates the SAF stream, or brings an existing one to opts (the first
+// node creates it, the others find it), and returns the queue; Register starts
+// an issuer's deliveries. It needs a JetStream quorum: call after
+// Node.WaitJetStream.
+func Open(ctx context.Context, node *cluster.Node, opts Options) (*Queue, error) {
+	if err := opts.defaults(); err != nil {
+		return nil, err
+	}
+	js := node.JetStream()
+	st, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        StreamName,
+		Description: "Switchyard store-and-forward: advices owed to issuers, subject saf.<issuer>",
+		Subjects:    []string{"saf.>"},
+		Retention:   jetstream.WorkQueuePolicy, // an acknowledged advice is removed
+		Storage:     jetstream.FileStorage,
+		Replicas:    opts.Replicas,
+		Duplicates:  opts.Duplicates,
+		// No direct gets: a replica that lags could miss an advice just
+		// enqueued, and Flush would take it for delivered. Reads go to the leader.
+		AllowDirect: false,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jsaf: create stream %s (replicas %d): %w", StreamName, opts.Replicas, err)
+	}
+	qctx, cancel := context.WithCancel(context.Background())
+	return &Queue{node: node, js: js, stream: st, opts: opts, log: opts.Logger, ctx: qctx, cancel: cancel,
+		senders: map[string]saf.Sender{}, mine: map[string]map[uint64]struct{}{}, tries: map[uint64]try{},
+		lens: map[string]int{}, byIss: map[string]*saf.Stats{}}, nil
+}
+
+// token is an issuer's name as a subject token and in a consumer name: as is
+// when made of letters, digits, '-' and '_', else '~' and its hex (an issuer
+// id may hold a '.', which would be a subject separator).
+func token(issuer string) string {
+	ok := issuer != ""
+	for _, c := range []byte(issuer) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			ok = false
+			break
+		}
+	}
+	if ok {
+		return issuer
+	}
+	return "~" + hex.EncodeToString([]byte(issuer))
+}
+
+// Subject is the subject of an issuer's advices.
+func Subject(issuer string) string { return "saf." + token(issuer) }
+
+// ConsumerName is the durable consumer every node pulls an issuer's advices from.
+func ConsumerName(issuer string) string { return "saf-" + token(issuer) }
+
+// msgID is an advice's Nats-Msg-Id: the same advice about the same transaction
+// (issuer, MTI, RRN) is stored once within the duplicate window, whether it is
+// this node retrying after a timeout or a survivor's crash recovery queueing
+// what a dead node had queued. An advice without an RRN is told by its creation.
+func msgID(it *saf.Item) string {
+	if it.RRN == "" {
+		return fmt.Sprintf("saf:%s:%s:@%d", token(it.Issuer), it.MTI, it.Created.UnixNano())
+	}
+	return fmt.Sprintf("saf:%s:%s:%s", token(it.Issuer), it.MTI, it.RRN)
+}
+
+// Enqueue publishes it to saf.<issuer> and returns once JetStream acknowledged
+// it, that is once a quorum of the stream's replicas stored it; it.Seq becomes
+// its stream sequence. Without an acknowledgement within PublishTimeout the
+// error wraps cluster.ErrNoQuorum and the advice's fate is unknown (a replica
+// may commit it when the quorum returns): enqueueing it again is safe, the
+// Nats-Msg-Id stores it once.
+func (q *Queue) Enqueue(it *saf.Item) error {
+	if it.Issuer == "" {
+		return fmt.Errorf("jsaf: enqueue %s for %s: no issuer", it.MTI, it.RRN)
+	}
+	if it.Created.IsZero() {
+		it.Created = time.Now().UTC()
+	}
+	it.Seq = 0 // the stream's sequence, known from the acknowledgement
+	b, err := json.Marshal(it)
+	if err != nil {
+		return fmt.Errorf("jsaf: encode %s for %s: %w", it.MTI, it.RRN, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), q.opts.PublishTimeout)
+	defer cancel()
+	ack, err := q.node.Publish(ctx, Subject(it.Issuer), b, msgID(it))
+	if err != nil {
+		return fmt.Errorf("jsaf: enqueue %s for %s at issuer %s: %w", it.MTI, it.RRN, it.Issuer, err)
+	}
+	it.Seq = ack.Sequence
+	q.mu.Lock()
+	m := q.mine[it.Issuer]
+	if m == nil {
+		m = map[uint64]struct{}{}
+		q.mine[it.Issuer] = m
+	}
+	m[ack.Sequence] = struct{}{}
+	q.mu.Unlock()
+	return nil
+}
+
+// Register sets the sender of an issuer and starts its worker (once per issuer;
+// a second Register replaces the sender).
+func (q *Queue) Register(issuer string, send saf.Sender) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	_, running := q.senders[issuer]
+	q.senders[issuer] = send
+	if running {
+		return
+	}
+	q.stats(issuer)
+	q.wg.Add(1)
+	go q.worker(issuer)
+}
+
+func (q *Queue) sender(issuer string) saf.Sender {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.senders[issuer]
+}
+
+// consumer creates or finds the issuer's durable consumer, shared by every node.
+func (q *Queue) consumer(issuer string) (jetstream.Consumer, error) {
+	ctx, cancel := context.WithTimeout(q.ctx, q.opts.PublishTimeout)
+	defer cancel()
+	c, err := q.js.CreateOrUpdateConsumer(ctx, StreamName, jetstream.ConsumerConfig{
+		Durable:       ConsumerName(issuer),
+		Description:   "Switchyard store-and-forward deliveries to issuer " + issuer,
+		FilterSubject: Subject(issuer),
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       q.opts.AckWait,
+		MaxAckPending: q.opts.InFlight,
+		MaxDeliver:    -1, // an advice is owed until the issuer takes it
+		Replicas:      q.opts.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jsaf: consumer %s on stream %s: %w", ConsumerName(issuer), StreamName, err)
+	}
+	return c, nil
+}
+
+// worker pulls an issuer's advices, as many as there are free slots (the
+// server holds each node to the consumer's MaxAckPending too), and sends each
+// in its own goroutine, so a slow advice holds up only itself.
+func (q *Queue) worker(issuer string) {
+	defer q.wg.Done()
+	var running sync.WaitGroup
+	defer running.Wait() // the senders see q.ctx end and return
+	done := make(chan struct{}, q.opts.InFlight)
+	busy := 0
+	st := q.stats(issuer)
+	var cons jetstream.Consumer
+	var forgot time.Time
+	retry := q.opts.MinBackoff
+	pause := func(err error) bool { // false once the queue is closing
+		if q.ctx.Err() != nil {
+			return false
+		}
+		if n, ok := st.WarnDue(q.opts.Now(), q.opts.WarnEvery); ok {
+			q.log.Warn().Err(err).Str("issuer", issuer).Dur("retry_in", retry).Int64("failures_not_logged", n).
+				Msg("store-and-forward: cannot read the issuer's advices from JetStream")
+		}
+		t := time.NewTimer(retry)
+		defer t.Stop()
+		retry = min(2*retry, q.opts.MaxBackoff)
+		for {
+			select {
+			case <-done:
+				busy--
+			case <-t.C:
+				return true
+			case <-q.ctx.Done():
+				return false
+			}
+		}
+	}
+	for q.ctx.Err() == nil {
+		for drained := false; !drained; {
+			select {
+			case <-done:
+				busy--
+			default:
+				drained = true
+			}
+		}
+		if busy >= q.opts.InFlight {
+			select {
+			case <-done:
+				busy--
+			case <-q.ctx.Done():
+			}
+			continue
+		}
+		if cons == nil {
+			var err error
+			if cons, err = q.consumer(issuer); err != nil {
+				if !pause(err) {
+					return
+				}
+				continue
+			}
+		}
+		fctx, cancel := context.WithTimeout(q.ctx, q.opts.Poll)
+		batch, err := cons.Fetch(q.opts.InFlight-busy, jetstream.FetchContext(fctx))
+		if err != nil {
+			cancel()
+			if errors.Is(err, jetstream.ErrConsumerNotFound) {
+				cons = nil
+			}
+			if !pause(err) {
+				return
+			}
+			continue
+		}
+		got := 0
+		for m := range batch.Messages() {
+			got++
+			busy++
+			running.Add(1)
+			go func() {
+				defer running.Done()
+				q.deliver(issuer, m)
+				done <- struct{}{}
+			}()
+		}
+		cancel()
+		err = batch.Error()
+		switch {
+		case q.ctx.Err() != nil:
+			return
+		case err == nil, errors.Is(err, context.DeadlineExceeded): // a batch ended, or nothing came
+			retry = q.opts.MinBackoff
+			if got == 0 || time.Since(forgot) > 10*q.opts.Poll { // idle, or busy for long
+				q.forget(issuer, cons)
+				forgot = time.Now()
+			}
+		case errors.Is(err, jetstream.ErrConsumerNotFound), errors.Is(err, jetstream.ErrConsumerDeleted):
+			cons = nil
+			if !pause(err) {
+				return
+			}
+		default:
+			if !pause(err) {
+				return
+			}
+		}
+	}
+}
+
+// forget drops from mine and tries the advices of issuer under the consumer's
+// ack floor: acknowledged, possibly by another node (else both would grow for
+// as long as the other nodes deliver this one's advices). Called when the
+// worker is idle.
+func (q *Queue) forget(issuer string, cons jetstream.Consumer) {
+	q.mu.Lock()
+	n := len(q.mine[issuer])
+	for _, t := range q.tries {
+		if t.issuer == issuer {
+			n++
+		}
+	}
+	q.mu.Unlock()
+	if n == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(q.ctx, q.opts.PublishTimeout)
+	defer cancel()
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for s := range q.mine[issuer] {
+		if s <= info.AckFloor.Stream {
+			delete(q.mine[issuer], s)
+		}
+	}
+	for s, t := range q.tries {
+		if t.issuer == issuer && s <= info.AckFloor.Stream {
+			delete(q.tries, s)
+		}
+	}
+}
+
+// deliver makes one try of an advice the consumer handed this node.
+func (q *Queue) deliver(issuer string, m jetstream.Msg) {
+	q.busy.Add(1)
+	defer q.busy.Add(-1)
+	st := q.stats(issuer)
+	md, err := m.Metadata()
+	if err != nil {
+		q.log.Error().Err(err).Str("issuer", issuer).Msg("store-and-forward: a message without JetStream metadata; left to redeliver")
+		return
+	}
+	seq := md.Sequence.Stream
+	it := new(saf.Item)
+	if err := json.Unmarshal(m.Data(), it); err != nil {
+		// An advice that cannot be read must not hold up the others: it stays in
+		// the stream for an operator and comes back in a day.
+		q.log.Error().Err(err).Str("issuer", issuer).Uint64("seq", seq).Msg("undecodable queued advice set aside")
+		_ = m.NakWithDelay(24 * time.Hour)
+		return
+	}
+	// Tries counts the deliveries by every node: more than one means this advice
+	// was tried before (here, or on a node that died mid-send) and goes as a repeat.
+	it.Seq, it.Tries, it.Last = seq, int(md.NumDelivered), time.Now().UTC()
+	repeat := md.NumDelivered > 1
+	q.mu.Lock()
+	if t, ok := q.tries[seq]; ok {
+		it.LastErr = t.lastErr
+	}
+	q.tries[seq] = try{issuer: issuer, n: it.Tries, last: it.Last, lastErr: it.LastErr}
+	q.mu.Unlock()
+	q.Sent.Add(1)
+	st.Sent.Add(1)
+
+	send := q.sender(issuer)
+	sendDone := make(chan struct{})
+	var progress sync.WaitGroup
+	progress.Add(1)
+	go func() { // keep the advice this node's while the issuer takes its time
+		defer progress.Done()
+		t := time.NewTicker(q.opts.AckWait / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-sendDone:
+				return
+			case <-t.C:
+				_ = m.InProgress()
+			}
+		}
+	}()
+	err = send(q.ctx, it, repeat)
+	close(sendDone)
+	progress.Wait()
+
+	if err == nil {
+		// Wait for the server to take the ack, so that Len and Acked agree for
+		// whoever reads both; if it is lost the advice comes back as a repeat,
+		// which issuers expect.
+		actx, cancel := context.WithTimeout(context.Background(), q.opts.PublishTimeout)
+		aerr := m.DoubleAck(actx)
+		cancel()
+		if aerr != nil {
+			q.log.Warn().Err(aerr).Str("issuer", issuer).Str("rrn", it.RRN).Uint64("seq", seq).
+				Msg("store-and-forward: the issuer took the advice but JetStream did not confirm its removal; it may be repeated")
+		}
+		q.mu.Lock()
+		delete(q.tries, seq)
+		delete(q.mine[issuer], seq)
+		q.mu.Unlock()
+		q.Acked.Add(1)
+		st.Acked.Add(1)
+		return
+	}
+	if q.ctx.Err() != nil {
+		// Closing: hand the advice back now rather than after AckWait.
+		_ = m.Nak()
+		return
+	}
+	q.Failed.Add(1)
+	st.Failed.Add(1)
+	backoff := q.opts.MinBackoff << min(it.Tries-1, 16)
+	if backoff > q.opts.MaxBackoff || backoff <= 0 {
+		backoff = q.opts.MaxBackoff
+	}
+	q.mu.Lock()
+	q.tries[seq] = try{issuer: issuer, n: it.Tries, last: it.Last, lastErr: err.Error()}
+	q.mu.Unlock()
+	if nerr := m.NakWithDelay(backoff); nerr != nil {
+		q.log.Debug().Err(nerr).Uint64("seq", seq).Msg("store-and-forward: nak not sent; the advice comes back after AckWait")
+	}
+	if n, ok := st.WarnDue(q.opts.Now(), q.opts.WarnEvery); ok {
+		q.log.Warn().Err(err).Str("issuer", issuer).Str("mti", it.MTI).Str("rrn", it.RRN).Int("tries", it.Tries).
+			Dur("retry_in", backoff).Int64("failures_not_logged", n).Msg("advice not acknowledged; will repeat")
+	} else {
+		st.Suppressed.Add(1)
+	}
+}
+
+func (q *Queue) stats(issuer string) *saf.Stats {
+	q.statsMu.Lock()
+	defer q.statsMu.Unlock()
+	st := q.byIss[issuer]
+	if st == nil {
+		st = &saf.Stats{}
+		q.byIss[issuer] = st
+	}
+	return st
+}
+
+// IssuerStats returns this node's delivery counts of every issuer tried or
+// registered, by issuer.
+func (q *Queue) IssuerStats() map[string]*saf.Stats {
+	q.statsMu.Lock()
+	defer q.statsMu.Unlock()
+	out := make(map[string]*saf.Stats, len(q.byIss))
+	for k, v := range q.byIss {
+		out[k] = v
+	}
+	return out
+}
+
+// Pending lists the advices in the stream, the whole cluster's, oldest first
+// (all issuers when issuer is ""), at most 10000. Tries counts this node's
+// knowledge: the tries of an advice another node holds are not known here.
+func (q *Queue) Pending(issuer string) ([]saf.Item, error) {
+	filter := "saf.>"
+	if issuer != "" {
+		filter = Subject(issuer)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*q.opts.PublishTimeout)
+	defer cancel()
+	var out []saf.Item
+	for seq := uint64(1); len(out) < maxPending; {
+		m, err := q.stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(filter))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			break
+		}
+		if err != nil {
+			return out, fmt.Errorf("jsaf: list the advices of %q from sequence %d: %w", filter, seq, err)
+		}
+		var it saf.Item
+		if err := json.Unmarshal(m.Data, &it); err != nil {
+			return out, fmt.Errorf("jsaf: advice at sequence %d of stream %s: %w", m.Sequence, StreamName, err)
+		}
+		it.Seq = m.Sequence
+		q.mu.Lock()
+		if t, ok := q.tries[m.Sequence]; ok {
+			it.Tries, it.Last, it.LastErr = t.n, t.last, t.lastErr
+		}
+		q.mu.Unlock()
+		out = append(out, it)
+		seq = m.Sequence + 1
+	}
+	return out, nil
+}
+
+// Len counts the advices in the stream for issuer ("" for all issuers), the
+// whole cluster's. When JetStream does not answer it returns the last count
+// it read (the figure is for metrics; Pending reports errors).
+func (q *Queue) Len(issuer string) int {
+	ctx, cancel := context.WithTimeout(context.Background(), q.opts.PublishTimeout)
+	defer cancel()
+	var opts []jetstream.StreamInfoOpt
+	if issuer != "" {
+		opts = append(opts, jetstream.WithSubjectFilter(Subject(issuer)))
+	}
+	info, err := q.stream.Info(ctx, opts...)
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if err != nil {
+		q.log.Debug().Err(err).Str("issuer", issuer).Msg("store-and-forward: stream info; the last count stands")
+		return q.lens[issuer]
+	}
+	n := int(info.State.Msgs)
+	if issuer != "" {
+		n = int(info.State.Subjects[Subject(issuer)])
+	}
+	q.lens[issuer] = n
+	return n
+}
+
+// Flush waits until this node owes nothing: no send in progress here, and
+// every advice it enqueued acknowledged (by whichever node), or ctx ends.
+// What stays is safe in the stream: the other nodes deliver it.
+func (q *Queue) Flush(ctx context.Context) error {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		left, err := q.owed(ctx)
+		if err == nil && left == 0 && q.busy.Load() == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			if err != nil {
+				return fmt.Errorf("jsaf: flush: %w (last check: %w)", ctx.Err(), err)
+			}
+			return fmt.Errorf("jsaf: %d advice(s) this node enqueued still in the stream, %d send(s) in progress: %w",
+				left, q.busy.Load(), ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// owed checks this node's enqueued advices against the stream, forgetting those
+// no longer there (a work queue removes an advice when it is acknowledged).
+func (q *Queue) owed(ctx context.Context) (int, error) {
+	q.mu.Lock()
+	var seqs []uint64
+	for _, m := range q.mine {
+		for s := range m {
+			seqs = append(seqs, s)
+		}
+	}
+	q.mu.Unlock()
+	left := 0
+	for _, s := range seqs {
+		_, err := q.stream.GetMsg(ctx, s)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			q.mu.Lock()
+			for _, m := range q.mine {
+				delete(m, s)
+			}
+			delete(q.tries, s)
+			q.mu.Unlock()
+			continue
+		}
+		if err != nil {
+			return len(seqs), err
+		}
+		left++
+	}
+	return left, nil
+}
+
+// Close stops the workers and waits for them; an advice whose send was cut
+// short is handed back to the stream at once (it goes as a repeat). The node
+// stays open: it belongs to the caller.
+func (q *Queue) Close() error {
+	q.cancel()
+	q.wg.Wait()
+	return nil
+}

@@ -1,0 +1,107 @@
+package cluster
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the cluster's Prometheus collectors (docs/cluster.md, "Metrics").
+// The replicated journal, the state logs and the store-and-forward queue call
+// its methods; a nil *Metrics takes every call and records nothing, so that a
+// store built without metrics (a test) needs no check.
+type Metrics struct {
+	// PublishLatency is the time from a publish (or a group's first publish)
+	// to JetStream's acknowledgement, by stream.
+	PublishLatency *prometheus.HistogramVec
+	// AcksPerGroup is how many acknowledgements one wait collected: the size
+	// of an asynchronous publish group, by stream.
+	AcksPerGroup *prometheus.HistogramVec
+	// ReplicationLag is how many operations the most lagging replica of a
+	// stream or bucket is behind its leader, by stream.
+	ReplicationLag *prometheus.GaugeVec
+	// ConsumerBacklog is a durable consumer's messages not yet delivered plus
+	// delivered and not yet acknowledged, by stream and consumer.
+	ConsumerBacklog *prometheus.GaugeVec
+}
+
+// NewMetrics creates the collectors and registers them on r.
+func NewMetrics(r prometheus.Registerer) (*Metrics, error) {
+	lat := []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}
+	m := &Metrics{
+		PublishLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "switchyard_cluster_publish_seconds", Help: "Time from a JetStream publish (a group's first) to its acknowledgement, by stream.", Buckets: lat,
+		}, []string{"stream"}),
+		AcksPerGroup: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "switchyard_cluster_acks_per_group", Help: "JetStream acknowledgements collected by one wait (asynchronous publish group size), by stream.",
+			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512},
+		}, []string{"stream"}),
+		ReplicationLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "switchyard_cluster_replication_lag", Help: "Operations the most lagging replica of a stream or KV bucket is behind its leader, by stream.",
+		}, []string{"stream"}),
+		ConsumerBacklog: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "switchyard_cluster_consumer_backlog", Help: "A durable consumer's messages pending delivery or acknowledgement, by stream and consumer.",
+		}, []string{"stream", "consumer"}),
+	}
+	for _, c := range []prometheus.Collector{m.PublishLatency, m.AcksPerGroup, m.ReplicationLag, m.ConsumerBacklog} {
+		if err := r.Register(c); err != nil {
+			return nil, fmt.Errorf("cluster: register metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+// ObservePublish records one publish's (or group's) wait for its acknowledgement.
+func (m *Metrics) ObservePublish(stream string, d time.Duration) {
+	if m != nil {
+		m.PublishLatency.WithLabelValues(stream).Observe(d.Seconds())
+	}
+}
+
+// ObserveGroup records the number of acknowledgements one group wait collected.
+func (m *Metrics) ObserveGroup(stream string, acks int) {
+	if m != nil {
+		m.AcksPerGroup.WithLabelValues(stream).Observe(float64(acks))
+	}
+}
+
+// SetReplicationLag sets how many operations stream's most lagging replica is behind.
+func (m *Metrics) SetReplicationLag(stream string, behind uint64) {
+	if m != nil {
+		m.ReplicationLag.WithLabelValues(stream).Set(float64(behind))
+	}
+}
+
+// SetConsumerBacklog sets a consumer's messages pending delivery or acknowledgement.
+func (m *Metrics) SetConsumerBacklog(stream, consumer string, pending uint64) {
+	if m != nil {
+		m.ConsumerBacklog.WithLabelValues(stream, consumer).Set(float64(pending))
+	}
+}
+
+// UpdateFromStatus sets the lag and backlog gauges from a Status (the lead's
+// periodic poll, or each `cluster status` answer): a stream's (or bucket's,
+// named KV_<bucket>) lag is its most lagging peer's; a consumer's backlog is
+// its pending plus its unacknowledged messages.
+func (m *Metrics) UpdateFromStatus(st *Status) {
+	if m == nil || st == nil {
+		return
+	}
+	set := func(name string, s Stream) {
+		var lag uint64
+		for _, p := range s.Peers {
+			lag = max(lag, p.Lag)
+		}
+		m.SetReplicationLag(name, lag)
+		for _, c := range s.Consumers {
+			m.SetConsumerBacklog(name, c.Name, c.Pending+uint64(max(c.AckPending, 0)))
+		}
+	}
+	for _, s := range st.Streams {
+		set(s.Name, s)
+	}
+	for _, b := range st.Buckets {
+		set("KV_"+b.Name, b)
+	}
+}

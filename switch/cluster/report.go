@@ -1,0 +1,39 @@
+package cluster
+
+import "context"
+
+// Report is what the admin API's GET /api/v1/cluster/status answers and
+// `switchyard cluster status` prints: this node, whether it is ready, the
+// cluster's Status and the leases this node has seen. It is built even when
+// JetStream does not answer (no quorum): StatusError then says why, and the
+// leases are the last ones seen.
+type Report struct {
+	// Node is this switch node's number (cluster.node).
+	Node int `json:"node"`
+	// NotReady is Ready's error, empty when the node is ready.
+	NotReady string `json:"not_ready,omitempty"`
+	// Status is nil when JetStream did not answer; StatusError says why.
+	Status      *Status `json:"status,omitempty"`
+	StatusError string  `json:"status_error,omitempty"`
+	// Leases are the nodes' leases as this node's watcher saw them (none
+	// without a lease).
+	Leases []LeaseHolder `json:"leases"`
+}
+
+// Report builds the node's Report; l is its lease (nil: none yet).
+func (n *Node) Report(ctx context.Context, l *Lease) *Report {
+	r := &Report{Node: n.cfg.Node, Leases: []LeaseHolder{}}
+	if err := n.Ready(); err != nil {
+		r.NotReady = err.Error()
+	}
+	st, err := n.Status(ctx)
+	if err != nil {
+		r.StatusError = err.Error()
+	} else {
+		r.Status = st
+	}
+	if l != nil {
+		r.Leases = l.Holders()
+	}
+	return r
+}

@@ -1,0 +1,421 @@
+package cluster
+
+import (
+	"bytes"
+	"compress/flate"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchyard/switchyard/internal/statelog"
+)
+
+// The STATE stream orders the commits of the stores kept in each node's Badger
+// (registry, key store, rule lists, review cases): one subject per store,
+// state.<store>, and a compare-and-set on the subject's last sequence
+// (Nats-Expected-Last-Subject-Sequence) for every commit. A store's revision is
+// the stream sequence of the last commit it applied; sequences are stream-wide,
+// so the revisions of one store rise but are not consecutive.
+const (
+	stateStream  = "STATE"
+	stateSubject = "state."
+	// stateRetry is how long the follower waits before it recreates its
+	// consumer after an error (the ordered consumer itself resumes after a
+	// lost connection or a stream leader change).
+	stateRetry = 250 * time.Millisecond
+	// headerRoom is what the headers of a commit's message may take of the
+	// connection's max payload.
+	headerRoom = 1024
+	// compressAbove is the size from which a commit is deflated: a CSV import's
+	// terminals compress about tenfold, and small commits stay cheap to decode.
+	compressAbove = 16 << 10
+)
+
+// ErrCommitTooLarge is wrapped by Append when a commit, compressed, is larger than
+// the NATS max payload: it is refused, not split, because a split commit would no
+// longer be ordered with one compare-and-set. A store splits it (a registry import
+// approval is written in chunks of records).
+var ErrCommitTooLarge = errors.New("commit larger than the NATS max payload")
+
+// StateLog is the STATE stream on this node's connection; Store gives each
+// store's statelog.Log.
+type StateLog struct {
+	n      *Node
+	stream jetstream.Stream
+}
+
+// StateLog creates the STATE stream (file storage, Config.Replicas copies) or
+// finds it, so every node may call it at start, in any order.
+func (n *Node) StateLog(ctx context.Context) (*StateLog, error) {
+	replicas := n.cfg.Replicas
+	if replicas <= 0 {
+		replicas = 1
+	}
+	cfg := jetstream.StreamConfig{
+		Name:        stateStream,
+		Description: "Switchyard: ordered commits of the stores kept in each node's Badger",
+		Subjects:    []string{stateSubject + ">"},
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardNew, // never drop a commit a node may not have applied yet
+	}
+	s, err := n.js.CreateStream(ctx, cfg)
+	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		s, err = n.js.Stream(ctx, stateStream)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cluster: create or find stream %s (%d replicas): %w", stateStream, replicas, err)
+	}
+	return &StateLog{n: n, stream: s}, nil
+}
+
+// Store returns the Log of store name (subject state.<name>).
+func (s *StateLog) Store(name string) (*StoreLog, error) {
+	if name == "" || strings.ContainsAny(name, " \t\r\n.*>") {
+		return nil, fmt.Errorf("cluster: state store name %q is empty or has a space, '.', '*' or '>'", name)
+	}
+	return &StoreLog{s: s, name: name, subject: stateSubject + name, applied: make(chan struct{})}, nil
+}
+
+// StoreLog is one store's statelog.Log on the STATE stream, and its follower.
+type StoreLog struct {
+	s       *StateLog
+	name    string
+	subject string
+
+	mu      sync.Mutex
+	applied chan struct{} // closed and replaced whenever the follower applied a commit
+}
+
+var _ statelog.Log = (*StoreLog)(nil)
+
+// Append implements statelog.Log: it publishes c to state.<store> on condition
+// that the subject's last sequence is after, and returns the new message's
+// sequence. A commit another node ordered first wraps statelog.ErrConflict; no
+// acknowledgement before ctx ends wraps statelog.ErrUnavailable and ErrNoQuorum
+// (the commit may still be ordered: the follower then delivers it).
+func (l *StoreLog) Append(ctx context.Context, c statelog.Commit, after uint64) (uint64, error) {
+	data, err := encodeCommit(c)
+	if err != nil {
+		return 0, fmt.Errorf("cluster: %s commit of %d keys: %w", l.name, len(c.Writes), err)
+	}
+	if max := l.s.n.nc.MaxPayload() - headerRoom; int64(len(data)) > max {
+		return 0, fmt.Errorf("cluster: %s commit of %d keys is %d bytes compressed, over the %d the NATS max payload leaves: %w",
+			l.name, len(c.Writes), len(data), max, ErrCommitTooLarge)
+	}
+	ack, err := l.s.n.js.Publish(ctx, l.subject, data, jetstream.WithExpectLastSequencePerSubject(after))
+	if err == nil {
+		return ack.Sequence, nil
+	}
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+		return 0, fmt.Errorf("cluster: %s commit after revision %d: %w (%v)", l.name, after, statelog.ErrConflict, err)
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrConnectionClosed) {
+		return 0, fmt.Errorf("cluster: %s commit after revision %d: %w: %w: %w", l.name, after, statelog.ErrUnavailable, ErrNoQuorum, err)
+	}
+	return 0, fmt.Errorf("cluster: %s commit after revision %d: %w", l.name, after, err)
+}
+
+// LastRevision returns the sequence of the last commit of the store in the
+// stream, 0 for none.
+func (l *StoreLog) LastRevision(ctx context.Context) (uint64, error) {
+	m, err := l.s.stream.GetLastMsgForSubject(ctx, l.subject)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("cluster: last commit of %s in stream %s: %w", l.name, stateStream, err)
+	}
+	return m.Sequence, nil
+}
+
+// CatchUp waits until r has applied every commit of the store the stream held
+// when it was called (r is followed by Follow), or ctx ends. It is the start-up
+// catch-up and what a store does after an ErrConflict before it tries again.
+func (l *StoreLog) CatchUp(ctx context.Context, r statelog.Replica) error {
+	last, err := l.LastRevision(ctx)
+	if err != nil {
+		return err
+	}
+	for {
+		l.mu.Lock()
+		ch := l.applied
+		l.mu.Unlock()
+		rev := r.Revision()
+		if rev >= last {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("cluster: %s has applied revision %d of %d when the wait ended: %w", l.name, rev, last, ctx.Err())
+		}
+	}
+}
+
+func (l *StoreLog) signalApplied() {
+	l.mu.Lock()
+	close(l.applied)
+	l.applied = make(chan struct{})
+	l.mu.Unlock()
+}
+
+// Follower applies the commits of one store to its Replica, in order, in its own
+// goroutine; Close (or the end of Follow's context) stops it and waits for it.
+type Follower struct {
+	l   *StoreLog
+	r   statelog.Replica
+	ctx context.Context
+
+	cancel  context.CancelFunc
+	done    chan struct{} // closed when run returns
+	watched chan struct{} // closed when the context watcher returns
+	mu      sync.Mutex
+	it      jetstream.MessagesContext // the current iterator; nil between consumers
+	err     error                     // the last error, for Err
+}
+
+// Follow starts applying the store's commits above r.Revision() to r, in order:
+// an ordered consumer on state.<store> that resumes by itself after a lost
+// connection or a leader change. Call CatchUp to wait until r is current.
+func (l *StoreLog) Follow(ctx context.Context, r statelog.Replica) *Follower {
+	ctx, cancel := context.WithCancel(ctx)
+	f := &Follower{l: l, r: r, ctx: ctx, cancel: cancel, done: make(chan struct{}), watched: make(chan struct{})}
+	go f.run()
+	go func() { // the end of ctx stops the iterator Next blocks on
+		defer close(f.watched)
+		select {
+		case <-ctx.Done():
+			f.stopIterator()
+		case <-f.done:
+		}
+	}()
+	return f
+}
+
+// Close stops the follower and waits for its goroutines. It is safe to call more
+// than once.
+func (f *Follower) Close() {
+	f.cancel()
+	f.stopIterator()
+	<-f.done
+	<-f.watched
+}
+
+// Err returns the last error the follower met (it keeps trying), or nil.
+func (f *Follower) Err() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.err
+}
+
+func (f *Follower) stopIterator() {
+	f.mu.Lock()
+	if f.it != nil {
+		f.it.Stop()
+	}
+	f.mu.Unlock()
+}
+
+func (f *Follower) fail(err error) {
+	f.mu.Lock()
+	f.err = err
+	f.mu.Unlock()
+	f.l.s.n.log.Error().Err(err).Str("store", f.l.name).Msg("cluster: state follower")
+}
+
+// wait waits d or until the follower is stopped, and says whether to go on.
+func (f *Follower) wait(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-f.ctx.Done():
+		return false
+	}
+}
+
+func (f *Follower) run() {
+	defer close(f.done)
+	for f.ctx.Err() == nil {
+		if err := f.consume(); err != nil && f.ctx.Err() == nil {
+			f.fail(err)
+			if !f.wait(stateRetry) {
+				return
+			}
+		}
+	}
+}
+
+// consume applies commits from a new ordered consumer until an error or Close.
+func (f *Follower) consume() error {
+	l := f.l
+	cons, err := l.s.n.js.OrderedConsumer(f.ctx, stateStream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{l.subject},
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    f.r.Revision() + 1,
+	})
+	if err != nil {
+		return fmt.Errorf("cluster: follow %s: %w", l.subject, err)
+	}
+	it, err := cons.Messages()
+	if err != nil {
+		return fmt.Errorf("cluster: follow %s: %w", l.subject, err)
+	}
+	f.mu.Lock()
+	f.it = it
+	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		f.it = nil
+		f.mu.Unlock()
+		it.Stop()
+	}()
+	if f.ctx.Err() != nil { // stopped before the iterator was visible to stopIterator
+		return nil
+	}
+	for {
+		m, err := it.Next()
+		if err != nil {
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) && f.ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("cluster: follow %s: %w", l.subject, err)
+		}
+		meta, err := m.Metadata()
+		if err != nil {
+			return fmt.Errorf("cluster: follow %s: message metadata: %w", l.subject, err)
+		}
+		seq := meta.Sequence.Stream
+		c, err := decodeCommit(m.Data())
+		if err != nil {
+			// A commit no node can read stops this store's replication: skipping
+			// it would silently fork the node's copy. Say so and keep retrying.
+			return fmt.Errorf("cluster: follow %s: commit at sequence %d: %w", l.subject, seq, err)
+		}
+		for {
+			err := f.r.ApplyRemote(seq, c)
+			if err == nil {
+				break
+			}
+			f.fail(fmt.Errorf("cluster: apply %s commit at sequence %d: %w", l.name, seq, err))
+			if !f.wait(stateRetry) {
+				return nil
+			}
+		}
+		l.signalApplied()
+	}
+}
+
+// A commit's message: a version byte, then the commit (deflated when the
+// version byte says so): a uvarint count of writes, and per write a uvarint key
+// length, the key, a uvarint value length plus one (0 = delete) and the value.
+// Compact and cheap; JSON would base64 every value.
+const (
+	commitPlain    = 1
+	commitDeflated = 2
+)
+
+func encodeCommit(c statelog.Commit) ([]byte, error) {
+	n := 1 + binary.MaxVarintLen64
+	for _, w := range c.Writes {
+		n += 2*binary.MaxVarintLen64 + len(w.Key) + len(w.Value)
+	}
+	b := make([]byte, 1, n)
+	b[0] = commitPlain
+	b = binary.AppendUvarint(b, uint64(len(c.Writes)))
+	for _, w := range c.Writes {
+		b = binary.AppendUvarint(b, uint64(len(w.Key)))
+		b = append(b, w.Key...)
+		if w.Value == nil {
+			b = binary.AppendUvarint(b, 0)
+			continue
+		}
+		b = binary.AppendUvarint(b, uint64(len(w.Value))+1)
+		b = append(b, w.Value...)
+	}
+	if len(b) <= compressAbove {
+		return b, nil
+	}
+	var z bytes.Buffer
+	z.WriteByte(commitDeflated)
+	zw, err := flate.NewWriter(&z, flate.BestSpeed)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := zw.Write(b[1:]); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	return z.Bytes(), nil
+}
+
+// maxCommitBytes bounds what a deflated commit may expand to (a corrupt or
+// hostile message must not exhaust memory).
+const maxCommitBytes = 256 << 20
+
+func decodeCommit(data []byte) (statelog.Commit, error) {
+	var c statelog.Commit
+	if len(data) == 0 {
+		return c, errors.New("empty message")
+	}
+	body := data[1:]
+	switch data[0] {
+	case commitPlain:
+	case commitDeflated:
+		var err error
+		body, err = io.ReadAll(io.LimitReader(flate.NewReader(bytes.NewReader(body)), maxCommitBytes+1))
+		if err != nil {
+			return c, fmt.Errorf("inflate: %w", err)
+		}
+		if len(body) > maxCommitBytes {
+			return c, fmt.Errorf("inflates to more than %d bytes", maxCommitBytes)
+		}
+	default:
+		return c, fmt.Errorf("unknown commit encoding %d", data[0])
+	}
+	count, k := binary.Uvarint(body)
+	if k <= 0 || count > uint64(len(body)) {
+		return c, errors.New("bad write count")
+	}
+	body = body[k:]
+	c.Writes = make([]statelog.KV, 0, count)
+	for i := uint64(0); i < count; i++ {
+		kl, k := binary.Uvarint(body)
+		if k <= 0 || kl > uint64(len(body)-k) {
+			return c, fmt.Errorf("write %d: bad key length", i)
+		}
+		key := append([]byte(nil), body[k:k+int(kl)]...)
+		body = body[k+int(kl):]
+		vl, k := binary.Uvarint(body)
+		if k <= 0 || vl > uint64(len(body)-k)+1 {
+			return c, fmt.Errorf("write %d (key %q): bad value length", i, key)
+		}
+		var val []byte // nil: a delete
+		body = body[k:]
+		if vl > 0 {
+			val = append([]byte{}, body[:vl-1]...)
+			body = body[vl-1:]
+		}
+		c.Writes = append(c.Writes, statelog.KV{Key: key, Value: val})
+	}
+	if len(body) != 0 {
+		return c, fmt.Errorf("%d bytes after the last write", len(body))
+	}
+	return c, nil
+}

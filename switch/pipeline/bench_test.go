@@ -1,0 +1,37 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"testing"
+)
+
+// BenchmarkProcessApproval is the transaction hot path over the fakes: a purchase
+// decoded, checked for duplicates, written ahead, approved by the issuer, journaled and
+// answered. The frames are built outside the timer, in chunks, each with a new key.
+func BenchmarkProcessApproval(b *testing.B) {
+	h := newHarness(b)
+	ctx := context.Background()
+	frames := make([][]byte, 0, 4096)
+	n := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		if len(frames) == 0 {
+			b.StopTimer()
+			for range cap(frames) {
+				n++
+				tx := h.purchase(1000)
+				tx.TID = fmt.Sprintf("T%07d", n/999_999)
+				tx.STAN = fmt.Sprintf("%06d", n%999_999+1)
+				frames = append(frames, h.frame(tx))
+			}
+			b.StartTimer()
+		}
+		resp, err := h.p.Process(ctx, h.conn, frames[len(frames)-1])
+		frames = frames[:len(frames)-1]
+		if err != nil || resp.Body == nil {
+			b.Fatalf("Process: %v", err)
+		}
+		resp.Sent(true)
+	}
+}

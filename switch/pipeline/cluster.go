@@ -1,0 +1,328 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/switchyard/switchyard/switch/frontend"
+	"github.com/switchyard/switchyard/switch/journal"
+	"github.com/switchyard/switchyard/switch/message"
+)
+
+// In a cluster the journal is replicated: every node holds every node's records, and
+// a terminal may resend a request to another node than the one it first reached. What
+// changes for the pipeline is seen only through the journal (its errors, and records
+// of other nodes that are not final yet):
+//   - a write may fail because the cluster cannot make it durable now (an error
+//     wrapping journal.ErrUnavailable): the request is answered 91, never approved
+//     (systemError, undoApproval), and what the journal did not take is written when
+//     it is back (settleBook);
+//   - the first write of a request may find that another node journaled the same
+//     request first (*journal.DuplicateError), and the duplicate index may find a
+//     request that is still in flight on another node: either way the request is a
+//     duplicate and gets the first one's answer once that is final here
+//     (answerAsDuplicate); a reversal of a request in flight elsewhere waits for it
+//     the same way (awaitFinal);
+//   - the filter of recent requests learns of the other nodes' requests (SeenRemote).
+
+// errWaitEnded is the end of a wait for another request's final answer.
+var errWaitEnded = errors.New("the awaited request's answer did not come")
+
+// SeenRemote tells the filter of recent requests that another node of the cluster
+// journaled the request with DE 41 tid, DE 11 stan and DE 7 de7, received at at: a
+// resend reaching this node is then looked up in the journal (and answered from there,
+// or waited for) instead of being taken as new and sent to the journal's duplicate
+// check at its first write. The cluster journal's applier calls it for the first
+// version of each request of another node it applies. A request received more than
+// two duplicate windows ago is left out (an applier catching up after a stop would
+// otherwise fill the filter with keys it no longer needs: a resend that old carries an
+// old DE 7 and is looked up anyway).
+func (p *Pipeline) SeenRemote(tid, stan, de7 string, at time.Time) {
+	now := p.now()
+	if now.Sub(at) > 2*p.cfg.DupWindow {
+		return
+	}
+	p.recent.add(journal.DupKey(tid, stan, de7), now)
+}
+
+// journalFailed answers a request whose record the journal did not take. A
+// DuplicateError at its first write means that another node journaled the same request
+// first: nothing of this one is kept (its RRN leaves the open set) and it is answered
+// as that one's duplicate. Any other failure is a system error (91 when the journal is
+// unavailable, see systemError).
+func (p *Pipeline) journalFailed(ctx context.Context, t *txn, err error) (frontend.Response, error) {
+	var dup *journal.DuplicateError
+	if t.written || !errors.As(err, &dup) {
+		return p.systemError(t, err)
+	}
+	p.open.remove(t.rec.RRN)
+	p.log.Info().Str("rrn", t.rec.RRN).Str("first", dup.RRN).Str("mti", t.req.MTI).Str("tid", t.req.TID).Str("stan", t.req.STAN).
+		Msg("request journaled first on another node: answered as its duplicate, nothing forwarded")
+	e := t.dup
+	t.dup = nil
+	if t.risk != nil { // not observed: the first request is
+		inputs.Put(t.risk)
+		t.risk = nil
+	}
+	// What follows (a 94 for other content) is journaled as a record of its own.
+	t.rec = journal.Record{Timings: t.rec.Timings}
+	t.issuer = ""
+	return p.answerAsDuplicate(ctx, t, e, dup.RRN)
+}
+
+// answerAsDuplicate answers t, a duplicate of the request journaled as rrn, with that
+// request's answer: at once if its record is final here, else once it is (in flight on
+// another node, or not yet applied here), waiting up to Config.DupWait. Other content
+// than the first's is answered 94; a wait that ends is answered 91 and journals
+// nothing, so that the terminal's next resend looks again. e is t's claim in the table
+// of requests in flight (nil if none): it is finished with the answer, so that the
+// duplicates waiting on it get the same, or forgotten.
+func (p *Pipeline) answerAsDuplicate(ctx context.Context, t *txn, e *dupEntry, rrn string) (frontend.Response, error) {
+	forget := func() {
+		if e != nil {
+			p.dups.forget(t.dupKey, e)
+		}
+	}
+	rec, err := p.awaitFinal(ctx, rrn)
+	if err != nil {
+		forget()
+		if errors.Is(err, errWaitEnded) {
+			return p.tryAgain(t, rrn, "duplicate-in-flight", err)
+		}
+		return p.systemError(t, err)
+	}
+	if !p.sameContent(rec, t) {
+		// Not this request's entry: duplicates waiting on it look for themselves.
+		forget()
+		return p.duplicateMismatch(ctx, t, rec.RRN)
+	}
+	out := recordOutcome(rec)
+	if e != nil {
+		p.dups.finish(t.dupKey, e, out)
+	}
+	return p.repeat(t, out)
+}
+
+// awaitFinal returns the record rrn once the journal holds it final, reading it again
+// at growing intervals (1 ms to 50 ms: a local read) for up to Config.DupWait of the
+// wall clock, or until ctx ends. Its error wraps errWaitEnded when the wait ended.
+func (p *Pipeline) awaitFinal(ctx context.Context, rrn string) (*journal.Record, error) {
+	var deadline, poll *time.Timer
+	wait := time.Millisecond
+	for {
+		rec, err := p.journal.Get(rrn)
+		if err == nil && rec.Final() {
+			return rec, nil
+		}
+		if err != nil && !errors.Is(err, journal.ErrNotFound) {
+			return nil, fmt.Errorf("first request %s: %w", rrn, err)
+		}
+		if deadline == nil {
+			deadline, poll = time.NewTimer(p.cfg.DupWait), time.NewTimer(wait)
+			defer deadline.Stop()
+			defer poll.Stop()
+		} else {
+			poll.Reset(wait)
+		}
+		select {
+		case <-poll.C:
+		case <-deadline.C:
+			return nil, fmt.Errorf("%w within %s: %s is not final here", errWaitEnded, p.cfg.DupWait, rrn)
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: %w", errWaitEnded, ctx.Err())
+		}
+		wait = min(2*wait, 50*time.Millisecond)
+	}
+}
+
+// tryAgain answers 91 with reason (and the RRN rrn) to a request that waited in vain
+// for the final answer of the request rrn, in flight on another node: a duplicate of
+// it (duplicate-in-flight), or a reversal of it (original-in-flight). Nothing is
+// journaled, so that the terminal's next resend looks again.
+func (p *Pipeline) tryAgain(t *txn, rrn, reason string, err error) (frontend.Response, error) {
+	raw, perr := message.NewResponseBuilder(t.req).Set(37, rrn).Set(39, message.RCIssuerUnavailable).
+		Set(48, message.ReasonTLV(reason)).Bytes(p.macFunc(t))
+	if perr != nil {
+		return frontend.Response{}, errors.Join(err, perr)
+	}
+	p.metrics.Transactions.WithLabelValues(t.req.MTI, message.RCIssuerUnavailable, "", "switch").Inc()
+	p.log.Warn().Err(err).Str("first", rrn).Str("reason", reason).Str("mti", t.req.MTI).Str("tid", t.req.TID).Str("stan", t.req.STAN).
+		Msg("request in flight elsewhere: no final answer in time, answered 91, nothing forwarded")
+	return frontend.Response{Body: raw}, nil
+}
+
+// undoApproval takes back an approval (the issuer's, or a stand-in's whose advice is
+// queued) whose final record the journal did not take: the terminal is not told of it
+// (it gets 91, 96, or the first answer of the request it duplicates), so it is
+// reversed through the queue like an undelivered approval, and what authorize's caller
+// reserved (a refund's amount on its original) is released.
+func (p *Pipeline) undoApproval(t *txn, err error) {
+	rec := &t.rec
+	by := "switch:journal-error"
+	var dup *journal.DuplicateError
+	switch {
+	case errors.Is(err, journal.ErrUnavailable):
+		by = "switch:journal-unavailable"
+	case errors.As(err, &dup):
+		by = "switch:duplicate"
+	}
+	p.queueReversal(rec, by)
+	if rec.Reversed() {
+		p.log.Warn().Err(err).Str("rrn", rec.RRN).Str("issuer", rec.Issuer).Str("reversed_by", by).
+			Msg("approval not journaled: not given to the terminal, reversal queued")
+	} else {
+		p.log.Error().Err(err).Str("rrn", rec.RRN).Str("issuer", rec.Issuer).
+			Msg("approval not journaled: not given to the terminal, and its reversal NOT queued")
+	}
+	if t.release != nil {
+		t.release()
+		t.release = nil
+	}
+}
+
+// maxUnsettled bounds the records kept for the journal's return (about 1 KB each).
+const maxUnsettled = 100_000
+
+// settleBook keeps what the journal could not take for want of a quorum (an error
+// wrapping journal.ErrUnavailable) and must still hold: the final version of each
+// request answered 91 journal-unavailable (what the terminal was told, and why), and the
+// reversal mark of each original whose 0420 is already queued. Without it, a record
+// written ahead whose write did reach the cluster would stay open for ever (a resend of
+// its request waiting on it in vain), and an original reversed at its issuer would
+// stand approved in the journal. The housekeeping loop writes them again every tick
+// until the journal takes them; a request's RRN stays in the open set meanwhile, so that
+// the recovery checkpoint does not pass it.
+type settleBook struct {
+	mu    sync.Mutex
+	items []settleItem
+}
+
+// settleItem is a request's final record (first: no write of it is known to have been
+// taken), or the reversal mark (by) of the original orig.
+type settleItem struct {
+	rec      *journal.Record
+	first    bool
+	orig, by string
+}
+
+func (b *settleBook) add(it settleItem) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.items) >= maxUnsettled {
+		return false
+	}
+	b.items = append(b.items, it)
+	return true
+}
+
+func (b *settleBook) len() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.items)
+}
+
+// oweRecord keeps the final version of t's record, answered 91 journal-unavailable,
+// for the journal's return; false if it is not kept.
+func (p *Pipeline) oweRecord(t *txn) bool {
+	if t.rec.RRN == "" {
+		return false
+	}
+	rec := t.rec
+	rec.Events = slices.Clone(t.rec.Events)
+	note := "journal unavailable: answered 91"
+	if rec.RC != "" {
+		note = fmt.Sprintf("journal unavailable: answered 91, not %s %s (decided by %s)", rec.RC, rec.AuthCode, rec.DecidedBy)
+	}
+	rec.RC, rec.AuthCode, rec.DecidedBy, rec.Reason = message.RCIssuerUnavailable, "", "journal", "journal-unavailable"
+	rec.AddEvent(journal.StateDeclined, p.now().UTC(), note)
+	if !p.unsettled.add(settleItem{rec: &rec, first: !t.written}) {
+		p.log.Error().Str("rrn", rec.RRN).Str("tid", rec.TID).Str("stan", rec.STAN).
+			Msg("journal unavailable: too many records waiting for it; this one is NOT kept")
+		return false
+	}
+	return true
+}
+
+// oweReversal keeps the reversal mark (by) of the original orig, whose 0420 is queued,
+// for the journal's return, if err (the failed write of the mark) says it is unavailable.
+func (p *Pipeline) oweReversal(orig, by string, err error) {
+	if !errors.Is(err, journal.ErrUnavailable) {
+		return
+	}
+	if !p.unsettled.add(settleItem{orig: orig, by: by}) {
+		p.log.Error().Str("rrn", orig).Str("reversed_by", by).
+			Msg("journal unavailable: too many records waiting for it; the original's reversal mark is NOT kept")
+	}
+}
+
+// settle writes what the journal could not take, in order, until it fails again for
+// want of a quorum (the rest waits for the next tick). Other failures are logged and
+// the item dropped.
+func (p *Pipeline) settle(ctx context.Context) {
+	b := &p.unsettled
+	b.mu.Lock()
+	items := b.items
+	b.items = nil
+	b.mu.Unlock()
+	if len(items) == 0 {
+		return
+	}
+	done := 0
+	for ; done < len(items); done++ {
+		err := p.settleOne(ctx, items[done])
+		if errors.Is(err, journal.ErrUnavailable) {
+			break
+		}
+		if err != nil {
+			it := items[done]
+			p.log.Error().Err(err).Str("rrn", it.orig+rrnOf(it.rec)).Msg("journal: a record kept for the journal's return NOT written")
+		}
+	}
+	if done > 0 {
+		p.log.Info().Int("written", done).Int("left", len(items)-done).Msg("journal back: records answered 91 while it was unavailable written")
+	}
+	b.mu.Lock()
+	b.items = append(items[done:], b.items...)
+	b.mu.Unlock()
+}
+
+func rrnOf(r *journal.Record) string {
+	if r == nil {
+		return ""
+	}
+	return r.RRN
+}
+
+func (p *Pipeline) settleOne(ctx context.Context, it settleItem) error {
+	if it.rec == nil {
+		l := &p.locks[lockIndex(it.orig)]
+		l.Lock()
+		defer l.Unlock()
+		cur, err := p.journal.Get(it.orig)
+		if err != nil || cur.Reversed() {
+			return err
+		}
+		cur.ReversedBy = it.by
+		cur.AddEvent(journal.StateReversed, p.now().UTC(), it.by)
+		return p.journal.Write(ctx, cur, false, true)
+	}
+	err := p.journal.Write(ctx, it.rec, it.first, true)
+	var dup *journal.DuplicateError
+	if errors.As(err, &dup) {
+		if dup.RRN == it.rec.RRN {
+			// The write that failed had been taken after all: this is an update.
+			err = p.journal.Write(ctx, it.rec, false, true)
+		} else {
+			// Another request holds the key now: nothing of this one was taken.
+			err = nil
+		}
+	}
+	if err == nil || !errors.Is(err, journal.ErrUnavailable) {
+		p.open.remove(it.rec.RRN)
+	}
+	return err
+}

@@ -1,0 +1,446 @@
+package pipeline
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/moov-io/iso8583"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/switchyard/switchyard/risk"
+	"github.com/switchyard/switchyard/switch/journal"
+	"github.com/switchyard/switchyard/switch/message"
+	"github.com/switchyard/switchyard/switch/termclient"
+)
+
+// errNoQuorum is what a cluster journal without a JetStream quorum returns.
+var errNoQuorum = fmt.Errorf("journal.1: publish not acknowledged: %w", journal.ErrUnavailable)
+
+// failFinal makes the journal refuse, for want of a quorum, the final versions of the
+// records of type typ ("" any type): the write ahead goes through, the answer's does not.
+func failFinal(typ string) option {
+	return func(h *harness, _ *Config) {
+		h.j.writeHook = func(r *journal.Record, _ bool) error {
+			if r.Final() && (typ == "" || r.Type == typ) {
+				return errNoQuorum
+			}
+			return nil
+		}
+	}
+}
+
+// withStandIn lets the switch stand in for "bank".
+func withStandIn(_ *harness, c *Config) {
+	c.StandIn = map[string]StandInLimits{"bank": {Enabled: true, MaxAmount: 5000, PerCardCount: 5, PerCardSum: 50000}}
+}
+
+// counterValue reads a counter.
+func counterValue(c prometheus.Counter) float64 {
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		return -1
+	}
+	return m.GetCounter().GetValue()
+}
+
+// queued lists the queued items as "MTI reason".
+func queued(h *harness) []string {
+	var out []string
+	for _, it := range h.q.all() {
+		out = append(out, it.MTI+" "+it.Reason)
+	}
+	return out
+}
+
+// TestJournalUnavailable: when the journal cannot make a record durable (a cluster
+// without a quorum), the request is answered 91 journal-unavailable, never approved: at
+// the write ahead nothing goes to the issuer; at the final write an approval (the
+// issuer's or a stand-in) is reversed through the queue; the updates of an original
+// (reversal, void, refund) and the batch close answer 91 as well.
+func TestJournalUnavailable(t *testing.T) {
+	cases := []struct {
+		name      string
+		opts      []option
+		setup     func(h *harness) // before the request, with the journal still up
+		down      func(h *harness) // the journal loses its quorum
+		tx        func(h *harness) termclient.Txn
+		forwarded int      // requests the issuer got, setup's included
+		queued    []string // "MTI reason" of the queued items, setup's included
+		issuer    string   // the issuer label of the answer's metric
+	}{
+		{name: "write ahead fails: nothing sent",
+			down: func(h *harness) { h.j.failWrite = errNoQuorum }, issuer: "bank"},
+		{name: "final write after an approval fails: approval reversed", opts: []option{failFinal("")},
+			forwarded: 1, queued: []string{"0420 switch:journal-unavailable"}, issuer: "bank"},
+		{name: "pre-authorization approved, final write fails: reversed", opts: []option{failFinal("")},
+			tx:        func(h *harness) termclient.Txn { tx := h.purchase(1000); tx.MTI = "0100"; return tx },
+			forwarded: 1, queued: []string{"0420 switch:journal-unavailable"}, issuer: "bank"},
+		{name: "issuer decline, final write fails", opts: []option{failFinal("")},
+			setup: func(h *harness) {
+				h.bank.script(func(sent) (*iso8583.Message, error) { return issuerAnswer("51", ""), nil })
+			}, forwarded: 1, issuer: "bank"},
+		{name: "rules decline, its only write fails", opts: []option{withRisk, failFinal("")},
+			setup: func(h *harness) {
+				h.risk.decide = func(*risk.Input) risk.Decision {
+					return risk.Decision{Action: risk.ActionDecline, ResponseCode: "59", Reason: "velocity-card", Rule: "R1"}
+				}
+			}},
+		{name: "stand-in approval not durable: advice reversed", opts: []option{withStandIn, failFinal("")},
+			setup:  func(h *harness) { h.bank.setUp(false) },
+			queued: []string{"0220 stand-in", "0420 switch:journal-unavailable"}, issuer: "bank"},
+		{name: "refund: reservation on the original not durable, nothing sent",
+			setup: func(h *harness) { h.approved(5000) },
+			down:  func(h *harness) { h.j.failWrite = errNoQuorum },
+			tx: func(h *harness) termclient.Txn {
+				return h.refund(answer{Result: termclient.Result{RRN: "000000000001"}}, 1000)
+			}, forwarded: 1},
+		{name: "refund approved, final write fails: reversed", opts: []option{failFinal("refund")},
+			setup: func(h *harness) { h.approved(5000) },
+			tx: func(h *harness) termclient.Txn {
+				return h.refund(answer{Result: termclient.Result{RRN: "000000000001"}}, 1000)
+			}, forwarded: 2, queued: []string{"0420 switch:journal-unavailable"}, issuer: "bank"},
+		{name: "void: original's update not durable",
+			setup: func(h *harness) { h.approved(5000) },
+			down:  func(h *harness) { h.j.failWrite = errNoQuorum },
+			tx: func(h *harness) termclient.Txn {
+				return h.void(answer{Result: termclient.Result{RRN: "000000000001", AuthCode: "123456"}}, 5000)
+			}, forwarded: 1, queued: []string{"0420 000000000002"}},
+		{name: "reversal: original's update not durable",
+			setup: func(h *harness) { h.approved(5000) },
+			down:  func(h *harness) { h.j.failWrite = errNoQuorum },
+			tx: func(h *harness) termclient.Txn {
+				return h.reversal(termclient.Txn{STAN: "000001", Time: h.clock.Now()}, 5000)
+			}, forwarded: 1, queued: []string{"0420 000000000002"}},
+		{name: "batch close not durable",
+			down: func(h *harness) { h.j.failClose = errNoQuorum },
+			tx: func(h *harness) termclient.Txn {
+				tx := h.purchase(0)
+				tx.MTI, tx.ProcCode, tx.PAN, tx.Expiry = "0500", message.PCBatch, "", ""
+				tx.TLV = [][2]string{{message.TagBatchTotals, "0,0,0,0"}}
+				return tx
+			}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, tc.opts...)
+			if tc.setup != nil {
+				tc.setup(h)
+			}
+			if tc.down != nil {
+				tc.down(h)
+			}
+			tx := h.purchase(1000)
+			if tc.tx != nil {
+				tx = tc.tx(h)
+			}
+			a := h.do(tx)
+			if a.RC != "91" || a.Reason != "journal-unavailable" || a.AuthCode != "" {
+				t.Fatalf("answer %s %q auth %q, want 91 journal-unavailable", a.RC, a.Reason, a.AuthCode)
+			}
+			if n := len(h.bank.sent()); n != tc.forwarded {
+				t.Errorf("issuer got %d requests, want %d", n, tc.forwarded)
+			}
+			if got := queued(h); fmt.Sprint(got) != fmt.Sprint(tc.queued) {
+				t.Errorf("queued %q, want %q", got, tc.queued)
+			}
+			if rec, err := h.j.Get(a.RRN); err == nil && rec.Approved() {
+				t.Errorf("the journal holds an approval: %+v", rec)
+			}
+			mti := tx.MTI
+			if mti == "" {
+				mti = "0200"
+			}
+			if n := counterValue(h.p.metrics.Transactions.WithLabelValues(mti, "91", tc.issuer, "journal")); n != 1 {
+				t.Errorf("transactions{rc=91, decided_by=journal} = %v, want 1", n)
+			}
+		})
+	}
+	t.Run("refund approved, final write fails: reservation released", func(t *testing.T) {
+		h := newHarness(t, failFinal("refund"))
+		orig := h.approved(5000)
+		if a := h.do(h.refund(orig, 1000)); a.RC != "91" {
+			t.Fatalf("refund answered %s %q", a.RC, a.Reason)
+		}
+		if o := h.record(orig.RRN); o.Refunded != 0 {
+			t.Fatalf("original's refunded sum %d after a refund answered 91", o.Refunded)
+		}
+	})
+}
+
+// TestJournalUnavailableSettles: what the journal did not take while it was unavailable
+// is written when it is back: the final record (91 journal-unavailable) of each request
+// answered so, kept open until then, and the reversal mark of an original whose 0420
+// was queued. A resend then gets the 91 again, and crash recovery finds nothing open.
+func TestJournalUnavailableSettles(t *testing.T) {
+	cases := []struct {
+		name     string
+		opts     []option
+		setup    func(h *harness) termclient.Txn // returns the request, the journal still up
+		down     func(h *harness)
+		up       func(h *harness)
+		reversed string // the request's record's ReversedBy
+		orig     string // an original that must end reversed by the request
+	}{
+		{name: "write ahead not taken",
+			down: func(h *harness) { h.j.failWrite = errNoQuorum }, up: func(h *harness) { h.j.failWrite = nil }},
+		{name: "write ahead taken, though reported unavailable",
+			down: func(h *harness) {
+				h.j.writeHook = func(r *journal.Record, _ bool) error {
+					if !r.Final() {
+						h.j.store(r) // the write ahead reached the cluster (under the fake's lock)
+					}
+					return errNoQuorum
+				}
+			}, up: func(h *harness) { h.j.writeHook = nil }},
+		{name: "final record of an approval not taken", opts: []option{failFinal("")},
+			up: func(h *harness) { h.j.writeHook = nil }, reversed: "switch:journal-unavailable"},
+		{name: "void: original's reversal mark not taken",
+			setup: func(h *harness) termclient.Txn {
+				orig := h.approved(5000)
+				return h.void(orig, 5000)
+			},
+			down: func(h *harness) { h.j.failWrite = errNoQuorum }, up: func(h *harness) { h.j.failWrite = nil },
+			orig: "000000000001"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, tc.opts...)
+			tx := h.purchase(1000)
+			if tc.setup != nil {
+				tx = tc.setup(h)
+			}
+			if tc.down != nil {
+				tc.down(h)
+			}
+			a := h.do(tx)
+			if a.RC != "91" || a.Reason != "journal-unavailable" {
+				t.Fatalf("answer %s %q", a.RC, a.Reason)
+			}
+			if ck := h.p.open.min(); ck != a.RRN {
+				t.Fatalf("open set's lowest %q, want %s (kept open until its record is written)", ck, a.RRN)
+			}
+			h.p.settle(t.Context()) // still down: nothing changes
+			if rec, err := h.j.Get(a.RRN); (err == nil && rec.Final()) || h.p.open.min() != a.RRN {
+				t.Fatalf("settled while the journal is down: %+v, %v", rec, err)
+			}
+			tc.up(h)
+			h.p.settle(t.Context())
+			rec := h.record(a.RRN)
+			if rec.RC != "91" || rec.Reason != "journal-unavailable" || rec.DecidedBy != "journal" || rec.ReversedBy != tc.reversed {
+				t.Fatalf("record %s %q by %s reversed by %q, want 91 journal-unavailable by journal reversed by %q",
+					rec.RC, rec.Reason, rec.DecidedBy, rec.ReversedBy, tc.reversed)
+			}
+			if ck := h.p.open.min(); ck != "" {
+				t.Fatalf("%s still open after its record was written", ck)
+			}
+			if tc.orig != "" {
+				if o := h.record(tc.orig); o.ReversedBy != a.RRN {
+					t.Fatalf("original reversed by %q, want %s", o.ReversedBy, a.RRN)
+				}
+			}
+			if n, err := h.p.Recover(t.Context()); n != 0 || err != nil {
+				t.Fatalf("recovery settled %d (%v): something was left open", n, err)
+			}
+			sent := len(h.bank.sent())
+			if again := h.do(tx); again.RC != "91" || again.Reason != "journal-unavailable" || again.RRN != a.RRN || len(h.bank.sent()) != sent {
+				t.Fatalf("resend %+v", again.Result)
+			}
+		})
+	}
+}
+
+// nodeTwo runs tx on another node (a harness of its own whose RRNs start with 2) and
+// returns its final record, as the cluster journal replicates it.
+func nodeTwo(t *testing.T, tx termclient.Txn, opts ...option) *journal.Record {
+	t.Helper()
+	n2 := newHarness(t, append([]option{func(h *harness, _ *Config) { h.j.rrnPrefix = "2" }}, opts...)...)
+	a := n2.do(tx)
+	return n2.record(a.RRN)
+}
+
+// inFlight is the version of rec written ahead: sent to the issuer, no answer yet.
+func inFlight(rec *journal.Record) *journal.Record {
+	c := copyRecord(rec)
+	c.RC, c.AuthCode, c.DecidedBy, c.Reason = "", "", "", ""
+	c.Events = c.Events[:2]
+	c.State = c.Events[1].State
+	return c
+}
+
+// TestClusterDuplicates: a request journaled first on another node (the journal's first
+// write says so with a DuplicateError, or the duplicate index finds it not final yet) is
+// a duplicate: nothing is forwarded, and it gets the first one's answer once that is
+// final here, or 94 if its content differs, or 91 if the wait ends.
+func TestClusterDuplicates(t *testing.T) {
+	type setup = func(h *harness, orig *journal.Record)
+	elsewhere := func(h *harness, orig *journal.Record) { // the write ahead finds the key taken
+		h.j.dupOf[journal.DupKey(orig.TID, orig.STAN, orig.DE7)] = orig.RRN
+	}
+	seen := func(h *harness, orig *journal.Record) { // the applier told the filter
+		h.p.SeenRemote(orig.TID, orig.STAN, orig.DE7, orig.Received)
+	}
+	// Records from a minute ago: every request is looked up in the journal.
+	firstWindow := func(h *harness, _ *Config) { h.j.lastRecv = h.clock.Now().Add(-time.Minute) }
+	shortWait := func(_ *harness, c *Config) { c.DupWait = 20 * time.Millisecond }
+	cases := []struct {
+		name      string
+		opts      []option
+		setup     []setup
+		orig      func(orig *journal.Record) // changes node 2's record before the setup
+		rc        string
+		reason    string
+		firstRRN  bool // the answer carries the first one's RRN
+		auth      string
+		records   int      // in this node's journal after
+		queued    []string // "MTI reason"
+		forwarded int      // this node's requests to the issuer
+	}{
+		{name: "duplicate error, original final here: its answer",
+			setup: []setup{elsewhere, func(h *harness, o *journal.Record) { h.j.remote(o) }},
+			rc:    "00", firstRRN: true, auth: "123456", records: 1},
+		{name: "duplicate error, original in flight: waits for its answer",
+			setup: []setup{elsewhere, func(h *harness, o *journal.Record) { h.j.remote(inFlight(o)); h.j.applyLater(o, 3) }},
+			rc:    "00", firstRRN: true, auth: "123456", records: 1},
+		{name: "duplicate error, original not applied here yet: waits",
+			setup: []setup{elsewhere, func(h *harness, o *journal.Record) { h.j.applyLater(o, 2) }},
+			rc:    "00", firstRRN: true, auth: "123456", records: 1},
+		{name: "duplicate error, original declined: its decline",
+			orig:  func(o *journal.Record) { o.RC, o.AuthCode, o.DecidedBy, o.Reason = "51", "", "issuer", "" },
+			setup: []setup{elsewhere, func(h *harness, o *journal.Record) { h.j.applyLater(o, 1) }},
+			rc:    "51", firstRRN: true, records: 1},
+		{name: "duplicate error, original with another amount: 94",
+			orig:  func(o *journal.Record) { o.Amount = 999 },
+			setup: []setup{elsewhere, func(h *harness, o *journal.Record) { h.j.remote(o) }},
+			rc:    "94", reason: "duplicate-key-other-content", records: 2},
+		{name: "duplicate error, the wait ends: 91, nothing journaled", opts: []option{shortWait},
+			setup: []setup{elsewhere, func(h *harness, o *journal.Record) { h.j.remote(inFlight(o)) }},
+			rc:    "91", reason: "duplicate-in-flight", firstRRN: true, records: 1},
+		{name: "duplicate error at a rules decline's only write: the first answer", opts: []option{withRisk},
+			setup: []setup{elsewhere, func(h *harness, o *journal.Record) {
+				h.j.remote(o)
+				h.risk.decide = func(*risk.Input) risk.Decision {
+					return risk.Decision{Action: risk.ActionDecline, ResponseCode: "59", Reason: "velocity-card", Rule: "R1"}
+				}
+			}},
+			rc: "00", firstRRN: true, auth: "123456", records: 1},
+		{name: "duplicate error at a stand-in approval: advice reversed, the first answer", opts: []option{withStandIn},
+			setup: []setup{elsewhere, func(h *harness, o *journal.Record) { h.j.remote(o); h.bank.setUp(false) }},
+			rc:    "00", firstRRN: true, auth: "123456", records: 1,
+			queued: []string{"0220 stand-in", "0420 switch:duplicate"}},
+		{name: "duplicate index finds it in flight: waits for its answer", opts: []option{firstWindow},
+			setup: []setup{func(h *harness, o *journal.Record) { h.j.remote(inFlight(o)); h.j.applyLater(o, 2) }},
+			rc:    "00", firstRRN: true, auth: "123456", records: 1},
+		{name: "duplicate index finds it in flight, the wait ends: 91", opts: []option{firstWindow, shortWait},
+			setup: []setup{func(h *harness, o *journal.Record) { h.j.remote(inFlight(o)) }},
+			rc:    "91", reason: "duplicate-in-flight", firstRRN: true, records: 1},
+		{name: "seen on another node and final here: its answer from the journal",
+			setup: []setup{seen, func(h *harness, o *journal.Record) { h.j.remote(o) }},
+			rc:    "00", firstRRN: true, auth: "123456", records: 1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, tc.opts...)
+			tx := h.purchase(1000)
+			orig := nodeTwo(t, tx)
+			if tc.orig != nil {
+				tc.orig(orig)
+			}
+			for _, s := range tc.setup {
+				s(h, orig)
+			}
+			a := h.do(tx)
+			if a.RC != tc.rc || a.Reason != tc.reason || a.AuthCode != tc.auth {
+				t.Fatalf("answer %s %q auth %q, want %s %q auth %q", a.RC, a.Reason, a.AuthCode, tc.rc, tc.reason, tc.auth)
+			}
+			if (a.RRN == orig.RRN) != tc.firstRRN {
+				t.Errorf("answer's RRN %s, the first one's %s", a.RRN, orig.RRN)
+			}
+			if n := len(h.bank.sent()); n != tc.forwarded {
+				t.Errorf("issuer got %d requests, want %d", n, tc.forwarded)
+			}
+			if n := h.j.count(); n != tc.records {
+				t.Errorf("journal holds %d records, want %d", n, tc.records)
+			}
+			if got := queued(h); fmt.Sprint(got) != fmt.Sprint(tc.queued) {
+				t.Errorf("queued %q, want %q", got, tc.queued)
+			}
+			if ck := h.p.open.min(); ck != "" {
+				t.Errorf("%s left in the open set", ck)
+			}
+			if tc.rc == "94" {
+				if rec := h.record(a.RRN); rec.OriginalRRN != orig.RRN || rec.RC != "94" {
+					t.Errorf("94 record %+v", rec)
+				}
+			}
+		})
+	}
+}
+
+// TestSeenRemote: a key another node journaled sends the same key here to the journal,
+// where a fresh key is not looked up once the filter covers a window; keys from before
+// the filter's reach (an applier catching up) are left out of it.
+func TestSeenRemote(t *testing.T) {
+	h := newHarness(t)
+	h.do(h.purchase(100))
+	if h.j.lookups != 0 {
+		t.Fatalf("%d lookups for a fresh key", h.j.lookups)
+	}
+	tx := h.purchase(100)
+	h.p.SeenRemote(tx.TID, tx.STAN, message.FormatDE7(tx.Time), h.clock.Now())
+	old := h.purchase(100)
+	h.p.SeenRemote(old.TID, old.STAN, message.FormatDE7(old.Time), h.clock.Now().Add(-time.Hour))
+	h.do(tx)
+	if h.j.lookups != 1 {
+		t.Fatalf("%d lookups for a key seen on another node, want 1", h.j.lookups)
+	}
+	h.do(old)
+	if h.j.lookups != 1 {
+		t.Fatalf("%d lookups after a key seen an hour ago, want still 1", h.j.lookups)
+	}
+}
+
+// TestClusterReversalOfOriginalInFlight: a terminal's reversal reaching this node while
+// its original is in flight on another node waits for the original's answer, and
+// reverses it if approved; if the wait ends it is answered 91 original-in-flight,
+// journaled nowhere, so that the terminal sends it again.
+func TestClusterReversalOfOriginalInFlight(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		opts   []option
+		later  bool // the original's answer arrives
+		rc     string
+		reason string
+		queued int
+	}{
+		{name: "original approved meanwhile: reversed", later: true, rc: "00", queued: 1},
+		{name: "wait ends: 91", opts: []option{func(_ *harness, c *Config) { c.DupWait = 20 * time.Millisecond }},
+			rc: "91", reason: "original-in-flight"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, tc.opts...)
+			tx := h.purchase(1000)
+			orig := nodeTwo(t, tx)
+			h.j.remote(inFlight(orig))
+			if tc.later {
+				h.j.applyLater(orig, 2)
+			}
+			a := h.do(h.reversal(tx, 1000))
+			if a.RC != tc.rc || a.Reason != tc.reason {
+				t.Fatalf("reversal answered %s %q, want %s %q", a.RC, a.Reason, tc.rc, tc.reason)
+			}
+			if n := len(h.q.all()); n != tc.queued {
+				t.Fatalf("queued %d, want %d", n, tc.queued)
+			}
+			if tc.queued > 0 {
+				checkReversalAdvice(t, h.q.all(), h.record(orig.RRN), a.RRN)
+			} else if h.j.count() != 1 {
+				t.Fatalf("journal holds %d records, want the original only", h.j.count())
+			}
+			if ck := h.p.open.min(); ck != "" {
+				t.Fatalf("%s left open", ck)
+			}
+		})
+	}
+}

@@ -1,0 +1,316 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/switchyard/switchyard/hsm"
+	"github.com/switchyard/switchyard/internal/statelog"
+	"github.com/switchyard/switchyard/keys"
+	"github.com/switchyard/switchyard/switch/cluster"
+	"github.com/switchyard/switchyard/switch/cluster/cjournal"
+	"github.com/switchyard/switchyard/switch/cluster/jsaf"
+	"github.com/switchyard/switchyard/switch/journal"
+)
+
+// clusterStartTimeout bounds how long Open waits for JetStream (a quorum of the
+// cluster's servers) before it gives up: nodes started together wait for each other.
+const clusterStartTimeout = 2 * time.Minute
+
+// clusterNode is what a node of a cluster adds to the switch (docs/cluster.md): the
+// JetStream connection (or embedded server), the replicated journal, the ordered log
+// of the shared stores with a follower per store, the node's lease, and the cluster's
+// metrics. A switch that runs alone has none (Server.cl is nil).
+type clusterNode struct {
+	cfg       cluster.Config
+	node      *cluster.Node
+	state     *cluster.StateLog
+	journal   *cjournal.Journal
+	followers []*cluster.Follower
+	lease     *cluster.Lease
+	metrics   *cluster.Metrics
+	log       zerolog.Logger
+}
+
+// startCluster starts (or connects to) JetStream and waits for a quorum.
+func (s *Server) startCluster(cfg cluster.Config) (*clusterNode, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), clusterStartTimeout)
+	defer cancel()
+	clog := s.log.With().Str("component", "cluster").Logger()
+	n, err := cluster.Start(ctx, cfg, cluster.Options{Logger: clog})
+	if err != nil {
+		return nil, err
+	}
+	c := &clusterNode{cfg: cfg, node: n, log: clog}
+	clog.Info().Int("node", cfg.Node).Str("mode", cfg.Mode).Msg("waiting for JetStream (a quorum of the cluster's servers)")
+	if err := n.WaitJetStream(ctx); err != nil {
+		_ = n.Close()
+		return nil, fmt.Errorf("cluster: node %d: JetStream not available within %s: %w", cfg.Node, clusterStartTimeout, err)
+	}
+	if err := c.retry("state log", func(ctx context.Context) (err error) {
+		c.state, err = n.StateLog(ctx)
+		return err
+	}); err != nil {
+		_ = n.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// retry runs fn until it succeeds or clusterStartTimeout has passed, each try with
+// a short deadline: at a cluster's start, requests to streams and buckets whose
+// leaders are being elected go unanswered ("no responders", timeouts) for a few
+// seconds.
+func (c *clusterNode) retry(what string, fn func(ctx context.Context) error) error {
+	deadline := time.Now().Add(clusterStartTimeout)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := fn(ctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		c.log.Warn().Err(err).Str("what", what).Msg("cluster not answering yet; trying again")
+		time.Sleep(250 * time.Millisecond) // a pause between tries, not a synchronization
+	}
+}
+
+// rrnPrefix is the digit this node's RRNs start with ("" alone).
+func (c *clusterNode) rrnPrefix() string {
+	if c == nil {
+		return ""
+	}
+	return strconv.Itoa(c.cfg.Node)
+}
+
+// storeLog returns the ordered log of a shared store (nil alone, so that the store
+// runs on Badger only).
+func (c *clusterNode) storeLog(name string) (*cluster.StoreLog, error) {
+	if c == nil {
+		return nil, nil
+	}
+	return c.state.Store(name)
+}
+
+// follow makes r follow its store's log (the other nodes' commits) and waits until it
+// has caught up with what the log held.
+func (c *clusterNode) follow(l *cluster.StoreLog, r statelog.Replica) error {
+	if c == nil || l == nil {
+		return nil
+	}
+	c.followers = append(c.followers, l.Follow(context.Background(), r))
+	return c.retry("catch up", func(ctx context.Context) error { return l.CatchUp(ctx, r) })
+}
+
+// asLog turns a possibly nil *StoreLog into a statelog.Log that is nil too (a typed
+// nil pointer in an interface would not be).
+func asLog(l *cluster.StoreLog) statelog.Log {
+	if l == nil {
+		return nil
+	}
+	return l
+}
+
+// catchUp is the CatchUp option of a store on l (nil alone).
+func catchUp(l *cluster.StoreLog) func(context.Context, statelog.Replica) error {
+	if l == nil {
+		return nil
+	}
+	return l.CatchUp
+}
+
+// openJournal opens the replicated journal over the node's local one; every other
+// node's record versions are applied to the local journal and handed to onRemote.
+func (c *clusterNode) openJournal(local *journal.Store, s *Server, onRemote func(rec, prev *journal.Record)) error {
+	return c.retry("journal", func(ctx context.Context) (err error) {
+		c.journal, err = cjournal.Open(ctx, c.node, local, s.db, cjournal.Options{Node: c.cfg.Node, Replicas: c.cfg.Replicas,
+			OnRemote: onRemote, Logger: c.log.With().Str("part", "journal").Logger()})
+		return err
+	})
+}
+
+// openQueue opens the store-and-forward queue on JetStream, shared by every node.
+func (s *Server) openClusterQueue() (*jsaf.Queue, error) {
+	c, log := s.cl, s.log.With().Str("component", "saf").Logger()
+	var q *jsaf.Queue
+	err := c.retry("store-and-forward queue", func(ctx context.Context) (err error) {
+		q, err = jsaf.Open(ctx, c.node, jsaf.Options{Replicas: c.cfg.Replicas, Logger: log})
+		return err
+	})
+	return q, err
+}
+
+// startLease takes this node's lease: if a survivor is still settling what this
+// node's last run left open, it waits for it first (so that the start-up recovery
+// that follows never races it). onDead settles another node's open transactions.
+func (c *clusterNode) startLease(onDead func(ctx context.Context, node int, since time.Time) error) error {
+	opts := cluster.LeaseOptions{OnDead: func(ctx context.Context, node int) error {
+		// The dead incarnation's records are those since it started: what came
+		// before was settled when it started (by itself, or by a survivor then).
+		since := time.Time{}
+		for _, h := range c.lease.Holders() {
+			if h.Node == node && !h.Started.IsZero() {
+				since = h.Started.Add(-time.Minute)
+			}
+		}
+		return onDead(ctx, node, since)
+	}}
+	// The wait for a survivor still settling this node's last run is bounded by
+	// the start timeout, not by one try's.
+	return c.retry("lease", func(context.Context) (err error) {
+		ctx, cancel := context.WithTimeout(context.Background(), clusterStartTimeout)
+		defer cancel()
+		c.lease, err = c.node.StartLease(ctx, opts)
+		return err
+	})
+}
+
+// report is what `switchyard cluster status` shows.
+func (c *clusterNode) report(ctx context.Context) (any, error) {
+	r := c.node.Report(ctx, c.lease)
+	return r, nil
+}
+
+// ready is the cluster's part of /readyz.
+func (c *clusterNode) ready() error {
+	if err := c.node.Ready(); err != nil {
+		return fmt.Errorf("cluster node %d: %w", c.cfg.Node, err)
+	}
+	return nil
+}
+
+// watchMetrics refreshes the cluster's gauges (replication lag, consumer backlog)
+// until ctx ends.
+func (c *clusterNode) watchMetrics(ctx context.Context) error {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if c.journal != nil {
+			applied, last := c.journal.Position()
+			if last >= applied {
+				c.metrics.SetReplicationLag("JOURNAL", last-applied)
+			}
+		}
+		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		st, err := c.node.Status(sctx)
+		cancel()
+		if err == nil {
+			c.metrics.UpdateFromStatus(st)
+		}
+	}
+}
+
+// closeFollowers stops applying other nodes' commits (before the stores close).
+func (c *clusterNode) closeFollowers() {
+	for _, f := range c.followers {
+		f.Close()
+	}
+	c.followers = nil
+}
+
+// closeJournal stops the replicated journal's applier and publisher (before the local
+// journal closes).
+func (c *clusterNode) closeJournal() error {
+	if c.journal == nil {
+		return nil
+	}
+	return c.journal.Close()
+}
+
+// close stops the lease and the node, last of all.
+func (c *clusterNode) close() error {
+	var errs []error
+	if c.lease != nil {
+		c.lease.Stop()
+	}
+	if err := c.node.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// stanPartition is the issuer links' STAN partition (0 alone).
+func (c *clusterNode) stanPartition() int {
+	if c == nil {
+		return 0
+	}
+	return c.cfg.Node
+}
+
+// statusFunc is the admin API's cluster status (nil alone: the API answers 404).
+func (c *clusterNode) statusFunc() func(context.Context) (any, error) {
+	if c == nil {
+		return nil
+	}
+	return c.report
+}
+
+// onRemoteRecord takes a record version another node journaled, once the cluster
+// journal applied it here: the pipeline's filter of recent requests learns its key (a
+// resend reaching this node is then looked up), and its first final version counts in
+// the velocity counters, as this node's own transactions do (an observation every node
+// folds: docs/cluster.md).
+func (s *Server) onRemoteRecord(rec, prev *journal.Record) {
+	if p := s.remotePipe.Load(); p != nil && rec.TID != "" && rec.STAN != "" && rec.DE7 != "" {
+		p.SeenRemote(rec.TID, rec.STAN, rec.DE7, rec.Received)
+	}
+	if s.Risk == nil || !rec.Final() || (prev != nil && prev.Final()) {
+		return
+	}
+	if rr, ok := RiskRecord(rec); ok {
+		s.Risk.Observe(&rr.Input, rr.Outcome)
+	}
+}
+
+// recoverNode settles what a dead node left open (its records since since), as that
+// node's own start-up recovery would: run by the survivor that won the claim.
+func (s *Server) recoverNode(ctx context.Context, node int, since time.Time) error {
+	if err := s.cl.journal.CaughtUp(ctx); err != nil {
+		return fmt.Errorf("recover node %d: catch up with the journal: %w", node, err)
+	}
+	n, err := s.Pipeline.RecoverRecords(ctx, fmt.Sprintf("node %d lost", node), func(ctx context.Context, fn func(*journal.Record) bool) error {
+		return s.cl.journal.ScanNode(ctx, node, func(r *journal.Record) bool {
+			if r.Received.Before(since) {
+				return true
+			}
+			return fn(r)
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("recover node %d: %w", node, err)
+	}
+	s.log.Warn().Int("node", node).Int("records", n).Msg("settled what a lost node left open")
+	return nil
+}
+
+// loadDemoKeys loads the demo keys; nodes of a cluster starting together may meet
+// each other's loading, which the loader, idempotent, then runs again to see.
+func (s *Server) loadDemoKeys() error {
+	var err error
+	for range 10 {
+		if err = keys.LoadDemo(hsm.WithActor(context.Background(), "demo"), s.Keys, s.HSM); err == nil || s.cl == nil {
+			return err
+		}
+		l, lerr := s.cl.storeLog("keys")
+		if lerr != nil {
+			return errors.Join(err, lerr)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = l.CatchUp(ctx, s.Keys)
+		cancel()
+	}
+	return err
+}

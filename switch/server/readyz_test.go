@@ -1,0 +1,51 @@
+package server
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestReadyCheck: a check set with SetReadyCheck turns /readyz to 503 with its
+// reason while it fails, and back to 200 once it passes or is removed.
+func TestReadyCheck(t *testing.T) {
+	s := start(t, demoConfig(t, t.TempDir()), nil)
+	client := http.Client{Timeout: 5 * time.Second}
+	get := func() (int, string) {
+		t.Helper()
+		resp, err := client.Get("http://" + s.AdminAddr() + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for st, _ := get(); st != http.StatusOK; st, _ = get() {
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz never 200 without a check: %d", st)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	var why atomic.Pointer[error] // the handler reads it on another goroutine
+	set := func(err error) { why.Store(&err) }
+	set(errors.New("cluster: JetStream not ready on n1: no meta leader answers"))
+	s.SetReadyCheck(func() error { return *why.Load() })
+	if st, body := get(); st != http.StatusServiceUnavailable || !strings.Contains(body, "not ready: cluster: JetStream not ready on n1") {
+		t.Fatalf("failing check: %d %q", st, body)
+	}
+	set(nil)
+	if st, body := get(); st != http.StatusOK {
+		t.Fatalf("passing check: %d %q", st, body)
+	}
+	set(errors.New("down"))
+	s.SetReadyCheck(nil)
+	if st, body := get(); st != http.StatusOK {
+		t.Fatalf("check removed: %d %q", st, body)
+	}
+}
