@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -109,6 +110,8 @@ type LeaseHolder struct {
 	// RecoveredBy is the node that won the claim on the lapsed incarnation, 0
 	// when none is known to this node.
 	RecoveredBy int `json:"recovered_by,omitempty"`
+
+	heard time.Time // this node's clock when it last heard of the lease
 }
 
 // Lease is this node's lease and its watch of the others'. Stop ends both.
@@ -122,6 +125,12 @@ type Lease struct {
 	wg     sync.WaitGroup
 	mu     sync.Mutex
 	seen   map[int]*LeaseHolder
+	lastOK time.Time // this node's clock at its last refresh acknowledged
+	// writableSince is when this node's refreshes began to succeed again after
+	// failing (or first did): before, the bucket may have been without a
+	// leader, and every node's refreshes failed alike.
+	writableSince time.Time
+	refreshFailed bool
 }
 
 func (o *LeaseOptions) defaults() error {
@@ -191,12 +200,18 @@ func (n *Node) StartLease(ctx context.Context, opts LeaseOptions) (*Lease, error
 	}
 	now := opts.Now().UTC()
 	l.self = LeaseValue{Node: n.cfg.Node, Server: n.ServerName(), Started: now, Incarnation: inc}
-	if err := l.refresh(ctx); err != nil {
-		return nil, err
+	for {
+		err := l.refresh(ctx)
+		if err == nil {
+			break
+		}
+		if !transient(err) || pause(ctx) != nil {
+			return nil, err
+		}
 	}
 	wctx, cancel := context.WithCancel(context.Background())
 	l.cancel = cancel
-	w, err := kv.Watch(ctx, "node.*")
+	w, err := kv.Watch(wctx, "node.*")
 	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("cluster: watch the leases on %s: %w", n.name(), err)
@@ -229,6 +244,12 @@ func (l *Lease) bumpIncarnation(ctx context.Context) (prev, next uint64, err err
 			if _, err = l.kv.Create(ctx, key, []byte("1")); err == nil {
 				return 0, 1, nil
 			}
+		case transient(gerr):
+			err = gerr
+			if werr := pause(ctx); werr != nil {
+				return 0, 0, fmt.Errorf("cluster: read %s/%s: %w (last: %w)", LeaseBucket, key, werr, err)
+			}
+			continue
 		case gerr != nil:
 			return 0, 0, fmt.Errorf("cluster: read %s/%s: %w", LeaseBucket, key, gerr)
 		default:
@@ -240,6 +261,12 @@ func (l *Lease) bumpIncarnation(ctx context.Context) (prev, next uint64, err err
 				return p, p + 1, nil
 			}
 		}
+		if transient(err) {
+			if werr := pause(ctx); werr != nil {
+				return 0, 0, fmt.Errorf("cluster: bump %s/%s: %w (last: %w)", LeaseBucket, key, werr, err)
+			}
+			continue
+		}
 		if !isConflict(err) {
 			return 0, 0, fmt.Errorf("cluster: bump %s/%s: %w", LeaseBucket, key, err)
 		}
@@ -248,7 +275,32 @@ func (l *Lease) bumpIncarnation(ctx context.Context) (prev, next uint64, err err
 }
 
 func isConflict(err error) bool {
-	return errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch)
+	var apiErr *jetstream.APIError
+	return errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) ||
+		errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
+
+// transient says whether a KV operation may succeed if tried again: nobody
+// answered (a bucket just created, or electing a leader after a server left).
+func transient(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.As(err, &apiErr) && apiErr.Code == 503
+}
+
+// retryPause spaces the tries of an operation that failed transiently.
+const retryPause = 100 * time.Millisecond
+
+// pause waits retryPause, or returns ctx's error.
+func pause(ctx context.Context) error {
+	t := time.NewTimer(retryPause)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 // claimSelf claims the recovery of this node's incarnation inc; when a
@@ -266,15 +318,43 @@ func (l *Lease) claimSelf(ctx context.Context, inc uint64) error {
 func (l *Lease) claim(ctx context.Context, node int, inc uint64) (bool, error) {
 	c := Claim{Node: node, Incarnation: inc, By: l.n.cfg.Node, State: ClaimRunning, At: l.opts.Now().UTC()}
 	b, _ := json.Marshal(c)
-	_, err := l.kv.Create(ctx, claimKey(node, inc), b, jetstream.KeyTTL(l.opts.ClaimTTL))
-	if err == nil {
-		return true, nil
+	for {
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := l.kv.Create(actx, claimKey(node, inc), b, jetstream.KeyTTL(l.opts.ClaimTTL))
+		cancel()
+		switch {
+		case err == nil:
+			return true, nil
+		case isConflict(err):
+			return false, nil
+		case transient(err) && ctx.Err() == nil:
+			// Unknown outcome (a timeout may have stored it): trying again is
+			// safe, a Create of what we stored fails as a conflict, and then
+			// the claim says whether it is ours.
+			if werr := pause(ctx); werr != nil {
+				return false, fmt.Errorf("cluster: claim %s/%s: %w (last: %w)", LeaseBucket, claimKey(node, inc), werr, err)
+			}
+			if mine, ok := l.claimedBy(ctx, node, inc); ok {
+				return mine, nil
+			}
+		default:
+			return false, fmt.Errorf("cluster: claim %s/%s: %w", LeaseBucket, claimKey(node, inc), err)
+		}
 	}
-	var apiErr *jetstream.APIError
-	if isConflict(err) || errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
-		return false, nil
+}
+
+// claimedBy reads the claim on node's incarnation inc: whether it is this
+// node's, and whether there is one.
+func (l *Lease) claimedBy(ctx context.Context, node int, inc uint64) (mine, ok bool) {
+	e, err := l.kv.Get(ctx, claimKey(node, inc))
+	if err != nil {
+		return false, false
 	}
-	return false, fmt.Errorf("cluster: claim %s/%s: %w", LeaseBucket, claimKey(node, inc), err)
+	var c Claim
+	if json.Unmarshal(e.Value(), &c) != nil {
+		return false, false
+	}
+	return c.By == l.n.cfg.Node, true
 }
 
 // waitDone watches the claim on node's incarnation inc until it is done.
@@ -326,8 +406,34 @@ func (l *Lease) refresh(ctx context.Context) error {
 	b, _ := json.Marshal(v)
 	pctx, cancel := context.WithTimeout(ctx, l.opts.TTL/2)
 	defer cancel()
+	start := time.Now()
 	if err := l.putTTL(pctx, leaseKey(v.Node), b, l.opts.TTL); err != nil {
+		l.mu.Lock()
+		l.refreshFailed = true
+		l.mu.Unlock()
 		return fmt.Errorf("cluster: refresh the lease of node %d: %w", v.Node, err)
+	}
+	l.mu.Lock()
+	l.lastOK = start // the TTL runs from about when the server stored it, no earlier than start
+	if l.refreshFailed || l.writableSince.IsZero() {
+		l.writableSince = start
+		l.refreshFailed = false
+	}
+	l.mu.Unlock()
+	return nil
+}
+
+// Held returns nil while this node's lease is known to be alive (its last
+// acknowledged refresh is within the TTL), or says since when it is not:
+// survivors may then be recovering this node's open transactions, so it must
+// not go on with them (for /readyz, next to Node.Ready).
+func (l *Lease) Held() error {
+	l.mu.Lock()
+	last := l.lastOK
+	l.mu.Unlock()
+	if since := time.Since(last); since >= l.opts.TTL {
+		return fmt.Errorf("cluster: node %d's lease not refreshed for %v (TTL %v): the other nodes may be recovering its transactions",
+			l.self.Node, since.Round(time.Millisecond), l.opts.TTL)
 	}
 	return nil
 }
@@ -367,19 +473,29 @@ func (l *Lease) refreshLoop(ctx context.Context) {
 }
 
 // watch follows the node.* keys: a Put is a live lease; a delete marker is a
-// lapsed one, whose recovery this node then tries to claim.
+// lapsed one, whose recovery this node then tries to claim. The marker is the
+// quick path; a sweep every Refresh is the safe one: the watcher's consumer
+// lives on one server, and when that server is the one that died the watcher
+// hears nothing until the client library notices the missing heartbeats and
+// recreates it (10 s and more). A lease not heard of for TTL plus a grace is
+// read from the bucket's leader (never a replica, which may lag) and judged by
+// the server's timestamp of its last refresh.
 func (l *Lease) watch(ctx context.Context, w jetstream.KeyWatcher) {
 	defer l.wg.Done()
 	defer w.Stop()
-	running := map[int]chan struct{}{} // per dead node: its OnDead call, one at a time
-	var calls sync.WaitGroup
-	defer calls.Wait()
+	d := &deaths{running: map[int]chan struct{}{}}
+	defer d.calls.Wait()
+	sweep := time.NewTicker(l.opts.Refresh)
+	defer sweep.Stop()
 	for {
 		var e jetstream.KeyValueEntry
 		var ok bool
 		select {
 		case <-ctx.Done():
 			return
+		case <-sweep.C:
+			l.sweep(ctx, d)
+			continue
 		case e, ok = <-w.Updates():
 		}
 		if !ok {
@@ -398,60 +514,171 @@ func (l *Lease) watch(ctx context.Context, w jetstream.KeyWatcher) {
 				l.n.log.Warn().Str("key", e.Key()).Err(err).Msg("unreadable lease ignored")
 				continue
 			}
-			l.mu.Lock()
-			h := l.seen[node]
-			if h == nil || h.Incarnation != v.Incarnation {
-				h = &LeaseHolder{Node: node}
-				l.seen[node] = h
-			}
-			h.Server, h.Incarnation, h.Started, h.Refreshed, h.Alive = v.Server, v.Incarnation, v.Started, v.Refreshed, true
-			l.mu.Unlock()
+			l.alive(node, v)
 			continue
 		}
-		// A delete marker: the lease lapsed. Only an incarnation this node saw
-		// alive is claimed: the one a marker alone does not name may already be
-		// the restarted node's (it bumps inc.N before publishing its lease).
-		l.mu.Lock()
-		h := l.seen[node]
-		alive := h != nil && h.Alive
-		var inc uint64
-		if alive {
-			h.Alive = false
-			inc = h.Incarnation
+		l.lapsed(ctx, d, node, "its lease's delete marker")
+	}
+}
+
+// deaths are the watch's recoveries under way: one at a time per dead node.
+type deaths struct {
+	running map[int]chan struct{}
+	calls   sync.WaitGroup
+}
+
+// leaseGrace is added to the TTL before the sweep reads a silent lease from
+// the leader: the server's marker normally comes first, and the survivor's
+// clock may be a little ahead of the leader's.
+const leaseGrace = time.Second
+
+// alive records a live lease v of node.
+func (l *Lease) alive(node int, v LeaseValue) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	h := l.seen[node]
+	if h == nil || h.Incarnation != v.Incarnation {
+		h = &LeaseHolder{Node: node}
+		l.seen[node] = h
+	}
+	h.Server, h.Incarnation, h.Started, h.Refreshed, h.Alive = v.Server, v.Incarnation, v.Started, v.Refreshed, true
+	h.heard = time.Now()
+}
+
+// sweep reads, from the bucket's leader, every other node's lease not heard
+// of for TTL plus leaseGrace.
+func (l *Lease) sweep(ctx context.Context, d *deaths) {
+	var silent []int
+	l.mu.Lock()
+	for node, h := range l.seen {
+		if node != l.n.cfg.Node && h.Alive && time.Since(h.heard) > l.opts.TTL+leaseGrace {
+			silent = append(silent, node)
 		}
+	}
+	l.mu.Unlock()
+	for _, node := range silent {
+		v, at, err := l.readLeader(ctx, leaseKey(node))
+		switch {
+		case err != nil:
+			// No leader (no quorum): nobody can recover anything now; the
+			// next sweep tries again.
+			l.n.log.Debug().Err(err).Int("node", node).Msg("lease sweep: leader read failed")
+		case v == nil:
+			l.lapsed(ctx, d, node, "no lease at the bucket's leader")
+		case time.Since(at) > l.opts.TTL+leaseGrace:
+			l.alive(node, *v) // the same incarnation, or a newer one that stopped too
+			l.lapsed(ctx, d, node, fmt.Sprintf("its last refresh stored %v ago", time.Since(at).Round(time.Millisecond)))
+		default:
+			l.alive(node, *v) // alive: this node's watcher has fallen behind
+		}
+	}
+}
+
+// readLeader reads key's last message from the bucket's stream leader (the
+// JetStream API's message get, which replicas do not answer, unlike the
+// direct get a KV Get uses). It returns nil for no value (none, or a delete
+// marker), with the server's time of the message.
+func (l *Lease) readLeader(ctx context.Context, key string) (*LeaseValue, time.Time, error) {
+	rctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	req, _ := json.Marshal(map[string]string{"last_by_subj": "$KV." + LeaseBucket + "." + key})
+	msg, err := l.n.nc.RequestWithContext(rctx, "$JS.API.STREAM.MSG.GET.KV_"+LeaseBucket, req)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	var resp struct {
+		Error *struct {
+			Code        int    `json:"code"`
+			Description string `json:"description"`
+		} `json:"error"`
+		Message *struct {
+			Data []byte    `json:"data"`
+			Hdrs []byte    `json:"hdrs"`
+			Time time.Time `json:"time"`
+		} `json:"message"`
+	}
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		return nil, time.Time{}, fmt.Errorf("message get of %s: %w", key, err)
+	}
+	if resp.Error != nil {
+		if resp.Error.Code == 404 {
+			return nil, time.Time{}, nil
+		}
+		return nil, time.Time{}, fmt.Errorf("message get of %s: %d %s", key, resp.Error.Code, resp.Error.Description)
+	}
+	if resp.Message == nil {
+		return nil, time.Time{}, fmt.Errorf("message get of %s: empty answer", key)
+	}
+	if len(resp.Message.Hdrs) > 0 && (strings.Contains(string(resp.Message.Hdrs), "KV-Operation") || strings.Contains(string(resp.Message.Hdrs), "Nats-Marker-Reason")) {
+		return nil, resp.Message.Time, nil
+	}
+	var v LeaseValue
+	if err := json.Unmarshal(resp.Message.Data, &v); err != nil {
+		return nil, time.Time{}, fmt.Errorf("lease %s: %w", key, err)
+	}
+	return &v, resp.Message.Time, nil
+}
+
+// lapsed handles node's lease lapsing: when this node saw an incarnation of
+// it alive, it claims that incarnation's recovery and, if it wins, runs
+// OnDead. An incarnation a marker alone names is not claimed: it may already
+// be the restarted node's (it bumps inc.N before publishing its lease).
+func (l *Lease) lapsed(ctx context.Context, d *deaths, node int, why string) {
+	l.mu.Lock()
+	if ws := l.writableSince; l.refreshFailed || ws.IsZero() || time.Since(ws) < l.opts.TTL+leaseGrace {
+		// This node's own refreshes failed until lately: the bucket was without
+		// a leader (a killed server held it; the election takes 4 to 9 s) or
+		// without a quorum, and every node's refreshes failed alike. A lease's
+		// silence means nothing until the others had a whole TTL to refresh
+		// since; the sweep judges it again then.
 		l.mu.Unlock()
-		if !alive {
-			continue
-		}
-		l.n.log.Warn().Int("node", node).Uint64("incarnation", inc).Msg("a node's lease lapsed")
-		if node == l.n.cfg.Node {
-			continue // our own lease lapsed (we could not refresh it): we are alive; the refresher puts it back
+		l.n.log.Debug().Int("node", node).Str("seen", why).Msg("lease lapse not judged yet: the bucket was not writable until lately")
+		return
+	}
+	h := l.seen[node]
+	alive := h != nil && h.Alive
+	var inc uint64
+	if alive {
+		h.Alive = false
+		inc = h.Incarnation
+	}
+	l.mu.Unlock()
+	if !alive {
+		return
+	}
+	l.n.log.Warn().Int("node", node).Uint64("incarnation", inc).Str("seen", why).Msg("a node's lease lapsed")
+	if node == l.n.cfg.Node {
+		return // our own lease lapsed (we could not refresh it): we are alive; the refresher puts it back
+	}
+	// The claim and the recovery run apart from the watch, one at a time
+	// per dead node, so that a slow claim (a bucket electing a leader) or
+	// a long recovery does not hold up the other nodes' leases.
+	prev := d.running[node]
+	done := make(chan struct{})
+	d.running[node] = done
+	d.calls.Add(1)
+	go func() {
+		defer d.calls.Done()
+		defer close(done)
+		if prev != nil {
+			<-prev
 		}
 		won, err := l.claim(ctx, node, inc)
 		if err != nil {
-			l.n.log.Error().Err(err).Int("node", node).Msg("claim a dead node's recovery")
-			continue
+			if ctx.Err() == nil {
+				l.n.log.Error().Err(err).Int("node", node).Msg("claim a dead node's recovery")
+			}
+			return
 		}
 		if !won {
-			continue
+			return
 		}
 		l.mu.Lock()
 		h.RecoveredBy = l.n.cfg.Node
 		l.mu.Unlock()
 		l.n.log.Warn().Int("node", node).Uint64("incarnation", inc).Msg("recovering a dead node's open transactions")
-		prev := running[node]
-		done := make(chan struct{})
-		running[node] = done
-		calls.Add(1)
-		go func() {
-			defer calls.Done()
-			defer close(done)
-			if prev != nil {
-				<-prev
-			}
-			l.recover(ctx, node, inc)
-		}()
-	}
+		l.recover(ctx, node, inc)
+	}()
 }
 
 // recover runs OnDead for node's incarnation inc and marks the claim done.

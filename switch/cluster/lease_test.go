@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -144,8 +145,18 @@ func TestLeases(t *testing.T) {
 		t.Fatalf("node 2's own claim on its incarnation 1: %+v, %v", c, err)
 	}
 
+	if err := leases[2].Held(); err != nil {
+		t.Fatalf("node 3's lease, refreshed: %v", err)
+	}
+
 	// Node 3 stops.
-	leases[2].Stop()
+	if st, err := nodes[0].Status(ctx); err == nil {
+		for _, b := range st.Buckets {
+			t.Logf("bucket %s: leader %s", b.Name, b.Leader)
+		}
+	}
+	l3 := leases[2]
+	l3.Stop()
 	leases[2] = nil
 	stopped := time.Now()
 	if err := nodes[2].Close(); err != nil {
@@ -157,6 +168,9 @@ func TestLeases(t *testing.T) {
 	case first = <-calls:
 	case <-time.After(ttl + 5*time.Second):
 		t.Fatalf("no survivor recovered node 3 within %v of its last refresh", ttl+5*time.Second)
+	}
+	if err := l3.Held(); err == nil || !strings.Contains(err.Error(), "node 3's lease not refreshed") {
+		t.Fatalf("node 3's lease once recovered by another: %v", err)
 	}
 	took := first.at.Sub(stopped)
 	t.Logf("node 3's recovery started %v after its last refresh (TTL %v), on node %d", took.Round(time.Millisecond), ttl, first.by)
@@ -219,5 +233,80 @@ func TestLeases(t *testing.T) {
 	if rep.Node != 1 || rep.NotReady != "" || rep.Status == nil || len(rep.Leases) != 3 || len(rep.Status.Buckets) != 1 ||
 		rep.Status.Buckets[0].Name != LeaseBucket || rep.Status.Buckets[0].Replicas != 3 {
 		t.Fatalf("report: %+v", rep)
+	}
+}
+
+// TestLeaseOptions: the defaults, and the TTLs JetStream cannot keep (not
+// whole seconds, under 1 s) or that a refresh cannot keep alive are refused.
+func TestLeaseOptions(t *testing.T) {
+	var o LeaseOptions
+	if err := o.defaults(); err != nil || o.Refresh != time.Second || o.TTL != 5*time.Second || o.ClaimTTL != 24*time.Hour {
+		t.Fatalf("defaults: %+v, %v", o, err)
+	}
+	for _, o := range []LeaseOptions{
+		{TTL: 1500 * time.Millisecond},
+		{TTL: 500 * time.Millisecond, Refresh: 100 * time.Millisecond},
+		{TTL: 2 * time.Second, Refresh: 1500 * time.Millisecond},
+		{Refresh: -time.Second},
+		{ClaimTTL: time.Millisecond},
+	} {
+		if err := o.defaults(); err == nil {
+			t.Errorf("%+v accepted", o)
+		}
+	}
+}
+
+// TestLeaseSweep: a lease whose delete marker never comes (here a node 7
+// whose lease was put without a TTL, as if the survivor's watcher had missed
+// the marker) is still found dead by the sweep, from the leader's timestamp
+// of its last refresh, about TTL plus the grace after it; the sweep leaves
+// this live node alone.
+func TestLeaseSweep(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cfg := Config{Mode: ModeEmbedded, Node: 1, Embedded: Embedded{ServerName: "solo", ClientAddr: "127.0.0.1:0"}}
+	cfg.ApplyDefaults(t.TempDir())
+	n := startNode(t, ctx, cfg)
+	defer n.Close()
+	if err := n.WaitJetStream(ctx); err != nil {
+		t.Fatal(err)
+	}
+	calls := make(chan deadCall, 4)
+	l, err := n.StartLease(ctx, LeaseOptions{Refresh: 250 * time.Millisecond, TTL: time.Second, OnDead: func(_ context.Context, node int) error {
+		calls <- deadCall{1, node, time.Now()}
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Stop()
+	kv, err := n.LeaseKV(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(LeaseValue{Node: 7, Server: "ghost", Incarnation: 3})
+	if _, err := kv.Put(ctx, "node.7", b); err != nil {
+		t.Fatal(err)
+	}
+	put := time.Now()
+	select {
+	case c := <-calls:
+		took := c.at.Sub(put)
+		t.Logf("node 7 found dead by the sweep %v after its only refresh (TTL 1s, grace %v)", took.Round(time.Millisecond), leaseGrace)
+		if c.node != 7 || took < time.Second+leaseGrace {
+			t.Fatalf("recovery %+v after %v; want node 7, after TTL + grace", c, took)
+		}
+	case <-ctx.Done():
+		t.Fatal("the sweep never found node 7 dead")
+	}
+	if e, err := kv.Get(ctx, "recover.7.3"); err != nil {
+		t.Fatalf("claim on node 7's incarnation 3: %v", err)
+	} else if v := string(e.Value()); !strings.Contains(v, `"by":1`) {
+		t.Fatalf("claim on node 7's incarnation 3: %s", v)
+	}
+	select {
+	case c := <-calls:
+		t.Fatalf("another recovery: %+v", c)
+	case <-time.After(2 * time.Second):
 	}
 }

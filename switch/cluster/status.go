@@ -15,50 +15,50 @@ import (
 // replicas, leader and consumers' backlog.
 type Status struct {
 	// Mode is embedded or external.
-	Mode string
+	Mode string `json:"mode"`
 	// Server is this node's server name (embedded) or the server its
 	// connection is on (external).
-	Server string
+	Server string `json:"server"`
 	// Cluster is the NATS cluster's name.
-	Cluster string
+	Cluster string `json:"cluster"`
 	// MetaLeader is JetStream's meta leader; empty when there is none, or in
 	// external mode, where only the system account may ask.
-	MetaLeader string
+	MetaLeader string `json:"meta_leader"`
 	// Servers are the cluster's servers as this node sees them: the meta
 	// group's peers in embedded mode, the connection's known URLs in external mode.
-	Servers []Peer
+	Servers []Peer `json:"servers"`
 	// Streams are the streams but the KV buckets' ones, by name.
-	Streams []Stream
+	Streams []Stream `json:"streams"`
 	// Buckets are the KV buckets (streams KV_<bucket>), by bucket name.
-	Buckets []Stream
+	Buckets []Stream `json:"buckets"`
 }
 
 // Peer is one server of a Raft group (the meta group or a stream's).
 type Peer struct {
-	Name    string
-	Current bool          // caught up with its leader
-	Offline bool          // not seen recently
-	Active  time.Duration // since it was last seen
-	Lag     uint64        // operations behind its leader
+	Name    string        `json:"name"`
+	Current bool          `json:"current"`   // caught up with its leader
+	Offline bool          `json:"offline"`   // not seen recently
+	Active  time.Duration `json:"active_ns"` // since it was last seen
+	Lag     uint64        `json:"lag"`       // operations behind its leader
 }
 
 // Stream is one stream or KV bucket.
 type Stream struct {
-	Name      string
-	Replicas  int    // configured
-	Leader    string // empty while it has none (no quorum)
-	Peers     []Peer // the followers
-	Messages  uint64
-	Bytes     uint64
-	Consumers []Consumer
+	Name      string     `json:"name"`
+	Replicas  int        `json:"replicas"` // configured
+	Leader    string     `json:"leader"`   // empty while it has none (no quorum)
+	Peers     []Peer     `json:"peers"`    // the followers
+	Messages  uint64     `json:"messages"`
+	Bytes     uint64     `json:"bytes"`
+	Consumers []Consumer `json:"consumers,omitempty"`
 }
 
 // Consumer is one durable consumer and its backlog.
 type Consumer struct {
-	Name       string
-	Leader     string
-	Pending    uint64 // messages not yet delivered
-	AckPending int    // delivered, not yet acknowledged
+	Name       string `json:"name"`
+	Leader     string `json:"leader"`
+	Pending    uint64 `json:"pending"`     // messages not yet delivered
+	AckPending int    `json:"ack_pending"` // delivered, not yet acknowledged
 }
 
 // Status asks JetStream for the cluster's state: one request for the stream

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -32,7 +33,7 @@ type clusterNode struct {
 	state     *cluster.StateLog
 	journal   *cjournal.Journal
 	followers []*cluster.Follower
-	lease     *cluster.Lease
+	lease     atomic.Pointer[cluster.Lease] // set once taken, read by /readyz
 	metrics   *cluster.Metrics
 	log       zerolog.Logger
 }
@@ -137,12 +138,18 @@ func (c *clusterNode) openJournal(local *journal.Store, s *Server, onRemote func
 	})
 }
 
-// openQueue opens the store-and-forward queue on JetStream, shared by every node.
+// safAckWait is how long an advice a node took stays with it without news: a node
+// killed mid-send gives its advices back to the survivors after it (they go as
+// repeats). A slow send keeps its advice by reporting progress.
+const safAckWait = 10 * time.Second
+
+// openClusterQueue opens the store-and-forward queue on JetStream, shared by every
+// node.
 func (s *Server) openClusterQueue() (*jsaf.Queue, error) {
 	c, log := s.cl, s.log.With().Str("component", "saf").Logger()
 	var q *jsaf.Queue
 	err := c.retry("store-and-forward queue", func(ctx context.Context) (err error) {
-		q, err = jsaf.Open(ctx, c.node, jsaf.Options{Replicas: c.cfg.Replicas, Logger: log})
+		q, err = jsaf.Open(ctx, c.node, jsaf.Options{Replicas: c.cfg.Replicas, AckWait: safAckWait, Logger: log})
 		return err
 	})
 	return q, err
@@ -156,7 +163,7 @@ func (c *clusterNode) startLease(onDead func(ctx context.Context, node int, sinc
 		// The dead incarnation's records are those since it started: what came
 		// before was settled when it started (by itself, or by a survivor then).
 		since := time.Time{}
-		for _, h := range c.lease.Holders() {
+		for _, h := range c.currentLease().Holders() {
 			if h.Node == node && !h.Started.IsZero() {
 				since = h.Started.Add(-time.Minute)
 			}
@@ -168,14 +175,20 @@ func (c *clusterNode) startLease(onDead func(ctx context.Context, node int, sinc
 	return c.retry("lease", func(context.Context) (err error) {
 		ctx, cancel := context.WithTimeout(context.Background(), clusterStartTimeout)
 		defer cancel()
-		c.lease, err = c.node.StartLease(ctx, opts)
+		l, err := c.node.StartLease(ctx, opts)
+		if err == nil {
+			c.lease.Store(l)
+		}
 		return err
 	})
 }
 
+// currentLease is the node's lease (nil until taken, and after Close stops it).
+func (c *clusterNode) currentLease() *cluster.Lease { return c.lease.Load() }
+
 // report is what `switchyard cluster status` shows.
 func (c *clusterNode) report(ctx context.Context) (any, error) {
-	r := c.node.Report(ctx, c.lease)
+	r := c.node.Report(ctx, c.currentLease())
 	return r, nil
 }
 
@@ -183,6 +196,11 @@ func (c *clusterNode) report(ctx context.Context) (any, error) {
 func (c *clusterNode) ready() error {
 	if err := c.node.Ready(); err != nil {
 		return fmt.Errorf("cluster node %d: %w", c.cfg.Node, err)
+	}
+	if l := c.currentLease(); l != nil {
+		if err := l.Held(); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -233,8 +251,8 @@ func (c *clusterNode) closeJournal() error {
 // close stops the lease and the node, last of all.
 func (c *clusterNode) close() error {
 	var errs []error
-	if c.lease != nil {
-		c.lease.Stop()
+	if l := c.lease.Swap(nil); l != nil {
+		l.Stop()
 	}
 	if err := c.node.Close(); err != nil {
 		errs = append(errs, err)

@@ -198,7 +198,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	if err != nil {
 		return nil, err
 	}
-	if s.Registry, err = registry.New(s.db, nil, registry.Options{Log: asLog(regLog), CatchUp: catchUp(regLog),Logger: log.With().Str("component", "registry").Logger(), Metrics: s.Metrics.Registry, Persist: s.Journal.PutDurableBatch,
+	if s.Registry, err = registry.New(s.db, nil, registry.Options{Log: asLog(regLog), CatchUp: catchUp(regLog), Logger: log.With().Str("component", "registry").Logger(), Metrics: s.Metrics.Registry, Persist: s.Journal.PutDurableBatch,
 		Keys: s.keyInfo, WebhookAllow: cfg.Alerts.WebhookAllow}); err != nil {
 		return nil, err
 	}
@@ -633,9 +633,10 @@ func (s *Server) Close() {
 			_ = s.adminLn.Close() // if never served (Open without Start)
 			s.adminReqs.close()
 		}
-		if s.cl != nil && s.cl.lease != nil {
-			s.cl.lease.Stop() // waits for a recovery of another node in progress
-			s.cl.lease = nil
+		if s.cl != nil {
+			if l := s.cl.lease.Swap(nil); l != nil {
+				l.Stop() // waits for a recovery of another node in progress
+			}
 		}
 		if s.Queue != nil {
 			if err := s.Queue.Close(); err != nil {

@@ -54,8 +54,9 @@ type Options struct {
 	// send is outstanding the node reports progress every AckWait/3, so a slow
 	// issuer does not make it expire (default 30 s).
 	AckWait time.Duration
-	// Poll is the longest a worker's pull request waits at the server; it only
-	// bounds how soon a stopped worker notices (default 1 s).
+	// Poll is the longest a worker's pull request waits at the server (an
+	// advice arriving meanwhile is handed over at once); Close waits for the
+	// last one to expire, so it bounds Close too (default 1 s).
 	Poll time.Duration
 	// PublishTimeout bounds an Enqueue waiting for JetStream's acknowledgement
 	// (default 2 s); past it the error wraps cluster.ErrNoQuorum.
@@ -115,9 +116,15 @@ type Queue struct {
 	opts   Options
 	log    zerolog.Logger
 
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	// Close stops in two steps: closing stops the workers' pulls (pulling
+	// counts the workers still pulling), then ctx ends the sends in progress,
+	// whose advices are handed back when no pull of this node can take them.
+	closing   chan struct{}
+	closeOnce sync.Once
+	pulling   sync.WaitGroup
+	ctx       context.Context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
 
 	mu      sync.Mutex
 	senders map[string]saf.Sender
@@ -175,7 +182,7 @@ func Open(ctx context.Context, node *cluster.Node, opts Options) (*Queue, error)
 		return nil, fmt.Errorf("jsaf: create stream %s (replicas %d): %w", StreamName, opts.Replicas, err)
 	}
 	qctx, cancel := context.WithCancel(context.Background())
-	return &Queue{node: node, js: js, stream: st, opts: opts, log: opts.Logger, ctx: qctx, cancel: cancel,
+	return &Queue{node: node, js: js, stream: st, opts: opts, log: opts.Logger, closing: make(chan struct{}), ctx: qctx, cancel: cancel,
 		senders: map[string]saf.Sender{}, mine: map[string]map[uint64]struct{}{}, tries: map[uint64]try{},
 		lens: map[string]int{}, byIss: map[string]*saf.Stats{}}, nil
 }
@@ -261,7 +268,13 @@ func (q *Queue) Register(issuer string, send saf.Sender) {
 		return
 	}
 	q.stats(issuer)
+	select {
+	case <-q.closing:
+		return // closed: nothing starts
+	default:
+	}
 	q.wg.Add(1)
+	q.pulling.Add(1)
 	go q.worker(issuer)
 }
 
@@ -292,22 +305,27 @@ func (q *Queue) consumer(issuer string) (jetstream.Consumer, error) {
 }
 
 // worker pulls an issuer's advices, as many as there are free slots (the
-// server holds each node to the consumer's MaxAckPending too), and sends each
-// in its own goroutine, so a slow advice holds up only itself.
+// server holds all nodes together to the consumer's MaxAckPending), and sends
+// each in its own goroutine, so a slow advice holds up only itself. It stops
+// pulling when the queue closes, then waits for its sends.
 func (q *Queue) worker(issuer string) {
 	defer q.wg.Done()
 	var running sync.WaitGroup
-	defer running.Wait() // the senders see q.ctx end and return
-	done := make(chan struct{}, q.opts.InFlight)
+	q.pull(issuer, &running)
+	q.pulling.Done()
+	running.Wait() // Close cancels q.ctx once no worker pulls: the senders return
+}
+
+// pull is a worker's loop; it returns once the queue is closing and its last
+// pull request has ended.
+func (q *Queue) pull(issuer string, running *sync.WaitGroup) {
+	done := make(chan struct{}, q.opts.InFlight) // a send ended; never blocks: at most InFlight run
 	busy := 0
 	st := q.stats(issuer)
 	var cons jetstream.Consumer
 	var forgot time.Time
 	retry := q.opts.MinBackoff
 	pause := func(err error) bool { // false once the queue is closing
-		if q.ctx.Err() != nil {
-			return false
-		}
 		if n, ok := st.WarnDue(q.opts.Now(), q.opts.WarnEvery); ok {
 			q.log.Warn().Err(err).Str("issuer", issuer).Dur("retry_in", retry).Int64("failures_not_logged", n).
 				Msg("store-and-forward: cannot read the issuer's advices from JetStream")
@@ -321,16 +339,18 @@ func (q *Queue) worker(issuer string) {
 				busy--
 			case <-t.C:
 				return true
-			case <-q.ctx.Done():
+			case <-q.closing:
 				return false
 			}
 		}
 	}
-	for q.ctx.Err() == nil {
+	for {
 		for drained := false; !drained; {
 			select {
 			case <-done:
 				busy--
+			case <-q.closing:
+				return
 			default:
 				drained = true
 			}
@@ -339,7 +359,8 @@ func (q *Queue) worker(issuer string) {
 			select {
 			case <-done:
 				busy--
-			case <-q.ctx.Done():
+			case <-q.closing:
+				return
 			}
 			continue
 		}
@@ -352,10 +373,12 @@ func (q *Queue) worker(issuer string) {
 				continue
 			}
 		}
-		fctx, cancel := context.WithTimeout(q.ctx, q.opts.Poll)
-		batch, err := cons.Fetch(q.opts.InFlight-busy, jetstream.FetchContext(fctx))
+		// The pull request expires at the server (a 408) before the client stops
+		// listening: ending it from the client side instead (a context) leaves a
+		// moment when the server may hand it an advice nobody reads, which would
+		// then wait out AckWait. So even Close lets the last request expire.
+		batch, err := cons.Fetch(q.opts.InFlight-busy, jetstream.FetchMaxWait(q.opts.Poll))
 		if err != nil {
-			cancel()
 			if errors.Is(err, jetstream.ErrConsumerNotFound) {
 				cons = nil
 			}
@@ -375,12 +398,8 @@ func (q *Queue) worker(issuer string) {
 				done <- struct{}{}
 			}()
 		}
-		cancel()
-		err = batch.Error()
-		switch {
-		case q.ctx.Err() != nil:
-			return
-		case err == nil, errors.Is(err, context.DeadlineExceeded): // a batch ended, or nothing came
+		switch err := batch.Error(); {
+		case err == nil: // the batch is full, or the request expired
 			retry = q.opts.MinBackoff
 			if got == 0 || time.Since(forgot) > 10*q.opts.Poll { // idle, or busy for long
 				q.forget(issuer, cons)
@@ -651,7 +670,11 @@ func (q *Queue) owed(ctx context.Context) (int, error) {
 	q.mu.Unlock()
 	left := 0
 	for _, s := range seqs {
-		_, err := q.stream.GetMsg(ctx, s)
+		// A request lost in a leader election is not answered at all: each
+		// waits PublishTimeout at most, and Flush asks again.
+		gctx, cancel := context.WithTimeout(ctx, q.opts.PublishTimeout)
+		_, err := q.stream.GetMsg(gctx, s)
+		cancel()
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			q.mu.Lock()
 			for _, m := range q.mine {
@@ -669,10 +692,18 @@ func (q *Queue) owed(ctx context.Context) (int, error) {
 	return left, nil
 }
 
-// Close stops the workers and waits for them; an advice whose send was cut
-// short is handed back to the stream at once (it goes as a repeat). The node
-// stays open: it belongs to the caller.
+// Close stops the workers and waits for them: first their pulls (the last
+// pull request expires within Poll; the advices it brings are sent), then the
+// sends still in progress, whose advices are handed back to the stream at once
+// and go to another node as repeats. The node stays open: it belongs to the
+// caller.
 func (q *Queue) Close() error {
+	q.closeOnce.Do(func() {
+		q.mu.Lock() // Register must not add to pulling once Wait may run
+		close(q.closing)
+		q.mu.Unlock()
+	})
+	q.pulling.Wait()
 	q.cancel()
 	q.wg.Wait()
 	return nil

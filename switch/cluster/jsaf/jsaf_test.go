@@ -216,9 +216,7 @@ func TestCluster(t *testing.T) {
 	for i := range nLat {
 		it := advice("lat", fmt.Sprintf("lat-%d", i))
 		start := time.Now()
-		if err := qs[i%3].Enqueue(it); err != nil {
-			t.Fatal(err)
-		}
+		enqueue(t, ctx, qs[i%3], it)
 		lat = append(lat, time.Since(start))
 	}
 	slices.Sort(lat)
@@ -226,25 +224,26 @@ func TestCluster(t *testing.T) {
 		nLat, lat[nLat/2], lat[nLat*9/10], lat[nLat*99/100], lat[nLat-1])
 	qs[0].Register("lat", (&recorder{}).send) // so that Flush finds nothing owed
 
-	t.Run("share", func(t *testing.T) {
+	if !t.Run("share", func(t *testing.T) {
 		r1, r2 := &recorder{}, &recorder{}
 		qs[0].Register("acq", r1.send)
 		qs[1].Register("acq", r2.send)
 		// Both workers pulling: the server hands the advices round the waiting
 		// pull requests, so both nodes get some.
-		waitFor(t, "both nodes' pull requests at the consumer", 10*time.Second, func() bool {
-			c, err := qs[0].js.Consumer(ctx, StreamName, ConsumerName("acq"))
+		waitFor(t, "both nodes' pull requests at the consumer", 20*time.Second, func() bool {
+			// A request lost in a leader election gets no answer: bound each.
+			ictx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			c, err := qs[0].js.Consumer(ictx, StreamName, ConsumerName("acq"))
 			if err != nil {
 				return false
 			}
-			info, err := c.Info(ctx)
+			info, err := c.Info(ictx)
 			return err == nil && info.NumWaiting >= 2
 		})
 		const nShare = 40
 		for i := range nShare {
-			if err := qs[i%2].Enqueue(advice("acq", fmt.Sprintf("acq-%02d", i))); err != nil {
-				t.Fatal(err)
-			}
+			enqueue(t, ctx, qs[i%2], advice("acq", fmt.Sprintf("acq-%02d", i)))
 		}
 		waitFor(t, "every advice delivered", 20*time.Second, func() bool { return len(r1.list())+len(r2.list()) >= nShare })
 		// Each node forgets, once idle, the advices it enqueued that the other
@@ -283,9 +282,11 @@ func TestCluster(t *testing.T) {
 		if l := qs[0].Len("acq"); l != 0 {
 			t.Errorf("Len(acq) = %d after delivery", l)
 		}
-	})
+	}) {
+		return // the next steps build on this one
+	}
 
-	t.Run("dead node's advice repeated by a survivor", func(t *testing.T) {
+	if !t.Run("dead node's advice repeated by a survivor", func(t *testing.T) {
 		taken := make(chan struct{})
 		var once sync.Once
 		qs[2].Register("owed", func(ctx context.Context, it *saf.Item, repeat bool) error {
@@ -293,9 +294,7 @@ func TestCluster(t *testing.T) {
 			<-ctx.Done() // the issuer never answers before node 3 dies
 			return ctx.Err()
 		})
-		if err := qs[0].Enqueue(advice("owed", "owed-1")); err != nil {
-			t.Fatal(err)
-		}
+		enqueue(t, ctx, qs[0], advice("owed", "owed-1"))
 		select {
 		case <-taken:
 		case <-ctx.Done():
@@ -305,16 +304,17 @@ func TestCluster(t *testing.T) {
 		qs[0].Register("owed", r1.send)
 		qs[1].Register("owed", r2.send)
 		// Node 3 dies: its connection cut without a word (no ack, no nak), then
-		// its server. Its queue's sender only then sees its context end.
+		// its server. Its queue's sender only sees its context end once the
+		// survivors have delivered (Close is the test's cleanup, not the death).
 		died := time.Now()
 		nodes[2].Conn().Close()
 		if err := nodes[2].Close(); err != nil {
 			t.Log(err)
 		}
-		qs[2].Close()
 		nodes[2] = nil
 		waitFor(t, "a survivor to deliver the dead node's advice", 30*time.Second, func() bool { return len(r1.list())+len(r2.list()) > 0 })
 		took := time.Since(died)
+		qs[2].Close()
 		got := append(r1.list(), r2.list()...)
 		if len(got) != 1 || got[0].rrn != "owed-1" || !got[0].repeat || got[0].mti != "0421" || got[0].tries < 2 {
 			t.Fatalf("survivors' deliveries: %+v; want owed-1 once, as a repeat 0421 with tries >= 2", got)
@@ -326,7 +326,9 @@ func TestCluster(t *testing.T) {
 		if err := qs[0].Flush(ctx); err != nil {
 			t.Fatal(err)
 		}
-	})
+	}) {
+		return
+	}
 
 	t.Run("no quorum", func(t *testing.T) {
 		qs[1].Close()
@@ -347,6 +349,22 @@ func TestCluster(t *testing.T) {
 			t.Logf("flush without quorum: %v", err)
 		}
 	})
+}
+
+// enqueue enqueues it, again while JetStream says it has no quorum (a loaded
+// machine's leader election): the advice's Nats-Msg-Id stores it once.
+func enqueue(t *testing.T, ctx context.Context, q *Queue, it *saf.Item) {
+	t.Helper()
+	for {
+		err := q.Enqueue(it)
+		if err == nil {
+			return
+		}
+		if !errors.Is(err, cluster.ErrNoQuorum) || ctx.Err() != nil {
+			t.Fatal(err)
+		}
+		t.Logf("again: %v", err)
+	}
 }
 
 // TestSlowSendKeepsAdvice: a send that outlasts AckWait keeps its advice (the
@@ -387,5 +405,35 @@ func TestSlowSendKeepsAdvice(t *testing.T) {
 	}
 	if l := q1.Len(""); l != 0 {
 		t.Fatalf("Len = %d after the slow send's acknowledgement", l)
+	}
+}
+
+// TestCloseHandsBack: a queue closed mid-send hands the advice back at once,
+// not after AckWait: another node's queue sends it, as a repeat.
+func TestCloseHandsBack(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n := standalone(t, ctx)
+	opts := Options{Replicas: 1, AckWait: time.Minute, Logger: testLogger(t)}
+	q1, q2 := openRetry(t, ctx, n, opts), openRetry(t, ctx, n, opts)
+	if err := q1.Enqueue(advice("iss", "c1")); err != nil {
+		t.Fatal(err)
+	}
+	taken := make(chan struct{})
+	q1.Register("iss", func(ctx context.Context, it *saf.Item, repeat bool) error {
+		close(taken)
+		<-ctx.Done() // the issuer has not answered when the node shuts down
+		return ctx.Err()
+	})
+	<-taken
+	r2 := &recorder{}
+	q2.Register("iss", r2.send)
+	if err := q1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the other queue to send the handed-back advice (well before the 1 min AckWait)", 10*time.Second,
+		func() bool { return len(r2.list()) > 0 })
+	if got := r2.list(); len(got) != 1 || got[0].mti != "0421" || got[0].tries != 2 {
+		t.Fatalf("deliveries by the other queue: %+v; want c1 once as a repeat 0421, tries 2", got)
 	}
 }
