@@ -195,8 +195,14 @@ func (c *testCluster) changeStatus(n int, id string) string {
 	}
 	var v struct {
 		Status string `json:"status"`
+		Change struct {
+			Status string `json:"status"`
+		} `json:"change"`
 	}
 	_ = json.Unmarshal(b, &v)
+	if v.Change.Status != "" {
+		return v.Change.Status
+	}
 	return v.Status
 }
 
@@ -232,12 +238,16 @@ func (c *testCluster) testRegistry(t *testing.T) {
 	// Two operators ask to resume the terminal, one on node 1, one on node 2; two
 	// reviewers approve at the same moment. Only one resumption can apply.
 	id1 := c.requestChange(1, tid, "resume")
-	waitUntil(t, 3*time.Second, func() string { return "node 2 never saw " + id1 }, func() bool { return c.changeStatus(2, id1) == "pending" })
+	waitUntil(t, 3*time.Second, func() string { return fmt.Sprintf("node 2 never saw %s pending: %s", id1, c.changeStatus(2, id1)) }, func() bool {
+		return c.changeStatus(2, id1) == "pending"
+	})
 	id2 := c.requestChange(2, tid, "resume")
 	if id1 == id2 {
 		t.Fatalf("two changes requested on two nodes got the same ID %s", id1)
 	}
-	waitUntil(t, 3*time.Second, func() string { return "node 1 never saw " + id2 }, func() bool { return c.changeStatus(1, id2) == "pending" })
+	waitUntil(t, 3*time.Second, func() string { return fmt.Sprintf("node 1 never saw %s pending: %s", id2, c.changeStatus(1, id2)) }, func() bool {
+		return c.changeStatus(1, id2) == "pending"
+	})
 	type outcome struct {
 		code int
 		body string
