@@ -287,6 +287,23 @@ func (n *clusterNode) readyz() (int, string) {
 	return resp.StatusCode, strings.TrimSpace(string(b))
 }
 
+// logGrep returns the lines of the node's logs (every run) that contain any of words.
+func (n *clusterNode) logGrep(words ...string) string {
+	var out []string
+	for run := 1; run <= n.runs; run++ {
+		b, _ := os.ReadFile(filepath.Join(n.dir, fmt.Sprintf("switch-%d.log", run)))
+		for _, line := range strings.Split(string(b), "\n") {
+			for _, w := range words {
+				if strings.Contains(line, w) {
+					out = append(out, fmt.Sprintf("node %d run %d: %s", n.n, run, line))
+					break
+				}
+			}
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
 func (n *clusterNode) logTail(max int) string {
 	b, _ := os.ReadFile(n.logName())
 	return tail(string(b), max)
@@ -463,6 +480,7 @@ type clusterTold struct {
 	node           int  // the node that answered (0: none)
 	sends          int  // how often the purchase went out (more than 1: resent after a failover)
 	answered       bool // false: no answer from any node; the terminal reversed it
+	reversed       bool // not answered, and the terminal's reversal was answered 00
 	at             time.Time
 }
 
@@ -495,17 +513,26 @@ func clusterTerminalLoop(ctx context.Context, c *testCluster, first int, tid str
 			out <- told
 			continue
 		}
-		out <- told
+		// No answer: reverse it, as long as it takes, but not past 15 s after the
+		// load has ended (told.reversed stays false then, and the test says so).
+		var giveUp time.Time
 		for j := 0; ; j++ {
 			rev := termclient.Txn{MTI: "0400", ProcCode: "000000", Amount: tx.Amount, TID: tid, MID: "000000000000003",
 				STAN: fmt.Sprintf("9%05d", (i*10+j)%100000), Time: time.Now(), Original: termclient.OriginalData("0200", tx.STAN, told.de7)}
 			if r, _, _, err := ft.send(rev, 5*time.Second); err == nil && r.RC == "00" {
+				told.reversed = true
 				break
 			}
-			if ctx.Err() != nil && j > 20 {
-				return
+			if ctx.Err() != nil {
+				if giveUp.IsZero() {
+					giveUp = time.Now().Add(15 * time.Second)
+				}
+				if time.Now().After(giveUp) {
+					break
+				}
 			}
 		}
+		out <- told
 	}
 }
 

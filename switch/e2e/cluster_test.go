@@ -457,7 +457,10 @@ func TestClusterNodeKilled(t *testing.T) {
 	// the reversals it owed (its store-and-forward work goes back to the queue).
 	var recs []*journal.Record
 	var last string
-	took := waitUntil(t, 60*time.Second, func() string { return "node 2's work not taken over: " + last }, func() bool {
+	took := waitUntil(t, 60*time.Second, func() string {
+		return "node 2's work not taken over: " + last + "\nthe survivors' logs on leases and recovery:\n" +
+			c.node(1).logGrep("lease", "lost", "recover", "dead") + "\n" + c.node(3).logGrep("lease", "lost", "recover", "dead")
+	}, func() bool {
 		var err error
 		recs, err = c.node(1).journal("")
 		if err != nil {
@@ -622,6 +625,9 @@ func (c *testCluster) checkBooks(t *testing.T, told []clusterTold, recs []*journ
 		}
 		if !r.answered {
 			unanswered++
+			if !r.reversed {
+				t.Errorf("%s: no node answered it, nor its reversals within 15 s of the load's end", r.key())
+			}
 			for _, rec := range byKey[r.key()] {
 				if rec.Approved() && !rec.Reversed() {
 					t.Errorf("%s: no node answered and the terminal reversed it, but the journal keeps it approved: %+v", r.key(), rec)
