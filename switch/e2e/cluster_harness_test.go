@@ -357,6 +357,11 @@ func (n *clusterNode) journal(tid string) ([]*journal.Record, error) {
 	if tid != "" {
 		q.Set("tid", tid)
 	}
+	return n.journalQuery(q)
+}
+
+// journalQuery reads the node's journal records that match q (tid, from, to...).
+func (n *clusterNode) journalQuery(q url.Values) ([]*journal.Record, error) {
 	code, b, err := n.api("GET", "/api/v1/journal?"+q.Encode(), tokOperator, nil)
 	if err != nil {
 		return nil, err

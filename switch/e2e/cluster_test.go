@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -701,9 +702,41 @@ func (c *testCluster) checkBooks(t *testing.T, told []clusterTold, recs []*journ
 			continue
 		}
 		if amount != journalSum {
-			t.Errorf("node %d settles %d for the load terminals; the journal's approvals sum to %d", n.n, amount, journalSum)
+			t.Errorf("node %d settles %d for the load terminals; the journal's approvals sum to %d%s", n.n, amount, journalSum, c.timeScanGap(n, byRRN))
 		}
 	}
+}
+
+// timeScanGap says which of the load's approved records node n's journal leaves out of
+// a scan bounded in time (the settlement's), by the node whose RRN they carry.
+func (c *testCluster) timeScanGap(n *clusterNode, byRRN map[string]*journal.Record) string {
+	q := url.Values{}
+	q.Set("from", "1h")
+	recs, err := n.journalQuery(q)
+	if err != nil {
+		return fmt.Sprintf(" (journal?from=1h: %v)", err)
+	}
+	seen := map[string]bool{}
+	for _, r := range recs {
+		seen[r.RRN] = true
+	}
+	missing := map[byte]int{}
+	var example string
+	for rrn, r := range byRRN {
+		if r.Approved() && !r.Reversed() && !seen[rrn] {
+			missing[rrn[0]]++
+			example = rrn
+		}
+	}
+	if len(missing) == 0 {
+		return "; a scan of the last hour on that node holds every approval"
+	}
+	var parts []string
+	for d := byte('1'); d <= '3'; d++ {
+		parts = append(parts, fmt.Sprintf("node %c's: %d", d, missing[d]))
+	}
+	return fmt.Sprintf("; a scan of the last hour on that node (journal?from=1h, %d records) misses approvals (%s), e.g. RRN %s",
+		len(recs), strings.Join(parts, ", "), example)
 }
 
 // loadRRN reports whether the issuer's RRN belongs to the load: every RRN the load's
