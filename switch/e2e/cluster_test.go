@@ -735,8 +735,8 @@ func (c *testCluster) timeScanGap(n *clusterNode, byRRN map[string]*journal.Reco
 	for d := byte('1'); d <= '3'; d++ {
 		parts = append(parts, fmt.Sprintf("node %c's: %d", d, missing[d]))
 	}
-	return fmt.Sprintf("; a scan of the last hour on that node (journal?from=1h, %d records) misses approvals (%s), e.g. RRN %s",
-		len(recs), strings.Join(parts, ", "), example)
+	return fmt.Sprintf("; a scan of the last hour on that node (journal?from=1h, %d records) misses approvals (%s), e.g. RRN %s received %s",
+		len(recs), strings.Join(parts, ", "), example, byRRN[example].Received.Format(time.RFC3339Nano))
 }
 
 // loadRRN reports whether the issuer's RRN belongs to the load: every RRN the load's
