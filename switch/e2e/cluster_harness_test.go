@@ -269,7 +269,7 @@ func (n *clusterNode) waitReady(d time.Duration) {
 		}
 		if time.Now().After(deadline) {
 			_, body := n.readyz()
-			n.t.Fatalf("node %d not ready after %s (/readyz: %q); its log ends:\n%s", n.n, d, body, n.logTail(3000))
+			n.t.Fatalf("node %d not ready after %s (/readyz: %q); its log ends:\n%s\n%s", n.n, d, body, n.logTail(1500), n.mainStack())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -285,6 +285,24 @@ func (n *clusterNode) readyz() (int, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, strings.TrimSpace(string(b))
+}
+
+// mainStack makes a node that hangs dump its goroutines (SIGQUIT) and returns the
+// stack of its main goroutine: where the start is stuck.
+func (n *clusterNode) mainStack() string {
+	_ = n.cmd.Process.Signal(syscall.SIGQUIT)
+	select {
+	case <-n.exited:
+	case <-time.After(10 * time.Second):
+		return "(no goroutine dump within 10 s of SIGQUIT)"
+	}
+	b, _ := os.ReadFile(n.logName())
+	for _, g := range strings.Split(string(b), "\n\n") {
+		if strings.HasPrefix(g, "goroutine 1 ") {
+			return "its main goroutine:\n" + g
+		}
+	}
+	return "(no main goroutine in the dump)"
 }
 
 // logGrep returns the lines of the node's logs (every run) that contain any of words.
