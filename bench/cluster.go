@@ -28,7 +28,10 @@ type ClusterOptions struct {
 	Depth     int           // requests in flight per connection (default 8)
 	// Profile takes a CPU profile of every switch process over the window, to split
 	// the embedded nats-server's CPU from the switch's (one process, one /proc figure).
-	Profile  bool
+	Profile bool
+	// ProfileDir, when set, keeps those profiles there (single.pprof, node1.pprof...)
+	// for `go tool pprof`.
+	ProfileDir string
 	RulesDir string
 	WorkDir  string
 	Out      io.Writer
@@ -303,6 +306,18 @@ func measure(ctx context.Context, o ClusterOptions, name string, nodes []*benchN
 		f.TPS = float64(f.Answered) / res.Elapsed.Seconds()
 		if f.Answered > 0 {
 			f.CPUPerAuthUS = float64(cpu[i].Microseconds()) / float64(f.Answered)
+		}
+		if profiles[i] != nil && o.ProfileDir != "" {
+			name := "single.pprof"
+			if nd.n > 0 {
+				name = fmt.Sprintf("node%d.pprof", nd.n)
+			}
+			if err := os.MkdirAll(o.ProfileDir, 0o755); err == nil {
+				err = os.WriteFile(filepath.Join(o.ProfileDir, name), profiles[i], 0o644)
+			}
+			if err != nil {
+				fmt.Fprintf(o.Out, "keep profile: %v\n", err)
+			}
 		}
 		if profiles[i] != nil {
 			shares, sum, err := ProfileShares(bytes.NewReader(profiles[i]), NATSClass)

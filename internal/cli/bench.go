@@ -130,6 +130,9 @@ func runClusterBench(env *Env, fs *flag.FlagSet, o bench.Options, nodes int, pro
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	co := bench.ClusterOptions{Nodes: nodes, Profile: profile, RulesDir: o.RulesDir, WorkDir: o.WorkDir, Out: env.Stderr}
+	if profile && o.WorkDir != "" {
+		co.ProfileDir = o.WorkDir // kept with the nodes' data and logs
+	}
 	if set["duration"] {
 		co.Duration = o.Duration
 	}
