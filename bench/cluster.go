@@ -45,6 +45,12 @@ type NodeFigures struct {
 	CPUMS    int64   `json:"cpu_ms"`
 	// CPUPerAuthUS is the process's CPU over the authorizations it answered.
 	CPUPerAuthUS float64 `json:"cpu_per_auth_us"`
+	// IdleCPUPerS is the process's CPU per second without load (ms/s): the cluster's
+	// fixed costs (Raft heartbeats, leases, watchers), measured just before the load.
+	IdleCPUPerS float64 `json:"idle_cpu_ms_per_s"`
+	// MarginalPerAuthUS is CPUPerAuthUS without the idle CPU of the window: what one
+	// more authorization costs, the figure to project a bigger machine's capacity from.
+	MarginalPerAuthUS float64 `json:"marginal_cpu_per_auth_us"`
 	// Shares split the process's CPU by the profile: nats-server (the embedded
 	// JetStream server), nats.go (the client side) and switch (the rest); percent.
 	Shares map[string]float64 `json:"shares,omitempty"`
@@ -55,8 +61,9 @@ type ClusterPhase struct {
 	Name  string        `json:"name"`
 	Load  *LoadResult   `json:"-"`
 	Nodes []NodeFigures `json:"nodes"`
-	// CPUPerAuthUS is the CPU of every switch process over every authorization.
-	CPUPerAuthUS float64 `json:"cpu_per_auth_us"`
+	// CPUPerAuthUS is the CPU of every switch process over every authorization;
+	// MarginalPerAuthUS the same without their idle CPU.
+	CPUPerAuthUS, MarginalPerAuthUS float64
 	// SimCPUPerAuthUS and HarnessCPUPerAuthUS: the issuer simulator and this process.
 	SimCPUPerAuthUS, HarnessCPUPerAuthUS float64
 }
@@ -64,8 +71,9 @@ type ClusterPhase struct {
 // ClusterReport is the outcome of `bench --cluster`.
 type ClusterReport struct {
 	Single, Cluster *ClusterPhase
-	// Ratio is the cluster's CPU per authorization over the single node's (target ≤ 1.5).
-	Ratio float64
+	// Ratio is the cluster's CPU per authorization over the single node's (target ≤ 1.5);
+	// MarginalRatio the same of the marginal costs.
+	Ratio, MarginalRatio float64
 }
 
 // RunCluster runs the issuer simulator, then one switch node under the load, then a
@@ -146,6 +154,9 @@ func RunCluster(ctx context.Context, o ClusterOptions) (*ClusterReport, error) {
 	}
 	if rep.Single.CPUPerAuthUS > 0 {
 		rep.Ratio = rep.Cluster.CPUPerAuthUS / rep.Single.CPUPerAuthUS
+	}
+	if rep.Single.MarginalPerAuthUS > 0 {
+		rep.MarginalRatio = rep.Cluster.MarginalPerAuthUS / rep.Single.MarginalPerAuthUS
 	}
 	return rep, nil
 }
@@ -266,6 +277,21 @@ func measure(ctx context.Context, o ClusterOptions, name string, nodes []*benchN
 	profiles := make([][]byte, len(nodes))
 	var simStart, selfStart, simCPU, selfCPU time.Duration
 	var profWG sync.WaitGroup
+	// The idle CPU first, over a few seconds without load.
+	const idleWindow = 3 * time.Second
+	idle := make([]time.Duration, len(nodes))
+	for i, nd := range nodes {
+		idle[i], _ = cpuTime(nd.p.cmd.Process.Pid)
+	}
+	select {
+	case <-time.After(idleWindow):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	for i, nd := range nodes {
+		end, _ := cpuTime(nd.p.cmd.Process.Pid)
+		idle[i] = end - idle[i]
+	}
 	lo := LoadOptions{Addrs: addrs, Terminals: o.Terminals, Conns: o.Conns, Depth: o.Depth, Duration: o.Duration, Warmup: o.Warmup, Progress: o.Out}
 	lo.onStart = func() {
 		for i, nd := range nodes {
@@ -301,11 +327,14 @@ func measure(ctx context.Context, o ClusterOptions, name string, nodes []*benchN
 	}
 	ph.Load = res
 	var total time.Duration
+	var idleInWindow float64 // µs
 	for i, nd := range nodes {
 		f := NodeFigures{Node: nd.n, Answered: res.ByAddr[nd.termAddr], CPUMS: cpu[i].Milliseconds()}
 		f.TPS = float64(f.Answered) / res.Elapsed.Seconds()
+		f.IdleCPUPerS = float64(idle[i].Microseconds()) / 1000 / idleWindow.Seconds()
 		if f.Answered > 0 {
 			f.CPUPerAuthUS = float64(cpu[i].Microseconds()) / float64(f.Answered)
+			f.MarginalPerAuthUS = (float64(cpu[i].Microseconds()) - f.IdleCPUPerS*1000*res.Elapsed.Seconds()) / float64(f.Answered)
 		}
 		if profiles[i] != nil && o.ProfileDir != "" {
 			name := "single.pprof"
@@ -331,10 +360,12 @@ func measure(ctx context.Context, o ClusterOptions, name string, nodes []*benchN
 			}
 		}
 		total += cpu[i]
+		idleInWindow += f.IdleCPUPerS * 1000 * res.Elapsed.Seconds()
 		ph.Nodes = append(ph.Nodes, f)
 	}
 	if n := res.Hist.TotalCount(); n > 0 {
 		ph.CPUPerAuthUS = float64(total.Microseconds()) / float64(n)
+		ph.MarginalPerAuthUS = (float64(total.Microseconds()) - idleInWindow) / float64(n)
 		ph.SimCPUPerAuthUS = float64(simCPU.Microseconds()) / float64(n)
 		ph.HarnessCPUPerAuthUS = float64(selfCPU.Microseconds()) / float64(n)
 	}
@@ -387,6 +418,12 @@ func (r *ClusterReport) WriteTable(w io.Writer) {
 		}
 		return fmt.Sprintf("%.1f", p.CPUPerAuthUS)
 	})
+	row("  marginal (without idle CPU)", func(p *ClusterPhase) string {
+		if p == nil {
+			return "-"
+		}
+		return fmt.Sprintf("%.1f", p.MarginalPerAuthUS)
+	})
 	row("issuer-sim CPU µs/auth", func(p *ClusterPhase) string {
 		if p == nil {
 			return "-"
@@ -406,7 +443,7 @@ func (r *ClusterReport) WriteTable(w io.Writer) {
 		}
 		return strings.Join(s, " ")
 	}))
-	fmt.Fprintf(w, "\nper node:\n%-12s %10s %10s %10s %14s   %s\n", "", "answered", "auth/s", "CPU ms", "CPU µs/auth", "CPU split by profile")
+	fmt.Fprintf(w, "\nper node:\n%-12s %10s %10s %10s %12s %14s %14s   %s\n", "", "answered", "auth/s", "CPU ms", "idle ms/s", "CPU µs/auth", "marginal µs", "CPU split by profile")
 	for _, p := range []*ClusterPhase{r.Single, r.Cluster} {
 		if p == nil {
 			continue
@@ -425,7 +462,8 @@ func (r *ClusterReport) WriteTable(w io.Writer) {
 			for _, k := range keys {
 				split = append(split, fmt.Sprintf("%s %.1f%% (%.1f µs)", k, f.Shares[k], f.Shares[k]*f.CPUPerAuthUS/100))
 			}
-			fmt.Fprintf(w, "%-12s %10d %10.0f %10d %14.1f   %s\n", name, f.Answered, f.TPS, f.CPUMS, f.CPUPerAuthUS, strings.Join(split, ", "))
+			fmt.Fprintf(w, "%-12s %10d %10.0f %10d %12.1f %14.1f %14.1f   %s\n", name, f.Answered, f.TPS, f.CPUMS, f.IdleCPUPerS, f.CPUPerAuthUS,
+				f.MarginalPerAuthUS, strings.Join(split, ", "))
 		}
 	}
 	if r.Ratio > 0 {
@@ -433,6 +471,6 @@ func (r *ClusterReport) WriteTable(w io.Writer) {
 		if r.Ratio > 1.5 {
 			verdict = "NOT met"
 		}
-		fmt.Fprintf(w, "\ncluster/single CPU per authorization: %.2f× (target ≤ 1.5×: %s)\n", r.Ratio, verdict)
+		fmt.Fprintf(w, "\ncluster/single CPU per authorization: %.2f× (target ≤ 1.5×: %s); marginal costs: %.2f×\n", r.Ratio, verdict, r.MarginalRatio)
 	}
 }

@@ -28,7 +28,7 @@ func TestClusterBenchTiny(t *testing.T) {
 	for _, re := range []string{
 		`authorizations/s +\d+ +\d+`,
 		`latency p99 +[\d.]+ (ms|µs)`,
-		`(?m)^single +[1-9]\d* +\d+ +\d+ +[\d.]+ +switch `,
+		`(?m)^single +[1-9]\d* +\d+ +\d+ +[\d.]+ +[\d.]+ +[-\d.]+ +switch `,
 		`(?m)^node 1 +[1-9]\d* `, `(?m)^node 2 +[1-9]\d* `, `(?m)^node 3 +[1-9]\d* `,
 		`cluster/single CPU per authorization: [\d.]+×`,
 	} {
