@@ -148,10 +148,12 @@ func (j *Journal) follow() error {
 		}
 		return fmt.Errorf("consume %s from sequence %d: %w", StreamName, from, err)
 	}
+	// Closed starts a goroutine (until the consumer ends) at each call: once only.
+	closed := cc.Closed()
 	defer func() {
 		close(quit)
 		cc.Stop()
-		<-cc.Closed()
+		<-closed
 	}()
 	n := 0
 	for {
@@ -169,7 +171,7 @@ func (j *Journal) follow() error {
 					return err
 				}
 			}
-		case <-cc.Closed():
+		case <-closed:
 			return errors.New("the consumer ended")
 		case <-j.stop:
 			return j.flush()
@@ -258,11 +260,7 @@ func (j *Journal) applyMsg(ctx context.Context, kind string, data []byte, own bo
 			}
 		}
 	case kindDeliv:
-		if len(data) < 10 {
-			return badMessage{fmt.Errorf("delivery mark of %d bytes", len(data))}
-		}
-		at := time.Unix(0, int64(binary.BigEndian.Uint64(data[1:9]))).UTC()
-		return j.store.MarkDelivery(string(data[9:]), data[0] == 1, at)
+		return j.applyMarks(data)
 	case kindBatch:
 		if len(data) < 9 {
 			return badMessage{fmt.Errorf("batch close of %d bytes", len(data))}

@@ -82,6 +82,11 @@ func TestCluster(t *testing.T) {
 			if err != nil {
 				t.Fatalf("node 3: %s of node %d: %v", rrn, node, err)
 			}
+			// The delivery marks go to the stream in the background: poll for them.
+			for rec.State != journal.StateResponded && ctx.Err() == nil {
+				time.Sleep(time.Millisecond) // polling, with the test's deadline
+				rec, _ = m3.j.Get(rrn)
+			}
 			if rec.RC != "00" || rec.State != journal.StateResponded {
 				t.Fatalf("node 3: %s of node %d is %s/%q; want the final version with its delivery", rrn, node, rec.State, rec.RC)
 			}
@@ -152,6 +157,10 @@ func TestCluster(t *testing.T) {
 		}
 		if _, err := ms[lose].j.Get(rrns[lose]); !errors.Is(err, journal.ErrNotFound) {
 			t.Fatalf("the loser wrote its record locally: %v", err)
+		}
+		// The loser finds the original at once (the pipeline answers with it).
+		if orig, err := ms[lose].j.Get(de.RRN); err != nil || orig.STAN != "000777" {
+			t.Fatalf("the loser cannot read the original %s: %+v %v", de.RRN, orig, err)
 		}
 		// The winner's own retry (a lost acknowledgement) is not a duplicate.
 		if err := ms[win].j.Write(ctx, request(rrns[win], "TDUP", "000777", reqAt), true, true); err != nil {
@@ -269,6 +278,17 @@ func TestCluster(t *testing.T) {
 		if _, err := ms[0].j.Get(rrn); !errors.Is(err, journal.ErrNotFound) {
 			t.Fatalf("the refused write-ahead record is in the local store: %v", err)
 		}
+		// A later version (no duplicate check: published and synced together) too.
+		old, err := ms[0].j.Get(firstOf(written, 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		wctx, wcancel = context.WithTimeout(ctx, time.Second)
+		err = ms[0].j.Write(wctx, answer(old, at.Add(4*time.Hour)), false, true)
+		wcancel()
+		if !errors.Is(err, journal.ErrUnavailable) || !errors.Is(err, cluster.ErrNoQuorum) {
+			t.Fatalf("durable update with two of three servers down: %v; want ErrUnavailable and ErrNoQuorum", err)
+		}
 		// The servers come back; the same Journal writes again, by itself.
 		nc.start(t, ctx, 1)
 		nc.start(t, ctx, 2)
@@ -289,7 +309,21 @@ func TestCluster(t *testing.T) {
 				t.Fatalf("no durable write after the quorum returned: %v", err)
 			}
 		}
+		// The applier follows the stream again by itself.
+		if err := ms[0].j.CaughtUp(ctx); err != nil {
+			t.Fatalf("node 1's applier after the quorum returned: %v", err)
+		}
 	})
+}
+
+// firstOf returns an RRN written by node.
+func firstOf(written map[string]int, node int) string {
+	for rrn, n := range written {
+		if n == node {
+			return rrn
+		}
+	}
+	return ""
 }
 
 func mustEncode(t *testing.T, r *journal.Record) []byte {
@@ -336,7 +370,15 @@ func TestSingleNode(t *testing.T) {
 		msg.Header.Get(jetstream.MsgIDHeader) != dupIDPrefix+journal.DupKey("T1", "000001", at.Format("0102150405")) {
 		t.Fatalf("first message: %s %v", msg.Subject, msg.Header)
 	}
-	if got, err := m.j.Get(rrn); err != nil || got.State != journal.StateResponded {
-		t.Fatalf("read back: %+v %v", got, err)
+	// The delivery mark is written with the local store's next group, not waited for.
+	for {
+		got, err := m.j.Get(rrn)
+		if err == nil && got.State == journal.StateResponded {
+			break
+		}
+		if err != nil || ctx.Err() != nil {
+			t.Fatalf("read back: %+v %v", got, err)
+		}
+		time.Sleep(time.Millisecond) // polling, with the test's deadline
 	}
 }

@@ -25,6 +25,6 @@
 // recovering a dead node's open transactions). Checkpoints stay local.
 //
 // Stream layout: subjects journal.<node>.r (record versions, rec.AppendBinary),
-// journal.<node>.d (delivery marks) and journal.<node>.b (batch closes), with the
-// headers Sy-Node, Sy-Kind and Sy-First.
+// journal.<node>.d (delivery marks, many to a message) and journal.<node>.b (batch
+// closes), with the headers Sy-Node, Sy-Kind and Sy-First.
 package cjournal

@@ -179,18 +179,22 @@ func answer(r *journal.Record, at time.Time) *journal.Record {
 // journalTxn journals a transaction as the pipeline does: the durable write-ahead
 // record, then the durable final version, then the delivery mark.
 func journalTxn(ctx context.Context, m *member, tid, stan string, at time.Time) (string, error) {
-	rrn, err := m.j.NextRRN()
+	return writeTxn(ctx, m.j, tid, stan, at)
+}
+
+func writeTxn(ctx context.Context, w txnWriter, tid, stan string, at time.Time) (string, error) {
+	rrn, err := w.NextRRN()
 	if err != nil {
 		return "", err
 	}
 	req := request(rrn, tid, stan, at)
-	if err := m.j.Write(ctx, req, true, true); err != nil {
+	if err := w.Write(ctx, req, true, true); err != nil {
 		return rrn, err
 	}
-	if err := m.j.Write(ctx, answer(req, at.Add(time.Millisecond)), false, true); err != nil {
+	if err := w.Write(ctx, answer(req, at.Add(time.Millisecond)), false, true); err != nil {
 		return rrn, err
 	}
-	return rrn, m.j.MarkDelivery(rrn, true, at.Add(2*time.Millisecond))
+	return rrn, w.MarkDelivery(rrn, true, at.Add(2*time.Millisecond))
 }
 
 // scanAll returns the RRNs of every record of m's local store, and fails on one

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
@@ -62,8 +63,9 @@ type Options struct {
 }
 
 // Journal is a node's replicated journal; it satisfies every role of pipeline.Journal.
-// It runs two goroutines, both started by Open and joined by Close: the applier
-// (apply.go) and the resender of asynchronous publishes (publish.go).
+// It runs three goroutines, all started by Open and joined by Close: the applier
+// (apply.go), the marker (marks.go) and the resender of background publishes
+// (publish.go).
 type Journal struct {
 	store  *journal.Store
 	db     *badger.DB
@@ -72,6 +74,10 @@ type Journal struct {
 	opts   Options
 	node   string // Options.Node as a digit
 	log    zerolog.Logger
+
+	// publishAsync sends a message and returns its acknowledgement's future:
+	// js.PublishMsgAsync (BenchmarkWrite swaps in a group committer to compare).
+	publishAsync func(m *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error)
 
 	idPrefix string        // Nats-Msg-Id prefix of this process: node and boot nonce
 	idSeq    atomic.Uint64 // the Nats-Msg-Id counter
@@ -84,6 +90,9 @@ type Journal struct {
 
 	// The applier: apply.go.
 	ap applier
+
+	// Delivery marks waiting for the marker: marks.go.
+	marks marker
 
 	stop      chan struct{} // closed by Close
 	closeOnce sync.Once
@@ -130,7 +139,9 @@ func Open(ctx context.Context, node *cluster.Node, store *journal.Store, db *bad
 	j := &Journal{store: store, db: db, js: js, opts: opts, node: strconv.Itoa(opts.Node), log: opts.Logger,
 		idPrefix: fmt.Sprintf("%d.%s.", opts.Node, hex.EncodeToString(nonce[:])),
 		async:    make(chan asyncPub, asyncQueue), asyncDone: make(chan struct{}), stop: make(chan struct{})}
+	j.publishAsync = js.PublishMsgAsync
 	j.ap.init()
+	j.marks.wake, j.marks.done = make(chan struct{}, 1), make(chan struct{})
 	if err := node.WaitJetStream(ctx); err != nil {
 		return nil, err
 	}
@@ -157,6 +168,7 @@ func Open(ctx context.Context, node *cluster.Node, store *journal.Store, db *bad
 	}
 	j.ap.applied, j.ap.last, j.ap.restoreTo = applied, max(applied, info.State.LastSeq), info.State.LastSeq
 	go j.resend()
+	go j.markLoop()
 	go j.run()
 	if err := j.CaughtUp(ctx); err != nil {
 		j.Close()
@@ -172,6 +184,7 @@ func (j *Journal) Close() error {
 	j.closeOnce.Do(func() {
 		close(j.stop)
 		<-j.ap.done
+		<-j.marks.done
 		j.asyncMu.Lock()
 		j.asyncClosed = true
 		close(j.async)

@@ -33,7 +33,7 @@ const (
 // The kinds of stream messages (the subject's last token and the Sy-Kind header).
 const (
 	kindRecord = "r" // a record version (journal.Record.AppendBinary)
-	kindDeliv  = "d" // a delivery mark: state byte, unix nanos (8 bytes BE), RRN
+	kindDeliv  = "d" // delivery marks, each: state byte, unix nanos (8 bytes BE), RRN length byte, RRN
 	kindBatch  = "b" // a batch close: unix nanos (8 bytes BE), terminal ID
 )
 
@@ -101,9 +101,11 @@ func (j *Journal) setID(m *nats.Msg) {
 // The first write of a request that owns its duplicate key is published before the
 // local write, with the key as its Nats-Msg-Id, and waited for even when not
 // durable: when another RRN holds the key in the stream, it returns a
-// *journal.DuplicateError naming it and writes nothing. Without an acknowledgement
-// (no quorum) a durable or duplicate-checked write fails with an error wrapping
-// journal.ErrUnavailable.
+// *journal.DuplicateError naming it and writes nothing (after waiting up to a
+// second for the applier to bring that record into the local store, where Get
+// finds it). Without an acknowledgement (no quorum) a durable or duplicate-checked
+// write fails with an error wrapping journal.ErrUnavailable and, unless the stream
+// refused the message outright, cluster.ErrNoQuorum.
 func (j *Journal) Write(ctx context.Context, rec *journal.Record, first, durable bool) error {
 	data, err := rec.AppendBinary(nil)
 	if err != nil {
@@ -124,6 +126,11 @@ func (j *Journal) Write(ctx context.Context, rec *journal.Record, first, durable
 			}
 			if other != rec.RRN {
 				j.stats.duplicates.Add(1)
+				// Let the applier bring the original in (within a second), so that
+				// the caller finds it by its RRN in the local store.
+				wctx, cancel := context.WithTimeout(ctx, time.Second)
+				_ = j.WaitApplied(wctx, ack.Sequence)
+				cancel()
 				return &journal.DuplicateError{Key: key, RRN: other}
 			}
 			// Our own publish, retried after a lost acknowledgement.
@@ -143,7 +150,7 @@ func (j *Journal) Write(ctx context.Context, rec *journal.Record, first, durable
 
 // writeBoth publishes m, runs the local write meanwhile, and waits for both.
 func (j *Journal) writeBoth(ctx context.Context, what string, m *nats.Msg, local func() error) error {
-	f, perr := j.js.PublishMsgAsync(m)
+	f, perr := j.publishAsync(m)
 	lerr := local()
 	if perr != nil {
 		f = nil // await publishes it again
@@ -169,7 +176,7 @@ func (j *Journal) await(ctx context.Context, what string, m *nats.Msg, f jetstre
 	for {
 		if f == nil {
 			var err error
-			if f, err = j.js.PublishMsgAsync(m); err != nil {
+			if f, err = j.publishAsync(m); err != nil {
 				last, f = err, nil
 			}
 		}
@@ -221,24 +228,6 @@ func (j *Journal) storedRRN(ctx context.Context, seq uint64) (string, error) {
 	return rec.RRN, nil
 }
 
-// MarkDelivery records the delivery locally and publishes it in the background: a
-// survivor that recovers this node's transactions needs to know which answers
-// reached their terminals.
-func (j *Journal) MarkDelivery(rrn string, delivered bool, at time.Time) error {
-	if err := j.store.MarkDelivery(rrn, delivered, at); err != nil {
-		return err
-	}
-	b := make([]byte, 9, 9+len(rrn))
-	if delivered {
-		b[0] = 1
-	}
-	binary.BigEndian.PutUint64(b[1:], uint64(at.UnixNano()))
-	m := j.message(kindDeliv, false, append(b, rrn...))
-	j.setID(m)
-	j.publishBackground(m)
-	return nil
-}
-
 // CloseBatch records the terminal's batch close locally and in the stream (a
 // terminal that moves to another node keeps its batch boundary); it returns once
 // both hold it.
@@ -256,10 +245,16 @@ type asyncPub struct {
 
 // publishBackground publishes m and leaves its acknowledgement to the resender.
 func (j *Journal) publishBackground(m *nats.Msg) {
-	f, err := j.js.PublishMsgAsync(m)
+	f, err := j.publishAsync(m)
 	if err != nil {
 		f = nil // the resender sends it
 	}
+	j.queueResend(asyncPub{m: m, f: f})
+}
+
+// queueResend hands a publish to the resender: it waits for p's acknowledgement, or
+// sends p.m when p.f is nil, and again after each failure.
+func (j *Journal) queueResend(p asyncPub) {
 	j.asyncMu.RLock()
 	defer j.asyncMu.RUnlock()
 	if j.asyncClosed {
@@ -267,10 +262,10 @@ func (j *Journal) publishBackground(m *nats.Msg) {
 		return
 	}
 	select {
-	case j.async <- asyncPub{m: m, f: f}:
+	case j.async <- p:
 	default:
 		j.stats.lost.Add(1)
-		j.log.Error().Str("subject", m.Subject).Msg("cluster journal: background publish queue full; a version goes unreplicated")
+		j.log.Error().Str("subject", p.m.Subject).Msg("cluster journal: background publish queue full; a version goes unreplicated")
 	}
 }
 
@@ -284,7 +279,7 @@ outer:
 		pause := retryPause
 		for {
 			if p.f == nil {
-				f, err := j.js.PublishMsgAsync(p.m)
+				f, err := j.publishAsync(p.m)
 				if err == nil {
 					p.f = f
 				}
