@@ -479,9 +479,14 @@ func TestClusterNodeKilled(t *testing.T) {
 				open++
 				last = fmt.Sprintf("RRN %s still open (%s)", r.RRN, r.State)
 			}
-			if r.Type == "purchase" && r.Reversed() && r.Issuer != "" && ledger[r.RRN].Requests > 0 && !ledger[r.RRN].Reversed {
+			e := ledger[r.RRN]
+			if r.Type == "purchase" && r.Reversed() && r.Issuer != "" && e.Requests > 0 && !e.Reversed {
 				owed++
-				last = fmt.Sprintf("RRN %s reversed (%s), the issuer has no reversal: %+v", r.RRN, r.ReversedBy, ledger[r.RRN])
+				last = fmt.Sprintf("RRN %s reversed (%s), the issuer has no reversal: %+v", r.RRN, r.ReversedBy, e)
+			}
+			if r.Type == "purchase" && e.Approved && !e.Reversed && (!r.Approved() || r.Reversed()) {
+				owed++
+				last = fmt.Sprintf("the issuer approved RRN %s, the cluster did not (%s) and has not reversed it at the issuer yet", r.RRN, describe(r))
 			}
 		}
 		if open+owed > 0 {
@@ -684,7 +689,7 @@ func (c *testCluster) checkBooks(t *testing.T, told []clusterTold, recs []*journ
 		}
 		issuerSum += e.Amount
 		if rec == nil || !rec.Approved() || rec.Reversed() {
-			t.Errorf("RRN %s: the issuer holds an approval the cluster does not: %+v", rrn, rec)
+			t.Errorf("RRN %s: the issuer holds an approval the cluster does not: %s; ledger %+v", rrn, describe(rec), e)
 		}
 	}
 	t.Logf("terminals: %d answered (%d approved, %d in doubt at the kill), %d resent after a failover, %d unanswered and reversed; issuer: %d requests, %d dropped, %d delayed",
@@ -706,6 +711,23 @@ func (c *testCluster) checkBooks(t *testing.T, told []clusterTold, recs []*journ
 			t.Errorf("node %d settles %d for the load terminals; the journal's approvals sum to %d%s", n.n, amount, journalSum, c.timeScanGap(n, byRRN))
 		}
 	}
+}
+
+// describe is a record in one line: its outcome and its history.
+func describe(r *journal.Record) string {
+	if r == nil {
+		return "no record"
+	}
+	var ev []string
+	for _, e := range r.Events {
+		x := string(e.State)
+		if e.Note != "" {
+			x += " (" + e.Note + ")"
+		}
+		ev = append(ev, x)
+	}
+	return fmt.Sprintf("RRN %s %s/%s/%s rc %q by %s, reversed by %q, state %s, events %s", r.RRN, r.TID, r.STAN, r.DE7, r.RC, r.DecidedBy,
+		r.ReversedBy, r.State, strings.Join(ev, " > "))
 }
 
 // timeScanGap says which of the load's approved records node n's journal leaves out of
