@@ -453,15 +453,21 @@ func TestClusterNodeKilled(t *testing.T) {
 		told = append(told, r)
 	}
 	end := time.Now()
-	survivors := []*clusterNode{c.node(1), c.node(3)}
 
+	survivors := []*clusterNode{c.node(1), c.node(3)}
 	// The survivors settle node 2's open transactions (its lease lapses) and deliver
 	// the reversals it owed (its store-and-forward work goes back to the queue).
 	var recs []*journal.Record
 	var last string
 	took := waitUntil(t, 60*time.Second, func() string {
-		return "node 2's work not taken over: " + last + "\nthe survivors' logs on leases and recovery:\n" +
-			c.node(1).logGrep("lease", "lost", "recover", "dead") + "\n" + c.node(3).logGrep("lease", "lost", "recover", "dead")
+		var saf []string
+		for _, n := range survivors {
+			code, b, err := n.api("GET", "/api/v1/saf", tokOperator, nil)
+			saf = append(saf, fmt.Sprintf("node %d GET /api/v1/saf: %d %v %.600s", n.n, code, err, b))
+		}
+		words := []string{"lease", "lost", "recover", "dead", "saf", "advice", "queue"}
+		return "node 2's work not taken over: " + last + "\n" + strings.Join(saf, "\n") + "\nthe survivors' logs on leases, recovery and store-and-forward:\n" +
+			tail(c.node(1).logGrep(words...), 6000) + "\n" + tail(c.node(3).logGrep(words...), 6000)
 	}, func() bool {
 		var err error
 		recs, err = c.node(1).journal("")
