@@ -19,6 +19,9 @@ type BacktestOptions struct {
 	Progress func(done float64, read int)
 	// MaxChanges bounds the changed decisions listed (0 = all).
 	MaxChanges int
+	// Profiles recompute merchant.profile as it was (nil: DefaultProfileReplay
+	// in the rule set's zone; Off: the tiers' defaults).
+	Profiles *ProfileReplay
 }
 
 // RuleStats is one rule's (or score threshold's) results in a backtest.
@@ -123,6 +126,10 @@ func Backtest(ctx context.Context, h History, rs *RuleSet, opts BacktestOptions)
 		}
 	}
 	store := state.NewVelocity(nil, 0, 0)
+	profiles := opts.Profiles
+	if profiles == nil {
+		profiles = DefaultProfileReplay(rs.Location)
+	}
 	begin := opts.From.Add(-warmup)
 	span := opts.To.Sub(begin)
 	read := 0
@@ -139,6 +146,9 @@ func Backtest(ctx context.Context, h History, rs *RuleSet, opts BacktestOptions)
 		in := &rec.Input
 		if in.Txn.Time.IsZero() {
 			in.Txn.Time = rec.Time
+		}
+		if err := profiles.fill(ctx, h, in, !rec.Time.Before(opts.From)); err != nil {
+			return err
 		}
 		if rec.Time.Before(opts.From) {
 			out := rec.Outcome

@@ -35,6 +35,7 @@ type (
 	Txn            = ruleset.Txn            // the transaction (txn.*)
 	Terminal       = ruleset.Terminal       // the terminal (terminal.*)
 	Merchant       = ruleset.Merchant       // the merchant (merchant.*)
+	Profile        = ruleset.Profile        // the merchant's learned profile (merchant.profile.*)
 	Binding        = ruleset.Binding        // the binding checks (binding.*)
 	Device         = ruleset.Device         // the SoftPOS device (device.*)
 	Outcome        = ruleset.Outcome        // the final answer given to Observe

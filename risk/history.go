@@ -66,11 +66,18 @@ func Explain(ctx context.Context, h History, rs *RuleSet, rrn string, warmup tim
 		warmup = rs.MaxWindow()
 	}
 	store := state.NewVelocity(nil, 0, 0)
+	profiles := DefaultProfileReplay(rs.Location)
 	n := 0
 	if warmup > 0 {
 		err = h.Range(ctx, rec.Time.Add(-warmup), rec.Time, func(r Record) error {
 			if r.RRN == rec.RRN {
 				return nil
+			}
+			if r.Input.Txn.Time.IsZero() {
+				r.Input.Txn.Time = r.Time
+			}
+			if err := profiles.fill(ctx, h, &r.Input, false); err != nil {
+				return err
 			}
 			out := r.Outcome
 			out.RiskDeclined = r.Decision.Declined()
@@ -81,6 +88,12 @@ func Explain(ctx context.Context, h History, rs *RuleSet, rrn string, warmup tim
 		if err != nil {
 			return nil, fmt.Errorf("explain RRN %s: replay the journal before it: %w", rrn, err)
 		}
+	}
+	if rec.Input.Txn.Time.IsZero() {
+		rec.Input.Txn.Time = rec.Time
+	}
+	if err := profiles.fill(ctx, h, &rec.Input, true); err != nil {
+		return nil, fmt.Errorf("explain RRN %s: %w", rrn, err)
 	}
 	d, traces := rs.Trace(&rec.Input, store, rs.Lists())
 	sort.SliceStable(traces, func(i, j int) bool { return traces[i].Hit && !traces[j].Hit })

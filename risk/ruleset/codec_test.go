@@ -29,8 +29,9 @@ func TestInputCodecRoundTrip(t *testing.T) {
 		_ = x.UnmarshalBinary(b[:i]) // no panic on any truncation
 	}
 	// Every journaled field is encoded (the local hour, time and weekday are derived by
-	// the engine): a field added to Input must be added to the codec and this count.
-	if n := reflect.TypeOf(Txn{}).NumField() + reflect.TypeOf(Terminal{}).NumField() + reflect.TypeOf(Merchant{}).NumField() +
+	// the engine; Merchant.Profile is recomputed by the tools, see risk.ProfileReplay):
+	// a field added to Input must be added to the codec and this count.
+	if n := reflect.TypeOf(Txn{}).NumField() + reflect.TypeOf(Terminal{}).NumField() + reflect.TypeOf(Merchant{}).NumField() - 1 +
 		reflect.TypeOf(Binding{}).NumField() + reflect.TypeOf(Device{}).NumField(); n != 55 {
 		t.Fatalf("Input has %d fields; update AppendBinary, UnmarshalBinary and this count", n)
 	}

@@ -201,6 +201,9 @@ type Merchant struct {
 	MonthlyLimit int `json:"monthly_limit" yaml:"monthly_limit" expr:"monthly_limit"`
 	// Status is the registry status, e.g. active or frozen.
 	Status string `json:"status" yaml:"status" expr:"status"`
+	// Profile is the merchant's learned profile, or its tier's defaults (see
+	// Profile). The journal does not keep it: the tools recompute it.
+	Profile Profile `json:"profile" yaml:"profile" expr:"profile"`
 }
 
 // Binding holds the results of the switch's identity-binding checks.

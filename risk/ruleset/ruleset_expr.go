@@ -145,7 +145,7 @@ func exprLine(n *yaml.Node) int {
 
 var exprTypeNames = strings.NewReplacer(
 	"ruleset.Input", "the rule environment", "ruleset.Txn", "txn", "ruleset.Terminal", "terminal",
-	"ruleset.Merchant", "merchant", "ruleset.Binding", "binding", "ruleset.Device", "device",
+	"ruleset.Profile", "merchant.profile", "ruleset.Merchant", "merchant", "ruleset.Binding", "binding", "ruleset.Device", "device",
 	"state.ListFlags", "lists", "ruleset.Outcome", "outcome", "[64]int", "velocity")
 
 func cleanExprMessage(m string) string { return exprTypeNames.Replace(m) }

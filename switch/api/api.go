@@ -59,6 +59,7 @@ import (
 	"github.com/switchyard/switchyard/hsm"
 	"github.com/switchyard/switchyard/keys"
 	"github.com/switchyard/switchyard/risk"
+	"github.com/switchyard/switchyard/risk/profile"
 	"github.com/switchyard/switchyard/switch/admin"
 	"github.com/switchyard/switchyard/switch/cases"
 	"github.com/switchyard/switchyard/switch/journal"
@@ -101,6 +102,12 @@ type Options struct {
 	// returns its cluster.Report); nil on a switch that runs alone, whose
 	// GET /api/v1/cluster/status then answers 404 "not a cluster node".
 	ClusterStatus func(ctx context.Context) (any, error)
+	// Profiles serve GET /api/v1/merchants/{id}/profile (with Registry: the
+	// merchant's tier); nil leaves the route out.
+	Profiles *profile.Set
+	// RefreshProfiles recomputes the merchant profiles now (POST
+	// /api/v1/risk/profiles/refresh, operators); nil leaves the route out.
+	RefreshProfiles func(ctx context.Context) (any, error)
 	// Pprof serves the Go profiler under /debug/pprof/, to admins only unless
 	// PprofOpen (demo mode, whose tokens are public anyway).
 	Pprof, PprofOpen bool
@@ -132,6 +139,9 @@ func (a *api) register() {
 	}
 	if o.Risk != nil || o.Lists != nil {
 		a.risk()
+	}
+	if o.RefreshProfiles != nil {
+		a.profileRoutes()
 	}
 	a.switchRoutes()
 }

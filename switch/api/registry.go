@@ -32,6 +32,15 @@ func (a *api) registry() {
 	h("GET /api/v1/merchants", readers, g.listMerchants)
 	h("POST /api/v1/merchants", op, g.registerMerchant)
 	h("GET /api/v1/merchants/{id}", readers, g.getMerchant)
+	if a.o.Profiles != nil {
+		h("GET /api/v1/merchants/{id}/profile", readers, func(r *http.Request, _ admin.Principal) (any, error) {
+			m, ok := g.reg.Merchant(r.PathValue("id"))
+			if !ok {
+				return nil, errorf(http.StatusNotFound, "merchant %s does not exist", r.PathValue("id"))
+			}
+			return a.o.Profiles.View(m.ID, m.Tier), nil
+		})
+	}
 	h("PATCH /api/v1/merchants/{id}", op, g.changeMerchant)
 	h("POST /api/v1/merchants/{id}/{action}", op, g.merchantAction)
 	h("GET /api/v1/terminals", readers, g.listTerminals)

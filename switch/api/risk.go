@@ -20,6 +20,7 @@ import (
 //	POST   /api/v1/risk/lists                      add an entry (risk.AddListEntry)
 //	DELETE /api/v1/risk/lists/{list}/{kind}/{value} remove an entry
 //	GET    /api/v1/risk/lists/audit[?since=&limit=] who changed the lists, when, what
+//	POST   /api/v1/risk/profiles/refresh           recompute the merchant profiles now (operators)
 func (a *api) risk() {
 	g := &riskAPI{e: a.o.Risk, lists: a.o.Lists}
 	if g.lists == nil {
@@ -32,6 +33,15 @@ func (a *api) risk() {
 	a.route("POST /api/v1/risk/lists", edit, nil, g.addEntry)
 	a.route("DELETE /api/v1/risk/lists/{list}/{kind}/{value}", edit, nil, g.removeEntry)
 	a.route("GET /api/v1/risk/lists/audit", readers, nil, g.audit)
+}
+
+// profileRoutes: POST /api/v1/risk/profiles/refresh recomputes the merchant
+// profiles now (operators); it answers when the new table is in force.
+func (a *api) profileRoutes() {
+	refresh := a.o.RefreshProfiles
+	a.route("POST /api/v1/risk/profiles/refresh", []admin.Role{admin.RoleOperator}, nil, func(r *http.Request, _ admin.Principal) (any, error) {
+		return refresh(r.Context())
+	})
 }
 
 type riskAPI struct {

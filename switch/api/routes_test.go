@@ -11,6 +11,7 @@ import (
 	"github.com/switchyard/switchyard/hsm"
 	"github.com/switchyard/switchyard/keys"
 	"github.com/switchyard/switchyard/risk"
+	"github.com/switchyard/switchyard/risk/profile"
 	"github.com/switchyard/switchyard/switch/admin"
 	"github.com/switchyard/switchyard/switch/api"
 	"github.com/switchyard/switchyard/switch/cases"
@@ -56,6 +57,7 @@ func TestEveryRouteNeedsAToken(t *testing.T) {
 		ZoneKeyChange: func(context.Context, string, string) (any, error) { called = true; return nil, nil },
 		ClusterStatus: func(context.Context) (any, error) { called = true; return nil, nil },
 		Pprof:         true}
+	o.Profiles, o.RefreshProfiles = profile.NewSet(nil), func(context.Context) (any, error) { called = true; return nil, nil }
 	srv := httptest.NewServer(api.New(o))
 	defer srv.Close()
 	patterns := append(api.RoutePatterns(o), "GET /debug/pprof/heap")

@@ -550,6 +550,13 @@ func (l *Lease) alive(node int, v LeaseValue) {
 func (l *Lease) sweep(ctx context.Context, d *deaths) {
 	var silent []int
 	l.mu.Lock()
+	if l.unsettledLocked() {
+		// No lapse could be judged now; a stale lease read now would only be
+		// marked heard (below), which would put its judgement off by another
+		// TTL plus the grace once this node's refreshes have settled.
+		l.mu.Unlock()
+		return
+	}
 	for node, h := range l.seen {
 		if node != l.n.cfg.Node && h.Alive && time.Since(h.heard) > l.opts.TTL+leaseGrace {
 			silent = append(silent, node)
@@ -619,13 +626,21 @@ func (l *Lease) readLeader(ctx context.Context, key string) (*LeaseValue, time.T
 	return &v, resp.Message.Time, nil
 }
 
+// unsettledLocked says that no lease's lapse may be judged yet: this node's
+// own refreshes are failing, or succeeded again less than TTL plus the grace
+// ago (or never yet). l.mu is held.
+func (l *Lease) unsettledLocked() bool {
+	ws := l.writableSince
+	return l.refreshFailed || ws.IsZero() || time.Since(ws) < l.opts.TTL+leaseGrace
+}
+
 // lapsed handles node's lease lapsing: when this node saw an incarnation of
 // it alive, it claims that incarnation's recovery and, if it wins, runs
 // OnDead. An incarnation a marker alone names is not claimed: it may already
 // be the restarted node's (it bumps inc.N before publishing its lease).
 func (l *Lease) lapsed(ctx context.Context, d *deaths, node int, why string) {
 	l.mu.Lock()
-	if ws := l.writableSince; l.refreshFailed || ws.IsZero() || time.Since(ws) < l.opts.TTL+leaseGrace {
+	if l.unsettledLocked() {
 		// This node's own refreshes failed until lately: the bucket was without
 		// a leader (a killed server held it; the election takes 4 to 9 s) or
 		// without a quorum, and every node's refreshes failed alike. A lease's

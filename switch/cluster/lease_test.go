@@ -9,6 +9,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+	_ "unsafe" // go:linkname, to stop a server's Raft nodes the way a kill does
+
+	"github.com/nats-io/nats-server/v2/server"
 )
 
 // threeNodeConfigs are the configurations of a 3-node loopback cluster, node
@@ -308,5 +311,237 @@ func TestLeaseSweep(t *testing.T) {
 	case c := <-calls:
 		t.Fatalf("another recovery: %+v", c)
 	case <-time.After(2 * time.Second):
+	}
+}
+
+// TestLeaseLapseGuard: a lapse seen while this node's own refreshes fail (in
+// the field: the bucket has no leader, and every node's refreshes fail alike)
+// is not judged, nor until TTL plus the grace after they succeed again; the
+// node so set aside is judged by the sweep as soon as that is over, not a
+// whole TTL plus grace later (the sweep used to mark a stale lease it read
+// during the guard as heard). Node 7's lease is put once without a TTL, so
+// that only the sweep can find it dead.
+func TestLeaseLapseGuard(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cfg := Config{Mode: ModeEmbedded, Node: 1, Embedded: Embedded{ServerName: "solo", ClientAddr: "127.0.0.1:0"}}
+	cfg.ApplyDefaults(t.TempDir())
+	n := startNode(t, ctx, cfg)
+	defer n.Close()
+	if err := n.WaitJetStream(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const ttl = 3 * time.Second
+	calls := make(chan deadCall, 4)
+	l, err := n.StartLease(ctx, LeaseOptions{Refresh: 250 * time.Millisecond, TTL: ttl, OnDead: func(_ context.Context, node int) error {
+		calls <- deadCall{1, node, time.Now()}
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Stop()
+	kv, err := n.LeaseKV(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(LeaseValue{Node: 7, Server: "ghost", Incarnation: 3})
+	if _, err := kv.Put(ctx, "node.7", b); err != nil {
+		t.Fatal(err)
+	}
+	for alive := false; !alive; {
+		for _, h := range l.Holders() {
+			alive = alive || h.Node == 7 && h.Alive
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("node 7's lease never seen: %+v", l.Holders())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	seen := time.Now()
+
+	// Node 7 has been silent for a while (half a second: longer than a sweep
+	// period, so that its silence reaches TTL plus the grace while the guard
+	// below still holds) when this node's refresh fails; node 7's marker
+	// comes right then.
+	select {
+	case <-time.After(500*time.Millisecond - time.Since(seen)):
+	case <-ctx.Done():
+		t.Fatal(ctx.Err())
+	}
+	dead, cancelDead := context.WithCancel(ctx)
+	cancelDead()
+	failed := time.Now()
+	if err := l.refresh(dead); err == nil {
+		t.Fatal("a refresh with its context over succeeded")
+	}
+	d := &deaths{running: map[int]chan struct{}{}}
+	defer d.calls.Wait()
+	l.lapsed(ctx, d, 7, "its lease's delete marker")
+	for _, h := range l.Holders() {
+		if h.Node == 7 && (!h.Alive || len(d.running) != 0) {
+			t.Fatalf("node 7's lapse, seen right after this node's own refresh failed, was judged: %+v", h)
+		}
+	}
+
+	select {
+	case c := <-calls:
+		took := c.at.Sub(failed)
+		t.Logf("node 7 found dead by the sweep %v after this node's refresh failed (TTL %v, grace %v, refresh 250ms)", took.Round(time.Millisecond), ttl, leaseGrace)
+		if limit := ttl + leaseGrace + 2*time.Second; c.node != 7 || took < ttl+leaseGrace || took > limit {
+			t.Fatalf("recovery %+v after %v; want node 7, TTL + grace after this node's refreshes succeeded again, no later than %v",
+				c, took, limit)
+		}
+	case <-ctx.Done():
+		t.Fatal("the sweep never found node 7 dead")
+	}
+}
+
+// stopRaftNodes stops every Raft node of s without stepping down its leaders.
+// Server.Shutdown steps them down first (a leader hands over to a current
+// follower at once), so a closed server never leaves a group without a
+// leader; a killed one (kill -9, a crash, a pulled cable) does, and its
+// followers elect a new one only after their election timeout (4 to 9 s).
+// Stopping the Raft nodes before Shutdown is that kill, as the Raft groups
+// see it; nats-server exports no way to do it.
+//
+//go:linkname stopRaftNodes github.com/nats-io/nats-server/v2/server.(*Server).shutdownRaftNodes
+func stopRaftNodes(s *server.Server)
+
+// killNode stops n's lease and its server the way kill -9 does: no refresh,
+// no lease removed, no Raft leadership handed over.
+func killNode(t *testing.T, n *Node, l *Lease) {
+	t.Helper()
+	stopRaftNodes(n.srv)
+	l.Stop()
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLeaseBucketLeaderKilled: the node whose server leads the leases bucket
+// is killed. The bucket has no leader until the survivors' election timeout
+// (4 to 9 s, longer than the TTL), during which nobody's refresh is stored,
+// the live nodes' included; when the new leader expires their silent leases,
+// the survivors must not take those lapses for deaths. Exactly the killed
+// node is recovered, once, and no live node is, within 2 TTLs after.
+func TestLeaseBucketLeaderKilled(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	nodes := startLeaseCluster(t, ctx, threeNodeConfigs(t))
+
+	// A refresh period of half the TTL, as long as allowed: the later a live
+	// node's first refresh after the election lands, the likelier the old code
+	// took its lapse (the new leader's marker, or the sweep's read of the
+	// leader) for a death.
+	const ttl = 4 * time.Second
+	calls := make(chan deadCall, 10)
+	leases := make([]*Lease, 3)
+	defer func() {
+		for _, l := range leases {
+			if l != nil {
+				l.Stop()
+			}
+		}
+	}()
+	for i, n := range nodes {
+		by := i + 1
+		l, err := n.StartLease(ctx, LeaseOptions{Refresh: ttl / 2, TTL: ttl, OnDead: func(_ context.Context, node int) error {
+			calls <- deadCall{by, node, time.Now()}
+			return nil
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		leases[i] = l
+	}
+	// Every node sees the three leases alive, and the bucket has a leader.
+	var leader string
+	for {
+		all := true
+		for _, l := range leases {
+			alive := 0
+			for _, h := range l.Holders() {
+				if h.Alive {
+					alive++
+				}
+			}
+			all = all && alive == 3
+		}
+		if all {
+			if st, err := nodes[0].Status(ctx); err == nil {
+				for _, b := range st.Buckets {
+					if b.Name == LeaseBucket {
+						leader = b.Leader
+					}
+				}
+			}
+		}
+		if leader != "" {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("leases %+v, bucket leader %q: want 3 alive on every node and a leader", leases[0].Holders(), leader)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	k := map[string]int{"n1": 0, "n2": 1, "n3": 2}[leader]
+	dead, survivor := k+1, (k+1)%3
+	t.Logf("killing node %d, whose server %s leads the leases bucket", dead, leader)
+	killed := time.Now()
+	killNode(t, nodes[k], leases[k])
+	nodes[k], leases[k] = nil, nil
+
+	// The scenario holds only if the bucket was without a leader for longer
+	// than the TTL: a probe put (not a lease key) from a survivor says when
+	// the bucket took writes again.
+	for {
+		pctx, pcancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		_, err := nodes[survivor].JetStream().Publish(pctx, "$KV."+LeaseBucket+".probe", nil)
+		pcancel()
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the bucket never took a write again after node %d was killed: %v", dead, err)
+		}
+	}
+	election := time.Since(killed)
+	t.Logf("the bucket took writes again %v after the kill (TTL %v)", election.Round(time.Millisecond), ttl)
+	if election < ttl {
+		t.Fatalf("the bucket had a new leader %v after the kill: not the leaderless window over the TTL this test is about", election)
+	}
+
+	var first deadCall
+	select {
+	case first = <-calls:
+	case <-ctx.Done():
+		t.Fatalf("node %d, killed, never recovered", dead)
+	}
+	t.Logf("node %d recovered by node %d, %v after the kill (%v after the bucket took writes again)",
+		first.node, first.by, first.at.Sub(killed).Round(time.Millisecond), first.at.Sub(killed.Add(election)).Round(time.Millisecond))
+	if first.node != dead {
+		t.Fatalf("recovery %+v: node %d is alive (its lease only went unrefreshed while the bucket had no leader); node %d was killed", first, first.node, dead)
+	}
+	// No recovery of a live node, nor a second of the dead one, within 2 TTLs
+	// (a bounded wait for an absence).
+	window := time.NewTimer(2 * ttl)
+	defer window.Stop()
+	select {
+	case c := <-calls:
+		t.Fatalf("another recovery %+v, %v after the kill: only node %d died", c, c.at.Sub(killed).Round(time.Millisecond), dead)
+	case <-window.C:
+	}
+	for i, l := range leases {
+		if l == nil {
+			continue
+		}
+		for _, h := range l.Holders() {
+			if h.Node != dead && !h.Alive {
+				t.Errorf("node %d sees live node %d's lease lapsed: %+v", i+1, h.Node, h)
+			}
+		}
 	}
 }

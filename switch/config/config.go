@@ -16,6 +16,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/switchyard/switchyard/risk/ruleset"
 	"github.com/switchyard/switchyard/switch/admin"
 	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/message"
@@ -108,6 +109,41 @@ type Risk struct {
 	// (default 5s): a crash loses at most this much of their counts. Each flush
 	// rewrites every changed series, so a short interval costs write volume.
 	CounterFlush Duration `yaml:"counter_flush"`
+	// Profiles configures the merchant profiles learned from the journal
+	// (merchant.profile.* in the rules).
+	Profiles Profiles `yaml:"profiles"`
+}
+
+// Profiles configures the merchant profiles: docs/rules.md, "Merchant profiles".
+type Profiles struct {
+	// RefreshAt is the local time (HH:MM, the acquirer's zone) of the daily
+	// refresh (default "03:00").
+	RefreshAt string `yaml:"refresh_at"`
+	// Window is how far back a profile looks (default 720h, 30 days).
+	Window Duration `yaml:"window"`
+	// NewCardDays: a card is new at a merchant when it made no transaction there
+	// in that many days before (default 7).
+	NewCardDays int `yaml:"new_card_days"`
+	// MinDays and MinTransactions: a merchant with fewer days with traffic or
+	// fewer attempts in the window gets its tier's defaults (default 7 and 100).
+	MinDays         int `yaml:"min_days"`
+	MinTransactions int `yaml:"min_transactions"`
+	// FullEvery: every FullEvery-th refresh re-reads the whole window; the others
+	// read the journal since the last refresh and the day that leaves the window
+	// (default 7; 1: every refresh is a full one).
+	FullEvery int `yaml:"full_every"`
+	// Defaults replace the built-in tier defaults, tier by tier (each tier given
+	// wholly: fields left out are 0).
+	Defaults map[string]ruleset.Profile `yaml:"defaults"`
+}
+
+// RefreshClock returns the hour and minute of RefreshAt.
+func (p Profiles) RefreshClock() (hour, minute int, err error) {
+	t, err := time.Parse("15:04", p.RefreshAt)
+	if err != nil {
+		return 0, 0, fmt.Errorf("%q is not a local time HH:MM", p.RefreshAt)
+	}
+	return t.Hour(), t.Minute(), nil
 }
 
 // Refunds configures refunds.
@@ -474,6 +510,9 @@ func (c *Config) ApplyDefaults() {
 	if c.Risk.CounterFlush == 0 {
 		c.Risk.CounterFlush = Duration(5 * time.Second)
 	}
+	if c.Risk.Profiles.RefreshAt == "" {
+		c.Risk.Profiles.RefreshAt = "03:00"
+	}
 	if c.Refunds.Window == 0 {
 		c.Refunds.Window = Duration(30 * 24 * time.Hour)
 	}
@@ -545,6 +584,12 @@ func (c *Config) Validate() error {
 		}
 	}
 	checkAddr("admin.addr", c.Admin.Addr)
+	if _, _, err := c.Risk.Profiles.RefreshClock(); err != nil {
+		bad("risk.profiles.refresh_at", "%v", err)
+	}
+	if p := c.Risk.Profiles; p.Window < 0 || p.NewCardDays < 0 || p.MinDays < 0 || p.MinTransactions < 0 || p.FullEvery < 0 {
+		bad("risk.profiles", "window, new_card_days, min_days, min_transactions and full_every must not be negative")
+	}
 	if _, err := admin.NewAuthenticator(c.Admin.Tokens); err != nil {
 		bad("admin.tokens", "%v", err)
 	}

@@ -184,6 +184,9 @@ type Config struct {
 	HSM HSM
 	// Risk is the rules engine (nil: no rules).
 	Risk Risk
+	// Profiles give the rules each merchant's profile (merchant.profile.*); nil
+	// gives every merchant its tier's built-in defaults.
+	Profiles Profiles
 	// Zones are the issuers' zone PIN keys (default "<issuer>.ZPK", format 0).
 	Zones ZoneKeys
 	// KeyGrace is how long a terminal's previous working keys stay valid after a key
@@ -209,6 +212,7 @@ type Pipeline struct {
 	terminals Terminals
 	hsm       HSM
 	risk      Risk
+	profiles  Profiles
 	zones     ZoneKeys
 	keyGrace  time.Duration
 	metrics   *metrics.Metrics
@@ -267,8 +271,11 @@ func New(cfg Config, j Journal, q Queue, routes Routes, terms Terminals, m *metr
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Profiles == nil {
+		cfg.Profiles = tierDefaults
+	}
 	p := &Pipeline{cfg: cfg, journal: j, queue: q, routes: routes, terminals: terms, metrics: m, log: cfg.Logger, now: cfg.Now, seal: s,
-		hsm: cfg.HSM, risk: cfg.Risk, zones: cfg.Zones, keyGrace: cfg.KeyGrace,
+		hsm: cfg.HSM, risk: cfg.Risk, profiles: cfg.Profiles, zones: cfg.Zones, keyGrace: cfg.KeyGrace,
 		dups: newDupTable(), early: newEarlyReversals(cfg.DupWindow, 100_000), open: newInflight(), standIn: newStandInBook(), stop: make(chan struct{}),
 		recent: newRecentKeys(cfg.DupWindow, 5_000_000, cfg.Now())}
 	key := append([]byte(nil), cfg.CardHashKey...)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/risk"
+	"github.com/switchyard/switchyard/risk/profile"
 	"github.com/switchyard/switchyard/switch/frontend"
 	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/message"
@@ -17,6 +18,15 @@ type Risk interface {
 	Evaluate(in *risk.Input) risk.Decision
 	Observe(in *risk.Input, out risk.Outcome)
 }
+
+// Profiles know each merchant's profile (profile.Set): Fill sets m.Profile from
+// m.ID and m.Tier without taking a lock.
+type Profiles interface {
+	Fill(m *risk.Merchant)
+}
+
+// tierDefaults serves a pipeline configured without profiles.
+var tierDefaults = profile.NewSet(nil)
 
 var inputs = sync.Pool{New: func() any { return new(risk.Input) }}
 
@@ -64,6 +74,7 @@ func (p *Pipeline) fillInput(in *risk.Input, t *txn, res *registry.CheckResult, 
 		in.Terminal.Region = m.Region
 		in.Merchant = risk.Merchant{ID: m.ID, MCC: m.MCC, Tier: m.Tier, Rating: ratingGrade(m.Rating), Status: string(m.Status),
 			SingleLimit: int(m.Limits.PerTransaction), DailyLimit: int(m.Limits.Daily), MonthlyLimit: int(m.Limits.Monthly)}
+		p.profiles.Fill(&in.Merchant)
 	}
 	in.Binding = risk.Binding{Checked: true, LocationKnown: f.LocationKnown, Lat: f.Lat, Lon: f.Lon, DistanceM: f.DistanceM,
 		LocationOK: f.LocationOK, SIMOK: f.SIMOK, IMEIOK: f.IMEIOK, DeviceOK: f.DeviceOK, NetworkOK: f.NetworkOK}

@@ -11,6 +11,7 @@ import (
 	"github.com/switchyard/switchyard/hsm"
 	"github.com/switchyard/switchyard/keys"
 	"github.com/switchyard/switchyard/risk"
+	"github.com/switchyard/switchyard/risk/profile"
 	"github.com/switchyard/switchyard/switch/admin"
 	"github.com/switchyard/switchyard/switch/api"
 	"github.com/switchyard/switchyard/switch/cases"
@@ -96,6 +97,11 @@ func OpenOffline(dir, actor, tz string, lmk keys.LMKSource) (*Offline, error) {
 	}
 	o.close = append([]func() error{cs.Close}, o.close...)
 	opts.Cases = cs
+	// The profiles as the switch last computed them (tier defaults if never or if
+	// the copy is damaged, which the switch recomputes at its start): the offline
+	// mode does not recompute them (no refresh route).
+	opts.Profiles = profile.NewSet(nil)
+	_ = (&profileRefresher{set: opts.Profiles, path: ProfilesFile(dir)}).load()
 	o.Handler = api.New(opts)
 	return o, nil
 }

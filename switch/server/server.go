@@ -45,6 +45,7 @@ import (
 	"github.com/switchyard/switchyard/hsm"
 	"github.com/switchyard/switchyard/keys"
 	"github.com/switchyard/switchyard/risk"
+	"github.com/switchyard/switchyard/risk/profile"
 	"github.com/switchyard/switchyard/rules"
 	"github.com/switchyard/switchyard/switch/admin"
 	"github.com/switchyard/switchyard/switch/api"
@@ -73,10 +74,12 @@ type Server struct {
 	Queue     saf.Store // the Badger queue, or the cluster's JetStream queue
 	HSM       *hsm.Software
 	Risk      *risk.Engine
+	Profiles  *profile.Set // the merchant profiles the rules read (merchant.profile.*)
 	Cases     *cases.Store
 	Keys      *keys.Store
 	demoSim   DemoIssuer
 	monitor   *registry.Monitor
+	profiles  *profileRefresher
 	loops     *loops
 	links     map[string]*issuer.Link
 	listeners []*frontend.Listener
@@ -314,6 +317,9 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		return nil, fmt.Errorf("rule lists: %w", err)
 	}
 	s.OnReload(func() error { _, err := s.Risk.Reload(); return err })
+	if err := s.openProfiles(loc); err != nil {
+		return nil, err
+	}
 	casesLog, err := s.cl.storeLog("cases")
 	if err != nil {
 		return nil, err
@@ -356,6 +362,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		ReversalMismatch: cfg.Reversals.AmountMismatch,
 		HSM:              s.HSM,
 		Risk:             s.Risk,
+		Profiles:         s.Profiles,
 		Zones:            zones,
 		KeyGrace:         cfg.Security.KeyGrace.D(),
 		Cases:            s.Cases,
@@ -441,6 +448,7 @@ func (s *Server) Start() {
 			s.monitor.Run(ctx)
 			return nil
 		})
+		s.loops.Go("merchant profiles", s.profiles.run)
 		s.loops.Go("rules watcher", func(ctx context.Context) error {
 			if err := s.Risk.Watch(ctx); err != nil && ctx.Err() == nil {
 				s.log.Error().Str("component", "risk").Err(err).Msg("rules directory not watched; reload with SIGHUP or the admin API")
@@ -559,6 +567,9 @@ func (s *Server) startAdmin() error {
 		ClusterStatus: s.cl.statusFunc(),
 		Pprof:         true,
 		PprofOpen:     s.cfg.Demo,
+
+		Profiles:        s.Profiles,
+		RefreshProfiles: s.profiles.refreshNow,
 	})
 	ln, err := net.Listen("tcp", s.cfg.Admin.Addr)
 	if err != nil {

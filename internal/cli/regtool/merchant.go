@@ -2,6 +2,10 @@ package regtool
 
 import (
 	"fmt"
+	"strings"
+	"time"
+
+	"github.com/switchyard/switchyard/risk/profile"
 
 	"github.com/switchyard/switchyard/switch/registry"
 )
@@ -34,7 +38,7 @@ func merchantFlags(f *flags) func() (registry.MerchantPatch, error) {
 
 func (t *tool) merchant(args []string) error {
 	if len(args) == 0 {
-		return usagef("merchant: want list, show, register, change, activate, freeze, unfreeze or close")
+		return usagef("merchant: want list, show, profile, register, change, activate, freeze, unfreeze or close")
 	}
 	sub, args := args[0], args[1:]
 	f := t.newFlags("merchant " + sub)
@@ -69,6 +73,13 @@ func (t *tool) merchant(args []string) error {
 			return err
 		}
 		return t.printJSON(m)
+	case "profile":
+		refresh := f.Bool("refresh", false, "recompute every merchant's profile from the journal first (operators)")
+		pos, err := f.parseN(args, 1, "a merchant ID")
+		if err != nil {
+			return err
+		}
+		return t.merchantProfile(pos[0], *refresh, *f.json)
 	case "register":
 		patch := merchantFlags(f)
 		pending := f.Bool("pending", false, "register as pending (activate later)")
@@ -140,4 +151,49 @@ func limitsText(l registry.Limits) string {
 		return fmt.Sprintf("%d.%02d", v/100, v%100)
 	}
 	return amt(l.PerTransaction) + "/" + amt(l.Daily) + "/" + amt(l.Monthly)
+}
+
+// merchantProfile shows what the rules see as merchant.profile for one merchant.
+func (t *tool) merchantProfile(id string, refresh, asJSON bool) error {
+	if refresh {
+		if err := t.call("POST", "/api/v1/risk/profiles/refresh", nil, nil); err != nil {
+			return err
+		}
+	}
+	var v profile.View
+	if err := t.call("GET", "/api/v1/merchants/"+seg(id)+"/profile", nil, &v); err != nil {
+		return err
+	}
+	if asJSON {
+		return t.printJSON(v)
+	}
+	p := v.Profile
+	computed := "never (every merchant has its tier's defaults)"
+	if !v.ComputedAt.IsZero() {
+		computed = fmt.Sprintf("%s, window %s to %s", v.ComputedAt.Format(time.RFC3339), v.From.Format(time.RFC3339), v.To.Format(time.RFC3339))
+	}
+	source := v.Source
+	if v.ComputedAt.IsZero() {
+		source = fmt.Sprintf("%s of tier %s (no profiles computed yet)", v.Source, v.Tier)
+	} else if !p.Learned {
+		source = fmt.Sprintf("%s of tier %s (learned from %d days and %d attempts; needs %d and %d)", v.Source, v.Tier, p.Days, p.Transactions, v.MinDays, v.MinTransactions)
+	}
+	pct := func(f float64) string { return fmt.Sprintf("%.1f%%", 100*f) }
+	hourly := make([]string, 24)
+	for h, n := range p.Hourly {
+		hourly[h] = fmt.Sprintf("%.1f", n)
+	}
+	rows := [][]string{
+		{"merchant", v.Merchant}, {"tier", v.Tier}, {"source", source}, {"computed", computed},
+		{"learned", fmt.Sprint(p.Learned)}, {"days", fmt.Sprint(p.Days)}, {"transactions", fmt.Sprint(p.Transactions)},
+		{"p50_amount", fmt.Sprint(p.P50Amount)}, {"p90_amount", fmt.Sprint(p.P90Amount)}, {"p99_amount", fmt.Sprint(p.P99Amount)},
+		{"daily_avg", fmt.Sprintf("%.1f", p.DailyAvg)}, {"hourly_avg", fmt.Sprintf("%.2f", p.HourlyAvg)},
+		{"hourly (00..23)", strings.Join(hourly, " ")},
+		{"new_card_share", pct(p.NewCardShare)}, {"inquiry_share", pct(p.InquiryShare)},
+		{"decline_share", pct(p.DeclineShare)}, {"card_decline_share", pct(p.CardDeclineShare)},
+		{"funds_decline_share", pct(p.FundsDeclineShare)}, {"risk_decline_share", pct(p.RiskDeclineShare)},
+		{"other_decline_share", pct(p.OtherDeclineShare)}, {"refund_share", pct(p.RefundShare)}, {"void_share", pct(p.VoidShare)},
+	}
+	t.table("FIELD\tVALUE", rows)
+	return nil
 }

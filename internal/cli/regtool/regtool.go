@@ -24,7 +24,7 @@ var Commands = []string{"merchant", "terminal", "change", "oplog", "incident", "
 
 // Subcommands are the subcommands of each of Commands.
 var Subcommands = map[string][]string{
-	"merchant":   {"list", "show", "register", "change", "activate", "freeze", "unfreeze", "close"},
+	"merchant":   {"list", "show", "profile", "register", "change", "activate", "freeze", "unfreeze", "close"},
 	"terminal":   {"list", "show", "register", "change", "activate", "suspend", "resume", "close", "import"},
 	"change":     {"list", "show", "approve", "reject", "cancel"},
 	"oplog":      {"verify"},
@@ -47,6 +47,8 @@ Merchant and terminal registry commands (every list command takes --json):
 
   switchyard merchant list [--status S] [--region R] [--tier T]
   switchyard merchant show ID
+  switchyard merchant profile ID [--refresh]   (what the rules see as merchant.profile: learned or the
+                 tier's defaults, and when computed; --refresh recomputes every profile first, operators)
   switchyard merchant register ID --name N --mcc NNNN --region R --tier T [--rating low|medium|high]
                  [--limit-txn FEN] [--limit-daily FEN] [--limit-monthly FEN] [--limit-count N] [--pending] [--reason TEXT]
   switchyard merchant change ID [--name N] [--mcc M] [--region R] [--tier T] [--rating R] [--limit-* ...] [--reason TEXT]
