@@ -32,9 +32,9 @@ type ClusterOptions struct {
 	// ProfileDir, when set, keeps those profiles there (single.pprof, node1.pprof...)
 	// for `go tool pprof`.
 	ProfileDir string
-	RulesDir string
-	WorkDir  string
-	Out      io.Writer
+	RulesDir   string
+	WorkDir    string
+	Out        io.Writer
 }
 
 // NodeFigures are one switch process's figures over a measured window.
