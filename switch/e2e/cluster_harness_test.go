@@ -563,10 +563,16 @@ func clusterTerminalLoop(ctx context.Context, c *testCluster, first int, tid str
 // took; it fails the test with what() on the deadline.
 func waitUntil(t *testing.T, d time.Duration, what func() string, ok func() bool) time.Duration {
 	t.Helper()
+	return waitUntilOr(t.Fatalf, d, what, ok)
+}
+
+// waitUntilOr is waitUntil reporting the deadline with fail (t.Errorf to go on).
+func waitUntilOr(fail func(format string, args ...any), d time.Duration, what func() string, ok func() bool) time.Duration {
 	start := time.Now()
 	for !ok() {
 		if time.Since(start) > d {
-			t.Fatalf("after %s: %s", d, what())
+			fail("after %s: %s", d, what())
+			break
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
