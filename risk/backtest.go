@@ -130,6 +130,7 @@ func Backtest(ctx context.Context, h History, rs *RuleSet, opts BacktestOptions)
 	if profiles == nil {
 		profiles = DefaultProfileReplay(rs.Location)
 	}
+	refunded := map[string]int{} // per original: what the refunds replayed so far took back
 	begin := opts.From.Add(-warmup)
 	span := opts.To.Sub(begin)
 	read := 0
@@ -154,6 +155,7 @@ func Backtest(ctx context.Context, h History, rs *RuleSet, opts BacktestOptions)
 			out := rec.Outcome
 			out.RiskDeclined = rec.Decision.Declined()
 			rs.Observe(in, out, store)
+			replayRetract(ctx, h, rs, store, &rec, out, refunded)
 			rep.WarmupTxns++
 			return nil
 		}
@@ -202,6 +204,7 @@ func Backtest(ctx context.Context, h History, rs *RuleSet, opts BacktestOptions)
 			}
 		}
 		rs.Observe(in, out, store)
+		replayRetract(ctx, h, rs, store, &rec, out, refunded)
 		return nil
 	})
 	if err != nil {

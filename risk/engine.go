@@ -179,6 +179,17 @@ func (e *Engine) Observe(in *Input, out Outcome) {
 	}
 }
 
+// Retract takes orig, observed earlier with outcome out (what Observe was given),
+// back out of the velocity counters that retract r.Kind: a void, a reversal (the
+// terminal's or the switch's own) or a refund of it. Call it once per retraction,
+// when the void, reversal or refund has its final answer; counters never go below
+// zero. Counters that retract nothing cost nothing here.
+func (e *Engine) Retract(orig *Input, out Outcome, r Retraction) {
+	if errs := e.rs.Load().Retract(orig, out, r, e.store); len(errs) > 0 {
+		e.runErrors.Add(int64(len(errs)))
+	}
+}
+
 // Stats are the engine's running totals.
 type Stats struct {
 	Evaluations int64 `json:"evaluations"`    // Evaluate calls

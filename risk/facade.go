@@ -58,6 +58,14 @@ type (
 	TestResult     = ruleset.TestResult     // the result of one rule test
 	RefValue       = ruleset.RefValue       // the value one input name had for a rule
 	RuleTrace      = ruleset.RuleTrace      // one rule with the values it saw
+	Retraction     = ruleset.Retraction     // what undoes an observed transaction (Engine.Retract)
+)
+
+// Retraction kinds (Retraction.Kind, a counter's retract key).
+const (
+	RetractVoid     = ruleset.RetractVoid
+	RetractReversal = ruleset.RetractReversal
+	RetractRefund   = ruleset.RetractRefund
 )
 
 // Types of the engine's state (package state).
@@ -113,6 +121,9 @@ const (
 	DimTerminal          = state.DimTerminal
 	DimMerchant          = state.DimMerchant
 	DimDevice            = state.DimDevice
+	DimMerchantGroup     = state.DimMerchantGroup
+	DimBIN               = state.DimBIN
+	DimRegion            = state.DimRegion
 	DefaultMaxSeries     = state.DefaultMaxSeries
 	DefaultMaxDistinct   = state.DefaultMaxDistinct
 )

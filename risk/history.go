@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/switchyard/switchyard/risk/state"
@@ -26,6 +27,53 @@ type Record struct {
 	Outcome Outcome `json:"outcome"`
 	// Decision is what the rules decided then, with every hit and the rule-set version.
 	Decision Decision `json:"decision"`
+	// OriginalRRN is, for a void, a reversal or a refund, the RRN of its original.
+	OriginalRRN string `json:"original_rrn,omitempty"`
+	// ReversedBy is what reversed this transaction, as the journal holds it now: the RRN
+	// of a void or a terminal's reversal, or "switch:..." for the switch's own reversal.
+	ReversedBy string `json:"reversed_by,omitempty"`
+	// Refunded is how much of it approved refunds took back (minor units).
+	Refunded int `json:"refunded,omitempty"`
+}
+
+// replayRetract takes back, in a replay of the journal through rs on store, what rec
+// (just observed with out) retracts, as the live engine did: an approved void,
+// reversal or refund retracts its original (read from h; a void or reversal only if
+// the original names it in ReversedBy), and an approval the switch reversed itself
+// (ReversedBy "switch:...") is retracted right after it is counted. refunded holds,
+// per original, what the refunds replayed so far took back (the journal holds only
+// the total of all of them): a refund is partial until they cover the original.
+func replayRetract(ctx context.Context, h History, rs *RuleSet, store *state.Velocity, rec *Record, out Outcome, refunded map[string]int) {
+	if !out.Approved {
+		return
+	}
+	if strings.HasPrefix(rec.ReversedBy, "switch:") {
+		if rs.Retracts(RetractReversal) {
+			rs.Retract(&rec.Input, out, Retraction{Kind: RetractReversal}, store)
+		}
+		return
+	}
+	kind := rec.Input.Txn.Type
+	if rec.OriginalRRN == "" || (kind != RetractVoid && kind != RetractReversal && kind != RetractRefund) || !rs.Retracts(kind) {
+		return
+	}
+	orig, err := h.ByRRN(ctx, rec.OriginalRRN)
+	if err != nil {
+		return
+	}
+	r := Retraction{Kind: kind}
+	if kind == RetractRefund {
+		refunded[orig.RRN] += rec.Input.Txn.Amount
+		r.Amount, r.Partial = rec.Input.Txn.Amount, refunded[orig.RRN] < orig.Input.Txn.Amount
+	} else if orig.ReversedBy != rec.RRN {
+		return
+	}
+	if orig.Input.Txn.Time.IsZero() {
+		orig.Input.Txn.Time = orig.Time
+	}
+	oout := orig.Outcome
+	oout.RiskDeclined = orig.Decision.Declined()
+	rs.Retract(&orig.Input, oout, r, store)
 }
 
 // History is the journal as the backtest and explain tools read it. The
@@ -67,6 +115,7 @@ func Explain(ctx context.Context, h History, rs *RuleSet, rrn string, warmup tim
 	}
 	store := state.NewVelocity(nil, 0, 0)
 	profiles := DefaultProfileReplay(rs.Location)
+	refunded := map[string]int{}
 	n := 0
 	if warmup > 0 {
 		err = h.Range(ctx, rec.Time.Add(-warmup), rec.Time, func(r Record) error {
@@ -82,6 +131,7 @@ func Explain(ctx context.Context, h History, rs *RuleSet, rrn string, warmup tim
 			out := r.Outcome
 			out.RiskDeclined = r.Decision.Declined()
 			rs.Observe(&r.Input, out, store)
+			replayRetract(ctx, h, rs, store, &r, out, refunded)
 			n++
 			return nil
 		})

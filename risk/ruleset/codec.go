@@ -64,7 +64,13 @@ func (in *Input) AppendBinary(b []byte) []byte {
 			bits |= 1 << i
 		}
 	}
-	return binary.AppendUvarint(b, bits)
+	b = binary.AppendUvarint(b, bits)
+	// Fields added after version 1, at the end: a record written before them ends
+	// here and decodes with them empty.
+	if m.Group != "" {
+		str(m.Group)
+	}
+	return b
 }
 
 // UnmarshalBinary decodes what AppendBinary wrote.
@@ -157,6 +163,9 @@ func (in *Input) UnmarshalBinary(b []byte) error {
 	for i, p := range []*bool{&x.Contactless, &x.Chip, &x.Magstripe, &x.Manual, &x.QR, &x.PINPresent, &t.Bound,
 		&g.Checked, &g.LocationKnown, &g.LocationOK, &g.SIMOK, &g.IMEIOK, &g.DeviceOK, &g.NetworkOK, &d.Attested} {
 		*p = bits&(1<<i) != 0
+	}
+	if err == nil && len(b) > 0 {
+		m.Group = str()
 	}
 	if err != nil {
 		return fmt.Errorf("risk input: %w", err)

@@ -12,7 +12,7 @@ func TestInputCodecRoundTrip(t *testing.T) {
 			PINPresent: true, BIN: "476173", CardHash: "abc", STAN: "000001", RRN: "000000000001", OriginalCardHash: "def", OriginalAmount: 5,
 			Time: time.Unix(1700000000, 42).UTC()},
 		Terminal: Terminal{ID: "T0000001", Kind: "pos", Status: "active", AgeDays: 3, Region: "CN-BJ", AppVersion: "1.2", Bound: true, Lat: 39.9, Lon: 116.4, RadiusM: 1000},
-		Merchant: Merchant{ID: "000000000000001", MCC: "5411", Tier: "standard", Rating: "B", SingleLimit: 1, DailyLimit: 2, MonthlyLimit: 3, Status: "active"},
+		Merchant: Merchant{ID: "000000000000001", MCC: "5411", Tier: "standard", Rating: "B", SingleLimit: 1, DailyLimit: 2, MonthlyLimit: 3, Status: "active", Group: "CHAIN-7"},
 		Binding:  Binding{Checked: true, LocationKnown: true, Lat: 39.91, Lon: 116.41, DistanceM: 812.5, LocationOK: true, SIMOK: true, IMEIOK: true, DeviceOK: true, NetworkOK: true},
 		Device:   Device{ID: "SN-1", Findings: []string{"root", "hook"}, Attested: true, AttestationAgeS: 17},
 	}
@@ -32,7 +32,26 @@ func TestInputCodecRoundTrip(t *testing.T) {
 	// the engine; Merchant.Profile is recomputed by the tools, see risk.ProfileReplay):
 	// a field added to Input must be added to the codec and this count.
 	if n := reflect.TypeOf(Txn{}).NumField() + reflect.TypeOf(Terminal{}).NumField() + reflect.TypeOf(Merchant{}).NumField() - 1 +
-		reflect.TypeOf(Binding{}).NumField() + reflect.TypeOf(Device{}).NumField(); n != 55 {
+		reflect.TypeOf(Binding{}).NumField() + reflect.TypeOf(Device{}).NumField(); n != 56 {
 		t.Fatalf("Input has %d fields; update AppendBinary, UnmarshalBinary and this count", n)
+	}
+}
+
+// A record journaled before Merchant.Group existed decodes with no group, and one
+// without a group encodes as before (old binaries read it).
+func TestInputCodecGroupOptional(t *testing.T) {
+	in := Input{Merchant: Merchant{ID: "000000000000001"}}
+	old := in.AppendBinary(nil)
+	in.Merchant.Group = "CHAIN-7"
+	withGroup := in.AppendBinary(nil)
+	if len(withGroup) != len(old)+1+len("CHAIN-7") {
+		t.Fatalf("group encoding: %d bytes, without %d", len(withGroup), len(old))
+	}
+	var back Input
+	if err := back.UnmarshalBinary(old); err != nil || back.Merchant.Group != "" {
+		t.Fatalf("old record: group %q, err %v", back.Merchant.Group, err)
+	}
+	if err := back.UnmarshalBinary(withGroup); err != nil || back.Merchant.Group != "CHAIN-7" {
+		t.Fatalf("new record: group %q, err %v", back.Merchant.Group, err)
 	}
 }

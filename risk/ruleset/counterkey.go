@@ -13,28 +13,72 @@ var dimSalt = map[string]uint64{
 	state.DimTerminal: 0xc2b2ae3d27d4eb4f,
 	state.DimMerchant: 0x165667b19e3779f9,
 	state.DimDevice:   0xd6e8feb86659fd93,
+	// Dimensions added later: new salts, so no key of theirs meets an older one's.
+	state.DimMerchantGroup: 0x2545f4914f6cdd1d,
+	state.DimBIN:           0x94d049bb133111eb,
+	state.DimRegion:        0xbf58476d1ce4e5b9,
 }
 
-// counterKey hashes the dimension values of in for counter c; ok is false when a
-// value is empty (the counter does not apply to the transaction).
-func counterKey(c *state.CounterSpec, in *Input) (uint64, bool) {
+// dimensionNames lists the dimensions for messages, in the order docs/rules.md gives them.
+const dimensionNames = "card, terminal, merchant, device, merchant_group, bin or region"
+
+// dimKey is one dimension of a counter, resolved when the rule set is compiled: the
+// per-transaction key costs no string comparison or map lookup per dimension.
+type dimKey struct {
+	code uint8 // which Input field (dim* below)
+	salt uint64
+}
+
+const (
+	dimCard uint8 = iota
+	dimTerminal
+	dimMerchant
+	dimDevice
+	dimMerchantGroup
+	dimBIN
+	dimRegion
+)
+
+var dimCodes = map[string]uint8{
+	state.DimCard: dimCard, state.DimTerminal: dimTerminal, state.DimMerchant: dimMerchant, state.DimDevice: dimDevice,
+	state.DimMerchantGroup: dimMerchantGroup, state.DimBIN: dimBIN, state.DimRegion: dimRegion,
+}
+
+// dimKeysOf resolves dimension names (all known: the compiler checked them).
+func dimKeysOf(dims []string) []dimKey {
+	out := make([]dimKey, len(dims))
+	for i, d := range dims {
+		out[i] = dimKey{code: dimCodes[d], salt: dimSalt[d]}
+	}
+	return out
+}
+
+// counterKey hashes the dimension values of in for a counter of dims; ok is false
+// when a value is empty (the counter does not apply to the transaction).
+func counterKey(dims []dimKey, in *Input) (uint64, bool) {
 	var h uint64
-	for _, d := range c.Dims {
+	for _, d := range dims {
 		var v string
-		switch d {
-		case state.DimCard:
+		switch d.code {
+		case dimCard:
 			v = in.Txn.CardHash
-		case state.DimTerminal:
+		case dimTerminal:
 			v = in.Terminal.ID
-		case state.DimMerchant:
+		case dimMerchant:
 			v = in.Merchant.ID
-		case state.DimDevice:
+		case dimDevice:
 			v = in.Device.ID
+		case dimMerchantGroup:
+			v = in.Merchant.Group
+		case dimBIN:
+			v = in.Txn.BIN
+		case dimRegion:
+			v = in.Terminal.Region
 		}
 		if v == "" {
 			return 0, false
 		}
-		h = bits.RotateLeft64(h, 17) ^ (xxhash.Sum64String(v) ^ dimSalt[d])
+		h = bits.RotateLeft64(h, 17) ^ (xxhash.Sum64String(v) ^ d.salt)
 		h *= 0xff51afd7ed558ccd
 	}
 	return h, true

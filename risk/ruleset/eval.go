@@ -78,7 +78,7 @@ func (rs *RuleSet) prepare(in *Input, store *state.Velocity, lists *state.Lists,
 	t := env.Txn.Time.UnixNano()
 	if store != nil {
 		for _, c := range rs.readCounters {
-			if key, ok := counterKey(&c.spec, in); ok {
+			if key, ok := counterKey(c.dims, in); ok {
 				env.Velocity[c.Index] = store.Read(&c.spec, key, t)
 			}
 		}
@@ -227,7 +227,7 @@ func (rs *RuleSet) Observe(in *Input, out Outcome, store *state.Velocity) []Rule
 	// Counters with the same filter share one evaluation: 0 unknown, 1 pass, 2 fail.
 	var results [MaxCounters]uint8
 	for _, c := range rs.Counters {
-		key, ok := counterKey(&c.spec, in)
+		key, ok := counterKey(c.dims, in)
 		if !ok {
 			continue
 		}

@@ -153,7 +153,9 @@ func TxnTypeOf(mti, procCode string) string {
 		return TxnVoid
 	case "20":
 		return TxnRefund
-	case "31":
+	case "30", "31":
+		// Available funds and balance inquiries (any account type): probes of a
+		// card all the same, which card-testing counters count.
 		return TxnBalance
 	}
 	return ""
@@ -201,6 +203,9 @@ type Merchant struct {
 	MonthlyLimit int `json:"monthly_limit" yaml:"monthly_limit" expr:"monthly_limit"`
 	// Status is the registry status, e.g. active or frozen.
 	Status string `json:"status" yaml:"status" expr:"status"`
+	// Group is the merchant's group in the registry (a chain, a franchise, a parent
+	// company: the merchants one owner runs); "" when none.
+	Group string `json:"group,omitempty" yaml:"group" expr:"group"`
 	// Profile is the merchant's learned profile, or its tier's defaults (see
 	// Profile). The journal does not keep it: the tools recompute it.
 	Profile Profile `json:"profile" yaml:"profile" expr:"profile"`
@@ -208,16 +213,19 @@ type Merchant struct {
 
 // Binding holds the results of the switch's identity-binding checks.
 type Binding struct {
-	// Checked is true when the terminal is bound and the checks ran.
-	Checked bool `json:"checked" yaml:"checked" expr:"checked"`
-	// LocationKnown is true when the terminal reported a location (DE 48 GL).
-	LocationKnown bool `json:"location_known" yaml:"location_known" expr:"location_known"`
 	// Lat is the reported latitude; valid when LocationKnown.
 	Lat float64 `json:"lat" yaml:"lat" expr:"lat"`
 	// Lon is the reported longitude; valid when LocationKnown.
 	Lon float64 `json:"lon" yaml:"lon" expr:"lon"`
 	// DistanceM is the distance in metres from the registered location; valid when LocationKnown.
 	DistanceM float64 `json:"distance_m" yaml:"distance_m" expr:"distance_m"`
+	// (The booleans follow the floats, together: no padding between them keeps Input,
+	// copied and boxed twice per transaction, in a smaller allocation size class.)
+
+	// Checked is true when the terminal is bound and the checks ran.
+	Checked bool `json:"checked" yaml:"checked" expr:"checked"`
+	// LocationKnown is true when the terminal reported a location (DE 48 GL).
+	LocationKnown bool `json:"location_known" yaml:"location_known" expr:"location_known"`
 	// LocationOK is true when the reported location is inside the registered radius.
 	LocationOK bool `json:"location_ok" yaml:"location_ok" expr:"location_ok"`
 	// SIMOK is true when the SIM ICCID matches the binding (or none is bound).
@@ -249,8 +257,6 @@ type Device struct {
 type Outcome struct {
 	// Approved is true when the terminal got an approval (DE 39 00).
 	Approved bool `json:"approved" yaml:"approved" expr:"approved"`
-	// ResponseCode is DE 39 of the answer.
-	ResponseCode string `json:"response_code" yaml:"response_code" expr:"response_code"`
 	// RiskDeclined is true when the rules declined it (Decision.Declined()):
 	// decline counters usually leave those out, or a rule's own declines
 	// would keep it firing.
@@ -261,6 +267,8 @@ type Outcome struct {
 	// terminals long after it ended. The engine derives it from ResponseCode
 	// when it counts, so nobody sets it.
 	Unavailable bool `json:"-" yaml:"-" expr:"unavailable"`
+	// ResponseCode is DE 39 of the answer (after the booleans: see Binding).
+	ResponseCode string `json:"response_code" yaml:"response_code" expr:"response_code"`
 }
 
 // UnavailableCode reports whether a response code says that the issuer or the

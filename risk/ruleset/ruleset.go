@@ -89,11 +89,12 @@ type Rule struct {
 type Counter struct {
 	Name        string        `json:"name"`                  // velocity.NAME
 	Description string        `json:"description,omitempty"` // for people
-	Dimensions  []string      `json:"dimension"`             // card, terminal, merchant, device
+	Dimensions  []string      `json:"dimension"`             // card, terminal, merchant, device, merchant_group, bin, region
 	Measure     string        `json:"measure"`               // count, sum or distinct_cards
 	Window      time.Duration `json:"window"`                // sliding window
 	Resolution  time.Duration `json:"resolution"`            // bucket width
 	Where       string        `json:"where,omitempty"`       // filter expression, "" = all
+	Retract     []string      `json:"retract,omitempty"`     // what takes a transaction back out: void, reversal, refund
 	File        string        `json:"file"`                  // rule file
 	Line        int           `json:"line"`                  // line of the declaration
 	// Index is the counter's slot in Input.Velocity.
@@ -103,6 +104,8 @@ type Counter struct {
 	where   *vm.Program
 	whereID int // counters with the same filter share its result per transaction
 	used    bool
+	retract uint8    // retractBit of each kind in Retract
+	dims    []dimKey // Dimensions, resolved
 }
 
 // MarshalJSON writes the window and resolution as durations like "10m0s".
@@ -156,6 +159,7 @@ type RuleSet struct {
 	readCounters  []*Counter     // counters some rule reads
 	whereIDs      map[string]int // distinct counter filters (normalized source) -> id
 	usesLists     bool
+	retracts      uint8 // union of the counters' retract bits
 	maxWindow     time.Duration
 	lists         *state.Lists
 }

@@ -175,13 +175,13 @@ func (c *compiler) compileCounters(rs *RuleSet, pf *parsedFile) {
 			}
 		}
 		if len(ctr.Dimensions) == 0 {
-			c.errorf(pf.name, line, "counter %s: dimension missing (card, terminal, merchant, device, or a list of them)", d.Name)
+			c.errorf(pf.name, line, "counter %s: dimension missing (%s, or a list of them)", d.Name, dimensionNames)
 			ok = false
 		}
 		seenDim := map[string]bool{}
 		for _, dim := range ctr.Dimensions {
 			if _, known := dimSalt[dim]; !known {
-				c.errorf(pf.name, line, "counter %s: unknown dimension %q (want card, terminal, merchant or device)", d.Name, dim)
+				c.errorf(pf.name, line, "counter %s: unknown dimension %q (want %s)", d.Name, dim, dimensionNames)
 				ok = false
 			} else if seenDim[dim] {
 				c.errorf(pf.name, line, "counter %s: dimension %s given twice", d.Name, dim)
@@ -224,6 +224,7 @@ func (c *compiler) compileCounters(rs *RuleSet, pf *parsedFile) {
 			ctr.where = prog
 			ok = ok && prog != nil
 		}
+		ok = c.compileRetract(pf, node, ctr, &d) && ok
 		if !ok {
 			continue
 		}
@@ -236,6 +237,7 @@ func (c *compiler) compileCounters(rs *RuleSet, pf *parsedFile) {
 		fp := xxhash.Sum64String(strings.Join([]string{ctr.Name, strings.Join(ctr.Dimensions, "+"), ctr.Measure,
 			ctr.Window.String(), ctr.Resolution.String(), ctr.Where}, "\x00"))
 		ctr.spec = state.CounterSpec{FP: fp, Measure: ctr.Measure, Dims: ctr.Dimensions, Window: ctr.Window, Width: int64(ctr.Resolution), NB: nb}
+		ctr.dims = dimKeysOf(ctr.Dimensions)
 		if ctr.where != nil {
 			src := strings.Join(strings.Fields(ctr.Where), " ")
 			id, seen := rs.whereIDs[src]
@@ -250,6 +252,7 @@ func (c *compiler) compileCounters(rs *RuleSet, pf *parsedFile) {
 		}
 		rs.Counters = append(rs.Counters, ctr)
 		rs.counterByName[ctr.Name] = ctr
+		rs.retracts |= ctr.retract
 	}
 }
 

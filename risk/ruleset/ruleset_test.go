@@ -368,7 +368,7 @@ func TestSetEntryModeAndTxnType(t *testing.T) {
 		t.Errorf("012: %+v", x)
 	}
 	for _, c := range [][3]string{{"0200", "000000", TxnPurchase}, {"0200", "020000", TxnVoid}, {"0200", "200000", TxnRefund},
-		{"0200", "310000", TxnBalance}, {"0100", "000000", TxnPreauth}, {"0400", "000000", TxnReversal}, {"0800", "", ""}} {
+		{"0200", "310000", TxnBalance}, {"0200", "312000", TxnBalance}, {"0200", "300000", TxnBalance}, {"0100", "000000", TxnPreauth}, {"0400", "000000", TxnReversal}, {"0800", "", ""}} {
 		if got := TxnTypeOf(c[0], c[1]); got != c[2] {
 			t.Errorf("TxnTypeOf(%s, %s) = %q, want %q", c[0], c[1], got, c[2])
 		}

@@ -27,6 +27,7 @@ type counterDoc struct {
 	Window      string    `yaml:"window"`
 	Resolution  string    `yaml:"resolution"`
 	Where       string    `yaml:"where"`
+	Retract     yaml.Node `yaml:"retract"`
 }
 
 type thresholdsDoc struct {
@@ -68,6 +69,7 @@ type historyDoc struct {
 	Every    string    `yaml:"every"`
 	Ago      string    `yaml:"ago"`
 	VaryCard bool      `yaml:"vary_card"`
+	Retracts string    `yaml:"retracts"`
 }
 
 // parsedFile is one file after YAML decoding, with the nodes that give lines.

@@ -52,6 +52,11 @@ type HistoryStep struct {
 	Ago     time.Duration // the first copy this long before the case
 	// VaryCard gives each repetition its own card hash (for distinct_cards).
 	VaryCard bool
+	// Retracts, when set (void, reversal or refund), makes each copy the void,
+	// reversal or refund of the latest transaction observed before it and not yet
+	// taken back: it is observed itself (its txn_type is Retracts) and then
+	// retracts that one from the counters (Retraction, whole amount).
+	Retracts string
 }
 
 // compileTests decodes the tests of pf's rules and attaches them to the rules.
@@ -101,7 +106,10 @@ func (c *compiler) compileTests(rs *RuleSet, pf *parsedFile) {
 			}
 			for k, hd := range td.History {
 				hn := item(node, "history", k)
-				step := HistoryStep{Outcome: hd.Outcome, Repeat: hd.Repeat, VaryCard: hd.VaryCard, Every: time.Second}
+				step := HistoryStep{Outcome: hd.Outcome, Repeat: hd.Repeat, VaryCard: hd.VaryCard, Every: time.Second, Retracts: hd.Retracts}
+				if step.Retracts != "" && retractBit(step.Retracts) == 0 {
+					c.errorf(pf.name, hn.Line, "%s: history step %d: retracts %q: want void, reversal or refund", what, k+1, hd.Retracts)
+				}
 				hin, err := decodeInput(mergeNodes(caseInput, deref(&hd.Input)))
 				if err != nil {
 					c.errorf(pf.name, hn.Line, "%s: history step %d: input: %v", what, k+1, err)
@@ -225,12 +233,20 @@ func (rs *RuleSet) runTest(r *Rule, tc *TestCase) TestResult {
 	res := TestResult{Rule: r.ID, Case: tc.Name, File: tc.File, Line: tc.Line}
 	store := state.NewVelocity(nil, 0, 0)
 	t0 := tc.Input.Txn.Time
+	type observed struct {
+		in  Input
+		out Outcome
+	}
+	var done []observed // transactions observed and not taken back, for retracts
 	for _, step := range tc.History {
 		for i := 0; i < step.Repeat; i++ {
 			in := step.Input
 			in.Txn.Time = t0.Add(-step.Ago + time.Duration(i)*step.Every)
 			if step.VaryCard {
 				in.Txn.CardHash = fmt.Sprintf("%s-%d", in.Txn.CardHash, i)
+			}
+			if step.Retracts != "" {
+				in.Txn.Type = step.Retracts
 			}
 			out := Outcome{Approved: true, ResponseCode: "00"}
 			if step.Outcome != nil {
@@ -239,6 +255,13 @@ func (rs *RuleSet) runTest(r *Rule, tc *TestCase) TestResult {
 				out = Outcome{ResponseCode: d.ResponseCode, RiskDeclined: true}
 			}
 			rs.Observe(&in, out, store)
+			if step.Retracts == "" {
+				done = append(done, observed{in, out})
+			} else if len(done) > 0 {
+				o := done[len(done)-1]
+				done = done[:len(done)-1]
+				rs.Retract(&o.in, o.out, Retraction{Kind: step.Retracts}, store)
+			}
 		}
 	}
 	ov := &overrides{velocity: tc.velocity, lists: true}

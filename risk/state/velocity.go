@@ -47,6 +47,12 @@ const (
 	DimTerminal = "terminal"
 	DimMerchant = "merchant"
 	DimDevice   = "device"
+	// DimMerchantGroup is the merchant's group (chain, parent) in the registry.
+	DimMerchantGroup = "merchant_group"
+	// DimBIN is the card's BIN: the first six digits of the PAN.
+	DimBIN = "bin"
+	// DimRegion is the region code the merchant is registered in.
+	DimRegion = "region"
 )
 
 // CounterSpec is what the velocity store needs to know about a counter.
@@ -227,6 +233,50 @@ func (s *Velocity) Observe(c *CounterSpec, key uint64, t int64, amount int, card
 		l := s.latest.Load()
 		if t <= l || s.latest.CompareAndSwap(l, t) {
 			break
+		}
+	}
+}
+
+// Retract takes back, from the counter's series for key, what Observe added for a
+// transaction at t: amount from a sum (at most what the bucket holds), one from a
+// count when whole. The bucket of t must still be in the window (an older one has
+// left it: nothing to take back); no bucket goes below zero, so a retraction of
+// something never counted (a counter changed meanwhile, a series evicted) cannot
+// make a counter negative. distinct_cards counters do not retract: a card that was
+// seen stays seen for the window.
+func (s *Velocity) Retract(c *CounterSpec, key uint64, t int64, amount int, whole bool) {
+	var d int64
+	switch c.Measure {
+	case MeasureCount:
+		if !whole {
+			return
+		}
+		d = 1
+	case MeasureSum:
+		d = int64(amount)
+	default:
+		return
+	}
+	if d <= 0 {
+		return
+	}
+	n := floorDiv(t, c.Width)
+	k := seriesKey{c.FP, key}
+	sh := s.shardOf(k)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	se := sh.m[k]
+	if se == nil {
+		return
+	}
+	for i := len(se.b) - 1; i >= 0; i-- {
+		if se.b[i].n < n {
+			return
+		}
+		if se.b[i].n == n {
+			se.b[i].v -= min(d, se.b[i].v)
+			sh.dirty[k] = struct{}{}
+			return
 		}
 	}
 }

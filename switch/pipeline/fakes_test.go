@@ -531,9 +531,10 @@ func (h *fakeHSM) GenerateKey(_ context.Context, req hsm.GenerateKeyRequest) (hs
 
 // fakeRisk decides what decide says (default allow) and records what it observes.
 type fakeRisk struct {
-	mu       sync.Mutex
-	decide   func(in *risk.Input) risk.Decision
-	observed []risk.Outcome
+	mu        sync.Mutex
+	decide    func(in *risk.Input) risk.Decision
+	observed  []risk.Outcome
+	retracted []risk.Retraction
 }
 
 func (r *fakeRisk) Evaluate(in *risk.Input) risk.Decision {
@@ -546,6 +547,12 @@ func (r *fakeRisk) Evaluate(in *risk.Input) risk.Decision {
 func (r *fakeRisk) Observe(_ *risk.Input, out risk.Outcome) {
 	r.mu.Lock()
 	r.observed = append(r.observed, out)
+	r.mu.Unlock()
+}
+
+func (r *fakeRisk) Retract(_ *risk.Input, _ risk.Outcome, x risk.Retraction) {
+	r.mu.Lock()
+	r.retracted = append(r.retracted, x)
 	r.mu.Unlock()
 }
 

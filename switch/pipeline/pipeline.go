@@ -373,6 +373,10 @@ type txn struct {
 	pin      []byte             // the PIN block translated to the issuer's ZPK
 	risk     *risk.Input        // what the rules saw (observed and pooled at the end)
 	decision risk.Decision      // what the rules decided
+	// undo is the original a void, reversal or refund takes back out of the velocity
+	// counters (as undoBy says) once it is answered approved.
+	undo   *journal.Record
+	undoBy risk.Retraction
 }
 
 // Process implements frontend.Processor. The front-end cancels ctx when the drain
@@ -631,6 +635,8 @@ func (p *Pipeline) financial(ctx context.Context, t *txn) (frontend.Response, er
 	// A purchase or pre-authorization of nothing is not a transaction (balance
 	// inquiries carry no amount; refunds and voids check theirs against the original).
 	if typ := t.rec.Type; (typ == "purchase" || typ == "preauth") && t.req.Amount <= 0 {
+		// A probe all the same (a card tested with nothing to pay): the counters see it.
+		p.probe(t, res)
 		return p.decline(ctx, t, message.RCInvalidAmount, "switch", "invalid-amount")
 	}
 	// Refunds show the rules the card and amount of their original.
@@ -802,6 +808,12 @@ func (p *Pipeline) respond(ctx context.Context, t *txn, rc, auth, by, reason str
 	// The record stays in the open set until its delivery mark is queued (sent), so
 	// that the recovery checkpoint never passes an answer whose delivery is unknown.
 	p.observe(t)
+	if t.undo != nil {
+		if message.Approved(rc) {
+			p.retract(t.undo, t.undoBy)
+		}
+		t.undo = nil
+	}
 	if t.dup != nil {
 		p.dups.finish(t.dupKey, t.dup, recordOutcome(rec))
 		t.dup = nil
@@ -852,6 +864,9 @@ func (p *Pipeline) sent(t *txn, delivered bool) {
 		return
 	}
 	p.reverseOriginal(cur, "switch:undelivered")
+	if cur.ReversedBy == "switch:undelivered" {
+		p.retract(cur, risk.Retraction{Kind: risk.RetractReversal})
+	}
 }
 
 func (p *Pipeline) write(ctx context.Context, t *txn, durable bool) error {

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 
+	"github.com/switchyard/switchyard/risk"
 	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/message"
 )
@@ -61,6 +62,9 @@ func (p *Pipeline) RecoverRecords(ctx context.Context, why string, scan func(ctx
 	for _, r := range undelivered {
 		r.AddEvent(journal.StateInDoubt, p.now().UTC(), "approved, delivery unknown at restart")
 		p.queueReversal(r, "switch:undelivered-at-restart")
+		if r.ReversedBy == "switch:undelivered-at-restart" {
+			p.retract(r, risk.Retraction{Kind: risk.RetractReversal})
+		}
 		if !r.Reversed() {
 			// The queue refused it (logged by queueReversal): the operator must act.
 			p.log.Error().Str("rrn", r.RRN).Str("tid", r.TID).Msg("approval in doubt after restart NOT reversed")

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/switchyard/switchyard/risk"
 	"github.com/switchyard/switchyard/switch/frontend"
 	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/message"
@@ -239,6 +240,7 @@ func (p *Pipeline) reversal(ctx context.Context, t *txn) (frontend.Response, err
 				return p.systemError(t, err)
 			}
 			t.rec.Issuer = orig.Issuer
+			t.undo, t.undoBy = orig, risk.Retraction{Kind: risk.RetractReversal}
 			note = "original reversed at issuer " + orig.Issuer
 			if orig.Amount != r.Amount {
 				note = fmt.Sprintf("amount %d is not the original's %d: original reversed in full at issuer %s", r.Amount, orig.Amount, orig.Issuer)
@@ -291,6 +293,7 @@ func (p *Pipeline) void(ctx context.Context, t *txn) (frontend.Response, error) 
 		return p.systemError(t, err)
 	}
 	t.rec.Issuer = orig.Issuer
+	t.undo, t.undoBy = orig, risk.Retraction{Kind: risk.RetractVoid}
 	t.rec.AddEvent(journal.StateAnswered, p.now().UTC(), "original "+rrn+" reversed at issuer "+orig.Issuer)
 	return p.respond(ctx, t, message.RCApproved, orig.AuthCode, "switch", "")
 }
@@ -335,6 +338,8 @@ func (p *Pipeline) refund(ctx context.Context, t *txn) (frontend.Response, error
 		l.Unlock()
 		return p.systemError(t, err)
 	}
+	t.undo = orig
+	t.undoBy = risk.Retraction{Kind: risk.RetractRefund, Amount: int(r.Amount), Partial: orig.Refunded < orig.Amount}
 	l.Unlock()
 	release := func() {
 		l.Lock()

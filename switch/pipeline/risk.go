@@ -13,10 +13,12 @@ import (
 	"github.com/switchyard/switchyard/switch/registry"
 )
 
-// Risk is the rules engine: it decides on a transaction and learns from its outcome.
+// Risk is the rules engine: it decides on a transaction, learns from its outcome, and
+// forgets a transaction that a void, a reversal or a refund took back.
 type Risk interface {
 	Evaluate(in *risk.Input) risk.Decision
 	Observe(in *risk.Input, out risk.Outcome)
+	Retract(orig *risk.Input, out risk.Outcome, r risk.Retraction)
 }
 
 // Profiles know each merchant's profile (profile.Set): Fill sets m.Profile from
@@ -73,7 +75,7 @@ func (p *Pipeline) fillInput(in *risk.Input, t *txn, res *registry.CheckResult, 
 	if m := res.Merchant; m != nil {
 		in.Terminal.Region = m.Region
 		in.Merchant = risk.Merchant{ID: m.ID, MCC: m.MCC, Tier: m.Tier, Rating: ratingGrade(m.Rating), Status: string(m.Status),
-			SingleLimit: int(m.Limits.PerTransaction), DailyLimit: int(m.Limits.Daily), MonthlyLimit: int(m.Limits.Monthly)}
+			SingleLimit: int(m.Limits.PerTransaction), DailyLimit: int(m.Limits.Daily), MonthlyLimit: int(m.Limits.Monthly), Group: m.Group}
 		p.profiles.Fill(&in.Merchant)
 	}
 	in.Binding = risk.Binding{Checked: true, LocationKnown: f.LocationKnown, Lat: f.Lat, Lon: f.Lon, DistanceM: f.DistanceM,
@@ -135,6 +137,75 @@ func (p *Pipeline) observe(t *txn) {
 	in := t.risk
 	t.risk = nil
 	inputs.Put(in)
+}
+
+// probe fills the Input of a request the switch declines itself before the rules,
+// with nothing for the rules to decide (a purchase of nothing), so that the velocity
+// counters count it as the attempt it is (observe, at the answer) and the journal
+// carries its facts for the other nodes of a cluster and for backtests. The rules are
+// not run: the switch's decline stands whatever they say.
+func (p *Pipeline) probe(t *txn, res *registry.CheckResult) {
+	if p.risk == nil || t.risk != nil {
+		return
+	}
+	in := inputs.Get().(*risk.Input)
+	in.Reset()
+	p.fillInput(in, t, res, nil)
+	t.risk, t.decision = in, risk.Decision{Action: risk.ActionAllow}
+	t.rec.Facts = journalFacts(in)
+}
+
+// retract takes orig (a journal record the rules saw) back out of the velocity
+// counters, as r says: a void, a reversal or a refund of it was answered approved.
+func (p *Pipeline) retract(orig *journal.Record, r risk.Retraction) {
+	if p.risk == nil {
+		return
+	}
+	in := inputs.Get().(*risk.Input)
+	in.Reset()
+	if out, ok := RecordInput(orig, in); ok {
+		p.risk.Retract(in, out, r)
+	}
+	inputs.Put(in)
+}
+
+// RecordInput decodes into in the Input the rules saw for r (its journaled facts,
+// with the fields the record holds itself restored) and returns the outcome r was
+// observed with; false for a record the rules never saw.
+func RecordInput(r *journal.Record, in *risk.Input) (risk.Outcome, bool) {
+	if len(r.Facts) == 0 {
+		return risk.Outcome{}, false
+	}
+	if err := in.UnmarshalBinary(r.Facts); err != nil {
+		return risk.Outcome{}, false
+	}
+	restoreFacts(&in.Txn, r)
+	return risk.Outcome{Approved: r.Approved(), ResponseCode: r.RC, RiskDeclined: r.DecidedBy == "risk"}, true
+}
+
+// restoreFacts fills in the transaction fields that journalFacts leaves out of the
+// journaled facts because the record holds them (older records have them all).
+func restoreFacts(x *risk.Txn, r *journal.Record) {
+	fill := func(dst *string, v string) {
+		if *dst == "" {
+			*dst = v
+		}
+	}
+	fill(&x.MTI, r.MTI)
+	fill(&x.ProcCode, r.ProcCode)
+	fill(&x.Currency, r.Currency)
+	fill(&x.CardHash, r.CardHash)
+	fill(&x.STAN, r.STAN)
+	fill(&x.RRN, r.RRN)
+	if len(r.PANMasked) >= 6 {
+		fill(&x.BIN, r.PANMasked[:6])
+	}
+	if x.Amount == 0 {
+		x.Amount = int(r.Amount)
+	}
+	if x.Time.IsZero() {
+		x.Time = r.Received
+	}
 }
 
 // journalFacts encodes the facts the rules saw for the journal, without the fields the

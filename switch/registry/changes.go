@@ -56,6 +56,7 @@ type MerchantPatch struct {
 	Name   *string `json:"name,omitempty"`
 	MCC    *string `json:"mcc,omitempty"`
 	Region *string `json:"region,omitempty"`
+	Group  *string `json:"group,omitempty"` // "" takes the merchant out of its group
 	Tier   *string `json:"tier,omitempty"`
 	Rating *string `json:"rating,omitempty"`
 	Limits *Limits `json:"limits,omitempty"`

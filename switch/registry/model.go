@@ -119,10 +119,14 @@ type Limits struct {
 // Merchant is a merchant record. Records handed out by the registry are immutable
 // snapshots: never modify one, copy it.
 type Merchant struct {
-	ID        string         `json:"id"`
-	Name      string         `json:"name"`
-	MCC       string         `json:"mcc"`
-	Region    string         `json:"region"`
+	ID     string `json:"id"`
+	Name   string `json:"name"`
+	MCC    string `json:"mcc"`
+	Region string `json:"region"`
+	// Group is the merchant's group: a chain, a franchise or a parent company, the
+	// merchants one owner runs ("" for none). The risk rules count across it
+	// (counter dimension merchant_group) and see it as merchant.group.
+	Group     string         `json:"group,omitempty"`
 	Tier      string         `json:"tier"`
 	Rating    string         `json:"rating"`
 	Limits    Limits         `json:"limits"`
@@ -310,6 +314,8 @@ func (m *Merchant) Validate() error {
 		return invalidf("merchant %s: MCC %q: want 4 digits", m.ID, m.MCC)
 	case !isIdent(m.Region, 32):
 		return invalidf("merchant %s: region %q: want 1 to 32 letters, digits, '-', '_' or '.'", m.ID, m.Region)
+	case m.Group != "" && !isIdent(m.Group, 32):
+		return invalidf("merchant %s: group %q: want 1 to 32 letters, digits, '-', '_' or '.', or none", m.ID, m.Group)
 	case !isIdent(m.Tier, 32):
 		return invalidf("merchant %s: tier %q: want an identifier such as micro, standard or enterprise", m.ID, m.Tier)
 	case m.Rating != RatingLow && m.Rating != RatingMedium && m.Rating != RatingHigh:

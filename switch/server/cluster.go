@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -13,10 +14,12 @@ import (
 	"github.com/switchyard/switchyard/hsm"
 	"github.com/switchyard/switchyard/internal/statelog"
 	"github.com/switchyard/switchyard/keys"
+	"github.com/switchyard/switchyard/risk"
 	"github.com/switchyard/switchyard/switch/cluster"
 	"github.com/switchyard/switchyard/switch/cluster/cjournal"
 	"github.com/switchyard/switchyard/switch/cluster/jsaf"
 	"github.com/switchyard/switchyard/switch/journal"
+	"github.com/switchyard/switchyard/switch/pipeline"
 )
 
 // clusterStartTimeout bounds how long Open waits for JetStream (a quorum of the
@@ -280,16 +283,57 @@ func (c *clusterNode) statusFunc() func(context.Context) (any, error) {
 // journal applied it here: the pipeline's filter of recent requests learns its key (a
 // resend reaching this node is then looked up), and its first final version counts in
 // the velocity counters, as this node's own transactions do (an observation every node
-// folds: docs/cluster.md).
+// folds: docs/cluster.md). Retractions fold the same way, each from one version: an
+// approved void, reversal or refund (its first final version) takes its original back
+// out; the switch's own reversal of an approval (the version of the original that
+// first carries ReversedBy "switch:...") takes that original back out.
 func (s *Server) onRemoteRecord(rec, prev *journal.Record) {
 	if p := s.remotePipe.Load(); p != nil && rec.TID != "" && rec.STAN != "" && rec.DE7 != "" {
 		p.SeenRemote(rec.TID, rec.STAN, rec.DE7, rec.Received)
 	}
-	if s.Risk == nil || !rec.Final() || (prev != nil && prev.Final()) {
+	if s.Risk == nil || !rec.Final() {
+		return
+	}
+	if prev != nil && prev.Final() {
+		if !prev.Reversed() && strings.HasPrefix(rec.ReversedBy, "switch:") {
+			s.retractRemote(rec, risk.Retraction{Kind: risk.RetractReversal})
+		}
 		return
 	}
 	if rr, ok := RiskRecord(rec); ok {
 		s.Risk.Observe(&rr.Input, rr.Outcome)
+	}
+	if !rec.Approved() || rec.OriginalRRN == "" || s.Journal == nil {
+		return
+	}
+	var r risk.Retraction
+	switch rec.Type {
+	case "void":
+		r.Kind = risk.RetractVoid
+	case "reversal":
+		r.Kind = risk.RetractReversal
+	case "refund":
+		r.Kind = risk.RetractRefund
+	default:
+		return
+	}
+	orig, err := s.Journal.Get(rec.OriginalRRN)
+	if err != nil {
+		return
+	}
+	if r.Kind == risk.RetractRefund {
+		r.Amount, r.Partial = int(rec.Amount), orig.Refunded < orig.Amount
+	} else if orig.ReversedBy != rec.RRN {
+		return // a reversal answered 00 that reversed nothing (already reversed, not approved...)
+	}
+	s.retractRemote(orig, r)
+}
+
+// retractRemote takes orig, a record the rules saw, back out of the velocity counters.
+func (s *Server) retractRemote(orig *journal.Record, r risk.Retraction) {
+	var in risk.Input
+	if out, ok := pipeline.RecordInput(orig, &in); ok {
+		s.Risk.Retract(&in, out, r)
 	}
 }
 

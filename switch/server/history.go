@@ -8,6 +8,7 @@ import (
 
 	"github.com/switchyard/switchyard/risk"
 	"github.com/switchyard/switchyard/switch/journal"
+	"github.com/switchyard/switchyard/switch/pipeline"
 )
 
 // History is the journal as the risk tools read it (backtest, explain).
@@ -19,12 +20,11 @@ func RiskRecord(r *journal.Record) (risk.Record, bool) {
 	if len(r.Facts) == 0 {
 		return risk.Record{}, false
 	}
-	out := risk.Record{Time: r.Received, RRN: r.RRN}
-	if err := out.Input.UnmarshalBinary(r.Facts); err != nil {
+	out := risk.Record{Time: r.Received, RRN: r.RRN, OriginalRRN: r.OriginalRRN, ReversedBy: r.ReversedBy, Refunded: int(r.Refunded)}
+	var ok bool
+	if out.Outcome, ok = pipeline.RecordInput(r, &out.Input); !ok {
 		return out, false
 	}
-	restoreFacts(&out.Input.Txn, r)
-	out.Outcome = risk.Outcome{Approved: r.Approved(), ResponseCode: r.RC, RiskDeclined: r.DecidedBy == "risk"}
 	out.Decision = risk.Decision{Action: risk.ActionAllow, Version: r.RuleSet}
 	for _, h := range r.RuleHits {
 		out.Decision.Hits = append(out.Decision.Hits, risk.Hit{Rule: h.ID, Action: risk.Action(h.Action), Mode: risk.Mode(h.Mode), Reason: h.Reason, Score: h.Score})
@@ -80,29 +80,4 @@ func (h History) ByRRN(_ context.Context, rrn string) (risk.Record, error) {
 		return risk.Record{}, fmt.Errorf("%w: RRN %s never reached the rules (%s by %s, %s)", risk.ErrNotFound, rrn, r.RC, r.DecidedBy, r.Reason)
 	}
 	return rec, nil
-}
-
-// restoreFacts fills in the transaction fields that the pipeline leaves out of the
-// journaled facts because the record holds them (older records have them all).
-func restoreFacts(x *risk.Txn, r *journal.Record) {
-	fill := func(dst *string, v string) {
-		if *dst == "" {
-			*dst = v
-		}
-	}
-	fill(&x.MTI, r.MTI)
-	fill(&x.ProcCode, r.ProcCode)
-	fill(&x.Currency, r.Currency)
-	fill(&x.CardHash, r.CardHash)
-	fill(&x.STAN, r.STAN)
-	fill(&x.RRN, r.RRN)
-	if len(r.PANMasked) >= 6 {
-		fill(&x.BIN, r.PANMasked[:6])
-	}
-	if x.Amount == 0 {
-		x.Amount = int(r.Amount)
-	}
-	if x.Time.IsZero() {
-		x.Time = r.Received
-	}
 }

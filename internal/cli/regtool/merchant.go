@@ -14,6 +14,7 @@ func merchantFlags(f *flags) func() (registry.MerchantPatch, error) {
 	name := f.String("name", "", "merchant name")
 	mcc := f.String("mcc", "", "merchant category code")
 	region := f.String("region", "", "region")
+	group := f.String("group", "", "merchant group (chain, parent company); \"\" for none")
 	tier := f.String("tier", "", "tier")
 	rating := f.String("rating", "", "risk rating: low, medium or high")
 	lTxn := f.Int64("limit-txn", 0, "per-transaction limit in minor units (0: none)")
@@ -29,6 +30,7 @@ func merchantFlags(f *flags) func() (registry.MerchantPatch, error) {
 			return nil
 		}
 		p.Name, p.MCC, p.Region, p.Tier, p.Rating = str("name", name), str("mcc", mcc), str("region", region), str("tier", tier), str("rating", rating)
+		p.Group = str("group", group)
 		if f.set("limit-txn") || f.set("limit-daily") || f.set("limit-monthly") || f.set("limit-count") {
 			p.Limits = &registry.Limits{PerTransaction: *lTxn, Daily: *lDay, Monthly: *lMon, DailyCount: *lCnt}
 		}
@@ -93,7 +95,7 @@ func (t *tool) merchant(args []string) error {
 		for _, x := range []struct {
 			dst *string
 			v   *string
-		}{{&m.Name, p.Name}, {&m.MCC, p.MCC}, {&m.Region, p.Region}, {&m.Tier, p.Tier}, {&m.Rating, p.Rating}} {
+		}{{&m.Name, p.Name}, {&m.MCC, p.MCC}, {&m.Region, p.Region}, {&m.Group, p.Group}, {&m.Tier, p.Tier}, {&m.Rating, p.Rating}} {
 			if x.v != nil {
 				*x.dst = *x.v
 			}
@@ -118,7 +120,7 @@ func (t *tool) merchant(args []string) error {
 		}
 		p, _ := patch()
 		if p == (registry.MerchantPatch{}) {
-			return usagef("merchant change: nothing to change (give --name, --mcc, --region, --tier, --rating or --limit-*)")
+			return usagef("merchant change: nothing to change (give --name, --mcc, --region, --group, --tier, --rating or --limit-*)")
 		}
 		var c registry.Change
 		if err := t.call("PATCH", "/api/v1/merchants/"+seg(pos[0]), registry.MerchantPatchRequest{MerchantPatch: p, Reason: *reason}, &c); err != nil {

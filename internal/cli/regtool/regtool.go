@@ -49,9 +49,9 @@ Merchant and terminal registry commands (every list command takes --json):
   switchyard merchant show ID
   switchyard merchant profile ID [--refresh]   (what the rules see as merchant.profile: learned or the
                  tier's defaults, and when computed; --refresh recomputes every profile first, operators)
-  switchyard merchant register ID --name N --mcc NNNN --region R --tier T [--rating low|medium|high]
+  switchyard merchant register ID --name N --mcc NNNN --region R [--group G] --tier T [--rating low|medium|high]
                  [--limit-txn FEN] [--limit-daily FEN] [--limit-monthly FEN] [--limit-count N] [--pending] [--reason TEXT]
-  switchyard merchant change ID [--name N] [--mcc M] [--region R] [--tier T] [--rating R] [--limit-* ...] [--reason TEXT]
+  switchyard merchant change ID [--name N] [--mcc M] [--region R] [--group G] [--tier T] [--rating R] [--limit-* ...] [--reason TEXT]
   switchyard merchant activate|freeze|unfreeze|close ID [--reason TEXT]
 
   switchyard terminal list [--merchant ID] [--status S] [--kind K] [--limit N] [--after ID]

@@ -136,15 +136,16 @@ func TestCLIReviewFlow(t *testing.T) {
 	}
 	// Register and change a merchant.
 	e.mustRun(t, op, "merchant", "register", "000000000000077", "--name", "Night Market", "--mcc", "5812", "--region", "CN-GZ",
-		"--tier", "micro", "--limit-txn", "50000", "--pending")
+		"--tier", "micro", "--limit-txn", "50000", "--pending", "--group", "NIGHT-1")
 	e.mustRun(t, registry.DemoReviewer2Token, "change", "approve", "CHG-2")
-	e.mustRun(t, op, "merchant", "change", "000000000000077", "--rating", "high")
+	e.mustRun(t, op, "merchant", "change", "000000000000077", "--rating", "high", "--group", "NIGHT-2")
 	e.mustRun(t, rev, "change", "approve", "CHG-3")
 	var m registry.Merchant
 	if err := json.Unmarshal([]byte(e.mustRun(t, an, "merchant", "show", "000000000000077")), &m); err != nil {
 		t.Fatal(err)
 	}
-	if m.Status != registry.MerchantPending || m.Rating != registry.RatingHigh || m.Limits.PerTransaction != 50000 || m.Region != "CN-GZ" {
+	if m.Status != registry.MerchantPending || m.Rating != registry.RatingHigh || m.Limits.PerTransaction != 50000 || m.Region != "CN-GZ" ||
+		m.Group != "NIGHT-2" {
 		t.Errorf("merchant 77 = %+v", m)
 	}
 }

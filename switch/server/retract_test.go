@@ -1,0 +1,129 @@
+package server
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/switchyard/switchyard/risk"
+	"github.com/switchyard/switchyard/switch/journal"
+)
+
+// The other nodes of a cluster fold a void, a terminal's reversal and the switch's own
+// reversal of an approval from the journal's record versions, each exactly once, as
+// the node that handled them does: a voided sale rung up again on another node is not
+// a split purchase.
+func TestRemoteFoldRetracts(t *testing.T) {
+	dir := t.TempDir()
+	rules := filepath.Join(dir, "rules")
+	if err := os.Mkdir(rules, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(rules, "r.yaml"), []byte(`
+counters:
+  - {name: card_sum_30m, dimension: card, measure: sum, window: 30m, where: 'outcome.approved && txn.txn_type == "purchase"'}
+rules:
+  - {id: split, condition: 'txn.txn_type == "purchase" && velocity.card_sum_30m + txn.amount > 1500', action: decline}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e, err := risk.New(rules, risk.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	db, err := badger.Open(badger.DefaultOptions(filepath.Join(dir, "db")).WithLogger(nil).WithSyncWrites(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	j, err := journal.Open(db, journal.Options{Dir: filepath.Join(dir, "journal")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	s := &Server{Risk: e, Journal: j}
+
+	t0 := time.Now().UTC().Add(-10 * time.Minute)
+	n := 0
+	record := func(typ string, amount int64, orig string) *journal.Record {
+		n++
+		rrn, err := j.NextRRN()
+		if err != nil {
+			t.Fatal(err)
+		}
+		at := t0.Add(time.Duration(n) * time.Second)
+		in := risk.Input{Txn: risk.Txn{Type: typ, Amount: int(amount), CardHash: "c1", Time: at}}
+		r := &journal.Record{RRN: rrn, Received: at, MTI: "0200", Type: typ, Amount: amount, CardHash: "c1", RC: "00",
+			TID: "T0000001", STAN: "0000" + string(rune('0'+n/10)) + string(rune('0'+n%10)), DE7: "1201120000", OriginalRRN: orig,
+			Facts: in.AppendBinary(nil)}
+		return r
+	}
+	// write journals r (as the cluster journal applies a remote version) and folds it.
+	write := func(r, prev *journal.Record) {
+		t.Helper()
+		c := *r
+		if err := j.Write(context.Background(), &c, prev == nil, true); err != nil {
+			t.Fatal(err)
+		}
+		s.onRemoteRecord(&c, prev)
+	}
+	declined := func(amount int) bool {
+		in := risk.Input{Txn: risk.Txn{Type: risk.TxnPurchase, Amount: amount, CardHash: "c1", Time: time.Now().UTC()}}
+		d := e.Evaluate(&in)
+		return d.Declined()
+	}
+
+	sale := record("purchase", 1000, "")
+	write(sale, nil)
+	if !declined(1000) {
+		t.Fatal("a second sale of 10.00 after a remote one passes: the remote sale was not observed")
+	}
+	// The void: the original's version that names it, then the void's own record.
+	v := record("void", 1000, sale.RRN)
+	reversed := *sale
+	reversed.ReversedBy = v.RRN
+	write(&reversed, sale)
+	if !declined(1000) {
+		t.Fatal("retracted before the void was answered")
+	}
+	write(v, nil)
+	if declined(1000) {
+		t.Fatal("a voided remote sale rung up again is declined")
+	}
+	// A later version of the void (a delivery mark) retracts nothing more.
+	sale2 := record("purchase", 600, "")
+	write(sale2, nil)
+	again := *v
+	again.Events = append(again.Events, journal.Event{State: journal.StateResponded, At: time.Now().UTC()})
+	write(&again, v)
+	if !declined(1000) {
+		t.Fatal("a second version of the void retracted again")
+	}
+	// A terminal's reversal answered 00 that reversed nothing (the original was not
+	// reversed by it) takes nothing back.
+	rev := record("reversal", 600, sale2.RRN)
+	write(rev, nil)
+	if !declined(1000) {
+		t.Fatal("a reversal that reversed nothing retracted")
+	}
+	// The switch's own reversal: the original's version that first carries it.
+	und := *sale2
+	und.ReversedBy = "switch:undelivered"
+	write(&und, sale2)
+	if declined(1500) {
+		t.Fatal("a sale the switch reversed still counts")
+	}
+	und2 := und
+	und2.Events = append(und2.Events, journal.Event{State: journal.StateInDoubt, At: time.Now().UTC()})
+	sale3 := record("purchase", 500, "")
+	write(sale3, nil)
+	write(&und2, &und)
+	if !declined(1001) {
+		t.Fatal("the switch's reversal retracted twice")
+	}
+}
