@@ -430,37 +430,32 @@ func (c *testCluster) cliOn(n int, token string, args ...string) (string, int) {
 	return cliLocal(args...)
 }
 
-// failoverTerm is a terminal that knows every node: when its node's connection dies or
-// an answer does not come in time it reconnects to the next node and resends the same
-// request (the same DE 11 and DE 7), as an acquirer's terminals do behind a load
-// balancer, until the request is answered or its patience runs out.
+// failoverTerm is a terminal that knows every node (termclient.Failover): when its
+// node's connection dies or an answer does not come in time it reconnects to the next
+// node and resends the same request (the same DE 11 and DE 7), until the request is
+// answered or its patience runs out.
 type failoverTerm struct {
-	addrs   []string
-	cur     int
-	c       *termclient.Client
-	timeout time.Duration // per attempt
+	f *termclient.Failover
 }
 
+// newFailoverTerm is a terminal of the cluster that starts with node first (1..3).
 func newFailoverTerm(c *testCluster, first int) *failoverTerm {
-	ft := &failoverTerm{cur: first - 1, timeout: 3 * time.Second}
+	var addrs []string
 	for _, n := range c.nodes {
-		ft.addrs = append(ft.addrs, n.termAddr)
+		addrs = append(addrs, n.termAddr)
 	}
+	return &failoverTerm{f: termclient.NewFailover(addrs, first-1, message.DialectASCII, nil)}
+}
+
+// singleNodeTerm is a terminal of node n alone, which waits up to patience for its
+// answer without resending: how long that node takes to answer.
+func singleNodeTerm(c *testCluster, n int, patience time.Duration) *failoverTerm {
+	ft := &failoverTerm{f: termclient.NewFailover([]string{c.node(n).termAddr}, 0, message.DialectASCII, nil)}
+	ft.f.PerTry = patience
 	return ft
 }
 
-func (ft *failoverTerm) close() {
-	if ft.c != nil {
-		ft.c.Close()
-		ft.c = nil
-	}
-}
-
-// next drops the connection and moves to the next node.
-func (ft *failoverTerm) next() {
-	ft.close()
-	ft.cur = (ft.cur + 1) % len(ft.addrs)
-}
+func (ft *failoverTerm) close() { ft.f.Close() }
 
 // send sends tx (whose STAN and Time must be set, so that every resend is the same
 // request) until it is answered or patience has passed; it returns the answer, the node
@@ -470,29 +465,14 @@ func (ft *failoverTerm) send(tx termclient.Txn, patience time.Duration) (r termc
 	if err != nil {
 		return r, 0, 0, err
 	}
-	deadline := time.Now().Add(patience)
-	for time.Now().Before(deadline) {
-		if ft.c == nil {
-			c, err := termclient.Dial(ft.addrs[ft.cur], message.DialectASCII, nil)
-			if err != nil {
-				ft.next()
-				time.Sleep(50 * time.Millisecond)
-				continue
-			}
-			ft.c = c
-		}
-		sends++
-		ctx, cancel := context.WithTimeout(context.Background(), min(ft.timeout, time.Until(deadline)))
-		resp, err := ft.c.Send(ctx, m, nil)
-		cancel()
-		if err != nil {
-			ft.next()
-			continue
-		}
-		r, err = termclient.Decode(resp)
-		return r, ft.cur + 1, sends, err
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	defer cancel()
+	resp, i, sends, err := ft.f.Send(ctx, m, nil)
+	if err != nil {
+		return r, 0, sends, err
 	}
-	return r, 0, sends, fmt.Errorf("%s/%s: no answer from any node within %s (%d sends)", tx.TID, tx.STAN, patience, sends)
+	r, err = termclient.Decode(resp)
+	return r, i + 1, sends, err
 }
 
 // clusterTold is what a failover terminal was told about one purchase.

@@ -32,10 +32,7 @@ func (c *testCluster) purchaseOn(n int, tx termclient.Txn) termclient.Result {
 	if tx.Time.IsZero() {
 		tx.Time = time.Now()
 	}
-	ft := newFailoverTerm(c, n)
-	ft.addrs = []string{c.node(n).termAddr} // no failover: this node's answer
-	ft.cur = 0
-	ft.timeout = 15 * time.Second // no resend either: how long this node takes to answer
+	ft := singleNodeTerm(c, n, 15*time.Second)
 	defer ft.close()
 	r, _, _, err := ft.send(tx, 15*time.Second)
 	if err != nil {
