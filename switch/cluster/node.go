@@ -165,7 +165,13 @@ func (n *Node) startServer(ctx context.Context, e Embedded) (*server.Server, err
 		return nil, fmt.Errorf("cluster: embedded NATS server %s: %w", e.ServerName, err)
 	}
 	bridge := &natsLogger{l: log}
-	s.SetLoggerV2(bridge, log.GetLevel() <= zerolog.DebugLevel, log.GetLevel() <= zerolog.TraceLevel, false)
+	// Debug lines only when this logger would write them (its own level and the
+	// global one: a zerolog.New logger's own level is Trace until set). Never the
+	// server's message trace: it formats every message routed (20-25% of a node's
+	// CPU when on: docs/cluster.md) and would write the messages' payloads, journal
+	// records, to the log.
+	level := max(log.GetLevel(), zerolog.GlobalLevel())
+	s.SetLoggerV2(bridge, level <= zerolog.DebugLevel, false, false)
 	// Start returns once the listeners' loops and JetStream (its store
 	// recovered) are started; those goroutines belong to the server, which
 	// counts them and joins them in Shutdown.
