@@ -35,8 +35,13 @@ const (
 	labelNonFinancialPfx = "legitimate-" // 0800, 0400, 0500: answered but not authorizations
 )
 
-// FraudLabels are the fraud scenarios the fleet generates, in report order.
-var FraudLabels = []string{LabelRelocated, LabelSwappedSIM, LabelRooted, LabelStaleAttest, LabelCardTesting, LabelCashOut, LabelOverLimit, LabelForgedMAC}
+// shareLabels are the fraud scenarios that take a share of the requests.
+var shareLabels = []string{LabelRelocated, LabelSwappedSIM, LabelRooted, LabelStaleAttest, LabelCardTesting, LabelCashOut, LabelOverLimit, LabelForgedMAC}
+
+// FraudLabels are the fraud scenarios the fleet generates, in report order: those
+// that take a share of the requests, then the paced ones of patterns.go.
+var FraudLabels = append(append([]string(nil), shareLabels...),
+	LabelCardTestSpread, LabelCardTestAbove, LabelCardTestInquiry, LabelStructuring, LabelSplitTerminals, LabelCardTestSlow)
 
 // benchTerminal is a terminal of the bench's own fleet, registered before the run.
 type benchTerminal struct {
@@ -52,6 +57,7 @@ type fleetPlan struct {
 	relocated, swapped, cardTest, cashOut []benchTerminal
 	rooted, stale, overLimit, forged      []benchTerminal
 	all                                   []benchTerminal
+	pat                                   patternTerminals
 }
 
 func newFleetPlan() *fleetPlan {
@@ -75,13 +81,17 @@ func newFleetPlan() *fleetPlan {
 	p.legitPOS = mk("BP", grocery, "pos", 100, 39.9042, 116.4074, 1000)
 	p.relocated = mk("BP", grocery, "pos", 4, 39.9042, 116.4074, 1000)
 	p.swapped = mk("BP", grocery, "pos", 4, 39.9042, 116.4074, 1000)
-	p.cardTest = mk("BM", stall, "pos", 4, 31.2304, 121.4737, 5000)
-	p.cashOut = mk("BM", stall, "pos", 8, 31.2304, 121.4737, 5000)
+	// Card testing and cash-out at a micro merchant of the bench's own with the
+	// stall's limits, not at the stall: the stall's real till sends legitimate
+	// traffic, which a merchant-wide rule would decline with them.
+	p.cardTest = mk("BM", mAttacked.id, "pos", 4, 31.2304, 121.4737, 5000)
+	p.cashOut = mk("BM", mAttacked.id, "pos", 8, 31.2304, 121.4737, 5000)
 	p.legitSoftPOS = mk("BS", grocery, "softpos", 100, 39.9042, 116.4074, 5000)
 	p.rooted = mk("BS", stall, "softpos", 8, 31.2304, 121.4737, 5000)
 	p.stale = mk("BS", stall, "softpos", 4, 31.2304, 121.4737, 5000)
 	p.overLimit = mk("BS", stall, "softpos", 4, 31.2304, 121.4737, 5000)
 	p.forged = mk("BS", stall, "softpos", 4, 31.2304, 121.4737, 5000)
+	p.addPatternTerminals(mk)
 	return p
 }
 
@@ -113,6 +123,9 @@ func registerFleet(ctx context.Context, adminURL string, p *fleetPlan) error {
 		}
 		Change *struct{ ID string }
 	}
+	if err := registerMerchants(ctx, op, rev); err != nil {
+		return err
+	}
 	if err := op.Do(ctx, "POST", "/api/v1/terminals/import", map[string]string{"csv": p.csv(), "reason": "bench fleet"}, &rep); err != nil {
 		return fmt.Errorf("import bench terminals: %w", err)
 	}
@@ -134,6 +147,8 @@ func registerFleet(ctx context.Context, adminURL string, p *fleetPlan) error {
 type approval struct {
 	stan, de7, rrn, auth, pan string
 	amount                    int64
+	// kind and tid: a paced pattern's follow-up (patterns.go), "" for the others.
+	kind, tid string
 }
 
 // termState is what a generated terminal remembers.
@@ -166,6 +181,8 @@ type Fleet struct {
 
 	cashOnce  sync.Once
 	cashCards []string
+
+	pat patterns
 }
 
 // NewFleet builds the generator for terminals load terminals.
@@ -180,6 +197,7 @@ func NewFleet(terminals int, cards int) (*Fleet, error) {
 		}
 		f.lt = append(f.lt, t)
 	}
+	f.initPatterns()
 	var err error
 	if f.mac, err = termclient.RetailMAC(demoTAK); err != nil {
 		return nil, err
@@ -239,6 +257,9 @@ func bigCard(rng *rand.Rand) string {
 
 // Next builds the next request.
 func (f *Fleet) Next(rng *rand.Rand, now time.Time) (request, error) {
+	if req, ok, err := f.nextPaced(rng, now); ok {
+		return req, err
+	}
 	r := rng.Float64()
 	switch {
 	case r < f.fraud:
@@ -250,6 +271,13 @@ func (f *Fleet) Next(rng *rand.Rand, now time.Time) (request, error) {
 }
 
 func (f *Fleet) build(tx termclient.Txn, mac message.MACFunc, label string) (request, error) {
+	// The ground truth goes with the authorizations and reversals (DE 48 LB): the
+	// switch journals it, and `rules backtest` reports rates by label. The load
+	// terminals' template purchases (the bulk) carry none.
+	switch tx.MTI {
+	case "", "0100", "0200", "0400":
+		tx.TLV = append(tx.TLV[:len(tx.TLV):len(tx.TLV)], [2]string{message.TagLabel, label})
+	}
 	m, err := termclient.Build(tx, message.DialectASCII)
 	if err != nil {
 		return request{}, err
@@ -355,7 +383,7 @@ func (f *Fleet) benchLegit(rng *rand.Rand, now time.Time) (request, error) {
 // fraudRequest is one request of a fraud scenario, the scenarios in equal shares.
 func (f *Fleet) fraudRequest(rng *rand.Rand, now time.Time) (request, error) {
 	p := f.plan
-	label := FraudLabels[rng.IntN(len(FraudLabels))]
+	label := shareLabels[rng.IntN(len(shareLabels))]
 	pickT := func(ts []benchTerminal) benchTerminal { return ts[rng.IntN(len(ts))] }
 	var t benchTerminal
 	var tags [][2]string
@@ -402,6 +430,9 @@ func (f *Fleet) fraudRequest(rng *rand.Rand, now time.Time) (request, error) {
 
 // remember keeps an approved purchase for later voids, refunds and reversals.
 func (f *Fleet) remember(tid string, a approval) {
+	if f.followUp(a) {
+		return
+	}
 	st := f.term(tid)
 	st.mu.Lock()
 	if len(st.recent) < 8 {
@@ -492,5 +523,8 @@ func Scenarios(labels map[string]*LabelStats) []Scenario {
 		add(f, true)
 	}
 	add(LabelLegit, false)
+	for _, l := range LegitPatterns {
+		add(l, false)
+	}
 	return out
 }

@@ -408,8 +408,10 @@ func (rep *Report) result(o Options) *Result {
 	for _, sc := range r.Scenarios {
 		if sc.Fraud {
 			r.Targets = append(r.Targets, Target{Name: "catch rate: " + sc.Label, Goal: ">= 99%", Measured: 100 * sc.Rate, Unit: "%", Met: sc.Rate >= 0.99})
-		} else {
+		} else if sc.Label == LabelLegit {
 			r.Targets = append(r.Targets, Target{Name: "false positives on legitimate traffic", Goal: "< 0.5%", Measured: 100 * sc.Rate, Unit: "%", Met: sc.Rate < 0.005})
+		} else {
+			r.Targets = append(r.Targets, Target{Name: "false positives: " + sc.Label, Goal: "none", Measured: 100 * sc.Rate, Unit: "%", Met: sc.Declined == 0})
 		}
 	}
 	return r

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"github.com/switchyard/switchyard/risk/state"
+	"sort"
 	"time"
 )
 
@@ -89,6 +90,40 @@ type BacktestReport struct {
 	Rules               []*RuleStats  `json:"rules"`                 // per rule and score threshold
 	Changes             []Change      `json:"changes"`               // the changed decisions (up to MaxChanges)
 	Elapsed             time.Duration `json:"elapsed_ns"`            // how long the replay took
+	// Labels are the outcomes by the ground-truth label the requests carried (the
+	// bench's DE 48 LB), in label order; empty when no reported record has a label.
+	Labels []*LabelStats `json:"labels,omitempty"`
+}
+
+// LabelStats are the reported transactions of one ground-truth label: for a fraud
+// scenario Rate is the candidate rules' catch rate, for legitimate traffic their
+// false-positive rate.
+type LabelStats struct {
+	Label    string `json:"label"`
+	Attempts int    `json:"attempts"` // reported transactions with the label
+	// DeclinedBefore is how many the rules declined as it happened.
+	DeclinedBefore int `json:"declined_before"`
+	// Declined is how many the candidate rules decline; Rate is Declined / Attempts.
+	Declined int     `json:"declined"`
+	Rate     float64 `json:"rate"`
+	// DeclinedOther is how many of the rest the issuer or the switch declined as it
+	// happened (unknown, so not counted, for those the old rules declined);
+	// StoppedRate is (Declined + DeclinedOther) / Attempts: what the terminal would see.
+	DeclinedOther int     `json:"declined_other"`
+	StoppedRate   float64 `json:"stopped_rate"`
+}
+
+func (l *LabelStats) add(before, after, approvedOtherwise bool) {
+	l.Attempts++
+	if before {
+		l.DeclinedBefore++
+	}
+	switch {
+	case after:
+		l.Declined++
+	case !approvedOtherwise:
+		l.DeclinedOther++
+	}
 }
 
 // Backtest replays the journal through rs in time order, on fresh counters,
@@ -131,6 +166,7 @@ func Backtest(ctx context.Context, h History, rs *RuleSet, opts BacktestOptions)
 		profiles = DefaultProfileReplay(rs.Location)
 	}
 	refunded := map[string]int{} // per original: what the refunds replayed so far took back
+	labels := map[string]*LabelStats{}
 	begin := opts.From.Add(-warmup)
 	span := opts.To.Sub(begin)
 	read := 0
@@ -194,6 +230,14 @@ func Backtest(ctx context.Context, h History, rs *RuleSet, opts BacktestOptions)
 		} else {
 			out.RiskDeclined = false
 		}
+		if rec.Label != "" {
+			l := labels[rec.Label]
+			if l == nil {
+				l = &LabelStats{Label: rec.Label}
+				labels[rec.Label] = l
+			}
+			l.add(rec.Decision.Declined(), d.Declined(), out.Approved)
+		}
 		before, after := summarize(&rec.Decision), summarize(&d)
 		if before != after {
 			rep.Changed++
@@ -213,6 +257,12 @@ func Backtest(ctx context.Context, h History, rs *RuleSet, opts BacktestOptions)
 	if opts.Progress != nil {
 		opts.Progress(1, read)
 	}
+	for _, l := range labels {
+		l.Rate = float64(l.Declined) / float64(l.Attempts)
+		l.StoppedRate = float64(l.Declined+l.DeclinedOther) / float64(l.Attempts)
+		rep.Labels = append(rep.Labels, l)
+	}
+	sort.Slice(rep.Labels, func(i, j int) bool { return rep.Labels[i].Label < rep.Labels[j].Label })
 	rep.Elapsed = time.Since(start)
 	return rep, nil
 }

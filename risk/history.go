@@ -34,6 +34,9 @@ type Record struct {
 	ReversedBy string `json:"reversed_by,omitempty"`
 	// Refunded is how much of it approved refunds took back (minor units).
 	Refunded int `json:"refunded,omitempty"`
+	// Label is the ground truth the request carried (DE 48 LB, set by the bench's
+	// generated traffic), "" for real traffic: backtest reports rates by label.
+	Label string `json:"label,omitempty"`
 }
 
 // replayRetract takes back, in a replay of the journal through rs on store, what rec

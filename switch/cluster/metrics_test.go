@@ -10,6 +10,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/rs/zerolog"
+
+	"github.com/switchyard/switchyard/internal/statelog"
 )
 
 // TestMetrics: the collectors register under their documented names, a nil
@@ -114,4 +116,50 @@ func TestReady(t *testing.T) {
 		t.Fatalf("alone of three: %v after %v; want a not-ready error within about %v", err, time.Since(start), readyTimeout)
 	}
 	t.Log(err)
+}
+
+// TestPublishMetrics: a node's state log reports its publishes (latency and group)
+// to the Metrics set on the node.
+func TestPublishMetrics(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cfg := Config{Mode: ModeEmbedded, Node: 1, Embedded: Embedded{ServerName: "metered", ClientAddr: "127.0.0.1:0"}}
+	cfg.ApplyDefaults(t.TempDir())
+	n := startNode(t, ctx, cfg)
+	defer n.Close()
+	if err := n.WaitJetStream(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r := prometheus.NewRegistry()
+	m, err := NewMetrics(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.SetMetrics(m)
+	sl, err := n.StateLog(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := sl.Store("keys")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Append(ctx, statelog.Commit{Writes: []statelog.KV{{Key: []byte("k"), Value: []byte("v")}}}, 0); err != nil {
+		t.Fatal(err)
+	}
+	fams, err := r.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]uint64{}
+	for _, f := range fams {
+		for _, mt := range f.GetMetric() {
+			if h := mt.GetHistogram(); h != nil {
+				counts[f.GetName()] += h.GetSampleCount()
+			}
+		}
+	}
+	if counts["switchyard_cluster_publish_seconds"] != 1 || counts["switchyard_cluster_acks_per_group"] != 1 {
+		t.Fatalf("after one append: %v; want one publish and one group observed", counts)
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -55,7 +56,17 @@ type Node struct {
 	ncClosed  chan struct{} // closed by the connection's ClosedHandler
 	closeOnce sync.Once
 	closeErr  error
+
+	metrics atomic.Pointer[Metrics] // SetMetrics's; nil records nothing
 }
+
+// SetMetrics makes the node's streams (the journal, the state log, the
+// store-and-forward queue) report their publishes to m.
+func (n *Node) SetMetrics(m *Metrics) { n.metrics.Store(m) }
+
+// Metrics returns what SetMetrics set (nil: nothing is recorded; a nil
+// *Metrics takes every call).
+func (n *Node) Metrics() *Metrics { return n.metrics.Load() }
 
 // Start validates cfg, starts the embedded server (mode embedded) and waits
 // until it is ready for connections, then connects to it in process, or

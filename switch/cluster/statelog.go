@@ -112,8 +112,12 @@ func (l *StoreLog) Append(ctx context.Context, c statelog.Commit, after uint64) 
 		return 0, fmt.Errorf("cluster: %s commit of %d keys is %d bytes compressed, over the %d the NATS max payload leaves: %w",
 			l.name, len(c.Writes), len(data), max, ErrCommitTooLarge)
 	}
+	start := time.Now()
 	ack, err := l.s.n.js.Publish(ctx, l.subject, data, jetstream.WithExpectLastSequencePerSubject(after))
 	if err == nil {
+		m := l.s.n.Metrics()
+		m.ObservePublish(stateStream, time.Since(start))
+		m.ObserveGroup(stateStream, 1)
 		return ack.Sequence, nil
 	}
 	var apiErr *jetstream.APIError

@@ -73,6 +73,11 @@ func (r *Record) AppendBinary(b []byte) ([]byte, error) {
 	for _, n := range []int64{t.Decode, t.Checks, t.Risk, t.HSM, t.Issuer, t.Journal, t.Total} {
 		e.int(n)
 	}
+	// Optional trailing fields: absent in records written before them, and skipped
+	// by decoders older than them, so the version stays 1.
+	if r.Label != "" {
+		e.str(r.Label)
+	}
 	return e.b, nil
 }
 
@@ -170,6 +175,9 @@ func (r *Record) UnmarshalBinary(b []byte) error {
 	t := &r.Timings
 	for _, p := range []*int64{&t.Decode, &t.Checks, &t.Risk, &t.HSM, &t.Issuer, &t.Journal, &t.Total} {
 		*p = d.int()
+	}
+	if d.err == nil && len(d.b) > 0 {
+		r.Label = d.str()
 	}
 	if d.err != nil {
 		return fmt.Errorf("journal record %s: %w", r.RRN, d.err)

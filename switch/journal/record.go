@@ -100,6 +100,11 @@ type Record struct {
 	Facts []byte `json:"facts,omitempty"`
 
 	Timings Timings `json:"timings"`
+
+	// Label is the request's DE 48 LB: the ground truth of generated traffic (the
+	// bench's scenario), "" for real traffic. Encoded after every other field and only
+	// when set, so records without one are as before.
+	Label string `json:"label,omitempty"`
 }
 
 // Approved reports whether the record ended in an approval.

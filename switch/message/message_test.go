@@ -177,7 +177,11 @@ func TestTLV(t *testing.T) {
 	if tl.Device != "abc" || tl.Has&HasIntegrity == 0 || tl.Integrity != "" || tl.Attestation != "1700000000:OK" {
 		t.Fatalf("%+v", tl)
 	}
-	for _, bad := range []string{"DI", "DI00", "DI0x1a", "DI005abc", "DI001aDI001b"} {
+	// The bench's ground-truth label (LB) is a known tag.
+	if tl, err := ParseTLV("DI003abcLB012card-testing"); err != nil || tl.Label != "card-testing" || tl.Has&HasLabel == 0 {
+		t.Fatalf("LB: %+v %v", tl, err)
+	}
+	for _, bad := range []string{"DI", "DI00", "DI0x1a", "DI005abc", "DI001aDI001b", "LB001aLB001b"} {
 		if _, err := ParseTLV(bad); err == nil {
 			t.Fatalf("%q accepted", bad)
 		}

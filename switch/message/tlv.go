@@ -21,6 +21,10 @@ const (
 	TagPINKey      = "WP" // new PIN key under the TMK, HEXKEY:KCV
 	TagMACKey      = "WM" // new MAC key under the TMK, HEXKEY:KCV
 	TagReason      = "RS" // reason of a decline
+	// TagLabel is the ground truth of generated traffic (the bench's scenario label:
+	// "card-testing", "legitimate"...). The switch only journals it, so that `rules
+	// backtest` can report catch and false-positive rates by label.
+	TagLabel = "LB"
 )
 
 // TLV is a decoded DE 48: the known tags by value, unknown tags dropped. Values are
@@ -28,7 +32,7 @@ const (
 type TLV struct {
 	Device, SIM, IMEI, Geo, Cell, AppVersion string
 	Integrity, Attestation, KSN, BatchTotals string
-	PINKey, MACKey, Reason                   string
+	PINKey, MACKey, Reason, Label            string
 	// Has records which known tags were present (IF may be present and empty).
 	Has TagSet
 }
@@ -51,6 +55,7 @@ const (
 	HasPINKey
 	HasMACKey
 	HasReason
+	HasLabel
 )
 
 // ParseTLV decodes a DE 48 value: repeated TAG(2) LEN(3 digits) VALUE. Unknown tags are
@@ -103,6 +108,8 @@ func ParseTLV(s string) (TLV, error) {
 			dst, bit = &t.MACKey, HasMACKey
 		case TagReason:
 			dst, bit = &t.Reason, HasReason
+		case TagLabel:
+			dst, bit = &t.Label, HasLabel
 		}
 		if dst != nil {
 			if t.Has&bit != 0 {

@@ -580,6 +580,9 @@ func TxnType(mti, proc string) string {
 	return "other"
 }
 
+// maxLabel is the longest DE 48 LB label journaled; a longer one is dropped.
+const maxLabel = 64
+
 func (p *Pipeline) newRecord(t *txn) error {
 	rrn, err := p.journal.NextRRN()
 	if err != nil {
@@ -599,6 +602,9 @@ func (p *Pipeline) newRecord(t *txn) error {
 		rec.CardHash = p.CardHash(r.PAN)
 	}
 	rec.Amount, rec.Currency, rec.EntryMode = r.Amount, r.Currency, r.EntryMode
+	if l := r.TLV.Label; l != "" && len(l) <= maxLabel {
+		rec.Label = l
+	}
 	if r.MTI == "0200" && (r.ProcCode == message.PCVoid || r.ProcCode == message.PCRefund) {
 		rec.OriginalRRN = r.RRN
 	}

@@ -20,7 +20,7 @@ func RiskRecord(r *journal.Record) (risk.Record, bool) {
 	if len(r.Facts) == 0 {
 		return risk.Record{}, false
 	}
-	out := risk.Record{Time: r.Received, RRN: r.RRN, OriginalRRN: r.OriginalRRN, ReversedBy: r.ReversedBy, Refunded: int(r.Refunded)}
+	out := risk.Record{Time: r.Received, RRN: r.RRN, OriginalRRN: r.OriginalRRN, ReversedBy: r.ReversedBy, Refunded: int(r.Refunded), Label: r.Label}
 	var ok bool
 	if out.Outcome, ok = pipeline.RecordInput(r, &out.Input); !ok {
 		return out, false

@@ -187,6 +187,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		if s.cl.metrics, err = cluster.NewMetrics(s.Metrics.Registry); err != nil {
 			return nil, err
 		}
+		s.cl.node.SetMetrics(s.cl.metrics)
 		s.SetReadyCheck(s.cl.ready)
 	}
 	if s.Journal, err = journal.Open(s.db, journal.Options{Dir: JournalDir(cfg.DataDir), MaxBatch: cfg.Journal.MaxBatch, RRNPrefix: s.cl.rrnPrefix(),

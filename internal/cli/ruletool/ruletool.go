@@ -467,6 +467,7 @@ func (t *tool) backtestTable(rep *risk.BacktestReport, dir string) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t\n", r.Rule, r.Mode, r.Action, r.Hits, r.HitsBefore, r.Decided, r.WouldDecline, money(r.WouldDeclineAmount))
 	}
 	tw.Flush()
+	t.labelsTable(rep)
 	if len(rep.Changes) == 0 {
 		fmt.Fprintln(w, "\nNo decision would change.")
 		return
@@ -481,6 +482,22 @@ func (t *tool) backtestTable(rep *risk.BacktestReport, dir string) {
 	for _, c := range rep.Changes {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Time.In(t.env.Location).Format("2006-01-02 15:04:05 -07:00"), c.RRN, c.Terminal,
 			c.TxnType, money(int64(c.Amount)), c.Outcome, decisionText(c.Before), decisionText(c.After))
+	}
+	tw.Flush()
+}
+
+// labelsTable writes the outcomes by ground-truth label, when the journal had labels
+// (the bench's traffic): per label the catch rate of fraud or the false-positive rate
+// of legitimate traffic of these rules.
+func (t *tool) labelsTable(rep *risk.BacktestReport) {
+	if len(rep.Labels) == 0 {
+		return
+	}
+	fmt.Fprintln(t.out, "\nBy label (the requests' DE 48 LB; rate: declined by these rules; stopped: or by the issuer or the switch):")
+	tw := tabwriter.NewWriter(t.out, 2, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "LABEL\tATTEMPTS\tDECLINED BEFORE\tDECLINED\tRATE\tSTOPPED\t")
+	for _, l := range rep.Labels {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.2f%%\t%.2f%%\t\n", l.Label, l.Attempts, l.DeclinedBefore, l.Declined, 100*l.Rate, 100*l.StoppedRate)
 	}
 	tw.Flush()
 }

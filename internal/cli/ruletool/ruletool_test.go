@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -293,5 +294,59 @@ func TestBacktestDatesInAcquirerZone(t *testing.T) {
 	}
 	if !strings.Contains(out, "2025-06-04 00:00:00 +08:00") {
 		t.Errorf("changed decisions' times without the zone's offset:\n%s", out)
+	}
+}
+
+// TestBacktestByLabel: when the journal's records carry the bench's labels, backtest
+// reports per label the attempts, the candidate rules' declines and the rate, so that
+// two packs can be compared on the same traffic.
+func TestBacktestByLabel(t *testing.T) {
+	start := time.Date(2025, 6, 4, 0, 0, 0, 0, time.UTC)
+	h := journal(t, start)
+	for i := range h.recs {
+		switch {
+		case h.recs[i].Input.Txn.Amount == 600000:
+			h.recs[i].Label = "round-fraud"
+		case i%3 == 0:
+			h.recs[i].Label = "legitimate"
+		}
+	}
+	strict := rulesDir(t, map[string]string{"a.yaml": bigRound})
+	lax := rulesDir(t, map[string]string{"a.yaml": "rules:\n  - {id: nothing, condition: \"txn.amount < 0\", action: decline}\n"})
+	no := false
+	env := ToolEnv{History: h, Location: time.UTC, Terminal: &no}
+	back := func(dir string) risk.BacktestReport {
+		code, out, errs := run(t, env, "backtest", "--rules", dir, "--from", "2025-06-04", "--to", "2025-06-05", "--format", "json", "--no-progress")
+		var rep risk.BacktestReport
+		if err := json.Unmarshal([]byte(out), &rep); err != nil || code != ExitOK {
+			t.Fatalf("json: %d %v %s", code, err, errs)
+		}
+		return rep
+	}
+	byLabel := func(rep risk.BacktestReport) map[string]risk.LabelStats {
+		m := map[string]risk.LabelStats{}
+		for _, l := range rep.Labels {
+			m[l.Label] = *l
+		}
+		return m
+	}
+	a, b := byLabel(back(strict)), byLabel(back(lax))
+	if len(a) != 2 || a["round-fraud"].Attempts != 12 || a["round-fraud"].Declined != 12 || a["round-fraud"].Rate != 1 ||
+		a["legitimate"].Declined != 0 || a["legitimate"].Attempts == 0 {
+		t.Errorf("strict pack by label: %+v", a)
+	}
+	if b["round-fraud"].Declined != 0 || b["round-fraud"].Rate != 0 || b["round-fraud"].Attempts != 12 {
+		t.Errorf("lax pack by label: %+v", b)
+	}
+	code, out, _ := run(t, env, "backtest", "--rules", strict, "--from", "2025-06-04", "--to", "2025-06-05", "--no-progress")
+	if code != ExitOK || !strings.Contains(out, "By label") || !regexp.MustCompile(`round-fraud\s+12\s+0\s+12\s+100.00%`).MatchString(out) {
+		t.Errorf("table:\n%s", out)
+	}
+	// Without labels there is no such table.
+	for i := range h.recs {
+		h.recs[i].Label = ""
+	}
+	if _, out, _ := run(t, env, "backtest", "--rules", strict, "--from", "2025-06-04", "--to", "2025-06-05", "--no-progress"); strings.Contains(out, "By label") {
+		t.Errorf("a journal without labels gets a label table:\n%s", out)
 	}
 }

@@ -73,6 +73,7 @@ type Journal struct {
 	stream jetstream.Stream
 	opts   Options
 	node   string // Options.Node as a digit
+	cn     *cluster.Node
 	log    zerolog.Logger
 
 	// publishAsync sends a message and returns its acknowledgement's future:
@@ -136,7 +137,7 @@ func Open(ctx context.Context, node *cluster.Node, store *journal.Store, db *bad
 	if _, err := rand.Read(nonce[:]); err != nil {
 		return nil, fmt.Errorf("cjournal: boot nonce: %w", err)
 	}
-	j := &Journal{store: store, db: db, js: js, opts: opts, node: strconv.Itoa(opts.Node), log: opts.Logger,
+	j := &Journal{store: store, db: db, js: js, cn: node, opts: opts, node: strconv.Itoa(opts.Node), log: opts.Logger,
 		idPrefix: fmt.Sprintf("%d.%s.", opts.Node, hex.EncodeToString(nonce[:])),
 		async:    make(chan asyncPub, asyncQueue), asyncDone: make(chan struct{}), stop: make(chan struct{})}
 	j.publishAsync = js.PublishMsgAsync

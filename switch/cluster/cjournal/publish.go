@@ -166,7 +166,8 @@ func (j *Journal) writeBoth(ctx context.Context, what string, m *nats.Msg, local
 // m again, with its Nats-Msg-Id, after an error, until ctx ends or AckTimeout has
 // passed.
 func (j *Journal) await(ctx context.Context, what string, m *nats.Msg, f jetstream.PubAckFuture) (*jetstream.PubAck, error) {
-	deadline := time.Now().Add(j.opts.AckTimeout)
+	start := time.Now()
+	deadline := start.Add(j.opts.AckTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
@@ -184,6 +185,11 @@ func (j *Journal) await(ctx context.Context, what string, m *nats.Msg, f jetstre
 			select {
 			case ack := <-f.Ok():
 				j.stats.published.Add(1)
+				// The acknowledgements outstanding with this one: the group the
+				// client's asynchronous publishing formed.
+				m := j.cn.Metrics()
+				m.ObservePublish(StreamName, time.Since(start))
+				m.ObserveGroup(StreamName, j.js.PublishAsyncPending()+1)
 				return ack, nil
 			case err := <-f.Err():
 				last, f = err, nil

@@ -241,11 +241,14 @@ func (q *Queue) Enqueue(it *saf.Item) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), q.opts.PublishTimeout)
 	defer cancel()
+	start := time.Now()
 	ack, err := q.node.Publish(ctx, Subject(it.Issuer), b, msgID(it))
 	if err != nil {
 		return fmt.Errorf("jsaf: enqueue %s for %s at issuer %s: %w", it.MTI, it.RRN, it.Issuer, err)
 	}
 	it.Seq = ack.Sequence
+	q.node.Metrics().ObservePublish(StreamName, time.Since(start))
+	q.node.Metrics().ObserveGroup(StreamName, 1)
 	q.mu.Lock()
 	m := q.mine[it.Issuer]
 	if m == nil {
