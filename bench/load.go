@@ -24,7 +24,11 @@ import (
 
 // LoadOptions shape the load.
 type LoadOptions struct {
-	Addr      string
+	Addr string
+	// Addrs, when set, spread the connections over several switch nodes (connection c
+	// goes to Addrs[c%len(Addrs)], so each terminal talks to one node); Addr is then
+	// not used.
+	Addrs     []string
 	Dialect   message.Dialect
 	Terminals int // distinct terminals (default 2000: LT000001...)
 	Conns     int // connections (default 64)
@@ -58,6 +62,9 @@ type LoadResult struct {
 	// Labels are the outcomes by ground-truth label (Fleet runs only), over the whole
 	// run including the warm-up.
 	Labels map[string]*LabelStats
+	// ByAddr counts the answers measured in the window by switch address (with
+	// LoadOptions.Addrs: how the load spread over the nodes).
+	ByAddr map[string]int64
 }
 
 // LabelStats count the answers of one label.
@@ -168,7 +175,11 @@ func RunLoad(ctx context.Context, o LoadOptions) (*LoadResult, error) {
 	}
 	var measuring atomic.Bool
 	var windowStart atomic.Int64 // unix nanos when measuring started
-	res := &LoadResult{Hist: hdrhistogram.New(1, 60_000_000, 3), Codes: map[string]int64{}, Labels: map[string]*LabelStats{}}
+	res := &LoadResult{Hist: hdrhistogram.New(1, 60_000_000, 3), Codes: map[string]int64{}, Labels: map[string]*LabelStats{}, ByAddr: map[string]int64{}}
+	if len(o.Addrs) == 0 {
+		o.Addrs = []string{o.Addr}
+	}
+	o.Addr = o.Addrs[0]
 	var mu sync.Mutex
 	var sent, answered, errs atomic.Int64
 	ctx, cancel := context.WithCancel(ctx)
@@ -184,11 +195,12 @@ func RunLoad(ctx context.Context, o LoadOptions) (*LoadResult, error) {
 		if len(mine) == 0 {
 			mine = []*template{terms[c%len(terms)]}
 		}
-		nc, err := net.Dial("tcp", o.Addr)
+		addr := o.Addrs[c%len(o.Addrs)]
+		nc, err := net.Dial("tcp", addr)
 		if err != nil {
 			cancel()
 			wg.Wait()
-			return nil, fmt.Errorf("connect to %s: %w", o.Addr, err)
+			return nil, fmt.Errorf("connect to %s: %w", addr, err)
 		}
 		wg.Add(1)
 		go func() {
@@ -199,6 +211,7 @@ func RunLoad(ctx context.Context, o LoadOptions) (*LoadResult, error) {
 			errs.Add(e)
 			mu.Lock()
 			res.Hist.Merge(h)
+			res.ByAddr[addr] += h.TotalCount()
 			res.Samples = append(res.Samples, samples...)
 			for k, v := range labels {
 				if res.Labels[k] == nil {

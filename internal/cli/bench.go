@@ -16,7 +16,7 @@ func init() {
 }
 
 func runBench(env *Env, args []string) int {
-	fs := newFlags(env, "bench", "[--duration D] [--terminals N] [--conns N] [--depth N] | --faults [--outage D] [--after-outage D] ...")
+	fs := newFlags(env, "bench", "[--duration D] [--terminals N] [--conns N] [--depth N] | --faults [--outage D] [--after-outage D] ... | --cluster 3 [--profile]")
 	o := bench.Options{Out: env.Stderr}
 	fs.DurationVar(&o.Duration, "duration", 30e9, "measured time against the switch")
 	fs.DurationVar(&o.Warmup, "warmup", 3e9, "warm-up before measuring")
@@ -47,8 +47,13 @@ func runBench(env *Env, args []string) int {
 	fs.DurationVar(&fo.AfterKill, "after-kill", 20e9, "--faults: load after the switch's restart")
 	fs.DurationVar(&fo.Settle, "settle", 30e9, "--faults: longest wait for owed reversals after the load")
 	faultRate := fs.Float64("fault-rate", 200, "--faults: authorizations per second")
+	clusterNodes := fs.Int("cluster", 0, "the cluster bench instead: one node, then this many nodes with embedded JetStream (3 to 5), under the same load")
+	profile := fs.Bool("profile", true, "--cluster: profile every switch process to split the embedded nats-server's CPU from the switch's")
 	if ok, code := parse(fs, args); !ok {
 		return code
+	}
+	if *clusterNodes != 0 {
+		return runClusterBench(env, fs, o, *clusterNodes, *profile)
 	}
 	if *faults {
 		return runFaultBench(env, fs, fo, o, *faultRate, *results)
@@ -115,6 +120,39 @@ func runFaultBench(env *Env, fs *flag.FlagSet, fo bench.FaultOptions, o bench.Op
 		}
 		fmt.Fprintf(env.Stdout, "\nreports: %s\n         %s\n", j, h)
 	}
+	return 0
+}
+
+// runClusterBench runs `bench --cluster N`. Of the ordinary bench's flags it takes
+// --duration, --warmup, --terminals, --conns and --depth only when given, as its
+// defaults differ (20s, 3s, 600, 8 per node, 8).
+func runClusterBench(env *Env, fs *flag.FlagSet, o bench.Options, nodes int, profile bool) int {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	co := bench.ClusterOptions{Nodes: nodes, Profile: profile, RulesDir: o.RulesDir, WorkDir: o.WorkDir, Out: env.Stderr}
+	if profile && o.WorkDir != "" {
+		co.ProfileDir = o.WorkDir // kept with the nodes' data and logs
+	}
+	if set["duration"] {
+		co.Duration = o.Duration
+	}
+	if set["warmup"] {
+		co.Warmup = o.Warmup
+	}
+	if set["terminals"] {
+		co.Terminals = o.Terminals
+	}
+	if set["conns"] {
+		co.Conns = o.Conns
+	}
+	if set["depth"] {
+		co.Depth = o.Depth
+	}
+	rep, err := bench.RunCluster(env.Ctx, co)
+	if err != nil {
+		return fail(env, "bench: %v", err)
+	}
+	rep.WriteTable(env.Stdout)
 	return 0
 }
 

@@ -1,0 +1,476 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// ClusterOptions configure `bench --cluster N`: the same load against one switch node
+// (the single-node Badger mode) and against N nodes with embedded JetStream on this
+// machine, in one run.
+type ClusterOptions struct {
+	// Exe is the switchyard binary (default: this process's executable).
+	Exe string
+	// Nodes is the cluster's size (3 to 5; the streams are R3).
+	Nodes     int
+	Duration  time.Duration // measured time of each phase (default 20 s)
+	Warmup    time.Duration // before measuring (default 3 s)
+	Terminals int           // distinct terminals (default 600)
+	Conns     int           // connections, spread over the nodes (default 8 per node)
+	Depth     int           // requests in flight per connection (default 8)
+	// Profile takes a CPU profile of every switch process over the window, to split
+	// the embedded nats-server's CPU from the switch's (one process, one /proc figure).
+	Profile bool
+	// ProfileDir, when set, keeps those profiles there (single.pprof, node1.pprof...)
+	// for `go tool pprof`.
+	ProfileDir string
+	RulesDir   string
+	WorkDir    string
+	Out        io.Writer
+}
+
+// NodeFigures are one switch process's figures over a measured window.
+type NodeFigures struct {
+	Node     int     `json:"node"` // 0: the single node
+	Answered int64   `json:"answered"`
+	TPS      float64 `json:"tps"`
+	CPUMS    int64   `json:"cpu_ms"`
+	// CPUPerAuthUS is the process's CPU over the authorizations it answered.
+	CPUPerAuthUS float64 `json:"cpu_per_auth_us"`
+	// IdleCPUPerS is the process's CPU per second without load (ms/s): the cluster's
+	// fixed costs (Raft heartbeats, leases, watchers), measured just before the load.
+	IdleCPUPerS float64 `json:"idle_cpu_ms_per_s"`
+	// MarginalPerAuthUS is CPUPerAuthUS without the idle CPU of the window: what one
+	// more authorization costs, the figure to project a bigger machine's capacity from.
+	MarginalPerAuthUS float64 `json:"marginal_cpu_per_auth_us"`
+	// Shares split the process's CPU by the profile: nats-server (the embedded
+	// JetStream server), nats.go (the client side) and switch (the rest); percent.
+	Shares map[string]float64 `json:"shares,omitempty"`
+}
+
+// ClusterPhase is one measured phase: one node, or the cluster.
+type ClusterPhase struct {
+	Name  string        `json:"name"`
+	Load  *LoadResult   `json:"-"`
+	Nodes []NodeFigures `json:"nodes"`
+	// CPUPerAuthUS is the CPU of every switch process over every authorization;
+	// MarginalPerAuthUS the same without their idle CPU.
+	CPUPerAuthUS, MarginalPerAuthUS float64
+	// SimCPUPerAuthUS and HarnessCPUPerAuthUS: the issuer simulator and this process.
+	SimCPUPerAuthUS, HarnessCPUPerAuthUS float64
+}
+
+// ClusterReport is the outcome of `bench --cluster`.
+type ClusterReport struct {
+	Single, Cluster *ClusterPhase
+	// Ratio is the cluster's CPU per authorization over the single node's (target ≤ 1.5);
+	// MarginalRatio the same of the marginal costs.
+	Ratio, MarginalRatio float64
+}
+
+// RunCluster runs the issuer simulator, then one switch node under the load, then a
+// cluster of o.Nodes nodes with embedded JetStream under the same load spread over its
+// nodes, and reports both.
+func RunCluster(ctx context.Context, o ClusterOptions) (*ClusterReport, error) {
+	if o.Exe == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, err
+		}
+		o.Exe = exe
+	}
+	if o.Nodes == 0 {
+		o.Nodes = 3
+	}
+	if o.Nodes < 3 || o.Nodes > 5 {
+		return nil, fmt.Errorf("--cluster %d: a cluster of R3 streams needs 3 to 5 nodes", o.Nodes)
+	}
+	if o.Duration <= 0 {
+		o.Duration = 20 * time.Second
+	}
+	if o.Warmup <= 0 {
+		o.Warmup = 3 * time.Second
+	}
+	o.Terminals = orDefault(o.Terminals, 600)
+	o.Conns = orDefault(o.Conns, 8*o.Nodes)
+	o.Depth = orDefault(o.Depth, 8)
+	if o.Out == nil {
+		o.Out = io.Discard
+	}
+	if o.RulesDir == "" {
+		o.RulesDir = "rules"
+	}
+	rulesDir, err := filepath.Abs(o.RulesDir)
+	if err != nil {
+		return nil, err
+	}
+	dir, cleanup, err := workDir(o.WorkDir, "switchyard-bench-cluster-")
+	if err != nil {
+		return nil, err
+	}
+	defer cleanup()
+	simAddr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	sim, err := startProc(o.Exe, dir, "issuer-sim", "issuer-sim", "--addr", simAddr)
+	if err != nil {
+		return nil, err
+	}
+	defer sim.stop()
+	rep := &ClusterReport{}
+
+	// One node, the single-node Badger mode.
+	single, err := startNodes(ctx, o.Exe, filepath.Join(dir, "single"), rulesDir, simAddr, 1, false)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(o.Out, "single node: %d terminals over %d connections, %d in flight each, %s warm-up, %s measured\n",
+		o.Terminals, o.Conns, o.Depth, o.Warmup, o.Duration)
+	rep.Single, err = measure(ctx, o, "single node", single, sim)
+	stopNodes(single, o.Out)
+	if err != nil {
+		return nil, err
+	}
+
+	// The cluster.
+	nodes, err := startNodes(ctx, o.Exe, filepath.Join(dir, "cluster"), rulesDir, simAddr, o.Nodes, true)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(o.Out, "cluster of %d nodes (embedded JetStream, R3): the same load spread over the nodes\n", o.Nodes)
+	rep.Cluster, err = measure(ctx, o, fmt.Sprintf("cluster of %d", o.Nodes), nodes, sim)
+	stopNodes(nodes, o.Out)
+	if err != nil {
+		return rep, err
+	}
+	if rep.Single.CPUPerAuthUS > 0 {
+		rep.Ratio = rep.Cluster.CPUPerAuthUS / rep.Single.CPUPerAuthUS
+	}
+	if rep.Single.MarginalPerAuthUS > 0 {
+		rep.MarginalRatio = rep.Cluster.MarginalPerAuthUS / rep.Single.MarginalPerAuthUS
+	}
+	return rep, nil
+}
+
+// benchNode is a switch process of the cluster bench.
+type benchNode struct {
+	n                   int // 0: the single node
+	p                   *proc
+	termAddr, adminAddr string
+}
+
+// startNodes writes the configurations of n switch nodes (a cluster with embedded
+// JetStream when cluster is set) and starts them at once, returning when each is ready
+// and approves.
+func startNodes(ctx context.Context, exe, dir, rulesDir, simAddr string, n int, cluster bool) ([]*benchNode, error) {
+	var nodes []*benchNode
+	var routes []string
+	type ports struct{ term, admin, client, route string }
+	ps := make([]ports, n)
+	for i := range ps {
+		var err error
+		addrs := make([]string, 4)
+		for j := range addrs {
+			if addrs[j], err = freeAddr(); err != nil {
+				return nil, err
+			}
+		}
+		ps[i] = ports{addrs[0], addrs[1], addrs[2], addrs[3]}
+		routes = append(routes, "nats-route://"+addrs[3])
+	}
+	for i := range n {
+		nd := &benchNode{termAddr: ps[i].term, adminAddr: ps[i].admin}
+		name := "switch"
+		if cluster {
+			nd.n = i + 1
+			name = fmt.Sprintf("node%d", nd.n)
+		}
+		ndir := filepath.Join(dir, name)
+		if err := os.MkdirAll(ndir, 0o755); err != nil {
+			return nil, err
+		}
+		cfg := switchConfig(filepath.Join(ndir, "data"), rulesDir, nd.termAddr, nd.adminAddr, simAddr)
+		if cluster {
+			cfg += fmt.Sprintf(`cluster:
+  mode: embedded
+  node: %d
+  replicas: 3
+  embedded:
+    server_name: n%d
+    client_addr: "%s"
+    cluster_name: bench
+    cluster_addr: "%s"
+    routes: [%s]
+`, nd.n, nd.n, ps[i].client, ps[i].route, strings.Join(routes, ", "))
+		}
+		file := filepath.Join(ndir, "switch.yaml")
+		if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
+			return nil, err
+		}
+		p, err := startProc(exe, ndir, "switch", "serve", "--config", file)
+		if err != nil {
+			stopNodes(nodes, io.Discard)
+			return nil, err
+		}
+		nd.p = p
+		nodes = append(nodes, nd)
+	}
+	for _, nd := range nodes {
+		if err := waitReady(ctx, "http://"+nd.adminAddr+"/readyz", nd.p); err != nil {
+			stopNodes(nodes, io.Discard)
+			return nil, err
+		}
+		if err := waitApproving(ctx, nd.termAddr); err != nil {
+			stopNodes(nodes, io.Discard)
+			return nil, fmt.Errorf("%s: %w (see %s)", nd.p.name, err, nd.p.log.Name())
+		}
+	}
+	return nodes, nil
+}
+
+func stopNodes(nodes []*benchNode, out io.Writer) {
+	var wg sync.WaitGroup
+	for _, nd := range nodes {
+		wg.Go(func() {
+			if err := nd.p.stop(); err != nil {
+				fmt.Fprintf(out, "%s exit: %v\n", nd.p.log.Name(), err)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// switchConfig is the demo switch's configuration of the benches.
+func switchConfig(dataDir, rulesDir, termAddr, adminAddr, simAddr string) string {
+	return fmt.Sprintf(`# written by switchyard bench
+demo: true
+data_dir: %s
+rules_dir: %s
+listeners:
+  - {name: ascii, addr: "%s", dialect: ascii, max_in_flight: 1024}
+admin: {addr: "%s"}
+demo_issuer: {external: "%s"}
+shutdown: {drain_timeout: 10s}
+security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504154482d48415348"}
+`, dataDir, rulesDir, termAddr, adminAddr, simAddr)
+}
+
+// measure loads the nodes (plain purchases, connections spread over them) and reads
+// each process's CPU over the window, and its profile when asked.
+func measure(ctx context.Context, o ClusterOptions, name string, nodes []*benchNode, sim *proc) (*ClusterPhase, error) {
+	ph := &ClusterPhase{Name: name}
+	var addrs []string
+	for _, nd := range nodes {
+		addrs = append(addrs, nd.termAddr)
+	}
+	start := make([]time.Duration, len(nodes))
+	cpu := make([]time.Duration, len(nodes))
+	profiles := make([][]byte, len(nodes))
+	var simStart, selfStart, simCPU, selfCPU time.Duration
+	var profWG sync.WaitGroup
+	// The idle CPU first, over a few seconds without load.
+	const idleWindow = 3 * time.Second
+	idle := make([]time.Duration, len(nodes))
+	for i, nd := range nodes {
+		idle[i], _ = cpuTime(nd.p.cmd.Process.Pid)
+	}
+	select {
+	case <-time.After(idleWindow):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	for i, nd := range nodes {
+		end, _ := cpuTime(nd.p.cmd.Process.Pid)
+		idle[i] = end - idle[i]
+	}
+	lo := LoadOptions{Addrs: addrs, Terminals: o.Terminals, Conns: o.Conns, Depth: o.Depth, Duration: o.Duration, Warmup: o.Warmup, Progress: o.Out}
+	lo.onStart = func() {
+		for i, nd := range nodes {
+			start[i], _ = cpuTime(nd.p.cmd.Process.Pid)
+			if o.Profile {
+				profWG.Go(func() {
+					var buf bytes.Buffer
+					if err := fetchProfileTo("http://"+nd.adminAddr, o.Duration, &buf); err != nil {
+						fmt.Fprintf(o.Out, "%s: cpu profile: %v\n", nd.p.name, err)
+						return
+					}
+					profiles[i] = buf.Bytes()
+				})
+			}
+		}
+		simStart, _ = cpuTime(sim.cmd.Process.Pid)
+		selfStart, _ = cpuTime(os.Getpid())
+	}
+	lo.onEnd = func() {
+		for i, nd := range nodes {
+			end, _ := cpuTime(nd.p.cmd.Process.Pid)
+			cpu[i] = end - start[i]
+		}
+		end, _ := cpuTime(sim.cmd.Process.Pid)
+		simCPU = end - simStart
+		end, _ = cpuTime(os.Getpid())
+		selfCPU = end - selfStart
+	}
+	res, err := RunLoad(ctx, lo)
+	profWG.Wait()
+	if err != nil {
+		return nil, fmt.Errorf("%s load: %w", name, err)
+	}
+	ph.Load = res
+	var total time.Duration
+	var idleInWindow float64 // µs
+	for i, nd := range nodes {
+		f := NodeFigures{Node: nd.n, Answered: res.ByAddr[nd.termAddr], CPUMS: cpu[i].Milliseconds()}
+		f.TPS = float64(f.Answered) / res.Elapsed.Seconds()
+		f.IdleCPUPerS = float64(idle[i].Microseconds()) / 1000 / idleWindow.Seconds()
+		if f.Answered > 0 {
+			f.CPUPerAuthUS = float64(cpu[i].Microseconds()) / float64(f.Answered)
+			f.MarginalPerAuthUS = (float64(cpu[i].Microseconds()) - f.IdleCPUPerS*1000*res.Elapsed.Seconds()) / float64(f.Answered)
+		}
+		if profiles[i] != nil && o.ProfileDir != "" {
+			name := "single.pprof"
+			if nd.n > 0 {
+				name = fmt.Sprintf("node%d.pprof", nd.n)
+			}
+			if err := os.MkdirAll(o.ProfileDir, 0o755); err == nil {
+				err = os.WriteFile(filepath.Join(o.ProfileDir, name), profiles[i], 0o644)
+			}
+			if err != nil {
+				fmt.Fprintf(o.Out, "keep profile: %v\n", err)
+			}
+		}
+		if profiles[i] != nil {
+			shares, sum, err := ProfileShares(bytes.NewReader(profiles[i]), NATSClass)
+			if err != nil {
+				fmt.Fprintf(o.Out, "%s: %v\n", nd.p.name, err)
+			} else if sum > 0 {
+				f.Shares = map[string]float64{}
+				for k, v := range shares {
+					f.Shares[k] = 100 * float64(v) / float64(sum)
+				}
+			}
+		}
+		total += cpu[i]
+		idleInWindow += f.IdleCPUPerS * 1000 * res.Elapsed.Seconds()
+		ph.Nodes = append(ph.Nodes, f)
+	}
+	if n := res.Hist.TotalCount(); n > 0 {
+		ph.CPUPerAuthUS = float64(total.Microseconds()) / float64(n)
+		ph.MarginalPerAuthUS = (float64(total.Microseconds()) - idleInWindow) / float64(n)
+		ph.SimCPUPerAuthUS = float64(simCPU.Microseconds()) / float64(n)
+		ph.HarnessCPUPerAuthUS = float64(selfCPU.Microseconds()) / float64(n)
+	}
+	return ph, nil
+}
+
+// fetchProfileTo writes a CPU profile of d from the switch at base into w.
+func fetchProfileTo(base string, d time.Duration, w io.Writer) error {
+	f, err := os.CreateTemp("", "switchyard-profile-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	f.Close()
+	if err := fetchProfile(base, d, f.Name()); err != nil {
+		return err
+	}
+	b, err := os.ReadFile(f.Name())
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(b)
+	return err
+}
+
+// WriteTable prints the report: each phase's throughput and latency, then each
+// switch process's CPU per authorization and, with profiles, how it splits.
+func (r *ClusterReport) WriteTable(w io.Writer) {
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "%-34s %14s %14s\n", "", "single node", "cluster")
+	row := func(name string, f func(*ClusterPhase) string) {
+		fmt.Fprintf(w, "%-34s %14s %14s\n", name, f(r.Single), f(r.Cluster))
+	}
+	load := func(f func(*LoadResult) string) func(*ClusterPhase) string {
+		return func(p *ClusterPhase) string {
+			if p == nil || p.Load == nil {
+				return "-"
+			}
+			return f(p.Load)
+		}
+	}
+	row("authorizations/s", load(func(l *LoadResult) string { return fmt.Sprintf("%.0f", l.TPS) }))
+	row("latency p50", load(func(l *LoadResult) string { return fmtUS(l.Hist.ValueAtQuantile(50)) }))
+	row("latency p99", load(func(l *LoadResult) string { return fmtUS(l.Hist.ValueAtQuantile(99)) }))
+	row("latency max", load(func(l *LoadResult) string { return fmtUS(l.Hist.Max()) }))
+	row("errors (unanswered)", load(func(l *LoadResult) string { return fmt.Sprint(l.Errors) }))
+	row("switch CPU µs/auth (all nodes)", func(p *ClusterPhase) string {
+		if p == nil {
+			return "-"
+		}
+		return fmt.Sprintf("%.1f", p.CPUPerAuthUS)
+	})
+	row("  marginal (without idle CPU)", func(p *ClusterPhase) string {
+		if p == nil {
+			return "-"
+		}
+		return fmt.Sprintf("%.1f", p.MarginalPerAuthUS)
+	})
+	row("issuer-sim CPU µs/auth", func(p *ClusterPhase) string {
+		if p == nil {
+			return "-"
+		}
+		return fmt.Sprintf("%.1f", p.SimCPUPerAuthUS)
+	})
+	row("harness CPU µs/auth", func(p *ClusterPhase) string {
+		if p == nil {
+			return "-"
+		}
+		return fmt.Sprintf("%.1f", p.HarnessCPUPerAuthUS)
+	})
+	row("response codes", load(func(l *LoadResult) string {
+		var s []string
+		for _, k := range sortedKeys(l.Codes) {
+			s = append(s, fmt.Sprintf("%s:%d", k, l.Codes[k]))
+		}
+		return strings.Join(s, " ")
+	}))
+	fmt.Fprintf(w, "\nper node:\n%-12s %10s %10s %10s %12s %14s %14s   %s\n", "", "answered", "auth/s", "CPU ms", "idle ms/s", "CPU µs/auth", "marginal µs", "CPU split by profile")
+	for _, p := range []*ClusterPhase{r.Single, r.Cluster} {
+		if p == nil {
+			continue
+		}
+		for _, f := range p.Nodes {
+			name := "single"
+			if f.Node > 0 {
+				name = fmt.Sprintf("node %d", f.Node)
+			}
+			var split []string
+			keys := make([]string, 0, len(f.Shares))
+			for k := range f.Shares {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			for _, k := range keys {
+				split = append(split, fmt.Sprintf("%s %.1f%% (%.1f µs)", k, f.Shares[k], f.Shares[k]*f.CPUPerAuthUS/100))
+			}
+			fmt.Fprintf(w, "%-12s %10d %10.0f %10d %12.1f %14.1f %14.1f   %s\n", name, f.Answered, f.TPS, f.CPUMS, f.IdleCPUPerS, f.CPUPerAuthUS,
+				f.MarginalPerAuthUS, strings.Join(split, ", "))
+		}
+	}
+	if r.Ratio > 0 {
+		verdict := "met"
+		if r.Ratio > 1.5 {
+			verdict = "NOT met"
+		}
+		fmt.Fprintf(w, "\ncluster/single CPU per authorization: %.2f× (target ≤ 1.5×: %s); marginal costs: %.2f×\n", r.Ratio, verdict, r.MarginalRatio)
+	}
+}

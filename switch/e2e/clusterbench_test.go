@@ -1,0 +1,39 @@
+package e2e
+
+import (
+	"bytes"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"testing"
+)
+
+// TestClusterBenchTiny runs `switchyard bench --cluster 3` for a few seconds and checks
+// the harness itself: both phases ran, every node took load, and the report carries
+// the CPU per authorization of each node, the profile's split and the ratio. It does
+// not judge the figures: those are the bench's job (docs/cluster.md).
+func TestClusterBenchTiny(t *testing.T) {
+	if testing.Short() || raceEnabled {
+		t.Skip("runs one switch, then three with embedded JetStream, for a few seconds each")
+	}
+	bin := switchyardBinary(t)
+	dir := t.TempDir()
+	cmd := exec.Command(bin, "bench", "--cluster", "3", "--rules", "../../rules", "--workdir", filepath.Join(dir, "work"),
+		"--duration", "2s", "--warmup", "1s", "--terminals", "60", "--conns", "6")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("bench --cluster 3: %v\n%s", err, out.String())
+	}
+	for _, re := range []string{
+		`authorizations/s +\d+ +\d+`,
+		`latency p99 +[\d.]+ (ms|µs)`,
+		`(?m)^single +[1-9]\d* +\d+ +\d+ +[\d.]+ +[\d.]+ +[-\d.]+ +switch `,
+		`(?m)^node 1 +[1-9]\d* `, `(?m)^node 2 +[1-9]\d* `, `(?m)^node 3 +[1-9]\d* `,
+		`cluster/single CPU per authorization: [\d.]+×`,
+	} {
+		if !regexp.MustCompile(re).MatchString(out.String()) {
+			t.Errorf("output lacks %s:\n%s", re, out.String())
+		}
+	}
+}
