@@ -120,7 +120,7 @@ func (s *Store) scanByTime(ctx context.Context, q Query, fn func(*Record) bool) 
 				rrn := string(k[len(prefixTime)+8:])
 				if c := rrnClass(rrn); !seen[c] {
 					seen[c] = true
-					starts = append(starts, rrn)
+					starts = append(starts, s.classStart(txn, append([]byte(nil), k...), c))
 				}
 			}
 			it.Close()
@@ -134,6 +134,29 @@ func (s *Store) scanByTime(ctx context.Context, q Query, fn func(*Record) bool) 
 			return !q.To.IsZero() && rec.Received.After(q.To.Add(timeSlack))
 		})
 	})
+}
+
+// classStart is where a time-bounded walk of RRN class c starts, given the first
+// time index entry k of the class at or after the query's start: the class's
+// previous entry. An entry names the first record of its second the indexer saw;
+// records of the same second with lower RRNs (received first, their first write
+// later: concurrent transactions, a cluster's write-ahead waiting for its
+// acknowledgement) come before it, and after a pause in the class's traffic the
+// entry may be the only one the query's slack reaches. Without an earlier entry the
+// class is walked from its start.
+func (s *Store) classStart(txn *badger.Txn, k []byte, c int) string {
+	it := txn.NewIterator(badger.IteratorOptions{Reverse: true, Prefix: []byte(prefixTime)})
+	defer it.Close()
+	for it.Seek(k); it.ValidForPrefix([]byte(prefixTime)); it.Next() {
+		key := it.Item().Key()
+		if len(key) < len(prefixTime)+8 || string(key) == string(k) {
+			continue
+		}
+		if rrn := string(key[len(prefixTime)+8:]); rrnClass(rrn) == c {
+			return rrn
+		}
+	}
+	return string(rune('0' + c))
 }
 
 // walkMerged walks each RRN class from its start RRN (to the class's end or until

@@ -134,3 +134,31 @@ func TestScanByTimeAcrossPrefixes(t *testing.T) {
 		t.Fatalf("scan from +3s to +11s: %v; want %v (every node's records in the range, in receive order)", got, want)
 	}
 }
+
+// TestScanByTimeFirstSecond: records of one second whose first writes reached the
+// index out of RRN order (concurrent transactions) are all found by a scan from
+// before the journal's first record.
+func TestScanByTimeFirstSecond(t *testing.T) {
+	dir := t.TempDir()
+	db, s := open(t, dir)
+	defer db.Close()
+	defer s.Close()
+	ctx := context.Background()
+	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	for _, n := range []int{3, 1, 2} { // RRN 3's first write is indexed first
+		rrn := fmt.Sprintf("1%011d", n)
+		if err := s.Write(ctx, sample(rrn, at.Add(time.Duration(n)*time.Millisecond), "T1"), true, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	if err := s.Scan(ctx, Query{From: at.Add(-time.Hour)}, func(r *Record) bool {
+		got = append(got, r.RRN)
+		return true
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if want := "[100000000001 100000000002 100000000003]"; fmt.Sprint(got) != want {
+		t.Fatalf("scan from an hour before: %v; want %s", got, want)
+	}
+}
