@@ -343,9 +343,32 @@ func (s *Server) retractRemote(orig *journal.Record, r risk.Retraction) {
 }
 
 // recoverNode settles what a dead node left open (its records since since), as that
-// node's own start-up recovery would: run by the survivor that won the claim.
+// node's own start-up recovery would: run by the survivor that won the claim. It
+// tries again until it succeeds or ctx ends (the lease stops): the claim it holds
+// keeps everyone else, the restarted node included, from settling that node's
+// transactions, and right after a kill the journal's stream may be electing a new
+// leader (4 to 9 s) and answer nothing. Settling is idempotent: a record made final
+// by an earlier try is left alone by the next.
 func (s *Server) recoverNode(ctx context.Context, node int, since time.Time) error {
-	if err := s.cl.journal.CaughtUp(ctx); err != nil {
+	for try := 1; ; try++ {
+		err := s.recoverNodeOnce(ctx, node, since)
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		s.log.Warn().Err(err).Int("node", node).Int("try", try).Msg("settling a lost node's transactions failed; trying again")
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func (s *Server) recoverNodeOnce(ctx context.Context, node int, since time.Time) error {
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	err := s.cl.journal.CaughtUp(cctx)
+	cancel()
+	if err != nil {
 		return fmt.Errorf("recover node %d: catch up with the journal: %w", node, err)
 	}
 	n, err := s.Pipeline.RecoverRecords(ctx, fmt.Sprintf("node %d lost", node), func(ctx context.Context, fn func(*journal.Record) bool) error {
