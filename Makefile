@@ -22,13 +22,15 @@ install:
 run: build
 	./$(BIN) serve --demo --data ./data --log-format console
 
-## test: go.mod tidy, vet, unit and integration tests under the race detector, a brief
-## fuzz of the decoders, the rule pack's tests. Under -race the few long simulation loops
+## test: go.mod tidy, vet, unit and integration tests under the race detector, the
+## 3-node cluster tests (subprocesses; skipped under -race, run once more without it), a
+## brief fuzz of the decoders, the rule pack's tests. Under -race the few long simulation loops
 ## run a trimmed size (see risk/race_test.go); `make test RACE=` runs them in full, without it.
 RACE ?= -race
 test: build tidy-check
 	$(GO) vet ./...
 	$(GO) test $(RACE) -count=1 ./...
+	$(GO) test -count=1 -run '^TestCluster' ./switch/e2e/
 	$(MAKE) --no-print-directory fuzz
 	@if [ -d rules ] && ls rules/*.yaml >/dev/null 2>&1; then ./$(BIN) rules test rules; fi
 

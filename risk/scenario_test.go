@@ -153,7 +153,11 @@ func simFraud(rng *rand.Rand, start time.Time, span time.Duration, count int) []
 func TestBenchScenarios(t *testing.T) {
 	tills, rate, span, runs := 100, 7.5, 3*time.Minute, 20
 	if testing.Short() || raceEnabled {
-		tills, span, runs = 20, time.Minute, 6
+		// Fewer runs and a shorter span, but not fewer tills: the false positives are
+		// mostly the customers of a merchant under attack in the minutes after it,
+		// whose share of the ordinary traffic grows as the tills shrink (20 tills:
+		// 0.85-0.93%; 80: 0.29%, as the full size).
+		tills, span, runs = 80, time.Minute, 6
 	}
 	for _, fixed := range []int{0, 100} {
 		t.Run(fmt.Sprintf("load amount %d", fixed), func(t *testing.T) {
