@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -442,5 +443,40 @@ func TestClusterReversalOfOriginalInFlight(t *testing.T) {
 				t.Fatalf("%s left open", ck)
 			}
 		})
+	}
+}
+
+// TestReversalAdviceRetried: an issuer timeout owes a reversal; when the queue does not
+// take its advice (a cluster's queue while its stream elects a leader) the answer is
+// still 91, and the housekeeping queues the advice on a later try and marks the record
+// reversed. It was dropped with a log line, the issuer keeping the approval.
+func TestReversalAdviceRetried(t *testing.T) {
+	h := newHarness(t)
+	h.bank.script(func(sent) (*iso8583.Message, error) { return nil, ErrIssuerTimeout })
+	h.q.mu.Lock()
+	h.q.fail = errors.New("no JetStream acknowledgement: the stream has no quorum")
+	h.q.mu.Unlock()
+	a := h.do(h.purchase(1000))
+	if a.RC != "91" {
+		t.Fatalf("answer %s, want 91", a.RC)
+	}
+	if rec := h.record(a.RRN); rec.ReversedBy != "" || len(h.q.all()) != 0 {
+		t.Fatalf("reversed by %q with %d advices queued while the queue refuses", rec.ReversedBy, len(h.q.all()))
+	}
+	h.p.retryAdvices() // still refused: kept
+	if h.p.owedAdvices.len() != 1 {
+		t.Fatalf("%d advices kept, want 1", h.p.owedAdvices.len())
+	}
+	h.q.mu.Lock()
+	h.q.fail = nil
+	h.q.mu.Unlock()
+	h.p.retryAdvices()
+	h.p.settle(t.Context())
+	items := h.q.all()
+	if len(items) != 1 || items[0].MTI != "0420" || items[0].RRN != a.RRN || h.p.owedAdvices.len() != 0 {
+		t.Fatalf("queued %+v, %d still kept; want the 0420 of %s", items, h.p.owedAdvices.len(), a.RRN)
+	}
+	if rec := h.record(a.RRN); rec.ReversedBy == "" {
+		t.Fatalf("record %s not marked reversed after its advice was queued", a.RRN)
 	}
 }

@@ -235,6 +235,8 @@ type Pipeline struct {
 
 	// unsettled keeps what the journal could not take for want of a quorum (cluster.go).
 	unsettled settleBook
+	// owedAdvices keeps the reversal advices the queue did not take (reversal.go).
+	owedAdvices adviceBook
 }
 
 // New returns a pipeline.
@@ -304,6 +306,10 @@ func (p *Pipeline) Start() {
 		for {
 			select {
 			case <-p.stop:
+				p.retryAdvices()
+				if n := p.owedAdvices.len(); n > 0 {
+					p.log.Error().Int("advices", n).Msg("stopping with reversal advices the queue did not take: NOT queued")
+				}
 				p.settle(context.Background())
 				if n := p.unsettled.len(); n > 0 {
 					p.log.Error().Int("records", n).Msg("stopping with records the journal did not take while unavailable: NOT written (recovery settles those written ahead)")
@@ -311,6 +317,7 @@ func (p *Pipeline) Start() {
 				p.checkpoint()
 				return
 			case <-tick.C:
+				p.retryAdvices()
 				p.settle(context.Background())
 				p.checkpoint()
 			}

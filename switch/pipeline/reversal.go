@@ -35,10 +35,16 @@ func (p *Pipeline) queueReversal(rec *journal.Record, by string) {
 			90: origMTI + pad6(rec.IssuerSTAN) + pad10(rec.DE7) + "0000000000000000000000",
 		}}
 	if err := p.queue.Enqueue(it); err != nil {
-		// The record still says it is owed a reversal; recovery finds it (ReversedBy
-		// set, no queued item is not recoverable, so log loudly).
-		p.log.Error().Err(err).Str("rrn", rec.RRN).Str("issuer", rec.Issuer).Msg("reversal advice NOT queued")
+		// Not queued (a cluster's queue without a quorum, or its stream electing a
+		// leader; a disk error alone): the record is written without the reversal,
+		// and the housekeeping tries the advice again, marking the record reversed
+		// once it is queued (retryAdvices).
 		rec.ReversedBy = ""
+		if p.owedAdvices.add(owedAdvice{it: it, by: by}) {
+			p.log.Warn().Err(err).Str("rrn", rec.RRN).Str("issuer", rec.Issuer).Msg("reversal advice not queued yet: tried again every 5 s")
+		} else {
+			p.log.Error().Err(err).Str("rrn", rec.RRN).Str("issuer", rec.Issuer).Msg("reversal advice NOT queued, and too many wait to be tried again")
+		}
 		return
 	}
 	rec.AddEvent(journal.StateReversed, p.now().UTC(), by)
@@ -355,4 +361,58 @@ func (p *Pipeline) refund(ctx context.Context, t *txn) (frontend.Response, error
 		}
 	}
 	return p.authorize(ctx, t, release)
+}
+
+// owedAdvice is a reversal advice the queue did not take, with who reversed.
+type owedAdvice struct {
+	it *saf.Item
+	by string
+}
+
+// adviceBook keeps the advices the queue did not take, for the housekeeping to try
+// again (bounded: past maxOwedAdvices they are logged and dropped).
+type adviceBook struct {
+	mu    sync.Mutex
+	items []owedAdvice
+}
+
+const maxOwedAdvices = 100_000
+
+func (b *adviceBook) add(a owedAdvice) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.items) >= maxOwedAdvices {
+		return false
+	}
+	b.items = append(b.items, a)
+	return true
+}
+
+func (b *adviceBook) len() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.items)
+}
+
+// retryAdvices tries the advices the queue did not take again, in order, until one
+// fails (the rest wait for the next tick); each one queued has its original marked
+// reversed through the journal (settle writes the mark).
+func (p *Pipeline) retryAdvices() {
+	b := &p.owedAdvices
+	b.mu.Lock()
+	items := b.items
+	b.items = nil
+	b.mu.Unlock()
+	done := 0
+	for ; done < len(items); done++ {
+		a := items[done]
+		if err := p.queue.Enqueue(a.it); err != nil {
+			break
+		}
+		p.unsettled.add(settleItem{orig: a.it.RRN, by: a.by})
+		p.log.Info().Str("rrn", a.it.RRN).Str("issuer", a.it.Issuer).Msg("reversal advice queued on a later try")
+	}
+	b.mu.Lock()
+	b.items = append(items[done:], b.items...)
+	b.mu.Unlock()
 }

@@ -248,7 +248,11 @@ func (q *Queue) Enqueue(it *saf.Item) error {
 		// its election ends (4 to 9 s after a kill): try again, under the same
 		// Nats-Msg-Id (stored once), until PublishTimeout. An advice owed to an
 		// issuer is not given up for an election.
-		ack, err = q.node.Publish(ctx, Subject(it.Issuer), b, msgID(it))
+		// Each try is short: a publish that reached the lost leader is answered by
+		// nobody and would wait out the whole timeout.
+		tctx, tcancel := context.WithTimeout(ctx, 2*time.Second)
+		ack, err = q.node.Publish(tctx, Subject(it.Issuer), b, msgID(it))
+		tcancel()
 		if err == nil || !errors.Is(err, cluster.ErrNoQuorum) || ctx.Err() != nil {
 			break
 		}
