@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -171,5 +172,20 @@ func TestAlertsKeys(t *testing.T) {
 	os.Chmod(f, 0o600)
 	if k, err := c.WebhookSecret(); err != nil || string(k) != "0123456789abcdef-webhook" {
 		t.Errorf("secret = %q, %v", k, err)
+	}
+}
+
+// TestClusterExamples keeps examples/cluster/node*.yaml valid: three nodes, numbered
+// 1 to 3, sharing their routes.
+func TestClusterExamples(t *testing.T) {
+	for i := 1; i <= 3; i++ {
+		name := fmt.Sprintf("../../examples/cluster/node%d.yaml", i)
+		c, err := Load(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Cluster == nil || c.Cluster.Node != i || len(c.Cluster.Embedded.Routes) != 3 || c.Cluster.Replicas != 3 {
+			t.Fatalf("%s: cluster section %+v", name, c.Cluster)
+		}
 	}
 }
