@@ -84,6 +84,9 @@ var (
 	ErrMACMismatch  = errors.New("MAC mismatch")
 	ErrCVVMismatch  = errors.New("CVV mismatch")
 	ErrDemoKey      = errors.New("public demo test key outside demo mode")
+	// ErrUnavailable means no HSM answered in time (a hardware HSM backend): the
+	// operation was not done and may be tried again.
+	ErrUnavailable = errors.New("HSM unavailable")
 )
 
 // TranslatePINRequest asks for a PIN block to be translated.

@@ -1,0 +1,400 @@
+package payshield
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/switchyard/switchyard/hsm"
+)
+
+// ClientOptions configure a Client.
+type ClientOptions struct {
+	// Addrs are the HSMs' host:port, in order of preference: commands go to the
+	// first that is up, and fail over to the next.
+	Addrs []string
+	// HeaderLength is the length of the message header the HSMs are configured
+	// with (default 4, at least 2: the header matches pipelined answers).
+	HeaderLength int
+	// Conns is the number of connections to each HSM (default 2).
+	Conns int
+	// Timeout bounds each command on one HSM (default 2s); a command that times out
+	// is tried on the next HSM while its caller's context allows.
+	Timeout time.Duration
+	// DialTimeout bounds a connection attempt (default 2s).
+	DialTimeout time.Duration
+	// HealthEvery is the period of the NC health checks (default 5s; negative: none).
+	HealthEvery time.Duration
+	// TLS, when set, wraps each connection in TLS.
+	TLS *tls.Config
+	// Store holds the key records; each record's Block is the key's LMK token.
+	Store hsm.KeyStore
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+	// Metrics, when set, receive latencies and errors.
+	Metrics *Metrics
+	// Logger receives failovers and key lifecycle events (never key material).
+	Logger zerolog.Logger
+}
+
+// Client is an hsm.HSM on one or more payShield-compatible HSMs. It is safe for
+// concurrent use; Close ends its connections and its health checks.
+type Client struct {
+	opts  ClientOptions
+	store hsm.KeyStore
+	nodes []*node
+	hdr   atomic.Uint64
+	stop  chan struct{}
+	once  sync.Once
+	wg    sync.WaitGroup
+}
+
+var _ hsm.HSM = (*Client)(nil)
+
+// NewClient returns a client over opts.Addrs. It starts the health checks and
+// dials lazily: an HSM that is down at start is tried again by the checks.
+func NewClient(opts ClientOptions) (*Client, error) {
+	if len(opts.Addrs) == 0 {
+		return nil, errors.New("payshield client: no HSM addresses")
+	}
+	if opts.Store == nil {
+		return nil, errors.New("payshield client: no key store")
+	}
+	if opts.HeaderLength == 0 {
+		opts.HeaderLength = DefaultHeaderLength
+	}
+	if opts.HeaderLength < 2 || opts.HeaderLength > 32 {
+		return nil, fmt.Errorf("payshield client: header length %d out of range 2-32", opts.HeaderLength)
+	}
+	if opts.Conns <= 0 {
+		opts.Conns = 2
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 2 * time.Second
+	}
+	if opts.DialTimeout <= 0 {
+		opts.DialTimeout = 2 * time.Second
+	}
+	if opts.HealthEvery == 0 {
+		opts.HealthEvery = 5 * time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	c := &Client{opts: opts, store: opts.Store, stop: make(chan struct{})}
+	for _, a := range opts.Addrs {
+		n := &node{addr: a, c: c}
+		n.up.Store(true)
+		c.nodes = append(c.nodes, n)
+		if m := opts.Metrics; m != nil {
+			m.Up.WithLabelValues(a).Set(1)
+		}
+	}
+	if opts.HealthEvery > 0 {
+		c.wg.Add(1)
+		go c.healthLoop()
+	}
+	return c, nil
+}
+
+// Close stops the health checks and closes every connection.
+func (c *Client) Close() error {
+	c.once.Do(func() {
+		close(c.stop)
+		for _, n := range c.nodes {
+			n.closeAll()
+		}
+	})
+	c.wg.Wait()
+	return nil
+}
+
+func (c *Client) healthLoop() {
+	defer c.wg.Done()
+	t := time.NewTicker(c.opts.HealthEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-t.C:
+			c.CheckHealth(context.Background())
+		}
+	}
+}
+
+// CheckHealth sends NC to every HSM and marks each up or down by its answer.
+func (c *Client) CheckHealth(ctx context.Context) {
+	for _, n := range c.nodes {
+		cctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
+		resp, err := n.call(cctx, "NC", nil)
+		cancel()
+		ok := err == nil && resp.ErrCode == CodeOK
+		if ok != n.up.Load() {
+			c.opts.Logger.Warn().Str("hsm", n.addr).Bool("up", ok).Err(err).Msg("HSM health changed")
+		}
+		c.setUp(n, ok)
+	}
+}
+
+func (c *Client) setUp(n *node, up bool) {
+	n.up.Store(up)
+	if m := c.opts.Metrics; m != nil {
+		v := 0.0
+		if up {
+			v = 1
+		}
+		m.Up.WithLabelValues(n.addr).Set(v)
+	}
+}
+
+// header returns a fresh header: a counter in base 36, which wraps long after any
+// answer to the same header could still be pending.
+func (c *Client) header() string {
+	const digits = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	v := c.hdr.Add(1)
+	b := make([]byte, c.opts.HeaderLength)
+	for i := len(b) - 1; i >= 0; i-- {
+		b[i] = digits[v%36]
+		v /= 36
+	}
+	return string(b)
+}
+
+// errTimeout is a command that got no answer within the timeout.
+var errTimeout = errors.New("no answer within the timeout")
+
+// do sends a command to the first HSM that is up (then to the others) and returns its
+// answer; an answer with a non-zero error code is returned as an *Error.
+func (c *Client) do(ctx context.Context, code string, body []byte) (Response, error) {
+	start := c.opts.Now()
+	order := make([]*node, 0, len(c.nodes))
+	for _, n := range c.nodes {
+		if n.up.Load() {
+			order = append(order, n)
+		}
+	}
+	for _, n := range c.nodes {
+		if !n.up.Load() {
+			order = append(order, n)
+		}
+	}
+	var errs []error
+	for _, n := range order {
+		if ctx.Err() != nil {
+			break
+		}
+		cctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
+		resp, err := n.call(cctx, code, body)
+		cancel()
+		if err == nil {
+			if m := c.opts.Metrics; m != nil {
+				m.Latency.WithLabelValues(code).Observe(c.opts.Now().Sub(start).Seconds())
+				if resp.ErrCode != CodeOK {
+					m.Errors.WithLabelValues(code, resp.ErrCode).Inc()
+				}
+			}
+			if resp.ErrCode != CodeOK {
+				return resp, errorFor(code, resp.ErrCode)
+			}
+			return resp, nil
+		}
+		kind := "unavailable"
+		if errors.Is(err, errTimeout) {
+			kind = "timeout"
+		}
+		if m := c.opts.Metrics; m != nil {
+			m.Errors.WithLabelValues(code, kind).Inc()
+		}
+		if n.up.Load() {
+			c.opts.Logger.Warn().Str("hsm", n.addr).Str("command", code).Err(err).Msg("HSM failed; marking it down and failing over")
+		}
+		c.setUp(n, false)
+		errs = append(errs, fmt.Errorf("%s: %w", n.addr, err))
+	}
+	if len(errs) == 0 {
+		errs = append(errs, ctx.Err())
+	}
+	return Response{}, fmt.Errorf("%w: %s: %w", hsm.ErrUnavailable, code, errors.Join(errs...))
+}
+
+// node is one HSM address and its connections.
+type node struct {
+	addr  string
+	c     *Client
+	up    atomic.Bool
+	mu    sync.Mutex
+	conns []*conn
+	rr    atomic.Uint32
+}
+
+func (n *node) closeAll() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, cn := range n.conns {
+		cn.close(net.ErrClosed)
+	}
+	n.conns = nil
+}
+
+// get returns a connection, dialing one while there are fewer than Conns.
+func (n *node) get(ctx context.Context) (*conn, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	select {
+	case <-n.c.stop:
+		return nil, errors.New("client closed")
+	default:
+	}
+	live := n.conns[:0]
+	for _, cn := range n.conns {
+		if !cn.isDead() {
+			live = append(live, cn)
+		}
+	}
+	n.conns = live
+	if len(n.conns) < n.c.opts.Conns {
+		d := net.Dialer{Timeout: n.c.opts.DialTimeout}
+		var nc net.Conn
+		var err error
+		if n.c.opts.TLS != nil {
+			td := tls.Dialer{NetDialer: &d, Config: n.c.opts.TLS}
+			nc, err = td.DialContext(ctx, "tcp", n.addr)
+		} else {
+			nc, err = d.DialContext(ctx, "tcp", n.addr)
+		}
+		if err != nil {
+			if len(n.conns) == 0 {
+				return nil, err
+			}
+		} else {
+			cn := &conn{nc: nc, pending: map[string]chan Response{}, done: make(chan struct{}), hl: n.c.opts.HeaderLength}
+			n.conns = append(n.conns, cn)
+			n.c.wg.Add(1)
+			go func() {
+				defer n.c.wg.Done()
+				cn.readLoop()
+			}()
+			return cn, nil
+		}
+	}
+	return n.conns[int(n.rr.Add(1))%len(n.conns)], nil
+}
+
+func (n *node) call(ctx context.Context, code string, body []byte) (Response, error) {
+	cn, err := n.get(ctx)
+	if err != nil {
+		return Response{}, err
+	}
+	return cn.roundTrip(ctx, n.c.header(), code, body)
+}
+
+// conn is one connection with pipelined commands, matched to answers by header.
+type conn struct {
+	nc      net.Conn
+	hl      int
+	wmu     sync.Mutex
+	mu      sync.Mutex
+	pending map[string]chan Response
+	done    chan struct{}
+	err     error
+}
+
+func (cn *conn) isDead() bool {
+	select {
+	case <-cn.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func (cn *conn) close(err error) {
+	cn.mu.Lock()
+	defer cn.mu.Unlock()
+	if cn.err == nil {
+		cn.err = err
+		close(cn.done)
+		cn.nc.Close()
+	}
+}
+
+func (cn *conn) readLoop() {
+	r := bufio.NewReaderSize(cn.nc, 4096)
+	for {
+		msg, err := ReadFrame(r, nil)
+		if err != nil {
+			cn.close(fmt.Errorf("connection lost: %w", err))
+			return
+		}
+		resp, err := ParseResponse(msg, cn.hl)
+		if err != nil {
+			cn.close(err)
+			return
+		}
+		cn.mu.Lock()
+		ch := cn.pending[resp.Header]
+		delete(cn.pending, resp.Header)
+		cn.mu.Unlock()
+		if ch != nil {
+			ch <- resp
+		} // else: a late answer to a command that timed out
+	}
+}
+
+func (cn *conn) roundTrip(ctx context.Context, header, code string, body []byte) (Response, error) {
+	frame, err := AppendRequest(nil, Request{Header: header, Code: code, Body: body})
+	if err != nil {
+		return Response{}, err
+	}
+	want, _ := ResponseCode(code)
+	ch := make(chan Response, 1)
+	cn.mu.Lock()
+	if cn.err != nil {
+		err := cn.err
+		cn.mu.Unlock()
+		return Response{}, err
+	}
+	cn.pending[header] = ch
+	cn.mu.Unlock()
+	forget := func() {
+		cn.mu.Lock()
+		delete(cn.pending, header)
+		cn.mu.Unlock()
+	}
+	cn.wmu.Lock()
+	if dl, ok := ctx.Deadline(); ok {
+		cn.nc.SetWriteDeadline(dl)
+	}
+	_, err = cn.nc.Write(frame)
+	cn.wmu.Unlock()
+	if err != nil {
+		forget()
+		cn.close(err)
+		return Response{}, err
+	}
+	select {
+	case resp := <-ch:
+		if resp.Code != want {
+			return resp, fmt.Errorf("%w: answer code %s to %s, want %s", ErrFrame, resp.Code, code, want)
+		}
+		return resp, nil
+	case <-cn.done:
+		forget()
+		return Response{}, cn.err
+	case <-ctx.Done():
+		forget()
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return Response{}, errTimeout
+		}
+		return Response{}, ctx.Err()
+	}
+}

@@ -1,0 +1,132 @@
+package payshield
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/switchyard/switchyard/hsm"
+	"github.com/switchyard/switchyard/hsm/pinblock"
+	"github.com/switchyard/switchyard/hsm/tr31"
+)
+
+// The error codes of payShield answers that this package produces or interprets.
+// Codes not listed map to a generic error naming the code.
+const (
+	CodeOK               = "00"
+	CodeVerifyFailed     = "01" // PIN, MAC or CVV verification failure; KCV mismatch on import
+	CodeKeyTypeInvalid   = "04" // invalid key type code, or a key used outside its usage
+	CodeSourceKeyParity  = "10" // source key parity error (or key block under the LMK does not authenticate)
+	CodeDestKeyParity    = "11" // destination key parity error
+	CodeInvalidInput     = "15" // invalid input data
+	CodePINBlockInvalid  = "20" // the PIN block does not contain valid values
+	CodePINFormatInvalid = "23" // invalid PIN block format code
+	CodeKeySchemeInvalid = "26" // invalid key scheme
+	CodeCommandDisabled  = "68" // command unknown or disabled
+	CodeFormatDisabled   = "69" // PIN block format disabled (format policy)
+	CodeReplay           = "90" // hsm serve only: DUKPT counter replay
+	codeInternalError    = "41" // internal hardware/software error
+)
+
+// errScheme is a key token of a scheme the HSM does not hold an LMK for.
+var errScheme = errors.New("invalid key scheme")
+
+// Error is a non-zero error code in an HSM's answer. It wraps the hsm error the code
+// means (hsm.ErrMACMismatch for 01 to M8, ...) so that callers test with errors.Is.
+type Error struct {
+	Command string // the request's command code
+	Code    string // the 2-digit error code
+	wrapped error
+}
+
+func (e *Error) Error() string {
+	if e.wrapped != nil {
+		return fmt.Sprintf("HSM answered %s with error %s (%s): %v", e.Command, e.Code, codeText(e.Code), e.wrapped)
+	}
+	return fmt.Sprintf("HSM answered %s with error %s (%s)", e.Command, e.Code, codeText(e.Code))
+}
+
+// Unwrap returns the hsm error the code means, if any.
+func (e *Error) Unwrap() error { return e.wrapped }
+
+func codeText(code string) string {
+	switch code {
+	case CodeVerifyFailed:
+		return "verification failure"
+	case CodeKeyTypeInvalid:
+		return "invalid key type or usage"
+	case CodeSourceKeyParity:
+		return "source key parity error"
+	case CodeDestKeyParity:
+		return "destination key parity error"
+	case CodeInvalidInput:
+		return "invalid input data"
+	case CodePINBlockInvalid:
+		return "PIN block does not contain valid values"
+	case CodePINFormatInvalid:
+		return "invalid PIN block format code"
+	case CodeKeySchemeInvalid:
+		return "invalid key scheme"
+	case CodeCommandDisabled:
+		return "command unknown or disabled"
+	case CodeFormatDisabled:
+		return "PIN block format disabled"
+	case CodeReplay:
+		return "DUKPT counter replay"
+	case codeInternalError:
+		return "internal error"
+	}
+	return "unknown error code"
+}
+
+// errorFor maps an answer's error code to an error wrapping the matching hsm error.
+func errorFor(cmd, code string) error {
+	e := &Error{Command: cmd, Code: code}
+	switch code {
+	case CodeVerifyFailed:
+		switch cmd {
+		case "M8":
+			e.wrapped = hsm.ErrMACMismatch
+		case "CY":
+			e.wrapped = hsm.ErrCVVMismatch
+		case "A6":
+			e.wrapped = hsm.ErrKCVMismatch
+		default:
+			e.wrapped = hsm.ErrPINMismatch
+		}
+	case CodeKeyTypeInvalid:
+		e.wrapped = hsm.ErrKeyUsage
+	case CodeInvalidInput, CodePINBlockInvalid, CodePINFormatInvalid, CodeSourceKeyParity, CodeDestKeyParity, CodeKeySchemeInvalid:
+		e.wrapped = hsm.ErrInput
+	case CodeFormatDisabled:
+		e.wrapped = hsm.ErrPolicy
+	case CodeReplay:
+		e.wrapped = hsm.ErrReplay
+	}
+	return e
+}
+
+// codeFor maps an error of the software HSM to the error code the server answers.
+// dest says the error concerns the command's destination key (11 rather than 10).
+func codeFor(err error) string {
+	switch {
+	case err == nil:
+		return CodeOK
+	case errors.Is(err, hsm.ErrMACMismatch), errors.Is(err, hsm.ErrCVVMismatch), errors.Is(err, hsm.ErrPINMismatch), errors.Is(err, hsm.ErrKCVMismatch):
+		return CodeVerifyFailed
+	case errors.Is(err, errScheme):
+		return CodeKeySchemeInvalid
+	case errors.Is(err, tr31.ErrMAC):
+		return CodeSourceKeyParity
+	case errors.Is(err, hsm.ErrKeyUsage):
+		return CodeKeyTypeInvalid
+	case errors.Is(err, hsm.ErrPolicy):
+		return CodeFormatDisabled
+	case errors.Is(err, hsm.ErrReplay):
+		return CodeReplay
+	case errors.Is(err, pinblock.ErrControl), errors.Is(err, pinblock.ErrFill), errors.Is(err, pinblock.ErrPINLength), errors.Is(err, pinblock.ErrPINDigits):
+		return CodePINBlockInvalid
+	case errors.Is(err, hsm.ErrInput), errors.Is(err, ErrFrame), errors.Is(err, pinblock.ErrPAN), errors.Is(err, pinblock.ErrBlockSize), errors.Is(err, pinblock.ErrFormat):
+		return CodeInvalidInput
+	}
+	return codeInternalError
+}

@@ -1,0 +1,606 @@
+package payshield
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/switchyard/switchyard/hsm"
+	"github.com/switchyard/switchyard/hsm/dukpt"
+	"github.com/switchyard/switchyard/hsm/pinblock"
+)
+
+// How the client maps key handles to tokens: it reads the key's record from the key
+// store, checks its status and dates as the software HSM does, and sends the
+// record's Block, the key's LMK token, in the command. Keys it creates (A0, A6, FK)
+// come back as tokens that it stores as new records. Only tokens and check values
+// cross the wire, except the clear components of FK (key ceremonies).
+
+func (c *Client) now() time.Time { return c.opts.Now() }
+
+// rec resolves ref and checks it is usable for p.
+func (c *Client) rec(ctx context.Context, ref hsm.KeyRef, p hsm.Purpose) (hsm.KeyRecord, error) {
+	rec, err := c.store.Key(ctx, ref)
+	if err != nil {
+		return rec, err
+	}
+	if err := rec.Usable(c.now(), p); err != nil {
+		return rec, err
+	}
+	if rec.Block == "" {
+		return rec, fmt.Errorf("%w: %s has no LMK token", hsm.ErrKeyNotUsable, rec.Ref())
+	}
+	return rec, nil
+}
+
+// graceRetry reports whether a failure under the current version of a key should be
+// retried under its versions in their grace window.
+func graceRetry(ref hsm.KeyRef, err error, codes ...string) bool {
+	var e *Error
+	if ref.Version != 0 || !errors.As(err, &e) {
+		return false
+	}
+	for _, c := range codes {
+		if e.Code == c {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *Client) graceVersions(ctx context.Context, id string) []hsm.KeyRecord {
+	olds, err := c.store.GraceVersions(ctx, id)
+	if err != nil {
+		return nil
+	}
+	out := olds[:0]
+	for _, o := range olds {
+		if o.Usable(c.now(), hsm.Inbound) == nil && o.Block != "" {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// TranslatePIN implements hsm.HSM with CA (TPK source), CC (ZPK source) or G0 (DUKPT).
+func (c *Client) TranslatePIN(ctx context.Context, req hsm.TranslatePINRequest) ([]byte, error) {
+	if err := hsm.CheckTranslation(req.SourceFormat, req.DestFormat, hsm.FormatPolicy{}); err != nil && !errors.Is(err, hsm.ErrPolicy) {
+		return nil, fmt.Errorf("translate PIN: %w", err)
+	}
+	if len(req.PINBlock) != req.SourceFormat.BlockSize() {
+		return nil, fmt.Errorf("translate PIN: %w: PIN block is %d bytes, %s needs %d", hsm.ErrInput, len(req.PINBlock), req.SourceFormat, req.SourceFormat.BlockSize())
+	}
+	sf, err := pinFormatCode(req.SourceFormat)
+	if err != nil {
+		return nil, fmt.Errorf("translate PIN: %w", err)
+	}
+	df, err := pinFormatCode(req.DestFormat)
+	if err != nil {
+		return nil, fmt.Errorf("translate PIN: %w", err)
+	}
+	drec, err := c.rec(ctx, req.Dest, hsm.Outbound)
+	if err != nil {
+		return nil, fmt.Errorf("translate PIN: destination: %w", err)
+	}
+	tail := func(b []byte) []byte {
+		b = append(b, strings.ToUpper(hex.EncodeToString(req.PINBlock))...)
+		b = append(b, sf...)
+		b = append(b, df...)
+		return appendPAN(b, req.PAN)
+	}
+	if req.KSN != "" {
+		return c.translateDUKPT(ctx, req, drec, tail)
+	}
+	srec, err := c.rec(ctx, req.Source, hsm.Inbound)
+	if err != nil {
+		return nil, fmt.Errorf("translate PIN: source: %w", err)
+	}
+	try := func(src hsm.KeyRecord) ([]byte, error) {
+		code := "CA"
+		if src.Type == hsm.ZPK {
+			code = "CC"
+		}
+		body := append([]byte(token(src)), token(drec)...)
+		body = tail(append(body, "12"...))
+		resp, err := c.do(ctx, code, body)
+		if err != nil {
+			return nil, err
+		}
+		return pinAnswer(resp, req.DestFormat)
+	}
+	out, err := try(srec)
+	if err != nil && graceRetry(req.Source, err, CodePINBlockInvalid) {
+		for _, old := range c.graceVersions(ctx, req.Source.ID) {
+			if o, oerr := try(old); oerr == nil {
+				return o, nil
+			}
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("translate PIN under %s: %w", srec.Ref(), err)
+	}
+	return out, nil
+}
+
+func (c *Client) translateDUKPT(ctx context.Context, req hsm.TranslatePINRequest, drec hsm.KeyRecord, tail func([]byte) []byte) ([]byte, error) {
+	bdk, device, counter, err := c.bdk(ctx, req.Source, req.KSN)
+	if err != nil {
+		return nil, fmt.Errorf("translate PIN: %w", err)
+	}
+	body := append([]byte(token(bdk)), token(drec)...)
+	body = fmt.Appendf(body, "%03d%s", len(req.KSN), strings.ToUpper(req.KSN))
+	resp, err := c.do(ctx, "G0", tail(body))
+	if err != nil {
+		return nil, fmt.Errorf("translate PIN under DUKPT KSN %s: %w", req.KSN, err)
+	}
+	out, err := pinAnswer(resp, req.DestFormat)
+	if err != nil {
+		return nil, err
+	}
+	// The counter is recorded only once the HSM has decrypted the PIN block, as the
+	// software HSM does: a replayed KSN is refused whatever the HSM answered.
+	if err := c.store.AdvanceDUKPTCounter(ctx, device, counter); err != nil {
+		return nil, fmt.Errorf("DUKPT KSN %s: %w", req.KSN, err)
+	}
+	return out, nil
+}
+
+// bdk resolves the BDK of a DUKPT KSN and returns the KSN's device and counter.
+func (c *Client) bdk(ctx context.Context, ref hsm.KeyRef, ksn string) (hsm.KeyRecord, string, uint32, error) {
+	var device string
+	var counter uint32
+	switch len(ksn) {
+	case 20:
+		k, err := dukpt.ParseKSN(ksn)
+		if err != nil {
+			return hsm.KeyRecord{}, "", 0, fmt.Errorf("%w: %w", hsm.ErrInput, err)
+		}
+		device, counter = k.DeviceID(), k.Counter()
+	case 24:
+		k, err := dukpt.ParseAESKSN(ksn)
+		if err != nil {
+			return hsm.KeyRecord{}, "", 0, fmt.Errorf("%w: %w", hsm.ErrInput, err)
+		}
+		device, counter = k.DeviceID(), k.Counter()
+	default:
+		return hsm.KeyRecord{}, "", 0, fmt.Errorf("%w: KSN %q is %d characters, want 20 or 24 hex digits", hsm.ErrInput, ksn, len(ksn))
+	}
+	var rec hsm.KeyRecord
+	var err error
+	if ref.ID == "" {
+		rec, err = c.store.BDKForKSN(ctx, ksn)
+	} else {
+		rec, err = c.store.Key(ctx, ref)
+	}
+	if err != nil {
+		return rec, "", 0, err
+	}
+	if err := rec.Usable(c.now(), hsm.Inbound); err != nil {
+		return rec, "", 0, err
+	}
+	if rec.Type != hsm.BDK {
+		return rec, "", 0, fmt.Errorf("%w: %s is a %s, not a BDK", hsm.ErrKeyUsage, rec.Ref(), rec.Type)
+	}
+	if rec.Owner != "" && !dukpt.PrefixMatches(ksn, rec.Owner, rec.Algorithm.IsAES()) {
+		return rec, "", 0, fmt.Errorf("%w: KSN %s does not start with the KSN prefix %s of %s", hsm.ErrKeyUsage, ksn, rec.Owner, rec.Ref())
+	}
+	return rec, device, counter, nil
+}
+
+// pinAnswer reads CB/CD/G1: PIN length (2), PIN block, format code (2).
+func pinAnswer(resp Response, f pinblock.Format) ([]byte, error) {
+	fs := NewFields(resp.Body)
+	fs.Digits("PIN length", 2)
+	pb := fs.Hex("PIN block", 2*f.BlockSize())
+	fs.Digits("format", 2)
+	fs.End()
+	if err := fs.Err(); err != nil {
+		return nil, fmt.Errorf("answer %s: %w", resp.Code, err)
+	}
+	return hex.DecodeString(pb)
+}
+
+// VerifyPIN is not a payShield host command (payShield verifies PINs against PVVs or
+// offsets, DC/EC); the issuer simulator, its one user, keeps a software HSM.
+func (c *Client) VerifyPIN(ctx context.Context, req hsm.VerifyPINRequest) error {
+	return fmt.Errorf("verify PIN: %w: comparing with a reference PIN is not a payShield host command", hsm.ErrPolicy)
+}
+
+func (c *Client) macBody(ctx context.Context, req hsm.MACRequest, key hsm.KeyRecord) []byte {
+	alg := byte('3')
+	if key.MACAlgorithm == hsm.MACCMAC {
+		alg = '6'
+	}
+	body := []byte{'0', '1', '1', alg, '1'}
+	body = append(body, "FFF"...)
+	body = append(body, token(key)...)
+	if req.KSN != "" {
+		dir := byte('0')
+		if req.Response {
+			dir = '1'
+		}
+		body = fmt.Appendf(body, "K%03d%s%c", len(req.KSN), strings.ToUpper(req.KSN), dir)
+	} else {
+		body = append(body, 'N')
+	}
+	h := strings.ToUpper(hex.EncodeToString(req.Data))
+	body = fmt.Appendf(body, "%04X", len(h))
+	return append(body, h...)
+}
+
+func (c *Client) macKey(ctx context.Context, req hsm.MACRequest, p hsm.Purpose) (hsm.KeyRecord, error) {
+	if req.KSN != "" {
+		rec, _, _, err := c.bdk(ctx, req.Key, req.KSN)
+		return rec, err
+	}
+	return c.rec(ctx, req.Key, p)
+}
+
+// GenerateMAC implements hsm.HSM with M6.
+func (c *Client) GenerateMAC(ctx context.Context, req hsm.MACRequest) ([]byte, error) {
+	if 2*len(req.Data) > 0xFFFF {
+		return nil, fmt.Errorf("generate MAC: %w: %d bytes of data is over the M6 limit", hsm.ErrInput, len(req.Data))
+	}
+	key, err := c.macKey(ctx, req, hsm.Outbound)
+	if err != nil {
+		return nil, fmt.Errorf("generate MAC: %w", err)
+	}
+	resp, err := c.do(ctx, "M6", c.macBody(ctx, req, key))
+	if err != nil {
+		return nil, fmt.Errorf("generate MAC under %s: %w", key.Ref(), err)
+	}
+	fs := NewFields(resp.Body)
+	m := fs.Hex("MAC", 16)
+	fs.End()
+	if err := fs.Err(); err != nil {
+		return nil, fmt.Errorf("answer M7: %w", err)
+	}
+	return hex.DecodeString(m)
+}
+
+// VerifyMAC implements hsm.HSM with M8; with version 0 it also tries the versions of
+// the key in their grace window.
+func (c *Client) VerifyMAC(ctx context.Context, req hsm.MACRequest, m []byte) error {
+	if len(m) != hsm.MACLength {
+		return fmt.Errorf("verify MAC: %w: MAC is %d bytes, want %d", hsm.ErrInput, len(m), hsm.MACLength)
+	}
+	if 2*len(req.Data) > 0xFFFF {
+		return fmt.Errorf("verify MAC: %w: %d bytes of data is over the M8 limit", hsm.ErrInput, len(req.Data))
+	}
+	key, err := c.macKey(ctx, req, hsm.Inbound)
+	if err != nil {
+		return fmt.Errorf("verify MAC: %w", err)
+	}
+	mh := strings.ToUpper(hex.EncodeToString(m))
+	try := func(k hsm.KeyRecord) error {
+		_, err := c.do(ctx, "M8", append(c.macBody(ctx, req, k), mh...))
+		return err
+	}
+	err = try(key)
+	if err != nil && req.KSN == "" && graceRetry(req.Key, err, CodeVerifyFailed) {
+		for _, old := range c.graceVersions(ctx, req.Key.ID) {
+			if try(old) == nil {
+				return nil
+			}
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("verify MAC under %s: %w", key.Ref(), err)
+	}
+	return nil
+}
+
+func cvvTail(b []byte, req hsm.CVVRequest) []byte {
+	return fmt.Appendf(b, "%s;%s%s", req.PAN, req.Expiry, req.ServiceCode)
+}
+
+func checkCVVRequest(req hsm.CVVRequest) error {
+	if len(req.PAN) < 12 || len(req.PAN) > 19 || !isDigits(req.PAN) || len(req.Expiry) != 4 || !isDigits(req.Expiry) || len(req.ServiceCode) != 3 || !isDigits(req.ServiceCode) {
+		return fmt.Errorf("%w: card data: PAN of 12-19 digits, expiry YYMM and a 3-digit service code needed", hsm.ErrInput)
+	}
+	return nil
+}
+
+// GenerateCVV implements hsm.HSM with CW.
+func (c *Client) GenerateCVV(ctx context.Context, req hsm.CVVRequest) (string, error) {
+	if err := checkCVVRequest(req); err != nil {
+		return "", fmt.Errorf("generate CVV: %w", err)
+	}
+	key, err := c.rec(ctx, req.Key, hsm.Outbound)
+	if err != nil {
+		return "", fmt.Errorf("generate CVV: %w", err)
+	}
+	resp, err := c.do(ctx, "CW", cvvTail([]byte(token(key)), req))
+	if err != nil {
+		return "", fmt.Errorf("generate CVV under %s: %w", key.Ref(), err)
+	}
+	fs := NewFields(resp.Body)
+	cvv := fs.Digits("CVV", 3)
+	fs.End()
+	if err := fs.Err(); err != nil {
+		return "", fmt.Errorf("answer CX: %w", err)
+	}
+	return cvv, nil
+}
+
+// VerifyCVV implements hsm.HSM with CY.
+func (c *Client) VerifyCVV(ctx context.Context, req hsm.CVVRequest, cvv string) error {
+	if err := checkCVVRequest(req); err != nil {
+		return fmt.Errorf("verify CVV: %w", err)
+	}
+	if len(cvv) != 3 || !isDigits(cvv) {
+		return fmt.Errorf("verify CVV: %w: CVV %q is not 3 digits", hsm.ErrInput, cvv)
+	}
+	key, err := c.rec(ctx, req.Key, hsm.Inbound)
+	if err != nil {
+		return fmt.Errorf("verify CVV: %w", err)
+	}
+	body := append([]byte(token(key)), cvv...)
+	if _, err := c.do(ctx, "CY", cvvTail(body, req)); err != nil {
+		return fmt.Errorf("verify CVV under %s: %w", key.Ref(), err)
+	}
+	return nil
+}
+
+// prepare normalises spec and finds the version a new key gets.
+func (c *Client) prepare(ctx context.Context, spec *hsm.KeySpec) (int, error) {
+	if err := spec.Normalize(); err != nil {
+		return 0, err
+	}
+	v, t, err := c.store.NextVersion(ctx, spec.ID)
+	if err != nil {
+		return 0, err
+	}
+	if v > 1 && t != spec.Type {
+		return 0, fmt.Errorf("%w: key %s is a %s; a new version must be a %s too, not a %s", hsm.ErrInput, spec.ID, t, t, spec.Type)
+	}
+	return v, nil
+}
+
+// put stores a key the HSM created as a new record.
+func (c *Client) put(ctx context.Context, spec hsm.KeySpec, version int, tok, kcvHex, action, detail string) (hsm.KeyResult, error) {
+	now := c.now().UTC()
+	act := spec.ActivateAt
+	if act.IsZero() {
+		act = now
+	}
+	method := spec.Algorithm.KCVMethod()
+	rec := hsm.KeyRecord{ID: spec.ID, Version: version, Type: spec.Type, Algorithm: spec.Algorithm, MACAlgorithm: spec.MACAlgorithm,
+		Owner: spec.Owner, KCV: kcvHex, KCVMethod: method, Status: hsm.StatusActive, ActivateAt: act.UTC(), CreatedAt: now,
+		CreatedBy: hsm.ActorFrom(ctx), Block: blockOf(tok)}
+	if !spec.ExpiresAt.IsZero() {
+		rec.ExpiresAt = spec.ExpiresAt.UTC()
+	}
+	var grace time.Time
+	if version > 1 && spec.Grace > 0 {
+		start := now
+		if act.After(start) {
+			start = act
+		}
+		grace = start.Add(spec.Grace)
+	}
+	ev := hsm.AuditEvent{Actor: hsm.ActorFrom(ctx), Action: action, KeyID: spec.ID, Version: version, KeyType: string(spec.Type), KCV: kcvHex, Detail: detail + " (payShield)"}
+	if err := c.store.Put(ctx, hsm.PutRequest{Record: rec, SupersedeGraceUntil: grace, Event: ev}); err != nil {
+		return hsm.KeyResult{}, err
+	}
+	c.opts.Logger.Info().Str("key", rec.Ref().String()).Str("type", string(rec.Type)).Str("kcv", rec.KCV).Str("actor", ev.Actor).Str("action", action).Msg("key stored")
+	return hsm.KeyResult{Ref: rec.Ref(), Type: rec.Type, Algorithm: rec.Algorithm, KCV: rec.KCV, KCVMethod: method}, nil
+}
+
+func exportScheme(f hsm.ExportFormat) (byte, error) {
+	switch f {
+	case hsm.ExportTR31:
+		return 'R', nil
+	case hsm.ExportECB:
+		return 'X', nil
+	}
+	return 0, fmt.Errorf("%w: unknown export format %q (want tr31 or ecb)", hsm.ErrInput, f)
+}
+
+// GenerateKey implements hsm.HSM with A0.
+func (c *Client) GenerateKey(ctx context.Context, req hsm.GenerateKeyRequest) (hsm.KeyResult, error) {
+	version, err := c.prepare(ctx, &req.KeySpec)
+	if err != nil {
+		return hsm.KeyResult{}, fmt.Errorf("generate key: %w", err)
+	}
+	body := []byte("0FFFS")
+	var krec hsm.KeyRecord
+	if req.Export != nil {
+		body[0] = '1'
+		if krec, err = c.rec(ctx, req.Export.KEK, hsm.Outbound); err != nil {
+			return hsm.KeyResult{}, fmt.Errorf("generate key %s: export KEK: %w", req.ID, err)
+		}
+		sc, err := exportScheme(req.Export.Format)
+		if err != nil {
+			return hsm.KeyResult{}, fmt.Errorf("generate key %s: %w", req.ID, err)
+		}
+		body = append(append(append(body, ";0"...), token(krec)...), sc)
+	}
+	if body, err = appendSpec(body, req.KeySpec, version); err != nil {
+		return hsm.KeyResult{}, fmt.Errorf("generate key %s: %w", req.ID, err)
+	}
+	resp, err := c.do(ctx, "A0", body)
+	if err != nil {
+		return hsm.KeyResult{}, fmt.Errorf("generate key %s: %w", req.ID, err)
+	}
+	fs := NewFields(resp.Body)
+	tok := fs.Key("key under LMK", 0)
+	var exported string
+	if req.Export != nil {
+		exported = fs.readVar("key under KEK")
+	}
+	k := fs.Hex("KCV", 6)
+	fs.End()
+	if err := fs.Err(); err != nil {
+		return hsm.KeyResult{}, fmt.Errorf("generate key %s: answer A1: %w", req.ID, err)
+	}
+	action, detail := "generate", "random"
+	if version > 1 {
+		action = "rotate"
+	}
+	if req.Export != nil {
+		detail = fmt.Sprintf("random, exported under %s as %s", krec.Ref(), req.Export.Format)
+	}
+	res, err := c.put(ctx, req.KeySpec, version, tok, k, action, detail)
+	if err != nil {
+		return hsm.KeyResult{}, fmt.Errorf("generate key %s: %w", req.ID, err)
+	}
+	res.Exported = exported
+	return res, nil
+}
+
+// FormKey implements hsm.HSM with FK: the clear components travel to the HSM, so use
+// it only on a connection that is as trusted as the key ceremony's console (TLS on a
+// dedicated network).
+func (c *Client) FormKey(ctx context.Context, req hsm.FormKeyRequest) (hsm.KeyResult, error) {
+	version, err := c.prepare(ctx, &req.KeySpec)
+	if err != nil {
+		return hsm.KeyResult{}, fmt.Errorf("form key: %w", err)
+	}
+	if len(req.Components) < 2 || len(req.Components) > 3 {
+		return hsm.KeyResult{}, fmt.Errorf("form key %s: %w: %d components, want 2 or 3", req.ID, hsm.ErrInput, len(req.Components))
+	}
+	n := req.Algorithm.KeyLength()
+	body := fmt.Appendf(nil, "FFFS%d%02d", len(req.Components), n)
+	for i, comp := range req.Components {
+		if len(comp) != n {
+			return hsm.KeyResult{}, fmt.Errorf("form key %s: %w: component %d is %d bytes, a %s key needs %d", req.ID, hsm.ErrInput, i+1, len(comp), req.Algorithm, n)
+		}
+		body = append(body, strings.ToUpper(hex.EncodeToString(comp))...)
+	}
+	defer clear(body)
+	if body, err = appendSpec(body, req.KeySpec, version); err != nil {
+		return hsm.KeyResult{}, fmt.Errorf("form key %s: %w", req.ID, err)
+	}
+	resp, err := c.do(ctx, "FK", body)
+	if err != nil {
+		return hsm.KeyResult{}, fmt.Errorf("form key %s: %w", req.ID, err)
+	}
+	fs := NewFields(resp.Body)
+	tok := fs.Key("key under LMK", 0)
+	k := fs.Hex("KCV", 6)
+	var kcvs []string
+	for range req.Components {
+		kcvs = append(kcvs, fs.Hex("component KCV", 6))
+	}
+	fs.End()
+	if err := fs.Err(); err != nil {
+		return hsm.KeyResult{}, fmt.Errorf("form key %s: answer FL: %w", req.ID, err)
+	}
+	res, err := c.put(ctx, req.KeySpec, version, tok, k, "form", fmt.Sprintf("from %d components, KCVs %s", len(kcvs), strings.Join(kcvs, " ")))
+	if err != nil {
+		return hsm.KeyResult{}, fmt.Errorf("form key %s: %w", req.ID, err)
+	}
+	res.ComponentKCVs = kcvs
+	return res, nil
+}
+
+// ImportKey implements hsm.HSM with A6.
+func (c *Client) ImportKey(ctx context.Context, req hsm.ImportKeyRequest) (hsm.KeyResult, error) {
+	version, err := c.prepare(ctx, &req.KeySpec)
+	if err != nil {
+		return hsm.KeyResult{}, fmt.Errorf("import key: %w", err)
+	}
+	if (req.TR31 == "") == (req.ECB == "") {
+		return hsm.KeyResult{}, fmt.Errorf("import key %s: %w: give exactly one of a TR-31 block and an ECB hex key", req.ID, hsm.ErrInput)
+	}
+	krec, err := c.rec(ctx, req.KEK, hsm.Inbound)
+	if err != nil {
+		return hsm.KeyResult{}, fmt.Errorf("import key %s: KEK: %w", req.ID, err)
+	}
+	wrapped, form := strings.TrimSpace(req.ECB), "ecb"
+	if req.TR31 != "" {
+		wrapped, form = "R"+strings.TrimSpace(req.TR31), "tr31"
+	}
+	want := strings.ToUpper(strings.TrimSpace(req.KCV))
+	if len(want) > 99 {
+		return hsm.KeyResult{}, fmt.Errorf("import key %s: %w: KCV %q too long", req.ID, hsm.ErrInput, want)
+	}
+	body := append([]byte("FFF"), token(krec)...)
+	body = appendVar(body, wrapped)
+	body = fmt.Appendf(body, "S%02d%s", len(want), want)
+	if body, err = appendSpec(body, req.KeySpec, version); err != nil {
+		return hsm.KeyResult{}, fmt.Errorf("import key %s: %w", req.ID, err)
+	}
+	resp, err := c.do(ctx, "A6", body)
+	if err != nil {
+		return hsm.KeyResult{}, fmt.Errorf("import key %s: %w", req.ID, err)
+	}
+	fs := NewFields(resp.Body)
+	tok := fs.Key("key under LMK", 0)
+	k := fs.Hex("KCV", 6)
+	fs.End()
+	if err := fs.Err(); err != nil {
+		return hsm.KeyResult{}, fmt.Errorf("import key %s: answer A7: %w", req.ID, err)
+	}
+	res, err := c.put(ctx, req.KeySpec, version, tok, k, "import", fmt.Sprintf("%s under %s", form, krec.Ref()))
+	if err != nil {
+		return hsm.KeyResult{}, fmt.Errorf("import key %s: %w", req.ID, err)
+	}
+	return res, nil
+}
+
+// ExportKey implements hsm.HSM with A8.
+func (c *Client) ExportKey(ctx context.Context, req hsm.ExportKeyRequest) (string, error) {
+	rec, err := c.rec(ctx, req.Key, hsm.Distribute)
+	if err != nil {
+		return "", fmt.Errorf("export key: %w", err)
+	}
+	krec, err := c.rec(ctx, req.KEK, hsm.Outbound)
+	if err != nil {
+		return "", fmt.Errorf("export key %s: KEK: %w", rec.Ref(), err)
+	}
+	if krec.ID == rec.ID {
+		return "", fmt.Errorf("export key %s: %w: a key may not be exported under itself", rec.Ref(), hsm.ErrPolicy)
+	}
+	sc, err := exportScheme(req.Format)
+	if err != nil {
+		return "", fmt.Errorf("export key %s: %w", rec.Ref(), err)
+	}
+	body := append([]byte("FFF"), token(krec)...)
+	body = append(append(body, token(rec)...), sc)
+	resp, err := c.do(ctx, "A8", body)
+	if err != nil {
+		return "", fmt.Errorf("export key %s: %w", rec.Ref(), err)
+	}
+	fs := NewFields(resp.Body)
+	out := fs.readVar("key under KEK")
+	fs.Hex("KCV", 6)
+	fs.End()
+	if err := fs.Err(); err != nil {
+		return "", fmt.Errorf("export key %s: answer A9: %w", rec.Ref(), err)
+	}
+	ev := hsm.AuditEvent{Actor: hsm.ActorFrom(ctx), Action: "export", KeyID: rec.ID, Version: rec.Version, KeyType: string(rec.Type), KCV: rec.KCV,
+		Detail: fmt.Sprintf("under %s as %s (payShield)", krec.Ref(), req.Format)}
+	if err := c.store.Audit(ctx, ev); err != nil {
+		return "", fmt.Errorf("export key %s: audit: %w", rec.Ref(), err)
+	}
+	return out, nil
+}
+
+// KCV implements hsm.HSM with BU; it checks the HSM's answer against the record.
+func (c *Client) KCV(ctx context.Context, ref hsm.KeyRef) (hsm.KeyCheck, error) {
+	rec, err := c.rec(ctx, ref, hsm.Distribute)
+	if err != nil {
+		return hsm.KeyCheck{}, fmt.Errorf("KCV: %w", err)
+	}
+	resp, err := c.do(ctx, "BU", append([]byte("FFF"), token(rec)...))
+	if err != nil {
+		return hsm.KeyCheck{}, fmt.Errorf("KCV of %s: %w", rec.Ref(), err)
+	}
+	fs := NewFields(resp.Body)
+	k := fs.Hex("KCV", 6)
+	fs.Rest() // payShield may answer 16 digits with the variant LMK
+	if err := fs.Err(); err != nil {
+		return hsm.KeyCheck{}, fmt.Errorf("KCV of %s: answer BV: %w", rec.Ref(), err)
+	}
+	if subtle.ConstantTimeCompare([]byte(k), []byte(rec.KCV)) != 1 {
+		return hsm.KeyCheck{}, fmt.Errorf("KCV of %s: %w: the HSM computes %s, the record says %s", rec.Ref(), hsm.ErrKCVMismatch, k, rec.KCV)
+	}
+	return hsm.KeyCheck{Ref: rec.Ref(), KCV: k, Method: rec.KCVMethod}, nil
+}
+
