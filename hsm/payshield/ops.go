@@ -603,4 +603,3 @@ func (c *Client) KCV(ctx context.Context, ref hsm.KeyRef) (hsm.KeyCheck, error) 
 	}
 	return hsm.KeyCheck{Ref: rec.Ref(), KCV: k, Method: rec.KCVMethod}, nil
 }
-
