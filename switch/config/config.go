@@ -72,6 +72,8 @@ type Config struct {
 	Breaker    Breaker    `yaml:"breaker"`
 	Reversals  Reversals  `yaml:"reversals"`
 	Alerts     Alerts     `yaml:"alerts"`
+	// HSM chooses the software HSM (default) or payShield-compatible HSMs.
+	HSM HSM `yaml:"hsm"`
 	// Cluster, when set, makes this switch one node of a cluster on NATS JetStream
 	// (docs/cluster.md); absent, the switch runs alone on its Badger data directory.
 	Cluster *cluster.Config `yaml:"cluster"`
@@ -729,7 +731,8 @@ func (c *Config) Validate() error {
 			bad("security.card_hash_key_hex", "not hex of at least 16 bytes")
 		}
 	}
-	if !c.Demo && c.Security.LMKFile == "" && c.Security.LMKEnv == "" {
+	c.HSM.validate(bad)
+	if !c.Demo && c.Security.LMKFile == "" && c.Security.LMKEnv == "" && !c.HSM.IsPayShield() {
 		bad("security.lmk_file", "required outside demo mode (or security.lmk_env)")
 	}
 	if c.Security.LMKFile != "" && c.Security.LMKEnv != "" {

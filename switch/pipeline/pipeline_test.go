@@ -116,6 +116,12 @@ func TestDeclines(t *testing.T) {
 			tx: func(h *harness) termclient.Txn { return withPIN(h.purchase(100)) }, rc: "63", reason: "pin-format-policy", by: "hsm"},
 		{name: "PIN translation fails", opts: []option{withHSM, withTerminal(termTPK)}, setup: func(h *harness) { h.hsm.translateErr = errScripted },
 			tx: func(h *harness) termclient.Txn { return withPIN(h.purchase(100)) }, rc: "63", reason: "pin-translation-failed", by: "hsm"},
+		{name: "PIN: no HSM answers", opts: []option{withHSM, withTerminal(termTPK)}, setup: func(h *harness) { h.hsm.translateErr = hsm.ErrUnavailable },
+			tx: func(h *harness) termclient.Txn { return withPIN(h.purchase(100)) }, rc: "96", reason: "hsm-unavailable", by: "hsm"},
+		{name: "MAC: no HSM answers", opts: []option{withHSM, withTerminal(termMAC)}, setup: func(h *harness) {
+			h.macKey = termMAC.Keys.TAK
+			h.hsm.verifyErr = fmt.Errorf("M8: %w", hsm.ErrUnavailable)
+		}, rc: "96", reason: "hsm-unavailable", by: "hsm"},
 		{name: "unsupported message type",
 			tx: func(h *harness) termclient.Txn { tx := h.purchase(100); tx.MTI = "0300"; return tx },
 			rc: "12", reason: "unsupported-message", by: "switch"},

@@ -52,6 +52,9 @@ func (p *Pipeline) authenticate(ctx context.Context, t *txn) (reason string) {
 		return ""
 	case errors.Is(err, hsm.ErrMACMismatch):
 		return "mac-invalid"
+	case errors.Is(err, hsm.ErrUnavailable):
+		p.log.Error().Err(err).Str("tid", t.req.TID).Msg("MAC not verified: no HSM answered")
+		return reasonHSMUnavailable
 	default:
 		p.log.Error().Err(err).Str("tid", t.req.TID).Msg("MAC could not be verified")
 		return "mac-unverifiable"
@@ -113,6 +116,9 @@ func (p *Pipeline) translatePIN(ctx context.Context, t *txn, issuer string) ([]b
 	switch {
 	case err == nil:
 		return block, "", ""
+	case errors.Is(err, hsm.ErrUnavailable):
+		p.log.Error().Err(err).Str("tid", r.TID).Msg("PIN not translated: no HSM answered")
+		return nil, message.RCSystemMalfunction, reasonHSMUnavailable
 	case errors.Is(err, hsm.ErrReplay):
 		return nil, message.RCSecurityViolation, "dukpt-replay"
 	case errors.Is(err, hsm.ErrInput):
@@ -170,5 +176,12 @@ func (p *Pipeline) securityDecline(ctx context.Context, t *txn, reason string) (
 		p.metrics.Transactions.WithLabelValues("0800", message.RCSecurityViolation, "", "hsm").Inc()
 		return frontend.Response{Body: raw}, nil
 	}
+	if reason == reasonHSMUnavailable {
+		return p.decline(ctx, t, message.RCSystemMalfunction, "hsm", reason)
+	}
 	return p.decline(ctx, t, message.RCSecurityViolation, "hsm", reason)
 }
+
+// reasonHSMUnavailable is the decline reason when no HSM answered (a payShield
+// backend down or slow): the terminal gets 96, the transaction may be tried again.
+const reasonHSMUnavailable = "hsm-unavailable"

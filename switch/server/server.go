@@ -43,6 +43,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/switchyard/switchyard/hsm"
+	"github.com/switchyard/switchyard/hsm/payshield"
 	"github.com/switchyard/switchyard/keys"
 	"github.com/switchyard/switchyard/risk"
 	"github.com/switchyard/switchyard/risk/profile"
@@ -72,7 +73,8 @@ type Server struct {
 	Pipeline  *pipeline.Pipeline
 	Registry  *registry.Registry
 	Queue     saf.Store // the Badger queue, or the cluster's JetStream queue
-	HSM       *hsm.Software
+	HSM       hsm.HSM
+	hsmClient *payshield.Client // hsm.backend payshield: closed by Close
 	Risk      *risk.Engine
 	Profiles  *profile.Set // the merchant profiles the rules read (merchant.profile.*)
 	Cases     *cases.Store
@@ -236,9 +238,11 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	}, func() float64 { return float64(s.Queue.Len("")) }), prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "switchyard_journal_unindexed", Help: "Journal log frames committed but not yet written to the index.",
 	}, func() float64 { return float64(s.Journal.Unindexed()) }), storeCollector(), metrics.SAFCollector(s.safCounts))
-	lmk, err := keys.LoadLMK(keys.LMKSource{File: cfg.Security.LMKFile, Env: cfg.Security.LMKEnv, Demo: cfg.Demo})
-	if err != nil {
-		return nil, fmt.Errorf("security: %w", err)
+	var lmk []byte
+	if !cfg.HSM.IsPayShield() { // a payShield holds the LMK itself
+		if lmk, err = keys.LoadLMK(keys.LMKSource{File: cfg.Security.LMKFile, Env: cfg.Security.LMKEnv, Demo: cfg.Demo}); err != nil {
+			return nil, fmt.Errorf("security: %w", err)
+		}
 	}
 	klog := log.With().Str("component", "keys").Logger()
 	keysLog, err := s.cl.storeLog("keys")
@@ -251,7 +255,12 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	if err := s.cl.follow(keysLog, s.Keys); err != nil {
 		return nil, fmt.Errorf("keys: %w", err)
 	}
-	if s.HSM, err = hsm.NewSoftware(context.Background(), s.Keys, lmk, hsm.Options{Logger: klog}); err != nil {
+	if cfg.HSM.IsPayShield() {
+		if s.hsmClient, err = s.openPayShield(cfg.HSM, klog); err != nil {
+			return nil, err
+		}
+		s.HSM = s.hsmClient
+	} else if s.HSM, err = hsm.NewSoftware(context.Background(), s.Keys, lmk, hsm.Options{Logger: klog}); err != nil {
 		return nil, err
 	}
 	clear(lmk)
@@ -649,6 +658,9 @@ func (s *Server) Close() {
 			if l := s.cl.lease.Swap(nil); l != nil {
 				l.Stop() // waits for a recovery of another node in progress
 			}
+		}
+		if s.hsmClient != nil {
+			s.hsmClient.Close()
 		}
 		if s.Queue != nil {
 			if err := s.Queue.Close(); err != nil {

@@ -1,0 +1,71 @@
+package config
+
+import (
+	"fmt"
+	"net"
+)
+
+// HSM chooses the HSM the switch performs its cryptography with (docs/hsm.md).
+type HSM struct {
+	// Backend is "software" (the default: the software HSM in the switch, under the
+	// LMK of security.lmk_file) or "payshield" (payShield-compatible HSMs over the
+	// host command protocol, e.g. `switchyard hsm serve`).
+	Backend string `yaml:"backend"`
+	// Addrs are the payShield HSMs' host:port, in order of preference.
+	Addrs []string `yaml:"addrs"`
+	// HeaderLength is the message header length the HSMs are configured with
+	// (default 4).
+	HeaderLength int `yaml:"header_length"`
+	// Connections is the number of connections to each HSM (default 2).
+	Connections int `yaml:"connections"`
+	// Timeout bounds each command on one HSM before failing over (default 2s).
+	Timeout Duration `yaml:"timeout"`
+	// HealthEvery is the period of the NC health checks (default 5s).
+	HealthEvery Duration `yaml:"health_every"`
+	// TLS wraps the connections in TLS, checked against CAFile (system roots when
+	// empty), with a client certificate when CertFile and KeyFile are set.
+	TLS      bool   `yaml:"tls"`
+	CAFile   string `yaml:"ca_file"`
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// IsPayShield reports whether the switch uses payShield-compatible HSMs.
+func (h HSM) IsPayShield() bool { return h.Backend == "payshield" }
+
+func (h HSM) validate(bad func(key, format string, args ...any)) {
+	switch h.Backend {
+	case "", "software":
+		if len(h.Addrs) > 0 {
+			bad("hsm.addrs", "only for backend payshield")
+		}
+		return
+	case "payshield":
+	default:
+		bad("hsm.backend", "%q is not software or payshield", h.Backend)
+		return
+	}
+	if len(h.Addrs) == 0 {
+		bad("hsm.addrs", "backend payshield needs at least one HSM address (host:port)")
+	}
+	for i, a := range h.Addrs {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			bad(fmt.Sprintf("hsm.addrs[%d]", i), "%q is not host:port", a)
+		}
+	}
+	if h.HeaderLength != 0 && (h.HeaderLength < 2 || h.HeaderLength > 32) {
+		bad("hsm.header_length", "%d is out of range 2-32", h.HeaderLength)
+	}
+	if h.Connections < 0 || h.Connections > 64 {
+		bad("hsm.connections", "%d is out of range 0-64", h.Connections)
+	}
+	if h.Timeout < 0 || h.HealthEvery < 0 {
+		bad("hsm", "negative timeout or health_every")
+	}
+	if (h.CertFile == "") != (h.KeyFile == "") {
+		bad("hsm.cert_file", "give cert_file and key_file together")
+	}
+	if !h.TLS && (h.CAFile != "" || h.CertFile != "") {
+		bad("hsm.tls", "ca_file, cert_file and key_file need tls: true")
+	}
+}

@@ -1,0 +1,51 @@
+package server
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"os"
+
+	"github.com/rs/zerolog"
+
+	"github.com/switchyard/switchyard/hsm/payshield"
+	"github.com/switchyard/switchyard/switch/config"
+)
+
+// openPayShield connects the switch to payShield-compatible HSMs (hsm.backend:
+// payshield): the key store keeps each key's LMK token and the HSMs do the rest.
+func (s *Server) openPayShield(c config.HSM, log zerolog.Logger) (*payshield.Client, error) {
+	m, err := payshield.NewMetrics(s.Metrics.Registry)
+	if err != nil {
+		return nil, fmt.Errorf("hsm: metrics: %w", err)
+	}
+	opts := payshield.ClientOptions{Addrs: c.Addrs, HeaderLength: c.HeaderLength, Conns: c.Connections, Timeout: c.Timeout.D(),
+		HealthEvery: c.HealthEvery.D(), Store: s.Keys, Metrics: m, Logger: log}
+	if c.TLS {
+		tc := &tls.Config{MinVersion: tls.VersionTLS12}
+		if c.CAFile != "" {
+			pem, err := os.ReadFile(c.CAFile)
+			if err != nil {
+				return nil, fmt.Errorf("hsm.ca_file: %w", err)
+			}
+			tc.RootCAs = x509.NewCertPool()
+			if !tc.RootCAs.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("hsm.ca_file: %s holds no PEM certificate", c.CAFile)
+			}
+		}
+		if c.CertFile != "" {
+			cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+			if err != nil {
+				return nil, fmt.Errorf("hsm.cert_file: %w", err)
+			}
+			tc.Certificates = []tls.Certificate{cert}
+		}
+		opts.TLS = tc
+	}
+	cl, err := payshield.NewClient(opts)
+	if err != nil {
+		return nil, fmt.Errorf("hsm: %w", err)
+	}
+	log.Info().Strs("addrs", c.Addrs).Msg("HSM: payShield host protocol")
+	return cl, nil
+}
