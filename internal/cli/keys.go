@@ -12,7 +12,7 @@ import (
 func init() {
 	registerTool("keys", "key ceremonies: import from components, generate, list, rotate, export, verify-log",
 		keytool.Usage, keytool.Subcommands, runKeys)
-	registerTool("hsm", "diagnostics on test keys: dukpt, mac, kcv, cvv, tr31 unwrap, pinblock", "", hsmtool.Subcommands,
+	registerTool("hsm", "diagnostics on test keys: dukpt, mac, kcv, cvv, tr31 unwrap, pinblock; serve: the software HSM on the payShield protocol", "", hsmtool.Subcommands,
 		func(env *Env, args []string) int { return hsmtool.Run(args, env.Stdout, env.Stderr) })
 	registerTool("zone-key-change", "give an issuer a new zone PIN key (0800/161) through the running switch",
 		zoneKeyChangeUsage, nil, runZoneKeyChange)

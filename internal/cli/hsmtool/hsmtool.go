@@ -26,7 +26,7 @@ import (
 )
 
 // Subcommands are the subcommands of the hsm command.
-var Subcommands = []string{"dukpt", "mac", "kcv", "cvv", "tr31", "pinblock"}
+var Subcommands = []string{"dukpt", "mac", "kcv", "cvv", "tr31", "pinblock", "serve"}
 
 // Exit statuses of Run.
 const (
@@ -56,6 +56,9 @@ commands:
            Header fields and the key's KCV; the key itself only with --show-key.
   pinblock --format 0|1|3|4 --pin PIN --pan PAN
            The clear ISO 9564 PIN block (format 4: the plain-text PIN field).
+  serve    [--addr 127.0.0.1:1500] [--header-length 4] --lmk-file F | --lmk-env V | --demo
+           The software HSM behind the payShield host protocol, for the switch's
+           hsm.backend payshield, the bench and other systems (docs/hsm.md).
 `
 
 // usagef returns a usage error (exit ExitUsage), kit's.
@@ -85,8 +88,10 @@ func Run(args []string, stdout, stderr io.Writer) int {
 		err = runTR31(args[1:], stdout, stderr)
 	case "pinblock":
 		err = runPINBlock(args[1:], stdout, stderr)
+	case "serve":
+		err = runServe(args[1:], stdout, stderr)
 	default:
-		err = usagef("unknown command %q (want dukpt, mac, kcv, cvv, tr31 or pinblock)", args[0])
+		err = usagef("unknown command %q (want dukpt, mac, kcv, cvv, tr31, pinblock or serve)", args[0])
 	}
 	if err == nil {
 		return ExitOK

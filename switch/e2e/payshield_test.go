@@ -1,0 +1,75 @@
+package e2e
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/switchyard/switchyard/hsm/payshield"
+	"github.com/switchyard/switchyard/keys"
+	"github.com/switchyard/switchyard/switch/config"
+	"github.com/switchyard/switchyard/switch/termclient"
+)
+
+// startHSMServe runs hsm serve's server under the demo LMK on a loopback port; stop
+// ends it and waits.
+func startHSMServe(t *testing.T) (addr string, stop func()) {
+	t.Helper()
+	srv, err := payshield.NewServer(keys.DemoLMK(), payshield.ServerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	stopped := false
+	stop = func() {
+		if !stopped {
+			stopped = true
+			cancel()
+			<-done
+		}
+	}
+	t.Cleanup(stop)
+	return ln.Addr().String(), stop
+}
+
+// TestPayShieldBackend runs the demo switch with hsm.backend payshield against hsm
+// serve: the demo keys are formed through it, a TPK PIN purchase and a MAC'd SoftPOS
+// purchase with a DUKPT PIN are approved (a wrong PIN declined), and with the HSM
+// gone a PIN purchase is answered 96 at once, not left hanging.
+func TestPayShieldBackend(t *testing.T) {
+	addr, stop := startHSMServe(t)
+	f := startDemo(t, func(c *config.Config) {
+		c.HSM = config.HSM{Backend: "payshield", Addrs: []string{addr}, Timeout: config.Duration(2 * time.Second)}
+	})
+	mac, _ := termclient.RetailMAC(demoTAK)
+	tx := pos(1000)
+	tx.PINBlock, _ = termclient.PINBlockTPK(demoTPK, "1234", tx.PAN)
+	if r := f.send(tx); r.RC != "00" {
+		t.Fatalf("TPK PIN 1234 through payShield: %+v", r)
+	}
+	tx = pos(1000)
+	tx.PINBlock, _ = termclient.PINBlockTPK(demoTPK, "9999", tx.PAN)
+	if r := f.send(tx); r.RC != "55" {
+		t.Fatalf("TPK wrong PIN through payShield: %+v", r)
+	}
+	if r := sendOn(t, f.c, withDUKPTPIN(t, softpos(2000), "1234"), mac); r.RC != "00" || r.MAC == "" {
+		t.Fatalf("SoftPOS DUKPT PIN with MAC through payShield: %+v", r)
+	}
+	stop()
+	tx = pos(1000)
+	tx.PINBlock, _ = termclient.PINBlockTPK(demoTPK, "1234", tx.PAN)
+	start := time.Now()
+	if r := f.send(tx); r.RC != "96" {
+		t.Fatalf("PIN purchase with the HSM down: %+v, want 96", r)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("the 96 took %s", d)
+	}
+}
