@@ -95,8 +95,12 @@ func errorFor(cmd, code string) error {
 		}
 	case CodeKeyTypeInvalid:
 		e.wrapped = hsm.ErrKeyUsage
-	case CodeInvalidInput, CodePINBlockInvalid, CodePINFormatInvalid, CodeSourceKeyParity, CodeDestKeyParity, CodeKeySchemeInvalid:
+	case CodeInvalidInput, CodePINBlockInvalid, CodePINFormatInvalid:
 		e.wrapped = hsm.ErrInput
+	case CodeSourceKeyParity, CodeDestKeyParity, CodeKeySchemeInvalid:
+		// A stored key the HSM cannot use (another LMK, an altered token) is the
+		// switch's fault, not the cardholder's: not ErrInput, which declines 55.
+		e.wrapped = hsm.ErrKeyNotUsable
 	case CodeFormatDisabled:
 		e.wrapped = hsm.ErrPolicy
 	case CodeReplay:
