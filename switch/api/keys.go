@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/switchyard/switchyard/hsm"
 	"github.com/switchyard/switchyard/internal/statelog"
@@ -31,7 +33,7 @@ import (
 //	GET  /api/v1/keys/audit             the audit log (?from=N&limit=M) (keys.AuditList)
 //	GET  /api/v1/keys/audit/verify      keys.VerifyLogResponse
 func (a *api) keys() {
-	g := &keysAPI{store: a.o.Keys, hsm: a.o.HSM}
+	g := &keysAPI{store: a.o.Keys, hsm: a.o.HSM, ceremonies: &ceremonies{m: map[string]*ceremony{}, now: time.Now}}
 	h := func(pattern string, fn handlerFunc) { a.route(pattern, adminsOnly, keysStatus, fn) }
 	h("GET /api/v1/keys", g.list)
 	h("GET /api/v1/keys/{id}", g.get)
@@ -39,6 +41,7 @@ func (a *api) keys() {
 	h("POST /api/v1/keys/generate", g.generate)
 	h("POST /api/v1/keys/form", g.form)
 	h("POST /api/v1/keys/import", g.importKey)
+	h("POST /api/v1/keys/components", g.component) // dual control: keys/ceremony.go
 	h("POST /api/v1/keys/{id}/rotate", g.rotate)
 	h("POST /api/v1/keys/{id}/export", g.export)
 	h("POST /api/v1/keys/{id}/status", g.status)
@@ -66,8 +69,9 @@ func keysStatus(err error) int {
 }
 
 type keysAPI struct {
-	store *keys.Store
-	hsm   hsm.HSM
+	store      *keys.Store
+	hsm        hsm.HSM
+	ceremonies *ceremonies
 }
 
 // actx returns the request context carrying the principal's name as the actor.
@@ -127,6 +131,9 @@ func (g *keysAPI) form(r *http.Request, p admin.Principal) (any, error) {
 	spec, err := req.KeySpec()
 	if err != nil {
 		return nil, err
+	}
+	if !g.store.Demo() {
+		return nil, fmt.Errorf("%w: dual control: one person may not enter every component of a key outside demo mode; each custodian enters one with POST /api/v1/keys/components (switchyard keys import)", hsm.ErrPolicy)
 	}
 	comps := make([][]byte, len(req.Components))
 	defer func() {

@@ -41,9 +41,12 @@ const (
 const Usage = `usage: switchyard keys <command> [flags]
 
 commands:
-  import --type T --id ID [--components 2|3] [--algorithm A] [--mac-algorithm M] [--owner O]
-         reads the clear components from standard input, one hex component per line,
-         prints each component's KCV and the combined KCV, and stores the XOR of them.
+  import --type T --id ID [--components 2|3] [--enter K] [--algorithm A] [--mac-algorithm M] [--owner O]
+         dual control: reads this custodian's K components (default all) from standard
+         input, each a hex component and the KCV printed on its form (same line or the
+         next), and sends them to the switch, which forms the key once every component
+         is there. Outside demo mode each custodian, logged in with their own token,
+         enters one (--enter 1); one person entering two components is refused.
   generate --type T --id ID [--algorithm A] [--mac-algorithm M] [--owner O]
          [--activate-at RFC3339] [--expires-at RFC3339] [--export-kek ID [--export-format tr31|ecb]]
   list   [--id ID]                 ID, version, type, algorithm, KCV, status, dates (never keys)
@@ -199,11 +202,18 @@ func (t *tool) importKey(args []string) error {
 	fs := t.flags("import")
 	spec := addSpec(fs)
 	n := fs.Int("components", 2, "number of clear components: 2 or 3")
+	enter := fs.Int("enter", 0, "how many of the components this custodian enters (default all; outside demo mode each custodian enters 1)")
 	if err := parse(fs, args, "type", "id"); err != nil {
 		return err
 	}
 	if *n != 2 && *n != 3 {
 		return usagef("--components is %d: want 2 or 3", *n)
+	}
+	if *enter == 0 {
+		*enter = *n
+	}
+	if *enter < 1 || *enter > *n {
+		return usagef("--enter is %d: want 1 to %d", *enter, *n)
 	}
 	req, err := spec.request()
 	if err != nil {
@@ -217,16 +227,21 @@ func (t *tool) importKey(args []string) error {
 	sc := bufio.NewScanner(t.in)
 	combined := make([]byte, want)
 	defer clear(combined)
-	var comps []string
-	for i := 1; i <= *n; i++ {
-		fmt.Fprintf(t.errw, "component %d of %d (%d hex digits): ", i, *n, 2*want)
+	var resp keys.ComponentResponse
+	for i := 1; i <= *enter; i++ {
+		fmt.Fprintf(t.errw, "component %d of %d (%d hex digits, then its KCV from the form): ", i, *enter, 2*want)
 		if !sc.Scan() {
 			if err := sc.Err(); err != nil {
 				return fmt.Errorf("read component %d: %w", i, err)
 			}
-			return fmt.Errorf("component %d of %d: standard input ended", i, *n)
+			return fmt.Errorf("component %d of %d: standard input ended", i, *enter)
 		}
-		line := strings.Join(strings.Fields(sc.Text()), "")
+		fields := strings.Fields(sc.Text())
+		var formKCV string
+		if len(fields) > 1 && len(fields[len(fields)-1]) == 2*kcv.Length && len(strings.Join(fields[:len(fields)-1], "")) == 2*want {
+			formKCV, fields = fields[len(fields)-1], fields[:len(fields)-1]
+		}
+		line := strings.Join(fields, "")
 		c, err := hex.DecodeString(line)
 		if err != nil || len(c) != want {
 			clear(c)
@@ -236,30 +251,44 @@ func (t *tool) importKey(args []string) error {
 		if err != nil {
 			return fmt.Errorf("component %d: %w", i, err)
 		}
-		fmt.Fprintf(t.out, "component %d KCV: %s\n", i, k)
 		for j := range combined {
 			combined[j] ^= c[j]
 		}
-		comps = append(comps, line)
 		clear(c)
+		if formKCV == "" {
+			fmt.Fprintf(t.errw, "KCV of component %d (from its form): ", i)
+			if !sc.Scan() {
+				return fmt.Errorf("KCV of component %d: standard input ended", i)
+			}
+			formKCV = strings.TrimSpace(sc.Text())
+		}
+		if !strings.EqualFold(formKCV, k.String()) {
+			return fmt.Errorf("component %d has KCV %s, its form says %s: check the typing", i, k, formKCV)
+		}
+		fmt.Fprintf(t.out, "component %d KCV: %s\n", i, k)
+		resp = keys.ComponentResponse{}
+		err = t.c.Do(t.ctx, "POST", "/api/v1/keys/components", keys.ComponentRequest{SpecRequest: req, Components: *n, Component: line, KCV: k.String()}, &resp)
+		line = ""
+		if err != nil {
+			return err
+		}
 	}
-	k, err := kcv.Compute(combined, alg.KCVMethod())
-	if err != nil {
-		return err
+	if resp.Result == nil {
+		fmt.Fprintf(t.out, "%d of %d components of %s entered (by %s); waiting for %d more custodian(s) on this switch node\n",
+			resp.Entered, resp.Of, resp.ID, strings.Join(resp.Custodians, ", "), resp.Of-resp.Entered)
+		return nil
 	}
-	fmt.Fprintf(t.out, "combined KCV: %s\n", k)
-	var res hsm.KeyResult
-	err = t.c.Do(t.ctx, "POST", "/api/v1/keys/form", keys.FormRequest{SpecRequest: req, Components: comps}, &res)
-	for i := range comps {
-		comps[i] = ""
+	if *enter == *n {
+		k, err := kcv.Compute(combined, alg.KCVMethod())
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(t.out, "combined KCV: %s\n", k)
+		if resp.Result.KCV != k.String() {
+			return fmt.Errorf("the switch stored %s v%d with KCV %s, but the components combine to KCV %s: revoke it and repeat the ceremony", resp.Result.Ref.ID, resp.Result.Ref.Version, resp.Result.KCV, k)
+		}
 	}
-	if err != nil {
-		return err
-	}
-	if res.KCV != k.String() {
-		return fmt.Errorf("the switch stored %s v%d with KCV %s, but the components combine to KCV %s: revoke it and repeat the ceremony", res.Ref.ID, res.Ref.Version, res.KCV, k)
-	}
-	t.printResult(res)
+	t.printResult(*resp.Result)
 	return nil
 }
 

@@ -55,7 +55,7 @@ func (f *fixture) run(stdin string, args ...string) (int, string, string) {
 func TestImportFromComponents(t *testing.T) {
 	f := setup(t)
 	c1, c2, c3 := "0123456789ABCDEF0123456789ABCDEF", "FEDCBA9876543210FEDCBA9876543210", "1111111111111111EEEEEEEEEEEEEEEE"
-	code, out, errs := f.run(c1+"\n"+c2+"\n"+c3+"\n", "import", "--type", "ZMK", "--id", "acq.ZMK", "--components", "3", "--owner", "acq")
+	code, out, errs := f.run(withKCV(c1)+"\n"+withKCV(c2)+"\n"+c3+"\n"+kcvOf(c3)+"\n", "import", "--type", "ZMK", "--id", "acq.ZMK", "--components", "3", "--owner", "acq")
 	if code != ExitOK {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
@@ -85,7 +85,7 @@ func TestImportFromComponents(t *testing.T) {
 	}
 	// AES components use the CMAC KCV.
 	a1, a2 := strings.Repeat("01", 32), strings.Repeat("10", 32)
-	code, out, errs = f.run(a1+"\n"+a2+"\n", "import", "--type", "ZMK", "--id", "aes.ZMK", "--algorithm", "AES-256")
+	code, out, errs = f.run(withKCV(a1)+"\n"+withKCV(a2)+"\n", "import", "--type", "ZMK", "--id", "aes.ZMK", "--algorithm", "AES-256")
 	if code != ExitOK {
 		t.Fatalf("AES import: %s", errs)
 	}
@@ -107,8 +107,9 @@ func TestImportBadInput(t *testing.T) {
 		{"", []string{"import", "--type", "ZMK", "--id", "x.ZMK", "--components", "4"}, ExitUsage, "want 2 or 3"},
 		{"0123456789ABCDEF0123456789ABCDEF\n", []string{"import", "--type", "ZMK", "--id", "x.ZMK"}, ExitError, "standard input ended"},
 		{"0123456789ABCDEF\n", []string{"import", "--type", "ZMK", "--id", "x.ZMK"}, ExitError, "component 1 is not 32 hex digits"},
-		{"0123456789ABCDEF0123456789ABCDEF\nXYZ\n", []string{"import", "--type", "ZMK", "--id", "x.ZMK"}, ExitError, "component 2 is not 32 hex digits"},
-		{"0123456789ABCDEF0123456789ABCDEF\n1123456789ABCDEF0123456789ABCDEF\n", []string{"import", "--type", "BOGUS", "--id", "x.ZMK"}, ExitError, "unknown key type"},
+		{withKCV("0123456789ABCDEF0123456789ABCDEF") + "\nXYZ\n", []string{"import", "--type", "ZMK", "--id", "x.ZMK"}, ExitError, "component 2 is not 32 hex digits"},
+		{"0123456789ABCDEF0123456789ABCDEF 000000\n", []string{"import", "--type", "ZMK", "--id", "x.ZMK"}, ExitError, "its form says 000000"},
+		{withKCV("0123456789ABCDEF0123456789ABCDEF") + "\n" + withKCV("1123456789ABCDEF0123456789ABCDEF") + "\n", []string{"import", "--type", "BOGUS", "--id", "x.ZMK"}, ExitError, "unknown key type"},
 		{"", []string{"import", "--type", "ZMK", "--id", "x", "--algorithm", "RC4"}, ExitUsage, "unknown key algorithm"},
 		{"", []string{"nope"}, ExitUsage, "unknown command"},
 		{"", nil, ExitUsage, "usage"},
@@ -204,3 +205,17 @@ func TestGenerateListRotateExportVerify(t *testing.T) {
 		t.Fatalf("tampered verify-log: %d %q %q", code, out, errs)
 	}
 }
+
+// kcvOf is the KCV of a hex component (TDES, or AES for 32 bytes), as its form prints it.
+func kcvOf(c string) string {
+	b, _ := hex.DecodeString(c)
+	if len(b) == 32 {
+		k, _ := kcv.AES(b)
+		return k.String()
+	}
+	k, _ := kcv.TDES(b)
+	return k.String()
+}
+
+// withKCV is a component line with its form's KCV.
+func withKCV(c string) string { return c + " " + kcvOf(c) }

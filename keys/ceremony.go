@@ -1,0 +1,41 @@
+package keys
+
+import "github.com/switchyard/switchyard/hsm"
+
+// Dual control of key components (PCI PIN): a key formed from clear components is
+// entered by as many custodians as it has components, each authenticated as a
+// different person, each typing one component and the check value printed on its
+// form. The switch keeps the components in memory only, combines them once all are
+// there and confirmed, and wipes them; one person entering every component is
+// refused outside demo mode.
+//
+//	POST /api/v1/keys/components   ComponentRequest -> ComponentResponse
+//
+// ("components" cannot be a key ID.) The ceremony is per key ID and per switch node:
+// every custodian must use the same node. A ceremony not completed within the
+// ceremony timeout (30 minutes) is dropped and its components wiped.
+
+// ComponentRequest is one custodian's component of a key.
+type ComponentRequest struct {
+	SpecRequest
+	// Components is how many components the key is formed from (2 or 3); every
+	// custodian of the ceremony gives the same.
+	Components int `json:"components"`
+	// Component is this custodian's clear component, hex.
+	Component string `json:"component"`
+	// KCV is the component's check value as printed on its form: the switch refuses
+	// the component unless it computes the same (a typing error, or a wrong form).
+	KCV string `json:"kcv"`
+}
+
+// ComponentResponse says where the ceremony stands after a component.
+type ComponentResponse struct {
+	ID         string   `json:"id"`         // the key ID
+	Entered    int      `json:"entered"`    // components entered so far
+	Of         int      `json:"of"`         // components the key needs
+	Custodians []string `json:"custodians"` // who entered them, in order
+	KCV        string   `json:"kcv"`        // the check value of this component
+	// Result is the key formed when this was the last component; nil while the
+	// ceremony waits for other custodians.
+	Result *hsm.KeyResult `json:"result,omitempty"`
+}

@@ -1,0 +1,121 @@
+package api
+
+import (
+	"crypto/subtle"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/switchyard/switchyard/hsm"
+	"github.com/switchyard/switchyard/hsm/kcv"
+	"github.com/switchyard/switchyard/keys"
+	"github.com/switchyard/switchyard/switch/admin"
+)
+
+// ceremonyTimeout is how long a key ceremony waits for its other custodians.
+const ceremonyTimeout = 30 * time.Minute
+
+// ceremonies are the key ceremonies in progress (keys/ceremony.go): clear components
+// in memory only, by key ID.
+type ceremonies struct {
+	mu  sync.Mutex
+	m   map[string]*ceremony
+	now func() time.Time
+}
+
+type ceremony struct {
+	spec    hsm.KeySpec
+	of      int
+	comps   [][]byte
+	by      []string
+	started time.Time
+}
+
+func (c *ceremony) wipe() {
+	for _, b := range c.comps {
+		clear(b)
+	}
+	c.comps = nil
+}
+
+// component takes one custodian's component; the last one forms the key.
+func (g *keysAPI) component(r *http.Request, p admin.Principal) (any, error) {
+	var req keys.ComponentRequest
+	if err := admin.ReadJSON(r, &req); err != nil {
+		return nil, badRequest("%v", err)
+	}
+	spec, err := req.KeySpec()
+	if err != nil {
+		return nil, err
+	}
+	if err := spec.Normalize(); err != nil {
+		return nil, err
+	}
+	if req.Components != 2 && req.Components != 3 {
+		return nil, fmt.Errorf("%w: components %d: want 2 or 3", hsm.ErrInput, req.Components)
+	}
+	comp, err := hex.DecodeString(strings.TrimSpace(req.Component))
+	if err != nil || len(comp) != spec.Algorithm.KeyLength() {
+		clear(comp)
+		return nil, fmt.Errorf("%w: the component is not %d hex digits (a %s key is %d bytes)", hsm.ErrInput, 2*spec.Algorithm.KeyLength(), spec.Algorithm, spec.Algorithm.KeyLength())
+	}
+	k, err := kcv.Compute(comp, spec.Algorithm.KCVMethod())
+	if err != nil {
+		clear(comp)
+		return nil, err
+	}
+	want := strings.ToUpper(strings.TrimSpace(req.KCV))
+	if subtle.ConstantTimeCompare([]byte(k.String()), []byte(want)) != 1 {
+		clear(comp)
+		return nil, fmt.Errorf("%w: the component's KCV is %s, its form says %q: check the typing (the component was not kept)", hsm.ErrKCVMismatch, k, want)
+	}
+
+	cs := g.ceremonies
+	cs.mu.Lock()
+	now := cs.now()
+	for id, c := range cs.m {
+		if now.Sub(c.started) > ceremonyTimeout {
+			c.wipe()
+			delete(cs.m, id)
+		}
+	}
+	c := cs.m[spec.ID]
+	if c == nil {
+		c = &ceremony{spec: spec, of: req.Components, started: now}
+		cs.m[spec.ID] = c
+	} else if c.spec.Type != spec.Type || c.spec.Algorithm != spec.Algorithm || c.spec.MACAlgorithm != spec.MACAlgorithm || c.spec.Owner != spec.Owner || c.of != req.Components {
+		cs.mu.Unlock()
+		clear(comp)
+		return nil, fmt.Errorf("%w: a ceremony for %s (%s %s, %d components, owner %q) started by %s is in progress; this component is for %s %s, %d components, owner %q",
+			keys.ErrConflict, spec.ID, c.spec.Type, c.spec.Algorithm, c.of, c.spec.Owner, c.by[0], spec.Type, spec.Algorithm, req.Components, spec.Owner)
+	}
+	if slices.Contains(c.by, p.Name) && !g.store.Demo() {
+		cs.mu.Unlock()
+		clear(comp)
+		return nil, fmt.Errorf("%w: dual control: %s already entered a component of %s; component %d of %d must come from another custodian (only demo mode lets one person enter them all)",
+			hsm.ErrPolicy, p.Name, spec.ID, len(c.by)+1, c.of)
+	}
+	c.comps = append(c.comps, comp)
+	c.by = append(c.by, p.Name)
+	resp := keys.ComponentResponse{ID: spec.ID, Entered: len(c.by), Of: c.of, Custodians: slices.Clone(c.by), KCV: k.String()}
+	if len(c.comps) < c.of {
+		cs.mu.Unlock()
+		return resp, nil
+	}
+	delete(cs.m, spec.ID)
+	cs.mu.Unlock()
+	defer c.wipe()
+	actors := slices.Clone(c.by)
+	slices.Sort(actors)
+	ctx := hsm.WithActor(r.Context(), strings.Join(slices.Compact(actors), "+"))
+	res, err := g.hsm.FormKey(ctx, hsm.FormKeyRequest{KeySpec: c.spec, Components: c.comps})
+	if err != nil {
+		return nil, fmt.Errorf("form %s from the %d components: %w (the ceremony is over; start again)", spec.ID, c.of, err)
+	}
+	resp.Result = &res
+	return withStatus(http.StatusCreated, resp), nil
+}

@@ -1,0 +1,118 @@
+package api_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"strings"
+	"testing"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/switchyard/switchyard/hsm"
+	"github.com/switchyard/switchyard/hsm/kcv"
+	"github.com/switchyard/switchyard/internal/cli/apiclient"
+	"github.com/switchyard/switchyard/keys"
+	"github.com/switchyard/switchyard/switch/admin"
+	"github.com/switchyard/switchyard/switch/api"
+)
+
+// productionKeysAPI is the keys API on a key store outside demo mode, with two key
+// custodians (admins alice and carol).
+func productionKeysAPI(t *testing.T) (alice, carol *apiclient.Client) {
+	t.Helper()
+	db, err := badger.Open(badger.DefaultOptions(t.TempDir()).WithLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	store, err := keys.NewStore(db, keys.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lmk := make([]byte, hsm.LMKLength)
+	rand.Read(lmk)
+	h, err := hsm.NewSoftware(context.Background(), store, lmk, hsm.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth, err := admin.NewAuthenticator([]admin.Token{
+		{Token: "alice-token", Principal: admin.Principal{Name: "alice", Role: admin.RoleAdmin}},
+		{Token: "carol-token", Principal: admin.Principal{Name: "carol", Role: admin.RoleAdmin}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	handler := api.New(api.Options{Auth: auth, Keys: store, HSM: h})
+	return &apiclient.Client{Handler: handler, Token: "alice-token"}, &apiclient.Client{Handler: handler, Token: "carol-token"}
+}
+
+func component(t *testing.T) (string, string) {
+	b := make([]byte, 16)
+	rand.Read(b)
+	k, _ := kcv.TDES(b)
+	return strings.ToUpper(hex.EncodeToString(b)), k.String()
+}
+
+// TestDualControl: outside demo mode one custodian cannot enter both components of a
+// ZMK (nor send both at once to /form); a component whose KCV does not match its form
+// is not kept; a second custodian's component completes the key, whose audit actor
+// names both.
+func TestDualControl(t *testing.T) {
+	alice, carol := productionKeysAPI(t)
+	ctx := context.Background()
+	c1, k1 := component(t)
+	c2, k2 := component(t)
+	spec := keys.SpecRequest{ID: "bank-a.ZMK", Type: "ZMK"}
+	var resp keys.ComponentResponse
+	if err := alice.Do(ctx, "POST", "/api/v1/keys/components", keys.ComponentRequest{SpecRequest: spec, Components: 2, Component: c1, KCV: k1}, &resp); err != nil || resp.Entered != 1 || resp.Result != nil {
+		t.Fatalf("alice's component: %+v, %v", resp, err)
+	}
+	err := alice.Do(ctx, "POST", "/api/v1/keys/components", keys.ComponentRequest{SpecRequest: spec, Components: 2, Component: c2, KCV: k2}, &resp)
+	if status(err) != 400 || !strings.Contains(err.Error(), "dual control") {
+		t.Fatalf("alice's second component: %v, want 400 dual control", err)
+	}
+	if err := alice.Do(ctx, "POST", "/api/v1/keys/form", keys.FormRequest{SpecRequest: keys.SpecRequest{ID: "x.ZMK", Type: "ZMK"}, Components: []string{c1, c2}}, nil); status(err) != 400 {
+		t.Fatalf("both components at once outside demo mode: %v, want 400", err)
+	}
+	if err := carol.Do(ctx, "POST", "/api/v1/keys/components", keys.ComponentRequest{SpecRequest: spec, Components: 2, Component: c2, KCV: "000000"}, &resp); status(err) != 400 || !strings.Contains(err.Error(), "KCV") {
+		t.Fatalf("carol's mistyped component: %v, want 400 KCV", err)
+	}
+	resp = keys.ComponentResponse{}
+	if err := carol.Do(ctx, "POST", "/api/v1/keys/components", keys.ComponentRequest{SpecRequest: spec, Components: 2, Component: c2, KCV: k2}, &resp); err != nil || resp.Result == nil {
+		t.Fatalf("carol's component: %+v, %v", resp, err)
+	}
+	a, _ := hex.DecodeString(c1)
+	b, _ := hex.DecodeString(c2)
+	for i := range a {
+		a[i] ^= b[i]
+	}
+	want, _ := kcv.TDES(a)
+	if resp.Result.KCV != want.String() || strings.Join(resp.Custodians, ",") != "alice,carol" {
+		t.Fatalf("formed %+v by %v, want KCV %s by alice,carol", resp.Result, resp.Custodians, want)
+	}
+	var audit keys.AuditList
+	if err := alice.Do(ctx, "GET", "/api/v1/keys/audit", nil, &audit); err != nil {
+		t.Fatal(err)
+	}
+	if last := audit.Entries[len(audit.Entries)-1]; last.Actor != "alice+carol" || last.KeyID != "bank-a.ZMK" {
+		t.Fatalf("audit: %+v, want actor alice+carol", last)
+	}
+}
+
+// TestDualControlDemo: in demo mode one person may enter every component.
+func TestDualControlDemo(t *testing.T) {
+	e := newAPIEnv(t)
+	ctx := context.Background()
+	spec := keys.SpecRequest{ID: "demo-b.ZMK", Type: "ZMK"}
+	var resp keys.ComponentResponse
+	for i := range 2 {
+		c, k := component(t)
+		if err := e.admin.Do(ctx, "POST", "/api/v1/keys/components", keys.ComponentRequest{SpecRequest: spec, Components: 2, Component: c, KCV: k}, &resp); err != nil {
+			t.Fatalf("component %d: %v", i+1, err)
+		}
+	}
+	if resp.Result == nil {
+		t.Fatalf("no key formed: %+v", resp)
+	}
+}
