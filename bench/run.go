@@ -52,6 +52,9 @@ type Options struct {
 	Scenario string
 	// Version is the switch's version, for the reports.
 	Version string
+	// PayShield runs the switch with hsm.backend payshield against `switchyard hsm
+	// serve` in its own process (docs/hsm.md), to measure the HSM's network hop.
+	PayShield bool
 }
 
 // Report is the outcome of a run.
@@ -270,6 +273,21 @@ demo_issuer: {external: "%s"}
 shutdown: {drain_timeout: 10s}
 security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504154482d48415348"}
 `, filepath.Join(o.WorkDir, "data"), rulesDir, termAddr, adminAddr, simAddr)
+	if o.PayShield {
+		hsmAddr, err := freeAddr()
+		if err != nil {
+			return nil, err
+		}
+		hsmProc, err := startProc(o.Exe, o.WorkDir, "hsm-serve", "hsm", "serve", "--demo", "--addr", hsmAddr)
+		if err != nil {
+			return nil, err
+		}
+		defer hsmProc.stop()
+		if err := waitListening(ctx, hsmAddr); err != nil {
+			return nil, fmt.Errorf("hsm serve: %w", err)
+		}
+		cfg += fmt.Sprintf("hsm: {backend: payshield, addrs: [\"%s\"], connections: 4}\n", hsmAddr)
+	}
 	cfgFile := filepath.Join(o.WorkDir, "switch.yaml")
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
 		return nil, err

@@ -22,7 +22,7 @@ import (
 
 // serve starts hsm serve's server under the demo LMK on a loopback port and returns
 // its address and a function that stops it (and waits for it).
-func serve(t *testing.T, opts payshield.ServerOptions) (string, func()) {
+func serve(t testing.TB, opts payshield.ServerOptions) (string, func()) {
 	t.Helper()
 	srv, err := payshield.NewServer(keys.DemoLMK(), opts)
 	if err != nil {
@@ -58,7 +58,7 @@ type env struct {
 // newEnv opens a demo key store, a client to addrs, loads the demo keys through the
 // client (FK over the wire) and opens a software HSM on the same store and LMK, to
 // compare with.
-func newEnv(t *testing.T, opts payshield.ClientOptions) *env {
+func newEnv(t testing.TB, opts payshield.ClientOptions) *env {
 	t.Helper()
 	db, err := badger.Open(badger.DefaultOptions(t.TempDir()).WithLogger(nil))
 	if err != nil {
@@ -94,7 +94,7 @@ func unhex(s string) []byte {
 	return b
 }
 
-func tdesECB(t *testing.T, key string, in []byte, decrypt bool) []byte {
+func tdesECB(t testing.TB, key string, in []byte, decrypt bool) []byte {
 	k := unhex(key)
 	c, err := des.NewTripleDESCipher(append(append([]byte{}, k...), k[:8]...))
 	if err != nil {

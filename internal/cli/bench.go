@@ -32,6 +32,7 @@ func runBench(env *Env, args []string) int {
 	fs.DurationVar(&o.IssuerLatencyP99, "issuer-latency-p99", 0, "log-normal issuer answer times with this 99th percentile")
 	fs.BoolVar(&o.Plain, "plain", false, "ordinary purchases only, no fraud scenarios")
 	fs.StringVar(&o.Scenario, "scenario", "standard", "name of the run in the reports")
+	fs.BoolVar(&o.PayShield, "payshield", false, "the switch uses hsm.backend payshield against `switchyard hsm serve` in its own process (the HSM's network hop)")
 	results := fs.String("results", "bench/results", "write the JSON and HTML reports here (empty: none)")
 	target := fs.String("target", "", "load a switch already running at this terminal address (no relay, no CPU figures)")
 	faults := fs.Bool("faults", false, "the fault bench instead: issuer drops and late answers, an issuer outage, a kill -9 of the switch; reconciliation")
