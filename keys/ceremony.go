@@ -39,3 +39,28 @@ type ComponentResponse struct {
 	// ceremony waits for other custodians.
 	Result *hsm.KeyResult `json:"result,omitempty"`
 }
+
+// Exports in components are the same ceremony the other way:
+//
+//	POST /api/v1/keys/{id}/export-components   ExportComponentsRequest -> ExportComponentResponse
+//
+// The first custodian's call splits the key (version 0: current) into N random
+// components in the HSM; each call, from a different custodian outside demo mode,
+// hands out the next component once and wipes it.
+
+// ExportComponentsRequest asks for this custodian's component of a key.
+type ExportComponentsRequest struct {
+	Version    int `json:"version,omitempty"` // default: current
+	Components int `json:"components"`        // 2 or 3, the same for every custodian
+}
+
+// ExportComponentResponse is one custodian's component.
+type ExportComponentResponse struct {
+	Key        hsm.KeyRef `json:"key"`        // the key split
+	KeyKCV     string     `json:"key_kcv"`    // the key's KCV, for the receiving party
+	Index      int        `json:"index"`      // which component (1-based)
+	Of         int        `json:"of"`         // how many
+	Component  string     `json:"component"`  // this custodian's clear component, hex
+	KCV        string     `json:"kcv"`        // its KCV
+	Custodians []string   `json:"custodians"` // who took components so far
+}

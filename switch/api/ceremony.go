@@ -22,9 +22,10 @@ const ceremonyTimeout = 30 * time.Minute
 // ceremonies are the key ceremonies in progress (keys/ceremony.go): clear components
 // in memory only, by key ID.
 type ceremonies struct {
-	mu  sync.Mutex
-	m   map[string]*ceremony
-	now func() time.Time
+	mu      sync.Mutex
+	m       map[string]*ceremony       // imports, by key ID
+	exports map[string]*exportCeremony // exports in components, by key ID
+	now     func() time.Time
 }
 
 type ceremony struct {
@@ -118,4 +119,75 @@ func (g *keysAPI) component(r *http.Request, p admin.Principal) (any, error) {
 	}
 	resp.Result = &res
 	return withStatus(http.StatusCreated, resp), nil
+}
+
+// exportCeremony is a key split into components, handed out one per custodian.
+type exportCeremony struct {
+	key     hsm.KeyRef
+	keyKCV  string
+	comps   [][]byte
+	kcvs    []string
+	by      []string
+	started time.Time
+}
+
+func (c *exportCeremony) wipe() {
+	for _, b := range c.comps {
+		clear(b)
+	}
+}
+
+// exportComponent hands this custodian the next component of a key, splitting it in
+// the HSM on the first call.
+func (g *keysAPI) exportComponent(r *http.Request, p admin.Principal) (any, error) {
+	var req keys.ExportComponentsRequest
+	if err := admin.ReadJSON(r, &req); err != nil {
+		return nil, badRequest("%v", err)
+	}
+	if req.Components != 2 && req.Components != 3 {
+		return nil, fmt.Errorf("%w: components %d: want 2 or 3", hsm.ErrInput, req.Components)
+	}
+	ex, ok := g.hsm.(hsm.ComponentExporter)
+	if !ok {
+		return nil, fmt.Errorf("%w: this HSM does not hand out key components (a payShield prints them on its own printer)", hsm.ErrPolicy)
+	}
+	rec, err := g.store.Key(r.Context(), hsm.KeyRef{ID: r.PathValue("id"), Version: req.Version})
+	if err != nil {
+		return nil, err
+	}
+	cs := g.ceremonies
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	now := cs.now()
+	for id, c := range cs.exports {
+		if now.Sub(c.started) > ceremonyTimeout {
+			c.wipe()
+			delete(cs.exports, id)
+		}
+	}
+	c := cs.exports[rec.ID]
+	if c != nil && (c.key != rec.Ref() || len(c.comps) != req.Components) {
+		return nil, fmt.Errorf("%w: an export of %s in %d components started by %s is in progress", keys.ErrConflict, c.key, len(c.comps), c.by[0])
+	}
+	if c == nil {
+		comps, kcvs, err := ex.ExportComponents(actx(r, p), rec.Ref(), req.Components)
+		if err != nil {
+			return nil, err
+		}
+		c = &exportCeremony{key: rec.Ref(), keyKCV: rec.KCV, comps: comps, kcvs: kcvs, started: now}
+		cs.exports[rec.ID] = c
+	}
+	if slices.Contains(c.by, p.Name) && !g.store.Demo() {
+		return nil, fmt.Errorf("%w: dual control: %s already took a component of %s; component %d of %d goes to another custodian (only demo mode lets one person take them all)",
+			hsm.ErrPolicy, p.Name, c.key, len(c.by)+1, len(c.comps))
+	}
+	i := len(c.by)
+	c.by = append(c.by, p.Name)
+	out := keys.ExportComponentResponse{Key: c.key, KeyKCV: c.keyKCV, Index: i + 1, Of: len(c.comps),
+		Component: strings.ToUpper(hex.EncodeToString(c.comps[i])), KCV: c.kcvs[i], Custodians: slices.Clone(c.by)}
+	clear(c.comps[i])
+	if len(c.by) == len(c.comps) {
+		delete(cs.exports, rec.ID)
+	}
+	return out, nil
 }

@@ -116,3 +116,40 @@ func TestDualControlDemo(t *testing.T) {
 		t.Fatalf("no key formed: %+v", resp)
 	}
 }
+
+// TestDualControlExport: a key exported in components goes one component to each
+// custodian; the same custodian asking twice is refused outside demo mode; the
+// components combine to the key (its KCV).
+func TestDualControlExport(t *testing.T) {
+	alice, carol := productionKeysAPI(t)
+	ctx := context.Background()
+	c1, k1 := component(t)
+	c2, k2 := component(t)
+	spec := keys.SpecRequest{ID: "share.ZMK", Type: "ZMK"}
+	var formed keys.ComponentResponse
+	alice.Do(ctx, "POST", "/api/v1/keys/components", keys.ComponentRequest{SpecRequest: spec, Components: 2, Component: c1, KCV: k1}, &formed)
+	if err := carol.Do(ctx, "POST", "/api/v1/keys/components", keys.ComponentRequest{SpecRequest: spec, Components: 2, Component: c2, KCV: k2}, &formed); err != nil || formed.Result == nil {
+		t.Fatalf("form: %+v %v", formed, err)
+	}
+	var a, c keys.ExportComponentResponse
+	if err := alice.Do(ctx, "POST", "/api/v1/keys/share.ZMK/export-components", keys.ExportComponentsRequest{Components: 2}, &a); err != nil || a.Index != 1 {
+		t.Fatalf("alice's component: %+v %v", a, err)
+	}
+	if err := alice.Do(ctx, "POST", "/api/v1/keys/share.ZMK/export-components", keys.ExportComponentsRequest{Components: 2}, nil); status(err) != 400 || !strings.Contains(err.Error(), "dual control") {
+		t.Fatalf("alice's second component: %v, want 400 dual control", err)
+	}
+	if err := carol.Do(ctx, "POST", "/api/v1/keys/share.ZMK/export-components", keys.ExportComponentsRequest{Components: 2}, &c); err != nil || c.Index != 2 {
+		t.Fatalf("carol's component: %+v %v", c, err)
+	}
+	x, _ := hex.DecodeString(a.Component)
+	y, _ := hex.DecodeString(c.Component)
+	if a.Component == c.Component {
+		t.Fatal("both custodians got the same component")
+	}
+	for i := range x {
+		x[i] ^= y[i]
+	}
+	if k, _ := kcv.TDES(x); k.String() != formed.Result.KCV || a.KeyKCV != formed.Result.KCV {
+		t.Fatalf("components combine to KCV %s, the key is %s", k, formed.Result.KCV)
+	}
+}

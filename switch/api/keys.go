@@ -33,7 +33,7 @@ import (
 //	GET  /api/v1/keys/audit             the audit log (?from=N&limit=M) (keys.AuditList)
 //	GET  /api/v1/keys/audit/verify      keys.VerifyLogResponse
 func (a *api) keys() {
-	g := &keysAPI{store: a.o.Keys, hsm: a.o.HSM, ceremonies: &ceremonies{m: map[string]*ceremony{}, now: time.Now}}
+	g := &keysAPI{store: a.o.Keys, hsm: a.o.HSM, ceremonies: &ceremonies{m: map[string]*ceremony{}, exports: map[string]*exportCeremony{}, now: time.Now}}
 	h := func(pattern string, fn handlerFunc) { a.route(pattern, adminsOnly, keysStatus, fn) }
 	h("GET /api/v1/keys", g.list)
 	h("GET /api/v1/keys/{id}", g.get)
@@ -44,6 +44,7 @@ func (a *api) keys() {
 	h("POST /api/v1/keys/components", g.component) // dual control: keys/ceremony.go
 	h("POST /api/v1/keys/{id}/rotate", g.rotate)
 	h("POST /api/v1/keys/{id}/export", g.export)
+	h("POST /api/v1/keys/{id}/export-components", g.exportComponent) // dual control: keys/ceremony.go
 	h("POST /api/v1/keys/{id}/status", g.status)
 	h("GET /api/v1/keys/audit", g.audit)
 	h("GET /api/v1/keys/audit/verify", g.verifyLog)

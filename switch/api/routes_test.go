@@ -99,8 +99,8 @@ func TestEveryRouteNeedsAToken(t *testing.T) {
 			}
 		}
 	}
-	if adminOnly != 14 || called { // 14 with POST /api/v1/keys/components (dual control)
-		t.Errorf("%d admin-only routes checked (want 14); a handler ran without its role: %v", adminOnly, called)
+	if adminOnly != 15 || called { // 15 with the dual control routes (keys/components, keys/{id}/export-components)
+		t.Errorf("%d admin-only routes checked (want 15); a handler ran without its role: %v", adminOnly, called)
 	}
 }
 

@@ -28,7 +28,7 @@ import (
 )
 
 // Subcommands are the subcommands of the keys command.
-var Subcommands = []string{"import", "generate", "list", "rotate", "export", "kcv", "revoke", "verify-log"}
+var Subcommands = []string{"import", "generate", "list", "rotate", "export", "export-component", "kcv", "revoke", "verify-log"}
 
 // Exit statuses of Run.
 const (
@@ -52,6 +52,9 @@ commands:
   list   [--id ID]                 ID, version, type, algorithm, KCV, status, dates (never keys)
   rotate --id ID [--grace 24h] [--activate-at RFC3339] [--export-kek ID [--export-format tr31|ecb]]
   export --id ID --kek ID [--version N] [--kek-version N] [--format tr31|ecb]
+  export-component --id ID [--components 2|3] [--version N]
+         dual control: prints this custodian's clear component of the key and its KCV
+         (and the key's KCV); each custodian, with their own token, takes one.
   kcv    --id ID [--version N]
   revoke --id ID --version N [--reason TEXT]
   verify-log                       check the hash chain of the key audit log
@@ -91,6 +94,8 @@ func RunWithInput(ctx context.Context, args []string, c *apiclient.Client, stdin
 		err = t.rotate(args[1:])
 	case "export":
 		err = t.export(args[1:])
+	case "export-component":
+		err = t.exportComponent(args[1:])
 	case "kcv":
 		err = t.kcv(args[1:])
 	case "revoke":
@@ -397,6 +402,24 @@ func (t *tool) export(args []string) error {
 		return err
 	}
 	fmt.Fprintln(t.out, res.Block)
+	return nil
+}
+
+func (t *tool) exportComponent(args []string) error {
+	fs := t.flags("export-component")
+	id := fs.String("id", "", "key ID")
+	version := fs.Int("version", 0, "key version (default: current)")
+	n := fs.Int("components", 2, "number of components: 2 or 3")
+	if err := parse(fs, args, "id"); err != nil {
+		return err
+	}
+	var res keys.ExportComponentResponse
+	req := keys.ExportComponentsRequest{Version: *version, Components: *n}
+	if err := t.c.Do(t.ctx, "POST", "/api/v1/keys/"+url.PathEscape(*id)+"/export-components", req, &res); err != nil {
+		return err
+	}
+	fmt.Fprintf(t.out, "%s version %d (KCV %s), component %d of %d for you alone:\n%s\ncomponent KCV %s\n",
+		res.Key.ID, res.Key.Version, res.KeyKCV, res.Index, res.Of, res.Component, res.KCV)
 	return nil
 }
 

@@ -219,3 +219,29 @@ func kcvOf(c string) string {
 
 // withKCV is a component line with its form's KCV.
 func withKCV(c string) string { return c + " " + kcvOf(c) }
+
+// TestExportComponent: each call hands out the next component (demo mode lets one
+// person take both); they combine to the key.
+func TestExportComponent(t *testing.T) {
+	f := setup(t)
+	var comps []string
+	for i := 1; i <= 2; i++ {
+		code, out, errs := f.run("", "export-component", "--id", "demo.ZMK", "--components", "2")
+		if code != ExitOK {
+			t.Fatalf("component %d: exit %d: %s", i, code, errs)
+		}
+		lines := strings.Split(out, "\n")
+		if len(lines) < 3 || !strings.Contains(lines[0], "component "+string(rune('0'+i))+" of 2") {
+			t.Fatalf("component %d output:\n%s", i, out)
+		}
+		comps = append(comps, lines[1])
+	}
+	a, _ := hex.DecodeString(comps[0])
+	b, _ := hex.DecodeString(comps[1])
+	for i := range a {
+		a[i] ^= b[i]
+	}
+	if k, _ := kcv.TDES(a); k.String() != "384BF4" {
+		t.Fatalf("components combine to KCV %s, want the demo ZMK's 384BF4", k)
+	}
+}
