@@ -39,14 +39,16 @@ func startHSMServe(t *testing.T) (addr string, stop func()) {
 	return ln.Addr().String(), stop
 }
 
-// TestPayShieldBackend runs the demo switch with hsm.backend payshield against hsm
-// serve: the demo keys are formed through it, a TPK PIN purchase and a MAC'd SoftPOS
-// purchase with a DUKPT PIN are approved (a wrong PIN declined), and with the HSM
-// gone a PIN purchase is answered 96 at once, not left hanging.
+// TestPayShieldBackend runs the demo switch with hsm.backend payshield against two
+// hsm serve processes' servers: the demo keys are formed through them, a TPK PIN
+// purchase and a MAC'd SoftPOS purchase with a DUKPT PIN are approved (a wrong PIN
+// declined); with the first HSM gone the second takes over; with both gone a PIN
+// purchase is answered 96 at once, not left hanging, and journaled.
 func TestPayShieldBackend(t *testing.T) {
+	first, stopFirst := startHSMServe(t)
 	addr, stop := startHSMServe(t)
 	f := startDemo(t, func(c *config.Config) {
-		c.HSM = config.HSM{Backend: "payshield", Addrs: []string{addr}, Timeout: config.Duration(2 * time.Second)}
+		c.HSM = config.HSM{Backend: "payshield", Addrs: []string{first, addr}, Timeout: config.Duration(2 * time.Second)}
 	})
 	mac, _ := termclient.RetailMAC(demoTAK)
 	tx := pos(1000)
@@ -62,12 +64,25 @@ func TestPayShieldBackend(t *testing.T) {
 	if r := sendOn(t, f.c, withDUKPTPIN(t, softpos(2000), "1234"), mac); r.RC != "00" || r.MAC == "" {
 		t.Fatalf("SoftPOS DUKPT PIN with MAC through payShield: %+v", r)
 	}
+	stopFirst()
+	tx = pos(1000)
+	tx.PINBlock, _ = termclient.PINBlockTPK(demoTPK, "1234", tx.PAN)
+	if r := f.send(tx); r.RC != "00" {
+		t.Fatalf("TPK PIN with the first HSM down (failover): %+v", r)
+	}
+	if r := sendOn(t, f.c, withDUKPTPIN(t, softpos(2000), "1234"), mac); r.RC != "00" || r.MAC == "" {
+		t.Fatalf("SoftPOS with the first HSM down (failover): %+v", r)
+	}
 	stop()
 	tx = pos(1000)
 	tx.PINBlock, _ = termclient.PINBlockTPK(demoTPK, "1234", tx.PAN)
 	start := time.Now()
-	if r := f.send(tx); r.RC != "96" {
-		t.Fatalf("PIN purchase with the HSM down: %+v, want 96", r)
+	r := f.send(tx)
+	if r.RC != "96" || r.Reason != "hsm-unavailable" {
+		t.Fatalf("PIN purchase with every HSM down: %+v, want 96 hsm-unavailable", r)
+	}
+	if rec, err := f.s.Journal.Get(r.RRN); err != nil || rec.RC != "96" {
+		t.Fatalf("journal of the 96: %+v %v", rec, err)
 	}
 	if d := time.Since(start); d > 10*time.Second {
 		t.Fatalf("the 96 took %s", d)
