@@ -57,7 +57,9 @@ func TestClientTLSAndMetrics(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}})) }()
+	go func() {
+		done <- srv.Serve(ctx, tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}}))
+	}()
 	t.Cleanup(func() { cancel(); <-done })
 	reg := prometheus.NewRegistry()
 	m, err := payshield.NewMetrics(reg)
