@@ -19,12 +19,15 @@ import (
 //	POST /api/v1/keys/import            ImportRequest (under a KEK) -> hsm.KeyResult
 //	POST /api/v1/keys/{id}/rotate       RotateRequest -> hsm.KeyResult (new version)
 //	POST /api/v1/keys/{id}/export       ExportRequest -> ExportResponse
+//	POST /api/v1/keys/components        ComponentRequest -> ComponentResponse (dual control, ceremony.go)
+//	POST /api/v1/keys/{id}/export-components ExportComponentsRequest -> ExportComponentResponse
 //	POST /api/v1/keys/{id}/status       StatusRequest -> KeyInfo (revoke)
 //	GET  /api/v1/keys/audit             the audit log (?from=N&limit=M) (AuditList)
 //	GET  /api/v1/keys/audit/verify      VerifyLogResponse
 //
 // Answers never contain key material other than what an export asks for (a key
-// under a KEK). "audit", "generate", "form" and "import" cannot be key IDs.
+// under a KEK), and the components of an export in components to their custodians.
+// "audit", "generate", "form", "import" and "components" cannot be key IDs.
 
 // KeyInfo is what the API shows of a key version: metadata, never key material.
 type KeyInfo struct {

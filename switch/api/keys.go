@@ -29,6 +29,8 @@ import (
 //	POST /api/v1/keys/import            keys.ImportRequest (under a KEK) -> hsm.KeyResult
 //	POST /api/v1/keys/{id}/rotate       keys.RotateRequest -> hsm.KeyResult (new version)
 //	POST /api/v1/keys/{id}/export       keys.ExportRequest -> keys.ExportResponse
+//	POST /api/v1/keys/components        keys.ComponentRequest -> keys.ComponentResponse (dual control)
+//	POST /api/v1/keys/{id}/export-components keys.ExportComponentsRequest -> keys.ExportComponentResponse
 //	POST /api/v1/keys/{id}/status       keys.StatusRequest -> keys.KeyInfo (revoke)
 //	GET  /api/v1/keys/audit             the audit log (?from=N&limit=M) (keys.AuditList)
 //	GET  /api/v1/keys/audit/verify      keys.VerifyLogResponse
