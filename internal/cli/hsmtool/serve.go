@@ -16,8 +16,16 @@ import (
 )
 
 // runServe is `switchyard hsm serve`: the software HSM behind the payShield host
-// protocol, until SIGINT or SIGTERM. It prints "listening on ADDR" once it accepts.
+// protocol, until SIGINT or SIGTERM.
 func runServe(args []string, stdout, stderr io.Writer) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return serve(ctx, args, stdout, stderr)
+}
+
+// serve runs hsm serve until ctx is done. It prints "listening on ADDR" once it
+// accepts connections.
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("serve", stderr)
 	addr := fs.String("addr", "127.0.0.1:1500", "listen address (host:port; port 0 picks one)")
 	hl := fs.Int("header-length", payshield.DefaultHeaderLength, "message header length the clients use")
@@ -45,7 +53,5 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("listen on %s: %w", *addr, err)
 	}
 	fmt.Fprintf(stdout, "listening on %s\n", ln.Addr())
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	return srv.Serve(ctx, ln)
 }
