@@ -6,6 +6,7 @@ import (
 	"crypto/des"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -342,5 +343,31 @@ func TestClientSlowHSM(t *testing.T) {
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("slow HSM alone took %s", d)
+	}
+}
+
+// TestClientPipelines: many commands in flight on one connection each get their own
+// answer (matched by header), equal to the software HSM's.
+func TestClientPipelines(t *testing.T) {
+	addr, _ := serve(t, payshield.ServerOptions{})
+	e := newEnv(t, payshield.ClientOptions{Addrs: []string{addr}, Conns: 1})
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for i := range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req := hsm.MACRequest{Key: hsm.KeyRef{ID: "T0000002.TAK"}, Data: []byte(strings.Repeat("x", i+1))}
+			got, err := e.client.GenerateMAC(e.ctx, req)
+			want, _ := e.sw.GenerateMAC(e.ctx, req)
+			if err != nil || !bytes.Equal(got, want) {
+				errs <- fmt.Errorf("command %d: %X, %v; want %X", i, got, err, want)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }
