@@ -3,6 +3,7 @@ package payshield_test
 import (
 	"bytes"
 	"context"
+	"crypto/aes"
 	"crypto/des"
 	"encoding/hex"
 	"errors"
@@ -369,5 +370,41 @@ func TestClientPipelines(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+// TestClientFormat4: an ISO format 4 PIN block (AES, bound to the whole PAN) through
+// CA between AES keys formed over the wire.
+func TestClientFormat4(t *testing.T) {
+	addr, _ := serve(t, payshield.ServerOptions{})
+	e := newEnv(t, payshield.ClientOptions{Addrs: []string{addr}})
+	form := func(id string, typ hsm.KeyType, key []byte) {
+		c1 := bytes.Repeat([]byte{0x5A}, len(key))
+		c2 := make([]byte, len(key))
+		for i := range key {
+			c2[i] = key[i] ^ c1[i]
+		}
+		if _, err := e.client.FormKey(e.ctx, hsm.FormKeyRequest{KeySpec: hsm.KeySpec{ID: id, Type: typ, Algorithm: hsm.AES128}, Components: [][]byte{c1, c2}}); err != nil {
+			t.Fatalf("FK %s: %v", id, err)
+		}
+	}
+	tpk, zpk := bytes.Repeat([]byte{0x11}, 16), bytes.Repeat([]byte{0x22}, 16)
+	form("AES.TPK", hsm.TPK, tpk)
+	form("AES.ZPK", hsm.ZPK, zpk)
+	pan := "4761739001010267"
+	tc, _ := aes.NewCipher(tpk)
+	block, err := pinblock.Encrypt(tc, pinblock.Format4, []byte("4321"), pan, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := e.client.TranslatePIN(e.ctx, hsm.TranslatePINRequest{Source: hsm.KeyRef{ID: "AES.TPK"}, SourceFormat: pinblock.Format4, PINBlock: block,
+		Dest: hsm.KeyRef{ID: "AES.ZPK"}, DestFormat: pinblock.Format4, PAN: pan})
+	if err != nil {
+		t.Fatalf("CA format 4: %v", err)
+	}
+	zc, _ := aes.NewCipher(zpk)
+	pin, err := pinblock.AppendDecrypt(nil, zc, pinblock.Format4, out, pan)
+	if err != nil || string(pin) != "4321" {
+		t.Fatalf("format 4 block under the ZPK holds %q, %v", pin, err)
 	}
 }

@@ -151,17 +151,34 @@ func (f *Fields) readVar(name string) string {
 	return f.Fixed(name, n)
 }
 
-// appendPAN appends the account number as 2 digits of length and the full PAN
-// (format 4 binds all of it; formats 0 and 3 the rightmost 12 digits but the check
-// digit, which the HSM takes from it).
-func appendPAN(dst []byte, pan string) []byte {
-	dst = fmt.Appendf(dst, "%02d", len(pan))
-	return append(dst, pan...)
+// appendPAN appends the account number field of CA, CC and G0. For formats 0, 1 and 3
+// it is payShield's: the 12 right-most digits of the PAN excluding the check digit
+// (12N). Format 4 binds the whole PAN, which 12 digits cannot carry: then the field is
+// "P", 2 digits of length and the PAN (this project's; docs/hsm.md).
+func appendPAN(dst []byte, pan string, full bool) []byte {
+	if full {
+		dst = fmt.Appendf(dst, "P%02d", len(pan))
+		return append(dst, pan...)
+	}
+	d := ""
+	if len(pan) > 1 {
+		d = pan[:len(pan)-1]
+	}
+	if len(d) > 12 {
+		d = d[len(d)-12:]
+	}
+	return append(dst, (strings.Repeat("0", 12-len(d)) + d)...)
 }
 
+// readPAN reads the account number field and returns a PAN the PIN block functions
+// bind the same digits from: the 12 digits with a check digit appended (the functions
+// skip it), or the full PAN.
 func (f *Fields) readPAN() string {
-	n, _ := strconv.Atoi(f.Digits("account number length", 2))
-	return f.Digits("account number", n)
+	if f.Delim('P') {
+		n, _ := strconv.Atoi(f.Digits("account number length", 2))
+		return f.Digits("account number", n)
+	}
+	return f.Digits("account number", 12) + "0"
 }
 
 // token returns the protocol token of a stored key: the record's block as is when it

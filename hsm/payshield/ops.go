@@ -90,7 +90,7 @@ func (c *Client) TranslatePIN(ctx context.Context, req hsm.TranslatePINRequest) 
 		b = append(b, strings.ToUpper(hex.EncodeToString(req.PINBlock))...)
 		b = append(b, sf...)
 		b = append(b, df...)
-		return appendPAN(b, req.PAN)
+		return appendPAN(b, req.PAN, req.SourceFormat == pinblock.Format4 || req.DestFormat == pinblock.Format4)
 	}
 	if req.KSN != "" {
 		return c.translateDUKPT(ctx, req, drec, tail)
