@@ -6,15 +6,14 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/rs/zerolog"
-
 	"github.com/switchyard/switchyard/hsm/payshield"
 	"github.com/switchyard/switchyard/switch/config"
 )
 
 // openPayShield connects the switch to payShield-compatible HSMs (hsm.backend:
 // payshield): the key store keeps each key's LMK token and the HSMs do the rest.
-func (s *Server) openPayShield(c config.HSM, log zerolog.Logger) (*payshield.Client, error) {
+func (s *Server) openPayShield(c config.HSM) (*payshield.Client, error) {
+	log := s.log.With().Str("component", "hsm").Logger()
 	m, err := payshield.NewMetrics(s.Metrics.Registry)
 	if err != nil {
 		return nil, fmt.Errorf("hsm: metrics: %w", err)

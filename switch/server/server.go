@@ -256,7 +256,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		return nil, fmt.Errorf("keys: %w", err)
 	}
 	if cfg.HSM.IsPayShield() {
-		if s.hsmClient, err = s.openPayShield(cfg.HSM, klog); err != nil {
+		if s.hsmClient, err = s.openPayShield(cfg.HSM); err != nil {
 			return nil, err
 		}
 		s.HSM = s.hsmClient
