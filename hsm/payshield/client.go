@@ -355,6 +355,7 @@ func (cn *conn) roundTrip(ctx context.Context, header, code string, body []byte)
 	if err != nil {
 		return Response{}, err
 	}
+	defer clear(frame) // PIN blocks, FK's clear components
 	want, _ := ResponseCode(code)
 	ch := make(chan Response, 1)
 	cn.mu.Lock()

@@ -225,7 +225,7 @@ func (f *Fields) Fixed(name string, n int) string {
 func (f *Fields) Digits(name string, n int) string {
 	s := f.Fixed(name, n)
 	if f.err == nil && !isDigits(s) {
-		f.fail(name, "%q is not %d digits", s, n)
+		f.fail(name, "not %d digits", n) // the value is not quoted: it may be card data
 	}
 	return s
 }
@@ -234,7 +234,7 @@ func (f *Fields) Digits(name string, n int) string {
 func (f *Fields) Hex(name string, n int) string {
 	s := f.Fixed(name, n)
 	if f.err == nil && !isHex(s) {
-		f.fail(name, "%q is not %d upper-case hex digits", s, n)
+		f.fail(name, "not %d upper-case hex digits", n)
 	}
 	return s
 }
@@ -292,7 +292,7 @@ func (f *Fields) Rest() []byte {
 // End fails unless every byte was read.
 func (f *Fields) End() {
 	if f.err == nil && f.Remaining() != 0 {
-		f.fail("end", "%d unexpected characters %q", f.Remaining(), clip(string(f.b[f.off:])))
+		f.fail("end", "%d unexpected characters", f.Remaining())
 	}
 }
 
@@ -346,7 +346,7 @@ func (f *Fields) Key(name string, bareLen int) string {
 func (f *Fields) hexToken(name string, n int) string {
 	s := f.Fixed(name, 1+n)
 	if f.err == nil && !isHex(s[1:]) {
-		f.fail(name, "%q is not a scheme tag and %d upper-case hex digits", clip(s), n)
+		f.fail(name, "not a scheme tag and %d upper-case hex digits", n)
 	}
 	return s
 }

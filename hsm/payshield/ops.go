@@ -465,14 +465,16 @@ func (c *Client) FormKey(ctx context.Context, req hsm.FormKeyRequest) (hsm.KeyRe
 		return hsm.KeyResult{}, fmt.Errorf("form key %s: %w: %d components, want 2 or 3", req.ID, hsm.ErrInput, len(req.Components))
 	}
 	n := req.Algorithm.KeyLength()
-	body := fmt.Appendf(nil, "FFFS%d%02d", len(req.Components), n)
+	// Sized so that nothing reallocates: the one buffer with the clear components is
+	// wiped below.
+	body := fmt.Appendf(make([]byte, 0, 1024), "FFFS%d%02d", len(req.Components), n)
 	for i, comp := range req.Components {
 		if len(comp) != n {
 			return hsm.KeyResult{}, fmt.Errorf("form key %s: %w: component %d is %d bytes, a %s key needs %d", req.ID, hsm.ErrInput, i+1, len(comp), req.Algorithm, n)
 		}
 		body = append(body, strings.ToUpper(hex.EncodeToString(comp))...)
 	}
-	defer clear(body)
+	defer func() { clear(body[:cap(body)]) }()
 	if body, err = appendSpec(body, req.KeySpec, version); err != nil {
 		return hsm.KeyResult{}, fmt.Errorf("form key %s: %w", req.ID, err)
 	}
