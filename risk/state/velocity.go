@@ -152,9 +152,9 @@ type shard struct {
 	mu    sync.Mutex
 	m     []slotTable // by counter index
 	evict int         // where the next eviction looks first
-	n     int               // series in the shard, all counters
-	arena []series          // the series not held in their slot
-	free  []int32           // arena entries free for reuse
+	n     int         // series in the shard, all counters
+	arena []series    // the series not held in their slot
+	free  []int32     // arena entries free for reuse
 	dirty map[dirtyKey]struct{}
 	_     [16]byte // keep shards on separate cache lines
 }
