@@ -1,0 +1,96 @@
+package bench
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+)
+
+const metricsText = `# HELP switchyard_stage_duration_seconds x
+# TYPE switchyard_stage_duration_seconds histogram
+switchyard_stage_duration_seconds_bucket{stage="issuer",le="0.001"} 50
+switchyard_stage_duration_seconds_bucket{stage="issuer",le="0.002"} 90
+switchyard_stage_duration_seconds_bucket{stage="issuer",le="0.004"} 100
+switchyard_stage_duration_seconds_bucket{stage="issuer",le="+Inf"} 100
+switchyard_stage_duration_seconds_sum{stage="issuer"} 0.1
+switchyard_stage_duration_seconds_count{stage="issuer"} 100
+switchyard_journal_unindexed 3
+`
+
+// TestStageDiff: the stages over a phase are the difference of two scrapes, with the
+// quantiles interpolated in the buckets.
+func TestStageDiff(t *testing.T) {
+	samples, before, err := parseMetrics(strings.NewReader(metricsText))
+	if err != nil || samples["switchyard_journal_unindexed"] != 3 {
+		t.Fatalf("parse: %v %v", samples, err)
+	}
+	after := strings.NewReplacer(`le="0.001"} 50`, `le="0.001"} 150`, `le="0.002"} 90`, `le="0.002"} 190`, `le="0.004"} 100`, `le="0.004"} 300`,
+		`"+Inf"} 100`, `"+Inf"} 300`, `{stage="issuer"} 0.1`, `{stage="issuer"} 0.4`).Replace(metricsText)
+	_, a, err := parseMetrics(strings.NewReader(after))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := stageDiff(before, a)
+	if len(st) != 1 || st[0].Stage != "issuer" || st[0].Count != 200 {
+		t.Fatalf("stages %+v", st)
+	}
+	// Of the 200 new: 100 under 1 ms, none between 1 and 2 ms, 100 between 2 and 4 ms.
+	if st[0].P50 != 1000 || st[0].P99 != 3960 || st[0].Mean < 1499.9 || st[0].Mean > 1500.1 {
+		t.Errorf("quantiles %+v", st[0])
+	}
+}
+
+// TestParseCurve reads from:to:step and refuses nonsense.
+func TestParseCurve(t *testing.T) {
+	r, err := ParseCurve("1000:5000:1000")
+	if err != nil || len(r) != 5 || r[0] != 1000 || r[4] != 5000 {
+		t.Fatalf("%v %v", r, err)
+	}
+	for _, bad := range []string{"1000", "a:b:c", "5000:1000:1000", "1:1000000:1", "0:10:1"} {
+		if _, err := ParseCurve(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+// TestCurveReported: the curve, the stages and the cards run are in the JSON, the
+// table and the HTML (with its chart), and the targets judge them.
+func TestCurveReported(t *testing.T) {
+	r := &Result{Scenario: "curve", Switch: &Phase{Name: "switch", TPS: 10000},
+		Curve: []CurvePoint{
+			{Rate: 1000, TPS: 1000, Latency: Quantiles{P50: 900, P90: 1500, P99: 3000, P999: 7000, Max: 9000},
+				Stages: []StageQuantiles{{Stage: "issuer", Count: 1000, P50: 500, P99: 2500, P999: 4000}}},
+			{Rate: 5000, TPS: 4990, Latency: Quantiles{P50: 1200, P90: 2500, P99: 6000, P999: 19000, Max: 30000}},
+			{Rate: 8000, TPS: 7000, Latency: Quantiles{P50: 20000, P90: 90000, P99: 400000, P999: 600000, Max: 700000}},
+		},
+		Stages: []StageQuantiles{{Stage: "journal_final", Count: 5000, P50: 400, P99: 1800, P999: 3000, Mean: 500}},
+		Settle: &SettleInfo{Waited: 1500 * time.Millisecond, Settled: true},
+		Cards:  &CardsResult{Cards: 100000, HeapBefore: 50e6, HeapAfter: 60e6, BytesPerCard: 100, MBPerMillion: 100, SeriesPerCard: 2}}
+	r.Targets = latencyTargets(r)
+	if len(r.Targets) != 2 || r.Targets[0].Met || r.Targets[0].Measured != 6 || !r.Targets[1].Met {
+		t.Fatalf("targets %+v", r.Targets)
+	}
+	var js, tab, page bytes.Buffer
+	if err := r.WriteJSON(&js); err != nil {
+		t.Fatal(err)
+	}
+	back, err := ReadResult(&js)
+	if err != nil || len(back.Curve) != 3 || back.Curve[0].Stages[0].P99 != 2500 || back.Cards.Cards != 100000 {
+		t.Fatalf("JSON round trip: %+v %v", back, err)
+	}
+	r.WriteTable(&tab)
+	for _, want := range []string{"latency versus rate", "issuer 2.50 ms", "journal_final", "100 MB (100 bytes a card)", "settled in 1.5s"} {
+		if !strings.Contains(tab.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, tab.String())
+		}
+	}
+	if err := r.WriteHTML(&page); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`id="sy-curve-title"`, "Latency versus rate", "<path d=\"M", "stages in the switch"} {
+		if !strings.Contains(page.String(), want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+}
