@@ -66,7 +66,7 @@ func TestCurveReported(t *testing.T) {
 		},
 		Stages: []StageQuantiles{{Stage: "journal_final", Count: 5000, P50: 400, P99: 1800, P999: 3000, Mean: 500}},
 		Settle: &SettleInfo{Waited: 1500 * time.Millisecond, Settled: true},
-		Cards:  &CardsResult{Cards: 100000, HeapBefore: 50e6, HeapAfter: 60e6, BytesPerCard: 100, MBPerMillion: 100, SeriesPerCard: 2}}
+		Cards:  &CardsResult{Cards: 100000, RiskHeapBefore: 5e6, RiskHeapAfter: 15e6, HeapBefore: 50e6, HeapAfter: 60e6, BytesPerCard: 100, MBPerMillion: 100, SeriesPerCard: 2}}
 	r.Targets = latencyTargets(r)
 	if len(r.Targets) != 2 || r.Targets[0].Met || r.Targets[0].Measured != 6 || !r.Targets[1].Met {
 		t.Fatalf("targets %+v", r.Targets)
@@ -92,5 +92,36 @@ func TestCurveReported(t *testing.T) {
 		if !strings.Contains(page.String(), want) {
 			t.Errorf("page lacks %q", want)
 		}
+	}
+}
+
+const heapText = `heap profile: 3: 3145728 [9: 9437184] @ heap/1048576
+1: 1048576 [1: 1048576] @ 0x1 0x2
+#	0x1	github.com/switchyard/switchyard/risk/state.(*slotTable).resize+0x5c	/src/risk/state/slots.go:120
+#	0x2	github.com/switchyard/switchyard/risk/ruleset.(*RuleSet).Observe+0x10	/src/risk/ruleset/eval.go:262
+
+2: 64 [2: 64] @ 0x3
+#	0x3	github.com/switchyard/switchyard/risk/state.(*shard).toArena+0x5	/src/risk/state/velocity.go:200
+
+1: 2097152 [1: 2097152] @ 0x4
+#	0x4	github.com/switchyard/switchyard/switch/journal.(*Store).publish+0x5	/src/switch/journal/write.go:200
+
+1: 2097152 [1: 2097152] @ 0x5 0x6
+#	0x5	github.com/dgraph-io/badger/v4.NewEntry+0x671	/src/badger/entry.go:20
+#	0x6	github.com/switchyard/switchyard/risk/state.(*Velocity).Flush+0x63c	/src/risk/state/velocity.go:700
+
+`
+
+// TestParseHeapProfile: the risk state's heap is the scaled in-use bytes of the
+// records with a risk/state frame, not the journal's nor the counters' write to
+// Badger in flight.
+func TestParseHeapProfile(t *testing.T) {
+	got, err := parseHeapProfile(strings.NewReader(heapText), "/risk/state.", "(*Velocity).Flush")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 1 MiB sampled once: scaled by 1/(1-e^-2); 64 bytes in 2 objects: by about 16385.
+	if got < 1_200_000 || got > 2_300_000 {
+		t.Errorf("risk state heap %d", got)
 	}
 }

@@ -50,8 +50,9 @@ func (r *Result) latencyTables() []rptLatencyTable {
 	if c := r.Cards; c != nil {
 		kv = append(kv,
 			[]string{"distinct cards sent", rptCount(int64(c.Cards))},
-			[]string{"switch heap before / after", fmt.Sprintf("%.1f MB / %.1f MB", float64(c.HeapBefore)/1e6, float64(c.HeapAfter)/1e6)},
-			[]string{"heap per million cards", fmt.Sprintf("%.0f MB (%.0f bytes a card)", c.MBPerMillion, c.BytesPerCard)},
+			[]string{"risk state heap before / after", fmt.Sprintf("%.1f MB / %.1f MB", float64(c.RiskHeapBefore)/1e6, float64(c.RiskHeapAfter)/1e6)},
+			[]string{"risk state heap per million cards", fmt.Sprintf("%.0f MB (%.0f bytes a card)", c.MBPerMillion, c.BytesPerCard)},
+			[]string{"whole switch heap before / after", fmt.Sprintf("%.1f MB / %.1f MB", float64(c.HeapBefore)/1e6, float64(c.HeapAfter)/1e6)},
 			[]string{"counter series per card", strconv.FormatFloat(c.SeriesPerCard, 'f', 2, 64)})
 	}
 	if len(kv) > 0 {
