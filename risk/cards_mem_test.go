@@ -38,7 +38,7 @@ func engineHeapPerCard(tb testing.TB, n int) (perCard float64, seriesPerCard flo
 // 150 bytes per distinct card (a day of 10 million cards in 1.5 GB).
 func TestEngineHeapPerDistinctCard(t *testing.T) {
 	n := 300_000
-	if testing.Short() {
+	if testing.Short() || raceEnabled {
 		n = 100_000
 	}
 	per, series := engineHeapPerCard(t, n)
