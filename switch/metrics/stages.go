@@ -15,14 +15,14 @@ type Stage uint8
 
 // The stages, in the order a transaction goes through them.
 const (
-	StageDecode  Stage = iota // the request parsed
-	StageChecks               // terminal binding and integrity checks
-	StageRules                // the risk engine's rules
-	StagePINMAC               // the HSM: MAC verified and generated, PIN translated
-	StageAhead                // the journal's write-ahead record (before the issuer), durable
-	StageIssuer               // the issuer's round trip
-	StageFinal                // the journal's final record (the outcome), durable
-	StageAnswer               // from the answer ready to it written to the socket
+	StageDecode Stage = iota // the request parsed
+	StageChecks              // terminal binding and integrity checks
+	StageRules               // the risk engine's rules
+	StagePINMAC              // the HSM: MAC verified and generated, PIN translated
+	StageAhead               // the journal's write-ahead record (before the issuer), durable
+	StageIssuer              // the issuer's round trip
+	StageFinal               // the journal's final record (the outcome), durable
+	StageAnswer              // from the answer ready to it written to the socket
 	NumStages
 )
 
