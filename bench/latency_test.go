@@ -3,8 +3,12 @@ package bench
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -182,5 +186,27 @@ func TestOpenLoopFromSchedule(t *testing.T) {
 	}
 	if p99 := res.Hist.ValueAtQuantile(99); p99 < 100_000 {
 		t.Fatalf("p99 %d µs at %.0f/s done of 400,000/s scheduled: the wait behind the schedule is not counted", p99, res.TPS)
+	}
+}
+
+// TestSettleWaitsForBacklog: the open loops wait until the journal's index backlog and
+// Badger's compactions are gone (three quiet scrapes), and give up at the limit.
+func TestSettleWaitsForBacklog(t *testing.T) {
+	var scrapes atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := scrapes.Add(1)
+		fmt.Fprintf(w, "switchyard_journal_unindexed %d\nswitchyard_store_compacting_tables %d\n", max(0, 3-n), max(0, 4-n))
+	}))
+	defer srv.Close()
+	s := settle(t.Context(), srv.URL, time.Minute)
+	if !s.Settled || scrapes.Load() != 6 {
+		t.Fatalf("settled %v after %d scrapes, want after 6 (3 busy, 3 quiet)", s.Settled, scrapes.Load())
+	}
+	busy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "switchyard_journal_unindexed 7\n")
+	}))
+	defer busy.Close()
+	if s := settle(t.Context(), busy.URL, 500*time.Millisecond); s.Settled || s.Waited < 500*time.Millisecond {
+		t.Fatalf("a switch that stays busy: %+v", s)
 	}
 }
