@@ -183,6 +183,12 @@ type Fleet struct {
 	cashCards []string
 
 	pat patterns
+
+	// newCards, when above zero, makes every request a purchase at a bench merchant's
+	// till with a card not used before, newCards of them (cards.go's distinct-cards
+	// run); cardSeq counts the cards used.
+	newCards int64
+	cardSeq  atomic.Int64
 }
 
 // NewFleet builds the generator for terminals load terminals.
@@ -257,6 +263,9 @@ func bigCard(rng *rand.Rand) string {
 
 // Next builds the next request.
 func (f *Fleet) Next(rng *rand.Rand, now time.Time) (request, error) {
+	if f.newCards > 0 {
+		return f.newCardRequest(rng, now)
+	}
 	if req, ok, err := f.nextPaced(rng, now); ok {
 		return req, err
 	}
@@ -368,14 +377,19 @@ func (f *Fleet) loadRequest(rng *rand.Rand, now time.Time) (request, error) {
 // benchLegit is the bench terminals' ordinary traffic: bound POS with their identity,
 // SoftPOS phones with a fresh attestation and a MAC, small contactless amounts.
 func (f *Fleet) benchLegit(rng *rand.Rand, now time.Time) (request, error) {
+	return f.benchLegitCard(rng, now, bigCard(rng))
+}
+
+// benchLegitCard is benchLegit with the card pan.
+func (f *Fleet) benchLegitCard(rng *rand.Rand, now time.Time, pan string) (request, error) {
 	if rng.IntN(2) == 0 {
 		t := f.plan.legitPOS[rng.IntN(len(f.plan.legitPOS))]
-		tx := termclient.Txn{TID: t.id, MID: t.merchant, PAN: bigCard(rng), Amount: int64(500 + rng.IntN(40)*250), Expiry: "2912",
+		tx := termclient.Txn{TID: t.id, MID: t.merchant, PAN: pan, Amount: int64(500 + rng.IntN(40)*250), Expiry: "2912",
 			STAN: f.term(t.id).nextSTAN(), Time: now, TLV: posTags(t)}
 		return f.build(tx, nil, LabelLegit)
 	}
 	t := f.plan.legitSoftPOS[rng.IntN(len(f.plan.legitSoftPOS))]
-	tx := termclient.Txn{TID: t.id, MID: t.merchant, PAN: bigCard(rng), Amount: int64(300 + rng.IntN(60)*100), Expiry: "2912",
+	tx := termclient.Txn{TID: t.id, MID: t.merchant, PAN: pan, Amount: int64(300 + rng.IntN(60)*100), Expiry: "2912",
 		STAN: f.term(t.id).nextSTAN(), Time: now, TLV: softposTags(t, now)}
 	return f.build(tx, f.mac, LabelLegit)
 }

@@ -44,6 +44,8 @@ func (r *Result) WriteHTML(w io.Writer) error {
 	hist, uneven := svgHistogram(series)
 	d.HistogramSVG = htmltemplate.HTML(hist)
 	d.HistogramUneven = uneven
+	d.Latency = r.latencyTables()
+	d.CurveSVG = htmltemplate.HTML(svgCurve(r.Curve))
 	return htmlReport.Execute(w, d)
 }
 
@@ -63,6 +65,8 @@ type htmlData struct {
 	TimelineSVG     htmltemplate.HTML
 	HistogramSVG    htmltemplate.HTML
 	HistogramUneven bool
+	Latency         []rptLatencyTable // latencyreport.go
+	CurveSVG        htmltemplate.HTML
 }
 
 var htmlReport = htmltemplate.Must(htmltemplate.New("report").Parse(htmlPage))
@@ -164,6 +168,19 @@ td.nw { white-space: nowrap; }
 <div class="chart">{{.HistogramSVG}}</div>
 <p class="note">Share of the answers in each latency bucket; the latency axis is logarithmic.{{if .HistogramUneven}} Buckets of uneven width are scaled to the typical bucket width.{{end}}</p>
 </section>
+
+{{if .CurveSVG}}<section>
+<h2>Latency versus rate</h2>
+<div class="chart">{{.CurveSVG}}</div>
+<p class="note">Open loop at each rate; latency from each request's scheduled send, so that a request the harness could not send on time counts its wait.</p>
+</section>{{end}}
+
+{{range .Latency}}<section>
+<h2>{{.Title}}</h2>
+<table>{{with .Head}}<thead><tr>{{range .}}<th>{{.}}</th>{{end}}</tr></thead>{{end}}
+<tbody>{{range .Rows}}<tr>{{range .}}<td>{{.}}</td>{{end}}</tr>
+{{end}}</tbody></table>
+</section>{{end}}
 
 {{if .Scenarios}}<section>
 <h2>Scenarios</h2>

@@ -37,8 +37,10 @@ type LoadOptions struct {
 	Duration  time.Duration
 	Warmup    time.Duration
 	// Rate, when above zero, makes the load an open loop: requests go out on a fixed
-	// schedule at this many per second in all (latency is measured from the actual send);
-	// Depth then only bounds the requests in flight per connection.
+	// schedule at this many per second in all, and latency is measured from the
+	// scheduled send (a request the harness sends late, because the switch or the
+	// harness fell behind, counts its wait: no coordinated omission); Depth then only
+	// bounds the requests in flight per connection.
 	Rate float64
 	// Progress, when set, gets a line a second.
 	Progress io.Writer
@@ -410,15 +412,20 @@ func driveConn(ctx context.Context, nc net.Conn, o LoadOptions, terms []*templat
 	amounts := []uint64{1000, 2500, 4800, 8800, 12000, 15600, 23000, 39900}
 	i := 0
 	next := time.Now().Add(time.Duration(rng.Int64N(int64(max(interval, 1)))))
+	var sched time.Time // the open loop's send time of this request
+	wait := time.NewTimer(time.Hour)
+	defer wait.Stop()
 	for ctx.Err() == nil {
 		if interval > 0 {
 			if d := time.Until(next); d > 0 {
+				wait.Reset(d)
 				select {
-				case <-time.After(d):
+				case <-wait.C:
 				case <-ctx.Done():
 					continue
 				}
 			}
+			sched = next
 			next = next.Add(interval)
 		}
 		select {
@@ -458,6 +465,9 @@ func driveConn(ctx context.Context, nc net.Conn, o LoadOptions, terms []*templat
 			body, key = b, t.tid+string(b[t.stanOff:t.stanOff+6])
 		}
 		fl.at, fl.counted = time.Now(), measuring.Load()
+		if interval > 0 {
+			fl.at = sched
+		}
 		mu.Lock()
 		pending[key] = fl
 		sent++

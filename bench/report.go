@@ -157,6 +157,7 @@ func (r *Result) WriteTable(w io.Writer) {
 		}
 		t.write(w, "")
 	}
+	r.writeLatency(w)
 	fmt.Fprintln(w)
 }
 

@@ -39,6 +39,14 @@ type Result struct {
 
 	// Targets are the goals the run is judged against, with whether each was met.
 	Targets []Target `json:"targets,omitempty"`
+
+	// Stages are the switch's stage times over Paced; Curve the latency-versus-rate
+	// curve; Settle how the open loops started; Cards the distinct-cards run
+	// (latency.go).
+	Stages []StageQuantiles `json:"stages,omitempty"`
+	Curve  []CurvePoint     `json:"curve,omitempty"`
+	Settle *SettleInfo      `json:"settle,omitempty"`
+	Cards  *CardsResult     `json:"cards,omitempty"`
 }
 
 // Settings are the knobs of the run.
@@ -53,6 +61,10 @@ type Settings struct {
 	// or log-normal with this median and 99th percentile (zero: answers at once).
 	IssuerLatency    time.Duration `json:"issuer_latency_ns,omitempty"`
 	IssuerLatencyP99 time.Duration `json:"issuer_latency_p99_ns,omitempty"`
+	// Fresh: the open loops ran on the switch as started, before the closed loop.
+	Fresh bool `json:"fresh,omitempty"`
+	// Cards is the distinct-cards run's number of cards (0: none).
+	Cards int `json:"cards,omitempty"`
 }
 
 // Phase is one load run against one target.

@@ -55,6 +55,19 @@ type Options struct {
 	// PayShield runs the switch with hsm.backend payshield against `switchyard hsm
 	// serve` in its own process (docs/hsm.md), to measure the HSM's network hop.
 	PayShield bool
+	// Curve, when set, adds a latency-versus-rate curve: an open loop at each of these
+	// rates for CurveStep (default 10 s) each.
+	Curve     []float64
+	CurveStep time.Duration
+	// Fresh runs the open loops (Rate, Curve) on the switch as started, before the
+	// closed loop; by default they follow it, once the switch has settled (its
+	// journal index caught up, Badger's compactions done; at most SettleTimeout,
+	// default 60 s).
+	Fresh         bool
+	SettleTimeout time.Duration
+	// Cards, when above zero, ends the run with Cards purchases each with a new card,
+	// and reports the switch's heap per card (latency.go).
+	Cards int
 }
 
 // Report is the outcome of a run.
@@ -74,6 +87,13 @@ type Report struct {
 	SimCPUPerAuthUS, HarnessCPUPerAuthUS float64
 	// Ratio is the switch's TPS over the relay's.
 	Ratio float64
+	// Stages are the switch's stage times over the open loop at Rate; Curve the
+	// latency-versus-rate curve; Settle how the open loops started; Cards the
+	// distinct-cards run (latency.go).
+	Stages []StageQuantiles
+	Curve  []CurvePoint
+	Settle *SettleInfo
+	Cards  *CardsResult
 }
 
 type proc struct {
@@ -337,6 +357,11 @@ security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504
 		end, _ = cpuTime(os.Getpid())
 		selfCPU = end - selfStart
 	}
+	if o.Fresh {
+		if err := rep.runOpenLoops(ctx, o, lo, "http://"+adminAddr); err != nil {
+			return rep, err
+		}
+	}
 	if rep.Switch, err = RunLoad(ctx, lo); err != nil {
 		return rep, fmt.Errorf("switch load: %w", err)
 	}
@@ -350,12 +375,14 @@ security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504
 		rep.SimCPUPerAuthUS = float64(simCPU.Microseconds()) / float64(n)
 		rep.HarnessCPUPerAuthUS = float64(selfCPU.Microseconds()) / float64(n)
 	}
-	if o.Rate > 0 {
-		rep.Rate = o.Rate
-		fmt.Fprintf(o.Out, "switch, open loop: %.0f authorizations/s on a fixed schedule, %s measured\n", o.Rate, o.Duration)
-		po := LoadOptions{Addr: termAddr, Terminals: o.Terminals, Conns: o.Conns, Depth: o.Depth, Duration: o.Duration, Warmup: min(o.Warmup, 2*time.Second), Progress: o.Out, Rate: o.Rate, Fleet: fleet}
-		if rep.Paced, err = RunLoad(ctx, po); err != nil {
-			return rep, fmt.Errorf("paced load: %w", err)
+	if !o.Fresh {
+		if err := rep.runOpenLoops(ctx, o, lo, "http://"+adminAddr); err != nil {
+			return rep, err
+		}
+	}
+	if o.Cards > 0 {
+		if rep.Cards, err = runCards(ctx, o, lo, "http://"+adminAddr); err != nil {
+			return rep, fmt.Errorf("cards run: %w", err)
 		}
 	}
 	if err := sw.stop(); err != nil {
@@ -402,6 +429,8 @@ func (rep *Report) result(o Options) *Result {
 	if rep.Paced != nil {
 		r.Paced = rep.Paced.Phase(fmt.Sprintf("switch, open loop at %.0f/s", o.Rate))
 	}
+	r.Stages, r.Curve, r.Settle, r.Cards = rep.Stages, rep.Curve, rep.Settle, rep.Cards
+	r.Settings.Fresh, r.Settings.Cards = o.Fresh, o.Cards
 	labels := map[string]*LabelStats{}
 	for _, l := range []*LoadResult{rep.Switch, rep.Paced} {
 		if l == nil {
@@ -423,6 +452,7 @@ func (rep *Report) result(o Options) *Result {
 		r.Targets = append(r.Targets, Target{Name: fmt.Sprintf("p99 latency at %.0f/s", o.Rate), Goal: "< 5 ms", Measured: float64(r.Paced.Latency.P99) / 1000,
 			Unit: "ms", Met: r.Paced.Latency.P99 < 5000 && r.Paced.TPS >= 0.98*o.Rate})
 	}
+	r.Targets = append(r.Targets, latencyTargets(r)...)
 	for _, sc := range r.Scenarios {
 		if sc.Fraud {
 			r.Targets = append(r.Targets, Target{Name: "catch rate: " + sc.Label, Goal: ">= 99%", Measured: 100 * sc.Rate, Unit: "%", Met: sc.Rate >= 0.99})

@@ -50,8 +50,17 @@ func runBench(env *Env, args []string) int {
 	faultRate := fs.Float64("fault-rate", 200, "--faults: authorizations per second")
 	clusterNodes := fs.Int("cluster", 0, "the cluster bench instead: one node, then this many nodes with embedded JetStream (3 to 5), under the same load")
 	profile := fs.Bool("profile", true, "--cluster: profile every switch process to split the embedded nats-server's CPU from the switch's")
+	curve := fs.String("curve", "", "a latency-versus-rate curve: open loops from:to:step authorizations/s, e.g. 1000:10000:1000")
+	fs.DurationVar(&o.CurveStep, "curve-step", 10e9, "measured time at each rate of --curve")
+	fs.BoolVar(&o.Fresh, "fresh", false, "run the open loops (--rate, --curve) on the fresh switch, before the closed loop (default: after it, once settled)")
+	fs.DurationVar(&o.SettleTimeout, "settle-timeout", 60e9, "longest wait for the switch to settle (journal index, compactions) before the open loops")
+	fs.IntVar(&o.Cards, "cards", 0, "end with this many purchases each with a new card, and report the switch's heap per million cards")
 	if ok, code := parse(fs, args); !ok {
 		return code
+	}
+	var err error
+	if o.Curve, err = bench.ParseCurve(*curve); err != nil {
+		return fail(env, "bench: --%v", err)
 	}
 	if *clusterNodes != 0 {
 		return runClusterBench(env, fs, o, *clusterNodes, *profile)

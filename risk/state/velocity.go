@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -69,7 +70,8 @@ type seriesKey struct{ fp, key uint64 }
 
 type bucket struct{ n, v int64 }
 
-// series is one counter's buckets for one key, oldest first.
+// series is one counter's buckets for one key, oldest first, as kept in a shard's
+// arena (and as written to Badger).
 type series struct {
 	b    []bucket
 	seen map[uint64]int64 // distinct_cards: card -> bucket of its last use
@@ -118,11 +120,113 @@ func (s *series) sum(lo, hi int64) int64 {
 	return t
 }
 
+// slot is a series as a counter's map holds it: 8 bytes, no pointers, so that a
+// million cards cost little heap and nothing to the garbage collector's marking.
+// Most series (a card seen once in the window) hold one bucket: it is kept in the
+// slot itself, n its number and v its value. A series with more buckets, a bucket
+// number or value beyond 32 bits, or a distinct_cards series lives in its shard's
+// arena: n is inArena and v its index there.
+type slot struct{ n, v int32 }
+
+const inArena = math.MinInt32
+
+// inline reports whether a one-bucket series with this bucket fits in a slot.
+func inline(n, v int64) bool {
+	return n > emptySlot && n <= math.MaxInt32 && v >= math.MinInt32 && v <= math.MaxInt32
+}
+
+// counters maps counter fingerprints to the small indexes the shards keep their
+// maps by; copied on change (a new counter), read without a lock.
+type counters struct {
+	idx map[uint64]int32
+	fp  []uint64 // by index
+}
+
+// dirtyKey names a series changed since the last Flush.
+type dirtyKey struct {
+	ctr int32
+	key uint64
+}
+
 type shard struct {
 	mu    sync.Mutex
-	m     map[seriesKey]*series
-	dirty map[seriesKey]struct{}
-	_     [40]byte // keep shards on separate cache lines
+	m     []slotTable // by counter index
+	evict int         // where the next eviction looks first
+	n     int         // series in the shard, all counters
+	arena []series    // the series not held in their slot
+	free  []int32     // arena entries free for reuse
+	dirty map[dirtyKey]struct{}
+	_     [16]byte // keep shards on separate cache lines
+}
+
+func (sh *shard) get(ci int32, key uint64) (slot, bool) {
+	if int(ci) >= len(sh.m) {
+		return slot{}, false
+	}
+	return sh.m[ci].get(key)
+}
+
+func (sh *shard) put(ci int32, key uint64, sl slot) {
+	for int(ci) >= len(sh.m) {
+		sh.m = append(sh.m, slotTable{})
+	}
+	sh.m[ci].put(key, sl)
+}
+
+// toArena puts se in the arena and returns the slot that points at it.
+func (sh *shard) toArena(se series) slot {
+	if n := len(sh.free); n > 0 {
+		i := sh.free[n-1]
+		sh.free = sh.free[:n-1]
+		sh.arena[i] = se
+		return slot{inArena, i}
+	}
+	sh.arena = append(sh.arena, se)
+	return slot{inArena, int32(len(sh.arena) - 1)}
+}
+
+// release frees the arena entry of a slot leaving the map.
+func (sh *shard) release(sl slot) {
+	if sl.n == inArena {
+		sh.arena[sl.v] = series{}
+		sh.free = append(sh.free, sl.v)
+	}
+}
+
+// settle moves an arena series that is down to one bucket (and no cards) back into
+// its slot.
+func (sh *shard) settle(ci int32, key uint64, sl slot) {
+	se := &sh.arena[sl.v]
+	if se.seen != nil || len(se.b) != 1 || !inline(se.b[0].n, se.b[0].v) {
+		return
+	}
+	b := se.b[0]
+	sh.release(sl)
+	sh.m[ci].put(key, slot{int32(b.n), int32(b.v)})
+}
+
+// view returns the series of a slot (a copy for one held in its slot).
+func (sh *shard) view(sl slot) *series {
+	if sl.n == inArena {
+		return &sh.arena[sl.v]
+	}
+	return &series{b: []bucket{{int64(sl.n), int64(sl.v)}}}
+}
+
+// expired reports whether a slot's series has no bucket at or after lo.
+func (sh *shard) expired(sl slot, lo int64) bool {
+	if sl.n != inArena {
+		return int64(sl.n) < lo
+	}
+	se := &sh.arena[sl.v]
+	return len(se.b) == 0 || se.b[len(se.b)-1].n < lo
+}
+
+// remove takes the series of key out of the shard.
+func (sh *shard) remove(ci int32, key uint64, sl slot) {
+	sh.release(sl)
+	sh.m[ci].del(key)
+	sh.n--
 }
 
 // Velocity keeps counter series in memory, sharded by key with a lock per
@@ -139,6 +243,8 @@ type Velocity struct {
 	sweepNext   atomic.Uint32
 	restored    sync.Map // fp -> struct{}: fingerprints already loaded from Badger
 	evicted     atomic.Int64
+	ctrs        atomic.Pointer[counters]
+	ctrMu       sync.Mutex // serializes new counters
 }
 
 func NewVelocity(db *badger.DB, maxSeries, maxDistinct int) *Velocity {
@@ -150,9 +256,9 @@ func NewVelocity(db *badger.DB, maxSeries, maxDistinct int) *Velocity {
 	}
 	s := &Velocity{db: db, maxSeries: maxSeries, perShard: max(1, maxSeries/numShards), maxDistinct: maxDistinct}
 	for i := range s.shards {
-		s.shards[i].m = make(map[seriesKey]*series)
-		s.shards[i].dirty = make(map[seriesKey]struct{})
+		s.shards[i].dirty = make(map[dirtyKey]struct{})
 	}
+	s.ctrs.Store(&counters{idx: map[uint64]int32{}})
 	return s
 }
 
@@ -162,21 +268,54 @@ func (s *Velocity) Series() int64 { return s.series.Load() }
 // Evicted is the number of series pushed out of a full store since it started.
 func (s *Velocity) Evicted() int64 { return s.evicted.Load() }
 
-func (s *Velocity) shardOf(k seriesKey) *shard {
-	h := (k.key ^ k.fp) * 0x9e3779b97f4a7c15
+func (s *Velocity) shardOf(fp, key uint64) *shard {
+	h := (key ^ fp) * 0x9e3779b97f4a7c15
 	return &s.shards[h>>56]
+}
+
+// counter returns the index of the counter with fingerprint fp, -1 for one not
+// seen yet unless create.
+func (s *Velocity) counter(fp uint64, create bool) int32 {
+	if i, ok := s.ctrs.Load().idx[fp]; ok || !create {
+		if !ok {
+			return -1
+		}
+		return i
+	}
+	s.ctrMu.Lock()
+	defer s.ctrMu.Unlock()
+	cur := s.ctrs.Load()
+	if i, ok := cur.idx[fp]; ok {
+		return i
+	}
+	next := &counters{idx: make(map[uint64]int32, len(cur.idx)+1), fp: append(cur.fp[:len(cur.fp):len(cur.fp)], fp)}
+	for k, v := range cur.idx {
+		next.idx[k] = v
+	}
+	i := int32(len(cur.fp))
+	next.idx[fp] = i
+	s.ctrs.Store(next)
+	return i
 }
 
 // Read returns the counter's value for key over the window ending at t
 // (the transaction being evaluated is not yet counted).
 func (s *Velocity) Read(c *CounterSpec, key uint64, t int64) int {
+	ci := s.counter(c.FP, false)
+	if ci < 0 {
+		return 0
+	}
 	cur := floorDiv(t, c.Width)
-	k := seriesKey{c.FP, key}
-	sh := s.shardOf(k)
+	lo := cur - c.NB + 1
+	sh := s.shardOf(c.FP, key)
 	sh.mu.Lock()
 	var v int64
-	if se := sh.m[k]; se != nil {
-		v = se.sum(cur-c.NB+1, cur)
+	if sl, ok := sh.get(ci, key); ok {
+		if sl.n == inArena {
+			v = sh.arena[sl.v].sum(lo, cur)
+		} else if n := int64(sl.n); n >= lo && n <= cur {
+			v = int64(sl.v)
+		}
 	}
 	sh.mu.Unlock()
 	return int(v)
@@ -189,25 +328,61 @@ func (s *Velocity) Observe(c *CounterSpec, key uint64, t int64, amount int, card
 	}
 	cur := floorDiv(t, c.Width)
 	lo := cur - c.NB + 1
-	k := seriesKey{c.FP, key}
-	sh := s.shardOf(k)
+	ci := s.counter(c.FP, true)
+	sh := s.shardOf(c.FP, key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	se := sh.m[k]
-	if se == nil {
-		if len(sh.m) >= s.perShard {
-			s.evictOne(sh, lo)
+	sl, ok := sh.get(ci, key)
+	if !ok {
+		if sh.n >= s.perShard {
+			s.evictOne(sh, ci, lo)
 		}
-		se = &series{}
-		sh.m[k] = se
+		sh.n++
 		s.series.Add(1)
 	}
 	switch c.Measure {
-	case MeasureCount:
-		se.add(cur, 1)
-	case MeasureSum:
-		se.add(cur, int64(amount))
+	case MeasureCount, MeasureSum:
+		d := int64(1)
+		if c.Measure == MeasureSum {
+			d = int64(amount)
+		}
+		inArenaNow := true
+		switch {
+		case ok && sl.n == inArena:
+		case (!ok || int64(sl.n) < lo) && inline(cur, d):
+			// new, or its only bucket has left the window
+			sh.put(ci, key, slot{int32(cur), int32(d)})
+			inArenaNow = false
+		case !ok || int64(sl.n) < lo:
+			sl = sh.toArena(series{})
+			sh.put(ci, key, sl)
+		case int64(sl.n) == cur && inline(cur, int64(sl.v)+d):
+			sh.put(ci, key, slot{sl.n, sl.v + int32(d)})
+			inArenaNow = false
+		default:
+			sl = sh.toArena(series{b: []bucket{{int64(sl.n), int64(sl.v)}}})
+			sh.put(ci, key, sl)
+		}
+		if inArenaNow {
+			se := &sh.arena[sl.v]
+			se.add(cur, d)
+			se.trim(lo)
+			sh.settle(ci, key, sl)
+		}
 	case MeasureDistinctCards:
+		switch {
+		case !ok:
+			sl = sh.toArena(series{})
+			sh.put(ci, key, sl)
+		case sl.n != inArena:
+			var b []bucket
+			if int64(sl.n) >= lo {
+				b = []bucket{{int64(sl.n), int64(sl.v)}}
+			}
+			sl = sh.toArena(series{b: b})
+			sh.put(ci, key, sl)
+		}
+		se := &sh.arena[sl.v]
 		ch := xxhash.Sum64String(card)
 		if se.seen == nil {
 			se.seen = make(map[uint64]int64)
@@ -226,9 +401,11 @@ func (s *Velocity) Observe(c *CounterSpec, key uint64, t int64, amount int, card
 			se.add(cur, 1)
 			se.seen[ch] = cur
 		}
+		se.trim(lo)
 	}
-	se.trim(lo)
-	sh.dirty[k] = struct{}{}
+	if s.db != nil { // without Badger nothing is flushed: nothing to remember
+		sh.dirty[dirtyKey{ci, key}] = struct{}{}
+	}
 	for {
 		l := s.latest.Load()
 		if t <= l || s.latest.CompareAndSwap(l, t) {
@@ -260,45 +437,74 @@ func (s *Velocity) Retract(c *CounterSpec, key uint64, t int64, amount int, whol
 	if d <= 0 {
 		return
 	}
-	n := floorDiv(t, c.Width)
-	k := seriesKey{c.FP, key}
-	sh := s.shardOf(k)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	se := sh.m[k]
-	if se == nil {
+	ci := s.counter(c.FP, false)
+	if ci < 0 {
 		return
 	}
+	n := floorDiv(t, c.Width)
+	sh := s.shardOf(c.FP, key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	sl, ok := sh.get(ci, key)
+	if !ok {
+		return
+	}
+	if sl.n != inArena {
+		if int64(sl.n) == n {
+			sh.put(ci, key, slot{sl.n, sl.v - int32(min(d, int64(sl.v)))})
+			sh.dirty[dirtyKey{ci, key}] = struct{}{}
+		}
+		return
+	}
+	se := &sh.arena[sl.v]
 	for i := len(se.b) - 1; i >= 0; i-- {
 		if se.b[i].n < n {
 			return
 		}
 		if se.b[i].n == n {
 			se.b[i].v -= min(d, se.b[i].v)
-			sh.dirty[k] = struct{}{}
+			sh.dirty[dirtyKey{ci, key}] = struct{}{}
 			return
 		}
 	}
 }
 
-// evictOne makes room in a full shard by dropping one of its series, one that
-// has expired if the first few looked at include one. Callers hold sh.mu.
-func (s *Velocity) evictOne(sh *shard, lo int64) bool {
-	var victim seriesKey
-	found := false
-	n := 0
-	for k, se := range sh.m {
-		victim, found = k, true
-		if len(se.b) == 0 || se.b[len(se.b)-1].n < lo || n >= 8 {
-			break
+// evictOne makes room in a full shard by dropping one of its series: one of the
+// counter being written, one that has left its window if the first few looked at
+// include one; else one of another counter. Callers hold sh.mu.
+func (s *Velocity) evictOne(sh *shard, ci int32, lo int64) bool {
+	pick := func(t *slotTable, expired bool) (uint64, bool) {
+		if t.n == 0 {
+			return 0, false
 		}
-		n++
+		looked := 0
+		for i := range t.e {
+			x := &t.e[(sh.evict+i)%len(t.e)]
+			if x.sl.n == emptySlot {
+				continue
+			}
+			if !expired || sh.expired(x.sl, lo) || looked >= 8 {
+				sh.evict += i + 1
+				return x.key, true
+			}
+			looked++
+		}
+		return 0, false
+	}
+	victim, vc, found := uint64(0), ci, false
+	if int(ci) < len(sh.m) {
+		victim, found = pick(&sh.m[ci], true)
+	}
+	for i := 0; !found && i < len(sh.m); i++ {
+		victim, found = pick(&sh.m[i], false)
+		vc = int32(i)
 	}
 	if !found {
 		return false
 	}
-	delete(sh.m, victim)
-	delete(sh.dirty, victim)
+	sl, _ := sh.m[vc].get(victim)
+	sh.remove(vc, victim, sl)
+	delete(sh.dirty, dirtyKey{vc, victim})
 	s.series.Add(-1)
 	s.evicted.Add(1)
 	return true
@@ -311,27 +517,56 @@ func (s *Velocity) Sweep(specs map[uint64]*CounterSpec, shards int) {
 	for i := 0; i < shards; i++ {
 		sh := &s.shards[s.sweepNext.Add(1)%numShards]
 		sh.mu.Lock()
-		for k, se := range sh.m {
-			c := specs[k.fp]
+		ctrs := s.ctrs.Load()
+		for ci := range sh.m {
+			m := &sh.m[ci]
+			if m.n == 0 {
+				continue
+			}
+			fp := ctrs.fp[ci]
+			c := specs[fp]
 			if c == nil {
-				delete(sh.m, k)
-				delete(sh.dirty, k)
-				s.series.Add(-1)
-				s.restored.Delete(k.fp) // reload from Badger if the counter comes back
+				for _, x := range m.e {
+					if x.sl.n != emptySlot {
+						sh.release(x.sl)
+					}
+				}
+				sh.n -= m.n
+				s.series.Add(-int64(m.n))
+				*m = slotTable{}
+				for dk := range sh.dirty {
+					if dk.ctr == int32(ci) {
+						delete(sh.dirty, dk)
+					}
+				}
+				s.restored.Delete(fp) // reload from Badger if the counter comes back
 				continue
 			}
 			lo := floorDiv(now, c.Width) - c.NB + 1
-			se.trim(lo)
-			if len(se.b) == 0 {
-				delete(sh.m, k)
-				s.series.Add(-1)
-				continue
-			}
-			for card, n := range se.seen {
-				if n < lo {
-					delete(se.seen, card)
+			for _, k := range m.keys(nil) {
+				sl, _ := m.get(k)
+				if sl.n != inArena {
+					if int64(sl.n) < lo {
+						sh.remove(int32(ci), k, sl)
+						s.series.Add(-1)
+					}
+					continue
 				}
+				se := &sh.arena[sl.v]
+				se.trim(lo)
+				if len(se.b) == 0 {
+					sh.remove(int32(ci), k, sl)
+					s.series.Add(-1)
+					continue
+				}
+				for card, n := range se.seen {
+					if n < lo {
+						delete(se.seen, card)
+					}
+				}
+				sh.settle(int32(ci), k, sl)
 			}
+			m.shrink()
 		}
 		sh.mu.Unlock()
 	}
@@ -445,6 +680,7 @@ func (s *Velocity) Restore(specs []*CounterSpec) (int, error) {
 		if _, done := s.restored.LoadOrStore(c.FP, struct{}{}); done {
 			continue
 		}
+		ci := s.counter(c.FP, true)
 		prefix := fmt.Appendf(nil, "%s%016x/", velocityPrefix, c.FP)
 		err := s.db.View(func(txn *badger.Txn) error {
 			opts := badger.DefaultIteratorOptions
@@ -465,10 +701,15 @@ func (s *Velocity) Restore(specs []*CounterSpec) (int, error) {
 				}); err != nil {
 					return fmt.Errorf("velocity %s: %w", item.Key(), err)
 				}
-				sh := s.shardOf(k)
+				sh := s.shardOf(k.fp, k.key)
 				sh.mu.Lock()
-				if _, ok := sh.m[k]; !ok {
-					sh.m[k] = se
+				if _, ok := sh.get(ci, k.key); !ok {
+					if len(se.b) == 1 && se.seen == nil && inline(se.b[0].n, se.b[0].v) {
+						sh.put(ci, k.key, slot{int32(se.b[0].n), int32(se.b[0].v)})
+					} else {
+						sh.put(ci, k.key, sh.toArena(*se))
+					}
+					sh.n++
 					s.series.Add(1)
 					if len(se.b) > 0 {
 						t := (se.b[len(se.b)-1].n + 1) * c.Width
@@ -508,12 +749,15 @@ func (s *Velocity) Flush(specs map[uint64]*CounterSpec) error {
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
-		for k := range sh.dirty {
-			se := sh.m[k]
+		ctrs := s.ctrs.Load()
+		for dk := range sh.dirty {
+			sl, ok := sh.get(dk.ctr, dk.key)
+			k := seriesKey{ctrs.fp[dk.ctr], dk.key}
 			c := specs[k.fp]
-			if se == nil || c == nil {
+			if !ok || c == nil {
 				continue
 			}
+			se := sh.view(sl)
 			var end int64
 			if len(se.b) > 0 {
 				end = (se.b[len(se.b)-1].n+1)*c.Width + int64(c.Window)

@@ -415,3 +415,41 @@ func TestReplayKeepsDuplicateKeyOfTheFirst(t *testing.T) {
 		t.Fatalf("after replay, the key points at %q, want the first %s", got, first.RRN)
 	}
 }
+
+// TestTotalToAnswerWritten: a record read back with its delivery mark carries as
+// total_us the time from its receipt to the answer written (the mark's time), before
+// and after indexing; without a mark, the total its final write carried.
+func TestTotalToAnswerWritten(t *testing.T) {
+	db, s := openOpts(t, t.TempDir(), Options{IndexDelay: never})
+	defer db.Close()
+	defer s.Close()
+	base := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
+	ctx := context.Background()
+	rrn, err := s.NextRRN()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := sample(rrn, base, "T0000001")
+	r.Timings.Total = 1500 // up to the final write
+	if err := s.Write(ctx, r, true, true); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Get(rrn); err != nil || got.Timings.Total != 1500 {
+		t.Fatalf("before the mark: total %d, %v", got.Timings.Total, err)
+	}
+	if err := s.MarkDelivery(rrn, true, r.Received.Add(2300*time.Microsecond)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutDurable(ctx, []byte("x/sync"), nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, when := range []string{"before indexing", "after indexing"} {
+		got, err := s.Get(rrn)
+		if err != nil || got.Timings.Total != 2300 {
+			t.Fatalf("%s: total_us %d (%v), want 2300", when, got.Timings.Total, err)
+		}
+		if err := s.Scan(ctx, Query{TID: "T0000001"}, func(*Record) bool { return true }); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

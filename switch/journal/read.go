@@ -135,6 +135,11 @@ func mergeDelivery(rec *Record, v []byte) {
 		st = StateResponded
 	}
 	at := time.Unix(0, int64(binary.BigEndian.Uint64(v[1:]))).UTC()
+	if st == StateResponded && rec.Timings.Total > 0 && at.After(rec.Received) {
+		// The record's total was taken before its final write; the answer was
+		// written at the mark's time: the whole time the terminal waited in the switch.
+		rec.Timings.Total = at.Sub(rec.Received).Microseconds()
+	}
 	// Keep the events in time order; the state is the delivery unless a later
 	// event (a reversal) came after it.
 	i := len(rec.Events)

@@ -49,7 +49,10 @@ type Timings struct {
 	HSM     int64 `json:"hsm_us,omitempty"`
 	Issuer  int64 `json:"issuer_us,omitempty"`
 	Journal int64 `json:"journal_us,omitempty"`
-	Total   int64 `json:"total_us"`
+	// Total is from the request received to its answer written to the terminal once
+	// the delivery mark is in (read back from the journal); in the final record as
+	// written, to the start of its final write.
+	Total int64 `json:"total_us"`
 }
 
 // Record is one transaction. It never holds a clear PAN, track data, PIN block or key:

@@ -28,6 +28,7 @@ type Metrics struct {
 	JournalSync   prometheus.Histogram     // seconds per group commit
 	JournalErrors prometheus.Counter
 	Answers       *prometheus.HistogramVec // terminal turnaround (read to written), by listener
+	Stages        *Stages                  // a transaction's stages, by stage (stages.go)
 }
 
 // New creates the collectors and registers them, with the Go and process collectors,
@@ -80,12 +81,13 @@ func New() *Metrics {
 		Answers: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "switchyard_terminal_turnaround_seconds", Help: "Time from a request's last byte read to its answer written to the socket, by listener: what a terminal waits, less the network.", Buckets: lat,
 		}, []string{"listener"}),
+		Stages: newStages(),
 		JournalErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "switchyard_journal_errors_total", Help: "Journal writes that failed.",
 		}),
 	}
 	r.MustRegister(m.Transactions, m.Latency, m.IssuerLatency, m.IssuerErrors, m.IssuerBreaker, m.Conns, m.ConnsTotal,
-		m.ConnsClosed, m.ConnsRefused, m.ProtoErrors, m.FormatErrors, m.JournalBatch, m.JournalSync, m.JournalErrors, m.Answers,
+		m.ConnsClosed, m.ConnsRefused, m.ProtoErrors, m.FormatErrors, m.JournalBatch, m.JournalSync, m.JournalErrors, m.Answers, m.Stages,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

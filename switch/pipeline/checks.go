@@ -7,6 +7,7 @@ import (
 
 	"github.com/switchyard/switchyard/switch/frontend"
 	"github.com/switchyard/switchyard/switch/message"
+	"github.com/switchyard/switchyard/switch/metrics"
 	"github.com/switchyard/switchyard/switch/registry"
 )
 
@@ -61,7 +62,9 @@ func (p *Pipeline) checkTerminal(ctx context.Context, t *txn, macVerified bool) 
 		return nil, &resp, err
 	}
 	res := p.terminals.Check(cr)
-	t.rec.Timings.Checks += p.now().Sub(start).Microseconds()
+	took := p.now().Sub(start)
+	t.rec.Timings.Checks += took.Microseconds()
+	t.stages.add(metrics.StageChecks, took)
 	if res.Decline {
 		resp, err := p.decline(ctx, t, res.ResponseCode, "binding", string(res.Reason))
 		return &res, &resp, err

@@ -384,6 +384,8 @@ type txn struct {
 	// counters (as undoBy says) once it is answered approved.
 	undo   *journal.Record
 	undoBy risk.Retraction
+	stages stageTimes // what each stage took
+	ready  time.Time  // the answer was ready (answer_written counts from here)
 }
 
 // Process implements frontend.Processor. The front-end cancels ctx when the drain
@@ -411,7 +413,9 @@ func (p *Pipeline) Process(ctx context.Context, c *frontend.Conn, body []byte) (
 		return frontend.Response{Body: raw}, nil
 	}
 	t := &txn{req: req, conn: c, start: start}
-	t.rec.Timings.Decode = p.now().Sub(start).Microseconds()
+	decoded := p.now().Sub(start)
+	t.rec.Timings.Decode = decoded.Microseconds()
+	t.stages.add(metrics.StageDecode, decoded)
 	if reason := p.authenticate(ctx, t); reason != "" {
 		return p.securityDecline(ctx, t, reason)
 	}
@@ -733,6 +737,7 @@ func (p *Pipeline) authorize(ctx context.Context, t *txn, onDecline func()) (fro
 	resp, err := link.SendPacked(context.WithoutCancel(ctx), r.MTI, stan, t.rec.RRN, body, 0)
 	issuerDur := p.now().Sub(issuerStart)
 	t.rec.Timings.Issuer = issuerDur.Microseconds()
+	t.stages.add(metrics.StageIssuer, issuerDur)
 	p.metrics.IssuerLatency.WithLabelValues(t.issuer).Observe(issuerDur.Seconds())
 	if err != nil {
 		switch {
@@ -810,6 +815,9 @@ func (p *Pipeline) decline(ctx context.Context, t *txn, rc, by, reason string) (
 func (p *Pipeline) respond(ctx context.Context, t *txn, rc, auth, by, reason string) (frontend.Response, error) {
 	rec := &t.rec
 	rec.RC, rec.AuthCode, rec.DecidedBy, rec.Reason = rc, auth, by, reason
+	// The record's total: up to its final write (a reader of the journal gets the
+	// time up to the answer written once the delivery mark is merged in).
+	rec.Timings.Total = max(1, p.now().Sub(t.start).Microseconds())
 	if err := p.write(ctx, t, true); err != nil {
 		// Never an approval without its record: one given (by the issuer, or a
 		// stand-in whose advice is queued) is taken back.
@@ -843,8 +851,10 @@ func (p *Pipeline) respond(ctx context.Context, t *txn, rc, auth, by, reason str
 		p.open.remove(rec.RRN)
 		return frontend.Response{}, err
 	}
-	total := p.now().Sub(t.start)
+	t.ready = p.now()
+	total := t.ready.Sub(t.start)
 	rec.Timings.Total = total.Microseconds()
+	p.observeStages(t)
 	p.metrics.Transactions.WithLabelValues(t.req.MTI, rc, t.issuer, by).Inc()
 	p.metrics.Latency.WithLabelValues(t.req.MTI, t.issuer).Observe(total.Seconds())
 	p.logTxn(t)
@@ -855,6 +865,9 @@ func (p *Pipeline) respond(ctx context.Context, t *txn, rc, auth, by, reason str
 // is already durable). An approval that could not be delivered is reversed.
 func (p *Pipeline) sent(t *txn, delivered bool) {
 	rec := &t.rec
+	if delivered && !t.ready.IsZero() {
+		p.metrics.Stages.Observe(metrics.StageAnswer, p.now().Sub(t.ready))
+	}
 	if err := p.journal.MarkDelivery(rec.RRN, delivered, p.now().UTC()); err != nil {
 		p.log.Error().Err(err).Str("rrn", rec.RRN).Msg("journal write failed")
 	}
@@ -893,7 +906,13 @@ func (p *Pipeline) write(ctx context.Context, t *txn, durable bool) error {
 	err := p.journal.Write(context.WithoutCancel(ctx), &t.rec, !t.written, durable)
 	t.rec.Facts = facts
 	t.written = t.written || err == nil
-	t.rec.Timings.Journal += p.now().Sub(start).Microseconds()
+	took := p.now().Sub(start)
+	t.rec.Timings.Journal += took.Microseconds()
+	if t.rec.Final() {
+		t.stages.add(metrics.StageFinal, took)
+	} else {
+		t.stages.add(metrics.StageAhead, took)
+	}
 	if err != nil {
 		p.metrics.JournalErrors.Inc()
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/switchyard/switchyard/switch/frontend"
 	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/message"
+	"github.com/switchyard/switchyard/switch/metrics"
 	"github.com/switchyard/switchyard/switch/registry"
 )
 
@@ -98,7 +99,9 @@ func (p *Pipeline) assess(ctx context.Context, t *txn, res *registry.CheckResult
 	in.Reset()
 	p.fillInput(in, t, res, orig)
 	d := p.risk.Evaluate(in)
-	t.rec.Timings.Risk = p.now().Sub(start).Microseconds()
+	took := p.now().Sub(start)
+	t.rec.Timings.Risk = took.Microseconds()
+	t.stages.add(metrics.StageRules, took)
 	t.risk, t.decision = in, d
 	t.rec.RuleSet = d.Version
 	for _, h := range d.Hits {

@@ -9,6 +9,7 @@ import (
 	"github.com/switchyard/switchyard/hsm/pinblock"
 	"github.com/switchyard/switchyard/switch/frontend"
 	"github.com/switchyard/switchyard/switch/message"
+	"github.com/switchyard/switchyard/switch/metrics"
 	"github.com/switchyard/switchyard/switch/registry"
 )
 
@@ -45,7 +46,9 @@ func (p *Pipeline) authenticate(ctx context.Context, t *txn) (reason string) {
 	}
 	start := p.now()
 	err := p.hsm.VerifyMAC(ctx, hsm.MACRequest{Key: t.macKey, Data: t.req.MACInput()}, t.req.MAC[:])
-	t.rec.Timings.HSM += p.now().Sub(start).Microseconds()
+	took := p.now().Sub(start)
+	t.rec.Timings.HSM += took.Microseconds()
+	t.stages.add(metrics.StagePINMAC, took)
 	switch {
 	case err == nil:
 		t.macOK = true
@@ -71,7 +74,9 @@ func (p *Pipeline) macFunc(t *txn) message.MACFunc {
 		var out [8]byte
 		start := p.now()
 		mac, err := p.hsm.GenerateMAC(context.Background(), hsm.MACRequest{Key: t.macKey, Data: data})
-		t.rec.Timings.HSM += p.now().Sub(start).Microseconds()
+		took := p.now().Sub(start)
+		t.rec.Timings.HSM += took.Microseconds()
+		t.stages.add(metrics.StagePINMAC, took)
 		if err != nil {
 			return out, err
 		}
@@ -112,7 +117,9 @@ func (p *Pipeline) translatePIN(ctx context.Context, t *txn, issuer string) ([]b
 	}
 	start := p.now()
 	block, err := p.hsm.TranslatePIN(ctx, req)
-	t.rec.Timings.HSM += p.now().Sub(start).Microseconds()
+	took := p.now().Sub(start)
+	t.rec.Timings.HSM += took.Microseconds()
+	t.stages.add(metrics.StagePINMAC, took)
 	switch {
 	case err == nil:
 		return block, "", ""
