@@ -150,7 +150,7 @@ func (s *Scheduler) exec(ctx context.Context, t Task, slot time.Time, missed int
 	if d, err := time.ParseDuration(t.Timeout); err == nil && d > 0 {
 		timeout = d
 	}
-	rctx, cancel := context.WithTimeout(ctx, timeout)
+	rctx, cancel := context.WithTimeout(context.WithValue(ctx, slotKey{}, r.Slot), timeout)
 	out, err := call(rctx, fn, t)
 	cancel()
 	r.End = s.opts.Now().UTC()
@@ -246,4 +246,14 @@ func (s *Scheduler) view(t Task) View {
 		v.LastRun = &rs[0]
 	}
 	return v
+}
+
+type slotKey struct{}
+
+// Slot returns the scheduled time of the run whose context ctx is (zero for a
+// run-now): a task whose result depends on when it was due, not on when it ran
+// (a window that ends at the scheduled time), reads it here.
+func Slot(ctx context.Context) time.Time {
+	t, _ := ctx.Value(slotKey{}).(time.Time)
+	return t
 }
