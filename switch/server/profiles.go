@@ -13,8 +13,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/switchyard/switchyard/risk/profile"
-	"github.com/switchyard/switchyard/switch/sched"
 	"github.com/switchyard/switchyard/switch/journal"
+	"github.com/switchyard/switchyard/switch/sched"
 )
 
 // ProfileSource is the journal as the merchant profiles read it (profile.Source):

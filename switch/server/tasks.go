@@ -22,14 +22,14 @@ import (
 // another daily loop onto the scheduler is one Register line in openTasks and a
 // task in the configuration (or a Default here).
 const (
-	TaskProfilesRefresh = "profiles.refresh"  // the merchant profiles (the built-in task profiles-refresh)
-	TaskOfflineCheck    = "offline.check"     // one pass of the offline monitor
-	TaskSettlementFile  = "settlement.file"   // the day's cut-off: the settlement report of the previous local day, as CSV
-	TaskZoneKeyChange   = "keys.zone-change"  // a new zone PIN key with an issuer (params: issuer)
-	TaskKeyRotate       = "keys.rotate"       // new versions of keys of the key store (params: keys, grace)
-	TaskAppsRefresh     = "apps.refresh"      // resolve the rollout groups again
-	schedActor          = "scheduler"         // the actor of what a task does (key audit, oplog)
-	claimTTL            = 7 * 24 * time.Hour  // how long a cluster claim of a slot is kept
+	TaskProfilesRefresh = "profiles.refresh" // the merchant profiles (the built-in task profiles-refresh)
+	TaskOfflineCheck    = "offline.check"    // one pass of the offline monitor
+	TaskSettlementFile  = "settlement.file"  // the day's cut-off: the settlement report of the previous local day, as CSV
+	TaskZoneKeyChange   = "keys.zone-change" // a new zone PIN key with an issuer (params: issuer)
+	TaskKeyRotate       = "keys.rotate"      // new versions of keys of the key store (params: keys, grace)
+	TaskAppsRefresh     = "apps.refresh"     // resolve the rollout groups again
+	schedActor          = "scheduler"        // the actor of what a task does (key audit, oplog)
+	claimTTL            = 7 * 24 * time.Hour // how long a cluster claim of a slot is kept
 )
 
 // openApps opens the terminal application manager (switch/apps) over the registry.
