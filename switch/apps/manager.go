@@ -29,7 +29,7 @@ import (
 type Registry interface {
 	RegisterOp(op registry.Op, h registry.ExtOp)
 	RequestChange(p registry.Actor, c registry.Change) (*registry.Change, error)
-	Changes(f registry.ChangeFilter) ([]*registry.Change, error)
+	ApprovedChanges(ops ...registry.Op) ([]*registry.Change, error)
 	Terminals(f registry.TerminalFilter) []*registry.Terminal
 	Merchant(id string) (*registry.Merchant, bool)
 	SetGroupMinimums(mins map[string]string) error
@@ -167,15 +167,10 @@ func (m *Manager) applied(*registry.Change) {
 // Refresh rebuilds the state from the approved changes, resolves every group
 // against the registry's terminals and sets the group minimums in the registry.
 func (m *Manager) Refresh() error {
-	var all []*registry.Change
-	for _, op := range []registry.Op{OpKeyPut, OpPublish, OpWithdraw} {
-		cs, err := m.reg.Changes(registry.ChangeFilter{Status: registry.ChangeApproved, Op: op, Limit: 1 << 30})
-		if err != nil {
-			return fmt.Errorf("apps: read approved %s changes: %w", op, err)
-		}
-		all = append(all, cs...)
+	all, err := m.reg.ApprovedChanges(OpKeyPut, OpPublish, OpWithdraw)
+	if err != nil {
+		return fmt.Errorf("apps: read the approved changes: %w", err)
 	}
-	sort.Slice(all, func(i, j int) bool { return all[i].Seq < all[j].Seq })
 	st := newState()
 	for _, c := range all {
 		st.apply(c)

@@ -314,7 +314,6 @@ func (r *review) GetChange(id string) (*ChangePreview, error) {
 type ChangeFilter struct {
 	Status ChangeStatus
 	Target string
-	Op     Op
 	Limit  int // the newest this many; 0 means 1000
 }
 
@@ -322,7 +321,7 @@ type ChangeFilter struct {
 // their terminals (GetChange has them).
 func (r *review) Changes(f ChangeFilter) ([]*Change, error) {
 	return kvjson.Newest(r.db, pfxChange, f.Limit, "registry: read change", func(c *Change) bool {
-		if (f.Status != "" && c.Status != f.Status) || (f.Target != "" && c.Target != f.Target) || (f.Op != "" && c.Op != f.Op) {
+		if (f.Status != "" && c.Status != f.Status) || (f.Target != "" && c.Target != f.Target) {
 			return false
 		}
 		if n := len(c.Terminals); n > 0 {

@@ -2,7 +2,11 @@ package registry
 
 import (
 	"encoding/json"
+	"fmt"
+	"slices"
 	"sync"
+
+	"github.com/dgraph-io/badger/v4"
 )
 
 // ExtOp is a reviewed operation owned by another package (switch/apps publishes
@@ -124,4 +128,41 @@ func (r *store) GroupMinimum(id string) string {
 		}
 	}
 	return ""
+}
+
+// ApprovedChanges returns the approved changes of the operations ops, in their
+// order (by sequence): what an owner of RegisterOp operations folds into its state.
+// It reads every change but decodes in full only those of ops, so an owner can call
+// it often (switch/apps every 30 s) however large the imports in the change list.
+func (r *review) ApprovedChanges(ops ...Op) ([]*Change, error) {
+	var out []*Change
+	err := r.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(pfxChange), PrefetchValues: true, PrefetchSize: 100})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			err := it.Item().Value(func(v []byte) error {
+				var head struct {
+					Op     Op           `json:"op"`
+					Status ChangeStatus `json:"status"`
+				}
+				if err := json.Unmarshal(v, &head); err != nil {
+					return err
+				}
+				if head.Status != ChangeApproved || !slices.Contains(ops, head.Op) {
+					return nil
+				}
+				c := new(Change)
+				if err := json.Unmarshal(v, c); err != nil {
+					return err
+				}
+				out = append(out, c)
+				return nil
+			})
+			if err != nil {
+				return fmt.Errorf("registry: read change %s: %w", it.Item().Key(), err)
+			}
+		}
+		return nil
+	})
+	return out, err
 }

@@ -3,7 +3,6 @@ package sched
 import (
 	"encoding/json"
 	"fmt"
-	"sort"
 
 	"github.com/switchyard/switchyard/switch/registry"
 )
@@ -23,7 +22,7 @@ type PutRequest struct {
 type Registry interface {
 	RegisterOp(op registry.Op, h registry.ExtOp)
 	RequestChange(p registry.Actor, c registry.Change) (*registry.Change, error)
-	Changes(f registry.ChangeFilter) ([]*registry.Change, error)
+	ApprovedChanges(ops ...registry.Op) ([]*registry.Change, error)
 }
 
 // UseReview registers task.put with reg and loads the approved definitions.
@@ -69,11 +68,10 @@ func (s *Scheduler) LoadApproved() error {
 	if reg == nil {
 		return nil
 	}
-	cs, err := reg.Changes(registry.ChangeFilter{Status: registry.ChangeApproved, Op: OpTaskPut, Limit: 1 << 30})
+	cs, err := reg.ApprovedChanges(OpTaskPut)
 	if err != nil {
 		return fmt.Errorf("sched: read approved tasks: %w", err)
 	}
-	sort.Slice(cs, func(i, j int) bool { return cs[i].Seq < cs[j].Seq })
 	byName := map[string]Task{}
 	for _, c := range cs {
 		var t Task

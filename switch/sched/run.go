@@ -16,6 +16,11 @@ const maxWait = time.Minute
 // definition changes.
 func (s *Scheduler) Run(ctx context.Context) error {
 	for {
+		// Definitions approved on another node of a cluster arrive through the
+		// registry without a call here: read them again before every tick.
+		if err := s.LoadApproved(); err != nil {
+			s.log.Error().Err(err).Msg("sched: load approved tasks")
+		}
 		s.Tick(ctx)
 		wait := maxWait
 		if next, ok := s.nextDue(); ok {

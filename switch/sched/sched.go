@@ -41,6 +41,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"sort"
 	"strings"
 	"sync"
@@ -259,12 +260,16 @@ func (s *Scheduler) Define(t Task) error {
 // SetApproved replaces the tasks approved through the API (switch/sched's
 // task.put changes, folded by the caller).
 func (s *Scheduler) SetApproved(ts []Task) {
+	put := map[string]Task{}
+	for _, t := range ts {
+		put[t.Name] = t
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.put = map[string]Task{}
-	for _, t := range ts {
-		s.put[t.Name] = t
+	if reflect.DeepEqual(put, s.put) {
+		return // unchanged: Run reads them before every tick, and must not wake itself
 	}
+	s.put = put
 	s.poke()
 }
 

@@ -281,3 +281,50 @@ func TestTaskPutUnderReview(t *testing.T) {
 		t.Fatalf("after approval: %+v %v", tk, ok)
 	}
 }
+
+// TestRunSleepsUntilTheNextSlot: Run waits on its timer for the next slot (at most
+// a minute), runs the slot when the timer fires, and does not spin.
+func TestRunSleepsUntilTheNextSlot(t *testing.T) {
+	db := openDB(t)
+	c := &clock{t: time.Date(2026, 5, 1, 9, 59, 30, 0, time.UTC)}
+	waits := make(chan time.Duration)
+	fire := make(chan time.Time)
+	s := newSched(t, db, c, Options{After: func(d time.Duration) <-chan time.Time { waits <- d; return fire }})
+	r := &recorder{c: c}
+	s.Register("k", r.fn)
+	s.Define(Task{Name: "h", Kind: "k", Schedule: "0 * * * *"})
+	<-s.wake // Define's wake-up, which would only make Run loop once more
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- s.Run(ctx) }()
+	next := func() time.Duration {
+		t.Helper()
+		select {
+		case d := <-waits:
+			return d
+		case <-time.After(10 * time.Second):
+			t.Fatal("Run does not wait on its timer")
+			return 0
+		}
+	}
+	if d := next(); d <= 29*time.Second || d > 31*time.Second {
+		t.Fatalf("first wait %v, want about 30 s (to 10:00)", d)
+	}
+	c.Set(time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC))
+	fire <- c.Now()
+	if d := next(); d != maxWait {
+		t.Fatalf("wait after the 10:00 run %v, want %v (the next slot is an hour away)", d, maxWait)
+	}
+	if n := len(r.runs()); n != 1 {
+		t.Fatalf("%d runs, want 1", n)
+	}
+	cancel()
+	for {
+		select {
+		case <-waits:
+		case fire <- c.Now():
+		case <-done:
+			return
+		}
+	}
+}
