@@ -168,6 +168,9 @@ func (s *Scheduler) exec(ctx context.Context, t Task, slot time.Time, missed int
 	r.Output, r.Outcome = out, OutcomeOK
 	if err != nil {
 		r.Outcome, r.Error = OutcomeFailed, err.Error()
+		if ctx.Err() != nil { // the switch is stopping, not the task failing
+			r.Outcome = OutcomeInterrupted
+		}
 	}
 	if perr := s.putRun(r); perr != nil {
 		s.log.Error().Err(perr).Str("task", t.Name).Msg("sched: record run end")
