@@ -61,9 +61,11 @@ import (
 	"github.com/switchyard/switchyard/risk"
 	"github.com/switchyard/switchyard/risk/profile"
 	"github.com/switchyard/switchyard/switch/admin"
+	"github.com/switchyard/switchyard/switch/apps"
 	"github.com/switchyard/switchyard/switch/cases"
 	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/registry"
+	"github.com/switchyard/switchyard/switch/sched"
 )
 
 // Options says what the API serves. A nil store leaves its routes out (the
@@ -111,6 +113,10 @@ type Options struct {
 	// Pprof serves the Go profiler under /debug/pprof/, to admins only unless
 	// PprofOpen (demo mode, whose tokens are public anyway).
 	Pprof, PprofOpen bool
+	// Apps serves terminal application management (apps.go); nil leaves it out.
+	Apps *apps.Manager
+	// Tasks serves the scheduled tasks (apps.go); nil leaves them out.
+	Tasks *sched.Scheduler
 }
 
 // New returns a mux that serves the API.
@@ -142,6 +148,12 @@ func (a *api) register() {
 	}
 	if o.RefreshProfiles != nil {
 		a.profileRoutes()
+	}
+	if o.Apps != nil {
+		a.appRoutes()
+	}
+	if o.Tasks != nil {
+		a.taskRoutes()
 	}
 	a.switchRoutes()
 }

@@ -73,7 +73,9 @@ type Config struct {
 	Reversals  Reversals  `yaml:"reversals"`
 	Alerts     Alerts     `yaml:"alerts"`
 	// HSM chooses the software HSM (default) or payShield-compatible HSMs.
-	HSM HSM `yaml:"hsm"`
+	HSM   HSM    `yaml:"hsm"`
+	Apps  Apps   `yaml:"apps"`
+	Tasks []Task `yaml:"tasks"`
 	// Cluster, when set, makes this switch one node of a cluster on NATS JetStream
 	// (docs/cluster.md); absent, the switch runs alone on its Badger data directory.
 	Cluster *cluster.Config `yaml:"cluster"`
@@ -586,6 +588,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	checkAddr("admin.addr", c.Admin.Addr)
+	c.validateAppsTasks(bad)
 	if _, _, err := c.Risk.Profiles.RefreshClock(); err != nil {
 		bad("risk.profiles.refresh_at", "%v", err)
 	}

@@ -195,6 +195,8 @@ type Config struct {
 	// Cases receives the transactions the rules send to review or alert (nil: they
 	// are only logged).
 	Cases Cases
+	// Updates offers application updates at sign-on and echo (nil: none).
+	Updates Updates
 	// Now is the clock that stamps the transactions (default time.Now): tests whose
 	// result depends on the day inject one, so that they cannot fail across midnight.
 	Now func() time.Time
@@ -537,7 +539,11 @@ func (p *Pipeline) network(ctx context.Context, t *txn) (frontend.Response, erro
 	resp := message.NewResponseBuilder(t.req)
 	rc := message.RCApproved
 	switch t.req.NetCode {
-	case message.NMSignOn, message.NMSignOff, message.NMEcho:
+	case message.NMSignOn, message.NMEcho:
+		if u := p.cfg.Updates; u != nil {
+			p.offerUpdate(u, t, resp)
+		}
+	case message.NMSignOff:
 	case message.NMKeyChange:
 		var de48 string
 		var err error

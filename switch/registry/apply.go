@@ -15,7 +15,8 @@ import (
 type effect struct {
 	mBefore, mAfter *Merchant
 	tBefore, tAfter *Terminal
-	rBefore, rAfter *AlertRule // rBefore is filled under r.mu, where it is shown
+	rBefore, rAfter *AlertRule    // rBefore is filled under r.mu, where it is shown
+	xAfter          *ChangeEffect // an operation another package registered (ext.go)
 }
 
 // compute works out what c does to the current state, at time now, without writing
@@ -203,6 +204,9 @@ func (r *review) compute(c *Change, now time.Time) ([]effect, error) {
 		if p.Kind != nil {
 			n.Kind = *p.Kind
 		}
+		if p.Model != nil {
+			n.Model = *p.Model
+		}
 		if p.DeviceSerial != nil {
 			n.Binding.DeviceSerial = *p.DeviceSerial
 		}
@@ -256,7 +260,15 @@ func (r *review) compute(c *Change, now time.Time) ([]effect, error) {
 		ar.UpdatedBy, ar.UpdatedAt = c.RequestedBy, now
 		return []effect{{rAfter: &ar}}, nil
 	}
+	if effs, ok, err := r.computeExt(c); ok {
+		return effs, err
+	}
 	return nil, invalidf("unknown operation %q", c.Op)
+}
+
+// isUnknownOp reports whether err is compute's answer to an operation it does not know.
+func isUnknownOp(err error) bool {
+	return err != nil && strings.HasPrefix(err.Error(), "unknown operation")
 }
 
 // normalizeTerminal fills defaults: the decline policy, a MAC requirement for
@@ -281,6 +293,9 @@ func normalizeTerminal(t *Terminal) {
 }
 
 func (e effect) changeEffect() ChangeEffect {
+	if e.xAfter != nil {
+		return *e.xAfter
+	}
 	if e.rAfter != nil {
 		ce := ChangeEffect{Type: "alert-rule", ID: e.rAfter.ID, After: rawJSON(e.rAfter)}
 		if e.rBefore != nil {

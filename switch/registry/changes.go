@@ -68,6 +68,7 @@ type MerchantPatch struct {
 type TerminalPatch struct {
 	MerchantID      *string         `json:"merchant_id,omitempty"`
 	Kind            *TerminalKind   `json:"kind,omitempty"`
+	Model           *string         `json:"model,omitempty"`
 	DeviceSerial    *string         `json:"device_serial,omitempty"`
 	ICCID           *string         `json:"iccid,omitempty"`
 	IMEI            *string         `json:"imei,omitempty"`
@@ -93,6 +94,8 @@ type Change struct {
 	TerminalPatch *TerminalPatch `json:"terminal_patch,omitempty"` // terminal.change
 	Terminals     []Terminal     `json:"terminals,omitempty"`      // terminal.import
 	AlertRule     *AlertRule     `json:"alert_rule,omitempty"`     // alert-rule.put
+	// Ext is the payload of an operation another package registered (RegisterOp).
+	Ext json.RawMessage `json:"ext,omitempty"`
 
 	Status        ChangeStatus `json:"status"`
 	RequestedBy   string       `json:"requested_by"`
@@ -129,6 +132,7 @@ type review struct {
 	*store
 	alerts *alerting // an approved alert-rule.put replaces one of its rules
 	chgSeq uint64    // last change sequence; guarded by store.mu
+	ext    extOps    // operations other packages registered (ext.go)
 }
 
 // load finds the last change sequence.
@@ -189,6 +193,9 @@ func (r *review) requestChange(p Actor, c Change) (*Change, error) {
 	}
 	if c.Op != OpAlertRulePut {
 		c.AlertRule = nil
+	}
+	if _, ok := r.ext.get(c.Op); !ok {
+		c.Ext = nil
 	}
 	if err := r.checkRequestKeys(&c); err != nil {
 		return nil, err
@@ -333,7 +340,11 @@ const importChunk = 500
 // at once (Check sees it before Approve returns) and every record it touches gets an
 // oplog entry with the record before and after.
 func (r *review) Approve(p Actor, id, note string) (*Change, error) {
-	return retry(r.store, func() (*Change, error) { return r.approve(p, id, note) })
+	c, err := retry(r.store, func() (*Change, error) { return r.approve(p, id, note) })
+	if err == nil {
+		r.applyExt(c)
+	}
+	return c, err
 }
 
 func (r *review) approve(p Actor, id, note string) (*Change, error) {
@@ -378,6 +389,9 @@ func (r *review) approve(p Actor, id, note string) (*Change, error) {
 		}
 		err := r.commitLocked(func(txn *wtx) error {
 			for _, e := range chunk {
+				if e.xAfter != nil {
+					continue // the owner's record: written by its Apply
+				}
 				if e.rAfter != nil {
 					if err := putJSON(txn, []byte(pfxRule+e.rAfter.ID), e.rAfter); err != nil {
 						return err
@@ -403,6 +417,9 @@ func (r *review) approve(p Actor, id, note string) (*Change, error) {
 		b.done()
 		var ts []*Terminal
 		for _, e := range chunk {
+			if e.xAfter != nil {
+				continue
+			}
 			if e.rAfter != nil {
 				r.alerts.rules[e.rAfter.ID] = e.rAfter
 			} else if e.mAfter != nil {

@@ -261,7 +261,11 @@ func (r *checker) Check(req CheckRequest) CheckResult {
 	f.IdentityMatched = matchedNames[matched]
 	f.Missing = missingNames[missing]
 	f.NetworkOK = networkAllowed(t.AllowedNetworks, req.SourceIP)
-	f.AppVersionOK = t.minVer == nil || (req.AppVersion != "" && compareVersion(req.AppVersion, t.minVer) >= 0)
+	minVer := t.minVer
+	if gm := tsl.appMin.Load(); gm != nil {
+		minVer = gm.parts
+	}
+	f.AppVersionOK = minVer == nil || (req.AppVersion != "" && compareVersion(req.AppVersion, minVer) >= 0)
 	softpos := t.Kind == KindSoftPOS
 	var attReason Reason
 	if req.AttestationPresent {

@@ -169,6 +169,7 @@ type Terminal struct {
 	ID              string         `json:"id"`
 	MerchantID      string         `json:"merchant_id"`
 	Kind            TerminalKind   `json:"kind"`
+	Model           string         `json:"model,omitempty"` // hardware model, for application targeting (switch/apps)
 	Status          TerminalStatus `json:"status"`
 	Note            string         `json:"status_reason,omitempty"` // why the status was last set
 	Binding         Binding        `json:"binding"`
@@ -342,6 +343,8 @@ func (t *Terminal) Validate() error {
 		return invalidf("terminal %s: status %q: want pending, active, suspended or closed", t.ID, t.Status)
 	case !t.MissingPolicy.Valid():
 		return invalidf("terminal %s: missing-identity policy %q: want decline or flag", t.ID, t.MissingPolicy)
+	case t.Model != "" && !isIdent(t.Model, 32):
+		return invalidf("terminal %s: model %q: want 1 to 32 letters, digits, '-', '_' or '.'", t.ID, t.Model)
 	}
 	b := t.Binding
 	if b.DeviceSerial != "" && (len(b.DeviceSerial) > 64 || !isPrintable(b.DeviceSerial)) {

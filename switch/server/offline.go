@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -14,6 +15,7 @@ import (
 	"github.com/switchyard/switchyard/risk/profile"
 	"github.com/switchyard/switchyard/switch/admin"
 	"github.com/switchyard/switchyard/switch/api"
+	"github.com/switchyard/switchyard/switch/apps"
 	"github.com/switchyard/switchyard/switch/cases"
 	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/registry"
@@ -102,6 +104,12 @@ func OpenOffline(dir, actor, tz string, lmk keys.LMKSource) (*Offline, error) {
 	// mode does not recompute them (no refresh route).
 	opts.Profiles = profile.NewSet(nil)
 	_ = (&profileRefresher{set: opts.Profiles, path: ProfilesFile(dir)}).load()
+	// The applications' packages, groups and rollout as last reported (read-only:
+	// the --data mode refuses every change).
+	if opts.Apps, err = apps.New(db, reg, apps.Options{Dir: filepath.Join(dir, "apps")}); err != nil {
+		o.Close()
+		return nil, err
+	}
 	o.Handler = api.New(opts)
 	return o, nil
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/switchyard/switchyard/risk/profile"
 	"github.com/switchyard/switchyard/switch/journal"
+	"github.com/switchyard/switchyard/switch/sched"
 )
 
 // ProfileSource is the journal as the merchant profiles read it (profile.Source):
@@ -44,8 +45,9 @@ func ProfilesFile(dataDir string) string { return filepath.Join(dataDir, "profil
 // profileRefresher recomputes the merchant profiles every day at a local time and
 // on request, and keeps the last table in a file. After the first, a refresh reads
 // only the journal since the last one and the day that leaves the window
-// (profile.Incremental), with a full build every 7 refreshes. The server's loops group owns
-// its run loop; an admin request's refresh runs in the request's goroutine.
+// (profile.Incremental), with a full build every 7 refreshes. The daily refresh is
+// the scheduler's task profiles-refresh (tasks.go); the server's loops group runs
+// the start-up catch-up; an admin request's refresh runs in the request's goroutine.
 type profileRefresher struct {
 	set          *profile.Set
 	src          profile.Source
@@ -54,9 +56,8 @@ type profileRefresher struct {
 	path         string // the persisted copy ("" none)
 	log          zerolog.Logger
 	now          func() time.Time
-	after        func(time.Duration) <-chan time.Time // the loop's timer (tests inject one)
-	mu           sync.Mutex                           // one refresh at a time
-	inc          *profile.Incremental                 // the last build's state (under mu)
+	mu           sync.Mutex           // one refresh at a time
+	inc          *profile.Incremental // the last build's state (under mu)
 }
 
 // openProfiles makes the server's profile set and its refresher, and loads the
@@ -78,7 +79,7 @@ func (s *Server) openProfiles(loc *time.Location) error {
 		inc.FullEvery = pc.FullEvery
 	}
 	s.profiles = &profileRefresher{set: s.Profiles, src: ProfileSource{s.Journal}, hour: hour, minute: minute, inc: inc, opts: opts,
-		path: ProfilesFile(s.cfg.DataDir), log: s.log.With().Str("component", "profiles").Logger(), now: now, after: time.After}
+		path: ProfilesFile(s.cfg.DataDir), log: s.log.With().Str("component", "profiles").Logger(), now: now}
 	if err := s.profiles.load(); err != nil {
 		s.log.Warn().Err(err).Msg("merchant profiles not loaded: recomputed at start")
 	}
@@ -188,30 +189,37 @@ func (r *profileRefresher) refreshNow(ctx context.Context) (any, error) {
 	return s, nil
 }
 
-// run refreshes at start when the loaded table predates the last scheduled time
-// (none loaded, or the switch was down at that time), then every day at the
-// scheduled time. Each scheduled window ends at the scheduled time, not when the
-// build starts, so that every node of a cluster, and a backtest, computes the
-// same table from the same journal. A failed refresh keeps the previous table
-// and is tried again at the next scheduled time.
-func (r *profileRefresher) run(ctx context.Context) error {
-	now := r.now()
-	last := profile.LastRun(now, r.hour, r.minute, r.opts.Location)
+// startUp refreshes at start when the loaded table predates the last scheduled
+// time (none loaded, or the switch was down at that time). The daily refresh is
+// the scheduler's (scheduled). Each scheduled window ends at the scheduled time,
+// not when the build starts, so that every node of a cluster, and a backtest,
+// computes the same table from the same journal. A failed refresh keeps the
+// previous table and is tried again at the next scheduled time.
+func (r *profileRefresher) startUp(ctx context.Context) error {
+	last := profile.LastRun(r.now(), r.hour, r.minute, r.opts.Location)
 	if t := r.set.Table(); t == nil || t.To.Before(last) {
 		if _, err := r.refresh(ctx, last); err != nil && ctx.Err() == nil {
 			r.log.Error().Err(err).Msg("merchant profiles not refreshed at start; the rules use the previous ones or the tiers' defaults")
 		}
 	}
-	for {
-		now = r.now()
-		next := profile.NextRun(now, r.hour, r.minute, r.opts.Location)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-r.after(next.Sub(now)):
-		}
-		if _, err := r.refresh(ctx, next); err != nil && ctx.Err() == nil {
-			r.log.Error().Err(err).Msg("merchant profiles not refreshed; the rules keep the previous ones")
-		}
+	return nil
+}
+
+// schedule is the cron expression of the daily refresh (risk.profiles.refresh_at).
+func (r *profileRefresher) schedule() string {
+	return fmt.Sprintf("%d %d * * *", r.minute, r.hour)
+}
+
+// scheduled is the scheduler's task (kind profiles.refresh): the window ends at the
+// scheduled time (now for a run-now).
+func (r *profileRefresher) scheduled(ctx context.Context, _ map[string]string) (string, error) {
+	end := sched.Slot(ctx)
+	if end.IsZero() {
+		end = r.now()
 	}
+	t, err := r.refresh(ctx, end)
+	if err != nil {
+		return "", fmt.Errorf("merchant profiles not refreshed (the rules keep the previous ones): %w", err)
+	}
+	return fmt.Sprintf("%d merchants, window to %s", len(t.Merchants), end.In(r.opts.Location).Format(time.RFC3339)), nil
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/switchyard/switchyard/risk/profile"
+	"github.com/switchyard/switchyard/switch/sched"
 )
 
 // scanRecorder is a profile.Source that reports the end of every window read.
@@ -24,21 +25,14 @@ func (s scanRecorder) Scan(_ context.Context, _, to time.Time, fn func(*profile.
 	return nil
 }
 
-// stepClock is the refresher's injected clock and timer: each timer request is
-// reported on waits and fires when the test sends on fire.
+// stepClock is the refresher's and the scheduler's injected clock.
 type stepClock struct {
-	mu    sync.Mutex
-	t     time.Time
-	waits chan time.Duration
-	fire  chan time.Time
+	mu sync.Mutex
+	t  time.Time
 }
 
 func (c *stepClock) now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
 func (c *stepClock) set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }
-func (c *stepClock) after(d time.Duration) <-chan time.Time {
-	c.waits <- d
-	return c.fire
-}
 
 func recv[T any](t *testing.T, ch <-chan T, what string) T {
 	t.Helper()
@@ -60,43 +54,51 @@ func TestProfileRefresherSchedule(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(t.TempDir(), "profiles.json")
-	clock := &stepClock{t: time.Date(2026, 12, 1, 10, 0, 0, 0, sh), waits: make(chan time.Duration), fire: make(chan time.Time)}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "profiles.json")
+	clock := &stepClock{t: time.Date(2026, 12, 1, 10, 0, 0, 0, sh)}
 	src := scanRecorder{ends: make(chan time.Time, 4)}
 	newRefresher := func() *profileRefresher {
 		opts := profile.Options{Location: sh}
 		inc := profile.NewIncremental(opts)
 		inc.FullEvery = 1 // one scan per refresh: this test is about when, not how
 		return &profileRefresher{set: profile.NewSet(nil), src: src, opts: opts, hour: 3, minute: 0,
-			path: path, log: zerolog.Nop(), now: clock.now, after: clock.after, inc: inc}
+			path: path, log: zerolog.Nop(), now: clock.now, inc: inc}
 	}
 	r := newRefresher()
 	if err := r.load(); err != nil || r.set.Table() != nil {
 		t.Fatalf("load without a file: %v, table %v", err, r.set.Table())
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.run(ctx) }()
+	ctx := context.Background()
+	if err := r.startUp(ctx); err != nil {
+		t.Fatal(err)
+	}
 	if end := recv(t, src.ends, "refresh at start"); !end.Equal(time.Date(2026, 12, 1, 3, 0, 0, 0, sh)) {
 		t.Errorf("start refresh window ends %v, want 03:00 today", end)
-	}
-	if d := recv(t, clock.waits, "timer"); d != 17*time.Hour {
-		t.Errorf("waits %v for the next refresh, want 17h (to 03:00 tomorrow)", d)
 	}
 	if tab := r.set.Table(); tab == nil || !tab.ComputedAt.Equal(clock.now().UTC()) || tab.Merchants["m"].Days != 1 {
 		t.Fatalf("table after the start refresh: %+v", tab)
 	}
-	clock.set(time.Date(2026, 12, 2, 3, 0, 0, 0, sh))
-	clock.fire <- clock.now()
+	// The daily refresh is the scheduler's task, at 03:00 in the acquirer's zone.
+	db, err := OpenDB(filepath.Join(dir, "db"), zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ts, err := sched.New(db, sched.Options{Location: sh, Now: clock.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts.Register(TaskProfilesRefresh, r.scheduled)
+	ts.Default(sched.Task{Name: "profiles-refresh", Kind: TaskProfilesRefresh, Schedule: r.schedule()})
+	ts.Tick(ctx)
+	if v := ts.List(); len(v) != 1 || !v[0].Next.Equal(time.Date(2026, 12, 2, 3, 0, 0, 0, sh)) {
+		t.Fatalf("next refresh: %+v, want 03:00 tomorrow", v)
+	}
+	clock.set(time.Date(2026, 12, 2, 3, 0, 20, 0, sh))
+	ts.Tick(ctx)
 	if end := recv(t, src.ends, "daily refresh"); !end.Equal(time.Date(2026, 12, 2, 3, 0, 0, 0, sh)) {
-		t.Errorf("daily refresh window ends %v, want 03:00 on Dec 2", end)
-	}
-	if d := recv(t, clock.waits, "timer"); d != 24*time.Hour {
-		t.Errorf("waits %v after the daily refresh, want 24h", d)
-	}
-	cancel()
-	if err := recv(t, done, "run's return"); err != nil {
-		t.Errorf("run: %v", err)
+		t.Errorf("daily refresh window ends %v, want 03:00 on Dec 2 (the slot, not the run)", end)
 	}
 
 	// Restart an hour later: the copy is loaded and current, nothing is computed.
@@ -108,18 +110,14 @@ func TestProfileRefresherSchedule(t *testing.T) {
 	if tab := r2.set.Table(); tab == nil || !tab.To.Equal(time.Date(2026, 12, 2, 3, 0, 0, 0, sh)) || tab.Merchants["m"].Transactions != 1 {
 		t.Fatalf("loaded table: %+v", tab)
 	}
-	ctx, cancel = context.WithCancel(context.Background())
-	go func() { done <- r2.run(ctx) }()
-	if d := recv(t, clock.waits, "timer after restart"); d != 23*time.Hour {
-		t.Errorf("waits %v after the restart, want 23h", d)
+	if err := r2.startUp(ctx); err != nil {
+		t.Fatal(err)
 	}
 	select {
 	case end := <-src.ends:
 		t.Errorf("a restart with a current copy recomputed (window end %v)", end)
 	default:
 	}
-	cancel()
-	recv(t, done, "run's return")
 
 	// Refresh now (the admin route): the window ends now.
 	sum, err := r2.refreshNow(context.Background())

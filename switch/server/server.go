@@ -50,6 +50,7 @@ import (
 	"github.com/switchyard/switchyard/rules"
 	"github.com/switchyard/switchyard/switch/admin"
 	"github.com/switchyard/switchyard/switch/api"
+	"github.com/switchyard/switchyard/switch/apps"
 	"github.com/switchyard/switchyard/switch/cases"
 	"github.com/switchyard/switchyard/switch/cluster"
 	"github.com/switchyard/switchyard/switch/config"
@@ -61,6 +62,7 @@ import (
 	"github.com/switchyard/switchyard/switch/pipeline"
 	"github.com/switchyard/switchyard/switch/registry"
 	"github.com/switchyard/switchyard/switch/saf"
+	"github.com/switchyard/switchyard/switch/sched"
 )
 
 // Server is a running switch.
@@ -79,6 +81,8 @@ type Server struct {
 	Profiles  *profile.Set // the merchant profiles the rules read (merchant.profile.*)
 	Cases     *cases.Store
 	Keys      *keys.Store
+	Apps      *apps.Manager    // terminal applications (tasks.go, docs/apps.md)
+	Tasks     *sched.Scheduler // the scheduled tasks (tasks.go, docs/tasks.md)
 	demoSim   DemoIssuer
 	monitor   *registry.Monitor
 	profiles  *profileRefresher
@@ -341,6 +345,9 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	if err := s.cl.follow(casesLog, s.Cases); err != nil {
 		return nil, fmt.Errorf("review cases: %w", err)
 	}
+	if err := s.openApps(); err != nil {
+		return nil, err
+	}
 	standIn := map[string]pipeline.StandInLimits{}
 	zones := pipeline.ZoneKeys{}
 	for _, ic := range issuers {
@@ -376,6 +383,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		Zones:            zones,
 		KeyGrace:         cfg.Security.KeyGrace.D(),
 		Cases:            s.Cases,
+		Updates:          s.Apps,
 		Logger:           txnLog,
 		Now:              cfg.Clock,
 	}, jr, s.Queue, rt, s.Registry, s.Metrics)
@@ -409,6 +417,9 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	}
 	s.monitor = registry.NewMonitor(s.Registry, nil, registry.MonitorOptions{WebhookSecret: webhookSecret,
 		SuspendMaxShare: cfg.Alerts.SuspendMaxShare, SuspendMin: cfg.Alerts.SuspendMin, SuspendWindow: cfg.Alerts.SuspendWindow.D()})
+	if err := s.openTasks(loc); err != nil {
+		return nil, err
+	}
 
 	if err := s.startAdmin(); err != nil {
 		return nil, err
@@ -458,7 +469,9 @@ func (s *Server) Start() {
 			s.monitor.Run(ctx)
 			return nil
 		})
-		s.loops.Go("merchant profiles", s.profiles.run)
+		s.loops.Go("merchant profiles", s.profiles.startUp)
+		s.loops.Go("scheduler", s.Tasks.Run)
+		s.loops.Go("apps", s.Apps.Run)
 		s.loops.Go("rules watcher", func(ctx context.Context) error {
 			if err := s.Risk.Watch(ctx); err != nil && ctx.Err() == nil {
 				s.log.Error().Str("component", "risk").Err(err).Msg("rules directory not watched; reload with SIGHUP or the admin API")
@@ -580,7 +593,11 @@ func (s *Server) startAdmin() error {
 
 		Profiles:        s.Profiles,
 		RefreshProfiles: s.profiles.refreshNow,
+
+		Apps:  s.Apps,
+		Tasks: s.Tasks,
 	})
+	s.mux.Handle("/apps/v1/", s.Apps.Handler()) // the terminals' downloads and reports (own token)
 	ln, err := net.Listen("tcp", s.cfg.Admin.Addr)
 	if err != nil {
 		return fmt.Errorf("admin server: %w", err)

@@ -74,6 +74,15 @@ func Build(t Txn, d message.Dialect) (*iso8583.Message, error) {
 	must(42, t.MID)
 	if t.MTI == "0800" {
 		must(70, t.NetCode)
+		if len(t.TLV) > 0 { // AV at sign-on and echo: the installed application version
+			var b []byte
+			for _, kv := range t.TLV {
+				if b, err = message.AppendTLV(b, kv[0], kv[1]); err != nil {
+					return nil, err
+				}
+			}
+			must(48, string(b))
+		}
 		return m, err
 	}
 	if t.ProcCode == "" {

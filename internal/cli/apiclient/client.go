@@ -125,3 +125,21 @@ func (c *Client) roundTrip(ctx context.Context, method, path string, body io.Rea
 	}
 	return resp, nil
 }
+
+// Send sends the raw body with method to path and decodes the JSON answer into out
+// (if not nil): for the calls whose body is not JSON (a package upload). It has no
+// timeout of its own: bound it with ctx.
+func (c *Client) Send(ctx context.Context, method, path string, body io.Reader, out any) error {
+	resp, err := c.roundTrip(ctx, method, path, body, false, 0)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("admin API %s %s: decode answer: %w", method, path, err)
+	}
+	return nil
+}

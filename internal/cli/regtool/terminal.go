@@ -14,6 +14,7 @@ type terminalFlagValues struct {
 	f                                        *flags
 	merchant, kind, device, iccid, imei, loc *string
 	networks, minVer, policy, pinMode        *string
+	model                                    *string
 	tmk, tpk, tak, bdk                       *string
 	macRequired, clearLocation               *bool
 }
@@ -23,6 +24,7 @@ func terminalFlags(f *flags) *terminalFlagValues {
 		f:             f,
 		merchant:      f.String("merchant", "", "merchant ID"),
 		kind:          f.String("kind", "", "pos, mpos or softpos"),
+		model:         f.String("model", "", "hardware model, for application targeting (switchyard app publish --models)"),
 		device:        f.String("device-serial", "", "bound device serial (DI); empty unbinds"),
 		iccid:         f.String("iccid", "", "bound SIM ICCID (SI); empty unbinds"),
 		imei:          f.String("imei", "", "bound IMEI (IM); empty unbinds"),
@@ -56,6 +58,7 @@ func (v *terminalFlagValues) patch() (registry.TerminalPatch, error) {
 		p.Kind = &k
 	}
 	p.DeviceSerial, p.ICCID, p.IMEI = str("device-serial", v.device), str("iccid", v.iccid), str("imei", v.imei)
+	p.Model = str("model", v.model)
 	if f.set("location") {
 		d, err := registry.ParseDeployment(*v.loc)
 		if err != nil {
@@ -184,7 +187,7 @@ func (t *tool) terminal(args []string) error {
 		for _, x := range []struct {
 			dst *string
 			v   *string
-		}{{&term.Binding.DeviceSerial, p.DeviceSerial}, {&term.Binding.ICCID, p.ICCID}, {&term.Binding.IMEI, p.IMEI}, {&term.MinAppVersion, p.MinAppVersion}} {
+		}{{&term.Binding.DeviceSerial, p.DeviceSerial}, {&term.Binding.ICCID, p.ICCID}, {&term.Binding.IMEI, p.IMEI}, {&term.MinAppVersion, p.MinAppVersion}, {&term.Model, p.Model}} {
 			if x.v != nil {
 				*x.dst = *x.v
 			}
@@ -284,7 +287,7 @@ func (t *tool) terminal(args []string) error {
 }
 
 func isEmptyPatch(p registry.TerminalPatch) bool {
-	return p.MerchantID == nil && p.Kind == nil && p.DeviceSerial == nil && p.ICCID == nil && p.IMEI == nil && p.Location == nil &&
+	return p.MerchantID == nil && p.Kind == nil && p.Model == nil && p.DeviceSerial == nil && p.ICCID == nil && p.IMEI == nil && p.Location == nil &&
 		!p.ClearLocation && p.AllowedNetworks == nil && p.MinAppVersion == nil && p.MissingPolicy == nil && p.Keys == nil
 }
 

@@ -1,0 +1,308 @@
+package cli
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/switchyard/switchyard/switch/apps"
+	"github.com/switchyard/switchyard/switch/registry"
+)
+
+func init() {
+	registerTool("app", "terminal applications: upload signed packages, publish to groups under review, withdraw, rollout status", "Usage:\n"+appUsage,
+		[]string{"upload", "list", "publish", "withdraw", "status", "groups", "key", "statement"}, runApp)
+}
+
+const appUsage = `switchyard app upload FILE --name N --version V --key KEYID (--signature B64 | --signature-file F) [--models A920,P400] [--kinds pos,mpos]
+switchyard app list [--json]
+switchyard app publish --group G --app N --version V [--percent P] [--min-version V] [--merchants ..] [--merchant-groups ..] [--tiers ..] [--regions ..] [--models ..] [--kinds ..] [--terminals ..] [--reason TEXT]
+switchyard app withdraw --group G [--rollback] [--reason TEXT]
+switchyard app status [--group G] [--json]          (the rollout: terminals per version, failures)
+switchyard app groups [--json]
+switchyard app key add ID --public-key FILE.pem [--reason TEXT]  |  switchyard app key list
+switchyard app statement FILE --name N --version V [--models ..] [--kinds ..]   (the text to sign)
+  publish, withdraw and key add request a change that a different reviewer approves (switchyard change approve ID)
+  with --admin URL --token T (default $SWITCHYARD_TOKEN), or --data DIR (read-only)`
+
+func splitList(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+func runApp(env *Env, args []string) int {
+	if len(args) > 0 && args[0] == "statement" { // needs no switch
+		return appStatement(env, args[1:])
+	}
+	c, rest, done, err := adminClient(env, args)
+	if err != nil {
+		return fail(env, "app: %v", err)
+	}
+	defer done()
+	if len(rest) == 0 || rest[0] == "-h" || rest[0] == "--help" || rest[0] == "help" {
+		fmt.Fprintln(env.Stderr, "Usage:\n"+appUsage)
+		if len(rest) == 0 {
+			return 2
+		}
+		return 0
+	}
+	sub, rest := rest[0], rest[1:]
+	fs := newFlags(env, "app "+sub, "")
+	fs.Usage = func() { fmt.Fprintln(env.Stderr, "Usage:\n"+appUsage+"\n\nFlags:"); fs.PrintDefaults() }
+	asJSON := fs.Bool("json", false, "print JSON")
+	reason := fs.String("reason", "", "why (recorded in the change and the oplog)")
+	requested := func(ch *registry.Change) int {
+		if *asJSON {
+			return printJSON(env, ch)
+		}
+		fmt.Fprintf(env.Stdout, "%s requested (%s %s): a different reviewer approves it with `switchyard change approve %s`\n", ch.ID, ch.Op, ch.Target, ch.ID)
+		return 0
+	}
+	switch sub {
+	case "upload":
+		name := fs.String("name", "", "package name")
+		version := fs.String("version", "", "dotted numeric version")
+		key := fs.String("key", "", "ID of the app-signing key that signed it")
+		sig := fs.String("signature", "", "the signature, base64")
+		sigFile := fs.String("signature-file", "", "a file holding the signature (raw bytes, or base64 text)")
+		models := fs.String("models", "", "terminal models it runs on (comma-separated; empty: any)")
+		kinds := fs.String("kinds", "", "terminal kinds it runs on: pos, mpos, softpos (empty: any)")
+		pos, ok, code := parseInterleaved(fs, rest)
+		if !ok {
+			return code
+		}
+		if len(pos) != 1 {
+			return fail(env, "app upload wants one package file")
+		}
+		if *sigFile != "" {
+			b, err := os.ReadFile(*sigFile)
+			if err != nil {
+				return fail(env, "app upload: %v", err)
+			}
+			if s := strings.TrimSpace(string(b)); isBase64(s) {
+				*sig = s
+			} else {
+				*sig = b64(b)
+			}
+		}
+		f, err := os.Open(pos[0])
+		if err != nil {
+			return fail(env, "app upload: %v", err)
+		}
+		defer f.Close()
+		h := sha256.New()
+		if _, err := io.Copy(h, f); err != nil {
+			return fail(env, "app upload: read %s: %v", pos[0], err)
+		}
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return fail(env, "app upload: %v", err)
+		}
+		q := url.Values{"name": {*name}, "version": {*version}, "key": {*key}, "signature": {*sig},
+			"models": {*models}, "kinds": {*kinds}, "sha256": {hex.EncodeToString(h.Sum(nil))}}
+		var p apps.Package
+		if err := c.Send(env.Ctx, "POST", "/api/v1/apps/packages?"+q.Encode(), f, &p); err != nil {
+			return fail(env, "app upload: %v", err)
+		}
+		if *asJSON {
+			return printJSON(env, &p)
+		}
+		fmt.Fprintf(env.Stdout, "%s uploaded: %d bytes, SHA-256 %s, signed by %s\n", p.Ref(), p.Size, p.SHA256, p.KeyID)
+		return 0
+	case "list":
+		if ok, code := parse(fs, rest); !ok {
+			return code
+		}
+		var ps []apps.Package
+		if err := c.Do(env.Ctx, "GET", "/api/v1/apps/packages", nil, &ps); err != nil {
+			return fail(env, "app list: %v", err)
+		}
+		if *asJSON {
+			return printJSON(env, ps)
+		}
+		w := tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(w, "NAME\tVERSION\tSIZE\tSHA256\tMODELS\tKINDS\tKEY\tUPLOADED")
+		for _, p := range ps {
+			fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s by %s\n", p.Name, p.Version, p.Size, p.SHA256[:16]+"…",
+				dash(strings.Join(p.Models, ",")), dash(strings.Join(p.Kinds, ",")), p.KeyID, p.UploadedAt.Format("2006-01-02 15:04Z"), p.UploadedBy)
+		}
+		_ = w.Flush()
+		return 0
+	case "publish":
+		var r apps.PublishRequest
+		fs.StringVar(&r.Group, "group", "", "the rollout group")
+		fs.StringVar(&r.App, "app", "", "package name")
+		fs.StringVar(&r.Version, "version", "", "package version")
+		fs.Float64Var(&r.Target.Percent, "percent", 0, "share of the group's terminals offered the release, 0 < p <= 100 (default 100)")
+		fs.StringVar(&r.MinVersion, "min-version", "", "the group's minimum version (older applications are declined 58)")
+		lists := map[string]*string{}
+		for _, k := range []string{"merchants", "merchant-groups", "tiers", "regions", "models", "kinds", "terminals"} {
+			lists[k] = fs.String(k, "", "select terminals by "+k+" (comma-separated)")
+		}
+		if ok, code := parse(fs, rest); !ok {
+			return code
+		}
+		t := &r.Target
+		t.Merchants, t.MerchantGroups, t.Tiers = splitList(*lists["merchants"]), splitList(*lists["merchant-groups"]), splitList(*lists["tiers"])
+		t.Regions, t.Models, t.Kinds, t.Terminals = splitList(*lists["regions"]), splitList(*lists["models"]), splitList(*lists["kinds"]), splitList(*lists["terminals"])
+		r.Reason = *reason
+		var ch registry.Change
+		if err := c.Do(env.Ctx, "POST", "/api/v1/apps/publish", r, &ch); err != nil {
+			return fail(env, "app publish: %v", err)
+		}
+		return requested(&ch)
+	case "withdraw":
+		var r apps.WithdrawRequest
+		fs.StringVar(&r.Group, "group", "", "the rollout group")
+		fs.BoolVar(&r.Rollback, "rollback", false, "make the group's previous release current again")
+		if ok, code := parse(fs, rest); !ok {
+			return code
+		}
+		r.Reason = *reason
+		var ch registry.Change
+		if err := c.Do(env.Ctx, "POST", "/api/v1/apps/withdraw", r, &ch); err != nil {
+			return fail(env, "app withdraw: %v", err)
+		}
+		return requested(&ch)
+	case "status":
+		group := fs.String("group", "", "one group (default all)")
+		if ok, code := parse(fs, rest); !ok {
+			return code
+		}
+		var ros []apps.Rollout
+		if err := c.Do(env.Ctx, "GET", "/api/v1/apps/rollout?group="+url.QueryEscape(*group), nil, &ros); err != nil {
+			return fail(env, "app status: %v", err)
+		}
+		if *asJSON {
+			return printJSON(env, ros)
+		}
+		for _, ro := range ros {
+			rel := "no release (withdrawn)"
+			if cur := ro.Current; cur != nil {
+				rel = fmt.Sprintf("%s@%s to %v%% (%s)", cur.App, cur.Version, pct(cur.Target.Percent), cur.Change)
+				if cur.MinVersion != "" {
+					rel += ", minimum " + cur.MinVersion
+				}
+			}
+			fmt.Fprintf(env.Stdout, "group %s: %s\n  terminals %d, offered %d, on the release %d, below the minimum %d, failures %d\n",
+				ro.Group, rel, ro.Terminals, ro.Offered, ro.OnRelease, ro.BelowMin, ro.Failures)
+			vs := make([]string, 0, len(ro.Versions))
+			for v := range ro.Versions {
+				vs = append(vs, v)
+			}
+			sort.Strings(vs)
+			for _, v := range vs {
+				fmt.Fprintf(env.Stdout, "  %-12s %d\n", v, ro.Versions[v])
+			}
+			for _, f := range ro.Failed {
+				fmt.Fprintf(env.Stdout, "  failed: %s %s at %s: %s\n", f.Terminal, f.Failed.Version, f.Failed.At.Format("2006-01-02 15:04Z"), f.Failed.Detail)
+			}
+		}
+		return 0
+	case "groups":
+		if ok, code := parse(fs, rest); !ok {
+			return code
+		}
+		var gs []apps.Group
+		if err := c.Do(env.Ctx, "GET", "/api/v1/apps/groups", nil, &gs); err != nil {
+			return fail(env, "app groups: %v", err)
+		}
+		return printJSON(env, gs)
+	case "key":
+		if len(rest) == 0 {
+			return fail(env, "app key: add or list")
+		}
+		what, rest := rest[0], rest[1:]
+		pubFile := fs.String("public-key", "", "PEM file of the public key (Ed25519 or ECDSA)")
+		pos, ok, code := parseInterleaved(fs, rest)
+		if !ok {
+			return code
+		}
+		switch what {
+		case "list":
+			var ks []apps.SigningKey
+			if err := c.Do(env.Ctx, "GET", "/api/v1/apps/keys", nil, &ks); err != nil {
+				return fail(env, "app key list: %v", err)
+			}
+			if *asJSON {
+				return printJSON(env, ks)
+			}
+			for _, k := range ks {
+				fmt.Fprintf(env.Stdout, "%s\t%s\tadded %s by %s\trevoked=%v\n", k.ID, k.Algorithm, k.AddedAt.Format("2006-01-02"), k.AddedBy, k.Revoked)
+			}
+			return 0
+		case "add":
+			if len(pos) != 1 || *pubFile == "" {
+				return fail(env, "app key add wants a key ID and --public-key FILE")
+			}
+			b, err := os.ReadFile(*pubFile)
+			if err != nil {
+				return fail(env, "app key add: %v", err)
+			}
+			var ch registry.Change
+			if err := c.Do(env.Ctx, "POST", "/api/v1/apps/keys", apps.KeyRequest{SigningKey: apps.SigningKey{ID: pos[0], PublicKey: string(b)}, Reason: *reason}, &ch); err != nil {
+				return fail(env, "app key add: %v", err)
+			}
+			return requested(&ch)
+		}
+		return fail(env, "app key: unknown %q (add or list)", what)
+	}
+	fmt.Fprintf(env.Stderr, "switchyard: app: unknown subcommand %q\nUsage:\n%s\n", sub, appUsage)
+	return 2
+}
+
+func pct(p float64) float64 {
+	if p == 0 {
+		return 100
+	}
+	return p
+}
+
+// appStatement prints the statement an app-signing key signs for a package file.
+func appStatement(env *Env, args []string) int {
+	fs := newFlags(env, "app statement", "FILE --name N --version V [--models ..] [--kinds ..]")
+	name := fs.String("name", "", "package name")
+	version := fs.String("version", "", "version")
+	models := fs.String("models", "", "models (comma-separated)")
+	kinds := fs.String("kinds", "", "kinds (comma-separated)")
+	pos, ok, code := parseInterleaved(fs, args)
+	if !ok {
+		return code
+	}
+	if len(pos) != 1 {
+		return fail(env, "app statement wants one package file")
+	}
+	b, err := os.ReadFile(pos[0])
+	if err != nil {
+		return fail(env, "app statement: %v", err)
+	}
+	sum := sha256.Sum256(b)
+	_, _ = env.Stdout.Write(apps.Statement(*name, *version, hex.EncodeToString(sum[:]), int64(len(b)), splitList(*models), splitList(*kinds)))
+	return 0
+}
+
+func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+
+// isBase64 reports whether s reads as base64 (a signature file may hold text).
+func isBase64(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.RawURLEncoding} {
+		if _, err := enc.DecodeString(s); err == nil {
+			return true
+		}
+	}
+	return false
+}

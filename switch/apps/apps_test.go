@@ -1,0 +1,464 @@
+package apps
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/switchyard/switchyard/switch/registry"
+)
+
+var (
+	alice = registry.Actor{Name: "alice", Role: registry.RoleOperator}
+	bob   = registry.Actor{Name: "bob", Role: registry.RoleReviewer}
+	t0    = time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
+)
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+
+type fixture struct {
+	t     *testing.T
+	dir   string
+	db    *badger.DB
+	reg   *registry.Registry
+	m     *Manager
+	clock *clock
+	priv  ed25519.PrivateKey
+	tids  []string
+}
+
+const mid = "M00000000000001"
+
+// newFixture opens a registry with one merchant and n active terminals (model
+// A920, kind pos) and a Manager with an approved Ed25519 signing key "acq-1".
+func newFixture(t *testing.T, n int) *fixture {
+	t.Helper()
+	f := &fixture{t: t, dir: t.TempDir(), clock: &clock{t: t0}}
+	f.open()
+	t.Cleanup(f.close)
+	f.approve(f.reg.RequestChange(alice, registry.Change{Op: registry.OpMerchantRegister, Merchant: &registry.Merchant{
+		ID: mid, Name: "Shop", MCC: "5411", Region: "north", Tier: "standard", Rating: "low"}}))
+	var ts []registry.Terminal
+	for i := range n {
+		tid := fmt.Sprintf("T%07d", i)
+		f.tids = append(f.tids, tid)
+		ts = append(ts, registry.Terminal{ID: tid, MerchantID: mid, Kind: registry.KindPOS, Model: "A920", Status: registry.TerminalActive})
+	}
+	if n > 0 {
+		f.approve(f.reg.RequestChange(alice, registry.Change{Op: registry.OpTerminalImport, Terminals: ts}))
+	}
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	f.priv = priv
+	f.approve(f.m.RequestKey(alice, KeyRequest{SigningKey: SigningKey{ID: "acq-1", PublicKey: pemKey(t, pub)}}))
+	return f
+}
+
+func (f *fixture) open() {
+	f.t.Helper()
+	db, err := badger.Open(badger.DefaultOptions(f.dir + "/db").WithLogger(nil).WithMemTableSize(8 << 20).WithValueLogFileSize(16 << 20))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.db = db
+	if f.reg, err = registry.New(db, f.clock.Now, registry.Options{SeenFlushInterval: -1}); err != nil {
+		f.t.Fatal(err)
+	}
+	if f.m, err = New(db, f.reg, Options{Dir: f.dir + "/apps", Now: f.clock.Now}); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+func (f *fixture) close() {
+	if f.reg != nil {
+		f.reg.Close()
+		f.db.Close()
+		f.reg = nil
+	}
+}
+
+func (f *fixture) approve(c *registry.Change, err error) *registry.Change {
+	f.t.Helper()
+	if err != nil {
+		f.t.Fatalf("request: %v", err)
+	}
+	c, err = f.reg.Approve(bob, c.ID, "ok")
+	if err != nil {
+		f.t.Fatalf("approve %s: %v", c.Op, err)
+	}
+	return c
+}
+
+func pemKey(t *testing.T, pub any) string {
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+}
+
+func blob(version string, n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i*7 + len(version))
+	}
+	return append([]byte("APP "+version+"\n"), b...)
+}
+
+// upload signs and uploads data as demo-pay@version for kind pos.
+func (f *fixture) upload(version string, data []byte) *Package {
+	f.t.Helper()
+	p, err := f.m.Upload(alice, f.signed(version, data), bytes.NewReader(data))
+	if err != nil {
+		f.t.Fatalf("upload %s: %v", version, err)
+	}
+	return p
+}
+
+func (f *fixture) signed(version string, data []byte) UploadRequest {
+	sum := sha256.Sum256(data)
+	st := Statement("demo-pay", version, hex.EncodeToString(sum[:]), int64(len(data)), nil, []string{"pos"})
+	return UploadRequest{Name: "demo-pay", Version: version, Kinds: []string{"pos"}, KeyID: "acq-1",
+		Signature: base64.StdEncoding.EncodeToString(ed25519.Sign(f.priv, st))}
+}
+
+func (f *fixture) publish(group, version string, pct float64, min string) {
+	f.t.Helper()
+	f.approve(f.m.RequestPublish(alice, PublishRequest{Group: group, App: "demo-pay", Version: version,
+		Target: Target{Merchants: []string{mid}, Percent: pct}, MinVersion: min}))
+}
+
+// offerOf parses an UP value.
+func offerOf(t *testing.T, v string) (version, sum, token string) {
+	t.Helper()
+	parts := strings.SplitN(v, ":", 4)
+	if len(parts) != 4 {
+		t.Fatalf("UP %q: want VERSION:SIZE:SHA256:TOKEN", v)
+	}
+	return parts[0], parts[2], parts[3]
+}
+
+func TestPublishedToTenPercentReachesExactlyThatShare(t *testing.T) {
+	f := newFixture(t, 200)
+	f.upload("2.0", blob("2.0", 1000))
+	f.publish("north", "2.0", 10, "")
+	offered := f.m.Offered("north")
+	if len(offered) != 20 {
+		t.Fatalf("10%% of 200 terminals: %d offered, want exactly 20", len(offered))
+	}
+	got := 0
+	for _, tid := range f.tids {
+		if v := f.m.Offer(tid, "1.0", f.clock.Now()); v != "" {
+			got++
+			if !slices.Contains(offered, tid) {
+				t.Errorf("%s got an offer but is not in the 10%%", tid)
+			}
+		}
+	}
+	if got != 20 {
+		t.Fatalf("%d terminals got an UP offer at echo, want 20", got)
+	}
+	// Deterministic: the same terminals after a restart; a wider share keeps them.
+	f.close()
+	f.open()
+	if again := f.m.Offered("north"); !slices.Equal(again, offered) {
+		t.Fatalf("after a restart the 10%% is %v, was %v", again, offered)
+	}
+	f.publish("north", "2.0", 30, "")
+	wider := f.m.Offered("north")
+	if len(wider) != 60 {
+		t.Fatalf("30%%: %d offered, want 60", len(wider))
+	}
+	for _, tid := range offered {
+		if !slices.Contains(wider, tid) {
+			t.Errorf("%s was in the 10%% but not in the 30%%", tid)
+		}
+	}
+	// A terminal already on the release is offered nothing.
+	if v := f.m.Offer(offered[0], "2.0", f.clock.Now()); v != "" {
+		t.Errorf("terminal on 2.0 offered %q", v)
+	}
+}
+
+func TestAlteredOrUnsignedPackageRefusedAtUpload(t *testing.T) {
+	f := newFixture(t, 0)
+	data := blob("2.0", 5000)
+	req := f.signed("2.0", data)
+	altered := bytes.Clone(data)
+	altered[100] ^= 1
+	_, err := f.m.Upload(alice, req, bytes.NewReader(altered))
+	if !errors.Is(err, registry.ErrInvalid) || !strings.Contains(err.Error(), "signature") {
+		t.Fatalf("altered package: err %v, want an invalid signature", err)
+	}
+	sum := sha256.Sum256(data)
+	req.SHA256 = hex.EncodeToString(sum[:])
+	if _, err := f.m.Upload(alice, req, bytes.NewReader(data[:4000])); !errors.Is(err, registry.ErrInvalid) || !strings.Contains(err.Error(), "truncated") {
+		t.Fatalf("truncated package: err %v", err)
+	}
+	unsigned := req
+	unsigned.Signature = ""
+	if _, err := f.m.Upload(alice, unsigned, bytes.NewReader(data)); !errors.Is(err, registry.ErrInvalid) {
+		t.Fatalf("unsigned package: err %v", err)
+	}
+	unknown := req
+	unknown.KeyID = "nobody"
+	if _, err := f.m.Upload(alice, unknown, bytes.NewReader(data)); !errors.Is(err, registry.ErrInvalid) {
+		t.Fatalf("unknown key: err %v", err)
+	}
+	if ps := f.m.Packages(); len(ps) != 0 {
+		t.Fatalf("refused uploads left packages: %v", ps)
+	}
+	ents, _ := os.ReadDir(f.dir + "/apps/sha256")
+	if len(ents) != 0 {
+		t.Fatalf("refused uploads left files: %v", ents)
+	}
+	// The genuine one is taken; the same version with other bytes is not.
+	f.upload("2.0", data)
+	other := blob("2.0", 5001)
+	if _, err := f.m.Upload(alice, f.signed("2.0", other), bytes.NewReader(other)); !errors.Is(err, registry.ErrConflict) {
+		t.Fatalf("other bytes under a stored version: err %v", err)
+	}
+}
+
+func TestECDSAKeySignsToo(t *testing.T) {
+	f := newFixture(t, 0)
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	f.approve(f.m.RequestKey(alice, KeyRequest{SigningKey: SigningKey{ID: "acq-ec", PublicKey: pemKey(t, &k.PublicKey)}}))
+	data := blob("3.1", 300)
+	sum := sha256.Sum256(data)
+	h := sha256.Sum256(Statement("demo-pay", "3.1", hex.EncodeToString(sum[:]), int64(len(data)), nil, nil))
+	sig, _ := ecdsa.SignASN1(rand.Reader, k, h[:])
+	req := UploadRequest{Name: "demo-pay", Version: "3.1", KeyID: "acq-ec", Signature: base64.StdEncoding.EncodeToString(sig)}
+	if _, err := f.m.Upload(alice, req, bytes.NewReader(data)); err != nil {
+		t.Fatalf("ECDSA-signed upload: %v", err)
+	}
+}
+
+// get downloads with the token, with an optional Range header.
+func get(t *testing.T, srv *httptest.Server, tid, sum, token, rng string) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest("GET", srv.URL+"/apps/v1/download/"+tid+"/"+sum, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	if rng != "" {
+		req.Header.Set("Range", rng)
+	}
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+func TestDownloadInterruptedAndResumedYieldsTheHash(t *testing.T) {
+	f := newFixture(t, 5)
+	data := blob("2.0", 300_000)
+	p := f.upload("2.0", data)
+	f.publish("north", "2.0", 100, "")
+	srv := httptest.NewTLSServer(f.m.Handler())
+	defer srv.Close()
+	tid := f.tids[0]
+	_, sum, tok := offerOf(t, f.m.Offer(tid, "1.0", f.clock.Now()))
+	if sum != p.SHA256 {
+		t.Fatalf("offer names %s, package is %s", sum, p.SHA256)
+	}
+	// The first attempt breaks off after 100000 bytes.
+	resp := get(t, srv, tid, sum, tok, "")
+	if resp.StatusCode != 200 {
+		t.Fatalf("download: %s", resp.Status)
+	}
+	part, err := io.ReadAll(io.LimitReader(resp.Body, 100_000))
+	resp.Body.Close()
+	if err != nil || len(part) != 100_000 {
+		t.Fatalf("first part: %d bytes, %v", len(part), err)
+	}
+	// The resume asks for the rest, checking that the package is the same one.
+	req, _ := http.NewRequest("GET", srv.URL+"/apps/v1/download/"+tid+"/"+sum, nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Range", fmt.Sprintf("bytes=%d-", len(part)))
+	req.Header.Set("If-Range", `"`+sum+`"`)
+	resp, err = srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rest, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusPartialContent {
+		t.Fatalf("resume: %s, want 206", resp.Status)
+	}
+	got := sha256.Sum256(append(part, rest...))
+	if hex.EncodeToString(got[:]) != sum {
+		t.Fatalf("resumed download hashes to %x, want %s", got, sum)
+	}
+	// Another terminal's token, or a bad one, is refused.
+	if r := get(t, srv, f.tids[1], sum, tok, ""); r.StatusCode != 401 {
+		t.Fatalf("token of %s used by %s: %s, want 401", tid, f.tids[1], r.Status)
+	}
+	if r := get(t, srv, tid, sum, "1.AAAA", ""); r.StatusCode != 401 {
+		t.Fatalf("forged token: %s, want 401", r.Status)
+	}
+	// Expired.
+	f.clock.mu.Lock()
+	f.clock.t = f.clock.t.Add(25 * time.Hour)
+	f.clock.mu.Unlock()
+	if r := get(t, srv, tid, sum, tok, ""); r.StatusCode != 401 {
+		t.Fatalf("expired token: %s, want 401", r.Status)
+	}
+}
+
+func TestAlteredBlobIsNeverServed(t *testing.T) {
+	f := newFixture(t, 2)
+	p := f.upload("2.0", blob("2.0", 2000))
+	f.publish("north", "2.0", 100, "")
+	srv := httptest.NewTLSServer(f.m.Handler())
+	defer srv.Close()
+	_, sum, tok := offerOf(t, f.m.Offer(f.tids[0], "1.0", f.clock.Now()))
+	if r := get(t, srv, f.tids[0], sum, tok, ""); r.StatusCode != 200 {
+		t.Fatalf("download: %s", r.Status)
+	}
+	path := f.m.blobPath(p.SHA256)
+	b, _ := os.ReadFile(path)
+	b[10] ^= 0xff
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Same size; make sure the modification time differs from the verified one.
+	os.Chtimes(path, time.Now().Add(time.Minute), time.Now().Add(time.Minute))
+	r := get(t, srv, f.tids[0], sum, tok, "")
+	body, _ := io.ReadAll(r.Body)
+	if r.StatusCode != 500 || bytes.Contains(body, b[:20]) {
+		t.Fatalf("altered blob: %s %q, want 500 and no content", r.Status, body)
+	}
+}
+
+func TestReportsUpdateRolloutCounts(t *testing.T) {
+	f := newFixture(t, 4)
+	f.upload("2.0", blob("2.0", 100))
+	f.publish("north", "2.0", 100, "")
+	srv := httptest.NewTLSServer(f.m.Handler())
+	defer srv.Close()
+	for _, tid := range f.tids {
+		f.m.Offer(tid, "1.0", f.clock.Now())
+	}
+	ro := rollout(t, f.m, "north")
+	if ro.Terminals != 4 || ro.Versions["1.0"] != 4 || ro.OnRelease != 0 {
+		t.Fatalf("before: %+v", ro)
+	}
+	report := func(tid, status string) {
+		_, sum, tok := offerOf(t, f.m.Offer(tid, "1.0", f.clock.Now()))
+		req, _ := http.NewRequest("POST", srv.URL+"/apps/v1/report/"+tid,
+			strings.NewReader(fmt.Sprintf(`{"sha256":%q,"version":"2.0","status":%q,"detail":"E42 flash"}`, sum, status)))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := srv.Client().Do(req)
+		if err != nil || resp.StatusCode != 204 {
+			t.Fatalf("report %s: %v %v", status, resp.Status, err)
+		}
+	}
+	report(f.tids[0], "installed")
+	report(f.tids[1], "failed")
+	f.m.Offer(f.tids[2], "2.0", f.clock.Now()) // AV at echo counts too
+	ro = rollout(t, f.m, "north")
+	if ro.Versions["2.0"] != 2 || ro.Versions["1.0"] != 2 || ro.OnRelease != 2 || ro.Failures != 1 || ro.Failed[0].Terminal != f.tids[1] {
+		t.Fatalf("after: %+v", ro)
+	}
+	// Reports survive a restart.
+	f.close()
+	f.open()
+	if ro = rollout(t, f.m, "north"); ro.OnRelease != 2 || ro.Failures != 1 {
+		t.Fatalf("after restart: %+v", ro)
+	}
+}
+
+func rollout(t *testing.T, m *Manager, g string) Rollout {
+	t.Helper()
+	ros, err := m.Rollouts(g)
+	if err != nil || len(ros) != 1 {
+		t.Fatalf("Rollouts(%s): %v %v", g, ros, err)
+	}
+	return ros[0]
+}
+
+func TestWithdrawalStopsDownloadsAndRollsBack(t *testing.T) {
+	f := newFixture(t, 3)
+	f.upload("2.0", blob("2.0", 100))
+	f.upload("2.1", blob("2.1", 100))
+	f.publish("north", "2.0", 100, "")
+	f.publish("north", "2.1", 100, "")
+	srv := httptest.NewTLSServer(f.m.Handler())
+	defer srv.Close()
+	tid := f.tids[0]
+	v, sum, tok := offerOf(t, f.m.Offer(tid, "1.0", f.clock.Now()))
+	if v != "2.1" {
+		t.Fatalf("offered %s, want 2.1", v)
+	}
+	// Requester cannot approve their own withdrawal.
+	c, err := f.m.RequestWithdraw(alice, WithdrawRequest{Group: "north", Rollback: true, Reason: "crash on boot"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.reg.Approve(alice, c.ID, ""); err == nil {
+		t.Fatal("the requester approved their own withdrawal")
+	}
+	if r := get(t, srv, tid, sum, tok, ""); r.StatusCode != 200 {
+		t.Fatalf("before approval: %s", r.Status)
+	}
+	if _, err := f.reg.Approve(bob, c.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	if r := get(t, srv, tid, sum, tok, ""); r.StatusCode != http.StatusGone {
+		t.Fatalf("withdrawn package downloaded: %s, want 410", r.Status)
+	}
+	if v, _, _ := offerOf(t, f.m.Offer(tid, "1.0", f.clock.Now())); v != "2.0" {
+		t.Fatalf("after rollback offered %s, want 2.0", v)
+	}
+	// Withdrawn without rollback: nothing offered.
+	f.approve(f.m.RequestWithdraw(alice, WithdrawRequest{Group: "north"}))
+	if v := f.m.Offer(tid, "1.0", f.clock.Now()); v != "" {
+		t.Fatalf("nothing published, offered %q", v)
+	}
+}
+
+func TestGroupMinimumReplacesTerminalMinimum(t *testing.T) {
+	f := newFixture(t, 1)
+	tid := f.tids[0]
+	check := func(av string) registry.CheckResult {
+		return f.reg.Check(registry.CheckRequest{TerminalID: tid, MerchantID: mid, AppVersion: av, Now: f.clock.Now()})
+	}
+	if r := check("1.0"); r.Decline {
+		t.Fatalf("no minimum: declined %s", r.Reason)
+	}
+	f.upload("2.0", blob("2.0", 100))
+	f.publish("north", "2.0", 10, "1.5") // the minimum holds for the whole group, offered or not
+	if r := check("1.0"); !r.Decline || r.Reason != registry.ReasonAppVersionLow || r.ResponseCode != "58" {
+		t.Fatalf("AV 1.0 under group minimum 1.5: %+v", r)
+	}
+	if r := check("1.5"); r.Decline {
+		t.Fatalf("AV 1.5: declined %s", r.Reason)
+	}
+	if _, err := f.m.RequestPublish(alice, PublishRequest{Group: "north", App: "demo-pay", Version: "2.0", MinVersion: "3"}); !errors.Is(err, registry.ErrInvalid) {
+		t.Fatalf("minimum above the version: %v", err)
+	}
+}

@@ -1,0 +1,474 @@
+package apps
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/rs/zerolog"
+
+	"github.com/switchyard/switchyard/switch/registry"
+)
+
+// Registry is what the Manager needs of the registry (registry.Registry is one).
+type Registry interface {
+	RegisterOp(op registry.Op, h registry.ExtOp)
+	RequestChange(p registry.Actor, c registry.Change) (*registry.Change, error)
+	ApprovedChanges(ops ...registry.Op) ([]*registry.Change, error)
+	Terminals(f registry.TerminalFilter) []*registry.Terminal
+	Merchant(id string) (*registry.Merchant, bool)
+	SetGroupMinimums(mins map[string]string) error
+}
+
+// Options tune a Manager. Zero values take the defaults.
+type Options struct {
+	// Dir is where the blobs are kept (the switch uses DATA_DIR/apps); required.
+	Dir string
+	// MaxPackageBytes bounds an upload (default 512 MiB).
+	MaxPackageBytes int64
+	// TokenTTL is how long a download token stays valid (default 24 h).
+	TokenTTL time.Duration
+	// RefreshInterval is how often Run resolves the groups again, so that new and
+	// changed terminals, and approvals made on other nodes of a cluster, are seen
+	// (default 30 s).
+	RefreshInterval time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Logger receives uploads, refusals and altered blobs (tag it component=apps).
+	Logger zerolog.Logger
+}
+
+// Badger keys of the Manager (in the registry's database).
+const (
+	pfxPackage = "app/pkg/" // + name@version -> Package JSON
+	pfxReport  = "app/rep/" // + terminal ID -> Report JSON
+	keySecret  = "app/secret"
+)
+
+// Manager manages packages, publications, offers, downloads and reports. Its
+// methods are safe for concurrent use.
+type Manager struct {
+	db    *badger.DB
+	reg   Registry
+	blobs blobs
+	opts  Options
+	log   zerolog.Logger
+	now   func() time.Time
+	token []byte // the HMAC key of download tokens
+
+	mu   sync.Mutex // guards st and pkgs
+	st   *state
+	pkgs map[string]*Package // name@version
+
+	asg atomic.Pointer[assignment]
+
+	repMu   sync.Mutex
+	reports map[string]*Report
+	stored  map[string]time.Time // when a terminal's report was last written
+
+	verified sync.Map // sha256 -> fileStamp: blobs whose hash was checked
+}
+
+// New opens the Manager over db (the registry's Badger database), registers its
+// reviewed operations with reg, and rebuilds its state from the approved changes.
+func New(db *badger.DB, reg Registry, opts Options) (*Manager, error) {
+	if opts.Dir == "" {
+		return nil, errors.New("apps: no blob directory")
+	}
+	if opts.MaxPackageBytes <= 0 {
+		opts.MaxPackageBytes = 512 << 20
+	}
+	if opts.TokenTTL <= 0 {
+		opts.TokenTTL = 24 * time.Hour
+	}
+	if opts.RefreshInterval <= 0 {
+		opts.RefreshInterval = 30 * time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	m := &Manager{db: db, reg: reg, blobs: blobs{dir: opts.Dir}, opts: opts, log: opts.Logger, now: opts.Now,
+		st: newState(), pkgs: map[string]*Package{}, reports: map[string]*Report{}, stored: map[string]time.Time{}}
+	if err := m.load(); err != nil {
+		return nil, err
+	}
+	reg.RegisterOp(OpKeyPut, registry.ExtOp{Check: m.checkKey, Apply: m.applied})
+	reg.RegisterOp(OpPublish, registry.ExtOp{Check: m.checkPublish, Apply: m.applied})
+	reg.RegisterOp(OpWithdraw, registry.ExtOp{Check: m.checkWithdraw, Apply: m.applied})
+	if err := m.Refresh(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// load reads the packages, the reports and the token key from Badger.
+func (m *Manager) load() error {
+	return m.db.Update(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte("app/")})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			k := string(it.Item().Key())
+			v, err := it.Item().ValueCopy(nil)
+			if err != nil {
+				return fmt.Errorf("apps: read %s: %w", k, err)
+			}
+			switch {
+			case strings.HasPrefix(k, pfxPackage):
+				p := new(Package)
+				if err := json.Unmarshal(v, p); err != nil {
+					return fmt.Errorf("apps: decode %s: %w", k, err)
+				}
+				m.pkgs[p.Ref()] = p
+			case strings.HasPrefix(k, pfxReport):
+				r := new(Report)
+				if err := json.Unmarshal(v, r); err != nil {
+					return fmt.Errorf("apps: decode %s: %w", k, err)
+				}
+				m.reports[r.Terminal] = r
+				m.stored[r.Terminal] = r.ReportedAt
+			case k == keySecret:
+				m.token = v
+			}
+		}
+		if len(m.token) == 0 {
+			m.token = make([]byte, 32)
+			if _, err := rand.Read(m.token); err != nil {
+				return err
+			}
+			return txn.Set([]byte(keySecret), m.token)
+		}
+		return nil
+	})
+}
+
+// applied is the ExtOp.Apply of the Manager's operations: the state is rebuilt
+// from the approved changes.
+func (m *Manager) applied(*registry.Change) {
+	if err := m.Refresh(); err != nil {
+		m.log.Error().Err(err).Msg("apps: refresh after an approval failed (next refresh tries again)")
+	}
+}
+
+// Refresh rebuilds the state from the approved changes, resolves every group
+// against the registry's terminals and sets the group minimums in the registry.
+func (m *Manager) Refresh() error {
+	all, err := m.reg.ApprovedChanges(OpKeyPut, OpPublish, OpWithdraw)
+	if err != nil {
+		return fmt.Errorf("apps: read the approved changes: %w", err)
+	}
+	st := newState()
+	for _, c := range all {
+		st.apply(c)
+	}
+	m.mu.Lock()
+	m.st = st
+	pkgs := m.pkgs
+	a := resolve(st, m.reg.Terminals(registry.TerminalFilter{}), m.reg.Merchant,
+		func(name, version string) *Package { return pkgs[name+"@"+version] }, m.now())
+	m.asg.Store(a)
+	m.mu.Unlock()
+	return m.reg.SetGroupMinimums(a.mins)
+}
+
+// Run refreshes every RefreshInterval until ctx ends.
+func (m *Manager) Run(ctx context.Context) error {
+	t := time.NewTicker(m.opts.RefreshInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if err := m.Refresh(); err != nil {
+				m.log.Error().Err(err).Msg("apps: refresh failed")
+			}
+		}
+	}
+}
+
+// --- packages and keys ---
+
+// Upload registers a package: it receives the blob from r, checks its hash and its
+// signature by req.KeyID, and stores it under its SHA-256. A package that does not
+// verify is refused (ErrInvalid) and nothing is kept. Uploading the same name,
+// version and bytes again returns the stored package; other bytes under a stored
+// name and version are refused (ErrConflict): a version is immutable.
+func (m *Manager) Upload(actor registry.Actor, req UploadRequest, r io.Reader) (*Package, error) {
+	if actor.Role != registry.RoleOperator && actor.Role != registry.RoleAdmin {
+		return nil, fmt.Errorf("%w: %s (%s) may not upload packages: operator or admin role needed", registry.ErrForbidden, actor.Name, actor.Role)
+	}
+	req.Models, req.Kinds = trimAll(req.Models), trimAll(req.Kinds)
+	if err := req.validate(); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	key := m.st.keys[req.KeyID]
+	m.mu.Unlock()
+	if key == nil || key.Revoked {
+		return nil, invalidf("package %s@%s: signing key %q is not an approved, unrevoked app-signing key (switchyard app key list)", req.Name, req.Version, req.KeyID)
+	}
+	tmp, size, sum, err := m.blobs.put(r, m.opts.MaxPackageBytes)
+	if err != nil {
+		return nil, err
+	}
+	defer os.Remove(tmp) // after the rename, a no-op
+	ref := req.Name + "@" + req.Version
+	if want := strings.ToLower(strings.TrimSpace(req.SHA256)); want != "" && want != sum {
+		m.log.Warn().Str("package", ref).Str("want", want).Str("got", sum).Msg("package upload refused: hash differs")
+		return nil, invalidf("package %s: the blob received has SHA-256 %s, not %s: altered or truncated in transit", ref, sum, want)
+	}
+	if err := verify(key.PublicKey, req.Signature, Statement(req.Name, req.Version, sum, size, req.Models, req.Kinds)); err != nil {
+		m.log.Warn().Str("package", ref).Str("key", req.KeyID).Str("sha256", sum).Err(err).Msg("package upload refused: signature")
+		return nil, invalidf("package %s (SHA-256 %s, %d bytes): signature by %s: %v", ref, sum, size, req.KeyID, err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if old := m.pkgs[ref]; old != nil {
+		if old.SHA256 == sum {
+			return old, nil
+		}
+		return nil, conflictf("package %s exists with SHA-256 %s: a version is immutable, upload a new version", ref, old.SHA256)
+	}
+	if err := os.Rename(tmp, m.blobs.path(sum)); err != nil {
+		return nil, fmt.Errorf("apps: store blob %s: %w", sum, err)
+	}
+	p := &Package{Name: req.Name, Version: req.Version, Models: req.Models, Kinds: req.Kinds, Size: size, SHA256: sum,
+		KeyID: req.KeyID, Signature: req.Signature, UploadedAt: m.now().UTC(), UploadedBy: actor.Name}
+	b, _ := json.Marshal(p)
+	if err := m.db.Update(func(txn *badger.Txn) error { return txn.Set([]byte(pfxPackage+ref), b) }); err != nil {
+		return nil, fmt.Errorf("apps: store package %s: %w", ref, err)
+	}
+	pkgs := make(map[string]*Package, len(m.pkgs)+1)
+	for k, v := range m.pkgs {
+		pkgs[k] = v
+	}
+	pkgs[ref] = p
+	m.pkgs = pkgs
+	m.log.Info().Str("package", ref).Str("sha256", sum).Int64("size", size).Str("key", req.KeyID).Str("by", actor.Name).Msg("package uploaded")
+	return p, nil
+}
+
+// Packages returns the packages, by name and version.
+func (m *Manager) Packages() []*Package {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]*Package, 0, len(m.pkgs))
+	for _, p := range m.pkgs {
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Name != out[j].Name {
+			return out[i].Name < out[j].Name
+		}
+		return cmp(out[i].Version, out[j].Version) < 0
+	})
+	return out
+}
+
+// Keys returns the approved app-signing keys, by ID.
+func (m *Manager) Keys() []*SigningKey {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]*SigningKey, 0, len(m.st.keys))
+	for _, k := range m.st.keys {
+		out = append(out, k)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// Groups returns the rollout groups, by name.
+func (m *Manager) Groups() []*Group {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]*Group, 0, len(m.st.groups))
+	for _, g := range m.st.groups {
+		out = append(out, g)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// --- reviewed requests ---
+
+// RequestKey requests the addition (or, with Revoked, the revocation) of an
+// app-signing key, for review.
+func (m *Manager) RequestKey(p registry.Actor, k KeyRequest) (*registry.Change, error) {
+	reason := k.Reason
+	k.Reason = ""
+	return m.request(p, OpKeyPut, k.ID, reason, k.SigningKey)
+}
+
+// RequestPublish requests a publication, for review. The package's hash is fixed
+// in the change now.
+func (m *Manager) RequestPublish(p registry.Actor, r PublishRequest) (*registry.Change, error) {
+	m.mu.Lock()
+	pkg := m.pkgs[r.App+"@"+r.Version]
+	m.mu.Unlock()
+	pp := publishPayload{PublishRequest: r}
+	if pkg != nil {
+		pp.SHA256 = pkg.SHA256
+	}
+	reason := r.Reason
+	pp.Reason = ""
+	return m.request(p, OpPublish, r.Group, reason, pp)
+}
+
+// RequestWithdraw requests a withdrawal, for review.
+func (m *Manager) RequestWithdraw(p registry.Actor, r WithdrawRequest) (*registry.Change, error) {
+	reason := r.Reason
+	r.Reason = ""
+	return m.request(p, OpWithdraw, r.Group, reason, r)
+}
+
+func (m *Manager) request(p registry.Actor, op registry.Op, target, reason string, payload any) (*registry.Change, error) {
+	b, err := json.Marshal(payload)
+	if err != nil {
+		return nil, err
+	}
+	return m.reg.RequestChange(p, registry.Change{Op: op, Target: target, Reason: reason, Ext: b})
+}
+
+func (m *Manager) checkKey(c *registry.Change) (registry.ChangeEffect, error) {
+	var k SigningKey
+	if err := json.Unmarshal(c.Ext, &k); err != nil {
+		return registry.ChangeEffect{}, invalidf("%s: payload: %v", c.Op, err)
+	}
+	if !validName(k.ID) {
+		return registry.ChangeEffect{}, invalidf("app-signing key ID %q: want 1 to 64 letters, digits, '-', '_' or '.'", k.ID)
+	}
+	var err error
+	if _, k.Algorithm, err = parsePublicKey(k.PublicKey); err != nil {
+		return registry.ChangeEffect{}, invalidf("app-signing key %s: %v", k.ID, err)
+	}
+	if c.Target != k.ID {
+		return registry.ChangeEffect{}, invalidf("%s: target %q is not the key ID %q", c.Op, c.Target, k.ID)
+	}
+	ce := registry.ChangeEffect{Type: "app-key", ID: k.ID, After: mustJSON(k)}
+	m.mu.Lock()
+	if old := m.st.keys[k.ID]; old != nil {
+		ce.Before = mustJSON(old)
+	}
+	m.mu.Unlock()
+	return ce, nil
+}
+
+func (m *Manager) checkPublish(c *registry.Change) (registry.ChangeEffect, error) {
+	var pp publishPayload
+	if err := json.Unmarshal(c.Ext, &pp); err != nil {
+		return registry.ChangeEffect{}, invalidf("%s: payload: %v", c.Op, err)
+	}
+	r := pp.PublishRequest
+	switch {
+	case !validName(r.Group):
+		return registry.ChangeEffect{}, invalidf("rollout group %q: want 1 to 64 letters, digits, '-', '_' or '.'", r.Group)
+	case c.Target != r.Group:
+		return registry.ChangeEffect{}, invalidf("%s: target %q is not the group %q", c.Op, c.Target, r.Group)
+	case r.Target.Percent < 0 || r.Target.Percent > 100:
+		return registry.ChangeEffect{}, invalidf("group %s: percent %v: want more than 0 and at most 100", r.Group, r.Target.Percent)
+	case r.MinVersion != "" && !validVersion(r.MinVersion):
+		return registry.ChangeEffect{}, invalidf("group %s: minimum version %q: want a dotted numeric version", r.Group, r.MinVersion)
+	case r.MinVersion != "" && cmp(r.MinVersion, r.Version) > 0:
+		return registry.ChangeEffect{}, invalidf("group %s: minimum version %s is above the version published (%s): every terminal of the group would be declined", r.Group, r.MinVersion, r.Version)
+	}
+	for _, k := range r.Target.Kinds {
+		if !registry.TerminalKind(k).Valid() {
+			return registry.ChangeEffect{}, invalidf("group %s: kind %q: want pos, mpos or softpos", r.Group, k)
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	pkg := m.pkgs[r.App+"@"+r.Version]
+	if pkg == nil {
+		return registry.ChangeEffect{}, notFoundf("package %s@%s is not uploaded (switchyard app list)", r.App, r.Version)
+	}
+	if pp.SHA256 != pkg.SHA256 {
+		return registry.ChangeEffect{}, conflictf("package %s@%s has SHA-256 %s, not the %s this change was requested for", r.App, r.Version, pkg.SHA256, pp.SHA256)
+	}
+	rel := Release{Group: r.Group, App: r.App, Version: r.Version, SHA256: pkg.SHA256, Target: r.Target, MinVersion: r.MinVersion, Change: c.ID}
+	ce := registry.ChangeEffect{Type: "app-group", ID: r.Group, After: mustJSON(rel)}
+	if g := m.st.groups[r.Group]; g != nil && g.Current != nil {
+		ce.Before = mustJSON(g.Current)
+	}
+	return ce, nil
+}
+
+func (m *Manager) checkWithdraw(c *registry.Change) (registry.ChangeEffect, error) {
+	var r WithdrawRequest
+	if err := json.Unmarshal(c.Ext, &r); err != nil {
+		return registry.ChangeEffect{}, invalidf("%s: payload: %v", c.Op, err)
+	}
+	if c.Target != r.Group {
+		return registry.ChangeEffect{}, invalidf("%s: target %q is not the group %q", c.Op, c.Target, r.Group)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	g := m.st.groups[r.Group]
+	if g == nil || g.Current == nil {
+		return registry.ChangeEffect{}, conflictf("rollout group %s has no current release to withdraw", r.Group)
+	}
+	var after *Release
+	if r.Rollback && len(g.History) > 0 {
+		after = g.History[len(g.History)-1]
+	}
+	return registry.ChangeEffect{Type: "app-group", ID: r.Group, Before: mustJSON(g.Current), After: mustJSON(after)}, nil
+}
+
+func mustJSON(v any) json.RawMessage {
+	b, _ := json.Marshal(v)
+	return b
+}
+
+// --- tokens ---
+
+// Token returns the download token of terminal tid for the package with hash sum,
+// valid until exp: "EXPIRY.MAC", MAC the first 16 bytes of HMAC-SHA256 under the
+// switch's token key, base64url.
+func (m *Manager) Token(tid, sum string, exp time.Time) string {
+	e := strconv.FormatInt(exp.Unix(), 10)
+	return e + "." + base64.RawURLEncoding.EncodeToString(m.tokenMAC(tid, sum, e))
+}
+
+func (m *Manager) tokenMAC(tid, sum, exp string) []byte {
+	h := hmac.New(sha256.New, m.token)
+	h.Write([]byte("switchyard-app-download\x00" + tid + "\x00" + sum + "\x00" + exp))
+	return h.Sum(nil)[:16]
+}
+
+// checkToken verifies a token of tid for sum at now.
+func (m *Manager) checkToken(tok, tid, sum string, now time.Time) error {
+	e, mac, ok := strings.Cut(tok, ".")
+	if !ok {
+		return errors.New("malformed token (want EXPIRY.MAC)")
+	}
+	sec, err := strconv.ParseInt(e, 10, 64)
+	if err != nil {
+		return errors.New("malformed token expiry")
+	}
+	got, err := base64.RawURLEncoding.DecodeString(mac)
+	if err != nil || !hmac.Equal(got, m.tokenMAC(tid, sum, e)) {
+		return errors.New("token not valid for this terminal and package")
+	}
+	if now.Unix() > sec {
+		return fmt.Errorf("token expired at %s: sign on or echo again for a new one", time.Unix(sec, 0).UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// blobPath is where the blob of sum is, for tests.
+func (m *Manager) blobPath(sum string) string { return filepath.Clean(m.blobs.path(sum)) }

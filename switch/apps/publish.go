@@ -1,0 +1,289 @@
+package apps
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"math"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/switchyard/switchyard/switch/registry"
+)
+
+// The reviewed operations of this package (registry.RegisterOp).
+const (
+	OpKeyPut   registry.Op = "app-key.put"  // add (or revoke) an app-signing public key
+	OpPublish  registry.Op = "app.publish"  // make a package the current release of a group
+	OpWithdraw registry.Op = "app.withdraw" // stop a group's release; optionally roll back
+)
+
+// Target selects the terminals of a rollout group. Each non-empty field must
+// match (AND); within a field any value matches (OR). An empty Target is every
+// terminal the package targets.
+type Target struct {
+	Merchants      []string `json:"merchants,omitempty"`
+	MerchantGroups []string `json:"merchant_groups,omitempty"`
+	Tiers          []string `json:"tiers,omitempty"`
+	Regions        []string `json:"regions,omitempty"`
+	Models         []string `json:"models,omitempty"`
+	Kinds          []string `json:"kinds,omitempty"`
+	Terminals      []string `json:"terminals,omitempty"`
+	// Percent is the share of the matching terminals offered the release, 0 < p <=
+	// 100 (0 means 100): exact and deterministic per terminal (see the package doc).
+	Percent float64 `json:"percent,omitempty"`
+}
+
+func (t *Target) percent() float64 {
+	if t.Percent == 0 {
+		return 100
+	}
+	return t.Percent
+}
+
+// matches reports whether terminal tm of merchant m is in the target and the
+// package runs on it.
+func (t *Target) matches(tm *registry.Terminal, m *registry.Merchant, p *Package) bool {
+	in := func(vals []string, v string) bool { return len(vals) == 0 || slices.Contains(vals, v) }
+	if !in(p.Models, tm.Model) || !in(p.Kinds, string(tm.Kind)) {
+		return false
+	}
+	if !in(t.Terminals, tm.ID) || !in(t.Merchants, tm.MerchantID) || !in(t.Models, tm.Model) || !in(t.Kinds, string(tm.Kind)) {
+		return false
+	}
+	if len(t.MerchantGroups)+len(t.Tiers)+len(t.Regions) > 0 {
+		if m == nil || !in(t.MerchantGroups, m.Group) || !in(t.Tiers, m.Tier) || !in(t.Regions, m.Region) {
+			return false
+		}
+	}
+	return true
+}
+
+// PublishRequest is the body of POST /api/v1/apps/publish: make App@Version the
+// current release of Group for the terminals Target selects.
+type PublishRequest struct {
+	Group   string `json:"group"`
+	App     string `json:"app"`
+	Version string `json:"version"`
+	Target  Target `json:"target"`
+	// MinVersion, when set, is the group's minimum version: older applications on the
+	// group's terminals are declined 58 app-version-low. At most Version.
+	MinVersion string `json:"min_version,omitempty"`
+	Reason     string `json:"reason,omitempty"`
+}
+
+// WithdrawRequest is the body of POST /api/v1/apps/withdraw: stop Group's current
+// release (downloads stop at once); with Rollback the group's previous release is
+// current again.
+type WithdrawRequest struct {
+	Group    string `json:"group"`
+	Rollback bool   `json:"rollback,omitempty"`
+	Reason   string `json:"reason,omitempty"`
+}
+
+// KeyRequest is the body of POST /api/v1/apps/keys.
+type KeyRequest struct {
+	SigningKey
+	Reason string `json:"reason,omitempty"`
+}
+
+// Release is a group's release: a package, who it targets, since when.
+type Release struct {
+	Group       string    `json:"group"`
+	App         string    `json:"app"`
+	Version     string    `json:"version"`
+	SHA256      string    `json:"sha256"`
+	Target      Target    `json:"target"`
+	MinVersion  string    `json:"min_version,omitempty"`
+	Change      string    `json:"change"` // the approved change that published it
+	PublishedAt time.Time `json:"published_at"`
+	RequestedBy string    `json:"requested_by"`
+	ApprovedBy  string    `json:"approved_by"`
+}
+
+// Group is a rollout group: its current release (nil after a withdrawal without a
+// previous release) and the earlier ones, oldest first.
+type Group struct {
+	Name      string     `json:"name"`
+	Current   *Release   `json:"current,omitempty"`
+	History   []*Release `json:"history,omitempty"`
+	Withdrawn []*Release `json:"withdrawn,omitempty"`
+}
+
+// state is the fold of the approved changes: keys and groups.
+type state struct {
+	keys   map[string]*SigningKey
+	groups map[string]*Group
+}
+
+func newState() *state {
+	return &state{keys: map[string]*SigningKey{}, groups: map[string]*Group{}}
+}
+
+// apply folds one approved change into s.
+func (s *state) apply(c *registry.Change) {
+	at := c.RequestedAt
+	if c.ReviewedAt != nil {
+		at = *c.ReviewedAt
+	}
+	switch c.Op {
+	case OpKeyPut:
+		var k SigningKey
+		if json.Unmarshal(c.Ext, &k) != nil {
+			return
+		}
+		_, k.Algorithm, _ = parsePublicKey(k.PublicKey)
+		k.AddedAt, k.AddedBy = at, c.RequestedBy
+		s.keys[k.ID] = &k
+	case OpPublish:
+		var pp publishPayload
+		if json.Unmarshal(c.Ext, &pp) != nil {
+			return
+		}
+		pr, sum := pp.PublishRequest, pp.SHA256
+		g := s.groups[pr.Group]
+		if g == nil {
+			g = &Group{Name: pr.Group}
+			s.groups[pr.Group] = g
+		}
+		if g.Current != nil {
+			g.History = append(g.History, g.Current)
+		}
+		g.Current = &Release{Group: pr.Group, App: pr.App, Version: pr.Version, SHA256: sum, Target: pr.Target,
+			MinVersion: pr.MinVersion, Change: c.ID, PublishedAt: at, RequestedBy: c.RequestedBy, ApprovedBy: c.ReviewedBy}
+	case OpWithdraw:
+		var wr WithdrawRequest
+		if json.Unmarshal(c.Ext, &wr) != nil {
+			return
+		}
+		g := s.groups[wr.Group]
+		if g == nil || g.Current == nil {
+			return
+		}
+		g.Withdrawn = append(g.Withdrawn, g.Current)
+		g.Current = nil
+		if wr.Rollback && len(g.History) > 0 {
+			g.Current = g.History[len(g.History)-1]
+			g.History = g.History[:len(g.History)-1]
+		}
+	}
+}
+
+// publishPayload is what an app.publish change carries: the request and the hash
+// of the package it names, fixed when requested (a package is immutable, but the
+// reviewer must approve exactly the bytes that were checked).
+type publishPayload struct {
+	PublishRequest
+	SHA256 string `json:"sha256"`
+}
+
+// offer is what one terminal is offered, and the group minimum it is held to.
+type offer struct {
+	rel *Release
+	pkg *Package
+}
+
+// assignment is the resolution of every group against the registry: per terminal,
+// the release offered, the groups it belongs to and its minimum version.
+type assignment struct {
+	offers  map[string]offer    // terminal ID -> the release offered
+	members map[string][]string // group -> its terminals (all, offered or not)
+	offered map[string][]string // group -> the terminals offered its release
+	mins    map[string]string   // terminal ID -> group minimum version
+	pkgs    map[string]*Package // sha256 -> package, of the releases offered
+	at      time.Time
+}
+
+// rank orders a group's terminals for the staged rollout: by SHA-256 of
+// "group/TID", so that the order is fixed per terminal and independent of the
+// order of the registry.
+func rank(group, tid string) uint64 {
+	h := sha256.Sum256([]byte(group + "/" + tid))
+	return binary.BigEndian.Uint64(h[:8])
+}
+
+// share is how many of n terminals a percentage offers: round(n x p / 100).
+func share(n int, p float64) int {
+	k := int(math.Round(float64(n) * p / 100))
+	return min(max(k, 0), n)
+}
+
+// resolve computes the assignment of the groups of s over terminals ts, whose
+// merchants merchant returns, with the packages pkg returns (by name@version).
+func resolve(s *state, ts []*registry.Terminal, merchant func(string) (*registry.Merchant, bool), pkg func(name, version string) *Package, now time.Time) *assignment {
+	a := &assignment{offers: map[string]offer{}, members: map[string][]string{}, offered: map[string][]string{},
+		mins: map[string]string{}, pkgs: map[string]*Package{}, at: now}
+	names := make([]string, 0, len(s.groups))
+	for n := range s.groups {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, gn := range names {
+		g := s.groups[gn]
+		rel := g.Current
+		if rel == nil {
+			continue
+		}
+		p := pkg(rel.App, rel.Version)
+		if p == nil {
+			continue
+		}
+		var members []*registry.Terminal
+		for _, t := range ts {
+			if t.Status == registry.TerminalClosed {
+				continue
+			}
+			m, _ := merchant(t.MerchantID)
+			if rel.Target.matches(t, m, p) {
+				members = append(members, t)
+			}
+		}
+		sort.Slice(members, func(i, j int) bool {
+			ri, rj := rank(gn, members[i].ID), rank(gn, members[j].ID)
+			if ri != rj {
+				return ri < rj
+			}
+			return members[i].ID < members[j].ID
+		})
+		k := share(len(members), rel.Target.percent())
+		for i, t := range members {
+			a.members[gn] = append(a.members[gn], t.ID)
+			if rel.MinVersion != "" {
+				if cur, ok := a.mins[t.ID]; !ok || cmp(rel.MinVersion, cur) > 0 {
+					a.mins[t.ID] = rel.MinVersion
+				}
+			}
+			if i >= k {
+				continue
+			}
+			a.offered[gn] = append(a.offered[gn], t.ID)
+			if cur, ok := a.offers[t.ID]; !ok || cmp(rel.Version, cur.rel.Version) > 0 ||
+				(cmp(rel.Version, cur.rel.Version) == 0 && rel.PublishedAt.After(cur.rel.PublishedAt)) {
+				a.offers[t.ID] = offer{rel: rel, pkg: p}
+			}
+		}
+	}
+	for _, o := range a.offers {
+		a.pkgs[o.pkg.SHA256] = o.pkg
+	}
+	return a
+}
+
+// cmp compares two versions (an unparsable b compares as equal: both were
+// validated when published).
+func cmp(a, b string) int {
+	c, _ := registry.CompareVersions(a, b)
+	return c
+}
+
+func trimAll(vals []string) []string {
+	var out []string
+	for _, v := range vals {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}

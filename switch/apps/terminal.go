@@ -1,0 +1,275 @@
+package apps
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// TagUpdate is the DE 48 tag of an update offer in the answer to a sign-on or echo
+// (ASCII dialects): VERSION:SIZE:SHA256:TOKEN (docs/terminal-interface.md).
+const TagUpdate = "UP"
+
+// reportStoreEvery is how often an unchanged report is written again (the time of
+// the last report is exact in memory, and at most this old on disk).
+const reportStoreEvery = time.Hour
+
+// Report is what a terminal last reported of its application.
+type Report struct {
+	Terminal   string    `json:"terminal"`
+	Version    string    `json:"version,omitempty"` // installed, as in AV
+	ReportedAt time.Time `json:"reported_at"`
+	Failed     *Failure  `json:"failed,omitempty"` // the last failed installation, until one succeeds
+}
+
+// Failure is a failed installation a terminal reported.
+type Failure struct {
+	Version string    `json:"version"`
+	SHA256  string    `json:"sha256,omitempty"`
+	Detail  string    `json:"detail,omitempty"`
+	At      time.Time `json:"at"`
+}
+
+// ReportRequest is the body of POST /apps/v1/report/{tid}.
+type ReportRequest struct {
+	SHA256  string `json:"sha256"`  // the package the token was issued for
+	Version string `json:"version"` // the version installed (status installed) or tried (failed)
+	Status  string `json:"status"`  // installed or failed
+	Detail  string `json:"detail,omitempty"`
+}
+
+// Offer is called at sign-on and echo with the terminal's AV (may be empty): it
+// records the AV as the installed version and returns the DE 48 UP value to send
+// when a newer release is offered to the terminal ("" when none). The cup dialect
+// signals the same offer with header processing requirement 6 (the caller sets it
+// when Offer returns a value).
+func (m *Manager) Offer(tid, appVersion string, now time.Time) string {
+	if appVersion != "" && validVersion(appVersion) {
+		m.record(tid, func(r *Report) {
+			r.Version = appVersion
+			if r.Failed != nil && cmp(appVersion, r.Failed.Version) >= 0 {
+				r.Failed = nil
+			}
+		}, now)
+	}
+	a := m.asg.Load()
+	o, ok := a.offers[tid]
+	if !ok || (appVersion != "" && cmp(appVersion, o.rel.Version) >= 0) {
+		return ""
+	}
+	p := o.pkg
+	return p.Version + ":" + strconv.FormatInt(p.Size, 10) + ":" + p.SHA256 + ":" + m.Token(tid, p.SHA256, now.Add(m.opts.TokenTTL))
+}
+
+// record updates tid's report and writes it when it changed or was last written
+// long ago.
+func (m *Manager) record(tid string, fn func(*Report), now time.Time) {
+	m.repMu.Lock()
+	old := m.reports[tid]
+	r := &Report{Terminal: tid}
+	if old != nil {
+		c := *old
+		r = &c
+	}
+	fn(r)
+	r.ReportedAt = now.UTC()
+	m.reports[tid] = r
+	changed := old == nil || old.Version != r.Version || (old.Failed == nil) != (r.Failed == nil) ||
+		(old.Failed != nil && r.Failed != nil && *old.Failed != *r.Failed)
+	store := changed || now.Sub(m.stored[tid]) >= reportStoreEvery
+	if store {
+		m.stored[tid] = now
+	}
+	m.repMu.Unlock()
+	if !store {
+		return
+	}
+	b, _ := json.Marshal(r)
+	if err := m.db.Update(func(txn *badger.Txn) error { return txn.Set([]byte(pfxReport+tid), b) }); err != nil {
+		m.log.Error().Err(err).Str("tid", tid).Msg("apps: store terminal report")
+	}
+}
+
+// Reports returns the last report of every terminal that made one.
+func (m *Manager) Reports() map[string]Report {
+	m.repMu.Lock()
+	defer m.repMu.Unlock()
+	out := make(map[string]Report, len(m.reports))
+	for k, v := range m.reports {
+		out[k] = *v
+	}
+	return out
+}
+
+// Handler serves the terminals' routes: GET /apps/v1/download/{tid}/{sha256} and
+// POST /apps/v1/report/{tid}, each with "Authorization: Bearer TOKEN" (the token of
+// the UP offer). Mount it at /apps/v1/ on an HTTPS server.
+func (m *Manager) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /apps/v1/download/{tid}/{sha256}", m.download)
+	mux.HandleFunc("POST /apps/v1/report/{tid}", m.report)
+	return mux
+}
+
+func bearer(r *http.Request) string {
+	a := r.Header.Get("Authorization")
+	if len(a) > 7 && strings.EqualFold(a[:7], "Bearer ") {
+		return strings.TrimSpace(a[7:])
+	}
+	return ""
+}
+
+func httpError(w http.ResponseWriter, status int, format string, args ...any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": fmt.Sprintf(format, args...)})
+}
+
+// fileStamp is what a verified blob looked like when its hash was checked.
+type fileStamp struct {
+	size  int64
+	mtime time.Time
+}
+
+func (m *Manager) download(w http.ResponseWriter, r *http.Request) {
+	tid, sum := r.PathValue("tid"), strings.ToLower(r.PathValue("sha256"))
+	now := m.now()
+	if err := m.checkToken(bearer(r), tid, sum, now); err != nil {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="switchyard-apps"`)
+		httpError(w, http.StatusUnauthorized, "download of %s by terminal %s: %v", sum, tid, err)
+		return
+	}
+	o, ok := m.asg.Load().offers[tid]
+	if !ok || o.pkg.SHA256 != sum {
+		httpError(w, http.StatusGone, "package %s is not (or no longer) offered to terminal %s: withdrawn or replaced; sign on again", sum, tid)
+		return
+	}
+	path := m.blobs.path(sum)
+	f, err := os.Open(path)
+	if err != nil {
+		m.log.Error().Err(err).Str("sha256", sum).Msg("apps: package blob missing")
+		httpError(w, http.StatusInternalServerError, "package %s: blob unavailable", sum)
+		return
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		httpError(w, http.StatusInternalServerError, "package %s: blob unavailable", sum)
+		return
+	}
+	st := fileStamp{size: fi.Size(), mtime: fi.ModTime()}
+	if v, ok := m.verified.Load(sum); !ok || v.(fileStamp) != st {
+		got, err := hashFile(path)
+		if err != nil || got != sum || fi.Size() != o.pkg.Size {
+			m.verified.Delete(sum)
+			m.log.Error().Str("sha256", sum).Str("got", got).Int64("size", fi.Size()).Msg("apps: package blob altered on disk: not served")
+			httpError(w, http.StatusInternalServerError, "package %s: the stored blob does not match its hash: not served (upload it again)", sum)
+			return
+		}
+		m.verified.Store(sum, st)
+	}
+	w.Header().Set("ETag", `"`+sum+`"`)
+	w.Header().Set("Content-Type", "application/octet-stream")
+	http.ServeContent(w, r, o.pkg.Name+"-"+o.pkg.Version+".bin", fi.ModTime(), f)
+}
+
+func (m *Manager) report(w http.ResponseWriter, r *http.Request) {
+	tid := r.PathValue("tid")
+	var rr ReportRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&rr); err != nil {
+		httpError(w, http.StatusBadRequest, "report of terminal %s: body: %v", tid, err)
+		return
+	}
+	now := m.now()
+	if err := m.checkToken(bearer(r), tid, strings.ToLower(rr.SHA256), now); err != nil {
+		httpError(w, http.StatusUnauthorized, "report of terminal %s: %v", tid, err)
+		return
+	}
+	if !validVersion(rr.Version) {
+		httpError(w, http.StatusBadRequest, "report of terminal %s: version %q: want a dotted numeric version", tid, rr.Version)
+		return
+	}
+	switch rr.Status {
+	case "installed":
+		m.record(tid, func(p *Report) { p.Version, p.Failed = rr.Version, nil }, now)
+	case "failed":
+		d := rr.Detail
+		if len(d) > 200 {
+			d = d[:200]
+		}
+		m.record(tid, func(p *Report) {
+			p.Failed = &Failure{Version: rr.Version, SHA256: strings.ToLower(rr.SHA256), Detail: d, At: now.UTC()}
+		}, now)
+		m.log.Warn().Str("tid", tid).Str("version", rr.Version).Str("detail", d).Msg("apps: terminal reports a failed installation")
+	default:
+		httpError(w, http.StatusBadRequest, "report of terminal %s: status %q: want installed or failed", tid, rr.Status)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// Rollout is the state of a group's rollout, for the CLI and the console.
+type Rollout struct {
+	Group     string   `json:"group"`
+	Current   *Release `json:"current,omitempty"`
+	Terminals int      `json:"terminals"` // in the group
+	Offered   int      `json:"offered"`   // within its percentage
+	// Versions counts the group's terminals by the version they last reported
+	// ("unknown": none reported).
+	Versions   map[string]int `json:"versions"`
+	OnRelease  int            `json:"on_release"`       // at or above the current release
+	BelowMin   int            `json:"below_min"`        // below the group minimum (declined 58)
+	Failures   int            `json:"failures"`         // last installation failed
+	Failed     []Report       `json:"failed,omitempty"` // the first 100 of them
+	ComputedAt time.Time      `json:"computed_at"`
+}
+
+// Rollouts returns the rollout of each group (only group if not "").
+func (m *Manager) Rollouts(group string) ([]Rollout, error) {
+	a := m.asg.Load()
+	reps := m.Reports()
+	var out []Rollout
+	for _, g := range m.Groups() {
+		if group != "" && g.Name != group {
+			continue
+		}
+		ro := Rollout{Group: g.Name, Current: g.Current, Versions: map[string]int{}, ComputedAt: a.at,
+			Terminals: len(a.members[g.Name]), Offered: len(a.offered[g.Name])}
+		for _, tid := range a.members[g.Name] {
+			rep, ok := reps[tid]
+			v := rep.Version
+			if !ok || v == "" {
+				v = "unknown"
+			}
+			ro.Versions[v]++
+			if g.Current != nil && rep.Version != "" && cmp(rep.Version, g.Current.Version) >= 0 {
+				ro.OnRelease++
+			}
+			if g.Current != nil && g.Current.MinVersion != "" && (rep.Version == "" || cmp(rep.Version, g.Current.MinVersion) < 0) {
+				ro.BelowMin++
+			}
+			if rep.Failed != nil {
+				ro.Failures++
+				if len(ro.Failed) < 100 {
+					ro.Failed = append(ro.Failed, rep)
+				}
+			}
+		}
+		out = append(out, ro)
+	}
+	if group != "" && len(out) == 0 {
+		return nil, notFoundf("rollout group %q does not exist", group)
+	}
+	return out, nil
+}
+
+// Offered returns the terminals offered group's release, for tests and the CLI.
+func (m *Manager) Offered(group string) []string {
+	return append([]string(nil), m.asg.Load().offered[group]...)
+}

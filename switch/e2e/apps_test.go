@@ -1,0 +1,106 @@
+package e2e
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/switchyard/switchyard/switch/termclient"
+)
+
+// TestAppAndTaskCLI: the acquirer's flow through the CLI: a signing key and a
+// publication under review, a signed upload (an altered copy refused), the offer at
+// echo, the rollout status, the withdrawal (the download refused afterwards); and
+// the scheduler's task list, run-now and history.
+func TestAppAndTaskCLI(t *testing.T) {
+	f := startDemo(t, nil)
+	defer func() {
+		if t.Failed() {
+			t.Logf("switch log:\n%s", tail(f.logs.String(), 3000))
+		}
+	}()
+	dir := t.TempDir()
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	der, _ := x509.MarshalPKIXPublicKey(pub)
+	write := func(name string, b []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	keyFile := write("acq.pem", pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+	f.requestAndApprove("app", "key", "add", "acq-1", "--public-key", keyFile, "--reason", "signing key 2026")
+
+	pkg := write("demo-pay-1.1.0.bin", []byte(strings.Repeat("demo-pay 1.1.0\n", 4000)))
+	stmt, code := cliLocal("app", "statement", pkg, "--name", "demo-pay", "--version", "1.1.0", "--kinds", "pos")
+	if code != 0 || !strings.HasPrefix(stmt, "switchyard-app-v1\n") {
+		t.Fatalf("app statement: %d %s", code, stmt)
+	}
+	sig := write("sig", ed25519.Sign(priv, []byte(stmt)))
+	altered := write("altered.bin", []byte(strings.Repeat("demo-pay 1.1.0\n", 3999)+"demo-pay 6.6.6\n"))
+	if out, code := f.cli(tokOperator, "app", "upload", altered, "--name", "demo-pay", "--version", "1.1.0", "--kinds", "pos", "--key", "acq-1", "--signature-file", sig); code == 0 || !strings.Contains(out, "signature") {
+		t.Fatalf("altered upload: %d %s", code, out)
+	}
+	if out, code := f.cli(tokOperator, "app", "upload", pkg, "--name", "demo-pay", "--version", "1.1.0", "--kinds", "pos", "--key", "acq-1", "--signature-file", sig); code != 0 || !strings.Contains(out, "demo-pay@1.1.0 uploaded") {
+		t.Fatalf("upload: %d %s", code, out)
+	}
+	if out, _ := f.cli(tokOperator, "app", "list"); !strings.Contains(out, "demo-pay") || strings.Count(out, "\n") != 2 {
+		t.Fatalf("app list: %s", out)
+	}
+	f.requestAndApprove("app", "publish", "--group", "pilot", "--app", "demo-pay", "--version", "1.1.0", "--terminals", "T0000001", "--min-version", "1.0.0")
+
+	echo := termclient.Txn{MTI: "0800", NetCode: "301", TID: "T0000001", TLV: [][2]string{{"AV", "1.0.0"}}}
+	r := f.send(echo)
+	if r.RC != "00" || !strings.HasPrefix(r.DE48, "UP") || !strings.Contains(r.DE48, "1.1.0:") {
+		t.Fatalf("echo: %+v, want an UP offer of 1.1.0", r)
+	}
+	if r := f.send(pos(1000)); r.RC != "00" {
+		t.Fatalf("purchase with AV 1.0.0 at the group minimum 1.0.0: %+v", r)
+	}
+	if r := f.send(pos(1000, [2]string{"AV", "0.9"})); r.RC != "58" || r.Reason != "app-version-low" {
+		t.Fatalf("purchase with AV 0.9 under the group minimum: %+v", r)
+	}
+	out, code := f.cli(tokOperator, "app", "status", "--group", "pilot")
+	if code != 0 || !strings.Contains(out, "terminals 1, offered 1") || !strings.Contains(out, "1.0.0") {
+		t.Fatalf("app status: %d %s", code, out)
+	}
+	parts := strings.SplitN(r.DE48[5:], ":", 4)
+	download := func() int {
+		req, _ := http.NewRequest("GET", "http://"+f.s.AdminAddr()+"/apps/v1/download/T0000001/"+parts[2], nil)
+		req.Header.Set("Authorization", "Bearer "+parts[3])
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if s := download(); s != 200 {
+		t.Fatalf("download: %d", s)
+	}
+	f.requestAndApprove("app", "withdraw", "--group", "pilot", "--reason", "crash on boot")
+	if s := download(); s != http.StatusGone {
+		t.Fatalf("download after the withdrawal: %d, want 410", s)
+	}
+	if r := f.send(echo); r.DE48 != "" {
+		t.Fatalf("echo after the withdrawal: DE 48 %q", r.DE48)
+	}
+
+	out, code = f.cli(tokOperator, "task", "list")
+	if code != 0 || !strings.Contains(out, "profiles-refresh") || !strings.Contains(out, "profiles.refresh") {
+		t.Fatalf("task list: %d %s", code, out)
+	}
+	if out, code := f.cli(tokOperator, "task", "run-now", "profiles-refresh"); code != 0 || !strings.Contains(out, " ok ") {
+		t.Fatalf("task run-now: %d %s", code, out)
+	}
+	if out, code := f.cli(tokOperator, "task", "history", "profiles-refresh"); code != 0 || !strings.Contains(out, "run-now by demo-operator") {
+		t.Fatalf("task history: %d %s", code, out)
+	}
+}

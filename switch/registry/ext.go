@@ -1,0 +1,168 @@
+package registry
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// ExtOp is a reviewed operation owned by another package (switch/apps publishes
+// and withdraws terminal applications, switch/sched puts scheduled tasks): its
+// requests go through the same two-person review, the same change list and the
+// same hash-chained oplog as the registry's own changes, but what it does is the
+// owner's. The change carries the owner's payload in Change.Ext.
+//
+// The registry writes no record for it: the approval commits the change (approved)
+// and one oplog entry for the effect Check returned, then calls Apply. An owner
+// that must survive a crash between the two rebuilds its state from the approved
+// changes (Changes with ChangeFilter.Op) at start, as switch/apps does.
+type ExtOp struct {
+	// Check says whether the change can be applied now (at the request, in the
+	// preview and at the approval) and what it does: the effect shown in the preview
+	// and written to the oplog (Type and ID name the owner's record).
+	Check func(c *Change) (ChangeEffect, error)
+	// Apply is called once the approval is committed, outside the registry's lock.
+	// Nil: nothing to do (the owner reads the approved changes itself).
+	Apply func(c *Change)
+}
+
+// extOps holds the registered ExtOps by operation.
+type extOps struct {
+	mu  sync.RWMutex
+	ops map[Op]ExtOp
+}
+
+func (x *extOps) get(op Op) (ExtOp, bool) {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	h, ok := x.ops[op]
+	return h, ok
+}
+
+// RegisterOp makes op a reviewed operation handled by h. It panics if op is one of
+// the registry's own or already registered: two owners of one operation is a wiring
+// bug.
+func (r *review) RegisterOp(op Op, h ExtOp) {
+	if h.Check == nil {
+		panic("registry: RegisterOp " + string(op) + ": nil Check")
+	}
+	probe := Change{Op: op}
+	if _, err := r.compute(&probe, r.now()); err == nil || !isUnknownOp(err) {
+		panic("registry: RegisterOp " + string(op) + ": the registry handles it already")
+	}
+	r.ext.mu.Lock()
+	defer r.ext.mu.Unlock()
+	if r.ext.ops == nil {
+		r.ext.ops = map[Op]ExtOp{}
+	}
+	if _, dup := r.ext.ops[op]; dup {
+		panic("registry: RegisterOp " + string(op) + ": registered twice")
+	}
+	r.ext.ops[op] = h
+}
+
+// computeExt is compute for an operation registered with RegisterOp.
+func (r *review) computeExt(c *Change) ([]effect, bool, error) {
+	h, ok := r.ext.get(c.Op)
+	if !ok {
+		return nil, false, nil
+	}
+	ce, err := h.Check(c)
+	if err != nil {
+		return nil, true, err
+	}
+	if ce.After == nil {
+		ce.After = json.RawMessage("null")
+	}
+	return []effect{{xAfter: &ce}}, true, nil
+}
+
+// applyExt runs the owner's Apply after c was approved.
+func (r *review) applyExt(c *Change) {
+	if h, ok := r.ext.get(c.Op); ok && h.Apply != nil && c.Status == ChangeApproved {
+		h.Apply(c)
+	}
+}
+
+// groupMin is a rollout group's minimum application version, parsed.
+type groupMin struct {
+	version string
+	parts   []int
+}
+
+// SetGroupMinimums sets the minimum application version of each terminal of mins
+// (terminal ID to dotted version) from its rollout group (switch/apps): it replaces
+// the terminal's own MinAppVersion in Check, which declines an older AV with 58
+// app-version-low as before. Terminals absent from mins go back to their own
+// minimum. It is not stored: the owner sets it again at every start.
+func (r *store) SetGroupMinimums(mins map[string]string) error {
+	parsed := make(map[string]*groupMin, len(mins))
+	for id, v := range mins {
+		p, err := parseVersion(v)
+		if err != nil {
+			return invalidf("group minimum version of terminal %s: %v", id, err)
+		}
+		parsed[id] = &groupMin{version: v, parts: p}
+	}
+	for id, sl := range r.snap.Load().terminals {
+		if gm := parsed[id]; gm != nil {
+			if cur := sl.appMin.Load(); cur == nil || cur.version != gm.version {
+				sl.appMin.Store(gm)
+			}
+		} else if sl.appMin.Load() != nil {
+			sl.appMin.Store(nil)
+		}
+	}
+	return nil
+}
+
+// GroupMinimum returns the minimum version terminal id has from its rollout group
+// ("" when none).
+func (r *store) GroupMinimum(id string) string {
+	if sl := r.snap.Load().terminals[id]; sl != nil {
+		if gm := sl.appMin.Load(); gm != nil {
+			return gm.version
+		}
+	}
+	return ""
+}
+
+// ApprovedChanges returns the approved changes of the operations ops, in their
+// order (by sequence): what an owner of RegisterOp operations folds into its state.
+// It reads every change but decodes in full only those of ops, so an owner can call
+// it often (switch/apps every 30 s) however large the imports in the change list.
+func (r *review) ApprovedChanges(ops ...Op) ([]*Change, error) {
+	var out []*Change
+	err := r.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(pfxChange), PrefetchValues: true, PrefetchSize: 100})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			err := it.Item().Value(func(v []byte) error {
+				var head struct {
+					Op     Op           `json:"op"`
+					Status ChangeStatus `json:"status"`
+				}
+				if err := json.Unmarshal(v, &head); err != nil {
+					return err
+				}
+				if head.Status != ChangeApproved || !slices.Contains(ops, head.Op) {
+					return nil
+				}
+				c := new(Change)
+				if err := json.Unmarshal(v, c); err != nil {
+					return err
+				}
+				out = append(out, c)
+				return nil
+			})
+			if err != nil {
+				return fmt.Errorf("registry: read change %s: %w", it.Item().Key(), err)
+			}
+		}
+		return nil
+	})
+	return out, err
+}

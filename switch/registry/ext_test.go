@@ -1,0 +1,110 @@
+package registry
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+)
+
+// TestRegisterOp: an operation registered by another package goes through the same
+// review: requested with its payload, checked at the request and the approval,
+// approved by a different reviewer only, logged with its effect in the oplog, and
+// handed to the owner after the commit; its approved changes are listed for the
+// owner's fold.
+func TestRegisterOp(t *testing.T) {
+	f := newFixture(t)
+	const op Op = "widget.put"
+	var applied []string
+	allow := true
+	f.reg.RegisterOp(op, ExtOp{
+		Check: func(c *Change) (ChangeEffect, error) {
+			if !allow {
+				return ChangeEffect{}, conflictf("widget %s: not now", c.Target)
+			}
+			return ChangeEffect{Type: "widget", ID: c.Target, After: c.Ext}, nil
+		},
+		Apply: func(c *Change) { applied = append(applied, c.ID) },
+	})
+	for _, bad := range []Op{op, OpTerminalSuspend} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("RegisterOp(%s) again did not panic", bad)
+				}
+			}()
+			f.reg.RegisterOp(bad, ExtOp{Check: func(*Change) (ChangeEffect, error) { return ChangeEffect{}, nil }})
+		}()
+	}
+	c, err := f.reg.RequestChange(alice, Change{Op: op, Target: "w1", Reason: "blue", Ext: json.RawMessage(`{"colour":"blue"}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pv, err := f.reg.GetChange(c.ID); err != nil || len(pv.Effects) != 1 || string(pv.Effects[0].After) != `{"colour":"blue"}` {
+		t.Fatalf("preview: %+v %v", pv, err)
+	}
+	if _, err := f.reg.Approve(alice, c.ID, ""); !errors.Is(err, ErrForbidden) {
+		t.Fatalf("requester approves: %v", err)
+	}
+	allow = false
+	if _, err := f.reg.Approve(bob, c.ID, ""); !errors.Is(err, ErrConflict) || len(applied) != 0 {
+		t.Fatalf("approval the owner refuses: %v, applied %v", err, applied)
+	}
+	allow = true
+	if _, err := f.reg.Approve(bob, c.ID, "ok"); err != nil || len(applied) != 1 || applied[0] != c.ID {
+		t.Fatalf("approve: %v, applied %v", err, applied)
+	}
+	es, err := f.reg.Oplog(OplogFilter{Action: string(op)})
+	if err != nil || len(es) != 1 || es[0].Target != "w1" || es[0].Actor != "bob" || es[0].RequestedBy != "alice" || !strings.Contains(string(es[0].After), "blue") {
+		t.Fatalf("oplog: %+v %v", es, err)
+	}
+	if _, err := f.reg.VerifyOplog(); err != nil {
+		t.Fatal(err)
+	}
+	cs, err := f.reg.ApprovedChanges(op)
+	if err != nil || len(cs) != 1 || cs[0].ID != c.ID || string(cs[0].Ext) != `{"colour":"blue"}` {
+		t.Fatalf("ApprovedChanges: %+v %v", cs, err)
+	}
+	// An operation nobody registered is refused, and its payload never stored.
+	if _, err := f.reg.RequestChange(alice, Change{Op: "gadget.put", Target: "g", Ext: json.RawMessage(`{}`)}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("unregistered op: %v", err)
+	}
+}
+
+// TestGroupMinimumReplacesOwn: SetGroupMinimums replaces the terminal's own minimum
+// in Check (higher or lower), and clearing it restores the own one.
+func TestGroupMinimumReplacesOwn(t *testing.T) {
+	f := newFixture(t)
+	tid := "T0000001"
+	req := func(av string) CheckResult {
+		t.Helper()
+		tm, _ := f.reg.Terminal(tid)
+		r := CheckRequest{TerminalID: tid, MerchantID: tm.MerchantID, SourceIP: honest, AppVersion: av, Now: f.clock.Now(),
+			DeviceID: tm.Binding.DeviceSerial, SIM: tm.Binding.ICCID, IMEI: tm.Binding.IMEI}
+		if tm.Location != nil {
+			r.Location = GeoPoint{Lat: tm.Location.Lat, Lon: tm.Location.Lon, Present: true}
+		}
+		return f.reg.Check(r)
+	}
+	if r := req("1.0.0"); r.Decline {
+		t.Fatalf("baseline: %s", r.Reason)
+	}
+	if err := f.reg.SetGroupMinimums(map[string]string{tid: "2.0"}); err != nil {
+		t.Fatal(err)
+	}
+	if r := req("1.9.9"); r.Reason != ReasonAppVersionLow || r.ResponseCode != "58" {
+		t.Fatalf("under the group minimum: %+v", r)
+	}
+	if f.reg.GroupMinimum(tid) != "2.0" {
+		t.Fatal("GroupMinimum")
+	}
+	if err := f.reg.SetGroupMinimums(nil); err != nil {
+		t.Fatal(err)
+	}
+	if r := req("1.0.0"); r.Decline {
+		t.Fatalf("cleared: %s", r.Reason)
+	}
+	if err := f.reg.SetGroupMinimums(map[string]string{tid: "x.y"}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("bad version: %v", err)
+	}
+}

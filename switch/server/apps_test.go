@@ -1,0 +1,98 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/pem"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/switchyard/switchyard/internal/cli/apiclient"
+	"github.com/switchyard/switchyard/switch/apps"
+	"github.com/switchyard/switchyard/switch/message"
+	"github.com/switchyard/switchyard/switch/registry"
+	"github.com/switchyard/switchyard/switch/termclient"
+)
+
+// TestAppUpdateOverTheWire: a package signed, uploaded and published (each under
+// review) is offered to the terminal in the answer to its echo (DE 48 UP), and the
+// terminal downloads it from the admin port with the offer's token.
+func TestAppUpdateOverTheWire(t *testing.T) {
+	s := start(t, demoConfig(t, t.TempDir()), nil)
+	ctx := context.Background()
+	base := "http://" + s.AdminAddr()
+	op := &apiclient.Client{BaseURL: base, Token: registry.DemoOperatorToken}
+	rev := &apiclient.Client{BaseURL: base, Token: registry.DemoReviewerToken}
+	approve := func(c registry.Change) {
+		t.Helper()
+		if err := rev.Do(ctx, "POST", "/api/v1/changes/"+c.ID+"/approve", registry.ReasonRequest{}, nil); err != nil {
+			t.Fatalf("approve %s %s: %v", c.ID, c.Op, err)
+		}
+	}
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	der, _ := x509.MarshalPKIXPublicKey(pub)
+	var ch registry.Change
+	if err := op.Do(ctx, "POST", "/api/v1/apps/keys", apps.KeyRequest{SigningKey: apps.SigningKey{ID: "acq-1",
+		PublicKey: string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))}}, &ch); err != nil {
+		t.Fatal(err)
+	}
+	approve(ch)
+
+	pkg := bytes.Repeat([]byte("demo-pay 1.1.0 "), 5000)
+	sum := sha256.Sum256(pkg)
+	hexSum := hex.EncodeToString(sum[:])
+	sig := ed25519.Sign(priv, apps.Statement("demo-pay", "1.1.0", hexSum, int64(len(pkg)), nil, []string{"pos"}))
+	q := url.Values{"name": {"demo-pay"}, "version": {"1.1.0"}, "kinds": {"pos"}, "key": {"acq-1"},
+		"signature": {base64.URLEncoding.EncodeToString(sig)}, "sha256": {hexSum}}
+	req, _ := http.NewRequest("POST", base+"/api/v1/apps/packages?"+q.Encode(), bytes.NewReader(pkg))
+	req.Header.Set("Authorization", "Bearer "+registry.DemoOperatorToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusCreated {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("upload: %v %s", err, b)
+	}
+	resp.Body.Close()
+	if err := op.Do(ctx, "POST", "/api/v1/apps/publish", apps.PublishRequest{Group: "pilot", App: "demo-pay", Version: "1.1.0",
+		Target: apps.Target{Terminals: []string{"T0000001"}}}, &ch); err != nil {
+		t.Fatal(err)
+	}
+	approve(ch)
+
+	c := dial(t, s, "ascii", message.DialectASCII)
+	r := send(t, c, message.DialectASCII, termclient.Txn{MTI: "0800", NetCode: "301", TID: "T0000001", TLV: [][2]string{{"AV", "1.0.0"}}})
+	if r.RC != "00" || !strings.HasPrefix(r.DE48, "UP") {
+		t.Fatalf("echo answer: rc %s DE 48 %q, want an UP offer", r.RC, r.DE48)
+	}
+	parts := strings.SplitN(r.DE48[5:], ":", 4)
+	if len(parts) != 4 || parts[0] != "1.1.0" || parts[2] != hexSum {
+		t.Fatalf("UP %q", r.DE48)
+	}
+	dl, _ := http.NewRequest("GET", base+"/apps/v1/download/T0000001/"+hexSum, nil)
+	dl.Header.Set("Authorization", "Bearer "+parts[3])
+	resp, err = http.DefaultClient.Do(dl)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("download: %v %v", err, resp.Status)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !bytes.Equal(got, pkg) {
+		t.Fatalf("downloaded %d bytes, not the package", len(got))
+	}
+	var ro []apps.Rollout
+	if err := op.Do(ctx, "GET", "/api/v1/apps/rollout?group=pilot", nil, &ro); err != nil || len(ro) != 1 || ro[0].Versions["1.0.0"] != 1 {
+		t.Fatalf("rollout: %+v %v", ro, err)
+	}
+	// Another terminal's echo carries no offer.
+	if r := send(t, c, message.DialectASCII, termclient.Txn{MTI: "0800", NetCode: "301", TID: "LT000001", TLV: [][2]string{{"AV", "1.0.0"}}}); r.DE48 != "" {
+		t.Fatalf("LT000001 offered %q", r.DE48)
+	}
+}

@@ -1,0 +1,196 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchyard/switchyard/hsm"
+	"github.com/switchyard/switchyard/keys"
+	"github.com/switchyard/switchyard/switch/apps"
+	"github.com/switchyard/switchyard/switch/sched"
+)
+
+// The task kinds the switch registers with its scheduler (docs/tasks.md). Moving
+// another daily loop onto the scheduler is one Register line in openTasks and a
+// task in the configuration (or a Default here).
+const (
+	TaskProfilesRefresh = "profiles.refresh" // the merchant profiles (the built-in task profiles-refresh)
+	TaskOfflineCheck    = "offline.check"    // one pass of the offline monitor
+	TaskSettlementFile  = "settlement.file"  // the day's cut-off: the settlement report of the previous local day, as CSV
+	TaskZoneKeyChange   = "keys.zone-change" // a new zone PIN key with an issuer (params: issuer)
+	TaskKeyRotate       = "keys.rotate"      // new versions of keys of the key store (params: keys, grace)
+	TaskAppsRefresh     = "apps.refresh"     // resolve the rollout groups again
+	schedActor          = "scheduler"        // the actor of what a task does (key audit, oplog)
+	claimTTL            = 7 * 24 * time.Hour // how long a cluster claim of a slot is kept
+)
+
+// openApps opens the terminal application manager (switch/apps) over the registry.
+func (s *Server) openApps() error {
+	c := s.cfg.Apps
+	m, err := apps.New(s.db, s.Registry, apps.Options{Dir: filepath.Join(s.cfg.DataDir, "apps"), MaxPackageBytes: c.MaxPackageBytes,
+		TokenTTL: c.TokenTTL.D(), RefreshInterval: c.RefreshInterval.D(), Now: s.cfg.Clock, Logger: s.log.With().Str("component", "apps").Logger()})
+	if err != nil {
+		return fmt.Errorf("apps: %w", err)
+	}
+	s.Apps = m
+	return nil
+}
+
+// openTasks makes the scheduler, registers the switch's task kinds, the built-in
+// profile refresh and the configured tasks (tasks:), and the reviewed task.put.
+func (s *Server) openTasks(loc *time.Location) error {
+	opts := sched.Options{Location: loc, Now: s.cfg.Clock, Logger: s.log.With().Str("component", "sched").Logger(),
+		Metrics: s.Metrics.Registry,
+		OnFailure: func(r sched.Run) {
+			s.log.Error().Str("component", "sched").Str("task", r.Task).Str("outcome", r.Outcome).Str("error", r.Error).
+				Msg("ALERT: scheduled task failed (switchyard task history " + r.Task + ")")
+		}}
+	if s.cl != nil {
+		opts.Node = fmt.Sprintf("node-%d", s.cl.cfg.Node)
+		opts.Claim = s.cl.claimSlot
+	}
+	ts, err := sched.New(s.db, opts)
+	if err != nil {
+		return err
+	}
+	ts.Register(TaskProfilesRefresh, s.profiles.scheduled)
+	ts.Register(TaskOfflineCheck, func(ctx context.Context, _ map[string]string) (string, error) {
+		as, err := s.monitor.RunOnce(ctx, time.Now())
+		return fmt.Sprintf("%d alerts raised", len(as)), err
+	})
+	ts.Register(TaskSettlementFile, s.settlementTask)
+	ts.Register(TaskZoneKeyChange, func(ctx context.Context, p map[string]string) (string, error) {
+		if p["issuer"] == "" {
+			return "", errors.New("params.issuer: the issuer whose zone PIN key to change")
+		}
+		res, err := s.ChangeZoneKey(ctx, p["issuer"], schedActor)
+		if err != nil {
+			return "", err
+		}
+		b, _ := json.Marshal(res)
+		return string(b), nil
+	})
+	ts.Register(TaskKeyRotate, s.rotateKeysTask)
+	ts.Register(TaskAppsRefresh, func(context.Context, map[string]string) (string, error) { return "", s.Apps.Refresh() })
+	ts.Default(sched.Task{Name: "profiles-refresh", Kind: TaskProfilesRefresh, Schedule: s.profiles.schedule()})
+	for i, t := range s.cfg.Tasks {
+		st := sched.Task{Name: t.Name, Kind: t.Kind, Schedule: t.Schedule, TimeZone: t.Timezone, Params: t.Params, Disabled: t.Disabled}
+		if t.Timeout > 0 {
+			st.Timeout = t.Timeout.D().String()
+		}
+		if err := ts.Define(st); err != nil {
+			return fmt.Errorf("tasks[%d]: %w", i, err)
+		}
+	}
+	if err := ts.UseReview(s.Registry); err != nil {
+		return err
+	}
+	s.Tasks = ts
+	return nil
+}
+
+// settlementTask writes the settlement report of the local day before the slot
+// (the cut-off is the task's time) to params.dir (default DATA_DIR/settlement) as
+// settlement-YYYY-MM-DD.csv, replacing a previous file of that day.
+func (s *Server) settlementTask(ctx context.Context, p map[string]string) (string, error) {
+	loc, _ := time.LoadLocation(s.cfg.Timezone)
+	at := sched.Slot(ctx)
+	if at.IsZero() {
+		at = time.Now()
+	}
+	day := at.In(loc).AddDate(0, 0, -1).Format("2006-01-02")
+	if d := p["date"]; d != "" {
+		day = d
+	}
+	dir := p["dir"]
+	if dir == "" {
+		dir = filepath.Join(s.cfg.DataDir, "settlement")
+	}
+	st, err := Settle(ctx, s.Journal, day, loc)
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return "", fmt.Errorf("settlement directory %s: %w", dir, err)
+	}
+	path := filepath.Join(dir, "settlement-"+day+".csv")
+	f, err := os.CreateTemp(dir, ".settlement-*")
+	if err != nil {
+		return "", err
+	}
+	defer os.Remove(f.Name())
+	err = st.WriteCSV(f)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		return "", fmt.Errorf("settlement file %s: %w", path, err)
+	}
+	return fmt.Sprintf("%s: %d terminals, net %d", path, len(st.Lines), st.Total.Net), nil
+}
+
+// rotateKeysTask makes a new version of each key of params.keys (comma-separated
+// IDs) with its current spec; params.grace (a Go duration) keeps the previous
+// version usable for that long. A terminal's working keys still reach it by its key
+// change request (0800/161); a zone PIN key is changed with keys.zone-change.
+func (s *Server) rotateKeysTask(ctx context.Context, p map[string]string) (string, error) {
+	var done []string
+	for _, id := range strings.Split(p["keys"], ",") {
+		if id = strings.TrimSpace(id); id == "" {
+			continue
+		}
+		vs, err := s.Keys.Versions(id)
+		if err != nil {
+			return strings.Join(done, ", "), fmt.Errorf("key %s: %w", id, err)
+		}
+		last := vs[len(vs)-1]
+		spec, err := keys.SpecRequest{ID: last.ID, Type: string(last.Type), Algorithm: string(last.Algorithm), MACAlgorithm: string(last.MACAlgorithm),
+			Owner: last.Owner, Grace: p["grace"]}.KeySpec()
+		if err != nil {
+			return strings.Join(done, ", "), fmt.Errorf("key %s: %w", id, err)
+		}
+		res, err := s.HSM.GenerateKey(hsm.WithActor(ctx, schedActor), hsm.GenerateKeyRequest{KeySpec: spec})
+		if err != nil {
+			return strings.Join(done, ", "), fmt.Errorf("key %s: %w", id, err)
+		}
+		done = append(done, fmt.Sprintf("%s v%d", id, res.Ref.Version))
+	}
+	if len(done) == 0 {
+		return "", errors.New("params.keys: the comma-separated key IDs to rotate")
+	}
+	return strings.Join(done, ", "), nil
+}
+
+// claimSlot decides which node of the cluster runs a task's slot: the one whose
+// create-only put of "task.NAME.UNIXSECONDS" in the leases bucket succeeds.
+func (c *clusterNode) claimSlot(ctx context.Context, task string, slot time.Time) (bool, error) {
+	kv, err := c.node.LeaseKV(ctx)
+	if err != nil {
+		return false, err
+	}
+	key := fmt.Sprintf("task.%s.%d", strings.NewReplacer(".", "_", " ", "_").Replace(task), slot.Unix())
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, err = kv.Create(cctx, key, []byte(fmt.Sprint(c.cfg.Node)), jetstream.KeyTTL(claimTTL))
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, jetstream.ErrKeyExists):
+		return false, nil
+	}
+	return false, err
+}

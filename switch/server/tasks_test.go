@@ -1,0 +1,64 @@
+package server
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchyard/switchyard/switch/config"
+	"github.com/switchyard/switchyard/switch/internal/testswitch"
+	"github.com/switchyard/switchyard/switch/message"
+	"github.com/switchyard/switchyard/switch/sched"
+)
+
+// TestConfiguredTasks: tasks of the configuration are scheduled with the built-in
+// one; the settlement task writes the day's file; a task that fails is recorded
+// failed and raises the alert (log line and gauge).
+func TestConfiguredTasks(t *testing.T) {
+	dir := t.TempDir()
+	c := demoConfig(t, dir)
+	loc, _ := time.LoadLocation(c.Timezone)
+	today := time.Now().In(loc).Format("2006-01-02")
+	out := filepath.Join(dir, "out")
+	c.Tasks = []config.Task{
+		{Name: "settle", Kind: TaskSettlementFile, Schedule: "15 0 * * *", Params: map[string]string{"dir": out, "date": today}},
+		{Name: "zpk", Kind: TaskZoneKeyChange, Schedule: "@weekly"}, // no issuer: fails
+	}
+	logs := &testswitch.SyncBuffer{}
+	s := start(t, c, logs)
+	cl := dial(t, s, "ascii", message.DialectASCII)
+	if r := send(t, cl, message.DialectASCII, purchase(testCard(1), 1234)); r.RC != "00" {
+		t.Fatalf("purchase: %+v", r)
+	}
+	names := map[string]bool{}
+	for _, v := range s.Tasks.List() {
+		names[v.Name] = v.Error == ""
+	}
+	if !names["settle"] || !names["zpk"] || !names["profiles-refresh"] {
+		t.Fatalf("tasks: %v", names)
+	}
+	ctx := context.Background()
+	r, err := s.Tasks.RunNow(ctx, "settle", "test")
+	if err != nil || r.Outcome != sched.OutcomeOK {
+		t.Fatalf("settle: %+v %v", r, err)
+	}
+	b, err := os.ReadFile(filepath.Join(out, "settlement-"+today+".csv"))
+	if err != nil || !strings.Contains(string(b), "T0000001") || !strings.Contains(string(b), "1234") {
+		t.Fatalf("settlement file: %v\n%s", err, b)
+	}
+	r, err = s.Tasks.RunNow(ctx, "zpk", "test")
+	if err != nil || r.Outcome != sched.OutcomeFailed || !strings.Contains(r.Error, "params.issuer") {
+		t.Fatalf("zpk: %+v %v", r, err)
+	}
+	if !strings.Contains(logs.String(), "ALERT: scheduled task failed") {
+		t.Fatal("no alert logged for the failed task")
+	}
+	for _, v := range s.Tasks.List() {
+		if v.Name == "zpk" && !v.Failing {
+			t.Fatalf("zpk not shown failing: %+v", v)
+		}
+	}
+}
