@@ -6,12 +6,13 @@
 //
 //   - the signature, by a pinned key named by the JWS "kid", with the algorithm that
 //     key is for (no "none", no HMAC, no key taken from the token itself);
-//   - the binding to this transaction: the "nonce" claim must be Nonce(TID, STAN,
-//     amount, DE 7) of the request that carries it;
-//   - that the nonce was not seen before (a bounded in-memory replay cache whose
-//     entries live as long as a token can be fresh);
 //   - that it is not older than the longest age any terminal may allow (MaxAge);
-//     the terminal's own, shorter, maximum age is checked by the registry.
+//     the terminal's own, shorter, maximum age is checked by the registry;
+//   - that its nonce was not seen before (a bounded in-memory replay cache whose
+//     entries live as long as a token can be fresh): a token captured from one
+//     transaction and attached to another is refused as replayed;
+//   - the binding to this transaction: the "nonce" claim must be Nonce(TID, STAN,
+//     amount, DE 7) of the request that carries it.
 //
 // The verdicts the token carries (root, hook, debugger, emulator, TEE present) and
 // the device identity are handed to the registry's checks, which suspend a
@@ -24,11 +25,15 @@
 // published threat model. golang-jwt/jwt/v5 would do too, but couples parsing with
 // its own claims validation, which the switch does itself against the transaction.
 //
-// In a cluster every node has its own replay cache: a token replayed to another node
-// within its freshness window is not caught by the cache there. It is still bound to
-// the TID, STAN, amount and DE 7 of the original request, so a replay elsewhere is a
-// retransmission of that very request, which the cluster's duplicate detection
-// (journaled by TID, STAN and DE 7) answers without a second authorization.
+// A legitimate resend of a request (same TID, STAN and DE 7) never reaches the
+// verifier: the duplicate detection answers it with the first answer.
+//
+// In a cluster every node has its own replay cache: a token captured on one node and
+// attached to another transaction sent to another node is not known there as
+// replayed, but its nonce is not that transaction's, so it is refused all the same,
+// as attestation-unbound. The one thing the binding alone cannot refuse, the very
+// same request again, is a duplicate (journaled by TID, STAN and DE 7 and replicated
+// to every node) and answered as one.
 package attest
 
 import (
@@ -256,12 +261,18 @@ func (v *Verifier) Verify(token, nonce string, now time.Time) (Claims, Failure) 
 	if err := json.Unmarshal(payload, &c); err != nil || c.IssuedAt <= 0 || c.Nonce == "" || c.Device == "" {
 		return Claims{}, FailMalformed
 	}
-	if c.Nonce != nonce {
-		return c, FailUnbound
-	}
 	age := now.Sub(c.Issued())
 	if age > v.maxAge || -age > v.maxAge {
 		return c, FailStale
+	}
+	// A token seen before is a replay, whatever it is attached to now (a legitimate
+	// resend of the same request is answered by the duplicate detection before it
+	// gets here); a token never seen whose nonce is another transaction's is unbound.
+	if v.replay.seen(c.Nonce, now) {
+		return c, FailReplayed
+	}
+	if c.Nonce != nonce {
+		return c, FailUnbound
 	}
 	if !v.replay.add(c.Nonce, c.Issued().Add(v.maxAge), now) {
 		return c, FailReplayed
@@ -288,6 +299,15 @@ func newReplayCache(max int) *replayCache {
 		c.shards[i].seen = map[string]time.Time{}
 	}
 	return c
+}
+
+// seen reports whether nonce is remembered and not expired.
+func (c *replayCache) seen(nonce string, now time.Time) bool {
+	s := &c.shards[nonce[0]%16]
+	s.mu.Lock()
+	exp, ok := s.seen[nonce]
+	s.mu.Unlock()
+	return ok && exp.After(now)
 }
 
 // add records nonce until expires; false when it was already there (or the shard

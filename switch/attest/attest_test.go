@@ -46,14 +46,15 @@ func TestVerify(t *testing.T) {
 		want  Failure
 	}{
 		{"good EdDSA", good, n, OK},
-		{"replayed", good, n, FailReplayed},
+		{"replayed, same transaction", good, n, FailReplayed},
+		{"replayed on another transaction", good, Nonce("T0000002", "000009", 1200, "1202014500"), FailReplayed},
 		{"good ES256 (second pinned key)", sign(es, claims(n2, now)), n2, OK},
 		{"forged: same kid, other key", sign(rogue, claims(Nonce("a", "b", 1, "c"), now)), Nonce("a", "b", 1, "c"), FailForged},
 		{"unknown kid", sign(stranger, claims(n, now)), n, FailUnknown},
 		{"payload swapped", swapPayload(good, sign(rogue, Claims{Device: "SP-1", App: "x", Integrity: Integrity{TEE: true}, IssuedAt: now.Unix(), Nonce: n})), n, FailForged},
 		{"not a JWS", "hello", n, FailForged},
 		{"alg none", "eyJhbGciOiJub25lIn0.e30.", n, FailForged},
-		{"bound to another transaction", sign(demo, claims(n, now.Add(time.Second))), Nonce("T0000002", "000001", 1300, "1202014500"), FailUnbound},
+		{"bound to another transaction", sign(demo, claims(Nonce("T0000002", "000005", 1200, "1202014500"), now)), Nonce("T0000002", "000005", 1300, "1202014500"), FailUnbound},
 		{"stale", sign(demo, claims(Nonce("x", "1", 1, "d"), now.Add(-3*time.Minute))), Nonce("x", "1", 1, "d"), FailStale},
 		{"dated ahead", sign(demo, claims(Nonce("x", "2", 1, "d"), now.Add(3*time.Minute))), Nonce("x", "2", 1, "d"), FailStale},
 		{"no device", sign(demo, Claims{IssuedAt: now.Unix(), Nonce: n}), n, FailMalformed},

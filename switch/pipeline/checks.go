@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/switchyard/switchyard/switch/attest"
 	"github.com/switchyard/switchyard/switch/frontend"
 	"github.com/switchyard/switchyard/switch/message"
 	"github.com/switchyard/switchyard/switch/registry"
@@ -19,9 +20,16 @@ type Terminals interface {
 	Seen(id string, addr netip.Addr, loc registry.GeoPoint, now time.Time)
 }
 
+// Attestations verify SoftPOS attestation tokens (DE 48 AJ; *attest.Verifier).
+type Attestations interface {
+	Verify(token, nonce string, now time.Time) (attest.Claims, attest.Failure)
+}
+
 // checkRequest builds the registry's view of a request. A malformed GL, AT or IF value
-// is a format error (the second result names it).
-func checkRequest(r *message.Request, c *frontend.Conn, macVerified bool, now time.Time) (registry.CheckRequest, string) {
+// is a format error (the second result names it). A signed attestation (AJ) is
+// verified here, against this request's nonce; its verdicts and device go to the
+// registry, which judges them against the terminal (age, bound device, findings).
+func checkRequest(r *message.Request, c *frontend.Conn, macVerified bool, now time.Time, att Attestations) (registry.CheckRequest, string) {
 	tl := &r.TLV
 	cr := registry.CheckRequest{
 		TerminalID: r.TID, MerchantID: r.MID, SourceIP: c.Remote.Addr(),
@@ -34,6 +42,29 @@ func checkRequest(r *message.Request, c *frontend.Conn, macVerified bool, now ti
 			return cr, "GL"
 		}
 		cr.Location = registry.GeoPoint{Lat: g.Lat, Lon: g.Lon, Present: true}
+	}
+	if tl.Has&message.HasAttestToken != 0 {
+		cr.AttestationPresent, cr.AttestationSigned = true, true
+		if att == nil {
+			cr.AttestationFailure = registry.ReasonAttestationUnknown
+			return cr, ""
+		}
+		cl, fail := att.Verify(tl.AttestToken, attest.Nonce(r.TID, r.STAN, r.Amount, r.DE7), now)
+		if fail != attest.OK {
+			cr.AttestationFailure = registry.Reason(fail)
+			return cr, ""
+		}
+		cr.AttestationTime, cr.AttestedDevice = cl.Issued(), cl.Device
+		cr.AttestationOK, cr.AttestationNoTEE = true, !cl.Integrity.TEE
+		if cl.AppVersion != "" {
+			cr.AppVersion = cl.AppVersion // the signed version counts, not the AV tag
+		}
+		// The service's findings are the phone's, whatever its IF tag says.
+		cr.Findings = cl.Integrity.Findings()
+		if tl.Has&message.HasIntegrity != 0 {
+			cr.Findings = append(cr.Findings, message.ParseFindings(tl.Integrity)...)
+		}
+		return cr, ""
 	}
 	if tl.Has&message.HasAttestation != 0 {
 		a, err := message.ParseAttestation(tl.Attestation)
@@ -55,7 +86,7 @@ func (p *Pipeline) checkTerminal(ctx context.Context, t *txn, macVerified bool) 
 		return nil, nil, nil
 	}
 	start := p.now()
-	cr, bad := checkRequest(t.req, t.conn, macVerified, start)
+	cr, bad := checkRequest(t.req, t.conn, macVerified, start, p.attest)
 	if bad != "" {
 		resp, err := p.decline(ctx, t, message.RCFormatError, "switch", "de48-"+bad+"-malformed")
 		return nil, &resp, err

@@ -195,6 +195,12 @@ type Config struct {
 	// Cases receives the transactions the rules send to review or alert (nil: they
 	// are only logged).
 	Cases Cases
+	// TxnPolicies are the void and refund policies by terminal kind and merchant
+	// tier, tried before DefaultTxnPolicies (txnpolicy.go).
+	TxnPolicies []TxnPolicy
+	// Attestation verifies SoftPOS attestation tokens (DE 48 AJ); nil refuses every
+	// token (attestation-unknown-key).
+	Attestation Attestations
 	// Now is the clock that stamps the transactions (default time.Now): tests whose
 	// result depends on the day inject one, so that they cannot fail across midnight.
 	Now func() time.Time
@@ -213,6 +219,7 @@ type Pipeline struct {
 	hsm       HSM
 	risk      Risk
 	profiles  Profiles
+	attest    Attestations
 	zones     ZoneKeys
 	keyGrace  time.Duration
 	metrics   *metrics.Metrics
@@ -277,7 +284,7 @@ func New(cfg Config, j Journal, q Queue, routes Routes, terms Terminals, m *metr
 		cfg.Profiles = tierDefaults
 	}
 	p := &Pipeline{cfg: cfg, journal: j, queue: q, routes: routes, terminals: terms, metrics: m, log: cfg.Logger, now: cfg.Now, seal: s,
-		hsm: cfg.HSM, risk: cfg.Risk, profiles: cfg.Profiles, zones: cfg.Zones, keyGrace: cfg.KeyGrace,
+		hsm: cfg.HSM, risk: cfg.Risk, profiles: cfg.Profiles, attest: cfg.Attestation, zones: cfg.Zones, keyGrace: cfg.KeyGrace,
 		dups: newDupTable(), early: newEarlyReversals(cfg.DupWindow, 100_000), open: newInflight(), standIn: newStandInBook(), stop: make(chan struct{}),
 		recent: newRecentKeys(cfg.DupWindow, 5_000_000, cfg.Now())}
 	key := append([]byte(nil), cfg.CardHashKey...)
@@ -375,6 +382,7 @@ type txn struct {
 	release  func()             // undoes what the caller of authorize reserved (a refund's amount)
 	events   [8]journal.Event   // room for the record's events without growing
 	term     *registry.Terminal // the registered terminal, when known
+	tier     string             // its merchant's tier, when known (void and refund policy)
 	macKey   hsm.KeyRef         // MAC key of the terminal (responses are MAC'd under it)
 	macOK    bool               // the request carried a valid MAC
 	pin      []byte             // the PIN block translated to the issuer's ZPK
@@ -644,6 +652,9 @@ func (p *Pipeline) financial(ctx context.Context, t *txn) (frontend.Response, er
 	res, declined, err := p.checkTerminal(ctx, t, t.macOK)
 	if declined != nil || err != nil {
 		return *declined, err
+	}
+	if res != nil && res.Merchant != nil {
+		t.tier = res.Merchant.Tier
 	}
 	// A purchase or pre-authorization of nothing is not a transaction (balance
 	// inquiries carry no amount; refunds and voids check theirs against the original).

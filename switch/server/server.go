@@ -352,6 +352,10 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		}
 		jr = s.cl.journal
 	}
+	verifier, err := attestationVerifier(cfg)
+	if err != nil {
+		return nil, err
+	}
 	s.Pipeline, err = pipeline.New(pipeline.Config{
 		CardHashKey:      key,
 		IsTimeout:        func(err error) bool { return errors.Is(err, issuer.ErrTimeout) },
@@ -367,6 +371,8 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		Zones:            zones,
 		KeyGrace:         cfg.Security.KeyGrace.D(),
 		Cases:            s.Cases,
+		Attestation:      verifier,
+		TxnPolicies:      txnPolicies(cfg),
 		Logger:           txnLog,
 		Now:              cfg.Clock,
 	}, jr, s.Queue, rt, s.Registry, s.Metrics)

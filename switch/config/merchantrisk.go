@@ -1,0 +1,107 @@
+package config
+
+import (
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/switchyard/switchyard/switch/attest"
+)
+
+// Attestation configures the verification of signed SoftPOS attestation tokens
+// (DE 48 AJ, package attest).
+type Attestation struct {
+	// Keys are the attestation service's public keys, pinned by key ID. Several may
+	// be pinned at once: add the new key, let the service switch to it, remove the
+	// old one (a restart reads the change).
+	Keys []AttestationKey `yaml:"keys"`
+	// MaxAge is the longest any terminal may allow a token to be old (a terminal's
+	// own attest_max_age, or registry default 120 s, is checked too); nonces are
+	// remembered that long against replay. Default 10m.
+	MaxAge Duration `yaml:"max_age"`
+	// ReplayEntries bounds the in-memory replay cache (default 1000000).
+	ReplayEntries int `yaml:"replay_entries"`
+}
+
+// AttestationKey is one pinned public key: a PEM "PUBLIC KEY" (ECDSA P-256 for ES256,
+// or Ed25519 for EdDSA), in a file or inline.
+type AttestationKey struct {
+	KID  string `yaml:"kid"`
+	File string `yaml:"file"`
+	PEM  string `yaml:"pem"`
+}
+
+// ParseKeys reads the pinned keys; errors name the key's position and ID.
+func (a Attestation) ParseKeys() ([]attest.Key, error) {
+	var out []attest.Key
+	for i, k := range a.Keys {
+		data := []byte(k.PEM)
+		if k.File != "" {
+			if k.PEM != "" {
+				return nil, fmt.Errorf("attestation.keys[%d] (%s): give file or pem, not both", i, k.KID)
+			}
+			var err error
+			if data, err = os.ReadFile(k.File); err != nil {
+				return nil, fmt.Errorf("attestation.keys[%d] (%s): %w", i, k.KID, err)
+			}
+		}
+		key, err := attest.ParsePublicKeyPEM(k.KID, data)
+		if err != nil {
+			return nil, fmt.Errorf("attestation.keys[%d]: %w", i, err)
+		}
+		out = append(out, key)
+	}
+	return out, nil
+}
+
+// TxnPolicy is a void and refund policy for terminals of one kind at merchants of
+// one tier (empty: any). The first policy that matches a transaction applies;
+// configured ones come before the built-in defaults.
+type TxnPolicy struct {
+	Kind string `yaml:"kind"` // pos, mpos, softpos or "" for any
+	Tier string `yaml:"tier"` // merchant tier or "" for any
+	// Void is when a purchase may be voided: same-day (local day of the purchase,
+	// the default) or never.
+	Void string `yaml:"void"`
+	// RefundFrom is when a refund may first be made: any-time (default) or
+	// next-day (from the local day after the purchase).
+	RefundFrom string `yaml:"refund_from"`
+	// MaxRefundPercent caps all refunds of a purchase together, in percent of it
+	// (1 to 100, default 100).
+	MaxRefundPercent int `yaml:"max_refund_percent"`
+}
+
+// validateMerchantRisk checks the attestation, refund policy and merchant rating
+// settings.
+func (c *Config) validateMerchantRisk(bad func(key, format string, args ...any)) {
+	if c.Attestation.MaxAge < 0 || c.Attestation.MaxAge.D() > time.Hour {
+		bad("attestation.max_age", "%v: want 0 (default 10m) to 1h", c.Attestation.MaxAge.D())
+	}
+	if c.Attestation.ReplayEntries < 0 {
+		bad("attestation.replay_entries", "%d: want a positive number (0: default)", c.Attestation.ReplayEntries)
+	}
+	if _, err := c.Attestation.ParseKeys(); err != nil {
+		bad("attestation.keys", "%v", err)
+	}
+	for i, p := range c.Refunds.Policies {
+		key := fmt.Sprintf("refunds.policies[%d]", i)
+		switch p.Kind {
+		case "", "pos", "mpos", "softpos":
+		default:
+			bad(key+".kind", "%q: want pos, mpos, softpos or empty", p.Kind)
+		}
+		switch p.Void {
+		case "", "same-day", "never":
+		default:
+			bad(key+".void", "%q: want same-day or never", p.Void)
+		}
+		switch p.RefundFrom {
+		case "", "any-time", "next-day":
+		default:
+			bad(key+".refund_from", "%q: want any-time or next-day", p.RefundFrom)
+		}
+		if p.MaxRefundPercent < 0 || p.MaxRefundPercent > 100 {
+			bad(key+".max_refund_percent", "%d: want 1 to 100 (0: 100)", p.MaxRefundPercent)
+		}
+	}
+}
