@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -199,6 +200,9 @@ func lineTests(root *yaml.Node, tests []PolicyTest) {
 		}
 	}
 }
+
+// PolicyFile is where a rules directory keeps the rating policy.
+func PolicyFile(rulesDir string) string { return filepath.Join(rulesDir, "rating", "policy.yaml") }
 
 // LoadPolicy reads a policy file.
 func LoadPolicy(path string) (*Policy, error) {

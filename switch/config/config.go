@@ -74,6 +74,8 @@ type Config struct {
 	Alerts     Alerts     `yaml:"alerts"`
 	// Attestation pins the SoftPOS attestation service's keys (merchantrisk.go).
 	Attestation Attestation `yaml:"attestation"`
+	// Ratings recompute the merchants' ratings (merchantrisk.go).
+	Ratings Ratings `yaml:"ratings"`
 	// Cluster, when set, makes this switch one node of a cluster on NATS JetStream
 	// (docs/cluster.md); absent, the switch runs alone on its Badger data directory.
 	Cluster *cluster.Config `yaml:"cluster"`

@@ -71,6 +71,31 @@ type TxnPolicy struct {
 	MaxRefundPercent int `yaml:"max_refund_percent"`
 }
 
+// Ratings configures the merchant ratings (package risk/rating, docs/merchant-risk.md).
+type Ratings struct {
+	// PolicyFile is the rating policy (default: rating/policy.yaml in rules_dir, or
+	// the built-in copy when that does not exist).
+	PolicyFile string `yaml:"policy_file"`
+	// RefreshAt is the local time of the daily recomputation, "HH:MM" (default 03:30).
+	RefreshAt string `yaml:"refresh_at"`
+	// Poll is how often the scheduler looks at the clock (default 1m): a run missed
+	// while the switch was down, or a clock moved, is caught up within it.
+	Poll Duration `yaml:"poll"`
+}
+
+// RefreshClock returns the hour and minute of RefreshAt (default 03:30).
+func (r Ratings) RefreshClock() (hour, minute int, err error) {
+	at := r.RefreshAt
+	if at == "" {
+		at = "03:30"
+	}
+	t, err := time.Parse("15:04", at)
+	if err != nil {
+		return 0, 0, fmt.Errorf("%q: want HH:MM", at)
+	}
+	return t.Hour(), t.Minute(), nil
+}
+
 // validateMerchantRisk checks the attestation, refund policy and merchant rating
 // settings.
 func (c *Config) validateMerchantRisk(bad func(key, format string, args ...any)) {
@@ -82,6 +107,12 @@ func (c *Config) validateMerchantRisk(bad func(key, format string, args ...any))
 	}
 	if _, err := c.Attestation.ParseKeys(); err != nil {
 		bad("attestation.keys", "%v", err)
+	}
+	if _, _, err := c.Ratings.RefreshClock(); err != nil {
+		bad("ratings.refresh_at", "%v", err)
+	}
+	if c.Ratings.Poll < 0 {
+		bad("ratings.poll", "%v: want a positive duration (0: 1m)", c.Ratings.Poll.D())
 	}
 	for i, p := range c.Refunds.Policies {
 		key := fmt.Sprintf("refunds.policies[%d]", i)

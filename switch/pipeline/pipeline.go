@@ -198,6 +198,9 @@ type Config struct {
 	// TxnPolicies are the void and refund policies by terminal kind and merchant
 	// tier, tried before DefaultTxnPolicies (txnpolicy.go).
 	TxnPolicies []TxnPolicy
+	// Ratings gives the rules each merchant's rating in force and lowers its limits
+	// to those of the rating (*rating.Book); nil leaves the registry's.
+	Ratings Ratings
 	// Attestation verifies SoftPOS attestation tokens (DE 48 AJ); nil refuses every
 	// token (attestation-unknown-key).
 	Attestation Attestations
@@ -220,6 +223,7 @@ type Pipeline struct {
 	risk      Risk
 	profiles  Profiles
 	attest    Attestations
+	ratings   Ratings
 	zones     ZoneKeys
 	keyGrace  time.Duration
 	metrics   *metrics.Metrics
@@ -284,7 +288,7 @@ func New(cfg Config, j Journal, q Queue, routes Routes, terms Terminals, m *metr
 		cfg.Profiles = tierDefaults
 	}
 	p := &Pipeline{cfg: cfg, journal: j, queue: q, routes: routes, terminals: terms, metrics: m, log: cfg.Logger, now: cfg.Now, seal: s,
-		hsm: cfg.HSM, risk: cfg.Risk, profiles: cfg.Profiles, attest: cfg.Attestation, zones: cfg.Zones, keyGrace: cfg.KeyGrace,
+		hsm: cfg.HSM, risk: cfg.Risk, profiles: cfg.Profiles, attest: cfg.Attestation, ratings: cfg.Ratings, zones: cfg.Zones, keyGrace: cfg.KeyGrace,
 		dups: newDupTable(), early: newEarlyReversals(cfg.DupWindow, 100_000), open: newInflight(), standIn: newStandInBook(), stop: make(chan struct{}),
 		recent: newRecentKeys(cfg.DupWindow, 5_000_000, cfg.Now())}
 	key := append([]byte(nil), cfg.CardHashKey...)

@@ -55,6 +55,7 @@ import (
 	"github.com/switchyard/switchyard/switch/frontend"
 	"github.com/switchyard/switchyard/switch/issuer"
 	"github.com/switchyard/switchyard/switch/journal"
+	"github.com/switchyard/switchyard/switch/merchantrisk"
 	"github.com/switchyard/switchyard/switch/message"
 	"github.com/switchyard/switchyard/switch/metrics"
 	"github.com/switchyard/switchyard/switch/pipeline"
@@ -80,6 +81,7 @@ type Server struct {
 	demoSim   DemoIssuer
 	monitor   *registry.Monitor
 	profiles  *profileRefresher
+	ratings   *merchantrisk.Ratings // attest.go
 	loops     *loops
 	links     map[string]*issuer.Link
 	listeners []*frontend.Listener
@@ -321,11 +323,14 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	if err := s.openProfiles(loc); err != nil {
 		return nil, err
 	}
+	if err := s.openRatings(loc); err != nil {
+		return nil, err
+	}
 	casesLog, err := s.cl.storeLog("cases")
 	if err != nil {
 		return nil, err
 	}
-	if s.Cases, err = cases.New(s.db, cases.Options{Log: asLog(casesLog), CatchUp: catchUp(casesLog), Rules: s.Risk, Lists: s.Risk.Lists(), Registry: s.Registry,
+	if s.Cases, err = cases.New(s.db, cases.Options{Log: asLog(casesLog), CatchUp: catchUp(casesLog), Rules: s.Risk, Lists: s.Risk.Lists(), Registry: ratingNudger{s.Registry, s.ratings},
 		Metrics: s.Metrics.Registry, Logger: log.With().Str("component", "cases").Logger()}); err != nil {
 		return nil, err
 	}
@@ -372,6 +377,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		KeyGrace:         cfg.Security.KeyGrace.D(),
 		Cases:            s.Cases,
 		Attestation:      verifier,
+		Ratings:          s.ratings.Book(),
 		TxnPolicies:      txnPolicies(cfg),
 		Logger:           txnLog,
 		Now:              cfg.Clock,
@@ -456,6 +462,7 @@ func (s *Server) Start() {
 			return nil
 		})
 		s.loops.Go("merchant profiles", s.profiles.run)
+		s.loops.Go("merchant ratings", s.ratings.Run)
 		s.loops.Go("rules watcher", func(ctx context.Context) error {
 			if err := s.Risk.Watch(ctx); err != nil && ctx.Err() == nil {
 				s.log.Error().Str("component", "risk").Err(err).Msg("rules directory not watched; reload with SIGHUP or the admin API")

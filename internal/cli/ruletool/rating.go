@@ -4,14 +4,13 @@ import (
 	"errors"
 	"io/fs"
 	"os"
-	"path/filepath"
 
 	"github.com/switchyard/switchyard/risk"
 	"github.com/switchyard/switchyard/risk/rating"
 )
 
 // RatingPolicyFile is where a rules directory keeps the merchant rating policy.
-func RatingPolicyFile(rulesDir string) string { return filepath.Join(rulesDir, "rating", "policy.yaml") }
+func RatingPolicyFile(rulesDir string) string { return rating.PolicyFile(rulesDir) }
 
 // ratingPolicyTests runs the rating policy's tests when the rules directory has a
 // policy (rule "rating-policy" in the results); none when it has not.
