@@ -108,6 +108,10 @@ type Options struct {
 	// RefreshProfiles recomputes the merchant profiles now (POST
 	// /api/v1/risk/profiles/refresh, operators); nil leaves the route out.
 	RefreshProfiles func(ctx context.Context) (any, error)
+	// MerchantRisk serves the merchant ratings, reports and notice webhooks
+	// (merchantrisk.go); nil leaves the routes out.
+	MerchantRisk       MerchantRisk
+	MerchantRiskErrors MerchantRiskErrors
 	// Pprof serves the Go profiler under /debug/pprof/, to admins only unless
 	// PprofOpen (demo mode, whose tokens are public anyway).
 	Pprof, PprofOpen bool
@@ -142,6 +146,9 @@ func (a *api) register() {
 	}
 	if o.RefreshProfiles != nil {
 		a.profileRoutes()
+	}
+	if o.MerchantRisk != nil {
+		a.merchantRiskRoutes()
 	}
 	a.switchRoutes()
 }

@@ -76,6 +76,8 @@ type Config struct {
 	Attestation Attestation `yaml:"attestation"`
 	// Ratings recompute the merchants' ratings (merchantrisk.go).
 	Ratings Ratings `yaml:"ratings"`
+	// Notices push approvals, voids and refunds to merchants' webhooks (merchantrisk.go).
+	Notices Notices `yaml:"notices"`
 	// Cluster, when set, makes this switch one node of a cluster on NATS JetStream
 	// (docs/cluster.md); absent, the switch runs alone on its Badger data directory.
 	Cluster *cluster.Config `yaml:"cluster"`

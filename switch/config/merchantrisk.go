@@ -96,6 +96,16 @@ func (r Ratings) RefreshClock() (hour, minute int, err error) {
 	return t.Hour(), t.Minute(), nil
 }
 
+// Notices configures the merchant notices (package notify): webhooks are
+// registered per merchant through the admin API.
+type Notices struct {
+	RetryMin Duration `yaml:"retry_min"` // first retry of a failed post (default 1s), doubling
+	RetryMax Duration `yaml:"retry_max"` // longest wait between retries (default 5m)
+	Timeout  Duration `yaml:"timeout"`   // per post (default 5s)
+	Workers  int      `yaml:"workers"`   // merchants posted to at once (default 4)
+	LogTTL   Duration `yaml:"log_ttl"`   // how long the delivery log keeps a delivered notice (default 720h)
+}
+
 // validateMerchantRisk checks the attestation, refund policy and merchant rating
 // settings.
 func (c *Config) validateMerchantRisk(bad func(key, format string, args ...any)) {
@@ -113,6 +123,13 @@ func (c *Config) validateMerchantRisk(bad func(key, format string, args ...any))
 	}
 	if c.Ratings.Poll < 0 {
 		bad("ratings.poll", "%v: want a positive duration (0: 1m)", c.Ratings.Poll.D())
+	}
+	n := c.Notices
+	if n.RetryMin < 0 || n.RetryMax < 0 || n.Timeout < 0 || n.LogTTL < 0 || n.Workers < 0 {
+		bad("notices", "negative value in %+v", n)
+	}
+	if n.RetryMin > 0 && n.RetryMax > 0 && n.RetryMax < n.RetryMin {
+		bad("notices.retry_max", "%v is less than retry_min %v", n.RetryMax.D(), n.RetryMin.D())
 	}
 	for i, p := range c.Refunds.Policies {
 		key := fmt.Sprintf("refunds.policies[%d]", i)

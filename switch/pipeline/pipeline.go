@@ -198,6 +198,9 @@ type Config struct {
 	// TxnPolicies are the void and refund policies by terminal kind and merchant
 	// tier, tried before DefaultTxnPolicies (txnpolicy.go).
 	TxnPolicies []TxnPolicy
+	// Notices take the merchant notice of each approval, void and refund
+	// (*notify.Outbox): a copy into memory, no I/O; nil sends none.
+	Notices Notices
 	// Ratings gives the rules each merchant's rating in force and lowers its limits
 	// to those of the rating (*rating.Book); nil leaves the registry's.
 	Ratings Ratings
@@ -224,6 +227,7 @@ type Pipeline struct {
 	profiles  Profiles
 	attest    Attestations
 	ratings   Ratings
+	notices   Notices
 	zones     ZoneKeys
 	keyGrace  time.Duration
 	metrics   *metrics.Metrics
@@ -288,7 +292,7 @@ func New(cfg Config, j Journal, q Queue, routes Routes, terms Terminals, m *metr
 		cfg.Profiles = tierDefaults
 	}
 	p := &Pipeline{cfg: cfg, journal: j, queue: q, routes: routes, terminals: terms, metrics: m, log: cfg.Logger, now: cfg.Now, seal: s,
-		hsm: cfg.HSM, risk: cfg.Risk, profiles: cfg.Profiles, attest: cfg.Attestation, ratings: cfg.Ratings, zones: cfg.Zones, keyGrace: cfg.KeyGrace,
+		hsm: cfg.HSM, risk: cfg.Risk, profiles: cfg.Profiles, attest: cfg.Attestation, ratings: cfg.Ratings, notices: cfg.Notices, zones: cfg.Zones, keyGrace: cfg.KeyGrace,
 		dups: newDupTable(), early: newEarlyReversals(cfg.DupWindow, 100_000), open: newInflight(), standIn: newStandInBook(), stop: make(chan struct{}),
 		recent: newRecentKeys(cfg.DupWindow, 5_000_000, cfg.Now())}
 	key := append([]byte(nil), cfg.CardHashKey...)
@@ -371,6 +375,11 @@ func (p *Pipeline) CardHash(pan string) string {
 	out := hex.EncodeToString(h.Sum(sum[:0])[:16])
 	p.hashers.Put(h)
 	return out
+}
+
+// Notices take the merchant notices of answered transactions (notify.Outbox).
+type Notices interface {
+	Notice(rec *journal.Record, original string)
 }
 
 // txn is one transaction in progress.
@@ -845,6 +854,13 @@ func (p *Pipeline) respond(ctx context.Context, t *txn, rc, auth, by, reason str
 	if t.dup != nil {
 		p.dups.finish(t.dupKey, t.dup, recordOutcome(rec))
 		t.dup = nil
+	}
+	if p.notices != nil && message.Approved(rc) {
+		orig := ""
+		if t.req.ProcCode == message.PCVoid || t.req.ProcCode == message.PCRefund {
+			orig = t.req.RRN
+		}
+		p.notices.Notice(rec, orig)
 	}
 	resp := message.NewResponseBuilder(t.req).Set(37, rec.RRN).Set(39, rc)
 	if message.Approved(rc) {

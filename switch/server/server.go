@@ -58,6 +58,7 @@ import (
 	"github.com/switchyard/switchyard/switch/merchantrisk"
 	"github.com/switchyard/switchyard/switch/message"
 	"github.com/switchyard/switchyard/switch/metrics"
+	"github.com/switchyard/switchyard/switch/notify"
 	"github.com/switchyard/switchyard/switch/pipeline"
 	"github.com/switchyard/switchyard/switch/registry"
 	"github.com/switchyard/switchyard/switch/saf"
@@ -82,6 +83,7 @@ type Server struct {
 	monitor   *registry.Monitor
 	profiles  *profileRefresher
 	ratings   *merchantrisk.Ratings // attest.go
+	notices   *notify.Outbox        // merchantrisk.go
 	loops     *loops
 	links     map[string]*issuer.Link
 	listeners []*frontend.Listener
@@ -326,6 +328,9 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	if err := s.openRatings(loc); err != nil {
 		return nil, err
 	}
+	if err := s.openNotices(); err != nil {
+		return nil, err
+	}
 	casesLog, err := s.cl.storeLog("cases")
 	if err != nil {
 		return nil, err
@@ -378,6 +383,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		Cases:            s.Cases,
 		Attestation:      verifier,
 		Ratings:          s.ratings.Book(),
+		Notices:          s.notices,
 		TxnPolicies:      txnPolicies(cfg),
 		Logger:           txnLog,
 		Now:              cfg.Clock,
@@ -463,6 +469,7 @@ func (s *Server) Start() {
 		})
 		s.loops.Go("merchant profiles", s.profiles.run)
 		s.loops.Go("merchant ratings", s.ratings.Run)
+		s.loops.Go("merchant notices", s.notices.Run)
 		s.loops.Go("rules watcher", func(ctx context.Context) error {
 			if err := s.Risk.Watch(ctx); err != nil && ctx.Err() == nil {
 				s.log.Error().Str("component", "risk").Err(err).Msg("rules directory not watched; reload with SIGHUP or the admin API")
@@ -584,6 +591,9 @@ func (s *Server) startAdmin() error {
 
 		Profiles:        s.Profiles,
 		RefreshProfiles: s.profiles.refreshNow,
+
+		MerchantRisk:       merchantRiskAPI{s},
+		MerchantRiskErrors: merchantRiskErrors,
 	})
 	ln, err := net.Listen("tcp", s.cfg.Admin.Addr)
 	if err != nil {

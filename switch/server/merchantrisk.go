@@ -1,0 +1,116 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/switchyard/switchyard/switch/api"
+	"github.com/switchyard/switchyard/switch/merchantrisk"
+	"github.com/switchyard/switchyard/switch/notify"
+)
+
+// openNotices opens the merchant notices' outbox and enqueues what a crash may have
+// left out of it (notify.Outbox.Recover).
+func (s *Server) openNotices() error {
+	nc := s.cfg.Notices
+	now := s.cfg.Clock
+	if now == nil {
+		now = time.Now
+	}
+	var err error
+	s.notices, err = notify.Open(s.db, notify.Options{RetryMin: nc.RetryMin.D(), RetryMax: nc.RetryMax.D(), Timeout: nc.Timeout.D(),
+		Workers: nc.Workers, LogTTL: nc.LogTTL.D(), Now: now, Registry: s.Registry, Logger: s.log.With().Str("component", "notices").Logger()})
+	if err != nil {
+		return err
+	}
+	n, err := s.notices.Recover(context.Background(), s.Journal, 2*time.Minute)
+	if err != nil {
+		return fmt.Errorf("merchant notices: recovery: %w", err)
+	}
+	if n > 0 {
+		s.log.Warn().Int("notices", n).Msg("merchant notices recovered from the journal (not stored before the last stop)")
+	}
+	return nil
+}
+
+// merchantRiskAPI serves the admin API's merchant risk routes.
+type merchantRiskAPI struct{ s *Server }
+
+var _ api.MerchantRisk = merchantRiskAPI{}
+
+// merchantRiskErrors maps the services' errors to 404 and 400.
+var merchantRiskErrors = api.MerchantRiskErrors{NotFound: errNotFound, Invalid: errInvalid}
+
+var (
+	errNotFound = errors.New("not found")
+	errInvalid  = errors.New("invalid")
+)
+
+// kinds wraps the services' sentinel errors in the API's.
+func kinds(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, merchantrisk.ErrNotFound):
+		return fmt.Errorf("%w: %w", errNotFound, err)
+	case errors.Is(err, merchantrisk.ErrInvalid), errors.Is(err, notify.ErrInvalid):
+		return fmt.Errorf("%w: %w", errInvalid, err)
+	}
+	return err
+}
+
+func (a merchantRiskAPI) Rating(_ context.Context, m string) (any, error) {
+	v, err := a.s.ratings.Explain(m)
+	return v, kinds(err)
+}
+
+func (a merchantRiskAPI) PinRating(_ context.Context, m, grade, reason, by string, days int) (any, error) {
+	v, err := a.s.ratings.Pin(m, grade, reason, by, days)
+	return v, kinds(err)
+}
+
+func (a merchantRiskAPI) UnpinRating(_ context.Context, m, reason, by string) (any, error) {
+	v, err := a.s.ratings.Unpin(m, reason, by)
+	return v, kinds(err)
+}
+
+func (a merchantRiskAPI) RecomputeRatings(ctx context.Context) (any, error) {
+	now := time.Now
+	if a.s.cfg.Clock != nil {
+		now = a.s.cfg.Clock
+	}
+	v, err := a.s.ratings.Recompute(ctx, now(), nil)
+	return v, kinds(err)
+}
+
+func (a merchantRiskAPI) Report(ctx context.Context, m string, days int) (any, error) {
+	now := time.Now
+	if a.s.cfg.Clock != nil {
+		now = a.s.cfg.Clock
+	}
+	loc, _ := time.LoadLocation(a.s.cfg.Timezone)
+	rep, err := merchantrisk.MerchantReport(ctx, a.s.Journal, a.s.Registry, m, days, now(), loc)
+	if err == nil {
+		rep.Rating = a.s.ratings.Book().Grade(m)
+	}
+	return rep, kinds(err)
+}
+
+func (a merchantRiskAPI) SetWebhook(_ context.Context, m string, w api.WebhookRequest, by string) (any, error) {
+	if _, ok := a.s.Registry.Merchant(m); !ok {
+		return nil, fmt.Errorf("%w: merchant %s", errNotFound, m)
+	}
+	if err := a.s.notices.SetEndpoint(m, w.URL, w.Secret, by, w.Reason); err != nil {
+		return nil, kinds(err)
+	}
+	return map[string]string{"merchant": m, "url": w.URL}, nil
+}
+
+func (a merchantRiskAPI) Notices(_ context.Context, m string, limit int) (any, error) {
+	if _, ok := a.s.Registry.Merchant(m); !ok {
+		return nil, fmt.Errorf("%w: merchant %s", errNotFound, m)
+	}
+	return a.s.notices.Deliveries(m, limit)
+}
