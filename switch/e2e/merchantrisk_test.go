@@ -128,6 +128,27 @@ func TestRatingsMoveLimits(t *testing.T) {
 	if r := big(); r.RC != "00" {
 		t.Fatalf("1,000.00 with the pin after the run: %+v", r)
 	}
+	// The merchant's report: the purchases of the last 7 days by type and by hour.
+	out, code := f.cli(tokOperator, "merchant", "report", grocery, "--days", "7", "--json")
+	var rep struct {
+		Transactions, Approved int
+		ApprovalRate           float64                                  `json:"approval_rate"`
+		ByType                 map[string]struct{ Count, Approved int } `json:"by_type"`
+		Hourly                 [24]struct{ Count int }
+	}
+	if err := json.Unmarshal([]byte(out), &rep); code != 0 || err != nil {
+		t.Fatalf("report: %d %v %s", code, err, out)
+	}
+	hourly := 0
+	for _, h := range rep.Hourly {
+		hourly += h.Count
+	}
+	if rep.Transactions != 44 || rep.Approved != 3 || rep.ByType["purchase"].Count != 44 || hourly != 44 || rep.ApprovalRate < 0.06 || rep.ApprovalRate > 0.07 {
+		t.Fatalf("report: %+v", rep)
+	}
+	if out, code := f.cli(tokOperator, "merchant", "report", grocery, "--days", "91"); code == 0 || !strings.Contains(out, "days") {
+		t.Fatalf("report of 91 days: %s", out)
+	}
 }
 
 // receiver is a merchant's webhook: down (503) while down is set; it records the
