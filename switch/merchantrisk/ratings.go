@@ -206,6 +206,8 @@ func (r *Ratings) Recompute(ctx context.Context, end time.Time, only []string) (
 	defer r.mu.Unlock()
 	sum := Summary{End: end.UTC()}
 	now := r.opts.Now()
+	wb := r.db.NewWriteBatch()
+	defer wb.Cancel()
 	for _, m := range merchants {
 		if len(want) > 0 && !want[m.ID] {
 			continue
@@ -229,10 +231,26 @@ func (r *Ratings) Recompute(ctx context.Context, end time.Time, only []string) (
 			}
 			sum.Changed = append(sum.Changed, m.ID+" "+from+"->"+n.Grade)
 		}
-		if err := r.store(&n, prev, changed, "", ""); err != nil {
+		if changed {
+			if err := r.store(&n, prev, true, "", ""); err != nil {
+				return sum, err
+			}
+			continue
+		}
+		// Unchanged: the new figures, in one batch, published with the rest.
+		b, err := json.Marshal(&n)
+		if err != nil {
 			return sum, err
 		}
+		if err := wb.Set([]byte(pfxState+n.Merchant), b); err != nil {
+			return sum, fmt.Errorf("merchantrisk: store rating of %s: %w", n.Merchant, err)
+		}
+		r.states[m.ID] = &n
 	}
+	if err := wb.Flush(); err != nil {
+		return sum, fmt.Errorf("merchantrisk: store ratings: %w", err)
+	}
+	r.publish()
 	if len(want) == 0 {
 		if err := r.db.Update(func(txn *badger.Txn) error {
 			b, _ := end.UTC().MarshalText()
@@ -246,7 +264,8 @@ func (r *Ratings) Recompute(ctx context.Context, end time.Time, only []string) (
 	return sum, nil
 }
 
-// store writes n (under r.mu); a change of grade (or a pin action, action set) goes
+// store writes n (under r.mu) and keeps it in states (the caller publishes it to
+// the book); a change of grade (or a pin action, action set) goes
 // to the operation log with the figures, in the same Badger transaction.
 func (r *Ratings) store(n, prev *rating.State, changed bool, action, actor string) error {
 	b, err := json.Marshal(n)
@@ -273,7 +292,6 @@ func (r *Ratings) store(n, prev *rating.State, changed bool, action, actor strin
 		return fmt.Errorf("merchantrisk: store rating of %s: %w", n.Merchant, err)
 	}
 	r.states[n.Merchant] = n
-	r.book.Put(*n)
 	return nil
 }
 
@@ -438,7 +456,11 @@ func (r *Ratings) Pin(merchant, grade, reason, by string, days int) (*rating.Sta
 		n.Since = now.UTC()
 	}
 	n.Grade, n.Limits, n.Why = grade, p.Grades[grade].Limits, "pinned by "+by+": "+reason
-	return &n, r.store(&n, prev, false, "merchant.rating.pin", by)
+	if err := r.store(&n, prev, false, "merchant.rating.pin", by); err != nil {
+		return nil, err
+	}
+	r.book.Put(n) // copies the map: fine for a pin
+	return &n, nil
 }
 
 // Unpin removes a merchant's pin; the grade stays until the next computation
