@@ -113,3 +113,31 @@ func TestParsePublicKeyPEM(t *testing.T) {
 		t.Fatalf("garbage: err %v", err)
 	}
 }
+
+// BenchmarkVerify is the cost a SoftPOS request pays for its token (EdDSA and
+// ES256), the replay cache included.
+func BenchmarkVerify(b *testing.B) {
+	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	es, _ := NewSigner("acq-es", ec)
+	for _, s := range []*Signer{DemoSigner(), es} {
+		b.Run(s.id, func(b *testing.B) {
+			v, _ := NewVerifier([]Key{s.Key()}, Options{})
+			now := time.Unix(1_800_000_000, 0)
+			toks := make([]string, 0, 4096)
+			nonces := make([]string, 0, 4096)
+			for i := 0; i < cap(toks); i++ {
+				n := Nonce("T0000002", strings.Repeat("0", 6), int64(i), "1202014500")
+				tok, _ := s.Sign(claims(n, now))
+				toks, nonces = append(toks, tok), append(nonces, n)
+			}
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if _, f := v.Verify(toks[i%len(toks)], nonces[i%len(toks)], now); f != OK && i < len(toks) {
+					b.Fatal(f)
+				}
+				i++
+			}
+		})
+	}
+}
