@@ -47,7 +47,9 @@ func (f *fakeRegistry) Merchant(id string) (*registry.Merchant, bool) {
 	}
 	return nil, false
 }
-func (f *fakeRegistry) Incidents(registry.IncidentFilter) ([]*registry.Incident, error) { return nil, nil }
+func (f *fakeRegistry) Incidents(registry.IncidentFilter) ([]*registry.Incident, error) {
+	return nil, nil
+}
 func (f *fakeRegistry) LogOp(e registry.OpEntry, write func(txn *badger.Txn) error) (registry.OpEntry, error) {
 	f.mu.Lock()
 	f.ops = append(f.ops, e)
