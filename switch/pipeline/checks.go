@@ -43,16 +43,22 @@ func checkRequest(r *message.Request, c *frontend.Conn, macVerified bool, now ti
 		}
 		cr.Location = registry.GeoPoint{Lat: g.Lat, Lon: g.Lon, Present: true}
 	}
-	if tl.Has&message.HasAttestToken != 0 {
+	// IF findings count under the MAC whatever the attestation says: a compromised
+	// phone must not escape suspension by also sending a bad token.
+	if tl.Has&message.HasIntegrity != 0 {
+		cr.Findings = message.ParseFindings(tl.Integrity)
+	}
+	switch {
+	case tl.Has&message.HasAttestToken != 0:
 		cr.AttestationPresent, cr.AttestationSigned = true, true
 		if att == nil {
 			cr.AttestationFailure = registry.ReasonAttestationUnknown
-			return cr, ""
+			break
 		}
 		cl, fail := att.Verify(tl.AttestToken, attest.Nonce(r.TID, r.STAN, r.Amount, r.DE7), now)
 		if fail != attest.OK {
 			cr.AttestationFailure = registry.Reason(fail)
-			return cr, ""
+			break
 		}
 		cr.AttestationTime, cr.AttestedDevice = cl.Issued(), cl.Device
 		cr.AttestationOK, cr.AttestationNoTEE = true, !cl.Integrity.TEE
@@ -60,21 +66,15 @@ func checkRequest(r *message.Request, c *frontend.Conn, macVerified bool, now ti
 			cr.AppVersion = cl.AppVersion // the signed version counts, not the AV tag
 		}
 		// The service's findings are the phone's, whatever its IF tag says.
-		cr.Findings = cl.Integrity.Findings()
-		if tl.Has&message.HasIntegrity != 0 {
-			cr.Findings = append(cr.Findings, message.ParseFindings(tl.Integrity)...)
+		if f := cl.Integrity.Findings(); len(f) > 0 {
+			cr.Findings = append(f, cr.Findings...)
 		}
-		return cr, ""
-	}
-	if tl.Has&message.HasAttestation != 0 {
+	case tl.Has&message.HasAttestation != 0:
 		a, err := message.ParseAttestation(tl.Attestation)
 		if err != nil {
 			return cr, "AT"
 		}
 		cr.AttestationPresent, cr.AttestationTime, cr.AttestationOK = true, time.Unix(a.Unix, 0), a.OK
-	}
-	if tl.Has&message.HasIntegrity != 0 {
-		cr.Findings = message.ParseFindings(tl.Integrity)
 	}
 	return cr, ""
 }
