@@ -33,8 +33,10 @@ func (f *fakeMerchantRisk) PinRating(_ context.Context, m, grade, reason, by str
 	f.pinnedBy = by
 	return map[string]string{"grade": grade}, nil
 }
-func (f *fakeMerchantRisk) UnpinRating(context.Context, string, string, string) (any, error) { return nil, nil }
-func (f *fakeMerchantRisk) RecomputeRatings(context.Context) (any, error)                    { return nil, nil }
+func (f *fakeMerchantRisk) UnpinRating(context.Context, string, string, string) (any, error) {
+	return nil, nil
+}
+func (f *fakeMerchantRisk) RecomputeRatings(context.Context) (any, error) { return nil, nil }
 func (f *fakeMerchantRisk) Report(_ context.Context, m string, days int) (any, error) {
 	return map[string]int{"days": days}, nil
 }

@@ -15,7 +15,9 @@ type fixedVerifier struct {
 	fail attest.Failure
 }
 
-func (v fixedVerifier) Verify(string, string, time.Time) (attest.Claims, attest.Failure) { return v.c, v.fail }
+func (v fixedVerifier) Verify(string, string, time.Time) (attest.Claims, attest.Failure) {
+	return v.c, v.fail
+}
 
 // TestCheckRequestAttestation: a refused token's reason goes to the registry and the
 // IF findings still count (a compromised phone is suspended whatever its token);
