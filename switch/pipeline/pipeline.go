@@ -395,7 +395,8 @@ type txn struct {
 	release  func()             // undoes what the caller of authorize reserved (a refund's amount)
 	events   [8]journal.Event   // room for the record's events without growing
 	term     *registry.Terminal // the registered terminal, when known
-	tier     string             // its merchant's tier, when known (void and refund policy)
+	kind     string             // the terminal's kind and its merchant's tier, when known
+	tier     string             // (the void and refund policy)
 	macKey   hsm.KeyRef         // MAC key of the terminal (responses are MAC'd under it)
 	macOK    bool               // the request carried a valid MAC
 	pin      []byte             // the PIN block translated to the issuer's ZPK
@@ -665,6 +666,9 @@ func (p *Pipeline) financial(ctx context.Context, t *txn) (frontend.Response, er
 	res, declined, err := p.checkTerminal(ctx, t, t.macOK)
 	if declined != nil || err != nil {
 		return *declined, err
+	}
+	if res != nil && res.Terminal != nil {
+		t.kind = string(res.Terminal.Kind)
 	}
 	if res != nil && res.Merchant != nil {
 		t.tier = res.Merchant.Tier

@@ -32,10 +32,7 @@ var DefaultTxnPolicies = []TxnPolicy{
 
 // txnPolicy returns the first policy matching the terminal kind and merchant tier.
 func (p *Pipeline) txnPolicy(t *txn) TxnPolicy {
-	kind, tier := "", t.tier
-	if t.term != nil {
-		kind = string(t.term.Kind)
-	}
+	kind, tier := t.kind, t.tier
 	for _, list := range [][]TxnPolicy{p.cfg.TxnPolicies, DefaultTxnPolicies} {
 		for _, x := range list {
 			if (x.Kind == "" || x.Kind == kind) && (x.Tier == "" || x.Tier == tier) {
