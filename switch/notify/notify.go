@@ -20,8 +20,10 @@
 // A notice in the channel but not yet stored is lost by a crash; Recover, at start,
 // reads the journal since the last stored notice (less a margin) and enqueues the
 // approvals, voids and refunds that have no notice yet, so the crash loses none.
-// In a cluster each node keeps the outbox of the transactions it answered; a node
-// that is down delivers its notices when it is back.
+// In a cluster the webhooks are shared through the cluster's state log (every node
+// knows every merchant's webhook), and each node keeps the outbox of the
+// transactions it answered: a node that is down delivers its notices when it is
+// back.
 package notify
 
 import (
@@ -42,6 +44,8 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/rs/zerolog"
 
+	"github.com/switchyard/switchyard/internal/statelog"
+	"github.com/switchyard/switchyard/internal/statelog/kvsync"
 	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/message"
 	"github.com/switchyard/switchyard/switch/registry"
@@ -54,6 +58,7 @@ const (
 	pfxLog      = "notify/log/" // + merchant + "/" + 20-digit seq -> Delivery
 	pfxRRN      = "notify/rrn/" // + RRN -> "" (a notice exists)
 	keyMark     = "notify/mark" // received time of the newest stored notice
+	keyRev      = "notify/rev"  // the webhooks' statelog revision (cluster only)
 )
 
 // Notice is one merchant notice, the body posted (JSON).
@@ -105,7 +110,18 @@ type Options struct {
 	Registry interface {
 		LogOp(e registry.OpEntry, write func(txn *badger.Txn) error) (registry.OpEntry, error)
 	}
+	// Log, when set, shares the webhooks with the other nodes of a cluster (each
+	// node keeps the outbox of the transactions it answered); their changes arrive
+	// through the Outbox's statelog.Replica methods. Nil is a single node.
+	Log statelog.Log
+	// CatchUp, with Log, waits after a conflict until the webhooks have applied
+	// every commit the Log held.
+	CatchUp func(ctx context.Context, r statelog.Replica) error
 }
+
+// ErrConflict is wrapped by a webhook change that conflicted twice with another
+// node's.
+var ErrConflict = errors.New("webhook changed concurrently on another node")
 
 // Outbox is the durable outbox and its delivery. Start runs it; its methods are
 // safe for concurrent use.
@@ -126,6 +142,43 @@ type Outbox struct {
 
 	dropped atomic.Int64
 	wg      sync.WaitGroup
+	sync    *kvsync.Sync // the webhooks' writes, shared in a cluster
+}
+
+// ApplyRemote implements statelog.Replica: another node's webhook change.
+func (b *Outbox) ApplyRemote(rev uint64, c statelog.Commit) error { return b.sync.ApplyRemote(rev, c) }
+
+// Revision implements statelog.Replica.
+func (b *Outbox) Revision() uint64 { return b.sync.Revision() }
+
+// applied puts another node's webhook changes in force.
+func (b *Outbox) applied(c statelog.Commit) {
+	old := *b.eps.Load()
+	eps := make(map[string]Endpoint, len(old)+1)
+	for k, v := range old {
+		eps[k] = v
+	}
+	var touched []string
+	for _, kv := range c.Writes {
+		k := string(kv.Key)
+		if !strings.HasPrefix(k, pfxEndpoint) {
+			continue
+		}
+		m := strings.TrimPrefix(k, pfxEndpoint)
+		var e Endpoint
+		if len(kv.Value) == 0 || json.Unmarshal(kv.Value, &e) != nil {
+			delete(eps, m)
+		} else {
+			eps[m] = e
+		}
+		touched = append(touched, m)
+	}
+	b.eps.Store(&eps)
+	b.mu.Lock()
+	for _, m := range touched {
+		b.schedule(m)
+	}
+	b.mu.Unlock()
 }
 
 // Open loads the endpoints and the outbox from db.
@@ -196,6 +249,10 @@ func Open(db *badger.DB, o Options) (*Outbox, error) {
 	}
 	b.eps.Store(&eps)
 	b.seq.Store(maxSeq)
+	if b.sync, err = kvsync.New(db, kvsync.Config{Name: "merchant webhooks", RevKey: keyRev, Log: o.Log, CatchUp: o.CatchUp,
+		Conflict: ErrConflict, Applied: b.applied}); err != nil {
+		return nil, err
+	}
 	return b, nil
 }
 
@@ -483,13 +540,15 @@ func (b *Outbox) post(ctx context.Context, ep Endpoint, n Notice) error {
 // ErrInvalid is wrapped by the errors of a bad webhook.
 var ErrInvalid = errors.New("invalid")
 
-// SetEndpoint registers (url non-empty) or removes a merchant's webhook.
+// SetEndpoint registers (url non-empty) or removes a merchant's webhook; in a
+// cluster every node has it once this returns.
 func (b *Outbox) SetEndpoint(merchant, rawURL, secret, by, reason string) error {
 	key := []byte(pfxEndpoint + merchant)
-	var write func(txn *badger.Txn) error
+	var kc kvsync.Commit
 	var after json.RawMessage
+	var ep Endpoint
 	if rawURL == "" {
-		write = func(txn *badger.Txn) error { return txn.Delete(key) }
+		kc.Delete(key)
 	} else {
 		u, err := url.Parse(rawURL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -501,18 +560,20 @@ func (b *Outbox) SetEndpoint(merchant, rawURL, secret, by, reason string) error 
 		if len(secret) < 16 {
 			return fmt.Errorf("webhook of %s: %w: the secret must be at least 16 bytes", merchant, ErrInvalid)
 		}
-		e := Endpoint{URL: rawURL, Secret: secret, By: by, At: b.o.Now().UTC()}
-		v, _ := json.Marshal(e)
-		write = func(txn *badger.Txn) error { return txn.Set(key, v) }
+		ep = Endpoint{URL: rawURL, Secret: secret, By: by, At: b.o.Now().UTC()}
+		v, _ := json.Marshal(ep)
+		kc.Set(key, v)
 		after, _ = json.Marshal(map[string]string{"url": rawURL}) // never the secret
 	}
-	var err error
+	var via kvsync.Via
 	if b.o.Registry != nil {
-		_, err = b.o.Registry.LogOp(registry.OpEntry{Actor: by, Action: "merchant.webhook", TargetType: "merchant", Target: merchant,
-			Reason: reason, After: after}, write)
-	} else {
-		err = b.db.Update(write)
+		via = func(write func(txn *badger.Txn) error) error {
+			_, err := b.o.Registry.LogOp(registry.OpEntry{Actor: by, Action: "merchant.webhook", TargetType: "merchant", Target: merchant,
+				Reason: reason, After: after}, write)
+			return err
+		}
 	}
+	err := b.sync.Do(context.Background(), func() (statelog.Commit, func(), error) { return kc.Commit, nil, nil }, via)
 	if err != nil {
 		return fmt.Errorf("notify: store the webhook of %s: %w", merchant, err)
 	}
@@ -524,7 +585,7 @@ func (b *Outbox) SetEndpoint(merchant, rawURL, secret, by, reason string) error 
 	if rawURL == "" {
 		delete(eps, merchant)
 	} else {
-		eps[merchant] = Endpoint{URL: rawURL, Secret: secret, By: by}
+		eps[merchant] = ep
 	}
 	b.eps.Store(&eps)
 	b.mu.Lock()

@@ -12,6 +12,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
+	"github.com/switchyard/switchyard/internal/statelog"
 	"github.com/switchyard/switchyard/switch/journal"
 )
 
@@ -118,5 +119,43 @@ func TestSetEndpointRefusesBadWebhooks(t *testing.T) {
 		if err := b.SetEndpoint("M1", c.url, c.secret, "op", ""); err == nil {
 			t.Errorf("%s accepted", c.url)
 		}
+	}
+}
+
+// TestWebhooksShared: in a cluster a webhook registered on one node is known to the
+// others (through the state log), so their approvals are noticed too.
+func TestWebhooksShared(t *testing.T) {
+	var log statelog.Memory
+	a, err := Open(openDB(t), Options{Log: &log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Open(openDB(t), Options{Log: &log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Follow(a)
+	log.Follow(b)
+	if err := a.SetEndpoint("M1", "https://shop.example/n", "0123456789abcdef", "op", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := log.Deliver(); err != nil {
+		t.Fatal(err)
+	}
+	b.Notice(&journal.Record{RRN: "000000000001", MID: "M1", Type: "purchase", RC: "00", PANMasked: "476173******0010"}, "")
+	select {
+	case n := <-b.in:
+		if n.Merchant != "M1" {
+			t.Fatalf("notice %+v", n)
+		}
+	default:
+		t.Fatal("the other node does not know M1's webhook")
+	}
+	if err := b.SetEndpoint("M1", "", "", "op", "closed"); err != nil {
+		t.Fatal(err)
+	}
+	log.Deliver()
+	if _, ok := (*a.eps.Load())["M1"]; ok {
+		t.Fatal("the removal did not reach the first node")
 	}
 }

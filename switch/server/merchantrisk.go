@@ -19,11 +19,18 @@ func (s *Server) openNotices() error {
 	if now == nil {
 		now = time.Now
 	}
-	var err error
-	s.notices, err = notify.Open(s.db, notify.Options{RetryMin: nc.RetryMin.D(), RetryMax: nc.RetryMax.D(), Timeout: nc.Timeout.D(),
-		Workers: nc.Workers, LogTTL: nc.LogTTL.D(), Now: now, Registry: s.Registry, Logger: s.log.With().Str("component", "notices").Logger()})
+	nlog, err := s.cl.storeLog("notices")
 	if err != nil {
 		return err
+	}
+	s.notices, err = notify.Open(s.db, notify.Options{RetryMin: nc.RetryMin.D(), RetryMax: nc.RetryMax.D(), Timeout: nc.Timeout.D(),
+		Workers: nc.Workers, LogTTL: nc.LogTTL.D(), Now: now, Registry: s.Registry, Log: asLog(nlog), CatchUp: catchUp(nlog),
+		Logger: s.log.With().Str("component", "notices").Logger()})
+	if err != nil {
+		return err
+	}
+	if err := s.cl.follow(nlog, s.notices); err != nil {
+		return fmt.Errorf("merchant webhooks: %w", err)
 	}
 	n, err := s.notices.Recover(context.Background(), s.Journal, 2*time.Minute)
 	if err != nil {
