@@ -10,9 +10,9 @@
 // that a general scheduler can take it over later.
 //
 // In a cluster every node computes the ratings from its replica of the journal at
-// the same scheduled time, so the nodes agree on the computed grades; the state
-// records (and so pins) are written to the node's own Badger only. See
-// docs/merchant-risk.md.
+// the same scheduled time, so the nodes agree on the computed grades, and keeps them
+// in its own Badger; the analysts' pins are shared through the cluster's state log
+// (kvsync). See docs/merchant-risk.md.
 package merchantrisk
 
 import (
@@ -29,6 +29,8 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/rs/zerolog"
 
+	"github.com/switchyard/switchyard/internal/statelog"
+	"github.com/switchyard/switchyard/internal/statelog/kvsync"
 	"github.com/switchyard/switchyard/risk/profile"
 	"github.com/switchyard/switchyard/risk/rating"
 	"github.com/switchyard/switchyard/switch/journal"
@@ -37,8 +39,10 @@ import (
 
 // Badger keys.
 const (
-	pfxState = "rating/m/" // + merchant ID -> rating.State
+	pfxState = "rating/m/"   // + merchant ID -> rating.State (this node's computation)
+	pfxPin   = "rating/pin/" // + merchant ID -> rating.Pin (shared in a cluster)
 	keyLast  = "rating/last"
+	keyRev   = "rating/rev" // the pins' statelog revision (cluster only)
 )
 
 // Journal is what the ratings read of the journal (*journal.Store).
@@ -65,6 +69,12 @@ type Options struct {
 	Now      func() time.Time                     // default time.Now
 	After    func(time.Duration) <-chan time.Time // Run's timer (default time.After)
 	Logger   zerolog.Logger
+	// Log, when set, shares the analysts' pins with the other nodes of a cluster
+	// (they arrive through the statelog.Replica methods); nil is a single node.
+	Log statelog.Log
+	// CatchUp, with Log, waits after a conflict until the pins have applied every
+	// commit the Log held.
+	CatchUp func(ctx context.Context, r statelog.Replica) error
 }
 
 // Ratings keeps the merchants' ratings. Its methods are safe for concurrent use.
@@ -75,9 +85,11 @@ type Ratings struct {
 	opts Options
 	book rating.Book
 
-	mu     sync.Mutex // one computation or pin at a time; guards states and last
+	mu     sync.Mutex // one computation or pin at a time; guards states, pins and last
 	states map[string]*rating.State
+	pins   map[string]*rating.Pin
 	last   time.Time // the scheduled time of the last daily run
+	sync   *kvsync.Sync
 
 	nudge chan string
 }
@@ -99,7 +111,7 @@ func New(db *badger.DB, j Journal, reg Registry, o Options) (*Ratings, error) {
 	if o.After == nil {
 		o.After = time.After
 	}
-	r := &Ratings{db: db, j: j, reg: reg, opts: o, states: map[string]*rating.State{}, nudge: make(chan string, 256)}
+	r := &Ratings{db: db, j: j, reg: reg, opts: o, states: map[string]*rating.State{}, pins: map[string]*rating.Pin{}, nudge: make(chan string, 256)}
 	err := db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(pfxState), PrefetchValues: true})
 		defer it.Close()
@@ -109,6 +121,15 @@ func New(db *badger.DB, j Journal, reg Registry, o Options) (*Ratings, error) {
 				return fmt.Errorf("rating state %s: %w", it.Item().Key(), err)
 			}
 			r.states[s.Merchant] = &s
+		}
+		pit := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(pfxPin), PrefetchValues: true})
+		defer pit.Close()
+		for pit.Rewind(); pit.Valid(); pit.Next() {
+			var p rating.Pin
+			if err := pit.Item().Value(func(v []byte) error { return json.Unmarshal(v, &p) }); err != nil {
+				return fmt.Errorf("rating pin %s: %w", pit.Item().Key(), err)
+			}
+			r.pins[strings.TrimPrefix(string(pit.Item().Key()), pfxPin)] = &p
 		}
 		item, err := txn.Get([]byte(keyLast))
 		if errors.Is(err, badger.ErrKeyNotFound) {
@@ -121,6 +142,10 @@ func New(db *badger.DB, j Journal, reg Registry, o Options) (*Ratings, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("merchantrisk: load ratings: %w", err)
+	}
+	if r.sync, err = kvsync.New(db, kvsync.Config{Name: "merchant rating pins", RevKey: keyRev, Log: o.Log, CatchUp: o.CatchUp,
+		Conflict: ErrConflict, Applied: r.applied}); err != nil {
+		return nil, err
 	}
 	r.publish()
 	return r, nil
@@ -222,7 +247,26 @@ func (r *Ratings) Recompute(ctx context.Context, end time.Time, only []string) (
 		ff := f.facts()
 		ff.AgeDays = int(math.Max(0, end.Sub(m.CreatedAt).Hours()/24))
 		prev := r.states[m.ID]
+		if pin := r.pins[m.ID]; prev != nil || pin != nil {
+			// The shared pin is the truth; a lapsed one is reported once.
+			cp := rating.State{Merchant: m.ID}
+			if prev != nil {
+				cp = *prev
+			}
+			switch {
+			case pin != nil && !now.Before(pin.Until) && cp.Pin == nil:
+				cp.Pin = nil
+			default:
+				cp.Pin = pin
+			}
+			if prev != nil || pin != nil {
+				prev = &cp
+			}
+		}
 		n, changed := p.Decide(prev, m.ID, ff, now)
+		if prev != nil && prev.Grade == "" {
+			changed = true
+		}
 		sum.Merchants++
 		if changed {
 			from := "-"
@@ -394,6 +438,7 @@ func (r *Ratings) collect(ctx context.Context, from, to time.Time, want map[stri
 var (
 	ErrNotFound = errors.New("not found")
 	ErrInvalid  = errors.New("invalid")
+	ErrConflict = errors.New("pin changed concurrently on another node")
 )
 
 // Explanation is a merchant's rating as `switchyard merchant rating ID` shows it.
@@ -424,7 +469,8 @@ func (r *Ratings) Explain(merchant string) (*Explanation, error) {
 }
 
 // Pin sets a merchant's grade by an analyst, with a reason, until a review date
-// (days, default the policy's pin_review_days).
+// (days, default the policy's pin_review_days). In a cluster every node has the pin
+// once this returns.
 func (r *Ratings) Pin(merchant, grade, reason, by string, days int) (*rating.State, error) {
 	if _, ok := r.reg.Merchant(merchant); !ok {
 		return nil, fmt.Errorf("merchant %s: %w", merchant, ErrNotFound)
@@ -435,50 +481,116 @@ func (r *Ratings) Pin(merchant, grade, reason, by string, days int) (*rating.Sta
 	if strings.TrimSpace(reason) == "" {
 		return nil, fmt.Errorf("pin of %s: %w: a reason is required", merchant, ErrInvalid)
 	}
-	p := r.opts.Policy
 	if days <= 0 {
-		days = p.PinDays
+		days = r.opts.Policy.PinDays
 	}
 	if days > 365 {
 		return nil, fmt.Errorf("pin of %s for %d days: %w: at most 365", merchant, days, ErrInvalid)
 	}
-	now := r.opts.Now()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	prev := r.states[merchant]
-	n := rating.State{Merchant: merchant, At: now.UTC()}
-	if prev != nil {
-		n = *prev
-		n.At = now.UTC()
-	}
-	n.Pin = &rating.Pin{Grade: grade, Reason: reason, By: by, At: now.UTC(), Until: now.Add(time.Duration(days) * 24 * time.Hour).UTC()}
-	if n.Grade != grade {
-		n.Since = now.UTC()
-	}
-	n.Grade, n.Limits, n.Why = grade, p.Grades[grade].Limits, "pinned by "+by+": "+reason
-	if err := r.store(&n, prev, false, "merchant.rating.pin", by); err != nil {
-		return nil, err
-	}
-	r.book.Put(n) // copies the map: fine for a pin
-	return &n, nil
+	now := r.opts.Now().UTC()
+	pin := &rating.Pin{Grade: grade, Reason: reason, By: by, At: now, Until: now.Add(time.Duration(days) * 24 * time.Hour)}
+	return r.setPin(merchant, pin, "merchant.rating.pin", by, "pinned by "+by+": "+reason)
 }
 
 // Unpin removes a merchant's pin; the grade stays until the next computation
 // decides (a downgrade at once, an upgrade after the clean period).
 func (r *Ratings) Unpin(merchant, reason, by string) (*rating.State, error) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	prev := r.states[merchant]
-	if prev == nil || prev.Pin == nil {
+	_, pinned := r.pins[merchant]
+	r.mu.Unlock()
+	if !pinned {
 		return nil, fmt.Errorf("merchant %s: %w: no pinned rating", merchant, ErrNotFound)
 	}
-	n := *prev
-	n.Pin, n.At, n.Why = nil, r.opts.Now().UTC(), "unpinned by "+by+": "+reason
-	if err := r.store(&n, prev, false, "merchant.rating.unpin", by); err != nil {
+	return r.setPin(merchant, nil, "merchant.rating.unpin", by, "unpinned by "+by+": "+reason)
+}
+
+// setPin orders the pin (nil: its removal) through the shared log with its
+// operation log entry, then puts it in force here. It does not hold r.mu while the
+// sync runs (the sync's lock is taken before r.mu when other nodes' pins arrive).
+func (r *Ratings) setPin(merchant string, pin *rating.Pin, action, by, why string) (*rating.State, error) {
+	key := []byte(pfxPin + merchant)
+	var kc kvsync.Commit
+	var after json.RawMessage
+	if pin == nil {
+		kc.Delete(key)
+	} else {
+		v, err := json.Marshal(pin)
+		if err != nil {
+			return nil, err
+		}
+		kc.Set(key, v)
+		after = v
+	}
+	via := func(write func(txn *badger.Txn) error) error {
+		_, err := r.reg.LogOp(registry.OpEntry{Actor: by, Action: action, TargetType: "merchant", Target: merchant, Reason: why, After: after}, write)
+		return err
+	}
+	if err := r.sync.Do(context.Background(), func() (statelog.Commit, func(), error) { return kc.Commit, nil, nil }, via); err != nil {
+		return nil, fmt.Errorf("merchantrisk: %s of %s: %w", action, merchant, err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.putPin(merchant, pin, why)
+}
+
+// putPin puts a pin (nil: none) in force: the state's grade and the book. r.mu held.
+func (r *Ratings) putPin(merchant string, pin *rating.Pin, why string) (*rating.State, error) {
+	if pin == nil {
+		delete(r.pins, merchant)
+	} else {
+		r.pins[merchant] = pin
+	}
+	now := r.opts.Now().UTC()
+	n := rating.State{Merchant: merchant}
+	if prev := r.states[merchant]; prev != nil {
+		n = *prev
+	}
+	n.Pin, n.Why = pin, why
+	if pin != nil {
+		if n.Grade != pin.Grade {
+			n.Since = now
+		}
+		n.Grade, n.Limits = pin.Grade, r.opts.Policy.Grades[pin.Grade].Limits
+	}
+	if err := r.store(&n, nil, false, "", ""); err != nil {
 		return nil, err
+	}
+	if n.Grade != "" {
+		r.book.Put(n) // copies the map: fine for a pin
 	}
 	return &n, nil
 }
+
+// applied puts another node's pins in force (the sync's lock held).
+func (r *Ratings) applied(c statelog.Commit) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, kv := range c.Writes {
+		k := string(kv.Key)
+		if !strings.HasPrefix(k, pfxPin) {
+			continue
+		}
+		m := strings.TrimPrefix(k, pfxPin)
+		var pin *rating.Pin
+		why := "unpinned on another node"
+		if len(kv.Value) > 0 {
+			pin = new(rating.Pin)
+			if json.Unmarshal(kv.Value, pin) != nil {
+				continue
+			}
+			why = "pinned by " + pin.By + ": " + pin.Reason
+		}
+		if _, err := r.putPin(m, pin, why); err != nil {
+			r.opts.Logger.Error().Err(err).Str("merchant", m).Msg("another node's rating pin not stored here")
+		}
+	}
+}
+
+// ApplyRemote implements statelog.Replica: another node's pin or unpin.
+func (r *Ratings) ApplyRemote(rev uint64, c statelog.Commit) error { return r.sync.ApplyRemote(rev, c) }
+
+// Revision implements statelog.Replica.
+func (r *Ratings) Revision() uint64 { return r.sync.Revision() }
 
 func validGrade(g string) bool {
 	for _, x := range rating.Grades {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
+	"github.com/switchyard/switchyard/internal/statelog"
 	"github.com/switchyard/switchyard/risk"
 	"github.com/switchyard/switchyard/risk/rating"
 	"github.com/switchyard/switchyard/rules"
@@ -140,5 +141,63 @@ func TestRatingsRunAndNudge(t *testing.T) {
 	}
 	if _, err := r2.Pin("M1", "F", "x", "ana", 0); err == nil {
 		t.Fatal("grade F pinned")
+	}
+}
+
+// TestPinsShared: a pin set on one node of a cluster holds on the others (their
+// book and their daily run); an unpin reaches them too.
+func TestPinsShared(t *testing.T) {
+	pol, err := rating.ParsePolicy(rules.RatingPolicy, "policy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	var log statelog.Memory
+	open := func() (*Ratings, *fakeRegistry) {
+		db, err := badger.Open(badger.DefaultOptions(t.TempDir()).WithLogger(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		reg := &fakeRegistry{db: db, merchants: []*registry.Merchant{{ID: "M1", CreatedAt: now.Add(-400 * 24 * time.Hour), Status: registry.MerchantActive}}}
+		r, err := New(db, &fakeJournal{}, reg, Options{Policy: pol, Hour: 3, Minute: 30, Now: func() time.Time { return now }, Log: &log})
+		if err != nil {
+			t.Fatal(err)
+		}
+		log.Follow(r)
+		return r, reg
+	}
+	a, regA := open()
+	b, _ := open()
+	if _, err := b.Recompute(context.Background(), now, nil); err != nil {
+		t.Fatal(err)
+	}
+	if g := b.Book().Grade("M1"); g != "A" { // 400 days old, no traffic: low volume only (5 points)
+		t.Fatalf("B's first grade %s", g)
+	}
+	if _, err := a.Pin("M1", "D", "chargebacks under review", "ana", 7); err != nil {
+		t.Fatal(err)
+	}
+	if err := log.Deliver(); err != nil {
+		t.Fatal(err)
+	}
+	if g := b.Book().Grade("M1"); g != "D" {
+		t.Fatalf("pin on A, grade on B: %q", g)
+	}
+	if _, err := b.Recompute(context.Background(), now.Add(24*time.Hour), nil); err != nil {
+		t.Fatal(err)
+	}
+	if e, _ := b.Explain("M1"); e.Grade != "D" || e.Pin == nil || e.Pin.By != "ana" {
+		t.Fatalf("B after its run: %+v", e)
+	}
+	if n := regA.opCount(); n != 1 {
+		t.Fatalf("A logged %d entries, want the pin's", n)
+	}
+	if _, err := b.Unpin("M1", "reviewed", "bob"); err != nil {
+		t.Fatal(err)
+	}
+	log.Deliver()
+	if _, err := a.Unpin("M1", "again", "ana"); err == nil {
+		t.Fatal("A still has the pin B removed")
 	}
 }

@@ -68,9 +68,19 @@ func (s *Server) openRatings(loc *time.Location) error {
 	if now == nil {
 		now = time.Now
 	}
+	rlog, err := s.cl.storeLog("ratings")
+	if err != nil {
+		return err
+	}
 	s.ratings, err = merchantrisk.New(s.db, s.Journal, s.Registry, merchantrisk.Options{Policy: pol, Location: loc, Hour: hour, Minute: minute,
-		Poll: rc.Poll.D(), Now: now, Logger: s.log.With().Str("component", "ratings").Logger()})
-	return err
+		Poll: rc.Poll.D(), Now: now, Log: asLog(rlog), CatchUp: catchUp(rlog), Logger: s.log.With().Str("component", "ratings").Logger()})
+	if err != nil {
+		return err
+	}
+	if err := s.cl.follow(rlog, s.ratings); err != nil {
+		return fmt.Errorf("merchant rating pins: %w", err)
+	}
+	return nil
 }
 
 // ratingNudger is the registry as the review cases use it: a confirmed fraud also
