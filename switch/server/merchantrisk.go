@@ -4,12 +4,77 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
+	"github.com/switchyard/switchyard/risk/rating"
+	"github.com/switchyard/switchyard/rules"
 	"github.com/switchyard/switchyard/switch/api"
 	"github.com/switchyard/switchyard/switch/merchantrisk"
 	"github.com/switchyard/switchyard/switch/notify"
+	"github.com/switchyard/switchyard/switch/registry"
 )
+
+// openRatings loads the merchant rating policy (ratings.policy_file, else
+// rating/policy.yaml in the rules directory, else the built-in copy) and the
+// ratings kept in the data directory.
+func (s *Server) openRatings(loc *time.Location) error {
+	rc := s.cfg.Ratings
+	path := rc.PolicyFile
+	if path == "" {
+		path = rating.PolicyFile(s.cfg.RulesDir)
+		if _, err := os.Stat(path); err != nil {
+			path = ""
+		}
+	}
+	var pol *rating.Policy
+	var err error
+	if path != "" {
+		pol, err = rating.LoadPolicy(path)
+	} else {
+		pol, err = rating.ParsePolicy(rules.RatingPolicy, "built-in rating/policy.yaml")
+	}
+	if err != nil {
+		return fmt.Errorf("ratings: %w", err)
+	}
+	hour, minute, err := rc.RefreshClock()
+	if err != nil {
+		return fmt.Errorf("ratings.refresh_at: %w", err)
+	}
+	now := s.cfg.Clock
+	if now == nil {
+		now = time.Now
+	}
+	rlog, err := s.cl.storeLog("ratings")
+	if err != nil {
+		return err
+	}
+	s.ratings, err = merchantrisk.New(s.db, s.Journal, s.Registry, merchantrisk.Options{Policy: pol, Location: loc, Hour: hour, Minute: minute,
+		Poll: rc.Poll.D(), Now: now, Log: asLog(rlog), CatchUp: catchUp(rlog), Logger: s.log.With().Str("component", "ratings").Logger()})
+	if err != nil {
+		return err
+	}
+	if err := s.cl.follow(rlog, s.ratings); err != nil {
+		return fmt.Errorf("merchant rating pins: %w", err)
+	}
+	return nil
+}
+
+// ratingNudger is the registry as the review cases use it: a confirmed fraud also
+// has its merchant's rating recomputed at once.
+type ratingNudger struct {
+	*registry.Registry
+	ratings *merchantrisk.Ratings
+}
+
+// OpenFraudIncident implements cases.Registry.
+func (n ratingNudger) OpenFraudIncident(caseID, merchantID, terminalID string) (*registry.Incident, error) {
+	inc, err := n.Registry.OpenFraudIncident(caseID, merchantID, terminalID)
+	if err == nil {
+		n.ratings.Nudge(merchantID)
+	}
+	return inc, err
+}
 
 // openNotices opens the merchant notices' outbox and enqueues what a crash may have
 // left out of it (notify.Outbox.Recover).

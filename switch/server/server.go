@@ -82,7 +82,7 @@ type Server struct {
 	demoSim   DemoIssuer
 	monitor   *registry.Monitor
 	profiles  *profileRefresher
-	ratings   *merchantrisk.Ratings // attest.go
+	ratings   *merchantrisk.Ratings // merchantrisk.go
 	notices   *notify.Outbox        // merchantrisk.go
 	loops     *loops
 	links     map[string]*issuer.Link
