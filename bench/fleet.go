@@ -36,7 +36,8 @@ const (
 )
 
 // shareLabels are the fraud scenarios that take a share of the requests.
-var shareLabels = []string{LabelRelocated, LabelSwappedSIM, LabelRooted, LabelStaleAttest, LabelCardTesting, LabelCashOut, LabelOverLimit, LabelForgedMAC}
+var shareLabels = []string{LabelRelocated, LabelSwappedSIM, LabelRooted, LabelStaleAttest, LabelCardTesting, LabelCashOut, LabelOverLimit, LabelForgedMAC,
+	LabelForgedToken, LabelReplayedToken}
 
 // FraudLabels are the fraud scenarios the fleet generates, in report order: those
 // that take a share of the requests, then the paced ones of patterns.go.
@@ -56,6 +57,7 @@ type fleetPlan struct {
 	legitPOS, legitSoftPOS                []benchTerminal
 	relocated, swapped, cardTest, cashOut []benchTerminal
 	rooted, stale, overLimit, forged      []benchTerminal
+	hooked                                []benchTerminal // SoftPOS apps sending forged or replayed attestation tokens
 	all                                   []benchTerminal
 	pat                                   patternTerminals
 }
@@ -92,6 +94,7 @@ func newFleetPlan() *fleetPlan {
 	p.overLimit = mk("BS", stall, "softpos", 4, 31.2304, 121.4737, 5000)
 	p.forged = mk("BS", stall, "softpos", 4, 31.2304, 121.4737, 5000)
 	p.addPatternTerminals(mk)
+	p.hooked = mk("BS", stall, "softpos", 8, 31.2304, 121.4737, 5000)
 	return p
 }
 
@@ -181,6 +184,7 @@ type Fleet struct {
 
 	cashOnce  sync.Once
 	cashCards []string
+	tokens    tokenBook // good attestation tokens issued, for the replay scenario
 
 	pat patterns
 
@@ -236,7 +240,7 @@ func posTags(t benchTerminal) [][2]string {
 
 func softposTags(t benchTerminal, now time.Time) [][2]string {
 	return [][2]string{{"DI", t.serial}, {"IM", t.imei}, {"GL", fmt.Sprintf("%.6f,%.6f", t.lat, t.lon)}, {"AV", "2.1.0"},
-		{"AT", fmt.Sprintf("%d:OK", now.Add(-20*time.Second).Unix())}, {"IF", ""}}
+		{"AJ", "sign:-20"}, {"IF", ""}} // a token issued 20 s ago (attest.go)
 }
 
 func setTag(tags [][2]string, k, v string) [][2]string {
@@ -286,6 +290,9 @@ func (f *Fleet) build(tx termclient.Txn, mac message.MACFunc, label string) (req
 	switch tx.MTI {
 	case "", "0100", "0200", "0400":
 		tx.TLV = append(tx.TLV[:len(tx.TLV):len(tx.TLV)], [2]string{message.TagLabel, label})
+	}
+	if err := f.attestTokens(&tx, label); err != nil {
+		return request{}, err
 	}
 	m, err := termclient.Build(tx, message.DialectASCII)
 	if err != nil {
@@ -416,13 +423,19 @@ func (f *Fleet) fraudRequest(rng *rand.Rand, now time.Time) (request, error) {
 		tags, mac = setTag(softposTags(t, now), "IF", []string{"root", "hook", "debugger", "emulator"}[rng.IntN(4)]), f.mac
 	case LabelStaleAttest:
 		t = pickT(p.stale)
-		tags, mac = setTag(softposTags(t, now), "AT", fmt.Sprintf("%d:OK", now.Add(-time.Duration(5+rng.IntN(120))*time.Minute).Unix())), f.mac
+		tags, mac = setTag(softposTags(t, now), "AJ", fmt.Sprintf("sign:-%d", 300+rng.IntN(290))), f.mac // 5 to 10 min old
 	case LabelOverLimit:
 		t = pickT(p.overLimit)
 		tags, mac, amount = softposTags(t, now), f.mac, int64(100001+rng.IntN(400000))
 	case LabelForgedMAC:
 		t = pickT(p.forged)
 		tags, mac = softposTags(t, now), f.badMAC
+	case LabelForgedToken: // a hooked app signs its own verdict under the service's key ID
+		t = pickT(p.hooked)
+		tags, mac = setTag(softposTags(t, now), "AJ", "forge"), f.mac
+	case LabelReplayedToken: // a hooked app attaches a token captured from an honest phone
+		t = pickT(p.hooked)
+		tags, mac = setTag(softposTags(t, now), "AJ", "replay"), f.mac
 	case LabelCardTesting: // tiny amounts, a different stolen or made-up card each time
 		t = pickT(p.cardTest)
 		tags, amount = posTags(t), int64(100+rng.IntN(100))
@@ -482,7 +495,10 @@ func dukptStream(ctx context.Context, addr string, every time.Duration) map[stri
 		tx := termclient.Txn{TID: "T0000002", MID: "000000000000002", PAN: bigCard(rng), Amount: int64(100 + rng.IntN(40)*10),
 			Expiry: "2912", Time: now, STAN: termclient.NextSTAN(),
 			TLV: [][2]string{{"DI", "SP-T0000002"}, {"IM", "860000000000002"}, {"GL", "31.230400,121.473700"}, {"AV", "1.0.0"},
-				{"AT", fmt.Sprintf("%d:OK", now.Unix())}, {"IF", ""}, {"KS", ksn}}}
+				{"AJ", "sign"}, {"IF", ""}, {"KS", ksn}}}
+		if err := (&Fleet{}).attestTokens(&tx, ""); err != nil {
+			continue
+		}
 		block, err := termclient.PINBlockDUKPT(demoBDK, ksn, "1234", tx.PAN)
 		if err != nil {
 			continue

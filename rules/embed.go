@@ -11,3 +11,8 @@ import "embed"
 //
 //go:embed *.yaml
 var Files embed.FS
+
+// RatingPolicy is the default merchant rating policy, rating/policy.yaml.
+//
+//go:embed rating/policy.yaml
+var RatingPolicy []byte

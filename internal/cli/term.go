@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	attestpkg "github.com/switchyard/switchyard/switch/attest"
 	"math/bits"
 	"strings"
 	"time"
@@ -34,6 +35,9 @@ var demoKeys = map[string]struct{ tpk, bdk, tak string }{
 // counters must increase; counters with more than 10 one-bits are skipped). The
 // counter keeps to 20 bits: its 21st bit is the last bit of the demo BDK's KSN prefix
 // FFFF9876543210E, and a KSN past it (…F…) is refused as another device's.
+// demoAttestation is the demo attestation service, whose key demo mode pins.
+var demoAttestation = attestpkg.DemoSigner()
+
 func demoKSN(now time.Time) string {
 	c := uint32(now.Unix()-1_700_000_000) & 0xFFFFF
 	for bits.OnesCount32(c) > 10 {
@@ -79,8 +83,8 @@ func runTerm(env *Env, args []string) int {
 	ksn := fs.String("ksn", "", "DUKPT KSN (default: from the clock, for T0000002)")
 	tak := fs.String("tak", "", "MAC key (hex) to MAC the request with (default: T0000002's demo TAK)")
 	findings := fs.String("findings", "", "SoftPOS: integrity findings to report in IF (e.g. root,hook)")
-	attest := fs.String("attest", "OK", "SoftPOS: attestation verdict in AT (OK or FAIL)")
-	attestAge := fs.Duration("attest-age", 0, "SoftPOS: age of the attestation in AT")
+	attest := fs.String("attest", "token", "SoftPOS: a token signed by the demo attestation service in AJ (token), or the legacy unsigned AT with verdict OK or FAIL")
+	attestAge := fs.Duration("attest-age", 0, "SoftPOS: age of the attestation (token iat, or AT)")
 	asJSON := fs.Bool("json", false, "print the answer as JSON")
 	if ok, code := parse(fs, args[1:]); !ok {
 		return code
@@ -165,7 +169,17 @@ func runTerm(env *Env, args []string) int {
 		t.PINBlock = block
 	}
 	if t.TID == "T0000002" && len(tags) == 0 && t.MTI != "0800" {
-		t.TLV = append(t.TLV, [2]string{"AT", fmt.Sprintf("%d:%s", time.Now().Add(-*attestAge).Unix(), *attest)})
+		t.Time = time.Now()
+		if *attest == "token" {
+			tok, err := termclient.AttestToken(demoAttestation, t, "SP-T0000002", "1.0.0",
+				termclient.IntegrityOf(message.ParseFindings(*findings)), t.Time.Add(-*attestAge))
+			if err != nil {
+				return fail(env, "term: attestation token: %v", err)
+			}
+			t.TLV = append(t.TLV, [2]string{"AJ", tok})
+		} else {
+			t.TLV = append(t.TLV, [2]string{"AT", fmt.Sprintf("%d:%s", time.Now().Add(-*attestAge).Unix(), *attest)})
+		}
 		for i := range t.TLV {
 			if t.TLV[i][0] == "IF" {
 				t.TLV[i][1] = *findings

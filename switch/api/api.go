@@ -110,6 +110,10 @@ type Options struct {
 	// RefreshProfiles recomputes the merchant profiles now (POST
 	// /api/v1/risk/profiles/refresh, operators); nil leaves the route out.
 	RefreshProfiles func(ctx context.Context) (any, error)
+	// MerchantRisk serves the merchant ratings, reports and notice webhooks
+	// (merchantrisk.go); nil leaves the routes out.
+	MerchantRisk       MerchantRisk
+	MerchantRiskErrors MerchantRiskErrors
 	// Pprof serves the Go profiler under /debug/pprof/, to admins only unless
 	// PprofOpen (demo mode, whose tokens are public anyway).
 	Pprof, PprofOpen bool
@@ -154,6 +158,9 @@ func (a *api) register() {
 	}
 	if o.Tasks != nil {
 		a.taskRoutes()
+	}
+	if o.MerchantRisk != nil {
+		a.merchantRiskRoutes()
 	}
 	a.switchRoutes()
 }

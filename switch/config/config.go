@@ -76,6 +76,12 @@ type Config struct {
 	HSM   HSM    `yaml:"hsm"`
 	Apps  Apps   `yaml:"apps"`
 	Tasks []Task `yaml:"tasks"`
+	// Attestation pins the SoftPOS attestation service's keys (merchantrisk.go).
+	Attestation Attestation `yaml:"attestation"`
+	// Ratings recompute the merchants' ratings (merchantrisk.go).
+	Ratings Ratings `yaml:"ratings"`
+	// Notices push approvals, voids and refunds to merchants' webhooks (merchantrisk.go).
+	Notices Notices `yaml:"notices"`
 	// Cluster, when set, makes this switch one node of a cluster on NATS JetStream
 	// (docs/cluster.md); absent, the switch runs alone on its Badger data directory.
 	Cluster *cluster.Config `yaml:"cluster"`
@@ -154,6 +160,9 @@ func (p Profiles) RefreshClock() (hour, minute int, err error) {
 type Refunds struct {
 	// Window is how old an original purchase may be for a refund (default 720h, 30 days).
 	Window Duration `yaml:"window"`
+	// Policies are the void and refund policies by terminal kind and merchant tier
+	// (merchantrisk.go); SoftPOS defaults to void same day, refund from the next day.
+	Policies []TxnPolicy `yaml:"policies"`
 }
 
 // Breaker configures the issuers' circuit breakers: each opens when the share of
@@ -567,6 +576,7 @@ func (c *Config) Validate() error {
 	if _, err := time.LoadLocation(c.Timezone); err != nil {
 		bad("timezone", "%q is not an IANA time zone", c.Timezone)
 	}
+	c.validateMerchantRisk(bad)
 	if c.Cluster != nil {
 		if err := c.Cluster.Validate(); err != nil {
 			errs = append(errs, err)

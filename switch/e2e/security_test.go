@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/hsm/kcv"
+	"github.com/switchyard/switchyard/switch/attest"
 	"github.com/switchyard/switchyard/switch/config"
 	"github.com/switchyard/switchyard/switch/message"
 	"github.com/switchyard/switchyard/switch/termclient"
@@ -24,18 +25,40 @@ const (
 
 var ksnCounter atomic.Uint32
 
-// softpos is a purchase from the demo SoftPOS T0000002 with a fresh attestation.
+// softpos is a purchase from the demo SoftPOS T0000002 with a fresh attestation token
+// signed by the demo attestation service (bound to its TID, STAN, amount and DE 7).
+// An extra AT tag sends that legacy, unsigned attestation instead.
 func softpos(amount int64, extra ...[2]string) termclient.Txn {
-	tags := [][2]string{{"DI", "SP-T0000002"}, {"IM", "860000000000002"}, {"GL", "31.230400,121.473700"}, {"AV", "1.0.0"},
-		{"AT", fmt.Sprintf("%d:OK", time.Now().Unix())}, {"IF", ""}}
+	return softposAt(amount, time.Now(), extra...)
+}
+
+// softposAt is softpos with the token issued at iat.
+func softposAt(amount int64, iat time.Time, extra ...[2]string) termclient.Txn {
+	tags := [][2]string{{"DI", "SP-T0000002"}, {"IM", "860000000000002"}, {"GL", "31.230400,121.473700"}, {"AV", "1.0.0"}, {"IF", ""}}
+	legacy := ""
 	for _, e := range extra {
+		if e[0] == "AT" {
+			legacy = e[1]
+			continue
+		}
 		for i := range tags {
 			if tags[i][0] == e[0] {
 				tags[i][1] = e[1]
 			}
 		}
 	}
-	return termclient.Txn{PAN: "4761739001010267", Amount: amount, Expiry: "2912", TID: "T0000002", MID: "000000000000002", TLV: tags}
+	tx := termclient.Txn{PAN: "4761739001010267", Amount: amount, Expiry: "2912", TID: "T0000002", MID: "000000000000002",
+		STAN: termclient.NextSTAN(), Time: time.Now()}
+	if legacy != "" {
+		tx.TLV = append(tags, [2]string{"AT", legacy})
+		return tx
+	}
+	tok, err := termclient.AttestToken(attest.DemoSigner(), tx, "SP-T0000002", "1.0.0", termclient.IntegrityOf(nil), iat)
+	if err != nil {
+		panic(err) // the demo key signs
+	}
+	tx.TLV = append(tags, [2]string{"AJ", tok})
+	return tx
 }
 
 func nextKSN() string { return fmt.Sprintf("FFFF9876543210E%05X", ksnCounter.Add(1)) }
@@ -116,12 +139,13 @@ func TestSoftPOSIntegrity(t *testing.T) {
 	if n := f.sim().Stats.Requests.Load(); n != before {
 		t.Fatalf("a message with a bad MAC was forwarded (%d requests)", n-before)
 	}
-	stale := softpos(1000, [2]string{"AT", fmt.Sprintf("%d:OK", time.Now().Add(-5*time.Minute).Unix())})
+	stale := softposAt(1000, time.Now().Add(-5*time.Minute))
 	if r := sendOn(t, f.c, stale, mac); r.RC != "58" || r.Reason != "attestation-stale" {
 		t.Fatalf("stale attestation: %+v", r)
 	}
-	if r := sendOn(t, f.c, softpos(1000, [2]string{"AT", fmt.Sprintf("%d:FAIL", time.Now().Unix())}), mac); r.RC != "58" || r.Reason != "attestation-fail" {
-		t.Fatalf("failed attestation: %+v", r)
+	// The legacy unsigned AT is refused unless the terminal's policy allows it.
+	if r := sendOn(t, f.c, softpos(1000, [2]string{"AT", fmt.Sprintf("%d:OK", time.Now().Unix())}), mac); r.RC != "58" || r.Reason != "attestation-legacy-refused" {
+		t.Fatalf("legacy attestation: %+v", r)
 	}
 	if r := sendOn(t, f.c, softpos(100001), mac); r.RC != "61" {
 		t.Fatalf("SoftPOS above 1000.00: %+v", r)

@@ -15,7 +15,8 @@ const (
 	TagCell        = "CL" // cell location MCC-MNC-LAC-CID
 	TagAppVersion  = "AV" // terminal application version
 	TagIntegrity   = "IF" // SoftPOS device-integrity findings
-	TagAttestation = "AT" // SoftPOS attestation UNIXSECONDS:VERDICT
+	TagAttestation = "AT" // SoftPOS attestation UNIXSECONDS:VERDICT (legacy, unsigned)
+	TagAttestToken = "AJ" // SoftPOS attestation token: compact JWS of the attestation service
 	TagKSN         = "KS" // DUKPT key serial number
 	TagBatchTotals = "BT" // batch totals
 	TagPINKey      = "WP" // new PIN key under the TMK, HEXKEY:KCV
@@ -33,6 +34,7 @@ type TLV struct {
 	Device, SIM, IMEI, Geo, Cell, AppVersion string
 	Integrity, Attestation, KSN, BatchTotals string
 	PINKey, MACKey, Reason, Label            string
+	AttestToken                              string
 	// Has records which known tags were present (IF may be present and empty).
 	Has TagSet
 }
@@ -56,6 +58,7 @@ const (
 	HasMACKey
 	HasReason
 	HasLabel
+	HasAttestToken
 )
 
 // ParseTLV decodes a DE 48 value: repeated TAG(2) LEN(3 digits) VALUE. Unknown tags are
@@ -110,6 +113,8 @@ func ParseTLV(s string) (TLV, error) {
 			dst, bit = &t.Reason, HasReason
 		case TagLabel:
 			dst, bit = &t.Label, HasLabel
+		case TagAttestToken:
+			dst, bit = &t.AttestToken, HasAttestToken
 		}
 		if dst != nil {
 			if t.Has&bit != 0 {

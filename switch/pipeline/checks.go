@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/switchyard/switchyard/switch/attest"
 	"github.com/switchyard/switchyard/switch/frontend"
 	"github.com/switchyard/switchyard/switch/message"
 	"github.com/switchyard/switchyard/switch/metrics"
@@ -20,9 +21,16 @@ type Terminals interface {
 	Seen(id string, addr netip.Addr, loc registry.GeoPoint, now time.Time)
 }
 
+// Attestations verify SoftPOS attestation tokens (DE 48 AJ; *attest.Verifier).
+type Attestations interface {
+	Verify(token, nonce string, now time.Time) (attest.Claims, attest.Failure)
+}
+
 // checkRequest builds the registry's view of a request. A malformed GL, AT or IF value
-// is a format error (the second result names it).
-func checkRequest(r *message.Request, c *frontend.Conn, macVerified bool, now time.Time) (registry.CheckRequest, string) {
+// is a format error (the second result names it). A signed attestation (AJ) is
+// verified here, against this request's nonce; its verdicts and device go to the
+// registry, which judges them against the terminal (age, bound device, findings).
+func checkRequest(r *message.Request, c *frontend.Conn, macVerified bool, now time.Time, att Attestations) (registry.CheckRequest, string) {
 	tl := &r.TLV
 	cr := registry.CheckRequest{
 		TerminalID: r.TID, MerchantID: r.MID, SourceIP: c.Remote.Addr(),
@@ -36,15 +44,38 @@ func checkRequest(r *message.Request, c *frontend.Conn, macVerified bool, now ti
 		}
 		cr.Location = registry.GeoPoint{Lat: g.Lat, Lon: g.Lon, Present: true}
 	}
-	if tl.Has&message.HasAttestation != 0 {
+	// IF findings count under the MAC whatever the attestation says: a compromised
+	// phone must not escape suspension by also sending a bad token.
+	if tl.Has&message.HasIntegrity != 0 {
+		cr.Findings = message.ParseFindings(tl.Integrity)
+	}
+	switch {
+	case tl.Has&message.HasAttestToken != 0:
+		cr.AttestationPresent, cr.AttestationSigned = true, true
+		if att == nil {
+			cr.AttestationFailure = registry.ReasonAttestationUnknown
+			break
+		}
+		cl, fail := att.Verify(tl.AttestToken, attest.Nonce(r.TID, r.STAN, r.Amount, r.DE7), now)
+		if fail != attest.OK {
+			cr.AttestationFailure = registry.Reason(fail)
+			break
+		}
+		cr.AttestationTime, cr.AttestedDevice = cl.Issued(), cl.Device
+		cr.AttestationOK, cr.AttestationNoTEE = true, !cl.Integrity.TEE
+		if cl.AppVersion != "" {
+			cr.AppVersion = cl.AppVersion // the signed version counts, not the AV tag
+		}
+		// The service's findings are the phone's, whatever its IF tag says.
+		if f := cl.Integrity.Findings(); len(f) > 0 {
+			cr.Findings = append(f, cr.Findings...)
+		}
+	case tl.Has&message.HasAttestation != 0:
 		a, err := message.ParseAttestation(tl.Attestation)
 		if err != nil {
 			return cr, "AT"
 		}
 		cr.AttestationPresent, cr.AttestationTime, cr.AttestationOK = true, time.Unix(a.Unix, 0), a.OK
-	}
-	if tl.Has&message.HasIntegrity != 0 {
-		cr.Findings = message.ParseFindings(tl.Integrity)
 	}
 	return cr, ""
 }
@@ -56,7 +87,7 @@ func (p *Pipeline) checkTerminal(ctx context.Context, t *txn, macVerified bool) 
 		return nil, nil, nil
 	}
 	start := p.now()
-	cr, bad := checkRequest(t.req, t.conn, macVerified, start)
+	cr, bad := checkRequest(t.req, t.conn, macVerified, start, p.attest)
 	if bad != "" {
 		resp, err := p.decline(ctx, t, message.RCFormatError, "switch", "de48-"+bad+"-malformed")
 		return nil, &resp, err

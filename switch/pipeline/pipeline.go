@@ -197,6 +197,18 @@ type Config struct {
 	Cases Cases
 	// Updates offers application updates at sign-on and echo (nil: none).
 	Updates Updates
+	// TxnPolicies are the void and refund policies by terminal kind and merchant
+	// tier, tried before DefaultTxnPolicies (txnpolicy.go).
+	TxnPolicies []TxnPolicy
+	// Notices take the merchant notice of each approval, void and refund
+	// (*notify.Outbox): a copy into memory, no I/O; nil sends none.
+	Notices Notices
+	// Ratings gives the rules each merchant's rating in force and lowers its limits
+	// to those of the rating (*rating.Book); nil leaves the registry's.
+	Ratings Ratings
+	// Attestation verifies SoftPOS attestation tokens (DE 48 AJ); nil refuses every
+	// token (attestation-unknown-key).
+	Attestation Attestations
 	// Now is the clock that stamps the transactions (default time.Now): tests whose
 	// result depends on the day inject one, so that they cannot fail across midnight.
 	Now func() time.Time
@@ -215,6 +227,9 @@ type Pipeline struct {
 	hsm       HSM
 	risk      Risk
 	profiles  Profiles
+	attest    Attestations
+	ratings   Ratings
+	notices   Notices
 	zones     ZoneKeys
 	keyGrace  time.Duration
 	metrics   *metrics.Metrics
@@ -279,7 +294,7 @@ func New(cfg Config, j Journal, q Queue, routes Routes, terms Terminals, m *metr
 		cfg.Profiles = tierDefaults
 	}
 	p := &Pipeline{cfg: cfg, journal: j, queue: q, routes: routes, terminals: terms, metrics: m, log: cfg.Logger, now: cfg.Now, seal: s,
-		hsm: cfg.HSM, risk: cfg.Risk, profiles: cfg.Profiles, zones: cfg.Zones, keyGrace: cfg.KeyGrace,
+		hsm: cfg.HSM, risk: cfg.Risk, profiles: cfg.Profiles, attest: cfg.Attestation, ratings: cfg.Ratings, notices: cfg.Notices, zones: cfg.Zones, keyGrace: cfg.KeyGrace,
 		dups: newDupTable(), early: newEarlyReversals(cfg.DupWindow, 100_000), open: newInflight(), standIn: newStandInBook(), stop: make(chan struct{}),
 		recent: newRecentKeys(cfg.DupWindow, 5_000_000, cfg.Now())}
 	key := append([]byte(nil), cfg.CardHashKey...)
@@ -364,6 +379,11 @@ func (p *Pipeline) CardHash(pan string) string {
 	return out
 }
 
+// Notices take the merchant notices of answered transactions (notify.Outbox).
+type Notices interface {
+	Notice(rec *journal.Record, original string)
+}
+
 // txn is one transaction in progress.
 type txn struct {
 	req      *message.Request
@@ -377,6 +397,8 @@ type txn struct {
 	release  func()             // undoes what the caller of authorize reserved (a refund's amount)
 	events   [8]journal.Event   // room for the record's events without growing
 	term     *registry.Terminal // the registered terminal, when known
+	kind     string             // the terminal's kind and its merchant's tier, when known
+	tier     string             // (the void and refund policy)
 	macKey   hsm.KeyRef         // MAC key of the terminal (responses are MAC'd under it)
 	macOK    bool               // the request carried a valid MAC
 	pin      []byte             // the PIN block translated to the issuer's ZPK
@@ -655,6 +677,12 @@ func (p *Pipeline) financial(ctx context.Context, t *txn) (frontend.Response, er
 	if declined != nil || err != nil {
 		return *declined, err
 	}
+	if res != nil && res.Terminal != nil {
+		t.kind = string(res.Terminal.Kind)
+	}
+	if res != nil && res.Merchant != nil {
+		t.tier = res.Merchant.Tier
+	}
 	// A purchase or pre-authorization of nothing is not a transaction (balance
 	// inquiries carry no amount; refunds and voids check theirs against the original).
 	if typ := t.rec.Type; (typ == "purchase" || typ == "preauth") && t.req.Amount <= 0 {
@@ -844,6 +872,13 @@ func (p *Pipeline) respond(ctx context.Context, t *txn, rc, auth, by, reason str
 	if t.dup != nil {
 		p.dups.finish(t.dupKey, t.dup, recordOutcome(rec))
 		t.dup = nil
+	}
+	if p.notices != nil && message.Approved(rc) {
+		orig := ""
+		if t.req.ProcCode == message.PCVoid || t.req.ProcCode == message.PCRefund {
+			orig = t.req.RRN
+		}
+		p.notices.Notice(rec, orig)
 	}
 	resp := message.NewResponseBuilder(t.req).Set(37, rec.RRN).Set(39, rc)
 	if message.Approved(rc) {

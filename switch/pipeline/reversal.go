@@ -290,6 +290,9 @@ func (p *Pipeline) void(ctx context.Context, t *txn) (frontend.Response, error) 
 	case orig.Refunded > 0:
 		return p.decline(ctx, t, message.RCInvalidTransaction, "switch", "original-refunded")
 	}
+	if why := p.voidPolicy(t); why != "" {
+		return p.decline(ctx, t, message.RCInvalidTransaction, "switch", why)
+	}
 	p.queueReversal(orig, t.rec.RRN)
 	if orig.ReversedBy == "" {
 		return p.systemError(t, errors.New("reversal advice could not be queued"))
@@ -334,6 +337,8 @@ func (p *Pipeline) refund(ctx context.Context, t *txn) (frontend.Response, error
 		reason, rc = "refund-window-passed", message.RCInvalidTransaction
 	case r.Amount <= 0 || orig.Refunded+r.Amount > orig.Amount:
 		reason, rc = "refund-exceeds-original", message.RCInvalidAmount
+	default:
+		reason, rc = p.refundPolicy(t, orig, r.Amount)
 	}
 	if reason != "" {
 		l.Unlock()

@@ -28,6 +28,13 @@ type Profiles interface {
 	Fill(m *risk.Merchant)
 }
 
+// Ratings give the rules a merchant's rating in force (risk/rating.Book): Apply
+// sets m.Rating and lowers m's limits to its rating's (the SoftPOS one on a SoftPOS
+// terminal), without a lock or an allocation.
+type Ratings interface {
+	Apply(m *risk.Merchant, softpos bool)
+}
+
 // tierDefaults serves a pipeline configured without profiles.
 var tierDefaults = profile.NewSet(nil)
 
@@ -78,6 +85,9 @@ func (p *Pipeline) fillInput(in *risk.Input, t *txn, res *registry.CheckResult, 
 		in.Merchant = risk.Merchant{ID: m.ID, MCC: m.MCC, Tier: m.Tier, Rating: ratingGrade(m.Rating), Status: string(m.Status),
 			SingleLimit: int(m.Limits.PerTransaction), DailyLimit: int(m.Limits.Daily), MonthlyLimit: int(m.Limits.Monthly), Group: m.Group}
 		p.profiles.Fill(&in.Merchant)
+		if p.ratings != nil {
+			p.ratings.Apply(&in.Merchant, in.Terminal.Kind == string(registry.KindSoftPOS))
+		}
 	}
 	in.Binding = risk.Binding{Checked: true, LocationKnown: f.LocationKnown, Lat: f.Lat, Lon: f.Lon, DistanceM: f.DistanceM,
 		LocationOK: f.LocationOK, SIMOK: f.SIMOK, IMEIOK: f.IMEIOK, DeviceOK: f.DeviceOK, NetworkOK: f.NetworkOK}

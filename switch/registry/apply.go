@@ -235,6 +235,12 @@ func (r *review) compute(c *Change, now time.Time) ([]effect, error) {
 		if p.Keys != nil {
 			n.Keys = *p.Keys
 		}
+		if p.AttestMaxAge != nil {
+			n.AttestMaxAge = *p.AttestMaxAge
+		}
+		if p.AttestLegacy != nil {
+			n.AttestLegacy = *p.AttestLegacy
+		}
 		normalizeTerminal(&n)
 		if err := n.Validate(); err != nil {
 			return nil, err

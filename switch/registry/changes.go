@@ -78,6 +78,8 @@ type TerminalPatch struct {
 	MinAppVersion   *string         `json:"min_app_version,omitempty"`
 	MissingPolicy   *Policy         `json:"missing_policy,omitempty"`
 	Keys            *KeyRefs        `json:"keys,omitempty"`
+	AttestMaxAge    *Duration       `json:"attest_max_age,omitempty"`
+	AttestLegacy    *bool           `json:"attest_legacy,omitempty"`
 }
 
 // Change is a requested lifecycle change and its review.

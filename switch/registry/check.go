@@ -40,6 +40,19 @@ const (
 	ReasonAppVersionLow     Reason = "app-version-low"       // 58: AV below the minimum version (or absent while a minimum is set)
 )
 
+// The reasons of the signed attestation (DE 48 AJ, package attest), checked where
+// attestation-stale is: each failure its own reason.
+const (
+	ReasonAttestationForged    Reason = "attestation-forged"          // 59: AJ not a JWS, or its signature does not verify
+	ReasonAttestationUnknown   Reason = "attestation-unknown-key"     // 58: AJ signed by a key that is not pinned
+	ReasonAttestationUnbound   Reason = "attestation-unbound"         // 59: AJ nonce is not this transaction's
+	ReasonAttestationReplayed  Reason = "attestation-replayed"        // 59: AJ nonce seen before
+	ReasonAttestationMalformed Reason = "attestation-malformed"       // 58: AJ verifies but lacks iat, nonce or device
+	ReasonAttestationDevice    Reason = "attestation-device-mismatch" // 59: AJ device is not the terminal's bound device
+	ReasonAttestationNoTEE     Reason = "attestation-no-tee"          // 58: AJ says the phone has no TEE
+	ReasonAttestationLegacy    Reason = "attestation-legacy-refused"  // 58: unsigned AT from a terminal whose policy wants AJ
+)
+
 // Response codes Check sets (DE 39).
 const (
 	RCInvalidMerchant    = "03"
@@ -69,6 +82,14 @@ var Reasons = []struct {
 	{ReasonAttestationAbsent, RCNotPermittedToTerm, true},
 	{ReasonAttestationFail, RCNotPermittedToTerm, true},
 	{ReasonAttestationStale, RCNotPermittedToTerm, true},
+	{ReasonAttestationForged, RCSuspectedFraud, true},
+	{ReasonAttestationUnknown, RCNotPermittedToTerm, true},
+	{ReasonAttestationUnbound, RCSuspectedFraud, true},
+	{ReasonAttestationReplayed, RCSuspectedFraud, true},
+	{ReasonAttestationMalformed, RCNotPermittedToTerm, true},
+	{ReasonAttestationDevice, RCSuspectedFraud, true},
+	{ReasonAttestationNoTEE, RCNotPermittedToTerm, true},
+	{ReasonAttestationLegacy, RCNotPermittedToTerm, true},
 	{ReasonDeviceMismatch, RCSuspectedFraud, true},
 	{ReasonSIMMismatch, RCSuspectedFraud, true},
 	{ReasonIMEIMismatch, RCSuspectedFraud, true},
@@ -96,7 +117,14 @@ type CheckRequest struct {
 
 	AttestationPresent bool      // DE 48 AT present
 	AttestationTime    time.Time // AT UNIXSECONDS
-	AttestationOK      bool      // AT VERDICT == "OK"
+	AttestationOK      bool      // AT VERDICT == "OK"; for AJ: verified, TEE present
+	// AttestationSigned is set when the attestation came as a signed token (AJ) and
+	// the lead verified it (package attest); AttestationTime is then its iat.
+	// AttestationFailure is set instead when the token was refused (its reason).
+	AttestationSigned  bool
+	AttestationFailure Reason
+	AttestedDevice     string // the token's device ID, compared with the bound device
+	AttestationNoTEE   bool   // the token says the phone has no TEE
 
 	MACVerified bool      // the message carried a MAC the lead verified
 	Now         time.Time // the time of the request; zero means the registry's clock
@@ -268,14 +296,26 @@ func (r *checker) Check(req CheckRequest) CheckResult {
 	f.AppVersionOK = minVer == nil || (req.AppVersion != "" && compareVersion(req.AppVersion, minVer) >= 0)
 	softpos := t.Kind == KindSoftPOS
 	var attReason Reason
-	if req.AttestationPresent {
+	if req.AttestationFailure != ReasonNone {
+		attReason = req.AttestationFailure
+	} else if req.AttestationPresent {
 		age := now.Sub(req.AttestationTime)
 		f.AttestationAgeS = age.Seconds()
+		maxAge := r.opts.MaxAttestationAge
+		if t.AttestMaxAge > 0 {
+			maxAge = time.Duration(t.AttestMaxAge)
+		}
 		switch {
+		case !req.AttestationSigned && !t.AttestLegacy:
+			attReason = ReasonAttestationLegacy
+		case age > maxAge || -age > maxAge:
+			attReason = ReasonAttestationStale
+		case req.AttestationSigned && t.Binding.DeviceSerial != "" && req.AttestedDevice != t.Binding.DeviceSerial:
+			attReason = ReasonAttestationDevice
+		case req.AttestationNoTEE:
+			attReason = ReasonAttestationNoTEE
 		case !req.AttestationOK:
 			attReason = ReasonAttestationFail
-		case age > r.opts.MaxAttestationAge || -age > r.opts.MaxAttestationAge:
-			attReason = ReasonAttestationStale
 		default:
 			f.AttestationOK = true
 		}

@@ -34,7 +34,13 @@
 //	device-compromised     59  SoftPOS: any IF finding; terminal suspended at once  incident
 //	attestation-missing    58  SoftPOS: no AT                                    incident
 //	attestation-fail       58  SoftPOS: AT verdict FAIL                          incident
-//	attestation-stale      58  SoftPOS: AT older than MaxAttestationAge (120 s), or that far in the future  incident
+//	attestation-forged, -unknown-key, -malformed, -replayed, -unbound
+//	                   59/58  SoftPOS: the signed token (AJ) refused by the lead's verifier (package attest)  incident
+//	attestation-legacy-refused 58  SoftPOS: unsigned AT while the terminal's AttestLegacy is off   incident
+//	attestation-stale      58  SoftPOS: attestation older than the terminal's AttestMaxAge (default
+//	                           MaxAttestationAge, 120 s), or that far in the future  incident
+//	attestation-device-mismatch 59  SoftPOS: the token's device is not the bound device serial  incident
+//	attestation-no-tee     58  SoftPOS: the token says the phone has no TEE         incident
 //	device-mismatch        59  DI differs from the bound device serial           incident
 //	sim-mismatch           59  SI differs from the bound SIM ICCID               incident
 //	imei-mismatch          59  IM differs from the bound IMEI                    incident

@@ -143,7 +143,7 @@ func (f *fixture) goodT2() CheckRequest {
 		DeviceID: "SP-T0000002", IMEI: "860000000000002",
 		Location:           GeoPoint{Lat: 31.2310, Lon: 121.4740, Present: true},
 		AppVersion:         "5.1",
-		AttestationPresent: true, AttestationTime: now.Add(-30 * time.Second), AttestationOK: true,
+		AttestationPresent: true, AttestationTime: now.Add(-30 * time.Second), AttestationOK: true, AttestationSigned: true, AttestedDevice: "SP-T0000002",
 		MACVerified: true,
 		Now:         now,
 	}

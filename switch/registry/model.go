@@ -183,6 +183,12 @@ type Terminal struct {
 	ActivatedAt     time.Time      `json:"activated_at,omitzero"`
 	Version         int64          `json:"version"`
 
+	// AttestMaxAge is how old a SoftPOS attestation may be for this terminal (0: the
+	// registry's MaxAttestationAge). AttestLegacy lets it send the unsigned legacy AT
+	// tag instead of a signed token (AJ); off by default.
+	AttestMaxAge Duration `json:"attest_max_age,omitempty"`
+	AttestLegacy bool     `json:"attest_legacy,omitempty"`
+
 	minVer []int // parsed MinAppVersion, set by prepare
 }
 
@@ -396,6 +402,9 @@ func (t *Terminal) Validate() error {
 		}
 	default:
 		return invalidf("terminal %s: PIN mode %q: want tpk, dukpt or empty", t.ID, k.PINMode)
+	}
+	if t.AttestMaxAge < 0 || time.Duration(t.AttestMaxAge) > time.Hour {
+		return invalidf("terminal %s: attestation maximum age %v: want 0 (the default) to 1h", t.ID, time.Duration(t.AttestMaxAge))
 	}
 	if t.Kind == KindSoftPOS && !k.MACRequired {
 		return invalidf("terminal %s: a softpos terminal must require a MAC", t.ID)

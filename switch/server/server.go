@@ -57,8 +57,10 @@ import (
 	"github.com/switchyard/switchyard/switch/frontend"
 	"github.com/switchyard/switchyard/switch/issuer"
 	"github.com/switchyard/switchyard/switch/journal"
+	"github.com/switchyard/switchyard/switch/merchantrisk"
 	"github.com/switchyard/switchyard/switch/message"
 	"github.com/switchyard/switchyard/switch/metrics"
+	"github.com/switchyard/switchyard/switch/notify"
 	"github.com/switchyard/switchyard/switch/pipeline"
 	"github.com/switchyard/switchyard/switch/registry"
 	"github.com/switchyard/switchyard/switch/saf"
@@ -86,6 +88,8 @@ type Server struct {
 	demoSim   DemoIssuer
 	monitor   *registry.Monitor
 	profiles  *profileRefresher
+	ratings   *merchantrisk.Ratings // merchantrisk.go
+	notices   *notify.Outbox        // merchantrisk.go
 	loops     *loops
 	links     map[string]*issuer.Link
 	listeners []*frontend.Listener
@@ -334,11 +338,17 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	if err := s.openProfiles(loc); err != nil {
 		return nil, err
 	}
+	if err := s.openRatings(loc); err != nil {
+		return nil, err
+	}
+	if err := s.openNotices(); err != nil {
+		return nil, err
+	}
 	casesLog, err := s.cl.storeLog("cases")
 	if err != nil {
 		return nil, err
 	}
-	if s.Cases, err = cases.New(s.db, cases.Options{Log: asLog(casesLog), CatchUp: catchUp(casesLog), Rules: s.Risk, Lists: s.Risk.Lists(), Registry: s.Registry,
+	if s.Cases, err = cases.New(s.db, cases.Options{Log: asLog(casesLog), CatchUp: catchUp(casesLog), Rules: s.Risk, Lists: s.Risk.Lists(), Registry: ratingNudger{s.Registry, s.ratings},
 		Metrics: s.Metrics.Registry, Logger: log.With().Str("component", "cases").Logger()}); err != nil {
 		return nil, err
 	}
@@ -368,6 +378,10 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		}
 		jr = s.cl.journal
 	}
+	verifier, err := attestationVerifier(cfg)
+	if err != nil {
+		return nil, err
+	}
 	s.Pipeline, err = pipeline.New(pipeline.Config{
 		CardHashKey:      key,
 		IsTimeout:        func(err error) bool { return errors.Is(err, issuer.ErrTimeout) },
@@ -384,6 +398,10 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		KeyGrace:         cfg.Security.KeyGrace.D(),
 		Cases:            s.Cases,
 		Updates:          s.Apps,
+		Attestation:      verifier,
+		Ratings:          s.ratings.Book(),
+		Notices:          s.notices,
+		TxnPolicies:      txnPolicies(cfg),
 		Logger:           txnLog,
 		Now:              cfg.Clock,
 	}, jr, s.Queue, rt, s.Registry, s.Metrics)
@@ -472,6 +490,8 @@ func (s *Server) Start() {
 		s.loops.Go("merchant profiles", s.profiles.startUp)
 		s.loops.Go("scheduler", s.Tasks.Run)
 		s.loops.Go("apps", s.Apps.Run)
+		s.loops.Go("merchant ratings", s.ratings.Run)
+		s.loops.Go("merchant notices", s.notices.Run)
 		s.loops.Go("rules watcher", func(ctx context.Context) error {
 			if err := s.Risk.Watch(ctx); err != nil && ctx.Err() == nil {
 				s.log.Error().Str("component", "risk").Err(err).Msg("rules directory not watched; reload with SIGHUP or the admin API")
@@ -594,8 +614,10 @@ func (s *Server) startAdmin() error {
 		Profiles:        s.Profiles,
 		RefreshProfiles: s.profiles.refreshNow,
 
-		Apps:  s.Apps,
-		Tasks: s.Tasks,
+		Apps:               s.Apps,
+		Tasks:              s.Tasks,
+		MerchantRisk:       merchantRiskAPI{s},
+		MerchantRiskErrors: merchantRiskErrors,
 	})
 	s.mux.Handle("/apps/v1/", s.Apps.Handler()) // the terminals' downloads and reports (own token)
 	ln, err := net.Listen("tcp", s.cfg.Admin.Addr)

@@ -139,7 +139,10 @@ func (t *tool) merchant(args []string) error {
 		}
 		return t.printChange(&c, *f.json)
 	}
-	return usagef("merchant %s: unknown subcommand (want list, show, register, change, activate, freeze, unfreeze or close)", sub)
+	if handled, err := t.merchantRisk(sub, f, args); handled {
+		return err
+	}
+	return usagef("merchant %s: unknown subcommand (want list, show, register, change, activate, freeze, unfreeze, close, rating, report, webhook or notices)", sub)
 }
 
 func limitsText(l registry.Limits) string {

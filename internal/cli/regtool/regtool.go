@@ -53,6 +53,12 @@ Merchant and terminal registry commands (every list command takes --json):
                  [--limit-txn FEN] [--limit-daily FEN] [--limit-monthly FEN] [--limit-count N] [--pending] [--reason TEXT]
   switchyard merchant change ID [--name N] [--mcc M] [--region R] [--group G] [--tier T] [--rating R] [--limit-* ...] [--reason TEXT]
   switchyard merchant activate|freeze|unfreeze|close ID [--reason TEXT]
+  switchyard merchant rating ID [--pin A..E --reason TEXT [--days N] | --unpin --reason TEXT]
+                 (the rating in force, the score and the facts behind it, its limits; pins: analysts)
+  switchyard merchant report ID [--days 1|7|30]   (counts, amounts, approval rate, hourly profile)
+  switchyard merchant webhook ID --url URL --secret-file F [--reason TEXT]   (notices of approvals, voids
+                 and refunds; --url "" removes it; operators)
+  switchyard merchant notices ID [--limit N]   (pending notices and the delivery log)
 
   switchyard terminal list [--merchant ID] [--status S] [--kind K] [--limit N] [--after ID]
   switchyard terminal show ID
@@ -60,6 +66,7 @@ Merchant and terminal registry commands (every list command takes --json):
                  [--device-serial S] [--iccid N] [--imei N] [--location LAT,LON,RADIUS_M]
                  [--networks CIDR,...] [--min-app-version V] [--policy decline|flag]
                  [--pin-mode tpk|dukpt] [--tmk REF] [--tpk REF] [--tak REF] [--bdk REF] [--mac-required] [--reason TEXT]
+                 [--attest-max-age D] [--attest-legacy]   (SoftPOS: attestation age; accept the unsigned AT tag)
   switchyard terminal change ID [same flags as register; --merchant moves it] [--clear-location] [--reason TEXT]
   switchyard terminal activate|suspend|resume|close ID [--reason TEXT]
   switchyard terminal import FILE.csv [--reason TEXT] [--dry-run]

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/switchyard/switchyard/switch/registry"
 )
@@ -17,6 +18,8 @@ type terminalFlagValues struct {
 	model                                    *string
 	tmk, tpk, tak, bdk                       *string
 	macRequired, clearLocation               *bool
+	attestMaxAge                             *time.Duration
+	attestLegacy                             *bool
 }
 
 func terminalFlags(f *flags) *terminalFlagValues {
@@ -39,6 +42,8 @@ func terminalFlags(f *flags) *terminalFlagValues {
 		bdk:           f.String("bdk", "", "DUKPT BDK key reference"),
 		macRequired:   f.Bool("mac-required", false, "messages must carry a MAC"),
 		clearLocation: f.Bool("clear-location", false, "remove the deployed location (change only)"),
+		attestMaxAge:  f.Duration("attest-max-age", 0, "SoftPOS: how old an attestation may be (0: the switch's default, 120s)"),
+		attestLegacy:  f.Bool("attest-legacy", false, "SoftPOS: accept the legacy unsigned AT tag instead of a signed token (AJ)"),
 	}
 }
 
@@ -81,6 +86,13 @@ func (v *terminalFlagValues) patch() (registry.TerminalPatch, error) {
 	if f.set("policy") {
 		pol := registry.Policy(*v.policy)
 		p.MissingPolicy = &pol
+	}
+	if f.set("attest-max-age") {
+		d := registry.Duration(*v.attestMaxAge)
+		p.AttestMaxAge = &d
+	}
+	if f.set("attest-legacy") {
+		p.AttestLegacy = v.attestLegacy
 	}
 	return p, nil
 }
@@ -199,6 +211,10 @@ func (t *tool) terminal(args []string) error {
 		if p.MissingPolicy != nil {
 			term.MissingPolicy = *p.MissingPolicy
 		}
+		if p.AttestMaxAge != nil {
+			term.AttestMaxAge = *p.AttestMaxAge
+		}
+		term.AttestLegacy = p.AttestLegacy != nil && *p.AttestLegacy
 		var c registry.Change
 		if err := t.call("POST", "/api/v1/terminals", registry.TerminalRequest{Terminal: term, Reason: *reason}, &c); err != nil {
 			return err
@@ -288,7 +304,8 @@ func (t *tool) terminal(args []string) error {
 
 func isEmptyPatch(p registry.TerminalPatch) bool {
 	return p.MerchantID == nil && p.Kind == nil && p.Model == nil && p.DeviceSerial == nil && p.ICCID == nil && p.IMEI == nil && p.Location == nil &&
-		!p.ClearLocation && p.AllowedNetworks == nil && p.MinAppVersion == nil && p.MissingPolicy == nil && p.Keys == nil
+		!p.ClearLocation && p.AllowedNetworks == nil && p.MinAppVersion == nil && p.MissingPolicy == nil && p.Keys == nil &&
+		p.AttestMaxAge == nil && p.AttestLegacy == nil
 }
 
 func bindingText(t *registry.Terminal) string {

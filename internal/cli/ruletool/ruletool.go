@@ -269,6 +269,17 @@ func (t *tool) test(args []string) int {
 			results = append(results, r)
 		}
 	}
+	// The merchant rating policy beside the rules is tested with them.
+	ratingResults, err := ratingPolicyTests(pos[0])
+	if err != nil {
+		fmt.Fprintln(t.out, err)
+		return ExitProblems
+	}
+	for _, r := range ratingResults {
+		if re == nil || re.MatchString(r.Rule) {
+			results = append(results, r)
+		}
+	}
 	passed, failed := 0, 0
 	untested := []string{}
 	tested := map[string]bool{}

@@ -1,0 +1,143 @@
+package attest
+
+import (
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"strings"
+	"testing"
+	"time"
+)
+
+func claims(nonce string, iat time.Time) Claims {
+	return Claims{Device: "SP-1", App: "com.example.pay", AppVersion: "2.1.0", Integrity: Integrity{TEE: true}, IssuedAt: iat.Unix(), Nonce: nonce}
+}
+
+func TestVerify(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	es, err := NewSigner("acq-es", ec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	demo := DemoSigner()
+	_, other, _ := ed25519.GenerateKey(rand.Reader)
+	rogue, _ := NewSigner(DemoKeyID, other) // same kid, another key
+	stranger, _ := NewSigner("who", other)
+	v, err := NewVerifier([]Key{demo.Key(), es.Key()}, Options{MaxAge: 2 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := Nonce("T0000002", "000001", 1200, "1202014500")
+	sign := func(s *Signer, c Claims) string {
+		tok, err := s.Sign(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	good := sign(demo, claims(n, now))
+	n2 := Nonce("T0000002", "000002", 1200, "1202014500")
+	cases := []struct {
+		name  string
+		token string
+		nonce string
+		want  Failure
+	}{
+		{"good EdDSA", good, n, OK},
+		{"replayed, same transaction", good, n, FailReplayed},
+		{"replayed on another transaction", good, Nonce("T0000002", "000009", 1200, "1202014500"), FailReplayed},
+		{"good ES256 (second pinned key)", sign(es, claims(n2, now)), n2, OK},
+		{"forged: same kid, other key", sign(rogue, claims(Nonce("a", "b", 1, "c"), now)), Nonce("a", "b", 1, "c"), FailForged},
+		{"unknown kid", sign(stranger, claims(n, now)), n, FailUnknown},
+		{"payload swapped", swapPayload(good, sign(rogue, Claims{Device: "SP-1", App: "x", Integrity: Integrity{TEE: true}, IssuedAt: now.Unix(), Nonce: n})), n, FailForged},
+		{"not a JWS", "hello", n, FailForged},
+		{"alg none", "eyJhbGciOiJub25lIn0.e30.", n, FailForged},
+		{"bound to another transaction", sign(demo, claims(Nonce("T0000002", "000005", 1200, "1202014500"), now)), Nonce("T0000002", "000005", 1300, "1202014500"), FailUnbound},
+		{"stale", sign(demo, claims(Nonce("x", "1", 1, "d"), now.Add(-3*time.Minute))), Nonce("x", "1", 1, "d"), FailStale},
+		{"dated ahead", sign(demo, claims(Nonce("x", "2", 1, "d"), now.Add(3*time.Minute))), Nonce("x", "2", 1, "d"), FailStale},
+		{"no device", sign(demo, Claims{IssuedAt: now.Unix(), Nonce: n}), n, FailMalformed},
+	}
+	for _, c := range cases {
+		if _, got := v.Verify(c.token, c.nonce, now); got != c.want {
+			t.Errorf("%s: got %q, want %q", c.name, got, c.want)
+		}
+	}
+	// Rotation: once the demo key is unpinned its tokens are refused.
+	if err := v.SetKeys([]Key{es.Key()}); err != nil {
+		t.Fatal(err)
+	}
+	n3 := Nonce("T0000002", "000003", 1200, "1202014500")
+	if _, got := v.Verify(sign(demo, claims(n3, now)), n3, now); got != FailUnknown {
+		t.Errorf("after rotation: got %q, want %q", got, FailUnknown)
+	}
+}
+
+func swapPayload(a, b string) string {
+	pa, pb := strings.Split(a, "."), strings.Split(b, ".")
+	return pa[0] + "." + pb[1] + "." + pa[2]
+}
+
+func TestReplayCacheBounded(t *testing.T) {
+	c := newReplayCache(1600)
+	now := time.Unix(1000, 0)
+	for i := 0; i < 3200; i++ { // twice the bound: the excess is refused
+		c.add(Nonce("t", "s", int64(i), "d"), now.Add(time.Second), now)
+	}
+	later := now.Add(2 * time.Second)
+	for i := 0; i < 800; i++ {
+		if !c.add(Nonce("t", "s", int64(10000+i), "d"), later.Add(time.Second), later) {
+			t.Fatalf("entry %d refused after the first ones expired", i)
+		}
+	}
+	total := 0
+	for i := range c.shards {
+		total += len(c.shards[i].seen)
+	}
+	if total > 1600+16 {
+		t.Fatalf("cache holds %d entries, bound 1600", total)
+	}
+}
+
+func TestParsePublicKeyPEM(t *testing.T) {
+	pemKey, err := MarshalPublicKeyPEM(DemoSigner().Key().Public)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := ParsePublicKeyPEM("k1", pemKey)
+	if err != nil || k.ID != "k1" {
+		t.Fatalf("got %v, %v", k, err)
+	}
+	if _, err := ParsePublicKeyPEM("k2", []byte("garbage")); err == nil || !strings.Contains(err.Error(), "k2") {
+		t.Fatalf("garbage: err %v", err)
+	}
+}
+
+// BenchmarkVerify is the cost a SoftPOS request pays for its token (EdDSA and
+// ES256), the replay cache included.
+func BenchmarkVerify(b *testing.B) {
+	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	es, _ := NewSigner("acq-es", ec)
+	for _, s := range []*Signer{DemoSigner(), es} {
+		b.Run(s.id, func(b *testing.B) {
+			v, _ := NewVerifier([]Key{s.Key()}, Options{})
+			now := time.Unix(1_800_000_000, 0)
+			toks := make([]string, 0, 4096)
+			nonces := make([]string, 0, 4096)
+			for i := 0; i < cap(toks); i++ {
+				n := Nonce("T0000002", strings.Repeat("0", 6), int64(i), "1202014500")
+				tok, _ := s.Sign(claims(n, now))
+				toks, nonces = append(toks, tok), append(nonces, n)
+			}
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if _, f := v.Verify(toks[i%len(toks)], nonces[i%len(toks)], now); f != OK && i < len(toks) {
+					b.Fatal(f)
+				}
+				i++
+			}
+		})
+	}
+}

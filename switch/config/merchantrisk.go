@@ -1,0 +1,155 @@
+package config
+
+import (
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/switchyard/switchyard/switch/attest"
+)
+
+// Attestation configures the verification of signed SoftPOS attestation tokens
+// (DE 48 AJ, package attest).
+type Attestation struct {
+	// Keys are the attestation service's public keys, pinned by key ID. Several may
+	// be pinned at once: add the new key, let the service switch to it, remove the
+	// old one (a restart reads the change).
+	Keys []AttestationKey `yaml:"keys"`
+	// MaxAge is the longest any terminal may allow a token to be old (a terminal's
+	// own attest_max_age, or registry default 120 s, is checked too); nonces are
+	// remembered that long against replay. Default 10m.
+	MaxAge Duration `yaml:"max_age"`
+	// ReplayEntries bounds the in-memory replay cache (default 1000000).
+	ReplayEntries int `yaml:"replay_entries"`
+}
+
+// AttestationKey is one pinned public key: a PEM "PUBLIC KEY" (ECDSA P-256 for ES256,
+// or Ed25519 for EdDSA), in a file or inline.
+type AttestationKey struct {
+	KID  string `yaml:"kid"`
+	File string `yaml:"file"`
+	PEM  string `yaml:"pem"`
+}
+
+// ParseKeys reads the pinned keys; errors name the key's position and ID.
+func (a Attestation) ParseKeys() ([]attest.Key, error) {
+	var out []attest.Key
+	for i, k := range a.Keys {
+		data := []byte(k.PEM)
+		if k.File != "" {
+			if k.PEM != "" {
+				return nil, fmt.Errorf("attestation.keys[%d] (%s): give file or pem, not both", i, k.KID)
+			}
+			var err error
+			if data, err = os.ReadFile(k.File); err != nil {
+				return nil, fmt.Errorf("attestation.keys[%d] (%s): %w", i, k.KID, err)
+			}
+		}
+		key, err := attest.ParsePublicKeyPEM(k.KID, data)
+		if err != nil {
+			return nil, fmt.Errorf("attestation.keys[%d]: %w", i, err)
+		}
+		out = append(out, key)
+	}
+	return out, nil
+}
+
+// TxnPolicy is a void and refund policy for terminals of one kind at merchants of
+// one tier (empty: any). The first policy that matches a transaction applies;
+// configured ones come before the built-in defaults.
+type TxnPolicy struct {
+	Kind string `yaml:"kind"` // pos, mpos, softpos or "" for any
+	Tier string `yaml:"tier"` // merchant tier or "" for any
+	// Void is when a purchase may be voided: same-day (local day of the purchase,
+	// the default) or never.
+	Void string `yaml:"void"`
+	// RefundFrom is when a refund may first be made: any-time (default) or
+	// next-day (from the local day after the purchase).
+	RefundFrom string `yaml:"refund_from"`
+	// MaxRefundPercent caps all refunds of a purchase together, in percent of it
+	// (1 to 100, default 100).
+	MaxRefundPercent int `yaml:"max_refund_percent"`
+}
+
+// Ratings configures the merchant ratings (package risk/rating, docs/merchant-risk.md).
+type Ratings struct {
+	// PolicyFile is the rating policy (default: rating/policy.yaml in rules_dir, or
+	// the built-in copy when that does not exist).
+	PolicyFile string `yaml:"policy_file"`
+	// RefreshAt is the local time of the daily recomputation, "HH:MM" (default 03:30).
+	RefreshAt string `yaml:"refresh_at"`
+	// Poll is how often the scheduler looks at the clock (default 1m): a run missed
+	// while the switch was down, or a clock moved, is caught up within it.
+	Poll Duration `yaml:"poll"`
+}
+
+// RefreshClock returns the hour and minute of RefreshAt (default 03:30).
+func (r Ratings) RefreshClock() (hour, minute int, err error) {
+	at := r.RefreshAt
+	if at == "" {
+		at = "03:30"
+	}
+	t, err := time.Parse("15:04", at)
+	if err != nil {
+		return 0, 0, fmt.Errorf("%q: want HH:MM", at)
+	}
+	return t.Hour(), t.Minute(), nil
+}
+
+// Notices configures the merchant notices (package notify): webhooks are
+// registered per merchant through the admin API.
+type Notices struct {
+	RetryMin Duration `yaml:"retry_min"` // first retry of a failed post (default 1s), doubling
+	RetryMax Duration `yaml:"retry_max"` // longest wait between retries (default 5m)
+	Timeout  Duration `yaml:"timeout"`   // per post (default 5s)
+	Workers  int      `yaml:"workers"`   // merchants posted to at once (default 4)
+	LogTTL   Duration `yaml:"log_ttl"`   // how long the delivery log keeps a delivered notice (default 720h)
+}
+
+// validateMerchantRisk checks the attestation, refund policy and merchant rating
+// settings.
+func (c *Config) validateMerchantRisk(bad func(key, format string, args ...any)) {
+	if c.Attestation.MaxAge < 0 || c.Attestation.MaxAge.D() > time.Hour {
+		bad("attestation.max_age", "%v: want 0 (default 10m) to 1h", c.Attestation.MaxAge.D())
+	}
+	if c.Attestation.ReplayEntries < 0 {
+		bad("attestation.replay_entries", "%d: want a positive number (0: default)", c.Attestation.ReplayEntries)
+	}
+	if _, err := c.Attestation.ParseKeys(); err != nil {
+		bad("attestation.keys", "%v", err)
+	}
+	if _, _, err := c.Ratings.RefreshClock(); err != nil {
+		bad("ratings.refresh_at", "%v", err)
+	}
+	if c.Ratings.Poll < 0 {
+		bad("ratings.poll", "%v: want a positive duration (0: 1m)", c.Ratings.Poll.D())
+	}
+	n := c.Notices
+	if n.RetryMin < 0 || n.RetryMax < 0 || n.Timeout < 0 || n.LogTTL < 0 || n.Workers < 0 {
+		bad("notices", "negative value in %+v", n)
+	}
+	if n.RetryMin > 0 && n.RetryMax > 0 && n.RetryMax < n.RetryMin {
+		bad("notices.retry_max", "%v is less than retry_min %v", n.RetryMax.D(), n.RetryMin.D())
+	}
+	for i, p := range c.Refunds.Policies {
+		key := fmt.Sprintf("refunds.policies[%d]", i)
+		switch p.Kind {
+		case "", "pos", "mpos", "softpos":
+		default:
+			bad(key+".kind", "%q: want pos, mpos, softpos or empty", p.Kind)
+		}
+		switch p.Void {
+		case "", "same-day", "never":
+		default:
+			bad(key+".void", "%q: want same-day or never", p.Void)
+		}
+		switch p.RefundFrom {
+		case "", "any-time", "next-day":
+		default:
+			bad(key+".refund_from", "%q: want any-time or next-day", p.RefundFrom)
+		}
+		if p.MaxRefundPercent < 0 || p.MaxRefundPercent > 100 {
+			bad(key+".max_refund_percent", "%d: want 1 to 100 (0: 100)", p.MaxRefundPercent)
+		}
+	}
+}

@@ -1,0 +1,123 @@
+package e2e
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchyard/switchyard/switch/attest"
+	"github.com/switchyard/switchyard/switch/config"
+	"github.com/switchyard/switchyard/switch/termclient"
+)
+
+// withToken replaces tx's attestation with tok.
+func withToken(tx termclient.Txn, tok string) termclient.Txn {
+	tags := make([][2]string, 0, len(tx.TLV))
+	for _, x := range tx.TLV {
+		if x[0] != "AJ" && x[0] != "AT" {
+			tags = append(tags, x)
+		}
+	}
+	tx.TLV = append(tags, [2]string{"AJ", tok})
+	return tx
+}
+
+func tokenOf(tx termclient.Txn) string {
+	for _, x := range tx.TLV {
+		if x[0] == "AJ" {
+			return x[1]
+		}
+	}
+	return ""
+}
+
+// TestSignedAttestation sends the demo SoftPOS's purchases over TCP with good and
+// bad attestation tokens: each bad one is refused with its own reason and raises an
+// incident; the terminal stays active; the policy switches of the terminal (legacy
+// AT, its own maximum age) take effect.
+func TestSignedAttestation(t *testing.T) {
+	f := startDemo(t, func(c *config.Config) { c.RulesDir = middayRules(t, time.Now()) })
+	mac, _ := termclient.RetailMAC(demoTAK)
+	_, rogueKey, _ := ed25519.GenerateKey(rand.Reader)
+	rogue, _ := attest.NewSigner(attest.DemoKeyID, rogueKey) // the demo kid, another key
+	stranger, _ := attest.NewSigner("not-pinned", rogueKey)
+	sign := func(s *attest.Signer, tx termclient.Txn, device string, in attest.Integrity, iat time.Time) string {
+		tok, err := termclient.AttestToken(s, tx, device, "1.0.0", in, iat)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	clean := attest.Integrity{TEE: true}
+
+	good := softpos(1500)
+	if r := sendOn(t, f.c, good, mac); r.RC != "00" {
+		t.Fatalf("good token: %+v", r)
+	}
+	type attempt struct {
+		name   string
+		tx     termclient.Txn
+		rc     string
+		reason string
+	}
+	var attempts []attempt
+	add := func(name string, tx termclient.Txn, rc, reason string) {
+		attempts = append(attempts, attempt{name, tx, rc, reason})
+	}
+	tx := softpos(1500)
+	add("forged (demo kid, other key)", withToken(tx, sign(rogue, tx, "SP-T0000002", clean, time.Now())), "59", "attestation-forged")
+	tx = softpos(1500)
+	add("signed by a key not pinned", withToken(tx, sign(stranger, tx, "SP-T0000002", clean, time.Now())), "58", "attestation-unknown-key")
+	tx = softpos(1500)
+	add("tampered payload", withToken(tx, strings.Replace(tokenOf(tx), ".", ".e30", 1)), "59", "attestation-forged")
+	add("expired past the switch's 10 min", softposAt(1500, time.Now().Add(-11*time.Minute)), "58", "attestation-stale")
+	add("expired past the terminal's 120 s", softposAt(1500, time.Now().Add(-3*time.Minute)), "58", "attestation-stale")
+	add("replayed on a new transaction", withToken(softpos(1500), tokenOf(good)), "59", "attestation-replayed")
+	tx, other := softpos(1500), softpos(1500)
+	add("bound to another transaction", withToken(tx, sign(attest.DemoSigner(), other, "SP-T0000002", clean, time.Now())), "59", "attestation-unbound")
+	tx = softpos(1500)
+	amount := tx
+	amount.Amount = 150000 // the token was for 15.00
+	add("amount changed after signing", withToken(amount, tokenOf(tx)), "59", "attestation-unbound")
+	tx = softpos(1500)
+	add("another phone's token", withToken(tx, sign(attest.DemoSigner(), tx, "SP-OTHER", clean, time.Now())), "59", "attestation-device-mismatch")
+	tx = softpos(1500)
+	add("no TEE", withToken(tx, sign(attest.DemoSigner(), tx, "SP-T0000002", attest.Integrity{}, time.Now())), "58", "attestation-no-tee")
+	add("legacy AT", softpos(1500, [2]string{"AT", fmt.Sprintf("%d:OK", time.Now().Unix())}), "58", "attestation-legacy-refused")
+	for _, a := range attempts {
+		if r := sendOn(t, f.c, a.tx, mac); r.RC != a.rc || r.Reason != a.reason {
+			t.Errorf("%s: got %s %q, want %s %q", a.name, r.RC, r.Reason, a.rc, a.reason)
+		}
+	}
+	// None of these suspends the phone: a good token still passes.
+	if r := sendOn(t, f.c, softpos(1500), mac); r.RC != "00" {
+		t.Fatalf("good token after the refusals: %+v", r)
+	}
+	out, _ := f.cli(tokOperator, "incident", "list", "--json")
+	for _, a := range attempts {
+		if !strings.Contains(out, a.reason) {
+			t.Errorf("no incident with reason %s", a.reason)
+		}
+	}
+
+	// The terminal's policy: its own maximum age, and the legacy AT.
+	f.requestAndApprove("terminal", "change", "T0000002", "--attest-max-age", "30s", "--attest-legacy", "--reason", "old app on a pilot phone")
+	if r := sendOn(t, f.c, softposAt(1500, time.Now().Add(-60*time.Second)), mac); r.RC != "58" || r.Reason != "attestation-stale" {
+		t.Fatalf("60 s old token, terminal maximum 30 s: %+v", r)
+	}
+	if r := sendOn(t, f.c, softpos(1500, [2]string{"AT", fmt.Sprintf("%d:OK", time.Now().Unix())}), mac); r.RC != "00" {
+		t.Fatalf("legacy AT allowed by the terminal's policy: %+v", r)
+	}
+
+	// Integrity findings in a good token suspend the phone at once, as IF does.
+	tx = softpos(1500)
+	if r := sendOn(t, f.c, withToken(tx, sign(attest.DemoSigner(), tx, "SP-T0000002", attest.Integrity{Hook: true, TEE: true}, time.Now())), mac); r.RC != "59" || r.Reason != "device-compromised" {
+		t.Fatalf("hooked: %+v", r)
+	}
+	if r := sendOn(t, f.c, softpos(1500), mac); r.RC != "58" || r.Reason != "terminal-suspended" {
+		t.Fatalf("after hooked: %+v", r)
+	}
+}

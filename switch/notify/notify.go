@@ -1,0 +1,692 @@
+// Package notify pushes merchant notices: each approval, void and refund of a
+// merchant that registered a webhook is posted to it, in order per merchant, through
+// a durable outbox.
+//
+// The transaction path only hands a notice over (Notice: a copy into a bounded
+// channel, no I/O). A writer stores what arrived in Badger in batches (every 20 ms
+// at most), and only then does a worker post it, so nothing is posted that a
+// restart could forget. Each merchant's notices go out one at a time, in the order
+// they were stored: a failed post (no connection, a timeout, any answer but 2xx) is
+// tried again after a backoff (RetryMin doubling up to RetryMax) and the
+// merchant's later notices wait behind it. A delivered notice leaves the outbox and
+// its entry in the delivery log (kept LogTTL) says when, after how many attempts.
+//
+// Bodies are JSON signed like the alert webhooks: X-Switchyard-Timestamp, and
+// X-Switchyard-Signature = "sha256=" + hex HMAC-SHA256(secret, timestamp + "." +
+// body) with the merchant's secret; X-Switchyard-Notice is the notice's ID (merchant
+// and sequence) for a receiver to drop a notice it has seen. A notice holds the
+// card only as first 6 and last 4 digits.
+//
+// A notice in the channel but not yet stored is lost by a crash; Recover, at start,
+// reads the journal since the last stored notice (less a margin) and enqueues the
+// approvals, voids and refunds that have no notice yet, so the crash loses none.
+// In a cluster the webhooks are shared through the cluster's state log (every node
+// knows every merchant's webhook), and each node keeps the outbox of the
+// transactions it answered: a node that is down delivers its notices when it is
+// back.
+package notify
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/rs/zerolog"
+
+	"github.com/switchyard/switchyard/internal/statelog"
+	"github.com/switchyard/switchyard/internal/statelog/kvsync"
+	"github.com/switchyard/switchyard/switch/journal"
+	"github.com/switchyard/switchyard/switch/message"
+	"github.com/switchyard/switchyard/switch/registry"
+)
+
+// Badger keys.
+const (
+	pfxEndpoint = "notify/ep/"  // + merchant -> Endpoint
+	pfxQueue    = "notify/q/"   // + merchant + "/" + 20-digit seq -> Notice
+	pfxLog      = "notify/log/" // + merchant + "/" + 20-digit seq -> Delivery
+	pfxRRN      = "notify/rrn/" // + RRN -> "" (a notice exists)
+	keyMark     = "notify/mark" // received time of the newest stored notice
+	keyRev      = "notify/rev"  // the webhooks' statelog revision (cluster only)
+)
+
+// Notice is one merchant notice, the body posted (JSON).
+type Notice struct {
+	ID          string    `json:"id"` // merchant-seq
+	Seq         uint64    `json:"seq"`
+	Merchant    string    `json:"merchant"`
+	Terminal    string    `json:"terminal"`
+	Event       string    `json:"event"` // purchase, preauth, void, refund
+	RRN         string    `json:"rrn"`
+	OriginalRRN string    `json:"original_rrn,omitempty"`
+	Amount      int64     `json:"amount"` // minor units
+	Currency    string    `json:"currency,omitempty"`
+	PAN         string    `json:"pan"` // first 6, last 4
+	AuthCode    string    `json:"auth_code,omitempty"`
+	Time        time.Time `json:"time"`
+}
+
+// Delivery is a notice's entry in the delivery log.
+type Delivery struct {
+	Notice      Notice     `json:"notice"`
+	Status      string     `json:"status"` // pending, delivered
+	Attempts    int        `json:"attempts"`
+	LastError   string     `json:"last_error,omitempty"`
+	LastAttempt *time.Time `json:"last_attempt,omitempty"`
+	DeliveredAt *time.Time `json:"delivered_at,omitempty"`
+}
+
+// Endpoint is a merchant's webhook.
+type Endpoint struct {
+	URL    string    `json:"url"`
+	Secret string    `json:"secret"`
+	By     string    `json:"by"`
+	At     time.Time `json:"at"`
+}
+
+// Options configure an Outbox.
+type Options struct {
+	RetryMin time.Duration // first retry after a failure (default 1 s)
+	RetryMax time.Duration // longest wait between retries (default 5 min)
+	Timeout  time.Duration // per post (default 5 s)
+	Workers  int           // merchants delivered at once (default 4)
+	Queue    int           // notices waiting to be stored (default 65536)
+	LogTTL   time.Duration // how long the delivery log keeps a delivered notice (default 30 days)
+	Client   *http.Client
+	Now      func() time.Time
+	Logger   zerolog.Logger
+	// Registry, when set, logs webhook changes in the operation log.
+	Registry interface {
+		LogOp(e registry.OpEntry, write func(txn *badger.Txn) error) (registry.OpEntry, error)
+	}
+	// Log, when set, shares the webhooks with the other nodes of a cluster (each
+	// node keeps the outbox of the transactions it answered); their changes arrive
+	// through the Outbox's statelog.Replica methods. Nil is a single node.
+	Log statelog.Log
+	// CatchUp, with Log, waits after a conflict until the webhooks have applied
+	// every commit the Log held.
+	CatchUp func(ctx context.Context, r statelog.Replica) error
+}
+
+// ErrConflict is wrapped by a webhook change that conflicted twice with another
+// node's.
+var ErrConflict = errors.New("webhook changed concurrently on another node")
+
+// Outbox is the durable outbox and its delivery. Start runs it; its methods are
+// safe for concurrent use.
+type Outbox struct {
+	db   *badger.DB
+	o    Options
+	log  zerolog.Logger
+	in   chan Notice
+	eps  atomic.Pointer[map[string]Endpoint]
+	seq  atomic.Uint64
+	kick chan string
+
+	mu      sync.Mutex
+	pending map[string][]Notice // stored, not delivered, by merchant, in order
+	busy    map[string]bool     // a worker or a retry timer holds the merchant
+	attempt map[string]int      // attempts of the merchant's head notice
+	lastErr map[string]string
+
+	dropped atomic.Int64
+	wg      sync.WaitGroup
+	sync    *kvsync.Sync // the webhooks' writes, shared in a cluster
+}
+
+// ApplyRemote implements statelog.Replica: another node's webhook change.
+func (b *Outbox) ApplyRemote(rev uint64, c statelog.Commit) error { return b.sync.ApplyRemote(rev, c) }
+
+// Revision implements statelog.Replica.
+func (b *Outbox) Revision() uint64 { return b.sync.Revision() }
+
+// applied puts another node's webhook changes in force.
+func (b *Outbox) applied(c statelog.Commit) {
+	old := *b.eps.Load()
+	eps := make(map[string]Endpoint, len(old)+1)
+	for k, v := range old {
+		eps[k] = v
+	}
+	var touched []string
+	for _, kv := range c.Writes {
+		k := string(kv.Key)
+		if !strings.HasPrefix(k, pfxEndpoint) {
+			continue
+		}
+		m := strings.TrimPrefix(k, pfxEndpoint)
+		var e Endpoint
+		if len(kv.Value) == 0 || json.Unmarshal(kv.Value, &e) != nil {
+			delete(eps, m)
+		} else {
+			eps[m] = e
+		}
+		touched = append(touched, m)
+	}
+	b.eps.Store(&eps)
+	b.mu.Lock()
+	for _, m := range touched {
+		b.schedule(m)
+	}
+	b.mu.Unlock()
+}
+
+// Open loads the endpoints and the outbox from db.
+func Open(db *badger.DB, o Options) (*Outbox, error) {
+	if o.RetryMin <= 0 {
+		o.RetryMin = time.Second
+	}
+	if o.RetryMax <= 0 {
+		o.RetryMax = 5 * time.Minute
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 5 * time.Second
+	}
+	if o.Workers <= 0 {
+		o.Workers = 4
+	}
+	if o.Queue <= 0 {
+		o.Queue = 65536
+	}
+	if o.LogTTL <= 0 {
+		o.LogTTL = 30 * 24 * time.Hour
+	}
+	if o.Client == nil {
+		o.Client = &http.Client{Timeout: o.Timeout}
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	b := &Outbox{db: db, o: o, log: o.Logger, in: make(chan Notice, o.Queue), kick: make(chan string, 1024),
+		pending: map[string][]Notice{}, busy: map[string]bool{}, attempt: map[string]int{}, lastErr: map[string]string{}}
+	eps := map[string]Endpoint{}
+	var maxSeq uint64
+	err := db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte("notify/"), PrefetchValues: true})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			k := string(it.Item().Key())
+			switch {
+			case strings.HasPrefix(k, pfxEndpoint):
+				var e Endpoint
+				if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &e) }); err != nil {
+					return fmt.Errorf("%s: %w", k, err)
+				}
+				eps[strings.TrimPrefix(k, pfxEndpoint)] = e
+			case strings.HasPrefix(k, pfxQueue):
+				var n Notice
+				if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &n) }); err != nil {
+					return fmt.Errorf("%s: %w", k, err)
+				}
+				b.pending[n.Merchant] = append(b.pending[n.Merchant], n)
+				maxSeq = max(maxSeq, n.Seq)
+			case strings.HasPrefix(k, pfxLog):
+				if i := strings.LastIndexByte(k, '/'); i > 0 {
+					if s, err := strconv.ParseUint(k[i+1:], 10, 64); err == nil {
+						maxSeq = max(maxSeq, s)
+					}
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("notify: load the outbox: %w", err)
+	}
+	for m := range b.pending {
+		q := b.pending[m]
+		sort.Slice(q, func(i, j int) bool { return q[i].Seq < q[j].Seq })
+	}
+	b.eps.Store(&eps)
+	b.seq.Store(maxSeq)
+	if b.sync, err = kvsync.New(db, kvsync.Config{Name: "merchant webhooks", RevKey: keyRev, Log: o.Log, CatchUp: o.CatchUp,
+		Conflict: ErrConflict, Applied: b.applied}); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// Notice hands the notice of an answered transaction to the outbox, if it is an
+// approved purchase, pre-authorization, void or refund of a merchant with a
+// webhook. It copies what it needs and never blocks: when the channel is full the
+// notice is counted as dropped and Recover finds it at the next start. original is
+// the RRN a void or refund names.
+func (b *Outbox) Notice(rec *journal.Record, original string) {
+	if !message.Approved(rec.RC) {
+		return
+	}
+	switch rec.Type {
+	case "purchase", "preauth", "void", "refund":
+	default:
+		return
+	}
+	mid := strings.TrimRight(rec.MID, " ")
+	if _, ok := (*b.eps.Load())[mid]; !ok {
+		return
+	}
+	n := Notice{Merchant: mid, Terminal: rec.TID, Event: rec.Type, RRN: rec.RRN, OriginalRRN: original, Amount: rec.Amount,
+		Currency: rec.Currency, PAN: mask(rec.PANMasked), AuthCode: rec.AuthCode, Time: rec.Received.UTC()}
+	select {
+	case b.in <- n:
+	default:
+		if b.dropped.Add(1) == 1 {
+			b.log.Warn().Msg("merchant notices: queue full, notices left to the recovery at the next start")
+		}
+	}
+}
+
+// mask keeps first 6 and last 4 digits whatever the journal holds.
+func mask(p string) string {
+	if len(p) < 10 {
+		return strings.Repeat("*", len(p))
+	}
+	return p[:6] + strings.Repeat("*", len(p)-10) + p[len(p)-4:]
+}
+
+func qKey(n Notice) []byte   { return []byte(fmt.Sprintf("%s%s/%020d", pfxQueue, n.Merchant, n.Seq)) }
+func logKey(n Notice) []byte { return []byte(fmt.Sprintf("%s%s/%020d", pfxLog, n.Merchant, n.Seq)) }
+
+// Run stores and delivers notices until ctx ends; the notices still in the channel
+// are stored before it returns.
+func (b *Outbox) Run(ctx context.Context) error {
+	for i := 0; i < b.o.Workers; i++ {
+		b.wg.Add(1)
+		go func() {
+			defer b.wg.Done()
+			b.worker(ctx)
+		}()
+	}
+	b.mu.Lock()
+	for m := range b.pending {
+		b.schedule(m)
+	}
+	b.mu.Unlock()
+	b.writer(ctx)
+	b.wg.Wait()
+	return nil
+}
+
+// writer stores the notices of the channel in batches.
+func (b *Outbox) writer(ctx context.Context) {
+	batch := make([]Notice, 0, 256)
+	flush := func() {
+		if len(batch) == 0 {
+			return
+		}
+		if err := b.store(batch); err != nil {
+			b.log.Error().Err(err).Int("notices", len(batch)).Msg("merchant notices not stored; left to the recovery at the next start")
+		}
+		batch = batch[:0]
+	}
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			for {
+				select {
+				case n := <-b.in:
+					batch = append(batch, n)
+				default:
+					flush()
+					return
+				}
+			}
+		case n := <-b.in:
+			batch = append(batch, n)
+			if len(batch) == cap(batch) {
+				flush()
+			}
+		case <-tick.C:
+			flush()
+		}
+	}
+}
+
+// store writes a batch to the outbox and hands it to the workers.
+func (b *Outbox) store(batch []Notice) error {
+	var newest time.Time
+	err := b.db.Update(func(txn *badger.Txn) error {
+		for i := range batch {
+			n := &batch[i]
+			if _, err := txn.Get([]byte(pfxRRN + n.RRN)); err == nil {
+				n.Seq = 0 // already noticed (a recovery overlap)
+				continue
+			}
+			n.Seq = b.seq.Add(1)
+			n.ID = fmt.Sprintf("%s-%d", n.Merchant, n.Seq)
+			v, err := json.Marshal(n)
+			if err != nil {
+				return err
+			}
+			if err := txn.Set(qKey(*n), v); err != nil {
+				return err
+			}
+			if err := txn.SetEntry(badger.NewEntry([]byte(pfxRRN+n.RRN), nil).WithTTL(b.o.LogTTL)); err != nil {
+				return err
+			}
+			if n.Time.After(newest) {
+				newest = n.Time
+			}
+		}
+		if newest.IsZero() {
+			return nil
+		}
+		var mark time.Time
+		if item, err := txn.Get([]byte(keyMark)); err == nil {
+			_ = item.Value(func(v []byte) error { return mark.UnmarshalText(v) })
+		}
+		if newest.After(mark) {
+			t, _ := newest.MarshalText()
+			return txn.Set([]byte(keyMark), t)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, n := range batch {
+		if n.Seq == 0 {
+			continue
+		}
+		b.pending[n.Merchant] = append(b.pending[n.Merchant], n)
+		b.schedule(n.Merchant)
+	}
+	return nil
+}
+
+// schedule hands a merchant with pending notices to a worker unless one (or a
+// retry timer) holds it. b.mu held.
+func (b *Outbox) schedule(m string) {
+	if b.busy[m] || len(b.pending[m]) == 0 {
+		return
+	}
+	b.busy[m] = true
+	select {
+	case b.kick <- m:
+	default:
+		// Workers busy and the kick queue full: try again shortly.
+		time.AfterFunc(10*time.Millisecond, func() {
+			b.mu.Lock()
+			b.busy[m] = false
+			b.schedule(m)
+			b.mu.Unlock()
+		})
+	}
+}
+
+func (b *Outbox) worker(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case m := <-b.kick:
+			b.deliverMerchant(ctx, m)
+		}
+	}
+}
+
+// deliverMerchant posts a merchant's notices in order until none is left or one
+// fails (then a retry is scheduled after the backoff).
+func (b *Outbox) deliverMerchant(ctx context.Context, m string) {
+	for ctx.Err() == nil {
+		b.mu.Lock()
+		q := b.pending[m]
+		if len(q) == 0 {
+			b.busy[m] = false
+			b.mu.Unlock()
+			return
+		}
+		n := q[0]
+		b.attempt[m]++
+		attempts := b.attempt[m]
+		b.mu.Unlock()
+		ep, ok := (*b.eps.Load())[m]
+		var err error
+		if !ok {
+			err = errors.New("no webhook registered (removed): kept until one is")
+		} else {
+			err = b.post(ctx, ep, n)
+		}
+		now := b.o.Now().UTC()
+		if err == nil {
+			d := Delivery{Notice: n, Status: "delivered", Attempts: attempts, LastAttempt: &now, DeliveredAt: &now}
+			v, _ := json.Marshal(d)
+			if werr := b.db.Update(func(txn *badger.Txn) error {
+				if err := txn.Delete(qKey(n)); err != nil {
+					return err
+				}
+				return txn.SetEntry(badger.NewEntry(logKey(n), v).WithTTL(b.o.LogTTL))
+			}); werr != nil {
+				// Posted but not marked: it would be posted again after a restart;
+				// the receiver drops it by its ID.
+				b.log.Error().Err(werr).Str("notice", n.ID).Msg("merchant notice delivered but not marked")
+			}
+			b.mu.Lock()
+			b.pending[m] = b.pending[m][1:]
+			delete(b.attempt, m)
+			delete(b.lastErr, m)
+			b.mu.Unlock()
+			continue
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		wait := b.o.RetryMin << min(attempts-1, 20)
+		if wait > b.o.RetryMax || wait <= 0 {
+			wait = b.o.RetryMax
+		}
+		b.log.Warn().Err(err).Str("notice", n.ID).Int("attempts", attempts).Dur("retry_in", wait).Msg("merchant notice not delivered")
+		b.mu.Lock()
+		b.lastErr[m] = fmt.Sprintf("%s: %v", now.Format(time.RFC3339), err)
+		b.mu.Unlock()
+		time.AfterFunc(wait, func() {
+			b.mu.Lock()
+			defer b.mu.Unlock()
+			b.busy[m] = false
+			b.schedule(m)
+		})
+		return
+	}
+	b.mu.Lock()
+	b.busy[m] = false
+	b.mu.Unlock()
+}
+
+// Headers of a notice post.
+const (
+	HeaderNotice = "X-Switchyard-Notice"
+)
+
+func (b *Outbox) post(ctx context.Context, ep Endpoint, n Notice) error {
+	body, err := json.Marshal(n)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, b.o.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep.URL, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	ts := strconv.FormatInt(b.o.Now().Unix(), 10)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(registry.WebhookTimestampHeader, ts)
+	req.Header.Set(registry.WebhookSignatureHeader, registry.SignWebhook([]byte(ep.Secret), ts, body))
+	req.Header.Set(HeaderNotice, n.ID)
+	resp, err := b.o.Client.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return fmt.Errorf("webhook %s answered %s", ep.URL, resp.Status)
+	}
+	return nil
+}
+
+// ErrInvalid is wrapped by the errors of a bad webhook.
+var ErrInvalid = errors.New("invalid")
+
+// SetEndpoint registers (url non-empty) or removes a merchant's webhook; in a
+// cluster every node has it once this returns.
+func (b *Outbox) SetEndpoint(merchant, rawURL, secret, by, reason string) error {
+	key := []byte(pfxEndpoint + merchant)
+	var kc kvsync.Commit
+	var after json.RawMessage
+	var ep Endpoint
+	if rawURL == "" {
+		kc.Delete(key)
+	} else {
+		u, err := url.Parse(rawURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("webhook URL %q: %w: want an http or https URL", rawURL, ErrInvalid)
+		}
+		if u.User != nil {
+			return fmt.Errorf("webhook URL %q: %w: user information in the URL is refused", rawURL, ErrInvalid)
+		}
+		if len(secret) < 16 {
+			return fmt.Errorf("webhook of %s: %w: the secret must be at least 16 bytes", merchant, ErrInvalid)
+		}
+		ep = Endpoint{URL: rawURL, Secret: secret, By: by, At: b.o.Now().UTC()}
+		v, _ := json.Marshal(ep)
+		kc.Set(key, v)
+		after, _ = json.Marshal(map[string]string{"url": rawURL}) // never the secret
+	}
+	var via kvsync.Via
+	if b.o.Registry != nil {
+		via = func(write func(txn *badger.Txn) error) error {
+			_, err := b.o.Registry.LogOp(registry.OpEntry{Actor: by, Action: "merchant.webhook", TargetType: "merchant", Target: merchant,
+				Reason: reason, After: after}, write)
+			return err
+		}
+	}
+	err := b.sync.Do(context.Background(), func() (statelog.Commit, func(), error) { return kc.Commit, nil, nil }, via)
+	if err != nil {
+		return fmt.Errorf("notify: store the webhook of %s: %w", merchant, err)
+	}
+	old := *b.eps.Load()
+	eps := make(map[string]Endpoint, len(old)+1)
+	for k, v := range old {
+		eps[k] = v
+	}
+	if rawURL == "" {
+		delete(eps, merchant)
+	} else {
+		eps[merchant] = ep
+	}
+	b.eps.Store(&eps)
+	b.mu.Lock()
+	b.schedule(merchant)
+	b.mu.Unlock()
+	return nil
+}
+
+// Log is a merchant's notices: those pending, then the delivered ones, newest first.
+type Log struct {
+	Merchant  string     `json:"merchant"`
+	Webhook   string     `json:"webhook,omitempty"`
+	Pending   []Delivery `json:"pending"`
+	Delivered []Delivery `json:"delivered"`
+	Dropped   int64      `json:"dropped_since_start,omitempty"` // all merchants
+}
+
+// Deliveries returns a merchant's delivery log (at most limit delivered ones,
+// default 100).
+func (b *Outbox) Deliveries(merchant string, limit int) (*Log, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	out := &Log{Merchant: merchant, Pending: []Delivery{}, Delivered: []Delivery{}, Dropped: b.dropped.Load()}
+	if ep, ok := (*b.eps.Load())[merchant]; ok {
+		out.Webhook = ep.URL
+	}
+	b.mu.Lock()
+	for i, n := range b.pending[merchant] {
+		d := Delivery{Notice: n, Status: "pending"}
+		if i == 0 {
+			d.Attempts, d.LastError = b.attempt[merchant], b.lastErr[merchant]
+		}
+		out.Pending = append(out.Pending, d)
+	}
+	b.mu.Unlock()
+	err := b.db.View(func(txn *badger.Txn) error {
+		prefix := []byte(pfxLog + merchant + "/")
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, Reverse: true, PrefetchValues: true})
+		defer it.Close()
+		seek := append(append([]byte(nil), prefix...), 0xff)
+		for it.Seek(seek); it.Valid() && len(out.Delivered) < limit; it.Next() {
+			var d Delivery
+			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &d) }); err != nil {
+				return err
+			}
+			out.Delivered = append(out.Delivered, d)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Recover enqueues the notices of approvals, voids and refunds the journal holds
+// since the newest stored notice (less margin) that have none: those a crash lost
+// between the transaction and the outbox. Call it before Run.
+func (b *Outbox) Recover(ctx context.Context, j interface {
+	Scan(ctx context.Context, q journal.Query, fn func(*journal.Record) bool) error
+}, margin time.Duration) (int, error) {
+	var mark time.Time
+	if err := b.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get([]byte(keyMark))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error { return mark.UnmarshalText(v) })
+	}); err != nil {
+		return 0, err
+	}
+	if mark.IsZero() {
+		return 0, nil // nothing ever noticed: no webhook before this start
+	}
+	var batch []Notice
+	err := b.db.View(func(txn *badger.Txn) error {
+		return j.Scan(ctx, journal.Query{From: mark.Add(-margin), To: b.o.Now().Add(time.Minute)}, func(rec *journal.Record) bool {
+			if !message.Approved(rec.RC) {
+				return true
+			}
+			switch rec.Type {
+			case "purchase", "preauth", "void", "refund":
+			default:
+				return true
+			}
+			mid := strings.TrimRight(rec.MID, " ")
+			if _, ok := (*b.eps.Load())[mid]; !ok {
+				return true
+			}
+			if _, err := txn.Get([]byte(pfxRRN + rec.RRN)); err == nil {
+				return true
+			}
+			batch = append(batch, Notice{Merchant: mid, Terminal: rec.TID, Event: rec.Type, RRN: rec.RRN, OriginalRRN: rec.OriginalRRN,
+				Amount: rec.Amount, Currency: rec.Currency, PAN: mask(rec.PANMasked), AuthCode: rec.AuthCode, Time: rec.Received.UTC()})
+			return true
+		})
+	})
+	if err != nil || len(batch) == 0 {
+		return 0, err
+	}
+	sort.SliceStable(batch, func(i, k int) bool { return batch[i].Time.Before(batch[k].Time) })
+	return len(batch), b.store(batch)
+}

@@ -1,0 +1,161 @@
+package notify
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/switchyard/switchyard/internal/statelog"
+	"github.com/switchyard/switchyard/switch/journal"
+)
+
+type fakeJournal []*journal.Record
+
+func (f fakeJournal) Scan(_ context.Context, q journal.Query, fn func(*journal.Record) bool) error {
+	for _, r := range f {
+		if !r.Received.Before(q.From) && r.Received.Before(q.To) && !fn(r) {
+			return nil
+		}
+	}
+	return nil
+}
+
+func openDB(t *testing.T) *badger.DB {
+	db, err := badger.Open(badger.DefaultOptions(t.TempDir()).WithLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// TestRecoverAfterCrash: notices handed over but never stored (the process died)
+// are found in the journal at the next start, and every notice is delivered once,
+// in order; a void or a decline of another merchant is not.
+func TestRecoverAfterCrash(t *testing.T) {
+	db := openDB(t)
+	var mu sync.Mutex
+	var got []Notice
+	done := make(chan struct{}, 10)
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		var n Notice
+		json.Unmarshal(b, &n)
+		mu.Lock()
+		got = append(got, n)
+		mu.Unlock()
+		done <- struct{}{}
+	}))
+	defer hs.Close()
+	t0 := time.Now().Add(-time.Minute)
+	rec := func(i int, typ, rc, mid string) *journal.Record {
+		return &journal.Record{RRN: "00000000000" + string(rune('0'+i)), Received: t0.Add(time.Duration(i) * time.Second), Type: typ, RC: rc, MID: mid,
+			TID: "T0000001", Amount: int64(100 * i), PANMasked: "476173******0010"}
+	}
+	j := fakeJournal{rec(1, "purchase", "00", "M1"), rec(2, "purchase", "00", "M1"), rec(3, "purchase", "51", "M1"),
+		rec(4, "refund", "00", "M1"), rec(5, "purchase", "00", "M2"), rec(6, "balance", "00", "M1")}
+
+	b1, err := Open(db, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b1.SetEndpoint("M1", hs.URL, "0123456789abcdef", "op", "test"); err != nil {
+		t.Fatal(err)
+	}
+	// The first notice was stored; the others were in the channel when it died.
+	b1.Notice(j[0], "")
+	if err := b1.store([]Notice{<-b1.in}); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range j[1:] {
+		b1.Notice(r, "")
+	}
+
+	b2, err := Open(db, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := b2.Recover(context.Background(), j, time.Minute)
+	if err != nil || n != 2 {
+		t.Fatalf("recovered %d, %v; want 2 (the second purchase and the refund)", n, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go b2.Run(ctx)
+	for i := 0; i < 3; i++ {
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%d notices delivered, want 3", i)
+		}
+	}
+	select {
+	case <-done:
+		t.Fatal("a fourth notice")
+	case <-time.After(100 * time.Millisecond):
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for i, want := range []string{"000000000001", "000000000002", "000000000004"} {
+		if got[i].RRN != want || got[i].PAN != "476173******0010" {
+			t.Errorf("notice %d: %+v, want RRN %s", i, got[i], want)
+		}
+	}
+}
+
+func TestSetEndpointRefusesBadWebhooks(t *testing.T) {
+	b, err := Open(openDB(t), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ url, secret string }{{"ftp://x", "0123456789abcdef"}, {"https://u:p@x", "0123456789abcdef"}, {"https://x", "short"}} {
+		if err := b.SetEndpoint("M1", c.url, c.secret, "op", ""); err == nil {
+			t.Errorf("%s accepted", c.url)
+		}
+	}
+}
+
+// TestWebhooksShared: in a cluster a webhook registered on one node is known to the
+// others (through the state log), so their approvals are noticed too.
+func TestWebhooksShared(t *testing.T) {
+	var log statelog.Memory
+	a, err := Open(openDB(t), Options{Log: &log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Open(openDB(t), Options{Log: &log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Follow(a)
+	log.Follow(b)
+	if err := a.SetEndpoint("M1", "https://shop.example/n", "0123456789abcdef", "op", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := log.Deliver(); err != nil {
+		t.Fatal(err)
+	}
+	b.Notice(&journal.Record{RRN: "000000000001", MID: "M1", Type: "purchase", RC: "00", PANMasked: "476173******0010"}, "")
+	select {
+	case n := <-b.in:
+		if n.Merchant != "M1" {
+			t.Fatalf("notice %+v", n)
+		}
+	default:
+		t.Fatal("the other node does not know M1's webhook")
+	}
+	if err := b.SetEndpoint("M1", "", "", "op", "closed"); err != nil {
+		t.Fatal(err)
+	}
+	log.Deliver()
+	if _, ok := (*a.eps.Load())["M1"]; ok {
+		t.Fatal("the removal did not reach the first node")
+	}
+}
