@@ -22,14 +22,15 @@ import (
 // another daily loop onto the scheduler is one Register line in openTasks and a
 // task in the configuration (or a Default here).
 const (
-	TaskProfilesRefresh = "profiles.refresh" // the merchant profiles (the built-in task profiles-refresh)
-	TaskOfflineCheck    = "offline.check"    // one pass of the offline monitor
-	TaskSettlementFile  = "settlement.file"  // the day's cut-off: the settlement report of the previous local day, as CSV
-	TaskZoneKeyChange   = "keys.zone-change" // a new zone PIN key with an issuer (params: issuer)
-	TaskKeyRotate       = "keys.rotate"      // new versions of keys of the key store (params: keys, grace)
-	TaskAppsRefresh     = "apps.refresh"     // resolve the rollout groups again
-	schedActor          = "scheduler"        // the actor of what a task does (key audit, oplog)
-	claimTTL            = 7 * 24 * time.Hour // how long a cluster claim of a slot is kept
+	TaskProfilesRefresh = "profiles.refresh"  // the merchant profiles (the built-in task profiles-refresh)
+	TaskOfflineCheck    = "offline.check"     // one pass of the offline monitor
+	TaskSettlementFile  = "settlement.file"   // the day's cut-off: the settlement report of the previous local day, as CSV
+	TaskZoneKeyChange   = "keys.zone-change"  // a new zone PIN key with an issuer (params: issuer)
+	TaskKeyRotate       = "keys.rotate"       // new versions of keys of the key store (params: keys, grace)
+	TaskAppsRefresh     = "apps.refresh"      // resolve the rollout groups again
+	TaskRatings         = "ratings.recompute" // the merchants' ratings (besides their own daily run at ratings.refresh_at)
+	schedActor          = "scheduler"         // the actor of what a task does (key audit, oplog)
+	claimTTL            = 7 * 24 * time.Hour  // how long a cluster claim of a slot is kept
 )
 
 // openApps opens the terminal application manager (switch/apps) over the registry.
@@ -80,6 +81,14 @@ func (s *Server) openTasks(loc *time.Location) error {
 	})
 	ts.Register(TaskKeyRotate, s.rotateKeysTask)
 	ts.Register(TaskAppsRefresh, func(context.Context, map[string]string) (string, error) { return "", s.Apps.Refresh() })
+	ts.Register(TaskRatings, func(ctx context.Context, _ map[string]string) (string, error) {
+		at := sched.Slot(ctx)
+		if at.IsZero() {
+			at = time.Now()
+		}
+		sum, err := s.ratings.Recompute(ctx, at, nil)
+		return fmt.Sprintf("%d merchants, %d changed", sum.Merchants, len(sum.Changed)), err
+	})
 	ts.Default(sched.Task{Name: "profiles-refresh", Kind: TaskProfilesRefresh, Schedule: s.profiles.schedule()})
 	for i, t := range s.cfg.Tasks {
 		st := sched.Task{Name: t.Name, Kind: t.Kind, Schedule: t.Schedule, TimeZone: t.Timezone, Params: t.Params, Disabled: t.Disabled}
