@@ -123,7 +123,18 @@ type MACRequest struct {
 	// AES MAC verification key); the default is the request direction.
 	Response bool   `json:"response,omitempty"`
 	Data     []byte `json:"data"` // the data to MAC
+	// Scheme selects another MAC algorithm over the same stored key: "" is the
+	// key's own (retail or CMAC); MACSchemeCUPECB is the UnionPay POS "ECB" MAC
+	// (TDES-2KEY retail keys only), whose 8 bytes are ASCII hex characters.
+	Scheme MACScheme `json:"scheme,omitempty"`
 }
+
+// MACScheme is a MAC algorithm chosen per request rather than by the key.
+type MACScheme string
+
+// MACSchemeCUPECB is the China UnionPay POS terminal "ECB" MAC (hsm/mac.CUPECB).
+const MACSchemeCUPECB MACScheme = "cup-ecb"
+
 
 // MACLength is the length of the MACs that GenerateMAC returns and VerifyMAC checks.
 const MACLength = 8
@@ -150,6 +161,11 @@ type KeySpec struct {
 	// Grace keeps the previous current version usable for decryption and
 	// verification for this long when this key is a new version of an existing ID.
 	Grace time.Duration `json:"grace,omitempty"`
+	// SingleLength asks GenerateKey for a TDES-2KEY key whose two halves are equal:
+	// a single-length DES key in double-length form, for terminals that only know
+	// single DES (UnionPay sign-in scheme 001). Its ECB export's first 8 bytes are
+	// the single-length key under the KEK.
+	SingleLength bool `json:"single_length,omitempty"`
 }
 
 // ExportFormat is how a key is exported under a KEK.

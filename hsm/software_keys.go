@@ -129,6 +129,12 @@ func (s *Software) GenerateKey(ctx context.Context, req GenerateKeyRequest) (Key
 		return KeyResult{}, fmt.Errorf("generate key %s: %w", req.ID, err)
 	}
 	defer sym.Wipe(key)
+	if req.SingleLength {
+		if req.Algorithm != TDES2KEY {
+			return KeyResult{}, fmt.Errorf("generate key %s: %w: a single-length key is a TDES-2KEY key, not %s", req.ID, ErrInput, req.Algorithm)
+		}
+		copy(key[8:], key[:8])
+	}
 	detail := "random"
 	if req.Export != nil {
 		detail = fmt.Sprintf("random, exported under %s as %s", krec.Ref(), req.Export.Format)
