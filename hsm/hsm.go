@@ -135,7 +135,6 @@ type MACScheme string
 // MACSchemeCUPECB is the China UnionPay POS terminal "ECB" MAC (hsm/mac.CUPECB).
 const MACSchemeCUPECB MACScheme = "cup-ecb"
 
-
 // MACLength is the length of the MACs that GenerateMAC returns and VerifyMAC checks.
 const MACLength = 8
 
