@@ -147,6 +147,15 @@ func (s *Software) GenerateKey(ctx context.Context, req GenerateKeyRequest) (Key
 	if err != nil {
 		return KeyResult{}, fmt.Errorf("generate key %s: %w", req.ID, err)
 	}
+	if !req.Algorithm.IsAES() {
+		c, err := sym.NewTDES(key)
+		if err != nil {
+			return res, fmt.Errorf("generate key %s: check value: %w", req.ID, err)
+		}
+		var z [8]byte
+		c.Encrypt(z[:], z[:])
+		res.CheckValue4 = strings.ToUpper(hex.EncodeToString(z[:4]))
+	}
 	if req.Export != nil {
 		h, _, _ := tr31.ParseHeader(rec.Block)
 		if res.Exported, err = s.exportUnder(h, key, res.KCV, krec, kl, req.Export.Format); err != nil {

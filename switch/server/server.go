@@ -425,7 +425,11 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 				return nil, fmt.Errorf("listener %s: %w", lc.Name, err)
 			}
 		}
-		l, err := frontend.Listen(fc, s.Pipeline, limit, s.Metrics)
+		var proc frontend.Processor = s.Pipeline
+		if d == message.DialectCUP {
+			proc = newCUPAdapter(lc, s, log)
+		}
+		l, err := frontend.Listen(fc, proc, limit, s.Metrics)
 		if err != nil {
 			return nil, err
 		}

@@ -1,0 +1,24 @@
+package server
+
+import (
+	"github.com/rs/zerolog"
+
+	"github.com/switchyard/switchyard/switch/config"
+	"github.com/switchyard/switchyard/switch/cup"
+)
+
+// newCUPAdapter puts the UnionPay-style dialect's adapter in front of the pipeline
+// for listener lc (the configuration was validated).
+func newCUPAdapter(lc config.Listener, s *Server, log zerolog.Logger) *cup.Adapter {
+	cfg := cup.Config{HSM: s.HSM, Terminals: s.Registry, KeyGrace: s.cfg.Security.KeyGrace.D(), Now: s.cfg.Clock,
+		Logger: log.With().Str("component", "cup").Str("listener", lc.Name).Logger()}
+	if lc.CUP != nil {
+		cfg.MAC, _ = cup.ParseMAC(lc.CUP.MAC)
+		cfg.AcquirerID = lc.CUP.AcquirerID
+		cfg.MACByTerminal = map[string]cup.MACAlgorithm{}
+		for tid, v := range lc.CUP.MACByTerminal {
+			cfg.MACByTerminal[tid], _ = cup.ParseMAC(v)
+		}
+	}
+	return cup.NewAdapter(cfg, s.Pipeline)
+}
