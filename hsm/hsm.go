@@ -228,14 +228,14 @@ type KeyCheck struct {
 
 // KeyResult describes a key that was generated, formed or imported.
 type KeyResult struct {
-	Ref       KeyRef     `json:"ref"`        // the new key version
-	Type      KeyType    `json:"type"`       // its type
-	Algorithm Algorithm  `json:"algorithm"`  // its algorithm
-	KCV       string     `json:"kcv"`        // its KCV, 6 hex digits
+	Ref       KeyRef    `json:"ref"`       // the new key version
+	Type      KeyType   `json:"type"`      // its type
+	Algorithm Algorithm `json:"algorithm"` // its algorithm
+	KCV       string    `json:"kcv"`       // its KCV, 6 hex digits
 	// CheckValue4 is the first 4 bytes (8 hex digits) of the TDES key encrypting
 	// zeros, as UnionPay sign-in answers carry it; set by GenerateKey for TDES keys.
-	CheckValue4 string `json:"check_value4,omitempty"`
-	KCVMethod kcv.Method `json:"kcv_method"` // how KCV was computed
+	CheckValue4 string     `json:"check_value4,omitempty"`
+	KCVMethod   kcv.Method `json:"kcv_method"` // how KCV was computed
 	// ComponentKCVs are the KCVs of the components, for FormKey.
 	ComponentKCVs []string `json:"component_kcvs,omitempty"`
 	// Exported is the key under the export KEK when one was asked for.

@@ -90,7 +90,7 @@ type Situation struct {
 	// PreviousKeys: the MAC verified only under the terminal's previous MAK, still
 	// in its grace period (the terminal missed its last sign-in's answer).
 	PreviousKeys bool
-	RC       string // the answer's F39
+	RC           string // the answer's F39
 }
 
 // Adapter is the frontend.Processor of a `cup` listener: it decodes the dialect,

@@ -18,14 +18,14 @@ type session struct {
 	signedIn time.Time
 	// makVersion is the MAK version the last sign-in made (0: unknown, the current).
 	makVersion int
-	stans    map[string]stanEntry
-	order    []string // STANs in arrival order, to bound stans
+	stans      map[string]stanEntry
+	order      []string // STANs in arrival order, to bound stans
 }
 
 // stanEntry is the DE 7 and MTI a STAN was mapped with.
 type stanEntry struct {
 	mti, proc, de7 string
-	amount        string
+	amount         string
 }
 
 // maxSTANs bounds the STANs a session remembers (a terminal's batch rarely exceeds it).

@@ -365,4 +365,3 @@ func Summary(f *Frame) string {
 	fmt.Fprintf(&b, " req=%d", f.Header.ProcessingRequirement())
 	return b.String()
 }
-

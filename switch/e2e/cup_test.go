@@ -226,4 +226,3 @@ func TestCUPMalformedFrame(t *testing.T) {
 		t.Fatalf("the other connection after the malformed frames: %s", cup.Summary(ans))
 	}
 }
-
