@@ -11,7 +11,7 @@ import (
 
 // readCapture reads a hex dump (whitespace ignored) of a framed message: the 2-byte
 // length and the body.
-func readCapture(t *testing.T, name string) []byte {
+func readCapture(t testing.TB, name string) []byte {
 	t.Helper()
 	b, err := os.ReadFile("testdata/" + name)
 	if err != nil {
