@@ -226,3 +226,25 @@ func TestCUPMalformedFrame(t *testing.T) {
 		t.Fatalf("the other connection after the malformed frames: %s", cup.Summary(ans))
 	}
 }
+
+// TestCUPTermCommand: `switchyard term --dialect cup` signs in and buys, then
+// settles, from the shell.
+func TestCUPTermCommand(t *testing.T) {
+	f := startCUP(t)
+	addr := f.s.ListenerAddr("cup")
+	out, code := cliLocal("term", "purchase", "--dialect", "cup", "--addr", addr, "--pan", cupCard, "--amount", "10.00", "--pin", "1234", "--stan", "000101")
+	if code != 0 || !strings.Contains(out, "sign-in") || !strings.Contains(out, "0210 rc=00") {
+		t.Fatalf("term purchase --dialect cup: exit %d\n%s", code, out)
+	}
+	if strings.Contains(out, cupCard) {
+		t.Errorf("the clear PAN was printed:\n%s", out)
+	}
+	out, code = cliLocal("term", "settle", "--dialect", "cup", "--addr", addr, "--totals", "1,1000,0,0", "--scheme", "004")
+	if code != 0 || !strings.Contains(out, "0510 rc=00") {
+		t.Fatalf("term settle --dialect cup: exit %d\n%s", code, out)
+	}
+	out, code = cliLocal("term", "reversal", "--dialect", "cup", "--addr", addr, "--orig-stan", "000101", "--amount", "10.00", "--pan", cupCard)
+	if code != 0 || !strings.Contains(out, "0410 rc=00") {
+		t.Fatalf("term reversal --dialect cup: exit %d\n%s", code, out)
+	}
+}
