@@ -221,6 +221,10 @@ type Listener struct {
 	// FirstFrameTimeout closes a connection that sent no complete frame (TLS handshake
 	// included) this long after connecting (default 10s; idle_timeout if shorter).
 	FirstFrameTimeout Duration `yaml:"first_frame_timeout"`
+	// Kind is the transport: tcp (default; 2-byte length framing) or https (each
+	// message the body of a POST with Content-Type x-ISO-TPDU/x-auth; TLS from tls,
+	// plain HTTP without it, e.g. behind a TLS-terminating proxy).
+	Kind string `yaml:"kind"`
 	// CUP configures a listener of dialect cup (docs/cup-dialect.md).
 	CUP *CUPListener `yaml:"cup"`
 }

@@ -9,8 +9,11 @@ import (
 
 var cupAcquirerID = regexp.MustCompile(`^[0-9]{1,11}$`)
 
-// checkCUP validates the cup section of listener l (key is its path).
+// checkCUP validates the kind and the cup section of listener l (key is its path).
 func checkCUP(key string, l Listener, bad func(key, format string, args ...any)) {
+	if l.Kind != "" && l.Kind != "tcp" && l.Kind != "https" {
+		bad(key+".kind", "unknown listener kind %q (want tcp or https)", l.Kind)
+	}
 	if l.CUP == nil {
 		return
 	}

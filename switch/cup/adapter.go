@@ -74,6 +74,9 @@ type Config struct {
 	AcquirerID string
 	Now        func() time.Time
 	Logger     zerolog.Logger
+	// Sessions is the store of signed-in terminals, shared by the listeners of one
+	// switch (nil: the adapter's own).
+	Sessions *Sessions
 	// Requirement, when set, chooses the header's processing requirement of an
 	// answer (the hook for parameter and application downloads); the default
 	// answers ReqSignIn to a terminal without a session or whose MAC failed, else
@@ -100,7 +103,7 @@ type Situation struct {
 type Adapter struct {
 	cfg  Config
 	next frontend.Processor
-	sess sessions
+	sess *Sessions
 	log  zerolog.Logger
 }
 
@@ -115,7 +118,10 @@ func NewAdapter(cfg Config, next frontend.Processor) *Adapter {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Adapter{cfg: cfg, next: next, sess: sessions{m: map[string]*session{}}, log: cfg.Logger}
+	if cfg.Sessions == nil {
+		cfg.Sessions = NewSessions()
+	}
+	return &Adapter{cfg: cfg, next: next, sess: cfg.Sessions, log: cfg.Logger}
 }
 
 // Process implements frontend.Processor. A body that does not decode (or names no

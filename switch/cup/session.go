@@ -42,19 +42,23 @@ func (s *session) remember(stan string, e stanEntry) {
 	s.stans[stan] = e
 }
 
-// sessions are the terminals' sessions by terminal ID.
-type sessions struct {
+// Sessions are the terminals' sessions by terminal ID, shared by the cup listeners
+// of one switch (a terminal may sign in over TCP and pay over HTTPS).
+type Sessions struct {
 	mu sync.Mutex
 	m  map[string]*session
 }
 
-func (ss *sessions) get(tid string) *session {
+// NewSessions returns an empty session store.
+func NewSessions() *Sessions { return &Sessions{m: map[string]*session{}} }
+
+func (ss *Sessions) get(tid string) *session {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	return ss.m[tid]
 }
 
-func (ss *sessions) open(tid string) *session {
+func (ss *Sessions) open(tid string) *session {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	s := ss.m[tid]
@@ -65,7 +69,7 @@ func (ss *sessions) open(tid string) *session {
 	return s
 }
 
-func (ss *sessions) close(tid string) {
+func (ss *Sessions) close(tid string) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	delete(ss.m, tid)

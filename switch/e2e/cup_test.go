@@ -2,8 +2,21 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/hex"
+	"encoding/pem"
+	"io"
+	"math/big"
 	"net"
+	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -247,4 +260,87 @@ func TestCUPTermCommand(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "0410 rc=00") {
 		t.Fatalf("term reversal --dialect cup: exit %d\n%s", code, out)
 	}
+}
+
+// TestCUPOverHTTPS: a listener of kind https takes the same bytes as the body of a
+// POST with Content-Type x-ISO-TPDU/x-auth, with or without the 2-byte length, and
+// refuses another content type.
+func TestCUPOverHTTPS(t *testing.T) {
+	certFile, keyFile := selfSignedCert(t)
+	f := startDemo(t, func(c *config.Config) {
+		c.RulesDir = middayRules(t, time.Now())
+		c.Listeners = append(c.Listeners, config.Listener{Name: "cup-https", Addr: "127.0.0.1:0", Dialect: "cup", Kind: "https",
+			TLS: &config.TLS{CertFile: certFile, KeyFile: keyFile}})
+	})
+	tcp := cupTerminal(t, f, "003", cupHome) // keys for the terminal, over TCP
+	client := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	url := "https://" + f.s.ListenerAddr("cup-https") + "/"
+	req, err := tcp.Build(cup.Txn{Kind: "sale", PAN: cupCard, Expiry: cupCardExp, Amount: 1500, PIN: "1234"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := req.Encode(tcp.MACOf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, payload := range [][]byte{body, frontend.AppendFrame(nil, body)} {
+		// The second is the same STAN again, framed: the duplicate's first answer.
+		resp, err := client.Post(url, frontend.ContentTypeTPDU, bytes.NewReader(payload))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != frontend.ContentTypeTPDU {
+			t.Fatalf("POST: %s %q", resp.Status, got)
+		}
+		if i == 1 {
+			got = got[2:]
+		}
+		ans, err := cup.Decode(got)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ans.Str(39) != "00" || ans.MTI() != "0210" {
+			t.Fatalf("sale over HTTPS: %s", cup.Summary(ans))
+		}
+	}
+	resp, err := client.Post(url, "application/octet-stream", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnsupportedMediaType {
+		t.Errorf("another content type: %s", resp.Status)
+	}
+}
+
+// selfSignedCert writes a self-signed certificate for 127.0.0.1 and its key.
+func selfSignedCert(t *testing.T) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
 }

@@ -10,7 +10,10 @@ import (
 // newCUPAdapter puts the UnionPay-style dialect's adapter in front of the pipeline
 // for listener lc (the configuration was validated).
 func newCUPAdapter(lc config.Listener, s *Server, log zerolog.Logger) *cup.Adapter {
-	cfg := cup.Config{HSM: s.HSM, Terminals: s.Registry, KeyGrace: s.cfg.Security.KeyGrace.D(), Now: s.cfg.Clock,
+	if s.cupSessions == nil {
+		s.cupSessions = cup.NewSessions()
+	}
+	cfg := cup.Config{HSM: s.HSM, Terminals: s.Registry, KeyGrace: s.cfg.Security.KeyGrace.D(), Now: s.cfg.Clock, Sessions: s.cupSessions,
 		Logger: log.With().Str("component", "cup").Str("listener", lc.Name).Logger()}
 	if lc.CUP != nil {
 		cfg.MAC, _ = cup.ParseMAC(lc.CUP.MAC)

@@ -52,6 +52,7 @@ import (
 	"github.com/switchyard/switchyard/switch/cases"
 	"github.com/switchyard/switchyard/switch/cluster"
 	"github.com/switchyard/switchyard/switch/config"
+	"github.com/switchyard/switchyard/switch/cup"
 	"github.com/switchyard/switchyard/switch/frontend"
 	"github.com/switchyard/switchyard/switch/issuer"
 	"github.com/switchyard/switchyard/switch/journal"
@@ -83,6 +84,8 @@ type Server struct {
 	loops     *loops
 	links     map[string]*issuer.Link
 	listeners []*frontend.Listener
+	// cupSessions are the signed-in terminals of the cup listeners (server/cup.go).
+	cupSessions *cup.Sessions
 	adminSrv  *http.Server
 	adminLn   net.Listener
 	adminReqs *inFlight
@@ -419,7 +422,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		}
 		fc := frontend.Config{Name: lc.Name, Addr: lc.Addr, Dialect: d, IdleTimeout: lc.IdleTimeout.D(), MaxInFlightPerConn: lc.MaxInFlight,
 			MaxConns: maxConns[i], MaxConnsPerSource: min(lc.MaxConnsPerSource, maxConns[i]), FirstFrameTimeout: lc.FirstFrameTimeout.D(),
-			Logger: log.With().Str("component", "frontend").Logger()}
+			HTTP: lc.Kind == "https", Logger: log.With().Str("component", "frontend").Logger()}
 		if lc.TLS != nil {
 			if fc.TLS, err = tlsConfig(lc.TLS); err != nil {
 				return nil, fmt.Errorf("listener %s: %w", lc.Name, err)
