@@ -86,13 +86,13 @@ type Server struct {
 	listeners []*frontend.Listener
 	// cupSessions are the signed-in terminals of the cup listeners (server/cup.go).
 	cupSessions *cup.Sessions
-	adminSrv  *http.Server
-	adminLn   net.Listener
-	adminReqs *inFlight
-	auth      *admin.Authenticator
-	mux       *http.ServeMux
-	ready     atomic.Bool
-	readyHook atomic.Pointer[func() error] // SetReadyCheck's
+	adminSrv    *http.Server
+	adminLn     net.Listener
+	adminReqs   *inFlight
+	auth        *admin.Authenticator
+	mux         *http.ServeMux
+	ready       atomic.Bool
+	readyHook   atomic.Pointer[func() error] // SetReadyCheck's
 	// cl is what a node of a cluster adds (nil alone); remotePipe is the pipeline
 	// for the cluster journal's applier, which starts before the pipeline exists.
 	cl         *clusterNode
