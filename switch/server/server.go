@@ -84,15 +84,13 @@ type Server struct {
 	loops     *loops
 	links     map[string]*issuer.Link
 	listeners []*frontend.Listener
-	// cupSessions are the signed-in terminals of the cup listeners (server/cup.go).
-	cupSessions *cup.Sessions
-	adminSrv    *http.Server
-	adminLn     net.Listener
-	adminReqs   *inFlight
-	auth        *admin.Authenticator
-	mux         *http.ServeMux
-	ready       atomic.Bool
-	readyHook   atomic.Pointer[func() error] // SetReadyCheck's
+	adminSrv  *http.Server
+	adminLn   net.Listener
+	adminReqs *inFlight
+	auth      *admin.Authenticator
+	mux       *http.ServeMux
+	ready     atomic.Bool
+	readyHook atomic.Pointer[func() error] // SetReadyCheck's
 	// cl is what a node of a cluster adds (nil alone); remotePipe is the pipeline
 	// for the cluster journal's applier, which starts before the pipeline exists.
 	cl         *clusterNode
@@ -103,6 +101,9 @@ type Server struct {
 	// beforeStores, if set (by tests), is called in the shutdown once every goroutine
 	// has returned, right before the stores close.
 	beforeStores func()
+
+	// cupSessions are the signed-in terminals of the cup listeners (server/cup.go).
+	cupSessions *cup.Sessions
 }
 
 // OpenDB opens (creating if missing) the Badger database under dir with the options the
