@@ -344,3 +344,41 @@ func selfSignedCert(t *testing.T) (certFile, keyFile string) {
 	}
 	return certFile, keyFile
 }
+
+// TestCUPNoCardDataInTheClear: after cup sales with a PIN and an encrypted track 2,
+// neither the logs nor any file of the data directory hold the clear PAN or track.
+func TestCUPNoCardDataInTheClear(t *testing.T) {
+	f := startCUP(t)
+	term := cupTerminal(t, f, "004", cupHome)
+	var secrets []string
+	for i := 0; i < 3; i++ {
+		pan := testPAN(800 + i)
+		track := pan + "=29121010000012345"
+		secrets = append(secrets, pan, track, strings.Replace(track, "=", "D", 1))
+		if ans := cupDo(t, term, cup.Txn{Kind: "sale", Track2: track, EncryptTrack: true, Amount: 1000 + int64(i), PIN: "1234"}); ans.Str(39) != "00" {
+			t.Fatalf("sale: %s", cup.Summary(ans))
+		}
+	}
+	term.Close()
+	if err := f.s.Drain(); err != nil {
+		t.Fatal(err)
+	}
+	check := func(where string, b []byte) {
+		for _, s := range secrets {
+			if bytes.Contains(b, []byte(s)) {
+				t.Errorf("card data %.6s... in the clear in %s", s, where)
+			}
+		}
+	}
+	check("the log", []byte(f.logs.String()))
+	_ = filepath.Walk(f.dir, func(path string, info os.FileInfo, err error) error {
+		if err != nil || info.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err == nil {
+			check(path, b)
+		}
+		return err
+	})
+}
