@@ -439,11 +439,9 @@ func (a *Adapter) signIn(ctx context.Context, c *frontend.Conn, f *Frame) (front
 	if term.Keys.TMK == "" {
 		return a.reply(ans, sit, RCNoMasterKey, nil, "no-tmk")
 	}
-	tlv := string(f.Bytes(62))
-	if tlv != "" {
-		if _, err := message.ParseTLV(tlv); err != nil {
-			return a.reply(ans, sit, message.RCFormatError, nil, "F62: "+err.Error())
-		}
+	tlv, err := deviceTLV(f.Bytes(62))
+	if err != nil {
+		return a.reply(ans, sit, message.RCFormatError, nil, "F62: "+err.Error())
 	}
 	rc, err := a.networkToPipeline(ctx, c, f, message.NMSignOn, tlv)
 	if err != nil {
@@ -467,6 +465,35 @@ func (a *Adapter) signIn(ctx context.Context, c *frontend.Conn, f *Frame) (front
 	sit.SignedIn = true
 	a.log.Info().Str("tid", tid).Str("scheme", f60.NetCode).Str("batch", s.batch).Msg("cup: terminal signed in; new working keys")
 	return a.reply(ans, sit, message.RCApproved, nil, "")
+}
+
+// SequenceNo starts the UnionPay form of a sign-in's F62: "Sequence No", two digits
+// giving the length of the rest, then the terminal's serial number (vendor code and
+// serial, e.g. "Sequence No163150SXX-4C304119").
+const SequenceNo = "Sequence No"
+
+// deviceTLV reads the terminal identity of a sign-in's F62 as the DE 48 tags the
+// binding checks read: the UnionPay "Sequence No" form gives DI; otherwise F62 is
+// DE 48 tags (TAG(2) LEN(3) VALUE: DI, SI, IM, GL, CL, AV). Empty gives "".
+func deviceTLV(f62 []byte) (string, error) {
+	s := string(f62)
+	if rest, ok := strings.CutPrefix(s, SequenceNo); ok {
+		if len(rest) < 2 || rest[0] < '0' || rest[0] > '9' || rest[1] < '0' || rest[1] > '9' {
+			return "", fmt.Errorf("%q is not followed by a 2-digit length", SequenceNo)
+		}
+		n := int(rest[0]-'0')*10 + int(rest[1]-'0')
+		if len(rest)-2 != n || n == 0 {
+			return "", fmt.Errorf("serial number of %d characters, its length says %d", len(rest)-2, n)
+		}
+		b, err := message.AppendTLV(nil, message.TagDevice, rest[2:])
+		return string(b), err
+	}
+	if s != "" {
+		if _, err := message.ParseTLV(s); err != nil {
+			return "", err
+		}
+	}
+	return s, nil
 }
 
 // nextBatch is the batch after b (000001 after 999999 or an unreadable one).
