@@ -131,3 +131,29 @@ func TestDeviceTLV(t *testing.T) {
 		}
 	}
 }
+
+// TestF59Tags: the captured terminal's F59 gives its SIM, location and application
+// version to the binding checks, replacing those of the sign-in.
+func TestF59Tags(t *testing.T) {
+	f, err := Decode(readCapture(t, "codetd-5053461-sale-0200.hex"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := f59Tags(f.Str(59))
+	want := map[string]string{"SI": "89860617080002583993", "GL": "30.621555,114.361954", "AV": "H7062801"}
+	if len(got) != len(want) {
+		t.Fatalf("F59 tags %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %q, want %q", k, got[k], v)
+		}
+	}
+	tlv, err := withTags("DI003SN1GL0031,2SI0011", got)
+	if err != nil || tlv != "DI003SN1GL02030.621555,114.361954SI02089860617080002583993AV008H7062801" {
+		t.Errorf("merged %q %v", tlv, err)
+	}
+	if f59Tags("not TLV at all") != nil || len(f59Tags("1703BDx")) != 0 {
+		t.Error("an F59 of another layout gave tags")
+	}
+}

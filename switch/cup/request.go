@@ -191,15 +191,17 @@ func toPipeline(f *Frame, k Kind, s *session, track2 string, now time.Time) (map
 		}
 		b.Set(37, f.Str(37)).Set(38, strings.TrimSpace(f.Str(38)))
 	}
-	tlv := s.tlv
+	tlv, err := withTags(s.tlv, f59Tags(f.Str(59)))
+	if err != nil {
+		return m, formatErr(59, "%v", err)
+	}
 	if k.Name == "settlement" {
 		bt, err := settlementTotals(f.Str(48))
 		if err != nil {
 			return m, err
 		}
-		var err2 error
-		if tlv, err2 = appendTag(tlv, message.TagBatchTotals, bt.String()); err2 != nil {
-			return m, formatErr(48, "%v", err2)
+		if tlv, err = appendTag(tlv, message.TagBatchTotals, bt.String()); err != nil {
+			return m, formatErr(48, "%v", err)
 		}
 	}
 	b.Set(48, tlv)

@@ -225,6 +225,9 @@ type Txn struct {
 	OrigSTAN     string // the original's STAN, for reversals and pre-authorization voids
 	Totals       message.BatchTotals
 	STAN         string // "" for the next one
+	// TermInfo is F59, the terminal information TLV (e.g. "1722BD30.621555,114.361954":
+	// tag 17, the location).
+	TermInfo string
 }
 
 // Build builds the request of tx.
@@ -304,7 +307,7 @@ func (t *Terminal) Build(tx Txn) (*Frame, error) {
 	if tx.PIN != "" || tx.Track2 != "" {
 		f.Set(53, sec+"0000000000000")
 	}
-	f.Set(37, tx.RRN).Set(38, tx.Auth)
+	f.Set(37, tx.RRN).Set(38, tx.Auth).Set(59, tx.TermInfo)
 	f60 := "" + sh.typ + t.batch
 	switch tx.Kind {
 	case "void", "refund", "completion-void", "preauth-void":

@@ -186,6 +186,16 @@ func TestCUPRelocatedTerminalDeclined(t *testing.T) {
 	if !strings.Contains(f.logs.String(), "T0000001") {
 		t.Error("no log line names the terminal")
 	}
+	// Signed in at home, then a sale whose F59 puts the terminal in Shanghai.
+	home := cupTerminal(t, f, "003", cupHome)
+	if ans := cupDo(t, home, cup.Txn{Kind: "sale", PAN: cupCard, Expiry: cupCardExp, Amount: 1100, PIN: "1234", STAN: "300001"}); ans.Str(39) != "00" {
+		t.Fatalf("sale at home: %s", cup.Summary(ans))
+	}
+	moved := cupDo(t, home, cup.Txn{Kind: "sale", PAN: cupCard, Expiry: cupCardExp, Amount: 1200, PIN: "1234", STAN: "300002",
+		TermInfo: "1722BD31.230400,121.473700"})
+	if message.Approved(moved.Str(39)) {
+		t.Fatalf("a sale whose F59 location is 1000 km away was approved: %s", cup.Summary(moved))
+	}
 }
 
 func TestCUPBadMACRefused(t *testing.T) {
