@@ -101,6 +101,10 @@ type TranslatePINRequest struct {
 	DestFormat pinblock.Format `json:"dest_format"` // format of the result (never 1)
 	// PAN binds formats 0, 3 and 4; ignored by format 1.
 	PAN string `json:"pan"`
+	// SourcePAN, when set, binds the source block instead of PAN: a block formed
+	// with another PAN field, such as the all-zero one of a UnionPay terminal's
+	// "format without PAN" (53.1 = 1), is re-bound to the card's PAN.
+	SourcePAN string `json:"source_pan,omitempty"`
 }
 
 // VerifyPINRequest asks for a PIN block to be compared with a reference PIN.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/switchyard/switchyard/hsm"
 	"github.com/switchyard/switchyard/hsm/mac"
+	"github.com/switchyard/switchyard/hsm/pinblock"
 )
 
 // TestCUPWorkingKeys: what the UnionPay sign-in needs of the HSM. A single-length key
@@ -81,5 +82,30 @@ func TestCUPWorkingKeys(t *testing.T) {
 	}
 	if _, err := e.hsm.GenerateKey(e.ctx, hsm.GenerateKeyRequest{KeySpec: hsm.KeySpec{ID: "x.TPK", Type: hsm.TPK, Algorithm: hsm.AES128, SingleLength: true}}); !errors.Is(err, hsm.ErrInput) {
 		t.Fatalf("a single-length AES key: %v", err)
+	}
+}
+
+// TestTranslatePINSourcePAN: a block formed with the zero PAN field (UnionPay 53.1 =
+// 1) is re-bound to the card's PAN; without SourcePAN it does not decode so.
+func TestTranslatePINSourcePAN(t *testing.T) {
+	e := newEnv(t, hsm.Options{})
+	tpkHex := "C1D0F8FB4958670DBA40AB1F3752EF0D" // the demo TPK of T0000001
+	c, _ := des.NewTripleDESCipher(append(hx(t, tpkHex), hx(t, tpkHex)[:8]...))
+	pan := "4761739001010119"
+	block, err := pinblock.Encrypt(c, pinblock.Format0, []byte("1234"), "0000000000000", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tpk := hsm.KeyRef{ID: "T0000001.TPK"}
+	out, err := e.hsm.TranslatePIN(e.ctx, hsm.TranslatePINRequest{Source: tpk, PINBlock: block, SourcePAN: "0000000000000", Dest: tpk, PAN: pan})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pin, err := pinblock.Decrypt(c, pinblock.Format0, out, pan)
+	if err != nil || string(pin) != "1234" {
+		t.Fatalf("re-bound block gives %q, %v", pin, err)
+	}
+	if got, err := pinblock.Decrypt(c, pinblock.Format0, block, pan); err == nil && string(got) == "1234" {
+		t.Fatal("the zero-PAN block decodes under the card's PAN too: the test proves nothing")
 	}
 }

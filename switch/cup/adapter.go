@@ -12,18 +12,21 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/switchyard/switchyard/hsm"
+	"github.com/switchyard/switchyard/hsm/pinblock"
 	"github.com/switchyard/switchyard/switch/frontend"
 	"github.com/switchyard/switchyard/switch/message"
 	"github.com/switchyard/switchyard/switch/registry"
 )
 
-// HSM is what the adapter needs of the HSM: working keys at sign-in, the MAC, and
-// track decryption under the TDK. *hsm.Software satisfies it.
+// HSM is what the adapter needs of the HSM: working keys at sign-in, the MAC, track
+// decryption under the TDK, and re-binding a PIN block formed without the PAN.
+// *hsm.Software satisfies it.
 type HSM interface {
 	GenerateKey(ctx context.Context, req hsm.GenerateKeyRequest) (hsm.KeyResult, error)
 	GenerateMAC(ctx context.Context, req hsm.MACRequest) ([]byte, error)
 	VerifyMAC(ctx context.Context, req hsm.MACRequest, mac []byte) error
 	DecryptData(ctx context.Context, ref hsm.KeyRef, data []byte) ([]byte, error)
+	TranslatePIN(ctx context.Context, req hsm.TranslatePINRequest) ([]byte, error)
 }
 
 // Terminals finds a registered terminal (its TMK and working-key IDs).
@@ -185,7 +188,15 @@ func (a *Adapter) Process(ctx context.Context, c *frontend.Conn, body []byte) (f
 		}
 		return frontend.Response{}, err
 	}
-	m, err := toPipeline(f, k, s, track2, a.cfg.Now())
+	pin, err := a.pinBlock(ctx, f, tid, track2)
+	if err != nil {
+		var me *mapError
+		if errors.As(err, &me) {
+			return a.reply(ans, sit, me.rc, macf, me.Error())
+		}
+		return frontend.Response{}, err
+	}
+	m, err := toPipeline(f, k, s, track2, pin, a.cfg.Now())
 	if err != nil {
 		var me *mapError
 		if errors.As(err, &me) {
@@ -348,6 +359,35 @@ func (a *Adapter) track2(ctx context.Context, f *Frame, tid string) (string, err
 		t = clear
 	}
 	return track2Text(t), nil
+}
+
+// zeroPAN binds a PIN block formed "without PAN" (53.1 = 1): its PAN field is zeros.
+const zeroPAN = "0000000000000"
+
+// pinBlock returns F52 as the pipeline takes it: ISO format 0 bound to the card's PAN
+// under the PIK. A block the terminal formed without the PAN (53.1 = 1) is re-bound
+// to the PAN in the HSM (the PIN never leaves it); with 53.1 = 2 it goes as sent.
+func (a *Adapter) pinBlock(ctx context.Context, f *Frame, tid, track2 string) ([]byte, error) {
+	block := f.Bytes(52)
+	if len(block) != 8 || parseF53(f.Str(53)).pinFormat != '1' {
+		return block, nil
+	}
+	pan := f.Str(2)
+	if pan == "" {
+		pan, _, _ = strings.Cut(track2, "=")
+	}
+	term, _ := a.cfg.Terminals.Terminal(tid)
+	pik := hsm.KeyRef{ID: a.pikID(tid, term)}
+	out, err := a.cfg.HSM.TranslatePIN(ctx, hsm.TranslatePINRequest{Source: pik, SourceFormat: pinblock.Format0, PINBlock: block,
+		SourcePAN: zeroPAN, Dest: pik, DestFormat: pinblock.Format0, PAN: pan})
+	switch {
+	case err == nil:
+		return out, nil
+	case errors.Is(err, hsm.ErrInput):
+		return nil, &mapError{rc: message.RCIncorrectPIN, field: 52, reason: "PIN block (without PAN) does not decode"}
+	default:
+		return nil, &mapError{rc: message.RCSecurityViolation, field: 52, reason: "PIN block (without PAN) not translatable: " + err.Error()}
+	}
 }
 
 // decryptTrack decrypts a track by the UnionPay TDB rule: the track's nibbles packed

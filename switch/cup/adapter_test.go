@@ -36,6 +36,9 @@ func (h *fakeHSM) VerifyMAC(_ context.Context, r hsm.MACRequest, m []byte) error
 	}
 	return nil
 }
+func (h *fakeHSM) TranslatePIN(context.Context, hsm.TranslatePINRequest) ([]byte, error) {
+	return nil, errors.New("not in this test")
+}
 func (h *fakeHSM) DecryptData(context.Context, hsm.KeyRef, []byte) ([]byte, error) {
 	return nil, errors.New("not in this test")
 }

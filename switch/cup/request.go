@@ -123,17 +123,12 @@ func formatErr(field int, format string, args ...any) *mapError {
 }
 
 // toPipeline maps a request of the dialect onto the pipeline's ASCII request. track2
-// is the clear track 2 ("" when absent), already decrypted when 53.3 said so. s is the
+// is the clear track 2 ("" when absent), already decrypted when 53.3 said so; pin is
+// F52 bound to the PAN (see Adapter.pinBlock). s is the
 // terminal's session (its DE 48 identity and the DE 7 of its STANs); it is updated.
-func toPipeline(f *Frame, k Kind, s *session, track2 string, now time.Time) (mapped, error) {
+func toPipeline(f *Frame, k Kind, s *session, track2 string, pin []byte, now time.Time) (mapped, error) {
 	stan, tid := f.Str(11), f.Str(41)
 	m := mapped{kind: k, stan: stan}
-	if f.Has(52) {
-		if sec := parseF53(f.Str(53)); sec.pinFormat == '1' {
-			return m, &mapError{rc: message.RCFormatError, field: 53,
-				reason: "PIN block format without PAN (53.1 = 1) is not supported; send format 0 with PAN (53.1 = 2)"}
-		}
-	}
 	de7 := message.FormatDE7(now)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -205,7 +200,7 @@ func toPipeline(f *Frame, k Kind, s *session, track2 string, now time.Time) (map
 		}
 	}
 	b.Set(48, tlv)
-	if pin := f.Bytes(52); len(pin) == 8 {
+	if len(pin) == 8 {
 		b.SetBytes(52, pin)
 	}
 	if icc := f.Bytes(55); len(icc) > 0 {

@@ -221,10 +221,12 @@ type Txn struct {
 	EncryptTrack bool
 	Amount       int64
 	PIN          string
-	RRN, Auth    string // the original's, for voids, refunds, completion voids
-	OrigSTAN     string // the original's STAN, for reversals and pre-authorization voids
-	Totals       message.BatchTotals
-	STAN         string // "" for the next one
+	// PINWithoutPAN forms the PIN block with a zero PAN field (53.1 = 1).
+	PINWithoutPAN bool
+	RRN, Auth     string // the original's, for voids, refunds, completion voids
+	OrigSTAN      string // the original's STAN, for reversals and pre-authorization voids
+	Totals        message.BatchTotals
+	STAN          string // "" for the next one
 	// TermInfo is F59, the terminal information TLV (e.g. "1722BD30.621555,114.361954":
 	// tag 17, the location).
 	TermInfo string
@@ -266,6 +268,9 @@ func (t *Terminal) Build(tx Txn) (*Frame, error) {
 		}
 	}
 	sec := "20"
+	if tx.PINWithoutPAN {
+		sec = "10"
+	}
 	switch {
 	case tx.Track2 != "":
 		nib := strings.Replace(tx.Track2, "=", "D", 1)
@@ -297,6 +302,9 @@ func (t *Terminal) Build(tx Txn) (*Frame, error) {
 		c, err := block(t.pik)
 		if err != nil {
 			return nil, fmt.Errorf("no PIK (sign in first): %w", err)
+		}
+		if tx.PINWithoutPAN {
+			pan = zeroPAN
 		}
 		pb, err := pinblock.Encrypt(c, pinblock.Format0, []byte(tx.PIN), pan, nil)
 		if err != nil {

@@ -97,6 +97,12 @@ func TestCUPSignInEachScheme(t *testing.T) {
 			if wrong.Str(39) != "55" {
 				t.Errorf("wrong PIN: %s, want 55 (the PIN reached the issuer under its key)", cup.Summary(wrong))
 			}
+			// A PIN block formed without the PAN (53.1 = 1) is re-bound in the HSM.
+			noPAN := cupDo(t, term, cup.Txn{Kind: "sale", PAN: cupCard, Expiry: cupCardExp, Amount: 1400, PIN: "1234", PINWithoutPAN: true})
+			wrongNoPAN := cupDo(t, term, cup.Txn{Kind: "sale", PAN: cupCard, Expiry: cupCardExp, Amount: 1500, PIN: "4321", PINWithoutPAN: true})
+			if noPAN.Str(39) != "00" || wrongNoPAN.Str(39) != "55" {
+				t.Errorf("PIN without PAN: right PIN %s, wrong PIN %s", cup.Summary(noPAN), cup.Summary(wrongNoPAN))
+			}
 		})
 	}
 	// The previous keys stay valid for the grace period: a MAC and PIN under the
