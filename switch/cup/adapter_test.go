@@ -188,6 +188,16 @@ func TestMapping(t *testing.T) {
 	if ans, _ := Decode(resp.Body); ans.Str(39) != RCMACFailure || ans.Has(64) || ans.Header.ProcessingRequirement() != ReqSignIn {
 		t.Errorf("bad MAC: %s", Summary(ans))
 	}
+	// A terminal whose MAC does not verify gets no session (made-up terminal IDs
+	// cannot fill the memory).
+	stranger := &Terminal{TID: "ZZ000001", MID: term.MID, mak: []byte("FEDCBA9876543210"), batch: "000001", TPDU: term.TPDU, Header: term.Header}
+	f, _ = stranger.Build(Txn{Kind: "sale", PAN: card, Expiry: "2912", Amount: 1})
+	body, _ = f.Encode(stranger.MACOf)
+	if resp, err := a.Process(context.Background(), conn, body); err != nil || a.sess.get("ZZ000001") != nil {
+		t.Errorf("bad MAC of an unknown terminal: %v, session %v", err, a.sess.get("ZZ000001"))
+	} else if ans, _ := Decode(resp.Body); ans.Str(39) != RCMACFailure {
+		t.Errorf("bad MAC of an unknown terminal: %s", Summary(ans))
+	}
 	if ans := send(Txn{Kind: "upload"}); ans.Str(39) != "00" || ans.MTI() != "0330" {
 		t.Errorf("batch upload: %s", Summary(ans))
 	}

@@ -28,6 +28,17 @@ type stanEntry struct {
 	amount         string
 }
 
+// isSignedIn reports whether the terminal signed in since the switch started (false
+// for a nil session).
+func (s *session) isSignedIn() bool {
+	if s == nil {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.signedIn.IsZero()
+}
+
 // maxSTANs bounds the STANs a session remembers (a terminal's batch rarely exceeds it).
 const maxSTANs = 2048
 
