@@ -316,11 +316,14 @@ func (a *Adapter) scheme(tid string) hsm.MACScheme {
 	return hsm.MACSchemeCUPECB
 }
 
-// The working-key IDs of a terminal: its registered TPK is the PIK (so that the
-// pipeline translates its PIN blocks), its registered TAK or TID.TAK the MAK, TID.TDK
-// the TDK.
+// The working-key IDs of a terminal: its registered TPK is the PIK when it is its own
+// (TID.*: the pipeline translates its PIN blocks under it), its registered TAK or
+// TID.TAK the MAK, TID.TDK the TDK.
 func (a *Adapter) pikID(tid string, term *registry.Terminal) string {
-	if term != nil && term.Keys.TPK != "" {
+	// A TPK the terminal shares with others (the demo load terminals use
+	// T0000001's) is not rotated by its sign-in: it gets TID.TPK, and its PIN
+	// blocks cannot be translated until the registry names that key.
+	if term != nil && strings.HasPrefix(term.Keys.TPK, tid+".") {
 		return term.Keys.TPK
 	}
 	return tid + ".TPK"

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -21,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchyard/switchyard/bench"
 	"github.com/switchyard/switchyard/switch/config"
 	"github.com/switchyard/switchyard/switch/cup"
 	"github.com/switchyard/switchyard/switch/frontend"
@@ -397,4 +399,25 @@ func TestCUPNoCardDataInTheClear(t *testing.T) {
 		}
 		return err
 	})
+}
+
+// TestCUPBenchShare: the bench's load can run some load terminals as UnionPay-style
+// terminals (sign-in under the load terminals' demo TMK, MAC'd sales) beside the
+// ASCII connections; their answers are approvals and count in the figures.
+func TestCUPBenchShare(t *testing.T) {
+	f := startCUP(t)
+	cupAddr := f.s.ListenerAddr("cup")
+	res, err := bench.RunLoad(context.Background(), bench.LoadOptions{Addr: f.s.ListenerAddr("ascii"), Terminals: 20, Conns: 2, Depth: 2,
+		Duration: time.Second, Warmup: 300 * time.Millisecond, CUPTerminals: 3, CUPAddr: cupAddr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.ByAddr[cupAddr] == 0 || res.Codes["00"] == 0 {
+		t.Fatalf("cup share answered %d in the window; codes %v", res.ByAddr[cupAddr], res.Codes)
+	}
+	for code, n := range res.Codes {
+		if strings.HasPrefix(code, "cup-") {
+			t.Errorf("%d cup terminals failed: %s", n, code)
+		}
+	}
 }
