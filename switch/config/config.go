@@ -335,7 +335,9 @@ func Demo() *Config {
 		Listeners: []Listener{
 			{Name: "ascii", Addr: "127.0.0.1:8583", Dialect: string(message.DialectASCII)},
 			{Name: "binary-bitmap", Addr: "127.0.0.1:8584", Dialect: string(message.DialectASCIIBinaryBitmap)},
-			{Name: "cup", Addr: "127.0.0.1:8585", Dialect: string(message.DialectCUP)},
+			// Countertop terminals, fewer than the load: a smaller connection budget
+			// leaves the file descriptors to the ASCII listeners.
+			{Name: "cup", Addr: "127.0.0.1:8585", Dialect: string(message.DialectCUP), MaxConns: 1000},
 		},
 		Admin:    Admin{Addr: "127.0.0.1:8080"},
 		Security: Security{CardHashKeyHex: DemoCardHashKey},

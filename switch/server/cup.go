@@ -1,20 +1,18 @@
 package server
 
 import (
-	"github.com/rs/zerolog"
-
 	"github.com/switchyard/switchyard/switch/config"
 	"github.com/switchyard/switchyard/switch/cup"
 )
 
 // newCUPAdapter puts the UnionPay-style dialect's adapter in front of the pipeline
 // for listener lc (the configuration was validated).
-func newCUPAdapter(lc config.Listener, s *Server, log zerolog.Logger) *cup.Adapter {
+func newCUPAdapter(lc config.Listener, s *Server) *cup.Adapter {
 	if s.cupSessions == nil {
 		s.cupSessions = cup.NewSessions()
 	}
 	cfg := cup.Config{HSM: s.HSM, Terminals: s.Registry, KeyGrace: s.cfg.Security.KeyGrace.D(), Now: s.cfg.Clock, Sessions: s.cupSessions,
-		Logger: log.With().Str("component", "cup").Str("listener", lc.Name).Logger()}
+		Logger: s.log.With().Str("component", "cup").Str("listener", lc.Name).Logger()}
 	if lc.CUP != nil {
 		cfg.MAC, _ = cup.ParseMAC(lc.CUP.MAC)
 		cfg.AcquirerID = lc.CUP.AcquirerID

@@ -431,7 +431,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		}
 		var proc frontend.Processor = s.Pipeline
 		if d == message.DialectCUP {
-			proc = newCUPAdapter(lc, s, log)
+			proc = newCUPAdapter(lc, s)
 		}
 		l, err := frontend.Listen(fc, proc, limit, s.Metrics)
 		if err != nil {
