@@ -99,8 +99,7 @@ func parseF53(s string) security {
 type mapped struct {
 	kind Kind
 	body []byte // the ASCII request
-	stan string
-	de7  string
+	de7  string // the DE 7 it was given (a resend of the STAN gets the same)
 }
 
 // mapError is a request that cannot be mapped: answered with rc (30 for a format
@@ -124,11 +123,11 @@ func formatErr(field int, format string, args ...any) *mapError {
 
 // toPipeline maps a request of the dialect onto the pipeline's ASCII request. track2
 // is the clear track 2 ("" when absent), already decrypted when 53.3 said so; pin is
-// F52 bound to the PAN (see Adapter.pinBlock). s is the
-// terminal's session (its DE 48 identity and the DE 7 of its STANs); it is updated.
+// F52 bound to the PAN (see Adapter.pinBlock). s is the terminal's session (its DE 48
+// identity and the DE 7 of its STANs); it is updated.
 func toPipeline(f *Frame, k Kind, s *session, track2 string, pin []byte, now time.Time) (mapped, error) {
 	stan, tid := f.Str(11), f.Str(41)
-	m := mapped{kind: k, stan: stan}
+	m := mapped{kind: k}
 	de7 := message.FormatDE7(now)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -238,4 +237,4 @@ func settlementTotals(s string) (message.BatchTotals, error) {
 
 // track2Text returns track 2 as the pipeline reads it ('=' separator), from the
 // dialect's nibbles (D separator; a pad nibble was trimmed by the field length).
-func track2Text(nib string) string { return strings.Replace(upper(nib), "D", "=", 1) }
+func track2Text(nib string) string { return strings.Replace(strings.ToUpper(nib), "D", "=", 1) }

@@ -2,7 +2,6 @@ package cup
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/moov-io/iso8583"
 	"github.com/moov-io/iso8583/encoding"
@@ -135,6 +134,3 @@ var Spec = &iso8583.MessageSpec{
 		64: binFixed(8, "Message Authentication Code"),
 	},
 }
-
-// upper returns s in upper case (nibble fields decode so; callers may write either).
-func upper(s string) string { return strings.ToUpper(s) }
