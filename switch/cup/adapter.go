@@ -79,6 +79,10 @@ type Config struct {
 	// Sessions is the store of signed-in terminals, shared by the listeners of one
 	// switch (nil: the adapter's own).
 	Sessions *Sessions
+	// Answered, when set, counts each answer the adapter gives itself (sign-in,
+	// sign-off, echo, batch upload, A0 and the other refusals) by request MTI and
+	// response code; the pipeline counts the rest.
+	Answered func(mti, rc string)
 	// Requirement, when set, chooses the header's processing requirement of an
 	// answer (the hook for parameter and application downloads); the default
 	// answers ReqSignIn to a terminal without a session or whose MAC failed, else
@@ -95,6 +99,8 @@ type Situation struct {
 	// PreviousKeys: the MAC verified only under the terminal's previous MAK, still
 	// in its grace period (the terminal missed its last sign-in's answer).
 	PreviousKeys bool
+	// forwarded: the pipeline saw the message (and counted it).
+	forwarded bool
 	RC           string // the answer's F39
 }
 
@@ -256,6 +262,10 @@ func (a *Adapter) reply(ans *Frame, sit Situation, rc string, macf MACFunc, why 
 	out, err := a.replyFrame(ans, sit, rc, macf)
 	if err != nil {
 		return frontend.Response{}, err
+	}
+	if a.cfg.Answered != nil && !sit.forwarded {
+		mti := ans.MTI()
+		a.cfg.Answered(mti[:2]+string(mti[2]-1)+mti[3:], rc)
 	}
 	if why != "" {
 		a.log.Info().Str("tid", sit.TID).Str("mti", ans.MTI()).Str("stan", ans.Str(11)).Str("rc", rc).Str("reason", why).Msg("cup: answered by the adapter")

@@ -90,7 +90,10 @@ func TestMapping(t *testing.T) {
 	mak := []byte("0123456789ABCDEF")
 	p := &fakePipeline{}
 	now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
-	a := NewAdapter(Config{HSM: &fakeHSM{mak: mak}, Terminals: fakeTerminals{}, Now: func() time.Time { return now }}, p)
+	var countMu sync.Mutex
+	counted := map[string]int{}
+	a := NewAdapter(Config{HSM: &fakeHSM{mak: mak}, Terminals: fakeTerminals{}, Now: func() time.Time { return now },
+		Answered: func(mti, rc string) { countMu.Lock(); counted[mti+"/"+rc]++; countMu.Unlock() }}, p)
 	term := &Terminal{TID: "T0000001", MID: "000000000000001", mak: mak, batch: "000007",
 		TPDU: TPDU{0x60, 0, 3, 0, 0}, Header: Header{0x60, 0x31, 0, 0x31, 0, 0}}
 	conn := &frontend.Conn{Listener: "cup", Dialect: message.DialectCUP}
@@ -203,6 +206,10 @@ func TestMapping(t *testing.T) {
 	}
 	if len(p.reqs) != n {
 		t.Errorf("%d requests reached the pipeline that should not have", len(p.reqs)-n)
+	}
+	// The adapter's own answers are counted (the pipeline counts the others).
+	if counted["0200/"+RCMACFailure] != 2 || counted["0320/00"] != 1 || counted["0200/30"] != 1 || counted["0200/12"] != 1 {
+		t.Errorf("counted %v", counted)
 	}
 	// A body that does not decode is an error (the connection closes).
 	if _, err := a.Process(context.Background(), conn, []byte{0x60, 1, 2}); err == nil {

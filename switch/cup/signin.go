@@ -39,6 +39,7 @@ func (a *Adapter) signIn(ctx context.Context, c *frontend.Conn, f *Frame) (front
 	if err != nil {
 		return frontend.Response{}, err
 	}
+	sit.forwarded = true
 	if rc != message.RCApproved {
 		return a.reply(ans, sit, rc, nil, "pipeline")
 	}
@@ -188,6 +189,7 @@ func (a *Adapter) network(ctx context.Context, c *frontend.Conn, f *Frame) (fron
 	if err != nil {
 		return frontend.Response{}, err
 	}
+	sit.forwarded = true
 	if code == message.NMSignOff && rc == message.RCApproved {
 		a.sess.close(tid)
 		sit.SignedIn = true // no request to sign in in the answer to a sign-off

@@ -12,7 +12,8 @@ func newCUPAdapter(lc config.Listener, s *Server) *cup.Adapter {
 		s.cupSessions = cup.NewSessions()
 	}
 	cfg := cup.Config{HSM: s.HSM, Terminals: s.Registry, KeyGrace: s.cfg.Security.KeyGrace.D(), Now: s.cfg.Clock, Sessions: s.cupSessions,
-		Logger: s.log.With().Str("component", "cup").Str("listener", lc.Name).Logger()}
+		Logger:   s.log.With().Str("component", "cup").Str("listener", lc.Name).Logger(),
+		Answered: func(mti, rc string) { s.Metrics.Transactions.WithLabelValues(mti, rc, "", "cup").Inc() }}
 	if lc.CUP != nil {
 		cfg.MAC, _ = cup.ParseMAC(lc.CUP.MAC)
 		cfg.AcquirerID = lc.CUP.AcquirerID
