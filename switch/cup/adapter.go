@@ -101,7 +101,7 @@ type Situation struct {
 	PreviousKeys bool
 	// forwarded: the pipeline saw the message (and counted it).
 	forwarded bool
-	RC           string // the answer's F39
+	RC        string // the answer's F39
 }
 
 // Adapter is the frontend.Processor of a `cup` listener: it decodes the dialect,
