@@ -79,6 +79,9 @@ type Config struct {
 	// Sessions is the store of signed-in terminals, shared by the listeners of one
 	// switch (nil: the adapter's own).
 	Sessions *Sessions
+	// Journal, when set, is searched for the original of a reversal that the
+	// terminal's session does not remember (after a restart).
+	Journal Journal
 	// Answered, when set, counts each answer the adapter gives itself (sign-in,
 	// sign-off, echo, batch upload, A0 and the other refusals) by request MTI and
 	// response code; the pipeline counts the rest.
@@ -204,6 +207,15 @@ func (a *Adapter) Process(ctx context.Context, c *frontend.Conn, body []byte) (f
 	pin, err := a.pinBlock(ctx, f, tid, track2)
 	if err != nil {
 		return refuse(err)
+	}
+	if k.Original == "stan" || k.Original == "stan61" {
+		orig, err := originalSTAN(f, k)
+		if err != nil {
+			return refuse(err)
+		}
+		if err := a.recall(ctx, s, tid, orig); err != nil {
+			a.log.Error().Err(err).Msg("cup: reversal's original not looked up; sent as one of an unknown original")
+		}
 	}
 	m, err := toPipeline(f, k, s, track2, pin, a.cfg.Now())
 	if err != nil {

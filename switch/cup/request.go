@@ -135,11 +135,9 @@ func toPipeline(f *Frame, k Kind, s *session, track2 string, pin []byte, now tim
 	amount := f.Str(4)
 	switch k.Original {
 	case "stan", "stan61":
-		orig := stan
-		if f61 := f.Str(61); len(f61) >= 12 {
-			orig = f61[6:12]
-		} else if k.Original == "stan61" {
-			return m, formatErr(61, "the original's batch and STAN (61.1, 61.2) are required")
+		orig, err := originalSTAN(f, k)
+		if err != nil {
+			return m, err
 		}
 		e, ok := s.stans[orig]
 		if !ok {

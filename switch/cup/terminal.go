@@ -59,6 +59,18 @@ func DialTerminal(addr, tid, mid string, tmk []byte) (*Terminal, error) {
 // Close closes the connection.
 func (t *Terminal) Close() error { return t.conn.Close() }
 
+// Redial connects the terminal again (to addr), keeping its working keys, batch and
+// STANs, as a terminal does after the line dropped.
+func (t *Terminal) Redial(addr string) error {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	_ = t.conn.Close()
+	t.conn, t.r = c, bufio.NewReader(c)
+	return nil
+}
+
 // Batch is the batch the last sign-in opened.
 func (t *Terminal) Batch() string { return t.batch }
 

@@ -22,11 +22,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/switchyard/switchyard/bench"
 	"github.com/switchyard/switchyard/switch/config"
 	"github.com/switchyard/switchyard/switch/cup"
 	"github.com/switchyard/switchyard/switch/frontend"
 	"github.com/switchyard/switchyard/switch/message"
+	"github.com/switchyard/switchyard/switch/server"
 )
 
 // The demo terminal T0000001: its TMK (docs/demo-fleet.md) and its bound identity.
@@ -419,5 +422,56 @@ func TestCUPBenchShare(t *testing.T) {
 		if strings.HasPrefix(code, "cup-") {
 			t.Errorf("%d cup terminals failed: %s", n, code)
 		}
+	}
+}
+
+// TestCUPReversalAfterRestart: a terminal's reversal that comes after the switch
+// restarted (its session, and the DE 7 of the original's STAN, gone) still reverses
+// the original, found in the journal; the answer asks the terminal to sign in again.
+func TestCUPReversalAfterRestart(t *testing.T) {
+	dir := t.TempDir()
+	c := demoConfig(t, dir)
+	c.RulesDir = middayRules(t, time.Now())
+	s1, err := server.New(c, zerolog.Nop(), demoIssuer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmk, _ := hex.DecodeString(cupTMK)
+	term, err := cup.DialTerminal(s1.ListenerAddr("cup"), "T0000001", "000000000000001", tmk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer term.Close()
+	term.Device = cupHome
+	if ans, err := term.SignIn("003"); err != nil || ans.Str(39) != "00" {
+		t.Fatalf("sign-in: %v", err)
+	}
+	sale := cupDo(t, term, cup.Txn{Kind: "sale", PAN: cupCard, Expiry: cupCardExp, Amount: 6100, PIN: "1234"})
+	if sale.Str(39) != "00" {
+		t.Fatalf("sale: %s", cup.Summary(sale))
+	}
+	s1.Close()
+
+	// The restarted switch's clock is 10 s on, so that the reversal's DE 7 is not
+	// the original's by chance.
+	c.Clock = func() time.Time { return time.Now().Add(10 * time.Second) }
+	s2, err := server.New(c, zerolog.Nop(), demoIssuer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s2.Close)
+	if err := term.Redial(s2.ListenerAddr("cup")); err != nil {
+		t.Fatal(err)
+	}
+	rev := cupDo(t, term, cup.Txn{Kind: "reversal", PAN: cupCard, Expiry: cupCardExp, Amount: 6100, STAN: sale.Str(11)})
+	if rev.Str(39) != "00" || rev.Header.ProcessingRequirement() != cup.ReqSignIn {
+		t.Fatalf("reversal after the restart: %s", cup.Summary(rev))
+	}
+	rec, err := s2.Journal.Get(sale.Str(37))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.ReversedBy == "" {
+		t.Fatalf("the sale before the restart is not reversed: %+v", rec)
 	}
 }
