@@ -47,6 +47,12 @@ type LoadOptions struct {
 	// Fleet, when set, generates the requests (the full mix with labelled fraud
 	// scenarios); nil sends ordinary purchases of the load terminals.
 	Fleet *Fleet
+	// CUPTerminals, when above zero, makes that many of the load terminals (the last
+	// ones) UnionPay-style terminals on CUPAddr, a listener of dialect cup: each signs
+	// in on its own connection and sends one sale at a time. Their answers count with
+	// the others'. Zero (the default) leaves the load as it was.
+	CUPTerminals int
+	CUPAddr      string
 
 	onStart, onEnd func() // called when the measured window starts and ends
 }
@@ -167,7 +173,7 @@ func RunLoad(ctx context.Context, o LoadOptions) (*LoadResult, error) {
 		o.Dialect = message.DialectASCII
 	}
 	cards := Cards(o.Cards)
-	terms := make([]*template, o.Terminals)
+	terms := make([]*template, o.Terminals-min(max(o.CUPTerminals, 0), o.Terminals-1))
 	for i := range terms {
 		t, err := buildTemplate(fmt.Sprintf("LT%06d", i+1), o.Dialect)
 		if err != nil {
@@ -228,6 +234,23 @@ func RunLoad(ctx context.Context, o LoadOptions) (*LoadResult, error) {
 			if err != nil {
 				startErr <- err
 			}
+		}()
+	}
+	for _, tid := range cupTerminalIDs(o.Terminals, o.Terminals-len(terms)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := driveCUPTerminal(ctx, o.CUPAddr, tid, "000000000000003", cards, &measuring, &answered, &windowStart)
+			sent.Add(r.sent)
+			errs.Add(r.errs)
+			mu.Lock()
+			res.Hist.Merge(r.hist)
+			res.ByAddr[o.CUPAddr] += r.hist.TotalCount()
+			res.Samples = append(res.Samples, r.samples...)
+			for k, v := range r.codes {
+				res.Codes[k] += v
+			}
+			mu.Unlock()
 		}()
 	}
 	var dukpt map[string]*LabelStats

@@ -68,6 +68,10 @@ type Options struct {
 	// Cards, when above zero, ends the run with Cards purchases each with a new card,
 	// and reports the switch's heap per card (latency.go).
 	Cards int
+	// CUPTerminals, when above zero, runs that many of the load terminals as
+	// UnionPay-style terminals on a cup listener during the closed-loop run (see
+	// LoadOptions.CUPTerminals); zero keeps the default mix.
+	CUPTerminals int
 }
 
 // Report is the outcome of a run.
@@ -308,6 +312,12 @@ security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504
 		}
 		cfg += fmt.Sprintf("hsm: {backend: payshield, addrs: [\"%s\"], connections: 4}\n", hsmAddr)
 	}
+	cupAddr := ""
+	if o.CUPTerminals > 0 {
+		cupAddr, _ = freeAddr()
+		// The cup listener joins the listeners, just before the admin section.
+		cfg = strings.Replace(cfg, "\nadmin: {", fmt.Sprintf("\n  - {name: cup, addr: %q, dialect: cup}\nadmin: {", cupAddr), 1)
+	}
 	cfgFile := filepath.Join(o.WorkDir, "switch.yaml")
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
 		return nil, err
@@ -325,7 +335,8 @@ security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504
 	}
 	var fleet *Fleet
 	if !o.Plain {
-		if fleet, err = NewFleet(orDefault(o.Terminals, 2000), 10000); err != nil {
+		// The cup share's terminals (the last ones) are left out of the fleet's mix.
+		if fleet, err = NewFleet(orDefault(o.Terminals, 2000)-max(o.CUPTerminals, 0), 10000); err != nil {
 			return nil, err
 		}
 		if err := registerFleet(ctx, "http://"+adminAddr, fleet.plan); err != nil {
@@ -337,7 +348,11 @@ security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504
 	rep := &Report{}
 	var cpuStart, simStart, selfStart, simCPU, selfCPU time.Duration
 	var profDone chan error
-	lo := LoadOptions{Addr: termAddr, Terminals: o.Terminals, Conns: o.Conns, Depth: o.Depth, Duration: o.Duration, Warmup: o.Warmup, Progress: o.Out, Fleet: fleet}
+	lo := LoadOptions{Addr: termAddr, Terminals: o.Terminals, Conns: o.Conns, Depth: o.Depth, Duration: o.Duration, Warmup: o.Warmup, Progress: o.Out, Fleet: fleet,
+		CUPTerminals: o.CUPTerminals, CUPAddr: cupAddr}
+	if o.CUPTerminals > 0 {
+		fmt.Fprintf(o.Out, "cup share: %d load terminals sign in on the cup listener and sell one at a time\n", o.CUPTerminals)
+	}
 	fmt.Fprintf(o.Out, "switch: %d terminals over %d connections, %d in flight each, %s warm-up, %s measured\n",
 		orDefault(o.Terminals, 2000), orDefault(o.Conns, 64), orDefault(o.Depth, 8), o.Warmup, o.Duration)
 	lo.onStart = func() {

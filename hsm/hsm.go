@@ -104,6 +104,10 @@ type TranslatePINRequest struct {
 	DestFormat pinblock.Format `json:"dest_format"` // format of the result (never 1)
 	// PAN binds formats 0, 3 and 4; ignored by format 1.
 	PAN string `json:"pan"`
+	// SourcePAN, when set, binds the source block instead of PAN: a block formed
+	// with another PAN field, such as the all-zero one of a UnionPay terminal's
+	// "format without PAN" (53.1 = 1), is re-bound to the card's PAN.
+	SourcePAN string `json:"source_pan,omitempty"`
 }
 
 // VerifyPINRequest asks for a PIN block to be compared with a reference PIN.
@@ -126,7 +130,17 @@ type MACRequest struct {
 	// AES MAC verification key); the default is the request direction.
 	Response bool   `json:"response,omitempty"`
 	Data     []byte `json:"data"` // the data to MAC
+	// Scheme selects another MAC algorithm over the same stored key: "" is the
+	// key's own (retail or CMAC); MACSchemeCUPECB is the UnionPay POS "ECB" MAC
+	// (TDES-2KEY retail keys only), whose 8 bytes are ASCII hex characters.
+	Scheme MACScheme `json:"scheme,omitempty"`
 }
+
+// MACScheme is a MAC algorithm chosen per request rather than by the key.
+type MACScheme string
+
+// MACSchemeCUPECB is the China UnionPay POS terminal "ECB" MAC (hsm/mac.CUPECB).
+const MACSchemeCUPECB MACScheme = "cup-ecb"
 
 // MACLength is the length of the MACs that GenerateMAC returns and VerifyMAC checks.
 const MACLength = 8
@@ -153,6 +167,11 @@ type KeySpec struct {
 	// Grace keeps the previous current version usable for decryption and
 	// verification for this long when this key is a new version of an existing ID.
 	Grace time.Duration `json:"grace,omitempty"`
+	// SingleLength asks GenerateKey for a TDES-2KEY key whose two halves are equal:
+	// a single-length DES key in double-length form, for terminals that only know
+	// single DES (UnionPay sign-in scheme 001). Its ECB export's first 8 bytes are
+	// the single-length key under the KEK.
+	SingleLength bool `json:"single_length,omitempty"`
 }
 
 // ExportFormat is how a key is exported under a KEK.
@@ -216,11 +235,14 @@ type KeyCheck struct {
 
 // KeyResult describes a key that was generated, formed or imported.
 type KeyResult struct {
-	Ref       KeyRef     `json:"ref"`        // the new key version
-	Type      KeyType    `json:"type"`       // its type
-	Algorithm Algorithm  `json:"algorithm"`  // its algorithm
-	KCV       string     `json:"kcv"`        // its KCV, 6 hex digits
-	KCVMethod kcv.Method `json:"kcv_method"` // how KCV was computed
+	Ref       KeyRef    `json:"ref"`       // the new key version
+	Type      KeyType   `json:"type"`      // its type
+	Algorithm Algorithm `json:"algorithm"` // its algorithm
+	KCV       string    `json:"kcv"`       // its KCV, 6 hex digits
+	// CheckValue4 is the first 4 bytes (8 hex digits) of the TDES key encrypting
+	// zeros, as UnionPay sign-in answers carry it; set by GenerateKey for TDES keys.
+	CheckValue4 string     `json:"check_value4,omitempty"`
+	KCVMethod   kcv.Method `json:"kcv_method"` // how KCV was computed
 	// ComponentKCVs are the KCVs of the components, for FormKey.
 	ComponentKCVs []string `json:"component_kcvs,omitempty"`
 	// Exported is the key under the export KEK when one was asked for.

@@ -27,10 +27,14 @@ const (
 	BDK KeyType = "BDK" // DUKPT base derivation key (B0)
 	CVK KeyType = "CVK" // card verification key pair A|B (C0)
 	DEK KeyType = "DEK" // data encryption key (D0)
+	// TDK is a terminal data key: the terminal encrypts track data under it, the
+	// switch only decrypts (D0, mode D); unlike a DEK it may leave in ECB form
+	// under the terminal's TMK, as UnionPay sign-in scheme 004 sends it.
+	TDK KeyType = "TDK"
 )
 
 // KeyTypes lists every key type.
-var KeyTypes = []KeyType{TMK, ZMK, TPK, ZPK, TAK, ZAK, BDK, CVK, DEK}
+var KeyTypes = []KeyType{TMK, ZMK, TPK, ZPK, TAK, ZAK, BDK, CVK, DEK, TDK}
 
 // Valid reports whether t is a known key type.
 func (t KeyType) Valid() bool {
@@ -299,6 +303,8 @@ func ProfileFor(t KeyType, alg Algorithm, macAlg MACAlgorithm) (Profile, error) 
 		return Profile{tr31.UsageCVK, a, tr31.ModeMAC, tr31.ExportTrusted}, nil
 	case DEK:
 		return Profile{tr31.UsageData, a, tr31.ModeEncDec, tr31.ExportTrusted}, nil
+	case TDK:
+		return Profile{tr31.UsageData, a, tr31.ModeDecrypt, tr31.ExportSensitive}, nil
 	}
 	return Profile{}, fmt.Errorf("%w: unknown key type %q", ErrInput, t)
 }

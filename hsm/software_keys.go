@@ -129,6 +129,12 @@ func (s *Software) GenerateKey(ctx context.Context, req GenerateKeyRequest) (Key
 		return KeyResult{}, fmt.Errorf("generate key %s: %w", req.ID, err)
 	}
 	defer sym.Wipe(key)
+	if req.SingleLength {
+		if req.Algorithm != TDES2KEY {
+			return KeyResult{}, fmt.Errorf("generate key %s: %w: a single-length key is a TDES-2KEY key, not %s", req.ID, ErrInput, req.Algorithm)
+		}
+		copy(key[8:], key[:8])
+	}
 	detail := "random"
 	if req.Export != nil {
 		detail = fmt.Sprintf("random, exported under %s as %s", krec.Ref(), req.Export.Format)
@@ -140,6 +146,15 @@ func (s *Software) GenerateKey(ctx context.Context, req GenerateKeyRequest) (Key
 	res, rec, err := s.newRecord(ctx, req.KeySpec, version, key, 0, action, detail)
 	if err != nil {
 		return KeyResult{}, fmt.Errorf("generate key %s: %w", req.ID, err)
+	}
+	if !req.Algorithm.IsAES() {
+		c, err := sym.NewTDES(key)
+		if err != nil {
+			return res, fmt.Errorf("generate key %s: check value: %w", req.ID, err)
+		}
+		var z [8]byte
+		c.Encrypt(z[:], z[:])
+		res.CheckValue4 = strings.ToUpper(hex.EncodeToString(z[:4]))
 	}
 	if req.Export != nil {
 		h, _, _ := tr31.ParseHeader(rec.Block)

@@ -19,14 +19,36 @@ func checkMACKey(rec KeyRecord, l *loaded, generate bool) error {
 	return nil
 }
 
-func (l *loaded) macSum(dst, data []byte) []byte {
+// checkScheme refuses a MAC scheme the key cannot serve: the CUP ECB MAC needs a
+// TDES-2KEY retail key.
+func checkScheme(rec KeyRecord, l *loaded, scheme MACScheme) error {
+	switch scheme {
+	case "":
+		return nil
+	case MACSchemeCUPECB:
+		if l.retail == nil {
+			return fmt.Errorf("%w: %s is not a TDES-2KEY retail MAC key and cannot compute the %s MAC", ErrKeyUsage, rec.Ref(), scheme)
+		}
+		return nil
+	}
+	return fmt.Errorf("%w: unknown MAC scheme %q", ErrInput, scheme)
+}
+
+func (l *loaded) macSum(dst, data []byte, scheme MACScheme) []byte {
+	if scheme == MACSchemeCUPECB {
+		return l.retail.CUPECB(dst, data)
+	}
 	if l.retail != nil {
 		return l.retail.Sum(dst, data)
 	}
 	return l.cmac.Sum(dst, data)[:len(dst)+MACLength]
 }
 
-func (l *loaded) macVerify(m, data []byte) bool {
+func (l *loaded) macVerify(m, data []byte, scheme MACScheme) bool {
+	if scheme == MACSchemeCUPECB {
+		var buf [8]byte
+		return mac.Equal(m, l.retail.CUPECB(buf[:0], data))
+	}
 	if l.retail != nil {
 		return l.retail.Verify(m, data)
 	}
@@ -72,7 +94,10 @@ func (s *Software) GenerateMAC(ctx context.Context, req MACRequest) ([]byte, err
 	if err := checkMACKey(rec, l, true); err != nil {
 		return nil, fmt.Errorf("generate MAC: %w", err)
 	}
-	return l.macSum(make([]byte, 0, 16), req.Data), nil
+	if err := checkScheme(rec, l, req.Scheme); err != nil {
+		return nil, fmt.Errorf("generate MAC: %w", err)
+	}
+	return l.macSum(make([]byte, 0, 16), req.Data, req.Scheme), nil
 }
 
 // VerifyMAC implements HSM. With version 0 it also tries the versions of the key in
@@ -98,7 +123,10 @@ func (s *Software) VerifyMAC(ctx context.Context, req MACRequest, m []byte) erro
 	if err := checkMACKey(rec, l, false); err != nil {
 		return fmt.Errorf("verify MAC: %w", err)
 	}
-	if l.macVerify(m, req.Data) {
+	if err := checkScheme(rec, l, req.Scheme); err != nil {
+		return fmt.Errorf("verify MAC: %w", err)
+	}
+	if l.macVerify(m, req.Data, req.Scheme) {
 		return nil
 	}
 	if req.Key.Version == 0 {
@@ -108,7 +136,7 @@ func (s *Software) VerifyMAC(ctx context.Context, req MACRequest, m []byte) erro
 				continue
 			}
 			ol, err := s.load(old)
-			if err == nil && checkMACKey(old, ol, false) == nil && ol.macVerify(m, req.Data) {
+			if err == nil && checkMACKey(old, ol, false) == nil && checkScheme(old, ol, req.Scheme) == nil && ol.macVerify(m, req.Data, req.Scheme) {
 				return nil
 			}
 		}

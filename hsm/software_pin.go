@@ -87,7 +87,7 @@ func (s *Software) decryptDUKPT(ctx context.Context, req *TranslatePINRequest, d
 	if c.BlockSize() != req.SourceFormat.BlockSize() {
 		return dst, fmt.Errorf("%w: DUKPT KSN %s is %s; PIN block %s does not fit", ErrInput, req.KSN, map[bool]string{true: "AES (format 4)", false: "TDES (formats 0, 1, 3)"}[isAES], req.SourceFormat)
 	}
-	pin, err := pinblock.AppendDecrypt(dst, c, req.SourceFormat, req.PINBlock, req.PAN)
+	pin, err := pinblock.AppendDecrypt(dst, c, req.SourceFormat, req.PINBlock, req.sourcePAN())
 	if err != nil {
 		return dst, fmt.Errorf("PIN block under DUKPT KSN %s: %w", req.KSN, err)
 	}
@@ -96,6 +96,14 @@ func (s *Software) decryptDUKPT(ctx context.Context, req *TranslatePINRequest, d
 		return dst, fmt.Errorf("DUKPT KSN %s: %w", req.KSN, err)
 	}
 	return pin, nil
+}
+
+// sourcePAN is the PAN the source block is bound to.
+func (r *TranslatePINRequest) sourcePAN() string {
+	if r.SourcePAN != "" {
+		return r.SourcePAN
+	}
+	return r.PAN
 }
 
 // TranslatePIN implements HSM.
@@ -125,7 +133,7 @@ func (s *Software) TranslatePIN(ctx context.Context, req TranslatePINRequest) ([
 	if req.KSN != "" {
 		pin, err = s.decryptDUKPT(ctx, &req, sc.buf[:0])
 	} else {
-		pin, err = s.decryptStatic(ctx, req.Source, req.SourceFormat, req.PINBlock, req.PAN, sc.buf[:0])
+		pin, err = s.decryptStatic(ctx, req.Source, req.SourceFormat, req.PINBlock, req.sourcePAN(), sc.buf[:0])
 	}
 	if err != nil {
 		return nil, fmt.Errorf("translate PIN: %w", err)

@@ -20,7 +20,7 @@ func TestSetListenAddrs(t *testing.T) {
 	for in, want := range map[string]string{
 		"ascii":             `want NAME=HOST:PORT`,
 		"=127.0.0.1:1":      `want NAME=HOST:PORT`,
-		"tls=127.0.0.1:443": `no listener named "tls" (the listeners: ascii, binary-bitmap)`,
+		"tls=127.0.0.1:443": `no listener named "tls" (the listeners: ascii, binary-bitmap, cup)`,
 	} {
 		if err := setListenAddrs(config.Demo(), []string{in}); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("--listen %s: %v, want %q", in, err, want)

@@ -53,7 +53,7 @@ var demoMerchant = map[string]string{
 }
 
 // termKinds are the transactions term sends: its subcommands.
-var termKinds = []string{"purchase", "preauth", "void", "refund", "balance", "reversal", "echo", "signon", "signoff"}
+var termKinds = []string{"purchase", "preauth", "void", "refund", "balance", "reversal", "echo", "signon", "signoff", "settle"}
 
 func runTerm(env *Env, args []string) int {
 	kinds := strings.Join(termKinds, "|")
@@ -67,7 +67,7 @@ func runTerm(env *Env, args []string) int {
 	kind := args[0]
 	fs := newFlags(env, "term "+kind, "[flags]")
 	addr := fs.String("addr", "127.0.0.1:8583", "switch terminal listener host:port")
-	dialect := fs.String("dialect", "ascii", "ascii or ascii-binary-bitmap")
+	dialect := fs.String("dialect", "ascii", "ascii, ascii-binary-bitmap or cup (signs in first; default --addr 127.0.0.1:8585)")
 	pan := fs.String("pan", "", "card number")
 	amount := fs.String("amount", "0", "amount in minor units (1000 = 10.00), or with a decimal point")
 	expiry := fs.String("expiry", "", "card expiry YYMM (default: the demo card's, else 2912)")
@@ -86,12 +86,20 @@ func runTerm(env *Env, args []string) int {
 	attest := fs.String("attest", "token", "SoftPOS: a token signed by the demo attestation service in AJ (token), or the legacy unsigned AT with verdict OK or FAIL")
 	attestAge := fs.Duration("attest-age", 0, "SoftPOS: age of the attestation (token iat, or AT)")
 	asJSON := fs.Bool("json", false, "print the answer as JSON")
+	cupArgs := cupTermFlags(fs)
 	if ok, code := parse(fs, args[1:]); !ok {
 		return code
 	}
 	d, err := message.ParseDialect(*dialect)
 	if err != nil {
 		return fail(env, "term: --dialect: %v", err)
+	}
+	if d == message.DialectCUP {
+		return runTermCUP(env, kind, cupArgs, cupTermCommon{addr: *addr, pan: *pan, amount: *amount, expiry: *expiry,
+			tid: *tid, mid: *mid, stan: *stan, rrn: *rrn, pin: *pin, tags: tags, timeout: *timeout, json: *asJSON})
+	}
+	if kind == "settle" {
+		return fail(env, "term settle: only with --dialect cup (an ASCII terminal sends 0500 with its totals in DE 48 tag BT)")
 	}
 	amt, err := termclient.ParseAmount(*amount)
 	if err != nil {

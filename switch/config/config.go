@@ -220,7 +220,7 @@ type Admin struct {
 type Listener struct {
 	Name        string   `yaml:"name"`
 	Addr        string   `yaml:"addr"`
-	Dialect     string   `yaml:"dialect"`      // ascii (default) or ascii-binary-bitmap
+	Dialect     string   `yaml:"dialect"`      // ascii (default), ascii-binary-bitmap or cup
 	IdleTimeout Duration `yaml:"idle_timeout"` // default 5m
 	MaxInFlight int      `yaml:"max_in_flight"`
 	TLS         *TLS     `yaml:"tls"`
@@ -234,6 +234,22 @@ type Listener struct {
 	// FirstFrameTimeout closes a connection that sent no complete frame (TLS handshake
 	// included) this long after connecting (default 10s; idle_timeout if shorter).
 	FirstFrameTimeout Duration `yaml:"first_frame_timeout"`
+	// Kind is the transport: tcp (default; 2-byte length framing) or https (each
+	// message the body of a POST with Content-Type x-ISO-TPDU/x-auth; TLS from tls,
+	// plain HTTP without it, e.g. behind a TLS-terminating proxy).
+	Kind string `yaml:"kind"`
+	// CUP configures a listener of dialect cup (docs/cup-dialect.md).
+	CUP *CUPListener `yaml:"cup"`
+}
+
+// CUPListener configures the UnionPay-style POS dialect of a listener.
+type CUPListener struct {
+	// MAC is the terminals' MAC algorithm: ecb (the CUP "ECB" algorithm, default) or
+	// x919 (ANSI X9.19); MACByTerminal overrides it per terminal ID.
+	MAC           string            `yaml:"mac"`
+	MACByTerminal map[string]string `yaml:"mac_by_terminal"`
+	// AcquirerID is F32 of the answers (digits, at most 11; default none).
+	AcquirerID string `yaml:"acquirer_id"`
 }
 
 // TLS configures TLS on a listener.
@@ -332,6 +348,9 @@ func Demo() *Config {
 		Listeners: []Listener{
 			{Name: "ascii", Addr: "127.0.0.1:8583", Dialect: string(message.DialectASCII)},
 			{Name: "binary-bitmap", Addr: "127.0.0.1:8584", Dialect: string(message.DialectASCIIBinaryBitmap)},
+			// Countertop terminals, fewer than the load: a smaller connection budget
+			// leaves the file descriptors to the ASCII listeners.
+			{Name: "cup", Addr: "127.0.0.1:8585", Dialect: string(message.DialectCUP), MaxConns: 1000},
 		},
 		Admin:    Admin{Addr: "127.0.0.1:8080"},
 		Security: Security{CardHashKeyHex: DemoCardHashKey},
@@ -623,6 +642,7 @@ func (c *Config) Validate() error {
 		if _, err := message.ParseDialect(l.Dialect); err != nil {
 			bad(key+".dialect", "%v", err)
 		}
+		checkCUP(key, l, bad)
 		if l.IdleTimeout.D() < time.Second {
 			bad(key+".idle_timeout", "%s is shorter than 1s", l.IdleTimeout.D())
 		}

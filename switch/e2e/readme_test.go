@@ -127,7 +127,7 @@ func TestReadmeStartHere(t *testing.T) {
 	bin := switchyardBinary(t)
 	home := t.TempDir() // no rules/ here: the built-in pack must do
 	sargs := append(strings.Fields(args), "--data", filepath.Join(home, "data"),
-		"--admin-addr", "127.0.0.1:0", "--listen", "ascii=127.0.0.1:0", "--listen", "binary-bitmap=127.0.0.1:0")
+		"--admin-addr", "127.0.0.1:0", "--listen", "ascii=127.0.0.1:0", "--listen", "binary-bitmap=127.0.0.1:0", "--listen", "cup=127.0.0.1:0")
 	srv := exec.Command(bin, sargs...)
 	srv.Dir = home
 	srv.Env = cleanEnv()

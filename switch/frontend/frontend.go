@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"runtime"
 	"sync"
@@ -73,6 +74,9 @@ type Config struct {
 	// not arrived within it (default 10 s, at most IdleTimeout): a terminal sends as
 	// soon as it connects, a socket that sends nothing is not a terminal.
 	FirstFrameTimeout time.Duration
+	// HTTP serves the messages as HTTP POST bodies (Content-Type x-ISO-TPDU/x-auth),
+	// over TLS when TLS is set: listener kind https.
+	HTTP bool
 	// Logger receives the listener's connection and refusal messages, tagged by the
 	// wiring (component=frontend); the listener adds its name. The zero value logs
 	// nothing.
@@ -115,6 +119,7 @@ type Listener struct {
 	stop context.CancelFunc
 
 	ln      net.Listener
+	httpSrv *http.Server // Config.HTTP only
 	nextID  atomic.Uint64
 	mu      sync.Mutex
 	conns   map[*serverConn]struct{}
@@ -167,6 +172,9 @@ func Listen(cfg Config, proc Processor, limit Limiter, m Metrics) (*Listener, er
 	if m != nil {
 		l.turnaround = m.Turnaround(cfg.Name)
 	}
+	if cfg.HTTP {
+		l.newHTTP()
+	}
 	return l, nil
 }
 
@@ -176,6 +184,9 @@ func (l *Listener) Addr() net.Addr { return l.ln.Addr() }
 // Serve accepts connections until Close. Temporary accept errors (such as running out
 // of file descriptors) are logged and retried with backoff; the listener survives them.
 func (l *Listener) Serve() error {
+	if l.httpSrv != nil {
+		return l.serveHTTPConns()
+	}
 	var backoff time.Duration
 	for {
 		nc, err := l.ln.Accept()
@@ -290,6 +301,9 @@ func (l *Listener) StopAccepting() {
 // requests in progress, waits until they are answered or ctx ends, then closes every
 // connection.
 func (l *Listener) Drain(ctx context.Context) error {
+	if l.httpSrv != nil {
+		return l.drainHTTP(ctx)
+	}
 	l.StopAccepting()
 	l.mu.Lock()
 	for c := range l.conns {
@@ -313,6 +327,12 @@ func (l *Listener) Drain(ctx context.Context) error {
 
 // Close stops accepting and closes every connection at once.
 func (l *Listener) Close() {
+	if l.httpSrv != nil {
+		l.StopAccepting()
+		l.stop()
+		_ = l.httpSrv.Close()
+		return
+	}
 	l.StopAccepting()
 	l.stop()
 	l.mu.Lock()

@@ -23,6 +23,9 @@ const (
 	DialectASCII Dialect = "ascii"
 	// DialectASCIIBinaryBitmap is the same fields with the bitmap as 8 raw bytes.
 	DialectASCIIBinaryBitmap Dialect = "ascii-binary-bitmap"
+	// DialectCUP is the UnionPay-style POS format (TPDU, header, BCD fields), served
+	// by switch/cup in front of the pipeline, which sees it as DialectASCII.
+	DialectCUP Dialect = "cup"
 )
 
 // ParseDialect returns the dialect named s, or an error naming the accepted values.
@@ -32,8 +35,10 @@ func ParseDialect(s string) (Dialect, error) {
 		return DialectASCII, nil
 	case DialectASCIIBinaryBitmap:
 		return DialectASCIIBinaryBitmap, nil
+	case DialectCUP:
+		return DialectCUP, nil
 	}
-	return "", fmt.Errorf("unknown dialect %q (want %q or %q)", s, DialectASCII, DialectASCIIBinaryBitmap)
+	return "", fmt.Errorf("unknown dialect %q (want %q, %q or %q)", s, DialectASCII, DialectASCIIBinaryBitmap, DialectCUP)
 }
 
 // Spec returns the message spec of the dialect.

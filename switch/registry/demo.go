@@ -35,7 +35,8 @@ func DemoMerchants() []Merchant {
 // DemoTerminals returns the terminals of the demo fleet: T0000001 (pos, decline
 // policy), T0000002 (softpos, MAC and DUKPT, flag policy: phones may withhold
 // location), T0000003 (suspended), T0000009 (of the frozen merchant) and the
-// unbound load terminals LT000001 to LT002000, whose PINs are under T0000001's TPK.
+// unbound load terminals LT000001 to LT002000, whose PINs are under T0000001's TPK
+// (and whose shared TMK LT.TMK lets them sign in over the cup dialect).
 func DemoTerminals() []Terminal {
 	beijing := func() *Deployment { return &Deployment{Lat: 39.904200, Lon: 116.407400, RadiusM: 1000} }
 	posKeys := func(id string) KeyRefs {
@@ -59,7 +60,7 @@ func DemoTerminals() []Terminal {
 	}
 	for i := 1; i <= DemoLoadTerminals; i++ {
 		ts = append(ts, Terminal{ID: fmt.Sprintf("LT%06d", i), MerchantID: "000000000000003", Kind: KindPOS, Status: TerminalActive,
-			MissingPolicy: PolicyDecline, Keys: KeyRefs{TPK: "T0000001.TPK", PINMode: PINModeTPK}})
+			MissingPolicy: PolicyDecline, Keys: KeyRefs{TMK: "LT.TMK", TPK: "T0000001.TPK", PINMode: PINModeTPK}})
 	}
 	return ts
 }

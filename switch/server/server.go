@@ -54,6 +54,7 @@ import (
 	"github.com/switchyard/switchyard/switch/cases"
 	"github.com/switchyard/switchyard/switch/cluster"
 	"github.com/switchyard/switchyard/switch/config"
+	"github.com/switchyard/switchyard/switch/cup"
 	"github.com/switchyard/switchyard/switch/frontend"
 	"github.com/switchyard/switchyard/switch/issuer"
 	"github.com/switchyard/switchyard/switch/journal"
@@ -110,6 +111,9 @@ type Server struct {
 	// beforeStores, if set (by tests), is called in the shutdown once every goroutine
 	// has returned, right before the stores close.
 	beforeStores func()
+
+	// cupSessions are the signed-in terminals of the cup listeners (server/cup.go).
+	cupSessions *cup.Sessions
 }
 
 // OpenDB opens (creating if missing) the Badger database under dir with the options the
@@ -457,13 +461,17 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		}
 		fc := frontend.Config{Name: lc.Name, Addr: lc.Addr, Dialect: d, IdleTimeout: lc.IdleTimeout.D(), MaxInFlightPerConn: lc.MaxInFlight,
 			MaxConns: maxConns[i], MaxConnsPerSource: min(lc.MaxConnsPerSource, maxConns[i]), FirstFrameTimeout: lc.FirstFrameTimeout.D(),
-			Logger: log.With().Str("component", "frontend").Logger()}
+			HTTP: lc.Kind == "https", Logger: log.With().Str("component", "frontend").Logger()}
 		if lc.TLS != nil {
 			if fc.TLS, err = tlsConfig(lc.TLS); err != nil {
 				return nil, fmt.Errorf("listener %s: %w", lc.Name, err)
 			}
 		}
-		l, err := frontend.Listen(fc, s.Pipeline, limit, s.Metrics)
+		var proc frontend.Processor = s.Pipeline
+		if d == message.DialectCUP {
+			proc = newCUPAdapter(lc, s)
+		}
+		l, err := frontend.Listen(fc, proc, limit, s.Metrics)
 		if err != nil {
 			return nil, err
 		}

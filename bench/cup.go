@@ -1,0 +1,84 @@
+package bench
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"math/rand/v2"
+	"sync/atomic"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/switchyard/switchyard/switch/cup"
+)
+
+// demoLoadTMK is the demo load terminals' shared TMK (keys.DemoKeys, LT.TMK): a public
+// test key.
+const demoLoadTMK = "2315208C9110AD40F5B83C4A6E1D7F92"
+
+// cupResult is what one cup terminal measured.
+type cupResult struct {
+	hist                 *hdrhistogram.Histogram
+	codes                map[string]int64
+	sent, answered, errs int64
+	samples              []Sample
+}
+
+// driveCUPTerminal is one UnionPay-style terminal of the cup share: its own
+// connection, a sign-in (scheme 003: its working keys under the load terminals' TMK),
+// then one sale at a time (a countertop terminal waits for each answer), MAC'd, no
+// PIN (a load terminal's PIN key is T0000001's, which its sign-in does not rotate),
+// until ctx ends. Answers in the measured window go into the histogram.
+func driveCUPTerminal(ctx context.Context, addr, tid, mid string, cards []string, measuring *atomic.Bool, total, windowStart *atomic.Int64) cupResult {
+	res := cupResult{hist: hdrhistogram.New(1, 60_000_000, 3), codes: map[string]int64{}}
+	tmk, _ := hex.DecodeString(demoLoadTMK)
+	term, err := cup.DialTerminal(addr, tid, mid, tmk)
+	if err != nil {
+		res.errs++
+		res.codes["cup-connect"]++
+		return res
+	}
+	defer term.Close()
+	term.Timeout = 30 * time.Second
+	if ans, err := term.SignIn("003"); err != nil || ans.Str(39) != "00" {
+		res.errs++
+		res.codes["cup-sign-in"]++
+		return res
+	}
+	rng := rand.New(rand.NewPCG(uint64(len(tid)), uint64(time.Now().UnixNano())))
+	for ctx.Err() == nil {
+		pan := cards[rng.IntN(len(cards))]
+		// Whole yuan: the demo issuer answers by the last two digits (00 approves).
+		tx := cup.Txn{Kind: "sale", PAN: pan, Expiry: "2912", Amount: int64(1+rng.IntN(300)) * 100}
+		start := time.Now()
+		res.sent++
+		ans, err := term.Do(tx)
+		if err != nil {
+			res.errs++
+			if ctx.Err() == nil {
+				res.codes["cup-error"]++
+			}
+			return res
+		}
+		res.answered++
+		total.Add(1)
+		res.codes[ans.Str(39)]++
+		if measuring.Load() {
+			us := time.Since(start).Microseconds()
+			_ = res.hist.RecordValue(max(us, 1))
+			res.samples = append(res.samples, Sample{Second: uint16(time.Since(time.Unix(0, windowStart.Load())) / time.Second), LatencyUS: uint32(min(us, 1<<31))})
+		}
+	}
+	return res
+}
+
+// cupTerminalIDs are the load terminals the cup share uses: the last n of the fleet,
+// so that they never share a terminal (and its STANs) with the ASCII connections.
+func cupTerminalIDs(terminals, n int) []string {
+	var ids []string
+	for i := terminals - n + 1; i <= terminals; i++ {
+		ids = append(ids, fmt.Sprintf("LT%06d", i))
+	}
+	return ids
+}

@@ -1,0 +1,36 @@
+package config
+
+import (
+	"fmt"
+	"regexp"
+
+	"github.com/switchyard/switchyard/switch/message"
+)
+
+var cupAcquirerID = regexp.MustCompile(`^[0-9]{1,11}$`)
+
+// checkCUP validates the kind and the cup section of listener l (key is its path).
+func checkCUP(key string, l Listener, bad func(key, format string, args ...any)) {
+	if l.Kind != "" && l.Kind != "tcp" && l.Kind != "https" {
+		bad(key+".kind", "unknown listener kind %q (want tcp or https)", l.Kind)
+	}
+	if l.CUP == nil {
+		return
+	}
+	if l.Dialect != string(message.DialectCUP) {
+		bad(key+".cup", "is only for a listener of dialect %q, not %q", message.DialectCUP, l.Dialect)
+		return
+	}
+	checkMAC := func(k, v string) {
+		if v != "" && v != "ecb" && v != "x919" {
+			bad(k, "unknown cup MAC algorithm %q (want ecb or x919)", v)
+		}
+	}
+	checkMAC(key+".cup.mac", l.CUP.MAC)
+	for tid, v := range l.CUP.MACByTerminal {
+		checkMAC(fmt.Sprintf("%s.cup.mac_by_terminal.%s", key, tid), v)
+	}
+	if l.CUP.AcquirerID != "" && !cupAcquirerID.MatchString(l.CUP.AcquirerID) {
+		bad(key+".cup.acquirer_id", "%q is not 1 to 11 digits", l.CUP.AcquirerID)
+	}
+}

@@ -1,0 +1,27 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestCUPListenerConfig: the cup section and the listener kind are checked, the errors
+// naming the key.
+func TestCUPListenerConfig(t *testing.T) {
+	base := "demo: true\nsecurity: {card_hash_key_hex: " + DemoCardHashKey + "}\nlisteners:\n"
+	if _, err := Parse([]byte(base+"  - {addr: 127.0.0.1:1, dialect: cup, kind: https, cup: {mac: x919, mac_by_terminal: {T1: ecb}, acquirer_id: '1234'}}\n"), "ok.yaml"); err != nil {
+		t.Fatalf("valid cup listener: %v", err)
+	}
+	for in, want := range map[string]string{
+		"  - {addr: 127.0.0.1:1, dialect: cup, cup: {mac: md5}}\n":                   `listeners[0].cup.mac: unknown cup MAC algorithm "md5"`,
+		"  - {addr: 127.0.0.1:1, dialect: cup, cup: {mac_by_terminal: {T1: sha}}}\n": `listeners[0].cup.mac_by_terminal.T1`,
+		"  - {addr: 127.0.0.1:1, dialect: cup, cup: {acquirer_id: 12ab}}\n":          `listeners[0].cup.acquirer_id`,
+		"  - {addr: 127.0.0.1:1, dialect: ascii, cup: {mac: ecb}}\n":                 `listeners[0].cup: is only for a listener of dialect "cup"`,
+		"  - {addr: 127.0.0.1:1, dialect: cup, kind: udp}\n":                         `listeners[0].kind: unknown listener kind "udp"`,
+		"  - {addr: 127.0.0.1:1, dialect: cup2}\n":                                   `unknown dialect "cup2"`,
+	} {
+		if _, err := Parse([]byte(base+in), "bad.yaml"); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", strings.TrimSpace(in), err, want)
+		}
+	}
+}

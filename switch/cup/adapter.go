@@ -1,0 +1,478 @@
+package cup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/moov-io/iso8583"
+	"github.com/rs/zerolog"
+
+	"github.com/switchyard/switchyard/hsm"
+	"github.com/switchyard/switchyard/hsm/pinblock"
+	"github.com/switchyard/switchyard/switch/frontend"
+	"github.com/switchyard/switchyard/switch/message"
+	"github.com/switchyard/switchyard/switch/registry"
+)
+
+// HSM is what the adapter needs of the HSM: working keys at sign-in, the MAC, track
+// decryption under the TDK, and re-binding a PIN block formed without the PAN.
+// *hsm.Software satisfies it.
+type HSM interface {
+	GenerateKey(ctx context.Context, req hsm.GenerateKeyRequest) (hsm.KeyResult, error)
+	GenerateMAC(ctx context.Context, req hsm.MACRequest) ([]byte, error)
+	VerifyMAC(ctx context.Context, req hsm.MACRequest, mac []byte) error
+	DecryptData(ctx context.Context, ref hsm.KeyRef, data []byte) ([]byte, error)
+	TranslatePIN(ctx context.Context, req hsm.TranslatePINRequest) ([]byte, error)
+}
+
+// Terminals finds a registered terminal (its TMK and working-key IDs).
+type Terminals interface {
+	Terminal(id string) (*registry.Terminal, bool)
+}
+
+// MACAlgorithm is the MAC a terminal computes over MTI to F63.
+type MACAlgorithm string
+
+// The MAC algorithms of the dialect.
+const (
+	MACECB  MACAlgorithm = "ecb"  // the CUP "ECB" algorithm (the default)
+	MACX919 MACAlgorithm = "x919" // ANSI X9.19 retail MAC
+)
+
+// ParseMAC checks a configured MAC algorithm name ("" is ecb).
+func ParseMAC(s string) (MACAlgorithm, error) {
+	switch MACAlgorithm(s) {
+	case "", MACECB:
+		return MACECB, nil
+	case MACX919:
+		return MACX919, nil
+	}
+	return "", fmt.Errorf("unknown cup MAC algorithm %q (want %q or %q)", s, MACECB, MACX919)
+}
+
+// RCMACFailure is the UnionPay response code of a MAC failure.
+const RCMACFailure = "A0"
+
+// Response codes of the sign-in the pipeline has no word for.
+const (
+	RCTerminalUnknown = "97" // terminal not registered
+	RCNoMasterKey     = "A7" // security processing failed: no TMK to send the keys under
+)
+
+// Config configures an Adapter.
+type Config struct {
+	HSM       HSM
+	Terminals Terminals
+	// MAC is the listener's MAC algorithm; MACByTerminal overrides it per terminal ID.
+	MAC           MACAlgorithm
+	MACByTerminal map[string]MACAlgorithm
+	// KeyGrace keeps a terminal's previous working keys valid after a sign-in
+	// (default 10 minutes).
+	KeyGrace time.Duration
+	// AcquirerID is F32 of the answers (default none).
+	AcquirerID string
+	Now        func() time.Time
+	Logger     zerolog.Logger
+	// Sessions is the store of signed-in terminals, shared by the listeners of one
+	// switch (nil: the adapter's own).
+	Sessions *Sessions
+	// Journal, when set, is searched for the original of a reversal that the
+	// terminal's session does not remember (after a restart).
+	Journal Journal
+	// Answered, when set, counts each answer the adapter gives itself (sign-in,
+	// sign-off, echo, batch upload, A0 and the other refusals) by request MTI and
+	// response code; the pipeline counts the rest.
+	Answered func(mti, rc string)
+	// Requirement, when set, chooses the header's processing requirement of an
+	// answer (the hook for parameter and application downloads); the default
+	// answers ReqSignIn to a terminal without a session or whose MAC failed, else
+	// ReqNone.
+	Requirement func(r Situation) int
+}
+
+// Situation is what the processing-requirement hook sees of an answer.
+type Situation struct {
+	TID      string
+	Header   Header // the request's
+	SignedIn bool   // the terminal has a session since the switch started
+	MACOK    bool   // the request's MAC verified (false for unMAC'd messages)
+	// PreviousKeys: the MAC verified only under the terminal's previous MAK, still
+	// in its grace period (the terminal missed its last sign-in's answer).
+	PreviousKeys bool
+	// forwarded: the pipeline saw the message (and counted it).
+	forwarded bool
+	RC        string // the answer's F39
+}
+
+// Adapter is the frontend.Processor of a `cup` listener: it decodes the dialect,
+// answers sign-in, sign-off and echo, checks the MAC, and hands every card
+// transaction to the pipeline (next) as the ASCII request of the same meaning, then
+// writes the pipeline's answer back in the dialect.
+type Adapter struct {
+	cfg  Config
+	next frontend.Processor
+	sess *Sessions
+	log  zerolog.Logger
+}
+
+// NewAdapter returns the adapter in front of next (the pipeline).
+func NewAdapter(cfg Config, next frontend.Processor) *Adapter {
+	if cfg.KeyGrace <= 0 {
+		cfg.KeyGrace = 10 * time.Minute
+	}
+	if cfg.MAC == "" {
+		cfg.MAC = MACECB
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Sessions == nil {
+		cfg.Sessions = NewSessions()
+	}
+	return &Adapter{cfg: cfg, next: next, sess: cfg.Sessions, log: cfg.Logger}
+}
+
+// Process implements frontend.Processor. A body that does not decode (or names no
+// terminal and STAN) cannot be answered: the error closes that one connection.
+func (a *Adapter) Process(ctx context.Context, c *frontend.Conn, body []byte) (frontend.Response, error) {
+	f, err := Decode(body)
+	if err != nil {
+		return frontend.Response{}, fmt.Errorf("cup: undecodable message: %w", err)
+	}
+	tid, stan := f.Str(41), f.Str(11)
+	if tid == "" || stan == "" {
+		return frontend.Response{}, fmt.Errorf("cup: message %s without F41 and F11 cannot be answered", f.MTI())
+	}
+	switch f.MTI() {
+	case "0800":
+		return a.signIn(ctx, c, f)
+	case "0820":
+		return a.network(ctx, c, f)
+	}
+	term, _ := a.cfg.Terminals.Terminal(tid)
+	ans := a.answer(f)
+	sit := Situation{TID: tid, Header: f.Header}
+	// A session is opened only for a terminal whose MAC verified, so that messages
+	// naming made-up terminals cannot fill the memory; one without a sign-in since
+	// the start is asked for one (header).
+	s := a.sess.get(tid)
+	sit.SignedIn = s.isSignedIn()
+	mak := a.makRef(tid, term)
+	scheme := a.scheme(tid)
+	if !f.Has(64) {
+		return a.reply(ans, sit, RCMACFailure, nil, "mac-missing")
+	}
+	grace, err := a.verifyMAC(ctx, s, mak, scheme, MACInput(body, f), f.Bytes(64))
+	if err != nil {
+		if !errors.Is(err, hsm.ErrMACMismatch) && !errors.Is(err, hsm.ErrKeyNotFound) {
+			a.log.Error().Err(err).Str("tid", tid).Msg("cup: MAC could not be verified")
+		}
+		a.log.Warn().Str("tid", tid).Str("stan", stan).Str("mti", f.MTI()).Str("remote", c.Remote.String()).Msg("cup: bad MAC: answered A0, nothing forwarded")
+		return a.reply(ans, sit, RCMACFailure, nil, "mac-invalid")
+	}
+	sit.MACOK, sit.PreviousKeys = true, grace
+	if s == nil {
+		s = a.sess.open(tid)
+	}
+	macf := func(data []byte) ([]byte, error) {
+		return a.cfg.HSM.GenerateMAC(context.WithoutCancel(ctx), hsm.MACRequest{Key: mak, Data: data, Scheme: scheme})
+	}
+	if grace {
+		// Only the current MAK may MAC, and the terminal does not hold it: the
+		// answer goes without F64 and asks the terminal to sign in again.
+		macf = nil
+	}
+	if f.MTI() == "0320" { // batch upload: the journal already holds every answered transaction
+		return a.reply(ans, sit, message.RCApproved, macf, "")
+	}
+	k, ok := KindOf(f)
+	if !ok {
+		return a.reply(ans, sit, message.RCInvalidTransaction, macf, "unsupported-transaction")
+	}
+	// Errors from here on are answered (a mapError's code) without the pipeline.
+	refuse := func(err error) (frontend.Response, error) {
+		var me *mapError
+		if errors.As(err, &me) {
+			return a.reply(ans, sit, me.rc, macf, k.Name+": "+me.Error())
+		}
+		return frontend.Response{}, err
+	}
+	track2, err := a.track2(ctx, f, tid)
+	if err != nil {
+		return refuse(err)
+	}
+	pin, err := a.pinBlock(ctx, f, tid, track2)
+	if err != nil {
+		return refuse(err)
+	}
+	if k.Original == "stan" || k.Original == "stan61" {
+		orig, err := originalSTAN(f, k)
+		if err != nil {
+			return refuse(err)
+		}
+		if err := a.recall(ctx, s, tid, orig); err != nil {
+			a.log.Error().Err(err).Msg("cup: reversal's original not looked up; sent as one of an unknown original")
+		}
+	}
+	m, err := toPipeline(f, k, s, track2, pin, a.cfg.Now())
+	if err != nil {
+		return refuse(err)
+	}
+	inner := *c
+	inner.Dialect = message.DialectASCII
+	resp, err := a.next.Process(ctx, &inner, m.body)
+	if err != nil {
+		return frontend.Response{}, err
+	}
+	pr, err := parseASCII(resp.Body)
+	if err != nil {
+		if resp.Sent != nil {
+			resp.Sent(false)
+		}
+		return frontend.Response{}, fmt.Errorf("cup: the pipeline's answer: %w", err)
+	}
+	ans.Set(37, pr.Str(37)).Set(38, pr.Str(38))
+	if k.Name == "settlement" {
+		ans.Set(48, settlementAnswer(f.Str(48), pr.Str(39)))
+	}
+	if message.Approved(pr.Str(39)) && k.Name != "settlement" {
+		ans.Set(63, "CUP")
+	}
+	out, err := a.replyFrame(ans, sit, pr.Str(39), macf)
+	if err != nil {
+		if resp.Sent != nil {
+			resp.Sent(false)
+		}
+		return frontend.Response{}, err
+	}
+	return frontend.Response{Body: out, Sent: resp.Sent}, nil
+}
+
+// answer starts the answer to f: TPDU swapped, the request's header, the answer's
+// MTI and the echoed fields.
+func (a *Adapter) answer(f *Frame) *Frame {
+	mti := f.MTI()
+	ans := NewFrame(f.TPDU.Answer(), f.Header, mti[:2]+string(mti[2]+1)+mti[3:])
+	now := a.cfg.Now()
+	for _, id := range []int{2, 3, 4, 11, 14, 22, 25, 41, 42, 49, 53, 60, 61} {
+		if f.Has(id) {
+			ans.Set(id, f.Str(id))
+		}
+	}
+	ans.Set(12, now.Format("150405")).Set(13, now.Format("0102")).Set(32, a.cfg.AcquirerID)
+	if mti != "0800" && mti != "0820" {
+		ans.Set(15, now.Format("0102"))
+	}
+	return ans
+}
+
+// reply finishes an answer the adapter gives itself (no pipeline).
+func (a *Adapter) reply(ans *Frame, sit Situation, rc string, macf MACFunc, why string) (frontend.Response, error) {
+	out, err := a.replyFrame(ans, sit, rc, macf)
+	if err != nil {
+		return frontend.Response{}, err
+	}
+	if a.cfg.Answered != nil && !sit.forwarded {
+		mti := ans.MTI()
+		a.cfg.Answered(mti[:2]+string(mti[2]-1)+mti[3:], rc)
+	}
+	if why != "" {
+		a.log.Info().Str("tid", sit.TID).Str("mti", ans.MTI()).Str("stan", ans.Str(11)).Str("rc", rc).Str("reason", why).Msg("cup: answered by the adapter")
+	}
+	return frontend.Response{Body: out}, nil
+}
+
+func (a *Adapter) replyFrame(ans *Frame, sit Situation, rc string, macf MACFunc) ([]byte, error) {
+	sit.RC = rc
+	ans.Set(39, rc)
+	ans.Header = ans.Header.WithProcessingRequirement(a.requirement(sit))
+	return ans.Encode(macf)
+}
+
+// requirement is the processing requirement of an answer's header: the hook, or by
+// default "sign in again" to a terminal the switch has no session with or whose MAC
+// failed (its working keys are not the current ones).
+func (a *Adapter) requirement(sit Situation) int {
+	if a.cfg.Requirement != nil {
+		return a.cfg.Requirement(sit)
+	}
+	if sit.RC == RCMACFailure || sit.PreviousKeys || !sit.SignedIn && sit.MACOK {
+		return ReqSignIn
+	}
+	return ReqNone
+}
+
+// verifyMAC checks F64 under the MAK version the terminal's last sign-in made (the
+// current one when the switch has no session), then, failing that, under the versions
+// in their grace period: grace reports that only a previous version matched.
+func (a *Adapter) verifyMAC(ctx context.Context, s *session, mak hsm.KeyRef, scheme hsm.MACScheme, data, sum []byte) (grace bool, err error) {
+	if s != nil {
+		s.mu.Lock()
+		mak.Version = s.makVersion
+		s.mu.Unlock()
+	}
+	err = a.cfg.HSM.VerifyMAC(ctx, hsm.MACRequest{Key: mak, Data: data, Scheme: scheme}, sum)
+	if err == nil || mak.Version == 0 || !errors.Is(err, hsm.ErrMACMismatch) {
+		return false, err
+	}
+	mak.Version = 0
+	if err := a.cfg.HSM.VerifyMAC(ctx, hsm.MACRequest{Key: mak, Data: data, Scheme: scheme}, sum); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+func (a *Adapter) signedIn(tid string) bool { return a.sess.get(tid).isSignedIn() }
+
+func (a *Adapter) scheme(tid string) hsm.MACScheme {
+	alg := a.cfg.MAC
+	if v, ok := a.cfg.MACByTerminal[tid]; ok {
+		alg = v
+	}
+	if alg == MACX919 {
+		return ""
+	}
+	return hsm.MACSchemeCUPECB
+}
+
+// The working-key IDs of a terminal: its registered TPK is the PIK when it is its own
+// (TID.*: the pipeline translates its PIN blocks under it), its registered TAK or
+// TID.TAK the MAK, TID.TDK the TDK.
+func (a *Adapter) pikID(tid string, term *registry.Terminal) string {
+	// A TPK the terminal shares with others (the demo load terminals use
+	// T0000001's) is not rotated by its sign-in: it gets TID.TPK, and its PIN
+	// blocks cannot be translated until the registry names that key.
+	if term != nil && strings.HasPrefix(term.Keys.TPK, tid+".") {
+		return term.Keys.TPK
+	}
+	return tid + ".TPK"
+}
+
+func (a *Adapter) makRef(tid string, term *registry.Terminal) hsm.KeyRef {
+	if term != nil && term.Keys.TAK != "" {
+		return hsm.KeyRef{ID: term.Keys.TAK}
+	}
+	return hsm.KeyRef{ID: tid + ".TAK"}
+}
+
+func tdkID(tid string) string { return tid + ".TDK" }
+
+// track2 returns the clear track 2 of f in the pipeline's form, decrypting it under
+// the terminal's TDK when 53.3 says it is encrypted. The clear track exists only in
+// the request to the pipeline, never in a log.
+func (a *Adapter) track2(ctx context.Context, f *Frame, tid string) (string, error) {
+	t := f.Str(35)
+	if t == "" {
+		return "", nil
+	}
+	if parseF53(f.Str(53)).trackEnc == '1' {
+		clear, err := decryptTrack(ctx, a.cfg.HSM, hsm.KeyRef{ID: tdkID(tid)}, t)
+		if err != nil {
+			return "", &mapError{rc: message.RCSecurityViolation, field: 35, reason: "track 2 not decryptable: " + err.Error()}
+		}
+		t = clear
+	}
+	return track2Text(t), nil
+}
+
+// zeroPAN binds a PIN block formed "without PAN" (53.1 = 1): its PAN field is zeros.
+const zeroPAN = "0000000000000"
+
+// pinBlock returns F52 as the pipeline takes it: ISO format 0 bound to the card's PAN
+// under the PIK. A block the terminal formed without the PAN (53.1 = 1) is re-bound
+// to the PAN in the HSM (the PIN never leaves it); with 53.1 = 2 it goes as sent.
+func (a *Adapter) pinBlock(ctx context.Context, f *Frame, tid, track2 string) ([]byte, error) {
+	block := f.Bytes(52)
+	if len(block) != 8 || parseF53(f.Str(53)).pinFormat != '1' {
+		return block, nil
+	}
+	pan := f.Str(2)
+	if pan == "" {
+		pan, _, _ = strings.Cut(track2, "=")
+	}
+	term, _ := a.cfg.Terminals.Terminal(tid)
+	pik := hsm.KeyRef{ID: a.pikID(tid, term)}
+	out, err := a.cfg.HSM.TranslatePIN(ctx, hsm.TranslatePINRequest{Source: pik, SourceFormat: pinblock.Format0, PINBlock: block,
+		SourcePAN: zeroPAN, Dest: pik, DestFormat: pinblock.Format0, PAN: pan})
+	switch {
+	case err == nil:
+		return out, nil
+	case errors.Is(err, hsm.ErrInput):
+		return nil, &mapError{rc: message.RCIncorrectPIN, field: 52, reason: "PIN block (without PAN) does not decode"}
+	default:
+		return nil, &mapError{rc: message.RCSecurityViolation, field: 52, reason: "PIN block (without PAN) not translatable: " + err.Error()}
+	}
+}
+
+// decryptTrack decrypts a track by the UnionPay TDB rule: the track's nibbles packed
+// two per byte (an odd count padded with 0), the 8 bytes that end one byte before the
+// last are ECB-encrypted under the TDK; the rest is clear.
+func decryptTrack(ctx context.Context, h HSM, tdk hsm.KeyRef, nib string) (string, error) {
+	packed, _ := Nibbles.Encode([]byte(nib))
+	if len(packed) < 9 {
+		return "", fmt.Errorf("track of %d digits is too short to hold an encrypted block", len(nib))
+	}
+	n := len(packed)
+	clear, err := h.DecryptData(ctx, tdk, packed[n-9:n-1])
+	if err != nil {
+		return "", err
+	}
+	copy(packed[n-9:n-1], clear)
+	out, _, _ := Nibbles.Decode(packed, len(nib))
+	return string(out), nil
+}
+
+// EncryptTrack is the terminal side of decryptTrack, under the clear TDK block c.
+func EncryptTrack(encrypt func(dst, src []byte), nib string) (string, error) {
+	packed, err := Nibbles.Encode([]byte(nib))
+	if err != nil {
+		return "", err
+	}
+	if len(packed) < 9 {
+		return "", fmt.Errorf("track of %d digits is too short to hold an encrypted block", len(nib))
+	}
+	n := len(packed)
+	encrypt(packed[n-9:n-1], packed[n-9:n-1])
+	out, _, _ := Nibbles.Decode(packed, len(nib))
+	return string(out), nil
+}
+
+// settlementAnswer is F48 of an 0510: the terminal's totals with the settlement code
+// (the 31st digit, and the 62nd when foreign totals are present) set to 1 when the
+// switch's journal agrees (F39 00), 2 when not.
+func settlementAnswer(f48, rc string) string {
+	code := byte('2')
+	if rc == message.RCApproved {
+		code = '1'
+	}
+	b := []byte(f48)
+	if len(b) >= 31 {
+		b[30] = code
+	}
+	if len(b) >= 62 {
+		b[61] = code
+	}
+	return string(b)
+}
+
+// asciiAnswer is the pipeline's answer, unpacked.
+type asciiAnswer struct{ m *iso8583.Message }
+
+func parseASCII(body []byte) (asciiAnswer, error) {
+	m := iso8583.NewMessage(message.SpecASCII)
+	if err := m.Unpack(body); err != nil {
+		return asciiAnswer{}, err
+	}
+	return asciiAnswer{m}, nil
+}
+
+func (p asciiAnswer) Str(id int) string {
+	if p.m.GetField(id) == nil || !p.m.Bitmap().IsSet(id) {
+		return ""
+	}
+	s, _ := p.m.GetString(id)
+	return s
+}

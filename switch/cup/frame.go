@@ -1,0 +1,191 @@
+package cup
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/moov-io/iso8583"
+)
+
+// TPDU is the 5-byte transport header before the header: ID 0x60, destination and
+// source addresses (2 bytes each).
+type TPDU [5]byte
+
+// Answer returns the TPDU of an answer: the request's with the addresses swapped.
+func (t TPDU) Answer() TPDU {
+	return TPDU{t[0], t[3], t[4], t[1], t[2]}
+}
+
+// TPDUID is the first byte of every TPDU.
+const TPDUID = 0x60
+
+// Header is the 6-byte (12 BCD digits) application header: application type N2 (60
+// magnetic-stripe POS, 61 IC POS), software version N2, terminal status N1 (0 normal,
+// 1 test), processing requirement N1, software sub-version N6.
+type Header [6]byte
+
+// The processing requirements a host sets in an answer's header.
+const (
+	ReqNone             = 0 // nothing to do
+	ReqDownloadParams   = 1 // download parameters
+	ReqUploadStatus     = 2 // upload status
+	ReqSignIn           = 3 // sign in again: the working keys were rotated or expired
+	ReqUpdateICKeys     = 4 // update IC public keys
+	ReqDownloadICParams = 5 // download IC parameters
+	ReqTMSDownload      = 6 // TMS (application) download
+)
+
+// ProcessingRequirement returns the processing requirement digit (byte 2, low nibble).
+func (h Header) ProcessingRequirement() int { return int(h[2] & 0x0f) }
+
+// WithProcessingRequirement returns h with the processing requirement set to req
+// (0 to 9).
+func (h Header) WithProcessingRequirement(req int) Header {
+	h[2] = h[2]&0xf0 | byte(req)&0x0f
+	return h
+}
+
+// Status returns the terminal status digit (0 normal, 1 test).
+func (h Header) Status() int { return int(h[2] >> 4) }
+
+// AppType returns the application type (the first two digits, e.g. "60").
+func (h Header) AppType() string { return fmt.Sprintf("%02X", h[0]) }
+
+// prefixLen is the bytes before the MTI: TPDU and header.
+const prefixLen = len(TPDU{}) + len(Header{})
+
+// Frame is one message of the dialect without its 2-byte length: TPDU, header and the
+// ISO 8583 message of Spec.
+type Frame struct {
+	TPDU   TPDU
+	Header Header
+	Msg    *iso8583.Message
+}
+
+// ErrShort is a body too short to hold a TPDU, a header, an MTI and a bitmap.
+var ErrShort = errors.New("shorter than TPDU + header + MTI + bitmap")
+
+// Decode reads a body (without its length). Its error names the field at fault; bytes
+// left after the last field are an error (moov ignores them).
+func Decode(body []byte) (f *Frame, err error) {
+	if len(body) < prefixLen+2+8 {
+		return nil, fmt.Errorf("%w: %d bytes", ErrShort, len(body))
+	}
+	f = &Frame{Msg: iso8583.NewMessage(Spec)}
+	copy(f.TPDU[:], body)
+	copy(f.Header[:], body[len(f.TPDU):])
+	if f.TPDU[0] != TPDUID {
+		return nil, fmt.Errorf("TPDU ID is %02X, want 60", f.TPDU[0])
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			f, err = nil, fmt.Errorf("decoder panic: %v", p)
+		}
+	}()
+	msg := body[prefixLen:]
+	if err := f.Msg.Unpack(msg); err != nil {
+		return nil, err
+	}
+	if f.Msg.Bitmap().IsSet(1) {
+		return nil, errors.New("a secondary bitmap is not used in this dialect")
+	}
+	packed, err := f.Msg.Pack()
+	if err != nil {
+		return nil, fmt.Errorf("re-packing: %w", err)
+	}
+	if len(packed) != len(msg) {
+		return nil, fmt.Errorf("%d bytes after the last field", len(msg)-len(packed))
+	}
+	return f, nil
+}
+
+// MACFunc computes the 8-byte F64 of the MAC input (MTI to F63).
+type MACFunc func(data []byte) ([]byte, error)
+
+// Encode packs f (TPDU, header, message). With mac set, F64 is added and computed
+// over the bytes from the MTI to the end of F63; without, F64 is left out.
+func (f *Frame) Encode(mac MACFunc) ([]byte, error) {
+	f.Msg.UnsetField(64)
+	if mac != nil {
+		if err := f.Msg.BinaryField(64, make([]byte, 8)); err != nil {
+			return nil, err
+		}
+	}
+	msg, err := f.Msg.Pack()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, 0, prefixLen+len(msg))
+	out = append(append(append(out, f.TPDU[:]...), f.Header[:]...), msg...)
+	if mac != nil {
+		sum, err := mac(msg[:len(msg)-8])
+		if err != nil {
+			return nil, fmt.Errorf("MAC: %w", err)
+		}
+		if len(sum) != 8 {
+			return nil, fmt.Errorf("MAC is %d bytes, want 8", len(sum))
+		}
+		copy(out[len(out)-8:], sum)
+		_ = f.Msg.BinaryField(64, sum)
+	}
+	return out, nil
+}
+
+// MACInput returns the bytes of body that F64 covers (MTI to the end of F63), or nil
+// when f has no F64.
+func MACInput(body []byte, f *Frame) []byte {
+	if !f.Has(64) || len(body) < prefixLen+8 {
+		return nil
+	}
+	return body[prefixLen : len(body)-8]
+}
+
+// Has reports whether field id is present.
+func (f *Frame) Has(id int) bool { return f.Msg.GetField(id) != nil && f.Msg.Bitmap().IsSet(id) }
+
+// Str returns field id as a string ("" when absent).
+func (f *Frame) Str(id int) string {
+	if !f.Has(id) {
+		return ""
+	}
+	s, _ := f.Msg.GetString(id)
+	return s
+}
+
+// Bytes returns field id's bytes (nil when absent).
+func (f *Frame) Bytes(id int) []byte {
+	if !f.Has(id) {
+		return nil
+	}
+	b, _ := f.Msg.GetBytes(id)
+	return b
+}
+
+// MTI returns the message type ("" when unreadable).
+func (f *Frame) MTI() string {
+	s, _ := f.Msg.GetMTI()
+	return s
+}
+
+// NewFrame returns an empty frame of the given MTI.
+func NewFrame(tpdu TPDU, h Header, mti string) *Frame {
+	f := &Frame{TPDU: tpdu, Header: h, Msg: iso8583.NewMessage(Spec)}
+	f.Msg.MTI(mti)
+	return f
+}
+
+// Set sets field id to v when v is not empty (numeric fields take digit strings).
+func (f *Frame) Set(id int, v string) *Frame {
+	if v != "" {
+		_ = f.Msg.Field(id, v)
+	}
+	return f
+}
+
+// SetBytes sets a binary field when b is not empty.
+func (f *Frame) SetBytes(id int, b []byte) *Frame {
+	if len(b) > 0 {
+		_ = f.Msg.BinaryField(id, b)
+	}
+	return f
+}

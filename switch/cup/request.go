@@ -1,0 +1,238 @@
+package cup
+
+import (
+	"encoding/hex"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/switchyard/switchyard/switch/message"
+)
+
+// Kind is one transaction type of the dialect and how it maps onto the switch's
+// pipeline (the ASCII contract of docs/terminal-interface.md).
+type Kind struct {
+	Name      string // sale, void, refund, ...
+	MTI       string // the dialect's request MTI
+	Type      string // 60.1
+	ASCIIMTI  string // the pipeline's MTI
+	ASCIIProc string // the pipeline's DE 3
+	// Original names how the original is found: "rrn" (F37, voids and refunds),
+	// "stan" (a reversal: F61.2, else F11).
+	Original string
+}
+
+// kinds is the mapping of every card transaction of the dialect: the one place where
+// a new one (a QR payment by F22 = 03x, say) is added. Keys are MTI + "/" + 60.1;
+// reversals and settlement match on the MTI alone.
+var kinds = map[string]Kind{
+	"0200/22": {Name: "sale", MTI: "0200", Type: "22", ASCIIMTI: "0200", ASCIIProc: message.PCPurchase},
+	"0200/23": {Name: "void", MTI: "0200", Type: "23", ASCIIMTI: "0200", ASCIIProc: message.PCVoid, Original: "rrn"},
+	"0220/25": {Name: "refund", MTI: "0220", Type: "25", ASCIIMTI: "0200", ASCIIProc: message.PCRefund, Original: "rrn"},
+	"0200/01": {Name: "balance", MTI: "0200", Type: "01", ASCIIMTI: "0200", ASCIIProc: message.PCBalance},
+	"0100/10": {Name: "preauth", MTI: "0100", Type: "10", ASCIIMTI: "0100", ASCIIProc: message.PCPurchase},
+	// A pre-authorization void releases the hold at the issuer: the pipeline's
+	// reversal of the pre-authorization named by F61.2.
+	"0100/11": {Name: "preauth-void", MTI: "0100", Type: "11", ASCIIMTI: "0400", Original: "stan61"},
+	// A completion captures a pre-authorization: the pipeline has no capture type
+	// and authorizes it as a purchase.
+	"0200/20": {Name: "completion", MTI: "0200", Type: "20", ASCIIMTI: "0200", ASCIIProc: message.PCPurchase},
+	"0200/21": {Name: "completion-void", MTI: "0200", Type: "21", ASCIIMTI: "0200", ASCIIProc: message.PCVoid, Original: "rrn"},
+	"0400":    {Name: "reversal", MTI: "0400", ASCIIMTI: "0400", Original: "stan"},
+	"0500":    {Name: "settlement", MTI: "0500", ASCIIMTI: "0500", ASCIIProc: message.PCBatch},
+}
+
+// KindOf returns the transaction kind of a request by its MTI and 60.1.
+func KindOf(f *Frame) (Kind, bool) {
+	mti := f.MTI()
+	if k, ok := kinds[mti]; ok {
+		return k, true
+	}
+	f60 := f.Str(60)
+	if len(f60) < 2 {
+		return Kind{}, false
+	}
+	k, ok := kinds[mti+"/"+f60[:2]]
+	return k, ok
+}
+
+// F60 is field 60 split into its parts (absent parts are "").
+type F60 struct {
+	Type, Batch, NetCode string // 60.1 N2, 60.2 N6, 60.3 N3
+	Rest                 string // 60.4 onwards as sent
+}
+
+// ParseF60 splits field 60.
+func ParseF60(s string) F60 {
+	cut := func(n int) string {
+		if len(s) < n {
+			v := s
+			s = ""
+			return v
+		}
+		v := s[:n]
+		s = s[n:]
+		return v
+	}
+	f := F60{Type: cut(2), Batch: cut(6), NetCode: cut(3)}
+	f.Rest = s
+	return f
+}
+
+// String joins the parts again.
+func (f F60) String() string { return f.Type + f.Batch + f.NetCode + f.Rest }
+
+// security is field 53: 53.1 PIN format (1 without PAN, 2 with PAN), 53.2 algorithm
+// (0 single DES, 6 double-length TDES), 53.3 track encryption (1 encrypted).
+type security struct{ pinFormat, alg, trackEnc byte }
+
+func parseF53(s string) security {
+	var sec security
+	if len(s) >= 3 {
+		sec = security{s[0], s[1], s[2]}
+	}
+	return sec
+}
+
+// mapped is a request of the dialect in the pipeline's terms.
+type mapped struct {
+	kind Kind
+	body []byte // the ASCII request
+	de7  string // the DE 7 it was given (a resend of the STAN gets the same)
+}
+
+// mapError is a request that cannot be mapped: answered with rc (30 for a format
+// error, 12 for a transaction the switch does not do), never forwarded.
+type mapError struct {
+	rc     string
+	field  int
+	reason string
+}
+
+func (e *mapError) Error() string {
+	if e.field > 0 {
+		return fmt.Sprintf("F%d: %s", e.field, e.reason)
+	}
+	return e.reason
+}
+
+func formatErr(field int, format string, args ...any) *mapError {
+	return &mapError{rc: message.RCFormatError, field: field, reason: fmt.Sprintf(format, args...)}
+}
+
+// toPipeline maps a request of the dialect onto the pipeline's ASCII request. track2
+// is the clear track 2 ("" when absent), already decrypted when 53.3 said so; pin is
+// F52 bound to the PAN (see Adapter.pinBlock). s is the terminal's session (its DE 48
+// identity and the DE 7 of its STANs); it is updated.
+func toPipeline(f *Frame, k Kind, s *session, track2 string, pin []byte, now time.Time) (mapped, error) {
+	stan, tid := f.Str(11), f.Str(41)
+	m := mapped{kind: k}
+	de7 := message.FormatDE7(now)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := message.NewBuilder(message.DialectASCII, k.ASCIIMTI)
+	amount := f.Str(4)
+	switch k.Original {
+	case "stan", "stan61":
+		orig, err := originalSTAN(f, k)
+		if err != nil {
+			return m, err
+		}
+		e, ok := s.stans[orig]
+		if !ok {
+			// Not seen in this session (a restart, or never arrived): the pipeline
+			// answers a reversal of an unknown original and remembers it.
+			e = stanEntry{mti: "0200", de7: de7, amount: amount}
+		}
+		if e.de7 == de7 && orig == stan { // same second as the original: own key
+			de7 = message.FormatDE7(now.Add(time.Second))
+		}
+		if amount == "" {
+			amount = e.amount
+		}
+		proc := e.proc
+		if proc == "" {
+			proc = message.PCPurchase
+		}
+		b.Set(3, proc).Set(90, e.mti+orig+e.de7+strings.Repeat("0", 22))
+	default:
+		if e, ok := s.stans[stan]; ok && e.mti == k.ASCIIMTI && e.proc == k.ASCIIProc && e.amount == amount {
+			de7 = e.de7 // a resend: the same key, so the pipeline answers it as a duplicate
+		}
+		b.Set(3, k.ASCIIProc)
+	}
+	if k.Original != "stan" && k.Original != "stan61" {
+		s.remember(stan, stanEntry{mti: k.ASCIIMTI, proc: k.ASCIIProc, de7: de7, amount: amount})
+	}
+	m.de7 = de7
+	b.Set(2, f.Str(2)).Set(4, amount).Set(7, de7).Set(11, stan).
+		Set(12, now.UTC().Format("150405")).Set(13, now.UTC().Format("0102")).Set(14, f.Str(14)).
+		Set(22, f.Str(22)).Set(25, f.Str(25)).Set(35, track2).Set(41, tid).Set(42, f.Str(42)).Set(49, f.Str(49))
+	if k.ASCIIMTI == "0100" || k.ASCIIMTI == "0200" {
+		if f.Str(22) == "" {
+			b.Set(22, "000")
+		}
+		if f.Str(49) == "" {
+			b.Set(49, "156")
+		}
+	}
+	if k.Original == "rrn" {
+		if f.Str(37) == "" {
+			return m, formatErr(37, "the original's retrieval reference number is required for a %s", k.Name)
+		}
+		b.Set(37, f.Str(37)).Set(38, strings.TrimSpace(f.Str(38)))
+	}
+	tlv, err := withTags(s.tlv, f59Tags(f.Str(59)))
+	if err != nil {
+		return m, formatErr(59, "%v", err)
+	}
+	if k.Name == "settlement" {
+		bt, err := settlementTotals(f.Str(48))
+		if err != nil {
+			return m, err
+		}
+		if tlv, err = appendTag(tlv, message.TagBatchTotals, bt.String()); err != nil {
+			return m, formatErr(48, "%v", err)
+		}
+	}
+	b.Set(48, tlv)
+	if len(pin) == 8 {
+		b.SetBytes(52, pin)
+	}
+	if icc := f.Bytes(55); len(icc) > 0 {
+		b.Set(55, strings.ToUpper(hex.EncodeToString(icc)))
+	}
+	body, err := b.Bytes(nil)
+	if err != nil {
+		return m, formatErr(0, "%v", err)
+	}
+	m.body = body
+	return m, nil
+}
+
+func appendTag(tlv, tag, v string) (string, error) {
+	b, err := message.AppendTLV([]byte(tlv), tag, v)
+	return string(b), err
+}
+
+// settlementTotals reads F48 of an 0500: debit (purchase) amount N12 and count N3,
+// credit (refund) amount N12 and count N3, the domestic settlement code N1, and
+// optionally the same 31 digits for foreign cards (not compared: the switch
+// settles in one currency).
+func settlementTotals(s string) (message.BatchTotals, error) {
+	if len(s) < 30 {
+		return message.BatchTotals{}, formatErr(48, "settlement totals are %d digits, want at least 30", len(s))
+	}
+	n := func(a, b int) int64 { v, _ := strconv.ParseInt(s[a:b], 10, 64); return v }
+	for _, c := range s[:30] {
+		if c < '0' || c > '9' {
+			return message.BatchTotals{}, formatErr(48, "settlement totals are not digits")
+		}
+	}
+	return message.BatchTotals{PurchaseSum: n(0, 12), PurchaseCount: n(12, 15), RefundSum: n(15, 27), RefundCount: n(27, 30)}, nil
+}
+
+// track2Text returns track 2 as the pipeline reads it ('=' separator), from the
+// dialect's nibbles (D separator; a pad nibble was trimmed by the field length).
+func track2Text(nib string) string { return strings.Replace(strings.ToUpper(nib), "D", "=", 1) }

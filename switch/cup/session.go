@@ -1,0 +1,87 @@
+package cup
+
+import (
+	"sync"
+	"time"
+)
+
+// session is what the switch remembers of a signed-in terminal between its messages:
+// the batch it opened, the identity it sent at sign-in (the DE 48 tags of the binding
+// checks) and the DE 7 given to each STAN, so that a resend is a duplicate and a
+// reversal names its original. It lives in memory: after a restart the terminal is
+// asked to sign in again (header processing requirement 3).
+type session struct {
+	mu       sync.Mutex
+	batch    string
+	tlv      string // DE 48 tags from the sign-in F62
+	scheme   string // 60.3 of the sign-in
+	signedIn time.Time
+	// makVersion is the MAK version the last sign-in made (0: unknown, the current).
+	makVersion int
+	stans      map[string]stanEntry
+	order      []string // STANs in arrival order, to bound stans
+}
+
+// stanEntry is the DE 7 and MTI a STAN was mapped with.
+type stanEntry struct {
+	mti, proc, de7 string
+	amount         string
+}
+
+// isSignedIn reports whether the terminal signed in since the switch started (false
+// for a nil session).
+func (s *session) isSignedIn() bool {
+	if s == nil {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.signedIn.IsZero()
+}
+
+// maxSTANs bounds the STANs a session remembers (a terminal's batch rarely exceeds it).
+const maxSTANs = 2048
+
+func (s *session) remember(stan string, e stanEntry) {
+	if _, ok := s.stans[stan]; !ok {
+		s.order = append(s.order, stan)
+		if len(s.order) > maxSTANs {
+			delete(s.stans, s.order[0])
+			s.order = s.order[1:]
+		}
+	}
+	s.stans[stan] = e
+}
+
+// Sessions are the terminals' sessions by terminal ID, shared by the cup listeners
+// of one switch (a terminal may sign in over TCP and pay over HTTPS).
+type Sessions struct {
+	mu sync.Mutex
+	m  map[string]*session
+}
+
+// NewSessions returns an empty session store.
+func NewSessions() *Sessions { return &Sessions{m: map[string]*session{}} }
+
+func (ss *Sessions) get(tid string) *session {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return ss.m[tid]
+}
+
+func (ss *Sessions) open(tid string) *session {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	s := ss.m[tid]
+	if s == nil {
+		s = &session{stans: map[string]stanEntry{}}
+		ss.m[tid] = s
+	}
+	return s
+}
+
+func (ss *Sessions) close(tid string) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	delete(ss.m, tid)
+}

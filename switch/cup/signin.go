@@ -1,0 +1,198 @@
+package cup
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"strings"
+
+	"github.com/switchyard/switchyard/hsm"
+	"github.com/switchyard/switchyard/switch/frontend"
+	"github.com/switchyard/switchyard/switch/message"
+	"github.com/switchyard/switchyard/switch/registry"
+)
+
+// signIn answers 0800: the pipeline sees the sign-on (its terminal check and the
+// location it reports), then the HSM makes the working keys of the scheme in 60.3,
+// exported under the terminal's TMK with their check values in F62, and a new batch
+// opens in 60.2.
+func (a *Adapter) signIn(ctx context.Context, c *frontend.Conn, f *Frame) (frontend.Response, error) {
+	tid := f.Str(41)
+	ans := a.answer(f)
+	sit := Situation{TID: tid, Header: f.Header}
+	f60 := ParseF60(f.Str(60))
+	if f60.NetCode != "001" && f60.NetCode != "003" && f60.NetCode != "004" {
+		return a.reply(ans, sit, message.RCFormatError, nil, "sign-in key scheme (60.3) is not 001, 003 or 004")
+	}
+	term, ok := a.cfg.Terminals.Terminal(tid)
+	if !ok {
+		return a.reply(ans, sit, RCTerminalUnknown, nil, "terminal-unknown")
+	}
+	if term.Keys.TMK == "" {
+		return a.reply(ans, sit, RCNoMasterKey, nil, "no-tmk")
+	}
+	tlv, err := deviceTLV(f.Bytes(62))
+	if err != nil {
+		return a.reply(ans, sit, message.RCFormatError, nil, "F62: "+err.Error())
+	}
+	rc, err := a.networkToPipeline(ctx, c, f, message.NMSignOn, tlv)
+	if err != nil {
+		return frontend.Response{}, err
+	}
+	sit.forwarded = true
+	if rc != message.RCApproved {
+		return a.reply(ans, sit, rc, nil, "pipeline")
+	}
+	keys, makVersion, err := a.workingKeys(ctx, tid, term, f60.NetCode)
+	if err != nil {
+		a.log.Error().Err(err).Str("tid", tid).Msg("cup: sign-in: working keys not generated")
+		return a.reply(ans, sit, message.RCSystemMalfunction, nil, "hsm")
+	}
+	s := a.sess.open(tid)
+	s.mu.Lock()
+	s.batch = nextBatch(f60.Batch)
+	s.tlv, s.scheme, s.signedIn, s.makVersion = tlv, f60.NetCode, a.cfg.Now(), makVersion
+	s.mu.Unlock()
+	f60.Batch = s.batch
+	ans.Set(60, f60.String()).SetBytes(62, keys)
+	sit.SignedIn = true
+	a.log.Info().Str("tid", tid).Str("scheme", f60.NetCode).Str("batch", s.batch).Msg("cup: terminal signed in; new working keys")
+	return a.reply(ans, sit, message.RCApproved, nil, "")
+}
+
+// SequenceNo starts the UnionPay form of a sign-in's F62: "Sequence No", two digits
+// giving the length of the rest, then the terminal's serial number (vendor code and
+// serial, e.g. "Sequence No163150SXX-4C304119").
+const SequenceNo = "Sequence No"
+
+// deviceTLV reads the terminal identity of a sign-in's F62 as the DE 48 tags the
+// binding checks read: the UnionPay "Sequence No" form gives DI; otherwise F62 is
+// DE 48 tags (TAG(2) LEN(3) VALUE: DI, SI, IM, GL, CL, AV). Empty gives "".
+func deviceTLV(f62 []byte) (string, error) {
+	s := string(f62)
+	if rest, ok := strings.CutPrefix(s, SequenceNo); ok {
+		if len(rest) < 2 || rest[0] < '0' || rest[0] > '9' || rest[1] < '0' || rest[1] > '9' {
+			return "", fmt.Errorf("%q is not followed by a 2-digit length", SequenceNo)
+		}
+		n := int(rest[0]-'0')*10 + int(rest[1]-'0')
+		if len(rest)-2 != n || n == 0 {
+			return "", fmt.Errorf("serial number of %d characters, its length says %d", len(rest)-2, n)
+		}
+		b, err := message.AppendTLV(nil, message.TagDevice, rest[2:])
+		return string(b), err
+	}
+	if s != "" {
+		if _, err := message.ParseTLV(s); err != nil {
+			return "", err
+		}
+	}
+	return s, nil
+}
+
+// nextBatch is the batch after b (000001 after 999999 or an unreadable one).
+func nextBatch(b string) string {
+	n := 0
+	if _, err := fmt.Sscanf(b, "%06d", &n); err != nil || n >= 999999 {
+		n = 0
+	}
+	return fmt.Sprintf("%06d", n+1)
+}
+
+// workingKeys makes the working keys of a sign-in scheme and returns F62: 001 PIK 8
+// + CV 4 + MAK 8 + CV 4; 003 PIK 16 + CV 4 + MAK 8 + 8 zeros + CV 4; 004 PIK, MAK,
+// TDK 16 + CV 4 each. Each key is a new version of its ID, the previous one valid for
+// KeyGrace.
+func (a *Adapter) workingKeys(ctx context.Context, tid string, term *registry.Terminal, scheme string) (f62 []byte, makVersion int, err error) {
+	actor := hsm.WithActor(ctx, "terminal:"+tid)
+	kek := &hsm.ExportSpec{KEK: hsm.KeyRef{ID: term.Keys.TMK}, Format: hsm.ExportECB}
+	var lastVersion int
+	gen := func(id string, t hsm.KeyType, single bool) ([]byte, []byte, error) {
+		if t == hsm.TAK {
+			defer func() { makVersion = lastVersion }()
+		}
+		res, err := a.cfg.HSM.GenerateKey(actor, hsm.GenerateKeyRequest{KeySpec: hsm.KeySpec{ID: id, Type: t,
+			Owner: tid, Grace: a.cfg.KeyGrace, SingleLength: single}, Export: kek})
+		if err != nil {
+			return nil, nil, fmt.Errorf("new %s %s: %w", t, id, err)
+		}
+		enc, err := hex.DecodeString(strings.SplitN(res.Exported, ":", 2)[0])
+		if err != nil || len(enc) != 16 {
+			return nil, nil, fmt.Errorf("new %s %s: export is not a 16-byte ECB key", t, id)
+		}
+		cv, err := hex.DecodeString(res.CheckValue4)
+		if err != nil || len(cv) != 4 {
+			return nil, nil, fmt.Errorf("new %s %s: no 4-byte check value", t, id)
+		}
+		if single {
+			enc = enc[:8]
+		}
+		lastVersion = res.Ref.Version
+		return enc, cv, nil
+	}
+	var out []byte
+	single := scheme == "001"
+	pik, cv, err := gen(a.pikID(tid, term), hsm.TPK, single)
+	if err != nil {
+		return nil, 0, err
+	}
+	out = append(append(out, pik...), cv...)
+	mak, cv, err := gen(a.makRef(tid, term).ID, hsm.TAK, scheme != "004")
+	if err != nil {
+		return nil, 0, err
+	}
+	out = append(out, mak...)
+	if scheme == "003" {
+		out = append(out, make([]byte, 8)...)
+	}
+	out = append(out, cv...)
+	if scheme == "004" {
+		tdk, cv, err := gen(tdkID(tid), hsm.TDK, false)
+		if err != nil {
+			return nil, 0, err
+		}
+		out = append(append(out, tdk...), cv...)
+	}
+	return out, makVersion, nil
+}
+
+// networkToPipeline sends the pipeline the ASCII 0800 of a sign-in, sign-off or echo
+// and returns its F39.
+func (a *Adapter) networkToPipeline(ctx context.Context, c *frontend.Conn, f *Frame, code, tlv string) (string, error) {
+	body, err := message.NewBuilder(message.DialectASCII, "0800").Set(7, message.FormatDE7(a.cfg.Now())).
+		Set(11, f.Str(11)).Set(41, f.Str(41)).Set(42, f.Str(42)).Set(48, tlv).Set(70, code).Bytes(nil)
+	if err != nil {
+		return "", fmt.Errorf("cup: 0800 to the pipeline: %w", err)
+	}
+	inner := *c
+	inner.Dialect = message.DialectASCII
+	resp, err := a.next.Process(ctx, &inner, body)
+	if err != nil {
+		return "", err
+	}
+	pr, err := parseASCII(resp.Body)
+	if err != nil {
+		return "", fmt.Errorf("cup: the pipeline's 0810: %w", err)
+	}
+	return pr.Str(39), nil
+}
+
+// network answers 0820: sign-off (60.3 = 002, the session ends) and echo (301).
+func (a *Adapter) network(ctx context.Context, c *frontend.Conn, f *Frame) (frontend.Response, error) {
+	tid := f.Str(41)
+	ans := a.answer(f)
+	sit := Situation{TID: tid, Header: f.Header, SignedIn: a.signedIn(tid)}
+	code := ParseF60(f.Str(60)).NetCode
+	if code != message.NMSignOff && code != message.NMEcho {
+		return a.reply(ans, sit, message.RCInvalidTransaction, nil, "unknown network code")
+	}
+	rc, err := a.networkToPipeline(ctx, c, f, code, "")
+	if err != nil {
+		return frontend.Response{}, err
+	}
+	sit.forwarded = true
+	if code == message.NMSignOff && rc == message.RCApproved {
+		a.sess.close(tid)
+		sit.SignedIn = true // no request to sign in in the answer to a sign-off
+	}
+	return a.reply(ans, sit, rc, nil, "")
+}

@@ -1,0 +1,477 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/pem"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/switchyard/switchyard/bench"
+	"github.com/switchyard/switchyard/switch/config"
+	"github.com/switchyard/switchyard/switch/cup"
+	"github.com/switchyard/switchyard/switch/frontend"
+	"github.com/switchyard/switchyard/switch/message"
+	"github.com/switchyard/switchyard/switch/server"
+)
+
+// The demo terminal T0000001: its TMK (docs/demo-fleet.md) and its bound identity.
+const (
+	cupTMK     = "2315208C9110AD40F5B83C4A6E1D7F92"
+	cupHome    = "DI011SN-T0000001SI02089860000000000000001IM015860000000000001GL02039.904200,116.407400"
+	cupAway    = "DI011SN-T0000001SI02089860000000000000001IM015860000000000001GL02031.230400,121.473700"
+	cupCard    = "4761739001010119"
+	cupCardExp = "2912"
+)
+
+func startCUP(t *testing.T) *fixture {
+	t.Helper()
+	return startDemo(t, func(c *config.Config) { c.RulesDir = middayRules(t, time.Now()) })
+}
+
+// cupTerminal connects T0000001 to the fixture's cup listener and signs it in with
+// scheme (the terminal decrypts the keys under its TMK and checks their check values).
+func cupTerminal(t *testing.T, f *fixture, scheme, device string) *cup.Terminal {
+	t.Helper()
+	tmk, _ := hex.DecodeString(cupTMK)
+	term, err := cup.DialTerminal(f.s.ListenerAddr("cup"), "T0000001", "000000000000001", tmk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { term.Close() })
+	term.Device = device
+	ans, err := term.SignIn(scheme)
+	if err != nil {
+		t.Fatalf("sign-in %s: %v", scheme, err)
+	}
+	if ans.Str(39) != "00" {
+		t.Fatalf("sign-in %s: %s", scheme, cup.Summary(ans))
+	}
+	return term
+}
+
+func cupDo(t *testing.T, term *cup.Terminal, tx cup.Txn) *cup.Frame {
+	t.Helper()
+	ans, err := term.Do(tx)
+	if err != nil {
+		t.Fatalf("%s: %v", tx.Kind, err)
+	}
+	return ans
+}
+
+func TestCUPSignInEachScheme(t *testing.T) {
+	f := startCUP(t)
+	for _, scheme := range []string{"001", "003", "004"} {
+		t.Run(scheme, func(t *testing.T) {
+			term := cupTerminal(t, f, scheme, cupHome)
+			if term.Batch() != "000002" {
+				t.Errorf("batch after sign-in %s, want 000002 (the one after the terminal's)", term.Batch())
+			}
+			if req := term.Answers.ProcessingRequirement(); req != cup.ReqNone {
+				t.Errorf("sign-in answer's processing requirement %d", req)
+			}
+			tx := cup.Txn{Kind: "sale", PAN: cupCard, Expiry: cupCardExp, Amount: 1200, PIN: "1234"}
+			if scheme == "004" { // track 2 encrypted under the TDK
+				tx = cup.Txn{Kind: "sale", Track2: cupCard + "=29121010000000000", EncryptTrack: true, Amount: 1200, PIN: "1234"}
+			}
+			ans := cupDo(t, term, tx)
+			if ans.Str(39) != "00" || ans.Str(37) == "" || ans.Str(38) == "" || !ans.Has(64) {
+				t.Fatalf("sale after sign-in %s: %s", scheme, cup.Summary(ans))
+			}
+			if ans.MTI() != "0210" || ans.TPDU != (cup.TPDU{0x60, 0, 0, 0, 3}) {
+				t.Errorf("answer MTI %s TPDU %X, want 0210 and the addresses swapped", ans.MTI(), ans.TPDU)
+			}
+			wrong := cupDo(t, term, cup.Txn{Kind: "sale", PAN: cupCard, Expiry: cupCardExp, Amount: 1300, PIN: "9999"})
+			if wrong.Str(39) != "55" {
+				t.Errorf("wrong PIN: %s, want 55 (the PIN reached the issuer under its key)", cup.Summary(wrong))
+			}
+			// A PIN block formed without the PAN (53.1 = 1) is re-bound in the HSM.
+			noPAN := cupDo(t, term, cup.Txn{Kind: "sale", PAN: cupCard, Expiry: cupCardExp, Amount: 1400, PIN: "1234", PINWithoutPAN: true})
+			wrongNoPAN := cupDo(t, term, cup.Txn{Kind: "sale", PAN: cupCard, Expiry: cupCardExp, Amount: 1500, PIN: "4321", PINWithoutPAN: true})
+			if noPAN.Str(39) != "00" || wrongNoPAN.Str(39) != "55" {
+				t.Errorf("PIN without PAN: right PIN %s, wrong PIN %s", cup.Summary(noPAN), cup.Summary(wrongNoPAN))
+			}
+		})
+	}
+	// The previous keys stay valid for the grace period: a MAC and PIN under the
+	// keys of the first sign-in still work after a second sign-in on another
+	// connection; the answer (which only the current MAK may MAC) has no F64 and
+	// asks the terminal to sign in again.
+	first := cupTerminal(t, f, "003", cupHome)
+	cupTerminal(t, f, "003", cupHome)
+	ans := cupDo(t, first, cup.Txn{Kind: "balance", PAN: cupCard, Expiry: cupCardExp, PIN: "1234", STAN: "500001"})
+	if ans.Str(39) != "00" || ans.Has(64) || ans.Header.ProcessingRequirement() != cup.ReqSignIn {
+		t.Fatalf("balance under the previous keys in their grace period: %s MAC %v", cup.Summary(ans), ans.Has(64))
+	}
+}
+
+func TestCUPVoidRefundReversal(t *testing.T) {
+	f := startCUP(t)
+	term := cupTerminal(t, f, "003", cupHome)
+	sale := cupDo(t, term, cup.Txn{Kind: "sale", PAN: cupCard, Expiry: cupCardExp, Amount: 5000, PIN: "1234"})
+	if sale.Str(39) != "00" {
+		t.Fatalf("sale: %s", cup.Summary(sale))
+	}
+	void := cupDo(t, term, cup.Txn{Kind: "void", PAN: cupCard, Expiry: cupCardExp, Amount: 5000, RRN: sale.Str(37), Auth: sale.Str(38), OrigSTAN: sale.Str(11)})
+	if void.Str(39) != "00" {
+		t.Fatalf("void: %s", cup.Summary(void))
+	}
+	again := cupDo(t, term, cup.Txn{Kind: "void", PAN: cupCard, Expiry: cupCardExp, Amount: 5000, RRN: sale.Str(37), Auth: sale.Str(38), OrigSTAN: sale.Str(11)})
+	if again.Str(39) == "00" {
+		t.Errorf("second void of the same sale approved: %s", cup.Summary(again))
+	}
+
+	sale2 := cupDo(t, term, cup.Txn{Kind: "sale", PAN: cupCard, Expiry: cupCardExp, Amount: 8000, PIN: "1234"})
+	refund := cupDo(t, term, cup.Txn{Kind: "refund", PAN: cupCard, Expiry: cupCardExp, Amount: 3000, RRN: sale2.Str(37), OrigSTAN: sale2.Str(11)})
+	if sale2.Str(39) != "00" || refund.Str(39) != "00" || refund.MTI() != "0230" {
+		t.Fatalf("sale %s, refund %s", cup.Summary(sale2), cup.Summary(refund))
+	}
+	over := cupDo(t, term, cup.Txn{Kind: "refund", PAN: cupCard, Expiry: cupCardExp, Amount: 6000, RRN: sale2.Str(37), OrigSTAN: sale2.Str(11)})
+	if over.Str(39) == "00" {
+		t.Errorf("refunds beyond the original approved: %s", cup.Summary(over))
+	}
+
+	// Reversal: the terminal repeats the original's STAN (and names it in F61).
+	sale3 := cupDo(t, term, cup.Txn{Kind: "sale", PAN: cupCard, Expiry: cupCardExp, Amount: 7000, PIN: "1234"})
+	rev := cupDo(t, term, cup.Txn{Kind: "reversal", PAN: cupCard, Expiry: cupCardExp, Amount: 7000, STAN: sale3.Str(11), OrigSTAN: sale3.Str(11)})
+	if sale3.Str(39) != "00" || rev.Str(39) != "00" || rev.MTI() != "0410" {
+		t.Fatalf("sale %s, reversal %s", cup.Summary(sale3), cup.Summary(rev))
+	}
+	rec, err := f.s.Journal.Get(sale3.Str(37))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.ReversedBy == "" {
+		t.Errorf("the reversed sale's record is not marked reversed: %+v", rec)
+	}
+}
+
+func TestCUPSettlement(t *testing.T) {
+	f := startCUP(t)
+	term := cupTerminal(t, f, "003", cupHome)
+	for _, amt := range []int64{1000, 2500} {
+		if ans := cupDo(t, term, cup.Txn{Kind: "sale", PAN: cupCard, Expiry: cupCardExp, Amount: amt, PIN: "1234"}); ans.Str(39) != "00" {
+			t.Fatalf("sale: %s", cup.Summary(ans))
+		}
+	}
+	ok := cupDo(t, term, cup.Txn{Kind: "settlement", Totals: message.BatchTotals{PurchaseCount: 2, PurchaseSum: 3500}})
+	if ok.Str(39) != "00" || ok.MTI() != "0510" || ok.Str(48)[30] != '1' {
+		t.Fatalf("balanced settlement: %s F48 %s", cup.Summary(ok), ok.Str(48))
+	}
+	if ans := cupDo(t, term, cup.Txn{Kind: "sale", PAN: cupCard, Expiry: cupCardExp, Amount: 4000, PIN: "1234"}); ans.Str(39) != "00" {
+		t.Fatalf("sale: %s", cup.Summary(ans))
+	}
+	bad := cupDo(t, term, cup.Txn{Kind: "settlement", Totals: message.BatchTotals{PurchaseCount: 2, PurchaseSum: 8000}})
+	if bad.Str(39) != "95" || bad.Str(48)[30] != '2' {
+		t.Fatalf("unbalanced settlement: %s F48 %s", cup.Summary(bad), bad.Str(48))
+	}
+	if up := cupDo(t, term, cup.Txn{Kind: "upload"}); up.Str(39) != "00" || up.MTI() != "0330" {
+		t.Fatalf("batch upload: %s", cup.Summary(up))
+	}
+}
+
+func TestCUPRelocatedTerminalDeclined(t *testing.T) {
+	f := startCUP(t)
+	term := cupTerminal(t, f, "003", cupAway)
+	ans := cupDo(t, term, cup.Txn{Kind: "sale", PAN: cupCard, Expiry: cupCardExp, Amount: 1000, PIN: "1234"})
+	if message.Approved(ans.Str(39)) {
+		t.Fatalf("a terminal signed in 1000 km from its location was approved: %s", cup.Summary(ans))
+	}
+	if !strings.Contains(f.logs.String(), "T0000001") {
+		t.Error("no log line names the terminal")
+	}
+	// Signed in at home, then a sale whose F59 puts the terminal in Shanghai.
+	home := cupTerminal(t, f, "003", cupHome)
+	if ans := cupDo(t, home, cup.Txn{Kind: "sale", PAN: cupCard, Expiry: cupCardExp, Amount: 1100, PIN: "1234", STAN: "300001"}); ans.Str(39) != "00" {
+		t.Fatalf("sale at home: %s", cup.Summary(ans))
+	}
+	moved := cupDo(t, home, cup.Txn{Kind: "sale", PAN: cupCard, Expiry: cupCardExp, Amount: 1200, PIN: "1234", STAN: "300002",
+		TermInfo: "1722BD31.230400,121.473700"})
+	if message.Approved(moved.Str(39)) {
+		t.Fatalf("a sale whose F59 location is 1000 km away was approved: %s", cup.Summary(moved))
+	}
+}
+
+func TestCUPBadMACRefused(t *testing.T) {
+	f := startCUP(t)
+	term := cupTerminal(t, f, "003", cupHome)
+	req, err := term.Build(cup.Txn{Kind: "sale", PAN: cupCard, Expiry: cupCardExp, Amount: 1000, PIN: "1234"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := req.Encode(term.MACOf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body[len(body)-1] ^= 0x01
+	ans, _, err := term.RoundTrip(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ans.Str(39) != cup.RCMACFailure || ans.Str(37) != "" || ans.Has(64) {
+		t.Fatalf("bad MAC: %s, want A0, no RRN (nothing journaled or forwarded), no MAC", cup.Summary(ans))
+	}
+	if ans.Header.ProcessingRequirement() != cup.ReqSignIn {
+		t.Errorf("bad MAC answer asks for processing requirement %d, want %d (sign in again)", ans.Header.ProcessingRequirement(), cup.ReqSignIn)
+	}
+	if n := len(f.sim().Ledger()); n != 0 {
+		t.Errorf("the issuer saw %d requests", n)
+	}
+}
+
+func TestCUPMalformedFrame(t *testing.T) {
+	f := startCUP(t)
+	good := cupTerminal(t, f, "003", cupHome)
+	for _, body := range [][]byte{
+		{0x60, 0, 3, 0, 0, 0x60, 0x31, 0, 0x31, 0, 0, 0x02, 0x00, 0xff}, // bitmap cut short
+		[]byte("not a cup message at all, just text"),
+	} {
+		c, err := net.Dial("tcp", f.s.ListenerAddr("cup"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := c.Write(frontend.AppendFrame(nil, body)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := frontend.ReadFrame(bufio.NewReader(c), nil, 8192); err == nil {
+			t.Errorf("malformed frame %X answered; want the connection closed", body)
+		}
+		c.Close()
+	}
+	if ans := cupDo(t, good, cup.Txn{Kind: "sale", PAN: cupCard, Expiry: cupCardExp, Amount: 1000, PIN: "1234"}); ans.Str(39) != "00" {
+		t.Fatalf("the other connection after the malformed frames: %s", cup.Summary(ans))
+	}
+}
+
+// TestCUPTermCommand: `switchyard term --dialect cup` signs in and buys, then
+// settles, from the shell.
+func TestCUPTermCommand(t *testing.T) {
+	f := startCUP(t)
+	addr := f.s.ListenerAddr("cup")
+	out, code := cliLocal("term", "purchase", "--dialect", "cup", "--addr", addr, "--pan", cupCard, "--amount", "10.00", "--pin", "1234", "--stan", "000101")
+	if code != 0 || !strings.Contains(out, "sign-in") || !strings.Contains(out, "0210 rc=00") {
+		t.Fatalf("term purchase --dialect cup: exit %d\n%s", code, out)
+	}
+	if strings.Contains(out, cupCard) {
+		t.Errorf("the clear PAN was printed:\n%s", out)
+	}
+	out, code = cliLocal("term", "settle", "--dialect", "cup", "--addr", addr, "--totals", "1,1000,0,0", "--scheme", "004")
+	if code != 0 || !strings.Contains(out, "0510 rc=00") {
+		t.Fatalf("term settle --dialect cup: exit %d\n%s", code, out)
+	}
+	out, code = cliLocal("term", "reversal", "--dialect", "cup", "--addr", addr, "--orig-stan", "000101", "--amount", "10.00", "--pan", cupCard)
+	if code != 0 || !strings.Contains(out, "0410 rc=00") {
+		t.Fatalf("term reversal --dialect cup: exit %d\n%s", code, out)
+	}
+}
+
+// TestCUPOverHTTPS: a listener of kind https takes the same bytes as the body of a
+// POST with Content-Type x-ISO-TPDU/x-auth, with or without the 2-byte length, and
+// refuses another content type.
+func TestCUPOverHTTPS(t *testing.T) {
+	certFile, keyFile := selfSignedCert(t)
+	f := startDemo(t, func(c *config.Config) {
+		c.RulesDir = middayRules(t, time.Now())
+		c.Listeners = append(c.Listeners, config.Listener{Name: "cup-https", Addr: "127.0.0.1:0", Dialect: "cup", Kind: "https",
+			TLS: &config.TLS{CertFile: certFile, KeyFile: keyFile}})
+	})
+	tcp := cupTerminal(t, f, "003", cupHome) // keys for the terminal, over TCP
+	client := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	url := "https://" + f.s.ListenerAddr("cup-https") + "/"
+	req, err := tcp.Build(cup.Txn{Kind: "sale", PAN: cupCard, Expiry: cupCardExp, Amount: 1500, PIN: "1234"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := req.Encode(tcp.MACOf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, payload := range [][]byte{body, frontend.AppendFrame(nil, body)} {
+		// The second is the same STAN again, framed: the duplicate's first answer.
+		resp, err := client.Post(url, frontend.ContentTypeTPDU, bytes.NewReader(payload))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != frontend.ContentTypeTPDU {
+			t.Fatalf("POST: %s %q", resp.Status, got)
+		}
+		if i == 1 {
+			got = got[2:]
+		}
+		ans, err := cup.Decode(got)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ans.Str(39) != "00" || ans.MTI() != "0210" {
+			t.Fatalf("sale over HTTPS: %s", cup.Summary(ans))
+		}
+	}
+	resp, err := client.Post(url, "application/octet-stream", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnsupportedMediaType {
+		t.Errorf("another content type: %s", resp.Status)
+	}
+}
+
+// selfSignedCert writes a self-signed certificate for 127.0.0.1 and its key.
+func selfSignedCert(t *testing.T) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}
+
+// TestCUPNoCardDataInTheClear: after cup sales with a PIN and an encrypted track 2,
+// neither the logs nor any file of the data directory hold the clear PAN or track.
+func TestCUPNoCardDataInTheClear(t *testing.T) {
+	f := startCUP(t)
+	term := cupTerminal(t, f, "004", cupHome)
+	var secrets []string
+	for i := 0; i < 3; i++ {
+		pan := testPAN(800 + i)
+		track := pan + "=29121010000012345"
+		secrets = append(secrets, pan, track, strings.Replace(track, "=", "D", 1))
+		if ans := cupDo(t, term, cup.Txn{Kind: "sale", Track2: track, EncryptTrack: true, Amount: 1000 + int64(i), PIN: "1234"}); ans.Str(39) != "00" {
+			t.Fatalf("sale: %s", cup.Summary(ans))
+		}
+	}
+	term.Close()
+	if err := f.s.Drain(); err != nil {
+		t.Fatal(err)
+	}
+	check := func(where string, b []byte) {
+		for _, s := range secrets {
+			if bytes.Contains(b, []byte(s)) {
+				t.Errorf("card data %.6s... in the clear in %s", s, where)
+			}
+		}
+	}
+	check("the log", []byte(f.logs.String()))
+	_ = filepath.Walk(f.dir, func(path string, info os.FileInfo, err error) error {
+		if err != nil || info.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err == nil {
+			check(path, b)
+		}
+		return err
+	})
+}
+
+// TestCUPBenchShare: the bench's load can run some load terminals as UnionPay-style
+// terminals (sign-in under the load terminals' demo TMK, MAC'd sales) beside the
+// ASCII connections; their answers are approvals and count in the figures.
+func TestCUPBenchShare(t *testing.T) {
+	f := startCUP(t)
+	cupAddr := f.s.ListenerAddr("cup")
+	res, err := bench.RunLoad(context.Background(), bench.LoadOptions{Addr: f.s.ListenerAddr("ascii"), Terminals: 20, Conns: 2, Depth: 2,
+		Duration: time.Second, Warmup: 300 * time.Millisecond, CUPTerminals: 3, CUPAddr: cupAddr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.ByAddr[cupAddr] == 0 || res.Codes["00"] == 0 {
+		t.Fatalf("cup share answered %d in the window; codes %v", res.ByAddr[cupAddr], res.Codes)
+	}
+	for code, n := range res.Codes {
+		if strings.HasPrefix(code, "cup-") {
+			t.Errorf("%d cup terminals failed: %s", n, code)
+		}
+	}
+}
+
+// TestCUPReversalAfterRestart: a terminal's reversal that comes after the switch
+// restarted (its session, and the DE 7 of the original's STAN, gone) still reverses
+// the original, found in the journal; the answer asks the terminal to sign in again.
+func TestCUPReversalAfterRestart(t *testing.T) {
+	dir := t.TempDir()
+	c := demoConfig(t, dir)
+	c.RulesDir = middayRules(t, time.Now())
+	s1, err := server.New(c, zerolog.Nop(), demoIssuer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmk, _ := hex.DecodeString(cupTMK)
+	term, err := cup.DialTerminal(s1.ListenerAddr("cup"), "T0000001", "000000000000001", tmk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer term.Close()
+	term.Device = cupHome
+	if ans, err := term.SignIn("003"); err != nil || ans.Str(39) != "00" {
+		t.Fatalf("sign-in: %v", err)
+	}
+	sale := cupDo(t, term, cup.Txn{Kind: "sale", PAN: cupCard, Expiry: cupCardExp, Amount: 6100, PIN: "1234"})
+	if sale.Str(39) != "00" {
+		t.Fatalf("sale: %s", cup.Summary(sale))
+	}
+	s1.Close()
+
+	// The restarted switch's clock is 10 s on, so that the reversal's DE 7 is not
+	// the original's by chance.
+	c.Clock = func() time.Time { return time.Now().Add(10 * time.Second) }
+	s2, err := server.New(c, zerolog.Nop(), demoIssuer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s2.Close)
+	if err := term.Redial(s2.ListenerAddr("cup")); err != nil {
+		t.Fatal(err)
+	}
+	rev := cupDo(t, term, cup.Txn{Kind: "reversal", PAN: cupCard, Expiry: cupCardExp, Amount: 6100, STAN: sale.Str(11)})
+	if rev.Str(39) != "00" || rev.Header.ProcessingRequirement() != cup.ReqSignIn {
+		t.Fatalf("reversal after the restart: %s", cup.Summary(rev))
+	}
+	rec, err := s2.Journal.Get(sale.Str(37))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.ReversedBy == "" {
+		t.Fatalf("the sale before the restart is not reversed: %+v", rec)
+	}
+}

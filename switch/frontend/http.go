@@ -1,0 +1,120 @@
+package frontend
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"time"
+)
+
+// ContentTypeTPDU is the content type of terminal messages carried over HTTPS, as
+// some acquirers front their UnionPay-style terminals.
+const ContentTypeTPDU = "x-ISO-TPDU/x-auth"
+
+// newHTTP makes the listener serve terminal messages as HTTP(S) POST bodies
+// (Config.HTTP): one message per request, the answer in the response body. A body
+// may carry the 2-byte length of the TCP framing or not; the answer does the same.
+func (l *Listener) newHTTP() {
+	l.httpSrv = &http.Server{
+		Handler:           http.HandlerFunc(l.serveHTTP),
+		ReadHeaderTimeout: l.cfg.FirstFrameTimeout,
+		ReadTimeout:       l.cfg.FirstFrameTimeout,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       l.cfg.IdleTimeout,
+		MaxHeaderBytes:    8 << 10,
+		ErrorLog:          nil,
+	}
+}
+
+func (l *Listener) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		http.Error(w, "POST a terminal message", http.StatusMethodNotAllowed)
+		return
+	}
+	if ct := r.Header.Get("Content-Type"); ct != ContentTypeTPDU {
+		l.protoErr("http-content-type")
+		http.Error(w, fmt.Sprintf("Content-Type %q, want %s", ct, ContentTypeTPDU), http.StatusUnsupportedMediaType)
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, int64(l.cfg.MaxBody)+3))
+	if err != nil {
+		http.Error(w, "reading the body: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	framed := len(body) >= 2 && int(binary.BigEndian.Uint16(body)) == len(body)-2
+	if framed {
+		body = body[2:]
+	}
+	if len(body) == 0 || len(body) > l.cfg.MaxBody {
+		l.protoErr("frame-too-long")
+		http.Error(w, fmt.Sprintf("message of %d bytes (at most %d)", len(body), l.cfg.MaxBody), http.StatusRequestEntityTooLarge)
+		return
+	}
+	read := time.Now()
+	info := Conn{ID: l.nextID.Add(1), Listener: l.cfg.Name, Dialect: l.cfg.Dialect}
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		info.Remote = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	if l.limit != nil {
+		l.limit <- struct{}{}
+		defer func() { <-l.limit }()
+	}
+	l.reqs.Add(1)
+	defer l.reqs.Done()
+	resp, err := l.proc.Process(l.ctx, &info, body)
+	if err != nil {
+		l.log.Warn().Uint64("conn", info.ID).Str("remote", info.Remote.String()).Err(err).Msg("unanswerable request over HTTP")
+		l.protoErr("unanswerable")
+		http.Error(w, "unanswerable message", http.StatusBadRequest)
+		return
+	}
+	if resp.Body == nil {
+		if resp.Sent != nil {
+			resp.Sent(false)
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	out := resp.Body
+	if framed {
+		out = AppendFrame(make([]byte, 0, len(out)+2), out)
+	}
+	w.Header().Set("Content-Type", ContentTypeTPDU)
+	_, err = w.Write(out)
+	if f, ok := w.(http.Flusher); ok && err == nil {
+		f.Flush()
+	}
+	if l.turnaround != nil && err == nil {
+		l.turnaround(time.Since(read).Seconds())
+	}
+	if resp.Sent != nil {
+		resp.Sent(err == nil)
+	}
+}
+
+// serveHTTPConns runs the HTTP server on the listening socket until Close or Drain.
+func (l *Listener) serveHTTPConns() error {
+	err := l.httpSrv.Serve(l.ln)
+	if errors.Is(err, http.ErrServerClosed) || l.isClosing() {
+		return nil
+	}
+	return err
+}
+
+// drainHTTP stops accepting and waits for the requests in progress, up to ctx.
+func (l *Listener) drainHTTP(ctx context.Context) error {
+	l.mu.Lock()
+	l.closing = true
+	l.mu.Unlock()
+	l.stop()
+	if err := l.httpSrv.Shutdown(ctx); err != nil {
+		_ = l.httpSrv.Close()
+		return fmt.Errorf("listener %s: drain: %w", l.cfg.Name, err)
+	}
+	return nil
+}

@@ -1,0 +1,47 @@
+package server
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/switchyard/switchyard/hsm"
+	"github.com/switchyard/switchyard/switch/config"
+	"github.com/switchyard/switchyard/switch/cup"
+)
+
+// newCUPAdapter puts the UnionPay-style dialect's adapter in front of the pipeline
+// for listener lc (the configuration was validated).
+func newCUPAdapter(lc config.Listener, s *Server) *cup.Adapter {
+	if s.cupSessions == nil {
+		s.cupSessions = cup.NewSessions()
+	}
+	cfg := cup.Config{HSM: cupHSM(s.HSM), Terminals: s.Registry, KeyGrace: s.cfg.Security.KeyGrace.D(), Now: s.cfg.Clock, Sessions: s.cupSessions, Journal: s.Journal,
+		Logger:   s.log.With().Str("component", "cup").Str("listener", lc.Name).Logger(),
+		Answered: func(mti, rc string) { s.Metrics.Transactions.WithLabelValues(mti, rc, "", "cup").Inc() }}
+	if lc.CUP != nil {
+		cfg.MAC, _ = cup.ParseMAC(lc.CUP.MAC)
+		cfg.AcquirerID = lc.CUP.AcquirerID
+		cfg.MACByTerminal = map[string]cup.MACAlgorithm{}
+		for tid, v := range lc.CUP.MACByTerminal {
+			cfg.MACByTerminal[tid], _ = cup.ParseMAC(v)
+		}
+	}
+	return cup.NewAdapter(cfg, s.Pipeline)
+}
+
+// cupHSM gives the cup adapter the HSM with data decryption (a terminal's encrypted
+// track under its TDK). The software HSM has it; the payShield client does not yet
+// (its M2 command is not implemented), so with that backend an encrypted track is
+// refused with a clear error while everything else works.
+func cupHSM(h hsm.HSM) cup.HSM {
+	if c, ok := h.(cup.HSM); ok {
+		return c
+	}
+	return noDecrypt{h}
+}
+
+type noDecrypt struct{ hsm.HSM }
+
+func (n noDecrypt) DecryptData(_ context.Context, ref hsm.KeyRef, _ []byte) ([]byte, error) {
+	return nil, fmt.Errorf("decrypt track data under %s: the configured HSM backend has no data decryption (payShield M2 is not implemented): %w", ref, hsm.ErrUnavailable)
+}
