@@ -102,6 +102,8 @@ type Situation struct {
 	// PreviousKeys: the MAC verified only under the terminal's previous MAK, still
 	// in its grace period (the terminal missed its last sign-in's answer).
 	PreviousKeys bool
+	// Update: the answer carries an application update offer in F63 (docs/apps.md).
+	Update bool
 	// forwarded: the pipeline saw the message (and counted it).
 	forwarded bool
 	RC        string // the answer's F39
@@ -301,6 +303,9 @@ func (a *Adapter) requirement(sit Situation) int {
 	}
 	if sit.RC == RCMACFailure || sit.PreviousKeys || !sit.SignedIn && sit.MACOK {
 		return ReqSignIn
+	}
+	if sit.Update {
+		return ReqTMSDownload
 	}
 	return ReqNone
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/switchyard/switchyard/hsm"
@@ -35,7 +36,7 @@ func (a *Adapter) signIn(ctx context.Context, c *frontend.Conn, f *Frame) (front
 	if err != nil {
 		return a.reply(ans, sit, message.RCFormatError, nil, "F62: "+err.Error())
 	}
-	rc, err := a.networkToPipeline(ctx, c, f, message.NMSignOn, tlv)
+	rc, update, err := a.networkToPipeline(ctx, c, f, message.NMSignOn, tlv)
 	if err != nil {
 		return frontend.Response{}, err
 	}
@@ -56,6 +57,7 @@ func (a *Adapter) signIn(ctx context.Context, c *frontend.Conn, f *Frame) (front
 	f60.Batch = s.batch
 	ans.Set(60, f60.String()).SetBytes(62, keys)
 	sit.SignedIn = true
+	offerUpdate(ans, &sit, update)
 	a.log.Info().Str("tid", tid).Str("scheme", f60.NetCode).Str("batch", s.batch).Msg("cup: terminal signed in; new working keys")
 	return a.reply(ans, sit, message.RCApproved, nil, "")
 }
@@ -157,23 +159,51 @@ func (a *Adapter) workingKeys(ctx context.Context, tid string, term *registry.Te
 
 // networkToPipeline sends the pipeline the ASCII 0800 of a sign-in, sign-off or echo
 // and returns its F39.
-func (a *Adapter) networkToPipeline(ctx context.Context, c *frontend.Conn, f *Frame, code, tlv string) (string, error) {
+func (a *Adapter) networkToPipeline(ctx context.Context, c *frontend.Conn, f *Frame, code, tlv string) (rc, update string, err error) {
 	body, err := message.NewBuilder(message.DialectASCII, "0800").Set(7, message.FormatDE7(a.cfg.Now())).
 		Set(11, f.Str(11)).Set(41, f.Str(41)).Set(42, f.Str(42)).Set(48, tlv).Set(70, code).Bytes(nil)
 	if err != nil {
-		return "", fmt.Errorf("cup: 0800 to the pipeline: %w", err)
+		return "", "", fmt.Errorf("cup: 0800 to the pipeline: %w", err)
 	}
 	inner := *c
 	inner.Dialect = message.DialectASCII
 	resp, err := a.next.Process(ctx, &inner, body)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	pr, err := parseASCII(resp.Body)
 	if err != nil {
-		return "", fmt.Errorf("cup: the pipeline's 0810: %w", err)
+		return "", "", fmt.Errorf("cup: the pipeline's 0810: %w", err)
 	}
-	return pr.Str(39), nil
+	return pr.Str(39), tagValue(pr.Str(48), "UP"), nil
+}
+
+// offerUpdate passes on the application update the pipeline offered the terminal
+// at its sign-in or echo (the ASCII dialects' DE 48 UP, VERSION:SIZE:SHA256:TOKEN,
+// docs/apps.md): the same value in F63 of the answer, and header processing
+// requirement 6 (TMS download) unless the terminal must sign in again first.
+func offerUpdate(ans *Frame, sit *Situation, update string) {
+	if update == "" || len(update) > 163 {
+		return
+	}
+	ans.Set(63, update)
+	sit.Update = true
+}
+
+// tagValue returns the value of tag in a DE 48 value of TAG(2) LEN(3) VALUE
+// elements ("" when absent or malformed).
+func tagValue(de48, tag string) string {
+	for i := 0; i+5 <= len(de48); {
+		n, err := strconv.Atoi(de48[i+2 : i+5])
+		if err != nil || n < 0 || i+5+n > len(de48) {
+			return ""
+		}
+		if de48[i:i+2] == tag {
+			return de48[i+5 : i+5+n]
+		}
+		i += 5 + n
+	}
+	return ""
 }
 
 // network answers 0820: sign-off (60.3 = 002, the session ends) and echo (301).
@@ -185,11 +215,14 @@ func (a *Adapter) network(ctx context.Context, c *frontend.Conn, f *Frame) (fron
 	if code != message.NMSignOff && code != message.NMEcho {
 		return a.reply(ans, sit, message.RCInvalidTransaction, nil, "unknown network code")
 	}
-	rc, err := a.networkToPipeline(ctx, c, f, code, "")
+	rc, update, err := a.networkToPipeline(ctx, c, f, code, "")
 	if err != nil {
 		return frontend.Response{}, err
 	}
 	sit.forwarded = true
+	if code == message.NMEcho && rc == message.RCApproved {
+		offerUpdate(ans, &sit, update)
+	}
 	if code == message.NMSignOff && rc == message.RCApproved {
 		a.sess.close(tid)
 		sit.SignedIn = true // no request to sign in in the answer to a sign-off

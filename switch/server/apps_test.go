@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/pem"
+	"github.com/switchyard/switchyard/switch/cup"
 	"io"
 	"net/http"
 	"net/url"
@@ -90,6 +91,23 @@ func TestAppUpdateOverTheWire(t *testing.T) {
 	var ro []apps.Rollout
 	if err := op.Do(ctx, "GET", "/api/v1/apps/rollout?group=pilot", nil, &ro); err != nil || len(ro) != 1 || ro[0].Versions["1.0.0"] != 1 {
 		t.Fatalf("rollout: %+v %v", ro, err)
+	}
+	// A UnionPay-style terminal learns of it at sign-in and echo: header processing
+	// requirement 6 (TMS download) and the same offer in F63.
+	tmk, _ := hex.DecodeString("2315208C9110AD40F5B83C4A6E1D7F92") // T0000001's demo TMK
+	ct, err := cup.DialTerminal(s.ListenerAddr("cup"), "T0000001", "000000000000001", tmk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ct.Close()
+	for what, do := range map[string]func() (*cup.Frame, error){"sign-in": func() (*cup.Frame, error) { return ct.SignIn("001") }, "echo": ct.Echo} {
+		ans, err := do()
+		if err != nil {
+			t.Fatalf("cup %s: %v", what, err)
+		}
+		if ans.Str(39) != "00" || ans.Header.ProcessingRequirement() != cup.ReqTMSDownload || !strings.HasPrefix(ans.Str(63), "1.1.0:") || !strings.Contains(ans.Str(63), hexSum) {
+			t.Fatalf("cup %s answer: %s, F63 %q, want requirement 6 and the offer", what, cup.Summary(ans), ans.Str(63))
+		}
 	}
 	// Another terminal's echo carries no offer.
 	if r := send(t, c, message.DialectASCII, termclient.Txn{MTI: "0800", NetCode: "301", TID: "LT000001", TLV: [][2]string{{"AV", "1.0.0"}}}); r.DE48 != "" {
