@@ -17,9 +17,9 @@ type Updates interface {
 const tagUpdate = "UP"
 
 // offerUpdate adds the terminal's update offer, if any, to the answer of a sign-on
-// or echo: DE 48 UP in the ASCII dialects. The cup dialect (header processing
-// requirement 6, "a download is pending") will signal the same offer in its header:
-// the hook is here, where the offer is known.
+// or echo: DE 48 UP. The cup adapter, which sends its terminals' sign-ins and
+// echoes here as ASCII 0800s, passes the offer on in F63 with header processing
+// requirement 6 (switch/cup).
 func (p *Pipeline) offerUpdate(u Updates, t *txn, resp *message.Builder) {
 	v := u.Offer(t.req.TID, t.req.TLV.AppVersion, p.now())
 	if v == "" {
