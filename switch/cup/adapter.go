@@ -210,6 +210,9 @@ func (a *Adapter) Process(ctx context.Context, c *frontend.Conn, body []byte) (f
 	if err != nil {
 		return refuse(err)
 	}
+	if err := a.restore(ctx, s, tid); err != nil {
+		a.log.Error().Err(err).Msg("cup: session not restored; a resend from before the restart is taken as a new request")
+	}
 	if k.Original == "stan" || k.Original == "stan61" {
 		orig, err := originalSTAN(f, k)
 		if err != nil {

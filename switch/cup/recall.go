@@ -3,6 +3,7 @@ package cup
 import (
 	"context"
 	"fmt"
+	"sort"
 	"time"
 
 	"github.com/switchyard/switchyard/switch/journal"
@@ -62,6 +63,51 @@ func (a *Adapter) recall(ctx context.Context, s *session, tid, stan string) erro
 			s.remember(stan, stanEntry{mti: found.MTI, proc: found.ProcCode, de7: found.DE7, amount: fmt.Sprintf("%012d", found.Amount)})
 		}
 		s.mu.Unlock()
+	}
+	return nil
+}
+
+// restore fills a session the switch opened since it started (a restart, or the
+// terminal's first contact) with the terminal's authorizations, purchases and
+// refunds of the last day from the journal, once per session, so that a resend of a
+// request the terminal had no answer to before the restart is given the DE 7 of its
+// first try and the pipeline answers it as the duplicate it is. A journal that cannot
+// be read leaves the session as it was: a resend is then a new request, as before.
+func (a *Adapter) restore(ctx context.Context, s *session, tid string) error {
+	s.mu.Lock()
+	done := s.restored
+	s.restored = true
+	s.mu.Unlock()
+	if done || a.cfg.Journal == nil {
+		return nil
+	}
+	now := a.cfg.Now()
+	latest := map[string]*journal.Record{}
+	var order []string
+	err := a.cfg.Journal.Scan(ctx, journal.Query{TID: tid, From: now.Add(-recallWindow), To: now.Add(time.Minute)}, func(r *journal.Record) bool {
+		if r.STAN == "" || r.DE7 == "" || (r.MTI != "0100" && r.MTI != "0200" && r.MTI != "0220") {
+			return true
+		}
+		if old, ok := latest[r.STAN]; !ok {
+			order = append(order, r.STAN)
+		} else if !r.Received.After(old.Received) {
+			return true
+		}
+		latest[r.STAN] = r
+		return true
+	})
+	if err != nil {
+		return fmt.Errorf("cup: restoring the session of %s from the journal: %w", tid, err)
+	}
+	sort.SliceStable(order, func(i, j int) bool { return latest[order[i]].Received.Before(latest[order[j]].Received) })
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, stan := range order {
+		if _, ok := s.stans[stan]; ok { // this session's own, newer
+			continue
+		}
+		r := latest[stan]
+		s.remember(stan, stanEntry{mti: r.MTI, proc: r.ProcCode, de7: r.DE7, amount: fmt.Sprintf("%012d", r.Amount)})
 	}
 	return nil
 }

@@ -20,6 +20,9 @@ type session struct {
 	makVersion int
 	stans      map[string]stanEntry
 	order      []string // STANs in arrival order, to bound stans
+	// restored: the terminal's recent STANs were read back from the journal
+	// (Adapter.restore), or are being.
+	restored bool
 }
 
 // stanEntry is the DE 7 and MTI a STAN was mapped with.

@@ -475,3 +475,55 @@ func TestCUPReversalAfterRestart(t *testing.T) {
 		t.Fatalf("the sale before the restart is not reversed: %+v", rec)
 	}
 }
+
+// TestCUPResendAfterRestart: a terminal that had no answer before the switch
+// restarted resends the same sale to the restarted switch. The dialect carries no
+// DE 7, so the adapter restores the terminal's session from the journal and gives
+// the resend the DE 7 of its first try: the first answer comes back (same RRN) and
+// the card is authorized once.
+func TestCUPResendAfterRestart(t *testing.T) {
+	dir := t.TempDir()
+	c := demoConfig(t, dir)
+	c.RulesDir = middayRules(t, time.Now())
+	s1, err := server.New(c, zerolog.Nop(), demoIssuer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmk, _ := hex.DecodeString(cupTMK)
+	term, err := cup.DialTerminal(s1.ListenerAddr("cup"), "T0000001", "000000000000001", tmk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer term.Close()
+	term.Device = cupHome
+	if ans, err := term.SignIn("003"); err != nil || ans.Str(39) != "00" {
+		t.Fatalf("sign-in: %v", err)
+	}
+	other := cupDo(t, term, cup.Txn{Kind: "sale", PAN: cupCard, Expiry: cupCardExp, Amount: 6200, PIN: "1234"})
+	f, err := term.Build(cup.Txn{Kind: "sale", PAN: cupCard, Expiry: cupCardExp, Amount: 6300, PIN: "1234"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := term.Exchange(f, true)
+	if err != nil || first.Str(39) != "00" || other.Str(39) != "00" {
+		t.Fatalf("sales before the restart: %v %s / %s", err, cup.Summary(other), cup.Summary(first))
+	}
+	s1.Close()
+
+	c.Clock = func() time.Time { return time.Now().Add(10 * time.Second) }
+	s2, err := server.New(c, zerolog.Nop(), demoIssuer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s2.Close)
+	if err := term.Redial(s2.ListenerAddr("cup")); err != nil {
+		t.Fatal(err)
+	}
+	again, err := term.Exchange(f, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Str(39) != "00" || again.Str(37) != first.Str(37) || again.Str(38) != first.Str(38) {
+		t.Fatalf("resend after the restart: %s, want the first answer (RRN %s, approval %s)", cup.Summary(again), first.Str(37), first.Str(38))
+	}
+}
