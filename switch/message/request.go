@@ -51,6 +51,13 @@ type Request struct {
 	Replace   string // DE 95
 	MAC       [8]byte
 	MACField  int // 64 or 128 when a MAC is present, else 0
+
+	// QR is set for a payment made with a payment code instead of a card, and for a
+	// refund or void of one (whatever the dialect carried it in: DE 48 QC in the ASCII
+	// dialects). QRCode is the payer's code (empty for refunds and voids): a
+	// credential like a PAN, never logged or stored in clear (qr.Mask).
+	QR     bool
+	QRCode string
 }
 
 // MaskedPAN returns the PAN as first 6 and last 4 digits, the rest as '*'.
@@ -377,8 +384,12 @@ func fill(r *Request, f *fieldValues) error {
 				return err
 			}
 		}
-		if err := fillCard(r, fail); err != nil {
+		if ok, err := fillQR(r, f, fail); err != nil {
 			return err
+		} else if !ok {
+			if err := fillCard(r, fail); err != nil {
+				return err
+			}
 		}
 	case "0400":
 		if err := need(3, 4, 7, 42, 90); err != nil {
@@ -459,6 +470,41 @@ func fillCard(r *Request, fail func(int, string, ...any) error) error {
 		return fail(2, "PAN %s is not 12 to 19 digits", MaskPAN(r.PAN))
 	}
 	return nil
+}
+
+// Payment codes are 8 to 32 digits (the networks' are 16 to 24; the routing table
+// allows 8 to 32).
+const minQRCode, maxQRCode = 8, 32
+
+// fillQR takes the payment code of DE 48 QC instead of a card: a purchase or
+// pre-authorization carries the payer's code, a refund or void of a QR payment the
+// tag empty. It reports whether the request is a QR one.
+func fillQR(r *Request, f *fieldValues, fail func(int, string, ...any) error) (bool, error) {
+	if !f.has(48) {
+		return false, nil
+	}
+	t, err := ParseTLV(r.DE48)
+	if err != nil || t.Has&HasQRCode == 0 {
+		return false, nil // a bad DE 48 is reported below, with the other checks
+	}
+	if r.PAN != "" || r.Track2 != "" {
+		return false, fail(48, "payment code (QC) and a card (DE 2 or DE 35) both sent: send one")
+	}
+	code := t.QRCode
+	switch r.ProcCode {
+	case PCVoid, PCRefund:
+		if code != "" {
+			return false, fail(48, "a refund or void of a QR payment names its original by DE 37: QC must be empty")
+		}
+	case PCBalance:
+		return false, fail(48, "a balance inquiry takes a card, not a payment code")
+	default:
+		if len(code) < minQRCode || len(code) > maxQRCode || !digits(code, len(code)) {
+			return false, fail(48, "payment code (QC) of %d characters is not %d to %d digits", len(code), minQRCode, maxQRCode)
+		}
+	}
+	r.QR, r.QRCode = true, code
+	return true, nil
 }
 
 // parseTrack2 returns the PAN and expiry of ISO 7813 track 2 data "PAN=YYMMSSS...".

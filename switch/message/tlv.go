@@ -25,6 +25,14 @@ const (
 	// "card-testing", "legitimate"...). The switch only journals it, so that `rules
 	// backtest` can report catch and false-positive rates by label.
 	TagLabel = "LB"
+	// TagQRCode is the payer's payment code of a consumer-presented QR payment, sent
+	// instead of a card (DE 2 and DE 35 absent); present and empty, it marks a refund
+	// or void of a QR payment, which names its original by DE 37 and carries no card.
+	// See docs/qr.md.
+	TagQRCode = "QC"
+	// TagQROrder names a merchant-presented order: in an order inquiry, the order ID
+	// the switch returned with the code (docs/qr.md).
+	TagQROrder = "QO"
 )
 
 // TLV is a decoded DE 48: the known tags by value, unknown tags dropped. Values are
@@ -33,6 +41,7 @@ type TLV struct {
 	Device, SIM, IMEI, Geo, Cell, AppVersion string
 	Integrity, Attestation, KSN, BatchTotals string
 	PINKey, MACKey, Reason, Label            string
+	QRCode, QROrder                          string
 	// Has records which known tags were present (IF may be present and empty).
 	Has TagSet
 }
@@ -56,6 +65,8 @@ const (
 	HasMACKey
 	HasReason
 	HasLabel
+	HasQRCode
+	HasQROrder
 )
 
 // ParseTLV decodes a DE 48 value: repeated TAG(2) LEN(3 digits) VALUE. Unknown tags are
@@ -110,6 +121,10 @@ func ParseTLV(s string) (TLV, error) {
 			dst, bit = &t.Reason, HasReason
 		case TagLabel:
 			dst, bit = &t.Label, HasLabel
+		case TagQRCode:
+			dst, bit = &t.QRCode, HasQRCode
+		case TagQROrder:
+			dst, bit = &t.QROrder, HasQROrder
 		}
 		if dst != nil {
 			if t.Has&bit != 0 {
