@@ -60,6 +60,7 @@ import (
 	"github.com/switchyard/switchyard/switch/pipeline"
 	"github.com/switchyard/switchyard/switch/registry"
 	"github.com/switchyard/switchyard/switch/saf"
+	"github.com/switchyard/switchyard/switch/wallet"
 )
 
 // Server is a running switch.
@@ -82,6 +83,8 @@ type Server struct {
 	profiles  *profileRefresher
 	loops     *loops
 	links     map[string]*issuer.Link
+	wallets   map[string]*wallet.Connector // QR wallet connectors (qr.go)
+	demoWallet DemoWallet
 	listeners []*frontend.Listener
 	adminSrv  *http.Server
 	adminLn   net.Listener
@@ -342,6 +345,10 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 			standIn[ic.ID] = pipeline.StandInLimits{Enabled: true, MaxAmount: si.MaxAmount, PerCardCount: si.PerCardCount, PerCardSum: si.PerCardSum}
 		}
 	}
+	qrRoutes, err := s.openQR(o, log)
+	if err != nil {
+		return nil, fmt.Errorf("qr: %w", err)
+	}
 	rt := routeTable{router, s.links}
 	breaker := pipeline.BreakerConfig{Window: cfg.Breaker.Window.D(), Buckets: cfg.Breaker.Buckets, MinRequests: cfg.Breaker.MinRequests,
 		FailureRate: cfg.Breaker.FailureRate, OpenFor: cfg.Breaker.OpenFor.D(), Probes: cfg.Breaker.Probes}
@@ -367,6 +374,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		Zones:            zones,
 		KeyGrace:         cfg.Security.KeyGrace.D(),
 		Cases:            s.Cases,
+		QR:               qrRoutes,
 		Logger:           txnLog,
 		Now:              cfg.Clock,
 	}, jr, s.Queue, rt, s.Registry, s.Metrics)
@@ -390,6 +398,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	for id, l := range s.links {
 		s.Queue.Register(id, s.adviceSender(l))
 	}
+	s.registerWallets()
 	for _, l := range s.links {
 		l.OnLate = func(m *iso8583.Message) {
 			rrn, _ := m.GetString(37)
@@ -404,6 +413,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	if err := s.startAdmin(); err != nil {
 		return nil, err
 	}
+	s.startOrders()
 	limit := frontend.NewLimiter(cfg.Limits.MaxInFlight)
 	maxConns := make([]int, len(cfg.Listeners))
 	for i, lc := range cfg.Listeners {
@@ -669,6 +679,9 @@ func (s *Server) Close() {
 		}
 		if s.demoSim != nil {
 			_ = s.demoSim.Close()
+		}
+		if s.demoWallet != nil {
+			_ = s.demoWallet.Close()
 		}
 		if s.beforeStores != nil {
 			s.beforeStores()

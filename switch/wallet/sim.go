@@ -102,6 +102,13 @@ func StartSim(addr string, cfg SimConfig) (*Sim, error) {
 	return s, nil
 }
 
+// SetNotifyURL says where notifications of merchant-presented payments go.
+func (s *Sim) SetNotifyURL(u string) {
+	s.mu.Lock()
+	s.cfg.NotifyURL = u
+	s.mu.Unlock()
+}
+
 // Addr is where the simulator listens.
 func (s *Sim) Addr() string { return s.ln.Addr().String() }
 
