@@ -65,34 +65,32 @@ import (
 
 // Server is a running switch.
 type Server struct {
-	cfg        *config.Config
-	log        zerolog.Logger
-	db         *badger.DB
-	Journal    *journal.Store
-	Metrics    *metrics.Metrics
-	Pipeline   *pipeline.Pipeline
-	Registry   *registry.Registry
-	Queue      saf.Store // the Badger queue, or the cluster's JetStream queue
-	HSM        *hsm.Software
-	Risk       *risk.Engine
-	Profiles   *profile.Set // the merchant profiles the rules read (merchant.profile.*)
-	Cases      *cases.Store
-	Keys       *keys.Store
-	demoSim    DemoIssuer
-	monitor    *registry.Monitor
-	profiles   *profileRefresher
-	loops      *loops
-	links      map[string]*issuer.Link
-	wallets    map[string]*wallet.Connector // QR wallet connectors (qr.go)
-	demoWallet DemoWallet
-	listeners  []*frontend.Listener
-	adminSrv   *http.Server
-	adminLn    net.Listener
-	adminReqs  *inFlight
-	auth       *admin.Authenticator
-	mux        *http.ServeMux
-	ready      atomic.Bool
-	readyHook  atomic.Pointer[func() error] // SetReadyCheck's
+	cfg       *config.Config
+	log       zerolog.Logger
+	db        *badger.DB
+	Journal   *journal.Store
+	Metrics   *metrics.Metrics
+	Pipeline  *pipeline.Pipeline
+	Registry  *registry.Registry
+	Queue     saf.Store // the Badger queue, or the cluster's JetStream queue
+	HSM       *hsm.Software
+	Risk      *risk.Engine
+	Profiles  *profile.Set // the merchant profiles the rules read (merchant.profile.*)
+	Cases     *cases.Store
+	Keys      *keys.Store
+	demoSim   DemoIssuer
+	monitor   *registry.Monitor
+	profiles  *profileRefresher
+	loops     *loops
+	links     map[string]*issuer.Link
+	listeners []*frontend.Listener
+	adminSrv  *http.Server
+	adminLn   net.Listener
+	adminReqs *inFlight
+	auth      *admin.Authenticator
+	mux       *http.ServeMux
+	ready     atomic.Bool
+	readyHook atomic.Pointer[func() error] // SetReadyCheck's
 	// cl is what a node of a cluster adds (nil alone); remotePipe is the pipeline
 	// for the cluster journal's applier, which starts before the pipeline exists.
 	cl         *clusterNode
@@ -103,6 +101,10 @@ type Server struct {
 	// beforeStores, if set (by tests), is called in the shutdown once every goroutine
 	// has returned, right before the stores close.
 	beforeStores func()
+
+	// QR payments (qr.go): the wallet connectors and demo mode's wallet simulator.
+	wallets    map[string]*wallet.Connector
+	demoWallet DemoWallet
 }
 
 // OpenDB opens (creating if missing) the Badger database under dir with the options the
