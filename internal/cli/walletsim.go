@@ -39,6 +39,7 @@ func runWalletSim(env *Env, args []string) int {
 	errP := fs.Float64("error", 0, "share of payments answered HTTP 500 (taken and paid)")
 	decline := fs.Float64("decline", 0, "share of payments declined NOTENOUGH")
 	notify := fs.String("notify", "", "URL of the switch's notification route (http://ADMIN"+server.NotifyPath+") for merchant-presented payments")
+	secretEnv := fs.String("notify-secret-env", "SWITCHYARD_QR_NOTIFY_SECRET", "the environment variable holding the secret notifications are signed with (the switch's qr.notify_secret_env)")
 	logFormat := fs.String("log-format", "json", "json or console")
 	if ok, code := parse(fs, args); !ok {
 		return code
@@ -53,7 +54,7 @@ func runWalletSim(env *Env, args []string) int {
 	}
 	log := newLogger(env.Stdout, "info", *logFormat)
 	sim, err := wallet.StartSim(*addr, wallet.SimConfig{Latency: *latency, ConfirmAfter: *confirm, UserPaying: *userPaying, Silent: *silent,
-		Error: *errP, Decline: *decline, NotifyURL: *notify, Logger: log.With().Str("component", "wallet-sim").Logger()})
+		Error: *errP, Decline: *decline, NotifyURL: *notify, NotifySecret: []byte(env.Getenv(*secretEnv)), Logger: log.With().Str("component", "wallet-sim").Logger()})
 	if err != nil {
 		return fail(env, "%v", err)
 	}

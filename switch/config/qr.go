@@ -24,6 +24,30 @@ type QR struct {
 	DemoWallet DemoWallet `yaml:"demo_wallet"`
 	// Orders configures merchant-presented orders.
 	Orders QROrders `yaml:"orders"`
+	// NotifySecretEnv names the environment variable holding the secret the networks
+	// sign their payment notifications with (HMAC-SHA256 of the body, at least 16
+	// bytes). Unset outside demo mode: notifications are refused, so orders are never
+	// paid. Demo mode uses DemoNotifySecret.
+	NotifySecretEnv string `yaml:"notify_secret_env"`
+}
+
+// DemoNotifySecret signs the demo wallet's notifications (public: demo mode only).
+const DemoNotifySecret = "switchyard-demo-qr-notify-secret"
+
+// NotifySecret returns the secret of the payment notifications, or nil when none is
+// configured.
+func (q *QR) NotifySecret(demo bool, getenv func(string) string) ([]byte, error) {
+	if q.NotifySecretEnv == "" {
+		if demo {
+			return []byte(DemoNotifySecret), nil
+		}
+		return nil, nil
+	}
+	v := getenv(q.NotifySecretEnv)
+	if len(v) < 16 {
+		return nil, fmt.Errorf("qr.notify_secret_env: $%s holds %d bytes, want at least 16", q.NotifySecretEnv, len(v))
+	}
+	return []byte(v), nil
 }
 
 // QRConnector is one connector of the payment-code table.

@@ -23,7 +23,15 @@ var qrCodes = map[string]string{
 // after a second (the silent wallet's test waits for that).
 func startQR(t *testing.T) (*fixture, *wallet.Sim) {
 	t.Helper()
+	return startQRWith(t, nil)
+}
+
+func startQRWith(t *testing.T, mutate func(*config.Config)) (*fixture, *wallet.Sim) {
+	t.Helper()
 	f := startDemo(t, func(c *config.Config) {
+		if mutate != nil {
+			mutate(c)
+		}
 		c.QR.Connectors = nil
 		for _, n := range []string{qr.UnionPay, qr.WeChat, qr.Alipay} {
 			c.QR.Connectors = append(c.QR.Connectors, config.QRConnector{ID: n, Network: n, URL: config.DemoWalletURL,

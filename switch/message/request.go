@@ -371,6 +371,12 @@ func fill(r *Request, f *fieldValues) error {
 	}
 	switch r.MTI {
 	case "0100", "0200":
+		if r.MTI == "0100" && (r.ProcCode == PCQROrder || r.ProcCode == PCQRInquiry) {
+			if err := fillOrder(r, f, need, fail); err != nil {
+				return err
+			}
+			break
+		}
 		if err := need(3, 7, 22, 42, 49); err != nil {
 			return err
 		}
@@ -505,6 +511,28 @@ func fillQR(r *Request, f *fieldValues, fail func(int, string, ...any) error) (b
 	}
 	r.QR, r.QRCode = true, code
 	return true, nil
+}
+
+// fillOrder checks a merchant-presented order request (no card): a new order needs
+// its amount (zero for the payer to enter it) and currency, an inquiry its order ID
+// in DE 48 QO.
+func fillOrder(r *Request, f *fieldValues, need func(...int) error, fail func(int, string, ...any) error) error {
+	if err := need(3, 7, 42); err != nil {
+		return err
+	}
+	if r.PAN != "" || r.Track2 != "" {
+		return fail(2, "a QR order request carries no card")
+	}
+	if r.ProcCode == PCQROrder {
+		return need(4, 49)
+	}
+	if err := need(48); err != nil {
+		return err
+	}
+	if t, err := ParseTLV(r.DE48); err == nil && (t.Has&HasQROrder == 0 || t.QROrder == "") {
+		return fail(48, "an order inquiry names its order in QO")
+	}
+	return nil
 }
 
 // parseTrack2 returns the PAN and expiry of ISO 7813 track 2 data "PAN=YYMMSSS...".

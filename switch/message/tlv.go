@@ -33,6 +33,10 @@ const (
 	// TagQROrder names a merchant-presented order: in an order inquiry, the order ID
 	// the switch returned with the code (docs/qr.md).
 	TagQROrder = "QO"
+	// TagQRPayload is the merchant-presented code's EMVCo payload in the answer to an
+	// order request; TagQRState the order's state (open, paid, expired, refunded).
+	TagQRPayload = "QP"
+	TagQRState   = "QS"
 )
 
 // TLV is a decoded DE 48: the known tags by value, unknown tags dropped. Values are
@@ -41,13 +45,13 @@ type TLV struct {
 	Device, SIM, IMEI, Geo, Cell, AppVersion string
 	Integrity, Attestation, KSN, BatchTotals string
 	PINKey, MACKey, Reason, Label            string
-	QRCode, QROrder                          string
+	QRCode, QROrder, QRPayload, QRState      string
 	// Has records which known tags were present (IF may be present and empty).
 	Has TagSet
 }
 
 // TagSet is a set of the known DE 48 tags.
-type TagSet uint16
+type TagSet uint32
 
 // Tag bits of TagSet.
 const (
@@ -67,6 +71,8 @@ const (
 	HasLabel
 	HasQRCode
 	HasQROrder
+	HasQRPayload
+	HasQRState
 )
 
 // ParseTLV decodes a DE 48 value: repeated TAG(2) LEN(3 digits) VALUE. Unknown tags are
@@ -125,6 +131,10 @@ func ParseTLV(s string) (TLV, error) {
 			dst, bit = &t.QRCode, HasQRCode
 		case TagQROrder:
 			dst, bit = &t.QROrder, HasQROrder
+		case TagQRPayload:
+			dst, bit = &t.QRPayload, HasQRPayload
+		case TagQRState:
+			dst, bit = &t.QRState, HasQRState
 		}
 		if dst != nil {
 			if t.Has&bit != 0 {

@@ -195,6 +195,8 @@ type Config struct {
 	// QR routes payment codes to their connectors (nil: payments with a payment code
 	// are declined 15 qr-no-route).
 	QR QRRoutes
+	// Orders makes merchant-presented QR orders (nil: order requests are declined 12).
+	Orders QROrders
 	// Cases receives the transactions the rules send to review or alert (nil: they
 	// are only logged).
 	Cases Cases
@@ -426,6 +428,9 @@ func (p *Pipeline) Process(ctx context.Context, c *frontend.Conn, body []byte) (
 	case "0800":
 		return p.network(ctx, t)
 	case "0100", "0200", "0400", "0500":
+		if isOrderRequest(req) {
+			return p.qrOrder(ctx, t)
+		}
 		return p.once(ctx, t)
 	default:
 		return p.unsupported(ctx, t)

@@ -20,9 +20,9 @@ import (
 // WithDemoWallet.
 type DemoWallet interface {
 	URL() string
-	// SetNotifyURL says where merchant-presented payment notifications go (the
-	// admin server's NotifyPath, known once it listens).
-	SetNotifyURL(url string)
+	// SetNotify says where merchant-presented payment notifications go (the admin
+	// server's NotifyPath, known once it listens) and the secret that signs them.
+	SetNotify(url string, secret []byte)
 	Close() error
 }
 

@@ -105,6 +105,7 @@ type Server struct {
 	// QR payments (qr.go): the wallet connectors and demo mode's wallet simulator.
 	wallets    map[string]*wallet.Connector
 	demoWallet DemoWallet
+	orders     *orderDesk
 }
 
 // OpenDB opens (creating if missing) the Badger database under dir with the options the
@@ -351,6 +352,9 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	if err != nil {
 		return nil, fmt.Errorf("qr: %w", err)
 	}
+	if s.orders, err = s.newOrderDesk(); err != nil {
+		return nil, err
+	}
 	rt := routeTable{router, s.links}
 	breaker := pipeline.BreakerConfig{Window: cfg.Breaker.Window.D(), Buckets: cfg.Breaker.Buckets, MinRequests: cfg.Breaker.MinRequests,
 		FailureRate: cfg.Breaker.FailureRate, OpenFor: cfg.Breaker.OpenFor.D(), Probes: cfg.Breaker.Probes}
@@ -377,6 +381,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		KeyGrace:         cfg.Security.KeyGrace.D(),
 		Cases:            s.Cases,
 		QR:               qrRoutes,
+		Orders:           s.orders,
 		Logger:           txnLog,
 		Now:              cfg.Clock,
 	}, jr, s.Queue, rt, s.Registry, s.Metrics)

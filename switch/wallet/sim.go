@@ -1,9 +1,15 @@
 package wallet
 
 import (
+	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -39,6 +45,8 @@ type SimConfig struct {
 	// NotifyURL receives the notifications of merchant-presented payments
 	// (PayOrder); "" sends none.
 	NotifyURL string
+	// NotifySecret signs the notifications (NotifySignatureHeader).
+	NotifySecret []byte
 	// Logger receives a line per request; the zero value logs nothing.
 	Logger zerolog.Logger
 }
@@ -94,6 +102,7 @@ func StartSim(addr string, cfg SimConfig) (*Sim, error) {
 	mux.HandleFunc("POST "+PathReverse, s.reverse)
 	mux.HandleFunc("POST "+PathRefund, s.refund)
 	mux.HandleFunc("GET /ledger", s.ledger)
+	mux.HandleFunc("POST /v1/mpm/pay", s.mpmPay)
 	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		defer close(s.done)
@@ -102,10 +111,11 @@ func StartSim(addr string, cfg SimConfig) (*Sim, error) {
 	return s, nil
 }
 
-// SetNotifyURL says where notifications of merchant-presented payments go.
-func (s *Sim) SetNotifyURL(u string) {
+// SetNotify says where notifications of merchant-presented payments go and the
+// secret that signs them.
+func (s *Sim) SetNotify(url string, secret []byte) {
 	s.mu.Lock()
-	s.cfg.NotifyURL = u
+	s.cfg.NotifyURL, s.cfg.NotifySecret = url, secret
 	s.mu.Unlock()
 }
 
@@ -365,3 +375,92 @@ func prefixOf(network string) string {
 // maskCode masks a payment code as a PAN (first 6, last 4): not even the simulator
 // logs one in clear.
 func maskCode(c string) string { return qr.Mask(c) }
+
+// NotifySignatureHeader carries the HMAC-SHA256 (hex) of a notification's body under
+// the secret the network shares with the switch (qr.notify_secret_env).
+const NotifySignatureHeader = "X-Wallet-Signature"
+
+// Sign returns the signature of body under secret.
+func Sign(secret, body []byte) string {
+	m := hmac.New(sha256.New, secret)
+	m.Write(body)
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// MPMPayRequest is a payer paying a merchant-presented code (the simulator's stand-in
+// for the payer's phone): the payload scanned, the network paid with, and the amount
+// entered when the code carries none.
+type MPMPayRequest struct {
+	Payload string `json:"payload"`
+	Network string `json:"network"`
+	Amount  int64  `json:"amount,omitempty"`
+}
+
+// PayOrder plays a payer who scans payload and pays with network: the order (ID 62's
+// reference label) is paid at the network at once and the switch is notified. It
+// returns the notification sent and the switch's answer.
+func (s *Sim) PayOrder(ctx context.Context, req MPMPayRequest) (Notification, Result, error) {
+	p, err := qr.Decode(req.Payload)
+	if err != nil {
+		return Notification{}, Result{}, fmt.Errorf("payload: %w", err)
+	}
+	ref := p.Sub(qr.IDAdditional, "05")
+	if ref == "" {
+		return Notification{}, Result{}, errors.New("payload has no order reference (ID 62, 05)")
+	}
+	amount := req.Amount
+	if a := p.Get(qr.IDAmount); a != "" {
+		f, err := strconv.ParseFloat(a, 64)
+		if err != nil {
+			return Notification{}, Result{}, fmt.Errorf("payload amount %q: %w", a, err)
+		}
+		amount = int64(f*100 + 0.5)
+	}
+	if amount <= 0 {
+		return Notification{}, Result{}, errors.New("the code carries no amount: give one")
+	}
+	s.mu.Lock()
+	s.seq++
+	t := &Trade{OutTradeNo: ref, TransactionID: fmt.Sprintf("%s%014d", prefixOf(req.Network), s.seq), State: Success, TotalFee: amount, At: time.Now()}
+	if old, ok := s.trades[ref]; ok && old.State == Success {
+		t.OutTradeNo = ref + "-" + strconv.Itoa(s.seq) // a second payer of one order: its own trade
+	}
+	s.trades[t.OutTradeNo] = t
+	notifyURL, secret := s.cfg.NotifyURL, s.cfg.NotifySecret
+	s.mu.Unlock()
+	n := Notification{Network: req.Network, OrderID: ref, TransactionID: t.TransactionID, TotalFee: amount}
+	if notifyURL == "" {
+		return n, Result{}, errors.New("no notification URL: the switch is not told")
+	}
+	body, _ := json.Marshal(n)
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, notifyURL, bytes.NewReader(body))
+	if err != nil {
+		return n, Result{}, err
+	}
+	hr.Header.Set("Content-Type", "application/json")
+	hr.Header.Set(NotifySignatureHeader, Sign(secret, body))
+	resp, err := http.DefaultClient.Do(hr)
+	if err != nil {
+		return n, Result{}, fmt.Errorf("notify %s: %w", notifyURL, err)
+	}
+	defer resp.Body.Close()
+	var res Result
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	if err := json.Unmarshal(b, &res); err != nil {
+		return n, Result{}, fmt.Errorf("notify %s: HTTP %d: %.200s", notifyURL, resp.StatusCode, b)
+	}
+	return n, res, nil
+}
+
+func (s *Sim) mpmPay(w http.ResponseWriter, r *http.Request) {
+	var req MPMPayRequest
+	if !decode(w, r, &req) {
+		return
+	}
+	n, res, err := s.PayOrder(r.Context(), req)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	s.answer(w, map[string]any{"notification": n, "switch": res})
+}
