@@ -225,13 +225,14 @@ func runTerm(env *Env, args []string) int {
 		if r.Reason != "" {
 			fmt.Fprintf(env.Stdout, "  RS=%s", r.Reason)
 		}
-		if tl, err := message.ParseTLV(r.DE48); err == nil && tl.QROrder != "" {
+		tl, _ := message.ParseTLV(r.DE48)
+		if tl.QROrder != "" {
 			fmt.Fprintf(env.Stdout, "  ORDER=%s  STATE=%s", tl.QROrder, tl.QRState)
-			if tl.QRPayload != "" {
-				fmt.Fprintf(env.Stdout, "\nQR %s\n", tl.QRPayload)
-			}
 		}
 		fmt.Fprintf(env.Stdout, "  (%s, %s)\n", describeRC(r.RC), time.Since(start).Round(time.Microsecond))
+		if tl.QRPayload != "" {
+			fmt.Fprintf(env.Stdout, "QR %s\n", tl.QRPayload)
+		}
 	}
 	return 0
 }
