@@ -442,7 +442,11 @@ func (p *Pipeline) Process(ctx context.Context, c *frontend.Conn, body []byte) (
 func (p *Pipeline) once(ctx context.Context, t *txn) (frontend.Response, error) {
 	r := t.req
 	t.dupKey = journal.DupKey(r.TID, r.STAN, r.DE7)
-	content := dupContent{amount: r.Amount, proc: r.ProcCode, pan: p.dups.panSum(r.PAN + r.QRCode)}
+	payer := r.PAN
+	if r.QR {
+		payer = r.QRCode
+	}
+	content := dupContent{amount: r.Amount, proc: r.ProcCode, pan: p.dups.panSum(payer)}
 	e, first := p.dups.claim(t.dupKey, t.start, content, false)
 	if !first {
 		if !e.hold && e.content != content {
