@@ -225,13 +225,13 @@ func runTerm(env *Env, args []string) int {
 		if r.Reason != "" {
 			fmt.Fprintf(env.Stdout, "  RS=%s", r.Reason)
 		}
-		tl, _ := message.ParseTLV(r.DE48)
-		if tl.QROrder != "" {
-			fmt.Fprintf(env.Stdout, "  ORDER=%s  STATE=%s", tl.QROrder, tl.QRState)
+		if order, ok := message.TLVValue(r.DE48, message.TagQROrder); ok {
+			state, _ := message.TLVValue(r.DE48, message.TagQRState)
+			fmt.Fprintf(env.Stdout, "  ORDER=%s  STATE=%s", order, state)
 		}
 		fmt.Fprintf(env.Stdout, "  (%s, %s)\n", describeRC(r.RC), time.Since(start).Round(time.Microsecond))
-		if tl.QRPayload != "" {
-			fmt.Fprintf(env.Stdout, "QR %s\n", tl.QRPayload)
+		if payload, ok := message.TLVValue(r.DE48, message.TagQRPayload); ok {
+			fmt.Fprintf(env.Stdout, "QR %s\n", payload)
 		}
 	}
 	return 0

@@ -24,13 +24,16 @@ func orderTx(proc string, amount int64, order string) termclient.Txn {
 	return tx
 }
 
-func orderTLV(t *testing.T, r termclient.Result) message.TLV {
+// orderAnswer is what an order answer's DE 48 says.
+type orderAnswer struct{ QROrder, QRState, QRPayload string }
+
+func orderTLV(t *testing.T, r termclient.Result) orderAnswer {
 	t.Helper()
-	tlv, err := message.ParseTLV(r.DE48)
-	if err != nil {
-		t.Fatalf("answer's DE 48 %q: %v", r.DE48, err)
-	}
-	return tlv
+	var a orderAnswer
+	a.QROrder, _ = message.TLVValue(r.DE48, message.TagQROrder)
+	a.QRState, _ = message.TLVValue(r.DE48, message.TagQRState)
+	a.QRPayload, _ = message.TLVValue(r.DE48, message.TagQRPayload)
+	return a
 }
 
 // TestQRMerchantPresented: over TCP, a terminal gets a dynamic code for an order (an

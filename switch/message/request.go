@@ -369,6 +369,12 @@ func fill(r *Request, f *fieldValues) error {
 		}
 		return nil
 	}
+	// DE 48 is parsed once, here (fillQR reads it); a malformed one is reported after
+	// the checks of the other fields, as before.
+	var tlvErr error
+	if r.DE48 != "" {
+		r.TLV, tlvErr = ParseTLV(r.DE48)
+	}
 	switch r.MTI {
 	case "0100", "0200":
 		if r.MTI == "0100" && (r.ProcCode == PCQROrder || r.ProcCode == PCQRInquiry) {
@@ -390,7 +396,7 @@ func fill(r *Request, f *fieldValues) error {
 				return err
 			}
 		}
-		if ok, err := fillQR(r, f, fail); err != nil {
+		if ok, err := fillQR(r, tlvErr, fail); err != nil {
 			return err
 		} else if !ok {
 			if err := fillCard(r, fail); err != nil {
@@ -445,12 +451,9 @@ func fill(r *Request, f *fieldValues) error {
 	if r.MID != "" && len(r.MID) != 15 {
 		return fail(42, "merchant ID %q is not 15 characters", r.MID)
 	}
-	if r.DE48 != "" {
-		t, err := ParseTLV(r.DE48)
-		if err != nil {
-			return fail(48, "%v", err)
-		}
-		r.TLV = t
+	if tlvErr != nil {
+		r.TLV = TLV{}
+		return fail(48, "%v", tlvErr)
 	}
 	return nil
 }
@@ -485,12 +488,9 @@ const minQRCode, maxQRCode = 8, 32
 // fillQR takes the payment code of DE 48 QC instead of a card: a purchase or
 // pre-authorization carries the payer's code, a refund or void of a QR payment the
 // tag empty. It reports whether the request is a QR one.
-func fillQR(r *Request, f *fieldValues, fail func(int, string, ...any) error) (bool, error) {
-	if !f.has(48) {
-		return false, nil
-	}
-	t, err := ParseTLV(r.DE48)
-	if err != nil || t.Has&HasQRCode == 0 {
+func fillQR(r *Request, tlvErr error, fail func(int, string, ...any) error) (bool, error) {
+	t := &r.TLV
+	if tlvErr != nil || t.Has&HasQRCode == 0 {
 		return false, nil // a bad DE 48 is reported below, with the other checks
 	}
 	if r.PAN != "" || r.Track2 != "" {
@@ -529,8 +529,10 @@ func fillOrder(r *Request, f *fieldValues, need func(...int) error, fail func(in
 	if err := need(48); err != nil {
 		return err
 	}
-	if t, err := ParseTLV(r.DE48); err == nil && (t.Has&HasQROrder == 0 || t.QROrder == "") {
-		return fail(48, "an order inquiry names its order in QO")
+	if _, err := ParseTLV(r.DE48); err == nil {
+		if id, _ := TLVValue(r.DE48, TagQROrder); id == "" {
+			return fail(48, "an order inquiry names its order in QO")
+		}
 	}
 	return nil
 }

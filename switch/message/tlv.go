@@ -45,13 +45,13 @@ type TLV struct {
 	Device, SIM, IMEI, Geo, Cell, AppVersion string
 	Integrity, Attestation, KSN, BatchTotals string
 	PINKey, MACKey, Reason, Label            string
-	QRCode, QROrder, QRPayload, QRState      string
+	QRCode                                   string
 	// Has records which known tags were present (IF may be present and empty).
 	Has TagSet
 }
 
 // TagSet is a set of the known DE 48 tags.
-type TagSet uint32
+type TagSet uint16
 
 // Tag bits of TagSet.
 const (
@@ -70,9 +70,6 @@ const (
 	HasReason
 	HasLabel
 	HasQRCode
-	HasQROrder
-	HasQRPayload
-	HasQRState
 )
 
 // ParseTLV decodes a DE 48 value: repeated TAG(2) LEN(3 digits) VALUE. Unknown tags are
@@ -129,12 +126,6 @@ func ParseTLV(s string) (TLV, error) {
 			dst, bit = &t.Label, HasLabel
 		case TagQRCode:
 			dst, bit = &t.QRCode, HasQRCode
-		case TagQROrder:
-			dst, bit = &t.QROrder, HasQROrder
-		case TagQRPayload:
-			dst, bit = &t.QRPayload, HasQRPayload
-		case TagQRState:
-			dst, bit = &t.QRState, HasQRState
 		}
 		if dst != nil {
 			if t.Has&bit != 0 {
@@ -145,6 +136,29 @@ func ParseTLV(s string) (TLV, error) {
 		i += 5 + n
 	}
 	return t, nil
+}
+
+// TLVValue returns the value of tag in a DE 48 value, for the tags the switch writes
+// in answers and the few it does not decode into TLV (QO, QS, QP); false when absent or when s
+// is not a well-formed TLV.
+func TLVValue(s, tag string) (string, bool) {
+	for i := 0; i+5 <= len(s); {
+		n := 0
+		for _, c := range []byte(s[i+2 : i+5]) {
+			if c < '0' || c > '9' {
+				return "", false
+			}
+			n = n*10 + int(c-'0')
+		}
+		if i+5+n > len(s) {
+			return "", false
+		}
+		if s[i:i+2] == tag {
+			return s[i+5 : i+5+n], true
+		}
+		i += 5 + n
+	}
+	return "", false
 }
 
 // AppendTLV appends one TLV element to b. It returns an error when tag is not two

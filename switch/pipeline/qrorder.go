@@ -73,8 +73,9 @@ func (p *Pipeline) qrOrder(ctx context.Context, t *txn) (frontend.Response, erro
 		}
 	} else {
 		var ok bool
-		if st, ok, err = p.cfg.Orders.Order(ctx, r.TLV.QROrder, r.TID); err != nil {
-			return p.systemError(t, fmt.Errorf("qr order %s: %w", r.TLV.QROrder, err))
+		id, _ := message.TLVValue(r.DE48, message.TagQROrder)
+		if st, ok, err = p.cfg.Orders.Order(ctx, id, r.TID); err != nil {
+			return p.systemError(t, fmt.Errorf("qr order %s: %w", id, err))
 		} else if !ok {
 			return p.decline(ctx, t, message.RCOriginalNotFound, "switch", "qr-order-not-found")
 		}
