@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/moov-io/iso8583"
+
 	"github.com/switchyard/switchyard/risk"
 	"github.com/switchyard/switchyard/switch/message"
 	"github.com/switchyard/switchyard/switch/qr"
@@ -169,5 +171,45 @@ func TestQRNeverStandsIn(t *testing.T) {
 	})
 	if a := h.do(h.qrPurchase(wxCode, 1000)); a.RC != "91" {
 		t.Fatalf("%+v", a.Result)
+	}
+}
+
+// isoQRRoutes routes UnionPay codes to an ISO 8583 issuer link.
+type isoQRRoutes struct{ link *fakeLink }
+
+func (r isoQRRoutes) RouteQR(code string) (IssuerLink, string, bool) {
+	if strings.HasPrefix(code, "62") && len(code) == 19 {
+		return r.link, qr.UnionPay, true
+	}
+	return nil, "", false
+}
+
+func (r isoQRRoutes) Connector(id string) (IssuerLink, bool) { return r.link, id == r.link.id }
+
+// TestQRUnionPayOverISO: a UnionPay code routed to an ISO 8583 issuer link goes in
+// DE 2 with the terminal's DE 22 (03x); the answer is the issuer's; a timeout is
+// reversed like a card's.
+func TestQRUnionPayOverISO(t *testing.T) {
+	cup := newFakeLink("cup")
+	h := newHarness(t, func(_ *harness, c *Config) { c.QR = isoQRRoutes{link: cup} })
+	const code = "6225880123456789012"
+	a := h.do(h.qrPurchase(code, 1000))
+	if a.RC != "00" || len(cup.sent()) != 1 {
+		t.Fatalf("answer %+v, sent %d", a.Result, len(cup.sent()))
+	}
+	r, err := message.Decode(cup.sent()[0].Body, message.DialectASCII)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.PAN != code || r.EntryMode != "032" {
+		t.Fatalf("issuer got DE 2 %s, DE 22 %q", qr.Mask(r.PAN), r.EntryMode)
+	}
+	if rec := h.record(a.RRN); rec.QR != qr.UnionPay || rec.Issuer != "cup" || rec.PANMasked != qr.Mask(code) {
+		t.Fatalf("record %+v", rec)
+	}
+	cup.script(func(sent) (*iso8583.Message, error) { return nil, ErrIssuerTimeout })
+	a = h.do(h.qrPurchase(code, 1200))
+	if items := h.q.all(); a.RC != "91" || len(items) == 0 || items[len(items)-1].Issuer != "cup" {
+		t.Fatalf("timeout: %+v, queue %d", a.Result, len(items))
 	}
 }
