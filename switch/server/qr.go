@@ -71,8 +71,8 @@ func (r *qrRoutes) Connector(id string) (pipeline.IssuerLink, bool) {
 
 // openQR builds the payment-code table and the connectors (starting the demo wallet
 // simulator in demo mode). It runs after the issuer links are dialled.
-func (s *Server) openQR(o newOptions, log zerolog.Logger) (*qrRoutes, error) {
-	cfg := s.cfg.QR
+func (s *Server) openQR(o newOptions) (*qrRoutes, error) {
+	cfg, log := s.cfg.QR, s.log
 	table, err := qr.NewTable(cfg.Routes)
 	if err != nil {
 		return nil, err
@@ -131,11 +131,12 @@ func (s *Server) openQR(o newOptions, log zerolog.Logger) (*qrRoutes, error) {
 // refund, tried until the network confirms.
 func (s *Server) registerWallets() {
 	for id, w := range s.wallets {
-		s.Queue.Register(id, walletSender(w, s.log))
+		s.Queue.Register(id, s.walletSender(w))
 	}
 }
 
-func walletSender(w *wallet.Connector, log zerolog.Logger) saf.Sender {
+func (s *Server) walletSender(w *wallet.Connector) saf.Sender {
+	log := s.log
 	return func(ctx context.Context, it *saf.Item, _ bool) error {
 		if !strings.HasPrefix(it.MTI, "042") {
 			// Nothing else is queued for a wallet (the switch never stands in for a

@@ -15,8 +15,8 @@
 // logs through a global logger or to stdout/stderr. The exceptions, all in this
 // package: New and Open take the command's root logger as an argument (it enters
 // the wiring there); OpenDB, which has no options, takes one for Badger and tags it
-// "badger"; the StartDemoIssuer hook hands the root logger to the demo wiring to
-// tag; Reload sets zerolog's global level, the one knob that reaches every logger
+// "badger"; the StartDemoIssuer (and StartDemoWallet) hook hands the root logger to
+// the demo wiring to tag; Reload sets zerolog's global level, the one knob that reaches every logger
 // already handed out. TestLoggerConvention (loggers_test.go) enforces this.
 package server
 
@@ -348,7 +348,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 			standIn[ic.ID] = pipeline.StandInLimits{Enabled: true, MaxAmount: si.MaxAmount, PerCardCount: si.PerCardCount, PerCardSum: si.PerCardSum}
 		}
 	}
-	qrRoutes, err := s.openQR(o, log)
+	qrRoutes, err := s.openQR(o)
 	if err != nil {
 		return nil, fmt.Errorf("qr: %w", err)
 	}
