@@ -45,6 +45,7 @@ type Request struct {
 	Currency  string // DE 49
 	PINBlock  [8]byte
 	HasPIN    bool   // DE 52 present
+	QR        bool   // paid with a payment code (QRCode), or a refund or void of such a payment; see QRCode
 	ICC       string // DE 55
 	NetCode   string // DE 70
 	Original  string // DE 90
@@ -52,11 +53,10 @@ type Request struct {
 	MAC       [8]byte
 	MACField  int // 64 or 128 when a MAC is present, else 0
 
-	// QR is set for a payment made with a payment code instead of a card, and for a
-	// refund or void of one (whatever the dialect carried it in: DE 48 QC in the ASCII
-	// dialects). QRCode is the payer's code (empty for refunds and voids): a
-	// credential like a PAN, never logged or stored in clear (qr.Mask).
-	QR     bool
+	// QRCode is the payer's payment code when QR is set (empty for refunds and
+	// voids), whatever the dialect carried it in (DE 48 QC in the ASCII dialects): a
+	// credential like a PAN, never logged or stored in clear (qr.Mask). QR sits
+	// beside HasPIN, in its padding, so that Request keeps its allocation size class.
 	QRCode string
 }
 

@@ -389,10 +389,9 @@ type txn struct {
 	// counters (as undoBy says) once it is answered approved.
 	undo   *journal.Record
 	undoBy risk.Retraction
-	// qrLink is a QR payment's connector by its code; qrOrig the QR original of a
-	// refund (qr.go).
-	qrLink IssuerLink
-	qrOrig *journal.Record
+	// qr is what a QR request carries along (qr.go); nil for a card. One pointer, so
+	// that txn stays in its allocation size class.
+	qr *qrTxn
 }
 
 // Process implements frontend.Processor. The front-end cancels ctx when the drain

@@ -57,6 +57,13 @@ type WalletLink interface {
 // errQRCodeTooLong: an ISO 8583 link carries the code in DE 2, at most 19 digits.
 var errQRCodeTooLong = errors.New("payment code longer than 19 digits cannot go in DE 2 of an ISO 8583 issuer link")
 
+// qrTxn is a QR request's connector by its code (link), or the QR original of a
+// refund or void (orig).
+type qrTxn struct {
+	link IssuerLink
+	orig *journal.Record
+}
+
 // newQRRecord fills what a QR request puts in its record: the code masked and hashed
 // in place of the PAN, and its network by the payment-code table (its connector is
 // kept for authorize). Refunds and voids take theirs from their original.
@@ -69,7 +76,7 @@ func (p *Pipeline) newQRRecord(t *txn) {
 	rec.CardHash = p.CardHash(r.QRCode)
 	if p.cfg.QR != nil {
 		if link, network, ok := p.cfg.QR.RouteQR(r.QRCode); ok {
-			t.qrLink, rec.QR = link, network
+			t.qr, rec.QR = &qrTxn{link: link}, network
 		}
 	}
 }
@@ -88,7 +95,7 @@ func qrOriginal(t *txn, orig *journal.Record) string {
 		return "original-not-a-qr-payment"
 	case orig.QR != "":
 		t.rec.QR, t.rec.PANMasked, t.rec.CardHash = orig.QR, orig.PANMasked, orig.CardHash
-		t.qrOrig = orig
+		t.qr = &qrTxn{orig: orig}
 	}
 	return ""
 }
@@ -96,20 +103,23 @@ func qrOriginal(t *txn, orig *journal.Record) string {
 // qrRoute returns the link of a QR request: a refund's original's connector, or the
 // payer's code's.
 func (p *Pipeline) qrRoute(t *txn) (IssuerLink, bool) {
-	if t.qrOrig != nil {
+	switch {
+	case t.qr == nil:
+		return nil, false
+	case t.qr.orig != nil:
 		if p.cfg.QR == nil {
 			return nil, false
 		}
-		return p.cfg.QR.Connector(t.qrOrig.Issuer)
+		return p.cfg.QR.Connector(t.qr.orig.Issuer)
 	}
-	return t.qrLink, t.qrLink != nil
+	return t.qr.link, t.qr.link != nil
 }
 
 // walletExchange sends a QR request to a wallet's API.
 func (p *Pipeline) walletExchange(ctx context.Context, t *txn, wl WalletLink) (rc, auth string, err error) {
 	r := t.req
-	if t.qrOrig != nil {
-		return wl.Refund(ctx, WalletRefund{RRN: t.rec.RRN, OriginalRRN: t.qrOrig.RRN, TID: r.TID, MID: r.MID, Currency: r.Currency, Amount: r.Amount})
+	if t.qr != nil && t.qr.orig != nil {
+		return wl.Refund(ctx, WalletRefund{RRN: t.rec.RRN, OriginalRRN: t.qr.orig.RRN, TID: r.TID, MID: r.MID, Currency: r.Currency, Amount: r.Amount})
 	}
 	return wl.Pay(ctx, WalletPayment{RRN: t.rec.RRN, Code: r.QRCode, TID: r.TID, MID: r.MID, Currency: r.Currency, Amount: r.Amount})
 }
