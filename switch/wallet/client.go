@@ -174,6 +174,7 @@ func (c *Connector) Pay(ctx context.Context, p pipeline.WalletPayment) (rc, auth
 	last := "no answer to pay"
 	if err != nil {
 		last = err.Error()
+		c.cfg.Logger.Warn().Err(err).Str("connector", c.cfg.ID).Str("rrn", p.RRN).Msg("pay without an answer: querying the payment until it is decided or the timeout")
 	}
 	tick := time.NewTicker(c.cfg.Poll)
 	defer tick.Stop()
