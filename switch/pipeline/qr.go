@@ -124,7 +124,8 @@ func (p *Pipeline) walletExchange(ctx context.Context, t *txn, wl WalletLink) (r
 	return wl.Pay(ctx, WalletPayment{RRN: t.rec.RRN, Code: r.QRCode, TID: r.TID, MID: r.MID, Currency: r.Currency, Amount: r.Amount})
 }
 
-// qrDecline declines a QR request the switch cannot route.
+// qrNoRoute declines a QR request the switch cannot route (no table line or no
+// connector), releasing what the caller reserved.
 func (p *Pipeline) qrNoRoute(ctx context.Context, t *txn, declined func()) (frontend.Response, error) {
 	declined()
 	return p.decline(ctx, t, message.RCNoSuchIssuer, "switch", "qr-no-route")
