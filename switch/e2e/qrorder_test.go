@@ -113,3 +113,49 @@ func TestQRMerchantPresented(t *testing.T) {
 		t.Fatalf("unknown order: %+v", q)
 	}
 }
+
+// TestQROrderWait: with qr.orders.wait, a terminal's inquiry is answered when the
+// payment arrives, in the answer it is waiting on.
+func TestQROrderWait(t *testing.T) {
+	f, sim := startQRWith(t, func(c *config.Config) { c.QR.Orders.Wait = config.Duration(20 * time.Second) })
+	a := f.send(orderTx(message.PCQROrder, 1200, ""))
+	o := orderTLV(t, a)
+	if a.RC != "00" || o.QRState != "open" {
+		t.Fatalf("order: %+v", a)
+	}
+	c, err := termclient.Dial(f.s.ListenerAddr("ascii"), message.DialectASCII, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	answered := make(chan termclient.Result, 1)
+	m, err := termclient.Build(orderTx(message.PCQRInquiry, 0, o.QROrder), message.DialectASCII)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		var r termclient.Result
+		if resp, err := c.Send(ctx, m, nil); err == nil {
+			r, _ = termclient.Decode(resp)
+		}
+		answered <- r // an empty result on failure fails the checks below
+	}()
+	select {
+	case r := <-answered:
+		t.Fatalf("inquiry answered before the payment: %+v", r)
+	case <-time.After(300 * time.Millisecond): // the inquiry is held (a bound, not a synchronization)
+	}
+	if _, res, err := sim.PayOrder(context.Background(), wallet.MPMPayRequest{Payload: o.QRPayload, Network: qr.UnionPay}); err != nil || res.Result != wallet.Success {
+		t.Fatalf("notification: %+v %v", res, err)
+	}
+	select {
+	case r := <-answered:
+		if st := orderTLV(t, r).QRState; st != "paid" || r.Amount != "000000001200" {
+			t.Fatalf("held inquiry: %+v (%s)", r, st)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("the held inquiry was not answered after the payment")
+	}
+}
