@@ -6,9 +6,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/switchyard/switchyard/switch/config"
 	"github.com/switchyard/switchyard/switch/message"
 	"github.com/switchyard/switchyard/switch/qr"
+	"github.com/switchyard/switchyard/switch/server"
 	"github.com/switchyard/switchyard/switch/termclient"
 	"github.com/switchyard/switchyard/switch/wallet"
 )
@@ -157,5 +160,45 @@ func TestQROrderWait(t *testing.T) {
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatal("the held inquiry was not answered after the payment")
+	}
+}
+
+// TestQROrderSurvivesRestart: an order made before a restart is still open after it,
+// and can be paid.
+func TestQROrderSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	open := func() (*server.Server, *termclient.Client) {
+		c := demoConfig(t, dir)
+		s, err := server.New(c, zerolog.Nop(), demoIssuer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tc, err := termclient.Dial(s.ListenerAddr("ascii"), message.DialectASCII, nil)
+		if err != nil {
+			s.Close()
+			t.Fatal(err)
+		}
+		return s, tc
+	}
+	s, c := open()
+	a := sendOn(t, c, orderTx(message.PCQROrder, 3300, ""), nil)
+	o := orderTLV(t, a)
+	c.Close()
+	s.Close()
+	if a.RC != "00" || o.QROrder == "" {
+		t.Fatalf("order: %+v", a)
+	}
+	s, c = open()
+	defer s.Close()
+	defer c.Close()
+	if r := sendOn(t, c, orderTx(message.PCQRInquiry, 0, o.QROrder), nil); orderTLV(t, r).QRState != "open" {
+		t.Fatalf("after the restart: %+v", r)
+	}
+	sim := s.DemoWallet().(*wallet.Sim)
+	if _, res, err := sim.PayOrder(context.Background(), wallet.MPMPayRequest{Payload: o.QRPayload, Network: qr.WeChat}); err != nil || res.Result != wallet.Success {
+		t.Fatalf("notification after the restart: %+v %v", res, err)
+	}
+	if r := sendOn(t, c, orderTx(message.PCQRInquiry, 0, o.QROrder), nil); orderTLV(t, r).QRState != "paid" {
+		t.Fatalf("paid after the restart: %+v", r)
 	}
 }
