@@ -31,7 +31,7 @@ func runBench(env *Env, args []string) int {
 	fs.DurationVar(&o.IssuerLatency, "issuer-latency", 0, "the issuer simulator's answer time (with --issuer-latency-p99: the median)")
 	fs.DurationVar(&o.IssuerLatencyP99, "issuer-latency-p99", 0, "log-normal issuer answer times with this 99th percentile")
 	fs.BoolVar(&o.Plain, "plain", false, "ordinary purchases only, no fraud scenarios")
-	fs.Float64Var(&o.QRShare, "qr-share", 0, "share (0 to 1) of the load terminals' requests that are QR purchases through a wallet simulator; 0: card only")
+	fs.Float64Var(&o.QRShare, "qr-share", 0, "share (0 to 1) of the load terminals' requests that are QR purchases through a wallet simulator; 0: card only (not with --target or --plain)")
 	fs.StringVar(&o.Scenario, "scenario", "standard", "name of the run in the reports")
 	results := fs.String("results", "bench/results", "write the JSON and HTML reports here (empty: none)")
 	target := fs.String("target", "", "load a switch already running at this terminal address (no relay, no CPU figures)")
