@@ -82,6 +82,8 @@ type Config struct {
 	Ratings Ratings `yaml:"ratings"`
 	// Notices push approvals, voids and refunds to merchants' webhooks (merchantrisk.go).
 	Notices Notices `yaml:"notices"`
+	// QR configures QR payments: payment codes and merchant-presented orders (qr.go).
+	QR QR `yaml:"qr"`
 	// Cluster, when set, makes this switch one node of a cluster on NATS JetStream
 	// (docs/cluster.md); absent, the switch runs alone on its Badger data directory.
 	Cluster *cluster.Config `yaml:"cluster"`
@@ -512,6 +514,7 @@ func (c *Config) ApplyDefaults() {
 	if c.DemoIssuer.Addr == "" {
 		c.DemoIssuer.Addr = "127.0.0.1:0"
 	}
+	c.QR.applyDefaults(c.Demo)
 	if c.DemoIssuer.Timeout == 0 {
 		c.DemoIssuer.Timeout = Duration(10 * time.Second)
 	}
@@ -795,6 +798,7 @@ func (c *Config) Validate() error {
 	if c.Alerts.SuspendWindow.D() < time.Minute || c.Alerts.SuspendWindow.D() > 7*24*time.Hour {
 		bad("alerts.suspend_window", "%s is not between 1m and 168h", c.Alerts.SuspendWindow.D())
 	}
+	c.QR.validate(issuers, bad)
 	return errors.Join(errs...)
 }
 

@@ -63,6 +63,9 @@ func (p *Pipeline) fillInput(in *risk.Input, t *txn, res *registry.CheckResult, 
 	x.Amount, x.Currency = int(r.Amount), r.Currency
 	x.SetEntryMode(r.EntryMode)
 	x.PINPresent = x.PINPresent || r.HasPIN
+	if r.QR {
+		x.QR, x.Wallet = true, t.rec.QR
+	}
 	x.BIN, x.CardHash, x.STAN, x.RRN, x.Time = r.BIN(), t.rec.CardHash, r.STAN, t.rec.RRN, t.start.UTC()
 	if orig != nil {
 		x.OriginalCardHash, x.OriginalAmount = orig.CardHash, int(orig.Amount)

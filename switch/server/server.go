@@ -15,8 +15,8 @@
 // logs through a global logger or to stdout/stderr. The exceptions, all in this
 // package: New and Open take the command's root logger as an argument (it enters
 // the wiring there); OpenDB, which has no options, takes one for Badger and tags it
-// "badger"; the StartDemoIssuer hook hands the root logger to the demo wiring to
-// tag; Reload sets zerolog's global level, the one knob that reaches every logger
+// "badger"; the StartDemoIssuer (and StartDemoWallet) hook hands the root logger to
+// the demo wiring to tag; Reload sets zerolog's global level, the one knob that reaches every logger
 // already handed out. TestLoggerConvention (loggers_test.go) enforces this.
 package server
 
@@ -66,6 +66,7 @@ import (
 	"github.com/switchyard/switchyard/switch/registry"
 	"github.com/switchyard/switchyard/switch/saf"
 	"github.com/switchyard/switchyard/switch/sched"
+	"github.com/switchyard/switchyard/switch/wallet"
 )
 
 // Server is a running switch.
@@ -114,6 +115,10 @@ type Server struct {
 
 	// cupSessions are the signed-in terminals of the cup listeners (server/cup.go).
 	cupSessions *cup.Sessions
+	// QR payments (qr.go): the wallet connectors and demo mode's wallet simulator.
+	wallets    map[string]*wallet.Connector
+	demoWallet DemoWallet
+	orders     *orderDesk
 }
 
 // OpenDB opens (creating if missing) the Badger database under dir with the options the
@@ -372,6 +377,13 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 			standIn[ic.ID] = pipeline.StandInLimits{Enabled: true, MaxAmount: si.MaxAmount, PerCardCount: si.PerCardCount, PerCardSum: si.PerCardSum}
 		}
 	}
+	qrRoutes, err := s.openQR(o)
+	if err != nil {
+		return nil, fmt.Errorf("qr: %w", err)
+	}
+	if s.orders, err = s.newOrderDesk(); err != nil {
+		return nil, err
+	}
 	rt := routeTable{router, s.links}
 	breaker := pipeline.BreakerConfig{Window: cfg.Breaker.Window.D(), Buckets: cfg.Breaker.Buckets, MinRequests: cfg.Breaker.MinRequests,
 		FailureRate: cfg.Breaker.FailureRate, OpenFor: cfg.Breaker.OpenFor.D(), Probes: cfg.Breaker.Probes}
@@ -406,6 +418,8 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		Ratings:          s.ratings.Book(),
 		Notices:          s.notices,
 		TxnPolicies:      txnPolicies(cfg),
+		QR:               qrRoutes,
+		Orders:           s.orders,
 		Logger:           txnLog,
 		Now:              cfg.Clock,
 	}, jr, s.Queue, rt, s.Registry, s.Metrics)
@@ -429,6 +443,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	for id, l := range s.links {
 		s.Queue.Register(id, s.adviceSender(l))
 	}
+	s.registerWallets()
 	for _, l := range s.links {
 		l.OnLate = func(m *iso8583.Message) {
 			rrn, _ := m.GetString(37)
@@ -446,6 +461,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	if err := s.startAdmin(); err != nil {
 		return nil, err
 	}
+	s.startOrders()
 	limit := frontend.NewLimiter(cfg.Limits.MaxInFlight)
 	maxConns := make([]int, len(cfg.Listeners))
 	for i, lc := range cfg.Listeners {
@@ -728,6 +744,9 @@ func (s *Server) Close() {
 		}
 		if s.demoSim != nil {
 			_ = s.demoSim.Close()
+		}
+		if s.demoWallet != nil {
+			_ = s.demoWallet.Close()
 		}
 		if s.beforeStores != nil {
 			s.beforeStores()
