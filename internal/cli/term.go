@@ -99,7 +99,8 @@ func runTerm(env *Env, args []string) int {
 	}
 	if d == message.DialectCUP {
 		return runTermCUP(env, kind, cupArgs, cupTermCommon{addr: *addr, pan: *pan, amount: *amount, expiry: *expiry,
-			tid: *tid, mid: *mid, stan: *stan, rrn: *rrn, pin: *pin, tags: tags, timeout: *timeout, json: *asJSON})
+			tid: *tid, mid: *mid, stan: *stan, rrn: *rrn, pin: *pin, tags: tags, timeout: *timeout, json: *asJSON,
+			qrCode: *qrCode, qrOriginal: *qrOrig})
 	}
 	if kind == "settle" {
 		return fail(env, "term settle: only with --dialect cup (an ASCII terminal sends 0500 with its totals in DE 48 tag BT)")

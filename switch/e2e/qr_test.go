@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/switch/config"
+	"github.com/switchyard/switchyard/switch/cup"
 	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/qr"
 	"github.com/switchyard/switchyard/switch/termclient"
@@ -127,5 +128,43 @@ func TestQRConsumerPresented(t *testing.T) {
 	})
 	if clear {
 		t.Fatal("a payment code is in the journal in clear")
+	}
+}
+
+// TestQRCUPDialect: a UnionPay-style terminal scans a payer's code (F22 = 031, the
+// code in F59 tag A3) and is paid through the same wallet connector as the ASCII
+// dialects; the QR payment is refunded without a card; a QR sale without a code is a
+// format error; the code is not in the journal in clear.
+func TestQRCUPDialect(t *testing.T) {
+	f, sim := startQR(t)
+	term := cupTerminal(t, f, "001", cupHome)
+	code := qrCodes[qr.WeChat]
+	paid := cupDo(t, term, cup.Txn{Kind: "sale", QRCode: code, Amount: 1000})
+	if paid.Str(39) != "00" || paid.Str(38) == "" {
+		t.Fatalf("QR sale: %s", cup.Summary(paid))
+	}
+	rec := f.record(paid.Str(37))
+	if rec.QR != qr.WeChat || rec.PANMasked != qr.Mask(code) {
+		t.Fatalf("record: qr %q pan %q", rec.QR, rec.PANMasked)
+	}
+	if tr, ok := sim.Trade(paid.Str(37)); !ok || tr.State != wallet.Success || tr.TotalFee != 1000 {
+		t.Fatalf("wallet trade %+v", tr)
+	}
+	ref := cupDo(t, term, cup.Txn{Kind: "refund", QR: true, Amount: 400, RRN: paid.Str(37), Auth: paid.Str(38)})
+	if ref.Str(39) != "00" {
+		t.Fatalf("QR refund: %s", cup.Summary(ref))
+	}
+	if tr, _ := sim.Trade(paid.Str(37)); tr.Refunded != 400 {
+		t.Fatalf("refunded at the wallet: %+v", tr)
+	}
+	f0, err := term.Build(cup.Txn{Kind: "sale", QR: true, Amount: 500})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bad, err := term.Exchange(f0, true); err != nil || bad.Str(39) != "30" {
+		t.Fatalf("QR sale without a code: %v %s, want 30", err, cup.Summary(bad))
+	}
+	if strings.Contains(f.logs.String(), code) {
+		t.Error("the payment code is in the logs in clear")
 	}
 }
