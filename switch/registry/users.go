@@ -263,3 +263,38 @@ func (u *User) public() *User {
 	c.Hash = ""
 	return &c
 }
+
+// DemoUser is a demo console user and its public password.
+type DemoUser struct {
+	Name, Role, Password string
+}
+
+// DemoUsers are the console users of demo mode, with public passwords: two
+// operators and two reviewers (to show the two-person review), an analyst and
+// an admin, as the demo tokens.
+func DemoUsers() []DemoUser {
+	return []DemoUser{
+		{"operator", RoleOperator, "operator-demo-pw"},
+		{"operator2", RoleOperator, "operator2-demo-pw"},
+		{"reviewer", RoleReviewer, "reviewer-demo-pw"},
+		{"reviewer2", RoleReviewer, "reviewer2-demo-pw"},
+		{"analyst", RoleAnalyst, "analyst-demo-pw"},
+		{"admin", RoleAdmin, "admin-demo-pw"},
+	}
+}
+
+// LoadDemoUsers adds the demo users that are missing (as "system") and returns
+// how many it added. A demo user whose password was changed keeps it.
+func LoadDemoUsers(r *Registry) (int, error) {
+	n := 0
+	for _, u := range DemoUsers() {
+		if _, err := r.User(u.Name); err == nil {
+			continue
+		}
+		if _, err := r.AddUser(Actor{Name: "system"}, u.Name, u.Role, u.Password); err != nil {
+			return n, fmt.Errorf("demo user %s: %w", u.Name, err)
+		}
+		n++
+	}
+	return n, nil
+}
