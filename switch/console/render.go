@@ -67,10 +67,10 @@ func baseFuncs() template.FuncMap {
 			return m
 		},
 		"int64": func(i int) int64 { return int64(i) },
-		"pct": func(f float64) string { return fmt.Sprintf("%.1f%%", 100*f) },
-		"f1":  func(f float64) string { return fmt.Sprintf("%.1f", f) },
-		"ms":  func(sec float64) string { return fmt.Sprintf("%.1f ms", 1000*sec) },
-		"svg": func(s string) template.HTML { return template.HTML(s) }, // only for the charts this package draws from numbers
+		"pct":   func(f float64) string { return fmt.Sprintf("%.1f%%", 100*f) },
+		"f1":    func(f float64) string { return fmt.Sprintf("%.1f", f) },
+		"ms":    func(sec float64) string { return fmt.Sprintf("%.1f ms", 1000*sec) },
+		"svg":   func(s string) template.HTML { return template.HTML(s) }, // only for the charts this package draws from numbers
 	}
 }
 
