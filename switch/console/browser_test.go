@@ -92,7 +92,7 @@ type tab struct {
 func (b *browser) user(name string) *tab {
 	b.t.Helper()
 	ctx, cancel := chromedp.NewContext(b.ctx, chromedp.WithNewBrowserContext())
-	ctx, cancelT := context.WithTimeout(ctx, 90*time.Second)
+	ctx, cancelT := context.WithTimeout(ctx, 4*time.Minute)
 	tb := &tab{t: b.t, ctx: ctx, base: b.base, name: name}
 	b.t.Cleanup(func() {
 		if b.t.Failed() {

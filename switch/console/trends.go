@@ -93,6 +93,8 @@ func (c *Console) chart(span, step time.Duration) string {
 	src := sp.minutes
 	if span <= time.Hour {
 		src = sp.seconds
+	} else if n := len(sp.seconds); n > 0 {
+		src = append(append([]sample(nil), sp.minutes...), sp.seconds[n-1]) // up to now, not to the last whole minute
 	}
 	n := int(span / step)
 	type bar struct{ ok, no float64 }
