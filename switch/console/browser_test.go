@@ -175,15 +175,34 @@ func (tb *tab) submit(button, waitFor string) {
 }
 
 // waitText polls the page until sel's text contains want or the deadline passes.
+// It asks again after a navigation (a page that refreshes itself) instead of
+// failing.
 func (tb *tab) waitText(sel, want string, within time.Duration) {
 	tb.t.Helper()
 	js := fmt.Sprintf(`(() => { const e = document.querySelector(%q); return e !== null && e.textContent.includes(%q); })()`, sel, want)
-	ctx, cancel := context.WithTimeout(tb.ctx, within)
-	defer cancel()
-	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](js, chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(within))); err != nil {
-		got, _ := chromedp.Run(tb.ctx, chromedp.Evaluate[string](fmt.Sprintf(`(document.querySelector(%q) || {}).textContent || "(none)"`, sel)))
-		tb.t.Fatalf("%s: %s does not show %q within %v: %v (it shows %q)", tb.name, sel, want, within, err, got)
+	deadline := time.Now().Add(within)
+	var lastErr error
+	for {
+		ctx, cancel := context.WithTimeout(tb.ctx, time.Until(deadline)+time.Millisecond)
+		ok, err := chromedp.Run(ctx, chromedp.Poll[bool](js, chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(time.Until(deadline)+time.Millisecond)))
+		cancel()
+		if err == nil && ok {
+			return
+		}
+		lastErr = err
+		if time.Now().After(deadline) {
+			break
+		}
+		select { // a navigation interrupted the poll: ask the new page
+		case <-tb.ctx.Done():
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
+	got, _ := chromedp.Run(tb.ctx, chromedp.Evaluate[string](fmt.Sprintf(`(document.querySelector(%q) || {}).textContent || "(none)"`, sel)))
+	if len(got) > 300 {
+		got = got[:300] + "..."
+	}
+	tb.t.Fatalf("%s: %s does not show %q within %v: %v (it shows %q)", tb.name, sel, want, within, lastErr, got)
 }
 
 func demoPassword(user string) string { return user + "-demo-pw" }

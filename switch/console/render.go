@@ -126,7 +126,8 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, s *session, nam
 		v.User, v.Role, v.CSRF, v.Nav = s.User, s.Role, s.CSRF, c.nav(s.Role)
 	}
 	for _, p := range c.pages {
-		if Prefix+strings.TrimPrefix(p.Path, "/") == r.URL.Path || (p.Path == "/" && r.URL.Path == Prefix) {
+		// r.Pattern is the mux pattern that matched: a detail page gets its page's title.
+		if r.Pattern == "GET "+Prefix+strings.TrimPrefix(p.Path, "/") || (p.Path == "/" && r.Pattern == "GET "+Prefix+"{$}") {
 			v.Title = c.t(lang, p.Title)
 		}
 	}

@@ -130,6 +130,6 @@ func (c *Console) chart(span, step time.Duration) string {
 		}
 	}
 	fmt.Fprintf(&sb, `<line class="axis" x1="0" y1="%.0f" x2="%.0f" y2="%.0f"/>`, h, w, h)
-	fmt.Fprintf(&sb, `<text x="0" y="%.0f">-%s</text><text x="%.0f" y="%.0f" text-anchor="end">%s: %.0f</text></svg>`, h+12, span, w, h+12, "max", peak)
+	fmt.Fprintf(&sb, `<text x="0" y="%.0f">-%.0f h</text><text x="%.0f" y="%.0f" text-anchor="end">%.0f / %v</text></svg>`, h+12, span.Hours(), w, h+12, peak, step)
 	return sb.String()
 }
