@@ -17,10 +17,11 @@ import (
 
 // The dashboard reads the counters the switch exports on /metrics (the same
 // Prometheus registry, gathered in process): a sampler keeps one sample a
-// second for the last hour and one a minute for the last 7 days, and the
-// figures are differences between samples. Nothing is added to the transaction
-// path. The live page gets a new summary every second over server-sent events
-// (GET /console/events).
+// second for the last 6 minutes, one a minute for the last 25 hours and one an
+// hour for the last 7 days (the older ones without their histogram and breaker
+// states: a few MB in all), and the figures are differences between samples.
+// Nothing is added to the transaction path. The live page gets a new summary
+// every second over server-sent events (GET /console/events).
 
 // sample is the counters at one instant.
 type sample struct {
@@ -38,8 +39,9 @@ type sample struct {
 type sampler struct {
 	o       Options
 	mu      sync.Mutex
-	seconds []sample // last hour, one a second
-	minutes []sample // last 7 days, one a minute
+	seconds []sample // last 6 minutes, one a second
+	minutes []sample // last 25 hours, one a minute
+	hours   []sample // last 7 days, one an hour
 	warned  map[string]time.Time
 	current []trendWarning
 }
@@ -123,15 +125,34 @@ func (sp *sampler) sample(now time.Time) {
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
 	sp.seconds = append(sp.seconds, s)
-	for len(sp.seconds) > 0 && now.Sub(sp.seconds[0].t) > time.Hour+time.Minute {
+	for len(sp.seconds) > 0 && now.Sub(sp.seconds[0].t) > 6*time.Minute {
 		sp.seconds = sp.seconds[1:]
 	}
+	light := s
+	light.buckets, light.bounds, light.breakers = nil, nil, nil
 	if n := len(sp.minutes); n == 0 || now.Sub(sp.minutes[n-1].t) >= time.Minute {
-		sp.minutes = append(sp.minutes, s)
-		for len(sp.minutes) > 0 && now.Sub(sp.minutes[0].t) > 7*24*time.Hour+time.Hour {
+		sp.minutes = append(sp.minutes, light)
+		for len(sp.minutes) > 0 && now.Sub(sp.minutes[0].t) > 25*time.Hour {
 			sp.minutes = sp.minutes[1:]
 		}
 	}
+	if n := len(sp.hours); n == 0 || now.Sub(sp.hours[n-1].t) >= time.Hour {
+		light.byRC = nil
+		sp.hours = append(sp.hours, light)
+		for len(sp.hours) > 0 && now.Sub(sp.hours[0].t) > 7*24*time.Hour+time.Hour {
+			sp.hours = sp.hours[1:]
+		}
+	}
+}
+
+// history returns the minute samples with the newest second sample after them
+// (so that a figure reaches now, not the last whole minute).
+func (sp *sampler) history() []sample {
+	out := append([]sample(nil), sp.minutes...)
+	if n := len(sp.seconds); n > 0 {
+		out = append(out, sp.seconds[n-1])
+	}
+	return out
 }
 
 // at returns the newest sample at or before t (the oldest if none is).
@@ -194,7 +215,7 @@ func (c *Console) summary() Summary {
 	var sum Summary
 	if len(sp.seconds) > 0 {
 		last := sp.seconds[len(sp.seconds)-1]
-		s10, s5m, s1h := at(sp.seconds, now.Add(-10*time.Second)), at(sp.seconds, now.Add(-5*time.Minute)), at(sp.seconds, now.Add(-time.Hour))
+		s10, s5m, s1h := at(sp.seconds, now.Add(-10*time.Second)), at(sp.seconds, now.Add(-5*time.Minute)), at(sp.history(), now.Add(-time.Hour))
 		if d := last.t.Sub(s10.t).Seconds(); d > 0 {
 			sum.AuthPerSec = (last.total - s10.total) / d
 		}

@@ -84,3 +84,19 @@ func TestTrendWarning(t *testing.T) {
 		t.Fatalf("flagged with half an hour of baseline: %+v", ws)
 	}
 }
+
+// The sampler's memory is bounded: after 8 days of samples it holds 6 minutes
+// of seconds, 25 hours of minutes and 7 days of hours.
+func TestSamplerBounded(t *testing.T) {
+	sp := newSampler(Options{})
+	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	for i := 0; i < 8*24*120; i++ { // every 30 s
+		sp.sample(t0.Add(time.Duration(i) * 30 * time.Second))
+	}
+	if len(sp.seconds) > 13 || len(sp.minutes) > 25*60+1 || len(sp.hours) > 7*24+2 {
+		t.Fatalf("kept %d, %d, %d samples", len(sp.seconds), len(sp.minutes), len(sp.hours))
+	}
+	if first := sp.hours[0].t; t0.Add(8*24*time.Hour).Sub(first) < 7*24*time.Hour {
+		t.Fatalf("the hourly samples reach back to %v only", first)
+	}
+}

@@ -40,6 +40,9 @@ func (sp *sampler) trends(now time.Time) []trendWarning {
 	last := sp.seconds[len(sp.seconds)-1]
 	hourAgo := at(sp.minutes, now.Add(-time.Hour))
 	first := sp.minutes[0]
+	if len(sp.hours) > 0 && sp.hours[0].t.Before(first.t) {
+		first = sp.hours[0] // up to 7 days back
+	}
 	baseHours := hourAgo.t.Sub(first.t).Hours()
 	if baseHours < 1 {
 		return nil
@@ -90,12 +93,7 @@ func (c *Console) chart(span, step time.Duration) string {
 	sp := c.stats
 	now := c.o.Now()
 	sp.mu.Lock()
-	src := sp.minutes
-	if span <= time.Hour {
-		src = sp.seconds
-	} else if n := len(sp.seconds); n > 0 {
-		src = append(append([]sample(nil), sp.minutes...), sp.seconds[n-1]) // up to now, not to the last whole minute
-	}
+	src := sp.history()
 	n := int(span / step)
 	type bar struct{ ok, no float64 }
 	bars := make([]bar, n)
