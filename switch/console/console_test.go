@@ -295,3 +295,39 @@ func TestDisabledUserLoggedOut(t *testing.T) {
 		t.Fatalf("disabled user's request: %d, want a redirect to the login", resp.StatusCode)
 	}
 }
+
+// The event stream sends a summary at once and ends when the console stops
+// (the admin server's shutdown does not wait for open dashboards).
+func TestEventStreamEndsAtStop(t *testing.T) {
+	f := newFixture(t)
+	c := f.client()
+	f.login(t, c, "operator", "operator-demo-pw")
+	resp, err := c.Get(f.srv.URL + "/console/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
+		t.Fatalf("content type %q", ct)
+	}
+	buf := make([]byte, 64)
+	n, err := io.ReadAtLeast(resp.Body, buf, len("event: summary"))
+	if err != nil || !strings.HasPrefix(string(buf[:n]), "event: summary\ndata: {") {
+		t.Fatalf("first event: %q, %v", buf[:n], err)
+	}
+	ended := make(chan error, 1)
+	go func() { _, err := io.Copy(io.Discard, resp.Body); ended <- err }()
+	f.con.Stop()
+	select {
+	case err := <-ended:
+		if err != nil {
+			t.Fatalf("stream ended with %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the event stream did not end within 5 s of Stop")
+	}
+	// Without a session the stream is refused, not redirected.
+	if resp, _ := get(t, f.client(), f.srv.URL+"/console/events"); resp.StatusCode == http.StatusOK {
+		t.Fatal("events without a session")
+	}
+}
