@@ -284,14 +284,17 @@ func DemoUsers() []DemoUser {
 }
 
 // LoadDemoUsers adds the demo users that are missing (as "system") and returns
-// how many it added. A demo user whose password was changed keeps it.
+// how many it added. A demo user whose password was changed keeps it; one that
+// another node of a cluster added first is left as it is.
 func LoadDemoUsers(r *Registry) (int, error) {
 	n := 0
 	for _, u := range DemoUsers() {
 		if _, err := r.User(u.Name); err == nil {
 			continue
 		}
-		if _, err := r.AddUser(Actor{Name: "system"}, u.Name, u.Role, u.Password); err != nil {
+		if _, err := r.AddUser(Actor{Name: "system"}, u.Name, u.Role, u.Password); errors.Is(err, ErrConflict) {
+			continue // another node of a demo cluster added it meanwhile
+		} else if err != nil {
 			return n, fmt.Errorf("demo user %s: %w", u.Name, err)
 		}
 		n++
