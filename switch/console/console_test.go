@@ -331,3 +331,48 @@ func TestEventStreamEndsAtStop(t *testing.T) {
 		t.Fatal("events without a session")
 	}
 }
+
+// An operator saves an alert rule from the form (the registry's PutAlertRule)
+// and the edit link fills the form with it; a rule that suspends terminals
+// becomes a change for review instead.
+func TestAlertRuleForm(t *testing.T) {
+	f := newFixture(t)
+	c := f.client()
+	f.login(t, c, "operator", "operator-demo-pw")
+	_, page := get(t, c, f.srv.URL+"/console/incidents")
+	tok := csrfField.FindStringSubmatch(page)[1]
+	post := func(v url.Values) *http.Response {
+		v.Set("csrf", tok)
+		resp, err := c.PostForm(f.srv.URL+"/console/alert-rules", v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	if resp := post(url.Values{"id": {"quiet-bj"}, "threshold": {"2h"}, "regions": {"CN-BJ"}, "kinds": {"pos, mpos"}, "log": {"on"}}); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("save: %d", resp.StatusCode)
+	}
+	var got *registry.AlertRule
+	for _, ar := range f.reg.AlertRules() {
+		if ar.ID == "quiet-bj" {
+			got = &ar
+		}
+	}
+	if got == nil || time.Duration(got.Threshold) != 2*time.Hour || strings.Join(got.Filter.Regions, ",") != "CN-BJ" || len(got.Filter.Kinds) != 2 || got.Actions[0].Type != "log" {
+		t.Fatalf("saved rule: %+v", got)
+	}
+	_, page = get(t, c, f.srv.URL+"/console/incidents?edit=quiet-bj")
+	for _, want := range []string{`value="quiet-bj"`, `value="2h0m0s"`, `value="CN-BJ"`, `value="pos,mpos"`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the edit form lacks %s", want)
+		}
+	}
+	resp := post(url.Values{"id": {"suspend-bj"}, "regions": {"CN-BJ"}, "suspend": {"on"}, "reason": {"stolen terminals"}})
+	if loc := resp.Header.Get("Location"); !strings.HasPrefix(loc, "/console/changes/CHG-") {
+		t.Fatalf("a suspending rule went to %q, want its change for review", loc)
+	}
+	if resp := post(url.Values{"id": {"bad"}, "threshold": {"soon"}}); !strings.Contains(resp.Header.Get("Location"), "err=") {
+		t.Fatalf("a bad threshold: %s", resp.Header.Get("Location"))
+	}
+}

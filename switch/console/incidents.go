@@ -34,7 +34,13 @@ func (c *Console) incidents(w http.ResponseWriter, r *http.Request, s *session) 
 			reasons = append(reasons, string(x.Reason))
 		}
 	}
-	c.render(w, r, s, "incidents", map[string]any{"Incidents": incs, "Alerts": alerts, "Rules": c.o.Registry.AlertRules(),
+	var edit *registry.AlertRule
+	for _, ar := range c.o.Registry.AlertRules() {
+		if ar.ID == q.Get("edit") {
+			edit = &ar
+		}
+	}
+	c.render(w, r, s, "incidents", map[string]any{"Incidents": incs, "Alerts": alerts, "Rules": c.o.Registry.AlertRules(), "Edit": edit,
 		"Reasons": reasons, "Status": q.Get("status"), "Reason": q.Get("reason"), "Terminal": q.Get("terminal"), "Warnings": c.stats.warnings()})
 }
 

@@ -64,16 +64,18 @@ func (c *Console) terminals(w http.ResponseWriter, r *http.Request, s *session) 
 	q := r.URL.Query()
 	needle := strings.ToLower(strings.TrimSpace(q.Get("q")))
 	var out []terminalRow
+	capped := false
 	for _, t := range c.o.Registry.Terminals(registry.TerminalFilter{MerchantID: q.Get("merchant"), Status: registry.TerminalStatus(q.Get("status")), Kind: registry.TerminalKind(q.Get("kind"))}) {
 		if needle != "" && !strings.Contains(strings.ToLower(t.ID+" "+t.MerchantID+" "+t.Binding.DeviceSerial+" "+t.Binding.ICCID), needle) {
 			continue
 		}
-		out = append(out, c.terminalRow(t))
 		if len(out) >= 500 {
+			capped = true
 			break
 		}
+		out = append(out, c.terminalRow(t))
 	}
-	c.render(w, r, s, "terminals", map[string]any{"Terminals": out, "Q": q.Get("q"), "Status": q.Get("status"), "Kind": q.Get("kind")})
+	c.render(w, r, s, "terminals", map[string]any{"Terminals": out, "Capped": capped, "Q": q.Get("q"), "Status": q.Get("status"), "Kind": q.Get("kind")})
 }
 
 func (c *Console) terminal(w http.ResponseWriter, r *http.Request, s *session) {

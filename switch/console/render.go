@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/switch/admin"
+	"github.com/switchyard/switchyard/switch/registry"
 )
 
 // view is what every template gets: the page's data in D, the rest for the
@@ -66,6 +67,24 @@ func baseFuncs() template.FuncMap {
 			}
 			return m
 		},
+		"join": func(xs []string) string { return strings.Join(xs, ",") },
+		"hasAction": func(ar *registry.AlertRule, typ string) bool {
+			for _, a := range ar.Actions {
+				if a.Type == typ {
+					return true
+				}
+			}
+			return false
+		},
+		"webhook": func(ar *registry.AlertRule) string {
+			for _, a := range ar.Actions {
+				if a.Type == registry.ActionWebhook {
+					return a.URL
+				}
+			}
+			return ""
+		},
+		"dur":   func(d registry.Duration) string { return time.Duration(d).String() },
 		"int64": func(i int) int64 { return int64(i) },
 		"pct":   func(f float64) string { return fmt.Sprintf("%.1f%%", 100*f) },
 		"f1":    func(f float64) string { return fmt.Sprintf("%.1f", f) },
