@@ -29,7 +29,7 @@ type sample struct {
 	total    float64
 	approved float64
 	byRC     map[string]float64 // response code -> answered
-	declines map[string]float64 // "binding:<reason>", "risk:<rc>", "issuer:<rc>" -> declined
+	declines map[string]float64 // "binding:<reason>", "risk:<rc>", "issuer:<rc>" -> declined; "rule:<id>" -> hits
 	buckets  []float64          // cumulative latency histogram counts, all labels merged
 	bounds   []float64          // the buckets' upper bounds, seconds
 	breakers map[string]float64 // issuer -> 0 closed, 1 half-open, 2 open
@@ -75,6 +75,12 @@ func (sp *sampler) gather(now time.Time) sample {
 					s.approved += v
 				} else if l["decided_by"] == "risk" || l["decided_by"] == "issuer" {
 					s.declines[l["decided_by"]+":"+l["rc"]] += v
+				}
+			}
+		case "switchyard_risk_rule_hits_total":
+			for _, m := range mf.GetMetric() {
+				if v := m.GetCounter().GetValue(); v > 0 {
+					s.declines["rule:"+labels(m)["rule"]] += v
 				}
 			}
 		case "switchyard_registry_declines_total":

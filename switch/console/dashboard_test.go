@@ -57,7 +57,7 @@ func TestTrendWarning(t *testing.T) {
 	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
 	sp := newSampler(Options{})
 	add := func(at time.Time, jump, steady float64) {
-		s := sample{t: at, declines: map[string]float64{"binding:location-out-of-range": jump, "risk:65": steady}}
+		s := sample{t: at, declines: map[string]float64{"binding:location-out-of-range": jump, "risk:65": steady, "rule:card-testing-tiny": jump / 2}}
 		sp.minutes = append(sp.minutes, s)
 		sp.seconds = []sample{s}
 	}
@@ -74,8 +74,12 @@ func TestTrendWarning(t *testing.T) {
 		add(t0.Add(6*time.Hour+time.Duration(m)*time.Minute), base["binding:location-out-of-range"]+float64(m)*40/60, base["risk:65"]+float64(m)/2)
 	}
 	ws := sp.trends(t0.Add(7 * time.Hour))
-	if len(ws) != 1 || ws[0].Key != "binding:location-out-of-range" || math.Abs(ws[0].LastHour-40) > 0.01 || math.Abs(ws[0].Baseline-2) > 0.01 {
+	if len(ws) != 2 || ws[0].Key != "binding:location-out-of-range" || math.Abs(ws[0].LastHour-40) > 0.01 || math.Abs(ws[0].Baseline-2) > 0.01 {
 		t.Fatalf("warnings: %+v, want location-out-of-range 40/h against 2/h", ws)
+	}
+	// A rule's hits too (the sample's "rule:" keys come from switchyard_risk_rule_hits_total).
+	if ws[1].Key != "rule:card-testing-tiny" || math.Abs(ws[1].LastHour-20) > 0.01 || math.Abs(ws[1].Baseline-1) > 0.01 {
+		t.Fatalf("rule warning: %+v, want card-testing-tiny 20/h against 1/h", ws[1])
 	}
 	short := newSampler(Options{})
 	short.minutes = sp.minutes[len(sp.minutes)-90:]

@@ -8,7 +8,8 @@ import (
 )
 
 // Early warning: a decline reason (binding reason, risk or issuer response
-// code) whose count in the last hour jumps against its own hourly average over
+// code) or a risk rule's hits (switchyard_risk_rule_hits_total, shadow rules
+// too) whose count in the last hour jumps against its own hourly average over
 // the last 7 days is flagged on the dashboard and the incidents page, and
 // raised as an alert: a warning in the switch's log, once an hour per reason,
 // with the figures (the log is where the acquirers' alerting reads the switch's
