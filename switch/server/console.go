@@ -28,8 +28,7 @@ func (s *Server) startConsole() error {
 		Keys:        s.Keys,
 		Journal:     s.Journal,
 		History:     History{J: s.Journal},
-		Metrics:     s.Metrics.Registry,
-		SAFBacklog:  func() int { return s.Queue.Len("") },
+		Metrics:     s.Metrics.Registry, // its switchyard_saf_queued is the backlog
 		Logger:      s.log.With().Str("component", "console").Logger(),
 		TLS:         cc.SecureCookie,
 		IdleTimeout: cc.IdleTimeout.D(),
