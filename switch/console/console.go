@@ -79,10 +79,15 @@ type Options struct {
 	// History is the journal as the risk tools read it (the server's
 	// server.History): rule explanations and backtests (nil: neither).
 	History risk.History
-	// Metrics is the switch's Prometheus registry: the dashboard reads the same
-	// counters /metrics exports.
+	// Metrics gathers the counters the dashboard reads, the same /metrics
+	// exports: switchyard_transactions_total, switchyard_transaction_duration_seconds,
+	// switchyard_issuer_breaker_state and switchyard_risk_rule_hits_total. Give it
+	// a registry of just those (the server does): the whole one has gauges that
+	// ask the cluster's JetStream, too slow to gather every second. The binding
+	// declines come from Registry.DeclineCounts.
 	Metrics prometheus.Gatherer
-	// SAFBacklog returns the store-and-forward queue's length (nil: 0).
+	// SAFBacklog returns the store-and-forward queue's length (nil: not shown);
+	// it is read every 15 s.
 	SAFBacklog func() int
 	// Logger receives what goes wrong (tag it component=console).
 	Logger zerolog.Logger

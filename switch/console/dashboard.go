@@ -44,7 +44,12 @@ type sampler struct {
 	hours   []sample // last 7 days, one an hour
 	warned  map[string]time.Time
 	current []trendWarning
+	saf     float64   // the last backlog read, at safAt
+	safAt   time.Time // (gather runs on the sampler's goroutine only)
 }
+
+// safEvery is how often the store-and-forward backlog is read.
+const safEvery = 15 * time.Second
 
 func newSampler(o Options) *sampler { return &sampler{o: o, warned: map[string]time.Time{}} }
 
@@ -54,7 +59,16 @@ var approvedRC = map[string]bool{"00": true, "08": true, "10": true, "11": true}
 func (sp *sampler) gather(now time.Time) sample {
 	s := sample{t: now, byRC: map[string]float64{}, declines: map[string]float64{}, breakers: map[string]float64{}}
 	if sp.o.SAFBacklog != nil {
-		s.saf = float64(sp.o.SAFBacklog())
+		// At most every safEvery: in a cluster the count is a JetStream request.
+		if sp.safAt.IsZero() || now.Sub(sp.safAt) >= safEvery {
+			sp.saf, sp.safAt = float64(sp.o.SAFBacklog()), now
+		}
+		s.saf = sp.saf
+	}
+	if sp.o.Registry != nil {
+		for reason, n := range sp.o.Registry.DeclineCounts() {
+			s.declines["binding:"+string(reason)] = n
+		}
 	}
 	if sp.o.Metrics == nil {
 		return s
@@ -83,12 +97,6 @@ func (sp *sampler) gather(now time.Time) sample {
 					s.declines["rule:"+labels(m)["rule"]] += v
 				}
 			}
-		case "switchyard_registry_declines_total":
-			for _, m := range mf.GetMetric() {
-				if v := m.GetCounter().GetValue(); v > 0 {
-					s.declines["binding:"+labels(m)["reason"]] += v
-				}
-			}
 		case "switchyard_transaction_duration_seconds":
 			for _, m := range mf.GetMetric() {
 				h := m.GetHistogram()
@@ -107,10 +115,6 @@ func (sp *sampler) gather(now time.Time) sample {
 		case "switchyard_issuer_breaker_state":
 			for _, m := range mf.GetMetric() {
 				s.breakers[labels(m)["issuer"]] = m.GetGauge().GetValue()
-			}
-		case "switchyard_saf_queued":
-			if sp.o.SAFBacklog == nil && len(mf.GetMetric()) > 0 {
-				s.saf = mf.GetMetric()[0].GetGauge().GetValue()
 			}
 		}
 	}

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/switchyard/switchyard/switch/console"
 	"github.com/switchyard/switchyard/switch/registry"
 )
@@ -22,13 +24,23 @@ func (s *Server) startConsole() error {
 			s.log.Info().Int("created", n).Msg("demo console users created")
 		}
 	}
+	// The dashboard's own registry of the few collectors it reads: gathering the
+	// switch's whole one every second would ask JetStream for the queue's
+	// length each time (the switchyard_saf_* gauges).
+	dash := prometheus.NewRegistry()
+	for _, col := range []prometheus.Collector{s.Metrics.Transactions, s.Metrics.Latency, s.Metrics.IssuerBreaker, s.Metrics.RuleHits} {
+		if err := dash.Register(col); err != nil {
+			return err
+		}
+	}
 	c, err := console.New(console.Options{
 		Registry:    s.Registry,
 		Risk:        s.Risk,
 		Keys:        s.Keys,
 		Journal:     s.Journal,
 		History:     History{J: s.Journal},
-		Metrics:     s.Metrics.Registry, // its switchyard_saf_queued is the backlog
+		Metrics:     dash,
+		SAFBacklog:  func() int { return s.Queue.Len("") },
 		Logger:      s.log.With().Str("component", "console").Logger(),
 		TLS:         cc.SecureCookie,
 		IdleTimeout: cc.IdleTimeout.D(),
