@@ -216,6 +216,8 @@ type Admin struct {
 	TokensFile string `yaml:"tokens_file"`
 	// fromFile is how many of Tokens, at the end, came from TokensFile (for errors).
 	fromFile int
+	// Console is the web console under /console/ (console.go).
+	Console Console `yaml:"console"`
 }
 
 // Listener is one terminal listener.
@@ -621,6 +623,7 @@ func (c *Config) Validate() error {
 	}
 	checkAddr("admin.addr", c.Admin.Addr)
 	c.validateAppsTasks(bad)
+	c.Admin.Console.validate(bad)
 	if _, _, err := c.Risk.Profiles.RefreshClock(); err != nil {
 		bad("risk.profiles.refresh_at", "%v", err)
 	}

@@ -119,6 +119,7 @@ func (p *Pipeline) assess(ctx context.Context, t *txn, res *registry.CheckResult
 	t.rec.RuleSet = d.Version
 	for _, h := range d.Hits {
 		t.rec.RuleHits = append(t.rec.RuleHits, journal.RuleHit{ID: h.Rule, Action: string(h.Action), Mode: string(h.Mode), Reason: h.Reason, Score: h.Score})
+		p.metrics.RuleHits.WithLabelValues(h.Rule, string(h.Mode)).Inc()
 	}
 	t.rec.Facts = journalFacts(in)
 	switch d.Action {

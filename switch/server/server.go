@@ -54,6 +54,7 @@ import (
 	"github.com/switchyard/switchyard/switch/cases"
 	"github.com/switchyard/switchyard/switch/cluster"
 	"github.com/switchyard/switchyard/switch/config"
+	"github.com/switchyard/switchyard/switch/console"
 	"github.com/switchyard/switchyard/switch/cup"
 	"github.com/switchyard/switchyard/switch/frontend"
 	"github.com/switchyard/switchyard/switch/issuer"
@@ -100,6 +101,7 @@ type Server struct {
 	adminReqs *inFlight
 	auth      *admin.Authenticator
 	mux       *http.ServeMux
+	console   *console.Console // the web console (console.go); nil when disabled
 	ready     atomic.Bool
 	readyHook atomic.Pointer[func() error] // SetReadyCheck's
 	// cl is what a node of a cluster adds (nil alone); remotePipe is the pipeline
@@ -516,6 +518,9 @@ func (s *Server) Start() {
 		s.loops.Go("apps", s.Apps.Run)
 		s.loops.Go("merchant ratings", s.ratings.Run)
 		s.loops.Go("merchant notices", s.notices.Run)
+		if s.console != nil {
+			s.loops.Go("console sampler", s.console.Run)
+		}
 		s.loops.Go("rules watcher", func(ctx context.Context) error {
 			if err := s.Risk.Watch(ctx); err != nil && ctx.Err() == nil {
 				s.log.Error().Str("component", "risk").Err(err).Msg("rules directory not watched; reload with SIGHUP or the admin API")
@@ -644,6 +649,9 @@ func (s *Server) startAdmin() error {
 		MerchantRiskErrors: merchantRiskErrors,
 	})
 	s.mux.Handle("/apps/v1/", s.Apps.Handler()) // the terminals' downloads and reports (own token)
+	if err := s.startConsole(); err != nil {
+		return fmt.Errorf("console: %w", err)
+	}
 	ln, err := net.Listen("tcp", s.cfg.Admin.Addr)
 	if err != nil {
 		return fmt.Errorf("admin server: %w", err)
@@ -651,6 +659,9 @@ func (s *Server) startAdmin() error {
 	s.adminLn = ln
 	s.adminReqs = &inFlight{h: s.mux}
 	s.adminSrv = &http.Server{Handler: s.adminReqs, ReadHeaderTimeout: 10 * time.Second}
+	if s.console != nil {
+		s.adminSrv.RegisterOnShutdown(s.console.Stop) // open dashboards' event streams end first
+	}
 	s.log.Info().Str("addr", ln.Addr().String()).Msg("admin server started")
 	return nil
 }
