@@ -86,6 +86,9 @@ type Options struct {
 	// ask the cluster's JetStream, too slow to gather every second. The binding
 	// declines come from Registry.DeclineCounts.
 	Metrics prometheus.Gatherer
+	// Apps serves the applications page, the rollout of terminal applications
+	// (nil: not shown).
+	Apps Rollouts
 	// SAFBacklog returns the store-and-forward queue's length (nil: not shown);
 	// it is read every 15 s.
 	SAFBacklog func() int

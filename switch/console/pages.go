@@ -35,6 +35,7 @@ func pages() []Page {
 		{Path: "/transactions/{rrn}", Title: "nav.transactions", Serve: (*Console).transaction},
 		{Path: "/rules", Title: "nav.rules", Nav: true, Serve: (*Console).rules},
 		{Path: "/map", Title: "nav.map", Nav: true, Serve: (*Console).mapPage},
+		{Path: "/apps", Title: "nav.apps", Nav: true, Serve: (*Console).appsPage},
 		{Path: "/keys", Title: "nav.keys", Roles: admins, Nav: true, Serve: (*Console).keysPage},
 		{Path: "/oplog", Title: "nav.oplog", Nav: true, Serve: (*Console).oplog},
 		{Path: "/users", Title: "nav.users", Roles: admins, Nav: true, Serve: (*Console).users},

@@ -50,6 +50,7 @@ func TestBrowserEveryPage(t *testing.T) {
 		{"transactions", "/console/transactions", "search"},
 		{"rules", "/console/rules", "rules"},
 		{"map", "/console/map", "map"},
+		{"apps", "/console/apps", "rollouts"},
 		{"keys", "/console/keys", "keys"},
 		{"oplog", "/console/oplog?actor=admin", "oplog"},
 		{"users", "/console/users", "users"},

@@ -41,6 +41,7 @@ func (s *Server) startConsole() error {
 		History:     History{J: s.Journal},
 		Metrics:     dash,
 		SAFBacklog:  func() int { return s.Queue.Len("") },
+		Apps:        s.Apps,
 		Logger:      s.log.With().Str("component", "console").Logger(),
 		TLS:         cc.SecureCookie,
 		IdleTimeout: cc.IdleTimeout.D(),
