@@ -10,6 +10,8 @@ import (
 // (*apps.Manager): each rollout group's release and how far its terminals are.
 type Rollouts interface {
 	Rollouts(group string) ([]apps.Rollout, error)
+	// ReportOf is a terminal's last report: the version it runs (terminal page).
+	ReportOf(tid string) (apps.Report, bool)
 }
 
 // appsPage shows each rollout group: the release in force, the share offered, the

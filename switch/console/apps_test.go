@@ -11,8 +11,14 @@ import (
 )
 
 type fakeRollouts struct {
-	ro  []apps.Rollout
-	err error
+	ro      []apps.Rollout
+	reports map[string]apps.Report
+	err     error
+}
+
+func (f fakeRollouts) ReportOf(tid string) (apps.Report, bool) {
+	r, ok := f.reports[tid]
+	return r, ok
 }
 
 func (f fakeRollouts) Rollouts(group string) ([]apps.Rollout, error) {
@@ -43,7 +49,8 @@ func TestAppsPage(t *testing.T) {
 	f.con.o.Apps = fakeRollouts{ro: []apps.Rollout{{Group: "pilot", Terminals: 200, Offered: 20, OnRelease: 15, BelowMin: 1, Failures: 1,
 		Current:  &apps.Release{App: "demo-pay", Version: "1.1.0", PublishedAt: time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC), Target: apps.Target{Percent: 10}},
 		Versions: map[string]int{"1.0.0": 184, "1.1.0": 15, "unknown": 1},
-		Failed:   []apps.Report{{Terminal: "T0000009", Failed: &apps.Failure{Version: "1.1.0", Detail: "<b>disk full</b>"}}}}}}
+		Failed:   []apps.Report{{Terminal: "T0000009", Failed: &apps.Failure{Version: "1.1.0", Detail: "<b>disk full</b>"}}}}},
+		reports: map[string]apps.Report{"T0000001": {Terminal: "T0000001", Version: "1.0.7", ReportedAt: time.Date(2026, 12, 1, 9, 30, 0, 0, time.UTC)}}}
 	resp, body := get(t, c, f.srv.URL+"/console/apps")
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("apps page: %s", resp.Status)
@@ -52,6 +59,10 @@ func TestAppsPage(t *testing.T) {
 		if !strings.Contains(body, want) {
 			t.Errorf("apps page lacks %q", want)
 		}
+	}
+	// The terminal's page shows the version it last reported.
+	if _, body := get(t, c, f.srv.URL+"/console/terminals/T0000001"); !strings.Contains(body, "1.0.7") {
+		t.Error("the terminal page lacks the reported application version 1.0.7")
 	}
 	f.con.o.Apps = fakeRollouts{err: errors.New("no rollout group \"nope\"")}
 	if resp, body := get(t, c, f.srv.URL+"/console/apps?group=nope"); resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "no rollout group") {

@@ -98,7 +98,13 @@ func (c *Console) terminal(w http.ResponseWriter, r *http.Request, s *session) {
 	recent := c.recent(journal.Query{TID: t.ID})
 	changes, _ := c.o.Registry.Changes(registry.ChangeFilter{Target: t.ID, Limit: 20})
 	incs, _ := c.o.Registry.Incidents(registry.IncidentFilter{TerminalID: t.ID, Limit: 20})
-	c.render(w, r, s, "terminal", map[string]any{"T": row, "Recent": recent, "Changes": changes, "Incidents": incs})
+	d := map[string]any{"T": row, "Recent": recent, "Changes": changes, "Incidents": incs}
+	if c.o.Apps != nil {
+		if rep, ok := c.o.Apps.ReportOf(t.ID); ok {
+			d["App"] = rep
+		}
+	}
+	c.render(w, r, s, "terminal", d)
 }
 
 // recent returns the newest 20 journal records matching q over the last 7 days.
