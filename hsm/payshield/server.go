@@ -465,6 +465,12 @@ func (s *Server) kcv(ctx context.Context, sess *session, f *Fields) ([]byte, err
 	if err != nil {
 		return nil, err
 	}
+	if s.variant != nil {
+		// As payShield (and its simulators) with a variant LMK: 16 digits.
+		if full, ok := s.variant.fullCheckOf(ref.ID); ok && strings.HasPrefix(full, kc.KCV) {
+			return []byte(full), nil
+		}
+	}
 	return []byte(kc.KCV), nil
 }
 

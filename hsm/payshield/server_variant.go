@@ -1,6 +1,7 @@
 package payshield
 
 import (
+	"crypto/des"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -28,6 +29,7 @@ type variantLMK struct {
 	inner []byte
 	mu    sync.Mutex
 	m     map[string]hsm.KeyRecord
+	check map[string]string // key ID → 16-digit check value (BU answers it in full)
 }
 
 // ParseVariantLMK decodes 20 LMK pairs given as 32 hex digits each (TestLMK's form).
@@ -48,7 +50,7 @@ func ParseVariantLMK(pairs [20]string) ([20][]byte, error) {
 // under the pair and variant of the key type each command gives, and refuses key
 // block (S) tokens with error 26.
 func NewVariantServer(pairs [20][]byte, opts ServerOptions) (*Server, error) {
-	v := &variantLMK{inner: make([]byte, 32), m: map[string]hsm.KeyRecord{}}
+	v := &variantLMK{inner: make([]byte, 32), m: map[string]hsm.KeyRecord{}, check: map[string]string{}}
 	for i, p := range pairs {
 		if len(p) != 16 {
 			return nil, fmt.Errorf("hsm serve: LMK pair %02d-%02d is %d bytes, want 16", 2*i, 2*i+1, len(p))
@@ -159,6 +161,10 @@ func (v *variantLMK) record(tok string, t hsm.KeyType, macAlg hsm.MACAlgorithm) 
 	if err != nil {
 		return rec, err
 	}
+	full, err := fullCheck(key)
+	if err != nil {
+		return rec, err
+	}
 	sum := sha256.Sum256([]byte(cacheKey))
 	id := "vt-" + hex.EncodeToString(sum[:8])
 	h := tr31.Header{Version: tr31.VersionD, Usage: p.Usage, Algorithm: p.Algorithm, ModeOfUse: p.ModeOfUse, KeyVersion: "01",
@@ -172,10 +178,33 @@ func (v *variantLMK) record(tok string, t hsm.KeyType, macAlg hsm.MACAlgorithm) 
 	v.mu.Lock()
 	if len(v.m) >= maxRecords {
 		clear(v.m)
+		clear(v.check)
 	}
 	v.m[cacheKey] = rec
+	v.check[id] = full
 	v.mu.Unlock()
 	return rec, nil
+}
+
+// fullCheck is the 16-digit check value of a DES key: zeros encrypted under it.
+func fullCheck(key []byte) (string, error) {
+	k := append(append([]byte(nil), key...), key[:8]...)
+	defer sym.Wipe(k)
+	c, err := des.NewTripleDESCipher(k[:24])
+	if err != nil {
+		return "", err
+	}
+	out := make([]byte, 8)
+	c.Encrypt(out, out)
+	return strings.ToUpper(hex.EncodeToString(out)), nil
+}
+
+// fullCheckOf returns the 16-digit check value of a key a command resolved.
+func (v *variantLMK) fullCheckOf(id string) (string, bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	c, ok := v.check[id]
+	return c, ok
 }
 
 // token encrypts a key the software HSM created (a key block under the inner key)
