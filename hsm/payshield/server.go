@@ -182,6 +182,8 @@ func (s *Server) Handle(ctx context.Context, req Request) Response {
 		body, err = s.formKey(ctx, sess, f)
 	case "BU":
 		body, err = s.kcv(ctx, sess, f)
+	case "CI":
+		body, err = s.translateCI(ctx, sess, f)
 	case "CA", "CC", "G0":
 		body, err = s.translatePIN(ctx, sess, f, req.Code)
 	case "M6", "M8":

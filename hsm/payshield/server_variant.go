@@ -1,6 +1,7 @@
 package payshield
 
 import (
+	"context"
 	"crypto/des"
 	"crypto/rand"
 	"crypto/sha256"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/switchyard/switchyard/hsm"
 	"github.com/switchyard/switchyard/hsm/kcv"
+	"github.com/switchyard/switchyard/hsm/pinblock"
 	"github.com/switchyard/switchyard/hsm/tr31"
 	"github.com/switchyard/switchyard/internal/sym"
 )
@@ -290,4 +292,41 @@ func (s *Server) kekFlag(f *Fields) hsm.KeyType {
 		return kekType(f.Fixed("ZMK/TMK flag", 1))
 	}
 	return hsm.ZMK
+}
+
+// CI (DUKPT to ZPK, TDES DUKPT only), as payShield lays it out: BDK token, ZPK token,
+// KSN descriptor (3), KSN (20 hex), PIN block (16 hex, ISO format 0), destination
+// format code, account number (12N). The client uses G0 (which also carries AES
+// DUKPT); hsm serve answers CI too, for other systems and the published vectors.
+func (s *Server) translateCI(ctx context.Context, sess *session, f *Fields) ([]byte, error) {
+	src, err := s.key(sess, f, "BDK", CodeSourceKeyParity, hsm.BDK)
+	if err != nil {
+		return nil, err
+	}
+	dst, err := s.key(sess, f, "destination ZPK", CodeDestKeyParity, hsm.ZPK)
+	if err != nil {
+		return nil, err
+	}
+	f.Fixed("KSN descriptor", 3)
+	req := hsm.TranslatePINRequest{Source: src, Dest: dst, SourceFormat: pinblock.Format0, KSN: f.Hex("KSN", 20)}
+	pb := f.Hex("PIN block", 16)
+	df := f.Digits("destination format", 2)
+	req.PAN = f.readPAN()
+	f.End()
+	if err := f.Err(); err != nil {
+		return nil, err
+	}
+	var ok bool
+	if req.DestFormat, ok = pinFormatOf(df); !ok {
+		return nil, &codeErr{CodePINFormatInvalid, fmt.Errorf("%w: destination PIN block format code %q", hsm.ErrInput, df)}
+	}
+	rec := sess.keys[src]
+	sess.bdk = &rec
+	req.PINBlock, _ = hex.DecodeString(pb)
+	out, err := s.sw.TranslatePIN(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	body := append([]byte("00"), strings.ToUpper(hex.EncodeToString(out))...)
+	return append(body, df...), nil
 }
