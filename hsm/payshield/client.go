@@ -35,6 +35,10 @@ type ClientOptions struct {
 	HealthEvery time.Duration
 	// TLS, when set, wraps each connection in TLS.
 	TLS *tls.Config
+	// LMKScheme is the LMK scheme of the HSMs, for the keys the client creates
+	// (A0, A6, FK): "keyblock" (default: S tokens) or "variant" (U/T tokens). Keys
+	// already stored are sent with the key type fields their token's scheme needs.
+	LMKScheme string
 	// Store holds the key records; each record's Block is the key's LMK token.
 	Store hsm.KeyStore
 	// Now returns the current time; nil means time.Now.
@@ -73,6 +77,13 @@ func NewClient(opts ClientOptions) (*Client, error) {
 	}
 	if opts.HeaderLength < 2 || opts.HeaderLength > 32 {
 		return nil, fmt.Errorf("payshield client: header length %d out of range 2-32", opts.HeaderLength)
+	}
+	switch opts.LMKScheme {
+	case "":
+		opts.LMKScheme = LMKKeyBlock
+	case LMKKeyBlock, LMKVariant:
+	default:
+		return nil, fmt.Errorf("payshield client: LMK scheme %q is not keyblock or variant", opts.LMKScheme)
 	}
 	if opts.Conns <= 0 {
 		opts.Conns = 2

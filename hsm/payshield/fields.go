@@ -193,6 +193,14 @@ func token(rec hsm.KeyRecord) string {
 	case 'S', 'U', 'X', 'T', 'Y', 'Z':
 		return rec.Block
 	}
+	// A variant token without its scheme letter (an older key store): X or Y, the
+	// ECB scheme such tokens are under.
+	if len(rec.Block) == 32 && isVariantToken(rec.Block) {
+		return "X" + rec.Block
+	}
+	if len(rec.Block) == 48 && isVariantToken(rec.Block) {
+		return "Y" + rec.Block
+	}
 	return "S" + rec.Block
 }
 

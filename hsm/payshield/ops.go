@@ -210,13 +210,17 @@ func (c *Client) VerifyPIN(ctx context.Context, req hsm.VerifyPINRequest) error 
 	return fmt.Errorf("verify PIN: %w: comparing with a reference PIN is not a payShield host command", hsm.ErrPolicy)
 }
 
-func (c *Client) macBody(ctx context.Context, req hsm.MACRequest, key hsm.KeyRecord) []byte {
+func (c *Client) macBody(ctx context.Context, req hsm.MACRequest, key hsm.KeyRecord) ([]byte, error) {
 	alg := byte('3')
 	if key.MACAlgorithm == hsm.MACCMAC {
 		alg = '6'
 	}
+	kt, err := keyTypeField(key)
+	if err != nil {
+		return nil, err
+	}
 	body := []byte{'0', '1', '1', alg, '1'}
-	body = append(body, "FFF"...)
+	body = append(body, kt...)
 	body = append(body, token(key)...)
 	if req.KSN != "" {
 		dir := byte('0')
@@ -229,7 +233,7 @@ func (c *Client) macBody(ctx context.Context, req hsm.MACRequest, key hsm.KeyRec
 	}
 	h := strings.ToUpper(hex.EncodeToString(req.Data))
 	body = fmt.Appendf(body, "%04X", len(h))
-	return append(body, h...)
+	return append(body, h...), nil
 }
 
 func (c *Client) macKey(ctx context.Context, req hsm.MACRequest, p hsm.Purpose) (hsm.KeyRecord, error) {
@@ -249,7 +253,11 @@ func (c *Client) GenerateMAC(ctx context.Context, req hsm.MACRequest) ([]byte, e
 	if err != nil {
 		return nil, fmt.Errorf("generate MAC: %w", err)
 	}
-	resp, err := c.do(ctx, "M6", c.macBody(ctx, req, key))
+	body, err := c.macBody(ctx, req, key)
+	if err != nil {
+		return nil, fmt.Errorf("generate MAC under %s: %w", key.Ref(), err)
+	}
+	resp, err := c.do(ctx, "M6", body)
 	if err != nil {
 		return nil, fmt.Errorf("generate MAC under %s: %w", key.Ref(), err)
 	}
@@ -277,7 +285,11 @@ func (c *Client) VerifyMAC(ctx context.Context, req hsm.MACRequest, m []byte) er
 	}
 	mh := strings.ToUpper(hex.EncodeToString(m))
 	try := func(k hsm.KeyRecord) error {
-		_, err := c.do(ctx, "M8", append(c.macBody(ctx, req, k), mh...))
+		body, err := c.macBody(ctx, req, k)
+		if err != nil {
+			return err
+		}
+		_, err = c.do(ctx, "M8", append(body, mh...))
 		return err
 	}
 	err = try(key)
@@ -408,6 +420,13 @@ func (c *Client) GenerateKey(ctx context.Context, req hsm.GenerateKeyRequest) (h
 		return hsm.KeyResult{}, fmt.Errorf("generate key: %w", err)
 	}
 	body := []byte("0FFFS")
+	if c.variantLMK() {
+		h, err := variantHeader(req.KeySpec)
+		if err != nil {
+			return hsm.KeyResult{}, fmt.Errorf("generate key %s: %w", req.ID, err)
+		}
+		body = append([]byte("0"), h...)
+	}
 	var krec hsm.KeyRecord
 	if req.Export != nil {
 		body[0] = '1'
@@ -418,10 +437,12 @@ func (c *Client) GenerateKey(ctx context.Context, req hsm.GenerateKeyRequest) (h
 		if err != nil {
 			return hsm.KeyResult{}, fmt.Errorf("generate key %s: %w", req.ID, err)
 		}
-		body = append(append(append(body, ";0"...), token(krec)...), sc)
+		body = append(append(append(append(body, ';'), kekFlag(krec)...), token(krec)...), sc)
 	}
-	if body, err = appendSpec(body, req.KeySpec, version); err != nil {
-		return hsm.KeyResult{}, fmt.Errorf("generate key %s: %w", req.ID, err)
+	if !c.variantLMK() {
+		if body, err = appendSpec(body, req.KeySpec, version); err != nil {
+			return hsm.KeyResult{}, fmt.Errorf("generate key %s: %w", req.ID, err)
+		}
 	}
 	resp, err := c.do(ctx, "A0", body)
 	if err != nil {
@@ -467,7 +488,13 @@ func (c *Client) FormKey(ctx context.Context, req hsm.FormKeyRequest) (hsm.KeyRe
 	n := req.Algorithm.KeyLength()
 	// Sized so that nothing reallocates: the one buffer with the clear components is
 	// wiped below.
-	body := fmt.Appendf(make([]byte, 0, 1024), "FFFS%d%02d", len(req.Components), n)
+	head := "FFFS"
+	if c.variantLMK() {
+		if head, err = variantHeader(req.KeySpec); err != nil {
+			return hsm.KeyResult{}, fmt.Errorf("form key %s: %w", req.ID, err)
+		}
+	}
+	body := fmt.Appendf(make([]byte, 0, 1024), "%s%d%02d", head, len(req.Components), n)
 	for i, comp := range req.Components {
 		if len(comp) != n {
 			return hsm.KeyResult{}, fmt.Errorf("form key %s: %w: component %d is %d bytes, a %s key needs %d", req.ID, hsm.ErrInput, i+1, len(comp), req.Algorithm, n)
@@ -475,8 +502,10 @@ func (c *Client) FormKey(ctx context.Context, req hsm.FormKeyRequest) (hsm.KeyRe
 		body = append(body, strings.ToUpper(hex.EncodeToString(comp))...)
 	}
 	defer func() { clear(body[:cap(body)]) }()
-	if body, err = appendSpec(body, req.KeySpec, version); err != nil {
-		return hsm.KeyResult{}, fmt.Errorf("form key %s: %w", req.ID, err)
+	if !c.variantLMK() {
+		if body, err = appendSpec(body, req.KeySpec, version); err != nil {
+			return hsm.KeyResult{}, fmt.Errorf("form key %s: %w", req.ID, err)
+		}
 	}
 	resp, err := c.do(ctx, "FK", body)
 	if err != nil {
@@ -522,10 +551,18 @@ func (c *Client) ImportKey(ctx context.Context, req hsm.ImportKeyRequest) (hsm.K
 	if len(want) > 99 {
 		return hsm.KeyResult{}, fmt.Errorf("import key %s: %w: KCV %q too long", req.ID, hsm.ErrInput, want)
 	}
-	body := append([]byte("FFF"), token(krec)...)
+	head := "FFFS"
+	if c.variantLMK() {
+		if head, err = variantHeader(req.KeySpec); err != nil {
+			return hsm.KeyResult{}, fmt.Errorf("import key %s: %w", req.ID, err)
+		}
+	}
+	body := append([]byte(head[:3]), token(krec)...)
 	body = appendVar(body, wrapped)
-	body = fmt.Appendf(body, "S%02d%s", len(want), want)
-	if body, err = appendSpec(body, req.KeySpec, version); err != nil {
+	body = fmt.Appendf(body, "%c%02d%s", head[3], len(want), want)
+	if c.variantLMK() {
+		body = append(append(body, ';'), kekFlag(krec)...)
+	} else if body, err = appendSpec(body, req.KeySpec, version); err != nil {
 		return hsm.KeyResult{}, fmt.Errorf("import key %s: %w", req.ID, err)
 	}
 	resp, err := c.do(ctx, "A6", body)
@@ -563,8 +600,15 @@ func (c *Client) ExportKey(ctx context.Context, req hsm.ExportKeyRequest) (strin
 	if err != nil {
 		return "", fmt.Errorf("export key %s: %w", rec.Ref(), err)
 	}
-	body := append([]byte("FFF"), token(krec)...)
+	kt, err := keyTypeField(rec)
+	if err != nil {
+		return "", fmt.Errorf("export key: %w", err)
+	}
+	body := append([]byte(kt), token(krec)...)
 	body = append(append(body, token(rec)...), sc)
+	if isVariantToken(token(krec)) {
+		body = append(append(body, ';'), kekFlag(krec)...)
+	}
 	resp, err := c.do(ctx, "A8", body)
 	if err != nil {
 		return "", fmt.Errorf("export key %s: %w", rec.Ref(), err)
@@ -590,7 +634,11 @@ func (c *Client) KCV(ctx context.Context, ref hsm.KeyRef) (hsm.KeyCheck, error) 
 	if err != nil {
 		return hsm.KeyCheck{}, fmt.Errorf("KCV: %w", err)
 	}
-	resp, err := c.do(ctx, "BU", append([]byte("FFF"), token(rec)...))
+	head, trailer, err := buTypeField(rec)
+	if err != nil {
+		return hsm.KeyCheck{}, fmt.Errorf("KCV: %w", err)
+	}
+	resp, err := c.do(ctx, "BU", append(append([]byte(head), token(rec)...), trailer...))
 	if err != nil {
 		return hsm.KeyCheck{}, fmt.Errorf("KCV of %s: %w", rec.Ref(), err)
 	}

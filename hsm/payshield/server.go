@@ -42,10 +42,11 @@ type ServerOptions struct {
 // key-block LMK (the software HSM's AES-256 LMK) and runs each command on the key
 // tokens the command carries, keeping no key state of its own.
 type Server struct {
-	sw   *hsm.Software
-	recs *records
-	opts ServerOptions
-	lmkC string // LMK check value, 16 characters for NC
+	sw      *hsm.Software
+	recs    *records
+	variant *variantLMK // set: the server holds a variant LMK (NewVariantServer)
+	opts    ServerOptions
+	lmkC    string // LMK check value, 16 characters for NC
 }
 
 // NewServer returns a server over the 32-byte LMK, which it copies.
@@ -181,6 +182,8 @@ func (s *Server) Handle(ctx context.Context, req Request) Response {
 		body, err = s.formKey(ctx, sess, f)
 	case "BU":
 		body, err = s.kcv(ctx, sess, f)
+	case "CI":
+		body, err = s.translateCI(ctx, sess, f)
 	case "CA", "CC", "G0":
 		body, err = s.translatePIN(ctx, sess, f, req.Code)
 	case "M6", "M8":
@@ -217,13 +220,25 @@ func (e *codeErr) Unwrap() error { return e.err }
 
 // key reads a token field, turns it into a record and adds it to the session. An
 // unusable token is answered with parityCode (10 source, 11 destination), or 26 for
-// a scheme the server has no LMK for.
-func (s *Server) key(sess *session, f *Fields, name, parityCode string) (hsm.KeyRef, error) {
+// a scheme the server has no LMK for. Under a variant LMK the token is a key of
+// type t (the command's key type code, or the type the command implies).
+func (s *Server) key(sess *session, f *Fields, name, parityCode string, t hsm.KeyType) (hsm.KeyRef, error) {
 	tok := f.Key(name, 0)
 	if err := f.Err(); err != nil {
 		return hsm.KeyRef{}, err
 	}
-	rec, err := s.recs.record(tok)
+	return s.resolve(sess, tok, name, parityCode, t)
+}
+
+// resolve turns a token read earlier into a record (see key).
+func (s *Server) resolve(sess *session, tok, name, parityCode string, t hsm.KeyType) (hsm.KeyRef, error) {
+	var rec hsm.KeyRecord
+	var err error
+	if s.variant != nil {
+		rec, err = s.variant.record(tok, t, sess.macAlg)
+	} else {
+		rec, err = s.recs.record(tok)
+	}
 	if err != nil {
 		if errors.Is(err, errScheme) {
 			return hsm.KeyRef{}, err
@@ -238,21 +253,26 @@ func (s *Server) created(sess *session) ([]byte, error) {
 	if sess.created == nil {
 		return nil, errors.New("no key was created")
 	}
+	if s.variant != nil {
+		tok, err := s.variant.token(*sess.created, sess.created.Type)
+		return []byte(tok), err
+	}
 	return []byte("S" + sess.created.Block), nil
 }
 
-// A0: mode, key type FFF, key scheme S, [";0" KEK token, export scheme R|X], "#" header.
+// A0: mode, key type (FFF; under a variant LMK its code), key scheme (S; U or T),
+// [";", ZMK/TMK flag, KEK token, export scheme R|X], "#" header (key-block LMK only).
 func (s *Server) generate(ctx context.Context, sess *session, f *Fields) ([]byte, error) {
 	mode := f.Fixed("mode", 1)
-	f.Fixed("key type", 3)
-	if sc := f.Fixed("key scheme", 1); f.Err() == nil && sc != "S" {
-		return nil, fmt.Errorf("%w: key scheme (LMK) %q", errScheme, sc)
+	kt, sc, err := s.typeAndScheme(f)
+	if err != nil {
+		return nil, err
 	}
 	var export *hsm.ExportSpec
 	if mode == "1" {
 		f.Delim(';')
-		f.Fixed("ZMK/TMK flag", 1)
-		kek, err := s.key(sess, f, "KEK", CodeSourceKeyParity)
+		flag := f.Fixed("ZMK/TMK flag", 1)
+		kek, err := s.key(sess, f, "KEK", CodeSourceKeyParity, kekType(flag))
 		if err != nil {
 			return nil, err
 		}
@@ -260,7 +280,7 @@ func (s *Server) generate(ctx context.Context, sess *session, f *Fields) ([]byte
 	} else if mode != "0" && f.Err() == nil {
 		return nil, fmt.Errorf("%w: mode %q (want 0 or 1)", hsm.ErrInput, mode)
 	}
-	spec, version, err := readSpec(f)
+	spec, version, err := s.readSpec(f, kt, sc)
 	if err != nil {
 		return nil, err
 	}
@@ -292,19 +312,27 @@ func exportFormat(s string) hsm.ExportFormat {
 
 // A6: key type FFF, KEK token, key under KEK (variable), key scheme S, KCV (2-digit
 // length and KCV), "#" header.
+//
+// Under a variant LMK: key type code, KEK token, key under KEK, key scheme U|T, KCV,
+// ";" and the ZMK/TMK flag of the KEK.
 func (s *Server) importKey(ctx context.Context, sess *session, f *Fields) ([]byte, error) {
-	f.Fixed("key type", 3)
-	kek, err := s.key(sess, f, "KEK", CodeSourceKeyParity)
+	kt, err := s.keyType(f)
 	if err != nil {
 		return nil, err
 	}
+	kekTok := f.Key("KEK", 0)
 	wrapped := f.readVar("key under KEK")
-	if sc := f.Fixed("key scheme", 1); f.Err() == nil && sc != "S" {
-		return nil, fmt.Errorf("%w: key scheme (LMK) %q", errScheme, sc)
+	sc, err := s.scheme(f)
+	if err != nil {
+		return nil, err
 	}
 	n, _ := strconv.Atoi(f.Digits("KCV length", 2))
 	want := f.Fixed("KCV", n)
-	spec, version, err := readSpec(f)
+	spec, version, err := s.readSpec(f, kt, sc)
+	if err != nil {
+		return nil, err
+	}
+	kek, err := s.resolve(sess, kekTok, "KEK", CodeSourceKeyParity, s.kekFlag(f))
 	if err != nil {
 		return nil, err
 	}
@@ -330,18 +358,23 @@ func (s *Server) importKey(ctx context.Context, sess *session, f *Fields) ([]byt
 	return append(body, res.KCV...), nil
 }
 
-// A8: key type FFF, KEK token, key token, export scheme R|X.
+// A8: key type (FFF, or the key's code under a variant LMK), KEK token, key token,
+// export scheme R|X, and under a variant LMK ";" and the ZMK/TMK flag of the KEK.
 func (s *Server) exportKey(ctx context.Context, sess *session, f *Fields) ([]byte, error) {
-	f.Fixed("key type", 3)
-	kek, err := s.key(sess, f, "KEK", CodeDestKeyParity)
+	kt, err := s.keyType(f)
 	if err != nil {
 		return nil, err
 	}
-	key, err := s.key(sess, f, "key", CodeSourceKeyParity)
+	kekTok := f.Key("KEK", 0)
+	key, err := s.key(sess, f, "key", CodeSourceKeyParity, kt)
 	if err != nil {
 		return nil, err
 	}
 	format := exportFormat(f.Fixed("key scheme (KEK)", 1))
+	kek, err := s.resolve(sess, kekTok, "KEK", CodeDestKeyParity, s.kekFlag(f))
+	if err != nil {
+		return nil, err
+	}
 	f.End()
 	if err := f.Err(); err != nil {
 		return nil, err
@@ -357,9 +390,9 @@ func (s *Server) exportKey(ctx context.Context, sess *session, f *Fields) ([]byt
 // hex, "#" header. Like the software HSM, it gives the formed DES key odd parity
 // (components of a key with odd parity cannot all have odd parity themselves).
 func (s *Server) formKey(ctx context.Context, sess *session, f *Fields) ([]byte, error) {
-	f.Fixed("key type", 3)
-	if sc := f.Fixed("key scheme", 1); f.Err() == nil && sc != "S" {
-		return nil, fmt.Errorf("%w: key scheme (LMK) %q", errScheme, sc)
+	kt, sc, err := s.typeAndScheme(f)
+	if err != nil {
+		return nil, err
 	}
 	n, _ := strconv.Atoi(f.Digits("number of components", 1))
 	n2, _ := strconv.Atoi(f.Digits("component length", 2))
@@ -367,7 +400,7 @@ func (s *Server) formKey(ctx context.Context, sess *session, f *Fields) ([]byte,
 	for i := range hexes {
 		hexes[i] = f.Hex("component", 2*n2)
 	}
-	spec, version, err := readSpec(f)
+	spec, version, err := s.readSpec(f, kt, sc)
 	if err != nil {
 		return nil, err
 	}
@@ -400,11 +433,29 @@ func (s *Server) formKey(ctx context.Context, sess *session, f *Fields) ([]byte,
 	return body, nil
 }
 
-// BU: key type code FF, key length flag F, key token.
+// BU: key type code FF, key length flag F, key token. Under a variant LMK: the
+// 2-digit key type code, key length flag (1 double, 2 triple), key token, and
+// after "FF" the 3-digit key type code behind ";".
 func (s *Server) kcv(ctx context.Context, sess *session, f *Fields) ([]byte, error) {
-	f.Fixed("key type code", 2)
+	code := strings.ToUpper(f.Fixed("key type code", 2))
 	f.Fixed("key length flag", 1)
-	ref, err := s.key(sess, f, "key", CodeSourceKeyParity)
+	tok := f.Key("key", 0)
+	var kt hsm.KeyType
+	if s.variant != nil && f.Err() == nil && isVariantToken(tok) {
+		var ok bool
+		if code == "FF" && f.Delim(';') {
+			var err error
+			if kt, err = typeCode(f); err != nil {
+				return nil, err
+			}
+		} else if kt, ok = buTypeCodes[code]; !ok {
+			return nil, &codeErr{CodeKeyTypeInvalid, fmt.Errorf("%w: key type code %q", hsm.ErrKeyUsage, code)}
+		}
+	}
+	if err := f.Err(); err != nil {
+		return nil, err
+	}
+	ref, err := s.resolve(sess, tok, "key", CodeSourceKeyParity, kt)
 	if err != nil {
 		return nil, err
 	}
@@ -416,6 +467,12 @@ func (s *Server) kcv(ctx context.Context, sess *session, f *Fields) ([]byte, err
 	if err != nil {
 		return nil, err
 	}
+	if s.variant != nil {
+		// As payShield (and its simulators) with a variant LMK: 16 digits.
+		if full, ok := s.variant.fullCheckOf(ref.ID); ok && strings.HasPrefix(full, kc.KCV) {
+			return []byte(full), nil
+		}
+	}
 	return []byte(kc.KCV), nil
 }
 
@@ -425,11 +482,12 @@ func (s *Server) kcv(ctx context.Context, sess *session, f *Fields) ([]byte, err
 // source and destination format codes, account number.
 // Answer: PIN length ("00": hsm serve does not report it), PIN block, format code.
 func (s *Server) translatePIN(ctx context.Context, sess *session, f *Fields, code string) ([]byte, error) {
-	src, err := s.key(sess, f, "source key", CodeSourceKeyParity)
+	srcType := map[string]hsm.KeyType{"CA": hsm.TPK, "CC": hsm.ZPK, "G0": hsm.BDK}[code]
+	src, err := s.key(sess, f, "source key", CodeSourceKeyParity, srcType)
 	if err != nil {
 		return nil, err
 	}
-	dst, err := s.key(sess, f, "destination ZPK", CodeDestKeyParity)
+	dst, err := s.key(sess, f, "destination ZPK", CodeDestKeyParity, hsm.ZPK)
 	if err != nil {
 		return nil, err
 	}
@@ -482,10 +540,18 @@ func (s *Server) mac(ctx context.Context, sess *session, f *Fields, verify bool)
 	f.Fixed("mode flag", 1)
 	inFmt := f.Fixed("input format", 1)
 	f.Fixed("MAC size", 1)
-	f.Fixed("MAC algorithm", 1)
+	switch f.Fixed("MAC algorithm", 1) {
+	case "3":
+		sess.macAlg = hsm.MACRetail
+	case "6":
+		sess.macAlg = hsm.MACCMAC
+	}
 	f.Fixed("padding method", 1)
-	f.Fixed("key type", 3)
-	ref, err := s.key(sess, f, "MAC key", CodeSourceKeyParity)
+	kt, err := s.keyType(f, hsm.TAK, hsm.ZAK, hsm.BDK)
+	if err != nil {
+		return nil, err
+	}
+	ref, err := s.key(sess, f, "MAC key", CodeSourceKeyParity, kt)
 	if err != nil {
 		return nil, err
 	}
@@ -526,7 +592,7 @@ func (s *Server) mac(ctx context.Context, sess *session, f *Fields, verify bool)
 // CW: CVK token, PAN, ";", expiry (YYMM), service code. CY: CVK token, CVV (3), PAN,
 // ";", expiry, service code.
 func (s *Server) cvv(ctx context.Context, sess *session, f *Fields, verify bool) ([]byte, error) {
-	ref, err := s.key(sess, f, "CVK", CodeSourceKeyParity)
+	ref, err := s.key(sess, f, "CVK", CodeSourceKeyParity, hsm.CVK)
 	if err != nil {
 		return nil, err
 	}

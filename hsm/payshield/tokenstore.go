@@ -25,6 +25,7 @@ type session struct {
 	next    int         // the version a key created by this command gets
 	nextT   hsm.KeyType // and its type
 	created *hsm.KeyRecord
+	macAlg  hsm.MACAlgorithm // a variant TAK/ZAK's MAC algorithm (M6/M8 say it)
 }
 
 func sessionFrom(ctx context.Context) *session {

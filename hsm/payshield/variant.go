@@ -35,7 +35,9 @@ var lmkVariants = [10]byte{0x00, 0xA6, 0x5A, 0x6A, 0xDE, 0x2B, 0x50, 0x74, 0x9C,
 
 // schemeVariants are the variants of each part of a double-length (U) and a triple-
 // length (T) key, XORed into the first byte of the right LMK key.
-var schemeVariants = map[byte][]byte{'U': {0xA6, 0x5A}, 'T': {0x6A, 0xDE, 0x2B}, 'Z': {0x00}}
+// X and Y (and tokens without a scheme letter) are the keys of the older, ECB
+// scheme: no per-part variant.
+var schemeVariants = map[byte][]byte{'U': {0xA6, 0x5A}, 'T': {0x6A, 0xDE, 0x2B}, 'Z': {0x00}, 'X': {0x00, 0x00}, 'Y': {0x00, 0x00, 0x00}}
 
 func variantCiphers(pair []byte, variant int, scheme byte) ([]cipher.Block, error) {
 	if len(pair) != 16 {
@@ -46,7 +48,7 @@ func variantCiphers(pair []byte, variant int, scheme byte) ([]cipher.Block, erro
 	}
 	sv, ok := schemeVariants[scheme]
 	if !ok {
-		return nil, fmt.Errorf("key scheme %q is not U, T or Z", string(rune(scheme)))
+		return nil, fmt.Errorf("key scheme %q is not U, X, T, Y or Z", string(rune(scheme)))
 	}
 	var out []cipher.Block
 	for _, v := range sv {

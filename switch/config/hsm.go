@@ -11,6 +11,11 @@ type HSM struct {
 	// LMK of security.lmk_file) or "payshield" (payShield-compatible HSMs over the
 	// host command protocol, e.g. `switchyard hsm serve`).
 	Backend string `yaml:"backend"`
+	// LMKScheme is the LMK scheme of the payShield HSMs: "keyblock" (default: keys
+	// are S key block tokens) or "variant" (a variant LMK: U/T tokens; the switch
+	// creates TDES keys only). The client sends each stored key's type fields by
+	// its token either way.
+	LMKScheme string `yaml:"lmk_scheme"`
 	// Addrs are the payShield HSMs' host:port, in order of preference.
 	Addrs []string `yaml:"addrs"`
 	// HeaderLength is the message header length the HSMs are configured with
@@ -39,11 +44,17 @@ func (h HSM) validate(bad func(key, format string, args ...any)) {
 		if len(h.Addrs) > 0 {
 			bad("hsm.addrs", "only for backend payshield")
 		}
+		if h.LMKScheme != "" && h.LMKScheme != "keyblock" {
+			bad("hsm.lmk_scheme", "%q is only for backend payshield (the software HSM's LMK is a key-block LMK)", h.LMKScheme)
+		}
 		return
 	case "payshield":
 	default:
 		bad("hsm.backend", "%q is not software or payshield", h.Backend)
 		return
+	}
+	if h.LMKScheme != "" && h.LMKScheme != "keyblock" && h.LMKScheme != "variant" {
+		bad("hsm.lmk_scheme", "%q is not keyblock or variant", h.LMKScheme)
 	}
 	if len(h.Addrs) == 0 {
 		bad("hsm.addrs", "backend payshield needs at least one HSM address (host:port)")

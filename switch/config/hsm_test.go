@@ -14,6 +14,8 @@ func TestHSMKeys(t *testing.T) {
 		"hsm: {backend: payshield}":                                                       `hsm.addrs: backend payshield needs at least one HSM address`,
 		"hsm: {backend: payshield, addrs: [nowhere]}":                                     `hsm.addrs[0]: "nowhere" is not host:port`,
 		"hsm: {backend: payshield, addrs: [\"127.0.0.1:1500\"], header_length: 1}":        `hsm.header_length: 1 is out of range 2-32`,
+		"hsm: {backend: payshield, addrs: [\"127.0.0.1:1500\"], lmk_scheme: des}":         `hsm.lmk_scheme: "des" is not keyblock or variant`,
+		"hsm: {lmk_scheme: variant}":                                                      `hsm.lmk_scheme: "variant" is only for backend payshield`,
 		"hsm: {addrs: [\"127.0.0.1:1500\"]}":                                              `hsm.addrs: only for backend payshield`,
 		"hsm: {backend: payshield, addrs: [\"127.0.0.1:1500\"], ca_file: /x}":             `hsm.tls: ca_file, cert_file and key_file need tls: true`,
 		"hsm: {backend: payshield, addrs: [\"127.0.0.1:1500\"], tls: true, cert_file: x}": `hsm.cert_file: give cert_file and key_file together`,

@@ -19,7 +19,7 @@ func (s *Server) openPayShield(c config.HSM) (*payshield.Client, error) {
 		return nil, fmt.Errorf("hsm: metrics: %w", err)
 	}
 	opts := payshield.ClientOptions{Addrs: c.Addrs, HeaderLength: c.HeaderLength, Conns: c.Connections, Timeout: c.Timeout.D(),
-		HealthEvery: c.HealthEvery.D(), Store: s.Keys, Metrics: m, Logger: log}
+		HealthEvery: c.HealthEvery.D(), Store: s.Keys, Metrics: m, Logger: log, LMKScheme: c.LMKScheme}
 	if c.TLS {
 		tc := &tls.Config{MinVersion: tls.VersionTLS12}
 		if c.CAFile != "" {
@@ -45,6 +45,6 @@ func (s *Server) openPayShield(c config.HSM) (*payshield.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("hsm: %w", err)
 	}
-	log.Info().Strs("addrs", c.Addrs).Msg("HSM: payShield host protocol")
+	log.Info().Strs("addrs", c.Addrs).Str("lmk_scheme", c.LMKScheme).Msg("HSM: payShield host protocol")
 	return cl, nil
 }

@@ -56,7 +56,7 @@ commands:
            Header fields and the key's KCV; the key itself only with --show-key.
   pinblock --format 0|1|3|4 --pin PIN --pan PAN
            The clear ISO 9564 PIN block (format 4: the plain-text PIN field).
-  serve    [--addr 127.0.0.1:1500] [--header-length 4] --lmk-file F | --lmk-env V | --demo
+  serve    [--addr 127.0.0.1:1500] [--header-length 4] [--lmk-scheme keyblock|variant] --lmk-file F | --lmk-env V | --demo
            The software HSM behind the payShield host protocol, for the switch's
            hsm.backend payshield, the bench and other systems (docs/hsm.md).
 `
