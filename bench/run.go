@@ -430,7 +430,9 @@ security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504
 		return rep, err
 	}
 	defer relay.stop()
-	time.Sleep(200 * time.Millisecond)
+	if err := waitListening(ctx, relayAddr); err != nil {
+		return rep, fmt.Errorf("relay: %w", err)
+	}
 	fmt.Fprintf(o.Out, "relay: the same fleet through a plain framing relay, %s measured\n", o.RelayDuration)
 	var relayFleet *Fleet
 	if fleet != nil {
