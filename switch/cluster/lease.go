@@ -131,6 +131,7 @@ type Lease struct {
 	// leader, and every node's refreshes failed alike.
 	writableSince time.Time
 	refreshFailed bool
+	refreshErr    error // the last failed refresh's error (Held says it)
 }
 
 func (o *LeaseOptions) defaults() error {
@@ -424,6 +425,7 @@ func (l *Lease) refresh(ctx context.Context) error {
 	if err := l.putTTL(pctx, leaseKey(v.Node), b, l.opts.TTL); err != nil {
 		l.mu.Lock()
 		l.refreshFailed = true
+		l.refreshErr = err
 		l.mu.Unlock()
 		return fmt.Errorf("cluster: refresh the lease of node %d: %w", v.Node, err)
 	}
@@ -443,11 +445,17 @@ func (l *Lease) refresh(ctx context.Context) error {
 // not go on with them (for /readyz, next to Node.Ready).
 func (l *Lease) Held() error {
 	l.mu.Lock()
-	last := l.lastOK
+	last, failed, ferr := l.lastOK, l.refreshFailed, l.refreshErr
 	l.mu.Unlock()
 	if since := time.Since(last); since >= l.opts.TTL {
-		return fmt.Errorf("cluster: node %d's lease not refreshed for %v (TTL %v): the other nodes may be recovering its transactions",
-			l.self.Node, since.Round(time.Millisecond), l.opts.TTL)
+		why := ""
+		if failed && ferr != nil {
+			// The usual cause: the lease bucket has no JetStream quorum. Say so, as
+			// Node.Ready may not have noticed yet (its view of the meta leader lags).
+			why = fmt.Sprintf(" (JetStream did not store its refresh, no quorum?: %v)", ferr)
+		}
+		return fmt.Errorf("cluster: node %d's lease not refreshed for %v (TTL %v)%s: the other nodes may be recovering its transactions",
+			l.self.Node, since.Round(time.Millisecond), l.opts.TTL, why)
 	}
 	return nil
 }
