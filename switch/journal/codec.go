@@ -75,8 +75,11 @@ func (r *Record) AppendBinary(b []byte) ([]byte, error) {
 	}
 	// Optional trailing fields: absent in records written before them, and skipped
 	// by decoders older than them, so the version stays 1.
-	if r.Label != "" {
+	if r.Label != "" || r.CompletedBy != "" {
 		e.str(r.Label)
+	}
+	if r.CompletedBy != "" {
+		e.str(r.CompletedBy)
 	}
 	return e.b, nil
 }
@@ -178,6 +181,9 @@ func (r *Record) UnmarshalBinary(b []byte) error {
 	}
 	if d.err == nil && len(d.b) > 0 {
 		r.Label = d.str()
+	}
+	if d.err == nil && len(d.b) > 0 {
+		r.CompletedBy = d.str()
 	}
 	if d.err != nil {
 		return fmt.Errorf("journal record %s: %w", r.RRN, d.err)
