@@ -36,10 +36,10 @@ func cupTermFlags(fs *flag.FlagSet) cupTermArgs {
 
 // cupTermCommon are the flags term shares with the other dialects.
 type cupTermCommon struct {
-	addr, pan, amount, expiry, tid, mid, stan, rrn, pin string
-	tags                                                []string
-	timeout                                             time.Duration
-	json                                                bool
+	addr, pan, amount, expiry, tid, mid, stan, rrn, auth, pin string
+	tags                                                      []string
+	timeout                                                   time.Duration
+	json                                                      bool
 }
 
 // runTermCUP signs the terminal in on one connection (working keys decrypted under
@@ -112,7 +112,7 @@ func runTermCUP(env *Env, kind string, a cupTermArgs, c cupTermCommon) int {
 	if ans.Str(39) != message.RCApproved {
 		return 1
 	}
-	tx := cup.Txn{PAN: c.pan, Expiry: c.expiry, Amount: amt, PIN: c.pin, RRN: c.rrn, OrigSTAN: *a.origSTAN, STAN: c.stan}
+	tx := cup.Txn{PAN: c.pan, Expiry: c.expiry, Amount: amt, PIN: c.pin, RRN: c.rrn, Auth: c.auth, OrigSTAN: *a.origSTAN, STAN: c.stan}
 	if tx.Expiry == "" && tx.PAN != "" {
 		tx.Expiry = "2912"
 	}
@@ -141,6 +141,11 @@ func runTermCUP(env *Env, kind string, a cupTermArgs, c cupTermCommon) int {
 		tx.Kind = "sale"
 	case "preauth", "void", "refund", "balance":
 		tx.Kind = kind
+	case "completion":
+		tx.Kind = kind
+		if tx.RRN == "" || tx.Auth == "" {
+			return fail(env, "term completion --dialect cup: --rrn and --auth (the pre-authorization's RRN and approval code) are required")
+		}
 	case "reversal":
 		tx.Kind = "reversal"
 		if tx.STAN == "" {
@@ -165,7 +170,7 @@ func runTermCUP(env *Env, kind string, a cupTermArgs, c cupTermCommon) int {
 	default:
 		return fail(env, "term: unknown transaction %q", kind)
 	}
-	if (tx.Kind == "sale" || tx.Kind == "preauth" || tx.Kind == "void" || tx.Kind == "refund" || tx.Kind == "balance") && tx.PAN == "" && tx.Track2 == "" {
+	if (tx.Kind == "sale" || tx.Kind == "preauth" || tx.Kind == "completion" || tx.Kind == "void" || tx.Kind == "refund" || tx.Kind == "balance") && tx.PAN == "" && tx.Track2 == "" {
 		return fail(env, "term %s: --pan is required", kind)
 	}
 	start = time.Now()

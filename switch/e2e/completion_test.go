@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -191,4 +192,38 @@ func TestCompletionCUP(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitAdvice(t, f, c3.Str(37), "advice after the outage", func(e issuersim.Entry) bool { return e.Advices >= 1 })
+}
+
+// TestCompletionTermCommand: `switchyard term completion` completes a pre-authorization
+// from the shell in both dialects, and says what it lacks without --rrn and --auth.
+func TestCompletionTermCommand(t *testing.T) {
+	f := startCUP(t)
+	for _, d := range []struct{ dialect, listener, want string }{{"ascii", "ascii", "RC=00"}, {"cup", "cup", "0210 rc=00"}} {
+		addr := f.s.ListenerAddr(d.listener)
+		tx := pos(4000)
+		tx.MTI = "0100"
+		pre := f.send(tx)
+		if pre.RC != "00" {
+			t.Fatalf("pre-authorization: %+v", pre)
+		}
+		args := []string{"term", "completion", "--dialect", d.dialect, "--addr", addr, "--pan", cupCard, "--amount", "45.00"}
+		if out, code := cliLocal(args...); code == 0 || !strings.Contains(out, "--rrn and --auth") {
+			t.Errorf("%s: completion without --rrn: exit %d\n%s", d.dialect, code, out)
+		}
+		out, code := cliLocal(append(args, "--rrn", pre.RRN, "--auth", pre.AuthCode)...)
+		if code != 0 || !strings.Contains(out, d.want) {
+			t.Fatalf("%s: term completion: exit %d\n%s", d.dialect, code, out)
+		}
+		completedBy(t, f, pre.RRN)
+	}
+}
+
+// completedBy returns the completion mark of a pre-authorization, failing when none.
+func completedBy(t *testing.T, f *fixture, pre string) string {
+	t.Helper()
+	rec, err := f.s.Journal.Get(pre)
+	if err != nil || rec.CompletedBy == "" {
+		t.Fatalf("pre-authorization %s not completed (%v)", pre, err)
+	}
+	return rec.CompletedBy
 }

@@ -157,6 +157,21 @@ func (p *Pipeline) completes(pre *journal.Record) (bool, error) {
 	return c.Approved() && !c.Reversed(), nil
 }
 
+// completedPreauth reports whether the pre-authorization pre stands completed, so
+// that it cannot be reversed (its void) under its completion: the completion is
+// voided first. A completion that cannot be read counts as standing (logged).
+func (p *Pipeline) completedPreauth(pre *journal.Record) bool {
+	if pre.CompletedBy == "" {
+		return false
+	}
+	done, err := p.completes(pre)
+	if err != nil {
+		p.log.Error().Err(err).Str("rrn", pre.RRN).Str("completion", pre.CompletedBy).Msg("completion of a pre-authorization not read: taken as standing")
+		return true
+	}
+	return done
+}
+
 // reopenPreauth clears the completion mark of the pre-authorization that the
 // completion comp (now reversed or voided) captured, so that it may be completed
 // again. held is the lock index the caller holds (comp's): the pre-authorization's

@@ -232,3 +232,29 @@ func TestCompletionVoid(t *testing.T) {
 		t.Fatalf("reversal of the completion: %+v, pre-authorization completed by %q", a.Result, h.record(pre.RRN).CompletedBy)
 	}
 }
+
+// TestPreauthReversalUnderCompletion: a pre-authorization whose completion stands is
+// not reversed (a cup pre-authorization void, or a 0400): 12 preauth-completed; once
+// the completion is voided, it is.
+func TestPreauthReversalUnderCompletion(t *testing.T) {
+	h := newHarness(t)
+	pre := h.approvedPreauth(10000)
+	c := h.do(h.completion(pre, 10000))
+	reverse := func() answer {
+		r := h.purchase(10000)
+		r.MTI, r.STAN = "0400", h.record(pre.RRN).STAN
+		r.Original = "0100" + r.STAN + h.record(pre.RRN).DE7 + strings.Repeat("0", 22)
+		r.Time = h.clock.Now().Add(1e9)
+		h.clock.Advance(2e9)
+		return h.do(r)
+	}
+	if a := reverse(); a.RC != "12" || a.Reason != "preauth-completed" || h.record(pre.RRN).Reversed() {
+		t.Fatalf("reversal of a completed pre-authorization: %+v", a.Result)
+	}
+	if v := h.do(h.void(c, 10000)); v.RC != "00" {
+		t.Fatalf("void of the completion: %+v", v.Result)
+	}
+	if a := reverse(); a.RC != "00" || !h.record(pre.RRN).Reversed() {
+		t.Fatalf("reversal of the reopened pre-authorization: %+v", a.Result)
+	}
+}

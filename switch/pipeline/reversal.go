@@ -229,6 +229,10 @@ func (p *Pipeline) reversal(ctx context.Context, t *txn) (frontend.Response, err
 			note = "original already reversed by " + orig.ReversedBy
 		case !orig.Approved():
 			note = "original was not approved: nothing to reverse"
+		case orig.Type == "preauth" && p.completedPreauth(orig):
+			l.Unlock()
+			t.rec.AddEvent(journal.StateDeclined, p.now().UTC(), "pre-authorization completed by "+orig.CompletedBy+": the completion is voided first; nothing reversed")
+			return p.respond(ctx, t, message.RCInvalidTransaction, "", "switch", "preauth-completed")
 		case orig.Amount != r.Amount && p.cfg.ReversalMismatch != "reverse_full":
 			l.Unlock()
 			t.rec.AddEvent(journal.StateDeclined, p.now().UTC(),
