@@ -198,7 +198,7 @@ func TestCompletionCUP(t *testing.T) {
 // from the shell in both dialects, and says what it lacks without --rrn and --auth.
 func TestCompletionTermCommand(t *testing.T) {
 	f := startCUP(t)
-	for _, d := range []struct{ dialect, listener, want string }{{"ascii", "ascii", "RC=00"}, {"cup", "cup", "0210 rc=00"}} {
+	for _, d := range []struct{ dialect, listener, want, stan string }{{"ascii", "ascii", "RC=00", "700001"}, {"cup", "cup", "0210 rc=00", "700002"}} {
 		addr := f.s.ListenerAddr(d.listener)
 		tx := pos(4000)
 		tx.MTI = "0100"
@@ -206,7 +206,9 @@ func TestCompletionTermCommand(t *testing.T) {
 		if pre.RC != "00" {
 			t.Fatalf("pre-authorization: %+v", pre)
 		}
-		args := []string{"term", "completion", "--dialect", d.dialect, "--addr", addr, "--pan", cupCard, "--amount", "45.00"}
+		// A STAN of its own: the fixture's pre-authorization used the process-wide
+		// counter under the same terminal ID in the same second.
+		args := []string{"term", "completion", "--dialect", d.dialect, "--addr", addr, "--pan", cupCard, "--amount", "45.00", "--stan", d.stan}
 		if out, code := cliLocal(args...); code == 0 || !strings.Contains(out, "--rrn and --auth") {
 			t.Errorf("%s: completion without --rrn: exit %d\n%s", d.dialect, code, out)
 		}
