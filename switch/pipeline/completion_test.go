@@ -258,3 +258,38 @@ func TestPreauthReversalUnderCompletion(t *testing.T) {
 		t.Fatalf("reversal of the reopened pre-authorization: %+v", a.Result)
 	}
 }
+
+// TestCompletionOpenAtRestart: a completion the switch crashed on after writing it
+// ahead (its advice may be queued) is settled by recovery as in doubt: answered 91 in
+// the journal and reversed at the issuer (0420), and its pre-authorization, whose mark
+// names it, is open again for a new completion.
+func TestCompletionOpenAtRestart(t *testing.T) {
+	h := newHarness(t)
+	pre := h.approvedPreauth(10000)
+	// What the completion leaves on disk when the process dies after its write-ahead
+	// and the pre-authorization's mark.
+	rec := &journal.Record{RRN: "000000009999", Received: h.clock.Now(), MTI: "0220", Type: "completion", ProcCode: "000000",
+		TID: testTID, MID: testMID, STAN: "000777", DE7: "1201120000", Amount: 10000, Currency: "156", Issuer: "bank", OriginalRRN: pre.RRN,
+		CardHash: h.p.CardHash(testPAN)}
+	rec.AddEvent(journal.StateReceived, h.clock.Now(), "")
+	rec.AddEvent(journal.StateSent, h.clock.Now(), "completion of "+pre.RRN)
+	if err := h.j.Write(context.Background(), rec, true, true); err != nil {
+		t.Fatal(err)
+	}
+	p := h.record(pre.RRN)
+	p.CompletedBy = rec.RRN
+	if err := h.j.Write(context.Background(), p, false, true); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := h.p.RecoverRecords(context.Background(), "test", func(ctx context.Context, fn func(*journal.Record) bool) error {
+		return h.j.Scan(ctx, journal.Query{}, fn)
+	}); err != nil || n == 0 {
+		t.Fatalf("recovered %d: %v", n, err)
+	}
+	if r := h.record(rec.RRN); r.RC != "91" || !r.Reversed() || h.advices("0420", rec.RRN) != 1 {
+		t.Fatalf("open completion after recovery: %+v", r)
+	}
+	if c := h.do(h.completion(pre, 10000)); c.RC != "00" {
+		t.Fatalf("completion of the pre-authorization after recovery: %+v", c.Result)
+	}
+}
