@@ -10,6 +10,7 @@ import (
 	"github.com/switchyard/switchyard/switch/issuersim"
 	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/message"
+	"github.com/switchyard/switchyard/switch/server"
 	"github.com/switchyard/switchyard/switch/termclient"
 )
 
@@ -79,6 +80,17 @@ func TestCompletionASCII(t *testing.T) {
 	tot, err := f.s.Pipeline.TerminalTotals(context.Background(), "T0000001", journal.Query{})
 	if err != nil || tot.PurchaseCount != 1 || tot.PurchaseSum != 11500 {
 		t.Errorf("settlement totals %+v (%v): want the completion alone", tot, err)
+	}
+	// The day's settlement report too.
+	loc, _ := time.LoadLocation("Asia/Shanghai") // the demo's timezone
+	crec, err := f.s.Journal.Get(c.RRN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The completion's own day (the test may run across midnight there).
+	rep, err := server.Settle(context.Background(), f.s.Journal, crec.Received.In(loc).Format("2006-01-02"), loc)
+	if err != nil || rep.Total.PurchaseCount != 1 || rep.Total.PurchaseAmount != 11500 {
+		t.Errorf("settlement report %+v (%v): want the completion alone", rep, err)
 	}
 
 	pre2 := preauth(10000)

@@ -163,6 +163,22 @@ func TestCompletionRefused(t *testing.T) {
 	}
 }
 
+// TestCompletionWithoutApprovalCode: DE 38 is required (30), as DE 37 is.
+func TestCompletionWithoutApprovalCode(t *testing.T) {
+	h := newHarness(t)
+	pre := h.approvedPreauth(1000)
+	for _, change := range []func(tx *termclient.Txn){func(tx *termclient.Txn) { tx.AuthCode = "" }, func(tx *termclient.Txn) { tx.RRN = "" }} {
+		tx := h.completion(pre, 1000)
+		change(&tx)
+		if a := h.do(tx); a.RC != "30" {
+			t.Errorf("completion without DE 37 or 38: %+v", a.Result)
+		}
+	}
+	if n := len(h.q.all()); n != 0 {
+		t.Errorf("%d advices queued", n)
+	}
+}
+
 // TestCompletionIssuerDown: the completion does not need its issuer: with the link
 // down it is answered 00 and its advice waits in the queue.
 func TestCompletionIssuerDown(t *testing.T) {
