@@ -42,6 +42,7 @@ tidy-check:
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./switch/message
 	$(GO) test -run '^$$' -fuzz '^FuzzCUPDecode$$' -fuzztime $(FUZZTIME) ./switch/cup
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./switch/qr
 	@for t in $$($(GO) test -list '^Fuzz' ./hsm/... 2>/dev/null | grep '^Fuzz'); do \
 		pkg=$$(grep -rl "func $$t(" hsm --include=*_test.go | head -1 | xargs dirname); \
 		echo "fuzz $$pkg $$t"; \

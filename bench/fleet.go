@@ -193,6 +193,11 @@ type Fleet struct {
 	// run); cardSeq counts the cards used.
 	newCards int64
 	cardSeq  atomic.Int64
+	// QRShare is the share of the load terminals' requests that are QR purchases
+	// with a payment code (cycling through the default table's networks); 0 (the
+	// default) keeps the card-only mix, so that figures stay comparable.
+	QRShare float64
+	qrSeq   atomic.Uint64
 }
 
 // NewFleet builds the generator for terminals load terminals.
@@ -316,6 +321,11 @@ func (f *Fleet) loadRequest(rng *rand.Rand, now time.Time) (request, error) {
 	amounts := []int64{1000, 2500, 4800, 8800, 12000, 15600, 23000, 39900}
 	pick := func() int64 { return amounts[rng.IntN(len(amounts))] }
 	base := termclient.Txn{TID: t.tid, MID: "000000000000003", Expiry: "2912", Time: now}
+	if f.QRShare > 0 && rng.Float64() < f.QRShare {
+		tx := base
+		tx.Expiry, tx.QRCode, tx.Amount, tx.STAN = "", qrCode(rng, f.qrSeq.Add(1)), pick(), st.nextSTAN()
+		return f.build(tx, nil, LabelLegit)
+	}
 	switch {
 	case k < 60: // purchase with a PIN under the TPK
 		tx := base
@@ -557,4 +567,16 @@ func Scenarios(labels map[string]*LabelStats) []Scenario {
 		add(l, false)
 	}
 	return out
+}
+
+// qrCode is a payment code of the default table's networks in turn: UnionPay (62, 19
+// digits), WeChat Pay (13, 18 digits), Alipay (28, 18 digits).
+func qrCode(rng *rand.Rand, n uint64) string {
+	switch n % 3 {
+	case 0:
+		return fmt.Sprintf("62%017d", rng.Uint64()%1e17)
+	case 1:
+		return fmt.Sprintf("13%016d", rng.Uint64()%1e16)
+	}
+	return fmt.Sprintf("28%016d", rng.Uint64()%1e16)
 }

@@ -72,6 +72,9 @@ type Options struct {
 	// UnionPay-style terminals on a cup listener during the closed-loop run (see
 	// LoadOptions.CUPTerminals); zero keeps the default mix.
 	CUPTerminals int
+	// QRShare is the share of the load terminals' requests that are QR purchases,
+	// through a wallet simulator in a process of its own (0, the default: card only).
+	QRShare float64
 }
 
 // Report is the outcome of a run.
@@ -255,6 +258,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if o.IssuerLatency < 0 || o.IssuerLatencyP99 > 0 && o.IssuerLatencyP99 < o.IssuerLatency || o.IssuerLatencyP99 > 0 && o.IssuerLatency == 0 {
 		return nil, fmt.Errorf("issuer latency %v with p99 %v: the p99 needs a median above zero and not above the p99", o.IssuerLatency, o.IssuerLatencyP99)
 	}
+	if o.QRShare < 0 || o.QRShare > 1 {
+		return nil, fmt.Errorf("QR share %v is not between 0 and 1", o.QRShare)
+	}
 	if o.RelayDuration <= 0 {
 		o.RelayDuration = max(o.Duration/3, 5*time.Second)
 	}
@@ -277,6 +283,19 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 	defer sim.stop()
+	qrCfg := ""
+	if o.QRShare > 0 {
+		walletAddr, err := freeAddr()
+		if err != nil {
+			return nil, err
+		}
+		ws, err := startProc(o.Exe, o.WorkDir, "wallet-sim", "wallet-sim", "--addr", walletAddr)
+		if err != nil {
+			return nil, err
+		}
+		defer ws.stop()
+		qrCfg = fmt.Sprintf("qr: {demo_wallet: {external: \"http://%s\"}}\n", walletAddr)
+	}
 	termAddr, _ := freeAddr()
 	adminAddr, _ := freeAddr()
 	if o.RulesDir == "" {
@@ -296,7 +315,7 @@ admin: {addr: "%s"}
 demo_issuer: {external: "%s"}
 shutdown: {drain_timeout: 10s}
 security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504154482d48415348"}
-`, filepath.Join(o.WorkDir, "data"), rulesDir, termAddr, adminAddr, simAddr)
+`, filepath.Join(o.WorkDir, "data"), rulesDir, termAddr, adminAddr, simAddr) + qrCfg
 	if o.PayShield {
 		hsmAddr, err := freeAddr()
 		if err != nil {
@@ -339,6 +358,7 @@ security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504
 		if fleet, err = NewFleet(orDefault(o.Terminals, 2000)-max(o.CUPTerminals, 0), 10000); err != nil {
 			return nil, err
 		}
+		fleet.QRShare = o.QRShare
 		if err := registerFleet(ctx, "http://"+adminAddr, fleet.plan); err != nil {
 			return nil, err
 		}

@@ -32,6 +32,7 @@ func runBench(env *Env, args []string) int {
 	fs.DurationVar(&o.IssuerLatencyP99, "issuer-latency-p99", 0, "log-normal issuer answer times with this 99th percentile")
 	fs.BoolVar(&o.Plain, "plain", false, "ordinary purchases only, no fraud scenarios")
 	fs.IntVar(&o.CUPTerminals, "cup-terminals", 0, "run this many of the load terminals as UnionPay-style terminals on a cup listener (sign-in, MAC'd sales one at a time); 0 keeps the default mix")
+	fs.Float64Var(&o.QRShare, "qr-share", 0, "share (0 to 1) of the load terminals' requests that are QR purchases through a wallet simulator; 0: card only (not with --target or --plain)")
 	fs.StringVar(&o.Scenario, "scenario", "standard", "name of the run in the reports")
 	fs.BoolVar(&o.PayShield, "payshield", false, "the switch uses hsm.backend payshield against `switchyard hsm serve` in its own process (the HSM's network hop)")
 	results := fs.String("results", "bench/results", "write the JSON and HTML reports here (empty: none)")

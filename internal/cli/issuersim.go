@@ -127,14 +127,15 @@ func simControl(sim *issuersim.Sim) http.Handler {
 }
 
 // DemoIssuer is the server option of demo mode: the demo fleet's issuer is the
-// simulator, started with the server and closed with it. The server package does
+// simulator, started with the server and closed with it, and so is the wallet
+// simulator behind demo mode's QR connectors (walletsim.go). The server package does
 // not import the simulator; this wiring (serve --demo, the end-to-end tests) does.
 func DemoIssuer() server.Option {
-	return server.WithDemoIssuer(func(addr string, log zerolog.Logger) (server.DemoIssuer, error) {
+	return server.Options(server.WithDemoIssuer(func(addr string, log zerolog.Logger) (server.DemoIssuer, error) {
 		d, err := issuersim.StartDemo(issuersim.Config{Addr: addr, Logger: log.With().Str("component", "issuer-sim").Logger()})
 		if err != nil {
 			return nil, err // not a typed nil in the interface
 		}
 		return d, nil
-	})
+	}), demoWallet())
 }

@@ -85,6 +85,12 @@ func runServe(env *Env, args []string) int {
 		for _, t := range registry.DemoTokens() {
 			fmt.Fprintf(&banner, "    %-9s %-16s %s\n", t.Role, t.Name, t.Token)
 		}
+		if s.Console() != nil {
+			fmt.Fprintf(&banner, "\n  web console: http://%s/console/  demo users (user / password):\n", s.AdminAddr())
+			for _, u := range registry.DemoUsers() {
+				fmt.Fprintf(&banner, "    %-9s %-10s %s\n", u.Role, u.Name, u.Password)
+			}
+		}
 		fmt.Fprintf(&banner, "\n  try: %s term purchase --pan 4761739001010119 --amount 1000%s\n\n", selfName(), addrFlag(s.ListenerAddr("ascii")))
 		_, _ = io.WriteString(env.Stderr, banner.String())
 	}

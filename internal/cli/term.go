@@ -53,7 +53,7 @@ var demoMerchant = map[string]string{
 }
 
 // termKinds are the transactions term sends: its subcommands.
-var termKinds = []string{"purchase", "preauth", "completion", "void", "refund", "balance", "reversal", "echo", "signon", "signoff", "settle"}
+var termKinds = []string{"purchase", "preauth", "completion", "void", "refund", "balance", "reversal", "echo", "signon", "signoff", "settle", "qr-order", "qr-inquiry"}
 
 func runTerm(env *Env, args []string) int {
 	kinds := strings.Join(termKinds, "|")
@@ -88,6 +88,9 @@ func runTerm(env *Env, args []string) int {
 	attestAge := fs.Duration("attest-age", 0, "SoftPOS: age of the attestation (token iat, or AT)")
 	asJSON := fs.Bool("json", false, "print the answer as JSON")
 	cupArgs := cupTermFlags(fs)
+	qrCode := fs.String("qr", "", "purchase or preauth with this payment code instead of a card (DE 48 QC, docs/qr.md)")
+	qrOrig := fs.Bool("qr-original", false, "void or refund of a QR payment (no card: QC empty)")
+	order := fs.String("order", "", "qr-inquiry: the order ID (DE 48 QO)")
 	if ok, code := parse(fs, args[1:]); !ok {
 		return code
 	}
@@ -97,7 +100,8 @@ func runTerm(env *Env, args []string) int {
 	}
 	if d == message.DialectCUP {
 		return runTermCUP(env, kind, cupArgs, cupTermCommon{addr: *addr, pan: *pan, amount: *amount, expiry: *expiry,
-			tid: *tid, mid: *mid, stan: *stan, rrn: *rrn, auth: *auth, pin: *pin, tags: tags, timeout: *timeout, json: *asJSON})
+			tid: *tid, mid: *mid, stan: *stan, rrn: *rrn, auth: *auth, pin: *pin, tags: tags, timeout: *timeout, json: *asJSON,
+			qrCode: *qrCode, qrOriginal: *qrOrig})
 	}
 	if kind == "settle" {
 		return fail(env, "term settle: only with --dialect cup (an ASCII terminal sends 0500 with its totals in DE 48 tag BT)")
@@ -130,6 +134,9 @@ func runTerm(env *Env, args []string) int {
 		t.TLV = demoIdentity[t.TID]
 	}
 	needPAN := true
+	if *qrCode != "" || *qrOrig {
+		t.QRCode, t.QRRefund, t.Expiry, needPAN = *qrCode, *qrOrig, "", false
+	}
 	switch kind {
 	case "purchase":
 	case "preauth":
@@ -150,6 +157,15 @@ func runTerm(env *Env, args []string) int {
 		t.Original = *orig
 		if len(t.Original) != 42 {
 			return fail(env, "term reversal: --original must be 42 digits (MTI, STAN, DE 7, zeros)")
+		}
+	case "qr-order", "qr-inquiry":
+		t.MTI, t.ProcCode, t.Expiry, needPAN = "0100", message.PCQROrder, "", false
+		if kind == "qr-inquiry" {
+			if *order == "" {
+				return fail(env, "term qr-inquiry: --order is required")
+			}
+			t.ProcCode = message.PCQRInquiry
+			t.TLV = append(t.TLV, [2]string{message.TagQROrder, *order})
 		}
 	case "echo", "signon", "signoff":
 		t.MTI, needPAN, t.TLV = "0800", false, nil
@@ -238,7 +254,14 @@ func runTerm(env *Env, args []string) int {
 		if r.Reason != "" {
 			fmt.Fprintf(env.Stdout, "  RS=%s", r.Reason)
 		}
+		if order, ok := message.TLVValue(r.DE48, message.TagQROrder); ok {
+			state, _ := message.TLVValue(r.DE48, message.TagQRState)
+			fmt.Fprintf(env.Stdout, "  ORDER=%s  STATE=%s", order, state)
+		}
 		fmt.Fprintf(env.Stdout, "  (%s, %s)\n", describeRC(r.RC), time.Since(start).Round(time.Microsecond))
+		if payload, ok := message.TLVValue(r.DE48, message.TagQRPayload); ok {
+			fmt.Fprintf(env.Stdout, "QR %s\n", payload)
+		}
 	}
 	return 0
 }

@@ -40,6 +40,10 @@ type cupTermCommon struct {
 	tags                                                      []string
 	timeout                                                   time.Duration
 	json                                                      bool
+	// qrCode pays with a payer's code (F22 031, F59 A3); qrOriginal marks a void or
+	// refund of a QR payment (docs/cup-dialect.md).
+	qrCode     string
+	qrOriginal bool
 }
 
 // runTermCUP signs the terminal in on one connection (working keys decrypted under
@@ -94,6 +98,9 @@ func runTermCUP(env *Env, kind string, a cupTermArgs, c cupTermCommon) int {
 	}
 	defer t.Close()
 	t.Timeout, t.MAC, t.Device = c.timeout, macAlg, device
+	// Each run is a new Terminal: its STANs start from the clock (a hundred a
+	// second), so that runs a moment apart do not repeat one, as the ASCII dialects'.
+	t.SetSTAN(int(time.Now().UnixMilli()/10) % 999000)
 	out := func(label string, f *cup.Frame, start time.Time) {
 		if c.json {
 			b, _ := json.Marshal(map[string]any{"step": label, "mti": f.MTI(), "rc": f.Str(39), "stan": f.Str(11), "rrn": f.Str(37),
@@ -112,7 +119,11 @@ func runTermCUP(env *Env, kind string, a cupTermArgs, c cupTermCommon) int {
 	if ans.Str(39) != message.RCApproved {
 		return 1
 	}
-	tx := cup.Txn{PAN: c.pan, Expiry: c.expiry, Amount: amt, PIN: c.pin, RRN: c.rrn, Auth: c.auth, OrigSTAN: *a.origSTAN, STAN: c.stan}
+	tx := cup.Txn{PAN: c.pan, Expiry: c.expiry, Amount: amt, PIN: c.pin, RRN: c.rrn, Auth: c.auth, OrigSTAN: *a.origSTAN, STAN: c.stan,
+		QRCode: c.qrCode, QR: c.qrOriginal}
+	if tx.QRCode != "" || tx.QR {
+		tx.PAN, tx.Expiry = "", ""
+	}
 	if tx.Expiry == "" && tx.PAN != "" {
 		tx.Expiry = "2912"
 	}
@@ -170,8 +181,8 @@ func runTermCUP(env *Env, kind string, a cupTermArgs, c cupTermCommon) int {
 	default:
 		return fail(env, "term: unknown transaction %q", kind)
 	}
-	if (tx.Kind == "sale" || tx.Kind == "preauth" || tx.Kind == "completion" || tx.Kind == "void" || tx.Kind == "refund" || tx.Kind == "balance") && tx.PAN == "" && tx.Track2 == "" {
-		return fail(env, "term %s: --pan is required", kind)
+	if (tx.Kind == "sale" || tx.Kind == "preauth" || tx.Kind == "completion" || tx.Kind == "void" || tx.Kind == "refund" || tx.Kind == "balance") && tx.PAN == "" && tx.Track2 == "" && tx.QRCode == "" && !tx.QR {
+		return fail(env, "term %s: --pan (or --qr, --qr-original) is required", kind)
 	}
 	start = time.Now()
 	if ans, err = t.Do(tx); err != nil {

@@ -67,8 +67,11 @@ func (in *Input) AppendBinary(b []byte) []byte {
 	b = binary.AppendUvarint(b, bits)
 	// Fields added after version 1, at the end: a record written before them ends
 	// here and decodes with them empty.
-	if m.Group != "" {
+	if m.Group != "" || x.Wallet != "" {
 		str(m.Group)
+	}
+	if x.Wallet != "" {
+		str(x.Wallet)
 	}
 	return b
 }
@@ -166,6 +169,9 @@ func (in *Input) UnmarshalBinary(b []byte) error {
 	}
 	if err == nil && len(b) > 0 {
 		m.Group = str()
+	}
+	if err == nil && len(b) > 0 {
+		x.Wallet = str()
 	}
 	if err != nil {
 		return fmt.Errorf("risk input: %w", err)

@@ -9,7 +9,7 @@ import (
 func TestInputCodecRoundTrip(t *testing.T) {
 	in := Input{
 		Txn: Txn{MTI: "0200", ProcCode: "000000", Type: TxnPurchase, Amount: 123456, Currency: "156", EntryMode: "071", Contactless: true,
-			PINPresent: true, BIN: "476173", CardHash: "abc", STAN: "000001", RRN: "000000000001", OriginalCardHash: "def", OriginalAmount: 5,
+			PINPresent: true, BIN: "476173", CardHash: "abc", STAN: "000001", RRN: "000000000001", OriginalCardHash: "def", OriginalAmount: 5, Wallet: "wechat",
 			Time: time.Unix(1700000000, 42).UTC()},
 		Terminal: Terminal{ID: "T0000001", Kind: "pos", Status: "active", AgeDays: 3, Region: "CN-BJ", AppVersion: "1.2", Bound: true, Lat: 39.9, Lon: 116.4, RadiusM: 1000},
 		Merchant: Merchant{ID: "000000000000001", MCC: "5411", Tier: "standard", Rating: "B", SingleLimit: 1, DailyLimit: 2, MonthlyLimit: 3, Status: "active", Group: "CHAIN-7"},
@@ -32,7 +32,7 @@ func TestInputCodecRoundTrip(t *testing.T) {
 	// the engine; Merchant.Profile is recomputed by the tools, see risk.ProfileReplay):
 	// a field added to Input must be added to the codec and this count.
 	if n := reflect.TypeOf(Txn{}).NumField() + reflect.TypeOf(Terminal{}).NumField() + reflect.TypeOf(Merchant{}).NumField() - 1 +
-		reflect.TypeOf(Binding{}).NumField() + reflect.TypeOf(Device{}).NumField(); n != 56 {
+		reflect.TypeOf(Binding{}).NumField() + reflect.TypeOf(Device{}).NumField(); n != 57 {
 		t.Fatalf("Input has %d fields; update AppendBinary, UnmarshalBinary and this count", n)
 	}
 }
@@ -53,5 +53,15 @@ func TestInputCodecGroupOptional(t *testing.T) {
 	}
 	if err := back.UnmarshalBinary(withGroup); err != nil || back.Merchant.Group != "CHAIN-7" {
 		t.Fatalf("new record: group %q, err %v", back.Merchant.Group, err)
+	}
+}
+
+// A QR payment's wallet without a merchant group still round-trips (the group is
+// written empty before it), and a record without either is as before.
+func TestInputCodecWalletOptional(t *testing.T) {
+	in := Input{Txn: Txn{Wallet: "alipay", QR: true}}
+	var back Input
+	if err := back.UnmarshalBinary(in.AppendBinary(nil)); err != nil || back.Txn.Wallet != "alipay" || back.Merchant.Group != "" {
+		t.Fatalf("wallet %q group %q err %v", back.Txn.Wallet, back.Merchant.Group, err)
 	}
 }

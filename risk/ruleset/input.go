@@ -83,6 +83,10 @@ type Txn struct {
 	Manual bool `json:"manual" yaml:"manual" expr:"manual"`
 	// QR is true for DE 22 03x.
 	QR bool `json:"qr" yaml:"qr" expr:"qr"`
+	// Wallet is the network of a QR payment's payment code ("unionpay", "wechat",
+	// "alipay", or another of the qr.routes table); "" for a card. Such a payment has
+	// QR true whatever DE 22 says, and its CardHash is the hash of the payer's code.
+	Wallet string `json:"wallet" yaml:"wallet" expr:"wallet"`
 	// PINPresent is true when DE 52 carries a PIN block.
 	PINPresent bool `json:"pin_present" yaml:"pin_present" expr:"pin_present"`
 	// BIN is the first six digits of the PAN.

@@ -140,6 +140,7 @@ func (a *api) register() {
 	o := a.o
 	if o.Registry != nil {
 		a.registry()
+		a.users()
 	}
 	if o.Cases != nil {
 		a.cases()

@@ -96,6 +96,18 @@ func (m *Manager) record(tid string, fn func(*Report), now time.Time) {
 	}
 }
 
+// ReportOf returns terminal tid's last report: the application version it reported
+// (AV or an installation report) and when, and its last failed installation.
+func (m *Manager) ReportOf(tid string) (Report, bool) {
+	m.repMu.Lock()
+	defer m.repMu.Unlock()
+	r, ok := m.reports[tid]
+	if !ok {
+		return Report{}, false
+	}
+	return *r, true
+}
+
 // Reports returns the last report of every terminal that made one.
 func (m *Manager) Reports() map[string]Report {
 	m.repMu.Lock()

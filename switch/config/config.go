@@ -84,6 +84,8 @@ type Config struct {
 	Ratings Ratings `yaml:"ratings"`
 	// Notices push approvals, voids and refunds to merchants' webhooks (merchantrisk.go).
 	Notices Notices `yaml:"notices"`
+	// QR configures QR payments: payment codes and merchant-presented orders (qr.go).
+	QR QR `yaml:"qr"`
 	// Cluster, when set, makes this switch one node of a cluster on NATS JetStream
 	// (docs/cluster.md); absent, the switch runs alone on its Badger data directory.
 	Cluster *cluster.Config `yaml:"cluster"`
@@ -216,6 +218,8 @@ type Admin struct {
 	TokensFile string `yaml:"tokens_file"`
 	// fromFile is how many of Tokens, at the end, came from TokensFile (for errors).
 	fromFile int
+	// Console is the web console under /console/ (console.go).
+	Console Console `yaml:"console"`
 }
 
 // Listener is one terminal listener.
@@ -514,6 +518,7 @@ func (c *Config) ApplyDefaults() {
 	if c.DemoIssuer.Addr == "" {
 		c.DemoIssuer.Addr = "127.0.0.1:0"
 	}
+	c.QR.applyDefaults(c.Demo)
 	if c.DemoIssuer.Timeout == 0 {
 		c.DemoIssuer.Timeout = Duration(10 * time.Second)
 	}
@@ -620,6 +625,7 @@ func (c *Config) Validate() error {
 	}
 	checkAddr("admin.addr", c.Admin.Addr)
 	c.validateAppsTasks(bad)
+	c.Admin.Console.validate(bad)
 	if _, _, err := c.Risk.Profiles.RefreshClock(); err != nil {
 		bad("risk.profiles.refresh_at", "%v", err)
 	}
@@ -798,6 +804,7 @@ func (c *Config) Validate() error {
 	if c.Alerts.SuspendWindow.D() < time.Minute || c.Alerts.SuspendWindow.D() > 7*24*time.Hour {
 		bad("alerts.suspend_window", "%s is not between 1m and 168h", c.Alerts.SuspendWindow.D())
 	}
+	c.QR.validate(issuers, bad)
 	return errors.Join(errs...)
 }
 

@@ -16,6 +16,8 @@ import (
 //	A2  device group (01 device type, 02 hardware serial number, 03 random factor,
 //	    04 serial ciphertext, 05 application version): 05 -> DE 48 AV
 //
+//	A3  the payer's payment code of a QR payment (F22 = 03x) -> DE 48 QC
+//
 // Other tags are ignored. An F59 that does not parse so is ignored as a whole (it is
 // another acquirer's layout): it never declines a transaction by itself.
 func f59Tags(f59 string) map[string]string {
@@ -38,6 +40,8 @@ func f59Tags(f59 string) map[string]string {
 			if _, err := message.ParseGeo(v); err == nil {
 				out[message.TagGeo] = v
 			}
+		case F59PaymentCode:
+			out[message.TagQRCode] = e[1]
 		case "A2":
 			if sub, ok := splitTLV2(e[1]); ok {
 				for _, s := range sub {
@@ -50,6 +54,11 @@ func f59Tags(f59 string) map[string]string {
 	}
 	return out
 }
+
+// F59PaymentCode is the F59 tag of the payer's payment code that a terminal scanned
+// (consumer-presented QR, F22 = 03x). The published facts give no tag for it; A3 is
+// this switch's choice, next to the A2 device group (docs/cup-dialect.md).
+const F59PaymentCode = "A3"
 
 // splitTLV2 splits TAG(2) LEN(2 digits) VALUE elements; false when s is not exactly so.
 func splitTLV2(s string) ([][2]string, bool) {
@@ -101,7 +110,7 @@ func withTags(tlv string, set map[string]string) (string, error) {
 			return "", err
 		}
 	}
-	for _, tag := range []string{message.TagSIM, message.TagGeo, message.TagAppVersion} {
+	for _, tag := range []string{message.TagSIM, message.TagGeo, message.TagAppVersion, message.TagQRCode} {
 		if v, ok := set[tag]; ok && !seen[tag] {
 			var err error
 			if b, err = message.AppendTLV(b, tag, v); err != nil {

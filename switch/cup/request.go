@@ -185,7 +185,22 @@ func toPipeline(f *Frame, k Kind, s *session, track2 string, pin []byte, now tim
 		}
 		b.Set(37, f.Str(37)).Set(38, strings.TrimSpace(f.Str(38)))
 	}
-	tlv, err := withTags(s.tlv, f59Tags(f.Str(59)))
+	tags := f59Tags(f.Str(59))
+	if qr := strings.HasPrefix(f.Str(22), "03"); !qr {
+		delete(tags, message.TagQRCode)
+	} else if _, ok := tags[message.TagQRCode]; !ok {
+		switch {
+		case k.ASCIIProc == message.PCRefund || k.ASCIIProc == message.PCVoid:
+			// A void or refund of a QR payment carries no card: QC empty.
+			if tags == nil {
+				tags = map[string]string{}
+			}
+			tags[message.TagQRCode] = ""
+		case k.Original == "": // a payment: the code is required (a reversal names its original)
+			return m, formatErr(59, "a QR payment (F22 %s) needs the payer's code in F59 tag %s", f.Str(22), F59PaymentCode)
+		}
+	}
+	tlv, err := withTags(s.tlv, tags)
 	if err != nil {
 		return m, formatErr(59, "%v", err)
 	}

@@ -74,6 +74,15 @@ func (t *Terminal) Redial(addr string) error {
 // Batch is the batch the last sign-in opened.
 func (t *Terminal) Batch() string { return t.batch }
 
+// SetSTAN makes n the last STAN used, so that the next is n+1: a real terminal's
+// counter survives its restarts, and a fresh Terminal would otherwise repeat STANs
+// the switch remembers (a resend).
+func (t *Terminal) SetSTAN(n int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.stan = n % 999999
+}
+
 // NextSTAN returns the next STAN (000001 ...).
 func (t *Terminal) NextSTAN() string {
 	t.mu.Lock()
@@ -242,6 +251,11 @@ type Txn struct {
 	// TermInfo is F59, the terminal information TLV (e.g. "1722BD30.621555,114.361954":
 	// tag 17, the location).
 	TermInfo string
+	// QRCode, for a sale, pre-authorization or balance, is the payer's payment code
+	// scanned instead of a card: F22 = 031 and the code in F59 tag A3 (no PAN); QR,
+	// for a void or refund of a QR payment, sends F22 = 031 without a code.
+	QRCode string
+	QR     bool
 }
 
 // Build builds the request of tx.
@@ -283,7 +297,13 @@ func (t *Terminal) Build(tx Txn) (*Frame, error) {
 	if tx.PINWithoutPAN {
 		sec = "10"
 	}
+	termInfo := tx.TermInfo
 	switch {
+	case tx.QRCode != "" || tx.QR:
+		f.Set(22, "031")
+		if tx.QRCode != "" {
+			termInfo += fmt.Sprintf("%s%02d%s", F59PaymentCode, len(tx.QRCode), tx.QRCode)
+		}
 	case tx.Track2 != "":
 		nib := strings.Replace(tx.Track2, "=", "D", 1)
 		if tx.EncryptTrack {
@@ -327,7 +347,7 @@ func (t *Terminal) Build(tx Txn) (*Frame, error) {
 	if tx.PIN != "" || tx.Track2 != "" {
 		f.Set(53, sec+"0000000000000")
 	}
-	f.Set(37, tx.RRN).Set(38, tx.Auth).Set(59, tx.TermInfo)
+	f.Set(37, tx.RRN).Set(38, tx.Auth).Set(59, termInfo)
 	f60 := "" + sh.typ + t.batch
 	switch tx.Kind {
 	case "void", "refund", "completion-void", "preauth-void":

@@ -62,6 +62,19 @@ func TestCodecLabel(t *testing.T) {
 	}
 }
 
+// TestCodecQR: a QR payment's network is kept after the label, with or without one.
+func TestCodecQR(t *testing.T) {
+	for _, label := range []string{"", "legitimate"} {
+		r := sample("000000000002", time.Unix(1700000000, 0), "T0000001")
+		r.Label, r.QR = label, "wechat"
+		b, _ := r.MarshalBinary()
+		var back Record
+		if err := back.UnmarshalBinary(b); err != nil || back.QR != "wechat" || back.Label != label {
+			t.Fatalf("label %q: back QR %q label %q: %v", label, back.QR, back.Label, err)
+		}
+	}
+}
+
 func open(t *testing.T, dir string) (*badger.DB, *Store) {
 	t.Helper()
 	db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil).WithSyncWrites(false))

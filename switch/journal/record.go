@@ -112,6 +112,11 @@ type Record struct {
 	// bench's scenario), "" for real traffic. Encoded after every other field and only
 	// when set, so records without one are as before.
 	Label string `json:"label,omitempty"`
+	// QR is the network of a payment made with a payment code instead of a card
+	// ("unionpay", "wechat", "alipay"...; "" for a card). PANMasked and CardHash then
+	// stand for the payment code (masked like a PAN, hashed like one). Refunds and
+	// voids of QR payments carry it too. Encoded after Label, only when set.
+	QR string `json:"qr,omitempty"`
 }
 
 // Approved reports whether the record ended in an approval.

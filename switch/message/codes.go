@@ -52,6 +52,11 @@ const (
 	PCRefund   = "200000"
 	PCBalance  = "310000"
 	PCBatch    = "920000"
+	// PCQROrder (in an 0100) asks for a merchant-presented dynamic code for an order
+	// of DE 4 (zero: the payer enters the amount); PCQRInquiry (in an 0100) asks how
+	// the order named by DE 48 QO stands. Neither carries a card (docs/qr.md).
+	PCQROrder   = "390000"
+	PCQRInquiry = "380000"
 )
 
 // ResponseMTI returns the response MTI for a request MTI (0200 -> 0210), or "" when

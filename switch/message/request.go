@@ -45,12 +45,19 @@ type Request struct {
 	Currency  string // DE 49
 	PINBlock  [8]byte
 	HasPIN    bool   // DE 52 present
+	QR        bool   // paid with a payment code (QRCode), or a refund or void of such a payment; see QRCode
 	ICC       string // DE 55
 	NetCode   string // DE 70
 	Original  string // DE 90
 	Replace   string // DE 95
 	MAC       [8]byte
 	MACField  int // 64 or 128 when a MAC is present, else 0
+
+	// QRCode is the payer's payment code when QR is set (empty for refunds and
+	// voids), whatever the dialect carried it in (DE 48 QC in the ASCII dialects): a
+	// credential like a PAN, never logged or stored in clear (qr.Mask). QR sits
+	// beside HasPIN, in its padding, so that Request keeps its allocation size class.
+	QRCode string
 }
 
 // MaskedPAN returns the PAN as first 6 and last 4 digits, the rest as '*'.
@@ -362,8 +369,20 @@ func fill(r *Request, f *fieldValues) error {
 		}
 		return nil
 	}
+	// DE 48 is parsed once, here (fillQR reads it); a malformed one is reported after
+	// the checks of the other fields, as before.
+	var tlvErr error
+	if r.DE48 != "" {
+		r.TLV, tlvErr = ParseTLV(r.DE48)
+	}
 	switch r.MTI {
 	case "0100", "0200":
+		if r.MTI == "0100" && (r.ProcCode == PCQROrder || r.ProcCode == PCQRInquiry) {
+			if err := fillOrder(r, f, need, fail); err != nil {
+				return err
+			}
+			break
+		}
 		if err := need(3, 7, 22, 42, 49); err != nil {
 			return err
 		}
@@ -377,8 +396,12 @@ func fill(r *Request, f *fieldValues) error {
 				return err
 			}
 		}
-		if err := fillCard(r, fail); err != nil {
+		if ok, err := fillQR(r, tlvErr, fail); err != nil {
 			return err
+		} else if !ok {
+			if err := fillCard(r, fail); err != nil {
+				return err
+			}
 		}
 	case "0220":
 		// A pre-authorization completion (docs/terminal-interface.md): the
@@ -437,12 +460,9 @@ func fill(r *Request, f *fieldValues) error {
 	if r.MID != "" && len(r.MID) != 15 {
 		return fail(42, "merchant ID %q is not 15 characters", r.MID)
 	}
-	if r.DE48 != "" {
-		t, err := ParseTLV(r.DE48)
-		if err != nil {
-			return fail(48, "%v", err)
-		}
-		r.TLV = t
+	if tlvErr != nil {
+		r.TLV = TLV{}
+		return fail(48, "%v", tlvErr)
 	}
 	return nil
 }
@@ -466,6 +486,62 @@ func fillCard(r *Request, fail func(int, string, ...any) error) error {
 	}
 	if len(r.PAN) < 12 || len(r.PAN) > 19 || !digits(r.PAN, len(r.PAN)) {
 		return fail(2, "PAN %s is not 12 to 19 digits", MaskPAN(r.PAN))
+	}
+	return nil
+}
+
+// Payment codes are 8 to 32 digits (the networks' are 16 to 24; the routing table
+// allows 8 to 32).
+const minQRCode, maxQRCode = 8, 32
+
+// fillQR takes the payment code of DE 48 QC instead of a card: a purchase or
+// pre-authorization carries the payer's code, a refund or void of a QR payment the
+// tag empty. It reports whether the request is a QR one.
+func fillQR(r *Request, tlvErr error, fail func(int, string, ...any) error) (bool, error) {
+	t := &r.TLV
+	if tlvErr != nil || t.Has&HasQRCode == 0 {
+		return false, nil // a bad DE 48 is reported below, with the other checks
+	}
+	if r.PAN != "" || r.Track2 != "" {
+		return false, fail(48, "payment code (QC) and a card (DE 2 or DE 35) both sent: send one")
+	}
+	code := t.QRCode
+	switch r.ProcCode {
+	case PCVoid, PCRefund:
+		if code != "" {
+			return false, fail(48, "a refund or void of a QR payment names its original by DE 37: QC must be empty")
+		}
+	case PCBalance:
+		return false, fail(48, "a balance inquiry takes a card, not a payment code")
+	default:
+		if len(code) < minQRCode || len(code) > maxQRCode || !digits(code, len(code)) {
+			return false, fail(48, "payment code (QC) of %d characters is not %d to %d digits", len(code), minQRCode, maxQRCode)
+		}
+	}
+	r.QR, r.QRCode = true, code
+	return true, nil
+}
+
+// fillOrder checks a merchant-presented order request (no card): a new order needs
+// its amount (zero for the payer to enter it) and currency, an inquiry its order ID
+// in DE 48 QO.
+func fillOrder(r *Request, f *fieldValues, need func(...int) error, fail func(int, string, ...any) error) error {
+	if err := need(3, 7, 42); err != nil {
+		return err
+	}
+	if r.PAN != "" || r.Track2 != "" {
+		return fail(2, "a QR order request carries no card")
+	}
+	if r.ProcCode == PCQROrder {
+		return need(4, 49)
+	}
+	if err := need(48); err != nil {
+		return err
+	}
+	if _, err := ParseTLV(r.DE48); err == nil {
+		if id, _ := TLVValue(r.DE48, TagQROrder); id == "" {
+			return fail(48, "an order inquiry names its order in QO")
+		}
 	}
 	return nil
 }

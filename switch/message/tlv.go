@@ -26,6 +26,18 @@ const (
 	// "card-testing", "legitimate"...). The switch only journals it, so that `rules
 	// backtest` can report catch and false-positive rates by label.
 	TagLabel = "LB"
+	// TagQRCode is the payer's payment code of a consumer-presented QR payment, sent
+	// instead of a card (DE 2 and DE 35 absent); present and empty, it marks a refund
+	// or void of a QR payment, which names its original by DE 37 and carries no card.
+	// See docs/qr.md.
+	TagQRCode = "QC"
+	// TagQROrder names a merchant-presented order: in an order inquiry, the order ID
+	// the switch returned with the code (docs/qr.md).
+	TagQROrder = "QO"
+	// TagQRPayload is the merchant-presented code's EMVCo payload in the answer to an
+	// order request; TagQRState the order's state (open, paid, expired, refunded).
+	TagQRPayload = "QP"
+	TagQRState   = "QS"
 )
 
 // TLV is a decoded DE 48: the known tags by value, unknown tags dropped. Values are
@@ -35,6 +47,7 @@ type TLV struct {
 	Integrity, Attestation, KSN, BatchTotals string
 	PINKey, MACKey, Reason, Label            string
 	AttestToken                              string
+	QRCode                                   string
 	// Has records which known tags were present (IF may be present and empty).
 	Has TagSet
 }
@@ -59,6 +72,7 @@ const (
 	HasReason
 	HasLabel
 	HasAttestToken
+	HasQRCode
 )
 
 // ParseTLV decodes a DE 48 value: repeated TAG(2) LEN(3 digits) VALUE. Unknown tags are
@@ -115,6 +129,8 @@ func ParseTLV(s string) (TLV, error) {
 			dst, bit = &t.Label, HasLabel
 		case TagAttestToken:
 			dst, bit = &t.AttestToken, HasAttestToken
+		case TagQRCode:
+			dst, bit = &t.QRCode, HasQRCode
 		}
 		if dst != nil {
 			if t.Has&bit != 0 {
@@ -125,6 +141,29 @@ func ParseTLV(s string) (TLV, error) {
 		i += 5 + n
 	}
 	return t, nil
+}
+
+// TLVValue returns the value of tag in a DE 48 value, for the tags the switch writes
+// in answers and the few it does not decode into TLV (QO, QS, QP); false when absent or when s
+// is not a well-formed TLV.
+func TLVValue(s, tag string) (string, bool) {
+	for i := 0; i+5 <= len(s); {
+		n := 0
+		for _, c := range []byte(s[i+2 : i+5]) {
+			if c < '0' || c > '9' {
+				return "", false
+			}
+			n = n*10 + int(c-'0')
+		}
+		if i+5+n > len(s) {
+			return "", false
+		}
+		if s[i:i+2] == tag {
+			return s[i+5 : i+5+n], true
+		}
+		i += 5 + n
+	}
+	return "", false
 }
 
 // AppendTLV appends one TLV element to b. It returns an error when tag is not two

@@ -29,6 +29,7 @@ type Metrics struct {
 	JournalErrors prometheus.Counter
 	Answers       *prometheus.HistogramVec // terminal turnaround (read to written), by listener
 	Stages        *Stages                  // a transaction's stages, by stage (stages.go)
+	RuleHits      *prometheus.CounterVec   // risk rule hits by rule, mode (enforce, shadow)
 }
 
 // New creates the collectors and registers them, with the Go and process collectors,
@@ -85,9 +86,12 @@ func New() *Metrics {
 		JournalErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "switchyard_journal_errors_total", Help: "Journal writes that failed.",
 		}),
+		RuleHits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchyard_risk_rule_hits_total", Help: "Risk rule hits, shadow ones included, by rule and mode (the console's early warning watches them).",
+		}, []string{"rule", "mode"}),
 	}
 	r.MustRegister(m.Transactions, m.Latency, m.IssuerLatency, m.IssuerErrors, m.IssuerBreaker, m.Conns, m.ConnsTotal,
-		m.ConnsClosed, m.ConnsRefused, m.ProtoErrors, m.FormatErrors, m.JournalBatch, m.JournalSync, m.JournalErrors, m.Answers, m.Stages,
+		m.ConnsClosed, m.ConnsRefused, m.ProtoErrors, m.FormatErrors, m.JournalBatch, m.JournalSync, m.JournalErrors, m.Answers, m.Stages, m.RuleHits,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -196,6 +196,11 @@ type Config struct {
 	// KeyGrace is how long a terminal's previous working keys stay valid after a key
 	// change (default 10 min).
 	KeyGrace time.Duration
+	// QR routes payment codes to their connectors (nil: payments with a payment code
+	// are declined 15 qr-no-route).
+	QR QRRoutes
+	// Orders makes merchant-presented QR orders (nil: order requests are declined 12).
+	Orders QROrders
 	// Cases receives the transactions the rules send to review or alert (nil: they
 	// are only logged).
 	Cases Cases
@@ -414,6 +419,9 @@ type txn struct {
 	undoBy risk.Retraction
 	stages stageTimes // what each stage took
 	ready  time.Time  // the answer was ready (answer_written counts from here)
+	// qr is what a QR request carries along (qr.go); nil for a card. One pointer, so
+	// that txn stays in its allocation size class.
+	qr *qrTxn
 }
 
 // Process implements frontend.Processor. The front-end cancels ctx when the drain
@@ -451,6 +459,9 @@ func (p *Pipeline) Process(ctx context.Context, c *frontend.Conn, body []byte) (
 	case "0800":
 		return p.network(ctx, t)
 	case "0100", "0200", "0220", "0400", "0500":
+		if isOrderRequest(req) {
+			return p.qrOrder(ctx, t)
+		}
 		return p.once(ctx, t)
 	default:
 		return p.unsupported(ctx, t)
@@ -462,7 +473,11 @@ func (p *Pipeline) Process(ctx context.Context, c *frontend.Conn, body []byte) (
 func (p *Pipeline) once(ctx context.Context, t *txn) (frontend.Response, error) {
 	r := t.req
 	t.dupKey = journal.DupKey(r.TID, r.STAN, r.DE7)
-	content := dupContent{amount: r.Amount, proc: r.ProcCode, pan: p.dups.panSum(r.PAN)}
+	payer := r.PAN
+	if r.QR {
+		payer = r.QRCode
+	}
+	content := dupContent{amount: r.Amount, proc: r.ProcCode, pan: p.dups.panSum(payer)}
 	e, first := p.dups.claim(t.dupKey, t.start, content, false)
 	if !first {
 		if !e.hold && e.content != content {
@@ -646,6 +661,9 @@ func (p *Pipeline) newRecord(t *txn) error {
 		rec.PANMasked = message.MaskPAN(r.PAN)
 		rec.CardHash = p.CardHash(r.PAN)
 	}
+	if r.QR {
+		p.newQRRecord(t)
+	}
 	rec.Amount, rec.Currency, rec.EntryMode = r.Amount, r.Currency, r.EntryMode
 	if l := r.TLV.Label; l != "" && len(l) <= maxLabel {
 		rec.Label = l
@@ -703,6 +721,9 @@ func (p *Pipeline) financial(ctx context.Context, t *txn) (frontend.Response, er
 	var orig *journal.Record
 	if t.req.MTI == "0200" && t.req.ProcCode == message.PCRefund && t.req.RRN != "" {
 		orig, _ = p.journal.Get(t.req.RRN)
+		if reason := qrOriginal(t, orig); reason != "" {
+			return p.decline(ctx, t, message.RCInvalidTransaction, "switch", reason)
+		}
 	}
 	if declined := p.assess(ctx, t, res, orig); declined != nil {
 		return *declined, nil
@@ -731,8 +752,13 @@ func (p *Pipeline) authorize(ctx context.Context, t *txn, onDecline func()) (fro
 		}
 	}
 	t.release = onDecline
-	link, ok := p.routes.Route(r.PAN)
-	if !ok {
+	var link IssuerLink
+	var ok bool
+	if r.QR {
+		if link, ok = p.qrRoute(t); !ok {
+			return p.qrNoRoute(ctx, t, declined)
+		}
+	} else if link, ok = p.routes.Route(r.PAN); !ok {
 		declined()
 		return p.decline(ctx, t, message.RCNoSuchIssuer, "switch", "no-route")
 	}
@@ -762,7 +788,13 @@ func (p *Pipeline) authorize(ctx context.Context, t *txn, onDecline func()) (fro
 		t.pin = block
 	}
 	stan := link.NextSTAN()
-	body, err := p.issuerRequest(t, link, stan)
+	wallet, isWallet := link.(WalletLink)
+	isWallet = isWallet && r.QR
+	var body []byte
+	var err error
+	if !isWallet {
+		body, err = p.issuerRequest(t, link, stan)
+	}
 	if err != nil {
 		notSent()
 		declined()
@@ -777,7 +809,18 @@ func (p *Pipeline) authorize(ctx context.Context, t *txn, onDecline func()) (fro
 		return p.journalFailed(ctx, t, err)
 	}
 	issuerStart := p.now()
-	resp, err := link.SendPacked(context.WithoutCancel(ctx), r.MTI, stan, t.rec.RRN, body, 0)
+	var rc, auth string
+	if isWallet {
+		rc, auth, err = p.walletExchange(context.WithoutCancel(ctx), t, wallet)
+	} else {
+		var resp *iso8583.Message
+		if resp, err = link.SendPacked(context.WithoutCancel(ctx), r.MTI, stan, t.rec.RRN, body, 0); err == nil {
+			rc, _ = resp.GetString(39)
+			if resp.GetField(38) != nil {
+				auth, _ = resp.GetString(38)
+			}
+		}
+	}
 	issuerDur := p.now().Sub(issuerStart)
 	t.rec.Timings.Issuer = issuerDur.Microseconds()
 	t.stages.add(metrics.StageIssuer, issuerDur)
@@ -810,11 +853,6 @@ func (p *Pipeline) authorize(ctx context.Context, t *txn, onDecline func()) (fro
 		}
 	}
 	br.done(ticket, outcomeAnswered, p.now())
-	rc, _ := resp.GetString(39)
-	auth := ""
-	if resp.GetField(38) != nil {
-		auth, _ = resp.GetString(38)
-	}
 	if len(rc) != 2 {
 		t.rec.AddEvent(journal.StateAnswered, p.now().UTC(), "answer without a valid DE 39")
 		p.queueReversal(&t.rec, "switch:invalid-answer")
@@ -833,8 +871,16 @@ func (p *Pipeline) authorize(ctx context.Context, t *txn, onDecline func()) (fro
 // issuer's zone key.
 func (p *Pipeline) issuerRequest(t *txn, link IssuerLink, stan string) ([]byte, error) {
 	r := t.req
+	pan := r.PAN
+	if r.QR {
+		// An ISO 8583 link (UnionPay's) takes the payment code as the card number.
+		if len(r.QRCode) > 19 {
+			return nil, errQRCodeTooLong
+		}
+		pan = r.QRCode
+	}
 	b := message.NewBuilder(message.DialectASCII, r.MTI).
-		Set(2, r.PAN).Set(3, r.ProcCode).Set(4, r.AmountRaw).Set(7, message.FormatDE7(p.now())).Set(11, stan).
+		Set(2, pan).Set(3, r.ProcCode).Set(4, r.AmountRaw).Set(7, message.FormatDE7(p.now())).Set(11, stan).
 		Set(12, r.LocalTime).Set(13, r.LocalDate).Set(14, r.Expiry).Set(22, r.EntryMode).Set(25, r.CondCode).
 		Set(32, link.AcquirerID()).Set(35, r.Track2).Set(37, t.rec.RRN).Set(41, r.TID).Set(42, r.MID).Set(49, r.Currency).Set(55, r.ICC)
 	if t.pin != nil {

@@ -1043,6 +1043,10 @@ func TestRiskReviewOpensCase(t *testing.T) {
 	if len(h.risk.observed) != 1 {
 		t.Fatalf("observed %d times", len(h.risk.observed))
 	}
+	// Each hit is counted by rule and mode (the console's early warning reads it).
+	if n := counterValue(h.p.metrics.RuleHits.WithLabelValues("R9", "")); n != 1 {
+		t.Fatalf("switchyard_risk_rule_hits_total{rule=R9}: %v, want 1", n)
+	}
 }
 
 // TestRecover settles what a crash left open: sent without an answer (91, reversed),

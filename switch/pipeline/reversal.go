@@ -279,6 +279,9 @@ func (p *Pipeline) void(ctx context.Context, t *txn) (frontend.Response, error) 
 	if err != nil {
 		return p.systemError(t, err)
 	}
+	if reason := qrOriginal(t, orig); reason != "" {
+		return p.decline(ctx, t, message.RCInvalidTransaction, "switch", reason)
+	}
 	loc := p.cfg.Location
 	switch {
 	case orig.TID != r.TID || orig.Type != "purchase" && orig.Type != "completion":

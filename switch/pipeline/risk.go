@@ -63,6 +63,9 @@ func (p *Pipeline) fillInput(in *risk.Input, t *txn, res *registry.CheckResult, 
 	x.Amount, x.Currency = int(r.Amount), r.Currency
 	x.SetEntryMode(r.EntryMode)
 	x.PINPresent = x.PINPresent || r.HasPIN
+	if r.QR {
+		x.QR, x.Wallet = true, t.rec.QR
+	}
 	x.BIN, x.CardHash, x.STAN, x.RRN, x.Time = r.BIN(), t.rec.CardHash, r.STAN, t.rec.RRN, t.start.UTC()
 	if orig != nil {
 		x.OriginalCardHash, x.OriginalAmount = orig.CardHash, int(orig.Amount)
@@ -116,6 +119,7 @@ func (p *Pipeline) assess(ctx context.Context, t *txn, res *registry.CheckResult
 	t.rec.RuleSet = d.Version
 	for _, h := range d.Hits {
 		t.rec.RuleHits = append(t.rec.RuleHits, journal.RuleHit{ID: h.Rule, Action: string(h.Action), Mode: string(h.Mode), Reason: h.Reason, Score: h.Score})
+		p.metrics.RuleHits.WithLabelValues(h.Rule, string(h.Mode)).Inc()
 	}
 	t.rec.Facts = journalFacts(in)
 	switch d.Action {

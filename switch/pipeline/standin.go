@@ -44,7 +44,7 @@ func (p *Pipeline) standInOrDecline(ctx context.Context, t *txn, why string, dec
 	lim, ok := p.cfg.StandIn[t.issuer]
 	typ := t.rec.Type
 	day := t.start.In(p.cfg.Location).Format("2006-01-02")
-	if !ok || !lim.Enabled || (typ != "purchase" && typ != "preauth") || r.HasPIN ||
+	if !ok || !lim.Enabled || (typ != "purchase" && typ != "preauth") || r.HasPIN || r.QR ||
 		r.Amount > lim.MaxAmount || !p.standIn.take(t.rec.CardHash, day, r.Amount, lim) {
 		declined()
 		return p.decline(ctx, t, message.RCIssuerUnavailable, "switch", why)

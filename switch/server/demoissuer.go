@@ -22,6 +22,7 @@ type Option func(*newOptions)
 
 type newOptions struct {
 	startDemoIssuer StartDemoIssuer
+	startDemoWallet StartDemoWallet
 }
 
 // WithDemoIssuer gives a demo-mode server the starter of its issuer simulator, used

@@ -21,6 +21,7 @@ var loggerWiring = map[string]bool{
 	"switch/server.Open":            true,
 	"switch/server.OpenDB":          true, // no options struct: tags Badger's log itself
 	"switch/server.StartDemoIssuer": true,
+	"switch/server.StartDemoWallet": true, // the demo wallet's hook, as the demo issuer's
 }
 
 // TestLoggerConvention holds the library packages (all but the commands:

@@ -15,8 +15,8 @@
 // logs through a global logger or to stdout/stderr. The exceptions, all in this
 // package: New and Open take the command's root logger as an argument (it enters
 // the wiring there); OpenDB, which has no options, takes one for Badger and tags it
-// "badger"; the StartDemoIssuer hook hands the root logger to the demo wiring to
-// tag; Reload sets zerolog's global level, the one knob that reaches every logger
+// "badger"; the StartDemoIssuer (and StartDemoWallet) hook hands the root logger to
+// the demo wiring to tag; Reload sets zerolog's global level, the one knob that reaches every logger
 // already handed out. TestLoggerConvention (loggers_test.go) enforces this.
 package server
 
@@ -54,6 +54,7 @@ import (
 	"github.com/switchyard/switchyard/switch/cases"
 	"github.com/switchyard/switchyard/switch/cluster"
 	"github.com/switchyard/switchyard/switch/config"
+	"github.com/switchyard/switchyard/switch/console"
 	"github.com/switchyard/switchyard/switch/cup"
 	"github.com/switchyard/switchyard/switch/frontend"
 	"github.com/switchyard/switchyard/switch/issuer"
@@ -66,6 +67,7 @@ import (
 	"github.com/switchyard/switchyard/switch/registry"
 	"github.com/switchyard/switchyard/switch/saf"
 	"github.com/switchyard/switchyard/switch/sched"
+	"github.com/switchyard/switchyard/switch/wallet"
 )
 
 // Server is a running switch.
@@ -99,6 +101,7 @@ type Server struct {
 	adminReqs *inFlight
 	auth      *admin.Authenticator
 	mux       *http.ServeMux
+	console   *console.Console // the web console (console.go); nil when disabled
 	ready     atomic.Bool
 	readyHook atomic.Pointer[func() error] // SetReadyCheck's
 	// cl is what a node of a cluster adds (nil alone); remotePipe is the pipeline
@@ -114,6 +117,10 @@ type Server struct {
 
 	// cupSessions are the signed-in terminals of the cup listeners (server/cup.go).
 	cupSessions *cup.Sessions
+	// QR payments (qr.go): the wallet connectors and demo mode's wallet simulator.
+	wallets    map[string]*wallet.Connector
+	demoWallet DemoWallet
+	orders     *orderDesk
 }
 
 // OpenDB opens (creating if missing) the Badger database under dir with the options the
@@ -372,6 +379,13 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 			standIn[ic.ID] = pipeline.StandInLimits{Enabled: true, MaxAmount: si.MaxAmount, PerCardCount: si.PerCardCount, PerCardSum: si.PerCardSum}
 		}
 	}
+	qrRoutes, err := s.openQR(o)
+	if err != nil {
+		return nil, fmt.Errorf("qr: %w", err)
+	}
+	if s.orders, err = s.newOrderDesk(); err != nil {
+		return nil, err
+	}
 	rt := routeTable{router, s.links}
 	breaker := pipeline.BreakerConfig{Window: cfg.Breaker.Window.D(), Buckets: cfg.Breaker.Buckets, MinRequests: cfg.Breaker.MinRequests,
 		FailureRate: cfg.Breaker.FailureRate, OpenFor: cfg.Breaker.OpenFor.D(), Probes: cfg.Breaker.Probes}
@@ -406,6 +420,8 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		Ratings:          s.ratings.Book(),
 		Notices:          s.notices,
 		TxnPolicies:      txnPolicies(cfg),
+		QR:               qrRoutes,
+		Orders:           s.orders,
 		Logger:           txnLog,
 		Now:              cfg.Clock,
 		// (apart, so that the fields above keep their alignment)
@@ -431,6 +447,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	for id, l := range s.links {
 		s.Queue.Register(id, s.adviceSender(l))
 	}
+	s.registerWallets()
 	for _, l := range s.links {
 		l.OnLate = func(m *iso8583.Message) {
 			rrn, _ := m.GetString(37)
@@ -448,6 +465,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	if err := s.startAdmin(); err != nil {
 		return nil, err
 	}
+	s.startOrders()
 	limit := frontend.NewLimiter(cfg.Limits.MaxInFlight)
 	maxConns := make([]int, len(cfg.Listeners))
 	for i, lc := range cfg.Listeners {
@@ -502,6 +520,9 @@ func (s *Server) Start() {
 		s.loops.Go("apps", s.Apps.Run)
 		s.loops.Go("merchant ratings", s.ratings.Run)
 		s.loops.Go("merchant notices", s.notices.Run)
+		if s.console != nil {
+			s.loops.Go("console sampler", s.console.Run)
+		}
 		s.loops.Go("rules watcher", func(ctx context.Context) error {
 			if err := s.Risk.Watch(ctx); err != nil && ctx.Err() == nil {
 				s.log.Error().Str("component", "risk").Err(err).Msg("rules directory not watched; reload with SIGHUP or the admin API")
@@ -630,6 +651,9 @@ func (s *Server) startAdmin() error {
 		MerchantRiskErrors: merchantRiskErrors,
 	})
 	s.mux.Handle("/apps/v1/", s.Apps.Handler()) // the terminals' downloads and reports (own token)
+	if err := s.startConsole(); err != nil {
+		return fmt.Errorf("console: %w", err)
+	}
 	ln, err := net.Listen("tcp", s.cfg.Admin.Addr)
 	if err != nil {
 		return fmt.Errorf("admin server: %w", err)
@@ -637,6 +661,9 @@ func (s *Server) startAdmin() error {
 	s.adminLn = ln
 	s.adminReqs = &inFlight{h: s.mux}
 	s.adminSrv = &http.Server{Handler: s.adminReqs, ReadHeaderTimeout: 10 * time.Second}
+	if s.console != nil {
+		s.adminSrv.RegisterOnShutdown(s.console.Stop) // open dashboards' event streams end first
+	}
 	s.log.Info().Str("addr", ln.Addr().String()).Msg("admin server started")
 	return nil
 }
@@ -730,6 +757,9 @@ func (s *Server) Close() {
 		}
 		if s.demoSim != nil {
 			_ = s.demoSim.Close()
+		}
+		if s.demoWallet != nil {
+			_ = s.demoWallet.Close()
 		}
 		if s.beforeStores != nil {
 			s.beforeStores()

@@ -31,6 +31,11 @@ type Txn struct {
 	NetCode   string // DE 70 for 0800
 	PINBlock  []byte // 8 bytes, already encrypted
 	TLV       [][2]string
+	// QR sends a payment code instead of a card (DE 48 QC, docs/qr.md); QRRefund
+	// marks a refund or void of a QR payment (QC empty, no card). Entry mode defaults
+	// to 032 (QR).
+	QRCode   string
+	QRRefund bool
 }
 
 var stanCounter atomic.Uint32
@@ -90,6 +95,12 @@ func Build(t Txn, d message.Dialect) (*iso8583.Message, error) {
 	}
 	if t.Currency == "" {
 		t.Currency = "156"
+	}
+	if t.QRCode != "" || t.QRRefund {
+		t.TLV = append([][2]string{{message.TagQRCode, t.QRCode}}, t.TLV...)
+		if t.EntryMode == "" {
+			t.EntryMode = "032"
+		}
 	}
 	if t.EntryMode == "" {
 		t.EntryMode = "072"

@@ -1,0 +1,27 @@
+package cli
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+// TestQRDecode: the published EMVCo example decodes with its CRC; a payload whose
+// CRC is wrong exits 1 saying so; no payload is a usage error.
+func TestQRDecode(t *testing.T) {
+	const example = "00020101021229300012D156000000000510A93FO3230Q31280012D15600000001030812345678520441115802CN5914BEST TRANSPORT6007BEIJING64200002ZH0104最佳运输0202北京540523.7253031565502016233030412340603***0708A60086670902ME91320016A0112233449988770708123456786304A13A"
+	run := func(args ...string) (string, int) {
+		var out bytes.Buffer
+		code := Main(&Env{Stdin: strings.NewReader(""), Stdout: &out, Stderr: &out, Getenv: func(string) string { return "" }}, args)
+		return out.String(), code
+	}
+	if out, code := run("qr", "decode", example); code != 0 || !strings.Contains(out, "BEST TRANSPORT") || !strings.Contains(out, "CRC ok") {
+		t.Fatalf("example: exit %d\n%s", code, out)
+	}
+	if out, code := run("qr", "decode", example[:len(example)-1]+"B"); code != 1 || !strings.Contains(out, "CRC mismatch") {
+		t.Fatalf("bad CRC: exit %d\n%s", code, out)
+	}
+	if _, code := run("qr", "decode"); code != 2 {
+		t.Fatalf("no payload: exit %d", code)
+	}
+}

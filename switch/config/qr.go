@@ -1,0 +1,201 @@
+package config
+
+import (
+	"fmt"
+	"net/url"
+	"time"
+
+	"github.com/switchyard/switchyard/switch/qr"
+)
+
+// QR configures QR payments (docs/qr.md): the payment-code table, the connectors it
+// routes to, the demo wallet simulator and merchant-presented orders.
+type QR struct {
+	// Routes is the payment-code table by prefix and length; empty: qr.DefaultRoutes
+	// (62 + 19 digits UnionPay, 10-15 + 18 digits WeChat Pay, 25-30 + 16-24 digits
+	// Alipay, each to a connector named after its network).
+	Routes []qr.Route `yaml:"routes"`
+	// Connectors are where the routes' connectors go: a wallet API (url) or an ISO
+	// 8583 issuer link (issuer, the code in DE 2). No connectors: QR payments are
+	// declined 15 (qr-no-route). Demo mode adds one per network of the table, to the
+	// demo wallet simulator, for those not configured.
+	Connectors []QRConnector `yaml:"connectors"`
+	// DemoWallet is the wallet simulator of demo mode.
+	DemoWallet DemoWallet `yaml:"demo_wallet"`
+	// Orders configures merchant-presented orders.
+	Orders QROrders `yaml:"orders"`
+	// NotifySecretEnv names the environment variable holding the secret the networks
+	// sign their payment notifications with (HMAC-SHA256 of the body, at least 16
+	// bytes). Unset outside demo mode: notifications are refused, so orders are never
+	// paid. Demo mode uses DemoNotifySecret.
+	NotifySecretEnv string `yaml:"notify_secret_env"`
+}
+
+// DemoNotifySecret signs the demo wallet's notifications (public: demo mode only).
+const DemoNotifySecret = "switchyard-demo-qr-notify-secret"
+
+// NotifySecret returns the secret of the payment notifications, or nil when none is
+// configured.
+func (q *QR) NotifySecret(demo bool, getenv func(string) string) ([]byte, error) {
+	if q.NotifySecretEnv == "" {
+		if demo {
+			return []byte(DemoNotifySecret), nil
+		}
+		return nil, nil
+	}
+	v := getenv(q.NotifySecretEnv)
+	if len(v) < 16 {
+		return nil, fmt.Errorf("qr.notify_secret_env: $%s holds %d bytes, want at least 16", q.NotifySecretEnv, len(v))
+	}
+	return []byte(v), nil
+}
+
+// QRConnector is one connector of the payment-code table.
+type QRConnector struct {
+	ID string `yaml:"id"`
+	// Network names the network in the journal and to the rules (default the ID).
+	Network string `yaml:"network"`
+	// URL is the base URL of a wallet API (http or https); or Issuer names an
+	// issuer link of issuers (UnionPay codes over ISO 8583). One of the two.
+	URL    string `yaml:"url"`
+	Issuer string `yaml:"issuer"`
+	// Timeout bounds a payment, the payer's confirmation included (default 30s);
+	// then 91 and the payment is cancelled through the store-and-forward queue.
+	Timeout Duration `yaml:"timeout"`
+	// Poll is the wait between queries while the payer confirms (default 2s).
+	Poll Duration `yaml:"poll"`
+	// RequestTimeout bounds one HTTP request (default 5s).
+	RequestTimeout Duration `yaml:"request_timeout"`
+	// GUID identifies the network in merchant-presented codes (ID 00 of its merchant
+	// account information template; default by network).
+	GUID string `yaml:"guid"`
+}
+
+// DemoWallet configures the wallet simulator of demo mode.
+type DemoWallet struct {
+	Addr string `yaml:"addr"` // default 127.0.0.1:0
+	// External is the URL of a wallet simulator already running; when set, none is
+	// started.
+	External string `yaml:"external"`
+}
+
+// QROrders configures merchant-presented (dynamic) codes.
+type QROrders struct {
+	// TTL is how long an order's code may be paid (default 5m); a payment notified
+	// after it is refunded automatically.
+	TTL Duration `yaml:"ttl"`
+	// Wait is how long an order inquiry waits for the payment before answering
+	// "not paid yet" (default 0s: at once; at most 60s).
+	Wait Duration `yaml:"wait"`
+	// Country is ID 58 of the codes (default CN).
+	Country string `yaml:"country"`
+}
+
+// DefaultGUID is the globally unique identifier written for a network in ID 00 of its
+// merchant account information, when the connector sets none.
+func DefaultGUID(network string) string {
+	switch network {
+	case qr.UnionPay:
+		return "A000000333010101"
+	case qr.WeChat:
+		return "COM.TENCENT.WXPAY"
+	case qr.Alipay:
+		return "COM.ALIPAY"
+	}
+	return network
+}
+
+func (q *QR) applyDefaults(demo bool) {
+	if len(q.Routes) == 0 {
+		q.Routes = qr.DefaultRoutes()
+	}
+	if demo {
+		have := map[string]bool{}
+		for _, c := range q.Connectors {
+			have[c.ID] = true
+		}
+		for _, r := range q.Routes {
+			if !have[r.Connector] {
+				have[r.Connector] = true
+				// The URL is the demo wallet's, known once it runs (the server fills it).
+				q.Connectors = append(q.Connectors, QRConnector{ID: r.Connector, Network: r.Network, URL: DemoWalletURL,
+					Timeout: Duration(20 * time.Second), Poll: Duration(time.Second)})
+			}
+		}
+	}
+	for i := range q.Connectors {
+		c := &q.Connectors[i]
+		if c.Network == "" {
+			c.Network = c.ID
+		}
+		if c.Timeout == 0 {
+			c.Timeout = Duration(30 * time.Second)
+		}
+		if c.Poll == 0 {
+			c.Poll = Duration(2 * time.Second)
+		}
+		if c.RequestTimeout == 0 {
+			c.RequestTimeout = Duration(5 * time.Second)
+		}
+		if c.GUID == "" {
+			c.GUID = DefaultGUID(c.Network)
+		}
+	}
+	if q.DemoWallet.Addr == "" {
+		q.DemoWallet.Addr = "127.0.0.1:0"
+	}
+	if q.Orders.TTL == 0 {
+		q.Orders.TTL = Duration(5 * time.Minute)
+	}
+	if q.Orders.Country == "" {
+		q.Orders.Country = "CN"
+	}
+}
+
+// DemoWalletURL stands for the demo wallet simulator's URL in a demo connector.
+const DemoWalletURL = "demo:"
+
+func (q *QR) validate(issuers map[string]bool, bad func(key, format string, args ...any)) {
+	if _, err := qr.NewTable(q.Routes); err != nil {
+		bad("qr.routes", "%v", err)
+	}
+	ids := map[string]bool{}
+	for i, c := range q.Connectors {
+		key := fmt.Sprintf("qr.connectors[%d]", i)
+		if c.ID == "" {
+			bad(key+".id", "required")
+		}
+		if ids[c.ID] {
+			bad(key+".id", "%q is defined twice", c.ID)
+		}
+		ids[c.ID] = true
+		switch {
+		case (c.URL == "") == (c.Issuer == ""):
+			bad(key, "give url (a wallet API) or issuer (an ISO 8583 issuer link), one of the two")
+		case c.Issuer != "" && !issuers[c.Issuer]:
+			bad(key+".issuer", "%q is not an issuer of issuers", c.Issuer)
+		case c.URL != "" && c.URL != DemoWalletURL:
+			if u, err := url.Parse(c.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				bad(key+".url", "%q is not an http or https URL", c.URL)
+			}
+		}
+		if c.Timeout.D() < 100*time.Millisecond || c.Timeout.D() > 5*time.Minute {
+			bad(key+".timeout", "%s is not between 100ms and 5m", c.Timeout.D())
+		}
+		if c.Poll.D() < time.Millisecond || c.Poll.D() > c.Timeout.D() {
+			bad(key+".poll", "%s is not between 1ms and the timeout", c.Poll.D())
+		}
+		if c.RequestTimeout.D() < time.Millisecond || c.RequestTimeout.D() > time.Minute {
+			bad(key+".request_timeout", "%s is not between 1ms and 1m", c.RequestTimeout.D())
+		}
+	}
+	if q.Orders.TTL.D() < time.Second || q.Orders.TTL.D() > 24*time.Hour {
+		bad("qr.orders.ttl", "%s is not between 1s and 24h", q.Orders.TTL.D())
+	}
+	if q.Orders.Wait.D() < 0 || q.Orders.Wait.D() > time.Minute {
+		bad("qr.orders.wait", "%s is not between 0s and 1m", q.Orders.Wait.D())
+	}
+	if len(q.Orders.Country) != 2 {
+		bad("qr.orders.country", "%q is not an ISO 3166 alpha-2 code", q.Orders.Country)
+	}
+}

@@ -1,0 +1,271 @@
+// Package console is the switch's web console for operators, reviewers and risk
+// analysts, served on the admin address under /console/. It is server-rendered
+// html/template pages over the very libraries the admin API serves (registry,
+// risk, keys, journal): a console action is the same Go call as the API route of
+// the same name, made as the logged-in user's registry.Actor, so the registry's
+// own checks (two-person review, roles) hold for both. Nothing here keeps a second
+// copy of a record.
+//
+// # Assets and the browser
+//
+// Every template, style sheet and script is embedded (go:embed) and served from
+// /console/static/; nothing is loaded from elsewhere, and the Content-Security-
+// Policy says so (script-src 'self', no inline script or style). The pages are
+// plain HTML forms that work without JavaScript; one small hand-written script
+// (static/console.js) adds the live dashboard over server-sent events. No Node
+// toolchain, no vendored framework: see docs/console.md for why.
+//
+// # Users and sessions
+//
+// Users are the registry's (registry.AddUser; `switchyard user add`), with the
+// API's roles. A login makes a session: a random ID in an HttpOnly,
+// SameSite=Strict cookie (Secure when the console is served over TLS), ending
+// after Options.IdleTimeout without a request. Every state-changing request
+// (POST) must carry the session's CSRF token; repeated failed logins lock the
+// name for Options.LockoutFor. Logins, failed logins, lockouts and logouts are
+// written to the registry's operation log. Sessions and lockouts are this
+// process's memory: a restart logs everybody out, and in a cluster each node has
+// its own (docs/console.md, "Gaps").
+//
+// # Pages
+//
+// A page is a Page value (path, catalog key of its title, roles that see it, the
+// handler) in the table returned by pages(); adding a page is adding a row and a
+// template (docs/console.md, "Adding a page").
+package console
+
+import (
+	"context"
+	"embed"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/switchyard/switchyard/keys"
+	"github.com/switchyard/switchyard/risk"
+	"github.com/switchyard/switchyard/switch/admin"
+	"github.com/switchyard/switchyard/switch/journal"
+	"github.com/switchyard/switchyard/switch/registry"
+)
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+//go:embed static
+var staticFS embed.FS
+
+// Prefix is where the console is mounted on the admin server.
+const Prefix = "/console/"
+
+// Options says what the console serves; a nil store leaves its pages empty.
+type Options struct {
+	// Registry serves the users, merchants, terminals, changes, oplog, incidents
+	// and alerts; required.
+	Registry *registry.Registry
+	// Risk serves the rules page (nil: not running in this process).
+	Risk *risk.Engine
+	// Keys serves the key inventory and its audit log.
+	Keys *keys.Store
+	// Journal serves the transactions page and the rule hit counts.
+	Journal *journal.Store
+	// History is the journal as the risk tools read it (the server's
+	// server.History): rule explanations and backtests (nil: neither).
+	History risk.History
+	// Metrics gathers the counters the dashboard reads, the same /metrics
+	// exports: switchyard_transactions_total, switchyard_transaction_duration_seconds,
+	// switchyard_issuer_breaker_state and switchyard_risk_rule_hits_total. Give it
+	// a registry of just those (the server does): the whole one has gauges that
+	// ask the cluster's JetStream, too slow to gather every second. The binding
+	// declines come from Registry.DeclineCounts.
+	Metrics prometheus.Gatherer
+	// Apps serves the applications page, the rollout of terminal applications
+	// (nil: not shown).
+	Apps Rollouts
+	// SAFBacklog returns the store-and-forward queue's length (nil: not shown);
+	// it is read every 15 s.
+	SAFBacklog func() int
+	// Logger receives what goes wrong (tag it component=console).
+	Logger zerolog.Logger
+	// TLS makes the session cookie Secure (the admin server is served over TLS
+	// or behind a TLS proxy).
+	TLS bool
+	// IdleTimeout ends a session after this long without a request (0: 15 min).
+	IdleTimeout time.Duration
+	// MaxFailures failed logins in a row lock a name for LockoutFor (0: 5 and 15 min).
+	MaxFailures int
+	LockoutFor  time.Duration
+	// SampleEvery is how often the dashboard samples the counters (0: 1 s).
+	SampleEvery time.Duration
+	// Now is the clock (nil: time.Now).
+	Now func() time.Time
+}
+
+// Console is the web console. Run samples the dashboard's counters; ServeHTTP
+// serves the pages.
+type Console struct {
+	o        Options
+	mux      *http.ServeMux
+	pages    []Page
+	tmpl     map[string]*template.Template
+	sessions *sessions
+	stats    *sampler
+	backtest backtestJob
+	stop     chan struct{} // closed by Stop: the event streams end
+	stopOnce sync.Once
+}
+
+// Page is one page of the console: its path under /console/, the catalog key of
+// its title (the navigation label), the roles that may open it (admin always may;
+// empty: every logged-in user) and its handler. Nav false leaves it out of the
+// navigation (detail pages).
+type Page struct {
+	Path  string
+	Title string
+	Roles []admin.Role
+	Nav   bool
+	Serve func(c *Console, w http.ResponseWriter, r *http.Request, s *session)
+}
+
+// New builds the console. It starts nothing: Run samples the dashboard.
+func New(o Options) (*Console, error) {
+	if o.Registry == nil {
+		return nil, fmt.Errorf("console: a registry is required")
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = 15 * time.Minute
+	}
+	if o.MaxFailures <= 0 {
+		o.MaxFailures = 5
+	}
+	if o.LockoutFor <= 0 {
+		o.LockoutFor = 15 * time.Minute
+	}
+	if o.SampleEvery <= 0 {
+		o.SampleEvery = time.Second
+	}
+	c := &Console{o: o, mux: http.NewServeMux(), sessions: newSessions(o.Now, o.IdleTimeout), stats: newSampler(o), stop: make(chan struct{})}
+	c.pages = pages()
+	if err := c.parseTemplates(); err != nil {
+		return nil, err
+	}
+	c.routes()
+	return c, nil
+}
+
+// Run samples the dashboard's counters every Options.SampleEvery until ctx ends.
+func (c *Console) Run(ctx context.Context) error {
+	t := time.NewTicker(c.o.SampleEvery)
+	defer t.Stop()
+	c.stats.sample(c.o.Now())
+	for {
+		select {
+		case <-ctx.Done():
+			c.Stop()
+			c.backtest.wg.Wait()
+			return nil
+		case <-t.C:
+			c.stats.sample(c.o.Now())
+			c.watchTrends()
+		}
+	}
+}
+
+// Stop ends the live event streams, so that the admin server's shutdown does
+// not wait for open dashboards (the server calls it from RegisterOnShutdown).
+func (c *Console) Stop() { c.stopOnce.Do(func() { close(c.stop) }) }
+
+// Register mounts the console on mux under Prefix.
+func (c *Console) Register(mux *http.ServeMux) {
+	mux.Handle(Prefix, c)
+	mux.Handle("GET /console", http.RedirectHandler(Prefix, http.StatusFound))
+}
+
+// ServeHTTP serves the console with its security headers.
+func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "+
+		"form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Referrer-Policy", "same-origin")
+	h.Set("Cache-Control", "no-store")
+	c.mux.ServeHTTP(w, r)
+}
+
+func (c *Console) routes() {
+	static, _ := fs.Sub(staticFS, "static")
+	c.mux.Handle("GET "+Prefix+"static/", http.StripPrefix(Prefix+"static/", http.FileServerFS(static)))
+	c.mux.HandleFunc("GET "+Prefix+"login", c.loginPage)
+	c.mux.HandleFunc("POST "+Prefix+"login", c.login)
+	c.mux.HandleFunc("POST "+Prefix+"logout", c.withSession(nil, c.logout))
+	c.mux.HandleFunc("GET "+Prefix+"lang/{lang}", c.setLang)
+	c.mux.HandleFunc("GET "+Prefix+"events", c.withSession(nil, c.events))
+	for _, p := range c.pages {
+		pattern := "GET " + Prefix + strings.TrimPrefix(p.Path, "/")
+		if p.Path == "/" {
+			pattern = "GET " + Prefix + "{$}"
+		}
+		serve := p.Serve
+		c.mux.HandleFunc(pattern, c.withSession(p.Roles, func(w http.ResponseWriter, r *http.Request, s *session) { serve(c, w, r, s) }))
+	}
+	for _, a := range actions() {
+		a := a
+		c.mux.HandleFunc("POST "+Prefix+strings.TrimPrefix(a.Path, "/"), c.withSession(a.Roles, func(w http.ResponseWriter, r *http.Request, s *session) {
+			a.Do(c, w, r, s)
+		}))
+	}
+}
+
+// Action is a state-changing request (a POST): its path, the roles that may make
+// it, and what it does. withSession has checked the CSRF token before Do runs.
+type Action struct {
+	Path  string
+	Roles []admin.Role
+	Do    func(c *Console, w http.ResponseWriter, r *http.Request, s *session)
+}
+
+// allowed reports whether role may use something open to roles (admin always;
+// empty roles: everybody).
+func allowed(role admin.Role, roles []admin.Role) bool {
+	if role == admin.RoleAdmin || len(roles) == 0 {
+		return true
+	}
+	for _, r := range roles {
+		if r == role {
+			return true
+		}
+	}
+	return false
+}
+
+// nav returns the navigation for a user of role, in page order.
+func (c *Console) nav(role admin.Role) []Page {
+	var out []Page
+	for _, p := range c.pages {
+		if p.Nav && allowed(role, p.Roles) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// sortedKeys returns m's keys in order.
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

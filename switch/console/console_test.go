@@ -1,0 +1,378 @@
+package console
+
+import (
+	"io"
+	"io/fs"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/switchyard/switchyard/switch/registry"
+)
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// fixture is a console over a registry with the demo fleet and users, served
+// by httptest, with an injected clock.
+type fixture struct {
+	reg   *registry.Registry
+	con   *Console
+	srv   *httptest.Server
+	clock *clock
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	db, err := badger.Open(badger.DefaultOptions(t.TempDir()).WithLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	ck := &clock{t: time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)}
+	reg, err := registry.New(db, ck.Now, registry.Options{SeenFlushInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { reg.Close() })
+	if _, err := registry.LoadDemo(reg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := registry.LoadDemoUsers(reg); err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(Options{Registry: reg, Now: ck.Now, IdleTimeout: 10 * time.Minute, MaxFailures: 3, LockoutFor: 5 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	c.Register(mux)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	t.Cleanup(c.Stop)
+	return &fixture{reg: reg, con: c, srv: srv, clock: ck}
+}
+
+// client is a cookie-keeping client that does not follow redirects.
+func (f *fixture) client() *http.Client {
+	jar, _ := cookiejar.New(nil)
+	return &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+func (f *fixture) login(t *testing.T, c *http.Client, user, pw string) *http.Response {
+	t.Helper()
+	resp, err := c.PostForm(f.srv.URL+"/console/login", url.Values{"user": {user}, "password": {pw}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp
+}
+
+func get(t *testing.T, c *http.Client, u string) (*http.Response, string) {
+	t.Helper()
+	resp, err := c.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+// Every answer carries the strict policy; no template has inline script, inline
+// style or an event handler attribute, which the policy would block anyway.
+func TestContentSecurityPolicy(t *testing.T) {
+	f := newFixture(t)
+	resp, body := get(t, f.client(), f.srv.URL+"/console/login")
+	csp := resp.Header.Get("Content-Security-Policy")
+	for _, want := range []string{"default-src 'none'", "script-src 'self'", "style-src 'self'", "frame-ancestors 'none'", "form-action 'self'"} {
+		if !strings.Contains(csp, want) {
+			t.Errorf("CSP %q lacks %q", csp, want)
+		}
+	}
+	if !strings.Contains(body, `<script src="/console/static/console.js"`) {
+		t.Fatal("the login page does not load the console script")
+	}
+	if resp, js := get(t, f.client(), f.srv.URL+"/console/static/console.js"); resp.StatusCode != 200 || !strings.Contains(js, "EventSource") {
+		t.Fatalf("console.js: %d", resp.StatusCode)
+	}
+	inline := regexp.MustCompile(`(?i)<script(?:\s[^>]*)?>\s*[^<\s]|<style|\sstyle=|\son[a-z]+=|javascript:`)
+	err := fs.WalkDir(templateFS, "templates", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, _ := fs.ReadFile(templateFS, p)
+		if m := inline.FindString(string(b)); m != "" {
+			t.Errorf("%s: inline script, style or handler: %q", p, m)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Every catalog key has both languages, and every key a template or the code
+// asks for is in the catalog.
+func TestCatalogComplete(t *testing.T) {
+	for k, e := range catalog {
+		for _, l := range languages {
+			if strings.TrimSpace(e[l]) == "" {
+				t.Errorf("catalog key %s has no %s text", k, l)
+			}
+		}
+	}
+	used := regexp.MustCompile(`\{\{t "([^"]+)"`)
+	dyn := map[string][]string{"action.%s": {"activate", "freeze", "unfreeze", "close", "suspend", "resume"}, "by.%s": {"binding", "risk", "issuer"},
+		"role.%s": {"operator", "reviewer", "analyst", "admin"}}
+	_ = fs.WalkDir(templateFS, "templates", func(p string, d fs.DirEntry, err error) error {
+		if d.IsDir() {
+			return nil
+		}
+		b, _ := fs.ReadFile(templateFS, p)
+		for _, m := range used.FindAllStringSubmatch(string(b), -1) {
+			if _, ok := catalog[m[1]]; !ok {
+				t.Errorf("%s uses %q, not in catalog.json", p, m[1])
+			}
+		}
+		return nil
+	})
+	keys := []string{"login.bad", "login.locked", "err.csrf", "err.role"}
+	for pat, vals := range dyn {
+		for _, v := range vals {
+			keys = append(keys, strings.Replace(pat, "%s", v, 1))
+		}
+	}
+	for _, p := range pages() {
+		keys = append(keys, p.Title)
+	}
+	for _, m := range []string{"requested", "approved", "rejected", "cancelled", "saved", "reloaded", "backtest"} {
+		keys = append(keys, "msg."+m)
+	}
+	for _, k := range keys {
+		if _, ok := catalog[k]; !ok {
+			t.Errorf("key %q is not in catalog.json", k)
+		}
+	}
+}
+
+// The session cookie is HttpOnly and SameSite=Strict; a session unused for the
+// idle timeout ends; the language switch changes the labels.
+func TestSessionCookieAndIdleTimeout(t *testing.T) {
+	f := newFixture(t)
+	c := f.client()
+	resp := f.login(t, c, "operator", "operator-demo-pw")
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/console/" {
+		t.Fatalf("login: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	ck := resp.Cookies()[0]
+	if !ck.HttpOnly || ck.SameSite != http.SameSiteStrictMode || ck.Secure || ck.Name != "sy_session" {
+		t.Fatalf("session cookie %+v: want HttpOnly, SameSite=Strict, not Secure without TLS", ck)
+	}
+	if resp, body := get(t, c, f.srv.URL+"/console/merchants"); resp.StatusCode != 200 || !strings.Contains(body, "Merchants") {
+		t.Fatalf("merchants: %d", resp.StatusCode)
+	}
+	get(t, c, f.srv.URL+"/console/lang/zh?back=/console/merchants")
+	if _, body := get(t, c, f.srv.URL+"/console/merchants"); !strings.Contains(body, "商户") {
+		t.Fatal("no Chinese labels after switching to zh")
+	}
+	f.clock.Advance(9 * time.Minute)
+	if resp, _ := get(t, c, f.srv.URL+"/console/merchants"); resp.StatusCode != 200 {
+		t.Fatalf("after 9 min: %d (the session should be alive: each request renews it)", resp.StatusCode)
+	}
+	f.clock.Advance(11 * time.Minute)
+	if resp, _ := get(t, c, f.srv.URL+"/console/merchants"); resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(resp.Header.Get("Location"), "/console/login") {
+		t.Fatalf("after 11 idle minutes: %d %s, want the login", resp.StatusCode, resp.Header.Get("Location"))
+	}
+}
+
+// Three failed logins lock the name, even for the right password, until the
+// lockout ends; the failures and the lockout are in the oplog.
+func TestLockout(t *testing.T) {
+	f := newFixture(t)
+	c := f.client()
+	for i := 0; i < 3; i++ {
+		if resp := f.login(t, c, "reviewer", "wrong password"); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("failure %d: %d", i+1, resp.StatusCode)
+		}
+	}
+	if resp := f.login(t, c, "reviewer", "reviewer-demo-pw"); resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("right password while locked: %d, want 429", resp.StatusCode)
+	}
+	if resp := f.login(t, c, "operator", "operator-demo-pw"); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("another user while reviewer is locked: %d", resp.StatusCode)
+	}
+	f.clock.Advance(5*time.Minute + time.Second)
+	if resp := f.login(t, c, "reviewer", "reviewer-demo-pw"); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("after the lockout: %d", resp.StatusCode)
+	}
+	es, err := f.reg.Oplog(registry.OplogFilter{Target: "reviewer", Action: "console."})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range es {
+		got = append(got, e.Action)
+	}
+	want := "console.login-failed console.login-failed console.login-failed console.lockout console.login-refused console.login"
+	if strings.Join(got, " ") != want {
+		t.Fatalf("oplog: %s\nwant:  %s", strings.Join(got, " "), want)
+	}
+}
+
+// A POST without the CSRF token, or with another session's, is refused and
+// changes nothing; a login's next= cannot send the browser elsewhere.
+func TestCSRFAndRedirects(t *testing.T) {
+	f := newFixture(t)
+	a, b := f.client(), f.client()
+	f.login(t, a, "operator", "operator-demo-pw")
+	f.login(t, b, "operator2", "operator2-demo-pw")
+	_, page := get(t, b, f.srv.URL+"/console/terminals/T0000002")
+	other := csrfField.FindStringSubmatch(page)[1]
+	for _, tok := range []string{"", other} {
+		resp, err := a.PostForm(f.srv.URL+"/console/terminals/T0000002/suspend", url.Values{"csrf": {tok}, "reason": {"x"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden {
+			t.Fatalf("POST with token %q: %d, want 403", tok, resp.StatusCode)
+		}
+	}
+	if cs, _ := f.reg.Changes(registry.ChangeFilter{}); len(cs) != 0 {
+		t.Fatalf("refused requests made %d changes", len(cs))
+	}
+	_, page = get(t, a, f.srv.URL+"/console/terminals/T0000002")
+	resp, err := a.PostForm(f.srv.URL+"/console/terminals/T0000002/suspend", url.Values{"csrf": {csrfField.FindStringSubmatch(page)[1]}, "reason": {"x"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(resp.Header.Get("Location"), "/console/changes/CHG-") {
+		t.Fatalf("POST with the token: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	for _, next := range []string{"//evil.example/", "https://evil.example/", "/console/\\evil"} {
+		resp, err := f.client().PostForm(f.srv.URL+"/console/login", url.Values{"user": {"analyst"}, "password": {"analyst-demo-pw"}, "next": {next}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if loc := resp.Header.Get("Location"); loc != "/console/" {
+			t.Fatalf("next=%s redirected to %s", next, loc)
+		}
+	}
+}
+
+// A disabled user's session ends at its next request.
+func TestDisabledUserLoggedOut(t *testing.T) {
+	f := newFixture(t)
+	c := f.client()
+	f.login(t, c, "analyst", "analyst-demo-pw")
+	if err := f.reg.DisableUser(registry.Actor{Name: "admin", Role: "admin"}, "analyst", true); err != nil {
+		t.Fatal(err)
+	}
+	if resp, _ := get(t, c, f.srv.URL+"/console/rules"); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("disabled user's request: %d, want a redirect to the login", resp.StatusCode)
+	}
+}
+
+// The event stream sends a summary at once and ends when the console stops
+// (the admin server's shutdown does not wait for open dashboards).
+func TestEventStreamEndsAtStop(t *testing.T) {
+	f := newFixture(t)
+	c := f.client()
+	f.login(t, c, "operator", "operator-demo-pw")
+	resp, err := c.Get(f.srv.URL + "/console/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
+		t.Fatalf("content type %q", ct)
+	}
+	buf := make([]byte, 64)
+	n, err := io.ReadAtLeast(resp.Body, buf, len("event: summary"))
+	if err != nil || !strings.HasPrefix(string(buf[:n]), "event: summary\ndata: {") {
+		t.Fatalf("first event: %q, %v", buf[:n], err)
+	}
+	ended := make(chan error, 1)
+	go func() { _, err := io.Copy(io.Discard, resp.Body); ended <- err }()
+	f.con.Stop()
+	select {
+	case err := <-ended:
+		if err != nil {
+			t.Fatalf("stream ended with %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the event stream did not end within 5 s of Stop")
+	}
+	// Without a session the stream is refused, not redirected.
+	if resp, _ := get(t, f.client(), f.srv.URL+"/console/events"); resp.StatusCode == http.StatusOK {
+		t.Fatal("events without a session")
+	}
+}
+
+// An operator saves an alert rule from the form (the registry's PutAlertRule)
+// and the edit link fills the form with it; a rule that suspends terminals
+// becomes a change for review instead.
+func TestAlertRuleForm(t *testing.T) {
+	f := newFixture(t)
+	c := f.client()
+	f.login(t, c, "operator", "operator-demo-pw")
+	_, page := get(t, c, f.srv.URL+"/console/incidents")
+	tok := csrfField.FindStringSubmatch(page)[1]
+	post := func(v url.Values) *http.Response {
+		v.Set("csrf", tok)
+		resp, err := c.PostForm(f.srv.URL+"/console/alert-rules", v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	if resp := post(url.Values{"id": {"quiet-bj"}, "threshold": {"2h"}, "regions": {"CN-BJ"}, "kinds": {"pos, mpos"}, "log": {"on"}}); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("save: %d", resp.StatusCode)
+	}
+	var got *registry.AlertRule
+	for _, ar := range f.reg.AlertRules() {
+		if ar.ID == "quiet-bj" {
+			got = &ar
+		}
+	}
+	if got == nil || time.Duration(got.Threshold) != 2*time.Hour || strings.Join(got.Filter.Regions, ",") != "CN-BJ" || len(got.Filter.Kinds) != 2 || got.Actions[0].Type != "log" {
+		t.Fatalf("saved rule: %+v", got)
+	}
+	_, page = get(t, c, f.srv.URL+"/console/incidents?edit=quiet-bj")
+	for _, want := range []string{`value="quiet-bj"`, `value="2h0m0s"`, `value="CN-BJ"`, `value="pos,mpos"`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the edit form lacks %s", want)
+		}
+	}
+	resp := post(url.Values{"id": {"suspend-bj"}, "regions": {"CN-BJ"}, "suspend": {"on"}, "reason": {"stolen terminals"}})
+	if loc := resp.Header.Get("Location"); !strings.HasPrefix(loc, "/console/changes/CHG-") {
+		t.Fatalf("a suspending rule went to %q, want its change for review", loc)
+	}
+	if resp := post(url.Values{"id": {"bad"}, "threshold": {"soon"}}); !strings.Contains(resp.Header.Get("Location"), "err=") {
+		t.Fatalf("a bad threshold: %s", resp.Header.Get("Location"))
+	}
+}

@@ -1,0 +1,287 @@
+package console
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/switchyard/switchyard/hsm"
+	"github.com/switchyard/switchyard/switch/journal"
+	"github.com/switchyard/switchyard/switch/registry"
+)
+
+// The registry's pages: merchants, terminals, the review queue. Each action is
+// the registry call the admin API route of the same name makes (switch/api
+// registry.go), as the session's user.
+
+func (c *Console) merchants(w http.ResponseWriter, r *http.Request, s *session) {
+	q := r.URL.Query()
+	needle := strings.ToLower(strings.TrimSpace(q.Get("q")))
+	var out []*registry.Merchant
+	for _, m := range c.o.Registry.Merchants(registry.MerchantFilter{Status: registry.MerchantStatus(q.Get("status")), Region: q.Get("region"), Tier: q.Get("tier")}) {
+		if needle == "" || strings.Contains(strings.ToLower(m.ID+" "+m.Name+" "+m.Region+" "+m.Group), needle) {
+			out = append(out, m)
+		}
+	}
+	c.render(w, r, s, "merchants", map[string]any{"Merchants": out, "Q": q.Get("q"), "Status": q.Get("status")})
+}
+
+func (c *Console) merchant(w http.ResponseWriter, r *http.Request, s *session) {
+	m, ok := c.o.Registry.Merchant(r.PathValue("id"))
+	if !ok {
+		c.renderError(w, r, s, http.StatusNotFound, "merchant "+r.PathValue("id")+" does not exist")
+		return
+	}
+	ts := c.o.Registry.Terminals(registry.TerminalFilter{MerchantID: m.ID})
+	changes, _ := c.o.Registry.Changes(registry.ChangeFilter{Target: m.ID, Limit: 20})
+	c.render(w, r, s, "merchant", map[string]any{"M": m, "Terminals": ts, "Changes": changes, "Recent": c.recent(journal.Query{MID: m.ID})})
+}
+
+// terminalRow is a terminal with what the registry knows of its last contact.
+type terminalRow struct {
+	*registry.Terminal
+	Seen     *registry.LastSeen
+	Merchant string
+	Keys     []keyRow
+}
+
+func (c *Console) terminalRow(t *registry.Terminal) terminalRow {
+	row := terminalRow{Terminal: t}
+	if ls, ok := c.o.Registry.LastSeen(t.ID); ok {
+		row.Seen = &ls
+	}
+	if m, ok := c.o.Registry.Merchant(t.MerchantID); ok {
+		row.Merchant = m.Name
+	}
+	return row
+}
+
+func (c *Console) terminals(w http.ResponseWriter, r *http.Request, s *session) {
+	q := r.URL.Query()
+	needle := strings.ToLower(strings.TrimSpace(q.Get("q")))
+	var out []terminalRow
+	capped := false
+	for _, t := range c.o.Registry.Terminals(registry.TerminalFilter{MerchantID: q.Get("merchant"), Status: registry.TerminalStatus(q.Get("status")), Kind: registry.TerminalKind(q.Get("kind"))}) {
+		if needle != "" && !strings.Contains(strings.ToLower(t.ID+" "+t.MerchantID+" "+t.Binding.DeviceSerial+" "+t.Binding.ICCID), needle) {
+			continue
+		}
+		if len(out) >= 500 {
+			capped = true
+			break
+		}
+		out = append(out, c.terminalRow(t))
+	}
+	c.render(w, r, s, "terminals", map[string]any{"Terminals": out, "Capped": capped, "Q": q.Get("q"), "Status": q.Get("status"), "Kind": q.Get("kind")})
+}
+
+func (c *Console) terminal(w http.ResponseWriter, r *http.Request, s *session) {
+	t, ok := c.o.Registry.Terminal(r.PathValue("id"))
+	if !ok {
+		c.renderError(w, r, s, http.StatusNotFound, "terminal "+r.PathValue("id")+" does not exist")
+		return
+	}
+	row := c.terminalRow(t)
+	if c.o.Keys != nil {
+		for _, ref := range []string{t.Keys.TMK, t.Keys.TPK, t.Keys.TAK, t.Keys.BDK} {
+			if ref == "" {
+				continue
+			}
+			if k, err := c.o.Keys.Key(context.Background(), hsm.KeyRef{ID: ref}); err == nil {
+				row.Keys = append(row.Keys, keyRowOf(k))
+			}
+		}
+	}
+	recent := c.recent(journal.Query{TID: t.ID})
+	changes, _ := c.o.Registry.Changes(registry.ChangeFilter{Target: t.ID, Limit: 20})
+	incs, _ := c.o.Registry.Incidents(registry.IncidentFilter{TerminalID: t.ID, Limit: 20})
+	d := map[string]any{"T": row, "Recent": recent, "Changes": changes, "Incidents": incs}
+	if c.o.Apps != nil {
+		if rep, ok := c.o.Apps.ReportOf(t.ID); ok {
+			d["App"] = rep
+		}
+	}
+	c.render(w, r, s, "terminal", d)
+}
+
+// recent returns the newest 20 journal records matching q over the last 7 days.
+func (c *Console) recent(q journal.Query) []*journal.Record {
+	if c.o.Journal == nil {
+		return nil
+	}
+	q.From, q.To = c.o.Now().Add(-7*24*time.Hour), c.o.Now().Add(time.Minute)
+	var out []*journal.Record
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = c.o.Journal.Scan(ctx, q, func(rec *journal.Record) bool {
+		out = append(out, rec)
+		return true
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].Received.After(out[j].Received) })
+	if len(out) > 20 {
+		out = out[:20]
+	}
+	return out
+}
+
+func (c *Console) registerMerchant(w http.ResponseWriter, r *http.Request, s *session) {
+	f := r.PostFormValue
+	m := registry.Merchant{ID: strings.TrimSpace(f("id")), Name: f("name"), MCC: f("mcc"), Region: f("region"), Tier: f("tier"), Rating: f("rating"),
+		Status: registry.MerchantActive}
+	ch, err := c.o.Registry.RequestChange(s.actor(), registry.Change{Op: registry.OpMerchantRegister, Merchant: &m, Reason: f("reason")})
+	if err != nil {
+		done(w, r, Prefix+"merchants", "", err)
+		return
+	}
+	done(w, r, Prefix+"changes/"+ch.ID, "requested", nil)
+}
+
+var merchantOps = map[string]registry.Op{"activate": registry.OpMerchantActivate, "freeze": registry.OpMerchantFreeze,
+	"unfreeze": registry.OpMerchantUnfreeze, "close": registry.OpMerchantClose}
+
+var terminalOps = map[string]registry.Op{"activate": registry.OpTerminalActivate, "suspend": registry.OpTerminalSuspend,
+	"resume": registry.OpTerminalResume, "close": registry.OpTerminalClose}
+
+func (c *Console) merchantAction(w http.ResponseWriter, r *http.Request, s *session) {
+	c.lifecycle(w, r, s, "merchants", merchantOps)
+}
+
+func (c *Console) terminalAction(w http.ResponseWriter, r *http.Request, s *session) {
+	c.lifecycle(w, r, s, "terminals", terminalOps)
+}
+
+// lifecycle requests the change named by the path's action, for review.
+func (c *Console) lifecycle(w http.ResponseWriter, r *http.Request, s *session, kind string, ops map[string]registry.Op) {
+	id := r.PathValue("id")
+	op, ok := ops[r.PathValue("action")]
+	if !ok {
+		c.renderError(w, r, s, http.StatusNotFound, "unknown action "+r.PathValue("action"))
+		return
+	}
+	ch, err := c.o.Registry.RequestChange(s.actor(), registry.Change{Op: op, Target: id, Reason: r.PostFormValue("reason")})
+	if err != nil {
+		done(w, r, Prefix+kind+"/"+id, "", err)
+		return
+	}
+	done(w, r, Prefix+"changes/"+ch.ID, "requested", nil)
+}
+
+// --- the review queue ---
+
+func (c *Console) changes(w http.ResponseWriter, r *http.Request, s *session) {
+	status := r.URL.Query().Get("status")
+	if _, set := r.URL.Query()["status"]; !set {
+		status = string(registry.ChangePending)
+	}
+	cs, err := c.o.Registry.Changes(registry.ChangeFilter{Status: registry.ChangeStatus(status), Limit: 200})
+	if err != nil {
+		c.renderError(w, r, s, http.StatusInternalServerError, err.Error())
+		return
+	}
+	sort.Slice(cs, func(i, j int) bool { return cs[i].Seq > cs[j].Seq })
+	c.render(w, r, s, "changes", map[string]any{"Changes": cs, "Status": status})
+}
+
+// diffLine is one field of a change's before/after comparison.
+type diffLine struct {
+	Field, Before, After string
+	Changed              bool
+}
+
+// effectDiff is one record a change touches, field by field.
+type effectDiff struct {
+	Type, ID string
+	Lines    []diffLine
+}
+
+func (c *Console) change(w http.ResponseWriter, r *http.Request, s *session) {
+	p, err := c.o.Registry.GetChange(r.PathValue("id"))
+	if err != nil {
+		c.renderError(w, r, s, http.StatusNotFound, err.Error())
+		return
+	}
+	var effects []effectDiff
+	for _, e := range p.Effects {
+		effects = append(effects, effectDiff{Type: e.Type, ID: e.ID, Lines: diff(e.Before, e.After)})
+	}
+	own := p.Change.RequestedBy == s.User
+	c.render(w, r, s, "change", map[string]any{"P": p, "C": p.Change, "Effects": effects, "Own": own,
+		"Pending": p.Change.Status == registry.ChangePending})
+}
+
+// diff compares two JSON objects field by field (top level; nested values are
+// compared as their JSON).
+func diff(before, after json.RawMessage) []diffLine {
+	var b, a map[string]json.RawMessage
+	_ = json.Unmarshal(before, &b)
+	_ = json.Unmarshal(after, &a)
+	keys := map[string]bool{}
+	for k := range b {
+		keys[k] = true
+	}
+	for k := range a {
+		keys[k] = true
+	}
+	var out []diffLine
+	for _, k := range sortedKeys(keys) {
+		bv, av := string(b[k]), string(a[k])
+		out = append(out, diffLine{Field: k, Before: bv, After: av, Changed: bv != av})
+	}
+	// Changed fields first: the reviewer reads those.
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Changed && !out[j].Changed })
+	return out
+}
+
+func (c *Console) approve(w http.ResponseWriter, r *http.Request, s *session) {
+	c.review(w, r, s, c.o.Registry.Approve, "approved")
+}
+
+func (c *Console) reject(w http.ResponseWriter, r *http.Request, s *session) {
+	c.review(w, r, s, c.o.Registry.Reject, "rejected")
+}
+
+func (c *Console) cancel(w http.ResponseWriter, r *http.Request, s *session) {
+	c.review(w, r, s, c.o.Registry.Cancel, "cancelled")
+}
+
+// review approves, rejects or cancels the path's change; the registry refuses
+// a reviewer's approval of his own request, and the message says so.
+func (c *Console) review(w http.ResponseWriter, r *http.Request, s *session, fn func(registry.Actor, string, string) (*registry.Change, error), msg string) {
+	id := r.PathValue("id")
+	_, err := fn(s.actor(), id, r.PostFormValue("note"))
+	done(w, r, Prefix+"changes/"+id, msg, err)
+}
+
+// --- users (admins) ---
+
+func (c *Console) users(w http.ResponseWriter, r *http.Request, s *session) {
+	us, err := c.o.Registry.Users()
+	if err != nil {
+		c.renderError(w, r, s, http.StatusInternalServerError, err.Error())
+		return
+	}
+	c.render(w, r, s, "users", map[string]any{"Users": us})
+}
+
+func (c *Console) addUser(w http.ResponseWriter, r *http.Request, s *session) {
+	_, err := c.o.Registry.AddUser(s.actor(), strings.TrimSpace(r.PostFormValue("name")), r.PostFormValue("role"), r.PostFormValue("password"))
+	done(w, r, Prefix+"users", "saved", err)
+}
+
+func (c *Console) userAction(w http.ResponseWriter, r *http.Request, s *session) {
+	name := r.PathValue("name")
+	var err error
+	switch r.PathValue("action") {
+	case "disable", "enable":
+		err = c.o.Registry.DisableUser(s.actor(), name, r.PathValue("action") == "disable")
+	case "passwd":
+		err = c.o.Registry.SetPassword(s.actor(), name, r.PostFormValue("password"))
+	default:
+		c.renderError(w, r, s, http.StatusNotFound, "unknown action "+strconv.Quote(r.PathValue("action")))
+		return
+	}
+	done(w, r, Prefix+"users", "saved", err)
+}

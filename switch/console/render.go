@@ -1,0 +1,196 @@
+package console
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/switchyard/switchyard/switch/admin"
+	"github.com/switchyard/switchyard/switch/registry"
+)
+
+// view is what every template gets: the page's data in D, the rest for the
+// layout (navigation, user, language, CSRF token for the forms).
+type view struct {
+	Title string
+	Path  string
+	User  string
+	Role  admin.Role
+	Lang  string
+	CSRF  string
+	Nav   []Page
+	Msg   string // a notice after an action (already translated)
+	Err   string // an error after an action (the library's message)
+	Back  string // this page's URI, for the language switch
+	D     any
+}
+
+// baseFuncs are the template functions; t is replaced per request with the
+// request's language.
+func baseFuncs() template.FuncMap {
+	return template.FuncMap{
+		"t":    func(key string) string { return key },
+		"time": fmtTime,
+		"ago": func(t time.Time) string {
+			if t.IsZero() {
+				return "—"
+			}
+			return time.Since(t).Round(time.Second).String()
+		},
+		"money": func(minor int64) string { return fmt.Sprintf("%d.%02d", minor/100, abs(minor%100)) },
+		"json": func(v any) string {
+			b, err := json.MarshalIndent(v, "", "  ")
+			if err != nil {
+				return err.Error()
+			}
+			return string(b)
+		},
+		"can": func(role admin.Role, want string) bool {
+			var roles []admin.Role
+			for _, r := range strings.Split(want, ",") {
+				roles = append(roles, admin.Role(r))
+			}
+			return allowed(role, roles)
+		},
+		"list": func(xs ...string) []string { return xs },
+		"dict": func(kv ...any) map[string]any {
+			m := map[string]any{}
+			for i := 0; i+1 < len(kv); i += 2 {
+				m[fmt.Sprint(kv[i])] = kv[i+1]
+			}
+			return m
+		},
+		"join": func(xs []string) string { return strings.Join(xs, ",") },
+		"hasAction": func(ar *registry.AlertRule, typ string) bool {
+			for _, a := range ar.Actions {
+				if a.Type == typ {
+					return true
+				}
+			}
+			return false
+		},
+		"webhook": func(ar *registry.AlertRule) string {
+			for _, a := range ar.Actions {
+				if a.Type == registry.ActionWebhook {
+					return a.URL
+				}
+			}
+			return ""
+		},
+		"dur":   func(d registry.Duration) string { return time.Duration(d).String() },
+		"int64": func(i int) int64 { return int64(i) },
+		"pct":   func(f float64) string { return fmt.Sprintf("%.1f%%", 100*f) },
+		"f1":    func(f float64) string { return fmt.Sprintf("%.1f", f) },
+		"ms":    func(sec float64) string { return fmt.Sprintf("%.1f ms", 1000*sec) },
+		"svg":   func(s string) template.HTML { return template.HTML(s) }, // only for the charts this package draws from numbers
+	}
+}
+
+func abs(n int64) int64 {
+	if n < 0 {
+		return -n
+	}
+	return n
+}
+
+func fmtTime(t time.Time) string {
+	if t.IsZero() {
+		return "—"
+	}
+	return t.Local().Format("2006-01-02 15:04:05")
+}
+
+// parseTemplates parses layout.html with each page template.
+func (c *Console) parseTemplates() error {
+	c.tmpl = map[string]*template.Template{}
+	base, err := template.New("layout.html").Funcs(baseFuncs()).ParseFS(templateFS, "templates/layout.html")
+	if err != nil {
+		return fmt.Errorf("console: templates/layout.html: %w", err)
+	}
+	names, err := fs.Glob(templateFS, "templates/*.html")
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		name := strings.TrimSuffix(path.Base(n), ".html")
+		if name == "layout" {
+			continue
+		}
+		t, err := template.Must(base.Clone()).ParseFS(templateFS, n)
+		if err != nil {
+			return fmt.Errorf("console: %s: %w", n, err)
+		}
+		c.tmpl[name] = t
+	}
+	return nil
+}
+
+// render writes page name with data d for session s (nil: not logged in).
+func (c *Console) render(w http.ResponseWriter, r *http.Request, s *session, name string, d any) {
+	t, ok := c.tmpl[name]
+	if !ok {
+		http.Error(w, "console: no template "+name, http.StatusInternalServerError)
+		return
+	}
+	lang := c.lang(r, s)
+	v := view{Lang: lang, D: d, Path: r.URL.Path, Back: r.URL.RequestURI()}
+	if s != nil {
+		v.User, v.Role, v.CSRF, v.Nav = s.User, s.Role, s.CSRF, c.nav(s.Role)
+	}
+	for _, p := range c.pages {
+		// r.Pattern is the mux pattern that matched: a detail page gets its page's title.
+		if r.Pattern == "GET "+Prefix+strings.TrimPrefix(p.Path, "/") || (p.Path == "/" && r.Pattern == "GET "+Prefix+"{$}") {
+			v.Title = c.t(lang, p.Title)
+		}
+	}
+	if k := r.URL.Query().Get("msg"); k != "" {
+		v.Msg = c.t(lang, "msg."+k)
+	}
+	v.Err = r.URL.Query().Get("err")
+	tc, err := t.Clone()
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	tc.Funcs(template.FuncMap{"t": func(key string) string { return c.t(lang, key) }})
+	var buf bytes.Buffer
+	if err := tc.ExecuteTemplate(&buf, "layout", v); err != nil {
+		c.o.Logger.Error().Err(err).Str("page", name).Msg("console page not rendered")
+		http.Error(w, "console: page "+name+": "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	_, _ = buf.WriteTo(w)
+}
+
+// renderError answers status with msg on the error page.
+func (c *Console) renderError(w http.ResponseWriter, r *http.Request, s *session, status int, msg string) {
+	w.WriteHeader(status)
+	c.render(w, r, s, "error", map[string]any{"Status": status, "Message": msg})
+}
+
+// done redirects after an action back to back (a console URI) with a notice key,
+// or with the error's message when err is not nil.
+func done(w http.ResponseWriter, r *http.Request, back, msgKey string, err error) {
+	if !strings.HasPrefix(back, Prefix) || strings.HasPrefix(back, "//") {
+		back = Prefix
+	}
+	u, _ := url.Parse(back)
+	q := u.Query()
+	q.Del("msg")
+	q.Del("err")
+	if err != nil {
+		q.Set("err", err.Error())
+	} else if msgKey != "" {
+		q.Set("msg", msgKey)
+	}
+	u.RawQuery = q.Encode()
+	http.Redirect(w, r, u.String(), http.StatusSeeOther)
+}

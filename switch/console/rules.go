@@ -1,0 +1,180 @@
+package console
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/switchyard/switchyard/risk"
+	"github.com/switchyard/switchyard/switch/journal"
+)
+
+// The rules page: the rule set in force (files, rules, shadow or live), each
+// rule's hits over the last hour and day (from the journal's rule hits), the
+// last reload and its problems with file:line, the lists with their expiry, and
+// a backtest of a candidate rule directory (risk.Backtest over the journal, as
+// `switchyard rules backtest`), run in the background with its progress shown.
+
+// ruleRow is a rule with its recent hits.
+type ruleRow struct {
+	*risk.Rule
+	HitsHour, HitsDay int
+}
+
+func (c *Console) rules(w http.ResponseWriter, r *http.Request, s *session) {
+	d := map[string]any{"Backtest": c.backtest.view()}
+	if c.o.Risk == nil {
+		d["NoEngine"] = true
+		c.render(w, r, s, "rules", d)
+		return
+	}
+	rs := c.o.Risk.RuleSet()
+	hour, day, scanned := c.ruleHits(r.Context())
+	var rows []ruleRow
+	for _, ru := range rs.Rules {
+		rows = append(rows, ruleRow{Rule: ru, HitsHour: hour[ru.ID], HitsDay: day[ru.ID]})
+	}
+	d["Set"] = rs
+	d["Rules"] = rows
+	d["Scanned"] = scanned
+	d["Reload"] = c.o.Risk.LastReload()
+	d["Lists"] = c.o.Risk.Lists().Entries()
+	d["Now"] = c.o.Now()
+	d["Dir"] = c.o.Risk.Dir()
+	c.render(w, r, s, "rules", d)
+}
+
+// maxHitScan bounds the journal records read for the hit counts.
+const maxHitScan = 200000
+
+// ruleHits counts each rule's hits over the last hour and day from the
+// journal (at most maxHitScan records, the newest day first).
+func (c *Console) ruleHits(ctx context.Context) (hour, day map[string]int, scanned int) {
+	hour, day = map[string]int{}, map[string]int{}
+	if c.o.Journal == nil {
+		return
+	}
+	now := c.o.Now()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_ = c.o.Journal.Scan(ctx, journal.Query{From: now.Add(-24 * time.Hour), To: now.Add(time.Minute)}, func(rec *journal.Record) bool {
+		scanned++
+		for _, h := range rec.RuleHits {
+			day[h.ID]++
+			if rec.Received.After(now.Add(-time.Hour)) {
+				hour[h.ID]++
+			}
+		}
+		return scanned < maxHitScan
+	})
+	return
+}
+
+func (c *Console) reloadRules(w http.ResponseWriter, r *http.Request, s *session) {
+	if c.o.Risk == nil {
+		done(w, r, Prefix+"rules", "", errors.New("the risk engine is not running in this process"))
+		return
+	}
+	_, err := c.o.Risk.Reload()
+	done(w, r, Prefix+"rules", "reloaded", err)
+}
+
+// backtestJob is the one backtest of this console: a new one waits until it ends.
+type backtestJob struct {
+	mu      sync.Mutex
+	running bool
+	by      string
+	dir     string
+	from    time.Time
+	to      time.Time
+	done    float64
+	read    int
+	report  *risk.BacktestReport
+	err     string
+	started time.Time
+	wg      sync.WaitGroup
+}
+
+// BacktestView is the job as the page shows it.
+type BacktestView struct {
+	Running  bool
+	By, Dir  string
+	From, To time.Time
+	Done     float64
+	Read     int
+	Report   *risk.BacktestReport
+	Error    string
+	Started  time.Time
+}
+
+func (b *backtestJob) view() BacktestView {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return BacktestView{Running: b.running, By: b.by, Dir: b.dir, From: b.from, To: b.to, Done: b.done, Read: b.read, Report: b.report, Error: b.err, Started: b.started}
+}
+
+// startBacktest loads the candidate directory (its problems are shown at once)
+// and replays the range in the background.
+func (c *Console) startBacktest(w http.ResponseWriter, r *http.Request, s *session) {
+	if c.o.History == nil || c.o.Risk == nil {
+		done(w, r, Prefix+"rules", "", errors.New("backtests need the journal and the risk engine of a running switch"))
+		return
+	}
+	dir := r.PostFormValue("dir")
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		done(w, r, Prefix+"rules", "", fmt.Errorf("candidate rule directory %q: not a directory on the switch's machine", dir))
+		return
+	}
+	hours := 24
+	if _, err := fmt.Sscanf(r.PostFormValue("hours"), "%d", &hours); err != nil || hours <= 0 || hours > 24*31 {
+		done(w, r, Prefix+"rules", "", fmt.Errorf("hours %q: want 1 to 744", r.PostFormValue("hours")))
+		return
+	}
+	rs, err := risk.Load(dir, risk.LoadOptions{Location: c.o.Risk.RuleSet().Location, Lists: c.o.Risk.Lists()})
+	if err != nil {
+		done(w, r, Prefix+"rules", "", fmt.Errorf("candidate rules refused: %w", err))
+		return
+	}
+	b := &c.backtest
+	b.mu.Lock()
+	if b.running {
+		b.mu.Unlock()
+		done(w, r, Prefix+"rules", "", fmt.Errorf("a backtest by %s is running; wait for it", b.by))
+		return
+	}
+	now := c.o.Now()
+	b.running, b.by, b.dir, b.from, b.to, b.started = true, s.User, dir, now.Add(-time.Duration(hours)*time.Hour), now, now
+	b.done, b.read, b.report, b.err = 0, 0, nil, ""
+	b.wg.Add(1)
+	from, to := b.from, b.to
+	b.mu.Unlock()
+	go func() { // owned by the console: Stop cancels it, Run waits for it
+		defer b.wg.Done()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go func() {
+			select {
+			case <-c.stop:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		rep, err := risk.Backtest(ctx, c.o.History, rs, risk.BacktestOptions{From: from, To: to, Warmup: -1, MaxChanges: 200,
+			Progress: func(d float64, read int) {
+				b.mu.Lock()
+				b.done, b.read = d, read
+				b.mu.Unlock()
+			}})
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		b.running, b.report, b.done = false, rep, 1
+		if err != nil {
+			b.err = err.Error()
+		}
+	}()
+	done(w, r, Prefix+"rules", "backtest", nil)
+}

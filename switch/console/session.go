@@ -1,0 +1,259 @@
+package console
+
+import (
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/switchyard/switchyard/switch/admin"
+	"github.com/switchyard/switchyard/switch/registry"
+)
+
+// The session cookie's name. The __Host- prefix (browsers refuse such a cookie
+// unless it is Secure, host-only and for path /) is used under TLS only: plain
+// HTTP on a loopback admin port could not set it.
+const (
+	cookieName    = "sy_session"
+	cookieNameTLS = "__Host-sy_session"
+	langCookie    = "sy_lang"
+)
+
+// session is a logged-in user. Its ID is the cookie's value; CSRF is the token
+// every POST must carry in its csrf form field (or X-CSRF-Token header).
+type session struct {
+	ID   string
+	CSRF string
+	User string
+	Role admin.Role
+	Lang string
+	last time.Time
+}
+
+// actor is the registry's view of the session's user.
+func (s *session) actor() registry.Actor {
+	return registry.Actor{Name: s.User, Role: string(s.Role)}
+}
+
+// sessions are the live sessions and the failed-login counts, in memory.
+type sessions struct {
+	now  func() time.Time
+	idle time.Duration
+
+	mu       sync.Mutex
+	byID     map[string]*session
+	failures map[string]*failure // by user name
+}
+
+type failure struct {
+	n           int
+	lockedUntil time.Time
+}
+
+func newSessions(now func() time.Time, idle time.Duration) *sessions {
+	return &sessions{now: now, idle: idle, byID: map[string]*session{}, failures: map[string]*failure{}}
+}
+
+func randomToken() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b) // never fails (crypto/rand)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func (ss *sessions) create(u *registry.User, lang string) *session {
+	s := &session{ID: randomToken(), CSRF: randomToken(), User: u.Name, Role: admin.Role(u.Role), Lang: lang, last: ss.now()}
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	ss.byID[s.ID] = s
+	// Forget the expired ones while here: the map stays as small as the logged-in users.
+	for id, o := range ss.byID {
+		if ss.now().Sub(o.last) > ss.idle {
+			delete(ss.byID, id)
+		}
+	}
+	return s
+}
+
+// get returns the live session id and marks it used, or nil when it does not
+// exist or was idle too long (then it is forgotten).
+func (ss *sessions) get(id string) *session {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	s, ok := ss.byID[id]
+	if !ok {
+		return nil
+	}
+	now := ss.now()
+	if now.Sub(s.last) > ss.idle {
+		delete(ss.byID, id)
+		return nil
+	}
+	s.last = now
+	return s
+}
+
+func (ss *sessions) end(id string) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	delete(ss.byID, id)
+}
+
+// locked reports until when name is locked out (zero: not locked).
+func (ss *sessions) locked(name string) time.Time {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if f, ok := ss.failures[name]; ok && ss.now().Before(f.lockedUntil) {
+		return f.lockedUntil
+	}
+	return time.Time{}
+}
+
+// failed counts a failed login of name and returns true when it locks the name.
+func (ss *sessions) failed(name string, max int, lockFor time.Duration) bool {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	f := ss.failures[name]
+	if f == nil {
+		f = &failure{}
+		ss.failures[name] = f
+	}
+	f.n++
+	if f.n >= max {
+		f.n = 0
+		f.lockedUntil = ss.now().Add(lockFor)
+		return true
+	}
+	return false
+}
+
+func (ss *sessions) succeeded(name string) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	delete(ss.failures, name)
+}
+
+func (c *Console) cookieName() string {
+	if c.o.TLS {
+		return cookieNameTLS
+	}
+	return cookieName
+}
+
+func (c *Console) setCookie(w http.ResponseWriter, value string, maxAge int) {
+	http.SetCookie(w, &http.Cookie{Name: c.cookieName(), Value: value, Path: "/", MaxAge: maxAge,
+		HttpOnly: true, Secure: c.o.TLS, SameSite: http.SameSiteStrictMode})
+}
+
+// withSession serves fn to a logged-in user whose role is in roles (see allowed):
+// without a live session a page redirects to the login and anything else answers
+// 401; another role gets 403; a POST without the session's CSRF token gets 403;
+// a user disabled since the login is logged out.
+func (c *Console) withSession(roles []admin.Role, fn func(http.ResponseWriter, *http.Request, *session)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var s *session
+		if ck, err := r.Cookie(c.cookieName()); err == nil {
+			s = c.sessions.get(ck.Value)
+		}
+		if s == nil {
+			if r.Method == http.MethodGet && r.Header.Get("Accept") != "text/event-stream" {
+				http.Redirect(w, r, Prefix+"login?next="+urlQueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
+				return
+			}
+			http.Error(w, "not logged in (or the session expired): log in again at "+Prefix+"login", http.StatusUnauthorized)
+			return
+		}
+		if u, err := c.o.Registry.User(s.User); err != nil || u.Disabled || admin.Role(u.Role) != s.Role {
+			c.sessions.end(s.ID)
+			http.Redirect(w, r, Prefix+"login", http.StatusSeeOther)
+			return
+		}
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			tok := r.Header.Get("X-CSRF-Token")
+			if tok == "" {
+				tok = r.PostFormValue("csrf")
+			}
+			if subtle.ConstantTimeCompare([]byte(tok), []byte(s.CSRF)) != 1 {
+				c.o.Logger.Warn().Str("user", s.User).Str("path", r.URL.Path).Msg("console request without a valid CSRF token refused")
+				c.renderError(w, r, s, http.StatusForbidden, c.t(s.Lang, "err.csrf"))
+				return
+			}
+		}
+		if !allowed(s.Role, roles) {
+			c.renderError(w, r, s, http.StatusForbidden, fmt.Sprintf(c.t(s.Lang, "err.role"), s.Role))
+			return
+		}
+		fn(w, r, s)
+	}
+}
+
+func (c *Console) loginPage(w http.ResponseWriter, r *http.Request) {
+	c.render(w, r, nil, "login", map[string]any{"Next": r.URL.Query().Get("next")})
+}
+
+// login checks a name and password. A locked name is refused before its password
+// is checked; the fifth failure in a row locks it. Every outcome is in the oplog.
+func (c *Console) login(w http.ResponseWriter, r *http.Request) {
+	name := strings.TrimSpace(r.PostFormValue("user"))
+	pw := r.PostFormValue("password")
+	lang := c.lang(r, nil)
+	from := clientIP(r)
+	fail := func(status int, msg string) {
+		w.WriteHeader(status)
+		c.render(w, r, nil, "login", map[string]any{"Error": msg, "User": name, "Next": r.PostFormValue("next")})
+	}
+	if until := c.sessions.locked(name); !until.IsZero() {
+		c.event(registry.Actor{Name: name}, "console.login-refused", name, "locked out; from "+from)
+		fail(http.StatusTooManyRequests, fmt.Sprintf(c.t(lang, "login.locked"), until.Sub(c.o.Now()).Round(time.Second)))
+		return
+	}
+	u, err := c.o.Registry.CheckPassword(name, pw)
+	if err != nil {
+		if !errors.Is(err, registry.ErrBadLogin) {
+			c.o.Logger.Error().Err(err).Str("user", name).Msg("console login")
+		}
+		c.event(registry.Actor{Name: name}, "console.login-failed", name, "from "+from)
+		if c.sessions.failed(name, c.o.MaxFailures, c.o.LockoutFor) {
+			c.event(registry.Actor{Name: "system"}, "console.lockout", name, fmt.Sprintf("%d failed logins in a row; locked for %v", c.o.MaxFailures, c.o.LockoutFor))
+		}
+		fail(http.StatusUnauthorized, c.t(lang, "login.bad"))
+		return
+	}
+	c.sessions.succeeded(name)
+	s := c.sessions.create(u, lang)
+	c.event(s.actor(), "console.login", u.Name, "from "+from)
+	c.setCookie(w, s.ID, 0)
+	next := r.PostFormValue("next")
+	if !strings.HasPrefix(next, Prefix) || strings.HasPrefix(next, "//") || strings.Contains(next, "\\") {
+		next = Prefix
+	}
+	http.Redirect(w, r, next, http.StatusSeeOther)
+}
+
+func (c *Console) logout(w http.ResponseWriter, r *http.Request, s *session) {
+	c.sessions.end(s.ID)
+	c.event(s.actor(), "console.logout", s.User, "from "+clientIP(r))
+	c.setCookie(w, "", -1)
+	http.Redirect(w, r, Prefix+"login", http.StatusSeeOther)
+}
+
+// event writes to the oplog; a failure is logged, not shown (the login itself
+// has happened or been refused already).
+func (c *Console) event(a registry.Actor, action, target, reason string) {
+	if err := c.o.Registry.RecordEvent(a, action, "user", target, reason); err != nil {
+		c.o.Logger.Error().Err(err).Str("action", action).Str("user", target).Msg("console event not in the oplog")
+	}
+}
+
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}

@@ -1,0 +1,204 @@
+package e2e
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/switchyard/switchyard/switch/config"
+	"github.com/switchyard/switchyard/switch/message"
+	"github.com/switchyard/switchyard/switch/qr"
+	"github.com/switchyard/switchyard/switch/server"
+	"github.com/switchyard/switchyard/switch/termclient"
+	"github.com/switchyard/switchyard/switch/wallet"
+)
+
+// orderTx is T0000001 asking for a dynamic code (proc 390000) or how an order stands
+// (380000, DE 48 QO).
+func orderTx(proc string, amount int64, order string) termclient.Txn {
+	tx := pos(amount)
+	tx.MTI, tx.ProcCode, tx.PAN, tx.Expiry = "0100", proc, "", ""
+	if order != "" {
+		tx.TLV = append(tx.TLV, [2]string{message.TagQROrder, order})
+	}
+	return tx
+}
+
+// orderAnswer is what an order answer's DE 48 says.
+type orderAnswer struct{ QROrder, QRState, QRPayload string }
+
+func orderTLV(t *testing.T, r termclient.Result) orderAnswer {
+	t.Helper()
+	var a orderAnswer
+	a.QROrder, _ = message.TLVValue(r.DE48, message.TagQROrder)
+	a.QRState, _ = message.TLVValue(r.DE48, message.TagQRState)
+	a.QRPayload, _ = message.TLVValue(r.DE48, message.TagQRPayload)
+	return a
+}
+
+// TestQRMerchantPresented: over TCP, a terminal gets a dynamic code for an order (an
+// EMVCo payload whose CRC and TLV check, with the amount, currency 156, a merchant
+// account per network and the order in ID 62); the payer pays it in the wallet, the
+// network notifies, and the terminal's inquiry finds it paid, journaled as a QR
+// purchase that refunds like one; an order not paid in time is expired; one paid
+// after it expired is journaled and refunded at the network by itself.
+func TestQRMerchantPresented(t *testing.T) {
+	var offset atomic.Int64
+	f, sim := startQRWith(t, func(c *config.Config) {
+		c.QR.Orders.TTL = config.Duration(time.Minute)
+		c.Clock = func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
+	})
+	ctx := context.Background()
+
+	// Paid in time.
+	a := f.send(orderTx(message.PCQROrder, 2500, ""))
+	tlv := orderTLV(t, a)
+	if a.RC != "00" || tlv.QROrder == "" || tlv.QROrder != a.RRN || tlv.QRState != "open" {
+		t.Fatalf("order: %+v (%+v)", a, tlv)
+	}
+	p, err := qr.Decode(tlv.QRPayload)
+	if err != nil {
+		t.Fatalf("payload %q: %v", tlv.QRPayload, err)
+	}
+	if p.Get(qr.IDAmount) != "25.00" || p.Get(qr.IDCurrency) != "156" || p.Sub(qr.IDAdditional, "05") != a.RRN || p.Get(qr.IDInitiation) != "12" ||
+		p.Sub("26", "00") == "" || p.Sub("27", "00") == "" || p.Sub("28", "00") == "" {
+		t.Fatalf("payload objects: %+v", p.Objects)
+	}
+	if _, res, err := sim.PayOrder(ctx, wallet.MPMPayRequest{Payload: tlv.QRPayload, Network: qr.WeChat}); err != nil || res.Result != wallet.Success {
+		t.Fatalf("notification: %+v %v", res, err)
+	}
+	q := f.send(orderTx(message.PCQRInquiry, 0, a.RRN))
+	if st := orderTLV(t, q).QRState; q.RC != "00" || st != "paid" || len(q.AuthCode) != 6 || q.Amount != "000000002500" {
+		t.Fatalf("inquiry after payment: %+v (%s)", q, st)
+	}
+	rec := f.record(a.RRN)
+	if !rec.Approved() || rec.QR != qr.WeChat || rec.Issuer != qr.WeChat || rec.Amount != 2500 || rec.Reversed() {
+		t.Fatalf("journal: %+v", rec)
+	}
+	ref := pos(1000)
+	ref.PAN, ref.Expiry, ref.QRRefund, ref.ProcCode, ref.RRN = "", "", true, message.PCRefund, a.RRN
+	if r := f.send(ref); r.RC != "00" {
+		t.Fatalf("refund of a merchant-presented payment: %+v", r)
+	}
+	if tr, _ := sim.Trade(a.RRN); tr.Refunded != 1000 {
+		t.Fatalf("refunded at the network: %+v", tr)
+	}
+
+	// Not paid in time: expired; then paid: refunded.
+	b := f.send(orderTx(message.PCQROrder, 0, ""))
+	btlv := orderTLV(t, b)
+	if p, err := qr.Decode(btlv.QRPayload); err != nil || p.Get(qr.IDAmount) != "" {
+		t.Fatalf("order without an amount: %v %+v", err, p)
+	}
+	offset.Add(int64(2 * time.Minute))
+	if q := f.send(orderTx(message.PCQRInquiry, 0, b.RRN)); orderTLV(t, q).QRState != "expired" {
+		t.Fatalf("inquiry after expiry: %+v", q)
+	}
+	if _, res, err := sim.PayOrder(ctx, wallet.MPMPayRequest{Payload: btlv.QRPayload, Network: qr.Alipay, Amount: 1800}); err != nil || res.Result != wallet.Success {
+		t.Fatalf("late notification: %+v %v", res, err)
+	}
+	if rec := f.record(b.RRN); !rec.Approved() || rec.ReversedBy != "switch:qr-order-late" || rec.QR != qr.Alipay {
+		t.Fatalf("late payment's record: %+v", rec)
+	}
+	waitFor(t, "the late payment refunded at the network", func() bool {
+		tr, ok := sim.Trade(b.RRN)
+		return ok && tr.State == wallet.Revoked
+	})
+	if q := f.send(orderTx(message.PCQRInquiry, 0, b.RRN)); orderTLV(t, q).QRState != "refunded" {
+		t.Fatalf("inquiry after the late payment: %+v", q)
+	}
+
+	// Another terminal's order, and an unknown one, are not found.
+	if q := f.send(orderTx(message.PCQRInquiry, 0, "999999999999")); q.RC != "25" {
+		t.Fatalf("unknown order: %+v", q)
+	}
+}
+
+// TestQROrderWait: with qr.orders.wait, a terminal's inquiry is answered when the
+// payment arrives, in the answer it is waiting on.
+func TestQROrderWait(t *testing.T) {
+	f, sim := startQRWith(t, func(c *config.Config) { c.QR.Orders.Wait = config.Duration(20 * time.Second) })
+	a := f.send(orderTx(message.PCQROrder, 1200, ""))
+	o := orderTLV(t, a)
+	if a.RC != "00" || o.QRState != "open" {
+		t.Fatalf("order: %+v", a)
+	}
+	c, err := termclient.Dial(f.s.ListenerAddr("ascii"), message.DialectASCII, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	answered := make(chan termclient.Result, 1)
+	m, err := termclient.Build(orderTx(message.PCQRInquiry, 0, o.QROrder), message.DialectASCII)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		var r termclient.Result
+		if resp, err := c.Send(ctx, m, nil); err == nil {
+			r, _ = termclient.Decode(resp)
+		}
+		answered <- r // an empty result on failure fails the checks below
+	}()
+	select {
+	case r := <-answered:
+		t.Fatalf("inquiry answered before the payment: %+v", r)
+	case <-time.After(300 * time.Millisecond): // the inquiry is held (a bound, not a synchronization)
+	}
+	if _, res, err := sim.PayOrder(context.Background(), wallet.MPMPayRequest{Payload: o.QRPayload, Network: qr.UnionPay}); err != nil || res.Result != wallet.Success {
+		t.Fatalf("notification: %+v %v", res, err)
+	}
+	select {
+	case r := <-answered:
+		if st := orderTLV(t, r).QRState; st != "paid" || r.Amount != "000000001200" {
+			t.Fatalf("held inquiry: %+v (%s)", r, st)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("the held inquiry was not answered after the payment")
+	}
+}
+
+// TestQROrderSurvivesRestart: an order made before a restart is still open after it,
+// and can be paid.
+func TestQROrderSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	open := func() (*server.Server, *termclient.Client) {
+		c := demoConfig(t, dir)
+		s, err := server.New(c, zerolog.Nop(), demoIssuer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tc, err := termclient.Dial(s.ListenerAddr("ascii"), message.DialectASCII, nil)
+		if err != nil {
+			s.Close()
+			t.Fatal(err)
+		}
+		return s, tc
+	}
+	s, c := open()
+	a := sendOn(t, c, orderTx(message.PCQROrder, 3300, ""), nil)
+	o := orderTLV(t, a)
+	c.Close()
+	s.Close()
+	if a.RC != "00" || o.QROrder == "" {
+		t.Fatalf("order: %+v", a)
+	}
+	s, c = open()
+	defer s.Close()
+	defer c.Close()
+	if r := sendOn(t, c, orderTx(message.PCQRInquiry, 0, o.QROrder), nil); orderTLV(t, r).QRState != "open" {
+		t.Fatalf("after the restart: %+v", r)
+	}
+	sim := s.DemoWallet().(*wallet.Sim)
+	if _, res, err := sim.PayOrder(context.Background(), wallet.MPMPayRequest{Payload: o.QRPayload, Network: qr.WeChat}); err != nil || res.Result != wallet.Success {
+		t.Fatalf("notification after the restart: %+v %v", res, err)
+	}
+	if r := sendOn(t, c, orderTx(message.PCQRInquiry, 0, o.QROrder), nil); orderTLV(t, r).QRState != "paid" {
+		t.Fatalf("paid after the restart: %+v", r)
+	}
+}

@@ -1,0 +1,215 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/moov-io/iso8583"
+
+	"github.com/switchyard/switchyard/risk"
+	"github.com/switchyard/switchyard/switch/message"
+	"github.com/switchyard/switchyard/switch/qr"
+	"github.com/switchyard/switchyard/switch/termclient"
+)
+
+// fakeWallet is a wallet connector: its answers come from pay and refund (default:
+// approve), and it records what it was asked.
+type fakeWallet struct {
+	*fakeLink
+	mu      sync.Mutex
+	pays    []WalletPayment
+	refunds []WalletRefund
+	pay     func(WalletPayment) (string, string, error)
+}
+
+func (w *fakeWallet) Pay(_ context.Context, p WalletPayment) (string, string, error) {
+	w.mu.Lock()
+	w.pays = append(w.pays, p)
+	f := w.pay
+	w.mu.Unlock()
+	if f != nil {
+		return f(p)
+	}
+	return "00", "WX0001", nil
+}
+
+func (w *fakeWallet) Refund(_ context.Context, r WalletRefund) (string, string, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.refunds = append(w.refunds, r)
+	return "00", "RF0001", nil
+}
+
+// fakeQRRoutes routes every code of the default table's WeChat lines to one wallet.
+type fakeQRRoutes struct {
+	table  *qr.Table
+	wallet *fakeWallet
+}
+
+func (r *fakeQRRoutes) RouteQR(code string) (IssuerLink, string, bool) {
+	rt, ok := r.table.Classify(code)
+	if !ok || rt.Connector != r.wallet.id {
+		return nil, "", false
+	}
+	return r.wallet, rt.Network, true
+}
+
+func (r *fakeQRRoutes) Connector(id string) (IssuerLink, bool) {
+	return r.wallet, id == r.wallet.id
+}
+
+const wxCode = "134567890123456789"
+
+// withWallet wires a WeChat Pay connector (also reachable by its ID, as the server's
+// route table makes it) and the rules.
+func withWallet(w *fakeWallet) option {
+	return func(h *harness, c *Config) {
+		tb, _ := qr.NewTable(qr.DefaultRoutes())
+		c.QR = &fakeQRRoutes{table: tb, wallet: w}
+		c.Risk, c.Cases = h.risk, h.cases
+	}
+}
+
+func (h *harness) qrPurchase(code string, amount int64) termclient.Txn {
+	tx := h.purchase(amount)
+	tx.PAN, tx.Expiry, tx.QRCode = "", "", code
+	return tx
+}
+
+// TestQRPayment: a purchase with a payment code goes to its wallet by the code's
+// table line; the journal and the rules see it masked and hashed (never in clear),
+// with txn.qr and txn.wallet; a timed-out payment is reversed through the queue to the
+// wallet; a refund of it goes back to the wallet with its original's number, a card
+// refund of it and a QR refund of a card payment are declined; an unknown code is
+// declined 15.
+func TestQRPayment(t *testing.T) {
+	w := &fakeWallet{fakeLink: newFakeLink(qr.WeChat)}
+	h := newHarness(t, withWallet(w))
+	var seen risk.Input
+	h.risk.decide = func(in *risk.Input) risk.Decision { seen = *in; return risk.Decision{} }
+	a := h.do(h.qrPurchase(wxCode, 1000))
+	if a.RC != "00" || a.AuthCode != "WX0001" {
+		t.Fatalf("answer %+v", a.Result)
+	}
+	rec := h.record(a.RRN)
+	if rec.QR != qr.WeChat || rec.Issuer != qr.WeChat || rec.PANMasked != qr.Mask(wxCode) || rec.CardHash != h.p.CardHash(wxCode) {
+		t.Fatalf("record QR %q issuer %q pan %q", rec.QR, rec.Issuer, rec.PANMasked)
+	}
+	if b, _ := json.Marshal(rec); strings.Contains(string(b), wxCode) {
+		t.Fatalf("the journal holds the payment code in clear: %s", b)
+	}
+	if !seen.Txn.QR || seen.Txn.Wallet != qr.WeChat || seen.Txn.CardHash != rec.CardHash || seen.Txn.BIN != "" {
+		t.Fatalf("rules saw qr %v wallet %q hash %q bin %q", seen.Txn.QR, seen.Txn.Wallet, seen.Txn.CardHash, seen.Txn.BIN)
+	}
+	if len(w.pays) != 1 || w.pays[0].Code != wxCode || w.pays[0].RRN != a.RRN || w.pays[0].Amount != 1000 {
+		t.Fatalf("wallet asked %+v", w.pays)
+	}
+	if len(h.bank.sent()) != 0 {
+		t.Fatal("a QR payment went to the card issuer")
+	}
+
+	// Refund back to the wallet, naming the original; card refund of it declined.
+	ref := h.refund(a, 400)
+	ref.PAN, ref.Expiry, ref.QRRefund = "", "", true
+	if r := h.do(ref); r.RC != "00" || len(w.refunds) != 1 || w.refunds[0].OriginalRRN != a.RRN || w.refunds[0].Amount != 400 {
+		t.Fatalf("refund %+v, wallet refunds %+v", r.Result, w.refunds)
+	} else if rr := h.record(r.RRN); rr.QR != qr.WeChat || rr.PANMasked != rec.PANMasked {
+		t.Fatalf("refund record QR %q pan %q", rr.QR, rr.PANMasked)
+	}
+	if r := h.do(h.refund(a, 100)); r.RC != "12" || r.Reason != "qr-original-needs-qc" {
+		t.Fatalf("card refund of a QR payment: %+v", r.Result)
+	}
+	card := h.do(h.purchase(500))
+	ref = h.refund(card, 100)
+	ref.PAN, ref.Expiry, ref.QRRefund = "", "", true
+	if r := h.do(ref); r.RC != "12" || r.Reason != "original-not-a-qr-payment" {
+		t.Fatalf("QR refund of a card payment: %+v", r.Result)
+	}
+
+	// The payer never confirmed in time: reversed (cancelled) through the queue.
+	w.pay = func(WalletPayment) (string, string, error) { return "", "", ErrIssuerTimeout }
+	a = h.do(h.qrPurchase(wxCode, 1200))
+	if a.RC != "91" || a.Reason != "issuer-timeout" {
+		t.Fatalf("timed out: %+v", a.Result)
+	}
+	items := h.q.all()
+	if last := items[len(items)-1]; last.Issuer != qr.WeChat || last.MTI != "0420" || last.RRN != a.RRN {
+		t.Fatalf("queued %+v", last)
+	}
+	if rec := h.record(a.RRN); rec.ReversedBy != "switch:timeout" {
+		t.Fatalf("reversed by %q", rec.ReversedBy)
+	}
+
+	// A void of a QR payment cancels it through the queue.
+	w.pay = nil
+	a = h.do(h.qrPurchase(wxCode, 700))
+	v := h.void(a, 700)
+	v.PAN, v.Expiry, v.QRRefund = "", "", true
+	if r := h.do(v); r.RC != "00" {
+		t.Fatalf("void: %+v", r.Result)
+	}
+	if rec := h.record(a.RRN); !rec.Reversed() {
+		t.Fatal("voided QR payment not reversed")
+	}
+
+	// A code nobody's table line matches.
+	if r := h.do(h.qrPurchase("990000000000000000", 100)); r.RC != message.RCNoSuchIssuer || r.Reason != "qr-no-route" {
+		t.Fatalf("unknown code: %+v", r.Result)
+	}
+}
+
+// TestQRNeverStandsIn: a QR payment to a connector that is down is declined 91 even
+// where stand-in is configured for it.
+func TestQRNeverStandsIn(t *testing.T) {
+	w := &fakeWallet{fakeLink: newFakeLink(qr.WeChat)}
+	w.setUp(false)
+	h := newHarness(t, withWallet(w), func(_ *harness, c *Config) {
+		c.StandIn = map[string]StandInLimits{qr.WeChat: {Enabled: true, MaxAmount: 100000, PerCardCount: 10, PerCardSum: 100000}}
+	})
+	if a := h.do(h.qrPurchase(wxCode, 1000)); a.RC != "91" {
+		t.Fatalf("%+v", a.Result)
+	}
+}
+
+// isoQRRoutes routes UnionPay codes to an ISO 8583 issuer link.
+type isoQRRoutes struct{ link *fakeLink }
+
+func (r isoQRRoutes) RouteQR(code string) (IssuerLink, string, bool) {
+	if strings.HasPrefix(code, "62") && len(code) == 19 {
+		return r.link, qr.UnionPay, true
+	}
+	return nil, "", false
+}
+
+func (r isoQRRoutes) Connector(id string) (IssuerLink, bool) { return r.link, id == r.link.id }
+
+// TestQRUnionPayOverISO: a UnionPay code routed to an ISO 8583 issuer link goes in
+// DE 2 with the terminal's DE 22 (03x); the answer is the issuer's; a timeout is
+// reversed like a card's.
+func TestQRUnionPayOverISO(t *testing.T) {
+	cup := newFakeLink("cup")
+	h := newHarness(t, func(_ *harness, c *Config) { c.QR = isoQRRoutes{link: cup} })
+	const code = "6225880123456789012"
+	a := h.do(h.qrPurchase(code, 1000))
+	if a.RC != "00" || len(cup.sent()) != 1 {
+		t.Fatalf("answer %+v, sent %d", a.Result, len(cup.sent()))
+	}
+	r, err := message.Decode(cup.sent()[0].Body, message.DialectASCII)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.PAN != code || r.EntryMode != "032" {
+		t.Fatalf("issuer got DE 2 %s, DE 22 %q", qr.Mask(r.PAN), r.EntryMode)
+	}
+	if rec := h.record(a.RRN); rec.QR != qr.UnionPay || rec.Issuer != "cup" || rec.PANMasked != qr.Mask(code) {
+		t.Fatalf("record %+v", rec)
+	}
+	cup.script(func(sent) (*iso8583.Message, error) { return nil, ErrIssuerTimeout })
+	a = h.do(h.qrPurchase(code, 1200))
+	if items := h.q.all(); a.RC != "91" || len(items) == 0 || items[len(items)-1].Issuer != "cup" {
+		t.Fatalf("timeout: %+v, queue %d", a.Result, len(items))
+	}
+}

@@ -1,0 +1,163 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/switchyard/switchyard/switch/frontend"
+	"github.com/switchyard/switchyard/switch/journal"
+	"github.com/switchyard/switchyard/switch/message"
+)
+
+// Merchant-presented QR orders (docs/qr.md): an 0100 with DE 3 390000 asks for a
+// dynamic code for an order, one with 380000 how the order named by DE 48 QO stands.
+// Both pass the binding checks like a purchase; neither moves money, so only a
+// declined one is journaled. The money moves when the network notifies the payment:
+// RecordOrderPayment journals it as a QR purchase under the order's ID (an RRN the
+// journal handed out), so that refunds and voids of it work as of any QR payment.
+
+// QROrders makes and reads merchant-presented orders (the server's wiring over the
+// order book).
+type QROrders interface {
+	// NewOrder makes the order and returns it with its code's payload.
+	NewOrder(ctx context.Context, o OrderRequest) (OrderStatus, error)
+	// Order returns how the order id of terminal tid stands, after waiting for its
+	// payment as configured; ok false when the terminal has no such order.
+	Order(ctx context.Context, id, tid string) (s OrderStatus, ok bool, err error)
+}
+
+// OrderRequest is a terminal's request for a dynamic code.
+type OrderRequest struct {
+	ID, TID, MID, Currency string
+	Amount                 int64 // 0: the payer enters it
+	MerchantName, MCC      string
+	City                   string
+}
+
+// OrderStatus is how an order stands: State open, paid, expired or refunded (paid
+// after it expired); a paid one has the amount paid and an auth code.
+type OrderStatus struct {
+	ID, State, Payload, AuthCode string
+	Amount                       int64
+}
+
+// isOrderRequest reports whether r is a merchant-presented order request.
+func isOrderRequest(r *message.Request) bool {
+	return r.MTI == "0100" && (r.ProcCode == message.PCQROrder || r.ProcCode == message.PCQRInquiry)
+}
+
+// qrOrder answers an order request.
+func (p *Pipeline) qrOrder(ctx context.Context, t *txn) (frontend.Response, error) {
+	r := t.req
+	if p.cfg.Orders == nil {
+		return p.decline(ctx, t, message.RCInvalidTransaction, "switch", "qr-orders-not-enabled")
+	}
+	res, declined, err := p.checkTerminal(ctx, t, t.macOK)
+	if declined != nil || err != nil {
+		return *declined, err
+	}
+	var st OrderStatus
+	if r.ProcCode == message.PCQROrder {
+		id, err := p.journal.NextRRN()
+		if err != nil {
+			return p.systemError(t, err)
+		}
+		o := OrderRequest{ID: id, TID: r.TID, MID: r.MID, Currency: r.Currency, Amount: r.Amount}
+		if res != nil && res.Merchant != nil {
+			o.MerchantName, o.MCC, o.City = res.Merchant.Name, res.Merchant.MCC, res.Merchant.Region
+		}
+		if st, err = p.cfg.Orders.NewOrder(ctx, o); err != nil {
+			return p.systemError(t, fmt.Errorf("qr order: %w", err))
+		}
+	} else {
+		var ok bool
+		id, _ := message.TLVValue(r.DE48, message.TagQROrder)
+		if st, ok, err = p.cfg.Orders.Order(ctx, id, r.TID); err != nil {
+			return p.systemError(t, fmt.Errorf("qr order %s: %w", id, err))
+		} else if !ok {
+			return p.decline(ctx, t, message.RCOriginalNotFound, "switch", "qr-order-not-found")
+		}
+	}
+	var de48 []byte
+	de48, _ = message.AppendTLV(de48, message.TagQROrder, st.ID)
+	de48, _ = message.AppendTLV(de48, message.TagQRState, st.State)
+	if st.Payload != "" && r.ProcCode == message.PCQROrder {
+		if de48, err = message.AppendTLV(de48, message.TagQRPayload, st.Payload); err != nil {
+			return p.systemError(t, err)
+		}
+	}
+	// An inquiry's answer carries the order's amount (the amount paid, once paid),
+	// whatever the inquiry's DE 4 said.
+	echo := *r
+	if r.ProcCode == message.PCQRInquiry {
+		echo.AmountRaw = fmt.Sprintf("%012d", st.Amount)
+	}
+	resp := message.NewResponseBuilder(&echo).Set(37, st.ID).Set(39, message.RCApproved).Set(48, string(de48))
+	if st.State == "paid" {
+		resp.Set(38, st.AuthCode)
+	}
+	raw, err := resp.Bytes(p.macFunc(t))
+	if err != nil {
+		return frontend.Response{}, err
+	}
+	p.metrics.Transactions.WithLabelValues(r.MTI, message.RCApproved, "", "switch").Inc()
+	p.log.Info().Str("tid", r.TID).Str("order", st.ID).Str("state", st.State).Str("proc", r.ProcCode).Msg("qr order")
+	return frontend.Response{Body: raw}, nil
+}
+
+// OrderPayment is a merchant-presented payment a network notified.
+type OrderPayment struct {
+	// RRN is the order's ID; the payment's journal record takes it.
+	RRN, TID, MID, Currency string
+	Amount                  int64
+	// Network and Connector are the payer's network and its connector (the issuer
+	// that refunds go to); AuthCode comes from its transaction ID.
+	Network, Connector, AuthCode string
+	// Late marks a payment the order does not take (expired, another amount, already
+	// paid): it is journaled approved and reversed at once through the queue, which
+	// the connector carries as the network's cancel (a refund in full).
+	Late bool
+	At   time.Time
+}
+
+// RecordOrderPayment journals a notified payment durably, as an approved QR purchase
+// under the order's RRN, and reverses a late one through the store-and-forward
+// queue. A repeat of a payment already journaled writes nothing more (a late one
+// not yet reversed is reversed).
+func (p *Pipeline) RecordOrderPayment(ctx context.Context, op OrderPayment) (*journal.Record, error) {
+	l := &p.locks[lockIndex(op.RRN)]
+	l.Lock()
+	defer l.Unlock()
+	rec, err := p.journal.Get(op.RRN)
+	switch {
+	case err == nil:
+	case errors.Is(err, journal.ErrNotFound):
+		at := op.At.UTC()
+		rec = &journal.Record{RRN: op.RRN, Received: at, MTI: "0200", ProcCode: message.PCPurchase, Type: "purchase",
+			TID: op.TID, MID: op.MID, Listener: "qr-notify", Amount: op.Amount, Currency: op.Currency, EntryMode: "030",
+			Issuer: op.Connector, QR: op.Network, RC: message.RCApproved, AuthCode: op.AuthCode, DecidedBy: "issuer"}
+		rec.AddEvent(journal.StateReceived, at, "merchant-presented payment notified by "+op.Network)
+		rec.AddEvent(journal.StateAnswered, at, "")
+		// The payer's wallet told the payer; the terminal asks for the order. No answer
+		// to a terminal can be lost, so recovery must not reverse it as undelivered.
+		rec.AddEvent(journal.StateResponded, at, "merchant-presented: the terminal polls the order")
+		if err := p.journal.Write(ctx, rec, true, true); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, err
+	}
+	if op.Late && !rec.Reversed() {
+		p.queueReversal(rec, "switch:qr-order-late")
+		if !rec.Reversed() {
+			return rec, errors.New("the refund of a late payment could not be queued yet: retried")
+		}
+		if err := p.journal.Write(ctx, rec, false, true); err != nil {
+			p.oweReversal(rec.RRN, rec.ReversedBy, err)
+			return rec, err
+		}
+	}
+	return rec, nil
+}

@@ -1,0 +1,122 @@
+package qr
+
+import (
+	"strings"
+	"testing"
+)
+
+// The example of the EMVCo Merchant-Presented Mode specification (v1.1, "BEST
+// TRANSPORT", Beijing), as published with its CRC A13A.
+const emvcoExample = "00020101021229300012D156000000000510A93FO3230Q31280012D15600000001030812345678520441115802CN5914BEST TRANSPORT6007BEIJING64200002ZH0104最佳运输0202北京540523.7253031565502016233030412340603***0708A60086670902ME91320016A0112233449988770708123456786304A13A"
+
+func TestCRCOfEMVCoExample(t *testing.T) {
+	body := emvcoExample[:len(emvcoExample)-4]
+	if got := CRC(body); got != "A13A" {
+		t.Fatalf("CRC = %s, want A13A", got)
+	}
+	p, err := Decode(emvcoExample)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Get(IDName) != "BEST TRANSPORT" || p.Get(IDCity) != "BEIJING" || p.Get(IDAmount) != "23.72" {
+		t.Fatalf("decoded %+v", p)
+	}
+	if got := p.Sub("64", "01"); got != "最佳运输" {
+		t.Fatalf("language template name = %q", got)
+	}
+	if got := p.Sub("62", "03"); got != "1234" {
+		t.Fatalf("62/03 = %q", got)
+	}
+}
+
+func TestDecodeRefuses(t *testing.T) {
+	bad := map[string]string{
+		"crc":          emvcoExample[:len(emvcoExample)-4] + "A13B",
+		"no crc":       "000201",
+		"not first 00": "0102125802CN6304" + CRC("0102125802CN6304"),
+		"truncated":    "00020101021",
+		"length":       "0002010102X2",
+		"after crc":    emvcoExample + "00",
+	}
+	for name, s := range bad {
+		if _, err := Decode(s); err == nil {
+			t.Errorf("%s: %q accepted", name, s)
+		}
+	}
+}
+
+func TestEncodeRoundTrip(t *testing.T) {
+	for _, amount := range []int64{0, 1, 2372, 100000} {
+		o := Order{Accounts: map[string][]Object{
+			"29": {{ID: "00", Value: "A000000333010101"}, {ID: "01", Value: "000000000000001"}},
+			"30": {{ID: "00", Value: "WECHATPAY"}, {ID: "01", Value: "000000000000001"}},
+		}, MCC: "5411", Currency: "156", Amount: amount, Country: "CN", Name: "Demo Grocery", City: "Beijing", Reference: "ORD0000000001"}
+		s, err := Encode(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(s, "000201") || s[len(s)-8:len(s)-4] != "6304" {
+			t.Fatalf("payload %q: not 00 first and 63 last", s)
+		}
+		p, err := Decode(s)
+		if err != nil {
+			t.Fatalf("%q: %v", s, err)
+		}
+		if p.Sub("62", "05") != o.Reference || p.Get(IDMCC) != "5411" || p.Get(IDCurrency) != "156" || p.Sub("30", "00") != "WECHATPAY" {
+			t.Fatalf("round trip lost fields: %+v", p)
+		}
+		if (p.Get(IDAmount) != "") != (amount > 0) {
+			t.Fatalf("amount %d: ID 54 %q", amount, p.Get(IDAmount))
+		}
+	}
+}
+
+func TestClassify(t *testing.T) {
+	tb, err := NewTable(DefaultRoutes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := map[string]string{
+		"6225880123456789012":      UnionPay,
+		"134567890123456789":       WeChat,
+		"281234567890123456":       Alipay, // 18 digits, 28: Alipay (WeChat needs 10-15)
+		"2512345678901234":         Alipay,
+		"301234567890123456789012": Alipay,
+		"622588012345678901":       "", // 18 digits of 62: nobody's
+		"1345678901234567":         "", // WeChat prefix, 16 digits
+		"13456789012345678A":       "",
+	}
+	for code, want := range cases {
+		r, ok := tb.Classify(code)
+		if got := map[bool]string{true: r.Network}[ok]; got != want {
+			t.Errorf("%s: %q, want %q", code, got, want)
+		}
+	}
+	if _, err := NewTable([]Route{{Network: "x", Connector: "x", Prefixes: []string{"6a"}, MinLen: 10, MaxLen: 12}}); err == nil {
+		t.Error("a prefix with a letter was accepted")
+	}
+	if got := Mask("6225880123456789012"); got != "622588*********9012" {
+		t.Errorf("Mask = %s", got)
+	}
+}
+
+// FuzzDecode: no input may panic the payload parser, and every payload it accepts
+// ends with a CRC that matches and starts with ID 00.
+func FuzzDecode(f *testing.F) {
+	f.Add(emvcoExample)
+	f.Add("000201010212520454115303156580" + "2CN6304")
+	s, _ := Encode(Order{MCC: "5411", Currency: "156", Amount: 100, Country: "CN", Name: "N", City: "C", Reference: "R1"})
+	f.Add(s)
+	f.Fuzz(func(t *testing.T, in string) {
+		p, err := Decode(in)
+		if err != nil {
+			return
+		}
+		if p.Objects[0].ID != IDFormat || p.Objects[len(p.Objects)-1].ID != IDCRC {
+			t.Fatalf("accepted %q without 00 first and 63 last", in)
+		}
+		if !strings.EqualFold(CRC(in[:len(in)-4]), in[len(in)-4:]) {
+			t.Fatalf("accepted %q with a wrong CRC", in)
+		}
+	})
+}

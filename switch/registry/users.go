@@ -1,0 +1,303 @@
+package registry
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/alexedwards/argon2id"
+	"github.com/dgraph-io/badger/v4"
+)
+
+// The console's users (switch/console) live in the registry, beside the
+// merchants and terminals they manage: a user is written with the same commit as
+// its oplog entry, and in a cluster that commit goes through the registry's state
+// log like any other registry write, so every node knows every user. Only the
+// password's argon2id hash is stored (PHC string), never the password.
+//
+// The roles are the admin API's (operator, reviewer, analyst, admin): a console
+// user acts in the registry exactly as a bearer token of the same role would.
+
+// pfxUser is where the users are: + name -> User JSON.
+const pfxUser = "reg/user/"
+
+// RoleAnalyst is the risk analyst's role (the registry itself gives it nothing to
+// change; the console and the API let it edit rules and lists).
+const RoleAnalyst = "analyst"
+
+// MinPasswordLen is the shortest password a user may be given.
+const MinPasswordLen = 10
+
+// passwordParams are argon2id's parameters: OWASP's recommended minimum (19 MiB,
+// two passes, one lane), so that a login costs tens of milliseconds on the
+// switch's machine and a stolen hash costs an attacker the same per guess.
+var passwordParams = &argon2id.Params{Memory: 19 * 1024, Iterations: 2, Parallelism: 1, SaltLength: 16, KeyLength: 32}
+
+// dummyHash is compared against when a login names nobody, so that an unknown
+// name takes as long to refuse as a wrong password.
+var dummyHash, _ = argon2id.CreateHash("no such user, no such password", passwordParams)
+
+// ErrBadLogin is the answer to a login with an unknown name, a wrong password or
+// a disabled user: one error for all three, so that a caller learns nothing about
+// which names exist.
+var ErrBadLogin = errors.New("wrong user name or password, or the user is disabled")
+
+// User is a console user. Hash is the argon2id hash of the password; Users and
+// the API leave it out.
+type User struct {
+	Name      string    `json:"name"`
+	Role      string    `json:"role"`
+	Hash      string    `json:"hash,omitempty"`
+	Disabled  bool      `json:"disabled,omitempty"`
+	CreatedBy string    `json:"created_by"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// validRole reports whether role is one of the API's four.
+func validRole(role string) bool {
+	switch role {
+	case RoleOperator, RoleReviewer, RoleAnalyst, RoleAdmin:
+		return true
+	}
+	return false
+}
+
+func canManageUsers(p Actor) bool { return p.Role == RoleAdmin || p.Name == "system" }
+
+// AddUser creates user name with role and password, as admin p. The password is
+// hashed here; it is never stored or logged.
+func (r *store) AddUser(p Actor, name, role, password string) (*User, error) {
+	return retry(r, func() (*User, error) { return r.addUser(p, name, role, password) })
+}
+
+func (r *store) addUser(p Actor, name, role, password string) (*User, error) {
+	if !canManageUsers(p) {
+		return nil, forbiddenf("%s (%s) may not add users: admin role needed", p.Name, p.Role)
+	}
+	if !isIdent(name, 64) {
+		return nil, invalidf("user name %q: want 1 to 64 letters, digits, '-', '_' or '.'", name)
+	}
+	if !validRole(role) {
+		return nil, invalidf("user %s: role %q: want operator, reviewer, analyst or admin", name, role)
+	}
+	hash, err := hashPassword(name, password)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, err := r.readUser(name); err == nil {
+		return nil, conflictf("user %s exists (use passwd to change the password)", name)
+	} else if !errors.Is(err, ErrNotFound) {
+		return nil, err
+	}
+	now := r.now()
+	u := &User{Name: name, Role: role, Hash: hash, CreatedBy: p.Name, CreatedAt: now, UpdatedAt: now}
+	if err := r.writeUser(p, u, "user.add", nil, map[string]any{"role": role}); err != nil {
+		return nil, err
+	}
+	return u.public(), nil
+}
+
+// SetPassword gives user name a new password, as admin p (or as the user
+// himself, p.Name == name).
+func (r *store) SetPassword(p Actor, name, password string) error {
+	_, err := retry(r, func() (*User, error) {
+		if !canManageUsers(p) && p.Name != name {
+			return nil, forbiddenf("%s (%s) may not change the password of %s: admin role needed", p.Name, p.Role, name)
+		}
+		hash, err := hashPassword(name, password)
+		if err != nil {
+			return nil, err
+		}
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		u, err := r.readUser(name)
+		if err != nil {
+			return nil, err
+		}
+		u.Hash, u.UpdatedAt = hash, r.now()
+		return u, r.writeUser(p, u, "user.passwd", nil, nil)
+	})
+	return err
+}
+
+// DisableUser disables user name (it can no longer log in; its sessions end at
+// their next request), as admin p. enable reverses it.
+func (r *store) DisableUser(p Actor, name string, disable bool) error {
+	_, err := retry(r, func() (*User, error) {
+		if !canManageUsers(p) {
+			return nil, forbiddenf("%s (%s) may not disable users: admin role needed", p.Name, p.Role)
+		}
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		u, err := r.readUser(name)
+		if err != nil {
+			return nil, err
+		}
+		before := map[string]any{"disabled": u.Disabled}
+		u.Disabled, u.UpdatedAt = disable, r.now()
+		action := "user.disable"
+		if !disable {
+			action = "user.enable"
+		}
+		return u, r.writeUser(p, u, action, before, map[string]any{"disabled": u.Disabled})
+	})
+	return err
+}
+
+// User returns user name without its hash.
+func (r *store) User(name string) (*User, error) {
+	u, err := r.readUser(name)
+	if err != nil {
+		return nil, err
+	}
+	return u.public(), nil
+}
+
+// Users returns every user, by name, without their hashes.
+func (r *store) Users() ([]*User, error) {
+	var out []*User
+	err := r.db.View(func(txn *badger.Txn) error {
+		return iterate(txn, pfxUser, func(_, v []byte) error {
+			u := new(User)
+			if err := json.Unmarshal(v, u); err != nil {
+				return err
+			}
+			out = append(out, u.public())
+			return nil
+		})
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, err
+}
+
+// CheckPassword returns user name if password is its password and the user is
+// not disabled, ErrBadLogin otherwise. It takes about as long either way.
+func (r *store) CheckPassword(name, password string) (*User, error) {
+	u, err := r.readUser(name)
+	if err != nil {
+		_, _ = argon2id.ComparePasswordAndHash(password, dummyHash)
+		if errors.Is(err, ErrNotFound) {
+			return nil, ErrBadLogin
+		}
+		return nil, err
+	}
+	ok, err := argon2id.ComparePasswordAndHash(password, u.Hash)
+	if err != nil {
+		return nil, fmt.Errorf("registry: user %s: stored hash unreadable: %w", name, err)
+	}
+	if !ok || u.Disabled {
+		return nil, ErrBadLogin
+	}
+	return u.public(), nil
+}
+
+// RecordEvent appends an entry to the operation log for something done outside
+// the registry's records, such as a console login or logout: who (p), what
+// (action), to what (targetType, target) and why or how (reason).
+func (r *store) RecordEvent(p Actor, action, targetType, target, reason string) error {
+	_, err := retry(r, func() (struct{}, error) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		b := r.ops()
+		b.add(OpEntry{Time: r.now(), Actor: p.Name, Role: p.Role, Action: action, TargetType: targetType, Target: target, Reason: reason})
+		if err := r.commitLocked(func(txn *wtx) error { return b.write(txn) }); err != nil {
+			return struct{}{}, fmt.Errorf("registry: record %s of %s: %w", action, target, err)
+		}
+		b.done()
+		return struct{}{}, nil
+	})
+	return err
+}
+
+func hashPassword(name, password string) (string, error) {
+	if len(password) < MinPasswordLen {
+		return "", invalidf("user %s: password too short: want at least %d characters", name, MinPasswordLen)
+	}
+	if strings.EqualFold(password, name) {
+		return "", invalidf("user %s: the password may not be the user name", name)
+	}
+	h, err := argon2id.CreateHash(password, passwordParams)
+	if err != nil {
+		return "", fmt.Errorf("registry: hash the password of %s: %w", name, err)
+	}
+	return h, nil
+}
+
+func (r *store) readUser(name string) (*User, error) {
+	u := new(User)
+	err := r.db.View(func(txn *badger.Txn) error { return getJSON(txn, []byte(pfxUser+name), u) })
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, notFoundf("user %s does not exist", name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return u, nil
+}
+
+// writeUser stores u with its oplog entry. r.mu must be held.
+func (r *store) writeUser(p Actor, u *User, action string, before, after any) error {
+	b := r.ops()
+	b.add(OpEntry{Time: u.UpdatedAt, Actor: p.Name, Role: p.Role, Action: action, TargetType: "user", Target: u.Name,
+		Before: rawJSON(before), After: rawJSON(after)})
+	if err := r.commitLocked(func(txn *wtx) error {
+		if err := putJSON(txn, []byte(pfxUser+u.Name), u); err != nil {
+			return err
+		}
+		return b.write(txn)
+	}); err != nil {
+		return fmt.Errorf("registry: store user %s: %w", u.Name, err)
+	}
+	b.done()
+	return nil
+}
+
+func (u *User) public() *User {
+	c := *u
+	c.Hash = ""
+	return &c
+}
+
+// DemoUser is a demo console user and its public password.
+type DemoUser struct {
+	Name, Role, Password string
+}
+
+// DemoUsers are the console users of demo mode, with public passwords: two
+// operators and two reviewers (to show the two-person review), an analyst and
+// an admin, as the demo tokens.
+func DemoUsers() []DemoUser {
+	return []DemoUser{
+		{"operator", RoleOperator, "operator-demo-pw"},
+		{"operator2", RoleOperator, "operator2-demo-pw"},
+		{"reviewer", RoleReviewer, "reviewer-demo-pw"},
+		{"reviewer2", RoleReviewer, "reviewer2-demo-pw"},
+		{"analyst", RoleAnalyst, "analyst-demo-pw"},
+		{"admin", RoleAdmin, "admin-demo-pw"},
+	}
+}
+
+// LoadDemoUsers adds the demo users that are missing (as "system") and returns
+// how many it added. A demo user whose password was changed keeps it; one that
+// another node of a cluster added first is left as it is.
+func LoadDemoUsers(r *Registry) (int, error) {
+	n := 0
+	for _, u := range DemoUsers() {
+		if _, err := r.User(u.Name); err == nil {
+			continue
+		}
+		if _, err := r.AddUser(Actor{Name: "system"}, u.Name, u.Role, u.Password); errors.Is(err, ErrConflict) {
+			continue // another node of a demo cluster added it meanwhile
+		} else if err != nil {
+			return n, fmt.Errorf("demo user %s: %w", u.Name, err)
+		}
+		n++
+	}
+	return n, nil
+}

@@ -1,0 +1,75 @@
+package registry
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+// Users: only an admin adds or disables one; the hash never leaves the registry;
+// a wrong password, an unknown name and a disabled user get the one ErrBadLogin;
+// each change and each recorded event is in the oplog, and the chain verifies.
+func TestUsers(t *testing.T) {
+	f := newFixture(t)
+	r := f.reg
+	if _, err := r.AddUser(alice, "zoe", RoleOperator, "long enough pw"); !errors.Is(err, ErrForbidden) {
+		t.Fatalf("operator adds a user: %v, want ErrForbidden", err)
+	}
+	if _, err := r.AddUser(root, "zoe", RoleOperator, "short"); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("short password: %v, want ErrInvalid", err)
+	}
+	if _, err := r.AddUser(root, "zoe", "boss", "long enough pw"); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("unknown role: %v, want ErrInvalid", err)
+	}
+	u, err := r.AddUser(root, "zoe", RoleReviewer, "long enough pw")
+	if err != nil || u.Hash != "" || u.Role != RoleReviewer {
+		t.Fatalf("AddUser: %+v, %v (want a reviewer without its hash)", u, err)
+	}
+	if _, err := r.AddUser(root, "zoe", RoleReviewer, "long enough pw"); !errors.Is(err, ErrConflict) {
+		t.Fatalf("second add: %v, want ErrConflict", err)
+	}
+	if got, err := r.CheckPassword("zoe", "long enough pw"); err != nil || got.Name != "zoe" || got.Hash != "" {
+		t.Fatalf("CheckPassword: %+v, %v", got, err)
+	}
+	for _, c := range [][2]string{{"zoe", "wrong password"}, {"nobody", "long enough pw"}} {
+		if _, err := r.CheckPassword(c[0], c[1]); !errors.Is(err, ErrBadLogin) {
+			t.Fatalf("CheckPassword(%s, %s): %v, want ErrBadLogin", c[0], c[1], err)
+		}
+	}
+	if err := r.SetPassword(alice, "zoe", "another password"); !errors.Is(err, ErrForbidden) {
+		t.Fatalf("operator sets zoe's password: %v", err)
+	}
+	if err := r.SetPassword(Actor{Name: "zoe", Role: RoleReviewer}, "zoe", "another password"); err != nil {
+		t.Fatalf("zoe sets her own password: %v", err)
+	}
+	if err := r.DisableUser(root, "zoe", true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.CheckPassword("zoe", "another password"); !errors.Is(err, ErrBadLogin) {
+		t.Fatalf("disabled user logs in: %v", err)
+	}
+	if err := r.RecordEvent(Actor{Name: "zoe", Role: RoleReviewer}, "console.logout", "user", "zoe", "from 127.0.0.1"); err != nil {
+		t.Fatal(err)
+	}
+	es, err := r.Oplog(OplogFilter{Target: "zoe"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var actions []string
+	for _, e := range es {
+		actions = append(actions, e.Action)
+		if strings.Contains(string(e.After)+string(e.Before), "argon2") {
+			t.Fatalf("oplog entry %d carries the hash: %s", e.Seq, e.After)
+		}
+	}
+	if got := strings.Join(actions, " "); got != "user.add user.passwd user.disable console.logout" {
+		t.Fatalf("oplog actions: %s", got)
+	}
+	if _, err := r.VerifyOplog(); err != nil {
+		t.Fatal(err)
+	}
+	us, err := r.Users()
+	if err != nil || len(us) != 1 || us[0].Hash != "" || !us[0].Disabled {
+		t.Fatalf("Users: %+v, %v", us, err)
+	}
+}

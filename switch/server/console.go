@@ -1,0 +1,61 @@
+package server
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/switchyard/switchyard/switch/console"
+	"github.com/switchyard/switchyard/switch/registry"
+)
+
+// startConsole mounts the web console (switch/console) on the admin server,
+// over the same registry, risk engine, key store and journal as the API; in
+// demo mode it adds the demo users first. Its sampler runs in Start's group.
+func (s *Server) startConsole() error {
+	cc := s.cfg.Admin.Console
+	if cc.Disabled {
+		return nil
+	}
+	if s.cfg.Demo {
+		n, err := registry.LoadDemoUsers(s.Registry)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			s.log.Info().Int("created", n).Msg("demo console users created")
+		}
+	}
+	// The dashboard's own registry of the few collectors it reads: gathering the
+	// switch's whole one every second would ask JetStream for the queue's
+	// length each time (the switchyard_saf_* gauges).
+	dash := prometheus.NewRegistry()
+	for _, col := range []prometheus.Collector{s.Metrics.Transactions, s.Metrics.Latency, s.Metrics.IssuerBreaker, s.Metrics.RuleHits} {
+		if err := dash.Register(col); err != nil {
+			return err
+		}
+	}
+	c, err := console.New(console.Options{
+		Registry:    s.Registry,
+		Risk:        s.Risk,
+		Keys:        s.Keys,
+		Journal:     s.Journal,
+		History:     History{J: s.Journal},
+		Metrics:     dash,
+		SAFBacklog:  func() int { return s.Queue.Len("") },
+		Apps:        s.Apps,
+		Logger:      s.log.With().Str("component", "console").Logger(),
+		TLS:         cc.SecureCookie,
+		IdleTimeout: cc.IdleTimeout.D(),
+		MaxFailures: cc.MaxFailures,
+		LockoutFor:  cc.Lockout.D(),
+		Now:         s.cfg.Clock,
+	})
+	if err != nil {
+		return err
+	}
+	c.Register(s.mux)
+	s.console = c
+	return nil
+}
+
+// Console is the web console (nil when admin.console.disabled).
+func (s *Server) Console() *console.Console { return s.console }

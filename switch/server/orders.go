@@ -1,0 +1,206 @@
+package server
+
+import (
+	"context"
+	"crypto/hmac"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/switchyard/switchyard/switch/config"
+	"github.com/switchyard/switchyard/switch/pipeline"
+	"github.com/switchyard/switchyard/switch/qr"
+	"github.com/switchyard/switchyard/switch/qrorder"
+	"github.com/switchyard/switchyard/switch/wallet"
+)
+
+// NotifyPath is where QR networks post merchant-presented payment notifications, on
+// the admin server (signed: qr.notify_secret_env).
+const NotifyPath = "/qr/v1/notify"
+
+// orderDesk is the pipeline's QROrders over the order book, and the notification
+// route: a paid order's payment is journaled by the pipeline, a late one refunded.
+type orderDesk struct {
+	book   *qrorder.Book
+	cfg    config.QR
+	now    func() time.Time
+	pipe   *pipeline.Pipeline // set once the pipeline exists
+	secret []byte
+	log    zerolog.Logger
+}
+
+func (s *Server) newOrderDesk() (*orderDesk, error) {
+	secret, err := s.cfg.QR.NotifySecret(s.cfg.Demo, os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	now := s.cfg.Clock
+	if now == nil {
+		now = time.Now
+	}
+	return &orderDesk{book: qrorder.NewBook(s.db, qrorder.Options{Persist: s.Journal.PutDurable, Now: now}), cfg: s.cfg.QR, now: now,
+		secret: secret, log: s.log.With().Str("component", "qr-orders").Logger()}, nil
+}
+
+// startOrders wires merchant-presented orders: the notification route, and where the
+// demo wallet sends its notifications.
+func (s *Server) startOrders() {
+	if s.orders == nil {
+		return
+	}
+	s.orders.pipe = s.Pipeline
+	s.mux.HandleFunc("POST "+NotifyPath, s.orders.notify)
+	if s.demoWallet != nil {
+		s.demoWallet.SetNotify("http://"+s.adminLn.Addr().String()+NotifyPath, s.orders.secret)
+	}
+}
+
+// NewOrder makes the order's code: a merchant account information template per
+// connector (ID 26 on), the merchant's MCC, name and city, the amount when given, and
+// the order's ID as ID 62's reference label.
+func (d *orderDesk) NewOrder(ctx context.Context, o pipeline.OrderRequest) (pipeline.OrderStatus, error) {
+	accounts := map[string][]qr.Object{}
+	for i, c := range d.cfg.Connectors {
+		if i > 25 {
+			break // IDs 26 to 51
+		}
+		accounts[fmt.Sprintf("%02d", 26+i)] = []qr.Object{{ID: "00", Value: c.GUID}, {ID: "01", Value: o.MID}}
+	}
+	cur := o.Currency
+	if cur == "" {
+		cur = "156"
+	}
+	payload, err := qr.Encode(qr.Order{Accounts: accounts, MCC: orDefault(o.MCC, "0000"), Currency: cur, Amount: o.Amount,
+		Country: d.cfg.Orders.Country, Name: trim(orDefault(o.MerchantName, "MERCHANT"), 25), City: trim(orDefault(o.City, d.cfg.Orders.Country), 15),
+		Reference: o.ID})
+	if err != nil {
+		return pipeline.OrderStatus{}, err
+	}
+	now := d.now()
+	if err := d.book.Create(ctx, qrorder.Order{ID: o.ID, TID: o.TID, MID: o.MID, Currency: cur, Amount: o.Amount, Created: now,
+		Expires: now.Add(d.cfg.Orders.TTL.D()), Payload: payload}); err != nil {
+		return pipeline.OrderStatus{}, err
+	}
+	return pipeline.OrderStatus{ID: o.ID, State: qrorder.Open, Payload: payload, Amount: o.Amount}, nil
+}
+
+// Order answers an inquiry, waiting up to qr.orders.wait for the payment.
+func (d *orderDesk) Order(ctx context.Context, id, tid string) (pipeline.OrderStatus, bool, error) {
+	o, err := d.book.Wait(ctx, id, d.cfg.Orders.Wait.D())
+	if errors.Is(err, qrorder.ErrNotFound) {
+		return pipeline.OrderStatus{}, false, nil
+	}
+	if err != nil {
+		return pipeline.OrderStatus{}, false, err
+	}
+	if o.TID != tid {
+		return pipeline.OrderStatus{}, false, nil
+	}
+	st := pipeline.OrderStatus{ID: o.ID, State: o.State, Amount: o.Amount}
+	if o.State == qrorder.Paid {
+		st.Amount, st.AuthCode = o.PaidAmount, authCode(o.TransactionID)
+	}
+	return st, true, nil
+}
+
+// connectorOf returns the connector of a network (the first configured).
+func (d *orderDesk) connectorOf(network string) (string, bool) {
+	for _, c := range d.cfg.Connectors {
+		if c.Network == network {
+			return c.ID, true
+		}
+	}
+	return "", false
+}
+
+// notify takes a network's payment notification: signed, of a known order; the
+// order is paid (journaled as a QR purchase), or, paid too late or with another
+// amount, the payment is journaled and refunded through the store-and-forward queue.
+// The network is answered SUCCESS once that is durable, so that it repeats the
+// notification until then; a repeat changes nothing.
+func (d *orderDesk) notify(w http.ResponseWriter, r *http.Request) {
+	answer := func(code int, res wallet.Result) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		_ = json.NewEncoder(w).Encode(res)
+	}
+	if d.secret == nil {
+		answer(http.StatusServiceUnavailable, wallet.Result{Result: wallet.Fail, ErrCode: "NOT_CONFIGURED", ErrMsg: "qr.notify_secret_env is not set: notifications are refused"})
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<16))
+	if err != nil {
+		answer(http.StatusBadRequest, wallet.Result{Result: wallet.Fail, ErrCode: "PARAM_ERROR", ErrMsg: err.Error()})
+		return
+	}
+	if !hmac.Equal([]byte(r.Header.Get(wallet.NotifySignatureHeader)), []byte(wallet.Sign(d.secret, body))) {
+		d.log.Warn().Str("remote", r.RemoteAddr).Msg("payment notification with a bad signature: refused")
+		answer(http.StatusUnauthorized, wallet.Result{Result: wallet.Fail, ErrCode: "SIGN_ERROR"})
+		return
+	}
+	var n wallet.Notification
+	if err := json.Unmarshal(body, &n); err != nil || n.OrderID == "" || n.TransactionID == "" {
+		answer(http.StatusBadRequest, wallet.Result{Result: wallet.Fail, ErrCode: "PARAM_ERROR", ErrMsg: "order_id and transaction_id are required"})
+		return
+	}
+	conn, ok := d.connectorOf(n.Network)
+	if !ok {
+		answer(http.StatusBadRequest, wallet.Result{Result: wallet.Fail, ErrCode: "PARAM_ERROR", ErrMsg: fmt.Sprintf("network %q has no connector", n.Network)})
+		return
+	}
+	ctx := r.Context()
+	o, outcome, err := d.book.Pay(ctx, n.OrderID, qrorder.Payment{Network: n.Network, Connector: conn, TransactionID: n.TransactionID, Amount: n.TotalFee})
+	switch {
+	case errors.Is(err, qrorder.ErrNotFound):
+		answer(http.StatusNotFound, wallet.Result{Result: wallet.Fail, ErrCode: "ORDER_NOT_FOUND"})
+		return
+	case err != nil:
+		d.log.Error().Err(err).Str("order", n.OrderID).Msg("payment notification not recorded")
+		answer(http.StatusInternalServerError, wallet.Result{Result: wallet.Fail, ErrCode: "SYSTEMERROR"})
+		return
+	case o.TransactionID != n.TransactionID:
+		// The order was paid by another transaction: this one is the network's to
+		// give back (the order keeps its first payment).
+		answer(http.StatusOK, wallet.Result{Result: wallet.Fail, ErrCode: "ORDERPAID"})
+		return
+	}
+	late := outcome == qrorder.Late || o.State == qrorder.Refunded
+	rec, err := d.pipe.RecordOrderPayment(ctx, pipeline.OrderPayment{RRN: o.ID, TID: o.TID, MID: o.MID, Currency: o.Currency, Amount: n.TotalFee,
+		Network: n.Network, Connector: conn, AuthCode: authCode(n.TransactionID), Late: late, At: o.PaidAt})
+	if err != nil {
+		d.log.Error().Err(err).Str("order", n.OrderID).Msg("payment notification not journaled: the network will repeat it")
+		answer(http.StatusInternalServerError, wallet.Result{Result: wallet.Fail, ErrCode: "SYSTEMERROR"})
+		return
+	}
+	d.log.Info().Str("order", o.ID).Str("tid", o.TID).Str("network", n.Network).Int64("amount", n.TotalFee).Bool("late", late).
+		Str("reversed_by", rec.ReversedBy).Msg("merchant-presented payment notified")
+	answer(http.StatusOK, wallet.Result{Result: wallet.Success, TransactionID: n.TransactionID})
+}
+
+func authCode(txID string) string {
+	if len(txID) >= 6 {
+		return txID[len(txID)-6:]
+	}
+	return fmt.Sprintf("%06s", txID)
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}
+
+func trim(s string, n int) string {
+	r := []rune(s)
+	if len(r) > n {
+		return string(r[:n])
+	}
+	return s
+}

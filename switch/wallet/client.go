@@ -1,0 +1,244 @@
+package wallet
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/moov-io/iso8583"
+	"github.com/rs/zerolog"
+
+	"github.com/switchyard/switchyard/switch/issuer"
+	"github.com/switchyard/switchyard/switch/pipeline"
+)
+
+// Config configures the connector to one network.
+type Config struct {
+	ID      string // the connector's name (qr.routes' connector), the journal's issuer
+	Network string // unionpay, wechat, alipay...
+	URL     string // base URL of the API, http://host:port
+	// Timeout bounds a payment from the first request to the last query (default
+	// 30 s): when the payer has not confirmed by then, the payment is answered 91 and
+	// cancelled through the store-and-forward queue.
+	Timeout time.Duration
+	// Poll is the wait between queries while the payer confirms (default 2 s).
+	Poll time.Duration
+	// RequestTimeout bounds one HTTP request (default 5 s, never past Timeout).
+	RequestTimeout time.Duration
+	// Client is the HTTP client (default: a client of its own with keep-alive).
+	Client *http.Client
+	// Logger receives the connector's warnings; the zero value logs nothing.
+	Logger zerolog.Logger
+}
+
+// Connector is a pipeline.WalletLink over a network's HTTP JSON API.
+type Connector struct {
+	cfg  Config
+	http *http.Client
+	stan atomic.Uint32
+}
+
+var _ pipeline.WalletLink = (*Connector)(nil)
+
+// ErrNotISO: a wallet connector takes no ISO 8583 messages; the store-and-forward
+// queue reaches it through Reverse (see AdviceSender).
+var ErrNotISO = errors.New("wallet connector takes no ISO 8583 messages")
+
+// New returns a connector; it dials nothing until the first request.
+func New(cfg Config) (*Connector, error) {
+	if cfg.ID == "" || cfg.URL == "" {
+		return nil, fmt.Errorf("wallet connector: id and url are required (got id %q, url %q)", cfg.ID, cfg.URL)
+	}
+	if !strings.HasPrefix(cfg.URL, "http://") && !strings.HasPrefix(cfg.URL, "https://") {
+		return nil, fmt.Errorf("wallet connector %s: url %q is not http:// or https://", cfg.ID, cfg.URL)
+	}
+	cfg.URL = strings.TrimRight(cfg.URL, "/")
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 30 * time.Second
+	}
+	if cfg.Poll <= 0 {
+		cfg.Poll = 2 * time.Second
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = 5 * time.Second
+	}
+	if cfg.Network == "" {
+		cfg.Network = cfg.ID
+	}
+	c := &Connector{cfg: cfg, http: cfg.Client}
+	if c.http == nil {
+		c.http = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second}}
+	}
+	return c, nil
+}
+
+// ID returns the connector's name.
+func (c *Connector) ID() string { return c.cfg.ID }
+
+// Network returns the connector's network.
+func (c *Connector) Network() string { return c.cfg.Network }
+
+// NextSTAN numbers the requests (the API does not use it; the journal keeps it).
+func (c *Connector) NextSTAN() string { return fmt.Sprintf("%06d", c.stan.Add(1)%999999+1) }
+
+// AcquirerID is empty: the API names the merchant by mch_id.
+func (c *Connector) AcquirerID() string { return "" }
+
+// Up is true: an HTTP API has no session to keep; the pipeline's circuit breaker
+// keeps requests away from a network that stopped answering.
+func (c *Connector) Up() bool { return true }
+
+// Send refuses: see ErrNotISO.
+func (c *Connector) Send(context.Context, *iso8583.Message, time.Duration) (*iso8583.Message, error) {
+	return nil, ErrNotISO
+}
+
+// SendPacked refuses: see ErrNotISO.
+func (c *Connector) SendPacked(context.Context, string, string, string, []byte, time.Duration) (*iso8583.Message, error) {
+	return nil, ErrNotISO
+}
+
+// errNotSent marks a request that never left (the connection was refused).
+type errNotSent struct{ err error }
+
+func (e errNotSent) Error() string { return e.err.Error() }
+func (e errNotSent) Unwrap() error { return e.err }
+
+// post sends one request and decodes its answer. A refused connection is
+// errNotSent; any other failure leaves the outcome unknown.
+func (c *Connector) post(ctx context.Context, path string, in, out any) error {
+	body, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.cfg.URL+path, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		var op *net.OpError
+		if errors.As(err, &op) && op.Op == "dial" {
+			return errNotSent{fmt.Errorf("%s %s: %w", c.cfg.ID, path, err)}
+		}
+		return fmt.Errorf("%s %s: %w", c.cfg.ID, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	if err != nil {
+		return fmt.Errorf("%s %s: reading the answer: %w", c.cfg.ID, path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s %s: HTTP %d: %.200s", c.cfg.ID, path, resp.StatusCode, b)
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return fmt.Errorf("%s %s: answer is not JSON: %w", c.cfg.ID, path, err)
+	}
+	return nil
+}
+
+// Pay pays p with the payer's code. SUCCESS approves (the network's transaction ID,
+// last six characters, is the auth code), FAIL declines by its err_code; USERPAYING,
+// or an answer that did not come, is followed by queries every Poll until the payment
+// is decided or Timeout has passed since the first request, when it returns
+// issuer.ErrTimeout (the pipeline answers 91 and queues its cancellation). A
+// connection refused before anything was sent is issuer.ErrUnavailable.
+func (c *Connector) Pay(ctx context.Context, p pipeline.WalletPayment) (rc, auth string, err error) {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+	var res Result
+	err = c.post(ctx, PathPay, PayRequest{Network: c.cfg.Network, OutTradeNo: p.RRN, AuthCode: p.Code, TotalFee: p.Amount,
+		Currency: p.Currency, MchID: p.MID, DeviceInfo: p.TID}, &res)
+	var ns errNotSent
+	switch {
+	case errors.As(err, &ns):
+		return "", "", fmt.Errorf("%w: %v", issuer.ErrUnavailable, err)
+	case err != nil:
+		// Unknown: the network may have taken it. Ask.
+	case res.Result == Success:
+		return "00", authOf(res.TransactionID), nil
+	case res.Result == Fail && res.ErrCode != UserPaying:
+		return rcOf(res.ErrCode), "", nil
+	}
+	last := "no answer to pay"
+	if err != nil {
+		last = err.Error()
+		c.cfg.Logger.Warn().Err(err).Str("connector", c.cfg.ID).Str("rrn", p.RRN).Msg("pay without an answer: querying the payment until it is decided or the timeout")
+	}
+	tick := time.NewTicker(c.cfg.Poll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return "", "", fmt.Errorf("%w: %s: payment %s not decided in %s (%s)", issuer.ErrTimeout, c.cfg.ID, p.RRN, c.cfg.Timeout, last)
+		case <-tick.C:
+		}
+		var q QueryResult
+		if err := c.post(ctx, PathQuery, QueryRequest{OutTradeNo: p.RRN}, &q); err != nil {
+			last = err.Error()
+			continue
+		}
+		switch q.TradeState {
+		case Success:
+			return "00", authOf(q.TransactionID), nil
+		case PayError, Revoked:
+			return "05", "", nil
+		default: // USERPAYING, or NOTPAY while the pay may still be on its way
+			last = "trade state " + q.TradeState
+		}
+	}
+}
+
+// Refund refunds r against its original payment. An answer that does not come is
+// issuer.ErrTimeout: the pipeline reverses the refund (Reverse with its number).
+func (c *Connector) Refund(ctx context.Context, r pipeline.WalletRefund) (rc, auth string, err error) {
+	var res Result
+	err = c.post(ctx, PathRefund, RefundRequest{OutTradeNo: r.OriginalRRN, OutRefundNo: r.RRN, RefundFee: r.Amount}, &res)
+	var ns errNotSent
+	switch {
+	case errors.As(err, &ns):
+		return "", "", fmt.Errorf("%w: %v", issuer.ErrUnavailable, err)
+	case err != nil:
+		return "", "", fmt.Errorf("%w: %v", issuer.ErrTimeout, err)
+	case res.Result == Success:
+		return "00", authOf(res.TransactionID), nil
+	}
+	return rcOf(res.ErrCode), "", nil
+}
+
+// Reverse cancels a payment (refund false) or undoes a refund, named by the switch's
+// RRN. It succeeds when the network confirms, also for what it does not know or has
+// reversed already.
+func (c *Connector) Reverse(ctx context.Context, rrn string, refund bool) error {
+	req := ReverseRequest{OutTradeNo: rrn}
+	if refund {
+		req = ReverseRequest{OutRefundNo: rrn}
+	}
+	var res Result
+	if err := c.post(ctx, PathReverse, req, &res); err != nil {
+		return err
+	}
+	if res.Result != Success {
+		return fmt.Errorf("%s reverse %s: %s %s", c.cfg.ID, rrn, res.ErrCode, res.ErrMsg)
+	}
+	return nil
+}
+
+// authOf makes an auth code (DE 38, 6 characters) of a network's transaction ID.
+func authOf(txID string) string {
+	if len(txID) >= 6 {
+		return txID[len(txID)-6:]
+	}
+	return fmt.Sprintf("%06s", txID)
+}
