@@ -53,7 +53,7 @@ var demoMerchant = map[string]string{
 }
 
 // termKinds are the transactions term sends: its subcommands.
-var termKinds = []string{"purchase", "preauth", "void", "refund", "balance", "reversal", "echo", "signon", "signoff", "settle", "qr-order", "qr-inquiry"}
+var termKinds = []string{"purchase", "preauth", "completion", "void", "refund", "balance", "reversal", "echo", "signon", "signoff", "settle", "qr-order", "qr-inquiry"}
 
 func runTerm(env *Env, args []string) int {
 	kinds := strings.Join(termKinds, "|")
@@ -74,7 +74,8 @@ func runTerm(env *Env, args []string) int {
 	tid := fs.String("tid", "T0000001", "terminal ID (DE 41)")
 	mid := fs.String("mid", "", "merchant ID (DE 42; default: the demo terminal's merchant)")
 	stan := fs.String("stan", "", "STAN (DE 11; default: derived from the clock)")
-	rrn := fs.String("rrn", "", "original RRN (void, refund)")
+	rrn := fs.String("rrn", "", "original RRN (void, refund, completion: the pre-authorization's)")
+	auth := fs.String("auth", "", "original approval code (DE 38; completion: the pre-authorization's, required)")
 	orig := fs.String("original", "", "DE 90 for a reversal: original MTI+STAN+DE7 (e.g. 020012345611211106 13)")
 	var tags repeated
 	fs.Var(&tags, "tlv", "DE 48 tags as TAG=VALUE,TAG=VALUE; a comma not followed by TAG= is part of the value (GL=39.9,116.4); repeatable (default: the demo terminal's identity)")
@@ -99,7 +100,7 @@ func runTerm(env *Env, args []string) int {
 	}
 	if d == message.DialectCUP {
 		return runTermCUP(env, kind, cupArgs, cupTermCommon{addr: *addr, pan: *pan, amount: *amount, expiry: *expiry,
-			tid: *tid, mid: *mid, stan: *stan, rrn: *rrn, pin: *pin, tags: tags, timeout: *timeout, json: *asJSON,
+			tid: *tid, mid: *mid, stan: *stan, rrn: *rrn, auth: *auth, pin: *pin, tags: tags, timeout: *timeout, json: *asJSON,
 			qrCode: *qrCode, qrOriginal: *qrOrig})
 	}
 	if kind == "settle" {
@@ -109,7 +110,7 @@ func runTerm(env *Env, args []string) int {
 	if err != nil {
 		return fail(env, "term: --amount: %v", err)
 	}
-	t := termclient.Txn{PAN: *pan, Amount: amt, TID: *tid, MID: *mid, Expiry: *expiry, RRN: *rrn, STAN: *stan}
+	t := termclient.Txn{PAN: *pan, Amount: amt, TID: *tid, MID: *mid, Expiry: *expiry, RRN: *rrn, AuthCode: *auth, STAN: *stan}
 	if t.STAN == "" {
 		t.STAN = fmt.Sprintf("%06d", time.Now().UnixNano()/1000%1000000)
 	}
@@ -140,6 +141,11 @@ func runTerm(env *Env, args []string) int {
 	case "purchase":
 	case "preauth":
 		t.MTI = "0100"
+	case "completion":
+		t.MTI = "0220"
+		if t.RRN == "" || t.AuthCode == "" {
+			return fail(env, "term completion: --rrn and --auth (the pre-authorization's RRN and approval code) are required")
+		}
 	case "void":
 		t.ProcCode = message.PCVoid
 	case "refund":

@@ -36,10 +36,10 @@ func cupTermFlags(fs *flag.FlagSet) cupTermArgs {
 
 // cupTermCommon are the flags term shares with the other dialects.
 type cupTermCommon struct {
-	addr, pan, amount, expiry, tid, mid, stan, rrn, pin string
-	tags                                                []string
-	timeout                                             time.Duration
-	json                                                bool
+	addr, pan, amount, expiry, tid, mid, stan, rrn, auth, pin string
+	tags                                                      []string
+	timeout                                                   time.Duration
+	json                                                      bool
 	// qrCode pays with a payer's code (F22 031, F59 A3); qrOriginal marks a void or
 	// refund of a QR payment (docs/cup-dialect.md).
 	qrCode     string
@@ -119,7 +119,7 @@ func runTermCUP(env *Env, kind string, a cupTermArgs, c cupTermCommon) int {
 	if ans.Str(39) != message.RCApproved {
 		return 1
 	}
-	tx := cup.Txn{PAN: c.pan, Expiry: c.expiry, Amount: amt, PIN: c.pin, RRN: c.rrn, OrigSTAN: *a.origSTAN, STAN: c.stan,
+	tx := cup.Txn{PAN: c.pan, Expiry: c.expiry, Amount: amt, PIN: c.pin, RRN: c.rrn, Auth: c.auth, OrigSTAN: *a.origSTAN, STAN: c.stan,
 		QRCode: c.qrCode, QR: c.qrOriginal}
 	if tx.QRCode != "" || tx.QR {
 		tx.PAN, tx.Expiry = "", ""
@@ -152,6 +152,11 @@ func runTermCUP(env *Env, kind string, a cupTermArgs, c cupTermCommon) int {
 		tx.Kind = "sale"
 	case "preauth", "void", "refund", "balance":
 		tx.Kind = kind
+	case "completion":
+		tx.Kind = kind
+		if tx.RRN == "" || tx.Auth == "" {
+			return fail(env, "term completion --dialect cup: --rrn and --auth (the pre-authorization's RRN and approval code) are required")
+		}
 	case "reversal":
 		tx.Kind = "reversal"
 		if tx.STAN == "" {
@@ -176,7 +181,7 @@ func runTermCUP(env *Env, kind string, a cupTermArgs, c cupTermCommon) int {
 	default:
 		return fail(env, "term: unknown transaction %q", kind)
 	}
-	if (tx.Kind == "sale" || tx.Kind == "preauth" || tx.Kind == "void" || tx.Kind == "refund" || tx.Kind == "balance") && tx.PAN == "" && tx.Track2 == "" && tx.QRCode == "" && !tx.QR {
+	if (tx.Kind == "sale" || tx.Kind == "preauth" || tx.Kind == "completion" || tx.Kind == "void" || tx.Kind == "refund" || tx.Kind == "balance") && tx.PAN == "" && tx.Track2 == "" && tx.QRCode == "" && !tx.QR {
 		return fail(env, "term %s: --pan (or --qr, --qr-original) is required", kind)
 	}
 	start = time.Now()

@@ -71,7 +71,9 @@ type Config struct {
 	Risk       Risk       `yaml:"risk"`
 	Breaker    Breaker    `yaml:"breaker"`
 	Reversals  Reversals  `yaml:"reversals"`
-	Alerts     Alerts     `yaml:"alerts"`
+	// Completions bounds pre-authorization completions (completions.go).
+	Completions Completions `yaml:"completions"`
+	Alerts      Alerts      `yaml:"alerts"`
 	// HSM chooses the software HSM (default) or payShield-compatible HSMs.
 	HSM   HSM    `yaml:"hsm"`
 	Apps  Apps   `yaml:"apps"`
@@ -759,6 +761,7 @@ func (c *Config) Validate() error {
 	default:
 		bad("reversals.amount_mismatch", "%q is not decline or reverse_full", c.Reversals.AmountMismatch)
 	}
+	c.Completions.validate(bad)
 	if c.Security.CardHashKeyHex != "" && c.Security.CardHashKeyFile != "" {
 		bad("security", "give card_hash_key_hex or card_hash_key_file, not both")
 	}

@@ -86,6 +86,9 @@ type Config struct {
 	// sign-off, echo, batch upload, A0 and the other refusals) by request MTI and
 	// response code; the pipeline counts the rest.
 	Answered func(mti, rc string)
+	// Refusals, when set, journals the card transactions the adapter refuses itself
+	// (A0, 30, 55, 63, 12), as the pipeline journals its own declines (refusal.go).
+	Refusals Refusals
 	// Requirement, when set, chooses the header's processing requirement of an
 	// answer (the hook for parameter and application downloads); the default
 	// answers ReqSignIn to a terminal without a session or whose MAC failed, else
@@ -165,7 +168,7 @@ func (a *Adapter) Process(ctx context.Context, c *frontend.Conn, body []byte) (f
 	mak := a.makRef(tid, term)
 	scheme := a.scheme(tid)
 	if !f.Has(64) {
-		return a.reply(ans, sit, RCMACFailure, nil, "mac-missing")
+		return a.refused(ctx, c, f, ans, sit, RCMACFailure, nil, "mac-missing", "mac-missing")
 	}
 	grace, err := a.verifyMAC(ctx, s, mak, scheme, MACInput(body, f), f.Bytes(64))
 	if err != nil {
@@ -173,7 +176,7 @@ func (a *Adapter) Process(ctx context.Context, c *frontend.Conn, body []byte) (f
 			a.log.Error().Err(err).Str("tid", tid).Msg("cup: MAC could not be verified")
 		}
 		a.log.Warn().Str("tid", tid).Str("stan", stan).Str("mti", f.MTI()).Str("remote", c.Remote.String()).Msg("cup: bad MAC: answered A0, nothing forwarded")
-		return a.reply(ans, sit, RCMACFailure, nil, "mac-invalid")
+		return a.refused(ctx, c, f, ans, sit, RCMACFailure, nil, "mac-invalid", "mac-invalid")
 	}
 	sit.MACOK, sit.PreviousKeys = true, grace
 	if s == nil {
@@ -192,13 +195,13 @@ func (a *Adapter) Process(ctx context.Context, c *frontend.Conn, body []byte) (f
 	}
 	k, ok := KindOf(f)
 	if !ok {
-		return a.reply(ans, sit, message.RCInvalidTransaction, macf, "unsupported-transaction")
+		return a.refused(ctx, c, f, ans, sit, message.RCInvalidTransaction, macf, "unsupported-transaction", "unsupported-transaction")
 	}
 	// Errors from here on are answered (a mapError's code) without the pipeline.
 	refuse := func(err error) (frontend.Response, error) {
 		var me *mapError
 		if errors.As(err, &me) {
-			return a.reply(ans, sit, me.rc, macf, k.Name+": "+me.Error())
+			return a.refused(ctx, c, f, ans, sit, me.rc, macf, k.Name+": "+me.Error(), refusalReason(me))
 		}
 		return frontend.Response{}, err
 	}

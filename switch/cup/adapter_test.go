@@ -131,7 +131,7 @@ func TestMapping(t *testing.T) {
 		{Txn{Kind: "void", PAN: card, Expiry: "2912", Amount: 100, RRN: "000000000042", OrigSTAN: "000001", STAN: "000003"}, "0200", "020000", "000000000042", "0210", ""},
 		{Txn{Kind: "refund", PAN: card, Expiry: "2912", Amount: 50, RRN: "000000000042", OrigSTAN: "000001", STAN: "000004"}, "0200", "200000", "000000000042", "0230", ""},
 		{Txn{Kind: "preauth", PAN: card, Expiry: "2912", Amount: 300, STAN: "000005"}, "0100", "000000", "", "0110", ""},
-		{Txn{Kind: "completion", PAN: card, Expiry: "2912", Amount: 300, STAN: "000006"}, "0200", "000000", "", "0210", ""},
+		{Txn{Kind: "completion", PAN: card, Expiry: "2912", Amount: 300, RRN: "000000000042", Auth: "123456", STAN: "000006"}, "0220", "000000", "000000000042", "0210", ""},
 		{Txn{Kind: "completion-void", PAN: card, Expiry: "2912", Amount: 300, RRN: "000000000042", OrigSTAN: "000006", STAN: "000007"}, "0200", "020000", "000000000042", "0210", ""},
 		{Txn{Kind: "preauth-void", PAN: card, Expiry: "2912", Amount: 300, OrigSTAN: "000005", STAN: "000008"}, "0400", "000000", "", "0110", "0100000005"},
 		{Txn{Kind: "reversal", PAN: card, Expiry: "2912", Amount: 100, STAN: "000001"}, "0400", "000000", "", "0410", "0200000001"},

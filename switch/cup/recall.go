@@ -49,7 +49,7 @@ func (a *Adapter) recall(ctx context.Context, s *session, tid, stan string) erro
 	now := a.cfg.Now()
 	var found *journal.Record
 	err := a.cfg.Journal.Scan(ctx, journal.Query{TID: tid, From: now.Add(-recallWindow), To: now.Add(time.Minute)}, func(r *journal.Record) bool {
-		if r.STAN == stan && (r.MTI == "0100" || r.MTI == "0200") && r.DE7 != "" && (found == nil || r.Received.After(found.Received)) {
+		if r.STAN == stan && (r.MTI == "0100" || r.MTI == "0200" || r.MTI == "0220") && r.DE7 != "" && (found == nil || r.Received.After(found.Received)) {
 			found = r
 		}
 		return true

@@ -35,9 +35,11 @@ var kinds = map[string]Kind{
 	// A pre-authorization void releases the hold at the issuer: the pipeline's
 	// reversal of the pre-authorization named by F61.2.
 	"0100/11": {Name: "preauth-void", MTI: "0100", Type: "11", ASCIIMTI: "0400", Original: "stan61"},
-	// A completion captures a pre-authorization: the pipeline has no capture type
-	// and authorizes it as a purchase.
-	"0200/20": {Name: "completion", MTI: "0200", Type: "20", ASCIIMTI: "0200", ASCIIProc: message.PCPurchase},
+	// A completion captures the pre-authorization named by F37 + F38: the pipeline's
+	// completion (0220), checked against the pre-authorization and advised to the
+	// issuer, never authorized a second time. Its void is the pipeline's void of the
+	// completion (F37 is the completion's RRN), which reopens the pre-authorization.
+	"0200/20": {Name: "completion", MTI: "0200", Type: "20", ASCIIMTI: "0220", ASCIIProc: message.PCPurchase, Original: "rrn"},
 	"0200/21": {Name: "completion-void", MTI: "0200", Type: "21", ASCIIMTI: "0200", ASCIIProc: message.PCVoid, Original: "rrn"},
 	"0400":    {Name: "reversal", MTI: "0400", ASCIIMTI: "0400", Original: "stan"},
 	"0500":    {Name: "settlement", MTI: "0500", ASCIIMTI: "0500", ASCIIProc: message.PCBatch},
@@ -169,7 +171,7 @@ func toPipeline(f *Frame, k Kind, s *session, track2 string, pin []byte, now tim
 	b.Set(2, f.Str(2)).Set(4, amount).Set(7, de7).Set(11, stan).
 		Set(12, now.UTC().Format("150405")).Set(13, now.UTC().Format("0102")).Set(14, f.Str(14)).
 		Set(22, f.Str(22)).Set(25, f.Str(25)).Set(35, track2).Set(41, tid).Set(42, f.Str(42)).Set(49, f.Str(49))
-	if k.ASCIIMTI == "0100" || k.ASCIIMTI == "0200" {
+	if k.ASCIIMTI == "0100" || k.ASCIIMTI == "0200" || k.ASCIIMTI == "0220" {
 		if f.Str(22) == "" {
 			b.Set(22, "000")
 		}

@@ -209,6 +209,8 @@ func TestCUPRelocatedTerminalDeclined(t *testing.T) {
 	}
 }
 
+// TestCUPBadMACRefused: a sale with a bad MAC is answered A0, nothing is forwarded,
+// and it is journaled (with the RRN in the answer's F37) like an ASCII MAC failure.
 func TestCUPBadMACRefused(t *testing.T) {
 	f := startCUP(t)
 	term := cupTerminal(t, f, "003", cupHome)
@@ -225,8 +227,17 @@ func TestCUPBadMACRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ans.Str(39) != cup.RCMACFailure || ans.Str(37) != "" || ans.Has(64) {
-		t.Fatalf("bad MAC: %s, want A0, no RRN (nothing journaled or forwarded), no MAC", cup.Summary(ans))
+	if ans.Str(39) != cup.RCMACFailure || ans.Str(37) == "" || ans.Has(64) {
+		t.Fatalf("bad MAC: %s, want A0 with the RRN of its record, no MAC", cup.Summary(ans))
+	}
+	// Journaled as an ASCII terminal's bad MAC is (63 there), the card masked.
+	rec, err := f.s.Journal.Get(ans.Str(37))
+	if err != nil {
+		t.Fatalf("the refused request's record: %v", err)
+	}
+	if rec.RC != cup.RCMACFailure || rec.Reason != "mac-invalid" || rec.DecidedBy != "cup" || rec.Type != "purchase" ||
+		rec.TID != "T0000001" || rec.Amount != 1000 || rec.PANMasked != message.MaskPAN(cupCard) || rec.CardHash == "" {
+		t.Errorf("record of the bad MAC: %+v", rec)
 	}
 	if ans.Header.ProcessingRequirement() != cup.ReqSignIn {
 		t.Errorf("bad MAC answer asks for processing requirement %d, want %d (sign in again)", ans.Header.ProcessingRequirement(), cup.ReqSignIn)

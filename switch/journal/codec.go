@@ -75,11 +75,16 @@ func (r *Record) AppendBinary(b []byte) ([]byte, error) {
 	}
 	// Optional trailing fields: absent in records written before them, and skipped
 	// by decoders older than them, so the version stays 1.
-	if r.Label != "" || r.QR != "" {
+	// Each optional field is written when it or one after it is set, so that the
+	// decoder reads them in order.
+	if r.Label != "" || r.QR != "" || r.CompletedBy != "" {
 		e.str(r.Label)
 	}
-	if r.QR != "" {
+	if r.QR != "" || r.CompletedBy != "" {
 		e.str(r.QR)
+	}
+	if r.CompletedBy != "" {
+		e.str(r.CompletedBy)
 	}
 	return e.b, nil
 }
@@ -184,6 +189,9 @@ func (r *Record) UnmarshalBinary(b []byte) error {
 	}
 	if d.err == nil && len(d.b) > 0 {
 		r.QR = d.str()
+	}
+	if d.err == nil && len(d.b) > 0 {
+		r.CompletedBy = d.str()
 	}
 	if d.err != nil {
 		return fmt.Errorf("journal record %s: %w", r.RRN, d.err)

@@ -95,6 +95,10 @@ type Record struct {
 	Refunded int64 `json:"refunded,omitempty"`
 	// StandIn marks an approval the switch gave for an unreachable issuer.
 	StandIn bool `json:"stand_in,omitempty"`
+	// CompletedBy is, on a pre-authorization, the RRN of the completion that captured
+	// it; the pre-authorization is completed while that completion stands approved
+	// and not reversed (a voided completion reopens it).
+	CompletedBy string `json:"completed_by,omitempty"`
 
 	RuleSet  string    `json:"rule_set,omitempty"`
 	RuleHits []RuleHit `json:"rule_hits,omitempty"`

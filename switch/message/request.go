@@ -403,6 +403,15 @@ func fill(r *Request, f *fieldValues) error {
 				return err
 			}
 		}
+	case "0220":
+		// A pre-authorization completion (docs/terminal-interface.md): the
+		// pre-authorization is named by its RRN and approval code.
+		if err := need(3, 4, 7, 22, 37, 38, 42, 49); err != nil {
+			return err
+		}
+		if err := fillCard(r, fail); err != nil {
+			return err
+		}
 	case "0400":
 		if err := need(3, 4, 7, 42, 90); err != nil {
 			return err

@@ -8,7 +8,8 @@ import (
 	"github.com/switchyard/switchyard/switch/message"
 )
 
-// Totals are the count and sum of a terminal's approved purchases and refunds.
+// Totals are the count and sum of a terminal's approved purchases (completions
+// included) and refunds.
 type Totals = message.BatchTotals
 
 // TerminalTotals adds up, from the journal, a terminal's approved and not reversed
@@ -21,7 +22,7 @@ func (p *Pipeline) TerminalTotals(ctx context.Context, tid string, q journal.Que
 			return true
 		}
 		switch r.Type {
-		case "purchase":
+		case "purchase", "completion": // a completion is the debit of its pre-authorization
 			tot.PurchaseCount++
 			tot.PurchaseSum += r.Amount
 		case "refund":

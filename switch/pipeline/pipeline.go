@@ -180,6 +180,10 @@ type Config struct {
 	// original's gets: "reverse_full" reverses the original in full (answered 00);
 	// anything else ("decline", the default) declines it 13 and reverses nothing.
 	ReversalMismatch string
+	// CompletionTolerance is how far above its pre-authorization a completion (0220)
+	// may capture, as a fraction (0.15: 15 %); 0 takes DefaultCompletionTolerance, a
+	// negative value allows nothing above (completion.go).
+	CompletionTolerance float64
 	// HSM does every cryptographic operation (nil: no MACs, no PINs).
 	HSM HSM
 	// Risk is the rules engine (nil: no rules).
@@ -454,7 +458,7 @@ func (p *Pipeline) Process(ctx context.Context, c *frontend.Conn, body []byte) (
 	switch req.MTI {
 	case "0800":
 		return p.network(ctx, t)
-	case "0100", "0200", "0400", "0500":
+	case "0100", "0200", "0220", "0400", "0500":
 		if isOrderRequest(req) {
 			return p.qrOrder(ctx, t)
 		}
@@ -624,6 +628,8 @@ func TxnType(mti, proc string) string {
 			return "balance"
 		}
 		return "purchase"
+	case "0220":
+		return "completion"
 	case "0400":
 		return "reversal"
 	case "0500":
@@ -686,7 +692,7 @@ func (p *Pipeline) breaker(issuer string) *breaker {
 	return b.(*breaker)
 }
 
-// financial processes 0100 and 0200.
+// financial processes 0100, 0200 and 0220.
 func (p *Pipeline) financial(ctx context.Context, t *txn) (frontend.Response, error) {
 	if err := p.newRecord(t); err != nil {
 		return p.systemError(t, err)
@@ -700,6 +706,9 @@ func (p *Pipeline) financial(ctx context.Context, t *txn) (frontend.Response, er
 	}
 	if res != nil && res.Merchant != nil {
 		t.tier = res.Merchant.Tier
+	}
+	if t.req.MTI == "0220" { // a completion captures what its pre-authorization's rules passed
+		return p.completion(ctx, t)
 	}
 	// A purchase or pre-authorization of nothing is not a transaction (balance
 	// inquiries carry no amount; refunds and voids check theirs against the original).

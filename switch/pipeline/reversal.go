@@ -229,6 +229,10 @@ func (p *Pipeline) reversal(ctx context.Context, t *txn) (frontend.Response, err
 			note = "original already reversed by " + orig.ReversedBy
 		case !orig.Approved():
 			note = "original was not approved: nothing to reverse"
+		case orig.Type == "preauth" && p.completedPreauth(orig):
+			l.Unlock()
+			t.rec.AddEvent(journal.StateDeclined, p.now().UTC(), "pre-authorization completed by "+orig.CompletedBy+": the completion is voided first; nothing reversed")
+			return p.respond(ctx, t, message.RCInvalidTransaction, "", "switch", "preauth-completed")
 		case orig.Amount != r.Amount && p.cfg.ReversalMismatch != "reverse_full":
 			l.Unlock()
 			t.rec.AddEvent(journal.StateDeclined, p.now().UTC(),
@@ -245,6 +249,7 @@ func (p *Pipeline) reversal(ctx context.Context, t *txn) (frontend.Response, err
 				p.oweReversal(orig.RRN, orig.ReversedBy, err)
 				return p.systemError(t, err)
 			}
+			p.reopenPreauth(orig, lockIndex(rrn))
 			t.rec.Issuer = orig.Issuer
 			t.undo, t.undoBy = orig, risk.Retraction{Kind: risk.RetractReversal}
 			note = "original reversed at issuer " + orig.Issuer
@@ -258,8 +263,9 @@ func (p *Pipeline) reversal(ctx context.Context, t *txn) (frontend.Response, err
 	return p.respond(ctx, t, message.RCApproved, "", "switch", "")
 }
 
-// void cancels an approved purchase of the same terminal and day, named by DE 37
-// (and DE 38 when sent): the original is reversed at its issuer.
+// void cancels an approved purchase or completion of the same terminal and day, named
+// by DE 37 (and DE 38 when sent): the original is reversed at its issuer (a completion
+// by a 0420 advice after its 0220), and a completion's pre-authorization reopened.
 func (p *Pipeline) void(ctx context.Context, t *txn) (frontend.Response, error) {
 	r := t.req
 	rrn := r.RRN
@@ -278,7 +284,7 @@ func (p *Pipeline) void(ctx context.Context, t *txn) (frontend.Response, error) 
 	}
 	loc := p.cfg.Location
 	switch {
-	case orig.TID != r.TID || orig.Type != "purchase":
+	case orig.TID != r.TID || orig.Type != "purchase" && orig.Type != "completion":
 		return p.decline(ctx, t, message.RCInvalidTransaction, "switch", "void-not-same-terminal-purchase")
 	case orig.Reversed():
 		return p.decline(ctx, t, message.RCInvalidTransaction, "switch", "original-already-reversed")
@@ -304,6 +310,7 @@ func (p *Pipeline) void(ctx context.Context, t *txn) (frontend.Response, error) 
 		p.oweReversal(orig.RRN, orig.ReversedBy, err)
 		return p.systemError(t, err)
 	}
+	p.reopenPreauth(orig, lockIndex(rrn)) // a voided completion reopens its pre-authorization
 	t.rec.Issuer = orig.Issuer
 	t.undo, t.undoBy = orig, risk.Retraction{Kind: risk.RetractVoid}
 	t.rec.AddEvent(journal.StateAnswered, p.now().UTC(), "original "+rrn+" reversed at issuer "+orig.Issuer)
@@ -330,7 +337,7 @@ func (p *Pipeline) refund(ctx context.Context, t *txn) (frontend.Response, error
 	}
 	reason, rc := "", ""
 	switch {
-	case orig.Type != "purchase" || orig.MID != r.MID:
+	case orig.Type != "purchase" && orig.Type != "completion" || orig.MID != r.MID:
 		reason, rc = "refund-original-not-a-purchase-of-merchant", message.RCInvalidTransaction
 	case orig.Reversed():
 		reason, rc = "original-already-reversed", message.RCInvalidTransaction

@@ -15,7 +15,7 @@ func newCUPAdapter(lc config.Listener, s *Server) *cup.Adapter {
 	if s.cupSessions == nil {
 		s.cupSessions = cup.NewSessions()
 	}
-	cfg := cup.Config{HSM: cupHSM(s.HSM), Terminals: s.Registry, KeyGrace: s.cfg.Security.KeyGrace.D(), Now: s.cfg.Clock, Sessions: s.cupSessions, Journal: s.Journal,
+	cfg := cup.Config{HSM: cupHSM(s.HSM), Terminals: s.Registry, KeyGrace: s.cfg.Security.KeyGrace.D(), Now: s.cfg.Clock, Sessions: s.cupSessions, Journal: s.Journal, Refusals: s.Pipeline,
 		Logger:   s.log.With().Str("component", "cup").Str("listener", lc.Name).Logger(),
 		Answered: func(mti, rc string) { s.Metrics.Transactions.WithLabelValues(mti, rc, "", "cup").Inc() }}
 	if lc.CUP != nil {

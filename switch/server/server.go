@@ -424,6 +424,8 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		Orders:           s.orders,
 		Logger:           txnLog,
 		Now:              cfg.Clock,
+		// (apart, so that the fields above keep their alignment)
+		CompletionTolerance: cfg.Completions.Tolerance(),
 	}, jr, s.Queue, rt, s.Registry, s.Metrics)
 	if err != nil {
 		return nil, err

@@ -42,7 +42,7 @@ func Settle(ctx context.Context, j *journal.Store, date string, loc *time.Locati
 	}
 	byTerm := map[[3]string]*SettlementLine{}
 	err = j.Scan(ctx, journal.Query{From: day, To: day.AddDate(0, 0, 1)}, func(r *journal.Record) bool {
-		if !r.Approved() || r.Reversed() || (r.Type != "purchase" && r.Type != "refund") {
+		if !r.Approved() || r.Reversed() || (r.Type != "purchase" && r.Type != "completion" && r.Type != "refund") {
 			return true
 		}
 		k := [3]string{r.MID, r.TID, r.Currency}
@@ -51,7 +51,7 @@ func Settle(ctx context.Context, j *journal.Store, date string, loc *time.Locati
 			l = &SettlementLine{MID: r.MID, TID: r.TID, Currency: r.Currency}
 			byTerm[k] = l
 		}
-		if r.Type == "purchase" {
+		if r.Type != "refund" { // purchases and completions (a pre-authorization itself is not settled)
 			l.PurchaseCount++
 			l.PurchaseAmount += r.Amount
 		} else {
