@@ -94,6 +94,10 @@ type Config struct {
 	// answers ReqSignIn to a terminal without a session or whose MAC failed, else
 	// ReqNone.
 	Requirement func(r Situation) int
+	// KeyVersion, when set, returns the current version of a key (the key store's),
+	// so that a terminal whose MAK was rotated since its sign-in is asked to sign in
+	// again; nil notices only the rotations its own sign-ins make.
+	KeyVersion func(id string) (int, error)
 }
 
 // Situation is what the processing-requirement hook sees of an answer.
@@ -177,6 +181,18 @@ func (a *Adapter) Process(ctx context.Context, c *frontend.Conn, body []byte) (f
 		}
 		a.log.Warn().Str("tid", tid).Str("stan", stan).Str("mti", f.MTI()).Str("remote", c.Remote.String()).Msg("cup: bad MAC: answered A0, nothing forwarded")
 		return a.refused(ctx, c, f, ans, sit, RCMACFailure, nil, "mac-invalid", "mac-invalid")
+	}
+	if !grace && s != nil && a.cfg.KeyVersion != nil {
+		// Verified under the MAK of the terminal's sign-in, but that key was
+		// rotated since (keys.rotate, an operator): as for a grace version, only
+		// the current MAK may MAC, so the answer goes without F64 and asks the
+		// terminal to sign in again, which gives it the new keys.
+		s.mu.Lock()
+		sv := s.makVersion
+		s.mu.Unlock()
+		if cur, err := a.cfg.KeyVersion(mak.ID); err == nil && sv != 0 && cur != sv {
+			grace = true
+		}
 	}
 	sit.MACOK, sit.PreviousKeys = true, grace
 	if s == nil {

@@ -15,7 +15,7 @@ func newCUPAdapter(lc config.Listener, s *Server) *cup.Adapter {
 	if s.cupSessions == nil {
 		s.cupSessions = cup.NewSessions()
 	}
-	cfg := cup.Config{HSM: cupHSM(s.HSM), Terminals: s.Registry, KeyGrace: s.cfg.Security.KeyGrace.D(), Now: s.cfg.Clock, Sessions: s.cupSessions, Journal: s.Journal, Refusals: s.Pipeline,
+	cfg := cup.Config{HSM: cupHSM(s.HSM), KeyVersion: s.currentKeyVersion, Terminals: s.Registry, KeyGrace: s.cfg.Security.KeyGrace.D(), Now: s.cfg.Clock, Sessions: s.cupSessions, Journal: s.Journal, Refusals: s.Pipeline,
 		Logger:   s.log.With().Str("component", "cup").Str("listener", lc.Name).Logger(),
 		Answered: func(mti, rc string) { s.Metrics.Transactions.WithLabelValues(mti, rc, "", "cup").Inc() }}
 	if lc.CUP != nil {
@@ -44,4 +44,15 @@ type noDecrypt struct{ hsm.HSM }
 
 func (n noDecrypt) DecryptData(_ context.Context, ref hsm.KeyRef, _ []byte) ([]byte, error) {
 	return nil, fmt.Errorf("decrypt track data under %s: the configured HSM backend has no data decryption (payShield M2 is not implemented): %w", ref, hsm.ErrUnavailable)
+}
+
+// currentKeyVersion is the version of key id in force now (the key store's
+// in-memory view): the cup adapter compares it with the one a terminal's sign-in
+// gave it.
+func (s *Server) currentKeyVersion(id string) (int, error) {
+	rec, err := s.Keys.Key(context.Background(), hsm.KeyRef{ID: id})
+	if err != nil {
+		return 0, err
+	}
+	return rec.Version, nil
 }
