@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -147,6 +148,8 @@ type Store struct {
 	rrn  rrnSeq  // durable.go
 	pend pending // read.go: frames committed but not indexed yet
 	ix   indexer // indexer.go
+
+	purgeMu sync.Mutex // one Purge at a time (purge.go)
 }
 
 // Open starts a journal with its log in opts.Dir and its index in db (opened by the
