@@ -38,6 +38,10 @@ import (
 // are idempotent, and Badger recovers a prefix of its unsynced writes, so the index
 // and j/applied are always consistent with each other.
 //
+// Retention (purge.go) removes whole old segments from the start of the log, with the
+// index entries of the records whose newest version is in them; a read of a removed
+// segment is ErrNotFound, never damage.
+//
 // j/B, j/ckpt and the keys other subsystems write with PutDurable go into the log too,
 // and are set in Badger (unsynced) right after the log's sync, before their writer is
 // told, together with j/kvapplied; Open sets again only those beyond it. Badger keeps a
