@@ -132,7 +132,7 @@ func (s *Store) Purge(ctx context.Context, before time.Time) (PurgeResult, error
 		return err
 	}
 	for _, sg := range cand {
-		err := s.log.ScanSegment(sg.N, func(f wal.Frame) error {
+		err := s.viewSegment(sg.N, func(txn *badger.Txn, f wal.Frame) error {
 			if f.Kind != kindFirst && f.Kind != kindUpdate {
 				return nil
 			}
@@ -140,7 +140,7 @@ func (s *Store) Purge(ctx context.Context, before time.Time) (PurgeResult, error
 			if err := rec.UnmarshalBinary(f.Payload); err != nil {
 				return fmt.Errorf("record at %d:%d: %w", f.At.Seg, f.At.Off, err)
 			}
-			ptr, ok, err := s.indexPtr(rec.RRN)
+			ptr, ok, err := indexPtr(txn, rec.RRN)
 			switch {
 			case err != nil:
 				return err
@@ -184,7 +184,7 @@ func (s *Store) Purge(ctx context.Context, before time.Time) (PurgeResult, error
 // segmentAge reads segment n: the newest time of its frames, and the RRN of a
 // record whose newest version is in it and not final ("" if none).
 func (s *Store) segmentAge(n uint32) (newest time.Time, open string, err error) {
-	err = s.log.ScanSegment(n, func(f wal.Frame) error {
+	err = s.viewSegment(n, func(txn *badger.Txn, f wal.Frame) error {
 		var t time.Time
 		switch f.Kind {
 		case kindDeliv:
@@ -201,7 +201,7 @@ func (s *Store) segmentAge(n uint32) (newest time.Time, open string, err error) 
 				t = rec.Events[len(rec.Events)-1].At
 			}
 			if !rec.Final() {
-				ptr, ok, err := s.indexPtr(rec.RRN)
+				ptr, ok, err := indexPtr(txn, rec.RRN)
 				if err != nil {
 					return err
 				}
@@ -224,22 +224,27 @@ func (s *Store) segmentAge(n uint32) (newest time.Time, open string, err error) 
 
 var errStopScan = errors.New("stop")
 
+// viewSegment calls fn for every frame of segment n, with one read transaction of
+// the index for the whole segment.
+func (s *Store) viewSegment(n uint32, fn func(*badger.Txn, wal.Frame) error) error {
+	return s.db.View(func(txn *badger.Txn) error {
+		return s.log.ScanSegment(n, func(f wal.Frame) error { return fn(txn, f) })
+	})
+}
+
 // indexPtr returns where the index says the newest version of rrn is (ok false if
 // the index has no pointer for it).
-func (s *Store) indexPtr(rrn string) (p wal.Ptr, ok bool, err error) {
-	err = s.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(recordKey(rrn))
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		return item.Value(func(v []byte) error {
+func indexPtr(txn *badger.Txn, rrn string) (p wal.Ptr, ok bool, err error) {
+	item, err := txn.Get(recordKey(rrn))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return p, false, nil
+	}
+	if err == nil {
+		err = item.Value(func(v []byte) error {
 			p, _, ok = decodePtr(v)
 			return nil
 		})
-	})
+	}
 	if err != nil {
 		return p, false, fmt.Errorf("read index entry of %s: %w", rrn, err)
 	}

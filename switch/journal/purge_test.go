@@ -7,6 +7,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/switchyard/switchyard/switch/journal/wal"
 )
 
 // purgeDays journals perDay transactions on each of days days from base (one a
@@ -274,7 +278,12 @@ func TestPurgedSegmentReadsAsNotFound(t *testing.T) {
 		t.Fatal(err)
 	}
 	first := days[0][0]
-	p, ok, err := s.indexPtr(first.RRN)
+	var p wal.Ptr
+	var ok bool
+	err := db.View(func(txn *badger.Txn) (err error) {
+		p, ok, err = indexPtr(txn, first.RRN)
+		return err
+	})
 	if err != nil || !ok {
 		t.Fatal(ok, err)
 	}
