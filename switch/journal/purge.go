@@ -93,6 +93,9 @@ func (s *Store) Purge(ctx context.Context, before time.Time) (PurgeResult, error
 			}
 			break
 		}
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
 		t, open, err := s.segmentAge(sg.N)
 		if err != nil {
 			return res, fmt.Errorf("journal: purge: %w", err)
@@ -132,6 +135,9 @@ func (s *Store) Purge(ctx context.Context, before time.Time) (PurgeResult, error
 		return err
 	}
 	for _, sg := range cand {
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
 		err := s.viewSegment(sg.N, func(txn *badger.Txn, f wal.Frame) error {
 			if f.Kind != kindFirst && f.Kind != kindUpdate {
 				return nil
