@@ -58,6 +58,9 @@ func (s *Store) Scan(ctx context.Context, q Query, fn func(*Record) bool) error 
 			}
 			rrn := string(k[len(prefix)+8:])
 			rec, err := s.load(txn, gen, rrn, nil)
+			if errors.Is(err, ErrNotFound) {
+				continue // removed by retention
+			}
 			if err != nil {
 				return fmt.Errorf("journal: terminal index entry %s: %w", rrn, err)
 			}
@@ -179,21 +182,24 @@ func (s *Store) walkMerged(ctx context.Context, txn *badger.Txn, gen uint64, sta
 			h.it.Next()
 		}
 		h.rec = nil
-		if !h.it.ValidForPrefix(h.pfx) {
+		for ; h.it.ValidForPrefix(h.pfx); h.it.Next() {
+			item := h.it.Item()
+			rrn := string(item.Key()[len(prefixRecord):])
+			v, err := item.ValueCopy(nil)
+			if err != nil {
+				return fmt.Errorf("journal: index entry %s: %w", rrn, err)
+			}
+			rec, err := s.load(txn, gen, rrn, v)
+			if errors.Is(err, ErrNotFound) {
+				continue // removed by retention
+			}
+			if err != nil {
+				return err
+			}
+			if !past(rec) {
+				h.rec = rec
+			}
 			return nil
-		}
-		item := h.it.Item()
-		rrn := string(item.Key()[len(prefixRecord):])
-		v, err := item.ValueCopy(nil)
-		if err != nil {
-			return fmt.Errorf("journal: index entry %s: %w", rrn, err)
-		}
-		rec, err := s.load(txn, gen, rrn, v)
-		if err != nil {
-			return err
-		}
-		if !past(rec) {
-			h.rec = rec
 		}
 		return nil
 	}
@@ -243,6 +249,9 @@ func (s *Store) walk(ctx context.Context, txn *badger.Txn, gen uint64, from stri
 			return fmt.Errorf("journal: index entry %s: %w", rrn, err)
 		}
 		rec, err := s.load(txn, gen, rrn, v)
+		if errors.Is(err, ErrNotFound) {
+			continue // removed by retention
+		}
 		if err != nil {
 			return err
 		}

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+
+	"github.com/switchyard/switchyard/switch/journal/wal"
 )
 
 // Reads by RRN and duplicate lookups: a frame committed to the log but not indexed
@@ -98,6 +100,10 @@ func (s *Store) load(txn *badger.Txn, gen uint64, rrn string, v []byte) (*Record
 	if p == nil {
 		if isPtr {
 			if v, err = s.log.Read(at); err != nil {
+				if errors.Is(err, wal.ErrPurged) {
+					// Retention removed its segment: the record is gone, not damaged.
+					return nil, fmt.Errorf("%w: RRN %s (removed by retention)", ErrNotFound, rrn)
+				}
 				return nil, fmt.Errorf("journal: record %s: %w", rrn, err)
 			}
 		}

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -36,6 +37,10 @@ import (
 // returns. After a crash, Open re-indexes the log from j/applied on: index writes
 // are idempotent, and Badger recovers a prefix of its unsynced writes, so the index
 // and j/applied are always consistent with each other.
+//
+// Retention (purge.go) removes whole old segments from the start of the log, with the
+// index entries of the records whose newest version is in them; a read of a removed
+// segment is ErrNotFound, never damage.
 //
 // j/B, j/ckpt and the keys other subsystems write with PutDurable go into the log too,
 // and are set in Badger (unsynced) right after the log's sync, before their writer is
@@ -147,6 +152,8 @@ type Store struct {
 	rrn  rrnSeq  // durable.go
 	pend pending // read.go: frames committed but not indexed yet
 	ix   indexer // indexer.go
+
+	purgeMu sync.Mutex // one Purge at a time (purge.go)
 }
 
 // Open starts a journal with its log in opts.Dir and its index in db (opened by the

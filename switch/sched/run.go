@@ -90,7 +90,10 @@ func (s *Scheduler) Tick(ctx context.Context) {
 		if busy {
 			continue
 		}
-		if s.opts.Claim != nil {
+		s.mu.Lock()
+		local := s.local[t.Kind]
+		s.mu.Unlock()
+		if s.opts.Claim != nil && !local {
 			won, err := s.opts.Claim(ctx, t.Name, slot)
 			if err != nil {
 				s.log.Error().Err(err).Str("task", t.Name).Time("slot", slot).Msg("sched: claim")

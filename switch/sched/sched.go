@@ -136,6 +136,7 @@ type Scheduler struct {
 
 	mu      sync.Mutex
 	kinds   map[string]Func
+	local   map[string]bool // kinds every node of a cluster runs (RegisterLocal)
 	base    map[string]Task // from the configuration and the code
 	put     map[string]Task // approved through the API (replace base)
 	running map[string]bool
@@ -184,7 +185,7 @@ func New(db *badger.DB, opts Options) (*Scheduler, error) {
 	if opts.History <= 0 {
 		opts.History = 200
 	}
-	s := &Scheduler{db: db, opts: opts, log: opts.Logger, kinds: map[string]Func{}, base: map[string]Task{}, put: map[string]Task{},
+	s := &Scheduler{db: db, opts: opts, log: opts.Logger, kinds: map[string]Func{}, local: map[string]bool{}, base: map[string]Task{}, put: map[string]Task{},
 		running: map[string]bool{}, failing: map[string]bool{}, wake: make(chan struct{}, 1),
 		runs:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchyard_task_runs_total", Help: "Runs of scheduled tasks by outcome."}, []string{"task", "outcome"}),
 		failGge: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "switchyard_task_failing", Help: "1 while the last run of a scheduled task failed."}, []string{"task"})}
@@ -214,6 +215,16 @@ func (s *Scheduler) Register(kind string, fn Func) {
 		panic("sched: task kind " + kind + " registered twice")
 	}
 	s.kinds[kind] = fn
+}
+
+// RegisterLocal adds a task kind whose work is this node's own (the journal's
+// retention: every node keeps its own copy): in a cluster every node runs each slot,
+// without the claim (Options.Claim) that gives a slot to one node.
+func (s *Scheduler) RegisterLocal(kind string, fn Func) {
+	s.Register(kind, fn)
+	s.mu.Lock()
+	s.local[kind] = true
+	s.mu.Unlock()
 }
 
 // Kinds returns the registered kinds, sorted.

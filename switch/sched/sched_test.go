@@ -328,3 +328,28 @@ func TestRunSleepsUntilTheNextSlot(t *testing.T) {
 		}
 	}
 }
+
+// TestLocalKindRunsOnEveryNode: a kind registered with RegisterLocal skips the
+// cluster's claim (every node runs its slot, once); other kinds still need it.
+func TestLocalKindRunsOnEveryNode(t *testing.T) {
+	db := openDB(t)
+	c := &clock{t: time.Date(2026, 5, 1, 9, 30, 0, 0, time.UTC)}
+	claims := 0
+	s := newSched(t, db, c, Options{Claim: func(context.Context, string, time.Time) (bool, error) {
+		claims++
+		return false, nil // another node always wins
+	}})
+	local, shared := &recorder{c: c}, &recorder{c: c}
+	s.RegisterLocal("local", local.fn)
+	s.Register("shared", shared.fn)
+	s.Define(Task{Name: "l", Kind: "local", Schedule: "0 * * * *"})
+	s.Define(Task{Name: "s", Kind: "shared", Schedule: "0 * * * *"})
+	ctx := context.Background()
+	s.Tick(ctx)
+	c.Set(time.Date(2026, 5, 1, 10, 0, 30, 0, time.UTC))
+	s.Tick(ctx)
+	s.Tick(ctx)
+	if len(local.runs()) != 1 || len(shared.runs()) != 0 || claims != 1 {
+		t.Fatalf("local ran %d times, shared %d, claims %d: want 1, 0, 1", len(local.runs()), len(shared.runs()), claims)
+	}
+}

@@ -81,6 +81,7 @@ func (s *Server) openTasks(loc *time.Location) error {
 	})
 	ts.Register(TaskKeyRotate, s.rotateKeysTask)
 	ts.Register(TaskAppsRefresh, func(context.Context, map[string]string) (string, error) { return "", s.Apps.Refresh() })
+	ts.RegisterLocal(TaskJournalRetention, s.retentionTask()) // retention.go
 	ts.Register(TaskRatings, func(ctx context.Context, _ map[string]string) (string, error) {
 		at := sched.Slot(ctx)
 		if at.IsZero() {
@@ -94,6 +95,11 @@ func (s *Server) openTasks(loc *time.Location) error {
 		st := sched.Task{Name: t.Name, Kind: t.Kind, Schedule: t.Schedule, TimeZone: t.Timezone, Params: t.Params, Disabled: t.Disabled}
 		if t.Timeout > 0 {
 			st.Timeout = t.Timeout.D().String()
+		}
+		if t.Kind == TaskJournalRetention && !t.Disabled {
+			if _, err := retentionDays(t.Params); err != nil {
+				return fmt.Errorf("tasks[%d] %s: %w", i, t.Name, err)
+			}
 		}
 		if err := ts.Define(st); err != nil {
 			return fmt.Errorf("tasks[%d]: %w", i, err)

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // Log is the set of segment files. Appends (Begin, Append) come from one goroutine at
@@ -21,6 +22,9 @@ type Log struct {
 
 	mu    sync.RWMutex
 	files map[uint32]*os.File // segments opened for reading; the active one too
+
+	activeNum atomic.Uint32 // activeSeg, for other goroutines (retention)
+	first     atomic.Uint32 // segments below it were removed by retention (purge.go)
 
 	active    *os.File // the appending goroutine only, below
 	activeSeg uint32
@@ -77,6 +81,9 @@ func Open(dir string, opts Options, from Pos, replay func(Frame) error) (*Log, e
 	if err != nil {
 		return nil, fmt.Errorf("journal: log directory %s: %w", dir, err)
 	}
+	if len(segs) > 0 {
+		l.first.Store(segs[0])
+	}
 	if len(segs) == 0 {
 		if err := l.create(1); err != nil {
 			return nil, err
@@ -132,6 +139,7 @@ func Open(dir string, opts Options, from Pos, replay func(Frame) error) (*Log, e
 		return nil, fmt.Errorf("journal: open segment: %w", err)
 	}
 	l.active, l.activeSeg, l.activeOff = f, last, st.Size()
+	l.activeNum.Store(last)
 	l.files[last] = f
 	return l, nil
 }
@@ -169,6 +177,7 @@ func (l *Log) create(n uint32) error {
 	l.files[n] = f
 	l.mu.Unlock()
 	l.active, l.activeSeg, l.activeOff = f, n, 0
+	l.activeNum.Store(n)
 	return nil
 }
 
@@ -265,6 +274,9 @@ func (l *Log) Read(p Ptr) ([]byte, error) {
 	f := l.files[p.Seg]
 	l.mu.RUnlock()
 	if f == nil {
+		if p.Seg < l.first.Load() {
+			return nil, fmt.Errorf("%w: segment %d", ErrPurged, p.Seg)
+		}
 		var err error
 		if f, err = l.openForRead(p.Seg); err != nil {
 			return nil, err
@@ -275,6 +287,9 @@ func (l *Log) Read(p Ptr) ([]byte, error) {
 	}
 	b := make([]byte, FrameHeader+p.N)
 	if _, err := f.ReadAt(b, int64(p.Off-FrameHeader)); err != nil {
+		if errors.Is(err, os.ErrClosed) && p.Seg < l.first.Load() {
+			return nil, fmt.Errorf("%w: segment %d", ErrPurged, p.Seg) // removed while read
+		}
 		return nil, fmt.Errorf("journal: read %d bytes at %d of segment %d: %w", len(b), p.Off-FrameHeader, p.Seg, err)
 	}
 	_, payload, _, err := nextFrame(b, l.maxKind)
@@ -297,6 +312,9 @@ func (l *Log) openForRead(n uint32) (*os.File, error) {
 		return nil, ErrClosed
 	}
 	f, err := os.Open(filepath.Join(l.dir, segName(n)))
+	if errors.Is(err, os.ErrNotExist) && n < l.activeNum.Load() {
+		return nil, fmt.Errorf("%w: segment %d", ErrPurged, n)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("journal: open segment %d: %w", n, err)
 	}
