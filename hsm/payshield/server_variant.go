@@ -229,7 +229,10 @@ func (v *variantLMK) token(rec hsm.KeyRecord, t hsm.KeyType) (string, error) {
 	default:
 		return "", fmt.Errorf("%w: a variant LMK holds DES keys, not a %d-byte %s key", errScheme, len(key), rec.Algorithm)
 	}
-	oddParity(key)
+	// DES ignores the parity bits, so this is the same key; a payShield refuses a
+	// key without odd parity (error 10/11), which is how a token decrypted under the
+	// wrong key type's LMK is caught.
+	sym.SetOddParity(key)
 	enc, err := VariantEncrypt(v.pairs[vt.pair], vt.variant, scheme, key)
 	if err != nil {
 		return "", err

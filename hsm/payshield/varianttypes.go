@@ -82,23 +82,6 @@ func variantScheme(tok string) (byte, string) {
 	return 'Y', tok
 }
 
-// oddParity sets each byte of a DES key to odd parity. DES ignores the parity bits,
-// so the key is the same key; a payShield refuses a key without it (error 10/11),
-// which is how a token decrypted under the wrong key type's LMK is caught.
-func oddParity(k []byte) {
-	for i, b := range k {
-		b &^= 1
-		n := 0
-		for x := b; x != 0; x &= x - 1 {
-			n++
-		}
-		if n%2 == 0 {
-			b |= 1
-		}
-		k[i] = b
-	}
-}
-
 func hasOddParity(k []byte) bool {
 	for _, b := range k {
 		n := 0
