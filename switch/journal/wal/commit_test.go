@@ -157,3 +157,47 @@ func TestGroupsAndClose(t *testing.T) {
 		t.Fatalf("%d frames in the log, want 8", len(frames))
 	}
 }
+
+// TestWindowCountsOnlyQueuedWrites: the writes a Window gathered do not count toward
+// engaging it. A load that trickles in (each write finding the queue empty) is not
+// held for the Window because the previous Window made its groups large; until issue
+// 15 the average group size did count them, and a Window, once engaged, kept itself
+// engaged at a load that did not need it.
+func TestWindowCountsOnlyQueuedWrites(t *testing.T) {
+	l, _ := open(t, filepath.Join(t.TempDir(), "log"), Options{}, Pos{})
+	defer l.Close()
+	groups := make(chan int, 64)
+	c := logCommitter(l, GroupOptions{Window: 10 * time.Second, Gap: 3 * time.Second}, groups)
+	defer c.Close()
+
+	// The loop is idle with the Window engaged; WindowFrom+4 writes 20 ms apart (well
+	// within the Gap) make one group, gathered by the Window, none of them queued when
+	// the group started.
+	c.avg = WindowFrom
+	n := WindowFrom + 4
+	errs := make(chan error, n)
+	for range n {
+		go func() { _, err := write(c, "w"); errs <- err }()
+		time.Sleep(20 * time.Millisecond)
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if g := <-groups; g != n {
+		t.Fatalf("the Window gathered a group of %d, want %d", g, n)
+	}
+
+	// A lone write now is synced at once: one write queued by itself, not n.
+	start := time.Now()
+	if _, err := write(c, "lone"); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 1500*time.Millisecond {
+		t.Fatalf("a lone write after a group the Window gathered waited %s: the Window kept itself engaged", d)
+	}
+	if g := <-groups; g != 1 {
+		t.Fatalf("group of %d", g)
+	}
+}
