@@ -1,6 +1,7 @@
 package wal
 
 import (
+	"runtime"
 	"sync"
 	"time"
 )
@@ -109,6 +110,14 @@ func (c *Committer[R]) loop() {
 		c.avg += (float64(queued) - c.avg) / 8
 		c.commit(batch)
 		clear(batch) // let the requests go
+		if len(c.reqs) > 0 {
+			// The next group is waiting, and its sync would hold this goroutine's P
+			// in the kernel with the writers just told still queued on it: they
+			// would wait for the sync, or for the runtime to take the P back (20 µs
+			// to 10 ms). Let them run first (issue 15: 57% of the runnable wait of
+			// an authorization was of writers woken here).
+			runtime.Gosched()
+		}
 	}
 }
 

@@ -3,6 +3,9 @@ package wal
 import (
 	"errors"
 	"path/filepath"
+	"runtime"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 )
@@ -199,5 +202,58 @@ func TestWindowCountsOnlyQueuedWrites(t *testing.T) {
 	}
 	if g := <-groups; g != 1 {
 		t.Fatalf("group of %d", g)
+	}
+}
+
+// TestWritersRunBeforeNextSync: when the next group is already waiting, the writers
+// a commit has just told run before the committer starts the next group's sync,
+// instead of staying queued behind it on the committer's P (on one P here, where the
+// order is deterministic).
+func TestWritersRunBeforeNextSync(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	var events []string // appended on the one P, by the committer and the writer
+	var mu sync.Mutex
+	note := func(e string) { mu.Lock(); events = append(events, e); mu.Unlock() }
+	release := make(chan struct{})
+	first := true
+	c := StartCommitter(GroupOptions{}, func(group []*req) {
+		if first {
+			first = false
+			<-release // hold the first group until the second is queued
+		}
+		note("commit " + group[0].payload)
+		for _, r := range group {
+			r.done <- nil
+		}
+	})
+	defer c.Close()
+	a := &req{payload: "a", done: make(chan error, 1)}
+	ranA := make(chan struct{})
+	go func() {
+		<-a.done
+		note("writer a ran")
+		close(ranA)
+	}()
+	if err := c.Submit(a); err != nil {
+		t.Fatal(err)
+	}
+	b := &req{payload: "b", done: make(chan error, 1)}
+	// Queue b while a's group is held; on one P the committer is parked in commit.
+	for len(c.reqs) > 0 {
+		runtime.Gosched() // until the committer took a
+	}
+	if err := c.Submit(b); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	<-ranA
+	if err := <-b.done; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := []string{"commit a", "writer a ran", "commit b"}
+	if !slices.Equal(events, want) {
+		t.Fatalf("events %v, want %v", events, want)
 	}
 }
