@@ -72,13 +72,16 @@ func (c *coalescingWriter) forget(id string) {
 }
 
 // deliver hands m to the request id waiting on the direct path; false if none waits.
+// It sends under the lock (the channel is buffered and sent to once), so that a
+// request whose timeout has forgotten it either finds the answer in its channel or
+// lets it go to the late answers, never neither.
 func (c *coalescingWriter) deliver(id string, m *iso8583.Message) bool {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	ch, ok := c.pend[id]
-	delete(c.pend, id)
-	c.mu.Unlock()
 	if ok {
-		ch <- answer{m: m} // buffered, and sent to once
+		delete(c.pend, id)
+		ch <- answer{m: m}
 	}
 	return ok
 }
