@@ -365,6 +365,14 @@ type serverConn struct {
 	// into a socket nobody reads. Answers still pending are reported undelivered and
 	// not written, so that the pipeline reverses the approvals among them.
 	peerGone atomic.Bool
+
+	// wmu is held while answers are written: by the writer goroutine, or by a
+	// request's own goroutine writing its answer (writeNow). It guards w, broken and
+	// deadlineSet.
+	wmu         sync.Mutex
+	w           *bufio.Writer // allocated with the first answer: an idle socket costs no buffer
+	broken      bool
+	deadlineSet time.Time
 }
 
 type outMsg struct {
@@ -504,7 +512,10 @@ func (c *serverConn) handle(ctx context.Context, body []byte, read time.Time, in
 		return
 	}
 	if resp.Body != nil {
-		c.out <- outMsg{AppendFrame(make([]byte, 0, len(resp.Body)+2), resp.Body), resp.Sent, read}
+		m := outMsg{AppendFrame(make([]byte, 0, len(resp.Body)+2), resp.Body), resp.Sent, read}
+		if !c.writeNow(m) {
+			c.out <- m
+		}
 	} else if resp.Sent != nil {
 		resp.Sent(false)
 	}
@@ -526,21 +537,29 @@ func (c *serverConn) drain(batch []outMsg) []outMsg {
 	return batch
 }
 
+// writeNow writes m from the request's own goroutine when it is the only request of
+// the connection in progress and the writer has nothing queued; it reports whether
+// it did. At an ordinary load (a request or less in flight per connection) this saves
+// the hand-off to the writer goroutine, which on a busy machine is a wait in the run
+// queue before the answer goes out. With other requests in progress their answers
+// may come with the same group commit: those go to the writer, which coalesces them
+// into one write.
+func (c *serverConn) writeNow(m outMsg) bool {
+	if len(c.sem) > 1 || len(c.out) > 0 || !c.wmu.TryLock() {
+		return false
+	}
+	one := [1]outMsg{m}
+	err := c.write(one[:])
+	c.wmu.Unlock()
+	c.delivered(one[:], err)
+	return true
+}
+
 // writeLoop writes responses, coalescing those that are ready into one write, and
 // reports each one's delivery.
 func (c *serverConn) writeLoop() {
-	var w *bufio.Writer // allocated with the first answer: an idle socket costs no buffer
-	broken := false
 	var batch []outMsg
-	var deadlineSet time.Time
 	for m := range c.out {
-		if broken || c.peerGone.Load() {
-			notify(m, false)
-			continue
-		}
-		if w == nil {
-			w = bufio.NewWriterSize(c.nc, 16384)
-		}
 		batch = c.drain(append(batch[:0], m))
 		if len(batch) == 1 && len(c.sem) > 1 {
 			// Other requests of this connection are in progress, and the group commit
@@ -549,38 +568,62 @@ func (c *serverConn) writeLoop() {
 			runtime.Gosched()
 			batch = c.drain(batch)
 		}
-		var err error
-		for _, m := range batch {
-			if err == nil {
-				_, err = w.Write(m.frame)
-			}
-		}
+		c.wmu.Lock()
+		err := c.write(batch)
+		c.wmu.Unlock()
+		c.delivered(batch, err)
+	}
+}
+
+// errNotWritten is write's answer for a connection whose peer is gone or whose
+// socket broke before: the answers are reported undelivered, without a log line.
+var errNotWritten = errors.New("not written")
+
+// write writes the batch with one flush. The caller holds c.wmu.
+func (c *serverConn) write(batch []outMsg) error {
+	if c.broken || c.peerGone.Load() {
+		return errNotWritten
+	}
+	if c.w == nil {
+		c.w = bufio.NewWriterSize(c.nc, 16384)
+	}
+	var err error
+	for _, m := range batch {
 		if err == nil {
-			// A write that blocks 20 to 30 s (a terminal that stopped reading) fails;
-			// the deadline is moved only every 10 s, not for every flush.
-			if now := time.Now(); now.After(deadlineSet.Add(10 * time.Second)) {
-				_ = c.nc.SetWriteDeadline(now.Add(30 * time.Second))
-				deadlineSet = now
-			}
-			err = w.Flush()
+			_, err = c.w.Write(m.frame)
 		}
-		if err == nil && c.l.turnaround != nil {
-			now := time.Now()
-			for _, m := range batch {
-				if !m.read.IsZero() {
-					c.l.turnaround(now.Sub(m.read).Seconds())
-				}
-			}
+	}
+	if err == nil {
+		// A write that blocks 20 to 30 s (a terminal that stopped reading) fails;
+		// the deadline is moved only every 10 s, not for every flush.
+		if now := time.Now(); now.After(c.deadlineSet.Add(10 * time.Second)) {
+			_ = c.nc.SetWriteDeadline(now.Add(30 * time.Second))
+			c.deadlineSet = now
 		}
+		err = c.w.Flush()
+	}
+	if err == nil && c.l.turnaround != nil {
+		now := time.Now()
 		for _, m := range batch {
-			notify(m, err == nil)
+			if !m.read.IsZero() {
+				c.l.turnaround(now.Sub(m.read).Seconds())
+			}
 		}
-		if err != nil {
-			c.l.log.Info().Uint64("conn", c.info.ID).Err(err).Msg("connection write failed")
-			broken = true
-			c.stopReading()
-			c.close("write error")
-		}
+	}
+	if err != nil {
+		c.broken = true
+		c.l.log.Info().Uint64("conn", c.info.ID).Err(err).Msg("connection write failed")
+		c.stopReading()
+		c.close("write error")
+	}
+	return err
+}
+
+// delivered reports each answer of a batch written (err nil) or not; it runs
+// without c.wmu, since the reports may take their time (a reversal).
+func (c *serverConn) delivered(batch []outMsg, err error) {
+	for _, m := range batch {
+		notify(m, err == nil)
 	}
 }
 

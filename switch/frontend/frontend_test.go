@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"io"
 	"net"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -208,5 +209,48 @@ func TestDrainCancelsRequestContext(t *testing.T) {
 	}
 	if err := <-drained; err != nil {
 		t.Fatalf("drain: %v", err)
+	}
+}
+
+// stackProc answers at once and reports, for each answer's delivery, the stack of the
+// goroutine that reported it.
+type stackProc struct{ stacks chan string }
+
+func (p stackProc) Process(ctx context.Context, c *Conn, body []byte) (Response, error) {
+	return Response{Body: append([]byte(nil), body...), Sent: func(bool) {
+		buf := make([]byte, 8192)
+		p.stacks <- string(buf[:runtime.Stack(buf, false)])
+	}}, nil
+}
+
+// TestLoneAnswerWrittenWithoutHandOff: with one request in flight on a connection (an
+// ordinary load), the answer is written by the request's own goroutine, not handed to
+// the connection's writer goroutine (a wake and a run-queue wait on a busy machine,
+// issue 15); it is delivered all the same.
+func TestLoneAnswerWrittenWithoutHandOff(t *testing.T) {
+	p := stackProc{stacks: make(chan string, 4)}
+	l := listen(t, Config{}, p, nil, nil)
+	nc, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	r := bufio.NewReader(nc)
+	for _, req := range []string{"0200-first", "0200-second"} {
+		writeFrame(t, nc, req)
+		_ = nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+		body, err := ReadFrame(r, nil, 1024)
+		if err != nil || string(body) != req {
+			t.Fatalf("answer: %q, %v", body, err)
+		}
+		var stack string
+		select {
+		case stack = <-p.stacks:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the answer's delivery was never reported")
+		}
+		if !strings.Contains(stack, "(*serverConn).handle") || strings.Contains(stack, "(*serverConn).writeLoop") {
+			t.Fatalf("%s: answer written by another goroutine than its request's:\n%s", req, stack)
+		}
 	}
 }

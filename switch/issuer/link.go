@@ -86,6 +86,8 @@ type Link struct {
 
 	// OnLate, if set, is called with an answer that arrived after its request timed out.
 	OnLate func(m *iso8583.Message)
+
+	writers sync.Map // *connection.Connection -> its *coalescingWriter (direct.go)
 }
 
 // requestID matches answers to requests on DE 11 (the link's own STAN) plus DE 37 (the
@@ -150,14 +152,27 @@ func Dial(cfg Config) (*Link, error) {
 			connection.PingHandler(l.echo),
 			connection.InboundMessageHandler(l.inbound),
 			connection.ErrorHandler(func(err error) { l.log.Debug().Err(err).Msg("issuer connection error") }),
-			connection.OnConnect(l.signOn),
+			connection.OnConnect(func(c *connection.Connection) error {
+				// Known to the direct path once connected (not for every failed try).
+				l.writers.Store(c, cw)
+				err := l.signOn(c)
+				if err != nil {
+					l.writers.Delete(c)
+				}
+				return err
+			}),
 			func(o *connection.Options) error {
 				o.RequestIDGenerator = requestID{}
 				o.MessageWriter = cw
-				o.MessageReader = lightReader{}
+				o.MessageReader = lightReader{cw: cw}
 				return nil
 			},
-			connection.ConnectionClosedHandler(func(*connection.Connection) { cw.stop() }),
+			connection.WithConnectionFailedHandler(func(_ *connection.Connection, err error) { cw.fail(err) }),
+			connection.ConnectionClosedHandler(func(c *connection.Connection) {
+				cw.stop()
+				cw.fail(errors.New("issuer connection closed"))
+				l.writers.Delete(c)
+			}),
 		)
 	}
 	var addrs []string
@@ -375,6 +390,7 @@ type coalescingWriter struct {
 	kick    chan struct{}
 	err     error
 	started bool
+	pend    map[string]chan answer // requests on the direct path (direct.go), by request ID
 }
 
 func newCoalescingWriter() *coalescingWriter {
@@ -462,6 +478,19 @@ var prepacked sync.Map // *iso8583.Message -> []byte
 // SendPacked sends a body the caller encoded (with the link's STAN in DE 11 and the
 // RRN in DE 37) and waits for the answer, like Send.
 func (l *Link) SendPacked(ctx context.Context, mti, stan, rrn string, body []byte, timeout time.Duration) (*iso8583.Message, error) {
+	if timeout <= 0 {
+		timeout = l.cfg.Timeout
+	}
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < timeout {
+		timeout = time.Until(dl)
+	}
+	c, err := l.pool.Get()
+	if err != nil {
+		return nil, ErrUnavailable
+	}
+	if resp, ok, err := l.sendDirect(c, stan, rrn, body, timeout); ok {
+		return resp, err
+	}
 	m := iso8583.NewMessage(message.SpecASCII)
 	m.MTI(mti)
 	if err := m.Field(11, stan); err != nil {
@@ -479,10 +508,12 @@ func (l *Link) SendPacked(ctx context.Context, mti, stan, rrn string, body []byt
 var answerFields = map[int]bool{2: false, 3: true, 4: true, 7: true, 11: true, 37: true, 38: true, 39: true, 41: true, 42: true, 48: true, 70: true}
 
 // lightReader reads an issuer's message and decodes only the fields the switch reads
-// (the fast scanner walks the rest), instead of unpacking every field with moov-io.
-type lightReader struct{}
+// (the fast scanner walks the rest), instead of unpacking every field with moov-io. An
+// answer to a request on the direct path (direct.go) goes straight to its waiter, and
+// iso8583-connection sees nothing (a nil message).
+type lightReader struct{ cw *coalescingWriter }
 
-func (lightReader) ReadMessage(r io.Reader) (*iso8583.Message, error) {
+func (lr lightReader) ReadMessage(r io.Reader) (*iso8583.Message, error) {
 	n, err := readLength(r)
 	if err != nil {
 		return nil, fmt.Errorf("failed to read message length: %w", err)
@@ -493,9 +524,17 @@ func (lightReader) ReadMessage(r io.Reader) (*iso8583.Message, error) {
 	}
 	m := iso8583.NewMessage(message.SpecASCII)
 	var ferr error
+	var stan, rrn string
 	mti, err := message.Scan(body, message.DialectASCII, func(id int, v []byte) {
 		if answerFields[id] && ferr == nil {
-			ferr = m.Field(id, string(v))
+			s := string(v)
+			switch id {
+			case 11:
+				stan = s
+			case 37:
+				rrn = s
+			}
+			ferr = m.Field(id, s)
 		}
 	})
 	if err == nil {
@@ -510,5 +549,9 @@ func (lightReader) ReadMessage(r io.Reader) (*iso8583.Message, error) {
 		return full, nil
 	}
 	m.MTI(string(mti))
+	if lr.cw != nil && stan != "" && rrn != "" && len(mti) == 4 && (mti[2] == '1' || mti[2] == '3') &&
+		lr.cw.deliver(stan+"/"+rrn, m) {
+		return nil, nil // answered on the direct path
+	}
 	return m, nil
 }

@@ -3,6 +3,9 @@ package wal
 import (
 	"errors"
 	"path/filepath"
+	"runtime"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 )
@@ -155,5 +158,102 @@ func TestGroupsAndClose(t *testing.T) {
 	defer l.Close()
 	if len(frames) != 8 {
 		t.Fatalf("%d frames in the log, want 8", len(frames))
+	}
+}
+
+// TestWindowCountsOnlyQueuedWrites: the writes a Window gathered do not count toward
+// engaging it. A load that trickles in (each write finding the queue empty) is not
+// held for the Window because the previous Window made its groups large; until issue
+// 15 the average group size did count them, and a Window, once engaged, kept itself
+// engaged at a load that did not need it.
+func TestWindowCountsOnlyQueuedWrites(t *testing.T) {
+	l, _ := open(t, filepath.Join(t.TempDir(), "log"), Options{}, Pos{})
+	defer l.Close()
+	groups := make(chan int, 64)
+	c := logCommitter(l, GroupOptions{Window: 10 * time.Second, Gap: 3 * time.Second}, groups)
+	defer c.Close()
+
+	// The loop is idle with the Window engaged; WindowFrom+4 writes 20 ms apart (well
+	// within the Gap) make one group, gathered by the Window, none of them queued when
+	// the group started.
+	c.avg = WindowFrom
+	n := WindowFrom + 4
+	errs := make(chan error, n)
+	for range n {
+		go func() { _, err := write(c, "w"); errs <- err }()
+		time.Sleep(20 * time.Millisecond)
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if g := <-groups; g != n {
+		t.Fatalf("the Window gathered a group of %d, want %d", g, n)
+	}
+
+	// A lone write now is synced at once: one write queued by itself, not n.
+	start := time.Now()
+	if _, err := write(c, "lone"); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 1500*time.Millisecond {
+		t.Fatalf("a lone write after a group the Window gathered waited %s: the Window kept itself engaged", d)
+	}
+	if g := <-groups; g != 1 {
+		t.Fatalf("group of %d", g)
+	}
+}
+
+// TestWritersRunBeforeNextSync: when the next group is already waiting, the writers
+// a commit has just told run before the committer starts the next group's sync,
+// instead of staying queued behind it on the committer's P (on one P here, where the
+// order is deterministic).
+func TestWritersRunBeforeNextSync(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	var events []string // appended on the one P, by the committer and the writer
+	var mu sync.Mutex
+	note := func(e string) { mu.Lock(); events = append(events, e); mu.Unlock() }
+	release := make(chan struct{})
+	first := true
+	c := StartCommitter(GroupOptions{}, func(group []*req) {
+		if first {
+			first = false
+			<-release // hold the first group until the second is queued
+		}
+		note("commit " + group[0].payload)
+		for _, r := range group {
+			r.done <- nil
+		}
+	})
+	defer c.Close()
+	a := &req{payload: "a", done: make(chan error, 1)}
+	ranA := make(chan struct{})
+	go func() {
+		<-a.done
+		note("writer a ran")
+		close(ranA)
+	}()
+	if err := c.Submit(a); err != nil {
+		t.Fatal(err)
+	}
+	b := &req{payload: "b", done: make(chan error, 1)}
+	// Queue b while a's group is held; on one P the committer is parked in commit.
+	for len(c.reqs) > 0 {
+		runtime.Gosched() // until the committer took a
+	}
+	if err := c.Submit(b); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	<-ranA
+	if err := <-b.done; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := []string{"commit a", "writer a ran", "commit b"}
+	if !slices.Equal(events, want) {
+		t.Fatalf("events %v, want %v", events, want)
 	}
 }

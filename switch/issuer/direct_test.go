@@ -1,0 +1,143 @@
+package issuer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/moov-io/iso8583"
+
+	"github.com/switchyard/switchyard/switch/issuersim"
+	"github.com/switchyard/switchyard/switch/message"
+)
+
+// packedPurchase encodes an approvable 0200 with the link's next STAN and rrn, as the
+// pipeline does before SendPacked.
+func packedPurchase(t testing.TB, l *Link, rrn string) (stan string, body []byte) {
+	t.Helper()
+	stan = l.NextSTAN()
+	m := iso8583.NewMessage(message.SpecASCII)
+	m.MTI("0200")
+	for id, v := range map[int]string{2: "4761739001010119", 3: "000000", 4: "000000001000",
+		7: message.FormatDE7(time.Now()), 11: stan, 14: "2912", 37: rrn,
+		41: "T0000001", 42: "000000000000001"} {
+		if err := m.Field(id, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	body, err := m.Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return stan, body
+}
+
+func dialSim(t *testing.T, cfg issuersim.Config) (*Link, *issuersim.Sim) {
+	t.Helper()
+	cfg.Addr = "127.0.0.1:0"
+	sim, err := issuersim.Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sim.Close() })
+	l, err := Dial(Config{ID: "sim", Addrs: []string{sim.Addr()}, Connections: 1, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Close() })
+	deadline := time.Now().Add(10 * time.Second)
+	for !l.Up() {
+		if time.Now().After(deadline) {
+			t.Fatal("link never signed on")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return l, sim
+}
+
+// TestSendPackedDirect: authorizations sent with SendPacked take the direct path (the
+// coalescing writer's buffer out, the light reader's hand-off back, issue 15), each
+// answer reaching its own request among many in flight; a request that times out
+// gets ErrTimeout and its answer, when it comes, goes to OnLate as before.
+func TestSendPackedDirect(t *testing.T) {
+	l, _ := dialSim(t, issuersim.Config{})
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for i := range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rrn := fmt.Sprintf("%012d", 700000+i)
+			stan, body := packedPurchase(t, l, rrn)
+			resp, err := l.SendPacked(context.Background(), "0200", stan, rrn, body, 0)
+			if err != nil {
+				errs <- err
+				return
+			}
+			got37, _ := resp.GetString(37)
+			got11, _ := resp.GetString(11)
+			rc, _ := resp.GetString(39)
+			if got37 != rrn || got11 != stan || rc != message.RCApproved {
+				errs <- fmt.Errorf("request %s/%s answered with %s/%s, DE 39 %q", stan, rrn, got11, got37, rc)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	// All went the direct way: the connection is known to it and nothing waits.
+	n := 0
+	l.writers.Range(func(_, v any) bool {
+		cw := v.(*coalescingWriter)
+		cw.mu.Lock()
+		if len(cw.pend) != 0 {
+			t.Errorf("%d requests still registered", len(cw.pend))
+		}
+		cw.mu.Unlock()
+		n++
+		return true
+	})
+	if n != 1 {
+		t.Fatalf("%d connections known to the direct path, want 1", n)
+	}
+}
+
+func TestSendPackedDirectTimeoutAndLate(t *testing.T) {
+	l, _ := dialSim(t, issuersim.Config{Faults: issuersim.Faults{Delay: 1, DelayBy: 300 * time.Millisecond}})
+	late := make(chan *iso8583.Message, 1)
+	l.OnLate = func(m *iso8583.Message) { late <- m }
+	rrn := "000000800001"
+	stan, body := packedPurchase(t, l, rrn)
+	if _, err := l.SendPacked(context.Background(), "0200", stan, rrn, body, 50*time.Millisecond); !errors.Is(err, ErrTimeout) {
+		t.Fatalf("SendPacked with a 50 ms timeout against a 300 ms issuer: %v, want ErrTimeout", err)
+	}
+	select {
+	case m := <-late:
+		if got, _ := m.GetString(37); got != rrn {
+			t.Fatalf("late answer for %s, want %s", got, rrn)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the late answer never reached OnLate")
+	}
+}
+
+// TestSendPackedDirectConnectionLost: the issuer closing the connection while a request
+// waits fails it with ErrConnectionLost (in doubt), not a timeout.
+func TestSendPackedDirectConnectionLost(t *testing.T) {
+	l, _ := dialSim(t, issuersim.Config{Faults: issuersim.Faults{Disconnect: 1}})
+	rrn := "000000900001"
+	stan, body := packedPurchase(t, l, rrn)
+	start := time.Now()
+	_, err := l.SendPacked(context.Background(), "0200", stan, rrn, body, 5*time.Second)
+	if !errors.Is(err, ErrConnectionLost) {
+		t.Fatalf("SendPacked on a connection the issuer closes: %v, want ErrConnectionLost", err)
+	}
+	if d := time.Since(start); d > 4*time.Second {
+		t.Fatalf("the loss was reported after %s (the timeout's end), not when it happened", d)
+	}
+}
