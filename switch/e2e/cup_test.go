@@ -439,41 +439,52 @@ func TestCUPBenchShare(t *testing.T) {
 // TestCUPReversalAfterRestart: a terminal's reversal that comes after the switch
 // restarted (its session, and the DE 7 of the original's STAN, gone) still reverses
 // the original, found in the journal; the answer asks the terminal to sign in again.
-func TestCUPReversalAfterRestart(t *testing.T) {
-	dir := t.TempDir()
-	c := demoConfig(t, dir)
+// cupRestartable starts a demo switch with T0000001 signed in over cup (scheme
+// 003). restart closes that switch, starts another on the same data directory with
+// its clock 10 s on (so that no DE 7 it gives equals one of the first switch's by
+// chance) and reconnects the terminal to it, keeping its keys, batch and STANs.
+func cupRestartable(t *testing.T) (*cup.Terminal, func() *server.Server) {
+	t.Helper()
+	c := demoConfig(t, t.TempDir())
 	c.RulesDir = middayRules(t, time.Now())
 	s1, err := server.New(c, zerolog.Nop(), demoIssuer)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(s1.Close) // Close is idempotent: restart closes it first
 	tmk, _ := hex.DecodeString(cupTMK)
 	term, err := cup.DialTerminal(s1.ListenerAddr("cup"), "T0000001", "000000000000001", tmk)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer term.Close()
+	t.Cleanup(func() { term.Close() })
 	term.Device = cupHome
 	if ans, err := term.SignIn("003"); err != nil || ans.Str(39) != "00" {
 		t.Fatalf("sign-in: %v", err)
 	}
+	return term, func() *server.Server {
+		t.Helper()
+		s1.Close()
+		c.Clock = func() time.Time { return time.Now().Add(10 * time.Second) }
+		s2, err := server.New(c, zerolog.Nop(), demoIssuer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(s2.Close)
+		if err := term.Redial(s2.ListenerAddr("cup")); err != nil {
+			t.Fatal(err)
+		}
+		return s2
+	}
+}
+
+func TestCUPReversalAfterRestart(t *testing.T) {
+	term, restart := cupRestartable(t)
 	sale := cupDo(t, term, cup.Txn{Kind: "sale", PAN: cupCard, Expiry: cupCardExp, Amount: 6100, PIN: "1234"})
 	if sale.Str(39) != "00" {
 		t.Fatalf("sale: %s", cup.Summary(sale))
 	}
-	s1.Close()
-
-	// The restarted switch's clock is 10 s on, so that the reversal's DE 7 is not
-	// the original's by chance.
-	c.Clock = func() time.Time { return time.Now().Add(10 * time.Second) }
-	s2, err := server.New(c, zerolog.Nop(), demoIssuer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s2.Close)
-	if err := term.Redial(s2.ListenerAddr("cup")); err != nil {
-		t.Fatal(err)
-	}
+	s2 := restart()
 	rev := cupDo(t, term, cup.Txn{Kind: "reversal", PAN: cupCard, Expiry: cupCardExp, Amount: 6100, STAN: sale.Str(11)})
 	if rev.Str(39) != "00" || rev.Header.ProcessingRequirement() != cup.ReqSignIn {
 		t.Fatalf("reversal after the restart: %s", cup.Summary(rev))
@@ -493,23 +504,7 @@ func TestCUPReversalAfterRestart(t *testing.T) {
 // the resend the DE 7 of its first try: the first answer comes back (same RRN) and
 // the card is authorized once.
 func TestCUPResendAfterRestart(t *testing.T) {
-	dir := t.TempDir()
-	c := demoConfig(t, dir)
-	c.RulesDir = middayRules(t, time.Now())
-	s1, err := server.New(c, zerolog.Nop(), demoIssuer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmk, _ := hex.DecodeString(cupTMK)
-	term, err := cup.DialTerminal(s1.ListenerAddr("cup"), "T0000001", "000000000000001", tmk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer term.Close()
-	term.Device = cupHome
-	if ans, err := term.SignIn("003"); err != nil || ans.Str(39) != "00" {
-		t.Fatalf("sign-in: %v", err)
-	}
+	term, restart := cupRestartable(t)
 	other := cupDo(t, term, cup.Txn{Kind: "sale", PAN: cupCard, Expiry: cupCardExp, Amount: 6200, PIN: "1234"})
 	f, err := term.Build(cup.Txn{Kind: "sale", PAN: cupCard, Expiry: cupCardExp, Amount: 6300, PIN: "1234"})
 	if err != nil {
@@ -519,17 +514,7 @@ func TestCUPResendAfterRestart(t *testing.T) {
 	if err != nil || first.Str(39) != "00" || other.Str(39) != "00" {
 		t.Fatalf("sales before the restart: %v %s / %s", err, cup.Summary(other), cup.Summary(first))
 	}
-	s1.Close()
-
-	c.Clock = func() time.Time { return time.Now().Add(10 * time.Second) }
-	s2, err := server.New(c, zerolog.Nop(), demoIssuer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s2.Close)
-	if err := term.Redial(s2.ListenerAddr("cup")); err != nil {
-		t.Fatal(err)
-	}
+	restart()
 	again, err := term.Exchange(f, true)
 	if err != nil {
 		t.Fatal(err)
