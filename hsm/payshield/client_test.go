@@ -30,6 +30,12 @@ func serve(t testing.TB, opts payshield.ServerOptions) (string, func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveOn(t, srv)
+}
+
+// serveOn serves srv on a loopback port until the test ends or stop is called.
+func serveOn(t testing.TB, srv *payshield.Server) (addr string, stop func()) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -38,7 +44,7 @@ func serve(t testing.TB, opts payshield.ServerOptions) (string, func()) {
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, ln) }()
 	var once sync.Once
-	stop := func() {
+	stop = func() {
 		once.Do(func() {
 			cancel()
 			if err := <-done; err != nil {

@@ -2,12 +2,9 @@ package payshield_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/hex"
 	"errors"
-	"net"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/switchyard/switchyard/hsm"
@@ -29,23 +26,8 @@ func serveVariant(t testing.TB) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
-	var once sync.Once
-	t.Cleanup(func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("serve: %v", err)
-			}
-		})
-	})
-	return ln.Addr().String()
+	addr, _ := serveOn(t, srv)
+	return addr
 }
 
 // variantToken is what a payShield under the test LMK holds for a key of a key type
