@@ -126,6 +126,7 @@ type Listener struct {
 	closing bool
 	wg      sync.WaitGroup // connections
 	reqs    sync.WaitGroup // requests in progress
+	workers *workers       // the goroutines that handle requests
 
 	// Guarded by mu: open connections by remote address, and the refusals not yet
 	// logged and when they were last (a flood of connections past the limits gives
@@ -167,7 +168,7 @@ func Listen(cfg Config, proc Processor, limit Limiter, m Metrics) (*Listener, er
 		ln = tls.NewListener(ln, cfg.TLS)
 	}
 	l := &Listener{cfg: cfg, proc: proc, limit: limit, log: cfg.Logger.With().Str("listener", cfg.Name).Logger(),
-		metrics: m, ln: ln, conns: map[*serverConn]struct{}{}, sources: map[netip.Addr]int{}}
+		metrics: m, ln: ln, conns: map[*serverConn]struct{}{}, sources: map[netip.Addr]int{}, workers: newWorkers()}
 	l.ctx, l.stop = context.WithCancel(context.Background())
 	if m != nil {
 		l.turnaround = m.Turnaround(cfg.Name)
@@ -341,6 +342,7 @@ func (l *Listener) Close() {
 	}
 	l.mu.Unlock()
 	l.wg.Wait()
+	l.workers.stop() // every connection has answered what it read
 }
 
 // ConnCount returns the number of open connections.
@@ -479,7 +481,7 @@ func (c *serverConn) readLoop(ctx context.Context, inflight *sync.WaitGroup) str
 		}
 		inflight.Add(1)
 		l.reqs.Add(1)
-		go c.handle(ctx, body, read, inflight)
+		l.workers.run(job{c: c, ctx: ctx, body: body, read: read, inflight: inflight})
 	}
 }
 
