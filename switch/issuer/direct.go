@@ -4,8 +4,9 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/moov-io/iso8583"
 	connection "github.com/moov-io/iso8583-connection"
+
+	"github.com/switchyard/switchyard/switch/message"
 )
 
 // The direct path of an authorization's request and answer (SendPacked). Through
@@ -21,10 +22,10 @@ import (
 // What the direct path does not know (sign-on, echo, advices sent with Send, late
 // answers) still goes through iso8583-connection, as before.
 
-// answer is what a request on the direct path gets: the issuer's message, or the
-// connection's loss.
+// answer is what a request on the direct path gets: the codes of the issuer's
+// answer, or the connection's loss.
 type answer struct {
-	m   *iso8583.Message
+	a   message.Answer
 	err error
 }
 
@@ -71,17 +72,17 @@ func (c *coalescingWriter) forget(id string) {
 	c.mu.Unlock()
 }
 
-// deliver hands m to the request id waiting on the direct path; false if none waits.
+// deliver hands a to the request id waiting on the direct path; false if none waits.
 // It sends under the lock (the channel is buffered and sent to once), so that a
 // request whose timeout has forgotten it either finds the answer in its channel or
 // lets it go to the late answers, never neither.
-func (c *coalescingWriter) deliver(id string, m *iso8583.Message) bool {
+func (c *coalescingWriter) deliver(id string, a message.Answer) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	ch, ok := c.pend[id]
 	if ok {
 		delete(c.pend, id)
-		ch <- answer{m: m}
+		ch <- answer{a: a}
 	}
 	return ok
 }
@@ -102,39 +103,39 @@ func (c *coalescingWriter) fail(err error) {
 // see the comment at the top of this file. ok is false when the direct path cannot
 // take the request (the connection has not written yet), and the caller sends it
 // through iso8583-connection.
-func (l *Link) sendDirect(c *connection.Connection, stan, rrn string, body []byte, timeout time.Duration) (resp *iso8583.Message, ok bool, err error) {
+func (l *Link) sendDirect(c *connection.Connection, stan, rrn string, body []byte, timeout time.Duration) (resp message.Answer, ok bool, err error) {
 	v, found := l.writers.Load(c)
 	if !found {
-		return nil, false, nil
+		return resp, false, nil
 	}
 	cw := v.(*coalescingWriter)
 	id := stan + "/" + rrn
 	ch, err := cw.register(id, body)
 	switch {
 	case err == errNotStarted:
-		return nil, false, nil
+		return resp, false, nil
 	case err != nil:
 		// As iso8583-connection's ErrConnectionClosed: the request is in doubt.
-		return nil, true, fmt.Errorf("%w: %v", ErrConnectionLost, err)
+		return resp, true, fmt.Errorf("%w: %v", ErrConnectionLost, err)
 	}
 	t := time.NewTimer(timeout)
 	defer t.Stop()
 	select {
 	case a := <-ch:
 		if a.err != nil {
-			return nil, true, fmt.Errorf("%w: %v", ErrConnectionLost, a.err)
+			return resp, true, fmt.Errorf("%w: %v", ErrConnectionLost, a.err)
 		}
-		return a.m, true, nil
+		return a.a, true, nil
 	case <-t.C:
 		cw.forget(id)
 		// The answer may have come meanwhile.
 		select {
 		case a := <-ch:
 			if a.err == nil {
-				return a.m, true, nil
+				return a.a, true, nil
 			}
 		default:
 		}
-		return nil, true, ErrTimeout
+		return resp, true, ErrTimeout
 	}
 }

@@ -1,6 +1,7 @@
 package issuer
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -72,16 +73,14 @@ func TestSendPackedDirect(t *testing.T) {
 			defer wg.Done()
 			rrn := fmt.Sprintf("%012d", 700000+i)
 			stan, body := packedPurchase(t, l, rrn)
-			resp, err := l.SendPacked(context.Background(), "0200", stan, rrn, body, 0)
+			a, err := l.SendPacked(context.Background(), "0200", stan, rrn, body, 0)
 			if err != nil {
 				errs <- err
 				return
 			}
-			got37, _ := resp.GetString(37)
-			got11, _ := resp.GetString(11)
-			rc, _ := resp.GetString(39)
-			if got37 != rrn || got11 != stan || rc != message.RCApproved {
-				errs <- fmt.Errorf("request %s/%s answered with %s/%s, DE 39 %q", stan, rrn, got11, got37, rc)
+			// The answer was matched to this request by its DE 11 and DE 37.
+			if a.RC != message.RCApproved || len(a.AuthCode) != 6 {
+				errs <- fmt.Errorf("request %s/%s answered with DE 39 %q, DE 38 %q", stan, rrn, a.RC, a.AuthCode)
 			}
 		}()
 	}
@@ -139,5 +138,60 @@ func TestSendPackedDirectConnectionLost(t *testing.T) {
 	}
 	if d := time.Since(start); d > 4*time.Second {
 		t.Fatalf("the loss was reported after %s (the timeout's end), not when it happened", d)
+	}
+}
+
+// TestLightReaderAnswers: an answer to a request waiting on the direct path reaches
+// it as its DE 39 and DE 38 (none: ""), without a moov-io message for
+// iso8583-connection; an answer nobody waits for (late, or to a request sent through
+// iso8583-connection) is decoded into a moov-io message with the fields the switch
+// reads.
+func TestLightReaderAnswers(t *testing.T) {
+	frame := func(fields map[int]string) []byte {
+		t.Helper()
+		m := iso8583.NewMessage(message.SpecASCII)
+		m.MTI("0210")
+		for id, v := range fields {
+			if err := m.Field(id, v); err != nil {
+				t.Fatal(err)
+			}
+		}
+		body, err := m.Pack()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return append([]byte{byte(len(body) >> 8), byte(len(body))}, body...)
+	}
+	cw := newCoalescingWriter()
+	cw.started = true
+	lr := lightReader{cw: cw}
+	for _, tc := range []struct {
+		fields map[int]string
+		want   message.Answer
+	}{
+		{map[int]string{11: "000001", 37: "100000000001", 38: "A1B2C3", 39: "00"}, message.Answer{RC: "00", AuthCode: "A1B2C3"}},
+		{map[int]string{11: "000002", 37: "100000000002", 39: "05"}, message.Answer{RC: "05"}},
+	} {
+		id := tc.fields[11] + "/" + tc.fields[37]
+		ch, err := cw.register(id, []byte("request"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := lr.ReadMessage(bytes.NewReader(frame(tc.fields)))
+		if err != nil || m != nil {
+			t.Fatalf("%s: the reader returned %v, %v to iso8583-connection; want nothing", id, m, err)
+		}
+		if got := <-ch; got.err != nil || got.a != tc.want {
+			t.Fatalf("%s: delivered %+v, want %+v", id, got, tc.want)
+		}
+	}
+	m, err := lr.ReadMessage(bytes.NewReader(frame(map[int]string{11: "000003", 37: "100000000003", 38: "XYZ123", 39: "00", 41: "T0000001"})))
+	if err != nil || m == nil {
+		t.Fatalf("an answer nobody waits for: %v, %v", m, err)
+	}
+	for id, want := range map[int]string{11: "000003", 37: "100000000003", 38: "XYZ123", 39: "00", 41: "T0000001"} {
+		if got, _ := m.GetString(id); got != want {
+			t.Errorf("DE %d of the late answer: %q, want %q", id, got, want)
+		}
 	}
 }

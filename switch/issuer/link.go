@@ -477,7 +477,7 @@ var prepacked sync.Map // *iso8583.Message -> []byte
 
 // SendPacked sends a body the caller encoded (with the link's STAN in DE 11 and the
 // RRN in DE 37) and waits for the answer, like Send.
-func (l *Link) SendPacked(ctx context.Context, mti, stan, rrn string, body []byte, timeout time.Duration) (*iso8583.Message, error) {
+func (l *Link) SendPacked(ctx context.Context, mti, stan, rrn string, body []byte, timeout time.Duration) (message.Answer, error) {
 	if timeout <= 0 {
 		timeout = l.cfg.Timeout
 	}
@@ -486,26 +486,39 @@ func (l *Link) SendPacked(ctx context.Context, mti, stan, rrn string, body []byt
 	}
 	c, err := l.pool.Get()
 	if err != nil {
-		return nil, ErrUnavailable
+		return message.Answer{}, ErrUnavailable
 	}
-	if resp, ok, err := l.sendDirect(c, stan, rrn, body, timeout); ok {
-		return resp, err
+	if a, ok, err := l.sendDirect(c, stan, rrn, body, timeout); ok {
+		return a, err
 	}
 	m := iso8583.NewMessage(message.SpecASCII)
 	m.MTI(mti)
 	if err := m.Field(11, stan); err != nil {
-		return nil, err
+		return message.Answer{}, err
 	}
 	if err := m.Field(37, rrn); err != nil {
-		return nil, err
+		return message.Answer{}, err
 	}
 	prepacked.Store(m, body)
 	defer prepacked.Delete(m)
-	return l.Send(ctx, m, timeout)
+	resp, err := l.Send(ctx, m, timeout)
+	if err != nil {
+		return message.Answer{}, err
+	}
+	return message.AnswerOf(resp), nil
 }
 
-// answerFields are the fields of an issuer's message the switch reads.
-var answerFields = map[int]bool{2: false, 3: true, 4: true, 7: true, 11: true, 37: true, 38: true, 39: true, 41: true, 42: true, 48: true, 70: true}
+// answerFieldIDs are the fields of an issuer's message the switch reads, and
+// answerFieldIndex their places in it plus one, by field number.
+var (
+	answerFieldIDs   = [...]int{3, 4, 7, 11, 37, 38, 39, 41, 42, 48, 70}
+	answerFieldIndex = func() (ix [129]int) {
+		for i, id := range answerFieldIDs {
+			ix[id] = i + 1
+		}
+		return ix
+	}()
+)
 
 // lightReader reads an issuer's message and decodes only the fields the switch reads
 // (the fast scanner walks the rest), instead of unpacking every field with moov-io. An
@@ -522,36 +535,45 @@ func (lr lightReader) ReadMessage(r io.Reader) (*iso8583.Message, error) {
 	if _, err := io.ReadFull(r, body); err != nil {
 		return nil, fmt.Errorf("failed to read message from connection: %w", err)
 	}
-	m := iso8583.NewMessage(message.SpecASCII)
-	var ferr error
-	var stan, rrn string
+	// One pass notes where the fields the switch reads are; an answer on the direct
+	// path needs only DE 11, 37, 38 and 39 of them, and no moov-io message.
+	var at [len(answerFieldIDs)][]byte
+	var has uint16
 	mti, err := message.Scan(body, message.DialectASCII, func(id int, v []byte) {
-		if answerFields[id] && ferr == nil {
-			s := string(v)
-			switch id {
-			case 11:
-				stan = s
-			case 37:
-				rrn = s
-			}
-			ferr = m.Field(id, s)
+		if i := answerFieldIndex[id]; i > 0 {
+			at[i-1], has = v, has|1<<(i-1)
 		}
 	})
 	if err == nil {
-		err = ferr
-	}
-	if err != nil {
-		// Let moov-io say exactly what is wrong (the connection logs it and reads on).
-		full := iso8583.NewMessage(message.SpecASCII)
-		if uerr := full.Unpack(body); uerr != nil {
-			return nil, uerr
+		if lr.cw != nil && len(mti) == 4 && (mti[2] == '1' || mti[2] == '3') {
+			stan, rrn := at[answerFieldIndex[11]-1], at[answerFieldIndex[37]-1]
+			if len(stan) > 0 && len(rrn) > 0 {
+				a := message.Answer{RC: string(at[answerFieldIndex[39]-1])}
+				if has&(1<<(answerFieldIndex[38]-1)) != 0 {
+					a.AuthCode = string(at[answerFieldIndex[38]-1])
+				}
+				if lr.cw.deliver(string(stan)+"/"+string(rrn), a) {
+					return nil, nil // answered on the direct path
+				}
+			}
 		}
-		return full, nil
+		m := iso8583.NewMessage(message.SpecASCII)
+		for i, id := range answerFieldIDs {
+			if has&(1<<i) != 0 {
+				if err = m.Field(id, string(at[i])); err != nil {
+					break
+				}
+			}
+		}
+		if err == nil {
+			m.MTI(string(mti))
+			return m, nil
+		}
 	}
-	m.MTI(string(mti))
-	if lr.cw != nil && stan != "" && rrn != "" && len(mti) == 4 && (mti[2] == '1' || mti[2] == '3') &&
-		lr.cw.deliver(stan+"/"+rrn, m) {
-		return nil, nil // answered on the direct path
+	// Let moov-io say exactly what is wrong (the connection logs it and reads on).
+	full := iso8583.NewMessage(message.SpecASCII)
+	if uerr := full.Unpack(body); uerr != nil {
+		return nil, uerr
 	}
-	return m, nil
+	return full, nil
 }

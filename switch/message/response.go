@@ -90,3 +90,22 @@ func Pack(m *iso8583.Message, mac MACFunc) ([]byte, error) {
 	}
 	return raw, nil
 }
+
+// Answer is what the switch reads of an issuer's answer to an authorization it
+// forwarded: the response code (DE 39) and the approval code (DE 38, "" when the
+// answer has none). The issuer link's direct path (SendPacked) hands only this to
+// the pipeline, without decoding the answer into a moov-io message.
+type Answer struct {
+	RC       string
+	AuthCode string
+}
+
+// AnswerOf reads an Answer out of a decoded issuer message.
+func AnswerOf(m *iso8583.Message) Answer {
+	var a Answer
+	a.RC, _ = m.GetString(39)
+	if m.GetField(38) != nil {
+		a.AuthCode, _ = m.GetString(38)
+	}
+	return a
+}

@@ -395,10 +395,19 @@ func (l *fakeLink) Send(ctx context.Context, m *iso8583.Message, timeout time.Du
 		return nil, err
 	}
 	mti, _ := m.GetMTI()
-	return l.SendPacked(ctx, mti, "", "", body, timeout)
+	return l.exchange(mti, "", "", body)
 }
 
-func (l *fakeLink) SendPacked(_ context.Context, mti, stan, rrn string, body []byte, _ time.Duration) (*iso8583.Message, error) {
+func (l *fakeLink) SendPacked(_ context.Context, mti, stan, rrn string, body []byte, _ time.Duration) (message.Answer, error) {
+	m, err := l.exchange(mti, stan, rrn, body)
+	if err != nil {
+		return message.Answer{}, err
+	}
+	return message.AnswerOf(m), nil
+}
+
+// exchange records a message sent and returns the link's answer to it.
+func (l *fakeLink) exchange(mti, stan, rrn string, body []byte) (*iso8583.Message, error) {
 	s := sent{MTI: mti, STAN: stan, RRN: rrn, Body: slices.Clone(body)}
 	l.mu.Lock()
 	l.sends = append(l.sends, s)

@@ -127,8 +127,9 @@ type IssuerLink interface {
 	// Send sends m and waits for the answer up to timeout (0: the link's own timeout).
 	Send(ctx context.Context, m *iso8583.Message, timeout time.Duration) (*iso8583.Message, error)
 	// SendPacked sends a body already encoded, with stan in DE 11 and rrn in DE 37, and
-	// waits for the answer like Send.
-	SendPacked(ctx context.Context, mti, stan, rrn string, body []byte, timeout time.Duration) (*iso8583.Message, error)
+	// waits for the answer like Send; it returns the answer's response and approval
+	// codes.
+	SendPacked(ctx context.Context, mti, stan, rrn string, body []byte, timeout time.Duration) (message.Answer, error)
 }
 
 // Routes finds the issuer of a PAN, and an issuer by ID.
@@ -813,12 +814,9 @@ func (p *Pipeline) authorize(ctx context.Context, t *txn, onDecline func()) (fro
 	if isWallet {
 		rc, auth, err = p.walletExchange(context.WithoutCancel(ctx), t, wallet)
 	} else {
-		var resp *iso8583.Message
-		if resp, err = link.SendPacked(context.WithoutCancel(ctx), r.MTI, stan, t.rec.RRN, body, 0); err == nil {
-			rc, _ = resp.GetString(39)
-			if resp.GetField(38) != nil {
-				auth, _ = resp.GetString(38)
-			}
+		var a message.Answer
+		if a, err = link.SendPacked(context.WithoutCancel(ctx), r.MTI, stan, t.rec.RRN, body, 0); err == nil {
+			rc, auth = a.RC, a.AuthCode
 		}
 	}
 	issuerDur := p.now().Sub(issuerStart)

@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/switchyard/switchyard/switch/issuer"
+	"github.com/switchyard/switchyard/switch/message"
 	"github.com/switchyard/switchyard/switch/pipeline"
 )
 
@@ -102,8 +103,8 @@ func (c *Connector) Send(context.Context, *iso8583.Message, time.Duration) (*iso
 }
 
 // SendPacked refuses: see ErrNotISO.
-func (c *Connector) SendPacked(context.Context, string, string, string, []byte, time.Duration) (*iso8583.Message, error) {
-	return nil, ErrNotISO
+func (c *Connector) SendPacked(context.Context, string, string, string, []byte, time.Duration) (message.Answer, error) {
+	return message.Answer{}, ErrNotISO
 }
 
 // errNotSent marks a request that never left (the connection was refused).
