@@ -92,7 +92,14 @@ func (s *Store) MarkDelivery(rrn string, delivered bool, at time.Time) error {
 	return s.enqueue(&writeReq{rrn: rrn, deliv: v})
 }
 
-func (s *Store) enqueue(req *writeReq) error { return s.commits.Submit(req) }
+// enqueue hands req to the committer. A writer that waits for its write leads: when
+// no commit is in progress, it commits its group itself (wal.Committer.Lead).
+func (s *Store) enqueue(req *writeReq) error {
+	if req.done != nil {
+		return s.commits.Lead(req)
+	}
+	return s.commits.Submit(req)
+}
 
 // commitGroup is the committer's work on each group (wal.Committer): the group's
 // frames go to the log with one write and one sync, its records become readable and

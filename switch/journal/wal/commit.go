@@ -35,28 +35,41 @@ type GroupOptions struct {
 // more per sync) still gets the Window's fewer, larger syncs.
 const WindowFrom = 8
 
-// Committer runs group commit: one goroutine takes the requests submitted, gathers
-// those waiting (and, under load, those that follow within the Window) into a group,
-// and hands the group to its commit function, which writes it to the log with one
-// Append (one write, one fdatasync) and tells the requests' writers. The goroutine is
-// started by StartCommitter and joined by Close.
+// Committer runs group commit. Requests wait in a queue, in the order submitted;
+// whoever holds the commit token takes what is queued (and, under load, what follows
+// within the Window) as a group and hands it to the commit function, which writes it
+// to the log with one Append (one write, one fdatasync) and tells the requests'
+// writers. The token is held by the committer's own goroutine (started by
+// StartCommitter, joined by Close) or, through Lead, by a writer that waits for its
+// own request: when no commit is in progress, that writer commits its request (and
+// those queued with it) on its own goroutine, instead of waking the committer and
+// being woken by it (two run-queue hand-offs per durable write, each a wait for a P
+// on a busy machine: issue 15). Groups are committed one at a time, in submission
+// order, whoever commits them.
 type Committer[R any] struct {
-	opts   GroupOptions
-	commit func(group []R)
-	reqs   chan R
-	done   chan struct{}
+	opts    GroupOptions
+	commit  func(group []R)
+	kick    chan struct{} // capacity 1: requests were queued
+	closing chan struct{} // closed by Close
+	done    chan struct{}
 
-	mu     sync.RWMutex // guards closed against Submit's send on reqs
+	mu     sync.Mutex // guards queue and closed
+	space  *sync.Cond // signalled when the queue shrinks
+	queue  []R
 	closed bool
 
-	// avg is the moving average of the requests already queued as a group starts
-	// (loop only): how far the syncs fall behind.
+	// token is held by whoever commits; the fields below are its holder's.
+	token sync.Mutex
+	batch []R
+	timer *time.Timer
+	// avg is the moving average of the requests already queued as a group starts:
+	// how far the syncs fall behind.
 	avg float64
 }
 
 // StartCommitter starts a committer that hands each group to commit, in the order the
-// requests were submitted. commit runs on the committer's goroutine only, one group
-// at a time; it must not keep the slice.
+// requests were submitted. commit runs one group at a time, on the committer's
+// goroutine or on a Lead caller's; it must not keep the slice.
 func StartCommitter[R any](opts GroupOptions, commit func(group []R)) *Committer[R] {
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = 4096
@@ -67,20 +80,69 @@ func StartCommitter[R any](opts GroupOptions, commit func(group []R)) *Committer
 	if opts.Queue <= 0 {
 		opts.Queue = 8192
 	}
-	c := &Committer[R]{opts: opts, commit: commit, reqs: make(chan R, opts.Queue), done: make(chan struct{})}
+	c := &Committer[R]{opts: opts, commit: commit, kick: make(chan struct{}, 1), closing: make(chan struct{}), done: make(chan struct{}),
+		batch: make([]R, 0, opts.MaxBatch), timer: time.NewTimer(time.Hour)}
+	c.timer.Stop()
+	c.space = sync.NewCond(&c.mu)
 	go c.loop()
 	return c
 }
 
-// Submit queues r for the next group. It fails with ErrClosed after Close.
+// Submit queues r for the next group, which the committer's goroutine commits. It
+// blocks while Queue requests wait, and fails with ErrClosed after Close.
 func (c *Committer[R]) Submit(r R) error {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
+	if err := c.enqueue(r); err != nil {
+		return err
+	}
+	c.wake()
+	return nil
+}
+
+// Lead queues r and, when no commit is in progress, commits the queued requests, r
+// among them, on the caller's goroutine before it returns; otherwise it leaves them
+// to the committer's goroutine, as Submit does. It is for a writer that will wait for
+// r's commit anyway. It fails with ErrClosed after Close.
+func (c *Committer[R]) Lead(r R) error {
+	if err := c.enqueue(r); err != nil {
+		return err
+	}
+	if !c.token.TryLock() {
+		c.wake() // the commit in progress may have taken its group already
+		return nil
+	}
+	c.commitQueued()
+	c.token.Unlock()
+	if c.queued() > 0 {
+		c.wake() // what came during the commit
+	}
+	return nil
+}
+
+func (c *Committer[R]) enqueue(r R) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for !c.closed && len(c.queue) >= c.opts.Queue {
+		c.space.Wait()
+	}
 	if c.closed {
 		return ErrClosed
 	}
-	c.reqs <- r
+	c.queue = append(c.queue, r)
 	return nil
+}
+
+func (c *Committer[R]) wake() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// queued returns the number of requests waiting.
+func (c *Committer[R]) queued() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.queue)
 }
 
 // Close stops taking requests, commits those queued, and returns once the
@@ -89,7 +151,8 @@ func (c *Committer[R]) Close() {
 	c.mu.Lock()
 	if !c.closed {
 		c.closed = true
-		close(c.reqs)
+		close(c.closing)
+		c.space.Broadcast()
 	}
 	c.mu.Unlock()
 	<-c.done
@@ -97,86 +160,97 @@ func (c *Committer[R]) Close() {
 
 func (c *Committer[R]) loop() {
 	defer close(c.done)
-	batch := make([]R, 0, c.opts.MaxBatch)
-	gapTimer := time.NewTimer(time.Hour)
-	gapTimer.Stop()
 	for {
-		req, ok := <-c.reqs
-		if !ok {
-			return
+		select {
+		case <-c.kick:
+		case <-c.closing:
 		}
-		batch = append(batch[:0], req)
-		queued := c.gather(&batch, gapTimer)
-		c.avg += (float64(queued) - c.avg) / 8
-		c.commit(batch)
-		clear(batch) // let the requests go
-		if len(c.reqs) > 0 {
-			// The next group is waiting, and its sync would hold this goroutine's P
-			// in the kernel with the writers just told still queued on it: they
-			// would wait for the sync, or for the runtime to take the P back (20 µs
-			// to 10 ms). Let them run first (issue 15: 57% of the runnable wait of
-			// an authorization was of writers woken here).
-			runtime.Gosched()
+		for {
+			c.token.Lock()
+			n := c.commitQueued()
+			c.token.Unlock()
+			if n == 0 {
+				break
+			}
+			if c.queued() > 0 {
+				// The next group is waiting, and its sync would hold this goroutine's P
+				// in the kernel with the writers just told still queued on it: they
+				// would wait for the sync, or for the runtime to take the P back (20 µs
+				// to 10 ms). Let them run first (issue 15: 57% of the runnable wait of
+				// an authorization was of writers woken here).
+				runtime.Gosched()
+			}
+		}
+		c.mu.Lock()
+		closed := c.closed && len(c.queue) == 0
+		c.mu.Unlock()
+		if closed {
+			// Nothing can be queued any more; a Lead caller may still be committing
+			// what it took: wait for it.
+			c.token.Lock()
+			c.token.Unlock()
+			return
 		}
 	}
 }
 
-// gather adds waiting requests to the batch: all that are queued, and with a Window,
-// those that arrive less than Gap apart until the Window is over. It returns how many
-// the batch held before the Window gathered any (the requests that queued by
-// themselves).
-func (c *Committer[R]) gather(batch *[]R, gapTimer *time.Timer) (queued int) {
-	for len(*batch) < c.opts.MaxBatch {
-		r, ok := c.tryRecv()
-		if !ok {
-			break
-		}
-		*batch = append(*batch, r)
+// commitQueued commits one group of the queued requests and returns its size (0:
+// none was queued). The caller holds the token.
+func (c *Committer[R]) commitQueued() int {
+	c.batch = c.batch[:0]
+	queued := c.gather()
+	if len(c.batch) == 0 {
+		return 0
 	}
-	queued = len(*batch)
-	var deadline time.Time
-	if c.opts.Window > 0 && c.avg >= WindowFrom {
-		deadline = time.Now().Add(c.opts.Window)
+	c.avg += (float64(queued) - c.avg) / 8
+	c.commit(c.batch)
+	n := len(c.batch)
+	clear(c.batch) // let the requests go
+	return n
+}
+
+// take moves queued requests into the batch, up to MaxBatch; it returns how many.
+func (c *Committer[R]) take() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := min(len(c.queue), c.opts.MaxBatch-len(c.batch))
+	if n == 0 {
+		return 0
 	}
-	for len(*batch) < c.opts.MaxBatch {
-		select {
-		case r, ok := <-c.reqs:
-			if !ok {
-				return queued
-			}
-			*batch = append(*batch, r)
-			continue
-		default:
-		}
-		if deadline.IsZero() {
-			return queued
-		}
+	c.batch = append(c.batch, c.queue[:n]...)
+	rest := copy(c.queue, c.queue[n:])
+	clear(c.queue[rest:])
+	c.queue = c.queue[:rest]
+	c.space.Broadcast()
+	return n
+}
+
+// gather fills the batch: all that is queued, and with a Window, what arrives less
+// than Gap apart until the Window is over. It returns how many the batch held before
+// the Window gathered any (the requests that queued by themselves).
+func (c *Committer[R]) gather() (queued int) {
+	c.take()
+	queued = len(c.batch)
+	if queued == 0 || c.opts.Window <= 0 || c.avg < WindowFrom {
+		return queued
+	}
+	deadline := time.Now().Add(c.opts.Window)
+	for len(c.batch) < c.opts.MaxBatch {
 		wait := time.Until(deadline)
 		if wait <= 0 {
 			return queued
 		}
-		gapTimer.Reset(min(wait, c.opts.Gap))
+		c.timer.Reset(min(wait, c.opts.Gap))
 		select {
-		case r, ok := <-c.reqs:
-			gapTimer.Stop()
-			if !ok {
-				return queued
-			}
-			*batch = append(*batch, r)
-		case <-gapTimer.C:
+		case <-c.kick:
+			// Requests came (or the kick is stale: its requests went with this
+			// group already); the Gap starts again.
+			c.timer.Stop()
+			c.take()
+		case <-c.timer.C:
+			c.take() // any that came as the Gap ended
 			return queued
 		}
 	}
 	return queued
-}
-
-// tryRecv takes a queued request without waiting; ok is false when none is queued or
-// the queue is closed.
-func (c *Committer[R]) tryRecv() (r R, ok bool) {
-	select {
-	case r, ok = <-c.reqs:
-		return r, ok
-	default:
-		return r, false
-	}
 }

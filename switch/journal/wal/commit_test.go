@@ -2,9 +2,11 @@ package wal
 
 import (
 	"errors"
+	"fmt"
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -239,7 +241,7 @@ func TestWritersRunBeforeNextSync(t *testing.T) {
 	}
 	b := &req{payload: "b", done: make(chan error, 1)}
 	// Queue b while a's group is held; on one P the committer is parked in commit.
-	for len(c.reqs) > 0 {
+	for c.queued() > 0 {
 		runtime.Gosched() // until the committer took a
 	}
 	if err := c.Submit(b); err != nil {
@@ -255,5 +257,116 @@ func TestWritersRunBeforeNextSync(t *testing.T) {
 	want := []string{"commit a", "writer a ran", "commit b"}
 	if !slices.Equal(events, want) {
 		t.Fatalf("events %v, want %v", events, want)
+	}
+}
+
+// TestLeadCommitsOnCallersGoroutine: a writer that leads while no commit is in
+// progress commits its own group (no hand-off to the committer and back, issue 15);
+// while a commit is in progress, its request waits for the committer's next group.
+func TestLeadCommitsOnCallersGoroutine(t *testing.T) {
+	var mu sync.Mutex
+	var stacks []string
+	release := make(chan struct{})
+	hold := false
+	c := StartCommitter(GroupOptions{}, func(group []*req) {
+		buf := make([]byte, 4096)
+		mu.Lock()
+		stacks = append(stacks, string(buf[:runtime.Stack(buf, false)]))
+		h := hold
+		mu.Unlock()
+		if h {
+			<-release
+		}
+		for _, r := range group {
+			r.done <- nil
+		}
+	})
+	defer c.Close()
+	lead := func(p string) *req {
+		r := &req{payload: p, done: make(chan error, 1)}
+		if err := c.Lead(r); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	if err := <-lead("alone").done; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	if len(stacks) != 1 || !strings.Contains(stacks[0], "(*Committer[...]).Lead") {
+		t.Fatalf("a lone Lead was committed by another goroutine:\n%s", stacks)
+	}
+	hold = true
+	mu.Unlock()
+
+	// The committer's goroutine holds a group; a Lead meanwhile leaves its request
+	// to it.
+	held := &req{payload: "held", done: make(chan error, 1)}
+	if err := c.Submit(held); err != nil {
+		t.Fatal(err)
+	}
+	for c.queued() > 0 {
+		runtime.Gosched() // until the committer took it
+	}
+	r := lead("behind")
+	mu.Lock()
+	hold = false
+	mu.Unlock()
+	close(release)
+	for _, w := range []*req{held, r} {
+		if err := <-w.done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(stacks) != 3 || strings.Contains(stacks[2], "(*Committer[...]).Lead") {
+		t.Fatalf("a Lead during a commit was committed on its own goroutine: %d commits\n%s", len(stacks), stacks)
+	}
+}
+
+// TestLeadKeepsSubmissionOrder: requests are committed in the order they were
+// queued, whoever commits them: a writer's Submit (not waited for) then Lead never
+// commit the second first, with many writers leading and queueing at once.
+func TestLeadKeepsSubmissionOrder(t *testing.T) {
+	var order []string // appended by whoever holds the token
+	c := StartCommitter(GroupOptions{MaxBatch: 5}, func(group []*req) {
+		for _, r := range group {
+			order = append(order, r.payload)
+			r.done <- nil
+		}
+	})
+	const writers, rounds = 8, 200
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range rounds {
+				a := &req{payload: fmt.Sprintf("%d/%d/a", w, i), done: make(chan error, 1)}
+				b := &req{payload: fmt.Sprintf("%d/%d/b", w, i), done: make(chan error, 1)}
+				if err := c.Submit(a); err != nil {
+					t.Error(err)
+					return
+				}
+				if err := c.Lead(b); err != nil {
+					t.Error(err)
+					return
+				}
+				<-b.done
+			}
+		}()
+	}
+	wg.Wait()
+	c.Close()
+	seen := map[string]bool{}
+	for _, p := range order {
+		if strings.HasSuffix(p, "/b") && !seen[strings.TrimSuffix(p, "b")+"a"] {
+			t.Fatalf("%s committed before the request its writer queued before it", p)
+		}
+		seen[p] = true
+	}
+	if len(order) != 2*writers*rounds {
+		t.Fatalf("%d commits, want %d", len(order), 2*writers*rounds)
 	}
 }
