@@ -162,3 +162,24 @@ func TestScanByTimeFirstSecond(t *testing.T) {
 		t.Fatalf("scan from an hour before: %v; want %s", got, want)
 	}
 }
+
+// TestRRNKey: the indexer's memory of recent records is keyed by number; RRNs that
+// are not 1 to 17 digits are left to Badger, and two RRNs never share a key.
+func TestRRNKey(t *testing.T) {
+	seen := map[uint64]string{}
+	for _, rrn := range []string{"1", "01", "001", "000000000001", "100000000001", "912345678901", "99999999999999999"} {
+		k, ok := rrnKey(rrn)
+		if !ok {
+			t.Fatalf("%q: no key", rrn)
+		}
+		if other, dup := seen[k]; dup {
+			t.Fatalf("%q and %q share the key %x", rrn, other, k)
+		}
+		seen[k] = rrn
+	}
+	for _, rrn := range []string{"", "R1", "12345678901x", "123456789012345678", " 12345678901"} {
+		if _, ok := rrnKey(rrn); ok {
+			t.Fatalf("%q has a key", rrn)
+		}
+	}
+}

@@ -180,7 +180,7 @@ func Open(db *badger.DB, opts Options) (*Store, error) {
 		pend: pending{recs: map[string]*pendRec{}, deliv: map[string]pendDeliv{}, dup: map[string]string{}},
 		ix: indexer{wake: make(chan struct{}, 1), urgent: make(chan struct{}, 1), stop: make(chan struct{}),
 			done: make(chan struct{}), appliedCh: make(chan struct{}), touched: map[string]recState{},
-			recent: [2]map[string]recState{{}, {}}}}
+			recent: [2]map[uint64]recState{{}, {}}}}
 	from, err := s.readPos(keyApplied)
 	if err != nil {
 		return nil, err
