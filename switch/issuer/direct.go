@@ -54,6 +54,17 @@ func (c *coalescingWriter) register(id string, body []byte) (chan answer, error)
 	c.pend[id] = ch
 	c.buf = append(c.buf, byte(len(body)>>8), byte(len(body)))
 	c.buf = append(c.buf, body...)
+	if !c.writing {
+		// No write in progress: write the buffer from this goroutine rather than
+		// wake the flusher for it (a run-queue hand-off per authorization, issue 15).
+		// A failed write closes the connection; the read loop's end fails the
+		// requests waiting (this one among them) as in doubt.
+		c.flush()
+		if len(c.buf) == 0 {
+			return ch, nil
+		}
+		// Bytes other requests queued meanwhile go with the flusher.
+	}
 	select { // under the lock, so that stop cannot close kick meanwhile
 	case c.kick <- struct{}{}:
 	default:

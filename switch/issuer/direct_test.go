@@ -5,6 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"runtime"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -163,7 +167,7 @@ func TestLightReaderAnswers(t *testing.T) {
 		return append([]byte{byte(len(body) >> 8), byte(len(body))}, body...)
 	}
 	cw := newCoalescingWriter()
-	cw.started = true
+	cw.started, cw.w = true, io.Discard
 	lr := lightReader{cw: cw}
 	for _, tc := range []struct {
 		fields map[int]string
@@ -193,5 +197,91 @@ func TestLightReaderAnswers(t *testing.T) {
 		if got, _ := m.GetString(id); got != want {
 			t.Errorf("DE %d of the late answer: %q, want %q", id, got, want)
 		}
+	}
+}
+
+// stackWriter records, for each write, the stack of the goroutine that made it, and
+// can hold a write until released; it fails the test on two writes at once.
+type stackWriter struct {
+	t       *testing.T
+	mu      sync.Mutex
+	active  int
+	stacks  []string
+	data    []byte
+	hold    chan struct{} // nil: writes return at once
+	holding chan struct{} // receives when a held write started
+}
+
+func (w *stackWriter) Write(p []byte) (int, error) {
+	buf := make([]byte, 4096)
+	st := string(buf[:runtime.Stack(buf, false)])
+	w.mu.Lock()
+	w.active++
+	if w.active > 1 {
+		w.t.Error("two writes to the issuer's socket at once")
+	}
+	w.stacks = append(w.stacks, st)
+	w.data = append(w.data, p...)
+	hold := w.hold
+	w.mu.Unlock()
+	if hold != nil {
+		w.holding <- struct{}{}
+		<-hold
+	}
+	w.mu.Lock()
+	w.active--
+	w.mu.Unlock()
+	return len(p), nil
+}
+
+// TestDirectRequestWrittenByItsGoroutine: with no write in progress, a request on
+// the direct path is written to the issuer's socket by its own goroutine, not handed
+// to the flusher (a run-queue hand-off per authorization, issue 15); while a write
+// is in progress, requests queue and the flusher writes them after it, never two
+// writes at once.
+func TestDirectRequestWrittenByItsGoroutine(t *testing.T) {
+	w := &stackWriter{t: t, hold: make(chan struct{}), holding: make(chan struct{}, 1)}
+	cw := newCoalescingWriter()
+	cw.started, cw.w = true, w
+	go cw.flushLoop()
+	defer cw.stop()
+	first := make(chan error, 1)
+	go func() { _, err := cw.register("000001/100000000001", []byte("first")); first <- err }()
+	<-w.holding // the first request's goroutine is writing it
+	for _, id := range []string{"000002/100000000002", "000003/100000000003"} {
+		if _, err := cw.register(id, []byte(id[:6])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.mu.Lock()
+	release := w.hold
+	w.hold = nil // the flusher's write goes through
+	w.mu.Unlock()
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	// The flusher writes what queued meanwhile; wait for it.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		w.mu.Lock()
+		n, stacks, data := len(w.stacks), slices.Clone(w.stacks), string(w.data)
+		w.mu.Unlock()
+		if n == 2 {
+			if !strings.Contains(stacks[0], "(*coalescingWriter).register") {
+				t.Errorf("a lone request was not written by its own goroutine:\n%s", stacks[0])
+			}
+			if !strings.Contains(stacks[1], "(*coalescingWriter).flushLoop") {
+				t.Errorf("the requests queued during a write were not written by the flusher:\n%s", stacks[1])
+			}
+			if want := "\x00\x05first\x00\x06000002\x00\x06000003"; data != want {
+				t.Errorf("written %q, want %q", data, want)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d writes, want 2", n)
+		}
+		runtime.Gosched()
 	}
 }

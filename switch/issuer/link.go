@@ -390,6 +390,9 @@ type coalescingWriter struct {
 	kick    chan struct{}
 	err     error
 	started bool
+	// writing is set while a write of the buffer is in progress, by the flusher or
+	// by a request on the direct path writing it itself (direct.go): one at a time.
+	writing bool
 	pend    map[string]chan answer // requests on the direct path (direct.go), by request ID
 }
 
@@ -433,28 +436,46 @@ func (c *coalescingWriter) WriteMessage(w io.Writer, m *iso8583.Message) error {
 func (c *coalescingWriter) flushLoop() {
 	for range c.kick {
 		c.mu.Lock()
-		if len(c.buf) == 0 { // a kick for bytes an earlier write already took
+		if c.writing || len(c.buf) == 0 {
+			// A write in progress (it kicks again if bytes are left when it ends),
+			// or a kick for bytes an earlier write already took.
 			c.mu.Unlock()
 			continue
 		}
-		// Hand the filled buffer to the write and give writers the spare one; the two
-		// never share a backing array.
-		out := c.buf
-		c.buf, c.spare = c.spare[:0], nil
+		ok := c.flush()
 		c.mu.Unlock()
-		_, err := c.w.Write(out)
-		c.mu.Lock()
-		c.spare = out[:0]
-		if err != nil {
-			c.err = fmt.Errorf("write to issuer: %w", err)
-			c.mu.Unlock()
-			if cl, ok := c.w.(io.Closer); ok {
-				_ = cl.Close()
-			}
+		if !ok {
 			return
 		}
-		c.mu.Unlock()
 	}
+}
+
+// flush writes the buffer out; the caller holds c.mu, which flush releases during
+// the write and holds again when it returns. It reports false when the write
+// failed: the connection is then closed, and c.err set.
+func (c *coalescingWriter) flush() bool {
+	// Hand the filled buffer to the write and give writers the spare one; the two
+	// never share a backing array.
+	out := c.buf
+	c.buf, c.spare = c.spare[:0], nil
+	c.writing = true
+	c.mu.Unlock()
+	_, err := c.w.Write(out)
+	c.mu.Lock()
+	c.writing = false
+	c.spare = out[:0]
+	if err != nil {
+		if c.err == nil {
+			c.err = fmt.Errorf("write to issuer: %w", err)
+		}
+		c.mu.Unlock()
+		if cl, ok := c.w.(io.Closer); ok {
+			_ = cl.Close()
+		}
+		c.mu.Lock()
+		return false
+	}
+	return true
 }
 
 // stop ends the flusher goroutine.
