@@ -210,21 +210,37 @@ func (j *Journal) apply(ctx context.Context, m jetstream.Msg) error {
 	h := m.Headers()
 	own := h.Get(hdrNode) == j.node
 	if !own || seq <= j.ap.restoreTo {
-		if err := j.applyMsg(ctx, h.Get(hdrKind), m.Data(), own); err != nil {
-			err = fmt.Errorf("apply %s sequence %d (%s): %w", StreamName, seq, m.Subject(), err)
-			var bad badMessage
-			if !errors.As(err, &bad) {
-				return err
-			}
-			// It will never apply: say so and go on.
-			j.stats.applyErrors.Add(1)
-			j.log.Error().Err(err).Msg("cluster journal: skipped a stream message that cannot be applied")
+		kind, data := h.Get(hdrKind), m.Data()
+		var err error
+		if kind == kindGroup {
+			err = decodeGroup(data, func(kind string, payload []byte) error {
+				return j.skipBad(seq, m.Subject(), j.applyMsg(ctx, kind, payload, own))
+			})
+		} else {
+			err = j.applyMsg(ctx, kind, data, own)
+		}
+		if err := j.skipBad(seq, m.Subject(), err); err != nil {
+			return fmt.Errorf("apply %s sequence %d (%s): %w", StreamName, seq, m.Subject(), err)
 		}
 	}
 	j.ap.next = seq
 	j.ap.mu.Lock()
 	j.ap.last = max(j.ap.last, seq+md.NumPending)
 	j.ap.mu.Unlock()
+	return nil
+}
+
+// skipBad passes err on unless it is a badMessage: that one is logged and counted,
+// and the applier goes on.
+func (j *Journal) skipBad(seq uint64, subject string, err error) error {
+	var bad badMessage
+	if err == nil || !errors.As(err, &bad) {
+		return err
+	}
+	err = fmt.Errorf("apply %s sequence %d (%s): %w", StreamName, seq, subject, err)
+	// It will never apply: say so and go on.
+	j.stats.applyErrors.Add(1)
+	j.log.Error().Err(err).Msg("cluster journal: skipped a stream message (or a group's entry) that cannot be applied")
 	return nil
 }
 
