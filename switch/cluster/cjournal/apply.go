@@ -33,6 +33,10 @@ type applier struct {
 	restoreTo uint64        // own messages up to here are restored if missing
 	done      chan struct{} // closed when run has ended
 
+	// The other nodes' record versions applied last, so that the next version of
+	// each finds its predecessor without a read of the store.
+	recent recentRecords
+
 	// run's alone:
 	next    uint64 // the last sequence applied to the store, not yet flushed
 	flushed uint64 // the position last written to Badger
@@ -253,12 +257,19 @@ func (j *Journal) applyMsg(ctx context.Context, kind string, data []byte, own bo
 		if err := rec.UnmarshalBinary(data); err != nil {
 			return badMessage{fmt.Errorf("decode record: %w", err)}
 		}
-		local, err := j.store.Get(rec.RRN)
-		switch {
-		case errors.Is(err, journal.ErrNotFound):
-			local = nil
-		case err != nil:
-			return err
+		local, ok := (*journal.Record)(nil), false
+		if !own {
+			local, ok = j.ap.recent.get(rec.RRN)
+		}
+		if !ok {
+			var err error
+			local, err = j.store.Get(rec.RRN)
+			switch {
+			case errors.Is(err, journal.ErrNotFound):
+				local = nil
+			case err != nil:
+				return err
+			}
 		}
 		if own {
 			if local != nil && len(local.Events) >= len(rec.Events) {
@@ -266,10 +277,11 @@ func (j *Journal) applyMsg(ctx context.Context, kind string, data []byte, own bo
 			}
 			j.store.NoteRRN(rec.RRN)
 		}
-		if err := j.store.Write(ctx, rec, local == nil, false); err != nil {
+		if err := j.store.WriteEncoded(ctx, rec, data, local == nil, false); err != nil {
 			return err
 		}
 		if !own {
+			j.ap.recent.put(rec)
 			j.stats.appliedRemote.Add(1)
 			if j.opts.OnRemote != nil {
 				j.opts.OnRemote(rec, local)
@@ -301,3 +313,38 @@ func (j *Journal) applyMsg(ctx context.Context, kind string, data []byte, own bo
 type badMessage struct{ error }
 
 func (b badMessage) Unwrap() error { return b.error }
+
+// recentRecords are the other nodes' record versions the applier applied last, by
+// RRN: the next version of a record (its final one, a few milliseconds after the
+// first) finds its predecessor here instead of in the store. Only the applier puts;
+// a write of this node to another node's record (a reversal of it, a dead node's
+// recovery) drops it (Journal.Write), so that an entry is always the store's
+// version. It holds up to maxRecent records and then starts again empty.
+type recentRecords struct {
+	mu sync.Mutex
+	m  map[string]*journal.Record
+}
+
+const maxRecent = 8192
+
+func (r *recentRecords) get(rrn string) (*journal.Record, bool) {
+	r.mu.Lock()
+	rec, ok := r.m[rrn]
+	r.mu.Unlock()
+	return rec, ok
+}
+
+func (r *recentRecords) put(rec *journal.Record) {
+	r.mu.Lock()
+	if r.m == nil || len(r.m) >= maxRecent {
+		r.m = make(map[string]*journal.Record, maxRecent)
+	}
+	r.m[rec.RRN] = rec
+	r.mu.Unlock()
+}
+
+func (r *recentRecords) drop(rrn string) {
+	r.mu.Lock()
+	delete(r.m, rrn)
+	r.mu.Unlock()
+}

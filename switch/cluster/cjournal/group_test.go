@@ -238,6 +238,19 @@ func TestGroupWaiters(t *testing.T) {
 		t.Fatalf("the failed group was sent %d times; want it sent again after its errors", sends)
 	}
 
+	// The acker gives the failed groups up at their deadline: until then, they are
+	// sent again (and fail again).
+	for deadline := time.Now().Add(10 * time.Second); len(j.group.slots) > 0; {
+		select {
+		case g := <-fs.sent:
+			g.err <- nats.ErrNoResponders
+		case <-time.After(time.Millisecond): // polling, with a deadline
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the failed groups were not given up")
+		}
+	}
+
 	// Refused outright: failed at once, without ErrNoQuorum.
 	write("h")
 	g := fs.next(t)

@@ -105,6 +105,12 @@ func (j *Journal) setID(m *nats.Msg) {
 // write fails with an error wrapping journal.ErrUnavailable and, unless the stream
 // refused the message outright, cluster.ErrNoQuorum.
 func (j *Journal) Write(ctx context.Context, rec *journal.Record, first, durable bool) error {
+	if len(rec.RRN) > 0 && rec.RRN[0] != j.node[0] {
+		// Another node's record: the applier's copy is no longer the store's version
+		// (dropped before and after, for an applier that applies a version meanwhile).
+		j.ap.recent.drop(rec.RRN)
+		defer j.ap.recent.drop(rec.RRN)
+	}
 	data, err := rec.AppendBinary(nil)
 	if err != nil {
 		return fmt.Errorf("cjournal: encode record %s: %w", rec.RRN, err)
@@ -113,7 +119,7 @@ func (j *Journal) Write(ctx context.Context, rec *journal.Record, first, durable
 		return j.writeFirst(ctx, rec, data, durable)
 	}
 	if !durable {
-		if err := j.store.Write(ctx, rec, first, false); err != nil {
+		if err := j.store.WriteEncoded(ctx, rec, data, first, false); err != nil {
 			return err
 		}
 		if _, err := j.enqueue(kindRecord[0], data, false); err != nil {
@@ -122,7 +128,7 @@ func (j *Journal) Write(ctx context.Context, rec *journal.Record, first, durable
 		}
 		return nil
 	}
-	return j.writeBoth(ctx, "record "+rec.RRN, kindRecord[0], data, func() error { return j.store.Write(ctx, rec, first, true) })
+	return j.writeBoth(ctx, "record "+rec.RRN, kindRecord[0], data, func() error { return j.store.WriteEncoded(ctx, rec, data, first, true) })
 }
 
 // writeFirst is Write of the first version of a request that owns its duplicate key:
@@ -152,7 +158,7 @@ func (j *Journal) writeFirst(ctx context.Context, rec *journal.Record, data []by
 		}
 		// Our own publish, retried after a lost acknowledgement.
 	}
-	return j.store.Write(ctx, rec, true, durable)
+	return j.store.WriteEncoded(ctx, rec, data, true, durable)
 }
 
 // writeBoth queues an entry of kind for the grouper, runs the local write meanwhile,
