@@ -44,11 +44,11 @@ const (
 // grouper is the queue of entries not yet sent and the groups in flight.
 type grouper struct {
 	mu      sync.Mutex
-	buf     []byte       // encoded entries
-	cuts    []int        // buf's entry ends, in order
-	waiters []groupWait  // the durable writers of buf's entries
-	bg      bool         // buf holds an entry nobody waits for
-	closed  bool         // set by groupLoop when Close stops it: Write fails
+	buf     []byte        // encoded entries
+	cuts    []int         // buf's entry ends, in order
+	waiters []groupWait   // the durable writers of buf's entries
+	bg      bool          // buf holds an entry nobody waits for
+	closed  bool          // set by groupLoop when Close stops it: Write fails
 	wake    chan struct{} // an entry was queued into an empty buffer
 
 	slots    chan struct{} // a token per group in flight

@@ -2,8 +2,10 @@ package cjournal
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -259,4 +261,147 @@ func TestGroupWaiters(t *testing.T) {
 	if !errors.Is(r.err, journal.ErrUnavailable) || errors.Is(r.err, cluster.ErrNoQuorum) {
 		t.Fatalf("writer of a refused group: %v; want ErrUnavailable without ErrNoQuorum", r.err)
 	}
+}
+
+// TestGroupsOnStream: on a real stream (one server, R1, the journals of nodes 1 and
+// 2), concurrent writers' versions and marks leave in fewer messages than writes, and
+// the other node applies them all; the applier past its restore point receives the
+// other node's messages only; a group sent again after a lost acknowledgement is
+// stored and applied once; and messages of the previous version's kinds (r, d, b, one
+// entry each) still apply.
+func TestGroupsOnStream(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	nc := startCluster(t, ctx, 1)
+	m1 := openMember(t, ctx, nc.nodes[0], 1, 1, t.TempDir())
+	defer m1.close(t)
+	m2 := openMember(t, ctx, nc.nodes[0], 2, 1, t.TempDir())
+	defer m2.close(t)
+	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+
+	const writers, each = 32, 10
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := range each {
+				if _, err := journalTxn(ctx, m1, fmt.Sprintf("G%02d", w), fmt.Sprintf("%06d", k+1), at.Add(time.Duration(k)*time.Second)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	const txns = writers * each
+	// The marks go in the background: wait for their acknowledgements.
+	for m1.j.Stats().Published < 3*txns {
+		if ctx.Err() != nil {
+			t.Fatalf("published %d of %d versions and marks", m1.j.Stats().Published, 3*txns)
+		}
+		time.Sleep(time.Millisecond) // polling, with the test's deadline
+	}
+	info, err := m1.j.stream.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := m1.j.Stats()
+	// Each first write goes alone (its duplicate key is its id); the final versions
+	// and the marks go in groups.
+	if st.Groups == 0 || st.Groups >= 2*txns || info.State.Msgs != txns+st.Groups {
+		t.Fatalf("%d transactions: %d messages, %d of them groups; want the %d first writes alone and fewer groups than the other %d writes",
+			txns, info.State.Msgs, st.Groups, txns, 2*txns)
+	}
+	t.Logf("%d writes in %d messages (%d groups)", 3*txns, info.State.Msgs, st.Groups)
+	if err := m2.j.CaughtUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := scanAll(t, ctx, m2)
+	if len(got) != txns {
+		t.Fatalf("node 2 holds %d records; %d written", len(got), txns)
+	}
+	for rrn, r := range got {
+		for r.State != journal.StateResponded && ctx.Err() == nil {
+			time.Sleep(time.Millisecond) // the marks' group may be applied a moment later
+			r, _ = m2.j.Get(rrn)
+		}
+		if r.RC != "00" || r.State != journal.StateResponded {
+			t.Fatalf("node 2: %s is %s/%q; want the final version with its delivery", rrn, r.State, r.RC)
+		}
+	}
+	if n := m1.j.Stats().Received; n != 0 {
+		t.Fatalf("node 1's applier received %d messages; want none (all are its own)", n)
+	}
+	if n := m2.j.Stats().Received; n != info.State.Msgs {
+		t.Fatalf("node 2's applier received %d messages; want node 1's %d", n, info.State.Msgs)
+	}
+
+	t.Run("resent group stored once", func(t *testing.T) {
+		rec := answer(request("100000099990", "GR", "000001", at), at)
+		data := binaryEntry(kindRecord[0], mustEncode(t, rec))
+		data = append(data, binaryEntry(kindBatch[0], append(binaryTime(at.Add(time.Hour)), "GR"...))...)
+		m := m1.j.message(kindGroup, false, data)
+		m1.j.setID(m)
+		before := m2.j.Stats().AppliedRemote
+		a1, err := m1.j.await(ctx, "group", m, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a2, err := m1.j.await(ctx, "group again", m, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !a2.Duplicate || a2.Sequence != a1.Sequence {
+			t.Fatalf("a group and its resend: %+v, %+v; want it stored once", a1, a2)
+		}
+		if err := m2.j.CaughtUp(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if r, err := m2.j.Get(rec.RRN); err != nil || r.RC != "00" {
+			t.Fatalf("node 2: the resent group's record: %+v %v", r, err)
+		}
+		if lb, err := m2.j.LastBatch("GR"); err != nil || !lb.Equal(at.Add(time.Hour)) {
+			t.Fatalf("node 2: the resent group's batch close: %v %v", lb, err)
+		}
+		if n := m2.j.Stats().AppliedRemote - before; n != 1 {
+			t.Fatalf("node 2 applied %d versions of the resent group; want 1", n)
+		}
+	})
+
+	t.Run("old kinds", func(t *testing.T) {
+		req := request("100000099991", "GO", "000001", at)
+		for _, m := range []*nats.Msg{
+			m1.j.message(kindRecord, true, mustEncode(t, req)),
+			m1.j.message(kindRecord, false, mustEncode(t, answer(req, at))),
+			m1.j.message(kindDeliv, false, appendMark(nil, req.RRN, true, at.Add(time.Second))),
+			m1.j.message(kindBatch, false, append(binaryTime(at.Add(2*time.Hour)), "GO"...)),
+		} {
+			m1.j.setID(m)
+			if _, err := m1.j.await(ctx, "old kind", m, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := m2.j.CaughtUp(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if r, err := m2.j.Get(req.RRN); err != nil || r.RC != "00" || r.State != journal.StateResponded {
+			t.Fatalf("node 2: a record of old-kind messages: %+v %v; want final and delivered", r, err)
+		}
+		if lb, err := m2.j.LastBatch("GO"); err != nil || !lb.Equal(at.Add(2*time.Hour)) {
+			t.Fatalf("node 2: an old-kind batch close: %v %v", lb, err)
+		}
+	})
+}
+
+// binaryEntry encodes a group entry.
+func binaryEntry(kind byte, payload []byte) []byte {
+	return append(binary.AppendUvarint([]byte{kind}, uint64(len(payload))), payload...)
+}
+
+func binaryTime(at time.Time) []byte {
+	return binary.BigEndian.AppendUint64(nil, uint64(at.UnixNano()))
 }

@@ -104,7 +104,7 @@ type Journal struct {
 type counters struct {
 	published, publishFailed, resent, lost, duplicates atomic.Uint64
 	groups                                             atomic.Uint64
-	appliedRemote, applyErrors                         atomic.Uint64
+	appliedRemote, applyErrors, received               atomic.Uint64
 }
 
 // Open creates or updates the JOURNAL stream (whichever node comes first; the
@@ -238,8 +238,10 @@ type Stats struct {
 	// Duplicates counts first writes refused as another node's duplicates.
 	Duplicates uint64
 	// AppliedRemote counts the other nodes' record versions applied; ApplyErrors the
-	// stream messages the applier could not apply (it starts again from its position).
-	AppliedRemote, ApplyErrors uint64
+	// stream messages the applier could not apply (it starts again from its position);
+	// Received the stream messages delivered to the applier (past the restore point,
+	// the other nodes' only).
+	AppliedRemote, ApplyErrors, Received uint64
 }
 
 // Stats returns the journal's figures.
@@ -248,7 +250,7 @@ func (j *Journal) Stats() Stats {
 	return Stats{Applied: applied, StreamLast: last, Lag: last - applied,
 		Published: j.stats.published.Load(), PublishFailed: j.stats.publishFailed.Load(),
 		Resent: j.stats.resent.Load(), Groups: j.stats.groups.Load(), Lost: j.stats.lost.Load(), Duplicates: j.stats.duplicates.Load(),
-		AppliedRemote: j.stats.appliedRemote.Load(), ApplyErrors: j.stats.applyErrors.Load()}
+		AppliedRemote: j.stats.appliedRemote.Load(), ApplyErrors: j.stats.applyErrors.Load(), Received: j.stats.received.Load()}
 }
 
 // The roles that read the local store.

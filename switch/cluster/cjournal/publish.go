@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -149,11 +150,14 @@ func (j *Journal) writeFirst(ctx context.Context, rec *journal.Record, data []by
 		}
 		if other != rec.RRN {
 			j.stats.duplicates.Add(1)
-			// Let the applier bring the original in (within a second), so that
-			// the caller finds it by its RRN in the local store.
-			wctx, cancel := context.WithTimeout(ctx, time.Second)
-			_ = j.WaitApplied(wctx, ack.Sequence)
-			cancel()
+			if !strings.HasPrefix(other, j.node) {
+				// Let the applier bring the original in (within a second), so that
+				// the caller finds it by its RRN in the local store (an original of
+				// this node's is there; the applier does not follow this node's).
+				wctx, cancel := context.WithTimeout(ctx, time.Second)
+				_ = j.WaitApplied(wctx, ack.Sequence)
+				cancel()
+			}
 			return &journal.DuplicateError{Key: key, RRN: other}
 		}
 		// Our own publish, retried after a lost acknowledgement.
