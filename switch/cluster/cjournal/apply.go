@@ -330,10 +330,13 @@ func (j *Journal) apply(ctx context.Context, m jetstream.Msg) error {
 		var err error
 		if kind == kindGroup {
 			err = decodeGroup(data, func(kind string, payload []byte) error {
-				return j.skipBad(seq, m.Subject(), j.applyMsg(ctx, kind, payload, own))
+				return j.skipBad(seq, m.Subject(), j.applyMsg(ctx, kind, payload, own, false))
 			})
 		} else {
-			err = j.applyMsg(ctx, kind, data, own)
+			// A first version published after this process opened the journal is
+			// not in the local store: no need to look.
+			fresh := seq > j.ap.restoreTo && h.Get(hdrFirst) == "1"
+			err = j.applyMsg(ctx, kind, data, own, fresh)
 		}
 		if err := j.skipBad(seq, m.Subject(), err); err != nil {
 			return fmt.Errorf("apply %s sequence %d (%s): %w", StreamName, seq, m.Subject(), err)
@@ -361,8 +364,10 @@ func (j *Journal) skipBad(seq uint64, subject string, err error) error {
 }
 
 // applyMsg applies a message of kind to the local store. An own record version is
-// written only if the store lacks it (or holds an older version).
-func (j *Journal) applyMsg(ctx context.Context, kind string, data []byte, own bool) error {
+// written only if the store lacks it (or holds an older version). With fresh, the
+// message is a record's first version that no earlier run of the applier can have
+// applied (the store lacks it).
+func (j *Journal) applyMsg(ctx context.Context, kind string, data []byte, own, fresh bool) error {
 	switch kind {
 	case kindRecord:
 		rec := new(journal.Record)
@@ -373,7 +378,7 @@ func (j *Journal) applyMsg(ctx context.Context, kind string, data []byte, own bo
 		if !own {
 			local, ok = j.ap.recent.get(rec.RRN)
 		}
-		if !ok {
+		if !ok && !fresh {
 			var err error
 			local, err = j.store.Get(rec.RRN)
 			switch {
