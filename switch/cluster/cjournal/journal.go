@@ -226,7 +226,9 @@ func (j *Journal) readApplied() (uint64, error) {
 // Stats are the journal's figures for metrics.
 type Stats struct {
 	// Applied is the last stream sequence the applier applied, StreamLast the
-	// stream's last sequence as last seen, Lag their difference.
+	// stream's last sequence as last seen, Lag their difference. Past the restore
+	// point the applier sees only the other nodes' messages: StreamLast is then the
+	// last of theirs it knows of, and Lag counts theirs.
 	Applied, StreamLast, Lag uint64
 	// Published counts the versions, marks and batch closes acknowledged by the
 	// stream; PublishFailed the publishes that got no acknowledgement in time (for a
