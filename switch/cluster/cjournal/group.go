@@ -251,7 +251,7 @@ func (j *Journal) settle(gr *group) {
 				ch <- ue
 			}
 			if gr.bg {
-				j.queueResend(asyncPub{m: gr.m})
+				j.queueResend(asyncPub{m: gr.m, entries: gr.entries})
 			}
 			return
 		}

@@ -151,7 +151,7 @@ func TestGroupMessages(t *testing.T) {
 // journal.ErrUnavailable and cluster.ErrNoQuorum once AckTimeout has passed, and
 // a group the stream refuses outright fails them with journal.ErrUnavailable alone.
 func TestGroupWaiters(t *testing.T) {
-	j, fs := groupJournal(t, 300*time.Millisecond)
+	j, fs := groupJournal(t, time.Second)
 	ctx := context.Background()
 	type result struct {
 		name string

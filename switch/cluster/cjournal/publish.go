@@ -261,8 +261,9 @@ func (j *Journal) CloseBatch(ctx context.Context, tid string, at time.Time) erro
 
 // asyncPub is a background publish waiting for its acknowledgement.
 type asyncPub struct {
-	m *nats.Msg
-	f jetstream.PubAckFuture // nil: not sent yet
+	m       *nats.Msg
+	f       jetstream.PubAckFuture // nil: not sent yet
+	entries int                    // the group's entries (Stats.Published)
 }
 
 // queueResend hands a publish to the resender: it waits for p's acknowledgement, or
@@ -306,7 +307,8 @@ outer:
 				}
 			}
 			if err == nil {
-				j.stats.published.Add(1)
+				j.stats.published.Add(uint64(max(p.entries, 1)))
+				j.stats.groups.Add(1)
 				break
 			}
 			j.stats.publishFailed.Add(1)
