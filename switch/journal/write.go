@@ -52,6 +52,21 @@ func (s *Store) Write(ctx context.Context, rec *Record, first, durable bool) err
 		return fmt.Errorf("journal: encode record %s: %w", rec.RRN, err)
 	}
 	*buf = b
+	return s.write(ctx, rec, buf, first, durable)
+}
+
+// WriteEncoded is Write of a record whose encoding (rec.AppendBinary) the caller
+// already holds, as enc: the cluster journal publishes that encoding and applies the
+// other nodes' records from it, and need not encode them twice.
+func (s *Store) WriteEncoded(ctx context.Context, rec *Record, enc []byte, first, durable bool) error {
+	buf := encodeBufs.Get().(*[]byte)
+	*buf = append((*buf)[:0], enc...)
+	return s.write(ctx, rec, buf, first, durable)
+}
+
+// write is Write of rec encoded in *buf (a buffer of encodeBufs, which it takes).
+func (s *Store) write(ctx context.Context, rec *Record, buf *[]byte, first, durable bool) error {
+	b := *buf
 	if len(b) > wal.MaxFrame {
 		encodeBufs.Put(buf)
 		return fmt.Errorf("journal: record %s encodes to %d bytes, more than a log frame holds (%d)", rec.RRN, len(b), wal.MaxFrame)

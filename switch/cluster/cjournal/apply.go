@@ -33,9 +33,23 @@ type applier struct {
 	restoreTo uint64        // own messages up to here are restored if missing
 	done      chan struct{} // closed when run has ended
 
+	// Once past restoreTo, the applier follows the other nodes' subjects only
+	// (filtered): cons is its consumer, and appliedCons the consumer sequence of the
+	// last message applied and flushed (of the consumer named appliedName).
+	filtered    bool
+	cons        jetstream.Consumer
+	appliedName string
+	appliedCons uint64
+
+	// The other nodes' record versions applied last, so that the next version of
+	// each finds its predecessor without a read of the store.
+	recent recentRecords
+
 	// run's alone:
-	next    uint64 // the last sequence applied to the store, not yet flushed
-	flushed uint64 // the position last written to Badger
+	next     uint64 // the last sequence applied to the store, not yet flushed
+	nextCons uint64 // its consumer sequence
+	nextName string // its consumer's name
+	flushed  uint64 // the position last written to Badger
 }
 
 func (a *applier) init() {
@@ -78,20 +92,99 @@ func (j *Journal) WaitApplied(ctx context.Context, seq uint64) error {
 	}
 }
 
-// CaughtUp waits until the applier has applied everything the stream holds now.
+// CaughtUp waits until the applier has applied everything the stream holds now: up
+// to restoreTo every message, and past it the other nodes' (which it alone follows
+// from there).
 func (j *Journal) CaughtUp(ctx context.Context) error {
 	info, err := j.stream.Info(ctx)
 	if err != nil {
 		return fmt.Errorf("cjournal: stream %s: %w", StreamName, err)
 	}
-	j.ap.mu.Lock()
-	j.ap.last = max(j.ap.last, info.State.LastSeq)
-	j.ap.mu.Unlock()
 	if info.State.Msgs == 0 {
 		return nil
 	}
-	return j.WaitApplied(ctx, info.State.LastSeq)
+	last := info.State.LastSeq
+	if last <= j.ap.restoreTo {
+		j.ap.mu.Lock()
+		j.ap.last = max(j.ap.last, last)
+		j.ap.mu.Unlock()
+		return j.WaitApplied(ctx, last)
+	}
+	if err := j.WaitApplied(ctx, j.ap.restoreTo); err != nil {
+		return err
+	}
+	return j.caughtUpFiltered(ctx)
 }
+
+// caughtUpFiltered is CaughtUp of a filtered applier: it asks the applier's consumer
+// how many of the other nodes' messages it has delivered and has pending, and waits
+// until the applier has applied as many (a consumer sequence, counting only those).
+// When the consumer is being created again meanwhile, it asks again.
+func (j *Journal) caughtUpFiltered(ctx context.Context) error {
+	for {
+		j.ap.mu.Lock()
+		cons := j.ap.cons
+		if !j.ap.filtered {
+			cons = nil // the restore's consumer, about to be replaced
+		}
+		j.ap.mu.Unlock()
+		if cons != nil {
+			ci, err := cons.Info(ctx)
+			if err == nil {
+				target := ci.Delivered.Consumer + ci.NumPending
+				for {
+					j.ap.mu.Lock()
+					same, done, ch := j.ap.cons == cons, j.ap.appliedName == ci.Name && j.ap.appliedCons >= target, j.ap.advanced
+					j.ap.mu.Unlock()
+					if done || same && target == 0 {
+						return nil
+					}
+					if !same {
+						break // a new consumer: ask it
+					}
+					timeout := false
+					select {
+					case <-ch:
+					case <-time.After(100 * time.Millisecond):
+						// The ordered consumer may have been created again (another
+						// name, other sequences): ask it again.
+						timeout = true
+					case <-ctx.Done():
+						return fmt.Errorf("cjournal: catching up with the other nodes' messages (%d of consumer %s): %w", target, ci.Name, ctx.Err())
+					case <-j.ap.done:
+						return errors.New("cjournal: catching up: the journal is closed")
+					}
+					if timeout {
+						break
+					}
+				}
+				continue
+			}
+		}
+		select {
+		case <-time.After(10 * time.Millisecond): // polling for the consumer, with ctx's deadline
+		case <-ctx.Done():
+			return fmt.Errorf("cjournal: catching up with the other nodes' messages: %w", ctx.Err())
+		case <-j.ap.done:
+			return errors.New("cjournal: catching up: the journal is closed")
+		}
+	}
+}
+
+// otherSubjects are the subjects of every node but this one.
+func (j *Journal) otherSubjects() []string {
+	var subs []string
+	for n := 1; n <= 9; n++ {
+		if n != j.opts.Node {
+			subs = append(subs, fmt.Sprintf("journal.%d.>", n))
+		}
+	}
+	return subs
+}
+
+// errRefilter stops follow once the applier is past restoreTo, so that run follows
+// the other nodes' subjects only from there.
+var errRefilter = errors.New("past the restore point: follow the other nodes only")
 
 // run follows the stream until Close, starting again from its position after an
 // error.
@@ -102,6 +195,9 @@ func (j *Journal) run() {
 		err := j.follow()
 		if err == nil {
 			return // stopped
+		}
+		if errors.Is(err, errRefilter) {
+			continue
 		}
 		j.stats.applyErrors.Add(1)
 		j.log.Error().Err(err).Msg("cluster journal: applier stopped; following the stream again shortly")
@@ -126,8 +222,14 @@ func (j *Journal) follow() error {
 		case <-ctx.Done():
 		}
 	}()
-	cons, err := j.js.OrderedConsumer(ctx, StreamName, jetstream.OrderedConsumerConfig{
-		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from})
+	// Past restoreTo this node's own messages are in its store already: the other
+	// nodes' subjects only (a third fewer deliveries in a cluster of three).
+	filtered := j.ap.next >= j.ap.restoreTo
+	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from}
+	if filtered {
+		cfg.FilterSubjects = j.otherSubjects()
+	}
+	cons, err := j.js.OrderedConsumer(ctx, StreamName, cfg)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
@@ -150,7 +252,13 @@ func (j *Journal) follow() error {
 	}
 	// Closed starts a goroutine (until the consumer ends) at each call: once only.
 	closed := cc.Closed()
+	j.ap.mu.Lock()
+	j.ap.filtered, j.ap.cons = filtered, cons
+	j.ap.mu.Unlock()
 	defer func() {
+		j.ap.mu.Lock()
+		j.ap.cons = nil
+		j.ap.mu.Unlock()
 		close(quit)
 		cc.Stop()
 		<-closed
@@ -170,6 +278,12 @@ func (j *Journal) follow() error {
 				if err := j.flush(); err != nil {
 					return err
 				}
+			}
+			if !filtered && j.ap.next >= j.ap.restoreTo {
+				if err := j.flush(); err != nil {
+					return err
+				}
+				return errRefilter
 			}
 		case <-closed:
 			return errors.New("the consumer ended")
@@ -194,6 +308,7 @@ func (j *Journal) flush() error {
 	j.ap.flushed = j.ap.next
 	j.ap.mu.Lock()
 	j.ap.applied = j.ap.next
+	j.ap.appliedName, j.ap.appliedCons = j.ap.nextName, j.ap.nextCons
 	close(j.ap.advanced)
 	j.ap.advanced = make(chan struct{})
 	j.ap.mu.Unlock()
@@ -206,43 +321,72 @@ func (j *Journal) apply(ctx context.Context, m jetstream.Msg) error {
 	if err != nil {
 		return fmt.Errorf("stream message without metadata: %w", err)
 	}
+	j.stats.received.Add(1)
 	seq := md.Sequence.Stream
 	h := m.Headers()
 	own := h.Get(hdrNode) == j.node
 	if !own || seq <= j.ap.restoreTo {
-		if err := j.applyMsg(ctx, h.Get(hdrKind), m.Data(), own); err != nil {
-			err = fmt.Errorf("apply %s sequence %d (%s): %w", StreamName, seq, m.Subject(), err)
-			var bad badMessage
-			if !errors.As(err, &bad) {
-				return err
-			}
-			// It will never apply: say so and go on.
-			j.stats.applyErrors.Add(1)
-			j.log.Error().Err(err).Msg("cluster journal: skipped a stream message that cannot be applied")
+		kind, data := h.Get(hdrKind), m.Data()
+		var err error
+		if kind == kindGroup {
+			err = decodeGroup(data, func(kind string, payload []byte) error {
+				return j.skipBad(seq, m.Subject(), j.applyMsg(ctx, kind, payload, own, false))
+			})
+		} else {
+			// A first version published after this process opened the journal is
+			// not in the local store: no need to look.
+			fresh := seq > j.ap.restoreTo && h.Get(hdrFirst) == "1"
+			err = j.applyMsg(ctx, kind, data, own, fresh)
+		}
+		if err := j.skipBad(seq, m.Subject(), err); err != nil {
+			return fmt.Errorf("apply %s sequence %d (%s): %w", StreamName, seq, m.Subject(), err)
 		}
 	}
-	j.ap.next = seq
+	j.ap.next, j.ap.nextCons, j.ap.nextName = seq, md.Sequence.Consumer, md.Consumer
 	j.ap.mu.Lock()
 	j.ap.last = max(j.ap.last, seq+md.NumPending)
 	j.ap.mu.Unlock()
 	return nil
 }
 
+// skipBad passes err on unless it is a badMessage: that one is logged and counted,
+// and the applier goes on.
+func (j *Journal) skipBad(seq uint64, subject string, err error) error {
+	var bad badMessage
+	if err == nil || !errors.As(err, &bad) {
+		return err
+	}
+	err = fmt.Errorf("apply %s sequence %d (%s): %w", StreamName, seq, subject, err)
+	// It will never apply: say so and go on.
+	j.stats.applyErrors.Add(1)
+	j.log.Error().Err(err).Msg("cluster journal: skipped a stream message (or a group's entry) that cannot be applied")
+	return nil
+}
+
 // applyMsg applies a message of kind to the local store. An own record version is
-// written only if the store lacks it (or holds an older version).
-func (j *Journal) applyMsg(ctx context.Context, kind string, data []byte, own bool) error {
+// written only if the store lacks it (or holds an older version). With fresh, the
+// message is a record's first version that no earlier run of the applier can have
+// applied (the store lacks it).
+func (j *Journal) applyMsg(ctx context.Context, kind string, data []byte, own, fresh bool) error {
 	switch kind {
 	case kindRecord:
 		rec := new(journal.Record)
 		if err := rec.UnmarshalBinary(data); err != nil {
 			return badMessage{fmt.Errorf("decode record: %w", err)}
 		}
-		local, err := j.store.Get(rec.RRN)
-		switch {
-		case errors.Is(err, journal.ErrNotFound):
-			local = nil
-		case err != nil:
-			return err
+		local, ok := (*journal.Record)(nil), false
+		if !own {
+			local, ok = j.ap.recent.get(rec.RRN)
+		}
+		if !ok && !fresh {
+			var err error
+			local, err = j.store.Get(rec.RRN)
+			switch {
+			case errors.Is(err, journal.ErrNotFound):
+				local = nil
+			case err != nil:
+				return err
+			}
 		}
 		if own {
 			if local != nil && len(local.Events) >= len(rec.Events) {
@@ -250,10 +394,11 @@ func (j *Journal) applyMsg(ctx context.Context, kind string, data []byte, own bo
 			}
 			j.store.NoteRRN(rec.RRN)
 		}
-		if err := j.store.Write(ctx, rec, local == nil, false); err != nil {
+		if err := j.store.WriteEncoded(ctx, rec, data, local == nil, false); err != nil {
 			return err
 		}
 		if !own {
+			j.ap.recent.put(rec)
 			j.stats.appliedRemote.Add(1)
 			if j.opts.OnRemote != nil {
 				j.opts.OnRemote(rec, local)
@@ -285,3 +430,38 @@ func (j *Journal) applyMsg(ctx context.Context, kind string, data []byte, own bo
 type badMessage struct{ error }
 
 func (b badMessage) Unwrap() error { return b.error }
+
+// recentRecords are the other nodes' record versions the applier applied last, by
+// RRN: the next version of a record (its final one, a few milliseconds after the
+// first) finds its predecessor here instead of in the store. Only the applier puts;
+// a write of this node to another node's record (a reversal of it, a dead node's
+// recovery) drops it (Journal.Write), so that an entry is always the store's
+// version. It holds up to maxRecent records and then starts again empty.
+type recentRecords struct {
+	mu sync.Mutex
+	m  map[string]*journal.Record
+}
+
+const maxRecent = 8192
+
+func (r *recentRecords) get(rrn string) (*journal.Record, bool) {
+	r.mu.Lock()
+	rec, ok := r.m[rrn]
+	r.mu.Unlock()
+	return rec, ok
+}
+
+func (r *recentRecords) put(rec *journal.Record) {
+	r.mu.Lock()
+	if r.m == nil || len(r.m) >= maxRecent {
+		r.m = make(map[string]*journal.Record, maxRecent)
+	}
+	r.m[rec.RRN] = rec
+	r.mu.Unlock()
+}
+
+func (r *recentRecords) drop(rrn string) {
+	r.mu.Lock()
+	delete(r.m, rrn)
+	r.mu.Unlock()
+}

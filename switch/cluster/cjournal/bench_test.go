@@ -23,10 +23,11 @@ import (
 // necessarily the stream's leader) and on a single node (R1), with two ways of
 // publishing:
 //
-//   - futures: each write publishes asynchronously and waits for its own
-//     acknowledgement (what Journal does);
-//   - committer: a wal.Committer gathers the writes waiting and publishes each
-//     group asynchronously with one wait for the group's acknowledgements.
+//   - futures: Journal as it is (its grouper packs the writes into group messages;
+//     before, each write published its own message and waited for its own
+//     acknowledgement);
+//   - committer: Journal's messages go through a wal.Committer that publishes each
+//     batch of them asynchronously with one wait for the batch's acknowledgements.
 //
 // It reports transactions per second, the wait per transaction and the process's CPU
 // per transaction (the whole cluster's: all servers run in this process).

@@ -16,15 +16,31 @@
 // key (DE 41, 11, 7) is published first, with the key as its Nats-Msg-Id; when the
 // stream already took that id from another RRN within its 5-minute window, Write
 // returns a *journal.DuplicateError naming that RRN and writes nothing locally. Every
-// other version carries an id unique to this node process (node, boot nonce,
-// counter), so that a publish retried after a lost acknowledgement is stored once.
+// other message (a group) carries an id unique to this node process (node, boot
+// nonce, counter), so that a publish retried after a lost acknowledgement is stored
+// once.
 //
 // RRNs are unique without a round trip: each node's store hands out RRNs under its
 // own first digit (journal.Options.RRNPrefix = the node number); ScanFrom (crash
 // recovery) walks only this node's RRNs, ScanNode another node's (a survivor
 // recovering a dead node's open transactions). Checkpoints stay local.
 //
-// Stream layout: subjects journal.<node>.r (record versions, rec.AppendBinary),
-// journal.<node>.d (delivery marks, many to a message) and journal.<node>.b (batch
-// closes), with the headers Sy-Node, Sy-Kind and Sy-First.
+// Writes go to the stream in groups (group.go): concurrent writers hand their
+// encoded entries to the grouper, which sends what has gathered as one message (kind
+// g) while up to two earlier groups wait for their acknowledgements, and wakes each
+// durable writer when its group is acknowledged; JetStream's CPU is per message, so
+// a busy node sends few, large messages. Only the first write of a request that owns
+// its duplicate key goes alone (its id is the key).
+//
+// The applier follows the whole stream up to the position it stood at when Open ran
+// (restoring this node's own messages a lost disk lacks), and past it only the other
+// nodes' subjects.
+//
+// Stream layout: subjects journal.<node>.<kind>, with the headers Sy-Node, Sy-Kind
+// and Sy-First. Kinds: g (a group: entries one after the other, each a kind byte r, d
+// or b, a uvarint length and the payload of a message of that kind), r (a record
+// version, rec.AppendBinary: now only the first version that owns a duplicate key),
+// d (delivery marks) and b (a batch close). The previous version wrote r, d and b
+// only, one entry a message; they still apply. A node of the previous version skips
+// the g messages (unknown kind): upgrade every node of a cluster together.
 package cjournal

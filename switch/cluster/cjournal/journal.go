@@ -63,9 +63,9 @@ type Options struct {
 }
 
 // Journal is a node's replicated journal; it satisfies every role of pipeline.Journal.
-// It runs three goroutines, all started by Open and joined by Close: the applier
-// (apply.go), the marker (marks.go) and the resender of background publishes
-// (publish.go).
+// It runs four goroutines, all started by Open and joined by Close: the applier
+// (apply.go), the grouper and its acker (group.go) and the resender of background
+// publishes (publish.go).
 type Journal struct {
 	store  *journal.Store
 	db     *badger.DB
@@ -92,8 +92,8 @@ type Journal struct {
 	// The applier: apply.go.
 	ap applier
 
-	// Delivery marks waiting for the marker: marks.go.
-	marks marker
+	// The grouper and the acker: group.go.
+	group grouper
 
 	stop      chan struct{} // closed by Close
 	closeOnce sync.Once
@@ -103,7 +103,8 @@ type Journal struct {
 // counters are the journal's metrics (Stats).
 type counters struct {
 	published, publishFailed, resent, lost, duplicates atomic.Uint64
-	appliedRemote, applyErrors                         atomic.Uint64
+	groups                                             atomic.Uint64
+	appliedRemote, applyErrors, received               atomic.Uint64
 }
 
 // Open creates or updates the JOURNAL stream (whichever node comes first; the
@@ -142,7 +143,7 @@ func Open(ctx context.Context, node *cluster.Node, store *journal.Store, db *bad
 		async:    make(chan asyncPub, asyncQueue), asyncDone: make(chan struct{}), stop: make(chan struct{})}
 	j.publishAsync = js.PublishMsgAsync
 	j.ap.init()
-	j.marks.wake, j.marks.done = make(chan struct{}, 1), make(chan struct{})
+	j.group.init()
 	if err := node.WaitJetStream(ctx); err != nil {
 		return nil, err
 	}
@@ -169,7 +170,8 @@ func Open(ctx context.Context, node *cluster.Node, store *journal.Store, db *bad
 	}
 	j.ap.applied, j.ap.last, j.ap.restoreTo = applied, max(applied, info.State.LastSeq), info.State.LastSeq
 	go j.resend()
-	go j.markLoop()
+	go j.groupLoop()
+	go j.ackLoop()
 	go j.run()
 	if err := j.CaughtUp(ctx); err != nil {
 		j.Close()
@@ -178,14 +180,15 @@ func Open(ctx context.Context, node *cluster.Node, store *journal.Store, db *bad
 	return j, nil
 }
 
-// Close stops the applier (after writing its position) and the background
-// publisher (after the acknowledgements it waits for, up to AckTimeout), and
-// returns once both have ended. The store and the node stay open.
+// Close stops the applier (after writing its position), the grouper (after sending
+// what is queued and settling the groups in flight, up to AckTimeout) and the
+// background publisher (after the acknowledgements it waits for), and returns once
+// all have ended. A write after Close fails. The store and the node stay open.
 func (j *Journal) Close() error {
 	j.closeOnce.Do(func() {
 		close(j.stop)
 		<-j.ap.done
-		<-j.marks.done
+		<-j.group.done
 		j.asyncMu.Lock()
 		j.asyncClosed = true
 		close(j.async)
@@ -223,18 +226,24 @@ func (j *Journal) readApplied() (uint64, error) {
 // Stats are the journal's figures for metrics.
 type Stats struct {
 	// Applied is the last stream sequence the applier applied, StreamLast the
-	// stream's last sequence as last seen, Lag their difference.
+	// stream's last sequence as last seen, Lag their difference. Past the restore
+	// point the applier sees only the other nodes' messages: StreamLast is then the
+	// last of theirs it knows of, and Lag counts theirs.
 	Applied, StreamLast, Lag uint64
 	// Published counts the versions, marks and batch closes acknowledged by the
 	// stream; PublishFailed the publishes that got no acknowledgement in time (for a
-	// durable write: the write failed); Resent the background publishes sent again
-	// after a failure; Lost those given up at Close or for a full queue.
+	// durable write: the write failed); Resent the publishes sent again after a
+	// failure; Lost the versions and marks given up at Close or for a full queue.
 	Published, PublishFailed, Resent, Lost uint64
+	// Groups counts the group messages acknowledged (Published counts their entries).
+	Groups uint64
 	// Duplicates counts first writes refused as another node's duplicates.
 	Duplicates uint64
 	// AppliedRemote counts the other nodes' record versions applied; ApplyErrors the
-	// stream messages the applier could not apply (it starts again from its position).
-	AppliedRemote, ApplyErrors uint64
+	// stream messages the applier could not apply (it starts again from its position);
+	// Received the stream messages delivered to the applier (past the restore point,
+	// the other nodes' only).
+	AppliedRemote, ApplyErrors, Received uint64
 }
 
 // Stats returns the journal's figures.
@@ -242,8 +251,8 @@ func (j *Journal) Stats() Stats {
 	applied, last := j.Position()
 	return Stats{Applied: applied, StreamLast: last, Lag: last - applied,
 		Published: j.stats.published.Load(), PublishFailed: j.stats.publishFailed.Load(),
-		Resent: j.stats.resent.Load(), Lost: j.stats.lost.Load(), Duplicates: j.stats.duplicates.Load(),
-		AppliedRemote: j.stats.appliedRemote.Load(), ApplyErrors: j.stats.applyErrors.Load()}
+		Resent: j.stats.resent.Load(), Groups: j.stats.groups.Load(), Lost: j.stats.lost.Load(), Duplicates: j.stats.duplicates.Load(),
+		AppliedRemote: j.stats.appliedRemote.Load(), ApplyErrors: j.stats.applyErrors.Load(), Received: j.stats.received.Load()}
 }
 
 // The roles that read the local store.

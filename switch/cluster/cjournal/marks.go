@@ -3,27 +3,11 @@ package cjournal
 import (
 	"encoding/binary"
 	"fmt"
-	"sync"
 	"time"
 )
 
 // Delivery marks are never waited for, and one comes with every transaction: they
-// go to the stream many to a message. MarkDelivery queues the mark; the marker (one
-// goroutine, started by Open, joined by Close) publishes what has gathered in one
-// message and waits for its acknowledgement before it sends the next, so that under
-// load the marks of a whole acknowledgement's round trip share a message. A message
-// that fails goes to the resender, which sends it again with its Nats-Msg-Id.
-
-// marker is the queue of delivery marks not yet published.
-type marker struct {
-	mu   sync.Mutex
-	buf  []byte        // encoded marks
-	wake chan struct{} // a mark was queued into an empty buffer
-	done chan struct{} // closed when markLoop has ended
-}
-
-// maxMarksMsg bounds a marks message (the stream's default message limit is 1 MiB).
-const maxMarksMsg = 256 << 10
+// go to the stream in the grouper's messages with the record versions (group.go).
 
 // MarkDelivery records the delivery locally and queues it for the stream: a survivor
 // that recovers this node's transactions needs to know which answers reached their
@@ -35,15 +19,8 @@ func (j *Journal) MarkDelivery(rrn string, delivered bool, at time.Time) error {
 	if err := j.store.MarkDelivery(rrn, delivered, at); err != nil {
 		return err
 	}
-	j.marks.mu.Lock()
-	wasEmpty := len(j.marks.buf) == 0
-	j.marks.buf = appendMark(j.marks.buf, rrn, delivered, at)
-	j.marks.mu.Unlock()
-	if wasEmpty {
-		select {
-		case j.marks.wake <- struct{}{}:
-		default:
-		}
+	if _, err := j.enqueue(kindDeliv[0], appendMark(nil, rrn, delivered, at), false); err != nil {
+		j.stats.lost.Add(1)
 	}
 	return nil
 }
@@ -57,62 +34,6 @@ func appendMark(b []byte, rrn string, delivered bool, at time.Time) []byte {
 	}
 	b = binary.BigEndian.AppendUint64(append(b, st), uint64(at.UnixNano()))
 	return append(append(b, byte(len(rrn))), rrn...)
-}
-
-// markLoop publishes the queued marks until Close, and then the last ones.
-func (j *Journal) markLoop() {
-	defer close(j.marks.done)
-	for {
-		select {
-		case <-j.marks.wake:
-		case <-j.stop:
-			j.sendMarks(false)
-			return
-		}
-		j.sendMarks(true)
-	}
-}
-
-// sendMarks publishes the queued marks, a message of up to maxMarksMsg at a time;
-// with wait, it waits for each one's acknowledgement (or error) before the next.
-func (j *Journal) sendMarks(wait bool) {
-	for {
-		j.marks.mu.Lock()
-		buf := j.marks.buf
-		if len(buf) > maxMarksMsg {
-			// Cut at a mark's end.
-			n := 0
-			for n < maxMarksMsg {
-				n += 10 + int(buf[n+9])
-			}
-			buf, j.marks.buf = buf[:n], append([]byte(nil), buf[n:]...)
-		} else {
-			j.marks.buf = nil
-		}
-		j.marks.mu.Unlock()
-		if len(buf) == 0 {
-			return
-		}
-		m := j.message(kindDeliv, false, buf)
-		j.setID(m)
-		f, err := j.publishAsync(m)
-		if err != nil {
-			j.queueResend(asyncPub{m: m}) // the resender sends it
-			continue
-		}
-		if !wait {
-			j.queueResend(asyncPub{m: m, f: f})
-			continue
-		}
-		select {
-		case <-f.Ok():
-			j.stats.published.Add(1)
-		case <-f.Err():
-			j.queueResend(asyncPub{m: m})
-		case <-j.stop:
-			j.queueResend(asyncPub{m: m, f: f})
-		}
-	}
 }
 
 // applyMarks applies a message of delivery marks to the local store.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -15,13 +16,11 @@ import (
 	"github.com/switchyard/switchyard/switch/journal"
 )
 
-// Publishing: every write publishes asynchronously (PublishMsgAsync) and, when it
-// must be durable, waits for its own acknowledgement; the NATS connection carries the
-// publishes of all concurrent writers back to back, so the stream's leader takes them
-// in the same Raft proposals and the acknowledgements come back in groups by
-// themselves, with several groups in flight. docs/cluster-measurements.md compares
-// this with a committer that gathers writes and waits for each group's acks at once
-// (BenchmarkWrite): it was not faster.
+// Publishing: every write but one goes to the grouper (group.go), which packs the
+// entries of concurrent writers into one message; a durable write waits for its
+// group's acknowledgement. The exception is the first version of a request that owns
+// its duplicate key: it goes alone, with the key as its Nats-Msg-Id, so that the
+// stream's deduplication decides which of two nodes took the request (writeFirst).
 
 // The message headers.
 const (
@@ -107,59 +106,77 @@ func (j *Journal) setID(m *nats.Msg) {
 // write fails with an error wrapping journal.ErrUnavailable and, unless the stream
 // refused the message outright, cluster.ErrNoQuorum.
 func (j *Journal) Write(ctx context.Context, rec *journal.Record, first, durable bool) error {
+	if len(rec.RRN) > 0 && rec.RRN[0] != j.node[0] {
+		// Another node's record: the applier's copy is no longer the store's version
+		// (dropped before and after, for an applier that applies a version meanwhile).
+		j.ap.recent.drop(rec.RRN)
+		defer j.ap.recent.drop(rec.RRN)
+	}
 	data, err := rec.AppendBinary(nil)
 	if err != nil {
 		return fmt.Errorf("cjournal: encode record %s: %w", rec.RRN, err)
 	}
-	m := j.message(kindRecord, first, data)
 	if first && rec.TID != "" && rec.STAN != "" && rec.DE7 != "" && rec.OwnsDupKey() {
-		key := journal.DupKey(rec.TID, rec.STAN, rec.DE7)
-		m.Header[jetstream.MsgIDHeader] = []string{dupIDPrefix + key}
-		ack, err := j.await(ctx, "publish record "+rec.RRN, m, nil)
-		if err != nil {
+		return j.writeFirst(ctx, rec, data, durable)
+	}
+	if !durable {
+		if err := j.store.WriteEncoded(ctx, rec, data, first, false); err != nil {
 			return err
 		}
-		if ack.Duplicate {
-			other, err := j.storedRRN(ctx, ack.Sequence)
-			if err != nil {
-				return &unavailableError{what: fmt.Sprintf("record %s: read the request journaled first under %s (sequence %d)", rec.RRN, key, ack.Sequence), err: err, noQuorum: true}
-			}
-			if other != rec.RRN {
-				j.stats.duplicates.Add(1)
+		if _, err := j.enqueue(kindRecord[0], data, false); err != nil {
+			j.stats.lost.Add(1)
+			j.log.Error().Err(err).Str("rrn", rec.RRN).Msg("cluster journal: a version goes unreplicated")
+		}
+		return nil
+	}
+	return j.writeBoth(ctx, "record "+rec.RRN, kindRecord[0], data, func() error { return j.store.WriteEncoded(ctx, rec, data, first, true) })
+}
+
+// writeFirst is Write of the first version of a request that owns its duplicate key:
+// a message of its own, with the key as its Nats-Msg-Id, published and acknowledged
+// before the local write.
+func (j *Journal) writeFirst(ctx context.Context, rec *journal.Record, data []byte, durable bool) error {
+	m := j.message(kindRecord, true, data)
+	key := journal.DupKey(rec.TID, rec.STAN, rec.DE7)
+	m.Header[jetstream.MsgIDHeader] = []string{dupIDPrefix + key}
+	ack, err := j.await(ctx, "publish record "+rec.RRN, m, nil)
+	if err != nil {
+		return err
+	}
+	if ack.Duplicate {
+		other, err := j.storedRRN(ctx, ack.Sequence)
+		if err != nil {
+			return &unavailableError{what: fmt.Sprintf("record %s: read the request journaled first under %s (sequence %d)", rec.RRN, key, ack.Sequence), err: err, noQuorum: true}
+		}
+		if other != rec.RRN {
+			j.stats.duplicates.Add(1)
+			if !strings.HasPrefix(other, j.node) {
 				// Let the applier bring the original in (within a second), so that
-				// the caller finds it by its RRN in the local store.
+				// the caller finds it by its RRN in the local store (an original of
+				// this node's is there; the applier does not follow this node's).
 				wctx, cancel := context.WithTimeout(ctx, time.Second)
 				_ = j.WaitApplied(wctx, ack.Sequence)
 				cancel()
-				return &journal.DuplicateError{Key: key, RRN: other}
 			}
-			// Our own publish, retried after a lost acknowledgement.
+			return &journal.DuplicateError{Key: key, RRN: other}
 		}
-		return j.store.Write(ctx, rec, first, durable)
+		// Our own publish, retried after a lost acknowledgement.
 	}
-	j.setID(m)
-	if !durable {
-		if err := j.store.Write(ctx, rec, first, false); err != nil {
-			return err
-		}
-		j.publishBackground(m)
-		return nil
-	}
-	return j.writeBoth(ctx, "record "+rec.RRN, m, func() error { return j.store.Write(ctx, rec, first, true) })
+	return j.store.WriteEncoded(ctx, rec, data, true, durable)
 }
 
-// writeBoth publishes m, runs the local write meanwhile, and waits for both.
-func (j *Journal) writeBoth(ctx context.Context, what string, m *nats.Msg, local func() error) error {
-	f, perr := j.publishAsync(m)
-	lerr := local()
-	if perr != nil {
-		f = nil // await publishes it again
-	}
-	_, err := j.await(ctx, "publish "+what, m, f)
-	if lerr != nil {
+// writeBoth queues an entry of kind for the grouper, runs the local write meanwhile,
+// and waits for both.
+func (j *Journal) writeBoth(ctx context.Context, what string, kind byte, payload []byte, local func() error) error {
+	start := time.Now()
+	ch, qerr := j.enqueue(kind, payload, true)
+	if lerr := local(); lerr != nil {
 		return lerr
 	}
-	return err
+	if qerr != nil {
+		return &unavailableError{what: "publish " + what, err: qerr}
+	}
+	return j.awaitGroup(ctx, "publish "+what, start, ch)
 }
 
 // await waits for f's acknowledgement (publishing m first when f is nil), sending
@@ -238,24 +255,15 @@ func (j *Journal) storedRRN(ctx context.Context, seq uint64) (string, error) {
 // terminal that moves to another node keeps its batch boundary); it returns once
 // both hold it.
 func (j *Journal) CloseBatch(ctx context.Context, tid string, at time.Time) error {
-	m := j.message(kindBatch, false, append(binary.BigEndian.AppendUint64(nil, uint64(at.UnixNano())), tid...))
-	j.setID(m)
-	return j.writeBoth(ctx, "batch close of "+tid, m, func() error { return j.store.CloseBatch(ctx, tid, at) })
+	data := append(binary.BigEndian.AppendUint64(nil, uint64(at.UnixNano())), tid...)
+	return j.writeBoth(ctx, "batch close of "+tid, kindBatch[0], data, func() error { return j.store.CloseBatch(ctx, tid, at) })
 }
 
 // asyncPub is a background publish waiting for its acknowledgement.
 type asyncPub struct {
-	m *nats.Msg
-	f jetstream.PubAckFuture // nil: not sent yet
-}
-
-// publishBackground publishes m and leaves its acknowledgement to the resender.
-func (j *Journal) publishBackground(m *nats.Msg) {
-	f, err := j.publishAsync(m)
-	if err != nil {
-		f = nil // the resender sends it
-	}
-	j.queueResend(asyncPub{m: m, f: f})
+	m       *nats.Msg
+	f       jetstream.PubAckFuture // nil: not sent yet
+	entries int                    // the group's entries (Stats.Published)
 }
 
 // queueResend hands a publish to the resender: it waits for p's acknowledgement, or
@@ -299,7 +307,8 @@ outer:
 				}
 			}
 			if err == nil {
-				j.stats.published.Add(1)
+				j.stats.published.Add(uint64(max(p.entries, 1)))
+				j.stats.groups.Add(1)
 				break
 			}
 			j.stats.publishFailed.Add(1)
