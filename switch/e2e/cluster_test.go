@@ -134,6 +134,14 @@ func (c *testCluster) testTraffic(t *testing.T) {
 				last = fmt.Sprintf("%d of %d records missing: %v", len(missing), len(want), missing)
 				return false
 			}
+			// A record may be there in its write-ahead version only (no answer yet):
+			// its final version follows it in the stream.
+			for k, rs := range byKey {
+				if w, ok := want[k]; ok && len(rs) == 1 && rs[0].RRN == w.rrn && rs[0].RC == "" {
+					last = fmt.Sprintf("request %s (RRN %s) applied without its answer yet", k, w.rrn)
+					return false
+				}
+			}
 			for k, rs := range byKey {
 				w, ok := want[k]
 				switch {
