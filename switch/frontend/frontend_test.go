@@ -73,6 +73,17 @@ func listen(t *testing.T, cfg Config, proc Processor, log io.Writer, m Metrics) 
 	return l
 }
 
+// dial connects to l; the connection is closed when the test ends.
+func dial(t *testing.T, l *Listener) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	nc, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	return nc, bufio.NewReader(nc)
+}
+
 func writeFrame(t *testing.T, nc net.Conn, body string) {
 	t.Helper()
 	b := binary.BigEndian.AppendUint16(nil, uint16(len(body)))
@@ -230,12 +241,7 @@ func (p stackProc) Process(ctx context.Context, c *Conn, body []byte) (Response,
 func TestLoneAnswerWrittenWithoutHandOff(t *testing.T) {
 	p := stackProc{stacks: make(chan string, 4)}
 	l := listen(t, Config{}, p, nil, nil)
-	nc, err := net.Dial("tcp", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	r := bufio.NewReader(nc)
+	nc, r := dial(t, l)
 	for _, req := range []string{"0200-first", "0200-second"} {
 		writeFrame(t, nc, req)
 		_ = nc.SetReadDeadline(time.Now().Add(10 * time.Second))

@@ -1,9 +1,7 @@
 package frontend
 
 import (
-	"bufio"
 	"context"
-	"net"
 	"runtime"
 	"strings"
 	"testing"
@@ -28,12 +26,7 @@ func (p goroutineProc) Process(ctx context.Context, c *Conn, body []byte) (Respo
 func TestRequestsReuseGoroutines(t *testing.T) {
 	p := goroutineProc{ids: make(chan string, 8)}
 	l := listen(t, Config{}, p, nil, nil)
-	nc, err := net.Dial("tcp", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	r := bufio.NewReader(nc)
+	nc, r := dial(t, l)
 	var ids []string
 	for i, req := range []string{"0200-1", "0200-2", "0200-3"} {
 		if i > 0 {
