@@ -500,12 +500,15 @@ func (l *Listener) protoErr(reason string) {
 
 func (c *serverConn) handle(ctx context.Context, body []byte, read time.Time, inflight *sync.WaitGroup) {
 	l := c.l
+	slot := true // this request holds one of c.sem's slots
 	defer func() {
 		if p := recover(); p != nil {
 			l.log.Error().Uint64("conn", c.info.ID).Interface("panic", p).Msg("request handler panicked; closing connection")
 			c.close("handler panic")
 		}
-		<-c.sem
+		if slot {
+			<-c.sem
+		}
 		if l.limit != nil {
 			<-l.limit
 		}
@@ -522,7 +525,15 @@ func (c *serverConn) handle(ctx context.Context, body []byte, read time.Time, in
 	}
 	if resp.Body != nil {
 		m := outMsg{AppendFrame(make([]byte, 0, len(resp.Body)+2), resp.Body), resp.Sent, read}
-		if !c.writeNow(m) {
+		if written, err := c.writeNow(m); written {
+			// The answer is out: free the connection's slot before the delivery's
+			// report (as the writer path does), so that a terminal sending its next
+			// request at once finds the connection idle and gets its answer written
+			// directly too.
+			<-c.sem
+			slot = false
+			notify(m, err == nil)
+		} else {
 			c.out <- m
 		}
 	} else if resp.Sent != nil {
@@ -548,20 +559,19 @@ func (c *serverConn) drain(batch []outMsg) []outMsg {
 
 // writeNow writes m from the request's own goroutine when it is the only request of
 // the connection in progress and the writer has nothing queued; it reports whether
-// it did. At an ordinary load (a request or less in flight per connection) this saves
+// it did, and the write's error; the caller reports the delivery. At an ordinary load (a request or less in flight per connection) this saves
 // the hand-off to the writer goroutine, which on a busy machine is a wait in the run
 // queue before the answer goes out. With other requests in progress their answers
 // may come with the same group commit: those go to the writer, which coalesces them
 // into one write.
-func (c *serverConn) writeNow(m outMsg) bool {
+func (c *serverConn) writeNow(m outMsg) (bool, error) {
 	if len(c.sem) > 1 || len(c.out) > 0 || !c.wmu.TryLock() {
-		return false
+		return false, nil
 	}
 	one := [1]outMsg{m}
 	err := c.write(one[:])
 	c.wmu.Unlock()
-	c.delivered(one[:], err)
-	return true
+	return true, err
 }
 
 // writeLoop writes responses, coalescing those that are ready into one write, and
