@@ -66,9 +66,16 @@ type overrides struct {
 // prepare copies in into an evaluation environment: local time, counter
 // values read from store (or given by ov), list flags.
 func (rs *RuleSet) prepare(in *Input, store *state.Velocity, lists *state.Lists, ov *overrides) Input {
+	var env Input
+	rs.prepareInto(&env, in, store, lists, ov)
+	return env
+}
+
+// prepareInto is prepare writing into env.
+func (rs *RuleSet) prepareInto(env, in *Input, store *state.Velocity, lists *state.Lists, ov *overrides) {
 	// The environment is a copy: expressions never read memory that another
 	// goroutine writes (no maps, no shared state), a known expr hazard.
-	env := *in
+	*env = *in
 	if env.Txn.Time.IsZero() {
 		env.Txn.Time = time.Now().UTC()
 	}
@@ -94,14 +101,13 @@ func (rs *RuleSet) prepare(in *Input, store *state.Velocity, lists *state.Lists,
 			env.Lists = lists.Flags(in.Txn.BIN, in.Txn.CardHash, in.Terminal.ID, in.Merchant.ID, in.Txn.Country, t)
 		}
 	}
-	return env
 }
 
 // Evaluate runs every rule of rs over in, with the counter values read from
 // store and the list flags from lists at in's time. store and lists may be nil
 // (no counters, empty lists). It is the engine's hot path (Engine.Evaluate).
 func (rs *RuleSet) Evaluate(in *Input, store *state.Velocity, lists *state.Lists) Decision {
-	return rs.decide(rs.prepare(in, store, lists, nil))
+	return rs.evaluate(in, store, lists, nil)
 }
 
 // Prepare is the environment Evaluate runs the rules over: a copy of in with
@@ -115,12 +121,18 @@ func (rs *RuleSet) Lists() *state.Lists { return rs.lists }
 
 // evaluate runs every rule of rs over in. store and lists may be nil.
 func (rs *RuleSet) evaluate(in *Input, store *state.Velocity, lists *state.Lists, ov *overrides) Decision {
-	return rs.decide(rs.prepare(in, store, lists, ov))
+	b := getEnvBox()
+	defer b.put()
+	rs.prepareInto(&b.in, in, store, lists, ov)
+	return rs.decideBox(b.any())
 }
 
 // decide runs every rule over a prepared environment.
-func (rs *RuleSet) decide(env Input) Decision {
-	box := any(env)
+func (rs *RuleSet) decide(env Input) Decision { return rs.decideBox(env) }
+
+// decideBox is decide over an environment already boxed (an Input in an
+// interface); it reads each program's result before it returns.
+func (rs *RuleSet) decideBox(box any) Decision {
 	d := Decision{Action: ActionAllow, Version: rs.Version}
 	m := vmPool.get()
 	defer vmPool.put(m)
@@ -226,6 +238,7 @@ func (rs *RuleSet) Observe(in *Input, out Outcome, store *state.Velocity) []Rule
 	var errs []RuleError
 	// Counters with the same filter share one evaluation: 0 unknown, 1 pass, 2 fail.
 	var results [MaxCounters]uint8
+	var b *envBox
 	for _, c := range rs.Counters {
 		key, ok := counterKey(c.dims, in)
 		if !ok {
@@ -236,13 +249,16 @@ func (rs *RuleSet) Observe(in *Input, out Outcome, store *state.Velocity) []Rule
 		}
 		if c.where != nil && results[c.whereID] == 0 {
 			if box == nil {
-				env := *in
+				b = getEnvBox()
+				defer b.put()
+				env := &b.in
+				*env = *in
 				env.Txn.Time = t
 				env.Txn.setLocal(rs.Location)
 				env.Outcome = out
 				env.Velocity = [MaxCounters]int{}
 				env.Lists = state.ListFlags{}
-				box = env
+				box = b.any()
 				m = vmPool.get()
 				defer vmPool.put(m)
 			}
