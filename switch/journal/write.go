@@ -85,6 +85,13 @@ func (s *Store) write(ctx context.Context, rec *Record, buf *[]byte, first, dura
 	if !durable {
 		return nil
 	}
+	if ctx.Done() == nil {
+		// A context that is never done (the pipeline's own): a plain receive, not
+		// a select (which locks every channel it names, 1.6% of the switch's CPU).
+		err := <-req.done
+		donePool.Put(req.done)
+		return err
+	}
 	select {
 	case err := <-req.done:
 		donePool.Put(req.done)
