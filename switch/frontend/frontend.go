@@ -81,6 +81,9 @@ type Config struct {
 	// wiring (component=frontend); the listener adds its name. The zero value logs
 	// nothing.
 	Logger zerolog.Logger
+
+	// reapTick, in tests, replaces the request goroutines' reaper's ticker (workers).
+	reapTick <-chan time.Time
 }
 
 // Limiter bounds the requests in progress over all listeners. A nil Limiter has no bound.
@@ -168,7 +171,7 @@ func Listen(cfg Config, proc Processor, limit Limiter, m Metrics) (*Listener, er
 		ln = tls.NewListener(ln, cfg.TLS)
 	}
 	l := &Listener{cfg: cfg, proc: proc, limit: limit, log: cfg.Logger.With().Str("listener", cfg.Name).Logger(),
-		metrics: m, ln: ln, conns: map[*serverConn]struct{}{}, sources: map[netip.Addr]int{}, workers: newWorkers()}
+		metrics: m, ln: ln, conns: map[*serverConn]struct{}{}, sources: map[netip.Addr]int{}, workers: newWorkers(cfg.reapTick)}
 	l.ctx, l.stop = context.WithCancel(context.Background())
 	if m != nil {
 		l.turnaround = m.Turnaround(cfg.Name)
