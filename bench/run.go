@@ -75,10 +75,6 @@ type Options struct {
 	// QRShare is the share of the load terminals' requests that are QR purchases,
 	// through a wallet simulator in a process of its own (0, the default: card only).
 	QRShare float64
-	// LoadNice, when above zero, runs the load generator (this process) and the
-	// simulators at this niceness (1-19) and the switch at this process's own, so
-	// that the switch has a core first when they compete for one (nice.go).
-	LoadNice int
 }
 
 // Report is the outcome of a run.
@@ -114,19 +110,11 @@ type proc struct {
 }
 
 func startProc(exe, dir, name string, args ...string) (*proc, error) {
-	return startNiceProc(0, exe, dir, name, args...)
-}
-
-// startNiceProc is startProc at niceness nice (0: this process's).
-func startNiceProc(nice int, exe, dir, name string, args ...string) (*proc, error) {
-	cmd, err := niceCommand(nice, exe, args...)
-	if err != nil {
-		return nil, err
-	}
 	f, err := os.Create(filepath.Join(dir, name+".log"))
 	if err != nil {
 		return nil, err
 	}
+	cmd := exec.Command(exe, args...)
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
 		f.Close()
@@ -273,9 +261,6 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if o.QRShare < 0 || o.QRShare > 1 {
 		return nil, fmt.Errorf("QR share %v is not between 0 and 1", o.QRShare)
 	}
-	if err := checkNice(o.LoadNice); err != nil {
-		return nil, err
-	}
 	if o.RelayDuration <= 0 {
 		o.RelayDuration = max(o.Duration/3, 5*time.Second)
 	}
@@ -292,7 +277,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	sim, err := startNiceProc(o.LoadNice, o.Exe, o.WorkDir, "issuer-sim", "issuer-sim", "--addr", simAddr,
+	sim, err := startProc(o.Exe, o.WorkDir, "issuer-sim", "issuer-sim", "--addr", simAddr,
 		"--latency", o.IssuerLatency.String(), "--latency-p99", o.IssuerLatencyP99.String())
 	if err != nil {
 		return nil, err
@@ -304,7 +289,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		if err != nil {
 			return nil, err
 		}
-		ws, err := startNiceProc(o.LoadNice, o.Exe, o.WorkDir, "wallet-sim", "wallet-sim", "--addr", walletAddr)
+		ws, err := startProc(o.Exe, o.WorkDir, "wallet-sim", "wallet-sim", "--addr", walletAddr)
 		if err != nil {
 			return nil, err
 		}
@@ -366,12 +351,6 @@ security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504
 	}
 	if err := waitApproving(ctx, termAddr); err != nil {
 		return nil, err
-	}
-	if o.LoadNice > 0 {
-		// The switch has started at this process's niceness; the load goes at the lower one.
-		if err := reniceSelf(o.LoadNice); err != nil {
-			return nil, err
-		}
 	}
 	var fleet *Fleet
 	if !o.Plain {

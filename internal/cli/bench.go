@@ -56,7 +56,6 @@ func runBench(env *Env, args []string) int {
 	fs.DurationVar(&o.CurveStep, "curve-step", 10e9, "measured time at each rate of --curve")
 	fs.BoolVar(&o.Fresh, "fresh", false, "run the open loops (--rate, --curve) on the fresh switch, before the closed loop (default: after it, once settled)")
 	fs.DurationVar(&o.SettleTimeout, "settle-timeout", 60e9, "longest wait for the switch to settle (journal index, compactions) before the open loops")
-	fs.IntVar(&o.LoadNice, "load-nice", 0, "run the load generator and the simulators at this niceness (1-19), the switch at bench's own, so that the switch has a core first where they compete (0: all at bench's)")
 	fs.IntVar(&o.Cards, "cards", 0, "end with this many purchases each with a new card, and report the switch's heap per million cards")
 	if ok, code := parse(fs, args); !ok {
 		return code
