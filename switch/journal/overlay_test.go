@@ -74,3 +74,31 @@ func TestOverlay(t *testing.T) {
 		t.Fatalf("Get of the released record without the overlay: %+v %v", r, err)
 	}
 }
+
+// TestWriteLater: a write that starts no commit is committed, and readable, with the
+// next durable write, in order with it.
+func TestWriteLater(t *testing.T) {
+	db, s := open(t, t.TempDir())
+	defer db.Close()
+	defer s.Close()
+	ctx := context.Background()
+	at := time.Date(2026, 12, 2, 7, 0, 0, 0, time.UTC)
+	r := sample("200000000001", at, "T1")
+	enc, err := r.AppendBinary(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WriteEncodedLater(ctx, r, enc, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.MarkDeliveryLater(r.RRN, true, at.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutDurable(ctx, []byte("test/key"), []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Get(r.RRN)
+	if err != nil || got.State != StateResponded {
+		t.Fatalf("after the durable write: %+v %v, want the record with its delivery", got, err)
+	}
+}

@@ -54,15 +54,16 @@ type applier struct {
 	through uint64
 
 	// run's alone:
-	next    uint64 // the last sequence applied to the store, not yet flushed
-	durable uint64 // the position last written: next, or before the oldest held
-	// dirty says that the applier (or a release of a held version) wrote to the
-	// local store since the last position written: a flush must commit it. A
-	// message that was only held leaves it unset: no commit, no sync for it.
-	dirty    atomic.Bool
+	next     uint64 // the last sequence applied to the store, not yet flushed
 	nextCons uint64 // its consumer sequence
 	nextName string // its consumer's name
 	flushed  uint64 // the position last written to Badger
+	durable  uint64 // the position last written: next, or before the oldest held
+
+	// dirty says that the applier (or a release of a held version) wrote to the
+	// local store since the last position written: a flush must commit it. A
+	// message that was only held leaves it unset: no commit, no sync for it.
+	dirty atomic.Bool
 }
 
 func (a *applier) init() {
@@ -449,7 +450,7 @@ func (j *Journal) applyMsg(ctx context.Context, kind string, data []byte, own, f
 		}
 		j.store.NoteRRN(rec.RRN)
 		j.ap.dirty.Store(true)
-		return j.store.WriteEncoded(ctx, rec, data, local == nil, false)
+		return j.store.WriteEncodedLater(ctx, rec, data, local == nil)
 	case kindDeliv:
 		return j.applyMarks(ctx, data)
 	case kindBatch:
@@ -529,13 +530,13 @@ func (j *Journal) applyRemote(ctx context.Context, rec *journal.Record, data []b
 		if needsFirst(e.first, rec) {
 			var first []byte
 			if first, err = e.first.AppendBinary(nil); err == nil {
-				err = j.store.WriteEncoded(ctx, e.first, first, true, false)
+				err = j.store.WriteEncodedLater(ctx, e.first, first, true)
 			}
 			if err == nil {
-				err = j.store.WriteEncoded(ctx, rec, data, false, false)
+				err = j.store.WriteEncodedLater(ctx, rec, data, false)
 			}
 		} else {
-			err = j.store.WriteEncoded(ctx, rec, data, true, false)
+			err = j.store.WriteEncodedLater(ctx, rec, data, true)
 		}
 		if err == nil {
 			e.rec, e.data = rec, append(e.data[:0:0], data...)
@@ -543,7 +544,7 @@ func (j *Journal) applyRemote(ctx context.Context, rec *journal.Record, data []b
 			j.stats.heldReplaced.Add(1)
 		}
 	default:
-		err = j.store.WriteEncoded(ctx, rec, data, !inStore, false)
+		err = j.store.WriteEncodedLater(ctx, rec, data, !inStore)
 		if err == nil && e != nil {
 			e.rec, e.data = rec, append(e.data[:0:0], data...)
 			h.markWritten(e)

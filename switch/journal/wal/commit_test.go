@@ -370,3 +370,43 @@ func TestLeadKeepsSubmissionOrder(t *testing.T) {
 		t.Fatalf("%d commits, want %d", len(order), 2*writers*rounds)
 	}
 }
+
+// TestQueueStartsNoGroup: a request queued with Queue waits for the next group
+// someone starts, and goes in it, in order.
+func TestQueueStartsNoGroup(t *testing.T) {
+	var mu sync.Mutex
+	var groups [][]string
+	c := StartCommitter(GroupOptions{}, func(group []*req) {
+		var g []string
+		for _, r := range group {
+			g = append(g, r.payload)
+			if r.done != nil {
+				r.done <- nil
+			}
+		}
+		mu.Lock()
+		groups = append(groups, g)
+		mu.Unlock()
+	})
+	defer c.Close()
+	for _, p := range []string{"a", "b"} {
+		if err := c.Queue(&req{payload: p}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := c.queued(); n != 2 {
+		t.Fatalf("%d queued, want 2", n)
+	}
+	r := &req{payload: "lead", done: make(chan error, 1)}
+	if err := c.Lead(r); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-r.done; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(groups) != 1 || strings.Join(groups[0], ",") != "a,b,lead" {
+		t.Fatalf("groups %v, want one: a,b,lead", groups)
+	}
+}
