@@ -169,7 +169,7 @@ func (j *Journal) now() time.Time {
 // writeHeld writes e's version to the local store, not durably. h.mu held.
 func (j *Journal) writeHeld(ctx context.Context, e *heldEntry) error {
 	j.ap.dirty.Store(true)
-	if err := j.store.WriteEncoded(ctx, e.rec, e.data, true, false); err != nil {
+	if err := j.store.WriteEncodedLater(ctx, e.rec, e.data, true); err != nil {
 		return fmt.Errorf("write the held record %s: %w", e.rrn, err)
 	}
 	j.hold.markWritten(e)

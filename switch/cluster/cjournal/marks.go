@@ -46,7 +46,7 @@ func (j *Journal) applyMarks(ctx context.Context, data []byte) error {
 			return err
 		}
 		j.ap.dirty.Store(true)
-		return j.store.MarkDelivery(rrn, delivered, at)
+		return j.store.MarkDeliveryLater(rrn, delivered, at)
 	})
 }
 
