@@ -28,9 +28,6 @@ func (s *Store) Scan(ctx context.Context, q Query, fn func(*Record) bool) error 
 		}
 		return nil
 	}
-	if err := s.release(ctx); err != nil {
-		return err
-	}
 	if err := s.catchUp(ctx); err != nil {
 		return err
 	}
@@ -297,9 +294,6 @@ func ParseTime(s string, now time.Time, loc *time.Location) (time.Time, error) {
 
 // ScanFrom calls fn for every record with an RRN at or above rrn, in RRN order.
 func (s *Store) ScanFrom(ctx context.Context, rrn string, fn func(*Record) bool) error {
-	if err := s.release(ctx); err != nil {
-		return err
-	}
 	if err := s.catchUp(ctx); err != nil {
 		return err
 	}
@@ -309,9 +303,6 @@ func (s *Store) ScanFrom(ctx context.Context, rrn string, fn func(*Record) bool)
 
 // LastReceived returns the receive time of the newest record (zero when empty).
 func (s *Store) LastReceived() (time.Time, error) {
-	if err := s.release(context.Background()); err != nil {
-		return time.Time{}, err
-	}
 	if err := s.catchUp(context.Background()); err != nil {
 		return time.Time{}, err
 	}

@@ -38,8 +38,8 @@ type pendDeliv struct {
 	v   [9]byte
 }
 
-// get returns the record with the RRN as the store holds it (Get, GetStored).
-func (s *Store) get(rrn string) (*Record, error) {
+// Get returns the record with the RRN.
+func (s *Store) Get(rrn string) (*Record, error) {
 	var rec *Record
 	gen := s.ix.applied.Load()
 	err := s.db.View(func(txn *badger.Txn) error {
@@ -160,11 +160,8 @@ func mergeDelivery(rec *Record, v []byte) {
 func DupKey(tid, stan, de7 string) string { return tid + "/" + stan + "/" + de7 }
 
 // LookupDuplicate returns the RRN of the request with the same DE 41, DE 11 and DE 7,
-// if the journal (or its overlay) holds one.
+// if the journal holds one.
 func (s *Store) LookupDuplicate(tid, stan, de7 string) (string, bool, error) {
-	if rrn, ok := s.lookupOverlay(DupKey(tid, stan, de7)); ok {
-		return rrn, true, nil
-	}
 	s.pend.mu.RLock()
 	rrn, ok := s.pend.dup[DupKey(tid, stan, de7)]
 	s.pend.mu.RUnlock()

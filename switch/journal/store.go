@@ -151,9 +151,7 @@ type Store struct {
 
 	rrn  rrnSeq  // durable.go
 	pend pending // read.go: frames committed but not indexed yet
-	// overlay holds records on the store's behalf (overlay.go); nil alone.
-	overlay atomic.Pointer[overlayRef]
-	ix      indexer // indexer.go
+	ix   indexer // indexer.go
 
 	purgeMu sync.Mutex // one Purge at a time (purge.go)
 }

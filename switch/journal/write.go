@@ -28,7 +28,6 @@ type writeReq struct {
 	deliv []byte      // a delivery mark (9 bytes) for rrn instead of a record
 	kv    [][2][]byte // keys to set in Badger (batch marks, checkpoints, PutDurable)
 	done  chan error  // nil: do not wait (not durable yet when Write returns)
-	later bool        // not durable, and starts no commit (WriteEncodedLater)
 
 	ver   uint64 // set by the committer
 	ptr   wal.Ptr
@@ -65,29 +64,14 @@ func (s *Store) WriteEncoded(ctx context.Context, rec *Record, enc []byte, first
 	return s.write(ctx, rec, buf, first, durable)
 }
 
-// WriteEncodedLater is WriteEncoded, not durable, of a write that starts no commit of
-// its own: it is committed (and readable) with the next group anyone commits. The
-// caller commits one soon (the cluster journal's applier writes its position after a
-// burst of the other nodes' records: one sync for the burst).
-func (s *Store) WriteEncodedLater(ctx context.Context, rec *Record, enc []byte, first bool) error {
-	buf := encodeBufs.Get().(*[]byte)
-	*buf = append((*buf)[:0], enc...)
-	return s.writeReq(ctx, rec, buf, first, false, true)
-}
-
 // write is Write of rec encoded in *buf (a buffer of encodeBufs, which it takes).
 func (s *Store) write(ctx context.Context, rec *Record, buf *[]byte, first, durable bool) error {
-	return s.writeReq(ctx, rec, buf, first, durable, false)
-}
-
-// writeReq is write, with later as WriteEncodedLater.
-func (s *Store) writeReq(ctx context.Context, rec *Record, buf *[]byte, first, durable, later bool) error {
 	b := *buf
 	if len(b) > wal.MaxFrame {
 		encodeBufs.Put(buf)
 		return fmt.Errorf("journal: record %s encodes to %d bytes, more than a log frame holds (%d)", rec.RRN, len(b), wal.MaxFrame)
 	}
-	req := &writeReq{rec: b, buf: buf, rrn: rec.RRN, first: first, tid: rec.TID, at: rec.Received, later: later && !durable}
+	req := &writeReq{rec: b, buf: buf, rrn: rec.RRN, first: first, tid: rec.TID, at: rec.Received}
 	if first && rec.TID != "" && rec.STAN != "" && rec.DE7 != "" && rec.OwnsDupKey() {
 		req.dup = DupKey(rec.TID, rec.STAN, rec.DE7)
 	}
@@ -115,22 +99,12 @@ func (s *Store) writeReq(ctx context.Context, rec *Record, buf *[]byte, first, d
 // apart from the record (and merged into it on reading), so that it never races with
 // later updates of the record; it is written with the next group, not waited for.
 func (s *Store) MarkDelivery(rrn string, delivered bool, at time.Time) error {
-	return s.markDelivery(rrn, delivered, at, false)
-}
-
-// MarkDeliveryLater is MarkDelivery starting no commit of its own, as
-// WriteEncodedLater.
-func (s *Store) MarkDeliveryLater(rrn string, delivered bool, at time.Time) error {
-	return s.markDelivery(rrn, delivered, at, true)
-}
-
-func (s *Store) markDelivery(rrn string, delivered bool, at time.Time, later bool) error {
 	v := make([]byte, 9)
 	if delivered {
 		v[0] = 1
 	}
 	binary.BigEndian.PutUint64(v[1:], uint64(at.UnixNano()))
-	return s.enqueue(&writeReq{rrn: rrn, deliv: v, later: later})
+	return s.enqueue(&writeReq{rrn: rrn, deliv: v})
 }
 
 // enqueue hands req to the committer. A writer that waits for its write leads: when
@@ -138,9 +112,6 @@ func (s *Store) markDelivery(rrn string, delivered bool, at time.Time, later boo
 func (s *Store) enqueue(req *writeReq) error {
 	if req.done != nil {
 		return s.commits.Lead(req)
-	}
-	if req.later {
-		return s.commits.Queue(req)
 	}
 	return s.commits.Submit(req)
 }

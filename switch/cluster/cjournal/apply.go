@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -23,9 +22,7 @@ import (
 // after a crash it starts again from a position whose messages are all in the store.
 // Own messages are skipped, except those the stream held when Open ran and the local
 // store lacks (a node that lost its disk, or crashed between the stream's
-// acknowledgement and its own sync, gets them back). The other nodes' write-ahead
-// versions are held in memory until their final version comes (hold.go): the
-// position written stays behind the oldest one held.
+// acknowledgement and its own sync, gets them back).
 
 // applier is the applier's state.
 type applier struct {
@@ -48,22 +45,11 @@ type applier struct {
 	// each finds its predecessor without a read of the store.
 	recent recentRecords
 
-	// through is the last sequence an earlier run applied (the position's second
-	// half, read by Open): up to it, a remote record the store holds is not applied
-	// again.
-	through uint64
-
 	// run's alone:
 	next     uint64 // the last sequence applied to the store, not yet flushed
 	nextCons uint64 // its consumer sequence
 	nextName string // its consumer's name
 	flushed  uint64 // the position last written to Badger
-	durable  uint64 // the position last written: next, or before the oldest held
-
-	// dirty says that the applier (or a release of a held version) wrote to the
-	// local store since the last position written: a flush must commit it. A
-	// message that was only held leaves it unset: no commit, no sync for it.
-	dirty atomic.Bool
 }
 
 func (a *applier) init() {
@@ -204,7 +190,7 @@ var errRefilter = errors.New("past the restore point: follow the other nodes onl
 // error.
 func (j *Journal) run() {
 	defer close(j.ap.done)
-	j.ap.flushed, j.ap.next, j.ap.durable = j.ap.applied, j.ap.applied, j.ap.applied
+	j.ap.flushed, j.ap.next = j.ap.applied, j.ap.applied
 	for {
 		err := j.follow()
 		if err == nil {
@@ -278,23 +264,8 @@ func (j *Journal) follow() error {
 		<-closed
 	}()
 	n := 0
-	var tick <-chan time.Time
-	if hold := j.holdFor(); hold > 0 {
-		t := time.NewTicker(min(max(hold/4, 10*time.Millisecond), 250*time.Millisecond))
-		defer t.Stop()
-		tick = t.C
-	}
 	for {
 		select {
-		case <-tick:
-			// Held versions whose final one did not come: to the store, and the
-			// position past them.
-			if err := j.releaseDue(ctx); err != nil {
-				return err
-			}
-			if err := j.flush(); err != nil {
-				return err
-			}
 		case m := <-in:
 			if err := j.apply(ctx, m); err != nil {
 				if ctx.Err() != nil {
@@ -304,9 +275,6 @@ func (j *Journal) follow() error {
 			}
 			if n++; n >= flushEvery || len(in) == 0 {
 				n = 0
-				if err := j.releaseDue(ctx); err != nil {
-					return err
-				}
 				if err := j.flush(); err != nil {
 					return err
 				}
@@ -327,53 +295,24 @@ func (j *Journal) follow() error {
 
 // flush writes the applier's position to the local Badger through the journal's
 // log, after the messages applied up to it, and then makes it the Position: the
-// applied records are readable (their group is committed) and survive a crash. The
-// position written is the last sequence applied, or the one before the oldest
-// version held in memory (a crash reads it again from the stream), followed by the
-// last sequence applied (up to which a restart does not apply again what the store
-// holds).
+// applied records are readable (their group is committed) and survive a crash.
 func (j *Journal) flush() error {
-	want := j.ap.next
-	h := &j.hold
-	h.mu.Lock()
-	if e := h.oldest(); e != nil && e.seq <= want {
-		want = e.seq - 1
-	}
-	gen := h.gen
-	h.mu.Unlock()
-	if j.ap.next == j.ap.flushed && want == j.ap.durable {
+	if j.ap.next == j.ap.flushed {
 		return nil
 	}
-	if want == j.ap.durable && !j.ap.dirty.Load() {
-		// Only versions held in memory since: readable at once, nothing to commit,
-		// the position written stays.
-		j.ap.flushed = j.ap.next
-		j.advance()
-		return nil
-	}
-	j.ap.dirty.Store(false) // a write from here on is committed by the next flush
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	v := binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, want), j.ap.next)
-	if err := j.store.PutDurable(ctx, []byte(keyApplied), v); err != nil {
-		return fmt.Errorf("write the applied position %d: %w", want, err)
+	if err := j.store.PutDurable(ctx, []byte(keyApplied), binary.BigEndian.AppendUint64(nil, j.ap.next)); err != nil {
+		return fmt.Errorf("write the applied position %d: %w", j.ap.next, err)
 	}
-	h.mu.Lock()
-	h.committed(gen) // written before the position: committed with it
-	h.mu.Unlock()
-	j.ap.flushed, j.ap.durable = j.ap.next, want
-	j.advance()
-	return nil
-}
-
-// advance makes the last message applied the Position.
-func (j *Journal) advance() {
+	j.ap.flushed = j.ap.next
 	j.ap.mu.Lock()
 	j.ap.applied = j.ap.next
 	j.ap.appliedName, j.ap.appliedCons = j.ap.nextName, j.ap.nextCons
 	close(j.ap.advanced)
 	j.ap.advanced = make(chan struct{})
 	j.ap.mu.Unlock()
+	return nil
 }
 
 // apply applies one stream message to the local store and moves the position.
@@ -391,13 +330,13 @@ func (j *Journal) apply(ctx context.Context, m jetstream.Msg) error {
 		var err error
 		if kind == kindGroup {
 			err = decodeGroup(data, func(kind string, payload []byte) error {
-				return j.skipBad(seq, m.Subject(), j.applyMsg(ctx, kind, payload, own, false, seq))
+				return j.skipBad(seq, m.Subject(), j.applyMsg(ctx, kind, payload, own, false))
 			})
 		} else {
 			// A first version published after this process opened the journal is
 			// not in the local store: no need to look.
 			fresh := seq > j.ap.restoreTo && h.Get(hdrFirst) == "1"
-			err = j.applyMsg(ctx, kind, data, own, fresh, seq)
+			err = j.applyMsg(ctx, kind, data, own, fresh)
 		}
 		if err := j.skipBad(seq, m.Subject(), err); err != nil {
 			return fmt.Errorf("apply %s sequence %d (%s): %w", StreamName, seq, m.Subject(), err)
@@ -424,35 +363,49 @@ func (j *Journal) skipBad(seq uint64, subject string, err error) error {
 	return nil
 }
 
-// applyMsg applies a message of kind, taken from the stream at seq, to the local
-// store. An own record version is written only if the store lacks it (or holds an
-// older version). With fresh, the message is a record's first version that no
-// earlier run of the applier can have applied (the store lacks it).
-func (j *Journal) applyMsg(ctx context.Context, kind string, data []byte, own, fresh bool, seq uint64) error {
+// applyMsg applies a message of kind to the local store. An own record version is
+// written only if the store lacks it (or holds an older version). With fresh, the
+// message is a record's first version that no earlier run of the applier can have
+// applied (the store lacks it).
+func (j *Journal) applyMsg(ctx context.Context, kind string, data []byte, own, fresh bool) error {
 	switch kind {
 	case kindRecord:
 		rec := new(journal.Record)
 		if err := rec.UnmarshalBinary(data); err != nil {
 			return badMessage{fmt.Errorf("decode record: %w", err)}
 		}
+		local, ok := (*journal.Record)(nil), false
 		if !own {
-			return j.applyRemote(ctx, rec, data, fresh, seq)
+			local, ok = j.ap.recent.get(rec.RRN)
 		}
-		local, err := j.store.GetStored(rec.RRN)
-		switch {
-		case errors.Is(err, journal.ErrNotFound):
-			local = nil
-		case err != nil:
+		if !ok && !fresh {
+			var err error
+			local, err = j.store.Get(rec.RRN)
+			switch {
+			case errors.Is(err, journal.ErrNotFound):
+				local = nil
+			case err != nil:
+				return err
+			}
+		}
+		if own {
+			if local != nil && len(local.Events) >= len(rec.Events) {
+				return nil
+			}
+			j.store.NoteRRN(rec.RRN)
+		}
+		if err := j.store.WriteEncoded(ctx, rec, data, local == nil, false); err != nil {
 			return err
 		}
-		if local != nil && len(local.Events) >= len(rec.Events) {
-			return nil
+		if !own {
+			j.ap.recent.put(rec)
+			j.stats.appliedRemote.Add(1)
+			if j.opts.OnRemote != nil {
+				j.opts.OnRemote(rec, local)
+			}
 		}
-		j.store.NoteRRN(rec.RRN)
-		j.ap.dirty.Store(true)
-		return j.store.WriteEncodedLater(ctx, rec, data, local == nil)
 	case kindDeliv:
-		return j.applyMarks(ctx, data)
+		return j.applyMarks(data)
 	case kindBatch:
 		if len(data) < 9 {
 			return badMessage{fmt.Errorf("batch close of %d bytes", len(data))}
@@ -464,100 +417,10 @@ func (j *Journal) applyMsg(ctx context.Context, kind string, data []byte, own, f
 			return err
 		}
 		if at.After(prev) {
-			j.ap.dirty.Store(true)
 			return j.store.CloseBatch(ctx, tid, at)
 		}
 	default:
 		return badMessage{fmt.Errorf("unknown kind %q", kind)}
-	}
-	return nil
-}
-
-// applyRemote applies another node's record version, taken from the stream at seq:
-// a first version that is not final is held in memory (hold.go), a later version
-// is written in the held one's place, anything else is written as it comes. Up to
-// the sequence an earlier run applied, a record the store holds is left alone: the
-// store has its newest version up to there (a crash lost only what was held).
-func (j *Journal) applyRemote(ctx context.Context, rec *journal.Record, data []byte, fresh bool, seq uint64) error {
-	if seq <= j.ap.through {
-		switch _, err := j.store.GetStored(rec.RRN); {
-		case err == nil:
-			return nil
-		case !errors.Is(err, journal.ErrNotFound):
-			return err
-		}
-		fresh = true // the store lacks it
-	}
-	h := &j.hold
-	h.mu.Lock()
-	e := h.lookup(rec.RRN)
-	var local *journal.Record
-	inStore := false
-	switch {
-	case e != nil:
-		local, inStore = e.rec, e.written
-	default:
-		var ok bool
-		if local, ok = j.ap.recent.get(rec.RRN); !ok && !fresh {
-			var err error
-			local, err = j.store.GetStored(rec.RRN)
-			switch {
-			case errors.Is(err, journal.ErrNotFound):
-				local = nil
-			case err != nil:
-				h.mu.Unlock()
-				return err
-			}
-		}
-		inStore = local != nil
-	}
-	var err error
-	if e == nil && local == nil && !rec.Final() && j.holdFor() > 0 || e != nil && !e.written && !rec.Final() {
-		// Held: nothing for the store.
-	} else {
-		j.ap.dirty.Store(true)
-	}
-	switch {
-	case e == nil && local == nil && !rec.Final() && j.holdFor() > 0:
-		h.add(rec, data, seq, j.now())
-		j.stats.held.Add(1)
-	case e != nil && !e.written && !rec.Final():
-		// A later version that is not final either: held in its place.
-		e.rec, e.data = rec, append(e.data[:0:0], data...)
-	case e != nil && !e.written:
-		// The first write of a record sets its indexes: the later version stands in
-		// for the held one unless its indexes would differ.
-		if needsFirst(e.first, rec) {
-			var first []byte
-			if first, err = e.first.AppendBinary(nil); err == nil {
-				err = j.store.WriteEncodedLater(ctx, e.first, first, true)
-			}
-			if err == nil {
-				err = j.store.WriteEncodedLater(ctx, rec, data, false)
-			}
-		} else {
-			err = j.store.WriteEncodedLater(ctx, rec, data, true)
-		}
-		if err == nil {
-			e.rec, e.data = rec, append(e.data[:0:0], data...)
-			h.markWritten(e)
-			j.stats.heldReplaced.Add(1)
-		}
-	default:
-		err = j.store.WriteEncodedLater(ctx, rec, data, !inStore)
-		if err == nil && e != nil {
-			e.rec, e.data = rec, append(e.data[:0:0], data...)
-			h.markWritten(e)
-		}
-	}
-	h.mu.Unlock()
-	if err != nil {
-		return err
-	}
-	j.ap.recent.put(rec)
-	j.stats.appliedRemote.Add(1)
-	if j.opts.OnRemote != nil {
-		j.opts.OnRemote(rec, local)
 	}
 	return nil
 }

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -158,148 +157,31 @@ func useCommitter(j *Journal) func() {
 	return c.Close
 }
 
-// BenchmarkApply measures what applying another node's transactions costs a node:
-// node 2 journals b.N transactions (write-ahead record, final version, delivery
-// mark) on a standalone server, then node 1 opens on an empty directory and applies
-// them all (Open catches up), until its local store has indexed them. Reported: the
-// process's CPU per transaction applied, with the other node's write-ahead records
-// held in memory until their final version (hold, the default) and written as they
-// come (write-all, HoldRemote < 0: the earlier behaviour).
-//
-//	go test -run '^$' -bench Apply -benchtime 5000x ./switch/cluster/cjournal/
-func BenchmarkApply(b *testing.B) {
-	for _, mode := range []string{"hold", "write-all"} {
-		b.Run(mode, func(b *testing.B) {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-			defer cancel()
-			nc := startCluster(b, ctx, 1)
-			m2 := openMember(b, ctx, nc.nodes[0], 2, 1, filepath.Join(b.TempDir(), "m2"))
-			defer m2.close(b)
-			benchTxns(b, ctx, m2.j)
-			if err := m2.j.CaughtUp(ctx); err != nil {
-				b.Fatal(err)
-			}
-			cpu0 := cpuTime()
-			m1 := openMemberWith(b, ctx, nc.nodes[0], 1, 1, filepath.Join(b.TempDir(), "m1"), func(o *Options) {
-				if mode == "write-all" {
-					o.HoldRemote = -1
-				}
-			})
-			defer m1.close(b)
-			for m1.store.Unindexed() > 0 && ctx.Err() == nil {
-				time.Sleep(time.Millisecond) // polling for the indexer, with the deadline
-			}
-			b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "apply-cpu-µs/txn")
-			st := m1.j.Stats()
-			b.ReportMetric(float64(st.HeldReplaced)/float64(b.N), "replaced/txn")
-		})
-	}
-}
-
-// BenchmarkApplyStore is the applier's work on the local store alone, without NATS:
-// each op applies another node's transaction as the live applier gets it (its
-// write-ahead record, a first version published after Open; its final version, from
-// a group; its delivery mark), each followed by the position's write (as when the
-// messages trickle in and the applier keeps up) and, at the end, waiting for the
-// store's indexer. hold holds the write-ahead record
-// until its final version; write-all writes both (HoldRemote < 0).
-//
-//	go test -run '^$' -bench ApplyStore -count 5 ./switch/cluster/cjournal/
-func BenchmarkApplyStore(b *testing.B) {
-	for _, mode := range []string{"hold", "write-all"} {
-		b.Run(mode, func(b *testing.B) {
-			ctx := context.Background()
-			dir := b.TempDir()
-			db, err := badger.Open(badger.DefaultOptions(filepath.Join(dir, "badger")).WithLogger(nil).WithSyncWrites(false))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer db.Close()
-			store, err := journal.Open(db, journal.Options{Dir: filepath.Join(dir, "journal"), RRNPrefix: "1"})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer store.Close()
-			j := &Journal{store: store, db: db, node: "1", log: testLogger(b), opts: Options{Node: 1, OnRemote: func(_, _ *journal.Record) {}}}
-			if mode == "write-all" {
-				j.opts.HoldRemote = -1
-			}
-			j.ap.init()
-			j.hold.init()
-			at := time.Date(2026, 12, 2, 7, 0, 0, 0, time.UTC)
-			type msgs struct{ wa, final, mark []byte }
-			txns := make([]msgs, b.N)
-			for i := range txns {
-				req := request(fmt.Sprintf("2%011d", i+1), fmt.Sprintf("T%04d", i%1000), fmt.Sprintf("%06d", i%1000000), at.Add(time.Duration(i)*time.Millisecond))
-				wa, _ := req.AppendBinary(nil)
-				final, _ := answer(req, req.Received.Add(time.Millisecond)).AppendBinary(nil)
-				txns[i] = msgs{wa, final, appendMark(nil, req.RRN, true, req.Received.Add(2*time.Millisecond))}
-			}
-			var seq uint64
-			cpu0 := cpuTime()
-			b.ResetTimer()
-			for i := range txns {
-				for _, m := range []struct {
-					kind  string
-					data  []byte
-					fresh bool
-				}{{kindRecord, txns[i].wa, true}, {kindRecord, txns[i].final, false}, {kindDeliv, txns[i].mark, false}} {
-					seq++
-					if err := j.applyMsg(ctx, m.kind, m.data, false, m.fresh, seq); err != nil {
-						b.Fatal(err)
-					}
-					j.ap.next = seq
-					if err := j.releaseDue(ctx); err != nil {
-						b.Fatal(err)
-					}
-					if err := j.flush(); err != nil {
-						b.Fatal(err)
-					}
-				}
-			}
-			if err := j.flush(); err != nil {
-				b.Fatal(err)
-			}
-			for store.Unindexed() > 0 {
-				time.Sleep(time.Millisecond) // polling for the indexer
-			}
-			b.StopTimer()
-			b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/txn")
-		})
-	}
-}
-
-// BenchmarkApplyLive is BenchmarkApply with node 1 applying while node 2 journals
-// (the live applier: messages trickle in, a position written after each burst):
-// the process's CPU per transaction covers node 2's writes, the server and node 1's
-// applier, so the difference between hold and write-all is the applier's.
+// BenchmarkApplyLive measures what applying another node's transactions costs:
+// node 2 journals b.N transactions (as BenchmarkWrite) on a standalone server while
+// node 1 applies them live (messages trickling in, a position written after each
+// burst), until node 1 has applied and indexed them all. The process's CPU per
+// transaction covers node 2's writes, the server and node 1's applier: compare
+// builds one after the other (the figure moves with the machine's load).
 //
 //	go test -run '^$' -bench ApplyLive -benchtime 5000x -count 4 ./switch/cluster/cjournal/
 func BenchmarkApplyLive(b *testing.B) {
-	for _, mode := range []string{"hold", "write-all"} {
-		b.Run(mode, func(b *testing.B) {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-			defer cancel()
-			nc := startCluster(b, ctx, 1)
-			m1 := openMemberWith(b, ctx, nc.nodes[0], 1, 1, filepath.Join(b.TempDir(), "m1"), func(o *Options) {
-				if mode == "write-all" {
-					o.HoldRemote = -1
-				}
-			})
-			defer m1.close(b)
-			m2 := openMember(b, ctx, nc.nodes[0], 2, 1, filepath.Join(b.TempDir(), "m2"))
-			defer m2.close(b)
-			cpu0 := cpuTime()
-			benchTxns(b, ctx, m2.j)
-			b.StartTimer()
-			if err := m1.j.CaughtUp(ctx); err != nil {
-				b.Fatal(err)
-			}
-			for m1.store.Unindexed() > 0 && ctx.Err() == nil {
-				time.Sleep(time.Millisecond) // polling for the indexer, with the deadline
-			}
-			b.StopTimer()
-			b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "all-cpu-µs/txn")
-		})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	nc := startCluster(b, ctx, 1)
+	m1 := openMember(b, ctx, nc.nodes[0], 1, 1, filepath.Join(b.TempDir(), "m1"))
+	defer m1.close(b)
+	m2 := openMember(b, ctx, nc.nodes[0], 2, 1, filepath.Join(b.TempDir(), "m2"))
+	defer m2.close(b)
+	cpu0 := cpuTime()
+	benchTxns(b, ctx, m2.j)
+	b.StartTimer()
+	if err := m1.j.CaughtUp(ctx); err != nil {
+		b.Fatal(err)
 	}
+	for m1.store.Unindexed() > 0 && ctx.Err() == nil {
+		time.Sleep(time.Millisecond) // polling for the indexer, with the deadline
+	}
+	b.StopTimer()
+	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "all-cpu-µs/txn")
 }

@@ -121,12 +121,6 @@ type member struct {
 // openMember opens node num's journal in dir on the NATS node nd.
 func openMember(t testing.TB, ctx context.Context, nd *cluster.Node, num, replicas int, dir string) *member {
 	t.Helper()
-	return openMemberWith(t, ctx, nd, num, replicas, dir, nil)
-}
-
-// openMemberWith is openMember with set changing the journal's options.
-func openMemberWith(t testing.TB, ctx context.Context, nd *cluster.Node, num, replicas int, dir string, set func(*Options)) *member {
-	t.Helper()
 	m := &member{num: num, dir: dir}
 	var err error
 	if m.db, err = badger.Open(badger.DefaultOptions(filepath.Join(dir, "badger")).WithLogger(nil).WithSyncWrites(false)); err != nil {
@@ -135,16 +129,12 @@ func openMemberWith(t testing.TB, ctx context.Context, nd *cluster.Node, num, re
 	if m.store, err = journal.Open(m.db, journal.Options{Dir: filepath.Join(dir, "journal"), RRNPrefix: strconv.Itoa(num), IndexDelay: 10 * time.Millisecond}); err != nil {
 		t.Fatal(err)
 	}
-	opts := Options{Node: num, Replicas: replicas, AckTimeout: 3 * time.Second, Logger: testLogger(t),
+	m.j, err = Open(ctx, nd, m.store, m.db, Options{Node: num, Replicas: replicas, AckTimeout: 3 * time.Second, Logger: testLogger(t),
 		OnRemote: func(rec, _ *journal.Record) {
 			m.mu.Lock()
 			m.remote = append(m.remote, rec.RRN)
 			m.mu.Unlock()
-		}}
-	if set != nil {
-		set(&opts)
-	}
-	m.j, err = Open(ctx, nd, m.store, m.db, opts)
+		}})
 	if err != nil {
 		t.Fatalf("open the cluster journal of node %d: %v", num, err)
 	}

@@ -34,10 +34,8 @@ const (
 	DuplicateWindow = 5 * time.Minute
 )
 
-// keyApplied is the local Badger key of the applier's position, written through the
-// journal's log: the stream sequence to follow the stream after (8 bytes, big
-// endian; it stays behind the versions held in memory, hold.go), then the last
-// sequence applied (8 bytes; an earlier version wrote the first 8 only).
+// keyApplied is the local Badger key of the last stream sequence the applier
+// applied (8 bytes, big endian), written through the journal's log.
 const keyApplied = "c/journal/applied"
 
 // Options configure a cluster journal.
@@ -62,16 +60,6 @@ type Options struct {
 	OnRemote func(rec, prev *journal.Record)
 	// Logger receives the applier's and the background publisher's errors.
 	Logger zerolog.Logger
-	// HoldRemote is how long the applier keeps another node's write-ahead version in
-	// memory waiting for its final version, which it then writes in its place (one
-	// version per remote transaction in the local store; hold.go). Default
-	// DefaultHoldRemote; negative: every version is written as it comes.
-	HoldRemote time.Duration
-	// MaxHeld bounds the versions held (default DefaultMaxHeld): beyond it the
-	// oldest is written.
-	MaxHeld int
-	// Now is the clock HoldRemote is measured on (default time.Now).
-	Now func() time.Time
 }
 
 // Journal is a node's replicated journal; it satisfies every role of pipeline.Journal.
@@ -101,9 +89,8 @@ type Journal struct {
 	async       chan asyncPub
 	asyncDone   chan struct{}
 
-	// The applier: apply.go; the versions it holds in memory: hold.go.
-	ap   applier
-	hold holdings
+	// The applier: apply.go.
+	ap applier
 
 	// The grouper and the acker: group.go.
 	group grouper
@@ -117,7 +104,6 @@ type Journal struct {
 type counters struct {
 	published, publishFailed, resent, lost, duplicates atomic.Uint64
 	groups                                             atomic.Uint64
-	held, heldWritten, heldReplaced                    atomic.Uint64
 	appliedRemote, applyErrors, received               atomic.Uint64
 }
 
@@ -157,7 +143,6 @@ func Open(ctx context.Context, node *cluster.Node, store *journal.Store, db *bad
 		async:    make(chan asyncPub, asyncQueue), asyncDone: make(chan struct{}), stop: make(chan struct{})}
 	j.publishAsync = js.PublishMsgAsync
 	j.ap.init()
-	j.hold.init()
 	j.group.init()
 	if err := node.WaitJetStream(ctx); err != nil {
 		return nil, err
@@ -175,7 +160,7 @@ func Open(ctx context.Context, node *cluster.Node, store *journal.Store, db *bad
 	if j.stream, err = js.CreateOrUpdateStream(ctx, cfg); err != nil {
 		return nil, fmt.Errorf("cjournal: create or update the stream %s (replicas %d): %w", StreamName, opts.Replicas, err)
 	}
-	applied, through, err := j.readApplied()
+	applied, err := j.readApplied()
 	if err != nil {
 		return nil, err
 	}
@@ -183,8 +168,7 @@ func Open(ctx context.Context, node *cluster.Node, store *journal.Store, db *bad
 	if err != nil {
 		return nil, fmt.Errorf("cjournal: stream %s: %w", StreamName, err)
 	}
-	j.ap.applied, j.ap.last, j.ap.restoreTo, j.ap.through = applied, max(applied, info.State.LastSeq), info.State.LastSeq, through
-	store.SetOverlay(overlay{j})
+	j.ap.applied, j.ap.last, j.ap.restoreTo = applied, max(applied, info.State.LastSeq), info.State.LastSeq
 	go j.resend()
 	go j.groupLoop()
 	go j.ackLoop()
@@ -204,9 +188,6 @@ func (j *Journal) Close() error {
 	j.closeOnce.Do(func() {
 		close(j.stop)
 		<-j.ap.done
-		// What the applier held goes with it: the stream has it, and the position
-		// written stays behind it.
-		j.store.SetOverlay(nil)
 		<-j.group.done
 		j.asyncMu.Lock()
 		j.asyncClosed = true
@@ -217,11 +198,10 @@ func (j *Journal) Close() error {
 	return nil
 }
 
-// readApplied reads the applier's position from the local Badger (0 if none): the
-// sequence to follow the stream after, and the last sequence applied (the same, in
-// the 8-byte value an earlier version wrote).
-func (j *Journal) readApplied() (pos, through uint64, err error) {
-	err = j.db.View(func(txn *badger.Txn) error {
+// readApplied reads the applier's position from the local Badger (0 if none).
+func (j *Journal) readApplied() (uint64, error) {
+	var seq uint64
+	err := j.db.View(func(txn *badger.Txn) error {
 		item, err := txn.Get([]byte(keyApplied))
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			return nil
@@ -230,22 +210,17 @@ func (j *Journal) readApplied() (pos, through uint64, err error) {
 			return err
 		}
 		return item.Value(func(v []byte) error {
-			switch len(v) {
-			case 8:
-				pos = binary.BigEndian.Uint64(v)
-				through = pos
-			case 16:
-				pos, through = binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(v[8:])
-			default:
-				return fmt.Errorf("value %x is not 8 or 16 bytes", v)
+			if len(v) != 8 {
+				return fmt.Errorf("value %x is not 8 bytes", v)
 			}
+			seq = binary.BigEndian.Uint64(v)
 			return nil
 		})
 	})
 	if err != nil {
-		return 0, 0, fmt.Errorf("cjournal: read %s: %w", keyApplied, err)
+		return 0, fmt.Errorf("cjournal: read %s: %w", keyApplied, err)
 	}
-	return pos, through, nil
+	return seq, nil
 }
 
 // Stats are the journal's figures for metrics.
@@ -269,12 +244,6 @@ type Stats struct {
 	// Received the stream messages delivered to the applier (past the restore point,
 	// the other nodes' only).
 	AppliedRemote, ApplyErrors, Received uint64
-	// Held counts the other nodes' write-ahead versions the applier held in memory
-	// instead of writing them (hold.go), HeldReplaced those whose later version was
-	// written in their place (the local store took one version, not two), and
-	// HeldWritten those written after all (no later version within HoldRemote, or a
-	// query, a delivery mark or a write of this node needed them in the store).
-	Held, HeldReplaced, HeldWritten uint64
 }
 
 // Stats returns the journal's figures.
@@ -283,17 +252,13 @@ func (j *Journal) Stats() Stats {
 	return Stats{Applied: applied, StreamLast: last, Lag: last - applied,
 		Published: j.stats.published.Load(), PublishFailed: j.stats.publishFailed.Load(),
 		Resent: j.stats.resent.Load(), Groups: j.stats.groups.Load(), Lost: j.stats.lost.Load(), Duplicates: j.stats.duplicates.Load(),
-		AppliedRemote: j.stats.appliedRemote.Load(), ApplyErrors: j.stats.applyErrors.Load(), Received: j.stats.received.Load(),
-		Held: j.stats.held.Load(), HeldReplaced: j.stats.heldReplaced.Load(), HeldWritten: j.stats.heldWritten.Load()}
+		AppliedRemote: j.stats.appliedRemote.Load(), ApplyErrors: j.stats.applyErrors.Load(), Received: j.stats.received.Load()}
 }
 
 // The roles that read the local store.
 
 // NextRRN returns a new RRN under this node's prefix (the local store's sequence).
 func (j *Journal) NextRRN() (string, error) { return j.store.NextRRN() }
-
-// Every read of the local store (these, and the server's own through the store) sees
-// the versions the applier holds in memory: they are the store's overlay (hold.go).
 
 // Get returns the record with the RRN from the local store, whichever node wrote it.
 func (j *Journal) Get(rrn string) (*journal.Record, error) { return j.store.Get(rrn) }

@@ -1,7 +1,6 @@
 package cjournal
 
 import (
-	"context"
 	"encoding/binary"
 	"fmt"
 	"time"
@@ -37,17 +36,9 @@ func appendMark(b []byte, rrn string, delivered bool, at time.Time) []byte {
 	return append(append(b, byte(len(rrn))), rrn...)
 }
 
-// applyMarks applies a message of delivery marks to the local store, after the
-// version held in memory of a record they mark (hold.go): the store merges a mark
-// into the record it has.
-func (j *Journal) applyMarks(ctx context.Context, data []byte) error {
-	return decodeMarks(data, func(rrn string, delivered bool, at time.Time) error {
-		if err := j.releaseRRN(ctx, rrn); err != nil {
-			return err
-		}
-		j.ap.dirty.Store(true)
-		return j.store.MarkDeliveryLater(rrn, delivered, at)
-	})
+// applyMarks applies a message of delivery marks to the local store.
+func (j *Journal) applyMarks(data []byte) error {
+	return decodeMarks(data, j.store.MarkDelivery)
 }
 
 // decodeMarks calls fn for each mark of a marks message, until it fails.

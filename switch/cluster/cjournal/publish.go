@@ -111,10 +111,6 @@ func (j *Journal) Write(ctx context.Context, rec *journal.Record, first, durable
 		// (dropped before and after, for an applier that applies a version meanwhile).
 		j.ap.recent.drop(rec.RRN)
 		defer j.ap.recent.drop(rec.RRN)
-		// A version the applier holds goes to the store before this one.
-		if err := j.releaseRRN(ctx, rec.RRN); err != nil {
-			return fmt.Errorf("cjournal: %w", err)
-		}
 	}
 	data, err := rec.AppendBinary(nil)
 	if err != nil {

@@ -98,12 +98,6 @@ func (c *Committer[R]) Submit(r R) error {
 	return nil
 }
 
-// Queue queues r for the next group without starting one: it is committed with the
-// next group anyone starts (a Submit, a Lead, the committer's own). It is for a writer
-// that starts one soon itself, so that one sync covers a burst of its writes. It blocks
-// while Queue requests wait, and fails with ErrClosed after Close.
-func (c *Committer[R]) Queue(r R) error { return c.enqueue(r) }
-
 // Lead queues r and, when no commit is in progress, commits the queued requests, r
 // among them, on the caller's goroutine before it returns; otherwise it leaves them
 // to the committer's goroutine, as Submit does. It is for a writer that will wait for
