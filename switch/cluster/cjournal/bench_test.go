@@ -156,3 +156,32 @@ func useCommitter(j *Journal) func() {
 	}
 	return c.Close
 }
+
+// BenchmarkApplyLive measures what applying another node's transactions costs:
+// node 2 journals b.N transactions (as BenchmarkWrite) on a standalone server while
+// node 1 applies them live (messages trickling in, a position written after each
+// burst), until node 1 has applied and indexed them all. The process's CPU per
+// transaction covers node 2's writes, the server and node 1's applier: compare
+// builds one after the other (the figure moves with the machine's load).
+//
+//	go test -run '^$' -bench ApplyLive -benchtime 5000x -count 4 ./switch/cluster/cjournal/
+func BenchmarkApplyLive(b *testing.B) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	nc := startCluster(b, ctx, 1)
+	m1 := openMember(b, ctx, nc.nodes[0], 1, 1, filepath.Join(b.TempDir(), "m1"))
+	defer m1.close(b)
+	m2 := openMember(b, ctx, nc.nodes[0], 2, 1, filepath.Join(b.TempDir(), "m2"))
+	defer m2.close(b)
+	cpu0 := cpuTime()
+	benchTxns(b, ctx, m2.j)
+	b.StartTimer()
+	if err := m1.j.CaughtUp(ctx); err != nil {
+		b.Fatal(err)
+	}
+	for m1.store.Unindexed() > 0 && ctx.Err() == nil {
+		time.Sleep(time.Millisecond) // polling for the indexer, with the deadline
+	}
+	b.StopTimer()
+	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "all-cpu-µs/txn")
+}
