@@ -15,6 +15,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
+
+	"github.com/switchyard/switchyard/internal/freeport"
 )
 
 func testLogger(t *testing.T) zerolog.Logger {
@@ -172,26 +174,15 @@ func TestExternal(t *testing.T) {
 	}
 }
 
-// reservePorts learns n free loopback ports by binding :0 listeners and
-// closing them. Unavoidable for routes: every node of a JetStream cluster must
-// be started with its peers' route URLs (nats-server refuses a JetStream
-// cluster without configured routes), so the ports must be known before any
-// node starts. Another process could take a port in between; the test then
-// fails at Start with "not ready for connections", and a rerun passes.
+// reservePorts picks n free loopback ports (freeport: outside the ephemeral range).
+// Unavoidable for routes: every node of a JetStream cluster must be started with
+// its peers' route URLs (nats-server refuses a JetStream cluster without
+// configured routes), so the ports must be known before any node starts.
 func reservePorts(t *testing.T, n int) []int {
 	t.Helper()
-	var ports []int
-	var ls []net.Listener
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
-		l.Close()
+	ports, err := freeport.Ports(n)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return ports
 }

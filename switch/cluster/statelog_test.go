@@ -375,14 +375,16 @@ func TestRegistryThreeNodes(t *testing.T) {
 	}
 	t.Logf("the losing approval: %v", loser)
 	for _, r := range regs {
-		waitFor("every node has the approval", 2*time.Second, func() bool {
+		// Replication has no bound of its own to check here (the 1 s one is above);
+		// 10 s leaves room for a loaded CI machine under -race.
+		waitFor("every node has the approval", 10*time.Second, func() bool {
 			pv, err := r.GetChange(req.ID)
 			return err == nil && pv.Change.Status == registry.ChangeApproved
 		})
 	}
 	want, _ := regs[0].Oplog(registry.OplogFilter{})
 	for i, r := range regs {
-		waitFor("same oplog", 2*time.Second, func() bool { got, _ := r.Oplog(registry.OplogFilter{}); return len(got) == len(want) })
+		waitFor("same oplog", 10*time.Second, func() bool { got, _ := r.Oplog(registry.OplogFilter{}); return len(got) == len(want) })
 		got, _ := r.Oplog(registry.OplogFilter{})
 		if n, err := r.VerifyOplog(); err != nil || got[len(got)-1].Hash != want[len(want)-1].Hash {
 			t.Errorf("node %d: oplog of %d entries: %v, last hash %s, want %s", i+1, n, err, got[len(got)-1].Hash, want[len(want)-1].Hash)
@@ -391,12 +393,12 @@ func TestRegistryThreeNodes(t *testing.T) {
 }
 
 func waitForChange(r *registry.Registry, id string) error {
-	deadline := time.Now().Add(2 * time.Second)
+	deadline := time.Now().Add(10 * time.Second) // room for a loaded CI machine under -race
 	for time.Now().Before(deadline) {
 		if _, err := r.GetChange(id); err == nil {
 			return nil
 		}
 		time.Sleep(time.Millisecond)
 	}
-	return fmt.Errorf("change %s did not arrive within 2s", id)
+	return fmt.Errorf("change %s did not arrive within 10s", id)
 }

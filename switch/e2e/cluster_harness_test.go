@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -17,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchyard/switchyard/internal/freeport"
 	"github.com/switchyard/switchyard/switch/issuersim"
 	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/message"
@@ -59,23 +59,14 @@ type clusterOptions struct {
 	IssuerTimeout time.Duration
 }
 
-// freePorts reserves n distinct free ports on loopback and returns their addresses.
-// They are released before the nodes bind them: another process could take one in
-// between, which shows as a node that does not start (rerun).
+// freePorts picks n distinct free loopback addresses for the nodes, outside the
+// ephemeral range (freeport), so that no outgoing connection or port-0 listener of
+// another process takes one before its node binds it.
 func freePorts(t *testing.T, n int) []string {
 	t.Helper()
-	var lns []net.Listener
-	var out []string
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lns = append(lns, ln)
-		out = append(out, ln.Addr().String())
-	}
-	for _, ln := range lns {
-		ln.Close()
+	out, err := freeport.Addrs(n)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return out
 }

@@ -2,8 +2,8 @@ package jsbench
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"sort"
 	"syscall"
@@ -13,6 +13,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchyard/switchyard/internal/freeport"
 )
 
 // cluster is n embedded JetStream servers in this process, clustered when
@@ -24,22 +26,13 @@ type cluster struct {
 	js      []jetstream.JetStream
 }
 
-// freePorts reserves n loopback ports by listening on port 0 and closing;
+// freePorts picks n free loopback ports (freeport: outside the ephemeral range);
 // the cluster's route URLs must be known before any server starts.
 func freePorts(tb testing.TB, n int) []int {
 	tb.Helper()
-	ports := make([]int, n)
-	ls := make([]net.Listener, n)
-	for i := range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			tb.Fatalf("reserve a port: %v", err)
-		}
-		ls[i] = l
-		ports[i] = l.Addr().(*net.TCPAddr).Port
-	}
-	for _, l := range ls {
-		l.Close()
+	ports, err := freeport.Ports(n)
+	if err != nil {
+		tb.Fatalf("reserve ports: %v", err)
 	}
 	return ports
 }
@@ -135,11 +128,20 @@ func (c *cluster) stream(tb testing.TB, cfg jetstream.StreamConfig) (jetstream.S
 	cfg.Storage = jetstream.FileStorage
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	st, err := c.js[0].CreateStream(ctx, cfg)
-	if err != nil {
-		tb.Fatalf("create stream %s: %v", cfg.Name, err)
+	for {
+		st, err := c.js[0].CreateStream(ctx, cfg)
+		if err == nil {
+			return st, c.leaderOf(tb, st)
+		}
+		// Right after the cluster formed, the meta leader may not count every peer
+		// online yet: "no suitable peers for placement" (10005). Try again until the
+		// deadline, as the switch does at its start (server.clusterNode.retry).
+		var apiErr *jetstream.APIError
+		if !errors.As(err, &apiErr) || apiErr.ErrorCode != 10005 || ctx.Err() != nil {
+			tb.Fatalf("create stream %s: %v", cfg.Name, err)
+		}
+		time.Sleep(50 * time.Millisecond) // polling with a deadline
 	}
-	return st, c.leaderOf(tb, st)
 }
 
 // leaderOf returns the index of the server leading the stream (0 when not
