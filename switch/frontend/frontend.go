@@ -562,9 +562,10 @@ func (c *serverConn) drain(batch []outMsg) []outMsg {
 
 // writeNow writes m from the request's own goroutine when it is the only request of
 // the connection in progress and the writer has nothing queued; it reports whether
-// it did, and the write's error; the caller reports the delivery. At an ordinary load (a request or less in flight per connection) this saves
-// the hand-off to the writer goroutine, which on a busy machine is a wait in the run
-// queue before the answer goes out. With other requests in progress their answers
+// it did, and the write's error (the caller reports the delivery). At an ordinary
+// load (a request or less in flight per connection) this saves the hand-off to the
+// writer goroutine, which on a busy machine is a wait in the run queue before the
+// answer goes out. With other requests in progress their answers
 // may come with the same group commit: those go to the writer, which coalesces them
 // into one write.
 func (c *serverConn) writeNow(m outMsg) (bool, error) {
