@@ -1,38 +1,63 @@
 package issuer
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
+	"github.com/moov-io/iso8583"
 	connection "github.com/moov-io/iso8583-connection"
 
 	"github.com/switchyard/switchyard/switch/message"
 )
 
-// The direct path of an authorization's request and answer (SendPacked). Through
-// iso8583-connection's Send, a request and its answer pass five goroutines: the
-// transaction's, the connection's write loop (an unbuffered channel and a timer per
-// message), the coalescing writer's flusher, the read loop, the read-response loop
-// (another unbuffered channel and a timer per message) and a goroutine started per
-// answer to match it, before the answer reaches the transaction through one more
-// channel. On two cores each hand-off is a wait in the run queue (issue 15). The
-// direct path puts the request into the coalescing writer's buffer from the
+// The link matches answers to requests itself; iso8583-connection only dials,
+// reconnects, reads, echoes when idle and hands over the issuer's own requests and late
+// answers.
+//
+// Two reasons. Speed (issue 15): through iso8583-connection's Send, a request and its
+// answer pass five goroutines: the transaction's, the connection's write loop (an
+// unbuffered channel and a timer per message), the coalescing writer's flusher, the
+// read loop, the read-response loop (another unbuffered channel and a timer per
+// message) and a goroutine started per answer to match it, before the answer reaches
+// the transaction through one more channel. On two cores each hand-off is a wait in the
+// run queue. Here the request goes into the coalescing writer's buffer from the
 // transaction's goroutine, and the light reader hands the answer straight to the
 // transaction that waits for it: two hand-offs (flusher, read loop) instead of five.
-// What the direct path does not know (sign-on, echo, advices sent with Send, late
-// answers) still goes through iso8583-connection, as before.
+//
+// Safety: iso8583-connection v0.9.0's Send can deadlock. A connection that fails hands
+// each pending request its error on an unbuffered channel while holding the lock of
+// its pending requests; a Send that has just timed out, or just had its answer, no
+// longer reads that channel and waits for the same lock to forget its request. Both
+// stay stuck for good, and so does whoever waits for that Send (an advice sender in a
+// CI run; TestSendEndsWhenTimeoutsRaceConnectionLosses). Here the waiters' channels
+// are buffered and written once, under the writer's lock, so neither side can block
+// the other. Nothing is sent with iso8583-connection's Send, so its pending requests
+// stay empty.
 
-// answer is what a request on the direct path gets: the codes of the issuer's
-// answer, or the connection's loss.
+// answer is what a waiting request gets: the codes of the issuer's answer (and, for
+// a request that asked for it, the answer as a message with the fields the switch
+// reads), or the connection's loss.
 type answer struct {
 	a   message.Answer
+	m   *iso8583.Message
 	err error
 }
 
+// waiter is a request waiting for its answer; full: it wants the answer as a message.
+type waiter struct {
+	ch   chan answer
+	full bool
+}
+
 // register notes that the request id waits for its answer and queues its body for
-// the connection, in that order (the answer cannot come first). It fails if the
-// connection is already lost or not yet signed on (nothing written then).
-func (c *coalescingWriter) register(id string, body []byte) (chan answer, error) {
+// the connection, in that order (the answer cannot come first). With a nil body it
+// only notes the waiter: the caller writes the request itself (the connection's first
+// message, its sign-on, which goes through iso8583-connection's Reply because only
+// that hands the writer its socket). It fails if the connection is already lost, or
+// with errNotStarted if a body comes before the writer has its socket (nothing is
+// written then).
+func (c *coalescingWriter) register(id string, body []byte, full bool) (chan answer, error) {
 	if len(body) > 0xFFFF {
 		return nil, fmt.Errorf("message of %d bytes does not fit a 2-byte length header", len(body))
 	}
@@ -42,16 +67,19 @@ func (c *coalescingWriter) register(id string, body []byte) (chan answer, error)
 	if c.err != nil {
 		return nil, c.err
 	}
-	if !c.started {
+	if body != nil && !c.started {
 		return nil, errNotStarted
 	}
 	if _, dup := c.pend[id]; dup {
 		return nil, fmt.Errorf("request %s already in flight", id)
 	}
 	if c.pend == nil {
-		c.pend = make(map[string]chan answer)
+		c.pend = make(map[string]waiter)
 	}
-	c.pend[id] = ch
+	c.pend[id] = waiter{ch: ch, full: full}
+	if body == nil {
+		return ch, nil
+	}
 	c.buf = append(c.buf, byte(len(body)>>8), byte(len(body)))
 	c.buf = append(c.buf, body...)
 	if !c.writing {
@@ -73,7 +101,7 @@ func (c *coalescingWriter) register(id string, body []byte) (chan answer, error)
 }
 
 // errNotStarted: the connection has written nothing yet (its sign-on goes first).
-var errNotStarted = fmt.Errorf("issuer connection not started")
+var errNotStarted = errors.New("issuer connection not started")
 
 // forget drops a request that stopped waiting (its timeout): an answer that comes
 // later is a late answer, for iso8583-connection's inbound handler.
@@ -83,70 +111,91 @@ func (c *coalescingWriter) forget(id string) {
 	c.mu.Unlock()
 }
 
-// deliver hands a to the request id waiting on the direct path; false if none waits.
-// It sends under the lock (the channel is buffered and sent to once), so that a
-// request whose timeout has forgotten it either finds the answer in its channel or
-// lets it go to the late answers, never neither.
-func (c *coalescingWriter) deliver(id string, a message.Answer) bool {
+// deliver hands a to the request id if one waits for it, with the message build
+// makes if that request wants one; false if none waits (or build failed: the answer
+// then goes on as one nobody waits for). It sends under the lock (the channel is
+// buffered and sent to once), so that a request whose timeout has forgotten it either
+// finds the answer in its channel or lets it go to the late answers, never neither.
+func (c *coalescingWriter) deliver(id string, a message.Answer, build func() (*iso8583.Message, error)) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	ch, ok := c.pend[id]
-	if ok {
-		delete(c.pend, id)
-		ch <- answer{a: a}
+	w, ok := c.pend[id]
+	if !ok {
+		return false
 	}
-	return ok
+	var m *iso8583.Message
+	if w.full {
+		var err error
+		if m, err = build(); err != nil {
+			return false
+		}
+	}
+	delete(c.pend, id)
+	w.ch <- answer{a: a, m: m}
+	return true
 }
 
-// fail ends every request waiting on the direct path with err (the connection is
-// lost: their requests are in doubt).
+// fail ends every request waiting with err (the connection is lost: their requests
+// are in doubt).
 func (c *coalescingWriter) fail(err error) {
 	c.mu.Lock()
 	pend := c.pend
 	c.pend = nil
 	c.mu.Unlock()
-	for _, ch := range pend {
-		ch <- answer{err: err}
+	for _, w := range pend {
+		w.ch <- answer{err: err}
 	}
 }
 
-// sendDirect is SendPacked's path when the pool's connection is one of this link's:
-// see the comment at the top of this file. ok is false when the direct path cannot
-// take the request (the connection has not written yet), and the caller sends it
-// through iso8583-connection.
-func (l *Link) sendDirect(c *connection.Connection, stan, rrn string, body []byte, timeout time.Duration) (resp message.Answer, ok bool, err error) {
+// roundTrip sends a request on connection c and waits up to timeout for its answer:
+// body is the request encoded, and mk makes the same request as a message, to go
+// through iso8583-connection's Reply if the connection has not written yet (nil: the
+// request then fails with ErrUnavailable, nothing sent); full asks for the answer as a
+// message. id is the request's requestID.
+func (l *Link) roundTrip(c *connection.Connection, id string, body []byte, mk func() (*iso8583.Message, error), full bool, timeout time.Duration) (answer, error) {
 	v, found := l.writers.Load(c)
 	if !found {
-		return resp, false, nil
+		// Closed since the pool handed it out (its writer is gone): nothing was sent.
+		return answer{}, ErrUnavailable
 	}
 	cw := v.(*coalescingWriter)
-	id := stan + "/" + rrn
-	ch, err := cw.register(id, body)
-	switch {
-	case err == errNotStarted:
-		return resp, false, nil
-	case err != nil:
-		// As iso8583-connection's ErrConnectionClosed: the request is in doubt.
-		return resp, true, fmt.Errorf("%w: %v", ErrConnectionLost, err)
+	ch, err := cw.register(id, body, full)
+	if err == errNotStarted {
+		if mk == nil {
+			return answer{}, ErrUnavailable
+		}
+		var m *iso8583.Message
+		if m, err = mk(); err != nil {
+			return answer{}, err
+		}
+		if ch, err = cw.register(id, nil, full); err == nil {
+			if err = c.Reply(m); err != nil {
+				cw.forget(id)
+			}
+		}
+	}
+	if err != nil {
+		// As a lost connection: the request may have been written.
+		return answer{}, fmt.Errorf("%w: %v", ErrConnectionLost, err)
 	}
 	t := time.NewTimer(timeout)
 	defer t.Stop()
 	select {
 	case a := <-ch:
 		if a.err != nil {
-			return resp, true, fmt.Errorf("%w: %v", ErrConnectionLost, a.err)
+			return answer{}, fmt.Errorf("%w: %v", ErrConnectionLost, a.err)
 		}
-		return a.a, true, nil
+		return a, nil
 	case <-t.C:
 		cw.forget(id)
 		// The answer may have come meanwhile.
 		select {
 		case a := <-ch:
 			if a.err == nil {
-				return a.a, true, nil
+				return a, nil
 			}
 		default:
 		}
-		return resp, true, ErrTimeout
+		return answer{}, ErrTimeout
 	}
 }

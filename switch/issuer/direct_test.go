@@ -145,11 +145,11 @@ func TestSendPackedDirectConnectionLost(t *testing.T) {
 	}
 }
 
-// TestLightReaderAnswers: an answer to a request waiting on the direct path reaches
-// it as its DE 39 and DE 38 (none: ""), without a moov-io message for
-// iso8583-connection; an answer nobody waits for (late, or to a request sent through
-// iso8583-connection) is decoded into a moov-io message with the fields the switch
-// reads.
+// TestLightReaderAnswers: an answer to a waiting request reaches it as its DE 39 and
+// DE 38 (none: ""), without a moov-io message for iso8583-connection; a network
+// management answer (matched on DE 11 and DE 70) reaches a request that wants the
+// message (Send) as one; an answer nobody waits for (a late one) is decoded into a
+// moov-io message with the fields the switch reads, for the inbound handler.
 func TestLightReaderAnswers(t *testing.T) {
 	frame := func(fields map[int]string) []byte {
 		t.Helper()
@@ -177,7 +177,7 @@ func TestLightReaderAnswers(t *testing.T) {
 		{map[int]string{11: "000002", 37: "100000000002", 39: "05"}, message.Answer{RC: "05"}},
 	} {
 		id := tc.fields[11] + "/" + tc.fields[37]
-		ch, err := cw.register(id, []byte("request"))
+		ch, err := cw.register(id, []byte("request"), false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -188,6 +188,23 @@ func TestLightReaderAnswers(t *testing.T) {
 		if got := <-ch; got.err != nil || got.a != tc.want {
 			t.Fatalf("%s: delivered %+v, want %+v", id, got, tc.want)
 		}
+	}
+	// A network management answer, to a request that wants the message (Send).
+	ch, err := cw.register("000004/N301", nil, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nm := frame(map[int]string{11: "000004", 39: "00", 70: "301"})
+	copy(nm[2:], "0810")
+	if m, err := lr.ReadMessage(bytes.NewReader(nm)); err != nil || m != nil {
+		t.Fatalf("0810: the reader returned %v, %v to iso8583-connection; want nothing", m, err)
+	}
+	if got := <-ch; got.err != nil || got.m == nil {
+		t.Fatalf("0810: delivered %+v, want the message", got)
+	} else if rc, _ := got.m.GetString(39); rc != "00" {
+		t.Fatalf("0810: DE 39 %q, want 00", rc)
+	} else if mti, _ := got.m.GetMTI(); mti != "0810" {
+		t.Fatalf("0810: MTI %q", mti)
 	}
 	m, err := lr.ReadMessage(bytes.NewReader(frame(map[int]string{11: "000003", 37: "100000000003", 38: "XYZ123", 39: "00", 41: "T0000001"})))
 	if err != nil || m == nil {
@@ -246,10 +263,10 @@ func TestDirectRequestWrittenByItsGoroutine(t *testing.T) {
 	go cw.flushLoop()
 	defer cw.stop()
 	first := make(chan error, 1)
-	go func() { _, err := cw.register("000001/100000000001", []byte("first")); first <- err }()
+	go func() { _, err := cw.register("000001/100000000001", []byte("first"), false); first <- err }()
 	<-w.holding // the first request's goroutine is writing it
 	for _, id := range []string{"000002/100000000002", "000003/100000000003"} {
-		if _, err := cw.register(id, []byte(id[:6])); err != nil {
+		if _, err := cw.register(id, []byte(id[:6]), false); err != nil {
 			t.Fatal(err)
 		}
 	}

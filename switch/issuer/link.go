@@ -153,7 +153,7 @@ func Dial(cfg Config) (*Link, error) {
 			connection.InboundMessageHandler(l.inbound),
 			connection.ErrorHandler(func(err error) { l.log.Debug().Err(err).Msg("issuer connection error") }),
 			connection.OnConnect(func(c *connection.Connection) error {
-				// Known to the direct path once connected (not for every failed try).
+				// Known to roundTrip once connected (not for every failed try).
 				l.writers.Store(c, cw)
 				err := l.signOn(c)
 				if err != nil {
@@ -273,7 +273,7 @@ func (l *Link) signOn(c *connection.Connection) error {
 	_ = m.Field(7, message.FormatDE7(time.Now()))
 	_ = m.Field(11, l.NextSTAN())
 	_ = m.Field(70, message.NMSignOn)
-	resp, err := c.Send(m, connection.SendTimeout(5*time.Second))
+	resp, err := l.sendOn(c, m, 5*time.Second)
 	if err != nil {
 		return fmt.Errorf("sign-on to %s: %w", c.Addr(), err)
 	}
@@ -294,7 +294,7 @@ func (l *Link) echo(c *connection.Connection) {
 	_ = m.Field(7, message.FormatDE7(time.Now()))
 	_ = m.Field(11, l.NextSTAN())
 	_ = m.Field(70, message.NMEcho)
-	if _, err := c.Send(m, connection.SendTimeout(5*time.Second)); err != nil {
+	if _, err := l.sendOn(c, m, 5*time.Second); err != nil {
 		l.log.Warn().Str("addr", c.Addr()).Err(err).Msg("echo to issuer failed; closing connection")
 		_ = c.Close()
 	}
@@ -329,7 +329,8 @@ func (l *Link) inbound(c *connection.Connection, m *iso8583.Message) {
 }
 
 // Send sends m (which must carry DE 11 from NextSTAN and, for financial messages,
-// DE 37) and waits for the answer up to timeout (0: the link's timeout).
+// DE 37) and waits for the answer up to timeout (0: the link's timeout). The answer
+// carries the fields the switch reads (DE 3, 4, 7, 11, 37, 38, 39, 41, 42, 48, 70).
 func (l *Link) Send(ctx context.Context, m *iso8583.Message, timeout time.Duration) (*iso8583.Message, error) {
 	if timeout <= 0 {
 		timeout = l.cfg.Timeout
@@ -341,19 +342,24 @@ func (l *Link) Send(ctx context.Context, m *iso8583.Message, timeout time.Durati
 	if err != nil {
 		return nil, ErrUnavailable
 	}
-	resp, err := c.Send(m, connection.SendTimeout(timeout))
-	switch {
-	case err == nil:
-		return resp, nil
-	case errors.Is(err, connection.ErrSendTimeout):
-		return nil, ErrTimeout
-	case errors.Is(err, connection.ErrConnectionClosed):
-		// iso8583-connection answers ErrConnectionClosed both before the write (the
-		// connection was already closing) and after it (the peer closed while the
-		// answer was awaited); it cannot tell which, so the request is in doubt.
-		return nil, fmt.Errorf("%w: %v", ErrConnectionLost, err)
+	return l.sendOn(c, m, timeout)
+}
+
+// sendOn sends m on connection c and waits up to timeout for its answer (direct.go).
+func (l *Link) sendOn(c *connection.Connection, m *iso8583.Message, timeout time.Duration) (*iso8583.Message, error) {
+	id, err := requestID{}.GenerateRequestID(m)
+	if err != nil {
+		return nil, fmt.Errorf("issuer %s: %w", l.cfg.ID, err)
 	}
-	return nil, fmt.Errorf("issuer %s: %w", l.cfg.ID, err)
+	body, err := m.Pack()
+	if err != nil {
+		return nil, fmt.Errorf("issuer %s: packing %s: %w", l.cfg.ID, id, err)
+	}
+	a, err := l.roundTrip(c, id, body, func() (*iso8583.Message, error) { return m, nil }, true, timeout)
+	if err != nil {
+		return nil, err
+	}
+	return a.m, nil
 }
 
 // AcquirerID is the value the link puts in DE 32.
@@ -393,7 +399,7 @@ type coalescingWriter struct {
 	// writing is set while a write of the buffer is in progress, by the flusher or
 	// by a request on the direct path writing it itself (direct.go): one at a time.
 	writing bool
-	pend    map[string]chan answer // requests on the direct path (direct.go), by request ID
+	pend    map[string]waiter // requests waiting for their answers (direct.go), by request ID
 }
 
 func newCoalescingWriter() *coalescingWriter {
@@ -401,14 +407,9 @@ func newCoalescingWriter() *coalescingWriter {
 }
 
 func (c *coalescingWriter) WriteMessage(w io.Writer, m *iso8583.Message) error {
-	var body []byte
-	if b, ok := prepacked.Load(m); ok {
-		body = b.([]byte)
-	} else {
-		var err error
-		if body, err = m.Pack(); err != nil {
-			return err
-		}
+	body, err := m.Pack()
+	if err != nil {
+		return err
 	}
 	if len(body) > 0xFFFF {
 		return fmt.Errorf("message of %d bytes does not fit a 2-byte length header", len(body))
@@ -491,11 +492,6 @@ func (c *coalescingWriter) stop() {
 	}
 }
 
-// prepacked holds the bodies of messages encoded by the switch itself (message.Builder):
-// the moov message handed to iso8583-connection then only carries DE 11 and DE 37, for
-// matching the answer, and is not packed again.
-var prepacked sync.Map // *iso8583.Message -> []byte
-
 // SendPacked sends a body the caller encoded (with the link's STAN in DE 11 and the
 // RRN in DE 37) and waits for the answer, like Send.
 func (l *Link) SendPacked(ctx context.Context, mti, stan, rrn string, body []byte, timeout time.Duration) (message.Answer, error) {
@@ -509,24 +505,10 @@ func (l *Link) SendPacked(ctx context.Context, mti, stan, rrn string, body []byt
 	if err != nil {
 		return message.Answer{}, ErrUnavailable
 	}
-	if a, ok, err := l.sendDirect(c, stan, rrn, body, timeout); ok {
-		return a, err
-	}
-	m := iso8583.NewMessage(message.SpecASCII)
-	m.MTI(mti)
-	if err := m.Field(11, stan); err != nil {
-		return message.Answer{}, err
-	}
-	if err := m.Field(37, rrn); err != nil {
-		return message.Answer{}, err
-	}
-	prepacked.Store(m, body)
-	defer prepacked.Delete(m)
-	resp, err := l.Send(ctx, m, timeout)
-	if err != nil {
-		return message.Answer{}, err
-	}
-	return message.AnswerOf(resp), nil
+	// The pool hands out signed-on connections only, whose writers have their
+	// sockets: no message for Reply is needed (mk nil).
+	a, err := l.roundTrip(c, stan+"/"+rrn, body, nil, false, timeout)
+	return a.a, err
 }
 
 // answerFieldIDs are the fields of an issuer's message the switch reads, and
@@ -543,7 +525,7 @@ var (
 
 // lightReader reads an issuer's message and decodes only the fields the switch reads
 // (the fast scanner walks the rest), instead of unpacking every field with moov-io. An
-// answer to a request on the direct path (direct.go) goes straight to its waiter, and
+// answer to a waiting request (direct.go) goes straight to its waiter, and
 // iso8583-connection sees nothing (a nil message).
 type lightReader struct{ cw *coalescingWriter }
 
@@ -566,28 +548,37 @@ func (lr lightReader) ReadMessage(r io.Reader) (*iso8583.Message, error) {
 		}
 	})
 	if err == nil {
-		if lr.cw != nil && len(mti) == 4 && (mti[2] == '1' || mti[2] == '3') {
-			stan, rrn := at[answerFieldIndex[11]-1], at[answerFieldIndex[37]-1]
-			if len(stan) > 0 && len(rrn) > 0 {
-				a := message.Answer{RC: string(at[answerFieldIndex[39]-1])}
-				if has&(1<<(answerFieldIndex[38]-1)) != 0 {
-					a.AuthCode = string(at[answerFieldIndex[38]-1])
-				}
-				if lr.cw.deliver(string(stan)+"/"+string(rrn), a) {
-					return nil, nil // answered on the direct path
+		light := func() (*iso8583.Message, error) {
+			m := iso8583.NewMessage(message.SpecASCII)
+			for i, id := range answerFieldIDs {
+				if has&(1<<i) != 0 {
+					if err := m.Field(id, string(at[i])); err != nil {
+						return nil, err
+					}
 				}
 			}
-		}
-		m := iso8583.NewMessage(message.SpecASCII)
-		for i, id := range answerFieldIDs {
-			if has&(1<<i) != 0 {
-				if err = m.Field(id, string(at[i])); err != nil {
-					break
-				}
-			}
-		}
-		if err == nil {
 			m.MTI(string(mti))
+			return m, nil
+		}
+		field := func(id int) []byte { return at[answerFieldIndex[id]-1] }
+		if lr.cw != nil && len(mti) == 4 && (mti[2] == '1' || mti[2] == '3') && len(field(11)) > 0 {
+			// The request ID of requestID: DE 11 and DE 37, or DE 11 and DE 70.
+			var id string
+			if has&(1<<(answerFieldIndex[37]-1)) != 0 {
+				id = string(field(11)) + "/" + string(field(37))
+			} else {
+				id = string(field(11)) + "/N" + string(field(70))
+			}
+			a := message.Answer{RC: string(field(39))}
+			if has&(1<<(answerFieldIndex[38]-1)) != 0 {
+				a.AuthCode = string(field(38))
+			}
+			if lr.cw.deliver(id, a, light) {
+				return nil, nil // to the request waiting for it
+			}
+		}
+		var m *iso8583.Message
+		if m, err = light(); err == nil {
 			return m, nil
 		}
 	}
