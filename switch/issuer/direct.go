@@ -51,34 +51,21 @@ type waiter struct {
 }
 
 // register notes that the request id waits for its answer and queues its body for
-// the connection, in that order (the answer cannot come first). With a nil body it
-// only notes the waiter: the caller writes the request itself (the connection's first
-// message, its sign-on, which goes through iso8583-connection's Reply because only
-// that hands the writer its socket). It fails if the connection is already lost, or
-// with errNotStarted if a body comes before the writer has its socket (nothing is
-// written then).
+// the connection, in that order (the answer cannot come first). It fails if the
+// connection is already lost, or with errNotStarted before the writer has its socket
+// (nothing is written then).
 func (c *coalescingWriter) register(id string, body []byte, full bool) (chan answer, error) {
 	if len(body) > 0xFFFF {
 		return nil, fmt.Errorf("message of %d bytes does not fit a 2-byte length header", len(body))
 	}
-	ch := make(chan answer, 1)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.err != nil {
-		return nil, c.err
-	}
-	if body != nil && !c.started {
+	if !c.started && c.err == nil {
 		return nil, errNotStarted
 	}
-	if _, dup := c.pend[id]; dup {
-		return nil, fmt.Errorf("request %s already in flight", id)
-	}
-	if c.pend == nil {
-		c.pend = make(map[string]waiter)
-	}
-	c.pend[id] = waiter{ch: ch, full: full}
-	if body == nil {
-		return ch, nil
+	ch, err := c.addWaiter(id, full)
+	if err != nil {
+		return nil, err
 	}
 	c.buf = append(c.buf, byte(len(body)>>8), byte(len(body)))
 	c.buf = append(c.buf, body...)
@@ -97,6 +84,32 @@ func (c *coalescingWriter) register(id string, body []byte, full bool) (chan ans
 	case c.kick <- struct{}{}:
 	default:
 	}
+	return ch, nil
+}
+
+// expect notes that the request id waits for its answer, which the caller writes
+// itself: the connection's first message, its sign-on, goes through
+// iso8583-connection's Reply, because only that hands the writer its socket.
+func (c *coalescingWriter) expect(id string, full bool) (chan answer, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.addWaiter(id, full)
+}
+
+// addWaiter notes the waiter of request id; the caller holds c.mu. It fails if the
+// connection is already lost or id already waits.
+func (c *coalescingWriter) addWaiter(id string, full bool) (chan answer, error) {
+	if c.err != nil {
+		return nil, c.err
+	}
+	if _, dup := c.pend[id]; dup {
+		return nil, fmt.Errorf("request %s already in flight", id)
+	}
+	if c.pend == nil {
+		c.pend = make(map[string]waiter)
+	}
+	ch := make(chan answer, 1)
+	c.pend[id] = waiter{ch: ch, full: full}
 	return ch, nil
 }
 
@@ -168,7 +181,7 @@ func (l *Link) roundTrip(c *connection.Connection, id string, body []byte, mk fu
 		if m, err = mk(); err != nil {
 			return answer{}, err
 		}
-		if ch, err = cw.register(id, nil, full); err == nil {
+		if ch, err = cw.expect(id, full); err == nil {
 			if err = c.Reply(m); err != nil {
 				cw.forget(id)
 			}
