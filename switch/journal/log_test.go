@@ -110,10 +110,12 @@ func TestReadsBeforeIndexing(t *testing.T) {
 }
 
 // TestReplayAfterCrash: what the log holds beyond the index is indexed again at Open,
-// and a torn last write is cut off.
+// and a torn last write is cut off. (The log is appended to, not zero-filled ahead,
+// so that the torn write can be appended to the file: wal's TestPreallocTornWriteCut
+// is the zero-filled case.)
 func TestReplayAfterCrash(t *testing.T) {
 	dir := t.TempDir()
-	db, s := openOpts(t, dir, Options{IndexDelay: never})
+	db, s := openOpts(t, dir, Options{IndexDelay: never, Prealloc: -1})
 	base := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
 	var recs []*Record
 	for i := range 40 {
@@ -141,7 +143,7 @@ func TestReplayAfterCrash(t *testing.T) {
 	}
 	f.Close()
 
-	db, s = openOpts(t, dir, Options{})
+	db, s = openOpts(t, dir, Options{Prealloc: -1})
 	if st2, _ := os.Stat(seg); st2.Size() != st.Size() {
 		t.Fatalf("torn tail not cut: %d bytes, %d before the crash", st2.Size(), st.Size())
 	}

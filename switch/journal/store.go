@@ -109,6 +109,9 @@ type Options struct {
 	// SegmentSize is the size at which a segment file is closed and the next one
 	// started (default 64 MiB).
 	SegmentSize int64
+	// Prealloc is how far ahead of the appends the log's active segment is kept
+	// zero-filled (wal.Options.Prealloc: 0 the default, negative none).
+	Prealloc int64
 	// MaxBatch is the most records written with one sync (default 4096).
 	MaxBatch int
 	// Window is the longest the committer lets a group gather before its sync, and
@@ -198,7 +201,7 @@ func Open(db *badger.DB, opts Options) (*Store, error) {
 		batch = batch[:0]
 		return err
 	}
-	s.log, err = wal.Open(opts.Dir, wal.Options{SegmentSize: opts.SegmentSize, MaxKind: maxKind, NoSync: opts.NoSync}, from, func(f wal.Frame) error {
+	s.log, err = wal.Open(opts.Dir, wal.Options{SegmentSize: opts.SegmentSize, Prealloc: opts.Prealloc, MaxKind: maxKind, NoSync: opts.NoSync}, from, func(f wal.Frame) error {
 		it, err := replayItem(f)
 		if err != nil {
 			return err

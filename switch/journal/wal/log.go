@@ -1,6 +1,7 @@
 package wal
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -32,6 +33,7 @@ type Log struct {
 	broken    error  // a failed write or sync: the log takes no more writes
 	buf       []byte // the appends' buffer, kept while it is not too large
 	batch     Batch
+	zero      *zeroer // nil with NoSync or Prealloc < 0 (prealloc.go)
 }
 
 func segName(n uint32) string { return fmt.Sprintf("%08d.seg", n) }
@@ -88,8 +90,11 @@ func Open(dir string, opts Options, from Pos, replay func(Frame) error) (*Log, e
 		if err := l.create(1); err != nil {
 			return nil, err
 		}
+		l.startPrealloc(opts, 0)
 		return l, nil
 	}
+	var tail int64   // the last segment's length, zeros after its last frame included
+	end := int64(-1) // where its frames end (-1: not replayed, the index is past it)
 	for i, n := range segs {
 		if n < from.Seg {
 			continue
@@ -110,6 +115,20 @@ func Open(dir string, opts Options, from Pos, replay func(Frame) error) (*Log, e
 		for off < len(data) {
 			kind, payload, sz, err := nextFrame(data[off:], l.maxKind)
 			if err != nil {
+				if last && allZero(data[off:]) {
+					// Zero-filled ahead of the appends (prealloc.go); kept for them,
+					// unless only zeros lie between the last intact frame and here:
+					// an index built past the frames (a file zeroed under the log)
+					// must not make the appends leave a gap of zeros that a later
+					// replay would take for the end. A damaged frame before the
+					// index's position is left to Read to report, as before.
+					if e := chainEnd(data[:off], l.maxKind); e != off && allZero(data[e:off]) {
+						return nil, fmt.Errorf("journal: %s: its frames end at offset %d and zeros follow, but the index was built up to offset %d", name, e, from.Off)
+					}
+					tail = int64(len(data))
+					data = data[:off]
+					break
+				}
 				if !last || intactAfter(data[off:], l.maxKind) {
 					return nil, fmt.Errorf("journal: %s is corrupt at offset %d: %v", name, off, err)
 				}
@@ -127,6 +146,9 @@ func Open(dir string, opts Options, from Pos, replay func(Frame) error) (*Log, e
 			}
 			off += sz
 		}
+		if last {
+			end = int64(len(data))
+		}
 	}
 	last := segs[len(segs)-1]
 	f, err := os.OpenFile(filepath.Join(dir, segName(last)), os.O_RDWR, 0o600)
@@ -139,9 +161,55 @@ func Open(dir string, opts Options, from Pos, replay func(Frame) error) (*Log, e
 		return nil, fmt.Errorf("journal: open segment: %w", err)
 	}
 	l.active, l.activeSeg, l.activeOff = f, last, st.Size()
+	if end >= 0 && tail > end {
+		l.activeOff = end // zeros follow
+	}
 	l.activeNum.Store(last)
 	l.files[last] = f
+	l.startPrealloc(opts, st.Size())
 	return l, nil
+}
+
+// startPrealloc starts zero-filling the active segment, n bytes long, ahead of the
+// appends, unless the log does not sync or Options.Prealloc turns it off.
+func (l *Log) startPrealloc(opts Options, n int64) {
+	ahead := opts.Prealloc
+	if ahead == 0 {
+		ahead = DefaultPrealloc
+	}
+	if l.noSync || ahead < 0 {
+		return
+	}
+	l.startZeroer(ahead, n)
+}
+
+// chainEnd returns where the intact frames from the start of b end.
+func chainEnd(b []byte, maxKind byte) int {
+	off := 0
+	for off < len(b) {
+		_, _, sz, err := nextFrame(b[off:], maxKind)
+		if err != nil {
+			break
+		}
+		off += sz
+	}
+	return off
+}
+
+// allZero reports whether b holds only zero bytes.
+func allZero(b []byte) bool {
+	for len(b) >= 8 {
+		if binary.LittleEndian.Uint64(b) != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 func truncateFile(name string, size int64, noSync bool) error {
@@ -219,18 +287,51 @@ func (l *Log) Begin() (*Batch, error) {
 		return nil, l.broken
 	}
 	if l.activeOff >= l.size {
-		if !l.noSync {
-			if err := datasync(l.active); err != nil {
-				l.broken = fmt.Errorf("journal: sync segment %d: %w", l.activeSeg, err)
-				return nil, l.broken
-			}
-		}
-		if err := l.create(l.activeSeg + 1); err != nil {
+		if err := l.closeActive(); err != nil {
 			return nil, err
 		}
 	}
 	l.batch = Batch{at: Pos{l.activeSeg, uint32(l.activeOff)}, b: l.buf[:0]}
 	return &l.batch, nil
+}
+
+// closeActive closes the full active segment: it cuts off the zeros ahead of its
+// last frame (only the active segment may end in zeros), syncs it and starts the next.
+func (l *Log) closeActive() error {
+	l.hold()
+	n, err := l.cutZeros()
+	if err == nil && !l.noSync {
+		if err = datasync(l.active); err != nil {
+			l.broken = fmt.Errorf("journal: sync segment %d: %w", l.activeSeg, err)
+			err = l.broken
+		}
+	}
+	if err == nil {
+		if err = l.create(l.activeSeg + 1); err == nil {
+			n = 0
+		}
+	}
+	l.release(n)
+	return err
+}
+
+// cutZeros cuts the active segment back to its frames, if it is longer, and returns
+// its length. The zeroer is held.
+func (l *Log) cutZeros() (int64, error) {
+	if l.zero == nil {
+		return l.activeOff, nil
+	}
+	st, err := l.active.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("journal: close segment %d: %w", l.activeSeg, err)
+	}
+	if st.Size() <= l.activeOff {
+		return st.Size(), nil
+	}
+	if err := l.active.Truncate(l.activeOff); err != nil {
+		return st.Size(), fmt.Errorf("journal: close segment %d: cut its zero-filled tail at %d: %w", l.activeSeg, l.activeOff, err)
+	}
+	return l.activeOff, nil
 }
 
 // Append writes the batch at the end of the active segment with one write, and syncs
@@ -248,8 +349,12 @@ func (l *Log) Append(batch *Batch) error {
 	if l.broken != nil {
 		return l.broken
 	}
+	l.claim(l.activeOff + int64(len(b)))
 	if _, err := l.active.WriteAt(b, l.activeOff); err != nil {
-		if terr := l.active.Truncate(l.activeOff); terr != nil {
+		l.hold()
+		terr := l.active.Truncate(l.activeOff)
+		l.release(l.activeOff)
+		if terr != nil {
 			l.broken = fmt.Errorf("journal: write to segment %d failed (%v) and cutting it back failed: %w", l.activeSeg, err, terr)
 			return l.broken
 		}
@@ -328,6 +433,7 @@ func (l *Log) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var err error
+	l.stopZeroer()
 	if l.active != nil && !l.noSync && l.broken == nil {
 		err = datasync(l.active)
 	}

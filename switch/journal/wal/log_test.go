@@ -147,10 +147,12 @@ func TestSegmentsRollOver(t *testing.T) {
 }
 
 // TestTornTailCut: a write the crash cut short at the end of the last segment is cut
-// off at Open; nothing after it was acknowledged. The log goes on from there.
+// off at Open; nothing after it was acknowledged. The log goes on from there. (The
+// segment is appended to, not zero-filled ahead: TestPreallocTornWriteCut is the
+// same with preallocation.)
 func TestTornTailCut(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "log")
-	l, _ := open(t, dir, Options{}, Pos{})
+	l, _ := open(t, dir, Options{Prealloc: -1}, Pos{})
 	w := appendFrames(t, l, 10, 4)
 	l.Close()
 	seg := filepath.Join(dir, segName(1))
@@ -168,7 +170,7 @@ func TestTornTailCut(t *testing.T) {
 			t.Fatal(err)
 		}
 		f.Close()
-		l, frames := open(t, dir, Options{}, Pos{})
+		l, frames := open(t, dir, Options{Prealloc: -1}, Pos{})
 		checkFrames(t, frames, w)
 		l.Close()
 		if st2, _ := os.Stat(seg); st2.Size() != st.Size() {

@@ -18,7 +18,9 @@
 //
 // The parts and their goroutines: a Log is written by one goroutine at a time (the
 // Committer's loop: Begin, Add, Append) and read by any (Read). A Committer owns one
-// goroutine, started by StartCommitter and joined by its Close; the Log starts none.
+// goroutine, started by StartCommitter and joined by its Close; the Log owns one, the
+// zeroer that fills the active segment with zeros ahead of the appends (prealloc.go),
+// started by Open and joined by its Close.
 //
 // Errors start with "journal:": operators know this log as the journal's, and the
 // messages name the segment file and offset to look at.
@@ -54,6 +56,11 @@ type Options struct {
 	MaxKind byte
 	// NoSync skips the fsyncs (tests of logic only; never in production).
 	NoSync bool
+	// Prealloc is how far ahead of the appends the active segment is kept
+	// zero-filled, so that a group commit's fdatasync need not change the file's
+	// size (prealloc.go); 0 means DefaultPrealloc, a negative value none. Not with
+	// NoSync.
+	Prealloc int64
 }
 
 // Pos is a place in the log: a segment and a byte offset in it. The zero Pos is the

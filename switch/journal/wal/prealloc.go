@@ -1,0 +1,171 @@
+package wal
+
+import (
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Preallocation: the active segment is kept written with zeros (and synced) ahead of
+// the write position, so that an append overwrites blocks the file already has. Its
+// fdatasync then flushes the data alone: the file's size and block map do not change,
+// so ext4 (and XFS) need no metadata journal commit for it. An append that extends the
+// file needs one, a second device write and flush on every group commit. Measured on
+// the project's machine (10 KB write + fdatasync, 3,000 each): p50 238 µs and 115-167
+// µs of CPU appending, p50 115-165 µs and 68-107 µs of CPU overwriting zeros (issue 15,
+// docs/performance.md). PostgreSQL zero-fills its WAL segments for the same reason.
+//
+// The zeros are written by the log's zeroer goroutine, in chunks each followed by a
+// fdatasync (a long unsynced write would queue in the device ahead of the commits'
+// flushes), and never where an append may be writing: the committer claims the range
+// of each append before it writes, the zeroer writes only past the claim, and an
+// append that reaches a chunk being zeroed waits for it (the zeroer keeps far enough
+// ahead for that to be rare). A segment is cut back to its frames when it is closed,
+// so that only the active segment can end in zeros; Open keeps a tail of zeros after
+// the last frame (where a torn write would have left other bytes) and cuts anything
+// else off as before.
+
+// DefaultPrealloc is Options.Prealloc when it is not set: how far ahead of the write
+// position the active segment is kept zero-filled.
+const DefaultPrealloc = 4 << 20
+
+// zeroChunk is how much the zeroer writes before each fdatasync.
+const zeroChunk = 256 << 10
+
+// zeroes is the zeroer's source of zeros.
+var zeroes = make([]byte, zeroChunk)
+
+// zeroer keeps the active segment zero-filled ahead of the appends.
+type zeroer struct {
+	ahead int64 // keep this much zero-filled past the last claim
+	kick  chan struct{}
+	stop  chan struct{}
+	done  chan struct{}
+
+	mu   sync.Mutex
+	cond *sync.Cond // signalled when a chunk is done
+	// The fields below describe the active segment; the committer resets them when it
+	// changes (rotate).
+	seg      uint32
+	claimed  int64 // appends may write below this offset
+	zeroed   int64 // zeros are written and synced up to here (from claimed on)
+	busy     bool  // a chunk is being written from busyFrom
+	busyFrom int64
+	limit    int64     // do not zero past this offset (the segment size)
+	failed   time.Time // the last failed chunk (a full disk): retried a second later
+	err      error     // the last failure, for tests and Stats
+	chunks   int64     // chunks written, for tests
+}
+
+// startZeroer starts the goroutine that zero-fills the active segment ahead of the
+// appends, the active segment being n bytes long; Close joins it.
+func (l *Log) startZeroer(ahead, n int64) {
+	z := &zeroer{ahead: ahead, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	z.cond = sync.NewCond(&z.mu)
+	z.seg, z.claimed, z.zeroed, z.limit = l.activeSeg, l.activeOff, max(l.activeOff, n), l.size
+	l.zero = z
+	go l.zeroLoop()
+	z.wake()
+}
+
+func (z *zeroer) wake() {
+	select {
+	case z.kick <- struct{}{}:
+	default:
+	}
+}
+
+// claim reserves the active segment up to end for an append, waiting first for a
+// chunk being zero-filled there: the zeroer writes only past end from then on.
+func (l *Log) claim(end int64) {
+	z := l.zero
+	if z == nil {
+		return
+	}
+	z.mu.Lock()
+	for z.busy && end > z.busyFrom {
+		z.cond.Wait() // rare: the appends caught up with the zeroer
+	}
+	z.claimed = max(z.claimed, end)
+	low := z.zeroed-z.claimed < z.ahead/2 && z.zeroed < z.limit
+	z.mu.Unlock()
+	if low {
+		z.wake()
+	}
+}
+
+// hold waits for a chunk in progress and keeps the zeroer still while the committer
+// changes the active file or cuts it; release lets it go on with the active segment
+// as it is then, n bytes long.
+func (l *Log) hold() {
+	if z := l.zero; z != nil {
+		z.mu.Lock()
+		for z.busy {
+			z.cond.Wait()
+		}
+	}
+}
+
+// release ends hold; the active segment is n bytes long.
+func (l *Log) release(n int64) {
+	if z := l.zero; z != nil {
+		z.seg, z.claimed, z.zeroed = l.activeSeg, l.activeOff, max(l.activeOff, n)
+		z.mu.Unlock()
+		z.wake()
+	}
+}
+
+func (l *Log) zeroLoop() {
+	z := l.zero
+	defer close(z.done)
+	for {
+		select {
+		case <-z.stop:
+			return
+		case <-z.kick:
+		}
+		for {
+			select {
+			case <-z.stop:
+				return
+			default:
+			}
+			z.mu.Lock()
+			from := max(z.zeroed, z.claimed)
+			if from-z.claimed >= z.ahead || from >= z.limit || time.Since(z.failed) < time.Second {
+				z.mu.Unlock()
+				break
+			}
+			n := min(int64(zeroChunk), z.limit-from)
+			z.busy, z.busyFrom = true, from
+			// The active file only changes under this lock with the zeroer idle
+			// (hold), so l.active is the segment's file until busy is cleared.
+			f, seg := l.active, z.seg
+			z.mu.Unlock()
+
+			_, err := f.WriteAt(zeroes[:n], from)
+			if err == nil {
+				err = datasync(f)
+			}
+
+			z.mu.Lock()
+			z.busy = false
+			if err != nil {
+				z.failed, z.err = time.Now(), fmt.Errorf("journal: zero-fill segment %d at %d: %w", seg, from, err)
+			} else {
+				z.zeroed, z.chunks = from+n, z.chunks+1
+			}
+			z.cond.Broadcast()
+			z.mu.Unlock()
+		}
+	}
+}
+
+// stopZeroer ends the zeroer's goroutine and waits for it.
+func (l *Log) stopZeroer() {
+	if z := l.zero; z != nil {
+		close(z.stop)
+		<-z.done
+		l.zero = nil
+	}
+}
