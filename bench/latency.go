@@ -536,13 +536,32 @@ func (rep *Report) runOpenLoops(ctx context.Context, o Options, lo LoadOptions, 
 		po := lo
 		po.Rate, po.Warmup = o.Rate, min(o.Warmup, 2*time.Second)
 		var before, after map[string]*stageSnap
-		po.onStart = func() { _, before, _ = scrapeMetrics(ctx, adminURL) }
-		po.onEnd = func() { _, after, _ = scrapeMetrics(ctx, adminURL) }
+		var cpu0, cpu1 [3]time.Duration
+		var t0, t1 time.Time
+		po.onStart = func() {
+			_, before, _ = scrapeMetrics(ctx, adminURL)
+			if rep.cpuOf != nil {
+				cpu0[0], cpu0[1], cpu0[2] = rep.cpuOf()
+			}
+			t0 = time.Now()
+		}
+		po.onEnd = func() {
+			t1 = time.Now()
+			if rep.cpuOf != nil {
+				cpu1[0], cpu1[1], cpu1[2] = rep.cpuOf()
+			}
+			_, after, _ = scrapeMetrics(ctx, adminURL)
+		}
 		var err error
 		if rep.Paced, err = RunLoad(ctx, po); err != nil {
 			return fmt.Errorf("paced load: %w", err)
 		}
 		rep.Stages = stageDiff(before, after)
+		rep.PacedCPU = processCPU(cpu0, cpu1, t1.Sub(t0), rep.Paced.Hist.TotalCount())
+		if c := rep.PacedCPU; c != nil {
+			fmt.Fprintf(o.Out, "open loop CPU: switch %.2f, issuer simulator %.2f, harness %.2f cores (%.0f / %.0f / %.0f µs per authorization)\n",
+				c.SwitchCores, c.SimCores, c.HarnessCores, c.SwitchUS, c.SimUS, c.HarnessUS)
+		}
 	}
 	if len(o.Curve) > 0 {
 		if o.CurveStep <= 0 {
@@ -554,6 +573,18 @@ func (rep *Report) runOpenLoops(ctx context.Context, o Options, lo LoadOptions, 
 		}
 	}
 	return nil
+}
+
+// processCPU turns the three processes' CPU times at the start and the end of a
+// window of length d, with n authorizations answered, into cores and µs per
+// authorization (nil without a window or an authorization).
+func processCPU(start, end [3]time.Duration, d time.Duration, n int64) *ProcessCPU {
+	if d <= 0 || n <= 0 {
+		return nil
+	}
+	cores := func(i int) float64 { return (end[i] - start[i]).Seconds() / d.Seconds() }
+	per := func(i int) float64 { return float64((end[i] - start[i]).Microseconds()) / float64(n) }
+	return &ProcessCPU{SwitchCores: cores(0), SimCores: cores(1), HarnessCores: cores(2), SwitchUS: per(0), SimUS: per(1), HarnessUS: per(2)}
 }
 
 // latencyTargets are the latency and memory goals for the curve and the

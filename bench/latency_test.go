@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -208,5 +209,20 @@ func TestSettleWaitsForBacklog(t *testing.T) {
 	defer busy.Close()
 	if s := settle(t.Context(), busy.URL, 500*time.Millisecond); s.Settled || s.Waited < 500*time.Millisecond {
 		t.Fatalf("a switch that stays busy: %+v", s)
+	}
+}
+
+// processCPU: CPU over a window in cores and per authorization; nothing without a
+// window or an authorization.
+func TestProcessCPU(t *testing.T) {
+	start := [3]time.Duration{10 * time.Second, 2 * time.Second, 5 * time.Second}
+	end := [3]time.Duration{14400 * time.Millisecond, 3300 * time.Millisecond, 6700 * time.Millisecond}
+	c := processCPU(start, end, 5*time.Second, 25000)
+	if c == nil || math.Abs(c.SwitchCores-0.88) > 1e-9 || math.Abs(c.SimCores-0.26) > 1e-9 || math.Abs(c.HarnessCores-0.34) > 1e-9 ||
+		c.SwitchUS != 176 || c.SimUS != 52 || c.HarnessUS != 68 {
+		t.Fatalf("processCPU = %+v", c)
+	}
+	if processCPU(start, end, 0, 25000) != nil || processCPU(start, end, time.Second, 0) != nil {
+		t.Fatal("a figure without a window or an authorization")
 	}
 }

@@ -375,6 +375,12 @@ func (r *Result) rptView() rptModel {
 			}
 		}
 	}
+	if c := r.PacedCPU; c != nil && r.Faults == nil && rptFinite(c.SwitchCores+c.SimCores+c.HarnessCores+c.SwitchUS+c.SimUS+c.HarnessUS) {
+		f := func(v float64, prec int) string { return strconv.FormatFloat(v, 'f', prec, 64) }
+		m.extras = append(m.extras, rptKV{"open loop: switch / simulator / harness CPU",
+			f(c.SwitchCores, 2) + " / " + f(c.SimCores, 2) + " / " + f(c.HarnessCores, 2) + " cores (" +
+				f(c.SwitchUS, 0) + " / " + f(c.SimUS, 0) + " / " + f(c.HarnessUS, 0) + " µs per authorization)"})
+	}
 	if (r.Switch != nil || r.Relay != nil) && r.Faults == nil {
 		ratio := "-"
 		if rptFinite(r.Ratio) && r.Ratio > 0 {

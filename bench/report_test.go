@@ -82,6 +82,7 @@ func sampleResult() *Result {
 		SwitchCPUPerAuthUS:  41.27,
 		SimCPUPerAuthUS:     8.25,
 		HarnessCPUPerAuthUS: 12.5,
+		PacedCPU:            &ProcessCPU{SwitchCores: 0.876, SimCores: 0.258, HarnessCores: 0.34, SwitchUS: 175.2, SimUS: 51.6, HarnessUS: 68},
 		Ratio:               0.8229,
 		Scenarios: []Scenario{
 			{Label: "card-testing", Fraud: true, Sent: 2000, Declined: 1990, Rate: 0.995, ByReason: map[string]int64{"card-testing": 1902, "card-declines": 80, "card-velocity": 6, "deny-card": 2}},
@@ -225,6 +226,7 @@ func TestWriteTable(t *testing.T) {
 		"11.85 ms", "48.21 ms", // p99.9, max
 		"41.3 µs", "0.82×",
 		"8.2 µs / 12.5 µs", "switch CPU in issuer-simulator units", "5.00×",
+		"open loop: switch / simulator / harness CPU", "0.88 / 0.26 / 0.34 cores (175 / 52 / 68 µs per authorization)",
 		"suspected fraud", "98.92%", // 452101 of 457032 approved
 		"99.50%", "caught", "0.30%", "false positives",
 		"card-testing 1,902, card-declines 80, card-velocity 6, +1 more",

@@ -44,9 +44,25 @@ type Result struct {
 	// curve; Settle how the open loops started; Cards the distinct-cards run
 	// (latency.go).
 	Stages []StageQuantiles `json:"stages,omitempty"`
-	Curve  []CurvePoint     `json:"curve,omitempty"`
-	Settle *SettleInfo      `json:"settle,omitempty"`
-	Cards  *CardsResult     `json:"cards,omitempty"`
+	// PacedCPU is what the switch and its neighbours used over Paced's measured
+	// window: at an ordinary rate the three processes share the machine's cores, and
+	// a transaction's wait for one of them is where its tail is made.
+	PacedCPU *ProcessCPU  `json:"paced_cpu,omitempty"`
+	Curve    []CurvePoint `json:"curve,omitempty"`
+	Settle   *SettleInfo  `json:"settle,omitempty"`
+	Cards    *CardsResult `json:"cards,omitempty"`
+}
+
+// ProcessCPU is the CPU time (user + system) of the switch, the issuer simulator and
+// the harness over a measured window: in cores (CPU seconds a second) and per
+// authorization answered.
+type ProcessCPU struct {
+	SwitchCores  float64 `json:"switch_cores"`
+	SimCores     float64 `json:"issuer_sim_cores"`
+	HarnessCores float64 `json:"harness_cores"`
+	SwitchUS     float64 `json:"switch_us_per_auth"`
+	SimUS        float64 `json:"issuer_sim_us_per_auth"`
+	HarnessUS    float64 `json:"harness_us_per_auth"`
 }
 
 // Settings are the knobs of the run.

@@ -98,9 +98,13 @@ type Report struct {
 	// latency-versus-rate curve; Settle how the open loops started; Cards the
 	// distinct-cards run (latency.go).
 	Stages []StageQuantiles
-	Curve  []CurvePoint
-	Settle *SettleInfo
-	Cards  *CardsResult
+	// PacedCPU is the processes' CPU over the open loop at Rate; cpuOf reads the
+	// switch's, the simulator's and this process's CPU time so far.
+	PacedCPU *ProcessCPU
+	cpuOf    func() (sw, sim, self time.Duration)
+	Curve    []CurvePoint
+	Settle   *SettleInfo
+	Cards    *CardsResult
 }
 
 type proc struct {
@@ -361,6 +365,12 @@ security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504
 			orDefault(o.Terminals, 2000), len(fleet.plan.all))
 	}
 	rep := &Report{}
+	rep.cpuOf = func() (a, b, c time.Duration) {
+		a, _ = cpuTime(sw.cmd.Process.Pid)
+		b, _ = cpuTime(sim.cmd.Process.Pid)
+		c, _ = cpuTime(os.Getpid())
+		return a, b, c
+	}
 	var cpuStart, simStart, selfStart, simCPU, selfCPU time.Duration
 	var profDone chan error
 	lo := LoadOptions{Addr: termAddr, Terminals: o.Terminals, Conns: o.Conns, Depth: o.Depth, Duration: o.Duration, Warmup: o.Warmup, Progress: o.Out, Fleet: fleet,
@@ -461,7 +471,7 @@ func (rep *Report) result(o Options) *Result {
 	if rep.Paced != nil {
 		r.Paced = rep.Paced.Phase(fmt.Sprintf("switch, open loop at %.0f/s", o.Rate))
 	}
-	r.Stages, r.Curve, r.Settle, r.Cards = rep.Stages, rep.Curve, rep.Settle, rep.Cards
+	r.Stages, r.PacedCPU, r.Curve, r.Settle, r.Cards = rep.Stages, rep.PacedCPU, rep.Curve, rep.Settle, rep.Cards
 	r.Settings.Fresh, r.Settings.Cards = o.Fresh, o.Cards
 	labels := map[string]*LabelStats{}
 	for _, l := range []*LoadResult{rep.Switch, rep.Paced} {
