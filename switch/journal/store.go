@@ -112,6 +112,9 @@ type Options struct {
 	// Prealloc is how far ahead of the appends the log's active segment is kept
 	// zero-filled (wal.Options.Prealloc: 0 the default, negative none).
 	Prealloc int64
+	// OnPreallocError is called when zero-filling the log ahead of the appends fails
+	// (wal.Options.OnPreallocError): most likely the disk is filling up.
+	OnPreallocError func(error)
 	// MaxBatch is the most records written with one sync (default 4096).
 	MaxBatch int
 	// Window is the longest the committer lets a group gather before its sync, and
@@ -201,7 +204,7 @@ func Open(db *badger.DB, opts Options) (*Store, error) {
 		batch = batch[:0]
 		return err
 	}
-	s.log, err = wal.Open(opts.Dir, wal.Options{SegmentSize: opts.SegmentSize, Prealloc: opts.Prealloc, MaxKind: maxKind, NoSync: opts.NoSync}, from, func(f wal.Frame) error {
+	s.log, err = wal.Open(opts.Dir, wal.Options{SegmentSize: opts.SegmentSize, Prealloc: opts.Prealloc, OnPreallocError: opts.OnPreallocError, MaxKind: maxKind, NoSync: opts.NoSync}, from, func(f wal.Frame) error {
 		it, err := replayItem(f)
 		if err != nil {
 			return err

@@ -27,9 +27,12 @@ type Metrics struct {
 	JournalBatch  prometheus.Histogram     // records per group commit
 	JournalSync   prometheus.Histogram     // seconds per group commit
 	JournalErrors prometheus.Counter
-	Answers       *prometheus.HistogramVec // terminal turnaround (read to written), by listener
-	Stages        *Stages                  // a transaction's stages, by stage (stages.go)
-	RuleHits      *prometheus.CounterVec   // risk rule hits by rule, mode (enforce, shadow)
+	// JournalPrealloc counts failures to zero-fill the journal's log ahead of its
+	// appends (the disk filling up, most likely).
+	JournalPrealloc prometheus.Counter
+	Answers         *prometheus.HistogramVec // terminal turnaround (read to written), by listener
+	Stages          *Stages                  // a transaction's stages, by stage (stages.go)
+	RuleHits        *prometheus.CounterVec   // risk rule hits by rule, mode (enforce, shadow)
 }
 
 // New creates the collectors and registers them, with the Go and process collectors,
@@ -86,12 +89,15 @@ func New() *Metrics {
 		JournalErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "switchyard_journal_errors_total", Help: "Journal writes that failed.",
 		}),
+		JournalPrealloc: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "switchyard_journal_prealloc_errors_total", Help: "Failures to zero-fill the journal's log ahead of its appends (most likely the disk filling up); the appends go on, extending the file.",
+		}),
 		RuleHits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchyard_risk_rule_hits_total", Help: "Risk rule hits, shadow ones included, by rule and mode (the console's early warning watches them).",
 		}, []string{"rule", "mode"}),
 	}
 	r.MustRegister(m.Transactions, m.Latency, m.IssuerLatency, m.IssuerErrors, m.IssuerBreaker, m.Conns, m.ConnsTotal,
-		m.ConnsClosed, m.ConnsRefused, m.ProtoErrors, m.FormatErrors, m.JournalBatch, m.JournalSync, m.JournalErrors, m.Answers, m.Stages, m.RuleHits,
+		m.ConnsClosed, m.ConnsRefused, m.ProtoErrors, m.FormatErrors, m.JournalBatch, m.JournalSync, m.JournalErrors, m.JournalPrealloc, m.Answers, m.Stages, m.RuleHits,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -212,7 +212,11 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		s.SetReadyCheck(s.cl.ready)
 	}
 	if s.Journal, err = journal.Open(s.db, journal.Options{Dir: JournalDir(cfg.DataDir), MaxBatch: cfg.Journal.MaxBatch, RRNPrefix: s.cl.rrnPrefix(),
-		Window: cfg.Journal.Window.D(), Gap: cfg.Journal.Gap.D(), SegmentSize: int64(cfg.Journal.SegmentMB) << 20, IndexDelay: cfg.Journal.IndexDelay.D()}); err != nil {
+		Window: cfg.Journal.Window.D(), Gap: cfg.Journal.Gap.D(), SegmentSize: int64(cfg.Journal.SegmentMB) << 20, IndexDelay: cfg.Journal.IndexDelay.D(),
+		OnPreallocError: func(err error) {
+			s.Metrics.JournalPrealloc.Inc()
+			log.Warn().Err(err).Msg("journal log not zero-filled ahead of its writes (is the disk filling up?); writes go on")
+		}}); err != nil {
 		return nil, err
 	}
 	s.Journal.OnSync(s.Metrics.JournalCommitted)

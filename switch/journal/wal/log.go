@@ -180,7 +180,7 @@ func (l *Log) startPrealloc(opts Options, n int64) {
 	if l.noSync || ahead < 0 {
 		return
 	}
-	l.startZeroer(ahead, n)
+	l.startZeroer(ahead, n, opts.OnPreallocError)
 }
 
 // chainEnd returns where the intact frames from the start of b end.

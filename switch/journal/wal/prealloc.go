@@ -2,6 +2,7 @@ package wal
 
 import (
 	"fmt"
+	"os"
 	"sync"
 	"time"
 )
@@ -53,14 +54,24 @@ type zeroer struct {
 	busyFrom int64
 	limit    int64     // do not zero past this offset (the segment size)
 	failed   time.Time // the last failed chunk (a full disk): retried a second later
-	err      error     // the last failure, for tests and Stats
+	err      error     // the last failure, for tests
 	chunks   int64     // chunks written, for tests
+	onErr    func(error)
+	// write writes and syncs a chunk of zeros (a test replaces it to fail).
+	write func(f *os.File, b []byte, off int64) error
+}
+
+func writeZeros(f *os.File, b []byte, off int64) error {
+	if _, err := f.WriteAt(b, off); err != nil {
+		return err
+	}
+	return datasync(f)
 }
 
 // startZeroer starts the goroutine that zero-fills the active segment ahead of the
 // appends, the active segment being n bytes long; Close joins it.
-func (l *Log) startZeroer(ahead, n int64) {
-	z := &zeroer{ahead: ahead, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+func (l *Log) startZeroer(ahead, n int64, onErr func(error)) {
+	z := &zeroer{ahead: ahead, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}), onErr: onErr, write: writeZeros}
 	z.cond = sync.NewCond(&z.mu)
 	z.seg, z.claimed, z.zeroed, z.limit = l.activeSeg, l.activeOff, max(l.activeOff, n), l.size
 	l.zero = z
@@ -140,23 +151,26 @@ func (l *Log) zeroLoop() {
 			z.busy, z.busyFrom = true, from
 			// The active file only changes under this lock with the zeroer idle
 			// (hold), so l.active is the segment's file until busy is cleared.
-			f, seg := l.active, z.seg
+			f, seg, write := l.active, z.seg, z.write
 			z.mu.Unlock()
 
-			_, err := f.WriteAt(zeroes[:n], from)
-			if err == nil {
-				err = datasync(f)
-			}
+			err := write(f, zeroes[:n], from)
 
 			z.mu.Lock()
 			z.busy = false
 			if err != nil {
-				z.failed, z.err = time.Now(), fmt.Errorf("journal: zero-fill segment %d at %d: %w", seg, from, err)
+				// What the failed write extended of the file is overwritten by the
+				// appends, which claim from the last frame on; nothing is cut here.
+				err = fmt.Errorf("journal: zero-fill segment %d at offset %d: %w", seg, from, err)
+				z.failed, z.err = time.Now(), err
 			} else {
 				z.zeroed, z.chunks = from+n, z.chunks+1
 			}
 			z.cond.Broadcast()
 			z.mu.Unlock()
+			if err != nil && z.onErr != nil {
+				z.onErr(err)
+			}
 		}
 	}
 }

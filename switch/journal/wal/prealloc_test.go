@@ -1,9 +1,11 @@
 package wal
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -201,4 +203,43 @@ func TestPreallocOff(t *testing.T) {
 		}
 		l.Close()
 	}
+}
+
+// A zero-fill that fails (a full disk) is reported; the appends go on past the
+// zeros, extending the file, and nothing is lost.
+func TestPreallocFailureReported(t *testing.T) {
+	dir := t.TempDir()
+	failures := make(chan error, 16)
+	opts := Options{SegmentSize: 4 << 20, Prealloc: 256 << 10, OnPreallocError: func(err error) { failures <- err }}
+	l, _ := open(t, dir, opts, Pos{})
+	waitZeroed(t, l)
+	l.zero.mu.Lock()
+	l.zero.write = func(*os.File, []byte, int64) error { return syscall.ENOSPC }
+	l.zero.mu.Unlock()
+
+	var want []written
+	add := func(until uint32) {
+		for len(want) == 0 || want[len(want)-1].end.Off < until {
+			b, err := l.Begin()
+			if err != nil {
+				t.Fatal(err)
+			}
+			w := written{kind: 3, payload: strings.Repeat("f", 8<<10)}
+			w.at, w.end = b.Add(w.kind, []byte(w.payload))
+			if err := l.Append(b); err != nil {
+				t.Fatal(err)
+			}
+			want = append(want, w)
+		}
+	}
+	add(200 << 10) // past half the zeros ahead: the zeroer is asked for more
+	err := <-failures
+	if !errors.Is(err, syscall.ENOSPC) || !strings.Contains(err.Error(), "zero-fill segment 1 at offset") {
+		t.Fatalf("reported %v", err)
+	}
+	add(600 << 10) // past the zeros
+	l.Close()
+	l, frames := open(t, dir, Options{SegmentSize: 4 << 20, Prealloc: -1}, Pos{})
+	checkFrames(t, frames, want)
+	l.Close()
 }

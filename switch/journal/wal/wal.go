@@ -61,6 +61,10 @@ type Options struct {
 	// size (prealloc.go); 0 means DefaultPrealloc, a negative value none. Not with
 	// NoSync.
 	Prealloc int64
+	// OnPreallocError, if set, is called (on the zeroer's goroutine, at most once a
+	// second) when zero-filling fails, most likely because the disk is full: an early
+	// warning, while the appends still have the space zero-filled before.
+	OnPreallocError func(error)
 }
 
 // Pos is a place in the log: a segment and a byte offset in it. The zero Pos is the
