@@ -89,15 +89,25 @@ func TestPreallocKeepsZerosAhead(t *testing.T) {
 	l.Close()
 }
 
+// zeroFilled writes n frames, perBatch to an append, to a new log in dir, and closes
+// it once the zeroer is done: the segment ends in zeros.
+func zeroFilled(t *testing.T, dir string, opts Options, n, perBatch int) []written {
+	t.Helper()
+	l, _ := open(t, dir, opts, Pos{})
+	want := appendFrames(t, l, n, perBatch)
+	waitZeroed(t, l)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return want
+}
+
 // A torn write in the zero-filled part (bytes, then zeros) is cut off as before.
 func TestPreallocTornWriteCut(t *testing.T) {
 	dir := t.TempDir()
 	opts := Options{SegmentSize: 1 << 20, Prealloc: 256 << 10}
-	l, _ := open(t, dir, opts, Pos{})
-	want := appendFrames(t, l, 20, 5)
+	want := zeroFilled(t, dir, opts, 20, 5)
 	end := int64(want[len(want)-1].end.Off)
-	waitZeroed(t, l)
-	l.Close()
 
 	name := filepath.Join(dir, segName(1))
 	f, err := os.OpenFile(name, os.O_RDWR, 0)
@@ -178,11 +188,8 @@ func TestPreallocClosedSegmentsEndWithTheirFrames(t *testing.T) {
 func TestPreallocIndexPastFramesIsAnError(t *testing.T) {
 	dir := t.TempDir()
 	opts := Options{SegmentSize: 1 << 20, Prealloc: 256 << 10}
-	l, _ := open(t, dir, opts, Pos{})
-	want := appendFrames(t, l, 10, 2)
+	want := zeroFilled(t, dir, opts, 10, 2)
 	end := want[len(want)-1].end
-	waitZeroed(t, l)
-	l.Close()
 	_, _, err := tryOpen(dir, opts, Pos{end.Seg, end.Off + 100})
 	if err == nil || !strings.Contains(err.Error(), "frames end at offset") {
 		t.Fatalf("Open with the index past the frames: %v", err)
