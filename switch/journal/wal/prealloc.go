@@ -45,9 +45,8 @@ type zeroer struct {
 
 	mu   sync.Mutex
 	cond *sync.Cond // signalled when a chunk is done
-	// The fields below describe the active segment; the committer resets them when it
-	// changes (rotate).
-	seg      uint32
+	// The fields below describe the active segment (l.active, l.activeSeg, which
+	// change only while the zeroer is held); release resets them.
 	claimed  int64 // appends may write below this offset
 	zeroed   int64 // zeros are written and synced up to here (from claimed on)
 	busy     bool  // a chunk is being written from busyFrom
@@ -73,7 +72,7 @@ func writeZeros(f *os.File, b []byte, off int64) error {
 func (l *Log) startZeroer(ahead, n int64, onErr func(error)) {
 	z := &zeroer{ahead: ahead, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}), onErr: onErr, write: writeZeros}
 	z.cond = sync.NewCond(&z.mu)
-	z.seg, z.claimed, z.zeroed, z.limit = l.activeSeg, l.activeOff, max(l.activeOff, n), l.size
+	z.claimed, z.zeroed, z.limit = l.activeOff, max(l.activeOff, n), l.size
 	l.zero = z
 	go l.zeroLoop()
 	z.wake()
@@ -120,7 +119,7 @@ func (l *Log) hold() {
 // release ends hold; the active segment is n bytes long.
 func (l *Log) release(n int64) {
 	if z := l.zero; z != nil {
-		z.seg, z.claimed, z.zeroed = l.activeSeg, l.activeOff, max(l.activeOff, n)
+		z.claimed, z.zeroed = l.activeOff, max(l.activeOff, n)
 		z.mu.Unlock()
 		z.wake()
 	}
@@ -151,7 +150,7 @@ func (l *Log) zeroLoop() {
 			z.busy, z.busyFrom = true, from
 			// The active file only changes under this lock with the zeroer idle
 			// (hold), so l.active is the segment's file until busy is cleared.
-			f, seg, write := l.active, z.seg, z.write
+			f, seg, write := l.active, l.activeSeg, z.write
 			z.mu.Unlock()
 
 			err := write(f, zeroes[:n], from)
