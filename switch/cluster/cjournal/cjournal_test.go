@@ -305,9 +305,14 @@ func TestCluster(t *testing.T) {
 				t.Logf("a durable write succeeded %v after the servers were started again", time.Since(back).Round(time.Millisecond))
 				break
 			}
-			if !errors.Is(err, journal.ErrUnavailable) || ctx.Err() != nil {
+			// Refused for want of a quorum, or not synced within this attempt's own
+			// deadline while the servers elect their leaders again: both are retried
+			// until the test's deadline.
+			retry := errors.Is(err, journal.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded)
+			if !retry || ctx.Err() != nil {
 				t.Fatalf("no durable write after the quorum returned: %v", err)
 			}
+			t.Logf("after the servers were started again: %v", err)
 		}
 		// The applier follows the stream again by itself.
 		if err := ms[0].j.CaughtUp(ctx); err != nil {
