@@ -21,6 +21,8 @@ func (r *Result) WriteHTML(w io.Writer) error {
 		Scenarios:  m.scenarios,
 		Targets:    m.targets,
 		TargetsMet: m.targetsMet,
+		Judged:     len(m.targets) - m.targetsNotJudged,
+		NotJudged:  m.targetsNotJudged,
 		Faults:     m.faults,
 		FaultNotes: m.faultNotes,
 	}
@@ -60,6 +62,8 @@ type htmlData struct {
 	Scenarios       []rptScenario
 	Targets         []rptTarget
 	TargetsMet      int
+	Judged          int // targets the run could judge
+	NotJudged       int
 	Faults          []rptKV
 	FaultNotes      []string
 	TimelineSVG     htmltemplate.HTML
@@ -100,6 +104,7 @@ tr.total td { font-weight: 600; border-top: 2px solid #ced4da; }
 .muted { color: #868e96; }
 .met { color: #2b8a3e; font-weight: 700; }
 .missed { color: #c92a2a; font-weight: 700; }
+.unjudged { color: #868e96; font-weight: 700; }
 .verdict { display: inline-block; padding: 2px 10px; border-radius: 12px; font-weight: 600; font-size: 13px; margin-left: 8px; vertical-align: 2px; }
 .verdict.ok { background: #d3f9d8; color: #2b8a3e; }
 .verdict.ko { background: #ffe3e3; color: #c92a2a; }
@@ -139,11 +144,11 @@ td.nw { white-space: nowrap; }
 </section>
 
 {{if .Targets}}<section>
-<h2>Targets <span class="verdict {{if eq .TargetsMet (len .Targets)}}ok{{else}}ko{{end}}">{{.TargetsMet}} of {{len .Targets}} met</span></h2>
+<h2>Targets <span class="verdict {{if eq .TargetsMet .Judged}}ok{{else}}ko{{end}}">{{.TargetsMet}} of {{.Judged}} met{{if .NotJudged}}, {{.NotJudged}} not judged{{end}}</span></h2>
 <table>
 <thead><tr><th></th><th>target</th><th>goal</th><th class="n">measured</th></tr></thead>
 <tbody>
-{{range .Targets}}<tr><td>{{if .Met}}<span class="met" title="met">&#10004; MET</span>{{else}}<span class="missed" title="missed">&#10008; MISSED</span>{{end}}</td><td>{{.Name}}</td><td>{{.Goal}}</td><td class="n">{{.Measured}}</td></tr>
+{{range .Targets}}<tr><td>{{if .NotJudged}}<span class="unjudged" title="{{.NotJudged}}">&#8211; NOT JUDGED</span>{{else if .Met}}<span class="met" title="met">&#10004; MET</span>{{else}}<span class="missed" title="missed">&#10008; MISSED</span>{{end}}</td><td>{{.Name}}</td><td>{{.Goal}}</td><td class="n">{{.Measured}}</td></tr>
 {{end}}</tbody>
 </table>
 </section>{{end}}

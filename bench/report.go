@@ -150,7 +150,11 @@ func (r *Result) WriteTable(w io.Writer) {
 	}
 
 	if len(m.targets) > 0 {
-		fmt.Fprintf(w, "\ntargets: %d of %d met\n", m.targetsMet, len(m.targets))
+		fmt.Fprintf(w, "\ntargets: %d of %d met", m.targetsMet, len(m.targets)-m.targetsNotJudged)
+		if m.targetsNotJudged > 0 {
+			fmt.Fprintf(w, ", %d not judged", m.targetsNotJudged)
+		}
+		fmt.Fprintln(w)
 		t := rptTable{right: []bool{false, false, false, true}}
 		for _, tg := range m.targets {
 			t.rows = append(t.rows, []string{tg.Verdict, tg.Name, tg.Goal, tg.Measured})
@@ -240,23 +244,25 @@ type rptScenario struct {
 type rptTarget struct {
 	Name, Goal, Measured, Verdict string
 	Met                           bool
+	NotJudged                     string // why the run cannot judge it
 }
 
 // rptModel is a Result made into the strings both reports show.
 type rptModel struct {
-	title, settings string  // a line each for a terminal
-	heading         string  // "Switchyard bench — standard", for the page
-	meta            []rptKV // scenario, started, host, version
-	settingsKV      []rptKV
-	phases          []rptPhase
-	summary         []rptRow
-	extras          []rptKV
-	codes           []rptCode
-	scenarios       []rptScenario
-	targets         []rptTarget
-	targetsMet      int
-	faults          []rptKV  // the fault run's figures (bench --faults)
-	faultNotes      []string // how the fault run departs from the setting
+	title, settings  string  // a line each for a terminal
+	heading          string  // "Switchyard bench — standard", for the page
+	meta             []rptKV // scenario, started, host, version
+	settingsKV       []rptKV
+	phases           []rptPhase
+	summary          []rptRow
+	extras           []rptKV
+	codes            []rptCode
+	scenarios        []rptScenario
+	targets          []rptTarget
+	targetsMet       int
+	targetsNotJudged int
+	faults           []rptKV  // the fault run's figures (bench --faults)
+	faultNotes       []string // how the fault run departs from the setting
 }
 
 // rptPhases returns the phases present in r, in the order switch, paced, relay.
@@ -406,7 +412,12 @@ func (r *Result) rptView() rptModel {
 			}
 			rt.Measured += sep + t.Unit
 		}
-		if t.Met {
+		switch {
+		case t.NotJudged != "":
+			rt.Verdict, rt.NotJudged = "NOT JUDGED", t.NotJudged
+			rt.Measured += " (" + t.NotJudged + ")"
+			m.targetsNotJudged++
+		case t.Met:
 			rt.Verdict = "MET"
 			m.targetsMet++
 		}

@@ -101,6 +101,7 @@ func sampleResult() *Result {
 			{Name: "CPU per authorization", Goal: "<= 40 µs", Measured: 41.27, Unit: "µs", Met: false},
 			{Name: "fraud catch rate", Goal: ">= 95%", Measured: 97.67, Unit: "%", Met: true},
 			{Name: "false positives", Goal: "<= 0.5%", Measured: 0.3, Unit: "%", Met: true},
+			{Name: "catch rate: card-testing-slow", Goal: ">= 99%", Measured: 75, Unit: "%", NotJudged: "4 attempts, fewer than 20"},
 		},
 	}
 }
@@ -231,7 +232,7 @@ func TestWriteTable(t *testing.T) {
 		"99.50%", "caught", "0.30%", "false positives",
 		"card-testing 1,902, card-declines 80, card-velocity 6, +1 more",
 		"all fraud",
-		"targets: 4 of 5 met", "MISSED", "CPU per authorization", "41.27 µs", "15,234/s", "0.30%",
+		"targets: 4 of 5 met, 1 not judged", "MISSED", "NOT JUDGED", "75% (4 attempts, fewer than 20)", "CPU per authorization", "41.27 µs", "15,234/s", "0.30%",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q", want)
@@ -343,7 +344,7 @@ func TestWriteHTML(t *testing.T) {
 		"switch, closed loop", "switch, open loop at 5,000/s", "relay (baseline)",
 		"15,234", "2.10 ms", "812 µs", "48.21 ms", "41.3 µs", "0.82×", "suspected fraud",
 		"<td class=\"n\">99.50%</td>", "<td class=\"n\">0.30%</td>", "all fraud",
-		"4 of 5 met", `class="missed"`, `class="met"`,
+		"4 of 5 met, 1 not judged", `class="missed"`, `class="met"`, `class="unjudged"`,
 		"card-testing 1,902, card-declines 80, card-velocity 6, &#43;1 more",
 	} {
 		if !strings.Contains(page, want) {
@@ -545,5 +546,40 @@ func TestSVGBins(t *testing.T) {
 	}
 	if n := svgNum(math.NaN()) + svgNum(math.Inf(1)) + svgNum(-0.01); n != "000" {
 		t.Errorf("svgNum of NaN, Inf, -0.01: %q", n)
+	}
+}
+
+func TestScenarioTargets(t *testing.T) {
+	got := scenarioTargets([]Scenario{
+		{Label: LabelCardTesting, Fraud: true, Sent: 1812, Declined: 1812, Rate: 1},
+		{Label: LabelCashOut, Fraud: true, Sent: 1000, Declined: 980, Rate: 0.98},
+		{Label: LabelCardTestSlow, Fraud: true, Sent: 4, Declined: 3, Rate: 0.75},
+		{Label: LabelCardTestSpread, Fraud: true, Sent: minJudged, Declined: minJudged, Rate: 1},
+		{Label: LabelLegit, Sent: 100000, Declined: 600, Rate: 0.006},
+		{Label: "legit-lunch-queue", Sent: 238, Declined: 1, Rate: 1.0 / 238},
+	})
+	want := []struct {
+		name      string
+		met       bool
+		notJudged bool
+	}{
+		{"catch rate: card-testing", true, false},
+		{"catch rate: cash-out", false, false},
+		{"catch rate: card-testing-slow", false, true},
+		{"catch rate: card-testing-spread", true, false},
+		{"false positives on legitimate traffic", false, false},
+		{"false positives: legit-lunch-queue", false, false},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d targets, want %d: %+v", len(got), len(want), got)
+	}
+	for i, w := range want {
+		g := got[i]
+		if g.Name != w.name || g.Met != w.met || (g.NotJudged != "") != w.notJudged {
+			t.Errorf("target %d: %q met %v not judged %q; want %q met %v not judged %v", i, g.Name, g.Met, g.NotJudged, w.name, w.met, w.notJudged)
+		}
+	}
+	if !strings.Contains(got[2].NotJudged, "4 attempts") {
+		t.Errorf("the reason does not give the attempts: %q", got[2].NotJudged)
 	}
 }

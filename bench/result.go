@@ -142,4 +142,13 @@ type Target struct {
 	Measured float64 `json:"measured"`
 	Unit     string  `json:"unit"`
 	Met      bool    `json:"met"`
+	// NotJudged, when set, says why the run cannot tell whether the goal is met (too
+	// few attempts of a scenario); Met is then false and the target is not counted.
+	NotJudged string `json:"not_judged,omitempty"`
 }
+
+// minJudged is the fewest attempts of a fraud scenario whose catch rate the run
+// judges. The paced card-testing patterns are declined once their merchant has seen
+// a few distinct probe cards (the slow one: 5 within an hour, one every 8 s), so their
+// first attempts pass by design; a run of a few probes says nothing about the rules.
+const minJudged = 20
