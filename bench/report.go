@@ -40,7 +40,7 @@ func (r *Result) finite() *Result {
 	fix(&c.SimCPUPerAuthUS, &changed)
 	fix(&c.HarnessCPUPerAuthUS, &changed)
 	fix(&c.Ratio, &changed)
-	for _, pp := range []**Phase{&c.Switch, &c.Paced, &c.Relay} {
+	for _, pp := range []**Phase{&c.Switch, &c.Paced, &c.Relay, &c.RelayPaced} {
 		if *pp == nil {
 			continue
 		}
@@ -286,6 +286,14 @@ func (r *Result) rptPhases() []rptPhase {
 	if r.Relay != nil {
 		out = append(out, rptPhase{"relay", "relay", "relay (baseline)", r.Relay})
 	}
+	if r.RelayPaced != nil {
+		label, long := "relay paced", "relay, open loop"
+		if rate := r.Settings.Rate; rate > 0 && !math.IsInf(rate, 0) {
+			label = "relay " + rptGroup(fmt.Sprintf("%.0f", rate)) + "/s"
+			long += " at " + rptGroup(fmt.Sprintf("%.0f", rate)) + "/s (the floor)"
+		}
+		out = append(out, rptPhase{"relaypaced", label, long, r.RelayPaced})
+	}
 	return out
 }
 
@@ -381,11 +389,9 @@ func (r *Result) rptView() rptModel {
 			}
 		}
 	}
-	if c := r.PacedCPU; c != nil && r.Faults == nil && rptFinite(c.SwitchCores+c.SimCores+c.HarnessCores+c.SwitchUS+c.SimUS+c.HarnessUS) {
-		f := func(v float64, prec int) string { return strconv.FormatFloat(v, 'f', prec, 64) }
-		m.extras = append(m.extras, rptKV{"open loop: switch / simulator / harness CPU",
-			f(c.SwitchCores, 2) + " / " + f(c.SimCores, 2) + " / " + f(c.HarnessCores, 2) + " cores (" +
-				f(c.SwitchUS, 0) + " / " + f(c.SimUS, 0) + " / " + f(c.HarnessUS, 0) + " µs per authorization)"})
+	if r.Faults == nil {
+		m.extras = append(m.extras, rptProcessCPU("open loop: switch / simulator / harness CPU", r.PacedCPU)...)
+		m.extras = append(m.extras, rptProcessCPU("relay open loop: relay / simulator / harness CPU", r.RelayPacedCPU)...)
 	}
 	if (r.Switch != nil || r.Relay != nil) && r.Faults == nil {
 		ratio := "-"
@@ -664,4 +670,15 @@ func (fr *FaultResult) rptKVs() []rptKV {
 		rptKV{"delivered approvals reversed by the switch", finding(fr.DeliveredReversed)},
 	)
 	return kv
+}
+
+// rptProcessCPU is the row of an open loop's CPU, named name: the three processes'
+// cores and µs per authorization (none without figures).
+func rptProcessCPU(name string, c *ProcessCPU) []rptKV {
+	if c == nil || !rptFinite(c.SwitchCores+c.SimCores+c.HarnessCores+c.SwitchUS+c.SimUS+c.HarnessUS) {
+		return nil
+	}
+	f := func(v float64, prec int) string { return strconv.FormatFloat(v, 'f', prec, 64) }
+	return []rptKV{{name, f(c.SwitchCores, 2) + " / " + f(c.SimCores, 2) + " / " + f(c.HarnessCores, 2) + " cores (" +
+		f(c.SwitchUS, 0) + " / " + f(c.SimUS, 0) + " / " + f(c.HarnessUS, 0) + " µs per authorization)"}}
 }

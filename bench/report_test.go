@@ -79,6 +79,14 @@ func sampleResult() *Result {
 			Timeline: sampleTimeline(10, 18513, 1702, 3530, -1),
 			Buckets:  sampleBuckets(185129, 1700, 0.35),
 		},
+		RelayPaced: &Phase{
+			Name: "relay paced", TPS: 4998.7, Count: 49987, Elapsed: 10 * time.Second,
+			Latency:  Quantiles{P50: 402, P90: 690, P99: 2871, P999: 7420, Max: 12050},
+			Codes:    map[string]int64{"00": 49987},
+			Timeline: sampleTimeline(10, 5000, 402, 2871, -1),
+			Buckets:  sampleBuckets(49987, 400, 0.5),
+		},
+		RelayPacedCPU:       &ProcessCPU{SwitchCores: 0.214, SimCores: 0.251, HarnessCores: 0.332, SwitchUS: 42.8, SimUS: 50.2, HarnessUS: 66.4},
 		SwitchCPUPerAuthUS:  41.27,
 		SimCPUPerAuthUS:     8.25,
 		HarnessCPUPerAuthUS: 12.5,
@@ -228,6 +236,8 @@ func TestWriteTable(t *testing.T) {
 		"41.3 µs", "0.82×",
 		"8.2 µs / 12.5 µs", "switch CPU in issuer-simulator units", "5.00×",
 		"open loop: switch / simulator / harness CPU", "0.88 / 0.26 / 0.34 cores (175 / 52 / 68 µs per authorization)",
+		"relay open loop: relay / simulator / harness CPU", "0.21 / 0.25 / 0.33 cores (43 / 50 / 66 µs per authorization)",
+		"relay 5,000/s", "2.87 ms",
 		"suspected fraud", "98.92%", // 452101 of 457032 approved
 		"99.50%", "caught", "0.30%", "false positives",
 		"card-testing 1,902, card-declines 80, card-velocity 6, +1 more",
@@ -353,8 +363,8 @@ func TestWriteHTML(t *testing.T) {
 	}
 	// The timeline has a panel per phase, each with a p50, a p99 and a TPS line.
 	tl, hist := svgs[0], svgs[1]
-	if n := strings.Count(tl, "<polyline"); n != 9 {
-		t.Errorf("timeline has %d lines, want 9", n)
+	if n := strings.Count(tl, "<polyline"); n != 12 {
+		t.Errorf("timeline has %d lines, want 12", n)
 	}
 	for _, want := range []string{"seconds into the measured window", "p99 latency (left axis)", "authorizations/s (right axis)", "15k"} {
 		if !strings.Contains(tl, want) {
@@ -362,10 +372,10 @@ func TestWriteHTML(t *testing.T) {
 		}
 	}
 	// The histogram: an area per phase over a log axis labelled in µs and ms.
-	if n := strings.Count(hist, "<path"); n != 3 {
-		t.Errorf("histogram has %d areas, want 3", n)
+	if n := strings.Count(hist, "<path"); n != 4 {
+		t.Errorf("histogram has %d areas, want 4", n)
 	}
-	for _, want := range []string{">500 µs<", ">1 ms<", ">2 ms<", ">10 ms<", "latency (log scale)", "switch (p50 2.10 ms, p99 6.12 ms)", "relay (p50"} {
+	for _, want := range []string{">500 µs<", ">1 ms<", ">2 ms<", ">10 ms<", "latency (log scale)", "switch (p50 2.10 ms, p99 6.12 ms)", "relay (p50", "relay 5,000/s (p50 402 µs, p99 2.87 ms)"} {
 		if !strings.Contains(hist, want) {
 			t.Errorf("histogram lacks %q", want)
 		}

@@ -17,6 +17,13 @@ type Result struct {
 	Paced *Phase `json:"paced,omitempty"`
 	// Relay is the same closed loop through a plain framing relay (the baseline).
 	Relay *Phase `json:"relay"`
+	// RelayPaced is the open loop at Settings.Rate through the relay: the same
+	// schedule, harness and issuer simulator with a process that only frames and
+	// forwards in the switch's place, the latency floor of the machine and the load
+	// (nil when not run). RelayPacedCPU is what the relay (in the Switch fields), the
+	// simulator and the harness used over it.
+	RelayPaced    *Phase      `json:"relay_paced,omitempty"`
+	RelayPacedCPU *ProcessCPU `json:"relay_paced_cpu,omitempty"`
 
 	// SwitchCPUPerAuthUS is the switch process's CPU time (user + system, from its
 	// rusage) over the measured window of Switch, per authorization answered.

@@ -82,7 +82,12 @@ type Report struct {
 	Switch, Relay *LoadResult
 	// Paced is the open-loop run at Options.Rate (nil without one).
 	Paced *LoadResult
-	Rate  float64
+	// RelayPaced is the open loop at Options.Rate through the relay, and
+	// RelayPacedCPU what the relay (as SwitchCores/SwitchUS), the simulator and the
+	// harness used over it: the latency floor of the machine and the load.
+	RelayPaced    *LoadResult
+	RelayPacedCPU *ProcessCPU
+	Rate          float64
 	// Result is the run as written to the JSON and HTML reports.
 	Result *Result
 	// SwitchCPU is the switch process's CPU time (user+system) over the measured window.
@@ -452,6 +457,27 @@ security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504
 	if rep.Relay.TPS > 0 {
 		rep.Ratio = rep.Switch.TPS / rep.Relay.TPS
 	}
+	if o.Rate > 0 {
+		// The floor: the same schedule, harness and simulator, with a process that
+		// only frames and forwards in the switch's place.
+		fmt.Fprintf(o.Out, "relay, open loop: %.0f authorizations/s on a fixed schedule, %s measured (the floor of this machine and load)\n", o.Rate, o.RelayDuration)
+		po := ro
+		po.Rate = o.Rate
+		var cpu0, cpu1 [3]time.Duration
+		var t0, t1 time.Time
+		cpuOf := func() (a, b, c time.Duration) {
+			a, _ = cpuTime(relay.cmd.Process.Pid)
+			b, _ = cpuTime(sim.cmd.Process.Pid)
+			c, _ = cpuTime(os.Getpid())
+			return a, b, c
+		}
+		po.onStart = func() { cpu0[0], cpu0[1], cpu0[2] = cpuOf(); t0 = time.Now() }
+		po.onEnd = func() { t1 = time.Now(); cpu1[0], cpu1[1], cpu1[2] = cpuOf() }
+		if rep.RelayPaced, err = RunLoad(ctx, po); err != nil {
+			return rep, fmt.Errorf("relay open loop: %w", err)
+		}
+		rep.RelayPacedCPU = processCPU(cpu0, cpu1, t1.Sub(t0), rep.RelayPaced.Hist.TotalCount())
+	}
 	rep.Result = rep.result(o)
 	return rep, nil
 }
@@ -470,6 +496,10 @@ func (rep *Report) result(o Options) *Result {
 	}
 	if rep.Paced != nil {
 		r.Paced = rep.Paced.Phase(fmt.Sprintf("switch, open loop at %.0f/s", o.Rate))
+	}
+	if rep.RelayPaced != nil {
+		r.RelayPaced = rep.RelayPaced.Phase(fmt.Sprintf("relay, open loop at %.0f/s", o.Rate))
+		r.RelayPacedCPU = rep.RelayPacedCPU
 	}
 	r.Stages, r.PacedCPU, r.Curve, r.Settle, r.Cards = rep.Stages, rep.PacedCPU, rep.Curve, rep.Settle, rep.Cards
 	r.Settings.Fresh, r.Settings.Cards = o.Fresh, o.Cards

@@ -27,7 +27,7 @@ const (
 )
 
 // svgPhaseColors are the colors of the phases in the histogram, by rptPhase.key.
-var svgPhaseColors = map[string]string{"switch": "#6741d9", "paced": "#0c8599", "relay": "#e67700"}
+var svgPhaseColors = map[string]string{"switch": "#6741d9", "paced": "#0c8599", "relay": "#e67700", "relaypaced": "#868e96"}
 
 // svgBuf accumulates an SVG document.
 type svgBuf struct{ strings.Builder }
