@@ -346,6 +346,9 @@ func (r *Result) rptView() rptModel {
 	case s.IssuerLatency > 0:
 		m.settingsKV = append(m.settingsKV, rptKV{"issuer latency", s.IssuerLatency.String()})
 	}
+	if s.RelayBurn > 0 {
+		m.settingsKV = append(m.settingsKV, rptKV{"relay CPU a request", s.RelayBurn.String()})
+	}
 	parts = parts[:0]
 	for _, kv := range m.settingsKV {
 		parts = append(parts, kv.Key+" "+kv.Value)

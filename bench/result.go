@@ -88,6 +88,8 @@ type Settings struct {
 	Fresh bool `json:"fresh,omitempty"`
 	// Cards is the distinct-cards run's number of cards (0: none).
 	Cards int `json:"cards,omitempty"`
+	// RelayBurn is the CPU time the relay spent on each request (bench --relay-burn).
+	RelayBurn time.Duration `json:"relay_burn_ns,omitempty"`
 }
 
 // Phase is one load run against one target.

@@ -28,9 +28,11 @@ type Options struct {
 	Duration      time.Duration // measured time against the switch (default 30 s)
 	Warmup        time.Duration // before measuring (default 3 s)
 	RelayDuration time.Duration // measured time against the relay (default Duration/3, at least 5 s)
-	Terminals     int
-	Conns         int
-	Depth         int
+	// RelayBurn is CPU time the relay spends on each request (RelayOptions.Burn).
+	RelayBurn time.Duration
+	Terminals int
+	Conns     int
+	Depth     int
 	// Rate, when above zero, adds an open-loop run at this many authorizations per
 	// second (after the closed loop at maximum throughput) to measure latency at a
 	// sustained load.
@@ -435,7 +437,7 @@ security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504
 	}
 
 	relayAddr, _ := freeAddr()
-	relay, err := startProc(o.Exe, o.WorkDir, "relay", "bench-relay", "--addr", relayAddr, "--upstream", simAddr)
+	relay, err := startProc(o.Exe, o.WorkDir, "relay", "bench-relay", "--addr", relayAddr, "--upstream", simAddr, "--burn", o.RelayBurn.String())
 	if err != nil {
 		return rep, err
 	}
@@ -502,7 +504,7 @@ func (rep *Report) result(o Options) *Result {
 		r.RelayPacedCPU = rep.RelayPacedCPU
 	}
 	r.Stages, r.PacedCPU, r.Curve, r.Settle, r.Cards = rep.Stages, rep.PacedCPU, rep.Curve, rep.Settle, rep.Cards
-	r.Settings.Fresh, r.Settings.Cards = o.Fresh, o.Cards
+	r.Settings.Fresh, r.Settings.Cards, r.Settings.RelayBurn = o.Fresh, o.Cards, o.RelayBurn
 	labels := map[string]*LabelStats{}
 	for _, l := range []*LoadResult{rep.Switch, rep.Paced} {
 		if l == nil {

@@ -21,6 +21,7 @@ func runBench(env *Env, args []string) int {
 	fs.DurationVar(&o.Duration, "duration", 30e9, "measured time against the switch")
 	fs.DurationVar(&o.Warmup, "warmup", 3e9, "warm-up before measuring")
 	fs.DurationVar(&o.RelayDuration, "relay-duration", 0, "measured time against the relay (default duration/3, at least 5s)")
+	fs.DurationVar(&o.RelayBurn, "relay-burn", 0, "the relay spends this much CPU on each request: the latency a process of that cost gets on this machine beside the harness and the simulator")
 	fs.IntVar(&o.Terminals, "terminals", 2000, "terminals (LT000001...)")
 	fs.IntVar(&o.Conns, "conns", 64, "connections")
 	fs.IntVar(&o.Depth, "depth", 8, "requests in flight per connection")
@@ -172,13 +173,14 @@ func runBenchRelay(env *Env, args []string) int {
 	fs := newFlags(env, "bench-relay", "--addr HOST:PORT --upstream HOST:PORT")
 	addr := fs.String("addr", "127.0.0.1:0", "listen address")
 	up := fs.String("upstream", "", "issuer simulator address")
+	burn := fs.Duration("burn", 0, "CPU time spent on each request before forwarding it (a model of a switch of that cost)")
 	if ok, code := parse(fs, args); !ok {
 		return code
 	}
 	if *up == "" {
 		return fail(env, "bench-relay: --upstream is required")
 	}
-	r, err := bench.StartRelay(*addr, *up)
+	r, err := bench.StartRelay(*addr, *up, bench.RelayOptions{Burn: *burn})
 	if err != nil {
 		return fail(env, "bench-relay: %v", err)
 	}

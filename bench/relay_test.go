@@ -1,0 +1,118 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/switchyard/switchyard/switch/frontend"
+)
+
+// echoUpstream answers every frame with the same frame, until the listener closes.
+func echoUpstream(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					body, err := frontend.ReadFrame(br, nil, 0xFFFF)
+					if err != nil {
+						return
+					}
+					if _, err := c.Write(append([]byte{byte(len(body) >> 8), byte(len(body))}, body...)); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// roundTrips sends n frames through the relay at addr, one at a time, and checks
+// each answer.
+func roundTrips(t *testing.T, addr string, n int) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	for i := range n {
+		msg := []byte(fmt.Sprintf("0200 request %d", i))
+		if _, err := c.Write(append([]byte{0, byte(len(msg))}, msg...)); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		got, err := frontend.ReadFrame(br, nil, 0xFFFF)
+		if err != nil {
+			t.Fatalf("answer %d through the relay: %v", i, err)
+		}
+		if !bytes.Equal(got, msg) {
+			t.Fatalf("answer %d is %q; want %q", i, got, msg)
+		}
+	}
+}
+
+func TestRelay(t *testing.T) {
+	r, err := StartRelay("127.0.0.1:0", echoUpstream(t), RelayOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	roundTrips(t, r.Addr(), 50)
+}
+
+func TestRelayBurn(t *testing.T) {
+	const burn, n = 3 * time.Millisecond, 30
+	r, err := StartRelay("127.0.0.1:0", echoUpstream(t), RelayOptions{Burn: burn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	before, err := cpuTime(os.Getpid())
+	if err != nil {
+		t.Skipf("no process CPU time here: %v", err)
+	}
+	roundTrips(t, r.Addr(), n)
+	after, _ := cpuTime(os.Getpid())
+	// The spin is calibrated on the fastest of its timed runs, so it spends at least
+	// its CPU time unless the CPU got faster; half of it is a safe lower bound.
+	if used := after - before; used < n*burn/2 {
+		t.Errorf("%d requests with a burn of %v used %v of CPU; want at least %v", n, burn, used, n*burn/2)
+	}
+}
+
+func TestRelayBadBurn(t *testing.T) {
+	for _, b := range []time.Duration{-time.Millisecond, 2 * time.Second} {
+		r, err := StartRelay("127.0.0.1:0", "127.0.0.1:1", RelayOptions{Burn: b})
+		if err == nil {
+			r.Close()
+			t.Errorf("burn %v accepted", b)
+		}
+	}
+}
