@@ -275,11 +275,15 @@ func (r *Result) rptPhases() []rptPhase {
 		}
 		out = append(out, rptPhase{"switch", "switch", long, r.Switch})
 	}
+	// at is " 5,000/s", the open loops' rate, when there is one.
+	at := ""
+	if rate := r.Settings.Rate; rate > 0 && !math.IsInf(rate, 0) {
+		at = " " + rptGroup(fmt.Sprintf("%.0f", rate)) + "/s"
+	}
 	if r.Paced != nil {
 		label, long := "paced", "switch, open loop"
-		if rate := r.Settings.Rate; rate > 0 && !math.IsInf(rate, 0) {
-			label = "paced " + rptGroup(fmt.Sprintf("%.0f", rate)) + "/s"
-			long += " at " + rptGroup(fmt.Sprintf("%.0f", rate)) + "/s"
+		if at != "" {
+			label, long = "paced"+at, long+" at"+at
 		}
 		out = append(out, rptPhase{"paced", label, long, r.Paced})
 	}
@@ -288,9 +292,8 @@ func (r *Result) rptPhases() []rptPhase {
 	}
 	if r.RelayPaced != nil {
 		label, long := "relay paced", "relay, open loop"
-		if rate := r.Settings.Rate; rate > 0 && !math.IsInf(rate, 0) {
-			label = "relay " + rptGroup(fmt.Sprintf("%.0f", rate)) + "/s"
-			long += " at " + rptGroup(fmt.Sprintf("%.0f", rate)) + "/s (the floor)"
+		if at != "" {
+			label, long = "relay"+at, long+" at"+at+" (the floor)"
 		}
 		out = append(out, rptPhase{"relaypaced", label, long, r.RelayPaced})
 	}
