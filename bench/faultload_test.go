@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,58 +18,39 @@ import (
 // killed switch does.
 func fakeSwitch(t *testing.T, breakAfter int) (addr string, conns *atomic.Int32) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	conns = new(atomic.Int32)
 	var rrn atomic.Int64
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			nc, err := ln.Accept()
+	addr = serveConns(t, func(nc net.Conn) {
+		n := conns.Add(1)
+		br := bufio.NewReader(nc)
+		for i := 1; ; i++ {
+			body, err := frontend.ReadFrame(br, nil, 0xFFFF)
+			if err != nil || n == 1 && i == breakAfter {
+				return
+			}
+			var tid, stan string
+			mti, err := message.Scan(body, message.DialectASCII, func(id int, v []byte) {
+				switch id {
+				case 11:
+					stan = string(v)
+				case 41:
+					tid = string(v)
+				}
+			})
 			if err != nil {
 				return
 			}
-			n := conns.Add(1)
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer nc.Close()
-				br := bufio.NewReader(nc)
-				for i := 1; ; i++ {
-					body, err := frontend.ReadFrame(br, nil, 0xFFFF)
-					if err != nil || n == 1 && i == breakAfter {
-						return
-					}
-					var tid, stan string
-					mti, err := message.Scan(body, message.DialectASCII, func(id int, v []byte) {
-						switch id {
-						case 11:
-							stan = string(v)
-						case 41:
-							tid = string(v)
-						}
-					})
-					if err != nil {
-						return
-					}
-					resp, err := message.NewBuilder(message.DialectASCII, message.ResponseMTI(string(mti))).Set(11, stan).Set(41, tid).
-						Set(37, fmt.Sprintf("%012d", rrn.Add(1))).Set(39, "00").Bytes(nil)
-					if err != nil {
-						return
-					}
-					if _, err := nc.Write(frontend.AppendFrame(nil, resp)); err != nil {
-						return
-					}
-				}
-			}()
+			resp, err := message.NewBuilder(message.DialectASCII, message.ResponseMTI(string(mti))).Set(11, stan).Set(41, tid).
+				Set(37, fmt.Sprintf("%012d", rrn.Add(1))).Set(39, "00").Bytes(nil)
+			if err != nil {
+				return
+			}
+			if _, err := nc.Write(frontend.AppendFrame(nil, resp)); err != nil {
+				return
+			}
 		}
-	}()
-	return ln.Addr().String(), conns
+	})
+	return addr, conns
 }
 
 // TestFaultLoadReconnects: the fault run's load keeps going through a broken

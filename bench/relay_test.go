@@ -13,8 +13,10 @@ import (
 	"github.com/switchyard/switchyard/switch/frontend"
 )
 
-// echoUpstream answers every frame with the same frame, until the listener closes.
-func echoUpstream(t *testing.T) string {
+// serveConns listens on loopback and runs serve on each connection it accepts, each
+// in a goroutine of its own; at the test's end it closes the listener and waits for
+// them. It returns the address.
+func serveConns(t *testing.T, serve func(net.Conn)) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -34,20 +36,27 @@ func echoUpstream(t *testing.T) string {
 			go func() {
 				defer wg.Done()
 				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					body, err := frontend.ReadFrame(br, nil, 0xFFFF)
-					if err != nil {
-						return
-					}
-					if _, err := c.Write(append([]byte{byte(len(body) >> 8), byte(len(body))}, body...)); err != nil {
-						return
-					}
-				}
+				serve(c)
 			}()
 		}
 	}()
 	return ln.Addr().String()
+}
+
+// echoUpstream answers every frame with the same frame.
+func echoUpstream(t *testing.T) string {
+	return serveConns(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			body, err := frontend.ReadFrame(br, nil, 0xFFFF)
+			if err != nil {
+				return
+			}
+			if _, err := c.Write(frontend.AppendFrame(nil, body)); err != nil {
+				return
+			}
+		}
+	})
 }
 
 // roundTrips sends n frames through the relay at addr, one at a time, and checks
@@ -62,7 +71,7 @@ func roundTrips(t *testing.T, addr string, n int) {
 	br := bufio.NewReader(c)
 	for i := range n {
 		msg := []byte(fmt.Sprintf("0200 request %d", i))
-		if _, err := c.Write(append([]byte{0, byte(len(msg))}, msg...)); err != nil {
+		if _, err := c.Write(frontend.AppendFrame(nil, msg)); err != nil {
 			t.Fatal(err)
 		}
 		if err := c.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
