@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"sort"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -131,6 +132,7 @@ func (c *cluster) stream(tb testing.TB, cfg jetstream.StreamConfig) (jetstream.S
 	for {
 		st, err := c.js[0].CreateStream(ctx, cfg)
 		if err == nil {
+			c.waitInterest(tb, ctx, cfg.Subjects)
 			return st, c.leaderOf(tb, st)
 		}
 		// Right after the cluster formed, the meta leader may not count every peer
@@ -141,6 +143,27 @@ func (c *cluster) stream(tb testing.TB, cfg jetstream.StreamConfig) (jetstream.S
 			tb.Fatalf("create stream %s: %v", cfg.Name, err)
 		}
 		time.Sleep(50 * time.Millisecond) // polling with a deadline
+	}
+}
+
+// waitInterest waits until every server routes the stream's subjects to it.
+// CreateStream answers once the stream leader has it; a replica, or a server
+// that only learns of it over a route, may take a moment more. Until then a
+// core-NATS publish there (an atomic batch's records, a commit request) finds
+// no subscriber: "no responders" (seen in CI on a loaded machine).
+func (c *cluster) waitInterest(tb testing.TB, ctx context.Context, subjects []string) {
+	tb.Helper()
+	for _, subj := range subjects {
+		// A literal subject the (possibly wildcard) filter matches.
+		lit := strings.NewReplacer("*", "probe", ">", "probe").Replace(subj)
+		for i, s := range c.servers {
+			for !s.GlobalAccount().SubscriptionInterest(lit) {
+				if ctx.Err() != nil {
+					tb.Fatalf("server %d has no interest in %s after the stream was created: %v", i+1, lit, ctx.Err())
+				}
+				time.Sleep(10 * time.Millisecond) // polling with a deadline
+			}
+		}
 	}
 }
 
