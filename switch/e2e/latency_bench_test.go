@@ -43,8 +43,8 @@ func BenchmarkOpenLoopLatency(b *testing.B) {
 	}
 	for _, rate := range []float64{1000, 3000, 5000} {
 		// The journal's group-commit window as configured by default (1 ms once the
-		// syncs fall behind, wal.WindowFrom), and none: what the window costs the tail at
-		// this rate.
+		// writes arrive fast enough, wal.WindowFrom), and none: what the window costs
+		// the tail at this rate.
 		for _, window := range []time.Duration{config.DefaultJournalWindow, 0} {
 			b.Run(fmt.Sprintf("rate=%.0f/window=%s", rate, window), func(b *testing.B) {
 				benchOpenLoop(b, rate, window)

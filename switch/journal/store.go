@@ -120,10 +120,10 @@ type Options struct {
 	// Window is the longest the committer lets a group gather before its sync, and
 	// Gap how long the queue may stay empty before it syncs anyway. With Window 0 it
 	// syncs as soon as the queue is empty (while one sync runs, the next group gathers
-	// by itself). The Window applies only once the syncs fall behind (on average 8
-	// writes or more already queued as a group starts, wal.WindowFrom): then writes
-	// arrive closer than Gap apart and a group gathers for the whole Window (fewer,
-	// larger syncs); at an ordinary load nothing waits. Defaults: Window 0, Gap 50 µs.
+	// by itself). The Window applies only once writes arrive fast enough for it to
+	// gather 8 of them (wal.WindowFrom: the measured rate times the Window): then a
+	// group gathers while writes come less than a gap apart, up to the Window (fewer,
+	// larger syncs); at a light load nothing waits. Defaults: Window 0, Gap 50 µs.
 	Window time.Duration
 	Gap    time.Duration
 	// IndexDelay is how long the indexer lets committed frames gather before it writes

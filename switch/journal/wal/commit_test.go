@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -47,17 +48,35 @@ func write(c *Committer[*req], payload string) (*req, error) {
 	return r, <-r.done
 }
 
-// TestGroupWindow: under load (groups averaging 4 writes or more) writes that arrive
-// less than Gap apart share a group for up to Window; under a light load a write is
-// synced without waiting for the Window.
+// fakeClock is the clock a test measures a committer's arrival rate with: it moves
+// only when the test advances it, so the rate is what the test makes it.
+type fakeClock struct{ ns atomic.Int64 }
+
+func (f *fakeClock) now() time.Time          { return time.Unix(0, f.ns.Load()) }
+func (f *fakeClock) advance(d time.Duration) { f.ns.Add(int64(d)) }
+
+// useClock makes c measure its arrival rate with a fake clock, starting now. It must
+// be called before the first write.
+func useClock[R any](c *Committer[R]) *fakeClock {
+	f := &fakeClock{}
+	f.ns.Store(time.Now().UnixNano())
+	c.now = f.now
+	c.rateAt = f.now()
+	return f
+}
+
+// TestGroupWindow: at an arrival rate high enough for a Window to gather WindowFrom
+// writes, writes that arrive less than the gap apart share a group for up to Window;
+// at a low rate a write is synced without waiting for the Window.
 func TestGroupWindow(t *testing.T) {
 	l, _ := open(t, filepath.Join(t.TempDir(), "log"), Options{}, Pos{})
 	defer l.Close()
 	groups := make(chan int, 16)
 	c := logCommitter(l, GroupOptions{Window: 10 * time.Second, Gap: 2 * time.Second}, groups)
 	defer c.Close()
+	useClock(c) // still: the rate stays what the test sets
 
-	// Light load: the first group's size is 1, the average below 4.
+	// Light load: no rate measured yet.
 	start := time.Now()
 	if _, err := write(c, "light"); err != nil {
 		t.Fatal(err)
@@ -70,7 +89,7 @@ func TestGroupWindow(t *testing.T) {
 	}
 
 	// Under load: two writes 100 ms apart, well within the gap, share one group.
-	c.avg = 10 // the loop is idle, waiting for the next write
+	c.rate = 100 // writes a second; the loop is idle, waiting for the next write
 	errs := make(chan error, 2)
 	go func() { _, err := write(c, "a"); errs <- err }()
 	time.Sleep(100 * time.Millisecond)
@@ -163,48 +182,55 @@ func TestGroupsAndClose(t *testing.T) {
 	}
 }
 
-// TestWindowCountsOnlyQueuedWrites: the writes a Window gathered do not count toward
-// engaging it. A load that trickles in (each write finding the queue empty) is not
-// held for the Window because the previous Window made its groups large; until issue
-// 15 the average group size did count them, and a Window, once engaged, kept itself
-// engaged at a load that did not need it.
-func TestWindowCountsOnlyQueuedWrites(t *testing.T) {
+// TestWindowFollowsArrivalRate: the Window engages from the arrival rate measured
+// at the start of groups, counting every write, and lets go once the rate falls,
+// right after a group it gathered. Until issue 15 the trigger was the writes that
+// queued by themselves during a sync, which fast syncs kept below the threshold at
+// 5,000 authorizations/s, where the syncs cost the most CPU.
+func TestWindowFollowsArrivalRate(t *testing.T) {
 	l, _ := open(t, filepath.Join(t.TempDir(), "log"), Options{}, Pos{})
 	defer l.Close()
 	groups := make(chan int, 64)
-	c := logCommitter(l, GroupOptions{Window: 10 * time.Second, Gap: 3 * time.Second}, groups)
+	c := logCommitter(l, GroupOptions{Window: 10 * time.Second, Gap: 2 * time.Second}, groups)
 	defer c.Close()
+	clock := useClock(c)
 
-	// The loop is idle with the Window engaged; WindowFrom+4 writes 20 ms apart (well
-	// within the Gap) make one group, gathered by the Window, none of them queued when
-	// the group started.
-	c.avg = WindowFrom
-	n := WindowFrom + 4
-	errs := make(chan error, n)
-	for range n {
-		go func() { _, err := write(c, "w"); errs <- err }()
-		time.Sleep(20 * time.Millisecond)
+	// No rate yet: a lone write is synced at once.
+	lone := func(what string) {
+		t.Helper()
+		start := time.Now()
+		if _, err := write(c, what); err != nil {
+			t.Fatal(err)
+		}
+		if d := time.Since(start); d > 1500*time.Millisecond {
+			t.Fatalf("%s waited %s: the Window engaged", what, d)
+		}
+		if g := <-groups; g != 1 {
+			t.Fatalf("%s: group of %d", what, g)
+		}
 	}
-	for range n {
+	lone("the first write")
+
+	// Two writes in 10 ms of the rate's clock: 200 a second, far above the
+	// WindowFrom a 10 s Window needs; the next group gathers both, 100 ms apart.
+	clock.advance(10 * time.Millisecond)
+	errs := make(chan error, 2)
+	go func() { _, err := write(c, "a"); errs <- err }()
+	time.Sleep(100 * time.Millisecond)
+	go func() { _, err := write(c, "b"); errs <- err }()
+	for range 2 {
 		if err := <-errs; err != nil {
 			t.Fatal(err)
 		}
 	}
-	if g := <-groups; g != n {
-		t.Fatalf("the Window gathered a group of %d, want %d", g, n)
+	if g := <-groups; g != 2 {
+		t.Fatalf("at 200 writes a second: a group of %d, want the 2 the Window gathers", g)
 	}
 
-	// A lone write now is synced at once: one write queued by itself, not n.
-	start := time.Now()
-	if _, err := write(c, "lone"); err != nil {
-		t.Fatal(err)
-	}
-	if d := time.Since(start); d > 1500*time.Millisecond {
-		t.Fatalf("a lone write after a group the Window gathered waited %s: the Window kept itself engaged", d)
-	}
-	if g := <-groups; g != 1 {
-		t.Fatalf("group of %d", g)
-	}
+	// A minute later on the rate's clock, one write: the rate is 1/60 a second, a
+	// Window would gather none; the write is synced at once.
+	clock.advance(time.Minute)
+	lone("a write after a minute's pause")
 }
 
 // TestWritersRunBeforeNextSync: when the next group is already waiting, the writers
