@@ -65,6 +65,22 @@ func useClock[R any](c *Committer[R]) *fakeClock {
 	return f
 }
 
+// twoWritesApart writes "a" and, 100 ms later, "b" (each from its own goroutine),
+// waits for both, and returns the size of the first group committed.
+func twoWritesApart(t *testing.T, c *Committer[*req], groups <-chan int) int {
+	t.Helper()
+	errs := make(chan error, 2)
+	go func() { _, err := write(c, "a"); errs <- err }()
+	time.Sleep(100 * time.Millisecond)
+	go func() { _, err := write(c, "b"); errs <- err }()
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	return <-groups
+}
+
 // TestGroupWindow: at an arrival rate high enough for a Window to gather WindowFrom
 // writes, writes that arrive less than the gap apart share a group for up to Window;
 // at a low rate a write is synced without waiting for the Window.
@@ -90,16 +106,7 @@ func TestGroupWindow(t *testing.T) {
 
 	// Under load: two writes 100 ms apart, well within the gap, share one group.
 	c.rate = 100 // writes a second; the loop is idle, waiting for the next write
-	errs := make(chan error, 2)
-	go func() { _, err := write(c, "a"); errs <- err }()
-	time.Sleep(100 * time.Millisecond)
-	go func() { _, err := write(c, "b"); errs <- err }()
-	for range 2 {
-		if err := <-errs; err != nil {
-			t.Fatal(err)
-		}
-	}
-	if n := <-groups; n != 2 {
+	if n := twoWritesApart(t, c, groups); n != 2 {
 		t.Fatalf("two writes 100 ms apart under load: first group of %d, want both", n)
 	}
 }
@@ -214,16 +221,7 @@ func TestWindowFollowsArrivalRate(t *testing.T) {
 	// Two writes in 10 ms of the rate's clock: 200 a second, far above the
 	// WindowFrom a 10 s Window needs; the next group gathers both, 100 ms apart.
 	clock.advance(10 * time.Millisecond)
-	errs := make(chan error, 2)
-	go func() { _, err := write(c, "a"); errs <- err }()
-	time.Sleep(100 * time.Millisecond)
-	go func() { _, err := write(c, "b"); errs <- err }()
-	for range 2 {
-		if err := <-errs; err != nil {
-			t.Fatal(err)
-		}
-	}
-	if g := <-groups; g != 2 {
+	if g := twoWritesApart(t, c, groups); g != 2 {
 		t.Fatalf("at 200 writes a second: a group of %d, want the 2 the Window gathers", g)
 	}
 
