@@ -270,6 +270,10 @@ func (s *Store) OnSync(f func(batch int, d time.Duration)) { s.onSync = f }
 // Set it before the first write.
 func (s *Store) OnIndexError(f func(error)) { s.onIndexErr = f }
 
+// WriteRate returns the writes a second into the group commit, as its committer last
+// measured them, and whether groups then gather for the Window (wal.Committer.Rate).
+func (s *Store) WriteRate() (perSecond float64, windowEngaged bool) { return s.commits.Rate() }
+
 // Unindexed returns how many log frames are committed but not yet in the index.
 func (s *Store) Unindexed() int { return int(s.ix.committed.Load() - s.ix.applied.Load()) }
 

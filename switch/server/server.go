@@ -260,7 +260,16 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		Name: "switchyard_saf_queued", Help: "Advices waiting in the store-and-forward queue, all issuers.",
 	}, func() float64 { return float64(s.Queue.Len("")) }), prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "switchyard_journal_unindexed", Help: "Journal log frames committed but not yet written to the index.",
-	}, func() float64 { return float64(s.Journal.Unindexed()) }), storeCollector(), metrics.SAFCollector(s.safCounts))
+	}, func() float64 { return float64(s.Journal.Unindexed()) }), prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "switchyard_journal_write_rate", Help: "Writes a second into the journal's group commit (moving average over about 50 ms, measured as groups start).",
+	}, func() float64 { r, _ := s.Journal.WriteRate(); return r }), prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "switchyard_journal_window_engaged", Help: "1 while group commits gather for journal.window (the write rate is high enough for a window to gather 8 writes), else 0.",
+	}, func() float64 {
+		if _, on := s.Journal.WriteRate(); on {
+			return 1
+		}
+		return 0
+	}), storeCollector(), metrics.SAFCollector(s.safCounts))
 	var lmk []byte
 	if !cfg.HSM.IsPayShield() { // a payShield holds the LMK itself
 		if lmk, err = keys.LoadLMK(keys.LMKSource{File: cfg.Security.LMKFile, Env: cfg.Security.LMKEnv, Demo: cfg.Demo}); err != nil {

@@ -4,6 +4,7 @@ import (
 	"math"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -87,6 +88,8 @@ type Committer[R any] struct {
 	rateFrom uint64
 	// now is the clock the rate is measured with (tests set their own).
 	now func() time.Time
+	// rateBits is rate (math.Float64bits) for readers that do not hold the token.
+	rateBits atomic.Uint64
 }
 
 // StartCommitter starts a committer that hands each group to commit, in the order the
@@ -258,7 +261,7 @@ func (c *Committer[R]) gather() {
 		return
 	}
 	c.observe(arrivals)
-	if c.opts.Window <= 0 || c.rate*c.opts.Window.Seconds() < WindowFrom {
+	if !c.engaged(c.rate) {
 		return
 	}
 	gap := max(c.opts.Gap, min(c.opts.Window, time.Duration(WindowGap/c.rate*float64(time.Second))))
@@ -294,4 +297,18 @@ func (c *Committer[R]) observe(arrivals uint64) {
 	r := float64(arrivals-c.rateFrom) / d.Seconds()
 	c.rate += (r - c.rate) * (1 - math.Exp(-float64(d)/float64(rateTau)))
 	c.rateAt, c.rateFrom = now, arrivals
+	c.rateBits.Store(math.Float64bits(c.rate))
+}
+
+// Rate returns the requests submitted a second as last measured (a moving average
+// with a time constant of 50 ms, updated at the start of groups), and whether groups
+// gather for the Window at that rate.
+func (c *Committer[R]) Rate() (perSecond float64, windowEngaged bool) {
+	r := math.Float64frombits(c.rateBits.Load())
+	return r, c.engaged(r)
+}
+
+// engaged reports whether groups gather for the Window at rate requests a second.
+func (c *Committer[R]) engaged(rate float64) bool {
+	return c.opts.Window > 0 && rate*c.opts.Window.Seconds() >= WindowFrom
 }

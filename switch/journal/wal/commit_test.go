@@ -224,11 +224,17 @@ func TestWindowFollowsArrivalRate(t *testing.T) {
 	if g := twoWritesApart(t, c, groups); g != 2 {
 		t.Fatalf("at 200 writes a second: a group of %d, want the 2 the Window gathers", g)
 	}
+	if r, on := c.Rate(); r <= 0 || !on {
+		t.Fatalf("Rate() = %.1f/s, engaged %v after two writes in 10 ms; want a rate and the Window engaged", r, on)
+	}
 
 	// A minute later on the rate's clock, one write: the rate is 1/60 a second, a
 	// Window would gather none; the write is synced at once.
 	clock.advance(time.Minute)
 	lone("a write after a minute's pause")
+	if r, on := c.Rate(); on || r > 1 {
+		t.Fatalf("Rate() = %.3f/s, engaged %v after a minute's pause; want under 1/s, not engaged", r, on)
+	}
 }
 
 // TestWritersRunBeforeNextSync: when the next group is already waiting, the writers
