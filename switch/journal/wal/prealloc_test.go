@@ -162,7 +162,10 @@ func TestPreallocClosedSegmentsEndWithTheirFrames(t *testing.T) {
 		}
 		want = append(want, w)
 	}
-	if l.zero.chunks == 0 {
+	l.zero.mu.Lock() // the zeroer goroutine writes chunks under it
+	chunks := l.zero.chunks
+	l.zero.mu.Unlock()
+	if chunks == 0 {
 		t.Fatal("no chunk was zero-filled")
 	}
 	ends := map[uint32]uint32{}
