@@ -334,8 +334,9 @@ func (n *clusterNode) stop() error {
 		}
 		return nil
 	case <-time.After(30 * time.Second):
+		stack := n.mainStack() // where Close is stuck; SIGQUIT ends the process
 		n.kill()
-		return fmt.Errorf("node %d did not stop within 30 s of SIGTERM", n.n)
+		return fmt.Errorf("node %d did not stop within 30 s of SIGTERM; %s", n.n, stack)
 	}
 }
 
