@@ -170,8 +170,13 @@ func (c *clusterNode) startLease(onDead func(ctx context.Context, node int, sinc
 	opts := cluster.LeaseOptions{OnDead: func(ctx context.Context, node int) error {
 		// The dead incarnation's records are those since it started: what came
 		// before was settled when it started (by itself, or by a survivor then).
+		l := c.currentLease()
+		if l == nil {
+			// Close has taken the lease and waits, in Stop, for this call.
+			return fmt.Errorf("recover node %d: this node is stopping", node)
+		}
 		since := time.Time{}
-		for _, h := range c.currentLease().Holders() {
+		for _, h := range l.Holders() {
 			if h.Node == node && !h.Started.IsZero() {
 				since = h.Started.Add(-time.Minute)
 			}
