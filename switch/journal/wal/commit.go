@@ -81,15 +81,16 @@ type Committer[R any] struct {
 	token sync.Mutex
 	batch []R
 	timer *time.Timer
-	// rate is the moving average of the requests submitted a second, measured at
-	// the start of groups: at rateAt, arrivals had been rateFrom.
-	rate     float64
-	rateAt   time.Time
+	// rateFrom is how many requests had arrived when the rate was last measured.
 	rateFrom uint64
 	// now is the clock the rate is measured with (tests set their own).
 	now func() time.Time
-	// rateBits is rate (math.Float64bits) for readers that do not hold the token.
+
+	// The moving average of the requests submitted a second (math.Float64bits) and
+	// when it was measured (Unix nanoseconds, by now): written by the token's
+	// holder at the start of groups, read by Rate too.
 	rateBits atomic.Uint64
+	rateAt   atomic.Int64
 }
 
 // StartCommitter starts a committer that hands each group to commit, in the order the
@@ -107,7 +108,7 @@ func StartCommitter[R any](opts GroupOptions, commit func(group []R)) *Committer
 	}
 	c := &Committer[R]{opts: opts, commit: commit, kick: make(chan struct{}, 1), closing: make(chan struct{}), done: make(chan struct{}),
 		batch: make([]R, 0, opts.MaxBatch), timer: time.NewTimer(time.Hour), now: time.Now}
-	c.rateAt = c.now()
+	c.rateAt.Store(c.now().UnixNano())
 	c.timer.Stop()
 	c.space = sync.NewCond(&c.mu)
 	go c.loop()
@@ -260,11 +261,11 @@ func (c *Committer[R]) gather() {
 	if len(c.batch) == 0 {
 		return
 	}
-	c.observe(arrivals)
-	if !c.engaged(c.rate) {
+	rate := c.observe(arrivals)
+	if !c.engaged(rate) {
 		return
 	}
-	gap := max(c.opts.Gap, min(c.opts.Window, time.Duration(WindowGap/c.rate*float64(time.Second))))
+	gap := max(c.opts.Gap, min(c.opts.Window, time.Duration(WindowGap/rate*float64(time.Second))))
 	deadline := time.Now().Add(c.opts.Window)
 	for len(c.batch) < c.opts.MaxBatch {
 		wait := time.Until(deadline)
@@ -286,25 +287,33 @@ func (c *Committer[R]) gather() {
 }
 
 // observe updates the arrival rate with the requests submitted since it was last
-// measured, at least ratePeriod ago: a moving average weighted by the time each
-// measure covers, so that after an idle stretch the rate is that of the stretch.
-func (c *Committer[R]) observe(arrivals uint64) {
+// measured, at least ratePeriod ago, and returns it: a moving average weighted by
+// the time each measure covers, so that after an idle stretch the rate is that of
+// the stretch. The caller holds the token.
+func (c *Committer[R]) observe(arrivals uint64) float64 {
+	rate := math.Float64frombits(c.rateBits.Load())
 	now := c.now()
-	d := now.Sub(c.rateAt)
+	d := now.Sub(time.Unix(0, c.rateAt.Load()))
 	if d < ratePeriod {
-		return
+		return rate
 	}
 	r := float64(arrivals-c.rateFrom) / d.Seconds()
-	c.rate += (r - c.rate) * (1 - math.Exp(-float64(d)/float64(rateTau)))
-	c.rateAt, c.rateFrom = now, arrivals
-	c.rateBits.Store(math.Float64bits(c.rate))
+	rate += (r - rate) * (1 - math.Exp(-float64(d)/float64(rateTau)))
+	c.rateFrom = arrivals
+	c.rateBits.Store(math.Float64bits(rate))
+	c.rateAt.Store(now.UnixNano())
+	return rate
 }
 
-// Rate returns the requests submitted a second as last measured (a moving average
-// with a time constant of 50 ms, updated at the start of groups), and whether groups
-// gather for the Window at that rate.
+// Rate returns the requests submitted a second (a moving average with a time
+// constant of 50 ms), and whether groups gather for the Window at that rate. It is
+// measured as groups start; while none does (no request came), it decays as a
+// measure over that stretch would, so that an idle committer reports an idle rate.
 func (c *Committer[R]) Rate() (perSecond float64, windowEngaged bool) {
 	r := math.Float64frombits(c.rateBits.Load())
+	if d := c.now().Sub(time.Unix(0, c.rateAt.Load())); d > ratePeriod {
+		r *= math.Exp(-float64(d) / float64(rateTau))
+	}
 	return r, c.engaged(r)
 }
 

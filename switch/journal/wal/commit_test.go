@@ -3,6 +3,7 @@ package wal
 import (
 	"errors"
 	"fmt"
+	"math"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -61,7 +62,7 @@ func useClock[R any](c *Committer[R]) *fakeClock {
 	f := &fakeClock{}
 	f.ns.Store(time.Now().UnixNano())
 	c.now = f.now
-	c.rateAt = f.now()
+	c.rateAt.Store(f.now().UnixNano())
 	return f
 }
 
@@ -105,7 +106,7 @@ func TestGroupWindow(t *testing.T) {
 	}
 
 	// Under load: two writes 100 ms apart, well within the gap, share one group.
-	c.rate = 100 // writes a second; the loop is idle, waiting for the next write
+	c.rateBits.Store(math.Float64bits(100)) // writes a second; the loop is idle, waiting for the next write
 	if n := twoWritesApart(t, c, groups); n != 2 {
 		t.Fatalf("two writes 100 ms apart under load: first group of %d, want both", n)
 	}
@@ -231,6 +232,9 @@ func TestWindowFollowsArrivalRate(t *testing.T) {
 	// A minute later on the rate's clock, one write: the rate is 1/60 a second, a
 	// Window would gather none; the write is synced at once.
 	clock.advance(time.Minute)
+	if r, on := c.Rate(); on || r > 1 {
+		t.Fatalf("Rate() = %.3f/s, engaged %v after a minute without a write; want an idle rate", r, on)
+	}
 	lone("a write after a minute's pause")
 	if r, on := c.Rate(); on || r > 1 {
 		t.Fatalf("Rate() = %.3f/s, engaged %v after a minute's pause; want under 1/s, not engaged", r, on)
