@@ -517,6 +517,10 @@ func TestClusterNodeKilled(t *testing.T) {
 	c.checkBooks(t, told, recs, tids, killedAt, shanghaiDates(begin, end), survivors)
 
 	// Scenario 6: node 2 comes back on its data directory, catches up, serves again.
+	// The issuer answers everything from here: its faults served the load, and a
+	// dropped answer would make the restarted node's probe a 91 by chance (one in
+	// ten).
+	c.sim.SetFaults(issuersim.Faults{})
 	restartAt := time.Now()
 	killed.launch()
 	killed.waitReady(60 * time.Second)
@@ -772,8 +776,25 @@ func (c *testCluster) timeScanGap(n *clusterNode, byRRN map[string]*journal.Reco
 	for d := byte('1'); d <= '3'; d++ {
 		parts = append(parts, fmt.Sprintf("node %c's: %d", d, missing[d]))
 	}
-	return fmt.Sprintf("; a scan of the last hour on that node (journal?from=1h, %d records) misses approvals (%s), e.g. RRN %s received %s",
-		len(recs), strings.Join(parts, ", "), example, byRRN[example].Received.Format(time.RFC3339Nano))
+	// Whether the node holds the record at all (its terminal's index), and where its
+	// applier stands: a time index without the record's class, or a record never
+	// applied.
+	held := "not found by its terminal either"
+	if byTID, err := n.journal(byRRN[example].TID); err != nil {
+		held = "by its terminal: " + err.Error()
+	} else {
+		for _, r := range byTID {
+			if r.RRN == example {
+				held = "found by its terminal (the time index misses it)"
+			}
+		}
+	}
+	_, status, err := n.api("GET", "/api/v1/cluster/status", tokOperator, nil)
+	if err != nil {
+		status = []byte(err.Error())
+	}
+	return fmt.Sprintf("; a scan of the last hour on that node (journal?from=1h, %d records) misses approvals (%s), e.g. RRN %s received %s, %s; cluster status: %.3000s",
+		len(recs), strings.Join(parts, ", "), example, byRRN[example].Received.Format(time.RFC3339Nano), held, status)
 }
 
 // loadRRN reports whether the issuer's RRN belongs to the load: every RRN the load's
