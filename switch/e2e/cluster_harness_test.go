@@ -330,6 +330,10 @@ func (n *clusterNode) stop() error {
 	select {
 	case <-n.exited:
 		if st := n.cmd.ProcessState; st != nil && !st.Success() {
+			if held := n.logGrep("drain deadline passed"); held != "" {
+				// The goroutines at the drain's deadline, from the node's log.
+				return fmt.Errorf("node %d: %s; %s", n.n, st, tail(strings.ReplaceAll(held, `\n`, "\n"), 30000))
+			}
 			return fmt.Errorf("node %d: %s", n.n, st)
 		}
 		return nil

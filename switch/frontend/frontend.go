@@ -129,6 +129,9 @@ type Listener struct {
 	closing bool
 	wg      sync.WaitGroup // connections
 	reqs    sync.WaitGroup // requests in progress
+	// inProgress counts the requests in reqs, for the error of a drain that ends
+	// at its deadline.
+	inProgress atomic.Int64
 	workers *workers       // the goroutines that handle requests
 
 	// Guarded by mu: open connections by remote address, and the refusals not yet
@@ -323,7 +326,7 @@ func (l *Listener) Drain(ctx context.Context) error {
 	select {
 	case <-done:
 	case <-ctx.Done():
-		err = fmt.Errorf("listener %s: drain: %w", l.cfg.Name, ctx.Err())
+		err = fmt.Errorf("listener %s: drain: %d requests still in progress on %d connections: %w", l.cfg.Name, l.inProgress.Load(), l.ConnCount(), ctx.Err())
 	}
 	l.Close()
 	return err
@@ -491,6 +494,7 @@ func (c *serverConn) readLoop(ctx context.Context, inflight *sync.WaitGroup) str
 		}
 		inflight.Add(1)
 		l.reqs.Add(1)
+		l.inProgress.Add(1)
 		l.workers.run(job{c: c, ctx: ctx, body: body, read: read, inflight: inflight})
 	}
 }
@@ -515,6 +519,7 @@ func (c *serverConn) handle(ctx context.Context, body []byte, read time.Time, in
 		if l.limit != nil {
 			<-l.limit
 		}
+		l.inProgress.Add(-1)
 		l.reqs.Done()
 		inflight.Done()
 	}()

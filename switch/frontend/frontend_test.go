@@ -223,6 +223,35 @@ func TestDrainCancelsRequestContext(t *testing.T) {
 	}
 }
 
+// TestDrainDeadlineSaysWhatIsLeft: a drain that reaches its deadline with a request
+// still in progress says how many requests and connections it left.
+func TestDrainDeadlineSaysWhatIsLeft(t *testing.T) {
+	p := newGateProc()
+	l := listen(t, Config{}, p, nil, nil)
+	nc, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	writeFrame(t, nc, "0200-stuck")
+	<-p.started
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // the deadline has passed: the drain gives up at once
+	drained := make(chan error, 1)
+	go func() { drained <- l.Drain(ctx) }()
+	// The drain closes the connection once it has given up (its error is made
+	// then); the request still holds it until the gate opens.
+	_ = nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := nc.Read(make([]byte, 64)); err == nil {
+		t.Fatal("the terminal read an answer; want the connection closed")
+	}
+	close(p.release)
+	err = <-drained
+	if err == nil || !strings.Contains(err.Error(), "1 requests still in progress on 1 connections") {
+		t.Fatalf("drain: %v; want an error naming 1 request on 1 connection", err)
+	}
+}
+
 // stackProc answers at once and reports, for each answer's delivery, the stack of the
 // goroutine that reported it.
 type stackProc struct{ stacks chan string }

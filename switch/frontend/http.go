@@ -65,7 +65,11 @@ func (l *Listener) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		defer func() { <-l.limit }()
 	}
 	l.reqs.Add(1)
-	defer l.reqs.Done()
+	l.inProgress.Add(1)
+	defer func() {
+		l.inProgress.Add(-1)
+		l.reqs.Done()
+	}()
 	resp, err := l.proc.Process(l.ctx, &info, body)
 	if err != nil {
 		l.log.Warn().Uint64("conn", info.ID).Str("remote", info.Remote.String()).Err(err).Msg("unanswerable request over HTTP")

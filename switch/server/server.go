@@ -30,6 +30,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -695,6 +697,25 @@ func (s *Server) Drain() error {
 	s.ready.Store(false)
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Shutdown.DrainTimeout.D())
 	defer cancel()
+	// At the deadline, while the requests left are still where they wait, log
+	// every goroutine's stack (no arguments, so no card data): what held the drain.
+	drained, watched := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(watched)
+		select {
+		case <-drained:
+		case <-ctx.Done():
+			select {
+			case <-drained: // drained at the deadline itself
+				return
+			default:
+			}
+			var b strings.Builder
+			_ = pprof.Lookup("goroutine").WriteTo(&b, 1)
+			s.log.Error().Dur("drain_timeout", s.cfg.Shutdown.DrainTimeout.D()).Str("goroutines", b.String()).
+				Msg("drain deadline passed with requests in progress; the goroutines at that moment")
+		}
+	}()
 	var errs []error
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -710,6 +731,8 @@ func (s *Server) Drain() error {
 		}()
 	}
 	wg.Wait()
+	close(drained)
+	<-watched
 	s.listeners = nil
 	// Deliver what is owed to issuers while there is time; the rest waits on disk.
 	if s.Queue != nil {
