@@ -10,7 +10,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/switchyard/switchyard/switch/config"
 	"github.com/switchyard/switchyard/switch/frontend"
+	"github.com/switchyard/switchyard/switch/journal"
+	"github.com/switchyard/switchyard/switch/journal/wal"
 )
 
 // Relay is the baseline: a plain TCP relay with the switch's framing and no decoding.
@@ -23,6 +26,10 @@ type Relay struct {
 	wg       sync.WaitGroup
 	mu       sync.Mutex
 	conns    map[net.Conn]struct{}
+
+	// With RelayOptions.Journal: the log and its group commit.
+	log     *wal.Log
+	commits *wal.Committer[*relayWrite]
 }
 
 // RelayOptions are a relay's settings beyond its addresses.
@@ -32,6 +39,27 @@ type RelayOptions struct {
 	// much, to see what latency a process of that cost gets on the machine beside
 	// the harness and the simulator (bench --relay-burn). Zero: none.
 	Burn time.Duration
+	// Journal, when set, is a directory in which the relay makes the switch's two
+	// durable writes of each transaction: a record of the request, synced before
+	// the request is forwarded, and one of the answer, synced before the answer is
+	// passed back, through the switch's own log and group commit (the journal's
+	// default window and gap), each frame on a goroutine of its own as the switch's
+	// transactions are, and the forwarded frames through one writer goroutine per
+	// connection and direction. A model of the switch's durability and hand-offs
+	// without its work: the latency floor they set on this machine (bench
+	// --relay-journal). It lowers the relay's throughput, the bench's baseline.
+	Journal string
+}
+
+// relayRecord is the size of a relay's journal record: about a purchase's record in
+// the switch's journal (its binary encoding, 500-700 bytes).
+const relayRecord = 600
+
+// relayWrite is one durable write of a relay with a journal.
+type relayWrite struct {
+	kind byte
+	rec  []byte
+	done chan error
 }
 
 // StartRelay listens on addr and relays to upstream.
@@ -46,6 +74,13 @@ func StartRelay(addr, upstream string, o RelayOptions) (*Relay, error) {
 	r := &Relay{ln: ln, upstream: upstream, conns: map[net.Conn]struct{}{}}
 	if o.Burn > 0 {
 		r.burn = int(float64(o.Burn) / spinCost())
+	}
+	if o.Journal != "" {
+		if r.log, err = wal.Open(o.Journal, wal.Options{MaxKind: 2}, wal.Pos{}, func(wal.Frame) error { return nil }); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("relay journal %s: %w", o.Journal, err)
+		}
+		r.commits = wal.StartCommitter(wal.GroupOptions{Window: config.DefaultJournalWindow, Gap: journal.DefaultGap}, r.commitGroup)
 	}
 	r.wg.Add(1)
 	go r.accept()
@@ -64,7 +99,40 @@ func (r *Relay) Close() error {
 	}
 	r.mu.Unlock()
 	r.wg.Wait()
+	if r.commits != nil {
+		r.commits.Close()
+		if cerr := r.log.Close(); err == nil {
+			err = cerr
+		}
+	}
 	return err
+}
+
+// commitGroup writes a group of journal records with one append (one sync) and
+// tells their writers.
+func (r *Relay) commitGroup(group []*relayWrite) {
+	b, err := r.log.Begin()
+	if err == nil {
+		for _, w := range group {
+			b.Add(w.kind, w.rec)
+		}
+		err = r.log.Append(b)
+	}
+	for _, w := range group {
+		w.done <- err
+	}
+}
+
+// journal writes a record of kind holding body durably, as the switch's journal
+// does: the writer leads its group's commit when no commit is in progress.
+func (r *Relay) journal(kind byte, body []byte) error {
+	rec := make([]byte, max(relayRecord, len(body)))
+	copy(rec, body)
+	w := &relayWrite{kind: kind, rec: rec, done: make(chan error, 1)}
+	if err := r.commits.Lead(w); err != nil {
+		return err
+	}
+	return <-w.done
 }
 
 func (r *Relay) track(c net.Conn, add bool) {
@@ -95,6 +163,11 @@ func (r *Relay) accept() {
 		r.track(c, true)
 		r.track(up, true)
 		r.wg.Add(2)
+		if r.commits != nil {
+			go r.pipeDurable(c, up, r.burn, 1)
+			go r.pipeDurable(up, c, 0, 2)
+			continue
+		}
 		go r.pipe(c, up, r.burn)
 		go r.pipe(up, c, 0)
 	}
@@ -135,6 +208,64 @@ func (r *Relay) pipe(src, dst net.Conn, burn int) {
 				return
 			}
 		}
+	}
+}
+
+// pipeDurable is pipe for a relay with a journal: each frame from src is handled on
+// a goroutine of its own, which spends burn, writes a journal record of kind and
+// hands the frame to dst's writer goroutine; that one flushes when it has nothing
+// more queued. It returns once src ends and its goroutines have.
+func (r *Relay) pipeDurable(src, dst net.Conn, burn int, kind byte) {
+	defer r.wg.Done()
+	out := make(chan []byte, 1024)
+	written := make(chan struct{})
+	go func() {
+		defer close(written)
+		bw := bufio.NewWriterSize(dst, 32768)
+		failed := false
+		for f := range out {
+			if failed {
+				continue // drained until the frames' goroutines end
+			}
+			if _, err := bw.Write(f); err != nil {
+				failed = true
+				dst.Close() // the other direction's reader ends too
+				continue
+			}
+			if len(out) == 0 && bw.Flush() != nil {
+				failed = true
+				dst.Close()
+			}
+		}
+	}()
+	var frames sync.WaitGroup
+	defer func() {
+		src.Close()
+		dst.Close()
+		frames.Wait()
+		close(out)
+		<-written
+		r.track(src, false)
+		r.track(dst, false)
+	}()
+	br := bufio.NewReaderSize(src, 32768)
+	for {
+		body, err := frontend.ReadFrame(br, nil, 0xFFFF)
+		if err != nil {
+			return
+		}
+		frames.Add(1)
+		go func() {
+			defer frames.Done()
+			if burn > 0 {
+				spinSink.Add(spin(burn))
+			}
+			if err := r.journal(kind, body); err != nil {
+				src.Close() // a relay that cannot journal stops relaying
+				return
+			}
+			out <- append([]byte{byte(len(body) >> 8), byte(len(body))}, body...)
+		}()
 	}
 }
 

@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/switchyard/switchyard/switch/frontend"
+	"github.com/switchyard/switchyard/switch/journal/wal"
 )
 
 // serveConns listens on loopback and runs serve on each connection it accepts, each
@@ -123,5 +126,58 @@ func TestRelayBadBurn(t *testing.T) {
 			r.Close()
 			t.Errorf("burn %v accepted", b)
 		}
+	}
+}
+
+// TestRelayJournal: a relay with a journal passes every frame on, and its log holds
+// each request and each answer once, in order (read back after Close).
+func TestRelayJournal(t *testing.T) {
+	dir := t.TempDir()
+	r, err := StartRelay("127.0.0.1:0", echoUpstream(t), RelayOptions{Journal: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 40
+	roundTrips(t, r.Addr(), n)
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[byte][]string{}
+	l, err := wal.Open(dir, wal.Options{MaxKind: 2}, wal.Pos{}, func(f wal.Frame) error {
+		if len(f.Payload) != relayRecord {
+			return fmt.Errorf("a record of %d bytes; want %d", len(f.Payload), relayRecord)
+		}
+		kinds[f.Kind] = append(kinds[f.Kind], string(bytes.TrimRight(f.Payload, "\x00")))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	for _, k := range []byte{1, 2} {
+		if len(kinds[k]) != n {
+			t.Fatalf("%d records of kind %d in the relay's log; want %d", len(kinds[k]), k, n)
+		}
+		for i, rec := range kinds[k] {
+			if want := fmt.Sprintf("0200 request %d", i); rec != want {
+				t.Errorf("record %d of kind %d is %q; want %q", i, k, rec, want)
+			}
+		}
+	}
+}
+
+// TestRelayJournalBadDir: a journal directory that cannot be made is an error.
+func TestRelayJournalBadDir(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(f, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r, err := StartRelay("127.0.0.1:0", "127.0.0.1:1", RelayOptions{Journal: filepath.Join(f, "journal")})
+	if err == nil {
+		r.Close()
+		t.Fatal("a journal under a file accepted")
+	}
+	if !strings.Contains(err.Error(), "relay journal") {
+		t.Errorf("error %q does not say it is the relay's journal", err)
 	}
 }

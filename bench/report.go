@@ -352,6 +352,9 @@ func (r *Result) rptView() rptModel {
 	if s.RelayBurn > 0 {
 		m.settingsKV = append(m.settingsKV, rptKV{"relay CPU a request", s.RelayBurn.String()})
 	}
+	if s.RelayJournal {
+		m.settingsKV = append(m.settingsKV, rptKV{"relay journal", "two durable writes a transaction"})
+	}
 	parts = parts[:0]
 	for _, kv := range m.settingsKV {
 		parts = append(parts, kv.Key+" "+kv.Value)

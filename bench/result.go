@@ -90,6 +90,9 @@ type Settings struct {
 	Cards int `json:"cards,omitempty"`
 	// RelayBurn is the CPU time the relay spent on each request (bench --relay-burn).
 	RelayBurn time.Duration `json:"relay_burn_ns,omitempty"`
+	// RelayJournal: the relay made two durable writes a transaction (bench
+	// --relay-journal).
+	RelayJournal bool `json:"relay_journal,omitempty"`
 }
 
 // Phase is one load run against one target.

@@ -30,6 +30,9 @@ type Options struct {
 	RelayDuration time.Duration // measured time against the relay (default Duration/3, at least 5 s)
 	// RelayBurn is CPU time the relay spends on each request (RelayOptions.Burn).
 	RelayBurn time.Duration
+	// RelayJournal: the relay makes the switch's two durable writes of each
+	// transaction (RelayOptions.Journal), in WorkDir/relay-journal.
+	RelayJournal bool
 	Terminals int
 	Conns     int
 	Depth     int
@@ -437,7 +440,11 @@ security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504
 	}
 
 	relayAddr, _ := freeAddr()
-	relay, err := startProc(o.Exe, o.WorkDir, "relay", "bench-relay", "--addr", relayAddr, "--upstream", simAddr, "--burn", o.RelayBurn.String())
+	relayArgs := []string{"bench-relay", "--addr", relayAddr, "--upstream", simAddr, "--burn", o.RelayBurn.String()}
+	if o.RelayJournal {
+		relayArgs = append(relayArgs, "--journal", filepath.Join(o.WorkDir, "relay-journal"))
+	}
+	relay, err := startProc(o.Exe, o.WorkDir, "relay", relayArgs...)
 	if err != nil {
 		return rep, err
 	}
@@ -504,7 +511,7 @@ func (rep *Report) result(o Options) *Result {
 		r.RelayPacedCPU = rep.RelayPacedCPU
 	}
 	r.Stages, r.PacedCPU, r.Curve, r.Settle, r.Cards = rep.Stages, rep.PacedCPU, rep.Curve, rep.Settle, rep.Cards
-	r.Settings.Fresh, r.Settings.Cards, r.Settings.RelayBurn = o.Fresh, o.Cards, o.RelayBurn
+	r.Settings.Fresh, r.Settings.Cards, r.Settings.RelayBurn, r.Settings.RelayJournal = o.Fresh, o.Cards, o.RelayBurn, o.RelayJournal
 	labels := map[string]*LabelStats{}
 	for _, l := range []*LoadResult{rep.Switch, rep.Paced} {
 		if l == nil {
