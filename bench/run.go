@@ -33,9 +33,9 @@ type Options struct {
 	// RelayJournal: the relay makes the switch's two durable writes of each
 	// transaction (RelayOptions.Journal), in WorkDir/relay-journal.
 	RelayJournal bool
-	Terminals int
-	Conns     int
-	Depth     int
+	Terminals    int
+	Conns        int
+	Depth        int
 	// Rate, when above zero, adds an open-loop run at this many authorizations per
 	// second (after the closed loop at maximum throughput) to measure latency at a
 	// sustained load.

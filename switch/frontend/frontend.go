@@ -132,7 +132,7 @@ type Listener struct {
 	// inProgress counts the requests in reqs, for the error of a drain that ends
 	// at its deadline.
 	inProgress atomic.Int64
-	workers *workers       // the goroutines that handle requests
+	workers    *workers // the goroutines that handle requests
 
 	// Guarded by mu: open connections by remote address, and the refusals not yet
 	// logged and when they were last (a flood of connections past the limits gives
