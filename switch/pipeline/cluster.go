@@ -107,15 +107,16 @@ func (p *Pipeline) answerAsDuplicate(ctx context.Context, t *txn, e *dupEntry, r
 	return p.repeat(t, out)
 }
 
-// awaitFinal returns the record rrn once the journal holds it final, reading it again
-// at growing intervals (1 ms to 50 ms: a local read) for up to Config.DupWait of the
-// wall clock, or until ctx ends. Its error wraps errWaitEnded when the wait ended.
+// awaitFinal returns the record rrn once the journal holds it final (an approval: once
+// its answer's delivery is known too, see deliveryPending), reading it again at
+// growing intervals (1 ms to 50 ms: a local read) for up to Config.DupWait of the wall
+// clock, or until ctx ends. Its error wraps errWaitEnded when the wait ended.
 func (p *Pipeline) awaitFinal(ctx context.Context, rrn string) (*journal.Record, error) {
 	var deadline, poll *time.Timer
 	wait := time.Millisecond
 	for {
 		rec, err := p.journal.Get(rrn)
-		if err == nil && rec.Final() {
+		if err == nil && rec.Final() && !deliveryPending(rec) {
 			return rec, nil
 		}
 		if err != nil && !errors.Is(err, journal.ErrNotFound) {
@@ -137,6 +138,24 @@ func (p *Pipeline) awaitFinal(ctx context.Context, rrn string) (*journal.Record,
 		}
 		wait = min(2*wait, 50*time.Millisecond)
 	}
+}
+
+// deliveryPending reports whether rec is an approval whose answer's delivery is not
+// known yet: an undelivered one is reversed (Pipeline.sent), so a duplicate told
+// "approved" before would be told of an approval taken back a moment later (in a
+// cluster: a terminal that failed over and resent while the first node, slow, still
+// had its answer to write to the connection the terminal had left). It is known once
+// the delivery mark says delivered, or the approval is reversed.
+func deliveryPending(rec *journal.Record) bool {
+	if !reversibleApproval(rec) {
+		return false
+	}
+	for i := range rec.Events {
+		if rec.Events[i].State == journal.StateResponded {
+			return false
+		}
+	}
+	return true
 }
 
 // tryAgain answers 91 with reason (and the RRN rrn) to a request that waited in vain

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -270,6 +271,25 @@ func inFlight(rec *journal.Record) *journal.Record {
 	return c
 }
 
+// undelivered is rec final, its delivery not known yet (the mark not applied here):
+// an approval another node's pipeline may still reverse.
+func undelivered(rec *journal.Record) *journal.Record {
+	c := copyRecord(rec)
+	c.Events = slices.DeleteFunc(c.Events, func(e journal.Event) bool { return e.State == journal.StateResponded })
+	c.State = c.Events[len(c.Events)-1].State
+	return c
+}
+
+// reversedThere is rec as its node ends it when its answer did not reach the terminal.
+func reversedThere(rec *journal.Record) *journal.Record {
+	c := undelivered(rec)
+	at := c.Events[len(c.Events)-1].At
+	c.AddEvent(journal.StateUndeliver, at, "")
+	c.AddEvent(journal.StateReversed, at, "switch:undelivered")
+	c.ReversedBy = "switch:undelivered"
+	return c
+}
+
 // TestClusterDuplicates: a request journaled first on another node (the journal's first
 // write says so with a DuplicateError, or the duplicate index finds it not final yet) is
 // a duplicate: nothing is forwarded, and it gets the first one's answer once that is
@@ -335,6 +355,15 @@ func TestClusterDuplicates(t *testing.T) {
 			rc:    "00", firstRRN: true, auth: "123456", records: 1},
 		{name: "duplicate index finds it in flight, the wait ends: 91", opts: []option{firstWindow, shortWait},
 			setup: []setup{func(h *harness, o *journal.Record) { h.j.remote(inFlight(o)) }},
+			rc:    "91", reason: "duplicate-in-flight", firstRRN: true, records: 1},
+		{name: "duplicate error, original approved, its delivery not known here yet: waits for it",
+			setup: []setup{elsewhere, func(h *harness, o *journal.Record) { h.j.remote(undelivered(o)); h.j.applyLater(o, 2) }},
+			rc:    "00", firstRRN: true, auth: "123456", records: 1},
+		{name: "duplicate error, original approved, its answer undelivered there: 91 approval-reversed",
+			setup: []setup{elsewhere, func(h *harness, o *journal.Record) { h.j.remote(undelivered(o)); h.j.applyLater(reversedThere(o), 2) }},
+			rc:    "91", reason: "approval-reversed", firstRRN: true, records: 1},
+		{name: "duplicate index finds an approval whose delivery stays unknown: 91 when the wait ends", opts: []option{firstWindow, shortWait},
+			setup: []setup{func(h *harness, o *journal.Record) { h.j.remote(undelivered(o)) }},
 			rc:    "91", reason: "duplicate-in-flight", firstRRN: true, records: 1},
 		{name: "seen on another node and final here: its answer from the journal",
 			setup: []setup{seen, func(h *harness, o *journal.Record) { h.j.remote(o) }},

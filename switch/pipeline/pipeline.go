@@ -402,7 +402,12 @@ type txn struct {
 	start    time.Time
 	issuer   string
 	written  bool // the record has been written once
-	dup      *dupEntry
+	// dupAtSent: dup is finished once the answer's delivery is known (sent), not
+	// when the outcome is journaled: an approval whose answer is not delivered is
+	// reversed, and a duplicate told "approved" meanwhile would be told of an
+	// approval taken back.
+	dupAtSent bool
+	dup       *dupEntry
 	dupKey   string
 	release  func()             // undoes what the caller of authorize reserved (a refund's amount)
 	events   [8]journal.Event   // room for the record's events without growing
@@ -531,7 +536,7 @@ func (p *Pipeline) once(ctx context.Context, t *txn) (frontend.Response, error) 
 			resp, err = p.financial(ctx, t)
 		}
 	}
-	if t.dup != nil { // not finished by respond (a system error)
+	if t.dup != nil && !t.dupAtSent { // not finished by respond (a system error)
 		p.dups.forget(t.dupKey, t.dup)
 		t.dup = nil
 	}
@@ -923,8 +928,12 @@ func (p *Pipeline) respond(ctx context.Context, t *txn, rc, auth, by, reason str
 		t.undo = nil
 	}
 	if t.dup != nil {
-		p.dups.finish(t.dupKey, t.dup, recordOutcome(rec))
-		t.dup = nil
+		if reversibleApproval(rec) {
+			t.dupAtSent = true
+		} else {
+			p.dups.finish(t.dupKey, t.dup, recordOutcome(rec))
+			t.dup = nil
+		}
 	}
 	if p.notices != nil && message.Approved(rc) {
 		orig := ""
@@ -943,6 +952,10 @@ func (p *Pipeline) respond(ctx context.Context, t *txn, rc, auth, by, reason str
 	raw, err := resp.Bytes(p.macFunc(t))
 	if err != nil {
 		p.open.remove(rec.RRN)
+		if t.dupAtSent { // no answer, so no delivery to wait for
+			p.dups.finish(t.dupKey, t.dup, recordOutcome(rec))
+			t.dup, t.dupAtSent = nil, false
+		}
 		return frontend.Response{}, err
 	}
 	t.ready = p.now()
@@ -956,9 +969,18 @@ func (p *Pipeline) respond(ctx context.Context, t *txn, rc, auth, by, reason str
 }
 
 // sent records whether the response reached the terminal (not waited for: the outcome
-// is already durable). An approval that could not be delivered is reversed.
+// is already durable). An approval that could not be delivered is reversed. The
+// duplicates of an approval waiting in the table get its outcome from here: approved
+// once delivered, reversed (91) when not.
 func (p *Pipeline) sent(t *txn, delivered bool) {
 	rec := &t.rec
+	var out outcome // the duplicates' outcome: the record's as it ends here
+	if t.dupAtSent {
+		e := t.dup
+		t.dup, t.dupAtSent = nil, false
+		out = recordOutcome(rec)
+		defer func() { p.dups.finish(t.dupKey, e, out) }()
+	}
 	if delivered && !t.ready.IsZero() {
 		p.metrics.Stages.Observe(metrics.StageAnswer, p.now().Sub(t.ready))
 	}
@@ -984,6 +1006,7 @@ func (p *Pipeline) sent(t *txn, delivered bool) {
 		return
 	}
 	p.reverseOriginal(cur, "switch:undelivered")
+	out = recordOutcome(cur) // reversed: 91
 	if cur.ReversedBy == "switch:undelivered" {
 		p.retract(cur, risk.Retraction{Kind: risk.RetractReversal})
 	}

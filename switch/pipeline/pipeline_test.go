@@ -403,6 +403,55 @@ func TestDuplicateInFlight(t *testing.T) {
 	}
 }
 
+// TestDuplicateWaitsForDelivery: a resend waiting for an approval in flight gets its
+// outcome once the approval's answer is delivered or not: approved when it reached
+// the terminal, 91 approval-reversed when it did not (the switch reverses it), never
+// "approved" for an approval taken back a moment later.
+func TestDuplicateWaitsForDelivery(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		delivered bool
+		rc        string
+		reason    string
+	}{
+		{"first answer delivered", true, "00", ""},
+		{"first answer undelivered", false, "91", "approval-reversed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			entered, release := make(chan struct{}), make(chan struct{})
+			var once sync.Once
+			h.bank.script(func(sent) (*iso8583.Message, error) {
+				once.Do(func() { close(entered) })
+				<-release
+				return issuerAnswer("00", "654321"), nil
+			})
+			frame := h.frame(h.purchase(1000))
+			var wg sync.WaitGroup
+			var first, second answer
+			wg.Add(2)
+			go func() { defer wg.Done(); first = h.process(frame, tc.delivered) }()
+			<-entered
+			go func() { defer wg.Done(); second = h.process(frame, true) }()
+			waitForBlocked(t, "select", "(*Pipeline).once(")
+			close(release)
+			wg.Wait()
+			if first.RC != "00" {
+				t.Fatalf("first: %+v", first.Result)
+			}
+			if second.RC != tc.rc || second.RRN != first.RRN || second.Reason != tc.reason {
+				t.Fatalf("resend: rc %s RRN %s reason %q; want %s, the first's RRN %s, %q", second.RC, second.RRN, second.Reason, tc.rc, first.RRN, tc.reason)
+			}
+			if rec := h.record(first.RRN); (rec.ReversedBy != "") == tc.delivered {
+				t.Fatalf("first's record reversed by %q (delivered %v)", rec.ReversedBy, tc.delivered)
+			}
+			if n := len(h.bank.sent()); n != 1 {
+				t.Fatalf("issuer got %d requests", n)
+			}
+		})
+	}
+}
+
 // waitForBlocked polls the goroutines' stacks until one is blocked (state, e.g.
 // "select") in the function fn, for at most 10 s: a test's way to know that a request
 // waits for another without a hook in the code under test.
