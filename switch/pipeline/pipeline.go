@@ -396,29 +396,29 @@ type Notices interface {
 
 // txn is one transaction in progress.
 type txn struct {
-	req      *message.Request
-	conn     *frontend.Conn
-	rec      journal.Record
-	start    time.Time
-	issuer   string
-	written  bool // the record has been written once
+	req     *message.Request
+	conn    *frontend.Conn
+	rec     journal.Record
+	start   time.Time
+	issuer  string
+	written bool // the record has been written once
 	// dupAtSent: dup is finished once the answer's delivery is known (sent), not
 	// when the outcome is journaled: an approval whose answer is not delivered is
 	// reversed, and a duplicate told "approved" meanwhile would be told of an
 	// approval taken back.
 	dupAtSent bool
 	dup       *dupEntry
-	dupKey   string
-	release  func()             // undoes what the caller of authorize reserved (a refund's amount)
-	events   [8]journal.Event   // room for the record's events without growing
-	term     *registry.Terminal // the registered terminal, when known
-	kind     string             // the terminal's kind and its merchant's tier, when known
-	tier     string             // (the void and refund policy)
-	macKey   hsm.KeyRef         // MAC key of the terminal (responses are MAC'd under it)
-	macOK    bool               // the request carried a valid MAC
-	pin      []byte             // the PIN block translated to the issuer's ZPK
-	risk     *risk.Input        // what the rules saw (observed and pooled at the end)
-	decision risk.Decision      // what the rules decided
+	dupKey    string
+	release   func()             // undoes what the caller of authorize reserved (a refund's amount)
+	events    [8]journal.Event   // room for the record's events without growing
+	term      *registry.Terminal // the registered terminal, when known
+	kind      string             // the terminal's kind and its merchant's tier, when known
+	tier      string             // (the void and refund policy)
+	macKey    hsm.KeyRef         // MAC key of the terminal (responses are MAC'd under it)
+	macOK     bool               // the request carried a valid MAC
+	pin       []byte             // the PIN block translated to the issuer's ZPK
+	risk      *risk.Input        // what the rules saw (observed and pooled at the end)
+	decision  risk.Decision      // what the rules decided
 	// undo is the original a void, reversal or refund takes back out of the velocity
 	// counters (as undoBy says) once it is answered approved.
 	undo   *journal.Record
