@@ -372,6 +372,13 @@ func (s *Server) recoverNode(ctx context.Context, node int, since time.Time) err
 func (s *Server) recoverNodeOnce(ctx context.Context, node int, since time.Time) error {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	err := s.cl.journal.CaughtUp(cctx)
+	if err == nil {
+		// A write the dead node published just before it died may be committed by
+		// the journal stream's next leader, after the election: then it comes
+		// before a barrier published now, and is here when the scan starts.
+		// Without it, the scan could miss an open transaction for good.
+		err = s.cl.journal.Barrier(cctx)
+	}
 	cancel()
 	if err != nil {
 		return fmt.Errorf("recover node %d: catch up with the journal: %w", node, err)

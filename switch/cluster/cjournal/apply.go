@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchyard/switchyard/switch/journal"
@@ -92,6 +93,29 @@ func (j *Journal) WaitApplied(ctx context.Context, seq uint64) error {
 	}
 }
 
+// barrierSubject is where Barrier publishes: node 0 is no node, and every applier
+// follows it (otherSubjects).
+const barrierSubject = "journal.0.barrier"
+
+// Barrier publishes a message that changes nothing (an empty set of delivery marks)
+// and waits until the stream has acknowledged it and the applier has applied the
+// stream up to it. The stream is a Raft log, committed in order: a message another
+// node published before it lost its process (a dead node's write that a new stream
+// leader commits after the election) either is in the stream before the barrier,
+// and so applied here when Barrier returns, or is never in the stream. A survivor
+// settling a dead node's open transactions scans after a barrier, so that none of
+// them shows up after its scan.
+func (j *Journal) Barrier(ctx context.Context) error {
+	m := &nats.Msg{Subject: barrierSubject, Header: nats.Header{}}
+	m.Header[hdrNode] = []string{j.node}
+	m.Header[hdrKind] = []string{kindDeliv}
+	ack, err := j.await(ctx, "barrier", m, nil)
+	if err != nil {
+		return err
+	}
+	return j.WaitApplied(ctx, ack.Sequence)
+}
+
 // CaughtUp waits until the applier has applied everything the stream holds now: up
 // to restoreTo every message, and past it the other nodes' (which it alone follows
 // from there).
@@ -171,9 +195,9 @@ func (j *Journal) caughtUpFiltered(ctx context.Context) error {
 	}
 }
 
-// otherSubjects are the subjects of every node but this one.
+// otherSubjects are the subjects of every node but this one, and the barriers'.
 func (j *Journal) otherSubjects() []string {
-	var subs []string
+	subs := []string{"journal.0.>"}
 	for n := 1; n <= 9; n++ {
 		if n != j.opts.Node {
 			subs = append(subs, fmt.Sprintf("journal.%d.>", n))

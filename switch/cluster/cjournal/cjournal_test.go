@@ -129,6 +129,40 @@ func TestCluster(t *testing.T) {
 		}
 	})
 
+	// A barrier on node 1 returns once node 1 holds every record node 2 wrote before
+	// it: nothing to wait or poll for after it (a survivor's recovery scan).
+	t.Run("barrier", func(t *testing.T) {
+		var rrns []string
+		for k := range 30 {
+			rrn, err := journalTxn(ctx, ms[1], "TB", fmt.Sprintf("%06d", k+1), at.Add(2*time.Hour))
+			if err != nil {
+				t.Fatal(err)
+			}
+			rrns = append(rrns, rrn)
+			written[rrn] = 2 // for the scans of the subtests below
+		}
+		if err := ms[0].j.Barrier(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for _, rrn := range rrns {
+			if rec, err := ms[0].j.Get(rrn); err != nil || rec.RC != "00" {
+				t.Fatalf("node 1 after a barrier: %s of node 2: %v %v", rrn, rec, err)
+			}
+		}
+		// The barrier is no record and no error, on any node.
+		for _, m := range ms {
+			if err := m.j.Barrier(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if st := m.j.Stats(); st.ApplyErrors != 0 {
+				t.Fatalf("node %d: %d apply errors", m.num, st.ApplyErrors)
+			}
+			if got := scanAll(t, ctx, m); len(got) != len(written) {
+				t.Fatalf("node %d scans %d records; %d were written", m.num, len(got), len(written))
+			}
+		}
+	})
+
 	t.Run("duplicate across nodes", func(t *testing.T) {
 		// The same request reaches node 1 and node 2 at the same moment.
 		reqAt := at.Add(2 * time.Hour)
