@@ -65,3 +65,39 @@ func TestClusterStatus(t *testing.T) {
 		t.Errorf("failing: %d %v", st, body)
 	}
 }
+
+// TestSettlementStatus: a settlement the server cannot make yet (a cluster node whose
+// journal has not caught up) answers the status the server gave, 503; a bad date
+// stays a 400.
+func TestSettlementStatus(t *testing.T) {
+	auth, err := admin.NewAuthenticator(api.DemoTokens())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		settle func(context.Context, string) (any, error)
+		status int
+	}{
+		{"not caught up", func(context.Context, string) (any, error) {
+			return nil, api.WithStatus(http.StatusServiceUnavailable, errors.New("the local journal has not caught up"))
+		}, http.StatusServiceUnavailable},
+		{"bad date", func(context.Context, string) (any, error) { return nil, errors.New(`date "x": want YYYY-MM-DD`) }, http.StatusBadRequest},
+		{"a report", func(context.Context, string) (any, error) { return map[string]int{"lines": 0}, nil }, http.StatusOK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(api.New(api.Options{Auth: auth, Settle: tc.settle}))
+			defer srv.Close()
+			req, _ := http.NewRequest("GET", srv.URL+"/api/v1/settlement?date=2026-12-02", nil)
+			req.Header.Set("Authorization", "Bearer "+registry.DemoOperatorToken)
+			resp, err := srv.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.status {
+				t.Fatalf("%s; want %d", resp.Status, tc.status)
+			}
+		})
+	}
+}

@@ -32,8 +32,11 @@ func (a *api) switchRoutes() {
 	if o.Settle != nil {
 		a.route("GET /api/v1/settlement", readers, nil, func(r *http.Request, _ admin.Principal) (any, error) {
 			rep, err := o.Settle(r.Context(), r.URL.Query().Get("date"))
-			if err != nil {
+			if he := (*Error)(nil); err != nil && !errors.As(err, &he) {
 				return nil, WithStatus(http.StatusBadRequest, err)
+			}
+			if err != nil {
+				return nil, err // with the status Settle gave it
 			}
 			return rep, nil
 		})

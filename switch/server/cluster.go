@@ -196,6 +196,27 @@ func (c *clusterNode) startLease(onDead func(ctx context.Context, node int, sinc
 	})
 }
 
+// settleCatchUp bounds how long a settlement waits for the local journal to catch up
+// with the cluster's stream.
+const settleCatchUp = 10 * time.Second
+
+// caughtUp waits (up to settleCatchUp) until the local journal holds every record the
+// cluster's stream held when it was called, so that a settlement made on this node
+// counts every node's transactions, not only those its applier had reached (right
+// after a failover it may be seconds behind). Alone (c nil) there is nothing to wait
+// for.
+func (c *clusterNode) caughtUp(ctx context.Context) error {
+	if c == nil || c.journal == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, settleCatchUp)
+	defer cancel()
+	if err := c.journal.CaughtUp(ctx); err != nil {
+		return fmt.Errorf("the local journal has not caught up with the cluster's records (a settlement now would leave some out): %w", err)
+	}
+	return nil
+}
+
 // currentLease is the node's lease (nil until taken, and after Close stops it).
 func (c *clusterNode) currentLease() *cluster.Lease { return c.lease.Load() }
 

@@ -647,6 +647,9 @@ func (s *Server) startAdmin() error {
 		Journal:  s.Journal,
 		Location: loc,
 		Settle: func(ctx context.Context, date string) (any, error) {
+			if err := s.cl.caughtUp(ctx); err != nil {
+				return nil, api.WithStatus(http.StatusServiceUnavailable, err)
+			}
 			return Settle(ctx, s.Journal, date, loc)
 		},
 		SAF: func(issuer string) (any, error) { return s.Queue.Pending(issuer) },

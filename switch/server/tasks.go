@@ -129,6 +129,9 @@ func (s *Server) settlementTask(ctx context.Context, p map[string]string) (strin
 	if dir == "" {
 		dir = filepath.Join(s.cfg.DataDir, "settlement")
 	}
+	if err := s.cl.caughtUp(ctx); err != nil {
+		return "", err
+	}
 	st, err := Settle(ctx, s.Journal, day, loc)
 	if err != nil {
 		return "", err
