@@ -463,9 +463,14 @@ func TestClusterNodeKilled(t *testing.T) {
 	// The survivors settle node 2's open transactions (its lease lapses) and deliver
 	// the reversals it owed (its store-and-forward work goes back to the queue).
 	var recs []*journal.Record
-	var last string
+	var last, lastRRN string
 	// Not fatal: the books below say what is still wrong.
 	took := waitUntilOr(t.Errorf, 60*time.Second, func() string {
+		var about string
+		if lastRRN != "" {
+			// Every node's log lines on the record still wrong.
+			about = "\nevery node's log on " + lastRRN + ":\n" + tail(c.node(1).logGrep(lastRRN)+"\n"+c.node(2).logGrep(lastRRN)+"\n"+c.node(3).logGrep(lastRRN), 8000)
+		}
 		var saf []string
 		for _, n := range survivors {
 			code, b, err := n.api("GET", "/api/v1/saf", tokOperator, nil)
@@ -473,7 +478,7 @@ func TestClusterNodeKilled(t *testing.T) {
 		}
 		words := []string{"lease", "lost", "recover", "dead", "saf", "advice", "queue"}
 		return "node 2's work not taken over: " + last + "\n" + strings.Join(saf, "\n") + "\nthe survivors' logs on leases, recovery and store-and-forward:\n" +
-			tail(c.node(1).logGrep(words...), 6000) + "\n" + tail(c.node(3).logGrep(words...), 6000)
+			tail(c.node(1).logGrep(words...), 6000) + "\n" + tail(c.node(3).logGrep(words...), 6000) + about
 	}, func() bool {
 		var err error
 		recs, err = c.node(1).journal("")
@@ -489,7 +494,7 @@ func TestClusterNodeKilled(t *testing.T) {
 			}
 			if !r.Final() {
 				open++
-				last = fmt.Sprintf("RRN %s still open (%s)", r.RRN, r.State)
+				last, lastRRN = fmt.Sprintf("RRN %s still open (%s)", r.RRN, r.State), r.RRN
 			}
 			e := ledger[r.RRN]
 			if r.Type == "purchase" && r.Reversed() && r.Issuer != "" && e.Requests > 0 && !e.Reversed {

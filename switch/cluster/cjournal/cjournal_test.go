@@ -240,6 +240,41 @@ func TestCluster(t *testing.T) {
 		written["100000099999"] = 1
 	})
 
+	// A write-ahead record the stream stored but whose acknowledgement was lost (the
+	// pipeline answered 91 and keeps the final version for the journal's return):
+	// the final version, written later as a first write, reaches the other nodes as
+	// an update, not only this node's store.
+	t.Run("final version after a lost acknowledgement", func(t *testing.T) {
+		j := ms[0].j
+		rrn, err := j.NextRRN()
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := request(rrn, "TLOST", "000001", at.Add(5*time.Hour))
+		m := j.message(kindRecord, true, mustEncode(t, req))
+		m.Header[jetstream.MsgIDHeader] = []string{dupIDPrefix + journal.DupKey(req.TID, req.STAN, req.DE7)}
+		if _, err := j.await(ctx, "write-ahead, its acknowledgement lost", m, nil); err != nil {
+			t.Fatal(err)
+		}
+		final := answer(req, at.Add(5*time.Hour+time.Millisecond))
+		final.RC, final.AuthCode, final.DecidedBy, final.Reason = "91", "", "journal", "journal-unavailable"
+		if err := j.Write(ctx, final, true, true); err != nil {
+			t.Fatalf("the final version as a first write: %v", err)
+		}
+		for _, m := range ms[1:] {
+			if err := m.j.Barrier(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if rec, err := m.j.Get(rrn); err != nil || rec.RC != "91" {
+				t.Fatalf("node %d holds %s as %+v (%v); want the final version, 91", m.num, rrn, rec, err)
+			}
+		}
+		if rec, err := j.Get(rrn); err != nil || rec.RC != "91" {
+			t.Fatalf("node 1 holds %s as %+v (%v); want the final version", rrn, rec, err)
+		}
+		written[rrn] = 1
+	})
+
 	t.Run("restart catches up", func(t *testing.T) {
 		ms[2].close(t)
 		var missed []string

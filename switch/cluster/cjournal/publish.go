@@ -1,6 +1,7 @@
 package cjournal
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -144,7 +145,7 @@ func (j *Journal) writeFirst(ctx context.Context, rec *journal.Record, data []by
 		return err
 	}
 	if ack.Duplicate {
-		other, err := j.storedRRN(ctx, ack.Sequence)
+		other, stored, err := j.storedRecord(ctx, ack.Sequence)
 		if err != nil {
 			return &unavailableError{what: fmt.Sprintf("record %s: read the request journaled first under %s (sequence %d)", rec.RRN, key, ack.Sequence), err: err, noQuorum: true}
 		}
@@ -160,7 +161,14 @@ func (j *Journal) writeFirst(ctx context.Context, rec *journal.Record, data []by
 			}
 			return &journal.DuplicateError{Key: key, RRN: other}
 		}
-		// Our own publish, retried after a lost acknowledgement.
+		// Our own publish, retried after a lost acknowledgement. When the stream
+		// holds another version than this one (the write-ahead version, and this
+		// the final one a request answered 91 while the stream was unavailable
+		// writes when it is back), this one goes to the stream as an update:
+		// else the other nodes would keep the record open for ever.
+		if !bytes.Equal(stored, data) {
+			return j.writeBoth(ctx, "record "+rec.RRN, kindRecord[0], data, func() error { return j.store.WriteEncoded(ctx, rec, data, true, true) })
+		}
 	}
 	return j.store.WriteEncoded(ctx, rec, data, true, durable)
 }
@@ -236,19 +244,19 @@ func (j *Journal) failed(what string, err error) error {
 	return &unavailableError{what: what, err: err, noQuorum: true}
 }
 
-// storedRRN reads the RRN of the record stored at seq.
-func (j *Journal) storedRRN(ctx context.Context, seq uint64) (string, error) {
+// storedRecord reads the record stored at seq: its RRN and its encoding.
+func (j *Journal) storedRecord(ctx context.Context, seq uint64) (rrn string, data []byte, err error) {
 	ctx, cancel := context.WithTimeout(ctx, j.opts.AckTimeout)
 	defer cancel()
 	msg, err := j.stream.GetMsg(ctx, seq)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	var rec journal.Record
 	if err := rec.UnmarshalBinary(msg.Data); err != nil {
-		return "", fmt.Errorf("decode the record at sequence %d: %w", seq, err)
+		return "", nil, fmt.Errorf("decode the record at sequence %d: %w", seq, err)
 	}
-	return rec.RRN, nil
+	return rec.RRN, msg.Data, nil
 }
 
 // CloseBatch records the terminal's batch close locally and in the stream (a
