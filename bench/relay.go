@@ -49,6 +49,9 @@ type RelayOptions struct {
 	// without its work: the latency floor they set on this machine (bench
 	// --relay-journal). It lowers the relay's throughput, the bench's baseline.
 	Journal string
+	// JournalWindow is the group commit's window of a relay with a journal
+	// (journal.window); negative: the switch's default, 1 ms.
+	JournalWindow time.Duration
 }
 
 // relayRecord is the size of a relay's journal record: about a purchase's record in
@@ -67,6 +70,9 @@ func StartRelay(addr, upstream string, o RelayOptions) (*Relay, error) {
 	if o.Burn < 0 || o.Burn > time.Second {
 		return nil, fmt.Errorf("relay burn %v: want 0 to 1s a request", o.Burn)
 	}
+	if o.JournalWindow > 100*time.Millisecond {
+		return nil, fmt.Errorf("relay journal window %v: want at most 100ms (as journal.window)", o.JournalWindow)
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
@@ -80,7 +86,11 @@ func StartRelay(addr, upstream string, o RelayOptions) (*Relay, error) {
 			ln.Close()
 			return nil, fmt.Errorf("relay journal %s: %w", o.Journal, err)
 		}
-		r.commits = wal.StartCommitter(wal.GroupOptions{Window: config.DefaultJournalWindow, Gap: journal.DefaultGap}, r.commitGroup)
+		window := o.JournalWindow
+		if window < 0 {
+			window = config.DefaultJournalWindow
+		}
+		r.commits = wal.StartCommitter(wal.GroupOptions{Window: window, Gap: journal.DefaultGap}, r.commitGroup)
 	}
 	r.wg.Add(1)
 	go r.accept()

@@ -353,7 +353,7 @@ func (r *Result) rptView() rptModel {
 		m.settingsKV = append(m.settingsKV, rptKV{"relay CPU a request", s.RelayBurn.String()})
 	}
 	if s.RelayJournal {
-		m.settingsKV = append(m.settingsKV, rptKV{"relay journal", "two durable writes a transaction"})
+		m.settingsKV = append(m.settingsKV, rptKV{"relay journal", "two durable writes a transaction, group commit window " + s.RelayJournalWindow.String()})
 	}
 	parts = parts[:0]
 	for _, kv := range m.settingsKV {

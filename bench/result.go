@@ -93,6 +93,8 @@ type Settings struct {
 	// RelayJournal: the relay made two durable writes a transaction (bench
 	// --relay-journal).
 	RelayJournal bool `json:"relay_journal,omitempty"`
+	// RelayJournalWindow is that journal's group commit window.
+	RelayJournalWindow time.Duration `json:"relay_journal_window_ns,omitempty"`
 }
 
 // Phase is one load run against one target.

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/internal/freeport"
+	"github.com/switchyard/switchyard/switch/config"
 	"github.com/switchyard/switchyard/switch/message"
 	"github.com/switchyard/switchyard/switch/termclient"
 )
@@ -33,9 +34,12 @@ type Options struct {
 	// RelayJournal: the relay makes the switch's two durable writes of each
 	// transaction (RelayOptions.Journal), in WorkDir/relay-journal.
 	RelayJournal bool
-	Terminals    int
-	Conns        int
-	Depth        int
+	// RelayJournalWindow is that journal's group commit window (negative: the
+	// switch's default).
+	RelayJournalWindow time.Duration
+	Terminals          int
+	Conns              int
+	Depth              int
 	// Rate, when above zero, adds an open-loop run at this many authorizations per
 	// second (after the closed loop at maximum throughput) to measure latency at a
 	// sustained load.
@@ -442,7 +446,7 @@ security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504
 	relayAddr, _ := freeAddr()
 	relayArgs := []string{"bench-relay", "--addr", relayAddr, "--upstream", simAddr, "--burn", o.RelayBurn.String()}
 	if o.RelayJournal {
-		relayArgs = append(relayArgs, "--journal", filepath.Join(o.WorkDir, "relay-journal"))
+		relayArgs = append(relayArgs, "--journal", filepath.Join(o.WorkDir, "relay-journal"), "--journal-window", o.RelayJournalWindow.String())
 	}
 	relay, err := startProc(o.Exe, o.WorkDir, "relay", relayArgs...)
 	if err != nil {
@@ -512,6 +516,12 @@ func (rep *Report) result(o Options) *Result {
 	}
 	r.Stages, r.PacedCPU, r.Curve, r.Settle, r.Cards = rep.Stages, rep.PacedCPU, rep.Curve, rep.Settle, rep.Cards
 	r.Settings.Fresh, r.Settings.Cards, r.Settings.RelayBurn, r.Settings.RelayJournal = o.Fresh, o.Cards, o.RelayBurn, o.RelayJournal
+	if o.RelayJournal {
+		r.Settings.RelayJournalWindow = o.RelayJournalWindow
+		if o.RelayJournalWindow < 0 {
+			r.Settings.RelayJournalWindow = config.DefaultJournalWindow
+		}
+	}
 	labels := map[string]*LabelStats{}
 	for _, l := range []*LoadResult{rep.Switch, rep.Paced} {
 		if l == nil {

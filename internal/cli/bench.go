@@ -22,6 +22,7 @@ func runBench(env *Env, args []string) int {
 	fs.DurationVar(&o.Warmup, "warmup", 3e9, "warm-up before measuring")
 	fs.DurationVar(&o.RelayDuration, "relay-duration", 0, "measured time against the relay (default duration/3, at least 5s)")
 	fs.DurationVar(&o.RelayBurn, "relay-burn", 0, "the relay spends this much CPU on each request: the latency a process of that cost gets on this machine beside the harness and the simulator")
+	fs.DurationVar(&o.RelayJournalWindow, "relay-journal-window", -1, "with --relay-journal: the relay's group commit window (default: the switch's journal.window default, 1ms)")
 	fs.BoolVar(&o.RelayJournal, "relay-journal", false, "the relay makes the switch's two durable writes of each transaction (its log and group commit): the latency floor of the switch's durability on this machine (lowers the relay's throughput, the baseline)")
 	fs.IntVar(&o.Terminals, "terminals", 2000, "terminals (LT000001...)")
 	fs.IntVar(&o.Conns, "conns", 64, "connections")
@@ -176,13 +177,14 @@ func runBenchRelay(env *Env, args []string) int {
 	up := fs.String("upstream", "", "issuer simulator address")
 	burn := fs.Duration("burn", 0, "CPU time spent on each request before forwarding it (a model of a switch of that cost)")
 	jdir := fs.String("journal", "", "a directory: write each request and each answer durably there before passing it on, as the switch's journal does")
+	jwin := fs.Duration("journal-window", -1, "the group commit's window of --journal (default: the switch's, 1ms)")
 	if ok, code := parse(fs, args); !ok {
 		return code
 	}
 	if *up == "" {
 		return fail(env, "bench-relay: --upstream is required")
 	}
-	r, err := bench.StartRelay(*addr, *up, bench.RelayOptions{Burn: *burn, Journal: *jdir})
+	r, err := bench.StartRelay(*addr, *up, bench.RelayOptions{Burn: *burn, Journal: *jdir, JournalWindow: *jwin})
 	if err != nil {
 		return fail(env, "bench-relay: %v", err)
 	}
