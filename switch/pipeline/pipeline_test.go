@@ -347,13 +347,7 @@ func TestDuplicates(t *testing.T) {
 // issuer sees one request.
 func TestDuplicateInFlight(t *testing.T) {
 	h := newHarness(t)
-	entered, release := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	h.bank.script(func(sent) (*iso8583.Message, error) {
-		once.Do(func() { close(entered) })
-		<-release
-		return issuerAnswer("00", "654321"), nil
-	})
+	entered, release := h.gateIssuer()
 	tx := h.purchase(1000)
 	frame := h.frame(tx)
 	var wg sync.WaitGroup
@@ -419,13 +413,7 @@ func TestDuplicateWaitsForDelivery(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t)
-			entered, release := make(chan struct{}), make(chan struct{})
-			var once sync.Once
-			h.bank.script(func(sent) (*iso8583.Message, error) {
-				once.Do(func() { close(entered) })
-				<-release
-				return issuerAnswer("00", "654321"), nil
-			})
+			entered, release := h.gateIssuer()
 			frame := h.frame(h.purchase(1000))
 			var wg sync.WaitGroup
 			var first, second answer
@@ -450,6 +438,19 @@ func TestDuplicateWaitsForDelivery(t *testing.T) {
 			}
 		})
 	}
+}
+
+// gateIssuer makes the issuer hold its answers (00, auth code 654321) until release
+// is closed; entered is closed when the first request reaches it.
+func (h *harness) gateIssuer() (entered, release chan struct{}) {
+	entered, release = make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	h.bank.script(func(sent) (*iso8583.Message, error) {
+		once.Do(func() { close(entered) })
+		<-release
+		return issuerAnswer("00", "654321"), nil
+	})
+	return entered, release
 }
 
 // waitForBlocked polls the goroutines' stacks until one is blocked (state, e.g.
