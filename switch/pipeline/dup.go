@@ -3,6 +3,7 @@ package pipeline
 import (
 	"hash/maphash"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchyard/switchyard/switch/journal"
@@ -32,6 +33,9 @@ type dupEntry struct {
 	// hold marks a claim by a reversal looking for its original (not a request): a
 	// request with the key waits for it to end and tries again.
 	hold bool
+	// rrn is the request's RRN once it is answered and waits for its delivery
+	// (txn.dupAtSent): a request with the key and other content names it.
+	rrn atomic.Pointer[string]
 }
 
 // dupTable holds the requests in flight, so that a duplicate arriving meanwhile waits

@@ -487,7 +487,11 @@ func (p *Pipeline) once(ctx context.Context, t *txn) (frontend.Response, error) 
 	e, first := p.dups.claim(t.dupKey, t.start, content, false)
 	if !first {
 		if !e.hold && e.content != content {
-			return p.duplicateMismatch(ctx, t, "")
+			first := "" // in flight: not named yet
+			if rrn := e.rrn.Load(); rrn != nil {
+				first = *rrn // answered, its delivery not known yet
+			}
+			return p.duplicateMismatch(ctx, t, first)
 		}
 		select {
 		case <-e.done:
@@ -930,6 +934,8 @@ func (p *Pipeline) respond(ctx context.Context, t *txn, rc, auth, by, reason str
 	if t.dup != nil {
 		if reversibleApproval(rec) {
 			t.dupAtSent = true
+			rrn := rec.RRN
+			t.dup.rrn.Store(&rrn)
 		} else {
 			p.dups.finish(t.dupKey, t.dup, recordOutcome(rec))
 			t.dup = nil

@@ -440,6 +440,48 @@ func TestDuplicateWaitsForDelivery(t *testing.T) {
 	}
 }
 
+// TestOtherContentWhileDeliveryPending: a request with an approval's key and other
+// content, arriving after the approval is answered but before its delivery is
+// reported (the approval still in the table), is answered 94 naming the approval's
+// RRN, as one arriving later is.
+func TestOtherContentWhileDeliveryPending(t *testing.T) {
+	h := newHarness(t)
+	h.bank.script(func(sent) (*iso8583.Message, error) { return issuerAnswer("00", "654321"), nil })
+	tx := h.purchase(1000)
+	resp, err := h.p.Process(t.Context(), h.conn, h.frame(tx))
+	if err != nil || resp.Sent == nil {
+		t.Fatalf("first: %v (Sent %v)", err, resp.Sent != nil)
+	}
+	firstRRN := termclientDecode(t, resp.Body).RRN
+	other := tx
+	other.Amount = 999
+	a := h.process(h.frame(other), true)
+	if a.RC != "94" {
+		t.Fatalf("other content: %+v", a.Result)
+	}
+	if rec := h.record(a.RRN); rec.OriginalRRN != firstRRN {
+		t.Fatalf("94 record names %q; want the approval %s", rec.OriginalRRN, firstRRN)
+	}
+	resp.Sent(true)
+	if again := h.process(h.frame(tx), true); again.RC != "00" || again.RRN != firstRRN {
+		t.Fatalf("a true resend: %+v", again.Result)
+	}
+}
+
+// termclientDecode decodes an answer's body.
+func termclientDecode(t *testing.T, body []byte) termclient.Result {
+	t.Helper()
+	m := iso8583.NewMessage(message.SpecASCII)
+	if err := m.Unpack(body); err != nil {
+		t.Fatal(err)
+	}
+	r, err := termclient.Decode(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
 // gateIssuer makes the issuer hold its answers (00, auth code 654321) until release
 // is closed; entered is closed when the first request reaches it.
 func (h *harness) gateIssuer() (entered, release chan struct{}) {
