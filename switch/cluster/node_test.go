@@ -206,6 +206,25 @@ func waitPublish(t *testing.T, ctx context.Context, n *Node, subj string) time.D
 	return 0
 }
 
+// readLast reads the last message on subj, retrying while JetStream answers
+// 503 "temporarily unavailable" (a restarted peer still catching up, CI saw it
+// right after the survivor's write was acknowledged) until ctx ends. Any
+// other error, "no message found" among them, is returned at once.
+func readLast(ctx context.Context, s jetstream.Stream, subj string) error {
+	for {
+		_, err := s.GetLastMsgForSubject(ctx, subj)
+		var apiErr *jetstream.APIError
+		if err == nil || !errors.As(err, &apiErr) || apiErr.Code != 503 {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (still so when the test's deadline came: %v)", err, ctx.Err())
+		case <-time.After(50 * time.Millisecond): // retry pace, not synchronization
+		}
+	}
+}
+
 // TestThreeNodes: three embedded nodes form an R3 cluster; it keeps taking
 // writes with one node down, refuses them clearly with two down, and takes
 // them again, without restarting the survivor, once the two come back on
@@ -312,7 +331,7 @@ func TestThreeNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, subj := range []string{"j.all", "j.one-down", "j.two-down", "j.back"} {
-		if _, err := s.GetLastMsgForSubject(ctx, subj); err != nil {
+		if err := readLast(ctx, s, subj); err != nil {
 			t.Errorf("%s lost: %v", subj, err)
 		}
 	}
