@@ -538,18 +538,21 @@ func (rep *Report) runOpenLoops(ctx context.Context, o Options, lo LoadOptions, 
 		var before, after map[string]*stageSnap
 		var cpu0, cpu1 [3]time.Duration
 		var t0, t1 time.Time
+		var watch *storeWatch
 		po.onStart = func() {
 			_, before, _ = scrapeMetrics(ctx, adminURL)
 			if rep.cpuOf != nil {
 				cpu0[0], cpu0[1], cpu0[2] = rep.cpuOf()
 			}
 			t0 = time.Now()
+			watch = startStoreWatch(ctx, adminURL)
 		}
 		po.onEnd = func() {
 			t1 = time.Now()
 			if rep.cpuOf != nil {
 				cpu1[0], cpu1[1], cpu1[2] = rep.cpuOf()
 			}
+			rep.pacedStore = watch.stop(ctx, adminURL)
 			_, after, _ = scrapeMetrics(ctx, adminURL)
 		}
 		var err error

@@ -47,6 +47,16 @@ func (r *Result) latencyTables() []rptLatencyTable {
 		}
 		kv = append(kv, []string{"open loops started on", how})
 	}
+	if a := r.PacedStore; a != nil {
+		v := fmt.Sprintf("%.0f MB written in %d of %d seconds", a.WrittenMB, a.BusySeconds, a.Seconds)
+		if a.BusySeconds > 0 {
+			v += fmt.Sprintf("; their p99 median %s, worst %s", rptUS(a.BusyP99US[0]), rptUS(a.BusyP99US[1]))
+		}
+		if a.BusySeconds < a.Seconds {
+			v += fmt.Sprintf("; the other seconds' median %s, worst %s", rptUS(a.QuietP99US[0]), rptUS(a.QuietP99US[1]))
+		}
+		kv = append(kv, []string{"Badger compactions in the open loop", v})
+	}
 	if c := r.Cards; c != nil {
 		kv = append(kv,
 			[]string{"distinct cards sent", rptCount(int64(c.Cards))},

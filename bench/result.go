@@ -54,10 +54,13 @@ type Result struct {
 	// PacedCPU is what the switch and its neighbours used over Paced's measured
 	// window: at an ordinary rate the three processes share the machine's cores, and
 	// a transaction's wait for one of them is where its tail is made.
-	PacedCPU *ProcessCPU  `json:"paced_cpu,omitempty"`
-	Curve    []CurvePoint `json:"curve,omitempty"`
-	Settle   *SettleInfo  `json:"settle,omitempty"`
-	Cards    *CardsResult `json:"cards,omitempty"`
+	PacedCPU *ProcessCPU `json:"paced_cpu,omitempty"`
+	// PacedStore is what Badger did over Paced, second by second beside its
+	// latency (storewatch.go).
+	PacedStore *StoreActivity `json:"paced_store,omitempty"`
+	Curve      []CurvePoint   `json:"curve,omitempty"`
+	Settle     *SettleInfo    `json:"settle,omitempty"`
+	Cards      *CardsResult   `json:"cards,omitempty"`
 }
 
 // ProcessCPU is the CPU time (user + system) of the switch, the issuer simulator and
@@ -125,6 +128,10 @@ type Point struct {
 	TPS    float64 `json:"tps"`
 	P50US  int64   `json:"p50_us"`
 	P99US  int64   `json:"p99_us"`
+	// StoreMB is what Badger's compactions wrote in this second, and StoreBusy
+	// whether it compacted in it (the open loop at Rate only).
+	StoreMB   float64 `json:"store_mb,omitempty"`
+	StoreBusy bool    `json:"store_busy,omitempty"`
 }
 
 // Bucket counts the answers whose latency was at most UpperUS (and above the previous

@@ -115,10 +115,13 @@ type Report struct {
 	// PacedCPU is the processes' CPU over the open loop at Rate; cpuOf reads the
 	// switch's, the simulator's and this process's CPU time so far.
 	PacedCPU *ProcessCPU
-	cpuOf    func() (sw, sim, self time.Duration)
-	Curve    []CurvePoint
-	Settle   *SettleInfo
-	Cards    *CardsResult
+	// pacedStore is Badger's counters sampled once a second over the open loop at
+	// Rate (storewatch.go).
+	pacedStore []storeSample
+	cpuOf      func() (sw, sim, self time.Duration)
+	Curve      []CurvePoint
+	Settle     *SettleInfo
+	Cards      *CardsResult
 }
 
 type proc struct {
@@ -509,6 +512,7 @@ func (rep *Report) result(o Options) *Result {
 	}
 	if rep.Paced != nil {
 		r.Paced = rep.Paced.Phase(fmt.Sprintf("switch, open loop at %.0f/s", o.Rate))
+		r.PacedStore = markStore(r.Paced.Timeline, rep.pacedStore)
 	}
 	if rep.RelayPaced != nil {
 		r.RelayPaced = rep.RelayPaced.Phase(fmt.Sprintf("relay, open loop at %.0f/s", o.Rate))

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"html"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -14,16 +15,18 @@ import (
 // through svgNum, which never writes NaN or Inf, and every text through html.EscapeString.
 
 const (
-	svgWidth   = 960
-	svgFont    = `font-family="system-ui, -apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif"`
-	svgGrid    = "#e9ecef"
-	svgAxis    = "#868e96"
-	svgText    = "#495057"
-	svgColP50  = "#1971c2"
-	svgColP99  = "#e03131"
-	svgColTPS  = "#868e96"
-	svgPanelH  = 230 // height of one timeline panel
-	svgLegendH = 34
+	svgWidth  = 960
+	svgFont   = `font-family="system-ui, -apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif"`
+	svgGrid   = "#e9ecef"
+	svgAxis   = "#868e96"
+	svgText   = "#495057"
+	svgColP50 = "#1971c2"
+	svgColP99 = "#e03131"
+	svgColTPS = "#868e96"
+	// svgColStore shades the seconds in which Badger compacted.
+	svgColStore = "#ffe8a1"
+	svgPanelH   = 230 // height of one timeline panel
+	svgLegendH  = 34
 )
 
 // svgPhaseColors are the colors of the phases in the histogram, by rptPhase.key.
@@ -197,11 +200,17 @@ func svgTimeline(panels []svgTimelinePanel) string {
 	var b svgBuf
 	height := svgLegendH + max(len(panels), 1)*svgPanelH
 	svgOpen(&b, "sy-timeline", height, "Latency and throughput over time")
-	legend, _ := svgLegend(72, 16, svgWidth-20, []svgLegendItem{
+	items := []svgLegendItem{
 		{color: svgColP50, label: "p50 latency (left axis)"},
 		{color: svgColP99, label: "p99 latency (left axis)"},
 		{color: svgColTPS, label: "authorizations/s (right axis)", dashed: true},
-	})
+	}
+	if slices.ContainsFunc(panels, func(p svgTimelinePanel) bool {
+		return slices.ContainsFunc(p.points, func(pt Point) bool { return pt.StoreBusy })
+	}) {
+		items = append(items, svgLegendItem{color: svgColStore, label: "Badger compacting (shaded)"})
+	}
+	legend, _ := svgLegend(72, 16, svgWidth-20, items)
 	b.WriteString(legend)
 	if len(panels) == 0 {
 		b.text(svgWidth/2, svgLegendH+svgPanelH/2, "middle", `fill="`+svgAxis+`"`, "no phase was measured")
@@ -250,6 +259,15 @@ func svgTimelineDraw(b *svgBuf, idx int, top float64, p svgTimelinePanel) {
 		b.line(x1, y0, x1, y1, `stroke="`+svgAxis+`"`)
 		b.text(x0+(x1-x0)/2, (y0+y1)/2, "middle", `fill="`+svgAxis+`"`, "no timeline recorded")
 		return
+	}
+	// Seconds in which Badger compacted (the open loop only), shaded
+	// behind the lines.
+	for _, pt := range pts {
+		if pt.StoreBusy {
+			xa, xb := xs.at(math.Max(sMin, float64(pt.Second)-0.5)), xs.at(math.Min(sMax, float64(pt.Second)+0.5))
+			b.printf(`<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"><title>second %d: Badger compacted, writing %.1f MB</title></rect>`+"\n",
+				xa, y1, math.Max(xb-xa, 1), y0-y1, svgColStore, pt.Second, pt.StoreMB)
+		}
 	}
 	// Grid and left axis (latency).
 	for _, v := range svgTicks(0, latTop, latStep) {

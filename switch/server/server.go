@@ -930,7 +930,7 @@ func storeCollector() prometheus.Collector {
 	}
 	return collectors.NewExpvarCollector(map[string]*prometheus.Desc{
 		"badger_write_bytes_user":           d("written_bytes_total", "Bytes of keys and values written to Badger by the switch."),
-		"badger_write_bytes_l0":             d("flushed_bytes_total", "Bytes of memtables flushed to level 0 of the LSM tree."),
+		"badger_write_bytes_l0":             d("flushed_bytes_total", "Bytes of entries written into Badger's memtables (Badger's \"L0\" counter: it grows with every write, not at a flush)."),
 		"badger_write_bytes_compaction":     d("compacted_bytes_total", "Bytes written by compactions, by target level.", "level"),
 		"badger_compaction_current_num_lsm": d("compacting_tables", "Tables being compacted now."),
 		"badger_size_bytes_lsm":             d("lsm_bytes", "Size of the LSM tree on disk, by directory.", "dir"),
