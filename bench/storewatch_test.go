@@ -112,7 +112,7 @@ func TestStoreReported(t *testing.T) {
 	if err := r.WriteHTML(&page); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"Badger compacting (shaded)", "second 1: Badger compacted, writing 40.0 MB"} {
+	for _, want := range []string{"Badger compacting (shaded)", "second 1: Badger compacted, writing 40 MB"} {
 		if !strings.Contains(page.String(), want) {
 			t.Errorf("page lacks %q", want)
 		}

@@ -265,8 +265,8 @@ func svgTimelineDraw(b *svgBuf, idx int, top float64, p svgTimelinePanel) {
 	for _, pt := range pts {
 		if pt.StoreBusy {
 			xa, xb := xs.at(math.Max(sMin, float64(pt.Second)-0.5)), xs.at(math.Min(sMax, float64(pt.Second)+0.5))
-			b.printf(`<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"><title>second %d: Badger compacted, writing %.1f MB</title></rect>`+"\n",
-				xa, y1, math.Max(xb-xa, 1), y0-y1, svgColStore, pt.Second, pt.StoreMB)
+			b.printf(`<rect x="%s" y="%s" width="%s" height="%s" fill="%s"><title>second %d: Badger compacted, writing %s MB</title></rect>`+"\n",
+				svgNum(xa), svgNum(y1), svgNum(math.Max(xb-xa, 1)), svgNum(y0-y1), svgColStore, pt.Second, svgNum(pt.StoreMB))
 		}
 	}
 	// Grid and left axis (latency).
