@@ -19,6 +19,7 @@ import (
 // storeSample is Badger's compaction counters at one moment: the bytes its
 // compactions have written so far, and the tables being compacted now.
 type storeSample struct {
+	at         time.Duration // since the watch started
 	written    float64
 	compacting float64
 	ok         bool // the scrape succeeded
@@ -27,6 +28,7 @@ type storeSample struct {
 // storeWatch scrapes the switch's metrics once a second, from start until stop.
 type storeWatch struct {
 	done    chan struct{} // closed by stop
+	start   time.Time
 	wg      sync.WaitGroup
 	samples []storeSample // samples[i] at i seconds after start
 }
@@ -38,14 +40,14 @@ const storeScrapeTimeout = 2 * time.Second
 // startStoreWatch takes a first sample now and one a second from then on, until
 // stop or the end of ctx.
 func startStoreWatch(ctx context.Context, adminURL string) *storeWatch {
-	w := &storeWatch{done: make(chan struct{})}
+	w := &storeWatch{done: make(chan struct{}), start: time.Now()}
 	w.wg.Add(1)
 	go func() {
 		defer w.wg.Done()
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
 		for {
-			w.samples = append(w.samples, scrapeStore(ctx, adminURL))
+			w.samples = append(w.samples, w.scrape(ctx, adminURL))
 			select {
 			case <-w.done:
 				return
@@ -63,7 +65,15 @@ func startStoreWatch(ctx context.Context, adminURL string) *storeWatch {
 func (w *storeWatch) stop(ctx context.Context, adminURL string) []storeSample {
 	close(w.done)
 	w.wg.Wait()
-	return append(w.samples, scrapeStore(ctx, adminURL))
+	return append(w.samples, w.scrape(ctx, adminURL))
+}
+
+// scrape takes a sample, stamped with the time since the start.
+func (w *storeWatch) scrape(ctx context.Context, adminURL string) storeSample {
+	at := time.Since(w.start)
+	s := scrapeStore(ctx, adminURL)
+	s.at = at
+	return s
 }
 
 // scrapeStore reads Badger's counters from the switch's metrics.
@@ -109,11 +119,18 @@ type StoreActivity struct {
 
 // markStore sets each second's StoreMB in timeline from samples (samples[i] taken i
 // seconds into the window) and sums the seconds up. A second is busy when Badger's
-// compactions wrote in it or had tables in compaction at either end. It returns nil when the
-// samples do not cover the timeline (a scrape failed).
+// compactions wrote in it or had tables in compaction at either end. It returns nil,
+// and marks nothing, when the samples do not cover the timeline second by second (a
+// scrape failed, or one came more than half a second off its second).
 func markStore(timeline []Point, samples []storeSample) *StoreActivity {
 	if len(timeline) == 0 || len(samples) < 2 {
 		return nil
+	}
+	for i, s := range samples {
+		off := s.at - time.Duration(i)*time.Second
+		if !s.ok || i < len(samples)-1 && (off < -storeSlack || off > storeSlack) {
+			return nil
+		}
 	}
 	a := &StoreActivity{}
 	var busy, quiet []int64
@@ -122,9 +139,6 @@ func markStore(timeline []Point, samples []storeSample) *StoreActivity {
 			break
 		}
 		s0, s1 := samples[i], samples[i+1]
-		if !s0.ok || !s1.ok {
-			return nil
-		}
 		mb := max(0, s1.written-s0.written) / 1e6
 		timeline[i].StoreMB = mb
 		a.WrittenMB += mb
@@ -140,6 +154,9 @@ func markStore(timeline []Point, samples []storeSample) *StoreActivity {
 	a.BusyP99US, a.QuietP99US = medianMax(busy), medianMax(quiet)
 	return a
 }
+
+// storeSlack is how far from its second a sample may be taken.
+const storeSlack = 500 * time.Millisecond
 
 // medianMax returns the median and the largest of v (zeros for none).
 func medianMax(v []int64) [2]int64 {

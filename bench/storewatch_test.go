@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // TestMarkStore: each second gets what Badger's compactions wrote in it; a second is
@@ -22,6 +23,9 @@ func TestMarkStore(t *testing.T) {
 		{written: 6e6, compacting: 2, ok: true}, // seconds 2 and 3 had a compaction running at one end
 		{written: 6e6, ok: true},
 		{written: 6e6, ok: true},
+	}
+	for i := range samples {
+		samples[i].at = time.Duration(i)*time.Second + 30*time.Millisecond
 	}
 	a := markStore(tl, samples)
 	if a == nil {
@@ -50,6 +54,20 @@ func TestMarkStore(t *testing.T) {
 	if a := markStore(tl, samples[:1]); a != nil {
 		t.Errorf("activity from one sample: %+v", a)
 	}
+	// So does a sample taken late (a switch slow to answer its metrics): its second
+	// would get another second's compaction.
+	late := append([]storeSample(nil), samples...)
+	late[2].at += 700 * time.Millisecond
+	fresh := []Point{{Second: 0}, {Second: 1}, {Second: 2}, {Second: 3}, {Second: 4}}
+	if a := markStore(fresh, late); a != nil || fresh[1].StoreBusy || fresh[1].StoreMB != 0 {
+		t.Errorf("activity from a late sample: %+v, seconds %+v", a, fresh)
+	}
+	// The last sample is taken when the window ends, whenever that is.
+	end := append([]storeSample(nil), samples...)
+	end[len(end)-1].at += 900 * time.Millisecond
+	if a := markStore(append([]Point(nil), tl...), end); a == nil {
+		t.Error("no activity when only the last sample came at the window's end")
+	}
 }
 
 // TestStoreWatch scrapes a switch's metrics: the first sample when the window
@@ -75,7 +93,7 @@ func TestStoreWatch(t *testing.T) {
 	if len(got) < 2 {
 		t.Fatalf("%d samples, want the first and the last at least", len(got))
 	}
-	if s := got[0]; !s.ok || s.written != 2_500_000 || s.compacting != 1 {
+	if s := got[0]; !s.ok || s.written != 2_500_000 || s.compacting != 1 || s.at > storeSlack {
 		t.Errorf("first sample %+v, want 0.5 + 2 MB compacted, one table compacting", s)
 	}
 	if s := got[len(got)-1]; !s.ok || s.written <= got[0].written {
@@ -96,7 +114,7 @@ func TestStoreWatch(t *testing.T) {
 func TestStoreReported(t *testing.T) {
 	tl := []Point{{Second: 0, TPS: 5000, P50US: 900, P99US: 10_000}, {Second: 1, TPS: 5000, P50US: 3000, P99US: 150_000}}
 	r := &Result{Scenario: "store", Switch: &Phase{Name: "switch", TPS: 10000}, Paced: &Phase{Name: "switch, open loop at 5000/s", TPS: 5000, Timeline: tl}}
-	r.PacedStore = markStore(r.Paced.Timeline, []storeSample{{ok: true}, {ok: true}, {written: 40e6, compacting: 1, ok: true}})
+	r.PacedStore = markStore(r.Paced.Timeline, []storeSample{{ok: true}, {at: time.Second, ok: true}, {at: 2 * time.Second, written: 40e6, compacting: 1, ok: true}})
 	var js, tab, page bytes.Buffer
 	if err := r.WriteJSON(&js); err != nil {
 		t.Fatal(err)
