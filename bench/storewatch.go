@@ -9,12 +9,13 @@ import (
 )
 
 // The open loop's tail after a long closed loop is made by Badger's compactions
-// (docs/performance.md, part 10): seconds in which the LSM tree rewrites millions of
-// index keys, and the switch wants more CPU than the machine has. storeWatch samples
-// Badger's compaction counters once a second over the open loop, so that the report
-// can say which seconds had one and what their latency was. (Badger counts no
-// memtable flush; its "L0" counter, switchyard_store_flushed_bytes_total, grows with
-// every write to the memtable, so it is no sign of one.)
+// (docs/performance.md, part 10): seconds in which the LSM tree writes millions of
+// index keys into its levels at once, and the switch wants more CPU than the machine
+// has. storeWatch samples Badger's compaction counters once a second over the open
+// loop, so that the report can say which seconds had one and what their latency was.
+// (Badger counts no memtable flush; its "L0" counter,
+// switchyard_store_flushed_bytes_total, grows with every write to the memtable, so it
+// is no sign of one.)
 
 // storeSample is Badger's compaction counters at one moment: the bytes its
 // compactions have written so far, and the tables being compacted now.
