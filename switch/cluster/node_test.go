@@ -206,21 +206,19 @@ func waitPublish(t *testing.T, ctx context.Context, n *Node, subj string) time.D
 	return 0
 }
 
-// readLast reads the last message on subj, retrying while JetStream answers
-// 503 "temporarily unavailable" (a restarted peer still catching up, CI saw it
-// right after the survivor's write was acknowledged) until ctx ends. Any
-// other error, "no message found" among them, is returned at once.
+// readLast reads the last message on subj, trying again while the error is
+// transient (lease.go's rule: CI saw 503 "temporarily unavailable" from a
+// restarted peer still catching up, right after the survivor's write was
+// acknowledged) until ctx ends. Any other error, "no message found" among them,
+// is returned at once.
 func readLast(ctx context.Context, s jetstream.Stream, subj string) error {
 	for {
 		_, err := s.GetLastMsgForSubject(ctx, subj)
-		var apiErr *jetstream.APIError
-		if err == nil || !errors.As(err, &apiErr) || apiErr.Code != 503 {
+		if err == nil || !transient(err) {
 			return err
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w (still so when the test's deadline came: %v)", err, ctx.Err())
-		case <-time.After(50 * time.Millisecond): // retry pace, not synchronization
+		if perr := pause(ctx); perr != nil {
+			return fmt.Errorf("%w (still so when the test's deadline came: %v)", err, perr)
 		}
 	}
 }
