@@ -232,7 +232,7 @@ func settle(ctx context.Context, adminURL string, limit time.Duration) SettleInf
 		samples, _, err := scrapeMetrics(ctx, adminURL)
 		busy := err != nil
 		for name, v := range samples {
-			if (name == "switchyard_journal_unindexed" || strings.HasPrefix(name, "switchyard_store_compacting_tables")) && v > 0 {
+			if (name == "switchyard_journal_unindexed" || strings.HasPrefix(name, metricCompacting)) && v > 0 {
 				busy = true
 			}
 		}

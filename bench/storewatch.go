@@ -17,6 +17,13 @@ import (
 // switchyard_store_flushed_bytes_total, grows with every write to the memtable, so it
 // is no sign of one.)
 
+// The switch's metrics of Badger's compactions (switch/server's storeCollector),
+// read here and by settle.
+const (
+	metricCompacted  = "switchyard_store_compacted_bytes_total"
+	metricCompacting = "switchyard_store_compacting_tables"
+)
+
 // storeSample is Badger's compaction counters at one moment: the bytes its
 // compactions have written so far, and the tables being compacted now.
 type storeSample struct {
@@ -94,9 +101,9 @@ func storeFrom(samples map[string]float64) storeSample {
 	s := storeSample{ok: true}
 	for name, v := range samples {
 		switch {
-		case strings.HasPrefix(name, "switchyard_store_compacted_bytes_total"):
+		case strings.HasPrefix(name, metricCompacted):
 			s.written += v
-		case strings.HasPrefix(name, "switchyard_store_compacting_tables"):
+		case strings.HasPrefix(name, metricCompacting):
 			s.compacting += v
 		}
 	}
