@@ -305,10 +305,24 @@ type DemoIssuer struct {
 // DefaultJournalWindow is journal.window when a configuration file does not set it.
 const DefaultJournalWindow = time.Millisecond
 
+// DefaultJournalWindowCPU is journal.window_cpu when a configuration file does not
+// set it: the window engages once the CPUs are 70% busy (and disengages below 40%,
+// wal.BusyBand). On the 2-core test machine, with the bench's harness and issuer
+// simulator beside the switch, 4,000 authorizations a second kept the CPUs 63-74%
+// busy with the window off and 5,000 a second 65-76% (issue 15, docs/performance.md).
+const DefaultJournalWindowCPU = 0.7
+
 // Journal configures the journal.
 type Journal struct {
-	MaxBatch int      `yaml:"max_batch"`
-	Window   Duration `yaml:"window"`
+	MaxBatch int `yaml:"max_batch"`
+	// Window is the longest a group commit gathers writes before its sync, once the
+	// write rate is high enough for it to gather 8 (default 1ms; 0: never).
+	Window Duration `yaml:"window"`
+	// WindowCPU is the share (0 to 1) of the CPUs' time in use from which the window
+	// engages (default 0.7; it disengages 0.3 below): a sync's CPU is saved at the
+	// price of the writers' wait only when CPU is scarce. The share is the cgroup's
+	// (v2, when it has a CPU quota) or the whole machine's. 0: by the write rate alone.
+	WindowCPU float64 `yaml:"window_cpu"`
 	// Gap is how long the queue may stay empty before a group is synced before its
 	// window is over (default 50µs).
 	Gap Duration `yaml:"gap"`
@@ -360,7 +374,7 @@ func Demo() *Config {
 		},
 		Admin:    Admin{Addr: "127.0.0.1:8080"},
 		Security: Security{CardHashKeyHex: DemoCardHashKey},
-		Journal:  Journal{Window: Duration(DefaultJournalWindow)},
+		Journal:  Journal{Window: Duration(DefaultJournalWindow), WindowCPU: DefaultJournalWindowCPU},
 	}
 	c.ApplyDefaults()
 	return c
@@ -380,6 +394,7 @@ func Parse(b []byte, name string) (*Config, error) {
 	var c Config
 	// Defaults that an explicit zero overrides.
 	c.Journal.Window = Duration(DefaultJournalWindow)
+	c.Journal.WindowCPU = DefaultJournalWindowCPU
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil {
@@ -720,6 +735,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Journal.Window < 0 || c.Journal.Window.D() > 100*time.Millisecond {
 		bad("journal.window", "%s is not between 0 and 100ms", c.Journal.Window.D())
+	}
+	if !(c.Journal.WindowCPU >= 0 && c.Journal.WindowCPU <= 1) { // NaN too
+		bad("journal.window_cpu", "%v is not a share between 0 and 1", c.Journal.WindowCPU)
 	}
 	if c.Journal.Gap < 0 || c.Journal.Gap.D() > 100*time.Millisecond {
 		bad("journal.gap", "%s is not between 0 and 100ms", c.Journal.Gap.D())

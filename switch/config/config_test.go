@@ -99,6 +99,25 @@ func TestJournalWindowDefault(t *testing.T) {
 	}
 }
 
+// TestJournalWindowCPU: journal.window_cpu defaults to DefaultJournalWindowCPU in a
+// file and in the demo, an explicit 0 (the rate alone) is kept, and a value that is
+// not a share is refused naming the key.
+func TestJournalWindowCPU(t *testing.T) {
+	base := "demo: true\nlisteners: [{addr: 127.0.0.1:1}]\nsecurity: {card_hash_key_hex: " + DemoCardHashKey + "}\n"
+	c, err := Parse([]byte(base), "a.yaml")
+	if err != nil || c.Journal.WindowCPU != DefaultJournalWindowCPU || Demo().Journal.WindowCPU != DefaultJournalWindowCPU {
+		t.Fatalf("default window_cpu: %+v, demo %v, %v", c.Journal, Demo().Journal.WindowCPU, err)
+	}
+	if c, err = Parse([]byte(base+"journal: {window_cpu: 0}\n"), "b.yaml"); err != nil || c.Journal.WindowCPU != 0 {
+		t.Fatalf("explicit window_cpu 0: %+v %v", c.Journal, err)
+	}
+	for _, v := range []string{"1.5", "-0.1", ".nan"} {
+		if _, err := Parse([]byte(base+"journal: {window_cpu: "+v+"}\n"), "c.yaml"); err == nil || !strings.Contains(err.Error(), "journal.window_cpu") {
+			t.Errorf("window_cpu %s: %v, want an error naming journal.window_cpu", v, err)
+		}
+	}
+}
+
 // TestAdminTokenStrength: outside demo mode a short or uniform admin token is refused,
 // in the main file or the tokens file, with where it is and how to make a good one;
 // demo mode accepts the demo's short tokens.

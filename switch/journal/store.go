@@ -126,6 +126,13 @@ type Options struct {
 	// larger syncs); at a light load nothing waits. Defaults: Window 0, Gap 50 µs.
 	Window time.Duration
 	Gap    time.Duration
+	// WindowCPU and Busy: with both set, the Window engages only while the CPUs are
+	// busy too, from a share of WindowCPU (0 to 1) of their time as Busy reports it
+	// (cpubusy.Meter.Busy) until it falls wal.BusyBand below (wal.GroupOptions):
+	// on a machine with CPU to spare a write is synced without waiting for a group.
+	// A WindowCPU of 0 leaves the Window to the arrival rate alone.
+	WindowCPU float64
+	Busy      func() (share float64, known bool)
 	// IndexDelay is how long the indexer lets committed frames gather before it writes
 	// their index entries (default 200 ms, so that most transactions are complete and
 	// their versions share one entry). Queries wait for the indexer; reads by RRN
@@ -232,7 +239,7 @@ func Open(db *badger.DB, opts Options) (*Store, error) {
 		s.log.Close()
 		return nil, err
 	}
-	s.commits = wal.StartCommitter(wal.GroupOptions{MaxBatch: opts.MaxBatch, Window: opts.Window, Gap: opts.Gap}, s.commitGroup)
+	s.commits = wal.StartCommitter(wal.GroupOptions{MaxBatch: opts.MaxBatch, Window: opts.Window, Gap: opts.Gap, Busy: opts.Busy, BusyFrom: opts.WindowCPU}, s.commitGroup)
 	go s.indexLoop()
 	return s, nil
 }

@@ -46,6 +46,7 @@ import (
 
 	"github.com/switchyard/switchyard/hsm"
 	"github.com/switchyard/switchyard/hsm/payshield"
+	"github.com/switchyard/switchyard/internal/cpubusy"
 	"github.com/switchyard/switchyard/keys"
 	"github.com/switchyard/switchyard/risk"
 	"github.com/switchyard/switchyard/risk/profile"
@@ -213,8 +214,9 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		s.cl.node.SetMetrics(s.cl.metrics)
 		s.SetReadyCheck(s.cl.ready)
 	}
+	cpu := cpubusy.New(0)
 	if s.Journal, err = journal.Open(s.db, journal.Options{Dir: JournalDir(cfg.DataDir), MaxBatch: cfg.Journal.MaxBatch, RRNPrefix: s.cl.rrnPrefix(),
-		Window: cfg.Journal.Window.D(), Gap: cfg.Journal.Gap.D(), SegmentSize: int64(cfg.Journal.SegmentMB) << 20, IndexDelay: cfg.Journal.IndexDelay.D(),
+		Window: cfg.Journal.Window.D(), Gap: cfg.Journal.Gap.D(), WindowCPU: cfg.Journal.WindowCPU, Busy: cpu.Busy, SegmentSize: int64(cfg.Journal.SegmentMB) << 20, IndexDelay: cfg.Journal.IndexDelay.D(),
 		OnPreallocError: func(err error) {
 			s.Metrics.JournalPrealloc.Inc()
 			log.Warn().Err(err).Msg("journal log not zero-filled ahead of its writes (is the disk filling up?); writes go on")
@@ -265,12 +267,19 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	}, func() float64 { return float64(s.Journal.Unindexed()) }), prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "switchyard_journal_write_rate", Help: "Writes a second into the journal's group commit (moving average over about 50 ms, measured as groups start).",
 	}, func() float64 { r, _ := s.Journal.WriteRate(); return r }), prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "switchyard_journal_window_engaged", Help: "1 while group commits gather for journal.window (the write rate is high enough for a window to gather 8 writes), else 0.",
+		Name: "switchyard_journal_window_engaged", Help: "1 while group commits gather for journal.window (the write rate is high enough for a window to gather 8 writes, and the CPUs busy from journal.window_cpu), else 0.",
 	}, func() float64 {
 		if _, on := s.Journal.WriteRate(); on {
 			return 1
 		}
 		return 0
+	}), prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "switchyard_cpu_busy", Help: "Share (0 to 1) of the CPUs' time in use over the last quarter second: the cgroup's quota when it has one, else the whole machine (journal.window_cpu); -1 when not known.",
+	}, func() float64 {
+		if b, known := cpu.Busy(); known {
+			return b
+		}
+		return -1
 	}), storeCollector(), metrics.SAFCollector(s.safCounts))
 	var lmk []byte
 	if !cfg.HSM.IsPayShield() { // a payShield holds the LMK itself

@@ -241,6 +241,57 @@ func TestWindowFollowsArrivalRate(t *testing.T) {
 	}
 }
 
+// TestWindowFollowsCPU: with GroupOptions.Busy, a Window that the arrival rate would
+// engage engages only once the CPUs are busy (BusyFrom), and disengages only once
+// they are BusyBand below it; a share that is not known leaves it to the rate.
+func TestWindowFollowsCPU(t *testing.T) {
+	l, _ := open(t, filepath.Join(t.TempDir(), "log"), Options{}, Pos{})
+	defer l.Close()
+	groups := make(chan int, 64)
+	var share atomic.Uint64 // math.Float64bits; NaN: not known
+	setShare := func(s float64) { share.Store(math.Float64bits(s)) }
+	busy := func() (float64, bool) {
+		s := math.Float64frombits(share.Load())
+		return s, !math.IsNaN(s)
+	}
+	setShare(0.5)
+	c := logCommitter(l, GroupOptions{Window: 10 * time.Second, Gap: time.Second, Busy: busy, BusyFrom: 0.7}, groups)
+	defer c.Close()
+	clock := useClock(c)
+	if _, err := write(c, "first"); err != nil {
+		t.Fatal(err)
+	}
+	<-groups
+	// Two writes in 10 ms of the rate's clock, which then stands still: the rate
+	// alone would engage the Window from here on (TestWindowFollowsArrivalRate).
+	clock.advance(10 * time.Millisecond)
+
+	for _, step := range []struct {
+		what  string
+		share float64
+		group int // the first group's size: 2 with the Window, 1 without
+	}{
+		{"CPUs half busy", 0.5, 1},
+		{"CPUs busy", 0.75, 2},
+		{"CPUs half busy again, within the band", 0.5, 2},
+		{"CPUs idle", 0.35, 1},
+		{"share not known", math.NaN(), 2},
+		{"CPUs half busy after a share not known", 0.5, 1},
+	} {
+		setShare(step.share)
+		g := twoWritesApart(t, c, groups)
+		if g == 1 {
+			<-groups // the second write's group
+		}
+		if g != step.group {
+			t.Fatalf("%s (share %v): a group of %d, want %d", step.what, step.share, g, step.group)
+		}
+		if _, on := c.Rate(); on != (g == 2) {
+			t.Errorf("%s: Rate() says engaged %v after a group of %d", step.what, on, g)
+		}
+	}
+}
+
 // TestWritersRunBeforeNextSync: when the next group is already waiting, the writers
 // a commit has just told run before the committer starts the next group's sync,
 // instead of staying queued behind it on the committer's P (on one P here, where the

@@ -1,0 +1,177 @@
+package cpubusy
+
+import (
+	"os"
+	"path/filepath"
+	"runtime"
+	"testing"
+	"time"
+)
+
+func TestParseProcStat(t *testing.T) {
+	for _, tc := range []struct {
+		in          string
+		busy, total uint64
+		bad         bool
+	}{
+		// user nice system idle iowait irq softirq steal guest guest_nice
+		{in: "cpu  2338556 16458 946033 8402468 70074 0 183568 25018 0 0\ncpu0 1 2 3 4\n", busy: 2338556 + 16458 + 946033 + 183568 + 25018, total: 2338556 + 16458 + 946033 + 8402468 + 70074 + 183568 + 25018},
+		{in: "cpu 10 0 10 80\n", busy: 20, total: 100}, // an old kernel: four columns
+		{in: "cpu0 1 2 3 4 5\n", bad: true},
+		{in: "intr 1 2 3\n", bad: true},
+		{in: "cpu 1 2 x 4 5\n", bad: true},
+		{in: "", bad: true},
+	} {
+		busy, total, err := parseProcStat([]byte(tc.in))
+		if tc.bad {
+			if err == nil {
+				t.Errorf("parseProcStat(%q) = %d, %d, want an error", tc.in, busy, total)
+			}
+			continue
+		}
+		if err != nil || busy != tc.busy || total != tc.total {
+			t.Errorf("parseProcStat(%q) = %d, %d, %v, want %d, %d", tc.in, busy, total, err, tc.busy, tc.total)
+		}
+	}
+}
+
+func TestParseCPUMax(t *testing.T) {
+	for _, tc := range []struct {
+		in    string
+		cores float64
+		bad   bool
+	}{
+		{in: "max 100000\n", cores: 0},
+		{in: "200000 100000\n", cores: 2},
+		{in: "50000 100000", cores: 0.5},
+		{in: "max", bad: true},
+		{in: "-1 100000", bad: true},
+		{in: "100000 0", bad: true},
+	} {
+		got, err := parseCPUMax([]byte(tc.in))
+		if (err != nil) != tc.bad || got != tc.cores {
+			t.Errorf("parseCPUMax(%q) = %v, %v, want %v (error %v)", tc.in, got, err, tc.cores, tc.bad)
+		}
+	}
+}
+
+func TestParseUsage(t *testing.T) {
+	got, err := parseUsage([]byte("usage_usec 123456\nuser_usec 100000\nsystem_usec 23456\n"))
+	if err != nil || got != 123456 {
+		t.Errorf("parseUsage = %d, %v, want 123456", got, err)
+	}
+	if _, err := parseUsage([]byte("user_usec 1\n")); err == nil {
+		t.Error("parseUsage without usage_usec: no error")
+	}
+}
+
+// TestCgroupQuota reads a cgroup v2 quota from fixture files laid out as the kernel
+// lays them out, and the counter built on it.
+func TestCgroupQuota(t *testing.T) {
+	dir := t.TempDir()
+	defer func(a, b string) { procCgroup, cgroupRoot = a, b }(procCgroup, cgroupRoot)
+	procCgroup, cgroupRoot = filepath.Join(dir, "cgroup"), filepath.Join(dir, "fs")
+	grp := filepath.Join(cgroupRoot, "system.slice", "switchyard.service")
+	if err := os.MkdirAll(grp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write := func(path, s string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(procCgroup, "0::/system.slice/switchyard.service\n")
+	write(filepath.Join(grp, "cpu.max"), "150000 100000\n")
+	write(filepath.Join(grp, "cpu.stat"), "usage_usec 5000\nuser_usec 4000\n")
+	gotDir, cores, err := cgroupQuota()
+	if err != nil || gotDir != grp || cores != 1.5 {
+		t.Fatalf("cgroupQuota = %q, %v, %v; want %q, 1.5", gotDir, cores, err, grp)
+	}
+	used, _, ok := cgroupCounter(grp, cores)()
+	if !ok || used != 5*time.Millisecond {
+		t.Errorf("the cgroup's counter = %v, %v; want 5ms used", used, ok)
+	}
+
+	write(filepath.Join(grp, "cpu.max"), "max 100000\n")
+	if _, cores, err := cgroupQuota(); err != nil || cores != 0 {
+		t.Errorf("cgroupQuota without a quota = %v, %v; want 0 cores", cores, err)
+	}
+	write(procCgroup, "12:cpu,cpuacct:/docker/abc\n") // cgroup v1 only
+	if _, _, err := cgroupQuota(); err == nil {
+		t.Error("cgroupQuota with cgroup v1 only: no error")
+	}
+}
+
+// TestMeter drives a Meter with a counter and a clock of the test's own.
+func TestMeter(t *testing.T) {
+	var used, total time.Duration
+	ok := true
+	m := NewFrom(func() (time.Duration, time.Duration, bool) { return used, total, ok }, 100*time.Millisecond)
+	clock := time.Unix(1000, 0)
+	m.now = func() time.Time { return clock }
+	step := func(d, u, tot time.Duration) {
+		clock = clock.Add(d)
+		used += u
+		total += tot
+	}
+	if _, known := m.Busy(); known {
+		t.Fatal("known after one sample")
+	}
+	step(100*time.Millisecond, 150*time.Millisecond, 200*time.Millisecond)
+	if s, known := m.Busy(); !known || s != 0.75 {
+		t.Fatalf("Busy = %v, %v; want 0.75", s, known)
+	}
+	// Within the interval the last share stands, whatever the counter did.
+	step(50*time.Millisecond, 0, 200*time.Millisecond)
+	if s, _ := m.Busy(); s != 0.75 {
+		t.Errorf("Busy within the interval = %v, want 0.75 again", s)
+	}
+	step(50*time.Millisecond, 40*time.Millisecond, 200*time.Millisecond)
+	if s, _ := m.Busy(); s != 0.1 {
+		t.Errorf("Busy = %v, want 0.1 (40ms of 400ms)", s)
+	}
+	// A counter that stops being readable makes the share unknown, and two
+	// readable samples make it known again.
+	ok = false
+	step(100*time.Millisecond, 0, 0)
+	if _, known := m.Busy(); known {
+		t.Error("known while the counter cannot be read")
+	}
+	ok = true
+	step(100*time.Millisecond, 10*time.Millisecond, 200*time.Millisecond)
+	if _, known := m.Busy(); known {
+		t.Error("known after one readable sample")
+	}
+	step(100*time.Millisecond, 200*time.Millisecond, 200*time.Millisecond)
+	if s, known := m.Busy(); !known || s != 1 {
+		t.Errorf("Busy = %v, %v; want 1", s, known)
+	}
+	var nilMeter *Meter
+	if _, known := nilMeter.Busy(); known {
+		t.Error("a nil Meter's share is known")
+	}
+}
+
+// TestSystem reads this machine's CPUs: on Linux the share becomes known once the
+// counter has moved, and lies between 0 and 1.
+func TestSystem(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the system counter reads Linux's files")
+	}
+	m := NewFrom(System(), time.Millisecond)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s, known := m.Busy()
+		if known {
+			if s < 0 || s > 1 {
+				t.Fatalf("Busy = %v, not a share", s)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the share of this machine's CPUs never became known")
+		}
+		time.Sleep(5 * time.Millisecond) // the counter moves with the kernel's clock ticks
+	}
+}

@@ -1,0 +1,163 @@
+package cpubusy
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// The files the system counter reads (variables so that tests can point them at
+// fixtures).
+var (
+	procStat   = "/proc/stat"
+	procCgroup = "/proc/self/cgroup"
+	cgroupRoot = "/sys/fs/cgroup"
+)
+
+// System returns the counter of the CPUs this process may use: its cgroup's usage
+// against its quota when the cgroup (v2) has one, else the whole machine's CPUs from
+// /proc/stat. Where neither can be read the counter reports ok false.
+func System() Counter {
+	if dir, cores, err := cgroupQuota(); err == nil && cores > 0 {
+		return cgroupCounter(dir, cores)
+	}
+	return procStatCounter
+}
+
+// userHZ is the unit of /proc/stat's times (USER_HZ, 100 on every Linux
+// architecture Go supports). Only ratios of them are used.
+const userHZ = 100
+
+// procStatCounter reads the machine's CPU times from the first line of /proc/stat.
+func procStatCounter() (used, total time.Duration, ok bool) {
+	b, err := readHead(procStat, 512)
+	if err != nil {
+		return 0, 0, false
+	}
+	busy, all, err := parseProcStat(b)
+	if err != nil {
+		return 0, 0, false
+	}
+	tick := time.Second / userHZ
+	return time.Duration(busy) * tick, time.Duration(all) * tick, true
+}
+
+// parseProcStat returns the busy and total ticks of the "cpu" line that starts b:
+// user nice system idle iowait irq softirq steal (guest times are already in user
+// and nice). Idle and iowait are not busy; steal is (the hypervisor gave the time to
+// someone else).
+func parseProcStat(b []byte) (busy, total uint64, err error) {
+	line, _, _ := bytes.Cut(b, []byte{'\n'})
+	f := strings.Fields(string(line))
+	if len(f) < 5 || f[0] != "cpu" {
+		return 0, 0, fmt.Errorf("cpubusy: %s: first line %q is not the cpu totals", procStat, line)
+	}
+	var v [8]uint64
+	for i := range v {
+		if i+1 >= len(f) {
+			break // older kernels have fewer columns
+		}
+		if v[i], err = strconv.ParseUint(f[i+1], 10, 64); err != nil {
+			return 0, 0, fmt.Errorf("cpubusy: %s: column %d of %q: %w", procStat, i+1, line, err)
+		}
+	}
+	for _, x := range v {
+		total += x
+	}
+	idle := v[3] + v[4]
+	return total - idle, total, nil
+}
+
+// cgroupQuota returns the cgroup (v2) directory of this process and its CPU quota in
+// cores, or 0 cores when it has none ("max").
+func cgroupQuota() (dir string, cores float64, err error) {
+	b, err := os.ReadFile(procCgroup)
+	if err != nil {
+		return "", 0, err
+	}
+	var rel string
+	found := false
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if p, ok := strings.CutPrefix(line, "0::"); ok {
+			rel, found = p, true
+			break
+		}
+	}
+	if !found {
+		return "", 0, fmt.Errorf("cpubusy: %s: no cgroup v2 entry", procCgroup)
+	}
+	dir = filepath.Join(cgroupRoot, filepath.Clean("/"+rel))
+	b, err = os.ReadFile(filepath.Join(dir, "cpu.max"))
+	if err != nil {
+		return "", 0, err
+	}
+	cores, err = parseCPUMax(b)
+	return dir, cores, err
+}
+
+// parseCPUMax reads a cgroup's cpu.max ("<quota> <period>" in microseconds, or "max
+// <period>"): the quota in cores, 0 for none.
+func parseCPUMax(b []byte) (float64, error) {
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return 0, fmt.Errorf("cpubusy: cpu.max %q: want quota and period", b)
+	}
+	if f[0] == "max" {
+		return 0, nil
+	}
+	q, err1 := strconv.ParseFloat(f[0], 64)
+	p, err2 := strconv.ParseFloat(f[1], 64)
+	if err1 != nil || err2 != nil || q <= 0 || p <= 0 {
+		return 0, fmt.Errorf("cpubusy: cpu.max %q: not two positive numbers", b)
+	}
+	return q / p, nil
+}
+
+// cgroupCounter reads the cgroup's usage (cpu.stat's usage_usec) against its quota of
+// cores, over the wall clock.
+func cgroupCounter(dir string, cores float64) Counter {
+	stat := filepath.Join(dir, "cpu.stat")
+	start := time.Now()
+	return func() (used, total time.Duration, ok bool) {
+		b, err := readHead(stat, 1024)
+		if err != nil {
+			return 0, 0, false
+		}
+		usec, err := parseUsage(b)
+		if err != nil {
+			return 0, 0, false
+		}
+		return time.Duration(usec) * time.Microsecond, time.Duration(float64(time.Since(start)) * cores), true
+	}
+}
+
+// parseUsage returns usage_usec from a cgroup's cpu.stat.
+func parseUsage(b []byte) (uint64, error) {
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "usage_usec "); ok {
+			return strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("cpubusy: cpu.stat %q has no usage_usec", b)
+}
+
+// readHead reads up to n bytes from the start of the file at path.
+func readHead(path string, n int) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b := make([]byte, n)
+	k, err := f.Read(b)
+	if k > 0 {
+		return b[:k], nil
+	}
+	return nil, fmt.Errorf("cpubusy: read %s: %w", path, err)
+}
