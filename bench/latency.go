@@ -34,6 +34,13 @@ type CurvePoint struct {
 	Errors  int64            `json:"errors"`
 	Latency Quantiles        `json:"latency_us"`
 	Stages  []StageQuantiles `json:"stages,omitempty"`
+	// CPU is what the switch, the simulator and the harness used over the step
+	// (nil when not measured), and SyncsPerS and RecordsPerSync the journal's group
+	// commits over it (switchyard_journal_batch_records): where the group commit's
+	// window engaged, fewer syncs of more records each.
+	CPU            *ProcessCPU `json:"cpu,omitempty"`
+	SyncsPerS      float64     `json:"syncs_per_s,omitempty"`
+	RecordsPerSync float64     `json:"records_per_sync,omitempty"`
 }
 
 // StageQuantiles are one stage's times in the switch over a phase (from
@@ -281,25 +288,67 @@ func ParseCurve(s string) ([]float64, error) {
 }
 
 // runCurve runs an open loop at each rate for step, and returns the curve.
-func runCurve(ctx context.Context, o Options, lo LoadOptions, adminURL string) ([]CurvePoint, error) {
+// cpuOf, when not nil, reads the CPU time of the switch, the simulator and the
+// harness.
+func runCurve(ctx context.Context, o Options, lo LoadOptions, adminURL string, cpuOf func() (sw, sim, self time.Duration)) ([]CurvePoint, error) {
 	var out []CurvePoint
 	for _, rate := range o.Curve {
 		fmt.Fprintf(o.Out, "curve: open loop at %.0f/s, %s measured\n", rate, o.CurveStep)
 		po := lo
 		po.Rate, po.Duration, po.Warmup = rate, o.CurveStep, min(o.Warmup, time.Second)
 		var before, after map[string]*stageSnap
-		po.onStart = func() { _, before, _ = scrapeMetrics(ctx, adminURL) }
-		po.onEnd = func() { _, after, _ = scrapeMetrics(ctx, adminURL) }
+		var m0, m1 map[string]float64
+		var cpu0, cpu1 [3]time.Duration
+		var t0, t1 time.Time
+		po.onStart = func() {
+			m0, before, _ = scrapeMetrics(ctx, adminURL)
+			if cpuOf != nil {
+				cpu0[0], cpu0[1], cpu0[2] = cpuOf()
+			}
+			t0 = time.Now()
+		}
+		po.onEnd = func() {
+			t1 = time.Now()
+			if cpuOf != nil {
+				cpu1[0], cpu1[1], cpu1[2] = cpuOf()
+			}
+			m1, after, _ = scrapeMetrics(ctx, adminURL)
+		}
 		res, err := RunLoad(ctx, po)
 		if err != nil {
 			return out, fmt.Errorf("curve at %.0f/s: %w", rate, err)
 		}
 		h := res.Hist
-		out = append(out, CurvePoint{Rate: rate, TPS: res.TPS, Count: h.TotalCount(), Errors: res.Errors,
+		p := CurvePoint{Rate: rate, TPS: res.TPS, Count: h.TotalCount(), Errors: res.Errors,
 			Latency: Quantiles{P50: h.ValueAtQuantile(50), P90: h.ValueAtQuantile(90), P99: h.ValueAtQuantile(99), P999: h.ValueAtQuantile(99.9), Max: h.Max()},
-			Stages:  stageDiff(before, after)})
+			Stages:  stageDiff(before, after)}
+		if cpuOf != nil {
+			p.CPU = processCPU(cpu0, cpu1, t1.Sub(t0), h.TotalCount())
+		}
+		p.SyncsPerS, p.RecordsPerSync = groupCommits(m0, m1, t1.Sub(t0))
+		out = append(out, p)
 	}
 	return out, nil
+}
+
+// The journal's group commits in the switch's metrics: a histogram of the records of
+// each.
+const (
+	metricBatchCount = "switchyard_journal_batch_records_count"
+	metricBatchSum   = "switchyard_journal_batch_records_sum"
+)
+
+// groupCommits returns the journal's group commits a second between two scrapes d
+// apart, and the records each held on average (0, 0 when a scrape is missing).
+func groupCommits(before, after map[string]float64, d time.Duration) (perS, records float64) {
+	if before == nil || after == nil || d <= 0 {
+		return 0, 0
+	}
+	n := after[metricBatchCount] - before[metricBatchCount]
+	if n <= 0 {
+		return 0, 0
+	}
+	return n / d.Seconds(), (after[metricBatchSum] - before[metricBatchSum]) / n
 }
 
 // heapAfterGC makes the switch collect its garbage (its heap profile with gc=1) and
@@ -571,7 +620,7 @@ func (rep *Report) runOpenLoops(ctx context.Context, o Options, lo LoadOptions, 
 			o.CurveStep = 10 * time.Second
 		}
 		var err error
-		if rep.Curve, err = runCurve(ctx, o, lo, adminURL); err != nil {
+		if rep.Curve, err = runCurve(ctx, o, lo, adminURL, rep.cpuOf); err != nil {
 			return err
 		}
 	}

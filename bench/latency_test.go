@@ -70,7 +70,8 @@ func TestCurveReported(t *testing.T) {
 		Curve: []CurvePoint{
 			{Rate: 1000, TPS: 1000, Latency: Quantiles{P50: 900, P90: 1500, P99: 3000, P999: 7000, Max: 9000},
 				Stages: []StageQuantiles{{Stage: "issuer", Count: 1000, P50: 500, P99: 2500, P999: 4000}}},
-			{Rate: 5000, TPS: 4990, Latency: Quantiles{P50: 1200, P90: 2500, P99: 6000, P999: 19000, Max: 30000}},
+			{Rate: 5000, TPS: 4990, Latency: Quantiles{P50: 1200, P90: 2500, P99: 6000, P999: 19000, Max: 30000},
+				CPU: &ProcessCPU{SwitchCores: 0.61, SwitchUS: 122}, SyncsPerS: 560, RecordsPerSync: 26.9},
 			{Rate: 8000, TPS: 7000, Latency: Quantiles{P50: 20000, P90: 90000, P99: 400000, P999: 600000, Max: 700000}},
 		},
 		Stages: []StageQuantiles{{Stage: "journal_final", Count: 5000, P50: 400, P99: 1800, P999: 3000, Mean: 500}},
@@ -85,11 +86,13 @@ func TestCurveReported(t *testing.T) {
 		t.Fatal(err)
 	}
 	back, err := ReadResult(&js)
-	if err != nil || len(back.Curve) != 3 || back.Curve[0].Stages[0].P99 != 2500 || back.Cards.Cards != 100000 {
+	if err != nil || len(back.Curve) != 3 || back.Curve[0].Stages[0].P99 != 2500 || back.Cards.Cards != 100000 ||
+		back.Curve[1].CPU == nil || back.Curve[1].CPU.SwitchUS != 122 || back.Curve[1].RecordsPerSync != 26.9 {
 		t.Fatalf("JSON round trip: %+v %v", back, err)
 	}
 	r.WriteTable(&tab)
-	for _, want := range []string{"latency versus rate", "issuer 2.50 ms", "journal_final", "100 MB (100 bytes a card)", "settled in 1.5s"} {
+	for _, want := range []string{"latency versus rate", "issuer 2.50 ms", "journal_final", "100 MB (100 bytes a card)", "settled in 1.5s",
+		"122 µs/auth, 0.61 cores", "560/s of 26.9 records"} {
 		if !strings.Contains(tab.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, tab.String())
 		}
@@ -101,6 +104,22 @@ func TestCurveReported(t *testing.T) {
 		if !strings.Contains(page.String(), want) {
 			t.Errorf("page lacks %q", want)
 		}
+	}
+}
+
+// TestGroupCommits: the group commits a second and their records between two
+// scrapes of the switch's metrics.
+func TestGroupCommits(t *testing.T) {
+	before := map[string]float64{metricBatchCount: 1000, metricBatchSum: 5000}
+	after := map[string]float64{metricBatchCount: 3000, metricBatchSum: 45000}
+	if n, rec := groupCommits(before, after, 2*time.Second); n != 1000 || rec != 20 {
+		t.Errorf("groupCommits = %v/s of %v records, want 1000/s of 20", n, rec)
+	}
+	if n, rec := groupCommits(nil, after, time.Second); n != 0 || rec != 0 {
+		t.Errorf("groupCommits without the first scrape = %v, %v; want 0, 0", n, rec)
+	}
+	if n, _ := groupCommits(after, after, time.Second); n != 0 {
+		t.Errorf("groupCommits without a commit = %v/s", n)
 	}
 }
 

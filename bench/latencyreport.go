@@ -22,7 +22,7 @@ func (r *Result) latencyTables() []rptLatencyTable {
 		out = append(out, t)
 	}
 	if len(r.Curve) > 0 {
-		t := rptLatencyTable{Title: "latency versus rate (open loop, from the scheduled send)", Head: []string{"rate", "achieved", "p50", "p90", "p99", "p99.9", "max", "errors", "slowest stage at p99"}}
+		t := rptLatencyTable{Title: "latency versus rate (open loop, from the scheduled send)", Head: []string{"rate", "achieved", "p50", "p90", "p99", "p99.9", "max", "errors", "slowest stage at p99", "switch CPU", "syncs"}}
 		for _, c := range r.Curve {
 			slow := ""
 			var worst int64 = -1
@@ -31,8 +31,15 @@ func (r *Result) latencyTables() []rptLatencyTable {
 					worst, slow = s.P99, s.Stage+" "+rptUS(s.P99)
 				}
 			}
+			cpu, syncs := "", ""
+			if c.CPU != nil {
+				cpu = fmt.Sprintf("%.0f µs/auth, %.2f cores", c.CPU.SwitchUS, c.CPU.SwitchCores)
+			}
+			if c.SyncsPerS > 0 {
+				syncs = fmt.Sprintf("%s/s of %.1f records", rptNum(c.SyncsPerS), c.RecordsPerSync)
+			}
 			t.Rows = append(t.Rows, []string{rptNum(c.Rate) + "/s", rptNum(c.TPS) + "/s", rptUS(c.Latency.P50), rptUS(c.Latency.P90), rptUS(c.Latency.P99),
-				rptUS(c.Latency.P999), rptUS(c.Latency.Max), rptCount(c.Errors), slow})
+				rptUS(c.Latency.P999), rptUS(c.Latency.Max), rptCount(c.Errors), slow, cpu, syncs})
 		}
 		out = append(out, t)
 	}
