@@ -21,19 +21,27 @@ import (
 	"time"
 )
 
-// DefaultEvery is how often a Meter takes a new sample by default.
-const DefaultEvery = 250 * time.Millisecond
+// DefaultEvery is how often a Meter takes a new sample by default, and DefaultTau
+// the time constant of the moving average it reports: a quarter second's share
+// swings by 0.15 on a busy machine (issue 15), and a decision taken on one would
+// turn back and forth.
+const (
+	DefaultEvery = 250 * time.Millisecond
+	DefaultTau   = time.Second
+)
 
 // Counter is a source of CPU time: how much of it has been used and how much has
 // been available since some fixed point, both growing. ok is false when it cannot be
 // read.
 type Counter func() (used, total time.Duration, ok bool)
 
-// Meter reports the busy share of the CPUs over its last interval. Busy samples the
-// counter anew once Every has passed since the last sample, on the caller's
-// goroutine: a Meter has no goroutine of its own. It is safe for concurrent use.
+// Meter reports the busy share of the CPUs: a moving average of the share over each
+// interval between samples. Busy samples the counter anew once every has passed
+// since the last sample, on the caller's goroutine: a Meter has no goroutine of its
+// own. It is safe for concurrent use.
 type Meter struct {
 	every time.Duration
+	tau   time.Duration
 	read  Counter
 	now   func() time.Time
 
@@ -42,27 +50,30 @@ type Meter struct {
 	used, tot  time.Duration
 	haveSample bool
 
-	share atomic.Uint64 // math.Float64bits of the last interval's share
+	share atomic.Uint64 // math.Float64bits of the moving average
 	known atomic.Bool
 }
 
-// New returns a Meter of this system's CPUs (System), sampling every every (0:
-// DefaultEvery).
-func New(every time.Duration) *Meter {
-	return NewFrom(System(), every)
+// New returns a Meter of this system's CPUs (System) with the default interval and
+// time constant.
+func New() *Meter {
+	return NewFrom(System(), DefaultEvery, DefaultTau)
 }
 
-// NewFrom returns a Meter that reads read (nil: the share is never known).
-func NewFrom(read Counter, every time.Duration) *Meter {
+// NewFrom returns a Meter that reads read (nil: the share is never known), samples
+// every every (0: DefaultEvery) and averages with the time constant tau (0: none,
+// the last interval's share alone).
+func NewFrom(read Counter, every, tau time.Duration) *Meter {
 	if every <= 0 {
 		every = DefaultEvery
 	}
-	return &Meter{every: every, read: read, now: time.Now}
+	return &Meter{every: every, tau: max(tau, 0), read: read, now: time.Now}
 }
 
-// Busy returns the share (0 to 1) of the CPUs' time that was in use over the last
-// complete interval, and whether it is known (false before the second sample, and
-// where the counter cannot be read).
+// Busy returns the share (0 to 1) of the CPUs' time that was in use, a moving
+// average over the intervals between samples with the Meter's time constant, and
+// whether it is known (false before the second sample, and where the counter cannot
+// be read; the average starts again once it can).
 func (m *Meter) Busy() (share float64, known bool) {
 	if m == nil || m.read == nil {
 		return 0, false
@@ -87,8 +98,12 @@ func (m *Meter) sample() {
 		return
 	}
 	if m.haveSample && tot > m.tot {
-		s := float64(used-m.used) / float64(tot-m.tot)
-		m.share.Store(math.Float64bits(min(max(s, 0), 1)))
+		s := min(max(float64(used-m.used)/float64(tot-m.tot), 0), 1)
+		if m.known.Load() && m.tau > 0 {
+			old := math.Float64frombits(m.share.Load())
+			s = old + (s-old)*(1-math.Exp(-float64(now.Sub(m.at))/float64(m.tau)))
+		}
+		m.share.Store(math.Float64bits(s))
 		m.known.Store(true)
 	}
 	m.at, m.used, m.tot, m.haveSample = now, used, tot, true

@@ -1,6 +1,7 @@
 package cpubusy
 
 import (
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -107,7 +108,7 @@ func TestCgroupQuota(t *testing.T) {
 func TestMeter(t *testing.T) {
 	var used, total time.Duration
 	ok := true
-	m := NewFrom(func() (time.Duration, time.Duration, bool) { return used, total, ok }, 100*time.Millisecond)
+	m := NewFrom(func() (time.Duration, time.Duration, bool) { return used, total, ok }, 100*time.Millisecond, 0)
 	clock := time.Unix(1000, 0)
 	m.now = func() time.Time { return clock }
 	step := func(d, u, tot time.Duration) {
@@ -153,13 +154,45 @@ func TestMeter(t *testing.T) {
 	}
 }
 
+// TestMeterAverages: with a time constant, the share is a moving average weighted by
+// the time each interval covers.
+func TestMeterAverages(t *testing.T) {
+	var used, total time.Duration
+	m := NewFrom(func() (time.Duration, time.Duration, bool) { return used, total, true }, 250*time.Millisecond, time.Second)
+	clock := time.Unix(1000, 0)
+	m.now = func() time.Time { return clock }
+	interval := func(share float64) (float64, bool) {
+		clock = clock.Add(250 * time.Millisecond)
+		used += time.Duration(share * float64(500*time.Millisecond))
+		total += 500 * time.Millisecond
+		return m.Busy()
+	}
+	m.Busy()
+	if s, known := interval(0.8); !known || s != 0.8 {
+		t.Fatalf("first interval: %v, %v; want 0.8 (the average starts at the first share)", s, known)
+	}
+	w := 1 - math.Exp(-0.25) // a quarter second's weight against a time constant of 1 s
+	want := 0.8 + (0.4-0.8)*w
+	if s, _ := interval(0.4); math.Abs(s-want) > 1e-9 {
+		t.Errorf("after a quarter second at 0.4: %v, want %v", s, want)
+	}
+	// A second and a half at 0.4: the average comes within 0.1 of it.
+	var s float64
+	for range 6 {
+		s, _ = interval(0.4)
+	}
+	if s > 0.5 || s < 0.4 {
+		t.Errorf("after 1.75 s at 0.4: %v, want within 0.1 above 0.4", s)
+	}
+}
+
 // TestSystem reads this machine's CPUs: on Linux the share becomes known once the
 // counter has moved, and lies between 0 and 1.
 func TestSystem(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("the system counter reads Linux's files")
 	}
-	m := NewFrom(System(), time.Millisecond)
+	m := NewFrom(System(), time.Millisecond, DefaultTau)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		s, known := m.Busy()

@@ -306,7 +306,7 @@ type DemoIssuer struct {
 const DefaultJournalWindow = time.Millisecond
 
 // DefaultJournalWindowCPU is journal.window_cpu when a configuration file does not
-// set it: the window engages once the CPUs are 70% busy (and disengages below 40%,
+// set it: the window engages once the CPUs are 70% busy (and disengages below 35%,
 // wal.BusyBand). On the 2-core test machine, with the bench's harness and issuer
 // simulator beside the switch, 4,000 authorizations a second kept the CPUs 63-74%
 // busy with the window off and 5,000 a second 65-76% (issue 15, docs/performance.md).
@@ -319,7 +319,7 @@ type Journal struct {
 	// write rate is high enough for it to gather 8 (default 1ms; 0: never).
 	Window Duration `yaml:"window"`
 	// WindowCPU is the share (0 to 1) of the CPUs' time in use from which the window
-	// engages (default 0.7; it disengages 0.3 below): a sync's CPU is saved at the
+	// engages (default 0.7; it disengages 0.35 below): a sync's CPU is saved at the
 	// price of the writers' wait only when CPU is scarce. The share is the cgroup's
 	// (v2, when it has a CPU quota) or the whole machine's. 0: by the write rate alone.
 	WindowCPU float64 `yaml:"window_cpu"`

@@ -214,7 +214,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		s.cl.node.SetMetrics(s.cl.metrics)
 		s.SetReadyCheck(s.cl.ready)
 	}
-	cpu := cpubusy.New(0)
+	cpu := cpubusy.New()
 	if s.Journal, err = journal.Open(s.db, journal.Options{Dir: JournalDir(cfg.DataDir), MaxBatch: cfg.Journal.MaxBatch, RRNPrefix: s.cl.rrnPrefix(),
 		Window: cfg.Journal.Window.D(), Gap: cfg.Journal.Gap.D(), WindowCPU: cfg.Journal.WindowCPU, Busy: cpu.Busy, SegmentSize: int64(cfg.Journal.SegmentMB) << 20, IndexDelay: cfg.Journal.IndexDelay.D(),
 		OnPreallocError: func(err error) {
@@ -274,7 +274,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		}
 		return 0
 	}), prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "switchyard_cpu_busy", Help: "Share (0 to 1) of the CPUs' time in use over the last quarter second: the cgroup's quota when it has one, else the whole machine (journal.window_cpu); -1 when not known.",
+		Name: "switchyard_cpu_busy", Help: "Share (0 to 1) of the CPUs' time in use a moving average over about a second: the cgroup's quota when it has one, else the whole machine (journal.window_cpu); -1 when not known.",
 	}, func() float64 {
 		if b, known := cpu.Busy(); known {
 			return b

@@ -274,7 +274,7 @@ func TestWindowFollowsCPU(t *testing.T) {
 		{"CPUs half busy", 0.5, 1},
 		{"CPUs busy", 0.75, 2},
 		{"CPUs half busy again, within the band", 0.5, 2},
-		{"CPUs idle", 0.35, 1},
+		{"CPUs idle", 0.2, 1},
 		{"share not known", math.NaN(), 2},
 		{"CPUs half busy after a share not known", 0.5, 1},
 	} {
