@@ -5,9 +5,10 @@
 // should not wait for its group.
 //
 // On Linux the share is read from the cgroup (v2) when the process's cgroup has a CPU
-// quota (cpu.max: its usage against the quota), and otherwise from /proc/stat (the
-// whole machine's CPUs, whoever uses them: the other processes on the machine compete
-// for the same cores). cgroup v1 quotas are not read. Elsewhere the share is unknown.
+// quota (cpu.max: its usage against the quota), and otherwise from /proc/stat: the
+// CPUs of the process's affinity mask (all of the machine's unless a cpuset narrows
+// them), whoever uses them, since the other processes on those CPUs compete for the
+// same cores. cgroup v1 quotas are not read. Elsewhere the share is unknown.
 //
 // Hand-written rather than taken from a library (gopsutil reads the same files): two
 // files of a few lines each, read a few times a second on the journal's commit path,

@@ -1,37 +1,49 @@
 package cpubusy
 
 import (
+	"bufio"
 	"math"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 )
 
 func TestParseProcStat(t *testing.T) {
+	const stat = "cpu  2338556 16458 946033 8402468 70074 0 183568 25018 0 0\n" +
+		"cpu0 100 0 100 700 100 0 0 0 0 0\n" +
+		"cpu1 10 0 10 80 0 0 0 0 0 0\n" +
+		"cpu2 50 0 0 50 0 0 0 0 0 0\n" +
+		"intr 1 2 3\n"
 	for _, tc := range []struct {
 		in          string
+		cpus        map[int]bool
 		busy, total uint64
 		bad         bool
 	}{
 		// user nice system idle iowait irq softirq steal guest guest_nice
-		{in: "cpu  2338556 16458 946033 8402468 70074 0 183568 25018 0 0\ncpu0 1 2 3 4\n", busy: 2338556 + 16458 + 946033 + 183568 + 25018, total: 2338556 + 16458 + 946033 + 8402468 + 70074 + 183568 + 25018},
-		{in: "cpu 10 0 10 80\n", busy: 20, total: 100}, // an old kernel: four columns
+		{in: stat, busy: 2338556 + 16458 + 946033 + 183568 + 25018, total: 2338556 + 16458 + 946033 + 8402468 + 70074 + 183568 + 25018},
+		{in: stat, cpus: map[int]bool{1: true, 2: true}, busy: 20 + 50, total: 100 + 100}, // a cpuset of two
+		{in: stat, cpus: map[int]bool{0: true, 1: true, 2: true}, busy: 270, total: 1200}, // iowait is not busy
+		{in: "cpu 10 0 10 80\n", busy: 20, total: 100},                                    // an old kernel: four columns
+		{in: stat, cpus: map[int]bool{7: true}, bad: true},                                // none of the mask
 		{in: "cpu0 1 2 3 4 5\n", bad: true},
 		{in: "intr 1 2 3\n", bad: true},
 		{in: "cpu 1 2 x 4 5\n", bad: true},
+		{in: "cpu 1 2\n", bad: true},
 		{in: "", bad: true},
 	} {
-		busy, total, err := parseProcStat([]byte(tc.in))
+		busy, total, err := parseProcStat(bufio.NewReader(strings.NewReader(tc.in)), tc.cpus)
 		if tc.bad {
 			if err == nil {
-				t.Errorf("parseProcStat(%q) = %d, %d, want an error", tc.in, busy, total)
+				t.Errorf("parseProcStat(%q, %v) = %d, %d, want an error", tc.in, tc.cpus, busy, total)
 			}
 			continue
 		}
 		if err != nil || busy != tc.busy || total != tc.total {
-			t.Errorf("parseProcStat(%q) = %d, %d, %v, want %d, %d", tc.in, busy, total, err, tc.busy, tc.total)
+			t.Errorf("parseProcStat(%q, %v) = %d, %d, %v, want %d, %d", tc.in, tc.cpus, busy, total, err, tc.busy, tc.total)
 		}
 	}
 }
@@ -191,6 +203,9 @@ func TestMeterAverages(t *testing.T) {
 func TestSystem(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("the system counter reads Linux's files")
+	}
+	if cpus := affinity(); len(cpus) != runtime.NumCPU() {
+		t.Errorf("affinity() holds %d CPUs, runtime.NumCPU() %d", len(cpus), runtime.NumCPU())
 	}
 	m := NewFrom(System(), time.Millisecond, DefaultTau)
 	deadline := time.Now().Add(10 * time.Second)

@@ -20,57 +20,99 @@ var (
 )
 
 // System returns the counter of the CPUs this process may use: its cgroup's usage
-// against its quota when the cgroup (v2) has one, else the whole machine's CPUs from
-// /proc/stat. Where neither can be read the counter reports ok false.
+// against its quota when the cgroup (v2) has one, else the CPUs of its affinity mask
+// from /proc/stat (all of the machine's unless a cpuset narrows them). Where neither
+// can be read the counter reports ok false.
 func System() Counter {
 	if dir, cores, err := cgroupQuota(); err == nil && cores > 0 {
 		return cgroupCounter(dir, cores)
 	}
-	return procStatCounter
+	return procStatCounter(affinity())
 }
 
 // userHZ is the unit of /proc/stat's times (USER_HZ, 100 on every Linux
 // architecture Go supports). Only ratios of them are used.
 const userHZ = 100
 
-// procStatCounter reads the machine's CPU times from the first line of /proc/stat.
-func procStatCounter() (used, total time.Duration, ok bool) {
-	b, err := readHead(procStat, 512)
-	if err != nil {
-		return 0, 0, false
+// procStatCounter reads CPU times from /proc/stat: of the CPUs in cpus, or of all of
+// them (the first line's totals) when cpus is nil.
+func procStatCounter(cpus map[int]bool) Counter {
+	return func() (used, total time.Duration, ok bool) {
+		f, err := os.Open(procStat)
+		if err != nil {
+			return 0, 0, false
+		}
+		defer f.Close()
+		busy, all, err := parseProcStat(bufio.NewReaderSize(f, 4096), cpus)
+		if err != nil {
+			return 0, 0, false
+		}
+		tick := time.Second / userHZ
+		return time.Duration(busy) * tick, time.Duration(all) * tick, true
 	}
-	busy, all, err := parseProcStat(b)
-	if err != nil {
-		return 0, 0, false
-	}
-	tick := time.Second / userHZ
-	return time.Duration(busy) * tick, time.Duration(all) * tick, true
 }
 
-// parseProcStat returns the busy and total ticks of the "cpu" line that starts b:
-// user nice system idle iowait irq softirq steal (guest times are already in user
-// and nice). Idle and iowait are not busy; steal is (the hypervisor gave the time to
-// someone else).
-func parseProcStat(b []byte) (busy, total uint64, err error) {
-	line, _, _ := bytes.Cut(b, []byte{'\n'})
-	f := strings.Fields(string(line))
-	if len(f) < 5 || f[0] != "cpu" {
-		return 0, 0, fmt.Errorf("cpubusy: %s: first line %q is not the cpu totals", procStat, line)
+// parseProcStat returns the busy and total ticks in /proc/stat's "cpu" lines: the
+// first line's (all CPUs) when cpus is nil, else the sum of the lines "cpuN" for the
+// N in cpus. A line holds user nice system idle iowait irq softirq steal (guest
+// times are already in user and nice). Idle and iowait are not busy; steal is (the
+// hypervisor gave the time to someone else). It reads no further than the cpu lines.
+func parseProcStat(r *bufio.Reader, cpus map[int]bool) (busy, total uint64, err error) {
+	first, found := true, 0
+	for {
+		line, rerr := r.ReadString('\n')
+		name, rest, _ := strings.Cut(strings.TrimRight(line, "\n"), " ")
+		if !strings.HasPrefix(name, "cpu") {
+			break
+		}
+		include := first && name == "cpu" && cpus == nil
+		if !first || name != "cpu" {
+			n, aerr := strconv.Atoi(name[3:])
+			include = aerr == nil && cpus[n]
+		}
+		if first && name != "cpu" {
+			return 0, 0, fmt.Errorf("cpubusy: %s: first line %q is not the cpu totals", procStat, line)
+		}
+		first = false
+		if include {
+			b, t, perr := cpuTicks(rest)
+			if perr != nil {
+				return 0, 0, fmt.Errorf("cpubusy: %s: %s: %w", procStat, name, perr)
+			}
+			busy, total, found = busy+b, total+t, found+1
+			if cpus == nil {
+				return busy, total, nil
+			}
+		}
+		if rerr != nil {
+			break
+		}
+	}
+	if first {
+		return 0, 0, fmt.Errorf("cpubusy: %s has no cpu totals", procStat)
+	}
+	if found == 0 {
+		return 0, 0, fmt.Errorf("cpubusy: %s has none of the CPUs of the affinity mask", procStat)
+	}
+	return busy, total, nil
+}
+
+// cpuTicks returns the busy and total ticks of a cpu line's columns.
+func cpuTicks(cols string) (busy, total uint64, err error) {
+	f := strings.Fields(cols)
+	if len(f) < 4 {
+		return 0, 0, fmt.Errorf("%d columns, want at least 4", len(f))
 	}
 	var v [8]uint64
-	for i := range v {
-		if i+1 >= len(f) {
-			break // older kernels have fewer columns
-		}
-		if v[i], err = strconv.ParseUint(f[i+1], 10, 64); err != nil {
-			return 0, 0, fmt.Errorf("cpubusy: %s: column %d of %q: %w", procStat, i+1, line, err)
+	for i := range min(len(f), len(v)) {
+		if v[i], err = strconv.ParseUint(f[i], 10, 64); err != nil {
+			return 0, 0, fmt.Errorf("column %d: %w", i+1, err)
 		}
 	}
 	for _, x := range v {
 		total += x
 	}
-	idle := v[3] + v[4]
-	return total - idle, total, nil
+	return total - v[3] - v[4], total, nil
 }
 
 // cgroupQuota returns the cgroup (v2) directory of this process and its CPU quota in

@@ -321,7 +321,7 @@ type Journal struct {
 	// WindowCPU is the share (0 to 1) of the CPUs' time in use from which the window
 	// engages (default 0.7; it disengages 0.35 below): a sync's CPU is saved at the
 	// price of the writers' wait only when CPU is scarce. The share is the cgroup's
-	// (v2, when it has a CPU quota) or the whole machine's. 0: by the write rate alone.
+	// (v2, when it has a CPU quota) or that of the CPUs the process may run on. 0: by the write rate alone.
 	WindowCPU float64 `yaml:"window_cpu"`
 	// Gap is how long the queue may stay empty before a group is synced before its
 	// window is over (default 50µs).

@@ -274,7 +274,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		}
 		return 0
 	}), prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "switchyard_cpu_busy", Help: "Share (0 to 1) of the CPUs' time in use a moving average over about a second: the cgroup's quota when it has one, else the whole machine (journal.window_cpu); -1 when not known.",
+		Name: "switchyard_cpu_busy", Help: "Share (0 to 1) of the CPUs' time in use, a moving average over about a second: of the cgroup's quota when it has one, else of the CPUs the process may run on (journal.window_cpu); -1 when not known.",
 	}, func() float64 {
 		if b, known := cpu.Busy(); known {
 			return b
