@@ -16,8 +16,8 @@
 package cpubusy
 
 import (
+	"context"
 	"math"
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -37,16 +37,17 @@ const (
 type Counter func() (used, total time.Duration, ok bool)
 
 // Meter reports the busy share of the CPUs: a moving average of the share over each
-// interval between samples. Busy samples the counter anew once every has passed
-// since the last sample, on the caller's goroutine: a Meter has no goroutine of its
-// own. It is safe for concurrent use.
+// interval between samples. Run samples the counter on its caller's goroutine; Busy
+// reads what the last sample found and never touches a file, so that it can sit on a
+// hot path (a read of /proc/stat costs the kernel more the more CPUs and interrupts
+// a machine has). Busy is safe for concurrent use with Run.
 type Meter struct {
 	every time.Duration
 	tau   time.Duration
 	read  Counter
 	now   func() time.Time
 
-	mu         sync.Mutex // guards the sample below
+	// The last sample, the sampler's (Run's goroutine) alone.
 	at         time.Time
 	used, tot  time.Duration
 	haveSample bool
@@ -71,27 +72,39 @@ func NewFrom(read Counter, every, tau time.Duration) *Meter {
 	return &Meter{every: every, tau: max(tau, 0), read: read, now: time.Now}
 }
 
+// Run samples the counter now and then at every interval until ctx is done, and
+// returns nil. A Meter has one Run at a time; without one the share stays unknown.
+func (m *Meter) Run(ctx context.Context) error {
+	if m == nil || m.read == nil {
+		return nil
+	}
+	t := time.NewTicker(m.every)
+	defer t.Stop()
+	for {
+		m.sample()
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
 // Busy returns the share (0 to 1) of the CPUs' time that was in use, a moving
 // average over the intervals between samples with the Meter's time constant, and
-// whether it is known (false before the second sample, and where the counter cannot
-// be read; the average starts again once it can).
+// whether it is known (false before Run's second sample, and while the counter
+// cannot be read; the average starts again once it can).
 func (m *Meter) Busy() (share float64, known bool) {
-	if m == nil || m.read == nil {
+	if m == nil {
 		return 0, false
-	}
-	if m.mu.TryLock() { // another caller sampling now: its result is as good
-		m.sample()
-		m.mu.Unlock()
 	}
 	return math.Float64frombits(m.share.Load()), m.known.Load()
 }
 
-// sample takes a new sample when the interval is over. The caller holds mu.
+// sample reads the counter and folds the interval since the last sample into the
+// share. Only the sampler calls it.
 func (m *Meter) sample() {
 	now := m.now()
-	if m.haveSample && now.Sub(m.at) < m.every {
-		return
-	}
 	used, tot, ok := m.read()
 	if !ok {
 		m.haveSample = false

@@ -2,6 +2,7 @@ package cpubusy
 
 import (
 	"bufio"
+	"context"
 	"math"
 	"os"
 	"path/filepath"
@@ -106,6 +107,14 @@ func TestCgroupQuota(t *testing.T) {
 		t.Errorf("the cgroup's counter = %v, %v; want 5ms used", used, ok)
 	}
 
+	// A smaller quota on the slice above binds the service, and its usage is the
+	// one to read.
+	slice := filepath.Dir(grp)
+	write(filepath.Join(slice, "cpu.max"), "100000 100000\n")
+	if gotDir, cores, err := cgroupQuota(); err != nil || gotDir != slice || cores != 1 {
+		t.Errorf("cgroupQuota under a slice of 1 core = %q, %v, %v; want %q, 1", gotDir, cores, err, slice)
+	}
+	write(filepath.Join(slice, "cpu.max"), "max 100000\n")
 	write(filepath.Join(grp, "cpu.max"), "max 100000\n")
 	if _, cores, err := cgroupQuota(); err != nil || cores != 0 {
 		t.Errorf("cgroupQuota without a quota = %v, %v; want 0 cores", cores, err)
@@ -116,7 +125,7 @@ func TestCgroupQuota(t *testing.T) {
 	}
 }
 
-// TestMeter drives a Meter with a counter and a clock of the test's own.
+// TestMeter drives a Meter's samples with a counter and a clock of the test's own.
 func TestMeter(t *testing.T) {
 	var used, total time.Duration
 	ok := true
@@ -127,7 +136,9 @@ func TestMeter(t *testing.T) {
 		clock = clock.Add(d)
 		used += u
 		total += tot
+		m.sample()
 	}
+	m.sample()
 	if _, known := m.Busy(); known {
 		t.Fatal("known after one sample")
 	}
@@ -135,14 +146,14 @@ func TestMeter(t *testing.T) {
 	if s, known := m.Busy(); !known || s != 0.75 {
 		t.Fatalf("Busy = %v, %v; want 0.75", s, known)
 	}
-	// Within the interval the last share stands, whatever the counter did.
-	step(50*time.Millisecond, 0, 200*time.Millisecond)
-	if s, _ := m.Busy(); s != 0.75 {
-		t.Errorf("Busy within the interval = %v, want 0.75 again", s)
-	}
-	step(50*time.Millisecond, 40*time.Millisecond, 200*time.Millisecond)
+	step(100*time.Millisecond, 40*time.Millisecond, 400*time.Millisecond)
 	if s, _ := m.Busy(); s != 0.1 {
 		t.Errorf("Busy = %v, want 0.1 (40ms of 400ms)", s)
+	}
+	// A counter that did not move keeps the last share.
+	step(100*time.Millisecond, 0, 0)
+	if s, known := m.Busy(); !known || s != 0.1 {
+		t.Errorf("Busy after a sample that did not move = %v, %v; want 0.1 still", s, known)
 	}
 	// A counter that stops being readable makes the share unknown, and two
 	// readable samples make it known again.
@@ -177,9 +188,10 @@ func TestMeterAverages(t *testing.T) {
 		clock = clock.Add(250 * time.Millisecond)
 		used += time.Duration(share * float64(500*time.Millisecond))
 		total += 500 * time.Millisecond
+		m.sample()
 		return m.Busy()
 	}
-	m.Busy()
+	m.sample()
 	if s, known := interval(0.8); !known || s != 0.8 {
 		t.Fatalf("first interval: %v, %v; want 0.8 (the average starts at the first share)", s, known)
 	}
@@ -198,6 +210,34 @@ func TestMeterAverages(t *testing.T) {
 	}
 }
 
+// TestMeterRun: Run samples until its context ends, then returns; Busy reads what it
+// found, and a counter that cannot be read is read only once an interval.
+func TestMeterRun(t *testing.T) {
+	reads := make(chan int, 1)
+	n := 0
+	m := NewFrom(func() (time.Duration, time.Duration, bool) {
+		n++
+		if n == 3 {
+			reads <- n
+		}
+		return time.Duration(n) * time.Second, time.Duration(n) * 2 * time.Second, true
+	}, time.Millisecond, 0)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	<-reads // the third sample: two intervals folded in
+	if s, known := m.Busy(); !known || s != 0.5 {
+		t.Errorf("Busy after three samples = %v, %v; want 0.5", s, known)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run = %v", err)
+	}
+	if err := NewFrom(nil, 0, 0).Run(context.Background()); err != nil { // returns at once
+		t.Errorf("Run of a Meter without a counter = %v", err)
+	}
+}
+
 // TestSystem reads this machine's CPUs: on Linux the share becomes known once the
 // counter has moved, and lies between 0 and 1.
 func TestSystem(t *testing.T) {
@@ -210,6 +250,7 @@ func TestSystem(t *testing.T) {
 	m := NewFrom(System(), time.Millisecond, DefaultTau)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
+		m.sample()
 		s, known := m.Busy()
 		if known {
 			if s < 0 || s > 1 {

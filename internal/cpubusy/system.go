@@ -19,15 +19,20 @@ var (
 	cgroupRoot = "/sys/fs/cgroup"
 )
 
-// System returns the counter of the CPUs this process may use: its cgroup's usage
-// against its quota when the cgroup (v2) has one, else the CPUs of its affinity mask
-// from /proc/stat (all of the machine's unless a cpuset narrows them). Where neither
-// can be read the counter reports ok false.
+// System returns the counter of the CPUs this process may use: the usage of its
+// cgroup (v2) against its CPU quota when the cgroup or one above it has one (the
+// smallest quota on the way up, and no more cores than the affinity mask holds), else
+// the CPUs of its affinity mask from /proc/stat (all of the machine's unless a cpuset
+// narrows them). Where neither can be read the counter reports ok false.
 func System() Counter {
+	cpus := affinity()
 	if dir, cores, err := cgroupQuota(); err == nil && cores > 0 {
+		if len(cpus) > 0 {
+			cores = min(cores, float64(len(cpus)))
+		}
 		return cgroupCounter(dir, cores)
 	}
-	return procStatCounter(affinity())
+	return procStatCounter(cpus)
 }
 
 // userHZ is the unit of /proc/stat's times (USER_HZ, 100 on every Linux
@@ -115,8 +120,9 @@ func cpuTicks(cols string) (busy, total uint64, err error) {
 	return total - v[3] - v[4], total, nil
 }
 
-// cgroupQuota returns the cgroup (v2) directory of this process and its CPU quota in
-// cores, or 0 cores when it has none ("max").
+// cgroupQuota returns the cgroup (v2) directory whose CPU quota binds this process
+// (its own cgroup's or one above it: the smallest quota on the way up to the root of
+// the hierarchy as mounted), and that quota in cores; 0 cores when none has one.
 func cgroupQuota() (dir string, cores float64, err error) {
 	b, err := os.ReadFile(procCgroup)
 	if err != nil {
@@ -133,13 +139,31 @@ func cgroupQuota() (dir string, cores float64, err error) {
 	if !found {
 		return "", 0, fmt.Errorf("cpubusy: %s: no cgroup v2 entry", procCgroup)
 	}
-	dir = filepath.Join(cgroupRoot, filepath.Clean("/"+rel))
-	b, err = os.ReadFile(filepath.Join(dir, "cpu.max"))
-	if err != nil {
-		return "", 0, err
+	own := filepath.Join(cgroupRoot, filepath.Clean("/"+rel))
+	read := false
+	for d := own; ; d = filepath.Dir(d) {
+		b, err := os.ReadFile(filepath.Join(d, "cpu.max"))
+		if err == nil {
+			read = true
+			c, perr := parseCPUMax(b)
+			if perr != nil {
+				return "", 0, perr
+			}
+			if c > 0 && (cores == 0 || c < cores) {
+				dir, cores = d, c
+			}
+		}
+		if d == cgroupRoot || len(d) <= len(cgroupRoot) {
+			break
+		}
 	}
-	cores, err = parseCPUMax(b)
-	return dir, cores, err
+	if !read {
+		return "", 0, fmt.Errorf("cpubusy: no cpu.max in %s or above it", own)
+	}
+	if cores == 0 {
+		dir = own
+	}
+	return dir, cores, nil
 }
 
 // parseCPUMax reads a cgroup's cpu.max ("<quota> <period>" in microseconds, or "max
@@ -160,8 +184,8 @@ func parseCPUMax(b []byte) (float64, error) {
 	return q / p, nil
 }
 
-// cgroupCounter reads the cgroup's usage (cpu.stat's usage_usec) against its quota of
-// cores, over the wall clock.
+// cgroupCounter reads the usage of the cgroup at dir (cpu.stat's usage_usec, its
+// own and its descendants') against cores, over the wall clock.
 func cgroupCounter(dir string, cores float64) Counter {
 	stat := filepath.Join(dir, "cpu.stat")
 	start := time.Now()

@@ -97,6 +97,7 @@ type Server struct {
 	ratings   *merchantrisk.Ratings // merchantrisk.go
 	notices   *notify.Outbox        // merchantrisk.go
 	loops     *loops
+	cpu       *cpubusy.Meter // the CPUs' busy share for journal.window_cpu, sampled by a loop
 	links     map[string]*issuer.Link
 	listeners []*frontend.Listener
 	adminSrv  *http.Server
@@ -214,7 +215,8 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		s.cl.node.SetMetrics(s.cl.metrics)
 		s.SetReadyCheck(s.cl.ready)
 	}
-	cpu := cpubusy.New()
+	s.cpu = cpubusy.New()
+	cpu := s.cpu
 	if s.Journal, err = journal.Open(s.db, journal.Options{Dir: JournalDir(cfg.DataDir), MaxBatch: cfg.Journal.MaxBatch, RRNPrefix: s.cl.rrnPrefix(),
 		Window: cfg.Journal.Window.D(), Gap: cfg.Journal.Gap.D(), WindowCPU: cfg.Journal.WindowCPU, Busy: cpu.Busy, SegmentSize: int64(cfg.Journal.SegmentMB) << 20, IndexDelay: cfg.Journal.IndexDelay.D(),
 		OnPreallocError: func(err error) {
@@ -535,6 +537,7 @@ func (s *Server) Start() {
 		if s.cl != nil {
 			s.loops.Go("cluster metrics", s.cl.watchMetrics)
 		}
+		s.loops.Go("CPU meter", s.cpu.Run) // journal.window_cpu
 		s.loops.Go("offline monitor", func(ctx context.Context) error {
 			s.monitor.Run(ctx)
 			return nil

@@ -26,7 +26,7 @@ type GroupOptions struct {
 	// Busy, when set, reports how busy the CPUs are (a share from 0 to 1) and whether
 	// that is known (cpubusy.Meter.Busy). The Window then engages only while the CPUs
 	// are busy too: from a share of BusyFrom on, until it falls below BusyFrom minus
-	// BusyBand. A group's sync costs CPU (80-125 µs on a virtual disk) and the Window
+	// BusyBand (or half of BusyFrom, when that is higher). A group's sync costs CPU (80-125 µs on a virtual disk) and the Window
 	// saves it at the price of the writers' wait, which is worth paying only when the
 	// CPU is scarce. A share that is not known, or a BusyFrom of 0, leaves the
 	// decision to the arrival rate alone.
@@ -330,8 +330,9 @@ func (c *Committer[R]) observe(arrivals uint64) float64 {
 }
 
 // cpuAllows reports whether the CPUs are busy enough for the Window: from BusyFrom
-// on, until the share falls BusyBand below it; always when the share is not known
-// or not asked for. The caller holds the token.
+// on, until the share falls BusyBand below it (or below half of it, for a BusyFrom
+// under twice BusyBand, which the band alone would never let go); always when the
+// share is not known or not asked for. The caller holds the token.
 func (c *Committer[R]) cpuAllows() bool {
 	if c.opts.Busy == nil || c.opts.BusyFrom <= 0 {
 		return true
@@ -340,7 +341,7 @@ func (c *Committer[R]) cpuAllows() bool {
 	if known {
 		if share >= c.opts.BusyFrom {
 			c.cpuBusy = true
-		} else if share < c.opts.BusyFrom-BusyBand {
+		} else if share < max(c.opts.BusyFrom-BusyBand, c.opts.BusyFrom/2) {
 			c.cpuBusy = false
 		}
 	}

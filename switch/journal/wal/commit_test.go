@@ -292,6 +292,31 @@ func TestWindowFollowsCPU(t *testing.T) {
 	}
 }
 
+// TestBusyBand: the CPU's part of the decision, share by share: on from BusyFrom,
+// off below BusyFrom minus BusyBand, or below half of BusyFrom when that is higher
+// (a BusyFrom of 0.2 would otherwise never let go).
+func TestBusyBand(t *testing.T) {
+	for _, tc := range []struct {
+		from   float64
+		shares []float64
+		want   []bool
+	}{
+		{0.7, []float64{0.5, 0.7, 0.5, 0.36, 0.34, 0.6, 0.69, 0.71}, []bool{false, true, true, true, false, false, false, true}},
+		{0.2, []float64{0.1, 0.25, 0.12, 0.09, 0.15, 0.3}, []bool{false, true, true, false, false, true}},
+		{1, []float64{0.99, 1, 0.66, 0.64}, []bool{false, true, true, false}},
+	} {
+		var share float64
+		c := StartCommitter(GroupOptions{Window: time.Millisecond, BusyFrom: tc.from, Busy: func() (float64, bool) { return share, true }}, func([]int) {})
+		for i, sh := range tc.shares {
+			share = sh
+			if got := c.cpuAllows(); got != tc.want[i] {
+				t.Errorf("BusyFrom %v, shares %v: at %v the window is allowed %v, want %v", tc.from, tc.shares[:i+1], sh, got, tc.want[i])
+			}
+		}
+		c.Close()
+	}
+}
+
 // TestWritersRunBeforeNextSync: when the next group is already waiting, the writers
 // a commit has just told run before the committer starts the next group's sync,
 // instead of staying queued behind it on the committer's P (on one P here, where the
