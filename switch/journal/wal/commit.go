@@ -26,10 +26,11 @@ type GroupOptions struct {
 	// Busy, when set, reports how busy the CPUs are (a share from 0 to 1) and whether
 	// that is known (cpubusy.Meter.Busy). The Window then engages only while the CPUs
 	// are busy too: from a share of BusyFrom on, until it falls below BusyFrom minus
-	// BusyBand (or half of BusyFrom, when that is higher). A group's sync costs CPU (80-125 µs on a virtual disk) and the Window
-	// saves it at the price of the writers' wait, which is worth paying only when the
-	// CPU is scarce. A share that is not known, or a BusyFrom of 0, leaves the
-	// decision to the arrival rate alone.
+	// BusyBand (or half of BusyFrom, when that is higher). A group's sync costs CPU
+	// (60-125 µs on the test machine's virtual disk, issue 15) and the Window saves it
+	// at the price of the writers' wait, which is worth paying only when the CPU is
+	// scarce. A share that is not known, or a BusyFrom of 0, leaves the decision to the
+	// arrival rate alone.
 	Busy     func() (share float64, known bool)
 	BusyFrom float64
 	// Queue is how many requests may wait for the loop before Submit blocks (default
