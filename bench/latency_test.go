@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchyard/switchyard/switch/config"
 	"github.com/switchyard/switchyard/switch/frontend"
 )
 
@@ -66,7 +67,7 @@ func TestParseCurve(t *testing.T) {
 // TestCurveReported: the curve, the stages and the cards run are in the JSON, the
 // table and the HTML (with its chart), and the targets judge them.
 func TestCurveReported(t *testing.T) {
-	r := &Result{Scenario: "curve", Switch: &Phase{Name: "switch", TPS: 10000},
+	r := &Result{Scenario: "curve", Switch: &Phase{Name: "switch", TPS: 10000}, Settings: Settings{JournalWindow: time.Millisecond, JournalWindowCPU: 0.7},
 		Curve: []CurvePoint{
 			{Rate: 1000, TPS: 1000, Latency: Quantiles{P50: 900, P90: 1500, P99: 3000, P999: 7000, Max: 9000},
 				Stages: []StageQuantiles{{Stage: "issuer", Count: 1000, P50: 500, P99: 2500, P999: 4000}}},
@@ -92,7 +93,7 @@ func TestCurveReported(t *testing.T) {
 	}
 	r.WriteTable(&tab)
 	for _, want := range []string{"latency versus rate", "issuer 2.50 ms", "journal_final", "100 MB (100 bytes a card)", "settled in 1.5s",
-		"122 µs/auth, 0.61 cores", "560/s of 26.9 records"} {
+		"122 µs/auth, 0.61 cores", "560/s of 26.9 records", "switch journal window 1ms, window_cpu 0.7"} {
 		if !strings.Contains(tab.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, tab.String())
 		}
@@ -120,6 +121,29 @@ func TestGroupCommits(t *testing.T) {
 	}
 	if n, _ := groupCommits(after, after, time.Second); n != 0 {
 		t.Errorf("groupCommits without a commit = %v/s", n)
+	}
+}
+
+// TestJournalYAML: the journal settings given to the bench reach the switch's
+// configuration as the switch reads it, and what is not given keeps its default.
+func TestJournalYAML(t *testing.T) {
+	base := "demo: true\nlisteners: [{addr: 127.0.0.1:1}]\nsecurity: {card_hash_key_hex: " + config.DemoCardHashKey + "}\n"
+	for _, tc := range []struct {
+		window time.Duration
+		cpu    float64
+	}{{-1, -1}, {0, -1}, {-1, 0}, {500 * time.Microsecond, 0.85}} {
+		y := journalYAML(tc.window, tc.cpu)
+		if tc.window < 0 && tc.cpu < 0 && y != "" {
+			t.Errorf("journalYAML(defaults) = %q, want nothing", y)
+		}
+		c, err := config.Parse([]byte(base+y), "switch.yaml")
+		if err != nil {
+			t.Fatalf("%q: %v", y, err)
+		}
+		w, cpu := journalSettings(tc.window, tc.cpu)
+		if c.Journal.Window.D() != w || c.Journal.WindowCPU != cpu {
+			t.Errorf("%q: the switch reads window %s, window_cpu %v; the report says %s, %v", y, c.Journal.Window.D(), c.Journal.WindowCPU, w, cpu)
+		}
 	}
 }
 

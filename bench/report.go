@@ -352,6 +352,9 @@ func (r *Result) rptView() rptModel {
 	if s.RelayBurn > 0 {
 		m.settingsKV = append(m.settingsKV, rptKV{"relay CPU a request", s.RelayBurn.String()})
 	}
+	if s.JournalWindow > 0 || s.JournalWindowCPU > 0 { // both 0: a result from before they were recorded
+		m.settingsKV = append(m.settingsKV, rptKV{"switch journal", "window " + s.JournalWindow.String() + ", window_cpu " + strconv.FormatFloat(s.JournalWindowCPU, 'g', -1, 64)})
+	}
 	if s.RelayJournal {
 		m.settingsKV = append(m.settingsKV, rptKV{"relay journal", "two durable writes a transaction, group commit window " + s.RelayJournalWindow.String()})
 	}

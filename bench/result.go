@@ -98,6 +98,10 @@ type Settings struct {
 	RelayJournal bool `json:"relay_journal,omitempty"`
 	// RelayJournalWindow is that journal's group commit window.
 	RelayJournalWindow time.Duration `json:"relay_journal_window_ns,omitempty"`
+	// JournalWindow and JournalWindowCPU are the switch's journal.window and
+	// journal.window_cpu in the run (bench --journal-window, --journal-window-cpu).
+	JournalWindow    time.Duration `json:"journal_window_ns"`
+	JournalWindowCPU float64       `json:"journal_window_cpu"`
 }
 
 // Phase is one load run against one target.

@@ -37,9 +37,14 @@ type Options struct {
 	// RelayJournalWindow is that journal's group commit window (negative: the
 	// switch's default).
 	RelayJournalWindow time.Duration
-	Terminals          int
-	Conns              int
-	Depth              int
+	// JournalWindow and JournalWindowCPU are the switch's journal.window and
+	// journal.window_cpu (negative: the switch's defaults), so that a run can weigh
+	// the group commit's window against the latency without a build of its own.
+	JournalWindow    time.Duration
+	JournalWindowCPU float64
+	Terminals        int
+	Conns            int
+	Depth            int
 	// Rate, when above zero, adds an open-loop run at this many authorizations per
 	// second (after the closed loop at maximum throughput) to measure latency at a
 	// sustained load.
@@ -331,7 +336,7 @@ admin: {addr: "%s"}
 demo_issuer: {external: "%s"}
 shutdown: {drain_timeout: 10s}
 security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504154482d48415348"}
-`, filepath.Join(o.WorkDir, "data"), rulesDir, termAddr, adminAddr, simAddr) + qrCfg
+`, filepath.Join(o.WorkDir, "data"), rulesDir, termAddr, adminAddr, simAddr) + qrCfg + journalYAML(o.JournalWindow, o.JournalWindowCPU)
 	if o.PayShield {
 		hsmAddr, err := freeAddr()
 		if err != nil {
@@ -520,6 +525,7 @@ func (rep *Report) result(o Options) *Result {
 	}
 	r.Stages, r.PacedCPU, r.Curve, r.Settle, r.Cards = rep.Stages, rep.PacedCPU, rep.Curve, rep.Settle, rep.Cards
 	r.Settings.Fresh, r.Settings.Cards, r.Settings.RelayBurn, r.Settings.RelayJournal = o.Fresh, o.Cards, o.RelayBurn, o.RelayJournal
+	r.Settings.JournalWindow, r.Settings.JournalWindowCPU = journalSettings(o.JournalWindow, o.JournalWindowCPU)
 	if o.RelayJournal {
 		r.Settings.RelayJournalWindow = o.RelayJournalWindow
 		if o.RelayJournalWindow < 0 {
@@ -694,4 +700,31 @@ func fmtUS(us int64) string {
 		return fmt.Sprintf("%.2f ms", float64(us)/1000)
 	}
 	return fmt.Sprintf("%d µs", us)
+}
+
+// journalYAML is the switch's journal section for a window and a window_cpu given to
+// the bench (negative: the switch's default, left out), or "" when both are.
+func journalYAML(window time.Duration, cpu float64) string {
+	var kv []string
+	if window >= 0 {
+		kv = append(kv, "window: "+window.String())
+	}
+	if cpu >= 0 {
+		kv = append(kv, "window_cpu: "+strconv.FormatFloat(cpu, 'g', -1, 64))
+	}
+	if len(kv) == 0 {
+		return ""
+	}
+	return "journal: {" + strings.Join(kv, ", ") + "}\n"
+}
+
+// journalSettings are the window and window_cpu the switch ran with.
+func journalSettings(window time.Duration, cpu float64) (time.Duration, float64) {
+	if window < 0 {
+		window = config.DefaultJournalWindow
+	}
+	if cpu < 0 {
+		cpu = config.DefaultJournalWindowCPU
+	}
+	return window, cpu
 }

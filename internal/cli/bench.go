@@ -23,6 +23,8 @@ func runBench(env *Env, args []string) int {
 	fs.DurationVar(&o.RelayDuration, "relay-duration", 0, "measured time against the relay (default duration/3, at least 5s)")
 	fs.DurationVar(&o.RelayBurn, "relay-burn", 0, "the relay spends this much CPU on each request: the latency a process of that cost gets on this machine beside the harness and the simulator")
 	fs.DurationVar(&o.RelayJournalWindow, "relay-journal-window", -1, "with --relay-journal: the relay's group commit window (default: the switch's journal.window default, 1ms)")
+	fs.DurationVar(&o.JournalWindow, "journal-window", -1, "the switch's journal.window (default: the switch's, 1ms)")
+	fs.Float64Var(&o.JournalWindowCPU, "journal-window-cpu", -1, "the switch's journal.window_cpu, 0 to 1 (default: the switch's, 0.7; 0: the window follows the write rate alone)")
 	fs.BoolVar(&o.RelayJournal, "relay-journal", false, "the relay makes the switch's two durable writes of each transaction (its log and group commit): the latency floor of the switch's durability on this machine (lowers the relay's throughput, the baseline)")
 	fs.IntVar(&o.Terminals, "terminals", 2000, "terminals (LT000001...)")
 	fs.IntVar(&o.Conns, "conns", 64, "connections")
@@ -66,6 +68,9 @@ func runBench(env *Env, args []string) int {
 	var err error
 	if o.Curve, err = bench.ParseCurve(*curve); err != nil {
 		return fail(env, "bench: --%v", err)
+	}
+	if !(o.JournalWindowCPU <= 1) { // NaN too; negative is the default
+		return fail(env, "bench: --journal-window-cpu %v is not a share between 0 and 1", o.JournalWindowCPU)
 	}
 	if *clusterNodes != 0 {
 		return runClusterBench(env, fs, o, *clusterNodes, *profile)
