@@ -298,20 +298,13 @@ func runCurve(ctx context.Context, o Options, lo LoadOptions, adminURL string, c
 		po.Rate, po.Duration, po.Warmup = rate, o.CurveStep, min(o.Warmup, time.Second)
 		var before, after map[string]*stageSnap
 		var m0, m1 map[string]float64
-		var cpu0, cpu1 [3]time.Duration
-		var t0, t1 time.Time
+		span := cpuSpan{of: cpuOf}
 		po.onStart = func() {
 			m0, before, _ = scrapeMetrics(ctx, adminURL)
-			if cpuOf != nil {
-				cpu0[0], cpu0[1], cpu0[2] = cpuOf()
-			}
-			t0 = time.Now()
+			span.start()
 		}
 		po.onEnd = func() {
-			t1 = time.Now()
-			if cpuOf != nil {
-				cpu1[0], cpu1[1], cpu1[2] = cpuOf()
-			}
+			span.end()
 			m1, after, _ = scrapeMetrics(ctx, adminURL)
 		}
 		res, err := RunLoad(ctx, po)
@@ -322,10 +315,8 @@ func runCurve(ctx context.Context, o Options, lo LoadOptions, adminURL string, c
 		p := CurvePoint{Rate: rate, TPS: res.TPS, Count: h.TotalCount(), Errors: res.Errors,
 			Latency: Quantiles{P50: h.ValueAtQuantile(50), P90: h.ValueAtQuantile(90), P99: h.ValueAtQuantile(99), P999: h.ValueAtQuantile(99.9), Max: h.Max()},
 			Stages:  stageDiff(before, after)}
-		if cpuOf != nil {
-			p.CPU = processCPU(cpu0, cpu1, t1.Sub(t0), h.TotalCount())
-		}
-		p.SyncsPerS, p.RecordsPerSync = groupCommits(m0, m1, t1.Sub(t0))
+		p.CPU = span.figures(h.TotalCount())
+		p.SyncsPerS, p.RecordsPerSync = groupCommits(m0, m1, span.elapsed())
 		out = append(out, p)
 	}
 	return out, nil
@@ -585,22 +576,15 @@ func (rep *Report) runOpenLoops(ctx context.Context, o Options, lo LoadOptions, 
 		po := lo
 		po.Rate, po.Warmup = o.Rate, min(o.Warmup, 2*time.Second)
 		var before, after map[string]*stageSnap
-		var cpu0, cpu1 [3]time.Duration
-		var t0, t1 time.Time
+		span := cpuSpan{of: rep.cpuOf}
 		var watch *storeWatch
 		po.onStart = func() {
 			_, before, _ = scrapeMetrics(ctx, adminURL)
-			if rep.cpuOf != nil {
-				cpu0[0], cpu0[1], cpu0[2] = rep.cpuOf()
-			}
-			t0 = time.Now()
+			span.start()
 			watch = startStoreWatch(ctx, adminURL)
 		}
 		po.onEnd = func() {
-			t1 = time.Now()
-			if rep.cpuOf != nil {
-				cpu1[0], cpu1[1], cpu1[2] = rep.cpuOf()
-			}
+			span.end()
 			rep.pacedStore = watch.stop(ctx, adminURL)
 			_, after, _ = scrapeMetrics(ctx, adminURL)
 		}
@@ -609,7 +593,7 @@ func (rep *Report) runOpenLoops(ctx context.Context, o Options, lo LoadOptions, 
 			return fmt.Errorf("paced load: %w", err)
 		}
 		rep.Stages = stageDiff(before, after)
-		rep.PacedCPU = processCPU(cpu0, cpu1, t1.Sub(t0), rep.Paced.Hist.TotalCount())
+		rep.PacedCPU = span.figures(rep.Paced.Hist.TotalCount())
 		if c := rep.PacedCPU; c != nil {
 			fmt.Fprintf(o.Out, "open loop CPU: switch %.2f, issuer simulator %.2f, harness %.2f cores (%.0f / %.0f / %.0f µs per authorization)\n",
 				c.SwitchCores, c.SimCores, c.HarnessCores, c.SwitchUS, c.SimUS, c.HarnessUS)
@@ -625,6 +609,36 @@ func (rep *Report) runOpenLoops(ctx context.Context, o Options, lo LoadOptions, 
 		}
 	}
 	return nil
+}
+
+// cpuSpan reads the CPU times of the three processes (of: the switch or the relay,
+// the simulator, the harness) at the start and the end of a measured window.
+type cpuSpan struct {
+	of       func() (mid, sim, self time.Duration)
+	from, to [3]time.Duration
+	t0, t1   time.Time
+}
+
+func (s *cpuSpan) start() { s.from = s.read(); s.t0 = time.Now() }
+func (s *cpuSpan) end()   { s.t1 = time.Now(); s.to = s.read() }
+
+func (s *cpuSpan) read() (v [3]time.Duration) {
+	if s.of != nil {
+		v[0], v[1], v[2] = s.of()
+	}
+	return v
+}
+
+// elapsed is the window's length.
+func (s *cpuSpan) elapsed() time.Duration { return s.t1.Sub(s.t0) }
+
+// figures is the window's CPU with n authorizations answered (nil without a reader
+// of the times, a window or an authorization).
+func (s *cpuSpan) figures(n int64) *ProcessCPU {
+	if s.of == nil {
+		return nil
+	}
+	return processCPU(s.from, s.to, s.elapsed(), n)
 }
 
 // processCPU turns the three processes' CPU times at the start and the end of a

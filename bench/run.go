@@ -484,20 +484,17 @@ security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504
 		fmt.Fprintf(o.Out, "relay, open loop: %.0f authorizations/s on a fixed schedule, %s measured (the floor of this machine and load)\n", o.Rate, o.RelayDuration)
 		po := ro
 		po.Rate = o.Rate
-		var cpu0, cpu1 [3]time.Duration
-		var t0, t1 time.Time
-		cpuOf := func() (a, b, c time.Duration) {
+		span := cpuSpan{of: func() (a, b, c time.Duration) {
 			a, _ = cpuTime(relay.cmd.Process.Pid)
 			b, _ = cpuTime(sim.cmd.Process.Pid)
 			c, _ = cpuTime(os.Getpid())
 			return a, b, c
-		}
-		po.onStart = func() { cpu0[0], cpu0[1], cpu0[2] = cpuOf(); t0 = time.Now() }
-		po.onEnd = func() { t1 = time.Now(); cpu1[0], cpu1[1], cpu1[2] = cpuOf() }
+		}}
+		po.onStart, po.onEnd = span.start, span.end
 		if rep.RelayPaced, err = RunLoad(ctx, po); err != nil {
 			return rep, fmt.Errorf("relay open loop: %w", err)
 		}
-		rep.RelayPacedCPU = processCPU(cpu0, cpu1, t1.Sub(t0), rep.RelayPaced.Hist.TotalCount())
+		rep.RelayPacedCPU = span.figures(rep.RelayPaced.Hist.TotalCount())
 	}
 	rep.Result = rep.result(o)
 	return rep, nil
