@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -747,11 +748,44 @@ func (l *Lease) Holders() []LeaseHolder {
 	return out
 }
 
+// leaseStopWait bounds Stop's wait for the lease's goroutines once they are told to
+// stop: a node's shutdown must end even if one of them does not.
+var leaseStopWait = 10 * time.Second
+
 // Stop stops refreshing (the lease then lapses after its TTL, unless the node
-// restarts within it) and watching, and waits for a running OnDead to return.
+// restarts within it) and watching, and waits for a running OnDead to return, at
+// most leaseStopWait: past it, it logs the stacks of the goroutines that have not
+// returned and returns without them (a recovery of another node cut short leaves
+// its claim running, as a crash in the middle of it would).
 func (l *Lease) Stop() {
 	if l.cancel != nil {
 		l.cancel()
 	}
-	l.wg.Wait()
+	done := make(chan struct{})
+	go func() {
+		l.wg.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(leaseStopWait)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		l.n.log.Error().Str("goroutines", ownStacks(buf)).
+			Msgf("lease: its goroutines did not stop within %v of the stop; stopping without them", leaseStopWait)
+	}
+}
+
+// ownStacks keeps, of a dump of every goroutine's stack, those running this
+// package's code.
+func ownStacks(dump []byte) string {
+	var keep []string
+	for g := range strings.SplitSeq(string(dump), "\n\n") {
+		if strings.Contains(g, "/switch/cluster.") {
+			keep = append(keep, g)
+		}
+	}
+	return strings.Join(keep, "\n\n")
 }

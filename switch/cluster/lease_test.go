@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	_ "unsafe" // go:linkname, to stop a server's Raft nodes the way a kill does
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/rs/zerolog"
 )
 
 // threeNodeConfigs are the configurations of a 3-node loopback cluster, node
@@ -544,4 +546,26 @@ func TestLeaseBucketLeaderKilled(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestLeaseStopBounded: Stop returns once leaseStopWait has passed even when a
+// goroutine of the lease does not stop, and logs that goroutine's stack.
+func TestLeaseStopBounded(t *testing.T) {
+	defer func(d time.Duration) { leaseStopWait = d }(leaseStopWait)
+	leaseStopWait = 50 * time.Millisecond
+	var logged bytes.Buffer
+	l := &Lease{n: &Node{log: zerolog.New(&logged)}}
+	stuck := make(chan struct{})
+	l.wg.Add(1)
+	go func() { // a goroutine of the lease that does not heed the stop
+		defer l.wg.Done()
+		<-stuck
+	}()
+	l.Stop()
+	close(stuck)
+	out := logged.String()
+	if !strings.Contains(out, "did not stop within 50ms") || !strings.Contains(out, "TestLeaseStopBounded") {
+		t.Errorf("Stop's log does not name the goroutine that did not stop:\n%s", out)
+	}
+	l.wg.Wait()
 }
