@@ -57,6 +57,41 @@ type Embedded struct {
 	// routes means a standalone JetStream server (one node, R1 streams only);
 	// cluster_name and cluster_addr are then unused.
 	Routes []string `yaml:"routes"`
+	// TLS, when given, makes the routes between the nodes and the client port
+	// mutual TLS (see EmbeddedTLS). Without it both are plain TCP: the cluster
+	// port must then sit on a private network.
+	TLS EmbeddedTLS `yaml:"tls"`
+}
+
+// EmbeddedTLS is the embedded server's mutual TLS. Every route between two nodes,
+// and every connection to the client port, presents a certificate signed by the
+// CA and checks the other end's against it; a connection without one, or with one
+// another CA signed, is refused. The CA therefore authenticates the peers: use one
+// that signs this cluster's nodes (and the tools allowed on its client port) and
+// nothing else. A node dialling a route checks that the peer's certificate names
+// the route URL's host (a DNS name or an IP address among its subject alternative
+// names); routes learnt from the peers are checked against the first host name of
+// the node's own routes, as nats-server does. The node's own connection to its
+// server is in process and does not use TLS.
+type EmbeddedTLS struct {
+	// CAFile is the PEM certificate of the CA that signs every node's certificate.
+	CAFile string `yaml:"ca_file"`
+	// CertFile and KeyFile are this node's certificate (PEM, with any
+	// intermediates) and private key, presented as server and as client. The key
+	// file must not be readable by others (chmod 600).
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// Enabled reports whether any of the TLS files is given (Validate then requires
+// all three).
+func (t EmbeddedTLS) Enabled() bool { return t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" }
+
+// tlsFile is one of EmbeddedTLS's files and its key under cluster.embedded.tls.
+type tlsFile struct{ key, path string }
+
+func (t EmbeddedTLS) files() []tlsFile {
+	return []tlsFile{{"ca_file", t.CAFile}, {"cert_file", t.CertFile}, {"key_file", t.KeyFile}}
 }
 
 // External is the connection to a NATS cluster run by someone else.
@@ -141,6 +176,13 @@ func (e *Embedded) validate(bad func(key, format string, args ...any)) {
 	}
 	if _, err := parseHostPort(e.ClientAddr); err != nil {
 		bad("embedded.client_addr", "%v", err)
+	}
+	if e.TLS.Enabled() {
+		for _, f := range e.TLS.files() {
+			if f.path == "" {
+				bad("embedded.tls."+f.key, "required with the other TLS files: ca_file, cert_file and key_file go together")
+			}
+		}
 	}
 	if len(e.Routes) == 0 {
 		return // a standalone JetStream server: no cluster listener, R1 streams only

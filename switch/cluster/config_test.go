@@ -40,6 +40,13 @@ func TestConfigValidate(t *testing.T) {
 		{"route scheme", func(c *Config) { c.Embedded.Routes[1] = "http://n2:6222" }, validEmbedded, `cluster.embedded.routes[1]: "http://n2:6222": scheme "http"`},
 		{"route port", func(c *Config) { c.Embedded.Routes[2] = "nats-route://n3" }, validEmbedded, "cluster.embedded.routes[2]: \"nats-route://n3\" needs a host and a non-zero port"},
 		{"route twice", func(c *Config) { c.Embedded.Routes[2] = c.Embedded.Routes[0] }, validEmbedded, "cluster.embedded.routes[2]: \"nats-route://n1:6222\" is listed twice"},
+		{"embedded tls", func(c *Config) {
+			c.Embedded.TLS = EmbeddedTLS{CAFile: "/etc/sy/ca.pem", CertFile: "/etc/sy/n1.pem", KeyFile: "/etc/sy/n1.key"}
+		}, validEmbedded, ""},
+		{"embedded tls without key", func(c *Config) {
+			c.Embedded.TLS = EmbeddedTLS{CAFile: "/etc/sy/ca.pem", CertFile: "/etc/sy/n1.pem"}
+		}, validEmbedded, "cluster.embedded.tls.key_file: required with the other TLS files"},
+		{"embedded tls without ca", func(c *Config) { c.Embedded.TLS = EmbeddedTLS{KeyFile: "/etc/sy/n1.key"} }, validEmbedded, "cluster.embedded.tls.ca_file: required"},
 		{"urls", func(c *Config) { c.External.URLs = nil }, validExternal, "cluster.external.urls: at least one"},
 		{"url", func(c *Config) { c.External.URLs[0] = "nats1:4222" }, validExternal, `cluster.external.urls[0]: "nats1:4222" is not a URL like nats://host:4222`},
 		{"url no host", func(c *Config) { c.External.URLs[1] = "nats://" }, validExternal, `cluster.external.urls[1]: "nats://" is not a URL`},

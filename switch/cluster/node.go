@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -84,7 +85,11 @@ func Start(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 		if n.srv, err = n.startServer(ctx, cfg.Embedded); err != nil {
 			return nil, err
 		}
-		n.nc, err = nats.Connect(n.srv.ClientURL(), append(n.connOptions(), nats.InProcessServer(n.srv))...)
+		// In process, the URL only names the server: nats:// even when the client
+		// port takes TLS alone (ClientURL says tls:// then), since the server lets
+		// an in-process connection go without it.
+		url := strings.Replace(n.srv.ClientURL(), "tls://", "nats://", 1)
+		n.nc, err = nats.Connect(url, append(n.connOptions(), nats.InProcessServer(n.srv))...)
 		if err != nil {
 			n.srv.Shutdown()
 			n.srv.WaitForShutdown()
@@ -168,6 +173,20 @@ func (n *Node) startServer(ctx context.Context, e Embedded) (*server.Server, err
 			so.Routes = append(so.Routes, u)
 		}
 	}
+	if e.TLS.Enabled() {
+		// A configuration each for the client port and the routes, as nats-server's
+		// own configuration file gives them.
+		if so.TLSConfig, err = e.TLS.serverConfig(); err != nil {
+			return nil, err
+		}
+		so.TLS, so.TLSVerify, so.TLSTimeout = true, true, tlsHandshakeTimeout.Seconds()
+		if len(e.Routes) > 0 {
+			if so.Cluster.TLSConfig, err = e.TLS.serverConfig(); err != nil {
+				return nil, err
+			}
+			so.Cluster.TLSTimeout = tlsHandshakeTimeout.Seconds()
+		}
+	}
 	if err := os.MkdirAll(e.StoreDir, 0o700); err != nil {
 		return nil, fmt.Errorf("cluster.embedded.store_dir: %w", err)
 	}
@@ -200,6 +219,34 @@ func (n *Node) startServer(ctx context.Context, e Embedded) (*server.Server, err
 		}
 	}
 	return s, nil
+}
+
+// tlsHandshakeTimeout bounds the embedded server's TLS handshakes (routes and
+// client port); nats-server's own default is 2 s.
+const tlsHandshakeTimeout = 2 * time.Second
+
+// serverConfig reads the embedded server's TLS files into a configuration that
+// presents the node's certificate and requires and verifies the other end's (the
+// same CA for the routes, both ways, and the client port). The key file must not
+// be readable by others.
+func (t EmbeddedTLS) serverConfig() (*tls.Config, error) {
+	for _, f := range t.files() {
+		fi, err := os.Stat(f.path)
+		if err != nil {
+			return nil, fmt.Errorf("cluster.embedded.tls.%s: %w", f.key, err)
+		}
+		if f.key == "key_file" && fi.Mode().Perm()&0o077 != 0 {
+			return nil, fmt.Errorf("cluster.embedded.tls.key_file: %s is readable by others (mode %v); chmod 600 it", f.path, fi.Mode().Perm())
+		}
+	}
+	c, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: t.CertFile, KeyFile: t.KeyFile, CaFile: t.CAFile, Verify: true})
+	if err != nil {
+		return nil, fmt.Errorf("cluster.embedded.tls (cert_file %s, key_file %s, ca_file %s): %w", t.CertFile, t.KeyFile, t.CAFile, err)
+	}
+	// A route's node is client and server both: the CA also verifies the peer it
+	// dials (nats-server's own cluster configuration does the same).
+	c.RootCAs = c.ClientCAs
+	return c, nil
 }
 
 // hostPort splits addr into nats-server's host and port; port 0 becomes

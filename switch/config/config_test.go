@@ -208,3 +208,24 @@ func TestClusterExamples(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterTLSKeys: cluster.embedded.tls's keys parse into the cluster's
+// configuration, and a misspelt one is refused.
+func TestClusterTLSKeys(t *testing.T) {
+	b, err := os.ReadFile("../../examples/cluster/node1.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsYAML := "\n    tls:\n      ca_file: /etc/switchyard/cluster-ca.pem\n      cert_file: /etc/switchyard/n1.pem\n      key_file: /etc/switchyard/n1.key\n"
+	c, err := Parse(append(b, tlsYAML...), "node1-tls.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Cluster.Embedded.TLS; got.CAFile != "/etc/switchyard/cluster-ca.pem" || got.CertFile != "/etc/switchyard/n1.pem" || got.KeyFile != "/etc/switchyard/n1.key" {
+		t.Fatalf("cluster.embedded.tls = %+v", got)
+	}
+	_, err = Parse(append(b, strings.Replace(tlsYAML, "ca_file", "cafile", 1)...), "node1-typo.yaml")
+	if err == nil || !strings.Contains(err.Error(), "cafile") {
+		t.Fatalf("a misspelt key: %v; want an error naming it", err)
+	}
+}

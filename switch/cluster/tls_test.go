@@ -1,0 +1,278 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/switchyard/switchyard/internal/devpki"
+)
+
+// newTestCA makes a CA for one test (internal/devpki).
+func newTestCA(t *testing.T, dir, name string) *testCA {
+	t.Helper()
+	ca, err := devpki.NewCA(dir, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testCA{ca, ca.File}
+}
+
+type testCA struct {
+	ca   *devpki.CA
+	file string
+}
+
+// issue writes a certificate of the CA for name, and its key; it returns their paths.
+func (c *testCA) issue(t *testing.T, dir, name string) (certFile, keyFile string) {
+	t.Helper()
+	certFile, keyFile, err := c.ca.Issue(dir, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}
+
+// logWatch is a log writer that closes seen once a line containing want is
+// written.
+type logWatch struct {
+	want string
+	seen chan struct{}
+	once sync.Once
+	mu   sync.Mutex
+	b    strings.Builder
+}
+
+func (w *logWatch) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.b.Write(p)
+	if strings.Contains(string(p), w.want) {
+		w.once.Do(func() { close(w.seen) })
+	}
+	return len(p), nil
+}
+
+func (w *logWatch) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
+}
+
+// TestThreeNodesTLS: three embedded nodes with cluster.embedded.tls form an R3
+// cluster over mutual-TLS routes and replicate writes; a server whose certificate
+// another CA signed is refused as a route; the client port refuses a client
+// without a certificate and one with a foreign certificate, and takes one the
+// cluster's CA signed.
+func TestThreeNodesTLS(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	ca, foreign := newTestCA(t, dir, "cluster"), newTestCA(t, dir, "foreign")
+	ports := reservePorts(t, 4)
+	var routes []string
+	for _, p := range ports[:3] {
+		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
+	}
+	watch := &logWatch{want: "TLS route handshake error", seen: make(chan struct{})}
+	nodes := make([]*Node, 3)
+	defer func() {
+		for _, n := range nodes {
+			if n != nil {
+				n.Close()
+			}
+		}
+	}()
+	for i := range nodes {
+		name := fmt.Sprintf("n%d", i+1)
+		certFile, keyFile := ca.issue(t, dir, name)
+		cfg := Config{Mode: ModeEmbedded, Node: i + 1, Embedded: Embedded{
+			ServerName: name, StoreDir: filepath.Join(dir, name),
+			ClientAddr: "127.0.0.1:0", ClusterName: "sy", ClusterAddr: fmt.Sprintf("127.0.0.1:%d", ports[i]), Routes: routes,
+			TLS: EmbeddedTLS{CAFile: ca.file, CertFile: certFile, KeyFile: keyFile},
+		}}
+		log := testLogger(t)
+		if i == 0 {
+			log = zerolog.New(watch).Level(zerolog.WarnLevel)
+		}
+		n, err := Start(ctx, cfg, Options{Logger: log})
+		if err != nil {
+			t.Fatalf("start %s: %v", name, err)
+		}
+		nodes[i] = n
+	}
+	for _, n := range nodes {
+		if err := n.WaitJetStream(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := nodes[0].JetStream().CreateStream(ctx, jetstream.StreamConfig{Name: "J", Subjects: []string{"j.>"}, Replicas: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nodes[2].Publish(ctx, "j.tls", []byte("over TLS routes"), "tx-tls"); err != nil {
+		t.Fatalf("an R3 write over the TLS routes: %v", err)
+	}
+	st, err := nodes[1].Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Servers) != 3 || len(st.Streams) != 1 || len(st.Streams[0].Peers) != 2 {
+		t.Fatalf("status of the TLS cluster: %+v", st)
+	}
+	for i, n := range nodes {
+		if routes := n.srv.NumRoutes(); routes < 2 {
+			t.Errorf("node %d has %d routes, want 2 or more", i+1, routes)
+		}
+	}
+
+	// A fourth server, its certificate signed by another CA, dials node 1's route
+	// port: node 1 refuses it in the TLS handshake, and the cluster stays three.
+	certFile, keyFile := foreign.issue(t, dir, "intruder")
+	intruder, err := Start(ctx, Config{Mode: ModeEmbedded, Node: 4, Embedded: Embedded{
+		ServerName: "intruder", StoreDir: filepath.Join(dir, "intruder"),
+		ClientAddr: "127.0.0.1:0", ClusterName: "sy", ClusterAddr: fmt.Sprintf("127.0.0.1:%d", ports[3]), Routes: routes[:1],
+		TLS: EmbeddedTLS{CAFile: foreign.file, CertFile: certFile, KeyFile: keyFile},
+	}}, Options{Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer intruder.Close()
+	select {
+	case <-watch.seen:
+	case <-ctx.Done():
+		t.Fatalf("node 1 logged no refused TLS route handshake from the foreign server; its log:\n%s", watch.String())
+	}
+	if n := intruder.srv.NumRoutes(); n != 0 {
+		t.Errorf("the foreign server has %d routes, want 0", n)
+	}
+	if got := nodes[0].srv.NumRoutes(); got != nodes[1].srv.NumRoutes() {
+		t.Errorf("node 1 has %d routes, node 2 %d: the foreign server was let in", got, nodes[1].srv.NumRoutes())
+	}
+
+	// The client port.
+	url := nodes[0].srv.ClientURL()
+	if nc, err := nats.Connect(url, nats.Timeout(5*time.Second), nats.NoReconnect()); err == nil {
+		nc.Close()
+		t.Fatal("a client without TLS connected to the client port")
+	}
+	if nc, err := nats.Connect(url, nats.Timeout(5*time.Second), nats.NoReconnect(), nats.RootCAs(ca.file)); err == nil {
+		nc.Close()
+		t.Fatal("a client without a certificate connected to the client port")
+	}
+	if nc, err := nats.Connect(url, nats.Timeout(5*time.Second), nats.NoReconnect(), nats.RootCAs(ca.file), nats.ClientCert(certFile, keyFile)); err == nil {
+		nc.Close()
+		t.Fatal("a client with a certificate of another CA connected to the client port")
+	}
+	toolCert, toolKey := ca.issue(t, dir, "tool")
+	nc, err := nats.Connect(url, nats.Timeout(5*time.Second), nats.NoReconnect(), nats.RootCAs(ca.file), nats.ClientCert(toolCert, toolKey))
+	if err != nil {
+		t.Fatalf("a client with a certificate of the cluster's CA: %v", err)
+	}
+	defer nc.Close()
+	if !nc.TLSRequired() {
+		t.Error("the client port does not require TLS")
+	}
+	if _, err := nc.RTT(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestTLSConfigErrors: TLS files given in part, missing, unreadable as PEM, or a
+// key readable by others fail Validate or Start with the key at fault.
+func TestTLSConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	ca := newTestCA(t, dir, "cluster")
+	certFile, keyFile := ca.issue(t, dir, "n1")
+	openKey := filepath.Join(dir, "open.key")
+	b, err := os.ReadFile(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(openKey, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	notPEM := filepath.Join(dir, "not.pem")
+	if err := os.WriteFile(notPEM, []byte("not a certificate\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := func(tc EmbeddedTLS) Config {
+		c := Config{Mode: ModeEmbedded, Node: 1, Embedded: Embedded{ServerName: "n1", ClientAddr: "127.0.0.1:0", TLS: tc}}
+		c.ApplyDefaults(t.TempDir())
+		return c
+	}
+	for _, tc := range []struct {
+		name string
+		tls  EmbeddedTLS
+		want []string
+	}{
+		{"cert without key", EmbeddedTLS{CAFile: ca.file, CertFile: certFile}, []string{"cluster.embedded.tls.key_file", "go together"}},
+		{"no CA", EmbeddedTLS{CertFile: certFile, KeyFile: keyFile}, []string{"cluster.embedded.tls.ca_file", "required"}},
+		{"missing CA file", EmbeddedTLS{CAFile: filepath.Join(dir, "none.pem"), CertFile: certFile, KeyFile: keyFile}, []string{"cluster.embedded.tls.ca_file", "none.pem", "no such file"}},
+		{"key readable by others", EmbeddedTLS{CAFile: ca.file, CertFile: certFile, KeyFile: openKey}, []string{"cluster.embedded.tls.key_file", "readable by others", "chmod 600"}},
+		{"certificate not PEM", EmbeddedTLS{CAFile: ca.file, CertFile: notPEM, KeyFile: keyFile}, []string{"cluster.embedded.tls", "not.pem"}},
+		{"CA not PEM", EmbeddedTLS{CAFile: notPEM, CertFile: certFile, KeyFile: keyFile}, []string{"cluster.embedded.tls", "not.pem"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			n, err := Start(ctx, cfg(tc.tls), Options{Logger: zerolog.Nop()})
+			if err == nil {
+				n.Close()
+				t.Fatal("started")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+// TestTLSRouteWithoutTLS: a peer that dials the route port of a TLS node in plain
+// TCP and speaks the route protocol gets nothing in clear (a plain route port
+// greets with its INFO first) and is cut off: the node expects a TLS handshake
+// first, and the route's CONNECT is not one.
+func TestTLSRouteWithoutTLS(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	ca := newTestCA(t, dir, "cluster")
+	certFile, keyFile := ca.issue(t, dir, "n1")
+	ports := reservePorts(t, 2)
+	addr := fmt.Sprintf("127.0.0.1:%d", ports[0])
+	n := startNode(t, ctx, Config{Mode: ModeEmbedded, Node: 1, Embedded: Embedded{
+		ServerName: "n1", StoreDir: filepath.Join(dir, "n1"), ClientAddr: "127.0.0.1:0",
+		ClusterName: "sy", ClusterAddr: addr, Routes: []string{"nats-route://" + addr, fmt.Sprintf("nats-route://127.0.0.1:%d", ports[1])},
+		TLS: EmbeddedTLS{CAFile: ca.file, CertFile: certFile, KeyFile: keyFile},
+	}})
+	defer n.Close()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := fmt.Fprintf(c, "CONNECT {\"verbose\":false,\"pedantic\":false,\"tls_required\":false,\"name\":\"plain\"}\r\nPING\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(c)
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatalf("the node kept a plain route open for 10 s (read %q)", got)
+	}
+	if len(got) > 0 && (bytes.Contains(got, []byte("INFO")) || bytes.Contains(got, []byte("PONG"))) {
+		t.Fatalf("the node spoke the route protocol in clear: %q", got)
+	}
+}
