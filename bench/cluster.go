@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/switchyard/switchyard/internal/devpki"
 )
 
 // ClusterOptions configure `bench --cluster N`: the same load against one switch node
@@ -29,6 +31,10 @@ type ClusterOptions struct {
 	// Profile takes a CPU profile of every switch process over the window, to split
 	// the embedded nats-server's CPU from the switch's (one process, one /proc figure).
 	Profile bool
+	// TLS runs the cluster's embedded servers with mutual TLS on their routes and
+	// client ports (cluster.embedded.tls), with a CA and certificates made for the
+	// run (internal/devpki): what TLS costs the cluster.
+	TLS bool
 	// ProfileDir, when set, keeps those profiles there (single.pprof, node1.pprof...)
 	// for `go tool pprof`.
 	ProfileDir string
@@ -71,6 +77,8 @@ type ClusterPhase struct {
 // ClusterReport is the outcome of `bench --cluster`.
 type ClusterReport struct {
 	Single, Cluster *ClusterPhase
+	// TLS is whether the cluster's routes ran mutual TLS (ClusterOptions.TLS).
+	TLS bool `json:"tls"`
 	// Ratio is the cluster's CPU per authorization over the single node's (target ≤ 1.5);
 	// MarginalRatio the same of the marginal costs.
 	Ratio, MarginalRatio float64
@@ -126,10 +134,10 @@ func RunCluster(ctx context.Context, o ClusterOptions) (*ClusterReport, error) {
 		return nil, err
 	}
 	defer sim.stop()
-	rep := &ClusterReport{}
+	rep := &ClusterReport{TLS: o.TLS}
 
 	// One node, the single-node Badger mode.
-	single, err := startNodes(ctx, o.Exe, filepath.Join(dir, "single"), rulesDir, simAddr, 1, false)
+	single, err := startNodes(ctx, o.Exe, filepath.Join(dir, "single"), rulesDir, simAddr, 1, false, false)
 	if err != nil {
 		return nil, err
 	}
@@ -142,7 +150,7 @@ func RunCluster(ctx context.Context, o ClusterOptions) (*ClusterReport, error) {
 	}
 
 	// The cluster.
-	nodes, err := startNodes(ctx, o.Exe, filepath.Join(dir, "cluster"), rulesDir, simAddr, o.Nodes, true)
+	nodes, err := startNodes(ctx, o.Exe, filepath.Join(dir, "cluster"), rulesDir, simAddr, o.Nodes, true, o.TLS)
 	if err != nil {
 		return nil, err
 	}
@@ -169,9 +177,20 @@ type benchNode struct {
 }
 
 // startNodes writes the configurations of n switch nodes (a cluster with embedded
-// JetStream when cluster is set) and starts them at once, returning when each is ready
-// and approves.
-func startNodes(ctx context.Context, exe, dir, rulesDir, simAddr string, n int, cluster bool) ([]*benchNode, error) {
+// JetStream when cluster is set, its routes and client ports mutual TLS when tls is)
+// and starts them at once, returning when each is ready and approves.
+func startNodes(ctx context.Context, exe, dir, rulesDir, simAddr string, n int, cluster, tls bool) ([]*benchNode, error) {
+	var ca *devpki.CA
+	pki := filepath.Join(dir, "pki")
+	if cluster && tls {
+		if err := os.MkdirAll(pki, 0o700); err != nil {
+			return nil, err
+		}
+		var err error
+		if ca, err = devpki.NewCA(pki, "bench-cluster"); err != nil {
+			return nil, err
+		}
+	}
 	var nodes []*benchNode
 	var routes []string
 	type ports struct{ term, admin, client, route string }
@@ -211,6 +230,14 @@ func startNodes(ctx context.Context, exe, dir, rulesDir, simAddr string, n int, 
     cluster_addr: "%s"
     routes: [%s]
 `, nd.n, nd.n, ps[i].client, ps[i].route, strings.Join(routes, ", "))
+			if ca != nil {
+				cert, key, err := ca.Issue(pki, fmt.Sprintf("n%d", nd.n))
+				if err != nil {
+					stopNodes(nodes, io.Discard)
+					return nil, err
+				}
+				cfg += fmt.Sprintf("    tls: {ca_file: %q, cert_file: %q, key_file: %q}\n", ca.File, cert, key)
+			}
 		}
 		file := filepath.Join(ndir, "switch.yaml")
 		if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
@@ -395,7 +422,11 @@ func fetchProfileTo(base string, d time.Duration, w io.Writer) error {
 // switch process's CPU per authorization and, with profiles, how it splits.
 func (r *ClusterReport) WriteTable(w io.Writer) {
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "%-34s %14s %14s\n", "", "single node", "cluster")
+	head := "cluster"
+	if r.TLS {
+		head = "cluster (TLS)"
+	}
+	fmt.Fprintf(w, "%-34s %14s %14s\n", "", "single node", head)
 	row := func(name string, f func(*ClusterPhase) string) {
 		fmt.Fprintf(w, "%-34s %14s %14s\n", name, f(r.Single), f(r.Cluster))
 	}

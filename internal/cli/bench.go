@@ -16,7 +16,7 @@ func init() {
 }
 
 func runBench(env *Env, args []string) int {
-	fs := newFlags(env, "bench", "[--duration D] [--terminals N] [--conns N] [--depth N] | --faults [--outage D] [--after-outage D] ... | --cluster 3 [--profile]")
+	fs := newFlags(env, "bench", "[--duration D] [--terminals N] [--conns N] [--depth N] | --faults [--outage D] [--after-outage D] ... | --cluster 3 [--profile] [--cluster-tls]")
 	o := bench.Options{Out: env.Stderr}
 	fs.DurationVar(&o.Duration, "duration", 30e9, "measured time against the switch")
 	fs.DurationVar(&o.Warmup, "warmup", 3e9, "warm-up before measuring")
@@ -56,6 +56,7 @@ func runBench(env *Env, args []string) int {
 	fs.DurationVar(&fo.Settle, "settle", 30e9, "--faults: longest wait for owed reversals after the load")
 	faultRate := fs.Float64("fault-rate", 200, "--faults: authorizations per second")
 	clusterNodes := fs.Int("cluster", 0, "the cluster bench instead: one node, then this many nodes with embedded JetStream (3 to 5), under the same load")
+	clusterTLS := fs.Bool("cluster-tls", false, "--cluster: the nodes' routes and client ports in mutual TLS (cluster.embedded.tls), with certificates made for the run")
 	profile := fs.Bool("profile", true, "--cluster: profile every switch process to split the embedded nats-server's CPU from the switch's")
 	curve := fs.String("curve", "", "a latency-versus-rate curve: open loops from:to:step authorizations/s, e.g. 1000:10000:1000")
 	fs.DurationVar(&o.CurveStep, "curve-step", 10e9, "measured time at each rate of --curve")
@@ -72,8 +73,11 @@ func runBench(env *Env, args []string) int {
 	if !(o.JournalWindowCPU <= 1) { // NaN too; negative is the default
 		return fail(env, "bench: --journal-window-cpu %v is not a share between 0 and 1", o.JournalWindowCPU)
 	}
+	if *clusterTLS && *clusterNodes == 0 {
+		return fail(env, "bench: --cluster-tls goes with --cluster N")
+	}
 	if *clusterNodes != 0 {
-		return runClusterBench(env, fs, o, *clusterNodes, *profile)
+		return runClusterBench(env, fs, o, *clusterNodes, *profile, *clusterTLS)
 	}
 	if *faults {
 		return runFaultBench(env, fs, fo, o, *faultRate, *results)
@@ -146,10 +150,10 @@ func runFaultBench(env *Env, fs *flag.FlagSet, fo bench.FaultOptions, o bench.Op
 // runClusterBench runs `bench --cluster N`. Of the ordinary bench's flags it takes
 // --duration, --warmup, --terminals, --conns and --depth only when given, as its
 // defaults differ (20s, 3s, 600, 8 per node, 8).
-func runClusterBench(env *Env, fs *flag.FlagSet, o bench.Options, nodes int, profile bool) int {
+func runClusterBench(env *Env, fs *flag.FlagSet, o bench.Options, nodes int, profile, tls bool) int {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	co := bench.ClusterOptions{Nodes: nodes, Profile: profile, RulesDir: o.RulesDir, WorkDir: o.WorkDir, Out: env.Stderr}
+	co := bench.ClusterOptions{Nodes: nodes, Profile: profile, TLS: tls, RulesDir: o.RulesDir, WorkDir: o.WorkDir, Out: env.Stderr}
 	if profile && o.WorkDir != "" {
 		co.ProfileDir = o.WorkDir // kept with the nodes' data and logs
 	}

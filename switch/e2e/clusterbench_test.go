@@ -2,13 +2,15 @@ package e2e
 
 import (
 	"bytes"
+	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"testing"
 )
 
-// TestClusterBenchTiny runs `switchyard bench --cluster 3` for a few seconds and checks
+// TestClusterBenchTiny runs `switchyard bench --cluster 3 --cluster-tls` for a few seconds and checks
 // the harness itself: both phases ran, every node took load, and the report carries
 // the CPU per authorization of each node, the profile's split and the ratio. It does
 // not judge the figures: those are the bench's job (docs/cluster.md).
@@ -18,7 +20,9 @@ func TestClusterBenchTiny(t *testing.T) {
 	}
 	bin := switchyardBinary(t)
 	dir := t.TempDir()
-	cmd := exec.Command(bin, "bench", "--cluster", "3", "--rules", "../../rules", "--workdir", filepath.Join(dir, "work"),
+	// With --cluster-tls: the nodes' routes run mutual TLS (cluster.embedded.tls,
+	// certificates made for the run), so the cluster forms only if that works.
+	cmd := exec.Command(bin, "bench", "--cluster", "3", "--cluster-tls", "--rules", "../../rules", "--workdir", filepath.Join(dir, "work"),
 		"--duration", "2s", "--warmup", "1s", "--terminals", "60", "--conns", "6")
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -33,9 +37,19 @@ func TestClusterBenchTiny(t *testing.T) {
 		`(?m)^single +[1-9]\d* +\d+ +\d+ +[\d.]+ +[\d.]+ +[-\d.]+ +.*\bswitch \d`,
 		`(?m)^node 1 +[1-9]\d* `, `(?m)^node 2 +[1-9]\d* `, `(?m)^node 3 +[1-9]\d* `,
 		`cluster/single CPU per authorization: [\d.]+×`,
+		`single node +cluster \(TLS\)`,
 	} {
 		if !regexp.MustCompile(re).MatchString(out.String()) {
 			t.Errorf("output lacks %s:\n%s", re, out.String())
+		}
+	}
+	for n := 1; n <= 3; n++ {
+		b, err := os.ReadFile(filepath.Join(dir, "work", "cluster", fmt.Sprintf("node%d", n), "switch.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Contains(b, []byte("    tls: {ca_file: ")) {
+			t.Errorf("node %d's configuration has no cluster.embedded.tls:\n%s", n, b)
 		}
 	}
 }
