@@ -215,6 +215,7 @@ func startNodes(ctx context.Context, exe, dir, rulesDir, simAddr string, n int, 
 		}
 		ndir := filepath.Join(dir, name)
 		if err := os.MkdirAll(ndir, 0o755); err != nil {
+			stopNodes(nodes, io.Discard)
 			return nil, err
 		}
 		cfg := switchConfig(filepath.Join(ndir, "data"), rulesDir, nd.termAddr, nd.adminAddr, simAddr)
@@ -241,6 +242,7 @@ func startNodes(ctx context.Context, exe, dir, rulesDir, simAddr string, n int, 
 		}
 		file := filepath.Join(ndir, "switch.yaml")
 		if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
+			stopNodes(nodes, io.Discard)
 			return nil, err
 		}
 		p, err := startProc(exe, ndir, "switch", "serve", "--config", file)

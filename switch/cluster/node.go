@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -179,6 +180,8 @@ func (n *Node) startServer(ctx context.Context, e Embedded) (*server.Server, err
 		if so.TLSConfig, err = e.TLS.serverConfig(); err != nil {
 			return nil, err
 		}
+		// TLSConfig requires and verifies the client's certificate; TLS and TLSVerify
+		// say so in the server's INFO, as its configuration file would.
 		so.TLS, so.TLSVerify, so.TLSTimeout = true, true, tlsHandshakeTimeout.Seconds()
 		if len(e.Routes) > 0 {
 			if so.Cluster.TLSConfig, err = e.TLS.serverConfig(); err != nil {
@@ -238,6 +241,17 @@ func (t EmbeddedTLS) serverConfig() (*tls.Config, error) {
 		if f.key == "key_file" && fi.Mode().Perm()&0o077 != 0 {
 			return nil, fmt.Errorf("cluster.embedded.tls.key_file: %s is readable by others (mode %v); chmod 600 it", f.path, fi.Mode().Perm())
 		}
+	}
+	// Each file read on its own first, so that an error names the one at fault.
+	if _, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile); err != nil {
+		return nil, fmt.Errorf("cluster.embedded.tls.cert_file and key_file (%s, %s): %w", t.CertFile, t.KeyFile, err)
+	}
+	pemCA, err := os.ReadFile(t.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("cluster.embedded.tls.ca_file: %w", err)
+	}
+	if !x509.NewCertPool().AppendCertsFromPEM(pemCA) {
+		return nil, fmt.Errorf("cluster.embedded.tls.ca_file: %s holds no PEM certificate", t.CAFile)
 	}
 	c, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: t.CertFile, KeyFile: t.KeyFile, CaFile: t.CAFile, Verify: true})
 	if err != nil {

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -45,23 +47,30 @@ func (c *testCA) issue(t *testing.T, dir, name string) (certFile, keyFile string
 	return certFile, keyFile
 }
 
-// logWatch is a log writer that closes seen once a line containing want is
-// written.
+// logWatch is a log writer that closes seen once, after it is armed, a line
+// containing every string of want is written.
 type logWatch struct {
-	want string
-	seen chan struct{}
-	once sync.Once
-	mu   sync.Mutex
-	b    strings.Builder
+	want  []string // all in one line
+	seen  chan struct{}
+	armed atomic.Bool // lines before Arm do not count
+	once  sync.Once
+	mu    sync.Mutex
+	b     strings.Builder
 }
 
 func (w *logWatch) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.b.Write(p)
-	if strings.Contains(string(p), w.want) {
-		w.once.Do(func() { close(w.seen) })
+	if !w.armed.Load() {
+		return len(p), nil
 	}
+	for _, s := range w.want {
+		if !strings.Contains(string(p), s) {
+			return len(p), nil
+		}
+	}
+	w.once.Do(func() { close(w.seen) })
 	return len(p), nil
 }
 
@@ -73,20 +82,27 @@ func (w *logWatch) String() string {
 
 // TestThreeNodesTLS: three embedded nodes with cluster.embedded.tls form an R3
 // cluster over mutual-TLS routes and replicate writes; a server whose certificate
-// another CA signed is refused as a route; the client port refuses a client
-// without a certificate and one with a foreign certificate, and takes one the
-// cluster's CA signed.
+// another CA signed (a CA of the same name, so that it is presented) is refused as a
+// route by the node it dials; the client port refuses a client in clear, one without
+// a certificate and one with a foreign certificate, and takes one the cluster's CA
+// signed.
 func TestThreeNodesTLS(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	dir := t.TempDir()
-	ca, foreign := newTestCA(t, dir, "cluster"), newTestCA(t, dir, "foreign")
+	foreignDir := filepath.Join(dir, "foreign")
+	if err := os.Mkdir(foreignDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	// The same name as the cluster's CA: a Go client presents a certificate only if
+	// its issuer's name is among those the server asks for.
+	ca, foreign := newTestCA(t, dir, "cluster"), newTestCA(t, foreignDir, "cluster")
 	ports := reservePorts(t, 4)
 	var routes []string
 	for _, p := range ports[:3] {
 		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
 	}
-	watch := &logWatch{want: "TLS route handshake error", seen: make(chan struct{})}
+	watch := &logWatch{want: []string{"TLS route handshake error", "unknown authority"}, seen: make(chan struct{})}
 	nodes := make([]*Node, 3)
 	defer func() {
 		for _, n := range nodes {
@@ -138,12 +154,14 @@ func TestThreeNodesTLS(t *testing.T) {
 	}
 
 	// A fourth server, its certificate signed by another CA, dials node 1's route
-	// port: node 1 refuses it in the TLS handshake, and the cluster stays three.
-	certFile, keyFile := foreign.issue(t, dir, "intruder")
+	// port; it trusts the cluster's CA, so that the refusal, if any, is node 1's:
+	// node 1 refuses it in the TLS handshake, and the cluster stays three.
+	certFile, keyFile := foreign.issue(t, foreignDir, "intruder")
+	watch.armed.Store(true)
 	intruder, err := Start(ctx, Config{Mode: ModeEmbedded, Node: 4, Embedded: Embedded{
 		ServerName: "intruder", StoreDir: filepath.Join(dir, "intruder"),
 		ClientAddr: "127.0.0.1:0", ClusterName: "sy", ClusterAddr: fmt.Sprintf("127.0.0.1:%d", ports[3]), Routes: routes[:1],
-		TLS: EmbeddedTLS{CAFile: foreign.file, CertFile: certFile, KeyFile: keyFile},
+		TLS: EmbeddedTLS{CAFile: ca.file, CertFile: certFile, KeyFile: keyFile},
 	}}, Options{Logger: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
@@ -152,7 +170,7 @@ func TestThreeNodesTLS(t *testing.T) {
 	select {
 	case <-watch.seen:
 	case <-ctx.Done():
-		t.Fatalf("node 1 logged no refused TLS route handshake from the foreign server; its log:\n%s", watch.String())
+		t.Fatalf("node 1 logged no route handshake refused for an unknown authority; its log:\n%s", watch.String())
 	}
 	if n := intruder.srv.NumRoutes(); n != 0 {
 		t.Errorf("the foreign server has %d routes, want 0", n)
@@ -161,12 +179,10 @@ func TestThreeNodesTLS(t *testing.T) {
 		t.Errorf("node 1 has %d routes, node 2 %d: the foreign server was let in", got, nodes[1].srv.NumRoutes())
 	}
 
-	// The client port.
+	// The client port: in clear, the node's greeting asks for TLS, and a CONNECT and
+	// PING in clear get no PONG.
 	url := nodes[0].srv.ClientURL()
-	if nc, err := nats.Connect(url, nats.Timeout(5*time.Second), nats.NoReconnect()); err == nil {
-		nc.Close()
-		t.Fatal("a client without TLS connected to the client port")
-	}
+	plainNoAnswer(t, strings.TrimPrefix(url, "tls://"), true)
 	if nc, err := nats.Connect(url, nats.Timeout(5*time.Second), nats.NoReconnect(), nats.RootCAs(ca.file)); err == nil {
 		nc.Close()
 		t.Fatal("a client without a certificate connected to the client port")
@@ -221,8 +237,8 @@ func TestTLSConfigErrors(t *testing.T) {
 		{"no CA", EmbeddedTLS{CertFile: certFile, KeyFile: keyFile}, []string{"cluster.embedded.tls.ca_file", "required"}},
 		{"missing CA file", EmbeddedTLS{CAFile: filepath.Join(dir, "none.pem"), CertFile: certFile, KeyFile: keyFile}, []string{"cluster.embedded.tls.ca_file", "none.pem", "no such file"}},
 		{"key readable by others", EmbeddedTLS{CAFile: ca.file, CertFile: certFile, KeyFile: openKey}, []string{"cluster.embedded.tls.key_file", "readable by others", "chmod 600"}},
-		{"certificate not PEM", EmbeddedTLS{CAFile: ca.file, CertFile: notPEM, KeyFile: keyFile}, []string{"cluster.embedded.tls", "not.pem"}},
-		{"CA not PEM", EmbeddedTLS{CAFile: notPEM, CertFile: certFile, KeyFile: keyFile}, []string{"cluster.embedded.tls", "not.pem"}},
+		{"certificate not PEM", EmbeddedTLS{CAFile: ca.file, CertFile: notPEM, KeyFile: keyFile}, []string{"cluster.embedded.tls.cert_file", "not.pem"}},
+		{"CA not PEM", EmbeddedTLS{CAFile: notPEM, CertFile: certFile, KeyFile: keyFile}, []string{"cluster.embedded.tls.ca_file", "not.pem", "no PEM certificate"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -259,20 +275,36 @@ func TestTLSRouteWithoutTLS(t *testing.T) {
 		TLS: EmbeddedTLS{CAFile: ca.file, CertFile: certFile, KeyFile: keyFile},
 	}})
 	defer n.Close()
+	plainNoAnswer(t, addr, false)
+}
+
+// plainNoAnswer dials addr in plain TCP, sends a CONNECT and a PING in clear and
+// fails the test unless the far end closes the connection without a PONG. With
+// greets, the far end must first send an INFO that requires TLS (a client port);
+// without, it must send nothing in clear at all (a route port, TLS first).
+func plainNoAnswer(t *testing.T, addr string, greets bool) {
+	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	r := bufio.NewReader(c)
+	if greets {
+		info, err := r.ReadString('\n')
+		if err != nil || !strings.HasPrefix(info, "INFO ") || !strings.Contains(info, `"tls_required":true`) {
+			t.Fatalf("%s greets with %q, %v; want an INFO with tls_required", addr, info, err)
+		}
+	}
 	if _, err := fmt.Fprintf(c, "CONNECT {\"verbose\":false,\"pedantic\":false,\"tls_required\":false,\"name\":\"plain\"}\r\nPING\r\n"); err != nil {
 		t.Fatal(err)
 	}
-	got, err := io.ReadAll(c)
+	got, err := io.ReadAll(r)
 	if ne, ok := err.(net.Error); ok && ne.Timeout() {
-		t.Fatalf("the node kept a plain route open for 10 s (read %q)", got)
+		t.Fatalf("%s kept a plain connection open for 10 s (read %q)", addr, got)
 	}
-	if len(got) > 0 && (bytes.Contains(got, []byte("INFO")) || bytes.Contains(got, []byte("PONG"))) {
-		t.Fatalf("the node spoke the route protocol in clear: %q", got)
+	if bytes.Contains(got, []byte("PONG")) || !greets && bytes.Contains(got, []byte("INFO")) {
+		t.Fatalf("%s spoke the protocol in clear: %q", addr, got)
 	}
 }
