@@ -566,6 +566,49 @@ func (s *Store) AdvanceDUKPTCounter(_ context.Context, device string, counter ui
 	})
 }
 
+// RaiseDUKPTCounter records that another node of a cluster accepted counter for a
+// device: the device's last accepted counter becomes counter when that is higher, so
+// that a replay of the same KSN on this node is refused as AdvanceDUKPTCounter
+// refuses one it saw itself. A counter not above the last is no error (the node may
+// have seen a later one, or this one before). Synced to disk, as AdvanceDUKPTCounter.
+func (s *Store) RaiseDUKPTCounter(device string, counter uint32) error {
+	if device == "" {
+		return fmt.Errorf("%w: empty DUKPT device ID", hsm.ErrInput)
+	}
+	s.dukptMu.Lock()
+	defer s.dukptMu.Unlock()
+	key := []byte(dukptPrefix + device)
+	raised := false
+	err := s.db.Update(func(txn *badger.Txn) error {
+		item, err := txn.Get(key)
+		switch {
+		case err == nil:
+			higher := false
+			if err := item.Value(func(v []byte) error {
+				higher = len(v) != 4 || counter > binary.BigEndian.Uint32(v)
+				return nil
+			}); err != nil {
+				return err
+			}
+			if !higher {
+				return nil
+			}
+		case errors.Is(err, badger.ErrKeyNotFound):
+		default:
+			return err
+		}
+		raised = true
+		return txn.Set(key, binary.BigEndian.AppendUint32(nil, counter))
+	})
+	if err != nil || !raised {
+		return err
+	}
+	if err := s.db.Sync(); err != nil {
+		return fmt.Errorf("sync: %w", err)
+	}
+	return nil
+}
+
 // DUKPTCounter returns the last accepted counter of a device and whether there is one.
 func (s *Store) DUKPTCounter(device string) (uint32, bool, error) {
 	var c uint32

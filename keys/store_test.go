@@ -403,3 +403,41 @@ func TestDemoKeysRefusedOutsideDemo(t *testing.T) {
 		t.Fatal("nil DB accepted")
 	}
 }
+
+// TestRaiseDUKPTCounter: a counter another node accepted raises the device's last
+// counter (so that the same KSN here is a replay), never lowers it, and persists.
+func TestRaiseDUKPTCounter(t *testing.T) {
+	s, db, _, dir := newTestStore(t, false)
+	dev := "FFFF9876543210E00000"
+	if err := s.RaiseDUKPTCounter(dev, 7); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AdvanceDUKPTCounter(ctx, dev, 7); !errors.Is(err, hsm.ErrReplay) {
+		t.Fatalf("counter 7 after another node accepted 7: %v; want a replay", err)
+	}
+	if err := s.RaiseDUKPTCounter(dev, 3); err != nil {
+		t.Fatalf("a lower counter: %v; want no error", err)
+	}
+	if c, ok, err := s.DUKPTCounter(dev); err != nil || !ok || c != 7 {
+		t.Fatalf("after raising to 3: counter %d %v %v; want 7 kept", c, ok, err)
+	}
+	if err := s.AdvanceDUKPTCounter(ctx, dev, 8); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RaiseDUKPTCounter(dev, 9); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RaiseDUKPTCounter("", 1); !errors.Is(err, hsm.ErrInput) {
+		t.Fatalf("empty device: %v", err)
+	}
+	db.Close()
+	db2 := openDB(t, dir)
+	defer db2.Close()
+	s2, err := NewStore(db2, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.AdvanceDUKPTCounter(ctx, dev, 9); !errors.Is(err, hsm.ErrReplay) {
+		t.Fatalf("counter 9 after a restart: %v; want a replay", err)
+	}
+}

@@ -1,5 +1,7 @@
 package dukpt
 
+import "fmt"
+
 // A BDK is found from a KSN by its KSN prefix: the leading hex digits that carry the
 // key set ID (the BDK's identity). The prefix must never cover a counter bit: the TDES
 // counter's top bit shares the 15th hex digit with the last bit of the initial key
@@ -96,4 +98,26 @@ func clearLowBit(c byte) byte {
 		return c
 	}
 	return "0123456789ABCDEF"[v&^1]
+}
+
+// DeviceCounter returns the device (the initial key serial number) and the
+// transaction counter of a TDES (20 hex digits) or AES (24) KSN: the pair a DUKPT
+// replay check compares.
+func DeviceCounter(ksn string) (device string, counter uint32, err error) {
+	switch len(ksn) {
+	case 20:
+		k, err := ParseKSN(ksn)
+		if err != nil {
+			return "", 0, err
+		}
+		return k.DeviceID(), k.Counter(), nil
+	case 24:
+		k, err := ParseAESKSN(ksn)
+		if err != nil {
+			return "", 0, err
+		}
+		return k.DeviceID(), k.Counter(), nil
+	default:
+		return "", 0, fmt.Errorf("KSN %q is %d characters, want 20 or 24 hex digits", ksn, len(ksn))
+	}
 }

@@ -1,6 +1,9 @@
 package dukpt
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestPrefixMatchesIgnoresCounter(t *testing.T) {
 	for _, c := range []struct {
@@ -28,5 +31,31 @@ func TestPrefixMatchesIgnoresCounter(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(100, func() { _ = PrefixMatches("FFFF9876543210F00001", "FFFF9876543210E", false) }); n != 0 {
 		t.Errorf("PrefixMatches allocates %v times", n)
+	}
+}
+
+// TestDeviceCounter: the device and counter of a TDES and an AES KSN, as their own
+// types give them, and a clear error for another length.
+func TestDeviceCounter(t *testing.T) {
+	for _, ksn := range []string{"FFFF9876543210E00007", "123456789012345600000009"} {
+		dev, c, err := DeviceCounter(ksn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wantDev string
+		var wantC uint32
+		if len(ksn) == 20 {
+			k, _ := ParseKSN(ksn)
+			wantDev, wantC = k.DeviceID(), k.Counter()
+		} else {
+			k, _ := ParseAESKSN(ksn)
+			wantDev, wantC = k.DeviceID(), k.Counter()
+		}
+		if dev != wantDev || c != wantC || c == 0 {
+			t.Errorf("%s: %s %d, want %s %d", ksn, dev, c, wantDev, wantC)
+		}
+	}
+	if _, _, err := DeviceCounter("FFFF98"); err == nil || !strings.Contains(err.Error(), "want 20 or 24") {
+		t.Errorf("a 6-digit KSN: %v", err)
 	}
 }

@@ -151,26 +151,11 @@ func (c *Client) translateDUKPT(ctx context.Context, req hsm.TranslatePINRequest
 
 // bdk resolves the BDK of a DUKPT KSN and returns the KSN's device and counter.
 func (c *Client) bdk(ctx context.Context, ref hsm.KeyRef, ksn string) (hsm.KeyRecord, string, uint32, error) {
-	var device string
-	var counter uint32
-	switch len(ksn) {
-	case 20:
-		k, err := dukpt.ParseKSN(ksn)
-		if err != nil {
-			return hsm.KeyRecord{}, "", 0, fmt.Errorf("%w: %w", hsm.ErrInput, err)
-		}
-		device, counter = k.DeviceID(), k.Counter()
-	case 24:
-		k, err := dukpt.ParseAESKSN(ksn)
-		if err != nil {
-			return hsm.KeyRecord{}, "", 0, fmt.Errorf("%w: %w", hsm.ErrInput, err)
-		}
-		device, counter = k.DeviceID(), k.Counter()
-	default:
-		return hsm.KeyRecord{}, "", 0, fmt.Errorf("%w: KSN %q is %d characters, want 20 or 24 hex digits", hsm.ErrInput, ksn, len(ksn))
+	device, counter, err := dukpt.DeviceCounter(ksn)
+	if err != nil {
+		return hsm.KeyRecord{}, "", 0, fmt.Errorf("%w: %w", hsm.ErrInput, err)
 	}
 	var rec hsm.KeyRecord
-	var err error
 	if ref.ID == "" {
 		rec, err = c.store.BDKForKSN(ctx, ksn)
 	} else {

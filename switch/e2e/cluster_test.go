@@ -71,10 +71,56 @@ func TestClusterServes(t *testing.T) {
 	t.Run("TrafficThroughEveryNode", c.testTraffic)
 	t.Run("RegistryChangeAndConflict", c.testRegistry)
 	t.Run("VelocityAcrossNodes", c.testVelocity)
+	t.Run("DUKPTReplayAcrossNodes", c.testDUKPTReplay)
 	for _, n := range c.nodes {
 		if err := n.stop(); err != nil {
 			t.Errorf("graceful stop: %v; log ends:\n%s", err, n.logTail(2000))
 		}
+	}
+}
+
+// testDUKPTReplay: a DUKPT PIN accepted on node 1 advances the device's counter on
+// the other nodes too: the same KSN sent to node 2 (a new request, captured and
+// replayed) is refused there as a replay once node 2 has node 1's record.
+func (c *testCluster) testDUKPTReplay(t *testing.T) {
+	c = c.rebind(t)
+	mac, err := termclient.RetailMAC(demoTAK)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ksn := nextKSN()
+	send := func(n int) termclient.Result {
+		tx := softpos(2000) // a STAN of its own, and the attestation token bound to it
+		b, err := termclient.PINBlockDUKPT(demoBDK, ksn, "1234", tx.PAN)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tx.PINBlock, tx.TLV = b, append(tx.TLV, [2]string{"KS", ksn})
+		m, err := termclient.Build(tx, message.DialectASCII)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ft := singleNodeTerm(c, n, 15*time.Second)
+		defer ft.close()
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		resp, _, _, err := ft.f.Send(ctx, m, mac)
+		if err != nil {
+			t.Fatalf("node %d: %v", n, err)
+		}
+		r, err := termclient.Decode(resp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	first := send(1)
+	if first.RC != "00" {
+		t.Fatalf("DUKPT PIN on node 1 (KSN %s): %s (%s)", ksn, first.RC, first.Reason)
+	}
+	c.waitJournaled(2, "T0000002", first.RRN, 10*time.Second)
+	if r := send(2); r.RC != "63" || r.Reason != "dukpt-replay" {
+		t.Fatalf("KSN %s, accepted on node 1, sent again to node 2: %s (%s); want 63 dukpt-replay", ksn, r.RC, r.Reason)
 	}
 }
 

@@ -77,14 +77,17 @@ func (r *Record) AppendBinary(b []byte) ([]byte, error) {
 	// by decoders older than them, so the version stays 1.
 	// Each optional field is written when it or one after it is set, so that the
 	// decoder reads them in order.
-	if r.Label != "" || r.QR != "" || r.CompletedBy != "" {
+	if r.Label != "" || r.QR != "" || r.CompletedBy != "" || r.KSN != "" {
 		e.str(r.Label)
 	}
-	if r.QR != "" || r.CompletedBy != "" {
+	if r.QR != "" || r.CompletedBy != "" || r.KSN != "" {
 		e.str(r.QR)
 	}
-	if r.CompletedBy != "" {
+	if r.CompletedBy != "" || r.KSN != "" {
 		e.str(r.CompletedBy)
+	}
+	if r.KSN != "" {
+		e.str(r.KSN)
 	}
 	return e.b, nil
 }
@@ -192,6 +195,9 @@ func (r *Record) UnmarshalBinary(b []byte) error {
 	}
 	if d.err == nil && len(d.b) > 0 {
 		r.CompletedBy = d.str()
+	}
+	if d.err == nil && len(d.b) > 0 {
+		r.KSN = d.str()
 	}
 	if d.err != nil {
 		return fmt.Errorf("journal record %s: %w", r.RRN, d.err)

@@ -24,3 +24,36 @@ func TestCodecCompletedBy(t *testing.T) {
 		}
 	}
 }
+
+// TestCodecKSN: a DUKPT KSN survives the codec, alone and after the optional
+// fields before it; a record without one encodes as before it existed.
+func TestCodecKSN(t *testing.T) {
+	for _, withOthers := range []bool{false, true} {
+		r := sample("000000000001", time.Unix(1700000000, 0), "T0000002")
+		r.KSN = "FFFF9876543210E00007"
+		if withOthers {
+			r.Label, r.QR, r.CompletedBy = "lbl", "wallet", "000000000042"
+		}
+		b, err := r.MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back Record
+		if err := back.UnmarshalBinary(b); err != nil || back.KSN != r.KSN || back.Label != r.Label || back.QR != r.QR || back.CompletedBy != r.CompletedBy {
+			t.Fatalf("others %v: back ksn %q label %q qr %q completed_by %q: %v", withOthers, back.KSN, back.Label, back.QR, back.CompletedBy, err)
+		}
+	}
+	r := sample("000000000001", time.Unix(1700000000, 0), "T0000001")
+	plain, err := r.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.KSN = "FFFF9876543210E00007"
+	with, err := r.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(with) <= len(plain) || string(with[:len(plain)]) != string(plain) {
+		t.Fatalf("a record without a KSN does not encode as the prefix of the same with one (%d, %d bytes)", len(plain), len(with))
+	}
+}

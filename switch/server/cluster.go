@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/switchyard/switchyard/hsm"
+	"github.com/switchyard/switchyard/hsm/dukpt"
 	"github.com/switchyard/switchyard/internal/statelog"
 	"github.com/switchyard/switchyard/keys"
 	"github.com/switchyard/switchyard/risk"
@@ -310,6 +311,18 @@ func (c *clusterNode) statusFunc() func(context.Context) (any, error) {
 	return c.report
 }
 
+// raiseDUKPT raises the local DUKPT counter of the device of a remote record's KSN,
+// so that the KSN replayed on this node is refused (docs/cluster.md, Keys).
+func (s *Server) raiseDUKPT(rec *journal.Record) {
+	device, counter, err := dukpt.DeviceCounter(rec.KSN)
+	if err == nil {
+		err = s.Keys.RaiseDUKPTCounter(device, counter)
+	}
+	if err != nil {
+		s.log.Error().Err(err).Str("rrn", rec.RRN).Str("tid", rec.TID).Msg("DUKPT counter of another node's transaction not recorded: a replay of its KSN here would not be caught")
+	}
+}
+
 // onRemoteRecord takes a record version another node journaled, once the cluster
 // journal applied it here: the pipeline's filter of recent requests learns its key (a
 // resend reaching this node is then looked up), and its first final version counts in
@@ -321,6 +334,9 @@ func (c *clusterNode) statusFunc() func(context.Context) (any, error) {
 func (s *Server) onRemoteRecord(rec, prev *journal.Record) {
 	if p := s.remotePipe.Load(); p != nil && rec.TID != "" && rec.STAN != "" && rec.DE7 != "" {
 		p.SeenRemote(rec.TID, rec.STAN, rec.DE7, rec.Received)
+	}
+	if prev == nil && rec.KSN != "" && s.Keys != nil {
+		s.raiseDUKPT(rec)
 	}
 	if s.Risk == nil || !rec.Final() {
 		return
