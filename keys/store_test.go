@@ -224,13 +224,7 @@ func TestDUKPTCounterPersists(t *testing.T) {
 	if err := s.AdvanceDUKPTCounter(ctx, "OTHERDEVICE", 1); err != nil {
 		t.Fatal(err)
 	}
-	db.Close()
-	db2 := openDB(t, dir)
-	defer db2.Close()
-	s2, err := NewStore(db2, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s2 := reopenStore(t, db, dir)
 	if err := s2.AdvanceDUKPTCounter(ctx, dev, 6); !errors.Is(err, hsm.ErrReplay) {
 		t.Fatalf("replay after restart: %v", err)
 	}
@@ -430,14 +424,21 @@ func TestRaiseDUKPTCounter(t *testing.T) {
 	if err := s.RaiseDUKPTCounter("", 1); !errors.Is(err, hsm.ErrInput) {
 		t.Fatalf("empty device: %v", err)
 	}
-	db.Close()
-	db2 := openDB(t, dir)
-	defer db2.Close()
-	s2, err := NewStore(db2, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s2 := reopenStore(t, db, dir)
 	if err := s2.AdvanceDUKPTCounter(ctx, dev, 9); !errors.Is(err, hsm.ErrReplay) {
 		t.Fatalf("counter 9 after a restart: %v; want a replay", err)
 	}
+}
+
+// reopenStore closes db and opens the store again on dir, as a restart does.
+func reopenStore(t *testing.T, db *badger.DB, dir string) *Store {
+	t.Helper()
+	db.Close()
+	db2 := openDB(t, dir)
+	t.Cleanup(func() { db2.Close() })
+	s, err := NewStore(db2, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

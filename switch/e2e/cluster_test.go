@@ -81,15 +81,20 @@ func TestClusterServes(t *testing.T) {
 
 // testDUKPTReplay: a DUKPT PIN accepted on node 1 advances the device's counter on
 // the other nodes too: the same KSN sent to node 2 (a new request, captured and
-// replayed) is refused there as a replay once node 2 has node 1's record.
+// replayed) is refused there as a replay once node 2 has node 1's record. A KSN that
+// node 1 refused before its HSM took it (a bad MAC) does not: a forged request with a
+// high counter must not block the device's next real KSN elsewhere.
 func (c *testCluster) testDUKPTReplay(t *testing.T) {
 	c = c.rebind(t)
 	mac, err := termclient.RetailMAC(demoTAK)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ksn := nextKSN()
-	send := func(n int) termclient.Result {
+	badMAC, err := termclient.RetailMAC("0123456789ABCDEFFEDCBA9876543210")
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(n int, ksn string, mac message.MACFunc) termclient.Result {
 		tx := softpos(2000) // a STAN of its own, and the attestation token bound to it
 		b, err := termclient.PINBlockDUKPT(demoBDK, ksn, "1234", tx.PAN)
 		if err != nil {
@@ -114,13 +119,24 @@ func (c *testCluster) testDUKPTReplay(t *testing.T) {
 		}
 		return r
 	}
-	first := send(1)
+	ksn := nextKSN()
+	first := send(1, ksn, mac)
 	if first.RC != "00" {
 		t.Fatalf("DUKPT PIN on node 1 (KSN %s): %s (%s)", ksn, first.RC, first.Reason)
 	}
 	c.waitJournaled(2, "T0000002", first.RRN, 10*time.Second)
-	if r := send(2); r.RC != "63" || r.Reason != "dukpt-replay" {
+	if r := send(2, ksn, mac); r.RC != "63" || r.Reason != "dukpt-replay" {
 		t.Fatalf("KSN %s, accepted on node 1, sent again to node 2: %s (%s); want 63 dukpt-replay", ksn, r.RC, r.Reason)
+	}
+
+	high := fmt.Sprintf("FFFF9876543210E%05X", ksnCounter.Load()+0x800)
+	forged := send(1, high, badMAC)
+	if forged.RC != "63" || forged.RRN == "" {
+		t.Fatalf("a bad MAC with KSN %s on node 1: %s (%s), RRN %q; want 63 with an RRN", high, forged.RC, forged.Reason, forged.RRN)
+	}
+	c.waitJournaled(2, "T0000002", forged.RRN, 10*time.Second)
+	if next := nextKSN(); send(2, next, mac).RC != "00" {
+		t.Fatalf("KSN %s on node 2, after node 1 refused a forged %s: not approved; a refused KSN blocked the device", next, high)
 	}
 }
 

@@ -117,9 +117,10 @@ type Record struct {
 	// stand for the payment code (masked like a PAN, hashed like one). Refunds and
 	// voids of QR payments carry it too. Encoded after Label, only when set.
 	QR string `json:"qr,omitempty"`
-	// KSN is the DUKPT key serial number of the request's PIN block (not secret: the
-	// terminal sends it in clear), so that the other nodes of a cluster refuse the
-	// same KSN again (a replay). Encoded after CompletedBy, only when set.
+	// KSN is the DUKPT key serial number of the request's PIN block, set once the
+	// HSM has taken its counter (not secret: the terminal sends it in clear), so that
+	// the other nodes of a cluster refuse the same KSN again (a replay). Encoded after
+	// CompletedBy, only when set.
 	KSN string `json:"ksn,omitempty"`
 }
 

@@ -678,9 +678,6 @@ func (p *Pipeline) newRecord(t *txn) error {
 	if l := r.TLV.Label; l != "" && len(l) <= maxLabel {
 		rec.Label = l
 	}
-	if r.TLV.Has&message.HasKSN != 0 {
-		rec.KSN = r.TLV.KSN // the other nodes of a cluster refuse it again (journal.Record.KSN)
-	}
 	if r.MTI == "0200" && (r.ProcCode == message.PCVoid || r.ProcCode == message.PCRefund) {
 		rec.OriginalRRN = r.RRN
 	}

@@ -122,6 +122,13 @@ func (p *Pipeline) translatePIN(ctx context.Context, t *txn, issuer string) ([]b
 	t.stages.add(metrics.StagePINMAC, took)
 	switch {
 	case err == nil:
+		if req.KSN != "" {
+			// The HSM took the KSN's counter: the other nodes of a cluster raise
+			// theirs from the record (journal.Record.KSN). Only then: a KSN the HSM
+			// did not take (a bad MAC, a replay, no PIN) must not block the device
+			// elsewhere.
+			t.rec.KSN = req.KSN
+		}
 		return block, "", ""
 	case errors.Is(err, hsm.ErrUnavailable):
 		p.log.Error().Err(err).Str("tid", r.TID).Msg("PIN not translated: no HSM answered")

@@ -137,7 +137,7 @@ func catchUp(l *cluster.StoreLog) func(context.Context, statelog.Replica) error 
 func (c *clusterNode) openJournal(local *journal.Store, s *Server, onRemote func(rec, prev *journal.Record)) error {
 	return c.retry("journal", func(ctx context.Context) (err error) {
 		c.journal, err = cjournal.Open(ctx, c.node, local, s.db, cjournal.Options{Node: c.cfg.Node, Replicas: c.cfg.Replicas,
-			OnRemote: onRemote, Logger: c.log.With().Str("part", "journal").Logger()})
+			OnRemote: onRemote, OnRestored: s.onRestoredRecord, Logger: c.log.With().Str("part", "journal").Logger()})
 		return err
 	})
 }
@@ -311,6 +311,15 @@ func (c *clusterNode) statusFunc() func(context.Context) (any, error) {
 	return c.report
 }
 
+// onRestoredRecord takes a record of this node's own that the stream gave back to a
+// local store that lacked it (a lost disk): the DUKPT counter its KSN used is raised
+// again, so that the node does not take that KSN a second time.
+func (s *Server) onRestoredRecord(rec *journal.Record) {
+	if rec.KSN != "" && s.Keys != nil {
+		s.raiseDUKPT(rec)
+	}
+}
+
 // raiseDUKPT raises the local DUKPT counter of the device of a remote record's KSN,
 // so that the KSN replayed on this node is refused (docs/cluster.md, Keys).
 func (s *Server) raiseDUKPT(rec *journal.Record) {
@@ -335,7 +344,10 @@ func (s *Server) onRemoteRecord(rec, prev *journal.Record) {
 	if p := s.remotePipe.Load(); p != nil && rec.TID != "" && rec.STAN != "" && rec.DE7 != "" {
 		p.SeenRemote(rec.TID, rec.STAN, rec.DE7, rec.Received)
 	}
-	if prev == nil && rec.KSN != "" && s.Keys != nil {
+	if rec.KSN != "" && s.Keys != nil {
+		// Every version, not only the first seen: a raise is idempotent (no write
+		// when the counter is not higher), and a node that died between applying
+		// the record and syncing the raise sees the record again with a prev.
 		s.raiseDUKPT(rec)
 	}
 	if s.Risk == nil || !rec.Final() {

@@ -427,6 +427,8 @@ func (j *Journal) applyMsg(ctx context.Context, kind string, data []byte, own, f
 			if j.opts.OnRemote != nil {
 				j.opts.OnRemote(rec, local)
 			}
+		} else if j.opts.OnRestored != nil {
+			j.opts.OnRestored(rec)
 		}
 	case kindDeliv:
 		return j.applyMarks(data)

@@ -314,11 +314,30 @@ func TestCluster(t *testing.T) {
 			t.Fatalf("node 2 with an empty disk scans %d records; want %d", len(got), len(written))
 		}
 		var top string
+		ms[1].mu.Lock()
+		restored := map[string]bool{}
+		for _, rrn := range ms[1].restored {
+			restored[rrn] = true
+		}
+		ms[1].mu.Unlock()
 		for _, rrn := range own {
 			if r := got[rrn]; r == nil || r.RC != "00" && r.TID != "TDUP" {
 				t.Fatalf("node 2 did not get its own %s back: %+v", rrn, r)
 			}
+			if !restored[rrn] {
+				t.Errorf("OnRestored of node 2 did not see its own %s come back from the stream", rrn)
+			}
 			top = max(top, rrn)
+		}
+		if len(restored) != len(own) {
+			t.Errorf("OnRestored of node 2 saw %d records; want its own %d", len(restored), len(own))
+		}
+		for _, m := range []*member{ms[0], ms[2]} { // node 3 restarted on its disk
+			m.mu.Lock()
+			if len(m.restored) != 0 {
+				t.Errorf("OnRestored of node %d, whose disk held its records, saw %v", m.num, m.restored)
+			}
+			m.mu.Unlock()
 		}
 		if next, err := ms[1].j.NextRRN(); err != nil || next <= top {
 			t.Fatalf("node 2's next RRN %s (%v) is not past its old ones (up to %s)", next, err, top)

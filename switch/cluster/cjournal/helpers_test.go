@@ -105,8 +105,9 @@ type member struct {
 	store *journal.Store
 	j     *Journal
 
-	mu     sync.Mutex
-	remote []string // RRNs OnRemote saw
+	mu       sync.Mutex
+	remote   []string // RRNs OnRemote saw
+	restored []string // RRNs OnRestored saw
 }
 
 // openMember opens node num's journal in dir on the NATS node nd.
@@ -124,6 +125,11 @@ func openMember(t testing.TB, ctx context.Context, nd *cluster.Node, num, replic
 		OnRemote: func(rec, _ *journal.Record) {
 			m.mu.Lock()
 			m.remote = append(m.remote, rec.RRN)
+			m.mu.Unlock()
+		},
+		OnRestored: func(rec *journal.Record) {
+			m.mu.Lock()
+			m.restored = append(m.restored, rec.RRN)
 			m.mu.Unlock()
 		}})
 	if err != nil {

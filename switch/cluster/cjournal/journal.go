@@ -54,10 +54,15 @@ type Options struct {
 	// OnRemote, if set, is called by the applier for each record version of another
 	// node it applies to the local store (the server feeds the final ones to the risk
 	// engine's velocity and the pipeline's duplicate filter). It runs on the applier's
-	// goroutine: it must not block.
+	// goroutine: whatever it takes delays the applier (the server's raise of a DUKPT
+	// counter syncs the key store when the counter rises).
 	// prev is the version the local store held before (nil: none), so that the first
 	// final version of a record can be told from its later updates.
 	OnRemote func(rec, prev *journal.Record)
+	// OnRestored, if set, is called by the applier for each version of this node's
+	// own record that the local store lacked (a node that lost its disk gets its
+	// records back from the stream), on the applier's goroutine.
+	OnRestored func(rec *journal.Record)
 	// Logger receives the applier's and the background publisher's errors.
 	Logger zerolog.Logger
 }
