@@ -72,6 +72,7 @@ func TestClusterServes(t *testing.T) {
 	t.Run("RegistryChangeAndConflict", c.testRegistry)
 	t.Run("VelocityAcrossNodes", c.testVelocity)
 	t.Run("DUKPTReplayAcrossNodes", c.testDUKPTReplay)
+	t.Run("LastSeenAcrossNodes", c.testLastSeen)
 	for _, n := range c.nodes {
 		if err := n.stop(); err != nil {
 			t.Errorf("graceful stop: %v; log ends:\n%s", err, n.logTail(2000))
@@ -137,6 +138,54 @@ func (c *testCluster) testDUKPTReplay(t *testing.T) {
 	c.waitJournaled(2, "T0000002", forged.RRN, 10*time.Second)
 	if next := nextKSN(); send(2, next, mac).RC != "00" {
 		t.Fatalf("KSN %s on node 2, after node 1 refused a forged %s: not approved; a refused KSN blocked the device", next, high)
+	}
+}
+
+// testLastSeen: a terminal that only echoes on node 2 is seen on nodes 1 and 3 too
+// (last-seen data shared at each flush, every 10 s), so that the offline monitor,
+// which runs on one node, does not take it for offline.
+func (c *testCluster) testLastSeen(t *testing.T) {
+	c = c.rebind(t)
+	const tid = "LT001957"
+	lastSeen := func(n int) (time.Time, string) {
+		code, b, err := c.node(n).api("GET", "/api/v1/terminals/"+tid, tokOperator, nil)
+		if err != nil || code != http.StatusOK {
+			return time.Time{}, fmt.Sprintf("error %d %v %s", code, err, b)
+		}
+		var v struct {
+			LastSeen *struct {
+				Time time.Time `json:"time"`
+			} `json:"last_seen"`
+		}
+		if err := json.Unmarshal(b, &v); err != nil {
+			return time.Time{}, err.Error()
+		}
+		if v.LastSeen == nil {
+			return time.Time{}, "never seen"
+		}
+		return v.LastSeen.Time, ""
+	}
+	if at, _ := lastSeen(1); !at.IsZero() {
+		t.Fatalf("%s seen on node 1 at %v before the test's echo", tid, at)
+	}
+	echo := termclient.Txn{MTI: "0800", NetCode: message.NMEcho, TID: tid, MID: "000000000000003", STAN: termclient.NextSTAN(), Time: time.Now()}
+	ft := singleNodeTerm(c, 2, 15*time.Second)
+	defer ft.close()
+	sent := time.Now()
+	if r, _, _, err := ft.send(echo, 15*time.Second); err != nil || r.RC != "00" {
+		t.Fatalf("echo on node 2: %+v, %v", r, err)
+	}
+	for _, n := range []int{1, 3} {
+		var why string
+		took := waitUntil(t, 30*time.Second, func() string { return fmt.Sprintf("node %d: %s not seen after its echo on node 2 (%s)", n, tid, why) }, func() bool {
+			at, e := lastSeen(n)
+			why = e
+			if e == "" && at.Before(sent.Add(-2*time.Second)) {
+				why = fmt.Sprintf("last seen %v", at)
+			}
+			return why == ""
+		})
+		t.Logf("an echo on node 2 seen on node %d after %v", n, took.Round(time.Millisecond))
 	}
 }
 

@@ -38,6 +38,12 @@ type MonitorOptions struct {
 	SuspendMaxShare float64
 	SuspendMin      int
 	SuspendWindow   time.Duration
+
+	// Active, when set, is asked before each run: the run is skipped while it
+	// returns false. A cluster runs the monitor on one node at a time (its nodes
+	// share last-seen data, and each would otherwise raise the same alerts and act
+	// on them).
+	Active func() bool
 }
 
 // Defaults of the suspension wave limit (MonitorOptions).
@@ -121,8 +127,12 @@ type WebhookPayload struct {
 
 // RunOnce evaluates every enabled rule against every terminal as of now, marks
 // alerts of terminals seen again as recovered, raises new alerts and runs their
-// actions. It returns the alerts it raised.
+// actions. It returns the alerts it raised. It does nothing while
+// MonitorOptions.Active says so.
 func (mo *Monitor) RunOnce(ctx context.Context, now time.Time) ([]*Alert, error) {
+	if mo.opts.Active != nil && !mo.opts.Active() {
+		return nil, nil
+	}
 	r := mo.reg
 	now = now.UTC()
 	rules := r.AlertRules()

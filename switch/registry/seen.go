@@ -29,9 +29,56 @@ func (sl *terminalSlot) touch(addr netip.Addr, loc GeoPoint, now time.Time) {
 		if loc.valid() {
 			sl.seen.loc, sl.seen.hasLoc = loc, true
 		}
-		sl.dirty = true
+		sl.dirty, sl.share = true, true
 	}
 	sl.mu.Unlock()
+}
+
+// SeenEntry is one terminal's last-seen data, as the nodes of a cluster share it.
+type SeenEntry struct {
+	ID string `json:"id"`
+	LastSeen
+}
+
+// SetSeenSink makes every flush of last-seen data (FlushSeen) also hand fn the
+// terminals seen on this node since the previous flush, not those merged from
+// other nodes (MergeSeen), so that a cluster node can share them without echoing
+// the others' back. fn runs on the flusher's goroutine; nil stops it.
+func (r *store) SetSeenSink(fn func([]SeenEntry)) {
+	r.seenMu.Lock()
+	r.seenSink = fn
+	r.seenMu.Unlock()
+}
+
+// MergeSeen takes last-seen data another node of a cluster observed: a known
+// terminal's last-seen moves to an entry that is later than its own (with the
+// entry's address and, when it has one, location); an earlier or equal one, or an
+// unknown terminal, is ignored. Merged data reach Badger on the next flush and are
+// not handed to the seen sink.
+func (r *store) MergeSeen(entries []SeenEntry) {
+	s := r.snap.Load()
+	for _, e := range entries {
+		sl := s.terminals[e.ID]
+		if sl == nil {
+			continue
+		}
+		sl.mu.Lock()
+		if e.Time.After(sl.seen.t) {
+			sl.seen.t = e.Time
+			if e.Address.IsValid() {
+				sl.seen.addr = e.Address
+			}
+			if e.Location != nil {
+				l := *e.Location
+				l.Present = true
+				if l.valid() {
+					sl.seen.loc, sl.seen.hasLoc = l, true
+				}
+			}
+			sl.dirty = true
+		}
+		sl.mu.Unlock()
+	}
 }
 
 func (sl *terminalSlot) lastSeen() (LastSeen, bool) {
@@ -63,23 +110,35 @@ func (r *store) FlushSeen() error {
 	r.seenMu.Lock()
 	defer r.seenMu.Unlock()
 	type item struct {
-		sl *terminalSlot
-		id string
-		ls LastSeen
+		sl    *terminalSlot
+		id    string
+		ls    LastSeen
+		share bool
 	}
 	var items []item
 	for id, sl := range r.snap.Load().terminals {
 		sl.mu.Lock()
-		d := sl.dirty
-		sl.dirty = false
+		d, sh := sl.dirty, sl.share
+		sl.dirty, sl.share = false, false
 		sl.mu.Unlock()
 		if d {
 			ls, _ := sl.lastSeen()
-			items = append(items, item{sl, id, ls})
+			items = append(items, item{sl, id, ls, sh})
 		}
 	}
 	if len(items) == 0 {
 		return nil
+	}
+	if r.seenSink != nil {
+		var shared []SeenEntry
+		for _, it := range items {
+			if it.share {
+				shared = append(shared, SeenEntry{ID: it.id, LastSeen: it.ls})
+			}
+		}
+		if len(shared) > 0 {
+			r.seenSink(shared)
+		}
 	}
 	wb := r.db.NewWriteBatch()
 	defer wb.Cancel()

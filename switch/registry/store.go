@@ -60,9 +60,10 @@ type store struct {
 
 	replica statelog.Replica // the Registry, for Options.CatchUp
 
-	seenMu sync.Mutex // serialises FlushSeen
-	stop   chan struct{}
-	wg     sync.WaitGroup // the last-seen flusher
+	seenMu   sync.Mutex        // serialises FlushSeen
+	seenSink func([]SeenEntry) // SetSeenSink's; guarded by seenMu
+	stop     chan struct{}
+	wg       sync.WaitGroup // the last-seen flusher
 }
 
 type snapshot struct {
@@ -82,7 +83,8 @@ type terminalSlot struct {
 
 	mu    sync.Mutex // guards the fields below; per terminal, so never contended by writers
 	seen  seenState
-	dirty bool
+	dirty bool // seen changed since the last flush to Badger
+	share bool // seen changed here (not merged from another node) since the last flush
 }
 
 type seenState struct {

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -21,6 +22,7 @@ import (
 	"github.com/switchyard/switchyard/switch/cluster/jsaf"
 	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/pipeline"
+	"github.com/switchyard/switchyard/switch/registry"
 )
 
 // clusterStartTimeout bounds how long Open waits for JetStream (a quorum of the
@@ -40,6 +42,7 @@ type clusterNode struct {
 	lease     atomic.Pointer[cluster.Lease] // set once taken, read by /readyz
 	metrics   *cluster.Metrics
 	log       zerolog.Logger
+	stopSeen  func() // ends shareSeen
 }
 
 // startCluster starts (or connects to) JetStream and waits for a quorum.
@@ -266,12 +269,84 @@ func (c *clusterNode) watchMetrics(ctx context.Context) error {
 	}
 }
 
-// closeFollowers stops applying other nodes' commits (before the stores close).
+// closeFollowers stops applying other nodes' commits and last-seen data (before the
+// stores close).
 func (c *clusterNode) closeFollowers() {
 	for _, f := range c.followers {
 		f.Close()
 	}
 	c.followers = nil
+	if c.stopSeen != nil {
+		c.stopSeen()
+		c.stopSeen = nil
+	}
+}
+
+// seenTopic is the broadcast topic of the nodes' last-seen data, and seenChunk the
+// most terminals a message carries (about 130 bytes each, well under NATS's 1 MB).
+const (
+	seenTopic = "seen"
+	seenChunk = 2000
+)
+
+// shareSeen shares the registry's last-seen data with the other nodes: each flush
+// (every 10 s) sends the terminals seen on this node since the last, and what the
+// others send is merged (later times only), so that every node's offline monitor
+// and console see every node's terminals. Best effort: a message lost is made good
+// by the terminal's next message (an echo, a sale) on its node.
+func (c *clusterNode) shareSeen(reg *registry.Registry) error {
+	b, err := c.node.Broadcast(seenTopic, func(data []byte) {
+		var es []registry.SeenEntry
+		if err := json.Unmarshal(data, &es); err != nil {
+			c.log.Warn().Err(err).Int("bytes", len(data)).Msg("last-seen data from another node not read")
+			return
+		}
+		reg.MergeSeen(es)
+	})
+	if err != nil {
+		return err
+	}
+	reg.SetSeenSink(func(es []registry.SeenEntry) {
+		for len(es) > 0 {
+			n := min(len(es), seenChunk)
+			data, err := json.Marshal(es[:n])
+			if err == nil {
+				err = b.Send(data)
+			}
+			if err != nil {
+				c.log.Warn().Err(err).Int("terminals", len(es)).Msg("last-seen data not sent to the other nodes")
+				return
+			}
+			es = es[n:]
+		}
+	})
+	c.stopSeen = func() {
+		reg.SetSeenSink(nil)
+		if err := b.Close(); err != nil {
+			c.log.Warn().Err(err).Msg("last-seen broadcast close")
+		}
+	}
+	return nil
+}
+
+// monitorActive reports whether this node runs the offline monitor: the
+// lowest-numbered node whose lease is alive (registry.MonitorOptions.Active).
+func (c *clusterNode) monitorActive() bool {
+	l := c.currentLease()
+	if l == nil {
+		return false // not serving yet, or stopping
+	}
+	return lowestAlive(c.cfg.Node, l.Holders())
+}
+
+// lowestAlive reports whether no node numbered below self holds a live lease.
+func lowestAlive(self int, holders []cluster.LeaseHolder) bool {
+	for _, h := range holders {
+		if h.Alive && h.Node < self {
+			return false
+		}
+	}
+	return true
 }
 
 // closeJournal stops the replicated journal's applier and publisher (before the local

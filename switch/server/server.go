@@ -240,6 +240,11 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	if err := s.cl.follow(regLog, s.Registry); err != nil {
 		return nil, fmt.Errorf("registry: %w", err)
 	}
+	if s.cl != nil {
+		if err := s.cl.shareSeen(s.Registry); err != nil {
+			return nil, fmt.Errorf("registry: last-seen data: %w", err)
+		}
+	}
 	if cfg.Demo {
 		n, err := registry.LoadDemo(s.Registry)
 		if err != nil {
@@ -482,8 +487,12 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 			log.Warn().Str("issuer", l.ID()).Str("rrn", rrn).Str("rc", rc).Msg("late issuer answer: the transaction was already answered 91 and its reversal queued")
 		}
 	}
-	s.monitor = registry.NewMonitor(s.Registry, nil, registry.MonitorOptions{WebhookSecret: webhookSecret,
-		SuspendMaxShare: cfg.Alerts.SuspendMaxShare, SuspendMin: cfg.Alerts.SuspendMin, SuspendWindow: cfg.Alerts.SuspendWindow.D()})
+	mopts := registry.MonitorOptions{WebhookSecret: webhookSecret,
+		SuspendMaxShare: cfg.Alerts.SuspendMaxShare, SuspendMin: cfg.Alerts.SuspendMin, SuspendWindow: cfg.Alerts.SuspendWindow.D()}
+	if s.cl != nil {
+		mopts.Active = s.cl.monitorActive // one node at a time: they share last-seen data
+	}
+	s.monitor = registry.NewMonitor(s.Registry, nil, mopts)
 	if err := s.openTasks(loc); err != nil {
 		return nil, err
 	}
