@@ -49,7 +49,9 @@ func (b *Broadcast) Send(data []byte) error {
 // MaxPayload is the largest message Send takes.
 func (b *Broadcast) MaxPayload() int64 { return b.nc.MaxPayload() }
 
-// Close stops receiving; messages already received are delivered first.
+// Close stops receiving. It does not wait for a message being delivered: the
+// receive function may still run once, shortly after (until the node's connection
+// closes, which waits for it).
 func (b *Broadcast) Close() error {
 	return b.sub.Drain()
 }

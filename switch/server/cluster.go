@@ -321,6 +321,9 @@ func (c *clusterNode) shareSeen(reg *registry.Registry) error {
 		}
 	})
 	c.stopSeen = func() {
+		if err := reg.FlushSeen(); err != nil { // the last sightings, to the others too
+			c.log.Warn().Err(err).Msg("last-seen flush at stop")
+		}
 		reg.SetSeenSink(nil)
 		if err := b.Close(); err != nil {
 			c.log.Warn().Err(err).Msg("last-seen broadcast close")
@@ -329,24 +332,33 @@ func (c *clusterNode) shareSeen(reg *registry.Registry) error {
 	return nil
 }
 
-// monitorActive reports whether this node runs the offline monitor: the
-// lowest-numbered node whose lease is alive (registry.MonitorOptions.Active).
+// monitorActive reports whether this node runs the offline monitor
+// (registry.MonitorOptions.Active): only while it holds its own lease (a node cut
+// off from the others, whose lease lapses, stops at once, as the others take over),
+// and only if it is monitorNode.
 func (c *clusterNode) monitorActive() bool {
 	l := c.currentLease()
-	if l == nil {
-		return false // not serving yet, or stopping
+	if l == nil || l.Held() != nil {
+		return false // not serving yet, stopping, or cut off
 	}
-	return lowestAlive(c.cfg.Node, l.Holders())
+	return monitorNode(c.cfg.Node, l.Holders(), time.Now()) == c.cfg.Node
 }
 
-// lowestAlive reports whether no node numbered below self holds a live lease.
-func lowestAlive(self int, holders []cluster.LeaseHolder) bool {
+// monitorNode is the node that runs the offline monitor: of the live leases, the one
+// that started first, the lower number on a tie. A node that restarts does not take
+// the monitor back from one whose last-seen data are warm. self counts as started now
+// when its own lease is not among holders yet.
+func monitorNode(self int, holders []cluster.LeaseHolder, now time.Time) int {
+	best, bestAt := self, now
 	for _, h := range holders {
-		if h.Alive && h.Node < self {
-			return false
+		if !h.Alive {
+			continue
+		}
+		if h.Started.Before(bestAt) || h.Started.Equal(bestAt) && h.Node < best {
+			best, bestAt = h.Node, h.Started
 		}
 	}
-	return true
+	return best
 }
 
 // closeJournal stops the replicated journal's applier and publisher (before the local

@@ -64,6 +64,9 @@ func (s *Server) openTasks(loc *time.Location) error {
 	}
 	ts.Register(TaskProfilesRefresh, s.profiles.scheduled)
 	ts.Register(TaskOfflineCheck, func(ctx context.Context, _ map[string]string) (string, error) {
+		if s.cl != nil && !s.cl.monitorActive() {
+			return "skipped: in a cluster the offline monitor runs on one node, not this one (docs/cluster.md)", nil
+		}
 		as, err := s.monitor.RunOnce(ctx, time.Now())
 		return fmt.Sprintf("%d alerts raised", len(as)), err
 	})
