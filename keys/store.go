@@ -540,29 +540,15 @@ func (s *Store) AdvanceDUKPTCounter(_ context.Context, device string, counter ui
 	}
 	s.dukptMu.Lock()
 	defer s.dukptMu.Unlock()
-	key := []byte(dukptPrefix + device)
 	return s.update(func(txn *badger.Txn) error {
-		item, err := txn.Get(key)
-		switch {
-		case err == nil:
-			var last uint32
-			if err := item.Value(func(v []byte) error {
-				if len(v) != 4 {
-					return fmt.Errorf("DUKPT counter record of %s is %d bytes", device, len(v))
-				}
-				last = binary.BigEndian.Uint32(v)
-				return nil
-			}); err != nil {
-				return err
-			}
-			if counter <= last {
-				return fmt.Errorf("%w: device %s sent counter %d (%#x), not above the last accepted %d (%#x)", hsm.ErrReplay, device, counter, counter, last, last)
-			}
-		case errors.Is(err, badger.ErrKeyNotFound):
-		default:
+		last, found, err := dukptCounter(txn, device)
+		if err != nil {
 			return err
 		}
-		return txn.Set(key, binary.BigEndian.AppendUint32(nil, counter))
+		if found && counter <= last {
+			return fmt.Errorf("%w: device %s sent counter %d (%#x), not above the last accepted %d (%#x)", hsm.ErrReplay, device, counter, counter, last, last)
+		}
+		return txn.Set([]byte(dukptPrefix+device), binary.BigEndian.AppendUint32(nil, counter))
 	})
 }
 
@@ -577,28 +563,18 @@ func (s *Store) RaiseDUKPTCounter(device string, counter uint32) error {
 	}
 	s.dukptMu.Lock()
 	defer s.dukptMu.Unlock()
-	key := []byte(dukptPrefix + device)
 	raised := false
 	err := s.db.Update(func(txn *badger.Txn) error {
-		item, err := txn.Get(key)
+		last, found, err := dukptCounter(txn, device)
 		switch {
-		case err == nil:
-			higher := false
-			if err := item.Value(func(v []byte) error {
-				higher = len(v) != 4 || counter > binary.BigEndian.Uint32(v)
-				return nil
-			}); err != nil {
-				return err
-			}
-			if !higher {
-				return nil
-			}
-		case errors.Is(err, badger.ErrKeyNotFound):
-		default:
+		case errors.Is(err, errDUKPTRecord): // overwritten by the counter
+		case err != nil:
 			return err
+		case found && counter <= last:
+			return nil
 		}
 		raised = true
-		return txn.Set(key, binary.BigEndian.AppendUint32(nil, counter))
+		return txn.Set([]byte(dukptPrefix+device), binary.BigEndian.AppendUint32(nil, counter))
 	})
 	if err != nil || !raised {
 		return err
@@ -614,22 +590,38 @@ func (s *Store) DUKPTCounter(device string) (uint32, bool, error) {
 	var c uint32
 	found := false
 	err := s.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get([]byte(dukptPrefix + device))
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return nil
+		var err error
+		c, found, err = dukptCounter(txn, device)
+		if errors.Is(err, errDUKPTRecord) {
+			return nil // reported as found, counter 0
 		}
-		if err != nil {
-			return err
-		}
-		found = true
-		return item.Value(func(v []byte) error {
-			if len(v) == 4 {
-				c = binary.BigEndian.Uint32(v)
-			}
-			return nil
-		})
+		return err
 	})
 	return c, found, err
+}
+
+// errDUKPTRecord marks a stored DUKPT counter that is not 4 bytes.
+var errDUKPTRecord = errors.New("DUKPT counter record is not 4 bytes")
+
+// dukptCounter reads the last accepted counter of device in txn; found is false when
+// there is none. A record that is not 4 bytes is found, counter 0, with an error
+// wrapping errDUKPTRecord.
+func dukptCounter(txn *badger.Txn, device string) (last uint32, found bool, err error) {
+	item, err := txn.Get([]byte(dukptPrefix + device))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	err = item.Value(func(v []byte) error {
+		if len(v) != 4 {
+			return fmt.Errorf("%w: the record of %s is %d bytes", errDUKPTRecord, device, len(v))
+		}
+		last = binary.BigEndian.Uint32(v)
+		return nil
+	})
+	return last, true, err
 }
 
 // BindLMK implements hsm.KeyStore.
