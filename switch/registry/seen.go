@@ -22,16 +22,24 @@ func (r *store) Seen(id string, addr netip.Addr, loc GeoPoint, now time.Time) {
 func (sl *terminalSlot) touch(addr netip.Addr, loc GeoPoint, now time.Time) {
 	sl.mu.Lock()
 	if !now.Before(sl.seen.t) {
-		sl.seen.t = now
-		if addr.IsValid() {
-			sl.seen.addr = addr
-		}
-		if loc.valid() {
-			sl.seen.loc, sl.seen.hasLoc = loc, true
-		}
-		sl.dirty, sl.share = true, true
+		sl.set(addr, loc, now)
+		sl.share = true
 	}
 	sl.mu.Unlock()
+}
+
+// set moves the slot's last-seen to t, with addr and loc where they are valid (an
+// invalid one keeps the earlier), and marks it for the next flush. The caller holds
+// sl.mu.
+func (sl *terminalSlot) set(addr netip.Addr, loc GeoPoint, t time.Time) {
+	sl.seen.t = t
+	if addr.IsValid() {
+		sl.seen.addr = addr
+	}
+	if loc.valid() {
+		sl.seen.loc, sl.seen.hasLoc = loc, true
+	}
+	sl.dirty = true
 }
 
 // SeenEntry is one terminal's last-seen data, as the nodes of a cluster share it.
@@ -62,20 +70,14 @@ func (r *store) MergeSeen(entries []SeenEntry) {
 		if sl == nil {
 			continue
 		}
+		var loc GeoPoint
+		if e.Location != nil {
+			loc = *e.Location
+			loc.Present = true // not in JSON
+		}
 		sl.mu.Lock()
 		if e.Time.After(sl.seen.t) {
-			sl.seen.t = e.Time
-			if e.Address.IsValid() {
-				sl.seen.addr = e.Address
-			}
-			if e.Location != nil {
-				l := *e.Location
-				l.Present = true
-				if l.valid() {
-					sl.seen.loc, sl.seen.hasLoc = l, true
-				}
-			}
-			sl.dirty = true
+			sl.set(e.Address, loc, e.Time)
 		}
 		sl.mu.Unlock()
 	}
