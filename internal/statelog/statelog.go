@@ -91,6 +91,18 @@ func (m *Memory) Follow(r Replica) {
 	m.mu.Unlock()
 }
 
+// Unfollow stops giving commits to r (a replica closed by a test's restart).
+func (m *Memory) Unfollow(r Replica) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i, x := range m.replicas {
+		if x == r {
+			m.replicas = append(m.replicas[:i], m.replicas[i+1:]...)
+			return
+		}
+	}
+}
+
 // Deliver gives every registered replica the commits above its revision, in order,
 // and returns the first error.
 func (m *Memory) Deliver() error {

@@ -73,6 +73,7 @@ func TestClusterServes(t *testing.T) {
 	t.Run("VelocityAcrossNodes", c.testVelocity)
 	t.Run("DUKPTReplayAcrossNodes", c.testDUKPTReplay)
 	t.Run("LastSeenAcrossNodes", c.testLastSeen)
+	t.Run("IncidentsAcrossNodes", c.testIncidents)
 	for _, n := range c.nodes {
 		if err := n.stop(); err != nil {
 			t.Errorf("graceful stop: %v; log ends:\n%s", err, n.logTail(2000))
@@ -186,6 +187,65 @@ func (c *testCluster) testLastSeen(t *testing.T) {
 			return why == ""
 		})
 		t.Logf("an echo on node 2 seen on node %d after %v", n, took.Round(time.Millisecond))
+	}
+}
+
+// testIncidents: a binding violation on node 2 is an incident every node lists,
+// with the node that saw it, under the same ID; an acknowledgement on node 3 is
+// seen on node 1, which then refuses a second one.
+func (c *testCluster) testIncidents(t *testing.T) {
+	c = c.rebind(t)
+	if r := c.purchaseOn(2, pos(1000, [2]string{"DI", "SN-STOLEN01"})); r.RC != "59" || r.Reason != "device-mismatch" {
+		t.Fatalf("a purchase from another device on node 2: %s (%s), want 59 device-mismatch", r.RC, r.Reason)
+	}
+	type incident struct {
+		ID     string `json:"id"`
+		Node   int    `json:"node"`
+		Status string `json:"status"`
+		AckBy  string `json:"acknowledged_by"`
+	}
+	list := func(n int) ([]incident, string) {
+		code, b, err := c.node(n).api("GET", "/api/v1/incidents?terminal=T0000001&reason=device-mismatch", tokOperator, nil)
+		if err != nil || code != http.StatusOK {
+			return nil, fmt.Sprintf("error %d %v %s", code, err, b)
+		}
+		var v []incident
+		if err := json.Unmarshal(b, &v); err != nil {
+			return nil, fmt.Sprintf("%v: %s", err, b)
+		}
+		return v, ""
+	}
+	var id string
+	for _, n := range []int{2, 1, 3} {
+		var why string
+		took := waitUntil(t, 15*time.Second, func() string { return fmt.Sprintf("node %d: %s", n, why) }, func() bool {
+			v, e := list(n)
+			switch {
+			case e != "":
+				why = e
+			case len(v) != 1 || v[0].Node != 2 || v[0].Status != "open" || (id != "" && v[0].ID != id):
+				why = fmt.Sprintf("incidents %+v; want one, open, from node 2, ID %q", v, id)
+			default:
+				id, why = v[0].ID, ""
+			}
+			return why == ""
+		})
+		t.Logf("node 2's incident %s listed on node %d after %v", id, n, took.Round(time.Millisecond))
+	}
+	if code, b, err := c.node(3).api("POST", "/api/v1/incidents/"+id+"/ack", tokOperator, strings.NewReader(`{"note":"calling the merchant"}`)); err != nil || code != http.StatusOK {
+		t.Fatalf("acknowledge %s on node 3: %d %v %s", id, code, err, b)
+	}
+	var why string
+	waitUntil(t, 15*time.Second, func() string { return "node 1: " + why }, func() bool {
+		v, e := list(1)
+		why = e
+		if e == "" && (len(v) != 1 || v[0].Status != "acknowledged") {
+			why = fmt.Sprintf("incidents %+v; want %s acknowledged", v, id)
+		}
+		return why == ""
+	})
+	if code, b, err := c.node(1).api("POST", "/api/v1/incidents/"+id+"/ack", tokOperator, nil); err != nil || code != http.StatusConflict {
+		t.Errorf("a second acknowledgement of %s, on node 1: %d %v %s; want 409", id, code, err, b)
 	}
 }
 

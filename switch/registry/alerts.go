@@ -242,6 +242,8 @@ type Alert struct {
 	AckAt       *time.Time  `json:"acknowledged_at,omitempty"`
 	AckNote     string      `json:"acknowledge_note,omitempty"`
 	RecoveredAt *time.Time  `json:"recovered_at,omitempty"`
+	// Node is the cluster node whose offline monitor raised it (0 on a single node).
+	Node int `json:"node,omitempty"`
 }
 
 func alertID(seq uint64) string { return "ALR-" + strconv.FormatUint(seq, 10) }
@@ -425,8 +427,7 @@ func (r *alerting) acknowledgeAlert(p Actor, id, note string) (*Alert, error) {
 	b.add(OpEntry{Time: now, Actor: p.Name, Role: p.Role, Action: "alert.ack", TargetType: "alert", Target: a.ID, Reason: a.AckNote,
 		Before: rawJSON(map[string]any{"status": AlertOpen}), After: rawJSON(map[string]any{"status": a.Status})})
 	if err := r.commitLocked(func(txn *wtx) error {
-		// Alerts are this node's observations (docs/cluster.md), like incidents.
-		if err := putJSON(localSetter{txn}, seqKey(pfxAlert, a.Seq), a); err != nil {
+		if err := putJSON(txn, seqKey(pfxAlert, a.Seq), a); err != nil {
 			return err
 		}
 		return b.write(txn)
@@ -440,9 +441,25 @@ func (r *alerting) acknowledgeAlert(p Actor, id, note string) (*Alert, error) {
 
 // storeAlertLocked writes a (new or updated). r.mu must be held.
 func (r *alerting) storeAlertLocked(a *Alert) error {
-	if err := r.commitLocked(func(txn *wtx) error { return putJSON(localSetter{txn}, seqKey(pfxAlert, a.Seq), a) }); err != nil {
+	if err := r.commitLocked(func(txn *wtx) error { return putJSON(txn, seqKey(pfxAlert, a.Seq), a) }); err != nil {
 		return fmt.Errorf("registry: store alert %s (rule %s, terminal %s): %w", a.ID, a.RuleID, a.TerminalID, err)
 	}
 	r.indexAlert(a)
 	return nil
+}
+
+// setAlertActions stores the results of a's actions in the alert as it is now:
+// in a cluster an operator on another node may have acknowledged it meanwhile.
+func (r *alerting) setAlertActions(a *Alert) error {
+	_, err := retry(r.store, func() (*Alert, error) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		cur, err := r.readAlert(a.Seq, a.ID)
+		if err != nil {
+			return nil, err
+		}
+		cur.Actions = a.Actions
+		return cur, r.storeAlertLocked(cur)
+	})
+	return err
 }

@@ -20,13 +20,19 @@ func (r *incidents) OpenFraudIncident(caseID, merchantID, terminalID string) (*I
 	if m, ok := r.Merchant(merchantID); ok {
 		inc.Merchant = m
 	}
-	inc.Seq = r.incSeq.Add(1)
-	inc.ID = incidentID(inc.Seq)
-	if err := r.writeIncident(inc); err != nil {
-		return nil, err
+	inc.Node = r.opts.Node
+	if r.opts.Log != nil { // ordered now: the case records its ID, the same on every node
+		if err := r.orderNow(inc); err != nil {
+			return nil, err
+		}
+	} else {
+		inc.Seq = r.incSeq.Add(1)
+		inc.ID = incidentID(inc.Seq)
+		if err := r.writeIncident(inc); err != nil {
+			return nil, err
+		}
+		r.logIncident(inc)
 	}
 	r.m.incidents.WithLabelValues(string(inc.Reason)).Inc()
-	r.log.Warn().Str("incident", inc.ID).Str("reason", string(inc.Reason)).Str("case", caseID).Str("terminal", terminalID).
-		Str("merchant", merchantID).Msg("fraud confirmed at merchant")
 	return inc, nil
 }

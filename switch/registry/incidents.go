@@ -64,6 +64,10 @@ type Incident struct {
 	// Case is the review case whose confirmed fraud opened the incident (reason
 	// confirmed-fraud), "" for the binding checks' incidents.
 	Case string `json:"case,omitempty"`
+	// Node is the cluster node that saw the violation (0 on a single node).
+	Node int `json:"node,omitempty"`
+
+	spillKey []byte // with Options.Log: its key among the spilled incidents, if it was read from there
 
 	Status      IncidentStatus `json:"status"`
 	AckBy       string         `json:"acknowledged_by,omitempty"`
@@ -79,6 +83,10 @@ type Incident struct {
 // waiting with one transaction and sync, so a burst of declines costs the hot path
 // no disk wait. Handling an incident (ack, resolve) is an ordinary oplog write
 // under the store's lock.
+//
+// In a cluster (Options.Log) incidents are shared: the writer orders each batch
+// through the Log like any registry write (incidents_order.go), the sequence, and
+// so the ID, is assigned then, cluster-wide, and the other nodes apply them.
 type incidents struct {
 	*store
 	incSeq  atomic.Uint64 // last incident sequence
@@ -87,18 +95,34 @@ type incidents struct {
 	qclosed bool
 	stop    chan struct{}
 	wg      sync.WaitGroup // the writer
+
+	// With Log: incidents not yet ordered that were saved to this node's Badger
+	// (queue full, or not ordered when the node stopped), under pfxIncSpill.
+	spillSeq atomic.Uint64 // last spill sequence
+	spilled  atomic.Bool   // set when an incident was spilled while the writer runs
+	tried    *orderTry     // the writer's last attempt whose outcome is unknown
 }
 
-// load finds the last incident sequence.
+// load finds the last incident sequence (and, with Log, the last spilled one).
 func (r *incidents) load(txn *badger.Txn) error {
 	n, _, err := lastSeq(txn, pfxIncident)
+	if err != nil {
+		return err
+	}
 	r.incSeq.Store(n)
+	n, _, err = lastSeq(txn, pfxIncSpill)
+	r.spillSeq.Store(n)
 	return err
 }
 
 // start starts the background writer.
 func (r *incidents) start() {
 	r.wg.Add(1)
+	if r.opts.Log != nil {
+		r.spilled.Store(true) // read what the last run left
+		go r.orderWriter()
+		return
+	}
 	go r.incidentWriter()
 }
 
@@ -172,12 +196,13 @@ func (r *incidents) recordIncident(res CheckResult, req *CheckRequest) {
 	if res.Reason == ReasonDeviceCompromised {
 		inc.Action = "terminal-suspended"
 	}
-	inc.Seq = r.incSeq.Add(1)
-	inc.ID = incidentID(inc.Seq)
+	inc.Node = r.opts.Node
 	r.m.incidents.WithLabelValues(string(inc.Reason)).Inc()
-	r.log.Warn().Str("incident", inc.ID).Str("reason", string(inc.Reason)).Str("terminal", inc.TerminalID).
-		Str("merchant", inc.MerchantID).Str("source_ip", inc.Device.SourceIP).Float64("distance_m", inc.Facts.DistanceM).
-		Strs("findings", inc.Device.Findings).Msg("binding violation")
+	if r.opts.Log == nil {
+		inc.Seq = r.incSeq.Add(1)
+		inc.ID = incidentID(inc.Seq)
+		r.logIncident(inc)
+	}
 
 	r.qmu.RLock()
 	if !r.qclosed {
@@ -189,9 +214,27 @@ func (r *incidents) recordIncident(res CheckResult, req *CheckRequest) {
 		}
 	}
 	r.qmu.RUnlock()
+	if r.opts.Log != nil {
+		// Never wait for the cluster here: keep it on this node's disk until the
+		// writer can order it.
+		r.spill(inc)
+		return
+	}
 	if err := r.writeIncident(inc); err != nil {
 		r.log.Error().Err(err).Str("incident", inc.ID).Msg("registry: incident not stored")
 	}
+}
+
+// logIncident logs an incident once it has its ID.
+func (r *incidents) logIncident(inc *Incident) {
+	if inc.Reason == ReasonConfirmedFraud {
+		r.log.Warn().Str("incident", inc.ID).Str("reason", string(inc.Reason)).Str("case", inc.Case).Str("terminal", inc.TerminalID).
+			Str("merchant", inc.MerchantID).Msg("fraud confirmed at merchant")
+		return
+	}
+	r.log.Warn().Str("incident", inc.ID).Str("reason", string(inc.Reason)).Str("terminal", inc.TerminalID).
+		Str("merchant", inc.MerchantID).Str("source_ip", inc.Device.SourceIP).Float64("distance_m", inc.Facts.DistanceM).
+		Strs("findings", inc.Device.Findings).Msg("binding violation")
 }
 
 func (r *incidents) writeIncident(inc *Incident) error {
@@ -290,17 +333,58 @@ func (r *incidents) incidentWriter() {
 	}
 }
 
-// FlushIncidents waits until every incident queued so far is stored.
+// FlushIncidents waits until every incident queued so far is stored (with
+// Options.Log: until the writer has tried to order them once).
 func (r *incidents) FlushIncidents() {
-	done := make(chan struct{})
-	r.qmu.RLock()
-	if r.qclosed {
-		r.qmu.RUnlock()
+	if done := r.barrier(true); done != nil {
+		<-done
+	}
+}
+
+// readFlushWait bounds, in a cluster, how long a read waits for the incidents
+// queued before it: without a quorum they cannot be ordered, and a read must not
+// hang (they are listed once they are ordered).
+const readFlushWait = 500 * time.Millisecond
+
+// flushForRead is FlushIncidents before a read; with Options.Log it waits at most
+// readFlushWait.
+func (r *incidents) flushForRead() {
+	done := r.barrier(r.opts.Log == nil)
+	if done == nil {
 		return
 	}
-	r.incQ <- incItem{done: done}
-	r.qmu.RUnlock()
-	<-done
+	if r.opts.Log == nil {
+		<-done
+		return
+	}
+	t := time.NewTimer(readFlushWait)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	}
+}
+
+// barrier queues a flush barrier and returns the channel the writer closes once
+// it has handled what was queued before it; nil after Close, and when the queue
+// is full unless block.
+func (r *incidents) barrier(block bool) chan struct{} {
+	done := make(chan struct{})
+	r.qmu.RLock()
+	defer r.qmu.RUnlock()
+	if r.qclosed {
+		return nil
+	}
+	if block {
+		r.incQ <- incItem{done: done}
+		return done
+	}
+	select { // in a cluster a full queue means the writer is waiting for the quorum
+	case r.incQ <- incItem{done: done}:
+		return done
+	default:
+		return nil
+	}
 }
 
 // IncidentFilter selects incidents; empty fields match everything.
@@ -315,7 +399,7 @@ type IncidentFilter struct {
 
 // Incidents returns the matching incidents, oldest first.
 func (r *incidents) Incidents(f IncidentFilter) ([]*Incident, error) {
-	r.FlushIncidents()
+	r.flushForRead()
 	return kvjson.Newest(r.db, pfxIncident, f.Limit, "registry: read incident", func(inc *Incident) bool {
 		return (f.Since.IsZero() || !inc.Time.Before(f.Since)) && (f.Status == "" || inc.Status == f.Status) &&
 			(f.TerminalID == "" || inc.TerminalID == f.TerminalID) && (f.MerchantID == "" || inc.MerchantID == f.MerchantID) &&
@@ -325,7 +409,7 @@ func (r *incidents) Incidents(f IncidentFilter) ([]*Incident, error) {
 
 // GetIncident returns incident id.
 func (r *incidents) GetIncident(id string) (*Incident, error) {
-	r.FlushIncidents()
+	r.flushForRead()
 	n, err := parseSeqID(id, "INC-")
 	if err != nil {
 		return nil, err
@@ -394,9 +478,7 @@ func (r *incidents) updateIncidentOnce(p Actor, id, note string, to IncidentStat
 	b.add(OpEntry{Time: now, Actor: p.Name, Role: p.Role, Action: action, TargetType: "incident", Target: inc.ID, Reason: note,
 		Before: rawJSON(map[string]any{"status": before}), After: rawJSON(map[string]any{"status": inc.Status})})
 	if err := r.commitLocked(func(txn *wtx) error {
-		// Incidents are this node's observations (docs/cluster.md): the handling
-		// state stays here, its oplog entry joins the shared chain.
-		if err := putJSON(localSetter{txn}, seqKey(pfxIncident, inc.Seq), inc); err != nil {
+		if err := putJSON(txn, seqKey(pfxIncident, inc.Seq), inc); err != nil {
 			return err
 		}
 		return b.write(txn)

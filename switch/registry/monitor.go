@@ -158,7 +158,9 @@ func (mo *Monitor) RunOnce(ctx context.Context, now time.Time) ([]*Alert, error)
 				m = msl.rec.Load()
 			}
 			ls, seen := sl.lastSeen()
-			a, err := mo.evaluate(&ar, t, m, ls, seen, thr, now)
+			// retry: in a cluster, a commit that met another node's is decided
+			// again on the state that node made (an alert it raised is not raised twice).
+			a, err := retry(r.store, func() (*Alert, error) { return mo.evaluate(&ar, t, m, ls, seen, thr, now) })
 			if err != nil {
 				errs = append(errs, err)
 			}
@@ -177,10 +179,7 @@ func (mo *Monitor) RunOnce(ctx context.Context, now time.Time) ([]*Alert, error)
 			}
 		}
 		a.Actions = mo.act(ctx, &ar, a, now, wave)
-		r.mu.Lock()
-		err := r.storeAlertLocked(a)
-		r.mu.Unlock()
-		if err != nil {
+		if err := r.setAlertActions(a); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -243,6 +242,7 @@ func (mo *Monitor) evaluate(ar *AlertRule, t *Terminal, m *Merchant, ls LastSeen
 	a := &Alert{
 		ID: alertID(seq), Seq: seq, RuleID: ar.ID, TerminalID: t.ID, MerchantID: t.MerchantID, Kind: t.Kind,
 		Time: now, Reference: reference, OfflineFor: Duration(now.Sub(reference)), Threshold: ar.Threshold, Status: AlertOpen,
+		Node: r.opts.Node,
 	}
 	if m != nil {
 		a.Region = m.Region

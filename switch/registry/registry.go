@@ -36,7 +36,8 @@ type Options struct {
 	// still write it).
 	SeenFlushInterval time.Duration
 	// IncidentQueue is the capacity of the queue of incidents waiting to be written.
-	// Default 1024. When it is full, Check writes the incident itself.
+	// Default 1024. When it is full, Check writes the incident itself (with Log,
+	// it drops it instead, counted and logged: Check never waits for a quorum).
 	IncidentQueue int
 	// Persist, when set, stores incidents durably (returning once they are on disk),
 	// in place of a Badger transaction and sync of the registry's own: the switch
@@ -65,6 +66,13 @@ type Options struct {
 	// WebhookAllow lists the URLs alert rules' webhook actions may post to (see
 	// alerts.webhook_allow in the configuration); empty allows none.
 	WebhookAllow []string
+	// Node is this node's number in a cluster (cluster.node), recorded in the
+	// incidents and alerts it raises; 0 on a single node.
+	Node int
+	// MaxPendingIncidents bounds, with Log, the incidents held in memory while
+	// they cannot be ordered (no quorum). Default 10,000; beyond it new incidents
+	// are dropped, counted and logged.
+	MaxPendingIncidents int
 }
 
 // KeyInfo is what the registry needs to know of a key of the key store.
@@ -125,6 +133,9 @@ func New(db *badger.DB, clock func() time.Time, opts Options) (*Registry, error)
 	}
 	if opts.IncidentQueue <= 0 {
 		opts.IncidentQueue = 1024
+	}
+	if opts.MaxPendingIncidents <= 0 {
+		opts.MaxPendingIncidents = 10_000
 	}
 	m, err := newMetrics(opts.Metrics)
 	if err != nil {

@@ -75,8 +75,9 @@ func (r *store) catchUp(from uint64) error {
 // ApplyRemote implements statelog.Replica: it writes commit c, ordered at revision
 // rev, to Badger with the revision, in one transaction, and brings the memory it
 // touches up to date: merchants and terminals (Check enforces them at once), alert
-// rules, the last change sequence and the end of the oplog chain. A revision this
-// registry has applied already (its own commits come back this way) is skipped.
+// rules and the alerts' index, the last change and incident sequences and the end
+// of the oplog chain. A revision this registry has applied already (its own
+// commits come back this way) is skipped.
 func (r *Registry) ApplyRemote(rev uint64, c statelog.Commit) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -92,6 +93,8 @@ func (r *Registry) ApplyRemote(rev uint64, c statelog.Commit) error {
 		chgSeq  = r.review.chgSeq
 		logSeq  = r.logSeq
 		logHash = r.logHash
+		incSeq  = r.incSeq.Load()
+		alerts  []*Alert
 	)
 	for _, w := range c.Writes {
 		k := string(w.Key)
@@ -121,6 +124,16 @@ func (r *Registry) ApplyRemote(rev uint64, c statelog.Commit) error {
 			if n, err := strconv.ParseUint(strings.TrimPrefix(k, pfxChange), 10, 64); err == nil && n > chgSeq {
 				chgSeq = n
 			}
+		case strings.HasPrefix(k, pfxIncident):
+			if n, err := strconv.ParseUint(strings.TrimPrefix(k, pfxIncident), 10, 64); err == nil && n > incSeq {
+				incSeq = n
+			}
+		case strings.HasPrefix(k, pfxAlert) && w.Value != nil:
+			a := new(Alert)
+			if err := json.Unmarshal(w.Value, a); err != nil {
+				return fmt.Errorf("registry: revision %d: decode alert %s: %w", rev, k, err)
+			}
+			alerts = append(alerts, a)
 		case strings.HasPrefix(k, pfxLog) && w.Value != nil:
 			var e OpEntry
 			if err := json.Unmarshal(w.Value, &e); err != nil {
@@ -160,5 +173,12 @@ func (r *Registry) ApplyRemote(rev uint64, c statelog.Commit) error {
 		}
 	}
 	r.review.chgSeq, r.logSeq, r.logHash = chgSeq, logSeq, logHash
+	r.incSeq.Store(incSeq)
+	for _, a := range alerts {
+		r.indexAlert(a)
+		if a.Seq > r.alrSeq {
+			r.alrSeq = a.Seq
+		}
+	}
 	return nil
 }

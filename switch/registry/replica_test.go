@@ -24,8 +24,15 @@ type node struct {
 // load conflicts, catches up and finds nothing missing).
 func newNode(t *testing.T, mem *statelog.Memory, log statelog.Log) *node {
 	t.Helper()
-	f := &fixture{dir: t.TempDir(), clock: &fakeClock{t: t0}, opts: Options{SeenFlushInterval: -1, Log: log,
-		CatchUp: func(context.Context, statelog.Replica) error { return mem.Deliver() }}}
+	return newNodeOpts(t, mem, Options{Log: log})
+}
+
+// newNodeOpts is newNode with more options (opts.Log is the node's Log).
+func newNodeOpts(t *testing.T, mem *statelog.Memory, opts Options) *node {
+	t.Helper()
+	opts.SeenFlushInterval = -1
+	opts.CatchUp = func(context.Context, statelog.Replica) error { return mem.Deliver() }
+	f := &fixture{dir: t.TempDir(), clock: &fakeClock{t: t0}, opts: opts}
 	f.open(t)
 	mem.Follow(f.reg)
 	if _, err := LoadDemo(f.reg); err != nil {

@@ -22,14 +22,15 @@ import (
 
 // Badger key prefixes. Everything the registry stores is under "reg/".
 const (
-	pfxMerchant = "reg/m/"    // + merchant ID -> Merchant JSON
-	pfxTerminal = "reg/t/"    // + terminal ID -> Terminal JSON
-	pfxSeen     = "reg/seen/" // + terminal ID -> LastSeen JSON
-	pfxChange   = "reg/chg/"  // + 20-digit sequence -> Change JSON
-	pfxLog      = "reg/log/"  // + 20-digit sequence -> OpEntry JSON (append-only)
-	pfxIncident = "reg/inc/"  // + 20-digit sequence -> Incident JSON
-	pfxAlert    = "reg/alr/"  // + 20-digit sequence -> Alert JSON
-	pfxRule     = "reg/rule/" // + rule ID -> AlertRule JSON
+	pfxMerchant = "reg/m/"        // + merchant ID -> Merchant JSON
+	pfxTerminal = "reg/t/"        // + terminal ID -> Terminal JSON
+	pfxSeen     = "reg/seen/"     // + terminal ID -> LastSeen JSON
+	pfxChange   = "reg/chg/"      // + 20-digit sequence -> Change JSON
+	pfxLog      = "reg/log/"      // + 20-digit sequence -> OpEntry JSON (append-only)
+	pfxIncident = "reg/inc/"      // + 20-digit sequence -> Incident JSON
+	pfxAlert    = "reg/alr/"      // + 20-digit sequence -> Alert JSON
+	pfxRule     = "reg/rule/"     // + rule ID -> AlertRule JSON
+	pfxIncSpill = "reg/incspill/" // + 20-digit sequence -> Incident JSON not yet ordered (cluster; this node only)
 	// keyRevision is the revision of the cluster's state log this node's registry
 	// last applied (decimal), written in the same transaction as the commit.
 	keyRevision = "reg/rev"
@@ -211,9 +212,8 @@ func lastSeq(txn *badger.Txn, prefix string) (uint64, []byte, error) {
 }
 
 // wtx is the Badger transaction of a registry write. In a cluster (Options.Log) it
-// records what it sets and deletes into the commit the other nodes apply; writes
-// that are this node's own observations (an incident's or an alert's handling
-// state, see docs/cluster.md) use SetLocal and stay on this node.
+// records what it sets and deletes into the commit the other nodes apply (a write
+// through the embedded Txn itself stays on this node).
 type wtx struct {
 	*badger.Txn
 	rec *statelog.Commit // nil in the single-node mode: nothing is recorded
@@ -240,9 +240,6 @@ func (t *wtx) Delete(key []byte) error {
 	}
 	return nil
 }
-
-// SetLocal writes key in this node's transaction only.
-func (t *wtx) SetLocal(key, val []byte) error { return t.Txn.Set(key, val) }
 
 // commitLocked runs fn in a read-write transaction and syncs the database so the
 // write is durable. r.mu must be held. In a cluster (Options.Log) the writes fn
@@ -296,11 +293,6 @@ func (r *store) commitLocked(fn func(txn *wtx) error) error {
 	}
 	return nil
 }
-
-// localSetter writes through a wtx's SetLocal.
-type localSetter struct{ t *wtx }
-
-func (l localSetter) Set(key, val []byte) error { return l.t.SetLocal(key, val) }
 
 // setter is a Badger transaction or a registry write (wtx).
 type setter interface{ Set(key, val []byte) error }

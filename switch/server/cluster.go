@@ -127,6 +127,14 @@ func asLog(l *cluster.StoreLog) statelog.Log {
 	return l
 }
 
+// nodeNumber is the node's number in the cluster (0 on a single node).
+func (c *clusterNode) nodeNumber() int {
+	if c == nil {
+		return 0
+	}
+	return c.cfg.Node
+}
+
 // catchUp is the CatchUp option of a store on l (nil alone).
 func catchUp(l *cluster.StoreLog) func(context.Context, statelog.Replica) error {
 	if l == nil {

@@ -234,7 +234,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		return nil, err
 	}
 	if s.Registry, err = registry.New(s.db, nil, registry.Options{Log: asLog(regLog), CatchUp: catchUp(regLog), Logger: log.With().Str("component", "registry").Logger(), Metrics: s.Metrics.Registry, Persist: s.Journal.PutDurableBatch,
-		Keys: s.keyInfo, WebhookAllow: cfg.Alerts.WebhookAllow}); err != nil {
+		Keys: s.keyInfo, WebhookAllow: cfg.Alerts.WebhookAllow, Node: s.cl.nodeNumber()}); err != nil {
 		return nil, err
 	}
 	if err := s.cl.follow(regLog, s.Registry); err != nil {

@@ -1,0 +1,264 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/switchyard/switchyard/internal/statelog"
+)
+
+// flaky is a Log over a Memory whose mode a test switches: up orders and
+// acknowledges; lose orders but reports no acknowledgement (a publish whose ack
+// was lost); down orders nothing (no quorum). Both failures wrap ErrUnavailable.
+type flaky struct {
+	*statelog.Memory
+	mu   sync.Mutex
+	mode string
+}
+
+func (l *flaky) set(mode string) {
+	l.mu.Lock()
+	l.mode = mode
+	l.mu.Unlock()
+}
+
+func (l *flaky) Append(ctx context.Context, c statelog.Commit, after uint64) (uint64, error) {
+	l.mu.Lock()
+	mode := l.mode
+	l.mu.Unlock()
+	if mode == "down" {
+		return 0, fmt.Errorf("test: no quorum: %w", statelog.ErrUnavailable)
+	}
+	rev, err := l.Memory.Append(ctx, c, after)
+	if err == nil && mode == "lose" {
+		return 0, fmt.Errorf("test: no acknowledgement: %w", statelog.ErrUnavailable)
+	}
+	return rev, err
+}
+
+// thief is a request of T0000001 from another device: an incident.
+func thief(n *node) CheckRequest {
+	req := n.goodT1()
+	req.DeviceID = "SN-THIEF"
+	return req
+}
+
+// sameIncidents fails unless every node lists want incidents, the same IDs with
+// the same node, reason and status.
+func sameIncidents(t *testing.T, want int, nodes ...*node) []*Incident {
+	t.Helper()
+	var first []*Incident
+	for i, n := range nodes {
+		incs, err := n.reg.Incidents(IncidentFilter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(incs) != want {
+			t.Fatalf("node %d lists %d incidents, want %d", i+1, len(incs), want)
+		}
+		if i == 0 {
+			first = incs
+			continue
+		}
+		for j, inc := range incs {
+			f := first[j]
+			if inc.ID != f.ID || inc.Node != f.Node || inc.Reason != f.Reason || inc.Status != f.Status || inc.TerminalID != f.TerminalID {
+				t.Errorf("node %d: incident %d is %s (node %d, %s, %s), node 1 has %s (node %d, %s, %s)", i+1, j,
+					inc.ID, inc.Node, inc.Reason, inc.Status, f.ID, f.Node, f.Reason, f.Status)
+			}
+		}
+	}
+	for j, inc := range first {
+		if want := fmt.Sprintf("INC-%d", j+1); inc.ID != want {
+			t.Errorf("incident %d is %s, want %s: IDs unique and without gaps", j, inc.ID, want)
+		}
+	}
+	return first
+}
+
+// TestSharedIncidents: in a cluster every node lists every node's incidents under
+// one sequence of IDs (a node that records one before it has applied another
+// node's takes the next ID), with the node that saw it; acknowledging on one node
+// is seen on the other, and a second acknowledgement is refused; a confirmed
+// fraud's incident has its ID at once, the same everywhere.
+func TestSharedIncidents(t *testing.T) {
+	mem := &statelog.Memory{}
+	a := newNodeOpts(t, mem, Options{Log: mem, Node: 1})
+	b := newNodeOpts(t, mem, Options{Log: mem, Node: 2})
+	deliver(t, mem)
+
+	a.reg.Check(thief(a))
+	a.reg.FlushIncidents()
+	req := b.goodT1()
+	req.SIM = "89860000000000000999"
+	b.reg.Check(req) // B has not applied A's incident: its commit conflicts first
+	b.reg.FlushIncidents()
+	deliver(t, mem)
+	incs := sameIncidents(t, 2, a, b)
+	if incs[0].Node != 1 || incs[0].Reason != ReasonDeviceMismatch || incs[1].Node != 2 || incs[1].Reason != ReasonSIMMismatch {
+		t.Fatalf("incidents: %s node %d %s, %s node %d %s", incs[0].ID, incs[0].Node, incs[0].Reason, incs[1].ID, incs[1].Node, incs[1].Reason)
+	}
+
+	if _, err := b.reg.AcknowledgeIncident(carol, "INC-1", "calling the merchant"); err != nil {
+		t.Fatal(err)
+	}
+	deliver(t, mem)
+	if inc, err := a.reg.GetIncident("INC-1"); err != nil || inc.Status != IncidentAcknowledged || inc.AckBy != "carol" {
+		t.Fatalf("INC-1 on node 1 after node 2's acknowledgement: %+v, %v", inc, err)
+	}
+	if _, err := a.reg.AcknowledgeIncident(carol, "INC-1", ""); !errors.Is(err, ErrConflict) {
+		t.Errorf("second acknowledgement: %v", err)
+	}
+
+	fraud, err := a.reg.OpenFraudIncident("CASE-7", "000000000000001", "T0000001")
+	if err != nil || fraud.ID != "INC-3" || fraud.Node != 1 {
+		t.Fatalf("fraud incident: %+v, %v", fraud, err)
+	}
+	deliver(t, mem)
+	if inc, err := b.reg.GetIncident("INC-3"); err != nil || inc.Case != "CASE-7" || inc.Reason != ReasonConfirmedFraud {
+		t.Fatalf("INC-3 on node 2: %+v, %v", inc, err)
+	}
+	sameIncidents(t, 3, a, b)
+	sameState(t, a, b)
+}
+
+// TestSharedIncidentOutcomeUnknown: an incident whose commit got no
+// acknowledgement is stored once, whether the commit was ordered (lose: the
+// writer finds it in the log before it tries again) or not (down).
+func TestSharedIncidentOutcomeUnknown(t *testing.T) {
+	for _, mode := range []string{"lose", "down"} {
+		t.Run(mode, func(t *testing.T) {
+			mem := &statelog.Memory{}
+			l := &flaky{Memory: mem}
+			a := newNodeOpts(t, mem, Options{Log: l, Node: 1})
+			b := newNodeOpts(t, mem, Options{Log: mem, Node: 2})
+			deliver(t, mem)
+			l.set(mode)
+			a.reg.Check(thief(a))
+			a.reg.FlushIncidents() // at least one attempt, without an acknowledgement
+			l.set("up")
+			a.reg.FlushIncidents() // the next attempt settles the outcome
+			deliver(t, mem)
+			sameIncidents(t, 1, a, b)
+		})
+	}
+}
+
+// TestSharedIncidentsKeptWhileDown: without a quorum incidents wait (in memory
+// up to MaxPendingIncidents, beyond it and when the queue is full on this node's
+// disk, and on the disk at a stop); once the quorum is back every one is ordered
+// exactly once, including those the node kept across a restart.
+func TestSharedIncidentsKeptWhileDown(t *testing.T) {
+	mem := &statelog.Memory{}
+	l := &flaky{Memory: mem}
+	a := newNodeOpts(t, mem, Options{Log: l, Node: 1, IncidentQueue: 1, MaxPendingIncidents: 2})
+	b := newNodeOpts(t, mem, Options{Log: mem, Node: 2})
+	deliver(t, mem)
+	l.set("down")
+	for range 20 {
+		a.reg.Check(thief(a))
+	}
+	if incs, err := a.reg.Incidents(IncidentFilter{}); err != nil || len(incs) != 0 {
+		t.Fatalf("without a quorum: %d incidents listed, %v; want none yet (no IDs), and no wait for the quorum", len(incs), err)
+	}
+	restart(t, mem, a) // stops without a quorum: what is left goes to disk
+	if n := countKeys(t, a.db, pfxIncSpill); n != 20 {
+		t.Fatalf("%d incidents kept on disk at the stop, want 20", n)
+	}
+	l.set("up")
+	for i := 0; ; i++ {
+		a.reg.FlushIncidents()
+		incs, err := a.reg.Incidents(IncidentFilter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(incs) == 20 {
+			break
+		}
+		if i == 10 {
+			t.Fatalf("%d of 20 incidents ordered after %d flushes", len(incs), i+1)
+		}
+	}
+	deliver(t, mem)
+	sameIncidents(t, 20, a, b)
+	restart(t, mem, a)
+	a.reg.FlushIncidents()
+	deliver(t, mem)
+	sameIncidents(t, 20, a, b)
+	if n := countKeys(t, a.db, pfxIncSpill); n != 0 {
+		t.Errorf("%d ordered incidents still kept on disk", n)
+	}
+}
+
+// restart closes n's registry and database and opens them again, followed.
+func restart(t *testing.T, mem *statelog.Memory, n *node) {
+	t.Helper()
+	mem.Unfollow(n.reg)
+	n.reopen(t)
+	mem.Follow(n.reg)
+}
+
+func countKeys(t *testing.T, db *badger.DB, prefix string) int {
+	t.Helper()
+	n := 0
+	if err := db.View(func(txn *badger.Txn) error {
+		return iterate(txn, prefix, func(_, _ []byte) error { n++; return nil })
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestSharedAlerts: an alert raised by one node's monitor is every node's: a
+// second monitor that runs before it has applied it meets it, catches up and
+// raises nothing; an acknowledgement on the other node holds on the first.
+func TestSharedAlerts(t *testing.T) {
+	mem := &statelog.Memory{}
+	a := newNodeOpts(t, mem, Options{Log: mem, Node: 1})
+	b := newNodeOpts(t, mem, Options{Log: mem, Node: 2})
+	deliver(t, mem)
+	if err := a.reg.DeleteAlertRule(root, "offline-24h"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.reg.PutAlertRule(alice, AlertRule{ID: "sp", Threshold: Duration(time.Hour), Filter: AlertFilter{Kinds: []TerminalKind{KindSoftPOS}}}); err != nil {
+		t.Fatal(err)
+	}
+	deliver(t, mem)
+	ctx := context.Background()
+	monA := NewMonitor(a.reg, a.clock.Now, MonitorOptions{})
+	monB := NewMonitor(b.reg, b.clock.Now, MonitorOptions{})
+	raised, err := monA.RunOnce(ctx, t0.Add(time.Hour))
+	if err != nil || len(raised) != 1 || raised[0].Node != 1 {
+		t.Fatalf("node 1's monitor: %+v, %v", raised, err)
+	}
+	id := raised[0].ID
+	if got, err := monB.RunOnce(ctx, t0.Add(time.Hour)); err != nil || len(got) != 0 {
+		t.Fatalf("node 2's monitor, before it applied node 1's alert: %d raised, %v", len(got), err)
+	}
+	deliver(t, mem)
+	for i, n := range []*node{a, b} {
+		as, err := n.reg.Alerts(AlertFilterQuery{})
+		if err != nil || len(as) != 1 || as[0].ID != id || as[0].Node != 1 {
+			t.Fatalf("node %d's alerts: %+v, %v", i+1, as, err)
+		}
+	}
+	a.clock.Advance(70 * time.Minute)
+	b.clock.Advance(70 * time.Minute)
+	if _, err := b.reg.AcknowledgeAlert(carol, id, "technician sent"); err != nil {
+		t.Fatal(err)
+	}
+	deliver(t, mem)
+	if al, err := a.reg.GetAlert(id); err != nil || al.Status != AlertAcknowledged || al.AckBy != "carol" {
+		t.Fatalf("%s on node 1: %+v, %v", id, al, err)
+	}
+	if got, err := monA.RunOnce(ctx, t0.Add(100*time.Minute)); err != nil || len(got) != 0 {
+		t.Fatalf("node 1's monitor after node 2's acknowledgement: %d raised, %v", len(got), err)
+	}
+	sameState(t, a, b)
+}
