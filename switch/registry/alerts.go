@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -244,6 +245,8 @@ type Alert struct {
 	RecoveredAt *time.Time  `json:"recovered_at,omitempty"`
 	// Node is the cluster node whose offline monitor raised it (0 on a single node).
 	Node int `json:"node,omitempty"`
+	// Acted says that its actions ran and Actions holds their results.
+	Acted bool `json:"acted,omitempty"`
 }
 
 func alertID(seq uint64) string { return "ALR-" + strconv.FormatUint(seq, 10) }
@@ -254,6 +257,8 @@ type alertRef struct {
 	status    AlertStatus
 	reference time.Time
 	ackAt     time.Time
+	raised    time.Time
+	acted     bool // its actions' results are stored
 }
 
 func alertKey(rule, terminal string) string { return rule + "/" + terminal }
@@ -264,7 +269,7 @@ func (r *alerting) indexAlert(a *Alert) {
 	if old, ok := r.alertIdx[k]; ok && old.seq > a.Seq {
 		return
 	}
-	ref := alertRef{seq: a.Seq, status: a.Status, reference: a.Reference}
+	ref := alertRef{seq: a.Seq, status: a.Status, reference: a.Reference, raised: a.Time, acted: a.Acted || len(a.Actions) > 0}
 	if a.AckAt != nil {
 		ref.ackAt = *a.AckAt
 	}
@@ -458,8 +463,33 @@ func (r *alerting) setAlertActions(a *Alert) error {
 		if err != nil {
 			return nil, err
 		}
-		cur.Actions = a.Actions
+		cur.Actions, cur.Acted = a.Actions, true
 		return cur, r.storeAlertLocked(cur)
 	})
 	return err
+}
+
+// unactedAlerts returns the open alerts raised at least age before now whose
+// actions' results were never stored: the node stopped between storing an alert
+// and acting on it, or, in a cluster, the alert's commit was stored although its
+// acknowledgement was lost, and came back through the follower.
+func (r *alerting) unactedAlerts(now time.Time, age time.Duration) ([]*Alert, error) {
+	r.mu.Lock()
+	var seqs []uint64
+	for _, ref := range r.alertIdx {
+		if ref.status == AlertOpen && !ref.acted && now.Sub(ref.raised) >= age {
+			seqs = append(seqs, ref.seq)
+		}
+	}
+	r.mu.Unlock()
+	slices.Sort(seqs)
+	out := make([]*Alert, 0, len(seqs))
+	for _, seq := range seqs {
+		a, err := r.readAlert(seq, alertID(seq))
+		if err != nil {
+			return out, err
+		}
+		out = append(out, a)
+	}
+	return out, nil
 }

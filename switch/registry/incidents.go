@@ -66,6 +66,9 @@ type Incident struct {
 	Case string `json:"case,omitempty"`
 	// Node is the cluster node that saw the violation (0 on a single node).
 	Node int `json:"node,omitempty"`
+	// Origin names the incident uniquely before it has an ID, in a cluster: how a
+	// node finds out whether a commit whose acknowledgement was lost was stored.
+	Origin string `json:"origin,omitempty"`
 
 	spillKey []byte // with Options.Log: its key among the spilled incidents, if it was read from there
 
@@ -112,7 +115,10 @@ func (r *incidents) load(txn *badger.Txn) error {
 	r.incSeq.Store(n)
 	n, _, err = lastSeq(txn, pfxIncSpill)
 	r.spillSeq.Store(n)
-	return err
+	if err != nil {
+		return err
+	}
+	return r.loadTried(txn)
 }
 
 // start starts the background writer.
@@ -198,7 +204,9 @@ func (r *incidents) recordIncident(res CheckResult, req *CheckRequest) {
 	}
 	inc.Node = r.opts.Node
 	r.m.incidents.WithLabelValues(string(inc.Reason)).Inc()
-	if r.opts.Log == nil {
+	if r.opts.Log != nil {
+		inc.Origin = r.newOrigin()
+	} else {
 		inc.Seq = r.incSeq.Add(1)
 		inc.ID = incidentID(inc.Seq)
 		r.logIncident(inc)
@@ -253,6 +261,9 @@ func (r *incidents) writeIncidents(incs []*Incident) error {
 				break
 			}
 			kvs = append(kvs, [2][]byte{seqKey(pfxIncident, inc.Seq), b})
+			if inc.Case != "" {
+				kvs = append(kvs, [2][]byte{caseIncidentKey(inc.Case), []byte(inc.ID)})
+			}
 		}
 		if err == nil {
 			err = r.opts.Persist(context.Background(), kvs)
@@ -262,6 +273,11 @@ func (r *incidents) writeIncidents(incs []*Incident) error {
 			for _, inc := range incs {
 				if err := putJSON(txn, seqKey(pfxIncident, inc.Seq), inc); err != nil {
 					return err
+				}
+				if inc.Case != "" {
+					if err := txn.Set(caseIncidentKey(inc.Case), []byte(inc.ID)); err != nil {
+						return err
+					}
 				}
 			}
 			return nil

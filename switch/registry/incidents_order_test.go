@@ -42,6 +42,18 @@ func (l *flaky) Append(ctx context.Context, c statelog.Commit, after uint64) (ui
 	return rev, err
 }
 
+// catchUp is the CatchUp of a node on l: without a quorum (down) it cannot
+// confirm that the node is current, as the cluster's cannot.
+func (l *flaky) catchUp(context.Context, statelog.Replica) error {
+	l.mu.Lock()
+	mode := l.mode
+	l.mu.Unlock()
+	if mode == "down" {
+		return fmt.Errorf("test: no quorum: %w", statelog.ErrUnavailable)
+	}
+	return l.Memory.Deliver()
+}
+
 // thief is a request of T0000001 from another device: an incident.
 func thief(n *node) CheckRequest {
 	req := n.goodT1()
@@ -136,7 +148,7 @@ func TestSharedIncidentOutcomeUnknown(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			mem := &statelog.Memory{}
 			l := &flaky{Memory: mem}
-			a := newNodeOpts(t, mem, Options{Log: l, Node: 1})
+			a := newNodeOpts(t, mem, Options{Log: l, CatchUp: l.catchUp, Node: 1})
 			b := newNodeOpts(t, mem, Options{Log: mem, Node: 2})
 			deliver(t, mem)
 			l.set(mode)
@@ -157,7 +169,7 @@ func TestSharedIncidentOutcomeUnknown(t *testing.T) {
 func TestSharedIncidentsKeptWhileDown(t *testing.T) {
 	mem := &statelog.Memory{}
 	l := &flaky{Memory: mem}
-	a := newNodeOpts(t, mem, Options{Log: l, Node: 1, IncidentQueue: 1, MaxPendingIncidents: 2})
+	a := newNodeOpts(t, mem, Options{Log: l, CatchUp: l.catchUp, Node: 1, IncidentQueue: 1, MaxPendingIncidents: 2})
 	b := newNodeOpts(t, mem, Options{Log: mem, Node: 2})
 	deliver(t, mem)
 	l.set("down")
@@ -261,4 +273,138 @@ func TestSharedAlerts(t *testing.T) {
 		t.Fatalf("node 1's monitor after node 2's acknowledgement: %d raised, %v", len(got), err)
 	}
 	sameState(t, a, b)
+}
+
+// TestSharedIncidentLandedThenHandled: a commit whose acknowledgement was lost
+// was stored, and another node's operator acknowledged the incident before this
+// node could look: the node still finds it (by its origin), and does not record
+// it again.
+func TestSharedIncidentLandedThenHandled(t *testing.T) {
+	mem := &statelog.Memory{}
+	l := &flaky{Memory: mem}
+	a := newNodeOpts(t, mem, Options{Log: l, CatchUp: l.catchUp, Node: 1})
+	b := newNodeOpts(t, mem, Options{Log: mem, Node: 2})
+	deliver(t, mem)
+	l.set("lose")
+	a.reg.Check(thief(a))
+	a.reg.FlushIncidents()
+	l.set("down")
+	mem.Unfollow(a.reg) // node 1 is cut off; node 2 applies the incident and handles it
+	deliver(t, mem)
+	if _, err := b.reg.AcknowledgeIncident(carol, "INC-1", "on it"); err != nil {
+		t.Fatal(err)
+	}
+	mem.Follow(a.reg)
+	l.set("up")
+	a.reg.FlushIncidents()
+	deliver(t, mem)
+	incs := sameIncidents(t, 1, a, b)
+	if incs[0].Status != IncidentAcknowledged {
+		t.Errorf("INC-1 is %s, want acknowledged", incs[0].Status)
+	}
+}
+
+// TestSharedIncidentLostAckThenRestart: a commit whose acknowledgement was lost,
+// and a stop before the node could look (no quorum): the attempt is kept with
+// the incident, settled at the next start, and the incident stored once.
+func TestSharedIncidentLostAckThenRestart(t *testing.T) {
+	mem := &statelog.Memory{}
+	l := &flaky{Memory: mem}
+	a := newNodeOpts(t, mem, Options{Log: l, CatchUp: l.catchUp, Node: 1})
+	b := newNodeOpts(t, mem, Options{Log: mem, Node: 2})
+	deliver(t, mem)
+	l.set("lose")
+	a.reg.Check(thief(a))
+	a.reg.FlushIncidents()
+	l.set("down")
+	restart(t, mem, a)
+	if n := countKeys(t, a.db, keyIncTry); n != 1 {
+		t.Fatalf("the unsettled attempt not kept at the stop (%d keys)", n)
+	}
+	l.set("up")
+	for i := 0; countKeys(t, a.db, pfxIncSpill) > 0; i++ {
+		if i == 5 {
+			t.Fatal("the kept incident still on disk after 5 flushes")
+		}
+		a.reg.FlushIncidents()
+	}
+	deliver(t, mem)
+	sameIncidents(t, 1, a, b)
+	if n := countKeys(t, a.db, keyIncTry); n != 0 {
+		t.Errorf("the settled attempt still kept")
+	}
+}
+
+// TestSharedFraudIncidentOnce: a confirmed fraud's incident is ordered at once;
+// a lost acknowledgement is settled before the call returns; a second call for
+// the same case (the analyst decides again after a failure) returns the same
+// incident; without a quorum the call fails and stores nothing.
+func TestSharedFraudIncidentOnce(t *testing.T) {
+	mem := &statelog.Memory{}
+	l := &flaky{Memory: mem}
+	a := newNodeOpts(t, mem, Options{Log: l, CatchUp: l.catchUp, Node: 1})
+	b := newNodeOpts(t, mem, Options{Log: mem, Node: 2})
+	deliver(t, mem)
+	l.set("lose")
+	inc, err := a.reg.OpenFraudIncident("CASE-7", "000000000000001", "T0000001")
+	if err != nil || inc.ID != "INC-1" {
+		t.Fatalf("with a lost acknowledgement: %+v, %v", inc, err)
+	}
+	l.set("up")
+	if again, err := a.reg.OpenFraudIncident("CASE-7", "000000000000001", "T0000001"); err != nil || again.ID != "INC-1" {
+		t.Fatalf("decided again: %+v, %v; want INC-1", again, err)
+	}
+	l.set("down")
+	if _, err := a.reg.OpenFraudIncident("CASE-8", "000000000000001", "T0000001"); !errors.Is(err, statelog.ErrUnavailable) {
+		t.Fatalf("without a quorum: %v", err)
+	}
+	l.set("up")
+	if inc, err := a.reg.OpenFraudIncident("CASE-8", "000000000000001", "T0000001"); err != nil || inc.ID != "INC-2" {
+		t.Fatalf("CASE-8 decided again: %+v, %v", inc, err)
+	}
+	deliver(t, mem)
+	if again, err := b.reg.OpenFraudIncident("CASE-8", "000000000000001", "T0000001"); err != nil || again.ID != "INC-2" {
+		t.Fatalf("CASE-8 on node 2: %+v, %v; want INC-2", again, err)
+	}
+	sameIncidents(t, 2, a, b)
+}
+
+// TestAlertActedAtLeastOnce: an alert whose commit was stored although its
+// acknowledgement was lost comes back through the follower without its actions'
+// results; the monitor's next run acts on it.
+func TestAlertActedAtLeastOnce(t *testing.T) {
+	mem := &statelog.Memory{}
+	l := &flaky{Memory: mem}
+	a := newNodeOpts(t, mem, Options{Log: l, CatchUp: l.catchUp, Node: 1})
+	deliver(t, mem)
+	if err := a.reg.DeleteAlertRule(root, "offline-24h"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.reg.PutAlertRule(alice, AlertRule{ID: "sp", Threshold: Duration(time.Hour), Actions: []AlertAction{{Type: ActionLog}}, Filter: AlertFilter{Kinds: []TerminalKind{KindSoftPOS}}}); err != nil {
+		t.Fatal(err)
+	}
+	mon := NewMonitor(a.reg, a.clock.Now, MonitorOptions{})
+	ctx := context.Background()
+	l.set("lose")
+	if raised, err := mon.RunOnce(ctx, t0.Add(time.Hour)); !errors.Is(err, statelog.ErrUnavailable) || len(raised) != 0 {
+		t.Fatalf("run with a lost acknowledgement: %d raised, %v", len(raised), err)
+	}
+	l.set("up")
+	deliver(t, mem)
+	if as, _ := a.reg.Alerts(AlertFilterQuery{}); len(as) != 1 || as[0].Acted {
+		t.Fatalf("after delivery: %+v; want one alert, not acted on", as)
+	}
+	if raised, err := mon.RunOnce(ctx, t0.Add(time.Hour+30*time.Second)); err != nil || len(raised) != 0 {
+		t.Fatalf("a run within the monitor's interval: %d raised, %v", len(raised), err)
+	}
+	if as, _ := a.reg.Alerts(AlertFilterQuery{}); len(as) != 1 || as[0].Acted {
+		t.Fatalf("acted on within the monitor's interval (another node's monitor may be acting): %+v", as)
+	}
+	if raised, err := mon.RunOnce(ctx, t0.Add(time.Hour+time.Minute)); err != nil || len(raised) != 0 {
+		t.Fatalf("the next run: %d raised, %v", len(raised), err)
+	}
+	as, _ := a.reg.Alerts(AlertFilterQuery{})
+	if len(as) != 1 || !as[0].Acted || len(as[0].Actions) != 1 || !as[0].Actions[0].OK {
+		t.Fatalf("after the next run: %+v; want its log action run", as)
+	}
 }

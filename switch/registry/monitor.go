@@ -169,9 +169,19 @@ func (mo *Monitor) RunOnce(ctx context.Context, now time.Time) ([]*Alert, error)
 			}
 		}
 	}
+	// Alerts stored without their actions' results get their actions now: an
+	// action runs at least once. (Only those older than a run: another node's
+	// monitor, in a failover, may be acting on a new one.)
+	late, err := r.unactedAlerts(now, mo.opts.Interval)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, a := range late {
+		r.log.Warn().Str("alert", a.ID).Str("rule", a.RuleID).Str("terminal", a.TerminalID).Msg("alert stored without its actions' results: running them now")
+	}
 	// Actions run outside the registry lock; webhooks may take a while.
 	wave := mo.newWave(now)
-	for _, a := range raised {
+	for _, a := range append(late, raised...) {
 		var ar AlertRule
 		for _, x := range rules {
 			if x.ID == a.RuleID {

@@ -31,7 +31,9 @@ func newNode(t *testing.T, mem *statelog.Memory, log statelog.Log) *node {
 func newNodeOpts(t *testing.T, mem *statelog.Memory, opts Options) *node {
 	t.Helper()
 	opts.SeenFlushInterval = -1
-	opts.CatchUp = func(context.Context, statelog.Replica) error { return mem.Deliver() }
+	if opts.CatchUp == nil {
+		opts.CatchUp = func(context.Context, statelog.Replica) error { return mem.Deliver() }
+	}
 	f := &fixture{dir: t.TempDir(), clock: &fakeClock{t: t0}, opts: opts}
 	f.open(t)
 	mem.Follow(f.reg)

@@ -284,6 +284,12 @@ func (c *clusterNode) closeFollowers() {
 		f.Close()
 	}
 	c.followers = nil
+	c.stopSharingSeen()
+}
+
+// stopSharingSeen sends this node's last sightings and stops sharing them; it is
+// safe to call more than once.
+func (c *clusterNode) stopSharingSeen() {
 	if c.stopSeen != nil {
 		c.stopSeen()
 		c.stopSeen = nil

@@ -825,6 +825,17 @@ func (s *Server) Close() {
 			s.beforeStores()
 		}
 		if s.cl != nil {
+			s.cl.stopSharingSeen() // the last sightings, sent while the registry is open
+		}
+		// The registry before the followers: its incident writer's last attempt
+		// may meet another node's commit, or need to settle one whose
+		// acknowledgement was lost, and both wait for the follower.
+		if s.Registry != nil {
+			if err := s.Registry.Close(); err != nil {
+				s.log.Error().Err(err).Msg("closing registry")
+			}
+		}
+		if s.cl != nil {
 			s.cl.closeFollowers()
 			if err := s.cl.closeJournal(); err != nil {
 				s.log.Error().Err(err).Msg("closing the cluster journal")
@@ -833,11 +844,6 @@ func (s *Server) Close() {
 		if s.Risk != nil {
 			if err := s.Risk.Close(); err != nil {
 				s.log.Error().Err(err).Msg("closing risk engine")
-			}
-		}
-		if s.Registry != nil {
-			if err := s.Registry.Close(); err != nil {
-				s.log.Error().Err(err).Msg("closing registry")
 			}
 		}
 		if s.Journal != nil {
