@@ -33,9 +33,11 @@ func (r *incidents) OpenFraudIncident(caseID, merchantID, terminalID string) (*I
 	inc.Node = r.opts.Node
 	if r.opts.Log != nil { // ordered now: the case records its ID, the same on every node
 		inc.Origin = r.newOrigin()
-		if err := r.orderNow(inc); err != nil {
+		stored, err := r.orderNow(inc)
+		if err != nil {
 			return nil, err
 		}
+		inc = stored
 	} else {
 		inc.Seq = r.incSeq.Add(1)
 		inc.ID = incidentID(inc.Seq)

@@ -70,7 +70,8 @@ type Incident struct {
 	// node finds out whether a commit whose acknowledgement was lost was stored.
 	Origin string `json:"origin,omitempty"`
 
-	spillKey []byte // with Options.Log: its key among the spilled incidents, if it was read from there
+	spilled bool // with Options.Log: it is on this node's disk, under pfxIncSpill + Origin
+	stored  bool // with Options.Log: ordered, with its ID
 
 	Status      IncidentStatus `json:"status"`
 	AckBy       string         `json:"acknowledged_by,omitempty"`
@@ -99,26 +100,17 @@ type incidents struct {
 	stop    chan struct{}
 	wg      sync.WaitGroup // the writer
 
-	// With Log: incidents not yet ordered that were saved to this node's Badger
-	// (queue full, or not ordered when the node stopped), under pfxIncSpill.
-	spillSeq atomic.Uint64 // last spill sequence
-	spilled  atomic.Bool   // set when an incident was spilled while the writer runs
-	tried    *orderTry     // the writer's last attempt whose outcome is unknown
+	// With Log (incidents_order.go):
+	spilled atomic.Bool       // set when an incident was written to pfxIncSpill
+	unsure  bool              // the writer's last attempt's outcome is unknown (the writer's alone)
+	landed  map[string]uint64 // this node's incidents ApplyRemote stored, by origin, until an attempt finds them (r.mu)
 }
 
-// load finds the last incident sequence (and, with Log, the last spilled one).
+// load finds the last incident sequence.
 func (r *incidents) load(txn *badger.Txn) error {
 	n, _, err := lastSeq(txn, pfxIncident)
-	if err != nil {
-		return err
-	}
 	r.incSeq.Store(n)
-	n, _, err = lastSeq(txn, pfxIncSpill)
-	r.spillSeq.Store(n)
-	if err != nil {
-		return err
-	}
-	return r.loadTried(txn)
+	return err
 }
 
 // start starts the background writer.
@@ -126,6 +118,7 @@ func (r *incidents) start() {
 	r.wg.Add(1)
 	if r.opts.Log != nil {
 		r.spilled.Store(true) // read what the last run left
+		r.unsure = true       // and what it sent last may yet be applied
 		go r.orderWriter()
 		return
 	}

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -18,23 +20,30 @@ import (
 // them all, a review case's incident ID means the same on every node, and
 // merchant ratings count the same incidents everywhere.
 //
-// Check only queues an incident, without an ID. The writer (orderWriter) orders
+// Check only queues an incident, without an ID but with an origin that names it
+// uniquely (the node, the time, random bits). The writer (orderWriter) orders
 // what is queued, in batches, through the Log like any registry write: under the
 // store's lock it gives the batch the next incident sequences and commits them
 // with a compare-and-set on the revision, so the sequences are unique
 // cluster-wide without a coordinator. A commit that meets another node's is
-// given new sequences after this node has caught up. A commit whose outcome is
-// unknown (no acknowledgement: no quorum) may still have been ordered at the
-// revision after the one it was based on; before it is tried again, the writer
-// waits until it can catch up and looks whether the first incident's key holds
-// exactly what it sent (orderTry): then the batch was stored, through the
-// follower, and is not stored twice.
+// given new sequences after this node has caught up.
+//
+// A commit whose outcome is unknown (no acknowledgement: no quorum) may have been
+// stored, now or later. Two rules keep each incident stored once. The writer
+// tries again only after this node has caught up with the Log; and ApplyRemote,
+// which is how such a commit reaches this node (its revision was never recorded),
+// notes this node's origins it applies (landed), and tryOrder drops those from
+// any later attempt. A late commit and a retry are based on the same revision,
+// so the compare-and-set stores one of them at most; if the late one wins, the
+// retry meets it, catches up, and finds its incidents landed.
 //
 // Nothing waits for the cluster on Check's path. While incidents cannot be
 // ordered they wait in the writer's memory, up to Options.MaxPendingIncidents;
 // beyond that, when the queue is full, and when the node stops, they are written
-// to this node's Badger (pfxIncSpill) and ordered later, by this run's writer or
-// the next one's.
+// to this node's Badger under their origin (pfxIncSpill), read back in batches,
+// and deleted in the Badger transaction that stores them: this node's commit,
+// or ApplyRemote's for a commit that landed unacknowledged (before or after a
+// restart).
 
 // orderBatch is the most incidents ordered with one commit: a binding incident
 // carries the terminal and merchant records, 1-3 KB of JSON, so a commit stays
@@ -47,14 +56,6 @@ const (
 	orderRetry    = time.Second
 	maxOrderRetry = 16 * time.Second
 )
-
-// orderTry is an attempt whose outcome is unknown: the incidents of origins,
-// from sequence seq, committed after revision from.
-type orderTry struct {
-	From    uint64   `json:"from"`
-	Seq     uint64   `json:"seq"`
-	Origins []string `json:"origins"`
-}
 
 // orderWriter is the writer of incidents in a cluster.
 func (r *incidents) orderWriter() {
@@ -75,17 +76,9 @@ func (r *incidents) orderWriter() {
 			}
 		}
 		pending = r.gatherPending(pending)
-		var err error
-		if pending, err = r.settle(pending); err == nil {
-			n, incs := orderPrefix(pending)
-			var k int
-			var t *orderTry
-			k, t, err = r.orderIncidents(incs)
-			r.tried = t
-			pending = closeBarriers(pending, n, k)
-		} else {
-			pending = closeBarriers(pending, len(pending), 0)
-		}
+		n, incs := orderPrefix(pending)
+		err := r.orderIncidents(incs)
+		pending = closeBarriers(pending, n)
 		switch {
 		case err == nil && failing:
 			failing, wait = false, orderRetry
@@ -150,15 +143,14 @@ func orderPrefix(pending []incItem) (int, []*Incident) {
 
 // closeBarriers closes the flush barriers among pending[:n] (a flush waits for
 // one attempt, not for the quorum) and returns pending without them and without
-// its first ordered incidents.
-func closeBarriers(pending []incItem, n, ordered int) []incItem {
+// the incidents of pending[:n] that are stored.
+func closeBarriers(pending []incItem, n int) []incItem {
 	kept := pending[:0]
 	for i, it := range pending {
 		switch {
 		case i < n && it.done != nil:
 			close(it.done)
-		case i < n && ordered > 0:
-			ordered--
+		case i < n && it.inc.stored:
 		default:
 			kept = append(kept, it)
 		}
@@ -179,8 +171,7 @@ func countIncidents(items []incItem) int {
 
 // stopOrdering is the writer's end: what is queued joins pending, one more
 // attempt orders what it can, and the rest is spilled to this node's Badger for
-// the next run, with the attempt whose outcome is still unknown (settled first
-// at the next start).
+// the next run.
 func (r *incidents) stopOrdering(pending []incItem) {
 	for { // nothing is queued after qclosed is set
 		select {
@@ -192,75 +183,40 @@ func (r *incidents) stopOrdering(pending []incItem) {
 		break
 	}
 	var err error
-	for len(pending) > 0 {
-		if pending, err = r.settle(pending); err != nil {
-			break
-		}
+	for countIncidents(pending) > 0 {
 		n, incs := orderPrefix(pending)
-		var k int
-		k, r.tried, err = r.orderIncidents(incs)
-		pending = closeBarriers(pending, n, k)
+		err = r.orderIncidents(incs)
+		pending = closeBarriers(pending, n)
 		if err != nil {
 			break
 		}
 	}
-	pending = closeBarriers(pending, len(pending), 0)
-	if r.tried != nil {
-		if perr := r.putTried(r.tried); perr != nil {
-			r.log.Error().Err(perr).Msg("registry: the incidents' last attempt not kept: they may be recorded twice at the next start")
+	pending = closeBarriers(pending, len(pending))
+	r.mu.Lock()
+	left := pending[:0]
+	for _, it := range pending { // applied meanwhile (landed), they must not be kept
+		if _, ok := r.landed[it.inc.Origin]; !ok {
+			left = append(left, it)
 		}
 	}
+	r.mu.Unlock()
+	pending = left
 	if len(pending) == 0 {
 		return
 	}
 	for _, it := range pending {
-		if it.inc.spillKey == nil {
+		if !it.inc.spilled {
 			r.spill(it.inc)
 		}
 	}
 	r.log.Error().Err(err).Int("incidents", len(pending)).Msg("registry: incidents not ordered at stop; kept on this node's disk for the next start")
 }
 
-// keyIncTry holds, on this node only, the incidents' last attempt whose outcome
-// was unknown when the node stopped.
-const keyIncTry = "reg/inctry"
-
-func (r *incidents) putTried(t *orderTry) error {
-	b, err := json.Marshal(t)
-	if err != nil {
-		return err
-	}
-	if err := r.db.Update(func(txn *badger.Txn) error { return txn.Set([]byte(keyIncTry), b) }); err != nil {
-		return err
-	}
-	return r.db.Sync()
-}
-
-// loadTried reads the attempt a stop left unsettled (load, before the writer starts).
-func (r *incidents) loadTried(txn *badger.Txn) error {
-	it, err := txn.Get([]byte(keyIncTry))
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("registry: read %s: %w", keyIncTry, err)
-	}
-	t := new(orderTry)
-	if err := it.Value(func(b []byte) error { return json.Unmarshal(b, t) }); err != nil {
-		return fmt.Errorf("registry: decode %s: %w", keyIncTry, err)
-	}
-	if len(t.Origins) > 0 {
-		r.tried = t
-	}
-	return nil
-}
-
-// spill writes inc, not yet ordered, to this node's Badger.
+// spill writes inc, not yet ordered, to this node's Badger under its origin.
 func (r *incidents) spill(inc *Incident) {
-	key := seqKey(pfxIncSpill, r.spillSeq.Add(1))
 	b, err := json.Marshal(inc)
 	if err == nil {
-		err = r.db.Update(func(txn *badger.Txn) error { return txn.Set(key, b) })
+		err = r.db.Update(func(txn *badger.Txn) error { return txn.Set([]byte(pfxIncSpill+inc.Origin), b) })
 	}
 	if err == nil {
 		err = r.db.Sync()
@@ -272,9 +228,15 @@ func (r *incidents) spill(inc *Incident) {
 	r.spilled.Store(true)
 }
 
-// readSpilled appends the oldest spilled incidents to pending, each with its key
-// (deleted when it is ordered), up to MaxPendingIncidents held; when more are
-// left it sets spilled again.
+// deleteSpilled deletes inc's copy on this node's disk.
+func (r *incidents) deleteSpilled(inc *Incident) {
+	if err := r.db.Update(func(txn *badger.Txn) error { return txn.Delete([]byte(pfxIncSpill + inc.Origin)) }); err != nil {
+		r.log.Error().Err(err).Str("incident", inc.ID).Msg("registry: an ordered incident's copy not deleted from this node's disk; it will be recorded again")
+	}
+}
+
+// readSpilled appends the oldest spilled incidents to pending, up to
+// MaxPendingIncidents held; when more are left it sets spilled again.
 func (r *incidents) readSpilled(pending []incItem) []incItem {
 	room := r.opts.MaxPendingIncidents - countIncidents(pending)
 	more := false
@@ -288,8 +250,7 @@ func (r *incidents) readSpilled(pending []incItem) []incItem {
 			if err := json.Unmarshal(v, inc); err != nil {
 				return fmt.Errorf("decode %s: %w", k, err)
 			}
-			inc.Seq, inc.ID = 0, ""
-			inc.spillKey = append([]byte(nil), k...)
+			inc.Seq, inc.ID, inc.spilled = 0, "", true
 			pending = append(pending, incItem{inc: inc})
 			room--
 			return nil
@@ -307,131 +268,82 @@ func (r *incidents) readSpilled(pending []incItem) []incItem {
 
 var errStopIteration = errors.New("stop")
 
-// settle settles the last attempt if its outcome is unknown: once this node has
-// caught up with the Log, the attempt was ordered if the first of its
-// sequences holds its first incident (by origin). Its incidents are then stored
-// (the follower applied them): they leave pending and this node's disk. An error
-// means the Log is still out of reach; pending is unchanged.
-func (r *incidents) settle(pending []incItem) ([]incItem, error) {
-	t := r.tried
-	if t == nil {
-		return pending, nil
-	}
-	landed, err := r.landed(t)
-	if err != nil {
-		return pending, fmt.Errorf("registry: settle the outcome of %d incidents sent after revision %d: %w", len(t.Origins), t.From, err)
-	}
-	r.tried = nil
-	if err := r.db.Update(func(txn *badger.Txn) error { return txn.Delete([]byte(keyIncTry)) }); err != nil {
-		r.log.Error().Err(err).Msg("registry: delete the settled attempt of incidents")
-	}
-	if !landed {
-		return pending, nil
-	}
-	at := make(map[string]uint64, len(t.Origins))
-	for i, o := range t.Origins {
-		at[o] = t.Seq + uint64(i)
-	}
-	var spills [][]byte
-	kept := pending[:0]
-	for _, it := range pending {
-		if it.inc != nil {
-			if seq, ok := at[it.inc.Origin]; ok {
-				it.inc.Seq, it.inc.ID = seq, incidentID(seq)
-				r.logIncident(it.inc)
-				if it.inc.spillKey != nil {
-					spills = append(spills, it.inc.spillKey)
-				}
-				delete(at, it.inc.Origin)
-				continue
-			}
-		}
-		kept = append(kept, it)
-	}
-	clear(pending[len(kept):])
-	if len(at) > 0 { // after a restart, the attempt's incidents may still be on disk only
-		if err := r.db.View(func(txn *badger.Txn) error {
-			return iterate(txn, pfxIncSpill, func(k, v []byte) error {
-				var x struct {
-					Origin string `json:"origin"`
-				}
-				if json.Unmarshal(v, &x) == nil {
-					if _, ok := at[x.Origin]; ok {
-						spills = append(spills, append([]byte(nil), k...))
-					}
-				}
-				return nil
-			})
-		}); err != nil {
-			r.log.Error().Err(err).Msg("registry: look for the settled incidents kept on this node's disk")
-		}
-	}
-	r.deleteSpilled(spills)
-	return kept, nil
-}
-
-// deleteSpilled deletes keys of spilled incidents that were ordered.
-func (r *incidents) deleteSpilled(keys [][]byte) {
-	if len(keys) == 0 {
-		return
-	}
-	if err := r.db.Update(func(txn *badger.Txn) error {
-		for _, k := range keys {
-			if err := txn.Delete(k); err != nil {
-				return err
-			}
-		}
-		return nil
-	}); err != nil {
-		// They were ordered; a copy left behind would be ordered again at the next
-		// start. Say so rather than hide it.
-		r.log.Error().Err(err).Int("incidents", len(keys)).Msg("registry: ordered incidents' copies not deleted from this node's disk; they will be recorded again")
-	}
-}
-
-// orderIncidents stores incs in the cluster with one commit and returns how many
-// of them are stored: all, or none with an error. A commit that met another
-// node's is tried once more after catching up; any other failure may have been
-// ordered all the same: it returns that attempt, to be settled (settle) before
-// anything is tried again.
-func (r *incidents) orderIncidents(incs []*Incident) (int, *orderTry, error) {
+// orderIncidents stores incs in the cluster with one commit and marks those
+// stored. After an attempt whose outcome was unknown it first catches up with
+// the Log (so that what landed of it is applied, and dropped from this attempt).
+// A commit that met another node's is tried once more after catching up.
+func (r *incidents) orderIncidents(incs []*Incident) error {
 	if len(incs) == 0 {
-		return 0, nil, nil
+		return nil
 	}
-	t, err := r.tryOrder(incs)
-	if errors.Is(err, statelog.ErrConflict) {
-		if cerr := r.catchUp(t.From); cerr != nil {
-			return 0, nil, fmt.Errorf("%w (and not caught up: %v)", err, cerr)
+	if r.unsure {
+		if err := r.catchUpLog(); err != nil {
+			return fmt.Errorf("registry: catch up before incidents are ordered again: %w", err)
 		}
-		t, err = r.tryOrder(incs)
+		r.unsure = false
 	}
-	switch {
-	case err == nil:
-		return len(incs), nil, nil
-	case errors.Is(err, statelog.ErrConflict):
-		return 0, nil, err
+	from, err := r.tryOrder(incs)
+	if errors.Is(err, statelog.ErrConflict) {
+		if cerr := r.catchUp(from); cerr != nil {
+			return fmt.Errorf("%w (and not caught up: %v)", err, cerr)
+		}
+		_, err = r.tryOrder(incs)
 	}
-	return 0, &t, err
+	if err != nil && !errors.Is(err, statelog.ErrConflict) {
+		r.unsure = true // it may have been ordered all the same
+	}
+	return err
 }
 
-// tryOrder gives incs the next sequences and commits them through the Log.
-func (r *incidents) tryOrder(incs []*Incident) (orderTry, error) {
+// catchUpLog waits until this node has applied every commit the Log holds.
+func (r *incidents) catchUpLog() error {
+	if r.opts.CatchUp == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), r.opts.CatchUpTimeout)
+	defer cancel()
+	return r.opts.CatchUp(ctx, r.replica)
+}
+
+// tryOrder gives the incidents of incs not stored yet the next sequences and
+// commits them through the Log, after the revision it returns. Incidents that
+// landed with an earlier attempt are marked stored instead.
+func (r *incidents) tryOrder(incs []*Incident) (uint64, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	t := orderTry{From: r.rev.Load(), Seq: r.incSeq.Load() + 1, Origins: make([]string, len(incs))}
-	enc := make([][]byte, len(incs))
-	for i, inc := range incs {
-		inc.Seq = t.Seq + uint64(i)
+	from := r.rev.Load()
+	var todo []*Incident
+	for _, inc := range incs {
+		if inc.stored {
+			continue
+		}
+		if seq, ok := r.landed[inc.Origin]; ok {
+			delete(r.landed, inc.Origin)
+			inc.Seq, inc.ID, inc.stored = seq, incidentID(seq), true
+			r.logIncident(inc)
+			if inc.spilled { // ApplyRemote deleted it already, unless it was spilled after
+				r.deleteSpilled(inc)
+			}
+			continue
+		}
+		todo = append(todo, inc)
+	}
+	if len(todo) == 0 {
+		return from, nil
+	}
+	seq := r.incSeq.Load() + 1
+	enc := make([][]byte, len(todo))
+	for i, inc := range todo {
+		inc.Seq = seq + uint64(i)
 		inc.ID = incidentID(inc.Seq)
-		t.Origins[i] = inc.Origin
 		b, err := json.Marshal(inc)
 		if err != nil {
-			return t, fmt.Errorf("registry: encode incident of terminal %s (%s): %w", inc.TerminalID, inc.Reason, err)
+			return from, fmt.Errorf("registry: encode incident of terminal %s (%s): %w", inc.TerminalID, inc.Reason, err)
 		}
 		enc[i] = b
 	}
 	err := r.commitLocked(func(txn *wtx) error {
-		for i, inc := range incs {
+		for i, inc := range todo {
 			if err := txn.Set(seqKey(pfxIncident, inc.Seq), enc[i]); err != nil {
 				return err
 			}
@@ -440,8 +352,8 @@ func (r *incidents) tryOrder(incs []*Incident) (orderTry, error) {
 					return err
 				}
 			}
-			if inc.spillKey != nil {
-				if err := txn.Txn.Delete(inc.spillKey); err != nil {
+			if inc.spilled {
+				if err := txn.Txn.Delete([]byte(pfxIncSpill + inc.Origin)); err != nil {
 					return err
 				}
 			}
@@ -449,65 +361,62 @@ func (r *incidents) tryOrder(incs []*Incident) (orderTry, error) {
 		return nil
 	})
 	if err != nil {
-		return t, fmt.Errorf("registry: order %d incidents from %s: %w", len(incs), incidentID(t.Seq), err)
+		return from, fmt.Errorf("registry: order %d incidents from %s: %w", len(todo), incidentID(seq), err)
 	}
-	if last := t.Seq + uint64(len(incs)) - 1; last > r.incSeq.Load() {
+	if last := seq + uint64(len(todo)) - 1; last > r.incSeq.Load() {
 		r.incSeq.Store(last)
 	}
-	for _, inc := range incs {
+	for _, inc := range todo {
+		inc.stored = true
 		r.logIncident(inc)
 	}
-	return t, nil
+	return from, nil
 }
 
-// landed says whether attempt t, whose outcome was unknown, was ordered: it
-// waits until this node has applied what the Log holds and looks whether the
-// first of t's sequences holds t's first incident. An error means the Log is
-// still out of reach.
-func (r *incidents) landed(t *orderTry) (bool, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), r.opts.CatchUpTimeout)
-	defer cancel()
-	if r.opts.CatchUp != nil {
-		if err := r.opts.CatchUp(ctx, r.replica); err != nil {
-			return false, err
-		}
-	}
-	var got struct {
-		Origin string `json:"origin"`
-	}
-	err := r.db.View(func(txn *badger.Txn) error { return getJSON(txn, seqKey(pfxIncident, t.Seq), &got) })
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	return got.Origin == t.Origins[0], nil
-}
-
-// newOrigin names an incident uniquely across the cluster before it has an ID.
+// newOrigin names an incident uniquely across the cluster before it has an ID:
+// the node, the time (fixed-width hex, so that spilled incidents sort by time)
+// and random bits.
 func (r *incidents) newOrigin() string {
-	return fmt.Sprintf("%d-%016x", r.opts.Node, rand.Uint64())
+	return fmt.Sprintf("%d-%016x%08x", r.opts.Node, r.clock().UnixNano(), rand.Uint32())
+}
+
+// ownOrigin says whether origin names an incident of this node.
+func (r *incidents) ownOrigin(origin string) bool {
+	node, _, ok := strings.Cut(origin, "-")
+	return ok && node == strconv.Itoa(r.opts.Node)
 }
 
 // orderNow orders one incident at once (a confirmed fraud's, which the caller
-// needs the ID of). An attempt whose outcome is unknown is settled at once when
-// the Log answers; otherwise the error says so.
-func (r *incidents) orderNow(inc *Incident) error {
-	k, t, err := r.orderIncidents([]*Incident{inc})
-	if k == 1 {
-		return nil
-	}
-	if t != nil {
-		landed, lerr := r.landed(t)
-		if lerr == nil && landed {
-			inc.Seq, inc.ID = t.Seq, incidentID(t.Seq)
-			r.logIncident(inc)
-			return nil
+// needs the ID of) and returns it stored: inc, or the incident its case already
+// has (an earlier decision's, which landed late). An attempt whose outcome is
+// unknown is settled before it returns when the Log answers.
+func (r *incidents) orderNow(inc *Incident) (*Incident, error) {
+	from, err := r.tryOrder([]*Incident{inc})
+	if errors.Is(err, statelog.ErrConflict) {
+		if cerr := r.catchUp(from); cerr != nil {
+			return nil, fmt.Errorf("%w (and not caught up: %v)", err, cerr)
 		}
-		if lerr != nil {
-			return fmt.Errorf("%w; whether it was stored is not known yet (%v)", err, lerr)
+		if prev, perr := r.caseIncident(inc.Case); prev != nil || perr != nil {
+			return prev, perr
 		}
+		_, err = r.tryOrder([]*Incident{inc})
 	}
-	return err
+	if err == nil {
+		return inc, nil
+	}
+	if errors.Is(err, statelog.ErrConflict) {
+		return nil, err
+	}
+	if cerr := r.catchUpLog(); cerr != nil {
+		return nil, fmt.Errorf("%w; whether it was stored is not known yet (%v)", err, cerr)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if seq, ok := r.landed[inc.Origin]; ok {
+		delete(r.landed, inc.Origin)
+		inc.Seq, inc.ID, inc.stored = seq, incidentID(seq), true
+		r.logIncident(inc)
+		return inc, nil
+	}
+	return nil, err
 }

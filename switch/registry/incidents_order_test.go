@@ -15,11 +15,21 @@ import (
 
 // flaky is a Log over a Memory whose mode a test switches: up orders and
 // acknowledges; lose orders but reports no acknowledgement (a publish whose ack
-// was lost); down orders nothing (no quorum). Both failures wrap ErrUnavailable.
+// was lost); lose-then-down does so once, then is down; down orders nothing (no
+// quorum). Every failure wraps ErrUnavailable.
 type flaky struct {
 	*statelog.Memory
 	mu   sync.Mutex
 	mode string
+	// In mode hold an append is kept, unordered, and reported unavailable; the
+	// next append in mode up orders it first (a publish that reached the stream
+	// late, just before the retry).
+	held *heldAppend
+}
+
+type heldAppend struct {
+	c     statelog.Commit
+	after uint64
 }
 
 func (l *flaky) set(mode string) {
@@ -32,11 +42,29 @@ func (l *flaky) Append(ctx context.Context, c statelog.Commit, after uint64) (ui
 	l.mu.Lock()
 	mode := l.mode
 	l.mu.Unlock()
-	if mode == "down" {
+	switch {
+	case mode == "down":
 		return 0, fmt.Errorf("test: no quorum: %w", statelog.ErrUnavailable)
+	case mode == "hold":
+		l.mu.Lock()
+		l.held = &heldAppend{c, after}
+		l.mu.Unlock()
+		return 0, fmt.Errorf("test: no acknowledgement yet: %w", statelog.ErrUnavailable)
+	}
+	l.mu.Lock()
+	h := l.held
+	l.held = nil
+	l.mu.Unlock()
+	if h != nil {
+		if _, err := l.Memory.Append(ctx, h.c, h.after); err != nil {
+			return 0, fmt.Errorf("test: the held append: %w", err)
+		}
 	}
 	rev, err := l.Memory.Append(ctx, c, after)
-	if err == nil && mode == "lose" {
+	if err == nil && (mode == "lose" || mode == "lose-then-down") {
+		if mode == "lose-then-down" {
+			l.set("down")
+		}
 		return 0, fmt.Errorf("test: no acknowledgement: %w", statelog.ErrUnavailable)
 	}
 	return rev, err
@@ -285,10 +313,9 @@ func TestSharedIncidentLandedThenHandled(t *testing.T) {
 	a := newNodeOpts(t, mem, Options{Log: l, CatchUp: l.catchUp, Node: 1})
 	b := newNodeOpts(t, mem, Options{Log: mem, Node: 2})
 	deliver(t, mem)
-	l.set("lose")
+	l.set("lose-then-down") // the next attempts cannot catch up: the outcome stays unknown
 	a.reg.Check(thief(a))
 	a.reg.FlushIncidents()
-	l.set("down")
 	mem.Unfollow(a.reg) // node 1 is cut off; node 2 applies the incident and handles it
 	deliver(t, mem)
 	if _, err := b.reg.AcknowledgeIncident(carol, "INC-1", "on it"); err != nil {
@@ -305,21 +332,21 @@ func TestSharedIncidentLandedThenHandled(t *testing.T) {
 }
 
 // TestSharedIncidentLostAckThenRestart: a commit whose acknowledgement was lost,
-// and a stop before the node could look (no quorum): the attempt is kept with
-// the incident, settled at the next start, and the incident stored once.
+// and a stop before the node could catch up (no quorum): the incident is kept on
+// disk; at the next start the node catches up first, applies the commit (which
+// deletes the kept copy), and the incident is stored once.
 func TestSharedIncidentLostAckThenRestart(t *testing.T) {
 	mem := &statelog.Memory{}
 	l := &flaky{Memory: mem}
 	a := newNodeOpts(t, mem, Options{Log: l, CatchUp: l.catchUp, Node: 1})
 	b := newNodeOpts(t, mem, Options{Log: mem, Node: 2})
 	deliver(t, mem)
-	l.set("lose")
+	l.set("lose-then-down") // the next attempts cannot catch up: the outcome stays unknown
 	a.reg.Check(thief(a))
 	a.reg.FlushIncidents()
-	l.set("down")
 	restart(t, mem, a)
-	if n := countKeys(t, a.db, keyIncTry); n != 1 {
-		t.Fatalf("the unsettled attempt not kept at the stop (%d keys)", n)
+	if n := countKeys(t, a.db, pfxIncSpill); n != 1 {
+		t.Fatalf("%d incidents kept on disk at the stop, want 1", n)
 	}
 	l.set("up")
 	for i := 0; countKeys(t, a.db, pfxIncSpill) > 0; i++ {
@@ -330,9 +357,6 @@ func TestSharedIncidentLostAckThenRestart(t *testing.T) {
 	}
 	deliver(t, mem)
 	sameIncidents(t, 1, a, b)
-	if n := countKeys(t, a.db, keyIncTry); n != 0 {
-		t.Errorf("the settled attempt still kept")
-	}
 }
 
 // TestSharedFraudIncidentOnce: a confirmed fraud's incident is ordered at once;
@@ -366,7 +390,18 @@ func TestSharedFraudIncidentOnce(t *testing.T) {
 	if again, err := b.reg.OpenFraudIncident("CASE-8", "000000000000001", "T0000001"); err != nil || again.ID != "INC-2" {
 		t.Fatalf("CASE-8 on node 2: %+v, %v; want INC-2", again, err)
 	}
-	sameIncidents(t, 2, a, b)
+	// No acknowledgement, and the commit reaches the log only when the case is
+	// decided again: that decision finds it, and opens no second incident.
+	l.set("hold")
+	if _, err := a.reg.OpenFraudIncident("CASE-9", "000000000000001", "T0000001"); !errors.Is(err, statelog.ErrUnavailable) {
+		t.Fatalf("CASE-9 without an acknowledgement: %v", err)
+	}
+	l.set("up")
+	if inc, err := a.reg.OpenFraudIncident("CASE-9", "000000000000001", "T0000001"); err != nil || inc.ID != "INC-3" || inc.Case != "CASE-9" {
+		t.Fatalf("CASE-9 decided again: %+v, %v; want INC-3", inc, err)
+	}
+	deliver(t, mem)
+	sameIncidents(t, 3, a, b)
 }
 
 // TestAlertActedAtLeastOnce: an alert whose commit was stored although its
@@ -404,7 +439,66 @@ func TestAlertActedAtLeastOnce(t *testing.T) {
 		t.Fatalf("the next run: %d raised, %v", len(raised), err)
 	}
 	as, _ := a.reg.Alerts(AlertFilterQuery{})
-	if len(as) != 1 || !as[0].Acted || len(as[0].Actions) != 1 || !as[0].Actions[0].OK {
+	if len(as) != 1 || !as[0].Acted || len(as[0].Actions) != 1 || !as[0].Actions[0].OK || as[0].Actions[0].Type != ActionLog {
 		t.Fatalf("after the next run: %+v; want its log action run", as)
+	}
+
+}
+
+// TestSharedIncidentLandsLate: a commit with no acknowledgement reaches the log
+// only after the node has caught up and just before its retry: the retry meets
+// it, catches up, finds the incident landed, and does not store it again.
+func TestSharedIncidentLandsLate(t *testing.T) {
+	mem := &statelog.Memory{}
+	l := &flaky{Memory: mem}
+	a := newNodeOpts(t, mem, Options{Log: l, CatchUp: l.catchUp, Node: 1})
+	b := newNodeOpts(t, mem, Options{Log: mem, Node: 2})
+	deliver(t, mem)
+	l.set("hold")
+	a.reg.Check(thief(a))
+	a.reg.FlushIncidents()
+	l.set("up")
+	a.reg.FlushIncidents()
+	deliver(t, mem)
+	sameIncidents(t, 1, a, b)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.held != nil {
+		t.Fatal("the held commit never reached the log")
+	}
+}
+
+// TestLateAlertOfDisabledRule: an alert left without its actions' results whose
+// rule was disabled since is marked acted with no action run.
+func TestLateAlertOfDisabledRule(t *testing.T) {
+	mem := &statelog.Memory{}
+	l := &flaky{Memory: mem}
+	a := newNodeOpts(t, mem, Options{Log: l, CatchUp: l.catchUp, Node: 1})
+	deliver(t, mem)
+	if err := a.reg.DeleteAlertRule(root, "offline-24h"); err != nil {
+		t.Fatal(err)
+	}
+	ar := AlertRule{ID: "sp", Threshold: Duration(time.Hour), Actions: []AlertAction{{Type: ActionLog}}, Filter: AlertFilter{Kinds: []TerminalKind{KindSoftPOS}}}
+	if _, err := a.reg.PutAlertRule(alice, ar); err != nil {
+		t.Fatal(err)
+	}
+	mon := NewMonitor(a.reg, a.clock.Now, MonitorOptions{})
+	ctx := context.Background()
+	l.set("lose")
+	if _, err := mon.RunOnce(ctx, t0.Add(time.Hour)); !errors.Is(err, statelog.ErrUnavailable) {
+		t.Fatalf("run with a lost acknowledgement: %v", err)
+	}
+	l.set("up")
+	deliver(t, mem)
+	ar.Disabled = true
+	if _, err := a.reg.PutAlertRule(alice, ar); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mon.RunOnce(ctx, t0.Add(2*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	as, _ := a.reg.Alerts(AlertFilterQuery{})
+	if len(as) != 1 || !as[0].Acted || len(as[0].Actions) != 1 || as[0].Actions[0].Type != "none" {
+		t.Fatalf("the late alert of a disabled rule: %+v; want no action run", as[0].Actions)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"sort"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -66,6 +67,7 @@ type Monitor struct {
 	clock func() time.Time
 	opts  MonitorOptions
 	hc    *http.Client
+	runMu sync.Mutex // one run at a time (the loop and a task's run-now)
 }
 
 // NewMonitor returns a monitor of reg's terminals; clock (nil: the registry's) gives
@@ -133,6 +135,8 @@ func (mo *Monitor) RunOnce(ctx context.Context, now time.Time) ([]*Alert, error)
 	if mo.opts.Active != nil && !mo.opts.Active() {
 		return nil, nil
 	}
+	mo.runMu.Lock() // a second run would act again on the alerts this one has not acted on yet
+	defer mo.runMu.Unlock()
 	r := mo.reg
 	now = now.UTC()
 	rules := r.AlertRules()
@@ -182,13 +186,17 @@ func (mo *Monitor) RunOnce(ctx context.Context, now time.Time) ([]*Alert, error)
 	// Actions run outside the registry lock; webhooks may take a while.
 	wave := mo.newWave(now)
 	for _, a := range append(late, raised...) {
-		var ar AlertRule
-		for _, x := range rules {
-			if x.ID == a.RuleID {
-				ar = x
+		var ar *AlertRule
+		for i := range rules {
+			if rules[i].ID == a.RuleID {
+				ar = &rules[i]
 			}
 		}
-		a.Actions = mo.act(ctx, &ar, a, now, wave)
+		if ar == nil || ar.Disabled { // only a late alert's rule can be
+			a.Actions = []ActionResult{{Type: "none", OK: true, Detail: "rule disabled or deleted since the alert: no action"}}
+		} else {
+			a.Actions = mo.act(ctx, ar, a, now, wave)
+		}
 		if err := r.setAlertActions(a); err != nil {
 			errs = append(errs, err)
 		}

@@ -87,14 +87,16 @@ func (r *Registry) ApplyRemote(rev uint64, c statelog.Commit) error {
 	// Decode first: a commit this node cannot read must not reach Badger with its
 	// revision, or the memory would silently differ from the disk.
 	var (
-		ms      []*Merchant
-		ts      []*Terminal
-		rules   = map[string]*AlertRule{} // nil value: deleted
-		chgSeq  = r.review.chgSeq
-		logSeq  = r.logSeq
-		logHash = r.logHash
-		incSeq  = r.incSeq.Load()
-		alerts  []*Alert
+		ms       []*Merchant
+		ts       []*Terminal
+		rules    = map[string]*AlertRule{} // nil value: deleted
+		chgSeq   = r.review.chgSeq
+		logSeq   = r.logSeq
+		logHash  = r.logHash
+		incSeq   = r.incSeq.Load()
+		alerts   []*Alert
+		own      = map[string]uint64{} // this node's new incidents, by origin
+		newAbove = r.incSeq.Load()     // an incident above this one is new here (not a handling of an old one)
 	)
 	for _, w := range c.Writes {
 		k := string(w.Key)
@@ -125,8 +127,20 @@ func (r *Registry) ApplyRemote(rev uint64, c statelog.Commit) error {
 				chgSeq = n
 			}
 		case strings.HasPrefix(k, pfxIncident):
-			if n, err := strconv.ParseUint(strings.TrimPrefix(k, pfxIncident), 10, 64); err == nil && n > incSeq {
+			n, err := strconv.ParseUint(strings.TrimPrefix(k, pfxIncident), 10, 64)
+			if err == nil && n > incSeq {
 				incSeq = n
+			}
+			if w.Value != nil && err == nil {
+				// One of this node's, whose commit landed though its
+				// acknowledgement was lost: its spilled copy goes in this
+				// transaction, and the writer does not order it again.
+				var x struct {
+					Origin string `json:"origin"`
+				}
+				if n > newAbove && json.Unmarshal(w.Value, &x) == nil && x.Origin != "" && r.ownOrigin(x.Origin) {
+					own[x.Origin] = n
+				}
 			}
 		case strings.HasPrefix(k, pfxAlert) && w.Value != nil:
 			a := new(Alert)
@@ -156,6 +170,11 @@ func (r *Registry) ApplyRemote(rev uint64, c statelog.Commit) error {
 				return fmt.Errorf("write %s: %w", w.Key, err)
 			}
 		}
+		for origin := range own {
+			if err := txn.Delete([]byte(pfxIncSpill + origin)); err != nil {
+				return fmt.Errorf("delete the spilled copy of incident %s: %w", origin, err)
+			}
+		}
 		return txn.Set([]byte(keyRevision), []byte(strconv.FormatUint(rev, 10)))
 	}); err != nil {
 		return fmt.Errorf("registry: apply revision %d (%d keys): %w", rev, len(c.Writes), err)
@@ -174,6 +193,9 @@ func (r *Registry) ApplyRemote(rev uint64, c statelog.Commit) error {
 	}
 	r.review.chgSeq, r.logSeq, r.logHash = chgSeq, logSeq, logHash
 	r.incSeq.Store(incSeq)
+	for origin, seq := range own {
+		r.incidents.landed[origin] = seq
+	}
 	for _, a := range alerts {
 		r.indexAlert(a)
 		if a.Seq > r.alrSeq {
