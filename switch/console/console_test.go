@@ -41,13 +41,19 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
+	return newFixtureOpts(t, registry.Options{SeenFlushInterval: -1})
+}
+
+// newFixtureOpts is newFixture with the registry's options.
+func newFixtureOpts(t *testing.T, opts registry.Options) *fixture {
+	t.Helper()
 	db, err := badger.Open(badger.DefaultOptions(t.TempDir()).WithLogger(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
 	ck := &clock{t: time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)}
-	reg, err := registry.New(db, ck.Now, registry.Options{SeenFlushInterval: -1})
+	reg, err := registry.New(db, ck.Now, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -329,6 +335,24 @@ func TestEventStreamEndsAtStop(t *testing.T) {
 	// Without a session the stream is refused, not redirected.
 	if resp, _ := get(t, f.client(), f.srv.URL+"/console/events"); resp.StatusCode == http.StatusOK {
 		t.Fatal("events without a session")
+	}
+}
+
+// In a cluster the incidents page says which node saw an incident (every node
+// lists every node's incidents); on a single node it does not.
+func TestIncidentNode(t *testing.T) {
+	for _, node := range []int{0, 2} {
+		f := newFixtureOpts(t, registry.Options{SeenFlushInterval: -1, Node: node})
+		f.reg.Check(registry.CheckRequest{TerminalID: "T0000001", MerchantID: "000000000000002"}) // swapped to another merchant
+		c := f.client()
+		f.login(t, c, "operator", "operator-demo-pw")
+		_, page := get(t, c, f.srv.URL+"/console/incidents")
+		if !strings.Contains(page, `id="inc-INC-1"`) {
+			t.Fatalf("node %d: the incident is not listed", node)
+		}
+		if got, want := strings.Contains(page, `<small class="node">node 2</small>`), node == 2; got != want {
+			t.Errorf("node %d: node shown %v, want %v", node, got, want)
+		}
 	}
 }
 
