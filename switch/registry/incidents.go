@@ -102,6 +102,7 @@ type incidents struct {
 
 	// With Log (incidents_order.go):
 	spilled atomic.Bool       // set when an incident was written to pfxIncSpill
+	onDisk  atomic.Int64      // incidents under pfxIncSpill
 	unsure  bool              // the writer's last attempt's outcome is unknown (the writer's alone)
 	landed  map[string]uint64 // this node's incidents ApplyRemote stored, by origin, until an attempt finds them (r.mu)
 }
@@ -110,6 +111,13 @@ type incidents struct {
 func (r *incidents) load(txn *badger.Txn) error {
 	n, _, err := lastSeq(txn, pfxIncident)
 	r.incSeq.Store(n)
+	if err != nil {
+		return err
+	}
+	var kept int64
+	err = iterate(txn, pfxIncSpill, func(_, _ []byte) error { kept++; return nil })
+	r.onDisk.Store(kept)
+	r.m.waiting.WithLabelValues("disk").Set(float64(kept))
 	return err
 }
 

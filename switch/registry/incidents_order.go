@@ -79,6 +79,7 @@ func (r *incidents) orderWriter() {
 		n, incs := orderPrefix(pending)
 		err := r.orderIncidents(incs)
 		pending = closeBarriers(pending, n)
+		r.m.waiting.WithLabelValues("memory").Set(float64(countIncidents(pending)))
 		switch {
 		case err == nil && failing:
 			failing, wait = false, orderRetry
@@ -192,6 +193,7 @@ func (r *incidents) stopOrdering(pending []incItem) {
 		}
 	}
 	pending = closeBarriers(pending, len(pending))
+	r.m.waiting.WithLabelValues("memory").Set(0)
 	r.mu.Lock()
 	left := pending[:0]
 	for _, it := range pending { // applied meanwhile (landed), they must not be kept
@@ -225,13 +227,31 @@ func (r *incidents) spill(inc *Incident) {
 		r.log.Error().Err(err).Str("reason", string(inc.Reason)).Str("terminal", inc.TerminalID).Msg("registry: incident lost: not ordered and not written to this node's disk")
 		return
 	}
+	r.keptOnDisk(1)
 	r.spilled.Store(true)
+}
+
+// keptOnDisk counts incidents written to (n > 0) or deleted from (n < 0) pfxIncSpill.
+func (r *incidents) keptOnDisk(n int64) {
+	r.m.waiting.WithLabelValues("disk").Set(float64(r.onDisk.Add(n)))
 }
 
 // deleteSpilled deletes inc's copy on this node's disk.
 func (r *incidents) deleteSpilled(inc *Incident) {
-	if err := r.db.Update(func(txn *badger.Txn) error { return txn.Delete([]byte(pfxIncSpill + inc.Origin)) }); err != nil {
+	key := []byte(pfxIncSpill + inc.Origin)
+	deleted := false
+	if err := r.db.Update(func(txn *badger.Txn) error {
+		if _, err := txn.Get(key); errors.Is(err, badger.ErrKeyNotFound) {
+			return nil // ApplyRemote's transaction deleted it
+		}
+		deleted = true
+		return txn.Delete(key)
+	}); err != nil {
 		r.log.Error().Err(err).Str("incident", inc.ID).Msg("registry: an ordered incident's copy not deleted from this node's disk; it will be recorded again")
+		return
+	}
+	if deleted {
+		r.keptOnDisk(-1)
 	}
 }
 
@@ -369,6 +389,9 @@ func (r *incidents) tryOrder(incs []*Incident) (uint64, error) {
 	for _, inc := range todo {
 		inc.stored = true
 		r.logIncident(inc)
+		if inc.spilled {
+			r.keptOnDisk(-1)
+		}
 	}
 	return from, nil
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/switchyard/switchyard/internal/statelog"
 )
@@ -211,6 +212,9 @@ func TestSharedIncidentsKeptWhileDown(t *testing.T) {
 	if n := countKeys(t, a.db, pfxIncSpill); n != 20 {
 		t.Fatalf("%d incidents kept on disk at the stop, want 20", n)
 	}
+	if n := testutil.ToFloat64(a.reg.m.waiting.WithLabelValues("disk")); n != 20 {
+		t.Errorf("switchyard_registry_incidents_waiting{where=disk} %v after the restart, want 20", n)
+	}
 	l.set("up")
 	for i := 0; ; i++ {
 		a.reg.FlushIncidents()
@@ -227,6 +231,11 @@ func TestSharedIncidentsKeptWhileDown(t *testing.T) {
 	}
 	deliver(t, mem)
 	sameIncidents(t, 20, a, b)
+	for _, where := range []string{"memory", "disk"} {
+		if n := testutil.ToFloat64(a.reg.m.waiting.WithLabelValues(where)); n != 0 {
+			t.Errorf("switchyard_registry_incidents_waiting{where=%s} %v once all are ordered", where, n)
+		}
+	}
 	restart(t, mem, a)
 	a.reg.FlushIncidents()
 	deliver(t, mem)

@@ -8,6 +8,7 @@ import (
 
 type metrics struct {
 	incidents   *prometheus.CounterVec
+	waiting     *prometheus.GaugeVec // incidents not ordered yet (cluster)
 	alerts      *prometheus.CounterVec
 	suspensions *prometheus.CounterVec
 	declines    map[Reason]prometheus.Counter // resolved once, so Check does no label lookup
@@ -19,6 +20,7 @@ type metrics struct {
 //	switchyard_registry_incidents_total{reason}         incidents created
 //	switchyard_registry_alerts_total{rule}              offline alerts raised
 //	switchyard_registry_auto_suspensions_total{cause}   terminals suspended by the switch
+//	switchyard_registry_incidents_waiting{where}        incidents not yet ordered in a cluster (memory, disk)
 func newMetrics(reg *prometheus.Registry) (*metrics, error) {
 	m := &metrics{
 		incidents: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -33,8 +35,14 @@ func newMetrics(reg *prometheus.Registry) (*metrics, error) {
 			Name: "switchyard_registry_auto_suspensions_total",
 			Help: "Terminals suspended automatically, by cause (device-compromised, offline-alert).",
 		}, []string{"cause"}),
+		waiting: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "switchyard_registry_incidents_waiting",
+			Help: "Incidents recorded on this node and not yet ordered through the cluster (no quorum), in the writer's memory or kept on disk.",
+		}, []string{"where"}),
 		declines: map[Reason]prometheus.Counter{},
 	}
+	m.waiting.WithLabelValues("memory")
+	m.waiting.WithLabelValues("disk")
 	declines := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "switchyard_registry_declines_total",
 		Help: "Requests declined by the terminal binding and integrity checks, by reason.",
@@ -46,7 +54,7 @@ func newMetrics(reg *prometheus.Registry) (*metrics, error) {
 		}
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.incidents, m.alerts, m.suspensions, declines} {
+		for _, c := range []prometheus.Collector{m.incidents, m.alerts, m.suspensions, declines, m.waiting} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("registry: register metrics: %w", err)
 			}

@@ -87,16 +87,17 @@ func (r *Registry) ApplyRemote(rev uint64, c statelog.Commit) error {
 	// Decode first: a commit this node cannot read must not reach Badger with its
 	// revision, or the memory would silently differ from the disk.
 	var (
-		ms       []*Merchant
-		ts       []*Terminal
-		rules    = map[string]*AlertRule{} // nil value: deleted
-		chgSeq   = r.review.chgSeq
-		logSeq   = r.logSeq
-		logHash  = r.logHash
-		incSeq   = r.incSeq.Load()
-		alerts   []*Alert
-		own      = map[string]uint64{} // this node's new incidents, by origin
-		newAbove = r.incSeq.Load()     // an incident above this one is new here (not a handling of an old one)
+		ms        []*Merchant
+		ts        []*Terminal
+		rules     = map[string]*AlertRule{} // nil value: deleted
+		chgSeq    = r.review.chgSeq
+		logSeq    = r.logSeq
+		logHash   = r.logHash
+		incSeq    = r.incSeq.Load()
+		alerts    []*Alert
+		own       = map[string]uint64{} // this node's new incidents, by origin
+		unspilled int64                 // their copies on this node's disk, deleted
+		newAbove  = r.incSeq.Load()     // an incident above this one is new here (not a handling of an old one)
 	)
 	for _, w := range c.Writes {
 		k := string(w.Key)
@@ -171,9 +172,14 @@ func (r *Registry) ApplyRemote(rev uint64, c statelog.Commit) error {
 			}
 		}
 		for origin := range own {
-			if err := txn.Delete([]byte(pfxIncSpill + origin)); err != nil {
+			key := []byte(pfxIncSpill + origin)
+			if _, err := txn.Get(key); errors.Is(err, badger.ErrKeyNotFound) {
+				continue
+			}
+			if err := txn.Delete(key); err != nil {
 				return fmt.Errorf("delete the spilled copy of incident %s: %w", origin, err)
 			}
+			unspilled++
 		}
 		return txn.Set([]byte(keyRevision), []byte(strconv.FormatUint(rev, 10)))
 	}); err != nil {
@@ -195,6 +201,9 @@ func (r *Registry) ApplyRemote(rev uint64, c statelog.Commit) error {
 	r.incSeq.Store(incSeq)
 	for origin, seq := range own {
 		r.incidents.landed[origin] = seq
+	}
+	if unspilled > 0 {
+		r.keptOnDisk(-unspilled)
 	}
 	for _, a := range alerts {
 		r.indexAlert(a)
