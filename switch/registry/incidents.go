@@ -101,10 +101,11 @@ type incidents struct {
 	wg      sync.WaitGroup // the writer
 
 	// With Log (incidents_order.go):
-	spilled atomic.Bool       // set when an incident was written to pfxIncSpill
-	onDisk  atomic.Int64      // incidents under pfxIncSpill
-	unsure  bool              // the writer's last attempt's outcome is unknown (the writer's alone)
-	landed  map[string]uint64 // this node's incidents ApplyRemote stored, by origin, until an attempt finds them (r.mu)
+	spilled atomic.Bool         // set when an incident was written to pfxIncSpill
+	onDisk  atomic.Int64        // incidents under pfxIncSpill
+	unsure  bool                // the writer's last attempt's outcome is unknown (the writer's alone)
+	landed  map[string]uint64   // this node's incidents ApplyRemote stored, by origin, until an attempt finds them (r.mu)
+	awaited map[string]struct{} // origins of attempts whose outcome is unknown, until they are found stored (r.mu)
 }
 
 // load finds the last incident sequence.

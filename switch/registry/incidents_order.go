@@ -89,6 +89,7 @@ func (r *incidents) orderWriter() {
 			r.log.Error().Err(err).Int("pending", countIncidents(pending)).Msg("registry: incidents not ordered yet; retrying")
 		}
 		if err != nil {
+			r.keep(pending) // durable while the cluster cannot take them
 			// Each attempt holds the registry's lock while it waits for the
 			// cluster: back off, so that other writes get their turn.
 			t := time.NewTimer(wait)
@@ -194,24 +195,59 @@ func (r *incidents) stopOrdering(pending []incItem) {
 	}
 	pending = closeBarriers(pending, len(pending))
 	r.m.waiting.WithLabelValues("memory").Set(0)
+	// Under the lock: an ApplyRemote that stores one of them (a late commit; the
+	// followers still run) either comes first, and it is not kept, or after,
+	// and deletes the kept copy.
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	left := pending[:0]
-	for _, it := range pending { // applied meanwhile (landed), they must not be kept
+	for _, it := range pending {
 		if _, ok := r.landed[it.inc.Origin]; !ok {
 			left = append(left, it)
 		}
 	}
-	r.mu.Unlock()
-	pending = left
-	if len(pending) == 0 {
+	if len(left) == 0 {
 		return
 	}
-	for _, it := range pending {
-		if !it.inc.spilled {
-			r.spill(it.inc)
+	r.keep(left)
+	r.log.Error().Err(err).Int("incidents", len(left)).Msg("registry: incidents not ordered at stop; kept on this node's disk for the next start")
+}
+
+// keep writes the incidents of items not on disk yet to this node's Badger, with
+// one sync, so that a crash while the cluster has no quorum loses none of them.
+func (r *incidents) keep(items []incItem) {
+	var incs []*Incident
+	for _, it := range items {
+		if it.inc != nil && !it.inc.spilled {
+			incs = append(incs, it.inc)
 		}
 	}
-	r.log.Error().Err(err).Int("incidents", len(pending)).Msg("registry: incidents not ordered at stop; kept on this node's disk for the next start")
+	if len(incs) == 0 {
+		return
+	}
+	err := r.db.Update(func(txn *badger.Txn) error {
+		for _, inc := range incs {
+			b, err := json.Marshal(inc)
+			if err != nil {
+				return err
+			}
+			if err := txn.Set([]byte(pfxIncSpill+inc.Origin), b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err == nil {
+		err = r.db.Sync()
+	}
+	if err != nil {
+		r.log.Error().Err(err).Int("incidents", len(incs)).Msg("registry: incidents not ordered and not written to this node's disk: a crash would lose them")
+		return
+	}
+	for _, inc := range incs {
+		inc.spilled = true
+	}
+	r.keptOnDisk(int64(len(incs)))
 }
 
 // spill writes inc, not yet ordered, to this node's Badger under its origin.
@@ -267,8 +303,9 @@ func (r *incidents) readSpilled(pending []incItem) []incItem {
 				return errStopIteration
 			}
 			inc := new(Incident)
-			if err := json.Unmarshal(v, inc); err != nil {
-				return fmt.Errorf("decode %s: %w", k, err)
+			if err := json.Unmarshal(v, inc); err != nil || inc.Origin == "" {
+				r.log.Error().Err(err).Bytes("key", k).Msg("registry: an incident kept on this node's disk cannot be read; left there, skipped")
+				return nil
 			}
 			inc.Seq, inc.ID, inc.spilled = 0, "", true
 			pending = append(pending, incItem{inc: inc})
@@ -339,6 +376,7 @@ func (r *incidents) tryOrder(incs []*Incident) (uint64, error) {
 		}
 		if seq, ok := r.landed[inc.Origin]; ok {
 			delete(r.landed, inc.Origin)
+			delete(r.awaited, inc.Origin)
 			inc.Seq, inc.ID, inc.stored = seq, incidentID(seq), true
 			r.logIncident(inc)
 			if inc.spilled { // ApplyRemote deleted it already, unless it was spilled after
@@ -380,13 +418,24 @@ func (r *incidents) tryOrder(incs []*Incident) (uint64, error) {
 		}
 		return nil
 	})
+	if err != nil && r.rev.Load() != from {
+		// Ordered and committed to Badger; only its sync failed.
+		r.log.Error().Err(err).Int("incidents", len(todo)).Msg("registry: incidents stored, but the sync after them failed")
+		err = nil
+	}
 	if err != nil {
+		if !errors.Is(err, statelog.ErrConflict) {
+			for _, inc := range todo { // they may land later: ApplyRemote notes them
+				r.awaited[inc.Origin] = struct{}{}
+			}
+		}
 		return from, fmt.Errorf("registry: order %d incidents from %s: %w", len(todo), incidentID(seq), err)
 	}
 	if last := seq + uint64(len(todo)) - 1; last > r.incSeq.Load() {
 		r.incSeq.Store(last)
 	}
 	for _, inc := range todo {
+		delete(r.awaited, inc.Origin)
 		inc.stored = true
 		r.logIncident(inc)
 		if inc.spilled {
@@ -435,6 +484,7 @@ func (r *incidents) orderNow(inc *Incident) (*Incident, error) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	delete(r.awaited, inc.Origin) // if it lands later, a new decision finds it by its case
 	if seq, ok := r.landed[inc.Origin]; ok {
 		delete(r.landed, inc.Origin)
 		inc.Seq, inc.ID, inc.stored = seq, incidentID(seq), true

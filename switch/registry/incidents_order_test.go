@@ -511,3 +511,26 @@ func TestLateAlertOfDisabledRule(t *testing.T) {
 		t.Fatalf("the late alert of a disabled rule: %+v; want no action run", as[0].Actions)
 	}
 }
+
+// TestLandedOnlyWhenAwaited: a node that replays its own incidents (the same
+// node number on a new disk) notes none of them as landed: only an attempt of
+// this run or a copy on disk waits for one, and nothing else would ever take
+// the note back.
+func TestLandedOnlyWhenAwaited(t *testing.T) {
+	mem := &statelog.Memory{}
+	a := newNodeOpts(t, mem, Options{Log: mem, Node: 1})
+	deliver(t, mem)
+	for range 5 {
+		a.reg.Check(thief(a))
+	}
+	a.reg.FlushIncidents()
+	c := newNodeOpts(t, mem, Options{Log: mem, Node: 1}) // node 1 again, on a new disk
+	deliver(t, mem)
+	sameIncidents(t, 5, a, c)
+	c.reg.mu.Lock()
+	n := len(c.reg.incidents.landed)
+	c.reg.mu.Unlock()
+	if n != 0 {
+		t.Errorf("%d of node 1's replayed incidents noted as landed; none waits for them", n)
+	}
+}

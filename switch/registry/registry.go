@@ -144,7 +144,8 @@ func New(db *badger.DB, clock func() time.Time, opts Options) (*Registry, error)
 	st := &store{db: db, clock: clock, log: opts.Logger, opts: opts, m: m, stop: make(chan struct{})}
 	al := &alerting{store: st, rules: map[string]*AlertRule{}, alertIdx: map[string]alertRef{}}
 	rv := &review{store: st, alerts: al}
-	inc := &incidents{store: st, incQ: make(chan incItem, opts.IncidentQueue), stop: make(chan struct{}), landed: map[string]uint64{}}
+	inc := &incidents{store: st, incQ: make(chan incItem, opts.IncidentQueue), stop: make(chan struct{}),
+		landed: map[string]uint64{}, awaited: map[string]struct{}{}}
 	ck := &checker{store: st, incidents: inc, review: rv}
 	if err := db.View(func(txn *badger.Txn) error {
 		for _, load := range []func(*badger.Txn) error{st.load, rv.load, inc.load, al.load} {

@@ -172,14 +172,24 @@ func (r *Registry) ApplyRemote(rev uint64, c statelog.Commit) error {
 			}
 		}
 		for origin := range own {
+			// Noted only when something waits for it: an attempt of this run
+			// (awaited) or a copy on disk (a stop or a crash since); a node
+			// replaying its own history notes nothing.
 			key := []byte(pfxIncSpill + origin)
-			if _, err := txn.Get(key); errors.Is(err, badger.ErrKeyNotFound) {
-				continue
+			_, err := txn.Get(key)
+			switch {
+			case err == nil:
+				if err := txn.Delete(key); err != nil {
+					return fmt.Errorf("delete the spilled copy of incident %s: %w", origin, err)
+				}
+				unspilled++
+			case !errors.Is(err, badger.ErrKeyNotFound):
+				return fmt.Errorf("look for the spilled copy of incident %s: %w", origin, err)
+			default:
+				if _, ok := r.incidents.awaited[origin]; !ok {
+					delete(own, origin)
+				}
 			}
-			if err := txn.Delete(key); err != nil {
-				return fmt.Errorf("delete the spilled copy of incident %s: %w", origin, err)
-			}
-			unspilled++
 		}
 		return txn.Set([]byte(keyRevision), []byte(strconv.FormatUint(rev, 10)))
 	}); err != nil {

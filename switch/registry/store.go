@@ -31,7 +31,7 @@ const (
 	pfxAlert    = "reg/alr/"      // + 20-digit sequence -> Alert JSON
 	pfxRule     = "reg/rule/"     // + rule ID -> AlertRule JSON
 	pfxIncCase  = "reg/inccase/"  // + review case ID -> the ID of its confirmed fraud's incident
-	pfxIncSpill = "reg/incspill/" // + 20-digit sequence -> Incident JSON not yet ordered (cluster; this node only)
+	pfxIncSpill = "reg/incspill/" // + origin -> Incident JSON not yet ordered (cluster; this node only)
 	// keyRevision is the revision of the cluster's state log this node's registry
 	// last applied (decimal), written in the same transaction as the commit.
 	keyRevision = "reg/rev"
