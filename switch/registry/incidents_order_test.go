@@ -83,6 +83,34 @@ func (l *flaky) catchUp(context.Context, statelog.Replica) error {
 	return l.Memory.Deliver()
 }
 
+// flakyPair is two registries of a cluster on one statelog.Memory, delivered:
+// node 1 orders through a flaky Log (up; opts are node 1's extra options), node 2
+// through the Memory itself.
+func flakyPair(t *testing.T, opts Options) (*statelog.Memory, *flaky, *node, *node) {
+	t.Helper()
+	mem := &statelog.Memory{}
+	l := &flaky{Memory: mem}
+	opts.Log, opts.CatchUp, opts.Node = l, l.catchUp, 1
+	a := newNodeOpts(t, mem, opts)
+	b := newNodeOpts(t, mem, Options{Log: mem, Node: 2})
+	deliver(t, mem)
+	return mem, l, a, b
+}
+
+// softposRule replaces n's default alert rules with one: SoftPOS terminals
+// offline for an hour, with actions.
+func softposRule(t *testing.T, n *node, actions ...AlertAction) AlertRule {
+	t.Helper()
+	if err := n.reg.DeleteAlertRule(root, "offline-24h"); err != nil {
+		t.Fatal(err)
+	}
+	ar := AlertRule{ID: "sp", Threshold: Duration(time.Hour), Actions: actions, Filter: AlertFilter{Kinds: []TerminalKind{KindSoftPOS}}}
+	if _, err := n.reg.PutAlertRule(alice, ar); err != nil {
+		t.Fatal(err)
+	}
+	return ar
+}
+
 // thief is a request of T0000001 from another device: an incident.
 func thief(n *node) CheckRequest {
 	req := n.goodT1()
@@ -129,10 +157,7 @@ func sameIncidents(t *testing.T, want int, nodes ...*node) []*Incident {
 // is seen on the other, and a second acknowledgement is refused; a confirmed
 // fraud's incident has its ID at once, the same everywhere.
 func TestSharedIncidents(t *testing.T) {
-	mem := &statelog.Memory{}
-	a := newNodeOpts(t, mem, Options{Log: mem, Node: 1})
-	b := newNodeOpts(t, mem, Options{Log: mem, Node: 2})
-	deliver(t, mem)
+	mem, _, a, b := flakyPair(t, Options{})
 
 	a.reg.Check(thief(a))
 	a.reg.FlushIncidents()
@@ -175,11 +200,7 @@ func TestSharedIncidents(t *testing.T) {
 func TestSharedIncidentOutcomeUnknown(t *testing.T) {
 	for _, mode := range []string{"lose", "down"} {
 		t.Run(mode, func(t *testing.T) {
-			mem := &statelog.Memory{}
-			l := &flaky{Memory: mem}
-			a := newNodeOpts(t, mem, Options{Log: l, CatchUp: l.catchUp, Node: 1})
-			b := newNodeOpts(t, mem, Options{Log: mem, Node: 2})
-			deliver(t, mem)
+			mem, l, a, b := flakyPair(t, Options{})
 			l.set(mode)
 			a.reg.Check(thief(a))
 			a.reg.FlushIncidents() // at least one attempt, without an acknowledgement
@@ -196,11 +217,7 @@ func TestSharedIncidentOutcomeUnknown(t *testing.T) {
 // disk, and on the disk at a stop); once the quorum is back every one is ordered
 // exactly once, including those the node kept across a restart.
 func TestSharedIncidentsKeptWhileDown(t *testing.T) {
-	mem := &statelog.Memory{}
-	l := &flaky{Memory: mem}
-	a := newNodeOpts(t, mem, Options{Log: l, CatchUp: l.catchUp, Node: 1, IncidentQueue: 1, MaxPendingIncidents: 2})
-	b := newNodeOpts(t, mem, Options{Log: mem, Node: 2})
-	deliver(t, mem)
+	mem, l, a, b := flakyPair(t, Options{IncidentQueue: 1, MaxPendingIncidents: 2})
 	l.set("down")
 	for range 20 {
 		a.reg.Check(thief(a))
@@ -268,16 +285,8 @@ func countKeys(t *testing.T, db *badger.DB, prefix string) int {
 // second monitor that runs before it has applied it meets it, catches up and
 // raises nothing; an acknowledgement on the other node holds on the first.
 func TestSharedAlerts(t *testing.T) {
-	mem := &statelog.Memory{}
-	a := newNodeOpts(t, mem, Options{Log: mem, Node: 1})
-	b := newNodeOpts(t, mem, Options{Log: mem, Node: 2})
-	deliver(t, mem)
-	if err := a.reg.DeleteAlertRule(root, "offline-24h"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a.reg.PutAlertRule(alice, AlertRule{ID: "sp", Threshold: Duration(time.Hour), Filter: AlertFilter{Kinds: []TerminalKind{KindSoftPOS}}}); err != nil {
-		t.Fatal(err)
-	}
+	mem, _, a, b := flakyPair(t, Options{})
+	softposRule(t, a)
 	deliver(t, mem)
 	ctx := context.Background()
 	monA := NewMonitor(a.reg, a.clock.Now, MonitorOptions{})
@@ -317,11 +326,7 @@ func TestSharedAlerts(t *testing.T) {
 // node could look: the node still finds it (by its origin), and does not record
 // it again.
 func TestSharedIncidentLandedThenHandled(t *testing.T) {
-	mem := &statelog.Memory{}
-	l := &flaky{Memory: mem}
-	a := newNodeOpts(t, mem, Options{Log: l, CatchUp: l.catchUp, Node: 1})
-	b := newNodeOpts(t, mem, Options{Log: mem, Node: 2})
-	deliver(t, mem)
+	mem, l, a, b := flakyPair(t, Options{})
 	l.set("lose-then-down") // the next attempts cannot catch up: the outcome stays unknown
 	a.reg.Check(thief(a))
 	a.reg.FlushIncidents()
@@ -345,11 +350,7 @@ func TestSharedIncidentLandedThenHandled(t *testing.T) {
 // disk; at the next start the node catches up first, applies the commit (which
 // deletes the kept copy), and the incident is stored once.
 func TestSharedIncidentLostAckThenRestart(t *testing.T) {
-	mem := &statelog.Memory{}
-	l := &flaky{Memory: mem}
-	a := newNodeOpts(t, mem, Options{Log: l, CatchUp: l.catchUp, Node: 1})
-	b := newNodeOpts(t, mem, Options{Log: mem, Node: 2})
-	deliver(t, mem)
+	mem, l, a, b := flakyPair(t, Options{})
 	l.set("lose-then-down") // the next attempts cannot catch up: the outcome stays unknown
 	a.reg.Check(thief(a))
 	a.reg.FlushIncidents()
@@ -373,11 +374,7 @@ func TestSharedIncidentLostAckThenRestart(t *testing.T) {
 // the same case (the analyst decides again after a failure) returns the same
 // incident; without a quorum the call fails and stores nothing.
 func TestSharedFraudIncidentOnce(t *testing.T) {
-	mem := &statelog.Memory{}
-	l := &flaky{Memory: mem}
-	a := newNodeOpts(t, mem, Options{Log: l, CatchUp: l.catchUp, Node: 1})
-	b := newNodeOpts(t, mem, Options{Log: mem, Node: 2})
-	deliver(t, mem)
+	mem, l, a, b := flakyPair(t, Options{})
 	l.set("lose")
 	inc, err := a.reg.OpenFraudIncident("CASE-7", "000000000000001", "T0000001")
 	if err != nil || inc.ID != "INC-1" {
@@ -417,16 +414,8 @@ func TestSharedFraudIncidentOnce(t *testing.T) {
 // acknowledgement was lost comes back through the follower without its actions'
 // results; the monitor's next run acts on it.
 func TestAlertActedAtLeastOnce(t *testing.T) {
-	mem := &statelog.Memory{}
-	l := &flaky{Memory: mem}
-	a := newNodeOpts(t, mem, Options{Log: l, CatchUp: l.catchUp, Node: 1})
-	deliver(t, mem)
-	if err := a.reg.DeleteAlertRule(root, "offline-24h"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a.reg.PutAlertRule(alice, AlertRule{ID: "sp", Threshold: Duration(time.Hour), Actions: []AlertAction{{Type: ActionLog}}, Filter: AlertFilter{Kinds: []TerminalKind{KindSoftPOS}}}); err != nil {
-		t.Fatal(err)
-	}
+	mem, l, a, _ := flakyPair(t, Options{})
+	softposRule(t, a, AlertAction{Type: ActionLog})
 	mon := NewMonitor(a.reg, a.clock.Now, MonitorOptions{})
 	ctx := context.Background()
 	l.set("lose")
@@ -458,11 +447,7 @@ func TestAlertActedAtLeastOnce(t *testing.T) {
 // only after the node has caught up and just before its retry: the retry meets
 // it, catches up, finds the incident landed, and does not store it again.
 func TestSharedIncidentLandsLate(t *testing.T) {
-	mem := &statelog.Memory{}
-	l := &flaky{Memory: mem}
-	a := newNodeOpts(t, mem, Options{Log: l, CatchUp: l.catchUp, Node: 1})
-	b := newNodeOpts(t, mem, Options{Log: mem, Node: 2})
-	deliver(t, mem)
+	mem, l, a, b := flakyPair(t, Options{})
 	l.set("hold")
 	a.reg.Check(thief(a))
 	a.reg.FlushIncidents()
@@ -480,17 +465,8 @@ func TestSharedIncidentLandsLate(t *testing.T) {
 // TestLateAlertOfDisabledRule: an alert left without its actions' results whose
 // rule was disabled since is marked acted with no action run.
 func TestLateAlertOfDisabledRule(t *testing.T) {
-	mem := &statelog.Memory{}
-	l := &flaky{Memory: mem}
-	a := newNodeOpts(t, mem, Options{Log: l, CatchUp: l.catchUp, Node: 1})
-	deliver(t, mem)
-	if err := a.reg.DeleteAlertRule(root, "offline-24h"); err != nil {
-		t.Fatal(err)
-	}
-	ar := AlertRule{ID: "sp", Threshold: Duration(time.Hour), Actions: []AlertAction{{Type: ActionLog}}, Filter: AlertFilter{Kinds: []TerminalKind{KindSoftPOS}}}
-	if _, err := a.reg.PutAlertRule(alice, ar); err != nil {
-		t.Fatal(err)
-	}
+	mem, l, a, _ := flakyPair(t, Options{})
+	ar := softposRule(t, a, AlertAction{Type: ActionLog})
 	mon := NewMonitor(a.reg, a.clock.Now, MonitorOptions{})
 	ctx := context.Background()
 	l.set("lose")
