@@ -32,15 +32,17 @@ import (
 // stored, now or later. Two rules keep each incident stored once. The writer
 // tries again only after this node has caught up with the Log; and ApplyRemote,
 // which is how such a commit reaches this node (its revision was never recorded),
-// notes this node's origins it applies (landed), and tryOrder drops those from
-// any later attempt. A late commit and a retry are based on the same revision,
+// notes this node's origins it applies when something waits for them (landed:
+// an attempt of this run, awaited, or a copy on disk), and tryOrder drops those
+// from any later attempt. A late commit and a retry are based on the same revision,
 // so the compare-and-set stores one of them at most; if the late one wins, the
 // retry meets it, catches up, and finds its incidents landed.
 //
 // Nothing waits for the cluster on Check's path. While incidents cannot be
-// ordered they wait in the writer's memory, up to Options.MaxPendingIncidents;
-// beyond that, when the queue is full, and when the node stops, they are written
-// to this node's Badger under their origin (pfxIncSpill), read back in batches,
+// ordered they wait in the writer's memory, up to Options.MaxPendingIncidents,
+// and from the first failed attempt on this node's Badger too (keep), so that a
+// crash loses none; beyond the bound, when the queue is full, and at a stop they
+// are written there only. They are kept under their origin (pfxIncSpill), read back in batches,
 // and deleted in the Badger transaction that stores them: this node's commit,
 // or ApplyRemote's for a commit that landed unacknowledged (before or after a
 // restart).
