@@ -106,6 +106,8 @@ type incidents struct {
 	unsure  bool                // the writer's last attempt's outcome is unknown (the writer's alone)
 	landed  map[string]uint64   // this node's incidents ApplyRemote stored, by origin, until an attempt finds them (r.mu)
 	awaited map[string]struct{} // origins of attempts whose outcome is unknown, until they are found stored (r.mu)
+	// remoteHook is called for every incident another commit adds (r.mu)
+	remoteHook func(*Incident)
 }
 
 // load finds the last incident sequence.
@@ -233,6 +235,16 @@ func (r *incidents) recordIncident(res CheckResult, req *CheckRequest) {
 	if err := r.writeIncident(inc); err != nil {
 		r.log.Error().Err(err).Str("incident", inc.ID).Msg("registry: incident not stored")
 	}
+}
+
+// OnRemoteIncident sets fn to be called for every new incident that reaches this
+// node through ApplyRemote (another node's, in a cluster): the server has the
+// merchant of a confirmed fraud rated again, as the node that opened it does.
+// fn runs under the registry's lock and must not block.
+func (r *incidents) OnRemoteIncident(fn func(*Incident)) {
+	r.mu.Lock()
+	r.remoteHook = fn
+	r.mu.Unlock()
 }
 
 // logIncident logs an incident once it has its ID.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -508,5 +509,30 @@ func TestLandedOnlyWhenAwaited(t *testing.T) {
 	c.reg.mu.Unlock()
 	if n != 0 {
 		t.Errorf("%d of node 1's replayed incidents noted as landed; none waits for them", n)
+	}
+}
+
+// TestRemoteIncidentHook: OnRemoteIncident sees each new incident of another
+// node once, not this node's own, nor an acknowledgement of one.
+func TestRemoteIncidentHook(t *testing.T) {
+	mem, _, a, b := flakyPair(t, Options{})
+	var onA, onB []string
+	a.reg.OnRemoteIncident(func(inc *Incident) { onA = append(onA, inc.ID+" "+string(inc.Reason)) })
+	b.reg.OnRemoteIncident(func(inc *Incident) { onB = append(onB, inc.ID+" "+string(inc.Reason)) })
+	a.reg.Check(thief(a))
+	a.reg.FlushIncidents()
+	if _, err := a.reg.OpenFraudIncident("CASE-1", "000000000000001", "T0000001"); err != nil {
+		t.Fatal(err)
+	}
+	deliver(t, mem)
+	if _, err := b.reg.AcknowledgeIncident(carol, "INC-2", ""); err != nil {
+		t.Fatal(err)
+	}
+	deliver(t, mem)
+	if got := strings.Join(onB, ", "); got != "INC-1 device-mismatch, INC-2 confirmed-fraud" {
+		t.Errorf("node 2's hook saw %q", got)
+	}
+	if len(onA) != 0 {
+		t.Errorf("node 1's hook saw %q: its own incidents, or node 2's acknowledgement", onA)
 	}
 }

@@ -97,6 +97,7 @@ func (r *Registry) ApplyRemote(rev uint64, c statelog.Commit) error {
 		alerts    []*Alert
 		own       = map[string]uint64{} // this node's new incidents, by origin
 		unspilled int64                 // their copies on this node's disk, deleted
+		added     []*Incident           // new incidents, for the hook
 		newAbove  = r.incSeq.Load()     // an incident above this one is new here (not a handling of an old one)
 	)
 	for _, w := range c.Writes {
@@ -132,14 +133,16 @@ func (r *Registry) ApplyRemote(rev uint64, c statelog.Commit) error {
 			if err == nil && n > incSeq {
 				incSeq = n
 			}
-			if w.Value != nil && err == nil {
-				// One of this node's, whose commit landed though its
-				// acknowledgement was lost: its spilled copy goes in this
-				// transaction, and the writer does not order it again.
-				var x struct {
-					Origin string `json:"origin"`
+			if w.Value != nil && err == nil && n > newAbove { // a new incident, not a handling of one
+				x := new(Incident)
+				if err := json.Unmarshal(w.Value, x); err != nil {
+					return fmt.Errorf("registry: revision %d: decode incident %s: %w", rev, k, err)
 				}
-				if n > newAbove && json.Unmarshal(w.Value, &x) == nil && x.Origin != "" && r.ownOrigin(x.Origin) {
+				added = append(added, x)
+				// One of this node's, whose commit landed though its
+				// acknowledgement was lost: its copy on disk goes in this
+				// transaction, and the writer does not order it again.
+				if x.Origin != "" && r.ownOrigin(x.Origin) {
 					own[x.Origin] = n
 				}
 			}
@@ -214,6 +217,11 @@ func (r *Registry) ApplyRemote(rev uint64, c statelog.Commit) error {
 	}
 	if unspilled > 0 {
 		r.keptOnDisk(-unspilled)
+	}
+	if h := r.incidents.remoteHook; h != nil {
+		for _, inc := range added {
+			h(inc)
+		}
 	}
 	for _, a := range alerts {
 		r.indexAlert(a)

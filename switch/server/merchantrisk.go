@@ -57,6 +57,14 @@ func (s *Server) openRatings(loc *time.Location) error {
 	if err := s.cl.follow(rlog, s.ratings); err != nil {
 		return fmt.Errorf("merchant rating pins: %w", err)
 	}
+	// A fraud confirmed on another node has its merchant rated again here too,
+	// as ratingNudger does on the node that opened the incident.
+	ratings := s.ratings
+	s.Registry.OnRemoteIncident(func(inc *registry.Incident) {
+		if inc.Reason == registry.ReasonConfirmedFraud {
+			ratings.Nudge(inc.MerchantID)
+		}
+	})
 	return nil
 }
 
