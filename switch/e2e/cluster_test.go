@@ -74,6 +74,7 @@ func TestClusterServes(t *testing.T) {
 	t.Run("DUKPTReplayAcrossNodes", c.testDUKPTReplay)
 	t.Run("LastSeenAcrossNodes", c.testLastSeen)
 	t.Run("IncidentsAcrossNodes", c.testIncidents)
+	t.Run("OfflineAlertOnce", c.testOfflineAlert)
 	for _, n := range c.nodes {
 		if err := n.stop(); err != nil {
 			t.Errorf("graceful stop: %v; log ends:\n%s", err, n.logTail(2000))
@@ -246,6 +247,101 @@ func (c *testCluster) testIncidents(t *testing.T) {
 	})
 	if code, b, err := c.node(1).api("POST", "/api/v1/incidents/"+id+"/ack", tokOperator, nil); err != nil || code != http.StatusConflict {
 		t.Errorf("a second acknowledgement of %s, on node 1: %d %v %s; want 409", id, code, err, b)
+	}
+}
+
+// testOfflineAlert: the offline monitor runs on one node of the three. A rule
+// for one never-seen terminal (T0000009, activated when the demo fleet was
+// loaded) with a threshold of a minute, and the offline check as a task (defined
+// through review on node 1): run by hand on every node until the alert is
+// raised, it runs on one node and reports "skipped" on the two others, always
+// the same one; the one alert is then listed on every node, under the same ID.
+func (c *testCluster) testOfflineAlert(t *testing.T) {
+	c = c.rebind(t)
+	rule := `{"id":"e2e-t9","threshold":"1m","filter":{"merchants":["000000000000009"]},"actions":[{"type":"log"}]}`
+	if code, b, err := c.node(1).api("POST", "/api/v1/alert-rules", tokOperator, strings.NewReader(rule)); err != nil || code/100 != 2 {
+		t.Fatalf("alert rule on node 1: %d %v %s", code, err, b)
+	}
+	type alert struct {
+		ID         string `json:"id"`
+		TerminalID string `json:"terminal_id"`
+		Node       int    `json:"node"`
+	}
+	alerts := func(n int) ([]alert, string) {
+		code, b, err := c.node(n).api("GET", "/api/v1/alerts?rule=e2e-t9", tokOperator, nil)
+		if err != nil || code != http.StatusOK {
+			return nil, fmt.Sprintf("error %d %v %s", code, err, b)
+		}
+		var v []alert
+		if err := json.Unmarshal(b, &v); err != nil {
+			return nil, fmt.Sprintf("%v: %s", err, b)
+		}
+		return v, ""
+	}
+	// The offline check as a task (reviewed), to run by hand on each node.
+	task := `{"name":"e2e-offline","kind":"offline.check","schedule":"0 0 1 1 *","reason":"e2e"}`
+	code, b, err := c.node(1).api("PUT", "/api/v1/tasks/e2e-offline", tokOperator, strings.NewReader(task))
+	var chg struct {
+		ID string `json:"id"`
+	}
+	if err != nil || code != http.StatusAccepted || json.Unmarshal(b, &chg) != nil {
+		t.Fatalf("task e2e-offline on node 1: %d %v %s", code, err, b)
+	}
+	if code, b, err := c.node(1).api("POST", "/api/v1/changes/"+chg.ID+"/approve", tokReviewer, nil); err != nil || code != http.StatusOK {
+		t.Fatalf("approve %s on node 1: %d %v %s", chg.ID, code, err, b)
+	}
+	for n := 1; n <= 3; n++ {
+		var why string
+		waitUntil(t, 15*time.Second, func() string { return fmt.Sprintf("node %d: %s", n, why) }, func() bool {
+			code, b, err := c.node(n).api("GET", "/api/v1/tasks/e2e-offline/history", tokOperator, nil)
+			why = fmt.Sprintf("task e2e-offline: %d %v %s", code, err, b)
+			return err == nil && code == http.StatusOK
+		})
+	}
+	monitor := 0
+	var why string
+	took := waitUntil(t, 120*time.Second, func() string { return why }, func() bool {
+		for n := 1; n <= 3; n++ {
+			code, b, err := c.node(n).api("POST", "/api/v1/tasks/e2e-offline/run", tokOperator, nil)
+			if err != nil || code != http.StatusOK {
+				t.Fatalf("offline.check on node %d: %d %v %s", n, code, err, b)
+			}
+			var run struct {
+				Outcome, Output, Error string
+			}
+			if err := json.Unmarshal(b, &run); err != nil {
+				t.Fatalf("offline.check on node %d: %v: %s", n, err, b)
+			}
+			if strings.HasPrefix(run.Output, "skipped") {
+				continue
+			}
+			if monitor != 0 && monitor != n {
+				t.Fatalf("the offline check ran on node %d and on node %d (%q): one monitor at a time", monitor, n, run.Output)
+			}
+			monitor = n
+		}
+		v, e := alerts(monitor)
+		why = fmt.Sprintf("no alert for T0000009 yet on the monitor, node %d (%s %v)", monitor, e, v)
+		return e == "" && len(v) == 1
+	})
+	if monitor == 0 {
+		t.Fatal("the offline check was skipped on every node")
+	}
+	t.Logf("node %d runs the offline monitor; the alert raised after %v of runs", monitor, took.Round(time.Millisecond))
+	var first []alert
+	for n := 1; n <= 3; n++ {
+		waitUntil(t, 15*time.Second, func() string { return fmt.Sprintf("node %d: %s", n, why) }, func() bool {
+			v, e := alerts(n)
+			switch {
+			case e != "":
+				why = e
+			case len(v) != 1 || v[0].TerminalID != "T0000009" || v[0].Node != monitor || (first != nil && v[0].ID != first[0].ID):
+				why = fmt.Sprintf("alerts %+v; want one for T0000009 raised by node %d", v, monitor)
+			default:
+				first, why = v, ""
+			}
+			return why == ""
+		})
 	}
 }
 

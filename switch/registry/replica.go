@@ -79,10 +79,23 @@ func (r *store) catchUp(from uint64) error {
 // of the oplog chain. A revision this registry has applied already (its own
 // commits come back this way) is skipped.
 func (r *Registry) ApplyRemote(rev uint64, c statelog.Commit) error {
+	approved, err := r.applyRemote(rev, c)
+	// Another package's reviewed operations (scheduled tasks, terminal
+	// applications) approved on another node take effect here too, as on the
+	// node that approved them: outside the registry's lock.
+	for _, ch := range approved {
+		r.applyExt(ch)
+	}
+	return err
+}
+
+// applyRemote is ApplyRemote under the registry's lock; it returns the changes
+// of other packages' operations the commit approved.
+func (r *Registry) applyRemote(rev uint64, c statelog.Commit) ([]*Change, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if rev <= r.rev.Load() {
-		return nil
+		return nil, nil
 	}
 	// Decode first: a commit this node cannot read must not reach Badger with its
 	// revision, or the memory would silently differ from the disk.
@@ -98,6 +111,7 @@ func (r *Registry) ApplyRemote(rev uint64, c statelog.Commit) error {
 		own       = map[string]uint64{} // this node's new incidents, by origin
 		unspilled int64                 // their copies on this node's disk, deleted
 		added     []*Incident           // new incidents, for the hook
+		approved  []*Change             // other packages' operations approved
 		newAbove  = r.incSeq.Load()     // an incident above this one is new here (not a handling of an old one)
 	)
 	for _, w := range c.Writes {
@@ -106,13 +120,13 @@ func (r *Registry) ApplyRemote(rev uint64, c statelog.Commit) error {
 		case strings.HasPrefix(k, pfxMerchant) && w.Value != nil:
 			m := new(Merchant)
 			if err := json.Unmarshal(w.Value, m); err != nil {
-				return fmt.Errorf("registry: revision %d: decode merchant %s: %w", rev, k, err)
+				return nil, fmt.Errorf("registry: revision %d: decode merchant %s: %w", rev, k, err)
 			}
 			ms = append(ms, m)
 		case strings.HasPrefix(k, pfxTerminal) && w.Value != nil:
 			t := new(Terminal)
 			if err := json.Unmarshal(w.Value, t); err != nil {
-				return fmt.Errorf("registry: revision %d: decode terminal %s: %w", rev, k, err)
+				return nil, fmt.Errorf("registry: revision %d: decode terminal %s: %w", rev, k, err)
 			}
 			ts = append(ts, t)
 		case strings.HasPrefix(k, pfxRule):
@@ -120,13 +134,22 @@ func (r *Registry) ApplyRemote(rev uint64, c statelog.Commit) error {
 			if w.Value != nil {
 				ar = new(AlertRule)
 				if err := json.Unmarshal(w.Value, ar); err != nil {
-					return fmt.Errorf("registry: revision %d: decode alert rule %s: %w", rev, k, err)
+					return nil, fmt.Errorf("registry: revision %d: decode alert rule %s: %w", rev, k, err)
 				}
 			}
 			rules[strings.TrimPrefix(k, pfxRule)] = ar
 		case strings.HasPrefix(k, pfxChange):
 			if n, err := strconv.ParseUint(strings.TrimPrefix(k, pfxChange), 10, 64); err == nil && n > chgSeq {
 				chgSeq = n
+			}
+			if w.Value != nil {
+				ch, err := r.newlyApprovedExt(w.Key, w.Value)
+				if err != nil {
+					return nil, fmt.Errorf("registry: revision %d: %w", rev, err)
+				}
+				if ch != nil {
+					approved = append(approved, ch)
+				}
 			}
 		case strings.HasPrefix(k, pfxIncident):
 			n, err := strconv.ParseUint(strings.TrimPrefix(k, pfxIncident), 10, 64)
@@ -136,7 +159,7 @@ func (r *Registry) ApplyRemote(rev uint64, c statelog.Commit) error {
 			if w.Value != nil && err == nil && n > newAbove { // a new incident, not a handling of one
 				x := new(Incident)
 				if err := json.Unmarshal(w.Value, x); err != nil {
-					return fmt.Errorf("registry: revision %d: decode incident %s: %w", rev, k, err)
+					return nil, fmt.Errorf("registry: revision %d: decode incident %s: %w", rev, k, err)
 				}
 				added = append(added, x)
 				// One of this node's, whose commit landed though its
@@ -149,13 +172,13 @@ func (r *Registry) ApplyRemote(rev uint64, c statelog.Commit) error {
 		case strings.HasPrefix(k, pfxAlert) && w.Value != nil:
 			a := new(Alert)
 			if err := json.Unmarshal(w.Value, a); err != nil {
-				return fmt.Errorf("registry: revision %d: decode alert %s: %w", rev, k, err)
+				return nil, fmt.Errorf("registry: revision %d: decode alert %s: %w", rev, k, err)
 			}
 			alerts = append(alerts, a)
 		case strings.HasPrefix(k, pfxLog) && w.Value != nil:
 			var e OpEntry
 			if err := json.Unmarshal(w.Value, &e); err != nil {
-				return fmt.Errorf("registry: revision %d: decode oplog entry %s: %w", rev, k, err)
+				return nil, fmt.Errorf("registry: revision %d: decode oplog entry %s: %w", rev, k, err)
 			}
 			if e.Seq > logSeq {
 				logSeq, logHash = e.Seq, e.Hash
@@ -196,7 +219,7 @@ func (r *Registry) ApplyRemote(rev uint64, c statelog.Commit) error {
 		}
 		return txn.Set([]byte(keyRevision), []byte(strconv.FormatUint(rev, 10)))
 	}); err != nil {
-		return fmt.Errorf("registry: apply revision %d (%d keys): %w", rev, len(c.Writes), err)
+		return nil, fmt.Errorf("registry: apply revision %d (%d keys): %w", rev, len(c.Writes), err)
 	}
 	r.rev.Store(rev)
 	for _, m := range ms {
@@ -229,5 +252,31 @@ func (r *Registry) ApplyRemote(rev uint64, c statelog.Commit) error {
 			r.alrSeq = a.Seq
 		}
 	}
-	return nil
+	return approved, nil
+}
+
+// newlyApprovedExt decodes the change a commit writes under key and returns it
+// when it is another package's operation (RegisterOp) that the commit approves:
+// approved in the commit and not yet in this node's store.
+func (r *Registry) newlyApprovedExt(key, val []byte) (*Change, error) {
+	ch := new(Change)
+	if err := json.Unmarshal(val, ch); err != nil {
+		return nil, fmt.Errorf("decode change %s: %w", key, err)
+	}
+	if ch.Status != ChangeApproved {
+		return nil, nil
+	}
+	if _, ok := r.ext.get(ch.Op); !ok {
+		return nil, nil
+	}
+	var before Change
+	err := r.db.View(func(txn *badger.Txn) error { return getJSON(txn, key, &before) })
+	switch {
+	case errors.Is(err, badger.ErrKeyNotFound):
+	case err != nil:
+		return nil, fmt.Errorf("read change %s: %w", key, err)
+	case before.Status == ChangeApproved:
+		return nil, nil
+	}
+	return ch, nil
 }

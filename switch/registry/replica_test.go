@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -391,4 +392,42 @@ func TestSharedDemoLoadedTogether(t *testing.T) {
 	}
 	sameState(t, nodes[0], nodes[1])
 	sameState(t, nodes[0], nodes[2])
+}
+
+// TestSharedExtOpApplied: another package's reviewed operation approved on node
+// A takes effect on node B when B applies the approval (its owner's Apply runs
+// there too, once), not when B applies the request.
+func TestSharedExtOpApplied(t *testing.T) {
+	mem := &statelog.Memory{}
+	a, b := newNode(t, mem, mem), newNode(t, mem, mem)
+	const op Op = "widget.put"
+	var onA, onB []string
+	for _, x := range []struct {
+		n   *node
+		got *[]string
+	}{{a, &onA}, {b, &onB}} {
+		x.n.reg.RegisterOp(op, ExtOp{
+			Check: func(c *Change) (ChangeEffect, error) {
+				return ChangeEffect{Type: "widget", ID: c.Target, After: c.Ext}, nil
+			},
+			Apply: func(c *Change) { *x.got = append(*x.got, c.ID) },
+		})
+	}
+	deliver(t, mem)
+	c, err := a.reg.RequestChange(alice, Change{Op: op, Target: "w1", Ext: json.RawMessage(`{"colour":"blue"}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deliver(t, mem)
+	if len(onB) != 0 {
+		t.Fatalf("applied on B at the request: %v", onB)
+	}
+	if _, err := a.reg.Approve(bob, c.ID, "ok"); err != nil {
+		t.Fatal(err)
+	}
+	deliver(t, mem)
+	deliver(t, mem)
+	if strings.Join(onA, ",") != c.ID || strings.Join(onB, ",") != c.ID {
+		t.Fatalf("applied on A %v, on B %v; want %s once on each", onA, onB, c.ID)
+	}
 }
