@@ -224,8 +224,26 @@ func (r *incidents) keep(items []incItem) {
 			incs = append(incs, it.inc)
 		}
 	}
-	if len(incs) == 0 {
+	if err := r.writeCopies(incs); err != nil {
+		r.log.Error().Err(err).Int("incidents", len(incs)).Msg("registry: incidents not ordered and not written to this node's disk: a crash would lose them")
+	}
+}
+
+// spill writes inc, not yet ordered and not held by the writer, to this node's
+// Badger, for the writer to read back.
+func (r *incidents) spill(inc *Incident) {
+	if err := r.writeCopies([]*Incident{inc}); err != nil {
+		r.log.Error().Err(err).Str("reason", string(inc.Reason)).Str("terminal", inc.TerminalID).Msg("registry: incident lost: not ordered and not written to this node's disk")
 		return
+	}
+	r.spilled.Store(true)
+}
+
+// writeCopies writes incs under their origins (pfxIncSpill) with one transaction
+// and one sync, and marks them so.
+func (r *incidents) writeCopies(incs []*Incident) error {
+	if len(incs) == 0 {
+		return nil
 	}
 	err := r.db.Update(func(txn *badger.Txn) error {
 		for _, inc := range incs {
@@ -243,30 +261,13 @@ func (r *incidents) keep(items []incItem) {
 		err = r.db.Sync()
 	}
 	if err != nil {
-		r.log.Error().Err(err).Int("incidents", len(incs)).Msg("registry: incidents not ordered and not written to this node's disk: a crash would lose them")
-		return
+		return err
 	}
 	for _, inc := range incs {
 		inc.spilled = true
 	}
 	r.keptOnDisk(int64(len(incs)))
-}
-
-// spill writes inc, not yet ordered, to this node's Badger under its origin.
-func (r *incidents) spill(inc *Incident) {
-	b, err := json.Marshal(inc)
-	if err == nil {
-		err = r.db.Update(func(txn *badger.Txn) error { return txn.Set([]byte(pfxIncSpill+inc.Origin), b) })
-	}
-	if err == nil {
-		err = r.db.Sync()
-	}
-	if err != nil {
-		r.log.Error().Err(err).Str("reason", string(inc.Reason)).Str("terminal", inc.TerminalID).Msg("registry: incident lost: not ordered and not written to this node's disk")
-		return
-	}
-	r.keptOnDisk(1)
-	r.spilled.Store(true)
+	return nil
 }
 
 // keptOnDisk counts incidents written to (n > 0) or deleted from (n < 0) pfxIncSpill.
@@ -376,11 +377,7 @@ func (r *incidents) tryOrder(incs []*Incident) (uint64, error) {
 		if inc.stored {
 			continue
 		}
-		if seq, ok := r.landed[inc.Origin]; ok {
-			delete(r.landed, inc.Origin)
-			delete(r.awaited, inc.Origin)
-			inc.Seq, inc.ID, inc.stored = seq, incidentID(seq), true
-			r.logIncident(inc)
+		if r.takeLanded(inc) {
 			if inc.spilled { // ApplyRemote deleted it already, unless it was spilled after
 				r.deleteSpilled(inc)
 			}
@@ -486,12 +483,23 @@ func (r *incidents) orderNow(inc *Incident) (*Incident, error) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	delete(r.awaited, inc.Origin) // if it lands later, a new decision finds it by its case
-	if seq, ok := r.landed[inc.Origin]; ok {
-		delete(r.landed, inc.Origin)
-		inc.Seq, inc.ID, inc.stored = seq, incidentID(seq), true
-		r.logIncident(inc)
+	if r.takeLanded(inc) {
 		return inc, nil
 	}
+	delete(r.awaited, inc.Origin) // if it lands later, a new decision finds it by its case
 	return nil, err
+}
+
+// takeLanded marks inc stored, with its ID, if ApplyRemote noted it landed, and
+// forgets the note. r.mu must be held.
+func (r *incidents) takeLanded(inc *Incident) bool {
+	seq, ok := r.landed[inc.Origin]
+	if !ok {
+		return false
+	}
+	delete(r.landed, inc.Origin)
+	delete(r.awaited, inc.Origin)
+	inc.Seq, inc.ID, inc.stored = seq, incidentID(seq), true
+	r.logIncident(inc)
+	return true
 }
