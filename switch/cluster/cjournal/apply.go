@@ -15,15 +15,16 @@ import (
 )
 
 // The applier: one goroutine (run, started by Open, joined by Close) follows the
-// stream with an ordered consumer from the sequence after the last one it applied,
-// and applies every other node's record versions, delivery marks and batch closes to
-// the local store (not durably: they are in the stream). Its position goes to the
-// local Badger through the journal's log (PutDurable) after the messages it covers,
-// whenever it has nothing more waiting (so under load one sync covers many), so that
-// after a crash it starts again from a position whose messages are all in the store.
-// Own messages are skipped, except those the stream held when Open ran and the local
-// store lacks (a node that lost its disk, or crashed between the stream's
-// acknowledgement and its own sync, gets them back).
+// whole stream with an ordered consumer from the sequence after the last one it
+// applied, and applies every other node's record versions, delivery marks and batch
+// closes to the local store (not durably: they are in the stream). Its position goes
+// to the local Badger through the journal's log (PutDurable) after the messages it
+// covers, whenever it has nothing more waiting (so under load one sync covers many),
+// so that after a crash it starts again from a position whose messages are all in the
+// store. Own messages are skipped, except those the stream held when Open ran and the
+// local store lacks (a node that lost its disk, or crashed between the stream's
+// acknowledgement and its own sync, gets them back), and the first versions that own
+// a duplicate key (kind f), which every applier decides in stream order (first.go).
 
 // applier is the applier's state.
 type applier struct {
@@ -34,28 +35,29 @@ type applier struct {
 	restoreTo uint64        // own messages up to here are restored if missing
 	done      chan struct{} // closed when run has ended
 
-	// Once past restoreTo, the applier follows the other nodes' subjects only
-	// (filtered): cons is its consumer, and appliedCons the consumer sequence of the
-	// last message applied and flushed (of the consumer named appliedName).
-	filtered    bool
-	cons        jetstream.Consumer
-	appliedName string
-	appliedCons uint64
+	// The first versions (kind f) this node's writers wait for, by RRN (first.go).
+	firstMu sync.Mutex
+	firsts  map[string]*firstWait
 
 	// The other nodes' record versions applied last, so that the next version of
 	// each finds its predecessor without a read of the store.
 	recent recentRecords
 
 	// run's alone:
-	next     uint64 // the last sequence applied to the store, not yet flushed
-	nextCons uint64 // its consumer sequence
-	nextName string // its consumer's name
-	flushed  uint64 // the position last written to Badger
+	next    uint64 // the last sequence applied to the store, not yet flushed
+	flushed uint64 // the position last written to Badger
+	// keys are the duplicate keys of the records applied since the last flush (the
+	// store's index may not show them yet), with their RRNs; decided the waiting
+	// writers whose first versions were decided since then, told after the flush.
+	keys    map[string]string
+	decided []*firstWait
 }
 
 func (a *applier) init() {
 	a.advanced = make(chan struct{})
 	a.done = make(chan struct{})
+	a.firsts = make(map[string]*firstWait)
+	a.keys = make(map[string]string)
 }
 
 // flushEvery is the most messages applied between two writes of the position.
@@ -93,8 +95,7 @@ func (j *Journal) WaitApplied(ctx context.Context, seq uint64) error {
 	}
 }
 
-// barrierSubject is where Barrier publishes: node 0 is no node, and every applier
-// follows it (otherSubjects).
+// barrierSubject is where Barrier publishes: node 0 is no node.
 const barrierSubject = "journal.0.barrier"
 
 // Barrier publishes a message that changes nothing (an empty set of delivery marks)
@@ -116,9 +117,7 @@ func (j *Journal) Barrier(ctx context.Context) error {
 	return j.WaitApplied(ctx, ack.Sequence)
 }
 
-// CaughtUp waits until the applier has applied everything the stream holds now: up
-// to restoreTo every message, and past it the other nodes' (which it alone follows
-// from there).
+// CaughtUp waits until the applier has applied everything the stream holds now.
 func (j *Journal) CaughtUp(ctx context.Context) error {
 	info, err := j.stream.Info(ctx)
 	if err != nil {
@@ -128,87 +127,11 @@ func (j *Journal) CaughtUp(ctx context.Context) error {
 		return nil
 	}
 	last := info.State.LastSeq
-	if last <= j.ap.restoreTo {
-		j.ap.mu.Lock()
-		j.ap.last = max(j.ap.last, last)
-		j.ap.mu.Unlock()
-		return j.WaitApplied(ctx, last)
-	}
-	if err := j.WaitApplied(ctx, j.ap.restoreTo); err != nil {
-		return err
-	}
-	return j.caughtUpFiltered(ctx)
+	j.ap.mu.Lock()
+	j.ap.last = max(j.ap.last, last)
+	j.ap.mu.Unlock()
+	return j.WaitApplied(ctx, last)
 }
-
-// caughtUpFiltered is CaughtUp of a filtered applier: it asks the applier's consumer
-// how many of the other nodes' messages it has delivered and has pending, and waits
-// until the applier has applied as many (a consumer sequence, counting only those).
-// When the consumer is being created again meanwhile, it asks again.
-func (j *Journal) caughtUpFiltered(ctx context.Context) error {
-	for {
-		j.ap.mu.Lock()
-		cons := j.ap.cons
-		if !j.ap.filtered {
-			cons = nil // the restore's consumer, about to be replaced
-		}
-		j.ap.mu.Unlock()
-		if cons != nil {
-			ci, err := cons.Info(ctx)
-			if err == nil {
-				target := ci.Delivered.Consumer + ci.NumPending
-				for {
-					j.ap.mu.Lock()
-					same, done, ch := j.ap.cons == cons, j.ap.appliedName == ci.Name && j.ap.appliedCons >= target, j.ap.advanced
-					j.ap.mu.Unlock()
-					if done || same && target == 0 {
-						return nil
-					}
-					if !same {
-						break // a new consumer: ask it
-					}
-					timeout := false
-					select {
-					case <-ch:
-					case <-time.After(100 * time.Millisecond):
-						// The ordered consumer may have been created again (another
-						// name, other sequences): ask it again.
-						timeout = true
-					case <-ctx.Done():
-						return fmt.Errorf("cjournal: catching up with the other nodes' messages (%d of consumer %s): %w", target, ci.Name, ctx.Err())
-					case <-j.ap.done:
-						return errors.New("cjournal: catching up: the journal is closed")
-					}
-					if timeout {
-						break
-					}
-				}
-				continue
-			}
-		}
-		select {
-		case <-time.After(10 * time.Millisecond): // polling for the consumer, with ctx's deadline
-		case <-ctx.Done():
-			return fmt.Errorf("cjournal: catching up with the other nodes' messages: %w", ctx.Err())
-		case <-j.ap.done:
-			return errors.New("cjournal: catching up: the journal is closed")
-		}
-	}
-}
-
-// otherSubjects are the subjects of every node but this one, and the barriers'.
-func (j *Journal) otherSubjects() []string {
-	subs := []string{"journal.0.>"}
-	for n := 1; n <= 9; n++ {
-		if n != j.opts.Node {
-			subs = append(subs, fmt.Sprintf("journal.%d.>", n))
-		}
-	}
-	return subs
-}
-
-// errRefilter stops follow once the applier is past restoreTo, so that run follows
-// the other nodes' subjects only from there.
-var errRefilter = errors.New("past the restore point: follow the other nodes only")
 
 // run follows the stream until Close, starting again from its position after an
 // error.
@@ -220,9 +143,9 @@ func (j *Journal) run() {
 		if err == nil {
 			return // stopped
 		}
-		if errors.Is(err, errRefilter) {
-			continue
-		}
+		// The waiting writers decided since the last flush are not known to be
+		// durable here: they fail (and the pipeline answers 91).
+		j.tellDecided(err)
 		j.stats.applyErrors.Add(1)
 		j.log.Error().Err(err).Msg("cluster journal: applier stopped; following the stream again shortly")
 		select {
@@ -246,13 +169,9 @@ func (j *Journal) follow() error {
 		case <-ctx.Done():
 		}
 	}()
-	// Past restoreTo this node's own messages are in its store already: the other
-	// nodes' subjects only (a third fewer deliveries in a cluster of three).
-	filtered := j.ap.next >= j.ap.restoreTo
+	// Every subject, this node's own too: its first versions are decided here, in
+	// stream order, with the other nodes'.
 	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from}
-	if filtered {
-		cfg.FilterSubjects = j.otherSubjects()
-	}
 	cons, err := j.js.OrderedConsumer(ctx, StreamName, cfg)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -276,13 +195,7 @@ func (j *Journal) follow() error {
 	}
 	// Closed starts a goroutine (until the consumer ends) at each call: once only.
 	closed := cc.Closed()
-	j.ap.mu.Lock()
-	j.ap.filtered, j.ap.cons = filtered, cons
-	j.ap.mu.Unlock()
 	defer func() {
-		j.ap.mu.Lock()
-		j.ap.cons = nil
-		j.ap.mu.Unlock()
 		close(quit)
 		cc.Stop()
 		<-closed
@@ -297,17 +210,13 @@ func (j *Journal) follow() error {
 				}
 				return err
 			}
-			if n++; n >= flushEvery || len(in) == 0 {
+			// A writer waiting for its first version's verdict is told after a
+			// flush: at once.
+			if n++; n >= flushEvery || len(in) == 0 || len(j.ap.decided) > 0 {
 				n = 0
 				if err := j.flush(); err != nil {
 					return err
 				}
-			}
-			if !filtered && j.ap.next >= j.ap.restoreTo {
-				if err := j.flush(); err != nil {
-					return err
-				}
-				return errRefilter
 			}
 		case <-closed:
 			return errors.New("the consumer ended")
@@ -322,6 +231,7 @@ func (j *Journal) follow() error {
 // applied records are readable (their group is committed) and survive a crash.
 func (j *Journal) flush() error {
 	if j.ap.next == j.ap.flushed {
+		j.tellDecided(nil)
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -332,10 +242,13 @@ func (j *Journal) flush() error {
 	j.ap.flushed = j.ap.next
 	j.ap.mu.Lock()
 	j.ap.applied = j.ap.next
-	j.ap.appliedName, j.ap.appliedCons = j.ap.nextName, j.ap.nextCons
 	close(j.ap.advanced)
 	j.ap.advanced = make(chan struct{})
 	j.ap.mu.Unlock()
+	// The store's index shows what was applied up to here (the position's write
+	// committed it).
+	clear(j.ap.keys)
+	j.tellDecided(nil)
 	return nil
 }
 
@@ -349,24 +262,28 @@ func (j *Journal) apply(ctx context.Context, m jetstream.Msg) error {
 	seq := md.Sequence.Stream
 	h := m.Headers()
 	own := h.Get(hdrNode) == j.node
-	if !own || seq <= j.ap.restoreTo {
-		kind, data := h.Get(hdrKind), m.Data()
-		var err error
-		if kind == kindGroup {
-			err = decodeGroup(data, func(kind string, payload []byte) error {
-				return j.skipBad(seq, m.Subject(), j.applyMsg(ctx, kind, payload, own, false))
-			})
-		} else {
-			// A first version published after this process opened the journal is
-			// not in the local store: no need to look.
-			fresh := seq > j.ap.restoreTo && h.Get(hdrFirst) == "1"
-			err = j.applyMsg(ctx, kind, data, own, fresh)
-		}
-		if err := j.skipBad(seq, m.Subject(), err); err != nil {
-			return fmt.Errorf("apply %s sequence %d (%s): %w", StreamName, seq, m.Subject(), err)
-		}
+	// Own messages the stream held when Open ran are restored where the store
+	// lacks them; past that, only own first versions are looked at (decided).
+	restoring := own && seq <= j.ap.restoreTo
+	kind, data := h.Get(hdrKind), m.Data()
+	switch {
+	case kind == kindGroup:
+		err = decodeGroup(data, func(kind string, payload []byte) error {
+			if own && !restoring && kind != kindFirst {
+				return nil
+			}
+			return j.skipBad(seq, m.Subject(), j.applyMsg(ctx, seq, kind, payload, own, false))
+		})
+	case !own || restoring:
+		// A first version published alone (the previous version's form) after this
+		// process opened the journal is not in the local store: no need to look.
+		fresh := seq > j.ap.restoreTo && h.Get(hdrFirst) == "1"
+		err = j.applyMsg(ctx, seq, kind, data, own, fresh)
 	}
-	j.ap.next, j.ap.nextCons, j.ap.nextName = seq, md.Sequence.Consumer, md.Consumer
+	if err := j.skipBad(seq, m.Subject(), err); err != nil {
+		return fmt.Errorf("apply %s sequence %d (%s): %w", StreamName, seq, m.Subject(), err)
+	}
+	j.ap.next = seq
 	j.ap.mu.Lock()
 	j.ap.last = max(j.ap.last, seq+md.NumPending)
 	j.ap.mu.Unlock()
@@ -387,49 +304,21 @@ func (j *Journal) skipBad(seq uint64, subject string, err error) error {
 	return nil
 }
 
-// applyMsg applies a message of kind to the local store. An own record version is
-// written only if the store lacks it (or holds an older version). With fresh, the
-// message is a record's first version that no earlier run of the applier can have
-// applied (the store lacks it).
-func (j *Journal) applyMsg(ctx context.Context, kind string, data []byte, own, fresh bool) error {
+// applyMsg applies a message of kind, at stream sequence seq, to the local store.
+// An own record version is written only if the store lacks it (or holds an older
+// version). With fresh, the message is a record's first version that no earlier run
+// of the applier can have applied (the store lacks it).
+func (j *Journal) applyMsg(ctx context.Context, seq uint64, kind string, data []byte, own, fresh bool) error {
 	switch kind {
 	case kindRecord:
 		rec := new(journal.Record)
 		if err := rec.UnmarshalBinary(data); err != nil {
 			return badMessage{fmt.Errorf("decode record: %w", err)}
 		}
-		local, ok := (*journal.Record)(nil), false
-		if !own {
-			local, ok = j.ap.recent.get(rec.RRN)
-		}
-		if !ok && !fresh {
-			var err error
-			local, err = j.store.Get(rec.RRN)
-			switch {
-			case errors.Is(err, journal.ErrNotFound):
-				local = nil
-			case err != nil:
-				return err
-			}
-		}
-		if own {
-			if local != nil && len(local.Events) >= len(rec.Events) {
-				return nil
-			}
-			j.store.NoteRRN(rec.RRN)
-		}
-		if err := j.store.WriteEncoded(ctx, rec, data, local == nil, false); err != nil {
-			return err
-		}
-		if !own {
-			j.ap.recent.put(rec)
-			j.stats.appliedRemote.Add(1)
-			if j.opts.OnRemote != nil {
-				j.opts.OnRemote(rec, local)
-			}
-		} else if j.opts.OnRestored != nil {
-			j.opts.OnRestored(rec)
-		}
+		_, err := j.applyRecord(ctx, rec, data, own, fresh, false)
+		return err
+	case kindFirst:
+		return j.applyFirst(ctx, seq, data, own)
 	case kindDeliv:
 		return j.applyMarks(data)
 	case kindBatch:
@@ -449,6 +338,53 @@ func (j *Journal) applyMsg(ctx context.Context, kind string, data []byte, own, f
 		return badMessage{fmt.Errorf("unknown kind %q", kind)}
 	}
 	return nil
+}
+
+// applyRecord applies a record version to the local store: another node's always
+// (and hands it to OnRemote), an own one only if the store lacks it or holds an
+// older version (and hands it to OnRestored unless live, the version a writer of
+// this process waits for). It returns the version the store held before (nil: none).
+// A first version that owns a duplicate key notes the key in keys until the next
+// flush.
+func (j *Journal) applyRecord(ctx context.Context, rec *journal.Record, data []byte, own, fresh, live bool) (*journal.Record, error) {
+	local, ok := (*journal.Record)(nil), false
+	if !own {
+		local, ok = j.ap.recent.get(rec.RRN)
+	}
+	if !ok && !fresh {
+		var err error
+		local, err = j.store.Get(rec.RRN)
+		switch {
+		case errors.Is(err, journal.ErrNotFound):
+			local = nil
+		case err != nil:
+			return nil, err
+		}
+	}
+	if own {
+		if local != nil && len(local.Events) >= len(rec.Events) {
+			return local, nil
+		}
+		if !live {
+			j.store.NoteRRN(rec.RRN)
+		}
+	}
+	if err := j.store.WriteEncoded(ctx, rec, data, local == nil, false); err != nil {
+		return nil, err
+	}
+	if local == nil && ownsKey(rec) {
+		j.ap.keys[journal.DupKey(rec.TID, rec.STAN, rec.DE7)] = rec.RRN
+	}
+	if !own {
+		j.ap.recent.put(rec)
+		j.stats.appliedRemote.Add(1)
+		if j.opts.OnRemote != nil {
+			j.opts.OnRemote(rec, local)
+		}
+	} else if !live && j.opts.OnRestored != nil {
+		j.opts.OnRestored(rec)
+	}
+	return local, nil
 }
 
 // badMessage is a stream message that cannot be applied however often it is tried

@@ -2,6 +2,7 @@ package cjournal
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -9,8 +10,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchyard/switchyard/switch/cluster"
 	"github.com/switchyard/switchyard/switch/journal"
@@ -192,6 +191,18 @@ func TestCluster(t *testing.T) {
 		if _, err := ms[lose].j.Get(rrns[lose]); !errors.Is(err, journal.ErrNotFound) {
 			t.Fatalf("the loser wrote its record locally: %v", err)
 		}
+		// The loser's entry is in the stream, void: no node applies it.
+		for _, m := range ms {
+			if err := m.j.Barrier(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := m.j.Get(rrns[lose]); !errors.Is(err, journal.ErrNotFound) {
+				t.Fatalf("node %d applied the loser's void first version %s: %v", m.num, rrns[lose], err)
+			}
+			if got, ok, _ := m.j.LookupDuplicate("TDUP", "000777", reqAt.Format("0102150405")); !ok || got != rrns[win] {
+				t.Fatalf("node %d's duplicate index: %s %v; want the winner %s", m.num, got, ok, rrns[win])
+			}
+		}
 		// The loser finds the original at once (the pipeline answers with it).
 		if orig, err := ms[lose].j.Get(de.RRN); err != nil || orig.STAN != "000777" {
 			t.Fatalf("the loser cannot read the original %s: %+v %v", de.RRN, orig, err)
@@ -207,6 +218,49 @@ func TestCluster(t *testing.T) {
 			t.Fatalf("the loser's duplicate index: %s %v; want %s", got, ok, rrns[win])
 		}
 		written[rrns[win]] = win + 1
+	})
+
+	// Entries are decided in stream order, by each applier alone: within one group,
+	// the second first version of a key is void though the first is not yet
+	// committed to any store; a later group's is void too; every node agrees.
+	t.Run("first versions decided in stream order", func(t *testing.T) {
+		reqAt := at.Add(4 * time.Hour)
+		a := request("200000088001", "TORD", "000001", reqAt)
+		b := request("200000088002", "TORD", "000001", reqAt)
+		c := request("100000088003", "TORD", "000001", reqAt)
+		m := ms[1].j.message(kindGroup, false, append(firstEntry(t, a), firstEntry(t, b)...))
+		ms[1].j.setID(m)
+		if _, err := ms[1].j.await(ctx, "two first versions of one key", m, nil); err != nil {
+			t.Fatal(err)
+		}
+		m = ms[0].j.message(kindGroup, false, firstEntry(t, c))
+		ms[0].j.setID(m)
+		if _, err := ms[0].j.await(ctx, "a third", m, nil); err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range ms {
+			if err := m.j.CaughtUp(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if rec, err := m.j.Get(a.RRN); err != nil || rec.TID != "TORD" {
+				t.Fatalf("node %d lacks the first of the key, %s: %+v %v", m.num, a.RRN, rec, err)
+			}
+			for _, void := range []string{b.RRN, c.RRN} {
+				if _, err := m.j.Get(void); !errors.Is(err, journal.ErrNotFound) {
+					t.Fatalf("node %d applied the void %s: %v", m.num, void, err)
+				}
+			}
+			if got, ok, _ := m.j.LookupDuplicate("TORD", "000001", reqAt.Format("0102150405")); !ok || got != a.RRN {
+				t.Fatalf("node %d's duplicate index: %s %v; want %s", m.num, got, ok, a.RRN)
+			}
+		}
+		// A writer of node 1 now gets a DuplicateError naming the first.
+		d := request("100000088004", "TORD", "000001", reqAt)
+		var de *journal.DuplicateError
+		if err := ms[0].j.Write(ctx, d, true, true); !errors.As(err, &de) || de.RRN != a.RRN {
+			t.Fatalf("a first write of the key on node 1: %v; want a DuplicateError naming %s", err, a.RRN)
+		}
+		written[a.RRN] = 2
 	})
 
 	t.Run("retried publish", func(t *testing.T) {
@@ -251,10 +305,19 @@ func TestCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 		req := request(rrn, "TLOST", "000001", at.Add(5*time.Hour))
-		m := j.message(kindRecord, true, mustEncode(t, req))
-		m.Header[jetstream.MsgIDHeader] = []string{dupIDPrefix + journal.DupKey(req.TID, req.STAN, req.DE7)}
-		if _, err := j.await(ctx, "write-ahead, its acknowledgement lost", m, nil); err != nil {
+		// The group is stored; nobody waits for its verdict (the writer gave up).
+		m := j.message(kindGroup, false, firstEntry(t, req))
+		j.setID(m)
+		ack, err := j.await(ctx, "write-ahead, its acknowledgement lost", m, nil)
+		if err != nil {
 			t.Fatal(err)
+		}
+		// The applier takes it (the key is free) and writes it to node 1's store.
+		if err := j.WaitApplied(ctx, ack.Sequence); err != nil {
+			t.Fatal(err)
+		}
+		if rec, err := j.Get(rrn); err != nil || rec.State != journal.StateReceived {
+			t.Fatalf("node 1 holds the write-ahead %s as %+v (%v); want it applied from the stream", rrn, rec, err)
 		}
 		final := answer(req, at.Add(5*time.Hour+time.Millisecond))
 		final.RC, final.AuthCode, final.DecidedBy, final.Reason = "91", "", "journal", "journal-unavailable"
@@ -321,7 +384,7 @@ func TestCluster(t *testing.T) {
 		}
 		ms[1].mu.Unlock()
 		for _, rrn := range own {
-			if r := got[rrn]; r == nil || r.RC != "00" && r.TID != "TDUP" {
+			if r := got[rrn]; r == nil || r.RC != "00" && r.TID != "TDUP" && r.TID != "TORD" {
 				t.Fatalf("node 2 did not get its own %s back: %+v", rrn, r)
 			}
 			if !restored[rrn] {
@@ -428,6 +491,14 @@ func mustEncode(t *testing.T, r *journal.Record) []byte {
 	return b
 }
 
+// firstEntry is the data of a group message holding r's first version alone, as
+// writeFirst queues it (kind f).
+func firstEntry(t *testing.T, r *journal.Record) []byte {
+	t.Helper()
+	payload := append(append([]byte{byte(len(r.RRN))}, r.RRN...), mustEncode(t, r)...)
+	return append(binary.AppendUvarint([]byte(kindFirst), uint64(len(payload))), payload...)
+}
+
 // TestSingleNode: an R1 stream on a standalone server (a cluster of one) journals and
 // reads back; the stream holds each version once, with the node's headers.
 func TestSingleNode(t *testing.T) {
@@ -459,9 +530,19 @@ func TestSingleNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if msg.Subject != "journal.1.r" || msg.Header.Get(hdrNode) != "1" || msg.Header.Get(hdrFirst) != "1" ||
-		msg.Header.Get(jetstream.MsgIDHeader) != dupIDPrefix+journal.DupKey("T1", "000001", at.Format("0102150405")) {
+	if msg.Subject != "journal.1.g" || msg.Header.Get(hdrNode) != "1" || msg.Header.Get(hdrKind) != kindGroup {
 		t.Fatalf("first message: %s %v", msg.Subject, msg.Header)
+	}
+	// Its first entry: the write-ahead record, kind f, led by its RRN.
+	var kinds []string
+	if err := decodeGroup(msg.Data, func(kind string, payload []byte) error {
+		if len(kinds) == 0 && (kind != kindFirst || int(payload[0]) != len(rrn) || string(payload[1:1+len(rrn)]) != rrn) {
+			t.Errorf("first entry: kind %s, %q", kind, payload)
+		}
+		kinds = append(kinds, kind)
+		return nil
+	}); err != nil || len(kinds) == 0 {
+		t.Fatalf("first message's entries %v: %v", kinds, err)
 	}
 	// The delivery mark is written with the local store's next group, not waited for.
 	for {

@@ -12,13 +12,15 @@
 // with an error wrapping journal.ErrUnavailable and cluster.ErrNoQuorum, and the
 // pipeline answers 91: a node never approves what the cluster may not keep.
 //
-// Duplicates are cluster-wide: the first write of a request that owns its duplicate
-// key (DE 41, 11, 7) is published first, with the key as its Nats-Msg-Id; when the
-// stream already took that id from another RRN within its 5-minute window, Write
-// returns a *journal.DuplicateError naming that RRN and writes nothing locally. Every
-// other message (a group) carries an id unique to this node process (node, boot
-// nonce, counter), so that a publish retried after a lost acknowledgement is stored
-// once.
+// Duplicates are cluster-wide, decided by the stream's order (first.go): the first
+// write of a request that owns its duplicate key (DE 41, 11, 7) goes to the stream in
+// a group like every other write, and every node's applier, meeting it in stream
+// order, takes it when no earlier record holds its key under another RRN, and skips
+// it otherwise. The writer waits for its own applier's verdict: when another RRN
+// came first, Write returns a *journal.DuplicateError naming it, and no node holds
+// the request's record. Every message (a group) carries a Nats-Msg-Id unique to this
+// node process (node, boot nonce, counter), so that a publish retried after a lost
+// acknowledgement is stored once.
 //
 // RRNs are unique without a round trip: each node's store hands out RRNs under its
 // own first digit (journal.Options.RRNPrefix = the node number); ScanFrom (crash
@@ -29,18 +31,19 @@
 // encoded entries to the grouper, which sends what has gathered as one message (kind
 // g) while up to two earlier groups wait for their acknowledgements, and wakes each
 // durable writer when its group is acknowledged; JetStream's CPU is per message, so
-// a busy node sends few, large messages. Only the first write of a request that owns
-// its duplicate key goes alone (its id is the key).
+// a busy node sends few, large messages.
 //
-// The applier follows the whole stream up to the position it stood at when Open ran
-// (restoring this node's own messages a lost disk lacks), and past it only the other
-// nodes' subjects.
+// The applier follows the whole stream: up to the position it stood at when Open ran
+// it restores this node's own messages a lost disk lacks; past it, of this node's
+// messages it looks only at the first versions, to decide them.
 //
 // Stream layout: subjects journal.<node>.<kind>, with the headers Sy-Node, Sy-Kind
-// and Sy-First. Kinds: g (a group: entries one after the other, each a kind byte r, d
-// or b, a uvarint length and the payload of a message of that kind), r (a record
-// version, rec.AppendBinary: now only the first version that owns a duplicate key),
-// d (delivery marks) and b (a batch close). The previous version wrote r, d and b
-// only, one entry a message; they still apply. A node of the previous version skips
-// the g messages (unknown kind): upgrade every node of a cluster together.
+// and Sy-First. Kinds: g (a group: entries one after the other, each a kind byte f,
+// r, d or b, a uvarint length and the payload), f (only in a group: a first version
+// that owns its duplicate key, led by its RRN's length and RRN), r (a record version,
+// rec.AppendBinary), d (delivery marks) and b (a batch close). Earlier versions
+// published r, d and b alone, and then every first version that owns a duplicate
+// key alone (with the key as its Nats-Msg-Id); those messages still apply. A node of
+// an earlier version cannot read f entries: upgrade every node of a cluster
+// together.
 package cjournal

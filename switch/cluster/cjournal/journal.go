@@ -231,9 +231,7 @@ func (j *Journal) readApplied() (uint64, error) {
 // Stats are the journal's figures for metrics.
 type Stats struct {
 	// Applied is the last stream sequence the applier applied, StreamLast the
-	// stream's last sequence as last seen, Lag their difference. Past the restore
-	// point the applier sees only the other nodes' messages: StreamLast is then the
-	// last of theirs it knows of, and Lag counts theirs.
+	// stream's last sequence as last seen, Lag their difference.
 	Applied, StreamLast, Lag uint64
 	// Published counts the versions, marks and batch closes acknowledged by the
 	// stream; PublishFailed the publishes that got no acknowledgement in time (for a
@@ -242,12 +240,12 @@ type Stats struct {
 	Published, PublishFailed, Resent, Lost uint64
 	// Groups counts the group messages acknowledged (Published counts their entries).
 	Groups uint64
-	// Duplicates counts first writes refused as another node's duplicates.
+	// Duplicates counts first writes of this node refused as duplicates (another
+	// RRN held their key earlier in the stream).
 	Duplicates uint64
 	// AppliedRemote counts the other nodes' record versions applied; ApplyErrors the
 	// stream messages the applier could not apply (it starts again from its position);
-	// Received the stream messages delivered to the applier (past the restore point,
-	// the other nodes' only).
+	// Received the stream messages delivered to the applier (every node's).
 	AppliedRemote, ApplyErrors, Received uint64
 }
 

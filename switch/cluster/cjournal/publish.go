@@ -1,13 +1,11 @@
 package cjournal
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -17,11 +15,10 @@ import (
 	"github.com/switchyard/switchyard/switch/journal"
 )
 
-// Publishing: every write but one goes to the grouper (group.go), which packs the
-// entries of concurrent writers into one message; a durable write waits for its
-// group's acknowledgement. The exception is the first version of a request that owns
-// its duplicate key: it goes alone, with the key as its Nats-Msg-Id, so that the
-// stream's deduplication decides which of two nodes took the request (writeFirst).
+// Publishing: every write goes to the grouper (group.go), which packs the entries of
+// concurrent writers into one message; a durable write waits for its group's
+// acknowledgement. The first version of a request that owns its duplicate key waits
+// for the applier's verdict too (first.go).
 
 // The message headers.
 const (
@@ -50,8 +47,6 @@ const (
 	// in flight (the same request on two nodes at once): asked again, it says
 	// whether that one was stored.
 	errDupInProcess jetstream.ErrorCode = 10158
-	// dupIDPrefix starts the Nats-Msg-Id of a first write that owns a duplicate key.
-	dupIDPrefix = "dup:"
 )
 
 // unavailableError is a write the stream did not acknowledge: it wraps
@@ -98,11 +93,11 @@ func (j *Journal) setID(m *nats.Msg) {
 // acknowledgement, waited for together); without, it returns once the local store
 // has queued it, and the publish is acknowledged (or sent again) in the background.
 //
-// The first write of a request that owns its duplicate key is published before the
-// local write, with the key as its Nats-Msg-Id, and waited for even when not
-// durable: when another RRN holds the key in the stream, it returns a
-// *journal.DuplicateError naming it and writes nothing (after waiting up to a
-// second for the applier to bring that record into the local store, where Get
+// The first write of a request that owns its duplicate key is waited for even when
+// not durable, and written to the local store by the applier once the stream's
+// order has decided it (first.go): when a record of another RRN holds the key
+// earlier in the stream, it returns a *journal.DuplicateError naming it and nothing
+// of it is written, on any node (the local store holds that record then, where Get
 // finds it). Without an acknowledgement (no quorum) a durable or duplicate-checked
 // write fails with an error wrapping journal.ErrUnavailable and, unless the stream
 // refused the message outright, cluster.ErrNoQuorum.
@@ -117,8 +112,8 @@ func (j *Journal) Write(ctx context.Context, rec *journal.Record, first, durable
 	if err != nil {
 		return fmt.Errorf("cjournal: encode record %s: %w", rec.RRN, err)
 	}
-	if first && rec.TID != "" && rec.STAN != "" && rec.DE7 != "" && rec.OwnsDupKey() {
-		return j.writeFirst(ctx, rec, data, durable)
+	if first && ownsKey(rec) {
+		return j.writeFirst(ctx, rec, data)
 	}
 	if !durable {
 		if err := j.store.WriteEncoded(ctx, rec, data, first, false); err != nil {
@@ -131,46 +126,6 @@ func (j *Journal) Write(ctx context.Context, rec *journal.Record, first, durable
 		return nil
 	}
 	return j.writeBoth(ctx, "record "+rec.RRN, kindRecord[0], data, func() error { return j.store.WriteEncoded(ctx, rec, data, first, true) })
-}
-
-// writeFirst is Write of the first version of a request that owns its duplicate key:
-// a message of its own, with the key as its Nats-Msg-Id, published and acknowledged
-// before the local write.
-func (j *Journal) writeFirst(ctx context.Context, rec *journal.Record, data []byte, durable bool) error {
-	m := j.message(kindRecord, true, data)
-	key := journal.DupKey(rec.TID, rec.STAN, rec.DE7)
-	m.Header[jetstream.MsgIDHeader] = []string{dupIDPrefix + key}
-	ack, err := j.await(ctx, "publish record "+rec.RRN, m, nil)
-	if err != nil {
-		return err
-	}
-	if ack.Duplicate {
-		other, stored, err := j.storedRecord(ctx, ack.Sequence)
-		if err != nil {
-			return &unavailableError{what: fmt.Sprintf("record %s: read the request journaled first under %s (sequence %d)", rec.RRN, key, ack.Sequence), err: err, noQuorum: true}
-		}
-		if other != rec.RRN {
-			j.stats.duplicates.Add(1)
-			if !strings.HasPrefix(other, j.node) {
-				// Let the applier bring the original in (within a second), so that
-				// the caller finds it by its RRN in the local store (an original of
-				// this node's is there; the applier does not follow this node's).
-				wctx, cancel := context.WithTimeout(ctx, time.Second)
-				_ = j.WaitApplied(wctx, ack.Sequence)
-				cancel()
-			}
-			return &journal.DuplicateError{Key: key, RRN: other}
-		}
-		// Our own publish, retried after a lost acknowledgement. When the stream
-		// holds another version than this one (the write-ahead version, and this
-		// the final one a request answered 91 while the stream was unavailable
-		// writes when it is back), this one goes to the stream as an update:
-		// else the other nodes would keep the record open for ever.
-		if !bytes.Equal(stored, data) {
-			return j.writeBoth(ctx, "record "+rec.RRN, kindRecord[0], data, func() error { return j.store.WriteEncoded(ctx, rec, data, true, true) })
-		}
-	}
-	return j.store.WriteEncoded(ctx, rec, data, true, durable)
 }
 
 // writeBoth queues an entry of kind for the grouper, runs the local write meanwhile,
@@ -242,21 +197,6 @@ func (j *Journal) await(ctx context.Context, what string, m *nats.Msg, f jetstre
 func (j *Journal) failed(what string, err error) error {
 	j.stats.publishFailed.Add(1)
 	return &unavailableError{what: what, err: err, noQuorum: true}
-}
-
-// storedRecord reads the record stored at seq: its RRN and its encoding.
-func (j *Journal) storedRecord(ctx context.Context, seq uint64) (rrn string, data []byte, err error) {
-	ctx, cancel := context.WithTimeout(ctx, j.opts.AckTimeout)
-	defer cancel()
-	msg, err := j.stream.GetMsg(ctx, seq)
-	if err != nil {
-		return "", nil, err
-	}
-	var rec journal.Record
-	if err := rec.UnmarshalBinary(msg.Data); err != nil {
-		return "", nil, fmt.Errorf("decode the record at sequence %d: %w", seq, err)
-	}
-	return rec.RRN, msg.Data, nil
 }
 
 // CloseBatch records the terminal's batch close locally and in the stream (a

@@ -1,0 +1,188 @@
+package cjournal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/switchyard/switchyard/switch/journal"
+)
+
+// First versions: which of two nodes took a request is decided by the stream's order.
+//
+// The first version of a request that owns its duplicate key (DE 41 + 11 + 7: the
+// write-ahead record, written before the issuer is asked) goes to the grouper like
+// every other entry, as kind f. It is not written to the local store by its writer:
+// every node's applier, this node's included, meets the f entries of all nodes in the
+// stream's order and decides each the same way. An entry whose key no earlier record
+// holds, or holds under the entry's own RRN (a writer's retry, the final version of a
+// request answered 91 while the stream was unavailable), is taken: applied as a
+// record version (on the writer's node, written to its store by the applier). An
+// entry whose key an earlier record holds under another RRN is void: no node applies
+// it, and its writer gets a *journal.DuplicateError naming that RRN. So a terminal
+// that resends a request on another node after a failover gets the first answer,
+// never a second authorization, and every node's store holds the same records.
+//
+// Each applier asks its own state, which is the stream's up to the entry: the
+// duplicate index of its store, and the keys it applied since its last flush (keys:
+// the store's index shows a write only once committed). The writer waits for its
+// group's acknowledgement, then for its own applier's verdict, which comes after the
+// applier's next flush (the entry, when taken, is then durable in the local store
+// too). Each group costs the stream one message; the previous version published
+// each first version alone, with the key as its Nats-Msg-Id, and the stream's
+// deduplication decided (a message per authorization more: docs/cluster.md,
+// Publishing). Beyond the stream's order, nothing is assumed: not a window, not a
+// clock.
+//
+// An f entry's payload: RRN length (1 byte), RRN, the record's encoding.
+
+// kindFirst is the group entry of a first version that owns its duplicate key.
+const kindFirst = "f"
+
+// firstWait is a writer waiting for the verdict on its first version.
+type firstWait struct {
+	rec  *journal.Record
+	done chan struct{} // closed by the applier once the fields below are set
+
+	dupOf string // the RRN that holds the key: the entry is void
+	err   error  // the applier failed after deciding (the entry's fate is unknown)
+}
+
+// ownsKey says whether rec's first version decides its duplicate key.
+func ownsKey(rec *journal.Record) bool {
+	return rec.TID != "" && rec.STAN != "" && rec.DE7 != "" && rec.OwnsDupKey()
+}
+
+// writeFirst is Write of the first version of a request that owns its duplicate key:
+// an f entry, waited for (durable or not) until the stream has acknowledged its group
+// and this node's applier has decided it. It returns a *journal.DuplicateError when
+// the key is another RRN's, and an error wrapping journal.ErrUnavailable when either
+// does not come within AckTimeout.
+func (j *Journal) writeFirst(ctx context.Context, rec *journal.Record, data []byte) error {
+	start := time.Now()
+	what := "publish record " + rec.RRN
+	if len(rec.RRN) > 255 {
+		return fmt.Errorf("cjournal: record %s: an RRN of %d bytes", rec.RRN, len(rec.RRN))
+	}
+	w := &firstWait{rec: rec, done: make(chan struct{})}
+	j.ap.firstMu.Lock()
+	j.ap.firsts[rec.RRN] = w
+	j.ap.firstMu.Unlock()
+	forget := func() {
+		j.ap.firstMu.Lock()
+		if j.ap.firsts[rec.RRN] == w {
+			delete(j.ap.firsts, rec.RRN)
+		}
+		j.ap.firstMu.Unlock()
+	}
+	payload := make([]byte, 0, 1+len(rec.RRN)+len(data))
+	payload = append(append(append(payload, byte(len(rec.RRN))), rec.RRN...), data...)
+	ch, err := j.enqueue(kindFirst[0], payload, true)
+	if err != nil {
+		forget()
+		return &unavailableError{what: what, err: err}
+	}
+	if err := j.awaitGroup(ctx, what, start, ch); err != nil {
+		forget()
+		return err
+	}
+	timer := time.NewTimer(time.Until(start.Add(j.opts.AckTimeout)))
+	defer timer.Stop()
+	select {
+	case <-w.done:
+	case <-timer.C:
+		forget()
+		return j.failed(what, errors.New("acknowledged, but not decided by this node's applier in time"))
+	case <-ctx.Done():
+		forget()
+		return j.failed(what, ctx.Err())
+	case <-j.ap.done:
+		forget()
+		return j.failed(what, errors.New("the journal is closed"))
+	}
+	switch {
+	case w.err != nil:
+		return &unavailableError{what: what, err: w.err, noQuorum: true}
+	case w.dupOf != "":
+		j.stats.duplicates.Add(1)
+		return &journal.DuplicateError{Key: journal.DupKey(rec.TID, rec.STAN, rec.DE7), RRN: w.dupOf}
+	}
+	return nil
+}
+
+// applyFirst decides an f entry at stream sequence seq (see the top of this file)
+// and applies it when it is taken; a waiting writer of this node is told after the
+// next flush.
+func (j *Journal) applyFirst(ctx context.Context, seq uint64, payload []byte, own bool) error {
+	if len(payload) < 1 || len(payload) < 1+int(payload[0]) {
+		return badMessage{fmt.Errorf("first version of %d bytes", len(payload))}
+	}
+	n := int(payload[0])
+	rrn, data := string(payload[1:1+n]), payload[1+n:]
+	var w *firstWait
+	if own {
+		j.ap.firstMu.Lock()
+		if w = j.ap.firsts[rrn]; w != nil {
+			delete(j.ap.firsts, rrn)
+		}
+		j.ap.firstMu.Unlock()
+	}
+	rec := (*journal.Record)(nil)
+	if w != nil {
+		rec = w.rec
+	} else {
+		rec = new(journal.Record)
+		if err := rec.UnmarshalBinary(data); err != nil {
+			return badMessage{fmt.Errorf("decode first version %s: %w", rrn, err)}
+		}
+		if rec.RRN != rrn || !ownsKey(rec) {
+			return badMessage{fmt.Errorf("first version %s: holds record %s (key %s/%s/%s, RC %q)", rrn, rec.RRN, rec.TID, rec.STAN, rec.DE7, rec.RC)}
+		}
+	}
+	holder, known, err := j.keyHolder(rec)
+	if err != nil {
+		if w != nil { // redelivered after the applier's restart: decided then
+			j.ap.firstMu.Lock()
+			j.ap.firsts[rrn] = w
+			j.ap.firstMu.Unlock()
+		}
+		return err
+	}
+	if known && holder != rrn {
+		if w != nil {
+			w.dupOf = holder
+			j.ap.decided = append(j.ap.decided, w)
+		}
+		return nil
+	}
+	// This process's own entry (past the restore point) is live, not restored.
+	_, err = j.applyRecord(ctx, rec, data, own, !known, own && seq > j.ap.restoreTo)
+	if w != nil {
+		w.err = err
+		j.ap.decided = append(j.ap.decided, w)
+	}
+	return err
+}
+
+// keyHolder returns the RRN that holds rec's duplicate key in the applier's view:
+// the keys applied since the last flush, else the store's duplicate index.
+func (j *Journal) keyHolder(rec *journal.Record) (string, bool, error) {
+	if rrn, ok := j.ap.keys[journal.DupKey(rec.TID, rec.STAN, rec.DE7)]; ok {
+		return rrn, true, nil
+	}
+	return j.store.LookupDuplicate(rec.TID, rec.STAN, rec.DE7)
+}
+
+// tellDecided wakes the writers decided since the last flush, failing them with err
+// when it is not nil.
+func (j *Journal) tellDecided(err error) {
+	for _, w := range j.ap.decided {
+		if err != nil && w.err == nil && w.dupOf == "" {
+			w.err = err
+		}
+		close(w.done)
+	}
+	clear(j.ap.decided)
+	j.ap.decided = j.ap.decided[:0]
+}
