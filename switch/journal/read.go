@@ -162,14 +162,18 @@ func DupKey(tid, stan, de7 string) string { return tid + "/" + stan + "/" + de7 
 // LookupDuplicate returns the RRN of the request with the same DE 41, DE 11 and DE 7,
 // if the journal holds one.
 func (s *Store) LookupDuplicate(tid, stan, de7 string) (string, bool, error) {
+	key := DupKey(tid, stan, de7)
+	if !s.dups.mayHave(key) {
+		return "", false, nil // certain: no write of the key ever began
+	}
 	s.pend.mu.RLock()
-	rrn, ok := s.pend.dup[DupKey(tid, stan, de7)]
+	rrn, ok := s.pend.dup[key]
 	s.pend.mu.RUnlock()
 	if ok {
 		return rrn, true, nil
 	}
 	err := s.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get([]byte(prefixDup + DupKey(tid, stan, de7)))
+		item, err := txn.Get([]byte(prefixDup + key))
 		if errors.Is(err, badger.ErrKeyNotFound) {
 			return nil
 		}

@@ -162,9 +162,10 @@ type Store struct {
 	onIndexErr func(error)
 	ver        uint64 // the last version handed out (committer only)
 
-	rrn  rrnSeq  // durable.go
-	pend pending // read.go: frames committed but not indexed yet
-	ix   indexer // indexer.go
+	rrn  rrnSeq   // durable.go
+	pend pending  // read.go: frames committed but not indexed yet
+	ix   indexer  // indexer.go
+	dups *dupKeys // dupkeys.go: the duplicate keys, a Bloom filter
 
 	purgeMu sync.Mutex // one Purge at a time (purge.go)
 }
@@ -234,6 +235,10 @@ func Open(db *badger.DB, opts Options) (*Store, error) {
 			s.log.Close()
 		}
 		return nil, fmt.Errorf("journal: replay of the log in %s: %w", opts.Dir, err)
+	}
+	if s.dups, err = loadDupKeys(db); err != nil {
+		s.log.Close()
+		return nil, err
 	}
 	if err := s.startRRNs(); err != nil {
 		s.log.Close()

@@ -74,6 +74,7 @@ func (s *Store) write(ctx context.Context, rec *Record, buf *[]byte, first, dura
 	req := &writeReq{rec: b, buf: buf, rrn: rec.RRN, first: first, tid: rec.TID, at: rec.Received}
 	if first && rec.TID != "" && rec.STAN != "" && rec.DE7 != "" && rec.OwnsDupKey() {
 		req.dup = DupKey(rec.TID, rec.STAN, rec.DE7)
+		s.dups.add(req.dup) // before it can be read
 	}
 	if durable {
 		req.done = donePool.Get().(chan error)

@@ -1,0 +1,75 @@
+package journal
+
+import (
+	"context"
+	"fmt"
+	"hash/maphash"
+	"testing"
+	"time"
+)
+
+// TestDupKeysGrow: the filter grows by parts past its size and never forgets a key;
+// keys never added are mostly answered "no".
+func TestDupKeysGrow(t *testing.T) {
+	d := &dupKeys{seed: maphash.MakeSeed()}
+	d.parts.Store(&[]*dupPart{newDupPart(64)})
+	for i := range 1000 {
+		d.add(fmt.Sprintf("T1/%06d/1201100000", i))
+	}
+	if n := len(*d.parts.Load()); n < 4 {
+		t.Fatalf("1000 keys in parts starting at 64: %d parts; want it grown", n)
+	}
+	for i := range 1000 {
+		if !d.mayHave(fmt.Sprintf("T1/%06d/1201100000", i)) {
+			t.Fatalf("key %d added but not found", i)
+		}
+	}
+	fp := 0
+	for i := range 10000 {
+		if d.mayHave(fmt.Sprintf("T2/%06d/1201100000", i)) {
+			fp++
+		}
+	}
+	if fp > 500 { // each part about 1%, a few parts
+		t.Fatalf("%d of 10000 keys never added answered maybe", fp)
+	}
+}
+
+// TestDupKeysReopen: the keys of a store's index are in the filter after a restart
+// (loaded from the index), so that LookupDuplicate still finds them; a key no write
+// ever had is answered without a read of the index.
+func TestDupKeysReopen(t *testing.T) {
+	dir := t.TempDir()
+	db, s := open(t, dir)
+	base := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
+	var recs []*Record
+	for i := range 50 {
+		recs = append(recs, writeTxn(t, s, i, base.Add(time.Duration(i)*time.Second)))
+	}
+	// A query brings the index up to date: the keys are in Badger, not only pending.
+	if err := s.Scan(context.Background(), Query{}, func(*Record) bool { return true }); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	db.Close()
+
+	db, s = open(t, dir)
+	defer db.Close()
+	defer s.Close()
+	for _, r := range recs {
+		if !s.dups.mayHave(DupKey(r.TID, r.STAN, r.DE7)) {
+			t.Fatalf("after a restart the filter lacks %s's key", r.RRN)
+		}
+		if rrn, ok, err := s.LookupDuplicate(r.TID, r.STAN, r.DE7); err != nil || !ok || rrn != r.RRN {
+			t.Fatalf("after a restart, duplicate lookup of %s: %q %v %v", r.RRN, rrn, ok, err)
+		}
+	}
+	if rrn, ok, err := s.LookupDuplicate("TNONE", "000001", "1121100000"); err != nil || ok {
+		t.Fatalf("a key never written: %q %v %v", rrn, ok, err)
+	}
+	// A new write's key is found at once (added before it can be read).
+	r := writeTxn(t, s, 999, base.Add(time.Hour))
+	if rrn, ok, err := s.LookupDuplicate(r.TID, r.STAN, r.DE7); err != nil || !ok || rrn != r.RRN {
+		t.Fatalf("a new write's key: %q %v %v", rrn, ok, err)
+	}
+}
