@@ -64,17 +64,47 @@ func (s *Store) WriteEncoded(ctx context.Context, rec *Record, enc []byte, first
 	return s.write(ctx, rec, buf, first, durable)
 }
 
-// write is Write of rec encoded in *buf (a buffer of encodeBufs, which it takes).
-func (s *Store) write(ctx context.Context, rec *Record, buf *[]byte, first, durable bool) error {
+// WriteEncodedAsync is WriteEncoded of a durable write whose caller does not wait
+// for it: it returns at once, with the channel the write's outcome (nil once synced)
+// comes on. The cluster journal's applier writes a first version its node's writer
+// waits for this way, and the writer waits.
+func (s *Store) WriteEncodedAsync(rec *Record, enc []byte, first bool) (<-chan error, error) {
+	buf := encodeBufs.Get().(*[]byte)
+	*buf = append((*buf)[:0], enc...)
+	req, err := s.newReq(rec, buf, first)
+	if err != nil {
+		return nil, err
+	}
+	done := make(chan error, 1)
+	req.done = done
+	if err := s.commits.Submit(req); err != nil {
+		encodeBufs.Put(buf)
+		return nil, err
+	}
+	return done, nil
+}
+
+// newReq is the write request of rec encoded in *buf (a buffer of encodeBufs, which
+// it takes).
+func (s *Store) newReq(rec *Record, buf *[]byte, first bool) (*writeReq, error) {
 	b := *buf
 	if len(b) > wal.MaxFrame {
 		encodeBufs.Put(buf)
-		return fmt.Errorf("journal: record %s encodes to %d bytes, more than a log frame holds (%d)", rec.RRN, len(b), wal.MaxFrame)
+		return nil, fmt.Errorf("journal: record %s encodes to %d bytes, more than a log frame holds (%d)", rec.RRN, len(b), wal.MaxFrame)
 	}
 	req := &writeReq{rec: b, buf: buf, rrn: rec.RRN, first: first, tid: rec.TID, at: rec.Received}
 	if first && rec.TID != "" && rec.STAN != "" && rec.DE7 != "" && rec.OwnsDupKey() {
 		req.dup = DupKey(rec.TID, rec.STAN, rec.DE7)
 		s.dups.add(req.dup) // before it can be read
+	}
+	return req, nil
+}
+
+// write is Write of rec encoded in *buf (a buffer of encodeBufs, which it takes).
+func (s *Store) write(ctx context.Context, rec *Record, buf *[]byte, first, durable bool) error {
+	req, err := s.newReq(rec, buf, first)
+	if err != nil {
+		return err
 	}
 	if durable {
 		req.done = donePool.Get().(chan error)

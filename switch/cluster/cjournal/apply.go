@@ -47,10 +47,8 @@ type applier struct {
 	next    uint64 // the last sequence applied to the store, not yet flushed
 	flushed uint64 // the position last written to Badger
 	// keys are the duplicate keys of the records applied since the last flush (the
-	// store's index may not show them yet), with their RRNs; decided the waiting
-	// writers whose first versions were decided since then, told after the flush.
-	keys    map[string]string
-	decided []*firstWait
+	// store's index may not show them yet), with their RRNs.
+	keys map[string]string
 }
 
 func (a *applier) init() {
@@ -143,9 +141,6 @@ func (j *Journal) run() {
 		if err == nil {
 			return // stopped
 		}
-		// The waiting writers decided since the last flush are not known to be
-		// durable here: they fail (and the pipeline answers 91).
-		j.tellDecided(err)
 		j.stats.applyErrors.Add(1)
 		j.log.Error().Err(err).Msg("cluster journal: applier stopped; following the stream again shortly")
 		select {
@@ -210,9 +205,7 @@ func (j *Journal) follow() error {
 				}
 				return err
 			}
-			// A writer waiting for its first version's verdict is told after a
-			// flush: at once.
-			if n++; n >= flushEvery || len(in) == 0 || len(j.ap.decided) > 0 {
+			if n++; n >= flushEvery || len(in) == 0 {
 				n = 0
 				if err := j.flush(); err != nil {
 					return err
@@ -231,7 +224,6 @@ func (j *Journal) follow() error {
 // applied records are readable (their group is committed) and survive a crash.
 func (j *Journal) flush() error {
 	if j.ap.next == j.ap.flushed {
-		j.tellDecided(nil)
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -248,7 +240,6 @@ func (j *Journal) flush() error {
 	// The store's index shows what was applied up to here (the position's write
 	// committed it).
 	clear(j.ap.keys)
-	j.tellDecided(nil)
 	return nil
 }
 
@@ -315,8 +306,7 @@ func (j *Journal) applyMsg(ctx context.Context, seq uint64, kind string, data []
 		if err := rec.UnmarshalBinary(data); err != nil {
 			return badMessage{fmt.Errorf("decode record: %w", err)}
 		}
-		_, err := j.applyRecord(ctx, rec, data, own, fresh, false)
-		return err
+		return j.applyRecord(ctx, rec, data, own, fresh, false, nil)
 	case kindFirst:
 		return j.applyFirst(ctx, seq, data, own)
 	case kindDeliv:
@@ -343,10 +333,10 @@ func (j *Journal) applyMsg(ctx context.Context, seq uint64, kind string, data []
 // applyRecord applies a record version to the local store: another node's always
 // (and hands it to OnRemote), an own one only if the store lacks it or holds an
 // older version (and hands it to OnRestored unless live, the version a writer of
-// this process waits for). It returns the version the store held before (nil: none).
-// A first version that owns a duplicate key notes the key in keys until the next
-// flush.
-func (j *Journal) applyRecord(ctx context.Context, rec *journal.Record, data []byte, own, fresh, live bool) (*journal.Record, error) {
+// this process wrote). A first version that owns a duplicate key notes the key in
+// keys until the next flush. With w (a waiting writer of this node), the write is
+// durable and w.committed gets its outcome.
+func (j *Journal) applyRecord(ctx context.Context, rec *journal.Record, data []byte, own, fresh, live bool, w *firstWait) error {
 	local, ok := (*journal.Record)(nil), false
 	if !own {
 		local, ok = j.ap.recent.get(rec.RRN)
@@ -358,19 +348,24 @@ func (j *Journal) applyRecord(ctx context.Context, rec *journal.Record, data []b
 		case errors.Is(err, journal.ErrNotFound):
 			local = nil
 		case err != nil:
-			return nil, err
+			return err
 		}
 	}
 	if own {
 		if local != nil && len(local.Events) >= len(rec.Events) {
-			return local, nil
+			return nil
 		}
 		if !live {
 			j.store.NoteRRN(rec.RRN)
 		}
 	}
-	if err := j.store.WriteEncoded(ctx, rec, data, local == nil, false); err != nil {
-		return nil, err
+	if w != nil {
+		var err error
+		if w.committed, err = j.store.WriteEncodedAsync(rec, data, local == nil); err != nil {
+			return err
+		}
+	} else if err := j.store.WriteEncoded(ctx, rec, data, local == nil, false); err != nil {
+		return err
 	}
 	if local == nil && ownsKey(rec) {
 		j.ap.keys[journal.DupKey(rec.TID, rec.STAN, rec.DE7)] = rec.RRN
@@ -384,7 +379,7 @@ func (j *Journal) applyRecord(ctx context.Context, rec *journal.Record, data []b
 	} else if !live && j.opts.OnRestored != nil {
 		j.opts.OnRestored(rec)
 	}
-	return local, nil
+	return nil
 }
 
 // badMessage is a stream message that cannot be applied however often it is tried

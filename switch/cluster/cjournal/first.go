@@ -27,9 +27,11 @@ import (
 // Each applier asks its own state, which is the stream's up to the entry: the
 // duplicate index of its store, and the keys it applied since its last flush (keys:
 // the store's index shows a write only once committed). The writer waits for its
-// group's acknowledgement, then for its own applier's verdict, which comes after the
-// applier's next flush (the entry, when taken, is then durable in the local store
-// too). Each group costs the stream one message; the previous version published
+// group's acknowledgement, then for its own applier's verdict, and, when the entry
+// is taken, for the local store's sync of the applier's write of it (so that it is
+// durable and readable here when Write returns, as a single node's is); when it is
+// void, for the applier's next flush (so that the record that holds the key is
+// readable here). Each group costs the stream one message; the previous version published
 // each first version alone, with the key as its Nats-Msg-Id, and the stream's
 // deduplication decided (a message per authorization more: docs/cluster.md,
 // Publishing). Beyond the stream's order, nothing is assumed: not a window, not a
@@ -45,8 +47,10 @@ type firstWait struct {
 	rec  *journal.Record
 	done chan struct{} // closed by the applier once the fields below are set
 
-	dupOf string // the RRN that holds the key: the entry is void
-	err   error  // the applier failed after deciding (the entry's fate is unknown)
+	seq       uint64       // the entry's stream sequence
+	dupOf     string       // the RRN that holds the key: the entry is void
+	committed <-chan error // taken: the outcome of the local write (nil: none needed)
+	err       error        // the applier could not apply it (its fate is unknown)
 }
 
 // ownsKey says whether rec's first version decides its duplicate key.
@@ -106,14 +110,30 @@ func (j *Journal) writeFirst(ctx context.Context, rec *journal.Record, data []by
 		return &unavailableError{what: what, err: w.err, noQuorum: true}
 	case w.dupOf != "":
 		j.stats.duplicates.Add(1)
+		// The record that holds the key is readable here once the applier has
+		// flushed past it (it is at most a second away).
+		wctx, cancel := context.WithTimeout(ctx, time.Second)
+		_ = j.WaitApplied(wctx, w.seq)
+		cancel()
 		return &journal.DuplicateError{Key: journal.DupKey(rec.TID, rec.STAN, rec.DE7), RRN: w.dupOf}
+	case w.committed == nil:
+		return nil // the store held this version already
 	}
-	return nil
+	select {
+	case err := <-w.committed:
+		if err != nil {
+			return fmt.Errorf("cjournal: record %s: taken by the stream, but the local store failed: %w", rec.RRN, err)
+		}
+		return nil
+	case <-timer.C:
+		return j.failed(what, errors.New("taken, but the local store's sync did not come in time"))
+	case <-ctx.Done():
+		return j.failed(what, ctx.Err())
+	}
 }
 
 // applyFirst decides an f entry at stream sequence seq (see the top of this file)
-// and applies it when it is taken; a waiting writer of this node is told after the
-// next flush.
+// and applies it when it is taken; a waiting writer of this node is told at once.
 func (j *Journal) applyFirst(ctx context.Context, seq uint64, payload []byte, own bool) error {
 	if len(payload) < 1 || len(payload) < 1+int(payload[0]) {
 		return badMessage{fmt.Errorf("first version of %d bytes", len(payload))}
@@ -151,16 +171,16 @@ func (j *Journal) applyFirst(ctx context.Context, seq uint64, payload []byte, ow
 	}
 	if known && holder != rrn {
 		if w != nil {
-			w.dupOf = holder
-			j.ap.decided = append(j.ap.decided, w)
+			w.seq, w.dupOf = seq, holder
+			close(w.done)
 		}
 		return nil
 	}
 	// This process's own entry (past the restore point) is live, not restored.
-	_, err = j.applyRecord(ctx, rec, data, own, !known, own && seq > j.ap.restoreTo)
+	err = j.applyRecord(ctx, rec, data, own, !known, own && seq > j.ap.restoreTo, w)
 	if w != nil {
-		w.err = err
-		j.ap.decided = append(j.ap.decided, w)
+		w.seq, w.err = seq, err
+		close(w.done)
 	}
 	return err
 }
@@ -172,17 +192,4 @@ func (j *Journal) keyHolder(rec *journal.Record) (string, bool, error) {
 		return rrn, true, nil
 	}
 	return j.store.LookupDuplicate(rec.TID, rec.STAN, rec.DE7)
-}
-
-// tellDecided wakes the writers decided since the last flush, failing them with err
-// when it is not nil.
-func (j *Journal) tellDecided(err error) {
-	for _, w := range j.ap.decided {
-		if err != nil && w.err == nil && w.dupOf == "" {
-			w.err = err
-		}
-		close(w.done)
-	}
-	clear(j.ap.decided)
-	j.ap.decided = j.ap.decided[:0]
 }
