@@ -73,6 +73,7 @@ func TestClusterServes(t *testing.T) {
 	t.Run("VelocityAcrossNodes", c.testVelocity)
 	t.Run("DUKPTReplayAcrossNodes", c.testDUKPTReplay)
 	t.Run("LastSeenAcrossNodes", c.testLastSeen)
+	t.Run("ProfilesRefreshedEverywhere", c.testProfilesRefresh)
 	t.Run("IncidentsAcrossNodes", c.testIncidents)
 	t.Run("OfflineAlertOnce", c.testOfflineAlert)
 	for _, n := range c.nodes {
@@ -188,6 +189,40 @@ func (c *testCluster) testLastSeen(t *testing.T) {
 			return why == ""
 		})
 		t.Logf("an echo on node 2 seen on node %d after %v", n, took.Round(time.Millisecond))
+	}
+}
+
+// testProfilesRefresh: a refresh of the merchant profiles by hand on node 1 reaches
+// nodes 2 and 3, which refresh with node 1's window (the same end), so that every
+// node's rules see the same profiles.
+func (c *testCluster) testProfilesRefresh(t *testing.T) {
+	c = c.rebind(t)
+	const mid = "000000000000003"
+	var sum struct {
+		To         time.Time `json:"to"`
+		OtherNodes string    `json:"other_nodes"`
+	}
+	code, b, err := c.node(1).api("POST", "/api/v1/risk/profiles/refresh", tokOperator, nil)
+	if err != nil || code != http.StatusOK || json.Unmarshal(b, &sum) != nil || sum.To.IsZero() || sum.OtherNodes != "asked" {
+		t.Fatalf("refresh on node 1: %d %v %s; want 200, the window's end and the other nodes asked", code, err, b)
+	}
+	for _, n := range []int{1, 2, 3} {
+		var why string
+		took := waitUntil(t, 30*time.Second, func() string {
+			return fmt.Sprintf("node %d: profile of %s not refreshed to %v (%s)", n, mid, sum.To, why)
+		}, func() bool {
+			code, b, err := c.node(n).api("GET", "/api/v1/merchants/"+mid+"/profile", tokOperator, nil)
+			var v struct {
+				To time.Time `json:"to"`
+			}
+			if err != nil || code != http.StatusOK || json.Unmarshal(b, &v) != nil {
+				why = fmt.Sprintf("%d %v %s", code, err, b)
+				return false
+			}
+			why = "window ends " + v.To.String()
+			return v.To.Equal(sum.To)
+		})
+		t.Logf("node %d's profiles end at node 1's refresh's window end after %v", n, took.Round(time.Millisecond))
 	}
 }
 

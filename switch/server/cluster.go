@@ -43,6 +43,10 @@ type clusterNode struct {
 	metrics   *cluster.Metrics
 	log       zerolog.Logger
 	stopSeen  func() // ends shareSeen
+
+	// A refresh of the merchant profiles by hand, shared (shareProfileRefresh).
+	askProfiles  func(end time.Time) error // nil: not shared
+	stopProfiles func()
 }
 
 // startCluster starts (or connects to) JetStream and waits for a quorum.
@@ -285,6 +289,102 @@ func (c *clusterNode) closeFollowers() {
 	}
 	c.followers = nil
 	c.stopSharingSeen()
+	if c.stopProfiles != nil {
+		c.stopProfiles()
+		c.stopProfiles = nil
+	}
+}
+
+// profilesTopic is the broadcast topic of a refresh of the merchant profiles by hand.
+const profilesTopic = "profiles"
+
+// profileAsk is a node's request that the others refresh their merchant profiles
+// with the window it used.
+type profileAsk struct {
+	End time.Time `json:"end"`
+}
+
+// shareProfileRefresh makes a refresh of the merchant profiles by hand
+// (POST /api/v1/risk/profiles/refresh) on one node reach the others: each node
+// computes its profiles from its own copy of the journal, so the node asked sends
+// its window's end, and every other node refreshes with the same end once its
+// journal has caught up with the stream, and so computes the same table. Best effort
+// (a broadcast): a node not connected at the time keeps its table until its next
+// scheduled refresh, which realigns every node. One goroutine runs the refreshes
+// asked for, the latest first (an ask that comes while one runs replaces any
+// waiting); closeFollowers joins it.
+func (c *clusterNode) shareProfileRefresh(r *profileRefresher) error {
+	asks := make(chan time.Time, 1)
+	stop, done := make(chan struct{}), make(chan struct{})
+	b, err := c.node.Broadcast(profilesTopic, func(data []byte) {
+		var a profileAsk
+		if err := json.Unmarshal(data, &a); err != nil || a.End.IsZero() {
+			c.log.Warn().Err(err).Int("bytes", len(data)).Msg("a refresh of the merchant profiles asked by another node not read")
+			return
+		}
+		for {
+			select {
+			case asks <- a.End:
+				return
+			default:
+			}
+			select { // replace the waiting ask with this later one
+			case <-asks:
+			default:
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case end := <-asks:
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+				go func() {
+					select {
+					case <-stop:
+						cancel()
+					case <-ctx.Done():
+					}
+				}()
+				c.refreshAsked(ctx, r, end)
+				cancel()
+			}
+		}
+	}()
+	c.askProfiles = func(end time.Time) error {
+		data, err := json.Marshal(profileAsk{End: end})
+		if err != nil {
+			return err
+		}
+		return b.Send(data)
+	}
+	c.stopProfiles = func() {
+		_ = b.Close()
+		close(stop)
+		<-done
+	}
+	return nil
+}
+
+// refreshAsked refreshes the profiles with the window another node used, once the
+// journal holds what that node's held (it waits up to 10 s for the applier, and
+// refreshes anyway after, saying so).
+func (c *clusterNode) refreshAsked(ctx context.Context, r *profileRefresher, end time.Time) {
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	err := c.journal.CaughtUp(wctx)
+	cancel()
+	if err != nil {
+		c.log.Warn().Err(err).Time("window_end", end).Msg("merchant profiles refreshed as another node asked, before this node's journal caught up: its table may lack that node's latest records")
+	}
+	if _, err := r.refresh(ctx, end); err != nil {
+		c.log.Error().Err(err).Time("window_end", end).Msg("merchant profiles not refreshed as another node asked; the previous table stays in force")
+	}
 }
 
 // stopSharingSeen sends this node's last sightings and stops sharing them; it is

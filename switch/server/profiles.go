@@ -171,14 +171,34 @@ type RefreshSummary struct {
 	Records    int       `json:"records"`
 	Merchants  int       `json:"merchants"`
 	Learned    int       `json:"learned"`
+	// OtherNodes, in a cluster: whether the other nodes were asked to refresh with
+	// the same window ("asked", best effort: a node not connected refreshes at its
+	// next scheduled time) or why not.
+	OtherNodes string `json:"other_nodes,omitempty"`
+}
+
+// refreshProfiles is the admin API's refresh (POST /api/v1/risk/profiles/refresh):
+// this node's now, and in a cluster the other nodes' with the same window (asked,
+// not waited for).
+func (s *Server) refreshProfiles(ctx context.Context) (any, error) {
+	sum, err := s.profiles.refreshNow(ctx)
+	if err != nil || s.cl == nil || s.cl.askProfiles == nil {
+		return sum, err
+	}
+	sum.OtherNodes = "asked"
+	if err := s.cl.askProfiles(sum.To); err != nil {
+		sum.OtherNodes = "not asked: " + err.Error()
+		s.log.Warn().Err(err).Msg("merchant profiles refreshed here; the other nodes were not asked")
+	}
+	return sum, nil
 }
 
 // refreshNow is the admin API's refresh: the window ends now (the next daily
 // refresh realigns the nodes of a cluster on the scheduled time).
-func (r *profileRefresher) refreshNow(ctx context.Context) (any, error) {
+func (r *profileRefresher) refreshNow(ctx context.Context) (RefreshSummary, error) {
 	t, err := r.refresh(ctx, r.now())
 	if err != nil {
-		return nil, err
+		return RefreshSummary{}, err
 	}
 	s := RefreshSummary{ComputedAt: t.ComputedAt, From: t.From, To: t.To, Records: t.Records, Merchants: len(t.Merchants)}
 	for _, p := range t.Merchants {

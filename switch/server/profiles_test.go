@@ -124,7 +124,7 @@ func TestProfileRefresherSchedule(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if end := recv(t, src.ends, "refresh now"); !end.Equal(clock.now()) || sum.(RefreshSummary).Merchants != 1 {
+	if end := recv(t, src.ends, "refresh now"); !end.Equal(clock.now()) || sum.Merchants != 1 {
 		t.Errorf("refresh now: window ends %v, summary %+v", end, sum)
 	}
 }

@@ -380,6 +380,11 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	if err := s.openProfiles(loc); err != nil {
 		return nil, err
 	}
+	if s.cl != nil {
+		if err := s.cl.shareProfileRefresh(s.profiles); err != nil {
+			return nil, fmt.Errorf("merchant profiles: %w", err)
+		}
+	}
 	if err := s.openRatings(loc); err != nil {
 		return nil, err
 	}
@@ -682,7 +687,7 @@ func (s *Server) startAdmin() error {
 		PprofOpen:     s.cfg.Demo,
 
 		Profiles:        s.Profiles,
-		RefreshProfiles: s.profiles.refreshNow,
+		RefreshProfiles: s.refreshProfiles,
 
 		Apps:               s.Apps,
 		Tasks:              s.Tasks,
