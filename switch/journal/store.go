@@ -167,6 +167,8 @@ type Store struct {
 	ix   indexer  // indexer.go
 	dups *dupKeys // dupkeys.go: the duplicate keys, a Bloom filter
 
+	commitFailures atomic.Uint64 // groups whose commit failed (CommitFailures)
+
 	purgeMu sync.Mutex // one Purge at a time (purge.go)
 }
 

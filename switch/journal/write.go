@@ -133,6 +133,13 @@ func (s *Store) write(ctx context.Context, rec *Record, buf *[]byte, first, dura
 	}
 }
 
+// CommitFailures counts the groups of writes whose commit failed since the store
+// opened. A writer that waits for its write learns of its failure; one that does not
+// (a write without durable, a delivery mark) can only notice that the count moved:
+// the cluster journal's applier does, before it moves its position past writes of
+// its own that may be lost.
+func (s *Store) CommitFailures() uint64 { return s.commitFailures.Load() }
+
 // MarkDelivery records whether the response of rrn reached the terminal. It is kept
 // apart from the record (and merged into it on reading), so that it never races with
 // later updates of the record; it is written with the next group, not waited for.
@@ -163,6 +170,7 @@ func (s *Store) commitGroup(batch []*writeReq) {
 	if err == nil {
 		s.publish(batch)
 	} else {
+		s.commitFailures.Add(1)
 		for _, r := range batch {
 			if r.buf != nil {
 				encodeBufs.Put(r.buf)

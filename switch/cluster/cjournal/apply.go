@@ -44,8 +44,9 @@ type applier struct {
 	recent recentRecords
 
 	// run's alone:
-	next    uint64 // the last sequence applied to the store, not yet flushed
-	flushed uint64 // the position last written to Badger
+	next     uint64 // the last sequence applied to the store, not yet flushed
+	flushed  uint64 // the position last written to Badger
+	failures uint64 // the store's CommitFailures as of the last flush
 	// keys are the duplicate keys of the records applied since the last flush (the
 	// store's index may not show them yet), with their RRNs.
 	keys map[string]string
@@ -226,10 +227,25 @@ func (j *Journal) flush() error {
 	if j.ap.next == j.ap.flushed {
 		return nil
 	}
+	// The applier's writes are not waited for one by one: a failed commit shows only
+	// in the store's count of them. The position never passes a write that may be
+	// lost: what was applied since the last flush is applied again.
+	failures := j.store.CommitFailures()
+	if failures != j.ap.failures {
+		return j.reapply(failures)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := j.store.PutDurable(ctx, []byte(keyApplied), binary.BigEndian.AppendUint64(nil, j.ap.next)); err != nil {
 		return fmt.Errorf("write the applied position %d: %w", j.ap.next, err)
+	}
+	if f := j.store.CommitFailures(); f != failures {
+		// A commit failed before the position's: put the last good one back.
+		if err := j.store.PutDurable(ctx, []byte(keyApplied), binary.BigEndian.AppendUint64(nil, j.ap.flushed)); err != nil {
+			j.log.Error().Err(err).Uint64("position", j.ap.next).Uint64("good", j.ap.flushed).
+				Msg("cluster journal: the applied position may cover writes the local store lost, and could not be put back; a restart now would lack them")
+		}
+		return j.reapply(f)
 	}
 	j.ap.flushed = j.ap.next
 	j.ap.mu.Lock()
@@ -241,6 +257,18 @@ func (j *Journal) flush() error {
 	// committed it).
 	clear(j.ap.keys)
 	return nil
+}
+
+// reapply makes the applier start again from its last flushed position (its
+// caller returns the error, and run follows the stream again): a commit of the local
+// store failed since, and what was applied meanwhile may be lost. The keys applied
+// stay noted (the stream's order decided them); the recent records go (the store may
+// lack them).
+func (j *Journal) reapply(failures uint64) error {
+	j.ap.failures = failures
+	j.ap.next = j.ap.flushed
+	j.ap.recent.clear()
+	return fmt.Errorf("a write of the local store failed after sequence %d was applied: applying the stream again from there", j.ap.flushed)
 }
 
 // apply applies one stream message to the local store and moves the position.
@@ -358,6 +386,10 @@ func (j *Journal) applyRecord(ctx context.Context, rec *journal.Record, data []b
 		if !live {
 			j.store.NoteRRN(rec.RRN)
 		}
+	} else if local != nil && len(local.Events) > len(rec.Events) {
+		// An older version than the store's: a write-ahead record sent again late
+		// (after a failed group went to the resender) behind its final version.
+		return nil
 	}
 	if w != nil {
 		var err error
@@ -414,6 +446,12 @@ func (r *recentRecords) put(rec *journal.Record) {
 		r.m = make(map[string]*journal.Record, maxRecent)
 	}
 	r.m[rec.RRN] = rec
+	r.mu.Unlock()
+}
+
+func (r *recentRecords) clear() {
+	r.mu.Lock()
+	r.m = nil
 	r.mu.Unlock()
 }
 

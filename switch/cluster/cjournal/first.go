@@ -1,6 +1,7 @@
 package cjournal
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -45,6 +46,7 @@ const kindFirst = "f"
 // firstWait is a writer waiting for the verdict on its first version.
 type firstWait struct {
 	rec  *journal.Record
+	data []byte        // rec's encoding: only an entry of these bytes is this writer's
 	done chan struct{} // closed by the applier once the fields below are set
 
 	seq       uint64       // the entry's stream sequence
@@ -69,7 +71,7 @@ func (j *Journal) writeFirst(ctx context.Context, rec *journal.Record, data []by
 	if len(rec.RRN) > 255 {
 		return fmt.Errorf("cjournal: record %s: an RRN of %d bytes", rec.RRN, len(rec.RRN))
 	}
-	w := &firstWait{rec: rec, done: make(chan struct{})}
+	w := &firstWait{rec: rec, data: data, done: make(chan struct{})}
 	j.ap.firstMu.Lock()
 	j.ap.firsts[rec.RRN] = w
 	j.ap.firstMu.Unlock()
@@ -122,7 +124,9 @@ func (j *Journal) writeFirst(ctx context.Context, rec *journal.Record, data []by
 	select {
 	case err := <-w.committed:
 		if err != nil {
-			return fmt.Errorf("cjournal: record %s: taken by the stream, but the local store failed: %w", rec.RRN, err)
+			// Unavailable, so that the pipeline answers 91 and writes the final
+			// version when it can (the other nodes hold this one open).
+			return fmt.Errorf("cjournal: record %s: taken by the stream, but the local store failed: %w: %w", rec.RRN, journal.ErrUnavailable, err)
 		}
 		return nil
 	case <-timer.C:
@@ -142,9 +146,13 @@ func (j *Journal) applyFirst(ctx context.Context, seq uint64, payload []byte, ow
 	rrn, data := string(payload[1:1+n]), payload[1+n:]
 	var w *firstWait
 	if own {
+		// The writer's own entry, not an earlier one of the same RRN sent again
+		// late by the resender.
 		j.ap.firstMu.Lock()
-		if w = j.ap.firsts[rrn]; w != nil {
+		if w = j.ap.firsts[rrn]; w != nil && bytes.Equal(w.data, data) {
 			delete(j.ap.firsts, rrn)
+		} else {
+			w = nil
 		}
 		j.ap.firstMu.Unlock()
 	}
@@ -164,7 +172,9 @@ func (j *Journal) applyFirst(ctx context.Context, seq uint64, payload []byte, ow
 	if err != nil {
 		if w != nil { // redelivered after the applier's restart: decided then
 			j.ap.firstMu.Lock()
-			j.ap.firsts[rrn] = w
+			if j.ap.firsts[rrn] == nil {
+				j.ap.firsts[rrn] = w
+			}
 			j.ap.firstMu.Unlock()
 		}
 		return err
@@ -176,8 +186,10 @@ func (j *Journal) applyFirst(ctx context.Context, seq uint64, payload []byte, ow
 		}
 		return nil
 	}
-	// This process's own entry (past the restore point) is live, not restored.
-	err = j.applyRecord(ctx, rec, data, own, !known, own && seq > j.ap.restoreTo, w)
+	// An own entry a writer of this process waits for is live; one nobody waits
+	// for (its writer gave up, or an earlier process wrote it) is restored, as
+	// one the stream gives back after a lost disk.
+	err = j.applyRecord(ctx, rec, data, own, !known, w != nil, w)
 	if w != nil {
 		w.seq, w.err = seq, err
 		close(w.done)

@@ -174,6 +174,7 @@ func Open(ctx context.Context, node *cluster.Node, store *journal.Store, db *bad
 		return nil, fmt.Errorf("cjournal: stream %s: %w", StreamName, err)
 	}
 	j.ap.applied, j.ap.last, j.ap.restoreTo = applied, max(applied, info.State.LastSeq), info.State.LastSeq
+	j.ap.failures = store.CommitFailures()
 	go j.resend()
 	go j.groupLoop()
 	go j.ackLoop()
