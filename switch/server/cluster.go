@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -283,10 +284,22 @@ func (c *clusterNode) watchMetrics(ctx context.Context) error {
 
 // closeFollowers stops applying other nodes' commits and last-seen data (before the
 // stores close).
+//
+// They close at once, not one after the other: a follower's Close waits for its
+// ordered consumer's Stop, which nats.go (v1.55.0, jetstream/ordered.go) makes wait
+// for a reset in progress (re-creating the consumer after missed heartbeats, under
+// the consumer's lock, an attempt of up to 10 s and a pause of up to 10 s between
+// attempts), and the nodes of a cluster stopping together take JetStream's quorum
+// away from such a reset: one after the other, the six followers could wait that
+// long each (TestClusterQuorumLost, 3 December 2026: a node's graceful stop did not
+// end within 30 s, its main goroutine in a follower's Stop). Together they wait as
+// long as the slowest.
 func (c *clusterNode) closeFollowers() {
+	var wg sync.WaitGroup
 	for _, f := range c.followers {
-		f.Close()
+		wg.Go(f.Close)
 	}
+	wg.Wait()
 	c.followers = nil
 	c.stopSharingSeen()
 	if c.stopProfiles != nil {
