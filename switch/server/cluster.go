@@ -248,6 +248,14 @@ func (c *clusterNode) ready() error {
 	if err := c.node.Ready(); err != nil {
 		return fmt.Errorf("cluster node %d: %w", c.cfg.Node, err)
 	}
+	if c.journal != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		err := c.journal.Following(ctx)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("cluster node %d: %w", c.cfg.Node, err)
+		}
+	}
 	if l := c.currentLease(); l != nil {
 		if err := l.Held(); err != nil {
 			return err

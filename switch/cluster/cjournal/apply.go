@@ -30,6 +30,8 @@ import (
 type applier struct {
 	mu        sync.Mutex
 	applied   uint64        // the last stream sequence applied and flushed
+	movedAt   time.Time     // when applied last moved (or the applier started)
+	stall     time.Duration // followStall (a test shortens it)
 	last      uint64        // the stream's last sequence as last seen
 	advanced  chan struct{} // closed and replaced when applied moves
 	restoreTo uint64        // own messages up to here are restored if missing
@@ -92,6 +94,31 @@ func (j *Journal) WaitApplied(ctx context.Context, seq uint64) error {
 			return fmt.Errorf("cjournal: waiting for the stream's sequence %d (applied %d): the journal is closed", seq, applied)
 		}
 	}
+}
+
+// followStall is how long the applier may stand behind the stream without moving
+// before Following says it does not follow.
+const followStall = 2 * time.Second
+
+// Following returns nil while the applier keeps up with the stream: it has applied
+// everything the stream holds, or it moved within followStall; else an error saying
+// where it stands. Every first write waits for this node's applier to decide it
+// (first.go), so a node whose applier stands still answers 91: /readyz says so. (The
+// applier stands still while nats.go re-creates its ordered consumer, with pauses of
+// up to 10 s, after JetStream was unavailable.) It costs one JetStream request.
+func (j *Journal) Following(ctx context.Context) error {
+	info, err := j.stream.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("cjournal: stream %s: %w", StreamName, err)
+	}
+	j.ap.mu.Lock()
+	applied, moved := j.ap.applied, j.ap.movedAt
+	j.ap.mu.Unlock()
+	if applied >= info.State.LastSeq || time.Since(moved) < j.ap.stall {
+		return nil
+	}
+	return fmt.Errorf("cjournal: the journal's applier stands at sequence %d of the stream's %d and has not moved for %s: requests wait for it",
+		applied, info.State.LastSeq, time.Since(moved).Round(time.Millisecond))
 }
 
 // barrierSubject is where Barrier publishes: node 0 is no node.
@@ -249,7 +276,7 @@ func (j *Journal) flush() error {
 	}
 	j.ap.flushed = j.ap.next
 	j.ap.mu.Lock()
-	j.ap.applied = j.ap.next
+	j.ap.applied, j.ap.movedAt = j.ap.next, time.Now()
 	close(j.ap.advanced)
 	j.ap.advanced = make(chan struct{})
 	j.ap.mu.Unlock()

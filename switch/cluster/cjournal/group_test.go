@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -404,4 +405,38 @@ func binaryEntry(kind byte, payload []byte) []byte {
 
 func binaryTime(at time.Time) []byte {
 	return binary.BigEndian.AppendUint64(nil, uint64(at.UnixNano()))
+}
+
+// TestFollowing: a node whose applier keeps up follows; one whose applier stands
+// behind the stream (here: stopped) does not, and says where it stands.
+func TestFollowing(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	nc := startCluster(t, ctx, 1)
+	m1 := openMember(t, ctx, nc.nodes[0], 1, 1, t.TempDir())
+	defer m1.close(t)
+	m2 := openMember(t, ctx, nc.nodes[0], 2, 1, t.TempDir())
+	defer m2.close(t)
+	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	if _, err := journalTxn(ctx, m1, "TF", "000001", at); err != nil {
+		t.Fatal(err)
+	}
+	if err := m2.j.CaughtUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := m2.j.Following(ctx); err != nil {
+		t.Fatalf("a caught-up applier: %v", err)
+	}
+	// Node 2's applier stops (its journal closed); node 1 writes on.
+	if err := m2.j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := journalTxn(ctx, m1, "TF", "000002", at.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	m2.j.ap.stall = 0
+	err := m2.j.Following(ctx)
+	if err == nil || !strings.Contains(err.Error(), "has not moved") {
+		t.Fatalf("a stopped applier behind the stream: %v; want an error saying where it stands", err)
+	}
 }

@@ -175,6 +175,7 @@ func Open(ctx context.Context, node *cluster.Node, store *journal.Store, db *bad
 	}
 	j.ap.applied, j.ap.last, j.ap.restoreTo = applied, max(applied, info.State.LastSeq), info.State.LastSeq
 	j.ap.failures = store.CommitFailures()
+	j.ap.movedAt, j.ap.stall = time.Now(), followStall
 	go j.resend()
 	go j.groupLoop()
 	go j.ackLoop()
