@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 
 	"github.com/dgraph-io/badger/v4"
+
+	"github.com/switchyard/switchyard/internal/bloom"
 )
 
 // dupKeys is a Bloom filter of every duplicate key the store's index holds or is
@@ -24,54 +26,18 @@ type dupKeys struct {
 	parts atomic.Pointer[[]*dupPart]
 }
 
-// dupPart is one fixed-size Bloom filter, safe for concurrent use without locks.
+// dupPart is one fixed-size part of the filter, sized for cap keys.
 type dupPart struct {
-	words []atomic.Uint64
-	mask  uint64        // bits - 1 (bits is a power of two)
-	cap   uint64        // keys it is sized for (10 bits a key)
-	n     atomic.Uint64 // keys added
+	f   *bloom.Filter
+	cap uint64        // keys it is sized for
+	n   atomic.Uint64 // keys added
 }
 
-const (
-	dupHashes = 7
-	// minDupKeys is the smallest part: 1M keys, 1.25 MiB.
-	minDupKeys = 1 << 20
-)
+// minDupKeys is the smallest part: 1M keys, 1.25 MiB.
+const minDupKeys = 1 << 20
 
 func newDupPart(keys uint64) *dupPart {
-	bits := uint64(64)
-	for bits < keys*10 {
-		bits <<= 1
-	}
-	return &dupPart{words: make([]atomic.Uint64, bits/64), mask: bits - 1, cap: keys}
-}
-
-func (p *dupPart) positions(h uint64, fn func(bit uint64) bool) {
-	h1, h2 := h, h>>32|h<<32|1
-	for i := uint64(0); i < dupHashes; i++ {
-		if !fn((h1 + i*h2) & p.mask) {
-			return
-		}
-	}
-}
-
-func (p *dupPart) add(h uint64) {
-	p.positions(h, func(bit uint64) bool {
-		w := &p.words[bit/64]
-		if m := uint64(1) << (bit % 64); w.Load()&m == 0 {
-			w.Or(m)
-		}
-		return true
-	})
-}
-
-func (p *dupPart) has(h uint64) bool {
-	all := true
-	p.positions(h, func(bit uint64) bool {
-		all = p.words[bit/64].Load()&(1<<(bit%64)) != 0
-		return all
-	})
-	return all
+	return &dupPart{f: bloom.New(keys * bloom.BitsPerKey), cap: keys}
 }
 
 // loadDupKeys builds the filter from the index's duplicate keys (two passes over the
@@ -109,7 +75,7 @@ func (d *dupKeys) add(key string) { d.addHash(maphash.String(d.seed, key)) }
 func (d *dupKeys) addHash(h uint64) {
 	parts := *d.parts.Load()
 	last := parts[len(parts)-1]
-	last.add(h)
+	last.f.Add(h)
 	if last.n.Add(1) == last.cap {
 		d.mu.Lock()
 		if cur := *d.parts.Load(); cur[len(cur)-1] == last {
@@ -124,7 +90,7 @@ func (d *dupKeys) addHash(h uint64) {
 func (d *dupKeys) mayHave(key string) bool {
 	h := maphash.String(d.seed, key)
 	for _, p := range *d.parts.Load() {
-		if p.has(h) {
+		if p.f.Has(h) {
 			return true
 		}
 	}

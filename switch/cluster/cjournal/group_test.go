@@ -271,13 +271,7 @@ func TestGroupWaiters(t *testing.T) {
 // stored and applied once; and messages of the previous version's kinds (r, d, b, one
 // entry each) still apply.
 func TestGroupsOnStream(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	nc := startCluster(t, ctx, 1)
-	m1 := openMember(t, ctx, nc.nodes[0], 1, 1, t.TempDir())
-	defer m1.close(t)
-	m2 := openMember(t, ctx, nc.nodes[0], 2, 1, t.TempDir())
-	defer m2.close(t)
+	ctx, m1, m2 := twoOnOne(t, 60*time.Second)
 	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 
 	const writers, each = 32, 10
@@ -410,13 +404,7 @@ func binaryTime(at time.Time) []byte {
 // TestFollowing: a node whose applier keeps up follows; one whose applier stands
 // behind the stream (here: stopped) does not, and says where it stands.
 func TestFollowing(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	nc := startCluster(t, ctx, 1)
-	m1 := openMember(t, ctx, nc.nodes[0], 1, 1, t.TempDir())
-	defer m1.close(t)
-	m2 := openMember(t, ctx, nc.nodes[0], 2, 1, t.TempDir())
-	defer m2.close(t)
+	ctx, m1, m2 := twoOnOne(t, 30*time.Second)
 	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 	if _, err := journalTxn(ctx, m1, "TF", "000001", at); err != nil {
 		t.Fatal(err)
@@ -439,4 +427,18 @@ func TestFollowing(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "has not moved") {
 		t.Fatalf("a stopped applier behind the stream: %v; want an error saying where it stands", err)
 	}
+}
+
+// twoOnOne opens the journals of nodes 1 and 2 on one standalone server (an R1
+// stream), closed when the test ends; ctx ends after d.
+func twoOnOne(t *testing.T, d time.Duration) (context.Context, *member, *member) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	nc := startCluster(t, ctx, 1)
+	m1 := openMember(t, ctx, nc.nodes[0], 1, 1, t.TempDir())
+	t.Cleanup(func() { m1.close(t) })
+	m2 := openMember(t, ctx, nc.nodes[0], 2, 1, t.TempDir())
+	t.Cleanup(func() { m2.close(t) })
+	return ctx, m1, m2
 }
