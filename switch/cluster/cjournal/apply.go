@@ -100,8 +100,14 @@ func (j *Journal) WaitApplied(ctx context.Context, seq uint64) error {
 // before Following says it does not follow.
 const followStall = 2 * time.Second
 
+// followWait is how long Following waits for an applier behind the stream to catch up
+// (an idle applier has not moved for long, and a message just written is not applied
+// yet).
+const followWait = 500 * time.Millisecond
+
 // Following returns nil while the applier keeps up with the stream: it has applied
-// everything the stream holds, or it moved within followStall; else an error saying
+// everything the stream holds, or does within followWait (a message another node
+// just wrote), or it moved within followStall (it is busy); else an error saying
 // where it stands. Every first write waits for this node's applier to decide it
 // (first.go), so a node whose applier stands still answers 91: /readyz says so. (The
 // applier stands still while nats.go re-creates its ordered consumer, with pauses of
@@ -111,10 +117,20 @@ func (j *Journal) Following(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("cjournal: stream %s: %w", StreamName, err)
 	}
+	last := info.State.LastSeq
+	j.ap.mu.Lock()
+	applied := j.ap.applied
+	j.ap.mu.Unlock()
+	if applied >= last {
+		return nil
+	}
+	wctx, cancel := context.WithTimeout(ctx, followWait)
+	err = j.WaitApplied(wctx, last)
+	cancel()
 	j.ap.mu.Lock()
 	applied, moved := j.ap.applied, j.ap.movedAt
 	j.ap.mu.Unlock()
-	if applied >= info.State.LastSeq || time.Since(moved) < j.ap.stall {
+	if err == nil || time.Since(moved) < j.ap.stall {
 		return nil
 	}
 	return fmt.Errorf("cjournal: the journal's applier stands at sequence %d of the stream's %d and has not moved for %s: requests wait for it",

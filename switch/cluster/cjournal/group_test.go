@@ -415,6 +415,15 @@ func TestFollowing(t *testing.T) {
 	if err := m2.j.Following(ctx); err != nil {
 		t.Fatalf("a caught-up applier: %v", err)
 	}
+	// An idle applier (here: counted as stalled at once) that a message another node
+	// just wrote puts behind still follows: Following waits for it to catch up.
+	m1.j.ap.stall = 0
+	if _, err := journalTxn(ctx, m2, "TF", "000003", at.Add(2*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if err := m1.j.Following(ctx); err != nil {
+		t.Fatalf("an idle applier, one message behind: %v", err)
+	}
 	// Node 2's applier stops (its journal closed); node 1 writes on.
 	if err := m2.j.Close(); err != nil {
 		t.Fatal(err)
