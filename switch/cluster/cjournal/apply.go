@@ -115,7 +115,7 @@ const followWait = 500 * time.Millisecond
 func (j *Journal) Following(ctx context.Context) error {
 	info, err := j.stream.Info(ctx)
 	if err != nil {
-		return fmt.Errorf("cjournal: stream %s: %w", StreamName, err)
+		return fmt.Errorf("cjournal: the JetStream stream %s does not answer (its quorum lost?): %w", StreamName, err)
 	}
 	last := info.State.LastSeq
 	j.ap.mu.Lock()
