@@ -841,10 +841,16 @@ func (s *Server) Close() {
 			}
 		}
 		if s.cl != nil {
-			s.cl.closeFollowers()
-			if err := s.cl.closeJournal(); err != nil {
-				s.log.Error().Err(err).Msg("closing the cluster journal")
-			}
+			// Together: each may wait up to ~20 s for nats.go's ordered consumer to
+			// stop when JetStream's quorum went away (closeFollowers).
+			var wg sync.WaitGroup
+			wg.Go(s.cl.closeFollowers)
+			wg.Go(func() {
+				if err := s.cl.closeJournal(); err != nil {
+					s.log.Error().Err(err).Msg("closing the cluster journal")
+				}
+			})
+			wg.Wait()
 		}
 		if s.Risk != nil {
 			if err := s.Risk.Close(); err != nil {
