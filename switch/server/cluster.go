@@ -336,7 +336,8 @@ type profileAsk struct {
 // waiting); closeFollowers joins it.
 func (c *clusterNode) shareProfileRefresh(r *profileRefresher) error {
 	asks := make(chan time.Time, 1)
-	stop, done := make(chan struct{}), make(chan struct{})
+	base, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
 	b, err := c.node.Broadcast(profilesTopic, func(data []byte) {
 		var a profileAsk
 		if err := json.Unmarshal(data, &a); err != nil || a.End.IsZero() {
@@ -356,23 +357,17 @@ func (c *clusterNode) shareProfileRefresh(r *profileRefresher) error {
 		}
 	})
 	if err != nil {
+		stop()
 		return err
 	}
 	go func() {
 		defer close(done)
 		for {
 			select {
-			case <-stop:
+			case <-base.Done():
 				return
 			case end := <-asks:
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-				go func() {
-					select {
-					case <-stop:
-						cancel()
-					case <-ctx.Done():
-					}
-				}()
+				ctx, cancel := context.WithTimeout(base, 5*time.Minute)
 				c.refreshAsked(ctx, r, end)
 				cancel()
 			}
@@ -387,7 +382,7 @@ func (c *clusterNode) shareProfileRefresh(r *profileRefresher) error {
 	}
 	c.stopProfiles = func() {
 		_ = b.Close()
-		close(stop)
+		stop()
 		<-done
 	}
 	return nil

@@ -377,7 +377,7 @@ func (j *Journal) applyMsg(ctx context.Context, seq uint64, kind string, data []
 		if err := rec.UnmarshalBinary(data); err != nil {
 			return badMessage{fmt.Errorf("decode record: %w", err)}
 		}
-		return j.applyRecord(ctx, rec, data, own, fresh, false, nil)
+		return j.applyRecord(ctx, rec, data, own, fresh, nil)
 	case kindFirst:
 		return j.applyFirst(ctx, seq, data, own)
 	case kindDeliv:
@@ -403,11 +403,11 @@ func (j *Journal) applyMsg(ctx context.Context, seq uint64, kind string, data []
 
 // applyRecord applies a record version to the local store: another node's always
 // (and hands it to OnRemote), an own one only if the store lacks it or holds an
-// older version (and hands it to OnRestored unless live, the version a writer of
-// this process wrote). A first version that owns a duplicate key notes the key in
-// keys until the next flush. With w (a waiting writer of this node), the write is
-// durable and w.committed gets its outcome.
-func (j *Journal) applyRecord(ctx context.Context, rec *journal.Record, data []byte, own, fresh, live bool, w *firstWait) error {
+// older version (and hands it to OnRestored, unless a writer of this process waits
+// for it: w). A first version that owns a duplicate key notes the key in keys until
+// the next flush. With w, the write is durable and w.committed gets its outcome.
+func (j *Journal) applyRecord(ctx context.Context, rec *journal.Record, data []byte, own, fresh bool, w *firstWait) error {
+	live := w != nil
 	local, ok := (*journal.Record)(nil), false
 	if !own {
 		local, ok = j.ap.recent.get(rec.RRN)

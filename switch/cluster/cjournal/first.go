@@ -189,7 +189,7 @@ func (j *Journal) applyFirst(ctx context.Context, seq uint64, payload []byte, ow
 	// An own entry a writer of this process waits for is live; one nobody waits
 	// for (its writer gave up, or an earlier process wrote it) is restored, as
 	// one the stream gives back after a lost disk.
-	err = j.applyRecord(ctx, rec, data, own, !known, w != nil, w)
+	err = j.applyRecord(ctx, rec, data, own, !known, w)
 	if w != nil {
 		w.seq, w.err = seq, err
 		close(w.done)
