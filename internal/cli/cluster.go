@@ -97,7 +97,11 @@ func printClusterReport(env *Env, rep *cluster.Report) {
 				if leader == "" {
 					leader = "NONE (no quorum)"
 				}
-				rows = append(rows, []string{s.Name, strconv.Itoa(s.Replicas), leader, orDash(strings.Join(peers, ",")), u64(lag), u64(s.Messages), u64(s.Bytes)})
+				name := s.Name
+				if s.Format != "" {
+					name += " (format " + s.Format + ")"
+				}
+				rows = append(rows, []string{name, strconv.Itoa(s.Replicas), leader, orDash(strings.Join(peers, ",")), u64(lag), u64(s.Messages), u64(s.Bytes)})
 			}
 			kit.Table(w, group.title+"\tREPLICAS\tLEADER\tFOLLOWERS\tLAG\tMESSAGES\tBYTES", rows)
 		}

@@ -16,7 +16,8 @@ import (
 
 // TestClusterStatus runs `switchyard cluster status` against the admin API
 // (its real handler, a made-up report): the table names the meta leader, the
-// streams and buckets with their leaders and lag, a stream without a leader,
+// streams (with the journal's format) and buckets with their leaders and lag, a
+// stream without a leader,
 // the consumers' backlog and the leases; --json gives the report back whole;
 // a switch that runs alone makes it fail with "not a cluster node".
 func TestClusterStatus(t *testing.T) {
@@ -24,7 +25,7 @@ func TestClusterStatus(t *testing.T) {
 	rep := &cluster.Report{Node: 1, Status: &cluster.Status{Mode: "embedded", Server: "n1", Cluster: "sy", MetaLeader: "n2",
 		Servers: []cluster.Peer{{Name: "n1", Current: true}, {Name: "n2", Current: true, Active: 200 * time.Millisecond}, {Name: "n3", Offline: true, Lag: 7}},
 		Streams: []cluster.Stream{
-			{Name: "JOURNAL", Replicas: 3, Leader: "n2", Peers: []cluster.Peer{{Name: "n1", Current: true}, {Name: "n3", Offline: true, Lag: 42}}, Messages: 1000, Bytes: 65536},
+			{Name: "JOURNAL", Replicas: 3, Leader: "n2", Peers: []cluster.Peer{{Name: "n1", Current: true}, {Name: "n3", Offline: true, Lag: 42}}, Messages: 1000, Bytes: 65536, Format: "2"},
 			{Name: "SAF", Replicas: 3, Consumers: []cluster.Consumer{{Name: "visa", Leader: "n1", Pending: 5, AckPending: 2}}},
 		},
 		Buckets: []cluster.Stream{{Name: "leases", Replicas: 3, Leader: "n1"}}},
@@ -48,8 +49,8 @@ func TestClusterStatus(t *testing.T) {
 		"Node 1 (server n1, cluster sy, embedded): ready",
 		"JetStream meta leader: n2",
 		"n3      no       yes",
-		"JOURNAL  3         n2                n1,n3(offline)  42   1000      65536",
-		"SAF      3         NONE (no quorum)",
+		"JOURNAL (format 2)  3         n2                n1,n3(offline)  42   1000      65536",
+		"SAF                 3         NONE (no quorum)",
 		"leases  3         n1",
 		"SAF     visa      n1      5        2",
 		"1      n1      4            held",

@@ -42,6 +42,11 @@ type Peer struct {
 	Lag     uint64        `json:"lag"`       // operations behind its leader
 }
 
+// FormatKey is the stream metadata key in which the package that writes a stream
+// names the format of its content (the journal: cjournal.Format), so that a node of
+// an older version refuses the stream and an operator sees it in the status.
+const FormatKey = "switchyard.format"
+
 // Stream is one stream or KV bucket.
 type Stream struct {
 	Name      string     `json:"name"`
@@ -50,6 +55,7 @@ type Stream struct {
 	Peers     []Peer     `json:"peers"`    // the followers
 	Messages  uint64     `json:"messages"`
 	Bytes     uint64     `json:"bytes"`
+	Format    string     `json:"format,omitempty"` // its metadata's FormatKey, if set
 	Consumers []Consumer `json:"consumers,omitempty"`
 }
 
@@ -87,7 +93,8 @@ func (n *Node) Status(ctx context.Context) (*Status, error) {
 
 	list := n.js.ListStreams(ctx)
 	for si := range list.Info() {
-		s := Stream{Name: si.Config.Name, Replicas: si.Config.Replicas, Messages: si.State.Msgs, Bytes: si.State.Bytes}
+		s := Stream{Name: si.Config.Name, Replicas: si.Config.Replicas, Messages: si.State.Msgs, Bytes: si.State.Bytes,
+			Format: si.Config.Metadata[FormatKey]}
 		if si.Cluster != nil {
 			s.Leader = si.Cluster.Leader
 			for _, p := range si.Cluster.Replicas {

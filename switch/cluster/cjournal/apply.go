@@ -36,6 +36,8 @@ type applier struct {
 	advanced  chan struct{} // closed and replaced when applied moves
 	restoreTo uint64        // own messages up to here are restored if missing
 	done      chan struct{} // closed when run has ended
+	halt      chan struct{} // closed when the applier halted for good (format.go)
+	haltErr   error         // why, set before halt is closed
 
 	// The first versions (kind f) this node's writers wait for, by RRN (first.go).
 	firstMu sync.Mutex
@@ -57,6 +59,7 @@ type applier struct {
 func (a *applier) init() {
 	a.advanced = make(chan struct{})
 	a.done = make(chan struct{})
+	a.halt = make(chan struct{})
 	a.firsts = make(map[string]*firstWait)
 	a.keys = make(map[string]string)
 }
@@ -92,6 +95,8 @@ func (j *Journal) WaitApplied(ctx context.Context, seq uint64) error {
 			return fmt.Errorf("cjournal: waiting for the stream's sequence %d (applied %d): %w", seq, applied, ctx.Err())
 		case <-j.ap.done:
 			return fmt.Errorf("cjournal: waiting for the stream's sequence %d (applied %d): the journal is closed", seq, applied)
+		case <-j.ap.halt:
+			return fmt.Errorf("cjournal: waiting for the stream's sequence %d (applied %d): %w", seq, applied, j.ap.haltErr)
 		}
 	}
 }
@@ -113,6 +118,9 @@ const followWait = 500 * time.Millisecond
 // applier stands still while nats.go re-creates its ordered consumer, with pauses of
 // up to 10 s, after JetStream was unavailable.) It costs one JetStream request.
 func (j *Journal) Following(ctx context.Context) error {
+	if err := j.halted(); err != nil {
+		return err
+	}
 	info, err := j.stream.Info(ctx)
 	if err != nil {
 		return fmt.Errorf("cjournal: the JetStream stream %s does not answer (its quorum lost?): %w", StreamName, err)
@@ -152,6 +160,7 @@ func (j *Journal) Barrier(ctx context.Context) error {
 	m := &nats.Msg{Subject: barrierSubject, Header: nats.Header{}}
 	m.Header[hdrNode] = []string{j.node}
 	m.Header[hdrKind] = []string{kindDeliv}
+	m.Header[hdrFormat] = []string{formatText}
 	ack, err := j.await(ctx, "barrier", m, nil)
 	if err != nil {
 		return err
@@ -184,6 +193,11 @@ func (j *Journal) run() {
 		err := j.follow()
 		if err == nil {
 			return // stopped
+		}
+		if errors.Is(err, ErrNewerFormat) {
+			j.halt(err)
+			<-j.stop
+			return
 		}
 		j.stats.applyErrors.Add(1)
 		j.log.Error().Err(err).Msg("cluster journal: applier stopped; following the stream again shortly")
@@ -327,6 +341,9 @@ func (j *Journal) apply(ctx context.Context, m jetstream.Msg) error {
 	// Own messages the stream held when Open ran are restored where the store
 	// lacks them; past that, only own first versions are looked at (decided).
 	restoring := own && seq <= j.ap.restoreTo
+	if err := checkFormat(h.Get(hdrFormat), fmt.Sprintf("%s message %d (%s)", StreamName, seq, m.Subject())); err != nil {
+		return err
+	}
 	kind, data := h.Get(hdrKind), m.Data()
 	switch {
 	case kind == kindGroup:

@@ -106,6 +106,9 @@ func (j *Journal) writeFirst(ctx context.Context, rec *journal.Record, data []by
 	case <-j.ap.done:
 		forget()
 		return j.failed(what, errors.New("the journal is closed"))
+	case <-j.ap.halt:
+		forget()
+		return fmt.Errorf("cjournal: %s: %w: %w", what, journal.ErrUnavailable, j.ap.haltErr)
 	}
 	switch {
 	case w.err != nil:

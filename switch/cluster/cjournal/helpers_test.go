@@ -113,6 +113,16 @@ type member struct {
 // openMember opens node num's journal in dir on the NATS node nd.
 func openMember(t testing.TB, ctx context.Context, nd *cluster.Node, num, replicas int, dir string) *member {
 	t.Helper()
+	m, err := tryOpenMember(t, ctx, nd, num, replicas, dir)
+	if err != nil {
+		t.Fatalf("open the cluster journal of node %d: %v", num, err)
+	}
+	return m
+}
+
+// tryOpenMember is openMember returning Open's error (the store and Badger closed).
+func tryOpenMember(t testing.TB, ctx context.Context, nd *cluster.Node, num, replicas int, dir string) (*member, error) {
+	t.Helper()
 	m := &member{num: num, dir: dir}
 	var err error
 	if m.db, err = badger.Open(badger.DefaultOptions(filepath.Join(dir, "badger")).WithLogger(nil).WithSyncWrites(false)); err != nil {
@@ -133,9 +143,11 @@ func openMember(t testing.TB, ctx context.Context, nd *cluster.Node, num, replic
 			m.mu.Unlock()
 		}})
 	if err != nil {
-		t.Fatalf("open the cluster journal of node %d: %v", num, err)
+		m.store.Close()
+		m.db.Close()
+		return nil, err
 	}
-	return m
+	return m, nil
 }
 
 func (m *member) close(t testing.TB) {

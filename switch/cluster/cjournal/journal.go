@@ -152,6 +152,9 @@ func Open(ctx context.Context, node *cluster.Node, store *journal.Store, db *bad
 	if err := node.WaitJetStream(ctx); err != nil {
 		return nil, err
 	}
+	if err := checkStreamFormat(ctx, js); err != nil {
+		return nil, err
+	}
 	cfg := jetstream.StreamConfig{
 		Name:        StreamName,
 		Description: "Switchyard journal: every record version, delivery mark and batch close of every node",
@@ -161,6 +164,7 @@ func Open(ctx context.Context, node *cluster.Node, store *journal.Store, db *bad
 		MaxAge:      opts.MaxAge,
 		Duplicates:  DuplicateWindow,
 		AllowDirect: true,
+		Metadata:    map[string]string{metaFormat: formatText},
 	}
 	if j.stream, err = js.CreateOrUpdateStream(ctx, cfg); err != nil {
 		return nil, fmt.Errorf("cjournal: create or update the stream %s (replicas %d): %w", StreamName, opts.Replicas, err)

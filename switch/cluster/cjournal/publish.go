@@ -22,9 +22,10 @@ import (
 
 // The message headers.
 const (
-	hdrNode  = "Sy-Node"
-	hdrKind  = "Sy-Kind"
-	hdrFirst = "Sy-First"
+	hdrNode   = "Sy-Node"
+	hdrKind   = "Sy-Kind"
+	hdrFirst  = "Sy-First"
+	hdrFormat = "Sy-Format" // Format, on every message this version publishes
 )
 
 // The kinds of stream messages (the subject's last token and the Sy-Kind header).
@@ -77,6 +78,7 @@ func (j *Journal) message(kind string, first bool, data []byte) *nats.Msg {
 	m := &nats.Msg{Subject: "journal." + j.node + "." + kind, Data: data, Header: nats.Header{}}
 	m.Header[hdrNode] = []string{j.node}
 	m.Header[hdrKind] = []string{kind}
+	m.Header[hdrFormat] = []string{formatText}
 	if first {
 		m.Header[hdrFirst] = []string{"1"}
 	}

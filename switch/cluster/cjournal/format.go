@@ -1,0 +1,102 @@
+package cjournal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchyard/switchyard/switch/cluster"
+)
+
+// The stream's format: what its messages hold and how the nodes decide from them.
+// Nodes that read the stream differently do not agree (on duplicates, above all: a
+// node that publishes its write-ahead records alone while the others decide f
+// entries in stream order could authorize a resend twice), so a node refuses a
+// stream, and stops applying messages, of a format newer than its own:
+//
+//   - Open fails when the stream's metadata (metaFormat) names a newer format, and
+//     otherwise sets it to Format.
+//   - Every message carries its format (the Sy-Format header); the applier halts at
+//     the first message of a newer format (haltError), and from then on Following
+//     (so /readyz) says why and every first write answers 91 at once.
+//
+// Messages without the header were written by a version before the guard (format
+// 2 or earlier); this version reads them as before. Nodes of those versions check
+// nothing: upgrade them all together once, and from this version on a node of an
+// older format refuses by itself.
+const (
+	// Format is the stream format this version writes and reads: 2, groups (kind
+	// g) whose write-ahead records (kind f) every node decides in stream order.
+	Format = 2
+	// metaFormat is the stream metadata key that holds the newest format a node
+	// opened the stream with.
+	metaFormat = cluster.FormatKey
+)
+
+var formatText = strconv.Itoa(Format)
+
+// ErrNewerFormat is wrapped by Open, Following and the writes refused when the
+// stream holds a format newer than Format: a node of a newer version wrote it, and
+// this node must be upgraded before it serves again.
+var ErrNewerFormat = errors.New("the stream is written in a newer format than this version reads: upgrade this node")
+
+// formatError is a format (from the stream's metadata or a message's header) that
+// this version does not read.
+type formatError struct {
+	where string // "the stream's metadata", "message 123 (journal.2.g)"
+	found string
+}
+
+func (e *formatError) Error() string {
+	return fmt.Sprintf("cjournal: %s names the journal format %q; this version reads formats up to %d: %v", e.where, e.found, Format, ErrNewerFormat)
+}
+
+func (e *formatError) Unwrap() error { return ErrNewerFormat }
+
+// checkFormat returns a *formatError unless v is empty (written before formats were
+// named) or a format up to Format.
+func checkFormat(v, where string) error {
+	if v == "" || v == formatText {
+		return nil
+	}
+	if n, err := strconv.Atoi(v); err == nil && n >= 1 && n <= Format {
+		return nil
+	}
+	return &formatError{where: where, found: v}
+}
+
+// checkStreamFormat refuses a stream whose metadata names a format newer than
+// Format; a stream not created yet is fine.
+func checkStreamFormat(ctx context.Context, js jetstream.JetStream) error {
+	s, err := js.Stream(ctx, StreamName)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("cjournal: look up the stream %s: %w", StreamName, err)
+	}
+	return checkFormat(s.CachedInfo().Config.Metadata[metaFormat], "the stream "+StreamName+"'s metadata")
+}
+
+// halt stops the applier for good (until the process restarts on a version that
+// reads the stream): Following and WaitApplied return err, and the first writes
+// waiting for a verdict fail with it at once.
+func (j *Journal) halt(err error) {
+	j.ap.haltErr = err
+	close(j.ap.halt)
+	j.stats.applyErrors.Add(1)
+	j.log.Error().Err(err).Msg("cluster journal: the applier stopped for good; this node answers 91 until it runs a version that reads the stream")
+}
+
+// halted returns the error that halted the applier, or nil.
+func (j *Journal) halted() error {
+	select {
+	case <-j.ap.halt:
+		return j.ap.haltErr
+	default:
+		return nil
+	}
+}

@@ -1,0 +1,115 @@
+package cjournal
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/switchyard/switchyard/switch/journal"
+)
+
+// TestFormat: a node names its format in the stream's metadata and on every message,
+// reads messages that name none (an earlier version's), halts at a message of a newer
+// format (and then says so, and answers 91 at once), and refuses at Open a stream
+// whose metadata or messages name a newer format.
+func TestFormat(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	nc := startCluster(t, ctx, 1)
+	nd := nc.nodes[0]
+	m1 := openMember(t, ctx, nd, 1, 1, t.TempDir())
+	defer m1.close(t)
+	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	if _, err := journalTxn(ctx, m1, "TV", "000001", at); err != nil {
+		t.Fatal(err)
+	}
+	info, err := m1.j.stream.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := info.Config.Metadata[metaFormat]; got != formatText {
+		t.Fatalf("stream metadata %s = %q, want %q", metaFormat, got, formatText)
+	}
+	msg, err := m1.j.stream.GetMsg(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := msg.Header.Get(hdrFormat); got != formatText {
+		t.Fatalf("first message's %s = %q, want %q", hdrFormat, got, formatText)
+	}
+
+	// Node 2's write-ahead record as a version before the guard wrote it: no header.
+	publish := func(format string, r *journal.Record) {
+		t.Helper()
+		m := &nats.Msg{Subject: "journal.2.g", Data: firstEntry(t, r), Header: nats.Header{}}
+		m.Header.Set(hdrNode, "2")
+		m.Header.Set(hdrKind, kindGroup)
+		if format != "" {
+			m.Header.Set(hdrFormat, format)
+		}
+		if _, err := m1.j.js.PublishMsg(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish("", request("200000000001", "TV", "000002", at))
+	if err := m1.j.CaughtUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m1.j.Get("200000000001"); err != nil {
+		t.Fatalf("a message without %s: %v", hdrFormat, err)
+	}
+
+	// A newer format halts node 1's applier.
+	publish("3", request("200000000002", "TV", "000003", at))
+	select {
+	case <-m1.j.ap.halt:
+	case <-ctx.Done():
+		t.Fatal("the applier did not halt at a message of format 3")
+	}
+	if _, err := m1.j.Get("200000000002"); !errors.Is(err, journal.ErrNotFound) {
+		t.Fatalf("the message of format 3 was applied: %v", err)
+	}
+	err = m1.j.Following(ctx)
+	if !errors.Is(err, ErrNewerFormat) || !strings.Contains(err.Error(), `"3"`) || !strings.Contains(err.Error(), "journal.2.g") {
+		t.Fatalf("Following after a message of format 3: %v", err)
+	}
+	// A first write fails at once (the pipeline answers 91), not after AckTimeout.
+	rrn, err := m1.j.NextRRN()
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	err = m1.j.Write(ctx, request(rrn, "TV", "000004", at), true, true)
+	if !errors.Is(err, journal.ErrUnavailable) || !errors.Is(err, ErrNewerFormat) {
+		t.Fatalf("a first write after the halt: %v", err)
+	}
+	if d := time.Since(start); d >= m1.j.opts.AckTimeout {
+		t.Fatalf("the first write failed after %s, not before AckTimeout", d)
+	}
+
+	// A node opened on the stream now halts while it catches up: Open fails.
+	if m, err := tryOpenMember(t, ctx, nd, 3, 1, t.TempDir()); !errors.Is(err, ErrNewerFormat) {
+		if m != nil {
+			m.close(t)
+		}
+		t.Fatalf("Open on a stream holding a message of format 3: %v", err)
+	}
+
+	// A stream whose metadata names a newer format is refused before anything is read.
+	cfg := info.Config
+	cfg.Metadata = map[string]string{metaFormat: "3"}
+	if _, err := m1.j.js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	m, err := tryOpenMember(t, ctx, nd, 3, 1, t.TempDir())
+	if !errors.Is(err, ErrNewerFormat) || !strings.Contains(err.Error(), "metadata") {
+		if m != nil {
+			m.close(t)
+		}
+		t.Fatalf("Open on a stream whose metadata names format 3: %v", err)
+	}
+}
