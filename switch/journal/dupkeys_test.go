@@ -4,8 +4,11 @@ import (
 	"context"
 	"fmt"
 	"hash/maphash"
+	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/dgraph-io/badger/v4"
 )
 
 // TestDupKeysGrow: the filter grows by parts past its size and never forgets a key;
@@ -72,4 +75,71 @@ func TestDupKeysReopen(t *testing.T) {
 	if rrn, ok, err := s.LookupDuplicate(r.TID, r.STAN, r.DE7); err != nil || !ok || rrn != r.RRN {
 		t.Fatalf("a new write's key: %q %v %v", rrn, ok, err)
 	}
+}
+
+// TestKSNIndex: with Options.IndexKSN, the KSN of a record's first version is found
+// by LookupKSN as soon as it is written, after the indexer has run and after a
+// restart; without it, and for a KSN never written, nothing is found.
+func TestKSNIndex(t *testing.T) {
+	const ksn = "FFFF9876543210E00001"
+	dir := t.TempDir()
+	openKSN := func(index bool) (*badger.DB, *Store) {
+		t.Helper()
+		db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil).WithSyncWrites(false))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := Open(db, Options{Dir: filepath.Join(dir, "journal"), IndexKSN: index})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return db, s
+	}
+	find := func(s *Store, ksn, want string) {
+		t.Helper()
+		rrn, ok, err := s.LookupKSN(ksn)
+		if err != nil || ok != (want != "") || rrn != want {
+			t.Fatalf("LookupKSN(%s) = %q %v %v; want %q", ksn, rrn, ok, err, want)
+		}
+	}
+	db, s := openKSN(true)
+	ctx := context.Background()
+	at := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+	rrn, err := s.NextRRN()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := sample(rrn, at, "TKSN0001")
+	r.KSN = ksn
+	if err := s.Write(ctx, r, true, true); err != nil {
+		t.Fatal(err)
+	}
+	find(s, ksn, rrn) // pending: before the indexer ran
+	find(s, "FFFF9876543210E00002", "")
+	if _, ok, err := s.LookupDuplicate(r.TID, r.STAN, r.DE7); err != nil || !ok {
+		t.Fatalf("the record's duplicate key: %v %v", ok, err)
+	}
+	if err := s.Scan(ctx, Query{}, func(*Record) bool { return true }); err != nil {
+		t.Fatal(err)
+	}
+	find(s, ksn, rrn) // indexed
+	s.Close()
+	db.Close()
+
+	db, s = openKSN(true)
+	find(s, ksn, rrn) // after a restart: from the index, through the filter
+	s.Close()
+	db.Close()
+
+	// A store without the option indexes no KSN.
+	dir = t.TempDir()
+	db, s = openKSN(false)
+	defer db.Close()
+	defer s.Close()
+	r2 := sample("000000000777", at, "TKSN0002")
+	r2.KSN = ksn
+	if err := s.Write(ctx, r2, true, true); err != nil {
+		t.Fatal(err)
+	}
+	find(s, ksn, "")
 }

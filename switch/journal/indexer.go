@@ -57,6 +57,7 @@ type ixItem struct {
 	rrn   string
 	tid   string
 	dup   string
+	ksn   string // KSNKey, "" for none (Options.IndexKSN)
 	at    time.Time
 	ptr   wal.Ptr
 	deliv [9]byte
@@ -84,7 +85,7 @@ var (
 )
 
 // replayItem turns a log frame read at Open back into the indexer's item.
-func replayItem(f wal.Frame) (ixItem, error) {
+func replayItem(f wal.Frame, indexKSN bool) (ixItem, error) {
 	kind, payload := f.Kind, f.Payload
 	it := ixItem{kind: kind, ptr: f.At, end: f.End, replayed: true}
 	if kind == kindKV {
@@ -111,6 +112,9 @@ func replayItem(f wal.Frame) (ixItem, error) {
 	it.rrn, it.tid, it.at = rec.RRN, rec.TID, rec.Received
 	if kind == kindFirst && rec.TID != "" && rec.STAN != "" && rec.DE7 != "" && rec.OwnsDupKey() {
 		it.dup = DupKey(rec.TID, rec.STAN, rec.DE7)
+		if indexKSN && rec.KSN != "" {
+			it.ksn = KSNKey(rec.KSN) // as newReq
+		}
 	}
 	return it, nil
 }
@@ -201,6 +205,9 @@ func (s *Store) indexQueued() bool {
 			if it.dup != "" && s.pend.dup[it.dup] == it.rrn {
 				delete(s.pend.dup, it.dup)
 			}
+			if it.ksn != "" && s.pend.dup[it.ksn] == it.rrn {
+				delete(s.pend.dup, it.ksn)
+			}
 		}
 	}
 	// Inside the lock: a reader that misses the pending maps sees the progress too.
@@ -260,6 +267,11 @@ func (s *Store) index(items []ixItem) error {
 		}
 		if it.dup != "" {
 			if err := set([]byte(prefixDup+it.dup), []byte(it.rrn)); err != nil {
+				return err
+			}
+		}
+		if it.ksn != "" {
+			if err := set([]byte(prefixDup+it.ksn), []byte(it.rrn)); err != nil {
 				return err
 			}
 		}

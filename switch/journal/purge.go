@@ -156,7 +156,11 @@ func (s *Store) Purge(ctx context.Context, before time.Time) (PurgeResult, error
 				}
 				return nil // an older version, or gone already
 			}
-			batch = append(batch, purgeRec{rrn: rec.RRN, ptr: ptr, tid: rec.TID, at: rec.Received, dup: DupKey(rec.TID, rec.STAN, rec.DE7)})
+			pr := purgeRec{rrn: rec.RRN, ptr: ptr, tid: rec.TID, at: rec.Received, dup: DupKey(rec.TID, rec.STAN, rec.DE7)}
+			if rec.KSN != "" {
+				pr.ksn = KSNKey(rec.KSN)
+			}
+			batch = append(batch, pr)
 			if len(batch) >= purgeBatch {
 				return flush()
 			}
@@ -260,6 +264,7 @@ func indexPtr(txn *badger.Txn, rrn string) (p wal.Ptr, ok bool, err error) {
 // purgeRec is a record whose index entries Purge deletes.
 type purgeRec struct {
 	rrn, tid, dup string
+	ksn           string // KSNKey, "" for a record without a KSN
 	at            time.Time
 	ptr           wal.Ptr
 }
@@ -301,10 +306,15 @@ func (s *Store) purgeIndex(ctx context.Context, recs []purgeRec) (int, error) {
 				if r.tid != "" {
 					keys = append(keys, timeKey(prefixTerm+r.tid+"/", r.at, r.rrn))
 				}
-				dk := []byte(prefixDup + r.dup)
-				if item, err := txn.Get(dk); err == nil {
-					if d, err := item.ValueCopy(nil); err == nil && bytes.Equal(d, []byte(r.rrn)) {
-						keys = append(keys, dk)
+				for _, key := range []string{r.dup, r.ksn} {
+					if key == "" {
+						continue
+					}
+					dk := []byte(prefixDup + key)
+					if item, err := txn.Get(dk); err == nil {
+						if d, err := item.ValueCopy(nil); err == nil && bytes.Equal(d, []byte(r.rrn)) {
+							keys = append(keys, dk)
+						}
 					}
 				}
 				for _, k := range keys {

@@ -159,10 +159,33 @@ func mergeDelivery(rec *Record, v []byte) {
 // DupKey is the key of the duplicate index: DE 41, DE 11 and DE 7.
 func DupKey(tid, stan, de7 string) string { return tid + "/" + stan + "/" + de7 }
 
+// KSNKey is the key under which the duplicate index holds the first record that
+// carried a DUKPT KSN (Options.IndexKSN). It starts with "/", as no DupKey does (their
+// DE 41 is never empty).
+func KSNKey(ksn string) string { return "/ksn/" + ksn }
+
 // LookupDuplicate returns the RRN of the request with the same DE 41, DE 11 and DE 7,
 // if the journal holds one.
 func (s *Store) LookupDuplicate(tid, stan, de7 string) (string, bool, error) {
-	key := DupKey(tid, stan, de7)
+	rrn, ok, err := s.lookupKey(DupKey(tid, stan, de7))
+	if err != nil {
+		return "", false, fmt.Errorf("journal: duplicate lookup %s/%s: %w", tid, stan, err)
+	}
+	return rrn, ok, nil
+}
+
+// LookupKSN returns the RRN of the first record whose first version carried the DUKPT
+// KSN, if the journal holds one (only with Options.IndexKSN).
+func (s *Store) LookupKSN(ksn string) (string, bool, error) {
+	rrn, ok, err := s.lookupKey(KSNKey(ksn))
+	if err != nil {
+		return "", false, fmt.Errorf("journal: KSN lookup: %w", err)
+	}
+	return rrn, ok, nil
+}
+
+// lookupKey reads key of the duplicate index: the filter, the pending writes, Badger.
+func (s *Store) lookupKey(key string) (string, bool, error) {
 	if !s.dups.mayHave(key) {
 		return "", false, nil // certain: no write of the key ever began
 	}
@@ -185,7 +208,7 @@ func (s *Store) LookupDuplicate(tid, stan, de7 string) (string, bool, error) {
 		return err
 	})
 	if err != nil {
-		return "", false, fmt.Errorf("journal: duplicate lookup %s/%s: %w", tid, stan, err)
+		return "", false, err
 	}
 	return rrn, rrn != "", nil
 }

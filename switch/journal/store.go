@@ -85,6 +85,18 @@ func (e *DuplicateError) Error() string {
 	return fmt.Sprintf("journal: request %s is a duplicate of %s, journaled first", e.Key, e.RRN)
 }
 
+// KSNReplayError is returned by a cluster journal's first write of a request whose
+// DUKPT KSN a record of another RRN carried earlier in the cluster's order (a
+// replay that reached this node before it had applied that record): nothing of the
+// request is kept, and it must be declined as a replay.
+type KSNReplayError struct {
+	RRN string // the record that carried the KSN first
+}
+
+func (e *KSNReplayError) Error() string {
+	return fmt.Sprintf("journal: the request's DUKPT KSN was carried first by record %s (a replay)", e.RRN)
+}
+
 // The kinds of the journal's frames in the log.
 const (
 	kindFirst  byte = 1 // a record's first version: its indexes are written with it
@@ -146,6 +158,13 @@ type Options struct {
 	// RRN without asking each other. Empty: 12-digit sequence numbers, as a single
 	// node has always had.
 	RRNPrefix string
+	// IndexKSN indexes the DUKPT KSN of the first version of each record that owns
+	// its duplicate key beside that key (KSNKey, for LookupKSN): a cluster node's
+	// applier refuses a
+	// request whose KSN a record of another RRN carried earlier in the stream's
+	// order (switch/cluster/cjournal). A single node leaves it off: its HSM's
+	// counters refuse a replayed KSN.
+	IndexKSN bool
 }
 
 // Store is the journal: a write-ahead log with group commit, indexed in Badger. It
@@ -215,7 +234,7 @@ func Open(db *badger.DB, opts Options) (*Store, error) {
 		return err
 	}
 	s.log, err = wal.Open(opts.Dir, wal.Options{SegmentSize: opts.SegmentSize, Prealloc: opts.Prealloc, OnPreallocError: opts.OnPreallocError, MaxKind: maxKind, NoSync: opts.NoSync}, from, func(f wal.Frame) error {
-		it, err := replayItem(f)
+		it, err := replayItem(f, opts.IndexKSN)
 		if err != nil {
 			return err
 		}

@@ -24,6 +24,7 @@ type writeReq struct {
 	first bool // the first write of a record (its indexes are written with it)
 	tid   string
 	dup   string // duplicate key, "" for none
+	ksn   string // KSNKey, "" for none (Options.IndexKSN)
 	at    time.Time
 	deliv []byte      // a delivery mark (9 bytes) for rrn instead of a record
 	kv    [][2][]byte // keys to set in Badger (batch marks, checkpoints, PutDurable)
@@ -96,6 +97,12 @@ func (s *Store) newReq(rec *Record, buf *[]byte, first bool) (*writeReq, error) 
 	if first && rec.TID != "" && rec.STAN != "" && rec.DE7 != "" && rec.OwnsDupKey() {
 		req.dup = DupKey(rec.TID, rec.STAN, rec.DE7)
 		s.dups.add(req.dup) // before it can be read
+		// Only a record that owns its duplicate key: in a cluster those are all
+		// written by the applier, in the stream's order (cjournal's first.go).
+		if s.opts.IndexKSN && rec.KSN != "" {
+			req.ksn = KSNKey(rec.KSN)
+			s.dups.add(req.ksn)
+		}
 	}
 	return req, nil
 }
@@ -281,7 +288,7 @@ func (s *Store) publish(batch []*writeReq) {
 		r.ver = s.ver
 		it := ixItem{ver: r.ver, rrn: r.rrn, end: r.end}
 		if r.rec != nil {
-			it.kind, it.tid, it.dup, it.at, it.ptr = kindUpdate, r.tid, r.dup, r.at, r.ptr
+			it.kind, it.tid, it.dup, it.ksn, it.at, it.ptr = kindUpdate, r.tid, r.dup, r.ksn, r.at, r.ptr
 			if r.first {
 				it.kind = kindFirst
 			}
@@ -291,6 +298,9 @@ func (s *Store) publish(batch []*writeReq) {
 			s.pend.recs[r.rrn] = &pendRec{ver: r.ver, buf: r.buf, rec: r.rec}
 			if r.dup != "" {
 				s.pend.dup[r.dup] = r.rrn
+			}
+			if r.ksn != "" {
+				s.pend.dup[r.ksn] = r.rrn
 			}
 		} else {
 			it.kind = kindDeliv
