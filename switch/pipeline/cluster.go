@@ -55,6 +55,10 @@ func (p *Pipeline) SeenRemote(tid, stan, de7 string, at time.Time) {
 // as that one's duplicate. Any other failure is a system error (91 when the journal is
 // unavailable, see systemError).
 func (p *Pipeline) journalFailed(ctx context.Context, t *txn, err error) (frontend.Response, error) {
+	var replay *journal.KSNReplayError
+	if !t.written && t.rec.KSN != "" && errors.As(err, &replay) {
+		return p.ksnReplayed(ctx, t, replay.RRN)
+	}
 	var dup *journal.DuplicateError
 	if t.written || !errors.As(err, &dup) {
 		return p.systemError(t, err)
@@ -72,6 +76,23 @@ func (p *Pipeline) journalFailed(ctx context.Context, t *txn, err error) (fronte
 	t.rec = journal.Record{Timings: t.rec.Timings}
 	t.issuer = ""
 	return p.answerAsDuplicate(ctx, t, e, dup.RRN)
+}
+
+// ksnReplayed declines t, whose first write a cluster refused because the record
+// first carried its DUKPT KSN on another node (journal.KSNReplayError): a replay
+// that reached this node before its HSM's counters knew of the first. It is
+// declined as the HSM declines a replay it knows (63 dukpt-replay), never sent: the
+// record goes without the KSN (a refused KSN is not carried, docs/cluster.md, Keys)
+// and without its "sent" event.
+func (p *Pipeline) ksnReplayed(ctx context.Context, t *txn, first string) (frontend.Response, error) {
+	p.log.Warn().Str("rrn", t.rec.RRN).Str("first", first).Str("tid", t.req.TID).Str("stan", t.req.STAN).
+		Msg("DUKPT KSN carried first by another record in the cluster: declined as a replay, nothing forwarded")
+	t.rec.KSN, t.rec.IssuerSTAN, t.pin = "", "", nil
+	if n := len(t.rec.Events); n > 1 && t.rec.Events[n-1].State == journal.StateSent {
+		t.rec.Events = t.rec.Events[:n-1]
+		t.rec.State = t.rec.Events[n-2].State
+	}
+	return p.decline(ctx, t, message.RCSecurityViolation, "hsm", "dukpt-replay")
 }
 
 // answerAsDuplicate answers t, a duplicate of the request journaled as rrn, with that

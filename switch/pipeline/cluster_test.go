@@ -431,6 +431,50 @@ func TestSeenRemote(t *testing.T) {
 	}
 }
 
+// TestClusterKSNReplay: a DUKPT request whose first write the cluster refuses because
+// another node's record carried its KSN first is declined 63 dukpt-replay by the HSM,
+// never sent to the issuer, and journaled without the KSN and without a "sent" event.
+func TestClusterKSNReplay(t *testing.T) {
+	const ksn = "FFFF9876543210E00001"
+	h := newHarness(t, withHSM, withTerminal(termDUKPT))
+	var firstWrites []*journal.Record
+	h.j.writeHook = func(rec *journal.Record, first bool) error {
+		if !first {
+			return nil
+		}
+		firstWrites = append(firstWrites, copyRecord(rec))
+		if rec.KSN != "" {
+			return &journal.KSNReplayError{RRN: "200000000042"}
+		}
+		return nil
+	}
+	tx := h.purchase(100)
+	tx.PINBlock = pinBlock
+	tx.TLV = [][2]string{{message.TagKSN, ksn}}
+	a := h.do(tx)
+	if a.RC != "63" || a.Reason != "dukpt-replay" {
+		t.Fatalf("answer %s %q; want 63 dukpt-replay", a.RC, a.Reason)
+	}
+	if n := len(h.bank.sent()); n != 0 {
+		t.Fatalf("the issuer got %d requests", n)
+	}
+	if len(firstWrites) != 2 || firstWrites[0].KSN != ksn || firstWrites[0].State != journal.StateSent {
+		t.Fatalf("first writes %d; want the write-ahead record (with the KSN, sent) refused, then the decline", len(firstWrites))
+	}
+	rec := h.record(a.RRN)
+	if rec.RC != "63" || rec.Reason != "dukpt-replay" || rec.DecidedBy != "hsm" || rec.KSN != "" || rec.IssuerSTAN != "" {
+		t.Fatalf("record: rc %s reason %q by %s KSN %q issuer STAN %q", rec.RC, rec.Reason, rec.DecidedBy, rec.KSN, rec.IssuerSTAN)
+	}
+	for _, e := range rec.Events {
+		if e.State == journal.StateSent {
+			t.Fatalf("the record says sent: %+v", rec.Events)
+		}
+	}
+	if items := h.q.all(); len(items) != 0 {
+		t.Fatalf("queued %d items for a request never sent", len(items))
+	}
+}
+
 // TestClusterReversalOfOriginalInFlight: a terminal's reversal reaching this node while
 // its original is in flight on another node waits for the original's answer, and
 // reverses it if approved; if the wait ends it is answered 91 original-in-flight,

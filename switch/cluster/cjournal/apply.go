@@ -461,6 +461,9 @@ func (j *Journal) applyRecord(ctx context.Context, rec *journal.Record, data []b
 	}
 	if local == nil && ownsKey(rec) {
 		j.ap.keys[journal.DupKey(rec.TID, rec.STAN, rec.DE7)] = rec.RRN
+		if rec.KSN != "" { // as the store indexes it
+			j.ap.keys[journal.KSNKey(rec.KSN)] = rec.RRN
+		}
 	}
 	if !own {
 		j.ap.recent.put(rec)

@@ -51,6 +51,7 @@ type firstWait struct {
 
 	seq       uint64       // the entry's stream sequence
 	dupOf     string       // the RRN that holds the key: the entry is void
+	replayOf  string       // the RRN that carried the entry's KSN first: void too
 	committed <-chan error // taken: the outcome of the local write (nil: none needed)
 	err       error        // the applier could not apply it (its fate is unknown)
 }
@@ -113,6 +114,8 @@ func (j *Journal) writeFirst(ctx context.Context, rec *journal.Record, data []by
 	switch {
 	case w.err != nil:
 		return &unavailableError{what: what, err: w.err, noQuorum: true}
+	case w.replayOf != "":
+		return &journal.KSNReplayError{RRN: w.replayOf}
 	case w.dupOf != "":
 		j.stats.duplicates.Add(1)
 		// The record that holds the key is readable here once the applier has
@@ -189,6 +192,29 @@ func (j *Journal) applyFirst(ctx context.Context, seq uint64, payload []byte, ow
 		}
 		return nil
 	}
+	if !known && rec.KSN != "" {
+		// A DUKPT KSN another RRN carried earlier in the stream: a replay that reached
+		// its node before that node applied the first (its HSM's counters did not
+		// know it yet). Void on every node. (A known key is this RRN's own retry.)
+		first, used, err := j.ksnHolder(rec.KSN)
+		if err != nil {
+			if w != nil {
+				j.ap.firstMu.Lock()
+				if j.ap.firsts[rrn] == nil {
+					j.ap.firsts[rrn] = w
+				}
+				j.ap.firstMu.Unlock()
+			}
+			return err
+		}
+		if used && first != rrn {
+			if w != nil {
+				w.seq, w.replayOf = seq, first
+				close(w.done)
+			}
+			return nil
+		}
+	}
 	// An own entry a writer of this process waits for is live; one nobody waits
 	// for (its writer gave up, or an earlier process wrote it) is restored, as
 	// one the stream gives back after a lost disk.
@@ -198,6 +224,16 @@ func (j *Journal) applyFirst(ctx context.Context, seq uint64, payload []byte, ow
 		close(w.done)
 	}
 	return err
+}
+
+// ksnHolder returns the RRN of the record that carried the DUKPT KSN first, in the
+// applier's view: the records applied since the last flush, else the store's index
+// (journal.Options.IndexKSN).
+func (j *Journal) ksnHolder(ksn string) (string, bool, error) {
+	if rrn, ok := j.ap.keys[journal.KSNKey(ksn)]; ok {
+		return rrn, true, nil
+	}
+	return j.store.LookupKSN(ksn)
 }
 
 // keyHolder returns the RRN that holds rec's duplicate key in the applier's view:

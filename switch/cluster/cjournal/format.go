@@ -24,13 +24,17 @@ import (
 //     (so /readyz) says why and every first write answers 91 at once.
 //
 // Messages without the header were written by a version before the guard (format
-// 2 or earlier); this version reads them as before. Nodes of those versions check
+// 2 or earlier); this version reads them as before (their entries are decided as
+// this version's are). Nodes of those versions check
 // nothing: upgrade them all together once, and from this version on a node of an
 // older format refuses by itself.
 const (
-	// Format is the stream format this version writes and reads: 2, groups (kind
-	// g) whose write-ahead records (kind f) every node decides in stream order.
-	Format = 2
+	// Format is the stream format this version writes and reads: 3, groups (kind
+	// g) whose write-ahead records (kind f) every node decides in stream order, by
+	// their duplicate key and by their DUKPT KSN (first.go). Format 2 (the versions
+	// of 3 December 2026 before the guard) decided by the duplicate key alone; 1
+	// published each write-ahead record alone.
+	Format = 3
 	// metaFormat is the stream metadata key that holds the newest format a node
 	// opened the stream with.
 	metaFormat = cluster.FormatKey

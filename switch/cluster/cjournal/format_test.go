@@ -3,6 +3,7 @@ package cjournal
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -64,18 +65,19 @@ func TestFormat(t *testing.T) {
 	}
 
 	// A newer format halts node 1's applier.
-	publish("3", request("200000000002", "TV", "000003", at))
+	newer := strconv.Itoa(Format + 1)
+	publish(newer, request("200000000002", "TV", "000003", at))
 	select {
 	case <-m1.j.ap.halt:
 	case <-ctx.Done():
-		t.Fatal("the applier did not halt at a message of format 3")
+		t.Fatalf("the applier did not halt at a message of format %s", newer)
 	}
 	if _, err := m1.j.Get("200000000002"); !errors.Is(err, journal.ErrNotFound) {
-		t.Fatalf("the message of format 3 was applied: %v", err)
+		t.Fatalf("the message of format %s was applied: %v", newer, err)
 	}
 	err = m1.j.Following(ctx)
-	if !errors.Is(err, ErrNewerFormat) || !strings.Contains(err.Error(), `"3"`) || !strings.Contains(err.Error(), "journal.2.g") {
-		t.Fatalf("Following after a message of format 3: %v", err)
+	if !errors.Is(err, ErrNewerFormat) || !strings.Contains(err.Error(), strconv.Quote(newer)) || !strings.Contains(err.Error(), "journal.2.g") {
+		t.Fatalf("Following after a message of format %s: %v", newer, err)
 	}
 	// A first write fails at once (the pipeline answers 91), not after AckTimeout.
 	rrn, err := m1.j.NextRRN()
@@ -96,12 +98,12 @@ func TestFormat(t *testing.T) {
 		if m != nil {
 			m.close(t)
 		}
-		t.Fatalf("Open on a stream holding a message of format 3: %v", err)
+		t.Fatalf("Open on a stream holding a message of format %s: %v", newer, err)
 	}
 
 	// A stream whose metadata names a newer format is refused before anything is read.
 	cfg := info.Config
-	cfg.Metadata = map[string]string{metaFormat: "3"}
+	cfg.Metadata = map[string]string{metaFormat: newer}
 	if _, err := m1.j.js.UpdateStream(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -110,6 +112,6 @@ func TestFormat(t *testing.T) {
 		if m != nil {
 			m.close(t)
 		}
-		t.Fatalf("Open on a stream whose metadata names format 3: %v", err)
+		t.Fatalf("Open on a stream whose metadata names format %s: %v", newer, err)
 	}
 }

@@ -128,7 +128,7 @@ func tryOpenMember(t testing.TB, ctx context.Context, nd *cluster.Node, num, rep
 	if m.db, err = badger.Open(badger.DefaultOptions(filepath.Join(dir, "badger")).WithLogger(nil).WithSyncWrites(false)); err != nil {
 		t.Fatal(err)
 	}
-	if m.store, err = journal.Open(m.db, journal.Options{Dir: filepath.Join(dir, "journal"), RRNPrefix: strconv.Itoa(num), IndexDelay: 10 * time.Millisecond}); err != nil {
+	if m.store, err = journal.Open(m.db, journal.Options{Dir: filepath.Join(dir, "journal"), RRNPrefix: strconv.Itoa(num), IndexDelay: 10 * time.Millisecond, IndexKSN: true}); err != nil {
 		t.Fatal(err)
 	}
 	m.j, err = Open(ctx, nd, m.store, m.db, Options{Node: num, Replicas: replicas, AckTimeout: 3 * time.Second, Logger: testLogger(t),
