@@ -78,7 +78,8 @@ func (s *Server) startCluster(cfg cluster.Config) (*clusterNode, error) {
 // retry runs fn until it succeeds or clusterStartTimeout has passed, each try with
 // a short deadline: at a cluster's start, requests to streams and buckets whose
 // leaders are being elected go unanswered ("no responders", timeouts) for a few
-// seconds.
+// seconds. A journal written by a newer version (cjournal.ErrNewerFormat) is not
+// tried again: the node must be upgraded.
 func (c *clusterNode) retry(what string, fn func(ctx context.Context) error) error {
 	deadline := time.Now().Add(clusterStartTimeout)
 	for {
@@ -88,7 +89,7 @@ func (c *clusterNode) retry(what string, fn func(ctx context.Context) error) err
 		if err == nil {
 			return nil
 		}
-		if time.Now().After(deadline) {
+		if time.Now().After(deadline) || errors.Is(err, cjournal.ErrNewerFormat) {
 			return fmt.Errorf("%s: %w", what, err)
 		}
 		c.log.Warn().Err(err).Str("what", what).Msg("cluster not answering yet; trying again")

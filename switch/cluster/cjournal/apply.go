@@ -261,6 +261,12 @@ func (j *Journal) follow() error {
 				if ctx.Err() != nil {
 					return j.flush()
 				}
+				if errors.Is(err, ErrNewerFormat) {
+					// Halting: what was applied before the message stays applied.
+					if ferr := j.flush(); ferr != nil {
+						j.log.Error().Err(ferr).Msg("cluster journal: the applied position could not be written at the halt")
+					}
+				}
 				return err
 			}
 			if n++; n >= flushEvery || len(in) == 0 {

@@ -72,6 +72,11 @@ func (j *Journal) writeFirst(ctx context.Context, rec *journal.Record, data []by
 	if len(rec.RRN) > 255 {
 		return fmt.Errorf("cjournal: record %s: an RRN of %d bytes", rec.RRN, len(rec.RRN))
 	}
+	if err := j.halted(); err != nil {
+		// Nothing new goes into a stream this node no longer reads (the final
+		// versions of requests already in flight still do).
+		return fmt.Errorf("cjournal: %s: %w: %w", what, journal.ErrUnavailable, err)
+	}
 	w := &firstWait{rec: rec, data: data, done: make(chan struct{})}
 	j.ap.firstMu.Lock()
 	j.ap.firsts[rec.RRN] = w
@@ -108,8 +113,12 @@ func (j *Journal) writeFirst(ctx context.Context, rec *journal.Record, data []by
 		forget()
 		return j.failed(what, errors.New("the journal is closed"))
 	case <-j.ap.halt:
-		forget()
-		return fmt.Errorf("cjournal: %s: %w: %w", what, journal.ErrUnavailable, j.ap.haltErr)
+		select {
+		case <-w.done: // decided before the halt: the verdict stands
+		default:
+			forget()
+			return fmt.Errorf("cjournal: %s: %w: %w", what, journal.ErrUnavailable, j.ap.haltErr)
+		}
 	}
 	switch {
 	case w.err != nil:

@@ -20,8 +20,14 @@ import (
 //   - Open fails when the stream's metadata (metaFormat) names a newer format, and
 //     otherwise sets it to Format.
 //   - Every message carries its format (the Sy-Format header); the applier halts at
-//     the first message of a newer format (haltError), and from then on Following
-//     (so /readyz) says why and every first write answers 91 at once.
+//     the first message of a newer format (halt), and from then on Following (so
+//     /readyz) says why and every first write fails at once, before anything is
+//     published (the pipeline answers 91). The final versions of requests already
+//     in flight are still written and published.
+//
+// The metadata is advisory (a node of a version before the guard rewrites the
+// stream's configuration without it, and two nodes opening at once may each write
+// theirs); the header is the guard.
 //
 // Messages without the header were written by a version before the guard (format
 // 2 or earlier); this version reads them as before (their entries are decided as
@@ -55,7 +61,7 @@ type formatError struct {
 }
 
 func (e *formatError) Error() string {
-	return fmt.Sprintf("cjournal: %s names the journal format %q; this version reads formats up to %d: %v", e.where, e.found, Format, ErrNewerFormat)
+	return fmt.Sprintf("cjournal: %s names the journal format %q, not one this version reads (1 to %d): %v", e.where, e.found, Format, ErrNewerFormat)
 }
 
 func (e *formatError) Unwrap() error { return ErrNewerFormat }
