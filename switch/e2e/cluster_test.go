@@ -85,7 +85,8 @@ func TestClusterServes(t *testing.T) {
 
 // testDUKPTReplay: a DUKPT PIN accepted on node 1 advances the device's counter on
 // the other nodes too: the same KSN sent to node 2 (a new request, captured and
-// replayed) is refused there as a replay once node 2 has node 1's record. A KSN that
+// replayed) is refused there as a replay once node 2 has node 1's record, and on node 3
+// at once, whether or not it has (the stream's order refuses it then). A KSN that
 // node 1 refused before its HSM took it (a bad MAC) does not: a forged request with a
 // high counter must not block the device's next real KSN elsewhere.
 func (c *testCluster) testDUKPTReplay(t *testing.T) {
@@ -131,6 +132,15 @@ func (c *testCluster) testDUKPTReplay(t *testing.T) {
 	c.waitJournaled(2, "T0000002", first.RRN, 10*time.Second)
 	if r := send(2, ksn, mac); r.RC != "63" || r.Reason != "dukpt-replay" {
 		t.Fatalf("KSN %s, accepted on node 1, sent again to node 2: %s (%s); want 63 dukpt-replay", ksn, r.RC, r.Reason)
+	}
+	// The same without waiting: node 3 may not have applied node 1's record yet (its
+	// HSM's counter then does not know the KSN), and the stream's order refuses it.
+	ksn = nextKSN()
+	if r := send(1, ksn, mac); r.RC != "00" {
+		t.Fatalf("DUKPT PIN on node 1 (KSN %s): %s (%s)", ksn, r.RC, r.Reason)
+	}
+	if r := send(3, ksn, mac); r.RC != "63" || r.Reason != "dukpt-replay" {
+		t.Fatalf("KSN %s, accepted on node 1, sent at once to node 3: %s (%s); want 63 dukpt-replay", ksn, r.RC, r.Reason)
 	}
 
 	high := fmt.Sprintf("FFFF9876543210E%05X", ksnCounter.Load()+0x800)

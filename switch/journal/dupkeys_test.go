@@ -128,6 +128,19 @@ func TestKSNIndex(t *testing.T) {
 
 	db, s = openKSN(true)
 	find(s, ksn, rrn) // after a restart: from the index, through the filter
+	find(s, "ffff9876543210e00001", rrn)
+	s.Close()
+	db.Close()
+
+	// Opened without the option (switchyard journal on a cluster node's data), the
+	// store still indexes KSNs: it was opened with it once.
+	db, s = openKSN(false)
+	r3 := sample("000000000555", at, "TKSN0003")
+	r3.KSN = "FFFF9876543210E00003"
+	if err := s.Write(ctx, r3, true, true); err != nil {
+		t.Fatal(err)
+	}
+	find(s, r3.KSN, r3.RRN)
 	s.Close()
 	db.Close()
 

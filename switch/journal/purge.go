@@ -157,7 +157,7 @@ func (s *Store) Purge(ctx context.Context, before time.Time) (PurgeResult, error
 				return nil // an older version, or gone already
 			}
 			pr := purgeRec{rrn: rec.RRN, ptr: ptr, tid: rec.TID, at: rec.Received, dup: DupKey(rec.TID, rec.STAN, rec.DE7)}
-			if rec.KSN != "" {
+			if s.opts.IndexKSN && rec.KSN != "" {
 				pr.ksn = KSNKey(rec.KSN)
 			}
 			batch = append(batch, pr)

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -161,8 +162,9 @@ func DupKey(tid, stan, de7 string) string { return tid + "/" + stan + "/" + de7 
 
 // KSNKey is the key under which the duplicate index holds the first record that
 // carried a DUKPT KSN (Options.IndexKSN). It starts with "/", as no DupKey does (their
-// DE 41 is never empty).
-func KSNKey(ksn string) string { return "/ksn/" + ksn }
+// DE 41 is never empty). The KSN is hexadecimal, read by the HSM in either case: the
+// key is upper-cased, so that a replay with the KSN in lower case finds it.
+func KSNKey(ksn string) string { return "/ksn/" + strings.ToUpper(ksn) }
 
 // LookupDuplicate returns the RRN of the request with the same DE 41, DE 11 and DE 7,
 // if the journal holds one.

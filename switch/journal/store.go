@@ -58,6 +58,7 @@ const (
 	keyCkpt      = "j/ckpt"
 	keyApplied   = "j/applied"
 	keyKVApplied = "j/kvapplied"
+	keyIndexKSN  = "j/indexksn" // set once a store was opened with Options.IndexKSN
 )
 
 // ErrNotFound is returned for an RRN the journal does not hold.
@@ -191,6 +192,31 @@ type Store struct {
 	purgeMu sync.Mutex // one Purge at a time (purge.go)
 }
 
+// keepIndexKSN sets opts.IndexKSN when the store was opened with it before, and
+// notes it in Badger when it is set.
+func keepIndexKSN(db *badger.DB, opts *Options) error {
+	noted := false
+	err := db.View(func(txn *badger.Txn) error {
+		_, err := txn.Get([]byte(keyIndexKSN))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		noted = err == nil
+		return err
+	})
+	switch {
+	case err != nil:
+	case noted:
+		opts.IndexKSN = true
+	case opts.IndexKSN:
+		err = db.Update(func(txn *badger.Txn) error { return txn.Set([]byte(keyIndexKSN), []byte{1}) })
+	}
+	if err != nil {
+		return fmt.Errorf("journal: read or note %s: %w", keyIndexKSN, err)
+	}
+	return nil
+}
+
 // Open starts a journal with its log in opts.Dir and its index in db (opened by the
 // caller; other subsystems may share it under other key prefixes). It first indexes
 // whatever the log holds beyond the index (after a crash) and cuts off a torn last
@@ -210,6 +236,12 @@ func Open(db *badger.DB, opts Options) (*Store, error) {
 	}
 	if p := opts.RRNPrefix; p != "" && (len(p) != 1 || p[0] < '1' || p[0] > '9') {
 		return nil, fmt.Errorf("journal: RRN prefix %q is not a single digit from 1 to 9", p)
+	}
+	// A store once opened with IndexKSN (a cluster node's) keeps it, so that a tool
+	// that opens it alone (switchyard journal) and replays the log's tail does not
+	// leave KSNs out of its index.
+	if err := keepIndexKSN(db, &opts); err != nil {
+		return nil, err
 	}
 	s := &Store{db: db, opts: opts,
 		pend: pending{recs: map[string]*pendRec{}, deliv: map[string]pendDeliv{}, dup: map[string]string{}},

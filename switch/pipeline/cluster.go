@@ -52,8 +52,9 @@ func (p *Pipeline) SeenRemote(tid, stan, de7 string, at time.Time) {
 // journalFailed answers a request whose record the journal did not take. A
 // DuplicateError at its first write means that another node journaled the same request
 // first: nothing of this one is kept (its RRN leaves the open set) and it is answered
-// as that one's duplicate. Any other failure is a system error (91 when the journal is
-// unavailable, see systemError).
+// as that one's duplicate. A KSNReplayError means that another record carried its
+// DUKPT KSN first: it is declined as a replay (ksnReplayed). Any other failure is a
+// system error (91 when the journal is unavailable, see systemError).
 func (p *Pipeline) journalFailed(ctx context.Context, t *txn, err error) (frontend.Response, error) {
 	var replay *journal.KSNReplayError
 	if !t.written && t.rec.KSN != "" && errors.As(err, &replay) {
@@ -351,6 +352,14 @@ func (p *Pipeline) settleOne(ctx context.Context, it settleItem) error {
 		return p.journal.Write(ctx, cur, false, true)
 	}
 	err := p.journal.Write(ctx, it.rec, it.first, true)
+	var replay *journal.KSNReplayError
+	if it.first && it.rec.KSN != "" && errors.As(err, &replay) {
+		// A replay of its KSN reached the cluster's order first (this request was
+		// never sent: its write-ahead record is what failed). The record is kept,
+		// without the KSN, as the answer the terminal got.
+		it.rec.KSN = ""
+		err = p.journal.Write(ctx, it.rec, true, true)
+	}
 	var dup *journal.DuplicateError
 	if errors.As(err, &dup) {
 		if dup.RRN == it.rec.RRN {

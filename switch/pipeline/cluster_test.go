@@ -196,6 +196,23 @@ func TestJournalUnavailableSettles(t *testing.T) {
 					return errNoQuorum
 				}
 			}, up: func(h *harness) { h.j.writeHook = nil }},
+		{name: "write ahead not taken, and a replay of its KSN ordered first: kept without the KSN",
+			opts: []option{withHSM, withTerminal(termDUKPT)},
+			setup: func(h *harness) termclient.Txn {
+				tx := h.purchase(1000)
+				tx.PINBlock, tx.TLV = pinBlock, [][2]string{{message.TagKSN, "FFFF9876543210E00007"}}
+				return tx
+			},
+			down: func(h *harness) { h.j.failWrite = errNoQuorum },
+			up: func(h *harness) {
+				h.j.failWrite = nil
+				h.j.writeHook = func(r *journal.Record, first bool) error {
+					if first && r.KSN != "" {
+						return &journal.KSNReplayError{RRN: "200000000009"}
+					}
+					return nil
+				}
+			}},
 		{name: "final record of an approval not taken", opts: []option{failFinal("")},
 			up: func(h *harness) { h.j.writeHook = nil }, reversed: "switch:journal-unavailable"},
 		{name: "void: original's reversal mark not taken",
@@ -230,6 +247,9 @@ func TestJournalUnavailableSettles(t *testing.T) {
 			tc.up(h)
 			h.p.settle(t.Context())
 			rec := h.record(a.RRN)
+			if rec.KSN != "" {
+				t.Fatalf("record %s carries KSN %s", rec.RRN, rec.KSN)
+			}
 			if rec.RC != "91" || rec.Reason != "journal-unavailable" || rec.DecidedBy != "journal" || rec.ReversedBy != tc.reversed {
 				t.Fatalf("record %s %q by %s reversed by %q, want 91 journal-unavailable by journal reversed by %q",
 					rec.RC, rec.Reason, rec.DecidedBy, rec.ReversedBy, tc.reversed)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/switchyard/switchyard/hsm"
 	"github.com/switchyard/switchyard/hsm/pinblock"
@@ -127,7 +128,7 @@ func (p *Pipeline) translatePIN(ctx context.Context, t *txn, issuer string) ([]b
 			// theirs from the record (journal.Record.KSN). Only then: a KSN the HSM
 			// did not take (a bad MAC, a replay, no PIN) must not block the device
 			// elsewhere.
-			t.rec.KSN = req.KSN
+			t.rec.KSN = strings.ToUpper(req.KSN) // hexadecimal: one form for the cluster's index
 		}
 		return block, "", ""
 	case errors.Is(err, hsm.ErrUnavailable):

@@ -51,8 +51,9 @@ type applier struct {
 	next     uint64 // the last sequence applied to the store, not yet flushed
 	flushed  uint64 // the position last written to Badger
 	failures uint64 // the store's CommitFailures as of the last flush
-	// keys are the duplicate keys of the records applied since the last flush (the
-	// store's index may not show them yet), with their RRNs.
+	// keys are the duplicate keys (and journal.KSNKey of their DUKPT KSNs) of the
+	// records applied since the last flush (the store's index may not show them
+	// yet), with their RRNs.
 	keys map[string]string
 }
 
@@ -347,9 +348,11 @@ func (j *Journal) apply(ctx context.Context, m jetstream.Msg) error {
 	// Own messages the stream held when Open ran are restored where the store
 	// lacks them; past that, only own first versions are looked at (decided).
 	restoring := own && seq <= j.ap.restoreTo
-	if err := checkFormat(h.Get(hdrFormat), fmt.Sprintf("%s message %d (%s)", StreamName, seq, m.Subject())); err != nil {
+	format, err := checkFormat(h.Get(hdrFormat), fmt.Sprintf("%s message %d (%s)", StreamName, seq, m.Subject()))
+	if err != nil {
 		return err
 	}
+	byKSN := format >= ksnFormat
 	kind, data := h.Get(hdrKind), m.Data()
 	switch {
 	case kind == kindGroup:
@@ -357,13 +360,13 @@ func (j *Journal) apply(ctx context.Context, m jetstream.Msg) error {
 			if own && !restoring && kind != kindFirst {
 				return nil
 			}
-			return j.skipBad(seq, m.Subject(), j.applyMsg(ctx, seq, kind, payload, own, false))
+			return j.skipBad(seq, m.Subject(), j.applyMsg(ctx, seq, kind, payload, own, false, byKSN))
 		})
 	case !own || restoring:
 		// A first version published alone (the previous version's form) after this
 		// process opened the journal is not in the local store: no need to look.
 		fresh := seq > j.ap.restoreTo && h.Get(hdrFirst) == "1"
-		err = j.applyMsg(ctx, seq, kind, data, own, fresh)
+		err = j.applyMsg(ctx, seq, kind, data, own, fresh, byKSN)
 	}
 	if err := j.skipBad(seq, m.Subject(), err); err != nil {
 		return fmt.Errorf("apply %s sequence %d (%s): %w", StreamName, seq, m.Subject(), err)
@@ -393,7 +396,7 @@ func (j *Journal) skipBad(seq uint64, subject string, err error) error {
 // An own record version is written only if the store lacks it (or holds an older
 // version). With fresh, the message is a record's first version that no earlier run
 // of the applier can have applied (the store lacks it).
-func (j *Journal) applyMsg(ctx context.Context, seq uint64, kind string, data []byte, own, fresh bool) error {
+func (j *Journal) applyMsg(ctx context.Context, seq uint64, kind string, data []byte, own, fresh, byKSN bool) error {
 	switch kind {
 	case kindRecord:
 		rec := new(journal.Record)
@@ -402,7 +405,7 @@ func (j *Journal) applyMsg(ctx context.Context, seq uint64, kind string, data []
 		}
 		return j.applyRecord(ctx, rec, data, own, fresh, nil)
 	case kindFirst:
-		return j.applyFirst(ctx, seq, data, own)
+		return j.applyFirst(ctx, seq, data, own, byKSN)
 	case kindDeliv:
 		return j.applyMarks(data)
 	case kindBatch:

@@ -153,7 +153,9 @@ func (j *Journal) writeFirst(ctx context.Context, rec *journal.Record, data []by
 
 // applyFirst decides an f entry at stream sequence seq (see the top of this file)
 // and applies it when it is taken; a waiting writer of this node is told at once.
-func (j *Journal) applyFirst(ctx context.Context, seq uint64, payload []byte, own bool) error {
+// With byKSN (the entry's format is ksnFormat or later) a DUKPT KSN that another
+// RRN carried earlier makes it void too.
+func (j *Journal) applyFirst(ctx context.Context, seq uint64, payload []byte, own, byKSN bool) error {
 	if len(payload) < 1 || len(payload) < 1+int(payload[0]) {
 		return badMessage{fmt.Errorf("first version of %d bytes", len(payload))}
 	}
@@ -201,7 +203,7 @@ func (j *Journal) applyFirst(ctx context.Context, seq uint64, payload []byte, ow
 		}
 		return nil
 	}
-	if !known && rec.KSN != "" {
+	if byKSN && !known && rec.KSN != "" {
 		// A DUKPT KSN another RRN carried earlier in the stream: a replay that reached
 		// its node before that node applied the first (its HSM's counters did not
 		// know it yet). Void on every node. (A known key is this RRN's own retry.)

@@ -30,16 +30,17 @@ import (
 // theirs); the header is the guard.
 //
 // Messages without the header were written by a version before the guard (format
-// 2 or earlier); this version reads them as before (their entries are decided as
-// this version's are). Nodes of those versions check
+// 2 or earlier); this version reads them as before, and decides their write-ahead
+// records as those versions did (by the duplicate key alone, not by the KSN:
+// ksnFormat). Nodes of those versions check
 // nothing: upgrade them all together once, and from this version on a node of an
 // older format refuses by itself.
 const (
 	// Format is the stream format this version writes and reads: 3, groups (kind
 	// g) whose write-ahead records (kind f) every node decides in stream order, by
 	// their duplicate key and by their DUKPT KSN (first.go). Format 2 (the versions
-	// of 3 December 2026 before the guard) decided by the duplicate key alone; 1
-	// published each write-ahead record alone.
+	// of 2 and 3 December 2026) decided by the duplicate key alone; 1 published each
+	// write-ahead record alone.
 	Format = 3
 	// metaFormat is the stream metadata key that holds the newest format a node
 	// opened the stream with.
@@ -66,16 +67,24 @@ func (e *formatError) Error() string {
 
 func (e *formatError) Unwrap() error { return ErrNewerFormat }
 
-// checkFormat returns a *formatError unless v is empty (written before formats were
-// named) or a format up to Format.
-func checkFormat(v, where string) error {
-	if v == "" || v == formatText {
-		return nil
+// ksnFormat is the first format whose write-ahead records are decided by their
+// DUKPT KSN too: an entry of an earlier format is decided as the nodes that wrote
+// it decide, by its duplicate key alone.
+const ksnFormat = 3
+
+// checkFormat returns the format v names (0 when empty: written before formats were
+// named), or a *formatError unless it is a format up to Format.
+func checkFormat(v, where string) (int, error) {
+	if v == "" {
+		return 0, nil
+	}
+	if v == formatText {
+		return Format, nil
 	}
 	if n, err := strconv.Atoi(v); err == nil && n >= 1 && n <= Format {
-		return nil
+		return n, nil
 	}
-	return &formatError{where: where, found: v}
+	return 0, &formatError{where: where, found: v}
 }
 
 // checkStreamFormat refuses a stream whose metadata names a format newer than
@@ -88,7 +97,8 @@ func checkStreamFormat(ctx context.Context, js jetstream.JetStream) error {
 	if err != nil {
 		return fmt.Errorf("cjournal: look up the stream %s: %w", StreamName, err)
 	}
-	return checkFormat(s.CachedInfo().Config.Metadata[metaFormat], "the stream "+StreamName+"'s metadata")
+	_, err = checkFormat(s.CachedInfo().Config.Metadata[metaFormat], "the stream "+StreamName+"'s metadata")
+	return err
 }
 
 // halt stops the applier for good (until the process restarts on a version that

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/switchyard/switchyard/switch/journal"
 )
 
@@ -58,9 +60,25 @@ func TestKSNReplay(t *testing.T) {
 			t.Fatalf("node %d holds the replay %s: %v", m.num, r.RRN, err)
 		}
 	}
-	// After the flush: from the store's index.
-	if _, err := write(m2, "TK000002", "000002", "FFFF9876543210E00001"); replayOf(err) != first.RRN {
-		t.Fatalf("the replay again, once applied everywhere: %v", err)
+	// After the flush: from the store's index; the KSN in lower case is the same KSN.
+	if _, err := write(m2, "TK000002", "000002", "ffff9876543210e00001"); replayOf(err) != first.RRN {
+		t.Fatalf("the replay again in lower case, once applied everywhere: %v", err)
+	}
+	// An entry of a version before format 3 (no Sy-Format header) is decided by its
+	// duplicate key alone, as that version decides it: taken.
+	old := request("200000000099", "TK000003", "000001", at)
+	old.KSN = "FFFF9876543210E00001"
+	msg := &nats.Msg{Subject: "journal.2.g", Data: firstEntry(t, old), Header: nats.Header{}}
+	msg.Header.Set(hdrNode, "2")
+	msg.Header.Set(hdrKind, kindGroup)
+	if _, err := m1.j.js.PublishMsg(ctx, msg); err != nil {
+		t.Fatal(err)
+	}
+	if err := m1.j.CaughtUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m1.j.Get(old.RRN); err != nil {
+		t.Fatalf("an entry of format 2 with a KSN used before: %v; want it taken", err)
 	}
 	// The first request written again (a retry: its own RRN) and a new KSN are taken.
 	if err := m1.j.Write(ctx, first, true, true); err != nil {
