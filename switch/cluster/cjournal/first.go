@@ -185,15 +185,20 @@ func (j *Journal) applyFirst(ctx context.Context, seq uint64, payload []byte, ow
 			return badMessage{fmt.Errorf("first version %s: holds record %s (key %s/%s/%s, RC %q)", rrn, rec.RRN, rec.TID, rec.STAN, rec.DE7, rec.RC)}
 		}
 	}
-	holder, known, err := j.keyHolder(rec)
-	if err != nil {
-		if w != nil { // redelivered after the applier's restart: decided then
+	// After an error the entry is redelivered once the applier starts again, and
+	// decided then: its writer waits on.
+	waitAgain := func() {
+		if w != nil {
 			j.ap.firstMu.Lock()
 			if j.ap.firsts[rrn] == nil {
 				j.ap.firsts[rrn] = w
 			}
 			j.ap.firstMu.Unlock()
 		}
+	}
+	holder, known, err := j.keyHolder(rec)
+	if err != nil {
+		waitAgain()
 		return err
 	}
 	if known && holder != rrn {
@@ -209,13 +214,7 @@ func (j *Journal) applyFirst(ctx context.Context, seq uint64, payload []byte, ow
 		// know it yet). Void on every node. (A known key is this RRN's own retry.)
 		first, used, err := j.ksnHolder(rec.KSN)
 		if err != nil {
-			if w != nil {
-				j.ap.firstMu.Lock()
-				if j.ap.firsts[rrn] == nil {
-					j.ap.firsts[rrn] = w
-				}
-				j.ap.firstMu.Unlock()
-			}
+			waitAgain()
 			return err
 		}
 		if used && first != rrn {
