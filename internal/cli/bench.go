@@ -16,7 +16,7 @@ func init() {
 }
 
 func runBench(env *Env, args []string) int {
-	fs := newFlags(env, "bench", "[--duration D] [--terminals N] [--conns N] [--depth N] | --faults [--outage D] [--after-outage D] ... | --cluster 3 [--profile] [--cluster-tls]")
+	fs := newFlags(env, "bench", "[--duration D] [--terminals N] [--conns N] [--depth N] | --faults [--outage D] [--after-outage D] ... | --cluster 3 [--profile] [--cluster-tls] [--rounds N]")
 	o := bench.Options{Out: env.Stderr}
 	fs.DurationVar(&o.Duration, "duration", 30e9, "measured time against the switch")
 	fs.DurationVar(&o.Warmup, "warmup", 3e9, "warm-up before measuring")
@@ -58,6 +58,7 @@ func runBench(env *Env, args []string) int {
 	clusterNodes := fs.Int("cluster", 0, "the cluster bench instead: one node, then this many nodes with embedded JetStream (3 to 5), under the same load")
 	clusterTLS := fs.Bool("cluster-tls", false, "--cluster: the nodes' routes and client ports in mutual TLS (cluster.embedded.tls), with certificates made for the run")
 	profile := fs.Bool("profile", true, "--cluster: profile every switch process to split the embedded nats-server's CPU from the switch's")
+	rounds := fs.Int("rounds", 1, "--cluster: repeat the run (a fresh single node, then a fresh cluster) this many times; the ratio is the rounds' median")
 	curve := fs.String("curve", "", "a latency-versus-rate curve: open loops from:to:step authorizations/s, e.g. 1000:10000:1000")
 	fs.DurationVar(&o.CurveStep, "curve-step", 10e9, "measured time at each rate of --curve")
 	fs.BoolVar(&o.Fresh, "fresh", false, "run the open loops (--rate, --curve) on the fresh switch, before the closed loop (default: after it, once settled)")
@@ -76,8 +77,14 @@ func runBench(env *Env, args []string) int {
 	if *clusterTLS && *clusterNodes == 0 {
 		return fail(env, "bench: --cluster-tls goes with --cluster N")
 	}
+	if *rounds != 1 && *clusterNodes == 0 {
+		return fail(env, "bench: --rounds goes with --cluster N")
+	}
+	if *rounds < 1 || *rounds > 20 {
+		return fail(env, "bench: --rounds %d: want 1 to 20", *rounds)
+	}
 	if *clusterNodes != 0 {
-		return runClusterBench(env, fs, o, *clusterNodes, *profile, *clusterTLS)
+		return runClusterBench(env, fs, o, *clusterNodes, *profile, *clusterTLS, *rounds)
 	}
 	if *faults {
 		return runFaultBench(env, fs, fo, o, *faultRate, *results)
@@ -150,10 +157,10 @@ func runFaultBench(env *Env, fs *flag.FlagSet, fo bench.FaultOptions, o bench.Op
 // runClusterBench runs `bench --cluster N`. Of the ordinary bench's flags it takes
 // --duration, --warmup, --terminals, --conns and --depth only when given, as its
 // defaults differ (20s, 3s, 600, 8 per node, 8).
-func runClusterBench(env *Env, fs *flag.FlagSet, o bench.Options, nodes int, profile, tls bool) int {
+func runClusterBench(env *Env, fs *flag.FlagSet, o bench.Options, nodes int, profile, tls bool, rounds int) int {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	co := bench.ClusterOptions{Nodes: nodes, Profile: profile, TLS: tls, RulesDir: o.RulesDir, WorkDir: o.WorkDir, Out: env.Stderr}
+	co := bench.ClusterOptions{Nodes: nodes, Profile: profile, TLS: tls, Rounds: rounds, RulesDir: o.RulesDir, WorkDir: o.WorkDir, Out: env.Stderr}
 	if profile && o.WorkDir != "" {
 		co.ProfileDir = o.WorkDir // kept with the nodes' data and logs
 	}
