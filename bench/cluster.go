@@ -150,70 +150,23 @@ func RunCluster(ctx context.Context, o ClusterOptions) (*ClusterReport, error) {
 	}
 	defer sim.stop()
 	rep := &ClusterReport{TLS: o.TLS}
-	if o.Rounds > 1 {
-		return runRounds(ctx, o, dir, rulesDir, simAddr, sim, rep)
+	if o.Rounds <= 1 {
+		if err := runRound(ctx, o, dir, "", rulesDir, simAddr, sim, rep); err != nil {
+			return rep, err
+		}
+		if rep.Single.CPUPerAuthUS > 0 {
+			rep.Ratio = rep.Cluster.CPUPerAuthUS / rep.Single.CPUPerAuthUS
+		}
+		if rep.Single.MarginalPerAuthUS > 0 {
+			rep.MarginalRatio = rep.Cluster.MarginalPerAuthUS / rep.Single.MarginalPerAuthUS
+		}
+		return rep, nil
 	}
-
-	// One node, the single-node Badger mode.
-	single, err := startNodes(ctx, o.Exe, filepath.Join(dir, "single"), rulesDir, simAddr, 1, false, false)
-	if err != nil {
-		return nil, err
-	}
-	fmt.Fprintf(o.Out, "single node: %d terminals over %d connections, %d in flight each, %s warm-up, %s measured\n",
-		o.Terminals, o.Conns, o.Depth, o.Warmup, o.Duration)
-	rep.Single, err = measure(ctx, o, "single node", single, sim)
-	stopNodes(single, o.Out)
-	if err != nil {
-		return nil, err
-	}
-
-	// The cluster.
-	nodes, err := startNodes(ctx, o.Exe, filepath.Join(dir, "cluster"), rulesDir, simAddr, o.Nodes, true, o.TLS)
-	if err != nil {
-		return nil, err
-	}
-	fmt.Fprintf(o.Out, "cluster of %d nodes (embedded JetStream, R3): the same load spread over the nodes\n", o.Nodes)
-	rep.Cluster, err = measure(ctx, o, fmt.Sprintf("cluster of %d", o.Nodes), nodes, sim)
-	stopNodes(nodes, o.Out)
-	if err != nil {
-		return rep, err
-	}
-	if rep.Single.CPUPerAuthUS > 0 {
-		rep.Ratio = rep.Cluster.CPUPerAuthUS / rep.Single.CPUPerAuthUS
-	}
-	if rep.Single.MarginalPerAuthUS > 0 {
-		rep.MarginalRatio = rep.Cluster.MarginalPerAuthUS / rep.Single.MarginalPerAuthUS
-	}
-	return rep, nil
-}
-
-// runRounds is RunCluster with o.Rounds rounds, each the one-round procedure (a
-// fresh single node measured and stopped, then a fresh cluster measured and stopped,
-// so that neither's background work, a compaction after its load, lands in the
-// other's window).
-func runRounds(ctx context.Context, o ClusterOptions, dir, rulesDir, simAddr string, sim *proc, rep *ClusterReport) (*ClusterReport, error) {
-	var marginal []float64
+	// Rounds: each the procedure of one run, in a directory of its own.
+	var ratios, marginal []float64
 	for r := 1; r <= o.Rounds; r++ {
-		rdir := filepath.Join(dir, fmt.Sprintf("round%d", r))
-		single, err := startNodes(ctx, o.Exe, filepath.Join(rdir, "single"), rulesDir, simAddr, 1, false, false)
-		if err != nil {
-			return nil, err
-		}
-		fmt.Fprintf(o.Out, "round %d of %d: single node, %d terminals over %d connections, %d in flight each, %s warm-up, %s measured\n",
-			r, o.Rounds, o.Terminals, o.Conns, o.Depth, o.Warmup, o.Duration)
-		rep.Single, err = measure(ctx, o, "single node", single, sim)
-		stopNodes(single, o.Out)
-		if err != nil {
-			return nil, err
-		}
-		nodes, err := startNodes(ctx, o.Exe, filepath.Join(rdir, "cluster"), rulesDir, simAddr, o.Nodes, true, o.TLS)
-		if err != nil {
-			return nil, err
-		}
-		fmt.Fprintf(o.Out, "round %d of %d: cluster of %d nodes (embedded JetStream, R3), the same load spread over the nodes\n", r, o.Rounds, o.Nodes)
-		rep.Cluster, err = measure(ctx, o, fmt.Sprintf("cluster of %d", o.Nodes), nodes, sim)
-		stopNodes(nodes, o.Out)
-		if err != nil {
+		label := fmt.Sprintf("round %d of %d: ", r, o.Rounds)
+		if err := runRound(ctx, o, filepath.Join(dir, fmt.Sprintf("round%d", r)), label, rulesDir, simAddr, sim, rep); err != nil {
 			return rep, err
 		}
 		if rep.Single.CPUPerAuthUS <= 0 || rep.Single.MarginalPerAuthUS <= 0 {
@@ -221,15 +174,41 @@ func runRounds(ctx context.Context, o ClusterOptions, dir, rulesDir, simAddr str
 		}
 		rd := Round{SingleUS: rep.Single.CPUPerAuthUS, ClusterUS: rep.Cluster.CPUPerAuthUS, Ratio: rep.Cluster.CPUPerAuthUS / rep.Single.CPUPerAuthUS}
 		rep.Rounds = append(rep.Rounds, rd)
+		ratios = append(ratios, rd.Ratio)
 		marginal = append(marginal, rep.Cluster.MarginalPerAuthUS/rep.Single.MarginalPerAuthUS)
-		fmt.Fprintf(o.Out, "round %d of %d: single %.1f µs, cluster %.1f µs an authorization: %.2f×\n", r, o.Rounds, rd.SingleUS, rd.ClusterUS, rd.Ratio)
-	}
-	ratios := make([]float64, len(rep.Rounds))
-	for i, rd := range rep.Rounds {
-		ratios[i] = rd.Ratio
+		fmt.Fprintf(o.Out, "%ssingle %.1f µs, cluster %.1f µs an authorization: %.2f×\n", label, rd.SingleUS, rd.ClusterUS, rd.Ratio)
 	}
 	rep.Ratio, rep.MarginalRatio = median(ratios), median(marginal)
 	return rep, nil
+}
+
+// runRound measures a fresh single node, stops it, then a fresh cluster, and stops
+// it (so that neither's background work after its load, a compaction, lands in the
+// other's window), with their data under dir; it sets rep.Single and rep.Cluster.
+// label leads its progress lines.
+func runRound(ctx context.Context, o ClusterOptions, dir, label, rulesDir, simAddr string, sim *proc, rep *ClusterReport) error {
+	// One node, the single-node Badger mode.
+	single, err := startNodes(ctx, o.Exe, filepath.Join(dir, "single"), rulesDir, simAddr, 1, false, false)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(o.Out, "%ssingle node: %d terminals over %d connections, %d in flight each, %s warm-up, %s measured\n",
+		label, o.Terminals, o.Conns, o.Depth, o.Warmup, o.Duration)
+	rep.Single, err = measure(ctx, o, "single node", single, sim)
+	stopNodes(single, o.Out)
+	if err != nil {
+		return err
+	}
+
+	// The cluster.
+	nodes, err := startNodes(ctx, o.Exe, filepath.Join(dir, "cluster"), rulesDir, simAddr, o.Nodes, true, o.TLS)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(o.Out, "%scluster of %d nodes (embedded JetStream, R3): the same load spread over the nodes\n", label, o.Nodes)
+	rep.Cluster, err = measure(ctx, o, fmt.Sprintf("cluster of %d", o.Nodes), nodes, sim)
+	stopNodes(nodes, o.Out)
+	return err
 }
 
 // median returns the median of xs (the mean of the middle two for an even count).
