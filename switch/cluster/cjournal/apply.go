@@ -348,9 +348,10 @@ func (j *Journal) apply(ctx context.Context, m jetstream.Msg) error {
 	// Own messages the stream held when Open ran are restored where the store
 	// lacks them; past that, only own first versions are looked at (decided).
 	restoring := own && seq <= j.ap.restoreTo
-	format, err := checkFormat(h.Get(hdrFormat), fmt.Sprintf("%s message %d (%s)", StreamName, seq, m.Subject()))
-	if err != nil {
-		return err
+	format, fe := checkFormat(h.Get(hdrFormat))
+	if fe != nil {
+		fe.where = fmt.Sprintf("%s message %d (%s)", StreamName, seq, m.Subject())
+		return fe
 	}
 	byKSN := format >= ksnFormat
 	kind, data := h.Get(hdrKind), m.Data()

@@ -73,8 +73,9 @@ func (e *formatError) Unwrap() error { return ErrNewerFormat }
 const ksnFormat = 3
 
 // checkFormat returns the format v names (0 when empty: written before formats were
-// named), or a *formatError unless it is a format up to Format.
-func checkFormat(v, where string) (int, error) {
+// named), or, unless it is a format up to Format, a *formatError whose where the
+// caller fills in (not on every message's path).
+func checkFormat(v string) (int, *formatError) {
 	if v == "" {
 		return 0, nil
 	}
@@ -84,7 +85,7 @@ func checkFormat(v, where string) (int, error) {
 	if n, err := strconv.Atoi(v); err == nil && n >= 1 && n <= Format {
 		return n, nil
 	}
-	return 0, &formatError{where: where, found: v}
+	return 0, &formatError{found: v}
 }
 
 // checkStreamFormat refuses a stream whose metadata names a format newer than
@@ -97,8 +98,11 @@ func checkStreamFormat(ctx context.Context, js jetstream.JetStream) error {
 	if err != nil {
 		return fmt.Errorf("cjournal: look up the stream %s: %w", StreamName, err)
 	}
-	_, err = checkFormat(s.CachedInfo().Config.Metadata[metaFormat], "the stream "+StreamName+"'s metadata")
-	return err
+	if _, fe := checkFormat(s.CachedInfo().Config.Metadata[metaFormat]); fe != nil {
+		fe.where = "the stream " + StreamName + "'s metadata"
+		return fe
+	}
+	return nil
 }
 
 // halt stops the applier for good (until the process restarts on a version that
