@@ -205,6 +205,13 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	if s.db, err = OpenDB(cfg.DataDir, log); err != nil {
 		return nil, err
 	}
+	mode := dataMode{}
+	if cfg.Cluster != nil {
+		mode.node = cfg.Cluster.Node
+	}
+	if err := checkDataMode(s.db, cfg.DataDir, mode); err != nil {
+		return nil, err
+	}
 	if cfg.Cluster != nil {
 		if s.cl, err = s.startCluster(*cfg.Cluster); err != nil {
 			return nil, err

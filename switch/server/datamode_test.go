@@ -1,0 +1,110 @@
+package server
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/rs/zerolog"
+
+	"github.com/switchyard/switchyard/switch/cluster"
+	"github.com/switchyard/switchyard/switch/message"
+)
+
+// TestDataMode checks which way of running a data directory is taken for, recorded or
+// found by what it holds, and what is refused.
+func TestDataMode(t *testing.T) {
+	single, node := dataMode{}, func(n int) dataMode { return dataMode{node: n} }
+	cases := []struct {
+		name    string
+		keys    []string // written before the first check (a directory of an older version)
+		first   dataMode // the first check's way
+		firstOK string   // "" if the first check passes, else a part of its error
+		then    dataMode // a second check's way
+		thenErr string   // "" if it passes
+	}{
+		{name: "new single stays single", first: single, then: single},
+		{name: "new single refused as a node", first: single, then: node(1), thenErr: "holds a single switch's data, and this configuration is cluster node 1"},
+		{name: "new node stays itself", first: node(2), then: node(2)},
+		{name: "node refused as another", first: node(2), then: node(3), thenErr: "is cluster node 2's, and this configuration is cluster node 3 (cluster.node)"},
+		{name: "node refused alone", first: node(2), then: single, thenErr: "is cluster node 2's, and this configuration has no cluster section"},
+		{name: "old single (a transaction)", keys: []string{"j/seq/rrn"}, first: node(1), firstOK: "holds a single switch's data"},
+		{name: "old single (a registry)", keys: []string{"reg/m/000000000000001"}, first: node(1), firstOK: "holds a single switch's data"},
+		{name: "old single kept single", keys: []string{"j/seq/rrn", "reg/m/000000000000001"}, first: single, then: node(1), thenErr: "single switch's data"},
+		{name: "old node by its RRNs", keys: []string{"j/seq/rrn/4", "reg/rev"}, first: node(5), firstOK: "is cluster node 4's"},
+		{name: "old node by its RRNs, same number", keys: []string{"j/seq/rrn/4", "reg/rev"}, first: node(4), then: node(5), thenErr: "cluster node 4's"},
+		{name: "old node without a transaction takes the number", keys: []string{"reg/rev", "reg/m/000000000000001"}, first: node(5), then: node(6), thenErr: "cluster node 5's"},
+		{name: "old node without a transaction refused alone", keys: []string{"c/journal/applied"}, first: single, firstOK: "is a cluster node's, and this configuration has no cluster section"},
+		{name: "only a tool opened it", keys: []string{"j/applied"}, first: node(1), then: single, thenErr: "cluster node 1's"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			db, err := OpenDB(dir, zerolog.Nop())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			if len(c.keys) > 0 {
+				if err := db.Update(func(txn *badger.Txn) error {
+					for _, k := range c.keys {
+						if err := txn.Set([]byte(k), []byte("x")); err != nil {
+							return err
+						}
+					}
+					return nil
+				}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			err = checkDataMode(db, dir, c.first)
+			if !matches(err, c.firstOK) {
+				t.Fatalf("first check as %s: %v, want %q", c.first, err, c.firstOK)
+			}
+			if c.firstOK != "" {
+				// Refused: nothing recorded, the same refusal again.
+				if err := checkDataMode(db, dir, c.first); !matches(err, c.firstOK) {
+					t.Fatalf("second refusal: %v", err)
+				}
+				return
+			}
+			if err := checkDataMode(db, dir, c.then); !matches(err, c.thenErr) {
+				t.Fatalf("then as %s: %v, want %q", c.then, err, c.thenErr)
+			}
+			// The record holds whatever the data says: the first way is still taken.
+			if err := checkDataMode(db, dir, c.first); err != nil {
+				t.Fatalf("the first way again: %v", err)
+			}
+		})
+	}
+}
+
+func matches(err error, want string) bool {
+	if want == "" {
+		return err == nil
+	}
+	return err != nil && strings.Contains(err.Error(), want)
+}
+
+// TestSingleDataNotANode starts a single switch, journals a purchase, stops it, and
+// opens its data directory as a cluster node: refused before anything of the cluster
+// starts, and the single switch starts on it again with its record.
+func TestSingleDataNotANode(t *testing.T) {
+	dir := t.TempDir()
+	s := start(t, demoConfig(t, dir), nil)
+	c := dial(t, s, "ascii", message.DialectASCII)
+	first := send(t, c, message.DialectASCII, purchase("4761739001010119", 1000))
+	c.Close()
+	if err := s.Drain(); err != nil {
+		t.Fatal(err)
+	}
+	cfg := demoConfig(t, dir)
+	cfg.Cluster = &cluster.Config{Mode: "embedded", Node: 1, Replicas: 1}
+	if _, err := Open(cfg, zerolog.Nop(), testDemoIssuer); err == nil || !strings.Contains(err.Error(), "holds a single switch's data") || !strings.Contains(err.Error(), dir) {
+		t.Fatalf("a single switch's data opened as a cluster node: %v", err)
+	}
+	s2 := start(t, demoConfig(t, dir), nil)
+	if rec, err := s2.Journal.Get(first.RRN); err != nil || rec.RC != "00" {
+		t.Fatalf("the single switch's record after the refusal: %+v %v", rec, err)
+	}
+}
