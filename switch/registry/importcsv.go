@@ -7,18 +7,22 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // ImportColumns are the columns a terminal CSV may have, in any order, named in its
 // header row. terminal_id, merchant_id and kind are required. Empty cells mean "not
 // set". networks holds CIDRs separated by spaces or semicolons; lat, lon and
-// radius_m together give the deployed location; mac_required is true or false.
+// radius_m together give the deployed location; mac_required and attest_legacy are
+// true or false; attest_max_age is a Go duration ("90s"). WriteTerminalsCSV writes
+// them all.
 var ImportColumns = []string{
 	"terminal_id", "merchant_id", "kind", "status",
 	"device_serial", "iccid", "imei",
 	"lat", "lon", "radius_m",
 	"networks", "min_app_version", "missing_policy",
 	"pin_mode", "tmk", "tpk", "tak", "bdk", "mac_required",
+	"model", "attest_max_age", "attest_legacy",
 }
 
 // MaxImportRows bounds the data rows of one import. The accepted rows are stored
@@ -158,6 +162,7 @@ func rowTerminal(get func(string) string) (Terminal, error) {
 		Kind:          TerminalKind(strings.ToLower(get("kind"))),
 		Status:        TerminalStatus(strings.ToLower(get("status"))),
 		Binding:       Binding{DeviceSerial: get("device_serial"), ICCID: get("iccid"), IMEI: get("imei")},
+		Model:         get("model"),
 		MinAppVersion: get("min_app_version"),
 		MissingPolicy: Policy(strings.ToLower(get("missing_policy"))),
 		Keys: KeyRefs{
@@ -179,14 +184,85 @@ func rowTerminal(get func(string) string) (Terminal, error) {
 		}
 		t.AllowedNetworks = nets
 	}
-	if s := get("mac_required"); s != "" {
-		b, err := strconv.ParseBool(s)
-		if err != nil {
-			return t, invalidf("mac_required %q: want true or false", s)
+	for _, b := range []struct {
+		col string
+		to  *bool
+	}{{"mac_required", &t.Keys.MACRequired}, {"attest_legacy", &t.AttestLegacy}} {
+		if s := get(b.col); s != "" {
+			v, err := strconv.ParseBool(s)
+			if err != nil {
+				return t, invalidf("%s %q: want true or false", b.col, s)
+			}
+			*b.to = v
 		}
-		t.Keys.MACRequired = b
+	}
+	if s := get("attest_max_age"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil || d < 0 {
+			return t, invalidf("attest_max_age %q: want a duration such as 90s", s)
+		}
+		t.AttestMaxAge = Duration(d)
 	}
 	return t, nil
+}
+
+// WriteTerminalsCSV writes terminals as CSV, a header row naming ImportColumns first:
+// the file ImportTerminals reads back into the same terminals (merchant, kind, status,
+// binding, location, networks, application version, policy, key references, model,
+// attestation settings). What a terminal gathered since it was created is not in it:
+// its history, version, last-seen data and status reason. A suspended or closed
+// terminal is written as it is; ImportTerminals creates only pending and active ones
+// and reports the others' rows.
+func WriteTerminalsCSV(w io.Writer, ts []*Terminal) error {
+	cw := csv.NewWriter(w)
+	if err := cw.Write(ImportColumns); err != nil {
+		return err
+	}
+	num := func(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
+	row := make([]string, len(ImportColumns))
+	for _, t := range ts {
+		var lat, lon, rad, nets, maxAge string
+		if d := t.Location; d != nil {
+			lat, lon, rad = num(d.Lat), num(d.Lon), num(d.RadiusM)
+		}
+		if len(t.AllowedNetworks) > 0 {
+			p := make([]string, len(t.AllowedNetworks))
+			for i, n := range t.AllowedNetworks {
+				p[i] = n.String()
+			}
+			nets = strings.Join(p, " ")
+		}
+		if t.AttestMaxAge != 0 {
+			maxAge = time.Duration(t.AttestMaxAge).String()
+		}
+		// A reference the registry made up at creation (normalizeTerminal) is left
+		// empty, so that the import makes it up again rather than checking that
+		// the key exists before it is generated.
+		tpk, tak := t.Keys.TPK, t.Keys.TAK
+		if t.Keys.PINMode == PINModeTPK && tpk == t.ID+"/TPK" {
+			tpk = ""
+		}
+		if t.MACRequired() && tak == t.ID+"/TAK" {
+			tak = ""
+		}
+		flag := func(b bool) string {
+			if b {
+				return "true"
+			}
+			return ""
+		}
+		row = append(row[:0], t.ID, t.MerchantID, string(t.Kind), string(t.Status),
+			t.Binding.DeviceSerial, t.Binding.ICCID, t.Binding.IMEI,
+			lat, lon, rad,
+			nets, t.MinAppVersion, string(t.MissingPolicy),
+			string(t.Keys.PINMode), t.Keys.TMK, tpk, tak, t.Keys.BDK, flag(t.Keys.MACRequired),
+			t.Model, maxAge, flag(t.AttestLegacy))
+		if err := cw.Write(row); err != nil {
+			return err
+		}
+	}
+	cw.Flush()
+	return cw.Error()
 }
 
 // checkKeyRefs checks the key references a terminal names (not the conventional

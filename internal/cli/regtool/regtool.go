@@ -60,7 +60,8 @@ Merchant and terminal registry commands (every list command takes --json):
                  and refunds; --url "" removes it; operators)
   switchyard merchant notices ID [--limit N]   (pending notices and the delivery log)
 
-  switchyard terminal list [--merchant ID] [--status S] [--kind K] [--limit N] [--after ID]
+  switchyard terminal list [--merchant ID] [--status S] [--kind K] [--limit N] [--after ID] [--csv]
+                 (--csv: the file terminal import reads, e.g. to move a fleet to a cluster)
   switchyard terminal show ID
   switchyard terminal register ID --merchant ID --kind pos|mpos|softpos [--active]
                  [--device-serial S] [--iccid N] [--imei N] [--location LAT,LON,RADIUS_M]

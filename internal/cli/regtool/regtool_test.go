@@ -343,3 +343,62 @@ func TestCLIAlertRuleZeroThreshold(t *testing.T) {
 		}
 	}
 }
+
+// TestCLITerminalsCSVRoundTrip writes terminals with every column set through
+// `terminal list --csv`, imports the file into another registry, and finds the same
+// terminals there: the way a fleet moves to a cluster (docs/cluster.md).
+func TestCLITerminalsCSVRoundTrip(t *testing.T) {
+	a, b := newEnv(t), newEnv(t)
+	file := filepath.Join(t.TempDir(), "in.csv")
+	in := "terminal_id,merchant_id,kind,status,device_serial,iccid,imei,lat,lon,radius_m,networks,min_app_version,missing_policy,pin_mode,tmk,tpk,tak,bdk,mac_required,model,attest_max_age,attest_legacy\n" +
+		"T5000001,000000000000002,pos,active,SN-5001,89860000000000005001,860000000005001,39.9042,116.4074,750.5,10.0.0.0/8 192.168.1.7/32,1.2.3,flag,tpk,,,,,,PAX-A920,,\n" +
+		"T5000002,000000000000002,softpos,pending,SP-5002,,860000000005002,31.2304,121.4737,5000,,2.1,decline,dukpt,,,T5000002.TAK,BDK.5002,true,Pixel-8,90s,true\n" +
+		"T5000003,000000000000002,mpos,active,,,,,,,,,,tpk,T5000003.TMK,T5000003.TPK,,,false,,,\n"
+	if err := os.WriteFile(file, []byte(in), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a.mustRun(t, op, "terminal", "import", file)
+	a.mustRun(t, rev, "change", "approve", "CHG-1")
+
+	out := a.mustRun(t, an, "terminal", "list", "--merchant", "000000000000002", "--csv")
+	var rows []string
+	for i, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if i == 0 || strings.HasPrefix(line, "T5") { // the header, and not the demo fleet's (b has them)
+			rows = append(rows, line)
+		}
+	}
+	if len(rows) != 4 || !strings.HasPrefix(rows[0], "terminal_id,merchant_id,kind,") {
+		t.Fatalf("terminal list --csv:\n%s", out)
+	}
+	moved := filepath.Join(t.TempDir(), "moved.csv")
+	if err := os.WriteFile(moved, []byte(strings.Join(rows, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b.mustRun(t, op, "terminal", "import", moved)
+	b.mustRun(t, rev, "change", "approve", "CHG-1")
+	for _, id := range []string{"T5000001", "T5000002", "T5000003"} {
+		pa, _ := a.reg.Terminal(id)
+		pb, ok := b.reg.Terminal(id)
+		if !ok {
+			t.Fatalf("%s not imported", id)
+		}
+		ta, tb := *pa, *pb // copies: the registry's own are not to be touched
+		for _, x := range []*registry.Terminal{&ta, &tb} {
+			x.CreatedAt, x.UpdatedAt, x.ActivatedAt, x.Note = time.Time{}, time.Time{}, time.Time{}, ""
+		}
+		ja, _ := json.Marshal(ta)
+		jb, _ := json.Marshal(tb)
+		if !bytes.Equal(ja, jb) {
+			t.Errorf("%s moved:\n was %s\n now %s", id, ja, jb)
+		}
+	}
+	if t2, _ := b.reg.Terminal("T5000002"); t2.Model != "Pixel-8" || time.Duration(t2.AttestMaxAge) != 90*time.Second || !t2.AttestLegacy || t2.Location == nil || t2.Location.RadiusM != 5000 {
+		t.Errorf("T5000002's model, attestation and location not carried: %+v", t2)
+	}
+	if t1, _ := b.reg.Terminal("T5000001"); t1.Keys.TPK != "T5000001/TPK" || len(t1.AllowedNetworks) != 2 || t1.Location.RadiusM != 750.5 {
+		t.Errorf("T5000001's made-up TPK, networks or radius not carried: %+v", t1)
+	}
+	if code, _, errs := a.run(t, an, "terminal", "list", "--csv", "--json"); code != ExitUsage || !strings.Contains(errs, "not both") {
+		t.Errorf("--csv with --json: exit %d, %s", code, errs)
+	}
+}

@@ -140,8 +140,12 @@ func (t *tool) terminal(args []string) error {
 		kind := f.String("kind", "", "only this kind")
 		limit := f.Int("limit", 0, "at most this many")
 		after := f.String("after", "", "only IDs after this one (paging)")
+		asCSV := f.Bool("csv", false, "write the terminals as the CSV that terminal import reads")
 		if _, err := f.parseN(args, 0, "no arguments"); err != nil {
 			return err
+		}
+		if *asCSV && *f.json {
+			return usagef("terminal list: --csv or --json, not both")
 		}
 		lim := ""
 		if *limit > 0 {
@@ -153,6 +157,15 @@ func (t *tool) terminal(args []string) error {
 		}
 		if *f.json {
 			return t.printJSON(views)
+		}
+		if *asCSV {
+			ts := make([]*registry.Terminal, 0, len(views))
+			for _, v := range views {
+				if v.Terminal != nil {
+					ts = append(ts, v.Terminal)
+				}
+			}
+			return registry.WriteTerminalsCSV(t.out, ts)
 		}
 		var rows [][]string
 		for _, v := range views {
