@@ -1,10 +1,17 @@
 package server
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/switchyard/switchyard/switch/cluster"
+	"github.com/switchyard/switchyard/switch/cluster/cjournal"
 )
 
 // TestMonitorNode: the offline monitor runs on the live node that started first (a
@@ -29,6 +36,37 @@ func TestMonitorNode(t *testing.T) {
 	} {
 		if got := monitorNode(c.self, c.holders, now); got != c.want {
 			t.Errorf("%s: node %d sees node %d as the monitor's, want %d", c.name, c.self, got, c.want)
+		}
+	}
+}
+
+// TestRetryNewerFormat: a start tries a cluster request again while the cluster is not
+// answering, but not a journal of a newer format (the node must be upgraded; trying
+// again for clusterStartTimeout would only delay the error).
+func TestRetryNewerFormat(t *testing.T) {
+	c := &clusterNode{log: zerolog.Nop()}
+	for _, tc := range []struct {
+		name  string
+		first error
+		calls int
+		err   error
+	}{
+		{"not answering yet: tried again", errors.New("nats: timeout"), 2, nil},
+		{"newer format: not tried again", fmt.Errorf("cjournal: %w", cjournal.ErrNewerFormat), 1, cjournal.ErrNewerFormat},
+	} {
+		calls := 0
+		err := c.retry("journal", func(context.Context) error {
+			calls++
+			if calls == 1 {
+				return tc.first
+			}
+			return nil
+		})
+		if calls != tc.calls || !errors.Is(err, tc.err) || (tc.err == nil) != (err == nil) {
+			t.Errorf("%s: %d calls, %v; want %d calls, %v", tc.name, calls, err, tc.calls, tc.err)
+		}
+		if err != nil && !strings.HasPrefix(err.Error(), "journal: ") {
+			t.Errorf("%s: the error does not say what was tried: %v", tc.name, err)
 		}
 	}
 }
