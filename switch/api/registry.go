@@ -16,7 +16,7 @@ import (
 	"github.com/switchyard/switchyard/switch/registry"
 )
 
-// The registry's routes: merchants, terminals, terminal import, changes (approve,
+// The registry's routes: merchants, terminals, merchant and terminal import, changes (approve,
 // reject, cancel), oplog, incidents, alerts and alert rules. Reading is open to
 // every role, requesting changes and handling incidents and alerts to operators,
 // approving and rejecting to reviewers (403 otherwise). A reviewer may not approve
@@ -46,6 +46,7 @@ func (a *api) registry() {
 	h("GET /api/v1/terminals", readers, g.listTerminals)
 	h("POST /api/v1/terminals", op, g.registerTerminal)
 	h("POST /api/v1/terminals/import", op, g.importTerminals)
+	h("POST /api/v1/merchants/import", op, g.importMerchants)
 	h("GET /api/v1/terminals/{id}", readers, g.getTerminal)
 	h("PATCH /api/v1/terminals/{id}", op, g.changeTerminal)
 	h("POST /api/v1/terminals/{id}/{action}", op, g.terminalAction)
@@ -256,9 +257,17 @@ func (g *registryAPI) terminalAction(r *http.Request, p admin.Principal) (any, e
 		"resume": registry.OpTerminalResume, "close": registry.OpTerminalClose}, "activate, suspend, resume or close")
 }
 
-// importTerminals takes the CLI's JSON ImportRequest, or a text/csv body with
-// ?reason= and ?dry_run=1.
+// importTerminals and importMerchants take the CLI's JSON ImportRequest, or a
+// text/csv body with ?reason= and ?dry_run=1.
 func (g *registryAPI) importTerminals(r *http.Request, p admin.Principal) (any, error) {
+	return importCSV(r, p, g.reg.ImportTerminals)
+}
+
+func (g *registryAPI) importMerchants(r *http.Request, p admin.Principal) (any, error) {
+	return importCSV(r, p, g.reg.ImportMerchants)
+}
+
+func importCSV(r *http.Request, p admin.Principal, imp func(registry.Actor, io.Reader, string, bool) (*registry.ImportReport, error)) (any, error) {
 	var in registry.ImportRequest
 	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if ct == "application/json" {
@@ -274,7 +283,7 @@ func (g *registryAPI) importTerminals(r *http.Request, p admin.Principal) (any, 
 		in.Reason = r.URL.Query().Get("reason")
 		in.DryRun, _ = strconv.ParseBool(r.URL.Query().Get("dry_run"))
 	}
-	rep, err := g.reg.ImportTerminals(actor(p), strings.NewReader(in.CSV), in.Reason, in.DryRun)
+	rep, err := imp(actor(p), strings.NewReader(in.CSV), in.Reason, in.DryRun)
 	if err != nil {
 		return nil, err
 	}

@@ -62,6 +62,22 @@ func (r *review) compute(c *Change, now time.Time) ([]effect, error) {
 		}
 		return []effect{{tBefore: t, tAfter: &n}}, nil
 	}
+	newMerchant := func(m Merchant, seen map[string]bool) (*Merchant, error) {
+		if m.Status == "" {
+			m.Status = MerchantActive
+		}
+		if m.Status != MerchantPending && m.Status != MerchantActive {
+			return nil, invalidf("merchant %s: status %q: a new merchant is pending or active", m.ID, m.Status)
+		}
+		if err := m.Validate(); err != nil {
+			return nil, err
+		}
+		if curM(m.ID) != nil || seen[m.ID] {
+			return nil, conflictf("merchant %s already exists", m.ID)
+		}
+		m.CreatedAt, m.UpdatedAt, m.Version, m.Note = now, now, 1, c.Reason
+		return &m, nil
+	}
 	newTerminal := func(t Terminal, seen map[string]bool) (*Terminal, error) {
 		normalizeTerminal(&t)
 		if t.Status == "" {
@@ -94,21 +110,31 @@ func (r *review) compute(c *Change, now time.Time) ([]effect, error) {
 		if c.Merchant == nil {
 			return nil, invalidf("%s: no merchant given", c.Op)
 		}
-		m := *c.Merchant
-		if m.Status == "" {
-			m.Status = MerchantActive
-		}
-		if m.Status != MerchantPending && m.Status != MerchantActive {
-			return nil, invalidf("merchant %s: status %q: a new merchant is pending or active", m.ID, m.Status)
-		}
-		if err := m.Validate(); err != nil {
+		m, err := newMerchant(*c.Merchant, nil)
+		if err != nil {
 			return nil, err
 		}
-		if curM(m.ID) != nil {
-			return nil, conflictf("merchant %s already exists", m.ID)
+		return []effect{{mAfter: m}}, nil
+	case OpMerchantImport:
+		if len(c.Merchants) == 0 {
+			return nil, invalidf("%s: no merchants given", c.Op)
 		}
-		m.CreatedAt, m.UpdatedAt, m.Version, m.Note = now, now, 1, c.Reason
-		return []effect{{mAfter: &m}}, nil
+		seen := map[string]bool{}
+		var out []effect
+		var errs []string
+		for i := range c.Merchants {
+			m, err := newMerchant(c.Merchants[i], seen)
+			if err != nil {
+				errs = append(errs, err.Error())
+				continue
+			}
+			seen[m.ID] = true
+			out = append(out, effect{mAfter: m})
+		}
+		if len(errs) > 0 {
+			return nil, conflictf("%s: %d of %d merchants cannot be created: %s", c.Op, len(errs), len(c.Merchants), strings.Join(errs, "; "))
+		}
+		return out, nil
 	case OpMerchantChange:
 		m := curM(c.Target)
 		if m == nil {

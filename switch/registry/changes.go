@@ -34,6 +34,7 @@ const (
 	OpTerminalResume   Op = "terminal.resume"   // suspended -> active
 	OpTerminalClose    Op = "terminal.close"    // any -> closed (final)
 	OpTerminalImport   Op = "terminal.import"   // register many terminals at once (CSV import)
+	OpMerchantImport   Op = "merchant.import"   // register many merchants at once (CSV import)
 	// OpAlertRulePut creates or replaces an alert rule whose actions change terminals
 	// (suspend): such a rule can take a whole fleet out of service within a minute,
 	// so it is reviewed like the suspensions it makes. Other rules are edited at once.
@@ -95,6 +96,7 @@ type Change struct {
 	Terminal      *Terminal      `json:"terminal,omitempty"`       // terminal.register
 	TerminalPatch *TerminalPatch `json:"terminal_patch,omitempty"` // terminal.change
 	Terminals     []Terminal     `json:"terminals,omitempty"`      // terminal.import
+	Merchants     []Merchant     `json:"merchants,omitempty"`      // merchant.import
 	AlertRule     *AlertRule     `json:"alert_rule,omitempty"`     // alert-rule.put
 	// Ext is the payload of an operation another package registered (RegisterOp).
 	Ext json.RawMessage `json:"ext,omitempty"`
@@ -186,7 +188,7 @@ func (r *review) requestChange(p Actor, c Change) (*Change, error) {
 		if c.Terminal != nil {
 			c.Target = c.Terminal.ID
 		}
-	case OpTerminalImport:
+	case OpTerminalImport, OpMerchantImport:
 		c.Target = ""
 	case OpAlertRulePut:
 		if c.AlertRule != nil {
@@ -218,11 +220,8 @@ func (r *review) requestChange(p Actor, c Change) (*Change, error) {
 	c.Status = ChangePending
 	c.RequestedBy, c.RequestedRole, c.RequestedAt = p.Name, p.Role, now
 	c.ReviewedBy, c.ReviewedAt, c.ReviewNote = "", nil, ""
-	logged := c // an import is logged without its rows: each created terminal gets its own entry on approval
-	if n := len(c.Terminals); n > 0 {
-		logged.Terminals = nil
-		logged.Reason = strings.TrimSpace(fmt.Sprintf("%s [%d terminals]", c.Reason, n))
-	}
+	logged := c // an import is logged without its rows: each created record gets its own entry on approval
+	logged.Terminals, logged.Merchants, logged.Reason = nil, nil, importReason(&c)
 	b := r.ops()
 	b.add(OpEntry{Time: now, Actor: p.Name, Role: p.Role, Action: "change.request", TargetType: "change", Target: c.ID,
 		ChangeID: c.ID, Reason: c.Reason, After: rawJSON(&logged)})
@@ -320,18 +319,28 @@ type ChangeFilter struct {
 }
 
 // Changes returns the matching changes, oldest first. Imports are listed without
-// their terminals (GetChange has them).
+// their terminals or merchants (GetChange has them).
 func (r *review) Changes(f ChangeFilter) ([]*Change, error) {
 	return kvjson.Newest(r.db, pfxChange, f.Limit, "registry: read change", func(c *Change) bool {
 		if (f.Status != "" && c.Status != f.Status) || (f.Target != "" && c.Target != f.Target) {
 			return false
 		}
-		if n := len(c.Terminals); n > 0 {
-			c.Reason = strings.TrimSpace(c.Reason + fmt.Sprintf(" [%d terminals]", n))
-			c.Terminals = nil
-		}
+		c.Reason = importReason(c)
+		c.Terminals, c.Merchants = nil, nil
 		return true
 	})
+}
+
+// importReason is an import's reason with the number of its rows ("... [12
+// terminals]"); another change's reason as it is.
+func importReason(c *Change) string {
+	switch {
+	case len(c.Terminals) > 0:
+		return strings.TrimSpace(fmt.Sprintf("%s [%d terminals]", c.Reason, len(c.Terminals)))
+	case len(c.Merchants) > 0:
+		return strings.TrimSpace(fmt.Sprintf("%s [%d merchants]", c.Reason, len(c.Merchants)))
+	}
+	return c.Reason
 }
 
 // importChunk is how many records one Badger transaction of an approval writes.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -31,8 +32,11 @@ const MaxImportRows = 10_000
 
 // ImportRow is the outcome of one CSV data row.
 type ImportRow struct {
-	Line       int    `json:"line"` // line in the file (the header is line 1)
+	Line int `json:"line"` // line in the file (the header is line 1)
+	// TerminalID is a terminal import's row's terminal, MerchantID a merchant
+	// import's row's merchant.
 	TerminalID string `json:"terminal_id,omitempty"`
+	MerchantID string `json:"merchant_id,omitempty"`
 	OK         bool   `json:"ok"`
 	Error      string `json:"error,omitempty"`
 }
@@ -56,90 +60,32 @@ func (r *review) ImportTerminals(p Actor, in io.Reader, reason string, dryRun bo
 	if !canRequest(p) {
 		return nil, forbiddenf("%s (%s) may not import terminals: operator or admin role needed", p.Name, p.Role)
 	}
-	cr := csv.NewReader(in)
-	cr.FieldsPerRecord = -1
-	cr.TrimLeadingSpace = true
-	cr.Comment = '#'
-	header, err := cr.Read()
-	if errors.Is(err, io.EOF) {
-		return nil, invalidf("terminal import: empty file (want a header row naming the columns %s)", strings.Join(ImportColumns, ","))
-	}
-	if err != nil {
-		return nil, invalidf("terminal import: header: %v", err)
-	}
-	col := map[string]int{}
-	for i, h := range header {
-		h = strings.ToLower(strings.TrimSpace(strings.TrimPrefix(h, "\ufeff")))
-		known := false
-		for _, c := range ImportColumns {
-			known = known || c == h
-		}
-		if !known {
-			return nil, invalidf("terminal import: header column %d %q is not one of %s", i+1, h, strings.Join(ImportColumns, ","))
-		}
-		if _, dup := col[h]; dup {
-			return nil, invalidf("terminal import: header names column %q twice", h)
-		}
-		col[h] = i
-	}
-	for _, req := range []string{"terminal_id", "merchant_id", "kind"} {
-		if _, ok := col[req]; !ok {
-			return nil, invalidf("terminal import: header lacks the required column %q", req)
-		}
-	}
-
-	rep := &ImportReport{DryRun: dryRun}
 	var accepted []Terminal
 	seen := map[string]int{} // terminal ID -> line of first occurrence
 	now := r.now()
-	for {
-		rec, err := cr.Read()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			var pe *csv.ParseError
-			if !errors.As(err, &pe) {
-				return nil, invalidf("terminal import: read CSV: %v", err)
+	rep, err := readImport(in, "terminal import", ImportColumns, []string{"terminal_id", "merchant_id", "kind"}, "terminal_id",
+		func(line int, get func(string) string) error {
+			t, err := rowTerminal(get)
+			if err != nil {
+				return err
 			}
-			// A quoting error: report the row and go on with the next line.
-			rep.Rows = append(rep.Rows, ImportRow{Line: pe.StartLine, Error: "malformed CSV: " + pe.Err.Error()})
-			rep.Rejected++
-			continue
-		}
-		line, _ := cr.FieldPos(0)
-		if len(rep.Rows) >= MaxImportRows {
-			return nil, invalidf("terminal import: more than %d rows; split the file", MaxImportRows)
-		}
-		get := func(name string) string {
-			if i, ok := col[name]; ok && i < len(rec) {
-				return strings.TrimSpace(rec[i])
+			if err := r.checkKeyRefs(t.ID, t.Keys, nil); err != nil {
+				return err
 			}
-			return ""
-		}
-		row := ImportRow{Line: line, TerminalID: get("terminal_id")}
-		if len(rec) != len(header) {
-			row.Error = fmt.Sprintf("has %d fields, the header has %d", len(rec), len(header))
-		} else if t, err := rowTerminal(get); err != nil {
-			row.Error = err.Error()
-		} else if err := r.checkKeyRefs(t.ID, t.Keys, nil); err != nil {
-			row.Error = err.Error()
-		} else if first, dup := seen[t.ID]; dup {
-			row.Error = fmt.Sprintf("terminal %s already appears on line %d", t.ID, first)
-		} else if _, err := r.compute(&Change{Op: OpTerminalRegister, Terminal: &t}, now); err != nil {
-			row.Error = err.Error()
-		} else {
+			if first, dup := seen[t.ID]; dup {
+				return fmt.Errorf("terminal %s already appears on line %d", t.ID, first)
+			}
+			if _, err := r.compute(&Change{Op: OpTerminalRegister, Terminal: &t}, now); err != nil {
+				return err
+			}
 			seen[t.ID] = line
-			row.OK = true
 			accepted = append(accepted, t)
-		}
-		if row.OK {
-			rep.Accepted++
-		} else {
-			rep.Rejected++
-		}
-		rep.Rows = append(rep.Rows, row)
+			return nil
+		})
+	if err != nil {
+		return nil, err
 	}
+	rep.DryRun = dryRun
 	if len(accepted) == 0 || dryRun {
 		return rep, nil
 	}
@@ -151,6 +97,191 @@ func (r *review) ImportTerminals(p Actor, in io.Reader, reason string, dryRun bo
 		return nil, fmt.Errorf("terminal import: request change: %w", err)
 	}
 	rep.Change = c
+	return rep, nil
+}
+
+// MerchantImportColumns are the columns a merchant CSV may have, in any order,
+// named in its header row; merchant_id, name, mcc, region and tier are required.
+// Empty cells mean "not set": rating medium, status active, no group, no limit. The
+// limits are in minor units (fen), limit_count transactions a day.
+var MerchantImportColumns = []string{
+	"merchant_id", "name", "mcc", "region", "group", "tier", "rating", "status",
+	"limit_txn", "limit_daily", "limit_monthly", "limit_count",
+}
+
+// ImportMerchants reads merchants from CSV (see MerchantImportColumns), checks every
+// row and, unless dryRun, requests one merchant.import change for the rows that
+// pass, as ImportTerminals does for terminals.
+func (r *review) ImportMerchants(p Actor, in io.Reader, reason string, dryRun bool) (*ImportReport, error) {
+	if !canRequest(p) {
+		return nil, forbiddenf("%s (%s) may not import merchants: operator or admin role needed", p.Name, p.Role)
+	}
+	var accepted []Merchant
+	seen := map[string]int{} // merchant ID -> line of first occurrence
+	now := r.now()
+	rep, err := readImport(in, "merchant import", MerchantImportColumns, []string{"merchant_id", "name", "mcc", "region", "tier"}, "merchant_id",
+		func(line int, get func(string) string) error {
+			m, err := rowMerchant(get)
+			if err != nil {
+				return err
+			}
+			if first, dup := seen[m.ID]; dup {
+				return fmt.Errorf("merchant %s already appears on line %d", m.ID, first)
+			}
+			if _, err := r.compute(&Change{Op: OpMerchantRegister, Merchant: &m}, now); err != nil {
+				return err
+			}
+			seen[m.ID] = line
+			accepted = append(accepted, m)
+			return nil
+		})
+	if err != nil {
+		return nil, err
+	}
+	rep.DryRun = dryRun
+	if len(accepted) == 0 || dryRun {
+		return rep, nil
+	}
+	if reason == "" {
+		reason = fmt.Sprintf("CSV import of %d merchants", len(accepted))
+	}
+	c, err := r.RequestChange(p, Change{Op: OpMerchantImport, Merchants: accepted, Reason: reason})
+	if err != nil {
+		return nil, fmt.Errorf("merchant import: request change: %w", err)
+	}
+	rep.Change = c
+	return rep, nil
+}
+
+// rowMerchant builds a merchant from one CSV row.
+func rowMerchant(get func(string) string) (Merchant, error) {
+	m := Merchant{
+		ID: get("merchant_id"), Name: get("name"), MCC: get("mcc"), Region: get("region"), Group: get("group"),
+		Tier: get("tier"), Rating: strings.ToLower(get("rating")), Status: MerchantStatus(strings.ToLower(get("status"))),
+	}
+	if m.Rating == "" {
+		m.Rating = RatingMedium
+	}
+	for _, l := range []struct {
+		col string
+		to  *int64
+	}{{"limit_txn", &m.Limits.PerTransaction}, {"limit_daily", &m.Limits.Daily}, {"limit_monthly", &m.Limits.Monthly}, {"limit_count", &m.Limits.DailyCount}} {
+		if s := get(l.col); s != "" {
+			v, err := strconv.ParseInt(s, 10, 64)
+			if err != nil || v < 0 {
+				return m, invalidf("%s %q: want a whole number of minor units (or of transactions), 0 or more", l.col, s)
+			}
+			*l.to = v
+		}
+	}
+	return m, nil
+}
+
+// WriteMerchantsCSV writes merchants as CSV in MerchantImportColumns, a header row
+// first: the file ImportMerchants reads back into the same merchants (name, MCC,
+// region, group, tier, rating, status, limits), without their history. A frozen or
+// closed merchant is written as it is; an import creates only pending and active
+// ones and reports the others' rows.
+func WriteMerchantsCSV(w io.Writer, ms []*Merchant) error {
+	cw := csv.NewWriter(w)
+	if err := cw.Write(MerchantImportColumns); err != nil {
+		return err
+	}
+	num := func(v int64) string {
+		if v == 0 {
+			return ""
+		}
+		return strconv.FormatInt(v, 10)
+	}
+	for _, m := range ms {
+		if err := cw.Write([]string{m.ID, m.Name, m.MCC, m.Region, m.Group, m.Tier, m.Rating, string(m.Status),
+			num(m.Limits.PerTransaction), num(m.Limits.Daily), num(m.Limits.Monthly), num(m.Limits.DailyCount)}); err != nil {
+			return err
+		}
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+// readImport reads a CSV import: a header row naming some of columns (in any order,
+// the required ones among them), then data rows, each handed to row with a getter of
+// its cells by column name. A row's error rejects the row; readImport's error is a
+// problem with the whole file. what names the import in errors; idCol is the column
+// reported as each row's ID (terminal_id or merchant_id).
+func readImport(in io.Reader, what string, columns, required []string, idCol string, row func(line int, get func(string) string) error) (*ImportReport, error) {
+	cr := csv.NewReader(in)
+	cr.FieldsPerRecord = -1
+	cr.TrimLeadingSpace = true
+	cr.Comment = '#'
+	header, err := cr.Read()
+	if errors.Is(err, io.EOF) {
+		return nil, invalidf("%s: empty file (want a header row naming the columns %s)", what, strings.Join(columns, ","))
+	}
+	if err != nil {
+		return nil, invalidf("%s: header: %v", what, err)
+	}
+	col := map[string]int{}
+	for i, h := range header {
+		h = strings.ToLower(strings.TrimSpace(strings.TrimPrefix(h, "\ufeff")))
+		if !slices.Contains(columns, h) {
+			return nil, invalidf("%s: header column %d %q is not one of %s", what, i+1, h, strings.Join(columns, ","))
+		}
+		if _, dup := col[h]; dup {
+			return nil, invalidf("%s: header names column %q twice", what, h)
+		}
+		col[h] = i
+	}
+	for _, req := range required {
+		if _, ok := col[req]; !ok {
+			return nil, invalidf("%s: header lacks the required column %q", what, req)
+		}
+	}
+	rep := &ImportReport{}
+	for {
+		rec, err := cr.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			var pe *csv.ParseError
+			if !errors.As(err, &pe) {
+				return nil, invalidf("%s: read CSV: %v", what, err)
+			}
+			// A quoting error: report the row and go on with the next line.
+			rep.Rows = append(rep.Rows, ImportRow{Line: pe.StartLine, Error: "malformed CSV: " + pe.Err.Error()})
+			rep.Rejected++
+			continue
+		}
+		line, _ := cr.FieldPos(0)
+		if len(rep.Rows) >= MaxImportRows {
+			return nil, invalidf("%s: more than %d rows; split the file", what, MaxImportRows)
+		}
+		get := func(name string) string {
+			if i, ok := col[name]; ok && i < len(rec) {
+				return strings.TrimSpace(rec[i])
+			}
+			return ""
+		}
+		r := ImportRow{Line: line}
+		if id := get(idCol); idCol == "terminal_id" {
+			r.TerminalID = id
+		} else {
+			r.MerchantID = id
+		}
+		if len(rec) != len(header) {
+			r.Error = fmt.Sprintf("has %d fields, the header has %d", len(rec), len(header))
+		} else if err := row(line, get); err != nil {
+			r.Error = err.Error()
+		} else {
+			r.OK = true
+		}
+		if r.OK {
+			rep.Accepted++
+		} else {
+			rep.Rejected++
+		}
+		rep.Rows = append(rep.Rows, r)
+	}
 	return rep, nil
 }
 

@@ -40,7 +40,7 @@ func merchantFlags(f *flags) func() (registry.MerchantPatch, error) {
 
 func (t *tool) merchant(args []string) error {
 	if len(args) == 0 {
-		return usagef("merchant: want list, show, profile, register, change, activate, freeze, unfreeze or close")
+		return usagef("merchant: want list, show, profile, register, change, activate, freeze, unfreeze, close or import")
 	}
 	sub, args := args[0], args[1:]
 	f := t.newFlags("merchant " + sub)
@@ -49,8 +49,12 @@ func (t *tool) merchant(args []string) error {
 		status := f.String("status", "", "only this status")
 		region := f.String("region", "", "only this region")
 		tier := f.String("tier", "", "only this tier")
+		asCSV := f.Bool("csv", false, "write the merchants as the CSV that merchant import reads")
 		if _, err := f.parseN(args, 0, "no arguments"); err != nil {
 			return err
+		}
+		if *asCSV && *f.json {
+			return usagef("merchant list: --csv or --json, not both")
 		}
 		var ms []registry.Merchant
 		if err := t.call("GET", "/api/v1/merchants"+query("status", *status, "region", *region, "tier", *tier), nil, &ms); err != nil {
@@ -58,6 +62,13 @@ func (t *tool) merchant(args []string) error {
 		}
 		if *f.json {
 			return t.printJSON(ms)
+		}
+		if *asCSV {
+			ps := make([]*registry.Merchant, len(ms))
+			for i := range ms {
+				ps[i] = &ms[i]
+			}
+			return registry.WriteMerchantsCSV(t.out, ps)
 		}
 		var rows [][]string
 		for _, m := range ms {
@@ -138,11 +149,13 @@ func (t *tool) merchant(args []string) error {
 			return err
 		}
 		return t.printChange(&c, *f.json)
+	case "import":
+		return t.importCSV(f, "merchant", args)
 	}
 	if handled, err := t.merchantRisk(sub, f, args); handled {
 		return err
 	}
-	return usagef("merchant %s: unknown subcommand (want list, show, register, change, activate, freeze, unfreeze, close, rating, report, webhook or notices)", sub)
+	return usagef("merchant %s: unknown subcommand (want list, show, register, change, activate, freeze, unfreeze, close, import, rating, report, webhook or notices)", sub)
 }
 
 func limitsText(l registry.Limits) string {

@@ -45,7 +45,8 @@ const Usage = `Usage: switchyard merchant|terminal|change|oplog|incident|alert|a
 
 Merchant and terminal registry commands (every list command takes --json):
 
-  switchyard merchant list [--status S] [--region R] [--tier T]
+  switchyard merchant list [--status S] [--region R] [--tier T] [--csv]
+                 (--csv: the file merchant import reads, e.g. to move a fleet to a cluster)
   switchyard merchant show ID
   switchyard merchant profile ID [--refresh]   (what the rules see as merchant.profile: learned or the
                  tier's defaults, and when computed; --refresh recomputes every profile first, operators)
@@ -53,6 +54,9 @@ Merchant and terminal registry commands (every list command takes --json):
                  [--limit-txn FEN] [--limit-daily FEN] [--limit-monthly FEN] [--limit-count N] [--pending] [--reason TEXT]
   switchyard merchant change ID [--name N] [--mcc M] [--region R] [--group G] [--tier T] [--rating R] [--limit-* ...] [--reason TEXT]
   switchyard merchant activate|freeze|unfreeze|close ID [--reason TEXT]
+  switchyard merchant import FILE.csv [--reason TEXT] [--dry-run]
+                 (columns merchant_id,name,mcc,region,group,tier,rating,status,limit_txn,limit_daily,
+                 limit_monthly,limit_count; one change for all the rows that pass, approved by a reviewer)
   switchyard merchant rating ID [--pin A..E --reason TEXT [--days N] | --unpin --reason TEXT]
                  (the rating in force, the score and the facts behind it, its limits; pins: analysts)
   switchyard merchant report ID [--days 1|7|30]   (counts, amounts, approval rate, hourly profile)

@@ -402,3 +402,89 @@ func TestCLITerminalsCSVRoundTrip(t *testing.T) {
 		t.Errorf("--csv with --json: exit %d, %s", code, errs)
 	}
 }
+
+// TestCLIMerchantsCSV imports merchants from CSV (rejected rows reported, one change
+// for the rest, approved by another person), writes them back with `merchant list
+// --csv`, and imports that file into another registry: the same merchants.
+func TestCLIMerchantsCSV(t *testing.T) {
+	a, b := newEnv(t), newEnv(t)
+	file := filepath.Join(t.TempDir(), "merchants.csv")
+	in := "merchant_id,name,mcc,region,group,tier,rating,status,limit_txn,limit_daily,limit_monthly,limit_count\n" +
+		"MX0000000000001,\"Noodles, Hall 3\",5812,CN-SH,noodle-co,standard,low,active,50000,2000000,30000000,400\n" +
+		"MX0000000000002,Corner Shop,5411,CN-BJ,,micro,,pending,,,,\n" +
+		"MX0000000000003,Bad MCC,58x2,CN-BJ,,micro,,,,,,\n" +
+		"MX0000000000004,Bad limit,5411,CN-BJ,,micro,,,-5,,,\n" +
+		"MX0000000000002,Twice,5411,CN-BJ,,micro,,,,,,\n" +
+		"000000000000001,Exists already,5411,CN-BJ,,micro,,,,,,\n"
+	if err := os.WriteFile(file, []byte(in), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := a.run(t, op, "merchant", "import", file, "--reason", "move to the cluster")
+	if code != ExitError {
+		t.Fatalf("import with rejected rows: exit %d, want %d\n%s%s", code, ExitError, out, errs)
+	}
+	for _, want := range []string{"2     MX0000000000001  ok", "3     MX0000000000002  ok", "4     MX0000000000003  REJECTED", "MCC", "5     MX0000000000004  REJECTED", "limit_txn",
+		"6     MX0000000000002  REJECTED", "already appears on line 3", "7     000000000000001  REJECTED", "already exists", "2 accepted, 4 rejected.", "CHG-1 requested"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("import output lacks %q:\n%s", want, out)
+		}
+	}
+	if _, ok := a.reg.Merchant("MX0000000000001"); ok {
+		t.Fatal("a merchant exists before the import is approved")
+	}
+	if code, _, _ := a.run(t, op, "change", "approve", "CHG-1"); code == ExitOK {
+		t.Fatal("the requester approved its own import")
+	}
+	if out := a.mustRun(t, op, "change", "list"); !strings.Contains(out, "merchant.import") || !strings.Contains(out, "[2 merchants]") {
+		t.Errorf("change list:\n%s", out)
+	}
+	a.mustRun(t, rev, "change", "approve", "CHG-1")
+	m1, ok := a.reg.Merchant("MX0000000000001")
+	if !ok || m1.Name != "Noodles, Hall 3" || m1.Group != "noodle-co" || m1.Rating != registry.RatingLow ||
+		m1.Limits != (registry.Limits{PerTransaction: 50000, Daily: 2000000, Monthly: 30000000, DailyCount: 400}) {
+		t.Fatalf("MX0000000000001 after the import: %+v", m1)
+	}
+	if m2, _ := a.reg.Merchant("MX0000000000002"); m2 == nil || m2.Status != registry.MerchantPending || m2.Rating != registry.RatingMedium {
+		t.Fatalf("MX0000000000002 (defaults) after the import: %+v", m2)
+	}
+	if out := a.mustRun(t, an, "oplog", "--limit", "10"); !strings.Contains(out, "MX0000000000001") || !strings.Contains(out, "MX0000000000002") {
+		t.Errorf("the oplog lacks a created merchant:\n%s", out)
+	}
+
+	out = a.mustRun(t, an, "merchant", "list", "--csv")
+	var rows []string
+	for i, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if i == 0 || strings.HasPrefix(line, "MX") { // the header, and not the demo fleet's (b has them)
+			rows = append(rows, line)
+		}
+	}
+	if len(rows) != 3 || rows[0] != strings.Join(registry.MerchantImportColumns, ",") {
+		t.Fatalf("merchant list --csv:\n%s", out)
+	}
+	moved := filepath.Join(t.TempDir(), "moved.csv")
+	if err := os.WriteFile(moved, []byte(strings.Join(rows, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b.mustRun(t, op, "merchant", "import", moved)
+	b.mustRun(t, rev, "change", "approve", "CHG-1")
+	for _, id := range []string{"MX0000000000001", "MX0000000000002"} {
+		pa, _ := a.reg.Merchant(id)
+		pb, ok := b.reg.Merchant(id)
+		if !ok {
+			t.Fatalf("%s not imported", id)
+		}
+		ma, mb := *pa, *pb
+		for _, x := range []*registry.Merchant{&ma, &mb} {
+			x.CreatedAt, x.UpdatedAt, x.Note = time.Time{}, time.Time{}, ""
+		}
+		if ma != mb {
+			t.Errorf("%s moved:\n was %+v\n now %+v", id, ma, mb)
+		}
+	}
+	if code, _, errs := a.run(t, an, "merchant", "list", "--csv", "--json"); code != ExitUsage || !strings.Contains(errs, "not both") {
+		t.Errorf("--csv with --json: exit %d, %s", code, errs)
+	}
+	if code, out, _ := a.run(t, an, "merchant", "import", moved); code == ExitOK || strings.Contains(out, "requested") {
+		t.Errorf("an analyst imported merchants: exit %d\n%s", code, out)
+	}
+}

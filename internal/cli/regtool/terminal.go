@@ -3,7 +3,6 @@ package regtool
 import (
 	"fmt"
 	"net/netip"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -272,45 +271,7 @@ func (t *tool) terminal(args []string) error {
 		}
 		return t.printChange(&c, *f.json)
 	case "import":
-		reason := f.String("reason", "", "why (default: CSV import of N terminals)")
-		dry := f.Bool("dry-run", false, "check the rows only; request nothing")
-		pos, err := f.parseN(args, 1, "a CSV file")
-		if err != nil {
-			return err
-		}
-		raw, err := os.ReadFile(pos[0])
-		if err != nil {
-			return fmt.Errorf("terminal import: %w", err)
-		}
-		var rep registry.ImportReport
-		if err := t.call("POST", "/api/v1/terminals/import", registry.ImportRequest{CSV: string(raw), Reason: *reason, DryRun: *dry}, &rep); err != nil {
-			return err
-		}
-		if rep.Rejected > 0 {
-			t.code = ExitError
-		}
-		if *f.json {
-			return t.printJSON(rep)
-		}
-		var rows [][]string
-		for _, r := range rep.Rows {
-			res := "ok"
-			if !r.OK {
-				res = "REJECTED: " + r.Error
-			}
-			rows = append(rows, []string{strconv.Itoa(r.Line), orDash(r.TerminalID), res})
-		}
-		t.table("LINE\tTERMINAL\tRESULT", rows)
-		fmt.Fprintf(t.out, "%d accepted, %d rejected.\n", rep.Accepted, rep.Rejected)
-		switch {
-		case rep.Change != nil:
-			fmt.Fprintf(t.out, "%s requested: the accepted terminals are created when another reviewer runs: switchyard change approve %s\n", rep.Change.ID, rep.Change.ID)
-		case rep.DryRun:
-			fmt.Fprintln(t.out, "Dry run: nothing requested.")
-		default:
-			fmt.Fprintln(t.out, "No row accepted: nothing requested.")
-		}
-		return nil
+		return t.importCSV(f, "terminal", args)
 	}
 	return usagef("terminal %s: unknown subcommand (want list, show, register, change, activate, suspend, resume, close or import)", sub)
 }
