@@ -157,8 +157,9 @@ func (s *Store) startRRNs() error {
 	return nil
 }
 
-// rrnSeqKey is where the sequence's lease is kept: one key per prefix, so that a
-// node renumbered in its cluster starts its new prefix's sequence afresh.
+// rrnSeqKey is where the sequence's lease is kept: one key per prefix, so that the
+// sequences of two prefixes never mix (a data directory renumbered by a version
+// before serve refused that holds both).
 func (s *Store) rrnSeqKey() string {
 	if s.opts.RRNPrefix == "" {
 		return keyRRNSeq

@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -19,9 +20,10 @@ import (
 // would change its stores without the cluster ever hearing of it; and a node
 // renumbered would take RRNs and subjects that are another node's.
 //
-// Open records the way in the directory (keyDataMode) and refuses a directory
-// recorded, or found (by what it holds, for directories written before the record),
-// for another way.
+// Open refuses a directory recorded (keyDataMode), or found (by what it holds, for
+// directories written before the record), for another way, and records the way in a
+// directory that has no record once it has opened: a first start that fails (a
+// wrong node number, say) records nothing.
 
 // keyDataMode is the Badger key of the way the data directory runs: "single", or
 // "cluster node N".
@@ -52,21 +54,25 @@ func parseDataMode(v string) (dataMode, error) {
 
 // The keys that tell what a directory written before keyDataMode was made for.
 const (
-	markRRNSeq     = "j/seq/rrn"         // the journal's RRN sequence; + "/N" on cluster node N
-	markRegistry   = "reg/rev"           // the registry's revision in the cluster's state log
-	markClusterLog = "c/journal/applied" // the cluster journal's applier position
+	markRRNSeq = "j/seq/rrn" // the journal's RRN sequence; + "/N" on cluster node N
 )
 
-// checkDataMode refuses a data directory made for another way of running than want,
-// and records want in a directory that holds no record yet. dir names the directory
-// in errors.
-func checkDataMode(db *badger.DB, dir string, want dataMode) error {
+// clusterMarks are keys only a cluster node writes: the stores' revisions in the
+// cluster's state log, the cluster journal's applier position, the journal's KSN
+// index (cluster only).
+var clusterMarks = []string{"reg/rev", "c/journal/applied", "j/indexksn", "keys/rev", "risk/lists/rev",
+	"case/rev", "notify/rev", "rating/rev"}
+
+// checkDataMode refuses a data directory made for another way of running than want.
+// It returns whether the directory holds no record of its way yet (recordDataMode
+// writes it once the switch has opened). dir names the directory in errors.
+func checkDataMode(db *badger.DB, dir string, want dataMode) (unrecorded bool, err error) {
 	var (
 		have     dataMode
 		recorded bool
 		found    bool // no record, but data: have is inferred from it
 	)
-	err := db.View(func(txn *badger.Txn) error {
+	err = db.View(func(txn *badger.Txn) error {
 		item, err := txn.Get([]byte(keyDataMode))
 		if err == nil {
 			v, err := item.ValueCopy(nil)
@@ -82,22 +88,24 @@ func checkDataMode(db *badger.DB, dir string, want dataMode) error {
 		if !errors.Is(err, badger.ErrKeyNotFound) {
 			return err
 		}
-		have, found, err = inferDataMode(txn)
+		have, found, err = inferDataMode(txn, want)
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("data directory %s: read the way it runs: %w", dir, err)
+		return false, fmt.Errorf("data directory %s: read the way it runs: %w", dir, err)
 	}
 	if (recorded || found) && have != want && !(found && have.node == -1 && want.node > 0) {
-		return dataModeError(dir, have, want)
+		return false, dataModeError(dir, have, want)
 	}
-	if recorded {
-		return nil
-	}
+	return !recorded, nil
+}
+
+// recordDataMode records in db the way the switch runs it, m.
+func recordDataMode(db *badger.DB, dir string, m dataMode) error {
 	if err := db.Update(func(txn *badger.Txn) error {
-		return txn.Set([]byte(keyDataMode), []byte(want.String()))
+		return txn.Set([]byte(keyDataMode), []byte(m.String()))
 	}); err != nil {
-		return fmt.Errorf("data directory %s: record the way it runs (%s): %w", dir, want, err)
+		return fmt.Errorf("data directory %s: record the way it runs (%s): %w", dir, m, err)
 	}
 	return db.Sync()
 }
@@ -106,34 +114,43 @@ func checkDataMode(db *badger.DB, dir string, want dataMode) error {
 // made for: a cluster node (node -1 when its number is not known: it took no
 // transaction), a single switch (it numbered a transaction, or has a registry not
 // ordered by a cluster), or nothing either would have written (found false: a new
-// directory, or one only a tool opened).
-func inferDataMode(txn *badger.Txn) (have dataMode, found bool, err error) {
-	has := func(prefix string) (string, bool) {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefix)})
-		defer it.Close()
-		it.Rewind()
-		if !it.Valid() {
-			return "", false
-		}
-		return string(it.Item().Key()), true
-	}
-	if k, ok := has(markRRNSeq + "/"); ok {
+// directory, or one only a tool opened). A node renumbered before the record holds
+// the sequences of several numbers: any of them is taken for want's.
+func inferDataMode(txn *badger.Txn, want dataMode) (have dataMode, found bool, err error) {
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(markRRNSeq + "/")})
+	var nodes []int
+	for it.Rewind(); it.Valid(); it.Next() {
+		k := string(it.Item().Key())
 		if n, err := strconv.Atoi(k[len(markRRNSeq)+1:]); err == nil && n >= 1 && n <= 9 {
-			return dataMode{node: n}, true, nil
+			nodes = append(nodes, n)
 		}
 	}
-	for _, k := range []string{markRegistry, markClusterLog} {
-		if _, ok := has(k); ok {
-			return dataMode{node: -1}, true, nil
+	it.Close()
+	if len(nodes) > 0 {
+		if slices.Contains(nodes, want.node) {
+			return want, true, nil
+		}
+		return dataMode{node: nodes[len(nodes)-1]}, true, nil
+	}
+	has := func(key string) (bool, error) {
+		_, err := txn.Get([]byte(key))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return false, nil
+		}
+		return err == nil, err
+	}
+	for _, k := range clusterMarks {
+		if ok, err := has(k); err != nil || ok {
+			return dataMode{node: -1}, ok, err
 		}
 	}
-	if k, ok := has(markRRNSeq); ok && k == markRRNSeq {
-		return dataMode{}, true, nil
+	if ok, err := has(markRRNSeq); err != nil || ok {
+		return dataMode{}, ok, err
 	}
-	if _, ok := has("reg/"); ok {
-		return dataMode{}, true, nil
-	}
-	return dataMode{}, false, nil
+	reg := txn.NewIterator(badger.IteratorOptions{Prefix: []byte("reg/"), PrefetchValues: false})
+	defer reg.Close()
+	reg.Rewind()
+	return dataMode{}, reg.Valid(), nil
 }
 
 // dataModeError says why a directory made for have is refused for want, and what to do.

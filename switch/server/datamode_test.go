@@ -35,6 +35,10 @@ func TestDataMode(t *testing.T) {
 		{name: "old node by its RRNs, same number", keys: []string{"j/seq/rrn/4", "reg/rev"}, first: node(4), then: node(5), thenErr: "cluster node 4's"},
 		{name: "old node without a transaction takes the number", keys: []string{"reg/rev", "reg/m/000000000000001"}, first: node(5), then: node(6), thenErr: "cluster node 5's"},
 		{name: "old node without a transaction refused alone", keys: []string{"c/journal/applied"}, first: single, firstOK: "is a cluster node's, and this configuration has no cluster section"},
+		{name: "old node known by its review cases' revision", keys: []string{"case/rev"}, first: single, firstOK: "is a cluster node's"},
+		{name: "old node known by its KSN index", keys: []string{"j/indexksn", "keys/k/x"}, first: single, firstOK: "is a cluster node's"},
+		{name: "old node renumbered: either number", keys: []string{"j/seq/rrn/1", "j/seq/rrn/2"}, first: node(2), then: node(1), thenErr: "is cluster node 2's"},
+		{name: "old node renumbered: no other", keys: []string{"j/seq/rrn/1", "j/seq/rrn/2"}, first: node(3), firstOK: "is cluster node 2's"},
 		{name: "only a tool opened it", keys: []string{"j/applied"}, first: node(1), then: single, thenErr: "cluster node 1's"},
 	}
 	for _, c := range cases {
@@ -57,22 +61,30 @@ func TestDataMode(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			err = checkDataMode(db, dir, c.first)
+			// check is what Open does: check, and record once the switch opened.
+			check := func(m dataMode) error {
+				unrecorded, err := checkDataMode(db, dir, m)
+				if err == nil && unrecorded {
+					err = recordDataMode(db, dir, m)
+				}
+				return err
+			}
+			err = check(c.first)
 			if !matches(err, c.firstOK) {
 				t.Fatalf("first check as %s: %v, want %q", c.first, err, c.firstOK)
 			}
 			if c.firstOK != "" {
 				// Refused: nothing recorded, the same refusal again.
-				if err := checkDataMode(db, dir, c.first); !matches(err, c.firstOK) {
+				if err := check(c.first); !matches(err, c.firstOK) {
 					t.Fatalf("second refusal: %v", err)
 				}
 				return
 			}
-			if err := checkDataMode(db, dir, c.then); !matches(err, c.thenErr) {
+			if err := check(c.then); !matches(err, c.thenErr) {
 				t.Fatalf("then as %s: %v, want %q", c.then, err, c.thenErr)
 			}
 			// The record holds whatever the data says: the first way is still taken.
-			if err := checkDataMode(db, dir, c.first); err != nil {
+			if err := check(c.first); err != nil {
 				t.Fatalf("the first way again: %v", err)
 			}
 		})
@@ -106,5 +118,43 @@ func TestSingleDataNotANode(t *testing.T) {
 	s2 := start(t, demoConfig(t, dir), nil)
 	if rec, err := s2.Journal.Get(first.RRN); err != nil || rec.RC != "00" {
 		t.Fatalf("the single switch's record after the refusal: %+v %v", rec, err)
+	}
+	if err := s2.Drain(); err != nil {
+		t.Fatal(err)
+	}
+
+	// A directory of a version before the record: what the single switch wrote
+	// tells it apart.
+	db, err := OpenDB(dir, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(txn *badger.Txn) error { return txn.Delete([]byte(keyDataMode)) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(cfg, zerolog.Nop(), testDemoIssuer); err == nil || !strings.Contains(err.Error(), "holds a single switch's data") {
+		t.Fatalf("a single switch's data without its record opened as a cluster node: %v", err)
+	}
+}
+
+// TestDataModeRecordedOnceOpen: a first start that fails (here its cluster section is
+// wrong) records nothing, so that the corrected configuration starts on the directory.
+func TestDataModeRecordedOnceOpen(t *testing.T) {
+	dir := t.TempDir()
+	cfg := demoConfig(t, dir)
+	cfg.Cluster = &cluster.Config{Mode: "nonsense", Node: 2, Replicas: 1}
+	if _, err := Open(cfg, zerolog.Nop(), testDemoIssuer); err == nil || strings.Contains(err.Error(), "data directory") {
+		t.Fatalf("the failing first start: %v", err)
+	}
+	s := start(t, demoConfig(t, dir), nil) // the corrected configuration: a single switch
+	if err := s.Drain(); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Cluster.Node = 3
+	if _, err := Open(cfg, zerolog.Nop(), testDemoIssuer); err == nil || !strings.Contains(err.Error(), "holds a single switch's data") {
+		t.Fatalf("recorded single, opened as node 3: %v", err)
 	}
 }

@@ -209,7 +209,8 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	if cfg.Cluster != nil {
 		mode.node = cfg.Cluster.Node
 	}
-	if err := checkDataMode(s.db, cfg.DataDir, mode); err != nil {
+	unrecorded, err := checkDataMode(s.db, cfg.DataDir, mode)
+	if err != nil {
 		return nil, err
 	}
 	if cfg.Cluster != nil {
@@ -544,6 +545,11 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		}
 		s.listeners = append(s.listeners, l)
 		log.Info().Str("listener", lc.Name).Str("addr", l.Addr().String()).Str("dialect", string(d)).Bool("tls", fc.TLS != nil).Msg("terminal listener started")
+	}
+	if unrecorded {
+		if err := recordDataMode(s.db, cfg.DataDir, mode); err != nil {
+			return nil, err
+		}
 	}
 	return s, nil
 }
