@@ -366,16 +366,6 @@ func WriteTerminalsCSV(w io.Writer, ts []*Terminal) error {
 		if t.AttestMaxAge != 0 {
 			maxAge = time.Duration(t.AttestMaxAge).String()
 		}
-		// A reference the registry made up at creation (normalizeTerminal) is left
-		// empty, so that the import makes it up again rather than checking that
-		// the key exists before it is generated.
-		tpk, tak := t.Keys.TPK, t.Keys.TAK
-		if t.Keys.PINMode == PINModeTPK && tpk == t.ID+"/TPK" {
-			tpk = ""
-		}
-		if t.MACRequired() && tak == t.ID+"/TAK" {
-			tak = ""
-		}
 		flag := func(b bool) string {
 			if b {
 				return "true"
@@ -386,7 +376,7 @@ func WriteTerminalsCSV(w io.Writer, ts []*Terminal) error {
 			t.Binding.DeviceSerial, t.Binding.ICCID, t.Binding.IMEI,
 			lat, lon, rad,
 			nets, t.MinAppVersion, string(t.MissingPolicy),
-			string(t.Keys.PINMode), t.Keys.TMK, tpk, tak, t.Keys.BDK, flag(t.Keys.MACRequired),
+			string(t.Keys.PINMode), t.Keys.TMK, t.Keys.TPK, t.Keys.TAK, t.Keys.BDK, flag(t.Keys.MACRequired),
 			t.Model, maxAge, flag(t.AttestLegacy))
 		if err := cw.Write(row); err != nil {
 			return err
@@ -413,7 +403,7 @@ func (r *review) checkKeyRefs(terminal string, k KeyRefs, was *KeyRefs) error {
 	for _, kc := range []struct{ name, ref, old, keyType string }{
 		{"tmk", k.TMK, old.TMK, "TMK"}, {"tpk", k.TPK, old.TPK, "TPK"}, {"tak", k.TAK, old.TAK, "TAK"}, {"bdk", k.BDK, old.BDK, "BDK"},
 	} {
-		if kc.ref == "" || (was != nil && kc.ref == kc.old) {
+		if kc.ref == "" || (was != nil && kc.ref == kc.old) || isConventionalRef(terminal, kc.ref, kc.keyType) {
 			continue
 		}
 		ki, err := r.opts.Keys(kc.ref)
@@ -425,4 +415,12 @@ func (r *review) checkKeyRefs(terminal string, k KeyRefs, was *KeyRefs) error {
 		}
 	}
 	return nil
+}
+
+// isConventionalRef says whether ref is the reference the registry makes up for a
+// terminal's own TPK or TAK when none is given ("<terminal ID>/TPK", normalizeTerminal):
+// its key may be generated after the terminal is registered, so it is not looked up
+// (a terminal written out by WriteTerminalsCSV carries it, whatever its PIN mode).
+func isConventionalRef(terminal, ref, keyType string) bool {
+	return (keyType == "TPK" || keyType == "TAK") && ref == terminal+"/"+keyType
 }

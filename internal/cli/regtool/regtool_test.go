@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/netip"
 	"os"
@@ -38,13 +39,19 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	return newEnvWith(t, registry.Options{SeenFlushInterval: -1})
+}
+
+// newEnvWith is newEnv with the registry's options.
+func newEnvWith(t *testing.T, opts registry.Options) *env {
+	t.Helper()
 	dir := t.TempDir()
 	db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil).WithMemTableSize(8 << 20).WithValueLogFileSize(16 << 20).WithNumCompactors(2))
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := &clock{t: t0}
-	reg, err := registry.New(db, c.now, registry.Options{SeenFlushInterval: -1})
+	reg, err := registry.New(db, c.now, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -348,17 +355,32 @@ func TestCLIAlertRuleZeroThreshold(t *testing.T) {
 // `terminal list --csv`, imports the file into another registry, and finds the same
 // terminals there: the way a fleet moves to a cluster (docs/cluster.md).
 func TestCLITerminalsCSVRoundTrip(t *testing.T) {
-	a, b := newEnv(t), newEnv(t)
+	// Both registries look key references up: the ones a terminal names must exist,
+	// except those the registry makes up for its own TPK and TAK.
+	known := map[string]registry.KeyInfo{"T5000003.TMK": {Type: "TMK", Owner: "T5000003"}, "T5000003.TPK": {Type: "TPK", Owner: "T5000003"},
+		"T5000002.TAK": {Type: "TAK", Owner: "T5000002"}, "BDK.5002": {Type: "BDK", Owner: "FFFF5002"}}
+	opts := registry.Options{SeenFlushInterval: -1, Keys: func(id string) (registry.KeyInfo, error) {
+		if k, ok := known[id]; ok {
+			return k, nil
+		}
+		return registry.KeyInfo{}, fmt.Errorf("no key %s", id)
+	}}
+	a, b := newEnvWith(t, opts), newEnvWith(t, opts)
 	file := filepath.Join(t.TempDir(), "in.csv")
 	in := "terminal_id,merchant_id,kind,status,device_serial,iccid,imei,lat,lon,radius_m,networks,min_app_version,missing_policy,pin_mode,tmk,tpk,tak,bdk,mac_required,model,attest_max_age,attest_legacy\n" +
-		"T5000001,000000000000002,pos,active,SN-5001,89860000000000005001,860000000005001,39.9042,116.4074,750.5,10.0.0.0/8 192.168.1.7/32,1.2.3,flag,tpk,,,,,,PAX-A920,,\n" +
+		"T5000001,000000000000002,pos,active,\"SN,50\"\"01\",89860000000000005001,860000000005001,39.9042,116.4074,750.5,10.0.0.0/8 192.168.1.7/32,1.2.3,flag,tpk,,,,,,PAX-A920,,\n" +
 		"T5000002,000000000000002,softpos,pending,SP-5002,,860000000005002,31.2304,121.4737,5000,,2.1,decline,dukpt,,,T5000002.TAK,BDK.5002,true,Pixel-8,90s,true\n" +
-		"T5000003,000000000000002,mpos,active,,,,,,,,,,tpk,T5000003.TMK,T5000003.TPK,,,false,,,\n"
+		"T5000003,000000000000002,mpos,active,,,,,,,,,,tpk,T5000003.TMK,T5000003.TPK,,,false,,,\n" +
+		"T5000004,000000000000002,pos,active,,,,,,,,,,dukpt,,T5000004/TPK,,BDK.5002,,,,\n" + // a TPK left from an earlier PIN mode
+		"T5000005,000000000000002,softpos,active,SP-5005,,,,,,,,,dukpt,,,,BDK.5002,,,,\n" + // its TAK made up
+		"T5000006,000000000000002,pos,active,,,,,,,,,,,,,,,,,,\n"
 	if err := os.WriteFile(file, []byte(in), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	a.mustRun(t, op, "terminal", "import", file)
 	a.mustRun(t, rev, "change", "approve", "CHG-1")
+	a.mustRun(t, op, "terminal", "suspend", "T5000006", "--reason", "lost")
+	a.mustRun(t, rev, "change", "approve", "CHG-2")
 
 	out := a.mustRun(t, an, "terminal", "list", "--merchant", "000000000000002", "--csv")
 	var rows []string
@@ -367,16 +389,19 @@ func TestCLITerminalsCSVRoundTrip(t *testing.T) {
 			rows = append(rows, line)
 		}
 	}
-	if len(rows) != 4 || !strings.HasPrefix(rows[0], "terminal_id,merchant_id,kind,") {
+	if len(rows) != 7 || !strings.HasPrefix(rows[0], "terminal_id,merchant_id,kind,") {
 		t.Fatalf("terminal list --csv:\n%s", out)
 	}
 	moved := filepath.Join(t.TempDir(), "moved.csv")
 	if err := os.WriteFile(moved, []byte(strings.Join(rows, "\n")+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	b.mustRun(t, op, "terminal", "import", moved)
+	code, out, errs := b.run(t, op, "terminal", "import", moved)
+	if code != ExitError || !strings.Contains(out, "5 accepted, 1 rejected") || !strings.Contains(out, "T5000006  REJECTED") || !strings.Contains(out, "pending or active") {
+		t.Fatalf("import of the written file (the suspended terminal refused): exit %d\n%s%s", code, out, errs)
+	}
 	b.mustRun(t, rev, "change", "approve", "CHG-1")
-	for _, id := range []string{"T5000001", "T5000002", "T5000003"} {
+	for _, id := range []string{"T5000001", "T5000002", "T5000003", "T5000004", "T5000005"} {
 		pa, _ := a.reg.Terminal(id)
 		pb, ok := b.reg.Terminal(id)
 		if !ok {
@@ -395,8 +420,22 @@ func TestCLITerminalsCSVRoundTrip(t *testing.T) {
 	if t2, _ := b.reg.Terminal("T5000002"); t2.Model != "Pixel-8" || time.Duration(t2.AttestMaxAge) != 90*time.Second || !t2.AttestLegacy || t2.Location == nil || t2.Location.RadiusM != 5000 {
 		t.Errorf("T5000002's model, attestation and location not carried: %+v", t2)
 	}
-	if t1, _ := b.reg.Terminal("T5000001"); t1.Keys.TPK != "T5000001/TPK" || len(t1.AllowedNetworks) != 2 || t1.Location.RadiusM != 750.5 {
-		t.Errorf("T5000001's made-up TPK, networks or radius not carried: %+v", t1)
+	if t1, _ := b.reg.Terminal("T5000001"); t1.Keys.TPK != "T5000001/TPK" || len(t1.AllowedNetworks) != 2 || t1.Location.RadiusM != 750.5 || t1.Binding.DeviceSerial != `SN,50"01` {
+		t.Errorf("T5000001's made-up TPK, networks, radius or quoted serial not carried: %+v", t1)
+	}
+	if t4, _ := b.reg.Terminal("T5000004"); t4.Keys.TPK != "T5000004/TPK" {
+		t.Errorf("T5000004's TPK left from an earlier PIN mode not carried: %+v", t4.Keys)
+	}
+	if t5, _ := b.reg.Terminal("T5000005"); t5.Keys.TAK != "T5000005/TAK" {
+		t.Errorf("T5000005's made-up TAK not carried: %+v", t5.Keys)
+	}
+	// A key the registry did not make up is still looked up.
+	bad := filepath.Join(t.TempDir(), "bad.csv")
+	if err := os.WriteFile(bad, []byte("terminal_id,merchant_id,kind,tpk\nT5000007,000000000000002,pos,T5000007.TPK\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, _ := b.run(t, op, "terminal", "import", bad, "--dry-run"); code != ExitError || !strings.Contains(out, "no key T5000007.TPK") {
+		t.Errorf("an unknown TPK imported: exit %d\n%s", code, out)
 	}
 	if code, _, errs := a.run(t, an, "terminal", "list", "--csv", "--json"); code != ExitUsage || !strings.Contains(errs, "not both") {
 		t.Errorf("--csv with --json: exit %d, %s", code, errs)
