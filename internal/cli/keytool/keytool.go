@@ -47,6 +47,9 @@ commands:
          next), and sends them to the switch, which forms the key once every component
          is there. Outside demo mode each custodian, logged in with their own token,
          enters one (--enter 1); one person entering two components is refused.
+  import --type T --id ID --kek ID [--kek-version N] (--tr31 BLOCK | --ecb HEX[:KCV]) [--kcv KCV] [--algorithm A] ...
+         a key encrypted under a KEK of the key store (as keys export writes it on another
+         switch sharing that ZMK): no clear component is handled.
   generate --type T --id ID [--algorithm A] [--mac-algorithm M] [--owner O]
          [--activate-at RFC3339] [--expires-at RFC3339] [--export-kek ID [--export-format tr31|ecb]]
   list   [--id ID]                 ID, version, type, algorithm, KCV, status, dates (never keys)
@@ -208,8 +211,28 @@ func (t *tool) importKey(args []string) error {
 	spec := addSpec(fs)
 	n := fs.Int("components", 2, "number of clear components: 2 or 3")
 	enter := fs.Int("enter", 0, "how many of the components this custodian enters (default all; outside demo mode each custodian enters 1)")
+	kek := fs.String("kek", "", "import a key encrypted under this KEK (a ZMK or TMK of the key store) instead of components")
+	kekVersion := fs.Int("kek-version", 0, "with --kek: the KEK's version (default: current)")
+	tr31 := fs.String("tr31", "", "with --kek: the key as a TR-31 key block under the KEK (as keys export writes it)")
+	ecb := fs.String("ecb", "", "with --kek: the key as HEXKEY[:KCV], ECB under the KEK")
+	wantKCV := fs.String("kcv", "", "with --kek: the key's expected KCV")
 	if err := parse(fs, args, "type", "id"); err != nil {
 		return err
+	}
+	if *kek != "" || *tr31 != "" || *ecb != "" {
+		if *kek == "" || (*tr31 == "") == (*ecb == "") {
+			return usagef("import under a KEK: want --kek and one of --tr31 or --ecb")
+		}
+		req, err := spec.request()
+		if err != nil {
+			return err
+		}
+		var res hsm.KeyResult
+		if err := t.c.Do(t.ctx, "POST", "/api/v1/keys/import", keys.ImportRequest{SpecRequest: req, KEK: *kek, KEKVersion: *kekVersion, TR31: *tr31, ECB: *ecb, KCV: *wantKCV}, &res); err != nil {
+			return err
+		}
+		t.printResult(res)
+		return nil
 	}
 	if *n != 2 && *n != 3 {
 		return usagef("--components is %d: want 2 or 3", *n)

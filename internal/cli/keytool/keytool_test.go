@@ -245,3 +245,44 @@ func TestExportComponent(t *testing.T) {
 		t.Fatalf("components combine to KCV %s, want the demo ZMK's 384BF4", k)
 	}
 }
+
+// TestImportUnderKEK moves a key between two key stores that share a ZMK: exported
+// under it on one (keys export), imported under it on the other (keys import --kek),
+// with the same KCV; no clear component is handled.
+func TestImportUnderKEK(t *testing.T) {
+	from, to := setup(t), setup(t)
+	code, block, errs := from.run("", "export", "--id", "demo.ZPK", "--kek", "demo.ZMK")
+	if code != ExitOK {
+		t.Fatalf("export: %s", errs)
+	}
+	block = strings.TrimSpace(block)
+	_, want, _ := from.run("", "kcv", "--id", "demo.ZPK")
+	_, rest, _ := strings.Cut(want, "KCV ")
+	wantKCV := strings.Fields(rest + " ")[0]
+	if len(wantKCV) != 6 {
+		t.Fatalf("kcv: %q", want)
+	}
+	code, out, errs := to.run("", "import", "--type", "ZPK", "--id", "moved.ZPK", "--kek", "demo.ZMK", "--tr31", block, "--kcv", wantKCV)
+	if code != ExitOK || !strings.Contains(out, "stored moved.ZPK version 1: ZPK") || !strings.Contains(out, "KCV "+wantKCV) {
+		t.Fatalf("import under the ZMK: %d %s %s", code, out, errs)
+	}
+	if _, got, _ := to.run("", "kcv", "--id", "moved.ZPK"); !strings.Contains(got, "KCV "+wantKCV) {
+		t.Fatalf("the imported key's KCV: %s, want %s", got, wantKCV)
+	}
+	for _, c := range []struct {
+		args []string
+		code int
+		err  string
+	}{
+		{[]string{"--kek", "demo.ZMK"}, ExitUsage, "one of --tr31 or --ecb"},
+		{[]string{"--tr31", block}, ExitUsage, "want --kek"},
+		{[]string{"--kek", "demo.ZMK", "--tr31", block, "--ecb", "00"}, ExitUsage, "one of --tr31 or --ecb"},
+		{[]string{"--kek", "demo.ZMK", "--tr31", block, "--kcv", "000000"}, ExitError, "key check value mismatch"},
+		{[]string{"--kek", "nope.ZMK", "--tr31", block}, ExitError, "nope.ZMK"},
+	} {
+		args := append([]string{"import", "--type", "ZPK", "--id", "again.ZPK"}, c.args...)
+		if code, out, errs := to.run("", args...); code != c.code || !strings.Contains(errs, c.err) {
+			t.Errorf("%v: exit %d, %q %q; want exit %d naming %q", c.args, code, out, errs, c.code, c.err)
+		}
+	}
+}
