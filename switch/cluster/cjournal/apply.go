@@ -19,9 +19,9 @@ import (
 // applied, and applies every other node's record versions, delivery marks and batch
 // closes to the local store (not durably: they are in the stream). Its position goes
 // to the local Badger through the journal's log (PutDurable) after the messages it
-// covers, whenever it has nothing more waiting (so under load one sync covers many),
-// so that after a crash it starts again from a position whose messages are all in the
-// store. Own messages are skipped, except those the stream held when Open ran and the
+// covers, flushDelay after the first message applied since the last write (at once
+// when a WaitApplied waits), so that after a crash it starts again from a position
+// whose messages are all in the store. Own messages are skipped, except those the stream held when Open ran and the
 // local store lacks (a node that lost its disk, or crashed between the stream's
 // acknowledgement and its own sync, gets them back), and the first versions that own
 // a duplicate key (kind f), which every applier decides in stream order (first.go).
@@ -34,6 +34,7 @@ type applier struct {
 	stall     time.Duration // followStall (a test shortens it)
 	last      uint64        // the stream's last sequence as last seen
 	advanced  chan struct{} // closed and replaced when applied moves
+	want      chan struct{} // a WaitApplied waits: flush now (buffered 1)
 	restoreTo uint64        // own messages up to here are restored if missing
 	done      chan struct{} // closed when run has ended
 	halt      chan struct{} // closed when the applier halted for good (format.go)
@@ -59,6 +60,7 @@ type applier struct {
 
 func (a *applier) init() {
 	a.advanced = make(chan struct{})
+	a.want = make(chan struct{}, 1)
 	a.done = make(chan struct{})
 	a.halt = make(chan struct{})
 	a.firsts = make(map[string]*firstWait)
@@ -67,6 +69,13 @@ func (a *applier) init() {
 
 // flushEvery is the most messages applied between two writes of the position.
 const flushEvery = 1024
+
+// flushDelay is how long the applier lets messages gather before it writes its
+// position, unless a WaitApplied waits: each write is a commit of the local store
+// with its sync, and a write after every message (the queue is often empty between
+// two groups) made a commit of its own per group message (docs/performance.md,
+// Part 20).
+const flushDelay = 10 * time.Millisecond
 
 // restartPause is how long the applier waits before it follows the stream again
 // after an error (no quorum to create its consumer, a message it could not apply).
@@ -89,6 +98,10 @@ func (j *Journal) WaitApplied(ctx context.Context, seq uint64) error {
 		j.ap.mu.Unlock()
 		if applied >= seq {
 			return nil
+		}
+		select {
+		case j.ap.want <- struct{}{}:
+		default:
 		}
 		select {
 		case <-ch:
@@ -255,26 +268,49 @@ func (j *Journal) follow() error {
 		<-closed
 	}()
 	n := 0
+	timer := time.NewTimer(flushDelay)
+	timer.Stop()
+	defer timer.Stop()
+	armed := false // timer runs: a flush is due at its end
+	flush := func() error {
+		if armed {
+			timer.Stop()
+			armed = false
+		}
+		n = 0
+		return j.flush()
+	}
 	for {
 		select {
 		case m := <-in:
 			if err := j.apply(ctx, m); err != nil {
 				if ctx.Err() != nil {
-					return j.flush()
+					return flush()
 				}
 				if errors.Is(err, ErrNewerFormat) {
 					// Halting: what was applied before the message stays applied.
-					if ferr := j.flush(); ferr != nil {
+					if ferr := flush(); ferr != nil {
 						j.log.Error().Err(ferr).Msg("cluster journal: the applied position could not be written at the halt")
 					}
 				}
 				return err
 			}
-			if n++; n >= flushEvery || len(in) == 0 {
-				n = 0
-				if err := j.flush(); err != nil {
+			if n++; n >= flushEvery {
+				if err := flush(); err != nil {
 					return err
 				}
+			} else if !armed {
+				timer.Reset(flushDelay)
+				armed = true
+			}
+		case <-timer.C:
+			armed = false
+			if err := flush(); err != nil {
+				return err
+			}
+		case <-j.ap.want:
+			if err := flush(); err != nil {
+				return err
 			}
 		case <-closed:
 			return errors.New("the consumer ended")
