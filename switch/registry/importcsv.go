@@ -57,31 +57,46 @@ type ImportReport struct {
 // Rows that fail are reported with their line and reason and left out. An error is
 // returned only for a problem with the whole file (header, encoding, size).
 func (r *review) ImportTerminals(p Actor, in io.Reader, reason string, dryRun bool) (*ImportReport, error) {
-	if !canRequest(p) {
-		return nil, forbiddenf("%s (%s) may not import terminals: operator or admin role needed", p.Name, p.Role)
-	}
-	var accepted []Terminal
-	seen := map[string]int{} // terminal ID -> line of first occurrence
-	now := r.now()
-	rep, err := readImport(in, "terminal import", ImportColumns, []string{"terminal_id", "merchant_id", "kind"}, "terminal_id",
-		func(line int, get func(string) string) error {
+	return importRecords(r, p, in, reason, dryRun, "terminal", ImportColumns, []string{"terminal_id", "merchant_id", "kind"},
+		func(get func(string) string) (Terminal, Change, error) {
 			t, err := rowTerminal(get)
-			if err != nil {
-				return err
+			if err == nil {
+				err = r.checkKeyRefs(t.ID, t.Keys, nil)
 			}
-			if err := r.checkKeyRefs(t.ID, t.Keys, nil); err != nil {
-				return err
-			}
-			if first, dup := seen[t.ID]; dup {
-				return fmt.Errorf("terminal %s already appears on line %d", t.ID, first)
-			}
-			if _, err := r.compute(&Change{Op: OpTerminalRegister, Terminal: &t}, now); err != nil {
-				return err
-			}
-			seen[t.ID] = line
-			accepted = append(accepted, t)
-			return nil
-		})
+			return t, Change{Op: OpTerminalRegister, Terminal: &t}, err
+		},
+		func(ts []Terminal) Change { return Change{Op: OpTerminalImport, Terminals: ts} })
+}
+
+// importRecords runs an import of what ("terminal", "merchant"): it reads the CSV
+// (readImport, the ID in the column what+"_id"), builds each row's record with row,
+// along with the change that would register it alone, checks that change as it would
+// be applied now, and, unless dryRun or no row passed, requests the change that all
+// returns for the rows that passed.
+func importRecords[T any](r *review, p Actor, in io.Reader, reason string, dryRun bool, what string, columns, required []string,
+	row func(get func(string) string) (T, Change, error), all func([]T) Change) (*ImportReport, error) {
+	if !canRequest(p) {
+		return nil, forbiddenf("%s (%s) may not import %ss: operator or admin role needed", p.Name, p.Role, what)
+	}
+	var accepted []T
+	seen := map[string]int{} // ID -> line of first occurrence
+	now := r.now()
+	rep, err := readImport(in, what+" import", columns, required, what+"_id", func(line int, get func(string) string) error {
+		rec, one, err := row(get)
+		if err != nil {
+			return err
+		}
+		id := get(what + "_id")
+		if first, dup := seen[id]; dup {
+			return fmt.Errorf("%s %s already appears on line %d", what, id, first)
+		}
+		if _, err := r.compute(&one, now); err != nil {
+			return err
+		}
+		seen[id] = line
+		accepted = append(accepted, rec)
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -89,14 +104,15 @@ func (r *review) ImportTerminals(p Actor, in io.Reader, reason string, dryRun bo
 	if len(accepted) == 0 || dryRun {
 		return rep, nil
 	}
-	if reason == "" {
-		reason = fmt.Sprintf("CSV import of %d terminals", len(accepted))
+	c := all(accepted)
+	if c.Reason = reason; reason == "" {
+		c.Reason = fmt.Sprintf("CSV import of %d %ss", len(accepted), what)
 	}
-	c, err := r.RequestChange(p, Change{Op: OpTerminalImport, Terminals: accepted, Reason: reason})
+	ch, err := r.RequestChange(p, c)
 	if err != nil {
-		return nil, fmt.Errorf("terminal import: request change: %w", err)
+		return nil, fmt.Errorf("%s import: request change: %w", what, err)
 	}
-	rep.Change = c
+	rep.Change = ch
 	return rep, nil
 }
 
@@ -113,44 +129,12 @@ var MerchantImportColumns = []string{
 // row and, unless dryRun, requests one merchant.import change for the rows that
 // pass, as ImportTerminals does for terminals.
 func (r *review) ImportMerchants(p Actor, in io.Reader, reason string, dryRun bool) (*ImportReport, error) {
-	if !canRequest(p) {
-		return nil, forbiddenf("%s (%s) may not import merchants: operator or admin role needed", p.Name, p.Role)
-	}
-	var accepted []Merchant
-	seen := map[string]int{} // merchant ID -> line of first occurrence
-	now := r.now()
-	rep, err := readImport(in, "merchant import", MerchantImportColumns, []string{"merchant_id", "name", "mcc", "region", "tier"}, "merchant_id",
-		func(line int, get func(string) string) error {
+	return importRecords(r, p, in, reason, dryRun, "merchant", MerchantImportColumns, []string{"merchant_id", "name", "mcc", "region", "tier"},
+		func(get func(string) string) (Merchant, Change, error) {
 			m, err := rowMerchant(get)
-			if err != nil {
-				return err
-			}
-			if first, dup := seen[m.ID]; dup {
-				return fmt.Errorf("merchant %s already appears on line %d", m.ID, first)
-			}
-			if _, err := r.compute(&Change{Op: OpMerchantRegister, Merchant: &m}, now); err != nil {
-				return err
-			}
-			seen[m.ID] = line
-			accepted = append(accepted, m)
-			return nil
-		})
-	if err != nil {
-		return nil, err
-	}
-	rep.DryRun = dryRun
-	if len(accepted) == 0 || dryRun {
-		return rep, nil
-	}
-	if reason == "" {
-		reason = fmt.Sprintf("CSV import of %d merchants", len(accepted))
-	}
-	c, err := r.RequestChange(p, Change{Op: OpMerchantImport, Merchants: accepted, Reason: reason})
-	if err != nil {
-		return nil, fmt.Errorf("merchant import: request change: %w", err)
-	}
-	rep.Change = c
-	return rep, nil
+			return m, Change{Op: OpMerchantRegister, Merchant: &m}, err
+		},
+		func(ms []Merchant) Change { return Change{Op: OpMerchantImport, Merchants: ms} })
 }
 
 // rowMerchant builds a merchant from one CSV row.

@@ -8,7 +8,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/switchyard/switchyard/switch/cluster"
-	"github.com/switchyard/switchyard/switch/message"
 )
 
 // TestDataMode checks which way of running a data directory is taken for, recorded or
@@ -103,13 +102,7 @@ func matches(err error, want string) bool {
 // starts, and the single switch starts on it again with its record.
 func TestSingleDataNotANode(t *testing.T) {
 	dir := t.TempDir()
-	s := start(t, demoConfig(t, dir), nil)
-	c := dial(t, s, "ascii", message.DialectASCII)
-	first := send(t, c, message.DialectASCII, purchase("4761739001010119", 1000))
-	c.Close()
-	if err := s.Drain(); err != nil {
-		t.Fatal(err)
-	}
+	first := purchaseAndStop(t, dir)
 	cfg := demoConfig(t, dir)
 	cfg.Cluster = &cluster.Config{Mode: "embedded", Node: 1, Replicas: 1}
 	if _, err := Open(cfg, zerolog.Nop(), testDemoIssuer); err == nil || !strings.Contains(err.Error(), "holds a single switch's data") || !strings.Contains(err.Error(), dir) {

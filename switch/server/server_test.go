@@ -408,8 +408,10 @@ func hasState(r *journal.Record, s journal.State) bool {
 	return false
 }
 
-func TestRestartSameDataDir(t *testing.T) {
-	dir := t.TempDir()
+// purchaseAndStop starts a demo switch on dir, journals one approved purchase and
+// drains the switch: the directory holds a stopped switch's data.
+func purchaseAndStop(t *testing.T, dir string) termclient.Result {
+	t.Helper()
 	s := start(t, demoConfig(t, dir), nil)
 	c := dial(t, s, "ascii", message.DialectASCII)
 	first := send(t, c, message.DialectASCII, purchase("4761739001010119", 1000))
@@ -417,6 +419,12 @@ func TestRestartSameDataDir(t *testing.T) {
 	if err := s.Drain(); err != nil {
 		t.Fatal(err)
 	}
+	return first
+}
+
+func TestRestartSameDataDir(t *testing.T) {
+	dir := t.TempDir()
+	first := purchaseAndStop(t, dir)
 	s2 := start(t, demoConfig(t, dir), nil)
 	c2 := dial(t, s2, "ascii", message.DialectASCII)
 	second := send(t, c2, message.DialectASCII, purchase("4761739001010119", 2000))
