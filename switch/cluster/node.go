@@ -52,8 +52,10 @@ type Node struct {
 	cfg Config
 	log zerolog.Logger
 	srv *server.Server // nil in external mode
-	nc  *nats.Conn
-	js  jetstream.JetStream
+	// srvOpts are the options srv started with (ReviveJetStream reloads them).
+	srvOpts *server.Options
+	nc      *nats.Conn
+	js      jetstream.JetStream
 
 	ncClosed  chan struct{} // closed by the connection's ClosedHandler
 	closeOnce sync.Once
@@ -193,6 +195,7 @@ func (n *Node) startServer(ctx context.Context, e Embedded) (*server.Server, err
 	if err := os.MkdirAll(e.StoreDir, 0o700); err != nil {
 		return nil, fmt.Errorf("cluster.embedded.store_dir: %w", err)
 	}
+	n.srvOpts = so.Clone() // before NewServer sets its defaults in so
 	s, err := server.NewServer(so)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: embedded NATS server %s: %w", e.ServerName, err)

@@ -27,10 +27,34 @@ func (n *Node) Ready() error {
 	default:
 		return fmt.Errorf("cluster: NATS connection %s", st)
 	}
+	if n.srv != nil && !n.srv.JetStreamEnabled() {
+		return fmt.Errorf("cluster: JetStream is off on %s (nats-server turns it off when its store runs out of disk space, %s): it is restarted once it can be", n.name(), n.cfg.Embedded.StoreDir)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
 	defer cancel()
 	if err := n.jetStreamReady(ctx); err != nil {
 		return fmt.Errorf("cluster: JetStream not ready on %s: %w", n.name(), err)
 	}
 	return nil
+}
+
+// ReviveJetStream restarts JetStream on the embedded server when the server turned it
+// off by itself: nats-server shuts JetStream down on a server whose store met "no
+// space left on device", and only a reload brings it back. It reports whether it
+// tried; the error says why JetStream did not start again (space still short, say),
+// and the next call tries again. Nothing to do in external mode or while JetStream
+// runs.
+func (n *Node) ReviveJetStream() (tried bool, err error) {
+	if n.srv == nil || n.srv.JetStreamEnabled() {
+		return false, nil
+	}
+	// A reload with the options the server runs with: nats-server sees JetStream
+	// configured but not running, and restarts it (server/reload.go).
+	if err := n.srv.ReloadOptions(n.srvOpts.Clone()); err != nil {
+		return true, fmt.Errorf("cluster: restart JetStream on %s: %w", n.name(), err)
+	}
+	if !n.srv.JetStreamEnabled() {
+		return true, fmt.Errorf("cluster: JetStream on %s did not start again (store %s: is there space now?)", n.name(), n.cfg.Embedded.StoreDir)
+	}
+	return true, nil
 }

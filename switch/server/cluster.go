@@ -266,7 +266,9 @@ func (c *clusterNode) ready() error {
 }
 
 // watchMetrics refreshes the cluster's gauges (replication lag, consumer backlog)
-// until ctx ends.
+// every 5 s until ctx ends and, on the same tick,
+// starts JetStream again on the embedded server if nats-server turned it off (a
+// store out of disk space): the node recovers by itself once space is freed.
 func (c *clusterNode) watchMetrics(ctx context.Context) error {
 	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
@@ -275,6 +277,11 @@ func (c *clusterNode) watchMetrics(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		}
+		if tried, err := c.node.ReviveJetStream(); err != nil {
+			c.log.Error().Err(err).Msg("JetStream is off on this node's server (out of disk space?); trying again in 5 s")
+		} else if tried {
+			c.log.Warn().Msg("JetStream was off on this node's server (nats-server turns it off when its store runs out of disk space); started again")
 		}
 		if c.journal != nil {
 			applied, last := c.journal.Position()

@@ -1,0 +1,113 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// TestReviveJetStream: nats-server shuts JetStream down on a server whose store ran
+// out of disk space (server.handleOutOfSpace calls ShutdownJetStream) and does not
+// start it again by itself. The node's Ready says so, the other two keep the
+// quorum, and ReviveJetStream starts it again: the node catches up and publishes.
+func TestReviveJetStream(t *testing.T) {
+	t.Run("plain routes", func(t *testing.T) { testRevive(t, false) })
+	t.Run("TLS routes", func(t *testing.T) { testRevive(t, true) })
+}
+
+func testRevive(t *testing.T, withTLS bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	var ca *testCA
+	if withTLS {
+		ca = newTestCA(t, dir, "cluster")
+	}
+	ports := reservePorts(t, 3)
+	var routes []string
+	for _, p := range ports {
+		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
+	}
+	nodes := make([]*Node, 3)
+	defer func() {
+		for _, n := range nodes {
+			if n != nil {
+				n.Close()
+			}
+		}
+	}()
+	for i := range nodes {
+		name := fmt.Sprintf("n%d", i+1)
+		e := Embedded{ServerName: name, StoreDir: filepath.Join(dir, name),
+			ClientAddr: "127.0.0.1:0", ClusterName: "sy", ClusterAddr: fmt.Sprintf("127.0.0.1:%d", ports[i]), Routes: routes}
+		if ca != nil {
+			certFile, keyFile := ca.issue(t, dir, name)
+			e.TLS = EmbeddedTLS{CAFile: ca.file, CertFile: certFile, KeyFile: keyFile}
+		}
+		nodes[i] = startNode(t, ctx, Config{Mode: ModeEmbedded, Node: i + 1, Embedded: e})
+	}
+	for _, n := range nodes {
+		if err := n.WaitJetStream(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := nodes[0].JetStream().CreateStream(ctx, jetstream.StreamConfig{Name: "J", Subjects: []string{"j.>"}, Replicas: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nodes[0].Publish(ctx, "j.1", []byte("before"), "tx-1"); err != nil {
+		t.Fatal(err)
+	}
+	if tried, err := nodes[2].ReviveJetStream(); tried || err != nil {
+		t.Fatalf("revive while JetStream runs: tried %v, %v", tried, err)
+	}
+
+	n3 := nodes[2]
+	if err := n3.srv.ShutdownJetStream(); err != nil { // what nats-server does when its store is full
+		t.Fatal(err)
+	}
+	if err := n3.Ready(); err == nil || !strings.Contains(err.Error(), "JetStream is off on n3") || !strings.Contains(err.Error(), "disk space") {
+		t.Fatalf("Ready with JetStream off: %v", err)
+	}
+	if _, err := waitPublishOK(ctx, nodes[0], "j.2", "tx-2"); err != nil {
+		t.Fatalf("the other two lost the quorum: %v", err)
+	}
+
+	tried, err := n3.ReviveJetStream()
+	if !tried || err != nil {
+		t.Fatalf("revive: tried %v, %v", tried, err)
+	}
+	if err := n3.WaitJetStream(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := n3.Ready(); err != nil {
+		t.Fatalf("Ready after the revival: %v", err)
+	}
+	if _, err := waitPublishOK(ctx, n3, "j.3", "tx-3"); err != nil {
+		t.Fatalf("publish through the revived node: %v", err)
+	}
+	s, err := n3.JetStream().Stream(ctx, "J")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, err := s.Info(ctx); err != nil || info.State.Msgs != 3 {
+		t.Fatalf("the stream seen from the revived node: %+v, %v", info, err)
+	}
+}
+
+// waitPublishOK publishes through n until the stream acknowledges (a stream leader
+// elected meanwhile), or ctx ends.
+func waitPublishOK(ctx context.Context, n *Node, subj, id string) (*jetstream.PubAck, error) {
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		ack, err := n.Publish(pctx, subj, []byte(subj), id)
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			return ack, err
+		}
+	}
+}
