@@ -2,13 +2,12 @@ package cluster
 
 import (
 	"context"
-	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 )
 
 // TestReviveJetStream: nats-server shuts JetStream down on a server whose store ran
@@ -28,29 +27,7 @@ func testRevive(t *testing.T, withTLS bool) {
 	if withTLS {
 		ca = newTestCA(t, dir, "cluster")
 	}
-	ports := reservePorts(t, 3)
-	var routes []string
-	for _, p := range ports {
-		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
-	}
-	nodes := make([]*Node, 3)
-	defer func() {
-		for _, n := range nodes {
-			if n != nil {
-				n.Close()
-			}
-		}
-	}()
-	for i := range nodes {
-		name := fmt.Sprintf("n%d", i+1)
-		e := Embedded{ServerName: name, StoreDir: filepath.Join(dir, name),
-			ClientAddr: "127.0.0.1:0", ClusterName: "sy", ClusterAddr: fmt.Sprintf("127.0.0.1:%d", ports[i]), Routes: routes}
-		if ca != nil {
-			certFile, keyFile := ca.issue(t, dir, name)
-			e.TLS = EmbeddedTLS{CAFile: ca.file, CertFile: certFile, KeyFile: keyFile}
-		}
-		nodes[i] = startNode(t, ctx, Config{Mode: ModeEmbedded, Node: i + 1, Embedded: e})
-	}
+	nodes := startThree(t, ctx, dir, reservePorts(t, 3), ca, func(int) zerolog.Logger { return testLogger(t) })
 	for _, n := range nodes {
 		if err := n.WaitJetStream(ctx); err != nil {
 			t.Fatal(err)

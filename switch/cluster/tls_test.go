@@ -98,37 +98,13 @@ func TestThreeNodesTLS(t *testing.T) {
 	// its issuer's name is among those the server asks for.
 	ca, foreign := newTestCA(t, dir, "cluster"), newTestCA(t, foreignDir, "cluster")
 	ports := reservePorts(t, 4)
-	var routes []string
-	for _, p := range ports[:3] {
-		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
-	}
 	watch := &logWatch{want: []string{"TLS route handshake error", "unknown authority"}, seen: make(chan struct{})}
-	nodes := make([]*Node, 3)
-	defer func() {
-		for _, n := range nodes {
-			if n != nil {
-				n.Close()
-			}
-		}
-	}()
-	for i := range nodes {
-		name := fmt.Sprintf("n%d", i+1)
-		certFile, keyFile := ca.issue(t, dir, name)
-		cfg := Config{Mode: ModeEmbedded, Node: i + 1, Embedded: Embedded{
-			ServerName: name, StoreDir: filepath.Join(dir, name),
-			ClientAddr: "127.0.0.1:0", ClusterName: "sy", ClusterAddr: fmt.Sprintf("127.0.0.1:%d", ports[i]), Routes: routes,
-			TLS: EmbeddedTLS{CAFile: ca.file, CertFile: certFile, KeyFile: keyFile},
-		}}
-		log := testLogger(t)
+	nodes := startThree(t, ctx, dir, ports[:3], ca, func(i int) zerolog.Logger {
 		if i == 0 {
-			log = zerolog.New(watch).Level(zerolog.WarnLevel)
+			return zerolog.New(watch).Level(zerolog.WarnLevel)
 		}
-		n, err := Start(ctx, cfg, Options{Logger: log})
-		if err != nil {
-			t.Fatalf("start %s: %v", name, err)
-		}
-		nodes[i] = n
-	}
+		return testLogger(t)
+	})
 	for _, n := range nodes {
 		if err := n.WaitJetStream(ctx); err != nil {
 			t.Fatal(err)
@@ -160,7 +136,7 @@ func TestThreeNodesTLS(t *testing.T) {
 	watch.armed.Store(true)
 	intruder, err := Start(ctx, Config{Mode: ModeEmbedded, Node: 4, Embedded: Embedded{
 		ServerName: "intruder", StoreDir: filepath.Join(dir, "intruder"),
-		ClientAddr: "127.0.0.1:0", ClusterName: "sy", ClusterAddr: fmt.Sprintf("127.0.0.1:%d", ports[3]), Routes: routes[:1],
+		ClientAddr: "127.0.0.1:0", ClusterName: "sy", ClusterAddr: fmt.Sprintf("127.0.0.1:%d", ports[3]), Routes: []string{fmt.Sprintf("nats-route://127.0.0.1:%d", ports[0])},
 		TLS: EmbeddedTLS{CAFile: ca.file, CertFile: certFile, KeyFile: keyFile},
 	}}, Options{Logger: zerolog.Nop()})
 	if err != nil {
@@ -307,4 +283,38 @@ func plainNoAnswer(t *testing.T, addr string, greets bool) {
 	if bytes.Contains(got, []byte("PONG")) || !greets && bytes.Contains(got, []byte("INFO")) {
 		t.Fatalf("%s spoke the protocol in clear: %q", addr, got)
 	}
+}
+
+// startThree starts three embedded nodes, n1 to n3 in dir, routed to each other on
+// ports (their cluster ports), with certificates from ca unless it is nil, node i
+// logging to logFor(i). The nodes are closed at the test's end.
+func startThree(t *testing.T, ctx context.Context, dir string, ports []int, ca *testCA, logFor func(i int) zerolog.Logger) []*Node {
+	t.Helper()
+	var routes []string
+	for _, p := range ports {
+		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
+	}
+	nodes := make([]*Node, 3)
+	t.Cleanup(func() {
+		for _, n := range nodes {
+			if n != nil {
+				n.Close()
+			}
+		}
+	})
+	for i := range nodes {
+		name := fmt.Sprintf("n%d", i+1)
+		e := Embedded{ServerName: name, StoreDir: filepath.Join(dir, name),
+			ClientAddr: "127.0.0.1:0", ClusterName: "sy", ClusterAddr: fmt.Sprintf("127.0.0.1:%d", ports[i]), Routes: routes}
+		if ca != nil {
+			certFile, keyFile := ca.issue(t, dir, name)
+			e.TLS = EmbeddedTLS{CAFile: ca.file, CertFile: certFile, KeyFile: keyFile}
+		}
+		n, err := Start(ctx, Config{Mode: ModeEmbedded, Node: i + 1, Embedded: e}, Options{Logger: logFor(i)})
+		if err != nil {
+			t.Fatalf("start %s: %v", name, err)
+		}
+		nodes[i] = n
+	}
+	return nodes
 }
