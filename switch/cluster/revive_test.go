@@ -28,11 +28,6 @@ func testRevive(t *testing.T, withTLS bool) {
 		ca = newTestCA(t, dir, "cluster")
 	}
 	nodes := startThree(t, ctx, dir, reservePorts(t, 3), ca, func(int) zerolog.Logger { return testLogger(t) })
-	for _, n := range nodes {
-		if err := n.WaitJetStream(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
 	if _, err := nodes[0].JetStream().CreateStream(ctx, jetstream.StreamConfig{Name: "J", Subjects: []string{"j.>"}, Replicas: 3}); err != nil {
 		t.Fatal(err)
 	}

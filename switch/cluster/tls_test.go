@@ -105,11 +105,6 @@ func TestThreeNodesTLS(t *testing.T) {
 		}
 		return testLogger(t)
 	})
-	for _, n := range nodes {
-		if err := n.WaitJetStream(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
 	if _, err := nodes[0].JetStream().CreateStream(ctx, jetstream.StreamConfig{Name: "J", Subjects: []string{"j.>"}, Replicas: 3}); err != nil {
 		t.Fatal(err)
 	}
@@ -287,7 +282,8 @@ func plainNoAnswer(t *testing.T, addr string, greets bool) {
 
 // startThree starts three embedded nodes, n1 to n3 in dir, routed to each other on
 // ports (their cluster ports), with certificates from ca unless it is nil, node i
-// logging to logFor(i). The nodes are closed at the test's end.
+// logging to logFor(i), once JetStream answers on each. The nodes are closed at the
+// test's end.
 func startThree(t *testing.T, ctx context.Context, dir string, ports []int, ca *testCA, logFor func(i int) zerolog.Logger) []*Node {
 	t.Helper()
 	var routes []string
@@ -315,6 +311,11 @@ func startThree(t *testing.T, ctx context.Context, dir string, ports []int, ca *
 			t.Fatalf("start %s: %v", name, err)
 		}
 		nodes[i] = n
+	}
+	for _, n := range nodes {
+		if err := n.WaitJetStream(ctx); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return nodes
 }

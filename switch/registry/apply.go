@@ -116,25 +116,13 @@ func (r *review) compute(c *Change, now time.Time) ([]effect, error) {
 		}
 		return []effect{{mAfter: m}}, nil
 	case OpMerchantImport:
-		if len(c.Merchants) == 0 {
-			return nil, invalidf("%s: no merchants given", c.Op)
-		}
-		seen := map[string]bool{}
-		var out []effect
-		var errs []string
-		for i := range c.Merchants {
-			m, err := newMerchant(c.Merchants[i], seen)
+		return importEffects(c.Op, "merchants", c.Merchants, func(m Merchant, seen map[string]bool) (effect, string, error) {
+			n, err := newMerchant(m, seen)
 			if err != nil {
-				errs = append(errs, err.Error())
-				continue
+				return effect{}, "", err
 			}
-			seen[m.ID] = true
-			out = append(out, effect{mAfter: m})
-		}
-		if len(errs) > 0 {
-			return nil, conflictf("%s: %d of %d merchants cannot be created: %s", c.Op, len(errs), len(c.Merchants), strings.Join(errs, "; "))
-		}
-		return out, nil
+			return effect{mAfter: n}, n.ID, nil
+		})
 	case OpMerchantChange:
 		m := curM(c.Target)
 		if m == nil {
@@ -185,25 +173,13 @@ func (r *review) compute(c *Change, now time.Time) ([]effect, error) {
 		}
 		return []effect{{tAfter: t}}, nil
 	case OpTerminalImport:
-		if len(c.Terminals) == 0 {
-			return nil, invalidf("%s: no terminals given", c.Op)
-		}
-		seen := map[string]bool{}
-		var out []effect
-		var errs []string
-		for i := range c.Terminals {
-			t, err := newTerminal(c.Terminals[i], seen)
+		return importEffects(c.Op, "terminals", c.Terminals, func(t Terminal, seen map[string]bool) (effect, string, error) {
+			n, err := newTerminal(t, seen)
 			if err != nil {
-				errs = append(errs, err.Error())
-				continue
+				return effect{}, "", err
 			}
-			seen[t.ID] = true
-			out = append(out, effect{tAfter: t})
-		}
-		if len(errs) > 0 {
-			return nil, conflictf("%s: %d of %d terminals cannot be created: %s", c.Op, len(errs), len(c.Terminals), strings.Join(errs, "; "))
-		}
-		return out, nil
+			return effect{tAfter: n}, n.ID, nil
+		})
 	case OpTerminalChange:
 		t := curT(c.Target)
 		if t == nil {
@@ -347,4 +323,30 @@ func (e effect) changeEffect() ChangeEffect {
 		ce.Before = rawJSON(e.tBefore)
 	}
 	return ce
+}
+
+// importEffects are the effects of an import (op) of recs, what they are in errors
+// ("terminals"): mk makes each record's effect and ID, refusing one whose ID is in
+// seen (an earlier row of the import) or already exists. Every record's refusal is
+// reported together, and then nothing is created.
+func importEffects[T any](op Op, what string, recs []T, mk func(T, map[string]bool) (effect, string, error)) ([]effect, error) {
+	if len(recs) == 0 {
+		return nil, invalidf("%s: no %s given", op, what)
+	}
+	seen := map[string]bool{}
+	var out []effect
+	var errs []string
+	for _, rec := range recs {
+		e, id, err := mk(rec, seen)
+		if err != nil {
+			errs = append(errs, err.Error())
+			continue
+		}
+		seen[id] = true
+		out = append(out, e)
+	}
+	if len(errs) > 0 {
+		return nil, conflictf("%s: %d of %d %s cannot be created: %s", op, len(errs), len(recs), what, strings.Join(errs, "; "))
+	}
+	return out, nil
 }
