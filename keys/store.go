@@ -42,6 +42,9 @@ const (
 	auditHeadKey = prefix + "audit/head" // JSON {seq, hash} of the last entry
 	lmkKCVKey    = prefix + "meta/lmk-kcv"
 	revKey       = prefix + "rev" // the statelog revision last applied (cluster only)
+	// RevisionKey is revKey for a restore of the key store's snapshot before it
+	// opens (its value: kvsync.EncodeRevision).
+	RevisionKey = revKey
 )
 
 // ErrConflict is returned (wrapping statelog.ErrConflict) when a change to the key

@@ -20,10 +20,13 @@ import (
 )
 
 const (
-	listsPrefix      = KeyPrefix + "lists/"
-	listEntryPrefix  = listsPrefix + "e/"
-	listAuditPrefix  = listsPrefix + "audit/"
-	listsRevKey      = listsPrefix + "rev" // the statelog revision last applied (cluster only)
+	listsPrefix     = KeyPrefix + "lists/"
+	listEntryPrefix = listsPrefix + "e/"
+	listAuditPrefix = listsPrefix + "audit/"
+	listsRevKey     = listsPrefix + "rev" // the statelog revision last applied (cluster only)
+	// ListsRevisionKey is listsRevKey for a restore of the lists' snapshot before
+	// they open (its value: kvsync.EncodeRevision).
+	ListsRevisionKey = listsRevKey
 	maxAuditReturned = 10000
 )
 

@@ -31,6 +31,10 @@ const (
 	revKey  = "case/rev"  // the statelog revision last applied (cluster only)
 )
 
+// RevisionKey is the Badger key of the cases' statelog revision, for a restore
+// of their snapshot before they open (its value: kvsync.EncodeRevision).
+const RevisionKey = revKey
+
 // DefaultQueue is the default capacity of the queue of cases waiting to be written.
 const DefaultQueue = 4096
 

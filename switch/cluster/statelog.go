@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -31,6 +32,8 @@ const (
 	// consumer after an error (the ordered consumer itself resumes after a
 	// lost connection or a stream leader change).
 	stateRetry = 250 * time.Millisecond
+	// purgedRetry is the follower's pause after ErrCommitsPurged.
+	purgedRetry = 30 * time.Second
 	// headerRoom is what the headers of a commit's message may take of the
 	// connection's max payload.
 	headerRoom = 1024
@@ -50,6 +53,10 @@ var ErrCommitTooLarge = errors.New("commit larger than the NATS max payload")
 type StateLog struct {
 	n      *Node
 	stream jetstream.Stream
+
+	snapMu  sync.Mutex // guards the snapshot bucket's handles, opened on first use
+	snapKV  jetstream.KeyValue
+	snapObj jetstream.ObjectStore
 }
 
 // StateLog creates the STATE stream (file storage, Config.Replicas copies) or
@@ -113,7 +120,8 @@ func (l *StoreLog) Append(ctx context.Context, c statelog.Commit, after uint64) 
 			l.name, len(c.Writes), len(data), max, ErrCommitTooLarge)
 	}
 	start := time.Now()
-	ack, err := l.s.n.js.Publish(ctx, l.subject, data, jetstream.WithExpectLastSequencePerSubject(after))
+	msg := &nats.Msg{Subject: l.subject, Data: data, Header: nats.Header{headerAfter: []string{strconv.FormatUint(after, 10)}}}
+	ack, err := l.s.n.js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(after))
 	if err == nil {
 		m := l.s.n.Metrics()
 		m.ObservePublish(stateStream, time.Since(start))
@@ -218,7 +226,8 @@ func (f *Follower) Close() {
 	<-f.watched
 }
 
-// Err returns the last error the follower met (it keeps trying), or nil.
+// Err returns the last error the follower met (it keeps trying), or nil. One
+// wrapping ErrCommitsPurged stays until the node restarts.
 func (f *Follower) Err() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -257,9 +266,17 @@ func (f *Follower) run() {
 	for f.ctx.Err() == nil {
 		if err := f.consume(); err != nil && f.ctx.Err() == nil {
 			f.fail(err)
-			if !f.wait(stateRetry) {
+			wait := stateRetry
+			if errors.Is(err, ErrCommitsPurged) {
+				wait = purgedRetry // only a restart mends it; say so now and then
+			}
+			if !f.wait(wait) {
 				return
 			}
+		} else if err == nil {
+			f.mu.Lock()
+			f.err = nil
+			f.mu.Unlock()
 		}
 	}
 }
@@ -304,6 +321,12 @@ func (f *Follower) consume() error {
 			return fmt.Errorf("cluster: follow %s: message metadata: %w", l.subject, err)
 		}
 		seq := meta.Sequence.Stream
+		if after, ok := commitAfter(m.Headers()); ok && after > f.r.Revision() {
+			// Applying it would skip the commits between: this store's copy
+			// would fork from the others' without a word.
+			return fmt.Errorf("cluster: follow %s: the commit at sequence %d was ordered after %d, and this node's store is at %d: %w",
+				l.subject, seq, after, f.r.Revision(), ErrCommitsPurged)
+		}
 		c, err := decodeCommit(m.Data())
 		if err != nil {
 			// A commit no node can read stops this store's replication: skipping

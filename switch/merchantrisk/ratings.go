@@ -45,6 +45,10 @@ const (
 	keyRev   = "rating/rev" // the pins' statelog revision (cluster only)
 )
 
+// PinsRevisionKey is the Badger key of the pins' statelog revision, for a restore
+// of their snapshot before the ratings open (its value: kvsync.EncodeRevision).
+const PinsRevisionKey = keyRev
+
 // Journal is what the ratings read of the journal (*journal.Store).
 type Journal interface {
 	Scan(ctx context.Context, q journal.Query, fn func(*journal.Record) bool) error

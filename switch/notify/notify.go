@@ -61,6 +61,10 @@ const (
 	keyRev      = "notify/rev"  // the webhooks' statelog revision (cluster only)
 )
 
+// RevisionKey is the Badger key of the webhooks' statelog revision, for a restore
+// of their snapshot before the outbox opens (its value: kvsync.EncodeRevision).
+const RevisionKey = keyRev
+
 // Notice is one merchant notice, the body posted (JSON).
 type Notice struct {
 	ID          string    `json:"id"` // merchant-seq

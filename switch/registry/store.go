@@ -35,6 +35,9 @@ const (
 	// keyRevision is the revision of the cluster's state log this node's registry
 	// last applied (decimal), written in the same transaction as the commit.
 	keyRevision = "reg/rev"
+	// RevisionKey is keyRevision for a restore of the registry's snapshot before
+	// it opens (its value: the revision in decimal).
+	RevisionKey = keyRevision
 )
 
 // store is the registry's storage: merchants and terminals in Badger under "reg/"

@@ -92,10 +92,11 @@ func New(db *badger.DB, cfg Config) (*Sync, error) {
 			return err
 		}
 		return item.Value(func(v []byte) error {
-			if len(v) != 8 {
-				return fmt.Errorf("%s is %d bytes, want 8", cfg.RevKey, len(v))
+			rev, err := DecodeRevision(v)
+			if err != nil {
+				return fmt.Errorf("%s: %w", cfg.RevKey, err)
 			}
-			s.rev.Store(binary.BigEndian.Uint64(v))
+			s.rev.Store(rev)
 			return nil
 		})
 	})
@@ -219,7 +220,7 @@ func (s *Sync) apply(txn *badger.Txn, c statelog.Commit, rev uint64) error {
 		}
 	}
 	if rev > 0 {
-		return txn.Set([]byte(s.cfg.RevKey), binary.BigEndian.AppendUint64(nil, rev))
+		return txn.Set([]byte(s.cfg.RevKey), EncodeRevision(rev))
 	}
 	return nil
 }
@@ -299,3 +300,48 @@ func (c *Commit) Set(key, value []byte) {
 
 // Delete records the deletion of key.
 func (c *Commit) Delete(key []byte) { c.Writes = append(c.Writes, statelog.KV{Key: key}) }
+
+// EncodeRevision is how a Sync stores its revision under Config.RevKey.
+func EncodeRevision(rev uint64) []byte { return binary.BigEndian.AppendUint64(nil, rev) }
+
+// DecodeRevision reads a revision EncodeRevision wrote.
+func DecodeRevision(v []byte) (uint64, error) {
+	if len(v) != 8 {
+		return 0, fmt.Errorf("revision is %d bytes, want 8", len(v))
+	}
+	return binary.BigEndian.Uint64(v), nil
+}
+
+// Restore writes a snapshot of a shared store to db before the store opens (the
+// store reads its memory from Badger as it opens): every key snap sets, every key
+// it deletes, and then, last and on its own, revKey = revValue, the store's
+// revision in the store's own encoding. A snapshot may be larger than one Badger
+// transaction, so the keys go in batches: a crash before the revision is written
+// leaves the old one, and the next start restores again (the writes are
+// idempotent). Keys snap does not name (this node's own, never shared) are left
+// as they are. The writes are synced before Restore returns.
+func Restore(db *badger.DB, snap statelog.Commit, revKey, revValue []byte) error {
+	wb := db.NewWriteBatch()
+	defer wb.Cancel()
+	for _, kv := range snap.Writes {
+		var err error
+		if kv.Value == nil {
+			err = wb.Delete(kv.Key)
+		} else {
+			err = wb.Set(kv.Key, kv.Value)
+		}
+		if err != nil {
+			return fmt.Errorf("restore: write %s: %w", kv.Key, err)
+		}
+	}
+	if err := wb.Flush(); err != nil {
+		return fmt.Errorf("restore: write %d keys: %w", len(snap.Writes), err)
+	}
+	if err := db.Update(func(txn *badger.Txn) error { return txn.Set(revKey, revValue) }); err != nil {
+		return fmt.Errorf("restore: write %s: %w", revKey, err)
+	}
+	if err := db.Sync(); err != nil {
+		return fmt.Errorf("restore: sync: %w", err)
+	}
+	return nil
+}

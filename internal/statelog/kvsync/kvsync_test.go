@@ -3,6 +3,7 @@ package kvsync
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/dgraph-io/badger/v4"
@@ -102,5 +103,66 @@ func TestSingleNodeWritesNoRevision(t *testing.T) {
 	}
 	if get(t, db, "t/x") != "1" || get(t, db, "t/rev") != "" || s.Revision() != 0 {
 		t.Fatalf("x=%q rev key %q revision %d", get(t, db, "t/x"), get(t, db, "t/rev"), s.Revision())
+	}
+}
+
+// TestRestore: a snapshot restored before a store opens sets and deletes its keys,
+// leaves the node's own keys alone, and gives the store its revision; one larger
+// than a Badger transaction is written too.
+func TestRestore(t *testing.T) {
+	_, db := openSync(t, Config{Name: "test"})
+	if err := db.Update(func(txn *badger.Txn) error {
+		for k, v := range map[string]string{"s/a": "1", "s/b": "2", "own/x": "mine", "s/rev": string(EncodeRevision(3))} {
+			if err := txn.Set([]byte(k), []byte(v)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	snap := statelog.Commit{Writes: []statelog.KV{{Key: []byte("s/a")}, {Key: []byte("s/b"), Value: []byte("2b")}, {Key: []byte("s/c"), Value: []byte("3")}}}
+	if err := Restore(db, snap, []byte("s/rev"), EncodeRevision(40)); err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]string{"s/a": "", "s/b": "2b", "s/c": "3", "own/x": "mine"} {
+		if got := get(t, db, k); got != want {
+			t.Errorf("%s = %q after the restore, want %q", k, got, want)
+		}
+	}
+	s, err := New(db, Config{Name: "test", RevKey: "s/rev", Log: &statelog.Memory{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Revision() != 40 {
+		t.Errorf("the store opened at revision %d, want 40", s.Revision())
+	}
+
+	var big statelog.Commit
+	val := make([]byte, 100)
+	for i := range 150_000 {
+		big.Writes = append(big.Writes, statelog.KV{Key: fmt.Appendf(nil, "s/big/%07d", i), Value: val})
+	}
+	if err := db.Update(func(txn *badger.Txn) error {
+		for _, kv := range big.Writes {
+			if err := txn.Set(kv.Key, kv.Value); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); !errors.Is(err, badger.ErrTxnTooBig) {
+		t.Fatalf("one transaction of the big snapshot: %v; the test wants one too big for it", err)
+	}
+	if err := Restore(db, big, []byte("s/rev"), EncodeRevision(41)); err != nil {
+		t.Fatal(err)
+	}
+	if got := get(t, db, "s/big/0149999"); got != string(val) {
+		t.Errorf("the last key of the big snapshot: %q", got)
+	}
+	if v, _ := DecodeRevision([]byte(get(t, db, "s/rev"))); v != 41 {
+		t.Errorf("revision %d after the big restore, want 41", v)
+	}
+	if _, err := DecodeRevision([]byte("abc")); err == nil {
+		t.Error("a 3-byte revision decoded")
 	}
 }

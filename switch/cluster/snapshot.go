@@ -1,0 +1,353 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+
+	"github.com/switchyard/switchyard/internal/statelog"
+)
+
+// Compacting the STATE stream. Without it the stream keeps every commit ever made
+// to the registry, the keys, the lists and the cases, and a node that starts on an
+// empty directory replays all of them. A compaction folds a store's commits, up to
+// the last one, into one snapshot: every key the commits left set, with its last
+// value, and every key they deleted (so that a node whose copy is older deletes it
+// too). The snapshot goes to the object store snapshotBucket (chunked and checked
+// by its SHA-256 digest), and its description to the KV bucket of the same name
+// under the store's name, with a compare-and-set, so that of two nodes compacting
+// at once one wins and the other's object is deleted. The commits below the
+// previous snapshot's revision are then purged from the stream: the ones between
+// that and the new snapshot stay for one period more, so that a running node a
+// little behind still finds them. The store's last commit always stays, because
+// the next commit's compare-and-set names it.
+//
+// A node restores a snapshot at start, before it opens its stores, when the stream
+// no longer holds the commits that follow its own revision (SnapshotFor). Every
+// commit names the revision it was ordered after (the header headerAfter), so a
+// follower that meets a commit ordered after one it never applied stops with
+// ErrCommitsPurged instead of forking its copy silently.
+const (
+	// snapshotBucket is the object store of the snapshots and the KV bucket of
+	// their descriptions.
+	snapshotBucket = "state_snapshots"
+	// headerAfter is the header in which a commit names the revision it was
+	// ordered after (the store's previous commit; 0 for its first).
+	headerAfter = "Sy-After"
+	// compactWait bounds the wait for one commit while a compaction reads the
+	// stream.
+	compactWait = 5 * time.Second
+)
+
+// ErrCommitsPurged is wrapped by a follower's error when the stream no longer holds
+// commits its store has not applied: a compaction purged them while the node was
+// far behind. The node must be restarted, which restores the store's snapshot.
+var ErrCommitsPurged = errors.New("the stream no longer holds commits this node has not applied (compacted); restart the node to restore the store's snapshot")
+
+// SnapshotInfo describes a store's snapshot: the value of its key in the KV bucket
+// state_snapshots.
+type SnapshotInfo struct {
+	// Store is the store's name (registry, keys, lists...).
+	Store string `json:"store"`
+	// Revision is the stream sequence of the last commit the snapshot holds.
+	Revision uint64 `json:"revision"`
+	// Object is the snapshot's name in the object store: the store's name, the
+	// revision and a unique suffix (two nodes compacting at once write two objects).
+	Object string `json:"object"`
+	// Keys and Deleted count the keys it sets and deletes.
+	Keys    int `json:"keys"`
+	Deleted int `json:"deleted"`
+	// Bytes is its encoded (deflated) size.
+	Bytes int `json:"bytes"`
+	// Commits is how many commits the compaction folded into the previous
+	// snapshot (or, for the first, into nothing).
+	Commits int `json:"commits"`
+	// PurgedBelow is the stream sequence below which the store's commits were
+	// purged after this snapshot was taken (0: none).
+	PurgedBelow uint64 `json:"purged_below"`
+	// Taken is when it was taken, and By the server that took it.
+	Taken time.Time `json:"taken"`
+	By    string    `json:"by"`
+}
+
+// CompactResult is what Compact did.
+type CompactResult struct {
+	// Snapshot is the store's snapshot after the call: the new one, or the one
+	// there was when there was nothing to compact (nil when there is none).
+	Snapshot *SnapshotInfo `json:"snapshot,omitempty"`
+	// Compacted is false when the store had no commit since its last snapshot.
+	Compacted bool `json:"compacted"`
+	// Purged is how many of the store's commits the stream dropped.
+	Purged uint64 `json:"purged"`
+}
+
+// snapshots opens (or creates) the snapshot bucket and its object store, with the
+// configured replicas.
+func (s *StateLog) snapshots(ctx context.Context) (jetstream.KeyValue, jetstream.ObjectStore, error) {
+	s.snapMu.Lock()
+	defer s.snapMu.Unlock()
+	if s.snapKV != nil {
+		return s.snapKV, s.snapObj, nil
+	}
+	replicas := max(s.n.cfg.Replicas, 1)
+	kv, err := s.n.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: snapshotBucket, Replicas: replicas,
+		Storage: jetstream.FileStorage, Description: "Switchyard: the latest snapshot of each store of the STATE stream"})
+	if err != nil {
+		return nil, nil, fmt.Errorf("cluster: create or find KV bucket %s (%d replicas): %w", snapshotBucket, replicas, err)
+	}
+	obj, err := s.n.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: snapshotBucket, Replicas: replicas,
+		Storage: jetstream.FileStorage, Description: "Switchyard: snapshots of the stores of the STATE stream"})
+	if err != nil {
+		return nil, nil, fmt.Errorf("cluster: create or find object store %s (%d replicas): %w", snapshotBucket, replicas, err)
+	}
+	s.snapKV, s.snapObj = kv, obj
+	return kv, obj, nil
+}
+
+// Snapshot returns the description of the store's latest snapshot and its KV
+// revision; nil and 0 when it has none.
+func (l *StoreLog) Snapshot(ctx context.Context) (*SnapshotInfo, uint64, error) {
+	kv, _, err := l.s.snapshots(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	e, err := kv.Get(ctx, l.name)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, 0, nil
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("cluster: read the snapshot of %s: %w", l.name, err)
+	}
+	info := new(SnapshotInfo)
+	if err := json.Unmarshal(e.Value(), info); err != nil {
+		return nil, 0, fmt.Errorf("cluster: decode the snapshot description of %s (KV revision %d): %w", l.name, e.Revision(), err)
+	}
+	return info, e.Revision(), nil
+}
+
+// readSnapshot reads and decodes the object of info.
+func (l *StoreLog) readSnapshot(ctx context.Context, info *SnapshotInfo) (statelog.Commit, error) {
+	_, obj, err := l.s.snapshots(ctx)
+	if err != nil {
+		return statelog.Commit{}, err
+	}
+	data, err := obj.GetBytes(ctx, info.Object)
+	if err != nil {
+		return statelog.Commit{}, fmt.Errorf("cluster: read snapshot %s of %s: %w", info.Object, l.name, err)
+	}
+	c, err := decodeCommit(data)
+	if err != nil {
+		return statelog.Commit{}, fmt.Errorf("cluster: decode snapshot %s of %s (%d bytes): %w", info.Object, l.name, len(data), err)
+	}
+	return c, nil
+}
+
+// Compact folds the store's commits since its last snapshot into a new one,
+// records it, and purges the commits below the previous snapshot's revision. It
+// does nothing when the store has no commit since its last snapshot. When another
+// node records a snapshot first, Compact deletes its own and returns an error
+// wrapping statelog.ErrConflict.
+func (l *StoreLog) Compact(ctx context.Context) (CompactResult, error) {
+	prev, kvRev, err := l.Snapshot(ctx)
+	if err != nil {
+		return CompactResult{}, err
+	}
+	last, err := l.LastRevision(ctx)
+	if err != nil {
+		return CompactResult{}, err
+	}
+	if last == 0 || (prev != nil && last <= prev.Revision) {
+		return CompactResult{Snapshot: prev}, nil
+	}
+	state := map[string][]byte{} // nil: deleted
+	from := uint64(1)
+	if prev != nil {
+		base, err := l.readSnapshot(ctx, prev)
+		if err != nil {
+			return CompactResult{}, err
+		}
+		fold(state, base)
+		from = prev.Revision + 1
+	}
+	commits, err := l.foldStream(ctx, state, from, last)
+	if err != nil {
+		return CompactResult{}, err
+	}
+	info := &SnapshotInfo{Store: l.name, Revision: last, Object: l.name + "." + strconv.FormatUint(last, 10) + "." + nuid.Next(),
+		Commits: commits, Taken: time.Now().UTC(), By: l.s.n.name()}
+	snap := statelog.Commit{Writes: make([]statelog.KV, 0, len(state))}
+	for k, v := range state {
+		snap.Writes = append(snap.Writes, statelog.KV{Key: []byte(k), Value: v})
+		if v == nil {
+			info.Deleted++
+		} else {
+			info.Keys++
+		}
+	}
+	sort.Slice(snap.Writes, func(i, j int) bool { return string(snap.Writes[i].Key) < string(snap.Writes[j].Key) })
+	data, err := encodeCommit(snap)
+	if err != nil {
+		return CompactResult{}, fmt.Errorf("cluster: encode the snapshot of %s at %d: %w", l.name, last, err)
+	}
+	info.Bytes = len(data)
+	_, obj, err := l.s.snapshots(ctx)
+	if err != nil {
+		return CompactResult{}, err
+	}
+	if _, err := obj.PutBytes(ctx, info.Object, data); err != nil {
+		return CompactResult{}, fmt.Errorf("cluster: store snapshot %s (%d bytes): %w", info.Object, len(data), err)
+	}
+	if prev != nil {
+		info.PurgedBelow = prev.Revision
+	}
+	desc, err := json.Marshal(info)
+	if err != nil {
+		return CompactResult{}, err
+	}
+	kv, _, err := l.s.snapshots(ctx)
+	if err != nil {
+		return CompactResult{}, err
+	}
+	if prev == nil {
+		_, err = kv.Create(ctx, l.name, desc)
+	} else {
+		_, err = kv.Update(ctx, l.name, desc, kvRev)
+	}
+	if err != nil {
+		if derr := obj.Delete(ctx, info.Object); derr != nil {
+			l.s.n.log.Warn().Err(derr).Str("object", info.Object).Msg("cluster: delete a snapshot not recorded")
+		}
+		if isConflict(err) {
+			return CompactResult{}, fmt.Errorf("cluster: record snapshot %s: another node recorded one first: %w", info.Object, statelog.ErrConflict)
+		}
+		return CompactResult{}, fmt.Errorf("cluster: record snapshot %s: %w", info.Object, err)
+	}
+	res := CompactResult{Snapshot: info, Compacted: true}
+	if prev == nil {
+		return res, nil
+	}
+	// The commits below the previous snapshot are in both snapshots; the ones
+	// from it on stay until the next compaction.
+	before, err := l.Held(ctx)
+	if err != nil {
+		return res, err
+	}
+	if err := l.s.stream.Purge(ctx, jetstream.WithPurgeSubject(l.subject), jetstream.WithPurgeSequence(prev.Revision)); err != nil {
+		return res, fmt.Errorf("cluster: purge the commits of %s below %d: %w", l.name, prev.Revision, err)
+	}
+	after, err := l.Held(ctx)
+	if err != nil {
+		return res, err
+	}
+	if before > after {
+		res.Purged = before - after
+	}
+	if err := obj.Delete(ctx, prev.Object); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
+		return res, fmt.Errorf("cluster: delete the previous snapshot %s: %w", prev.Object, err)
+	}
+	return res, nil
+}
+
+// Held returns how many of the store's commits the stream holds.
+func (l *StoreLog) Held(ctx context.Context) (uint64, error) {
+	info, err := l.s.stream.Info(ctx, jetstream.WithSubjectFilter(l.subject))
+	if err != nil {
+		return 0, fmt.Errorf("cluster: count the commits of %s: %w", l.name, err)
+	}
+	return info.State.Subjects[l.subject], nil
+}
+
+// fold applies c's writes to state.
+func fold(state map[string][]byte, c statelog.Commit) {
+	for _, w := range c.Writes {
+		state[string(w.Key)] = w.Value
+	}
+}
+
+// foldStream folds the store's commits from sequence from to last into state and
+// returns how many it folded.
+func (l *StoreLog) foldStream(ctx context.Context, state map[string][]byte, from, last uint64) (int, error) {
+	cons, err := l.s.n.js.OrderedConsumer(ctx, stateStream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{l.subject}, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from,
+	})
+	if err != nil {
+		return 0, fmt.Errorf("cluster: read %s from %d: %w", l.subject, from, err)
+	}
+	it, err := cons.Messages()
+	if err != nil {
+		return 0, fmt.Errorf("cluster: read %s from %d: %w", l.subject, from, err)
+	}
+	defer it.Stop()
+	n := 0
+	for {
+		wctx, cancel := context.WithTimeout(ctx, compactWait)
+		m, err := it.Next(jetstream.NextContext(wctx))
+		cancel()
+		if err != nil {
+			return n, fmt.Errorf("cluster: read %s from %d, %d commits read, waiting for the one at %d: %w", l.subject, from, n, last, err)
+		}
+		meta, err := m.Metadata()
+		if err != nil {
+			return n, fmt.Errorf("cluster: read %s: message metadata: %w", l.subject, err)
+		}
+		seq := meta.Sequence.Stream
+		if seq > last {
+			return n, nil
+		}
+		c, err := decodeCommit(m.Data())
+		if err != nil {
+			return n, fmt.Errorf("cluster: %s commit at sequence %d: %w", l.name, seq, err)
+		}
+		fold(state, c)
+		n++
+		if seq == last {
+			return n, nil
+		}
+	}
+}
+
+// SnapshotFor returns the snapshot a store at revision local must restore before
+// it follows the stream: the latest one, when it is above local and the stream no
+// longer holds the commit that follows local (its first commit after local was not
+// ordered after local). It returns nil when the stream holds everything local
+// lacks. The Commit sets and deletes keys as the commits did, in key order, and is
+// meant for a store's Badger before the store opens (kvsync.Restore).
+func (l *StoreLog) SnapshotFor(ctx context.Context, local uint64) (*SnapshotInfo, statelog.Commit, error) {
+	info, _, err := l.Snapshot(ctx)
+	if err != nil || info == nil || info.Revision <= local {
+		return nil, statelog.Commit{}, err
+	}
+	m, err := l.s.stream.GetMsg(ctx, local+1, jetstream.WithGetMsgSubject(l.subject))
+	switch {
+	case err == nil:
+		if after, ok := commitAfter(m.Header); ok && after == local {
+			return nil, statelog.Commit{}, nil
+		}
+	case !errors.Is(err, jetstream.ErrMsgNotFound):
+		return nil, statelog.Commit{}, fmt.Errorf("cluster: the first commit of %s after %d: %w", l.name, local, err)
+	}
+	c, err := l.readSnapshot(ctx, info)
+	if err != nil {
+		return nil, statelog.Commit{}, err
+	}
+	return info, c, nil
+}
+
+// commitAfter reads the headerAfter of a commit; ok is false when it has none (a
+// commit of a version before it) or it does not parse.
+func commitAfter(h nats.Header) (uint64, bool) {
+	v := h.Get(headerAfter)
+	if v == "" {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	return n, err == nil
+}
