@@ -11,36 +11,45 @@ import (
 )
 
 func init() {
-	registerTool("cluster", "cluster status: nodes, JetStream leader, streams and buckets, lag, backlog, leases", "Usage:\n"+clusterUsage,
-		[]string{"status"}, runCluster)
+	registerTool("cluster", "cluster status and compaction: nodes, JetStream leader, streams and buckets, lag, backlog, leases, shared stores", "Usage:\n"+clusterUsage,
+		[]string{"status", "compact"}, runCluster)
 }
 
 const clusterUsage = `switchyard cluster status [--json]
   asks a running node (--admin URL --token T, default $SWITCHYARD_ADMIN and $SWITCHYARD_TOKEN;
   any reading role) what it sees of the cluster: the NATS servers, JetStream's meta leader,
   each stream and KV bucket (replicas, leader, followers' lag), each consumer's backlog,
-  and who holds which node lease`
+  who holds which node lease, and each shared store's commits held and latest snapshot
+switchyard cluster compact [--json]
+  asks a running node (an admin's token) to compact the shared stores (registry, keys, lists,
+  ratings, notices, cases) into snapshots now, as it does by itself when a store holds more
+  than cluster.state_compact_above commits; the commits below each store's previous
+  snapshot are purged from the STATE stream`
 
 func runCluster(env *Env, args []string) int {
 	conn, rest, err := kit.ExtractConn(args, env.Getenv)
 	if err != nil {
 		return fail(env, "cluster: %v", err)
 	}
-	if len(rest) == 0 || rest[0] != "status" {
+	if len(rest) == 0 || (rest[0] != "status" && rest[0] != "compact") {
 		fmt.Fprintln(env.Stderr, "Usage:\n"+clusterUsage)
 		return kit.ExitUsage
 	}
+	sub := rest[0]
 	if conn.DataDir != "" {
-		return fail(env, "cluster status: --data is not supported: the status is a running node's view; give --admin URL")
+		return fail(env, "cluster %s: --data is not supported: it asks a running node; give --admin URL", sub)
 	}
-	fs := newFlags(env, "cluster status", "")
+	fs := newFlags(env, "cluster "+sub, "")
 	fs.Usage = func() { fmt.Fprintln(env.Stderr, "Usage:\n"+clusterUsage+"\n\nFlags:"); fs.PrintDefaults() }
-	asJSON := fs.Bool("json", false, "print the node's report as JSON")
+	asJSON := fs.Bool("json", false, "print the node's answer as JSON")
 	if ok, code := parse(fs, rest[1:]); !ok {
 		return code
 	}
 	if fs.NArg() > 0 {
-		return fail(env, "cluster status: unexpected argument %q", fs.Arg(0))
+		return fail(env, "cluster %s: unexpected argument %q", sub, fs.Arg(0))
+	}
+	if sub == "compact" {
+		return runClusterCompact(env, conn, *asJSON)
 	}
 	var rep cluster.Report
 	if err := conn.Client().Do(env.Ctx, "GET", "/api/v1/cluster/status", nil, &rep); err != nil {
@@ -116,6 +125,19 @@ func printClusterReport(env *Env, rep *cluster.Report) {
 			kit.Table(w, "STREAM\tCONSUMER\tLEADER\tPENDING\tUNACKED", rows)
 		}
 	}
+	if len(rep.State) > 0 {
+		fmt.Fprintln(w)
+		var rows [][]string
+		for _, s := range rep.State {
+			snap, taken, keys := "-", "-", "-"
+			if s.Snapshot != nil {
+				snap, taken = u64(s.Snapshot.Revision), s.Snapshot.Taken.Format(time.RFC3339)
+				keys = strconv.Itoa(s.Snapshot.Keys)
+			}
+			rows = append(rows, []string{s.Store, u64(s.Revision), u64(s.Commits), snap, keys, taken, orDash(s.Error)})
+		}
+		kit.Table(w, "STORE\tREVISION\tCOMMITS HELD\tSNAPSHOT AT\tKEYS\tTAKEN\tERROR", rows)
+	}
 	fmt.Fprintln(w)
 	if len(rep.Leases) == 0 {
 		fmt.Fprintln(w, "No leases seen (this node holds none yet).")
@@ -152,4 +174,44 @@ func since(d time.Duration) string {
 		return "-"
 	}
 	return d.Round(time.Millisecond).String() + " ago"
+}
+
+func runClusterCompact(env *Env, conn kit.Conn, asJSON bool) int {
+	var reps []cluster.CompactReport
+	if err := conn.Client().Do(env.Ctx, "POST", "/api/v1/cluster/compact", nil, &reps); err != nil {
+		return fail(env, "cluster compact: %v", err)
+	}
+	failed := false
+	for _, r := range reps {
+		failed = failed || r.Error != ""
+	}
+	if asJSON {
+		if code := printJSON(env, reps); code != 0 || !failed {
+			return code
+		}
+		return 1
+	}
+	var rows [][]string
+	for _, r := range reps {
+		what := "nothing new"
+		if r.Compacted {
+			what = "compacted"
+		}
+		snap, keys, purged := "-", "-", "-"
+		if r.Snapshot != nil {
+			snap, keys = u64(r.Snapshot.Revision), strconv.Itoa(r.Snapshot.Keys)
+		}
+		if r.Compacted {
+			purged = u64(r.Purged)
+		}
+		if r.Error != "" {
+			what = "FAILED: " + r.Error
+		}
+		rows = append(rows, []string{r.Store, u64(r.Held), snap, keys, purged, what})
+	}
+	kit.Table(env.Stdout, "STORE\tCOMMITS HELD\tSNAPSHOT AT\tKEYS\tPURGED\tRESULT", rows)
+	if failed {
+		return 1
+	}
+	return 0
 }

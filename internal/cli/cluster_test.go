@@ -32,6 +32,10 @@ func TestClusterStatus(t *testing.T) {
 		Leases: []cluster.LeaseHolder{
 			{Node: 1, Server: "n1", Incarnation: 4, Started: at, Refreshed: at, Alive: true},
 			{Node: 3, Server: "n3", Incarnation: 2, Started: at, Refreshed: at, RecoveredBy: 1},
+		},
+		State: []cluster.StoreState{
+			{Store: "registry", Revision: 120, Commits: 14, Snapshot: &cluster.SnapshotInfo{Revision: 110, Keys: 2050, Taken: at}},
+			{Store: "cases", Error: "no quorum"},
 		}}
 	auth, err := admin.NewAuthenticator(api.DemoTokens())
 	if err != nil {
@@ -55,6 +59,8 @@ func TestClusterStatus(t *testing.T) {
 		"SAF     visa      n1      5        2",
 		"1      n1      4            held",
 		"3      n3      2            LAPSED  2026-12-01T23:00:00Z  2026-12-01T23:00:00Z  node 1",
+		"registry  120       14            110          2050  2026-12-01T23:00:00Z  -",
+		"cases     0         0             -            -     -                     no quorum",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
@@ -74,5 +80,56 @@ func TestClusterStatus(t *testing.T) {
 	}
 	if code, _, errs := runCLI(t, vars, "cluster", "stats", "--admin", alone.URL); code != 2 || !strings.Contains(errs, "switchyard cluster status") {
 		t.Fatalf("unknown subcommand: exit %d, %q", code, errs)
+	}
+}
+
+// TestClusterCompact runs `switchyard cluster compact` against the admin API (its
+// real handler, a made-up answer): an admin's token, the table of what each store
+// did, exit 1 when a store failed; a reading role is refused; a switch that runs
+// alone says it is not a cluster node.
+func TestClusterCompact(t *testing.T) {
+	at := time.Date(2026, 12, 3, 23, 0, 0, 0, time.UTC)
+	answer := []cluster.CompactReport{
+		{Store: "registry", Held: 10400, CompactResult: cluster.CompactResult{Compacted: true, Purged: 9800,
+			Snapshot: &cluster.SnapshotInfo{Store: "registry", Revision: 123456, Keys: 2050, Taken: at}}},
+		{Store: "keys", Held: 3, CompactResult: cluster.CompactResult{Snapshot: &cluster.SnapshotInfo{Store: "keys", Revision: 99, Keys: 12}}},
+		{Store: "cases", Error: "cluster: count the commits of cases: nats: timeout"},
+	}
+	auth, err := admin.NewAuthenticator(api.DemoTokens())
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	node := httptest.NewServer(api.New(api.Options{Auth: auth, ClusterCompact: func(context.Context) (any, error) { calls++; return answer, nil }}))
+	defer node.Close()
+
+	code, _, errs := runCLI(t, map[string]string{"SWITCHYARD_TOKEN": registry.DemoAnalystToken}, "cluster", "compact", "--admin", node.URL)
+	if code == 0 || !strings.Contains(errs, "403") || calls != 0 {
+		t.Fatalf("an analyst compacting: exit %d, %q, %d calls", code, errs, calls)
+	}
+	vars := map[string]string{"SWITCHYARD_TOKEN": registry.DemoAdminToken}
+	code, out, errs := runCLI(t, vars, "cluster", "compact", "--admin", node.URL)
+	if code != 1 || calls != 1 {
+		t.Fatalf("exit %d (want 1: a store failed), %d calls: %s", code, calls, errs)
+	}
+	for _, want := range []string{
+		"registry  10400         123456       2050  9800    compacted",
+		"keys      3             99           12    -       nothing new",
+		"cases     0             -            -     -       FAILED: cluster: count the commits of cases: nats: timeout",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	code, out, _ = runCLI(t, vars, "cluster", "compact", "--json", "--admin", node.URL)
+	var back []cluster.CompactReport
+	if code != 1 || json.Unmarshal([]byte(out), &back) != nil || len(back) != 3 || back[0].Snapshot.Revision != 123456 || back[0].Purged != 9800 {
+		t.Fatalf("--json: exit %d, %s", code, out)
+	}
+
+	alone := httptest.NewServer(api.New(api.Options{Auth: auth}))
+	defer alone.Close()
+	if code, _, errs := runCLI(t, vars, "cluster", "compact", "--admin", alone.URL); code == 0 || !strings.Contains(errs, "404 not a cluster node") {
+		t.Fatalf("alone: exit %d, %q", code, errs)
 	}
 }

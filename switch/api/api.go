@@ -104,6 +104,10 @@ type Options struct {
 	// returns its cluster.Report); nil on a switch that runs alone, whose
 	// GET /api/v1/cluster/status then answers 404 "not a cluster node".
 	ClusterStatus func(ctx context.Context) (any, error)
+	// ClusterCompact compacts the STATE stream's stores into snapshots now
+	// (POST /api/v1/cluster/compact, admins); nil on a switch that runs alone,
+	// which answers 404 "not a cluster node".
+	ClusterCompact func(ctx context.Context) (any, error)
 	// Profiles serve GET /api/v1/merchants/{id}/profile (with Registry: the
 	// merchant's tier); nil leaves the route out.
 	Profiles *profile.Set

@@ -21,6 +21,7 @@ import (
 //	GET  /api/v1/saf[?issuer=]                              store-and-forward items pending
 //	POST /api/v1/issuers/{id}/key-change                    a new zone PIN key for an issuer
 //	GET  /api/v1/cluster/status                             the cluster: nodes, streams, leases (404 alone)
+//	POST /api/v1/cluster/compact                            compact the shared stores into snapshots now (404 alone)
 //	GET  /debug/pprof/...                                   the Go profiler
 func (a *api) switchRoutes() {
 	o := a.o
@@ -58,6 +59,12 @@ func (a *api) switchRoutes() {
 			return nil, ErrNotCluster
 		}
 		return o.ClusterStatus(r.Context())
+	})
+	a.route("POST /api/v1/cluster/compact", adminsOnly, nil, func(r *http.Request, _ admin.Principal) (any, error) {
+		if o.ClusterCompact == nil {
+			return nil, ErrNotCluster
+		}
+		return o.ClusterCompact(r.Context())
 	})
 	if o.Pprof {
 		a.pprof()

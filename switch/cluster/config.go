@@ -30,6 +30,11 @@ type Config struct {
 	// Replicas is how many copies JetStream keeps of every stream and bucket
 	// (default 3; 1 for an embedded server without routes).
 	Replicas int `yaml:"replicas"`
+	// StateCompactAbove is how many of a shared store's commits the STATE stream
+	// may hold before a node compacts them into a snapshot (default
+	// DefaultStateCompactAbove; -1: never by itself, only when asked by
+	// `switchyard cluster compact`).
+	StateCompactAbove int `yaml:"state_compact_above"`
 	// Embedded configures the nats-server this node runs (mode embedded).
 	Embedded Embedded `yaml:"embedded"`
 	// External configures the connection to an existing cluster (mode external).
@@ -118,9 +123,17 @@ const (
 	DefaultClusterAddr = "0.0.0.0:6222"
 )
 
+// DefaultStateCompactAbove is Config.StateCompactAbove's default: a store's
+// commits held before it is compacted. A registry change is one commit; a day of
+// an acquirer's operators is a few hundred.
+const DefaultStateCompactAbove = 10000
+
 // ApplyDefaults fills what an embedded configuration leaves out; dataDir is the
 // node's data_dir.
 func (c *Config) ApplyDefaults(dataDir string) {
+	if c.StateCompactAbove == 0 {
+		c.StateCompactAbove = DefaultStateCompactAbove
+	}
 	if c.Replicas == 0 {
 		c.Replicas = 3
 		if c.Mode == ModeEmbedded && len(c.Embedded.Routes) == 0 {
@@ -153,6 +166,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Replicas < 0 || c.Replicas > 5 {
 		bad("replicas", "%d is not from 1 to 5", c.Replicas)
+	}
+	if c.StateCompactAbove < -1 || (c.StateCompactAbove > 0 && c.StateCompactAbove < 100) {
+		bad("state_compact_above", "%d is neither -1 (never by itself) nor at least 100 commits", c.StateCompactAbove)
 	}
 	switch c.Mode {
 	case ModeEmbedded:

@@ -47,6 +47,10 @@ func TestConfigValidate(t *testing.T) {
 			c.Embedded.TLS = EmbeddedTLS{CAFile: "/etc/sy/ca.pem", CertFile: "/etc/sy/n1.pem"}
 		}, validEmbedded, "cluster.embedded.tls.key_file: required with the other TLS files"},
 		{"embedded tls without ca", func(c *Config) { c.Embedded.TLS = EmbeddedTLS{KeyFile: "/etc/sy/n1.key"} }, validEmbedded, "cluster.embedded.tls.ca_file: required"},
+		{"compact never", func(c *Config) { c.StateCompactAbove = -1 }, validEmbedded, ""},
+		{"compact above", func(c *Config) { c.StateCompactAbove = 500 }, validEmbedded, ""},
+		{"compact too low", func(c *Config) { c.StateCompactAbove = 10 }, validEmbedded, "cluster.state_compact_above: 10 is neither -1"},
+		{"compact negative", func(c *Config) { c.StateCompactAbove = -5 }, validEmbedded, "cluster.state_compact_above: -5"},
 		{"urls", func(c *Config) { c.External.URLs = nil }, validExternal, "cluster.external.urls: at least one"},
 		{"url", func(c *Config) { c.External.URLs[0] = "nats1:4222" }, validExternal, `cluster.external.urls[0]: "nats1:4222" is not a URL like nats://host:4222`},
 		{"url no host", func(c *Config) { c.External.URLs[1] = "nats://" }, validExternal, `cluster.external.urls[1]: "nats://" is not a URL`},
@@ -73,7 +77,7 @@ func TestConfigValidate(t *testing.T) {
 func TestApplyDefaults(t *testing.T) {
 	c := Config{Mode: ModeEmbedded, Node: 1, Embedded: Embedded{ServerName: "n1"}}
 	c.ApplyDefaults("/data")
-	if c.Embedded.StoreDir != "/data/jetstream" || c.Embedded.ClientAddr != DefaultClientAddr || c.Embedded.ClusterAddr != DefaultClusterAddr {
+	if c.Embedded.StoreDir != "/data/jetstream" || c.Embedded.ClientAddr != DefaultClientAddr || c.Embedded.ClusterAddr != DefaultClusterAddr || c.StateCompactAbove != DefaultStateCompactAbove {
 		t.Fatalf("defaults: %+v", c.Embedded)
 	}
 	if err := c.Validate(); err != nil {

@@ -18,6 +18,22 @@ type Report struct {
 	// Leases are the nodes' leases as this node's watcher saw them (none
 	// without a lease).
 	Leases []LeaseHolder `json:"leases"`
+	// State is each shared store's place in the STATE stream (filled by the
+	// switch, which knows its stores).
+	State []StoreState `json:"state,omitempty"`
+}
+
+// StoreState is one shared store in the STATE stream, as a node sees it.
+type StoreState struct {
+	Store string `json:"store"`
+	// Revision is the last commit this node's store applied.
+	Revision uint64 `json:"revision"`
+	// Commits is how many of the store's commits the stream holds.
+	Commits uint64 `json:"commits"`
+	// Snapshot is the store's latest snapshot (nil: none yet).
+	Snapshot *SnapshotInfo `json:"snapshot,omitempty"`
+	// Error says what could not be read (no quorum, say).
+	Error string `json:"error,omitempty"`
 }
 
 // Report builds the node's Report; l is its lease (nil: none yet).

@@ -89,6 +89,17 @@ type CompactResult struct {
 	Purged uint64 `json:"purged"`
 }
 
+// CompactReport is what a compaction did to one shared store (the answer of POST
+// /api/v1/cluster/compact is one per store).
+type CompactReport struct {
+	Store string `json:"store"`
+	// Held is how many of its commits the stream held before.
+	Held uint64 `json:"held"`
+	CompactResult
+	// Error says why the store was not compacted.
+	Error string `json:"error,omitempty"`
+}
+
 // snapshots opens (or creates) the snapshot bucket and its object store, with the
 // configured replicas.
 func (s *StateLog) snapshots(ctx context.Context) (jetstream.KeyValue, jetstream.ObjectStore, error) {

@@ -93,6 +93,26 @@ func (s *StateLog) Store(name string) (*StoreLog, error) {
 	return &StoreLog{s: s, name: name, subject: stateSubject + name, applied: make(chan struct{})}, nil
 }
 
+// Name returns the store's name.
+func (l *StoreLog) Name() string { return l.name }
+
+// State returns the store's place in the stream; r is this node's store.
+func (l *StoreLog) State(ctx context.Context, r statelog.Replica) StoreState {
+	st := StoreState{Store: l.name, Revision: r.Revision()}
+	var errs []error
+	var err error
+	if st.Commits, err = l.Held(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	if st.Snapshot, _, err = l.Snapshot(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		st.Error = err.Error()
+	}
+	return st
+}
+
 // StoreLog is one store's statelog.Log on the STATE stream, and its follower.
 type StoreLog struct {
 	s       *StateLog

@@ -40,6 +40,8 @@ type clusterNode struct {
 	state     *cluster.StateLog
 	journal   *cjournal.Journal
 	followers []*cluster.Follower
+	sharedMu  sync.Mutex                    // guards followed
+	followed  []followed                    // the shared stores, for the status and /readyz
 	lease     atomic.Pointer[cluster.Lease] // set once taken, read by /readyz
 	metrics   *cluster.Metrics
 	log       zerolog.Logger
@@ -79,7 +81,9 @@ func (s *Server) startCluster(cfg cluster.Config) (*clusterNode, error) {
 // a short deadline: at a cluster's start, requests to streams and buckets whose
 // leaders are being elected go unanswered ("no responders", timeouts) for a few
 // seconds. A journal written by a newer version (cjournal.ErrNewerFormat) is not
-// tried again: the node must be upgraded.
+// tried again: the node must be upgraded; nor a store whose next commits were
+// purged (cluster.ErrCommitsPurged): the node must be started again, which
+// restores the store's snapshot.
 func (c *clusterNode) retry(what string, fn func(ctx context.Context) error) error {
 	deadline := time.Now().Add(clusterStartTimeout)
 	for {
@@ -89,7 +93,7 @@ func (c *clusterNode) retry(what string, fn func(ctx context.Context) error) err
 		if err == nil {
 			return nil
 		}
-		if time.Now().After(deadline) || errors.Is(err, cjournal.ErrNewerFormat) {
+		if time.Now().After(deadline) || errors.Is(err, cjournal.ErrNewerFormat) || errors.Is(err, cluster.ErrCommitsPurged) {
 			return fmt.Errorf("%s: %w", what, err)
 		}
 		c.log.Warn().Err(err).Str("what", what).Msg("cluster not answering yet; trying again")
@@ -111,6 +115,9 @@ func (c *clusterNode) storeLog(name string) (*cluster.StoreLog, error) {
 	if c == nil {
 		return nil, nil
 	}
+	if _, ok := findShared(name); !ok {
+		return nil, fmt.Errorf("cluster: store %q is not among the shared stores (server.sharedStores), so its snapshot would not be restored", name)
+	}
 	return c.state.Store(name)
 }
 
@@ -120,8 +127,19 @@ func (c *clusterNode) follow(l *cluster.StoreLog, r statelog.Replica) error {
 	if c == nil || l == nil {
 		return nil
 	}
-	c.followers = append(c.followers, l.Follow(context.Background(), r))
-	return c.retry("catch up", func(ctx context.Context) error { return l.CatchUp(ctx, r) })
+	f := l.Follow(context.Background(), r)
+	c.followers = append(c.followers, f)
+	c.sharedMu.Lock()
+	c.followed = append(c.followed, followed{log: l, r: r, f: f})
+	c.sharedMu.Unlock()
+	return c.retry("catch up", func(ctx context.Context) error {
+		err := l.CatchUp(ctx, r)
+		if ferr := f.Err(); err != nil && errors.Is(ferr, cluster.ErrCommitsPurged) {
+			// Compacted between restoreStores and now: a restart restores.
+			return ferr
+		}
+		return err
+	})
 }
 
 // asLog turns a possibly nil *StoreLog into a statelog.Log that is nil too (a typed
@@ -241,6 +259,7 @@ func (c *clusterNode) currentLease() *cluster.Lease { return c.lease.Load() }
 // report is what `switchyard cluster status` shows.
 func (c *clusterNode) report(ctx context.Context) (any, error) {
 	r := c.node.Report(ctx, c.currentLease())
+	r.State = c.storeStates(ctx)
 	return r, nil
 }
 
@@ -261,6 +280,9 @@ func (c *clusterNode) ready() error {
 		if err := l.Held(); err != nil {
 			return err
 		}
+	}
+	if err := c.purgedFollower(); err != nil {
+		return fmt.Errorf("cluster node %d: %w", c.cfg.Node, err)
 	}
 	return nil
 }
@@ -317,6 +339,9 @@ func (c *clusterNode) closeFollowers() {
 	}
 	wg.Wait()
 	c.followers = nil
+	c.sharedMu.Lock()
+	c.followed = nil
+	c.sharedMu.Unlock()
 	c.stopSharingSeen()
 	if c.stopProfiles != nil {
 		c.stopProfiles()

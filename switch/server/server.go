@@ -222,6 +222,9 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		}
 		s.cl.node.SetMetrics(s.cl.metrics)
 		s.SetReadyCheck(s.cl.ready)
+		if err := s.cl.restoreStores(s.db); err != nil {
+			return nil, err
+		}
 	}
 	s.cpu = cpubusy.New()
 	cpu := s.cpu
@@ -563,6 +566,7 @@ func (s *Server) Start() {
 		s.Pipeline.Start() // joined by Pipeline.Stop
 		if s.cl != nil {
 			s.loops.Go("cluster metrics", s.cl.watchMetrics)
+			s.loops.Go("state compaction", s.cl.compactLoop)
 		}
 		s.loops.Go("CPU meter", s.cpu.Run) // journal.window_cpu
 		s.loops.Go("offline monitor", func(ctx context.Context) error {
@@ -695,9 +699,10 @@ func (s *Server) startAdmin() error {
 		ZoneKeyChange: func(ctx context.Context, issuer, actor string) (any, error) {
 			return s.ChangeZoneKey(ctx, issuer, actor)
 		},
-		ClusterStatus: s.cl.statusFunc(),
-		Pprof:         true,
-		PprofOpen:     s.cfg.Demo,
+		ClusterStatus:  s.cl.statusFunc(),
+		ClusterCompact: s.cl.compactFunc(),
+		Pprof:          true,
+		PprofOpen:      s.cfg.Demo,
 
 		Profiles:        s.Profiles,
 		RefreshProfiles: s.refreshProfiles,

@@ -1,0 +1,227 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/switchyard/switchyard/internal/statelog"
+	"github.com/switchyard/switchyard/internal/statelog/kvsync"
+	"github.com/switchyard/switchyard/keys"
+	"github.com/switchyard/switchyard/risk/state"
+	"github.com/switchyard/switchyard/switch/cases"
+	"github.com/switchyard/switchyard/switch/cluster"
+	"github.com/switchyard/switchyard/switch/merchantrisk"
+	"github.com/switchyard/switchyard/switch/notify"
+	"github.com/switchyard/switchyard/switch/registry"
+)
+
+// The stores a cluster's nodes share through the STATE stream, and where each keeps
+// its revision in Badger: a node restores a store's snapshot (docs/cluster.md,
+// "Compacting the STATE stream") before the store opens, so it writes the revision
+// as the store reads it. A store that is not listed here cannot be shared
+// (clusterNode.storeLog refuses its name).
+var sharedStores = []sharedStore{
+	{name: "registry", revKey: registry.RevisionKey, decimal: true},
+	{name: "keys", revKey: keys.RevisionKey},
+	{name: "lists", revKey: state.ListsRevisionKey},
+	{name: "ratings", revKey: merchantrisk.PinsRevisionKey},
+	{name: "notices", revKey: notify.RevisionKey},
+	{name: "cases", revKey: cases.RevisionKey},
+}
+
+// sharedStore is one entry of sharedStores.
+type sharedStore struct {
+	name   string
+	revKey string
+	// decimal: the revision is stored in decimal (the registry's), else as
+	// kvsync.EncodeRevision.
+	decimal bool
+}
+
+func findShared(name string) (sharedStore, bool) {
+	for _, s := range sharedStores {
+		if s.name == name {
+			return s, true
+		}
+	}
+	return sharedStore{}, false
+}
+
+func (s sharedStore) encode(rev uint64) []byte {
+	if s.decimal {
+		return []byte(strconv.FormatUint(rev, 10))
+	}
+	return kvsync.EncodeRevision(rev)
+}
+
+// revision reads the store's revision in db (0 for none).
+func (s sharedStore) revision(db *badger.DB) (uint64, error) {
+	var rev uint64
+	err := db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get([]byte(s.revKey))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error {
+			if s.decimal {
+				rev, err = strconv.ParseUint(string(v), 10, 64)
+			} else {
+				rev, err = kvsync.DecodeRevision(v)
+			}
+			return err
+		})
+	})
+	if err != nil {
+		return 0, fmt.Errorf("%s: read its revision (%s): %w", s.name, s.revKey, err)
+	}
+	return rev, nil
+}
+
+// restoreStores restores, before the stores open, each shared store whose next
+// commits the STATE stream no longer holds (a node down while the stream was
+// compacted, or a new node on an empty directory after the stream was compacted)
+// from the store's snapshot.
+func (c *clusterNode) restoreStores(db *badger.DB) error {
+	for _, st := range sharedStores {
+		l, err := c.state.Store(st.name)
+		if err != nil {
+			return err
+		}
+		local, err := st.revision(db)
+		if err != nil {
+			return err
+		}
+		var (
+			info *cluster.SnapshotInfo
+			snap statelog.Commit
+		)
+		if err := c.retry("snapshot of "+st.name, func(ctx context.Context) (err error) {
+			info, snap, err = l.SnapshotFor(ctx, local)
+			return err
+		}); err != nil {
+			return err
+		}
+		if info == nil {
+			continue
+		}
+		start := time.Now()
+		if err := kvsync.Restore(db, snap, []byte(st.revKey), st.encode(info.Revision)); err != nil {
+			return fmt.Errorf("%s: restore snapshot %s: %w", st.name, info.Object, err)
+		}
+		c.log.Warn().Str("store", st.name).Uint64("from", local).Uint64("to", info.Revision).Int("keys", info.Keys).
+			Int("deleted", info.Deleted).Dur("took", time.Since(start)).
+			Msg("the stream no longer holds this store's commits after its revision (compacted): restored its snapshot")
+	}
+	return nil
+}
+
+// compactEvery is how often a node looks whether a shared store holds more commits
+// than cluster.state_compact_above; each node starts at a random point of the
+// period, and of two nodes compacting one store at once one wins.
+const compactEvery = 10 * time.Minute
+
+// compactLoop compacts the shared stores that hold more commits than
+// cluster.state_compact_above, every compactEvery, until ctx ends.
+func (c *clusterNode) compactLoop(ctx context.Context) error {
+	if c.cfg.StateCompactAbove < 0 {
+		return nil
+	}
+	t := time.NewTimer(compactEvery/2 + rand.N(compactEvery))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		c.compact(ctx, uint64(c.cfg.StateCompactAbove))
+		t.Reset(compactEvery)
+	}
+}
+
+// compact compacts each shared store that holds more than above commits (0: every
+// store with a commit since its snapshot), logs what it did, and returns it.
+func (c *clusterNode) compact(ctx context.Context, above uint64) []cluster.CompactReport {
+	var out []cluster.CompactReport
+	for _, st := range sharedStores {
+		rep := cluster.CompactReport{Store: st.name}
+		l, err := c.state.Store(st.name)
+		if err == nil {
+			rep.Held, err = held(ctx, l)
+		}
+		if err == nil && (above == 0 || rep.Held > above) {
+			cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+			rep.CompactResult, err = l.Compact(cctx)
+			cancel()
+		}
+		switch {
+		case errors.Is(err, statelog.ErrConflict):
+			c.log.Info().Str("store", st.name).Msg("another node compacted this store at the same time")
+			rep.Error = err.Error()
+		case err != nil:
+			c.log.Error().Err(err).Str("store", st.name).Msg("compacting a shared store failed; the next try is in " + compactEvery.String())
+			rep.Error = err.Error()
+		case rep.Compacted:
+			c.log.Info().Str("store", st.name).Uint64("revision", rep.Snapshot.Revision).Int("keys", rep.Snapshot.Keys).
+				Int("deleted", rep.Snapshot.Deleted).Int("bytes", rep.Snapshot.Bytes).Int("commits", rep.Snapshot.Commits).
+				Uint64("purged", rep.Purged).Msg("compacted a shared store into a snapshot")
+		}
+		out = append(out, rep)
+	}
+	return out
+}
+
+func held(ctx context.Context, l *cluster.StoreLog) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return l.Held(ctx)
+}
+
+// compactFunc is the admin API's compaction (nil alone).
+func (c *clusterNode) compactFunc() func(context.Context) (any, error) {
+	if c == nil {
+		return nil
+	}
+	return func(ctx context.Context) (any, error) { return c.compact(ctx, 0), nil }
+}
+
+// storeStates is each shared store's place in the stream, for the status.
+func (c *clusterNode) storeStates(ctx context.Context) []cluster.StoreState {
+	c.sharedMu.Lock()
+	followed := append([]followed(nil), c.followed...)
+	c.sharedMu.Unlock()
+	var out []cluster.StoreState
+	for _, f := range followed {
+		out = append(out, f.log.State(ctx, f.r))
+	}
+	return out
+}
+
+// purgedFollower returns the error of a follower that met commits purged before it
+// applied them (nil: none): the node needs a restart to restore the store.
+func (c *clusterNode) purgedFollower() error {
+	c.sharedMu.Lock()
+	defer c.sharedMu.Unlock()
+	for _, f := range c.followed {
+		if err := f.f.Err(); errors.Is(err, cluster.ErrCommitsPurged) {
+			return fmt.Errorf("store %s: %w", f.log.Name(), err)
+		}
+	}
+	return nil
+}
+
+// followed is a shared store this node follows.
+type followed struct {
+	log *cluster.StoreLog
+	r   statelog.Replica
+	f   *cluster.Follower
+}

@@ -1,0 +1,162 @@
+package server
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/switchyard/switchyard/internal/statelog"
+	"github.com/switchyard/switchyard/switch/cluster"
+	"github.com/switchyard/switchyard/switch/config"
+	"github.com/switchyard/switchyard/switch/registry"
+)
+
+// TestRestoreCompacted: a node whose disk was lost starts on an empty data directory
+// after the STATE stream was compacted (the commits that made its registry purged):
+// before its stores open it restores every shared store's snapshot, and it has the
+// registry as it was (a suspension made before the compaction is enforced), every
+// store at the revision of the other copy, and each store's revision where the store
+// reads it (a shared store missing from sharedStores, or listed with another
+// store's key, fails here). The first start of the test also writes one commit to
+// every shared store's subject, so that each has a revision to check.
+func TestRestoreCompacted(t *testing.T) {
+	base := t.TempDir()
+	js := filepath.Join(base, "jetstream") // the cluster's JetStream store: it outlives the node's disk
+	cfgFor := func(dir string) *config.Config {
+		cfg := demoConfig(t, dir)
+		cfg.Cluster = &cluster.Config{Mode: cluster.ModeEmbedded, Node: 1, Replicas: 1,
+			Embedded: cluster.Embedded{ServerName: "n1", ClientAddr: "127.0.0.1:0", StoreDir: js}}
+		cfg.Cluster.ApplyDefaults(dir)
+		return cfg
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	s1 := start(t, cfgFor(filepath.Join(base, "a")), nil)
+	op := registry.Actor{Name: "alice", Role: registry.RoleOperator}
+	rv := registry.Actor{Name: "bob", Role: registry.RoleReviewer}
+	ch, err := s1.Registry.RequestChange(op, registry.Change{Op: registry.OpTerminalSuspend, Target: "T0000002", Reason: "carried away"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s1.Registry.Approve(rv, ch.ID, "ok"); err != nil {
+		t.Fatal(err)
+	}
+	// Three rounds of a commit on each shared store's subject (a key no store
+	// reads, so that every store has commits of its own) and a compaction: the
+	// third purges the commits below the second's snapshot, the first round's
+	// among them.
+	if len(s1.cl.followed) != len(sharedStores) {
+		t.Fatalf("the node follows %d stores, sharedStores lists %d", len(s1.cl.followed), len(sharedStores))
+	}
+	for _, v := range []string{"x", "y", "z"} {
+		for _, f := range s1.cl.followed {
+			l := f.log
+			for {
+				_, err := l.Append(ctx, statelog.Commit{Writes: []statelog.KV{{Key: []byte("zz-test/" + l.Name()), Value: []byte(v)}}}, f.r.Revision())
+				if err == nil {
+					break
+				}
+				if ctx.Err() != nil {
+					t.Fatal(err)
+				}
+				if err := l.CatchUp(ctx, f.r); err != nil { // another commit of the node's came first
+					t.Fatal(err)
+				}
+			}
+			if err := l.CatchUp(ctx, f.r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, rep := range s1.cl.compact(ctx, 0) {
+			if rep.Error != "" || !rep.Compacted {
+				t.Fatalf("compaction after %s: %+v", v, rep)
+			}
+		}
+	}
+	for _, st := range s1.cl.storeStates(ctx) {
+		if st.Error != "" || st.Snapshot == nil || st.Snapshot.PurgedBelow == 0 {
+			t.Fatalf("store %s after three compactions: %+v %+v; want a snapshot and commits purged", st.Store, st, st.Snapshot)
+		}
+	}
+	terminals := len(s1.Registry.Terminals(registry.TerminalFilter{}))
+	if err := s1.Drain(); err != nil {
+		t.Fatal(err)
+	}
+
+	var logs syncBuffer
+	s2 := start(t, cfgFor(filepath.Join(base, "b")), &logs)
+	if tm, ok := s2.Registry.Terminal("T0000002"); !ok || tm.Status != registry.TerminalSuspended {
+		t.Fatalf("T0000002 on the restored node: %+v", tm)
+	}
+	if n := len(s2.Registry.Terminals(registry.TerminalFilter{})); n != terminals {
+		t.Fatalf("%d terminals on the restored node, %d before", n, terminals)
+	}
+	for _, f := range s2.cl.followed {
+		name := f.log.Name()
+		st, _ := findShared(name)
+		stored, err := st.revision(s2.db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last, err := f.log.LastRevision(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := f.log.CatchUp(ctx, f.r); err != nil {
+			t.Fatal(err)
+		}
+		if f.r.Revision() < last || stored != f.r.Revision() {
+			t.Errorf("store %s on the restored node: revision %d, %d in Badger; the stream's last commit of it %d", name, f.r.Revision(), stored, last)
+		}
+		if v := get(t, s2.db, "zz-test/"+name); v != "z" {
+			t.Errorf("store %s: its test key is %q on the restored node, want z", name, v)
+		}
+	}
+	if n := strings.Count(logs.String(), "restored its snapshot"); n != len(sharedStores) {
+		t.Errorf("%d stores said they restored their snapshot, want %d:\n%s", n, len(sharedStores), logs.String())
+	}
+	if s2.cl.purgedFollower() != nil {
+		t.Fatal(s2.cl.purgedFollower())
+	}
+}
+
+// syncBuffer collects a server's log lines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+func get(t *testing.T, db *badger.DB, key string) string {
+	t.Helper()
+	var v []byte
+	err := db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get([]byte(key))
+		if err != nil {
+			return err
+		}
+		v, err = item.ValueCopy(nil)
+		return err
+	})
+	if err != nil {
+		return ""
+	}
+	return string(v)
+}
