@@ -203,6 +203,8 @@ func runClusterCompact(env *Env, conn kit.Conn, asJSON bool) int {
 		}
 		if r.Compacted {
 			purged = u64(r.Purged)
+		} else if r.Note != "" {
+			what = r.Note
 		}
 		if r.Error != "" {
 			what = "FAILED: " + r.Error

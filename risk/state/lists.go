@@ -363,7 +363,15 @@ func (l *Lists) Add(who string, e ListEntry) (ListEntry, error) {
 
 // entry gives the Badger entry of a key a commit sets: a list entry that expires
 // is kept a minute past its expiry; one already past that is not written.
-func (l *Lists) entry(kv statelog.KV) *badger.Entry {
+func (l *Lists) entry(kv statelog.KV) *badger.Entry { return listsEntry(kv, l.now()) }
+
+// ListsRestoreEntry is the Badger entry of a key of the lists' snapshot restored
+// before they open (kvsync.Restore): a list entry expires as when its commit was
+// applied, and one already expired is not written (nil).
+func ListsRestoreEntry(kv statelog.KV) *badger.Entry { return listsEntry(kv, time.Now()) }
+
+// listsEntry is the Badger entry of a key the lists' commits set, at now.
+func listsEntry(kv statelog.KV, now time.Time) *badger.Entry {
 	ent := badger.NewEntry(kv.Key, kv.Value)
 	if !bytes.HasPrefix(kv.Key, []byte(listEntryPrefix)) {
 		return ent
@@ -372,7 +380,7 @@ func (l *Lists) entry(kv statelog.KV) *badger.Entry {
 	if err := json.Unmarshal(kv.Value, &e); err != nil || e.ExpiresAt.IsZero() {
 		return ent
 	}
-	ttl := e.ExpiresAt.Sub(l.now()) + time.Minute
+	ttl := e.ExpiresAt.Sub(now) + time.Minute
 	if ttl <= 0 {
 		return nil
 	}

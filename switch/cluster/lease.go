@@ -81,6 +81,10 @@ type LeaseValue struct {
 	Started     time.Time `json:"started"`
 	Incarnation uint64    `json:"incarnation"`
 	Refreshed   time.Time `json:"refreshed"`
+	// Compacts says that the node's version knows the STATE stream's
+	// snapshots (it restores one when its commits were purged); a node whose
+	// lease lacks it holds compaction back (see snapshot.go).
+	Compacts bool `json:"compacts,omitempty"`
 }
 
 // Claim is what a recovery claim holds.
@@ -111,6 +115,8 @@ type LeaseHolder struct {
 	// RecoveredBy is the node that won the claim on the lapsed incarnation, 0
 	// when none is known to this node.
 	RecoveredBy int `json:"recovered_by,omitempty"`
+	// Compacts is LeaseValue.Compacts as last seen.
+	Compacts bool `json:"compacts,omitempty"`
 
 	heard time.Time // this node's clock when it last heard of the lease
 }
@@ -215,7 +221,7 @@ func (n *Node) StartLease(ctx context.Context, opts LeaseOptions) (*Lease, error
 		}
 	}
 	now := opts.Now().UTC()
-	l.self = LeaseValue{Node: n.cfg.Node, Server: n.ServerName(), Started: now, Incarnation: inc}
+	l.self = LeaseValue{Node: n.cfg.Node, Server: n.ServerName(), Started: now, Incarnation: inc, Compacts: true}
 	for {
 		err := l.refresh(ctx)
 		if err == nil {
@@ -564,7 +570,7 @@ func (l *Lease) alive(node int, v LeaseValue) {
 		h = &LeaseHolder{Node: node}
 		l.seen[node] = h
 	}
-	h.Server, h.Incarnation, h.Started, h.Refreshed, h.Alive = v.Server, v.Incarnation, v.Started, v.Refreshed, true
+	h.Server, h.Incarnation, h.Started, h.Refreshed, h.Alive, h.Compacts = v.Server, v.Incarnation, v.Started, v.Refreshed, true, v.Compacts
 	h.heard = time.Now()
 }
 
@@ -604,17 +610,33 @@ func (l *Lease) sweep(ctx context.Context, d *deaths) {
 	}
 }
 
-// readLeader reads key's last message from the bucket's stream leader (the
-// JetStream API's message get, which replicas do not answer, unlike the
-// direct get a KV Get uses). It returns nil for no value (none, or a delete
-// marker), with the server's time of the message.
+// readLeader reads a lease key from the bucket's stream leader (Node.readLeader).
+// It returns nil for no value (none, or a delete marker), with the server's time
+// of the message.
 func (l *Lease) readLeader(ctx context.Context, key string) (*LeaseValue, time.Time, error) {
 	rctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	req, _ := json.Marshal(map[string]string{"last_by_subj": "$KV." + LeaseBucket + "." + key})
-	msg, err := l.n.nc.RequestWithContext(rctx, "$JS.API.STREAM.MSG.GET.KV_"+LeaseBucket, req)
+	data, _, at, err := l.n.readLeader(rctx, LeaseBucket, key)
+	if err != nil || data == nil {
+		return nil, at, err
+	}
+	var v LeaseValue
+	if err := json.Unmarshal(data, &v); err != nil {
+		return nil, time.Time{}, fmt.Errorf("lease %s: %w", key, err)
+	}
+	return &v, at, nil
+}
+
+// readLeader reads key's last message in KV bucket from the bucket's stream
+// leader (the JetStream API's message get, which replicas do not answer, unlike
+// the direct get a KV Get uses). It returns the value (nil for none: no key, a
+// delete marker, or no bucket), the key's revision and the server's time of the
+// message.
+func (n *Node) readLeader(ctx context.Context, bucket, key string) ([]byte, uint64, time.Time, error) {
+	req, _ := json.Marshal(map[string]string{"last_by_subj": "$KV." + bucket + "." + key})
+	msg, err := n.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET.KV_"+bucket, req)
 	if err != nil {
-		return nil, time.Time{}, err
+		return nil, 0, time.Time{}, err
 	}
 	var resp struct {
 		Error *struct {
@@ -622,31 +644,31 @@ func (l *Lease) readLeader(ctx context.Context, key string) (*LeaseValue, time.T
 			Description string `json:"description"`
 		} `json:"error"`
 		Message *struct {
+			Seq  uint64    `json:"seq"`
 			Data []byte    `json:"data"`
 			Hdrs []byte    `json:"hdrs"`
 			Time time.Time `json:"time"`
 		} `json:"message"`
 	}
 	if err := json.Unmarshal(msg.Data, &resp); err != nil {
-		return nil, time.Time{}, fmt.Errorf("message get of %s: %w", key, err)
+		return nil, 0, time.Time{}, fmt.Errorf("message get of %s in %s: %w", key, bucket, err)
 	}
 	if resp.Error != nil {
-		if resp.Error.Code == 404 {
-			return nil, time.Time{}, nil
+		if resp.Error.Code == 404 { // no such key, or no such bucket
+			return nil, 0, time.Time{}, nil
 		}
-		return nil, time.Time{}, fmt.Errorf("message get of %s: %d %s", key, resp.Error.Code, resp.Error.Description)
+		return nil, 0, time.Time{}, fmt.Errorf("message get of %s in %s: %d %s", key, bucket, resp.Error.Code, resp.Error.Description)
 	}
 	if resp.Message == nil {
-		return nil, time.Time{}, fmt.Errorf("message get of %s: empty answer", key)
+		return nil, 0, time.Time{}, fmt.Errorf("message get of %s in %s: empty answer", key, bucket)
 	}
 	if len(resp.Message.Hdrs) > 0 && (strings.Contains(string(resp.Message.Hdrs), "KV-Operation") || strings.Contains(string(resp.Message.Hdrs), "Nats-Marker-Reason")) {
-		return nil, resp.Message.Time, nil
+		return nil, resp.Message.Seq, resp.Message.Time, nil
 	}
-	var v LeaseValue
-	if err := json.Unmarshal(resp.Message.Data, &v); err != nil {
-		return nil, time.Time{}, fmt.Errorf("lease %s: %w", key, err)
+	if resp.Message.Data == nil {
+		resp.Message.Data = []byte{}
 	}
-	return &v, resp.Message.Time, nil
+	return resp.Message.Data, resp.Message.Seq, resp.Message.Time, nil
 }
 
 // unsettledLocked says that no lease's lapse may be judged yet: this node's

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,10 +26,10 @@ import (
 // by its SHA-256 digest), and its description to the KV bucket of the same name
 // under the store's name, with a compare-and-set, so that of two nodes compacting
 // at once one wins and the other's object is deleted. The commits below the
-// previous snapshot's revision are then purged from the stream: the ones between
-// that and the new snapshot stay for one period more, so that a running node a
-// little behind still finds them. The store's last commit always stays, because
-// the next commit's compare-and-set names it.
+// previous snapshot's revision are then purged from the stream; a store is not
+// compacted again until its snapshot is CompactOptions.MinAge old, so a running
+// node less than MinAge behind still finds every commit it lacks. The store's last commit always stays, because the next
+// commit's compare-and-set names it.
 //
 // A node restores a snapshot at start, before it opens its stores, when the stream
 // no longer holds the commits that follow its own revision (SnapshotFor). Every
@@ -45,6 +46,9 @@ const (
 	// compactWait bounds the wait for one commit while a compaction reads the
 	// stream.
 	compactWait = 5 * time.Second
+	// maxSnapshotBytes bounds a snapshot's encoding before it is deflated: a
+	// compaction refuses to record a larger one, which a node could not read back.
+	maxSnapshotBytes = 1 << 30
 )
 
 // ErrCommitsPurged is wrapped by a follower's error when the stream no longer holds
@@ -87,6 +91,18 @@ type CompactResult struct {
 	Compacted bool `json:"compacted"`
 	// Purged is how many of the store's commits the stream dropped.
 	Purged uint64 `json:"purged"`
+	// Note says why a store with new commits was not compacted (its latest
+	// snapshot is younger than CompactOptions.MinAge).
+	Note string `json:"note,omitempty"`
+}
+
+// CompactOptions tune Compact.
+type CompactOptions struct {
+	// MinAge is how long a snapshot must have been the store's latest before
+	// the commits below it are purged (by the time the bucket's server recorded
+	// it): a node less than MinAge behind the stream still finds every commit
+	// it lacks. Zero purges at once (tests).
+	MinAge time.Duration
 }
 
 // CompactReport is what a compaction did to one shared store (the answer of POST
@@ -100,61 +116,83 @@ type CompactReport struct {
 	Error string `json:"error,omitempty"`
 }
 
-// snapshots opens (or creates) the snapshot bucket and its object store, with the
-// configured replicas.
-func (s *StateLog) snapshots(ctx context.Context) (jetstream.KeyValue, jetstream.ObjectStore, error) {
+// snapshots returns the snapshot bucket's object store, creating it (and the KV
+// bucket of the descriptions) when create is set; without create, a cluster
+// that never compacted gives nil and no error.
+func (s *StateLog) snapshots(ctx context.Context, create bool) (jetstream.KeyValue, jetstream.ObjectStore, error) {
 	s.snapMu.Lock()
 	defer s.snapMu.Unlock()
 	if s.snapKV != nil {
 		return s.snapKV, s.snapObj, nil
 	}
 	replicas := max(s.n.cfg.Replicas, 1)
-	kv, err := s.n.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: snapshotBucket, Replicas: replicas,
-		Storage: jetstream.FileStorage, Description: "Switchyard: the latest snapshot of each store of the STATE stream"})
-	if err != nil {
-		return nil, nil, fmt.Errorf("cluster: create or find KV bucket %s (%d replicas): %w", snapshotBucket, replicas, err)
+	// The object store first: a description is recorded only once it exists.
+	obj, err := s.n.js.ObjectStore(ctx, snapshotBucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) && create {
+		obj, err = s.n.js.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: snapshotBucket, Replicas: replicas,
+			Storage: jetstream.FileStorage, Description: "Switchyard: snapshots of the stores of the STATE stream"})
+		if errors.Is(err, jetstream.ErrBucketExists) || errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			obj, err = s.n.js.ObjectStore(ctx, snapshotBucket) // another node made it meanwhile
+		}
 	}
-	obj, err := s.n.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: snapshotBucket, Replicas: replicas,
-		Storage: jetstream.FileStorage, Description: "Switchyard: snapshots of the stores of the STATE stream"})
-	if err != nil {
-		return nil, nil, fmt.Errorf("cluster: create or find object store %s (%d replicas): %w", snapshotBucket, replicas, err)
+	switch {
+	case errors.Is(err, jetstream.ErrBucketNotFound):
+		return nil, nil, nil
+	case err != nil:
+		return nil, nil, fmt.Errorf("cluster: object store %s (%d replicas): %w", snapshotBucket, replicas, err)
+	}
+	kv, err := s.n.js.KeyValue(ctx, snapshotBucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) && create {
+		kv, err = s.n.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: snapshotBucket, Replicas: replicas,
+			Storage: jetstream.FileStorage, Description: "Switchyard: the latest snapshot of each store of the STATE stream"})
+		if errors.Is(err, jetstream.ErrBucketExists) || errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			kv, err = s.n.js.KeyValue(ctx, snapshotBucket)
+		}
+	}
+	switch {
+	case errors.Is(err, jetstream.ErrBucketNotFound):
+		return nil, nil, nil
+	case err != nil:
+		return nil, nil, fmt.Errorf("cluster: KV bucket %s (%d replicas): %w", snapshotBucket, replicas, err)
 	}
 	s.snapKV, s.snapObj = kv, obj
 	return kv, obj, nil
 }
 
-// Snapshot returns the description of the store's latest snapshot and its KV
-// revision; nil and 0 when it has none.
-func (l *StoreLog) Snapshot(ctx context.Context) (*SnapshotInfo, uint64, error) {
-	kv, _, err := l.s.snapshots(ctx)
+// Snapshot returns the description of the store's latest snapshot, its KV
+// revision and when the bucket's server recorded it; nil when it has none. It
+// reads from the bucket's stream leader, not from a replica that may lag (a KV
+// Get is a direct get, which replicas answer).
+func (l *StoreLog) Snapshot(ctx context.Context) (*SnapshotInfo, uint64, time.Time, error) {
+	data, rev, at, err := l.s.n.readLeader(ctx, snapshotBucket, l.name)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, time.Time{}, fmt.Errorf("cluster: read the snapshot of %s: %w", l.name, err)
 	}
-	e, err := kv.Get(ctx, l.name)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, 0, nil
-	}
-	if err != nil {
-		return nil, 0, fmt.Errorf("cluster: read the snapshot of %s: %w", l.name, err)
+	if data == nil {
+		return nil, 0, time.Time{}, nil
 	}
 	info := new(SnapshotInfo)
-	if err := json.Unmarshal(e.Value(), info); err != nil {
-		return nil, 0, fmt.Errorf("cluster: decode the snapshot description of %s (KV revision %d): %w", l.name, e.Revision(), err)
+	if err := json.Unmarshal(data, info); err != nil {
+		return nil, 0, time.Time{}, fmt.Errorf("cluster: decode the snapshot description of %s (KV revision %d): %w", l.name, rev, err)
 	}
-	return info, e.Revision(), nil
+	return info, rev, at, nil
 }
 
-// readSnapshot reads and decodes the object of info.
-func (l *StoreLog) readSnapshot(ctx context.Context, info *SnapshotInfo) (statelog.Commit, error) {
-	_, obj, err := l.s.snapshots(ctx)
+// ReadSnapshot reads and decodes the object of info: every key the store's
+// commits up to info.Revision left set, and every key they deleted, in key order.
+func (l *StoreLog) ReadSnapshot(ctx context.Context, info *SnapshotInfo) (statelog.Commit, error) {
+	_, obj, err := l.s.snapshots(ctx, false)
+	if err == nil && obj == nil {
+		err = errors.New("no snapshot bucket")
+	}
 	if err != nil {
-		return statelog.Commit{}, err
+		return statelog.Commit{}, fmt.Errorf("cluster: read snapshot %s of %s: %w", info.Object, l.name, err)
 	}
 	data, err := obj.GetBytes(ctx, info.Object)
 	if err != nil {
 		return statelog.Commit{}, fmt.Errorf("cluster: read snapshot %s of %s: %w", info.Object, l.name, err)
 	}
-	c, err := decodeCommit(data)
+	c, err := decodeCommitMax(data, maxSnapshotBytes)
 	if err != nil {
 		return statelog.Commit{}, fmt.Errorf("cluster: decode snapshot %s of %s (%d bytes): %w", info.Object, l.name, len(data), err)
 	}
@@ -163,11 +201,15 @@ func (l *StoreLog) readSnapshot(ctx context.Context, info *SnapshotInfo) (statel
 
 // Compact folds the store's commits since its last snapshot into a new one,
 // records it, and purges the commits below the previous snapshot's revision. It
-// does nothing when the store has no commit since its last snapshot. When another
-// node records a snapshot first, Compact deletes its own and returns an error
-// wrapping statelog.ErrConflict.
-func (l *StoreLog) Compact(ctx context.Context) (CompactResult, error) {
-	prev, kvRev, err := l.Snapshot(ctx)
+// does nothing when the store has no commit since its last snapshot, or when that
+// snapshot is younger than opts.MinAge (so that the purge below it leaves every
+// commit of the last MinAge). When another node records a snapshot first,
+// Compact deletes its own and returns an error wrapping statelog.ErrConflict.
+// It refuses to record a snapshot of commits whose chain (each naming the one
+// before it, headerAfter) is broken: the stream lost commits, and a snapshot of
+// what is left would silently drop them on every node that restores it.
+func (l *StoreLog) Compact(ctx context.Context, opts CompactOptions) (CompactResult, error) {
+	prev, kvRev, prevAt, err := l.Snapshot(ctx)
 	if err != nil {
 		return CompactResult{}, err
 	}
@@ -178,30 +220,39 @@ func (l *StoreLog) Compact(ctx context.Context) (CompactResult, error) {
 	if last == 0 || (prev != nil && last <= prev.Revision) {
 		return CompactResult{Snapshot: prev}, nil
 	}
+	if age := time.Since(prevAt); prev != nil && age < opts.MinAge {
+		return CompactResult{Snapshot: prev, Note: fmt.Sprintf("the latest snapshot (revision %d) is %v old, under %v: not compacted again yet",
+			prev.Revision, age.Round(time.Second), opts.MinAge)}, nil
+	}
 	state := map[string][]byte{} // nil: deleted
-	from := uint64(1)
+	from, after := uint64(1), uint64(0)
 	if prev != nil {
-		base, err := l.readSnapshot(ctx, prev)
+		base, err := l.ReadSnapshot(ctx, prev)
 		if err != nil {
 			return CompactResult{}, err
 		}
 		fold(state, base)
-		from = prev.Revision + 1
+		from, after = prev.Revision+1, prev.Revision
 	}
-	commits, err := l.foldStream(ctx, state, from, last)
+	commits, err := l.foldStream(ctx, state, from, after, last)
 	if err != nil {
 		return CompactResult{}, err
 	}
 	info := &SnapshotInfo{Store: l.name, Revision: last, Object: l.name + "." + strconv.FormatUint(last, 10) + "." + nuid.Next(),
 		Commits: commits, Taken: time.Now().UTC(), By: l.s.n.name()}
 	snap := statelog.Commit{Writes: make([]statelog.KV, 0, len(state))}
+	size := 0
 	for k, v := range state {
 		snap.Writes = append(snap.Writes, statelog.KV{Key: []byte(k), Value: v})
+		size += len(k) + len(v) + 2*binary.MaxVarintLen64
 		if v == nil {
 			info.Deleted++
 		} else {
 			info.Keys++
 		}
+	}
+	if size > maxSnapshotBytes {
+		return CompactResult{}, fmt.Errorf("cluster: the snapshot of %s at %d would be about %d bytes, over the %d a node reads back: not recorded", l.name, last, size, maxSnapshotBytes)
 	}
 	sort.Slice(snap.Writes, func(i, j int) bool { return string(snap.Writes[i].Key) < string(snap.Writes[j].Key) })
 	data, err := encodeCommit(snap)
@@ -209,21 +260,19 @@ func (l *StoreLog) Compact(ctx context.Context) (CompactResult, error) {
 		return CompactResult{}, fmt.Errorf("cluster: encode the snapshot of %s at %d: %w", l.name, last, err)
 	}
 	info.Bytes = len(data)
-	_, obj, err := l.s.snapshots(ctx)
+	kv, obj, err := l.s.snapshots(ctx, true)
 	if err != nil {
 		return CompactResult{}, err
 	}
 	if _, err := obj.PutBytes(ctx, info.Object, data); err != nil {
 		return CompactResult{}, fmt.Errorf("cluster: store snapshot %s (%d bytes): %w", info.Object, len(data), err)
 	}
+	var purgeBelow uint64 // prev has been the latest for MinAge
+	res := CompactResult{Snapshot: info, Compacted: true}
 	if prev != nil {
-		info.PurgedBelow = prev.Revision
+		info.PurgedBelow, purgeBelow = prev.Revision, prev.Revision
 	}
 	desc, err := json.Marshal(info)
-	if err != nil {
-		return CompactResult{}, err
-	}
-	kv, _, err := l.s.snapshots(ctx)
 	if err != nil {
 		return CompactResult{}, err
 	}
@@ -233,38 +282,47 @@ func (l *StoreLog) Compact(ctx context.Context) (CompactResult, error) {
 		_, err = kv.Update(ctx, l.name, desc, kvRev)
 	}
 	if err != nil {
-		if derr := obj.Delete(ctx, info.Object); derr != nil {
-			l.s.n.log.Warn().Err(derr).Str("object", info.Object).Msg("cluster: delete a snapshot not recorded")
-		}
 		if isConflict(err) {
+			l.deleteUnrecorded(ctx, obj, info.Object)
 			return CompactResult{}, fmt.Errorf("cluster: record snapshot %s: another node recorded one first: %w", info.Object, statelog.ErrConflict)
+		}
+		// No answer: the record may have landed. The object goes only if the
+		// record does not name it.
+		if cur, _, _, rerr := l.Snapshot(ctx); rerr == nil && (cur == nil || cur.Object != info.Object) {
+			l.deleteUnrecorded(ctx, obj, info.Object)
 		}
 		return CompactResult{}, fmt.Errorf("cluster: record snapshot %s: %w", info.Object, err)
 	}
-	res := CompactResult{Snapshot: info, Compacted: true}
-	if prev == nil {
-		return res, nil
+	var errs []error
+	if purgeBelow > 0 {
+		before, err := l.Held(ctx)
+		if err == nil {
+			err = l.s.stream.Purge(ctx, jetstream.WithPurgeSubject(l.subject), jetstream.WithPurgeSequence(purgeBelow))
+			if err != nil {
+				err = fmt.Errorf("cluster: purge the commits of %s below %d: %w", l.name, purgeBelow, err)
+			}
+		}
+		if err == nil {
+			var after uint64
+			if after, err = l.Held(ctx); err == nil && before > after {
+				res.Purged = before - after
+			}
+		}
+		errs = append(errs, err)
 	}
-	// The commits below the previous snapshot are in both snapshots; the ones
-	// from it on stay until the next compaction.
-	before, err := l.Held(ctx)
-	if err != nil {
-		return res, err
+	if prev != nil { // its commits are in the new one
+		if err := obj.Delete(ctx, prev.Object); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
+			errs = append(errs, fmt.Errorf("cluster: delete the previous snapshot %s: %w", prev.Object, err))
+		}
 	}
-	if err := l.s.stream.Purge(ctx, jetstream.WithPurgeSubject(l.subject), jetstream.WithPurgeSequence(prev.Revision)); err != nil {
-		return res, fmt.Errorf("cluster: purge the commits of %s below %d: %w", l.name, prev.Revision, err)
+	return res, errors.Join(errs...)
+}
+
+// deleteUnrecorded deletes a snapshot object that no description names.
+func (l *StoreLog) deleteUnrecorded(ctx context.Context, obj jetstream.ObjectStore, name string) {
+	if err := obj.Delete(ctx, name); err != nil {
+		l.s.n.log.Warn().Err(err).Str("object", name).Msg("cluster: delete a snapshot not recorded")
 	}
-	after, err := l.Held(ctx)
-	if err != nil {
-		return res, err
-	}
-	if before > after {
-		res.Purged = before - after
-	}
-	if err := obj.Delete(ctx, prev.Object); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
-		return res, fmt.Errorf("cluster: delete the previous snapshot %s: %w", prev.Object, err)
-	}
-	return res, nil
 }
 
 // Held returns how many of the store's commits the stream holds.
@@ -284,8 +342,10 @@ func fold(state map[string][]byte, c statelog.Commit) {
 }
 
 // foldStream folds the store's commits from sequence from to last into state and
-// returns how many it folded.
-func (l *StoreLog) foldStream(ctx context.Context, state map[string][]byte, from, last uint64) (int, error) {
+// returns how many it folded. The first must have been ordered after after, and
+// each after the one before it (commits of versions before headerAfter carry no
+// such name and are taken as they are).
+func (l *StoreLog) foldStream(ctx context.Context, state map[string][]byte, from, after, last uint64) (int, error) {
 	cons, err := l.s.n.js.OrderedConsumer(ctx, stateStream, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{l.subject}, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from,
 	})
@@ -313,43 +373,43 @@ func (l *StoreLog) foldStream(ctx context.Context, state map[string][]byte, from
 		if seq > last {
 			return n, nil
 		}
+		if a, ok := commitAfter(m.Headers()); ok && a != after {
+			return n, fmt.Errorf("cluster: %s commit at sequence %d was ordered after %d, but the commit before it in the stream is %d: commits are missing, no snapshot recorded", l.name, seq, a, after)
+		}
 		c, err := decodeCommit(m.Data())
 		if err != nil {
 			return n, fmt.Errorf("cluster: %s commit at sequence %d: %w", l.name, seq, err)
 		}
 		fold(state, c)
 		n++
+		after = seq
 		if seq == last {
 			return n, nil
 		}
 	}
 }
 
-// SnapshotFor returns the snapshot a store at revision local must restore before
-// it follows the stream: the latest one, when it is above local and the stream no
-// longer holds the commit that follows local (its first commit after local was not
-// ordered after local). It returns nil when the stream holds everything local
-// lacks. The Commit sets and deletes keys as the commits did, in key order, and is
-// meant for a store's Badger before the store opens (kvsync.Restore).
-func (l *StoreLog) SnapshotFor(ctx context.Context, local uint64) (*SnapshotInfo, statelog.Commit, error) {
-	info, _, err := l.Snapshot(ctx)
+// NeedsSnapshot returns the snapshot a store at revision local must restore
+// before it follows the stream: the latest one, when it is above local and the
+// stream no longer holds the commit that follows local (its first commit after
+// local was not ordered after local). It returns nil when the stream holds
+// everything local lacks. ReadSnapshot then reads it, for a store's Badger
+// before the store opens (kvsync.Restore).
+func (l *StoreLog) NeedsSnapshot(ctx context.Context, local uint64) (*SnapshotInfo, error) {
+	info, _, _, err := l.Snapshot(ctx)
 	if err != nil || info == nil || info.Revision <= local {
-		return nil, statelog.Commit{}, err
+		return nil, err
 	}
 	m, err := l.s.stream.GetMsg(ctx, local+1, jetstream.WithGetMsgSubject(l.subject))
 	switch {
 	case err == nil:
 		if after, ok := commitAfter(m.Header); ok && after == local {
-			return nil, statelog.Commit{}, nil
+			return nil, nil
 		}
 	case !errors.Is(err, jetstream.ErrMsgNotFound):
-		return nil, statelog.Commit{}, fmt.Errorf("cluster: the first commit of %s after %d: %w", l.name, local, err)
+		return nil, fmt.Errorf("cluster: the first commit of %s after %d: %w", l.name, local, err)
 	}
-	c, err := l.readSnapshot(ctx, info)
-	if err != nil {
-		return nil, statelog.Commit{}, err
-	}
-	return info, c, nil
+	return info, nil
 }
 
 // commitAfter reads the headerAfter of a commit; ok is false when it has none (a

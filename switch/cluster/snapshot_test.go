@@ -3,11 +3,15 @@ package cluster
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchyard/switchyard/internal/statelog"
 )
@@ -104,7 +108,7 @@ func TestStateCompaction(t *testing.T) {
 		rev = r
 		return r
 	}
-	if res, err := reg.Compact(ctx); err != nil || res.Compacted || res.Snapshot != nil {
+	if res, err := reg.Compact(ctx, CompactOptions{}); err != nil || res.Compacted || res.Snapshot != nil {
 		t.Fatalf("compacting a store without commits: %+v, %v", res, err)
 	}
 
@@ -119,20 +123,20 @@ func TestStateCompaction(t *testing.T) {
 	commit("a", "-", "c", "3")
 	r3 := commit("b", "2")
 
-	res, err := reg.Compact(ctx)
+	res, err := reg.Compact(ctx, CompactOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !res.Compacted || res.Snapshot.Revision != r3 || res.Snapshot.Keys != 2 || res.Snapshot.Deleted != 1 || res.Snapshot.Commits != 3 || res.Purged != 0 {
 		t.Fatalf("first compaction: %+v %+v; want revision %d, 2 keys set (b, c), 1 deleted (a), 3 commits, nothing purged", res, res.Snapshot, r3)
 	}
-	if info, c, err := reg.SnapshotFor(ctx, r1); err != nil || info != nil || len(c.Writes) != 0 {
+	if info, err := reg.NeedsSnapshot(ctx, r1); err != nil || info != nil {
 		t.Fatalf("a store at %d while the stream holds the commits after it: %+v, %v; want no snapshot (replay)", r1, info, err)
 	}
 
 	commit("d", "4")
 	r5 := commit("b", "-", "e", "5")
-	res, err = reg.Compact(ctx)
+	res, err = reg.Compact(ctx, CompactOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +146,7 @@ func TestStateCompaction(t *testing.T) {
 	if held, err := reg.Held(ctx); err != nil || held != 3 {
 		t.Fatalf("the stream holds %d commits of the store (%v), want 3", held, err)
 	}
-	if res, err := reg.Compact(ctx); err != nil || res.Compacted || res.Snapshot.Revision != r5 {
+	if res, err := reg.Compact(ctx, CompactOptions{}); err != nil || res.Compacted || res.Snapshot.Revision != r5 {
 		t.Fatalf("compacting with no new commit: %+v, %v", res, err)
 	}
 
@@ -151,6 +155,10 @@ func TestStateCompaction(t *testing.T) {
 		t.Fatalf("a commit after a stale revision: %v; want ErrConflict", err)
 	}
 	r6 := commit("f", "6")
+	if res, err := reg.Compact(ctx, CompactOptions{MinAge: time.Hour}); err != nil || res.Compacted || res.Snapshot.Revision != r5 ||
+		!strings.Contains(res.Note, "under 1h0m0s: not compacted again yet") {
+		t.Fatalf("compacting within MinAge of the latest snapshot: %+v, %v", res, err)
+	}
 	if err := reg.CatchUp(ctx, live); err != nil {
 		t.Fatal(err)
 	}
@@ -158,9 +166,13 @@ func TestStateCompaction(t *testing.T) {
 	// The node behind: its next commits are purged, so it restores, and then
 	// follows from the snapshot.
 	for _, local := range []uint64{r1, 0} {
-		info, snap, err := reg.SnapshotFor(ctx, local)
+		info, err := reg.NeedsSnapshot(ctx, local)
 		if err != nil || info == nil || info.Revision != r5 {
 			t.Fatalf("a store at %d after the purge: %+v, %v; want the snapshot at %d", local, info, err, r5)
+		}
+		snap, err := reg.ReadSnapshot(ctx, info)
+		if err != nil {
+			t.Fatal(err)
 		}
 		restored := behind.copy()
 		if local == 0 {
@@ -196,6 +208,25 @@ func TestStateCompaction(t *testing.T) {
 		t.Fatalf("the stale follower applied up to %d across the gap", stale.Revision())
 	}
 
+	// A stream that lost commits (purged with no snapshot): no snapshot of what
+	// is left is recorded.
+	lost, _ := sl.Store("lost")
+	var lr uint64
+	for i := range 3 {
+		if lr, err = lost.Append(ctx, statelog.Commit{Writes: []statelog.KV{{Key: fmt.Appendf(nil, "k%d", i), Value: []byte("v")}}}, lr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := sl.stream.Purge(ctx, jetstream.WithPurgeSubject("state.lost"), jetstream.WithPurgeSequence(lr)); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := lost.Compact(ctx, CompactOptions{}); err == nil || !strings.Contains(err.Error(), "commits are missing, no snapshot recorded") {
+		t.Fatalf("compacting a store whose first commits are gone: %+v, %v", res, err)
+	}
+	if info, _, _, err := lost.Snapshot(ctx); err != nil || info != nil {
+		t.Fatalf("the store whose commits are gone has a snapshot: %+v, %v", info, err)
+	}
+
 	// Two compactions at once: one records its snapshot; the other finds it
 	// there, or loses the compare-and-set and deletes its object.
 	commit("g", "7")
@@ -203,7 +234,7 @@ func TestStateCompaction(t *testing.T) {
 	results := make([]CompactResult, 2)
 	errs := make([]error, 2)
 	for i := range 2 {
-		wg.Go(func() { results[i], errs[i] = reg.Compact(ctx) })
+		wg.Go(func() { results[i], errs[i] = reg.Compact(ctx, CompactOptions{}) })
 	}
 	wg.Wait()
 	won := 0
@@ -219,11 +250,11 @@ func TestStateCompaction(t *testing.T) {
 	if won != 1 {
 		t.Fatalf("two compactions at once: %d recorded a snapshot (%v)", won, errs)
 	}
-	info, _, err := reg.Snapshot(ctx)
+	info, _, _, err := reg.Snapshot(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, obj, _ := sl.snapshots(ctx)
+	_, obj, _ := sl.snapshots(ctx, false)
 	lister, err := obj.List(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -104,7 +104,7 @@ func (l *StoreLog) State(ctx context.Context, r statelog.Replica) StoreState {
 	if st.Commits, err = l.Held(ctx); err != nil {
 		errs = append(errs, err)
 	}
-	if st.Snapshot, _, err = l.Snapshot(ctx); err != nil {
+	if st.Snapshot, _, _, err = l.Snapshot(ctx); err != nil {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -416,7 +416,10 @@ func encodeCommit(c statelog.Commit) ([]byte, error) {
 // hostile message must not exhaust memory).
 const maxCommitBytes = 256 << 20
 
-func decodeCommit(data []byte) (statelog.Commit, error) {
+func decodeCommit(data []byte) (statelog.Commit, error) { return decodeCommitMax(data, maxCommitBytes) }
+
+// decodeCommitMax is decodeCommit with limit in place of maxCommitBytes.
+func decodeCommitMax(data []byte, limit int) (statelog.Commit, error) {
 	var c statelog.Commit
 	if len(data) == 0 {
 		return c, errors.New("empty message")
@@ -426,12 +429,12 @@ func decodeCommit(data []byte) (statelog.Commit, error) {
 	case commitPlain:
 	case commitDeflated:
 		var err error
-		body, err = io.ReadAll(io.LimitReader(flate.NewReader(bytes.NewReader(body)), maxCommitBytes+1))
+		body, err = io.ReadAll(io.LimitReader(flate.NewReader(bytes.NewReader(body)), int64(limit)+1))
 		if err != nil {
 			return c, fmt.Errorf("inflate: %w", err)
 		}
-		if len(body) > maxCommitBytes {
-			return c, fmt.Errorf("inflates to more than %d bytes", maxCommitBytes)
+		if len(body) > limit {
+			return c, fmt.Errorf("inflates to more than %d bytes", limit)
 		}
 	default:
 		return c, fmt.Errorf("unknown commit encoding %d", data[0])

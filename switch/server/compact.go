@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -29,7 +30,7 @@ import (
 var sharedStores = []sharedStore{
 	{name: "registry", revKey: registry.RevisionKey, decimal: true},
 	{name: "keys", revKey: keys.RevisionKey},
-	{name: "lists", revKey: state.ListsRevisionKey},
+	{name: "lists", revKey: state.ListsRevisionKey, entry: state.ListsRestoreEntry},
 	{name: "ratings", revKey: merchantrisk.PinsRevisionKey},
 	{name: "notices", revKey: notify.RevisionKey},
 	{name: "cases", revKey: cases.RevisionKey},
@@ -42,6 +43,8 @@ type sharedStore struct {
 	// decimal: the revision is stored in decimal (the registry's), else as
 	// kvsync.EncodeRevision.
 	decimal bool
+	// entry is the store's kvsync.Config.Entry (TTLs), nil for none.
+	entry func(statelog.KV) *badger.Entry
 }
 
 func findShared(name string) (sharedStore, bool) {
@@ -100,12 +103,9 @@ func (c *clusterNode) restoreStores(db *badger.DB) error {
 		if err != nil {
 			return err
 		}
-		var (
-			info *cluster.SnapshotInfo
-			snap statelog.Commit
-		)
+		var info *cluster.SnapshotInfo
 		if err := c.retry("snapshot of "+st.name, func(ctx context.Context) (err error) {
-			info, snap, err = l.SnapshotFor(ctx, local)
+			info, err = l.NeedsSnapshot(ctx, local)
 			return err
 		}); err != nil {
 			return err
@@ -113,8 +113,15 @@ func (c *clusterNode) restoreStores(db *badger.DB) error {
 		if info == nil {
 			continue
 		}
+		// Its own deadline, by its size: a large snapshot on a slow link.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute+time.Duration(info.Bytes/(1<<20))*time.Second)
+		snap, err := l.ReadSnapshot(ctx, info)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("%s: %w", st.name, err)
+		}
 		start := time.Now()
-		if err := kvsync.Restore(db, snap, []byte(st.revKey), st.encode(info.Revision)); err != nil {
+		if err := kvsync.Restore(db, snap, []byte(st.revKey), st.encode(info.Revision), st.entry); err != nil {
 			return fmt.Errorf("%s: restore snapshot %s: %w", st.name, info.Object, err)
 		}
 		c.log.Warn().Str("store", st.name).Uint64("from", local).Uint64("to", info.Revision).Int("keys", info.Keys).
@@ -143,14 +150,20 @@ func (c *clusterNode) compactLoop(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
-		c.compact(ctx, uint64(c.cfg.StateCompactAbove))
+		c.compact(ctx, uint64(c.cfg.StateCompactAbove), compactEvery)
 		t.Reset(compactEvery)
 	}
 }
 
 // compact compacts each shared store that holds more than above commits (0: every
-// store with a commit since its snapshot), logs what it did, and returns it.
-func (c *clusterNode) compact(ctx context.Context, above uint64) []cluster.CompactReport {
+// store with a commit since its snapshot) and whose snapshot is at least minAge
+// old, logs what it did, and returns it. Nothing is compacted while a node of a
+// version that does not restore snapshots holds a lease (compactBlocked).
+func (c *clusterNode) compact(ctx context.Context, above uint64, minAge time.Duration) []cluster.CompactReport {
+	blocked := c.compactBlocked()
+	if blocked != nil {
+		c.log.Warn().Err(blocked).Msg("the shared stores are not compacted")
+	}
 	var out []cluster.CompactReport
 	for _, st := range sharedStores {
 		rep := cluster.CompactReport{Store: st.name}
@@ -158,9 +171,12 @@ func (c *clusterNode) compact(ctx context.Context, above uint64) []cluster.Compa
 		if err == nil {
 			rep.Held, err = held(ctx, l)
 		}
+		if err == nil && blocked != nil {
+			err = blocked
+		}
 		if err == nil && (above == 0 || rep.Held > above) {
 			cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-			rep.CompactResult, err = l.Compact(cctx)
+			rep.CompactResult, err = l.Compact(cctx, cluster.CompactOptions{MinAge: minAge})
 			cancel()
 		}
 		switch {
@@ -180,6 +196,27 @@ func (c *clusterNode) compact(ctx context.Context, above uint64) []cluster.Compa
 	return out
 }
 
+// compactBlocked says why the stores must not be compacted now: a node whose lease
+// this node has seen runs a version without snapshots, which would replay across
+// purged commits without noticing. Nil when every lease seen (this node's among
+// them) is of a version that restores snapshots.
+func (c *clusterNode) compactBlocked() error {
+	l := c.currentLease()
+	if l == nil {
+		return errors.New("this node holds no lease yet, so it cannot tell the other nodes' versions")
+	}
+	var old []string
+	for _, h := range l.Holders() {
+		if !h.Compacts {
+			old = append(old, strconv.Itoa(h.Node))
+		}
+	}
+	if len(old) > 0 {
+		return fmt.Errorf("node(s) %s run a version that does not restore the STATE stream's snapshots (a node of such a version would replay across purged commits without noticing): upgrade every node first", strings.Join(old, ", "))
+	}
+	return nil
+}
+
 func held(ctx context.Context, l *cluster.StoreLog) (uint64, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -191,7 +228,7 @@ func (c *clusterNode) compactFunc() func(context.Context) (any, error) {
 	if c == nil {
 		return nil
 	}
-	return func(ctx context.Context) (any, error) { return c.compact(ctx, 0), nil }
+	return func(ctx context.Context) (any, error) { return c.compact(ctx, 0, compactEvery), nil }
 }
 
 // storeStates is each shared store's place in the stream, for the status.

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -47,6 +48,40 @@ func TestRestoreCompacted(t *testing.T) {
 	if _, err := s1.Registry.Approve(rv, ch.ID, "ok"); err != nil {
 		t.Fatal(err)
 	}
+	// A node of a version without snapshots holds compaction back.
+	kv, err := s1.cl.node.LeaseKV(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ghost := func(compacts bool) {
+		t.Helper()
+		b, _ := json.Marshal(cluster.LeaseValue{Node: 7, Server: "ghost", Incarnation: 3, Started: time.Now(), Refreshed: time.Now(), Compacts: compacts})
+		if _, err := kv.Put(ctx, "node.7", b); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			seen := false
+			for _, h := range s1.cl.currentLease().Holders() {
+				seen = seen || (h.Node == 7 && h.Compacts == compacts && h.Alive)
+			}
+			if seen {
+				return
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatal("node 1 did not see node 7's lease")
+			case <-time.After(10 * time.Millisecond): // polling the lease watcher's view
+			}
+		}
+	}
+	ghost(false)
+	for _, rep := range s1.cl.compact(ctx, 0, 0) {
+		if rep.Compacted || !strings.Contains(rep.Error, "node(s) 7 run a version that does not restore") {
+			t.Fatalf("compaction with node 7 of an older version: %+v", rep)
+		}
+	}
+	ghost(true)
+
 	// Three rounds of a commit on each shared store's subject (a key no store
 	// reads, so that every store has commits of its own) and a compaction: the
 	// third purges the commits below the second's snapshot, the first round's
@@ -73,7 +108,7 @@ func TestRestoreCompacted(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		for _, rep := range s1.cl.compact(ctx, 0) {
+		for _, rep := range s1.cl.compact(ctx, 0, 0) {
 			if rep.Error != "" || !rep.Compacted {
 				t.Fatalf("compaction after %s: %+v", v, rep)
 			}

@@ -319,15 +319,24 @@ func DecodeRevision(v []byte) (uint64, error) {
 // transaction, so the keys go in batches: a crash before the revision is written
 // leaves the old one, and the next start restores again (the writes are
 // idempotent). Keys snap does not name (this node's own, never shared) are left
-// as they are. The writes are synced before Restore returns.
-func Restore(db *badger.DB, snap statelog.Commit, revKey, revValue []byte) error {
+// as they are. entry, when not nil, is the store's Config.Entry: it gives the
+// Badger entry of a key set (a TTL), nil to delete it instead. The writes are
+// synced before Restore returns.
+func Restore(db *badger.DB, snap statelog.Commit, revKey, revValue []byte, entry func(statelog.KV) *badger.Entry) error {
 	wb := db.NewWriteBatch()
 	defer wb.Cancel()
 	for _, kv := range snap.Writes {
 		var err error
-		if kv.Value == nil {
+		switch {
+		case kv.Value == nil:
 			err = wb.Delete(kv.Key)
-		} else {
+		case entry != nil:
+			if e := entry(kv); e != nil {
+				err = wb.SetEntry(e)
+			} else {
+				err = wb.Delete(kv.Key)
+			}
+		default:
 			err = wb.Set(kv.Key, kv.Value)
 		}
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -122,7 +123,7 @@ func TestRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	snap := statelog.Commit{Writes: []statelog.KV{{Key: []byte("s/a")}, {Key: []byte("s/b"), Value: []byte("2b")}, {Key: []byte("s/c"), Value: []byte("3")}}}
-	if err := Restore(db, snap, []byte("s/rev"), EncodeRevision(40)); err != nil {
+	if err := Restore(db, snap, []byte("s/rev"), EncodeRevision(40), nil); err != nil {
 		t.Fatal(err)
 	}
 	for k, want := range map[string]string{"s/a": "", "s/b": "2b", "s/c": "3", "own/x": "mine"} {
@@ -153,7 +154,7 @@ func TestRestore(t *testing.T) {
 	}); !errors.Is(err, badger.ErrTxnTooBig) {
 		t.Fatalf("one transaction of the big snapshot: %v; the test wants one too big for it", err)
 	}
-	if err := Restore(db, big, []byte("s/rev"), EncodeRevision(41)); err != nil {
+	if err := Restore(db, big, []byte("s/rev"), EncodeRevision(41), nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := get(t, db, "s/big/0149999"); got != string(val) {
@@ -161,6 +162,32 @@ func TestRestore(t *testing.T) {
 	}
 	if v, _ := DecodeRevision([]byte(get(t, db, "s/rev"))); v != 41 {
 		t.Errorf("revision %d after the big restore, want 41", v)
+	}
+	// The store's Entry: a TTL on one key, another not written (expired).
+	withTTL := statelog.Commit{Writes: []statelog.KV{{Key: []byte("s/ttl"), Value: []byte("t")}, {Key: []byte("s/b"), Value: []byte("expired")}}}
+	entry := func(kv statelog.KV) *badger.Entry {
+		if string(kv.Key) == "s/b" {
+			return nil
+		}
+		return badger.NewEntry(kv.Key, kv.Value).WithTTL(time.Hour)
+	}
+	if err := Restore(db, withTTL, []byte("s/rev"), EncodeRevision(42), entry); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get([]byte("s/ttl"))
+		if err != nil {
+			return err
+		}
+		if item.ExpiresAt() == 0 {
+			t.Error("s/ttl restored without its TTL")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got := get(t, db, "s/b"); got != "" {
+		t.Errorf("s/b = %q after a restore whose Entry refused it", got)
 	}
 	if _, err := DecodeRevision([]byte("abc")); err == nil {
 		t.Error("a 3-byte revision decoded")
