@@ -269,13 +269,8 @@ func TestLeaseOptions(t *testing.T) {
 func TestLeaseSweep(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cfg := Config{Mode: ModeEmbedded, Node: 1, Embedded: Embedded{ServerName: "solo", ClientAddr: "127.0.0.1:0"}}
-	cfg.ApplyDefaults(t.TempDir())
-	n := startNode(t, ctx, cfg)
+	n := startSolo(t, ctx)
 	defer n.Close()
-	if err := n.WaitJetStream(ctx); err != nil {
-		t.Fatal(err)
-	}
 	calls := make(chan deadCall, 4)
 	l, err := n.StartLease(ctx, LeaseOptions{Refresh: 250 * time.Millisecond, TTL: time.Second, OnDead: func(_ context.Context, node int) error {
 		calls <- deadCall{1, node, time.Now()}
@@ -326,13 +321,8 @@ func TestLeaseSweep(t *testing.T) {
 func TestLeaseLapseGuard(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cfg := Config{Mode: ModeEmbedded, Node: 1, Embedded: Embedded{ServerName: "solo", ClientAddr: "127.0.0.1:0"}}
-	cfg.ApplyDefaults(t.TempDir())
-	n := startNode(t, ctx, cfg)
+	n := startSolo(t, ctx)
 	defer n.Close()
-	if err := n.WaitJetStream(ctx); err != nil {
-		t.Fatal(err)
-	}
 	const ttl = 3 * time.Second
 	calls := make(chan deadCall, 4)
 	l, err := n.StartLease(ctx, LeaseOptions{Refresh: 250 * time.Millisecond, TTL: ttl, OnDead: func(_ context.Context, node int) error {

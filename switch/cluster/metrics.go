@@ -24,6 +24,13 @@ type Metrics struct {
 	// ConsumerBacklog is a durable consumer's messages not yet delivered plus
 	// delivered and not yet acknowledged, by stream and consumer.
 	ConsumerBacklog *prometheus.GaugeVec
+	// StateCommits is how many of a shared store's commits the STATE stream
+	// held at this node's last look (every compaction check), by store.
+	StateCommits *prometheus.GaugeVec
+	// Compactions counts this node's compactions of the shared stores, by store
+	// and result: compacted, waited (its snapshot is too young), conflict
+	// (another node's won), blocked (a node of an older version), failed.
+	Compactions *prometheus.CounterVec
 }
 
 // NewMetrics creates the collectors and registers them on r.
@@ -43,8 +50,14 @@ func NewMetrics(r prometheus.Registerer) (*Metrics, error) {
 		ConsumerBacklog: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "switchyard_cluster_consumer_backlog", Help: "A durable consumer's messages pending delivery or acknowledgement, by stream and consumer.",
 		}, []string{"stream", "consumer"}),
+		StateCommits: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "switchyard_cluster_state_commits", Help: "A shared store's commits held by the STATE stream at this node's last look, by store.",
+		}, []string{"store"}),
+		Compactions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchyard_cluster_compactions_total", Help: "This node's compactions of the shared stores, by store and result (compacted, waited, conflict, blocked, failed).",
+		}, []string{"store", "result"}),
 	}
-	for _, c := range []prometheus.Collector{m.PublishLatency, m.AcksPerGroup, m.ReplicationLag, m.ConsumerBacklog} {
+	for _, c := range []prometheus.Collector{m.PublishLatency, m.AcksPerGroup, m.ReplicationLag, m.ConsumerBacklog, m.StateCommits, m.Compactions} {
 		if err := r.Register(c); err != nil {
 			return nil, fmt.Errorf("cluster: register metrics: %w", err)
 		}
@@ -103,5 +116,19 @@ func (m *Metrics) UpdateFromStatus(st *Status) {
 	}
 	for _, b := range st.Buckets {
 		set("KV_"+b.Name, b)
+	}
+}
+
+// SetStateCommits sets how many of store's commits the STATE stream holds.
+func (m *Metrics) SetStateCommits(store string, held uint64) {
+	if m != nil {
+		m.StateCommits.WithLabelValues(store).Set(float64(held))
+	}
+}
+
+// ObserveCompaction counts one compaction of store with its result.
+func (m *Metrics) ObserveCompaction(store, result string) {
+	if m != nil {
+		m.Compactions.WithLabelValues(store, result).Inc()
 	}
 }

@@ -32,18 +32,27 @@ func startNode(t *testing.T, ctx context.Context, cfg Config) *Node {
 	return n
 }
 
+// startSolo starts a standalone embedded node (no routes: R1 streams) and waits
+// for its JetStream.
+func startSolo(t *testing.T, ctx context.Context) *Node {
+	t.Helper()
+	cfg := Config{Mode: ModeEmbedded, Node: 1, Embedded: Embedded{ServerName: "solo", ClientAddr: "127.0.0.1:0"}}
+	cfg.ApplyDefaults(t.TempDir())
+	n := startNode(t, ctx, cfg)
+	if err := n.WaitJetStream(ctx); err != nil {
+		n.Close()
+		t.Fatal(err)
+	}
+	return n
+}
+
 // TestSingleNode: a standalone embedded node with JetStream stores an R1
 // stream's message and reads it back; Close joins the server.
 func TestSingleNode(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	cfg := Config{Mode: ModeEmbedded, Node: 1, Embedded: Embedded{ServerName: "solo", ClientAddr: "127.0.0.1:0"}}
-	cfg.ApplyDefaults(t.TempDir())
-	n := startNode(t, ctx, cfg)
+	n := startSolo(t, ctx)
 	defer n.Close()
-	if err := n.WaitJetStream(ctx); err != nil {
-		t.Fatal(err)
-	}
 	if _, err := n.JetStream().CreateStream(ctx, jetstream.StreamConfig{Name: "J", Subjects: []string{"j.>"}, Replicas: 1}); err != nil {
 		t.Fatal(err)
 	}

@@ -168,13 +168,8 @@ func startCluster(t *testing.T, ctx context.Context, n int) []*Node {
 func TestStateLogSingle(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	cfg := Config{Mode: ModeEmbedded, Node: 1, Embedded: Embedded{ServerName: "solo", ClientAddr: "127.0.0.1:0"}}
-	cfg.ApplyDefaults(t.TempDir())
-	n := startNode(t, ctx, cfg)
+	n := startSolo(t, ctx)
 	defer n.Close()
-	if err := n.WaitJetStream(ctx); err != nil {
-		t.Fatal(err)
-	}
 	sl, err := n.StateLog(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -161,9 +161,6 @@ func (c *clusterNode) compactLoop(ctx context.Context) error {
 // version that does not restore snapshots holds a lease (compactBlocked).
 func (c *clusterNode) compact(ctx context.Context, above uint64, minAge time.Duration) []cluster.CompactReport {
 	blocked := c.compactBlocked()
-	if blocked != nil {
-		c.log.Warn().Err(blocked).Msg("the shared stores are not compacted")
-	}
 	var out []cluster.CompactReport
 	for _, st := range sharedStores {
 		rep := cluster.CompactReport{Store: st.name}
@@ -171,25 +168,39 @@ func (c *clusterNode) compact(ctx context.Context, above uint64, minAge time.Dur
 		if err == nil {
 			rep.Held, err = held(ctx, l)
 		}
-		if err == nil && blocked != nil {
-			err = blocked
+		if err == nil {
+			c.metrics.SetStateCommits(st.name, rep.Held)
 		}
-		if err == nil && (above == 0 || rep.Held > above) {
+		tried := err == nil && (above == 0 || rep.Held > above)
+		if tried && blocked != nil {
+			err = blocked
+		} else if tried {
 			cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 			rep.CompactResult, err = l.Compact(cctx, cluster.CompactOptions{MinAge: minAge})
 			cancel()
 		}
+		result := ""
 		switch {
 		case errors.Is(err, statelog.ErrConflict):
 			c.log.Info().Str("store", st.name).Msg("another node compacted this store at the same time")
-			rep.Error = err.Error()
+			rep.Error, result = err.Error(), "conflict"
+		case err != nil && err == blocked:
+			c.log.Warn().Err(err).Str("store", st.name).Uint64("commits", rep.Held).Msg("a shared store not compacted")
+			rep.Error, result = err.Error(), "blocked"
 		case err != nil:
 			c.log.Error().Err(err).Str("store", st.name).Msg("compacting a shared store failed; the next try is in " + compactEvery.String())
-			rep.Error = err.Error()
+			rep.Error, result = err.Error(), "failed"
 		case rep.Compacted:
+			result = "compacted"
+			c.metrics.SetStateCommits(st.name, rep.Held-min(rep.Held, rep.Purged))
 			c.log.Info().Str("store", st.name).Uint64("revision", rep.Snapshot.Revision).Int("keys", rep.Snapshot.Keys).
 				Int("deleted", rep.Snapshot.Deleted).Int("bytes", rep.Snapshot.Bytes).Int("commits", rep.Snapshot.Commits).
 				Uint64("purged", rep.Purged).Msg("compacted a shared store into a snapshot")
+		case rep.Note != "":
+			result = "waited"
+		}
+		if result != "" {
+			c.metrics.ObserveCompaction(st.name, result)
 		}
 		out = append(out, rep)
 	}

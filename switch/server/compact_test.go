@@ -5,15 +5,16 @@ import (
 	"encoding/json"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/switchyard/switchyard/internal/statelog"
 	"github.com/switchyard/switchyard/switch/cluster"
 	"github.com/switchyard/switchyard/switch/config"
+	"github.com/switchyard/switchyard/switch/internal/testswitch"
 	"github.com/switchyard/switchyard/switch/registry"
 )
 
@@ -80,6 +81,9 @@ func TestRestoreCompacted(t *testing.T) {
 			t.Fatalf("compaction with node 7 of an older version: %+v", rep)
 		}
 	}
+	if n := testutil.ToFloat64(s1.cl.metrics.Compactions.WithLabelValues("registry", "blocked")); n != 1 {
+		t.Errorf("switchyard_cluster_compactions_total{store=registry,result=blocked} = %v, want 1", n)
+	}
 	ghost(true)
 
 	// Three rounds of a commit on each shared store's subject (a key no store
@@ -118,14 +122,20 @@ func TestRestoreCompacted(t *testing.T) {
 		if st.Error != "" || st.Snapshot == nil || st.Snapshot.PurgedBelow == 0 {
 			t.Fatalf("store %s after three compactions: %+v %+v; want a snapshot and commits purged", st.Store, st, st.Snapshot)
 		}
+		if n := testutil.ToFloat64(s1.cl.metrics.Compactions.WithLabelValues(st.Store, "compacted")); n != 3 {
+			t.Errorf("switchyard_cluster_compactions_total{store=%s,result=compacted} = %v, want 3", st.Store, n)
+		}
+		if n := testutil.ToFloat64(s1.cl.metrics.StateCommits.WithLabelValues(st.Store)); n != float64(st.Commits) {
+			t.Errorf("switchyard_cluster_state_commits{store=%s} = %v; the stream holds %d", st.Store, n, st.Commits)
+		}
 	}
 	terminals := len(s1.Registry.Terminals(registry.TerminalFilter{}))
 	if err := s1.Drain(); err != nil {
 		t.Fatal(err)
 	}
 
-	var logs syncBuffer
-	s2 := start(t, cfgFor(filepath.Join(base, "b")), &logs)
+	logs := &testswitch.SyncBuffer{}
+	s2 := start(t, cfgFor(filepath.Join(base, "b")), logs)
 	if tm, ok := s2.Registry.Terminal("T0000002"); !ok || tm.Status != registry.TerminalSuspended {
 		t.Fatalf("T0000002 on the restored node: %+v", tm)
 	}
@@ -159,24 +169,6 @@ func TestRestoreCompacted(t *testing.T) {
 	if s2.cl.purgedFollower() != nil {
 		t.Fatal(s2.cl.purgedFollower())
 	}
-}
-
-// syncBuffer collects a server's log lines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 func get(t *testing.T, db *badger.DB, key string) string {
