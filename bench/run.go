@@ -193,18 +193,26 @@ func cpuTime(pid int) (time.Duration, error) {
 // the ephemeral range, which outgoing connections and port-0 listeners draw from).
 func freeAddr() (string, error) { return freeport.Addr() }
 
+// readyWait bounds the wait for a process's /readyz: the nodes of a cluster start
+// together and wait for each other (a JetStream quorum, stream leaders), which took
+// 3 to 13 s on the shared 2 cores, more when the machine is busy.
+const readyWait = time.Minute
+
 func waitReady(ctx context.Context, url string, p *proc) error {
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(readyWait)
+	last := "no answer"
 	for time.Now().Before(deadline) {
 		if p.cmd.ProcessState != nil {
 			return fmt.Errorf("%s exited: see %s", p.name, p.log.Name())
 		}
 		resp, err := http.Get(url)
 		if err == nil {
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return nil
 			}
+			last = fmt.Sprintf("%d %s", resp.StatusCode, strings.TrimSpace(string(body)))
 		}
 		select {
 		case <-ctx.Done():
@@ -212,7 +220,7 @@ func waitReady(ctx context.Context, url string, p *proc) error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	return fmt.Errorf("%s not ready after 30 s: see %s", p.name, p.log.Name())
+	return fmt.Errorf("%s not ready after %v (its /readyz last said: %s): see %s", p.name, readyWait, last, p.log.Name())
 }
 
 // workDir returns dir, created if need be, or a new temporary directory named after

@@ -118,6 +118,9 @@ func TestStateCompaction(t *testing.T) {
 	commit("a", "-", "c", "3")
 	r3 := commit("b", "2")
 
+	if err := reg.CatchUp(ctx, live); err != nil { // before a purge: MinAge 0 gives no grace
+		t.Fatal(err)
+	}
 	res, err := reg.Compact(ctx, CompactOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -131,6 +134,9 @@ func TestStateCompaction(t *testing.T) {
 
 	commit("d", "4")
 	r5 := commit("b", "-", "e", "5")
+	if err := reg.CatchUp(ctx, live); err != nil {
+		t.Fatal(err)
+	}
 	res, err = reg.Compact(ctx, CompactOptions{})
 	if err != nil {
 		t.Fatal(err)

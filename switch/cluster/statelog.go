@@ -162,16 +162,30 @@ func (l *StoreLog) Append(ctx context.Context, c statelog.Commit, after uint64) 
 
 // LastRevision returns the sequence of the last commit of the store in the
 // stream, 0 for none.
+//
+// Each request waits at most lastRevisionTry and is made again while ctx lasts: a
+// stream just created on another node may not answer its first requests (no
+// leader elected yet), and a node starting with its peers waited out a whole 10 s
+// attempt for one (3 December 2026, every `bench --cluster 3` start: 12.4 s on two
+// nodes of three, against 2.6 s on the third).
 func (l *StoreLog) LastRevision(ctx context.Context) (uint64, error) {
-	m, err := l.s.stream.GetLastMsgForSubject(ctx, l.subject)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return 0, nil
+	for {
+		tctx, cancel := context.WithTimeout(ctx, lastRevisionTry)
+		m, err := l.s.stream.GetLastMsgForSubject(tctx, l.subject)
+		cancel()
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+			return 0, nil
+		case err == nil:
+			return m.Sequence, nil
+		case ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded):
+			return 0, fmt.Errorf("cluster: last commit of %s in stream %s: %w", l.name, stateStream, err)
+		}
 	}
-	if err != nil {
-		return 0, fmt.Errorf("cluster: last commit of %s in stream %s: %w", l.name, stateStream, err)
-	}
-	return m.Sequence, nil
 }
+
+// lastRevisionTry bounds one request of LastRevision.
+const lastRevisionTry = time.Second
 
 // CatchUp waits until r has applied every commit of the store the stream held
 // when it was called (r is followed by Follow), or ctx ends. It is the start-up

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 )
 
@@ -27,7 +28,7 @@ func TestClusterBenchTiny(t *testing.T) {
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
-		t.Fatalf("bench --cluster 3: %v\n%s", err, out.String())
+		t.Fatalf("bench --cluster 3: %v\n%s%s", err, out.String(), nodeWarnings(filepath.Join(dir, "work", "cluster")))
 	}
 	for _, re := range []string{
 		`authorizations/s +\d+ +\d+`,
@@ -52,4 +53,28 @@ func TestClusterBenchTiny(t *testing.T) {
 			t.Errorf("node %d's configuration has no cluster.embedded.tls:\n%s", n, b)
 		}
 	}
+}
+
+// nodeWarnings returns the warnings and errors in the bench's node logs under dir
+// (the last 40 of each), for a failure's message: the directory goes with the test.
+func nodeWarnings(dir string) string {
+	var b strings.Builder
+	for n := 1; n <= 3; n++ {
+		data, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("node%d", n), "switch.log"))
+		if err != nil {
+			fmt.Fprintf(&b, "node %d: %v\n", n, err)
+			continue
+		}
+		var lines []string
+		for _, l := range strings.Split(string(data), "\n") {
+			if strings.Contains(l, `"level":"warn"`) || strings.Contains(l, `"level":"error"`) || strings.Contains(l, `"level":"fatal"`) {
+				lines = append(lines, l)
+			}
+		}
+		fmt.Fprintf(&b, "node %d: %d warnings and errors, the last ones:\n", n, len(lines))
+		for _, l := range lines[max(0, len(lines)-40):] {
+			fmt.Fprintf(&b, "  %s\n", l)
+		}
+	}
+	return b.String()
 }

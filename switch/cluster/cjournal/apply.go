@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -155,8 +156,34 @@ func (j *Journal) Following(ctx context.Context) error {
 	if err == nil || time.Since(moved) < j.ap.stall {
 		return nil
 	}
-	return fmt.Errorf("cjournal: the journal's applier stands at sequence %d of the stream's %d and has not moved for %s: requests wait for it",
-		applied, info.State.LastSeq, time.Since(moved).Round(time.Millisecond))
+	return fmt.Errorf("cjournal: the journal's applier stands at sequence %d of the stream's %d and has not moved for %s: requests wait for it (JetStream is not delivering the stream to it; %s)",
+		applied, info.State.LastSeq, time.Since(moved).Round(time.Millisecond), peers(info.Cluster))
+}
+
+// peers describes a stream's Raft group for an error: its leader and when each
+// replica was last seen (a replica not seen for seconds is lost, and with it,
+// perhaps, the quorum).
+func peers(c *jetstream.ClusterInfo) string {
+	if c == nil {
+		return "stream " + StreamName + " has no cluster information"
+	}
+	leader := c.Leader
+	if leader == "" {
+		leader = "none"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "stream %s: leader %s", StreamName, leader)
+	for _, r := range c.Replicas {
+		state := "current"
+		switch {
+		case r.Offline:
+			state = "offline"
+		case !r.Current:
+			state = "behind"
+		}
+		fmt.Fprintf(&b, ", %s %s, seen %s ago", r.Name, state, r.Active.Round(time.Millisecond))
+	}
+	return b.String()
 }
 
 // barrierSubject is where Barrier publishes: node 0 is no node.

@@ -433,8 +433,8 @@ func TestFollowing(t *testing.T) {
 	}
 	m2.j.ap.stall = 0
 	err := m2.j.Following(ctx)
-	if err == nil || !strings.Contains(err.Error(), "has not moved") {
-		t.Fatalf("a stopped applier behind the stream: %v; want an error saying where it stands", err)
+	if err == nil || !strings.Contains(err.Error(), "has not moved") || !strings.Contains(err.Error(), "JetStream is not delivering the stream to it; stream JOURNAL: leader") {
+		t.Fatalf("a stopped applier behind the stream: %v; want an error saying where it stands and how the stream's group is", err)
 	}
 }
 
