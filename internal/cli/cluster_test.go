@@ -30,7 +30,7 @@ func TestClusterStatus(t *testing.T) {
 		},
 		Buckets: []cluster.Stream{{Name: "leases", Replicas: 3, Leader: "n1"}}},
 		Leases: []cluster.LeaseHolder{
-			{Node: 1, Server: "n1", Incarnation: 4, Started: at, Refreshed: at, Alive: true},
+			{Node: 1, Server: "n1", Incarnation: 4, Started: at, Refreshed: at, Alive: true, Compacts: true},
 			{Node: 3, Server: "n3", Incarnation: 2, Started: at, Refreshed: at, RecoveredBy: 1},
 		},
 		State: []cluster.StoreState{
@@ -58,7 +58,8 @@ func TestClusterStatus(t *testing.T) {
 		"leases  3         n1",
 		"SAF     visa      n1      5        2",
 		"1      n1      4            held",
-		"3      n3      2            LAPSED  2026-12-01T23:00:00Z  2026-12-01T23:00:00Z  node 1",
+		"3      n3      2            LAPSED  2026-12-01T23:00:00Z  2026-12-01T23:00:00Z  node 1        no",
+		"held    2026-12-01T23:00:00Z  2026-12-01T23:00:00Z  -             yes",
 		"registry  120       14            110          2050  2026-12-01T23:00:00Z  -",
 		"cases     0         0             -            -     -                     no quorum",
 	} {
