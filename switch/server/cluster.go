@@ -35,17 +35,16 @@ const clusterStartTimeout = 2 * time.Minute
 // of the shared stores with a follower per store, the node's lease, and the cluster's
 // metrics. A switch that runs alone has none (Server.cl is nil).
 type clusterNode struct {
-	cfg       cluster.Config
-	node      *cluster.Node
-	state     *cluster.StateLog
-	journal   *cjournal.Journal
-	followers []*cluster.Follower
-	sharedMu  sync.Mutex                    // guards followed
-	followed  []followed                    // the shared stores, for the status and /readyz
-	lease     atomic.Pointer[cluster.Lease] // set once taken, read by /readyz
-	metrics   *cluster.Metrics
-	log       zerolog.Logger
-	stopSeen  func() // ends shareSeen
+	cfg      cluster.Config
+	node     *cluster.Node
+	state    *cluster.StateLog
+	journal  *cjournal.Journal
+	sharedMu sync.Mutex                    // guards followed
+	followed []followed                    // the shared stores this node follows
+	lease    atomic.Pointer[cluster.Lease] // set once taken, read by /readyz
+	metrics  *cluster.Metrics
+	log      zerolog.Logger
+	stopSeen func() // ends shareSeen
 
 	// A refresh of the merchant profiles by hand, shared (shareProfileRefresh).
 	askProfiles  func(end time.Time) error // nil: not shared
@@ -128,7 +127,6 @@ func (c *clusterNode) follow(l *cluster.StoreLog, r statelog.Replica) error {
 		return nil
 	}
 	f := l.Follow(context.Background(), r)
-	c.followers = append(c.followers, f)
 	c.sharedMu.Lock()
 	c.followed = append(c.followed, followed{log: l, r: r, f: f})
 	c.sharedMu.Unlock()
@@ -333,15 +331,15 @@ func (c *clusterNode) watchMetrics(ctx context.Context) error {
 // end within 30 s, its main goroutine in a follower's Stop). Together they wait as
 // long as the slowest.
 func (c *clusterNode) closeFollowers() {
-	var wg sync.WaitGroup
-	for _, f := range c.followers {
-		wg.Go(f.Close)
-	}
-	wg.Wait()
-	c.followers = nil
 	c.sharedMu.Lock()
+	followed := c.followed
 	c.followed = nil
 	c.sharedMu.Unlock()
+	var wg sync.WaitGroup
+	for _, f := range followed {
+		wg.Go(f.f.Close)
+	}
+	wg.Wait()
 	c.stopSharingSeen()
 	if c.stopProfiles != nil {
 		c.stopProfiles()

@@ -203,17 +203,10 @@ func (s *Sync) write(c statelog.Commit, rev uint64, via Via) error {
 func (s *Sync) apply(txn *badger.Txn, c statelog.Commit, rev uint64) error {
 	for _, kv := range c.Writes {
 		var err error
-		switch {
-		case kv.Value == nil:
+		if e := entryOf(kv, s.cfg.Entry); e != nil {
+			err = txn.SetEntry(e)
+		} else {
 			err = txn.Delete(kv.Key)
-		case s.cfg.Entry != nil:
-			if e := s.cfg.Entry(kv); e != nil {
-				err = txn.SetEntry(e)
-			} else {
-				err = txn.Delete(kv.Key)
-			}
-		default:
-			err = txn.Set(kv.Key, kv.Value)
 		}
 		if err != nil {
 			return fmt.Errorf("write %s: %w", kv.Key, err)
@@ -301,6 +294,19 @@ func (c *Commit) Set(key, value []byte) {
 // Delete records the deletion of key.
 func (c *Commit) Delete(key []byte) { c.Writes = append(c.Writes, statelog.KV{Key: key}) }
 
+// entryOf is the Badger entry a commit's write kv sets (through entry, a store's
+// Config.Entry, when not nil), or nil when it deletes its key.
+func entryOf(kv statelog.KV, entry func(statelog.KV) *badger.Entry) *badger.Entry {
+	switch {
+	case kv.Value == nil:
+		return nil
+	case entry != nil:
+		return entry(kv)
+	default:
+		return badger.NewEntry(kv.Key, kv.Value)
+	}
+}
+
 // EncodeRevision is how a Sync stores its revision under Config.RevKey.
 func EncodeRevision(rev uint64) []byte { return binary.BigEndian.AppendUint64(nil, rev) }
 
@@ -327,17 +333,10 @@ func Restore(db *badger.DB, snap statelog.Commit, revKey, revValue []byte, entry
 	defer wb.Cancel()
 	for _, kv := range snap.Writes {
 		var err error
-		switch {
-		case kv.Value == nil:
+		if e := entryOf(kv, entry); e != nil {
+			err = wb.SetEntry(e)
+		} else {
 			err = wb.Delete(kv.Key)
-		case entry != nil:
-			if e := entry(kv); e != nil {
-				err = wb.SetEntry(e)
-			} else {
-				err = wb.Delete(kv.Key)
-			}
-		default:
-			err = wb.Set(kv.Key, kv.Value)
 		}
 		if err != nil {
 			return fmt.Errorf("restore: write %s: %w", kv.Key, err)
