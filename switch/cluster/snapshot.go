@@ -32,7 +32,7 @@ import (
 // commit's compare-and-set names it.
 //
 // A node restores a snapshot at start, before it opens its stores, when the stream
-// no longer holds the commits that follow its own revision (SnapshotFor). Every
+// no longer holds the commits that follow its own revision (NeedsSnapshot). Every
 // commit names the revision it was ordered after (the header headerAfter), so a
 // follower that meets a commit ordered after one it never applied stops with
 // ErrCommitsPurged instead of forking its copy silently.
