@@ -28,8 +28,8 @@ import (
 // at once one wins and the other's object is deleted. The commits below the
 // previous snapshot's revision are then purged from the stream; a store is not
 // compacted again until its snapshot is CompactOptions.MinAge old, so a running
-// node less than MinAge behind still finds every commit it lacks. The store's last commit always stays, because the next
-// commit's compare-and-set names it.
+// node less than MinAge behind still finds every commit it lacks. The store's last
+// commit always stays, because the next commit's compare-and-set names it.
 //
 // A node restores a snapshot at start, before it opens its stores, when the stream
 // no longer holds the commits that follow its own revision (NeedsSnapshot). Every
