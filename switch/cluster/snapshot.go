@@ -229,6 +229,10 @@ func (l *StoreLog) Compact(ctx context.Context, opts CompactOptions) (CompactRes
 	if prev != nil {
 		base, err := l.ReadSnapshot(ctx, prev)
 		if err != nil {
+			// Another node may have replaced it (and deleted its object) since.
+			if cur, _, _, rerr := l.Snapshot(ctx); rerr == nil && (cur == nil || cur.Object != prev.Object) {
+				return CompactResult{}, fmt.Errorf("cluster: compact %s: another node compacted it meanwhile: %w", l.name, statelog.ErrConflict)
+			}
 			return CompactResult{}, err
 		}
 		fold(state, base)
