@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -319,7 +320,35 @@ func (l *StoreLog) Compact(ctx context.Context, opts CompactOptions) (CompactRes
 			errs = append(errs, fmt.Errorf("cluster: delete the previous snapshot %s: %w", prev.Object, err))
 		}
 	}
+	l.sweep(ctx, obj, info.Object)
 	return res, errors.Join(errs...)
+}
+
+// orphanAge is how old an object of the store that no description names must be
+// before a compaction deletes it: one left by a compaction killed between storing
+// and recording it, or whose old snapshot's deletion failed. Far longer than a
+// compaction takes, so that another node's snapshot stored and about to be
+// recorded is never taken for one.
+var orphanAge = 10 * time.Minute
+
+// sweep deletes the store's objects other than keep that are older than
+// orphanAge. Failures are logged: the next compaction sweeps again.
+func (l *StoreLog) sweep(ctx context.Context, obj jetstream.ObjectStore, keep string) {
+	list, err := obj.List(ctx)
+	if err != nil {
+		if !errors.Is(err, jetstream.ErrNoObjectsFound) {
+			l.s.n.log.Warn().Err(err).Str("store", l.name).Msg("cluster: list the snapshots to sweep")
+		}
+		return
+	}
+	for _, o := range list {
+		if o.Name == keep || !strings.HasPrefix(o.Name, l.name+".") || time.Since(o.ModTime) < orphanAge {
+			continue
+		}
+		if err := obj.Delete(ctx, o.Name); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
+			l.s.n.log.Warn().Err(err).Str("object", o.Name).Msg("cluster: delete a snapshot no description names")
+		}
+	}
 }
 
 // deleteUnrecorded deletes a snapshot object that no description names.

@@ -228,6 +228,29 @@ func TestStateCompaction(t *testing.T) {
 		t.Fatalf("the store whose commits are gone has a snapshot: %+v, %v", info, err)
 	}
 
+	// An object no description names (a compaction killed between storing and
+	// recording it) goes with the next compaction once it is orphanAge old.
+	_, obj, _ := sl.snapshots(ctx, false)
+	if _, err := obj.PutBytes(ctx, "registry.1.orphan", []byte("left by a kill")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := obj.PutBytes(ctx, "keys.1.other", []byte("another store's")); err != nil {
+		t.Fatal(err)
+	}
+	orphanAge = 0
+	commit("h", "8")
+	res, err = reg.Compact(ctx, CompactOptions{})
+	orphanAge = 10 * time.Minute
+	if err != nil || !res.Compacted {
+		t.Fatalf("compaction after an orphan: %+v, %v", res, err)
+	}
+	if _, err := obj.GetInfo(ctx, "registry.1.orphan"); !errors.Is(err, jetstream.ErrObjectNotFound) {
+		t.Fatalf("the registry's orphan after a compaction: %v; want it deleted", err)
+	}
+	if err := obj.Delete(ctx, "keys.1.other"); err != nil { // another store's: left alone
+		t.Fatalf("another store's object: %v", err)
+	}
+
 	// Two compactions at once: one records its snapshot; the other finds it
 	// there, or loses the compare-and-set and deletes its object.
 	commit("g", "7")
@@ -255,7 +278,6 @@ func TestStateCompaction(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, obj, _ := sl.snapshots(ctx, false)
 	lister, err := obj.List(ctx)
 	if err != nil {
 		t.Fatal(err)
