@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nuid"
 
 	"github.com/switchyard/switchyard/internal/statelog"
+	"github.com/switchyard/switchyard/switch/cluster/ordered"
 )
 
 // Compacting the STATE stream. Without it the stream keeps every commit ever made
@@ -379,24 +380,23 @@ func fold(state map[string][]byte, c statelog.Commit) {
 // each after the one before it (commits of versions before headerAfter carry no
 // such name and are taken as they are).
 func (l *StoreLog) foldStream(ctx context.Context, state map[string][]byte, from, after, last uint64) (int, error) {
-	cons, err := l.s.n.js.OrderedConsumer(ctx, stateStream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{l.subject}, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from,
-	})
+	fol, err := ordered.Follow(l.s.n.js, ordered.Config{Stream: stateStream, Subjects: []string{l.subject}, From: from})
 	if err != nil {
 		return 0, fmt.Errorf("cluster: read %s from %d: %w", l.subject, from, err)
 	}
-	it, err := cons.Messages()
-	if err != nil {
-		return 0, fmt.Errorf("cluster: read %s from %d: %w", l.subject, from, err)
-	}
-	defer it.Stop()
+	defer fol.Stop()
 	n := 0
+	t := time.NewTimer(compactWait)
+	defer t.Stop()
 	for {
-		wctx, cancel := context.WithTimeout(ctx, compactWait)
-		m, err := it.Next(jetstream.NextContext(wctx))
-		cancel()
-		if err != nil {
-			return n, fmt.Errorf("cluster: read %s from %d, %d commits read, waiting for the one at %d: %w", l.subject, from, n, last, err)
+		t.Reset(compactWait)
+		var m jetstream.Msg
+		select {
+		case m = <-fol.C():
+		case <-t.C:
+			return n, fmt.Errorf("cluster: read %s from %d, %d commits read, waited %v for the one at %d", l.subject, from, n, compactWait, last)
+		case <-ctx.Done():
+			return n, fmt.Errorf("cluster: read %s from %d, %d commits read, waiting for the one at %d: %w", l.subject, from, n, last, ctx.Err())
 		}
 		meta, err := m.Metadata()
 		if err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchyard/switchyard/internal/statelog"
+	"github.com/switchyard/switchyard/switch/cluster/ordered"
 )
 
 // The STATE stream orders the commits of the stores kept in each node's Badger
@@ -225,29 +226,20 @@ type Follower struct {
 	r   statelog.Replica
 	ctx context.Context
 
-	cancel  context.CancelFunc
-	done    chan struct{} // closed when run returns
-	watched chan struct{} // closed when the context watcher returns
-	mu      sync.Mutex
-	it      jetstream.MessagesContext // the current iterator; nil between consumers
-	err     error                     // the last error, for Err
+	cancel context.CancelFunc
+	done   chan struct{} // closed when run returns
+	mu     sync.Mutex
+	err    error // the last error, for Err
 }
 
 // Follow starts applying the store's commits above r.Revision() to r, in order:
-// an ordered consumer on state.<store> that resumes by itself after a lost
-// connection or a leader change. Call CatchUp to wait until r is current.
+// an ordered consumer on state.<store> (package ordered) that resumes by itself
+// after a lost connection or a leader change. Call CatchUp to wait until r is
+// current.
 func (l *StoreLog) Follow(ctx context.Context, r statelog.Replica) *Follower {
 	ctx, cancel := context.WithCancel(ctx)
-	f := &Follower{l: l, r: r, ctx: ctx, cancel: cancel, done: make(chan struct{}), watched: make(chan struct{})}
+	f := &Follower{l: l, r: r, ctx: ctx, cancel: cancel, done: make(chan struct{})}
 	go f.run()
-	go func() { // the end of ctx stops the iterator Next blocks on
-		defer close(f.watched)
-		select {
-		case <-ctx.Done():
-			f.stopIterator()
-		case <-f.done:
-		}
-	}()
 	return f
 }
 
@@ -255,9 +247,7 @@ func (l *StoreLog) Follow(ctx context.Context, r statelog.Replica) *Follower {
 // than once.
 func (f *Follower) Close() {
 	f.cancel()
-	f.stopIterator()
 	<-f.done
-	<-f.watched
 }
 
 // Err returns the last error the follower met (it keeps trying), or nil. One
@@ -266,14 +256,6 @@ func (f *Follower) Err() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.err
-}
-
-func (f *Follower) stopIterator() {
-	f.mu.Lock()
-	if f.it != nil {
-		f.it.Stop()
-	}
-	f.mu.Unlock()
 }
 
 func (f *Follower) fail(err error) {
@@ -318,37 +300,22 @@ func (f *Follower) run() {
 // consume applies commits from a new ordered consumer until an error or Close.
 func (f *Follower) consume() error {
 	l := f.l
-	cons, err := l.s.n.js.OrderedConsumer(f.ctx, stateStream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{l.subject},
-		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:    f.r.Revision() + 1,
+	fol, err := ordered.Follow(l.s.n.js, ordered.Config{
+		Stream:   stateStream,
+		Subjects: []string{l.subject},
+		From:     f.r.Revision() + 1,
+		Report:   ordered.LogTo(l.s.n.log.With().Str("store", l.name).Logger()),
 	})
 	if err != nil {
 		return fmt.Errorf("cluster: follow %s: %w", l.subject, err)
 	}
-	it, err := cons.Messages()
-	if err != nil {
-		return fmt.Errorf("cluster: follow %s: %w", l.subject, err)
-	}
-	f.mu.Lock()
-	f.it = it
-	f.mu.Unlock()
-	defer func() {
-		f.mu.Lock()
-		f.it = nil
-		f.mu.Unlock()
-		it.Stop()
-	}()
-	if f.ctx.Err() != nil { // stopped before the iterator was visible to stopIterator
-		return nil
-	}
+	defer fol.Stop()
 	for {
-		m, err := it.Next()
-		if err != nil {
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) && f.ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("cluster: follow %s: %w", l.subject, err)
+		var m jetstream.Msg
+		select {
+		case m = <-fol.C():
+		case <-f.ctx.Done():
+			return nil
 		}
 		meta, err := m.Metadata()
 		if err != nil {

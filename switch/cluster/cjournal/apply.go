@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/switchyard/switchyard/switch/cluster/ordered"
 	"github.com/switchyard/switchyard/switch/journal"
 )
 
@@ -265,35 +266,12 @@ func (j *Journal) follow() error {
 	}()
 	// Every subject, this node's own too: its first versions are decided here, in
 	// stream order, with the other nodes'.
-	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from}
-	cons, err := j.js.OrderedConsumer(ctx, StreamName, cfg)
+	fol, err := ordered.Follow(j.js, ordered.Config{Stream: StreamName, From: from, Buffer: 1024, Report: ordered.LogTo(j.log)})
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("create an ordered consumer of %s from sequence %d: %w", StreamName, from, err)
+		return fmt.Errorf("follow %s from sequence %d: %w", StreamName, from, err)
 	}
-	in := make(chan jetstream.Msg, 1024)
-	quit := make(chan struct{})
-	cc, err := cons.Consume(func(m jetstream.Msg) {
-		select {
-		case in <- m:
-		case <-quit:
-		}
-	})
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("consume %s from sequence %d: %w", StreamName, from, err)
-	}
-	// Closed starts a goroutine (until the consumer ends) at each call: once only.
-	closed := cc.Closed()
-	defer func() {
-		close(quit)
-		cc.Stop()
-		<-closed
-	}()
+	defer fol.Stop()
+	in := fol.C()
 	n := 0
 	timer := time.NewTimer(flushDelay)
 	timer.Stop()
@@ -339,8 +317,6 @@ func (j *Journal) follow() error {
 			if err := flush(); err != nil {
 				return err
 			}
-		case <-closed:
-			return errors.New("the consumer ended")
 		case <-j.stop:
 			return j.flush()
 		}

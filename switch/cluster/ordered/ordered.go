@@ -1,0 +1,321 @@
+// Package ordered follows a JetStream stream in stream order from a given
+// sequence, delivering each message once and never skipping one, as nats.go's
+// ordered consumer does, with one difference that matters to a switch: every wait
+// it makes is bounded and ends when it is stopped.
+//
+// nats.go's ordered consumer (v1.55.0) creates its consumer with a fixed 10 s
+// request, pauses up to 10 s between attempts, and holds its lock meanwhile, so
+// that a node starting before JetStream has elected its leaders waited 10 s for
+// nothing, and a Stop while the quorum was lost waited up to 20 s. Here one
+// creation attempt waits 2 s at first (a request nobody answers because no meta
+// leader exists yet is asked again soon, under the same consumer name, so that a
+// late answer to the first one creates nothing twice), longer after each failure
+// up to 10 s; the pauses between attempts are short; and Stop cancels whatever is
+// in flight and returns once every goroutine of the follower has ended.
+//
+// A Follower runs one goroutine that owns the consumer: it creates an ephemeral,
+// in-memory, unacknowledged pull consumer starting at the next sequence wanted,
+// consumes it, and replaces it when the server says it is gone, when its idle
+// heartbeats stop (its server died: a consumer of one replica lives on one server),
+// or when the consumer sequence of a message is not the one after the last
+// delivered (a message lost between the server and this client). Messages go to
+// the channel C in stream order; the next consumer starts after the last message
+// put in C, so one the client held but had not put there is fetched again.
+package ordered
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+	"github.com/rs/zerolog"
+)
+
+// Config says what a Follower follows and how patiently.
+type Config struct {
+	// Stream is the stream's name.
+	Stream string
+	// Subjects filter the stream; none: every message.
+	Subjects []string
+	// From is the first stream sequence wanted (at least 1).
+	From uint64
+	// Attempt bounds the first wait for a consumer's creation; each failed attempt
+	// doubles it, up to 10 s. Default 2 s.
+	Attempt time.Duration
+	// Heartbeat is the idle heartbeat asked of the server: a consumer silent for
+	// two of them is replaced. Default 1 s.
+	Heartbeat time.Duration
+	// Buffer is how many messages the client asks ahead, and how many C holds
+	// that the receiver has not taken yet. Default 256.
+	Buffer int
+	// Report, when set, is told (from the follower's goroutine) of every failure
+	// to create a consumer and every replacement, with the error, and of every
+	// consumer created, with nil. It must not block.
+	Report func(err error)
+}
+
+const (
+	defaultAttempt   = 2 * time.Second
+	maxAttempt       = 10 * time.Second
+	defaultHeartbeat = time.Second
+	defaultBuffer    = 256
+	firstPause       = 100 * time.Millisecond
+	maxPause         = 2 * time.Second
+	// inactive is how long the server keeps a consumer nobody pulls from: one
+	// this follower abandoned (its deletion not answered, a creation's late
+	// answer) goes by itself.
+	inactive = time.Minute
+	// deleteWait bounds the deletion of a replaced consumer.
+	deleteWait = 5 * time.Second
+)
+
+// ErrGap is reported when a message's consumer sequence is not the one after
+// the last delivered: the consumer is replaced from the next stream sequence.
+var ErrGap = errors.New("ordered: a message is missing between the server and this client")
+
+// errCreate marks a failed creation attempt in what Report is told.
+var errCreate = errors.New("ordered: consumer not created")
+
+// Follower follows a stream; see the package comment.
+type Follower struct {
+	js   jetstream.JetStream
+	cfg  Config
+	c    chan jetstream.Msg
+	name string // consumer names: name_1, name_2...
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // the run goroutine and consumer deletions
+	next   atomic.Uint64  // the next stream sequence wanted
+	resets atomic.Uint64
+}
+
+// Follow starts following cfg.Stream from cfg.From. It does not wait for the
+// consumer: messages arrive on C once one exists. Stop ends it.
+func Follow(js jetstream.JetStream, cfg Config) (*Follower, error) {
+	if cfg.Stream == "" {
+		return nil, errors.New("ordered: no stream named")
+	}
+	if cfg.From == 0 {
+		return nil, fmt.Errorf("ordered: follow %s from sequence 0: the first sequence is 1", cfg.Stream)
+	}
+	if cfg.Attempt < 0 || cfg.Heartbeat < 0 || cfg.Buffer < 0 {
+		return nil, fmt.Errorf("ordered: follow %s: negative attempt %v, heartbeat %v or buffer %d", cfg.Stream, cfg.Attempt, cfg.Heartbeat, cfg.Buffer)
+	}
+	if cfg.Attempt == 0 {
+		cfg.Attempt = defaultAttempt
+	}
+	if cfg.Heartbeat == 0 {
+		cfg.Heartbeat = defaultHeartbeat
+	}
+	if cfg.Buffer == 0 {
+		cfg.Buffer = defaultBuffer
+	}
+	f := &Follower{js: js, cfg: cfg, c: make(chan jetstream.Msg, cfg.Buffer), name: "sy_" + nuid.Next()}
+	f.ctx, f.cancel = context.WithCancel(context.Background())
+	f.next.Store(cfg.From)
+	f.wg.Add(1)
+	go f.run()
+	return f, nil
+}
+
+// C delivers the stream's messages in order. It is never closed: select on it
+// with whatever ends the receiver. Messages it holds when the consumer is
+// replaced stay in it; the next consumer starts after them.
+func (f *Follower) C() <-chan jetstream.Msg { return f.c }
+
+// Next returns the stream sequence the next consumer would start from: the one
+// after the last message delivered on C (once Stop has returned, exactly; while
+// the follower runs, it may lag a message the receiver has just taken).
+func (f *Follower) Next() uint64 { return f.next.Load() }
+
+// Resets returns how many times a consumer was replaced.
+func (f *Follower) Resets() uint64 { return f.resets.Load() }
+
+// Stop ends the follower: it cancels a creation or deletion in flight, stops the
+// consumer, and returns once its goroutines have ended. A message the receiver
+// has not taken is not delivered.
+func (f *Follower) Stop() {
+	f.cancel()
+	f.wg.Wait()
+}
+
+func (f *Follower) report(err error) {
+	if f.cfg.Report != nil {
+		f.cfg.Report(err)
+	}
+}
+
+func (f *Follower) run() {
+	defer f.wg.Done()
+	for serial := 1; f.ctx.Err() == nil; serial++ {
+		name := fmt.Sprintf("%s_%d", f.name, serial)
+		cons, err := f.create(name)
+		if err != nil {
+			return // stopped
+		}
+		f.report(nil)
+		err = f.consume(cons)
+		f.wg.Add(1)
+		go f.delete(name)
+		if err == nil {
+			return // stopped
+		}
+		f.resets.Add(1)
+		f.report(fmt.Errorf("ordered: consumer %s of %s replaced from sequence %d: %w", name, f.cfg.Stream, f.next.Load(), err))
+	}
+}
+
+// create creates the consumer name from the next sequence wanted, asking again
+// (same name, same configuration: idempotent) until it is created or the
+// follower stops; it returns an error only then.
+func (f *Follower) create(name string) (jetstream.Consumer, error) {
+	cfg := jetstream.ConsumerConfig{
+		Name:              name,
+		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:       f.next.Load(),
+		AckPolicy:         jetstream.AckNonePolicy,
+		InactiveThreshold: inactive,
+		Replicas:          1,
+		MemoryStorage:     true,
+	}
+	if len(f.cfg.Subjects) == 1 {
+		cfg.FilterSubject = f.cfg.Subjects[0]
+	} else {
+		cfg.FilterSubjects = f.cfg.Subjects
+	}
+	wait, pause := f.cfg.Attempt, firstPause
+	for {
+		ctx, cancel := context.WithTimeout(f.ctx, wait)
+		cons, err := f.js.CreateOrUpdateConsumer(ctx, f.cfg.Stream, cfg)
+		cancel()
+		if err == nil {
+			return cons, nil
+		}
+		if f.ctx.Err() != nil {
+			return nil, f.ctx.Err()
+		}
+		f.report(fmt.Errorf("%w: create consumer %s of %s from sequence %d (waited up to %v): %w", errCreate, name, f.cfg.Stream, cfg.OptStartSeq, wait, err))
+		t := time.NewTimer(pause)
+		select {
+		case <-t.C:
+		case <-f.ctx.Done():
+			t.Stop()
+			return nil, f.ctx.Err()
+		}
+		wait, pause = min(2*wait, max(maxAttempt, f.cfg.Attempt)), min(2*pause, maxPause)
+	}
+}
+
+// replace reports whether a consume error means the consumer is gone or can no
+// longer be trusted to deliver.
+func replace(err error) bool {
+	return errors.Is(err, jetstream.ErrNoHeartbeat) ||
+		errors.Is(err, jetstream.ErrConsumerDeleted) ||
+		errors.Is(err, jetstream.ErrConsumerNotFound) ||
+		errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, nats.ErrConnectionClosed)
+}
+
+// consume delivers cons's messages until the consumer must be replaced (the
+// reason returned) or the follower stops (nil).
+func (f *Follower) consume(cons jetstream.Consumer) error {
+	why := make(chan error, 1)
+	var gone atomic.Bool // a reason was given: deliver nothing more
+	signal := func(err error) {
+		if gone.CompareAndSwap(false, true) {
+			why <- err
+		}
+	}
+	quit := make(chan struct{})
+	var dseq uint64 // the last consumer sequence delivered; the handler's alone
+	handler := func(m jetstream.Msg) {
+		if gone.Load() {
+			return
+		}
+		meta, err := m.Metadata()
+		if err != nil {
+			signal(fmt.Errorf("message metadata: %w", err))
+			return
+		}
+		if meta.Sequence.Consumer != dseq+1 {
+			signal(fmt.Errorf("%w: consumer sequence %d after %d (stream sequence %d)", ErrGap, meta.Sequence.Consumer, dseq, meta.Sequence.Stream))
+			return
+		}
+		select {
+		case f.c <- m:
+			dseq = meta.Sequence.Consumer
+			f.next.Store(meta.Sequence.Stream + 1)
+		case <-quit:
+		}
+	}
+	onErr := func(_ jetstream.ConsumeContext, err error) {
+		if replace(err) {
+			signal(err)
+		}
+	}
+	hb := f.cfg.Heartbeat
+	cc, err := cons.Consume(handler,
+		jetstream.PullMaxMessages(f.cfg.Buffer),
+		jetstream.PullHeartbeat(hb),
+		jetstream.PullExpiry(max(30*time.Second, 3*hb)),
+		jetstream.ConsumeErrHandler(onErr))
+	if err != nil {
+		return fmt.Errorf("consume: %w", err)
+	}
+	closed := cc.Closed()
+	var reason error
+	select {
+	case reason = <-why:
+	case <-closed:
+		reason = errors.New("the subscription ended")
+	case <-f.ctx.Done():
+	}
+	gone.Store(true)
+	close(quit)
+	cc.Stop()
+	<-closed
+	return reason
+}
+
+// delete deletes a replaced consumer, bounded; the server's inactivity threshold
+// deletes one whose deletion fails.
+func (f *Follower) delete(name string) {
+	defer f.wg.Done()
+	ctx, cancel := context.WithTimeout(f.ctx, deleteWait)
+	defer cancel()
+	if f.ctx.Err() != nil {
+		// Stopping: one quick try, not bound to the cancelled context.
+		var c2 context.CancelFunc
+		ctx, c2 = context.WithTimeout(context.Background(), 500*time.Millisecond)
+		defer c2()
+	}
+	_ = f.js.DeleteConsumer(ctx, f.cfg.Stream, name)
+}
+
+// LogTo returns a Config.Report that logs to log: the first failure to create a
+// consumer (not every attempt after it) and how many attempts failed once one is
+// created, and every replacement. One per Follower: it keeps the count.
+func LogTo(log zerolog.Logger) func(error) {
+	failed := 0
+	return func(err error) {
+		switch {
+		case err == nil && failed > 0:
+			log.Info().Int("failed_attempts", failed).Msg("ordered: consumer created after failed attempts")
+			failed = 0
+		case err == nil:
+		case errors.Is(err, errCreate):
+			if failed++; failed == 1 {
+				log.Warn().Err(err).Msg("ordered: no consumer yet; asking again")
+			}
+		default:
+			log.Warn().Err(err).Msg("ordered: consumer replaced")
+		}
+	}
+}

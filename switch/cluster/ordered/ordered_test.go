@@ -1,0 +1,397 @@
+package ordered
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/goleak"
+
+	"github.com/switchyard/switchyard/internal/freeport"
+)
+
+// TestMain fails the package when a goroutine outlives its test: Stop must join
+// the follower's goroutines.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// guard bounds every wait of these tests: a follower that hangs fails the test
+// instead of the run. It is not a speed target; the waits end long before.
+const guard = 30 * time.Second
+
+// startServers starts n JetStream servers in this process (clustered when
+// n > 1) and returns them; t.Cleanup stops them.
+func startServers(t *testing.T, n int) []*server.Server {
+	t.Helper()
+	var routes []*url.URL
+	var ports []int
+	if n > 1 {
+		var err error
+		if ports, err = freeport.Ports(n); err != nil {
+			t.Fatalf("reserve ports: %v", err)
+		}
+		for _, p := range ports {
+			routes = append(routes, &url.URL{Scheme: "nats", Host: fmt.Sprintf("127.0.0.1:%d", p)})
+		}
+	}
+	var servers []*server.Server
+	for i := range n {
+		o := &server.Options{
+			ServerName: fmt.Sprintf("n%d", i+1),
+			Host:       "127.0.0.1",
+			Port:       -1,
+			NoLog:      true,
+			NoSigs:     true,
+			JetStream:  true,
+			StoreDir:   t.TempDir(),
+		}
+		if n > 1 {
+			o.Cluster.Name = "ordered"
+			o.Cluster.Host = "127.0.0.1"
+			o.Cluster.Port = ports[i]
+			o.Routes = routes
+		}
+		s, err := server.NewServer(o)
+		if err != nil {
+			t.Fatalf("server %d: %v", i+1, err)
+		}
+		go s.Start()
+		servers = append(servers, s)
+		t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	}
+	for i, s := range servers {
+		if !s.ReadyForConnections(10 * time.Second) {
+			t.Fatalf("server %d not ready in 10 s", i+1)
+		}
+	}
+	return servers
+}
+
+// connect connects to urls (the first preferred) and returns JetStream.
+func connect(t *testing.T, urls ...string) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(strings.Join(urls, ","), nats.DontRandomize(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatalf("connect to %v: %v", urls, err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+// createStream creates stream EV on subjects ev.> with r replicas, asking again
+// until the cluster has a meta leader that places it.
+func createStream(t *testing.T, js jetstream.JetStream, r int) {
+	t.Helper()
+	deadline := time.Now().Add(guard)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "EV", Subjects: []string{"ev.>"}, Replicas: r})
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("create stream EV: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond) // polling the cluster's formation, with a deadline
+	}
+}
+
+// publish publishes body to subject and returns its stream sequence.
+func publish(t *testing.T, js jetstream.JetStream, subject, body string) uint64 {
+	t.Helper()
+	deadline := time.Now().Add(guard)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		ack, err := js.Publish(ctx, subject, []byte(body))
+		cancel()
+		if err == nil {
+			return ack.Sequence
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("publish %s: %v", subject, err)
+		}
+	}
+}
+
+// receive takes the next message from f and checks its subject, body and
+// stream sequence.
+func receive(t *testing.T, f *Follower, subject, body string, seq uint64) {
+	t.Helper()
+	select {
+	case m := <-f.C():
+		meta, err := m.Metadata()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Subject() != subject || string(m.Data()) != body || meta.Sequence.Stream != seq {
+			t.Fatalf("received %s %q at sequence %d, want %s %q at %d", m.Subject(), m.Data(), meta.Sequence.Stream, subject, body, seq)
+		}
+	case <-time.After(guard):
+		t.Fatalf("no message within %v, want %s %q at sequence %d (next %d, resets %d)", guard, subject, body, seq, f.Next(), f.Resets())
+	}
+}
+
+// reports collects what a follower reports.
+type reports struct {
+	mu   sync.Mutex
+	errs []error
+	ok   int
+}
+
+func (r *reports) report(err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err == nil {
+		r.ok++
+		return
+	}
+	r.errs = append(r.errs, err)
+}
+
+func (r *reports) String() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return fmt.Sprintf("%d consumers created, errors %v", r.ok, r.errs)
+}
+
+func TestFollowInOrder(t *testing.T) {
+	s := startServers(t, 1)[0]
+	js := connect(t, s.ClientURL())
+	createStream(t, js, 1)
+	seqs := map[int]uint64{}
+	for i := range 40 {
+		subj := "ev.a"
+		if i%3 == 0 {
+			subj = "ev.b"
+		}
+		seqs[i] = publish(t, js, subj, fmt.Sprint(i))
+	}
+	if _, err := Follow(js, Config{Stream: "EV", From: 0}); err == nil {
+		t.Error("Follow from sequence 0: no error")
+	}
+	if _, err := Follow(js, Config{From: 1}); err == nil {
+		t.Error("Follow without a stream: no error")
+	}
+	var r reports
+	f, err := Follow(js, Config{Stream: "EV", Subjects: []string{"ev.a"}, From: seqs[10], Buffer: 4, Report: r.report})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Stop()
+	for i := 10; i < 40; i++ {
+		if i%3 != 0 {
+			receive(t, f, "ev.a", fmt.Sprint(i), seqs[i])
+		}
+	}
+	// Live: published after the consumer caught up.
+	s40 := publish(t, js, "ev.b", "40")
+	s41 := publish(t, js, "ev.a", "41")
+	receive(t, f, "ev.a", "41", s41)
+	select {
+	case m := <-f.C():
+		t.Errorf("a message beyond the last: %s %q", m.Subject(), m.Data())
+	default:
+	}
+	f.Stop()
+	if f.Next() != s41+1 || s40 > s41 {
+		t.Errorf("Next = %d after the stop, want %d", f.Next(), s41+1)
+	}
+	f.Stop() // twice: no panic, no wait
+	if f.Resets() != 0 || r.ok != 1 || len(r.errs) != 0 {
+		t.Errorf("resets %d, reports: %s; want one consumer, no error", f.Resets(), &r)
+	}
+}
+
+// The consumer deleted under the follower (an operator, the server's own
+// cleanup): it is replaced from the next sequence, nothing lost or repeated.
+func TestConsumerDeleted(t *testing.T) {
+	s := startServers(t, 1)[0]
+	js := connect(t, s.ClientURL())
+	createStream(t, js, 1)
+	var r reports
+	f, err := Follow(js, Config{Stream: "EV", From: 1, Report: r.report})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Stop()
+	var seqs []uint64
+	for i := range 5 {
+		seqs = append(seqs, publish(t, js, "ev.x", fmt.Sprint(i)))
+	}
+	for i := range 3 {
+		receive(t, f, "ev.x", fmt.Sprint(i), seqs[i])
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), guard)
+	defer cancel()
+	st, err := js.Stream(ctx, "EV")
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := st.ConsumerNames(ctx)
+	var deleted int
+	for name := range names.Name() {
+		if err := st.DeleteConsumer(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+		deleted++
+	}
+	if deleted != 1 {
+		t.Fatalf("%d consumers of EV, want the follower's one", deleted)
+	}
+	for i := 5; i < 9; i++ {
+		seqs = append(seqs, publish(t, js, "ev.x", fmt.Sprint(i)))
+	}
+	for i := 3; i < 9; i++ {
+		receive(t, f, "ev.x", fmt.Sprint(i), seqs[i])
+	}
+	if f.Resets() != 1 {
+		t.Errorf("resets %d, want 1 (reports: %s)", f.Resets(), &r)
+	}
+	r.mu.Lock()
+	if len(r.errs) != 1 || !strings.Contains(r.errs[0].Error(), "replaced from sequence") {
+		t.Errorf("reports %v, want one replacement", r.errs)
+	}
+	r.mu.Unlock()
+}
+
+// A creation that nobody answers (no JetStream meta leader yet) is asked again
+// under the same consumer name; Stop cancels one in flight, whatever its wait.
+func TestCreateUnanswered(t *testing.T) {
+	s := startServers(t, 1)[0]
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	asked := make(chan string, 16)
+	sub, err := nc.Subscribe("SILENT.API.>", func(m *nats.Msg) {
+		select {
+		case asked <- m.Subject:
+		default:
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	js, err := jetstream.NewWithAPIPrefix(nc, "SILENT.API")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r reports
+	f, err := Follow(js, Config{Stream: "EV", From: 1, Attempt: 20 * time.Millisecond, Report: r.report})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var subjects []string
+	for len(subjects) < 3 {
+		select {
+		case subj := <-asked:
+			subjects = append(subjects, subj)
+		case <-time.After(guard):
+			f.Stop()
+			t.Fatalf("asked %v within %v, want 3 attempts", subjects, guard)
+		}
+	}
+	f.Stop()
+	for _, subj := range subjects {
+		if !strings.HasPrefix(subj, "SILENT.API.CONSUMER.CREATE.EV.") || subj != subjects[0] {
+			t.Errorf("attempts %v: want the same consumer created each time", subjects)
+			break
+		}
+	}
+	r.mu.Lock()
+	if len(r.errs) < 2 || !strings.Contains(r.errs[0].Error(), "from sequence 1 (waited up to 20ms)") {
+		t.Errorf("reports %v, want the failed attempts", r.errs)
+	}
+	r.mu.Unlock()
+
+	// An attempt that would wait an hour: Stop ends it.
+	f, err = Follow(js, Config{Stream: "EV", From: 1, Attempt: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-asked:
+	case <-time.After(guard):
+		t.Fatal("no attempt")
+	}
+	stopped := make(chan struct{})
+	go func() {
+		f.Stop()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(guard):
+		t.Fatal("Stop did not return while a creation was in flight")
+	}
+}
+
+// The server that holds the consumer (one replica) dies: its heartbeats stop and
+// the follower creates another consumer on a surviving server, from the next
+// sequence.
+func TestConsumerServerKilled(t *testing.T) {
+	servers := startServers(t, 3)
+	urls := []string{servers[0].ClientURL(), servers[1].ClientURL(), servers[2].ClientURL()}
+	js := connect(t, urls...)
+	createStream(t, js, 3)
+	var r reports
+	f, err := Follow(js, Config{Stream: "EV", From: 1, Report: r.report})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Stop()
+	s1 := publish(t, js, "ev.x", "1")
+	receive(t, f, "ev.x", "1", s1)
+
+	ctx, cancel := context.WithTimeout(context.Background(), guard)
+	defer cancel()
+	st, err := js.Stream(ctx, "EV")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var holder string
+	for info := range st.ListConsumers(ctx).Info() {
+		if info.Cluster != nil {
+			holder = info.Cluster.Leader
+		}
+	}
+	var killed int = -1
+	for i, s := range servers {
+		if s.Name() == holder {
+			killed = i
+		}
+	}
+	if killed < 0 {
+		t.Fatalf("the consumer's server %q is none of the three", holder)
+	}
+	servers[killed].Shutdown()
+	servers[killed].WaitForShutdown()
+
+	// The stream keeps its quorum on the other two; publish through one of them.
+	other := connect(t, urls[(killed+1)%3])
+	s2 := publish(t, other, "ev.x", "2")
+	s3 := publish(t, other, "ev.x", "3")
+	receive(t, f, "ev.x", "2", s2)
+	receive(t, f, "ev.x", "3", s3)
+	if f.Resets() < 1 {
+		t.Errorf("resets %d after the consumer's server died, want at least 1 (%s)", f.Resets(), &r)
+	}
+	// The reason depends on which server the follower's connection was on:
+	// missed heartbeats, or the consumer not found after a reconnection.
+	t.Logf("killed %s; reports: %s", holder, &r)
+}
