@@ -168,8 +168,8 @@ func (o *LeaseOptions) defaults() error {
 // the meta leader is elected (one node was seen waiting for minutes), so it
 // tries again until ctx ends.
 func (n *Node) LeaseKV(ctx context.Context) (jetstream.KeyValue, error) {
-	for {
-		tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	for try := 0; ; try++ {
+		tctx, cancel := context.WithTimeout(ctx, TryWait(try))
 		kv, err := n.js.CreateOrUpdateKeyValue(tctx, jetstream.KeyValueConfig{
 			Bucket:         LeaseBucket,
 			Description:    "switchyard node leases and recovery claims",

@@ -340,6 +340,23 @@ func (x External) authOptions() ([]nats.Option, error) {
 	return o, nil
 }
 
+// TryWait is how long the try'th (from 0) of a request repeated at a node's
+// start waits for its answer: 2 s, then 4 s and 8 s, and 10 s from then on. At a
+// cluster's start a request can go unanswered while a leader is elected (a stream
+// created, a bucket): it is asked again soon instead of after a fixed 10 s. One
+// that needs long (a catch-up of many records) gets longer each time.
+func TryWait(try int) time.Duration {
+	if try >= 3 {
+		return tryWaitMax
+	}
+	return min(tryWaitFirst<<try, tryWaitMax)
+}
+
+const (
+	tryWaitFirst = 2 * time.Second
+	tryWaitMax   = 10 * time.Second
+)
+
 // WaitJetStream waits until JetStream answers on this node's connection, which
 // in a cluster means the meta group has a leader (a quorum of its servers is
 // up), and, in embedded mode, this server has caught up with it. It polls

@@ -426,3 +426,14 @@ func (s *syncWriter) String() string {
 	defer s.mu.Unlock()
 	return s.w.String()
 }
+
+func TestTryWait(t *testing.T) {
+	for try, want := range []time.Duration{2 * time.Second, 4 * time.Second, 8 * time.Second, 10 * time.Second, 10 * time.Second} {
+		if got := TryWait(try); got != want {
+			t.Errorf("TryWait(%d) = %v, want %v", try, got, want)
+		}
+	}
+	if got := TryWait(100); got != 10*time.Second {
+		t.Errorf("TryWait(100) = %v, want 10s", got)
+	}
+}

@@ -77,16 +77,17 @@ func (s *Server) startCluster(cfg cluster.Config) (*clusterNode, error) {
 }
 
 // retry runs fn until it succeeds or clusterStartTimeout has passed, each try with
-// a short deadline: at a cluster's start, requests to streams and buckets whose
-// leaders are being elected go unanswered ("no responders", timeouts) for a few
-// seconds. A journal written by a newer version (cjournal.ErrNewerFormat) is not
+// a short deadline (cluster.TryWait: 2 s, growing to 10 s): at a cluster's start,
+// requests to streams and buckets whose leaders are being elected go unanswered
+// ("no responders", timeouts) for a few seconds, and a fixed 10 s try made a
+// node's start wait 10 s for nothing in a third of the starts. A journal written by a newer version (cjournal.ErrNewerFormat) is not
 // tried again: the node must be upgraded; nor a store whose next commits were
 // purged (cluster.ErrCommitsPurged): the node must be started again, which
 // restores the store's snapshot.
 func (c *clusterNode) retry(what string, fn func(ctx context.Context) error) error {
 	deadline := time.Now().Add(clusterStartTimeout)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	for try := 0; ; try++ {
+		ctx, cancel := context.WithTimeout(context.Background(), cluster.TryWait(try))
 		err := fn(ctx)
 		cancel()
 		if err == nil {

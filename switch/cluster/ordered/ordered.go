@@ -154,6 +154,7 @@ func (f *Follower) report(err error) {
 
 func (f *Follower) run() {
 	defer f.wg.Done()
+	pause := firstPause
 	for serial := 1; f.ctx.Err() == nil; serial++ {
 		name := fmt.Sprintf("%s_%d", f.name, serial)
 		cons, err := f.create(name)
@@ -161,6 +162,7 @@ func (f *Follower) run() {
 			return // stopped
 		}
 		f.report(nil)
+		from := f.next.Load()
 		err = f.consume(cons)
 		f.wg.Add(1)
 		go f.delete(name)
@@ -169,6 +171,28 @@ func (f *Follower) run() {
 		}
 		f.resets.Add(1)
 		f.report(fmt.Errorf("ordered: consumer %s of %s replaced from sequence %d: %w", name, f.cfg.Stream, f.next.Load(), err))
+		// A consumer that delivered nothing (no responders: its server has not
+		// taken it up yet) is not replaced at once again and again.
+		if f.next.Load() != from {
+			pause = firstPause
+			continue
+		}
+		if !f.sleep(pause) {
+			return
+		}
+		pause = min(2*pause, maxPause)
+	}
+}
+
+// sleep waits d, or until the follower stops; it says whether to go on.
+func (f *Follower) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-f.ctx.Done():
+		return false
 	}
 }
 
@@ -202,11 +226,7 @@ func (f *Follower) create(name string) (jetstream.Consumer, error) {
 			return nil, f.ctx.Err()
 		}
 		f.report(fmt.Errorf("%w: create consumer %s of %s from sequence %d (waited up to %v): %w", errCreate, name, f.cfg.Stream, cfg.OptStartSeq, wait, err))
-		t := time.NewTimer(pause)
-		select {
-		case <-t.C:
-		case <-f.ctx.Done():
-			t.Stop()
+		if !f.sleep(pause) {
 			return nil, f.ctx.Err()
 		}
 		wait, pause = min(2*wait, max(maxAttempt, f.cfg.Attempt)), min(2*pause, maxPause)
