@@ -14,6 +14,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchyard/switchyard/switch/cluster/ordered"
 )
 
 // Leases: how the survivors learn that a switch node died, and which one of
@@ -233,7 +235,16 @@ func (n *Node) StartLease(ctx context.Context, opts LeaseOptions) (*Lease, error
 	}
 	wctx, cancel := context.WithCancel(context.Background())
 	l.cancel = cancel
-	w, err := kv.Watch(wctx, "node.*")
+	// The bucket's stream, read as its watcher would (each key's last value,
+	// then every change), by a follower whose Stop does not wait: nats.go's
+	// KeyWatcher deletes its consumer when stopped, a request that waited 5 s
+	// in every graceful stop without a quorum.
+	w, err := ordered.Follow(n.js, ordered.Config{
+		Stream:         leaseStream,
+		Subjects:       []string{leaseSubjects + "node.*"},
+		LastPerSubject: true,
+		Report:         ordered.LogTo(n.log.With().Str("bucket", LeaseBucket).Logger()),
+	})
 	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("cluster: watch the leases on %s: %w", n.name(), err)
@@ -505,11 +516,11 @@ func (l *Lease) refreshLoop(ctx context.Context) {
 // lapsed one, whose recovery this node then tries to claim. The marker is the
 // quick path; a sweep every Refresh is the safe one: the watcher's consumer
 // lives on one server, and when that server is the one that died the watcher
-// hears nothing until the client library notices the missing heartbeats and
-// recreates it (10 s and more). A lease not heard of for TTL plus a grace is
+// hears nothing until its follower notices the missing heartbeats and
+// recreates it (2 s and more; 10 s and more with nats.go's KV watcher). A lease not heard of for TTL plus a grace is
 // read from the bucket's leader (never a replica, which may lag) and judged by
 // the server's timestamp of its last refresh.
-func (l *Lease) watch(ctx context.Context, w jetstream.KeyWatcher) {
+func (l *Lease) watch(ctx context.Context, w *ordered.Follower) {
 	defer l.wg.Done()
 	defer w.Stop()
 	d := &deaths{running: map[int]chan struct{}{}}
@@ -517,30 +528,24 @@ func (l *Lease) watch(ctx context.Context, w jetstream.KeyWatcher) {
 	sweep := time.NewTicker(l.opts.Refresh)
 	defer sweep.Stop()
 	for {
-		var e jetstream.KeyValueEntry
-		var ok bool
+		var m jetstream.Msg
 		select {
 		case <-ctx.Done():
 			return
 		case <-sweep.C:
 			l.sweep(ctx, d)
 			continue
-		case e, ok = <-w.Updates():
+		case m = <-w.C():
 		}
-		if !ok {
-			return
-		}
-		if e == nil {
-			continue
-		}
-		node, err := strconv.Atoi(strings.TrimPrefix(e.Key(), "node."))
+		key, put := leaseEntry(m)
+		node, err := strconv.Atoi(strings.TrimPrefix(key, "node."))
 		if err != nil {
 			continue
 		}
-		if e.Operation() == jetstream.KeyValuePut {
+		if put {
 			var v LeaseValue
-			if err := json.Unmarshal(e.Value(), &v); err != nil {
-				l.n.log.Warn().Str("key", e.Key()).Err(err).Msg("unreadable lease ignored")
+			if err := json.Unmarshal(m.Data(), &v); err != nil {
+				l.n.log.Warn().Str("key", key).Err(err).Msg("unreadable lease ignored")
 				continue
 			}
 			l.alive(node, v)
@@ -548,6 +553,20 @@ func (l *Lease) watch(ctx context.Context, w jetstream.KeyWatcher) {
 		}
 		l.lapsed(ctx, d, node, "its lease's delete marker")
 	}
+}
+
+// The leases bucket's stream and the prefix of its keys' subjects.
+const (
+	leaseStream   = "KV_" + LeaseBucket
+	leaseSubjects = "$KV." + LeaseBucket + "."
+)
+
+// leaseEntry reads a message of the leases bucket's stream as nats.go's KV
+// watcher does: its key, and whether it is a value rather than a delete, a purge
+// (KV-Operation) or the server's marker of a key that expired (Nats-Marker-Reason).
+func leaseEntry(m jetstream.Msg) (key string, put bool) {
+	h := m.Headers()
+	return strings.TrimPrefix(m.Subject(), leaseSubjects), h.Get("KV-Operation") == "" && h.Get(jetstream.MarkerReasonHeader) == ""
 }
 
 // deaths are the watch's recoveries under way: one at a time per dead node.

@@ -13,7 +13,10 @@ import (
 	_ "unsafe" // go:linkname, to stop a server's Raft nodes the way a kill does
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
+
+	"github.com/switchyard/switchyard/switch/cluster/ordered"
 )
 
 // threeNodeConfigs are the configurations of a 3-node loopback cluster, node
@@ -558,4 +561,59 @@ func TestLeaseStopBounded(t *testing.T) {
 		t.Errorf("Stop's log does not name the goroutine that did not stop:\n%s", out)
 	}
 	l.wg.Wait()
+}
+
+// TestLeaseEntry: the leases bucket's stream read as the KV watcher reads it (the
+// lease watch follows the stream itself, see StartLease): a put is a value; a
+// delete, a purge and the server's marker of an expired key are not.
+func TestLeaseEntry(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	n := startSolo(t, ctx)
+	defer n.Close()
+	kv, err := n.LeaseKV(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, "node.4", []byte(`{"node":4}`)); err != nil {
+		t.Fatal(err)
+	}
+	// The bucket keeps one message a key: a delete or a purge replaces the value.
+	if _, err := kv.Put(ctx, "node.1", []byte(`{"node":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := kv.Delete(ctx, "node.1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := kv.Purge(ctx, "node.2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.js.Publish(ctx, leaseSubjects+"node.3", []byte(`{"node":3}`), jetstream.WithMsgTTL(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	f, err := ordered.Follow(n.js, ordered.Config{Stream: leaseStream, Subjects: []string{leaseSubjects + "node.*"}, From: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Stop()
+	var got []string
+	for {
+		var m jetstream.Msg
+		select {
+		case m = <-f.C():
+		case <-ctx.Done():
+			t.Fatalf("read %v, and no expiry marker of node.3 (its TTL is 1 s)", got)
+		}
+		key, put := leaseEntry(m)
+		if key == "node.3" && put {
+			continue // the value, if it is still there (its marker replaces it)
+		}
+		got = append(got, fmt.Sprintf("%s %v", key, put))
+		if key == "node.3" {
+			break
+		}
+	}
+	if want := []string{"node.4 true", "node.1 false", "node.2 false", "node.3 false"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("read %v, want %v", got, want)
+	}
 }

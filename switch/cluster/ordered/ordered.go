@@ -43,8 +43,13 @@ type Config struct {
 	Stream string
 	// Subjects filter the stream; none: every message.
 	Subjects []string
-	// From is the first stream sequence wanted (at least 1).
+	// From is the first stream sequence wanted (at least 1). Ignored with
+	// LastPerSubject.
 	From uint64
+	// LastPerSubject starts with the last message of each subject (what a KV
+	// bucket's watcher sees first: each key's current value), then everything
+	// after; a consumer replaced later starts after the last message delivered.
+	LastPerSubject bool
 	// Attempt bounds the first wait for a consumer's creation; each failed attempt
 	// doubles it, up to 10 s. Default 2 s.
 	Attempt time.Duration
@@ -89,11 +94,12 @@ type Follower struct {
 	c    chan jetstream.Msg
 	name string // consumer names: name_1, name_2...
 
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup // the run goroutine and consumer deletions
-	next   atomic.Uint64  // the next stream sequence wanted
-	resets atomic.Uint64
+	ctx       context.Context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup // the run goroutine and consumer deletions
+	next      atomic.Uint64  // the next stream sequence wanted
+	delivered atomic.Bool    // a message was put in c
+	resets    atomic.Uint64
 }
 
 // Follow starts following cfg.Stream from cfg.From. It does not wait for the
@@ -101,6 +107,9 @@ type Follower struct {
 func Follow(js jetstream.JetStream, cfg Config) (*Follower, error) {
 	if cfg.Stream == "" {
 		return nil, errors.New("ordered: no stream named")
+	}
+	if cfg.LastPerSubject {
+		cfg.From = 1 // only until a message is delivered; see create
 	}
 	if cfg.From == 0 {
 		return nil, fmt.Errorf("ordered: follow %s from sequence 0: the first sequence is 1", cfg.Stream)
@@ -209,6 +218,9 @@ func (f *Follower) create(name string) (jetstream.Consumer, error) {
 		Replicas:          1,
 		MemoryStorage:     true,
 	}
+	if f.cfg.LastPerSubject && !f.delivered.Load() {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverLastPerSubjectPolicy, 0
+	}
 	if len(f.cfg.Subjects) == 1 {
 		cfg.FilterSubject = f.cfg.Subjects[0]
 	} else {
@@ -272,6 +284,7 @@ func (f *Follower) consume(cons jetstream.Consumer) error {
 		case f.c <- m:
 			dseq = meta.Sequence.Consumer
 			f.next.Store(meta.Sequence.Stream + 1)
+			f.delivered.Store(true)
 		case <-quit:
 		}
 	}

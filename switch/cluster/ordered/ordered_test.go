@@ -395,3 +395,42 @@ func TestConsumerServerKilled(t *testing.T) {
 	// missed heartbeats, or the consumer not found after a reconnection.
 	t.Logf("killed %s; reports: %s", holder, &r)
 }
+
+// LastPerSubject: each subject's last message first (a KV watcher's current
+// values), then every message after; a replacement goes on from there, it does
+// not start over with the last per subject.
+func TestLastPerSubject(t *testing.T) {
+	s := startServers(t, 1)[0]
+	js := connect(t, s.ClientURL())
+	createStream(t, js, 1)
+	publish(t, js, "ev.a", "a1")
+	b1 := publish(t, js, "ev.b", "b1")
+	a2 := publish(t, js, "ev.a", "a2")
+	publish(t, js, "ev.c", "c1") // filtered out
+	f, err := Follow(js, Config{Stream: "EV", Subjects: []string{"ev.a", "ev.b"}, LastPerSubject: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Stop()
+	receive(t, f, "ev.b", "b1", b1)
+	receive(t, f, "ev.a", "a2", a2)
+	b2 := publish(t, js, "ev.b", "b2")
+	receive(t, f, "ev.b", "b2", b2)
+
+	ctx, cancel := context.WithTimeout(context.Background(), guard)
+	defer cancel()
+	st, err := js.Stream(ctx, "EV")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name := range st.ConsumerNames(ctx).Name() {
+		if err := st.DeleteConsumer(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a3 := publish(t, js, "ev.a", "a3")
+	receive(t, f, "ev.a", "a3", a3)
+	if f.Resets() != 1 {
+		t.Errorf("resets %d, want 1", f.Resets())
+	}
+}
