@@ -393,7 +393,12 @@ func (l *Lease) claimedBy(ctx context.Context, node int, inc uint64) (mine, ok b
 // waitDone watches the claim on node's incarnation inc until it is done.
 func (l *Lease) waitDone(ctx context.Context, node int, inc uint64) error {
 	key := claimKey(node, inc)
-	w, err := l.kv.Watch(ctx, key)
+	w, err := ordered.Follow(l.n.js, ordered.Config{
+		Stream:         leaseStream,
+		Subjects:       []string{leaseSubjects + key},
+		LastPerSubject: true,
+		Report:         ordered.LogTo(l.n.log.With().Str("bucket", LeaseBucket).Str("key", key).Logger()),
+	})
 	if err != nil {
 		return fmt.Errorf("cluster: watch %s/%s: %w", LeaseBucket, key, err)
 	}
@@ -404,14 +409,11 @@ func (l *Lease) waitDone(ctx context.Context, node int, inc uint64) error {
 		case <-ctx.Done():
 			return fmt.Errorf("cluster: node %d's incarnation %d is being recovered by node %d (claim %s/%s %s since %v); gave up waiting for it: %w",
 				node, inc, last.By, LeaseBucket, key, last.State, last.At, ctx.Err())
-		case e, ok := <-w.Updates():
-			if !ok {
-				return fmt.Errorf("cluster: watch %s/%s ended", LeaseBucket, key)
+		case m := <-w.C():
+			if _, put := leaseEntry(m); !put {
+				continue // the claim expired
 			}
-			if e == nil || e.Operation() != jetstream.KeyValuePut {
-				continue // end of the initial values, or the claim expired
-			}
-			if err := json.Unmarshal(e.Value(), &last); err != nil {
+			if err := json.Unmarshal(m.Data(), &last); err != nil {
 				return fmt.Errorf("cluster: %s/%s: %w", LeaseBucket, key, err)
 			}
 			if last.State == ClaimDone {
