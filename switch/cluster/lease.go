@@ -243,7 +243,7 @@ func (n *Node) StartLease(ctx context.Context, opts LeaseOptions) (*Lease, error
 		Stream:         leaseStream,
 		Subjects:       []string{leaseSubjects + "node.*"},
 		LastPerSubject: true,
-		Report:         ordered.LogTo(n.log.With().Str("bucket", LeaseBucket).Logger()),
+		Logger:         n.log.With().Str("bucket", LeaseBucket).Logger(),
 	})
 	if err != nil {
 		cancel()
@@ -397,7 +397,7 @@ func (l *Lease) waitDone(ctx context.Context, node int, inc uint64) error {
 		Stream:         leaseStream,
 		Subjects:       []string{leaseSubjects + key},
 		LastPerSubject: true,
-		Report:         ordered.LogTo(l.n.log.With().Str("bucket", LeaseBucket).Str("key", key).Logger()),
+		Logger:         l.n.log.With().Str("bucket", LeaseBucket).Str("key", key).Logger(),
 	})
 	if err != nil {
 		return fmt.Errorf("cluster: watch %s/%s: %w", LeaseBucket, key, err)

@@ -304,7 +304,7 @@ func (f *Follower) consume() error {
 		Stream:   stateStream,
 		Subjects: []string{l.subject},
 		From:     f.r.Revision() + 1,
-		Report:   ordered.LogTo(l.s.n.log.With().Str("store", l.name).Logger()),
+		Logger:   l.s.n.log.With().Str("store", l.name).Logger(),
 	})
 	if err != nil {
 		return fmt.Errorf("cluster: follow %s: %w", l.subject, err)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -31,16 +32,17 @@ import (
 // applier is the applier's state.
 type applier struct {
 	mu        sync.Mutex
-	applied   uint64        // the last stream sequence applied and flushed
-	movedAt   time.Time     // when applied last moved (or the applier started)
-	stall     time.Duration // followStall (a test shortens it)
-	last      uint64        // the stream's last sequence as last seen
-	advanced  chan struct{} // closed and replaced when applied moves
-	want      chan struct{} // a WaitApplied waits: flush now (buffered 1)
-	restoreTo uint64        // own messages up to here are restored if missing
-	done      chan struct{} // closed when run has ended
-	halt      chan struct{} // closed when the applier halted for good (format.go)
-	haltErr   error         // why, set before halt is closed
+	applied   uint64                           // the last stream sequence applied and flushed
+	movedAt   time.Time                        // when applied last moved (or the applier started)
+	stall     time.Duration                    // followStall (a test shortens it)
+	last      uint64                           // the stream's last sequence as last seen
+	advanced  chan struct{}                    // closed and replaced when applied moves
+	want      chan struct{}                    // a WaitApplied waits: flush now (buffered 1)
+	restoreTo uint64                           // own messages up to here are restored if missing
+	done      chan struct{}                    // closed when run has ended
+	halt      chan struct{}                    // closed when the applier halted for good (format.go)
+	haltErr   error                            // why, set before halt is closed
+	fol       atomic.Pointer[ordered.Follower] // the stream's follower while run follows
 
 	// The first versions (kind f) this node's writers wait for, by RRN (first.go).
 	firstMu sync.Mutex
@@ -157,8 +159,12 @@ func (j *Journal) Following(ctx context.Context) error {
 	if err == nil || time.Since(moved) < j.ap.stall {
 		return nil
 	}
-	return fmt.Errorf("cjournal: the journal's applier stands at sequence %d of the stream's %d and has not moved for %s: requests wait for it (JetStream is not delivering the stream to it; %s)",
-		applied, info.State.LastSeq, time.Since(moved).Round(time.Millisecond), peers(info.Cluster))
+	why := "JetStream is not delivering the stream to it"
+	if f := j.ap.fol.Load(); f != nil && f.Err() != nil {
+		why = "it has no consumer of the stream: " + f.Err().Error()
+	}
+	return fmt.Errorf("cjournal: the journal's applier stands at sequence %d of the stream's %d and has not moved for %s: requests wait for it (%s; %s)",
+		applied, info.State.LastSeq, time.Since(moved).Round(time.Millisecond), why, peers(info.Cluster))
 }
 
 // peers describes a stream's Raft group for an error: its leader and when each
@@ -266,11 +272,13 @@ func (j *Journal) follow() error {
 	}()
 	// Every subject, this node's own too: its first versions are decided here, in
 	// stream order, with the other nodes'.
-	fol, err := ordered.Follow(j.js, ordered.Config{Stream: StreamName, From: from, Buffer: 1024, Report: ordered.LogTo(j.log)})
+	fol, err := ordered.Follow(j.js, ordered.Config{Stream: StreamName, From: from, Buffer: 1024, Logger: j.log})
 	if err != nil {
 		return fmt.Errorf("follow %s from sequence %d: %w", StreamName, from, err)
 	}
 	defer fol.Stop()
+	j.ap.fol.Store(fol)
+	defer j.ap.fol.Store(nil)
 	in := fol.C()
 	n := 0
 	timer := time.NewTimer(flushDelay)

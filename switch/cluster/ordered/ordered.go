@@ -48,7 +48,10 @@ type Config struct {
 	From uint64
 	// LastPerSubject starts with the last message of each subject (what a KV
 	// bucket's watcher sees first: each key's current value), then everything
-	// after; a consumer replaced later starts after the last message delivered.
+	// after; a consumer replaced later starts after the last message delivered,
+	// by sequence: replaced in the middle of the first values, it delivers the
+	// earlier messages of the subjects still to come too (in stream order), as
+	// nats.go's watcher does. A bucket with one message a key has none.
 	LastPerSubject bool
 	// Attempt bounds the first wait for a consumer's creation; each failed attempt
 	// doubles it, up to 10 s. Default 2 s.
@@ -59,9 +62,13 @@ type Config struct {
 	// Buffer is how many messages the client asks ahead, and how many C holds
 	// that the receiver has not taken yet. Default 256.
 	Buffer int
+	// Logger gets the first failure to create a consumer (not every attempt after
+	// it) and, once one is created, how many attempts failed; and each
+	// replacement, at most one a minute, with how many went unlogged.
+	Logger zerolog.Logger
 	// Report, when set, is told (from the follower's goroutine) of every failure
 	// to create a consumer and every replacement, with the error, and of every
-	// consumer created, with nil. It must not block.
+	// consumer created, with nil. It must not block. For tests.
 	Report func(err error)
 }
 
@@ -69,6 +76,8 @@ const (
 	defaultAttempt   = 2 * time.Second
 	maxAttempt       = 10 * time.Second
 	defaultHeartbeat = time.Second
+	minHeartbeat     = 500 * time.Millisecond // nats.go's bounds
+	maxHeartbeat     = 30 * time.Second
 	defaultBuffer    = 256
 	firstPause       = 100 * time.Millisecond
 	maxPause         = 2 * time.Second
@@ -76,16 +85,18 @@ const (
 	// this follower abandoned (its deletion not answered, a creation's late
 	// answer) goes by itself.
 	inactive = time.Minute
-	// deleteWait bounds the deletion of a replaced consumer.
-	deleteWait = 5 * time.Second
+	// deleteWait bounds the deletion of a replaced consumer; stopDeleteWait the
+	// deletion of the last one, which Stop waits for (without a quorum nobody
+	// answers it; the server's inactivity threshold then deletes the consumer).
+	deleteWait     = 5 * time.Second
+	stopDeleteWait = 250 * time.Millisecond
+	// replaceLogEvery spaces the replacements logged.
+	replaceLogEvery = time.Minute
 )
 
 // ErrGap is reported when a message's consumer sequence is not the one after
 // the last delivered: the consumer is replaced from the next stream sequence.
 var ErrGap = errors.New("ordered: a message is missing between the server and this client")
-
-// errCreate marks a failed creation attempt in what Report is told.
-var errCreate = errors.New("ordered: consumer not created")
 
 // Follower follows a stream; see the package comment.
 type Follower struct {
@@ -100,6 +111,14 @@ type Follower struct {
 	next      atomic.Uint64  // the next stream sequence wanted
 	delivered atomic.Bool    // a message was put in c
 	resets    atomic.Uint64
+
+	mu  sync.Mutex
+	err error // while no consumer exists: why; for Err
+
+	// The run goroutine's alone: what was logged.
+	failed       int       // failed creations since the last consumer
+	replaced     int       // replacements not logged
+	replacedLogs time.Time // when a replacement was last logged
 }
 
 // Follow starts following cfg.Stream from cfg.From. It does not wait for the
@@ -116,6 +135,11 @@ func Follow(js jetstream.JetStream, cfg Config) (*Follower, error) {
 	}
 	if cfg.Attempt < 0 || cfg.Heartbeat < 0 || cfg.Buffer < 0 {
 		return nil, fmt.Errorf("ordered: follow %s: negative attempt %v, heartbeat %v or buffer %d", cfg.Stream, cfg.Attempt, cfg.Heartbeat, cfg.Buffer)
+	}
+	if cfg.Heartbeat != 0 && (cfg.Heartbeat < minHeartbeat || cfg.Heartbeat > maxHeartbeat) {
+		// nats.go refuses it at every Consume: the follower would replace its
+		// consumer for ever.
+		return nil, fmt.Errorf("ordered: follow %s: heartbeat %v is not from %v to %v", cfg.Stream, cfg.Heartbeat, minHeartbeat, maxHeartbeat)
 	}
 	if cfg.Attempt == 0 {
 		cfg.Attempt = defaultAttempt
@@ -140,8 +164,8 @@ func Follow(js jetstream.JetStream, cfg Config) (*Follower, error) {
 func (f *Follower) C() <-chan jetstream.Msg { return f.c }
 
 // Next returns the stream sequence the next consumer would start from: the one
-// after the last message delivered on C (once Stop has returned, exactly; while
-// the follower runs, it may lag a message the receiver has just taken).
+// after the last message put in C (once Stop has returned, exactly; while the
+// follower runs, it may lag a message the receiver has just taken).
 func (f *Follower) Next() uint64 { return f.next.Load() }
 
 // Resets returns how many times a consumer was replaced.
@@ -155,9 +179,41 @@ func (f *Follower) Stop() {
 	f.wg.Wait()
 }
 
-func (f *Follower) report(err error) {
+// Err returns why the follower has no consumer, while it has none (a creation
+// failing, a consumer just replaced), or nil.
+func (f *Follower) Err() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.err
+}
+
+// report records and logs a failure to create a consumer (creating true, err
+// set), a replacement (creating false), or a consumer created (err nil).
+func (f *Follower) report(err error, creating bool) {
+	f.mu.Lock()
+	f.err = err
+	f.mu.Unlock()
 	if f.cfg.Report != nil {
 		f.cfg.Report(err)
+	}
+	log := &f.cfg.Logger
+	switch {
+	case err == nil:
+		if f.failed > 0 {
+			log.Info().Str("stream", f.cfg.Stream).Int("failed_attempts", f.failed).Msg("ordered: consumer created after failed attempts")
+		}
+		f.failed = 0
+	case creating:
+		if f.failed++; f.failed == 1 {
+			log.Warn().Err(err).Msg("ordered: no consumer yet; asking again")
+		}
+	default:
+		if time.Since(f.replacedLogs) < replaceLogEvery {
+			f.replaced++
+			return
+		}
+		log.Warn().Err(err).Int("unlogged_before", f.replaced).Msg("ordered: consumer replaced")
+		f.replaced, f.replacedLogs = 0, time.Now()
 	}
 }
 
@@ -170,7 +226,7 @@ func (f *Follower) run() {
 		if err != nil {
 			return // stopped
 		}
-		f.report(nil)
+		f.report(nil, true)
 		from := f.next.Load()
 		err = f.consume(cons)
 		f.wg.Add(1)
@@ -179,17 +235,20 @@ func (f *Follower) run() {
 			return // stopped
 		}
 		f.resets.Add(1)
-		f.report(fmt.Errorf("ordered: consumer %s of %s replaced from sequence %d: %w", name, f.cfg.Stream, f.next.Load(), err))
-		// A consumer that delivered nothing (no responders: its server has not
-		// taken it up yet) is not replaced at once again and again.
+		f.report(fmt.Errorf("ordered: consumer %s of %s replaced from sequence %d: %w", name, f.cfg.Stream, f.next.Load(), err), false)
+		// A pause before the next: short after a consumer that delivered (its
+		// server died), growing while consumers deliver nothing (no responders:
+		// the server has not taken it up yet; messages lost on the way again
+		// and again).
 		if f.next.Load() != from {
 			pause = firstPause
-			continue
 		}
 		if !f.sleep(pause) {
 			return
 		}
-		pause = min(2*pause, maxPause)
+		if f.next.Load() == from {
+			pause = min(2*pause, maxPause)
+		}
 	}
 }
 
@@ -237,7 +296,7 @@ func (f *Follower) create(name string) (jetstream.Consumer, error) {
 		if f.ctx.Err() != nil {
 			return nil, f.ctx.Err()
 		}
-		f.report(fmt.Errorf("%w: create consumer %s of %s from sequence %d (waited up to %v): %w", errCreate, name, f.cfg.Stream, cfg.OptStartSeq, wait, err))
+		f.report(fmt.Errorf("ordered: create consumer %s of %s from sequence %d (waited up to %v): %w", name, f.cfg.Stream, cfg.OptStartSeq, wait, err), true)
 		if !f.sleep(pause) {
 			return nil, f.ctx.Err()
 		}
@@ -326,29 +385,8 @@ func (f *Follower) delete(name string) {
 	if f.ctx.Err() != nil {
 		// Stopping: one quick try, not bound to the cancelled context.
 		var c2 context.CancelFunc
-		ctx, c2 = context.WithTimeout(context.Background(), 500*time.Millisecond)
+		ctx, c2 = context.WithTimeout(context.Background(), stopDeleteWait)
 		defer c2()
 	}
 	_ = f.js.DeleteConsumer(ctx, f.cfg.Stream, name)
-}
-
-// LogTo returns a Config.Report that logs to log: the first failure to create a
-// consumer (not every attempt after it) and how many attempts failed once one is
-// created, and every replacement. One per Follower: it keeps the count.
-func LogTo(log zerolog.Logger) func(error) {
-	failed := 0
-	return func(err error) {
-		switch {
-		case err == nil && failed > 0:
-			log.Info().Int("failed_attempts", failed).Msg("ordered: consumer created after failed attempts")
-			failed = 0
-		case err == nil:
-		case errors.Is(err, errCreate):
-			if failed++; failed == 1 {
-				log.Warn().Err(err).Msg("ordered: no consumer yet; asking again")
-			}
-		default:
-			log.Warn().Err(err).Msg("ordered: consumer replaced")
-		}
-	}
 }

@@ -1,6 +1,7 @@
 package ordered
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/url"
@@ -12,6 +13,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
 
 	"github.com/switchyard/switchyard/internal/freeport"
@@ -144,6 +146,24 @@ func receive(t *testing.T, f *Follower, subject, body string, seq uint64) {
 	}
 }
 
+// syncBuffer is a bytes.Buffer safe for the follower's goroutine and the test's.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
 // reports collects what a follower reports.
 type reports struct {
 	mu   sync.Mutex
@@ -184,6 +204,9 @@ func TestFollowInOrder(t *testing.T) {
 	}
 	if _, err := Follow(js, Config{From: 1}); err == nil {
 		t.Error("Follow without a stream: no error")
+	}
+	if _, err := Follow(js, Config{Stream: "EV", From: 1, Heartbeat: 100 * time.Millisecond}); err == nil || !strings.Contains(err.Error(), "heartbeat 100ms is not from 500ms to 30s") {
+		t.Errorf("Follow with a heartbeat nats.go refuses: %v", err)
 	}
 	var r reports
 	f, err := Follow(js, Config{Stream: "EV", Subjects: []string{"ev.a"}, From: seqs[10], Buffer: 4, Report: r.report})
@@ -260,6 +283,9 @@ func TestConsumerDeleted(t *testing.T) {
 	if f.Resets() != 1 {
 		t.Errorf("resets %d, want 1 (reports: %s)", f.Resets(), &r)
 	}
+	if err := f.Err(); err != nil {
+		t.Errorf("Err after the replacement delivered: %v", err)
+	}
 	r.mu.Lock()
 	if len(r.errs) != 1 || !strings.Contains(r.errs[0].Error(), "replaced from sequence") {
 		t.Errorf("reports %v, want one replacement", r.errs)
@@ -292,7 +318,8 @@ func TestCreateUnanswered(t *testing.T) {
 		t.Fatal(err)
 	}
 	var r reports
-	f, err := Follow(js, Config{Stream: "EV", From: 1, Attempt: 20 * time.Millisecond, Report: r.report})
+	var logged syncBuffer
+	f, err := Follow(js, Config{Stream: "EV", From: 1, Attempt: 20 * time.Millisecond, Report: r.report, Logger: zerolog.New(&logged)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -306,7 +333,13 @@ func TestCreateUnanswered(t *testing.T) {
 			t.Fatalf("asked %v within %v, want 3 attempts", subjects, guard)
 		}
 	}
+	if err := f.Err(); err == nil || !strings.Contains(err.Error(), "create consumer") {
+		t.Errorf("Err while no consumer can be created: %v", err)
+	}
 	f.Stop()
+	if n := strings.Count(logged.String(), "no consumer yet"); n != 1 {
+		t.Errorf("the failed attempts logged %d times, want once:\n%s", n, logged.String())
+	}
 	for _, subj := range subjects {
 		if !strings.HasPrefix(subj, "SILENT.API.CONSUMER.CREATE.EV.") || subj != subjects[0] {
 			t.Errorf("attempts %v: want the same consumer created each time", subjects)
