@@ -8,10 +8,11 @@
 // that a node starting before JetStream has elected its leaders waited 10 s for
 // nothing, and a Stop while the quorum was lost waited up to 20 s. Here one
 // creation attempt waits 2 s at first (a request nobody answers because no meta
-// leader exists yet is asked again soon, under the same consumer name, so that a
-// late answer to the first one creates nothing twice), longer after each failure
-// up to 10 s; the pauses between attempts are short; and Stop cancels whatever is
-// in flight and returns once every goroutine of the follower has ended.
+// leader exists yet is asked again soon), longer after each failure up to 10 s;
+// each attempt names a new consumer and the unanswered one is deleted (one the
+// meta leader placed on a server that has just died would never answer); the
+// pauses between attempts are short; and Stop cancels whatever is in flight and
+// returns once every goroutine of the follower has ended.
 //
 // A Follower runs one goroutine that owns the consumer: it creates an ephemeral,
 // in-memory, unacknowledged pull consumer starting at the next sequence wanted,
@@ -115,7 +116,8 @@ type Follower struct {
 	mu  sync.Mutex
 	err error // while no consumer exists: why; for Err
 
-	// The run goroutine's alone: what was logged.
+	// The run goroutine's alone: the last consumer's number, what was logged.
+	serial       int
 	failed       int       // failed creations since the last consumer
 	replaced     int       // replacements not logged
 	replacedLogs time.Time // when a replacement was last logged
@@ -220,9 +222,8 @@ func (f *Follower) report(err error, creating bool) {
 func (f *Follower) run() {
 	defer f.wg.Done()
 	pause := firstPause
-	for serial := 1; f.ctx.Err() == nil; serial++ {
-		name := fmt.Sprintf("%s_%d", f.name, serial)
-		cons, err := f.create(name)
+	for f.ctx.Err() == nil {
+		cons, name, err := f.create()
 		if err != nil {
 			return // stopped
 		}
@@ -264,12 +265,16 @@ func (f *Follower) sleep(d time.Duration) bool {
 	}
 }
 
-// create creates the consumer name from the next sequence wanted, asking again
-// (same name, same configuration: idempotent) until it is created or the
-// follower stops; it returns an error only then.
-func (f *Follower) create(name string) (jetstream.Consumer, error) {
+// create creates a consumer from the next sequence wanted, asking again until
+// one is created or the follower stops; it returns an error only then. Each
+// attempt names a new consumer, and the one that went unanswered is deleted
+// (bounded, in the background): the meta leader may have placed it on a server
+// that has just died and not been found out yet, and an attempt under the same
+// name would then ask that dead assignment for ever. One created after its
+// attempt gave up, and not deleted, delivers nothing (nobody pulls) and goes
+// after its inactivity threshold.
+func (f *Follower) create() (jetstream.Consumer, string, error) {
 	cfg := jetstream.ConsumerConfig{
-		Name:              name,
 		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:       f.next.Load(),
 		AckPolicy:         jetstream.AckNonePolicy,
@@ -287,18 +292,22 @@ func (f *Follower) create(name string) (jetstream.Consumer, error) {
 	}
 	wait, pause := f.cfg.Attempt, firstPause
 	for {
+		f.serial++
+		cfg.Name = fmt.Sprintf("%s_%d", f.name, f.serial)
 		ctx, cancel := context.WithTimeout(f.ctx, wait)
 		cons, err := f.js.CreateOrUpdateConsumer(ctx, f.cfg.Stream, cfg)
 		cancel()
 		if err == nil {
-			return cons, nil
+			return cons, cfg.Name, nil
 		}
+		f.wg.Add(1)
+		go f.delete(cfg.Name)
 		if f.ctx.Err() != nil {
-			return nil, f.ctx.Err()
+			return nil, "", f.ctx.Err()
 		}
-		f.report(fmt.Errorf("ordered: create consumer %s of %s from sequence %d (waited up to %v): %w", name, f.cfg.Stream, cfg.OptStartSeq, wait, err), true)
+		f.report(fmt.Errorf("ordered: create consumer %s of %s from sequence %d (waited up to %v): %w", cfg.Name, f.cfg.Stream, cfg.OptStartSeq, wait, err), true)
 		if !f.sleep(pause) {
-			return nil, f.ctx.Err()
+			return nil, "", f.ctx.Err()
 		}
 		wait, pause = min(2*wait, max(maxAttempt, f.cfg.Attempt)), min(2*pause, maxPause)
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -293,8 +294,10 @@ func TestConsumerDeleted(t *testing.T) {
 	r.mu.Unlock()
 }
 
-// A creation that nobody answers (no JetStream meta leader yet) is asked again
-// under the same consumer name; Stop cancels one in flight, whatever its wait.
+// A creation that nobody answers (no JetStream meta leader yet; the consumer
+// placed on a server that has just died) is asked again under a new consumer
+// name, and the unanswered one deleted; Stop cancels one in flight, whatever
+// its wait.
 func TestCreateUnanswered(t *testing.T) {
 	s := startServers(t, 1)[0]
 	nc, err := nats.Connect(s.ClientURL())
@@ -302,7 +305,7 @@ func TestCreateUnanswered(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	asked := make(chan string, 16)
+	asked := make(chan string, 1024)
 	sub, err := nc.Subscribe("SILENT.API.>", func(m *nats.Msg) {
 		select {
 		case asked <- m.Subject:
@@ -323,14 +326,22 @@ func TestCreateUnanswered(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var subjects []string
-	for len(subjects) < 3 {
+	const create, del = "SILENT.API.CONSUMER.CREATE.EV.", "SILENT.API.CONSUMER.DELETE.EV."
+	var creates, deletes []string
+	for len(creates) < 3 {
 		select {
 		case subj := <-asked:
-			subjects = append(subjects, subj)
+			switch {
+			case strings.HasPrefix(subj, create):
+				creates = append(creates, strings.TrimPrefix(subj, create))
+			case strings.HasPrefix(subj, del):
+				deletes = append(deletes, strings.TrimPrefix(subj, del))
+			default:
+				t.Errorf("asked %s", subj)
+			}
 		case <-time.After(guard):
 			f.Stop()
-			t.Fatalf("asked %v within %v, want 3 attempts", subjects, guard)
+			t.Fatalf("asked to create %v within %v, want 3 attempts", creates, guard)
 		}
 	}
 	if err := f.Err(); err == nil || !strings.Contains(err.Error(), "create consumer") {
@@ -340,10 +351,21 @@ func TestCreateUnanswered(t *testing.T) {
 	if n := strings.Count(logged.String(), "no consumer yet"); n != 1 {
 		t.Errorf("the failed attempts logged %d times, want once:\n%s", n, logged.String())
 	}
-	for _, subj := range subjects {
-		if !strings.HasPrefix(subj, "SILENT.API.CONSUMER.CREATE.EV.") || subj != subjects[0] {
-			t.Errorf("attempts %v: want the same consumer created each time", subjects)
-			break
+	if creates[0] == creates[1] || creates[1] == creates[2] || creates[0] == creates[2] {
+		t.Errorf("attempts %v: want a new consumer name each time", creates)
+	}
+	// The first two were given up before the third was asked: their deletions
+	// were on their way by then.
+	for _, name := range creates[:2] {
+		for !slices.Contains(deletes, name) {
+			select {
+			case subj := <-asked:
+				if strings.HasPrefix(subj, del) {
+					deletes = append(deletes, strings.TrimPrefix(subj, del))
+				}
+			case <-time.After(guard):
+				t.Fatalf("the unanswered consumer %s was not deleted (deletions asked: %v)", name, deletes)
+			}
 		}
 	}
 	r.mu.Lock()
@@ -352,6 +374,9 @@ func TestCreateUnanswered(t *testing.T) {
 	}
 	r.mu.Unlock()
 
+	for len(asked) > 0 {
+		<-asked
+	}
 	// An attempt that would wait an hour: Stop ends it.
 	f, err = Follow(js, Config{Stream: "EV", From: 1, Attempt: time.Hour})
 	if err != nil {
