@@ -160,8 +160,10 @@ func (j *Journal) Following(ctx context.Context) error {
 		return nil
 	}
 	why := "JetStream is not delivering the stream to it"
-	if f := j.ap.fol.Load(); f != nil && f.Err() != nil {
-		why = "it has no consumer of the stream: " + f.Err().Error()
+	if f := j.ap.fol.Load(); f != nil {
+		if err := f.Err(); err != nil { // once: a consumer may be created meanwhile
+			why = "it has no consumer of the stream: " + err.Error()
+		}
 	}
 	return fmt.Errorf("cjournal: the journal's applier stands at sequence %d of the stream's %d and has not moved for %s: requests wait for it (%s; %s)",
 		applied, info.State.LastSeq, time.Since(moved).Round(time.Millisecond), why, peers(info.Cluster))
