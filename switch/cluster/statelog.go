@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -229,7 +230,8 @@ type Follower struct {
 	cancel context.CancelFunc
 	done   chan struct{} // closed when run returns
 	mu     sync.Mutex
-	err    error // the last error, for Err
+	err    error                            // the last error, for Err
+	fol    atomic.Pointer[ordered.Follower] // the stream's follower while consume runs
 }
 
 // Follow starts applying the store's commits above r.Revision() to r, in order:
@@ -248,6 +250,19 @@ func (l *StoreLog) Follow(ctx context.Context, r statelog.Replica) *Follower {
 func (f *Follower) Close() {
 	f.cancel()
 	<-f.done
+}
+
+// Consumer says whether the follower has a consumer of the STATE stream now and
+// since when it has had one, or has had none, with the last failure to create one
+// (ordered.Follower); false and the zero time between two consumers' followers
+// (after an error, which Err gives).
+func (f *Follower) Consumer() (has bool, since time.Time, err error) {
+	fol := f.fol.Load()
+	if fol == nil {
+		return false, time.Time{}, nil
+	}
+	has, since = fol.Consumer()
+	return has, since, fol.Err()
 }
 
 // Err returns the last error the follower met (it keeps trying), or nil. One
@@ -310,6 +325,8 @@ func (f *Follower) consume() error {
 		return fmt.Errorf("cluster: follow %s: %w", l.subject, err)
 	}
 	defer fol.Stop()
+	f.fol.Store(fol)
+	defer f.fol.Store(nil)
 	for {
 		var m jetstream.Msg
 		select {

@@ -49,7 +49,27 @@ type clusterNode struct {
 	// A refresh of the merchant profiles by hand, shared (shareProfileRefresh).
 	askProfiles  func(end time.Time) error // nil: not shared
 	stopProfiles func()
+
+	// stateConsumers' limits (the defaults below; shorter in tests), and when
+	// ready last found JetStream or the journal's applier wanting (unix ns).
+	stateWithout  time.Duration
+	journalHolder time.Duration
+	jsWanting     atomic.Int64
 }
+
+// A shared store's follower without a consumer of the STATE stream for
+// stateWithoutConsumer, while the journal's applier has held its own for
+// journalConsumerHeld and /readyz's JetStream checks have passed as long (so
+// JetStream answers this node), makes the node not ready:
+// the other nodes' changes to that store (a terminal suspended, a key retired)
+// would not reach it. The follower asks for a consumer every 2 to 12 s
+// (switch/cluster/ordered), so 30 s is several failed attempts; after an outage
+// both ask again on their own schedules, and the 15 s keeps a follower still in
+// its last long attempt from being taken for one that cannot get a consumer.
+const (
+	stateWithoutConsumer = 30 * time.Second
+	journalConsumerHeld  = 15 * time.Second
+)
 
 // startCluster starts (or connects to) JetStream and waits for a quorum.
 func (s *Server) startCluster(cfg cluster.Config) (*clusterNode, error) {
@@ -60,7 +80,7 @@ func (s *Server) startCluster(cfg cluster.Config) (*clusterNode, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &clusterNode{cfg: cfg, node: n, log: clog}
+	c := &clusterNode{cfg: cfg, node: n, log: clog, stateWithout: stateWithoutConsumer, journalHolder: journalConsumerHeld}
 	clog.Info().Int("node", cfg.Node).Str("mode", cfg.Mode).Msg("waiting for JetStream (a quorum of the cluster's servers)")
 	if err := n.WaitJetStream(ctx); err != nil {
 		_ = n.Close()
@@ -265,6 +285,7 @@ func (c *clusterNode) report(ctx context.Context) (any, error) {
 // ready is the cluster's part of /readyz.
 func (c *clusterNode) ready() error {
 	if err := c.node.Ready(); err != nil {
+		c.jsWanting.Store(time.Now().UnixNano())
 		return fmt.Errorf("cluster node %d: %w", c.cfg.Node, err)
 	}
 	if c.journal != nil {
@@ -272,6 +293,7 @@ func (c *clusterNode) ready() error {
 		err := c.journal.Following(ctx)
 		cancel()
 		if err != nil {
+			c.jsWanting.Store(time.Now().UnixNano())
 			return fmt.Errorf("cluster node %d: %w", c.cfg.Node, err)
 		}
 	}
@@ -282,6 +304,37 @@ func (c *clusterNode) ready() error {
 	}
 	if err := c.purgedFollower(); err != nil {
 		return fmt.Errorf("cluster node %d: %w", c.cfg.Node, err)
+	}
+	if err := c.stateConsumers(time.Now()); err != nil {
+		return fmt.Errorf("cluster node %d: %w", c.cfg.Node, err)
+	}
+	return nil
+}
+
+// stateConsumers returns an error naming the first shared store whose follower has
+// had no consumer of the STATE stream for c.stateWithout while the journal's
+// applier has held one, and ready's JetStream checks have passed, for
+// c.journalHolder; or nil.
+func (c *clusterNode) stateConsumers(now time.Time) error {
+	if c.journal == nil || now.Sub(time.Unix(0, c.jsWanting.Load())) < c.journalHolder {
+		return nil // JetStream itself was in question: the checks before say so
+	}
+	if has, since := c.journal.Consumer(); !has || now.Sub(since) < c.journalHolder {
+		return nil
+	}
+	c.sharedMu.Lock()
+	defer c.sharedMu.Unlock()
+	for _, f := range c.followed {
+		has, since, err := f.f.Consumer()
+		if has || since.IsZero() || now.Sub(since) < c.stateWithout {
+			continue
+		}
+		why := "none created yet"
+		if err != nil {
+			why = err.Error()
+		}
+		return fmt.Errorf("store %s: its follower has had no consumer of the STATE stream for %s (%s), while the journal's applier has one: changes made on the other nodes do not reach this node's copy",
+			f.log.Name(), now.Sub(since).Round(time.Second), why)
 	}
 	return nil
 }

@@ -169,6 +169,16 @@ func (j *Journal) Following(ctx context.Context) error {
 		applied, info.State.LastSeq, time.Since(moved).Round(time.Millisecond), why, peers(info.Cluster))
 }
 
+// Consumer says whether the applier has a consumer of the stream now, and since
+// when it has had one, or has had none (ordered.Follower.Consumer); false and the
+// zero time while it follows nothing (before Open's restore is done, after Close).
+func (j *Journal) Consumer() (has bool, since time.Time) {
+	if f := j.ap.fol.Load(); f != nil {
+		return f.Consumer()
+	}
+	return false, time.Time{}
+}
+
 // peers describes a stream's Raft group for an error: its leader and when each
 // replica was last seen (a replica not seen for seconds is lost, and with it,
 // perhaps, the quorum).

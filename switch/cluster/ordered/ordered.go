@@ -113,8 +113,10 @@ type Follower struct {
 	delivered atomic.Bool    // a message was put in c
 	resets    atomic.Uint64
 
-	mu  sync.Mutex
-	err error // while no consumer exists: why; for Err
+	mu    sync.Mutex
+	err   error     // while no consumer exists: why; for Err
+	has   bool      // a consumer exists
+	since time.Time // when has last changed (Follow: the start)
 
 	// The run goroutine's alone: the last consumer's number, what was logged.
 	serial       int
@@ -152,7 +154,7 @@ func Follow(js jetstream.JetStream, cfg Config) (*Follower, error) {
 	if cfg.Buffer == 0 {
 		cfg.Buffer = defaultBuffer
 	}
-	f := &Follower{js: js, cfg: cfg, c: make(chan jetstream.Msg, cfg.Buffer), name: "sy_" + nuid.Next()}
+	f := &Follower{js: js, cfg: cfg, c: make(chan jetstream.Msg, cfg.Buffer), name: "sy_" + nuid.Next(), since: time.Now()}
 	f.ctx, f.cancel = context.WithCancel(context.Background())
 	f.next.Store(cfg.From)
 	f.wg.Add(1)
@@ -189,11 +191,24 @@ func (f *Follower) Err() error {
 	return f.err
 }
 
+// Consumer says whether the follower has a consumer now, and since when it has
+// had one, or has had none (from Follow on, until its first consumer). A reader
+// that must act on a follower without a consumer for long (a readiness check)
+// reads both here, and Err for why.
+func (f *Follower) Consumer() (has bool, since time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.has, f.since
+}
+
 // report records and logs a failure to create a consumer (creating true, err
 // set), a replacement (creating false), or a consumer created (err nil).
 func (f *Follower) report(err error, creating bool) {
 	f.mu.Lock()
 	f.err = err
+	if has := err == nil; has != f.has {
+		f.has, f.since = has, time.Now()
+	}
 	f.mu.Unlock()
 	if f.cfg.Report != nil {
 		f.cfg.Report(err)

@@ -264,6 +264,10 @@ func TestConsumerDeleted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if has, _ := f.Consumer(); !has {
+		t.Fatal("Consumer: none, after three messages delivered")
+	}
+	deletedAt := time.Now()
 	names := st.ConsumerNames(ctx)
 	var deleted int
 	for name := range names.Name() {
@@ -286,6 +290,9 @@ func TestConsumerDeleted(t *testing.T) {
 	}
 	if err := f.Err(); err != nil {
 		t.Errorf("Err after the replacement delivered: %v", err)
+	}
+	if has, since := f.Consumer(); !has || since.Before(deletedAt) {
+		t.Errorf("Consumer after the replacement delivered: %v since %v, want one since the deletion at %v", has, since, deletedAt)
 	}
 	r.mu.Lock()
 	if len(r.errs) != 1 || !strings.Contains(r.errs[0].Error(), "replaced from sequence") {
@@ -322,6 +329,7 @@ func TestCreateUnanswered(t *testing.T) {
 	}
 	var r reports
 	var logged syncBuffer
+	began := time.Now()
 	f, err := Follow(js, Config{Stream: "EV", From: 1, Attempt: 20 * time.Millisecond, Report: r.report, Logger: zerolog.New(&logged)})
 	if err != nil {
 		t.Fatal(err)
@@ -346,6 +354,9 @@ func TestCreateUnanswered(t *testing.T) {
 	}
 	if err := f.Err(); err == nil || !strings.Contains(err.Error(), "create consumer") {
 		t.Errorf("Err while no consumer can be created: %v", err)
+	}
+	if has, since := f.Consumer(); has || since.Before(began) || since.After(time.Now()) {
+		t.Errorf("Consumer while none can be created: %v since %v, want none since Follow (%v)", has, since, began)
 	}
 	f.Stop()
 	if n := strings.Count(logged.String(), "no consumer yet"); n != 1 {
