@@ -24,17 +24,15 @@ type ClusterOptions struct {
 	// Nodes is the cluster's size (3 to 5; the streams are R3).
 	Nodes    int
 	Duration time.Duration // measured time of each phase (default 20 s)
-	Warmup   time.Duration // before measuring, at least (default 3 s)
-	// MaxWarmup bounds the warm-up, which goes on past Warmup until the phase's
-	// switch processes touch little new memory: fewer than settledFaults minor page
-	// faults an authorization, over two seconds in a row. A fresh process's first
-	// touches of the memory its heap grows into are zeroed by the kernel, and on a
-	// virtual machine whose host has reclaimed that memory each costs far more
-	// than in a process that has run for a while; a cluster's node, at a third of
-	// the single node's rate, takes some 20 to 40 s to get past them (docs/cluster.md,
-	// "Warm-up and first touches"). Default 2 min; at most Warmup, the warm-up is
-	// Warmup exactly.
-	MaxWarmup time.Duration
+	// Warmup is the load before the measured window, for each phase (default
+	// 60 s). A fresh process's first touches of the memory its heap grows into are
+	// zeroed by the kernel, and on a virtual machine whose host has taken that
+	// memory back each costs far more than the work around it; the nodes of a
+	// cluster, each at a third of the single node's rate, grow for longer: with a
+	// 3 s warm-up this machine measured the cluster at 7 to 11 times the single
+	// node, with 60 s at 2.8 to 3.3 times (docs/cluster.md, "Warm-up and first
+	// touches"). NodeFigures.FaultsPerAuth shows what was left in the window.
+	Warmup    time.Duration
 	Terminals int // distinct terminals (default 600)
 	Conns     int // connections, spread over the nodes (default 8 per node)
 	Depth     int // requests in flight per connection (default 8)
@@ -83,7 +81,8 @@ type NodeFigures struct {
 	// JetStream server), nats.go (the client side) and switch (the rest); percent.
 	Shares map[string]float64 `json:"shares,omitempty"`
 	// FaultsPerAuth are the process's minor page faults in the window over the
-	// authorizations it answered (see ClusterOptions.MaxWarmup).
+	// authorizations it answered: a settled process has few (0.1 to 0.8 here), one
+	// whose heap still grows into new memory more (see ClusterOptions.Warmup).
 	FaultsPerAuth float64 `json:"minor_faults_per_auth"`
 }
 
@@ -97,10 +96,6 @@ type ClusterPhase struct {
 	CPUPerAuthUS, MarginalPerAuthUS float64
 	// SimCPUPerAuthUS and HarnessCPUPerAuthUS: the issuer simulator and this process.
 	SimCPUPerAuthUS, HarnessCPUPerAuthUS float64
-	// Warmup is how long the load ran before the window; WarmupCapped says that the
-	// processes still faulted in new memory when MaxWarmup ended it.
-	Warmup       time.Duration `json:"warmup_ns"`
-	WarmupCapped bool          `json:"warmup_capped,omitempty"`
 }
 
 // ClusterReport is the outcome of `bench --cluster`.
@@ -137,10 +132,7 @@ func RunCluster(ctx context.Context, o ClusterOptions) (*ClusterReport, error) {
 		o.Duration = 20 * time.Second
 	}
 	if o.Warmup <= 0 {
-		o.Warmup = 3 * time.Second
-	}
-	if o.MaxWarmup == 0 {
-		o.MaxWarmup = 2 * time.Minute
+		o.Warmup = time.Minute
 	}
 	o.Terminals = orDefault(o.Terminals, 600)
 	o.Conns = orDefault(o.Conns, 8*o.Nodes)
@@ -212,12 +204,8 @@ func runRound(ctx context.Context, o ClusterOptions, dir, label, rulesDir, simAd
 	if err != nil {
 		return err
 	}
-	warm := o.Warmup.String()
-	if o.MaxWarmup > o.Warmup {
-		warm = fmt.Sprintf("%s to %s", o.Warmup, o.MaxWarmup)
-	}
 	fmt.Fprintf(o.Out, "%ssingle node: %d terminals over %d connections, %d in flight each, %s warm-up, %s measured\n",
-		label, o.Terminals, o.Conns, o.Depth, warm, o.Duration)
+		label, o.Terminals, o.Conns, o.Depth, o.Warmup, o.Duration)
 	rep.Single, err = measure(ctx, o, "single node", single, sim)
 	stopNodes(single, o.Out)
 	if err != nil {
@@ -403,20 +391,6 @@ func measure(ctx context.Context, o ClusterOptions, name string, nodes []*benchN
 		idle[i] = end - idle[i]
 	}
 	lo := LoadOptions{Addrs: addrs, Terminals: o.Terminals, Conns: o.Conns, Depth: o.Depth, Duration: o.Duration, Warmup: o.Warmup, Progress: o.Out}
-	if o.MaxWarmup > o.Warmup {
-		faults := func() (uint64, error) {
-			var sum uint64
-			for _, nd := range nodes {
-				st, err := readProcStat(nd.p.cmd.Process.Pid)
-				if err != nil {
-					return 0, err
-				}
-				sum += st.minflt
-			}
-			return sum, nil
-		}
-		lo.settled, lo.maxWarmup = settledFn(faults, o.Out), o.MaxWarmup
-	}
 	lo.onStart = func() {
 		for i, nd := range nodes {
 			start[i], _ = readProcStat(nd.p.cmd.Process.Pid)
@@ -449,7 +423,7 @@ func measure(ctx context.Context, o ClusterOptions, name string, nodes []*benchN
 	if err != nil {
 		return nil, fmt.Errorf("%s load: %w", name, err)
 	}
-	ph.Load, ph.Warmup, ph.WarmupCapped = res, res.Warmup, res.WarmupCapped
+	ph.Load = res
 	var total time.Duration
 	var idleInWindow float64 // µs
 	for i, nd := range nodes {
@@ -497,54 +471,6 @@ func measure(ctx context.Context, o ClusterOptions, name string, nodes []*benchN
 	return ph, nil
 }
 
-// settledFaults is the warm-up's end: the phase's switch processes together fault
-// in fewer new pages than this an authorization, over the last settledWindow
-// seconds (ClusterOptions.MaxWarmup). Settled nodes measured 0.2 to 0.6
-// (docs/cluster.md, "Warm-up and first touches"), fresh ones 5 to 12; the faults
-// come in bursts (a collection, a new Badger memtable), so one quiet second says
-// little.
-const (
-	settledFaults = 1.0
-	settledWindow = 5
-)
-
-// settledFn is the cluster bench's warm-up test (LoadOptions.settled), asked once a
-// second: true once the phase's minor page faults (faults: the sum over its switch
-// processes) per authorization answered, over the last settledWindow calls, are under
-// settledFaults. It reports each call's figure on out, and takes the warm-up as
-// ended when faults fails (the bench cannot tell then).
-func settledFn(faults func() (uint64, error), out io.Writer) func(answered int64) bool {
-	began := time.Now()
-	type sample struct {
-		faults   uint64
-		answered int64
-	}
-	var seen []sample
-	return func(answered int64) bool {
-		sum, err := faults()
-		if err != nil {
-			fmt.Fprintf(out, "warm-up: %v: measuring now\n", err)
-			return true
-		}
-		seen = append(seen, sample{sum, answered})
-		if len(seen) <= settledWindow {
-			return false
-		}
-		seen = seen[len(seen)-settledWindow-1:]
-		first, last := seen[0], seen[len(seen)-1]
-		if last.answered <= first.answered {
-			return false
-		}
-		per := float64(last.faults-first.faults) / float64(last.answered-first.answered)
-		fmt.Fprintf(out, "\r  warm-up %4.0fs  %6.1f page faults an authorization over %ds   ", time.Since(began).Seconds(), per, settledWindow)
-		if per < settledFaults {
-			fmt.Fprintln(out)
-			return true
-		}
-		return false
-	}
-}
-
 // fetchProfileTo writes a CPU profile of d from the switch at base into w.
 func fetchProfileTo(base string, d time.Duration, w io.Writer) error {
 	f, err := os.CreateTemp("", "switchyard-profile-")
@@ -589,15 +515,6 @@ func (r *ClusterReport) WriteTable(w io.Writer) {
 	row("latency p99", load(func(l *LoadResult) string { return fmtUS(l.Hist.ValueAtQuantile(99)) }))
 	row("latency max", load(func(l *LoadResult) string { return fmtUS(l.Hist.Max()) }))
 	row("errors (unanswered)", load(func(l *LoadResult) string { return fmt.Sprint(l.Errors) }))
-	row("warm-up", func(p *ClusterPhase) string {
-		if p == nil {
-			return "-"
-		}
-		if p.WarmupCapped {
-			return fmt.Sprintf("%.0f s (cap)", p.Warmup.Seconds())
-		}
-		return fmt.Sprintf("%.0f s", p.Warmup.Seconds())
-	})
 	row("switch CPU µs/auth (all nodes)", func(p *ClusterPhase) string {
 		if p == nil {
 			return "-"

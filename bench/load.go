@@ -55,11 +55,6 @@ type LoadOptions struct {
 	CUPAddr      string
 
 	onStart, onEnd func() // called when the measured window starts and ends
-	// settled, when set, extends the warm-up past Warmup: it is asked once a second,
-	// with the number of answers so far, and the window starts when it says true or
-	// once maxWarmup has passed since the load began.
-	settled   func(answered int64) bool
-	maxWarmup time.Duration
 }
 
 // LoadResult is what one load run measured.
@@ -69,10 +64,6 @@ type LoadResult struct {
 	TPS                    float64
 	Hist                   *hdrhistogram.Histogram // microseconds
 	Codes                  map[string]int64
-	// Warmup is how long the load ran before the window; WarmupCapped says that
-	// LoadOptions.settled never said settled, and the window began at its cap.
-	Warmup       time.Duration
-	WarmupCapped bool
 	// Samples are every measured answer: the second of the window it came in and its
 	// latency, for the timeline.
 	Samples []Sample
@@ -270,15 +261,10 @@ func RunLoad(ctx context.Context, o LoadOptions) (*LoadResult, error) {
 		close(dukptDone)
 	}
 	// Warm up, then measure.
-	began := time.Now()
 	select {
 	case <-time.After(o.Warmup):
 	case <-ctx.Done():
 	}
-	if o.settled != nil {
-		res.WarmupCapped = !warmUntil(ctx, o.settled, answered.Load, began.Add(o.maxWarmup), time.Second)
-	}
-	res.Warmup = time.Since(began)
 	if o.onStart != nil {
 		o.onStart()
 	}
@@ -331,24 +317,6 @@ loop:
 	default:
 	}
 	return res, nil
-}
-
-// warmUntil asks settled every interval, with the answers so far, until it says
-// true (warmUntil returns true) or the deadline passes or ctx ends (false).
-func warmUntil(ctx context.Context, settled func(int64) bool, answered func() int64, deadline time.Time, every time.Duration) bool {
-	tick := time.NewTicker(every)
-	defer tick.Stop()
-	for time.Now().Before(deadline) {
-		select {
-		case <-tick.C:
-			if settled(answered()) {
-				return true
-			}
-		case <-ctx.Done():
-			return false
-		}
-	}
-	return false
 }
 
 // driveConn keeps Depth requests in flight on one connection (or sends on a schedule

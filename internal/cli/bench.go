@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/switchyard/switchyard/bench"
 )
@@ -20,7 +19,7 @@ func runBench(env *Env, args []string) int {
 	fs := newFlags(env, "bench", "[--duration D] [--terminals N] [--conns N] [--depth N] | --faults [--outage D] [--after-outage D] ... | --cluster 3 [--profile] [--cluster-tls] [--rounds N]")
 	o := bench.Options{Out: env.Stderr}
 	fs.DurationVar(&o.Duration, "duration", 30e9, "measured time against the switch")
-	fs.DurationVar(&o.Warmup, "warmup", 3e9, "warm-up before measuring")
+	fs.DurationVar(&o.Warmup, "warmup", 3e9, "warm-up before measuring (--cluster: 1m unless given, see docs/cluster.md)")
 	fs.DurationVar(&o.RelayDuration, "relay-duration", 0, "measured time against the relay (default duration/3, at least 5s)")
 	fs.DurationVar(&o.RelayBurn, "relay-burn", 0, "the relay spends this much CPU on each request: the latency a process of that cost gets on this machine beside the harness and the simulator")
 	fs.DurationVar(&o.RelayJournalWindow, "relay-journal-window", -1, "with --relay-journal: the relay's group commit window (default: the switch's journal.window default, 1ms)")
@@ -59,7 +58,6 @@ func runBench(env *Env, args []string) int {
 	clusterNodes := fs.Int("cluster", 0, "the cluster bench instead: one node, then this many nodes with embedded JetStream (3 to 5), under the same load")
 	clusterTLS := fs.Bool("cluster-tls", false, "--cluster: the nodes' routes and client ports in mutual TLS (cluster.embedded.tls), with certificates made for the run")
 	profile := fs.Bool("profile", true, "--cluster: profile every switch process to split the embedded nats-server's CPU from the switch's")
-	maxWarmup := fs.Duration("max-warmup", 2*time.Minute, "--cluster: the warm-up goes on past --warmup until the switch processes fault in less than 1 new memory page an authorization, for at most this long (--warmup or less: a fixed warm-up)")
 	rounds := fs.Int("rounds", 1, "--cluster: repeat the run (a fresh single node, then a fresh cluster) this many times; the ratio is the rounds' median")
 	curve := fs.String("curve", "", "a latency-versus-rate curve: open loops from:to:step authorizations/s, e.g. 1000:10000:1000")
 	fs.DurationVar(&o.CurveStep, "curve-step", 10e9, "measured time at each rate of --curve")
@@ -82,18 +80,11 @@ func runBench(env *Env, args []string) int {
 	if *rounds != 1 && *clusterNodes == 0 {
 		return fail(env, "bench: --rounds goes with --cluster N")
 	}
-	if *clusterNodes == 0 {
-		set := false
-		fs.Visit(func(f *flag.Flag) { set = set || f.Name == "max-warmup" })
-		if set {
-			return fail(env, "bench: --max-warmup goes with --cluster N")
-		}
-	}
 	if *rounds < 1 || *rounds > 20 {
 		return fail(env, "bench: --rounds %d: want 1 to 20", *rounds)
 	}
 	if *clusterNodes != 0 {
-		return runClusterBench(env, fs, o, *clusterNodes, *profile, *clusterTLS, *rounds, *maxWarmup)
+		return runClusterBench(env, fs, o, *clusterNodes, *profile, *clusterTLS, *rounds)
 	}
 	if *faults {
 		return runFaultBench(env, fs, fo, o, *faultRate, *results)
@@ -166,13 +157,10 @@ func runFaultBench(env *Env, fs *flag.FlagSet, fo bench.FaultOptions, o bench.Op
 // runClusterBench runs `bench --cluster N`. Of the ordinary bench's flags it takes
 // --duration, --warmup, --terminals, --conns and --depth only when given, as its
 // defaults differ (20s, 3s, 600, 8 per node, 8).
-func runClusterBench(env *Env, fs *flag.FlagSet, o bench.Options, nodes int, profile, tls bool, rounds int, maxWarmup time.Duration) int {
+func runClusterBench(env *Env, fs *flag.FlagSet, o bench.Options, nodes int, profile, tls bool, rounds int) int {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	if maxWarmup <= 0 {
-		return fail(env, "bench: --max-warmup %s: want a positive duration (--max-warmup equal to --warmup: a fixed warm-up)", maxWarmup)
-	}
-	co := bench.ClusterOptions{Nodes: nodes, Profile: profile, TLS: tls, Rounds: rounds, MaxWarmup: maxWarmup, RulesDir: o.RulesDir, WorkDir: o.WorkDir, Out: env.Stderr}
+	co := bench.ClusterOptions{Nodes: nodes, Profile: profile, TLS: tls, Rounds: rounds, RulesDir: o.RulesDir, WorkDir: o.WorkDir, Out: env.Stderr}
 	if profile && o.WorkDir != "" {
 		co.ProfileDir = o.WorkDir // kept with the nodes' data and logs
 	}
