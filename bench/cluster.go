@@ -30,7 +30,7 @@ type ClusterOptions struct {
 	// memory back each costs far more than the work around it; the nodes of a
 	// cluster, each at a third of the single node's rate, grow for longer: with a
 	// 3 s warm-up this machine measured the cluster at 7 to 11 times the single
-	// node, with 60 s at 2.8 to 3.3 times (docs/cluster.md, "Warm-up and first
+	// node, with 60 s at 2.6 to 3.3 times (docs/cluster.md, "Warm-up and first
 	// touches"). NodeFigures.FaultsPerAuth shows what was left in the window.
 	Warmup    time.Duration
 	Terminals int // distinct terminals (default 600)

@@ -18,6 +18,17 @@ import (
 	"github.com/switchyard/switchyard/switch/registry"
 )
 
+// oneNodeCluster is the demo configuration in dir as node 1 of a cluster of one
+// embedded JetStream server (R1) whose store is jsDir.
+func oneNodeCluster(t *testing.T, dir, jsDir string) *config.Config {
+	t.Helper()
+	cfg := demoConfig(t, dir)
+	cfg.Cluster = &cluster.Config{Mode: cluster.ModeEmbedded, Node: 1, Replicas: 1,
+		Embedded: cluster.Embedded{ServerName: "n1", ClientAddr: "127.0.0.1:0", StoreDir: jsDir}}
+	cfg.Cluster.ApplyDefaults(dir)
+	return cfg
+}
+
 // TestRestoreCompacted: a node whose disk was lost starts on an empty data directory
 // after the STATE stream was compacted (the commits that made its registry purged):
 // before its stores open it restores every shared store's snapshot, and it has the
@@ -29,13 +40,7 @@ import (
 func TestRestoreCompacted(t *testing.T) {
 	base := t.TempDir()
 	js := filepath.Join(base, "jetstream") // the cluster's JetStream store: it outlives the node's disk
-	cfgFor := func(dir string) *config.Config {
-		cfg := demoConfig(t, dir)
-		cfg.Cluster = &cluster.Config{Mode: cluster.ModeEmbedded, Node: 1, Replicas: 1,
-			Embedded: cluster.Embedded{ServerName: "n1", ClientAddr: "127.0.0.1:0", StoreDir: js}}
-		cfg.Cluster.ApplyDefaults(dir)
-		return cfg
-	}
+	cfgFor := func(dir string) *config.Config { return oneNodeCluster(t, dir, js) }
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 

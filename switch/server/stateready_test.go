@@ -20,12 +20,7 @@ import (
 // ready again by itself once the follower has a consumer.
 func TestStateConsumerReadiness(t *testing.T) {
 	base := t.TempDir()
-	dir := filepath.Join(base, "a")
-	cfg := demoConfig(t, dir)
-	cfg.Cluster = &cluster.Config{Mode: cluster.ModeEmbedded, Node: 1, Replicas: 1,
-		Embedded: cluster.Embedded{ServerName: "n1", ClientAddr: "127.0.0.1:0", StoreDir: filepath.Join(base, "jetstream")}}
-	cfg.Cluster.ApplyDefaults(dir)
-	s := start(t, cfg, nil)
+	s := start(t, oneNodeCluster(t, filepath.Join(base, "a"), filepath.Join(base, "jetstream")), nil)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := s.cl.ready(); err != nil {
