@@ -134,9 +134,16 @@ func printClusterReport(env *Env, rep *cluster.Report) {
 				snap, taken = u64(s.Snapshot.Revision), s.Snapshot.Taken.Format(time.RFC3339)
 				keys = strconv.Itoa(s.Snapshot.Keys)
 			}
-			rows = append(rows, []string{s.Store, u64(s.Revision), u64(s.Commits), snap, keys, taken, orDash(s.Error)})
+			follower := "following"
+			if s.NoConsumerSince != nil {
+				follower = "NO CONSUMER for " + time.Since(*s.NoConsumerSince).Round(time.Second).String()
+			}
+			if s.FollowerError != "" {
+				follower += ": " + s.FollowerError
+			}
+			rows = append(rows, []string{s.Store, u64(s.Revision), u64(s.Commits), snap, keys, taken, follower, orDash(s.Error)})
 		}
-		kit.Table(w, "STORE\tREVISION\tCOMMITS HELD\tSNAPSHOT AT\tKEYS\tTAKEN\tERROR", rows)
+		kit.Table(w, "STORE\tREVISION\tCOMMITS HELD\tSNAPSHOT AT\tKEYS\tTAKEN\tFOLLOWER\tERROR", rows)
 	}
 	fmt.Fprintln(w)
 	if len(rep.Leases) == 0 {

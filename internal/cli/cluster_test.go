@@ -18,10 +18,12 @@ import (
 // (its real handler, a made-up report): the table names the meta leader, the
 // streams (with the journal's format) and buckets with their leaders and lag, a
 // stream without a leader,
-// the consumers' backlog and the leases; --json gives the report back whole;
+// the consumers' backlog, the shared stores (a follower without a consumer named
+// so, for how long and why) and the leases; --json gives the report back whole;
 // a switch that runs alone makes it fail with "not a cluster node".
 func TestClusterStatus(t *testing.T) {
 	at := time.Date(2026, 12, 1, 23, 0, 0, 0, time.UTC)
+	lost := time.Now().Add(-45 * time.Second) // the table says how long ago
 	rep := &cluster.Report{Node: 1, Status: &cluster.Status{Mode: "embedded", Server: "n1", Cluster: "sy", MetaLeader: "n2",
 		Servers: []cluster.Peer{{Name: "n1", Current: true}, {Name: "n2", Current: true, Active: 200 * time.Millisecond}, {Name: "n3", Offline: true, Lag: 7}},
 		Streams: []cluster.Stream{
@@ -35,7 +37,7 @@ func TestClusterStatus(t *testing.T) {
 		},
 		State: []cluster.StoreState{
 			{Store: "registry", Revision: 120, Commits: 14, Snapshot: &cluster.SnapshotInfo{Revision: 110, Keys: 2050, Taken: at}},
-			{Store: "cases", Error: "no quorum"},
+			{Store: "cases", Error: "no quorum", NoConsumerSince: &lost, FollowerError: "maximum consumers limit reached"},
 		}}
 	auth, err := admin.NewAuthenticator(api.DemoTokens())
 	if err != nil {
@@ -60,8 +62,8 @@ func TestClusterStatus(t *testing.T) {
 		"1      n1      4            held",
 		"3      n3      2            LAPSED  2026-12-01T23:00:00Z  2026-12-01T23:00:00Z  node 1        no",
 		"held    2026-12-01T23:00:00Z  2026-12-01T23:00:00Z  -             yes",
-		"registry  120       14            110          2050  2026-12-01T23:00:00Z  -",
-		"cases     0         0             -            -     -                     no quorum",
+		"registry  120       14            110          2050  2026-12-01T23:00:00Z  following",
+		"cases     0         0             -            -     -                     NO CONSUMER for 45s: maximum consumers limit reached  no quorum",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
@@ -70,7 +72,8 @@ func TestClusterStatus(t *testing.T) {
 
 	code, out, errs = runCLI(t, vars, "cluster", "status", "--json", "--admin", node.URL)
 	var back cluster.Report
-	if code != 0 || json.Unmarshal([]byte(out), &back) != nil || back.Status.Streams[0].Peers[1].Lag != 42 || len(back.Leases) != 2 {
+	if code != 0 || json.Unmarshal([]byte(out), &back) != nil || back.Status.Streams[0].Peers[1].Lag != 42 || len(back.Leases) != 2 ||
+		back.State[1].NoConsumerSince == nil || back.State[1].FollowerError == "" || back.State[0].NoConsumerSince != nil {
 		t.Fatalf("--json: exit %d, %s %s", code, out, errs)
 	}
 

@@ -1,6 +1,9 @@
 package cluster
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // Report is what the admin API's GET /api/v1/cluster/status answers and
 // `switchyard cluster status` prints: this node, whether it is ready, the
@@ -34,6 +37,12 @@ type StoreState struct {
 	Snapshot *SnapshotInfo `json:"snapshot,omitempty"`
 	// Error says what could not be read (no quorum, say).
 	Error string `json:"error,omitempty"`
+	// NoConsumerSince is when this node's follower of the store last had a
+	// consumer of the STATE stream, or started without one (nil: it has one now);
+	// FollowerError says why it has none, or that it met commits purged before it
+	// applied them (a restart restores the store); "" otherwise.
+	NoConsumerSince *time.Time `json:"no_consumer_since,omitempty"`
+	FollowerError   string     `json:"follower_error,omitempty"`
 }
 
 // Report builds the node's Report; l is its lease (nil: none yet).

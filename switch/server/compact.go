@@ -249,7 +249,19 @@ func (c *clusterNode) storeStates(ctx context.Context) []cluster.StoreState {
 	c.sharedMu.Unlock()
 	var out []cluster.StoreState
 	for _, f := range followed {
-		out = append(out, f.log.State(ctx, f.r))
+		st := f.log.State(ctx, f.r)
+		if has, since, err := f.f.Consumer(); !has {
+			if !since.IsZero() {
+				st.NoConsumerSince = &since
+			}
+			if err != nil {
+				st.FollowerError = err.Error()
+			}
+		}
+		if err := f.f.Err(); errors.Is(err, cluster.ErrCommitsPurged) {
+			st.FollowerError = err.Error() // /readyz says so too: a restart restores the store
+		}
+		out = append(out, st)
 	}
 	return out
 }

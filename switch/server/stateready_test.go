@@ -107,6 +107,13 @@ func TestStateConsumerReadiness(t *testing.T) {
 		t.Fatalf("/readyz with the registry's follower without a consumer since %v: %v", since, err)
 	}
 	t.Logf("/readyz: %v", err)
+	// `switchyard cluster status` names it too.
+	for _, st := range s.cl.storeStates(ctx) {
+		stuck := st.NoConsumerSince != nil && strings.Contains(st.FollowerError, "maximum consumers limit reached")
+		if stuck != (st.Store == "registry") {
+			t.Errorf("status of store %s: no consumer since %v, follower error %q", st.Store, st.NoConsumerSince, st.FollowerError)
+		}
+	}
 
 	// The limit lifted, the follower gets a consumer by itself.
 	limit(-1)
@@ -122,5 +129,10 @@ func TestStateConsumerReadiness(t *testing.T) {
 	}
 	if err := s.cl.ready(); err != nil {
 		t.Fatalf("the follower has a consumer again: %v", err)
+	}
+	for _, st := range s.cl.storeStates(ctx) {
+		if st.NoConsumerSince != nil || st.FollowerError != "" {
+			t.Errorf("status of store %s once every follower has a consumer: no consumer since %v, follower error %q", st.Store, st.NoConsumerSince, st.FollowerError)
+		}
 	}
 }
