@@ -82,7 +82,8 @@ type NodeFigures struct {
 	Shares map[string]float64 `json:"shares,omitempty"`
 	// FaultsPerAuth are the process's minor page faults in the window over the
 	// authorizations it answered: a settled process has few (0.1 to 0.8 here), one
-	// whose heap still grows into new memory more (see ClusterOptions.Warmup).
+	// whose heap still grows into new memory more (see ClusterOptions.Warmup); -1
+	// when /proc could not be read at the window's start or end.
 	FaultsPerAuth float64 `json:"minor_faults_per_auth"`
 }
 
@@ -372,6 +373,7 @@ func measure(ctx context.Context, o ClusterOptions, name string, nodes []*benchN
 	start := make([]procStat, len(nodes))
 	cpu := make([]time.Duration, len(nodes))
 	faults := make([]uint64, len(nodes))
+	faultsOK := make([]bool, len(nodes)) // both reads of the window succeeded
 	profiles := make([][]byte, len(nodes))
 	var simStart, selfStart, simCPU, selfCPU time.Duration
 	var profWG sync.WaitGroup
@@ -393,7 +395,11 @@ func measure(ctx context.Context, o ClusterOptions, name string, nodes []*benchN
 	lo := LoadOptions{Addrs: addrs, Terminals: o.Terminals, Conns: o.Conns, Depth: o.Depth, Duration: o.Duration, Warmup: o.Warmup, Progress: o.Out}
 	lo.onStart = func() {
 		for i, nd := range nodes {
-			start[i], _ = readProcStat(nd.p.cmd.Process.Pid)
+			var err error
+			if start[i], err = readProcStat(nd.p.cmd.Process.Pid); err != nil {
+				fmt.Fprintf(o.Out, "%s: %v\n", nd.p.name, err)
+			}
+			faultsOK[i] = err == nil
 			if o.Profile {
 				profWG.Go(func() {
 					var buf bytes.Buffer
@@ -410,7 +416,12 @@ func measure(ctx context.Context, o ClusterOptions, name string, nodes []*benchN
 	}
 	lo.onEnd = func() {
 		for i, nd := range nodes {
-			end, _ := readProcStat(nd.p.cmd.Process.Pid)
+			end, err := readProcStat(nd.p.cmd.Process.Pid)
+			if err != nil {
+				fmt.Fprintf(o.Out, "%s: %v\n", nd.p.name, err)
+				faultsOK[i] = false
+				continue
+			}
 			cpu[i], faults[i] = end.cpu-start[i].cpu, end.minflt-start[i].minflt
 		}
 		end, _ := cpuTime(sim.cmd.Process.Pid)
@@ -433,7 +444,11 @@ func measure(ctx context.Context, o ClusterOptions, name string, nodes []*benchN
 		if f.Answered > 0 {
 			f.CPUPerAuthUS = float64(cpu[i].Microseconds()) / float64(f.Answered)
 			f.MarginalPerAuthUS = (float64(cpu[i].Microseconds()) - f.IdleCPUPerS*1000*res.Elapsed.Seconds()) / float64(f.Answered)
-			f.FaultsPerAuth = float64(faults[i]) / float64(f.Answered)
+			if faultsOK[i] {
+				f.FaultsPerAuth = float64(faults[i]) / float64(f.Answered)
+			} else {
+				f.FaultsPerAuth = -1 // unknown: /proc could not be read
+			}
 		}
 		if profiles[i] != nil && o.ProfileDir != "" {
 			name := "single.pprof"
@@ -565,8 +580,12 @@ func (r *ClusterReport) WriteTable(w io.Writer) {
 			for _, k := range keys {
 				split = append(split, fmt.Sprintf("%s %.1f%% (%.1f µs)", k, f.Shares[k], f.Shares[k]*f.CPUPerAuthUS/100))
 			}
-			fmt.Fprintf(w, "%-12s %10d %10.0f %10d %12.1f %14.1f %14.1f %12.2f   %s\n", name, f.Answered, f.TPS, f.CPUMS, f.IdleCPUPerS, f.CPUPerAuthUS,
-				f.MarginalPerAuthUS, f.FaultsPerAuth, strings.Join(split, ", "))
+			faults := "-"
+			if f.FaultsPerAuth >= 0 {
+				faults = fmt.Sprintf("%.2f", f.FaultsPerAuth)
+			}
+			fmt.Fprintf(w, "%-12s %10d %10.0f %10d %12.1f %14.1f %14.1f %12s   %s\n", name, f.Answered, f.TPS, f.CPUMS, f.IdleCPUPerS, f.CPUPerAuthUS,
+				f.MarginalPerAuthUS, faults, strings.Join(split, ", "))
 		}
 	}
 	if len(r.Rounds) > 0 {

@@ -4,6 +4,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestRoundsReport: the median of the rounds' ratios (odd and even counts), and the
@@ -35,12 +36,24 @@ func TestRoundsReport(t *testing.T) {
 // TestReadProcStat: this process's CPU time and minor page faults (a Go process has
 // faulted in its heap), and a clear error for a process that does not exist.
 func TestReadProcStat(t *testing.T) {
-	st, err := readProcStat(os.Getpid())
+	// Spend CPU until /proc shows some (its unit is 10 ms), so that a wrong field
+	// for the CPU time fails too.
+	var st procStat
+	var err error
+	x := uint64(1)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		for i := range 1_000_000 {
+			x = x*6364136223846793005 + uint64(i)
+		}
+		if st, err = readProcStat(os.Getpid()); err != nil || st.cpu > 0 {
+			break
+		}
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.minflt == 0 || st.cpu < 0 {
-		t.Fatalf("this process: %+v, want minor faults above 0", st)
+	if st.minflt == 0 || st.cpu <= 0 {
+		t.Fatalf("this process: %+v (%d), want minor faults and CPU time above 0", st, x)
 	}
 	if _, err := readProcStat(1 << 30); err == nil || !strings.Contains(err.Error(), "/proc/1073741824/stat") {
 		t.Fatalf("a process that does not exist: %v, want an error naming its /proc file", err)
@@ -48,11 +61,11 @@ func TestReadProcStat(t *testing.T) {
 }
 
 // TestClusterTableFaults: the table shows each process's page faults an
-// authorization.
+// authorization, "-" where /proc could not be read.
 func TestClusterTableFaults(t *testing.T) {
 	rep := &ClusterReport{
 		Single:  &ClusterPhase{Nodes: []NodeFigures{{Answered: 1000, CPUPerAuthUS: 60, FaultsPerAuth: 0.31}}},
-		Cluster: &ClusterPhase{Nodes: []NodeFigures{{Node: 1, Answered: 300, CPUPerAuthUS: 200, FaultsPerAuth: 4.5}}},
+		Cluster: &ClusterPhase{Nodes: []NodeFigures{{Node: 1, Answered: 300, CPUPerAuthUS: 200, FaultsPerAuth: 4.5}, {Node: 2, Answered: 300, CPUPerAuthUS: 200, FaultsPerAuth: -1}}},
 		Ratio:   3.3, MarginalRatio: 3.2,
 	}
 	var b strings.Builder
@@ -61,6 +74,7 @@ func TestClusterTableFaults(t *testing.T) {
 		"faults/auth",
 		"single             1000          0          0          0.0           60.0            0.0         0.31",
 		"node 1              300          0          0          0.0          200.0            0.0         4.50",
+		"node 2              300          0          0          0.0          200.0            0.0            -",
 	} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("the table lacks %q:\n%s", want, b.String())

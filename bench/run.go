@@ -195,9 +195,12 @@ func readProcStat(pid int) (procStat, error) {
 	}
 	f := strings.Fields(s[i+1:])
 	if len(f) < 13 {
-		return procStat{}, fmt.Errorf("/proc/%d/stat: %d fields after the command name, want 13", pid, len(f))
+		return procStat{}, fmt.Errorf("/proc/%d/stat: %d fields after the command name, want at least 13", pid, len(f))
 	}
-	minflt, _ := strconv.ParseUint(f[7], 10, 64)
+	minflt, err := strconv.ParseUint(f[7], 10, 64)
+	if err != nil {
+		return procStat{}, fmt.Errorf("/proc/%d/stat: minor faults %q: %w", pid, f[7], err)
+	}
 	ut, _ := strconv.ParseInt(f[11], 10, 64)
 	st, _ := strconv.ParseInt(f[12], 10, 64)
 	const clkTck = 100 // USER_HZ on Linux

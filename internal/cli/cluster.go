@@ -135,11 +135,14 @@ func printClusterReport(env *Env, rep *cluster.Report) {
 				keys = strconv.Itoa(s.Snapshot.Keys)
 			}
 			follower := "following"
-			if s.NoConsumerSince != nil {
-				follower = "NO CONSUMER for " + time.Since(*s.NoConsumerSince).Round(time.Second).String()
-			}
-			if s.FollowerError != "" {
-				follower += ": " + s.FollowerError
+			if !s.Following {
+				follower = "NO CONSUMER"
+				if s.NoConsumerSince != nil {
+					follower += " for " + s.NoConsumerFor.Round(time.Second).String()
+				}
+				if s.FollowerError != "" {
+					follower += ": " + s.FollowerError
+				}
 			}
 			rows = append(rows, []string{s.Store, u64(s.Revision), u64(s.Commits), snap, keys, taken, follower, orDash(s.Error)})
 		}

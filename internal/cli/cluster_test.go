@@ -23,7 +23,6 @@ import (
 // a switch that runs alone makes it fail with "not a cluster node".
 func TestClusterStatus(t *testing.T) {
 	at := time.Date(2026, 12, 1, 23, 0, 0, 0, time.UTC)
-	lost := time.Now().Add(-45 * time.Second) // the table says how long ago
 	rep := &cluster.Report{Node: 1, Status: &cluster.Status{Mode: "embedded", Server: "n1", Cluster: "sy", MetaLeader: "n2",
 		Servers: []cluster.Peer{{Name: "n1", Current: true}, {Name: "n2", Current: true, Active: 200 * time.Millisecond}, {Name: "n3", Offline: true, Lag: 7}},
 		Streams: []cluster.Stream{
@@ -36,8 +35,8 @@ func TestClusterStatus(t *testing.T) {
 			{Node: 3, Server: "n3", Incarnation: 2, Started: at, Refreshed: at, RecoveredBy: 1},
 		},
 		State: []cluster.StoreState{
-			{Store: "registry", Revision: 120, Commits: 14, Snapshot: &cluster.SnapshotInfo{Revision: 110, Keys: 2050, Taken: at}},
-			{Store: "cases", Error: "no quorum", NoConsumerSince: &lost, FollowerError: "maximum consumers limit reached"},
+			{Store: "registry", Revision: 120, Commits: 14, Snapshot: &cluster.SnapshotInfo{Revision: 110, Keys: 2050, Taken: at}, Following: true},
+			{Store: "cases", Error: "no quorum", NoConsumerSince: &at, NoConsumerFor: 45 * time.Second, FollowerError: "maximum consumers limit reached"},
 		}}
 	auth, err := admin.NewAuthenticator(api.DemoTokens())
 	if err != nil {

@@ -321,6 +321,15 @@ func transient(err error) bool {
 		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.As(err, &apiErr) && apiErr.Code == 503
 }
 
+// Refused says whether err holds JetStream's outright refusal of a request (an API
+// error of the 4xx kind: a limit reached, a stream or consumer that does not
+// exist, a bad configuration), as opposed to no answer, a timeout or an
+// unavailable server (transient).
+func Refused(err error) bool {
+	var api *jetstream.APIError
+	return errors.As(err, &api) && api.Code >= 400 && api.Code < 500
+}
+
 // retryPause spaces the tries of an operation that failed transiently.
 const retryPause = 100 * time.Millisecond
 

@@ -13,6 +13,7 @@ import (
 	_ "unsafe" // go:linkname, to stop a server's Raft nodes the way a kill does
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
@@ -615,5 +616,26 @@ func TestLeaseEntry(t *testing.T) {
 	}
 	if want := []string{"node.4 true", "node.1 false", "node.2 false", "node.3 false"}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("read %v, want %v", got, want)
+	}
+}
+
+// TestRefused: a 4xx API error, wrapped as the ordered follower wraps it, is a
+// refusal; a 503, a timeout or no responders are not.
+func TestRefused(t *testing.T) {
+	limit := &jetstream.APIError{Code: 400, ErrorCode: 10026, Description: "maximum consumers limit reached"}
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{fmt.Errorf("ordered: create consumer x of STATE: %w", limit), true},
+		{&jetstream.APIError{Code: 404, ErrorCode: 10059, Description: "stream not found"}, true},
+		{&jetstream.APIError{Code: 503, ErrorCode: 10008, Description: "JetStream system temporarily unavailable"}, false},
+		{fmt.Errorf("create: %w", context.DeadlineExceeded), false},
+		{nats.ErrNoResponders, false},
+		{nil, false},
+	} {
+		if got := Refused(c.err); got != c.want {
+			t.Errorf("Refused(%v) = %v, want %v", c.err, got, c.want)
+		}
 	}
 }

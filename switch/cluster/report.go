@@ -37,12 +37,15 @@ type StoreState struct {
 	Snapshot *SnapshotInfo `json:"snapshot,omitempty"`
 	// Error says what could not be read (no quorum, say).
 	Error string `json:"error,omitempty"`
-	// NoConsumerSince is when this node's follower of the store last had a
-	// consumer of the STATE stream, or started without one (nil: it has one now);
-	// FollowerError says why it has none, or that it met commits purged before it
-	// applied them (a restart restores the store); "" otherwise.
-	NoConsumerSince *time.Time `json:"no_consumer_since,omitempty"`
-	FollowerError   string     `json:"follower_error,omitempty"`
+	// Following says whether this node's follower of the store has a consumer of
+	// the STATE stream. Without one: NoConsumerSince is when it last had one (or
+	// started without one; nil before its first attempt), NoConsumerFor how long
+	// ago that was by the node's clock, and FollowerError why (the server's last
+	// refusal, commits purged before it applied them...).
+	Following       bool          `json:"following"`
+	NoConsumerSince *time.Time    `json:"no_consumer_since,omitempty"`
+	NoConsumerFor   time.Duration `json:"no_consumer_for_ns,omitempty"`
+	FollowerError   string        `json:"follower_error,omitempty"`
 }
 
 // Report builds the node's Report; l is its lease (nil: none yet).

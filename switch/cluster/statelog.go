@@ -231,6 +231,7 @@ type Follower struct {
 	done   chan struct{} // closed when run returns
 	mu     sync.Mutex
 	err    error                            // the last error, for Err
+	lostAt time.Time                        // when consume last ended in an error
 	fol    atomic.Pointer[ordered.Follower] // the stream's follower while consume runs
 }
 
@@ -253,16 +254,17 @@ func (f *Follower) Close() {
 }
 
 // Consumer says whether the follower has a consumer of the STATE stream now and
-// since when it has had one, or has had none, with the last failure to create one
-// (ordered.Follower); false and the zero time between two consumers' followers
-// (after an error, which Err gives).
+// since when it has had one, or has had none, with why it has none: the last
+// failure to create one (ordered.Follower.Consumer) or, between two consumers'
+// followers, the error that ended the last (Err), since then. Before its first
+// consumer's follower starts: false, the zero time, nil.
 func (f *Follower) Consumer() (has bool, since time.Time, err error) {
-	fol := f.fol.Load()
-	if fol == nil {
-		return false, time.Time{}, nil
+	if fol := f.fol.Load(); fol != nil {
+		return fol.Consumer()
 	}
-	has, since = fol.Consumer()
-	return has, since, fol.Err()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return false, f.lostAt, f.err
 }
 
 // Err returns the last error the follower met (it keeps trying), or nil. One
@@ -296,6 +298,9 @@ func (f *Follower) run() {
 	defer close(f.done)
 	for f.ctx.Err() == nil {
 		if err := f.consume(); err != nil && f.ctx.Err() == nil {
+			f.mu.Lock()
+			f.lostAt = time.Now()
+			f.mu.Unlock()
 			f.fail(err)
 			wait := stateRetry
 			if errors.Is(err, ErrCommitsPurged) {

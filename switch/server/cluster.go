@@ -58,14 +58,15 @@ type clusterNode struct {
 }
 
 // A shared store's follower without a consumer of the STATE stream for
-// stateWithoutConsumer, while the journal's applier has held its own for
-// journalConsumerHeld and /readyz's JetStream checks have passed as long (so
-// JetStream answers this node), makes the node not ready:
+// stateWithoutConsumer, whose last attempt JetStream refused outright (an API
+// error of the 4xx kind: a consumer limit, a stream gone; not a timeout, no
+// responders or a 503, which say that the STATE stream's leader or the quorum is
+// missing, on every node alike, and that no commit reaches any node either),
+// while the journal's applier has held its own consumer for journalConsumerHeld
+// and /readyz's JetStream checks have passed as long, makes the node not ready:
 // the other nodes' changes to that store (a terminal suspended, a key retired)
 // would not reach it. The follower asks for a consumer every 2 to 12 s
-// (switch/cluster/ordered), so 30 s is several failed attempts; after an outage
-// both ask again on their own schedules, and the 15 s keeps a follower still in
-// its last long attempt from being taken for one that cannot get a consumer.
+// (switch/cluster/ordered), so 30 s is several refused attempts.
 const (
 	stateWithoutConsumer = 30 * time.Second
 	journalConsumerHeld  = 15 * time.Second
@@ -326,15 +327,11 @@ func (c *clusterNode) stateConsumers(now time.Time) error {
 	defer c.sharedMu.Unlock()
 	for _, f := range c.followed {
 		has, since, err := f.f.Consumer()
-		if has || since.IsZero() || now.Sub(since) < c.stateWithout {
+		if has || since.IsZero() || now.Sub(since) < c.stateWithout || !cluster.Refused(err) {
 			continue
 		}
-		why := "none created yet"
-		if err != nil {
-			why = err.Error()
-		}
-		return fmt.Errorf("store %s: its follower has had no consumer of the STATE stream for %s (%s), while the journal's applier has one: changes made on the other nodes do not reach this node's copy",
-			f.log.Name(), now.Sub(since).Round(time.Second), why)
+		return fmt.Errorf("store %s: its follower has had no consumer of the STATE stream for %s (%v), while the journal's applier has one: changes made on the other nodes do not reach this node's copy",
+			f.log.Name(), now.Sub(since).Round(time.Second), err)
 	}
 	return nil
 }

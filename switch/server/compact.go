@@ -250,16 +250,15 @@ func (c *clusterNode) storeStates(ctx context.Context) []cluster.StoreState {
 	var out []cluster.StoreState
 	for _, f := range followed {
 		st := f.log.State(ctx, f.r)
-		if has, since, err := f.f.Consumer(); !has {
+		has, since, err := f.f.Consumer()
+		st.Following = has
+		if !has {
 			if !since.IsZero() {
-				st.NoConsumerSince = &since
+				st.NoConsumerSince, st.NoConsumerFor = &since, time.Since(since)
 			}
 			if err != nil {
 				st.FollowerError = err.Error()
 			}
-		}
-		if err := f.f.Err(); errors.Is(err, cluster.ErrCommitsPurged) {
-			st.FollowerError = err.Error() // /readyz says so too: a restart restores the store
 		}
 		out = append(out, st)
 	}

@@ -174,7 +174,8 @@ func (j *Journal) Following(ctx context.Context) error {
 // zero time while it follows nothing (before Open's restore is done, after Close).
 func (j *Journal) Consumer() (has bool, since time.Time) {
 	if f := j.ap.fol.Load(); f != nil {
-		return f.Consumer()
+		has, since, _ = f.Consumer()
+		return has, since
 	}
 	return false, time.Time{}
 }

@@ -192,13 +192,13 @@ func (f *Follower) Err() error {
 }
 
 // Consumer says whether the follower has a consumer now, and since when it has
-// had one, or has had none (from Follow on, until its first consumer). A reader
-// that must act on a follower without a consumer for long (a readiness check)
-// reads both here, and Err for why.
-func (f *Follower) Consumer() (has bool, since time.Time) {
+// had one, or has had none (from Follow on, until its first consumer), with Err's
+// error of the same moment. A reader that must act on a follower without a
+// consumer for long (a readiness check) reads them here, together.
+func (f *Follower) Consumer() (has bool, since time.Time, err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.has, f.since
+	return f.has, f.since, f.err
 }
 
 // report records and logs a failure to create a consumer (creating true, err

@@ -264,8 +264,8 @@ func TestConsumerDeleted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if has, _ := f.Consumer(); !has {
-		t.Fatal("Consumer: none, after three messages delivered")
+	if has, _, err := f.Consumer(); !has || err != nil {
+		t.Fatalf("Consumer after three messages delivered: %v, %v; want one and no error", has, err)
 	}
 	deletedAt := time.Now()
 	names := st.ConsumerNames(ctx)
@@ -291,7 +291,7 @@ func TestConsumerDeleted(t *testing.T) {
 	if err := f.Err(); err != nil {
 		t.Errorf("Err after the replacement delivered: %v", err)
 	}
-	if has, since := f.Consumer(); !has || since.Before(deletedAt) {
+	if has, since, _ := f.Consumer(); !has || since.Before(deletedAt) {
 		t.Errorf("Consumer after the replacement delivered: %v since %v, want one since the deletion at %v", has, since, deletedAt)
 	}
 	r.mu.Lock()
@@ -336,12 +336,16 @@ func TestCreateUnanswered(t *testing.T) {
 	}
 	const create, del = "SILENT.API.CONSUMER.CREATE.EV.", "SILENT.API.CONSUMER.DELETE.EV."
 	var creates, deletes []string
+	var firstSince time.Time // Consumer's since once the first attempt has failed
 	for len(creates) < 3 {
 		select {
 		case subj := <-asked:
 			switch {
 			case strings.HasPrefix(subj, create):
 				creates = append(creates, strings.TrimPrefix(subj, create))
+				if len(creates) == 2 { // the first attempt was given up
+					_, firstSince, _ = f.Consumer()
+				}
 			case strings.HasPrefix(subj, del):
 				deletes = append(deletes, strings.TrimPrefix(subj, del))
 			default:
@@ -355,8 +359,8 @@ func TestCreateUnanswered(t *testing.T) {
 	if err := f.Err(); err == nil || !strings.Contains(err.Error(), "create consumer") {
 		t.Errorf("Err while no consumer can be created: %v", err)
 	}
-	if has, since := f.Consumer(); has || since.Before(began) || since.After(time.Now()) {
-		t.Errorf("Consumer while none can be created: %v since %v, want none since Follow (%v)", has, since, began)
+	if has, since, err := f.Consumer(); has || since.Before(began) || !since.Equal(firstSince) || err == nil {
+		t.Errorf("Consumer while none can be created: %v since %v (%v), want none since Follow (%v), as after the first failure (%v)", has, since, err, began, firstSince)
 	}
 	f.Stop()
 	if n := strings.Count(logged.String(), "no consumer yet"); n != 1 {
