@@ -751,6 +751,14 @@ func TestClusterNodeKilled(t *testing.T) {
 	killed := c.node(2)
 	killedAt := time.Now()
 	killed.kill()
+	// A reversal the simulator was already taking when the outage began is recorded
+	// after owedOf's snapshot (the outage records nothing new): node 2 delivered
+	// it before it died, and did not owe it (a CI run met this once).
+	for rrn, e := range c.sim.Ledger() {
+		if owed[rrn] && e.Reversed {
+			delete(owed, rrn)
+		}
+	}
 	if err := c.sim.EndOutage(); err != nil {
 		t.Fatal(err)
 	}
