@@ -9,12 +9,12 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/switchyard/switchyard/internal/cli"
+	"github.com/switchyard/switchyard/internal/syncbuf"
 )
 
 // readmeSection returns the text of the README section headed "## title", up to the next
@@ -72,24 +72,6 @@ func makeRecipe(t *testing.T, target string) string {
 	return m[1]
 }
 
-// lockedBuffer is a bytes.Buffer for a subprocess's output read while it runs.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestReadmeStartHere runs the README's "Start here" as a new user would: `make run`'s
 // command (from the Makefile) in a directory of its own, away from the checkout, with
 // ports chosen by the test; then every line of the second block with the binary, each
@@ -131,7 +113,7 @@ func TestReadmeStartHere(t *testing.T) {
 	srv := exec.Command(bin, sargs...)
 	srv.Dir = home
 	srv.Env = cleanEnv()
-	var banner, logs lockedBuffer
+	var banner, logs syncbuf.Buffer
 	srv.Stdout, srv.Stderr = &logs, &banner
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)

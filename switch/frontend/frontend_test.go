@@ -2,37 +2,19 @@ package frontend
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/binary"
 	"io"
 	"net"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/switchyard/switchyard/internal/syncbuf"
 )
-
-// syncBuffer is a log sink the test reads while the listener writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // gateProc answers every request with its own body once release is closed, and reports
 // each answer's delivery on sent.
@@ -125,7 +107,7 @@ func TestAnswerAfterPeerClosedIsUndelivered(t *testing.T) {
 			name = "half-close"
 		}
 		t.Run(name, func(t *testing.T) {
-			logs := &syncBuffer{}
+			logs := &syncbuf.Buffer{}
 			p := newGateProc()
 			l := listen(t, Config{}, p, logs, nil)
 			nc, err := net.Dial("tcp", l.Addr().String())

@@ -1,17 +1,17 @@
 package saf
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/switchyard/switchyard/internal/syncbuf"
 )
 
 func waitUntil(t *testing.T, what string, d time.Duration, cond func() bool) {
@@ -104,7 +104,7 @@ func TestFailedTryWarningsRateLimited(t *testing.T) {
 	defer db.Close()
 	var now atomic.Int64
 	now.Store(time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC).UnixNano())
-	logs := &lockedBuffer{}
+	logs := &syncbuf.Buffer{}
 	q, err := Open(db, Options{MinBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond, Poll: 5 * time.Millisecond,
 		WarnEvery: time.Minute, Now: func() time.Time { return time.Unix(0, now.Load()) }, Logger: zerolog.New(logs)})
 	if err != nil {
@@ -144,21 +144,4 @@ func TestFailedTryWarningsRateLimited(t *testing.T) {
 	if st.Suppressed.Load() < 90 {
 		t.Fatalf("suppressed = %d, want the failures not logged counted", st.Suppressed.Load())
 	}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

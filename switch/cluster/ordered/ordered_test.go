@@ -1,7 +1,6 @@
 package ordered
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net/url"
@@ -18,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/switchyard/switchyard/internal/freeport"
+	"github.com/switchyard/switchyard/internal/syncbuf"
 )
 
 // TestMain fails the package when a goroutine outlives its test: Stop must join
@@ -145,24 +145,6 @@ func receive(t *testing.T, f *Follower, subject, body string, seq uint64) {
 	case <-time.After(guard):
 		t.Fatalf("no message within %v, want %s %q at sequence %d (next %d, resets %d)", guard, subject, body, seq, f.Next(), f.Resets())
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the follower's goroutine and the test's.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // reports collects what a follower reports.
@@ -328,7 +310,7 @@ func TestCreateUnanswered(t *testing.T) {
 		t.Fatal(err)
 	}
 	var r reports
-	var logged syncBuffer
+	var logged syncbuf.Buffer
 	began := time.Now()
 	f, err := Follow(js, Config{Stream: "EV", From: 1, Attempt: 20 * time.Millisecond, Report: r.report, Logger: zerolog.New(&logged)})
 	if err != nil {
