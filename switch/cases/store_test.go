@@ -1,13 +1,11 @@
 package cases
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +14,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/rs/zerolog"
 
+	"github.com/switchyard/switchyard/internal/syncbuf"
 	"github.com/switchyard/switchyard/risk"
 	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/registry"
@@ -47,30 +46,13 @@ func counterValue(c prometheus.Counter) float64 {
 	return m.GetCounter().GetValue()
 }
 
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (w *syncBuf) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *syncBuf) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
-}
-
 type env struct {
 	db    *badger.DB
 	reg   *registry.Registry
 	lists *risk.Lists
 	eng   *risk.Engine
 	opts  Options
-	logs  *syncBuf
+	logs  *syncbuf.Buffer
 	now   time.Time
 }
 
@@ -81,7 +63,7 @@ func newEnv(t testing.TB) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = db.Close() })
-	e := &env{db: db, logs: &syncBuf{}, now: time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)}
+	e := &env{db: db, logs: &syncbuf.Buffer{}, now: time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)}
 	clock := func() time.Time { return e.now }
 	if e.reg, err = registry.New(db, clock, registry.Options{SeenFlushInterval: -1}); err != nil {
 		t.Fatal(err)

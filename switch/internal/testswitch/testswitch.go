@@ -4,11 +4,10 @@
 package testswitch
 
 import (
-	"bytes"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/switchyard/switchyard/internal/syncbuf"
 	"github.com/switchyard/switchyard/switch/config"
 )
 
@@ -31,22 +30,5 @@ func DemoConfig(t testing.TB, dir, rulesDir string) *config.Config {
 	return c
 }
 
-// SyncBuffer collects log output from many goroutines.
-type SyncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-// Write implements io.Writer.
-func (s *SyncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-// String returns everything written so far.
-func (s *SyncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// SyncBuffer collects log output from many goroutines (syncbuf.Buffer).
+type SyncBuffer = syncbuf.Buffer
