@@ -81,6 +81,32 @@ func (s *Store) LastBatch(tid string) (time.Time, error) {
 	return t, err
 }
 
+// BatchCloses calls fn with each terminal's last batch close, in terminal ID order,
+// until fn returns an error (which it returns).
+func (s *Store) BatchCloses(fn func(tid string, at time.Time) error) error {
+	return s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixBatch), PrefetchValues: true})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			item := it.Item()
+			var at time.Time
+			if err := item.Value(func(v []byte) error {
+				if len(v) != 8 {
+					return fmt.Errorf("journal: batch close %s: value of %d bytes, not 8", item.Key(), len(v))
+				}
+				at = time.Unix(0, int64(binary.BigEndian.Uint64(v))).UTC()
+				return nil
+			}); err != nil {
+				return err
+			}
+			if err := fn(string(item.Key()[len(prefixBatch):]), at); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 // CloseBatch records that the terminal's batch was closed at t.
 func (s *Store) CloseBatch(ctx context.Context, tid string, t time.Time) error {
 	v := binary.BigEndian.AppendUint64(nil, uint64(t.UnixNano()))

@@ -1,0 +1,224 @@
+package cjournal
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchyard/switchyard/switch/journal"
+)
+
+// Importing a single switch's journal. A cluster starts from empty data directories;
+// a single switch's history (its records and its terminals' last batch closes) joins
+// it as the records of a node of its own, node 0, published into the stream like any
+// node's group messages (subject journal.0.g): every node's applier writes them into
+// its local store, so that queries, settlement, duplicate checks and the DUKPT
+// counters on any node see them, and folds their final versions into velocity as it
+// does other nodes'. A single switch's RRNs are 12-digit sequence numbers below 10^11,
+// so their first digit is 0, apart from every cluster node's (1 to 9).
+//
+// An import goes in RRN order and can be interrupted and run again: every message
+// carries the highest RRN imported with it (header Sy-Import-Last), and the next
+// import goes on after it. Each message is published only if the subject's last
+// message is still the one the import last saw (JetStream's expected last subject
+// sequence), so two imports at once cannot interleave: the second fails.
+
+// Import's errors, besides the stream's (wrapping journal.ErrUnavailable).
+var (
+	// ErrImportRefused wraps what an import refuses: records it cannot take.
+	ErrImportRefused = errors.New("import refused")
+	// ErrImportConflict is another import publishing at the same time.
+	ErrImportConflict = errors.New("another import published meanwhile")
+)
+
+// ImportNode is the node name of an imported single switch's messages.
+const ImportNode = "0"
+
+// hdrImportLast is the highest RRN imported up to and including a message.
+const hdrImportLast = "Sy-Import-Last"
+
+// importMsgMax bounds an import message (maxGroupMsg; a test lowers it).
+var importMsgMax = maxGroupMsg
+
+// importSubject is the subject of the imported messages.
+const importSubject = "journal." + ImportNode + "." + kindGroup
+
+// ImportState is what the stream holds of an import of a single switch's journal.
+type ImportState struct {
+	// LastRRN is the highest RRN imported ("" none): an import goes on after it.
+	LastRRN string `json:"last_rrn"`
+	// Messages is how many import messages the stream holds, and LastSeq the stream
+	// sequence of the last (0 none).
+	Messages uint64 `json:"messages"`
+	LastSeq  uint64 `json:"last_seq"`
+}
+
+// BatchClose is a terminal's last batch close.
+type BatchClose struct {
+	TID string    `json:"tid"`
+	At  time.Time `json:"at"`
+}
+
+// ImportResult is what one Import published.
+type ImportResult struct {
+	Records  int    `json:"records"`
+	Closes   int    `json:"closes"`
+	Messages int    `json:"messages"`
+	LastRRN  string `json:"last_rrn"`
+}
+
+// ImportState reads what the stream holds of an import.
+func (j *Journal) ImportState(ctx context.Context) (ImportState, error) {
+	var st ImportState
+	info, err := j.stream.Info(ctx, jetstream.WithSubjectFilter(importSubject))
+	if err != nil {
+		return st, fmt.Errorf("cjournal: import state: stream %s: %w", StreamName, err)
+	}
+	st.Messages = info.State.Subjects[importSubject]
+	if st.Messages == 0 {
+		return st, nil
+	}
+	m, err := j.stream.GetLastMsgForSubject(ctx, importSubject)
+	if err != nil {
+		return st, fmt.Errorf("cjournal: import state: the last message of %s: %w", importSubject, err)
+	}
+	st.LastSeq = m.Sequence
+	st.LastRRN = m.Header.Get(hdrImportLast)
+	return st, nil
+}
+
+// ImportRRN reports whether rrn can be a single switch's RRN: 12 digits, the first 0.
+func ImportRRN(rrn string) bool {
+	if len(rrn) != 12 || rrn[0] != '0' {
+		return false
+	}
+	for i := 0; i < len(rrn); i++ {
+		if rrn[i] < '0' || rrn[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// Import publishes a stopped single switch's batch closes and records into the
+// stream as node 0's, closes first, in messages of up to 256 KiB, and returns once
+// the stream holds them all. The records must be final (a single switch recovers its
+// open transactions when it starts: start it once, stop it, then import), carry a
+// single switch's RRNs (ImportRRN), and come in ascending RRN order after the last one
+// imported (ImportState.LastRRN): an import interrupted by an error is run again from
+// there. Batch closes may be sent again (the appliers keep each terminal's latest).
+// It fails, with nothing of the failed message stored, when another import published
+// meanwhile.
+func (j *Journal) Import(ctx context.Context, closes []BatchClose, recs []*journal.Record) (ImportResult, error) {
+	st, err := j.ImportState(ctx)
+	if err != nil {
+		return ImportResult{}, err
+	}
+	return j.importAfter(ctx, st, closes, recs)
+}
+
+// importAfter is Import after st, the import's state as last read.
+func (j *Journal) importAfter(ctx context.Context, st ImportState, closes []BatchClose, recs []*journal.Record) (ImportResult, error) {
+	var res ImportResult
+	last := st.LastRRN
+	for i, c := range closes {
+		if c.TID == "" || c.At.IsZero() {
+			return res, fmt.Errorf("cjournal: %w: batch close %d: terminal %q at %v: a terminal ID and a time are required", ErrImportRefused, i, c.TID, c.At)
+		}
+	}
+	prev := last
+	for _, r := range recs {
+		switch {
+		case !ImportRRN(r.RRN):
+			return res, fmt.Errorf("cjournal: %w: RRN %q is not a single switch's (12 digits, the first 0)", ErrImportRefused, r.RRN)
+		case r.RRN <= prev:
+			if r.RRN <= last {
+				return res, fmt.Errorf("cjournal: %w: record %s: the stream holds the import up to RRN %s already (run the import again: it goes on after it)", ErrImportRefused, r.RRN, last)
+			}
+			return res, fmt.Errorf("cjournal: %w: record %s after %s: records must come in ascending RRN order", ErrImportRefused, r.RRN, prev)
+		case !r.Final():
+			return res, fmt.Errorf("cjournal: %w: record %s (terminal %s, %s) is not final: start the single switch once so that its recovery settles its open transactions, stop it, and import again", ErrImportRefused, r.RRN, r.TID, r.State)
+		}
+		prev = r.RRN
+	}
+
+	// One message at a time: entries gather in buf until the next would pass
+	// maxGroupMsg. A message's Sy-Import-Last is the highest RRN imported with it.
+	var (
+		buf             []byte
+		nRecs, nCloses  int
+		firstID, msgMax = "", last
+		seq             = st.LastSeq
+	)
+	send := func() error {
+		if nRecs+nCloses == 0 {
+			return nil
+		}
+		m := &nats.Msg{Subject: importSubject, Data: buf, Header: nats.Header{}}
+		m.Header[hdrNode] = []string{ImportNode}
+		m.Header[hdrKind] = []string{kindGroup}
+		m.Header[hdrFormat] = []string{formatText}
+		m.Header[hdrImportLast] = []string{msgMax}
+		pctx, cancel := context.WithTimeout(ctx, j.opts.AckTimeout)
+		defer cancel()
+		ack, err := j.js.PublishMsg(pctx, m, jetstream.WithMsgID("import-"+firstID+"-"+msgMax),
+			jetstream.WithExpectLastSequencePerSubject(seq))
+		if err != nil {
+			var api *jetstream.APIError
+			if errors.As(err, &api) && (api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+				return fmt.Errorf("cjournal: import: %w to %s (%v): run the import again", ErrImportConflict, importSubject, err)
+			}
+			return &unavailableError{what: fmt.Sprintf("import of %d records and %d batch closes up to RRN %q", nRecs, nCloses, msgMax), err: err, noQuorum: !errors.As(err, &api)}
+		}
+		seq = ack.Sequence
+		res.Messages++
+		res.Records += nRecs
+		res.Closes += nCloses
+		res.LastRRN = msgMax
+		buf, nRecs, nCloses = nil, 0, 0
+		return nil
+	}
+	add := func(kind byte, payload []byte, id string) error {
+		if nRecs+nCloses > 0 && len(buf)+1+binary.MaxVarintLen64+len(payload) > importMsgMax {
+			if err := send(); err != nil {
+				return err
+			}
+		}
+		if nRecs+nCloses == 0 {
+			firstID = id
+		}
+		buf = binary.AppendUvarint(append(buf, kind), uint64(len(payload)))
+		buf = append(buf, payload...)
+		return nil
+	}
+	for _, c := range closes {
+		data := append(binary.BigEndian.AppendUint64(nil, uint64(c.At.UnixNano())), c.TID...)
+		if err := add(kindBatch[0], data, "b"+c.TID); err != nil {
+			return res, err
+		}
+		nCloses++
+	}
+	for _, r := range recs {
+		data, err := r.AppendBinary(nil)
+		if err != nil {
+			return res, fmt.Errorf("cjournal: import: encode record %s: %w", r.RRN, err)
+		}
+		if err := add(kindRecord[0], data, "r"+r.RRN); err != nil {
+			return res, err
+		}
+		nRecs++
+		msgMax = r.RRN
+	}
+	if err := send(); err != nil {
+		return res, err
+	}
+	if res.LastRRN == "" {
+		res.LastRRN = last
+	}
+	return res, nil
+}

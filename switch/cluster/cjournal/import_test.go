@@ -1,0 +1,158 @@
+package cjournal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/switchyard/switchyard/switch/journal"
+)
+
+// TestImport: a stopped single switch's records and batch closes, imported through
+// one node in two runs (the second going on after the first, through another node),
+// reach every node's store: by RRN, by duplicate key, in scans and in OnRemote; its
+// terminals' batch closes too. Records out of order, already imported, not final or
+// with a cluster node's RRN are refused, and so is a message after another import's.
+func TestImport(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+
+	// The single switch: 1,200 transactions on two terminals, both batches closed.
+	single := t.TempDir()
+	db, err := badger.Open(badger.DefaultOptions(filepath.Join(single, "badger")).WithLogger(nil).WithSyncWrites(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	old, err := journal.Open(db, journal.Options{Dir: filepath.Join(single, "journal")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	at := time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC)
+	const n = 1200
+	for k := range n {
+		if _, err := writeTxn(ctx, old, fmt.Sprintf("S%d", k%2), fmt.Sprintf("%06d", k+1), at.Add(time.Duration(k)*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	closes := []BatchClose{{TID: "S0", At: at.Add(2 * time.Hour)}, {TID: "S1", At: at.Add(3 * time.Hour)}}
+	for _, c := range closes {
+		if err := old.CloseBatch(ctx, c.TID, c.At); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var recs []*journal.Record
+	if err := old.ScanFrom(ctx, "", func(r *journal.Record) bool { recs = append(recs, r); return true }); err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != n {
+		t.Fatalf("the single switch holds %d records; %d written", len(recs), n)
+	}
+	var got []BatchClose
+	if err := old.BatchCloses(func(tid string, at time.Time) error { got = append(got, BatchClose{tid, at}); return nil }); err != nil || len(got) != 2 || got[1] != closes[1] {
+		t.Fatalf("BatchCloses: %v %v", got, err)
+	}
+
+	// Messages of about 16 KB (a hundred records), so that each run takes several.
+	defer func(m int) { importMsgMax = m }(importMsgMax)
+	importMsgMax = 16 << 10
+
+	nc := startCluster(t, ctx, 3)
+	base := t.TempDir()
+	ms := make([]*member, 3)
+	for i := range ms {
+		ms[i] = openMember(t, ctx, nc.nodes[i], i+1, 3, filepath.Join(base, fmt.Sprint(i+1)))
+	}
+	defer func() {
+		for _, m := range ms {
+			m.close(t)
+		}
+	}()
+
+	refused := func(what, want string, err error) {
+		t.Helper()
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("%s: %v; want an error saying %q", what, err, want)
+		}
+	}
+	open := *recs[5]
+	open.RC, open.State = "", journal.StateSent
+	_, err = ms[0].j.Import(ctx, nil, []*journal.Record{recs[0], &open})
+	refused("a record not final", "is not final", err)
+	_, err = ms[0].j.Import(ctx, nil, []*journal.Record{recs[1], recs[0]})
+	refused("records out of order", "ascending RRN order", err)
+	nodes := *recs[0]
+	nodes.RRN = "100000000001"
+	_, err = ms[0].j.Import(ctx, nil, []*journal.Record{&nodes})
+	refused("a cluster node's RRN", "not a single switch's", err)
+	if st, err := ms[0].j.ImportState(ctx); err != nil || st.Messages != 0 {
+		t.Fatalf("refused imports stored %d messages (%v)", st.Messages, err)
+	}
+
+	// The first run: the batch closes and 700 records, through node 1.
+	res, err := ms[0].j.Import(ctx, closes, recs[:700])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Records != 700 || res.Closes != 2 || res.Messages < 2 || res.LastRRN != recs[699].RRN {
+		t.Fatalf("first run: %+v", res)
+	}
+	st, err := ms[1].j.ImportState(ctx)
+	if err != nil || st.LastRRN != recs[699].RRN || st.Messages != uint64(res.Messages) {
+		t.Fatalf("state after the first run, from node 2: %+v %v (run: %+v)", st, err, res)
+	}
+	_, err = ms[1].j.Import(ctx, nil, recs[690:710])
+	refused("records imported already", "holds the import up to RRN "+recs[699].RRN, err)
+	// A message published after another import's: refused, nothing stored.
+	stale := st
+	stale.LastSeq--
+	_, err = ms[1].j.importAfter(ctx, stale, nil, recs[700:701])
+	refused("a stale import", "another import published", err)
+	if !errors.Is(err, ErrImportConflict) {
+		t.Fatalf("a stale import: %v is not ErrImportConflict", err)
+	}
+
+	// The second run, through node 2, goes on after the first.
+	res, err = ms[1].j.Import(ctx, nil, recs[700:])
+	if err != nil || res.Records != n-700 || res.LastRRN != recs[n-1].RRN {
+		t.Fatalf("second run: %+v %v", res, err)
+	}
+
+	for _, m := range ms {
+		if err := m.j.CaughtUp(ctx); err != nil {
+			t.Fatal(err)
+		}
+		all := scanAll(t, ctx, m)
+		if len(all) != n {
+			t.Fatalf("node %d scans %d records; %d imported", m.num, len(all), n)
+		}
+		for _, r := range recs {
+			g := all[r.RRN]
+			if g == nil || g.RC != r.RC || g.State != r.State || g.STAN != r.STAN {
+				t.Fatalf("node %d: imported %s is %+v; want %+v", m.num, r.RRN, g, r)
+			}
+		}
+		last := recs[n-1]
+		if rrn, ok, err := m.j.LookupDuplicate(last.TID, last.STAN, last.DE7); err != nil || !ok || rrn != last.RRN {
+			t.Fatalf("node %d: duplicate lookup of the imported %s: %q %v %v", m.num, last.RRN, rrn, ok, err)
+		}
+		for _, c := range closes {
+			if lb, err := m.j.LastBatch(c.TID); err != nil || !lb.Equal(c.At) {
+				t.Fatalf("node %d: batch of %s closed at %v, %v; want %v", m.num, c.TID, lb, err, c.At)
+			}
+		}
+		m.mu.Lock()
+		remote := len(m.remote)
+		m.mu.Unlock()
+		if remote != n {
+			t.Fatalf("node %d's OnRemote saw %d imported records; want %d", m.num, remote, n)
+		}
+	}
+}
