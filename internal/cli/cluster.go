@@ -12,7 +12,7 @@ import (
 
 func init() {
 	registerTool("cluster", "cluster status and compaction: nodes, JetStream leader, streams and buckets, lag, backlog, leases, shared stores", "Usage:\n"+clusterUsage,
-		[]string{"status", "compact"}, runCluster)
+		[]string{"status", "compact", "import"}, runCluster)
 }
 
 const clusterUsage = `switchyard cluster status [--json]
@@ -24,14 +24,21 @@ switchyard cluster compact [--json]
   asks a running node (an admin's token) to compact the shared stores (registry, keys, lists,
   ratings, notices, cases) into snapshots now, as it does by itself when a store holds more
   than cluster.state_compact_above commits; the commits below each store's previous
-  snapshot are purged from the STATE stream`
+  snapshot are purged from the STATE stream
+switchyard cluster import --from DIR
+  imports a stopped single switch's journal (data directory DIR, read here) into the cluster
+  through a running node (an admin's token): its terminals' last batch closes and its records,
+  as node 0's, so that queries, settlement and duplicate checks on every node see its history.
+  It refuses a directory whose switch still runs or still owes store-and-forward advices, and
+  records that are not final; interrupted, it is run again and goes on after the last record
+  imported (docs/cluster.md, "From a single switch to a cluster")`
 
 func runCluster(env *Env, args []string) int {
 	conn, rest, err := kit.ExtractConn(args, env.Getenv)
 	if err != nil {
 		return fail(env, "cluster: %v", err)
 	}
-	if len(rest) == 0 || (rest[0] != "status" && rest[0] != "compact") {
+	if len(rest) == 0 || (rest[0] != "status" && rest[0] != "compact" && rest[0] != "import") {
 		fmt.Fprintln(env.Stderr, "Usage:\n"+clusterUsage)
 		return kit.ExitUsage
 	}
@@ -42,13 +49,19 @@ func runCluster(env *Env, args []string) int {
 	fs := newFlags(env, "cluster "+sub, "")
 	fs.Usage = func() { fmt.Fprintln(env.Stderr, "Usage:\n"+clusterUsage+"\n\nFlags:"); fs.PrintDefaults() }
 	asJSON := fs.Bool("json", false, "print the node's answer as JSON")
+	from := fs.String("from", "", "import: the stopped single switch's data directory")
 	if ok, code := parse(fs, rest[1:]); !ok {
 		return code
 	}
 	if fs.NArg() > 0 {
 		return fail(env, "cluster %s: unexpected argument %q", sub, fs.Arg(0))
 	}
-	if sub == "compact" {
+	switch {
+	case sub == "import":
+		return runClusterImport(env, conn, *from, *asJSON)
+	case *from != "":
+		return fail(env, "cluster %s: --from is a flag of cluster import", sub)
+	case sub == "compact":
 		return runClusterCompact(env, conn, *asJSON)
 	}
 	var rep cluster.Report

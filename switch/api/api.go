@@ -108,6 +108,13 @@ type Options struct {
 	// (POST /api/v1/cluster/compact, admins); nil on a switch that runs alone,
 	// which answers 404 "not a cluster node".
 	ClusterCompact func(ctx context.Context) (any, error)
+	// ClusterImportState and ClusterImport read and extend the import of a stopped
+	// single switch's journal into the cluster (GET and POST
+	// /api/v1/cluster/import/journal, admins); nil on a switch that runs alone,
+	// which answers 404 "not a cluster node". Return errors made with WithStatus for
+	// answers other than 500.
+	ClusterImportState func(ctx context.Context) (any, error)
+	ClusterImport      func(ctx context.Context, body JournalImport) (any, error)
 	// Profiles serve GET /api/v1/merchants/{id}/profile (with Registry: the
 	// merchant's tier); nil leaves the route out.
 	Profiles *profile.Set

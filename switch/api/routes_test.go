@@ -52,11 +52,13 @@ func TestEveryRouteNeedsAToken(t *testing.T) {
 	}
 	called := false
 	o := api.Options{Auth: auth, Registry: f.reg, Cases: cs, Keys: store, HSM: h, Lists: lists, Journal: j,
-		Settle:        func(context.Context, string) (any, error) { called = true; return nil, nil },
-		SAF:           func(string) (any, error) { called = true; return nil, nil },
-		ZoneKeyChange: func(context.Context, string, string) (any, error) { called = true; return nil, nil },
-		ClusterStatus: func(context.Context) (any, error) { called = true; return nil, nil },
-		Pprof:         true}
+		Settle:             func(context.Context, string) (any, error) { called = true; return nil, nil },
+		SAF:                func(string) (any, error) { called = true; return nil, nil },
+		ZoneKeyChange:      func(context.Context, string, string) (any, error) { called = true; return nil, nil },
+		ClusterStatus:      func(context.Context) (any, error) { called = true; return nil, nil },
+		ClusterImportState: func(context.Context) (any, error) { called = true; return nil, nil },
+		ClusterImport:      func(context.Context, api.JournalImport) (any, error) { called = true; return nil, nil },
+		Pprof:              true}
 	o.Profiles, o.RefreshProfiles = profile.NewSet(nil), func(context.Context) (any, error) { called = true; return nil, nil }
 	srv := httptest.NewServer(api.New(o))
 	defer srv.Close()
@@ -92,15 +94,16 @@ func TestEveryRouteNeedsAToken(t *testing.T) {
 		if st, msg := do(method, path, ""); st != http.StatusUnauthorized || msg == "" {
 			t.Errorf("%s without a token: %d %q, want 401 with a JSON error", p, st, msg)
 		}
-		if strings.Contains(path, "/keys") || strings.Contains(path, "/key-change") || strings.Contains(path, "/debug/pprof") {
+		if strings.Contains(path, "/keys") || strings.Contains(path, "/key-change") || strings.Contains(path, "/debug/pprof") ||
+			strings.Contains(path, "/cluster/import") {
 			adminOnly++
 			if st, _ := do(method, path, "demo-operator-7Kq2"); st != http.StatusForbidden {
 				t.Errorf("%s as an operator: %d, want 403", p, st)
 			}
 		}
 	}
-	if adminOnly != 15 || called { // 15 with the dual control routes (keys/components, keys/{id}/export-components)
-		t.Errorf("%d admin-only routes checked (want 15); a handler ran without its role: %v", adminOnly, called)
+	if adminOnly != 17 || called { // 15 with the dual control routes (keys/components, keys/{id}/export-components), and the journal import's two
+		t.Errorf("%d admin-only routes checked (want 17); a handler ran without its role: %v", adminOnly, called)
 	}
 }
 

@@ -22,6 +22,8 @@ import (
 //	POST /api/v1/issuers/{id}/key-change                    a new zone PIN key for an issuer
 //	GET  /api/v1/cluster/status                             the cluster: nodes, streams, leases (404 alone)
 //	POST /api/v1/cluster/compact                            compact the shared stores into snapshots now (404 alone)
+//	GET  /api/v1/cluster/import/journal                     how far a single switch's journal is imported (404 alone)
+//	POST /api/v1/cluster/import/journal                     import more of it: JournalImport (404 alone)
 //	GET  /debug/pprof/...                                   the Go profiler
 func (a *api) switchRoutes() {
 	o := a.o
@@ -66,9 +68,41 @@ func (a *api) switchRoutes() {
 		}
 		return o.ClusterCompact(r.Context())
 	})
+	a.route("GET /api/v1/cluster/import/journal", adminsOnly, nil, func(r *http.Request, _ admin.Principal) (any, error) {
+		if o.ClusterImportState == nil {
+			return nil, ErrNotCluster
+		}
+		return o.ClusterImportState(r.Context())
+	})
+	a.route("POST /api/v1/cluster/import/journal", adminsOnly, nil, func(r *http.Request, _ admin.Principal) (any, error) {
+		if o.ClusterImport == nil {
+			return nil, ErrNotCluster
+		}
+		var body JournalImport
+		if err := readBody(r, &body); err != nil {
+			return nil, err
+		}
+		return o.ClusterImport(r.Context(), body)
+	})
 	if o.Pprof {
 		a.pprof()
 	}
+}
+
+// JournalImport is the body of POST /api/v1/cluster/import/journal: part of a stopped
+// single switch's journal, its terminals' last batch closes and records in ascending
+// RRN order after the last one imported (at most 8 MB of JSON a request).
+type JournalImport struct {
+	Closes []ImportClose `json:"closes,omitempty"`
+	// Records are journal records in their binary form (journal.Record.AppendBinary,
+	// base64 in JSON): what the journal stores, field for field.
+	Records [][]byte `json:"records,omitempty"`
+}
+
+// ImportClose is a terminal's last batch close in a JournalImport.
+type ImportClose struct {
+	TID string    `json:"tid"`
+	At  time.Time `json:"at"`
 }
 
 // ErrNotCluster answers GET /api/v1/cluster/status on a switch that runs alone.

@@ -652,6 +652,12 @@ func (s *Server) onRemoteRecord(rec, prev *journal.Record) {
 	if s.Risk == nil || !rec.Final() {
 		return
 	}
+	if w := s.Risk.RuleSet().MaxWindow(); w > 0 && time.Since(rec.Received) > w {
+		// Older than every counter's window, it counts in none a rule reads (an
+		// imported single switch's history, an applier catching up after days
+		// away): observed, it would only take room from the live series.
+		return
+	}
 	if prev != nil && prev.Final() {
 		if !prev.Reversed() && strings.HasPrefix(rec.ReversedBy, "switch:") {
 			s.retractRemote(rec, risk.Retraction{Kind: risk.RetractReversal})

@@ -67,11 +67,32 @@ var clusterMarks = []string{"reg/rev", "c/journal/applied", "j/indexksn", "keys/
 // It returns whether the directory holds no record of its way yet (recordDataMode
 // writes it once the switch has opened). dir names the directory in errors.
 func checkDataMode(db *badger.DB, dir string, want dataMode) (unrecorded bool, err error) {
-	var (
-		have     dataMode
-		recorded bool
-		found    bool // no record, but data: have is inferred from it
-	)
+	have, recorded, found, err := readDataMode(db, dir, want)
+	if err != nil {
+		return false, err
+	}
+	if (recorded || found) && have != want && !(found && have.node == -1 && want.node > 0) {
+		return false, dataModeError(dir, have, want)
+	}
+	return !recorded, nil
+}
+
+// CheckSingleData refuses a data directory that holds a cluster node's data, for a
+// tool that reads a stopped single switch's (switchyard cluster import).
+func CheckSingleData(db *badger.DB, dir string) error {
+	have, recorded, found, err := readDataMode(db, dir, dataMode{})
+	if err != nil {
+		return err
+	}
+	if (recorded || found) && have.node != 0 {
+		return fmt.Errorf("data directory %s holds a cluster node's data, not a single switch's", dir)
+	}
+	return nil
+}
+
+// readDataMode reads the way the directory runs: recorded (keyDataMode), or else
+// found by what it holds (inferDataMode, for want), or neither (a new directory).
+func readDataMode(db *badger.DB, dir string, want dataMode) (have dataMode, recorded, found bool, err error) {
 	err = db.View(func(txn *badger.Txn) error {
 		item, err := txn.Get([]byte(keyDataMode))
 		if err == nil {
@@ -92,12 +113,9 @@ func checkDataMode(db *badger.DB, dir string, want dataMode) (unrecorded bool, e
 		return err
 	})
 	if err != nil {
-		return false, fmt.Errorf("data directory %s: read the way it runs: %w", dir, err)
+		err = fmt.Errorf("data directory %s: read the way it runs: %w", dir, err)
 	}
-	if (recorded || found) && have != want && !(found && have.node == -1 && want.node > 0) {
-		return false, dataModeError(dir, have, want)
-	}
-	return !recorded, nil
+	return have, recorded, found, err
 }
 
 // recordDataMode records in db the way the switch runs it, m.

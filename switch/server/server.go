@@ -679,6 +679,7 @@ func (s *Server) startAdmin() error {
 	})
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.Metrics.Registry, promhttp.HandlerOpts{Registry: s.Metrics.Registry}))
 	loc, _ := time.LoadLocation(s.cfg.Timezone) // validated with the configuration
+	importState, importJournal := s.cl.importFuncs()
 	api.Register(s.mux, api.Options{
 		Auth:     s.auth,
 		Logger:   s.log.With().Str("component", "api").Logger(),
@@ -699,10 +700,12 @@ func (s *Server) startAdmin() error {
 		ZoneKeyChange: func(ctx context.Context, issuer, actor string) (any, error) {
 			return s.ChangeZoneKey(ctx, issuer, actor)
 		},
-		ClusterStatus:  s.cl.statusFunc(),
-		ClusterCompact: s.cl.compactFunc(),
-		Pprof:          true,
-		PprofOpen:      s.cfg.Demo,
+		ClusterStatus:      s.cl.statusFunc(),
+		ClusterCompact:     s.cl.compactFunc(),
+		ClusterImportState: importState,
+		ClusterImport:      importJournal,
+		Pprof:              true,
+		PprofOpen:          s.cfg.Demo,
 
 		Profiles:        s.Profiles,
 		RefreshProfiles: s.refreshProfiles,

@@ -1,0 +1,128 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/switchyard/switchyard/internal/cli/kit"
+	"github.com/switchyard/switchyard/switch/api"
+	"github.com/switchyard/switchyard/switch/cluster/cjournal"
+	"github.com/switchyard/switchyard/switch/journal"
+	"github.com/switchyard/switchyard/switch/saf"
+	"github.com/switchyard/switchyard/switch/server"
+)
+
+// importChunk bounds one request of an import: its records' encoded bytes (base64
+// makes them a third larger; the API takes 8 MB a request).
+var importChunk = 4 << 20
+
+// runClusterImport reads a stopped single switch's data directory and hands its
+// journal to a running node, in requests of up to importChunk, from after the last
+// record the cluster holds of it.
+func runClusterImport(env *Env, conn kit.Conn, dir string, asJSON bool) int {
+	if dir == "" {
+		return fail(env, "cluster import: --from DIR (the stopped single switch's data directory) is required")
+	}
+	if _, err := os.Stat(server.JournalDir(dir)); err != nil {
+		return fail(env, "cluster import: %s is not a switch's data directory (no journal: %v)", dir, err)
+	}
+	db, err := server.OpenDB(dir, zerolog.Nop())
+	if err != nil {
+		return fail(env, "cluster import: %v (stop the single switch first)", err)
+	}
+	defer db.Close()
+	if err := server.CheckSingleData(db, dir); err != nil {
+		return fail(env, "cluster import: %v", err)
+	}
+	q, err := saf.Open(db, saf.Options{})
+	if err != nil {
+		return fail(env, "cluster import: %s: %v", dir, err)
+	}
+	owed := q.Len("")
+	_ = q.Close()
+	if owed > 0 {
+		return fail(env, "cluster import: the single switch in %s still owes %d store-and-forward advice(s): "+
+			"start it, let its queue drain (switchyard_saf_queued 0), stop it, and import again", dir, owed)
+	}
+	j, err := journal.Open(db, journal.Options{Dir: server.JournalDir(dir)})
+	if err != nil {
+		return fail(env, "cluster import: %s: %v", dir, err)
+	}
+	defer j.Close()
+
+	c := conn.Client()
+	var st cjournal.ImportState
+	if err := c.Do(env.Ctx, "GET", "/api/v1/cluster/import/journal", nil, &st); err != nil {
+		return fail(env, "cluster import: %v", err)
+	}
+	var total cjournal.ImportResult
+	send := func(body *api.JournalImport) error {
+		var res cjournal.ImportResult
+		if err := c.Do(env.Ctx, "POST", "/api/v1/cluster/import/journal", body, &res); err != nil {
+			return err
+		}
+		total.Records += res.Records
+		total.Closes += res.Closes
+		total.Messages += res.Messages
+		total.LastRRN = res.LastRRN
+		if !asJSON && res.Records > 0 {
+			fmt.Fprintf(env.Stderr, "imported %d records, up to RRN %s\n", total.Records, res.LastRRN)
+		}
+		return nil
+	}
+	// The batch closes first (sent again by a run that goes on: the nodes keep each
+	// terminal's latest), then the records after the last one imported.
+	var body api.JournalImport
+	err = j.BatchCloses(func(tid string, at time.Time) error {
+		body.Closes = append(body.Closes, api.ImportClose{TID: tid, At: at})
+		return nil
+	})
+	if err != nil {
+		return fail(env, "cluster import: %s: read the batch closes: %v", dir, err)
+	}
+	var size int
+	var sendErr error
+	err = j.ScanFrom(env.Ctx, st.LastRRN, func(r *journal.Record) bool {
+		if r.RRN == st.LastRRN {
+			return true
+		}
+		b, err := r.AppendBinary(nil)
+		if err != nil {
+			sendErr = fmt.Errorf("encode record %s: %w", r.RRN, err)
+			return false
+		}
+		if size+len(b) > importChunk && len(body.Records) > 0 {
+			if sendErr = send(&body); sendErr != nil {
+				return false
+			}
+			body, size = api.JournalImport{}, 0
+		}
+		body.Records = append(body.Records, b)
+		size += len(b)
+		return true
+	})
+	if err == nil && sendErr == nil && (len(body.Records) > 0 || len(body.Closes) > 0) {
+		sendErr = send(&body)
+	}
+	if err = errors.Join(err, sendErr); err != nil {
+		return fail(env, "cluster import: %v (imported %d records in this run; run it again to go on after RRN %s)", err, total.Records, orDash(total.LastRRN))
+	}
+	if total.LastRRN == "" {
+		total.LastRRN = st.LastRRN
+	}
+	if asJSON {
+		return printJSON(env, total)
+	}
+	already := ""
+	if st.LastRRN != "" {
+		already = fmt.Sprintf(" (the cluster held it up to RRN %s before this run)", st.LastRRN)
+	}
+	fmt.Fprintf(env.Stdout, "Imported %d records and %d batch closes in %d messages, up to RRN %s%s.\n"+
+		"Every node's applier applies them; `switchyard cluster status` shows its lag.\n",
+		total.Records, total.Closes, total.Messages, orDash(total.LastRRN), already)
+	return 0
+}

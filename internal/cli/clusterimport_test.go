@@ -1,0 +1,162 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/switchyard/switchyard/switch/admin"
+	"github.com/switchyard/switchyard/switch/api"
+	"github.com/switchyard/switchyard/switch/cluster/cjournal"
+	"github.com/switchyard/switchyard/switch/journal"
+	"github.com/switchyard/switchyard/switch/registry"
+	"github.com/switchyard/switchyard/switch/saf"
+	"github.com/switchyard/switchyard/switch/server"
+)
+
+// TestClusterImport runs `switchyard cluster import --from DIR` against the admin API
+// (its real routes, a node that keeps what it is given as a cluster's import would):
+// the batch closes and every record arrive once, in RRN order, over several requests;
+// a run that fails part way says so and where it stands, and the next run goes on
+// after the last record the node holds. A switch still running (its directory
+// locked), a directory that is no switch's and a single switch that still owes
+// store-and-forward advices are refused before anything is sent.
+func TestClusterImport(t *testing.T) {
+	dir := t.TempDir()
+	db, err := server.OpenDB(dir, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := journal.Open(db, journal.Options{Dir: server.JournalDir(dir)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	at := time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC)
+	const n = 60
+	for k := range n {
+		rrn, err := j.NextRRN()
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := &journal.Record{RRN: rrn, Received: at.Add(time.Duration(k) * time.Second), MTI: "0200", Type: "purchase", TID: "T0000001",
+			STAN: fmt.Sprintf("%06d", k+1), DE7: "1130090000", Amount: 100, Currency: "156", RC: "00", Reason: strings.Repeat("x", 200)}
+		r.AddEvent(journal.StateResponded, r.Received, "")
+		if err := j.Write(ctx, r, true, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := j.CloseBatch(ctx, "T0000001", at.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	j.Close()
+	db.Close()
+
+	// The node: it keeps the records as a cluster's import does (ascending, after
+	// the last), and fails the third request of the first run.
+	var (
+		mu       sync.Mutex
+		last     string
+		got      []string
+		closes   int
+		requests int
+		failAt   = 3
+	)
+	auth, err := admin.NewAuthenticator(api.DemoTokens())
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := httptest.NewServer(api.New(api.Options{Auth: auth,
+		ClusterImportState: func(context.Context) (any, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			return cjournal.ImportState{LastRRN: last, Messages: uint64(requests)}, nil
+		},
+		ClusterImport: func(_ context.Context, b api.JournalImport) (any, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			requests++
+			if requests == failAt {
+				return nil, api.WithStatus(http.StatusServiceUnavailable, fmt.Errorf("no quorum"))
+			}
+			for _, raw := range b.Records {
+				var r journal.Record
+				if err := r.UnmarshalBinary(raw); err != nil {
+					return nil, err
+				}
+				if r.RRN <= last {
+					return nil, api.WithStatus(http.StatusBadRequest, fmt.Errorf("record %s: holds the import up to RRN %s already", r.RRN, last))
+				}
+				last = r.RRN
+				got = append(got, r.RRN)
+			}
+			closes += len(b.Closes)
+			return cjournal.ImportResult{Records: len(b.Records), Closes: len(b.Closes), Messages: 1, LastRRN: last}, nil
+		}}))
+	defer node.Close()
+	vars := map[string]string{"SWITCHYARD_TOKEN": registry.DemoAdminToken}
+	defer func(c int) { importChunk = c }(importChunk)
+	importChunk = 4 << 10 // about 15 records a request
+
+	code, _, errs := runCLI(t, vars, "cluster", "import", "--admin", node.URL, "--from", dir)
+	if code == 0 || !strings.Contains(errs, "no quorum") || !strings.Contains(errs, "run it again to go on after RRN "+last) {
+		t.Fatalf("a run that fails part way: exit %d: %s", code, errs)
+	}
+	if len(got) == 0 || len(got) == n {
+		t.Fatalf("the failed run imported %d of %d records", len(got), n)
+	}
+	code, out, errs := runCLI(t, vars, "cluster", "import", "--admin", node.URL, "--from", dir)
+	if code != 0 {
+		t.Fatalf("the second run: exit %d: %s", code, errs)
+	}
+	if len(got) != n || closes != 2 {
+		t.Fatalf("the node holds %d records (want %d) and got %d batch closes (one a run)", len(got), n, closes)
+	}
+	for k := 1; k < n; k++ {
+		if got[k] <= got[k-1] {
+			t.Fatalf("records out of order or twice: %s after %s", got[k], got[k-1])
+		}
+	}
+	if !strings.Contains(out, fmt.Sprintf("up to RRN %s (the cluster held it up to RRN", got[n-1])) {
+		t.Fatalf("the second run's summary: %s", out)
+	}
+
+	// Refused before anything is sent.
+	before := requests
+	code, _, errs = runCLI(t, vars, "cluster", "import", "--admin", node.URL, "--from", filepath.Join(dir, "nothing"))
+	if code == 0 || !strings.Contains(errs, "is not a switch's data directory") {
+		t.Fatalf("no switch's directory: exit %d: %s", code, errs)
+	}
+	db, err = server.OpenDB(dir, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs = runCLI(t, vars, "cluster", "import", "--admin", node.URL, "--from", dir)
+	if code == 0 || !strings.Contains(errs, "stop the single switch first") {
+		t.Fatalf("a directory in use: exit %d: %s", code, errs)
+	}
+	q, err := saf.Open(db, saf.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Enqueue(&saf.Item{Issuer: "demo", MTI: "0420", RRN: got[0], Fields: map[int]string{11: "000001"}, Created: at}); err != nil {
+		t.Fatal(err)
+	}
+	q.Close()
+	db.Close()
+	code, _, errs = runCLI(t, vars, "cluster", "import", "--admin", node.URL, "--from", dir)
+	if code == 0 || !strings.Contains(errs, "still owes 1 store-and-forward advice") {
+		t.Fatalf("advices owed: exit %d: %s", code, errs)
+	}
+	if requests != before {
+		t.Fatalf("refused runs sent %d requests", requests-before)
+	}
+}
