@@ -22,6 +22,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -93,6 +94,8 @@ type Store struct {
 
 	sync    *kvsync.Sync // its lock serialises record and audit writes (one chain head)
 	dukptMu sync.Mutex   // serialises DUKPT counter updates
+	// dukptUnsynced: RaiseDUKPTCounter raised a counter since the last SyncDUKPT.
+	dukptUnsynced atomic.Bool
 }
 
 var (
@@ -559,7 +562,10 @@ func (s *Store) AdvanceDUKPTCounter(_ context.Context, device string, counter ui
 // device: the device's last accepted counter becomes counter when that is higher, so
 // that a replay of the same KSN on this node is refused as AdvanceDUKPTCounter
 // refuses one it saw itself. A counter not above the last is no error (the node may
-// have seen a later one, or this one before). Synced to disk, as AdvanceDUKPTCounter.
+// have seen a later one, or this one before). The raise is seen at once (a replay
+// arriving next is refused) but is durable only once SyncDUKPT returns: its caller,
+// the cluster journal's applier, syncs before it writes the stream position that
+// covers the records it raised for (a group of records, one sync).
 func (s *Store) RaiseDUKPTCounter(device string, counter uint32) error {
 	if device == "" {
 		return fmt.Errorf("%w: empty DUKPT device ID", hsm.ErrInput)
@@ -579,11 +585,21 @@ func (s *Store) RaiseDUKPTCounter(device string, counter uint32) error {
 		raised = true
 		return txn.Set([]byte(dukptPrefix+device), binary.BigEndian.AppendUint32(nil, counter))
 	})
-	if err != nil || !raised {
-		return err
+	if raised {
+		s.dukptUnsynced.Store(true)
+	}
+	return err
+}
+
+// SyncDUKPT makes the raises of RaiseDUKPTCounter durable (a sync of the store, if
+// any was made since the last).
+func (s *Store) SyncDUKPT() error {
+	if !s.dukptUnsynced.Swap(false) {
+		return nil
 	}
 	if err := s.db.Sync(); err != nil {
-		return fmt.Errorf("sync: %w", err)
+		s.dukptUnsynced.Store(true)
+		return fmt.Errorf("keys: sync the DUKPT counters raised: %w", err)
 	}
 	return nil
 }

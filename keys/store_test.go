@@ -399,7 +399,8 @@ func TestDemoKeysRefusedOutsideDemo(t *testing.T) {
 }
 
 // TestRaiseDUKPTCounter: a counter another node accepted raises the device's last
-// counter (so that the same KSN here is a replay), never lowers it, and persists.
+// counter (so that the same KSN here is a replay) at once, never lowers it, and
+// persists (SyncDUKPT).
 func TestRaiseDUKPTCounter(t *testing.T) {
 	s, db, _, dir := newTestStore(t, false)
 	dev := "FFFF9876543210E00000"
@@ -423,6 +424,9 @@ func TestRaiseDUKPTCounter(t *testing.T) {
 	}
 	if err := s.RaiseDUKPTCounter("", 1); !errors.Is(err, hsm.ErrInput) {
 		t.Fatalf("empty device: %v", err)
+	}
+	if err := s.SyncDUKPT(); err != nil { // as the cluster journal's applier does before its position
+		t.Fatal(err)
 	}
 	s2 := reopenStore(t, db, dir)
 	if err := s2.AdvanceDUKPTCounter(ctx, dev, 9); !errors.Is(err, hsm.ErrReplay) {

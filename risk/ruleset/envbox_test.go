@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"sync"
 	"testing"
+	"time"
 	"unsafe"
 
 	"github.com/switchyard/switchyard/risk/state"
@@ -101,5 +102,24 @@ func TestBoxedEnvironmentsConcurrent(t *testing.T) {
 	rs.Observe(in, Outcome{Approved: true, ResponseCode: "00"}, store)
 	if d := rs.Evaluate(in, store, nil); d.Action != ActionReview {
 		t.Fatalf("a card counted in the concurrent run, then twice more: %s, want review (3 uses)", d.Action)
+	}
+}
+
+// TestMaxWindow: the longest time back a counter reads is its window rounded up to
+// whole buckets of its resolution (25m in buckets of 10m reads 30m back), not the
+// window as written: the cluster's applier folds nothing older into the counters.
+func TestMaxWindow(t *testing.T) {
+	rules := `counters:
+  - {name: a, dimension: card, measure: count, window: 1h, resolution: 1m}
+  - {name: b, dimension: card, measure: count, window: 65m, resolution: 10m}
+rules:
+  - {id: r, condition: "velocity.a + velocity.b > 3", action: review, reason: r}
+`
+	rs, err := Load(writeRules(t, map[string]string{"w.yaml": rules}), LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := rs.MaxWindow(); got != 70*time.Minute {
+		t.Fatalf("MaxWindow %v; want 70m (65m in buckets of 10m)", got)
 	}
 }

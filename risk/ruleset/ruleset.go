@@ -177,7 +177,8 @@ func (rs *RuleSet) Rule(id string) *Rule {
 	return nil
 }
 
-// MaxWindow is the longest counter window of the set (0 without counters).
+// MaxWindow is the longest time back a counter of the set reads (0 without counters):
+// its window, rounded up to whole buckets of its resolution.
 func (rs *RuleSet) MaxWindow() time.Duration { return rs.maxWindow }
 
 // Problem is one error or warning found in a rule file.

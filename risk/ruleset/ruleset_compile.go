@@ -115,8 +115,9 @@ func Compile(files []SourceFile, opts LoadOptions) (*RuleSet, error) {
 		if ctr.used {
 			rs.readCounters = append(rs.readCounters, ctr)
 		}
-		if ctr.Window > rs.maxWindow {
-			rs.maxWindow = ctr.Window
+		// A counter reads NB buckets of its resolution: its window rounded up.
+		if span := time.Duration(ctr.spec.NB) * ctr.Resolution; span > rs.maxWindow {
+			rs.maxWindow = span
 		}
 	}
 	return rs, nil

@@ -192,7 +192,7 @@ func catchUp(l *cluster.StoreLog) func(context.Context, statelog.Replica) error 
 func (c *clusterNode) openJournal(local *journal.Store, s *Server, onRemote func(rec, prev *journal.Record)) error {
 	return c.retry("journal", func(ctx context.Context) (err error) {
 		c.journal, err = cjournal.Open(ctx, c.node, local, s.db, cjournal.Options{Node: c.cfg.Node, Replicas: c.cfg.Replicas,
-			OnRemote: onRemote, OnRestored: s.onRestoredRecord, Logger: c.log.With().Str("part", "journal").Logger()})
+			OnRemote: onRemote, OnRestored: s.onRestoredRecord, BeforeFlush: s.syncDUKPT, Logger: c.log.With().Str("part", "journal").Logger()})
 		return err
 	})
 }
@@ -619,8 +619,20 @@ func (s *Server) onRestoredRecord(rec *journal.Record) {
 	}
 }
 
+// syncDUKPT makes the DUKPT counters raised for the records the applier applied
+// durable, before it writes the position that covers them (one sync for a group of
+// records, not one a record: an imported single switch's history raises a counter with
+// almost every record).
+func (s *Server) syncDUKPT() error {
+	if s.Keys == nil {
+		return nil
+	}
+	return s.Keys.SyncDUKPT()
+}
+
 // raiseDUKPT raises the local DUKPT counter of the device of a remote record's KSN,
-// so that the KSN replayed on this node is refused (docs/cluster.md, Keys).
+// so that the KSN replayed on this node is refused (docs/cluster.md, Keys); the raise
+// is durable once the applier has called syncDUKPT.
 func (s *Server) raiseDUKPT(rec *journal.Record) {
 	device, counter, err := dukpt.DeviceCounter(rec.KSN)
 	if err == nil {

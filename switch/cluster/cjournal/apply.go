@@ -358,6 +358,11 @@ func (j *Journal) flush() error {
 	if failures != j.ap.failures {
 		return j.reapply(failures)
 	}
+	if f := j.opts.BeforeFlush; f != nil {
+		if err := f(); err != nil {
+			return fmt.Errorf("before writing the applied position %d: %w", j.ap.next, err)
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := j.store.PutDurable(ctx, []byte(keyApplied), binary.BigEndian.AppendUint64(nil, j.ap.next)); err != nil {

@@ -108,6 +108,9 @@ type member struct {
 	mu       sync.Mutex
 	remote   []string // RRNs OnRemote saw
 	restored []string // RRNs OnRestored saw
+	// beforeFlush, when set, answers BeforeFlush; flushes counts its calls.
+	beforeFlush func() error
+	flushes     int
 }
 
 // openMember opens node num's journal in dir on the NATS node nd.
@@ -141,6 +144,15 @@ func tryOpenMember(t testing.TB, ctx context.Context, nd *cluster.Node, num, rep
 			m.mu.Lock()
 			m.restored = append(m.restored, rec.RRN)
 			m.mu.Unlock()
+		},
+		BeforeFlush: func() error {
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			m.flushes++
+			if m.beforeFlush != nil {
+				return m.beforeFlush()
+			}
+			return nil
 		}})
 	if err != nil {
 		m.store.Close()

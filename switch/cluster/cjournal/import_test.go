@@ -156,3 +156,50 @@ func TestImport(t *testing.T) {
 		}
 	}
 }
+
+// TestBeforeFlush: the applier calls BeforeFlush before it writes its position, and
+// while BeforeFlush fails (the DUKPT counters raised for the records could not be
+// synced) the position stays where it was; once it succeeds the position moves on.
+func TestBeforeFlush(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	nc := startCluster(t, ctx, 1)
+	m := openMember(t, ctx, nc.nodes[0], 1, 1, t.TempDir())
+	defer m.close(t)
+	at := time.Now().UTC().Add(-time.Hour)
+	rec := answer(request("000000000001", "S1", "000001", at), at)
+
+	failing := make(chan struct{}, 1)
+	m.mu.Lock()
+	m.beforeFlush = func() error {
+		select {
+		case failing <- struct{}{}:
+		default:
+		}
+		return errors.New("sync failed")
+	}
+	m.mu.Unlock()
+	before, _ := m.j.Position()
+	if _, err := m.j.Import(ctx, nil, []*journal.Record{rec}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-failing: // the applier applied the message and tried to write its position
+	case <-ctx.Done():
+		t.Fatal("the applier never called BeforeFlush")
+	}
+	if applied, _ := m.j.Position(); applied != before {
+		t.Fatalf("position %d after a failed BeforeFlush; want %d kept", applied, before)
+	}
+	m.mu.Lock()
+	m.beforeFlush = nil
+	m.mu.Unlock()
+	if err := m.j.CaughtUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if applied, _ := m.j.Position(); applied <= before || m.flushes < 2 || len(m.remote) != 1 {
+		t.Fatalf("after BeforeFlush succeeds: position %d (was %d), %d flushes, the record handed on %d times", applied, before, m.flushes, len(m.remote))
+	}
+}

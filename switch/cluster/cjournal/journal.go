@@ -63,6 +63,13 @@ type Options struct {
 	// own record that the local store lacked (a node that lost its disk gets its
 	// records back from the stream), on the applier's goroutine.
 	OnRestored func(rec *journal.Record)
+	// BeforeFlush, if set, is called by the applier before it writes the stream
+	// position that covers what it applied (about every 10 ms while records come, on
+	// its goroutine): what OnRemote and OnRestored left not yet durable must be
+	// when it returns. An error keeps the position where it was (after a crash the
+	// applier applies those messages again, OnRemote included); the applier logs it,
+	// pauses and tries again.
+	BeforeFlush func() error
 	// Logger receives the applier's and the background publisher's errors.
 	Logger zerolog.Logger
 }
