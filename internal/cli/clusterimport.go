@@ -1,7 +1,7 @@
 package cli
 
 import (
-	"errors"
+	"encoding/base64"
 	"fmt"
 	"os"
 	"time"
@@ -16,8 +16,8 @@ import (
 	"github.com/switchyard/switchyard/switch/server"
 )
 
-// importChunk bounds one request of an import: its records' encoded bytes (base64
-// makes them a third larger; the API takes 8 MB a request).
+// importChunk bounds one request of an import, as JSON (the records in base64, the
+// batch closes): the API takes 8 MB a request.
 var importChunk = 4 << 20
 
 // runClusterImport reads a stopped single switch's data directory and hands its
@@ -60,7 +60,9 @@ func runClusterImport(env *Env, conn kit.Conn, dir string, asJSON bool) int {
 		return fail(env, "cluster import: %v", err)
 	}
 	var total cjournal.ImportResult
+	after := st.LastRRN
 	send := func(body *api.JournalImport) error {
+		body.After = after
 		var res cjournal.ImportResult
 		if err := c.Do(env.Ctx, "POST", "/api/v1/cluster/import/journal", body, &res); err != nil {
 			return err
@@ -69,47 +71,66 @@ func runClusterImport(env *Env, conn kit.Conn, dir string, asJSON bool) int {
 		total.Closes += res.Closes
 		total.Messages += res.Messages
 		total.LastRRN = res.LastRRN
+		after = res.LastRRN
 		if !asJSON && res.Records > 0 {
 			fmt.Fprintf(env.Stderr, "imported %d records, up to RRN %s\n", total.Records, res.LastRRN)
 		}
 		return nil
 	}
-	// The batch closes first (sent again by a run that goes on: the nodes keep each
-	// terminal's latest), then the records after the last one imported.
-	var body api.JournalImport
-	err = j.BatchCloses(func(tid string, at time.Time) error {
-		body.Closes = append(body.Closes, api.ImportClose{TID: tid, At: at})
-		return nil
-	})
-	if err != nil {
-		return fail(env, "cluster import: %s: read the batch closes: %v", dir, err)
-	}
-	var size int
-	var sendErr error
-	err = j.ScanFrom(env.Ctx, st.LastRRN, func(r *journal.Record) bool {
-		if r.RRN == st.LastRRN {
+	// The batch closes first, in requests of their own (sent again by a run that
+	// goes on: the nodes keep each terminal's latest), then the records after the
+	// last one imported.
+	var (
+		body    api.JournalImport
+		size    int
+		sendErr error
+	)
+	flush := func() bool {
+		if len(body.Records) == 0 && len(body.Closes) == 0 {
 			return true
 		}
-		b, err := r.AppendBinary(nil)
-		if err != nil {
-			sendErr = fmt.Errorf("encode record %s: %w", r.RRN, err)
-			return false
+		sendErr = send(&body)
+		body, size = api.JournalImport{}, 0
+		return sendErr == nil
+	}
+	err = j.BatchCloses(func(tid string, at time.Time) error {
+		if size > importChunk && !flush() {
+			return sendErr
 		}
-		if size+len(b) > importChunk && len(body.Records) > 0 {
-			if sendErr = send(&body); sendErr != nil {
+		body.Closes = append(body.Closes, api.ImportClose{TID: tid, At: at})
+		size += len(tid) + 64 // {"tid":"...","at":"2006-01-02T15:04:05.999999999Z"},
+		return nil
+	})
+	if err != nil && sendErr == nil {
+		return fail(env, "cluster import: %s: read the batch closes: %v", dir, err)
+	}
+	if sendErr == nil && flush() {
+		err = j.ScanFrom(env.Ctx, st.LastRRN, func(r *journal.Record) bool {
+			if r.RRN == st.LastRRN {
+				return true
+			}
+			b, err := r.AppendBinary(nil)
+			if err != nil {
+				sendErr = fmt.Errorf("encode record %s: %w", r.RRN, err)
 				return false
 			}
-			body, size = api.JournalImport{}, 0
+			n := base64.StdEncoding.EncodedLen(len(b)) + 3 // "...",
+			if size+n > importChunk && !flush() {
+				return false
+			}
+			body.Records = append(body.Records, b)
+			size += n
+			return true
+		})
+		if err == nil && sendErr == nil {
+			flush()
 		}
-		body.Records = append(body.Records, b)
-		size += len(b)
-		return true
-	})
-	if err == nil && sendErr == nil && (len(body.Records) > 0 || len(body.Closes) > 0) {
-		sendErr = send(&body)
 	}
-	if err = errors.Join(err, sendErr); err != nil {
-		return fail(env, "cluster import: %v (imported %d records in this run; run it again to go on after RRN %s)", err, total.Records, orDash(total.LastRRN))
+	if sendErr != nil {
+		err = sendErr
+	}
+	if err != nil {
+		return fail(env, "cluster import: %v (imported %d records in this run; run it again to go on after RRN %s)", err, total.Records, orDash(after))
 	}
 	if total.LastRRN == "" {
 		total.LastRRN = st.LastRRN

@@ -54,8 +54,11 @@ func TestClusterImport(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := j.CloseBatch(ctx, "T0000001", at.Add(time.Hour)); err != nil {
-		t.Fatal(err)
+	const terminals = 100 // their batch closes take requests of their own
+	for k := range terminals {
+		if err := j.CloseBatch(ctx, fmt.Sprintf("T%07d", k+1), at.Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	j.Close()
 	db.Close()
@@ -68,7 +71,7 @@ func TestClusterImport(t *testing.T) {
 		got      []string
 		closes   int
 		requests int
-		failAt   = 3
+		failAt   = 5 // two requests of batch closes, two of records, then the failure
 	)
 	auth, err := admin.NewAuthenticator(api.DemoTokens())
 	if err != nil {
@@ -86,6 +89,12 @@ func TestClusterImport(t *testing.T) {
 			requests++
 			if requests == failAt {
 				return nil, api.WithStatus(http.StatusServiceUnavailable, fmt.Errorf("no quorum"))
+			}
+			if b.After != last {
+				return nil, api.WithStatus(http.StatusConflict, fmt.Errorf("the import stands at %q, the request comes after %q", last, b.After))
+			}
+			if len(b.Closes) > 0 && len(b.Records) > 0 {
+				return nil, fmt.Errorf("batch closes and records in one request")
 			}
 			for _, raw := range b.Records {
 				var r journal.Record
@@ -117,8 +126,8 @@ func TestClusterImport(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("the second run: exit %d: %s", code, errs)
 	}
-	if len(got) != n || closes != 2 {
-		t.Fatalf("the node holds %d records (want %d) and got %d batch closes (one a run)", len(got), n, closes)
+	if len(got) != n || closes != 2*terminals {
+		t.Fatalf("the node holds %d records (want %d) and got %d batch closes (want %d: all of them each run)", len(got), n, closes, 2*terminals)
 	}
 	for k := 1; k < n; k++ {
 		if got[k] <= got[k-1] {

@@ -101,3 +101,42 @@ func TestSettlementStatus(t *testing.T) {
 		})
 	}
 }
+
+// TestClusterImportBody: POST /api/v1/cluster/import/journal hands its body to
+// ClusterImport decoded (records as bytes from base64); a body over 8 MB is refused
+// whole with 413, never cut short into a decoding error; a switch that runs alone
+// answers 404.
+func TestClusterImportBody(t *testing.T) {
+	auth, err := admin.NewAuthenticator(api.DemoTokens())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got api.JournalImport
+	o := api.Options{Auth: auth, ClusterImport: func(_ context.Context, b api.JournalImport) (any, error) { got = b; return "ok", nil },
+		ClusterImportState: func(context.Context) (any, error) { return "state", nil }}
+	post := func(o api.Options, body []byte) int {
+		t.Helper()
+		srv := httptest.NewServer(api.New(o))
+		defer srv.Close()
+		req, _ := http.NewRequest("POST", srv.URL+"/api/v1/cluster/import/journal", strings.NewReader(string(body)))
+		req.Header.Set("Authorization", "Bearer "+registry.DemoAdminToken)
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	b, _ := json.Marshal(api.JournalImport{After: "000000000007", Records: [][]byte{{1, 2, 3}},
+		Closes: []api.ImportClose{{TID: "T0000001"}}})
+	if code := post(o, b); code != http.StatusOK || got.After != "000000000007" || string(got.Records[0]) != "\x01\x02\x03" || got.Closes[0].TID != "T0000001" {
+		t.Fatalf("import: %d %+v", code, got)
+	}
+	big, _ := json.Marshal(api.JournalImport{Records: [][]byte{make([]byte, 7<<20)}}) // 9.3 MB in base64
+	if code := post(o, big); code != http.StatusRequestEntityTooLarge {
+		t.Fatalf("a body over 8 MB: %d, want 413", code)
+	}
+	if code := post(api.Options{Auth: auth}, b); code != http.StatusNotFound {
+		t.Fatalf("a switch that runs alone: %d, want 404", code)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"net/http"
@@ -90,11 +91,18 @@ func actor(p admin.Principal) registry.Actor {
 	return registry.Actor{Name: p.Name, Role: string(p.Role)}
 }
 
-// readBody decodes an optional JSON body into v (an empty body leaves v alone).
+// maxBody is the largest JSON body readBody takes.
+const maxBody = 8 << 20
+
+// readBody decodes an optional JSON body into v (an empty body leaves v alone). A
+// body over maxBody is refused whole (413), never cut short.
 func readBody(r *http.Request, v any) error {
-	raw, err := io.ReadAll(io.LimitReader(r.Body, 8<<20))
+	raw, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
 	if err != nil {
 		return badRequest("read request body: %v", err)
+	}
+	if len(raw) > maxBody {
+		return WithStatus(http.StatusRequestEntityTooLarge, fmt.Errorf("request body over %d MB", maxBody>>20))
 	}
 	if len(bytes.TrimSpace(raw)) == 0 {
 		return nil

@@ -93,6 +93,10 @@ func (a *api) switchRoutes() {
 // single switch's journal, its terminals' last batch closes and records in ascending
 // RRN order after the last one imported (at most 8 MB of JSON a request).
 type JournalImport struct {
+	// After is the last RRN imported as the caller last read it (GET, or the
+	// previous POST's last_rrn; "" before the first): when the import stands
+	// elsewhere, another import moved it, and the request is refused (409).
+	After  string        `json:"after"`
 	Closes []ImportClose `json:"closes,omitempty"`
 	// Records are journal records in their binary form (journal.Record.AppendBinary,
 	// base64 in JSON): what the journal stores, field for field.

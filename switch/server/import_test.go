@@ -51,8 +51,9 @@ func TestImportJournalAPI(t *testing.T) {
 		r.Facts = in.AppendBinary(nil)
 		return r
 	}
+	after := ""
 	body := func(recs ...*journal.Record) api.JournalImport {
-		var b api.JournalImport
+		b := api.JournalImport{After: after}
 		for _, r := range recs {
 			enc, err := r.AppendBinary(nil)
 			if err != nil {
@@ -108,6 +109,7 @@ func TestImportJournalAPI(t *testing.T) {
 	if code, msg := call("POST", registry.DemoAdminToken, b, &res); code != http.StatusOK || res.Records != 2 || res.Closes != 1 || res.LastRRN != "000000000002" {
 		t.Fatalf("import: %d %s %+v", code, msg, res)
 	}
+	after = res.LastRRN
 	var st cjournal.ImportState
 	if code, msg := call("GET", registry.DemoAdminToken, nil, &st); code != http.StatusOK || st.LastRRN != "000000000002" || st.Messages != 1 {
 		t.Fatalf("state: %d %s %+v", code, msg, st)
@@ -119,11 +121,16 @@ func TestImportJournalAPI(t *testing.T) {
 	}{
 		{"a record imported already", body(rec("000000000002", "000002", true)), "holds the import up to RRN 000000000002"},
 		{"a record not final", body(rec("000000000003", "000003", false)), "is not final"},
-		{"a record that does not decode", api.JournalImport{Records: [][]byte{{1, 2, 3}}}, "record 1 of 1"},
+		{"a record that does not decode", api.JournalImport{After: after, Records: [][]byte{{1, 2, 3}}}, "record 1 of 1"},
 	} {
 		if code, msg := call("POST", registry.DemoAdminToken, c.b, nil); code != http.StatusBadRequest || !strings.Contains(msg, c.want) {
 			t.Errorf("%s: %d %s; want 400 saying %q", c.what, code, msg, c.want)
 		}
+	}
+	stale := body(rec("000000000003", "000003", true))
+	stale.After = ""
+	if code, msg := call("POST", registry.DemoAdminToken, stale, nil); code != http.StatusConflict || !strings.Contains(msg, "run it again") {
+		t.Errorf("an import that read the state before another's: %d %s; want 409", code, msg)
 	}
 
 	// The velocity counters: the records of a day ago count (the demo rules'

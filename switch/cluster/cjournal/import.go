@@ -45,6 +45,10 @@ const hdrImportLast = "Sy-Import-Last"
 // importMsgMax bounds an import message (maxGroupMsg; a test lowers it).
 var importMsgMax = maxGroupMsg
 
+// maxImportEntry bounds one record of an import: the NATS servers carry messages of
+// up to 1 MiB (their default max_payload), headers included.
+const maxImportEntry = 1<<20 - 4<<10
+
 // importSubject is the subject of the imported messages.
 const importSubject = "journal." + ImportNode + "." + kindGroup
 
@@ -77,15 +81,18 @@ func (j *Journal) ImportState(ctx context.Context) (ImportState, error) {
 	var st ImportState
 	info, err := j.stream.Info(ctx, jetstream.WithSubjectFilter(importSubject))
 	if err != nil {
-		return st, fmt.Errorf("cjournal: import state: stream %s: %w", StreamName, err)
+		return st, fmt.Errorf("cjournal: import state: stream %s: %w (%w)", StreamName, journal.ErrUnavailable, err)
 	}
 	st.Messages = info.State.Subjects[importSubject]
 	if st.Messages == 0 {
 		return st, nil
 	}
+	// A direct get (the stream allows them) may be answered by a replica behind the
+	// leader: a state read from it is at worst stale, and the leader refuses the
+	// publish that follows (Import reads the state again once).
 	m, err := j.stream.GetLastMsgForSubject(ctx, importSubject)
 	if err != nil {
-		return st, fmt.Errorf("cjournal: import state: the last message of %s: %w", importSubject, err)
+		return st, fmt.Errorf("cjournal: import state: the last message of %s: %w (%w)", importSubject, journal.ErrUnavailable, err)
 	}
 	st.LastSeq = m.Sequence
 	st.LastRRN = m.Header.Get(hdrImportLast)
@@ -112,14 +119,54 @@ func ImportRRN(rrn string) bool {
 // single switch's RRNs (ImportRRN), and come in ascending RRN order after the last one
 // imported (ImportState.LastRRN): an import interrupted by an error is run again from
 // there. Batch closes may be sent again (the appliers keep each terminal's latest).
-// It fails, with nothing of the failed message stored, when another import published
-// meanwhile.
-func (j *Journal) Import(ctx context.Context, closes []BatchClose, recs []*journal.Record) (ImportResult, error) {
-	st, err := j.ImportState(ctx)
-	if err != nil {
-		return ImportResult{}, err
+// after is the LastRRN its caller read (ImportState) and has sent everything up to:
+// when the stream holds the import up to another RRN, another import moved it
+// (ErrImportConflict). It fails too, with nothing of the failed message stored, when
+// another import publishes meanwhile; and it refuses to start again from nothing on a
+// node whose store holds imported records already (their messages aged out of the
+// stream: imported again, they would undo what the cluster changed in them since,
+// a refund's amount for one).
+func (j *Journal) Import(ctx context.Context, after string, closes []BatchClose, recs []*journal.Record) (ImportResult, error) {
+	var res ImportResult
+	for try := 0; ; try++ {
+		st, err := j.ImportState(ctx)
+		if err != nil {
+			return res, err
+		}
+		if st.LastRRN != after {
+			return res, fmt.Errorf("cjournal: import: %w: the stream holds the import up to RRN %q, and this import had read %q: run it again", ErrImportConflict, st.LastRRN, after)
+		}
+		if st.Messages == 0 {
+			if err := j.noImportHeld(ctx); err != nil {
+				return res, err
+			}
+		}
+		res, err = j.importAfter(ctx, st, closes, recs)
+		// A conflict before anything went may be a stale read of the state (a
+		// replica behind the leader): read it again, once.
+		if err == nil || try > 0 || res.Messages > 0 || !errors.Is(err, ErrImportConflict) {
+			return res, err
+		}
 	}
-	return j.importAfter(ctx, st, closes, recs)
+}
+
+// noImportHeld refuses an import from nothing on a node whose local store holds a
+// single switch's records already.
+func (j *Journal) noImportHeld(ctx context.Context) error {
+	var held string
+	err := j.store.ScanFrom(ctx, "0", func(r *journal.Record) bool {
+		if ImportRRN(r.RRN) {
+			held = r.RRN
+		}
+		return false
+	})
+	if err != nil {
+		return fmt.Errorf("cjournal: import: look for imported records in the local journal: %w", err)
+	}
+	if held != "" {
+		return fmt.Errorf("cjournal: %w: this node's journal holds an imported single switch's records (RRN %s) whose messages are no longer in the stream (35 days after their import): importing again would overwrite what the cluster changed in them since", ErrImportRefused, held)
+	}
+	return nil
 }
 
 // importAfter is Import after st, the import's state as last read.
@@ -175,6 +222,11 @@ func (j *Journal) importAfter(ctx context.Context, st ImportState, closes []Batc
 			}
 			return &unavailableError{what: fmt.Sprintf("import of %d records and %d batch closes up to RRN %q", nRecs, nCloses, msgMax), err: err, noQuorum: !errors.As(err, &api)}
 		}
+		if ack.Duplicate {
+			// The stream held this message already (its Nats-Msg-Id, within the
+			// duplicate window): its sequence need not be the subject's last.
+			return fmt.Errorf("cjournal: import: %w: the stream held the message up to RRN %s already (sequence %d)", ErrImportConflict, msgMax, ack.Sequence)
+		}
 		seq = ack.Sequence
 		res.Messages++
 		res.Records += nRecs
@@ -207,6 +259,9 @@ func (j *Journal) importAfter(ctx context.Context, st ImportState, closes []Batc
 		data, err := r.AppendBinary(nil)
 		if err != nil {
 			return res, fmt.Errorf("cjournal: import: encode record %s: %w", r.RRN, err)
+		}
+		if len(data) > maxImportEntry {
+			return res, fmt.Errorf("cjournal: %w: record %s is %d bytes encoded, over the %d a stream message carries", ErrImportRefused, r.RRN, len(data), maxImportEntry)
 		}
 		if err := add(kindRecord[0], data, "r"+r.RRN); err != nil {
 			return res, err
