@@ -161,6 +161,12 @@ func printClusterReport(env *Env, rep *cluster.Report) {
 		}
 		kit.Table(w, "STORE\tREVISION\tCOMMITS HELD\tSNAPSHOT AT\tKEYS\tTAKEN\tFOLLOWER\tERROR", rows)
 	}
+	switch {
+	case rep.ImportError != "":
+		fmt.Fprintf(w, "\nSingle switch's journal imported: unknown (%s)\n", rep.ImportError)
+	case rep.ImportMessages > 0:
+		fmt.Fprintf(w, "\nSingle switch's journal imported up to RRN %s (%d messages in the stream)\n", orDash(rep.ImportedUpTo), rep.ImportMessages)
+	}
 	fmt.Fprintln(w)
 	if len(rep.Leases) == 0 {
 		fmt.Fprintln(w, "No leases seen (this node holds none yet).")

@@ -37,7 +37,8 @@ func TestClusterStatus(t *testing.T) {
 		State: []cluster.StoreState{
 			{Store: "registry", Revision: 120, Commits: 14, Snapshot: &cluster.SnapshotInfo{Revision: 110, Keys: 2050, Taken: at}, Following: true},
 			{Store: "cases", Error: "no quorum", NoConsumerSince: &at, NoConsumerFor: 45 * time.Second, FollowerError: "maximum consumers limit reached"},
-		}}
+		},
+		ImportedUpTo: "000000123456", ImportMessages: 12}
 	auth, err := admin.NewAuthenticator(api.DemoTokens())
 	if err != nil {
 		t.Fatal(err)
@@ -63,6 +64,7 @@ func TestClusterStatus(t *testing.T) {
 		"held    2026-12-01T23:00:00Z  2026-12-01T23:00:00Z  -             yes",
 		"registry  120       14            110          2050  2026-12-01T23:00:00Z  following",
 		"cases     0         0             -            -     -                     NO CONSUMER for 45s: maximum consumers limit reached  no quorum",
+		"Single switch's journal imported up to RRN 000000123456 (12 messages in the stream)",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)

@@ -24,6 +24,13 @@ type Report struct {
 	// State is each shared store's place in the STATE stream (filled by the
 	// switch, which knows its stores).
 	State []StoreState `json:"state,omitempty"`
+	// ImportedUpTo and ImportMessages are how far an import of a single switch's
+	// journal (switchyard cluster import) stands in the JOURNAL stream: the last RRN
+	// and the messages it holds ("" and 0: none, or aged out); ImportError says why
+	// they could not be read.
+	ImportedUpTo   string `json:"imported_up_to,omitempty"`
+	ImportMessages uint64 `json:"import_messages,omitempty"`
+	ImportError    string `json:"import_error,omitempty"`
 }
 
 // StoreState is one shared store in the STATE stream, as a node sees it.
