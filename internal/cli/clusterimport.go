@@ -1,11 +1,15 @@
 package cli
 
 import (
+	"crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"time"
 
+	"github.com/dgraph-io/badger/v4"
 	"github.com/rs/zerolog"
 
 	"github.com/switchyard/switchyard/internal/cli/kit"
@@ -48,6 +52,10 @@ func runClusterImport(env *Env, conn kit.Conn, dir string, asJSON bool) int {
 		return fail(env, "cluster import: the single switch in %s still owes %d store-and-forward advice(s): "+
 			"start it, let its queue drain (switchyard_saf_queued 0), stop it, and import again", dir, owed)
 	}
+	source, err := importSource(db)
+	if err != nil {
+		return fail(env, "cluster import: %s: %v", dir, err)
+	}
 	j, err := journal.Open(db, journal.Options{Dir: server.JournalDir(dir)})
 	if err != nil {
 		return fail(env, "cluster import: %s: %v", dir, err)
@@ -59,10 +67,13 @@ func runClusterImport(env *Env, conn kit.Conn, dir string, asJSON bool) int {
 	if err := c.Do(env.Ctx, "GET", "/api/v1/cluster/import/journal", nil, &st); err != nil {
 		return fail(env, "cluster import: %v", err)
 	}
+	if st.Messages > 0 && st.Source != source {
+		return fail(env, "cluster import: the cluster holds an import of another single switch (%q, up to RRN %s); %s is %q: a cluster takes one switch's journal", st.Source, orDash(st.LastRRN), dir, source)
+	}
 	var total cjournal.ImportResult
 	after := st.LastRRN
 	send := func(body *api.JournalImport) error {
-		body.After = after
+		body.Source, body.After = source, after
 		var res cjournal.ImportResult
 		if err := c.Do(env.Ctx, "POST", "/api/v1/cluster/import/journal", body, &res); err != nil {
 			return err
@@ -146,4 +157,42 @@ func runClusterImport(env *Env, conn kit.Conn, dir string, asJSON bool) int {
 		"Every node's applier applies them; `switchyard cluster status` shows its lag.\n",
 		total.Records, total.Closes, total.Messages, orDash(total.LastRRN), already)
 	return 0
+}
+
+// keyImportSource is the Badger key of a single switch's identity for imports.
+const keyImportSource = "sy/import-source"
+
+// importSource returns the identity the import gives the single switch of db, made
+// (random) and kept there at its first import: the cluster takes the import on only
+// from the same switch, so that a run pointed at another switch's directory is
+// refused rather than skipping the RRNs the cluster holds and reporting success.
+func importSource(db *badger.DB) (string, error) {
+	var id string
+	err := db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get([]byte(keyImportSource))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		v, err := item.ValueCopy(nil)
+		id = string(v)
+		return err
+	})
+	if err != nil || id != "" {
+		return id, err
+	}
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	id = "single-" + hex.EncodeToString(b[:])
+	if err := db.Update(func(txn *badger.Txn) error { return txn.Set([]byte(keyImportSource), []byte(id)) }); err != nil {
+		return "", fmt.Errorf("keep the import's identity of the switch: %w", err)
+	}
+	if err := db.Sync(); err != nil {
+		return "", fmt.Errorf("keep the import's identity of the switch: %w", err)
+	}
+	return id, nil
 }

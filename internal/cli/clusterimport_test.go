@@ -67,6 +67,7 @@ func TestClusterImport(t *testing.T) {
 	// the last), and fails the third request of the first run.
 	var (
 		mu       sync.Mutex
+		source   string
 		last     string
 		got      []string
 		closes   int
@@ -81,7 +82,7 @@ func TestClusterImport(t *testing.T) {
 		ClusterImportState: func(context.Context) (any, error) {
 			mu.Lock()
 			defer mu.Unlock()
-			return cjournal.ImportState{LastRRN: last, Messages: uint64(requests)}, nil
+			return cjournal.ImportState{LastRRN: last, Source: source, Messages: uint64(requests)}, nil
 		},
 		ClusterImport: func(_ context.Context, b api.JournalImport) (any, error) {
 			mu.Lock()
@@ -89,6 +90,12 @@ func TestClusterImport(t *testing.T) {
 			requests++
 			if requests == failAt {
 				return nil, api.WithStatus(http.StatusServiceUnavailable, fmt.Errorf("no quorum"))
+			}
+			if source == "" {
+				source = b.Source
+			}
+			if b.Source == "" || b.Source != source {
+				return nil, api.WithStatus(http.StatusBadRequest, fmt.Errorf("the stream holds an import of another single switch (%q), not of %q", source, b.Source))
 			}
 			if b.After != last {
 				return nil, api.WithStatus(http.StatusConflict, fmt.Errorf("the import stands at %q, the request comes after %q", last, b.After))
@@ -138,6 +145,27 @@ func TestClusterImport(t *testing.T) {
 		t.Fatalf("the second run's summary: %s", out)
 	}
 
+	// Another single switch's directory: it gets an identity of its own, and the
+	// node refuses it.
+	other := t.TempDir()
+	odb, err := server.OpenDB(other, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	oj, err := journal.Open(odb, journal.Options{Dir: server.JournalDir(other)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := writeOne(ctx, oj, at); err != nil {
+		t.Fatal(err)
+	}
+	oj.Close()
+	odb.Close()
+	code, _, errs = runCLI(t, vars, "cluster", "import", "--admin", node.URL, "--from", other)
+	if code == 0 || !strings.Contains(errs, "another single switch") {
+		t.Fatalf("another switch's directory: exit %d: %s", code, errs)
+	}
+
 	// Refused before anything is sent.
 	before := requests
 	code, _, errs = runCLI(t, vars, "cluster", "import", "--admin", node.URL, "--from", filepath.Join(dir, "nothing"))
@@ -168,4 +196,15 @@ func TestClusterImport(t *testing.T) {
 	if requests != before {
 		t.Fatalf("refused runs sent %d requests", requests-before)
 	}
+}
+
+// writeOne journals one final purchase in j.
+func writeOne(ctx context.Context, j *journal.Store, at time.Time) (string, error) {
+	rrn, err := j.NextRRN()
+	if err != nil {
+		return "", err
+	}
+	r := &journal.Record{RRN: rrn, Received: at, MTI: "0200", Type: "purchase", TID: "T0000001", STAN: "000001", DE7: "1130090000", RC: "00"}
+	r.AddEvent(journal.StateResponded, at, "")
+	return rrn, j.Write(ctx, r, true, true)
 }

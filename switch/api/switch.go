@@ -93,6 +93,9 @@ func (a *api) switchRoutes() {
 // single switch's journal, its terminals' last batch closes and records in ascending
 // RRN order after the last one imported (at most 8 MB of JSON a request).
 type JournalImport struct {
+	// Source identifies the single switch imported (the tool keeps a random one
+	// in its data directory): an import goes on only from the same switch.
+	Source string `json:"source"`
 	// After is the last RRN imported as the caller last read it (GET, or the
 	// previous POST's last_rrn; "" before the first): when the import stands
 	// elsewhere, another import moved it, and the request is refused (409).

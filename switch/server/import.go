@@ -41,7 +41,7 @@ func (c *clusterNode) importFuncs() (state func(context.Context) (any, error), i
 				return nil, api.WithStatus(http.StatusBadRequest, fmt.Errorf("record %d of %d: %w", i+1, len(body.Records), err))
 			}
 		}
-		res, err := c.journal.Import(ctx, body.After, closes, recs)
+		res, err := c.journal.Import(ctx, body.Source, body.After, closes, recs)
 		switch {
 		case errors.Is(err, cjournal.ErrImportRefused):
 			return nil, api.WithStatus(http.StatusBadRequest, err)

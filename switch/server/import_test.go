@@ -54,7 +54,7 @@ func TestImportJournalAPI(t *testing.T) {
 	}
 	after := ""
 	body := func(recs ...*journal.Record) api.JournalImport {
-		b := api.JournalImport{After: after}
+		b := api.JournalImport{Source: "single-test", After: after}
 		for _, r := range recs {
 			enc, err := r.AppendBinary(nil)
 			if err != nil {
@@ -125,7 +125,7 @@ func TestImportJournalAPI(t *testing.T) {
 	}{
 		{"a record imported already", body(rec("000000000002", "000002", true)), "holds the import up to RRN 000000000002"},
 		{"a record not final", body(rec("000000000003", "000003", false)), "is not final"},
-		{"a record that does not decode", api.JournalImport{After: after, Records: [][]byte{{1, 2, 3}}}, "record 1 of 1"},
+		{"a record that does not decode", api.JournalImport{Source: "single-test", After: after, Records: [][]byte{{1, 2, 3}}}, "record 1 of 1"},
 	} {
 		if code, msg := call("POST", registry.DemoAdminToken, c.b, nil); code != http.StatusBadRequest || !strings.Contains(msg, c.want) {
 			t.Errorf("%s: %d %s; want 400 saying %q", c.what, code, msg, c.want)

@@ -39,8 +39,12 @@ var (
 // ImportNode is the node name of an imported single switch's messages.
 const ImportNode = "0"
 
-// hdrImportLast is the highest RRN imported up to and including a message.
-const hdrImportLast = "Sy-Import-Last"
+// hdrImportLast is the highest RRN imported up to and including a message, and
+// hdrImportSource the identity of the single switch imported (ImportState.Source).
+const (
+	hdrImportLast   = "Sy-Import-Last"
+	hdrImportSource = "Sy-Import-Source"
+)
 
 // importMsgMax bounds an import message (maxGroupMsg; a test lowers it).
 var importMsgMax = maxGroupMsg
@@ -56,6 +60,9 @@ const importSubject = "journal." + ImportNode + "." + kindGroup
 type ImportState struct {
 	// LastRRN is the highest RRN imported ("" none): an import goes on after it.
 	LastRRN string `json:"last_rrn"`
+	// Source identifies the single switch imported (the tool keeps an identity in
+	// its data directory): an import goes on only from the same one.
+	Source string `json:"source,omitempty"`
 	// Messages is how many import messages the stream holds, and LastSeq the stream
 	// sequence of the last (0 none).
 	Messages uint64 `json:"messages"`
@@ -95,7 +102,7 @@ func (j *Journal) ImportState(ctx context.Context) (ImportState, error) {
 		return st, fmt.Errorf("cjournal: import state: the last message of %s: %w (%w)", importSubject, journal.ErrUnavailable, err)
 	}
 	st.LastSeq = m.Sequence
-	st.LastRRN = m.Header.Get(hdrImportLast)
+	st.LastRRN, st.Source = m.Header.Get(hdrImportLast), m.Header.Get(hdrImportSource)
 	return st, nil
 }
 
@@ -126,12 +133,18 @@ func ImportRRN(rrn string) bool {
 // node whose store holds imported records already (their messages aged out of the
 // stream: imported again, they would undo what the cluster changed in them since,
 // a refund's amount for one).
-func (j *Journal) Import(ctx context.Context, after string, closes []BatchClose, recs []*journal.Record) (ImportResult, error) {
+func (j *Journal) Import(ctx context.Context, source, after string, closes []BatchClose, recs []*journal.Record) (ImportResult, error) {
 	var res ImportResult
+	if source == "" {
+		return res, fmt.Errorf("cjournal: %w: no identity of the single switch imported", ErrImportRefused)
+	}
 	for try := 0; ; try++ {
 		st, err := j.ImportState(ctx)
 		if err != nil {
 			return res, err
+		}
+		if st.Messages > 0 && st.Source != source {
+			return res, fmt.Errorf("cjournal: %w: the stream holds an import of another single switch (%q, up to RRN %s), not of %q: a cluster takes one switch's journal", ErrImportRefused, st.Source, st.LastRRN, source)
 		}
 		if st.LastRRN != after {
 			return res, fmt.Errorf("cjournal: import: %w: the stream holds the import up to RRN %q, and this import had read %q: run it again", ErrImportConflict, st.LastRRN, after)
@@ -141,7 +154,7 @@ func (j *Journal) Import(ctx context.Context, after string, closes []BatchClose,
 				return res, err
 			}
 		}
-		res, err = j.importAfter(ctx, st, closes, recs)
+		res, err = j.importAfter(ctx, st, source, closes, recs)
 		// A conflict before anything went may be a stale read of the state (a
 		// replica behind the leader): read it again, once.
 		if err == nil || try > 0 || res.Messages > 0 || !errors.Is(err, ErrImportConflict) {
@@ -170,7 +183,7 @@ func (j *Journal) noImportHeld(ctx context.Context) error {
 }
 
 // importAfter is Import after st, the import's state as last read.
-func (j *Journal) importAfter(ctx context.Context, st ImportState, closes []BatchClose, recs []*journal.Record) (ImportResult, error) {
+func (j *Journal) importAfter(ctx context.Context, st ImportState, source string, closes []BatchClose, recs []*journal.Record) (ImportResult, error) {
 	var res ImportResult
 	last := st.LastRRN
 	for i, c := range closes {
@@ -211,6 +224,7 @@ func (j *Journal) importAfter(ctx context.Context, st ImportState, closes []Batc
 		m.Header[hdrKind] = []string{kindGroup}
 		m.Header[hdrFormat] = []string{formatText}
 		m.Header[hdrImportLast] = []string{msgMax}
+		m.Header[hdrImportSource] = []string{source}
 		pctx, cancel := context.WithTimeout(ctx, j.opts.AckTimeout)
 		defer cancel()
 		ack, err := j.js.PublishMsg(pctx, m, jetstream.WithMsgID("import-"+firstID+"-"+msgMax),

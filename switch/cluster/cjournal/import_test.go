@@ -85,20 +85,20 @@ func TestImport(t *testing.T) {
 	}
 	open := *recs[5]
 	open.RC, open.State = "", journal.StateSent
-	_, err = ms[0].j.Import(ctx, "", nil, []*journal.Record{recs[0], &open})
+	_, err = ms[0].j.Import(ctx, "s1", "", nil, []*journal.Record{recs[0], &open})
 	refused("a record not final", "is not final", err)
-	_, err = ms[0].j.Import(ctx, "", nil, []*journal.Record{recs[1], recs[0]})
+	_, err = ms[0].j.Import(ctx, "s1", "", nil, []*journal.Record{recs[1], recs[0]})
 	refused("records out of order", "ascending RRN order", err)
 	nodes := *recs[0]
 	nodes.RRN = "100000000001"
-	_, err = ms[0].j.Import(ctx, "", nil, []*journal.Record{&nodes})
+	_, err = ms[0].j.Import(ctx, "s1", "", nil, []*journal.Record{&nodes})
 	refused("a cluster node's RRN", "not a single switch's", err)
 	if st, err := ms[0].j.ImportState(ctx); err != nil || st.Messages != 0 {
 		t.Fatalf("refused imports stored %d messages (%v)", st.Messages, err)
 	}
 
 	// The first run: the batch closes and 700 records, through node 1.
-	res, err := ms[0].j.Import(ctx, "", closes, recs[:700])
+	res, err := ms[0].j.Import(ctx, "s1", "", closes, recs[:700])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,24 +109,30 @@ func TestImport(t *testing.T) {
 	if err != nil || st.LastRRN != recs[699].RRN || st.Messages != uint64(res.Messages) {
 		t.Fatalf("state after the first run, from node 2: %+v %v (run: %+v)", st, err, res)
 	}
-	_, err = ms[1].j.Import(ctx, recs[699].RRN, nil, recs[690:710])
+	_, err = ms[1].j.Import(ctx, "s1", recs[699].RRN, nil, recs[690:710])
 	refused("records imported already", "holds the import up to RRN "+recs[699].RRN, err)
 	// An import that read the state before the first run: another moved it.
-	_, err = ms[1].j.Import(ctx, "", nil, recs[700:710])
+	_, err = ms[1].j.Import(ctx, "s1", "", nil, recs[700:710])
 	if !errors.Is(err, ErrImportConflict) {
 		t.Fatalf("an import behind the stream: %v; want ErrImportConflict", err)
 	}
 	// A message published after another import's: refused, nothing stored.
 	stale := st
 	stale.LastSeq--
-	_, err = ms[1].j.importAfter(ctx, stale, nil, recs[700:701])
+	_, err = ms[1].j.importAfter(ctx, stale, "s1", nil, recs[700:701])
 	refused("a stale import", "another import published", err)
 	if !errors.Is(err, ErrImportConflict) {
 		t.Fatalf("a stale import: %v is not ErrImportConflict", err)
 	}
 
+	// Another single switch's journal: refused.
+	_, err = ms[1].j.Import(ctx, "s2", recs[699].RRN, nil, recs[700:710])
+	refused("another switch's import", "holds an import of another single switch", err)
+	_, err = ms[1].j.Import(ctx, "", recs[699].RRN, nil, recs[700:710])
+	refused("an import without an identity", "no identity", err)
+
 	// The second run, through node 2, goes on after the first.
-	res, err = ms[1].j.Import(ctx, recs[699].RRN, nil, recs[700:])
+	res, err = ms[1].j.Import(ctx, "s1", recs[699].RRN, nil, recs[700:])
 	if err != nil || res.Records != n-700 || res.LastRRN != recs[n-1].RRN {
 		t.Fatalf("second run: %+v %v", res, err)
 	}
@@ -167,7 +173,7 @@ func TestImport(t *testing.T) {
 	if err := ms[2].j.stream.Purge(ctx, jetstream.WithPurgeSubject(importSubject)); err != nil {
 		t.Fatal(err)
 	}
-	_, err = ms[2].j.Import(ctx, "", nil, recs[:1])
+	_, err = ms[2].j.Import(ctx, "s1", "", nil, recs[:1])
 	refused("an import again after its messages aged out", "whose messages are no longer in the stream", err)
 }
 
@@ -194,7 +200,7 @@ func TestBeforeFlush(t *testing.T) {
 	}
 	m.mu.Unlock()
 	before, _ := m.j.Position()
-	if _, err := m.j.Import(ctx, "", nil, []*journal.Record{rec}); err != nil {
+	if _, err := m.j.Import(ctx, "s1", "", nil, []*journal.Record{rec}); err != nil {
 		t.Fatal(err)
 	}
 	select {
