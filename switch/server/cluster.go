@@ -280,10 +280,12 @@ func (c *clusterNode) currentLease() *cluster.Lease { return c.lease.Load() }
 func (c *clusterNode) report(ctx context.Context) (any, error) {
 	r := c.node.Report(ctx, c.currentLease())
 	r.State = c.storeStates(ctx)
-	if st, err := c.journal.ImportState(ctx); err != nil {
-		r.ImportError = err.Error()
-	} else {
-		r.ImportedUpTo, r.ImportMessages = st.LastRRN, st.Messages
+	if c.journal != nil {
+		if st, err := c.journal.ImportState(ctx); err != nil {
+			r.ImportError = err.Error()
+		} else {
+			r.ImportedUpTo, r.ImportMessages = st.LastRRN, st.Messages
+		}
 	}
 	return r, nil
 }

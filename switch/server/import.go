@@ -22,7 +22,11 @@ func (c *clusterNode) importFuncs() (state func(context.Context) (any, error), i
 	if c == nil {
 		return nil, nil
 	}
+	errNotOpen := api.WithStatus(http.StatusServiceUnavailable, errors.New("the cluster journal is not open yet"))
 	state = func(ctx context.Context) (any, error) {
+		if c.journal == nil {
+			return nil, errNotOpen
+		}
 		st, err := c.journal.ImportState(ctx)
 		if err != nil {
 			return nil, api.WithStatus(http.StatusServiceUnavailable, err)
@@ -30,6 +34,9 @@ func (c *clusterNode) importFuncs() (state func(context.Context) (any, error), i
 		return st, nil
 	}
 	imp = func(ctx context.Context, body api.JournalImport) (any, error) {
+		if c.journal == nil {
+			return nil, errNotOpen
+		}
 		closes := make([]cjournal.BatchClose, len(body.Closes))
 		for i, bc := range body.Closes {
 			closes[i] = cjournal.BatchClose{TID: bc.TID, At: bc.At}
