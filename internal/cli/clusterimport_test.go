@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dgraph-io/badger/v4"
 	"github.com/rs/zerolog"
 
 	"github.com/switchyard/switchyard/switch/admin"
@@ -31,14 +32,7 @@ import (
 // store-and-forward advices are refused before anything is sent.
 func TestClusterImport(t *testing.T) {
 	dir := t.TempDir()
-	db, err := server.OpenDB(dir, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	j, err := journal.Open(db, journal.Options{Dir: server.JournalDir(dir)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, j := openSingleJournal(t, dir)
 	ctx := context.Background()
 	at := time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC)
 	const n = 60
@@ -148,38 +142,29 @@ func TestClusterImport(t *testing.T) {
 	// Another single switch's directory: it gets an identity of its own, and the
 	// node refuses it.
 	other := t.TempDir()
-	odb, err := server.OpenDB(other, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	oj, err := journal.Open(odb, journal.Options{Dir: server.JournalDir(other)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	odb, oj := openSingleJournal(t, other)
 	if _, err := writeOne(ctx, oj, at); err != nil {
 		t.Fatal(err)
 	}
 	oj.Close()
 	odb.Close()
-	code, _, errs = runCLI(t, vars, "cluster", "import", "--admin", node.URL, "--from", other)
-	if code == 0 || !strings.Contains(errs, "another single switch") {
-		t.Fatalf("another switch's directory: exit %d: %s", code, errs)
+	refused := func(what, from, want string) {
+		t.Helper()
+		code, _, errs := runCLI(t, vars, "cluster", "import", "--admin", node.URL, "--from", from)
+		if code == 0 || !strings.Contains(errs, want) {
+			t.Fatalf("%s: exit %d: %s; want a failure saying %q", what, code, errs, want)
+		}
 	}
+	refused("another switch's directory", other, "another single switch")
 
 	// Refused before anything is sent.
 	before := requests
-	code, _, errs = runCLI(t, vars, "cluster", "import", "--admin", node.URL, "--from", filepath.Join(dir, "nothing"))
-	if code == 0 || !strings.Contains(errs, "is not a switch's data directory") {
-		t.Fatalf("no switch's directory: exit %d: %s", code, errs)
-	}
+	refused("no switch's directory", filepath.Join(dir, "nothing"), "is not a switch's data directory")
 	db, err = server.OpenDB(dir, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
-	code, _, errs = runCLI(t, vars, "cluster", "import", "--admin", node.URL, "--from", dir)
-	if code == 0 || !strings.Contains(errs, "stop the single switch first") {
-		t.Fatalf("a directory in use: exit %d: %s", code, errs)
-	}
+	refused("a directory in use", dir, "stop the single switch first")
 	q, err := saf.Open(db, saf.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -189,10 +174,7 @@ func TestClusterImport(t *testing.T) {
 	}
 	q.Close()
 	db.Close()
-	code, _, errs = runCLI(t, vars, "cluster", "import", "--admin", node.URL, "--from", dir)
-	if code == 0 || !strings.Contains(errs, "still owes 1 store-and-forward advice") {
-		t.Fatalf("advices owed: exit %d: %s", code, errs)
-	}
+	refused("advices owed", dir, "still owes 1 store-and-forward advice")
 	if requests != before {
 		t.Fatalf("refused runs sent %d requests", requests-before)
 	}
@@ -207,4 +189,20 @@ func writeOne(ctx context.Context, j *journal.Store, at time.Time) (string, erro
 	r := &journal.Record{RRN: rrn, Received: at, MTI: "0200", Type: "purchase", TID: "T0000001", STAN: "000001", DE7: "1130090000", RC: "00"}
 	r.AddEvent(journal.StateResponded, at, "")
 	return rrn, j.Write(ctx, r, true, true)
+}
+
+// openSingleJournal opens a single switch's data directory dir (creating it) and its
+// journal, as the switch does.
+func openSingleJournal(t *testing.T, dir string) (*badger.DB, *journal.Store) {
+	t.Helper()
+	db, err := server.OpenDB(dir, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := journal.Open(db, journal.Options{Dir: server.JournalDir(dir)})
+	if err != nil {
+		db.Close()
+		t.Fatal(err)
+	}
+	return db, j
 }

@@ -7,10 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-
 	"github.com/switchyard/switchyard/switch/journal"
-	"github.com/switchyard/switchyard/switch/server"
 )
 
 // The journal shows times in the acquirer's zone with the offset, and its dates,
@@ -19,14 +16,7 @@ import (
 // 2 December in Asia/Shanghai, and belongs to the settlement of 2 December.
 func TestJournalAndSettleUseTheAcquirersDay(t *testing.T) {
 	dir := t.TempDir()
-	db, err := server.OpenDB(dir, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	j, err := journal.Open(db, journal.Options{Dir: server.JournalDir(dir)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, j := openSingleJournal(t, dir)
 	at := time.Date(2026, 12, 1, 17, 30, 0, 0, time.UTC)
 	rrn, err := j.NextRRN()
 	if err != nil {
