@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -23,6 +25,11 @@ import (
 // importChunk bounds one request of an import, as JSON (the records in base64, the
 // batch closes): the API takes 8 MB a request.
 var importChunk = 4 << 20
+
+// importRequestTimeout bounds one request of an import: the node answers once every
+// node has applied what it published, and stops by itself when an applier does not
+// move for two minutes (cjournal.ErrImportBehind).
+const importRequestTimeout = 15 * time.Minute
 
 // runClusterImport reads a stopped single switch's data directory and hands its
 // journal to a running node, in requests of up to importChunk, from after the last
@@ -75,13 +82,18 @@ func runClusterImport(env *Env, conn kit.Conn, dir string, asJSON bool) int {
 	send := func(body *api.JournalImport) error {
 		body.Source, body.After = source, after
 		var res cjournal.ImportResult
-		if err := c.Do(env.Ctx, "POST", "/api/v1/cluster/import/journal", body, &res); err != nil {
+		// A request returns once every node has applied it: as long as the
+		// appliers take, which a cluster under load makes longer.
+		if err := c.DoWithin(env.Ctx, "POST", "/api/v1/cluster/import/journal", body, &res, importRequestTimeout); err != nil {
 			return err
 		}
 		total.Records += res.Records
 		total.Closes += res.Closes
 		total.Messages += res.Messages
 		total.LastRRN = res.LastRRN
+		if len(res.AppliedBy) > 0 {
+			total.AppliedBy = res.AppliedBy
+		}
 		after = res.LastRRN
 		if !asJSON && res.Records > 0 {
 			fmt.Fprintf(env.Stderr, "imported %d records, up to RRN %s\n", total.Records, res.LastRRN)
@@ -153,9 +165,15 @@ func runClusterImport(env *Env, conn kit.Conn, dir string, asJSON bool) int {
 	if st.LastRRN != "" {
 		already = fmt.Sprintf(" (the cluster held it up to RRN %s before this run)", st.LastRRN)
 	}
-	fmt.Fprintf(env.Stdout, "Imported %d records and %d batch closes in %d messages, up to RRN %s%s.\n"+
-		"Every node's applier applies them; `switchyard cluster status` shows its lag.\n",
+	fmt.Fprintf(env.Stdout, "Imported %d records and %d batch closes in %d messages, up to RRN %s%s.\n",
 		total.Records, total.Closes, total.Messages, orDash(total.LastRRN), already)
+	if len(total.AppliedBy) > 0 {
+		nodes := make([]string, len(total.AppliedBy))
+		for i, n := range total.AppliedBy {
+			nodes[i] = strconv.Itoa(n)
+		}
+		fmt.Fprintf(env.Stdout, "Applied by node(s) %s; a node not listed (down) applies them when it comes back.\n", strings.Join(nodes, ", "))
+	}
 	return 0
 }
 

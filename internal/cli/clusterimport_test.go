@@ -109,7 +109,7 @@ func TestClusterImport(t *testing.T) {
 				got = append(got, r.RRN)
 			}
 			closes += len(b.Closes)
-			return cjournal.ImportResult{Records: len(b.Records), Closes: len(b.Closes), Messages: 1, LastRRN: last}, nil
+			return cjournal.ImportResult{Records: len(b.Records), Closes: len(b.Closes), Messages: 1, LastRRN: last, AppliedBy: []int{1, 3}}, nil
 		}}))
 	defer node.Close()
 	vars := map[string]string{"SWITCHYARD_TOKEN": registry.DemoAdminToken}
@@ -135,7 +135,7 @@ func TestClusterImport(t *testing.T) {
 			t.Fatalf("records out of order or twice: %s after %s", got[k], got[k-1])
 		}
 	}
-	if !strings.Contains(out, fmt.Sprintf("up to RRN %s (the cluster held it up to RRN", got[n-1])) {
+	if !strings.Contains(out, fmt.Sprintf("up to RRN %s (the cluster held it up to RRN", got[n-1])) || !strings.Contains(out, "Applied by node(s) 1, 3;") {
 		t.Fatalf("the second run's summary: %s", out)
 	}
 

@@ -76,6 +76,7 @@ func TestClusterServes(t *testing.T) {
 	t.Run("ProfilesRefreshedEverywhere", c.testProfilesRefresh)
 	t.Run("IncidentsAcrossNodes", c.testIncidents)
 	t.Run("OfflineAlertOnce", c.testOfflineAlert)
+	t.Run("ImportSeenEverywhere", c.testImport)
 	for _, n := range c.nodes {
 		if err := n.stop(); err != nil {
 			t.Errorf("graceful stop: %v; log ends:\n%s", err, n.logTail(2000))

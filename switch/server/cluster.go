@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -39,6 +40,7 @@ type clusterNode struct {
 	node     *cluster.Node
 	state    *cluster.StateLog
 	journal  *cjournal.Journal
+	applied  *cluster.Progress             // the appliers' positions, for imports (appliedTopic)
 	sharedMu sync.Mutex                    // guards followed
 	followed []followed                    // the shared stores this node follows
 	lease    atomic.Pointer[cluster.Lease] // set once taken, read by /readyz
@@ -190,11 +192,48 @@ func catchUp(l *cluster.StoreLog) func(context.Context, statelog.Replica) error 
 // openJournal opens the replicated journal over the node's local one; every other
 // node's record versions are applied to the local journal and handed to onRemote.
 func (c *clusterNode) openJournal(local *journal.Store, s *Server, onRemote func(rec, prev *journal.Record)) error {
-	return c.retry("journal", func(ctx context.Context) (err error) {
+	err := c.retry("journal", func(ctx context.Context) (err error) {
 		c.journal, err = cjournal.Open(ctx, c.node, local, s.db, cjournal.Options{Node: c.cfg.Node, Replicas: c.cfg.Replicas,
-			OnRemote: onRemote, OnRestored: s.onRestoredRecord, BeforeFlush: s.syncDUKPT, Logger: c.log.With().Str("part", "journal").Logger()})
+			OnRemote: onRemote, OnRestored: s.onRestoredRecord, BeforeFlush: s.syncDUKPT, ImportWait: c.importWait,
+			Logger: c.log.With().Str("part", "journal").Logger()})
 		return err
 	})
+	if err != nil {
+		return err
+	}
+	c.applied, err = c.node.ShareProgress(appliedTopic, func() uint64 {
+		applied, _ := c.journal.Position()
+		return applied
+	})
+	if err != nil {
+		return fmt.Errorf("share the applier's position: %w", err)
+	}
+	return nil
+}
+
+// appliedTopic is the broadcast topic of the journal appliers' positions.
+const appliedTopic = "applied"
+
+// importWait returns once this node's applier and every other live node's (by
+// their leases) have applied the journal stream's message at seq, with their
+// numbers: an import of a single switch's journal goes at their pace
+// (cjournal.Options.ImportWait).
+func (c *clusterNode) importWait(ctx context.Context, seq uint64) ([]int, error) {
+	if err := c.journal.WaitApplied(ctx, seq); err != nil {
+		return nil, fmt.Errorf("this node (%d): %w", c.cfg.Node, err)
+	}
+	nodes := []int{c.cfg.Node}
+	l := c.currentLease()
+	if l == nil || c.applied == nil {
+		return nodes, nil // not serving yet: no other node's requests wait on this one
+	}
+	for _, h := range l.Holders() {
+		if h.Alive && h.Node != c.cfg.Node {
+			nodes = append(nodes, h.Node)
+		}
+	}
+	slices.Sort(nodes)
+	return nodes, c.applied.WaitAll(ctx, nodes, seq)
 }
 
 // safAckWait is how long an advice a node took stays with it without news: a node
@@ -585,6 +624,11 @@ func monitorNode(self int, holders []cluster.LeaseHolder, now time.Time) int {
 func (c *clusterNode) closeJournal() error {
 	if c.journal == nil {
 		return nil
+	}
+	if c.applied != nil {
+		if err := c.applied.Close(); err != nil {
+			c.log.Warn().Err(err).Msg("applier position broadcast close")
+		}
 	}
 	return c.journal.Close()
 }

@@ -54,6 +54,8 @@ func (c *clusterNode) importFuncs() (state func(context.Context) (any, error), i
 			return nil, api.WithStatus(http.StatusBadRequest, err)
 		case errors.Is(err, cjournal.ErrImportConflict):
 			return nil, api.WithStatus(http.StatusConflict, err)
+		case errors.Is(err, cjournal.ErrImportBehind):
+			return nil, api.WithStatus(http.StatusServiceUnavailable, err)
 		case errors.Is(err, journal.ErrUnavailable):
 			return nil, api.WithStatus(http.StatusServiceUnavailable, err)
 		case err != nil:

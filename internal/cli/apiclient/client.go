@@ -41,6 +41,12 @@ type Client struct {
 // Do sends in (if not nil) as JSON with method to path and decodes the answer into
 // out (if not nil). An answer with a status of 400 or above becomes an *APIError.
 func (c *Client) Do(ctx context.Context, method, path string, in, out any) error {
+	return c.DoWithin(ctx, method, path, in, out, 30*time.Second)
+}
+
+// DoWithin is Do with a timeout of its own instead of 30 s (0: none; bound it with
+// ctx), for the calls that take long by design (an import paced by the cluster).
+func (c *Client) DoWithin(ctx context.Context, method, path string, in, out any, timeout time.Duration) error {
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
@@ -49,7 +55,7 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 		}
 		body = bytes.NewReader(b)
 	}
-	resp, err := c.roundTrip(ctx, method, path, body, in != nil, 30*time.Second)
+	resp, err := c.roundTrip(ctx, method, path, body, in != nil, timeout)
 	if err != nil {
 		return err
 	}

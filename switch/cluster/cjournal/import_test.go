@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -102,12 +103,17 @@ func TestImport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Records != 700 || res.Closes != 2 || res.Messages < 2 || res.LastRRN != recs[699].RRN {
+	if res.Records != 700 || res.Closes != 2 || res.Messages < 2 || res.LastRRN != recs[699].RRN || !slices.Equal(res.AppliedBy, []int{1}) {
 		t.Fatalf("first run: %+v", res)
 	}
 	st, err := ms[1].j.ImportState(ctx)
 	if err != nil || st.LastRRN != recs[699].RRN || st.Messages != uint64(res.Messages) {
 		t.Fatalf("state after the first run, from node 2: %+v %v (run: %+v)", st, err, res)
+	}
+	// Without an ImportWait, Import returns once node 1's own applier has applied
+	// the run.
+	if applied, _ := ms[0].j.Position(); applied < st.LastSeq {
+		t.Fatalf("node 1's applier stands at %d when the import returns; its last message is %d", applied, st.LastSeq)
 	}
 	_, err = ms[1].j.Import(ctx, "s1", recs[699].RRN, nil, recs[690:710])
 	refused("records imported already", "holds the import up to RRN "+recs[699].RRN, err)
@@ -131,10 +137,46 @@ func TestImport(t *testing.T) {
 	_, err = ms[1].j.Import(ctx, "", recs[699].RRN, nil, recs[700:710])
 	refused("an import without an identity", "no identity", err)
 
-	// The second run, through node 2, goes on after the first.
+	// The second run, through node 2, whose ImportWait fails at its third call
+	// (the appliers behind): it stops, what it published stays, and a third run
+	// goes on after it.
+	var (
+		waited []uint64
+		failAt = 3
+	)
+	before := st.Messages
+	ms[1].j.opts.ImportWait = func(ctx context.Context, seq uint64) ([]int, error) {
+		if len(waited) > 0 && seq <= waited[len(waited)-1] {
+			return nil, fmt.Errorf("waited for message %d after %d", seq, waited[len(waited)-1])
+		}
+		waited = append(waited, seq)
+		if len(waited) == failAt {
+			return nil, errors.New("node 3 (at 1) below it")
+		}
+		st, err := ms[1].j.ImportState(ctx)
+		if err != nil {
+			return nil, err
+		}
+		// Published beyond the message waited for: never importAhead or more.
+		if ahead := st.Messages - before - uint64(len(waited)); ahead >= importAhead {
+			return nil, fmt.Errorf("%d messages published beyond message %d before every node applied it", ahead, seq)
+		}
+		return []int{2, 3}, ms[1].j.WaitApplied(ctx, seq)
+	}
 	res, err = ms[1].j.Import(ctx, "s1", recs[699].RRN, nil, recs[700:])
-	if err != nil || res.Records != n-700 || res.LastRRN != recs[n-1].RRN {
-		t.Fatalf("second run: %+v %v", res, err)
+	if !errors.Is(err, ErrImportBehind) || !strings.Contains(err.Error(), "node 3 (at 1) below it") || res.Messages != failAt+importAhead-1 {
+		t.Fatalf("second run, the appliers behind at its third message: %+v %v; want ErrImportBehind after %d messages", res, err, failAt+importAhead-1)
+	}
+	if st, err = ms[1].j.ImportState(ctx); err != nil || st.LastRRN != res.LastRRN {
+		t.Fatalf("state after the stopped run: %+v %v; want the import up to %s", st, err, res.LastRRN)
+	}
+	failAt, waited, before = 0, nil, st.Messages
+	res2, err := ms[1].j.Import(ctx, "s1", res.LastRRN, nil, recs[700+res.Records:])
+	if err != nil || res.Records+res2.Records != n-700 || res2.LastRRN != recs[n-1].RRN {
+		t.Fatalf("third run: %+v %v", res2, err)
+	}
+	if st, err = ms[1].j.ImportState(ctx); err != nil || len(waited) != res2.Messages || waited[len(waited)-1] != st.LastSeq || !slices.Equal(res2.AppliedBy, []int{2, 3}) {
+		t.Fatalf("the third run waited for messages %v; it published %d, the last %d, applied by nodes %v (%v)", waited, res2.Messages, st.LastSeq, res2.AppliedBy, err)
 	}
 
 	for _, m := range ms {
@@ -200,6 +242,9 @@ func TestBeforeFlush(t *testing.T) {
 	}
 	m.mu.Unlock()
 	before, _ := m.j.Position()
+	// Import publishes the record; its wait for the applier (which cannot write its
+	// position here) is left out.
+	m.j.opts.ImportWait = func(context.Context, uint64) ([]int, error) { return nil, nil }
 	if _, err := m.j.Import(ctx, "s1", "", nil, []*journal.Record{rec}); err != nil {
 		t.Fatal(err)
 	}
