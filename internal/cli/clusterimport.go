@@ -23,13 +23,19 @@ import (
 )
 
 // importChunk bounds one request of an import, as JSON (the records in base64, the
-// batch closes): the API takes 8 MB a request.
-var importChunk = 4 << 20
+// batch closes): the API takes 8 MB a request; 1 MB is about twelve stream messages
+// of 64 KB, which the node publishes as fast as the slowest running node applies
+// them (cjournal.Import).
+var importChunk = 1 << 20
 
-// importRequestTimeout bounds one request of an import: the node answers once every
-// node has applied what it published, and stops by itself when an applier does not
-// move for two minutes (cjournal.ErrImportBehind).
-const importRequestTimeout = 15 * time.Minute
+// importRequestTimeout bounds one request of an import. The node answers once
+// every running node has applied what it published, and stops by itself when an
+// applier stands still for two minutes; an applier that moves, however slowly,
+// keeps it going (a node catching up after a restart).
+const importRequestTimeout = 30 * time.Minute
+
+// importReportEvery is how often a run says how far it went.
+const importReportEvery = 5 * time.Second
 
 // runClusterImport reads a stopped single switch's data directory and hands its
 // journal to a running node, in requests of up to importChunk, from after the last
@@ -78,7 +84,7 @@ func runClusterImport(env *Env, conn kit.Conn, dir string, asJSON bool) int {
 		return fail(env, "cluster import: the cluster holds an import of another single switch (%q, up to RRN %s); %s is %q: a cluster takes one switch's journal", st.Source, orDash(st.LastRRN), dir, source)
 	}
 	var total cjournal.ImportResult
-	after := st.LastRRN
+	after, reported := st.LastRRN, time.Time{}
 	send := func(body *api.JournalImport) error {
 		body.Source, body.After = source, after
 		var res cjournal.ImportResult
@@ -95,8 +101,9 @@ func runClusterImport(env *Env, conn kit.Conn, dir string, asJSON bool) int {
 			total.AppliedBy = res.AppliedBy
 		}
 		after = res.LastRRN
-		if !asJSON && res.Records > 0 {
+		if !asJSON && res.Records > 0 && time.Since(reported) >= importReportEvery {
 			fmt.Fprintf(env.Stderr, "imported %d records, up to RRN %s\n", total.Records, res.LastRRN)
+			reported = time.Now()
 		}
 		return nil
 	}

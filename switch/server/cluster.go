@@ -219,22 +219,53 @@ const appliedTopic = "applied"
 // numbers: an import of a single switch's journal goes at their pace
 // (cjournal.Options.ImportWait).
 func (c *clusterNode) importWait(ctx context.Context, seq uint64) ([]int, error) {
-	if err := c.journal.WaitApplied(ctx, seq); err != nil {
-		return nil, fmt.Errorf("this node (%d): %w", c.cfg.Node, err)
-	}
-	nodes := []int{c.cfg.Node}
-	l := c.currentLease()
-	if l == nil || c.applied == nil {
-		return nodes, nil // not serving yet: no other node's requests wait on this one
-	}
-	for _, h := range l.Holders() {
-		if h.Alive && h.Node != c.cfg.Node {
-			nodes = append(nodes, h.Node)
+	// This node's applier, for as long as it moves.
+	for {
+		before, _ := c.journal.Position()
+		wctx, cancel := context.WithTimeout(ctx, importStall)
+		err := c.journal.WaitApplied(wctx, seq)
+		cancel()
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil || wctx.Err() == nil {
+			return nil, fmt.Errorf("this node (%d): %w", c.cfg.Node, err)
+		}
+		if after, _ := c.journal.Position(); after == before {
+			return nil, fmt.Errorf("%w: this node's (%d) applier stood at %d for %s", cjournal.ErrImportBehind, c.cfg.Node, after, importStall)
 		}
 	}
-	slices.Sort(nodes)
-	return nodes, c.applied.WaitAll(ctx, nodes, seq)
+	live := func() []int {
+		nodes := []int{c.cfg.Node}
+		if l := c.currentLease(); l != nil {
+			for _, h := range l.Holders() {
+				if h.Alive && h.Node != c.cfg.Node {
+					nodes = append(nodes, h.Node)
+				}
+			}
+		}
+		slices.Sort(nodes)
+		return nodes
+	}
+	if c.applied == nil {
+		return []int{c.cfg.Node}, nil
+	}
+	err := c.applied.WaitAll(ctx, live, seq, importStall)
+	if errors.Is(err, cluster.ErrStalled) {
+		return nil, fmt.Errorf("%w: %w", cjournal.ErrImportBehind, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	// The nodes live now: one whose lease lapsed during the wait applies the import
+	// when it comes back.
+	return live(), nil
 }
+
+// importStall is how long an import waits for an applier that does not move (a
+// node stuck, or one running a version that does not answer the broadcast) before
+// it stops (cjournal.ErrImportBehind).
+const importStall = 2 * time.Minute
 
 // safAckWait is how long an advice a node took stays with it without news: a node
 // killed mid-send gives its advices back to the survivors after it (they go as

@@ -54,7 +54,8 @@ func (c *clusterNode) importFuncs() (state func(context.Context) (any, error), i
 			return nil, api.WithStatus(http.StatusBadRequest, err)
 		case errors.Is(err, cjournal.ErrImportConflict):
 			return nil, api.WithStatus(http.StatusConflict, err)
-		case errors.Is(err, cjournal.ErrImportBehind):
+		case errors.Is(err, cjournal.ErrImportBehind), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+			// Behind, or the request gone (the tool stopped, the node stopping).
 			return nil, api.WithStatus(http.StatusServiceUnavailable, err)
 		case errors.Is(err, journal.ErrUnavailable):
 			return nil, api.WithStatus(http.StatusServiceUnavailable, err)

@@ -34,9 +34,9 @@ var (
 	ErrImportRefused = errors.New("import refused")
 	// ErrImportConflict is another import publishing at the same time.
 	ErrImportConflict = errors.New("another import published meanwhile")
-	// ErrImportBehind is an import stopped because the appliers did not apply its
-	// messages in time (Options.ImportWait, importWaitMax): what was published stays,
-	// and the import goes on after it when run again.
+	// ErrImportBehind is an import stopped because an applier stopped moving before
+	// it applied the import's messages (Options.ImportWait): what was published
+	// stays, and the import goes on after it when run again.
 	ErrImportBehind = errors.New("the nodes' appliers stay behind the import")
 )
 
@@ -47,7 +47,8 @@ var (
 // the stream.
 const importAhead = 2
 
-// importWaitMax bounds Import's wait for the appliers to apply one of its messages.
+// importWaitMax bounds Import's wait for this node's applier to apply one of its
+// messages when there is no Options.ImportWait.
 var importWaitMax = 2 * time.Minute
 
 // ImportNode is the node name of an imported single switch's messages.
@@ -147,7 +148,7 @@ func ImportRRN(rrn string) bool {
 // every node's applier has applied them all (Options.ImportWait): it publishes at
 // the pace the appliers apply, never more than importAhead messages beyond the
 // slowest, so that a cluster serving terminals meanwhile keeps answering them
-// (ErrImportBehind when an applier does not move for importWaitMax). The records must be final (a single switch recovers its
+// (ErrImportBehind when an applier stops moving before it has applied them). The records must be final (a single switch recovers its
 // open transactions when it starts: start it once, stop it, then import), carry a
 // single switch's RRNs (ImportRRN), and come in ascending RRN order after the last one
 // imported (ImportState.LastRRN): an import interrupted by an error is run again from
@@ -245,14 +246,9 @@ func (j *Journal) importAfter(ctx context.Context, st ImportState, source string
 	// applied waits until every node has applied sent[0] and drops it.
 	applied := func() error {
 		m := sent[0]
-		wctx, cancel := context.WithTimeout(ctx, importWaitMax)
-		defer cancel()
-		nodes, err := j.importWait(wctx, m.seq)
+		nodes, err := j.importWait(ctx, m.seq)
 		if err != nil {
-			if ctx.Err() != nil {
-				return fmt.Errorf("cjournal: import: waiting for the appliers to apply message %d (records up to RRN %s): %w", m.seq, m.last, ctx.Err())
-			}
-			return fmt.Errorf("cjournal: import: %w: message %d (records up to RRN %s) not applied by every node within %s: %v; it is in the stream: run the import again once the nodes catch up (switchyard cluster status)", ErrImportBehind, m.seq, m.last, importWaitMax, err)
+			return fmt.Errorf("cjournal: import: waiting for the running nodes to apply message %d (records up to RRN %s), which the stream holds (a run again goes on after it): %w", m.seq, m.last, err)
 		}
 		sent, res.AppliedBy = sent[1:], nodes
 		return nil
@@ -359,5 +355,13 @@ func (j *Journal) importWait(ctx context.Context, seq uint64) ([]int, error) {
 	if j.opts.ImportWait != nil {
 		return j.opts.ImportWait(ctx, seq)
 	}
-	return []int{j.opts.Node}, j.WaitApplied(ctx, seq)
+	wctx, cancel := context.WithTimeout(ctx, importWaitMax)
+	defer cancel()
+	if err := j.WaitApplied(wctx, seq); err != nil {
+		if ctx.Err() == nil && wctx.Err() != nil {
+			return nil, fmt.Errorf("%w: this node's applier did not apply it within %s", ErrImportBehind, importWaitMax)
+		}
+		return nil, err
+	}
+	return []int{j.opts.Node}, nil
 }

@@ -151,7 +151,7 @@ func TestImport(t *testing.T) {
 		}
 		waited = append(waited, seq)
 		if len(waited) == failAt {
-			return nil, errors.New("node 3 (at 1) below it")
+			return nil, fmt.Errorf("%w: node 3 (at 1) below it", ErrImportBehind)
 		}
 		st, err := ms[1].j.ImportState(ctx)
 		if err != nil {

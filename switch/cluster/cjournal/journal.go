@@ -71,11 +71,12 @@ type Options struct {
 	// pauses and tries again.
 	BeforeFlush func() error
 	// ImportWait, if set, returns once every running node's applier has applied the
-	// stream message at seq, with those nodes' numbers, or with an error: Import
-	// calls it for each message it publishes, before publishing the one after next,
-	// so that an import goes at the pace of the slowest applier rather than leaving
-	// the appliers behind the stream (every request on a node waits for its applier:
-	// a node far behind answers 91). Nil: this node's applier alone (WaitApplied).
+	// stream message at seq, with those nodes' numbers, or with an error (wrapping
+	// ErrImportBehind when an applier stopped moving): Import calls it for each
+	// message it publishes, before publishing the one after next, so that an import
+	// goes at the pace of the slowest applier rather than leaving the appliers behind
+	// the stream (every request on a node waits for its applier: a node far behind
+	// answers 91). Nil: this node's applier alone (WaitApplied, at most 2 minutes).
 	ImportWait func(ctx context.Context, seq uint64) (nodes []int, err error)
 	// Logger receives the applier's and the background publisher's errors.
 	Logger zerolog.Logger
