@@ -50,7 +50,11 @@ type Embedded struct {
 	// StoreDir is JetStream's store; empty means <data_dir>/jetstream (see ApplyDefaults).
 	StoreDir string `yaml:"store_dir"`
 	// ClientAddr is host:port of the NATS client port, for tools such as the
-	// nats CLI; port 0 picks a free port. The node itself connects in process.
+	// nats CLI; port 0 picks a free port. The node itself connects in process, so
+	// with ClientAddrNone ("none") no tool can reach JetStream through this node:
+	// the server listens on a loopback port of the kernel's choosing and takes no
+	// connection but the node's own (a token made at start, kept in memory). The
+	// routes are not client connections and work as ever.
 	ClientAddr string `yaml:"client_addr"`
 	// ClusterName is the cluster's name, the same on every node.
 	ClusterName string `yaml:"cluster_name"`
@@ -123,6 +127,10 @@ const (
 	DefaultClusterAddr = "0.0.0.0:6222"
 )
 
+// ClientAddrNone as cluster.embedded.client_addr shuts tools out of the embedded
+// server's client port (see Embedded.ClientAddr).
+const ClientAddrNone = "none"
+
 // DefaultStateCompactAbove is Config.StateCompactAbove's default: a store's
 // commits held before it is compacted. A registry change is one commit; a day of
 // an acquirer's operators is a few hundred.
@@ -190,8 +198,10 @@ func (e *Embedded) validate(bad func(key, format string, args ...any)) {
 	if e.StoreDir == "" {
 		bad("embedded.store_dir", "required (defaults to <data_dir>/jetstream)")
 	}
-	if _, err := parseHostPort(e.ClientAddr); err != nil {
-		bad("embedded.client_addr", "%v", err)
+	if e.ClientAddr != ClientAddrNone {
+		if _, err := parseHostPort(e.ClientAddr); err != nil {
+			bad("embedded.client_addr", "%v (or %q: no client port)", err, ClientAddrNone)
+		}
 	}
 	if e.TLS.Enabled() {
 		for _, f := range e.TLS.files() {

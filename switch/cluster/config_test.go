@@ -34,6 +34,7 @@ func TestConfigValidate(t *testing.T) {
 		{"server name dots", func(c *Config) { c.Embedded.ServerName = "n.1" }, validEmbedded, `cluster.embedded.server_name: "n.1" has`},
 		{"store dir", func(c *Config) { c.Embedded.StoreDir = "" }, validEmbedded, "cluster.embedded.store_dir: required"},
 		{"client addr", func(c *Config) { c.Embedded.ClientAddr = "4222" }, validEmbedded, `cluster.embedded.client_addr: "4222" is not host:port`},
+		{"no client port", func(c *Config) { c.Embedded.ClientAddr = ClientAddrNone }, validEmbedded, ""},
 		{"client port", func(c *Config) { c.Embedded.ClientAddr = "h:70000" }, validEmbedded, "cluster.embedded.client_addr: \"h:70000\": port"},
 		{"cluster addr host", func(c *Config) { c.Embedded.ClusterAddr = ":6222" }, validEmbedded, "cluster.embedded.cluster_addr: \":6222\" has no host"},
 		{"cluster name", func(c *Config) { c.Embedded.ClusterName = "" }, validEmbedded, "cluster.embedded.cluster_name: required with routes"},

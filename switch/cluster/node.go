@@ -2,8 +2,10 @@ package cluster
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -92,7 +94,11 @@ func Start(ctx context.Context, cfg Config, opts Options) (*Node, error) {
 		// port takes TLS alone (ClientURL says tls:// then), since the server lets
 		// an in-process connection go without it.
 		url := strings.Replace(n.srv.ClientURL(), "tls://", "nats://", 1)
-		n.nc, err = nats.Connect(url, append(n.connOptions(), nats.InProcessServer(n.srv))...)
+		copts := append(n.connOptions(), nats.InProcessServer(n.srv))
+		if n.srvOpts.Authorization != "" { // client_addr: none
+			copts = append(copts, nats.Token(n.srvOpts.Authorization))
+		}
+		n.nc, err = nats.Connect(url, copts...)
 		if err != nil {
 			n.srv.Shutdown()
 			n.srv.WaitForShutdown()
@@ -160,7 +166,18 @@ func (n *Node) startServer(ctx context.Context, e Embedded) (*server.Server, err
 		NoSigs:     true, // the process's signals belong to switchyard serve
 	}
 	var err error
-	if so.Host, so.Port, err = hostPort(e.ClientAddr); err != nil {
+	if e.ClientAddr == ClientAddrNone {
+		// nats-server cannot route without its client listener (DontListen leaves
+		// its routing waiting for it), so it listens on a loopback port of the
+		// kernel's choosing and takes only a token made here, kept in memory and
+		// given to the node's own in-process connection alone.
+		so.Host, so.Port = "127.0.0.1", server.RANDOM_PORT
+		var b [32]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return nil, fmt.Errorf("cluster: the in-process connection's token: %w", err)
+		}
+		so.Authorization = hex.EncodeToString(b[:])
+	} else if so.Host, so.Port, err = hostPort(e.ClientAddr); err != nil {
 		return nil, fmt.Errorf("cluster.embedded.client_addr: %w", err)
 	}
 	if len(e.Routes) > 0 {

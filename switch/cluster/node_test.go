@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
@@ -435,5 +436,58 @@ func TestTryWait(t *testing.T) {
 	}
 	if got := TryWait(100); got != 10*time.Second {
 		t.Errorf("TryWait(100) = %v, want 10s", got)
+	}
+}
+
+// TestNoClientPort: with client_addr "none" no tool can connect to the embedded
+// servers (the port they listen on refuses a connection without the node's
+// in-process token, with or without a guessed one), and the nodes still form an
+// R3 JetStream cluster over their routes: a stream written through node 1 is read
+// through node 3.
+func TestNoClientPort(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cfgs := threeNodeConfigs(t)
+	for i := range cfgs {
+		cfgs[i].Embedded.ClientAddr = ClientAddrNone
+		if err := cfgs[i].Validate(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nodes := startLeaseCluster(t, ctx, cfgs)
+	for i, n := range nodes {
+		a, ok := n.srv.Addr().(*net.TCPAddr)
+		if !ok || !a.IP.IsLoopback() {
+			t.Fatalf("node %d's client listener: %v; want a loopback address", i+1, n.srv.Addr())
+		}
+		url := fmt.Sprintf("nats://%s", a)
+		for _, opts := range [][]nats.Option{nil, {nats.Token("guess")}, {nats.UserInfo("switchyard", "")}} {
+			if nc, err := nats.Connect(url, append(opts, nats.NoReconnect())...); err == nil {
+				nc.Close()
+				t.Fatalf("node %d: a tool connected to %s", i+1, url)
+			} else if !errors.Is(err, nats.ErrAuthorization) && !strings.Contains(err.Error(), "Authorization") {
+				t.Fatalf("node %d: a tool's connection to %s: %v; want an authorization violation", i+1, url, err)
+			}
+		}
+	}
+	for {
+		_, err := nodes[0].js.CreateStream(ctx, jetstream.StreamConfig{Name: "NOCLIENT", Subjects: []string{"noclient.>"}, Replicas: 3})
+		if err == nil {
+			break
+		}
+		if !transient(err) {
+			t.Fatal(err)
+		}
+		if err := pause(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitPublish(t, ctx, nodes[0], "noclient.a")
+	s, err := nodes[2].js.Stream(ctx, "NOCLIENT")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := readLast(ctx, s, "noclient.a"); err != nil {
+		t.Fatal(err)
 	}
 }
