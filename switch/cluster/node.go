@@ -177,6 +177,9 @@ func (n *Node) startServer(ctx context.Context, e Embedded) (*server.Server, err
 			return nil, fmt.Errorf("cluster: the in-process connection's token: %w", err)
 		}
 		so.Authorization = hex.EncodeToString(b[:])
+		// Nor do the peers hand that port to their own clients as a server to
+		// fail over to.
+		so.Cluster.NoAdvertise = true
 	} else if so.Host, so.Port, err = hostPort(e.ClientAddr); err != nil {
 		return nil, fmt.Errorf("cluster.embedded.client_addr: %w", err)
 	}

@@ -439,23 +439,33 @@ func TestTryWait(t *testing.T) {
 	}
 }
 
-// TestNoClientPort: with client_addr "none" no tool can connect to the embedded
-// servers (the port they listen on refuses a connection without the node's
-// in-process token, with or without a guessed one), and the nodes still form an
-// R3 JetStream cluster over their routes: a stream written through node 1 is read
-// through node 3.
+// TestNoClientPort: with client_addr "none" (nodes 2 and 3) no tool can connect to
+// the embedded servers (the port they listen on refuses a connection without the
+// node's in-process token, with or without a guessed one), a tool on node 1's
+// client port is not told of theirs, and the nodes still form an R3 JetStream
+// cluster over their routes: a stream written through node 1 is read through
+// node 3.
 func TestNoClientPort(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cfgs := threeNodeConfigs(t)
-	for i := range cfgs {
+	for i := 1; i < len(cfgs); i++ {
 		cfgs[i].Embedded.ClientAddr = ClientAddrNone
 		if err := cfgs[i].Validate(); err != nil {
 			t.Fatal(err)
 		}
 	}
 	nodes := startLeaseCluster(t, ctx, cfgs)
-	for i, n := range nodes {
+	tool, err := nats.Connect(nodes[0].srv.ClientURL(), nats.NoReconnect())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tool.Close()
+	if ds := tool.DiscoveredServers(); len(ds) != 0 {
+		t.Fatalf("a tool on node 1's client port is told of %v; want none (nodes 2 and 3 take no tools)", ds)
+	}
+	for i, n := range nodes[1:] {
+		i++
 		a, ok := n.srv.Addr().(*net.TCPAddr)
 		if !ok || !a.IP.IsLoopback() {
 			t.Fatalf("node %d's client listener: %v; want a loopback address", i+1, n.srv.Addr())
