@@ -148,10 +148,12 @@ func ImportRRN(rrn string) bool {
 // every node's applier has applied them all (Options.ImportWait): it publishes at
 // the pace the appliers apply, never more than importAhead messages beyond the
 // slowest, so that a cluster serving terminals meanwhile keeps answering them
-// (ErrImportBehind when an applier stops moving before it has applied them). The records must be final (a single switch recovers its
-// open transactions when it starts: start it once, stop it, then import), carry a
-// single switch's RRNs (ImportRRN), and come in ascending RRN order after the last one
-// imported (ImportState.LastRRN): an import interrupted by an error is run again from
+// (ErrImportBehind when an applier stops moving before it has applied them).
+//
+// The records must be final (a single switch recovers its open transactions when it
+// starts: start it once, stop it, then import), carry a single switch's RRNs
+// (ImportRRN), and come in ascending RRN order after the last one imported
+// (ImportState.LastRRN): an import interrupted by an error is run again from
 // there. Batch closes may be sent again (the appliers keep each terminal's latest).
 // after is the LastRRN its caller read (ImportState) and has sent everything up to:
 // when the stream holds the import up to another RRN, another import moved it
