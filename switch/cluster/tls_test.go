@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -318,4 +319,37 @@ func startThree(t *testing.T, ctx context.Context, dir string, ports []int, ca *
 		}
 	}
 	return nodes
+}
+
+// TestNoClientPortTLS: with tls and client_addr "none", a tool holding a
+// certificate the cluster's CA signed is refused all the same (the node's token is
+// the only way in), and the node, connected in process, has JetStream.
+func TestNoClientPortTLS(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	ca := newTestCA(t, dir, "cluster")
+	certFile, keyFile := ca.issue(t, dir, "n1")
+	n, err := Start(ctx, Config{Mode: ModeEmbedded, Node: 1, Embedded: Embedded{ServerName: "n1", StoreDir: filepath.Join(dir, "n1"),
+		ClientAddr: ClientAddrNone, TLS: EmbeddedTLS{CAFile: ca.file, CertFile: certFile, KeyFile: keyFile}}}, Options{Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if err := n.WaitJetStream(ctx); err != nil {
+		t.Fatal(err)
+	}
+	toolCert, toolKey := ca.issue(t, dir, "tool")
+	url := n.srv.ClientURL()
+	nc, err := nats.Connect(url, nats.Timeout(5*time.Second), nats.NoReconnect(), nats.RootCAs(ca.file), nats.ClientCert(toolCert, toolKey))
+	if err == nil {
+		nc.Close()
+		t.Fatalf("a tool with the CA's certificate connected to %s", url)
+	}
+	if !errors.Is(err, nats.ErrAuthorization) && !strings.Contains(err.Error(), "Authorization") {
+		t.Fatalf("a tool with the CA's certificate, at %s: %v; want an authorization violation", url, err)
+	}
+	if _, err := n.JetStream().CreateStream(ctx, jetstream.StreamConfig{Name: "J", Subjects: []string{"j.>"}}); err != nil {
+		t.Fatalf("the node's own JetStream: %v", err)
+	}
 }
