@@ -30,7 +30,7 @@ RACE ?= -race
 test: build tidy-check
 	$(GO) vet ./...
 	$(GO) test $(RACE) -count=1 ./...
-	$(GO) test -count=1 -run '^TestCluster' ./switch/e2e/
+	$(GO) test -count=1 -parallel 4 -run '^TestCluster' ./switch/e2e/
 	$(MAKE) --no-print-directory fuzz
 	@if [ -d rules ] && ls rules/*.yaml >/dev/null 2>&1; then ./$(BIN) rules test rules; fi
 

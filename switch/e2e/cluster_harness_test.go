@@ -131,6 +131,12 @@ rules:
 // startCluster writes three node configurations and starts the three nodes at once
 // (a node's JetStream waits for a quorum of its peers), and returns when each answers
 // /readyz with 200.
+//
+// The cluster tests run in parallel with each other (t.Parallel; `make test` runs them
+// with -parallel 4): each has its own processes, ports, directories and issuer
+// simulator, and they spend most of their time waiting (leases lapsing, a quorum
+// returning, an offline threshold of a minute), not computing: one after the other,
+// they took about 2.5 minutes of which the switch processes used 40 s of CPU.
 func startCluster(t *testing.T, o clusterOptions) *testCluster {
 	t.Helper()
 	if testing.Short() {

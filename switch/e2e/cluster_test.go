@@ -67,6 +67,7 @@ func (c *testCluster) waitJournaled(n int, tid, rrn string, d time.Duration) tim
 }
 
 func TestClusterServes(t *testing.T) {
+	t.Parallel() // see startCluster
 	c := startCluster(t, clusterOptions{})
 	t.Run("TrafficThroughEveryNode", c.testTraffic)
 	t.Run("RegistryChangeAndConflict", c.testRegistry)
@@ -679,6 +680,7 @@ func (c *testCluster) testVelocity(t *testing.T) {
 // issuer's books to the cent. Then node 2 restarts on its data directory, catches up
 // and serves again.
 func TestClusterNodeKilled(t *testing.T) {
+	t.Parallel() // see startCluster
 	c := startCluster(t, clusterOptions{Faults: faultsDropDelay})
 	const terminals = 12
 	tids := map[string]bool{}
@@ -1139,6 +1141,7 @@ func (c *testCluster) loadRRN(rrn string, recs []*journal.Record, tids map[strin
 // has no JetStream quorum: it answers 91 and never approves without durability, its
 // /readyz says why, and it serves again by itself once the two are back.
 func TestClusterQuorumLost(t *testing.T) {
+	t.Parallel() // see startCluster
 	c := startCluster(t, clusterOptions{})
 	n1 := c.node(1)
 	if r := c.purchaseOn(1, probeTxn("LT001970", testPAN(950001), 1300)); r.RC != "00" {

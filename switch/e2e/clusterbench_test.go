@@ -16,6 +16,7 @@ import (
 // the CPU per authorization of each node, the profile's split and the ratio. It does
 // not judge the figures: those are the bench's job (docs/cluster.md).
 func TestClusterBenchTiny(t *testing.T) {
+	t.Parallel() // see startCluster
 	if testing.Short() || raceEnabled {
 		t.Skip("runs one switch, then three with embedded JetStream, for a few seconds each")
 	}
