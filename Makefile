@@ -23,9 +23,10 @@ run: build
 	./$(BIN) serve --demo --data ./data --log-format console
 
 ## test: go.mod tidy, vet, unit and integration tests under the race detector, the
-## 3-node cluster tests (subprocesses; skipped under -race, run once more without it), a
-## brief fuzz of the decoders, the rule pack's tests. Under -race the few long simulation loops
-## run a trimmed size (see risk/race_test.go); `make test RACE=` runs them in full, without it.
+## 3-node cluster tests (subprocesses; skipped under -race, run once more without it, the
+## four at once: they mostly wait), a brief fuzz of the decoders, the rule pack's tests.
+## Under -race the few long simulation loops run a trimmed size (see risk/race_test.go);
+## `make test RACE=` runs them in full, without it.
 RACE ?= -race
 test: build tidy-check
 	$(GO) vet ./...
