@@ -66,11 +66,11 @@ func (nibbles) Decode(src []byte, length int) ([]byte, int, error) {
 
 // The field kinds of the UnionPay POS format.
 func bcdFixed(n int, desc string) field.Field { // right-aligned BCD digits
-	return field.NewString(&field.Spec{Length: n, Description: desc, Enc: encoding.BCD, Pref: prefix.BCD.Fixed})
+	return field.NewString(&field.Spec{Length: n, Description: desc, Enc: BCD, Pref: BCDLength.Fixed})
 }
 
 func lbcdFixed(n int, desc string) field.Field { // left-aligned BCD digits
-	return field.NewString(&field.Spec{Length: n, Description: desc, Enc: encoding.LBCD, Pref: prefix.BCD.Fixed})
+	return field.NewString(&field.Spec{Length: n, Description: desc, Enc: LBCD, Pref: BCDLength.Fixed})
 }
 
 func asciiFixed(n int, desc string) field.Field {
@@ -97,7 +97,7 @@ var Spec = &iso8583.MessageSpec{
 	Fields: map[int]field.Field{
 		0: bcdFixed(4, "Message Type Indicator"),
 		1: field.NewBitmap(&field.Spec{Length: 8, Description: "Bitmap", Enc: encoding.Binary, Pref: prefix.Binary.Fixed}),
-		2: varField(prefix.BCD.LL, encoding.LBCD, 19, "Primary Account Number"),
+		2: varField(BCDLength.LL, LBCD, 19, "Primary Account Number"),
 		3: bcdFixed(6, "Processing Code"),
 		4: bcdFixed(12, "Amount, Transaction"),
 		// 5 to 10 are not used by POS terminals.
@@ -110,27 +110,27 @@ var Spec = &iso8583.MessageSpec{
 		23: bcdFixed(3, "Card Sequence Number"),
 		25: bcdFixed(2, "Point of Service Condition Code"),
 		26: bcdFixed(2, "Point of Service PIN Capture Code"),
-		32: varField(prefix.BCD.LL, encoding.LBCD, 11, "Acquiring Institution Identification Code"),
-		35: varField(prefix.BCD.LL, Nibbles, 37, "Track 2 Data"),
-		36: varField(prefix.BCD.LLL, Nibbles, 104, "Track 3 Data"),
+		32: varField(BCDLength.LL, LBCD, 11, "Acquiring Institution Identification Code"),
+		35: varField(BCDLength.LL, Nibbles, 37, "Track 2 Data"),
+		36: varField(BCDLength.LLL, Nibbles, 104, "Track 3 Data"),
 		37: asciiFixed(12, "Retrieval Reference Number"),
 		38: asciiFixed(6, "Authorization Identification Response"),
 		39: asciiFixed(2, "Response Code"),
 		41: asciiFixed(8, "Card Acceptor Terminal Identification"),
 		42: asciiFixed(15, "Card Acceptor Identification Code"),
-		44: varField(prefix.BCD.LL, encoding.ASCII, 25, "Additional Response Data"),
-		48: varField(prefix.BCD.LLL, encoding.LBCD, 322, "Additional Data - Private (settlement totals)"),
+		44: varField(BCDLength.LL, encoding.ASCII, 25, "Additional Response Data"),
+		48: varField(BCDLength.LLL, LBCD, 322, "Additional Data - Private (settlement totals)"),
 		49: asciiFixed(3, "Currency Code, Transaction"),
 		52: binFixed(8, "PIN Data"),
 		53: bcdFixed(16, "Security Related Control Information"),
-		54: varField(prefix.BCD.LLL, encoding.ASCII, 40, "Balance Amount"),
-		55: varField(prefix.BCD.LLL, encoding.Binary, 255, "ICC System Related Data"),
-		58: varField(prefix.BCD.LLL, encoding.ASCII, 100, "PBOC Electronic Data"),
-		59: varField(prefix.BCD.LLL, encoding.ASCII, 600, "Terminal information (TLV)"),
-		60: varField(prefix.BCD.LLL, Nibbles, 40, "Reserved Private (60.1 type, 60.2 batch, 60.3 network code ...)"),
-		61: varField(prefix.BCD.LLL, Nibbles, 40, "Original Message (61.1 batch, 61.2 STAN, 61.3 MMDD ...)"),
-		62: varField(prefix.BCD.LLL, encoding.Binary, 512, "Reserved Private (working keys, terminal information)"),
-		63: varField(prefix.BCD.LLL, encoding.ASCII, 163, "Reserved Private (63.1 operator / card organisation)"),
+		54: varField(BCDLength.LLL, encoding.ASCII, 40, "Balance Amount"),
+		55: varField(BCDLength.LLL, encoding.Binary, 255, "ICC System Related Data"),
+		58: varField(BCDLength.LLL, encoding.ASCII, 100, "PBOC Electronic Data"),
+		59: varField(BCDLength.LLL, encoding.ASCII, 600, "Terminal information (TLV)"),
+		60: varField(BCDLength.LLL, Nibbles, 40, "Reserved Private (60.1 type, 60.2 batch, 60.3 network code ...)"),
+		61: varField(BCDLength.LLL, Nibbles, 40, "Original Message (61.1 batch, 61.2 STAN, 61.3 MMDD ...)"),
+		62: varField(BCDLength.LLL, encoding.Binary, 512, "Reserved Private (working keys, terminal information)"),
+		63: varField(BCDLength.LLL, encoding.ASCII, 163, "Reserved Private (63.1 operator / card organisation)"),
 		64: binFixed(8, "Message Authentication Code"),
 	},
 }
