@@ -20,7 +20,9 @@ import (
 // joined by Close), sends what has gathered as one message with a Nats-Msg-Id unique
 // to this node process (a resend after a lost acknowledgement is stored once), and
 // keeps up to maxGroupsInFlight groups unacknowledged: while they are in flight the
-// next group gathers, so the busier the node, the larger its groups, with no timer.
+// next group gathers, so the busier the node, the larger its groups. While entries
+// come fast (Options.GroupPause would gather pauseFrom of them), it also leaves at
+// least GroupPause between two groups: fewer, larger messages cost the servers less.
 // A second goroutine, the acker (ackLoop), waits for the groups' acknowledgements in
 // the order they were sent and wakes each group's durable writers (nil, or the error
 // that fails them: journal.ErrUnavailable, cluster.ErrNoQuorum); a group that fails
@@ -39,6 +41,10 @@ const (
 	maxGroupMsg = 256 << 10
 	// maxGroupsInFlight is how many groups may wait for their acknowledgement at once.
 	maxGroupsInFlight = 2
+	// pauseFrom is how many entries a pause (Options.GroupPause) must be expected to
+	// gather, at the rate the last groups came, before the grouper pauses: below it,
+	// a pause would only add latency.
+	pauseFrom = 32
 )
 
 // grouper is the queue of entries not yet sent and the groups in flight.
@@ -50,6 +56,11 @@ type grouper struct {
 	bg      bool          // buf holds an entry nobody waits for
 	closed  bool          // set by groupLoop when Close stops it: Write fails
 	wake    chan struct{} // an entry was queued into an empty buffer
+
+	// lastSent and rate (entries a second, measured over the gap before each group
+	// sent) are the grouper's, for pacing.
+	lastSent time.Time
+	rate     float64
 
 	slots    chan struct{} // a token per group in flight
 	inflight chan *group   // the groups sent, to the acker
@@ -186,18 +197,43 @@ func (j *Journal) sendQueued() {
 	g := &j.group
 	for {
 		g.slots <- struct{}{} // the acker frees one per group settled
+		if wait := pause(time.Now(), g.lastSent, g.rate, j.opts.GroupPause); wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-j.stop: // Close sends what is left at once
+				t.Stop()
+			}
+		}
 		gr := j.take()
 		if gr == nil {
 			<-g.slots
 			return
 		}
 		gr.sent = time.Now()
+		if !g.lastSent.IsZero() {
+			g.rate = float64(gr.entries) / max(gr.sent.Sub(g.lastSent).Seconds(), 1e-6)
+		}
+		g.lastSent = gr.sent
 		f, err := j.publishAsync(gr.m)
 		if err == nil {
 			gr.f = f
 		}
 		g.inflight <- gr // never blocks: a slot is held
 	}
+}
+
+// pause returns how long the grouper waits before it takes the next group: what is
+// left of the pause p since the last group was sent (at last), when entries came at
+// rate (entries a second) fast enough for p to gather pauseFrom of them; 0 otherwise.
+// Fewer, larger groups cost the three servers less CPU than the same entries in more
+// messages (docs/cluster.md, "The load's concurrency, and pacing the groups"); at a
+// low rate the groups go as soon as a slot is free.
+func pause(now, last time.Time, rate float64, p time.Duration) time.Duration {
+	if p <= 0 || last.IsZero() || rate*p.Seconds() < pauseFrom {
+		return 0
+	}
+	return max(0, last.Add(p).Sub(now))
 }
 
 // ackLoop is the acker: it settles the groups in the order they were sent.

@@ -451,3 +451,82 @@ func twoOnOne(t *testing.T, d time.Duration) (context.Context, *member, *member)
 	t.Cleanup(func() { m2.close(t) })
 	return ctx, m1, m2
 }
+
+// TestPause: the grouper pauses only while entries come fast enough for the pause to
+// gather pauseFrom of them, and only for what is left of it since the last group.
+func TestPause(t *testing.T) {
+	last := time.Unix(1764583200, 0)
+	const p = 10 * time.Millisecond
+	for _, c := range []struct {
+		name  string
+		now   time.Time
+		last  time.Time
+		rate  float64
+		p     time.Duration
+		wants time.Duration
+	}{
+		{"first group", last, time.Time{}, 1e6, p, 0},
+		{"no pause configured", last, last, 1e6, 0, 0},
+		{"pause off", last, last, 1e6, -1, 0},
+		{"slow: 3,199 entries a second gather 31 in 10 ms", last, last, 3199, p, 0},
+		{"fast: 3,200 a second gather 32", last, last, 3200, p, p},
+		{"fast, 4 ms since the last group", last.Add(4 * time.Millisecond), last, 6000, p, 6 * time.Millisecond},
+		{"fast, the pause over", last.Add(11 * time.Millisecond), last, 6000, p, 0},
+	} {
+		if got := pause(c.now, c.last, c.rate, c.p); got != c.wants {
+			t.Errorf("%s: pause = %v; want %v", c.name, got, c.wants)
+		}
+	}
+}
+
+// TestGroupPaced: after two groups that came fast, the grouper holds the next one
+// back for the pause (an hour here), and Close sends it at once.
+func TestGroupPaced(t *testing.T) {
+	fs := &fakeStream{sent: make(chan *groupFuture, 1000)}
+	j := &Journal{node: "1", idPrefix: "1.test.", opts: Options{AckTimeout: time.Minute, GroupPause: time.Hour}, log: testLogger(t),
+		async: make(chan asyncPub, 100), asyncDone: make(chan struct{}), stop: make(chan struct{}), publishAsync: fs.publish}
+	j.group.init()
+	go j.resend()
+	go j.groupLoop()
+	go j.ackLoop()
+	at := time.Unix(1764583200, 0).UTC()
+	n := 0
+	queue := func(k int) {
+		t.Helper()
+		for range k {
+			if _, err := j.enqueue(kindDeliv[0], appendMark(nil, fmt.Sprintf("1%011d", n), true, at), false); err != nil {
+				t.Fatal(err)
+			}
+			n++
+		}
+	}
+	sent := 0
+	for range 2 { // the first group, then one that sets the rate
+		queue(pauseFrom)
+		for sent < n {
+			g := fs.next(t)
+			sent += len(entries(t, g.m))
+			g.ok <- &jetstream.PubAck{}
+		}
+	}
+	queue(pauseFrom)
+	// Without the pause the grouper sends at once (well within the 100 ms looked
+	// at); with it, nothing comes before Close, however long one waits.
+	select {
+	case g := <-fs.sent:
+		t.Fatalf("a group of %d entries sent during the pause", len(entries(t, g.m)))
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(j.stop)
+	for sent < n {
+		g := fs.next(t)
+		sent += len(entries(t, g.m))
+		g.ok <- &jetstream.PubAck{}
+	}
+	<-j.group.done
+	j.asyncMu.Lock()
+	j.asyncClosed = true
+	close(j.async)
+	j.asyncMu.Unlock()
+	<-j.asyncDone
+}

@@ -29,6 +29,8 @@ const (
 	DefaultReplicas   = 3
 	DefaultMaxAge     = 35 * 24 * time.Hour
 	DefaultAckTimeout = 5 * time.Second
+	// DefaultGroupPause is Options.GroupPause's default.
+	DefaultGroupPause = 10 * time.Millisecond
 	// DuplicateWindow is the stream's Nats-Msg-Id window: the single node's
 	// duplicate filter looks back as far.
 	DuplicateWindow = 5 * time.Minute
@@ -51,6 +53,10 @@ type Options struct {
 	// AckTimeout bounds a durable write's wait for the stream's acknowledgement when
 	// its context has no earlier deadline, and every asynchronous publish (default 5 s).
 	AckTimeout time.Duration
+	// GroupPause is the least time between two group messages while entries come
+	// fast enough for it to gather 32 of them (default 10 ms; negative: none). At a
+	// lower rate a group goes as soon as one of the two in flight is acknowledged.
+	GroupPause time.Duration
 	// OnRemote, if set, is called by the applier for each record version of another
 	// node it applies to the local store (the server feeds the final ones to the risk
 	// engine's velocity and the pipeline's duplicate filter). It runs on the applier's
@@ -145,6 +151,9 @@ func Open(ctx context.Context, node *cluster.Node, store *journal.Store, db *bad
 	}
 	if opts.MaxAge <= 0 {
 		opts.MaxAge = DefaultMaxAge
+	}
+	if opts.GroupPause == 0 {
+		opts.GroupPause = DefaultGroupPause
 	}
 	if opts.AckTimeout <= 0 {
 		opts.AckTimeout = DefaultAckTimeout
