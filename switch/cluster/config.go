@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Modes of Config.Mode.
@@ -35,6 +36,12 @@ type Config struct {
 	// DefaultStateCompactAbove; -1: never by itself, only when asked by
 	// `switchyard cluster compact`).
 	StateCompactAbove int `yaml:"state_compact_above"`
+	// GroupPause is the least time between two of this node's journal group
+	// messages while its journal entries come fast enough for the pause to gather 32
+	// of them: fewer, larger messages cost the JetStream servers less CPU (docs/
+	// cluster.md, "The load's concurrency, and pacing the groups"). A Go duration up
+	// to 100ms; default 10ms; "0" for none (each group goes as soon as it can).
+	GroupPause string `yaml:"group_pause"`
 	// Embedded configures the nats-server this node runs (mode embedded).
 	Embedded Embedded `yaml:"embedded"`
 	// External configures the connection to an existing cluster (mode external).
@@ -136,6 +143,23 @@ const ClientAddrNone = "none"
 // an acquirer's operators is a few hundred.
 const DefaultStateCompactAbove = 10000
 
+// DefaultGroupPause is Config.GroupPause's default.
+const DefaultGroupPause = 10 * time.Millisecond
+
+// maxGroupPause bounds Config.GroupPause: each of a request's two durable points
+// may wait that long.
+const maxGroupPause = 100 * time.Millisecond
+
+// Pause returns GroupPause as a duration: DefaultGroupPause when it is empty, 0 for
+// none. Validate has checked it.
+func (c *Config) Pause() time.Duration {
+	if c.GroupPause == "" {
+		return DefaultGroupPause
+	}
+	d, _ := time.ParseDuration(c.GroupPause)
+	return d
+}
+
 // ApplyDefaults fills what an embedded configuration leaves out; dataDir is the
 // node's data_dir.
 func (c *Config) ApplyDefaults(dataDir string) {
@@ -177,6 +201,11 @@ func (c *Config) Validate() error {
 	}
 	if c.StateCompactAbove < -1 || (c.StateCompactAbove > 0 && c.StateCompactAbove < 100) {
 		bad("state_compact_above", "%d is neither -1 (never by itself) nor at least 100 commits", c.StateCompactAbove)
+	}
+	if c.GroupPause != "" {
+		if d, err := time.ParseDuration(c.GroupPause); err != nil || d < 0 || d > maxGroupPause {
+			bad("group_pause", "%q is not a duration from 0 to %v, like 10ms", c.GroupPause, maxGroupPause)
+		}
 	}
 	switch c.Mode {
 	case ModeEmbedded:

@@ -3,6 +3,7 @@ package cluster
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func validEmbedded() Config {
@@ -52,6 +53,11 @@ func TestConfigValidate(t *testing.T) {
 		{"compact above", func(c *Config) { c.StateCompactAbove = 500 }, validEmbedded, ""},
 		{"compact too low", func(c *Config) { c.StateCompactAbove = 10 }, validEmbedded, "cluster.state_compact_above: 10 is neither -1"},
 		{"compact negative", func(c *Config) { c.StateCompactAbove = -5 }, validEmbedded, "cluster.state_compact_above: -5"},
+		{"group pause", func(c *Config) { c.GroupPause = "25ms" }, validEmbedded, ""},
+		{"group pause none", func(c *Config) { c.GroupPause = "0" }, validEmbedded, ""},
+		{"group pause unit", func(c *Config) { c.GroupPause = "10" }, validEmbedded, `cluster.group_pause: "10" is not a duration from 0 to 100ms, like 10ms`},
+		{"group pause long", func(c *Config) { c.GroupPause = "1s" }, validEmbedded, `cluster.group_pause: "1s" is not a duration`},
+		{"group pause negative", func(c *Config) { c.GroupPause = "-1ms" }, validEmbedded, `cluster.group_pause: "-1ms"`},
 		{"urls", func(c *Config) { c.External.URLs = nil }, validExternal, "cluster.external.urls: at least one"},
 		{"url", func(c *Config) { c.External.URLs[0] = "nats1:4222" }, validExternal, `cluster.external.urls[0]: "nats1:4222" is not a URL like nats://host:4222`},
 		{"url no host", func(c *Config) { c.External.URLs[1] = "nats://" }, validExternal, `cluster.external.urls[1]: "nats://" is not a URL`},
@@ -83,5 +89,19 @@ func TestApplyDefaults(t *testing.T) {
 	}
 	if err := c.Validate(); err != nil {
 		t.Fatalf("a standalone node with defaults: %v", err)
+	}
+}
+
+// TestPause: cluster.group_pause as a duration, its default when left out.
+func TestPause(t *testing.T) {
+	for in, want := range map[string]time.Duration{"": DefaultGroupPause, "0": 0, "25ms": 25 * time.Millisecond} {
+		c := validEmbedded()
+		c.GroupPause = in
+		if err := c.Validate(); err != nil {
+			t.Fatalf("group_pause %q: %v", in, err)
+		}
+		if got := c.Pause(); got != want {
+			t.Errorf("group_pause %q: Pause() = %v; want %v", in, got, want)
+		}
 	}
 }

@@ -193,7 +193,7 @@ func catchUp(l *cluster.StoreLog) func(context.Context, statelog.Replica) error 
 // node's record versions are applied to the local journal and handed to onRemote.
 func (c *clusterNode) openJournal(local *journal.Store, s *Server, onRemote func(rec, prev *journal.Record)) error {
 	err := c.retry("journal", func(ctx context.Context) (err error) {
-		c.journal, err = cjournal.Open(ctx, c.node, local, s.db, cjournal.Options{Node: c.cfg.Node, Replicas: c.cfg.Replicas,
+		c.journal, err = cjournal.Open(ctx, c.node, local, s.db, cjournal.Options{Node: c.cfg.Node, Replicas: c.cfg.Replicas, GroupPause: groupPause(c.cfg.Pause()),
 			OnRemote: onRemote, OnRestored: s.onRestoredRecord, BeforeFlush: s.syncDUKPT, ImportWait: c.importWait,
 			Logger: c.log.With().Str("part", "journal").Logger()})
 		return err
@@ -863,4 +863,13 @@ func (s *Server) loadDemoKeys() error {
 		cancel()
 	}
 	return err
+}
+
+// groupPause is cluster.group_pause as cjournal.Options.GroupPause, whose zero is
+// the default and whose negative is none.
+func groupPause(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }

@@ -29,8 +29,8 @@ const (
 	DefaultReplicas   = 3
 	DefaultMaxAge     = 35 * 24 * time.Hour
 	DefaultAckTimeout = 5 * time.Second
-	// DefaultGroupPause is Options.GroupPause's default.
-	DefaultGroupPause = 10 * time.Millisecond
+	// DefaultGroupPause is Options.GroupPause's default (cluster.group_pause's).
+	DefaultGroupPause = cluster.DefaultGroupPause
 	// DuplicateWindow is the stream's Nats-Msg-Id window: the single node's
 	// duplicate filter looks back as far.
 	DuplicateWindow = 5 * time.Minute
