@@ -42,15 +42,22 @@ func (f *fakeStream) next(t *testing.T) *groupFuture {
 // groupJournal is a Journal with its grouper, acker and resender running on a fake
 // stream.
 func groupJournal(t *testing.T, ackTimeout time.Duration) (*Journal, *fakeStream) {
+	return groupJournalOpts(t, Options{AckTimeout: ackTimeout})
+}
+
+// groupJournalOpts is groupJournal with opts; a test may close j.stop itself.
+func groupJournalOpts(t *testing.T, opts Options) (*Journal, *fakeStream) {
 	fs := &fakeStream{sent: make(chan *groupFuture, 1000)}
-	j := &Journal{node: "1", idPrefix: "1.test.", opts: Options{AckTimeout: ackTimeout}, log: testLogger(t),
+	j := &Journal{node: "1", idPrefix: "1.test.", opts: opts, log: testLogger(t),
 		async: make(chan asyncPub, 100), asyncDone: make(chan struct{}), stop: make(chan struct{}), publishAsync: fs.publish}
 	j.group.init()
 	go j.resend()
 	go j.groupLoop()
 	go j.ackLoop()
 	t.Cleanup(func() {
-		close(j.stop)
+		if !j.stopped() {
+			close(j.stop)
+		}
 		// Settle whatever is still sent, so that the acker ends.
 		go func() {
 			for g := range fs.sent {
@@ -479,54 +486,31 @@ func TestPause(t *testing.T) {
 	}
 }
 
-// TestGroupPaced: after two groups that came fast, the grouper holds the next one
-// back for the pause (an hour here), and Close sends it at once.
+// TestGroupPaced: with groups that came fast, the grouper holds the next one back for
+// the pause (an hour here), and Close sends it at once.
 func TestGroupPaced(t *testing.T) {
-	fs := &fakeStream{sent: make(chan *groupFuture, 1000)}
-	j := &Journal{node: "1", idPrefix: "1.test.", opts: Options{AckTimeout: time.Minute, GroupPause: time.Hour}, log: testLogger(t),
-		async: make(chan asyncPub, 100), asyncDone: make(chan struct{}), stop: make(chan struct{}), publishAsync: fs.publish}
-	j.group.init()
-	go j.resend()
-	go j.groupLoop()
-	go j.ackLoop()
+	j, fs := groupJournalOpts(t, Options{AckTimeout: time.Minute, GroupPause: time.Hour})
+	// As if a group had just gone after others at a million entries a second (the
+	// grouper reads these once woken by the entries below).
+	j.group.lastSent, j.group.rate = time.Now(), 1e6
 	at := time.Unix(1764583200, 0).UTC()
-	n := 0
-	queue := func(k int) {
-		t.Helper()
-		for range k {
-			if _, err := j.enqueue(kindDeliv[0], appendMark(nil, fmt.Sprintf("1%011d", n), true, at), false); err != nil {
-				t.Fatal(err)
-			}
-			n++
+	for i := range pauseFrom {
+		if _, err := j.enqueue(kindDeliv[0], appendMark(nil, fmt.Sprintf("1%011d", i), true, at), false); err != nil {
+			t.Fatal(err)
 		}
 	}
-	sent := 0
-	for range 2 { // the first group, then one that sets the rate
-		queue(pauseFrom)
-		for sent < n {
-			g := fs.next(t)
-			sent += len(entries(t, g.m))
-			g.ok <- &jetstream.PubAck{}
-		}
-	}
-	queue(pauseFrom)
 	// Without the pause the grouper sends at once (well within the 100 ms looked
 	// at); with it, nothing comes before Close, however long one waits.
 	select {
 	case g := <-fs.sent:
+		g.err <- errors.New("test failed") // so that the acker ends
 		t.Fatalf("a group of %d entries sent during the pause", len(entries(t, g.m)))
 	case <-time.After(100 * time.Millisecond):
 	}
 	close(j.stop)
-	for sent < n {
+	for sent := 0; sent < pauseFrom; {
 		g := fs.next(t)
 		sent += len(entries(t, g.m))
 		g.ok <- &jetstream.PubAck{}
 	}
-	<-j.group.done
-	j.asyncMu.Lock()
-	j.asyncClosed = true
-	close(j.async)
-	j.asyncMu.Unlock()
-	<-j.asyncDone
 }
