@@ -65,8 +65,9 @@ func ownsKey(rec *journal.Record) bool {
 // an f entry, waited for (durable or not) until the stream has acknowledged its group
 // and this node's applier has decided it. It returns a *journal.DuplicateError when
 // the key is another RRN's, and an error wrapping journal.ErrUnavailable when either
-// does not come within AckTimeout.
-func (j *Journal) writeFirst(ctx context.Context, rec *journal.Record, data []byte) error {
+// does not come within AckTimeout. payload is the f entry (the RRN's length, the RRN
+// and the encoding), data the encoding alone (its end).
+func (j *Journal) writeFirst(ctx context.Context, rec *journal.Record, payload, data []byte) error {
 	start := time.Now()
 	what := "publish record " + rec.RRN
 	if len(rec.RRN) > 255 {
@@ -88,8 +89,6 @@ func (j *Journal) writeFirst(ctx context.Context, rec *journal.Record, data []by
 		}
 		j.ap.firstMu.Unlock()
 	}
-	payload := make([]byte, 0, 1+len(rec.RRN)+len(data))
-	payload = append(append(append(payload, byte(len(rec.RRN))), rec.RRN...), data...)
 	ch, err := j.enqueue(kindFirst[0], payload, true)
 	if err != nil {
 		forget()

@@ -122,3 +122,25 @@ func TestFormat(t *testing.T) {
 		t.Fatalf("Open on a stream whose metadata names format %s: %v", newer, err)
 	}
 }
+
+// TestEncodeHint: Write's first buffer is as large as the largest encoding noted, up
+// to maxEncodeHint; a larger one does not raise it.
+func TestEncodeHint(t *testing.T) {
+	var j Journal
+	if got := j.encodeHint(); got != 512 {
+		t.Fatalf("hint before any encoding = %d, want 512", got)
+	}
+	for _, c := range []struct{ note, want int }{
+		{700, 700}, {600, 700}, {maxEncodeHint, maxEncodeHint}, {maxEncodeHint + 1, maxEncodeHint},
+	} {
+		j.noteEncoded(c.note)
+		if got := j.encodeHint(); got != c.want {
+			t.Fatalf("after noting %d: hint %d, want %d", c.note, got, c.want)
+		}
+	}
+	var k Journal
+	k.noteEncoded(1 << 20)
+	if got := k.encodeHint(); got != 512 {
+		t.Fatalf("after noting only an encoding over the bound: hint %d, want 512", got)
+	}
+}

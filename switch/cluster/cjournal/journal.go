@@ -109,6 +109,8 @@ type Journal struct {
 	idPrefix string        // Nats-Msg-Id prefix of this process: node and boot nonce
 	idSeq    atomic.Uint64 // the Nats-Msg-Id counter
 
+	encHint atomic.Int64 // Write's encodeHint: the largest encoding noted
+
 	// Background publishes (non-durable versions, delivery marks): publish.go.
 	asyncMu     sync.RWMutex
 	asyncClosed bool

@@ -110,12 +110,24 @@ func (j *Journal) Write(ctx context.Context, rec *journal.Record, first, durable
 		j.ap.recent.drop(rec.RRN)
 		defer j.ap.recent.drop(rec.RRN)
 	}
-	data, err := rec.AppendBinary(nil)
+	// The encoding starts in a buffer as large as recent ones grew (growing it from
+	// nil, a few doublings a record, was 2.5% of a cluster node's CPU). A write-ahead
+	// record's f entry, its RRN's length and the RRN before the encoding, is built in
+	// the same buffer.
+	keyed := first && ownsKey(rec)
+	buf := make([]byte, 0, j.encodeHint())
+	if keyed && len(rec.RRN) <= 255 { // writeFirst refuses a longer one
+		buf = append(append(buf, byte(len(rec.RRN))), rec.RRN...)
+	}
+	head := len(buf)
+	buf, err := rec.AppendBinary(buf)
 	if err != nil {
 		return fmt.Errorf("cjournal: encode record %s: %w", rec.RRN, err)
 	}
-	if first && ownsKey(rec) {
-		return j.writeFirst(ctx, rec, data)
+	j.noteEncoded(len(buf))
+	data := buf[head:]
+	if keyed {
+		return j.writeFirst(ctx, rec, buf, data)
 	}
 	if !durable {
 		if err := j.store.WriteEncoded(ctx, rec, data, first, false); err != nil {
@@ -128,6 +140,32 @@ func (j *Journal) Write(ctx context.Context, rec *journal.Record, first, durable
 		return nil
 	}
 	return j.writeBoth(ctx, "record "+rec.RRN, kindRecord[0], data, func() error { return j.store.WriteEncoded(ctx, rec, data, first, true) })
+}
+
+// maxEncodeHint bounds encodeHint: a rare large record does not make every later
+// buffer as large.
+const maxEncodeHint = 4096
+
+// encodeHint is the capacity a record's encoding (with an f entry's header) starts
+// with in Write: the largest of the encodings noted so far, up to maxEncodeHint.
+func (j *Journal) encodeHint() int {
+	if h := j.encHint.Load(); h > 0 {
+		return int(h)
+	}
+	return 512
+}
+
+// noteEncoded notes the length of an encoding for encodeHint.
+func (j *Journal) noteEncoded(n int) {
+	if n > maxEncodeHint {
+		return
+	}
+	for {
+		h := j.encHint.Load()
+		if int64(n) <= h || j.encHint.CompareAndSwap(h, int64(n)) {
+			return
+		}
+	}
 }
 
 // writeBoth queues an entry of kind for the grouper, runs the local write meanwhile,
