@@ -39,10 +39,20 @@ import (
 //	                  start-up recovery).
 //
 // A survivor that wins runs OnDead(N), then marks the claim done. A restarted
-// node that loses waits until the winner marks it done (WaitClaims) before it
-// recovers anything itself, so that the two never reverse or settle the same
-// transaction at once. Only Creates and compare-and-sets decide, never a read:
-// a KV Get may be answered by a lagging replica.
+// node that loses waits until the winner marks it done before it recovers
+// anything itself, so that the two never reverse or settle the same
+// transaction at once. The restarted node claims its previous incarnation
+// before it bumps inc.N, so that a start that fails while it waits leaves
+// inc.N where it was and the next start waits for the same claim.
+//
+// A claim names its holder's incarnation (ByIncarnation). A claim whose holder
+// died or restarted (its lease gone, or of another incarnation), or which its
+// holder released (its OnDead cut short by a stop), or which expired, is
+// taken over by whoever waits for it (the restarted node, or a survivor that
+// lost the claim), by a compare-and-set on the claim's revision: a dead
+// survivor's recovery is finished by someone else instead of holding the
+// restarted node back until the claim's TTL. Only Creates and compare-and-sets
+// decide, never a read: a KV Get may be answered by a lagging replica.
 
 // LeaseBucket is the KV bucket of the leases and recovery claims.
 const LeaseBucket = "leases"
@@ -69,8 +79,9 @@ type LeaseOptions struct {
 	ClaimTTL time.Duration
 	// OnDead, if set, is called (on its own goroutine, one call at a time per
 	// node) when this node won the claim on a dead node's recovery; the claim
-	// is marked done when it returns nil. An error leaves the claim running
-	// (logged): the restarted node will wait for it until its context ends.
+	// is marked done when it returns nil. An error (logged) releases the
+	// claim: whoever waits for it (the restarted node, another survivor)
+	// takes it over.
 	OnDead func(ctx context.Context, node int) error
 	// Now is the clock for the lease values (default time.Now).
 	Now func() time.Time
@@ -91,17 +102,24 @@ type LeaseValue struct {
 
 // Claim is what a recovery claim holds.
 type Claim struct {
-	Node        int       `json:"node"`        // the node recovered
-	Incarnation uint64    `json:"incarnation"` // its incarnation that died
-	By          int       `json:"by"`          // the node recovering it (Node itself at its restart)
-	State       string    `json:"state"`       // ClaimRunning or ClaimDone
-	At          time.Time `json:"at"`
+	Node        int    `json:"node"`        // the node recovered
+	Incarnation uint64 `json:"incarnation"` // its incarnation that died
+	By          int    `json:"by"`          // the node recovering it (Node itself at its restart)
+	// ByIncarnation is the holder's incarnation: its own lease's while it
+	// runs, the incarnation it is about to take at its restart (0 in claims
+	// of versions before 5 December 2026).
+	ByIncarnation uint64    `json:"by_incarnation,omitempty"`
+	State         string    `json:"state"` // ClaimRunning, ClaimDone or ClaimReleased
+	At            time.Time `json:"at"`
 }
 
 // Claim states.
 const (
 	ClaimRunning = "running"
 	ClaimDone    = "done"
+	// ClaimReleased: the holder gave the recovery up unfinished (its OnDead
+	// failed or was cut short by a stop); whoever waits for it takes it over.
+	ClaimReleased = "released"
 )
 
 // LeaseHolder is one node's lease as this node's watcher last saw it.
@@ -213,14 +231,9 @@ func (n *Node) StartLease(ctx context.Context, opts LeaseOptions) (*Lease, error
 		return nil, err
 	}
 	l := &Lease{n: n, kv: kv, opts: opts, seen: map[int]*LeaseHolder{}}
-	prev, inc, err := l.bumpIncarnation(ctx)
+	inc, err := l.takeIncarnation(ctx)
 	if err != nil {
 		return nil, err
-	}
-	if prev > 0 {
-		if err := l.claimSelf(ctx, prev); err != nil {
-			return nil, err
-		}
 	}
 	now := opts.Now().UTC()
 	l.self = LeaseValue{Node: n.cfg.Node, Server: n.ServerName(), Started: now, Incarnation: inc, Compacts: true}
@@ -265,46 +278,53 @@ func claimKey(node int, inc uint64) string {
 	return "recover." + strconv.Itoa(node) + "." + strconv.FormatUint(inc, 10)
 }
 
-// bumpIncarnation moves inc.N from its value to the next by a compare-and-set
-// (retried on a conflict or a stale read): the previous incarnation it
-// returns is the latest, whichever replica answered the read.
-func (l *Lease) bumpIncarnation(ctx context.Context) (prev, next uint64, err error) {
+// takeIncarnation takes this node's next incarnation. It first claims the
+// recovery of the previous one (waiting while a survivor holds that claim),
+// then moves inc.N from it to the next by a compare-and-set, retried on a
+// conflict or a stale read: the incarnation it returns follows the latest,
+// whichever replica answered the read. Claiming before the bump means that a
+// start which fails while it waits leaves inc.N unchanged, and the next start
+// claims, and waits for, the same incarnation.
+func (l *Lease) takeIncarnation(ctx context.Context) (uint64, error) {
 	key := incKey(l.n.cfg.Node)
 	for ctx.Err() == nil {
+		var err error
 		e, gerr := l.kv.Get(ctx, key)
 		switch {
 		case errors.Is(gerr, jetstream.ErrKeyNotFound):
 			if _, err = l.kv.Create(ctx, key, []byte("1")); err == nil {
-				return 0, 1, nil
+				return 1, nil
 			}
 		case transient(gerr):
-			err = gerr
 			if werr := pause(ctx); werr != nil {
-				return 0, 0, fmt.Errorf("cluster: read %s/%s: %w (last: %w)", LeaseBucket, key, werr, err)
+				return 0, fmt.Errorf("cluster: read %s/%s: %w (last: %w)", LeaseBucket, key, werr, gerr)
 			}
 			continue
 		case gerr != nil:
-			return 0, 0, fmt.Errorf("cluster: read %s/%s: %w", LeaseBucket, key, gerr)
+			return 0, fmt.Errorf("cluster: read %s/%s: %w", LeaseBucket, key, gerr)
 		default:
 			p, perr := strconv.ParseUint(string(e.Value()), 10, 64)
 			if perr != nil {
-				return 0, 0, fmt.Errorf("cluster: %s/%s holds %q, not an incarnation number", LeaseBucket, key, e.Value())
+				return 0, fmt.Errorf("cluster: %s/%s holds %q, not an incarnation number", LeaseBucket, key, e.Value())
+			}
+			if err := l.claimSelf(ctx, p, p+1); err != nil {
+				return 0, err
 			}
 			if _, err = l.kv.Update(ctx, key, []byte(strconv.FormatUint(p+1, 10)), e.Revision()); err == nil {
-				return p, p + 1, nil
+				return p + 1, nil
 			}
 		}
 		if transient(err) {
 			if werr := pause(ctx); werr != nil {
-				return 0, 0, fmt.Errorf("cluster: bump %s/%s: %w (last: %w)", LeaseBucket, key, werr, err)
+				return 0, fmt.Errorf("cluster: bump %s/%s: %w (last: %w)", LeaseBucket, key, werr, err)
 			}
 			continue
 		}
 		if !isConflict(err) {
-			return 0, 0, fmt.Errorf("cluster: bump %s/%s: %w", LeaseBucket, key, err)
+			return 0, fmt.Errorf("cluster: bump %s/%s: %w", LeaseBucket, key, err)
 		}
 	}
-	return 0, 0, fmt.Errorf("cluster: bump %s/%s: %w", LeaseBucket, key, ctx.Err())
+	return 0, fmt.Errorf("cluster: bump %s/%s: %w", LeaseBucket, key, ctx.Err())
 }
 
 func isConflict(err error) bool {
@@ -345,62 +365,58 @@ func pause(ctx context.Context) error {
 	}
 }
 
-// claimSelf claims the recovery of this node's incarnation inc; when a
-// survivor holds the claim, it waits until the survivor marks it done.
-func (l *Lease) claimSelf(ctx context.Context, inc uint64) error {
+// claimSelf claims the recovery of this node's incarnation inc, as the
+// incarnation next it is about to take; when a survivor holds the claim, it
+// waits until the survivor marks it done, or takes it over when the survivor
+// died, restarted or released it.
+func (l *Lease) claimSelf(ctx context.Context, inc, next uint64) error {
 	me := l.n.cfg.Node
-	won, err := l.claim(ctx, me, inc)
+	won, _, err := l.claim(ctx, me, inc, next)
 	if err != nil || won {
 		return err
 	}
-	return l.waitDone(ctx, me, inc)
+	_, _, err = l.await(ctx, me, inc, next)
+	return err
 }
 
-// claim tries to Create the claim on node's incarnation inc, as this node.
-func (l *Lease) claim(ctx context.Context, node int, inc uint64) (bool, error) {
-	c := Claim{Node: node, Incarnation: inc, By: l.n.cfg.Node, State: ClaimRunning, At: l.opts.Now().UTC()}
+// claim tries to Create the claim on node's incarnation inc, as this node's
+// incarnation byInc. It returns whether it won, and the claim's revision when
+// it did (0 when it could not tell: a timeout stored it).
+func (l *Lease) claim(ctx context.Context, node int, inc, byInc uint64) (bool, uint64, error) {
+	c := Claim{Node: node, Incarnation: inc, By: l.n.cfg.Node, ByIncarnation: byInc, State: ClaimRunning, At: l.opts.Now().UTC()}
 	b, _ := json.Marshal(c)
 	for {
 		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		_, err := l.kv.Create(actx, claimKey(node, inc), b, jetstream.KeyTTL(l.opts.ClaimTTL))
+		rev, err := l.kv.Create(actx, claimKey(node, inc), b, jetstream.KeyTTL(l.opts.ClaimTTL))
 		cancel()
 		switch {
 		case err == nil:
-			return true, nil
+			return true, rev, nil
 		case isConflict(err):
-			return false, nil
+			return false, 0, nil
 		case transient(err) && ctx.Err() == nil:
 			// Unknown outcome (a timeout may have stored it): trying again is
 			// safe, a Create of what we stored fails as a conflict, and then
-			// the claim says whether it is ours.
+			// await finds the claim ours.
 			if werr := pause(ctx); werr != nil {
-				return false, fmt.Errorf("cluster: claim %s/%s: %w (last: %w)", LeaseBucket, claimKey(node, inc), werr, err)
-			}
-			if mine, ok := l.claimedBy(ctx, node, inc); ok {
-				return mine, nil
+				return false, 0, fmt.Errorf("cluster: claim %s/%s: %w (last: %w)", LeaseBucket, claimKey(node, inc), werr, err)
 			}
 		default:
-			return false, fmt.Errorf("cluster: claim %s/%s: %w", LeaseBucket, claimKey(node, inc), err)
+			return false, 0, fmt.Errorf("cluster: claim %s/%s: %w", LeaseBucket, claimKey(node, inc), err)
 		}
 	}
 }
 
-// claimedBy reads the claim on node's incarnation inc: whether it is this
-// node's, and whether there is one.
-func (l *Lease) claimedBy(ctx context.Context, node int, inc uint64) (mine, ok bool) {
-	e, err := l.kv.Get(ctx, claimKey(node, inc))
-	if err != nil {
-		return false, false
-	}
-	var c Claim
-	if json.Unmarshal(e.Value(), &c) != nil {
-		return false, false
-	}
-	return c.By == l.n.cfg.Node, true
-}
-
-// waitDone watches the claim on node's incarnation inc until it is done.
-func (l *Lease) waitDone(ctx context.Context, node int, inc uint64) error {
+// await follows the claim on node's incarnation inc, which this node (as its
+// incarnation byInc) did not win, until the claim is done (took false) or this
+// node holds it (took true, with the claim's revision): the claim was this
+// node's all along (a timeout hid its Create's success, or an earlier start of
+// this node made it), or this node took it over, by a compare-and-set, from a
+// holder that released it, died or restarted (see orphaned), or after it
+// expired. A survivor (node is not this node) returns took false at once when
+// the claim is the dead node's own, made at its restart: it recovers itself.
+func (l *Lease) await(ctx context.Context, node int, inc, byInc uint64) (took bool, rev uint64, err error) {
+	me := l.n.cfg.Node
 	key := claimKey(node, inc)
 	w, err := ordered.Follow(l.n.js, ordered.Config{
 		Stream:         leaseStream,
@@ -409,38 +425,132 @@ func (l *Lease) waitDone(ctx context.Context, node int, inc uint64) error {
 		Logger:         l.n.log.With().Str("bucket", LeaseBucket).Str("key", key).Logger(),
 	})
 	if err != nil {
-		return fmt.Errorf("cluster: watch %s/%s: %w", LeaseBucket, key, err)
+		return false, 0, fmt.Errorf("cluster: watch %s/%s: %w", LeaseBucket, key, err)
 	}
 	defer w.Stop()
-	var last Claim
+	tick := time.NewTicker(l.opts.Refresh)
+	defer tick.Stop()
+	var (
+		last     Claim
+		lastRev  uint64
+		silentAt time.Time // when the holder was first seen without a live lease
+	)
+	takeOver := func(why string) (bool, uint64, error) {
+		c := Claim{Node: node, Incarnation: inc, By: me, ByIncarnation: byInc, State: ClaimRunning, At: l.opts.Now().UTC()}
+		b, _ := json.Marshal(c)
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		r, err := l.putTTL(actx, key, b, l.opts.ClaimTTL, jetstream.WithExpectLastSequencePerSubject(lastRev))
+		cancel()
+		switch {
+		case err == nil:
+			l.n.log.Warn().Int("node", node).Uint64("incarnation", inc).Int("from", last.By).Str("why", why).Msg("took over a recovery claim")
+			return true, r, nil
+		case isConflict(err) || transient(err):
+			return false, 0, nil // the next message, or tick, says what became of it
+		default:
+			return false, 0, fmt.Errorf("cluster: take over %s/%s from node %d: %w", LeaseBucket, key, last.By, err)
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("cluster: node %d's incarnation %d is being recovered by node %d (claim %s/%s %s since %v); gave up waiting for it: %w",
+			return false, 0, fmt.Errorf("cluster: node %d's incarnation %d is being recovered by node %d (claim %s/%s %s since %v); gave up waiting for it: %w",
 				node, inc, last.By, LeaseBucket, key, last.State, last.At, ctx.Err())
+		case <-tick.C:
+			if lastRev == 0 || last.State != ClaimRunning {
+				continue
+			}
+			why, sure, err := l.orphaned(ctx, last)
+			switch {
+			case err != nil:
+				l.n.log.Debug().Err(err).Str("claim", key).Msg("claim's holder not judged: its lease not read")
+				continue
+			case why == "":
+				silentAt = time.Time{}
+				continue
+			case !sure:
+				// A lease missing or stale may be a bucket that was without a
+				// leader: judged when it stays so for a whole TTL and the grace.
+				if silentAt.IsZero() {
+					silentAt = time.Now()
+				}
+				if time.Since(silentAt) < l.opts.TTL+leaseGrace {
+					continue
+				}
+			}
+			if took, r, err := takeOver(why); took || err != nil {
+				return took, r, err
+			}
 		case m := <-w.C():
+			meta, merr := m.Metadata()
+			if merr != nil {
+				continue
+			}
+			lastRev = meta.Sequence.Stream
 			if _, put := leaseEntry(m); !put {
-				continue // the claim expired
+				// Expired or deleted: claim it afresh.
+				last = Claim{}
+				won, r, err := l.claim(ctx, node, inc, byInc)
+				if err != nil || won {
+					return won, r, err
+				}
+				continue
 			}
 			if err := json.Unmarshal(m.Data(), &last); err != nil {
-				return fmt.Errorf("cluster: %s/%s: %w", LeaseBucket, key, err)
+				return false, 0, fmt.Errorf("cluster: %s/%s: %w", LeaseBucket, key, err)
 			}
-			if last.State == ClaimDone {
-				return nil
+			silentAt = time.Time{}
+			switch {
+			case last.State == ClaimDone:
+				return false, 0, nil
+			case last.By == me && last.ByIncarnation == byInc:
+				return true, lastRev, nil // ours (a Create whose answer was lost)
+			case node != me && last.By == node:
+				return false, 0, nil // the dead node restarted and recovers itself
+			case last.State == ClaimReleased:
+				if took, r, err := takeOver("released by its holder"); took || err != nil {
+					return took, r, err
+				}
+			case last.By == me:
+				// An earlier incarnation of this node made it and died with it.
+				if took, r, err := takeOver(fmt.Sprintf("made by this node's incarnation %d", last.ByIncarnation)); took || err != nil {
+					return took, r, err
+				}
+			default:
+				l.n.log.Info().Int("node", node).Uint64("incarnation", inc).Int("by", last.By).Msg("waiting for another node's recovery of this node to finish")
 			}
-			l.n.log.Info().Int("node", node).Uint64("incarnation", inc).Int("by", last.By).Msg("waiting for a survivor's recovery of this node to finish")
 		}
 	}
 }
 
-// WaitClaims waits until the claim on node's incarnation inc is done; it
-// returns at once when nobody claimed it. For callers that learn of a claim
-// otherwise (StartLease already waits for its own previous incarnation).
-func (l *Lease) WaitClaims(ctx context.Context, node int, inc uint64) error {
-	if _, err := l.kv.Get(ctx, claimKey(node, inc)); errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil
+// orphaned says whether c's holder can no longer be recovering it, read from
+// the leases bucket's leader: why is "" while its lease is alive under the
+// incarnation that made the claim. sure is true when the holder's lease names
+// another incarnation (it restarted); a lease missing, or not refreshed within
+// TTL and the grace, is not sure by itself (the bucket may have been without a
+// leader, and every lease with it).
+func (l *Lease) orphaned(ctx context.Context, c Claim) (why string, sure bool, err error) {
+	v, at, err := l.readLeader(ctx, leaseKey(c.By))
+	if err != nil {
+		return "", false, err
 	}
-	return l.waitDone(ctx, node, inc)
+	why, sure = judgeHolder(c, v, at, time.Now(), l.opts.TTL+leaseGrace)
+	return why, sure, nil
+}
+
+// judgeHolder is orphaned's judgement of claim c given its holder's lease v
+// (nil for none) stored at at, seen at now; stale is how long a lease may go
+// without a refresh.
+func judgeHolder(c Claim, v *LeaseValue, at, now time.Time, stale time.Duration) (why string, sure bool) {
+	switch {
+	case v == nil:
+		return fmt.Sprintf("node %d holds no lease", c.By), false
+	case c.ByIncarnation != 0 && v.Incarnation != c.ByIncarnation:
+		return fmt.Sprintf("node %d restarted (incarnation %d, the claim's %d)", c.By, v.Incarnation, c.ByIncarnation), true
+	case now.Sub(at) > stale:
+		return fmt.Sprintf("node %d's lease not refreshed for %v", c.By, now.Sub(at).Round(time.Millisecond)), false
+	}
+	return "", false
 }
 
 // refresh republishes this node's lease with its TTL.
@@ -451,7 +561,7 @@ func (l *Lease) refresh(ctx context.Context) error {
 	pctx, cancel := context.WithTimeout(ctx, l.opts.TTL/2)
 	defer cancel()
 	start := time.Now()
-	if err := l.putTTL(pctx, leaseKey(v.Node), b, l.opts.TTL); err != nil {
+	if _, err := l.putTTL(pctx, leaseKey(v.Node), b, l.opts.TTL); err != nil {
 		l.mu.Lock()
 		l.refreshFailed = true
 		l.refreshErr = err
@@ -489,10 +599,14 @@ func (l *Lease) Held() error {
 	return nil
 }
 
-// putTTL puts key with a per-message TTL, which the KV API's Put cannot.
-func (l *Lease) putTTL(ctx context.Context, key string, value []byte, ttl time.Duration) error {
-	_, err := l.n.js.Publish(ctx, "$KV."+LeaseBucket+"."+key, value, jetstream.WithMsgTTL(ttl))
-	return err
+// putTTL puts key with a per-message TTL, which the KV API's Put cannot, and
+// returns its revision; opts add expectations (a compare-and-set).
+func (l *Lease) putTTL(ctx context.Context, key string, value []byte, ttl time.Duration, opts ...jetstream.PublishOpt) (uint64, error) {
+	ack, err := l.n.js.Publish(ctx, "$KV."+LeaseBucket+"."+key, value, append(opts, jetstream.WithMsgTTL(ttl))...)
+	if err != nil {
+		return 0, err
+	}
+	return ack.Sequence, nil
 }
 
 func (l *Lease) refreshLoop(ctx context.Context) {
@@ -753,7 +867,13 @@ func (l *Lease) lapsed(ctx context.Context, d *deaths, node int, why string) {
 		if prev != nil {
 			<-prev
 		}
-		won, err := l.claim(ctx, node, inc)
+		won, rev, err := l.claim(ctx, node, inc, l.self.Incarnation)
+		if err == nil && !won {
+			// Another survivor won, or the dead node restarted and claimed
+			// it itself: wait, to take it over should that survivor die or
+			// give it up before it is done.
+			won, rev, err = l.await(ctx, node, inc, l.self.Incarnation)
+		}
 		if err != nil {
 			if ctx.Err() == nil {
 				l.n.log.Error().Err(err).Int("node", node).Msg("claim a dead node's recovery")
@@ -767,24 +887,34 @@ func (l *Lease) lapsed(ctx context.Context, d *deaths, node int, why string) {
 		h.RecoveredBy = l.n.cfg.Node
 		l.mu.Unlock()
 		l.n.log.Warn().Int("node", node).Uint64("incarnation", inc).Msg("recovering a dead node's open transactions")
-		l.recover(ctx, node, inc)
+		l.recover(ctx, node, inc, rev)
 	}()
 }
 
-// recover runs OnDead for node's incarnation inc and marks the claim done.
-func (l *Lease) recover(ctx context.Context, node int, inc uint64) {
+// recover runs OnDead for node's incarnation inc and marks the claim, this
+// node's at revision rev (0: not known), done; or released when OnDead fails,
+// so that whoever waits for it takes it over.
+func (l *Lease) recover(ctx context.Context, node int, inc, rev uint64) {
+	state := ClaimDone
 	if l.opts.OnDead != nil {
 		if err := l.opts.OnDead(ctx, node); err != nil {
-			l.n.log.Error().Err(err).Int("node", node).Uint64("incarnation", inc).Msg("recovery of a dead node failed; its claim stays running")
-			return
+			l.n.log.Error().Err(err).Int("node", node).Uint64("incarnation", inc).Msg("recovery of a dead node failed; its claim released")
+			state = ClaimReleased
 		}
 	}
-	c := Claim{Node: node, Incarnation: inc, By: l.n.cfg.Node, State: ClaimDone, At: l.opts.Now().UTC()}
+	c := Claim{Node: node, Incarnation: inc, By: l.n.cfg.Node, ByIncarnation: l.self.Incarnation, State: state, At: l.opts.Now().UTC()}
 	b, _ := json.Marshal(c)
-	// A plain put: the claim is this node's alone once won.
+	var opts []jetstream.PublishOpt
+	if rev != 0 {
+		// Unless someone took it over meanwhile (this node's lease lapsed).
+		opts = append(opts, jetstream.WithExpectLastSequencePerSubject(rev))
+	}
 	key := claimKey(node, inc)
-	if err := l.putTTL(ctx, key, b, l.opts.ClaimTTL); err != nil {
-		l.n.log.Error().Err(err).Str("claim", key).Msg("mark a recovery claim done")
+	// A stop may have ended ctx (and so OnDead): the claim's new state still goes.
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	if _, err := l.putTTL(pctx, key, b, l.opts.ClaimTTL, opts...); err != nil {
+		l.n.log.Error().Err(err).Str("claim", key).Str("state", state).Msg("mark a recovery claim")
 	}
 }
 

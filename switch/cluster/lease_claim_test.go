@@ -1,0 +1,326 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// claimOpts are the lease options of the claim tests: a 1 s TTL, so that a
+// holder without a live lease is judged within TTL plus the grace (2 s).
+var claimOpts = LeaseOptions{Refresh: 250 * time.Millisecond, TTL: time.Second}
+
+// fakeSurvivor keeps node's lease alive under incarnation inc on n's bucket (a
+// survivor that holds a claim, without running a whole node) until the
+// returned stop is called.
+func fakeSurvivor(t *testing.T, ctx context.Context, n *Node, node int, inc uint64) (stop func()) {
+	t.Helper()
+	kv, err := n.LeaseKV(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &Lease{n: n, kv: kv, opts: claimOpts}
+	if err := l.opts.defaults(); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(LeaseValue{Node: node, Server: "fake", Incarnation: inc})
+	if _, err := l.putTTL(ctx, leaseKey(node), b, l.opts.TTL); err != nil {
+		t.Fatal(err)
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tk := time.NewTicker(200 * time.Millisecond)
+		defer tk.Stop()
+		for {
+			select {
+			case <-sctx.Done():
+				return
+			case <-tk.C:
+				_, _ = l.putTTL(sctx, leaseKey(node), b, l.opts.TTL)
+			}
+		}
+	}()
+	return func() { cancel(); wg.Wait() }
+}
+
+// putClaim stores c as the claim on its node's incarnation, without a TTL.
+func putClaim(t *testing.T, ctx context.Context, kv jetstream.KeyValue, c Claim) {
+	t.Helper()
+	c.At = time.Now().UTC()
+	b, _ := json.Marshal(c)
+	if _, err := kv.Put(ctx, claimKey(c.Node, c.Incarnation), b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func getClaim(t *testing.T, ctx context.Context, kv jetstream.KeyValue, node int, inc uint64) Claim {
+	t.Helper()
+	e, err := kv.Get(ctx, claimKey(node, inc))
+	if err != nil {
+		t.Fatalf("claim %s: %v", claimKey(node, inc), err)
+	}
+	var c Claim
+	if err := json.Unmarshal(e.Value(), &c); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestLeaseClaimAfterFailedStart: a survivor (node 2, its lease alive) holds a
+// running claim on node 1's incarnation 1. Node 1's starts that give up
+// waiting for it leave inc.1 where it was, so that every later start waits
+// for the same claim (an earlier version bumped the incarnation first, and its
+// second start claimed only the incarnation the failed one had taken, won it
+// at once and ran its start-up recovery beside the survivor's). Once the
+// survivor marks the claim done, node 1 starts as incarnation 2.
+func TestLeaseClaimAfterFailedStart(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	n := startSolo(t, ctx)
+	defer n.Close()
+	l, err := n.StartLease(ctx, claimOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Stop() // node 1's incarnation 1 dies
+	stop := fakeSurvivor(t, ctx, n, 2, 5)
+	defer stop()
+	kv, err := n.LeaseKV(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	putClaim(t, ctx, kv, Claim{Node: 1, Incarnation: 1, By: 2, ByIncarnation: 5, State: ClaimRunning})
+
+	for try := 1; try <= 2; try++ {
+		// Longer than TTL plus the grace: a live holder is never taken over.
+		tctx, tcancel := context.WithTimeout(ctx, 3*time.Second)
+		l, err := n.StartLease(tctx, claimOpts)
+		tcancel()
+		if err == nil {
+			l.Stop()
+			t.Fatalf("start %d took the lease as incarnation %d while node 2 still recovers incarnation 1", try, l.Incarnation())
+		}
+		if !strings.Contains(err.Error(), "being recovered by node 2") {
+			t.Fatalf("start %d: %v", try, err)
+		}
+		if c := getClaim(t, ctx, kv, 1, 1); c.By != 2 || c.State != ClaimRunning {
+			t.Fatalf("start %d changed the survivor's claim: %+v", try, c)
+		}
+	}
+	if e, err := kv.Get(ctx, incKey(1)); err != nil || string(e.Value()) != "1" {
+		t.Fatalf("inc.1 after two failed starts: %v, %v; want 1", e, err)
+	}
+	putClaim(t, ctx, kv, Claim{Node: 1, Incarnation: 1, By: 2, ByIncarnation: 5, State: ClaimDone})
+	l, err = n.StartLease(ctx, claimOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Stop()
+	if l.Incarnation() != 2 {
+		t.Fatalf("node 1 started as incarnation %d, want 2", l.Incarnation())
+	}
+}
+
+// TestLeaseClaimTakenOver: a restarted node waiting for a survivor's claim on
+// its previous incarnation takes the claim over, instead of waiting until the
+// claim's TTL, when the survivor restarted (its lease under another
+// incarnation: at once), when its lease is gone (after TTL plus the grace),
+// when it released the claim, when the claim expired, and when an earlier
+// incarnation of the waiting node itself made it. Each time the claim then
+// names node 1.
+func TestLeaseClaimTakenOver(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	n := startSolo(t, ctx)
+	defer n.Close()
+	kv, err := n.LeaseKV(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := fakeSurvivor(t, ctx, n, 2, 7)
+	defer stop()
+	l, err := n.StartLease(ctx, claimOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Stop()
+
+	cases := []struct {
+		name   string
+		claim  Claim
+		atOnce bool // taken over without waiting TTL plus the grace
+	}{
+		{name: "holder restarted", claim: Claim{By: 2, ByIncarnation: 6, State: ClaimRunning}, atOnce: true},
+		{name: "released", claim: Claim{By: 2, ByIncarnation: 7, State: ClaimReleased}, atOnce: true},
+		{name: "made by this node's earlier incarnation", claim: Claim{By: 1, ByIncarnation: 1, State: ClaimRunning}, atOnce: true},
+		{name: "holder without a lease", claim: Claim{By: 3, ByIncarnation: 2, State: ClaimRunning}},
+		{name: "expired", claim: Claim{By: 2, ByIncarnation: 7, State: ClaimRunning}},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e, err := kv.Get(ctx, incKey(1))
+			if err != nil {
+				t.Fatal(err)
+			}
+			inc := uint64(i + 1) // the incarnation that died: inc.1's value
+			if string(e.Value()) != strconv.FormatUint(inc, 10) {
+				t.Fatalf("inc.1 is %s, want %d", e.Value(), inc)
+			}
+			c := tc.claim
+			c.Node, c.Incarnation = 1, inc
+			if tc.name == "expired" {
+				// A claim that expires 1 s from now, its holder alive.
+				c.At = time.Now().UTC()
+				b, _ := json.Marshal(c)
+				lx := &Lease{n: n, kv: kv, opts: claimOpts}
+				if _, err := lx.putTTL(ctx, claimKey(1, inc), b, time.Second); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				putClaim(t, ctx, kv, c)
+			}
+			start := time.Now()
+			l, err := n.StartLease(ctx, claimOpts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			took := time.Since(start)
+			l.Stop()
+			t.Logf("taken over after %v", took.Round(time.Millisecond))
+			if l.Incarnation() != inc+1 {
+				t.Errorf("started as incarnation %d, want %d", l.Incarnation(), inc+1)
+			}
+			if got := getClaim(t, ctx, kv, 1, inc); got.By != 1 || got.ByIncarnation != inc+1 || got.State != ClaimRunning {
+				t.Errorf("claim after the take-over: %+v; want node 1's incarnation %d, running", got, inc+1)
+			}
+			if tc.atOnce && took > claimOpts.TTL+leaseGrace {
+				t.Errorf("took %v, want less than TTL plus the grace", took)
+			}
+			if tc.name == "holder without a lease" && took < claimOpts.TTL+leaseGrace {
+				t.Errorf("took %v: a holder without a lease taken over before TTL plus the grace", took)
+			}
+		})
+	}
+}
+
+// TestJudgeHolder: a claim's holder is gone for sure when its lease names
+// another incarnation; a lease missing or stale is only a suspicion (the bucket
+// may have been without a leader); claims of earlier versions name no
+// incarnation.
+func TestJudgeHolder(t *testing.T) {
+	now := time.Date(2026, 12, 5, 1, 0, 0, 0, time.UTC)
+	const stale = 2 * time.Second
+	c := Claim{Node: 3, Incarnation: 4, By: 2, ByIncarnation: 9, State: ClaimRunning}
+	for _, tc := range []struct {
+		name  string
+		c     Claim
+		v     *LeaseValue
+		at    time.Time
+		gone  bool
+		sure  bool
+		clear string
+	}{
+		{name: "alive", c: c, v: &LeaseValue{Node: 2, Incarnation: 9}, at: now.Add(-time.Second)},
+		{name: "restarted", c: c, v: &LeaseValue{Node: 2, Incarnation: 10}, at: now, gone: true, sure: true, clear: "node 2 restarted (incarnation 10, the claim's 9)"},
+		{name: "no lease", c: c, gone: true, clear: "node 2 holds no lease"},
+		{name: "stale", c: c, v: &LeaseValue{Node: 2, Incarnation: 9}, at: now.Add(-3 * time.Second), gone: true, clear: "node 2's lease not refreshed for 3s"},
+		{name: "an earlier version's claim", c: Claim{Node: 3, Incarnation: 4, By: 2}, v: &LeaseValue{Node: 2, Incarnation: 10}, at: now},
+	} {
+		why, sure := judgeHolder(tc.c, tc.v, tc.at, now, stale)
+		if (why != "") != tc.gone || sure != tc.sure || why != tc.clear {
+			t.Errorf("%s: %q, sure %v; want %q, sure %v", tc.name, why, sure, tc.clear, tc.sure)
+		}
+	}
+}
+
+// TestLeaseClaimSurvivorTakesOver: node 3 dies; the survivor that wins its
+// recovery stops in the middle of it (its OnDead cut short), which releases the
+// claim, and the other survivor, which lost the claim and waited, takes it over
+// and recovers node 3 in its place. Before, the claim stayed running for its
+// 24 h TTL and nobody finished the recovery.
+func TestLeaseClaimSurvivorTakesOver(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	nodes := startLeaseCluster(t, ctx, threeNodeConfigs(t))
+	calls := make(chan deadCall, 10)
+	opts := func(by int) LeaseOptions {
+		o := LeaseOptions{Refresh: 250 * time.Millisecond, TTL: 2 * time.Second}
+		o.OnDead = func(ctx context.Context, node int) error {
+			calls <- deadCall{by, node, time.Now()}
+			<-ctx.Done() // recovers until this node's lease stops
+			return ctx.Err()
+		}
+		return o
+	}
+	leases := make([]*Lease, 3)
+	defer func() {
+		for _, l := range leases {
+			if l != nil {
+				l.Stop()
+			}
+		}
+	}()
+	for i, n := range nodes {
+		l, err := n.StartLease(ctx, opts(i+1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		leases[i] = l
+	}
+	// Every node sees every lease before node 3 goes.
+	for _, l := range leases {
+		for len(l.Holders()) < 3 {
+			select {
+			case <-ctx.Done():
+				t.Fatalf("holders %+v", l.Holders())
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+	leases[2].Stop()
+	leases[2] = nil
+	var first deadCall
+	select {
+	case first = <-calls:
+	case <-ctx.Done():
+		t.Fatal("no survivor recovered node 3")
+	}
+	if first.node != 3 || first.by == 3 {
+		t.Fatalf("first recovery %+v", first)
+	}
+	other := 3 - first.by // the survivor that lost the claim: 1 or 2
+	leases[first.by-1].Stop()
+	leases[first.by-1] = nil
+	stopped := time.Now()
+	for taken := false; !taken; {
+		select {
+		case c := <-calls:
+			if c.node == first.by {
+				continue // the stopped survivor's own lease lapsing, in a slow run
+			}
+			if c.node != 3 || c.by != other {
+				t.Fatalf("second recovery %+v; want node 3 by node %d", c, other)
+			}
+			taken = true
+			t.Logf("node %d took node 3's recovery over %v after node %d stopped", other, c.at.Sub(stopped).Round(time.Millisecond), first.by)
+		case <-ctx.Done():
+			t.Fatalf("node %d never took over the recovery node %d released", other, first.by)
+		}
+	}
+	kv, err := nodes[other-1].LeaseKV(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := getClaim(t, ctx, kv, 3, 1); c.By != other || c.State != ClaimRunning {
+		t.Fatalf("claim on node 3's incarnation 1: %+v; want running by node %d", c, other)
+	}
+}
