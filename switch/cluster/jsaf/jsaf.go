@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -130,7 +131,8 @@ type Queue struct {
 	senders map[string]saf.Sender
 	// mine are the stream sequences of the advices this node enqueued and has
 	// not seen acknowledged, by issuer: what Flush waits for. A worker forgets
-	// those under its consumer's ack floor, which another node may have acked.
+	// those under its consumer's ack floor, which another node may have acked,
+	// and (every pruneEvery) those above it no longer in the stream.
 	mine map[string]map[uint64]struct{}
 	// tries are this node's last tries of the advices it holds or held, by stream
 	// sequence: a stream message cannot be rewritten, so the last error and time
@@ -138,6 +140,9 @@ type Queue struct {
 	tries map[uint64]try
 	// lens are the last counts Len read, returned when the stream does not answer.
 	lens map[string]int
+	// pruned is when forget last looked up, by issuer, which of the advices
+	// above the ack floor are still in the stream.
+	pruned map[string]time.Time
 
 	busy atomic.Int64 // sends in progress on this node
 
@@ -184,6 +189,7 @@ func Open(ctx context.Context, node *cluster.Node, opts Options) (*Queue, error)
 	qctx, cancel := context.WithCancel(context.Background())
 	return &Queue{node: node, js: js, stream: st, opts: opts, log: opts.Logger, closing: make(chan struct{}), ctx: qctx, cancel: cancel,
 		senders: map[string]saf.Sender{}, mine: map[string]map[uint64]struct{}{}, tries: map[uint64]try{},
+		pruned: map[string]time.Time{},
 		lens: map[string]int{}, byIss: map[string]*saf.Stats{}}, nil
 }
 
@@ -462,18 +468,58 @@ func (q *Queue) forget(issuer string, cons jetstream.Consumer) {
 		return
 	}
 	q.mu.Lock()
-	defer q.mu.Unlock()
 	for s := range q.mine[issuer] {
 		if s <= info.AckFloor.Stream {
 			delete(q.mine[issuer], s)
 		}
 	}
+	var above []uint64
 	for s, t := range q.tries {
 		if t.issuer == issuer && s <= info.AckFloor.Stream {
 			delete(q.tries, s)
+		} else if t.issuer == issuer {
+			above = append(above, s)
 		}
 	}
+	if time.Since(q.pruned[issuer]) < pruneEvery {
+		q.mu.Unlock()
+		return
+	}
+	q.pruned[issuer] = time.Now()
+	for s := range q.mine[issuer] {
+		if _, ok := q.tries[s]; !ok {
+			above = append(above, s)
+		}
+	}
+	q.mu.Unlock()
+	// An advice the issuer never takes holds the ack floor below it for good:
+	// the advices acknowledged after it are gone from the (work-queue) stream
+	// but above the floor. Look them up, the oldest first, a bounded number at
+	// a time.
+	slices.Sort(above)
+	for _, s := range above[:min(len(above), pruneMax)] {
+		gctx, cancel := context.WithTimeout(ctx, q.opts.PublishTimeout)
+		_, err := q.stream.GetMsg(gctx, s)
+		cancel()
+		if !errors.Is(err, jetstream.ErrMsgNotFound) {
+			if err != nil {
+				return // asked again at the next prune
+			}
+			continue
+		}
+		q.mu.Lock()
+		delete(q.mine[issuer], s)
+		delete(q.tries, s)
+		q.mu.Unlock()
+	}
 }
+
+// forget's look-ups of the advices above the ack floor: at most pruneMax, every
+// pruneEvery, per issuer.
+var (
+	pruneEvery = time.Minute
+	pruneMax   = 1024
+)
 
 // deliver makes one try of an advice the consumer handed this node.
 func (q *Queue) deliver(issuer string, m jetstream.Msg) {

@@ -437,3 +437,51 @@ func TestCloseHandsBack(t *testing.T) {
 		t.Fatalf("deliveries by the other queue: %+v; want c1 once as a repeat 0421, tries 2", got)
 	}
 }
+
+// TestForgetBehindStuckAdvice: an advice the issuer never takes holds the
+// consumer's ack floor below it for good. The advices this node enqueued after
+// it, which another node delivered, are gone from the stream but above the
+// floor: forget looks them up and drops them, so that this node does not track
+// them (and Flush ask for them) for as long as it runs. Before, q.mine kept
+// every one of them.
+func TestForgetBehindStuckAdvice(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	n := standalone(t, ctx)
+	opts := Options{Replicas: 1, AckWait: 2 * time.Second, Poll: 200 * time.Millisecond, MaxBackoff: time.Second, Logger: testLogger(t)}
+	q1, q2 := openRetry(t, ctx, n, opts), openRetry(t, ctx, n, opts)
+	send := func(_ context.Context, it *saf.Item, _ bool) error {
+		if it.RRN == "stuck" {
+			return errors.New("the issuer refuses it")
+		}
+		return nil
+	}
+	enqueue(t, ctx, q1, advice("iss", "stuck"))
+	const count = 40
+	for i := range count {
+		enqueue(t, ctx, q1, advice("iss", fmt.Sprintf("a%02d", i)))
+	}
+	q2.Register("iss", send) // another node delivers them
+	for q1.Len("iss") != 1 {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the stream holds %d advices, want the stuck one alone", q1.Len("iss"))
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	q1.Register("iss", send) // this node's worker, which forgets when idle
+	for {
+		q1.mu.Lock()
+		mine, tries := len(q1.mine["iss"]), len(q1.tries)
+		q1.mu.Unlock()
+		if mine == 1 {
+			t.Logf("q1 tracks %d advice(s) enqueued, %d tried", mine, tries)
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("q1 still tracks %d advices, %d of them delivered by another node long ago", mine, mine-1)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
