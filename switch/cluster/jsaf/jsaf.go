@@ -189,8 +189,7 @@ func Open(ctx context.Context, node *cluster.Node, opts Options) (*Queue, error)
 	qctx, cancel := context.WithCancel(context.Background())
 	return &Queue{node: node, js: js, stream: st, opts: opts, log: opts.Logger, closing: make(chan struct{}), ctx: qctx, cancel: cancel,
 		senders: map[string]saf.Sender{}, mine: map[string]map[uint64]struct{}{}, tries: map[uint64]try{},
-		pruned: map[string]time.Time{},
-		lens: map[string]int{}, byIss: map[string]*saf.Stats{}}, nil
+		pruned: map[string]time.Time{}, lens: map[string]int{}, byIss: map[string]*saf.Stats{}}, nil
 }
 
 // token is an issuer's name as a subject token and in a consumer name: as is
