@@ -514,3 +514,28 @@ func TestGroupPaced(t *testing.T) {
 		g.ok <- &jetstream.PubAck{}
 	}
 }
+
+// TestResendDrainBounded: once Close has begun, the background publishes still
+// queued (here 50, none of which the stream ever acknowledges, as after a long
+// loss of quorum) get AckTimeout in all: they are counted lost, not waited for one
+// after another. Before, the resender waited for each one's acknowledgement in
+// turn, and a stop could take the queue's length times the wait.
+func TestResendDrainBounded(t *testing.T) {
+	j, fs := groupJournalOpts(t, Options{AckTimeout: 200 * time.Millisecond})
+	const n = 50
+	for i := range n {
+		j.queueResend(asyncPub{m: &nats.Msg{Subject: fmt.Sprintf("journal.1.g.%d", i)}, entries: 1})
+	}
+	<-fs.sent // the first is sent, and never answered
+	close(j.stop)
+	for deadline := time.After(10 * time.Second); j.stats.lost.Load() < n; {
+		select {
+		case <-deadline:
+			t.Fatalf("%d of %d unacknowledged background publishes given up 10 s after the stop began", j.stats.lost.Load(), n)
+		case <-time.After(5 * time.Millisecond): // polling, with a deadline
+		}
+	}
+	if sent := len(fs.sent); sent != 0 {
+		t.Errorf("%d publishes sent after the drain ended", sent)
+	}
+}

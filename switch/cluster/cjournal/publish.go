@@ -273,13 +273,43 @@ func (j *Journal) queueResend(p asyncPub) {
 
 // resend is the resender's loop: it waits for each background publish's
 // acknowledgement in turn and sends a failed one again, with its Nats-Msg-Id, until
-// it is acknowledged or Close stops it.
+// it is acknowledged or Close stops it. Once Close has begun, what is left gets
+// AckTimeout in all, not each: after a long loss of quorum the queue may hold
+// thousands of publishes, and a stop must not wait for every one of them; those
+// still unacknowledged then are counted lost (the local journal has them).
 func (j *Journal) resend() {
 	defer close(j.asyncDone)
+	var (
+		stop        = j.stop
+		drainOver   <-chan time.Time // from Close's beginning, AckTimeout
+		drained     bool
+		drainedLost uint64
+	)
+	// wait waits for f's outcome, noting Close's beginning and the drain's end.
+	wait := func(f jetstream.PubAckFuture) error {
+		for {
+			select {
+			case <-f.Ok():
+				return nil
+			case err := <-f.Err():
+				return err
+			case <-stop:
+				stop, drainOver = nil, time.After(j.opts.AckTimeout)
+			case <-drainOver:
+				drained = true
+				return errDrained
+			}
+		}
+	}
 outer:
 	for p := range j.async {
 		pause := retryPause
 		for {
+			if drained {
+				j.stats.lost.Add(1)
+				drainedLost++
+				continue outer
+			}
 			if p.f == nil {
 				f, err := j.publishAsync(p.m)
 				if err == nil {
@@ -288,11 +318,7 @@ outer:
 			}
 			var err error = errors.New("not sent")
 			if p.f != nil {
-				select {
-				case <-p.f.Ok():
-					err = nil
-				case err = <-p.f.Err():
-				}
+				err = wait(p.f)
 			}
 			if err == nil {
 				j.stats.published.Add(uint64(max(p.entries, 1)))
@@ -303,7 +329,9 @@ outer:
 			select {
 			case <-j.stop:
 				j.stats.lost.Add(1)
-				j.log.Error().Err(err).Str("subject", p.m.Subject).Msg("cluster journal: closing with a publish unacknowledged")
+				if !drained {
+					j.log.Error().Err(err).Str("subject", p.m.Subject).Msg("cluster journal: closing with a publish unacknowledged")
+				}
 				continue outer
 			case <-time.After(pause):
 			}
@@ -312,4 +340,11 @@ outer:
 			pause = min(2*pause, time.Second)
 		}
 	}
+	if drainedLost > 0 {
+		j.log.Error().Uint64("lost", drainedLost).Dur("drain", j.opts.AckTimeout).Msg("cluster journal: closed with background publishes unacknowledged after the drain; they go unreplicated")
+	}
 }
+
+// errDrained: Close's drain of the background publishes ended before an
+// acknowledgement came.
+var errDrained = errors.New("cluster journal: closing, the background publishes' drain is over")
