@@ -159,6 +159,13 @@ type Lease struct {
 	writableSince time.Time
 	refreshFailed bool
 	refreshErr    error // the last failed refresh's error (Held says it)
+	// rev is the revision of this node's last lease put acknowledged: each
+	// refresh is a compare-and-set on it, so that a second process refreshing
+	// the same node's lease is noticed.
+	rev uint64
+	// usurped, once set, says that another process took this node's lease:
+	// this one no longer refreshes it, and Held says so for good.
+	usurped error
 }
 
 func (o *LeaseOptions) defaults() error {
@@ -231,6 +238,9 @@ func (n *Node) StartLease(ctx context.Context, opts LeaseOptions) (*Lease, error
 		return nil, err
 	}
 	l := &Lease{n: n, kv: kv, opts: opts, seen: map[int]*LeaseHolder{}}
+	if err := l.refuseLive(ctx); err != nil {
+		return nil, err
+	}
 	inc, err := l.takeIncarnation(ctx)
 	if err != nil {
 		return nil, err
@@ -277,6 +287,56 @@ func incKey(node int) string   { return "inc." + strconv.Itoa(node) }
 func claimKey(node int, inc uint64) string {
 	return "recover." + strconv.Itoa(node) + "." + strconv.FormatUint(inc, 10)
 }
+
+// refuseLive returns an error when another process holds this node's lease:
+// one refreshed after this start began. A live-looking lease is watched until
+// it is refreshed (another process runs as this node: two processes with one
+// cluster.node would hand out the same RRNs and overwrite each other's records)
+// or goes without a refresh for TTL and the grace (its process died or stopped:
+// this is its restart). So a node restarted within its lease's TTL waits out the
+// rest of it.
+func (l *Lease) refuseLive(ctx context.Context) error {
+	key := leaseKey(l.n.cfg.Node)
+	var (
+		first   []byte
+		firstAt time.Time
+		seq0    uint64
+	)
+	tick := time.NewTicker(l.opts.Refresh / 4)
+	defer tick.Stop()
+	for {
+		data, seq, at, err := l.n.readLeader(ctx, LeaseBucket, key)
+		switch {
+		case err != nil:
+			// No leader yet (a bucket just created, an election): try again.
+			if ctx.Err() != nil {
+				return fmt.Errorf("cluster: read %s/%s: %w", LeaseBucket, key, err)
+			}
+		case data == nil:
+			return nil // no lease: expired, or never taken
+		case first == nil:
+			first, firstAt, seq0 = data, at, seq
+			if time.Since(at) > l.opts.TTL+leaseGrace {
+				return nil // stale: its process is gone, the server just has not expired it yet
+			}
+		case seq != seq0:
+			var v LeaseValue
+			_ = json.Unmarshal(data, &v)
+			return fmt.Errorf("%w: node %d's lease (server %q, incarnation %d, started %v) was refreshed again %v after this start first read it; cluster.node must be unique in the cluster, this process's server is %q",
+				ErrNodeRunning, l.n.cfg.Node, v.Server, v.Incarnation, v.Started.Format(time.RFC3339), at.Sub(firstAt).Round(time.Millisecond), l.n.ServerName())
+		case time.Since(firstAt) > l.opts.TTL+leaseGrace:
+			return nil // not refreshed since: its process died or stopped
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("cluster: node %d's lease: waiting for the last one to lapse: %w", l.n.cfg.Node, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// ErrNodeRunning: another live process holds this node's lease (StartLease).
+var ErrNodeRunning = errors.New("cluster: a process already runs as this node")
 
 // takeIncarnation takes this node's next incarnation. It first claims the
 // recovery of the previous one (waiting while a survivor holds that claim),
@@ -561,7 +621,8 @@ func (l *Lease) refresh(ctx context.Context) error {
 	pctx, cancel := context.WithTimeout(ctx, l.opts.TTL/2)
 	defer cancel()
 	start := time.Now()
-	if _, err := l.putTTL(pctx, leaseKey(v.Node), b, l.opts.TTL); err != nil {
+	rev, err := l.putLease(pctx, b)
+	if err != nil {
 		l.mu.Lock()
 		l.refreshFailed = true
 		l.refreshErr = err
@@ -569,6 +630,7 @@ func (l *Lease) refresh(ctx context.Context) error {
 		return fmt.Errorf("cluster: refresh the lease of node %d: %w", v.Node, err)
 	}
 	l.mu.Lock()
+	l.rev = rev
 	l.lastOK = start // the TTL runs from about when the server stored it, no earlier than start
 	if l.refreshFailed || l.writableSince.IsZero() {
 		l.writableSince = start
@@ -578,14 +640,58 @@ func (l *Lease) refresh(ctx context.Context) error {
 	return nil
 }
 
+// putLease puts this node's lease value b by a compare-and-set on the last
+// revision this node put. On a conflict it reads the lease from the bucket's
+// leader: none (it expired while the bucket was unwritable) or this
+// incarnation's own (an earlier put whose acknowledgement was lost) is put over
+// again; another process's means this node was usurped (usurped is set, and
+// returned).
+func (l *Lease) putLease(ctx context.Context, b []byte) (uint64, error) {
+	l.mu.Lock()
+	rev, usurped := l.rev, l.usurped
+	l.mu.Unlock()
+	if usurped != nil {
+		return 0, usurped
+	}
+	key := leaseKey(l.n.cfg.Node)
+	for try := 0; ; try++ {
+		var opts []jetstream.PublishOpt
+		if rev != 0 {
+			opts = append(opts, jetstream.WithExpectLastSequencePerSubject(rev))
+		}
+		r, err := l.putTTL(ctx, key, b, l.opts.TTL, opts...)
+		if err == nil || !isConflict(err) || try > 0 {
+			return r, err
+		}
+		data, seq, _, rerr := l.n.readLeader(ctx, LeaseBucket, key)
+		if rerr != nil {
+			return 0, errors.Join(err, rerr)
+		}
+		var v LeaseValue
+		if data != nil && (json.Unmarshal(data, &v) != nil || v.Incarnation != l.self.Incarnation || v.Server != l.self.Server) {
+			uerr := fmt.Errorf("cluster: another process took node %d's lease (server %q, incarnation %d, started %v): cluster.node must be unique in the cluster; this process (server %q, incarnation %d) no longer holds it",
+				l.n.cfg.Node, v.Server, v.Incarnation, v.Started.Format(time.RFC3339), l.self.Server, l.self.Incarnation)
+			l.mu.Lock()
+			l.usurped = uerr
+			l.mu.Unlock()
+			l.n.log.Error().Err(uerr).Msg("lease usurped; this node is not ready from now on")
+			return 0, uerr
+		}
+		rev = seq // none (0, or the expiry's marker), or ours
+	}
+}
+
 // Held returns nil while this node's lease is known to be alive (its last
 // acknowledged refresh is within the TTL), or says since when it is not:
 // survivors may then be recovering this node's open transactions, so it must
 // not go on with them (for /readyz, next to Node.Ready).
 func (l *Lease) Held() error {
 	l.mu.Lock()
-	last, failed, ferr := l.lastOK, l.refreshFailed, l.refreshErr
+	last, failed, ferr, usurped := l.lastOK, l.refreshFailed, l.refreshErr, l.usurped
 	l.mu.Unlock()
+	if usurped != nil {
+		return usurped
+	}
 	if since := time.Since(last); since >= l.opts.TTL {
 		why := ""
 		if failed && ferr != nil {
@@ -623,6 +729,12 @@ func (l *Lease) refreshLoop(ctx context.Context) {
 		if err := l.refresh(ctx); err != nil {
 			if ctx.Err() != nil {
 				return
+			}
+			l.mu.Lock()
+			usurped := l.usurped != nil
+			l.mu.Unlock()
+			if usurped {
+				return // refreshing would fight the other process for the lease
 			}
 			if !failing {
 				l.n.log.Warn().Err(err).Msg("lease refresh failed; retrying")

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strconv"
 	"strings"
 	"sync"
@@ -323,4 +324,91 @@ func TestLeaseClaimSurvivorTakesOver(t *testing.T) {
 	if c := getClaim(t, ctx, kv, 3, 1); c.By != other || c.State != ClaimRunning {
 		t.Fatalf("claim on node 3's incarnation 1: %+v; want running by node %d", c, other)
 	}
+}
+
+// TestLeaseNodeUnique: a second process starting as a node whose lease another
+// live process refreshes is refused, naming the node and the holder (two
+// processes with one cluster.node hand out the same RRNs and overwrite each
+// other's records: seen in an operator's trial); a lease deleted under a live
+// holder (as when it expired while the bucket was unwritable) is put back by its
+// next refresh; a lease another process overwrites makes its holder stop
+// refreshing and say so in Held for good; a node restarted within its lease's TTL
+// waits the rest of it out, then starts.
+func TestLeaseNodeUnique(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	n := startSolo(t, ctx)
+	defer n.Close()
+	kv, err := n.LeaseKV(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := n.StartLease(ctx, claimOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Stop()
+
+	start := time.Now()
+	if b, err := n.StartLease(ctx, claimOpts); err == nil {
+		b.Stop()
+		t.Fatal("a second process started as node 1 while the first refreshes its lease")
+	} else if !errors.Is(err, ErrNodeRunning) || !strings.Contains(err.Error(), "node 1's lease (server \"solo\"") || !strings.Contains(err.Error(), "cluster.node must be unique") {
+		t.Fatalf("second start: %v", err)
+	} else {
+		t.Logf("refused after %v: %v", time.Since(start).Round(time.Millisecond), err)
+	}
+	if e, err := kv.Get(ctx, incKey(1)); err != nil || string(e.Value()) != "1" {
+		t.Fatalf("inc.1 after the refused start: %v, %v; want 1", e, err)
+	}
+
+	// Deleted under the holder: put back, still held.
+	if err := kv.Delete(ctx, leaseKey(1)); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if e, err := kv.Get(ctx, leaseKey(1)); err == nil && strings.Contains(string(e.Value()), `"incarnation":1`) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("the deleted lease was not put back")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if err := a.Held(); err != nil {
+		t.Fatalf("after its lease was put back: %v", err)
+	}
+
+	// Overwritten by another process: the holder gives it up.
+	b, _ := json.Marshal(LeaseValue{Node: 1, Server: "impostor", Incarnation: 9, Refreshed: time.Now().UTC()})
+	if _, err := kv.Put(ctx, leaseKey(1), b); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		err := a.Held()
+		if err != nil && strings.Contains(err.Error(), `another process took node 1's lease (server "impostor", incarnation 9`) {
+			t.Log(err)
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the holder did not notice its lease taken: %v", err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if e, err := kv.Get(ctx, leaseKey(1)); err != nil || !strings.Contains(string(e.Value()), "impostor") {
+		t.Fatalf("the usurped holder refreshed over the other's lease: %s, %v", e.Value(), err)
+	}
+	a.Stop()
+
+	// Node 1 restarted while its last lease (the impostor's put, as a process
+	// that just died) still looks alive: it waits for it to lapse, then starts.
+	start = time.Now()
+	c, err := n.StartLease(ctx, claimOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	t.Logf("restart within the TTL started after %v (TTL %v, grace %v)", time.Since(start).Round(time.Millisecond), claimOpts.TTL, leaseGrace)
 }

@@ -116,7 +116,8 @@ func (c *clusterNode) retry(what string, fn func(ctx context.Context) error) err
 		if err == nil {
 			return nil
 		}
-		if time.Now().After(deadline) || errors.Is(err, cjournal.ErrNewerFormat) || errors.Is(err, cluster.ErrCommitsPurged) {
+		if time.Now().After(deadline) || errors.Is(err, cjournal.ErrNewerFormat) || errors.Is(err, cluster.ErrCommitsPurged) ||
+			errors.Is(err, cluster.ErrNodeRunning) {
 			return fmt.Errorf("%s: %w", what, err)
 		}
 		c.log.Warn().Err(err).Str("what", what).Msg("cluster not answering yet; trying again")
