@@ -72,6 +72,9 @@ func runCluster(env *Env, args []string) int {
 		return printJSON(env, &rep)
 	}
 	printClusterReport(env, &rep)
+	if rep.NotReady != "" {
+		return 1 // a problem found, as the README's exit statuses say
+	}
 	return 0
 }
 
@@ -89,9 +92,16 @@ func printClusterReport(env *Env, rep *cluster.Report) {
 		fmt.Fprintf(w, "JetStream meta leader: %s\n\n", orDash(st.MetaLeader))
 		var rows [][]string
 		for _, p := range st.Servers {
+			if !st.PeersKnown && p.Name != st.Server {
+				rows = append(rows, []string{p.Name, "?", "?", "?", "?"})
+				continue
+			}
 			rows = append(rows, []string{p.Name, yesNo(p.Current), yesNo(p.Offline), since(p.Active), u64(p.Lag)})
 		}
 		kit.Table(w, "SERVER\tCURRENT\tOFFLINE\tSEEN\tLAG", rows)
+		if !st.PeersKnown && st.MetaLeader != "" {
+			fmt.Fprintf(w, "(the other servers' state is known to the meta leader only: ask the node of %s)\n", st.MetaLeader)
+		}
 		for _, group := range []struct {
 			title string
 			list  []cluster.Stream
@@ -128,14 +138,24 @@ func printClusterReport(env *Env, rep *cluster.Report) {
 			kit.Table(w, group.title+"\tREPLICAS\tLEADER\tFOLLOWERS\tLAG\tMESSAGES\tBYTES", rows)
 		}
 		rows = rows[:0]
+		var notListed []string
 		for _, s := range st.Streams {
 			for _, c := range s.Consumers {
 				rows = append(rows, []string{s.Name, c.Name, orDash(c.Leader), u64(c.Pending), strconv.Itoa(c.AckPending)})
+			}
+			for _, c := range s.ConsumersMissing {
+				rows = append(rows, []string{s.Name, c, "NO ANSWER", "-", "-"})
+			}
+			if s.ConsumersError != "" {
+				notListed = append(notListed, s.ConsumersError)
 			}
 		}
 		if len(rows) > 0 {
 			fmt.Fprintln(w)
 			kit.Table(w, "STREAM\tCONSUMER\tLEADER\tPENDING\tUNACKED", rows)
+		}
+		for _, e := range notListed {
+			fmt.Fprintf(w, "Not listed: %s\n", e)
 		}
 	}
 	if len(rep.State) > 0 {

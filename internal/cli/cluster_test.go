@@ -23,11 +23,13 @@ import (
 // a switch that runs alone makes it fail with "not a cluster node".
 func TestClusterStatus(t *testing.T) {
 	at := time.Date(2026, 12, 1, 23, 0, 0, 0, time.UTC)
-	rep := &cluster.Report{Node: 1, Status: &cluster.Status{Mode: "embedded", Server: "n1", Cluster: "sy", MetaLeader: "n2",
+	rep := &cluster.Report{Node: 1, Status: &cluster.Status{Mode: "embedded", Server: "n1", Cluster: "sy", MetaLeader: "n2", PeersKnown: true,
 		Servers: []cluster.Peer{{Name: "n1", Current: true}, {Name: "n2", Current: true, Active: 200 * time.Millisecond}, {Name: "n3", Offline: true, Lag: 7}},
 		Streams: []cluster.Stream{
 			{Name: "JOURNAL", Replicas: 3, Leader: "n2", Peers: []cluster.Peer{{Name: "n1", Current: true}, {Name: "n3", Offline: true, Lag: 42}}, Messages: 1000, Bytes: 65536, Format: "2"},
-			{Name: "SAF", Replicas: 3, Consumers: []cluster.Consumer{{Name: "visa", Leader: "n1", Pending: 5, AckPending: 2}}},
+			{Name: "SAF", Replicas: 3, Consumers: []cluster.Consumer{{Name: "visa", Leader: "n1", Pending: 5, AckPending: 2}},
+				ConsumersMissing: []string{"sy_n3_1"}},
+			{Name: "STATE", Replicas: 3, Leader: "n2", ConsumersError: "consumers of STATE on n1: nats: timeout"},
 		},
 		Buckets: []cluster.Stream{{Name: "leases", Replicas: 3, Leader: "n1"}}},
 		Leases: []cluster.LeaseHolder{
@@ -58,7 +60,9 @@ func TestClusterStatus(t *testing.T) {
 		"JOURNAL (format 2)  3         n2                n1,n3(offline)  42   1000      65536",
 		"SAF                 3         NONE (no quorum)",
 		"leases  3         n1",
-		"SAF     visa      n1      5        2",
+		"SAF     visa      n1         5        2",
+		"SAF     sy_n3_1   NO ANSWER  -        -",
+		"Not listed: consumers of STATE on n1: nats: timeout",
 		"1      n1      4            held",
 		"3      n3      2            LAPSED  2026-12-01T23:00:00Z  2026-12-01T23:00:00Z  node 1        no",
 		"held    2026-12-01T23:00:00Z  2026-12-01T23:00:00Z  -             yes",
@@ -70,6 +74,25 @@ func TestClusterStatus(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
 	}
+
+	// Asked of a node that is not the meta leader: the other servers' state is
+	// not known there; and a node not ready exits 1.
+	rep.Status.PeersKnown, rep.NotReady = false, "cluster node 1: stream JOURNAL: no leader"
+	code, out, _ = runCLI(t, vars, "cluster", "status", "--admin", node.URL)
+	for _, want := range []string{
+		"Node 1 (server n1, cluster sy, embedded): NOT READY: cluster node 1: stream JOURNAL: no leader",
+		"n1      yes      no",
+		"n3      ?        ?        ?     ?",
+		"(the other servers' state is known to the meta leader only: ask the node of n2)",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if code != 1 {
+		t.Errorf("a node not ready: exit %d, want 1", code)
+	}
+	rep.Status.PeersKnown, rep.NotReady = true, ""
 
 	code, out, errs = runCLI(t, vars, "cluster", "status", "--json", "--admin", node.URL)
 	var back cluster.Report

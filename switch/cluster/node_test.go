@@ -294,6 +294,18 @@ func TestThreeNodes(t *testing.T) {
 		t.Fatalf("status of a formed cluster: %+v", st)
 	}
 
+	if st.PeersKnown != (st.MetaLeader == "n2") {
+		t.Fatalf("status on n2 with meta leader %s: peers known %v", st.MetaLeader, st.PeersKnown)
+	}
+	// R1 consumers, placed on the stream's servers as JetStream chooses: some on
+	// the node about to go down, as a dead node's own consumers are.
+	for i := range 6 {
+		if _, err := nodes[i%3].JetStream().CreateOrUpdateConsumer(ctx, "J", jetstream.ConsumerConfig{
+			Durable: fmt.Sprintf("r1-%d", i), AckPolicy: jetstream.AckExplicitPolicy, Replicas: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
 	// Down one node, the stream's leader (the harder case: a new election).
 	leader := st.Streams[0].Leader
 	idx := map[string]int{"n1": 0, "n2": 1, "n3": 2}
@@ -304,6 +316,17 @@ func TestThreeNodes(t *testing.T) {
 	}
 	nodes[down1] = nil
 	t.Logf("one node down (%s, the stream leader): a write acknowledged after %v", leader, waitPublish(t, ctx, nodes[survivor], "j.one-down").Round(time.Millisecond))
+	// The status still answers, every consumer listed or named as not answering.
+	start := time.Now()
+	st, err = nodes[survivor].Status(ctx)
+	if err != nil {
+		t.Fatalf("status with one node down: %v", err)
+	}
+	s0 := st.Streams[0]
+	t.Logf("status with one node down after %v: %d consumers listed, missing %v", time.Since(start).Round(time.Millisecond), len(s0.Consumers), s0.ConsumersMissing)
+	if s0.ConsumersError != "" || len(s0.Consumers)+len(s0.ConsumersMissing) != 7 {
+		t.Fatalf("consumers with one node down: %+v, missing %v, error %q; want 7 in all", s0.Consumers, s0.ConsumersMissing, s0.ConsumersError)
+	}
 
 	// Down a second: no quorum, so a publish fails within its timeout.
 	if err := nodes[down2].Close(); err != nil {
@@ -311,7 +334,7 @@ func TestThreeNodes(t *testing.T) {
 	}
 	nodes[down2] = nil
 	pctx, pcancel := context.WithTimeout(ctx, time.Second)
-	start := time.Now()
+	start = time.Now()
 	_, err = nodes[survivor].Publish(pctx, "j.two-down", nil, "tx-two-down")
 	pcancel()
 	if took := time.Since(start); !errors.Is(err, ErrNoQuorum) || took > 2*time.Second {

@@ -1,10 +1,14 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -27,6 +31,10 @@ type Status struct {
 	// Servers are the cluster's servers as this node sees them: the meta
 	// group's peers in embedded mode, the connection's known URLs in external mode.
 	Servers []Peer `json:"servers"`
+	// PeersKnown says that the other servers' Current, Offline, Active and Lag
+	// are known: only the meta leader tracks them (false on the other nodes,
+	// and in external mode).
+	PeersKnown bool `json:"peers_known"`
 	// Streams are the streams but the KV buckets' ones, by name.
 	Streams []Stream `json:"streams"`
 	// Buckets are the KV buckets (streams KV_<bucket>), by bucket name.
@@ -57,6 +65,12 @@ type Stream struct {
 	Bytes     uint64     `json:"bytes"`
 	Format    string     `json:"format,omitempty"` // its metadata's FormatKey, if set
 	Consumers []Consumer `json:"consumers,omitempty"`
+	// ConsumersMissing are the consumers whose servers did not answer the
+	// listing (offline, or a server that died and is not known offline yet),
+	// with the reason the server gave when it gave one.
+	ConsumersMissing []string `json:"consumers_missing,omitempty"`
+	// ConsumersError says why the consumers could not be listed (some may be).
+	ConsumersError string `json:"consumers_error,omitempty"`
 }
 
 // Consumer is one durable consumer and its backlog.
@@ -68,8 +82,9 @@ type Consumer struct {
 }
 
 // Status asks JetStream for the cluster's state: one request for the stream
-// list and one per stream for its consumers. It fails when JetStream does not
-// answer within ctx (no quorum).
+// list and one per stream for its consumers. It fails when the stream list does
+// not come within ctx (no quorum); a stream's consumers that could not be listed,
+// or did not answer (their server is gone), are named in the stream.
 func (n *Node) Status(ctx context.Context) (*Status, error) {
 	st := &Status{Mode: n.cfg.Mode, Server: n.ServerName(), Cluster: n.nc.ConnectedClusterName()}
 	if n.srv != nil {
@@ -77,6 +92,7 @@ func (n *Node) Status(ctx context.Context) (*Status, error) {
 		if err == nil && jsz.Meta != nil {
 			st.Cluster = jsz.Meta.Name
 			st.MetaLeader = jsz.Meta.Leader
+			st.PeersKnown = jsz.Meta.Leader != "" && jsz.Meta.Leader == n.srv.Name()
 			st.Servers = append(st.Servers, Peer{Name: n.srv.Name(), Current: n.srv.JetStreamIsCurrent()})
 			for _, p := range jsz.Meta.Replicas {
 				st.Servers = append(st.Servers, peer(p.Name, p.Current, p.Offline, p.Active, p.Lag))
@@ -111,28 +127,77 @@ func (n *Node) Status(ctx context.Context) (*Status, error) {
 	if err := list.Err(); err != nil {
 		return nil, fmt.Errorf("cluster: list streams on %s: %w", n.name(), err)
 	}
+	// The streams' consumers, each stream's listing at once: a listing waits up
+	// to 4 s at the stream's leader for the consumers whose server is gone, and
+	// one after another they took longer than the caller would wait.
+	var wg sync.WaitGroup
 	for i := range st.Streams {
 		s := &st.Streams[i]
 		if s.Leader == "" {
 			continue // without a leader, its consumers cannot answer either
 		}
-		str, err := n.js.Stream(ctx, s.Name)
+		wg.Go(func() { n.listConsumers(ctx, s) })
+	}
+	wg.Wait()
+	return st, nil
+}
+
+// consumerListWait bounds one consumer listing: the stream's leader answers
+// within 4 s, with the consumers that did not answer named as missing.
+const consumerListWait = 6 * time.Second
+
+// listConsumers fills s's consumers from the JetStream API's consumer list (the
+// API itself rather than nats.go's lister, which drops the servers' list of
+// the consumers that did not answer).
+func (n *Node) listConsumers(ctx context.Context, s *Stream) {
+	for offset := 0; ; {
+		req, _ := json.Marshal(server.JSApiConsumersRequest{ApiPagedRequest: server.ApiPagedRequest{Offset: offset}})
+		rctx, cancel := context.WithTimeout(ctx, consumerListWait)
+		msg, err := n.nc.RequestWithContext(rctx, fmt.Sprintf(server.JSApiConsumerListT, s.Name), req)
+		cancel()
 		if err != nil {
-			return nil, fmt.Errorf("cluster: stream %s on %s: %w", s.Name, n.name(), err)
+			s.ConsumersError = fmt.Sprintf("consumers of %s on %s: %v", s.Name, n.name(), err)
+			return
 		}
-		cl := str.ListConsumers(ctx)
-		for ci := range cl.Info() {
+		var resp server.JSApiConsumerListResponse
+		if err := json.Unmarshal(msg.Data, &resp); err != nil {
+			s.ConsumersError = fmt.Sprintf("consumers of %s on %s: %v", s.Name, n.name(), err)
+			return
+		}
+		if resp.Error != nil {
+			s.ConsumersError = fmt.Sprintf("consumers of %s on %s: %s", s.Name, n.name(), resp.Error.Description)
+			return
+		}
+		for _, ci := range resp.Consumers {
+			if ci == nil {
+				continue
+			}
+			name := ci.Name
+			if name == "" && ci.Config != nil {
+				// A consumer all of whose servers are offline, filled in by the
+				// stream's leader from its configuration alone.
+				name = cmp.Or(ci.Config.Name, ci.Config.Durable)
+			}
+			if _, off := resp.Offline[name]; off || name == "" || slices.Contains(resp.Missing, name) {
+				continue // named below as missing
+			}
 			c := Consumer{Name: ci.Name, Pending: ci.NumPending, AckPending: ci.NumAckPending}
 			if ci.Cluster != nil {
 				c.Leader = ci.Cluster.Leader
 			}
 			s.Consumers = append(s.Consumers, c)
 		}
-		if err := cl.Err(); err != nil {
-			return nil, fmt.Errorf("cluster: consumers of %s on %s: %w", s.Name, n.name(), err)
+		for _, name := range resp.Missing {
+			if why := resp.Offline[name]; why != "" {
+				name += " (" + why + ")"
+			}
+			s.ConsumersMissing = append(s.ConsumersMissing, name)
+		}
+		offset += len(resp.Consumers)
+		if len(resp.Consumers) == 0 || offset >= resp.Total {
+			return
 		}
 	}
-	return st, nil
 }
 
 func peer(name string, current, offline bool, active time.Duration, lag uint64) Peer {
