@@ -34,6 +34,11 @@ const (
 	// consumer after an error (the ordered consumer itself resumes after a
 	// lost connection or a stream leader change).
 	stateRetry = 250 * time.Millisecond
+	// stateRetryMax is where the follower's pause stops doubling while the same
+	// fault persists (a commit that cannot be read or applied).
+	stateRetryMax = 2 * time.Second
+	// failLogEvery is how often the same error of a follower is logged again.
+	failLogEvery = time.Minute
 	// purgedRetry is the follower's pause after ErrCommitsPurged.
 	purgedRetry = 30 * time.Second
 	// headerRoom is what the headers of a commit's message may take of the
@@ -233,6 +238,11 @@ type Follower struct {
 	err    error                            // the last error, for Err
 	lostAt time.Time                        // when consume last ended in an error
 	fol    atomic.Pointer[ordered.Follower] // the stream's follower while consume runs
+	// logged is the error last logged and when; suppressed counts the same
+	// error's repeats not logged since.
+	logged     string
+	loggedAt   time.Time
+	suppressed int
 }
 
 // Follow starts applying the store's commits above r.Revision() to r, in order:
@@ -275,11 +285,24 @@ func (f *Follower) Err() error {
 	return f.err
 }
 
+// fail records err as the follower's last error and logs it, the same error at
+// most every failLogEvery (with how often it recurred meanwhile).
 func (f *Follower) fail(err error) {
 	f.mu.Lock()
 	f.err = err
+	msg, now := err.Error(), time.Now()
+	if msg == f.logged && now.Sub(f.loggedAt) < failLogEvery {
+		f.suppressed++
+		f.mu.Unlock()
+		return
+	}
+	again := 0
+	if msg == f.logged {
+		again = f.suppressed
+	}
+	f.logged, f.loggedAt, f.suppressed = msg, now, 0
 	f.mu.Unlock()
-	f.l.s.n.log.Error().Err(err).Str("store", f.l.name).Msg("cluster: state follower")
+	f.l.s.n.log.Error().Err(err).Str("store", f.l.name).Int("repeated_unlogged", again).Msg("cluster: state follower")
 }
 
 // wait waits d or until the follower is stopped, and says whether to go on.
@@ -296,19 +319,25 @@ func (f *Follower) wait(d time.Duration) bool {
 
 func (f *Follower) run() {
 	defer close(f.done)
+	pause := stateRetry
 	for f.ctx.Err() == nil {
+		before := f.r.Revision()
 		if err := f.consume(); err != nil && f.ctx.Err() == nil {
 			f.mu.Lock()
 			f.lostAt = time.Now()
 			f.mu.Unlock()
 			f.fail(err)
-			wait := stateRetry
+			if f.r.Revision() != before {
+				pause = stateRetry // it applied commits since: a new fault
+			}
+			wait := pause
 			if errors.Is(err, ErrCommitsPurged) {
 				wait = purgedRetry // only a restart mends it; say so now and then
 			}
 			if !f.wait(wait) {
 				return
 			}
+			pause = min(2*pause, stateRetryMax)
 		} else if err == nil {
 			f.mu.Lock()
 			f.err = nil
@@ -356,13 +385,13 @@ func (f *Follower) consume() error {
 			// it would silently fork the node's copy. Say so and keep retrying.
 			return fmt.Errorf("cluster: follow %s: commit at sequence %d: %w", l.subject, seq, err)
 		}
-		for {
+		for pause := stateRetry; ; pause = min(2*pause, stateRetryMax) {
 			err := f.r.ApplyRemote(seq, c)
 			if err == nil {
 				break
 			}
 			f.fail(fmt.Errorf("cluster: apply %s commit at sequence %d: %w", l.name, seq, err))
-			if !f.wait(stateRetry) {
+			if !f.wait(pause) {
 				return nil
 			}
 		}

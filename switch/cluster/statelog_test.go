@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/rs/zerolog"
 
 	"github.com/switchyard/switchyard/internal/statelog"
 	"github.com/switchyard/switchyard/switch/registry"
@@ -396,4 +397,32 @@ func waitForChange(r *registry.Registry, id string) error {
 		time.Sleep(time.Millisecond)
 	}
 	return fmt.Errorf("change %s did not arrive within 10s", id)
+}
+
+// TestFollowerFailLogged: a follower's error is logged once, then the same error
+// at most every failLogEvery (with how often it recurred unlogged), while a
+// different one is logged at once; Err always has the last. A commit that cannot
+// be read is retried for good, and logged every try at 4 a second before.
+func TestFollowerFailLogged(t *testing.T) {
+	var out strings.Builder
+	f := &Follower{l: &StoreLog{name: "registry", s: &StateLog{n: &Node{log: zerolog.New(&out)}}}}
+	bad := errors.New("cluster: follow state.registry: commit at sequence 7: unknown version 9")
+	for range 5 {
+		f.fail(bad)
+	}
+	other := errors.New("cluster: follow state.registry: nats: timeout")
+	f.fail(other)
+	if got := strings.Count(out.String(), "unknown version 9"); got != 1 {
+		t.Fatalf("the same error logged %d times in a row, want once:\n%s", got, out.String())
+	}
+	if !strings.Contains(out.String(), "nats: timeout") || f.err != other {
+		t.Fatalf("a different error not logged at once, or not the last: %v\n%s", f.err, out.String())
+	}
+	f.fail(bad)
+	f.fail(bad)
+	f.loggedAt = f.loggedAt.Add(-failLogEvery) // a minute on
+	f.fail(bad)
+	if !strings.Contains(out.String(), `"repeated_unlogged":1`) || strings.Count(out.String(), "unknown version 9") != 3 {
+		t.Fatalf("after a minute the same error is logged again with its unlogged repeats:\n%s", out.String())
+	}
 }

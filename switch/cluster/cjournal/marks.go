@@ -20,7 +20,10 @@ func (j *Journal) MarkDelivery(rrn string, delivered bool, at time.Time) error {
 		return err
 	}
 	if _, err := j.enqueue(kindDeliv[0], appendMark(nil, rrn, delivered, at), false); err != nil {
+		// A survivor recovering this node would take the answer as undelivered
+		// (and reverse an approval the terminal got): say which.
 		j.stats.lost.Add(1)
+		j.log.Error().Err(err).Str("rrn", rrn).Bool("delivered", delivered).Msg("cluster journal: a delivery mark goes unreplicated")
 	}
 	return nil
 }
