@@ -72,7 +72,7 @@ func runCluster(env *Env, args []string) int {
 		return printJSON(env, &rep)
 	}
 	printClusterReport(env, &rep)
-	if rep.NotReady != "" {
+	if rep.NotReady != "" || rep.StatusError != "" {
 		return 1 // a problem found, as the README's exit statuses say
 	}
 	return 0

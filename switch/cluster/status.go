@@ -150,6 +150,7 @@ const consumerListWait = 6 * time.Second
 // API itself rather than nats.go's lister, which drops the servers' list of
 // the consumers that did not answer).
 func (n *Node) listConsumers(ctx context.Context, s *Stream) {
+	seen := map[string]bool{}
 	for offset := 0; ; {
 		req, _ := json.Marshal(server.JSApiConsumersRequest{ApiPagedRequest: server.ApiPagedRequest{Offset: offset}})
 		rctx, cancel := context.WithTimeout(ctx, consumerListWait)
@@ -178,9 +179,10 @@ func (n *Node) listConsumers(ctx context.Context, s *Stream) {
 				// stream's leader from its configuration alone.
 				name = cmp.Or(ci.Config.Name, ci.Config.Durable)
 			}
-			if _, off := resp.Offline[name]; off || name == "" || slices.Contains(resp.Missing, name) {
+			if _, off := resp.Offline[name]; off || name == "" || slices.Contains(resp.Missing, name) || seen[name] {
 				continue // named below as missing
 			}
+			seen[name] = true
 			c := Consumer{Name: ci.Name, Pending: ci.NumPending, AckPending: ci.NumAckPending}
 			if ci.Cluster != nil {
 				c.Leader = ci.Cluster.Leader
@@ -188,13 +190,25 @@ func (n *Node) listConsumers(ctx context.Context, s *Stream) {
 			s.Consumers = append(s.Consumers, c)
 		}
 		for _, name := range resp.Missing {
+			if seen[name] {
+				continue
+			}
+			seen[name] = true
 			if why := resp.Offline[name]; why != "" {
 				name += " (" + why + ")"
 			}
 			s.ConsumersMissing = append(s.ConsumersMissing, name)
 		}
-		offset += len(resp.Consumers)
-		if len(resp.Consumers) == 0 || offset >= resp.Total {
+		// A page covers Limit of the stream's consumers, those that did not
+		// answer included (they are not in Consumers): counting only the
+		// answers asked for overlapping pages, each waiting out the missing
+		// ones again.
+		page := resp.Limit
+		if page <= 0 {
+			page = len(resp.Consumers) + len(resp.Missing)
+		}
+		offset += page
+		if page == 0 || offset >= resp.Total {
 			return
 		}
 	}
