@@ -289,18 +289,20 @@ func claimKey(node int, inc uint64) string {
 }
 
 // refuseLive returns an error when another process holds this node's lease:
-// one refreshed after this start began. A live-looking lease is watched until
-// it is refreshed (another process runs as this node: two processes with one
-// cluster.node would hand out the same RRNs and overwrite each other's records)
-// or goes without a refresh for TTL and the grace (its process died or stopped:
-// this is its restart). So a node restarted within its lease's TTL waits out the
-// rest of it.
+// one refreshed after this start began. A live-looking lease is watched for two
+// refresh intervals: refreshed meanwhile, another process runs as this node (two
+// processes with one cluster.node would hand out the same RRNs and overwrite
+// each other's records); not, its process died or stopped and this is its
+// restart, which then claims its previous incarnation before the lease lapses
+// and the survivors would. A live process whose refresh came later than that
+// (a stalled machine) is caught by the refreshes' compare-and-set instead.
 func (l *Lease) refuseLive(ctx context.Context) error {
 	key := leaseKey(l.n.cfg.Node)
 	var (
-		first   []byte
-		firstAt time.Time
-		seq0    uint64
+		first     []byte
+		firstAt   time.Time // the server's time of the lease first read
+		firstRead time.Time // this node's clock when it read it
+		seq0      uint64
 	)
 	tick := time.NewTicker(l.opts.Refresh / 4)
 	defer tick.Stop()
@@ -315,7 +317,7 @@ func (l *Lease) refuseLive(ctx context.Context) error {
 		case data == nil:
 			return nil // no lease: expired, or never taken
 		case first == nil:
-			first, firstAt, seq0 = data, at, seq
+			first, firstAt, seq0, firstRead = data, at, seq, time.Now()
 			if time.Since(at) > l.opts.TTL+leaseGrace {
 				return nil // stale: its process is gone, the server just has not expired it yet
 			}
@@ -324,7 +326,7 @@ func (l *Lease) refuseLive(ctx context.Context) error {
 			_ = json.Unmarshal(data, &v)
 			return fmt.Errorf("%w: node %d's lease (server %q, incarnation %d, started %v) was refreshed again %v after this start first read it; cluster.node must be unique in the cluster, this process's server is %q",
 				ErrNodeRunning, l.n.cfg.Node, v.Server, v.Incarnation, v.Started.Format(time.RFC3339), at.Sub(firstAt).Round(time.Millisecond), l.n.ServerName())
-		case time.Since(firstAt) > l.opts.TTL+leaseGrace:
+		case time.Since(firstRead) > min(2*l.opts.Refresh, l.opts.TTL+leaseGrace):
 			return nil // not refreshed since: its process died or stopped
 		}
 		select {

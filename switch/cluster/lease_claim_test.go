@@ -332,8 +332,8 @@ func TestLeaseClaimSurvivorTakesOver(t *testing.T) {
 // other's records: seen in an operator's trial); a lease deleted under a live
 // holder (as when it expired while the bucket was unwritable) is put back by its
 // next refresh; a lease another process overwrites makes its holder stop
-// refreshing and say so in Held for good; a node restarted within its lease's TTL
-// waits the rest of it out, then starts.
+// refreshing and say so in Held for good; a node restarted while its last lease
+// still looks alive waits two refresh intervals for a refresh, then starts.
 func TestLeaseNodeUnique(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -403,12 +403,12 @@ func TestLeaseNodeUnique(t *testing.T) {
 	a.Stop()
 
 	// Node 1 restarted while its last lease (the impostor's put, as a process
-	// that just died) still looks alive: it waits for it to lapse, then starts.
+	// that just died) still looks alive: no refresh comes, it starts.
 	start = time.Now()
 	c, err := n.StartLease(ctx, claimOpts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Stop()
-	t.Logf("restart within the TTL started after %v (TTL %v, grace %v)", time.Since(start).Round(time.Millisecond), claimOpts.TTL, leaseGrace)
+	t.Logf("restart within the TTL started after %v (refresh %v)", time.Since(start).Round(time.Millisecond), claimOpts.Refresh)
 }
