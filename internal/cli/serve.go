@@ -80,8 +80,14 @@ func runServe(env *Env, args []string) int {
 		// The banner goes out in one write, so that a reader waiting for its header
 		// (the README test) also has the tokens and the try line.
 		var banner strings.Builder
-		fmt.Fprintf(&banner, "\nSwitchyard demo is up (public test keys: never use them for real cards).\n  terminals (ascii):         %s\n  terminals (binary bitmap): %s\n  admin:                     http://%s (/livez /readyz /metrics)\n  data:                      %s   rules: %s\n\n  demo admin tokens (export SWITCHYARD_TOKEN=...):\n",
-			s.ListenerAddr("ascii"), s.ListenerAddr("binary-bitmap"), s.AdminAddr(), cfg.DataDir, rulesFrom)
+		fmt.Fprintf(&banner, "\nSwitchyard demo is up (public test keys: never use them for real cards).\n")
+		for _, l := range cfg.Listeners { // those configured, in their order
+			if addr := s.ListenerAddr(l.Name); addr != "" {
+				fmt.Fprintf(&banner, "  %-26s %s\n", "terminals ("+l.Name+"):", addr)
+			}
+		}
+		fmt.Fprintf(&banner, "  admin:                     http://%s (/livez /readyz /metrics)\n  data:                      %s   rules: %s\n\n  demo admin tokens (export SWITCHYARD_TOKEN=...):\n",
+			s.AdminAddr(), cfg.DataDir, rulesFrom)
 		for _, t := range registry.DemoTokens() {
 			fmt.Fprintf(&banner, "    %-9s %-16s %s\n", t.Role, t.Name, t.Token)
 		}

@@ -239,6 +239,13 @@ func (n *Node) startServer(ctx context.Context, e Embedded) (*server.Server, err
 			why := "context ended"
 			if f := bridge.fatal.Load(); f != nil {
 				why = *f
+				// nats-server's words for its two listeners, as the keys that set them.
+				switch {
+				case strings.HasPrefix(why, "Error listening on router port"):
+					why = "cluster.embedded.cluster_addr: " + why
+				case strings.HasPrefix(why, "Error listening on port"):
+					why = "cluster.embedded.client_addr: " + why
+				}
 			}
 			return nil, fmt.Errorf("cluster: embedded NATS server %s (client %s, cluster %s) not ready for connections: %s",
 				e.ServerName, e.ClientAddr, e.ClusterAddr, why)

@@ -87,7 +87,8 @@ func TestSingleNode(t *testing.T) {
 	}
 }
 
-// TestStartPortInUse: a client port already taken fails Start with nats-server's reason.
+// TestStartPortInUse: a client port, or a cluster port, already taken fails Start
+// with nats-server's reason and the key that set the port.
 func TestStartPortInUse(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -98,8 +99,15 @@ func TestStartPortInUse(t *testing.T) {
 	defer cancel()
 	cfg := Config{Mode: ModeEmbedded, Node: 1, Embedded: Embedded{ServerName: "busy", ClientAddr: l.Addr().String(), StoreDir: t.TempDir()}}
 	_, err = Start(ctx, cfg, Options{Logger: zerolog.Nop()})
-	if err == nil || !strings.Contains(err.Error(), "not ready for connections") || !strings.Contains(err.Error(), l.Addr().String()) {
-		t.Fatalf("got %v; want a not-ready error naming %s", err, l.Addr())
+	if err == nil || !strings.Contains(err.Error(), "not ready for connections") || !strings.Contains(err.Error(), l.Addr().String()) ||
+		!strings.Contains(err.Error(), "cluster.embedded.client_addr: ") {
+		t.Fatalf("got %v; want a not-ready error naming %s and its key", err, l.Addr())
+	}
+	cfg = Config{Mode: ModeEmbedded, Node: 1, Embedded: Embedded{ServerName: "busy", ClientAddr: "127.0.0.1:0", StoreDir: t.TempDir(),
+		ClusterName: "sy", ClusterAddr: l.Addr().String(), Routes: []string{"nats-route://" + l.Addr().String()}}}
+	_, err = Start(ctx, cfg, Options{Logger: zerolog.Nop()})
+	if err == nil || !strings.Contains(err.Error(), "cluster.embedded.cluster_addr: Error listening on router port") {
+		t.Fatalf("got %v; want a not-ready error naming cluster.embedded.cluster_addr", err)
 	}
 }
 

@@ -21,7 +21,8 @@ func restrictDataDir(dir string) error {
 	restrictUmask()
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
-			return err
+			// Not the tightening's fault: what is there cannot be read.
+			return fmt.Errorf("reading it: %w", err)
 		}
 		want := fs.FileMode(0o600)
 		if d.IsDir() {
@@ -34,12 +35,14 @@ func restrictDataDir(dir string) error {
 			return err
 		}
 		if fi.Mode().Perm()&^want != 0 {
-			return os.Chmod(path, fi.Mode().Perm()&want)
+			if err := os.Chmod(path, fi.Mode().Perm()&want); err != nil {
+				return fmt.Errorf("making it readable by its owner only: %w", err)
+			}
 		}
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("data directory %s: making it readable by its owner only: %w", dir, err)
+		return fmt.Errorf("data directory %s: %w", dir, err)
 	}
 	return nil
 }

@@ -71,3 +71,18 @@ func TestDataDirOwnerOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A data directory that cannot be read is named as such, not as a failure to
+// tighten its modes (an operator read "making it readable by its owner only:
+// permission denied" as the chmod's fault).
+func TestDataDirUnreadable(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(file, "data") // under a regular file: cannot be read
+	err := restrictDataDir(dir)
+	if err == nil || err.Error() != "data directory "+dir+": reading it: lstat "+dir+": not a directory" {
+		t.Fatalf("got %v", err)
+	}
+}
