@@ -192,6 +192,9 @@ func printClusterReport(env *Env, rep *cluster.Report) {
 		fmt.Fprintln(w, "No leases seen (this node holds none yet).")
 		return
 	}
+	if rep.LeasesStale != "" {
+		fmt.Fprintf(w, "Leases as last seen (this node cannot judge them now: %s)\n", rep.LeasesStale)
+	}
 	var rows [][]string
 	for _, l := range rep.Leases {
 		state := "held"

@@ -78,12 +78,14 @@ func TestClusterStatus(t *testing.T) {
 	// Asked of a node that is not the meta leader: the other servers' state is
 	// not known there; and a node not ready exits 1.
 	rep.Status.PeersKnown, rep.NotReady = false, "cluster node 1: stream JOURNAL: no leader"
+	rep.LeasesStale = "cluster: node 1's lease not refreshed for 7s (TTL 5s)"
 	code, out, _ = runCLI(t, vars, "cluster", "status", "--admin", node.URL)
 	for _, want := range []string{
 		"Node 1 (server n1, cluster sy, embedded): NOT READY: cluster node 1: stream JOURNAL: no leader",
 		"n1      yes      no",
 		"n3      ?        ?        ?     ?",
 		"(the other servers' state is known to the meta leader only: ask the node of n2)",
+		"Leases as last seen (this node cannot judge them now: cluster: node 1's lease not refreshed for 7s (TTL 5s))",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
@@ -92,7 +94,7 @@ func TestClusterStatus(t *testing.T) {
 	if code != 1 {
 		t.Errorf("a node not ready: exit %d, want 1", code)
 	}
-	rep.Status.PeersKnown, rep.NotReady = true, ""
+	rep.Status.PeersKnown, rep.NotReady, rep.LeasesStale = true, "", ""
 
 	code, out, errs = runCLI(t, vars, "cluster", "status", "--json", "--admin", node.URL)
 	var back cluster.Report

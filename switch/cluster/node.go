@@ -414,7 +414,7 @@ func (n *Node) jetStreamReady(ctx context.Context) error {
 	pctx, cancel := context.WithTimeout(ctx, jsProbeTimeout)
 	defer cancel()
 	if _, err := n.js.AccountInfo(pctx); err != nil {
-		return fmt.Errorf("no meta leader answers (JetStream quorum lost?): %w", err)
+		return fmt.Errorf("no meta leader answers (an election after a server was lost takes 4 to 9 s; for longer, the JetStream quorum is lost): %w", err)
 	}
 	if n.srv == nil {
 		return nil

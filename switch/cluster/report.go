@@ -21,6 +21,10 @@ type Report struct {
 	// Leases are the nodes' leases as this node's watcher saw them (none
 	// without a lease).
 	Leases []LeaseHolder `json:"leases"`
+	// LeasesStale, when set, says why Leases may be out of date: this node's
+	// own lease is not refreshed (no quorum), and nor is its judgement of the
+	// others' (held stays held until it can read the bucket again).
+	LeasesStale string `json:"leases_stale,omitempty"`
 	// State is each shared store's place in the STATE stream (filled by the
 	// switch, which knows its stores).
 	State []StoreState `json:"state,omitempty"`
@@ -69,6 +73,9 @@ func (n *Node) Report(ctx context.Context, l *Lease) *Report {
 	}
 	if l != nil {
 		r.Leases = l.Holders()
+		if err := l.Held(); err != nil {
+			r.LeasesStale = err.Error()
+		}
 	}
 	return r
 }
