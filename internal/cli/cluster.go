@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -12,7 +13,7 @@ import (
 
 func init() {
 	registerTool("cluster", "cluster status and compaction: nodes, JetStream leader, streams and buckets, lag, backlog, leases, shared stores", "Usage:\n"+clusterUsage,
-		[]string{"status", "compact", "import"}, runCluster)
+		[]string{"status", "compact", "import", "remove-peer"}, runCluster)
 }
 
 const clusterUsage = `switchyard cluster status [--json]
@@ -31,14 +32,19 @@ switchyard cluster import --from DIR
   as node 0's, so that queries, settlement and duplicate checks on every node see its history.
   It refuses a directory whose switch still runs or still owes store-and-forward advices, and
   records that are not final; interrupted, it is run again and goes on after the last record
-  imported (docs/cluster.md, "From a single switch to a cluster")`
+  imported (docs/cluster.md, "From a single switch to a cluster")
+switchyard cluster remove-peer --server NAME
+  asks a running node (an admin's token; one whose client_addr is not none) to remove the
+  embedded NATS server NAME, which left the cluster for good (a machine retired, a server
+  started by mistake), from JetStream's meta group: until then it counts towards the group's
+  quorum. A server still connected is refused: stop it first`
 
 func runCluster(env *Env, args []string) int {
 	conn, rest, err := kit.ExtractConn(args, env.Getenv)
 	if err != nil {
 		return fail(env, "cluster: %v", err)
 	}
-	if len(rest) == 0 || (rest[0] != "status" && rest[0] != "compact" && rest[0] != "import") {
+	if len(rest) == 0 || (rest[0] != "status" && rest[0] != "compact" && rest[0] != "import" && rest[0] != "remove-peer") {
 		fmt.Fprintln(env.Stderr, "Usage:\n"+clusterUsage)
 		return kit.ExitUsage
 	}
@@ -50,6 +56,7 @@ func runCluster(env *Env, args []string) int {
 	fs.Usage = func() { fmt.Fprintln(env.Stderr, "Usage:\n"+clusterUsage+"\n\nFlags:"); fs.PrintDefaults() }
 	asJSON := fs.Bool("json", false, "print the node's answer as JSON")
 	from := fs.String("from", "", "import: the stopped single switch's data directory")
+	peer := fs.String("server", "", "remove-peer: the embedded NATS server's name (its cluster.embedded.server_name)")
 	if ok, code := parse(fs, rest[1:]); !ok {
 		return code
 	}
@@ -58,9 +65,16 @@ func runCluster(env *Env, args []string) int {
 	}
 	switch {
 	case sub == "import":
+		if *peer != "" {
+			return fail(env, "cluster import: --server is a flag of cluster remove-peer")
+		}
 		return runClusterImport(env, conn, *from, *asJSON)
 	case *from != "":
 		return fail(env, "cluster %s: --from is a flag of cluster import", sub)
+	case sub == "remove-peer":
+		return runClusterRemovePeer(env, conn, *peer, *asJSON)
+	case *peer != "":
+		return fail(env, "cluster %s: --server is a flag of cluster remove-peer", sub)
 	case sub == "compact":
 		return runClusterCompact(env, conn, *asJSON)
 	}
@@ -226,6 +240,21 @@ func since(d time.Duration) string {
 		return "-"
 	}
 	return d.Round(time.Millisecond).String() + " ago"
+}
+
+func runClusterRemovePeer(env *Env, conn kit.Conn, name string, asJSON bool) int {
+	if name == "" {
+		return fail(env, "cluster remove-peer: --server NAME is required (the server's cluster.embedded.server_name)")
+	}
+	var res map[string]string
+	if err := conn.Client().Do(env.Ctx, "POST", "/api/v1/cluster/peers/"+url.PathEscape(name)+"/remove", nil, &res); err != nil {
+		return fail(env, "cluster remove-peer: %v", err)
+	}
+	if asJSON {
+		return printJSON(env, res)
+	}
+	fmt.Fprintf(env.Stdout, "Server %s removed from JetStream's meta group.\n", name)
+	return 0
 }
 
 func runClusterCompact(env *Env, conn kit.Conn, asJSON bool) int {

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -160,6 +161,48 @@ func TestClusterCompact(t *testing.T) {
 	alone := httptest.NewServer(api.New(api.Options{Auth: auth}))
 	defer alone.Close()
 	if code, _, errs := runCLI(t, vars, "cluster", "compact", "--admin", alone.URL); code == 0 || !strings.Contains(errs, "404 not a cluster node") {
+		t.Fatalf("alone: exit %d, %q", code, errs)
+	}
+}
+
+// TestClusterRemovePeer runs `switchyard cluster remove-peer` against the admin API
+// (its real handler, a made-up node): an admin's token removes the server named, as
+// that admin; a running server's refusal (409) is an error; a reading role is
+// refused; --server is required; a switch that runs alone says it is not a
+// cluster node.
+func TestClusterRemovePeer(t *testing.T) {
+	auth, err := admin.NewAuthenticator(api.DemoTokens())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	node := httptest.NewServer(api.New(api.Options{Auth: auth, ClusterRemovePeer: func(_ context.Context, server, actor string) (any, error) {
+		got = append(got, server+" by "+actor)
+		if server == "n2" {
+			return nil, api.WithStatus(409, errors.New(`cluster: remove server "n2": the server is connected to this one: it runs; stop it first`))
+		}
+		return map[string]string{"removed": server}, nil
+	}}))
+	defer node.Close()
+	adminVars := map[string]string{"SWITCHYARD_TOKEN": registry.DemoAdminToken}
+
+	code, out, errs := runCLI(t, adminVars, "cluster", "remove-peer", "--server", "n4", "--admin", node.URL)
+	if code != 0 || !strings.Contains(out, "Server n4 removed from JetStream's meta group.") || len(got) != 1 || !strings.HasPrefix(got[0], "n4 by ") {
+		t.Fatalf("remove n4: exit %d, %q %q, calls %v", code, out, errs, got)
+	}
+	code, _, errs = runCLI(t, adminVars, "cluster", "remove-peer", "--server", "n2", "--admin", node.URL)
+	if code != 1 || !strings.Contains(errs, "409") || !strings.Contains(errs, "stop it first") {
+		t.Fatalf("remove a running server: exit %d, %q", code, errs)
+	}
+	if code, _, errs := runCLI(t, map[string]string{"SWITCHYARD_TOKEN": registry.DemoAnalystToken}, "cluster", "remove-peer", "--server", "n4", "--admin", node.URL); code == 0 || !strings.Contains(errs, "403") || len(got) != 2 {
+		t.Fatalf("an analyst removing a server: exit %d, %q, calls %v", code, errs, got)
+	}
+	if code, _, errs := runCLI(t, adminVars, "cluster", "remove-peer", "--admin", node.URL); code == 0 || !strings.Contains(errs, "--server NAME is required") {
+		t.Fatalf("without --server: exit %d, %q", code, errs)
+	}
+	alone := httptest.NewServer(api.New(api.Options{Auth: auth}))
+	defer alone.Close()
+	if code, _, errs := runCLI(t, adminVars, "cluster", "remove-peer", "--server", "n4", "--admin", alone.URL); code == 0 || !strings.Contains(errs, "404 not a cluster node") {
 		t.Fatalf("alone: exit %d, %q", code, errs)
 	}
 }

@@ -108,6 +108,11 @@ type Options struct {
 	// (POST /api/v1/cluster/compact, admins); nil on a switch that runs alone,
 	// which answers 404 "not a cluster node".
 	ClusterCompact func(ctx context.Context) (any, error)
+	// ClusterRemovePeer removes a server that left for good from JetStream's
+	// meta group (POST /api/v1/cluster/peers/{server}/remove, admins), as actor;
+	// nil on a switch that runs alone, which answers 404 "not a cluster node".
+	// Return errors made with WithStatus for answers other than 500.
+	ClusterRemovePeer func(ctx context.Context, server, actor string) (any, error)
 	// ClusterImportState and ClusterImport read and extend the import of a stopped
 	// single switch's journal into the cluster (GET and POST
 	// /api/v1/cluster/import/journal, admins); nil on a switch that runs alone,

@@ -22,6 +22,7 @@ import (
 //	POST /api/v1/issuers/{id}/key-change                    a new zone PIN key for an issuer
 //	GET  /api/v1/cluster/status                             the cluster: nodes, streams, leases (404 alone)
 //	POST /api/v1/cluster/compact                            compact the shared stores into snapshots now (404 alone)
+//	POST /api/v1/cluster/peers/{server}/remove              remove a server that left for good from JetStream's meta group (404 alone)
 //	GET  /api/v1/cluster/import/journal                     how far a single switch's journal is imported (404 alone)
 //	POST /api/v1/cluster/import/journal                     import more of it: JournalImport (404 alone)
 //	GET  /debug/pprof/...                                   the Go profiler
@@ -67,6 +68,12 @@ func (a *api) switchRoutes() {
 			return nil, ErrNotCluster
 		}
 		return o.ClusterCompact(r.Context())
+	})
+	a.route("POST /api/v1/cluster/peers/{server}/remove", adminsOnly, nil, func(r *http.Request, p admin.Principal) (any, error) {
+		if o.ClusterRemovePeer == nil {
+			return nil, ErrNotCluster
+		}
+		return o.ClusterRemovePeer(r.Context(), r.PathValue("server"), p.Name)
 	})
 	a.route("GET /api/v1/cluster/import/journal", adminsOnly, nil, func(r *http.Request, _ admin.Principal) (any, error) {
 		if o.ClusterImportState == nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // Options are what Start takes besides the configuration.
@@ -56,6 +57,9 @@ type Node struct {
 	srv *server.Server // nil in external mode
 	// srvOpts are the options srv started with (ReviveJetStream reloads them).
 	srvOpts *server.Options
+	// sysPass is the password of the embedded server's system account user,
+	// given to no one, for RemovePeer ("" when client_addr is none).
+	sysPass string
 	nc      *nats.Conn
 	js      jetstream.JetStream
 
@@ -170,18 +174,36 @@ func (n *Node) startServer(ctx context.Context, e Embedded) (*server.Server, err
 		// nats-server cannot route without its client listener (DontListen leaves
 		// its routing waiting for it), so it listens on a loopback port of the
 		// kernel's choosing and takes only a token made here, kept in memory and
-		// given to the node's own in-process connection alone.
+		// given to the node's own in-process connection alone. (No system
+		// account user: nats-server would then let anyone in as the global
+		// account's user it adds; RemovePeer is asked of another node.)
 		so.Host, so.Port = "127.0.0.1", server.RANDOM_PORT
-		var b [32]byte
-		if _, err := rand.Read(b[:]); err != nil {
-			return nil, fmt.Errorf("cluster: the in-process connection's token: %w", err)
+		if so.Authorization, err = newPassword(); err != nil {
+			return nil, err
 		}
-		so.Authorization = hex.EncodeToString(b[:])
 		// Nor do the peers hand that port to their own clients as a server to
 		// fail over to.
 		so.Cluster.NoAdvertise = true
 	} else if so.Host, so.Port, err = hostPort(e.ClientAddr); err != nil {
 		return nil, fmt.Errorf("cluster.embedded.client_addr: %w", err)
+	} else {
+		// A user of the system account, whose password is made here, kept in
+		// memory and given to no one (RemovePeer's requests, which only the
+		// system account may take). With the system account the only one
+		// configured, nats-server adds a user of the global account, which holds
+		// the streams, for everyone connecting without credentials (its
+		// NoAuthUser), as before; JetStream stays the global account's alone.
+		if n.sysPass, err = newPassword(); err != nil {
+			return nil, err
+		}
+		// Held hashed (a plain one makes the server warn in its log).
+		hash, err := bcrypt.GenerateFromPassword([]byte(n.sysPass), bcrypt.MinCost)
+		if err != nil {
+			return nil, fmt.Errorf("cluster: the embedded server's system password: %w", err)
+		}
+		sys := server.NewAccount(server.DEFAULT_SYSTEM_ACCOUNT)
+		so.Accounts, so.SystemAccount = []*server.Account{sys}, server.DEFAULT_SYSTEM_ACCOUNT
+		so.Users = []*server.User{{Username: sysUser, Password: string(hash), Account: sys}}
 	}
 	if len(e.Routes) > 0 {
 		so.Cluster.Name = e.ClusterName
@@ -252,6 +274,18 @@ func (n *Node) startServer(ctx context.Context, e Embedded) (*server.Server, err
 		}
 	}
 	return s, nil
+}
+
+// sysUser is the embedded server's system account user (see startServer).
+const sysUser = "switchyard-system"
+
+// newPassword makes a password of 32 random bytes, in hex.
+func newPassword() (string, error) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("cluster: the embedded server's passwords: %w", err)
+	}
+	return hex.EncodeToString(b[:]), nil
 }
 
 // tlsHandshakeTimeout bounds the embedded server's TLS handshakes (routes and

@@ -505,7 +505,7 @@ func TestNoClientPort(t *testing.T) {
 		for _, opts := range [][]nats.Option{nil, {nats.Token("guess")}, {nats.UserInfo("switchyard", "")}} {
 			if nc, err := nats.Connect(url, append(opts, nats.NoReconnect())...); err == nil {
 				nc.Close()
-				t.Fatalf("node %d: a tool connected to %s", i+1, url)
+				t.Fatalf("node %d: a tool connected to %s with %d options", i+1, url, len(opts))
 			} else if !errors.Is(err, nats.ErrAuthorization) && !strings.Contains(err.Error(), "Authorization") {
 				t.Fatalf("node %d: a tool's connection to %s: %v; want an authorization violation", i+1, url, err)
 			}

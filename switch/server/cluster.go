@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"github.com/switchyard/switchyard/internal/statelog"
 	"github.com/switchyard/switchyard/keys"
 	"github.com/switchyard/switchyard/risk"
+	"github.com/switchyard/switchyard/switch/api"
 	"github.com/switchyard/switchyard/switch/cluster"
 	"github.com/switchyard/switchyard/switch/cluster/cjournal"
 	"github.com/switchyard/switchyard/switch/cluster/jsaf"
@@ -873,4 +875,28 @@ func groupPause(d time.Duration) time.Duration {
 		return -1
 	}
 	return d
+}
+
+// removePeerFunc is the admin API's removal of a server from JetStream's meta
+// group (nil alone).
+func (c *clusterNode) removePeerFunc() func(ctx context.Context, name, actor string) (any, error) {
+	if c == nil {
+		return nil
+	}
+	return func(ctx context.Context, name, actor string) (any, error) {
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if err := c.node.RemovePeer(ctx, name); err != nil {
+			status := http.StatusBadRequest
+			switch {
+			case errors.Is(err, cluster.ErrPeerConnected):
+				status = http.StatusConflict
+			case errors.Is(err, cluster.ErrNoMetaLeader):
+				status = http.StatusServiceUnavailable
+			}
+			return nil, api.WithStatus(status, err)
+		}
+		c.log.Warn().Str("server", name).Str("actor", actor).Msg("server removed from JetStream's meta group")
+		return map[string]string{"removed": name}, nil
+	}
 }

@@ -702,6 +702,7 @@ func (s *Server) startAdmin() error {
 		},
 		ClusterStatus:      s.cl.statusFunc(),
 		ClusterCompact:     s.cl.compactFunc(),
+		ClusterRemovePeer:  s.cl.removePeerFunc(),
 		ClusterImportState: importState,
 		ClusterImport:      importJournal,
 		Pprof:              true,
