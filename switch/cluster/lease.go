@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -163,9 +164,11 @@ type Lease struct {
 	// refresh is a compare-and-set on it, so that a second process refreshing
 	// the same node's lease is noticed.
 	rev uint64
-	// usurped, once set, says that another process took this node's lease:
-	// this one no longer refreshes it, and Held says so for good.
+	// usurped, once set, says that another process took this node's lease, or
+	// a survivor recovered this incarnation after it lapsed: this one no longer
+	// refreshes it, and Held and Lost say so for good (lost is set with it).
 	usurped error
+	lost    atomic.Bool
 }
 
 func (o *LeaseOptions) defaults() error {
@@ -310,10 +313,12 @@ func (l *Lease) refuseLive(ctx context.Context) error {
 		data, seq, at, err := l.n.readLeader(ctx, LeaseBucket, key)
 		switch {
 		case err != nil:
-			// No leader yet (a bucket just created, an election): try again.
+			// No leader yet (a bucket just created, an election): try again, and
+			// watch afresh once it answers (a live process's refreshes failed too).
 			if ctx.Err() != nil {
 				return fmt.Errorf("cluster: read %s/%s: %w", LeaseBucket, key, err)
 			}
+			first = nil
 		case data == nil:
 			return nil // no lease: expired, or never taken
 		case first == nil:
@@ -340,49 +345,56 @@ func (l *Lease) refuseLive(ctx context.Context) error {
 // ErrNodeRunning: another live process holds this node's lease (StartLease).
 var ErrNodeRunning = errors.New("cluster: a process already runs as this node")
 
-// takeIncarnation takes this node's next incarnation. It first claims the
-// recovery of the previous one (waiting while a survivor holds that claim),
-// then moves inc.N from it to the next by a compare-and-set, retried on a
-// conflict or a stale read: the incarnation it returns follows the latest,
-// whichever replica answered the read. Claiming before the bump means that a
-// start which fails while it waits leaves inc.N unchanged, and the next start
-// claims, and waits for, the same incarnation.
+// takeIncarnation takes this node's next incarnation. It reads inc.N from the
+// bucket's leader, claims the recovery of the incarnation it holds (waiting
+// while a survivor holds that claim), then moves inc.N to the next by a
+// compare-and-set on the revision it read. Claiming before the bump means that
+// a start which fails while it waits leaves inc.N unchanged, and the next start
+// claims, and waits for, the same incarnation. The read being the leader's, a
+// conflict means that another process bumped inc.N meanwhile: another process
+// starting as this node (ErrNodeRunning), which may have waited for the same
+// claim (and, its By and ByIncarnation being this start's, taken it as its own).
 func (l *Lease) takeIncarnation(ctx context.Context) (uint64, error) {
 	key := incKey(l.n.cfg.Node)
 	for ctx.Err() == nil {
-		var err error
-		e, gerr := l.kv.Get(ctx, key)
-		switch {
-		case errors.Is(gerr, jetstream.ErrKeyNotFound):
-			if _, err = l.kv.Create(ctx, key, []byte("1")); err == nil {
-				return 1, nil
-			}
-		case transient(gerr):
+		data, rev, _, rerr := l.n.readLeader(ctx, LeaseBucket, key)
+		if rerr != nil {
+			// No leader (a bucket just created, an election): again.
 			if werr := pause(ctx); werr != nil {
-				return 0, fmt.Errorf("cluster: read %s/%s: %w (last: %w)", LeaseBucket, key, werr, gerr)
+				return 0, fmt.Errorf("cluster: read %s/%s: %w (last: %w)", LeaseBucket, key, werr, rerr)
 			}
 			continue
-		case gerr != nil:
-			return 0, fmt.Errorf("cluster: read %s/%s: %w", LeaseBucket, key, gerr)
-		default:
-			p, perr := strconv.ParseUint(string(e.Value()), 10, 64)
-			if perr != nil {
-				return 0, fmt.Errorf("cluster: %s/%s holds %q, not an incarnation number", LeaseBucket, key, e.Value())
+		}
+		var p uint64
+		if data != nil {
+			var perr error
+			if p, perr = strconv.ParseUint(string(data), 10, 64); perr != nil {
+				return 0, fmt.Errorf("cluster: %s/%s holds %q, not an incarnation number", LeaseBucket, key, data)
 			}
 			if err := l.claimSelf(ctx, p, p+1); err != nil {
 				return 0, err
 			}
-			if _, err = l.kv.Update(ctx, key, []byte(strconv.FormatUint(p+1, 10)), e.Revision()); err == nil {
-				return p + 1, nil
-			}
 		}
-		if transient(err) {
+		var opts []jetstream.PublishOpt
+		if rev != 0 {
+			opts = append(opts, jetstream.WithExpectLastSequencePerSubject(rev))
+		} else {
+			opts = append(opts, jetstream.WithExpectLastSequencePerSubject(0)) // none yet
+		}
+		_, err := l.n.js.Publish(ctx, leaseSubjects+key, []byte(strconv.FormatUint(p+1, 10)), opts...)
+		switch {
+		case err == nil:
+			return p + 1, nil
+		case isConflict(err):
+			return 0, fmt.Errorf("%w: %s/%s moved past %d while this start read it and waited for its claims: another process started as node %d",
+				ErrNodeRunning, LeaseBucket, key, p, l.n.cfg.Node)
+		case transient(err):
+			// Unknown outcome: read again (a bump of ours that was stored reads
+			// as the next incarnation, claimed afresh).
 			if werr := pause(ctx); werr != nil {
 				return 0, fmt.Errorf("cluster: bump %s/%s: %w (last: %w)", LeaseBucket, key, werr, err)
 			}
-			continue
-		}
-		if !isConflict(err) {
+		default:
 			return 0, fmt.Errorf("cluster: bump %s/%s: %w", LeaseBucket, key, err)
 		}
 	}
@@ -496,6 +508,7 @@ func (l *Lease) await(ctx context.Context, node int, inc, byInc uint64) (took bo
 		last     Claim
 		lastRev  uint64
 		silentAt time.Time // when the holder was first seen without a live lease
+		gone     bool      // the claim's last message was its expiry or deletion
 	)
 	takeOver := func(why string) (bool, uint64, error) {
 		c := Claim{Node: node, Incarnation: inc, By: me, ByIncarnation: byInc, State: ClaimRunning, At: l.opts.Now().UTC()}
@@ -519,12 +532,31 @@ func (l *Lease) await(ctx context.Context, node int, inc, byInc uint64) (took bo
 			return false, 0, fmt.Errorf("cluster: node %d's incarnation %d is being recovered by node %d (claim %s/%s %s since %v); gave up waiting for it: %w",
 				node, inc, last.By, LeaseBucket, key, last.State, last.At, ctx.Err())
 		case <-tick.C:
-			if lastRev == 0 || last.State != ClaimRunning {
+			switch {
+			case gone:
+				// Expired or deleted, and this node's Create did not win (or did
+				// not get through): again, until the claim's stream says otherwise.
+				won, r, err := l.claim(ctx, node, inc, byInc)
+				if err != nil || won {
+					return won, r, err
+				}
+				continue
+			case lastRev != 0 && last.State == ClaimReleased:
+				// A take-over that did not get through (a timeout, an election).
+				if took, r, err := takeOver("released by its holder"); took || err != nil {
+					return took, r, err
+				}
+				continue
+			case lastRev == 0 || last.State != ClaimRunning:
 				continue
 			}
 			why, sure, err := l.orphaned(ctx, last)
 			switch {
 			case err != nil:
+				// The bucket does not answer (an election, no quorum): what was
+				// seen of the holder before says nothing of it after, when every
+				// lease may have lapsed at once.
+				silentAt = time.Time{}
 				l.n.log.Debug().Err(err).Str("claim", key).Msg("claim's holder not judged: its lease not read")
 				continue
 			case why == "":
@@ -551,13 +583,14 @@ func (l *Lease) await(ctx context.Context, node int, inc, byInc uint64) (took bo
 			lastRev = meta.Sequence.Stream
 			if _, put := leaseEntry(m); !put {
 				// Expired or deleted: claim it afresh.
-				last = Claim{}
+				last, gone = Claim{}, true
 				won, r, err := l.claim(ctx, node, inc, byInc)
 				if err != nil || won {
 					return won, r, err
 				}
 				continue
 			}
+			gone = false
 			if err := json.Unmarshal(m.Data(), &last); err != nil {
 				return false, 0, fmt.Errorf("cluster: %s/%s: %w", LeaseBucket, key, err)
 			}
@@ -656,12 +689,22 @@ func (l *Lease) putLease(ctx context.Context, b []byte) (uint64, error) {
 		return 0, usurped
 	}
 	key := leaseKey(l.n.cfg.Node)
+	lapsed := false
 	for try := 0; ; try++ {
 		var opts []jetstream.PublishOpt
 		if rev != 0 {
 			opts = append(opts, jetstream.WithExpectLastSequencePerSubject(rev))
 		}
 		r, err := l.putTTL(ctx, key, b, l.opts.TTL, opts...)
+		if err == nil && lapsed {
+			// Put back after it lapsed: a survivor may have claimed this
+			// incarnation's recovery meanwhile. It reads the lease after its
+			// claim (see lapsed), this node the claim after its put, so one of
+			// the two sees the other.
+			if uerr := l.recoveredMeanwhile(ctx); uerr != nil {
+				return 0, uerr
+			}
+		}
 		if err == nil || !isConflict(err) || try > 0 {
 			return r, err
 		}
@@ -675,12 +718,49 @@ func (l *Lease) putLease(ctx context.Context, b []byte) (uint64, error) {
 				l.n.cfg.Node, v.Server, v.Incarnation, v.Started.Format(time.RFC3339), l.self.Server, l.self.Incarnation)
 			l.mu.Lock()
 			l.usurped = uerr
+			l.lost.Store(true)
 			l.mu.Unlock()
 			l.n.log.Error().Err(uerr).Msg("lease usurped; this node is not ready from now on")
 			return 0, uerr
 		}
 		rev = seq // none (0, or the expiry's marker), or ours
+		lapsed = data == nil
 	}
+}
+
+// recoveredMeanwhile reads, from the bucket's leader, the claim on this node's
+// own incarnation: another node's means that the lease lapsed long enough for a
+// survivor to settle (or to be settling) this incarnation's open transactions,
+// which this process must then not go on with. It marks the lease lost for good
+// (Held says so; the refreshes stop) and returns why. A claim it cannot read is
+// not taken as one.
+func (l *Lease) recoveredMeanwhile(ctx context.Context) error {
+	data, _, _, err := l.n.readLeader(ctx, LeaseBucket, claimKey(l.n.cfg.Node, l.self.Incarnation))
+	var c Claim
+	if err != nil || data == nil || json.Unmarshal(data, &c) != nil || c.By == l.n.cfg.Node {
+		return nil
+	}
+	uerr := fmt.Errorf("cluster: node %d's lease lapsed and node %d claimed the recovery of its incarnation %d (%s since %v): this process must not go on with its transactions; restart it",
+		l.n.cfg.Node, c.By, l.self.Incarnation, c.State, c.At.Format(time.RFC3339))
+	l.mu.Lock()
+	l.usurped = uerr
+	l.lost.Store(true)
+	l.mu.Unlock()
+	l.n.log.Error().Err(uerr).Msg("lease lost; this node is not ready from now on")
+	return uerr
+}
+
+// Lost returns why this node's lease is lost for good (another process took
+// it, or a survivor recovered this incarnation after it lapsed), nil otherwise
+// (a lease merely not refreshed lately is not lost: see Held). The node must
+// then start no transaction. Cheap: an atomic load while the lease is not lost.
+func (l *Lease) Lost() error {
+	if !l.lost.Load() {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.usurped
 }
 
 // Held returns nil while this node's lease is known to be alive (its last
@@ -997,12 +1077,43 @@ func (l *Lease) lapsed(ctx context.Context, d *deaths, node int, why string) {
 		if !won {
 			return
 		}
+		if l.aliveAgain(ctx, node, inc, rev) {
+			return
+		}
 		l.mu.Lock()
 		h.RecoveredBy = l.n.cfg.Node
 		l.mu.Unlock()
 		l.n.log.Warn().Int("node", node).Uint64("incarnation", inc).Msg("recovering a dead node's open transactions")
 		l.recover(ctx, node, inc, rev)
 	}()
+}
+
+// aliveAgain reads, after this node won the claim on node's incarnation inc (at
+// revision rev), that incarnation's lease from the bucket's leader: refreshed
+// within the TTL, the node was not dead but paused or cut off, and has put its
+// lease back; the claim is then deleted (so that a later death of the same
+// incarnation can be claimed) and the recovery not run. The node, for its part,
+// reads the claim after it puts its lease back (recoveredMeanwhile): of the two,
+// one sees the other.
+func (l *Lease) aliveAgain(ctx context.Context, node int, inc, rev uint64) bool {
+	v, at, err := l.readLeader(ctx, leaseKey(node))
+	if err != nil || v == nil || v.Incarnation != inc || time.Since(at) > l.opts.TTL {
+		return false
+	}
+	var opts []jetstream.KVDeleteOpt
+	if rev != 0 {
+		opts = append(opts, jetstream.LastRevision(rev))
+	}
+	if derr := l.kv.Delete(ctx, claimKey(node, inc), opts...); derr != nil {
+		l.n.log.Error().Err(derr).Int("node", node).Uint64("incarnation", inc).Msg("a node whose recovery this node claimed is alive again; its claim not deleted")
+	}
+	l.mu.Lock()
+	if h := l.seen[node]; h != nil && h.Incarnation == inc {
+		h.Alive, h.heard = true, time.Now()
+	}
+	l.mu.Unlock()
+	l.n.log.Warn().Int("node", node).Uint64("incarnation", inc).Msg("a node whose lease lapsed put it back before its recovery began; not recovered")
+	return true
 }
 
 // recover runs OnDead for node's incarnation inc and marks the claim, this

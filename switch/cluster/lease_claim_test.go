@@ -376,8 +376,8 @@ func TestLeaseNodeUnique(t *testing.T) {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	if err := a.Held(); err != nil {
-		t.Fatalf("after its lease was put back: %v", err)
+	if err := a.Held(); err != nil || a.Lost() != nil {
+		t.Fatalf("after its lease was put back: held %v, lost %v", err, a.Lost())
 	}
 
 	// Overwritten by another process: the holder gives it up.
@@ -389,6 +389,9 @@ func TestLeaseNodeUnique(t *testing.T) {
 		err := a.Held()
 		if err != nil && strings.Contains(err.Error(), `another process took node 1's lease (server "impostor", incarnation 9`) {
 			t.Log(err)
+			if a.Lost() != err {
+				t.Fatalf("Lost %v, want Held's %v", a.Lost(), err)
+			}
 			break
 		}
 		select {
@@ -411,4 +414,147 @@ func TestLeaseNodeUnique(t *testing.T) {
 	}
 	defer c.Stop()
 	t.Logf("restart within the TTL started after %v (refresh %v)", time.Since(start).Round(time.Millisecond), claimOpts.Refresh)
+}
+
+// TestLeaseLapsedThenBack: a node whose lease lapsed (paused, or cut off from the
+// quorum) and a survivor that claims its recovery meanwhile. The survivor reads
+// the lease after its claim: put back already, it deletes its claim and recovers
+// nothing. The node reads the claim after it puts its lease back: claimed by
+// another node, it gives its lease up for good and Held says to restart it.
+// Before, the node put its lease back and served on while the survivor's
+// recovery reversed its open transactions.
+func TestLeaseLapsedThenBack(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	n := startSolo(t, ctx)
+	defer n.Close()
+	kv, err := n.LeaseKV(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The survivor's side: node 2 is alive again under the incarnation claimed.
+	stop := fakeSurvivor(t, ctx, n, 2, 4)
+	l := &Lease{n: n, kv: kv, opts: claimOpts, seen: map[int]*LeaseHolder{}}
+	if err := l.opts.defaults(); err != nil {
+		t.Fatal(err)
+	}
+	won, rev, err := l.claim(ctx, 2, 4, 1)
+	if err != nil || !won {
+		t.Fatalf("claim: %v %v", won, err)
+	}
+	if !l.aliveAgain(ctx, 2, 4, rev) {
+		t.Fatal("a node whose lease is refreshed judged dead")
+	}
+	if _, err := kv.Get(ctx, claimKey(2, 4)); !errors.Is(err, jetstream.ErrKeyDeleted) && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Fatalf("the claim on a node alive again: %v; want it deleted", err)
+	}
+	stop()
+	if err := kv.Delete(ctx, leaseKey(2)); err != nil {
+		t.Fatal(err)
+	}
+	if won, rev, err = l.claim(ctx, 2, 4, 1); err != nil || !won {
+		t.Fatalf("claim again: %v %v", won, err)
+	}
+	if l.aliveAgain(ctx, 2, 4, rev) {
+		t.Fatal("a node without a lease judged alive")
+	}
+
+	// The node's side.
+	a, err := n.StartLease(ctx, claimOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Stop()
+	// The survivor's claim, then the lapse (in that order here, so that the
+	// node's next refresh cannot fall between the two).
+	putClaim(t, ctx, kv, Claim{Node: 1, Incarnation: a.Incarnation(), By: 3, ByIncarnation: 2, State: ClaimRunning})
+	if err := kv.Delete(ctx, leaseKey(1)); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		err := a.Held()
+		if err != nil && strings.Contains(err.Error(), "lease lapsed and node 3 claimed the recovery of its incarnation 1") {
+			t.Log(err)
+			if a.Lost() != err {
+				t.Fatalf("Lost %v, want Held's %v", a.Lost(), err)
+			}
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the node went on after a survivor claimed its recovery: Held %v", err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// TestLeaseTwoStartsWaiting: two processes starting as node 1 at once, both
+// waiting for a survivor's claim on its incarnation 1 (no lease of either is out
+// yet, so neither sees the other's): when the survivor is done, the bump of inc.1
+// lets one through and refuses the other with ErrNodeRunning. Before, the loser
+// read inc.1 again, claimed the winner's live incarnation and started too.
+func TestLeaseTwoStartsWaiting(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	n := startSolo(t, ctx)
+	defer n.Close()
+	l, err := n.StartLease(ctx, claimOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Stop()
+	stop := fakeSurvivor(t, ctx, n, 2, 5)
+	defer stop()
+	kv, err := n.LeaseKV(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	putClaim(t, ctx, kv, Claim{Node: 1, Incarnation: 1, By: 2, ByIncarnation: 5, State: ClaimRunning})
+	// Incarnation 1's lease gone, so that both starts find none and go on to wait.
+	for {
+		if _, err := kv.Get(ctx, leaseKey(1)); err != nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("node 1's lease never lapsed")
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	type result struct {
+		l   *Lease
+		err error
+	}
+	res := make(chan result, 2)
+	for range 2 {
+		go func() {
+			l, err := n.StartLease(ctx, claimOpts)
+			res <- result{l, err}
+		}()
+	}
+	// Both wait for the survivor (its lease is alive, its claim running).
+	select {
+	case r := <-res:
+		t.Fatalf("a start returned while the survivor recovers: %v, %v", r.l, r.err)
+	case <-time.After(2 * claimOpts.Refresh):
+	}
+	putClaim(t, ctx, kv, Claim{Node: 1, Incarnation: 1, By: 2, ByIncarnation: 5, State: ClaimDone})
+	var started, refused int
+	for range 2 {
+		r := <-res
+		switch {
+		case r.err == nil:
+			started++
+			defer r.l.Stop()
+		case errors.Is(r.err, ErrNodeRunning) && strings.Contains(r.err.Error(), "inc.1 moved past 1"):
+			refused++
+			t.Log(r.err)
+		default:
+			t.Fatal(r.err)
+		}
+	}
+	if started != 1 || refused != 1 {
+		t.Fatalf("%d started, %d refused; want one of each", started, refused)
+	}
 }

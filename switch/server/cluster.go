@@ -197,7 +197,7 @@ func catchUp(l *cluster.StoreLog) func(context.Context, statelog.Replica) error 
 func (c *clusterNode) openJournal(local *journal.Store, s *Server, onRemote func(rec, prev *journal.Record)) error {
 	err := c.retry("journal", func(ctx context.Context) (err error) {
 		c.journal, err = cjournal.Open(ctx, c.node, local, s.db, cjournal.Options{Node: c.cfg.Node, Replicas: c.cfg.Replicas, GroupPause: groupPause(c.cfg.Pause()),
-			OnRemote: onRemote, OnRestored: s.onRestoredRecord, BeforeFlush: s.syncDUKPT, ImportWait: c.importWait,
+			OnRemote: onRemote, OnRestored: s.onRestoredRecord, BeforeFlush: s.syncDUKPT, ImportWait: c.importWait, Fence: c.fence,
 			Logger: c.log.With().Str("part", "journal").Logger()})
 		return err
 	})
@@ -342,6 +342,16 @@ func (c *clusterNode) caughtUp(ctx context.Context) error {
 	defer cancel()
 	if err := c.journal.CaughtUp(ctx); err != nil {
 		return fmt.Errorf("the local journal has not caught up with the cluster's records (a settlement now would leave some out): %w", err)
+	}
+	return nil
+}
+
+// fence refuses new transactions once the node's lease is lost for good
+// (cjournal.Options.Fence): another process runs as this node, or a survivor
+// recovered it after its lease lapsed.
+func (c *clusterNode) fence() error {
+	if l := c.currentLease(); l != nil {
+		return l.Lost()
 	}
 	return nil
 }

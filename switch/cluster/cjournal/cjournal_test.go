@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -572,5 +573,52 @@ func TestSingleNode(t *testing.T) {
 			t.Fatalf("read back: %+v %v", got, err)
 		}
 		time.Sleep(time.Millisecond) // polling, with the test's deadline
+	}
+}
+
+// TestFence: once the fence says the node's lease is lost, a record's first version
+// is refused with journal.ErrUnavailable (the pipeline answers 91) and nothing of it
+// is written; a later version of a transaction already in flight still goes.
+func TestFence(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	nc := startCluster(t, ctx, 1)
+	m := openMember(t, ctx, nc.nodes[0], 1, 1, t.TempDir())
+	defer m.close(t)
+	lost := errors.New("cluster: another process took node 1's lease")
+	var fenced atomic.Bool
+	m.j.opts.Fence = func() error {
+		if fenced.Load() {
+			return lost
+		}
+		return nil
+	}
+	at := time.Date(2026, 12, 5, 2, 0, 0, 0, time.UTC)
+	rrn, err := m.j.NextRRN()
+	if err != nil {
+		t.Fatal(err)
+	}
+	inFlight := request(rrn, "T1", "000001", at)
+	if err := m.j.Write(ctx, inFlight, true, true); err != nil {
+		t.Fatal(err)
+	}
+	fenced.Store(true)
+	rrn2, err := m.j.NextRRN()
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = m.j.Write(ctx, request(rrn2, "T1", "000002", at), true, true)
+	if !errors.Is(err, journal.ErrUnavailable) || !errors.Is(err, lost) {
+		t.Fatalf("a new transaction's first version with the lease lost: %v; want ErrUnavailable naming why", err)
+	}
+	if err := m.j.Write(ctx, answer(inFlight, at.Add(time.Millisecond)), false, true); err != nil {
+		t.Fatalf("the final version of a transaction in flight: %v", err)
+	}
+	if err := m.j.CaughtUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := scanAll(t, ctx, m)
+	if _, ok := got[rrn2]; ok || got[rrn] == nil || got[rrn].RC != "00" {
+		t.Fatalf("records after the fence: %v", got)
 	}
 }

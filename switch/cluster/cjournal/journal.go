@@ -57,6 +57,12 @@ type Options struct {
 	// fast enough for it to gather 32 of them (default 10 ms; negative: none). At a
 	// lower rate a group goes as soon as one of the two in flight is acknowledged.
 	GroupPause time.Duration
+	// Fence, if set, is asked before every record's first version: an error (the
+	// node's lease lost for good: another process runs as this node, or a survivor
+	// recovered it after its lease lapsed) refuses it with journal.ErrUnavailable,
+	// so that the node starts no transaction; later versions of those in flight
+	// still go. It is called on every request: it must be cheap.
+	Fence func() error
 	// OnRemote, if set, is called by the applier for each record version of another
 	// node it applies to the local store (the server feeds the final ones to the risk
 	// engine's velocity and the pipeline's duplicate filter). It runs on the applier's

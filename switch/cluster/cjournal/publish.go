@@ -104,6 +104,11 @@ func (j *Journal) setID(m *nats.Msg) {
 // write fails with an error wrapping journal.ErrUnavailable and, unless the stream
 // refused the message outright, cluster.ErrNoQuorum.
 func (j *Journal) Write(ctx context.Context, rec *journal.Record, first, durable bool) error {
+	if first && j.opts.Fence != nil {
+		if err := j.opts.Fence(); err != nil {
+			return fmt.Errorf("cjournal: record %s refused: %w: %w", rec.RRN, journal.ErrUnavailable, err)
+		}
+	}
 	if len(rec.RRN) > 0 && rec.RRN[0] != j.node[0] {
 		// Another node's record: the applier's copy is no longer the store's version
 		// (dropped before and after, for an applier that applies a version meanwhile).
