@@ -22,15 +22,19 @@ import (
 
 // threeNodeConfigs are the configurations of a 3-node loopback cluster, node
 // numbers 1 to 3, R3.
-func threeNodeConfigs(t *testing.T) []Config {
+func threeNodeConfigs(t *testing.T) []Config { return nodeConfigs(t, 3) }
+
+// nodeConfigs are the configurations of an n-node loopback cluster, node numbers
+// 1 to n, R3.
+func nodeConfigs(t *testing.T, n int) []Config {
 	t.Helper()
-	ports := reservePorts(t, 3)
+	ports := reservePorts(t, n)
 	var routes []string
 	for _, p := range ports {
 		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
 	}
 	base := t.TempDir()
-	cfgs := make([]Config, 3)
+	cfgs := make([]Config, n)
 	for i := range cfgs {
 		cfgs[i] = Config{Mode: ModeEmbedded, Node: i + 1, Replicas: 3, Embedded: Embedded{
 			ServerName: fmt.Sprintf("n%d", i+1), StoreDir: filepath.Join(base, fmt.Sprintf("n%d", i+1)),

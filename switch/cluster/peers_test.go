@@ -3,8 +3,6 @@ package cluster
 import (
 	"context"
 	"errors"
-	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,19 +17,7 @@ import (
 func TestRemovePeer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	ports := reservePorts(t, 4)
-	var routes []string
-	for _, p := range ports {
-		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
-	}
-	base := t.TempDir()
-	cfgs := make([]Config, 4)
-	for i := range cfgs {
-		cfgs[i] = Config{Mode: ModeEmbedded, Node: i + 1, Replicas: 3, Embedded: Embedded{
-			ServerName: fmt.Sprintf("n%d", i+1), StoreDir: filepath.Join(base, fmt.Sprintf("n%d", i+1)),
-			ClientAddr: "127.0.0.1:0", ClusterName: "sy", ClusterAddr: fmt.Sprintf("127.0.0.1:%d", ports[i]), Routes: routes,
-		}}
-	}
+	cfgs := nodeConfigs(t, 4)
 	nodes := startLeaseCluster(t, ctx, cfgs)
 	metaPeers := func(n *Node) int {
 		jsz, err := n.srv.Jsz(nil)
