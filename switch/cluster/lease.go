@@ -99,6 +99,9 @@ type LeaseValue struct {
 	// snapshots (it restores one when its commits were purged); a node whose
 	// lease lacks it holds compaction back (see snapshot.go).
 	Compacts bool `json:"compacts,omitempty"`
+	// Stopped says that the node's process stopped gracefully (Stop's last put):
+	// a start of the same node need not wait to tell it from a live process.
+	Stopped bool `json:"stopped,omitempty"`
 }
 
 // Claim is what a recovery claim holds.
@@ -326,6 +329,9 @@ func (l *Lease) refuseLive(ctx context.Context) error {
 			if time.Since(at) > l.opts.TTL+leaseGrace {
 				return nil // stale: its process is gone, the server just has not expired it yet
 			}
+			if v, ok := decodeLease(data); ok && v.Stopped {
+				return nil // its process stopped gracefully: this is its restart
+			}
 		case seq != seq0:
 			var v LeaseValue
 			_ = json.Unmarshal(data, &v)
@@ -340,6 +346,11 @@ func (l *Lease) refuseLive(ctx context.Context) error {
 		case <-tick.C:
 		}
 	}
+}
+
+func decodeLease(data []byte) (LeaseValue, bool) {
+	var v LeaseValue
+	return v, json.Unmarshal(data, &v) == nil
 }
 
 // ErrNodeRunning: another live process holds this node's lease (StartLease).
@@ -1182,6 +1193,21 @@ func (l *Lease) Stop() {
 		buf = buf[:runtime.Stack(buf, true)]
 		l.n.log.Error().Str("goroutines", ownStacks(buf)).
 			Msgf("lease: its goroutines did not stop within %v of the stop; stopping without them", leaseStopWait)
+	}
+	if l.cancel == nil || l.Lost() != nil {
+		return
+	}
+	// The last put says the process stopped, so that its restart need not wait
+	// to tell it from a live process (refuseLive) and, restarted within the TTL,
+	// claims its incarnation before the survivors would. Best effort: without a
+	// quorum, the restart waits as after a crash.
+	v := l.self
+	v.Refreshed, v.Stopped = l.opts.Now().UTC(), true
+	b, _ := json.Marshal(v)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if _, err := l.putLease(ctx, b); err != nil {
+		l.n.log.Debug().Err(err).Msg("lease: its stop not recorded")
 	}
 }
 

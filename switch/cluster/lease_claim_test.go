@@ -558,3 +558,43 @@ func TestLeaseTwoStartsWaiting(t *testing.T) {
 		t.Fatalf("%d started, %d refused; want one of each", started, refused)
 	}
 }
+
+// TestLeaseStoppedRestart: a lease stopped gracefully says so in its last put, and
+// the node's restart goes on at once instead of watching it for a refresh (a
+// graceful restart that waited lost its previous incarnation's claim to a survivor
+// by 38 ms in a live trial).
+func TestLeaseStoppedRestart(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n := startSolo(t, ctx)
+	defer n.Close()
+	kv, err := n.LeaseKV(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := n.StartLease(ctx, claimOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Stop()
+	e, err := kv.Get(ctx, leaseKey(1))
+	if err != nil || !strings.Contains(string(e.Value()), `"stopped":true`) {
+		t.Fatalf("the lease after a graceful stop: %v, %v; want it marked stopped", e, err)
+	}
+	l := &Lease{n: n, kv: kv, opts: claimOpts}
+	start := time.Now()
+	if err := l.refuseLive(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took >= 2*claimOpts.Refresh {
+		t.Fatalf("a restart after a graceful stop watched the lease for %v, as after a crash", took)
+	}
+	b, err := n.StartLease(ctx, claimOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Stop()
+	if b.Incarnation() != 2 {
+		t.Fatalf("restarted as incarnation %d", b.Incarnation())
+	}
+}
