@@ -209,6 +209,7 @@ func (n *Node) listConsumers(ctx context.Context, s *Stream) {
 		}
 		offset += page
 		if page == 0 || offset >= resp.Total {
+			slices.Sort(s.ConsumersMissing) // the server's order varies from one call to the next
 			return
 		}
 	}
