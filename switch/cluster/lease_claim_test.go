@@ -53,6 +53,19 @@ func fakeSurvivor(t *testing.T, ctx context.Context, n *Node, node int, inc uint
 	return func() { cancel(); wg.Wait() }
 }
 
+// soloWithBucket starts a standalone node (closed when the test ends, after its
+// leases' deferred stops) and its leases bucket.
+func soloWithBucket(t *testing.T, ctx context.Context) (*Node, jetstream.KeyValue) {
+	t.Helper()
+	n := startSolo(t, ctx)
+	t.Cleanup(func() { n.Close() })
+	kv, err := n.LeaseKV(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n, kv
+}
+
 // putClaim stores c as the claim on its node's incarnation, without a TTL.
 func putClaim(t *testing.T, ctx context.Context, kv jetstream.KeyValue, c Claim) {
 	t.Helper()
@@ -141,12 +154,7 @@ func TestLeaseClaimAfterFailedStart(t *testing.T) {
 func TestLeaseClaimTakenOver(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	n := startSolo(t, ctx)
-	defer n.Close()
-	kv, err := n.LeaseKV(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	n, kv := soloWithBucket(t, ctx)
 	stop := fakeSurvivor(t, ctx, n, 2, 7)
 	defer stop()
 	l, err := n.StartLease(ctx, claimOpts)
@@ -337,12 +345,7 @@ func TestLeaseClaimSurvivorTakesOver(t *testing.T) {
 func TestLeaseNodeUnique(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	n := startSolo(t, ctx)
-	defer n.Close()
-	kv, err := n.LeaseKV(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	n, kv := soloWithBucket(t, ctx)
 	a, err := n.StartLease(ctx, claimOpts)
 	if err != nil {
 		t.Fatal(err)
@@ -426,12 +429,7 @@ func TestLeaseNodeUnique(t *testing.T) {
 func TestLeaseLapsedThenBack(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	n := startSolo(t, ctx)
-	defer n.Close()
-	kv, err := n.LeaseKV(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	n, kv := soloWithBucket(t, ctx)
 
 	// The survivor's side: node 2 is alive again under the incarnation claimed.
 	stop := fakeSurvivor(t, ctx, n, 2, 4)
@@ -566,12 +564,7 @@ func TestLeaseTwoStartsWaiting(t *testing.T) {
 func TestLeaseStoppedRestart(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	n := startSolo(t, ctx)
-	defer n.Close()
-	kv, err := n.LeaseKV(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	n, kv := soloWithBucket(t, ctx)
 	a, err := n.StartLease(ctx, claimOpts)
 	if err != nil {
 		t.Fatal(err)
