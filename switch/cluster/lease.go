@@ -333,8 +333,7 @@ func (l *Lease) refuseLive(ctx context.Context) error {
 				return nil // its process stopped gracefully: this is its restart
 			}
 		case seq != seq0:
-			var v LeaseValue
-			_ = json.Unmarshal(data, &v)
+			v, _ := decodeLease(data)
 			return fmt.Errorf("%w: node %d's lease (server %q, incarnation %d, started %v) was refreshed again %v after this start first read it; cluster.node must be unique in the cluster, this process's server is %q",
 				ErrNodeRunning, l.n.cfg.Node, v.Server, v.Incarnation, v.Started.Format(time.RFC3339), at.Sub(firstAt).Round(time.Millisecond), l.n.ServerName())
 		case time.Since(firstRead) > min(2*l.opts.Refresh, l.opts.TTL+leaseGrace):
@@ -348,6 +347,7 @@ func (l *Lease) refuseLive(ctx context.Context) error {
 	}
 }
 
+// decodeLease reads a lease value, and says whether it could.
 func decodeLease(data []byte) (LeaseValue, bool) {
 	var v LeaseValue
 	return v, json.Unmarshal(data, &v) == nil
@@ -386,13 +386,8 @@ func (l *Lease) takeIncarnation(ctx context.Context) (uint64, error) {
 				return 0, err
 			}
 		}
-		var opts []jetstream.PublishOpt
-		if rev != 0 {
-			opts = append(opts, jetstream.WithExpectLastSequencePerSubject(rev))
-		} else {
-			opts = append(opts, jetstream.WithExpectLastSequencePerSubject(0)) // none yet
-		}
-		_, err := l.n.js.Publish(ctx, leaseSubjects+key, []byte(strconv.FormatUint(p+1, 10)), opts...)
+		// Expected: the revision read (0: no message yet).
+		_, err := l.n.js.Publish(ctx, leaseSubjects+key, []byte(strconv.FormatUint(p+1, 10)), jetstream.WithExpectLastSequencePerSubject(rev))
 		switch {
 		case err == nil:
 			return p + 1, nil
