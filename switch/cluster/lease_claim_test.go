@@ -66,6 +66,27 @@ func soloWithBucket(t *testing.T, ctx context.Context) (*Node, jetstream.KeyValu
 	return n, kv
 }
 
+// waitLost waits until l's lease is lost for good with an error containing want,
+// which Held and Lost then both return.
+func waitLost(t *testing.T, ctx context.Context, l *Lease, want string) {
+	t.Helper()
+	for {
+		err := l.Held()
+		if err != nil && strings.Contains(err.Error(), want) {
+			t.Log(err)
+			if l.Lost() != err {
+				t.Fatalf("Lost %v, want Held's %v", l.Lost(), err)
+			}
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the lease not lost (%q): Held %v", want, err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
 // putClaim stores c as the claim on its node's incarnation, without a TTL.
 func putClaim(t *testing.T, ctx context.Context, kv jetstream.KeyValue, c Claim) {
 	t.Helper()
@@ -388,21 +409,7 @@ func TestLeaseNodeUnique(t *testing.T) {
 	if _, err := kv.Put(ctx, leaseKey(1), b); err != nil {
 		t.Fatal(err)
 	}
-	for {
-		err := a.Held()
-		if err != nil && strings.Contains(err.Error(), `another process took node 1's lease (server "impostor", incarnation 9`) {
-			t.Log(err)
-			if a.Lost() != err {
-				t.Fatalf("Lost %v, want Held's %v", a.Lost(), err)
-			}
-			break
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("the holder did not notice its lease taken: %v", err)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	waitLost(t, ctx, a, `another process took node 1's lease (server "impostor", incarnation 9`)
 	if e, err := kv.Get(ctx, leaseKey(1)); err != nil || !strings.Contains(string(e.Value()), "impostor") {
 		t.Fatalf("the usurped holder refreshed over the other's lease: %s, %v", e.Value(), err)
 	}
@@ -470,21 +477,7 @@ func TestLeaseLapsedThenBack(t *testing.T) {
 	if err := kv.Delete(ctx, leaseKey(1)); err != nil {
 		t.Fatal(err)
 	}
-	for {
-		err := a.Held()
-		if err != nil && strings.Contains(err.Error(), "lease lapsed and node 3 claimed the recovery of its incarnation 1") {
-			t.Log(err)
-			if a.Lost() != err {
-				t.Fatalf("Lost %v, want Held's %v", a.Lost(), err)
-			}
-			break
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("the node went on after a survivor claimed its recovery: Held %v", err)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	waitLost(t, ctx, a, "lease lapsed and node 3 claimed the recovery of its incarnation 1")
 }
 
 // TestLeaseTwoStartsWaiting: two processes starting as node 1 at once, both
@@ -495,8 +488,7 @@ func TestLeaseLapsedThenBack(t *testing.T) {
 func TestLeaseTwoStartsWaiting(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	n := startSolo(t, ctx)
-	defer n.Close()
+	n, kv := soloWithBucket(t, ctx)
 	l, err := n.StartLease(ctx, claimOpts)
 	if err != nil {
 		t.Fatal(err)
@@ -504,10 +496,6 @@ func TestLeaseTwoStartsWaiting(t *testing.T) {
 	l.Stop()
 	stop := fakeSurvivor(t, ctx, n, 2, 5)
 	defer stop()
-	kv, err := n.LeaseKV(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	putClaim(t, ctx, kv, Claim{Node: 1, Incarnation: 1, By: 2, ByIncarnation: 5, State: ClaimRunning})
 	// Incarnation 1's lease gone, so that both starts find none and go on to wait.
 	for {
