@@ -151,22 +151,23 @@ const consumerListWait = 6 * time.Second
 // the consumers that did not answer).
 func (n *Node) listConsumers(ctx context.Context, s *Stream) {
 	seen := map[string]bool{}
+	failed := func(why any) { s.ConsumersError = fmt.Sprintf("consumers of %s on %s: %v", s.Name, n.name(), why) }
 	for offset := 0; ; {
 		req, _ := json.Marshal(server.JSApiConsumersRequest{ApiPagedRequest: server.ApiPagedRequest{Offset: offset}})
 		rctx, cancel := context.WithTimeout(ctx, consumerListWait)
 		msg, err := n.nc.RequestWithContext(rctx, fmt.Sprintf(server.JSApiConsumerListT, s.Name), req)
 		cancel()
 		if err != nil {
-			s.ConsumersError = fmt.Sprintf("consumers of %s on %s: %v", s.Name, n.name(), err)
+			failed(err)
 			return
 		}
 		var resp server.JSApiConsumerListResponse
 		if err := json.Unmarshal(msg.Data, &resp); err != nil {
-			s.ConsumersError = fmt.Sprintf("consumers of %s on %s: %v", s.Name, n.name(), err)
+			failed(err)
 			return
 		}
 		if resp.Error != nil {
-			s.ConsumersError = fmt.Sprintf("consumers of %s on %s: %s", s.Name, n.name(), resp.Error.Description)
+			failed(resp.Error.Description)
 			return
 		}
 		for _, ci := range resp.Consumers {
