@@ -7,6 +7,7 @@ LDFLAGS := -X github.com/switchyard/switchyard/internal/cli.Version=$(VERSION)
 # coordinator's deadline (golang/go#75804) and fails spuriously on a loaded machine.
 FUZZTIME ?= 300000x
 FUZZTIME_HSM ?= 100000x
+FUZZTIME_WAL ?= 20000x
 BENCHTIME ?= 30s
 
 .PHONY: build install run test tidy-check fuzz bench bench-faults bench-go vet fmt clean
@@ -44,6 +45,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./switch/message
 	$(GO) test -run '^$$' -fuzz '^FuzzCUPDecode$$' -fuzztime $(FUZZTIME) ./switch/cup
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./switch/qr
+	$(GO) test -run '^$$' -fuzz '^FuzzOpen$$' -fuzztime $(FUZZTIME_WAL) ./switch/journal/wal
 	@for t in $$($(GO) test -list '^Fuzz' ./hsm/... 2>/dev/null | grep '^Fuzz'); do \
 		pkg=$$(grep -rl "func $$t(" hsm --include=*_test.go | head -1 | xargs dirname); \
 		echo "fuzz $$pkg $$t"; \

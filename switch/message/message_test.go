@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -210,6 +211,8 @@ func FuzzDecode(f *testing.F) {
 	f.Add(purchase(f, DialectASCIIBinaryBitmap, nil), true)
 	f.Add([]byte("0800822000000000000004000000000000001121110613000001301"), false)
 	f.Add([]byte{}, false)
+	f.Add(withBit65(f, DialectASCII), false)
+	f.Add(withBit65(f, DialectASCIIBinaryBitmap), true)
 	f.Fuzz(func(t *testing.T, raw []byte, binary bool) {
 		d := DialectASCII
 		if binary {
@@ -236,6 +239,41 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("fast decode accepted a message moov refuses: %v", err)
 		}
 	})
+}
+
+// withBit65 is a purchase with a secondary bitmap (DE 70) whose first bit, the one that
+// announces a third bitmap, is set.
+func withBit65(t testing.TB, d Dialect) []byte {
+	raw := purchase(t, d, func(m *iso8583.Message) { m.Field(70, "301") })
+	if d == DialectASCIIBinaryBitmap {
+		raw[4+8] |= 0x80
+		return raw
+	}
+	v, err := strconv.ParseUint(string(raw[4+16:4+17]), 16, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw[4+16] = "0123456789ABCDEF"[v|8]
+	return raw
+}
+
+// A third bitmap (bit 65) is in neither ASCII dialect: the fast path once skipped the
+// bit and accepted what moov-io's unpacker refuses (found by FuzzDecode).
+func TestThirdBitmapRefused(t *testing.T) {
+	for _, d := range []Dialect{DialectASCII, DialectASCIIBinaryBitmap} {
+		raw := withBit65(t, d)
+		if _, err := Scan(raw, d, func(int, []byte) {}); err == nil || !strings.Contains(err.Error(), "bit 65") {
+			t.Errorf("%s: Scan: %v, want the bit 65 refused", d, err)
+		}
+		_, err := Decode(raw, d)
+		var fe *FormatError
+		if !errors.As(err, &fe) {
+			t.Fatalf("%s: Decode: %v, want a FormatError", d, err)
+		}
+		if !fe.Answerable() {
+			t.Errorf("%s: %v not answerable with 30 (MTI %q STAN %q TID %q)", d, fe, fe.MTI, fe.STAN, fe.TID)
+		}
+	}
 }
 
 func TestScanAgreesWithDecode(t *testing.T) {

@@ -108,10 +108,20 @@ func scan(raw []byte, d Dialect, lenient bool, fn func(id int, value []byte)) (m
 		if err := readBitmap(1); err != nil {
 			return mti, err
 		}
+		// Bit 65 announces a third bitmap, which neither dialect has (moov-io's
+		// unpacker would read 8 more bytes as one and refuse the fields 129-192).
+		// The lenient walk ignores it: if the fields then end exactly at the end of
+		// raw, DE 11 and DE 41 are where they seem and the 30 answer can name them.
+		if bitmap[8]&0x80 != 0 {
+			if !lenient {
+				return mti, fmt.Errorf("bit 65 is set: a third bitmap is not supported")
+			}
+			bitmap[8] &^= 0x80
+		}
 		max = 128
 	}
 	for id := 2; id <= max; id++ {
-		if id == 65 || bitmap[(id-1)/8]&(0x80>>((id-1)%8)) == 0 {
+		if bitmap[(id-1)/8]&(0x80>>((id-1)%8)) == 0 {
 			continue
 		}
 		fl := lay[id]
