@@ -970,6 +970,13 @@ func TestReversal(t *testing.T) {
 				}
 				h.j.mu.Unlock()
 			}},
+		{name: "refunded original", origRC: "00", amount: 1000, rc: "12", reason: "original-refunded",
+			setup: func(h *harness, _ termclient.Txn, a answer) {
+				// Reversing a refunded purchase would credit the card twice.
+				if r := h.do(h.refund(a, 300)); r.RC != "00" {
+					h.t.Fatalf("refund: %+v", r.Result)
+				}
+			}},
 		{name: "already reversed (undelivered)", origRC: "00", amount: 1000, rc: "00",
 			setup: func(h *harness, orig termclient.Txn, _ answer) {
 				// The original is resent, reversed by the switch as undelivered.

@@ -233,6 +233,13 @@ func (p *Pipeline) reversal(ctx context.Context, t *txn) (frontend.Response, err
 			l.Unlock()
 			t.rec.AddEvent(journal.StateDeclined, p.now().UTC(), "pre-authorization completed by "+orig.CompletedBy+": the completion is voided first; nothing reversed")
 			return p.respond(ctx, t, message.RCInvalidTransaction, "", "switch", "preauth-completed")
+		case orig.Refunded > 0:
+			// Refunds (approved, or reserved while their issuer is asked) name it: the
+			// terminal had its answer, and reversing it too would credit the card twice.
+			l.Unlock()
+			t.rec.AddEvent(journal.StateDeclined, p.now().UTC(),
+				fmt.Sprintf("original refunded (%d of %d): refunds are reversed one by one; nothing reversed", orig.Refunded, orig.Amount))
+			return p.respond(ctx, t, message.RCInvalidTransaction, "", "switch", "original-refunded")
 		case orig.Amount != r.Amount && p.cfg.ReversalMismatch != "reverse_full":
 			l.Unlock()
 			t.rec.AddEvent(journal.StateDeclined, p.now().UTC(),
