@@ -1015,6 +1015,7 @@ func (p *Pipeline) sent(t *txn, delivered bool) {
 	out = recordOutcome(cur) // reversed: 91
 	if cur.ReversedBy == "switch:undelivered" {
 		p.retract(cur, risk.Retraction{Kind: risk.RetractReversal})
+		p.releaseRefund(cur, lockIndex(cur.RRN))
 	}
 }
 

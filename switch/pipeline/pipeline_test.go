@@ -1020,6 +1020,26 @@ func TestReversal(t *testing.T) {
 			}
 		})
 	}
+	t.Run("reversed refund releases its amount", func(t *testing.T) {
+		h := newHarness(t)
+		orig := h.purchase(1000)
+		oa := h.do(orig)
+		rf := h.refund(oa, 300)
+		if ra := h.do(rf); ra.RC != "00" || h.record(oa.RRN).Refunded != 300 {
+			t.Fatalf("refund: %+v, refunded %d", ra.Result, h.record(oa.RRN).Refunded)
+		}
+		if a := h.do(h.reversal(rf, 300)); a.RC != "00" {
+			t.Fatalf("reversal of the refund: %+v", a.Result)
+		}
+		if got := h.record(oa.RRN).Refunded; got != 0 {
+			t.Fatalf("after the refund's reversal the original holds %d refunded, want 0", got)
+		}
+		// The purchase can now be reversed (or refunded in full) again.
+		a := h.do(h.reversal(orig, 1000))
+		if o := h.record(oa.RRN); a.RC != "00" || o.ReversedBy != a.RRN {
+			t.Fatalf("reversal of the purchase: %+v, reversed by %q", a.Result, o.ReversedBy)
+		}
+	})
 	t.Run("original after its reversal", func(t *testing.T) {
 		h := newHarness(t)
 		orig := h.purchase(1000)
@@ -1162,12 +1182,22 @@ func TestRecover(t *testing.T) {
 		}
 		return r
 	}
-	for _, r := range []*journal.Record{
-		rec("000000000001", "00", journal.StateReceived, journal.StateSent, journal.StateAnswered), // below the checkpoint
+	// Two refunds of 000000000001 (delivered, below the checkpoint), each holding 30
+	// of its amount: one left open, one approved without a delivery mark.
+	refundOf := func(rrn, rc string, states ...journal.State) *journal.Record {
+		r := rec(rrn, rc, states...)
+		r.ProcCode, r.Type, r.OriginalRRN, r.Amount = "200000", "refund", "000000000001", 30
+		return r
+	}
+	first := rec("000000000001", "00", journal.StateReceived, journal.StateSent, journal.StateAnswered)
+	first.Refunded = 60
+	for _, r := range []*journal.Record{first,
 		rec("000000000002", "", journal.StateReceived, journal.StateSent),
 		rec("000000000003", "", journal.StateReceived),
 		rec("000000000004", "00", journal.StateReceived, journal.StateSent, journal.StateAnswered),
 		rec("000000000005", "00", journal.StateReceived, journal.StateSent, journal.StateAnswered),
+		refundOf("000000000006", "", journal.StateReceived, journal.StateSent),
+		refundOf("000000000007", "00", journal.StateReceived, journal.StateSent, journal.StateAnswered),
 	} {
 		if err := h.j.Write(t.Context(), r, true, true); err != nil {
 			t.Fatal(err)
@@ -1177,8 +1207,11 @@ func TestRecover(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.j.ckpt = "000000000002"
+	if err := h.j.MarkDelivery("000000000001", true, at); err != nil {
+		t.Fatal(err)
+	}
 	n, err := h.p.Recover(t.Context())
-	if err != nil || n != 3 {
+	if err != nil || n != 5 {
 		t.Fatalf("Recover: %d, %v", n, err)
 	}
 	for _, want := range []struct {
@@ -1189,14 +1222,19 @@ func TestRecover(t *testing.T) {
 		{"000000000003", "96", "open-at-restart", ""},
 		{"000000000004", "00", "", "switch:undelivered-at-restart"},
 		{"000000000005", "00", "", ""},
+		{"000000000006", "91", "in-doubt-after-restart", "switch:restart"},
+		{"000000000007", "00", "", "switch:undelivered-at-restart"},
 	} {
 		r := h.record(want.rrn)
 		if r.RC != want.rc || r.Reason != want.reason || r.ReversedBy != want.reversed {
 			t.Errorf("%s: rc %s reason %q reversed by %q, want %s %q %q", want.rrn, r.RC, r.Reason, r.ReversedBy, want.rc, want.reason, want.reversed)
 		}
 	}
+	if got := h.record("000000000001").Refunded; got != 0 {
+		t.Errorf("the refunds' original holds %d refunded after both were reversed, want 0", got)
+	}
 	items := h.q.all()
-	if len(items) != 2 || items[0].RRN != "000000000002" || items[1].RRN != "000000000004" || items[0].MTI != "0420" {
+	if len(items) != 4 || items[0].RRN != "000000000002" || items[1].RRN != "000000000006" || items[2].RRN != "000000000004" || items[0].MTI != "0420" {
 		t.Fatalf("queued %+v", items)
 	}
 }

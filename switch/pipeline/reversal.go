@@ -74,6 +74,36 @@ func (p *Pipeline) reverseOriginal(orig *journal.Record, by string) {
 	}
 }
 
+// releaseRefund gives back, on its original, the amount a refund reserved there, once
+// the refund is reversed or was never approved (recovered open at a restart): else the
+// original could never be refunded again for that amount, nor reversed or voided
+// (original-refunded). The caller holds the lock of stripe held (-1: none).
+func (p *Pipeline) releaseRefund(rf *journal.Record, held int) {
+	if rf.Type != "refund" || rf.OriginalRRN == "" || rf.Amount <= 0 {
+		return
+	}
+	if i := lockIndex(rf.OriginalRRN); i != held {
+		l := &p.locks[i]
+		l.Lock()
+		defer l.Unlock()
+	}
+	orig, err := p.journal.Get(rf.OriginalRRN)
+	if err != nil {
+		p.log.Error().Err(err).Str("rrn", rf.OriginalRRN).Str("refund", rf.RRN).Msg("original of a reversed refund not read: its refunded amount stays reserved")
+		return
+	}
+	before := orig.Refunded
+	orig.Refunded = max(0, orig.Refunded-rf.Amount)
+	if orig.Refunded == before {
+		return
+	}
+	if err := p.journal.Write(context.Background(), orig, false, true); err != nil {
+		p.log.Error().Err(err).Str("rrn", orig.RRN).Str("refund", rf.RRN).Msg("original of a reversed refund not written: its refunded amount stays reserved")
+		return
+	}
+	p.log.Info().Str("rrn", orig.RRN).Str("refund", rf.RRN).Int64("amount", rf.Amount).Msg("refund reversed: its amount released on the original")
+}
+
 // holdOriginal claims the duplicate key of a reversal's original for as long as the
 // reversal looks for it: an original in flight is waited for (up to 30 s), and one
 // arriving meanwhile waits for the release, so that it is either found in the journal
@@ -257,6 +287,7 @@ func (p *Pipeline) reversal(ctx context.Context, t *txn) (frontend.Response, err
 				return p.systemError(t, err)
 			}
 			p.reopenPreauth(orig, lockIndex(rrn))
+			p.releaseRefund(orig, lockIndex(rrn))
 			t.rec.Issuer = orig.Issuer
 			t.undo, t.undoBy = orig, risk.Retraction{Kind: risk.RetractReversal}
 			note = "original reversed at issuer " + orig.Issuer
