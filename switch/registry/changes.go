@@ -374,6 +374,14 @@ func (r *review) approve(p Actor, id, note string) (*Change, error) {
 	if p.Name == "" || p.Name == c.RequestedBy {
 		return nil, forbiddenf("change %s was requested by %s: a different reviewer must approve it", c.ID, c.RequestedBy)
 	}
+	// Two people, not two names: a console user whose password the requester set
+	// (created it, or reset it) may be the requester at another keyboard.
+	if u, err := r.readUser(p.Name); err == nil && u.passwordHolder() == c.RequestedBy {
+		return nil, forbiddenf("change %s was requested by %s, who set the password of %s: a reviewer whose password %s did not set must approve it (or %s changes its own password first)",
+			c.ID, c.RequestedBy, p.Name, c.RequestedBy, p.Name)
+	} else if err != nil && !errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("approve %s: read user %s: %w", c.ID, p.Name, err)
+	}
 	now := r.now()
 	effs, err := r.compute(c, now)
 	if err != nil {

@@ -55,6 +55,23 @@ type User struct {
 	CreatedBy string    `json:"created_by"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
+	// PasswordSetBy is who gave the user its current password: its creator, an
+	// admin who reset it, or the user itself. Whoever set it may know it, so the
+	// user may not approve that person's changes (review.approve).
+	PasswordSetBy string `json:"password_set_by,omitempty"`
+}
+
+// passwordHolder is who may know u's password besides u: the one who last set it
+// (records before PasswordSetBy: the creator). "" when the user set it itself.
+func (u *User) passwordHolder() string {
+	by := u.PasswordSetBy
+	if by == "" {
+		by = u.CreatedBy
+	}
+	if by == u.Name {
+		return ""
+	}
+	return by
 }
 
 // validRole reports whether role is one of the API's four.
@@ -96,7 +113,7 @@ func (r *store) addUser(p Actor, name, role, password string) (*User, error) {
 		return nil, err
 	}
 	now := r.now()
-	u := &User{Name: name, Role: role, Hash: hash, CreatedBy: p.Name, CreatedAt: now, UpdatedAt: now}
+	u := &User{Name: name, Role: role, Hash: hash, CreatedBy: p.Name, CreatedAt: now, UpdatedAt: now, PasswordSetBy: p.Name}
 	if err := r.writeUser(p, u, "user.add", nil, map[string]any{"role": role}); err != nil {
 		return nil, err
 	}
@@ -120,7 +137,7 @@ func (r *store) SetPassword(p Actor, name, password string) error {
 		if err != nil {
 			return nil, err
 		}
-		u.Hash, u.UpdatedAt = hash, r.now()
+		u.Hash, u.UpdatedAt, u.PasswordSetBy = hash, r.now(), p.Name
 		return u, r.writeUser(p, u, "user.passwd", nil, nil)
 	})
 	return err

@@ -73,3 +73,47 @@ func TestUsers(t *testing.T) {
 		t.Fatalf("Users: %+v, %v", us, err)
 	}
 }
+
+// TestApproverNotRequestersPuppet: two-person review binds people, not names. An
+// admin who requests a change cannot approve it through a console user whose password
+// he set (created it, or reset another's), until that user sets its own.
+func TestApproverNotRequestersPuppet(t *testing.T) {
+	f := newFixture(t)
+	r := f.reg
+	request := func(op Op) *Change {
+		t.Helper()
+		c, err := r.RequestChange(root, Change{Op: op, Target: "T0000002", Reason: "stolen, then found"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	eve := Actor{Name: "eve", Role: RoleReviewer}
+	if _, err := r.AddUser(root, "eve", RoleReviewer, "eve's long password"); err != nil {
+		t.Fatal(err)
+	}
+	c := request(OpTerminalSuspend)
+	_, err := r.Approve(eve, c.ID, "")
+	if !errors.Is(err, ErrForbidden) || !strings.Contains(err.Error(), "who set the password of eve") {
+		t.Fatalf("approval by the requester's new user: %v, want forbidden", err)
+	}
+	// Once eve chose her own password, root no longer knows it.
+	if err := r.SetPassword(eve, "eve", "eve's own password"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Approve(eve, c.ID, ""); err != nil {
+		t.Fatalf("approval after eve set her own password: %v", err)
+	}
+	// A reset by the requester takes the account over again.
+	if err := r.SetPassword(root, "eve", "root knows this one"); err != nil {
+		t.Fatal(err)
+	}
+	c = request(OpTerminalResume)
+	if _, err := r.Approve(eve, c.ID, ""); !errors.Is(err, ErrForbidden) {
+		t.Fatalf("approval after the requester reset eve's password: %v, want forbidden", err)
+	}
+	// Names that are not console users (API tokens) are judged by name alone.
+	if _, err := r.Approve(dave, c.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+}
