@@ -168,6 +168,7 @@ func TestAlertsKeys(t *testing.T) {
 		t.Errorf("no secret configured: %q %v", k, err)
 	}
 	for in, want := range map[string]string{
+		"notices: {allow_private: [10.20.0.0/33]}":                                                  `notices.allow_private: [0] "10.20.0.0/33": want a network`,
 		"alerts: {webhook_allow: [https://ops.example/hooks]}":                                      "alerts.webhook_secret_file: required with alerts.webhook_allow",
 		"alerts: {webhook_allow: [ftp://x/], webhook_secret_env: S}":                                `alerts.webhook_allow[0]: "ftp://x/" is not an http or https URL`,
 		"alerts: {suspend_max_share: 1.5}":                                                          "alerts.suspend_max_share: 1.5 is not above 0",

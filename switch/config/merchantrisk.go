@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net/netip"
 	"os"
 	"time"
 
@@ -104,6 +105,29 @@ type Notices struct {
 	Timeout  Duration `yaml:"timeout"`   // per post (default 5s)
 	Workers  int      `yaml:"workers"`   // merchants posted to at once (default 4)
 	LogTTL   Duration `yaml:"log_ttl"`   // how long the delivery log keeps a delivered notice (default 720h)
+	// AllowPrivate lists the internal networks (CIDR, e.g. 10.20.0.0/16; loopback,
+	// private, link-local...) merchants' webhooks may reach besides public addresses.
+	// Empty (the default): none, so a webhook cannot reach the switch's own API or
+	// anything else inside the acquirer's network. An egress proxy's network belongs
+	// here too.
+	AllowPrivate []string `yaml:"allow_private"`
+}
+
+// AllowPrivatePrefixes parses AllowPrivate.
+func (n Notices) AllowPrivatePrefixes() ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(n.AllowPrivate))
+	for i, s := range n.AllowPrivate {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil {
+				return nil, fmt.Errorf("[%d] %q: want a network (10.20.0.0/16) or an address", i, s)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }
 
 // validateMerchantRisk checks the attestation, refund policy and merchant rating
@@ -125,6 +149,9 @@ func (c *Config) validateMerchantRisk(bad func(key, format string, args ...any))
 		bad("ratings.poll", "%v: want a positive duration (0: 1m)", c.Ratings.Poll.D())
 	}
 	n := c.Notices
+	if _, err := n.AllowPrivatePrefixes(); err != nil {
+		bad("notices.allow_private", "%v", err)
+	}
 	if n.RetryMin < 0 || n.RetryMax < 0 || n.Timeout < 0 || n.LogTTL < 0 || n.Workers < 0 {
 		bad("notices", "negative value in %+v", n)
 	}

@@ -33,6 +33,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"sort"
 	"strconv"
@@ -107,9 +108,14 @@ type Options struct {
 	Workers  int           // merchants delivered at once (default 4)
 	Queue    int           // notices waiting to be stored (default 65536)
 	LogTTL   time.Duration // how long the delivery log keeps a delivered notice (default 30 days)
-	Client   *http.Client
-	Now      func() time.Time
-	Logger   zerolog.Logger
+	// Client posts the notices; nil is a client that connects only to public
+	// addresses and to AllowPrivate (target.go).
+	Client *http.Client
+	// AllowPrivate lists the internal networks (loopback, private, link-local...)
+	// webhooks may reach besides public addresses: none by default.
+	AllowPrivate []netip.Prefix
+	Now          func() time.Time
+	Logger       zerolog.Logger
 	// Registry, when set, logs webhook changes in the operation log.
 	Registry interface {
 		LogOp(e registry.OpEntry, write func(txn *badger.Txn) error) (registry.OpEntry, error)
@@ -209,7 +215,7 @@ func Open(db *badger.DB, o Options) (*Outbox, error) {
 		o.LogTTL = 30 * 24 * time.Hour
 	}
 	if o.Client == nil {
-		o.Client = &http.Client{Timeout: o.Timeout}
+		o.Client = o.newClient()
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -563,6 +569,9 @@ func (b *Outbox) SetEndpoint(merchant, rawURL, secret, by, reason string) error 
 		}
 		if u.User != nil {
 			return fmt.Errorf("webhook URL %q: %w: user information in the URL is refused", rawURL, ErrInvalid)
+		}
+		if err := b.o.checkTarget(u); err != nil {
+			return fmt.Errorf("webhook URL %q: %w: %v", rawURL, ErrInvalid, err)
 		}
 		if len(secret) < 16 {
 			return fmt.Errorf("webhook of %s: %w: the secret must be at least 16 bytes", merchant, ErrInvalid)

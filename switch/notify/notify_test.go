@@ -3,12 +3,17 @@ package notify
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"runtime"
 	"runtime/metrics"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -64,7 +69,7 @@ func TestRecoverAfterCrash(t *testing.T) {
 	j := fakeJournal{rec(1, "purchase", "00", "M1"), rec(2, "purchase", "00", "M1"), rec(3, "purchase", "51", "M1"),
 		rec(4, "refund", "00", "M1"), rec(5, "purchase", "00", "M2"), rec(6, "balance", "00", "M1")}
 
-	b1, err := Open(db, Options{})
+	b1, err := Open(db, Options{AllowPrivate: loopback})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +85,7 @@ func TestRecoverAfterCrash(t *testing.T) {
 		b1.Notice(r, "")
 	}
 
-	b2, err := Open(db, Options{})
+	b2, err := Open(db, Options{AllowPrivate: loopback})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,5 +189,53 @@ func TestIdleQueueIsNotScanned(t *testing.T) {
 	runtime.KeepAlive(b)
 	if grew := int64(after) - int64(before); grew > 2<<20 {
 		t.Fatalf("an idle outbox (queue of %d) adds %d KiB to every collection's scan", b.o.Queue, grew>>10)
+	}
+}
+
+// loopback lets the tests' webhooks (httptest servers) be posted to.
+var loopback = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+
+// TestWebhookTargets: a webhook may not reach an internal address (the admin API,
+// an issuer link, a cloud metadata service) unless notices.allow_private lists it:
+// refused when registered if the URL names one, and when dialled otherwise.
+func TestWebhookTargets(t *testing.T) {
+	var hits atomic.Int32
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	defer hs.Close()
+	b, err := Open(openDB(t), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []string{hs.URL, "http://10.0.0.8/n", "http://[::1]:8080/", "http://localhost:8080/api/v1/x",
+		"http://169.254.169.254/latest/meta-data", "https://192.168.1.1/", "http://100.64.0.1/", "http://[::ffff:127.0.0.1]/", "http://0.0.0.0:8080/"} {
+		if err := b.SetEndpoint("M1", u, "0123456789abcdef", "op", ""); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "notices.allow_private") {
+			t.Errorf("%s: %v, want refused naming notices.allow_private", u, err)
+		}
+	}
+	if err := b.SetEndpoint("M1", "https://shop.example/n", "0123456789abcdef", "op", ""); err != nil {
+		t.Errorf("public name: %v", err)
+	}
+	// A name is checked where it is dialled: localhost's answer is loopback.
+	_, port, _ := net.SplitHostPort(hs.Listener.Addr().String())
+	if _, err := b.o.Client.Get("http://localhost:" + port + "/"); err == nil || !strings.Contains(err.Error(), "internal address") {
+		t.Errorf("dial of localhost: %v, want refused", err)
+	}
+	if n := hits.Load(); n != 0 {
+		t.Fatalf("the internal server was reached %d times", n)
+	}
+	a, err := Open(openDB(t), Options{AllowPrivate: loopback})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.SetEndpoint("M1", hs.URL, "0123456789abcdef", "op", ""); err != nil {
+		t.Fatalf("allowed loopback: %v", err)
+	}
+	resp, err := a.o.Client.Get(hs.URL)
+	if err != nil {
+		t.Fatalf("allowed loopback: %v", err)
+	}
+	resp.Body.Close()
+	if n := hits.Load(); n != 1 {
+		t.Fatalf("%d hits, want 1", n)
 	}
 }

@@ -96,7 +96,11 @@ func (s *Server) openNotices() error {
 	if err != nil {
 		return err
 	}
-	s.notices, err = notify.Open(s.db, notify.Options{RetryMin: nc.RetryMin.D(), RetryMax: nc.RetryMax.D(), Timeout: nc.Timeout.D(),
+	allow, err := nc.AllowPrivatePrefixes()
+	if err != nil {
+		return fmt.Errorf("notices.allow_private: %w", err)
+	}
+	s.notices, err = notify.Open(s.db, notify.Options{RetryMin: nc.RetryMin.D(), RetryMax: nc.RetryMax.D(), Timeout: nc.Timeout.D(), AllowPrivate: allow,
 		Workers: nc.Workers, LogTTL: nc.LogTTL.D(), Now: now, Registry: s.Registry, Log: asLog(nlog), CatchUp: catchUp(nlog),
 		Logger: s.log.With().Str("component", "notices").Logger()})
 	if err != nil {
