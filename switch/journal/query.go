@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -269,7 +270,7 @@ func matches(r *Record, q Query) bool {
 
 // ParseTime reads a query time: RFC 3339, a date (YYYY-MM-DD: its midnight in loc,
 // the acquirer's zone; nil is UTC), unix seconds, or a duration before now ("15m",
-// "24h").
+// "24h", "7d"; a leading minus, as `rules backtest` writes it, means the same).
 func ParseTime(s string, now time.Time, loc *time.Location) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, nil
@@ -283,13 +284,31 @@ func ParseTime(s string, now time.Time, loc *time.Location) (time.Time, error) {
 	if t, err := time.ParseInLocation("2006-01-02", s, loc); err == nil {
 		return t, nil
 	}
-	if d, err := time.ParseDuration(s); err == nil {
+	if d, ok := agoDuration(s); ok {
 		return now.Add(-d), nil
 	}
 	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
 		return time.Unix(n, 0), nil
 	}
-	return time.Time{}, fmt.Errorf("time %q: want RFC 3339, YYYY-MM-DD, unix seconds or a duration like 24h", s)
+	return time.Time{}, fmt.Errorf("time %q: want RFC 3339, YYYY-MM-DD, unix seconds or a duration before now like 24h or 7d", s)
+}
+
+// agoDuration reads a duration before now: Go's ("90m", "24h") or whole days ("7d"),
+// with or without a leading minus.
+func agoDuration(s string) (time.Duration, bool) {
+	s = strings.TrimPrefix(s, "-")
+	if s == "" || s[0] == '-' || s[0] == '+' {
+		return 0, false
+	}
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil || n < 0 || n > 100*365 {
+			return 0, false
+		}
+		return time.Duration(n) * 24 * time.Hour, true
+	}
+	d, err := time.ParseDuration(s)
+	return d, err == nil && d >= 0
 }
 
 // ScanFrom calls fn for every record with an RRN at or above rrn, in RRN order.

@@ -326,10 +326,11 @@ func (t *tool) test(args []string) int {
 
 // ---- times and amounts ----
 
-var relTime = regexp.MustCompile(`^([+-])(\d+)([smhdw])$`)
+var relTime = regexp.MustCompile(`^([+-]?)(\d+)([smhdw])$`)
 
 // parseTime reads a time flag: RFC 3339, a date or date-time in the
-// configured zone, "now", or relative to now like -24h or -7d.
+// configured zone, "now", or relative to now like -24h or -7d (24h and 7d, unsigned,
+// are before now too).
 func (t *tool) parseTime(s string) (time.Time, error) {
 	s = strings.TrimSpace(s)
 	if s == "now" {
@@ -339,7 +340,7 @@ func (t *tool) parseTime(s string) (time.Time, error) {
 		n, _ := strconv.Atoi(m[2])
 		unit := map[string]time.Duration{"s": time.Second, "m": time.Minute, "h": time.Hour, "d": 24 * time.Hour, "w": 7 * 24 * time.Hour}[m[3]]
 		d := time.Duration(n) * unit
-		if m[1] == "-" {
+		if m[1] != "+" { // unsigned is before now, as in `journal --from 24h`
 			d = -d
 		}
 		return t.env.Now().UTC().Add(d), nil

@@ -350,3 +350,18 @@ func TestBacktestByLabel(t *testing.T) {
 		t.Errorf("a journal without labels gets a label table:\n%s", out)
 	}
 }
+
+// TestParseTimeRelative: "24h" and "-24h" both mean a day ago, as in `journal --from`;
+// "+1h" is ahead.
+func TestParseTimeRelative(t *testing.T) {
+	now := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
+	tl := &tool{env: ToolEnv{Now: func() time.Time { return now }, Location: time.UTC}}
+	for in, want := range map[string]time.Time{
+		"24h": now.Add(-24 * time.Hour), "-24h": now.Add(-24 * time.Hour), "7d": now.Add(-7 * 24 * time.Hour),
+		"+1h": now.Add(time.Hour), "now": now,
+	} {
+		if got, err := tl.parseTime(in); err != nil || !got.Equal(want) {
+			t.Errorf("parseTime(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+}
