@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -76,7 +77,7 @@ func runTerm(env *Env, args []string) int {
 	stan := fs.String("stan", "", "STAN (DE 11; default: derived from the clock)")
 	rrn := fs.String("rrn", "", "original RRN (void, refund, completion: the pre-authorization's)")
 	auth := fs.String("auth", "", "original approval code (DE 38; completion: the pre-authorization's, required)")
-	orig := fs.String("original", "", "DE 90 for a reversal: original MTI+STAN+DE7 (e.g. 020012345611211106 13)")
+	orig := fs.String("original", "", "reversal: the original's MTI+STAN+DE 7, 20 digits as the original's answer printed them in ORIGINAL= (e.g. 02001234561121110613), or the full 42 of DE 90")
 	var tags repeated
 	fs.Var(&tags, "tlv", "DE 48 tags as TAG=VALUE,TAG=VALUE; a comma not followed by TAG= is part of the value (GL=39.9,116.4); repeatable (default: the demo terminal's identity)")
 	timeout := fs.Duration("timeout", 30*time.Second, "how long to wait for the answer")
@@ -155,8 +156,11 @@ func runTerm(env *Env, args []string) int {
 	case "reversal":
 		t.MTI, needPAN = "0400", false
 		t.Original = *orig
-		if len(t.Original) != 42 {
-			return fail(env, "term reversal: --original must be 42 digits (MTI, STAN, DE 7, zeros)")
+		if len(t.Original) == 20 {
+			t.Original += strings.Repeat("0", 22)
+		}
+		if len(t.Original) != 42 || strings.Trim(t.Original, "0123456789") != "" {
+			return fail(env, "term reversal: --original %q: want 20 digits (the original's MTI, STAN and DE 7, as its answer printed them in ORIGINAL=) or the 42 of DE 90", *orig)
 		}
 	case "qr-order", "qr-inquiry":
 		t.MTI, t.ProcCode, t.Expiry, needPAN = "0100", message.PCQROrder, "", false
@@ -226,6 +230,9 @@ func runTerm(env *Env, args []string) int {
 			return fail(env, "term: --tak: %v", err)
 		}
 	}
+	if t.Time.IsZero() {
+		t.Time = time.Now()
+	}
 	m, err := termclient.Build(t, d)
 	if err != nil {
 		return fail(env, "term: build request: %v", err)
@@ -246,11 +253,22 @@ func runTerm(env *Env, args []string) int {
 	if err != nil {
 		return fail(env, "term: %v", err)
 	}
+	// What `term reversal --original` needs to reverse this request.
+	original := ""
+	if reqMTI := cmp.Or(t.MTI, "0200"); (reqMTI == "0200" || reqMTI == "0100") && len(r.STAN) == 6 {
+		original = reqMTI + r.STAN + message.FormatDE7(t.Time)
+	}
 	if *asJSON {
-		b, _ := json.MarshalIndent(r, "", "  ")
+		b, _ := json.MarshalIndent(struct {
+			termclient.Result
+			Original string `json:"original,omitempty"`
+		}{r, original}, "", "  ")
 		fmt.Fprintln(env.Stdout, string(b))
 	} else {
 		fmt.Fprintf(env.Stdout, "%s  RC=%s  RRN=%s  AUTH=%s  STAN=%s  TID=%s", r.MTI, r.RC, r.RRN, r.AuthCode, r.STAN, r.TID)
+		if original != "" {
+			fmt.Fprintf(env.Stdout, "  ORIGINAL=%s", original)
+		}
 		if r.Reason != "" {
 			fmt.Fprintf(env.Stdout, "  RS=%s", r.Reason)
 		}

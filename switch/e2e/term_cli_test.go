@@ -63,3 +63,30 @@ func withLuhn(body string) string {
 	}
 	return body + string(rune('0'+(10-sum%10)%10))
 }
+
+// `term` prints what `term reversal --original` needs (ORIGINAL=, 20 digits), and the
+// reversal takes it: the purchase is reversed at the issuer, not "unknown".
+func TestTermCLIReversalFromOriginal(t *testing.T) {
+	f := startDemo(t, nil)
+	addr := f.s.ListenerAddr("ascii")
+	out, code := cliLocal("term", "purchase", "--addr", addr, "--tid", "T0000001", "--pan", "4761739001010119", "--amount", "1000")
+	_, after, ok := strings.Cut(out, "ORIGINAL=")
+	if code != 0 || !strings.Contains(out, "RC=00") || !ok || len(after) < 20 {
+		t.Fatalf("purchase: exit %d: %s", code, out)
+	}
+	original := after[:20]
+	rrn := strings.Fields(out[strings.Index(out, "RRN=")+4:])[0]
+	if out, code := cliLocal("term", "reversal", "--addr", addr, "--tid", "T0000001", "--amount", "1000", "--original", original[:19]); code == 0 || !strings.Contains(out, "want 20 digits") {
+		t.Errorf("19 digits: exit %d: %s", code, out)
+	}
+	if out, code := cliLocal("term", "reversal", "--addr", addr, "--tid", "T0000001", "--amount", "1000", "--original", original); code != 0 || !strings.Contains(out, "RC=00") {
+		t.Fatalf("reversal: exit %d: %s", code, out)
+	}
+	rec, err := f.s.Journal.Get(rrn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.ReversedBy == "" {
+		t.Fatalf("purchase %s not reversed by its reversal", rrn)
+	}
+}
