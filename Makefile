@@ -21,7 +21,7 @@ install:
 
 ## run: the demo switch on the embedded default (Badger under ./data)
 run: build
-	./$(BIN) serve --demo --data ./data --log-format console
+	./$(BIN) serve --demo --data ./data --log-format console $(RUN_ARGS)
 
 ## test: go.mod tidy, vet, unit and integration tests under the race detector, the
 ## 3-node cluster tests (subprocesses; skipped under -race, run once more without it, the

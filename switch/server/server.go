@@ -34,6 +34,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -544,6 +545,9 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		}
 		l, err := frontend.Listen(fc, proc, limit, s.Metrics)
 		if err != nil {
+			if errors.Is(err, syscall.EADDRINUSE) {
+				return nil, fmt.Errorf("%w (is another switch running? move it: listeners' addr in the configuration, or serve --listen %s=HOST:PORT)", err, lc.Name)
+			}
 			return nil, err
 		}
 		s.listeners = append(s.listeners, l)
@@ -722,6 +726,9 @@ func (s *Server) startAdmin() error {
 	}
 	ln, err := net.Listen("tcp", s.cfg.Admin.Addr)
 	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return fmt.Errorf("admin server: %w (is another switch running? move it: admin.addr in the configuration, or serve --admin-addr HOST:PORT; the CLI then needs SWITCHYARD_ADMIN=http://HOST:PORT)", err)
+		}
 		return fmt.Errorf("admin server: %w", err)
 	}
 	s.adminLn = ln
