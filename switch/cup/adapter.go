@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -241,7 +242,17 @@ func (a *Adapter) Process(ctx context.Context, c *frontend.Conn, body []byte) (f
 			a.log.Error().Err(err).Msg("cup: reversal's original not looked up; sent as one of an unknown original")
 		}
 	}
-	m, err := toPipeline(f, k, s, track2, pin, a.cfg.Now())
+	s.mu.Lock()
+	identity := s.tlv
+	s.mu.Unlock()
+	if identity == "" && (k.Original == "stan" || k.Original == "stan61") {
+		// A reversal before the sign-in after a restart (the sign-in's identity
+		// lived in memory): its MAC verified under this terminal's MAK, which only
+		// the terminal holds, so it stands for the registered identity. Its other
+		// requests wait for the sign-in the header asks for.
+		identity = boundIdentity(term)
+	}
+	m, err := toPipeline(f, k, s, identity, track2, pin, a.cfg.Now())
 	if err != nil {
 		return refuse(err)
 	}
@@ -502,4 +513,25 @@ func (p asciiAnswer) Str(id int) string {
 	}
 	s, _ := p.m.GetString(id)
 	return s
+}
+
+// boundIdentity is the DE 48 identity tags of terminal term's registration (its
+// device, SIM, IMEI and deployment point), "" when unknown.
+func boundIdentity(term *registry.Terminal) string {
+	if term == nil {
+		return ""
+	}
+	var b []byte
+	add := func(tag, v string) {
+		if v != "" {
+			b, _ = message.AppendTLV(b, tag, v)
+		}
+	}
+	add(message.TagDevice, term.Binding.DeviceSerial)
+	add(message.TagSIM, term.Binding.ICCID)
+	add(message.TagIMEI, term.Binding.IMEI)
+	if l := term.Location; l != nil {
+		add(message.TagGeo, strconv.FormatFloat(l.Lat, 'f', 6, 64)+","+strconv.FormatFloat(l.Lon, 'f', 6, 64))
+	}
+	return string(b)
 }

@@ -127,7 +127,9 @@ func formatErr(field int, format string, args ...any) *mapError {
 // is the clear track 2 ("" when absent), already decrypted when 53.3 said so; pin is
 // F52 bound to the PAN (see Adapter.pinBlock). s is the terminal's session (its DE 48
 // identity and the DE 7 of its STANs); it is updated.
-func toPipeline(f *Frame, k Kind, s *session, track2 string, pin []byte, now time.Time) (mapped, error) {
+// identity is the DE 48 identity tags to send: the sign-in's (s.tlv), or what the
+// adapter put in their place (boundIdentity).
+func toPipeline(f *Frame, k Kind, s *session, identity, track2 string, pin []byte, now time.Time) (mapped, error) {
 	stan, tid := f.Str(11), f.Str(41)
 	m := mapped{kind: k}
 	de7 := message.FormatDE7(now)
@@ -200,7 +202,7 @@ func toPipeline(f *Frame, k Kind, s *session, track2 string, pin []byte, now tim
 			return m, formatErr(59, "a QR payment (F22 %s) needs the payer's code in F59 tag %s", f.Str(22), F59PaymentCode)
 		}
 	}
-	tlv, err := withTags(s.tlv, tags)
+	tlv, err := withTags(identity, tags)
 	if err != nil {
 		return m, formatErr(59, "%v", err)
 	}

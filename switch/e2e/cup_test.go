@@ -189,10 +189,17 @@ func TestCUPSettlement(t *testing.T) {
 
 func TestCUPRelocatedTerminalDeclined(t *testing.T) {
 	f := startCUP(t)
-	term := cupTerminal(t, f, "003", cupAway)
-	ans := cupDo(t, term, cup.Txn{Kind: "sale", PAN: cupCard, Expiry: cupCardExp, Amount: 1000, PIN: "1234"})
-	if message.Approved(ans.Str(39)) {
-		t.Fatalf("a terminal signed in 1000 km from its location was approved: %s", cup.Summary(ans))
+	// A sign-in 1000 km from the terminal's location gets no working keys.
+	tmk, _ := hex.DecodeString(cupTMK)
+	away, err := cup.DialTerminal(f.s.ListenerAddr("cup"), "T0000001", "000000000000001", tmk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer away.Close()
+	away.Device = cupAway
+	ans, err := away.SignIn("003")
+	if err != nil || ans.Str(39) != "59" || len(ans.Bytes(62)) != 0 {
+		t.Fatalf("a terminal signing in 1000 km from its location: %v %s", err, cup.Summary(ans))
 	}
 	if !strings.Contains(f.logs.String(), "T0000001") {
 		t.Error("no log line names the terminal")

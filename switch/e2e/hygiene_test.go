@@ -35,7 +35,7 @@ func TestNoKeysOrPINBlocksInTheClear(t *testing.T) {
 			t.Fatal(r)
 		}
 	}
-	if r := f.send(termclient.Txn{MTI: "0800", NetCode: "161", TID: "T0000001"}); r.RC != "00" {
+	if r := f.send(termclient.Txn{MTI: "0800", NetCode: "161", TID: "T0000001", TLV: t1Identity}); r.RC != "00" {
 		t.Fatal(r)
 	}
 	for _, k := range keys.DemoKeys {

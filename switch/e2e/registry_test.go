@@ -2,10 +2,13 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/switchyard/switchyard/switch/message"
 	"github.com/switchyard/switchyard/switch/termclient"
 )
 
@@ -106,5 +109,67 @@ func TestSuspensionAndFreezeTakeEffectAtOnce(t *testing.T) {
 	out, code := f.cli(tokAnalyst, "oplog", "--json")
 	if code != 0 || !strings.Contains(out, "merchant.freeze") || !strings.Contains(out, "terminal.suspend") || !strings.Contains(out, "demo-reviewer") {
 		t.Fatalf("oplog: %s", out)
+	}
+}
+
+// TestReversalAndKeyChangeChecked: a reversal and a sign-on or key change pass the
+// terminal checks its transactions pass. Found by an adversarial trial: a 0400 from
+// another device reversed T0000001's approval, one from an unknown terminal named a
+// future original so that it was declined on arrival, one naming itself waited 30 s,
+// and a 0800/161 without DE 48 rotated T0000001's PIN key.
+func TestReversalAndKeyChangeChecked(t *testing.T) {
+	f := startDemo(t, nil)
+	now := time.Now()
+	orig := pos(1000)
+	orig.STAN, orig.Time = "400001", now
+	first := f.send(orig)
+	if first.RC != "00" {
+		t.Fatalf("purchase: %+v", first)
+	}
+	reversal := func(tx termclient.Txn, stan, origSTAN string, at time.Time) termclient.Txn {
+		tx.MTI, tx.STAN, tx.Time = "0400", stan, now
+		tx.Original = termclient.OriginalData("0200", origSTAN, message.FormatDE7(at))
+		return tx
+	}
+	if r := f.send(reversal(pos(1000, [2]string{"DI", "SN-EVIL0001"}), "400002", "400001", now)); r.RC != "59" || r.Reason != "device-mismatch" {
+		t.Errorf("reversal from another device: %+v", r)
+	}
+	stranger := termclient.Txn{PAN: "4761739001010119", Amount: 1000, Expiry: "2912", TID: "T0000001", MID: "000000000000001"}
+	if r := f.send(reversal(stranger, "400003", "400009", now.Add(3*time.Second))); r.RC != "59" || r.Reason != "identity-missing" {
+		t.Errorf("reversal without the terminal's identity: %+v", r)
+	}
+	self := reversal(pos(1000), "400004", "400004", now)
+	start := time.Now()
+	if r := f.send(self); r.RC != "12" || r.Reason != "reversal-names-itself" {
+		t.Errorf("reversal naming itself: %+v after %v", r, time.Since(start))
+	}
+	// The original the stranger named arrives: approved, not reversed-before-arrival.
+	later := pos(1000)
+	later.STAN, later.Time = "400009", now.Add(3*time.Second)
+	if r := f.send(later); r.RC != "00" {
+		t.Errorf("original named by the stranger's reversal: %+v", r)
+	}
+	if rec, err := f.s.Journal.Get(first.RRN); err != nil || rec.ReversedBy != "" {
+		t.Fatalf("purchase %s after refused reversals: %v, reversed by %q", first.RRN, err, rec.ReversedBy)
+	}
+	if r := f.send(reversal(pos(1000), "400005", "400001", now)); r.RC != "00" {
+		t.Fatalf("the terminal's own reversal: %+v", r)
+	}
+	if rec, err := f.s.Journal.Get(first.RRN); err != nil || rec.ReversedBy == "" {
+		t.Fatalf("purchase %s not reversed by its terminal's reversal (%v)", first.RRN, err)
+	}
+
+	keyChange := func(tags [][2]string) termclient.Result {
+		return f.send(termclient.Txn{MTI: "0800", NetCode: message.NMKeyChange, TID: "T0000001", MID: "000000000000001",
+			STAN: fmt.Sprintf("%06d", time.Now().UnixNano()%1000000), Time: time.Now(), TLV: tags})
+	}
+	if r := keyChange(nil); r.RC != "59" || r.Reason != "identity-missing" || strings.Contains(r.DE48, "WP") {
+		t.Errorf("key change without DE 48: %+v", r)
+	}
+	if r := keyChange([][2]string{{"DI", "SN-EVIL0001"}, {"SI", "89860000000000000001"}, {"IM", "860000000000001"}}); r.RC != "59" || strings.Contains(r.DE48, "WP") {
+		t.Errorf("key change from another device: %+v", r)
+	}
+	if r := keyChange(t1Identity); r.RC != "00" || !strings.Contains(r.DE48, "WP") {
+		t.Errorf("the terminal's own key change: %+v", r)
 	}
 }

@@ -172,7 +172,7 @@ func TestSoftPOSIntegrity(t *testing.T) {
 
 func TestTerminalKeyChange(t *testing.T) {
 	f := startDemo(t, nil)
-	r := f.send(termclient.Txn{MTI: "0800", NetCode: "161", TID: "T0000001"})
+	r := f.send(termclient.Txn{MTI: "0800", NetCode: "161", TID: "T0000001", TLV: t1Identity})
 	if r.RC != "00" {
 		t.Fatalf("0810: %+v", r)
 	}

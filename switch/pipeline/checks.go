@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/switchyard/switchyard/switch/attest"
@@ -101,4 +102,26 @@ func (p *Pipeline) checkTerminal(ctx context.Context, t *txn, macVerified bool) 
 		return &res, &resp, err
 	}
 	return &res, nil, nil
+}
+
+// checkNetwork runs the terminal checks on a network management request, which has
+// no journal record: it returns the response code and reason of a refusal, or "".
+func (p *Pipeline) checkNetwork(t *txn) (rc, reason string) {
+	if p.terminals == nil {
+		return "", ""
+	}
+	cr, bad := checkRequest(t.req, t.conn, t.macOK, p.now(), p.attest)
+	if bad != "" {
+		return message.RCFormatError, "de48-" + bad + "-malformed"
+	}
+	if strings.TrimSpace(cr.MerchantID) == "" {
+		// DE 42 is optional in network management: the terminal's own merchant.
+		if term, ok := p.terminals.Terminal(t.req.TID); ok {
+			cr.MerchantID = term.MerchantID
+		}
+	}
+	if res := p.terminals.Check(cr); res.Decline {
+		return res.ResponseCode, string(res.Reason)
+	}
+	return "", ""
 }

@@ -589,6 +589,22 @@ func (p *Pipeline) network(ctx context.Context, t *txn) (frontend.Response, erro
 	}
 	resp := message.NewResponseBuilder(t.req)
 	rc := message.RCApproved
+	// A sign-on and a key change make keys and offer updates: the terminal must be
+	// the registered, active one, as for its transactions. Else anyone who knows a
+	// terminal ID could rotate its working keys and break its PINs once their grace
+	// ends. Echo and sign-off change nothing.
+	if code := t.req.NetCode; code == message.NMSignOn || code == message.NMKeyChange {
+		if rc, reason := p.checkNetwork(t); rc != "" {
+			p.log.Warn().Str("tid", t.req.TID).Str("net_code", code).Str("rc", rc).Str("reason", reason).
+				Str("remote", t.conn.Remote.String()).Msg("network management request refused by the terminal checks")
+			raw, err := resp.Set(39, rc).Set(48, message.ReasonTLV(reason)).Bytes(p.macFunc(t))
+			if err != nil {
+				return frontend.Response{}, err
+			}
+			p.metrics.Transactions.WithLabelValues("0800", rc, "", "binding").Inc()
+			return frontend.Response{Body: raw}, nil
+		}
+	}
 	switch t.req.NetCode {
 	case message.NMSignOn, message.NMEcho:
 		if u := p.cfg.Updates; u != nil {

@@ -215,9 +215,19 @@ func (p *Pipeline) reversal(ctx context.Context, t *txn) (frontend.Response, err
 	if err := p.newRecord(t); err != nil {
 		return p.systemError(t, err)
 	}
+	// The terminal's registration, status, binding, merchant and MAC are checked as
+	// for its original: else anyone on the network could reverse a terminal's
+	// approvals, or (remembered as early) decline the originals it has yet to send.
+	if _, declined, err := p.checkTerminal(ctx, t, t.macOK); declined != nil || err != nil {
+		return *declined, err
+	}
 	r := t.req
 	origMTI, origSTAN, origDE7 := r.Original[0:4], r.Original[4:10], r.Original[10:20]
 	origKey := journal.DupKey(r.TID, origSTAN, origDE7)
+	if origKey == t.dupKey {
+		// Its own key: it would wait for itself (holdOriginal) until its deadline.
+		return p.decline(ctx, t, message.RCInvalidTransaction, "switch", "reversal-names-itself")
+	}
 	release := p.holdOriginal(ctx, origKey)
 	rrn, found, err := p.journal.LookupDuplicate(r.TID, origSTAN, origDE7)
 	if err != nil {

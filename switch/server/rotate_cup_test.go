@@ -21,6 +21,7 @@ func TestRotateTaskMakesCUPTerminalSignIn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	term.Device = t1CUPIdentity // the sign-in is checked as a transaction is
 	defer term.Close()
 	if ans, err := term.SignIn("001"); err != nil || ans.Str(39) != "00" {
 		t.Fatalf("sign-in: %v", err)
@@ -51,3 +52,6 @@ func TestRotateTaskMakesCUPTerminalSignIn(t *testing.T) {
 		t.Fatalf("after signing in again: %s", cup.Summary(ans))
 	}
 }
+
+// t1CUPIdentity is T0000001's identity as a cup sign-in's F62 carries it (DE 48 tags).
+const t1CUPIdentity = "DI011SN-T0000001SI02089860000000000000001IM015860000000000001GL02039.904200,116.407400"
