@@ -91,6 +91,9 @@ func runJournal(env *Env, args []string) int {
 	}
 	_ = tw.Flush()
 	fmt.Fprintf(env.Stderr, "%d record(s); times in %s, the acquirer's zone (settle --date takes its days)\n", len(recs), loc)
+	if q.Limit > 0 && len(recs) == q.Limit {
+		fmt.Fprintf(env.Stderr, "the oldest %d that match: more may follow (narrow with --from/--to, or --limit 0 for all)\n", q.Limit)
+	}
 	return 0
 }
 

@@ -53,3 +53,22 @@ func TestJournalReportsErrorLines(t *testing.T) {
 		t.Fatalf("exit %d, want 1 with the error line\nstdout: %s\nstderr: %s", code, out, errs)
 	}
 }
+
+// TestJournalSaysWhenLimited: an answer as long as --limit says more may follow (the
+// limit gives the oldest records, so a busy terminal's newest were silently missing).
+func TestJournalSaysWhenLimited(t *testing.T) {
+	api := newFakeAdmin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		enc := json.NewEncoder(w)
+		for _, rrn := range []string{"000000000001", "000000000002"} {
+			enc.Encode(&journal.Record{RRN: rrn, MTI: "0200", TID: "T0000001", Received: time.Now()})
+		}
+	})
+	env := map[string]string{"SWITCHYARD_ADMIN": api.URL}
+	if _, _, errs := runCLI(t, env, "journal", "--limit", "2"); !strings.Contains(errs, "more may follow") {
+		t.Errorf("2 of --limit 2 without a word:\n%s", errs)
+	}
+	if _, _, errs := runCLI(t, env, "journal", "--limit", "3"); strings.Contains(errs, "more may follow") {
+		t.Errorf("2 of --limit 3 said more may follow:\n%s", errs)
+	}
+}
