@@ -368,6 +368,10 @@ type serverConn struct {
 	closeOnce sync.Once
 	reason    string
 	stopped   atomic.Bool
+	// unanswerable is the error of a request that could not be answered: reading
+	// stops, the answers already in flight still go out, then the connection closes
+	// with it as the reason.
+	unanswerable atomic.Pointer[string]
 	// peerGone is set when the read side ended (end-of-file or a read error): the
 	// terminal has closed its connection, so an answer written now would "succeed"
 	// into a socket nobody reads. Answers still pending are reported undelivered and
@@ -399,6 +403,15 @@ type outMsg struct {
 func (c *serverConn) stopReading() {
 	c.stopped.Store(true)
 	_ = c.nc.SetReadDeadline(time.Now())
+}
+
+// stopReason is why reading stopped once stopped is set: an unanswerable request's
+// error, else the listener's drain.
+func (c *serverConn) stopReason() string {
+	if r := c.unanswerable.Load(); r != nil {
+		return *r
+	}
+	return "draining"
 }
 
 func (c *serverConn) close(reason string) {
@@ -446,7 +459,7 @@ func (c *serverConn) readLoop(ctx context.Context, inflight *sync.WaitGroup) str
 	var deadlineSet time.Time
 	for {
 		if c.stopped.Load() {
-			return "draining"
+			return c.stopReason()
 		}
 		// The idle deadline is moved when a tenth of it has passed, not for every frame.
 		if now := time.Now(); !first && now.After(deadlineSet.Add(l.cfg.IdleTimeout/10)) {
@@ -458,7 +471,7 @@ func (c *serverConn) readLoop(ctx context.Context, inflight *sync.WaitGroup) str
 		if err != nil {
 			switch {
 			case c.stopped.Load():
-				return "draining"
+				return c.stopReason()
 			case errors.Is(err, io.EOF):
 				c.peerGone.Store(true)
 				return "closed by peer"
@@ -527,8 +540,12 @@ func (c *serverConn) handle(ctx context.Context, body []byte, read time.Time, in
 	if err != nil {
 		l.log.Warn().Uint64("conn", c.info.ID).Str("remote", c.info.Remote.String()).Err(err).Msg("unanswerable request: closing connection")
 		l.protoErr("unanswerable")
+		// Stop reading, but let the answers of the requests read before it go out
+		// (serve closes the connection once they have): closing now would reverse
+		// approvals the terminal was about to get.
+		reason := err.Error()
+		c.unanswerable.CompareAndSwap(nil, &reason)
 		c.stopReading()
-		c.close(err.Error())
 		return
 	}
 	if resp.Body != nil {

@@ -271,3 +271,49 @@ func TestLoneAnswerWrittenWithoutHandOff(t *testing.T) {
 		}
 	}
 }
+
+// badAfterGood answers every request with its body after release, except "bad",
+// which it cannot answer at all.
+type badAfterGood struct{ *gateProc }
+
+func (p badAfterGood) Process(ctx context.Context, c *Conn, body []byte) (Response, error) {
+	if string(body) == "bad" {
+		return Response{}, io.ErrUnexpectedEOF
+	}
+	return p.gateProc.Process(ctx, c, body)
+}
+
+// TestUnanswerableLetsInFlightAnswersOut: a frame the switch cannot answer behind a
+// good request on one connection stops the reading, but the good request's answer
+// still goes out (and is reported delivered) before the connection closes. Found by
+// an adversarial trial: the connection was closed at once and the approval reversed.
+func TestUnanswerableLetsInFlightAnswersOut(t *testing.T) {
+	p := badAfterGood{newGateProc()}
+	l := listen(t, Config{}, p, nil, nil)
+	nc, r := dial(t, l)
+	writeFrame(t, nc, "0200-good")
+	<-p.started
+	writeFrame(t, nc, "bad")
+	waitFor(t, "the bad frame to stop the reading", func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		for c := range l.conns {
+			if c.stopped.Load() {
+				return true
+			}
+		}
+		return false
+	})
+	close(p.release)
+	_ = nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	body, err := ReadFrame(r, nil, 1024)
+	if err != nil || string(body) != "0200-good" {
+		t.Fatalf("answer of the good request: %q, %v", body, err)
+	}
+	if !waitSent(t, p.gateProc) {
+		t.Fatal("the good request's answer was reported undelivered")
+	}
+	if _, err := ReadFrame(r, nil, 1024); err != io.EOF {
+		t.Fatalf("after the answer: %v, want the connection closed", err)
+	}
+}
