@@ -1,10 +1,12 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"os/user"
 
+	"github.com/switchyard/switchyard/hsm"
 	"github.com/switchyard/switchyard/internal/cli/apiclient"
 	"github.com/switchyard/switchyard/internal/cli/kit"
 	"github.com/switchyard/switchyard/internal/cli/regtool"
@@ -67,6 +69,9 @@ func adminClient(env *Env, args []string) (*apiclient.Client, []string, func(), 
 	}
 	off, err := server.OpenOffline(conn.DataDir, actor, tz, lmk)
 	if err != nil {
+		if errors.Is(err, hsm.ErrKCVMismatch) && lmk.File == "" && lmk.Env == "" {
+			return nil, nil, nil, fmt.Errorf("%s was written under an LMK, and none was given (only the demo LMK was tried): set $SWITCHYARD_LMK_FILE or $SWITCHYARD_LMK as for its switch (%w)", conn.DataDir, err)
+		}
 		return nil, nil, nil, err
 	}
 	return &apiclient.Client{Handler: readOnly(off.Handler), Token: server.OfflineToken}, rest, func() { _ = off.Close() }, nil

@@ -3,11 +3,14 @@ package cli
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"strings"
 	"testing"
 
 	"github.com/rs/zerolog"
 
+	"github.com/switchyard/switchyard/hsm"
+	"github.com/switchyard/switchyard/keys"
 	"github.com/switchyard/switchyard/switch/registry"
 	"github.com/switchyard/switchyard/switch/server"
 )
@@ -64,4 +67,38 @@ func TestDataModeIsReadOnly(t *testing.T) {
 	if code, out, errs := run("alice", "change", "list"); code != 0 || strings.Contains(out, "CHG-") {
 		t.Errorf("change list offline: exit %d\nstdout %s\nstderr %s", code, out, errs)
 	}
+}
+
+// TestDataModeNamesTheMissingLMK: a data directory whose keys are under a real LMK,
+// read with --data and no LMK given, says to give one (it said only that the KCVs
+// differ, from the demo LMK it had tried).
+func TestDataModeNamesTheMissingLMK(t *testing.T) {
+	dir := t.TempDir()
+	db, err := server.OpenDB(dir, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := keys.NewStore(db, keys.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hsm.NewSoftware(context.Background(), store, randomKey(t), hsm.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	env := &Env{Stdout: &out, Stderr: &errb, Ctx: context.Background(), Getenv: func(string) string { return "" }}
+	if code := runRegistry(env, "terminal", []string{"list", "--data", dir}); code == 0 || !strings.Contains(errb.String(), "SWITCHYARD_LMK_FILE") {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+}
+
+func randomKey(t *testing.T) []byte {
+	k := make([]byte, 32)
+	if _, err := rand.Read(k); err != nil {
+		t.Fatal(err)
+	}
+	return k
 }
