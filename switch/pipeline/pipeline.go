@@ -1019,6 +1019,15 @@ func (p *Pipeline) sent(t *txn, delivered bool) {
 	if !reversibleApproval(rec) {
 		return
 	}
+	// A reversed refund's amount goes back to its original once this record's lock
+	// is released (one stripe at a time: two refunds whose originals sit on each
+	// other's stripes must not wait for each other).
+	var release *journal.Record
+	defer func() {
+		if release != nil {
+			p.releaseRefund(release, -1)
+		}
+	}()
 	l := &p.locks[lockIndex(rec.RRN)]
 	l.Lock()
 	defer l.Unlock()
@@ -1027,11 +1036,13 @@ func (p *Pipeline) sent(t *txn, delivered bool) {
 		p.log.Error().Err(err).Str("rrn", rec.RRN).Msg("undelivered approval: record not readable; NOT reversed")
 		return
 	}
-	p.reverseOriginal(cur, "switch:undelivered")
+	written := p.reverseOriginal(cur, "switch:undelivered")
 	out = recordOutcome(cur) // reversed: 91
 	if cur.ReversedBy == "switch:undelivered" {
 		p.retract(cur, risk.Retraction{Kind: risk.RetractReversal})
-		p.releaseRefund(cur, lockIndex(cur.RRN))
+		if written {
+			release = cur
+		}
 	}
 }
 

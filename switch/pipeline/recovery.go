@@ -57,7 +57,6 @@ func (p *Pipeline) RecoverRecords(ctx context.Context, why string, scan func(ctx
 		if err := p.journal.Write(ctx, r, false, true); err != nil {
 			return 0, err
 		}
-		p.releaseRefund(r, -1) // a refund left open was not approved
 		p.log.Warn().Str("rrn", r.RRN).Str("tid", r.TID).Bool("reversed", sent).Msg("recovered an open transaction")
 	}
 	for _, r := range undelivered {
@@ -72,9 +71,6 @@ func (p *Pipeline) RecoverRecords(ctx context.Context, why string, scan func(ctx
 		}
 		if err := p.journal.Write(ctx, r, false, true); err != nil {
 			return 0, err
-		}
-		if r.Reversed() {
-			p.releaseRefund(r, -1)
 		}
 		p.log.Warn().Str("rrn", r.RRN).Str("tid", r.TID).Str("issuer", r.Issuer).
 			Msg("recovered an approval whose answer has no delivery mark: reversed")

@@ -65,19 +65,30 @@ func pad10(s string) string {
 }
 
 // reverseOriginal reverses an approved transaction after the fact (undelivered answer,
-// terminal reversal, void) and writes it durably. The caller holds its lock.
-func (p *Pipeline) reverseOriginal(orig *journal.Record, by string) {
+// terminal reversal, void) and writes it durably; it reports whether the write was
+// done. The caller holds its lock.
+func (p *Pipeline) reverseOriginal(orig *journal.Record, by string) bool {
 	p.queueReversal(orig, by)
 	if err := p.journal.Write(context.Background(), orig, false, true); err != nil {
 		p.log.Error().Err(err).Str("rrn", orig.RRN).Msg("journal write of reversed original failed")
 		p.oweReversal(orig.RRN, orig.ReversedBy, err)
+		return false
 	}
+	return true
 }
 
 // releaseRefund gives back, on its original, the amount a refund reserved there, once
-// the refund is reversed or was never approved (recovered open at a restart): else the
-// original could never be refunded again for that amount, nor reversed or voided
-// (original-refunded). The caller holds the lock of stripe held (-1: none).
+// the refund's reversal is written: else the original could never be refunded again
+// for that amount, nor reversed or voided (original-refunded). It runs once per
+// refund: after the terminal's reversal of it, or its reversal as undelivered (a
+// refund the issuer did not approve was released by authorize's caller). The caller
+// holds the lock of stripe held (-1: none); callers pass -1, holding no other stripe,
+// so that two stripes are never waited for crosswise.
+//
+// Not released (the amount stays reserved: an under-refund, never an over-refund):
+// a refund settled by recovery at a restart or by a survivor (its reservation may
+// already have been released in memory before the crash), and one whose reversal
+// mark is written later by the retries (owed advices, the cluster's settle book).
 func (p *Pipeline) releaseRefund(rf *journal.Record, held int) {
 	if rf.Type != "refund" || rf.OriginalRRN == "" || rf.Amount <= 0 {
 		return
@@ -256,6 +267,7 @@ func (p *Pipeline) reversal(ctx context.Context, t *txn) (frontend.Response, err
 		} else if err != nil {
 			return p.systemError(t, err)
 		}
+		var releaseRefund *journal.Record // a reversed refund, released after l
 		l := &p.locks[lockIndex(rrn)]
 		l.Lock()
 		orig, err := p.journal.Get(rrn)
@@ -297,7 +309,9 @@ func (p *Pipeline) reversal(ctx context.Context, t *txn) (frontend.Response, err
 				return p.systemError(t, err)
 			}
 			p.reopenPreauth(orig, lockIndex(rrn))
-			p.releaseRefund(orig, lockIndex(rrn))
+			if orig.Type == "refund" {
+				releaseRefund = orig
+			}
 			t.rec.Issuer = orig.Issuer
 			t.undo, t.undoBy = orig, risk.Retraction{Kind: risk.RetractReversal}
 			note = "original reversed at issuer " + orig.Issuer
@@ -306,6 +320,9 @@ func (p *Pipeline) reversal(ctx context.Context, t *txn) (frontend.Response, err
 			}
 		}
 		l.Unlock()
+		if releaseRefund != nil {
+			p.releaseRefund(releaseRefund, -1) // with no stripe held
+		}
 	}
 	t.rec.AddEvent(journal.StateAnswered, p.now().UTC(), note)
 	return p.respond(ctx, t, message.RCApproved, "", "switch", "")
