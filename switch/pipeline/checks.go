@@ -83,12 +83,13 @@ func checkRequest(r *message.Request, c *frontend.Conn, macVerified bool, now ti
 
 // checkTerminal runs the binding and integrity checks; it returns a response when the
 // request is declined.
-func (p *Pipeline) checkTerminal(ctx context.Context, t *txn, macVerified bool) (*registry.CheckResult, *frontend.Response, error) {
+func (p *Pipeline) checkTerminal(ctx context.Context, t *txn, macVerified bool, purpose registry.CheckPurpose) (*registry.CheckResult, *frontend.Response, error) {
 	if p.terminals == nil {
 		return nil, nil, nil
 	}
 	start := p.now()
 	cr, bad := checkRequest(t.req, t.conn, macVerified, start, p.attest)
+	cr.Purpose = purpose
 	if bad != "" {
 		resp, err := p.decline(ctx, t, message.RCFormatError, "switch", "de48-"+bad+"-malformed")
 		return nil, &resp, err
@@ -111,6 +112,7 @@ func (p *Pipeline) checkNetwork(t *txn) (rc, reason string) {
 		return "", ""
 	}
 	cr, bad := checkRequest(t.req, t.conn, t.macOK, p.now(), p.attest)
+	cr.Purpose = registry.CheckNetwork
 	if bad != "" {
 		return message.RCFormatError, "de48-" + bad + "-malformed"
 	}

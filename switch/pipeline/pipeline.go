@@ -723,7 +723,7 @@ func (p *Pipeline) financial(ctx context.Context, t *txn) (frontend.Response, er
 	if err := p.newRecord(t); err != nil {
 		return p.systemError(t, err)
 	}
-	res, declined, err := p.checkTerminal(ctx, t, t.macOK)
+	res, declined, err := p.checkTerminal(ctx, t, t.macOK, registry.CheckFinancial)
 	if declined != nil || err != nil {
 		return *declined, err
 	}

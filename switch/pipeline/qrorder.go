@@ -9,6 +9,7 @@ import (
 	"github.com/switchyard/switchyard/switch/frontend"
 	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/message"
+	"github.com/switchyard/switchyard/switch/registry"
 )
 
 // Merchant-presented QR orders (docs/qr.md): an 0100 with DE 3 390000 asks for a
@@ -54,7 +55,7 @@ func (p *Pipeline) qrOrder(ctx context.Context, t *txn) (frontend.Response, erro
 	if p.cfg.Orders == nil {
 		return p.decline(ctx, t, message.RCInvalidTransaction, "switch", "qr-orders-not-enabled")
 	}
-	res, declined, err := p.checkTerminal(ctx, t, t.macOK)
+	res, declined, err := p.checkTerminal(ctx, t, t.macOK, registry.CheckFinancial)
 	if declined != nil || err != nil {
 		return *declined, err
 	}

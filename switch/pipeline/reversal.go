@@ -12,6 +12,7 @@ import (
 	"github.com/switchyard/switchyard/switch/frontend"
 	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/message"
+	"github.com/switchyard/switchyard/switch/registry"
 	"github.com/switchyard/switchyard/switch/saf"
 )
 
@@ -229,7 +230,7 @@ func (p *Pipeline) reversal(ctx context.Context, t *txn) (frontend.Response, err
 	// The terminal's registration, status, binding, merchant and MAC are checked as
 	// for its original: else anyone on the network could reverse a terminal's
 	// approvals, or (remembered as early) decline the originals it has yet to send.
-	if _, declined, err := p.checkTerminal(ctx, t, t.macOK); declined != nil || err != nil {
+	if _, declined, err := p.checkTerminal(ctx, t, t.macOK, registry.CheckReversal); declined != nil || err != nil {
 		return *declined, err
 	}
 	r := t.req

@@ -128,7 +128,28 @@ type CheckRequest struct {
 
 	MACVerified bool      // the message carried a MAC the lead verified
 	Now         time.Time // the time of the request; zero means the registry's clock
+
+	// Purpose narrows the checks for requests that are not new authorizations.
+	Purpose CheckPurpose
 }
+
+// CheckPurpose says what a checked request is for.
+type CheckPurpose uint8
+
+const (
+	// CheckFinancial is an authorization: every check.
+	CheckFinancial CheckPurpose = iota
+	// CheckReversal is a terminal's reversal, which gives a cardholder's money back
+	// and must not be refused for the state of the terminal or its merchant: only
+	// what proves the sender is checked (registered, its merchant, the MAC where
+	// required, its device, SIM and IMEI, missing ones per the terminal's policy),
+	// not the status, SoftPOS attestation, location, network or application version.
+	CheckReversal
+	// CheckNetwork is a sign-on or key change: every check but the SoftPOS
+	// attestation (its MAC is required) and the application version (a sign-on is
+	// where an outdated terminal is offered its update).
+	CheckNetwork
+)
 
 // Facts are the results of the checks, handed to the risk rules. The JSON names are
 // also expr-lang names (struct tag "expr"), so a Facts value can be a rules
@@ -330,6 +351,12 @@ func (r *checker) Check(req CheckRequest) CheckResult {
 		}
 	}
 
+	if req.Purpose == CheckReversal {
+		return r.checkReversal(res, &req, t, m, missing)
+	}
+	if req.Purpose == CheckNetwork {
+		softpos, f.AppVersionOK = false, true
+	}
 	// Decisions, in order.
 	switch t.Status {
 	case TerminalActive:
@@ -390,6 +417,33 @@ func (r *checker) Check(req CheckRequest) CheckResult {
 	}
 	if !f.AppVersionOK {
 		return r.decline(res, ReasonAppVersionLow, &req)
+	}
+	return res
+}
+
+// checkReversal decides a reversal (CheckReversal) from the facts Check gathered.
+func (r *checker) checkReversal(res CheckResult, req *CheckRequest, t *Terminal, m *Merchant, missing int) CheckResult {
+	f := &res.Facts
+	switch {
+	case strings.TrimRight(req.MerchantID, " ") != t.MerchantID:
+		return r.decline(res, ReasonMerchantMismatch, req)
+	case m == nil:
+		return r.decline(res, ReasonMerchantUnknown, nil)
+	case t.MACRequired() && !req.MACVerified:
+		return r.decline(res, ReasonMACRequired, req)
+	case !f.DeviceOK && missing&1 == 0:
+		return r.decline(res, ReasonDeviceMismatch, req)
+	case !f.SIMOK && missing&2 == 0:
+		return r.decline(res, ReasonSIMMismatch, req)
+	case !f.IMEIOK && missing&4 == 0:
+		return r.decline(res, ReasonIMEIMismatch, req)
+	}
+	if missing&7 != 0 { // the location does not count here
+		if t.MissingPolicy == PolicyFlag {
+			f.Flagged, f.FlagReason = true, string(ReasonIdentityMissing)
+		} else {
+			return r.decline(res, ReasonIdentityMissing, req)
+		}
 	}
 	return res
 }

@@ -467,3 +467,67 @@ func TestFindingsIgnoredForPOS(t *testing.T) {
 		t.Errorf("POS suspended for IF: %s", tt.Status)
 	}
 }
+
+// TestCheckPurposes: a reversal gives money back, so only what proves its sender is
+// checked (not the terminal's or merchant's state, its location, network, version or
+// attestation); a sign-on or key change is checked as an authorization except for the
+// SoftPOS attestation and the application version.
+func TestCheckPurposes(t *testing.T) {
+	f := newFixture(t)
+	rev := func(edit func(*CheckRequest)) CheckResult {
+		req := f.goodT1()
+		req.Purpose = CheckReversal
+		if edit != nil {
+			edit(&req)
+		}
+		return f.reg.Check(req)
+	}
+	for name, edit := range map[string]func(*CheckRequest){
+		"away":          func(r *CheckRequest) { r.Location = GeoPoint{Lat: 31.23, Lon: 121.47, Present: true} },
+		"no location":   func(r *CheckRequest) { r.Location = GeoPoint{} },
+		"old app":       func(r *CheckRequest) { r.AppVersion = "0.1" },
+		"other network": func(r *CheckRequest) { r.SourceIP = netip.MustParseAddr("203.0.113.9") },
+	} {
+		if res := rev(edit); res.Decline {
+			t.Errorf("reversal, %s: declined %s", name, res.Reason)
+		}
+	}
+	for name, c := range map[string]struct {
+		edit func(*CheckRequest)
+		want Reason
+	}{
+		"other device":   {func(r *CheckRequest) { r.DeviceID = "SN-EVIL" }, ReasonDeviceMismatch},
+		"other SIM":      {func(r *CheckRequest) { r.SIM = "89860000000000009999" }, ReasonSIMMismatch},
+		"no identity":    {func(r *CheckRequest) { r.DeviceID, r.SIM, r.IMEI = "", "", "" }, ReasonIdentityMissing},
+		"other merchant": {func(r *CheckRequest) { r.MerchantID = "000000000000002" }, ReasonMerchantMismatch},
+		"unknown":        {func(r *CheckRequest) { r.TerminalID = "TX999999" }, ReasonTerminalUnknown},
+	} {
+		if res := rev(c.edit); res.Reason != c.want {
+			t.Errorf("reversal, %s: %q, want %s", name, res.Reason, c.want)
+		}
+	}
+	// A suspended terminal's reversal still goes through; its purchase does not.
+	c, err := f.reg.RequestChange(alice, Change{Op: OpTerminalSuspend, Target: "T0000001", Reason: "stolen"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.reg.Approve(dave, c.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	if res := f.reg.Check(f.goodT1()); res.Reason != ReasonTerminalSuspended {
+		t.Fatalf("purchase of a suspended terminal: %q", res.Reason)
+	}
+	if res := rev(nil); res.Decline {
+		t.Errorf("reversal of a suspended terminal: declined %s", res.Reason)
+	}
+	// Sign-on: the application version is not judged, the location is.
+	net := f.goodT2()
+	net.Purpose, net.AppVersion, net.AttestationPresent = CheckNetwork, "0.1", false
+	if res := f.reg.Check(net); res.Decline {
+		t.Errorf("sign-on of an outdated SoftPOS without attestation: declined %s", res.Reason)
+	}
+	net.Location = GeoPoint{Lat: 39.9, Lon: 116.4, Present: true}
+	if res := f.reg.Check(net); res.Reason != ReasonLocationRange {
+		t.Errorf("sign-on 1000 km away: %q, want %s", res.Reason, ReasonLocationRange)
+	}
+}
