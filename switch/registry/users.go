@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -55,23 +56,56 @@ type User struct {
 	CreatedBy string    `json:"created_by"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
-	// PasswordSetBy is who gave the user its current password: its creator, an
-	// admin who reset it, or the user itself. Whoever set it may know it, so the
-	// user may not approve that person's changes (review.approve).
-	PasswordSetBy string `json:"password_set_by,omitempty"`
+	// Controllers are the others who have held the user's account: its creator and
+	// every admin who reset its password. One of them may have kept the password (a
+	// change by the user itself does not prove otherwise: it needs the old one), so
+	// neither side may approve the other's changes (review.approve).
+	Controllers []string `json:"controllers,omitempty"`
 }
 
-// passwordHolder is who may know u's password besides u: the one who last set it
-// (records before PasswordSetBy: the creator). "" when the user set it itself.
-func (u *User) passwordHolder() string {
-	by := u.PasswordSetBy
-	if by == "" {
-		by = u.CreatedBy
+// controllers is who has held u's account besides u (records before Controllers:
+// the creator).
+func (u *User) controllers() []string {
+	if len(u.Controllers) > 0 {
+		return u.Controllers
 	}
-	if by == u.Name {
-		return ""
+	if u.CreatedBy != "" && u.CreatedBy != u.Name {
+		return []string{u.CreatedBy}
 	}
-	return by
+	return nil
+}
+
+// maxControlDepth bounds the walk of controllers (a chain of users creating users).
+const maxControlDepth = 16
+
+// controls reports whether a has held b's account, directly or through users a
+// created or reset (a created c, c created b).
+func (r *store) controls(a, b string) (bool, error) {
+	seen := map[string]bool{b: true}
+	next := []string{b}
+	for depth := 0; depth < maxControlDepth && len(next) > 0; depth++ {
+		var more []string
+		for _, name := range next {
+			u, err := r.readUser(name)
+			if errors.Is(err, ErrNotFound) {
+				continue // a token's name, or "system"
+			}
+			if err != nil {
+				return false, err
+			}
+			for _, c := range u.controllers() {
+				if c == a {
+					return true, nil
+				}
+				if !seen[c] {
+					seen[c] = true
+					more = append(more, c)
+				}
+			}
+		}
+		next = more
+	}
+	return false, nil
 }
 
 // validRole reports whether role is one of the API's four.
@@ -113,7 +147,7 @@ func (r *store) addUser(p Actor, name, role, password string) (*User, error) {
 		return nil, err
 	}
 	now := r.now()
-	u := &User{Name: name, Role: role, Hash: hash, CreatedBy: p.Name, CreatedAt: now, UpdatedAt: now, PasswordSetBy: p.Name}
+	u := &User{Name: name, Role: role, Hash: hash, CreatedBy: p.Name, CreatedAt: now, UpdatedAt: now, Controllers: []string{p.Name}}
 	if err := r.writeUser(p, u, "user.add", nil, map[string]any{"role": role}); err != nil {
 		return nil, err
 	}
@@ -137,7 +171,10 @@ func (r *store) SetPassword(p Actor, name, password string) error {
 		if err != nil {
 			return nil, err
 		}
-		u.Hash, u.UpdatedAt, u.PasswordSetBy = hash, r.now(), p.Name
+		u.Hash, u.UpdatedAt = hash, r.now()
+		if p.Name != name && !slices.Contains(u.controllers(), p.Name) {
+			u.Controllers = append(slices.Clone(u.controllers()), p.Name) // an admin's reset
+		}
 		return u, r.writeUser(p, u, "user.passwd", nil, nil)
 	})
 	return err

@@ -75,43 +75,70 @@ func TestUsers(t *testing.T) {
 }
 
 // TestApproverNotRequestersPuppet: two-person review binds people, not names. An
-// admin who requests a change cannot approve it through a console user whose password
-// he set (created it, or reset another's), until that user sets its own.
+// admin who requests a change cannot approve it through a console user whose account
+// he has held (created it, or reset its password), even after that user chose its own
+// password, nor through a chain of users created by such users; nor can a user
+// approve the changes of an account it created.
 func TestApproverNotRequestersPuppet(t *testing.T) {
 	f := newFixture(t)
 	r := f.reg
-	request := func(op Op) *Change {
+	ops := []Op{OpTerminalSuspend, OpTerminalResume}
+	n := 0
+	request := func(by Actor) *Change {
 		t.Helper()
-		c, err := r.RequestChange(root, Change{Op: op, Target: "T0000002", Reason: "stolen, then found"})
+		c, err := r.RequestChange(by, Change{Op: ops[n%2], Target: "T0000002", Reason: "stolen, then found"})
 		if err != nil {
 			t.Fatal(err)
 		}
+		n++
 		return c
 	}
-	eve := Actor{Name: "eve", Role: RoleReviewer}
-	if _, err := r.AddUser(root, "eve", RoleReviewer, "eve's long password"); err != nil {
-		t.Fatal(err)
+	refused := func(what string, c *Change, by Actor) {
+		t.Helper()
+		if _, err := r.Approve(by, c.ID, ""); !errors.Is(err, ErrForbidden) || !strings.Contains(err.Error(), "has held the account") {
+			t.Fatalf("%s: %v, want forbidden", what, err)
+		}
 	}
-	c := request(OpTerminalSuspend)
-	_, err := r.Approve(eve, c.ID, "")
-	if !errors.Is(err, ErrForbidden) || !strings.Contains(err.Error(), "who set the password of eve") {
-		t.Fatalf("approval by the requester's new user: %v, want forbidden", err)
+	add := func(by Actor, name, role string) Actor {
+		t.Helper()
+		if _, err := r.AddUser(by, name, role, name+"'s long password"); err != nil {
+			t.Fatal(err)
+		}
+		return Actor{Name: name, Role: role}
 	}
-	// Once eve chose her own password, root no longer knows it.
+	eve := add(root, "eve", RoleReviewer)
+	c := request(root)
+	refused("the requester's new user", c, eve)
+	// Eve's own password does not prove root forgot hers.
 	if err := r.SetPassword(eve, "eve", "eve's own password"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.Approve(eve, c.ID, ""); err != nil {
-		t.Fatalf("approval after eve set her own password: %v", err)
-	}
-	// A reset by the requester takes the account over again.
-	if err := r.SetPassword(root, "eve", "root knows this one"); err != nil {
+	refused("after eve set her own password", c, eve)
+	// A chain: root creates an admin, who creates a reviewer.
+	mallory := add(root, "mallory", RoleAdmin)
+	trent := add(mallory, "trent", RoleReviewer)
+	refused("a user created by the requester's user", c, trent)
+	// The other way: a user the reviewer created requests.
+	puppet := add(mallory, "puppet", RoleOperator)
+	if _, err := r.Approve(dave, c.ID, ""); err != nil { // clear the terminal's pending change
 		t.Fatal(err)
 	}
-	c = request(OpTerminalResume)
-	if _, err := r.Approve(eve, c.ID, ""); !errors.Is(err, ErrForbidden) {
-		t.Fatalf("approval after the requester reset eve's password: %v, want forbidden", err)
+	c = request(puppet)
+	refused("the change of a user the reviewer created", c, Actor{Name: "mallory", Role: RoleAdmin})
+	if _, err := r.Approve(dave, c.ID, ""); err != nil {
+		t.Fatal(err)
 	}
+	// A reset of an existing reviewer's password takes the account over too.
+	victor := add(Actor{Name: "system", Role: RoleAdmin}, "victor", RoleReviewer)
+	c = request(carol)
+	if err := r.SetPassword(Actor{Name: "carol-admin", Role: RoleAdmin}, "victor", "carol-admin knows this"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Approve(victor, c.ID, ""); err != nil {
+		t.Fatalf("victor, reset by another admin, approving carol's change: %v", err)
+	}
+	c = request(Actor{Name: "carol-admin", Role: RoleOperator})
+	refused("after the requester reset victor's password", c, victor)
 	// Names that are not console users (API tokens) are judged by name alone.
 	if _, err := r.Approve(dave, c.ID, ""); err != nil {
 		t.Fatal(err)
