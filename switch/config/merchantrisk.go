@@ -108,8 +108,7 @@ type Notices struct {
 	// AllowPrivate lists the internal networks (CIDR, e.g. 10.20.0.0/16; loopback,
 	// private, link-local...) merchants' webhooks may reach besides public addresses.
 	// Empty (the default): none, so a webhook cannot reach the switch's own API or
-	// anything else inside the acquirer's network. An egress proxy's network belongs
-	// here too.
+	// anything else inside the acquirer's network. The posts use no proxy.
 	AllowPrivate []string `yaml:"allow_private"`
 }
 

@@ -207,13 +207,21 @@ func TestWebhookTargets(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, u := range []string{hs.URL, "http://10.0.0.8/n", "http://[::1]:8080/", "http://localhost:8080/api/v1/x",
-		"http://169.254.169.254/latest/meta-data", "https://192.168.1.1/", "http://100.64.0.1/", "http://[::ffff:127.0.0.1]/", "http://0.0.0.0:8080/"} {
+		"http://169.254.169.254/latest/meta-data", "https://192.168.1.1/", "http://100.64.0.1/", "http://[::ffff:127.0.0.1]/", "http://0.0.0.0:8080/",
+		"http://[64:ff9b::7f00:1]/", "http://[64:ff9b:1::a00:1]/", "http://[2002:a00:1::]/", "http://192.0.0.192/", "http://198.18.0.1/",
+		"http://[fec0::1]/", "http://240.0.0.1/", "http://255.255.255.255/", "http://[::7f00:1]/"} {
 		if err := b.SetEndpoint("M1", u, "0123456789abcdef", "op", ""); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "notices.allow_private") {
 			t.Errorf("%s: %v, want refused naming notices.allow_private", u, err)
 		}
 	}
-	if err := b.SetEndpoint("M1", "https://shop.example/n", "0123456789abcdef", "op", ""); err != nil {
-		t.Errorf("public name: %v", err)
+	for _, u := range []string{"https://shop.example/n", "https://8.8.8.8/n", "https://[2606:4700::1111]/n", "https://[64:ff9b::808:808]/n"} {
+		if err := b.SetEndpoint("M1", u, "0123456789abcdef", "op", ""); err != nil {
+			t.Errorf("public %s: %v", u, err)
+		}
+	}
+	// No proxy from the environment: through one only the proxy would be checked.
+	if tr, ok := b.o.Client.Transport.(*http.Transport); !ok || tr.Proxy != nil {
+		t.Errorf("the default client's transport uses a proxy (%T)", b.o.Client.Transport)
 	}
 	// A name is checked where it is dialled: localhost's answer is loopback.
 	_, port, _ := net.SplitHostPort(hs.Listener.Addr().String())

@@ -23,17 +23,59 @@ import (
 
 // internal reports whether ip is not a public unicast address: loopback, private
 // (RFC 1918, IPv6 unique local), link-local, shared address space (RFC 6598),
-// unspecified, multicast or an IPv4-mapped form of one of them.
+// unspecified, multicast, one of IANA's special-purpose ranges, or an IPv6 form that
+// embeds an IPv4 address (mapped, compatible, NAT64, 6to4) whose IPv4 address is one.
 func internal(ip netip.Addr) bool {
 	ip = ip.Unmap()
-	return !ip.IsValid() || ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() ||
-		ip.IsLinkLocalMulticast() || ip.IsInterfaceLocalMulticast() || ip.IsMulticast() ||
-		ip.IsUnspecified() || sharedSpace.Contains(ip) || ip == netip.IPv4Unspecified() ||
-		ip.Is4() && ip.As4()[0] == 0
+	if !ip.IsValid() || !ip.IsGlobalUnicast() || ip.IsPrivate() {
+		return true
+	}
+	for _, p := range specialPurpose {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	if v4, ok := embeddedIPv4(ip); ok {
+		return internal(v4)
+	}
+	return false
 }
 
-// sharedSpace is RFC 6598's carrier-grade NAT range.
-var sharedSpace = netip.MustParsePrefix("100.64.0.0/10")
+// specialPurpose are IANA's special-purpose ranges (RFC 6890 and its updates) that
+// IsGlobalUnicast and IsPrivate leave out, and the carrier-grade NAT range.
+var specialPurpose = func() []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range []string{
+		"0.0.0.0/8", "100.64.0.0/10", "192.0.0.0/24", "192.0.2.0/24", "198.18.0.0/15",
+		"198.51.100.0/24", "203.0.113.0/24", "240.0.0.0/4",
+		"::/96", "100::/64", "2001::/23", "2001:db8::/32", "fec0::/10",
+	} {
+		out = append(out, netip.MustParsePrefix(s))
+	}
+	return out
+}()
+
+// embeddedIPv4 returns the IPv4 address an IPv6 NAT64 (64:ff9b::/96, 64:ff9b:1::/48)
+// or 6to4 (2002::/16) address carries.
+func embeddedIPv4(ip netip.Addr) (netip.Addr, bool) {
+	if !ip.Is6() {
+		return netip.Addr{}, false
+	}
+	b := ip.As16()
+	switch {
+	case nat64.Contains(ip) || nat64Local.Contains(ip):
+		return netip.AddrFrom4([4]byte{b[12], b[13], b[14], b[15]}), true
+	case sixToFour.Contains(ip):
+		return netip.AddrFrom4([4]byte{b[2], b[3], b[4], b[5]}), true
+	}
+	return netip.Addr{}, false
+}
+
+var (
+	nat64      = netip.MustParsePrefix("64:ff9b::/96")
+	nat64Local = netip.MustParsePrefix("64:ff9b:1::/48")
+	sixToFour  = netip.MustParsePrefix("2002::/16")
+)
 
 // allowed reports whether a post may connect to ip.
 func (o *Options) allowed(ip netip.Addr) bool {
@@ -62,8 +104,9 @@ func (o *Options) checkTarget(u *url.URL) error {
 	return fmt.Errorf("host %s is an internal address (%s): list its network in notices.allow_private to allow it", u.Hostname(), ip)
 }
 
-// newClient is the default client of the posts: Go's default transport (proxy from
-// the environment included), whose connections are refused unless allowed.
+// newClient is the default client of the posts: Go's default transport without a
+// proxy (through a proxy only the proxy's address would be checked, never the
+// webhook's), whose connections are refused unless allowed.
 func (o *Options) newClient() *http.Client {
 	d := &net.Dialer{Timeout: o.Timeout, KeepAlive: 30 * time.Second, Control: func(_, address string, _ syscall.RawConn) error {
 		ap, err := netip.ParseAddrPort(address)
@@ -76,6 +119,7 @@ func (o *Options) newClient() *http.Client {
 		return nil
 	}}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.Proxy = nil
 	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
 		return d.DialContext(ctx, network, addr)
 	}
