@@ -465,9 +465,16 @@ func (c *serverConn) readLoop(ctx context.Context, inflight *sync.WaitGroup) str
 		if now := time.Now(); !first && now.After(deadlineSet.Add(l.cfg.IdleTimeout/10)) {
 			_ = c.nc.SetReadDeadline(now.Add(l.cfg.IdleTimeout))
 			deadlineSet = now
+			// stopReading may have set its deadline just before this one replaced it.
+			if c.stopped.Load() {
+				return c.stopReason()
+			}
 		}
 		body, err := ReadFrame(r, nil, l.cfg.MaxBody)
 		read := time.Now()
+		if err == nil && c.stopped.Load() {
+			return c.stopReason() // read after a stop: not started
+		}
 		if err != nil {
 			switch {
 			case c.stopped.Load():
