@@ -472,8 +472,8 @@ func (c *serverConn) readLoop(ctx context.Context, inflight *sync.WaitGroup) str
 		}
 		body, err := ReadFrame(r, nil, l.cfg.MaxBody)
 		read := time.Now()
-		if err == nil && c.stopped.Load() {
-			return c.stopReason() // read after a stop: not started
+		if err == nil && c.unanswerable.Load() != nil {
+			return c.stopReason() // read behind an unanswerable frame: not started
 		}
 		if err != nil {
 			switch {
