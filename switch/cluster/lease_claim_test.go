@@ -291,21 +291,8 @@ func TestLeaseClaimSurvivorTakesOver(t *testing.T) {
 		}
 		return o
 	}
-	leases := make([]*Lease, 3)
-	defer func() {
-		for _, l := range leases {
-			if l != nil {
-				l.Stop()
-			}
-		}
-	}()
-	for i, n := range nodes {
-		l, err := n.StartLease(ctx, opts(i+1))
-		if err != nil {
-			t.Fatal(err)
-		}
-		leases[i] = l
-	}
+	leases, stop := startLeases(t, ctx, nodes, opts)
+	defer stop()
 	// Every node sees every lease before node 3 goes.
 	for _, l := range leases {
 		for len(l.Holders()) < 3 {

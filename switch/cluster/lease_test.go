@@ -98,23 +98,12 @@ func TestLeases(t *testing.T) {
 			return nil
 		}}
 	}
-	leases := make([]*Lease, 3)
-	defer func() {
-		for _, l := range leases {
-			if l != nil {
-				l.Stop()
-			}
-		}
-	}()
-	for i, n := range nodes {
-		l, err := n.StartLease(ctx, opts(i+1))
-		if err != nil {
-			t.Fatal(err)
-		}
+	leases, stop := startLeases(t, ctx, nodes, opts)
+	defer stop()
+	for i, l := range leases {
 		if l.Incarnation() != 1 {
 			t.Fatalf("node %d's first incarnation is %d", i+1, l.Incarnation())
 		}
-		leases[i] = l
 	}
 	waitHolders := func(l *Lease, want map[int]uint64) {
 		t.Helper()
@@ -437,25 +426,13 @@ func TestLeaseBucketLeaderKilled(t *testing.T) {
 	// leader) for a death.
 	const ttl = 4 * time.Second
 	calls := make(chan deadCall, 10)
-	leases := make([]*Lease, 3)
-	defer func() {
-		for _, l := range leases {
-			if l != nil {
-				l.Stop()
-			}
-		}
-	}()
-	for i, n := range nodes {
-		by := i + 1
-		l, err := n.StartLease(ctx, LeaseOptions{Refresh: ttl / 2, TTL: ttl, OnDead: func(_ context.Context, node int) error {
+	leases, stop := startLeases(t, ctx, nodes, func(by int) LeaseOptions {
+		return LeaseOptions{Refresh: ttl / 2, TTL: ttl, OnDead: func(_ context.Context, node int) error {
 			calls <- deadCall{by, node, time.Now()}
 			return nil
-		}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		leases[i] = l
-	}
+		}}
+	})
+	defer stop()
 	// Every node sees the three leases alive, and the bucket has a leader.
 	var leader string
 	for {
@@ -642,4 +619,28 @@ func TestRefused(t *testing.T) {
 			t.Errorf("Refused(%v) = %v, want %v", c.err, got, c.want)
 		}
 	}
+}
+
+// startLeases starts a lease on each of nodes with opts(its number, from 1); stop
+// stops those started (the caller defers it, before its context is cancelled). A
+// failed start stops the ones before it and fails the test.
+func startLeases(t *testing.T, ctx context.Context, nodes []*Node, opts func(by int) LeaseOptions) (leases []*Lease, stop func()) {
+	t.Helper()
+	leases = make([]*Lease, len(nodes))
+	stop = func() {
+		for _, l := range leases {
+			if l != nil {
+				l.Stop()
+			}
+		}
+	}
+	for i, n := range nodes {
+		l, err := n.StartLease(ctx, opts(i+1))
+		if err != nil {
+			stop()
+			t.Fatal(err)
+		}
+		leases[i] = l
+	}
+	return leases, stop
 }

@@ -1025,7 +1025,7 @@ func (p *Pipeline) sent(t *txn, delivered bool) {
 	var release *journal.Record
 	defer func() {
 		if release != nil {
-			p.releaseRefund(release, -1)
+			p.releaseRefund(release)
 		}
 	}()
 	l := &p.locks[lockIndex(rec.RRN)]

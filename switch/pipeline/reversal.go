@@ -82,23 +82,21 @@ func (p *Pipeline) reverseOriginal(orig *journal.Record, by string) bool {
 // the refund's reversal is written: else the original could never be refunded again
 // for that amount, nor reversed or voided (original-refunded). It runs once per
 // refund: after the terminal's reversal of it, or its reversal as undelivered (a
-// refund the issuer did not approve was released by authorize's caller). The caller
-// holds the lock of stripe held (-1: none); callers pass -1, holding no other stripe,
-// so that two stripes are never waited for crosswise.
+// refund the issuer did not approve was released by authorize's caller). It takes
+// the original's stripe; the caller holds no other, so that two stripes are never
+// waited for crosswise.
 //
 // Not released (the amount stays reserved: an under-refund, never an over-refund):
 // a refund settled by recovery at a restart or by a survivor (its reservation may
 // already have been released in memory before the crash), and one whose reversal
 // mark is written later by the retries (owed advices, the cluster's settle book).
-func (p *Pipeline) releaseRefund(rf *journal.Record, held int) {
+func (p *Pipeline) releaseRefund(rf *journal.Record) {
 	if rf.Type != "refund" || rf.OriginalRRN == "" || rf.Amount <= 0 {
 		return
 	}
-	if i := lockIndex(rf.OriginalRRN); i != held {
-		l := &p.locks[i]
-		l.Lock()
-		defer l.Unlock()
-	}
+	l := &p.locks[lockIndex(rf.OriginalRRN)]
+	l.Lock()
+	defer l.Unlock()
 	orig, err := p.journal.Get(rf.OriginalRRN)
 	if err != nil {
 		p.log.Error().Err(err).Str("rrn", rf.OriginalRRN).Str("refund", rf.RRN).Msg("original of a reversed refund not read: its refunded amount stays reserved")
@@ -322,7 +320,7 @@ func (p *Pipeline) reversal(ctx context.Context, t *txn) (frontend.Response, err
 		}
 		l.Unlock()
 		if releaseRefund != nil {
-			p.releaseRefund(releaseRefund, -1) // with no stripe held
+			p.releaseRefund(releaseRefund) // with no stripe held
 		}
 	}
 	t.rec.AddEvent(journal.StateAnswered, p.now().UTC(), note)
