@@ -126,7 +126,7 @@ const (
 // version D key block under the LMK. It never holds clear key bytes.
 type KeyRecord struct {
 	ID           string       `json:"id"`                      // key ID
-	Version      int          `json:"version"`                 // 1, 2, ... without gaps
+	Version      int          `json:"version"`                 // 1, 2, ... without gaps (dead working keys are destroyed from the oldest)
 	Type         KeyType      `json:"type"`                    // the key's one purpose
 	Algorithm    Algorithm    `json:"algorithm"`               // cipher and length
 	MACAlgorithm MACAlgorithm `json:"mac_algorithm,omitempty"` // TAK/ZAK only

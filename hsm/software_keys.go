@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -107,8 +108,14 @@ func (s *Software) randomKey(alg Algorithm) ([]byte, error) {
 	return key, nil
 }
 
-// GenerateKey implements HSM.
+// GenerateKey implements HSM. When another writer stored the version it was about to
+// store (two sign-ins of one terminal at once, or two nodes of a cluster), it makes
+// a new key for the next version (see GenerateRetries).
 func (s *Software) GenerateKey(ctx context.Context, req GenerateKeyRequest) (KeyResult, error) {
+	return GenerateRetries(ctx, req, s.generateKey)
+}
+
+func (s *Software) generateKey(ctx context.Context, req GenerateKeyRequest) (KeyResult, error) {
 	version, err := s.prepare(ctx, &req.KeySpec)
 	if err != nil {
 		return KeyResult{}, fmt.Errorf("generate key: %w", err)
@@ -398,4 +405,18 @@ func (s *Software) KCV(ctx context.Context, ref KeyRef) (KeyCheck, error) {
 		return KeyCheck{}, fmt.Errorf("KCV: %w", err)
 	}
 	return KeyCheck{Ref: rec.Ref(), KCV: l.kcv.String(), Method: l.kcv.Method}, nil
+}
+
+// GenerateRetries runs generate (one attempt at making and storing a new key
+// version) up to ten times while it fails with ErrKeyExists: another writer stored
+// the version number the attempt had taken. Each attempt makes a key of its own, so
+// the retried version is never the key of the version that won. An attempt loses
+// only to another's success, so up to ten writers of one ID at once all succeed.
+func GenerateRetries(ctx context.Context, req GenerateKeyRequest, generate func(context.Context, GenerateKeyRequest) (KeyResult, error)) (KeyResult, error) {
+	for attempt := 1; ; attempt++ {
+		res, err := generate(ctx, req)
+		if err == nil || attempt == 10 || !errors.Is(err, ErrKeyExists) {
+			return res, err
+		}
+	}
 }

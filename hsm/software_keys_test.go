@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -249,5 +250,44 @@ func TestFormKeyComponents(t *testing.T) {
 		if _, err := e.hsm.GenerateKey(e.ctx, hsm.GenerateKeyRequest{KeySpec: spec}); !errors.Is(err, hsm.ErrInput) {
 			t.Errorf("spec %+v: %v", spec, err)
 		}
+	}
+}
+
+// Sign-ins of one terminal at once each store new working keys under the same ID:
+// an attempt whose version another stored first makes a new key for the next version
+// instead of failing (the sign-in would have answered 96).
+func TestConcurrentRotationsAllStored(t *testing.T) {
+	e := newEnv(t, hsm.Options{})
+	// An attempt fails only when another stores that version, and each of the others
+	// stores one: n <= 10 attempts at once always succeed.
+	const n = 8
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	versions := make(chan int, n)
+	for range n {
+		wg.Go(func() {
+			res, err := e.hsm.GenerateKey(e.ctx, hsm.GenerateKeyRequest{KeySpec: hsm.KeySpec{ID: "T0000004.TAK", Type: hsm.TAK, Owner: "T0000004", Grace: time.Hour}})
+			if err != nil {
+				errs <- err
+				return
+			}
+			versions <- res.Ref.Version
+		})
+	}
+	wg.Wait()
+	close(errs)
+	close(versions)
+	for err := range errs {
+		t.Errorf("concurrent rotation: %v", err)
+	}
+	seen := map[int]bool{}
+	for v := range versions {
+		if seen[v] {
+			t.Errorf("version %d returned twice", v)
+		}
+		seen[v] = true
+	}
+	if vs, err := e.store.Versions("T0000004.TAK"); err != nil || len(vs) != n {
+		t.Fatalf("%d versions stored, %v; want %d", len(vs), err, n)
 	}
 }

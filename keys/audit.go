@@ -57,12 +57,10 @@ func readHead(txn *badger.Txn) (auditHead, error) {
 	return h, err
 }
 
-// appendAudit adds to c the entry of ev and the new head, after the head in Badger.
-// Callers hold the writer lock (inside s.sync.Do), so the head cannot move.
-func (s *Store) appendAudit(c *kvsync.Commit, ev hsm.AuditEvent) error {
-	if ev.Actor == "" {
-		ev.Actor = "system"
-	}
+// appendAudit adds to c the entries of evs, in order, and the new head, after the
+// head in Badger. Callers hold the writer lock (inside s.sync.Do), so the head cannot
+// move.
+func (s *Store) appendAudit(c *kvsync.Commit, evs ...hsm.AuditEvent) error {
 	var head auditHead
 	err := s.db.View(func(txn *badger.Txn) (err error) {
 		head, err = readHead(txn)
@@ -71,12 +69,18 @@ func (s *Store) appendAudit(c *kvsync.Commit, ev hsm.AuditEvent) error {
 	if err != nil {
 		return fmt.Errorf("audit log head: %w", err)
 	}
-	e := AuditEntry{Seq: head.Seq + 1, Time: s.now().UTC(), AuditEvent: ev, Prev: head.Hash}
-	e.Hash = hashEntry(e)
-	if err := setJSON(c, auditKey(e.Seq), e); err != nil {
-		return err
+	for _, ev := range evs {
+		if ev.Actor == "" {
+			ev.Actor = "system"
+		}
+		e := AuditEntry{Seq: head.Seq + 1, Time: s.now().UTC(), AuditEvent: ev, Prev: head.Hash}
+		e.Hash = hashEntry(e)
+		if err := setJSON(c, auditKey(e.Seq), e); err != nil {
+			return err
+		}
+		head = auditHead{Seq: e.Seq, Hash: e.Hash}
 	}
-	return setJSON(c, []byte(auditHeadKey), auditHead{Seq: e.Seq, Hash: e.Hash})
+	return setJSON(c, []byte(auditHeadKey), head)
 }
 
 // Audit implements hsm.KeyStore: it durably appends an event to the audit log.

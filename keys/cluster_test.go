@@ -276,3 +276,37 @@ func TestClusterKeyChangeUnavailable(t *testing.T) {
 		}
 	}
 }
+
+// A working key version destroyed on node A (see prunable) is dropped on node B when
+// B applies A's commit, and B's next version follows on.
+func TestClusterDestroyedVersionApplied(t *testing.T) {
+	mem := &statelog.Memory{}
+	c := &tclock{t: time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)}
+	a, b := newClusterNode(t, mem, c.Now), newClusterNode(t, mem, c.Now)
+	for v := 1; v <= 3; v++ {
+		r := rec("T1.TAK", v, hsm.TAK, "ABCDEF", c.Now())
+		if err := a.store.Put(ctx, hsm.PutRequest{Record: r, SupersedeGraceUntil: c.Now().Add(time.Hour),
+			Event: hsm.AuditEvent{Actor: "terminal:T1", Action: "rotate", KeyID: r.ID, Version: v}}); err != nil {
+			t.Fatal(err)
+		}
+		c.t = c.t.Add(2 * time.Hour)
+	}
+	deliver(t, mem)
+	for name, n := range map[string]*clusterNode{"A": a, "B": b} {
+		vs, err := n.store.Versions("T1.TAK")
+		if err != nil || len(vs) != 2 || vs[0].Version != 2 {
+			t.Fatalf("node %s: %d versions from v%d, %v; want v2 and v3", name, len(vs), vs[0].Version, err)
+		}
+		if k, err := n.store.VerifyLog(ctx); err != nil || k != 4 {
+			t.Errorf("node %s audit log: %d entries, %v; want 3 rotations and 1 destruction", name, k, err)
+		}
+	}
+	r := rec("T1.TAK", 4, hsm.TAK, "ABCDEF", c.Now())
+	if err := b.store.Put(ctx, hsm.PutRequest{Record: r, SupersedeGraceUntil: c.Now().Add(time.Hour)}); err != nil {
+		t.Fatalf("v4 on B: %v", err)
+	}
+	deliver(t, mem)
+	if vs, _ := a.store.Versions("T1.TAK"); len(vs) != 2 || vs[0].Version != 3 || vs[1].Version != 4 {
+		t.Fatalf("A after B's v4: %v", vs)
+	}
+}

@@ -119,9 +119,11 @@ func LoadDemo(ctx context.Context, store *Store, h hsm.HSM) error {
 		// A key ID already in the store was loaded by an earlier start: its first
 		// version must be the demo key. Later versions are the operator's (keys
 		// rotate, a terminal's key change) and are left alone, as are its statuses.
+		// Once rotated past its grace window, a working key's version 1 is destroyed
+		// (see prunable), and nothing is left to check.
 		vs, err := store.Versions(d.ID)
 		if err == nil && len(vs) > 0 {
-			if vs[0].KCV != d.KCV {
+			if vs[0].Version == 1 && vs[0].KCV != d.KCV {
 				return fmt.Errorf("load demo keys: %s version 1 is in the store with KCV %s, the demo key has KCV %s: this data directory was not made by demo mode; use a fresh one", d.ID, vs[0].KCV, d.KCV)
 			}
 			continue

@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -89,7 +90,7 @@ type Store struct {
 	log  zerolog.Logger
 
 	mu   sync.RWMutex
-	recs map[string][]hsm.KeyRecord // by ID, versions 1..n in order
+	recs map[string][]hsm.KeyRecord // by ID, versions first..n in order (see at)
 	bdks map[string]string          // KSN prefix (upper-case hex) -> BDK ID
 
 	sync    *kvsync.Sync // its lock serialises record and audit writes (one chain head)
@@ -139,8 +140,8 @@ func NewStore(db *badger.DB, opts Options) (*Store, error) {
 	for id, vs := range s.recs {
 		slices.SortFunc(vs, func(a, b hsm.KeyRecord) int { return a.Version - b.Version })
 		for i, r := range vs {
-			if r.Version != i+1 {
-				return nil, fmt.Errorf("key store: key %s: versions are not 1..%d (found v%d at position %d)", id, len(vs), r.Version, i+1)
+			if r.Version != vs[0].Version+i {
+				return nil, fmt.Errorf("key store: key %s: versions are not %d..%d without gaps (found v%d at position %d)", id, vs[0].Version, vs[0].Version+len(vs)-1, r.Version, i+1)
 			}
 			if !s.demo {
 				if name, ok := DemoKeyByKCV(r.KCV); ok && r.Status != hsm.StatusRevoked {
@@ -173,6 +174,23 @@ func (s *Store) indexBDK(r hsm.KeyRecord) {
 	if r.Owner != "" {
 		s.bdks[dukpt.NormalizePrefix(r.Owner, r.Algorithm.IsAES())] = r.ID
 	}
+}
+
+// at returns the index of version v in vs (the versions of one ID, first..n without
+// gaps: older ones may have been destroyed, see prunable), or -1.
+func at(vs []hsm.KeyRecord, v int) int {
+	if len(vs) == 0 || v < vs[0].Version || v > vs[len(vs)-1].Version {
+		return -1
+	}
+	return v - vs[0].Version
+}
+
+// span describes the versions vs holds, for errors.
+func span(vs []hsm.KeyRecord) string {
+	if vs[0].Version == 1 {
+		return fmt.Sprintf("the key has versions 1 to %d", len(vs))
+	}
+	return fmt.Sprintf("the key has versions %d to %d; older ones were destroyed", vs[0].Version, vs[len(vs)-1].Version)
 }
 
 // current returns the index of the current version in vs: the newest one that is
@@ -208,11 +226,12 @@ func (s *Store) Key(_ context.Context, ref hsm.KeyRef) (hsm.KeyRecord, error) {
 		}
 		return vs[cur], nil
 	}
-	if ref.Version < 1 || ref.Version > len(vs) {
-		return hsm.KeyRecord{}, fmt.Errorf("%w: %s (the key has versions 1 to %d)", hsm.ErrKeyNotFound, ref, len(vs))
+	i := at(vs, ref.Version)
+	if i < 0 {
+		return hsm.KeyRecord{}, fmt.Errorf("%w: %s (%s)", hsm.ErrKeyNotFound, ref, span(vs))
 	}
-	r := vs[ref.Version-1]
-	if r.Status == hsm.StatusActive && cur >= 0 && ref.Version-1 < cur {
+	r := vs[i]
+	if r.Status == hsm.StatusActive && cur >= 0 && i < cur {
 		r.Status = hsm.StatusSuperseded
 	}
 	return r, nil
@@ -284,7 +303,7 @@ func (s *Store) NextVersion(_ context.Context, id string) (int, hsm.KeyType, err
 	if len(vs) == 0 {
 		return 1, "", nil
 	}
-	return len(vs) + 1, vs[0].Type, nil
+	return vs[len(vs)-1].Version + 1, vs[0].Type, nil
 }
 
 // Put implements hsm.KeyStore.
@@ -314,11 +333,15 @@ func (s *Store) Put(ctx context.Context, req hsm.PutRequest) error {
 			}
 		}
 		s.mu.RUnlock()
-		if r.Version != len(vs)+1 {
-			if r.Version <= len(vs) {
+		next := 1
+		if len(vs) > 0 {
+			next = vs[len(vs)-1].Version + 1
+		}
+		if r.Version != next {
+			if r.Version < next {
 				return statelog.Commit{}, nil, fmt.Errorf("%w: %s (someone stored it first?)", hsm.ErrKeyExists, r.Ref())
 			}
-			return statelog.Commit{}, nil, fmt.Errorf("%w: %s: the next version of %s is %d", hsm.ErrInput, r.Ref(), r.ID, len(vs)+1)
+			return statelog.Commit{}, nil, fmt.Errorf("%w: %s: the next version of %s is %d", hsm.ErrInput, r.Ref(), r.ID, next)
 		}
 		if len(vs) > 0 && vs[0].Type != r.Type {
 			return statelog.Commit{}, nil, fmt.Errorf("%w: %s is a %s, a new version cannot be a %s", hsm.ErrInput, r.ID, vs[0].Type, r.Type)
@@ -326,12 +349,15 @@ func (s *Store) Put(ctx context.Context, req hsm.PutRequest) error {
 		if bdkClash != "" {
 			return statelog.Commit{}, nil, fmt.Errorf("%w: BDK %s already uses KSN prefix %s", hsm.ErrInput, bdkClash, r.Owner)
 		}
+		now := s.now()
 		var prev *hsm.KeyRecord
-		if cur := current(vs, s.now()); cur >= 0 && !req.SupersedeGraceUntil.IsZero() {
+		if cur := current(vs, now); cur >= 0 && !req.SupersedeGraceUntil.IsZero() {
 			p := vs[cur]
 			p.GraceUntil = req.SupersedeGraceUntil.UTC()
 			prev = &p
+			vs[cur] = p
 		}
+		dead := prunable(append(vs, r), now)
 		var c kvsync.Commit
 		if err := setJSON(&c, recKey(r.ID, r.Version), r); err != nil {
 			return c.Commit, nil, err
@@ -341,15 +367,22 @@ func (s *Store) Put(ctx context.Context, req hsm.PutRequest) error {
 				return c.Commit, nil, err
 			}
 		}
-		if err := s.appendAudit(&c, req.Event); err != nil {
+		evs := []hsm.AuditEvent{req.Event}
+		for _, d := range vs[:dead] {
+			c.Delete(recKey(d.ID, d.Version))
+			evs = append(evs, hsm.AuditEvent{Actor: req.Event.Actor, Action: "destroy", KeyID: d.ID, Version: d.Version, KeyType: string(d.Type), KCV: d.KCV,
+				Detail: fmt.Sprintf("working key past its grace window, destroyed when %s was stored", r.Ref())})
+		}
+		if err := s.appendAudit(&c, evs...); err != nil {
 			return c.Commit, nil, err
 		}
 		return c.Commit, func() {
 			s.mu.Lock()
+			vs := s.recs[r.ID]
 			if prev != nil {
-				s.recs[r.ID][prev.Version-1] = *prev
+				vs[at(vs, prev.Version)] = *prev
 			}
-			s.recs[r.ID] = append(s.recs[r.ID], r)
+			s.recs[r.ID] = append(vs[dead:], r)
 			s.indexBDK(r)
 			s.mu.Unlock()
 		}, nil
@@ -364,13 +397,41 @@ func (s *Store) Put(ctx context.Context, req hsm.PutRequest) error {
 	return nil
 }
 
+// prunable returns how many of the oldest versions in vs (one ID's, oldest first,
+// the one being stored last) are working keys (TPK, TAK, TDK) that can never be used
+// again: older than the current version and revoked, or superseded and past their
+// grace window. Put destroys them (deletes their key blocks, audited "destroy"):
+// a terminal signs in every day and would otherwise leave a version a day of each of
+// its working keys in the store and in memory for good. The current version and every
+// version newer than it are kept, and so is anything older that is still usable
+// inbound; only a run from the oldest is destroyed, so that versions stay contiguous.
+func prunable(vs []hsm.KeyRecord, now time.Time) int {
+	if len(vs) == 0 || (vs[0].Type != hsm.TPK && vs[0].Type != hsm.TAK && vs[0].Type != hsm.TDK) {
+		return 0
+	}
+	cur := current(vs, now)
+	n := 0
+	for n < cur {
+		r := vs[n]
+		if r.Status != hsm.StatusRevoked && now.Before(r.GraceUntil) {
+			break
+		}
+		n++
+	}
+	return n
+}
+
 // applied updates the in-memory records with the key records of another node's
 // commit (already in Badger). Called with the writer lock held.
 func (s *Store) applied(c statelog.Commit) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, kv := range c.Writes {
-		if kv.Value == nil || !bytes.HasPrefix(kv.Key, []byte(recPrefix)) {
+		if !bytes.HasPrefix(kv.Key, []byte(recPrefix)) {
+			continue
+		}
+		if kv.Value == nil {
+			s.destroyed(string(kv.Key))
 			continue
 		}
 		var r hsm.KeyRecord
@@ -379,20 +440,40 @@ func (s *Store) applied(c statelog.Commit) {
 			continue
 		}
 		vs := s.recs[r.ID]
-		switch {
-		case r.Version <= len(vs):
-			vs[r.Version-1] = r
-		case r.Version == len(vs)+1:
+		switch i := at(vs, r.Version); {
+		case i >= 0:
+			vs[i] = r
+		case len(vs) == 0 || r.Version == vs[len(vs)-1].Version+1:
 			s.recs[r.ID] = append(vs, r)
 		default:
 			s.log.Error().Str("key", r.Ref().String()).Int("versions", len(vs)).Msg("key record from another node skips a version; restart the node to reload the key store")
 			continue
 		}
-		if r.Version == len(s.recs[r.ID]) {
+		if vs := s.recs[r.ID]; r.Version == vs[len(vs)-1].Version {
 			s.indexBDK(r)
 		}
 		s.log.Info().Str("key", r.Ref().String()).Str("type", string(r.Type)).Str("kcv", r.KCV).Msg("key version applied from another node")
 	}
+}
+
+// destroyed drops the version that Badger key k (keys/rec/<id>/<version>) names
+// from memory: another node destroyed it (see prunable). Caller holds s.mu.
+func (s *Store) destroyed(k string) {
+	rest := strings.TrimPrefix(k, recPrefix)
+	slash := strings.LastIndexByte(rest, '/')
+	v, err := strconv.Atoi(rest[slash+1:])
+	if slash < 0 || err != nil {
+		s.log.Error().Str("badger_key", k).Msg("key record deleted by another node has no version in its name; restart the node to reload the key store")
+		return
+	}
+	id := rest[:slash]
+	vs := s.recs[id]
+	if len(vs) == 0 || vs[0].Version != v || len(vs) == 1 {
+		s.log.Error().Str("key", fmt.Sprintf("%s/v%d", id, v)).Msg("another node destroyed a key version that is not this node's oldest; restart the node to reload the key store")
+		return
+	}
+	s.recs[id] = vs[1:]
+	s.log.Info().Str("key", fmt.Sprintf("%s/v%d", id, v)).Msg("key version destroyed by another node")
 }
 
 // ApplyRemote implements statelog.Replica: it applies another node's commit to the
@@ -435,11 +516,12 @@ func (s *Store) SetStatus(ctx context.Context, ref hsm.KeyRef, st hsm.Status, de
 	err := s.sync.Do(ctx, func() (statelog.Commit, func(), error) {
 		s.mu.RLock()
 		vs := s.recs[ref.ID]
-		if ref.Version < 1 || ref.Version > len(vs) {
+		i := at(vs, ref.Version)
+		if i < 0 {
 			s.mu.RUnlock()
 			return statelog.Commit{}, nil, fmt.Errorf("%w: %s", hsm.ErrKeyNotFound, ref)
 		}
-		r := vs[ref.Version-1]
+		r := vs[i]
 		s.mu.RUnlock()
 		if r.Status == hsm.StatusRevoked && st == hsm.StatusActive {
 			return statelog.Commit{}, nil, fmt.Errorf("%w: %s is revoked; revocation is final", hsm.ErrInput, ref)
@@ -464,7 +546,8 @@ func (s *Store) SetStatus(ctx context.Context, ref hsm.KeyRef, st hsm.Status, de
 		}
 		return c.Commit, func() {
 			s.mu.Lock()
-			s.recs[r.ID][r.Version-1] = r
+			vs := s.recs[r.ID]
+			vs[at(vs, r.Version)] = r
 			s.mu.Unlock()
 			out = r
 		}, nil

@@ -446,3 +446,77 @@ func reopenStore(t *testing.T, db *badger.DB, dir string) *Store {
 	}
 	return s
 }
+
+// A terminal signs in every day, each time storing new working keys: the versions
+// past their grace window are destroyed when the next one is stored (deleted, audited
+// "destroy"), so that neither the store nor its memory grows with the sign-ins. Keys
+// of other types, and versions still usable inbound, are kept.
+func TestWorkingKeysDestroyed(t *testing.T) {
+	s, db, c, dir := newTestStore(t, false)
+	start := c.Now()
+	put := func(r hsm.KeyRecord) error {
+		return s.Put(ctx, hsm.PutRequest{Record: r, SupersedeGraceUntil: c.Now().Add(time.Hour),
+			Event: hsm.AuditEvent{Actor: "terminal:T1", Action: "rotate", KeyID: r.ID, Version: r.Version, KCV: r.KCV}})
+	}
+	for day := range 30 {
+		c.t = start.Add(time.Duration(day) * 24 * time.Hour)
+		for _, k := range []struct {
+			id string
+			t  hsm.KeyType
+		}{{"T1.TPK", hsm.TPK}, {"T1.TAK", hsm.TAK}, {"z.ZPK", hsm.ZPK}} {
+			if err := put(rec(k.id, day+1, k.t, "ABCDEF", c.Now())); err != nil {
+				t.Fatalf("day %d: %s: %v", day, k.id, err)
+			}
+		}
+	}
+	for _, id := range []string{"T1.TPK", "T1.TAK"} {
+		vs, err := s.Versions(id)
+		if err != nil || len(vs) != 2 || vs[0].Version != 29 || vs[1].Version != 30 {
+			t.Fatalf("%s after 30 sign-ins: %d versions from v%d, %v; want v29 (its grace ended before v30) and v30", id, len(vs), vs[0].Version, err)
+		}
+		if _, err := s.Key(ctx, hsm.KeyRef{ID: id, Version: 3}); !errors.Is(err, hsm.ErrKeyNotFound) || !strings.Contains(err.Error(), "destroyed") {
+			t.Fatalf("%s v3: %v; want not found, destroyed", id, err)
+		}
+		if n, _, _ := s.NextVersion(ctx, id); n != 31 {
+			t.Fatalf("%s: next version %d", id, n)
+		}
+	}
+	if vs, _ := s.Versions("z.ZPK"); len(vs) != 30 {
+		t.Fatalf("a zone key kept %d versions, want all 30", len(vs))
+	}
+	// Within the grace window the superseded version stays: v29's ended an hour after
+	// v30 was stored, v30's begins now.
+	c.t = c.t.Add(2 * time.Hour)
+	if err := put(rec("T1.TPK", 31, hsm.TPK, "ABCDEF", c.Now())); err != nil {
+		t.Fatal(err)
+	}
+	if vs, _ := s.Versions("T1.TPK"); len(vs) != 2 || vs[0].Version != 30 {
+		t.Fatalf("after v31: %v", vs)
+	}
+	if g, _ := s.GraceVersions(ctx, "T1.TPK"); len(g) != 1 || g[0].Version != 30 {
+		t.Fatalf("v30 in its grace window: %v", g)
+	}
+	// Every destruction is in the chained audit log.
+	n, err := s.VerifyLog(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log, _ := s.AuditLog(1, 0)
+	destroyed := 0
+	for _, e := range log {
+		if e.Action == "destroy" {
+			destroyed++
+		}
+	}
+	if want := 90 + 1 + 2*28 + 1; n != want || destroyed != 2*28+1 {
+		t.Fatalf("audit log: %d entries (%d destroy), want %d (%d)", n, destroyed, want, 2*28+1)
+	}
+	// A restart loads versions that no longer start at 1.
+	s2 := reopenStore(t, db, dir)
+	if vs, err := s2.Versions("T1.TPK"); err != nil || len(vs) != 2 || vs[0].Version != 30 {
+		t.Fatalf("reopened: %v %v", vs, err)
+	}
+	if n, _, _ := s2.NextVersion(ctx, "T1.TAK"); n != 31 {
+		t.Fatalf("reopened: next TAK version %d", n)
+	}
+}

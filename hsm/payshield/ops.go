@@ -398,8 +398,12 @@ func exportScheme(f hsm.ExportFormat) (byte, error) {
 	return 0, fmt.Errorf("%w: unknown export format %q (want tr31 or ecb)", hsm.ErrInput, f)
 }
 
-// GenerateKey implements hsm.HSM with A0.
+// GenerateKey implements hsm.HSM with A0, retried like the software HSM's (hsm.GenerateRetries).
 func (c *Client) GenerateKey(ctx context.Context, req hsm.GenerateKeyRequest) (hsm.KeyResult, error) {
+	return hsm.GenerateRetries(ctx, req, c.generateKey)
+}
+
+func (c *Client) generateKey(ctx context.Context, req hsm.GenerateKeyRequest) (hsm.KeyResult, error) {
 	version, err := c.prepare(ctx, &req.KeySpec)
 	if err != nil {
 		return hsm.KeyResult{}, fmt.Errorf("generate key: %w", err)
