@@ -81,7 +81,7 @@ func runTerm(env *Env, args []string) int {
 	var tags repeated
 	fs.Var(&tags, "tlv", "DE 48 tags as TAG=VALUE,TAG=VALUE; a comma not followed by TAG= is part of the value (GL=39.9,116.4); repeatable (default: the demo terminal's identity)")
 	timeout := fs.Duration("timeout", 30*time.Second, "how long to wait for the answer")
-	pin := fs.String("pin", "", "PIN: sent in DE 52 under the terminal's demo TPK, or DUKPT for T0000002")
+	pin := fs.String("pin", "", "PIN: sent in DE 52 under the TPK that a working key change (0800/161, sent first) gives T0000001/3/9, T0000001's initial TPK for LT terminals, or DUKPT for T0000002")
 	ksn := fs.String("ksn", "", "DUKPT KSN (default: from the clock, for T0000002)")
 	tak := fs.String("tak", "", "MAC key (hex) to MAC the request with (default: T0000002's demo TAK)")
 	findings := fs.String("findings", "", "SoftPOS: integrity findings to report in IF (e.g. root,hook)")
@@ -192,7 +192,19 @@ func runTerm(env *Env, args []string) int {
 			}
 			block, err = termclient.PINBlockDUKPT(keys.bdk, k, *pin, t.PAN)
 			t.TLV = append(t.TLV, [2]string{"KS", k})
-		case keys.tpk != "" || strings.HasPrefix(t.TID, "LT"):
+		case keys.tpk != "":
+			// The terminal's TPK moves with every key change and every cup sign-in
+			// of the same terminal: change it first, as a terminal starting its day
+			// does, and use the key the switch sends. If the switch refuses (a
+			// suspended terminal, a frozen merchant), the initial demo TPK goes,
+			// and the request is declined for its own reason.
+			tpk, kerr := changeTPK(env, *addr, d, t, *timeout)
+			if kerr != nil {
+				fmt.Fprintf(env.Stderr, "term: working key change (0800/161) for %s: %v; the PIN goes under the initial demo TPK\n", t.TID, kerr)
+				tpk = keys.tpk
+			}
+			block, err = termclient.PINBlockTPK(tpk, *pin, t.PAN)
+		case strings.HasPrefix(t.TID, "LT"):
 			block, err = termclient.PINBlockTPK(demoKeys["T0000001"].tpk, *pin, t.PAN)
 		default:
 			err = fmt.Errorf("no demo PIN key for terminal %s", t.TID)
@@ -282,6 +294,36 @@ func runTerm(env *Env, args []string) int {
 		}
 	}
 	return 0
+}
+
+// changeTPK sends a working key change (0800/161) for t's terminal, with its
+// identity, and returns the new TPK that the switch sent under the demo TMK.
+func changeTPK(env *Env, addr string, d message.Dialect, t termclient.Txn, timeout time.Duration) (string, error) {
+	m, err := termclient.Build(termclient.Txn{MTI: "0800", NetCode: "161", TID: t.TID, MID: t.MID, STAN: fmt.Sprintf("%06d", time.Now().UnixNano()/1000%999999+1),
+		TLV: demoIdentity[t.TID], Time: time.Now()}, d)
+	if err != nil {
+		return "", err
+	}
+	c, err := termclient.Dial(addr, d, nil)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(env.Ctx, timeout)
+	defer cancel()
+	resp, err := c.Send(ctx, m, nil)
+	if err != nil {
+		return "", err
+	}
+	r, err := termclient.Decode(resp)
+	if err != nil {
+		return "", err
+	}
+	wp, _ := message.TLVValue(r.DE48, message.TagPINKey)
+	if r.RC != message.RCApproved || wp == "" {
+		return "", fmt.Errorf("answered %s %s", r.RC, r.Reason)
+	}
+	return termclient.WorkingKey(demoTMK, wp)
 }
 
 func describeRC(rc string) string {

@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/switchyard/switchyard/switch/config"
 )
 
 // `switchyard term --tlv` can send a location (GL=lat,lon has a comma) to try the
@@ -88,5 +91,33 @@ func TestTermCLIReversalFromOriginal(t *testing.T) {
 	}
 	if rec.ReversedBy == "" {
 		t.Fatalf("purchase %s not reversed by its reversal", rrn)
+	}
+}
+
+// The README's cup purchase signs T0000001 in, which gives it a new TPK; once the old
+// one's grace ended, `term purchase --pin` in the ASCII dialect got 63. It now changes
+// the terminal's working key first (0800/161) and enciphers the PIN under the key it
+// receives, as a terminal does. A terminal the switch refuses the key change (T0000003,
+// suspended) still sends, under the initial demo TPK, and is declined for its own reason.
+func TestTermCLIPINAfterCUPSignIn(t *testing.T) {
+	f := startDemo(t, func(c *config.Config) {
+		c.RulesDir = middayRules(t, time.Now())
+		c.Security.KeyGrace = config.Duration(time.Nanosecond) // the superseded key is dead at once
+	})
+	out, code := cliLocal("term", "purchase", "--dialect", "cup", "--addr", f.s.ListenerAddr("cup"), "--pan", cupCard, "--amount", "10.00", "--pin", "1234")
+	if code != 0 || !strings.Contains(out, "0210 rc=00") {
+		t.Fatalf("cup purchase: exit %d\n%s", code, out)
+	}
+	addr := f.s.ListenerAddr("ascii")
+	for i := range 2 {
+		pan := withLuhn(fmt.Sprintf("476173900303%03d", i))
+		out, code = cliLocal("term", "purchase", "--addr", addr, "--tid", "T0000001", "--pan", pan, "--amount", "1000", "--pin", "1234")
+		if code != 0 || !strings.Contains(out, "RC=00") {
+			t.Fatalf("ASCII purchase with a PIN after the cup sign-in (%d): exit %d: %s", i, code, out)
+		}
+	}
+	out, _ = cliLocal("term", "purchase", "--addr", addr, "--tid", "T0000003", "--pan", withLuhn("476173900303100"), "--amount", "1000", "--pin", "1234")
+	if !strings.Contains(out, "RC=58") || !strings.Contains(out, "initial demo TPK") {
+		t.Fatalf("suspended T0000003: %s", out)
 	}
 }

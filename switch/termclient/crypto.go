@@ -4,6 +4,7 @@ import (
 	"crypto/des"
 	"encoding/hex"
 	"fmt"
+	"strings"
 
 	"github.com/switchyard/switchyard/hsm/dukpt"
 	"github.com/switchyard/switchyard/hsm/mac"
@@ -76,4 +77,41 @@ func RetailMAC(keyHex string) (message.MACFunc, error) {
 		copy(out[:], m)
 		return out, nil
 	}, nil
+}
+
+// WorkingKey decrypts a working key that the switch sent under the terminal's TDES
+// master key in DE 48 WP or WM (HEXKEY:KCV, the key in ECB form), checks its check
+// value and returns the clear key in hex, as a terminal installs it.
+func WorkingKey(tmkHex, wire string) (string, error) {
+	k, err := tdesKey(tmkHex)
+	if err != nil {
+		return "", fmt.Errorf("TMK: %w", err)
+	}
+	c, err := des.NewTripleDESCipher(k)
+	if err != nil {
+		return "", err
+	}
+	encHex, kcvHex, ok := strings.Cut(wire, ":")
+	enc, err := hex.DecodeString(encHex)
+	if !ok || err != nil || len(enc) != 16 {
+		return "", fmt.Errorf("working key %q is not HEXKEY:KCV with a 16-byte key", wire)
+	}
+	key := make([]byte, len(enc))
+	for i := 0; i < len(enc); i += 8 {
+		c.Decrypt(key[i:], enc[i:])
+	}
+	kc, err := tdesKey(hex.EncodeToString(key))
+	if err != nil {
+		return "", err
+	}
+	kcK, err := des.NewTripleDESCipher(kc)
+	if err != nil {
+		return "", err
+	}
+	var z [8]byte
+	kcK.Encrypt(z[:], z[:])
+	if got := hex.EncodeToString(z[:3]); !strings.EqualFold(got, kcvHex) {
+		return "", fmt.Errorf("working key's check value %s, the decrypted key gives %s: another TMK?", kcvHex, strings.ToUpper(got))
+	}
+	return strings.ToUpper(hex.EncodeToString(key)), nil
 }
