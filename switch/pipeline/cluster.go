@@ -340,6 +340,15 @@ func rrnOf(r *journal.Record) string {
 
 func (p *Pipeline) settleOne(ctx context.Context, it settleItem) error {
 	if it.rec == nil {
+		// A reversed refund's amount goes back to its original once the mark is
+		// written, after this stripe is released (see releaseRefund): the paths
+		// that owed the mark released nothing.
+		var release *journal.Record
+		defer func() {
+			if release != nil {
+				p.releaseRefund(release)
+			}
+		}()
 		l := &p.locks[lockIndex(it.orig)]
 		l.Lock()
 		defer l.Unlock()
@@ -349,7 +358,11 @@ func (p *Pipeline) settleOne(ctx context.Context, it settleItem) error {
 		}
 		cur.ReversedBy = it.by
 		cur.AddEvent(journal.StateReversed, p.now().UTC(), it.by)
-		return p.journal.Write(ctx, cur, false, true)
+		if err := p.journal.Write(ctx, cur, false, true); err != nil {
+			return err
+		}
+		release = cur
+		return nil
 	}
 	err := p.journal.Write(ctx, it.rec, it.first, true)
 	var replay *journal.KSNReplayError

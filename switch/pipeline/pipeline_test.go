@@ -1040,6 +1040,38 @@ func TestReversal(t *testing.T) {
 			t.Fatalf("reversal of the purchase: %+v, reversed by %q", a.Result, o.ReversedBy)
 		}
 	})
+	t.Run("refund reversed by a later retry releases its amount once", func(t *testing.T) {
+		// The queue refuses the refund's reversal advice (a cluster's stream without a
+		// quorum): the reversal is answered 96, the advice kept and queued on a later
+		// try, and the mark written then; only then does the amount go back, once.
+		h := newHarness(t)
+		oa := h.do(h.purchase(1000))
+		rf := h.refund(oa, 300)
+		if ra := h.do(rf); ra.RC != "00" {
+			t.Fatalf("refund: %+v", ra.Result)
+		}
+		h.q.mu.Lock()
+		h.q.fail = errors.New("no JetStream acknowledgement: the stream has no quorum")
+		h.q.mu.Unlock()
+		if a := h.do(h.reversal(rf, 300)); a.RC != "96" {
+			t.Fatalf("reversal of the refund while the queue refuses: %+v", a.Result)
+		}
+		if got := h.record(oa.RRN).Refunded; got != 300 {
+			t.Fatalf("before the advice is queued the original holds %d refunded, want 300", got)
+		}
+		h.q.mu.Lock()
+		h.q.fail = nil
+		h.q.mu.Unlock()
+		h.p.retryAdvices()
+		h.p.settle(t.Context())
+		h.p.settle(t.Context())
+		if got := h.record(oa.RRN).Refunded; got != 0 {
+			t.Fatalf("after the refund's reversal mark was written the original holds %d refunded, want 0", got)
+		}
+		if r := h.do(h.refund(oa, 1000)); r.RC != "00" || h.record(oa.RRN).Refunded != 1000 {
+			t.Fatalf("refund in full after the release: %+v, refunded %d", r.Result, h.record(oa.RRN).Refunded)
+		}
+	})
 	t.Run("original after its reversal", func(t *testing.T) {
 		h := newHarness(t)
 		orig := h.purchase(1000)

@@ -86,10 +86,11 @@ func (p *Pipeline) reverseOriginal(orig *journal.Record, by string) bool {
 // the original's stripe; the caller holds no other, so that two stripes are never
 // waited for crosswise.
 //
-// Not released (the amount stays reserved: an under-refund, never an over-refund):
-// a refund settled by recovery at a restart or by a survivor (its reservation may
-// already have been released in memory before the crash), and one whose reversal
-// mark is written later by the retries (owed advices, the cluster's settle book).
+// A refund whose reversal mark is written later by the retries (owed advices, the
+// cluster's settle book) is released by settleOne once the mark is written; the path
+// that owed the mark released nothing. Not released (the amount stays reserved: an
+// under-refund, never an over-refund): a refund settled by recovery at a restart or
+// by a survivor (its reservation may already have been released before the crash).
 func (p *Pipeline) releaseRefund(rf *journal.Record) {
 	if rf.Type != "refund" || rf.OriginalRRN == "" || rf.Amount <= 0 {
 		return
