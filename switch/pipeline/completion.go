@@ -174,18 +174,16 @@ func (p *Pipeline) completedPreauth(pre *journal.Record) bool {
 
 // reopenPreauth clears the completion mark of the pre-authorization that the
 // completion comp (now reversed or voided) captured, so that it may be completed
-// again. held is the lock index the caller holds (comp's): the pre-authorization's
-// lock is taken unless it is that one. A failed write is logged: the mark then names
-// a reversed completion, which leaves the pre-authorization open all the same.
-func (p *Pipeline) reopenPreauth(comp *journal.Record, held int) {
+// again. It takes the pre-authorization's stripe; the caller holds no other, so that
+// two stripes are never waited for crosswise. A failed write is logged: the mark then
+// names a reversed completion, which leaves the pre-authorization open all the same.
+func (p *Pipeline) reopenPreauth(comp *journal.Record) {
 	if comp.Type != "completion" || comp.OriginalRRN == "" {
 		return
 	}
-	if i := lockIndex(comp.OriginalRRN); i != held {
-		l := &p.locks[i]
-		l.Lock()
-		defer l.Unlock()
-	}
+	l := &p.locks[lockIndex(comp.OriginalRRN)]
+	l.Lock()
+	defer l.Unlock()
 	pre, err := p.journal.Get(comp.OriginalRRN)
 	if err != nil {
 		p.log.Error().Err(err).Str("rrn", comp.OriginalRRN).Msg("pre-authorization of a reversed completion not read: its mark stays (it is open all the same)")

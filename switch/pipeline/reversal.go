@@ -267,7 +267,7 @@ func (p *Pipeline) reversal(ctx context.Context, t *txn) (frontend.Response, err
 		} else if err != nil {
 			return p.systemError(t, err)
 		}
-		var releaseRefund *journal.Record // a reversed refund, released after l
+		var releaseRefund, reopen *journal.Record // a reversed refund or completion, seen to after l
 		l := &p.locks[lockIndex(rrn)]
 		l.Lock()
 		orig, err := p.journal.Get(rrn)
@@ -308,9 +308,11 @@ func (p *Pipeline) reversal(ctx context.Context, t *txn) (frontend.Response, err
 				p.oweReversal(orig.RRN, orig.ReversedBy, err)
 				return p.systemError(t, err)
 			}
-			p.reopenPreauth(orig, lockIndex(rrn))
-			if orig.Type == "refund" {
+			switch orig.Type {
+			case "refund":
 				releaseRefund = orig
+			case "completion":
+				reopen = orig
 			}
 			t.rec.Issuer = orig.Issuer
 			t.undo, t.undoBy = orig, risk.Retraction{Kind: risk.RetractReversal}
@@ -323,6 +325,9 @@ func (p *Pipeline) reversal(ctx context.Context, t *txn) (frontend.Response, err
 		if releaseRefund != nil {
 			p.releaseRefund(releaseRefund) // with no stripe held
 		}
+		if reopen != nil {
+			p.reopenPreauth(reopen) // with no stripe held
+		}
 	}
 	t.rec.AddEvent(journal.StateAnswered, p.now().UTC(), note)
 	return p.respond(ctx, t, message.RCApproved, "", "switch", "")
@@ -334,6 +339,14 @@ func (p *Pipeline) reversal(ctx context.Context, t *txn) (frontend.Response, err
 func (p *Pipeline) void(ctx context.Context, t *txn) (frontend.Response, error) {
 	r := t.req
 	rrn := r.RRN
+	// A voided completion reopens its pre-authorization once l is released (one
+	// stripe at a time).
+	var reopen *journal.Record
+	defer func() {
+		if reopen != nil {
+			p.reopenPreauth(reopen)
+		}
+	}()
 	l := &p.locks[lockIndex(rrn)]
 	l.Lock()
 	defer l.Unlock()
@@ -375,7 +388,7 @@ func (p *Pipeline) void(ctx context.Context, t *txn) (frontend.Response, error) 
 		p.oweReversal(orig.RRN, orig.ReversedBy, err)
 		return p.systemError(t, err)
 	}
-	p.reopenPreauth(orig, lockIndex(rrn)) // a voided completion reopens its pre-authorization
+	reopen = orig
 	t.rec.Issuer = orig.Issuer
 	t.undo, t.undoBy = orig, risk.Retraction{Kind: risk.RetractVoid}
 	t.rec.AddEvent(journal.StateAnswered, p.now().UTC(), "original "+rrn+" reversed at issuer "+orig.Issuer)
