@@ -430,11 +430,22 @@ func (c *serverConn) serve() {
 
 	reason := c.readLoop(ctx, &inflight)
 	c.l.log.Debug().Uint64("conn", c.info.ID).Str("remote", c.info.Remote.String()).Str("reason", reason).Msg("connection reading stopped")
+	var watched chan struct{}
+	if c.unanswerable.Load() != nil {
+		// Reading stopped at an unanswerable frame while answers are still to go out:
+		// keep watching the read side, so that a terminal that closes meanwhile has
+		// them reported undelivered (and its approvals reversed), as it would have.
+		watched = make(chan struct{})
+		go func() { c.watchPeer(); close(watched) }()
+	}
 	inflight.Wait() // answers of requests already read still go out
 	cancel()
 	close(c.out)
 	<-writerDone
 	c.close(reason)
+	if watched != nil {
+		<-watched // ends with the close
+	}
 	if l.metrics != nil {
 		l.metrics.ConnClosed(l.cfg.Name, c.reason)
 	}
@@ -447,6 +458,16 @@ func (c *serverConn) serve() {
 	}
 	l.mu.Unlock()
 	l.wg.Done()
+}
+
+// watchPeer reads and discards what the terminal sends after reading stopped, until
+// its end-of-file or a read error (peerGone), or until serve closes the connection.
+func (c *serverConn) watchPeer() {
+	_ = c.nc.SetReadDeadline(time.Time{})
+	_, err := io.Copy(io.Discard, c.nc)
+	if !errors.Is(err, net.ErrClosed) {
+		c.peerGone.Store(true) // nil is the end-of-file
+	}
 }
 
 // readLoop reads frames and starts a request for each; it returns why it stopped.

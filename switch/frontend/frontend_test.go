@@ -8,6 +8,7 @@ import (
 	"net"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -315,5 +316,39 @@ func TestUnanswerableLetsInFlightAnswersOut(t *testing.T) {
 	}
 	if _, err := ReadFrame(r, nil, 1024); err != io.EOF {
 		t.Fatalf("after the answer: %v, want the connection closed", err)
+	}
+}
+
+// TestUnanswerableThenPeerClosed: behind an unanswerable frame the reading stops, but
+// a terminal that closes its connection before the good request's answer is ready
+// still has that answer reported undelivered (so that its approval is reversed): the
+// read side is watched for the end-of-file until the connection closes.
+func TestUnanswerableThenPeerClosed(t *testing.T) {
+	p := badAfterGood{newGateProc()}
+	l := listen(t, Config{}, p, nil, nil)
+	var once sync.Once
+	release := func() { once.Do(func() { close(p.release) }) }
+	t.Cleanup(release) // before the listener's close, which waits for the request
+	nc, _ := dial(t, l)
+	writeFrame(t, nc, "0200-good")
+	<-p.started
+	writeFrame(t, nc, "bad")
+	var conn *serverConn
+	waitFor(t, "the bad frame to stop the reading", func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		for c := range l.conns {
+			if c.stopped.Load() {
+				conn = c
+				return true
+			}
+		}
+		return false
+	})
+	nc.Close()
+	waitFor(t, "the terminal's close to be seen", conn.peerGone.Load)
+	release()
+	if waitSent(t, p.gateProc) {
+		t.Fatal("the answer to a terminal that had closed was reported delivered")
 	}
 }
