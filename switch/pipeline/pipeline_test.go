@@ -801,6 +801,8 @@ func TestVoid(t *testing.T) {
 		{name: "next day", setup: func(h *harness, _ answer) { h.clock.Advance(24 * time.Hour) }, rc: "12", reason: "void-not-same-day"},
 		{name: "other auth code", change: func(tx *termclient.Txn) { tx.AuthCode = "999999" }, rc: "12", reason: "void-auth-code-mismatch"},
 		{name: "other amount", change: func(tx *termclient.Txn) { tx.Amount = 999 }, rc: "13", reason: "void-amount-mismatch"},
+		// Found by a trial: the void's record carried the other card.
+		{name: "other card", change: func(tx *termclient.Txn) { tx.PAN = "6212345678901242" }, rc: "12", reason: "void-other-card"},
 		{name: "voided twice", setup: func(h *harness, orig answer) {
 			if a := h.do(h.void(orig, 1000)); a.RC != "00" {
 				h.t.Fatalf("first void: %+v", a.Result)

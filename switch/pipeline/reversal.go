@@ -364,6 +364,10 @@ func (p *Pipeline) void(ctx context.Context, t *txn) (frontend.Response, error) 
 	switch {
 	case orig.TID != r.TID || orig.Type != "purchase" && orig.Type != "completion":
 		return p.decline(ctx, t, message.RCInvalidTransaction, "switch", "void-not-same-terminal-purchase")
+	case t.rec.CardHash != orig.CardHash:
+		// The void's record would carry another card than the money it moves back,
+		// in the journal and the settlement rows.
+		return p.decline(ctx, t, message.RCInvalidTransaction, "switch", "void-other-card")
 	case orig.Reversed():
 		return p.decline(ctx, t, message.RCInvalidTransaction, "switch", "original-already-reversed")
 	case !orig.Approved():
