@@ -62,6 +62,9 @@ func (p *Pipeline) journalFailed(ctx context.Context, t *txn, err error) (fronte
 	}
 	var dup *journal.DuplicateError
 	if t.written || !errors.As(err, &dup) {
+		if !t.written {
+			unsent(t) // the write ahead failed: nothing went to the issuer
+		}
 		return p.systemError(t, err)
 	}
 	p.open.remove(t.rec.RRN)
@@ -89,11 +92,18 @@ func (p *Pipeline) ksnReplayed(ctx context.Context, t *txn, first string) (front
 	p.log.Warn().Str("rrn", t.rec.RRN).Str("first", first).Str("tid", t.req.TID).Str("stan", t.req.STAN).
 		Msg("DUKPT KSN carried first by another record in the cluster: declined as a replay, nothing forwarded")
 	t.rec.KSN, t.rec.IssuerSTAN, t.pin = "", "", nil
+	unsent(t)
+	return p.decline(ctx, t, message.RCSecurityViolation, "hsm", "dukpt-replay")
+}
+
+// unsent takes back the "sent" event that the write-ahead record carries when that
+// write failed, so that the record kept of the request does not say it went to the
+// issuer.
+func unsent(t *txn) {
 	if n := len(t.rec.Events); n > 1 && t.rec.Events[n-1].State == journal.StateSent {
 		t.rec.Events = t.rec.Events[:n-1]
 		t.rec.State = t.rec.Events[n-2].State
 	}
-	return p.decline(ctx, t, message.RCSecurityViolation, "hsm", "dukpt-replay")
 }
 
 // answerAsDuplicate answers t, a duplicate of the request journaled as rrn, with that

@@ -184,6 +184,7 @@ func TestJournalUnavailableSettles(t *testing.T) {
 		up       func(h *harness)
 		reversed string // the request's record's ReversedBy
 		orig     string // an original that must end reversed by the request
+		sent     bool   // the request's record says it went to the issuer
 	}{
 		{name: "write ahead not taken",
 			down: func(h *harness) { h.j.failWrite = errNoQuorum }, up: func(h *harness) { h.j.failWrite = nil }},
@@ -214,7 +215,7 @@ func TestJournalUnavailableSettles(t *testing.T) {
 				}
 			}},
 		{name: "final record of an approval not taken", opts: []option{failFinal("")},
-			up: func(h *harness) { h.j.writeHook = nil }, reversed: "switch:journal-unavailable"},
+			up: func(h *harness) { h.j.writeHook = nil }, reversed: "switch:journal-unavailable", sent: true},
 		{name: "void: original's reversal mark not taken",
 			setup: func(h *harness) termclient.Txn {
 				orig := h.approved(5000)
@@ -253,6 +254,15 @@ func TestJournalUnavailableSettles(t *testing.T) {
 			if rec.RC != "91" || rec.Reason != "journal-unavailable" || rec.DecidedBy != "journal" || rec.ReversedBy != tc.reversed {
 				t.Fatalf("record %s %q by %s reversed by %q, want 91 journal-unavailable by journal reversed by %q",
 					rec.RC, rec.Reason, rec.DecidedBy, rec.ReversedBy, tc.reversed)
+			}
+			// A trial found "sent" in the record of a request whose write ahead had
+			// failed, which never reached the issuer.
+			saysSent := false
+			for _, e := range rec.Events {
+				saysSent = saysSent || e.State == journal.StateSent
+			}
+			if saysSent != tc.sent {
+				t.Fatalf("record %s says sent: %v, want %v (events %+v)", rec.RRN, saysSent, tc.sent, rec.Events)
 			}
 			if ck := h.p.open.min(); ck != "" {
 				t.Fatalf("%s still open after its record was written", ck)
