@@ -455,3 +455,51 @@ func TestTotalToAnswerWritten(t *testing.T) {
 		}
 	}
 }
+
+// TestDeliveryMarkOnce: a record read (its delivery mark merged into its events),
+// reversed and written again carries the mark in its events; reading it does not add
+// the mark a second time, before or after the indexer has run. A cluster trial saw
+// "responded" twice on a reversed purchase.
+func TestDeliveryMarkOnce(t *testing.T) {
+	db, s := openOpts(t, t.TempDir(), Options{IndexDelay: never})
+	defer db.Close()
+	defer s.Close()
+	base := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
+	r := writeTxn(t, s, 1, base)
+	// The delivery mark is not waited for: a durable write behind it syncs it.
+	if err := s.PutDurable(context.Background(), []byte("x/sync"), nil); err != nil {
+		t.Fatal(err)
+	}
+	responded := func(when string) {
+		t.Helper()
+		got, err := s.Get(r.RRN)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, e := range got.Events {
+			if e.State == StateResponded {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Fatalf("%s: %d responded events, want 1: %+v", when, n, got.Events)
+		}
+	}
+	responded("before the reversal")
+	cur, err := s.Get(r.RRN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur.ReversedBy = "000000000009"
+	cur.AddEvent(StateReversed, base.Add(time.Second), "000000000009")
+	if err := s.Write(context.Background(), cur, false, true); err != nil {
+		t.Fatal(err)
+	}
+	responded("after the reversal")
+	// A query brings the index up to date.
+	if err := s.Scan(context.Background(), Query{TID: r.TID}, func(*Record) bool { return true }); err != nil {
+		t.Fatal(err)
+	}
+	responded("after indexing")
+}

@@ -142,6 +142,13 @@ func mergeDelivery(rec *Record, v []byte) {
 		st = StateResponded
 	}
 	at := time.Unix(0, int64(binary.BigEndian.Uint64(v[1:]))).UTC()
+	for _, e := range rec.Events {
+		if e.State == st && e.At.Equal(at) {
+			// A version written after a read that had merged the mark (a cluster
+			// node's reversal of it) carries it already.
+			return
+		}
+	}
 	if st == StateResponded && rec.Timings.Total > 0 && at.After(rec.Received) {
 		// The record's total was taken before its final write; the answer was
 		// written at the mark's time: the whole time the terminal waited in the switch.
