@@ -191,3 +191,54 @@ func dataModeError(dir string, have, want dataMode) error {
 			"give this directory to node %d, or start node %d on an empty one", dir, have, want, have.node, want.node)
 	}
 }
+
+// keyServerName is the Badger key of the name of the JetStream server that a cluster
+// node in embedded mode ran with on this directory.
+const keyServerName = "sy/server-name"
+
+// checkServerName refuses a cluster node's data directory that ran with another
+// embedded JetStream server name: JetStream knows its peers by their names, so a
+// node renamed on its data joins as a new server, and the old name's replicas of
+// every stream stay offline (an R3 cluster then runs on two copies without saying
+// so). It returns whether the directory holds no name yet (recordServerName writes
+// it once the switch has opened). name "" (mode external) checks nothing.
+func checkServerName(db *badger.DB, dir, name string) (unrecorded bool, err error) {
+	if name == "" {
+		return false, nil
+	}
+	var have string
+	err = db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get([]byte(keyServerName))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		v, err := item.ValueCopy(nil)
+		have = string(v)
+		return err
+	})
+	switch {
+	case err != nil:
+		return false, fmt.Errorf("data directory %s: read its JetStream server name: %w", dir, err)
+	case have == "":
+		return true, nil
+	case have != name:
+		return false, fmt.Errorf("data directory %s ran with cluster.embedded.server_name %q, and this configuration names the server %q: "+
+			"JetStream knows its peers by name, so the renamed server would join as a new one and leave %q's replicas of every stream offline; "+
+			"keep server_name %q, or remove %q (switchyard cluster remove-peer --server %s) and start %q on an empty data directory",
+			dir, have, name, have, have, have, have, name)
+	}
+	return false, nil
+}
+
+// recordServerName records in db the JetStream server name the node runs with.
+func recordServerName(db *badger.DB, dir, name string) error {
+	if err := db.Update(func(txn *badger.Txn) error {
+		return txn.Set([]byte(keyServerName), []byte(name))
+	}); err != nil {
+		return fmt.Errorf("data directory %s: record its JetStream server name %q: %w", dir, name, err)
+	}
+	return db.Sync()
+}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -149,5 +150,28 @@ func TestDataModeRecordedOnceOpen(t *testing.T) {
 	cfg.Cluster.Node = 3
 	if _, err := Open(cfg, zerolog.Nop(), testDemoIssuer); err == nil || !strings.Contains(err.Error(), "holds a single switch's data") {
 		t.Fatalf("recorded single, opened as node 3: %v", err)
+	}
+}
+
+// TestServerNameKept: a cluster node's data directory keeps the JetStream server name
+// it first ran with; started with another name it is refused before anything of the
+// cluster starts (a trial renamed node 3's server on its data: it served, ready, while
+// every stream's replica on "n3" stayed offline), and the old name starts again.
+func TestServerNameKept(t *testing.T) {
+	dir := t.TempDir()
+	js := filepath.Join(t.TempDir(), "jetstream")
+	s := start(t, oneNodeCluster(t, dir, js), nil)
+	if err := s.Drain(); err != nil {
+		t.Fatal(err)
+	}
+	renamed := oneNodeCluster(t, dir, js)
+	renamed.Cluster.Embedded.ServerName = "n7"
+	_, err := Open(renamed, zerolog.Nop(), testDemoIssuer)
+	if err == nil || !strings.Contains(err.Error(), `ran with cluster.embedded.server_name "n1"`) || !strings.Contains(err.Error(), "remove-peer --server n1") {
+		t.Fatalf("node 1's data opened with server name n7: %v", err)
+	}
+	s2 := start(t, oneNodeCluster(t, dir, js), nil)
+	if err := s2.Drain(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -214,6 +214,14 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	if err != nil {
 		return nil, err
 	}
+	serverName := ""
+	if cfg.Cluster != nil && cfg.Cluster.Mode == cluster.ModeEmbedded {
+		serverName = cfg.Cluster.Embedded.ServerName
+	}
+	nameUnrecorded, err := checkServerName(s.db, cfg.DataDir, serverName)
+	if err != nil {
+		return nil, err
+	}
 	if cfg.Cluster != nil {
 		if s.cl, err = s.startCluster(*cfg.Cluster); err != nil {
 			return nil, err
@@ -555,6 +563,11 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	}
 	if unrecorded {
 		if err := recordDataMode(s.db, cfg.DataDir, mode); err != nil {
+			return nil, err
+		}
+	}
+	if nameUnrecorded {
+		if err := recordServerName(s.db, cfg.DataDir, serverName); err != nil {
 			return nil, err
 		}
 	}
