@@ -360,7 +360,7 @@ func (c *clusterNode) fence() error {
 func (c *clusterNode) currentLease() *cluster.Lease { return c.lease.Load() }
 
 // report is what `switchyard cluster status` shows.
-func (c *clusterNode) report(ctx context.Context) (any, error) {
+func (c *clusterNode) report(ctx context.Context) (*cluster.Report, error) {
 	r := c.node.Report(ctx, c.currentLease())
 	r.State = c.storeStates(ctx)
 	if c.journal != nil {
@@ -697,12 +697,24 @@ func (c *clusterNode) stanPartition() int {
 	return c.cfg.Node
 }
 
-// statusFunc is the admin API's cluster status (nil alone: the API answers 404).
-func (c *clusterNode) statusFunc() func(context.Context) (any, error) {
-	if c == nil {
+// clusterStatus is what `switchyard cluster status` shows: the node's report, whose
+// readiness is /readyz's own (a trial saw the command say ready while /readyz, which
+// also checks the lease and the followers, answered 503).
+func (s *Server) clusterStatus() func(context.Context) (any, error) {
+	if s.cl == nil {
 		return nil
 	}
-	return c.report
+	return func(ctx context.Context) (any, error) {
+		r, err := s.cl.report(ctx)
+		if err != nil {
+			return nil, err
+		}
+		r.NotReady = ""
+		if err := s.readiness(); err != nil {
+			r.NotReady = err.Error()
+		}
+		return r, nil
+	}
 }
 
 // onRestoredRecord takes a record of this node's own that the stream gave back to a

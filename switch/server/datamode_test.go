@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -173,5 +174,33 @@ func TestServerNameKept(t *testing.T) {
 	s2 := start(t, oneNodeCluster(t, dir, js), nil)
 	if err := s2.Drain(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestClusterStatusReadyIsReadyz: `cluster status` says not ready exactly when
+// /readyz does, with its reason. A trial saw it say ready, exit 0, for 8 s while
+// /readyz answered 503 (the node's lease not refreshed).
+func TestClusterStatusReadyIsReadyz(t *testing.T) {
+	s := start(t, oneNodeCluster(t, t.TempDir(), filepath.Join(t.TempDir(), "jetstream")), nil)
+	status := func() string {
+		t.Helper()
+		r, err := s.clusterStatus()(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.(*cluster.Report).NotReady
+	}
+	if nr := status(); nr != "" || s.readiness() != nil {
+		t.Fatalf("a started node: status says %q, /readyz %v", nr, s.readiness())
+	}
+	s.SetReadyCheck(func() error { return errors.New("node 1's lease not refreshed for 12s") })
+	if nr := status(); !strings.Contains(nr, "lease not refreshed") {
+		t.Fatalf("status says %q while /readyz says %v", nr, s.readiness())
+	}
+	if err := s.Drain(); err != nil {
+		t.Fatal(err)
+	}
+	if nr := status(); !strings.Contains(nr, "draining") {
+		t.Fatalf("status of a drained node says %q", nr)
 	}
 }

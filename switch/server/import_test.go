@@ -14,7 +14,6 @@ import (
 
 	"github.com/switchyard/switchyard/risk"
 	"github.com/switchyard/switchyard/switch/api"
-	"github.com/switchyard/switchyard/switch/cluster"
 	"github.com/switchyard/switchyard/switch/cluster/cjournal"
 	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/registry"
@@ -115,7 +114,7 @@ func TestImportJournalAPI(t *testing.T) {
 	if code, msg := call("GET", registry.DemoAdminToken, nil, &st); code != http.StatusOK || st.LastRRN != "000000000002" || st.Messages != 1 {
 		t.Fatalf("state: %d %s %+v", code, msg, st)
 	}
-	if r, err := s.cl.report(ctx); err != nil || r.(*cluster.Report).ImportedUpTo != "000000000002" || r.(*cluster.Report).ImportMessages != 1 {
+	if r, err := s.cl.report(ctx); err != nil || r.ImportedUpTo != "000000000002" || r.ImportMessages != 1 {
 		t.Fatalf("cluster status: %+v %v; want the import up to 000000000002 in 1 message", r, err)
 	}
 	for _, c := range []struct {

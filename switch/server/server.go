@@ -673,6 +673,17 @@ func (s *Server) SetReadyCheck(check func() error) {
 	s.readyHook.Store(&check)
 }
 
+// readiness is /readyz's answer: nil when ready, else why not.
+func (s *Server) readiness() error {
+	if !s.ready.Load() {
+		return errors.New("starting or draining")
+	}
+	if check := s.readyHook.Load(); check != nil {
+		return (*check)()
+	}
+	return nil
+}
+
 // Auth is the admin API's authenticator.
 func (s *Server) Auth() *admin.Authenticator { return s.auth }
 
@@ -682,15 +693,9 @@ func (s *Server) startAdmin() error {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	s.mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !s.ready.Load() {
-			http.Error(w, "not ready: starting or draining", http.StatusServiceUnavailable)
+		if err := s.readiness(); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
 			return
-		}
-		if check := s.readyHook.Load(); check != nil {
-			if err := (*check)(); err != nil {
-				http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
-				return
-			}
 		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
@@ -717,7 +722,7 @@ func (s *Server) startAdmin() error {
 		ZoneKeyChange: func(ctx context.Context, issuer, actor string) (any, error) {
 			return s.ChangeZoneKey(ctx, issuer, actor)
 		},
-		ClusterStatus:      s.cl.statusFunc(),
+		ClusterStatus:      s.clusterStatus(),
 		ClusterCompact:     s.cl.compactFunc(),
 		ClusterRemovePeer:  s.cl.removePeerFunc(),
 		ClusterImportState: importState,
