@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -31,6 +32,9 @@ type Metrics struct {
 	// and result: compacted, waited (its snapshot is too young), conflict
 	// (another node's won), blocked (a node of an older version), failed.
 	Compactions *prometheus.CounterVec
+
+	backlogMu sync.Mutex
+	backlogOf map[string]map[string]bool // stream -> its consumers in the last status
 }
 
 // NewMetrics creates the collectors and registers them on r.
@@ -96,10 +100,18 @@ func (m *Metrics) SetConsumerBacklog(stream, consumer string, pending uint64) {
 // UpdateFromStatus sets the lag and backlog gauges from a Status (the lead's
 // periodic poll, or each `cluster status` answer): a stream's (or bucket's,
 // named KV_<bucket>) lag is its most lagging peer's; a consumer's backlog is
-// its pending plus its unacknowledged messages.
+// its pending plus its unacknowledged messages. The backlog series of a consumer
+// that a stream in st no longer has is deleted: consumers come and go with
+// failovers (each node's ephemeral names), and a series frozen at its last backlog
+// would keep an alert firing for good.
 func (m *Metrics) UpdateFromStatus(st *Status) {
 	if m == nil || st == nil {
 		return
+	}
+	m.backlogMu.Lock()
+	defer m.backlogMu.Unlock()
+	if m.backlogOf == nil {
+		m.backlogOf = map[string]map[string]bool{}
 	}
 	set := func(name string, s Stream) {
 		var lag uint64
@@ -107,9 +119,17 @@ func (m *Metrics) UpdateFromStatus(st *Status) {
 			lag = max(lag, p.Lag)
 		}
 		m.SetReplicationLag(name, lag)
+		seen := make(map[string]bool, len(s.Consumers))
 		for _, c := range s.Consumers {
 			m.SetConsumerBacklog(name, c.Name, c.Pending+uint64(max(c.AckPending, 0)))
+			seen[c.Name] = true
 		}
+		for c := range m.backlogOf[name] {
+			if !seen[c] {
+				m.ConsumerBacklog.DeleteLabelValues(name, c)
+			}
+		}
+		m.backlogOf[name] = seen
 	}
 	for _, s := range st.Streams {
 		set(s.Name, s)
