@@ -321,7 +321,18 @@ func parseRoute(s string) (*url.URL, error) {
 	if u.Scheme != "nats-route" && u.Scheme != "nats" {
 		return nil, fmt.Errorf("%q: scheme %q is not nats-route", s, u.Scheme)
 	}
-	if _, err := parseHostPort(u.Host); err != nil || u.Port() == "" || u.Port() == "0" {
+	if u.User != nil {
+		// The routes authenticate by mutual TLS (embedded.tls); a password in the
+		// URL would be written in every node's configuration, and this node's
+		// route listener asks for none.
+		return nil, fmt.Errorf("%q carries a user or password: the routes authenticate with embedded.tls", s)
+	}
+	if u.Port() == "" {
+		return nil, fmt.Errorf("%q needs a host and a non-zero port", s)
+	}
+	if p, err := parseHostPort(u.Host); err != nil {
+		return nil, err
+	} else if p == 0 {
 		return nil, fmt.Errorf("%q needs a host and a non-zero port", s)
 	}
 	return u, nil

@@ -41,6 +41,8 @@ func TestConfigValidate(t *testing.T) {
 		{"cluster name", func(c *Config) { c.Embedded.ClusterName = "" }, validEmbedded, "cluster.embedded.cluster_name: required with routes"},
 		{"route scheme", func(c *Config) { c.Embedded.Routes[1] = "http://n2:6222" }, validEmbedded, `cluster.embedded.routes[1]: "http://n2:6222": scheme "http"`},
 		{"route port", func(c *Config) { c.Embedded.Routes[2] = "nats-route://n3" }, validEmbedded, "cluster.embedded.routes[2]: \"nats-route://n3\" needs a host and a non-zero port"},
+		{"route password", func(c *Config) { c.Embedded.Routes[1] = "nats-route://u:p@n2:6222" }, validEmbedded, "cluster.embedded.routes[1]: \"nats-route://u:p@n2:6222\" carries a user or password"},
+		{"route port out of range", func(c *Config) { c.Embedded.Routes[2] = "nats-route://n3:99999" }, validEmbedded, "cluster.embedded.routes[2]: \"n3:99999\": port \"99999\" is not between 0 and 65535"},
 		{"route twice", func(c *Config) { c.Embedded.Routes[2] = c.Embedded.Routes[0] }, validEmbedded, "cluster.embedded.routes[2]: \"nats-route://n1:6222\" is listed twice"},
 		{"embedded tls", func(c *Config) {
 			c.Embedded.TLS = EmbeddedTLS{CAFile: "/etc/sy/ca.pem", CertFile: "/etc/sy/n1.pem", KeyFile: "/etc/sy/n1.key"}

@@ -334,8 +334,8 @@ func (l *Lease) refuseLive(ctx context.Context) error {
 			}
 		case seq != seq0:
 			v, _ := decodeLease(data)
-			return fmt.Errorf("%w: node %d's lease (server %q, incarnation %d, started %v) was refreshed again %v after this start first read it; cluster.node must be unique in the cluster, this process's server is %q",
-				ErrNodeRunning, l.n.cfg.Node, v.Server, v.Incarnation, v.Started.Format(time.RFC3339), at.Sub(firstAt).Round(time.Millisecond), l.n.ServerName())
+			return fmt.Errorf("%w: node %d's lease (server %q, incarnation %d, started %v) was refreshed again %v after this start first read it; cluster.node must be unique in the cluster, this process's server is %q%s",
+				ErrNodeRunning, l.n.cfg.Node, v.Server, v.Incarnation, v.Started.Format(time.RFC3339), at.Sub(firstAt).Round(time.Millisecond), l.n.ServerName(), l.joinedHint(v.Server))
 		case time.Since(firstRead) > min(2*l.opts.Refresh, l.opts.TTL+leaseGrace):
 			return nil // not refreshed since: its process died or stopped
 		}
@@ -351,6 +351,17 @@ func (l *Lease) refuseLive(ctx context.Context) error {
 func decodeLease(data []byte) (LeaseValue, bool) {
 	var v LeaseValue
 	return v, json.Unmarshal(data, &v) == nil
+}
+
+// joinedHint tells the operator of a refused start what it left behind: an embedded
+// server (not the running node's, other) that joined JetStream's meta group and stays
+// in it, offline, until removed.
+func (l *Lease) joinedHint(other string) string {
+	name := l.n.ServerName()
+	if l.n.cfg.Mode != ModeEmbedded || name == "" || name == other {
+		return ""
+	}
+	return fmt.Sprintf(". Server %q has joined JetStream's meta group and stays in it, offline: unless it is to run as another node, remove it with `switchyard cluster remove-peer --server %s` on a running node", name, name)
 }
 
 // ErrNodeRunning: another live process holds this node's lease (StartLease).
@@ -392,8 +403,8 @@ func (l *Lease) takeIncarnation(ctx context.Context) (uint64, error) {
 		case err == nil:
 			return p + 1, nil
 		case isConflict(err):
-			return 0, fmt.Errorf("%w: %s/%s moved past %d while this start read it and waited for its claims: another process started as node %d",
-				ErrNodeRunning, LeaseBucket, key, p, l.n.cfg.Node)
+			return 0, fmt.Errorf("%w: %s/%s moved past %d while this start read it and waited for its claims: another process started as node %d%s",
+				ErrNodeRunning, LeaseBucket, key, p, l.n.cfg.Node, l.joinedHint(""))
 		case transient(err):
 			// Unknown outcome: read again (a bump of ours that was stored reads
 			// as the next incarnation, claimed afresh).

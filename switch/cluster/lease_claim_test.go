@@ -566,3 +566,20 @@ func TestLeaseStoppedRestart(t *testing.T) {
 		t.Fatalf("restarted as incarnation %d", b.Incarnation())
 	}
 }
+
+// TestJoinedHint: a start refused as another live node's names the server it left in
+// JetStream's meta group and how to remove it (a trial found the refused "n5" there,
+// offline, with nothing saying so); a start with the running node's own server name
+// left nothing.
+func TestJoinedHint(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	n, _ := soloWithBucket(t, ctx)
+	l := &Lease{n: n}
+	if h := l.joinedHint("n1"); !strings.Contains(h, `Server "solo" has joined JetStream's meta group`) || !strings.Contains(h, "cluster remove-peer --server solo") {
+		t.Fatalf("hint after a refusal as n1's node: %q", h)
+	}
+	if h := l.joinedHint("solo"); h != "" {
+		t.Fatalf("hint with the running node's own server name: %q", h)
+	}
+}
