@@ -288,7 +288,11 @@ func runTerm(env *Env, args []string) int {
 			state, _ := message.TLVValue(r.DE48, message.TagQRState)
 			fmt.Fprintf(env.Stdout, "  ORDER=%s  STATE=%s", order, state)
 		}
-		fmt.Fprintf(env.Stdout, "  (%s, %s)\n", describeRC(r.RC), time.Since(start).Round(time.Microsecond))
+		what := describeRC(r.RC)
+		if r.RC == message.RCIssuerUnavailable && r.Reason == "journal-unavailable" {
+			what = "the switch's journal unavailable: nothing approved, try again"
+		}
+		fmt.Fprintf(env.Stdout, "  (%s, %s)\n", what, time.Since(start).Round(time.Microsecond))
 		if payload, ok := message.TLVValue(r.DE48, message.TagQRPayload); ok {
 			fmt.Fprintf(env.Stdout, "QR %s\n", payload)
 		}
