@@ -22,7 +22,7 @@ type Report struct {
 	ApprovalRate float64           `json:"approval_rate"` // approved / transactions
 	ByType       map[string]*Count `json:"by_type"`
 	Declines     map[string]int    `json:"declines_by_reason,omitempty"` // "RC reason"
-	Hourly       [24]Count         `json:"hourly"`                       // by local hour of the day
+	Hourly       [24]Count         `json:"hourly"`                       // by local hour of the day; its amounts are approved purchases' only
 	Rating       string            `json:"rating,omitempty"`
 }
 
@@ -69,7 +69,11 @@ func MerchantReport(ctx context.Context, j Journal, reg Registry, merchant strin
 			c.Approved++
 			c.ApprovedAmount += r.Amount
 			h.Approved++
-			h.ApprovedAmount += r.Amount
+			if r.Type == "purchase" {
+				// An hour's amount is its sales: a refund or a void moves money
+				// back, and adding it would count it as takings.
+				h.ApprovedAmount += r.Amount
+			}
 		} else {
 			rep.Declines[strings.TrimSpace(r.RC+" "+r.Reason)]++
 		}

@@ -187,7 +187,7 @@ func (t *tool) printReport(v *reportView) {
 		}
 	}
 	fmt.Fprintf(t.out, "hourly profile (%s):\n", v.TimeZone)
-	t.table("HOUR\tCOUNT\tAPPROVED\tAPPROVED AMOUNT", rows)
+	t.table("HOUR\tCOUNT\tAPPROVED\tPURCHASES AMOUNT", rows)
 	if len(v.Declines) > 0 {
 		rows = nil
 		for k, n := range v.Declines {

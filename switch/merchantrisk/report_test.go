@@ -1,0 +1,34 @@
+package merchantrisk
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/switchyard/switchyard/switch/journal"
+	"github.com/switchyard/switchyard/switch/registry"
+)
+
+// TestReportHourlyAmountIsSales: an hour's amount is its approved purchases; the
+// refund and the void of that hour are counted, by type too, but their amounts are
+// not added to the hour's takings (a trial read the refunds as sales).
+func TestReportHourlyAmountIsSales(t *testing.T) {
+	now := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
+	at := now.Add(-2 * time.Hour)
+	rec := func(typ string, amount int64) *journal.Record {
+		return &journal.Record{MID: "M1", Type: typ, Amount: amount, RC: "00", Received: at, State: journal.StateAnswered}
+	}
+	j := &fakeJournal{recs: []*journal.Record{rec("purchase", 10000), rec("purchase", 5000), rec("refund", 3000), rec("void", 5000)}}
+	reg := &fakeRegistry{merchants: []*registry.Merchant{{ID: "M1"}}}
+	rep, err := MerchantReport(context.Background(), j, reg, "M1", 1, now, time.UTC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := rep.Hourly[at.Hour()]
+	if h.Count != 4 || h.Approved != 4 || h.ApprovedAmount != 15000 {
+		t.Fatalf("hour %02d: %+v; want 4 transactions, 4 approved, 150.00 of purchases", at.Hour(), h)
+	}
+	if c := rep.ByType["refund"]; c == nil || c.ApprovedAmount != 3000 {
+		t.Fatalf("refunds by type: %+v", c)
+	}
+}
