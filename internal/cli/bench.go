@@ -64,7 +64,7 @@ func runBench(env *Env, args []string) int {
 	fs.BoolVar(&o.Fresh, "fresh", false, "run the open loops (--rate, --curve) on the fresh switch, before the closed loop (default: after it, once settled)")
 	fs.DurationVar(&o.SettleTimeout, "settle-timeout", 60e9, "longest wait for the switch to settle (journal index, compactions) before the open loops")
 	fs.IntVar(&o.Cards, "cards", 0, "end with this many purchases each with a new card, and report the switch's heap per million cards")
-	if ok, code := parse(fs, args); !ok {
+	if ok, code := parseFlagsOnly(env, fs, args); !ok {
 		return code
 	}
 	var err error
@@ -194,7 +194,7 @@ func runBenchRelay(env *Env, args []string) int {
 	burn := fs.Duration("burn", 0, "CPU time spent on each request before forwarding it (a model of a switch of that cost)")
 	jdir := fs.String("journal", "", "a directory: write each request and each answer durably there before passing it on, as the switch's journal does")
 	jwin := fs.Duration("journal-window", -1, "the group commit's window of --journal (default: the switch's, 1ms)")
-	if ok, code := parse(fs, args); !ok {
+	if ok, code := parseFlagsOnly(env, fs, args); !ok {
 		return code
 	}
 	if *up == "" {

@@ -95,6 +95,14 @@ func Main(env *Env, args []string) int {
 	}
 	if kit.WantsHelp(args[1:]) {
 		if c.usage != "" {
+			// A subcommand's help is its own lines of the group's page, when the
+			// page has them.
+			if len(args) > 1 && !strings.HasPrefix(args[1], "-") {
+				if u := kit.SubUsage(c.usage, args[0]+" "+args[1]); u != "" {
+					fmt.Fprintf(env.Stdout, "Usage:\n%s\n(switchyard %s -h: every %s command, and the connection flags)\n", u, args[0], args[0])
+					return kit.ExitOK
+				}
+			}
 			fmt.Fprint(env.Stdout, strings.TrimRight(c.usage, "\n")+"\n")
 			return kit.ExitOK
 		}
@@ -127,6 +135,20 @@ func newFlags(env *Env, name, args string) *flag.FlagSet {
 		fs.PrintDefaults()
 	}
 	return fs
+}
+
+// parseFlagsOnly is parse for a command that takes no positional argument: one is a
+// usage error, so that a stray word before -h ("journal x -h") does not run the
+// command (the flag package stops at the first word, and would never see the -h).
+func parseFlagsOnly(env *Env, fs *flag.FlagSet, args []string) (bool, int) {
+	if ok, code := parse(fs, args); !ok {
+		return ok, code
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(env.Stderr, "switchyard %s: unexpected argument %q (flags only; switchyard %s -h)\n", fs.Name(), fs.Arg(0), fs.Name())
+		return false, kit.ExitUsage
+	}
+	return true, 0
 }
 
 // parse parses flags; it returns false (and the exit code to use) on error or -h.

@@ -32,7 +32,7 @@ func runIssuerSim(env *Env, args []string) int {
 	disc := fs.Float64("disconnect", 0, "share of requests answered by closing the connection")
 	logFormat := fs.String("log-format", "json", "json or console")
 	control := fs.String("control", "", "serve the control API here (HTTP: POST/DELETE /outage, GET /ledger, GET /status); empty: none")
-	if ok, code := parse(fs, args); !ok {
+	if ok, code := parseFlagsOnly(env, fs, args); !ok {
 		return code
 	}
 	for name, p := range map[string]float64{"drop": *drop, "delay": *delay, "duplicate": *dup, "disconnect": *disc} {

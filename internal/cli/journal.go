@@ -34,7 +34,7 @@ func runJournal(env *Env, args []string) int {
 	to := fs.String("to", "", "to time (exclusive), same forms")
 	limit := fs.Int("limit", 100, "at most this many records (0 = all)")
 	asJSON := fs.Bool("json", false, "print JSON lines, with every state change")
-	if ok, code := parse(fs, args); !ok {
+	if ok, code := parseFlagsOnly(env, fs, args); !ok {
 		return code
 	}
 	loc, err := acquirerZone(env)

@@ -30,7 +30,7 @@ func runServe(env *Env, args []string) int {
 		listen = append(listen, v)
 		return nil
 	})
-	if ok, code := parse(fs, args); !ok {
+	if ok, code := parseFlagsOnly(env, fs, args); !ok {
 		return code
 	}
 	var cfg *config.Config

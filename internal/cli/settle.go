@@ -26,7 +26,7 @@ func runSettle(env *Env, args []string) int {
 	asCSV := fs.Bool("csv", false, "write CSV")
 	asJSON := fs.Bool("json", false, "write JSON")
 	outFile := fs.String("out", "", "write to this file instead of standard output")
-	if ok, code := parse(fs, rest); !ok {
+	if ok, code := parseFlagsOnly(env, fs, rest); !ok {
 		return code
 	}
 	if *date == "" {

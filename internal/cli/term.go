@@ -92,7 +92,7 @@ func runTerm(env *Env, args []string) int {
 	qrCode := fs.String("qr", "", "purchase or preauth with this payment code instead of a card (DE 48 QC, docs/qr.md)")
 	qrOrig := fs.Bool("qr-original", false, "void or refund of a QR payment (no card: QC empty)")
 	order := fs.String("order", "", "qr-inquiry: the order ID (DE 48 QO)")
-	if ok, code := parse(fs, args[1:]); !ok {
+	if ok, code := parseFlagsOnly(env, fs, args[1:]); !ok {
 		return code
 	}
 	d, err := message.ParseDialect(*dialect)

@@ -41,7 +41,7 @@ func runWalletSim(env *Env, args []string) int {
 	notify := fs.String("notify", "", "URL of the switch's notification route (http://ADMIN"+server.NotifyPath+") for merchant-presented payments")
 	secretEnv := fs.String("notify-secret-env", "SWITCHYARD_QR_NOTIFY_SECRET", "the environment variable holding the secret notifications are signed with (the switch's qr.notify_secret_env)")
 	logFormat := fs.String("log-format", "json", "json or console")
-	if ok, code := parse(fs, args); !ok {
+	if ok, code := parseFlagsOnly(env, fs, args); !ok {
 		return code
 	}
 	for name, p := range map[string]float64{"userpaying": *userPaying, "silent": *silent, "error": *errP, "decline": *decline} {
