@@ -32,8 +32,12 @@ func runIssuerSim(env *Env, args []string) int {
 	disc := fs.Float64("disconnect", 0, "share of requests answered by closing the connection")
 	logFormat := fs.String("log-format", "json", "json or console")
 	control := fs.String("control", "", "serve the control API here (HTTP: POST/DELETE /outage, GET /ledger, GET /status); empty: none")
+	ledgerLimit := fs.Int("ledger-limit", 0, "keep the newest N transactions in the ledger (GET /ledger), forgetting older ones; 0 keeps all (a long-running simulator should set one: ~200 bytes each)")
 	if ok, code := parseFlagsOnly(env, fs, args); !ok {
 		return code
+	}
+	if *ledgerLimit < 0 {
+		return fail(env, "issuer-sim: --ledger-limit %d is negative", *ledgerLimit)
 	}
 	for name, p := range map[string]float64{"drop": *drop, "delay": *delay, "duplicate": *dup, "disconnect": *disc} {
 		if p < 0 || p > 1 {
@@ -49,7 +53,7 @@ func runIssuerSim(env *Env, args []string) int {
 	sim, err := issuersim.Start(issuersim.Config{Addr: *addr, BIN: *bin, Cards: issuersim.DemoCards, Latency: *latency, Jitter: *jitter, LatencyP99: *p99,
 		VerifyPIN: sec.VerifyPIN, KeyChange: sec.KeyChange,
 		Faults: issuersim.Faults{Drop: *drop, Delay: *delay, DelayBy: *delayBy, Duplicate: *dup, Disconnect: *disc},
-		Logger: log.With().Str("component", "issuer-sim").Logger()})
+		Logger: log.With().Str("component", "issuer-sim").Logger(), LedgerLimit: *ledgerLimit})
 	if err != nil {
 		return fail(env, "%v", err)
 	}

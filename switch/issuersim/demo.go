@@ -20,6 +20,9 @@ func StartDemo(cfg Config) (*Demo, error) {
 		return nil, fmt.Errorf("demo issuer keys: %w", err)
 	}
 	cfg.Cards, cfg.VerifyPIN, cfg.KeyChange = DemoCards, sec.VerifyPIN, sec.KeyChange
+	if cfg.LedgerLimit == 0 {
+		cfg.LedgerLimit = DemoLedgerLimit
+	}
 	sim, err := Start(cfg)
 	if err != nil {
 		_ = sec.Close()

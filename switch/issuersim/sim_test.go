@@ -51,3 +51,31 @@ func TestLatencyP99NeedsMedian(t *testing.T) {
 		}
 	}
 }
+
+// TestLedgerLimit: with LedgerLimit the ledger keeps the newest transactions and
+// forgets the oldest (the demo issuer's ledger grew a demo switch's heap for good);
+// without, it keeps every one. An entry seen again stays one entry.
+func TestLedgerLimit(t *testing.T) {
+	for _, tc := range []struct {
+		limit int
+		want  []string
+	}{{3, []string{"000000000003", "000000000004", "000000000005"}}, {0, []string{"000000000001", "000000000002", "000000000003", "000000000004", "000000000005"}}} {
+		s := &Sim{cfg: Config{LedgerLimit: tc.limit}, ledger: map[string]*Entry{}}
+		for i := 1; i <= 5; i++ {
+			rrn := "00000000000" + string(rune('0'+i))
+			s.entry(rrn, "0200", 100).Requests++
+			s.entry(rrn, "0200", 100).Requests++
+		}
+		var got []string
+		for rrn, e := range s.Ledger() {
+			got = append(got, rrn)
+			if e.Requests != 2 {
+				t.Errorf("limit %d: %s has %d requests, want 2", tc.limit, rrn, e.Requests)
+			}
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("limit %d: ledger %v, want %v", tc.limit, got, tc.want)
+		}
+	}
+}
