@@ -371,7 +371,13 @@ func (p *Pipeline) settleOne(ctx context.Context, it settleItem) error {
 		if err := p.journal.Write(ctx, cur, false, true); err != nil {
 			return err
 		}
-		release = cur
+		if cur.Approved() {
+			// An approved refund still holds its reservation. One answered 91 (a
+			// timeout, an issuer error, a final write that failed) was released
+			// when it was answered: releasing it again would free the amount of the
+			// original's other refunds.
+			release = cur
+		}
 		return nil
 	}
 	err := p.journal.Write(ctx, it.rec, it.first, true)

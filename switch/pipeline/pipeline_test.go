@@ -1074,6 +1074,34 @@ func TestReversal(t *testing.T) {
 			t.Fatalf("refund in full after the release: %+v, refunded %d", r.Result, h.record(oa.RRN).Refunded)
 		}
 	})
+	t.Run("refund timed out, its advice queued late: released once", func(t *testing.T) {
+		// Found by a review: the refund answered 91 had been released when it was
+		// answered, and the late mark released it again, freeing refund A's 300.
+		h := newHarness(t)
+		oa := h.do(h.purchase(1000))
+		if a := h.do(h.refund(oa, 300)); a.RC != "00" {
+			t.Fatalf("refund A: %+v", a.Result)
+		}
+		h.bank.script(func(sent) (*iso8583.Message, error) { return nil, ErrIssuerTimeout })
+		h.q.mu.Lock()
+		h.q.fail = errors.New("no JetStream acknowledgement: the stream has no quorum")
+		h.q.mu.Unlock()
+		if b := h.do(h.refund(oa, 300)); b.RC != "91" {
+			t.Fatalf("refund B while the issuer times out: %+v", b.Result)
+		}
+		h.q.mu.Lock()
+		h.q.fail = nil
+		h.q.mu.Unlock()
+		h.p.retryAdvices()
+		h.p.settle(t.Context())
+		if got := h.record(oa.RRN).Refunded; got != 300 {
+			t.Fatalf("after refund B's late reversal mark the original holds %d refunded, want refund A's 300", got)
+		}
+		h.bank.script(func(sent) (*iso8583.Message, error) { return issuerAnswer("00", "123456"), nil })
+		if r := h.do(h.refund(oa, 1000)); r.RC == "00" {
+			t.Fatalf("a refund of 1000 beyond refund A's 300 was approved: %+v", r.Result)
+		}
+	})
 	t.Run("original after its reversal", func(t *testing.T) {
 		h := newHarness(t)
 		orig := h.purchase(1000)
