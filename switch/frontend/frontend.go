@@ -377,6 +377,8 @@ type serverConn struct {
 	// into a socket nobody reads. Answers still pending are reported undelivered and
 	// not written, so that the pipeline reverses the approvals among them.
 	peerGone atomic.Bool
+	// watchRounds counts watchPeer's reads, each begun with the deadline cleared.
+	watchRounds atomic.Int32
 
 	// wmu is held while answers are written: by the writer goroutine, or by a
 	// request's own goroutine writing its answer (writeNow). It guards w, broken and
@@ -462,11 +464,22 @@ func (c *serverConn) serve() {
 
 // watchPeer reads and discards what the terminal sends after reading stopped, until
 // its end-of-file or a read error (peerGone), or until serve closes the connection.
+// A deadline (a drain's stopReading moves it to now) is no sign of the terminal: the
+// watch clears it and goes on.
 func (c *serverConn) watchPeer() {
-	_ = c.nc.SetReadDeadline(time.Time{})
-	_, err := io.Copy(io.Discard, c.nc)
-	if !errors.Is(err, net.ErrClosed) {
-		c.peerGone.Store(true) // nil is the end-of-file
+	for {
+		_ = c.nc.SetReadDeadline(time.Time{})
+		c.watchRounds.Add(1)
+		_, err := io.Copy(io.Discard, c.nc)
+		switch {
+		case errors.Is(err, net.ErrClosed):
+			return
+		case isTimeout(err):
+			continue
+		default:
+			c.peerGone.Store(true) // nil is the end-of-file
+			return
+		}
 	}
 }
 

@@ -352,3 +352,43 @@ func TestUnanswerableThenPeerClosed(t *testing.T) {
 		t.Fatal("the answer to a terminal that had closed was reported delivered")
 	}
 }
+
+// TestUnanswerableThenDrain: a drain moves the read deadline of every connection to
+// now; on a connection whose read side is watched behind an unanswerable frame that
+// is no sign of the terminal, whose answer still goes out and is reported delivered.
+// Found by a review: the deadline was taken for the terminal's close, and the
+// approval reversed.
+func TestUnanswerableThenDrain(t *testing.T) {
+	p := badAfterGood{newGateProc()}
+	l := listen(t, Config{}, p, nil, nil)
+	var once sync.Once
+	release := func() { once.Do(func() { close(p.release) }) }
+	t.Cleanup(release)
+	nc, r := dial(t, l)
+	writeFrame(t, nc, "0200-good")
+	<-p.started
+	writeFrame(t, nc, "bad")
+	var conn *serverConn
+	waitFor(t, "the bad frame to stop the reading", func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		for c := range l.conns {
+			if c.stopped.Load() {
+				conn = c
+				return true
+			}
+		}
+		return false
+	})
+	waitFor(t, "the read side to be watched", func() bool { return conn.watchRounds.Load() >= 1 })
+	conn.stopReading() // what Drain does to every connection
+	waitFor(t, "the watch to go on after the deadline", func() bool { return conn.watchRounds.Load() >= 2 })
+	release()
+	_ = nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if body, err := ReadFrame(r, nil, 1024); err != nil || string(body) != "0200-good" {
+		t.Fatalf("answer of the good request after the drain's deadline: %q, %v", body, err)
+	}
+	if !waitSent(t, p.gateProc) {
+		t.Fatal("the answer was reported undelivered after a drain's deadline")
+	}
+}
