@@ -103,7 +103,7 @@ func (p *fleetPlan) csv() string {
 	var b strings.Builder
 	b.WriteString("terminal_id,merchant_id,kind,status,device_serial,iccid,imei,lat,lon,radius_m,missing_policy,pin_mode,tpk,tak,mac_required\n")
 	for _, t := range p.all {
-		pin, tpk, tak, mac := "tpk", "T0000001.TPK", "", "false"
+		pin, tpk, tak, mac := "tpk", "LT.TPK", "", "false"
 		if t.kind == "softpos" {
 			pin, tpk, tak, mac = "", "", "T0000002.TAK", "true"
 		}

@@ -35,9 +35,11 @@ type DemoKey struct {
 //	demo.CVK  B0A71C200275EC8604A8CD235D2CEFAB  KCV 427655 (CVK A | CVK B)
 //
 // The TPKs and TAK of the terminals are stored as if delivered under their TMK; the
-// load terminals LT000001..LT002000 use the TPK of T0000001 (see DemoKeyFor) and
-// share the TMK LT.TMK (the same value as T0000001's), under which a cup sign-in
-// sends their own working keys.
+// load terminals LT000001..LT002000 share the TPK LT.TPK and the TMK LT.TMK (the
+// same public values as T0000001's initial ones: see DemoKeyFor), under which a cup
+// sign-in sends their own working keys. LT.TPK is a key of its own, so that
+// T0000001's key changes and sign-ins, which move T0000001.TPK, leave the load
+// terminals' PINs alone.
 var DemoKeys = []DemoKey{
 	{ID: "T0000001.TMK", Type: hsm.TMK, Owner: "T0000001", Hex: "2315208C9110AD40F5B83C4A6E1D7F92", KCV: "43B6DA"},
 	{ID: "T0000001.TPK", Type: hsm.TPK, Owner: "T0000001", Hex: "C1D0F8FB4958670DBA40AB1F3752EF0D", KCV: "2DAF03"},
@@ -48,6 +50,7 @@ var DemoKeys = []DemoKey{
 	// The load terminals' TMK (the same public value as T0000001's), for the
 	// UnionPay-style sign-in of the bench's cup share.
 	{ID: "LT.TMK", Type: hsm.TMK, Owner: "LT", Hex: "2315208C9110AD40F5B83C4A6E1D7F92", KCV: "43B6DA"},
+	{ID: "LT.TPK", Type: hsm.TPK, Owner: "LT", Hex: "C1D0F8FB4958670DBA40AB1F3752EF0D", KCV: "2DAF03"},
 	{ID: "T0000002.TAK", Type: hsm.TAK, MACAlgorithm: hsm.MACRetail, Owner: "T0000002", Hex: "404142434445464748494A4B4C4D4E4F", KCV: "8BAF47"},
 	{ID: "BDK.FFFF9876543210E", Type: hsm.BDK, Owner: "FFFF9876543210E", Hex: "0123456789ABCDEFFEDCBA9876543210", KCV: "08D7B4"},
 	{ID: DemoIssuer + ".ZMK", Type: hsm.ZMK, Owner: DemoIssuer, Hex: "9BB091DF6B6162D3947AA46EDCFB312A", KCV: "384BF4"},
@@ -75,12 +78,12 @@ func DemoKeyByKCV(kcv string) (string, bool) {
 }
 
 // DemoKeyFor returns the demo key of type t that terminal uses: its own key
-// ("T0000001.TPK"), or for the load terminals LT000001..LT002000 the TPK of
-// T0000001. It reports false when the terminal has no such demo key (T0000002's
+// ("T0000001.TPK"), or for the load terminals LT000001..LT002000 their shared
+// LT.TPK (T0000001's initial value). It reports false when the terminal has no such demo key (T0000002's
 // PINs are under DUKPT, found by KSN prefix).
 func DemoKeyFor(terminal string, t hsm.KeyType) (hsm.KeyRef, bool) {
 	if t == hsm.TPK && isLoadTerminal(terminal) {
-		return hsm.KeyRef{ID: "T0000001.TPK"}, true
+		return hsm.KeyRef{ID: "LT.TPK"}, true
 	}
 	id := terminal + "." + string(t)
 	for _, k := range DemoKeys {

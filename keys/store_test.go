@@ -63,7 +63,7 @@ func TestDemoKeyTable(t *testing.T) {
 	if demoLMKKCV() != "03ADDE" {
 		t.Errorf("demo LMK KCV %s, documented 03ADDE", demoLMKKCV())
 	}
-	for term, want := range map[string]string{"LT000001": "T0000001.TPK", "LT002000": "T0000001.TPK", "T0000003": "T0000003.TPK", "T0000001": "T0000001.TPK"} {
+	for term, want := range map[string]string{"LT000001": "LT.TPK", "LT002000": "LT.TPK", "T0000003": "T0000003.TPK", "T0000001": "T0000001.TPK"} {
 		ref, ok := DemoKeyFor(term, hsm.TPK)
 		if !ok || ref.ID != want {
 			t.Errorf("DemoKeyFor(%s) = %v %v, want %s", term, ref, ok, want)

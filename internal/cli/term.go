@@ -81,7 +81,7 @@ func runTerm(env *Env, args []string) int {
 	var tags repeated
 	fs.Var(&tags, "tlv", "DE 48 tags as TAG=VALUE,TAG=VALUE; a comma not followed by TAG= is part of the value (GL=39.9,116.4); repeatable (default: the demo terminal's identity)")
 	timeout := fs.Duration("timeout", 30*time.Second, "how long to wait for the answer")
-	pin := fs.String("pin", "", "PIN: sent in DE 52 under the TPK that a working key change (0800/161, sent first) gives T0000001/3/9, T0000001's initial TPK for LT terminals, or DUKPT for T0000002")
+	pin := fs.String("pin", "", "PIN: sent in DE 52 under the TPK that a working key change (0800/161, sent first) gives T0000001/3/9, the load terminals' shared LT.TPK (T0000001's initial value) for LT terminals, or DUKPT for T0000002")
 	ksn := fs.String("ksn", "", "DUKPT KSN (default: from the clock, for T0000002)")
 	tak := fs.String("tak", "", "MAC key (hex) to MAC the request with (default: T0000002's demo TAK)")
 	findings := fs.String("findings", "", "SoftPOS: integrity findings to report in IF (e.g. root,hook)")

@@ -116,6 +116,12 @@ func TestTermCLIPINAfterCUPSignIn(t *testing.T) {
 			t.Fatalf("ASCII purchase with a PIN after the cup sign-in (%d): exit %d: %s", i, code, out)
 		}
 	}
+	// The load terminals' PINs are under LT.TPK, which T0000001's key changes do not
+	// move (they shared T0000001.TPK, and got 63 after its grace: a review).
+	out, code = cliLocal("term", "purchase", "--addr", addr, "--tid", "LT000001", "--pan", withLuhn("476173900303200"), "--amount", "1000", "--pin", "1234")
+	if code != 0 || !strings.Contains(out, "RC=00") {
+		t.Fatalf("LT000001 with a PIN after T0000001's key changes: exit %d: %s", code, out)
+	}
 	out, _ = cliLocal("term", "purchase", "--addr", addr, "--tid", "T0000003", "--pan", withLuhn("476173900303100"), "--amount", "1000", "--pin", "1234")
 	if !strings.Contains(out, "RC=58") || !strings.Contains(out, "initial demo TPK") {
 		t.Fatalf("suspended T0000003: %s", out)

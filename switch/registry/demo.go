@@ -60,7 +60,7 @@ func DemoTerminals() []Terminal {
 	}
 	for i := 1; i <= DemoLoadTerminals; i++ {
 		ts = append(ts, Terminal{ID: fmt.Sprintf("LT%06d", i), MerchantID: "000000000000003", Kind: KindPOS, Status: TerminalActive,
-			MissingPolicy: PolicyDecline, Keys: KeyRefs{TMK: "LT.TMK", TPK: "T0000001.TPK", PINMode: PINModeTPK}})
+			MissingPolicy: PolicyDecline, Keys: KeyRefs{TMK: "LT.TMK", TPK: "LT.TPK", PINMode: PINModeTPK}})
 	}
 	return ts
 }

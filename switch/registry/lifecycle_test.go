@@ -39,7 +39,7 @@ func TestDemoFleet(t *testing.T) {
 		t.Errorf("T0000003 status %s, want suspended", t3.Status)
 	}
 	lt, _ := f.reg.Terminal("LT002000")
-	if lt == nil || lt.Bound() || lt.Keys.TPK != "T0000001.TPK" || lt.Status != TerminalActive {
+	if lt == nil || lt.Bound() || lt.Keys.TPK != "LT.TPK" || lt.Status != TerminalActive {
 		t.Errorf("LT002000 = %+v", lt)
 	}
 	if _, ok := f.reg.Terminal("LT002001"); ok {
