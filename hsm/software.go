@@ -111,6 +111,14 @@ func kcBlock(k kcv.KCV) string {
 	return "00" + k.String()
 }
 
+// Forget drops the unwrapped copy of ref that the HSM may hold: the key store
+// destroyed that version (keys.Store.OnDestroy).
+func (s *Software) Forget(ref KeyRef) {
+	s.mu.Lock()
+	delete(s.cache, ref)
+	s.mu.Unlock()
+}
+
 // load unwraps rec's key block under the LMK (or takes it from the cache) and checks
 // that the authenticated header matches the record.
 func (s *Software) load(rec KeyRecord) (*loaded, error) {

@@ -78,6 +78,11 @@ type Options struct {
 	// CatchUpTimeout bounds the wait after a conflict (default
 	// kvsync.DefaultCatchUpTimeout, 5 s).
 	CatchUpTimeout time.Duration
+	// MayDestroy, when set, says whether working-key versions past their grace may
+	// be destroyed now (see prunable); nil: always. A cluster destroys them only
+	// once every node runs a version that loads a key whose oldest versions are
+	// gone (an older one refuses to open such a store).
+	MayDestroy func() bool
 }
 
 // Store is the Badger key store. It keeps all key records in memory too, so that
@@ -93,7 +98,11 @@ type Store struct {
 	recs map[string][]hsm.KeyRecord // by ID, versions first..n in order (see at)
 	bdks map[string]string          // KSN prefix (upper-case hex) -> BDK ID
 
-	sync    *kvsync.Sync // its lock serialises record and audit writes (one chain head)
+	sync       *kvsync.Sync // its lock serialises record and audit writes (one chain head)
+	mayDestroy func() bool
+	// onDestroy, set by OnDestroy, is told of each version destroyed here or by
+	// another node, after the store has dropped it.
+	onDestroy atomic.Pointer[func(hsm.KeyRef)]
 	dukptMu sync.Mutex   // serialises DUKPT counter updates
 	// dukptUnsynced: RaiseDUKPTCounter raised a counter since the last SyncDUKPT.
 	dukptUnsynced atomic.Bool
@@ -111,7 +120,7 @@ func NewStore(db *badger.DB, opts Options) (*Store, error) {
 	if db == nil {
 		return nil, errors.New("key store: nil Badger DB")
 	}
-	s := &Store{db: db, demo: opts.Demo, now: opts.Now, recs: map[string][]hsm.KeyRecord{}, bdks: map[string]string{}}
+	s := &Store{db: db, demo: opts.Demo, now: opts.Now, mayDestroy: opts.MayDestroy, recs: map[string][]hsm.KeyRecord{}, bdks: map[string]string{}}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -358,6 +367,9 @@ func (s *Store) Put(ctx context.Context, req hsm.PutRequest) error {
 			vs[cur] = p
 		}
 		dead := prunable(append(vs, r), now)
+		if dead > 0 && s.mayDestroy != nil && !s.mayDestroy() {
+			dead = 0
+		}
 		var c kvsync.Commit
 		if err := setJSON(&c, recKey(r.ID, r.Version), r); err != nil {
 			return c.Commit, nil, err
@@ -382,9 +394,13 @@ func (s *Store) Put(ctx context.Context, req hsm.PutRequest) error {
 			if prev != nil {
 				vs[at(vs, prev.Version)] = *prev
 			}
+			destroyed := slices.Clone(vs[:dead])
 			s.recs[r.ID] = append(vs[dead:], r)
 			s.indexBDK(r)
 			s.mu.Unlock()
+			for _, d := range destroyed {
+				s.forget(d.Ref())
+			}
 		}, nil
 	}, nil)
 	if err != nil {
@@ -473,7 +489,18 @@ func (s *Store) destroyed(k string) {
 		return
 	}
 	s.recs[id] = vs[1:]
+	s.forget(vs[0].Ref())
 	s.log.Info().Str("key", fmt.Sprintf("%s/v%d", id, v)).Msg("key version destroyed by another node")
+}
+
+// OnDestroy sets fn to be told of each key version destroyed (the software HSM
+// drops its unwrapped copy). fn must not call back into the store.
+func (s *Store) OnDestroy(fn func(hsm.KeyRef)) { s.onDestroy.Store(&fn) }
+
+func (s *Store) forget(ref hsm.KeyRef) {
+	if fn := s.onDestroy.Load(); fn != nil {
+		(*fn)(ref)
+	}
 }
 
 // ApplyRemote implements statelog.Replica: it applies another node's commit to the

@@ -453,6 +453,8 @@ func reopenStore(t *testing.T, db *badger.DB, dir string) *Store {
 // of other types, and versions still usable inbound, are kept.
 func TestWorkingKeysDestroyed(t *testing.T) {
 	s, db, c, dir := newTestStore(t, false)
+	var forgotten []hsm.KeyRef // the software HSM drops its unwrapped copies of these
+	s.OnDestroy(func(ref hsm.KeyRef) { forgotten = append(forgotten, ref) })
 	start := c.Now()
 	put := func(r hsm.KeyRecord) error {
 		return s.Put(ctx, hsm.PutRequest{Record: r, SupersedeGraceUntil: c.Now().Add(time.Hour),
@@ -511,6 +513,9 @@ func TestWorkingKeysDestroyed(t *testing.T) {
 	if want := 90 + 1 + 2*28 + 1; n != want || destroyed != 2*28+1 {
 		t.Fatalf("audit log: %d entries (%d destroy), want %d (%d)", n, destroyed, want, 2*28+1)
 	}
+	if len(forgotten) != 2*28+1 || forgotten[0] != (hsm.KeyRef{ID: "T1.TPK", Version: 1}) {
+		t.Fatalf("OnDestroy told of %d versions (first %v), want %d from T1.TPK v1", len(forgotten), forgotten, 2*28+1)
+	}
 	// A restart loads versions that no longer start at 1.
 	s2 := reopenStore(t, db, dir)
 	if vs, err := s2.Versions("T1.TPK"); err != nil || len(vs) != 2 || vs[0].Version != 30 {
@@ -518,5 +523,27 @@ func TestWorkingKeysDestroyed(t *testing.T) {
 	}
 	if n, _, _ := s2.NextVersion(ctx, "T1.TAK"); n != 31 {
 		t.Fatalf("reopened: next TAK version %d", n)
+	}
+}
+
+// TestWorkingKeysKeptWhileMayDestroySaysNo: a cluster destroys nothing while a node of
+// an older version (which refuses a key store whose versions do not start at 1) holds
+// a lease: Options.MayDestroy says no, and every version stays.
+func TestWorkingKeysKeptWhileMayDestroySaysNo(t *testing.T) {
+	db := openDB(t, t.TempDir())
+	t.Cleanup(func() { db.Close() })
+	c := &tclock{t: time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)}
+	s, err := NewStore(db, Options{Now: c.Now, MayDestroy: func() bool { return false }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for v := 1; v <= 5; v++ {
+		if err := s.Put(ctx, hsm.PutRequest{Record: rec("T1.TAK", v, hsm.TAK, "ABCDEF", c.Now()), SupersedeGraceUntil: c.Now().Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+		c.t = c.t.Add(24 * time.Hour)
+	}
+	if vs, _ := s.Versions("T1.TAK"); len(vs) != 5 {
+		t.Fatalf("%d versions kept, want all 5", len(vs))
 	}
 }

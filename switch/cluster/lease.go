@@ -99,6 +99,11 @@ type LeaseValue struct {
 	// snapshots (it restores one when its commits were purged); a node whose
 	// lease lacks it holds compaction back (see snapshot.go).
 	Compacts bool `json:"compacts,omitempty"`
+	// DestroysKeys says that the node's version loads a key whose oldest versions
+	// were destroyed (since 5 December 2026); a node whose lease lacks it holds
+	// the destruction of working keys back (an older version refuses to open such
+	// a key store).
+	DestroysKeys bool `json:"destroys_keys,omitempty"`
 	// Stopped says that the node's process stopped gracefully (Stop's last put):
 	// a start of the same node need not wait to tell it from a live process.
 	Stopped bool `json:"stopped,omitempty"`
@@ -141,6 +146,8 @@ type LeaseHolder struct {
 	RecoveredBy int `json:"recovered_by,omitempty"`
 	// Compacts is LeaseValue.Compacts as last seen.
 	Compacts bool `json:"compacts,omitempty"`
+	// DestroysKeys is LeaseValue.DestroysKeys as last seen.
+	DestroysKeys bool `json:"destroys_keys,omitempty"`
 
 	heard time.Time // this node's clock when it last heard of the lease
 }
@@ -252,7 +259,7 @@ func (n *Node) StartLease(ctx context.Context, opts LeaseOptions) (*Lease, error
 		return nil, err
 	}
 	now := opts.Now().UTC()
-	l.self = LeaseValue{Node: n.cfg.Node, Server: n.ServerName(), Started: now, Incarnation: inc, Compacts: true}
+	l.self = LeaseValue{Node: n.cfg.Node, Server: n.ServerName(), Started: now, Incarnation: inc, Compacts: true, DestroysKeys: true}
 	for {
 		err := l.refresh(ctx)
 		if err == nil {
@@ -926,6 +933,7 @@ func (l *Lease) alive(node int, v LeaseValue) {
 		l.seen[node] = h
 	}
 	h.Server, h.Incarnation, h.Started, h.Refreshed, h.Alive, h.Compacts = v.Server, v.Incarnation, v.Started, v.Refreshed, true, v.Compacts
+	h.DestroysKeys = v.DestroysKeys
 	h.heard = time.Now()
 }
 

@@ -207,6 +207,27 @@ func (c *clusterNode) compact(ctx context.Context, above uint64, minAge time.Dur
 	return out
 }
 
+// mayDestroyKeys is the key store's MayDestroy: nil alone (always), else whether
+// every lease this node has seen (its own among them) is of a version that loads a
+// key whose oldest versions were destroyed.
+func (c *clusterNode) mayDestroyKeys() func() bool {
+	if c == nil {
+		return nil
+	}
+	return func() bool {
+		l := c.currentLease()
+		if l == nil {
+			return false // the other nodes' versions are not known yet
+		}
+		for _, h := range l.Holders() {
+			if !h.DestroysKeys {
+				return false
+			}
+		}
+		return true
+	}
+}
+
 // compactBlocked says why the stores must not be compacted now: a node whose lease
 // this node has seen runs a version without snapshots, which would replay across
 // purged commits without noticing. Nil when every lease seen (this node's among

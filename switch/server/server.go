@@ -319,7 +319,8 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	if err != nil {
 		return nil, err
 	}
-	if s.Keys, err = keys.NewStore(s.db, keys.Options{Demo: cfg.Demo, Logger: klog, Log: asLog(keysLog), CatchUp: catchUp(keysLog)}); err != nil {
+	if s.Keys, err = keys.NewStore(s.db, keys.Options{Demo: cfg.Demo, Logger: klog, Log: asLog(keysLog), CatchUp: catchUp(keysLog),
+		MayDestroy: s.cl.mayDestroyKeys()}); err != nil {
 		return nil, err
 	}
 	if err := s.cl.follow(keysLog, s.Keys); err != nil {
@@ -330,8 +331,13 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 			return nil, err
 		}
 		s.HSM = s.hsmClient
-	} else if s.HSM, err = hsm.NewSoftware(context.Background(), s.Keys, lmk, hsm.Options{Logger: klog}); err != nil {
-		return nil, err
+	} else {
+		sw, err := hsm.NewSoftware(context.Background(), s.Keys, lmk, hsm.Options{Logger: klog})
+		if err != nil {
+			return nil, err
+		}
+		s.HSM = sw
+		s.Keys.OnDestroy(sw.Forget) // a destroyed version's unwrapped copy goes too
 	}
 	clear(lmk)
 	if cfg.Demo {
