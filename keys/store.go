@@ -103,7 +103,7 @@ type Store struct {
 	// onDestroy, set by OnDestroy, is told of each version destroyed here or by
 	// another node, after the store has dropped it.
 	onDestroy atomic.Pointer[func(hsm.KeyRef)]
-	dukptMu sync.Mutex   // serialises DUKPT counter updates
+	dukptMu   sync.Mutex // serialises DUKPT counter updates
 	// dukptUnsynced: RaiseDUKPTCounter raised a counter since the last SyncDUKPT.
 	dukptUnsynced atomic.Bool
 }
