@@ -108,7 +108,14 @@ func TestReadmeStartHere(t *testing.T) {
 
 	bin := switchyardBinary(t)
 	home := t.TempDir() // no rules/ here: the built-in pack must do
-	sargs := append(strings.Fields(args), "--data", filepath.Join(home, "data"),
+	// make expands the recipe's variables ($(RUN_ARGS): empty unless given).
+	var fields []string
+	for _, f := range strings.Fields(args) {
+		if !regexp.MustCompile(`^\$\([A-Z_]+\)$`).MatchString(f) {
+			fields = append(fields, f)
+		}
+	}
+	sargs := append(fields, "--data", filepath.Join(home, "data"),
 		"--admin-addr", "127.0.0.1:0", "--listen", "ascii=127.0.0.1:0", "--listen", "binary-bitmap=127.0.0.1:0", "--listen", "cup=127.0.0.1:0")
 	srv := exec.Command(bin, sargs...)
 	srv.Dir = home
@@ -119,14 +126,15 @@ func TestReadmeStartHere(t *testing.T) {
 		t.Fatal(err)
 	}
 	exited := make(chan error, 1)
-	go func() { exited <- srv.Wait() }()
+	waited := make(chan struct{}) // closed once Wait returned, whoever took its error
+	go func() { exited <- srv.Wait(); close(waited) }()
 	t.Cleanup(func() {
 		_ = srv.Process.Signal(syscall.SIGTERM)
 		select {
-		case <-exited:
+		case <-waited:
 		case <-time.After(30 * time.Second):
 			_ = srv.Process.Kill()
-			<-exited
+			<-waited
 		}
 	})
 	deadline := time.After(60 * time.Second)
