@@ -1168,6 +1168,22 @@ func (l *Lease) recover(ctx context.Context, node int, inc, rev uint64) {
 	}
 }
 
+// recoveredBy reads the claim on node's incarnation inc: the node that recovered
+// (or recovers) it, 0 when no claim is there (none yet, or its TTL ended).
+func (l *Lease) recoveredBy(ctx context.Context, node int, inc uint64) int {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	e, err := l.kv.Get(ctx, claimKey(node, inc))
+	if err != nil {
+		return 0
+	}
+	var c Claim
+	if json.Unmarshal(e.Value(), &c) != nil {
+		return 0
+	}
+	return c.By
+}
+
 // Holders are the leases this node has seen, by node number.
 func (l *Lease) Holders() []LeaseHolder {
 	l.mu.Lock()

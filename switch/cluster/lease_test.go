@@ -179,6 +179,22 @@ func TestLeases(t *testing.T) {
 	if first.node != 3 || first.by == 3 || took < ttl-300*time.Millisecond {
 		t.Fatalf("first recovery %+v after %v; want node 3 by a survivor, no sooner than the TTL", first, took)
 	}
+	// The survivor that lost the claim reports who recovers node 3 (it read "-").
+	loser := 3 - first.by // the survivors are nodes 1 and 2
+	recoveredBy := func() int {
+		for _, h := range nodes[loser-1].Report(ctx, leases[loser-1]).Leases {
+			if h.Node == 3 && !h.Alive {
+				return h.RecoveredBy
+			}
+		}
+		return -1 // not seen lapsed yet
+	}
+	for deadline := time.Now().Add(ttl + 5*time.Second); recoveredBy() != first.by; {
+		if time.Now().After(deadline) {
+			t.Fatalf("node %d reports node 3 recovered by %d, want node %d", loser, recoveredBy(), first.by)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 
 	// Node 3 restarts while the survivor still recovers it: StartLease waits.
 	nodes[2] = startNode(t, ctx, cfgs[2])

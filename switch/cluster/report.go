@@ -73,6 +73,13 @@ func (n *Node) Report(ctx context.Context, l *Lease) *Report {
 	}
 	if l != nil {
 		r.Leases = l.Holders()
+		for i := range r.Leases {
+			// Only the node that won a lapsed lease's claim knows it won: the
+			// others read the claim (a trial saw "RECOVERED BY -" on them).
+			if h := &r.Leases[i]; !h.Alive && h.RecoveredBy == 0 {
+				h.RecoveredBy = l.recoveredBy(ctx, h.Node, h.Incarnation)
+			}
+		}
 		if err := l.Held(); err != nil {
 			r.LeasesStale = err.Error()
 		}
