@@ -267,7 +267,7 @@ func runTerm(env *Env, args []string) int {
 	}
 	// What `term reversal --original` needs to reverse this request.
 	original := ""
-	if reqMTI := cmp.Or(t.MTI, "0200"); (reqMTI == "0200" || reqMTI == "0100") && len(r.STAN) == 6 {
+	if reqMTI := cmp.Or(t.MTI, "0200"); (reqMTI == "0200" || reqMTI == "0100") && t.ProcCode != message.PCVoid && len(r.STAN) == 6 {
 		original = reqMTI + r.STAN + message.FormatDE7(t.Time)
 	}
 	if *asJSON {

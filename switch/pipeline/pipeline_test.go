@@ -1102,6 +1102,24 @@ func TestReversal(t *testing.T) {
 			t.Fatalf("a refund of 1000 beyond refund A's 300 was approved: %+v", r.Result)
 		}
 	})
+	t.Run("a void is not reversed", func(t *testing.T) {
+		// Found by a trial: the reversal of a void was answered 00 and queued a 0420
+		// of the void itself, while its sale stayed reversed.
+		h := newHarness(t)
+		oa := h.do(h.purchase(1000))
+		vtx := h.void(oa, 1000)
+		if va := h.do(vtx); va.RC != "00" {
+			t.Fatalf("void: %+v", va.Result)
+		}
+		queued := len(h.q.all())
+		a := h.do(h.reversal(vtx, 1000))
+		if a.RC != "12" || a.Reason != "void-not-reversible" || len(h.q.all()) != queued {
+			t.Fatalf("reversal of the void: %s %q, %d advices queued (want 12 void-not-reversible, none)", a.RC, a.Reason, len(h.q.all())-queued)
+		}
+		if o := h.record(oa.RRN); !o.Reversed() {
+			t.Fatalf("the sale after the void's reversal was refused: %+v", o)
+		}
+	})
 	t.Run("original after its reversal", func(t *testing.T) {
 		h := newHarness(t)
 		orig := h.purchase(1000)

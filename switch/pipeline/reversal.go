@@ -277,6 +277,14 @@ func (p *Pipeline) reversal(ctx context.Context, t *txn) (frontend.Response, err
 			return p.systemError(t, err)
 		case orig.MID != r.MID || orig.MTI != origMTI:
 			note = fmt.Sprintf("original %s does not match (merchant or MTI): nothing forwarded", rrn)
+		case orig.Type == "void":
+			// The void reversed its sale at the issuer (a 0420) when it was approved;
+			// nothing brings the sale back. Reversing the void would queue a 0420
+			// of the void itself, which the issuer never saw, and answer 00 while
+			// the sale stays reversed (found by a trial).
+			l.Unlock()
+			t.rec.AddEvent(journal.StateDeclined, p.now().UTC(), "original "+rrn+" is a void: a void is not reversed (its sale was reversed at the issuer); nothing reversed")
+			return p.respond(ctx, t, message.RCInvalidTransaction, "", "switch", "void-not-reversible")
 		case orig.Reversed():
 			note = "original already reversed by " + orig.ReversedBy
 		case !orig.Approved():
