@@ -31,6 +31,12 @@ func StartDemo(cfg Config) (*Demo, error) {
 	return &Demo{Sim: sim, sec: sec}, nil
 }
 
+// TakeZoneKey gives the demo issuer a zone PIN key as a key change (0800/161) would:
+// wp is HEXKEY:KCV under the demo ZMK. A restarted demo switch whose zone key was
+// changed gives the new simulator its current key this way (it starts on the
+// initial one).
+func (d *Demo) TakeZoneKey(wp string) error { return d.sec.KeyChange(wp) }
+
 // Close stops the simulator, then releases its keys.
 func (d *Demo) Close() error {
 	err := d.Sim.Close()

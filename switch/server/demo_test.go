@@ -6,6 +6,7 @@ import (
 
 	"github.com/switchyard/switchyard/hsm"
 	"github.com/switchyard/switchyard/switch/message"
+	"github.com/switchyard/switchyard/switch/termclient"
 )
 
 // After the README's `keys rotate --id T0000001.TPK` (or a terminal's key change) the
@@ -34,5 +35,29 @@ func TestDemoRestartsAfterKeyRotation(t *testing.T) {
 	c := dial(t, s2, "ascii", message.DialectASCII)
 	if r := send(t, c, message.DialectASCII, purchase("4761739001010119", 1000)); r.RC != "00" {
 		t.Fatalf("purchase after restart: RC %s %s", r.RC, r.Reason)
+	}
+}
+
+// After the README's `zone-key-change demo` and a restart, PINs are still verified:
+// the demo issuer starts on the initial zone key, and the switch gives it its current
+// one (a trial saw every PIN declined 55 after a restart).
+func TestDemoZoneKeyAfterRestart(t *testing.T) {
+	dir := t.TempDir()
+	s := start(t, demoConfig(t, dir), nil)
+	if _, err := s.ChangeZoneKey(context.Background(), "demo", "test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Drain(); err != nil {
+		t.Fatal(err)
+	}
+	s2 := start(t, demoConfig(t, dir), nil)
+	c := dial(t, s2, "ascii", message.DialectASCII)
+	tx := purchase("4761739001010119", 1000)
+	var err error
+	if tx.PINBlock, err = termclient.PINBlockTPK("C1D0F8FB4958670DBA40AB1F3752EF0D", "1234", tx.PAN); err != nil {
+		t.Fatal(err)
+	}
+	if r := send(t, c, message.DialectASCII, tx); r.RC != "00" {
+		t.Fatalf("a PIN purchase after a zone key change and a restart: RC %s %s", r.RC, r.Reason)
 	}
 }

@@ -360,6 +360,9 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 			s.demoSim = d
 			addr = d.Addr()
 			log.Info().Str("addr", addr).Msg("demo issuer started")
+			if err := s.syncDemoZoneKey(d); err != nil {
+				return nil, err
+			}
 		}
 		issuers = append([]config.Issuer{{ID: "demo", Addrs: []string{addr}, Timeout: cfg.DemoIssuer.Timeout,
 			EchoEvery: config.Duration(30 * time.Second), Connections: 2}}, issuers...)
