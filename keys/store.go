@@ -546,7 +546,10 @@ func (s *Store) SetStatus(ctx context.Context, ref hsm.KeyRef, st hsm.Status, de
 		i := at(vs, ref.Version)
 		if i < 0 {
 			s.mu.RUnlock()
-			return statelog.Commit{}, nil, fmt.Errorf("%w: %s", hsm.ErrKeyNotFound, ref)
+			if len(vs) == 0 {
+				return statelog.Commit{}, nil, fmt.Errorf("%w: %s", hsm.ErrKeyNotFound, ref)
+			}
+			return statelog.Commit{}, nil, fmt.Errorf("%w: %s (%s)", hsm.ErrKeyNotFound, ref, span(vs))
 		}
 		r := vs[i]
 		s.mu.RUnlock()

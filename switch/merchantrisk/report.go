@@ -26,7 +26,8 @@ type Report struct {
 	Rating       string            `json:"rating,omitempty"`
 }
 
-// Count is a number of transactions and their approved amount.
+// Count is a number of transactions and the amount of those approved and not
+// reversed or voided since.
 type Count struct {
 	Count          int   `json:"count"`
 	Approved       int   `json:"approved"`
@@ -67,12 +68,14 @@ func MerchantReport(ctx context.Context, j Journal, reg Registry, merchant strin
 		if r.Approved() {
 			rep.Approved++
 			c.Approved++
-			c.ApprovedAmount += r.Amount
 			h.Approved++
-			if r.Type == "purchase" {
-				// An hour's amount is its sales: a refund or a void moves money
-				// back, and adding it would count it as takings.
-				h.ApprovedAmount += r.Amount
+			if !r.Reversed() { // approved, then reversed or voided: no money moved
+				c.ApprovedAmount += r.Amount
+				if r.Type == "purchase" {
+					// An hour's amount is its sales: a refund or a void moves
+					// money back, and adding it would count it as takings.
+					h.ApprovedAmount += r.Amount
+				}
 			}
 		} else {
 			rep.Declines[strings.TrimSpace(r.RC+" "+r.Reason)]++

@@ -18,15 +18,20 @@ func TestReportHourlyAmountIsSales(t *testing.T) {
 	rec := func(typ string, amount int64) *journal.Record {
 		return &journal.Record{MID: "M1", Type: typ, Amount: amount, RC: "00", Received: at, State: journal.StateAnswered}
 	}
-	j := &fakeJournal{recs: []*journal.Record{rec("purchase", 10000), rec("purchase", 5000), rec("refund", 3000), rec("void", 5000)}}
+	voided := rec("purchase", 7000)
+	voided.ReversedBy = "000000000009" // approved, then voided: no sale
+	j := &fakeJournal{recs: []*journal.Record{rec("purchase", 10000), rec("purchase", 5000), rec("refund", 3000), rec("void", 5000), voided}}
 	reg := &fakeRegistry{merchants: []*registry.Merchant{{ID: "M1"}}}
 	rep, err := MerchantReport(context.Background(), j, reg, "M1", 1, now, time.UTC)
 	if err != nil {
 		t.Fatal(err)
 	}
 	h := rep.Hourly[at.Hour()]
-	if h.Count != 4 || h.Approved != 4 || h.ApprovedAmount != 15000 {
-		t.Fatalf("hour %02d: %+v; want 4 transactions, 4 approved, 150.00 of purchases", at.Hour(), h)
+	if h.Count != 5 || h.Approved != 5 || h.ApprovedAmount != 15000 {
+		t.Fatalf("hour %02d: %+v; want 5 transactions, 5 approved, 150.00 of purchases (the voided one not)", at.Hour(), h)
+	}
+	if c := rep.ByType["purchase"]; c == nil || c.ApprovedAmount != 15000 {
+		t.Fatalf("purchases by type: %+v; want 150.00 (the voided one not)", c)
 	}
 	if c := rep.ByType["refund"]; c == nil || c.ApprovedAmount != 3000 {
 		t.Fatalf("refunds by type: %+v", c)
