@@ -202,6 +202,8 @@ func runTerm(env *Env, args []string) int {
 			if kerr != nil {
 				fmt.Fprintf(env.Stderr, "term: working key change (0800/161) for %s: %v; the PIN goes under the initial demo TPK\n", t.TID, kerr)
 				tpk = keys.tpk
+			} else {
+				fmt.Fprintf(env.Stderr, "term: %s changed its working keys (0800/161); the PIN goes under the new TPK\n", t.TID)
 			}
 			block, err = termclient.PINBlockTPK(tpk, *pin, t.PAN)
 		case strings.HasPrefix(t.TID, "LT"):
