@@ -289,23 +289,8 @@ func (p badAfterGood) Process(ctx context.Context, c *Conn, body []byte) (Respon
 // still goes out (and is reported delivered) before the connection closes. Found by
 // an adversarial trial: the connection was closed at once and the approval reversed.
 func TestUnanswerableLetsInFlightAnswersOut(t *testing.T) {
-	p := badAfterGood{newGateProc()}
-	l := listen(t, Config{}, p, nil, nil)
-	nc, r := dial(t, l)
-	writeFrame(t, nc, "0200-good")
-	<-p.started
-	writeFrame(t, nc, "bad")
-	waitFor(t, "the bad frame to stop the reading", func() bool {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		for c := range l.conns {
-			if c.stopped.Load() {
-				return true
-			}
-		}
-		return false
-	})
-	close(p.release)
+	p, nc, r, _, release := goodThenBad(t)
+	release()
 	_ = nc.SetReadDeadline(time.Now().Add(10 * time.Second))
 	body, err := ReadFrame(r, nil, 1024)
 	if err != nil || string(body) != "0200-good" {
@@ -324,27 +309,7 @@ func TestUnanswerableLetsInFlightAnswersOut(t *testing.T) {
 // still has that answer reported undelivered (so that its approval is reversed): the
 // read side is watched for the end-of-file until the connection closes.
 func TestUnanswerableThenPeerClosed(t *testing.T) {
-	p := badAfterGood{newGateProc()}
-	l := listen(t, Config{}, p, nil, nil)
-	var once sync.Once
-	release := func() { once.Do(func() { close(p.release) }) }
-	t.Cleanup(release) // before the listener's close, which waits for the request
-	nc, _ := dial(t, l)
-	writeFrame(t, nc, "0200-good")
-	<-p.started
-	writeFrame(t, nc, "bad")
-	var conn *serverConn
-	waitFor(t, "the bad frame to stop the reading", func() bool {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		for c := range l.conns {
-			if c.stopped.Load() {
-				conn = c
-				return true
-			}
-		}
-		return false
-	})
+	p, nc, _, conn, release := goodThenBad(t)
 	nc.Close()
 	waitFor(t, "the terminal's close to be seen", conn.peerGone.Load)
 	release()
@@ -359,6 +324,27 @@ func TestUnanswerableThenPeerClosed(t *testing.T) {
 // Found by a review: the deadline was taken for the terminal's close, and the
 // approval reversed.
 func TestUnanswerableThenDrain(t *testing.T) {
+	p, nc, r, conn, release := goodThenBad(t)
+	waitFor(t, "the read side to be watched", func() bool { return conn.watchRounds.Load() >= 1 })
+	conn.stopReading() // what Drain does to every connection
+	waitFor(t, "the watch to go on after the deadline", func() bool { return conn.watchRounds.Load() >= 2 })
+	release()
+	_ = nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if body, err := ReadFrame(r, nil, 1024); err != nil || string(body) != "0200-good" {
+		t.Fatalf("answer of the good request after the drain's deadline: %q, %v", body, err)
+	}
+	if !waitSent(t, p.gateProc) {
+		t.Fatal("the answer was reported undelivered after a drain's deadline")
+	}
+}
+
+// goodThenBad sends a good request (held by its processor until release) and then a
+// frame the switch cannot answer on one connection, and waits for the reading to
+// stop. It returns the processor, the client's connection and reader, the server's
+// connection, and release (also run at the cleanup, before the listener's close,
+// which waits for the request).
+func goodThenBad(t *testing.T) (badAfterGood, net.Conn, *bufio.Reader, *serverConn, func()) {
+	t.Helper()
 	p := badAfterGood{newGateProc()}
 	l := listen(t, Config{}, p, nil, nil)
 	var once sync.Once
@@ -380,15 +366,5 @@ func TestUnanswerableThenDrain(t *testing.T) {
 		}
 		return false
 	})
-	waitFor(t, "the read side to be watched", func() bool { return conn.watchRounds.Load() >= 1 })
-	conn.stopReading() // what Drain does to every connection
-	waitFor(t, "the watch to go on after the deadline", func() bool { return conn.watchRounds.Load() >= 2 })
-	release()
-	_ = nc.SetReadDeadline(time.Now().Add(10 * time.Second))
-	if body, err := ReadFrame(r, nil, 1024); err != nil || string(body) != "0200-good" {
-		t.Fatalf("answer of the good request after the drain's deadline: %q, %v", body, err)
-	}
-	if !waitSent(t, p.gateProc) {
-		t.Fatal("the answer was reported undelivered after a drain's deadline")
-	}
+	return p, nc, r, conn, release
 }

@@ -68,11 +68,7 @@ func TestReadsBeforeIndexing(t *testing.T) {
 	defer db.Close()
 	defer s.Close()
 	base := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
-	r := writeTxn(t, s, 1, base)
-	// The delivery mark is not waited for: a durable write behind it syncs it.
-	if err := s.PutDurable(context.Background(), []byte("x/sync"), nil); err != nil {
-		t.Fatal(err)
-	}
+	r := writeTxnSynced(t, s, base)
 	if s.ix.applied.Load() != 0 || s.Unindexed() < 4 {
 		t.Fatalf("the indexer ran (applied %d, %d unindexed)", s.ix.applied.Load(), s.Unindexed())
 	}
@@ -465,11 +461,7 @@ func TestDeliveryMarkOnce(t *testing.T) {
 	defer db.Close()
 	defer s.Close()
 	base := time.Date(2026, 11, 21, 10, 0, 0, 0, time.UTC)
-	r := writeTxn(t, s, 1, base)
-	// The delivery mark is not waited for: a durable write behind it syncs it.
-	if err := s.PutDurable(context.Background(), []byte("x/sync"), nil); err != nil {
-		t.Fatal(err)
-	}
+	r := writeTxnSynced(t, s, base)
 	responded := func(when string) {
 		t.Helper()
 		got, err := s.Get(r.RRN)
@@ -502,4 +494,15 @@ func TestDeliveryMarkOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	responded("after indexing")
+}
+
+// writeTxnSynced is writeTxn with its delivery mark made durable (a delivery mark is
+// not waited for: a durable write behind it syncs it).
+func writeTxnSynced(t *testing.T, s *Store, at time.Time) *Record {
+	t.Helper()
+	r := writeTxn(t, s, 1, at)
+	if err := s.PutDurable(context.Background(), []byte("x/sync"), nil); err != nil {
+		t.Fatal(err)
+	}
+	return r
 }

@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -556,9 +555,7 @@ func TestClusterReversalOfOriginalInFlight(t *testing.T) {
 func TestReversalAdviceRetried(t *testing.T) {
 	h := newHarness(t)
 	h.bank.script(func(sent) (*iso8583.Message, error) { return nil, ErrIssuerTimeout })
-	h.q.mu.Lock()
-	h.q.fail = errors.New("no JetStream acknowledgement: the stream has no quorum")
-	h.q.mu.Unlock()
+	h.queueRefuses(true)
 	a := h.do(h.purchase(1000))
 	if a.RC != "91" {
 		t.Fatalf("answer %s, want 91", a.RC)
@@ -570,9 +567,7 @@ func TestReversalAdviceRetried(t *testing.T) {
 	if h.p.owedAdvices.len() != 1 {
 		t.Fatalf("%d advices kept, want 1", h.p.owedAdvices.len())
 	}
-	h.q.mu.Lock()
-	h.q.fail = nil
-	h.q.mu.Unlock()
+	h.queueRefuses(false)
 	h.p.retryAdvices()
 	h.p.settle(t.Context())
 	items := h.q.all()

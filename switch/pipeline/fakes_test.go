@@ -723,3 +723,14 @@ func hasEvent(r *journal.Record, s journal.State) bool {
 
 // errScripted is an error the fakes return on demand.
 var errScripted = errors.New("scripted failure")
+
+// queueRefuses makes the store-and-forward queue refuse every item (a cluster's
+// stream without a quorum), or take them again.
+func (h *harness) queueRefuses(refuse bool) {
+	h.q.mu.Lock()
+	defer h.q.mu.Unlock()
+	h.q.fail = nil
+	if refuse {
+		h.q.fail = errors.New("no JetStream acknowledgement: the stream has no quorum")
+	}
+}

@@ -1052,18 +1052,14 @@ func TestReversal(t *testing.T) {
 		if ra := h.do(rf); ra.RC != "00" {
 			t.Fatalf("refund: %+v", ra.Result)
 		}
-		h.q.mu.Lock()
-		h.q.fail = errors.New("no JetStream acknowledgement: the stream has no quorum")
-		h.q.mu.Unlock()
+		h.queueRefuses(true)
 		if a := h.do(h.reversal(rf, 300)); a.RC != "96" {
 			t.Fatalf("reversal of the refund while the queue refuses: %+v", a.Result)
 		}
 		if got := h.record(oa.RRN).Refunded; got != 300 {
 			t.Fatalf("before the advice is queued the original holds %d refunded, want 300", got)
 		}
-		h.q.mu.Lock()
-		h.q.fail = nil
-		h.q.mu.Unlock()
+		h.queueRefuses(false)
 		h.p.retryAdvices()
 		h.p.settle(t.Context())
 		h.p.settle(t.Context())
@@ -1083,15 +1079,11 @@ func TestReversal(t *testing.T) {
 			t.Fatalf("refund A: %+v", a.Result)
 		}
 		h.bank.script(func(sent) (*iso8583.Message, error) { return nil, ErrIssuerTimeout })
-		h.q.mu.Lock()
-		h.q.fail = errors.New("no JetStream acknowledgement: the stream has no quorum")
-		h.q.mu.Unlock()
+		h.queueRefuses(true)
 		if b := h.do(h.refund(oa, 300)); b.RC != "91" {
 			t.Fatalf("refund B while the issuer times out: %+v", b.Result)
 		}
-		h.q.mu.Lock()
-		h.q.fail = nil
-		h.q.mu.Unlock()
+		h.queueRefuses(false)
 		h.p.retryAdvices()
 		h.p.settle(t.Context())
 		if got := h.record(oa.RRN).Refunded; got != 300 {
