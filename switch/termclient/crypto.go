@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/switchyard/switchyard/hsm/dukpt"
+	"github.com/switchyard/switchyard/hsm/kcv"
 	"github.com/switchyard/switchyard/hsm/mac"
 	"github.com/switchyard/switchyard/hsm/pinblock"
 	"github.com/switchyard/switchyard/switch/message"
@@ -100,18 +101,12 @@ func WorkingKey(tmkHex, wire string) (string, error) {
 	for i := 0; i < len(enc); i += 8 {
 		c.Decrypt(key[i:], enc[i:])
 	}
-	kc, err := tdesKey(hex.EncodeToString(key))
+	check, err := kcv.TDES(key)
 	if err != nil {
 		return "", err
 	}
-	kcK, err := des.NewTripleDESCipher(kc)
-	if err != nil {
-		return "", err
-	}
-	var z [8]byte
-	kcK.Encrypt(z[:], z[:])
-	if got := hex.EncodeToString(z[:3]); !strings.EqualFold(got, kcvHex) {
-		return "", fmt.Errorf("working key's check value %s, the decrypted key gives %s: another TMK?", kcvHex, strings.ToUpper(got))
+	if !strings.EqualFold(check.String(), kcvHex) {
+		return "", fmt.Errorf("working key's check value %s, the decrypted key gives %s: another TMK?", kcvHex, check)
 	}
 	return strings.ToUpper(hex.EncodeToString(key)), nil
 }
