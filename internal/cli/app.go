@@ -121,7 +121,7 @@ func runApp(env *Env, args []string) int {
 		fmt.Fprintf(env.Stdout, "%s uploaded: %d bytes, SHA-256 %s, signed by %s\n", p.Ref(), p.Size, p.SHA256, p.KeyID)
 		return 0
 	case "list":
-		if ok, code := parse(fs, rest); !ok {
+		if ok, code := parseFlagsOnly(env, fs, rest); !ok {
 			return code
 		}
 		var ps []apps.Package

@@ -169,7 +169,7 @@ func fail(env *Env, format string, args ...any) int {
 
 func runVersion(env *Env, args []string) int {
 	fs := newFlags(env, "version", "")
-	if ok, code := parse(fs, args); !ok {
+	if ok, code := parseFlagsOnly(env, fs, args); !ok {
 		return code
 	}
 	rev := ""

@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/switchyard/switchyard/internal/cli/kit"
 	"github.com/switchyard/switchyard/switch/server"
 )
 
@@ -28,6 +29,10 @@ func runSettle(env *Env, args []string) int {
 	outFile := fs.String("out", "", "write to this file instead of standard output")
 	if ok, code := parseFlagsOnly(env, fs, rest); !ok {
 		return code
+	}
+	if *asCSV && *asJSON {
+		fmt.Fprintln(env.Stderr, "switchyard settle: --csv and --json: give one")
+		return kit.ExitUsage
 	}
 	if *date == "" {
 		loc, err := acquirerZone(env)

@@ -79,7 +79,7 @@ func runTask(env *Env, args []string) int {
 	}
 	switch sub {
 	case "list":
-		if ok, code := parse(fs, rest); !ok {
+		if ok, code := parseFlagsOnly(env, fs, rest); !ok {
 			return code
 		}
 		var vs []sched.View

@@ -68,7 +68,7 @@ func runTerm(env *Env, args []string) int {
 	kind := args[0]
 	fs := newFlags(env, "term "+kind, "[flags]")
 	addr := fs.String("addr", "127.0.0.1:8583", "switch terminal listener host:port")
-	dialect := fs.String("dialect", "ascii", "ascii, ascii-binary-bitmap or cup (signs in first; default --addr 127.0.0.1:8585)")
+	dialect := fs.String("dialect", "ascii", "ascii, ascii-binary-bitmap (default --addr 127.0.0.1:8584) or cup (signs in first; default --addr 127.0.0.1:8585)")
 	pan := fs.String("pan", "", "card number")
 	amount := fs.String("amount", "0", "amount in minor units (1000 = 10.00), or with a decimal point")
 	expiry := fs.String("expiry", "", "card expiry YYMM (default: the demo card's, else 2912)")
@@ -98,6 +98,9 @@ func runTerm(env *Env, args []string) int {
 	d, err := message.ParseDialect(*dialect)
 	if err != nil {
 		return fail(env, "term: --dialect: %v", err)
+	}
+	if d == message.DialectASCIIBinaryBitmap && *addr == "127.0.0.1:8583" {
+		*addr = "127.0.0.1:8584" // the demo's ascii-binary-bitmap listener, as cup picks 8585
 	}
 	if d == message.DialectCUP {
 		return runTermCUP(env, kind, cupArgs, cupTermCommon{addr: *addr, pan: *pan, amount: *amount, expiry: *expiry,

@@ -92,6 +92,9 @@ func runUser(env *Env, args []string) int {
 			return fail(env, "user %s %s: %v", rest[0], rest[1], err)
 		}
 	case "list":
+		if !want(0) {
+			return kit.ExitUsage
+		}
 		if err := c.Do(context.WithoutCancel(ctx), "GET", "/api/v1/users", nil, &out); err != nil {
 			return fail(env, "user list: %v", err)
 		}
