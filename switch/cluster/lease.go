@@ -404,8 +404,12 @@ func (l *Lease) takeIncarnation(ctx context.Context) (uint64, error) {
 				return 0, err
 			}
 		}
-		// Expected: the revision read (0: no message yet).
-		_, err := l.n.js.Publish(ctx, leaseSubjects+key, []byte(strconv.FormatUint(p+1, 10)), jetstream.WithExpectLastSequencePerSubject(rev))
+		// Expected: the revision read (0: no message yet). A put the stream's
+		// (lost) leader never acknowledges is, like a read, given up after a
+		// while and read again.
+		pctx, cancel := context.WithTimeout(ctx, leaderReadWait)
+		_, err := l.n.js.Publish(pctx, leaseSubjects+key, []byte(strconv.FormatUint(p+1, 10)), jetstream.WithExpectLastSequencePerSubject(rev))
+		cancel()
 		switch {
 		case err == nil:
 			return p + 1, nil
@@ -990,13 +994,24 @@ func (l *Lease) readLeader(ctx context.Context, key string) (*LeaseValue, time.T
 	return &v, at, nil
 }
 
+// leaderReadWait bounds one read from a stream leader. A message get that
+// reaches the cluster while the stream has no leader (an election after its
+// leader's server died) is answered by nobody, ever: the servers ignore what
+// they do not lead, and they are subscribed, so it is not "no responders"
+// either. A caller's context may be minutes long (a node's start), and one
+// unbounded request then waited all of it for an answer that never came.
+const leaderReadWait = 2 * time.Second
+
 // readLeader reads key's last message in KV bucket from the bucket's stream
 // leader (the JetStream API's message get, which replicas do not answer, unlike
 // the direct get a KV Get uses). It returns the value (nil for none: no key, a
 // delete marker, or no bucket), the key's revision and the server's time of the
-// message.
+// message. One read waits at most leaderReadWait (context.DeadlineExceeded
+// then, which transient takes for a read to try again).
 func (n *Node) readLeader(ctx context.Context, bucket, key string) ([]byte, uint64, time.Time, error) {
 	req, _ := json.Marshal(map[string]string{"last_by_subj": "$KV." + bucket + "." + key})
+	ctx, cancel := context.WithTimeout(ctx, leaderReadWait)
+	defer cancel()
 	msg, err := n.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET.KV_"+bucket, req)
 	if err != nil {
 		return nil, 0, time.Time{}, err

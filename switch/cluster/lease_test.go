@@ -660,3 +660,67 @@ func startLeases(t *testing.T, ctx context.Context, nodes []*Node, opts func(by 
 	}
 	return leases, stop
 }
+
+// TestStartLeaseBucketLeaderless: a node reads the leases bucket, and starts
+// its lease, right after the server leading the bucket was killed. Until the
+// survivors notice (their election timeout, 4 to 9 s) every server takes
+// another for the leader and nobody answers a read; one read must give up
+// after a while, not wait its whole context (seen in CI: a restarted node
+// waited its two-minute start on one such read), and the start must keep
+// trying and succeed after the election.
+func TestStartLeaseBucketLeaderless(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	nodes := startLeaseCluster(t, ctx, threeNodeConfigs(t))
+	if _, err := nodes[0].LeaseKV(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var leader string
+	for leader == "" {
+		if st, err := nodes[0].Status(ctx); err == nil {
+			for _, b := range st.Buckets {
+				if b.Name == LeaseBucket {
+					leader = b.Leader
+				}
+			}
+		}
+		if leader != "" {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("the leases bucket has no leader")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	k := map[string]int{"n1": 0, "n2": 1, "n3": 2}[leader]
+	survivor := nodes[(k+1)%3]
+	t.Logf("killing server %s, which leads the leases bucket; node %d reads it and starts its lease", leader, survivor.cfg.Node)
+	stopRaftNodes(nodes[k].srv)
+	if err := nodes[k].Close(); err != nil {
+		t.Fatal(err)
+	}
+	nodes[k] = nil
+
+	// A read sent now is answered by nobody: it must end on its own, before
+	// the 30 s its caller allows (the old code waited all of them).
+	rctx, rcancel := context.WithTimeout(ctx, 30*time.Second)
+	start := time.Now()
+	_, _, _, err := survivor.readLeader(rctx, LeaseBucket, leaseKey(survivor.cfg.Node))
+	callerLeft := rctx.Err()
+	rcancel()
+	t.Logf("read right after the kill: %v after %v", err, time.Since(start).Round(time.Millisecond))
+	if callerLeft != nil {
+		t.Fatalf("a read of the leaderless bucket waited its caller's whole context (%v): %v", callerLeft, err)
+	}
+
+	sctx, scancel := context.WithTimeout(ctx, 40*time.Second)
+	defer scancel()
+	start = time.Now()
+	l, err := survivor.StartLease(sctx, LeaseOptions{OnDead: func(context.Context, int) error { return nil }})
+	if err != nil {
+		t.Fatalf("lease start during the bucket's election, after %v: %v", time.Since(start).Round(time.Millisecond), err)
+	}
+	defer l.Stop()
+	t.Logf("lease of node %d taken %v after the read", survivor.cfg.Node, time.Since(start).Round(time.Millisecond))
+}
