@@ -143,3 +143,21 @@ func TestAdminFromEnvironment(t *testing.T) {
 		t.Errorf("--admin did not win over $SWITCHYARD_ADMIN: env URL got %q, --admin URL got %q", api.Calls()[before:], other.Calls())
 	}
 }
+
+// TestSettleBadDate: a --date that is not a day is a usage error (2), said before
+// anything is asked of the switch; it was exit 1 with the server's 400.
+func TestSettleBadDate(t *testing.T) {
+	api := newFakeAdmin(t, func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, `{"error":"bad date"}`, http.StatusBadRequest)
+	})
+	vars := map[string]string{"SWITCHYARD_ADMIN": api.URL, "SWITCHYARD_TOKEN": "t"}
+	for _, d := range []string{"2026-13-01", "yesterday", "2026/12/04", "2026-12-4"} {
+		code, _, errs := runCLI(t, vars, "settle", "--date", d)
+		if code != 2 || !strings.Contains(errs, "YYYY-MM-DD") {
+			t.Errorf("settle --date %s: exit %d, stderr %q; want 2 and the format", d, code, errs)
+		}
+	}
+	if calls := api.Calls(); len(calls) > 0 {
+		t.Errorf("a bad date reached the switch: %q", calls)
+	}
+}

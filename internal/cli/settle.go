@@ -34,6 +34,12 @@ func runSettle(env *Env, args []string) int {
 		fmt.Fprintln(env.Stderr, "switchyard settle: --csv and --json: give one")
 		return kit.ExitUsage
 	}
+	if *date != "" {
+		if _, err := time.Parse("2006-01-02", *date); err != nil {
+			fmt.Fprintf(env.Stderr, "switchyard settle: --date %q: want YYYY-MM-DD, a day such as 2026-12-04\n", *date)
+			return kit.ExitUsage
+		}
+	}
 	if *date == "" {
 		loc, err := acquirerZone(env)
 		if err != nil {

@@ -29,3 +29,17 @@ func ratingPolicyTests(dir string) ([]risk.TestResult, error) {
 	}
 	return out, nil
 }
+
+// ratingPolicyCount loads the rating policy of a rules directory, when it has
+// one, and returns how many tests it holds.
+func ratingPolicyCount(dir string) (int, error) {
+	path := RatingPolicyFile(dir)
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	p, err := rating.LoadPolicy(path)
+	if err != nil {
+		return 0, err
+	}
+	return len(p.Tests), nil
+}

@@ -193,6 +193,12 @@ func (t *tool) check(args []string) int {
 	default:
 		warnings = rs.Warnings
 	}
+	// The merchant rating policy beside the rules is checked with them, and its
+	// tests counted as rules test runs them.
+	ratingTests, rerr := ratingPolicyCount(pos[0])
+	if rerr != nil {
+		problems = append(problems, risk.Problem{Message: rerr.Error()}) // it names the file
+	}
 	if *format == "json" {
 		ans := struct {
 			OK       bool           `json:"ok"`
@@ -219,7 +225,7 @@ func (t *tool) check(args []string) int {
 		fmt.Fprintf(t.out, "%s: %d problem(s), %d warning(s): the rules do not load\n", pos[0], len(problems), len(warnings))
 		return ExitProblems
 	}
-	tests := 0
+	tests := ratingTests
 	for _, r := range rs.Rules {
 		tests += len(r.Tests)
 	}

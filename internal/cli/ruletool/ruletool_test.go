@@ -35,6 +35,9 @@ func rulesDir(t *testing.T, files map[string]string) string {
 	t.Helper()
 	dir := t.TempDir()
 	for name, content := range files {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755); err != nil {
+			t.Fatal(err)
+		}
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -69,6 +72,21 @@ func TestCheck(t *testing.T) {
 	}
 	if code, _, errs := run(t, ToolEnv{}, "check"); code != ExitUsage || !strings.Contains(errs, "one rules directory") {
 		t.Errorf("check without a dir: %d %s", code, errs)
+	}
+	// check counts the tests test runs: the rating policy's too (it said 154
+	// where test ran 162), and a rating policy that does not load is a problem.
+	_, out, _ = run(t, ToolEnv{}, "check", "../../../rules")
+	_, tout, _ := run(t, ToolEnv{}, "test", "../../../rules", "--format", "json")
+	var ran struct{ Passed, Failed int }
+	if err := json.Unmarshal([]byte(tout), &ran); err != nil {
+		t.Fatalf("test --format json: %v\n%s", err, tout)
+	}
+	if want := fmt.Sprintf(" %d test(s)", ran.Passed+ran.Failed); !strings.Contains(out, want) {
+		t.Errorf("check counts other tests than test runs (%d):\n%s", ran.Passed+ran.Failed, out)
+	}
+	badRating := rulesDir(t, map[string]string{"a.yaml": "rules:\n  - {id: a, condition: \"txn.amount > 1\", action: decline}\n", "rating/policy.yaml": "weights: [\n"})
+	if code, out, _ := run(t, ToolEnv{}, "check", badRating); code != ExitProblems || !strings.Contains(out, "policy.yaml") {
+		t.Errorf("check with a broken rating policy: %d\n%s", code, out)
 	}
 }
 
