@@ -49,6 +49,11 @@ type PurgeResult struct {
 	// there ("newer", "open record <RRN>", "not indexed", "active").
 	FirstKept uint32 `json:"first_kept"`
 	StoppedBy string `json:"stopped_by"`
+	// FilterKeys and FilterBytes describe the duplicate keys' filter, rebuilt
+	// after a purge that removed records (zero when it was not): the keys it
+	// read from the index, and the filter's size.
+	FilterKeys  int    `json:"filter_keys,omitempty"`
+	FilterBytes uint64 `json:"filter_bytes,omitempty"`
 }
 
 // purgeBatch is how many records' index entries one Badger transaction deletes.
@@ -187,6 +192,16 @@ func (s *Store) Purge(ctx context.Context, before time.Time) (PurgeResult, error
 				return res, err
 			}
 		}
+	}
+	if res.Records > 0 {
+		// The purged records' keys leave the duplicate filter (which otherwise
+		// only grew while the process ran). Should it fail, the old filter stays,
+		// larger than needed but right.
+		keys, err := s.rebuildDupKeys()
+		if err != nil {
+			return res, fmt.Errorf("journal: purge: %w", err)
+		}
+		res.FilterKeys, res.FilterBytes = keys, s.dups.bits()/8
 	}
 	return res, nil
 }

@@ -96,12 +96,11 @@ func (s *Store) newReq(rec *Record, buf *[]byte, first bool) (*writeReq, error) 
 	req := &writeReq{rec: b, buf: buf, rrn: rec.RRN, first: first, tid: rec.TID, at: rec.Received}
 	if first && rec.TID != "" && rec.STAN != "" && rec.DE7 != "" && rec.OwnsDupKey() {
 		req.dup = DupKey(rec.TID, rec.STAN, rec.DE7)
-		s.dups.add(req.dup) // before it can be read
 		// Only a record that owns its duplicate key: in a cluster those are all
 		// written by the applier, in the stream's order (cjournal's first.go).
+		// publish adds the keys to the filter, before they can be read.
 		if s.opts.IndexKSN && rec.KSN != "" {
 			req.ksn = KSNKey(rec.KSN)
-			s.dups.add(req.ksn)
 		}
 	}
 	return req, nil
@@ -296,10 +295,14 @@ func (s *Store) publish(batch []*writeReq) {
 				encodeBufs.Put(old.buf)
 			}
 			s.pend.recs[r.rrn] = &pendRec{ver: r.ver, buf: r.buf, rec: r.rec}
+			// The filter first (a lookup reads it before the pending keys), with
+			// s.ix.mu held: rebuildDupKeys relies on it.
 			if r.dup != "" {
+				s.dups.add(r.dup)
 				s.pend.dup[r.dup] = r.rrn
 			}
 			if r.ksn != "" {
+				s.dups.add(r.ksn)
 				s.pend.dup[r.ksn] = r.rrn
 			}
 		} else {

@@ -66,7 +66,8 @@ func (s *Server) retentionTask() sched.Func {
 		segs.Add(float64(res.Segments))
 		bytes.Add(float64(res.Bytes))
 		s.log.Info().Str("component", "journal").Time("before", before).Int("records", res.Records).Int("segments", res.Segments).
-			Int64("bytes", res.Bytes).Uint32("first_kept", res.FirstKept).Str("stopped_by", res.StoppedBy).Err(err).Msg("journal retention")
+			Int64("bytes", res.Bytes).Uint32("first_kept", res.FirstKept).Str("stopped_by", res.StoppedBy).
+			Int("dup_filter_keys", res.FilterKeys).Uint64("dup_filter_bytes", res.FilterBytes).Err(err).Msg("journal retention")
 		out := fmt.Sprintf("before %s: %d records, %d segments (%d bytes) removed; oldest segment kept %d (%s)",
 			before.UTC().Format(time.RFC3339), res.Records, res.Segments, res.Bytes, res.FirstKept, res.StoppedBy)
 		return out, err
