@@ -5,6 +5,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -113,6 +114,40 @@ func TestHelpOnEveryCommand(t *testing.T) {
 		if !strings.Contains(out, want) || strings.Count(out, "\n") > 12 {
 			t.Errorf("switchyard %s -h: want its own lines (%q), got:\n%s", line, want, out)
 		}
+	}
+}
+
+// TestTermKindHelp: "term KIND -h" describes the flags that transaction reads and
+// only names the others (it listed all 31 for every transaction); an unknown
+// transaction is a usage error.
+func TestTermKindHelp(t *testing.T) {
+	for kind, c := range map[string]struct{ has, hasNot string }{
+		"settle":     {"-totals string", "card number"},
+		"purchase":   {"card number", "-totals string"},
+		"reversal":   {"-original string", "-order string"},
+		"qr-inquiry": {"-order string", "card number"},
+	} {
+		code, out, errs := runCLI(t, nil, "term", kind, "-h")
+		all := out + errs
+		if code != 0 || !strings.Contains(all, c.has) || strings.Contains(all, c.hasNot) || !strings.Contains(all, "Accepted, not read by "+kind) {
+			t.Errorf("term %s -h: exit %d, want %q described and %q not:\n%s", kind, code, c.has, c.hasNot, all)
+		}
+	}
+	for kind := range termKindFlags {
+		if !slices.Contains(termKinds, kind) {
+			t.Errorf("termKindFlags names %q, not a transaction", kind)
+		}
+	}
+	for _, kind := range termKinds {
+		if _, ok := termKindFlags[kind]; !ok {
+			t.Errorf("transaction %q has no entry in termKindFlags", kind)
+		}
+	}
+	if code, out, errs := runCLI(t, nil, "term", "bogus", "-h"); code != 2 || !strings.Contains(out+errs, "unknown transaction") {
+		t.Errorf("term bogus -h: exit %d, output %q; want 2 and the transactions", code, out+errs)
+	}
+	if code, _, errs := runCLI(t, nil, "term", "bogus"); code != 2 || !strings.Contains(errs, "unknown transaction") {
+		t.Errorf("term bogus: exit %d, stderr %q; want 2 and the transactions", code, errs)
 	}
 }
 

@@ -4,9 +4,11 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	attestpkg "github.com/switchyard/switchyard/switch/attest"
 	"math/bits"
+	"slices"
 	"strings"
 	"time"
 
@@ -56,6 +58,64 @@ var demoMerchant = map[string]string{
 // termKinds are the transactions term sends: its subcommands.
 var termKinds = []string{"purchase", "preauth", "completion", "void", "refund", "balance", "reversal", "echo", "signon", "signoff", "settle", "qr-order", "qr-inquiry"}
 
+// termKindFlags are the flags each transaction reads, beyond termCommonFlags; the
+// help of "term KIND" describes them and only names the others (term takes every
+// flag with every transaction, and ignores those a transaction does not read).
+var termKindFlags = func() map[string][]string {
+	card := []string{"pan", "amount", "expiry", "pin", "ksn", "track", "findings", "attest", "attest-age"}
+	with := func(a []string, more ...string) []string { return append(append([]string(nil), a...), more...) }
+	return map[string][]string{
+		"purchase":   with(card, "qr"),
+		"preauth":    with(card, "qr"),
+		"completion": with(card, "rrn", "auth"),
+		"void":       with(card, "rrn", "auth", "orig-stan", "qr-original"),
+		"refund":     with(card, "rrn", "auth", "orig-stan", "qr-original"),
+		"balance":    card,
+		"reversal":   with(card, "original", "orig-stan", "rrn", "auth"),
+		"echo":       nil,
+		"signon":     nil,
+		"signoff":    nil,
+		"settle":     {"totals"},
+		"qr-order":   {"amount"},
+		"qr-inquiry": {"order"},
+	}
+}()
+
+// termCommonFlags are the flags every transaction reads.
+var termCommonFlags = []string{"addr", "dialect", "tid", "mid", "stan", "tlv", "tak", "mac", "tmk", "scheme", "timeout", "json"}
+
+// termUsage is the help of "term KIND": the flags the transaction reads, then the
+// names of the others.
+func termUsage(fs *flag.FlagSet, kind string) {
+	w := fs.Output()
+	own, known := termKindFlags[kind]
+	if !known {
+		fmt.Fprintf(w, "Usage: switchyard term %s [flags]\n\nFlags:\n", kind)
+		fs.PrintDefaults()
+		return
+	}
+	keep := map[string]bool{}
+	for _, n := range append(append([]string(nil), termCommonFlags...), own...) {
+		keep[n] = true
+	}
+	sub := flag.NewFlagSet(fs.Name(), flag.ContinueOnError)
+	sub.SetOutput(w)
+	var others []string
+	fs.VisitAll(func(f *flag.Flag) {
+		if keep[f.Name] {
+			sub.Var(f.Value, f.Name, f.Usage)
+			sub.Lookup(f.Name).DefValue = f.DefValue
+		} else {
+			others = append(others, "-"+f.Name)
+		}
+	})
+	fmt.Fprintf(w, "Usage: switchyard term %s [flags]\n\nFlags:\n", kind)
+	sub.PrintDefaults()
+	if len(others) > 0 {
+		fmt.Fprintf(w, "\nAccepted, not read by %s: %s (switchyard term -h lists the transactions)\n", kind, strings.Join(others, " "))
+	}
+}
+
 func runTerm(env *Env, args []string) int {
 	kinds := strings.Join(termKinds, "|")
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
@@ -66,6 +126,10 @@ func runTerm(env *Env, args []string) int {
 		return kit.ExitUsage
 	}
 	kind := args[0]
+	if !slices.Contains(termKinds, kind) {
+		fmt.Fprintf(env.Stderr, "switchyard term: unknown transaction %q (want %s)\n", kind, kinds)
+		return kit.ExitUsage
+	}
 	fs := newFlags(env, "term "+kind, "[flags]")
 	addr := fs.String("addr", "127.0.0.1:8583", "switch terminal listener host:port")
 	dialect := fs.String("dialect", "ascii", "ascii, ascii-binary-bitmap (default --addr 127.0.0.1:8584) or cup (signs in first; default --addr 127.0.0.1:8585)")
@@ -92,6 +156,7 @@ func runTerm(env *Env, args []string) int {
 	qrCode := fs.String("qr", "", "purchase or preauth with this payment code instead of a card (DE 48 QC, docs/qr.md)")
 	qrOrig := fs.Bool("qr-original", false, "void or refund of a QR payment (no card: QC empty)")
 	order := fs.String("order", "", "qr-inquiry: the order ID (DE 48 QO)")
+	fs.Usage = func() { termUsage(fs, kind) }
 	if ok, code := parseFlagsOnly(env, fs, args[1:]); !ok {
 		return code
 	}
