@@ -179,6 +179,9 @@ func (s *Store) rebuildDupKeys() (int, error) {
 		d.addTo(next, maphash.String(d.seed, key))
 	}
 	s.pend.mu.RUnlock()
+	if rebuildStep != nil {
+		rebuildStep("pending")
+	}
 	if err := eachDupKey(s.db, func(key []byte) {
 		d.addTo(next, maphash.Bytes(d.seed, key))
 		keys++
@@ -187,7 +190,7 @@ func (s *Store) rebuildDupKeys() (int, error) {
 		return 0, fmt.Errorf("journal: rebuild the duplicate keys' filter: %w", err)
 	}
 	if rebuildStep != nil {
-		rebuildStep()
+		rebuildStep("index")
 	}
 	s.ix.mu.Lock()
 	d.cur.Store(next)
@@ -196,6 +199,7 @@ func (s *Store) rebuildDupKeys() (int, error) {
 	return keys, nil
 }
 
-// rebuildStep, when set (tests), runs in rebuildDupKeys after the index was read,
-// before the new filter replaces the old.
-var rebuildStep func()
+// rebuildStep, when set (tests), runs in rebuildDupKeys after each of its reads:
+// "pending" after the pending keys', "index" after the index's (before the new
+// filter replaces the old).
+var rebuildStep func(step string)

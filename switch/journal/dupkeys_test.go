@@ -210,39 +210,48 @@ func TestDupKeysRebuiltByPurge(t *testing.T) {
 
 // TestDupKeysRebuildKeepsUnindexed: keys committed but not yet indexed (the
 // indexer waits an hour here) are not in the index a rebuild reads; they must be
-// in the new filter all the same, and so must the keys of writes during the
-// rebuild (one between its read of the index and the swap, and writers running
-// throughout many rebuilds). A key missing from the filter would let a resent
-// request through as new: a second authorization.
+// in the new filter all the same, and so must the key of a write between the
+// rebuild's read of the index and its swap. A key missing from the filter would
+// let a resent request through as new: a second authorization.
 func TestDupKeysRebuildKeepsUnindexed(t *testing.T) {
 	dir := t.TempDir()
 	db, s := openOpts(t, dir, Options{NoSync: true, IndexDelay: time.Hour})
 	defer db.Close()
 	defer s.Close()
-	ctx := context.Background()
-	at := time.Date(2026, 12, 5, 9, 0, 0, 0, time.UTC)
-	write := func(tid string, i int) (*Record, error) {
-		rrn, err := s.NextRRN()
-		if err != nil {
-			return nil, err
-		}
-		r := sample(rrn, at, tid)
-		r.STAN = fmt.Sprintf("%06d", i)
-		return r, s.Write(ctx, r, true, true)
-	}
 	var recs []*Record
 	for i := range 200 {
-		r, err := write("TPENDING", i)
-		if err != nil {
-			t.Fatal(err)
-		}
-		recs = append(recs, r)
+		recs = append(recs, writeDup(t, s, "TPENDING", i))
 	}
 	var during *Record
-	rebuildStep = func() {
-		if during == nil {
-			var err error
-			if during, err = write("TDURING", 1); err != nil {
+	rebuildStep = func(step string) {
+		if step == "index" {
+			during = writeDup(t, s, "TDURING", 1)
+		}
+	}
+	defer func() { rebuildStep = nil }()
+	if _, err := s.rebuildDupKeys(); err != nil {
+		t.Fatal(err)
+	}
+	checkDupKeys(t, s, append(recs, during))
+}
+
+// TestDupKeysRebuildIndexedBetweenReads: keys pending when the rebuild reads the
+// pending keys and indexed (so no longer pending) before it reads the index are
+// in the new filter: the index is read after the pending keys, never before.
+func TestDupKeysRebuildIndexedBetweenReads(t *testing.T) {
+	dir := t.TempDir()
+	db, s := openOpts(t, dir, Options{NoSync: true, IndexDelay: time.Hour})
+	defer db.Close()
+	defer s.Close()
+	var recs []*Record
+	for i := range 100 {
+		recs = append(recs, writeDup(t, s, "TBETWEEN", i))
+	}
+	indexed := false
+	rebuildStep = func(step string) {
+		if !indexed { // after the rebuild's first read, whichever it is
+			indexed = true
+			if err := s.catchUp(context.Background()); err != nil {
 				t.Error(err)
 			}
 		}
@@ -251,40 +260,95 @@ func TestDupKeysRebuildKeepsUnindexed(t *testing.T) {
 	if _, err := s.rebuildDupKeys(); err != nil {
 		t.Fatal(err)
 	}
-	recs = append(recs, during)
+	s.pend.mu.RLock()
+	pending := len(s.pend.dup)
+	s.pend.mu.RUnlock()
+	if pending != 0 {
+		t.Fatalf("%d keys still pending: the test did not index them between the rebuild's reads", pending)
+	}
+	checkDupKeys(t, s, recs)
+}
 
-	// Writers throughout a series of rebuilds.
+// TestDupKeysRebuildUnderLoad: writers run through a series of rebuilds while
+// the indexer moves their keys from the pending map to the index; each writer
+// checks its key the moment its Write returns (a key lost by one rebuild could
+// be put back by a later one's reads, and a check at the end alone would miss it).
+func TestDupKeysRebuildUnderLoad(t *testing.T) {
+	dir := t.TempDir()
+	db, s := openOpts(t, dir, Options{NoSync: true, IndexDelay: time.Millisecond})
+	defer db.Close()
+	defer s.Close()
+	const writers, each = 4, 2500
 	var (
 		wg      sync.WaitGroup
-		mu      sync.Mutex
-		stop    atomic.Bool
-		written []*Record
+		lost    atomic.Int64
+		written [writers][]*Record
 	)
-	for w := range 4 {
+	for w := range writers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := 0; !stop.Load(); i++ {
-				r, err := write(fmt.Sprintf("TW%06d", w), i)
+			for i := range each {
+				r, err := writeDupErr(s, fmt.Sprintf("TW%06d", w), i)
 				if err != nil {
 					t.Error(err)
 					return
 				}
-				mu.Lock()
-				written = append(written, r)
-				mu.Unlock()
+				if !s.dups.mayHave(DupKey(r.TID, r.STAN, r.DE7)) {
+					lost.Add(1)
+				}
+				written[w] = append(written[w], r)
 			}
 		}()
 	}
-	for range 30 {
-		if _, err := s.rebuildDupKeys(); err != nil {
-			t.Error(err)
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	rebuilds := 0
+	for running := true; running; {
+		select {
+		case <-done:
+			running = false
+		default:
+			if _, err := s.rebuildDupKeys(); err != nil {
+				t.Fatal(err)
+			}
+			rebuilds++
 		}
 	}
-	stop.Store(true)
-	wg.Wait()
-	recs = append(recs, written...)
-	t.Logf("%d records, %d written during 30 rebuilds", len(recs), len(written))
+	t.Logf("%d records written during %d rebuilds", writers*each, rebuilds)
+	if n := lost.Load(); n > 0 {
+		t.Fatalf("%d writes returned with their key not in the filter", n)
+	}
+	for _, recs := range written {
+		checkDupKeys(t, s, recs)
+	}
+}
+
+// writeDup journals the first version of a record that owns its duplicate key
+// (terminal tid, STAN i), durably.
+func writeDup(t *testing.T, s *Store, tid string, i int) *Record {
+	t.Helper()
+	r, err := writeDupErr(s, tid, i)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func writeDupErr(s *Store, tid string, i int) (*Record, error) {
+	rrn, err := s.NextRRN()
+	if err != nil {
+		return nil, err
+	}
+	r := sample(rrn, time.Date(2026, 12, 5, 9, 0, 0, 0, time.UTC), tid)
+	r.STAN = fmt.Sprintf("%06d", i)
+	return r, s.Write(context.Background(), r, true, true)
+}
+
+// checkDupKeys fails the test unless every record's key is in the filter and
+// found by LookupDuplicate.
+func checkDupKeys(t *testing.T, s *Store, recs []*Record) {
+	t.Helper()
 	for _, r := range recs {
 		if !s.dups.mayHave(DupKey(r.TID, r.STAN, r.DE7)) {
 			t.Fatalf("%s (%s/%s) is not in the rebuilt filter", r.RRN, r.TID, r.STAN)
