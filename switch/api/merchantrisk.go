@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/switchyard/switchyard/switch/admin"
+	"github.com/switchyard/switchyard/switch/registry"
 )
 
 // MerchantRisk is what the merchant risk routes ask the server: the ratings, the
@@ -18,14 +19,17 @@ type MerchantRisk interface {
 	UnpinRating(ctx context.Context, merchant, reason, by string) (any, error)
 	RecomputeRatings(ctx context.Context) (any, error)
 	Report(ctx context.Context, merchant string, days int) (any, error)
-	SetWebhook(ctx context.Context, merchant string, w WebhookRequest, by string) (any, error)
+	// SetWebhook requests the merchant's webhook (or its removal) for review; it
+	// returns the change (202).
+	SetWebhook(ctx context.Context, merchant string, w WebhookRequest, by registry.Actor) (any, error)
 	Notices(ctx context.Context, merchant string, limit int) (any, error)
 }
 
 // MerchantRiskErrors are the sentinel errors MerchantRisk wraps.
 type MerchantRiskErrors struct{ NotFound, Invalid error }
 
-// WebhookRequest registers (or, with an empty URL, removes) a merchant's webhook.
+// WebhookRequest requests (or, with an empty URL, requests the removal of) a
+// merchant's webhook, a change for review.
 type WebhookRequest struct {
 	URL    string `json:"url"`
 	Secret string `json:"secret"` // HMAC-SHA256 key of the signatures, at least 16 bytes
@@ -39,7 +43,7 @@ type WebhookRequest struct {
 //	DELETE /api/v1/merchants/{id}/rating/pin     remove the pin {reason} (analysts)
 //	POST   /api/v1/risk/ratings/recompute        run the daily computation now (operators)
 //	GET    /api/v1/merchants/{id}/report?days=N  counts, amounts, approval rate, hourly profile (readers)
-//	PUT    /api/v1/merchants/{id}/webhook        register the merchant's notice webhook (operators)
+//	PUT    /api/v1/merchants/{id}/webhook        request the merchant's notice webhook, for review (operators; 202, a change)
 //	GET    /api/v1/merchants/{id}/notices        the notices and their delivery log (readers)
 func (a *api) merchantRiskRoutes() {
 	m := a.o.MerchantRisk
@@ -88,7 +92,7 @@ func (a *api) merchantRiskRoutes() {
 		if err := readBody(r, &b); err != nil {
 			return nil, err
 		}
-		return m.SetWebhook(r.Context(), r.PathValue("id"), b, p.Name)
+		return requested(m.SetWebhook(r.Context(), r.PathValue("id"), b, actor(p)))
 	})
 	a.route("GET /api/v1/merchants/{id}/notices", readers, st, func(r *http.Request, _ admin.Principal) (any, error) {
 		n, err := queryInt(r, "limit")

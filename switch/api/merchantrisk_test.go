@@ -11,6 +11,7 @@ import (
 
 	"github.com/switchyard/switchyard/switch/admin"
 	"github.com/switchyard/switchyard/switch/api"
+	"github.com/switchyard/switchyard/switch/registry"
 )
 
 var (
@@ -40,7 +41,7 @@ func (f *fakeMerchantRisk) RecomputeRatings(context.Context) (any, error) { retu
 func (f *fakeMerchantRisk) Report(_ context.Context, m string, days int) (any, error) {
 	return map[string]int{"days": days}, nil
 }
-func (f *fakeMerchantRisk) SetWebhook(context.Context, string, api.WebhookRequest, string) (any, error) {
+func (f *fakeMerchantRisk) SetWebhook(context.Context, string, api.WebhookRequest, registry.Actor) (any, error) {
 	return nil, nil
 }
 func (f *fakeMerchantRisk) Notices(context.Context, string, int) (any, error) { return nil, nil }

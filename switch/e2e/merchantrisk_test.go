@@ -217,8 +217,28 @@ func TestMerchantNotices(t *testing.T) {
 	}
 	secretFile := filepath.Join(t.TempDir(), "secret")
 	os.WriteFile(secretFile, []byte(rv.secret+"\n"), 0o600)
-	if out, code := f.cli(tokOperator, "merchant", "webhook", "000000000000001", "--url", hs.URL+"/notices", "--secret-file", secretFile, "--reason", "merchant asked"); code != 0 {
+	// A webhook is a change for review: requested by an operator, in force once a
+	// reviewer approves it; the secret is in neither the change nor its preview.
+	out, code := f.cli(tokOperator, "merchant", "webhook", "000000000000001", "--url", hs.URL+"/notices", "--secret-file", secretFile, "--reason", "merchant asked")
+	if code != 0 || !strings.Contains(out, " requested: merchant.webhook 000000000000001") {
 		t.Fatalf("webhook: %s", out)
+	}
+	chg := strings.Fields(out)[0]
+	if out, _ := f.cli(tokOperator, "merchant", "notices", "000000000000001"); strings.Contains(out, hs.URL) {
+		t.Fatalf("the webhook is in force before its review: %s", out)
+	}
+	if out, code := f.cli(tokOperator, "change", "approve", chg); code == 0 {
+		t.Fatalf("the requester approved the webhook change himself: %s", out)
+	}
+	show, _ := f.cli(tokReviewer, "change", "show", chg, "--json")
+	if !strings.Contains(show, hs.URL) || strings.Contains(show, rv.secret) || !strings.Contains(show, "secret_sha256") {
+		t.Fatalf("change show of the webhook: want the URL and the secret's fingerprint, never the secret:\n%s", show)
+	}
+	if out, code := f.cli(tokReviewer, "change", "approve", chg); code != 0 {
+		t.Fatalf("approve the webhook: %s", out)
+	}
+	if out, _ := f.cli(tokOperator, "merchant", "notices", "000000000000001"); !strings.Contains(out, hs.URL) {
+		t.Fatalf("the webhook is not in force after its approval: %s", out)
 	}
 	// Up: an approval arrives within a second.
 	start := time.Now()
@@ -260,7 +280,7 @@ func TestMerchantNotices(t *testing.T) {
 	dec.PAN = testPAN(320)
 	f.send(dec)
 	pollFor(t, "failed posts", 5*time.Second, func() bool { return rv.refused.Load() >= 2 })
-	out, _ := f.cli(tokOperator, "merchant", "notices", "000000000000001")
+	out, _ = f.cli(tokOperator, "merchant", "notices", "000000000000001")
 	if !strings.Contains(out, `"pending"`) || !strings.Contains(out, "503") {
 		t.Fatalf("delivery log while down: %s", out)
 	}

@@ -97,6 +97,7 @@ type Endpoint struct {
 	URL    string    `json:"url"`
 	Secret string    `json:"secret"`
 	By     string    `json:"by"`
+	Change string    `json:"change,omitempty"` // the approved change that set it (review.go)
 	At     time.Time `json:"at"`
 }
 
@@ -155,7 +156,8 @@ type Outbox struct {
 
 	dropped atomic.Int64
 	wg      sync.WaitGroup
-	sync    *kvsync.Sync // the webhooks' writes, shared in a cluster
+	sync    *kvsync.Sync   // the webhooks' writes, shared in a cluster
+	reg     ReviewRegistry // set by UseReview: webhook changes under review
 }
 
 // ApplyRemote implements statelog.Replica: another node's webhook change.
@@ -553,9 +555,47 @@ func (b *Outbox) post(ctx context.Context, ep Endpoint, n Notice) error {
 // ErrInvalid is wrapped by the errors of a bad webhook.
 var ErrInvalid = errors.New("invalid")
 
-// SetEndpoint registers (url non-empty) or removes a merchant's webhook; in a
-// cluster every node has it once this returns.
+// SetEndpoint registers (url non-empty) or removes a merchant's webhook at once,
+// on one principal's word, logged as merchant.webhook; in a cluster every node has
+// it once this returns. The switch's admin API goes through review instead
+// (RequestEndpoint, review.go).
 func (b *Outbox) SetEndpoint(merchant, rawURL, secret, by, reason string) error {
+	if err := b.checkEndpoint(merchant, rawURL, secret); err != nil {
+		return err
+	}
+	return b.putEndpoint(merchant, rawURL, secret, by, "", reason, nil, nil, true)
+}
+
+// checkEndpoint says whether rawURL (empty: a removal) and secret make a webhook.
+func (b *Outbox) checkEndpoint(merchant, rawURL, secret string) error {
+	if rawURL == "" {
+		return nil
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("webhook URL %q: %w: want an http or https URL", rawURL, ErrInvalid)
+	}
+	if u.User != nil {
+		return fmt.Errorf("webhook URL %q: %w: user information in the URL is refused", rawURL, ErrInvalid)
+	}
+	if err := b.o.checkTarget(u); err != nil {
+		return fmt.Errorf("webhook URL %q: %w: %v", rawURL, ErrInvalid, err)
+	}
+	if len(secret) < 16 {
+		return fmt.Errorf("webhook of %s: %w: the secret must be at least 16 bytes", merchant, ErrInvalid)
+	}
+	return nil
+}
+
+// errSkipped is returned by a putEndpoint whose still said no.
+var errSkipped = errors.New("notify: no longer to be written")
+
+// putEndpoint writes a checked webhook (or its removal), with the extra keys to
+// delete in the same commit, logged as merchant.webhook when logOp (an approved
+// change's effect is logged by the registry's approval instead). still, when
+// set, is asked before each attempt of the commit (after the newer commits of a
+// conflict are in): false returns errSkipped and writes nothing.
+func (b *Outbox) putEndpoint(merchant, rawURL, secret, by, change, reason string, alsoDelete [][]byte, still func() bool, logOp bool) error {
 	key := []byte(pfxEndpoint + merchant)
 	var kc kvsync.Commit
 	var after json.RawMessage
@@ -563,33 +603,31 @@ func (b *Outbox) SetEndpoint(merchant, rawURL, secret, by, reason string) error 
 	if rawURL == "" {
 		kc.Delete(key)
 	} else {
-		u, err := url.Parse(rawURL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fmt.Errorf("webhook URL %q: %w: want an http or https URL", rawURL, ErrInvalid)
-		}
-		if u.User != nil {
-			return fmt.Errorf("webhook URL %q: %w: user information in the URL is refused", rawURL, ErrInvalid)
-		}
-		if err := b.o.checkTarget(u); err != nil {
-			return fmt.Errorf("webhook URL %q: %w: %v", rawURL, ErrInvalid, err)
-		}
-		if len(secret) < 16 {
-			return fmt.Errorf("webhook of %s: %w: the secret must be at least 16 bytes", merchant, ErrInvalid)
-		}
-		ep = Endpoint{URL: rawURL, Secret: secret, By: by, At: b.o.Now().UTC()}
+		ep = Endpoint{URL: rawURL, Secret: secret, By: by, Change: change, At: b.o.Now().UTC()}
 		v, _ := json.Marshal(ep)
 		kc.Set(key, v)
 		after, _ = json.Marshal(map[string]string{"url": rawURL}) // never the secret
 	}
+	for _, k := range alsoDelete {
+		kc.Delete(k)
+	}
 	var via kvsync.Via
-	if b.o.Registry != nil {
+	if b.o.Registry != nil && logOp {
 		via = func(write func(txn *badger.Txn) error) error {
 			_, err := b.o.Registry.LogOp(registry.OpEntry{Actor: by, Action: "merchant.webhook", TargetType: "merchant", Target: merchant,
 				Reason: reason, After: after}, write)
 			return err
 		}
 	}
-	err := b.sync.Do(context.Background(), func() (statelog.Commit, func(), error) { return kc.Commit, nil, nil }, via)
+	err := b.sync.Do(context.Background(), func() (statelog.Commit, func(), error) {
+		if still != nil && !still() {
+			return statelog.Commit{}, nil, errSkipped
+		}
+		return kc.Commit, nil, nil
+	}, via)
+	if errors.Is(err, errSkipped) {
+		return err
+	}
 	if err != nil {
 		return fmt.Errorf("notify: store the webhook of %s: %w", merchant, err)
 	}

@@ -109,6 +109,9 @@ func (s *Server) openNotices() error {
 	if err := s.cl.follow(nlog, s.notices); err != nil {
 		return fmt.Errorf("merchant webhooks: %w", err)
 	}
+	if err := s.notices.UseReview(s.Registry); err != nil {
+		return fmt.Errorf("merchant webhooks: %w", err)
+	}
 	n, err := s.notices.Recover(context.Background(), s.Journal, 2*time.Minute)
 	if err != nil {
 		return fmt.Errorf("merchant notices: recovery: %w", err)
@@ -182,14 +185,15 @@ func (a merchantRiskAPI) Report(ctx context.Context, m string, days int) (any, e
 	return rep, kinds(err)
 }
 
-func (a merchantRiskAPI) SetWebhook(_ context.Context, m string, w api.WebhookRequest, by string) (any, error) {
+func (a merchantRiskAPI) SetWebhook(_ context.Context, m string, w api.WebhookRequest, by registry.Actor) (any, error) {
 	if _, ok := a.s.Registry.Merchant(m); !ok {
 		return nil, fmt.Errorf("%w: merchant %s", errNotFound, m)
 	}
-	if err := a.s.notices.SetEndpoint(m, w.URL, w.Secret, by, w.Reason); err != nil {
+	c, err := a.s.notices.RequestEndpoint(by, m, w.URL, w.Secret, w.Reason)
+	if err != nil {
 		return nil, kinds(err)
 	}
-	return map[string]string{"merchant": m, "url": w.URL}, nil
+	return c, nil
 }
 
 func (a merchantRiskAPI) Notices(_ context.Context, m string, limit int) (any, error) {

@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/switchyard/switchyard/switch/registry"
 )
 
 // merchantRisk runs the merchant risk subcommands: rating, report, webhook and
@@ -72,11 +74,11 @@ func (t *tool) merchantRisk(sub string, f *flags, args []string) (bool, error) {
 			}
 			secret = strings.TrimSpace(string(b))
 		}
-		if err := t.call("PUT", "/api/v1/merchants/"+seg(pos[0])+"/webhook", map[string]string{"url": *u, "secret": secret, "reason": *reason}, nil); err != nil {
+		var c registry.Change
+		if err := t.call("PUT", "/api/v1/merchants/"+seg(pos[0])+"/webhook", map[string]string{"url": *u, "secret": secret, "reason": *reason}, &c); err != nil {
 			return true, err
 		}
-		fmt.Fprintf(t.out, "merchant %s: webhook %s\n", pos[0], map[bool]string{true: "removed", false: *u}[*u == ""])
-		return true, nil
+		return true, t.printChange(&c, *f.json)
 	case "notices":
 		limit := f.Int("limit", 20, "delivered notices to show")
 		pos, err := f.parseN(args, 1, "a merchant ID")

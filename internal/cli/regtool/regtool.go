@@ -61,7 +61,7 @@ Merchant and terminal registry commands (every list command takes --json):
                  (the rating in force, the score and the facts behind it, its limits; pins: analysts)
   switchyard merchant report ID [--days 1|7|30]   (counts, amounts, approval rate, hourly profile)
   switchyard merchant webhook ID --url URL --secret-file F [--reason TEXT]   (notices of approvals, voids
-                 and refunds; --url "" removes it; operators)
+                 and refunds; --url "" removes it; operators; a change for review)
   switchyard merchant notices ID [--limit N]   (pending notices and the delivery log)
 
   switchyard terminal list [--merchant ID] [--status S] [--kind K] [--limit N] [--after ID] [--csv]
