@@ -155,6 +155,30 @@ func startCluster(t *testing.T, o clusterOptions) *testCluster {
 	}
 	t.Cleanup(func() { sim.Close() })
 	c := &testCluster{t: t, dir: t.TempDir(), sim: sim, rules: clusterRules(t)}
+	// $SWITCHYARD_E2E_KEEP: a failed test's node logs are copied there (they go
+	// with the test's directory otherwise; the failure prints only their tails).
+	if keep := os.Getenv("SWITCHYARD_E2E_KEEP"); keep != "" {
+		t.Cleanup(func() {
+			if !t.Failed() {
+				return
+			}
+			logs, _ := filepath.Glob(filepath.Join(c.dir, "node*", "switch-*.log"))
+			to := filepath.Join(keep, fmt.Sprintf("%s-%d", strings.ReplaceAll(t.Name(), "/", "_"), time.Now().UnixNano()))
+			for _, l := range logs {
+				b, err := os.ReadFile(l)
+				if err == nil {
+					dst := filepath.Join(to, filepath.Base(filepath.Dir(l))+"-"+filepath.Base(l))
+					if err = os.MkdirAll(to, 0o755); err == nil {
+						err = os.WriteFile(dst, b, 0o644)
+					}
+				}
+				if err != nil {
+					t.Logf("keep %s: %v", l, err)
+				}
+			}
+			t.Logf("node logs kept in %s", to)
+		})
+	}
 	ports := freePorts(t, 3*4)
 	var routes []string
 	for i := range 3 {
@@ -199,6 +223,24 @@ cluster:
 		t.Cleanup(func() {
 			if n.running() {
 				n.kill()
+			}
+		})
+	}
+	if os.Getenv("SWITCHYARD_E2E_KEEP") != "" {
+		// Before the nodes are killed (cleanups run last first): a failed test's
+		// running nodes dump their goroutines into their logs (SIGQUIT).
+		t.Cleanup(func() {
+			if !t.Failed() {
+				return
+			}
+			for _, n := range c.nodes {
+				if n.running() {
+					_ = n.cmd.Process.Signal(syscall.SIGQUIT)
+					select {
+					case <-n.exited:
+					case <-time.After(5 * time.Second):
+					}
+				}
 			}
 		})
 	}

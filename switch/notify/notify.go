@@ -321,6 +321,11 @@ func (b *Outbox) Run(ctx context.Context) error {
 			b.worker(ctx)
 		}()
 	}
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		b.retryStaged(ctx)
+	}()
 	b.mu.Lock()
 	for m := range b.pending {
 		b.schedule(m)
@@ -563,7 +568,21 @@ func (b *Outbox) SetEndpoint(merchant, rawURL, secret, by, reason string) error 
 	if err := b.checkEndpoint(merchant, rawURL, secret); err != nil {
 		return err
 	}
-	return b.putEndpoint(merchant, rawURL, secret, by, "", reason, nil, nil, true)
+	w := &endpointWrite{merchant: merchant, set: true}
+	var after json.RawMessage
+	if rawURL != "" {
+		w.ep = &Endpoint{URL: rawURL, Secret: secret, By: by, At: b.o.Now().UTC()}
+		after, _ = json.Marshal(map[string]string{"url": rawURL}) // never the secret
+	}
+	var via kvsync.Via
+	if b.o.Registry != nil {
+		via = func(write func(txn *badger.Txn) error) error {
+			_, err := b.o.Registry.LogOp(registry.OpEntry{Actor: by, Action: "merchant.webhook", TargetType: "merchant", Target: merchant,
+				Reason: reason, After: after}, write)
+			return err
+		}
+	}
+	return b.writeEndpoint(func() (*endpointWrite, error) { return w, nil }, via)
 }
 
 // checkEndpoint says whether rawURL (empty: a removal) and secret make a webhook.
@@ -587,65 +606,71 @@ func (b *Outbox) checkEndpoint(merchant, rawURL, secret string) error {
 	return nil
 }
 
-// errSkipped is returned by a putEndpoint whose still said no.
-var errSkipped = errors.New("notify: no longer to be written")
+// endpointWrite is one commit of the webhooks: a merchant's endpoint (when set:
+// ep, or its removal when ep is nil) and keys to delete with it.
+type endpointWrite struct {
+	merchant string
+	set      bool
+	ep       *Endpoint
+	del      [][]byte
+}
 
-// putEndpoint writes a checked webhook (or its removal), with the extra keys to
-// delete in the same commit, logged as merchant.webhook when logOp (an approved
-// change's effect is logged by the registry's approval instead). still, when
-// set, is asked before each attempt of the commit (after the newer commits of a
-// conflict are in): false returns errSkipped and writes nothing.
-func (b *Outbox) putEndpoint(merchant, rawURL, secret, by, change, reason string, alsoDelete [][]byte, still func() bool, logOp bool) error {
-	key := []byte(pfxEndpoint + merchant)
-	var kc kvsync.Commit
-	var after json.RawMessage
-	var ep Endpoint
-	if rawURL == "" {
-		kc.Delete(key)
-	} else {
-		ep = Endpoint{URL: rawURL, Secret: secret, By: by, Change: change, At: b.o.Now().UTC()}
-		v, _ := json.Marshal(ep)
-		kc.Set(key, v)
-		after, _ = json.Marshal(map[string]string{"url": rawURL}) // never the secret
-	}
-	for _, k := range alsoDelete {
-		kc.Delete(k)
-	}
-	var via kvsync.Via
-	if b.o.Registry != nil && logOp {
-		via = func(write func(txn *badger.Txn) error) error {
-			_, err := b.o.Registry.LogOp(registry.OpEntry{Actor: by, Action: "merchant.webhook", TargetType: "merchant", Target: merchant,
-				Reason: reason, After: after}, write)
+// writeEndpoint commits what build returns (nothing when nil), built afresh for
+// each attempt (after a conflict with another node's commit, once that is in),
+// and puts it in force in memory under the same lock as the other nodes' commits
+// (applied), so that neither loses the other's change.
+func (b *Outbox) writeEndpoint(build func() (*endpointWrite, error), via kvsync.Via) error {
+	var merchant string
+	err := b.sync.Do(context.Background(), func() (statelog.Commit, func(), error) {
+		w, err := build()
+		if err != nil || w == nil {
+			return statelog.Commit{}, nil, err
+		}
+		merchant = w.merchant
+		var kc kvsync.Commit
+		key := []byte(pfxEndpoint + w.merchant)
+		if w.set {
+			if w.ep == nil {
+				kc.Delete(key)
+			} else {
+				v, _ := json.Marshal(w.ep)
+				kc.Set(key, v)
+			}
+		}
+		for _, k := range w.del {
+			kc.Delete(k)
+		}
+		return kc.Commit, func() {
+			if w.set {
+				b.putInMemory(w.merchant, w.ep)
+			}
+		}, nil
+	}, via)
+	if err != nil {
+		if merchant == "" {
 			return err
 		}
-	}
-	err := b.sync.Do(context.Background(), func() (statelog.Commit, func(), error) {
-		if still != nil && !still() {
-			return statelog.Commit{}, nil, errSkipped
-		}
-		return kc.Commit, nil, nil
-	}, via)
-	if errors.Is(err, errSkipped) {
-		return err
-	}
-	if err != nil {
 		return fmt.Errorf("notify: store the webhook of %s: %w", merchant, err)
 	}
+	return nil
+}
+
+// putInMemory puts merchant's endpoint (nil: none) in force.
+func (b *Outbox) putInMemory(merchant string, ep *Endpoint) {
 	old := *b.eps.Load()
 	eps := make(map[string]Endpoint, len(old)+1)
 	for k, v := range old {
 		eps[k] = v
 	}
-	if rawURL == "" {
+	if ep == nil {
 		delete(eps, merchant)
 	} else {
-		eps[merchant] = ep
+		eps[merchant] = *ep
 	}
 	b.eps.Store(&eps)
 	b.mu.Lock()
 	b.schedule(merchant)
 	b.mu.Unlock()
-	return nil
 }
 
 // Log is a merchant's notices: those pending, then the delivered ones, newest first.

@@ -59,63 +59,37 @@ type ReviewRegistry interface {
 	Changes(f registry.ChangeFilter) ([]*registry.Change, error)
 }
 
-// UseReview registers merchant.webhook with reg, then puts in force the approved
-// changes whose staged secret is still there (an approval committed, and the
-// process stopped before it applied it), and deletes staged secrets that no
-// pending change refers to and are older than a day.
+// UseReview registers merchant.webhook with reg, then puts in force each
+// merchant's last approved change whose staged secret is still there (an
+// approval whose application a stop or an error cut off), and deletes staged
+// secrets that no pending or approved change refers to and are older than a day.
 func (b *Outbox) UseReview(reg ReviewRegistry) error {
 	b.reg = reg
 	reg.RegisterOp(OpWebhookPut, registry.ExtOp{Check: b.checkChange, Apply: b.applyChange})
-	approved, err := reg.ApprovedChanges(OpWebhookPut)
-	if err != nil {
-		return fmt.Errorf("notify: read the approved webhook changes: %w", err)
-	}
-	// Only a merchant's last approved change may be put in force: an older one
-	// still staged (its Apply failed, and a newer one was applied since) is
-	// superseded, and its secret goes.
-	last := map[string]int{}
-	var superseded [][]byte
-	for i, c := range approved {
-		var w WebhookChange
-		if json.Unmarshal(c.Ext, &w) != nil {
-			continue
-		}
-		if j, ok := last[w.Merchant]; ok {
-			var old WebhookChange
-			_ = json.Unmarshal(approved[j].Ext, &old)
-			if _, ok, err := b.staged(old.SecretRef); err != nil {
-				return err
-			} else if ok {
-				superseded = append(superseded, []byte(pfxStaged+old.SecretRef))
-			}
-		}
-		last[w.Merchant] = i
-	}
-	for _, i := range last {
-		c := approved[i]
-		var w WebhookChange
-		_ = json.Unmarshal(c.Ext, &w)
-		if _, ok, err := b.staged(w.SecretRef); err != nil {
-			return err
-		} else if ok {
-			b.log.Warn().Str("change", c.ID).Str("merchant", w.Merchant).Msg("webhook change approved before the last stop, applied now")
-			if err := b.apply(c, w); err != nil {
-				return err
-			}
-		}
-	}
+	// Pending first: a change approved between the two reads is in the second.
 	pending, err := reg.Changes(registry.ChangeFilter{Status: registry.ChangePending, Limit: 100000})
 	if err != nil {
 		return fmt.Errorf("notify: read the pending changes: %w", err)
 	}
+	approved, err := reg.ApprovedChanges(OpWebhookPut)
+	if err != nil {
+		return fmt.Errorf("notify: read the approved webhook changes: %w", err)
+	}
 	keep := map[string]bool{}
-	for _, c := range pending {
+	merchants := map[string]bool{}
+	for _, c := range append(pending, approved...) {
 		var w WebhookChange
 		if c.Op == OpWebhookPut && json.Unmarshal(c.Ext, &w) == nil {
 			keep[w.SecretRef] = true
+			if c.Status == registry.ChangeApproved {
+				merchants[w.Merchant] = true
+			}
 		}
 	}
-	stale := superseded
+	if err := b.reconcileStaged(merchants); err != nil {
+		return err
+	}
+	var stale [][]byte
 	err = b.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(pfxStaged), PrefetchValues: true})
 		defer it.Close()
@@ -142,9 +116,68 @@ func (b *Outbox) UseReview(reg ReviewRegistry) error {
 		if err := b.sync.Do(context.Background(), func() (statelog.Commit, func(), error) { return kc.Commit, nil, nil }, nil); err != nil {
 			return fmt.Errorf("notify: delete %d staged webhook secrets of decided changes: %w", len(stale), err)
 		}
+		b.log.Info().Int("secrets", len(stale)).Msg("staged webhook secrets of rejected or cancelled changes deleted")
 	}
 	return nil
 }
+
+// reconcileStaged reconciles the merchants' webhooks with their approved changes
+// (see reconcile); the first error stops it.
+func (b *Outbox) reconcileStaged(merchants map[string]bool) error {
+	for m := range merchants {
+		if err := b.reconcile(m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// retryStaged reconciles, every retryStagedEvery, the merchants that have a
+// staged secret of an approved change: an approval whose Apply failed (the state
+// log unavailable, say) is put in force without waiting for a restart.
+func (b *Outbox) retryStaged(ctx context.Context) {
+	if b.reg == nil {
+		return
+	}
+	tick := time.NewTicker(retryStagedEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		refs := map[string]bool{}
+		_ = b.db.View(func(txn *badger.Txn) error {
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(pfxStaged)})
+			defer it.Close()
+			for it.Rewind(); it.Valid(); it.Next() {
+				refs[strings.TrimPrefix(string(it.Item().Key()), pfxStaged)] = true
+			}
+			return nil
+		})
+		if len(refs) == 0 {
+			continue
+		}
+		approved, err := b.reg.ApprovedChanges(OpWebhookPut)
+		if err != nil {
+			continue
+		}
+		merchants := map[string]bool{}
+		for _, c := range approved {
+			var w WebhookChange
+			if json.Unmarshal(c.Ext, &w) == nil && refs[w.SecretRef] {
+				merchants[w.Merchant] = true
+			}
+		}
+		if err := b.reconcileStaged(merchants); err != nil {
+			b.log.Warn().Err(err).Msg("approved webhook changes not put in force yet; trying again")
+		}
+	}
+}
+
+// retryStagedEvery is how often retryStaged looks for approvals not applied.
+var retryStagedEvery = 30 * time.Second
 
 // RequestEndpoint requests a merchant's webhook (rawURL non-empty) or its removal
 // for review: the URL and secret are checked now, the secret is staged apart from
@@ -155,6 +188,11 @@ func (b *Outbox) RequestEndpoint(p registry.Actor, merchant, rawURL, secret, rea
 	}
 	if err := b.checkEndpoint(merchant, rawURL, secret); err != nil {
 		return nil, err
+	}
+	if id, err := b.pendingFor(merchant, nil); err != nil {
+		return nil, err
+	} else if id != "" {
+		return nil, fmt.Errorf("%w: %s: change %s of merchant %s's webhook is pending; approve, reject or cancel it first", registry.ErrConflict, OpWebhookPut, id, merchant)
 	}
 	if rawURL == "" {
 		secret = ""
@@ -209,12 +247,22 @@ func (b *Outbox) checkChange(c *registry.Change) (registry.ChangeEffect, error) 
 	if w.Merchant != c.Target {
 		return registry.ChangeEffect{}, fmt.Errorf("%w: %s: target %q is not the merchant %q", registry.ErrInvalid, c.Op, c.Target, w.Merchant)
 	}
+	if c.Status == registry.ChangePending {
+		// A merchant's webhook changes are approved in the order requested, so
+		// that the last approved is the last requested (reconcile relies on it).
+		if id, err := b.pendingFor(w.Merchant, c); err != nil {
+			return registry.ChangeEffect{}, err
+		} else if id != "" {
+			return registry.ChangeEffect{}, fmt.Errorf("%w: %s: change %s of merchant %s's webhook was requested earlier and is pending: approve, reject or cancel it first",
+				registry.ErrConflict, c.Op, id, w.Merchant)
+		}
+	}
 	secret, ok, err := b.staged(w.SecretRef)
 	if err != nil {
 		return registry.ChangeEffect{}, err
 	}
 	if !ok {
-		return registry.ChangeEffect{}, fmt.Errorf("%w: %s of %s: its secret is not staged on this node (applied already, swept a day after its change was decided, or not replicated here yet): request it again",
+		return registry.ChangeEffect{}, fmt.Errorf("%w: %s of %s: its secret is not staged on this node (not replicated here yet: approve it again in a second; or swept a day after the change was decided)",
 			registry.ErrConflict, c.Op, w.Merchant)
 	}
 	if err := b.checkEndpoint(w.Merchant, w.URL, secret); err != nil {
@@ -232,40 +280,87 @@ func (b *Outbox) checkChange(c *registry.Change) (registry.ChangeEffect, error) 
 	return ce, nil
 }
 
-// applyChange is the ExtOp's Apply, after the approval is committed.
+// applyChange is the ExtOp's Apply, after the approval is committed (on every
+// node of a cluster, as the approval reaches it).
 func (b *Outbox) applyChange(c *registry.Change) {
 	var w WebhookChange
 	if err := json.Unmarshal(c.Ext, &w); err != nil {
 		b.log.Error().Err(err).Str("change", c.ID).Msg("approved webhook change: bad payload")
 		return
 	}
-	if err := b.apply(c, w); err != nil {
-		// The staged secret stays: the next start applies it (UseReview).
-		b.log.Error().Err(err).Str("change", c.ID).Str("merchant", w.Merchant).Msg("approved webhook change not applied; the next start applies it")
+	if err := b.reconcile(w.Merchant); err != nil {
+		// The staged secret stays: retryStaged, or the next start, applies it.
+		b.log.Error().Err(err).Str("change", c.ID).Str("merchant", w.Merchant).Msg("approved webhook change not applied yet; trying again in 30 s")
 	}
 }
 
-// apply puts an approved change in force and deletes its staged secret in the
-// same commit, so that a secret still staged means a change not applied yet.
-func (b *Outbox) apply(c *registry.Change, w WebhookChange) error {
-	secret, ok, err := b.staged(w.SecretRef)
-	if err != nil || !ok {
-		return err // applied already (by another node's start, say)
+// reconcile puts in force merchant's last approved webhook change if its secret
+// is still staged (not applied yet), deleting it in the same commit, and deletes
+// the staged secrets of the merchant's earlier approved changes (superseded). It
+// decides afresh on each attempt of the commit, after any other node's commit it
+// conflicted with, so that approvals applied in any order, by any number of nodes,
+// leave the last one in force. Changes are approved in the order requested
+// (checkChange), so the last approved is the last in the registry's order.
+func (b *Outbox) reconcile(merchant string) error {
+	return b.writeEndpoint(func() (*endpointWrite, error) {
+		approved, err := b.reg.ApprovedChanges(OpWebhookPut)
+		if err != nil {
+			return nil, fmt.Errorf("notify: read the approved webhook changes: %w", err)
+		}
+		var mine []*registry.Change
+		var refs []WebhookChange
+		for _, c := range approved {
+			var w WebhookChange
+			if json.Unmarshal(c.Ext, &w) == nil && w.Merchant == merchant {
+				mine, refs = append(mine, c), append(refs, w)
+			}
+		}
+		if len(mine) == 0 {
+			return nil, nil
+		}
+		out := &endpointWrite{merchant: merchant}
+		for _, w := range refs[:len(refs)-1] {
+			if _, ok, err := b.staged(w.SecretRef); err != nil {
+				return nil, err
+			} else if ok {
+				out.del = append(out.del, []byte(pfxStaged+w.SecretRef))
+			}
+		}
+		last, w := mine[len(mine)-1], refs[len(refs)-1]
+		secret, ok, err := b.staged(w.SecretRef)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			out.set = true
+			out.del = append(out.del, []byte(pfxStaged+w.SecretRef))
+			if w.URL != "" {
+				by := last.RequestedBy
+				if last.ReviewedBy != "" {
+					by += ", approved by " + last.ReviewedBy
+				}
+				out.ep = &Endpoint{URL: w.URL, Secret: secret, By: by, Change: last.ID, At: b.o.Now().UTC()}
+			}
+		}
+		if !out.set && len(out.del) == 0 {
+			return nil, nil // in force already
+		}
+		return out, nil
+	}, nil)
+}
+
+// pendingFor returns the ID of a pending merchant.webhook change of merchant ("" if
+// none); with before, only of one requested before it.
+func (b *Outbox) pendingFor(merchant string, before *registry.Change) (string, error) {
+	cs, err := b.reg.Changes(registry.ChangeFilter{Status: registry.ChangePending, Target: merchant})
+	if err != nil {
+		return "", fmt.Errorf("notify: read the pending changes of %s: %w", merchant, err)
 	}
-	by := c.RequestedBy
-	if c.ReviewedBy != "" {
-		by += ", approved by " + c.ReviewedBy
+	for _, c := range cs {
+		if c.Op != OpWebhookPut || before != nil && (c.ID == before.ID || c.Seq >= before.Seq) {
+			continue
+		}
+		return c.ID, nil
 	}
-	// Every node of a cluster applies an approval as it reaches it: the first
-	// commit deletes the staged secret, and a node whose commit conflicted with it
-	// finds the secret gone when it tries again.
-	still := func() bool {
-		_, ok, err := b.staged(w.SecretRef)
-		return ok || err != nil
-	}
-	err = b.putEndpoint(w.Merchant, w.URL, secret, by, c.ID, c.Reason, [][]byte{[]byte(pfxStaged + w.SecretRef)}, still, false)
-	if errors.Is(err, errSkipped) {
-		return nil
-	}
-	return err
+	return "", nil
 }

@@ -1,9 +1,12 @@
 package notify
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -30,33 +33,40 @@ func (f *fakeReview) RequestChange(p registry.Actor, c registry.Change) (*regist
 	if _, err := f.ops[c.Op].Check(&c); err != nil {
 		return nil, err
 	}
-	c.ID, c.Status, c.RequestedBy = fmt.Sprintf("CHG-%d", len(f.changes)+1), registry.ChangePending, p.Name
+	c.ID, c.Seq, c.Status, c.RequestedBy = fmt.Sprintf("CHG-%d", len(f.changes)+1), uint64(len(f.changes)+1), registry.ChangePending, p.Name
 	f.changes = append(f.changes, &c)
 	return &c, nil
 }
 
 func (f *fakeReview) decide(t *testing.T, id string, approve, crash bool) registry.ChangeEffect {
 	t.Helper()
+	ce, err := f.decideErr(id, approve, crash)
+	if err != nil {
+		t.Fatalf("approve %s: %v", id, err)
+	}
+	return ce
+}
+
+func (f *fakeReview) decideErr(id string, approve, crash bool) (registry.ChangeEffect, error) {
 	for _, c := range f.changes {
 		if c.ID != id {
 			continue
 		}
 		if !approve {
 			c.Status = registry.ChangeRejected
-			return registry.ChangeEffect{}
+			return registry.ChangeEffect{}, nil
 		}
 		ce, err := f.ops[c.Op].Check(c)
 		if err != nil {
-			t.Fatalf("approve %s: %v", id, err)
+			return ce, err
 		}
 		c.Status, c.ReviewedBy = registry.ChangeApproved, "reviewer"
 		if !crash {
 			f.ops[c.Op].Apply(c)
 		}
-		return ce
+		return ce, nil
 	}
-	t.Fatalf("no change %s", id)
-	return registry.ChangeEffect{}
+	return registry.ChangeEffect{}, fmt.Errorf("no change %s", id)
 }
 
 func (f *fakeReview) ApprovedChanges(ops ...registry.Op) ([]*registry.Change, error) {
@@ -72,7 +82,7 @@ func (f *fakeReview) ApprovedChanges(ops ...registry.Op) ([]*registry.Change, er
 func (f *fakeReview) Changes(flt registry.ChangeFilter) ([]*registry.Change, error) {
 	var out []*registry.Change
 	for _, c := range f.changes {
-		if flt.Status == "" || c.Status == flt.Status {
+		if (flt.Status == "" || c.Status == flt.Status) && (flt.Target == "" || c.Target == flt.Target) {
 			out = append(out, c)
 		}
 	}
@@ -80,17 +90,19 @@ func (f *fakeReview) Changes(flt registry.ChangeFilter) ([]*registry.Change, err
 }
 
 // TestWebhookReviewed: a webhook requested through review is in force only once
-// approved, its secret is in neither the change nor the effect the reviewer sees;
-// an approval whose Apply a crash cut off is applied at the next start, and only a
-// merchant's last approved change is; a rejected change's staged secret is swept
-// a day later, a pending one's is kept.
+// approved; its secret is in neither the change nor the effect the reviewer sees,
+// which carries the secret's fingerprint; one change of a merchant is pending at
+// a time; an approval whose Apply a crash cut off is applied at the next start,
+// and only a merchant's last approved change is; a rejected change's staged
+// secret is swept a day later, a pending one's is kept; a removal leaves nothing
+// staged; the URL is checked again at the approval.
 func TestWebhookReviewed(t *testing.T) {
 	db := openDB(t)
 	now := time.Date(2026, 12, 5, 9, 0, 0, 0, time.UTC)
 	clock := func() time.Time { return now }
-	open := func(reg *fakeReview) *Outbox {
+	open := func(reg *fakeReview, allow []netip.Prefix) *Outbox {
 		t.Helper()
-		b, err := Open(db, Options{AllowPrivate: loopback, Now: clock})
+		b, err := Open(db, Options{AllowPrivate: allow, Now: clock})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -100,74 +112,100 @@ func TestWebhookReviewed(t *testing.T) {
 		return b
 	}
 	reg := &fakeReview{}
-	b := open(reg)
+	b := open(reg, loopback)
 	const secret = "merchant-secret-0123456789"
 	op := registry.Actor{Name: "op", Role: "operator"}
-	c, err := b.RequestEndpoint(op, "M1", "http://127.0.0.1:9/a", secret, "asked")
-	if err != nil {
-		t.Fatal(err)
+	request := func(m, url, secret string) *registry.Change {
+		t.Helper()
+		c, err := b.RequestEndpoint(op, m, url, secret, "asked")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
 	}
+	inForce := func(m string) string {
+		ep, ok := (*b.eps.Load())[m]
+		if !ok {
+			return ""
+		}
+		return ep.URL
+	}
+	c := request("M1", "http://127.0.0.1:9/a", secret)
 	if strings.Contains(string(c.Ext), secret) {
 		t.Fatalf("the change carries the secret: %s", c.Ext)
 	}
-	if _, ok := (*b.eps.Load())["M1"]; ok {
+	if inForce("M1") != "" {
 		t.Fatal("the webhook is in force before its review")
 	}
-	if _, err := b.RequestEndpoint(op, "M1", "ftp://x", secret, ""); !errors.Is(err, ErrInvalid) {
+	if _, err := b.RequestEndpoint(op, "M1", "http://127.0.0.1:9/z", secret, ""); !errors.Is(err, registry.ErrConflict) || !strings.Contains(err.Error(), c.ID) {
+		t.Fatalf("a second change of M1 while %s is pending: %v", c.ID, err)
+	}
+	if _, err := b.RequestEndpoint(op, "M9", "ftp://x", secret, ""); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("a bad URL requested: %v", err)
 	}
 	ce := reg.decide(t, c.ID, true, false)
-	if strings.Contains(string(ce.After), secret) || !strings.Contains(string(ce.After), "secret_sha256") {
+	sum := sha256.Sum256([]byte(secret))
+	if strings.Contains(string(ce.After), secret) || !strings.Contains(string(ce.After), hex.EncodeToString(sum[:8])) {
 		t.Fatalf("the effect shown: %s", ce.After)
 	}
-	ep, ok := (*b.eps.Load())["M1"]
-	if !ok || ep.URL != "http://127.0.0.1:9/a" || ep.Secret != secret || ep.Change != c.ID || !strings.Contains(ep.By, "approved by reviewer") {
-		t.Fatalf("after the approval: %+v %v", ep, ok)
+	ep := (*b.eps.Load())["M1"]
+	if ep.URL != "http://127.0.0.1:9/a" || ep.Secret != secret || ep.Change != c.ID || !strings.Contains(ep.By, "approved by reviewer") {
+		t.Fatalf("after the approval: %+v", ep)
 	}
 	if _, staged, _ := b.staged(mustRef(t, c)); staged {
 		t.Fatal("the secret stays staged after the change was applied")
 	}
-	// Approving it again (a second node's start) changes nothing: not staged.
-	if _, err := b.checkChange(c); !errors.Is(err, registry.ErrConflict) {
-		t.Fatalf("a change applied already checked again: %v", err)
+
+	// An approval cut off before its Apply is applied at the next start.
+	c1 := request("M1", "http://127.0.0.1:9/b", secret+"-b")
+	reg.decide(t, c1.ID, true, true)
+	b = open(reg, loopback)
+	if inForce("M1") != "http://127.0.0.1:9/b" {
+		t.Fatalf("after the restart M1's webhook is %q; want the approved change's", inForce("M1"))
+	}
+	// One cut off, then a newer one applied, then a restart: the newer stays,
+	// the older's secret goes.
+	c2 := request("M1", "http://127.0.0.1:9/c", secret+"-c")
+	reg.decide(t, c2.ID, true, true)
+	c3 := request("M1", "http://127.0.0.1:9/d", secret+"-d")
+	reg.decide(t, c3.ID, true, false)
+	b = open(reg, loopback)
+	if inForce("M1") != "http://127.0.0.1:9/d" {
+		t.Fatalf("after the restart M1's webhook is %q; want the last approved change's", inForce("M1"))
+	}
+	if _, staged, _ := b.staged(mustRef(t, c2)); staged {
+		t.Error("the superseded change's secret is still staged after the restart")
 	}
 
-	// An approval cut off before its Apply, then a newer one applied, then a
-	// restart: the newer is in force, the older's secret is gone.
-	c1, err := b.RequestEndpoint(op, "M1", "http://127.0.0.1:9/b", secret+"-b", "")
-	if err != nil {
-		t.Fatal(err)
+	// Two changes of one merchant pending (requested on two nodes at once): the
+	// later cannot be approved first; applied in either order, the later stays.
+	cA := request("M4", "http://127.0.0.1:9/A", secret)
+	other := request("M5", "http://127.0.0.1:9/B", secret)
+	var wB WebhookChange
+	_ = json.Unmarshal(other.Ext, &wB)
+	wB.Merchant = "M4"
+	other.Target, other.Ext = "M4", mustJSON(t, wB)
+	if _, err := reg.decideErr(other.ID, true, false); !errors.Is(err, registry.ErrConflict) || !strings.Contains(err.Error(), cA.ID) {
+		t.Fatalf("the later change approved first: %v", err)
 	}
-	c2, err := b.RequestEndpoint(op, "M1", "http://127.0.0.1:9/c", secret+"-c", "")
-	if err != nil {
-		t.Fatal(err)
+	reg.decide(t, cA.ID, true, true)
+	reg.decide(t, other.ID, true, true)
+	b.applyChange(other)
+	b.applyChange(cA) // late: must not put A over B
+	if inForce("M4") != "http://127.0.0.1:9/B" {
+		t.Fatalf("M4's webhook is %q after the approvals applied out of order; want the later's", inForce("M4"))
 	}
-	reg.decide(t, c1.ID, true, true)  // cut off before its Apply
-	reg.decide(t, c2.ID, true, false) // applied: the start must not put c1 over it
-	// A rejected request and a pending one.
-	rej, err := b.RequestEndpoint(op, "M2", "http://127.0.0.1:9/r", secret, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+
+	// Rejected: swept a day later; pending: kept.
+	rej := request("M2", "http://127.0.0.1:9/r", secret)
 	reg.decide(t, rej.ID, false, false)
-	pend, err := b.RequestEndpoint(op, "M3", "http://127.0.0.1:9/p", secret, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b = open(reg)
-	if ep := (*b.eps.Load())["M1"]; ep.URL != "http://127.0.0.1:9/c" || ep.Change != c2.ID {
-		t.Fatalf("after the restart M1's webhook is %+v; want the last approved change's", ep)
-	}
-	for _, x := range []*registry.Change{c1, c2} {
-		if _, staged, _ := b.staged(mustRef(t, x)); staged {
-			t.Errorf("%s's secret still staged after the restart", x.ID)
-		}
-	}
+	pend := request("M3", "http://127.0.0.1:9/p", secret)
+	b = open(reg, loopback)
 	if _, staged, _ := b.staged(mustRef(t, rej)); !staged {
 		t.Error("the rejected change's secret was swept before a day had passed")
 	}
 	now = now.Add(25 * time.Hour)
-	b = open(reg)
+	b = open(reg, loopback)
 	if _, staged, _ := b.staged(mustRef(t, rej)); staged {
 		t.Error("the rejected change's secret is still staged a day later")
 	}
@@ -175,18 +213,33 @@ func TestWebhookReviewed(t *testing.T) {
 		t.Error("the pending change's secret was swept")
 	}
 	reg.decide(t, pend.ID, true, false)
-	if ep := (*b.eps.Load())["M3"]; ep.URL != "http://127.0.0.1:9/p" {
-		t.Fatalf("the pending change approved a day later: %+v", ep)
+	if inForce("M3") != "http://127.0.0.1:9/p" {
+		t.Fatalf("the pending change approved a day later: %q", inForce("M3"))
 	}
-	// A removal through review.
-	rm, err := b.RequestEndpoint(op, "M3", "", "", "merchant left")
+	// A removal through review leaves nothing staged.
+	rm := request("M3", "", "")
+	reg.decide(t, rm.ID, true, false)
+	if inForce("M3") != "" {
+		t.Fatal("the webhook is still there after its removal was approved")
+	}
+	if _, staged, _ := b.staged(mustRef(t, rm)); staged {
+		t.Error("the removal's marker is still staged")
+	}
+	// The URL is checked again at the approval: loopback no longer allowed.
+	late := request("M6", "http://127.0.0.1:9/late", secret)
+	b = open(reg, nil)
+	if _, err := reg.decideErr(late.ID, true, false); !errors.Is(err, registry.ErrInvalid) {
+		t.Fatalf("a webhook to a now refused address approved: %v", err)
+	}
+}
+
+func mustJSON(t *testing.T, v any) json.RawMessage {
+	t.Helper()
+	b, err := json.Marshal(v)
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg.decide(t, rm.ID, true, false)
-	if _, ok := (*b.eps.Load())["M3"]; ok {
-		t.Fatal("the webhook is still there after its removal was approved")
-	}
+	return b
 }
 
 func mustRef(t *testing.T, c *registry.Change) string {

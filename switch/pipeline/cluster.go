@@ -250,6 +250,9 @@ const maxUnsettled = 100_000
 type settleBook struct {
 	mu    sync.Mutex
 	items []settleItem
+	// logged is when settle last said that the journal is still unavailable
+	// (the housekeeping goroutine's alone).
+	logged time.Time
 }
 
 // settleItem is a request's final record (first: no write of it is known to have been
@@ -326,6 +329,14 @@ func (p *Pipeline) settle(ctx context.Context) {
 	for ; done < len(items); done++ {
 		err := p.settleOne(ctx, items[done])
 		if errors.Is(err, journal.ErrUnavailable) {
+			// Said once a minute, with why: an owed record that never goes
+			// stays open in the cluster's journal.
+			if now := p.now(); now.Sub(p.unsettled.logged) >= time.Minute {
+				p.unsettled.logged = now
+				it := items[done]
+				p.log.Warn().Err(err).Str("rrn", it.orig+rrnOf(it.rec)).Int("waiting", len(items)-done).
+					Msg("journal still unavailable: records answered 91 while it was wait to be written")
+			}
 			break
 		}
 		if err != nil {
