@@ -253,6 +253,24 @@ cluster:
 	return c
 }
 
+// keepGoroutines writes the nodes' goroutine dumps (/debug/pprof/goroutine) to
+// $SWITCHYARD_E2E_KEEP, when it is set: what a node still waits for when a test
+// gives up on it.
+func (c *testCluster) keepGoroutines(nodes ...*clusterNode) {
+	keep := os.Getenv("SWITCHYARD_E2E_KEEP")
+	if keep == "" {
+		return
+	}
+	for _, n := range nodes {
+		code, b, err := n.api("GET", "/debug/pprof/goroutine?debug=2", "", nil)
+		name := filepath.Join(keep, fmt.Sprintf("%s-node%d-goroutines-%d.txt", strings.ReplaceAll(c.t.Name(), "/", "_"), n.n, time.Now().UnixNano()))
+		if err == nil && code == http.StatusOK {
+			err = os.WriteFile(name, b, 0o644)
+		}
+		c.t.Logf("node %d's goroutines: %s (%d %v)", n.n, name, code, err)
+	}
+}
+
 // node returns node n (1..3).
 func (c *testCluster) node(n int) *clusterNode { return c.nodes[n-1] }
 

@@ -800,6 +800,7 @@ func TestClusterNodeKilled(t *testing.T) {
 			saf = append(saf, fmt.Sprintf("node %d GET /api/v1/saf: %d %v %.600s", n.n, code, err, b))
 		}
 		words := []string{"lease", "lost", "recover", "dead", "saf", "advice", "queue"}
+		c.keepGoroutines(survivors...)
 		return "node 2's work not taken over: " + last + "\n" + strings.Join(saf, "\n") + "\nthe survivors' logs on leases, recovery and store-and-forward:\n" +
 			tail(c.node(1).logGrep(words...), 6000) + "\n" + tail(c.node(3).logGrep(words...), 6000) + about
 	}, func() bool {

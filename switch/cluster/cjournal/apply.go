@@ -515,13 +515,13 @@ func (j *Journal) applyRecord(ctx context.Context, rec *journal.Record, data []b
 		}
 	}
 	if own {
-		if local != nil && len(local.Events) >= len(rec.Events) {
+		if local != nil && !newerVersion(rec, local) {
 			return nil
 		}
 		if !live {
 			j.store.NoteRRN(rec.RRN)
 		}
-	} else if local != nil && len(local.Events) > len(rec.Events) {
+	} else if local != nil && newerVersion(local, rec) {
 		// An older version than the store's: a write-ahead record sent again late
 		// (after a failed group went to the resender) behind its final version.
 		return nil
@@ -550,6 +550,20 @@ func (j *Journal) applyRecord(ctx context.Context, rec *journal.Record, data []b
 		j.opts.OnRestored(rec)
 	}
 	return nil
+}
+
+// newerVersion says whether a is a later version of its record than b: more
+// events, or as many with a final and b not. The second is a request answered 91
+// while the stream had not acknowledged its write-ahead record: the final version
+// the pipeline keeps for the journal's return takes the write-ahead's "sent" event
+// back (the request never went to the issuer) and adds its answer, as many events
+// as the write-ahead version, which the stream may still have stored, and which
+// the resender may send again after it.
+func newerVersion(a, b *journal.Record) bool {
+	if len(a.Events) != len(b.Events) {
+		return len(a.Events) > len(b.Events)
+	}
+	return a.Final() && !b.Final()
 }
 
 // badMessage is a stream message that cannot be applied however often it is tried
