@@ -56,7 +56,7 @@ type ReviewRegistry interface {
 	RegisterOp(op registry.Op, h registry.ExtOp)
 	RequestChange(p registry.Actor, c registry.Change) (*registry.Change, error)
 	ApprovedChanges(ops ...registry.Op) ([]*registry.Change, error)
-	Changes(f registry.ChangeFilter) ([]*registry.Change, error)
+	PendingChanges(ops ...registry.Op) ([]*registry.Change, error)
 }
 
 // UseReview registers merchant.webhook with reg, then puts in force each
@@ -67,7 +67,7 @@ func (b *Outbox) UseReview(reg ReviewRegistry) error {
 	b.reg = reg
 	reg.RegisterOp(OpWebhookPut, registry.ExtOp{Check: b.checkChange, Apply: b.applyChange})
 	// Pending first: a change approved between the two reads is in the second.
-	pending, err := reg.Changes(registry.ChangeFilter{Status: registry.ChangePending, Limit: 100000})
+	pending, err := reg.PendingChanges(OpWebhookPut)
 	if err != nil {
 		return fmt.Errorf("notify: read the pending changes: %w", err)
 	}
@@ -76,18 +76,21 @@ func (b *Outbox) UseReview(reg ReviewRegistry) error {
 		return fmt.Errorf("notify: read the approved webhook changes: %w", err)
 	}
 	keep := map[string]bool{}
-	merchants := map[string]bool{}
 	for _, c := range append(pending, approved...) {
 		var w WebhookChange
-		if c.Op == OpWebhookPut && json.Unmarshal(c.Ext, &w) == nil {
+		if json.Unmarshal(c.Ext, &w) == nil {
 			keep[w.SecretRef] = true
-			if c.Status == registry.ChangeApproved {
-				merchants[w.Merchant] = true
-			}
 		}
 	}
-	if err := b.reconcileStaged(merchants); err != nil {
+	// Only the merchants with an approved change still staged (almost never
+	// any): each reconcile reads the change list again.
+	staged, err := b.stagedRefs()
+	if err != nil {
 		return err
+	}
+	if err := b.reconcileStaged(stagedMerchants(approved, staged)); err != nil {
+		// Not fatal: retryStaged tries again every 30 s.
+		b.log.Warn().Err(err).Msg("approved webhook changes not put in force at the start; trying again in 30 s")
 	}
 	var stale [][]byte
 	err = b.db.View(func(txn *badger.Txn) error {
@@ -147,33 +150,48 @@ func (b *Outbox) retryStaged(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
-		refs := map[string]bool{}
-		_ = b.db.View(func(txn *badger.Txn) error {
-			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(pfxStaged)})
-			defer it.Close()
-			for it.Rewind(); it.Valid(); it.Next() {
-				refs[strings.TrimPrefix(string(it.Item().Key()), pfxStaged)] = true
-			}
-			return nil
-		})
-		if len(refs) == 0 {
+		refs, err := b.stagedRefs()
+		if err != nil || len(refs) == 0 {
 			continue
 		}
 		approved, err := b.reg.ApprovedChanges(OpWebhookPut)
 		if err != nil {
 			continue
 		}
-		merchants := map[string]bool{}
-		for _, c := range approved {
-			var w WebhookChange
-			if json.Unmarshal(c.Ext, &w) == nil && refs[w.SecretRef] {
-				merchants[w.Merchant] = true
-			}
-		}
-		if err := b.reconcileStaged(merchants); err != nil {
+		if err := b.reconcileStaged(stagedMerchants(approved, refs)); err != nil {
 			b.log.Warn().Err(err).Msg("approved webhook changes not put in force yet; trying again")
 		}
 	}
+}
+
+// stagedRefs returns the references of the staged secrets.
+func (b *Outbox) stagedRefs() (map[string]bool, error) {
+	refs := map[string]bool{}
+	err := b.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(pfxStaged)})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			refs[strings.TrimPrefix(string(it.Item().Key()), pfxStaged)] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("notify: read the staged webhook secrets: %w", err)
+	}
+	return refs, nil
+}
+
+// stagedMerchants returns the merchants of the approved changes whose secret is
+// still staged: those not put in force yet, or superseded.
+func stagedMerchants(approved []*registry.Change, refs map[string]bool) map[string]bool {
+	merchants := map[string]bool{}
+	for _, c := range approved {
+		var w WebhookChange
+		if json.Unmarshal(c.Ext, &w) == nil && refs[w.SecretRef] {
+			merchants[w.Merchant] = true
+		}
+	}
+	return merchants
 }
 
 // retryStagedEvery is how often retryStaged looks for approvals not applied.
@@ -352,12 +370,12 @@ func (b *Outbox) reconcile(merchant string) error {
 // pendingFor returns the ID of a pending merchant.webhook change of merchant ("" if
 // none); with before, only of one requested before it.
 func (b *Outbox) pendingFor(merchant string, before *registry.Change) (string, error) {
-	cs, err := b.reg.Changes(registry.ChangeFilter{Status: registry.ChangePending, Target: merchant})
+	cs, err := b.reg.PendingChanges(OpWebhookPut)
 	if err != nil {
 		return "", fmt.Errorf("notify: read the pending changes of %s: %w", merchant, err)
 	}
 	for _, c := range cs {
-		if c.Op != OpWebhookPut || before != nil && (c.ID == before.ID || c.Seq >= before.Seq) {
+		if c.Target != merchant || before != nil && (c.ID == before.ID || c.Seq >= before.Seq) {
 			continue
 		}
 		return c.ID, nil

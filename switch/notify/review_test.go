@@ -79,10 +79,10 @@ func (f *fakeReview) ApprovedChanges(ops ...registry.Op) ([]*registry.Change, er
 	return out, nil
 }
 
-func (f *fakeReview) Changes(flt registry.ChangeFilter) ([]*registry.Change, error) {
+func (f *fakeReview) PendingChanges(ops ...registry.Op) ([]*registry.Change, error) {
 	var out []*registry.Change
 	for _, c := range f.changes {
-		if (flt.Status == "" || c.Status == flt.Status) && (flt.Target == "" || c.Target == flt.Target) {
+		if c.Status == registry.ChangePending && slices.Contains(ops, c.Op) {
 			out = append(out, c)
 		}
 	}

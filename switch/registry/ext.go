@@ -135,6 +135,17 @@ func (r *store) GroupMinimum(id string) string {
 // It reads every change but decodes in full only those of ops, so an owner can call
 // it often (switch/apps every 30 s) however large the imports in the change list.
 func (r *review) ApprovedChanges(ops ...Op) ([]*Change, error) {
+	return r.changesOf(ChangeApproved, ops)
+}
+
+// PendingChanges is ApprovedChanges for the pending changes of ops.
+func (r *review) PendingChanges(ops ...Op) ([]*Change, error) {
+	return r.changesOf(ChangePending, ops)
+}
+
+// changesOf returns the changes of ops in status, in their order, decoding in full
+// only those.
+func (r *review) changesOf(status ChangeStatus, ops []Op) ([]*Change, error) {
 	var out []*Change
 	err := r.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(pfxChange), PrefetchValues: true, PrefetchSize: 100})
@@ -148,7 +159,7 @@ func (r *review) ApprovedChanges(ops ...Op) ([]*Change, error) {
 				if err := json.Unmarshal(v, &head); err != nil {
 					return err
 				}
-				if head.Status != ChangeApproved || !slices.Contains(ops, head.Op) {
+				if head.Status != status || !slices.Contains(ops, head.Op) {
 					return nil
 				}
 				c := new(Change)

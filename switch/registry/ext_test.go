@@ -43,6 +43,9 @@ func TestRegisterOp(t *testing.T) {
 	if pv, err := f.reg.GetChange(c.ID); err != nil || len(pv.Effects) != 1 || string(pv.Effects[0].After) != `{"colour":"blue"}` {
 		t.Fatalf("preview: %+v %v", pv, err)
 	}
+	if cs, err := f.reg.PendingChanges(op); err != nil || len(cs) != 1 || cs[0].ID != c.ID || string(cs[0].Ext) != `{"colour":"blue"}` {
+		t.Fatalf("PendingChanges: %+v %v", cs, err)
+	}
 	if _, err := f.reg.Approve(alice, c.ID, ""); !errors.Is(err, ErrForbidden) {
 		t.Fatalf("requester approves: %v", err)
 	}
@@ -64,6 +67,9 @@ func TestRegisterOp(t *testing.T) {
 	cs, err := f.reg.ApprovedChanges(op)
 	if err != nil || len(cs) != 1 || cs[0].ID != c.ID || string(cs[0].Ext) != `{"colour":"blue"}` {
 		t.Fatalf("ApprovedChanges: %+v %v", cs, err)
+	}
+	if cs, err := f.reg.PendingChanges(op); err != nil || len(cs) != 0 {
+		t.Fatalf("PendingChanges after the approval: %+v %v", cs, err)
 	}
 	// An operation nobody registered is refused, and its payload never stored.
 	if _, err := f.reg.RequestChange(alice, Change{Op: "gadget.put", Target: "g", Ext: json.RawMessage(`{}`)}); !errors.Is(err, ErrInvalid) {
