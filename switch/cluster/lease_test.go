@@ -463,13 +463,7 @@ func TestLeaseBucketLeaderKilled(t *testing.T) {
 			all = all && alive == 3
 		}
 		if all {
-			if st, err := nodes[0].Status(ctx); err == nil {
-				for _, b := range st.Buckets {
-					if b.Name == LeaseBucket {
-						leader = b.Leader
-					}
-				}
-			}
+			leader = leasesLeader(ctx, nodes[0])
 		}
 		if leader != "" {
 			break
@@ -676,15 +670,8 @@ func TestStartLeaseBucketLeaderless(t *testing.T) {
 		t.Fatal(err)
 	}
 	var leader string
-	for leader == "" {
-		if st, err := nodes[0].Status(ctx); err == nil {
-			for _, b := range st.Buckets {
-				if b.Name == LeaseBucket {
-					leader = b.Leader
-				}
-			}
-		}
-		if leader != "" {
+	for {
+		if leader = leasesLeader(ctx, nodes[0]); leader != "" {
 			break
 		}
 		select {
@@ -723,4 +710,19 @@ func TestStartLeaseBucketLeaderless(t *testing.T) {
 	}
 	defer l.Stop()
 	t.Logf("lease of node %d taken %v after the read", survivor.cfg.Node, time.Since(start).Round(time.Millisecond))
+}
+
+// leasesLeader is the server leading the leases bucket, as n's status says ("" if
+// none, or no status).
+func leasesLeader(ctx context.Context, n *Node) string {
+	st, err := n.Status(ctx)
+	if err != nil {
+		return ""
+	}
+	for _, b := range st.Buckets {
+		if b.Name == LeaseBucket {
+			return b.Leader
+		}
+	}
+	return ""
 }
