@@ -168,12 +168,7 @@ func (b *Outbox) Revision() uint64 { return b.sync.Revision() }
 
 // applied puts another node's webhook changes in force.
 func (b *Outbox) applied(c statelog.Commit) {
-	old := *b.eps.Load()
-	eps := make(map[string]Endpoint, len(old)+1)
-	for k, v := range old {
-		eps[k] = v
-	}
-	var touched []string
+	changed := map[string]*Endpoint{}
 	for _, kv := range c.Writes {
 		k := string(kv.Key)
 		if !strings.HasPrefix(k, pfxEndpoint) {
@@ -182,18 +177,14 @@ func (b *Outbox) applied(c statelog.Commit) {
 		m := strings.TrimPrefix(k, pfxEndpoint)
 		var e Endpoint
 		if len(kv.Value) == 0 || json.Unmarshal(kv.Value, &e) != nil {
-			delete(eps, m)
+			changed[m] = nil
 		} else {
-			eps[m] = e
+			changed[m] = &e
 		}
-		touched = append(touched, m)
 	}
-	b.eps.Store(&eps)
-	b.mu.Lock()
-	for _, m := range touched {
-		b.schedule(m)
+	if len(changed) > 0 {
+		b.putInMemory(changed)
 	}
-	b.mu.Unlock()
 }
 
 // Open loads the endpoints and the outbox from db.
@@ -642,7 +633,7 @@ func (b *Outbox) writeEndpoint(build func() (*endpointWrite, error), via kvsync.
 		}
 		return kc.Commit, func() {
 			if w.set {
-				b.putInMemory(w.merchant, w.ep)
+				b.putInMemory(map[string]*Endpoint{w.merchant: w.ep})
 			}
 		}, nil
 	}, via)
@@ -655,21 +646,27 @@ func (b *Outbox) writeEndpoint(build func() (*endpointWrite, error), via kvsync.
 	return nil
 }
 
-// putInMemory puts merchant's endpoint (nil: none) in force.
-func (b *Outbox) putInMemory(merchant string, ep *Endpoint) {
+// putInMemory puts the merchants' endpoints (nil: none) in force. The caller holds
+// the webhooks' sync lock (kvsync: a commit's done, or another node's applied), so
+// that no two replace the map at once.
+func (b *Outbox) putInMemory(changed map[string]*Endpoint) {
 	old := *b.eps.Load()
-	eps := make(map[string]Endpoint, len(old)+1)
+	eps := make(map[string]Endpoint, len(old)+len(changed))
 	for k, v := range old {
 		eps[k] = v
 	}
-	if ep == nil {
-		delete(eps, merchant)
-	} else {
-		eps[merchant] = *ep
+	for m, ep := range changed {
+		if ep == nil {
+			delete(eps, m)
+		} else {
+			eps[m] = *ep
+		}
 	}
 	b.eps.Store(&eps)
 	b.mu.Lock()
-	b.schedule(merchant)
+	for m := range changed {
+		b.schedule(m)
+	}
 	b.mu.Unlock()
 }
 
