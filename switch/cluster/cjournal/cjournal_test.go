@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/switchyard/switchyard/switch/cluster"
 	"github.com/switchyard/switchyard/switch/journal"
 )
@@ -310,12 +312,7 @@ func TestCluster(t *testing.T) {
 		lostRRN = rrn
 		req := request(rrn, "TLOST", "000001", at.Add(5*time.Hour))
 		// The group is stored; nobody waits for its verdict (the writer gave up).
-		m := j.message(kindGroup, false, firstEntry(t, req))
-		j.setID(m)
-		ack, err := j.await(ctx, "write-ahead, its acknowledgement lost", m, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		ack := sendFirst(t, ctx, j, req, "write-ahead, its acknowledgement lost")
 		// The applier takes it (the key is free) and writes it to node 1's store.
 		if err := j.WaitApplied(ctx, ack.Sequence); err != nil {
 			t.Fatal(err)
@@ -333,11 +330,7 @@ func TestCluster(t *testing.T) {
 		}
 		// The write-ahead entry again, late (a failed group the resender sent after
 		// the final version): every node keeps the final version.
-		m = j.message(kindGroup, false, firstEntry(t, req))
-		j.setID(m)
-		if _, err := j.await(ctx, "the write-ahead record again, late", m, nil); err != nil {
-			t.Fatal(err)
-		}
+		sendFirst(t, ctx, j, req, "the write-ahead record again, late")
 		for _, m := range ms {
 			if err := m.j.Barrier(ctx); err != nil {
 				t.Fatal(err)
@@ -368,12 +361,7 @@ func TestCluster(t *testing.T) {
 		lostRRN2 = rrn
 		req := request(rrn, "TLOST", "000002", at.Add(6*time.Hour))
 		req.AddEvent(journal.StateSent, at.Add(6*time.Hour), "")
-		m := j.message(kindGroup, false, firstEntry(t, req))
-		j.setID(m)
-		ack, err := j.await(ctx, "write-ahead, its acknowledgement lost", m, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		ack := sendFirst(t, ctx, j, req, "write-ahead, its acknowledgement lost")
 		if err := j.WaitApplied(ctx, ack.Sequence); err != nil {
 			t.Fatal(err)
 		}
@@ -388,11 +376,7 @@ func TestCluster(t *testing.T) {
 		if err := j.Write(ctx, &final, true, true); err != nil {
 			t.Fatalf("the final version as a first write: %v", err)
 		}
-		m = j.message(kindGroup, false, firstEntry(t, req))
-		j.setID(m)
-		if _, err := j.await(ctx, "the write-ahead record again, late", m, nil); err != nil {
-			t.Fatal(err)
-		}
+		sendFirst(t, ctx, j, req, "the write-ahead record again, late")
 		for _, m := range ms {
 			if err := m.j.Barrier(ctx); err != nil {
 				t.Fatal(err)
@@ -565,6 +549,20 @@ func mustEncode(t *testing.T, r *journal.Record) []byte {
 
 // firstEntry is the data of a group message holding r's first version alone, as
 // writeFirst queues it (kind f).
+// sendFirst publishes r's first version as a group of its own, as the grouper or
+// the resender would, with nobody waiting for its verdict (what says which, in
+// errors), and returns the stream's acknowledgement.
+func sendFirst(t *testing.T, ctx context.Context, j *Journal, r *journal.Record, what string) *jetstream.PubAck {
+	t.Helper()
+	m := j.message(kindGroup, false, firstEntry(t, r))
+	j.setID(m)
+	ack, err := j.await(ctx, what, m, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ack
+}
+
 func firstEntry(t *testing.T, r *journal.Record) []byte {
 	t.Helper()
 	payload := append(append([]byte{byte(len(r.RRN))}, r.RRN...), mustEncode(t, r)...)
