@@ -32,6 +32,11 @@ type Metrics struct {
 	// and result: compacted, waited (its snapshot is too young), conflict
 	// (another node's won), blocked (a node of an older version), failed.
 	Compactions *prometheus.CounterVec
+	// RecordLocks counts the cluster-wide locks of records taken by this node
+	// (refunds, voids, reversals and completions of an original), by result:
+	// taken at once, waited (another node's change held it first), failed (held
+	// too long, or no quorum: the change was not made).
+	RecordLocks *prometheus.CounterVec
 
 	backlogMu sync.Mutex
 	backlogOf map[string]map[string]bool // stream -> its consumers in the last status
@@ -60,8 +65,11 @@ func NewMetrics(r prometheus.Registerer) (*Metrics, error) {
 		Compactions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchyard_cluster_compactions_total", Help: "This node's compactions of the shared stores, by store and result (compacted, waited, conflict, blocked, failed).",
 		}, []string{"store", "result"}),
+		RecordLocks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchyard_cluster_record_locks_total", Help: "Cluster-wide locks of records taken by this node to change an original, by result (taken, waited, failed).",
+		}, []string{"result"}),
 	}
-	for _, c := range []prometheus.Collector{m.PublishLatency, m.AcksPerGroup, m.ReplicationLag, m.ConsumerBacklog, m.StateCommits, m.Compactions} {
+	for _, c := range []prometheus.Collector{m.PublishLatency, m.AcksPerGroup, m.ReplicationLag, m.ConsumerBacklog, m.StateCommits, m.Compactions, m.RecordLocks} {
 		if err := r.Register(c); err != nil {
 			return nil, fmt.Errorf("cluster: register metrics: %w", err)
 		}
@@ -80,6 +88,13 @@ func (m *Metrics) ObservePublish(stream string, d time.Duration) {
 func (m *Metrics) ObserveGroup(stream string, acks int) {
 	if m != nil {
 		m.AcksPerGroup.WithLabelValues(stream).Observe(float64(acks))
+	}
+}
+
+// ObserveRecordLock counts one record lock by its result: taken, waited or failed.
+func (m *Metrics) ObserveRecordLock(result string) {
+	if m != nil {
+		m.RecordLocks.WithLabelValues(result).Inc()
 	}
 }
 

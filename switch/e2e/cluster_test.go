@@ -72,6 +72,7 @@ func TestClusterServes(t *testing.T) {
 	t.Run("TrafficThroughEveryNode", c.testTraffic)
 	t.Run("RegistryChangeAndConflict", c.testRegistry)
 	t.Run("VelocityAcrossNodes", c.testVelocity)
+	t.Run("OriginalChangedOnTwoNodes", c.testOriginalRace)
 	t.Run("DUKPTReplayAcrossNodes", c.testDUKPTReplay)
 	t.Run("LastSeenAcrossNodes", c.testLastSeen)
 	t.Run("ProfilesRefreshedEverywhere", c.testProfilesRefresh)
@@ -669,6 +670,62 @@ func (c *testCluster) testVelocity(t *testing.T) {
 	}
 	if r := c.purchaseOn(1, probeTxn(ttid, testPAN(930009), 1100)); r.RC != "65" || r.Reason != "e2e-terminal-velocity" {
 		t.Errorf("fourth purchase on the terminal, on node 1: %s (%s); want 65 e2e-terminal-velocity", r.RC, r.Reason)
+	}
+}
+
+// testOriginalRace: refunds and voids of one original sent to two nodes at the same
+// moment. Each node checks them against its copy of the original, so without a
+// cluster-wide order both could pass: two full refunds of one purchase, or a void
+// and a refund of it (the cardholder credited twice). At most one may be approved.
+func (c *testCluster) testOriginalRace(t *testing.T) {
+	c = c.rebind(t)
+	const pairs = 6
+	for i := range pairs {
+		pan := testPAN(940000 + i)
+		p := c.purchaseOn(1, probeTxn("LT001996", pan, 2000))
+		if p.RC != "00" {
+			t.Fatalf("purchase %d on node 1: %s (%s)", i, p.RC, p.Reason)
+		}
+		c.waitJournaled(2, "LT001996", p.RRN, 3*time.Second)
+		// Refund and refund, then void and refund, each on node 1 and node 2.
+		procs := [2]string{message.PCRefund, message.PCRefund}
+		if i%2 == 1 {
+			procs[0] = message.PCVoid
+		}
+		var terms [2]*failoverTerm
+		var txs [2]termclient.Txn
+		for k, tid := range []string{"LT001996", "LT001997"} {
+			terms[k] = singleNodeTerm(c, k+1, 15*time.Second)
+			defer terms[k].close()
+			txs[k] = probeTxn(tid, pan, 2000)
+			txs[k].ProcCode, txs[k].RRN = procs[k], p.RRN
+		}
+		var got [2]termclient.Result
+		var errs [2]error
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for k := range 2 {
+			wg.Go(func() {
+				<-start
+				got[k], _, _, errs[k] = terms[k].send(txs[k], 15*time.Second)
+			})
+		}
+		close(start)
+		wg.Wait()
+		approved := 0
+		for k := range 2 {
+			if errs[k] != nil {
+				t.Fatalf("pair %d: %s on node %d: %v", i, procs[k], k+1, errs[k])
+			}
+			if got[k].RC == "00" {
+				approved++
+			}
+		}
+		t.Logf("pair %d (%s of %s): node 1 %s %s, node 2 %s %s", i, procs, p.RRN, got[0].RC, got[0].Reason, got[1].RC, got[1].Reason)
+		if approved != 1 {
+			t.Errorf("pair %d: %s on node 1 answered %s (%s), %s on node 2 answered %s (%s); want exactly one approved",
+				i, procs[0], got[0].RC, got[0].Reason, procs[1], got[1].RC, got[1].Reason)
+		}
 	}
 }
 

@@ -29,6 +29,40 @@ import (
 //     the same way (awaitFinal);
 //   - the filter of recent requests learns of the other nodes' requests (SeenRemote).
 
+// RecordLocker orders the changes of one record made on different nodes of a cluster
+// (the cluster journal is one): a node's stripes order only its own. Two refunds of
+// one purchase sent to two nodes at once would otherwise each be checked against
+// their own node's copy of it, and both approved.
+type RecordLocker interface {
+	// LockRecord returns once this node holds the record's lock across the cluster
+	// and its journal holds the record as last changed under it; unlock gives the
+	// lock up. An error wraps journal.ErrUnavailable: the change is not to be made.
+	LockRecord(ctx context.Context, rrn string) (unlock func(), err error)
+}
+
+// lockRecord takes the stripe of the record rrn and, when the journal is a
+// cluster's, first the record's lock across the nodes (waited for without holding a
+// stripe, so that a change waiting for another node's holds up no other record of its
+// stripe). The returned function releases both. Every read, check and write of an
+// original by another transaction (a reversal, void, refund or completion of it,
+// their undoing, and the marks owed for them) goes under it.
+func (p *Pipeline) lockRecord(ctx context.Context, rrn string) (unlock func(), err error) {
+	l := &p.locks[lockIndex(rrn)]
+	if p.locker == nil {
+		l.Lock()
+		return l.Unlock, nil
+	}
+	release, err := p.locker.LockRecord(ctx, rrn)
+	if err != nil {
+		return nil, err
+	}
+	l.Lock()
+	return func() {
+		l.Unlock()
+		release()
+	}, nil
+}
+
 // errWaitEnded is the end of a wait for another request's final answer.
 var errWaitEnded = errors.New("the awaited request's answer did not come")
 
@@ -370,9 +404,11 @@ func (p *Pipeline) settleOne(ctx context.Context, it settleItem) error {
 				p.releaseRefund(release)
 			}
 		}()
-		l := &p.locks[lockIndex(it.orig)]
-		l.Lock()
-		defer l.Unlock()
+		unlock, err := p.lockRecord(ctx, it.orig)
+		if err != nil {
+			return err
+		}
+		defer unlock()
 		cur, err := p.journal.Get(it.orig)
 		if err != nil || cur.Reversed() {
 			return err

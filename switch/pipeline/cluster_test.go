@@ -1,8 +1,10 @@
 package pipeline
 
 import (
+	"context"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -53,6 +55,113 @@ func queued(h *harness) []string {
 		out = append(out, it.MTI+" "+it.Reason)
 	}
 	return out
+}
+
+// TestRecordLocked: in a cluster every change of an original by another transaction
+// (refund, void, the terminal's reversal, completion of a pre-authorization) is made
+// under the original's lock across the nodes (RecordLocker): every write of the
+// original's new version happens while it is held, and it is released after. Without
+// the lock (held elsewhere too long, no quorum) the request is answered 91 and the
+// original is left as it was, nothing sent.
+func TestRecordLocked(t *testing.T) {
+	cases := []struct {
+		name string
+		orig func(h *harness) (termclient.Txn, answer)
+		tx   func(h *harness, otx termclient.Txn, orig answer) termclient.Txn
+	}{
+		{"refund", purchased, func(h *harness, _ termclient.Txn, o answer) termclient.Txn { return h.refund(o, 1000) }},
+		{"void", purchased, func(h *harness, _ termclient.Txn, o answer) termclient.Txn { return h.void(o, 5000) }},
+		{"reversal", purchased, func(h *harness, otx termclient.Txn, _ answer) termclient.Txn { return h.reversal(otx, 5000) }},
+		{"completion", func(h *harness) (termclient.Txn, answer) { tx := h.preauth(5000); return tx, h.do(tx) },
+			func(h *harness, _ termclient.Txn, o answer) termclient.Txn { return h.completion(o, 5000) }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name+" under the lock", func(t *testing.T) {
+			var mu sync.Mutex
+			held, locked := map[string]int{}, []string{}
+			h := newHarness(t, withLocks(func(_ context.Context, rrn string) (func(), error) {
+				mu.Lock()
+				defer mu.Unlock()
+				held[rrn]++
+				locked = append(locked, rrn)
+				return func() { mu.Lock(); held[rrn]--; mu.Unlock() }, nil
+			}))
+			otx, o := tc.orig(h)
+			if o.RC != "00" {
+				t.Fatalf("original: %+v", o.Result)
+			}
+			var unlocked []string
+			h.j.writeHook = func(r *journal.Record, first bool) error {
+				mu.Lock()
+				defer mu.Unlock()
+				if r.RRN == o.RRN && held[r.RRN] == 0 {
+					unlocked = append(unlocked, fmt.Sprintf("%s %s", r.RRN, r.State))
+				}
+				return nil
+			}
+			a := h.do(tc.tx(h, otx, o))
+			if a.RC != "00" {
+				t.Fatalf("%s: %+v", tc.name, a.Result)
+			}
+			after := h.record(o.RRN)
+			if after.Refunded == 0 && after.ReversedBy == "" && after.CompletedBy == "" {
+				t.Fatalf("the %s left its original unchanged: %+v", tc.name, after)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if !slices.Contains(locked, o.RRN) {
+				t.Errorf("locked %v; want the original %s among them", locked, o.RRN)
+			}
+			if len(unlocked) > 0 {
+				t.Errorf("the original's versions written without its lock: %v", unlocked)
+			}
+			for rrn, n := range held {
+				if n != 0 {
+					t.Errorf("lock of %s held %d times after the %s", rrn, n, tc.name)
+				}
+			}
+		})
+		t.Run(tc.name+" without the lock", func(t *testing.T) {
+			refuse := false
+			h := newHarness(t, withLocks(func(_ context.Context, rrn string) (func(), error) {
+				if refuse {
+					return nil, fmt.Errorf("cjournal: lock record %s: %w: held by node process 2.x for over 5s", rrn, journal.ErrUnavailable)
+				}
+				return func() {}, nil
+			}))
+			otx, o := tc.orig(h)
+			if o.RC != "00" {
+				t.Fatalf("original: %+v", o.Result)
+			}
+			before, sent, queuedBefore := h.record(o.RRN), len(h.bank.sent()), len(h.q.all())
+			refuse = true
+			a := h.do(tc.tx(h, otx, o))
+			if a.RC != "91" {
+				t.Errorf("%s without the original's lock: %+v; want 91", tc.name, a.Result)
+			}
+			after := h.record(o.RRN)
+			if after.Refunded != before.Refunded || after.ReversedBy != before.ReversedBy || after.CompletedBy != before.CompletedBy || len(after.Events) != len(before.Events) {
+				t.Errorf("original changed without its lock: before %+v, after %+v", before, after)
+			}
+			if n := len(h.bank.sent()); n != sent {
+				t.Errorf("the issuer was asked %d times more", n-sent)
+			}
+			if n := len(h.q.all()); n != queuedBefore {
+				t.Errorf("%d advices queued: %v", n-queuedBefore, queued(h))
+			}
+		})
+	}
+}
+
+// purchased sends an approved purchase of 5000 and returns it with its answer.
+func purchased(h *harness) (termclient.Txn, answer) {
+	tx := h.purchase(5000)
+	return tx, h.do(tx)
+}
+
+// withLocks makes the journal a cluster's whose LockRecord is lock.
+func withLocks(lock func(ctx context.Context, rrn string) (func(), error)) option {
+	return func(h *harness, _ *Config) { h.lock = lock }
 }
 
 // TestJournalUnavailable: when the journal cannot make a record durable (a cluster

@@ -56,9 +56,11 @@ func (p *Pipeline) completion(ctx context.Context, t *txn) (frontend.Response, e
 	}
 	rrn := r.RRN
 	t.rec.OriginalRRN = rrn
-	l := &p.locks[lockIndex(rrn)]
-	l.Lock()
-	defer l.Unlock()
+	unlock, err := p.lockRecord(ctx, rrn)
+	if err != nil {
+		return p.systemError(t, err)
+	}
+	defer unlock()
 	pre, err := p.journal.Get(rrn)
 	if errors.Is(err, journal.ErrNotFound) {
 		return p.decline(ctx, t, message.RCOriginalNotFound, "switch", "preauth-not-found")
@@ -181,9 +183,12 @@ func (p *Pipeline) reopenPreauth(comp *journal.Record) {
 	if comp.Type != "completion" || comp.OriginalRRN == "" {
 		return
 	}
-	l := &p.locks[lockIndex(comp.OriginalRRN)]
-	l.Lock()
-	defer l.Unlock()
+	unlock, err := p.lockRecord(context.Background(), comp.OriginalRRN)
+	if err != nil {
+		p.log.Error().Err(err).Str("rrn", comp.OriginalRRN).Msg("pre-authorization of a reversed completion not locked: its mark stays (it is open all the same)")
+		return
+	}
+	defer unlock()
 	pre, err := p.journal.Get(comp.OriginalRRN)
 	if err != nil {
 		p.log.Error().Err(err).Str("rrn", comp.OriginalRRN).Msg("pre-authorization of a reversed completion not read: its mark stays (it is open all the same)")

@@ -599,6 +599,18 @@ type harness struct {
 	conn   *frontend.Conn
 	stan   int
 	macKey string // when set, requests are MAC'd under it
+	// lock, when set, makes the journal a cluster's, with record locks (withLocks).
+	lock func(ctx context.Context, rrn string) (func(), error)
+}
+
+// lockingJournal is the fake journal with a cluster's record locks.
+type lockingJournal struct {
+	*fakeJournal
+	lock func(ctx context.Context, rrn string) (func(), error)
+}
+
+func (j lockingJournal) LockRecord(ctx context.Context, rrn string) (func(), error) {
+	return j.lock(ctx, rrn)
 }
 
 // newHarness builds a pipeline with no HSM, rules or registry unless opts set them (the
@@ -618,7 +630,11 @@ func newHarness(t testing.TB, opts ...func(h *harness, c *Config)) *harness {
 	if h.terms.decide != nil || len(h.terms.terms) > 0 {
 		terms = h.terms
 	}
-	p, err := New(cfg, h.j, h.q, &fakeRoutes{byPrefix: map[string]*fakeLink{"62": h.bank}}, terms, metrics.New())
+	var j Journal = h.j
+	if h.lock != nil {
+		j = lockingJournal{h.j, h.lock}
+	}
+	p, err := New(cfg, j, h.q, &fakeRoutes{byPrefix: map[string]*fakeLink{"62": h.bank}}, terms, metrics.New())
 	if err != nil {
 		t.Fatal(err)
 	}

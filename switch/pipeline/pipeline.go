@@ -253,6 +253,7 @@ type Pipeline struct {
 	recent   *recentKeys
 	open     *inflight
 	locks    [256]sync.Mutex // serialize updates of an original (by RRN)
+	locker   RecordLocker    // the journal's, in a cluster (lockRecord)
 	breakers sync.Map        // issuer ID -> *breaker
 	standIn  *standInBook
 	authSeq  atomic.Uint32
@@ -307,6 +308,7 @@ func New(cfg Config, j Journal, q Queue, routes Routes, terms Terminals, m *metr
 		hsm: cfg.HSM, risk: cfg.Risk, profiles: cfg.Profiles, attest: cfg.Attestation, ratings: cfg.Ratings, notices: cfg.Notices, zones: cfg.Zones, keyGrace: cfg.KeyGrace,
 		dups: newDupTable(), early: newEarlyReversals(cfg.DupWindow, 100_000), open: newInflight(), standIn: newStandInBook(), stop: make(chan struct{}),
 		recent: newRecentKeys(cfg.DupWindow, 5_000_000, cfg.Now())}
+	p.locker, _ = j.(RecordLocker)
 	key := append([]byte(nil), cfg.CardHashKey...)
 	p.hashers.New = func() any { return hmac.New(sha256.New, key) }
 	// The filter of recent requests starts empty: until it has seen a whole window,
@@ -1028,9 +1030,17 @@ func (p *Pipeline) sent(t *txn, delivered bool) {
 			p.releaseRefund(release)
 		}
 	}()
-	l := &p.locks[lockIndex(rec.RRN)]
-	l.Lock()
-	defer l.Unlock()
+	unlock, err := p.lockRecord(context.Background(), rec.RRN)
+	if err != nil {
+		// The approval must be reversed all the same: under this node's stripe
+		// alone (in a cluster only a void or refund of an answer the terminal never
+		// had could race it).
+		p.log.Warn().Err(err).Str("rrn", rec.RRN).Msg("undelivered approval: record not locked across the cluster; reversed under this node's lock")
+		l := &p.locks[lockIndex(rec.RRN)]
+		l.Lock()
+		unlock = l.Unlock
+	}
+	defer unlock()
 	cur, err := p.journal.Get(rec.RRN)
 	if err != nil {
 		p.log.Error().Err(err).Str("rrn", rec.RRN).Msg("undelivered approval: record not readable; NOT reversed")

@@ -128,9 +128,11 @@ type OrderPayment struct {
 // queue. A repeat of a payment already journaled writes nothing more (a late one
 // not yet reversed is reversed).
 func (p *Pipeline) RecordOrderPayment(ctx context.Context, op OrderPayment) (*journal.Record, error) {
-	l := &p.locks[lockIndex(op.RRN)]
-	l.Lock()
-	defer l.Unlock()
+	unlock, err := p.lockRecord(ctx, op.RRN)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	rec, err := p.journal.Get(op.RRN)
 	switch {
 	case err == nil:

@@ -95,9 +95,12 @@ func (p *Pipeline) releaseRefund(rf *journal.Record) {
 	if rf.Type != "refund" || rf.OriginalRRN == "" || rf.Amount <= 0 {
 		return
 	}
-	l := &p.locks[lockIndex(rf.OriginalRRN)]
-	l.Lock()
-	defer l.Unlock()
+	unlock, err := p.lockRecord(context.Background(), rf.OriginalRRN)
+	if err != nil {
+		p.log.Error().Err(err).Str("rrn", rf.OriginalRRN).Str("refund", rf.RRN).Msg("original of a reversed refund not locked: its refunded amount stays reserved")
+		return
+	}
+	defer unlock()
 	orig, err := p.journal.Get(rf.OriginalRRN)
 	if err != nil {
 		p.log.Error().Err(err).Str("rrn", rf.OriginalRRN).Str("refund", rf.RRN).Msg("original of a reversed refund not read: its refunded amount stays reserved")
@@ -267,13 +270,15 @@ func (p *Pipeline) reversal(ctx context.Context, t *txn) (frontend.Response, err
 		} else if err != nil {
 			return p.systemError(t, err)
 		}
-		var releaseRefund, reopen *journal.Record // a reversed refund or completion, seen to after l
-		l := &p.locks[lockIndex(rrn)]
-		l.Lock()
+		var releaseRefund, reopen *journal.Record // a reversed refund or completion, seen to after unlock
+		unlock, err := p.lockRecord(ctx, rrn)
+		if err != nil {
+			return p.systemError(t, err)
+		}
 		orig, err := p.journal.Get(rrn)
 		switch {
 		case err != nil:
-			l.Unlock()
+			unlock()
 			return p.systemError(t, err)
 		case orig.MID != r.MID || orig.MTI != origMTI:
 			note = fmt.Sprintf("original %s does not match (merchant or MTI): nothing forwarded", rrn)
@@ -282,7 +287,7 @@ func (p *Pipeline) reversal(ctx context.Context, t *txn) (frontend.Response, err
 			// nothing brings the sale back. Reversing the void would queue a 0420
 			// of the void itself, which the issuer never saw, and answer 00 while
 			// the sale stays reversed (found by a trial).
-			l.Unlock()
+			unlock()
 			t.rec.AddEvent(journal.StateDeclined, p.now().UTC(), "original "+rrn+" is a void: a void is not reversed (its sale was reversed at the issuer); nothing reversed")
 			return p.respond(ctx, t, message.RCInvalidTransaction, "", "switch", "void-not-reversible")
 		case orig.Reversed():
@@ -290,29 +295,29 @@ func (p *Pipeline) reversal(ctx context.Context, t *txn) (frontend.Response, err
 		case !orig.Approved():
 			note = "original was not approved: nothing to reverse"
 		case orig.Type == "preauth" && p.completedPreauth(orig):
-			l.Unlock()
+			unlock()
 			t.rec.AddEvent(journal.StateDeclined, p.now().UTC(), "pre-authorization completed by "+orig.CompletedBy+": the completion is voided first; nothing reversed")
 			return p.respond(ctx, t, message.RCInvalidTransaction, "", "switch", "preauth-completed")
 		case orig.Refunded > 0:
 			// Refunds (approved, or reserved while their issuer is asked) name it: the
 			// terminal had its answer, and reversing it too would credit the card twice.
-			l.Unlock()
+			unlock()
 			t.rec.AddEvent(journal.StateDeclined, p.now().UTC(),
 				fmt.Sprintf("original refunded (%d of %d): refunds are reversed one by one; nothing reversed", orig.Refunded, orig.Amount))
 			return p.respond(ctx, t, message.RCInvalidTransaction, "", "switch", "original-refunded")
 		case orig.Amount != r.Amount && p.cfg.ReversalMismatch != "reverse_full":
-			l.Unlock()
+			unlock()
 			t.rec.AddEvent(journal.StateDeclined, p.now().UTC(),
 				fmt.Sprintf("amount %d is not the original's %d: nothing reversed", r.Amount, orig.Amount))
 			return p.respond(ctx, t, message.RCInvalidAmount, "", "switch", "reversal-amount-mismatch")
 		default:
 			p.queueReversal(orig, t.rec.RRN)
 			if orig.ReversedBy == "" {
-				l.Unlock()
+				unlock()
 				return p.systemError(t, errors.New("reversal advice could not be queued"))
 			}
 			if err := p.journal.Write(ctx, orig, false, true); err != nil {
-				l.Unlock()
+				unlock()
 				p.oweReversal(orig.RRN, orig.ReversedBy, err)
 				return p.systemError(t, err)
 			}
@@ -329,7 +334,7 @@ func (p *Pipeline) reversal(ctx context.Context, t *txn) (frontend.Response, err
 				note = fmt.Sprintf("amount %d is not the original's %d: original reversed in full at issuer %s", r.Amount, orig.Amount, orig.Issuer)
 			}
 		}
-		l.Unlock()
+		unlock()
 		if releaseRefund != nil {
 			p.releaseRefund(releaseRefund) // with no stripe held
 		}
@@ -355,9 +360,11 @@ func (p *Pipeline) void(ctx context.Context, t *txn) (frontend.Response, error) 
 			p.reopenPreauth(reopen)
 		}
 	}()
-	l := &p.locks[lockIndex(rrn)]
-	l.Lock()
-	defer l.Unlock()
+	unlock, err := p.lockRecord(ctx, rrn)
+	if err != nil {
+		return p.systemError(t, err)
+	}
+	defer unlock()
 	orig, err := p.journal.Get(rrn)
 	if errors.Is(err, journal.ErrNotFound) {
 		return p.decline(ctx, t, message.RCOriginalNotFound, "switch", "original-not-found")
@@ -414,15 +421,17 @@ func (p *Pipeline) void(ctx context.Context, t *txn) (frontend.Response, error) 
 func (p *Pipeline) refund(ctx context.Context, t *txn) (frontend.Response, error) {
 	r := t.req
 	rrn := r.RRN
-	l := &p.locks[lockIndex(rrn)]
-	l.Lock()
+	unlock, err := p.lockRecord(ctx, rrn)
+	if err != nil {
+		return p.systemError(t, err)
+	}
 	orig, err := p.journal.Get(rrn)
 	if errors.Is(err, journal.ErrNotFound) {
-		l.Unlock()
+		unlock()
 		return p.decline(ctx, t, message.RCOriginalNotFound, "switch", "original-not-found")
 	}
 	if err != nil {
-		l.Unlock()
+		unlock()
 		return p.systemError(t, err)
 	}
 	reason, rc := "", ""
@@ -441,20 +450,24 @@ func (p *Pipeline) refund(ctx context.Context, t *txn) (frontend.Response, error
 		reason, rc = p.refundPolicy(t, orig, r.Amount)
 	}
 	if reason != "" {
-		l.Unlock()
+		unlock()
 		return p.decline(ctx, t, rc, "switch", reason)
 	}
 	orig.Refunded += r.Amount
 	if err := p.journal.Write(ctx, orig, false, true); err != nil {
-		l.Unlock()
+		unlock()
 		return p.systemError(t, err)
 	}
 	t.undo = orig
 	t.undoBy = risk.Retraction{Kind: risk.RetractRefund, Amount: int(r.Amount), Partial: orig.Refunded < orig.Amount}
-	l.Unlock()
+	unlock()
 	release := func() {
-		l.Lock()
-		defer l.Unlock()
+		unlock, err := p.lockRecord(context.Background(), rrn)
+		if err != nil {
+			p.log.Error().Err(err).Str("rrn", rrn).Msg("releasing a refund reservation: the original is not locked; its amount stays reserved")
+			return
+		}
+		defer unlock()
 		o, err := p.journal.Get(rrn)
 		if err != nil {
 			p.log.Error().Err(err).Str("rrn", rrn).Msg("releasing a refund reservation")

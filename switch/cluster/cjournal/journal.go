@@ -103,6 +103,7 @@ type Journal struct {
 	db     *badger.DB
 	js     jetstream.JetStream
 	stream jetstream.Stream
+	locks  jetstream.KeyValue // LockBucket
 	opts   Options
 	node   string // Options.Node as a digit
 	cn     *cluster.Node
@@ -139,6 +140,7 @@ type counters struct {
 	published, publishFailed, resent, lost, duplicates atomic.Uint64
 	groups                                             atomic.Uint64
 	appliedRemote, applyErrors, received               atomic.Uint64
+	locksTaken, lockWaits, lockFailures                atomic.Uint64
 }
 
 // Open creates or updates the JOURNAL stream (whichever node comes first; the
@@ -200,6 +202,9 @@ func Open(ctx context.Context, node *cluster.Node, store *journal.Store, db *bad
 	}
 	if j.stream, err = js.CreateOrUpdateStream(ctx, cfg); err != nil {
 		return nil, fmt.Errorf("cjournal: create or update the stream %s (replicas %d): %w", StreamName, opts.Replicas, err)
+	}
+	if j.locks, err = openLocks(ctx, js, opts.Replicas); err != nil {
+		return nil, err
 	}
 	applied, err := j.readApplied()
 	if err != nil {
@@ -285,6 +290,10 @@ type Stats struct {
 	// stream messages the applier could not apply (it starts again from its position);
 	// Received the stream messages delivered to the applier (every node's).
 	AppliedRemote, ApplyErrors, Received uint64
+	// LocksTaken counts the record locks this node took (LockRecord), LockWaits the
+	// locks it found held by another change (and waited for), LockFailures the locks
+	// it did not get.
+	LocksTaken, LockWaits, LockFailures uint64
 }
 
 // Stats returns the journal's figures.
@@ -293,7 +302,8 @@ func (j *Journal) Stats() Stats {
 	return Stats{Applied: applied, StreamLast: last, Lag: last - applied,
 		Published: j.stats.published.Load(), PublishFailed: j.stats.publishFailed.Load(),
 		Resent: j.stats.resent.Load(), Groups: j.stats.groups.Load(), Lost: j.stats.lost.Load(), Duplicates: j.stats.duplicates.Load(),
-		AppliedRemote: j.stats.appliedRemote.Load(), ApplyErrors: j.stats.applyErrors.Load(), Received: j.stats.received.Load()}
+		AppliedRemote: j.stats.appliedRemote.Load(), ApplyErrors: j.stats.applyErrors.Load(), Received: j.stats.received.Load(),
+		LocksTaken: j.stats.locksTaken.Load(), LockWaits: j.stats.lockWaits.Load(), LockFailures: j.stats.lockFailures.Load()}
 }
 
 // The roles that read the local store.

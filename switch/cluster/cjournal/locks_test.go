@@ -1,0 +1,135 @@
+package cjournal
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchyard/switchyard/switch/journal"
+)
+
+// TestLockRecord: a record's lock is held by one node at a time; a node that takes it
+// after another returns only once its applier is past the version the other wrote
+// under it (held back in OnRemote meanwhile, LockRecord waits for it), so that the
+// change it checks next sees the first; a lock held elsewhere too long, or by a node that died
+// holding it, is an error wrapping journal.ErrUnavailable that names the holder.
+func TestLockRecord(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	nc := startCluster(t, ctx, 3)
+	base := t.TempDir()
+	m1 := openMember(t, ctx, nc.nodes[0], 1, 3, filepath.Join(base, "m1"))
+	defer m1.close(t)
+	m2 := openMember(t, ctx, nc.nodes[1], 2, 3, filepath.Join(base, "m2"))
+	defer m2.close(t)
+	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	rrn, err := journalTxn(ctx, m1, "T1", "000001", at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m2.j.CaughtUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	unlock1, err := m1.j.LockRecord(ctx, rrn)
+	if err != nil {
+		t.Fatalf("node 1 locks %s: %v", rrn, err)
+	}
+	// Node 2's applier stops at the next record of another node (OnRemote waits for
+	// m2.mu) until the end of the test's middle part.
+	m2.mu.Lock()
+	held := true
+	defer func() {
+		if held {
+			m2.mu.Unlock()
+		}
+	}()
+	type locked struct {
+		unlock func()
+		err    error
+	}
+	got := make(chan locked, 1)
+	go func() {
+		u, err := m2.j.LockRecord(ctx, rrn)
+		got <- locked{u, err}
+	}()
+	for m2.j.Stats().LockWaits == 0 { // node 2 finds the lock held
+		if ctx.Err() != nil {
+			t.Fatal("node 2 never found the lock node 1 holds")
+		}
+		time.Sleep(time.Millisecond) // polling, with the test's deadline
+	}
+	// Node 1 changes the record under its lock: a refund's reservation.
+	cur, err := m1.j.Get(rrn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur.Refunded = 500
+	if err := m1.j.Write(ctx, cur, false, true); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case l := <-got:
+		t.Fatalf("node 2 took the lock node 1 holds: %v", l.err)
+	default:
+	}
+	unlock1()
+	// Node 2 takes the lock in the bucket, then waits for its applier.
+	for {
+		e, err := m1.j.locks.Get(ctx, rrn)
+		if err == nil && strings.HasPrefix(string(e.Value()), "2.") {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("node 2 never took the lock node 1 released: %v", err)
+		}
+		time.Sleep(time.Millisecond) // polling, with the test's deadline
+	}
+	select {
+	case l := <-got:
+		applied, last := m2.j.Position()
+		t.Fatalf("node 2's LockRecord returned (%v) while its applier stood at %d of %d, before node 1's change was through", l.err, applied, last)
+	default:
+	}
+	m2.mu.Unlock()
+	held = false
+	l := <-got
+	if l.err != nil {
+		t.Fatalf("node 2 locks %s after node 1: %v", rrn, l.err)
+	}
+	rec, err := m2.j.Get(rrn)
+	if err != nil || rec.Refunded != 500 {
+		t.Fatalf("node 2 holds the lock and reads %+v (%v); want node 1's version, refunded 500", rec, err)
+	}
+	l.unlock()
+
+	// A node that died holding a lock: the next waits up to its deadline, then fails
+	// naming the holder; the lock lapses by itself after lockTTL (not waited for here).
+	const dead = "900000000001"
+	if _, err := m1.j.locks.Create(ctx, dead, []byte("3.deadbeef.")); err != nil {
+		t.Fatal(err)
+	}
+	short, cancelShort := context.WithTimeout(ctx, 300*time.Millisecond)
+	_, err = m2.j.LockRecord(short, dead)
+	cancelShort()
+	if !errors.Is(err, journal.ErrUnavailable) || !strings.Contains(err.Error(), "3.deadbeef.") || !strings.Contains(err.Error(), dead) {
+		t.Fatalf("lock held by a dead node: %v; want journal.ErrUnavailable naming the holder 3.deadbeef.", err)
+	}
+	// Released locks are taken again.
+	for range 2 {
+		u, err := m1.j.LockRecord(ctx, rrn)
+		if err != nil {
+			t.Fatalf("lock %s again: %v", rrn, err)
+		}
+		u()
+	}
+	if st := m2.j.Stats(); st.LocksTaken != 1 || st.LockWaits != 2 || st.LockFailures != 1 {
+		t.Errorf("node 2's lock figures: taken %d, found held %d, failed %d; want 1, 2, 1", st.LocksTaken, st.LockWaits, st.LockFailures)
+	}
+	if st := m1.j.Stats(); st.LocksTaken != 3 || st.LockWaits != 0 || st.LockFailures != 0 {
+		t.Errorf("node 1's lock figures: taken %d, found held %d, failed %d; want 3, 0, 0", st.LocksTaken, st.LockWaits, st.LockFailures)
+	}
+}
