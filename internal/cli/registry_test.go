@@ -64,6 +64,10 @@ func TestDataModeIsReadOnly(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "active") {
 		t.Errorf("terminal show offline: exit %d\nstdout %s\nstderr %s", code, out, errs)
 	}
+	// For people, with times in the acquirer's zone (the default, Asia/Shanghai).
+	if !strings.Contains(out, "Terminal:") || !strings.Contains(out, " +08:00") || strings.HasPrefix(out, "{") {
+		t.Errorf("terminal show offline is not for people in the acquirer's zone:\n%s", out)
+	}
 	if code, out, errs := run("alice", "change", "list"); code != 0 || strings.Contains(out, "CHG-") {
 		t.Errorf("change list offline: exit %d\nstdout %s\nstderr %s", code, out, errs)
 	}
