@@ -326,7 +326,7 @@ func (t *tool) printNotices(v *noticesView, limit int) {
 	if limit <= 0 {
 		limit = 100 // the switch's default
 	}
-	webhook := "none (notices are kept, and sent once a webhook is approved)"
+	webhook := "none (no notices are made before one is approved: switchyard merchant webhook)"
 	if v.Webhook != "" {
 		webhook = v.Webhook
 	}
