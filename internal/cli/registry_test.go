@@ -106,3 +106,18 @@ func randomKey(t *testing.T) []byte {
 	}
 	return k
 }
+
+// TestRegistryBadTimezone: the registry commands show times in the acquirer's zone,
+// $SWITCHYARD_TIMEZONE: one that is not a zone is said before the switch is asked,
+// as journal and settle say it.
+func TestRegistryBadTimezone(t *testing.T) {
+	api := newFakeAdmin(t, nil)
+	vars := map[string]string{"SWITCHYARD_ADMIN": api.URL, "SWITCHYARD_TOKEN": "t", "SWITCHYARD_TIMEZONE": "Mars/Olympus_Mons"}
+	code, out, errs := runCLI(t, vars, "merchant", "show", "000000000000001")
+	if code != 1 || !strings.Contains(errs, `SWITCHYARD_TIMEZONE "Mars/Olympus_Mons" is not an IANA time zone`) || out != "" {
+		t.Errorf("merchant show with a bad zone: exit %d\nstdout %s\nstderr %s", code, out, errs)
+	}
+	if calls := api.Calls(); len(calls) > 0 {
+		t.Errorf("asked the switch with a bad zone: %q", calls)
+	}
+}
