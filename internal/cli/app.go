@@ -9,9 +9,12 @@ import (
 	"net/url"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
+	"github.com/switchyard/switchyard/internal/cli/kit"
 	"github.com/switchyard/switchyard/switch/apps"
 	"github.com/switchyard/switchyard/switch/registry"
 )
@@ -218,7 +221,15 @@ func runApp(env *Env, args []string) int {
 		if err := c.Do(env.Ctx, "GET", "/api/v1/apps/groups", nil, &gs); err != nil {
 			return fail(env, "app groups: %v", err)
 		}
-		return printJSON(env, gs)
+		if *asJSON {
+			return printJSON(env, gs)
+		}
+		loc, err := acquirerZone(env)
+		if err != nil {
+			return fail(env, "app groups: %v", err)
+		}
+		printGroups(env, gs, loc)
+		return 0
 	case "key":
 		if len(rest) == 0 {
 			return fail(env, "app key: add or list")
@@ -260,6 +271,39 @@ func runApp(env *Env, args []string) int {
 	}
 	fmt.Fprintf(env.Stderr, "switchyard: app: unknown subcommand %q\nUsage:\n%s\n", sub, appUsage)
 	return 2
+}
+
+// printGroups shows the rollout groups for people: each group's release in force,
+// whom it targets, and how many came before it or were withdrawn.
+func printGroups(env *Env, gs []apps.Group, loc *time.Location) {
+	var rows [][]string
+	for _, g := range gs {
+		row := []string{g.Name, "none (withdrawn)", "-", "-", "-", "-", "-", "-"}
+		if r := g.Current; r != nil {
+			row = []string{g.Name, r.App + "@" + r.Version, targetText(&r.Target), dash(r.MinVersion), dash(r.Change),
+				kit.LocalTime(r.PublishedAt, loc), dash(r.RequestedBy), dash(r.ApprovedBy)}
+		}
+		rows = append(rows, append(row, strconv.Itoa(len(g.History)), strconv.Itoa(len(g.Withdrawn))))
+	}
+	kit.Table(env.Stdout, "GROUP\tRELEASE\tTARGET\tMINIMUM\tCHANGE\tPUBLISHED\tREQUESTED BY\tAPPROVED BY\tEARLIER\tWITHDRAWN", rows)
+}
+
+// targetText says which terminals a release is offered to.
+func targetText(t *apps.Target) string {
+	var parts []string
+	for _, s := range []struct {
+		name string
+		vals []string
+	}{{"merchants", t.Merchants}, {"merchant-groups", t.MerchantGroups}, {"tiers", t.Tiers}, {"regions", t.Regions},
+		{"models", t.Models}, {"kinds", t.Kinds}, {"terminals", t.Terminals}} {
+		if len(s.vals) > 0 {
+			parts = append(parts, s.name+"="+strings.Join(s.vals, ","))
+		}
+	}
+	if len(parts) == 0 {
+		parts = []string{"all terminals"}
+	}
+	return fmt.Sprintf("%v%% of %s", pct(t.Percent), strings.Join(parts, " "))
 }
 
 func pct(p float64) float64 {

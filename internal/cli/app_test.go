@@ -1,11 +1,15 @@
 package cli
 
 import (
+	"encoding/json"
+	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/switchyard/switchyard/switch/apps"
 	"github.com/switchyard/switchyard/switch/registry"
 	"github.com/switchyard/switchyard/switch/server"
 )
@@ -33,5 +37,36 @@ func TestAppDataMode(t *testing.T) {
 	}
 	if code, _, errs := runCLI(t, nil, "app", "withdraw", "--group", "g", "--data", dir); code == 0 || !strings.Contains(errs, "read-only") {
 		t.Fatalf("app withdraw --data: %d %s", code, errs)
+	}
+}
+
+// TestAppGroupsForPeople: app groups prints a table for people, times in the
+// acquirer's zone; --json the groups as they always were printed (it printed JSON
+// whatever was asked, and took --json without reading it).
+func TestAppGroupsForPeople(t *testing.T) {
+	published := time.Date(2026, 12, 1, 17, 30, 0, 0, time.UTC)
+	groups := []apps.Group{
+		{Name: "pilot", Current: &apps.Release{Group: "pilot", App: "demo-pay", Version: "1.1.0", Target: apps.Target{Terminals: []string{"T0000001"}, Percent: 20},
+			MinVersion: "1.0.0", Change: "CHG-2", PublishedAt: published, RequestedBy: "op", ApprovedBy: "rev"}},
+		{Name: "gone", Withdrawn: []*apps.Release{{Group: "gone", App: "demo-pay", Version: "1.0.9"}}},
+	}
+	api := newFakeAdmin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(groups)
+	})
+	vars := map[string]string{"SWITCHYARD_ADMIN": api.URL, "SWITCHYARD_TOKEN": "t"}
+	code, out, errs := runCLI(t, vars, "app", "groups")
+	if code != 0 || !strings.HasPrefix(out, "GROUP") || strings.Contains(out, "{") {
+		t.Fatalf("app groups: exit %d, not a table:\n%s%s", code, out, errs)
+	}
+	for _, want := range []string{"demo-pay@1.1.0", "20% of terminals=T0000001", "2026-12-02 01:30:00.000 +08:00", "CHG-2", "none (withdrawn)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("app groups lacks %q:\n%s", want, out)
+		}
+	}
+	code, out, errs = runCLI(t, vars, "app", "groups", "--json")
+	var got []apps.Group
+	if err := json.Unmarshal([]byte(out), &got); code != 0 || err != nil || len(got) != 2 || got[0].Current.Change != "CHG-2" {
+		t.Errorf("app groups --json: exit %d, %v:\n%s%s", code, err, out, errs)
 	}
 }

@@ -96,5 +96,9 @@ func runRegistry(env *Env, name string, args []string) int {
 		return fail(env, "%s: %v", name, err)
 	}
 	defer done()
-	return regtool.Run(env.Ctx, name, rest, c, env.Stdout, env.Stderr)
+	loc, err := acquirerZone(env)
+	if err != nil {
+		return fail(env, "%s: %v", name, err)
+	}
+	return regtool.Run(env.Ctx, name, rest, c, loc, env.Stdout, env.Stderr)
 }

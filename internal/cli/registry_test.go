@@ -64,6 +64,10 @@ func TestDataModeIsReadOnly(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "active") {
 		t.Errorf("terminal show offline: exit %d\nstdout %s\nstderr %s", code, out, errs)
 	}
+	// For people, with times in the acquirer's zone (the default, Asia/Shanghai).
+	if !strings.Contains(out, "Terminal:") || !strings.Contains(out, " +08:00") || strings.HasPrefix(out, "{") {
+		t.Errorf("terminal show offline is not for people in the acquirer's zone:\n%s", out)
+	}
 	if code, out, errs := run("alice", "change", "list"); code != 0 || strings.Contains(out, "CHG-") {
 		t.Errorf("change list offline: exit %d\nstdout %s\nstderr %s", code, out, errs)
 	}
@@ -101,4 +105,19 @@ func randomKey(t *testing.T) []byte {
 		t.Fatal(err)
 	}
 	return k
+}
+
+// TestRegistryBadTimezone: the registry commands show times in the acquirer's zone,
+// $SWITCHYARD_TIMEZONE: one that is not a zone is said before the switch is asked,
+// as journal and settle say it.
+func TestRegistryBadTimezone(t *testing.T) {
+	api := newFakeAdmin(t, nil)
+	vars := map[string]string{"SWITCHYARD_ADMIN": api.URL, "SWITCHYARD_TOKEN": "t", "SWITCHYARD_TIMEZONE": "Mars/Olympus_Mons"}
+	code, out, errs := runCLI(t, vars, "merchant", "show", "000000000000001")
+	if code != 1 || !strings.Contains(errs, `SWITCHYARD_TIMEZONE "Mars/Olympus_Mons" is not an IANA time zone`) || out != "" {
+		t.Errorf("merchant show with a bad zone: exit %d\nstdout %s\nstderr %s", code, out, errs)
+	}
+	if calls := api.Calls(); len(calls) > 0 {
+		t.Errorf("asked the switch with a bad zone: %q", calls)
+	}
 }

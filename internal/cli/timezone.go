@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/switchyard/switchyard/internal/cli/kit"
 	"github.com/switchyard/switchyard/switch/config"
 )
 
@@ -28,8 +29,9 @@ func acquirerZone(env *Env) (*time.Location, error) {
 	return loc, nil
 }
 
-// localTimeLayout shows a time of the journal in the acquirer's zone with its offset.
-const localTimeLayout = "2006-01-02 15:04:05.000 -07:00"
+// localTimeLayout shows a time of the journal in the acquirer's zone with its offset
+// (kit's, which the subpackages' commands use too).
+const localTimeLayout = kit.LocalTimeLayout
 
 // inZone reads a --from/--to value given as a date or a date-time without a zone as
 // a time of loc and returns it as RFC 3339; any other form (RFC 3339, unix seconds, a

@@ -10,6 +10,7 @@ import (
 
 	"github.com/switchyard/switchyard/internal/cli/kit"
 	"github.com/switchyard/switchyard/switch/api"
+	"github.com/switchyard/switchyard/switch/registry"
 )
 
 // `switchyard user`: the web console's users, through the running switch's
@@ -17,18 +18,19 @@ import (
 // oplog). The password is read from standard input, never from the command
 // line (where ps and the shell history would keep it).
 
-const userUsage = `Usage: switchyard user COMMAND [--admin URL] [--token T]
+const userUsage = `Usage: switchyard user COMMAND [--json] [--admin URL] [--token T]
 
 The web console's users (http://ADMIN/console/). Needs the running switch and an
 admin token ($SWITCHYARD_TOKEN). The password is read from standard input (one
 line; at least 10 characters), never taken from the command line.
 
-Commands:
-  add NAME ROLE     add a user; ROLE is operator, reviewer, analyst or admin
-  passwd NAME       set a new password
-  disable NAME      disable a user (its console sessions end at their next request)
-  enable NAME       enable a disabled user
-  list              list the users
+Commands (each prints for people; --json prints the switch's answer, the user or
+the users, as JSON for scripts):
+  add NAME ROLE [--json]   add a user; ROLE is operator, reviewer, analyst or admin
+  passwd NAME [--json]     set a new password
+  disable NAME [--json]    disable a user (its console sessions end at their next request)
+  enable NAME [--json]     enable a disabled user
+  list [--json]            list the users (a table, times in the acquirer's zone, $SWITCHYARD_TIMEZONE)
 
 Example:
   printf '%s\n' "$PASSWORD" | switchyard user add alice operator
@@ -50,28 +52,42 @@ func runUser(env *Env, args []string) int {
 		_, _ = io.WriteString(env.Stderr, userUsage)
 		return kit.ExitUsage
 	}
+	sub := rest[0]
+	switch sub {
+	case "add", "passwd", "disable", "enable", "list":
+	default:
+		fmt.Fprintf(env.Stderr, "switchyard: user: unknown command %q\n\n%s", sub, userUsage)
+		return kit.ExitUsage
+	}
+	fs := newFlags(env, "user "+sub, "")
+	fs.Usage = func() { _, _ = io.WriteString(env.Stderr, userUsage) }
+	asJSON := fs.Bool("json", false, "print the switch's answer as JSON (the user, or the users)")
+	pos, ok, code := parseInterleaved(fs, rest[1:])
+	if !ok {
+		return code
+	}
 	c := conn.Client()
 	ctx := env.Ctx
 	want := func(n int) bool {
-		if len(rest) != n+1 {
-			fmt.Fprintf(env.Stderr, "switchyard: user %s: want %d argument(s), got %q\n\n%s", rest[0], n, rest[1:], userUsage)
+		if len(pos) != n {
+			fmt.Fprintf(env.Stderr, "switchyard: user %s: want %d argument(s), got %q\n\n%s", sub, n, pos, userUsage)
 			return false
 		}
 		return true
 	}
-	var out any
-	switch rest[0] {
+	var raw json.RawMessage
+	switch sub {
 	case "add":
 		if !want(2) {
 			return kit.ExitUsage
 		}
 		pw, err := readPassword(env)
 		if err != nil {
-			return fail(env, "user add %s: %v", rest[1], err)
+			return fail(env, "user add %s: %v", pos[0], err)
 		}
-		err = c.Do(ctx, "POST", "/api/v1/users", api.UserRequest{Name: rest[1], Role: rest[2], Password: pw}, &out)
+		err = c.Do(ctx, "POST", "/api/v1/users", api.UserRequest{Name: pos[0], Role: pos[1], Password: pw}, &raw)
 		if err != nil {
-			return fail(env, "user add %s: %v", rest[1], err)
+			return fail(env, "user add %s: %v", pos[0], err)
 		}
 	case "passwd":
 		if !want(1) {
@@ -79,31 +95,69 @@ func runUser(env *Env, args []string) int {
 		}
 		pw, err := readPassword(env)
 		if err != nil {
-			return fail(env, "user passwd %s: %v", rest[1], err)
+			return fail(env, "user passwd %s: %v", pos[0], err)
 		}
-		if err := c.Do(ctx, "POST", "/api/v1/users/"+rest[1]+"/password", api.UserRequest{Password: pw}, &out); err != nil {
-			return fail(env, "user passwd %s: %v", rest[1], err)
+		if err := c.Do(ctx, "POST", "/api/v1/users/"+pos[0]+"/password", api.UserRequest{Password: pw}, &raw); err != nil {
+			return fail(env, "user passwd %s: %v", pos[0], err)
 		}
 	case "disable", "enable":
 		if !want(1) {
 			return kit.ExitUsage
 		}
-		if err := c.Do(ctx, "POST", "/api/v1/users/"+rest[1]+"/"+rest[0], nil, &out); err != nil {
-			return fail(env, "user %s %s: %v", rest[0], rest[1], err)
+		if err := c.Do(ctx, "POST", "/api/v1/users/"+pos[0]+"/"+sub, nil, &raw); err != nil {
+			return fail(env, "user %s %s: %v", sub, pos[0], err)
 		}
 	case "list":
 		if !want(0) {
 			return kit.ExitUsage
 		}
-		if err := c.Do(context.WithoutCancel(ctx), "GET", "/api/v1/users", nil, &out); err != nil {
+		if err := c.Do(context.WithoutCancel(ctx), "GET", "/api/v1/users", nil, &raw); err != nil {
 			return fail(env, "user list: %v", err)
 		}
-	default:
-		fmt.Fprintf(env.Stderr, "switchyard: user: unknown command %q\n\n%s", rest[0], userUsage)
-		return kit.ExitUsage
 	}
-	b, _ := json.MarshalIndent(out, "", "  ")
-	fmt.Fprintln(env.Stdout, string(b))
+	if *asJSON { // the answer as it always was printed
+		var out any
+		if err := json.Unmarshal(raw, &out); err != nil {
+			return fail(env, "user %s: decode answer: %v", sub, err)
+		}
+		b, _ := json.MarshalIndent(out, "", "  ")
+		fmt.Fprintln(env.Stdout, string(b))
+		return kit.ExitOK
+	}
+	if sub == "list" {
+		var us []registry.User
+		if err := json.Unmarshal(raw, &us); err != nil {
+			return fail(env, "user list: decode answer: %v", err)
+		}
+		loc, err := acquirerZone(env)
+		if err != nil {
+			return fail(env, "user list: %v", err)
+		}
+		var rows [][]string
+		for _, u := range us {
+			state := "enabled"
+			if u.Disabled {
+				state = "disabled"
+			}
+			rows = append(rows, []string{u.Name, u.Role, state, dash(u.CreatedBy), kit.LocalTime(u.CreatedAt, loc), kit.LocalTime(u.UpdatedAt, loc)})
+		}
+		kit.Table(env.Stdout, "NAME\tROLE\tSTATE\tCREATED BY\tCREATED\tUPDATED", rows)
+		return kit.ExitOK
+	}
+	var u registry.User
+	if err := json.Unmarshal(raw, &u); err != nil {
+		return fail(env, "user %s: decode answer: %v", sub, err)
+	}
+	switch sub {
+	case "add":
+		fmt.Fprintf(env.Stdout, "user %s added, role %s: they log in at the console with the password given\n", u.Name, u.Role)
+	case "passwd":
+		fmt.Fprintf(env.Stdout, "user %s: new password set\n", u.Name)
+	case "disable":
+		fmt.Fprintf(env.Stdout, "user %s disabled: its console sessions end at their next request\n", u.Name)
+	case "enable":
+		fmt.Fprintf(env.Stdout, "user %s enabled\n", u.Name)
+	}
 	return kit.ExitOK
 }
 

@@ -3,7 +3,9 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -46,7 +48,8 @@ func TestUserCommand(t *testing.T) {
 	if code, _, errs := run(registry.DemoOperatorToken, "long password 1\n", "add", "alice", "operator"); code == 0 || !strings.Contains(errs, "403") {
 		t.Fatalf("operator adds a user: exit %d %s", code, errs)
 	}
-	if code, out, errs := run(registry.DemoAdminToken, "long password 1\n", "add", "alice", "operator"); code != 0 || strings.Contains(out, "argon2") {
+	if code, out, errs := run(registry.DemoAdminToken, "long password 1\n", "add", "alice", "operator"); code != 0 || strings.Contains(out, "argon2") ||
+		!strings.HasPrefix(out, "user alice added, role operator") {
 		t.Fatalf("add: exit %d %s %s", code, out, errs)
 	}
 	if code, _, errs := run(registry.DemoAdminToken, "", "passwd", "alice"); code == 0 || !strings.Contains(errs, "standard input") {
@@ -64,7 +67,26 @@ func TestUserCommand(t *testing.T) {
 	if _, err := reg.CheckPassword("alice", "long password 2"); err == nil {
 		t.Fatal("a disabled user logs in")
 	}
-	if code, out, _ := run(registry.DemoAdminToken, "", "list"); code != 0 || !strings.Contains(out, `"alice"`) || !strings.Contains(out, `"disabled": true`) {
-		t.Fatalf("list: %d %s", code, out)
+	// For people a table (it printed JSON whatever was asked); --json the JSON.
+	code, out, errs := run(registry.DemoAdminToken, "", "list")
+	if code != 0 || !strings.HasPrefix(out, "NAME") || !regexp.MustCompile(`(?m)^alice +operator +disabled +demo-admin +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \+08:00`).MatchString(out) ||
+		strings.Contains(out, "{") {
+		t.Fatalf("list: %d %s %s", code, out, errs)
+	}
+	if code, out, _ := run(registry.DemoAdminToken, "", "list", "--json"); code != 0 || !strings.Contains(out, `"alice"`) || !strings.Contains(out, `"disabled": true`) {
+		t.Fatalf("list --json: %d %s", code, out)
+	}
+	var users []registry.User
+	if _, out, _ := run(registry.DemoAdminToken, "", "list", "--json"); json.Unmarshal([]byte(out), &users) != nil || len(users) != 1 || !users[0].Disabled {
+		t.Fatalf("list --json does not parse as the users: %s", out)
+	}
+	if code, out, _ := run(registry.DemoAdminToken, "", "enable", "alice"); code != 0 || out != "user alice enabled\n" {
+		t.Fatalf("enable: %d %q", code, out)
+	}
+	if code, out, _ := run(registry.DemoAdminToken, "", "disable", "--json", "alice"); code != 0 || !strings.Contains(out, `"disabled": true`) {
+		t.Fatalf("disable --json: %d %s", code, out)
+	}
+	if code, _, errs := run(registry.DemoAdminToken, "", "list", "stray"); code != 2 || !strings.Contains(errs, "want 0 argument") {
+		t.Fatalf("list stray: %d %s", code, errs)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"net/http"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/switchyard/switchyard/switch/apps"
 	"github.com/switchyard/switchyard/switch/termclient"
 )
 
@@ -70,6 +72,16 @@ func TestAppAndTaskCLI(t *testing.T) {
 	out, code := f.cli(tokOperator, "app", "status", "--group", "pilot")
 	if code != 0 || !strings.Contains(out, "terminals 1, offered 1") || !strings.Contains(out, "1.0.0") {
 		t.Fatalf("app status: %d %s", code, out)
+	}
+	// app groups: a table for people; --json, the groups as the API has them.
+	out, code = f.cli(tokOperator, "app", "groups")
+	if code != 0 || !strings.HasPrefix(out, "GROUP") || !strings.Contains(out, "demo-pay@1.1.0") || !strings.Contains(out, "terminals=T0000001") {
+		t.Fatalf("app groups: %d %s", code, out)
+	}
+	var groups []apps.Group
+	if out, code = f.cli(tokOperator, "app", "groups", "--json"); code != 0 || json.Unmarshal([]byte(out), &groups) != nil ||
+		len(groups) != 1 || groups[0].Current == nil || groups[0].Current.Version != "1.1.0" {
+		t.Fatalf("app groups --json: %d %s", code, out)
 	}
 	parts := strings.SplitN(r.DE48[5:], ":", 4)
 	download := func() int {

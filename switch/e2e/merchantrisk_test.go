@@ -237,7 +237,7 @@ func TestMerchantNotices(t *testing.T) {
 	if out, code := f.cli(tokReviewer, "change", "approve", chg); code != 0 {
 		t.Fatalf("approve the webhook: %s", out)
 	}
-	if out, _ := f.cli(tokOperator, "merchant", "notices", "000000000000001"); !strings.Contains(out, hs.URL) {
+	if out, _ := f.cli(tokOperator, "merchant", "notices", "000000000000001"); !strings.Contains(out, "Webhook:") || !strings.Contains(out, hs.URL) {
 		t.Fatalf("the webhook is not in force after its approval: %s", out)
 	}
 	// Up: an approval arrives within a second.
@@ -280,7 +280,7 @@ func TestMerchantNotices(t *testing.T) {
 	dec.PAN = testPAN(320)
 	f.send(dec)
 	pollFor(t, "failed posts", 5*time.Second, func() bool { return rv.refused.Load() >= 2 })
-	out, _ = f.cli(tokOperator, "merchant", "notices", "000000000000001")
+	out, _ = f.cli(tokOperator, "merchant", "notices", "000000000000001", "--json")
 	if !strings.Contains(out, `"pending"`) || !strings.Contains(out, "503") {
 		t.Fatalf("delivery log while down: %s", out)
 	}

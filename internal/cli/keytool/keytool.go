@@ -52,7 +52,7 @@ commands:
          switch sharing that ZMK): no clear component is handled.
   generate --type T --id ID [--algorithm A] [--mac-algorithm M] [--owner O]
          [--activate-at RFC3339] [--expires-at RFC3339] [--export-kek ID [--export-format tr31|ecb]]
-  list   [--id ID]                 ID, version, type, algorithm, KCV, status, dates (never keys)
+  list   [--id ID] [--json]        ID, version, type, algorithm, KCV, status, dates (never keys)
   rotate --id ID [--grace 24h] [--activate-at RFC3339] [--export-kek ID [--export-format tr31|ecb]]
   export --id ID --kek ID [--version N] [--kek-version N] [--format tr31|ecb]
   export-component --id ID [--components 2|3] [--version N]
@@ -343,6 +343,7 @@ func (t *tool) generate(args []string) error {
 func (t *tool) list(args []string) error {
 	fs := t.flags("list")
 	id := fs.String("id", "", "only this key")
+	asJSON := fs.Bool("json", false, "print the list as JSON (never keys either)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -353,6 +354,9 @@ func (t *tool) list(args []string) error {
 	var l keys.KeyList
 	if err := t.c.Do(t.ctx, "GET", path, nil, &l); err != nil {
 		return err
+	}
+	if *asJSON {
+		return kit.JSON(t.out, l)
 	}
 	tw := tabwriter.NewWriter(t.out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tVERSION\tTYPE\tALGORITHM\tKCV\tSTATUS\tACTIVATE\tEXPIRES\tGRACE UNTIL\tOWNER")

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -156,6 +157,16 @@ func TestGenerateListRotateExportVerify(t *testing.T) {
 	code, out, _ = f.run("", "list", "--id", "T0000002.TAK")
 	if code != ExitOK || strings.Count(out, "\n") != 2 || !strings.Contains(out, "TDES-2KEY/retail") {
 		t.Fatalf("list --id:\n%s", out)
+	}
+	var l keys.KeyList
+	code, out, _ = f.run("", "list", "--json")
+	if err := json.Unmarshal([]byte(out), &l); code != ExitOK || err != nil || len(l.Keys) != len(rows) {
+		t.Fatalf("list --json (%v):\n%s", err, out)
+	}
+	for _, d := range keys.DemoKeys {
+		if strings.Contains(out, d.Hex) {
+			t.Fatal("list --json prints a key")
+		}
 	}
 	code, out, errs = f.run("", "export", "--id", "demo.ZPK", "--kek", "demo.ZMK")
 	if code != ExitOK {

@@ -11,9 +11,11 @@
 //     that they can be piped.
 //   - Help never acts: "-h" anywhere before "--" prints the usage to stdout and
 //     returns ExitOK before any connection is opened or any API is called (WantsHelp).
-//   - Output: a table for people by default; --json for JSON (one indented document,
-//     or JSON lines for a stream); --csv or --format csv where a spreadsheet is the
-//     natural reader (Table, JSON, CSV).
+//   - Output: for people by default, a table (Table) or one record's labelled
+//     values (Fields), times in the acquirer's zone with their offset (LocalTime);
+//     --json for JSON (one indented document, or JSON lines for a stream), the
+//     machine form scripts read; --csv or --format csv where a spreadsheet is the
+//     natural reader (JSON, CSV).
 //   - Connection: every command that talks to a running switch takes --admin URL
 //     (default $SWITCHYARD_ADMIN, else http://127.0.0.1:8080) and --token T (default
 //     $SWITCHYARD_TOKEN) anywhere on its line, and most take --data DIR to read a
@@ -28,6 +30,7 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 )
 
 // Exit codes of every command (see the package comment).
@@ -81,6 +84,37 @@ func Table(w io.Writer, header string, rows [][]string) {
 		fmt.Fprintln(tw, strings.Join(r, "\t"))
 	}
 	_ = tw.Flush()
+}
+
+// Fields writes one record for people: a "Label: value" line per row, the values
+// aligned in a column (as kubectl describe does). An empty value is written "-"; tabs
+// and line breaks in a value become spaces, so that each row stays one line.
+func Fields(w io.Writer, rows [][2]string) {
+	flat := strings.NewReplacer("\t", " ", "\r\n", " ", "\n", " ", "\r", " ")
+	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', 0)
+	for _, r := range rows {
+		v := flat.Replace(r[1])
+		if v == "" {
+			v = "-"
+		}
+		fmt.Fprintf(tw, "%s:\t%s\n", r[0], v)
+	}
+	_ = tw.Flush()
+}
+
+// LocalTimeLayout is how a command shows a time to people: in the acquirer's zone,
+// with its offset (the journal's TIME column).
+const LocalTimeLayout = "2006-01-02 15:04:05.000 -07:00"
+
+// LocalTime shows t in loc (nil: UTC) with LocalTimeLayout; "-" for the zero time.
+func LocalTime(t time.Time, loc *time.Location) string {
+	if t.IsZero() {
+		return "-"
+	}
+	if loc == nil {
+		loc = time.UTC
+	}
+	return t.In(loc).Format(LocalTimeLayout)
 }
 
 // JSON writes v as one indented JSON document.

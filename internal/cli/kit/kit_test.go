@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestWantsHelp(t *testing.T) {
@@ -39,5 +40,30 @@ func TestUsageErrorsAndOutput(t *testing.T) {
 	Table(&b, "ID\tNAME", [][]string{{"1", "one"}, {"22", "two"}})
 	if !strings.Contains(b.String(), "ID  NAME\n1   one\n22  two\n") {
 		t.Errorf("Table = %q", b.String())
+	}
+}
+
+// TestFieldsAndLocalTime: a record for people is aligned "Label: value" lines, one a
+// row whatever the value holds; times are the acquirer's with their offset.
+func TestFieldsAndLocalTime(t *testing.T) {
+	var b bytes.Buffer
+	Fields(&b, [][2]string{{"Merchant", "000000000000001"}, {"Group", ""}, {"Status reason", "two\nlines\tand a tab"}})
+	want := "Merchant:      000000000000001\nGroup:         -\nStatus reason: two lines and a tab\n"
+	if b.String() != want {
+		t.Errorf("Fields =\n%q\nwant\n%q", b.String(), want)
+	}
+	shanghai, err := time.LoadLocation("Asia/Shanghai")
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 12, 1, 17, 30, 0, 0, time.UTC)
+	if got := LocalTime(at, shanghai); got != "2026-12-02 01:30:00.000 +08:00" {
+		t.Errorf("LocalTime in Asia/Shanghai = %q", got)
+	}
+	if got := LocalTime(at, nil); got != "2026-12-01 17:30:00.000 +00:00" {
+		t.Errorf("LocalTime in nil (UTC) = %q", got)
+	}
+	if got := LocalTime(time.Time{}, shanghai); got != "-" {
+		t.Errorf("LocalTime of the zero time = %q, want -", got)
 	}
 }

@@ -58,7 +58,11 @@ func (t *tool) alert(args []string) error {
 		if err := t.call("GET", "/api/v1/alerts/"+seg(pos[0]), nil, &a); err != nil {
 			return err
 		}
-		return t.printJSON(a)
+		if *f.json {
+			return t.printJSON(a)
+		}
+		t.printAlert(&a)
+		return nil
 	case "ack", "acknowledge":
 		note := f.String("note", "", "note")
 		pos, err := f.parseN(args, 1, "an alert ID")

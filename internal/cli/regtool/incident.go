@@ -53,7 +53,11 @@ func (t *tool) incident(args []string) error {
 		if err := t.call("GET", "/api/v1/incidents/"+seg(pos[0]), nil, &i); err != nil {
 			return err
 		}
-		return t.printJSON(i)
+		if *f.json {
+			return t.printJSON(i)
+		}
+		t.printIncident(&i)
+		return nil
 	case "ack", "acknowledge", "resolve":
 		note := f.String("note", "", "note")
 		pos, err := f.parseN(args, 1, "an incident ID")

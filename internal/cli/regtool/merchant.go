@@ -85,7 +85,11 @@ func (t *tool) merchant(args []string) error {
 		if err := t.call("GET", "/api/v1/merchants/"+seg(pos[0]), nil, &m); err != nil {
 			return err
 		}
-		return t.printJSON(m)
+		if *f.json {
+			return t.printJSON(m)
+		}
+		t.printMerchant(&m)
+		return nil
 	case "profile":
 		refresh := f.Bool("refresh", false, "recompute every merchant's profile from the journal first (operators)")
 		pos, err := f.parseN(args, 1, "a merchant ID")

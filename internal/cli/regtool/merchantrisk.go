@@ -1,6 +1,7 @@
 package regtool
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"sort"
@@ -85,11 +86,23 @@ func (t *tool) merchantRisk(sub string, f *flags, args []string) (bool, error) {
 		if err != nil {
 			return true, err
 		}
-		var v map[string]any
-		if err := t.call("GET", fmt.Sprintf("/api/v1/merchants/%s/notices?limit=%d", seg(pos[0]), *limit), nil, &v); err != nil {
+		var raw json.RawMessage
+		if err := t.call("GET", fmt.Sprintf("/api/v1/merchants/%s/notices?limit=%d", seg(pos[0]), *limit), nil, &raw); err != nil {
 			return true, err
 		}
-		return true, t.printJSON(v)
+		if *f.json { // the answer as it always was printed: a JSON object, keys sorted
+			var v map[string]any
+			if err := json.Unmarshal(raw, &v); err != nil {
+				return true, fmt.Errorf("merchant notices: decode answer: %w", err)
+			}
+			return true, t.printJSON(v)
+		}
+		var v noticesView
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return true, fmt.Errorf("merchant notices: decode answer: %w", err)
+		}
+		t.printNotices(&v, *limit)
+		return true, nil
 	}
 	return false, nil
 }

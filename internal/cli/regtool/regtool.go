@@ -43,11 +43,13 @@ const (
 // Usage is the help text of all commands.
 const Usage = `Usage: switchyard merchant|terminal|change|oplog|incident|alert|alert-rule SUBCOMMAND ...
 
-Merchant and terminal registry commands (every list command takes --json):
+Merchant and terminal registry commands. Each prints for people: a table, or one
+record as "Label: value" lines with times in the acquirer's zone ($SWITCHYARD_TIMEZONE,
+default Asia/Shanghai); --json prints the switch's JSON instead, for scripts.
 
-  switchyard merchant list [--status S] [--region R] [--tier T] [--csv]
+  switchyard merchant list [--status S] [--region R] [--tier T] [--csv | --json]
                  (--csv: the file merchant import reads, e.g. to move a fleet to a cluster)
-  switchyard merchant show ID
+  switchyard merchant show ID [--json]
   switchyard merchant profile ID [--refresh]   (what the rules see as merchant.profile: learned or the
                  tier's defaults, and when computed; --refresh recomputes every profile first, operators)
   switchyard merchant register ID --name N --mcc NNNN --region R [--group G] --tier T [--rating low|medium|high]
@@ -62,11 +64,11 @@ Merchant and terminal registry commands (every list command takes --json):
   switchyard merchant report ID [--days 1|7|30]   (counts, amounts, approval rate, hourly profile)
   switchyard merchant webhook ID --url URL --secret-file F [--reason TEXT]   (notices of approvals, voids
                  and refunds; --url "" removes it; operators; a change for review)
-  switchyard merchant notices ID [--limit N]   (pending notices and the delivery log)
+  switchyard merchant notices ID [--limit N] [--json]   (pending notices and the delivery log)
 
-  switchyard terminal list [--merchant ID] [--status S] [--kind K] [--limit N] [--after ID] [--csv]
+  switchyard terminal list [--merchant ID] [--status S] [--kind K] [--limit N] [--after ID] [--csv | --json]
                  (--csv: the file terminal import reads, e.g. to move a fleet to a cluster)
-  switchyard terminal show ID
+  switchyard terminal show ID [--json]
   switchyard terminal register ID --merchant ID --kind pos|mpos|softpos [--active]
                  [--device-serial S] [--iccid N] [--imei N] [--location LAT,LON,RADIUS_M]
                  [--networks CIDR,...] [--min-app-version V] [--policy decline|flag]
@@ -84,10 +86,10 @@ Merchant and terminal registry commands (every list command takes --json):
   switchyard oplog verify
 
   switchyard incident list [--status open|acknowledged|resolved|all] [--terminal ID] [--merchant ID] [--reason R] [--since T]
-  switchyard incident show|ack|resolve INC-ID [--note TEXT]
+  switchyard incident show|ack|resolve INC-ID [--note TEXT] [--json]
 
   switchyard alert list [--status open|acknowledged|recovered|all] [--rule ID] [--terminal ID]
-  switchyard alert show|ack ALR-ID [--note TEXT]
+  switchyard alert show|ack ALR-ID [--note TEXT] [--json]
 
   switchyard alert-rule list
   switchyard alert-rule set ID [--threshold 24h] [--merchant ID,...] [--region R,...] [--kind K,...]
@@ -105,9 +107,13 @@ switch's data directory, read-only).
 
 // Run runs one registry command: cmd is one of Commands, args the rest of the
 // command line. It writes results to stdout and problems to stderr and returns the
-// exit status (ExitOK, ExitError or ExitUsage).
-func Run(ctx context.Context, cmd string, args []string, c *apiclient.Client, stdout, stderr io.Writer) int {
-	t := &tool{ctx: ctx, cmd: cmd, c: c, out: stdout, errw: stderr}
+// exit status (ExitOK, ExitError or ExitUsage). The records a show command prints
+// for people have their times in loc, the acquirer's zone (nil: UTC).
+func Run(ctx context.Context, cmd string, args []string, c *apiclient.Client, loc *time.Location, stdout, stderr io.Writer) int {
+	if loc == nil {
+		loc = time.UTC
+	}
+	t := &tool{ctx: ctx, cmd: cmd, c: c, loc: loc, out: stdout, errw: stderr}
 	var err error
 	switch cmd {
 	case "merchant", "merchants":
@@ -137,6 +143,7 @@ type tool struct {
 	ctx  context.Context
 	cmd  string // the command, for the usage hint
 	c    *apiclient.Client
+	loc  *time.Location // the zone of the times a show command prints
 	out  io.Writer
 	errw io.Writer
 	code int // exit status for a run without error (import with rejected rows)
@@ -217,6 +224,12 @@ func (t *tool) call(method, path string, in, out any) error {
 func (t *tool) printJSON(v any) error { return kit.JSON(t.out, v) }
 
 func (t *tool) table(header string, rows [][]string) { kit.Table(t.out, header, rows) }
+
+// fields prints one record for people (kit.Fields).
+func (t *tool) fields(rows [][2]string) { kit.Fields(t.out, rows) }
+
+// when shows a time of a record for people: in the acquirer's zone, with its offset.
+func (t *tool) when(tm time.Time) string { return kit.LocalTime(tm, t.loc) }
 
 func ts(tm time.Time) string {
 	if tm.IsZero() {

@@ -35,6 +35,7 @@ type env struct {
 	reg     *registry.Registry
 	handler http.Handler
 	clock   *clock
+	loc     *time.Location // the zone of the times shown (nil: UTC)
 }
 
 func newEnv(t *testing.T) *env {
@@ -78,7 +79,7 @@ func (e *env) run(t *testing.T, token string, cmdline ...string) (int, string, s
 	t.Helper()
 	var out, errb bytes.Buffer
 	c := &apiclient.Client{Handler: e.handler, Token: token}
-	code := Run(context.Background(), cmdline[0], cmdline[1:], c, &out, &errb)
+	code := Run(context.Background(), cmdline[0], cmdline[1:], c, e.loc, &out, &errb)
 	return code, out.String(), errb.String()
 }
 
@@ -148,7 +149,7 @@ func TestCLIReviewFlow(t *testing.T) {
 	e.mustRun(t, op, "merchant", "change", "000000000000077", "--rating", "high", "--group", "NIGHT-2")
 	e.mustRun(t, rev, "change", "approve", "CHG-3")
 	var m registry.Merchant
-	if err := json.Unmarshal([]byte(e.mustRun(t, an, "merchant", "show", "000000000000077")), &m); err != nil {
+	if err := json.Unmarshal([]byte(e.mustRun(t, an, "merchant", "show", "000000000000077", "--json")), &m); err != nil {
 		t.Fatal(err)
 	}
 	if m.Status != registry.MerchantPending || m.Rating != registry.RatingHigh || m.Limits.PerTransaction != 50000 || m.Region != "CN-GZ" ||
@@ -166,7 +167,7 @@ func TestCLITerminals(t *testing.T) {
 	e.mustRun(t, op, "terminal", "change", "T0000050", "--pin-mode", "tpk", "--tmk", "T0000050/TMK", "--clear-location")
 	e.mustRun(t, rev, "change", "approve", "CHG-2")
 	var v registry.TerminalView
-	if err := json.Unmarshal([]byte(e.mustRun(t, an, "terminal", "show", "T0000050")), &v); err != nil {
+	if err := json.Unmarshal([]byte(e.mustRun(t, an, "terminal", "show", "T0000050", "--json")), &v); err != nil {
 		t.Fatal(err)
 	}
 	if v.Status != registry.TerminalActive || v.Binding.DeviceSerial != "SN-50" || v.Location != nil || len(v.AllowedNetworks) != 2 ||

@@ -188,7 +188,11 @@ func (t *tool) terminal(args []string) error {
 		if err := t.call("GET", "/api/v1/terminals/"+seg(pos[0]), nil, &v); err != nil {
 			return err
 		}
-		return t.printJSON(v)
+		if *f.json {
+			return t.printJSON(v)
+		}
+		t.printTerminal(&v)
+		return nil
 	case "register":
 		tv := terminalFlags(f)
 		active := f.Bool("active", false, "register as active (default pending: activate later)")

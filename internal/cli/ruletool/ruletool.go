@@ -62,21 +62,21 @@ const (
 
 const usage = `usage: switchyard rules COMMAND ...
 
-  check DIR [--strict] [--format text|json]
+  check DIR [--strict] [--format text|json | --json]
         compile and lint the rule files of DIR; exit 1 with file:line on any
         problem (--strict: warnings count as problems)
-  test DIR [-v] [--run REGEXP] [--format text|json]
+  test DIR [-v] [--run REGEXP] [--format text|json | --json]
         run every rule's tests
-  backtest --rules DIR --from T --to T [--format table|csv|json]
+  backtest --rules DIR --from T --to T [--format table|csv|json | --json]
            [--warmup D] [--changes N] [--no-progress]
         replay the journal through the rules of DIR and report per rule the
         hits, would-be declines and amounts, and every changed decision
-  explain RRN [--rules DIR] [--warmup D] [--all] [--format text|json]
+  explain RRN [--rules DIR] [--warmup D] [--all] [--format text|json | --json]
         which rules hit one journaled transaction, and the values they saw
-  lists [show] [--list L] [--kind K] [--format table|json]
+  lists [show] [--list L] [--kind K] [--format table|json | --json]
   lists add LIST KIND VALUE [--ttl D | --expires T] [--note TEXT]
   lists remove LIST KIND VALUE
-  lists audit [--since T] [--limit N]
+  lists audit [--since T] [--limit N] [--format table|json | --json]
         manage the deny and allow lists (kinds: bin, card, terminal,
         merchant, country; cards by card hash, never a PAN)
 
@@ -140,6 +140,41 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
+// formatFlag adds --format, with its default and choices, and --json, which the
+// other commands take for JSON: here the same as --format json (the later of the two
+// wins, as for any flag given twice).
+func formatFlag(fs *flag.FlagSet, def, usage string) *string {
+	format := fs.String("format", def, usage)
+	fs.Var(&jsonFlag{format}, "json", "print JSON: the same as --format json")
+	return format
+}
+
+// jsonFlag is --json, a boolean flag that sets the --format it belongs to to json.
+type jsonFlag struct{ format *string }
+
+// String implements flag.Value.
+func (j *jsonFlag) String() string {
+	if j == nil || j.format == nil {
+		return "false"
+	}
+	return strconv.FormatBool(*j.format == "json")
+}
+
+// Set implements flag.Value.
+func (j *jsonFlag) Set(s string) error {
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		return err
+	}
+	if b {
+		*j.format = "json"
+	}
+	return nil
+}
+
+// IsBoolFlag makes --json a flag without a value.
+func (j *jsonFlag) IsBoolFlag() bool { return true }
+
 // exitOnParse is the exit code for a flag parse error: ExitOK for -h (the flag set
 // printed the usage), ExitUsage for any other.
 func exitOnParse(err error) int {
@@ -174,7 +209,7 @@ func (t *tool) load(dir string) (*risk.RuleSet, error) {
 func (t *tool) check(args []string) int {
 	fs := t.flags("check")
 	strict := fs.Bool("strict", false, "treat warnings as problems")
-	format := fs.String("format", "text", "text or json")
+	format := formatFlag(fs, "text", "text or json")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return exitOnParse(err)
@@ -250,7 +285,7 @@ func (t *tool) test(args []string) int {
 	fs := t.flags("test")
 	verbose := fs.Bool("v", false, "list every test, not only failures")
 	run := fs.String("run", "", "run only the tests of rules whose id matches this regular expression")
-	format := fs.String("format", "text", "text or json")
+	format := formatFlag(fs, "text", "text or json")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return exitOnParse(err)
@@ -385,7 +420,7 @@ func (t *tool) backtest(ctx context.Context, args []string) int {
 	// A date means a day of the acquirer's zone, as for settlement; say which.
 	from := fs.String("from", "", fmt.Sprintf("first transaction time (inclusive): RFC 3339, or a date or date-time in %s, the acquirer's zone (2025-06-01 is its midnight)", t.env.Location))
 	to := fs.String("to", "", fmt.Sprintf("end time (exclusive), same forms (a date or date-time in %s)", t.env.Location))
-	format := fs.String("format", "table", "table, csv or json")
+	format := formatFlag(fs, "table", "table, csv or json")
 	warmup := fs.String("warmup", "", "journal replayed before --from to warm the counters (default: the longest counter window)")
 	changes := fs.Int("changes", 0, "list at most this many changed decisions (0 = all)")
 	noProgress := fs.Bool("no-progress", false, "no progress bar")
@@ -588,7 +623,7 @@ func (t *tool) explain(ctx context.Context, args []string) int {
 	dir := fs.String("rules", t.env.RulesDir, "rules directory to re-evaluate with")
 	warmup := fs.String("warmup", "", "journal replayed before the transaction to rebuild the counters (default: the longest counter window)")
 	all := fs.Bool("all", false, "show the values every rule saw, not only the rules that hit")
-	format := fs.String("format", "text", "text or json")
+	format := formatFlag(fs, "text", "text or json")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return exitOnParse(err)
@@ -701,7 +736,7 @@ func (t *tool) lists(ctx context.Context, args []string) int {
 		fs := t.flags("lists show")
 		list := fs.String("list", "", "only this list")
 		kind := fs.String("kind", "", "only this kind")
-		format := fs.String("format", "table", "table or json")
+		format := formatFlag(fs, "table", "table or json")
 		if _, err := parse(fs, args); err != nil {
 			return exitOnParse(err)
 		}
@@ -783,7 +818,7 @@ func (t *tool) lists(ctx context.Context, args []string) int {
 		fs := t.flags("lists audit")
 		since := fs.String("since", "", "changes from this time on")
 		limit := fs.Int("limit", 0, "at most this many")
-		format := fs.String("format", "table", "table or json")
+		format := formatFlag(fs, "table", "table or json")
 		if _, err := parse(fs, args); err != nil {
 			return exitOnParse(err)
 		}

@@ -63,6 +63,13 @@ func TestCheck(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &ans); err != nil || code != ExitProblems || ans.OK || len(ans.Problems) != 2 || ans.Problems[0].Line != 2 {
 		t.Errorf("json check: %d %v %s", code, err, out)
 	}
+	// --json, as the other commands take it, is --format json; the later of the two wins.
+	if _, js, _ := run(t, ToolEnv{}, "check", bad, "--json"); js != out {
+		t.Errorf("check --json:\n%s\nwant (--format json):\n%s", js, out)
+	}
+	if _, text, _ := run(t, ToolEnv{}, "check", bad, "--json", "--format", "text"); strings.HasPrefix(text, "{") || !strings.Contains(text, "2 problem(s)") {
+		t.Errorf("check --json --format text: want text\n%s", text)
+	}
 	warn := rulesDir(t, map[string]string{"a.yaml": bigRound})
 	if code, out, _ := run(t, ToolEnv{}, "check", warn); code != ExitOK || !strings.Contains(out, "warning: ") || !strings.Contains(out, "has no tests") {
 		t.Errorf("check with a warning: %d\n%s", code, out)
@@ -256,6 +263,12 @@ func TestListsCommands(t *testing.T) {
 	code, out, _ := run(t, env, "lists")
 	if code != ExitOK || !strings.Contains(out, "deny  bin   476173") || !strings.Contains(out, "anna") || !strings.Contains(out, "1 entry") {
 		t.Errorf("show: %d\n%s", code, out)
+	}
+	// --json, as the other commands take it, is --format json.
+	_, asFormat, _ := run(t, env, "lists", "show", "--format", "json")
+	var entries []risk.ListEntry
+	if code, out, errs := run(t, env, "lists", "--json"); code != ExitOK || out != asFormat || json.Unmarshal([]byte(out), &entries) != nil || len(entries) != 1 {
+		t.Errorf("lists --json: %d %s %s\nwant (--format json):\n%s", code, out, errs, asFormat)
 	}
 	if code, out, _ := run(t, env, "lists", "remove", "deny", "bin", "476173"); code != ExitOK || !strings.Contains(out, "removed") {
 		t.Errorf("remove: %d %s", code, out)
