@@ -76,7 +76,7 @@ func (s *Sealer) Open(sealed, ad []byte) ([]byte, error) {
 	}
 	plain, err := s.aead.Open(nil, sealed[:n], sealed[n:], ad)
 	if err != nil {
-		return nil, fmt.Errorf("%w: not sealed under this key (%s) for this use, or altered", ErrOpen, s.label)
+		return nil, fmt.Errorf("%w: not sealed under this key (%s) with this additional data, or altered", ErrOpen, s.label)
 	}
 	return plain, nil
 }
