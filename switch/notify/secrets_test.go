@@ -3,6 +3,8 @@ package notify
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -200,6 +202,16 @@ func TestSecretsSealedAtRest(t *testing.T) {
 	var w WebhookChange
 	if err := json.Unmarshal(c.Ext, &w); err != nil || w.SecretFingerprint != a.fingerprint(reviewed) || w.SecretSHA256 != "" || strings.Contains(string(c.Ext), reviewed) {
 		t.Fatalf("the change's payload: %s (%v)", c.Ext, err)
+	}
+	// Keyed: not the unsalted SHA-256 a reader could test guesses against, and
+	// another card hash key gives another.
+	sum := sha256.Sum256([]byte(reviewed))
+	otherKey, err := Open(openDB(t), Options{CardHashKey: []byte("another card hash key 0123456789")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fp := w.SecretFingerprint; len(fp) != 16 || fp == hex.EncodeToString(sum[:8]) || fp == otherKey.fingerprint(reviewed) {
+		t.Fatalf("the fingerprint %s is not keyed", fp)
 	}
 	if len(la.Commits()) != 2 {
 		t.Fatalf("%d commits in the state log, want 2", len(la.Commits()))
@@ -434,6 +446,32 @@ func TestWrongCardHashKey(t *testing.T) {
 	if len(l.Pending) != 1 || !strings.Contains(l.Pending[0].LastError, "held") || !strings.Contains(l.Held, "card hash key") {
 		t.Fatalf("M1's delivery log: %+v", l)
 	}
+	// Another node's webhook, sealed under the right key, arrives held on a
+	// node with the wrong one; the node applies the commit and goes on.
+	var mem statelog.Memory
+	var clogs syncBuffer
+	right, err := Open(openDB(t), Options{CardHashKey: testKey, AllowPrivate: loopback, Log: &mem})
+	if err != nil {
+		t.Fatal(err)
+	}
+	misconfigured, err := Open(openDB(t), Options{CardHashKey: wrong, AllowPrivate: loopback, Log: &mem, Logger: zerolog.New(&clogs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem.Follow(misconfigured)
+	if err := right.SetEndpoint("M3", hs1.URL, secret, "op", ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := mem.Deliver(); err != nil {
+		t.Fatalf("a webhook that does not open stops the node's replication: %v", err)
+	}
+	if ep := (*misconfigured.eps.Load())["M3"]; ep.URL != hs1.URL || ep.Secret != "" || ep.held == "" {
+		t.Fatalf("another node's webhook on a node with the wrong key: %q, held %q", ep.URL, ep.held)
+	}
+	if out := clogs.String(); !strings.Contains(out, "webhook of merchant M3 held") || strings.Contains(out, secret) {
+		t.Fatalf("the log of the node with the wrong key:\n%s", out)
+	}
+
 	// The right key again (a restart): the kept notice goes out.
 	b, err = Open(db, Options{CardHashKey: testKey, AllowPrivate: loopback})
 	if err != nil {
