@@ -231,7 +231,7 @@ func TestMerchantNotices(t *testing.T) {
 		t.Fatalf("the requester approved the webhook change himself: %s", out)
 	}
 	show, _ := f.cli(tokReviewer, "change", "show", chg, "--json")
-	if !strings.Contains(show, hs.URL) || strings.Contains(show, rv.secret) || !strings.Contains(show, "secret_sha256") {
+	if !strings.Contains(show, hs.URL) || strings.Contains(show, rv.secret) || !strings.Contains(show, "secret_fingerprint") {
 		t.Fatalf("change show of the webhook: want the URL and the secret's fingerprint, never the secret:\n%s", show)
 	}
 	if out, code := f.cli(tokReviewer, "change", "approve", chg); code != 0 {

@@ -15,7 +15,8 @@
 // X-Switchyard-Signature = "sha256=" + hex HMAC-SHA256(secret, timestamp + "." +
 // body) with the merchant's secret; X-Switchyard-Notice is the notice's ID (merchant
 // and sequence) for a receiver to drop a notice it has seen. A notice holds the
-// card only as first 6 and last 4 digits.
+// card only as first 6 and last 4 digits. The secrets are stored sealed under a
+// key derived from the card hash key (secrets.go), in the clear only in memory.
 //
 // A notice in the channel but not yet stored is lost by a crash; Recover, at start,
 // reads the journal since the last stored notice (less a margin) and enqueues the
@@ -47,6 +48,7 @@ import (
 
 	"github.com/switchyard/switchyard/internal/statelog"
 	"github.com/switchyard/switchyard/internal/statelog/kvsync"
+	"github.com/switchyard/switchyard/switch/internal/seal"
 	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/message"
 	"github.com/switchyard/switchyard/switch/registry"
@@ -92,13 +94,17 @@ type Delivery struct {
 	DeliveredAt *time.Time `json:"delivered_at,omitempty"`
 }
 
-// Endpoint is a merchant's webhook.
+// Endpoint is a merchant's webhook, in memory: its secret in the clear. It is
+// stored as an endpointRecord, the secret sealed (secrets.go).
 type Endpoint struct {
 	URL    string    `json:"url"`
-	Secret string    `json:"secret"`
+	Secret string    `json:"-"`
 	By     string    `json:"by"`
 	Change string    `json:"change,omitempty"` // the approved change that set it (review.go)
 	At     time.Time `json:"at"`
+	// held says why nothing is posted to the webhook: its sealed secret does not
+	// open on this node (secrets.go). Empty: in force.
+	held string
 }
 
 // Options configure an Outbox.
@@ -128,6 +134,11 @@ type Options struct {
 	// CatchUp, with Log, waits after a conflict until the webhooks have applied
 	// every commit the Log held.
 	CatchUp func(ctx context.Context, r statelog.Replica) error
+	// CardHashKey is the switch's card hash key (security.card_hash_key_hex),
+	// required: the webhook secrets are sealed at rest under a key derived from
+	// it, and their fingerprints keyed by another (secrets.go). Every node of a
+	// cluster must have the same.
+	CardHashKey []byte
 }
 
 // ErrConflict is wrapped by a webhook change that conflicted twice with another
@@ -158,6 +169,10 @@ type Outbox struct {
 	wg      sync.WaitGroup
 	sync    *kvsync.Sync   // the webhooks' writes, shared in a cluster
 	reg     ReviewRegistry // set by UseReview: webhook changes under review
+
+	secrets   *seal.Sealer // seals the webhook secrets at rest (secrets.go)
+	fpKey     []byte       // keys the secrets' fingerprints
+	resealDue atomic.Bool  // a webhook with a clear secret was loaded or applied
 }
 
 // ApplyRemote implements statelog.Replica: another node's webhook change.
@@ -175,14 +190,23 @@ func (b *Outbox) applied(c statelog.Commit) {
 			continue
 		}
 		m := strings.TrimPrefix(k, pfxEndpoint)
-		var e Endpoint
-		if len(kv.Value) == 0 || json.Unmarshal(kv.Value, &e) != nil {
+		if len(kv.Value) == 0 {
 			changed[m] = nil
-		} else {
-			changed[m] = &e
+			continue
 		}
+		e, clear, err := b.openEndpoint(m, kv.Value)
+		if err != nil {
+			b.log.Error().Err(err).Str("merchant", m).Msg("another node's webhook is not one: removed here")
+			changed[m] = nil
+			continue
+		}
+		if clear {
+			b.resealDue.Store(true) // from a node not upgraded yet
+		}
+		changed[m] = &e
 	}
 	if len(changed) > 0 {
+		b.logHeld(changed)
 		b.putInMemory(changed)
 	}
 }
@@ -215,7 +239,11 @@ func Open(db *badger.DB, o Options) (*Outbox, error) {
 	}
 	b := &Outbox{db: db, o: o, log: o.Logger, in: make(chan *Notice, o.Queue), kick: make(chan string, 1024),
 		pending: map[string][]Notice{}, busy: map[string]bool{}, attempt: map[string]int{}, lastErr: map[string]string{}}
+	if err := b.newSecrets(o.CardHashKey); err != nil {
+		return nil, err
+	}
 	eps := map[string]Endpoint{}
+	held := map[string]*Endpoint{}
 	var maxSeq uint64
 	err := db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte("notify/"), PrefetchValues: true})
@@ -224,11 +252,23 @@ func Open(db *badger.DB, o Options) (*Outbox, error) {
 			k := string(it.Item().Key())
 			switch {
 			case strings.HasPrefix(k, pfxEndpoint):
+				m := strings.TrimPrefix(k, pfxEndpoint)
 				var e Endpoint
-				if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &e) }); err != nil {
+				var clear bool
+				err := it.Item().Value(func(v []byte) (err error) {
+					e, clear, err = b.openEndpoint(m, v)
+					return err
+				})
+				if err != nil {
 					return fmt.Errorf("%s: %w", k, err)
 				}
-				eps[strings.TrimPrefix(k, pfxEndpoint)] = e
+				if clear {
+					b.resealDue.Store(true)
+				}
+				if e.held != "" {
+					held[m] = &e
+				}
+				eps[m] = e
 			case strings.HasPrefix(k, pfxQueue):
 				var n Notice
 				if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &n) }); err != nil {
@@ -253,6 +293,7 @@ func Open(db *badger.DB, o Options) (*Outbox, error) {
 		q := b.pending[m]
 		sort.Slice(q, func(i, j int) bool { return q[i].Seq < q[j].Seq })
 	}
+	b.logHeld(held)
 	b.eps.Store(&eps)
 	b.seq.Store(maxSeq)
 	if b.sync, err = kvsync.New(db, kvsync.Config{Name: "merchant webhooks", RevKey: keyRev, Log: o.Log, CatchUp: o.CatchUp,
@@ -466,9 +507,12 @@ func (b *Outbox) deliverMerchant(ctx context.Context, m string) {
 		b.mu.Unlock()
 		ep, ok := (*b.eps.Load())[m]
 		var err error
-		if !ok {
+		switch {
+		case !ok:
 			err = errors.New("no webhook registered (removed): kept until one is")
-		} else {
+		case ep.held != "":
+			err = errors.New(ep.held)
+		default:
 			err = b.post(ctx, ep, n)
 		}
 		now := b.o.Now().UTC()
@@ -624,7 +668,10 @@ func (b *Outbox) writeEndpoint(build func() (*endpointWrite, error), via kvsync.
 			if w.ep == nil {
 				kc.Delete(key)
 			} else {
-				v, _ := json.Marshal(w.ep)
+				v, err := b.endpointValue(w.merchant, w.ep)
+				if err != nil {
+					return statelog.Commit{}, nil, err
+				}
 				kc.Set(key, v)
 			}
 		}
@@ -674,6 +721,7 @@ func (b *Outbox) putInMemory(changed map[string]*Endpoint) {
 type Log struct {
 	Merchant  string     `json:"merchant"`
 	Webhook   string     `json:"webhook,omitempty"`
+	Held      string     `json:"held,omitempty"` // why nothing is posted to it (its secret does not open)
 	Pending   []Delivery `json:"pending"`
 	Delivered []Delivery `json:"delivered"`
 	Dropped   int64      `json:"dropped_since_start,omitempty"` // all merchants
@@ -687,7 +735,7 @@ func (b *Outbox) Deliveries(merchant string, limit int) (*Log, error) {
 	}
 	out := &Log{Merchant: merchant, Pending: []Delivery{}, Delivered: []Delivery{}, Dropped: b.dropped.Load()}
 	if ep, ok := (*b.eps.Load())[merchant]; ok {
-		out.Webhook = ep.URL
+		out.Webhook, out.Held = ep.URL, ep.held
 	}
 	b.mu.Lock()
 	for i, n := range b.pending[merchant] {

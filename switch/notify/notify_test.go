@@ -69,7 +69,7 @@ func TestRecoverAfterCrash(t *testing.T) {
 	j := fakeJournal{rec(1, "purchase", "00", "M1"), rec(2, "purchase", "00", "M1"), rec(3, "purchase", "51", "M1"),
 		rec(4, "refund", "00", "M1"), rec(5, "purchase", "00", "M2"), rec(6, "balance", "00", "M1")}
 
-	b1, err := Open(db, Options{AllowPrivate: loopback})
+	b1, err := Open(db, Options{CardHashKey: testKey, AllowPrivate: loopback})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +85,7 @@ func TestRecoverAfterCrash(t *testing.T) {
 		b1.Notice(r, "")
 	}
 
-	b2, err := Open(db, Options{AllowPrivate: loopback})
+	b2, err := Open(db, Options{CardHashKey: testKey, AllowPrivate: loopback})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +118,7 @@ func TestRecoverAfterCrash(t *testing.T) {
 }
 
 func TestSetEndpointRefusesBadWebhooks(t *testing.T) {
-	b, err := Open(openDB(t), Options{})
+	b, err := Open(openDB(t), Options{CardHashKey: testKey})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,11 +133,11 @@ func TestSetEndpointRefusesBadWebhooks(t *testing.T) {
 // others (through the state log), so their approvals are noticed too.
 func TestWebhooksShared(t *testing.T) {
 	var log statelog.Memory
-	a, err := Open(openDB(t), Options{Log: &log})
+	a, err := Open(openDB(t), Options{CardHashKey: testKey, Log: &log})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := Open(openDB(t), Options{Log: &log})
+	b, err := Open(openDB(t), Options{CardHashKey: testKey, Log: &log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +181,7 @@ func TestIdleQueueIsNotScanned(t *testing.T) {
 		return s[0].Value.Uint64()
 	}
 	before := scanned()
-	b, err := Open(db, Options{})
+	b, err := Open(db, Options{CardHashKey: testKey})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,6 +191,9 @@ func TestIdleQueueIsNotScanned(t *testing.T) {
 		t.Fatalf("an idle outbox (queue of %d) adds %d KiB to every collection's scan", b.o.Queue, grew>>10)
 	}
 }
+
+// testKey is the card hash key of the tests.
+var testKey = []byte("test card hash key 0123456789abc")
 
 // loopback lets the tests' webhooks (httptest servers) be posted to.
 var loopback = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
@@ -202,7 +205,7 @@ func TestWebhookTargets(t *testing.T) {
 	var hits atomic.Int32
 	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
 	defer hs.Close()
-	b, err := Open(openDB(t), Options{})
+	b, err := Open(openDB(t), Options{CardHashKey: testKey})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,7 +234,7 @@ func TestWebhookTargets(t *testing.T) {
 	if n := hits.Load(); n != 0 {
 		t.Fatalf("the internal server was reached %d times", n)
 	}
-	a, err := Open(openDB(t), Options{AllowPrivate: loopback})
+	a, err := Open(openDB(t), Options{CardHashKey: testKey, AllowPrivate: loopback})
 	if err != nil {
 		t.Fatal(err)
 	}

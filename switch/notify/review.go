@@ -3,7 +3,6 @@ package notify
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -26,13 +25,15 @@ import (
 const OpWebhookPut registry.Op = "merchant.webhook"
 
 // pfxStaged holds the secrets of requested webhooks until their changes are
-// decided: + ref -> stagedSecret. The change itself carries only the reference
-// and a fingerprint, so the secret is in no change list, preview or oplog entry.
+// decided: + ref -> stagedSecret, the secret sealed (secrets.go). The change
+// itself carries only the reference and a fingerprint, so the secret is in no
+// change list, preview or oplog entry.
 const pfxStaged = "notify/staged/"
 
-// stagedSweepAge is how old a staged secret must be before a start deletes it
-// when no pending change refers to it (its change was rejected or cancelled, or
-// its request failed after the secret was staged).
+// stagedSweepAge is how old a staged secret that no change refers to must be
+// before it is deleted (its request failed after the secret was staged; or its
+// change has not reached this node yet, which a day leaves time for). The secret
+// of a rejected or cancelled change is deleted within retryStagedEvery.
 const stagedSweepAge = 24 * time.Hour
 
 // WebhookChange is the payload (registry.Change.Ext) of a merchant.webhook change.
@@ -41,13 +42,24 @@ type WebhookChange struct {
 	URL      string `json:"url"` // empty: remove the webhook
 	// SecretRef names the staged secret (and, for a removal, its marker).
 	SecretRef string `json:"secret_ref"`
-	// SecretSHA256 is the first 8 bytes of the secret's SHA-256, in hex, for the
-	// reviewer to compare with the merchant's; empty for a removal.
+	// SecretFingerprint is the secret's keyed fingerprint (Outbox.fingerprint),
+	// for the reviewer to compare with another request's or the webhook in
+	// force; empty for a removal.
+	SecretFingerprint string `json:"secret_fingerprint,omitempty"`
+	// SecretSHA256 is what changes requested before the keyed fingerprint
+	// carried: the first 8 bytes of the secret's SHA-256, in hex. Read, and shown
+	// for such a change still pending; never written.
 	SecretSHA256 string `json:"secret_sha256,omitempty"`
 }
 
+// stagedSecret is a staged secret as stored.
 type stagedSecret struct {
-	Secret string    `json:"secret,omitempty"`
+	// Secret is the clear secret that versions before sealing wrote: read (and
+	// rewritten sealed by tidyStaged), never written.
+	Secret string `json:"secret,omitempty"`
+	// Sealed is the secret sealed for the merchant's change and its reference;
+	// empty with Secret for a removal's marker.
+	Sealed []byte    `json:"secret_sealed,omitempty"`
 	At     time.Time `json:"at"`
 }
 
@@ -57,30 +69,21 @@ type ReviewRegistry interface {
 	RequestChange(p registry.Actor, c registry.Change) (*registry.Change, error)
 	ApprovedChanges(ops ...registry.Op) ([]*registry.Change, error)
 	PendingChanges(ops ...registry.Op) ([]*registry.Change, error)
+	ClosedChanges(ops ...registry.Op) ([]*registry.Change, error)
 }
 
 // UseReview registers merchant.webhook with reg, then puts in force each
 // merchant's last approved change whose staged secret is still there (an
-// approval whose application a stop or an error cut off), and deletes staged
-// secrets that no pending or approved change refers to and are older than a day.
+// approval whose application a stop or an error cut off), deletes the staged
+// secrets no change will use (tidyStaged), and rewrites sealed the webhooks and
+// staged secrets that a version before sealing stored in the clear. Call it
+// once the outbox follows the other nodes' commits (in a cluster).
 func (b *Outbox) UseReview(reg ReviewRegistry) error {
 	b.reg = reg
 	reg.RegisterOp(OpWebhookPut, registry.ExtOp{Check: b.checkChange, Apply: b.applyChange})
-	// Pending first: a change approved between the two reads is in the second.
-	pending, err := reg.PendingChanges(OpWebhookPut)
-	if err != nil {
-		return fmt.Errorf("notify: read the pending changes: %w", err)
-	}
 	approved, err := reg.ApprovedChanges(OpWebhookPut)
 	if err != nil {
 		return fmt.Errorf("notify: read the approved webhook changes: %w", err)
-	}
-	keep := map[string]bool{}
-	for _, c := range append(pending, approved...) {
-		var w WebhookChange
-		if json.Unmarshal(c.Ext, &w) == nil {
-			keep[w.SecretRef] = true
-		}
 	}
 	// Only the merchants with an approved change still staged (almost never
 	// any): each reconcile reads the change list again.
@@ -92,34 +95,13 @@ func (b *Outbox) UseReview(reg ReviewRegistry) error {
 		// Not fatal: retryStaged tries again every 30 s.
 		b.log.Warn().Err(err).Msg("approved webhook changes not put in force at the start; trying again in 30 s")
 	}
-	var stale [][]byte
-	err = b.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(pfxStaged), PrefetchValues: true})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			ref := strings.TrimPrefix(string(it.Item().Key()), pfxStaged)
-			var st stagedSecret
-			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &st) }); err != nil || keep[ref] {
-				continue
-			}
-			if b.o.Now().Sub(st.At) > stagedSweepAge {
-				stale = append(stale, it.Item().KeyCopy(nil))
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("notify: read the staged webhook secrets: %w", err)
+	// Neither is fatal: a start with the state log unavailable would otherwise
+	// fail; Run tries again every 30 s.
+	if _, err := b.resealEndpoints(); err != nil {
+		b.log.Error().Err(err).Msg("webhook secrets stored in the clear not resealed at the start; trying again in 30 s")
 	}
-	if len(stale) > 0 {
-		var kc kvsync.Commit
-		for _, k := range stale {
-			kc.Delete(k)
-		}
-		if err := b.sync.Do(context.Background(), func() (statelog.Commit, func(), error) { return kc.Commit, nil, nil }, nil); err != nil {
-			return fmt.Errorf("notify: delete %d staged webhook secrets of decided changes: %w", len(stale), err)
-		}
-		b.log.Info().Int("secrets", len(stale)).Msg("staged webhook secrets of rejected or cancelled changes deleted")
+	if err := b.tidyStaged(); err != nil {
+		b.log.Error().Err(err).Msg("staged webhook secrets not tidied at the start; trying again in 30 s")
 	}
 	return nil
 }
@@ -135,13 +117,8 @@ func (b *Outbox) reconcileStaged(merchants map[string]bool) error {
 	return nil
 }
 
-// retryStaged reconciles, every retryStagedEvery, the merchants that have a
-// staged secret of an approved change: an approval whose Apply failed (the state
-// log unavailable, say) is put in force without waiting for a restart.
+// retryStaged runs tend every retryStagedEvery until ctx ends.
 func (b *Outbox) retryStaged(ctx context.Context) {
-	if b.reg == nil {
-		return
-	}
 	tick := time.NewTicker(retryStagedEvery)
 	defer tick.Stop()
 	for {
@@ -149,18 +126,39 @@ func (b *Outbox) retryStaged(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+			b.tend()
 		}
-		refs, err := b.stagedRefs()
-		if err != nil || len(refs) == 0 {
-			continue
+	}
+}
+
+// tend rewrites sealed the webhooks stored in the clear if some are left (their
+// commit failed at the start, or a node not upgraded yet wrote one), and, under
+// review, when secrets are staged: reconciles the merchants that have one of an
+// approved change (an approval whose Apply failed, the state log unavailable
+// say, is put in force without waiting for a restart), and deletes those no
+// change will use (tidyStaged), among them those of rejected or cancelled
+// changes. The registry calls an operation's owner on an approval only, not on a
+// rejection or a cancellation, hence the sweep.
+func (b *Outbox) tend() {
+	if b.resealDue.Load() {
+		if _, err := b.resealEndpoints(); err != nil {
+			b.log.Error().Err(err).Msg("webhook secrets stored in the clear not resealed yet; trying again")
 		}
-		approved, err := b.reg.ApprovedChanges(OpWebhookPut)
-		if err != nil {
-			continue
-		}
+	}
+	if b.reg == nil {
+		return
+	}
+	refs, err := b.stagedRefs()
+	if err != nil || len(refs) == 0 {
+		return
+	}
+	if approved, err := b.reg.ApprovedChanges(OpWebhookPut); err == nil {
 		if err := b.reconcileStaged(stagedMerchants(approved, refs)); err != nil {
 			b.log.Warn().Err(err).Msg("approved webhook changes not put in force yet; trying again")
 		}
+	}
+	if err := b.tidyStaged(); err != nil {
+		b.log.Warn().Err(err).Msg("staged webhook secrets not tidied yet; trying again")
 	}
 }
 
@@ -179,6 +177,84 @@ func (b *Outbox) stagedRefs() (map[string]bool, error) {
 		return nil, fmt.Errorf("notify: read the staged webhook secrets: %w", err)
 	}
 	return refs, nil
+}
+
+// tidyStaged deletes the staged secrets that no change will use and rewrites
+// sealed those stored in the clear, in one commit of the webhooks decided afresh
+// on each attempt (after another node's commit it conflicted with): the secret of
+// a rejected or cancelled change is deleted (a decided change stays decided); one
+// that no change refers to is deleted once older than stagedSweepAge; one of a
+// pending or approved change that a version before sealing staged in the clear
+// is rewritten sealed (one that no change refers to yet stays in the clear until
+// its change arrives or the day is past).
+func (b *Outbox) tidyStaged() error {
+	var deleted, resealed int
+	err := b.sync.Do(context.Background(), func() (statelog.Commit, func(), error) {
+		deleted, resealed = 0, 0
+		staged := map[string]stagedSecret{}
+		err := b.db.View(func(txn *badger.Txn) error {
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(pfxStaged), PrefetchValues: true})
+			defer it.Close()
+			for it.Rewind(); it.Valid(); it.Next() {
+				var st stagedSecret
+				if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &st) }); err != nil {
+					return fmt.Errorf("%s: %w", it.Item().Key(), err)
+				}
+				staged[strings.TrimPrefix(string(it.Item().Key()), pfxStaged)] = st
+			}
+			return nil
+		})
+		if err != nil || len(staged) == 0 {
+			return statelog.Commit{}, nil, err
+		}
+		open := map[string]WebhookChange{} // by reference: pending or approved
+		closed := map[string]bool{}
+		for i, read := range []func(...registry.Op) ([]*registry.Change, error){b.reg.PendingChanges, b.reg.ApprovedChanges, b.reg.ClosedChanges} {
+			cs, err := read(OpWebhookPut)
+			if err != nil {
+				return statelog.Commit{}, nil, fmt.Errorf("read the webhook changes: %w", err)
+			}
+			for _, c := range cs {
+				var w WebhookChange
+				if json.Unmarshal(c.Ext, &w) != nil {
+					continue
+				}
+				if i < 2 {
+					open[w.SecretRef] = w
+				} else {
+					closed[w.SecretRef] = true
+				}
+			}
+		}
+		var kc kvsync.Commit
+		for ref, st := range staged {
+			w, known := open[ref]
+			switch {
+			case !known && (closed[ref] || b.o.Now().Sub(st.At) > stagedSweepAge):
+				kc.Delete([]byte(pfxStaged + ref))
+				deleted++
+			case known && st.Secret != "":
+				sealed, err := b.secrets.Seal([]byte(st.Secret), sealAD(adStaged, w.Merchant, ref))
+				if err != nil {
+					return statelog.Commit{}, nil, fmt.Errorf("seal the staged secret of %s: %w", w.Merchant, err)
+				}
+				v, _ := json.Marshal(stagedSecret{Sealed: sealed, At: st.At})
+				kc.Set([]byte(pfxStaged+ref), v)
+				resealed++
+			}
+		}
+		return kc.Commit, nil, nil
+	}, nil)
+	if err != nil {
+		return fmt.Errorf("notify: tidy the staged webhook secrets: %w", err)
+	}
+	if deleted > 0 {
+		b.log.Info().Int("secrets", deleted).Msg("staged webhook secrets of rejected, cancelled or failed requests deleted")
+	}
+	if resealed > 0 {
+		b.log.Info().Int("secrets", resealed).Msg("staged webhook secrets stored in the clear (before sealing) rewritten sealed")
+	}
+	return nil
 }
 
 // stagedMerchants returns the merchants of the approved changes whose secret is
@@ -218,11 +294,16 @@ func (b *Outbox) RequestEndpoint(p registry.Actor, merchant, rawURL, secret, rea
 	var r [16]byte
 	_, _ = rand.Read(r[:])
 	w := WebhookChange{Merchant: merchant, URL: rawURL, SecretRef: hex.EncodeToString(r[:])}
+	st := stagedSecret{At: b.o.Now().UTC()}
 	if secret != "" {
-		sum := sha256.Sum256([]byte(secret))
-		w.SecretSHA256 = hex.EncodeToString(sum[:8])
+		w.SecretFingerprint = b.fingerprint(secret)
+		sealed, err := b.secrets.Seal([]byte(secret), sealAD(adStaged, merchant, w.SecretRef))
+		if err != nil {
+			return nil, fmt.Errorf("notify: seal the webhook secret of %s: %w", merchant, err)
+		}
+		st.Sealed = sealed
 	}
-	v, _ := json.Marshal(stagedSecret{Secret: secret, At: b.o.Now().UTC()})
+	v, _ := json.Marshal(st)
 	var kc kvsync.Commit
 	kc.Set([]byte(pfxStaged+w.SecretRef), v)
 	if err := b.sync.Do(context.Background(), func() (statelog.Commit, func(), error) { return kc.Commit, nil, nil }, nil); err != nil {
@@ -232,12 +313,12 @@ func (b *Outbox) RequestEndpoint(p registry.Actor, merchant, rawURL, secret, rea
 	return b.reg.RequestChange(p, registry.Change{Op: OpWebhookPut, Target: merchant, Reason: reason, Ext: ext})
 }
 
-// staged reads the staged secret ref.
-func (b *Outbox) staged(ref string) (string, bool, error) {
-	if ref == "" {
-		return "", false, nil
-	}
+// readStaged reads the staged secret ref as stored.
+func (b *Outbox) readStaged(ref string) (stagedSecret, bool, error) {
 	var st stagedSecret
+	if ref == "" {
+		return st, false, nil
+	}
 	err := b.db.View(func(txn *badger.Txn) error {
 		item, err := txn.Get([]byte(pfxStaged + ref))
 		if err != nil {
@@ -247,11 +328,35 @@ func (b *Outbox) staged(ref string) (string, bool, error) {
 	})
 	switch {
 	case errors.Is(err, badger.ErrKeyNotFound):
-		return "", false, nil
+		return st, false, nil
 	case err != nil:
-		return "", false, fmt.Errorf("notify: read the staged webhook secret %s: %w", ref, err)
+		return st, false, fmt.Errorf("notify: read the staged webhook secret %s: %w", ref, err)
 	}
-	return st.Secret, true, nil
+	return st, true, nil
+}
+
+// isStaged says whether the secret ref is staged.
+func (b *Outbox) isStaged(ref string) (bool, error) {
+	_, ok, err := b.readStaged(ref)
+	return ok, err
+}
+
+// staged returns the staged secret of change w, opened ("" for a removal). A
+// sealed secret that does not open is an error naming the merchant.
+func (b *Outbox) staged(w WebhookChange) (string, bool, error) {
+	st, ok, err := b.readStaged(w.SecretRef)
+	if err != nil || !ok {
+		return "", ok, err
+	}
+	if st.Sealed == nil {
+		return st.Secret, true, nil // staged before sealing
+	}
+	s, err := b.secrets.Open(st.Sealed, sealAD(adStaged, w.Merchant, w.SecretRef))
+	if err != nil {
+		return "", true, fmt.Errorf("notify: the staged secret of merchant %s's webhook change: %w (is this node's card hash key the one of the node that staged it?)",
+			w.Merchant, err)
+	}
+	return string(s), true, nil
 }
 
 // checkChange is the ExtOp's Check: the payload makes a webhook, its secret is
@@ -275,9 +380,9 @@ func (b *Outbox) checkChange(c *registry.Change) (registry.ChangeEffect, error) 
 				registry.ErrConflict, c.Op, id, w.Merchant)
 		}
 	}
-	secret, ok, err := b.staged(w.SecretRef)
+	secret, ok, err := b.staged(w)
 	if err != nil {
-		return registry.ChangeEffect{}, err
+		return registry.ChangeEffect{}, fmt.Errorf("%w: %s: %v", registry.ErrInvalid, c.Op, err)
 	}
 	if !ok {
 		return registry.ChangeEffect{}, fmt.Errorf("%w: %s of %s: its secret is not staged on this node (not replicated here yet: approve it again in a second; or swept a day after the change was decided)",
@@ -288,12 +393,20 @@ func (b *Outbox) checkChange(c *registry.Change) (registry.ChangeEffect, error) 
 	}
 	ce := registry.ChangeEffect{Type: "webhook", ID: w.Merchant}
 	if old, ok := (*b.eps.Load())[w.Merchant]; ok {
-		ce.Before, _ = json.Marshal(map[string]string{"url": old.URL})
+		before := map[string]string{"url": old.URL}
+		if old.held == "" {
+			before["secret_fingerprint"] = b.fingerprint(old.Secret)
+		}
+		ce.Before, _ = json.Marshal(before)
 	}
-	if w.URL == "" {
+	switch {
+	case w.URL == "":
 		ce.After = json.RawMessage("null")
-	} else {
+	case w.SecretFingerprint == "" && w.SecretSHA256 != "":
+		// Requested before the keyed fingerprint: shown as it was.
 		ce.After, _ = json.Marshal(map[string]string{"url": w.URL, "secret_sha256": w.SecretSHA256})
+	default:
+		ce.After, _ = json.Marshal(map[string]string{"url": w.URL, "secret_fingerprint": w.SecretFingerprint})
 	}
 	return ce, nil
 }
@@ -338,14 +451,14 @@ func (b *Outbox) reconcile(merchant string) error {
 		}
 		out := &endpointWrite{merchant: merchant}
 		for _, w := range refs[:len(refs)-1] {
-			if _, ok, err := b.staged(w.SecretRef); err != nil {
+			if ok, err := b.isStaged(w.SecretRef); err != nil {
 				return nil, err
 			} else if ok {
 				out.del = append(out.del, []byte(pfxStaged+w.SecretRef))
 			}
 		}
 		last, w := mine[len(mine)-1], refs[len(refs)-1]
-		secret, ok, err := b.staged(w.SecretRef)
+		secret, ok, err := b.staged(w)
 		if err != nil {
 			return nil, err
 		}

@@ -1,8 +1,6 @@
 package notify
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dgraph-io/badger/v4"
 
 	"github.com/switchyard/switchyard/switch/registry"
 )
@@ -79,6 +79,16 @@ func (f *fakeReview) ApprovedChanges(ops ...registry.Op) ([]*registry.Change, er
 	return out, nil
 }
 
+func (f *fakeReview) ClosedChanges(ops ...registry.Op) ([]*registry.Change, error) {
+	var out []*registry.Change
+	for _, c := range f.changes {
+		if (c.Status == registry.ChangeRejected || c.Status == registry.ChangeCancelled) && slices.Contains(ops, c.Op) {
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
 func (f *fakeReview) PendingChanges(ops ...registry.Op) ([]*registry.Change, error) {
 	var out []*registry.Change
 	for _, c := range f.changes {
@@ -94,7 +104,7 @@ func (f *fakeReview) PendingChanges(ops ...registry.Op) ([]*registry.Change, err
 // which carries the secret's fingerprint; one change of a merchant is pending at
 // a time; an approval whose Apply a crash cut off is applied at the next start,
 // and only a merchant's last approved change is; a rejected change's staged
-// secret is swept a day later, a pending one's is kept; a removal leaves nothing
+// secret is swept, a pending one's is kept; a removal leaves nothing
 // staged; the URL is checked again at the approval.
 func TestWebhookReviewed(t *testing.T) {
 	db := openDB(t)
@@ -102,7 +112,7 @@ func TestWebhookReviewed(t *testing.T) {
 	clock := func() time.Time { return now }
 	open := func(reg *fakeReview, allow []netip.Prefix) *Outbox {
 		t.Helper()
-		b, err := Open(db, Options{AllowPrivate: allow, Now: clock})
+		b, err := Open(db, Options{CardHashKey: testKey, AllowPrivate: allow, Now: clock})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -144,15 +154,14 @@ func TestWebhookReviewed(t *testing.T) {
 		t.Fatalf("a bad URL requested: %v", err)
 	}
 	ce := reg.decide(t, c.ID, true, false)
-	sum := sha256.Sum256([]byte(secret))
-	if strings.Contains(string(ce.After), secret) || !strings.Contains(string(ce.After), hex.EncodeToString(sum[:8])) {
+	if strings.Contains(string(ce.After), secret) || !strings.Contains(string(ce.After), `"secret_fingerprint":"`+b.fingerprint(secret)+`"`) {
 		t.Fatalf("the effect shown: %s", ce.After)
 	}
 	ep := (*b.eps.Load())["M1"]
 	if ep.URL != "http://127.0.0.1:9/a" || ep.Secret != secret || ep.Change != c.ID || !strings.Contains(ep.By, "approved by reviewer") {
 		t.Fatalf("after the approval: %+v", ep)
 	}
-	if _, staged, _ := b.staged(mustRef(t, c)); staged {
+	if staged, _ := b.isStaged(mustRef(t, c)); staged {
 		t.Fatal("the secret stays staged after the change was applied")
 	}
 
@@ -173,7 +182,7 @@ func TestWebhookReviewed(t *testing.T) {
 	if inForce("M1") != "http://127.0.0.1:9/d" {
 		t.Fatalf("after the restart M1's webhook is %q; want the last approved change's", inForce("M1"))
 	}
-	if _, staged, _ := b.staged(mustRef(t, c2)); staged {
+	if staged, _ := b.isStaged(mustRef(t, c2)); staged {
 		t.Error("the superseded change's secret is still staged after the restart")
 	}
 
@@ -185,6 +194,7 @@ func TestWebhookReviewed(t *testing.T) {
 	_ = json.Unmarshal(other.Ext, &wB)
 	wB.Merchant = "M4"
 	other.Target, other.Ext = "M4", mustJSON(t, wB)
+	restage(t, b, wB, secret) // sealed for M5: staged again as if for M4
 	if _, err := reg.decideErr(other.ID, true, false); !errors.Is(err, registry.ErrConflict) || !strings.Contains(err.Error(), cA.ID) {
 		t.Fatalf("the later change approved first: %v", err)
 	}
@@ -196,20 +206,17 @@ func TestWebhookReviewed(t *testing.T) {
 		t.Fatalf("M4's webhook is %q after the approvals applied out of order; want the later's", inForce("M4"))
 	}
 
-	// Rejected: swept a day later; pending: kept.
+	// Rejected: swept (at once: TestRejectedSecretDeleted); pending: kept, even
+	// a day later.
 	rej := request("M2", "http://127.0.0.1:9/r", secret)
 	reg.decide(t, rej.ID, false, false)
 	pend := request("M3", "http://127.0.0.1:9/p", secret)
-	b = open(reg, loopback)
-	if _, staged, _ := b.staged(mustRef(t, rej)); !staged {
-		t.Error("the rejected change's secret was swept before a day had passed")
-	}
 	now = now.Add(25 * time.Hour)
 	b = open(reg, loopback)
-	if _, staged, _ := b.staged(mustRef(t, rej)); staged {
+	if staged, _ := b.isStaged(mustRef(t, rej)); staged {
 		t.Error("the rejected change's secret is still staged a day later")
 	}
-	if _, staged, _ := b.staged(mustRef(t, pend)); !staged {
+	if staged, _ := b.isStaged(mustRef(t, pend)); !staged {
 		t.Error("the pending change's secret was swept")
 	}
 	reg.decide(t, pend.ID, true, false)
@@ -222,7 +229,7 @@ func TestWebhookReviewed(t *testing.T) {
 	if inForce("M3") != "" {
 		t.Fatal("the webhook is still there after its removal was approved")
 	}
-	if _, staged, _ := b.staged(mustRef(t, rm)); staged {
+	if staged, _ := b.isStaged(mustRef(t, rm)); staged {
 		t.Error("the removal's marker is still staged")
 	}
 	// The URL is checked again at the approval: loopback no longer allowed.
@@ -230,6 +237,20 @@ func TestWebhookReviewed(t *testing.T) {
 	b = open(reg, nil)
 	if _, err := reg.decideErr(late.ID, true, false); !errors.Is(err, registry.ErrInvalid) {
 		t.Fatalf("a webhook to a now refused address approved: %v", err)
+	}
+}
+
+// restage stages secret again under w's reference, sealed for w's merchant.
+func restage(t *testing.T, b *Outbox, w WebhookChange, secret string) {
+	t.Helper()
+	sealed, err := b.secrets.Seal([]byte(secret), sealAD(adStaged, w.Merchant, w.SecretRef))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.db.Update(func(txn *badger.Txn) error {
+		return txn.Set([]byte(pfxStaged+w.SecretRef), mustJSON(t, stagedSecret{Sealed: sealed, At: b.o.Now()}))
+	}); err != nil {
+		t.Fatal(err)
 	}
 }
 

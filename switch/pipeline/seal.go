@@ -1,48 +1,41 @@
 package pipeline
 
 import (
-	"crypto/aes"
-	"crypto/cipher"
-	"crypto/hmac"
-	"crypto/rand"
-	"crypto/sha256"
-	"errors"
 	"fmt"
+
+	"github.com/switchyard/switchyard/switch/internal/seal"
+)
+
+// PAN sealing's label and additional data: those of the first version, which
+// sealed the stand-in advices and completions on disk; they must not change.
+const (
+	panSealLabel = "switchyard pan seal v1"
+	panSealAD    = "pan"
 )
 
 // sealer encrypts PANs that must wait on disk (in stand-in advices) with AES-256-GCM
 // under a key derived from the card hash key (HMAC-SHA256 with a purpose label), so the
 // store-and-forward queue never holds a clear PAN.
-type sealer struct{ aead cipher.AEAD }
+type sealer struct{ s *seal.Sealer }
 
 func newSealer(cardHashKey []byte) (*sealer, error) {
-	m := hmac.New(sha256.New, cardHashKey)
-	m.Write([]byte("switchyard pan seal v1"))
-	block, err := aes.NewCipher(m.Sum(nil))
+	s, err := seal.New(cardHashKey, panSealLabel)
 	if err != nil {
 		return nil, err
 	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		return nil, err
-	}
-	return &sealer{aead: aead}, nil
+	return &sealer{s: s}, nil
 }
 
 func (s *sealer) seal(pan string) ([]byte, error) {
-	nonce := make([]byte, s.aead.NonceSize(), s.aead.NonceSize()+len(pan)+s.aead.Overhead())
-	if _, err := rand.Read(nonce); err != nil {
+	b, err := s.s.Seal([]byte(pan), []byte(panSealAD))
+	if err != nil {
 		return nil, fmt.Errorf("seal PAN: %w", err)
 	}
-	return s.aead.Seal(nonce, nonce, []byte(pan), []byte("pan")), nil
+	return b, nil
 }
 
 func (s *sealer) open(b []byte) (string, error) {
-	n := s.aead.NonceSize()
-	if len(b) < n {
-		return "", errors.New("sealed PAN too short")
-	}
-	pan, err := s.aead.Open(nil, b[:n], b[n:], []byte("pan"))
+	pan, err := s.s.Open(b, []byte(panSealAD))
 	if err != nil {
 		return "", fmt.Errorf("open sealed PAN: %w", err)
 	}

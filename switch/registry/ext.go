@@ -135,17 +135,23 @@ func (r *store) GroupMinimum(id string) string {
 // It reads every change but decodes in full only those of ops, so an owner can call
 // it often (switch/apps every 30 s) however large the imports in the change list.
 func (r *review) ApprovedChanges(ops ...Op) ([]*Change, error) {
-	return r.changesOf(ChangeApproved, ops)
+	return r.changesOf([]ChangeStatus{ChangeApproved}, ops)
 }
 
 // PendingChanges is ApprovedChanges for the pending changes of ops.
 func (r *review) PendingChanges(ops ...Op) ([]*Change, error) {
-	return r.changesOf(ChangePending, ops)
+	return r.changesOf([]ChangeStatus{ChangePending}, ops)
 }
 
-// changesOf returns the changes of ops in status, in their order, decoding in full
-// only those.
-func (r *review) changesOf(status ChangeStatus, ops []Op) ([]*Change, error) {
+// ClosedChanges is ApprovedChanges for the rejected and cancelled changes of ops:
+// an owner deletes what it kept for them (switch/notify, the staged secrets).
+func (r *review) ClosedChanges(ops ...Op) ([]*Change, error) {
+	return r.changesOf([]ChangeStatus{ChangeRejected, ChangeCancelled}, ops)
+}
+
+// changesOf returns the changes of ops in one of statuses, in their order,
+// decoding in full only those.
+func (r *review) changesOf(statuses []ChangeStatus, ops []Op) ([]*Change, error) {
 	var out []*Change
 	err := r.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(pfxChange), PrefetchValues: true, PrefetchSize: 100})
@@ -159,7 +165,7 @@ func (r *review) changesOf(status ChangeStatus, ops []Op) ([]*Change, error) {
 				if err := json.Unmarshal(v, &head); err != nil {
 					return err
 				}
-				if head.Status != status || !slices.Contains(ops, head.Op) {
+				if !slices.Contains(statuses, head.Status) || !slices.Contains(ops, head.Op) {
 					return nil
 				}
 				c := new(Change)

@@ -71,6 +71,27 @@ func TestRegisterOp(t *testing.T) {
 	if cs, err := f.reg.PendingChanges(op); err != nil || len(cs) != 0 {
 		t.Fatalf("PendingChanges after the approval: %+v %v", cs, err)
 	}
+	// Rejected and cancelled changes are listed for the owner's cleanup.
+	rej, err := f.reg.RequestChange(alice, Change{Op: op, Target: "w2", Ext: json.RawMessage(`{"colour":"red"}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.reg.Reject(bob, rej.ID, "no"); err != nil {
+		t.Fatal(err)
+	}
+	can, err := f.reg.RequestChange(alice, Change{Op: op, Target: "w3", Ext: json.RawMessage(`{"colour":"green"}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cs, err := f.reg.ClosedChanges(op); err != nil || len(cs) != 1 || cs[0].ID != rej.ID {
+		t.Fatalf("ClosedChanges with one rejected and one pending: %+v %v", cs, err)
+	}
+	if _, err := f.reg.Cancel(alice, can.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	if cs, err := f.reg.ClosedChanges(op); err != nil || len(cs) != 2 || cs[0].ID != rej.ID || cs[1].ID != can.ID || string(cs[1].Ext) != `{"colour":"green"}` {
+		t.Fatalf("ClosedChanges: %+v %v", cs, err)
+	}
 	// An operation nobody registered is refused, and its payload never stored.
 	if _, err := f.reg.RequestChange(alice, Change{Op: "gadget.put", Target: "g", Ext: json.RawMessage(`{}`)}); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("unregistered op: %v", err)

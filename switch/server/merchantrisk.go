@@ -85,8 +85,9 @@ func (n ratingNudger) OpenFraudIncident(caseID, merchantID, terminalID string) (
 }
 
 // openNotices opens the merchant notices' outbox and enqueues what a crash may have
-// left out of it (notify.Outbox.Recover).
-func (s *Server) openNotices() error {
+// left out of it (notify.Outbox.Recover). The webhook secrets are sealed at rest
+// under a key derived from cardHashKey.
+func (s *Server) openNotices(cardHashKey []byte) error {
 	nc := s.cfg.Notices
 	now := s.cfg.Clock
 	if now == nil {
@@ -102,7 +103,7 @@ func (s *Server) openNotices() error {
 	}
 	s.notices, err = notify.Open(s.db, notify.Options{RetryMin: nc.RetryMin.D(), RetryMax: nc.RetryMax.D(), Timeout: nc.Timeout.D(), AllowPrivate: allow,
 		Workers: nc.Workers, LogTTL: nc.LogTTL.D(), Now: now, Registry: s.Registry, Log: asLog(nlog), CatchUp: catchUp(nlog),
-		Logger: s.log.With().Str("component", "notices").Logger()})
+		CardHashKey: cardHashKey, Logger: s.log.With().Str("component", "notices").Logger()})
 	if err != nil {
 		return err
 	}

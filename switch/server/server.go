@@ -417,7 +417,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	if err := s.openRatings(loc); err != nil {
 		return nil, err
 	}
-	if err := s.openNotices(); err != nil {
+	if err := s.openNotices(key); err != nil {
 		return nil, err
 	}
 	casesLog, err := s.cl.storeLog("cases")
