@@ -57,6 +57,39 @@ func queued(h *harness) []string {
 	return out
 }
 
+// TestStandInAcrossNodes: another node's stand-in approvals of a card count in this
+// node's stand-in limits of the card (SeenRemoteStandIn), once a record; not those of
+// an earlier day, nor its declines or issuer approvals.
+func TestStandInAcrossNodes(t *testing.T) {
+	h := newHarness(t, func(_ *harness, c *Config) {
+		c.StandIn = map[string]StandInLimits{"bank": {Enabled: true, MaxAmount: 5000, PerCardCount: 3, PerCardSum: 50000}}
+	})
+	h.bank.setUp(false)
+	first := h.do(h.purchase(100))
+	if first.RC != "00" {
+		t.Fatalf("first stand-in: %+v", first.Result)
+	}
+	local := h.record(first.RRN)
+	remote := func(mut func(r *journal.Record)) *journal.Record {
+		r := copyRecord(local)
+		r.RRN = "2" + r.RRN[1:]
+		mut(r)
+		return r
+	}
+	// Not counted: yesterday's, a decline, an issuer's approval.
+	h.p.SeenRemoteStandIn(remote(func(r *journal.Record) { r.Received = r.Received.Add(-24 * time.Hour) }))
+	h.p.SeenRemoteStandIn(remote(func(r *journal.Record) { r.RC, r.StandIn = "91", false }))
+	h.p.SeenRemoteStandIn(remote(func(r *journal.Record) { r.StandIn = false }))
+	if a := h.do(h.purchase(100)); a.RC != "00" {
+		t.Fatalf("second stand-in, after records that do not count: %+v", a.Result)
+	}
+	// One stand-in approval on node 2: the card's third here is its fourth.
+	h.p.SeenRemoteStandIn(remote(func(*journal.Record) {}))
+	if a := h.do(h.purchase(100)); a.RC != "91" || a.Reason != "issuer-unavailable" {
+		t.Fatalf("a stand-in over the card's count with node 2's: %+v; want 91 issuer-unavailable", a.Result)
+	}
+}
+
 // TestRecordLocked: in a cluster every change of an original by another transaction
 // (refund, void, the terminal's reversal, completion of a pre-authorization) is made
 // under the original's lock across the nodes (RecordLocker): every write of the

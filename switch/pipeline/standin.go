@@ -38,6 +38,34 @@ func (b *standInBook) take(card, day string, amount int64, lim StandInLimits) bo
 	return true
 }
 
+// note counts a stand-in approval another node gave (SeenRemoteStandIn): one of an
+// earlier day than the book's counts no more; a later day starts the book afresh.
+func (b *standInBook) note(card, day string, amount int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch {
+	case day < b.day:
+		return
+	case day > b.day:
+		b.day, b.n, b.sum = day, map[string]int{}, map[string]int64{}
+	}
+	b.n[card]++
+	b.sum[card] += amount
+}
+
+// SeenRemoteStandIn counts a stand-in approval of another node of the cluster in this
+// node's stand-in limits of its card and day, so that a card gets the limits once
+// across the cluster, not once on each node (the server calls it for the first final
+// version of each such record its journal's applier applies). Two nodes standing in
+// for the same card within the applier's lag may each still approve once more than
+// the limits, as velocity counters lag.
+func (p *Pipeline) SeenRemoteStandIn(rec *journal.Record) {
+	if !rec.StandIn || !rec.Approved() || rec.CardHash == "" {
+		return
+	}
+	p.standIn.note(rec.CardHash, rec.Received.In(p.cfg.Location).Format("2006-01-02"), rec.Amount)
+}
+
 // standInOrDecline approves within the issuer's stand-in limits, or declines 91.
 func (p *Pipeline) standInOrDecline(ctx context.Context, t *txn, why string, declined func()) (frontend.Response, error) {
 	r := t.req

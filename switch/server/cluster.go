@@ -762,6 +762,9 @@ func (s *Server) onRemoteRecord(rec, prev *journal.Record) {
 	if p := s.remotePipe.Load(); p != nil && rec.TID != "" && rec.STAN != "" && rec.DE7 != "" {
 		p.SeenRemote(rec.TID, rec.STAN, rec.DE7, rec.Received)
 	}
+	if p := s.remotePipe.Load(); p != nil && rec.StandIn && rec.Final() && (prev == nil || !prev.Final()) {
+		p.SeenRemoteStandIn(rec)
+	}
 	if rec.KSN != "" && s.Keys != nil {
 		// Every version, not only the first seen: a raise is idempotent (no write
 		// when the counter is not higher), and a node that died between applying
