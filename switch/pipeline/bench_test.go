@@ -35,3 +35,38 @@ func BenchmarkProcessApproval(b *testing.B) {
 		resp.Sent(true)
 	}
 }
+
+// BenchmarkProcessRefund is a refund's path over the fakes: the original read and
+// checked under its lock (its stripe on a single switch), its amount reserved, the
+// refund sent to the issuer, approved, journaled and answered. Each refund takes 1
+// of a large original.
+func BenchmarkProcessRefund(b *testing.B) {
+	h := newHarness(b)
+	ctx := context.Background()
+	orig := h.do(h.purchase(1_000_000_000))
+	if orig.RC != "00" {
+		b.Fatalf("original: %+v", orig.Result)
+	}
+	frames := make([][]byte, 0, 4096)
+	n := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		if len(frames) == 0 {
+			b.StopTimer()
+			for range cap(frames) {
+				n++
+				tx := h.refund(orig, 1)
+				tx.TID = fmt.Sprintf("T%07d", n/999_999)
+				tx.STAN = fmt.Sprintf("%06d", n%999_999+1)
+				frames = append(frames, h.frame(tx))
+			}
+			b.StartTimer()
+		}
+		resp, err := h.p.Process(ctx, h.conn, frames[len(frames)-1])
+		frames = frames[:len(frames)-1]
+		if err != nil || resp.Body == nil {
+			b.Fatalf("Process: %v", err)
+		}
+		resp.Sent(true)
+	}
+}
