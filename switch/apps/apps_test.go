@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/rs/zerolog"
 
 	"github.com/switchyard/switchyard/switch/registry"
 )
@@ -44,6 +45,9 @@ func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
 type fixture struct {
 	t     *testing.T
 	dir   string
+	chk   []byte   // the card hash key New is given
+	logs  *logSink // what the Manager logs
+	tweak func(*Options)
 	db    *badger.DB
 	reg   *registry.Registry
 	m     *Manager
@@ -58,7 +62,7 @@ const mid = "M00000000000001"
 // A920, kind pos) and a Manager with an approved Ed25519 signing key "acq-1".
 func newFixture(t *testing.T, n int) *fixture {
 	t.Helper()
-	f := &fixture{t: t, dir: t.TempDir(), clock: &clock{t: t0}}
+	f := &fixture{t: t, dir: t.TempDir(), clock: &clock{t: t0}, chk: []byte("0123456789abcdef0123456789abcdef"), logs: &logSink{}}
 	f.open()
 	t.Cleanup(f.close)
 	f.approve(f.reg.RequestChange(alice, registry.Change{Op: registry.OpMerchantRegister, Merchant: &registry.Merchant{
@@ -80,17 +84,32 @@ func newFixture(t *testing.T, n int) *fixture {
 
 func (f *fixture) open() {
 	f.t.Helper()
+	if err := f.tryOpen(); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// tryOpen opens the database, the registry and the Manager; when New fails, the
+// database and the registry are closed again.
+func (f *fixture) tryOpen() error {
 	db, err := badger.Open(badger.DefaultOptions(f.dir + "/db").WithLogger(nil).WithMemTableSize(8 << 20).WithValueLogFileSize(16 << 20))
 	if err != nil {
-		f.t.Fatal(err)
+		return err
 	}
 	f.db = db
 	if f.reg, err = registry.New(db, f.clock.Now, registry.Options{SeenFlushInterval: -1}); err != nil {
-		f.t.Fatal(err)
+		db.Close()
+		return err
 	}
-	if f.m, err = New(db, f.reg, Options{Dir: f.dir + "/apps", Now: f.clock.Now}); err != nil {
-		f.t.Fatal(err)
+	o := Options{Dir: f.dir + "/apps", Now: f.clock.Now, CardHashKey: f.chk, Logger: zerolog.New(f.logs)}
+	if f.tweak != nil {
+		f.tweak(&o)
 	}
+	if f.m, err = New(db, f.reg, o); err != nil {
+		f.close()
+		return err
+	}
+	return nil
 }
 
 func (f *fixture) close() {

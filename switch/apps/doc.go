@@ -45,7 +45,8 @@
 // sent: the AV is recorded as the terminal's installed version, and when a newer
 // release is offered to it the answer's DE 48 carries tag UP =
 // VERSION:SIZE:SHA256:TOKEN (docs/terminal-interface.md). TOKEN authenticates the
-// download as that terminal: an HMAC-SHA256, under a key of this switch, of the
+// download as that terminal: an HMAC-SHA256, under a key of this switch (stored
+// only sealed under a key derived from the card hash key: tokenkey.go), of the
 // terminal ID, the package hash and an expiry (24 h). The terminal learned it over
 // its own ISO link (MAC-verified when its profile requires a MAC), so whoever
 // holds it is that terminal for that one package. The download, GET

@@ -3,7 +3,6 @@ package apps
 import (
 	"context"
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -51,13 +50,25 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives uploads, refusals and altered blobs (tag it component=apps).
 	Logger zerolog.Logger
+	// CardHashKey is the switch's card hash key (security.card_hash_key_hex),
+	// required unless NoTokens: the key of the download tokens is stored sealed
+	// under a key derived from it (tokenkey.go).
+	CardHashKey []byte
+	// NoTokens makes a Manager that offers no update and accepts no download
+	// token: it neither reads, makes nor rewrites the token key, and needs no
+	// CardHashKey. For the tools' --data mode, which reads a stopped switch's data
+	// directory without its configuration.
+	NoTokens bool
 }
 
 // Badger keys of the Manager (in the registry's database).
 const (
 	pfxPackage = "app/pkg/" // + name@version -> Package JSON
 	pfxReport  = "app/rep/" // + terminal ID -> Report JSON
-	keySecret  = "app/secret"
+	// keySecret held the token key in the clear (versions before sealing): read,
+	// rewritten sealed under keySealed and deleted (tokenkey.go).
+	keySecret = "app/secret"
+	keySealed = "app/secret-sealed" // the token key, sealed (tokenkey.go)
 )
 
 // Manager manages packages, publications, offers, downloads and reports. Its
@@ -69,7 +80,7 @@ type Manager struct {
 	opts  Options
 	log   zerolog.Logger
 	now   func() time.Time
-	token []byte // the HMAC key of download tokens
+	token []byte // the HMAC key of download tokens (nil with Options.NoTokens)
 
 	mu   sync.Mutex // guards st and pkgs
 	st   *state
@@ -102,6 +113,9 @@ func New(db *badger.DB, reg Registry, opts Options) (*Manager, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if !opts.NoTokens && len(opts.CardHashKey) < 16 {
+		return nil, errors.New("apps: Options.CardHashKey is required (at least 16 bytes): the download token key is sealed under a key derived from it")
+	}
 	m := &Manager{db: db, reg: reg, blobs: blobs{dir: opts.Dir}, opts: opts, log: opts.Logger, now: opts.Now,
 		st: newState(), pkgs: map[string]*Package{}, reports: map[string]*Report{}, stored: map[string]time.Time{}}
 	if err := m.load(); err != nil {
@@ -116,44 +130,47 @@ func New(db *badger.DB, reg Registry, opts Options) (*Manager, error) {
 	return m, nil
 }
 
-// load reads the packages, the reports and the token key from Badger.
+// load reads the packages and the reports from Badger, and the token key
+// (loadTokenKey) in the same transaction.
 func (m *Manager) load() error {
 	return m.db.Update(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte("app/")})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			k := string(it.Item().Key())
-			v, err := it.Item().ValueCopy(nil)
-			if err != nil {
-				return fmt.Errorf("apps: read %s: %w", k, err)
-			}
-			switch {
-			case strings.HasPrefix(k, pfxPackage):
-				p := new(Package)
-				if err := json.Unmarshal(v, p); err != nil {
-					return fmt.Errorf("apps: decode %s: %w", k, err)
-				}
-				m.pkgs[p.Ref()] = p
-			case strings.HasPrefix(k, pfxReport):
-				r := new(Report)
-				if err := json.Unmarshal(v, r); err != nil {
-					return fmt.Errorf("apps: decode %s: %w", k, err)
-				}
-				m.reports[r.Terminal] = r
-				m.stored[r.Terminal] = r.ReportedAt
-			case k == keySecret:
-				m.token = v
-			}
+		if err := m.loadState(txn); err != nil {
+			return err
 		}
-		if len(m.token) == 0 {
-			m.token = make([]byte, 32)
-			if _, err := rand.Read(m.token); err != nil {
-				return err
-			}
-			return txn.Set([]byte(keySecret), m.token)
+		if m.opts.NoTokens {
+			return nil
 		}
-		return nil
+		return m.loadTokenKey(txn)
 	})
+}
+
+// loadState reads the packages and the reports.
+func (m *Manager) loadState(txn *badger.Txn) error {
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte("app/")})
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		k := string(it.Item().Key())
+		v, err := it.Item().ValueCopy(nil)
+		if err != nil {
+			return fmt.Errorf("apps: read %s: %w", k, err)
+		}
+		switch {
+		case strings.HasPrefix(k, pfxPackage):
+			p := new(Package)
+			if err := json.Unmarshal(v, p); err != nil {
+				return fmt.Errorf("apps: decode %s: %w", k, err)
+			}
+			m.pkgs[p.Ref()] = p
+		case strings.HasPrefix(k, pfxReport):
+			r := new(Report)
+			if err := json.Unmarshal(v, r); err != nil {
+				return fmt.Errorf("apps: decode %s: %w", k, err)
+			}
+			m.reports[r.Terminal] = r
+			m.stored[r.Terminal] = r.ReportedAt
+		}
+	}
+	return nil
 }
 
 // applied is the ExtOp.Apply of the Manager's operations: the state is rebuilt
@@ -438,8 +455,11 @@ func mustJSON(v any) json.RawMessage {
 
 // Token returns the download token of terminal tid for the package with hash sum,
 // valid until exp: "EXPIRY.MAC", MAC the first 16 bytes of HMAC-SHA256 under the
-// switch's token key, base64url.
+// switch's token key, base64url. It is "" with Options.NoTokens.
 func (m *Manager) Token(tid, sum string, exp time.Time) string {
+	if m.token == nil {
+		return ""
+	}
 	e := strconv.FormatInt(exp.Unix(), 10)
 	return e + "." + base64.RawURLEncoding.EncodeToString(m.tokenMAC(tid, sum, e))
 }
@@ -452,6 +472,9 @@ func (m *Manager) tokenMAC(tid, sum, exp string) []byte {
 
 // checkToken verifies a token of tid for sum at now.
 func (m *Manager) checkToken(tok, tid, sum string, now time.Time) error {
+	if m.token == nil {
+		return errors.New("this switch serves no downloads (no token key)")
+	}
 	e, mac, ok := strings.Cut(tok, ".")
 	if !ok {
 		return errors.New("malformed token (want EXPIRY.MAC)")

@@ -48,7 +48,7 @@ type ReportRequest struct {
 // records the AV as the installed version and returns the DE 48 UP value to send
 // when a newer release is offered to the terminal ("" when none). The cup dialect
 // signals the same offer with header processing requirement 6 (the caller sets it
-// when Offer returns a value).
+// when Offer returns a value). With Options.NoTokens nothing is offered.
 func (m *Manager) Offer(tid, appVersion string, now time.Time) string {
 	if appVersion != "" && validVersion(appVersion) {
 		m.record(tid, func(r *Report) {
@@ -57,6 +57,9 @@ func (m *Manager) Offer(tid, appVersion string, now time.Time) string {
 				r.Failed = nil
 			}
 		}, now)
+	}
+	if m.token == nil {
+		return ""
 	}
 	a := m.asg.Load()
 	o, ok := a.offers[tid]

@@ -105,8 +105,10 @@ func OpenOffline(dir, actor, tz string, lmk keys.LMKSource) (*Offline, error) {
 	opts.Profiles = profile.NewSet(nil)
 	_ = (&profileRefresher{set: opts.Profiles, path: ProfilesFile(dir)}).load()
 	// The applications' packages, groups and rollout as last reported (read-only:
-	// the --data mode refuses every change).
-	if opts.Apps, err = apps.New(db, reg, apps.Options{Dir: filepath.Join(dir, "apps")}); err != nil {
+	// the --data mode refuses every change). Without the configuration there is no
+	// card hash key to open the download token key with, nor a terminal to offer
+	// an update to: the token key is left as it is.
+	if opts.Apps, err = apps.New(db, reg, apps.Options{Dir: filepath.Join(dir, "apps"), NoTokens: true}); err != nil {
 		o.Close()
 		return nil, err
 	}

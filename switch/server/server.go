@@ -431,7 +431,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	if err := s.cl.follow(casesLog, s.Cases); err != nil {
 		return nil, fmt.Errorf("review cases: %w", err)
 	}
-	if err := s.openApps(); err != nil {
+	if err := s.openApps(key); err != nil {
 		return nil, err
 	}
 	standIn := map[string]pipeline.StandInLimits{}

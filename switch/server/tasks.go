@@ -33,11 +33,12 @@ const (
 	claimTTL            = 7 * 24 * time.Hour  // how long a cluster claim of a slot is kept
 )
 
-// openApps opens the terminal application manager (switch/apps) over the registry.
-func (s *Server) openApps() error {
+// openApps opens the terminal application manager (switch/apps) over the registry;
+// its download token key is sealed under a key derived from cardHashKey.
+func (s *Server) openApps(cardHashKey []byte) error {
 	c := s.cfg.Apps
 	m, err := apps.New(s.db, s.Registry, apps.Options{Dir: filepath.Join(s.cfg.DataDir, "apps"), MaxPackageBytes: c.MaxPackageBytes,
-		TokenTTL: c.TokenTTL.D(), RefreshInterval: c.RefreshInterval.D(), Now: s.cfg.Clock, Logger: s.log.With().Str("component", "apps").Logger()})
+		TokenTTL: c.TokenTTL.D(), RefreshInterval: c.RefreshInterval.D(), Now: s.cfg.Clock, CardHashKey: cardHashKey, Logger: s.log.With().Str("component", "apps").Logger()})
 	if err != nil {
 		return fmt.Errorf("apps: %w", err)
 	}
