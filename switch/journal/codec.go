@@ -77,17 +77,21 @@ func (r *Record) AppendBinary(b []byte) ([]byte, error) {
 	// by decoders older than them, so the version stays 1.
 	// Each optional field is written when it or one after it is set, so that the
 	// decoder reads them in order.
-	if r.Label != "" || r.QR != "" || r.CompletedBy != "" || r.KSN != "" {
+	rev := r.Rev != 0
+	if r.Label != "" || r.QR != "" || r.CompletedBy != "" || r.KSN != "" || rev {
 		e.str(r.Label)
 	}
-	if r.QR != "" || r.CompletedBy != "" || r.KSN != "" {
+	if r.QR != "" || r.CompletedBy != "" || r.KSN != "" || rev {
 		e.str(r.QR)
 	}
-	if r.CompletedBy != "" || r.KSN != "" {
+	if r.CompletedBy != "" || r.KSN != "" || rev {
 		e.str(r.CompletedBy)
 	}
-	if r.KSN != "" {
+	if r.KSN != "" || rev {
 		e.str(r.KSN)
+	}
+	if rev {
+		e.int(r.Rev)
 	}
 	return e.b, nil
 }
@@ -198,6 +202,9 @@ func (r *Record) UnmarshalBinary(b []byte) error {
 	}
 	if d.err == nil && len(d.b) > 0 {
 		r.KSN = d.str()
+	}
+	if d.err == nil && len(d.b) > 0 {
+		r.Rev = d.int()
 	}
 	if d.err != nil {
 		return fmt.Errorf("journal record %s: %w", r.RRN, d.err)

@@ -122,6 +122,12 @@ type Record struct {
 	// the other nodes of a cluster refuse the same KSN again (a replay). Encoded after
 	// CompletedBy, only when set.
 	KSN string `json:"ksn,omitempty"`
+	// Rev counts the versions of the record a cluster's journal published: each
+	// write of a version sets it to one more than the version it was made from, so
+	// that every node keeps the latest, whatever the events merged into its copy (a
+	// delivery mark) or the order in which versions arrive. 0 on a single switch,
+	// and in records written before it. Encoded after KSN, only when set.
+	Rev int64 `json:"rev,omitempty"`
 }
 
 // Approved reports whether the record ended in an approval.

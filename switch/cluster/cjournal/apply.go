@@ -552,14 +552,21 @@ func (j *Journal) applyRecord(ctx context.Context, rec *journal.Record, data []b
 	return nil
 }
 
-// newerVersion says whether a is a later version of its record than b: more
-// events, or as many with a final and b not. The second is a request answered 91
+// newerVersion says whether a is a later version of its record than b: a higher
+// Rev when both carry one and they differ (every version since 5 December 2026:
+// events alone do not order the versions of an original changed by other
+// transactions, a refund's reservation adding none, and a node's copy carrying its
+// delivery mark merged as an event); else more events, or as many with a final and b
+// not. The last is a request answered 91
 // while the stream had not acknowledged its write-ahead record: the final version
 // the pipeline keeps for the journal's return takes the write-ahead's "sent" event
 // back (the request never went to the issuer) and adds its answer, as many events
 // as the write-ahead version, which the stream may still have stored, and which
 // the resender may send again after it.
 func newerVersion(a, b *journal.Record) bool {
+	if a.Rev != b.Rev && a.Rev > 0 && b.Rev > 0 {
+		return a.Rev > b.Rev
+	}
 	if len(a.Events) != len(b.Events) {
 		return len(a.Events) > len(b.Events)
 	}

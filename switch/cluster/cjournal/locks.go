@@ -38,6 +38,19 @@ const (
 	lockRelease = 2 * time.Second
 )
 
+// lockHeld says whether Create failed because the key exists: ErrKeyExists, or,
+// when Create found a delete marker and another node created the key between its
+// read and its update, the stream's "wrong last sequence" (code 10071, or 10164 from
+// a replicated stream, which nats.go v1.55 returns unwrapped from that path).
+func lockHeld(err error) bool {
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return true
+	}
+	var api *jetstream.APIError
+	return errors.As(err, &api) && (api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
+
 // openLocks creates (or finds) the lock bucket.
 func openLocks(ctx context.Context, js jetstream.JetStream, replicas int) (jetstream.KeyValue, error) {
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
@@ -77,7 +90,7 @@ func (j *Journal) LockRecord(ctx context.Context, rrn string) (unlock func(), er
 		if err == nil {
 			break
 		}
-		if !errors.Is(err, jetstream.ErrKeyExists) {
+		if !lockHeld(err) {
 			if ctx.Err() != nil {
 				err = fmt.Errorf("%w: %w", cluster.ErrNoQuorum, err)
 			}

@@ -3,8 +3,10 @@ package cjournal
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -131,5 +133,144 @@ func TestLockRecord(t *testing.T) {
 	}
 	if st := m1.j.Stats(); st.LocksTaken != 3 || st.LockWaits != 0 || st.LockFailures != 0 {
 		t.Errorf("node 1's lock figures: taken %d, found held %d, failed %d; want 3, 0, 0", st.LocksTaken, st.LockWaits, st.LockFailures)
+	}
+}
+
+// TestLockRecordAfterMark: a change made under the lock by a node whose copy lacks
+// the owner's delivery mark (one event fewer than the owner's copy, which merges the
+// mark) reaches the owner all the same: versions are ordered by Rev, not by events.
+// Before Rev, node 1's applier kept its own copy, the reservation was lost there, and
+// node 1 would approve a second full refund (found by a review).
+func TestLockRecordAfterMark(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	nc := startCluster(t, ctx, 3)
+	base := t.TempDir()
+	m1 := openMember(t, ctx, nc.nodes[0], 1, 3, filepath.Join(base, "m1"))
+	defer m1.close(t)
+	m2 := openMember(t, ctx, nc.nodes[1], 2, 3, filepath.Join(base, "m2"))
+	defer m2.close(t)
+	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	// Node 1: a purchase, written ahead and final; its answer is being delivered.
+	rrn, err := m1.j.NextRRN()
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := request(rrn, "T1", "000001", at)
+	if err := m1.j.Write(ctx, req, true, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := m1.j.Write(ctx, answer(req, at.Add(time.Millisecond)), false, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := m2.j.CaughtUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Node 2: a refund takes the lock and reads the purchase...
+	unlock2, err := m2.j.LockRecord(ctx, rrn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur, err := m2.j.Get(rrn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// ...while node 1 marks the purchase's answer delivered (Pipeline.sent), which
+	// its own copy shows at once.
+	if err := m1.j.MarkDelivery(rrn, true, at.Add(2*time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		got, err := m1.j.Get(rrn)
+		if err == nil && got.State == journal.StateResponded {
+			break
+		}
+		if err != nil || ctx.Err() != nil {
+			t.Fatalf("node 1's copy never showed its mark: %+v %v", got, err)
+		}
+		time.Sleep(time.Millisecond) // polling, with the test's deadline
+	}
+	cur.Refunded = 1000 // a full refund
+	if err := m2.j.Write(ctx, cur, false, true); err != nil {
+		t.Fatal(err)
+	}
+	unlock2()
+	// Node 1: a second full refund takes the lock and reads the purchase.
+	unlock1, err := m1.j.LockRecord(ctx, rrn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := m1.j.Get(rrn)
+	unlock1()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Refunded != 1000 || got.State != journal.StateResponded {
+		t.Fatalf("node 1 holds the lock after node 2's full refund and reads refunded %d, state %s (rev %d); want 1000, responded", got.Refunded, got.State, got.Rev)
+	}
+}
+
+// TestLockRecordContended: three nodes, two changes at a time on each, add 1 to one
+// record's Refunded under its lock, each reading the record, adding and writing it
+// durably: no update is lost (the record ends at the number of changes made) and none
+// fails for a lock another node held (each waits its turn). Before the lock's
+// "wrong last sequence" was taken for held, about one lock in five failed at once.
+func TestLockRecordContended(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	nc := startCluster(t, ctx, 3)
+	base := t.TempDir()
+	ms := make([]*member, 3)
+	for i := range ms {
+		ms[i] = openMember(t, ctx, nc.nodes[i], i+1, 3, filepath.Join(base, fmt.Sprint(i+1)))
+		defer ms[i].close(t)
+	}
+	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	rrn, err := journalTxn(ctx, ms[0], "T1", "000001", at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms[1:] {
+		if err := m.j.CaughtUp(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const perWorker = 8
+	var wg sync.WaitGroup
+	for _, m := range ms {
+		for range 2 {
+			wg.Go(func() {
+				for range perWorker {
+					unlock, err := m.j.LockRecord(ctx, rrn)
+					if err != nil {
+						t.Errorf("node %d: %v", m.num, err)
+						return
+					}
+					rec, err := m.j.Get(rrn)
+					if err == nil {
+						rec.Refunded++
+						err = m.j.Write(ctx, rec, false, true)
+					}
+					unlock()
+					if err != nil {
+						t.Errorf("node %d: change under the lock: %v", m.num, err)
+						return
+					}
+				}
+			})
+		}
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	for _, m := range ms {
+		if err := m.j.CaughtUp(ctx); err != nil {
+			t.Fatal(err)
+		}
+		rec, err := m.j.Get(rrn)
+		if err != nil || rec.Refunded != 3*2*perWorker {
+			t.Errorf("node %d reads refunded %d (%v); want %d: changes made under the lock were lost", m.num, rec.Refunded, err, 3*2*perWorker)
+		}
 	}
 }

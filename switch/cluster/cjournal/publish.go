@@ -109,12 +109,17 @@ func (j *Journal) Write(ctx context.Context, rec *journal.Record, first, durable
 			return fmt.Errorf("cjournal: record %s refused: %w: %w", rec.RRN, journal.ErrUnavailable, err)
 		}
 	}
-	if len(rec.RRN) > 0 && rec.RRN[0] != j.node[0] {
-		// Another node's record: the applier's copy is no longer the store's version
-		// (dropped before and after, for an applier that applies a version meanwhile).
+	if !first || len(rec.RRN) > 0 && rec.RRN[0] != j.node[0] {
+		// A later version, or another node's record: the applier's copy (of a version
+		// another node wrote) is no longer the store's version (dropped before and
+		// after, for an applier that applies a version meanwhile). A first version
+		// of this node's own record cannot be there.
 		j.ap.recent.drop(rec.RRN)
 		defer j.ap.recent.drop(rec.RRN)
 	}
+	// One more than the version it was made from (Record.Rev): the appliers keep
+	// the highest.
+	rec.Rev++
 	// The encoding starts in a buffer as large as recent ones grew (growing it from
 	// nil, a few doublings a record, was 2.5% of a cluster node's CPU). A write-ahead
 	// record's f entry, its RRN's length and the RRN before the encoding, is built in
