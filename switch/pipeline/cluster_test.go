@@ -186,6 +186,114 @@ func TestRecordLocked(t *testing.T) {
 	}
 }
 
+// TestRecoverUnderLock: recovery (a restart's, or a survivor's of a dead node's
+// records) settles each record as it reads it again under its lock, not the scan's
+// copy: an approval without a delivery mark that a refund or completion named since
+// (on another node: the scan's copy lacks it) is not reversed, the terminal had its
+// answer; one reversed meanwhile is left; the others are settled as before.
+func TestRecoverUnderLock(t *testing.T) {
+	var mu sync.Mutex
+	var locked []string
+	h := newHarness(t, withLocks(func(_ context.Context, rrn string) (func(), error) {
+		mu.Lock()
+		locked = append(locked, rrn)
+		mu.Unlock()
+		return func() {}, nil
+	}))
+	at := h.clock.Now().UTC()
+	rec := func(rrn, typ string) *journal.Record {
+		r := &journal.Record{RRN: rrn, Received: at, MTI: "0200", Type: typ, ProcCode: "000000", TID: testTID, MID: testMID,
+			STAN: rrn[6:], DE7: message.FormatDE7(at), Amount: 100, Issuer: "bank", IssuerSTAN: "000009", RC: "00"}
+		r.AddEvent(journal.StateReceived, at, "")
+		r.AddEvent(journal.StateSent, at, "")
+		r.AddEvent(journal.StateAnswered, at, "")
+		return r
+	}
+	stale := []*journal.Record{rec("000000000001", "purchase"), rec("000000000002", "preauth"),
+		rec("000000000003", "purchase"), rec("000000000004", "purchase")}
+	for _, r := range stale {
+		if err := h.j.Write(t.Context(), r, true, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Since the scan's copies: 1 refunded in part, 2 completed, 3 reversed by a void.
+	for rrn, change := range map[string]func(r *journal.Record){
+		"000000000001": func(r *journal.Record) { r.Refunded = 30 },
+		"000000000002": func(r *journal.Record) { r.CompletedBy = "200000000009" },
+		"000000000003": func(r *journal.Record) { r.ReversedBy = "200000000010" },
+	} {
+		r := h.record(rrn)
+		change(r)
+		if err := h.j.Write(t.Context(), r, false, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := h.p.RecoverRecords(t.Context(), "node 2 lost", func(_ context.Context, fn func(*journal.Record) bool) error {
+		for _, r := range stale {
+			if !fn(copyRecord(r)) {
+				break
+			}
+		}
+		return nil
+	})
+	if err != nil || n != 1 {
+		t.Fatalf("RecoverRecords: %d settled, %v; want 1", n, err)
+	}
+	for rrn, want := range map[string]string{"000000000001": "", "000000000002": "", "000000000003": "200000000010", "000000000004": "switch:undelivered-at-restart"} {
+		if r := h.record(rrn); r.ReversedBy != want {
+			t.Errorf("%s reversed by %q, want %q (refunded %d, completed by %q)", rrn, r.ReversedBy, want, r.Refunded, r.CompletedBy)
+		}
+	}
+	if got := h.record("000000000001").Refunded; got != 30 {
+		t.Errorf("the refunded purchase holds %d refunded after recovery, want 30", got)
+	}
+	if items := h.q.all(); len(items) != 1 || items[0].RRN != "000000000004" {
+		t.Errorf("queued %v; want the reversal of 000000000004 alone", queued(h))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if fmt.Sprint(locked) != "[000000000001 000000000002 000000000003 000000000004]" {
+		t.Errorf("locked %v; want each record recovered", locked)
+	}
+}
+
+// TestUndeliveredWithoutLock: an approval whose answer did not reach its terminal
+// is reversed even when its record cannot be locked across the cluster: the 0420
+// is queued at once, and the record's reversal mark is owed and written under the
+// lock by settle once it can be taken.
+func TestUndeliveredWithoutLock(t *testing.T) {
+	refuse := false
+	h := newHarness(t, withLocks(func(_ context.Context, rrn string) (func(), error) {
+		if refuse {
+			return nil, fmt.Errorf("cjournal: lock record %s: %w: no quorum", rrn, journal.ErrUnavailable)
+		}
+		return func() {}, nil
+	}))
+	refuse = true
+	a := h.process(h.frame(h.purchase(1000)), false)
+	if a.RC != "00" {
+		t.Fatalf("purchase: %+v", a.Result)
+	}
+	if items := h.q.all(); len(items) != 1 || items[0].MTI != "0420" || items[0].RRN != a.RRN {
+		t.Fatalf("queued %v; want the 0420 of %s", queued(h), a.RRN)
+	}
+	if r := h.record(a.RRN); r.Reversed() {
+		t.Fatalf("record written reversed without its lock: %+v", r)
+	}
+	h.p.settle(t.Context()) // still no lock: nothing changes
+	if r := h.record(a.RRN); r.Reversed() {
+		t.Fatalf("record written reversed without its lock: %+v", r)
+	}
+	refuse = false
+	h.p.settle(t.Context())
+	if r := h.record(a.RRN); r.ReversedBy != "switch:undelivered" {
+		t.Fatalf("after settle under the lock: reversed by %q, want switch:undelivered", r.ReversedBy)
+	}
+	if n := len(h.q.all()); n != 1 {
+		t.Errorf("%d advices queued; want the one 0420", n)
+	}
+}
+
 // purchased sends an approved purchase of 5000 and returns it with its answer.
 func purchased(h *harness) (termclient.Txn, answer) {
 	tx := h.purchase(5000)

@@ -1032,13 +1032,28 @@ func (p *Pipeline) sent(t *txn, delivered bool) {
 	}()
 	unlock, err := p.lockRecord(context.Background(), rec.RRN)
 	if err != nil {
-		// The approval must be reversed all the same: under this node's stripe
-		// alone (in a cluster only a void or refund of an answer the terminal never
-		// had could race it).
-		p.log.Warn().Err(err).Str("rrn", rec.RRN).Msg("undelivered approval: record not locked across the cluster; reversed under this node's lock")
-		l := &p.locks[lockIndex(rec.RRN)]
-		l.Lock()
-		unlock = l.Unlock
+		// Not locked (no quorum, or held elsewhere too long: a void, refund or
+		// reversal of it on another node): the reversal must go all the same. It is
+		// queued now from this node's copy; its mark is owed, and settle writes it
+		// under the lock once it can, unless another change reversed the record
+		// meanwhile (the mark is not written over another node's change).
+		p.log.Warn().Err(err).Str("rrn", rec.RRN).Msg("undelivered approval: record not locked across the cluster; reversal queued, its mark owed")
+		cur, gerr := p.journal.Get(rec.RRN)
+		if gerr != nil {
+			p.log.Error().Err(gerr).Str("rrn", rec.RRN).Msg("undelivered approval: record not readable; NOT reversed")
+			return
+		}
+		if cur.Reversed() {
+			out = recordOutcome(cur)
+			return
+		}
+		p.queueReversal(cur, "switch:undelivered")
+		out = recordOutcome(cur)
+		if cur.ReversedBy == "switch:undelivered" {
+			p.retract(cur, risk.Retraction{Kind: risk.RetractReversal})
+			p.oweReversal(cur.RRN, cur.ReversedBy, err)
+		}
+		return
 	}
 	defer unlock()
 	cur, err := p.journal.Get(rec.RRN)

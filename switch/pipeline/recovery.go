@@ -30,19 +30,51 @@ func (p *Pipeline) Recover(ctx context.Context) (int, error) {
 // cluster uses it for the records of another node that died (scan yields that node's
 // records), so that what the dead node left open is settled by a survivor.
 func (p *Pipeline) RecoverRecords(ctx context.Context, why string, scan func(ctx context.Context, fn func(*journal.Record) bool) error) (int, error) {
-	var open, undelivered []*journal.Record
+	var open, undelivered []string // the open first, as before
 	if err := scan(ctx, func(r *journal.Record) bool {
 		switch {
 		case !r.Final():
-			open = append(open, r)
+			open = append(open, r.RRN)
 		case reversibleApproval(r) && !delivered(r):
-			undelivered = append(undelivered, r)
+			undelivered = append(undelivered, r.RRN)
 		}
 		return true
 	}); err != nil {
 		return 0, err
 	}
-	for _, r := range open {
+	n := 0
+	for _, rrn := range append(open, undelivered...) {
+		settled, err := p.recoverRecord(ctx, rrn, why)
+		if err != nil {
+			return n, err
+		}
+		if settled {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// recoverRecord settles one record the scan found open or approved without a
+// delivery mark, read again under its lock (in a cluster another node may have
+// changed it since the scan's copy: a survivor's copy of a dead node's record may
+// lack a void or a refund's reservation made on a third node, which a version
+// written from it would undo). An open record is closed (91 and reversed when it
+// was sent, 96 when not); an approval without a mark is reversed, unless a later
+// transaction named it (a refund's reservation, a completion: its terminal had the
+// answer) or it was reversed meanwhile. It reports whether it wrote the record.
+func (p *Pipeline) recoverRecord(ctx context.Context, rrn, why string) (bool, error) {
+	unlock, err := p.lockRecord(ctx, rrn)
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
+	r, err := p.journal.Get(rrn)
+	if err != nil {
+		return false, err
+	}
+	switch {
+	case !r.Final():
 		sent := false
 		for _, e := range r.Events {
 			sent = sent || e.State == journal.StateSent
@@ -55,27 +87,34 @@ func (p *Pipeline) RecoverRecords(ctx context.Context, why string, scan func(ctx
 			r.RC, r.DecidedBy, r.Reason = message.RCSystemMalfunction, "switch", "open-at-restart"
 		}
 		if err := p.journal.Write(ctx, r, false, true); err != nil {
-			return 0, err
+			return false, err
 		}
 		p.log.Warn().Str("rrn", r.RRN).Str("tid", r.TID).Bool("reversed", sent).Msg("recovered an open transaction")
+		return true, nil
+	case !reversibleApproval(r) || delivered(r):
+		return false, nil // settled since the scan
+	case r.Refunded > 0 || r.CompletedBy != "":
+		// A refund of it, or its completion, came from its terminal's merchant:
+		// the answer was had. Reversing it would credit the card twice.
+		p.log.Info().Str("rrn", r.RRN).Int64("refunded", r.Refunded).Str("completed_by", r.CompletedBy).
+			Msg("approval without a delivery mark at restart, named by a later refund or completion: not reversed")
+		return false, nil
 	}
-	for _, r := range undelivered {
-		r.AddEvent(journal.StateInDoubt, p.now().UTC(), "approved, delivery unknown at restart")
-		p.queueReversal(r, "switch:undelivered-at-restart")
-		if r.ReversedBy == "switch:undelivered-at-restart" {
-			p.retract(r, risk.Retraction{Kind: risk.RetractReversal})
-		}
-		if !r.Reversed() {
-			// The queue refused it (logged by queueReversal): the operator must act.
-			p.log.Error().Str("rrn", r.RRN).Str("tid", r.TID).Msg("approval in doubt after restart NOT reversed")
-		}
-		if err := p.journal.Write(ctx, r, false, true); err != nil {
-			return 0, err
-		}
-		p.log.Warn().Str("rrn", r.RRN).Str("tid", r.TID).Str("issuer", r.Issuer).
-			Msg("recovered an approval whose answer has no delivery mark: reversed")
+	r.AddEvent(journal.StateInDoubt, p.now().UTC(), "approved, delivery unknown at restart")
+	p.queueReversal(r, "switch:undelivered-at-restart")
+	if r.ReversedBy == "switch:undelivered-at-restart" {
+		p.retract(r, risk.Retraction{Kind: risk.RetractReversal})
 	}
-	return len(open) + len(undelivered), nil
+	if !r.Reversed() {
+		// The queue refused it (logged by queueReversal): the operator must act.
+		p.log.Error().Str("rrn", r.RRN).Str("tid", r.TID).Msg("approval in doubt after restart NOT reversed")
+	}
+	if err := p.journal.Write(ctx, r, false, true); err != nil {
+		return false, err
+	}
+	p.log.Warn().Str("rrn", r.RRN).Str("tid", r.TID).Str("issuer", r.Issuer).
+		Msg("recovered an approval whose answer has no delivery mark: reversed")
+	return true, nil
 }
 
 // delivered reports whether the record's answer is known to have reached the terminal.

@@ -2,6 +2,7 @@ package cjournal
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -51,6 +52,22 @@ func lockHeld(err error) bool {
 		api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
+// lockKey is the lock's key of the record rrn: the RRN itself when it is letters and
+// digits (the switch's own), else "x" and its hex (a DE 37 a terminal sent may hold
+// any character, and a KV key may not; an RRN starting with x is encoded too, so
+// that no two RRNs share a key).
+func lockKey(rrn string) string {
+	for i := 0; i < len(rrn); i++ {
+		if c := rrn[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z') {
+			return "x" + hex.EncodeToString([]byte(rrn))
+		}
+	}
+	if rrn == "" || rrn[0] == 'x' {
+		return "x" + hex.EncodeToString([]byte(rrn))
+	}
+	return rrn
+}
+
 // openLocks creates (or finds) the lock bucket.
 func openLocks(ctx context.Context, js jetstream.JetStream, replicas int) (jetstream.KeyValue, error) {
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
@@ -82,16 +99,17 @@ func (j *Journal) LockRecord(ctx context.Context, rrn string) (unlock func(), er
 	fail := func(err error) (func(), error) {
 		j.stats.lockFailures.Add(1)
 		j.cn.Metrics().ObserveRecordLock("failed")
-		return nil, fmt.Errorf("cjournal: lock record %s: %w: %w", rrn, journal.ErrUnavailable, err)
+		return nil, fmt.Errorf("cjournal: lock record %q: %w: %w", rrn, journal.ErrUnavailable, err)
 	}
+	key := lockKey(rrn)
 	var rev uint64
 	for {
-		rev, err = j.locks.Create(ctx, rrn, []byte(j.idPrefix))
+		rev, err = j.locks.Create(ctx, key, []byte(j.idPrefix))
 		if err == nil {
 			break
 		}
 		if !lockHeld(err) {
-			if ctx.Err() != nil {
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 				err = fmt.Errorf("%w: %w", cluster.ErrNoQuorum, err)
 			}
 			return fail(err)
@@ -106,7 +124,7 @@ func (j *Journal) LockRecord(ctx context.Context, rrn string) (unlock func(), er
 			t.Stop()
 			holder := "another change"
 			gctx, gcancel := context.WithTimeout(context.Background(), lockRelease)
-			if e, gerr := j.locks.Get(gctx, rrn); gerr == nil {
+			if e, gerr := j.locks.Get(gctx, key); gerr == nil {
 				holder = "node process " + string(e.Value())
 			}
 			gcancel()
@@ -117,7 +135,7 @@ func (j *Journal) LockRecord(ctx context.Context, rrn string) (unlock func(), er
 	unlock = func() {
 		ctx, cancel := context.WithTimeout(context.Background(), lockRelease)
 		defer cancel()
-		if err := j.locks.Delete(ctx, rrn, jetstream.LastRevision(rev)); err != nil {
+		if err := j.locks.Delete(ctx, key, jetstream.LastRevision(rev)); err != nil {
 			j.log.Warn().Err(err).Str("rrn", rrn).Dur("lapses_in", lockTTL).Msg("cluster journal: record lock not released; it lapses by itself")
 		}
 	}

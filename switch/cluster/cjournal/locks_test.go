@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -272,5 +273,25 @@ func TestLockRecordContended(t *testing.T) {
 		if err != nil || rec.Refunded != 3*2*perWorker {
 			t.Errorf("node %d reads refunded %d (%v); want %d: changes made under the lock were lost", m.num, rec.Refunded, err, 3*2*perWorker)
 		}
+	}
+}
+
+// TestLockKey: every RRN, whatever a terminal sent in DE 37, has a valid KV key of its
+// own.
+func TestLockKey(t *testing.T) {
+	valid := regexp.MustCompile(`^[-/_=a-zA-Z0-9]+$`)
+	seen := map[string]string{}
+	for _, rrn := range []string{"100000000001", "ABC123", "", " 12", "12 ", "*", "x", "x20", "x78", "a.b", "1/2", "\x00"} {
+		k := lockKey(rrn)
+		if !valid.MatchString(k) {
+			t.Errorf("lockKey(%q) = %q: not a valid KV key", rrn, k)
+		}
+		if other, ok := seen[k]; ok {
+			t.Errorf("lockKey(%q) = lockKey(%q) = %q", rrn, other, k)
+		}
+		seen[k] = rrn
+	}
+	if k := lockKey("100000000001"); k != "100000000001" {
+		t.Errorf("the switch's RRN 100000000001 has the key %q, want itself", k)
 	}
 }
