@@ -104,6 +104,7 @@ type Journal struct {
 	js     jetstream.JetStream
 	stream jetstream.Stream
 	locks  jetstream.KeyValue // LockBucket
+	held   heldLocks          // the locks this node holds (locks.go)
 	opts   Options
 	node   string // Options.Node as a digit
 	cn     *cluster.Node

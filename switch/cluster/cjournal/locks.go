@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -38,6 +40,46 @@ const (
 	// lockRelease bounds a release's request; a lost one lapses after lockTTL.
 	lockRelease = 2 * time.Second
 )
+
+// heldLocks are the records whose locks this node holds, each with whether a
+// durable write of the record failed meanwhile.
+type heldLocks struct {
+	mu sync.Mutex
+	n  atomic.Int32 // len(m), read without mu by failed
+	m  map[string]bool
+}
+
+func (h *heldLocks) add(rrn string) {
+	h.mu.Lock()
+	if h.m == nil {
+		h.m = make(map[string]bool)
+	}
+	h.m[rrn] = false
+	h.n.Store(int32(len(h.m)))
+	h.mu.Unlock()
+}
+
+// failed notes a failed durable write of rrn, if its lock is held.
+func (h *heldLocks) failed(rrn string) {
+	if h.n.Load() == 0 {
+		return
+	}
+	h.mu.Lock()
+	if _, ok := h.m[rrn]; ok {
+		h.m[rrn] = true
+	}
+	h.mu.Unlock()
+}
+
+// remove forgets rrn's lock and says whether a write failed under it.
+func (h *heldLocks) remove(rrn string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	failed := h.m[rrn]
+	delete(h.m, rrn)
+	h.n.Store(int32(len(h.m)))
+	return failed
+}
 
 // lockHeld says whether Create failed because the key exists: ErrKeyExists, or,
 // when Create found a delete marker and another node created the key between its
@@ -132,7 +174,15 @@ func (j *Journal) LockRecord(ctx context.Context, rrn string) (unlock func(), er
 		}
 		wait, waited = min(2*wait, 50*time.Millisecond), true
 	}
+	j.held.add(rrn)
 	unlock = func() {
+		if j.held.remove(rrn) {
+			// A durable write of the record failed under the lock: the stream may
+			// still store it (its group is sent again), after a next holder read the
+			// record without it. The lock lapses instead, after lockTTL.
+			j.log.Warn().Str("rrn", rrn).Dur("lapses_in", lockTTL).Msg("cluster journal: a write under the record's lock failed; the lock is kept until it lapses")
+			return
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), lockRelease)
 		defer cancel()
 		if err := j.locks.Delete(ctx, key, jetstream.LastRevision(rev)); err != nil {

@@ -149,7 +149,11 @@ func (j *Journal) Write(ctx context.Context, rec *journal.Record, first, durable
 		}
 		return nil
 	}
-	return j.writeBoth(ctx, "record "+rec.RRN, kindRecord[0], data, func() error { return j.store.WriteEncoded(ctx, rec, data, first, true) })
+	err = j.writeBoth(ctx, "record "+rec.RRN, kindRecord[0], data, func() error { return j.store.WriteEncoded(ctx, rec, data, first, true) })
+	if err != nil {
+		j.held.failed(rec.RRN)
+	}
+	return err
 }
 
 // maxEncodeHint bounds encodeHint: a rare large record does not make every later
