@@ -203,6 +203,7 @@ listeners: [{name: ascii, addr: "%[4]s"}]
 admin: {addr: "%[5]s"}
 demo_issuer: {external: "%[6]s", timeout: %[7]s}
 shutdown: {drain_timeout: 5s}
+qr: {orders: {wait: 20s}}
 security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504154482d48415348"}
 cluster:
   mode: embedded

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -11,10 +12,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchyard/switchyard/switch/config"
 	"github.com/switchyard/switchyard/switch/issuersim"
 	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/message"
+	"github.com/switchyard/switchyard/switch/qr"
+	"github.com/switchyard/switchyard/switch/server"
 	"github.com/switchyard/switchyard/switch/termclient"
+	"github.com/switchyard/switchyard/switch/wallet"
 )
 
 // The cluster tests of issue 14 (docs/cluster.md): three switch processes with embedded
@@ -79,6 +84,7 @@ func TestClusterServes(t *testing.T) {
 	t.Run("IncidentsAcrossNodes", c.testIncidents)
 	t.Run("OfflineAlertOnce", c.testOfflineAlert)
 	t.Run("ImportSeenEverywhere", c.testImport)
+	t.Run("QROrderAcrossNodes", c.testQROrder)
 	for _, n := range c.nodes {
 		if err := n.stop(); err != nil {
 			t.Errorf("graceful stop: %v; log ends:\n%s", err, n.logTail(2000))
@@ -1289,6 +1295,135 @@ func TestClusterQuorumLost(t *testing.T) {
 	for _, n := range c.nodes {
 		if err := n.stop(); err != nil {
 			t.Errorf("graceful stop: %v; log ends:\n%s", err, n.logTail(2000))
+		}
+	}
+}
+
+// notifyOrder posts a network's signed payment notification (the demo secret) to
+// node n's admin server, as the network would, and returns its answer.
+func (c *testCluster) notifyOrder(n int, note wallet.Notification) (int, wallet.Result, error) {
+	body, err := json.Marshal(note)
+	if err != nil {
+		return 0, wallet.Result{}, err
+	}
+	req, err := http.NewRequest(http.MethodPost, "http://"+c.node(n).adminAddr+server.NotifyPath, bytes.NewReader(body))
+	if err != nil {
+		return 0, wallet.Result{}, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(wallet.NotifySignatureHeader, wallet.Sign([]byte(config.DemoNotifySecret), body))
+	resp, err := (&http.Client{Timeout: 15 * time.Second}).Do(req)
+	if err != nil {
+		return 0, wallet.Result{}, err
+	}
+	defer resp.Body.Close()
+	var res wallet.Result
+	err = json.NewDecoder(resp.Body).Decode(&res)
+	return resp.StatusCode, res, err
+}
+
+// testQROrder: a merchant-presented order made on node 1 is served by every node
+// (qr.orders.wait is 20 s here): the terminal's inquiry waiting on node 3 is
+// answered paid when the payment, notified to nodes 2 and 1 at once (the network
+// repeating it), reaches node 3; both notifications are answered SUCCESS, and the
+// journal holds the payment once, not reversed. Before the orders were shared,
+// node 2 answered ORDER_NOT_FOUND and node 3 declined the inquiry (25).
+func (c *testCluster) testQROrder(t *testing.T) {
+	c = c.rebind(t)
+	t1 := singleNodeTerm(c, 1, 15*time.Second)
+	defer t1.close()
+	tx := orderTx(message.PCQROrder, 2600, "")
+	tx.STAN, tx.Time = termclient.NextSTAN(), time.Now()
+	a, _, _, err := t1.send(tx, 15*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := orderTLV(t, a)
+	if a.RC != "00" || o.QRState != "open" || o.QROrder == "" {
+		t.Fatalf("order on node 1: %+v (%+v)", a, o)
+	}
+
+	// The terminal waits on node 3 for the payment.
+	t3 := singleNodeTerm(c, 3, 30*time.Second)
+	defer t3.close()
+	answered := make(chan termclient.Result, 1)
+	inq := orderTx(message.PCQRInquiry, 0, o.QROrder)
+	inq.STAN, inq.Time = termclient.NextSTAN(), time.Now()
+	asked := time.Now()
+	go func() {
+		r, _, _, err := t3.send(inq, 30*time.Second)
+		if err != nil {
+			t.Errorf("inquiry on node 3: %v", err)
+		}
+		answered <- r
+	}()
+	select {
+	case r := <-answered:
+		t.Fatalf("node 3 answered before the payment: %+v (%+v)", r, orderTLV(t, r))
+	case <-time.After(500 * time.Millisecond): // the inquiry is held (a bound, not a synchronization)
+	}
+
+	// The network notifies node 2 and, at the same time, node 1 (a repeat).
+	note := wallet.Notification{Network: qr.WeChat, OrderID: o.QROrder, TransactionID: "4200000000" + o.QROrder, TotalFee: 2600}
+	type told struct {
+		code int
+		res  wallet.Result
+		err  error
+	}
+	var got [2]told
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for k, n := range []int{2, 1} {
+		wg.Go(func() {
+			<-start
+			got[k].code, got[k].res, got[k].err = c.notifyOrder(n, note)
+		})
+	}
+	close(start)
+	wg.Wait()
+	for k, n := range []int{2, 1} {
+		if g := got[k]; g.err != nil || g.code != http.StatusOK || g.res.Result != wallet.Success {
+			t.Fatalf("notification to node %d: %d %+v %v", n, g.code, g.res, g.err)
+		}
+	}
+
+	select {
+	case r := <-answered:
+		if st := orderTLV(t, r).QRState; r.RC != "00" || st != "paid" || r.Amount != "000000002600" || len(r.AuthCode) != 6 {
+			t.Fatalf("node 3's held inquiry: %+v (%s)", r, st)
+		}
+		if waited := time.Since(asked); waited > 15*time.Second {
+			t.Fatalf("node 3 answered after %s: at its wait's end, not when it applied the payment", waited)
+		}
+	case <-time.After(25 * time.Second):
+		t.Fatal("node 3's held inquiry was not answered")
+	}
+
+	// The journal holds the payment once, approved and not reversed, on every node.
+	for n := 1; n <= 3; n++ {
+		c.waitJournaled(n, "T0000001", o.QROrder, 10*time.Second)
+		recs, err := c.node(n).journal("T0000001")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var found []*journal.Record
+		for _, r := range recs {
+			if r.RRN == o.QROrder {
+				found = append(found, r)
+			}
+		}
+		if len(found) != 1 {
+			t.Fatalf("node %d's journal holds %d records of the order", n, len(found))
+		}
+		r := found[0]
+		received := 0
+		for _, e := range r.Events {
+			if e.State == journal.StateReceived {
+				received++
+			}
+		}
+		if !r.Approved() || r.Type != "purchase" || r.QR != qr.WeChat || r.Amount != 2600 || r.Reversed() || received != 1 {
+			t.Fatalf("node %d's record of the payment (%d received events): %+v", n, received, r)
 		}
 	}
 }

@@ -6,6 +6,13 @@
 // notification exactly once (by the network's transaction ID), and wakes the
 // terminals waiting on it. What the payment means for the journal (a purchase record,
 // or a refund of a late payment) is the wiring's: the book only keeps the order.
+//
+// In a cluster the book is shared (Options.Log): every creation and payment is a
+// commit ordered through the STATE stream (package kvsync) before the node writes
+// it to its Badger, and the other nodes apply it as it comes (ApplyRemote), waking
+// their waiting terminals. A payment is decided with a compare-and-set on the
+// store's revision, so that of two nodes notified at once only one takes the
+// order; the other catches up and finds it decided.
 package qrorder
 
 import (
@@ -13,10 +20,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+
+	"github.com/switchyard/switchyard/internal/statelog"
+	"github.com/switchyard/switchyard/internal/statelog/kvsync"
 )
 
 // States of an order.
@@ -50,6 +61,24 @@ type Order struct {
 // ErrNotFound: no order has the ID.
 var ErrNotFound = errors.New("qr order not found")
 
+// ErrConflict is wrapped when another node's orders kept changing the shared book
+// while this node tried to commit (maxAttempts times in a row).
+var ErrConflict = errors.New("qr orders: changed on other nodes meanwhile")
+
+// RevisionKey is the Badger key of the shared book's revision (cluster only); the
+// orders are under "qrorder/", in a single switch's Badger and a cluster's alike.
+const RevisionKey = "qrorders/rev"
+
+// maxAttempts bounds how often a commit that conflicted with the other nodes'
+// (kvsync.Sync.Do tries twice itself) is tried again: the orders are independent,
+// so a conflict is most often another order's creation on another node.
+const maxAttempts = 5
+
+// missCatchUp bounds how long a node that does not have an order waits to catch up
+// with the cluster's book before it says the order is not found (an order made on
+// another node a moment ago).
+const missCatchUp = 3 * time.Second
+
 // Options configure the book.
 type Options struct {
 	// Persist writes a key durably (the journal's PutDurable); nil writes to Badger
@@ -57,24 +86,117 @@ type Options struct {
 	Persist func(ctx context.Context, key, value []byte) error
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Log shares the book with the other nodes of a cluster (the STATE stream's
+	// store "qrorders"); nil: a single switch, whose orders go to Badger alone
+	// through Persist. With a Log, Persist is not used: the stream keeps the
+	// commits (replicated), and Badger is this node's copy.
+	Log statelog.Log
+	// CatchUp waits until the book has applied every commit the Log held
+	// (cluster.StoreLog.CatchUp): after a conflict, and before a node says that an
+	// order is not found.
+	CatchUp func(ctx context.Context, r statelog.Replica) error
 }
 
 // Book is the order book. It is safe for concurrent use.
 type Book struct {
 	db      *badger.DB
 	opts    Options
-	mu      sync.Mutex // serializes updates of orders
+	sync    *kvsync.Sync // the shared book's commits (cluster); nil alone
+	mu      sync.Mutex   // serializes updates of orders (alone); guards waiters
 	waiters map[string][]chan struct{}
 }
 
 const prefix = "qrorder/"
 
-// NewBook returns the book over db.
-func NewBook(db *badger.DB, opts Options) *Book {
+// NewBook returns the book over db, shared through opts.Log when it is set.
+func NewBook(db *badger.DB, opts Options) (*Book, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Book{db: db, opts: opts, waiters: map[string][]chan struct{}{}}
+	b := &Book{db: db, opts: opts, waiters: map[string][]chan struct{}{}}
+	if opts.Log != nil {
+		var err error
+		if b.sync, err = kvsync.New(db, kvsync.Config{Name: "qr orders", RevKey: RevisionKey, Log: opts.Log, CatchUp: opts.CatchUp,
+			Conflict: ErrConflict, Applied: b.applied}); err != nil {
+			return nil, err
+		}
+	}
+	return b, nil
+}
+
+// shared reports whether the book is a cluster's.
+func (b *Book) shared() bool { return b.sync != nil }
+
+// ApplyRemote implements statelog.Replica: another node's order made or paid (or
+// this node's own, ordered but not confirmed to it).
+func (b *Book) ApplyRemote(rev uint64, c statelog.Commit) error {
+	if b.sync == nil {
+		return errors.New("qr orders: not shared (no log)")
+	}
+	return b.sync.ApplyRemote(rev, c)
+}
+
+// Revision implements statelog.Replica.
+func (b *Book) Revision() uint64 {
+	if b.sync == nil {
+		return 0
+	}
+	return b.sync.Revision()
+}
+
+// applied wakes the terminals waiting on the orders another node's commit decided
+// (called with the sync's writer lock held, once Badger has the commit).
+func (b *Book) applied(c statelog.Commit) {
+	for _, kv := range c.Writes {
+		k := string(kv.Key)
+		if len(kv.Value) == 0 || !strings.HasPrefix(k, prefix) {
+			continue
+		}
+		var o Order
+		if err := json.Unmarshal(kv.Value, &o); err != nil || o.State == Open {
+			continue
+		}
+		b.wake(strings.TrimPrefix(k, prefix))
+	}
+}
+
+// wake closes the channels of the terminals waiting on order id.
+func (b *Book) wake(id string) {
+	b.mu.Lock()
+	for _, w := range b.waiters[id] {
+		close(w)
+	}
+	delete(b.waiters, id)
+	b.mu.Unlock()
+}
+
+// do runs op through the shared book's sync, again while it conflicts with the
+// other nodes' commits (each run of op reads the book as this node has it then).
+func (b *Book) do(ctx context.Context, op kvsync.Op) error {
+	var err error
+	for range maxAttempts {
+		if err = b.sync.Do(ctx, op, nil); !errors.Is(err, statelog.ErrConflict) || ctx.Err() != nil {
+			return err
+		}
+	}
+	return err
+}
+
+// find reads order id; in a cluster, one this node does not have yet is read again
+// once the node has caught up with the book (bounded by missCatchUp), so that an
+// order made on another node a moment ago is found.
+func (b *Book) find(ctx context.Context, id string) (*Order, error) {
+	o, err := b.get(id)
+	if !errors.Is(err, ErrNotFound) || !b.shared() || b.opts.CatchUp == nil {
+		return o, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, missCatchUp)
+	cerr := b.opts.CatchUp(cctx, b)
+	cancel()
+	if o, err = b.get(id); errors.Is(err, ErrNotFound) && cerr != nil {
+		return nil, fmt.Errorf("%w (this node did not catch up with the cluster's orders: %v)", ErrNotFound, cerr)
+	}
+	return o, err
 }
 
 func (b *Book) put(ctx context.Context, o *Order) error {
@@ -122,6 +244,17 @@ func (b *Book) Create(ctx context.Context, o Order) error {
 		return fmt.Errorf("qr order: id, terminal and expiry are required (got %q, %q, %v)", o.ID, o.TID, o.Expires)
 	}
 	o.State = Open
+	if b.shared() {
+		v, err := json.Marshal(&o)
+		if err != nil {
+			return err
+		}
+		return b.do(ctx, func() (statelog.Commit, func(), error) {
+			var c kvsync.Commit
+			c.Set([]byte(prefix+o.ID), v)
+			return c.Commit, nil, nil
+		})
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.put(ctx, &o)
@@ -129,7 +262,7 @@ func (b *Book) Create(ctx context.Context, o Order) error {
 
 // Get returns the order with its state as of now.
 func (b *Book) Get(id string) (Order, error) {
-	o, err := b.get(id)
+	o, err := b.find(context.Background(), id)
 	if err != nil {
 		return Order{}, err
 	}
@@ -139,6 +272,13 @@ func (b *Book) Get(id string) (Order, error) {
 // Wait returns the order once it is no longer open, or after d, or when ctx ends,
 // whichever comes first (d = 0: at once).
 func (b *Book) Wait(ctx context.Context, id string, d time.Duration) (Order, error) {
+	if b.shared() {
+		// Caught up (outside the lock: the catch-up waits for ApplyRemote, which
+		// wakes waiters under it) when this node does not have the order yet.
+		if _, err := b.find(ctx, id); err != nil {
+			return Order{}, err
+		}
+	}
 	ch := make(chan struct{})
 	b.mu.Lock()
 	o, err := b.get(id)
@@ -200,16 +340,39 @@ const (
 
 // Pay records a payment notification for the order id. It decides under the book's
 // lock, so that two notifications of one order never both take it; a different
-// transaction on an order already paid or refunded is Late (refunded too).
+// transaction on an order already paid or refunded is Late (refunded too). In a
+// cluster the decision is a compare-and-set on the shared book's revision: when
+// another node decided the order first, this node's commit conflicts, the node
+// catches up, and decides again on the order as the other node left it.
 func (b *Book) Pay(ctx context.Context, id string, p Payment) (Order, Outcome, error) {
+	if b.shared() {
+		return b.payShared(ctx, id, p)
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	o, err := b.get(id)
 	if err != nil {
 		return Order{}, 0, err
 	}
+	out, changed := b.decide(o, p)
+	if !changed {
+		return b.view(o), out, nil
+	}
+	if err := b.put(ctx, o); err != nil {
+		return Order{}, 0, err
+	}
+	for _, w := range b.waiters[id] {
+		close(w)
+	}
+	delete(b.waiters, id)
+	return b.view(o), out, nil
+}
+
+// decide applies payment p to o: the outcome, and whether o changed (an open order
+// is paid, or refunded when late or of another amount).
+func (b *Book) decide(o *Order, p Payment) (Outcome, bool) {
 	if o.State != Open && o.TransactionID == p.TransactionID {
-		return b.view(o), Again, nil
+		return Again, false
 	}
 	now := b.opts.Now()
 	out := Taken
@@ -220,19 +383,45 @@ func (b *Book) Pay(ctx context.Context, id string, p Payment) (Order, Outcome, e
 	if o.State != Open {
 		// Already decided by another transaction: this one is refunded, and the order
 		// keeps its first payment.
-		return b.view(o), Late, nil
+		return Late, false
 	}
 	o.Network, o.Connector, o.TransactionID, o.PaidAmount, o.PaidAt = p.Network, p.Connector, p.TransactionID, p.Amount, now
 	o.State = Paid
 	if out == Late {
 		o.State = Refunded
 	}
-	if err := b.put(ctx, o); err != nil {
+	return out, true
+}
+
+// payShared is Pay in a cluster: the order's change is committed through the
+// shared book's sync, ordered after the revision the decision read.
+func (b *Book) payShared(ctx context.Context, id string, p Payment) (Order, Outcome, error) {
+	if _, err := b.find(ctx, id); err != nil {
 		return Order{}, 0, err
 	}
-	for _, w := range b.waiters[id] {
-		close(w)
+	var (
+		o   *Order
+		out Outcome
+	)
+	err := b.do(ctx, func() (statelog.Commit, func(), error) {
+		var err error
+		if o, err = b.get(id); err != nil {
+			return statelog.Commit{}, nil, err
+		}
+		var changed bool
+		if out, changed = b.decide(o, p); !changed {
+			return statelog.Commit{}, nil, nil
+		}
+		v, err := json.Marshal(o)
+		if err != nil {
+			return statelog.Commit{}, nil, err
+		}
+		var c kvsync.Commit
+		c.Set([]byte(prefix+id), v)
+		return c.Commit, func() { b.wake(id) }, nil
+	})
+	if err != nil {
+		return Order{}, 0, err
 	}
-	delete(b.waiters, id)
 	return b.view(o), out, nil
 }

@@ -37,7 +37,10 @@ func TestBook(t *testing.T) {
 	dir := t.TempDir()
 	db := openDB(t, dir)
 	c := &clock{t: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)}
-	b := NewBook(db, Options{Now: c.now})
+	b, err := NewBook(db, Options{Now: c.now})
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx := context.Background()
 	mk := func(id string, amount int64) {
 		if err := b.Create(ctx, Order{ID: id, TID: "T0000001", MID: "000000000000001", Amount: amount, Created: c.now(), Expires: c.now().Add(time.Minute)}); err != nil {
@@ -90,7 +93,9 @@ func TestBook(t *testing.T) {
 
 	db = openDB(t, dir)
 	defer db.Close()
-	b = NewBook(db, Options{Now: c.now})
+	if b, err = NewBook(db, Options{Now: c.now}); err != nil {
+		t.Fatal(err)
+	}
 	if o, err := b.Get("000000000001"); err != nil || o.State != Paid || o.TransactionID != "TX1" {
 		t.Fatalf("after reopening: %+v %v", o, err)
 	}

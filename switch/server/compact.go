@@ -19,6 +19,7 @@ import (
 	"github.com/switchyard/switchyard/switch/cluster"
 	"github.com/switchyard/switchyard/switch/merchantrisk"
 	"github.com/switchyard/switchyard/switch/notify"
+	"github.com/switchyard/switchyard/switch/qrorder"
 	"github.com/switchyard/switchyard/switch/registry"
 )
 
@@ -34,6 +35,7 @@ var sharedStores = []sharedStore{
 	{name: "ratings", revKey: merchantrisk.PinsRevisionKey},
 	{name: "notices", revKey: notify.RevisionKey},
 	{name: "cases", revKey: cases.RevisionKey},
+	{name: "qrorders", revKey: qrorder.RevisionKey},
 }
 
 // sharedStore is one entry of sharedStores.

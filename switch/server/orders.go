@@ -44,7 +44,20 @@ func (s *Server) newOrderDesk() (*orderDesk, error) {
 	if now == nil {
 		now = time.Now
 	}
-	return &orderDesk{book: qrorder.NewBook(s.db, qrorder.Options{Persist: s.Journal.PutDurable, Now: now}), cfg: s.cfg.QR, now: now,
+	// In a cluster the book is shared through the STATE stream (store "qrorders"):
+	// any node serves any order, its notification and its terminal's inquiries.
+	olog, err := s.cl.storeLog("qrorders")
+	if err != nil {
+		return nil, err
+	}
+	book, err := qrorder.NewBook(s.db, qrorder.Options{Persist: s.Journal.PutDurable, Now: now, Log: asLog(olog), CatchUp: catchUp(olog)})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.cl.follow(olog, book); err != nil {
+		return nil, fmt.Errorf("qr orders: %w", err)
+	}
+	return &orderDesk{book: book, cfg: s.cfg.QR, now: now,
 		secret: secret, log: s.log.With().Str("component", "qr-orders").Logger()}, nil
 }
 

@@ -1,0 +1,317 @@
+package qrorder
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/switchyard/switchyard/internal/statelog"
+	"github.com/switchyard/switchyard/internal/statelog/kvsync/kvsynctest"
+)
+
+// sharedNode is one node's book of a cluster in the tests, on its own Badger.
+type sharedNode struct {
+	b   *Book
+	log *kvsynctest.Log
+}
+
+// paidCounter is a replica that counts the commits, ordered in the shared log, that
+// decide an order (paid or refunded): what the cluster's stream holds.
+type paidCounter struct {
+	mu      sync.Mutex
+	rev     uint64
+	decided map[string]int
+}
+
+func (p *paidCounter) ApplyRemote(rev uint64, c statelog.Commit) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if rev <= p.rev {
+		return nil
+	}
+	p.rev = rev
+	for _, kv := range c.Writes {
+		var o Order
+		if json.Unmarshal(kv.Value, &o) == nil && o.State != Open {
+			p.decided[o.ID]++
+		}
+	}
+	return nil
+}
+
+func (p *paidCounter) Revision() uint64 { p.mu.Lock(); defer p.mu.Unlock(); return p.rev }
+
+func (p *paidCounter) count(id string) int { p.mu.Lock(); defer p.mu.Unlock(); return p.decided[id] }
+
+// twoNodes opens two books sharing mem (each catching up by delivering mem), and a
+// counter of the decisions mem orders.
+func twoNodes(t *testing.T, c *clock) (a, b *sharedNode, mem *statelog.Memory, decided *paidCounter) {
+	t.Helper()
+	mem = &statelog.Memory{}
+	open := func() *sharedNode {
+		l := kvsynctest.New(mem)
+		bk, err := NewBook(openDB(t, t.TempDir()), Options{Now: c.now, Log: l,
+			CatchUp: func(context.Context, statelog.Replica) error { return mem.Deliver() }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mem.Follow(bk)
+		return &sharedNode{b: bk, log: l}
+	}
+	a, b = open(), open()
+	decided = &paidCounter{decided: map[string]int{}}
+	mem.Follow(decided)
+	return a, b, mem, decided
+}
+
+func deliver(t *testing.T, mem *statelog.Memory) {
+	t.Helper()
+	if err := mem.Deliver(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waiting waits until n terminals wait on order id in book b (registered under the
+// book's lock, as a payment applied after it wakes them).
+func waiting(t *testing.T, b *Book, id string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b.mu.Lock()
+		got := len(b.waiters[id])
+		b.mu.Unlock()
+		if got >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d terminals wait on %s, want %d", got, id, n)
+		}
+		runtime.Gosched()
+	}
+}
+
+// TestBookShared: in a cluster an order made on node A is found on node B (once
+// delivered, or at once by B catching up when it does not have it); paid through
+// B, it is paid on A too, and the terminal waiting on A is woken when A applies
+// the payment, not at its timeout. The same payment notified to A and B at once is
+// taken once (one commit decides the order, the other node finds it taken by the
+// same transaction: Again); two transactions at once: one takes it, the other is
+// refunded. A payment whose commit's outcome is unknown is not applied, and its
+// repeat finds it once it is ordered.
+func TestBookShared(t *testing.T) {
+	c := &clock{t: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)}
+	a, b, mem, decided := twoNodes(t, c)
+	ctx := context.Background()
+	mk := func(n *sharedNode, id string, amount int64) {
+		t.Helper()
+		if err := n.b.Create(ctx, Order{ID: id, TID: "T0000001", MID: "000000000000001", Amount: amount, Created: c.now(), Expires: c.now().Add(time.Minute)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Made on A, seen on B.
+	mk(a, "100000000001", 1000)
+	deliver(t, mem)
+	if o, err := b.b.Get("100000000001"); err != nil || o.State != Open || o.Amount != 1000 || o.TID != "T0000001" {
+		t.Fatalf("B: %+v %v", o, err)
+	}
+	// Made on A a moment ago, not delivered yet: B catches up before it says no.
+	mk(a, "100000000002", 0)
+	if o, err := b.b.Get("100000000002"); err != nil || o.State != Open {
+		t.Fatalf("B, before delivery: %+v %v", o, err)
+	}
+	if _, err := b.b.Get("999999999999"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("unknown on B: %v", err)
+	}
+
+	// A terminal waits on A; the payment is notified to B.
+	woke := make(chan Order, 1)
+	go func() {
+		o, _ := a.b.Wait(ctx, "100000000001", time.Hour)
+		woke <- o
+	}()
+	waiting(t, a.b, "100000000001", 1)
+	o, out, err := b.b.Pay(ctx, "100000000001", Payment{Network: "wechat", Connector: "wechat", TransactionID: "TX1", Amount: 1000})
+	if err != nil || out != Taken || o.State != Paid {
+		t.Fatalf("pay on B: %+v %v %v", o, out, err)
+	}
+	select {
+	case w := <-woke:
+		t.Fatalf("A's waiter woke before A applied the payment: %+v", w)
+	default:
+	}
+	deliver(t, mem)
+	select {
+	case w := <-woke:
+		if w.State != Paid || w.TransactionID != "TX1" {
+			t.Fatalf("A's waiter saw %+v", w)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("A's waiter was not woken when A applied B's payment")
+	}
+	if o, err := a.b.Get("100000000001"); err != nil || o.State != Paid || o.PaidAmount != 1000 {
+		t.Fatalf("A after B's payment: %+v %v", o, err)
+	}
+	// The network repeats it to A: nothing changes.
+	if _, out, err := a.b.Pay(ctx, "100000000001", Payment{TransactionID: "TX1", Amount: 1000}); err != nil || out != Again {
+		t.Fatalf("repeat on A: %v %v", out, err)
+	}
+
+	// The same payment notified to A and B at once: B's commit is ordered while A's
+	// is on its way (A's conflicts, A catches up and finds it taken).
+	mk(a, "100000000003", 500)
+	deliver(t, mem)
+	type result struct {
+		o   Order
+		out Outcome
+		err error
+	}
+	var fromB result
+	calls := len(a.log.Commits())
+	a.log.Before = func(n int) {
+		if n == calls+1 {
+			fromB.o, fromB.out, fromB.err = b.b.Pay(ctx, "100000000003", Payment{Network: "alipay", TransactionID: "TX3", Amount: 500})
+		}
+	}
+	o, out, err = a.b.Pay(ctx, "100000000003", Payment{Network: "alipay", TransactionID: "TX3", Amount: 500})
+	a.log.Before = nil
+	if fromB.err != nil || fromB.out != Taken {
+		t.Fatalf("B: %+v", fromB)
+	}
+	if err != nil || out != Again || o.State != Paid || o.TransactionID != "TX3" {
+		t.Fatalf("A, notified at the same time: %+v %v %v", o, out, err)
+	}
+	select {
+	case <-a.log.Conflicts:
+	default:
+		t.Fatal("A's commit did not conflict with B's")
+	}
+	deliver(t, mem)
+	if n := decided.count("100000000003"); n != 1 {
+		t.Fatalf("the order was decided %d times in the log", n)
+	}
+
+	// Truly at once, on both nodes, several times: one takes it, one finds it taken.
+	for i, id := range []string{"100000000011", "100000000012", "100000000013", "100000000014"} {
+		mk(a, id, 700)
+		deliver(t, mem)
+		results := make(chan result, 2)
+		for _, n := range []*sharedNode{a, b} {
+			go func() {
+				o, out, err := n.b.Pay(ctx, id, Payment{Network: "unionpay", TransactionID: "TXS" + id, Amount: 700})
+				results <- result{o, out, err}
+			}()
+		}
+		outs := map[Outcome]int{}
+		for range 2 {
+			r := <-results
+			if r.err != nil || r.o.State != Paid || r.o.TransactionID != "TXS"+id {
+				t.Fatalf("round %d: %+v", i, r)
+			}
+			outs[r.out]++
+		}
+		deliver(t, mem)
+		if outs[Taken] != 1 || outs[Again] != 1 || decided.count(id) != 1 {
+			t.Fatalf("round %d: outcomes %v, decided %d times", i, outs, decided.count(id))
+		}
+	}
+
+	// Two transactions at once: the first ordered keeps the order, the other is
+	// refunded (Late, the order showing the first's transaction).
+	mk(a, "100000000004", 900)
+	deliver(t, mem)
+	calls = len(a.log.Commits())
+	a.log.Before = func(n int) {
+		if n == calls+1 {
+			fromB.o, fromB.out, fromB.err = b.b.Pay(ctx, "100000000004", Payment{Network: "wechat", TransactionID: "TX4B", Amount: 900})
+		}
+	}
+	o, out, err = a.b.Pay(ctx, "100000000004", Payment{Network: "wechat", TransactionID: "TX4A", Amount: 900})
+	a.log.Before = nil
+	if fromB.err != nil || fromB.out != Taken || err != nil || out != Late || o.TransactionID != "TX4B" || o.State != Paid {
+		t.Fatalf("two transactions: B %+v; A %+v %v %v", fromB, o, out, err)
+	}
+
+	// Expired and refunded as before, across nodes: expired on B, paid late on A.
+	mk(a, "100000000005", 300)
+	deliver(t, mem)
+	c.add(time.Minute)
+	if o, _ := b.b.Get("100000000005"); o.State != Expired {
+		t.Fatalf("B after the expiry: %s", o.State)
+	}
+	if o, out, err := a.b.Pay(ctx, "100000000005", Payment{TransactionID: "TX5", Amount: 300}); err != nil || out != Late || o.State != Refunded {
+		t.Fatalf("late on A: %+v %v %v", o, out, err)
+	}
+	deliver(t, mem)
+	if o, _ := b.b.Get("100000000005"); o.State != Refunded || o.TransactionID != "TX5" {
+		t.Fatalf("B after the late payment: %+v", o)
+	}
+
+	// The cluster does not confirm A's commit (it is ordered all the same): A has
+	// not applied it, and the network's repeat finds it once delivered.
+	c.add(-time.Minute)
+	mk(b, "100000000006", 400)
+	deliver(t, mem)
+	a.log.SetUnknown(true)
+	if _, _, err := a.b.Pay(ctx, "100000000006", Payment{TransactionID: "TX6", Amount: 400}); !errors.Is(err, statelog.ErrUnavailable) {
+		t.Fatalf("unconfirmed payment: %v", err)
+	}
+	a.log.SetUnknown(false)
+	if o, _ := a.b.Get("100000000006"); o.State != Open {
+		t.Fatalf("A applied an unconfirmed payment: %+v", o)
+	}
+	deliver(t, mem)
+	if o, out, err := a.b.Pay(ctx, "100000000006", Payment{TransactionID: "TX6", Amount: 400}); err != nil || out != Again || o.State != Paid {
+		t.Fatalf("repeat after the unconfirmed payment: %+v %v %v", o, out, err)
+	}
+	if n := decided.count("100000000006"); n != 1 {
+		t.Fatalf("decided %d times", n)
+	}
+}
+
+// TestBookSharedKeepsLocalOrders: orders a single switch kept in its Badger (the
+// same keys) are still read and paid once the book is shared, and their payment
+// reaches the other nodes.
+func TestBookSharedKeepsLocalOrders(t *testing.T) {
+	c := &clock{t: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)}
+	dir := t.TempDir()
+	db := openDB(t, dir)
+	alone, err := NewBook(db, Options{Now: c.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := alone.Create(ctx, Order{ID: "000000000001", TID: "T0000001", Amount: 100, Created: c.now(), Expires: c.now().Add(time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	var mem statelog.Memory
+	catchUp := func(context.Context, statelog.Replica) error { return mem.Deliver() }
+	a, err := NewBook(db, Options{Now: c.now, Log: &mem, CatchUp: catchUp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewBook(openDB(t, t.TempDir()), Options{Now: c.now, Log: &mem, CatchUp: catchUp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem.Follow(a)
+	mem.Follow(b)
+	if o, err := a.Get("000000000001"); err != nil || o.State != Open {
+		t.Fatalf("the single switch's order, shared: %+v %v", o, err)
+	}
+	if _, out, err := a.Pay(ctx, "000000000001", Payment{TransactionID: "TX1", Amount: 100}); err != nil || out != Taken {
+		t.Fatalf("pay: %v %v", out, err)
+	}
+	deliver(t, &mem)
+	if o, err := b.Get("000000000001"); err != nil || o.State != Paid {
+		t.Fatalf("on the other node: %+v %v", o, err)
+	}
+	if strings.HasPrefix(RevisionKey, prefix) {
+		t.Fatalf("the revision key %q is among the orders' keys", RevisionKey)
+	}
+}
