@@ -46,6 +46,13 @@ func demoKSN(now time.Time) string {
 	for bits.OnesCount32(c) > 10 {
 		c = (c + 1) & 0xFFFFF
 	}
+	if c == 0 {
+		// The cycle's last minutes (every counter from 0xFFE00 on has more than 10
+		// one-bits) and its first second: 0 is the initial KSN, never a
+		// transaction's, and the switch refuses it (the README's SoftPOS purchase
+		// failed for eight minutes of each 12-day cycle).
+		c = 1
+	}
 	// KSN: FFFF9876543210 then 24 bits: the top 3 bits (E) end the key serial number,
 	// the low 21 bits are the counter.
 	return fmt.Sprintf("FFFF9876543210%06X", 0xE00000|c)

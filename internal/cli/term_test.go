@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/switchyard/switchyard/hsm/dukpt"
 )
 
 // TestDemoKSNKeepsTheDemoPrefix: every clock gives a KSN under the demo BDK's prefix
@@ -14,8 +16,12 @@ import (
 // README's SoftPOS PIN purchase was refused 63.
 func TestDemoKSNKeepsTheDemoPrefix(t *testing.T) {
 	base := time.Unix(1_700_000_000, 0)
-	for _, d := range []time.Duration{0, time.Second, 0xFFFFF * time.Second, 0x100000 * time.Second, 0x1B4823 * time.Second, 0x1FFFFF * time.Second, 1000 * 24 * time.Hour} {
+	for _, d := range []time.Duration{0, time.Second, 0xFFE00 * time.Second, 0xFFFB9 * time.Second, 0xFFFFF * time.Second, 0x100000 * time.Second,
+		0x1B4823 * time.Second, 0x1FFFFF * time.Second, 1000 * 24 * time.Hour} {
 		ksn := demoKSN(base.Add(d))
+		if _, err := dukpt.ParseKSN(ksn); err != nil {
+			t.Errorf("%v after the base: %v", d, err)
+		}
 		if len(ksn) != 20 || !strings.HasPrefix(ksn, "FFFF9876543210E") {
 			t.Errorf("%v after the base: KSN %s is not under the demo prefix FFFF9876543210E", d, ksn)
 			continue
