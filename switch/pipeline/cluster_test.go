@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -291,6 +292,105 @@ func TestUndeliveredWithoutLock(t *testing.T) {
 	}
 	if n := len(h.q.all()); n != 1 {
 		t.Errorf("%d advices queued; want the one 0420", n)
+	}
+}
+
+// TestRecordLockedEverywhere: every version of a record that is final already (an
+// original changed by another transaction, or by the switch after its answer) is
+// written while the record's lock is held, on every path that makes one: a refund's
+// reservation and its release when the issuer declines, a refund's reversal giving
+// the amount back, a completion and its void reopening the pre-authorization, an
+// undelivered approval's reversal, a QR order's late payment, and a reversal mark
+// owed to the settle book.
+func TestRecordLockedEverywhere(t *testing.T) {
+	var mu sync.Mutex
+	held := map[string]int{}
+	h := newHarness(t, withLocks(func(_ context.Context, rrn string) (func(), error) {
+		mu.Lock()
+		defer mu.Unlock()
+		held[rrn]++
+		return func() { mu.Lock(); held[rrn]--; mu.Unlock() }, nil
+	}))
+	var unlocked []string
+	failRRN := ""
+	h.j.writeHook = func(r *journal.Record, first bool) error { // under h.j.mu
+		if prev, ok := h.j.recs[r.RRN]; ok && prev.Final() && !first {
+			mu.Lock()
+			if held[r.RRN] == 0 {
+				unlocked = append(unlocked, fmt.Sprintf("%s (%s, rc %s, refunded %d, reversed by %q, completed by %q)",
+					r.RRN, r.Type, r.RC, r.Refunded, r.ReversedBy, r.CompletedBy))
+			}
+			mu.Unlock()
+		}
+		if r.RRN == failRRN && !first {
+			return errNoQuorum
+		}
+		return nil
+	}
+	want := func(a answer, rc, what string) answer {
+		t.Helper()
+		if a.RC != rc {
+			t.Fatalf("%s: %+v; want %s", what, a.Result, rc)
+		}
+		return a
+	}
+	// A refund the issuer declines: the reservation and its release.
+	a := want(h.do(h.purchase(5000)), "00", "purchase A")
+	h.bank.script(func(sent) (*iso8583.Message, error) { return issuerAnswer("05", ""), nil })
+	want(h.do(h.refund(a, 1000)), "05", "refund of A declined")
+	h.bank.script(func(sent) (*iso8583.Message, error) { return issuerAnswer("00", "123456"), nil })
+	if r := h.record(a.RRN); r.Refunded != 0 {
+		t.Fatalf("A holds %d refunded after a declined refund", r.Refunded)
+	}
+	// A refund approved, then reversed by its terminal: the amount given back.
+	b := want(h.do(h.purchase(5000)), "00", "purchase B")
+	rtx := h.refund(b, 2000)
+	want(h.do(rtx), "00", "refund of B")
+	want(h.do(h.reversal(rtx, 2000)), "00", "reversal of the refund of B")
+	if r := h.record(b.RRN); r.Refunded != 0 {
+		t.Fatalf("B holds %d refunded after its refund's reversal", r.Refunded)
+	}
+	// A completion, then its void: the pre-authorization marked, then reopened.
+	pre := h.approvedPreauth(5000)
+	c := want(h.do(h.completion(pre, 5000)), "00", "completion")
+	want(h.do(h.void(c, 5000)), "00", "void of the completion")
+	if r := h.record(pre.RRN); r.CompletedBy != "" {
+		t.Fatalf("pre-authorization still completed by %s after its completion's void", r.CompletedBy)
+	}
+	// An approval whose answer did not reach its terminal: reversed.
+	d := h.process(h.frame(h.purchase(5000)), false)
+	if r := h.record(d.RRN); r.ReversedBy != "switch:undelivered" {
+		t.Fatalf("undelivered D reversed by %q", r.ReversedBy)
+	}
+	// A QR order paid, then paid again late (another transaction): reversed.
+	op := OrderPayment{RRN: "000000009999", TID: testTID, MID: testMID, Currency: "156", Amount: 700, Network: "wechat",
+		Connector: "bank", AuthCode: "654321", At: h.clock.Now()}
+	if _, err := h.p.RecordOrderPayment(t.Context(), op); err != nil {
+		t.Fatal(err)
+	}
+	op.Late = true
+	if _, err := h.p.RecordOrderPayment(t.Context(), op); err != nil {
+		t.Fatal(err)
+	}
+	// A void whose original's update the journal does not take: the mark is owed,
+	// and settle writes it.
+	e := want(h.do(h.purchase(5000)), "00", "purchase E")
+	failRRN = e.RRN
+	want(h.do(h.void(e, 5000)), "91", "void of E, its original's update refused")
+	failRRN = ""
+	h.p.settle(t.Context())
+	if r := h.record(e.RRN); !r.Reversed() {
+		t.Fatalf("E not reversed after settle: %+v", r)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(unlocked) > 0 {
+		t.Errorf("final records written without their lock:\n%s", strings.Join(unlocked, "\n"))
+	}
+	for rrn, n := range held {
+		if n != 0 {
+			t.Errorf("lock of %s held %d times at the end", rrn, n)
+		}
 	}
 }
 
