@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -255,6 +256,45 @@ func TestRecoverUnderLock(t *testing.T) {
 	defer mu.Unlock()
 	if fmt.Sprint(locked) != "[000000000001 000000000002 000000000003 000000000004]" {
 		t.Errorf("locked %v; want each record recovered", locked)
+	}
+}
+
+// TestRecoverPastHeldLock: a record whose lock recovery cannot take (held by a node
+// that died holding it, until it lapses) does not hold up the others: they are
+// settled, and the error names it for the caller to try again.
+func TestRecoverPastHeldLock(t *testing.T) {
+	h := newHarness(t, withLocks(func(_ context.Context, rrn string) (func(), error) {
+		if rrn == "000000000001" {
+			return nil, fmt.Errorf("cjournal: lock record %s: %w: held by node process 1.dead.", rrn, journal.ErrUnavailable)
+		}
+		return func() {}, nil
+	}))
+	at := h.clock.Now().UTC()
+	var recs []*journal.Record
+	for _, rrn := range []string{"000000000001", "000000000002"} {
+		r := &journal.Record{RRN: rrn, Received: at, MTI: "0200", Type: "purchase", ProcCode: "000000", TID: testTID, MID: testMID,
+			STAN: rrn[6:], DE7: message.FormatDE7(at), Amount: 100, Issuer: "bank", IssuerSTAN: "000009"}
+		r.AddEvent(journal.StateReceived, at, "")
+		r.AddEvent(journal.StateSent, at, "")
+		if err := h.j.Write(t.Context(), r, true, true); err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, r)
+	}
+	n, err := h.p.RecoverRecords(t.Context(), "node 1 lost", func(_ context.Context, fn func(*journal.Record) bool) error {
+		for _, r := range recs {
+			fn(copyRecord(r))
+		}
+		return nil
+	})
+	if n != 1 || !errors.Is(err, journal.ErrUnavailable) || !strings.Contains(err.Error(), "000000000001") {
+		t.Fatalf("RecoverRecords: %d settled, %v; want 1 and an error naming 000000000001", n, err)
+	}
+	if r := h.record("000000000002"); r.RC != "91" || r.ReversedBy != "switch:restart" {
+		t.Errorf("the record whose lock was free: rc %s, reversed by %q; want 91, switch:restart", r.RC, r.ReversedBy)
+	}
+	if r := h.record("000000000001"); r.Final() {
+		t.Errorf("the record whose lock was held was settled: %+v", r)
 	}
 }
 

@@ -2,6 +2,8 @@ package pipeline
 
 import (
 	"context"
+	"errors"
+	"fmt"
 
 	"github.com/switchyard/switchyard/risk"
 	"github.com/switchyard/switchyard/switch/journal"
@@ -42,17 +44,25 @@ func (p *Pipeline) RecoverRecords(ctx context.Context, why string, scan func(ctx
 	}); err != nil {
 		return 0, err
 	}
+	// A record that cannot be settled now (its lock held by another node's change,
+	// or kept by a node that died holding it, for up to 30 s) does not hold up the
+	// others: the error names it, and the caller tries again.
 	n := 0
+	var errs []error
 	for _, rrn := range append(open, undelivered...) {
 		settled, err := p.recoverRecord(ctx, rrn, why)
 		if err != nil {
-			return n, err
+			errs = append(errs, fmt.Errorf("record %s: %w", rrn, err))
+			if ctx.Err() != nil {
+				break
+			}
+			continue
 		}
 		if settled {
 			n++
 		}
 	}
-	return n, nil
+	return n, errors.Join(errs...)
 }
 
 // recoverRecord settles one record the scan found open or approved without a

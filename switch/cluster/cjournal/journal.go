@@ -131,6 +131,7 @@ type Journal struct {
 	// The grouper and the acker: group.go.
 	group grouper
 
+	keepDone  chan struct{} // closed when keepLoop has ended
 	stop      chan struct{} // closed by Close
 	closeOnce sync.Once
 	stats     counters
@@ -184,6 +185,8 @@ func Open(ctx context.Context, node *cluster.Node, store *journal.Store, db *bad
 	j.publishAsync = js.PublishMsgAsync
 	j.ap.init()
 	j.group.init()
+	j.held.init()
+	j.keepDone = make(chan struct{})
 	if err := node.WaitJetStream(ctx); err != nil {
 		return nil, err
 	}
@@ -219,6 +222,7 @@ func Open(ctx context.Context, node *cluster.Node, store *journal.Store, db *bad
 	j.ap.failures = store.CommitFailures()
 	j.ap.movedAt, j.ap.stall = time.Now(), followStall
 	go j.resend()
+	go j.keepLoop()
 	go j.groupLoop()
 	go j.ackLoop()
 	go j.run()
@@ -236,6 +240,7 @@ func Open(ctx context.Context, node *cluster.Node, store *journal.Store, db *bad
 func (j *Journal) Close() error {
 	j.closeOnce.Do(func() {
 		close(j.stop)
+		<-j.keepDone
 		<-j.ap.done
 		<-j.group.done
 		j.asyncMu.Lock()

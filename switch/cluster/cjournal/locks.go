@@ -41,44 +41,155 @@ const (
 	lockRelease = 2 * time.Second
 )
 
-// heldLocks are the records whose locks this node holds, each with whether a
-// durable write of the record failed meanwhile.
+// heldLocks are the records whose locks this node holds: those a LockRecord caller
+// holds, and those kept after a durable write of the record failed under the lock
+// (keepLoop).
 type heldLocks struct {
-	mu sync.Mutex
-	n  atomic.Int32 // len(m), read without mu by failed
-	m  map[string]bool
+	mu   sync.Mutex
+	n    atomic.Int32 // len(m) + len(kept), read without mu by failed
+	m    map[string]*heldLock
+	kept map[string]*heldLock
+	wake chan struct{} // a lock was kept (buffered 1)
 }
 
-func (h *heldLocks) add(rrn string) {
+// heldLock is one lock: its key and KV revision, and the last version of the
+// record whose durable write failed under it (nil: none).
+type heldLock struct {
+	key    string
+	rev    uint64
+	failed *journal.Record
+}
+
+func (h *heldLocks) init() {
+	h.m, h.kept, h.wake = make(map[string]*heldLock), make(map[string]*heldLock), make(chan struct{}, 1)
+}
+
+func (h *heldLocks) count() { h.n.Store(int32(len(h.m) + len(h.kept))) }
+
+func (h *heldLocks) add(rrn, key string, rev uint64) {
 	h.mu.Lock()
-	if h.m == nil {
-		h.m = make(map[string]bool)
-	}
-	h.m[rrn] = false
-	h.n.Store(int32(len(h.m)))
+	h.m[rrn] = &heldLock{key: key, rev: rev}
+	h.count()
 	h.mu.Unlock()
 }
 
-// failed notes a failed durable write of rrn, if its lock is held.
-func (h *heldLocks) failed(rrn string) {
+// failed notes a failed durable write of rec, if its record's lock is held or kept:
+// the version may be in the local store only (written there before the stream's
+// acknowledgement), and must reach the stream before anyone else changes the record.
+func (h *heldLocks) failed(rec *journal.Record) {
 	if h.n.Load() == 0 {
 		return
 	}
 	h.mu.Lock()
-	if _, ok := h.m[rrn]; ok {
-		h.m[rrn] = true
+	defer h.mu.Unlock()
+	l := h.m[rec.RRN]
+	if l == nil {
+		l = h.kept[rec.RRN]
 	}
-	h.mu.Unlock()
+	if l != nil {
+		c := *rec
+		c.Events = append([]journal.Event(nil), rec.Events...)
+		c.RuleHits = append([]journal.RuleHit(nil), rec.RuleHits...)
+		c.Facts = append([]byte(nil), rec.Facts...)
+		l.failed = &c
+	}
 }
 
-// remove forgets rrn's lock and says whether a write failed under it.
-func (h *heldLocks) remove(rrn string) bool {
+// release forgets a caller's lock of rrn; it returns the lock when a write failed
+// under it, which is then kept (keepLoop republishes the version and releases it).
+func (h *heldLocks) release(rrn string) *heldLock {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	failed := h.m[rrn]
+	l := h.m[rrn]
 	delete(h.m, rrn)
-	h.n.Store(int32(len(h.m)))
-	return failed
+	if l != nil && l.failed != nil {
+		h.kept[rrn] = l
+		select {
+		case h.wake <- struct{}{}:
+		default:
+		}
+	} else {
+		l = nil
+	}
+	h.count()
+	return l
+}
+
+// keepEvery is how often keepLoop refreshes the kept locks and publishes their
+// records' versions again: well within lockTTL.
+const keepEvery = 2 * time.Second
+
+// keepLoop holds the locks kept after a failed write until the record's version is
+// in the stream: every keepEvery it refreshes each kept lock (a KV update at its
+// revision, which starts its TTL again) and writes the version again, durably; once
+// that write is acknowledged, the lock is released. Other nodes wait for the lock
+// meanwhile (their changes of the record are answered 91 after 5 s), so none changes
+// the record from a copy without that version. A kept lock that another node holds
+// by the time of its refresh (it lapsed: no refresh got through for lockTTL) is given
+// up, its version left to this node's store alone, and logged. It returns when the
+// journal closes; the locks it kept then lapse.
+func (j *Journal) keepLoop() {
+	defer close(j.keepDone)
+	t := time.NewTicker(keepEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-j.stop:
+			j.held.mu.Lock()
+			for rrn := range j.held.kept {
+				j.log.Error().Str("rrn", rrn).Msg("cluster journal: closing with a record version the stream never acknowledged; its lock lapses in 30 s")
+			}
+			j.held.mu.Unlock()
+			return
+		case <-t.C:
+		case <-j.held.wake:
+		}
+		j.held.mu.Lock()
+		kept := make(map[string]*heldLock, len(j.held.kept))
+		for rrn, l := range j.held.kept {
+			kept[rrn] = l
+		}
+		j.held.mu.Unlock()
+		for rrn, l := range kept {
+			j.keepOne(rrn, l)
+		}
+	}
+}
+
+// keepOne refreshes one kept lock and writes its record's version again.
+func (j *Journal) keepOne(rrn string, l *heldLock) {
+	ctx, cancel := context.WithTimeout(context.Background(), j.opts.AckTimeout)
+	defer cancel()
+	rev, err := j.locks.Update(ctx, l.key, []byte(j.idPrefix), l.rev)
+	switch {
+	case err == nil:
+		l.rev = rev
+	case lockHeld(err) || errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted):
+		j.held.mu.Lock()
+		delete(j.held.kept, rrn)
+		j.held.count()
+		j.held.mu.Unlock()
+		j.log.Error().Err(err).Str("rrn", rrn).Int64("rev", l.failed.Rev).
+			Msg("cluster journal: the lock kept for a record version the stream never acknowledged lapsed; that version stays in this node's store alone")
+		return
+	default:
+		return // no quorum: next time
+	}
+	j.held.mu.Lock()
+	rec := l.failed
+	j.held.mu.Unlock()
+	if err := j.Write(ctx, rec, false, true); err != nil {
+		j.log.Warn().Err(err).Str("rrn", rrn).Msg("cluster journal: a record version written under its lock still waits for the stream; its lock is kept")
+		return
+	}
+	j.held.mu.Lock()
+	delete(j.held.kept, rrn)
+	j.held.count()
+	j.held.mu.Unlock()
+	if err := j.locks.Delete(ctx, l.key, jetstream.LastRevision(l.rev)); err != nil {
+		j.log.Warn().Err(err).Str("rrn", rrn).Dur("lapses_in", lockTTL).Msg("cluster journal: record lock not released; it lapses by itself")
+	}
+	j.log.Info().Str("rrn", rrn).Int64("rev", rec.Rev).Msg("cluster journal: a record version the stream had not acknowledged is in it now; its lock released")
 }
 
 // lockHeld says whether Create failed because the key exists: ErrKeyExists, or,
@@ -174,13 +285,13 @@ func (j *Journal) LockRecord(ctx context.Context, rrn string) (unlock func(), er
 		}
 		wait, waited = min(2*wait, 50*time.Millisecond), true
 	}
-	j.held.add(rrn)
+	j.held.add(rrn, key, rev)
 	unlock = func() {
-		if j.held.remove(rrn) {
-			// A durable write of the record failed under the lock: the stream may
-			// still store it (its group is sent again), after a next holder read the
-			// record without it. The lock lapses instead, after lockTTL.
-			j.log.Warn().Str("rrn", rrn).Dur("lapses_in", lockTTL).Msg("cluster journal: a write under the record's lock failed; the lock is kept until it lapses")
+		if j.held.release(rrn) != nil {
+			// A durable write of the record failed under the lock: the version is in
+			// this node's store and maybe not in the stream. keepLoop holds the lock
+			// until it is.
+			j.log.Warn().Str("rrn", rrn).Msg("cluster journal: a write under the record's lock failed; the lock is kept until the stream has the version")
 			return
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), lockRelease)

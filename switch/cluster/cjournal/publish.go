@@ -151,7 +151,7 @@ func (j *Journal) Write(ctx context.Context, rec *journal.Record, first, durable
 	}
 	err = j.writeBoth(ctx, "record "+rec.RRN, kindRecord[0], data, func() error { return j.store.WriteEncoded(ctx, rec, data, first, true) })
 	if err != nil {
-		j.held.failed(rec.RRN)
+		j.held.failed(rec)
 	}
 	return err
 }
