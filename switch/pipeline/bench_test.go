@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"testing"
+
+	"github.com/switchyard/switchyard/switch/termclient"
 )
 
 // BenchmarkProcessApproval is the transaction hot path over the fakes: a purchase
@@ -11,29 +13,7 @@ import (
 // answered. The frames are built outside the timer, in chunks, each with a new key.
 func BenchmarkProcessApproval(b *testing.B) {
 	h := newHarness(b)
-	ctx := context.Background()
-	frames := make([][]byte, 0, 4096)
-	n := 0
-	b.ReportAllocs()
-	for b.Loop() {
-		if len(frames) == 0 {
-			b.StopTimer()
-			for range cap(frames) {
-				n++
-				tx := h.purchase(1000)
-				tx.TID = fmt.Sprintf("T%07d", n/999_999)
-				tx.STAN = fmt.Sprintf("%06d", n%999_999+1)
-				frames = append(frames, h.frame(tx))
-			}
-			b.StartTimer()
-		}
-		resp, err := h.p.Process(ctx, h.conn, frames[len(frames)-1])
-		frames = frames[:len(frames)-1]
-		if err != nil || resp.Body == nil {
-			b.Fatalf("Process: %v", err)
-		}
-		resp.Sent(true)
-	}
+	benchFrames(b, h, func() termclient.Txn { return h.purchase(1000) })
 }
 
 // BenchmarkProcessRefund is a refund's path over the fakes: the original read and
@@ -42,11 +22,17 @@ func BenchmarkProcessApproval(b *testing.B) {
 // of a large original.
 func BenchmarkProcessRefund(b *testing.B) {
 	h := newHarness(b)
-	ctx := context.Background()
 	orig := h.do(h.purchase(1_000_000_000))
 	if orig.RC != "00" {
 		b.Fatalf("original: %+v", orig.Result)
 	}
+	benchFrames(b, h, func() termclient.Txn { return h.refund(orig, 1) })
+}
+
+// benchFrames processes requests made by next, each with a new duplicate key, in
+// chunks built outside the timer, and reports each answer delivered.
+func benchFrames(b *testing.B, h *harness, next func() termclient.Txn) {
+	ctx := context.Background()
 	frames := make([][]byte, 0, 4096)
 	n := 0
 	b.ReportAllocs()
@@ -55,7 +41,7 @@ func BenchmarkProcessRefund(b *testing.B) {
 			b.StopTimer()
 			for range cap(frames) {
 				n++
-				tx := h.refund(orig, 1)
+				tx := next()
 				tx.TID = fmt.Sprintf("T%07d", n/999_999)
 				tx.STAN = fmt.Sprintf("%06d", n%999_999+1)
 				frames = append(frames, h.frame(tx))

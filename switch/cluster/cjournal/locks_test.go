@@ -14,6 +14,32 @@ import (
 	"github.com/switchyard/switchyard/switch/journal"
 )
 
+// lockMembers starts three NATS servers and opens node 1's journal on the first and
+// node 2's on server srv2 (0-based); all are closed when the test ends.
+func lockMembers(t *testing.T, ctx context.Context, srv2 int) (*natsCluster, *member, *member) {
+	t.Helper()
+	nc := startCluster(t, ctx, 3)
+	base := t.TempDir()
+	m1 := openMember(t, ctx, nc.nodes[0], 1, 3, filepath.Join(base, "m1"))
+	t.Cleanup(func() { m1.close(t) })
+	m2 := openMember(t, ctx, nc.nodes[srv2], 2, 3, filepath.Join(base, "m2"))
+	t.Cleanup(func() { m2.close(t) })
+	return nc, m1, m2
+}
+
+// journaledOnBoth journals a transaction on m1 and returns its RRN once m2 has it.
+func journaledOnBoth(t *testing.T, ctx context.Context, m1, m2 *member, at time.Time) string {
+	t.Helper()
+	rrn, err := journalTxn(ctx, m1, "T1", "000001", at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m2.j.CaughtUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return rrn
+}
+
 // TestLockRecord: a record's lock is held by one node at a time; a node that takes it
 // after another returns only once its applier is past the version the other wrote
 // under it (held back in OnRemote meanwhile, LockRecord waits for it), so that the
@@ -22,20 +48,9 @@ import (
 func TestLockRecord(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	nc := startCluster(t, ctx, 3)
-	base := t.TempDir()
-	m1 := openMember(t, ctx, nc.nodes[0], 1, 3, filepath.Join(base, "m1"))
-	defer m1.close(t)
-	m2 := openMember(t, ctx, nc.nodes[1], 2, 3, filepath.Join(base, "m2"))
-	defer m2.close(t)
+	_, m1, m2 := lockMembers(t, ctx, 1)
 	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
-	rrn, err := journalTxn(ctx, m1, "T1", "000001", at)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m2.j.CaughtUp(ctx); err != nil {
-		t.Fatal(err)
-	}
+	rrn := journaledOnBoth(t, ctx, m1, m2, at)
 
 	unlock1, err := m1.j.LockRecord(ctx, rrn)
 	if err != nil {
@@ -145,12 +160,7 @@ func TestLockRecord(t *testing.T) {
 func TestLockRecordAfterMark(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	nc := startCluster(t, ctx, 3)
-	base := t.TempDir()
-	m1 := openMember(t, ctx, nc.nodes[0], 1, 3, filepath.Join(base, "m1"))
-	defer m1.close(t)
-	m2 := openMember(t, ctx, nc.nodes[1], 2, 3, filepath.Join(base, "m2"))
-	defer m2.close(t)
+	_, m1, m2 := lockMembers(t, ctx, 1)
 	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 	// Node 1: a purchase, written ahead and final; its answer is being delivered.
 	rrn, err := m1.j.NextRRN()
@@ -306,20 +316,9 @@ func TestLockKey(t *testing.T) {
 func TestLockKeptAfterFailedWrite(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
-	nc := startCluster(t, ctx, 3)
-	base := t.TempDir()
-	m1 := openMember(t, ctx, nc.nodes[0], 1, 3, filepath.Join(base, "m1"))
-	defer m1.close(t)
-	m2 := openMember(t, ctx, nc.nodes[0], 2, 3, filepath.Join(base, "m2"))
-	defer m2.close(t)
+	nc, m1, m2 := lockMembers(t, ctx, 0) // both on server 1, which stays up
 	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
-	rrn, err := journalTxn(ctx, m1, "T1", "000001", at)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m2.j.CaughtUp(ctx); err != nil {
-		t.Fatal(err)
-	}
+	rrn := journaledOnBoth(t, ctx, m1, m2, at)
 	// Node 1 reverses the record under its lock, and the stream loses its quorum.
 	unlock1, err := m1.j.LockRecord(ctx, rrn)
 	if err != nil {
