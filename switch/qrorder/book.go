@@ -20,6 +20,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"time"
@@ -62,17 +63,29 @@ type Order struct {
 var ErrNotFound = errors.New("qr order not found")
 
 // ErrConflict is wrapped when another node's orders kept changing the shared book
-// while this node tried to commit (maxAttempts times in a row).
+// while this node tried to commit, for as long as it could (commitWait, or the
+// request's deadline).
 var ErrConflict = errors.New("qr orders: changed on other nodes meanwhile")
 
 // RevisionKey is the Badger key of the shared book's revision (cluster only); the
 // orders are under "qrorder/", in a single switch's Badger and a cluster's alike.
 const RevisionKey = "qrorders/rev"
 
-// maxAttempts bounds how often a commit that conflicted with the other nodes'
-// (kvsync.Sync.Do tries twice itself) is tried again: the orders are independent,
-// so a conflict is most often another order's creation on another node.
-const maxAttempts = 5
+// commitWait bounds how long a commit that keeps conflicting with the other nodes'
+// is tried again (less when the request's context ends sooner): the orders are
+// independent, so a conflict is most often another order's creation on another
+// node, and contention is to slow a request down rather than fail it. A node whose
+// commits keep winning (its own commit leaves it current) would otherwise starve
+// the others, which must catch up before each try.
+const commitWait = 5 * time.Second
+
+// Backoff between the tries of a conflicting commit: a random wait up to a bound
+// that starts at backoffMin and doubles up to backoffMax (full jitter), so that
+// the nodes that lost a round do not all come back at once.
+const (
+	backoffMin = time.Millisecond
+	backoffMax = 50 * time.Millisecond
+)
 
 // missCatchUp bounds how long a node that does not have an order waits to catch up
 // with the cluster's book before it says the order is not found (an order made on
@@ -171,15 +184,34 @@ func (b *Book) wake(id string) {
 }
 
 // do runs op through the shared book's sync, again while it conflicts with the
-// other nodes' commits (each run of op reads the book as this node has it then).
+// other nodes' commits (each run of op reads the book as this node has it then),
+// with a jittered exponential backoff between the tries, until commitWait has
+// passed or ctx ends (kvsync.Sync.Do catches up after each conflict itself).
 func (b *Book) do(ctx context.Context, op kvsync.Op) error {
-	var err error
-	for range maxAttempts {
-		if err = b.sync.Do(ctx, op, nil); !errors.Is(err, statelog.ErrConflict) || ctx.Err() != nil {
+	start := time.Now()
+	deadline := start.Add(commitWait)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	backoff := backoffMin
+	for tries := 1; ; tries++ {
+		err := b.sync.Do(ctx, op, nil)
+		if !errors.Is(err, statelog.ErrConflict) || ctx.Err() != nil {
 			return err
 		}
+		wait := rand.N(backoff) + 1
+		if time.Now().Add(wait).After(deadline) {
+			return fmt.Errorf("%w (%d tries in %s)", err, tries, time.Since(start).Round(time.Millisecond))
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		}
+		backoff = min(2*backoff, backoffMax)
 	}
-	return err
 }
 
 // find reads order id; in a cluster, one this node does not have yet is read again
