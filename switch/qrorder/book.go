@@ -35,7 +35,7 @@ import (
 const (
 	Open     = "open"     // waiting for the payer
 	Paid     = "paid"     // paid in time
-	Expired  = "expired"  // not paid within its time (computed: never stored)
+	Expired  = "expired"  // not paid within its time (computed; stored only in a cluster, see Wait)
 	Refunded = "refunded" // paid after it expired (or with another amount): refunded
 )
 
@@ -319,7 +319,7 @@ func (b *Book) Wait(ctx context.Context, id string, d time.Duration) (Order, err
 		if err != nil {
 			return Order{}, err
 		}
-		return b.view(o), nil
+		return b.settle(ctx, id, b.view(o))
 	}
 	b.waiters[id] = append(b.waiters[id], ch)
 	b.mu.Unlock()
@@ -346,7 +346,47 @@ func (b *Book) Wait(ctx context.Context, id string, d time.Duration) (Order, err
 		delete(b.waiters, id)
 	}
 	b.mu.Unlock()
-	return b.Get(id)
+	o, err = b.find(ctx, id)
+	if err != nil {
+		return Order{}, err
+	}
+	return b.settle(ctx, id, b.view(o))
+}
+
+// settle returns v, the order id as this node has it, unless v is an open order
+// that has expired on this node's clock in a cluster: another node may have taken
+// its payment in time and not yet be applied here, so the expiry is committed
+// through the shared book (stored Expired) before the terminal is told. Its commit
+// conflicts with a payment ordered first, and the node, caught up, answers what
+// that payment made of the order; a payment ordered after it finds the order
+// expired (late: refunded). An error (no quorum: the node cannot know) is returned
+// as such, not as an expiry.
+func (b *Book) settle(ctx context.Context, id string, v Order) (Order, error) {
+	if !b.shared() || v.State != Expired {
+		return v, nil
+	}
+	var o *Order
+	err := b.do(ctx, func() (statelog.Commit, func(), error) {
+		var err error
+		if o, err = b.get(id); err != nil {
+			return statelog.Commit{}, nil, err
+		}
+		if o.State != Open || b.view(o).State != Expired {
+			return statelog.Commit{}, nil, nil
+		}
+		o.State = Expired
+		val, err := json.Marshal(o)
+		if err != nil {
+			return statelog.Commit{}, nil, err
+		}
+		var c kvsync.Commit
+		c.Set([]byte(prefix+id), val)
+		return c.Commit, func() { b.wake(id) }, nil
+	})
+	if err != nil {
+		return Order{}, fmt.Errorf("qr order %s: its expiry not settled with the cluster's orders: %w", id, err)
+	}
+	return b.view(o), nil
 }
 
 // Payment is a network's notification that an order was paid.
@@ -412,9 +452,10 @@ func (b *Book) decide(o *Order, p Payment) (Outcome, bool) {
 	if cur != Open || (o.Amount > 0 && p.Amount != o.Amount) || p.Amount <= 0 {
 		out = Late
 	}
-	if o.State != Open {
+	if o.State != Open && o.State != Expired {
 		// Already decided by another transaction: this one is refunded, and the order
-		// keeps its first payment.
+		// keeps its first payment. (An order stored Expired, a cluster's expiry
+		// committed when a terminal was told, takes this payment as late: refunded.)
 		return Late, false
 	}
 	o.Network, o.Connector, o.TransactionID, o.PaidAmount, o.PaidAt = p.Network, p.Connector, p.TransactionID, p.Amount, now
