@@ -62,6 +62,12 @@ type Order struct {
 // ErrNotFound: no order has the ID.
 var ErrNotFound = errors.New("qr order not found")
 
+// ErrNotCaughtUp is wrapped when a node that does not have an order could not
+// catch up with the cluster's book (no quorum, say): the order may exist, so this is
+// not ErrNotFound (a terminal is answered 96 and a notification 500, not "not
+// found", which both would take as final).
+var ErrNotCaughtUp = errors.New("this node did not catch up with the cluster's orders")
+
 // ErrConflict is wrapped when another node's orders kept changing the shared book
 // while this node tried to commit, for as long as it could (commitWait, or the
 // request's deadline).
@@ -226,7 +232,8 @@ func (b *Book) find(ctx context.Context, id string) (*Order, error) {
 	cerr := b.opts.CatchUp(cctx, b)
 	cancel()
 	if o, err = b.get(id); errors.Is(err, ErrNotFound) && cerr != nil {
-		return nil, fmt.Errorf("%w (this node did not catch up with the cluster's orders: %v)", ErrNotFound, cerr)
+		// Not a final "not found": the order may have been made on another node.
+		return nil, fmt.Errorf("qr order %s: not on this node, and %w: %w", id, ErrNotCaughtUp, cerr)
 	}
 	return o, err
 }
