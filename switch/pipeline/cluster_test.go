@@ -968,3 +968,57 @@ func TestReversalAdviceRetried(t *testing.T) {
 		t.Fatalf("record %s not marked reversed after its advice was queued", a.RRN)
 	}
 }
+
+// TestLateOrderRefundOwedOnce: a late QR payment whose refund the queue refuses is
+// notified again (the network repeating the 500) while the queue still refuses: one
+// advice is owed, not one per repeat; a repeat once the queue is back queues the
+// refund itself, and the owed advice, its original found reversed under its lock,
+// is dropped: one 0420. The other way round, the owed advice queued first marks its
+// record reversed under the lock at once, and the repeat queues nothing. Each repeat
+// used to add an owed advice, all queued (four 0420s for one payment).
+func TestLateOrderRefundOwedOnce(t *testing.T) {
+	count := func(h *harness, rrn string) (n int) {
+		for _, it := range h.q.all() {
+			if it.RRN == rrn && it.MTI == "0420" {
+				n++
+			}
+		}
+		return n
+	}
+	for _, repeatFirst := range []bool{true, false} {
+		h := newHarness(t)
+		h.queueRefuses(true)
+		op := OrderPayment{RRN: "000000009999", TID: testTID, MID: testMID, Currency: "156", Amount: 700, Network: "wechat",
+			Connector: "bank", AuthCode: "654321", At: h.clock.Now(), Late: true}
+		for i := range 3 {
+			if _, err := h.p.RecordOrderPayment(t.Context(), op); err == nil {
+				t.Fatalf("notification %d taken while the queue refuses its refund", i+1)
+			}
+		}
+		if n := h.p.owedAdvices.len(); n != 1 {
+			t.Fatalf("%d advices owed after three notifications, want 1", n)
+		}
+		h.queueRefuses(false)
+		if repeatFirst {
+			if _, err := h.p.RecordOrderPayment(t.Context(), op); err != nil {
+				t.Fatalf("repeat once the queue is back: %v", err)
+			}
+			h.p.retryAdvices()
+		} else {
+			h.p.retryAdvices()
+			if rec := h.record(op.RRN); rec.ReversedBy != "switch:qr-order-late" {
+				t.Fatalf("owed advice queued, record reversed by %q", rec.ReversedBy)
+			}
+			if _, err := h.p.RecordOrderPayment(t.Context(), op); err != nil {
+				t.Fatalf("repeat once the queue is back: %v", err)
+			}
+		}
+		h.p.settle(t.Context())
+		if n, owed := count(h, op.RRN), h.p.owedAdvices.len(); n != 1 || owed != 0 {
+			t.Errorf("repeat first %v: %d 0420s queued for %s, %d still owed; want 1 and 0", repeatFirst, n, op.RRN, owed)
+		}
+		if rec := h.record(op.RRN); rec.ReversedBy != "switch:qr-order-late" {
+			t.Errorf("repeat first %v: record reversed by %q", repeatFirst, rec.ReversedBy)
+		}
+	}
+}

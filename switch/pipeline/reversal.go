@@ -496,9 +496,17 @@ type adviceBook struct {
 
 const maxOwedAdvices = 100_000
 
+// add keeps a, unless an advice of the same original (RRN) is owed already (a late
+// QR payment's notification repeated while the queue refused its refund): one
+// reversal advice per original. It reports whether a is owed.
 func (b *adviceBook) add(a owedAdvice) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	for _, x := range b.items {
+		if x.it.RRN == a.it.RRN && x.it.Issuer == a.it.Issuer && x.it.MTI == a.it.MTI {
+			return true
+		}
+	}
 	if len(b.items) >= maxOwedAdvices {
 		return false
 	}
@@ -513,8 +521,12 @@ func (b *adviceBook) len() int {
 }
 
 // retryAdvices tries the advices the queue did not take again, in order, until one
-// fails (the rest wait for the next tick); each one queued has its original marked
-// reversed through the journal (settle writes the mark).
+// fails (the rest wait for the next tick). Each is tried under its original's record
+// lock, read again there: an original reversed meanwhile (its advice queued by
+// another path, a repeat of a late QR payment's notification, say) has its owed
+// advice dropped, not queued twice. One queued has its original marked reversed
+// through the journal under the same lock, so that no other path sees it unreversed
+// after its advice went; a mark the journal does not take is owed (settle writes it).
 func (p *Pipeline) retryAdvices() {
 	b := &p.owedAdvices
 	b.mu.Lock()
@@ -523,14 +535,52 @@ func (p *Pipeline) retryAdvices() {
 	b.mu.Unlock()
 	done := 0
 	for ; done < len(items); done++ {
-		a := items[done]
-		if err := p.queue.Enqueue(a.it); err != nil {
+		if !p.retryAdvice(items[done]) {
 			break
 		}
-		p.unsettled.add(settleItem{orig: a.it.RRN, by: a.by})
-		p.log.Info().Str("rrn", a.it.RRN).Str("issuer", a.it.Issuer).Msg("reversal advice queued on a later try")
 	}
 	b.mu.Lock()
 	b.items = append(items[done:], b.items...)
 	b.mu.Unlock()
+}
+
+// retryAdvice tries owed advice a once; false: not queued, to be tried again.
+func (p *Pipeline) retryAdvice(a owedAdvice) bool {
+	ctx := context.Background()
+	rrn := a.it.RRN
+	unlock, err := p.lockRecord(ctx, rrn)
+	if err != nil {
+		return false
+	}
+	cur, err := p.journal.Get(rrn)
+	if err == nil && cur.Reversed() {
+		unlock()
+		p.log.Info().Str("rrn", rrn).Str("issuer", a.it.Issuer).Str("reversed_by", cur.ReversedBy).
+			Msg("owed reversal advice dropped: its original is reversed already")
+		return true
+	}
+	if err := p.queue.Enqueue(a.it); err != nil {
+		unlock()
+		return false
+	}
+	p.log.Info().Str("rrn", rrn).Str("issuer", a.it.Issuer).Msg("reversal advice queued on a later try")
+	if cur == nil {
+		// Not read (the journal unavailable): settle writes the mark.
+		unlock()
+		p.unsettled.add(settleItem{orig: rrn, by: a.by})
+		return true
+	}
+	cur.ReversedBy = a.by
+	cur.AddEvent(journal.StateReversed, p.now().UTC(), a.by)
+	werr := p.journal.Write(ctx, cur, false, true)
+	unlock()
+	switch {
+	case werr != nil:
+		p.log.Warn().Err(werr).Str("rrn", rrn).Msg("reversal advice queued, its original's mark not written: tried again")
+		p.unsettled.add(settleItem{orig: rrn, by: a.by})
+	case cur.Approved():
+		// As settleOne: an approved refund still holds its reservation.
+		p.releaseRefund(cur)
+	}
+	return true
 }

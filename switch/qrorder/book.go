@@ -20,6 +20,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"time"
@@ -34,7 +35,7 @@ import (
 const (
 	Open     = "open"     // waiting for the payer
 	Paid     = "paid"     // paid in time
-	Expired  = "expired"  // not paid within its time (computed: never stored)
+	Expired  = "expired"  // not paid within its time (computed; stored only in a cluster, see Wait)
 	Refunded = "refunded" // paid after it expired (or with another amount): refunded
 )
 
@@ -61,18 +62,36 @@ type Order struct {
 // ErrNotFound: no order has the ID.
 var ErrNotFound = errors.New("qr order not found")
 
+// ErrNotCaughtUp is wrapped when a node that does not have an order could not
+// catch up with the cluster's book (no quorum, say): the order may exist, so this is
+// not ErrNotFound (a terminal is answered 96 and a notification 500, not "not
+// found", which both would take as final).
+var ErrNotCaughtUp = errors.New("this node did not catch up with the cluster's orders")
+
 // ErrConflict is wrapped when another node's orders kept changing the shared book
-// while this node tried to commit (maxAttempts times in a row).
+// while this node tried to commit, for as long as it could (commitWait, or the
+// request's deadline).
 var ErrConflict = errors.New("qr orders: changed on other nodes meanwhile")
 
 // RevisionKey is the Badger key of the shared book's revision (cluster only); the
 // orders are under "qrorder/", in a single switch's Badger and a cluster's alike.
 const RevisionKey = "qrorders/rev"
 
-// maxAttempts bounds how often a commit that conflicted with the other nodes'
-// (kvsync.Sync.Do tries twice itself) is tried again: the orders are independent,
-// so a conflict is most often another order's creation on another node.
-const maxAttempts = 5
+// commitWait bounds how long a commit that keeps conflicting with the other nodes'
+// is tried again (less when the request's context ends sooner): the orders are
+// independent, so a conflict is most often another order's creation on another
+// node, and contention is to slow a request down rather than fail it. A node whose
+// commits keep winning (its own commit leaves it current) would otherwise starve
+// the others, which must catch up before each try.
+const commitWait = 5 * time.Second
+
+// Backoff between the tries of a conflicting commit: a random wait up to a bound
+// that starts at backoffMin and doubles up to backoffMax (full jitter), so that
+// the nodes that lost a round do not all come back at once.
+const (
+	backoffMin = time.Millisecond
+	backoffMax = 50 * time.Millisecond
+)
 
 // missCatchUp bounds how long a node that does not have an order waits to catch up
 // with the cluster's book before it says the order is not found (an order made on
@@ -171,15 +190,34 @@ func (b *Book) wake(id string) {
 }
 
 // do runs op through the shared book's sync, again while it conflicts with the
-// other nodes' commits (each run of op reads the book as this node has it then).
+// other nodes' commits (each run of op reads the book as this node has it then),
+// with a jittered exponential backoff between the tries, until commitWait has
+// passed or ctx ends (kvsync.Sync.Do catches up after each conflict itself).
 func (b *Book) do(ctx context.Context, op kvsync.Op) error {
-	var err error
-	for range maxAttempts {
-		if err = b.sync.Do(ctx, op, nil); !errors.Is(err, statelog.ErrConflict) || ctx.Err() != nil {
+	start := time.Now()
+	deadline := start.Add(commitWait)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	backoff := backoffMin
+	for tries := 1; ; tries++ {
+		err := b.sync.Do(ctx, op, nil)
+		if !errors.Is(err, statelog.ErrConflict) || ctx.Err() != nil {
 			return err
 		}
+		wait := rand.N(backoff) + 1
+		if time.Now().Add(wait).After(deadline) {
+			return fmt.Errorf("%w (%d tries in %s)", err, tries, time.Since(start).Round(time.Millisecond))
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		}
+		backoff = min(2*backoff, backoffMax)
 	}
-	return err
 }
 
 // find reads order id; in a cluster, one this node does not have yet is read again
@@ -194,7 +232,8 @@ func (b *Book) find(ctx context.Context, id string) (*Order, error) {
 	cerr := b.opts.CatchUp(cctx, b)
 	cancel()
 	if o, err = b.get(id); errors.Is(err, ErrNotFound) && cerr != nil {
-		return nil, fmt.Errorf("%w (this node did not catch up with the cluster's orders: %v)", ErrNotFound, cerr)
+		// Not a final "not found": the order may have been made on another node.
+		return nil, fmt.Errorf("qr order %s: not on this node, and %w: %w", id, ErrNotCaughtUp, cerr)
 	}
 	return o, err
 }
@@ -287,7 +326,7 @@ func (b *Book) Wait(ctx context.Context, id string, d time.Duration) (Order, err
 		if err != nil {
 			return Order{}, err
 		}
-		return b.view(o), nil
+		return b.settle(ctx, id, b.view(o))
 	}
 	b.waiters[id] = append(b.waiters[id], ch)
 	b.mu.Unlock()
@@ -314,7 +353,47 @@ func (b *Book) Wait(ctx context.Context, id string, d time.Duration) (Order, err
 		delete(b.waiters, id)
 	}
 	b.mu.Unlock()
-	return b.Get(id)
+	o, err = b.find(ctx, id)
+	if err != nil {
+		return Order{}, err
+	}
+	return b.settle(ctx, id, b.view(o))
+}
+
+// settle returns v, the order id as this node has it, unless v is an open order
+// that has expired on this node's clock in a cluster: another node may have taken
+// its payment in time and not yet be applied here, so the expiry is committed
+// through the shared book (stored Expired) before the terminal is told. Its commit
+// conflicts with a payment ordered first, and the node, caught up, answers what
+// that payment made of the order; a payment ordered after it finds the order
+// expired (late: refunded). An error (no quorum: the node cannot know) is returned
+// as such, not as an expiry.
+func (b *Book) settle(ctx context.Context, id string, v Order) (Order, error) {
+	if !b.shared() || v.State != Expired {
+		return v, nil
+	}
+	var o *Order
+	err := b.do(ctx, func() (statelog.Commit, func(), error) {
+		var err error
+		if o, err = b.get(id); err != nil {
+			return statelog.Commit{}, nil, err
+		}
+		if o.State != Open || b.view(o).State != Expired {
+			return statelog.Commit{}, nil, nil
+		}
+		o.State = Expired
+		val, err := json.Marshal(o)
+		if err != nil {
+			return statelog.Commit{}, nil, err
+		}
+		var c kvsync.Commit
+		c.Set([]byte(prefix+id), val)
+		return c.Commit, func() { b.wake(id) }, nil
+	})
+	if err != nil {
+		return Order{}, fmt.Errorf("qr order %s: its expiry not settled with the cluster's orders: %w", id, err)
+	}
+	return b.view(o), nil
 }
 
 // Payment is a network's notification that an order was paid.
@@ -380,9 +459,10 @@ func (b *Book) decide(o *Order, p Payment) (Outcome, bool) {
 	if cur != Open || (o.Amount > 0 && p.Amount != o.Amount) || p.Amount <= 0 {
 		out = Late
 	}
-	if o.State != Open {
+	if o.State != Open && o.State != Expired {
 		// Already decided by another transaction: this one is refunded, and the order
-		// keeps its first payment.
+		// keeps its first payment. (An order stored Expired, a cluster's expiry
+		// committed when a terminal was told, takes this payment as late: refunded.)
 		return Late, false
 	}
 	o.Network, o.Connector, o.TransactionID, o.PaidAmount, o.PaidAt = p.Network, p.Connector, p.TransactionID, p.Amount, now

@@ -315,3 +315,64 @@ func TestBookSharedKeepsLocalOrders(t *testing.T) {
 		t.Fatalf("the revision key %q is among the orders' keys", RevisionKey)
 	}
 }
+
+// TestBookSharedExpiryRace: a payment taken on node A a millisecond before the
+// order's expiry, not yet applied on B, whose terminal's wait ends at the expiry
+// (or whose clock is ahead): B answers paid, not expired (its expiry's commit
+// conflicts with the payment, and B, caught up, finds the order paid). The other
+// way round, B's expiry ordered first: A's payment, notified late, finds the order
+// expired and refunds it, so that the terminal told "expired" and the book agree.
+// Before, B answered "expired" from its own copy while A kept the payment.
+func TestBookSharedExpiryRace(t *testing.T) {
+	c := &clock{t: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)}
+	a, b, mem, _ := twoNodes(t, c)
+	ctx := context.Background()
+	mk := func(id string) {
+		t.Helper()
+		if err := a.b.Create(ctx, Order{ID: id, TID: "T1", Amount: 100, Created: c.now(), Expires: c.now().Add(time.Second)}); err != nil {
+			t.Fatal(err)
+		}
+		deliver(t, mem)
+	}
+
+	// Paid on A in time; B's wait ends at the expiry before it applied the payment.
+	mk("100000000001")
+	c.add(999 * time.Millisecond)
+	if o, out, err := a.b.Pay(ctx, "100000000001", Payment{TransactionID: "TX1", Amount: 100}); err != nil || out != Taken || o.State != Paid {
+		t.Fatalf("A: %+v %v %v", o, out, err)
+	}
+	c.add(2 * time.Millisecond)
+	if w, err := b.b.Wait(ctx, "100000000001", time.Second); err != nil || w.State != Paid || w.TransactionID != "TX1" {
+		t.Fatalf("B answers the terminal %q (tx %q, %v), want paid by TX1", w.State, w.TransactionID, err)
+	}
+	// At once (no wait) alike, for an order paid on A in time and not applied on B.
+	mk("100000000002")
+	c.add(999 * time.Millisecond)
+	if _, out, err := a.b.Pay(ctx, "100000000002", Payment{TransactionID: "TX2", Amount: 100}); err != nil || out != Taken {
+		t.Fatalf("A: %v %v", out, err)
+	}
+	c.add(2 * time.Millisecond)
+	if w, err := b.b.Wait(ctx, "100000000002", 0); err != nil || w.State != Paid {
+		t.Fatalf("B answers the terminal %q (%v), want paid", w.State, err)
+	}
+
+	// B tells its terminal "expired" first (committed); A, not caught up, takes the
+	// notification after: late, refunded.
+	mk("100000000003")
+	c.add(1001 * time.Millisecond)
+	if w, err := b.b.Wait(ctx, "100000000003", time.Second); err != nil || w.State != Expired {
+		t.Fatalf("B answers the terminal %q (%v), want expired", w.State, err)
+	}
+	o, out, err := a.b.Pay(ctx, "100000000003", Payment{TransactionID: "TX3", Amount: 100})
+	if err != nil || out != Late || o.State != Refunded || o.TransactionID != "TX3" {
+		t.Fatalf("A after B's expiry: %+v %v %v, want late (refunded, TX3)", o, out, err)
+	}
+	deliver(t, mem)
+	if w, err := b.b.Wait(ctx, "100000000003", 0); err != nil || w.State != Refunded {
+		t.Fatalf("B: %q %v, want refunded", w.State, err)
+	}
+	// A repeat of the notification changes nothing.
+	if _, out, err := a.b.Pay(ctx, "100000000003", Payment{TransactionID: "TX3", Amount: 100}); err != nil || out != Again {
+		t.Fatalf("repeat: %v %v", out, err)
+	}
+}
