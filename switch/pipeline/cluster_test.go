@@ -92,6 +92,66 @@ func TestStandInAcrossNodes(t *testing.T) {
 	}
 }
 
+// memStandIns is a StandInStore in memory, shared by the pipelines of a test as a
+// disk is by a switch's runs.
+type memStandIns struct {
+	mu sync.Mutex
+	m  map[string]map[string]StandInCount // day -> card -> counts
+}
+
+func (s *memStandIns) LoadStandIns(day string) (map[string]StandInCount, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]StandInCount{}
+	for card, c := range s.m[day] {
+		out[card] = c
+	}
+	return out, nil
+}
+
+func (s *memStandIns) SaveStandIn(day, card string, c StandInCount) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m[day] == nil {
+		s.m[day] = map[string]StandInCount{}
+	}
+	s.m[day][card] = c
+	return nil
+}
+
+// TestStandInAcrossRestarts: a switch restarted during an issuer's outage counts the
+// card's stand-in approvals it gave before (and another node's it counted), from its
+// store, instead of giving the card its limits again; a new day starts afresh.
+func TestStandInAcrossRestarts(t *testing.T) {
+	store := &memStandIns{m: map[string]map[string]StandInCount{}}
+	limits := func(_ *harness, c *Config) {
+		c.StandIn = map[string]StandInLimits{"bank": {Enabled: true, MaxAmount: 5000, PerCardCount: 3, PerCardSum: 50000}}
+		c.StandIns = store
+	}
+	h := newHarness(t, limits)
+	h.bank.setUp(false)
+	first := h.do(h.purchase(100))
+	if first.RC != "00" {
+		t.Fatalf("first stand-in: %+v", first.Result)
+	}
+	remote := copyRecord(h.record(first.RRN))
+	remote.RRN = "2" + remote.RRN[1:]
+	h.p.SeenRemoteStandIn(remote) // node 2's, for the same card
+	// The restart: a new pipeline on the same store (its clock at the same time).
+	h2 := newHarness(t, limits)
+	h2.bank.setUp(false)
+	if a := h2.do(h2.purchase(100)); a.RC != "00" {
+		t.Fatalf("third stand-in of the day, after the restart: %+v", a.Result)
+	}
+	if a := h2.do(h2.purchase(100)); a.RC != "91" || a.Reason != "issuer-unavailable" {
+		t.Fatalf("fourth stand-in of the day, after the restart: %+v; want 91 issuer-unavailable (three already)", a.Result)
+	}
+	h2.clock.Advance(24 * time.Hour)
+	if a := h2.do(h2.purchase(100)); a.RC != "00" {
+		t.Fatalf("the next day's first stand-in: %+v", a.Result)
+	}
+}
+
 // TestRecordLocked: in a cluster every change of an original by another transaction
 // (refund, void, the terminal's reversal, completion of a pre-authorization) is made
 // under the original's lock across the nodes (RecordLocker): every write of the

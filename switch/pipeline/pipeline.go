@@ -175,6 +175,9 @@ type Config struct {
 	Location *time.Location
 	// StandIn holds the stand-in limits by issuer ID; absent means no stand-in.
 	StandIn map[string]StandInLimits
+	// StandIns keeps the day's stand-in counts per card across restarts (nil: in
+	// memory only, a restart starting them afresh).
+	StandIns StandInStore
 	// Breaker tunes the issuers' circuit breakers (zero values take the defaults).
 	Breaker BreakerConfig
 	// ReversalMismatch is what a terminal reversal whose amount differs from its
@@ -309,6 +312,10 @@ func New(cfg Config, j Journal, q Queue, routes Routes, terms Terminals, m *metr
 		dups: newDupTable(), early: newEarlyReversals(cfg.DupWindow, 100_000), open: newInflight(), standIn: newStandInBook(), stop: make(chan struct{}),
 		recent: newRecentKeys(cfg.DupWindow, 5_000_000, cfg.Now())}
 	p.locker, _ = j.(RecordLocker)
+	p.standIn.store = cfg.StandIns
+	if err := p.standIn.load(cfg.Now().In(cfg.Location).Format("2006-01-02")); err != nil {
+		return nil, fmt.Errorf("pipeline: %w", err)
+	}
 	key := append([]byte(nil), cfg.CardHashKey...)
 	p.hashers.New = func() any { return hmac.New(sha256.New, key) }
 	// The filter of recent requests starts empty: until it has seen a whole window,

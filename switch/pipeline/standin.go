@@ -13,44 +13,90 @@ import (
 
 // standInBook counts stand-in approvals per card and day.
 type standInBook struct {
-	mu  sync.Mutex
-	day string
-	n   map[string]int
-	sum map[string]int64
+	mu    sync.Mutex
+	day   string
+	n     map[string]int
+	sum   map[string]int64
+	store StandInStore // nil: memory only
 }
 
 func newStandInBook() *standInBook {
 	return &standInBook{n: map[string]int{}, sum: map[string]int64{}}
 }
 
-// take reserves one approval of amount for the card if the limits allow it.
-func (b *standInBook) take(card, day string, amount int64, lim StandInLimits) bool {
+// StandInCount is one card's stand-in approvals of a day and their sum.
+type StandInCount struct {
+	N   int
+	Sum int64
+}
+
+// StandInStore keeps the stand-in book of the day, so that a switch restarted during
+// an issuer's outage does not give each card its limits again.
+type StandInStore interface {
+	// LoadStandIns returns the counts of day by card hash (and may forget earlier
+	// days).
+	LoadStandIns(day string) (map[string]StandInCount, error)
+	// SaveStandIn stores a card's counts of day.
+	SaveStandIn(day, card string, c StandInCount) error
+}
+
+// load fills the book with day's counts from its store.
+func (b *standInBook) load(day string) error {
+	if b.store == nil {
+		return nil
+	}
+	counts, err := b.store.LoadStandIns(day)
+	if err != nil {
+		return fmt.Errorf("stand-in counts of %s: %w", day, err)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.day = day
+	for card, c := range counts {
+		b.n[card], b.sum[card] = c.N, c.Sum
+	}
+	return nil
+}
+
+// save stores a card's counts (b.mu held); a failure is returned for the log: the
+// approval stands, and a restart would count the card from the last saved counts.
+func (b *standInBook) save(card string) error {
+	if b.store == nil {
+		return nil
+	}
+	return b.store.SaveStandIn(b.day, card, StandInCount{N: b.n[card], Sum: b.sum[card]})
+}
+
+// take reserves one approval of amount for the card if the limits allow it; err is a
+// failure to store the counts (the approval is taken all the same).
+func (b *standInBook) take(card, day string, amount int64, lim StandInLimits) (ok bool, err error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.day != day {
 		b.day, b.n, b.sum = day, map[string]int{}, map[string]int64{}
 	}
 	if b.n[card]+1 > lim.PerCardCount || b.sum[card]+amount > lim.PerCardSum {
-		return false
+		return false, nil
 	}
 	b.n[card]++
 	b.sum[card] += amount
-	return true
+	return true, b.save(card)
 }
 
 // note counts a stand-in approval another node gave (SeenRemoteStandIn): one of an
 // earlier day than the book's counts no more; a later day starts the book afresh.
-func (b *standInBook) note(card, day string, amount int64) {
+func (b *standInBook) note(card, day string, amount int64) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	switch {
 	case day < b.day:
-		return
+		return nil
 	case day > b.day:
 		b.day, b.n, b.sum = day, map[string]int{}, map[string]int64{}
 	}
 	b.n[card]++
 	b.sum[card] += amount
+	return b.save(card)
 }
 
 // SeenRemoteStandIn counts a stand-in approval of another node of the cluster in this
@@ -63,7 +109,9 @@ func (p *Pipeline) SeenRemoteStandIn(rec *journal.Record) {
 	if !rec.StandIn || !rec.Approved() || rec.CardHash == "" {
 		return
 	}
-	p.standIn.note(rec.CardHash, rec.Received.In(p.cfg.Location).Format("2006-01-02"), rec.Amount)
+	if err := p.standIn.note(rec.CardHash, rec.Received.In(p.cfg.Location).Format("2006-01-02"), rec.Amount); err != nil {
+		p.log.Error().Err(err).Str("rrn", rec.RRN).Msg("another node's stand-in approval counted, its count not stored")
+	}
 }
 
 // standInOrDecline approves within the issuer's stand-in limits, or declines 91.
@@ -72,10 +120,15 @@ func (p *Pipeline) standInOrDecline(ctx context.Context, t *txn, why string, dec
 	lim, ok := p.cfg.StandIn[t.issuer]
 	typ := t.rec.Type
 	day := t.start.In(p.cfg.Location).Format("2006-01-02")
-	if !ok || !lim.Enabled || (typ != "purchase" && typ != "preauth") || r.HasPIN || r.QR ||
-		r.Amount > lim.MaxAmount || !p.standIn.take(t.rec.CardHash, day, r.Amount, lim) {
+	if !ok || !lim.Enabled || (typ != "purchase" && typ != "preauth") || r.HasPIN || r.QR || r.Amount > lim.MaxAmount {
 		declined()
 		return p.decline(ctx, t, message.RCIssuerUnavailable, "switch", why)
+	}
+	if took, err := p.standIn.take(t.rec.CardHash, day, r.Amount, lim); !took {
+		declined()
+		return p.decline(ctx, t, message.RCIssuerUnavailable, "switch", why)
+	} else if err != nil {
+		p.log.Error().Err(err).Str("rrn", t.rec.RRN).Msg("stand-in approval counted, its count not stored: a restart would count the card from before it")
 	}
 	sealed, err := p.seal.seal(r.PAN)
 	if err != nil {

@@ -472,6 +472,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		RefundWindow:     cfg.Refunds.Window.D(),
 		Location:         loc,
 		StandIn:          standIn,
+		StandIns:         standInStore{s.db},
 		Breaker:          breaker,
 		ReversalMismatch: cfg.Reversals.AmountMismatch,
 		HSM:              s.HSM,
