@@ -26,6 +26,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/rs/zerolog"
 
+	"github.com/switchyard/switchyard/internal/syncbuf"
 	"github.com/switchyard/switchyard/switch/registry"
 )
 
@@ -45,8 +46,8 @@ func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
 type fixture struct {
 	t     *testing.T
 	dir   string
-	chk   []byte   // the card hash key New is given
-	logs  *logSink // what the Manager logs
+	chk   []byte          // the card hash key New is given
+	logs  *syncbuf.Buffer // what the Manager logs
 	tweak func(*Options)
 	db    *badger.DB
 	reg   *registry.Registry
@@ -62,7 +63,7 @@ const mid = "M00000000000001"
 // A920, kind pos) and a Manager with an approved Ed25519 signing key "acq-1".
 func newFixture(t *testing.T, n int) *fixture {
 	t.Helper()
-	f := &fixture{t: t, dir: t.TempDir(), clock: &clock{t: t0}, chk: []byte("0123456789abcdef0123456789abcdef"), logs: &logSink{}}
+	f := &fixture{t: t, dir: t.TempDir(), clock: &clock{t: t0}, chk: []byte("0123456789abcdef0123456789abcdef"), logs: &syncbuf.Buffer{}}
 	f.open()
 	t.Cleanup(f.close)
 	f.approve(f.reg.RequestChange(alice, registry.Change{Op: registry.OpMerchantRegister, Merchant: &registry.Merchant{

@@ -11,31 +11,16 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+
+	"github.com/switchyard/switchyard/internal/syncbuf"
 )
 
-// logSink collects what a Manager logs (zerolog JSON lines).
-type logSink struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logSink) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logSink) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.buf.String() }
-
-func (l *logSink) Reset() { l.mu.Lock(); defer l.mu.Unlock(); l.buf.Reset() }
-
-// lines returns the logged lines at level whose message contains msg.
-func (l *logSink) lines(t *testing.T, level, msg string) []string {
+// logLines returns the lines of l logged at level whose message contains msg.
+func logLines(t *testing.T, l *syncbuf.Buffer, level, msg string) []string {
 	t.Helper()
 	var out []string
 	for _, line := range strings.Split(strings.TrimSpace(l.String()), "\n") {
@@ -246,7 +231,7 @@ func TestClearTokenKeyOfEarlierVersionIsSealed(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if n := len(f.logs.lines(t, "info", "now stored sealed")); n != 1 {
+			if n := len(logLines(t, f.logs, "info", "now stored sealed")); n != 1 {
 				t.Fatalf("%d Info lines say the key was sealed, want 1:\n%s", n, f.logs)
 			}
 			if containsAny(f.logs.String(), old) {
@@ -277,7 +262,7 @@ func TestTokenKeyUnderAnotherCardHashKey(t *testing.T) {
 	f.chk = []byte("fedcba9876543210fedcba9876543210")
 	f.logs.Reset()
 	f.open() // fails the test if New fails
-	if n := len(f.logs.lines(t, "error", "does not open")); n != 1 {
+	if n := len(logLines(t, f.logs, "error", "does not open")); n != 1 {
 		t.Fatalf("%d Error lines say the token key does not open, want 1:\n%s", n, f.logs)
 	}
 	if got := f.logs.String(); !strings.Contains(got, "card hash key") || !strings.Contains(got, "new token key") {
@@ -298,7 +283,7 @@ func TestTokenKeyUnderAnotherCardHashKey(t *testing.T) {
 	f.close()
 	f.logs.Reset()
 	f.open()
-	if !bytes.Equal(f.m.token, key) || len(f.logs.lines(t, "error", "")) != 0 {
+	if !bytes.Equal(f.m.token, key) || len(logLines(t, f.logs, "error", "")) != 0 {
 		t.Fatalf("next start: same key %v, log %q", bytes.Equal(f.m.token, key), f.logs)
 	}
 	if got := f.fetch(f.tids[0], p.SHA256, tok2); got != http.StatusOK {

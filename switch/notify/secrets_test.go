@@ -21,6 +21,7 @@ import (
 
 	"github.com/switchyard/switchyard/internal/statelog"
 	"github.com/switchyard/switchyard/internal/statelog/kvsync/kvsynctest"
+	"github.com/switchyard/switchyard/internal/syncbuf"
 	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/registry"
 )
@@ -62,24 +63,6 @@ func (rv *signedReceiver) counts() (good, bad int) {
 	rv.mu.Lock()
 	defer rv.mu.Unlock()
 	return len(rv.good), rv.bad
-}
-
-// syncBuffer is a log output safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // deliverOne stores a purchase notice of merchant m and runs one delivery of m's
@@ -272,7 +255,7 @@ func TestClearSecretsMigrated(t *testing.T) {
 		{ID: "CHG-2", Seq: 2, Op: OpWebhookPut, Target: "M3", Status: registry.ChangeRejected, RequestedBy: "op",
 			Ext: json.RawMessage(`{"merchant":"M3","url":"http://127.0.0.1:9/r","secret_ref":"ref-rejected","secret_sha256":"8899aabbccddeeff"}`)},
 	}
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	var mem statelog.Memory
 	sl := kvsynctest.New(&mem)
 	open := func() *Outbox {
@@ -419,7 +402,7 @@ func TestWrongCardHashKey(t *testing.T) {
 	if err := b.SetEndpoint("M1", hs1.URL, secret, "op", ""); err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	wrong := []byte("another card hash key 0123456789")
 	b, err = Open(db, Options{CardHashKey: wrong, AllowPrivate: loopback, RetryMin: time.Hour, Logger: zerolog.New(&logs)})
 	if err != nil {
@@ -449,7 +432,7 @@ func TestWrongCardHashKey(t *testing.T) {
 	// Another node's webhook, sealed under the right key, arrives held on a
 	// node with the wrong one; the node applies the commit and goes on.
 	var mem statelog.Memory
-	var clogs syncBuffer
+	var clogs syncbuf.Buffer
 	right, err := Open(openDB(t), Options{CardHashKey: testKey, AllowPrivate: loopback, Log: &mem})
 	if err != nil {
 		t.Fatal(err)
