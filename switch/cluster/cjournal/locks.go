@@ -30,9 +30,11 @@ import (
 const LockBucket = "RECORD_LOCKS"
 
 const (
-	// lockTTL is how long a lock lives at most: a node that dies holding one (or
-	// whose release is lost) holds it no longer. A holder keeps it for one durable
-	// write of the record (AckTimeout at most) and its catch-up.
+	// lockTTL is how long a lock lives after its last write: a node that dies
+	// holding one (or whose release is lost) holds it no longer. A holder keeps it
+	// for one durable write of the record (AckTimeout at most) and its catch-up; a
+	// lock kept after a failed write is refreshed by keepLoop until the version is
+	// in the stream.
 	lockTTL = 30 * time.Second
 	// lockWait bounds how long LockRecord waits for a lock another change holds
 	// (or for the bucket to answer, without a quorum).
