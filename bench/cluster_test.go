@@ -81,3 +81,20 @@ func TestClusterTableFaults(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterTableRate: a run offered an open loop says so, and a closed-loop run
+// has no such row.
+func TestClusterTableRate(t *testing.T) {
+	for _, rate := range []float64{0, 4000} {
+		rep := &ClusterReport{Rate: rate, Single: &ClusterPhase{}, Cluster: &ClusterPhase{}}
+		var b strings.Builder
+		rep.WriteTable(&b)
+		has := strings.Contains(b.String(), "offered (open loop) /s")
+		if has != (rate > 0) {
+			t.Errorf("rate %v: offered row shown %v:\n%s", rate, has, b.String())
+		}
+		if rate > 0 && !strings.Contains(b.String(), "4000           4000") {
+			t.Errorf("rate %v: the offered rate is not in both columns:\n%s", rate, b.String())
+		}
+	}
+}

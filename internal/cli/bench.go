@@ -29,7 +29,7 @@ func runBench(env *Env, args []string) int {
 	fs.IntVar(&o.Terminals, "terminals", 2000, "terminals (LT000001...)")
 	fs.IntVar(&o.Conns, "conns", 64, "connections")
 	fs.IntVar(&o.Depth, "depth", 8, "requests in flight per connection")
-	fs.Float64Var(&o.Rate, "rate", 5000, "open-loop rate for the latency run (0 to skip)")
+	fs.Float64Var(&o.Rate, "rate", 5000, "open-loop rate for the latency run (0 to skip); with --cluster, given: both phases are open loops at this rate instead of closed loops")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the switch over the run to this file")
 	fs.StringVar(&o.WorkDir, "workdir", "", "keep the switch's data and logs here (default: a temporary directory)")
 	fs.StringVar(&o.RulesDir, "rules", "rules", "the switch's rules directory")
@@ -156,7 +156,8 @@ func runFaultBench(env *Env, fs *flag.FlagSet, fo bench.FaultOptions, o bench.Op
 
 // runClusterBench runs `bench --cluster N`. Of the ordinary bench's flags it takes
 // --duration, --warmup, --terminals, --conns and --depth only when given, as its
-// defaults differ (20s, 3s, 600, 8 per node, 8).
+// defaults differ (20s, 3s, 600, 8 per node, 8); --rate, given, makes both phases
+// open loops at that rate (the same load for both) instead of closed loops.
 func runClusterBench(env *Env, fs *flag.FlagSet, o bench.Options, nodes int, profile, tls bool, rounds int) int {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -178,6 +179,10 @@ func runClusterBench(env *Env, fs *flag.FlagSet, o bench.Options, nodes int, pro
 	}
 	if set["depth"] {
 		co.Depth = o.Depth
+	}
+	if set["rate"] {
+		// Given, the two phases are open loops at this rate; else closed loops.
+		co.Rate = o.Rate
 	}
 	rep, err := bench.RunCluster(env.Ctx, co)
 	if err != nil {
