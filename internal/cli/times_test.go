@@ -9,10 +9,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchyard/switchyard/hsm"
 	"github.com/switchyard/switchyard/switch/cases"
 	"github.com/switchyard/switchyard/switch/cluster"
 	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/sched"
+	"github.com/switchyard/switchyard/switch/server"
 )
 
 // The journal shows times in the acquirer's zone with the offset, and its dates,
@@ -171,5 +173,22 @@ func TestListsShowTimesInTheAcquirersZone(t *testing.T) {
 	vars["SWITCHYARD_TIMEZONE"] = "Mars/Olympus"
 	if code, _, errs := runCLI(t, vars, "task", "list"); code != 1 || !strings.Contains(errs, "not an IANA time zone") {
 		t.Errorf("task list with a bad zone: exit %d, %s", code, errs)
+	}
+}
+
+// zone-key-change says until when the previous key stays valid in the acquirer's zone
+// (before: "2026-12-01 17:30:00 UTC", and "UTC" even for a time the API gave in another zone).
+func TestZoneKeyChangeGraceInTheAcquirersZone(t *testing.T) {
+	until := time.Date(2026, 12, 1, 17, 30, 0, 0, time.UTC)
+	api := zoneAdmin(t, map[string]any{"/api/v1/issuers/demo/key-change": server.ZoneKeyChange{Issuer: "demo",
+		ZPK: hsm.KeyRef{ID: "demo.ZPK", Version: 2}, KCV: "ABCDEF", GraceTo: until}})
+	vars := map[string]string{"SWITCHYARD_ADMIN": api.URL, "SWITCHYARD_TOKEN": "tok", "SWITCHYARD_TIMEZONE": "Asia/Shanghai"}
+	code, out, errs := runCLI(t, vars, "zone-key-change", "demo")
+	if code != 0 || !strings.Contains(out, "KCV ABCDEF; the previous key stays valid until 2026-12-02 01:30:00.000 +08:00\n") {
+		t.Fatalf("exit %d: %s%s", code, out, errs)
+	}
+	vars["SWITCHYARD_TIMEZONE"] = "Mars/Olympus"
+	if code, _, _ := runCLI(t, vars, "zone-key-change", "demo"); code != 1 || len(api.Calls()) != 1 {
+		t.Fatalf("a bad zone: exit %d, calls %q (want the key not changed)", code, api.Calls())
 	}
 }
