@@ -52,7 +52,8 @@ commands:
          switch sharing that ZMK): no clear component is handled.
   generate --type T --id ID [--algorithm A] [--mac-algorithm M] [--owner O]
          [--activate-at RFC3339] [--expires-at RFC3339] [--export-kek ID [--export-format tr31|ecb]]
-  list   [--id ID] [--json]        ID, version, type, algorithm, KCV, status, dates (never keys)
+  list   [--id ID] [--json]        ID, version, type, algorithm, KCV, status, times in the
+                                   acquirer's zone ($SWITCHYARD_TIMEZONE) (never keys)
   rotate --id ID [--grace 24h] [--activate-at RFC3339] [--export-kek ID [--export-format tr31|ecb]]
   export --id ID --kek ID [--version N] [--kek-version N] [--format tr31|ecb]
   export-component --id ID [--components 2|3] [--version N]
