@@ -134,11 +134,15 @@ func runApp(env *Env, args []string) int {
 		if *asJSON {
 			return printJSON(env, ps)
 		}
+		loc, err := acquirerZone(env)
+		if err != nil {
+			return fail(env, "app list: %v", err)
+		}
 		w := tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(w, "NAME\tVERSION\tSIZE\tSHA256\tMODELS\tKINDS\tKEY\tUPLOADED")
 		for _, p := range ps {
 			fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s by %s\n", p.Name, p.Version, p.Size, p.SHA256[:16]+"…",
-				dash(strings.Join(p.Models, ",")), dash(strings.Join(p.Kinds, ",")), p.KeyID, p.UploadedAt.Format("2006-01-02 15:04Z"), p.UploadedBy)
+				dash(strings.Join(p.Models, ",")), dash(strings.Join(p.Kinds, ",")), p.KeyID, kit.LocalTime(p.UploadedAt, loc), p.UploadedBy)
 		}
 		_ = w.Flush()
 		return 0
@@ -190,6 +194,10 @@ func runApp(env *Env, args []string) int {
 		if *asJSON {
 			return printJSON(env, ros)
 		}
+		loc, err := acquirerZone(env)
+		if err != nil {
+			return fail(env, "app status: %v", err)
+		}
 		for _, ro := range ros {
 			rel := "no release (withdrawn)"
 			if cur := ro.Current; cur != nil {
@@ -209,7 +217,7 @@ func runApp(env *Env, args []string) int {
 				fmt.Fprintf(env.Stdout, "  %-12s %d\n", v, ro.Versions[v])
 			}
 			for _, f := range ro.Failed {
-				fmt.Fprintf(env.Stdout, "  failed: %s %s at %s: %s\n", f.Terminal, f.Failed.Version, f.Failed.At.Format("2006-01-02 15:04Z"), f.Failed.Detail)
+				fmt.Fprintf(env.Stdout, "  failed: %s %s at %s: %s\n", f.Terminal, f.Failed.Version, kit.LocalTime(f.Failed.At, loc), f.Failed.Detail)
 			}
 		}
 		return 0
@@ -249,8 +257,12 @@ func runApp(env *Env, args []string) int {
 			if *asJSON {
 				return printJSON(env, ks)
 			}
+			loc, err := acquirerZone(env)
+			if err != nil {
+				return fail(env, "app key list: %v", err)
+			}
 			for _, k := range ks {
-				fmt.Fprintf(env.Stdout, "%s\t%s\tadded %s by %s\trevoked=%v\n", k.ID, k.Algorithm, k.AddedAt.Format("2006-01-02"), k.AddedBy, k.Revoked)
+				fmt.Fprintf(env.Stdout, "%s\t%s\tadded %s by %s\trevoked=%v\n", k.ID, k.Algorithm, kit.LocalTime(k.AddedAt, loc), k.AddedBy, k.Revoked)
 			}
 			return 0
 		case "add":

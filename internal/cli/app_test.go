@@ -70,3 +70,32 @@ func TestAppGroupsForPeople(t *testing.T) {
 		t.Errorf("app groups --json: exit %d, %v:\n%s%s", code, err, out, errs)
 	}
 }
+
+// app list, app status and app key list show their times as app groups does, in the
+// acquirer's zone with the offset (before: "2026-12-01 17:30Z", and a bare UTC date
+// for a key); --json keeps the API's.
+func TestAppTimesInTheAcquirersZone(t *testing.T) {
+	at := time.Date(2026, 12, 1, 17, 30, 0, 0, time.UTC)
+	pkgs := []apps.Package{{Name: "demo-pay", Version: "2.1.0", Size: 1024, SHA256: strings.Repeat("ab", 32), KeyID: "k1", UploadedAt: at, UploadedBy: "op"}}
+	ros := []apps.Rollout{{Group: "north", Terminals: 1, Failures: 1, Versions: map[string]int{"2.0.0": 1},
+		Failed: []apps.Report{{Terminal: "T0000107", Version: "2.0.0", ReportedAt: at, Failed: &apps.Failure{Version: "2.1.0", Detail: "E42 flash write", At: at}}}}}
+	keys := []apps.SigningKey{{ID: "k1", Algorithm: "ed25519", AddedAt: at, AddedBy: "admin"}}
+	api := zoneAdmin(t, map[string]any{"/api/v1/apps/packages": pkgs, "/api/v1/apps/rollout": ros, "/api/v1/apps/keys": keys})
+	vars := map[string]string{"SWITCHYARD_ADMIN": api.URL, "SWITCHYARD_TOKEN": "t", "SWITCHYARD_TIMEZONE": "Asia/Shanghai"}
+	for _, c := range []struct {
+		args []string
+		want string
+		json any
+	}{
+		{[]string{"app", "list"}, "  k1   2026-12-02 01:30:00.000 +08:00 by op\n", pkgs},
+		{[]string{"app", "status"}, "  failed: T0000107 2.1.0 at 2026-12-02 01:30:00.000 +08:00: E42 flash write\n", ros},
+		{[]string{"app", "key", "list"}, "k1\ted25519\tadded 2026-12-02 01:30:00.000 +08:00 by admin\trevoked=false\n", keys},
+	} {
+		if code, out, errs := runCLI(t, vars, c.args...); code != 0 || !strings.Contains(out, c.want) {
+			t.Errorf("%q: exit %d, lacks %q:\n%s%s", c.args, code, c.want, out, errs)
+		}
+		if code, out, _ := runCLI(t, vars, append(c.args, "--json")...); code != 0 || out != indented(t, c.json) {
+			t.Errorf("%q --json:\n%s", c.args, out)
+		}
+	}
+}

@@ -7,7 +7,9 @@ import (
 	"net/url"
 	"strings"
 	"text/tabwriter"
+	"time"
 
+	"github.com/switchyard/switchyard/internal/cli/kit"
 	"github.com/switchyard/switchyard/switch/cases"
 )
 
@@ -66,7 +68,11 @@ func runCase(env *Env, args []string) int {
 		if *asJSON {
 			return printJSON(env, k)
 		}
-		printCase(env, k)
+		loc, err := acquirerZone(env)
+		if err != nil {
+			return fail(env, "case %s: %v", sub, err)
+		}
+		printCase(env, k, loc)
 		return 0
 	}
 	switch sub {
@@ -104,6 +110,10 @@ func runCase(env *Env, args []string) int {
 		if *asJSON {
 			return printJSON(env, out)
 		}
+		loc, err := acquirerZone(env)
+		if err != nil {
+			return fail(env, "case list: %v", err)
+		}
 		w := tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(w, "ID\tSTATUS\tACTION\tRULE\tRRN\tTIME\tTERMINAL\tMERCHANT\tPAN\tAMOUNT\tASSIGNED\tVERDICT")
 		for _, k := range out {
@@ -112,7 +122,7 @@ func runCase(env *Env, args []string) int {
 				verdict = string(k.Decision.Verdict)
 			}
 			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", k.ID, k.Status, k.Action, k.Rule, k.RRN,
-				k.Time.Format("2006-01-02 15:04:05Z"), k.TID, dash(k.MID), k.PANMasked, k.Amount, dash(k.AssignedTo), verdict)
+				kit.LocalTime(k.Time, loc), k.TID, dash(k.MID), k.PANMasked, k.Amount, dash(k.AssignedTo), verdict)
 		}
 		_ = w.Flush()
 		return 0
@@ -203,16 +213,16 @@ func dash(s string) string {
 }
 
 // printCase shows a case for people: the transaction, the rules that hit with the
-// values they saw, the assignment and the decision.
-func printCase(env *Env, k *cases.Case) {
+// values they saw, the assignment and the decision; times in loc, the acquirer's zone.
+func printCase(env *Env, k *cases.Case, loc *time.Location) {
 	w := env.Stdout
-	fmt.Fprintf(w, "%s %s (opened %s by %s %s", k.ID, k.Status, k.OpenedAt.Format("2006-01-02 15:04:05Z"), k.Action, k.Rule)
+	fmt.Fprintf(w, "%s %s (opened %s by %s %s", k.ID, k.Status, kit.LocalTime(k.OpenedAt, loc), k.Action, k.Rule)
 	if k.Reason != "" {
 		fmt.Fprintf(w, ", reason %s", k.Reason)
 	}
 	fmt.Fprintf(w, ", score %d, rules %s)\n", k.Score, dash(k.RuleSet))
 	fmt.Fprintf(w, "RRN %s at %s: %s %s, amount %d %s, terminal %s, merchant %s, card %s (hash %s)\n", k.RRN,
-		k.Time.Format("2006-01-02 15:04:05Z"), dash(k.Type), k.MTI, k.Amount, k.Currency, k.TID, dash(k.MID), k.PANMasked, k.CardHash)
+		kit.LocalTime(k.Time, loc), dash(k.Type), k.MTI, k.Amount, k.Currency, k.TID, dash(k.MID), k.PANMasked, k.CardHash)
 	for _, h := range k.Hits {
 		fmt.Fprintf(w, "  HIT %s %s %s", h.Rule, h.Mode, h.Action)
 		if h.File != "" {
@@ -236,12 +246,12 @@ func printCase(env *Env, k *cases.Case) {
 	if k.AssignedTo != "" {
 		fmt.Fprintf(w, "Assigned to %s by %s", k.AssignedTo, k.AssignedBy)
 		if k.AssignedAt != nil {
-			fmt.Fprintf(w, " at %s", k.AssignedAt.Format("2006-01-02 15:04:05Z"))
+			fmt.Fprintf(w, " at %s", kit.LocalTime(*k.AssignedAt, loc))
 		}
 		fmt.Fprintln(w)
 	}
 	if d := k.Decision; d != nil {
-		fmt.Fprintf(w, "Decided %s by %s at %s", d.Verdict, d.By, d.At.Format("2006-01-02 15:04:05Z"))
+		fmt.Fprintf(w, "Decided %s by %s at %s", d.Verdict, d.By, kit.LocalTime(d.At, loc))
 		if d.Note != "" {
 			fmt.Fprintf(w, ": %s", d.Note)
 		}

@@ -85,14 +85,19 @@ func runCluster(env *Env, args []string) int {
 	if *asJSON {
 		return printJSON(env, &rep)
 	}
-	printClusterReport(env, &rep)
+	loc, err := acquirerZone(env)
+	if err != nil {
+		return fail(env, "cluster status: %v", err)
+	}
+	printClusterReport(env, &rep, loc)
 	if rep.NotReady != "" || rep.StatusError != "" {
 		return 1 // a problem found, as the README's exit statuses say
 	}
 	return 0
 }
 
-func printClusterReport(env *Env, rep *cluster.Report) {
+// printClusterReport shows the report for people, its times in loc (the acquirer's zone).
+func printClusterReport(env *Env, rep *cluster.Report, loc *time.Location) {
 	w := env.Stdout
 	ready := "ready"
 	if rep.NotReady != "" {
@@ -178,7 +183,7 @@ func printClusterReport(env *Env, rep *cluster.Report) {
 		for _, s := range rep.State {
 			snap, taken, keys := "-", "-", "-"
 			if s.Snapshot != nil {
-				snap, taken = u64(s.Snapshot.Revision), s.Snapshot.Taken.Format(time.RFC3339)
+				snap, taken = u64(s.Snapshot.Revision), kit.LocalTime(s.Snapshot.Taken, loc)
 				keys = strconv.Itoa(s.Snapshot.Keys)
 			}
 			follower := "following"
@@ -220,7 +225,7 @@ func printClusterReport(env *Env, rep *cluster.Report) {
 			rec = "node " + strconv.Itoa(l.RecoveredBy)
 		}
 		rows = append(rows, []string{strconv.Itoa(l.Node), orDash(l.Server), strconv.FormatUint(l.Incarnation, 10), state,
-			l.Started.Format(time.RFC3339), l.Refreshed.Format(time.RFC3339Nano), rec, yesNo(l.Compacts)})
+			kit.LocalTime(l.Started, loc), kit.LocalTime(l.Refreshed, loc), rec, yesNo(l.Compacts)})
 	}
 	kit.Table(w, "LEASE\tSERVER\tINCARNATION\tSTATE\tSTARTED\tREFRESHED\tRECOVERED BY\tSNAPSHOTS", rows)
 }

@@ -20,7 +20,8 @@ import (
 // streams (with the journal's format) and buckets with their leaders and lag, a
 // stream without a leader,
 // the consumers' backlog, the shared stores (a follower without a consumer named
-// so, for how long and why) and the leases; --json gives the report back whole;
+// so, for how long and why) and the leases, their times in the acquirer's zone;
+// --json gives the report back whole;
 // a switch that runs alone makes it fail with "not a cluster node".
 func TestClusterStatus(t *testing.T) {
 	at := time.Date(2026, 12, 1, 23, 0, 0, 0, time.UTC)
@@ -48,7 +49,7 @@ func TestClusterStatus(t *testing.T) {
 	}
 	node := httptest.NewServer(api.New(api.Options{Auth: auth, ClusterStatus: func(context.Context) (any, error) { return rep, nil }}))
 	defer node.Close()
-	vars := map[string]string{"SWITCHYARD_TOKEN": registry.DemoAnalystToken}
+	vars := map[string]string{"SWITCHYARD_TOKEN": registry.DemoAnalystToken, "SWITCHYARD_TIMEZONE": "Asia/Shanghai"}
 
 	code, out, errs := runCLI(t, vars, "cluster", "status", "--admin", node.URL)
 	if code != 0 {
@@ -65,10 +66,10 @@ func TestClusterStatus(t *testing.T) {
 		"SAF     sy_n3_1   NO ANSWER  -        -",
 		"Not listed: consumers of STATE on n1: nats: timeout",
 		"1      n1      4            held",
-		"3      n3      2            LAPSED  2026-12-01T23:00:00Z  2026-12-01T23:00:00Z  node 1        no",
-		"held    2026-12-01T23:00:00Z  2026-12-01T23:00:00Z  -             yes",
-		"registry  120       14            110          2050  2026-12-01T23:00:00Z  following",
-		"cases     0         0             -            -     -                     NO CONSUMER for 45s: maximum consumers limit reached  no quorum",
+		"3      n3      2            LAPSED  2026-12-02 07:00:00.000 +08:00  2026-12-02 07:00:00.000 +08:00  node 1        no",
+		"held    2026-12-02 07:00:00.000 +08:00  2026-12-02 07:00:00.000 +08:00  -             yes",
+		"registry  120       14            110          2050  2026-12-02 07:00:00.000 +08:00  following",
+		"cases     0         0             -            -     -                               NO CONSUMER for 45s: maximum consumers limit reached  no quorum",
 		"Single switch's journal imported up to RRN 000000123456 (12 messages in the stream)",
 	} {
 		if !strings.Contains(out, want) {

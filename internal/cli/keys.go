@@ -24,14 +24,18 @@ func runKeys(env *Env, args []string) int {
 		return fail(env, "keys: %v", err)
 	}
 	defer done()
-	return keytool.RunWithInput(env.Ctx, rest, c, env.Stdin, env.Stdout, env.Stderr)
+	loc, err := acquirerZone(env)
+	if err != nil {
+		return fail(env, "keys: %v", err)
+	}
+	return keytool.RunWithInput(env.Ctx, rest, c, loc, env.Stdin, env.Stdout, env.Stderr)
 }
 
 const zoneKeyChangeUsage = `Usage: switchyard zone-key-change ISSUER [--admin URL] [--token T]
 
 Generates a new zone PIN key for ISSUER, sends it in a 0800 key change (161) through
 the running switch, and prints its KCV; the previous key stays valid for the grace
-period. Needs the admin role.`
+period (its end shown in the acquirer's zone, $SWITCHYARD_TIMEZONE). Needs the admin role.`
 
 func runZoneKeyChange(env *Env, args []string) int {
 	c, rest, done, err := adminClient(env, args)
@@ -43,11 +47,15 @@ func runZoneKeyChange(env *Env, args []string) int {
 		fmt.Fprintf(env.Stderr, "switchyard: zone-key-change: want one issuer ID, got %d arguments\n%s\n", len(rest), zoneKeyChangeUsage)
 		return kit.ExitUsage
 	}
+	loc, err := acquirerZone(env) // before the change: a bad zone stops it, not its report
+	if err != nil {
+		return fail(env, "zone-key-change: %v", err)
+	}
 	var out server.ZoneKeyChange
 	if err := c.Do(env.Ctx, "POST", "/api/v1/issuers/"+rest[0]+"/key-change", nil, &out); err != nil {
 		return fail(env, "zone-key-change: %v", err)
 	}
 	env.Stdout.Write([]byte("issuer " + out.Issuer + ": new zone PIN key " + out.ZPK.String() + ", KCV " + out.KCV +
-		"; the previous key stays valid until " + out.GraceTo.Format("2006-01-02 15:04:05 UTC") + "\n"))
+		"; the previous key stays valid until " + kit.LocalTime(out.GraceTo, loc) + "\n"))
 	return 0
 }

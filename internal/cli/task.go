@@ -6,6 +6,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/switchyard/switchyard/internal/cli/kit"
 	"github.com/switchyard/switchyard/switch/registry"
 	"github.com/switchyard/switchyard/switch/sched"
 )
@@ -57,12 +58,16 @@ func runTask(env *Env, args []string) int {
 		if *asJSON {
 			return printJSON(env, rs)
 		}
+		loc, err := acquirerZone(env)
+		if err != nil {
+			return fail(env, "task %s: %v", sub, err)
+		}
 		w := tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(w, "TASK\tSLOT\tSTART\tTOOK\tOUTCOME\tMISSED\tOUTPUT / ERROR")
 		for _, r := range rs {
 			slot := "run-now by " + r.By
 			if !r.Slot.IsZero() {
-				slot = r.Slot.Format("2006-01-02 15:04Z")
+				slot = kit.LocalTime(r.Slot, loc)
 			}
 			took := "-"
 			if !r.End.IsZero() {
@@ -72,7 +77,7 @@ func runTask(env *Env, args []string) int {
 			if r.Error != "" {
 				msg = r.Error
 			}
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", r.Task, slot, r.Start.Format("2006-01-02 15:04:05Z"), took, r.Outcome, r.Missed, msg)
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", r.Task, slot, kit.LocalTime(r.Start, loc), took, r.Outcome, r.Missed, msg)
 		}
 		_ = w.Flush()
 		return 0
@@ -89,12 +94,16 @@ func runTask(env *Env, args []string) int {
 		if *asJSON {
 			return printJSON(env, vs)
 		}
+		loc, err := acquirerZone(env)
+		if err != nil {
+			return fail(env, "task list: %v", err)
+		}
 		w := tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(w, "NAME\tKIND\tSCHEDULE\tTIMEZONE\tNEXT\tLAST\tSTATE\tSOURCE")
 		for _, v := range vs {
 			last, state := "-", "ok"
 			if v.LastRun != nil {
-				last = v.LastRun.Start.Format("2006-01-02 15:04Z") + " " + v.LastRun.Outcome
+				last = kit.LocalTime(v.LastRun.Start, loc) + " " + v.LastRun.Outcome
 			}
 			switch {
 			case v.Error != "":
@@ -104,11 +113,7 @@ func runTask(env *Env, args []string) int {
 			case v.Failing:
 				state = "FAILING"
 			}
-			next := "-"
-			if !v.Next.IsZero() {
-				next = v.Next.Format("2006-01-02 15:04Z07:00")
-			}
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.Name, v.Kind, v.Schedule, dash(v.TimeZone), next, last, state, v.Source)
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.Name, v.Kind, v.Schedule, dash(v.TimeZone), kit.LocalTime(v.Next, loc), last, state, v.Source)
 		}
 		_ = w.Flush()
 		return 0

@@ -52,7 +52,8 @@ commands:
          switch sharing that ZMK): no clear component is handled.
   generate --type T --id ID [--algorithm A] [--mac-algorithm M] [--owner O]
          [--activate-at RFC3339] [--expires-at RFC3339] [--export-kek ID [--export-format tr31|ecb]]
-  list   [--id ID] [--json]        ID, version, type, algorithm, KCV, status, dates (never keys)
+  list   [--id ID] [--json]        ID, version, type, algorithm, KCV, status, times in the
+                                   acquirer's zone ($SWITCHYARD_TIMEZONE) (never keys)
   rotate --id ID [--grace 24h] [--activate-at RFC3339] [--export-kek ID [--export-format tr31|ecb]]
   export --id ID --kek ID [--version N] [--kek-version N] [--format tr31|ecb]
   export-component --id ID [--components 2|3] [--version N]
@@ -70,13 +71,14 @@ TDES-3KEY, AES-128, AES-192, AES-256; MAC algorithms (TAK, ZAK): retail, cmac.
 func usagef(format string, args ...any) error { return kit.Usagef(format, args...) }
 
 // Run runs "switchyard keys" with args (after "keys") against the admin API through
-// c, reading components from os.Stdin. It returns the exit status.
-func Run(ctx context.Context, args []string, c *apiclient.Client, stdout, stderr io.Writer) int {
-	return RunWithInput(ctx, args, c, os.Stdin, stdout, stderr)
+// c, reading components from os.Stdin. The times it prints for people are in loc,
+// the acquirer's zone (nil: UTC). It returns the exit status.
+func Run(ctx context.Context, args []string, c *apiclient.Client, loc *time.Location, stdout, stderr io.Writer) int {
+	return RunWithInput(ctx, args, c, loc, os.Stdin, stdout, stderr)
 }
 
 // RunWithInput is Run with the standard input given (for import's components).
-func RunWithInput(ctx context.Context, args []string, c *apiclient.Client, stdin io.Reader, stdout, stderr io.Writer) int {
+func RunWithInput(ctx context.Context, args []string, c *apiclient.Client, loc *time.Location, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		fmt.Fprint(stderr, Usage)
 		if len(args) == 0 {
@@ -84,7 +86,7 @@ func RunWithInput(ctx context.Context, args []string, c *apiclient.Client, stdin
 		}
 		return ExitOK
 	}
-	t := &tool{ctx: ctx, c: c, in: stdin, out: stdout, errw: stderr}
+	t := &tool{ctx: ctx, c: c, loc: loc, in: stdin, out: stdout, errw: stderr}
 	var err error
 	switch args[0] {
 	case "import":
@@ -123,6 +125,7 @@ func RunWithInput(ctx context.Context, args []string, c *apiclient.Client, stdin
 type tool struct {
 	ctx  context.Context
 	c    *apiclient.Client
+	loc  *time.Location // the zone of the times printed for people
 	in   io.Reader
 	out  io.Writer
 	errw io.Writer
@@ -360,12 +363,7 @@ func (t *tool) list(args []string) error {
 	}
 	tw := tabwriter.NewWriter(t.out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tVERSION\tTYPE\tALGORITHM\tKCV\tSTATUS\tACTIVATE\tEXPIRES\tGRACE UNTIL\tOWNER")
-	day := func(tm time.Time) string {
-		if tm.IsZero() {
-			return "-"
-		}
-		return tm.UTC().Format("2006-01-02 15:04")
-	}
+	day := func(tm time.Time) string { return kit.LocalTime(tm, t.loc) }
 	for _, k := range l.Keys {
 		alg := string(k.Algorithm)
 		if k.MACAlgorithm != "" {

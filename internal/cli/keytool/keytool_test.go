@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -23,6 +24,7 @@ type fixture struct {
 	db    *badger.DB
 	store *keys.Store
 	c     *apiclient.Client
+	loc   *time.Location // the acquirer's zone the times are shown in
 }
 
 func setup(t *testing.T) *fixture {
@@ -44,12 +46,16 @@ func setup(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	auth, _ := admin.NewAuthenticator([]admin.Token{{Token: "tok", Principal: admin.Principal{Name: "custodian", Role: admin.RoleAdmin}}})
-	return &fixture{db: db, store: store, c: &apiclient.Client{Handler: api.New(api.Options{Auth: auth, Keys: store, HSM: h}), Token: "tok"}}
+	sh, err := time.LoadLocation("Asia/Shanghai")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{db: db, store: store, c: &apiclient.Client{Handler: api.New(api.Options{Auth: auth, Keys: store, HSM: h}), Token: "tok"}, loc: sh}
 }
 
 func (f *fixture) run(stdin string, args ...string) (int, string, string) {
 	var out, errb bytes.Buffer
-	code := RunWithInput(context.Background(), args, f.c, strings.NewReader(stdin), &out, &errb)
+	code := RunWithInput(context.Background(), args, f.c, f.loc, strings.NewReader(stdin), &out, &errb)
 	return code, out.String(), errb.String()
 }
 
@@ -295,5 +301,24 @@ func TestImportUnderKEK(t *testing.T) {
 		if code, out, errs := to.run("", args...); code != c.code || !strings.Contains(errs, c.err) {
 			t.Errorf("%v: exit %d, %q %q; want exit %d naming %q", c.args, code, out, errs, c.code, c.err)
 		}
+	}
+}
+
+// keys list shows ACTIVATE, EXPIRES and GRACE UNTIL in the acquirer's zone with the
+// offset (before: UTC without a zone, "2026-12-01 17:30"); --json keeps RFC 3339.
+func TestListShowsTimesInTheAcquirersZone(t *testing.T) {
+	f := setup(t)
+	code, out, errs := f.run("", "generate", "--type", "TPK", "--id", "T0000009.TPK", "--owner", "T0000009",
+		"--activate-at", "2026-12-01T17:30:00Z", "--expires-at", "2027-06-01T00:00:00Z")
+	if code != ExitOK {
+		t.Fatalf("generate: %d %s %s", code, out, errs)
+	}
+	code, out, _ = f.run("", "list", "--id", "T0000009.TPK")
+	if code != ExitOK || !strings.Contains(out, "  2026-12-02 01:30:00.000 +08:00  2027-06-01 08:00:00.000 +08:00  -  ") {
+		t.Fatalf("list:\n%s", out)
+	}
+	code, out, _ = f.run("", "list", "--id", "T0000009.TPK", "--json")
+	if code != ExitOK || !strings.Contains(out, `"2026-12-01T17:30:00Z"`) || strings.Contains(out, "+08:00") {
+		t.Fatalf("list --json:\n%s", out)
 	}
 }

@@ -34,7 +34,7 @@ func (t *tool) alert(args []string) error {
 		for _, a := range as {
 			seen := "never"
 			if a.LastSeen != nil {
-				seen = ts(a.LastSeen.Time)
+				seen = t.when(a.LastSeen.Time)
 			}
 			var acts []string
 			for _, r := range a.Actions {
@@ -44,7 +44,7 @@ func (t *tool) alert(args []string) error {
 				}
 				acts = append(acts, s)
 			}
-			rows = append(rows, []string{a.ID, ts(a.Time), a.RuleID, a.TerminalID, a.MerchantID, seen,
+			rows = append(rows, []string{a.ID, t.when(a.Time), a.RuleID, a.TerminalID, a.MerchantID, seen,
 				time.Duration(a.OfflineFor).Round(time.Minute).String(), string(a.Status), orDash(strings.Join(acts, ","))})
 		}
 		t.table("ID\tTIME\tRULE\tTERMINAL\tMERCHANT\tLAST SEEN\tOFFLINE FOR\tSTATUS\tACTIONS", rows)

@@ -34,7 +34,7 @@ func (t *tool) change(args []string) error {
 			if c.ReviewedBy != "" {
 				reviewed = c.ReviewedBy
 			}
-			rows = append(rows, []string{c.ID, string(c.Op), orDash(c.Target), string(c.Status), c.RequestedBy, ts(c.RequestedAt), reviewed, orDash(c.Reason)})
+			rows = append(rows, []string{c.ID, string(c.Op), orDash(c.Target), string(c.Status), c.RequestedBy, t.when(c.RequestedAt), reviewed, orDash(c.Reason)})
 		}
 		t.table("ID\tOPERATION\tTARGET\tSTATUS\tREQUESTED BY\tREQUESTED AT\tREVIEWED BY\tREASON", rows)
 		return nil
@@ -51,13 +51,13 @@ func (t *tool) change(args []string) error {
 			return t.printJSON(pv)
 		}
 		c := pv.Change
-		fmt.Fprintf(t.out, "%s  %s %s  %s\nrequested by %s at %s", c.ID, c.Op, orDash(c.Target), c.Status, c.RequestedBy, ts(c.RequestedAt))
+		fmt.Fprintf(t.out, "%s  %s %s  %s\nrequested by %s at %s", c.ID, c.Op, orDash(c.Target), c.Status, c.RequestedBy, t.when(c.RequestedAt))
 		if c.Reason != "" {
 			fmt.Fprintf(t.out, ": %s", c.Reason)
 		}
 		fmt.Fprintln(t.out)
 		if c.ReviewedBy != "" && c.ReviewedAt != nil {
-			fmt.Fprintf(t.out, "%s by %s at %s %s\n", c.Status, c.ReviewedBy, ts(*c.ReviewedAt), c.ReviewNote)
+			fmt.Fprintf(t.out, "%s by %s at %s %s\n", c.Status, c.ReviewedBy, t.when(*c.ReviewedAt), c.ReviewNote)
 		}
 		if pv.Error != "" {
 			fmt.Fprintf(t.out, "cannot be approved now: %s\n", pv.Error)

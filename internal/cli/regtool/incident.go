@@ -40,7 +40,7 @@ func (t *tool) incident(args []string) error {
 		}
 		var rows [][]string
 		for _, i := range is {
-			rows = append(rows, []string{i.ID, ts(i.Time), string(i.Reason), i.ResponseCode, i.TerminalID, orDash(i.MerchantID), string(i.Status), incidentDetail(&i)})
+			rows = append(rows, []string{i.ID, t.when(i.Time), string(i.Reason), i.ResponseCode, i.TerminalID, orDash(i.MerchantID), string(i.Status), incidentDetail(&i)})
 		}
 		t.table("ID\tTIME\tREASON\tRC\tTERMINAL\tMERCHANT\tSTATUS\tDETAIL", rows)
 		return nil

@@ -3,7 +3,6 @@ package regtool
 import (
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/switchyard/switchyard/risk/profile"
 
@@ -192,7 +191,7 @@ func (t *tool) merchantProfile(id string, refresh, asJSON bool) error {
 	p := v.Profile
 	computed := "never (every merchant has its tier's defaults)"
 	if !v.ComputedAt.IsZero() {
-		computed = fmt.Sprintf("%s, window %s to %s", v.ComputedAt.Format(time.RFC3339), v.From.Format(time.RFC3339), v.To.Format(time.RFC3339))
+		computed = fmt.Sprintf("%s, window %s to %s", t.when(v.ComputedAt), t.when(v.From), t.when(v.To))
 	}
 	source := v.Source
 	if v.ComputedAt.IsZero() {

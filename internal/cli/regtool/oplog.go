@@ -65,7 +65,7 @@ func (t *tool) oplog(args []string) error {
 		if len(what) > 120 {
 			what = what[:117] + "..."
 		}
-		rows = append(rows, []string{strconv.FormatUint(e.Seq, 10), ts(e.Time), by, e.Action, e.Target, orDash(e.ChangeID), orDash(e.Reason), orDash(what)})
+		rows = append(rows, []string{strconv.FormatUint(e.Seq, 10), t.when(e.Time), by, e.Action, e.Target, orDash(e.ChangeID), orDash(e.Reason), orDash(what)})
 	}
 	t.table("SEQ\tTIME\tWHO\tACTION\tTARGET\tCHANGE\tREASON\tBEFORE -> AFTER", rows)
 	if len(es) == *limit { // the demo fleet alone writes 2,009 entries: say that older ones exist

@@ -16,9 +16,15 @@ import (
 
 // TestMerchantProfileCommand: `switchyard merchant profile ID` shows the tier's
 // defaults before any refresh, --refresh recomputes (operators only), then the
-// learned profile, as a table and as JSON.
+// learned profile, as a table (the time it was computed in the acquirer's zone) and as
+// JSON.
 func TestMerchantProfileCommand(t *testing.T) {
 	e := newEnv(t)
+	sh, err := time.LoadLocation("Asia/Shanghai")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.loc = sh
 	auth, err := admin.NewAuthenticator(api.DemoTokens())
 	if err != nil {
 		t.Fatal(err)
@@ -40,7 +46,7 @@ func TestMerchantProfileCommand(t *testing.T) {
 		t.Errorf("--refresh as an analyst: exit %d, %q; want a refusal", code, errs)
 	}
 	out = e.mustRun(t, registry.DemoOperatorToken, "merchant", "profile", "000000000000002", "--refresh")
-	for _, want := range []string{"learned", "2026-12-01T19:00:00Z", "1800", "25.0%"} {
+	for _, want := range []string{"learned", "computed             2026-12-02 03:00:00.000 +08:00, window", "1800", "25.0%"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("after a refresh: output lacks %q:\n%s", want, out)
 		}

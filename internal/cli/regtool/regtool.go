@@ -107,8 +107,8 @@ switch's data directory, read-only).
 
 // Run runs one registry command: cmd is one of Commands, args the rest of the
 // command line. It writes results to stdout and problems to stderr and returns the
-// exit status (ExitOK, ExitError or ExitUsage). The records a show command prints
-// for people have their times in loc, the acquirer's zone (nil: UTC).
+// exit status (ExitOK, ExitError or ExitUsage). The times it prints for people
+// (tables and show commands; not --json) are in loc, the acquirer's zone (nil: UTC).
 func Run(ctx context.Context, cmd string, args []string, c *apiclient.Client, loc *time.Location, stdout, stderr io.Writer) int {
 	if loc == nil {
 		loc = time.UTC
@@ -143,7 +143,7 @@ type tool struct {
 	ctx  context.Context
 	cmd  string // the command, for the usage hint
 	c    *apiclient.Client
-	loc  *time.Location // the zone of the times a show command prints
+	loc  *time.Location // the zone of the times printed for people
 	out  io.Writer
 	errw io.Writer
 	code int // exit status for a run without error (import with rejected rows)
@@ -228,15 +228,9 @@ func (t *tool) table(header string, rows [][]string) { kit.Table(t.out, header, 
 // fields prints one record for people (kit.Fields).
 func (t *tool) fields(rows [][2]string) { kit.Fields(t.out, rows) }
 
-// when shows a time of a record for people: in the acquirer's zone, with its offset.
+// when shows a time for people, as every command does: in the acquirer's zone, with
+// its offset ("-" for the zero time).
 func (t *tool) when(tm time.Time) string { return kit.LocalTime(tm, t.loc) }
-
-func ts(tm time.Time) string {
-	if tm.IsZero() {
-		return "-"
-	}
-	return tm.UTC().Format(time.RFC3339)
-}
 
 func orDash(s string) string {
 	if s == "" {

@@ -138,3 +138,50 @@ func TestMerchantNoticesForPeople(t *testing.T) {
 		t.Errorf("merchant notices --json (%v):\n%s", err, js)
 	}
 }
+
+// The lists (change, oplog, incident, alert) and change show print their times as the
+// show commands do, in the acquirer's zone with the offset; before, they printed UTC
+// in RFC 3339 ("2026-05-01T10:00:00Z").
+func TestListsShowTimesInTheAcquirersZone(t *testing.T) {
+	e := newEnv(t)
+	shanghai, err := time.LoadLocation("Asia/Shanghai")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.loc = shanghai
+	at := "2026-05-01 18:00:00.000 +08:00" // t0, 10:00 UTC, in Asia/Shanghai
+	req := t1Request()
+	req.MerchantID = "000000000000002"
+	if res := e.reg.Check(req); res.Reason != registry.ReasonMerchantMismatch {
+		t.Fatalf("swap: %q", res.Reason)
+	}
+	e.mustRun(t, op, "alert-rule", "set", "off-1h", "--threshold", "1h", "--kind", "softpos", "--action", "log")
+	if _, err := registry.NewMonitor(e.reg, nil, registry.MonitorOptions{}).RunOnce(context.Background(), t0.Add(2*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	e.mustRun(t, op, "merchant", "freeze", "000000000000001", "--reason", "AML review")
+	e.mustRun(t, rev, "change", "approve", "CHG-1", "--note", "confirmed")
+	for _, c := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"change", "list", "--status", "all"}, []string{"demo-operator  " + at + "  demo-reviewer"}},
+		{[]string{"change", "show", "CHG-1"}, []string{"requested by demo-operator at " + at, "approved by demo-reviewer at " + at + " confirmed"}},
+		{[]string{"oplog", "--action", "change."}, []string{"  " + at + "  demo-operator  "}}, // (the values of a diff are the record's JSON)
+		{[]string{"incident", "list"}, []string{"INC-1  " + at + "  merchant-mismatch"}},
+		{[]string{"alert", "list"}, []string{"  2026-05-01 20:00:00.000 +08:00  off-1h"}},
+	} {
+		out := e.mustRun(t, an, c.args...)
+		for _, w := range c.want {
+			if !strings.Contains(out, w) {
+				t.Errorf("%q lacks %q:\n%s", c.args, w, out)
+			}
+		}
+		if strings.Contains(out, "T10:00:00Z") || strings.Contains(out, "T12:00:00Z") {
+			t.Errorf("%q shows UTC:\n%s", c.args, out)
+		}
+		if out := e.mustRun(t, an, append(c.args, "--json")...); !strings.Contains(out, "T10:00:00Z") && !strings.Contains(out, "T12:00:00Z") {
+			t.Errorf("%q --json lost the API's times:\n%s", c.args, out)
+		}
+	}
+}

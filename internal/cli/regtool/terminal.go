@@ -170,7 +170,7 @@ func (t *tool) terminal(args []string) error {
 		for _, v := range views {
 			seen, from := "-", "-"
 			if v.LastSeen != nil {
-				seen = ts(v.LastSeen.Time)
+				seen = t.when(v.LastSeen.Time)
 				if v.LastSeen.Address.IsValid() {
 					from = v.LastSeen.Address.String()
 				}

@@ -37,8 +37,9 @@ type ToolEnv struct {
 	// Lists, when set, are the deny and allow lists backtest and explain
 	// read (the lists as they are now); nil means empty lists.
 	Lists *risk.Lists
-	// Location is the time zone of dates given without one and the default
-	// time zone of rule sets that declare none (nil = UTC).
+	// Location is the acquirer's time zone: that of dates given without one, the
+	// default time zone of rule sets that declare none, and that of the times
+	// printed for people (nil = UTC).
 	Location *time.Location
 	// RulesDir is the rules directory of explain when --rules is not given
 	// (default "rules").
@@ -509,8 +510,7 @@ func decisionText(d risk.DecisionSummary) string {
 
 func (t *tool) backtestTable(rep *risk.BacktestReport, dir string) {
 	w := t.out
-	fmt.Fprintf(w, "Backtest of %s (version %s) from %s to %s\n", dir, rep.Version,
-		rep.From.In(t.env.Location).Format(time.RFC3339), rep.To.In(t.env.Location).Format(time.RFC3339))
+	fmt.Fprintf(w, "Backtest of %s (version %s) from %s to %s\n", dir, rep.Version, t.when(rep.From), t.when(rep.To))
 	fmt.Fprintf(w, "Warm-up %s: %d transaction(s). Reported: %d transaction(s) in %s.\n", rep.Warmup, rep.WarmupTxns, rep.Transactions, rep.Elapsed.Round(time.Millisecond))
 	fmt.Fprintf(w, "Risk declines as they happened: %d (%s); with these rules: %d (%s). Changed decisions: %d.\n\n",
 		rep.DeclinesBefore, money(rep.DeclineAmountBefore), rep.DeclinesAfter, money(rep.DeclineAmountAfter), rep.Changed)
@@ -533,7 +533,7 @@ func (t *tool) backtestTable(rep *risk.BacktestReport, dir string) {
 	tw = tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "TIME\tRRN\tTERMINAL\tTYPE\tAMOUNT\tOUTCOME\tBEFORE\tAFTER")
 	for _, c := range rep.Changes {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Time.In(t.env.Location).Format("2006-01-02 15:04:05 -07:00"), c.RRN, c.Terminal,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.when(c.Time), c.RRN, c.Terminal,
 			c.TxnType, money(int64(c.Amount)), c.Outcome, decisionText(c.Before), decisionText(c.After))
 	}
 	tw.Flush()
@@ -565,7 +565,9 @@ func (t *tool) backtestCSV(rep *risk.BacktestReport) {
 	_ = kit.CSV(t.out, []string{"rule", "mode", "action", "hits", "hits_before", "decided", "would_decline", "would_decline_amount"}, rules)
 	fmt.Fprintln(t.out)
 	for _, c := range rep.Changes {
-		changes = append(changes, []string{c.Time.Format(time.RFC3339Nano), c.RRN, c.Terminal, c.Merchant, c.TxnType, strconv.Itoa(c.Amount), c.Outcome,
+		// RFC 3339, which a spreadsheet or a script reads, in the acquirer's zone: the
+		// day of the table's and of --from/--to.
+		changes = append(changes, []string{c.Time.In(t.env.Location).Format(time.RFC3339Nano), c.RRN, c.Terminal, c.Merchant, c.TxnType, strconv.Itoa(c.Amount), c.Outcome,
 			string(c.Before.Action), c.Before.ResponseCode, c.Before.Rule, string(c.After.Action), c.After.ResponseCode, c.After.Rule})
 	}
 	_ = kit.CSV(t.out, []string{"time", "rrn", "terminal", "merchant", "txn_type", "amount", "outcome", "before_action", "before_code", "before_rule",
@@ -666,7 +668,7 @@ func (t *tool) explainText(ex *risk.Explanation, all bool) {
 	rec := ex.Record
 	in := rec.Input
 	fmt.Fprintf(w, "RRN %s at %s: %s %s on terminal %s (%s), merchant %s (%s, tier %s), BIN %s, entry mode %s\n",
-		rec.RRN, rec.Time.In(t.env.Location).Format("2006-01-02 15:04:05 MST"), in.Txn.Type, money(int64(in.Txn.Amount)),
+		rec.RRN, t.when(rec.Time), in.Txn.Type, money(int64(in.Txn.Amount)),
 		in.Terminal.ID, in.Terminal.Kind, in.Merchant.ID, in.Merchant.MCC, in.Merchant.Tier, in.Txn.BIN, in.Txn.EntryMode)
 	then := rec.Decision
 	fmt.Fprintf(w, "Then (rules version %s): %s; the terminal got %s\n", orDash(then.Version), then.Summary(), orDash(rec.Outcome.ResponseCode))
@@ -720,6 +722,10 @@ func orDash(s string) string {
 	return s
 }
 
+// when shows a time for people, as every command does: in the acquirer's zone
+// (Location) with its offset, kit.LocalTime.
+func (t *tool) when(tm time.Time) string { return kit.LocalTime(tm, t.env.Location) }
+
 // ---- lists ----
 
 func (t *tool) lists(ctx context.Context, args []string) int {
@@ -764,9 +770,9 @@ func (t *tool) lists(ctx context.Context, args []string) int {
 		for _, e := range entries {
 			exp := "never"
 			if !e.ExpiresAt.IsZero() {
-				exp = e.ExpiresAt.In(t.env.Location).Format("2006-01-02 15:04")
+				exp = t.when(e.ExpiresAt)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.List, e.Kind, e.Value, exp, e.AddedBy, e.AddedAt.In(t.env.Location).Format("2006-01-02 15:04"), e.Note)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.List, e.Kind, e.Value, exp, e.AddedBy, t.when(e.AddedAt), e.Note)
 		}
 		tw.Flush()
 		fmt.Fprintf(t.out, "%d entr%s\n", len(entries), map[bool]string{true: "y", false: "ies"}[len(entries) == 1])
@@ -795,7 +801,7 @@ func (t *tool) lists(ctx context.Context, args []string) int {
 		}
 		exp := "never expires"
 		if !added.ExpiresAt.IsZero() {
-			exp = "expires " + added.ExpiresAt.In(t.env.Location).Format(time.RFC3339)
+			exp = "expires " + t.when(added.ExpiresAt)
 		}
 		fmt.Fprintf(t.out, "added %s/%s/%s (%s)\n", added.List, added.Kind, added.Value, exp)
 		return ExitOK
@@ -848,7 +854,7 @@ func (t *tool) lists(ctx context.Context, args []string) int {
 		tw := tabwriter.NewWriter(t.out, 2, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "TIME\tWHO\tOP\tLIST\tKIND\tVALUE\tNOTE")
 		for _, a := range entries {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", a.Time.In(t.env.Location).Format("2006-01-02 15:04:05"), a.Who, a.Op,
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.when(a.Time), a.Who, a.Op,
 				a.Entry.List, a.Entry.Kind, a.Entry.Value, a.Entry.Note)
 		}
 		tw.Flush()

@@ -288,6 +288,38 @@ func TestListsCommands(t *testing.T) {
 	}
 }
 
+// lists show, add and audit print their times as journal does, in the acquirer's zone
+// with the offset (before: "2026-12-02 01:30" without a zone, RFC 3339, and
+// "2026-12-02 01:30:00"); --json keeps the API's.
+func TestListsTimesInTheAcquirersZone(t *testing.T) {
+	sh, err := time.LoadLocation("Asia/Shanghai")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lists, err := risk.NewLists(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth, _ := admin.NewAuthenticator([]admin.Token{{Token: "t", Principal: admin.Principal{Name: "anna", Role: admin.RoleAnalyst}}})
+	env := ToolEnv{Admin: &apiclient.Client{Handler: api.New(api.Options{Auth: auth, Lists: lists}), Token: "t"}, Location: sh}
+	local := `\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \+08:00`
+	code, out, errs := run(t, env, "lists", "add", "deny", "bin", "476173", "--expires", "2099-12-01T17:30:00Z")
+	if code != ExitOK || !strings.Contains(out, "added deny/bin/476173 (expires 2099-12-02 01:30:00.000 +08:00)") {
+		t.Fatalf("add: %d %s %s", code, out, errs)
+	}
+	code, out, _ = run(t, env, "lists")
+	if code != ExitOK || !regexp.MustCompile(`(?m)^deny +bin +476173 +2099-12-02 01:30:00\.000 \+08:00 +anna +`+local).MatchString(out) {
+		t.Errorf("show:\n%s", out)
+	}
+	code, out, _ = run(t, env, "lists", "audit")
+	if code != ExitOK || !regexp.MustCompile(`(?m)^`+local+` +anna +add +deny`).MatchString(out) {
+		t.Errorf("audit:\n%s", out)
+	}
+	if _, out, _ := run(t, env, "lists", "--json"); !strings.Contains(out, `"2099-12-01T17:30:00Z"`) {
+		t.Errorf("lists --json:\n%s", out)
+	}
+}
+
 // TestExplainFallbackPack: without --rules, where the rules directory does not exist,
 // explain re-evaluates with the fallback pack (the one built into the binary); a
 // --rules directory that does not exist is still an error.
@@ -320,11 +352,21 @@ func TestBacktestDatesInAcquirerZone(t *testing.T) {
 		t.Errorf("backtest -h does not say which zone a date is in:\n%s", errs)
 	}
 	code, out, errs := run(t, env, "backtest", "--rules", cand, "--from", "2025-06-04", "--to", "2025-06-05", "--no-progress")
-	if code != ExitOK || !strings.Contains(out, "from 2025-06-04T00:00:00+08:00 to 2025-06-05T00:00:00+08:00") || !strings.Contains(out, "Reported: 600 transaction(s)") {
+	if code != ExitOK || !strings.Contains(out, "from 2025-06-04 00:00:00.000 +08:00 to 2025-06-05 00:00:00.000 +08:00") || !strings.Contains(out, "Reported: 600 transaction(s)") {
 		t.Fatalf("backtest of a Shanghai day: %d\n%s\n%s", code, out, errs)
 	}
-	if !strings.Contains(out, "2025-06-04 00:00:00 +08:00") {
-		t.Errorf("changed decisions' times without the zone's offset:\n%s", out)
+	if !strings.Contains(out, "\n2025-06-04 00:50:00.000 +08:00  000000000051  T0000001") {
+		t.Errorf("changed decisions' times not as journal shows them:\n%s", out)
+	}
+	// CSV keeps RFC 3339 for the spreadsheet, in the acquirer's zone.
+	code, out, _ = run(t, env, "backtest", "--rules", cand, "--from", "2025-06-04", "--to", "2025-06-05", "--no-progress", "--format", "csv")
+	if code != ExitOK || !strings.Contains(out, "\n2025-06-04T00:50:00+08:00,000000000051,") {
+		t.Errorf("csv changes' times:\n%s", out)
+	}
+	// explain shows the transaction's time as journal does (before: "2025-06-04 00:50:00 CST").
+	code, out, errs = run(t, env, "explain", "--rules", cand, "000000000051")
+	if code != ExitOK || !strings.Contains(out, "RRN 000000000051 at 2025-06-04 00:50:00.000 +08:00: purchase") {
+		t.Errorf("explain: %d\n%s%s", code, out, errs)
 	}
 }
 
