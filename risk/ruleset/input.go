@@ -292,7 +292,22 @@ func UnavailableCode(rc string) bool {
 // OutcomeOf is the Outcome of a transaction the rules decided d about and
 // that got responseCode.
 func OutcomeOf(d *Decision, responseCode string) Outcome {
-	return Outcome{Approved: responseCode == "00", ResponseCode: responseCode, RiskDeclined: d.Declined()}
+	return Outcome{Approved: ApprovedCode(responseCode), ResponseCode: responseCode, RiskDeclined: d.Declined()}
+}
+
+// ApprovedCode reports whether a response code approves the transaction: 00 and,
+// as ISO 8583:1987 has it, 08 (honour with identification), 10 (partial approval)
+// and 11 (VIP), the codes the switch treats as approvals everywhere else
+// (message.Approved, journal.Record.Approved). The node that handles a transaction
+// observes it with OutcomeOf, and every other node of a cluster folds its journal
+// record (the outcome read back by journal.Record.Approved): both must say the
+// same, and so must a retraction of it.
+func ApprovedCode(rc string) bool {
+	switch rc {
+	case "00", "08", "10", "11":
+		return true
+	}
+	return false
 }
 
 // localTimes holds "00:00" ... "23:59" so that Evaluate formats no strings.

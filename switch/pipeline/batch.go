@@ -47,6 +47,18 @@ func (p *Pipeline) batch(ctx context.Context, t *txn) (frontend.Response, error)
 	if err != nil {
 		return p.decline(ctx, t, message.RCFormatError, "switch", "batch-totals-malformed")
 	}
+	if c, ok := p.journal.(CatchUpper); ok {
+		// In a cluster the terminal's last transactions, or its last batch close,
+		// may have been made on another node a moment ago: total the batch once this
+		// node holds them, or not at all (the terminal sends it again).
+		cctx, cancel := context.WithTimeout(ctx, batchCatchUp)
+		err := c.CaughtUp(cctx)
+		cancel()
+		if err != nil {
+			p.log.Warn().Err(err).Str("tid", t.req.TID).Msg("batch: the journal has not caught up with the cluster; not totalled")
+			return p.decline(ctx, t, message.RCIssuerUnavailable, "switch", "journal-behind")
+		}
+	}
 	since, err := p.journal.LastBatch(t.req.TID)
 	if err != nil {
 		return p.systemError(t, err)

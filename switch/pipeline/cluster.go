@@ -40,6 +40,17 @@ type RecordLocker interface {
 	LockRecord(ctx context.Context, rrn string) (unlock func(), err error)
 }
 
+// CatchUpper is a cluster's journal that can wait until its node holds every record,
+// delivery mark and batch close the cluster's stream held when asked
+// (cjournal.Journal.CaughtUp): a terminal's batch (0500) is totalled after it, over
+// the whole cluster's records of the terminal.
+type CatchUpper interface {
+	CaughtUp(ctx context.Context) error
+}
+
+// batchCatchUp bounds a batch's wait for its node's journal to catch up.
+const batchCatchUp = 5 * time.Second
+
 // lockRecord takes the stripe of the record rrn and, when the journal is a
 // cluster's, first the record's lock across the nodes (waited for without holding a
 // stripe, so that a change waiting for another node's holds up no other record of its

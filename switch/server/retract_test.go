@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -125,5 +126,105 @@ rules:
 	write(&und2, &und)
 	if !declined(1001) {
 		t.Fatal("the switch's reversal retracted twice")
+	}
+}
+
+// TestRemoteFoldPartialRefunds: a purchase refunded in full by two partial refunds
+// whose reservations were both made before either was answered (two terminals of the
+// merchant, or one node with two refunds in flight: the original's lock is given up
+// once a refund's reservation is written, before its issuer answers) loses its count
+// once, as on the node that handled the refunds: the first refund reserved half
+// (Partial), the second the rest. A node that folds the refunds' final records reads
+// the original as it is when each final version comes, with both reservations in
+// it, and takes each refund for the one that made the original whole: the
+// purchase's count goes twice, and the card's other live purchase with it.
+func TestRemoteFoldPartialRefunds(t *testing.T) {
+	dir := t.TempDir()
+	rules := filepath.Join(dir, "rules")
+	if err := os.Mkdir(rules, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(rules, "r.yaml"), []byte(`
+counters:
+  - {name: card_count_30m, dimension: card, measure: count, window: 30m,
+     where: 'outcome.approved && txn.txn_type == "purchase"', retract: [void, reversal, refund]}
+rules:
+  - {id: busy_card, condition: 'txn.txn_type == "purchase" && velocity.card_count_30m >= 1', action: decline}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e, err := risk.New(rules, risk.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	db, err := badger.Open(badger.DefaultOptions(filepath.Join(dir, "db")).WithLogger(nil).WithSyncWrites(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	j, err := journal.Open(db, journal.Options{Dir: filepath.Join(dir, "journal")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	s := &Server{Risk: e, Journal: j}
+
+	t0 := time.Now().UTC().Add(-10 * time.Minute)
+	n := 0
+	record := func(typ string, amount int64, orig string) *journal.Record {
+		n++
+		rrn, err := j.NextRRN()
+		if err != nil {
+			t.Fatal(err)
+		}
+		at := t0.Add(time.Duration(n) * time.Second)
+		in := risk.Input{Txn: risk.Txn{Type: typ, Amount: int(amount), CardHash: "c1", Time: at}}
+		return &journal.Record{RRN: rrn, Received: at, MTI: "0200", Type: typ, Amount: amount, CardHash: "c1", RC: "00",
+			TID: "T0000001", STAN: fmt.Sprintf("%06d", n), DE7: "1201120000", OriginalRRN: orig, Facts: in.AppendBinary(nil)}
+	}
+	// write journals r as the cluster journal applies another node's version, and
+	// folds it with the version the store held before.
+	write := func(r *journal.Record) {
+		t.Helper()
+		prev, err := j.Get(r.RRN)
+		if err != nil {
+			prev = nil
+		}
+		c := *r
+		if err := j.Write(context.Background(), &c, prev == nil, true); err != nil {
+			t.Fatal(err)
+		}
+		s.onRemoteRecord(&c, prev)
+	}
+	busy := func() bool {
+		in := risk.Input{Txn: risk.Txn{Type: risk.TxnPurchase, Amount: 100, CardHash: "c1", Time: time.Now().UTC()}}
+		d := e.Evaluate(&in)
+		return d.Declined()
+	}
+
+	sale := record("purchase", 1000, "")
+	write(sale)
+	other := record("purchase", 300, "") // stays: the card has one live purchase
+	write(other)
+	// The stream's order: refund 1 reserves 5.00 and goes to its issuer; refund 2
+	// reserves the other 5.00 and goes too; then both are answered 00.
+	r1, r2 := record("refund", 500, sale.RRN), record("refund", 500, sale.RRN)
+	res1 := *sale
+	res1.Refunded, res1.Rev = 500, 2
+	write(&res1)
+	w1 := *r1
+	w1.RC = ""
+	write(&w1)
+	res2 := res1
+	res2.Refunded, res2.Rev = 1000, 3
+	write(&res2)
+	w2 := *r2
+	w2.RC = ""
+	write(&w2)
+	write(r1)
+	write(r2)
+	if !busy() {
+		t.Fatal("after a purchase refunded in full in two parts, the card's other purchase (3.00, not refunded) no longer counts: the refunded purchase's count was taken out twice (each refund folded as the one that made it whole)")
 	}
 }

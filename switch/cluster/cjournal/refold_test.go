@@ -1,0 +1,125 @@
+package cjournal
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/switchyard/switchyard/switch/journal"
+)
+
+// TestReapplyFoldsOnce: OnRemote is how the server folds another node's record into
+// the velocity counters and the stand-in book, once, from the record's first final
+// version (prev nil or not final: docs/cluster.md, "Velocity counters"). When a
+// commit of the local store fails, the applier applies the stream again from its
+// last flushed position (reapply); the store lacks the versions of the failed
+// group, so OnRemote meets the same final version again with prev nil, and the
+// server folds the transaction a second time into counters that already hold it
+// (in memory, in this same process). The failure is real: the journal's next
+// segment file cannot be created while a directory stands at its name.
+func TestReapplyFoldsOnce(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	nc := startCluster(t, ctx, 1)
+	m1 := openMember(t, ctx, nc.nodes[0], 1, 1, t.TempDir())
+	defer m1.close(t)
+
+	// Node 2, its journal in segments of one frame each: every group commit starts
+	// a new segment file.
+	dir := t.TempDir()
+	jdir := filepath.Join(dir, "journal")
+	db, err := badger.Open(badger.DefaultOptions(filepath.Join(dir, "badger")).WithLogger(nil).WithSyncWrites(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	store, err := journal.Open(db, journal.Options{Dir: jdir, RRNPrefix: "2", IndexDelay: 10 * time.Millisecond, IndexKSN: true, SegmentSize: 1, Prealloc: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+
+	var (
+		mu       sync.Mutex
+		folds    = map[string]int{} // first final versions OnRemote saw, by RRN
+		blockers []string
+		unblock  = func() {
+			for _, b := range blockers {
+				_ = os.Remove(b)
+			}
+			blockers = nil
+		}
+	)
+	j2, err := Open(ctx, nc.nodes[0], store, db, Options{Node: 2, Replicas: 1, AckTimeout: 3 * time.Second, Logger: testLogger(t),
+		OnRemote: func(rec, prev *journal.Record) {
+			if !rec.Final() || (prev != nil && prev.Final()) {
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			folds[rec.RRN]++
+			if folds[rec.RRN] > 1 {
+				unblock() // the applier applies it again: let the store take it now
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j2.Close()
+
+	// Block the next segment files of node 2's journal: its next commits fail.
+	names, err := os.ReadDir(jdir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var segs []string
+	for _, e := range names {
+		if strings.HasSuffix(e.Name(), ".seg") {
+			segs = append(segs, e.Name())
+		}
+	}
+	sort.Strings(segs)
+	var last uint32
+	if len(segs) > 0 {
+		fmt.Sscanf(segs[len(segs)-1], "%08d.seg", &last)
+	}
+	mu.Lock()
+	for n := last + 1; n <= last+64; n++ {
+		b := filepath.Join(jdir, fmt.Sprintf("%08d.seg", n))
+		if err := os.Mkdir(b, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		blockers = append(blockers, b)
+	}
+	mu.Unlock()
+	defer func() { mu.Lock(); unblock(); mu.Unlock() }()
+
+	// Node 1 journals one transaction; node 2 applies it (and fails to commit it).
+	rrn, err := journalTxn(ctx, m1, "T0000001", "000001", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The applier's position moves only past writes the store took: once caught
+	// up, node 2 holds it (after the blockers went, and the applier applied it
+	// again).
+	if err := j2.CaughtUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := store.Get(rrn); err != nil || !r.Final() {
+		t.Fatalf("node 2 caught up without %s: %+v, %v", rrn, r, err)
+	}
+	mu.Lock()
+	n := folds[rrn]
+	mu.Unlock()
+	if n != 1 {
+		t.Fatalf("node 2's OnRemote met the first final version of %s %d times (prev nil or not final each time), want 1: the server folds it into the velocity counters and the stand-in book that often", rrn, n)
+	}
+}
