@@ -60,6 +60,27 @@ type applier struct {
 	// records applied since the last flush (the store's index may not show them
 	// yet), with their RRNs.
 	keys map[string]string
+	// cur is the entry being applied; handed is the entry after the last one whose
+	// record went to OnRemote in this process. After a failed commit of the local
+	// store the applier applies the stream again from its last flushed position
+	// (reapply), and the store lacks what the failed commit held: OnRemote would
+	// meet those records as new and the server would fold them into its velocity
+	// counters and stand-in book a second time. Entries before handed are written
+	// to the store again, not handed again (what OnRemote did is in this process's
+	// memory, and made durable by BeforeFlush before the next position).
+	cur, handed entryPos
+}
+
+// entryPos is the place of an entry in the stream: its message's sequence and its
+// index in the message (0 for a message of one entry).
+type entryPos struct {
+	seq uint64
+	idx int
+}
+
+// before says whether p comes before q in the stream.
+func (p entryPos) before(q entryPos) bool {
+	return p.seq < q.seq || (p.seq == q.seq && p.idx < q.idx)
 }
 
 func (a *applier) init() {
@@ -420,9 +441,15 @@ func (j *Journal) apply(ctx context.Context, m jetstream.Msg) error {
 	}
 	byKSN := format >= ksnFormat
 	kind, data := h.Get(hdrKind), m.Data()
+	j.ap.cur = entryPos{seq: seq}
 	switch {
 	case kind == kindGroup:
+		idx := 0
 		err = decodeGroup(data, func(kind string, payload []byte) error {
+			// Every entry counts, applied or not, so that an entry has the same
+			// place when the message is applied again.
+			j.ap.cur.idx = idx
+			idx++
 			if own && !restoring && kind != kindFirst {
 				return nil
 			}
@@ -543,8 +570,9 @@ func (j *Journal) applyRecord(ctx context.Context, rec *journal.Record, data []b
 	if !own {
 		j.ap.recent.put(rec)
 		j.stats.appliedRemote.Add(1)
-		if j.opts.OnRemote != nil {
+		if j.opts.OnRemote != nil && !j.ap.cur.before(j.ap.handed) {
 			j.opts.OnRemote(rec, local)
+			j.ap.handed = entryPos{seq: j.ap.cur.seq, idx: j.ap.cur.idx + 1}
 		}
 	} else if !live && j.opts.OnRestored != nil {
 		j.opts.OnRestored(rec)

@@ -69,7 +69,11 @@ type Options struct {
 	// goroutine: whatever it takes delays the applier (the server's raise of a DUKPT
 	// counter syncs the key store when the counter rises).
 	// prev is the version the local store held before (nil: none), so that the first
-	// final version of a record can be told from its later updates.
+	// final version of a record can be told from its later updates. A process hands
+	// each stream entry to it once: when the applier applies the stream again after
+	// a failed commit of the local store, the entries it had already handed are
+	// written to the store again but not handed again (a new process is handed
+	// again what lies past the position it starts from).
 	OnRemote func(rec, prev *journal.Record)
 	// OnRestored, if set, is called by the applier for each version of this node's
 	// own record that the local store lacked (a node that lost its disk gets its
