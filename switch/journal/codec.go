@@ -77,21 +77,30 @@ func (r *Record) AppendBinary(b []byte) ([]byte, error) {
 	// by decoders older than them, so the version stays 1.
 	// Each optional field is written when it or one after it is set, so that the
 	// decoder reads them in order.
-	rev := r.Rev != 0
-	if r.Label != "" || r.QR != "" || r.CompletedBy != "" || r.KSN != "" || rev {
+	var set = [...]bool{r.Label != "", r.QR != "", r.CompletedBy != "", r.KSN != "", r.Rev != 0, r.RefundedTo != 0}
+	n := 0 // how many are written: up to the last one set
+	for i, v := range set {
+		if v {
+			n = i + 1
+		}
+	}
+	if n > 0 {
 		e.str(r.Label)
 	}
-	if r.QR != "" || r.CompletedBy != "" || r.KSN != "" || rev {
+	if n > 1 {
 		e.str(r.QR)
 	}
-	if r.CompletedBy != "" || r.KSN != "" || rev {
+	if n > 2 {
 		e.str(r.CompletedBy)
 	}
-	if r.KSN != "" || rev {
+	if n > 3 {
 		e.str(r.KSN)
 	}
-	if rev {
+	if n > 4 {
 		e.int(r.Rev)
+	}
+	if n > 5 {
+		e.int(r.RefundedTo)
 	}
 	return e.b, nil
 }
@@ -205,6 +214,9 @@ func (r *Record) UnmarshalBinary(b []byte) error {
 	}
 	if d.err == nil && len(d.b) > 0 {
 		r.Rev = d.int()
+	}
+	if d.err == nil && len(d.b) > 0 {
+		r.RefundedTo = d.int()
 	}
 	if d.err != nil {
 		return fmt.Errorf("journal record %s: %w", r.RRN, d.err)

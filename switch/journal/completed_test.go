@@ -65,6 +65,7 @@ func TestCodecRev(t *testing.T) {
 	for _, withOthers := range []bool{false, true} {
 		r := sample("100000000001", time.Unix(1700000000, 0), "T0000002")
 		r.Rev = 7
+		r.RefundedTo = 1500
 		if withOthers {
 			r.Label, r.QR, r.CompletedBy, r.KSN = "lbl", "wallet", "000000000042", "FFFF9876543210E00007"
 		}
@@ -73,7 +74,7 @@ func TestCodecRev(t *testing.T) {
 			t.Fatal(err)
 		}
 		var back Record
-		if err := back.UnmarshalBinary(b); err != nil || back.Rev != 7 || back.Label != r.Label || back.QR != r.QR || back.CompletedBy != r.CompletedBy || back.KSN != r.KSN {
+		if err := back.UnmarshalBinary(b); err != nil || back.Rev != 7 || back.RefundedTo != 1500 || back.Label != r.Label || back.QR != r.QR || back.CompletedBy != r.CompletedBy || back.KSN != r.KSN {
 			t.Fatalf("others %v: back %+v: %v", withOthers, back, err)
 		}
 	}
@@ -90,5 +91,17 @@ func TestCodecRev(t *testing.T) {
 	}
 	if len(with) <= len(plain) || string(with[:len(plain)]) != string(plain) {
 		t.Fatalf("a record without Rev does not encode as the prefix of the same with one (%d, %d bytes)", len(plain), len(with))
+	}
+	// RefundedTo alone: the fields before it are written (empty) so that it is read
+	// in its place.
+	r = sample("100000000002", time.Unix(1700000000, 0), "T0000001")
+	r.RefundedTo = 700
+	b, err := r.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Record
+	if err := back.UnmarshalBinary(b); err != nil || back.RefundedTo != 700 || back.Rev != 0 || back.KSN != "" {
+		t.Fatalf("RefundedTo alone: back %+v: %v", back, err)
 	}
 }

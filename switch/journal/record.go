@@ -128,6 +128,15 @@ type Record struct {
 	// delivery mark) or the order in which versions arrive. 0 on a single switch,
 	// and in records written before it. Encoded after KSN, only when set.
 	Rev int64 `json:"rev,omitempty"`
+	// RefundedTo, on a refund, is its original's Refunded once this refund's amount
+	// was reserved on it, as the node that handled the refund decided it: the
+	// refund makes the original whole (its retraction takes the original's count out
+	// of the velocity counters, not only its amount) when RefundedTo reaches the
+	// original's Amount. Another node of a cluster that folds the refund reads the
+	// decision here: the original as it stands when the refund's final version
+	// arrives may hold the reservations of refunds made after it. 0 in records
+	// written before it. Encoded after Rev, only when set.
+	RefundedTo int64 `json:"refunded_to,omitempty"`
 }
 
 // Approved reports whether the record ended in an approval.

@@ -929,6 +929,11 @@ func TestRefund(t *testing.T) {
 			if rec := h.record(a.RRN); rec.Type != "refund" || rec.OriginalRRN != tx.RRN {
 				t.Fatalf("refund record %+v", rec)
 			}
+			// An approved refund says how far it took the original's refunds, for
+			// the nodes of a cluster that fold it (whole or partial).
+			if rec := h.record(a.RRN); tc.rc == "00" && rec.RefundedTo != tc.refunded {
+				t.Fatalf("refund record's RefundedTo %d, want %d", rec.RefundedTo, tc.refunded)
+			}
 		})
 	}
 }

@@ -460,6 +460,7 @@ func (p *Pipeline) refund(ctx context.Context, t *txn) (frontend.Response, error
 	}
 	t.undo = orig
 	t.undoBy = risk.Retraction{Kind: risk.RetractRefund, Amount: int(r.Amount), Partial: orig.Refunded < orig.Amount}
+	t.rec.RefundedTo = orig.Refunded // the decision, for the nodes that fold the refund
 	unlock()
 	release := func() {
 		unlock, err := p.lockRecord(context.Background(), rrn)

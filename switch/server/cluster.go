@@ -808,7 +808,14 @@ func (s *Server) onRemoteRecord(rec, prev *journal.Record) {
 		return
 	}
 	if r.Kind == risk.RetractRefund {
-		r.Amount, r.Partial = int(rec.Amount), orig.Refunded < orig.Amount
+		// Whole or partial as the node that handled the refund decided it at its
+		// reservation: the original as it stands now may hold the reservations of
+		// refunds made after this one (before 5 December 2026 a refund did not say).
+		refunded := orig.Refunded
+		if rec.RefundedTo > 0 {
+			refunded = rec.RefundedTo
+		}
+		r.Amount, r.Partial = int(rec.Amount), refunded < orig.Amount
 	} else if orig.ReversedBy != rec.RRN {
 		return // a reversal answered 00 that reversed nothing (already reversed, not approved...)
 	}

@@ -210,6 +210,9 @@ rules:
 	// The stream's order: refund 1 reserves 5.00 and goes to its issuer; refund 2
 	// reserves the other 5.00 and goes too; then both are answered 00.
 	r1, r2 := record("refund", 500, sale.RRN), record("refund", 500, sale.RRN)
+	// As the handling node wrote them: the original's Refunded once each refund's
+	// amount was reserved on it.
+	r1.RefundedTo, r2.RefundedTo = 500, 1000
 	res1 := *sale
 	res1.Refunded, res1.Rev = 500, 2
 	write(&res1)
