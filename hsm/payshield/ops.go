@@ -330,7 +330,7 @@ func (c *Client) VerifyCVV(ctx context.Context, req hsm.CVVRequest, cvv string) 
 		return fmt.Errorf("verify CVV: %w", err)
 	}
 	if len(cvv) != 3 || !isDigits(cvv) {
-		return fmt.Errorf("verify CVV: %w: CVV %q is not 3 digits", hsm.ErrInput, cvv)
+		return fmt.Errorf("verify CVV: %w: a CVV of %d characters is not 3 digits", hsm.ErrInput, len(cvv)) // never the value: it is card data
 	}
 	key, err := c.rec(ctx, req.Key, hsm.Inbound)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/switchyard/switchyard/switch/issuer"
 	"github.com/switchyard/switchyard/switch/message"
 	"github.com/switchyard/switchyard/switch/pipeline"
+	"github.com/switchyard/switchyard/switch/qr"
 )
 
 // Config configures the connector to one network.
@@ -141,13 +143,21 @@ func (c *Connector) post(ctx context.Context, path string, in, out any) error {
 		return fmt.Errorf("%s %s: reading the answer: %w", c.cfg.ID, path, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s %s: HTTP %d: %.200s", c.cfg.ID, path, resp.StatusCode, b)
+		return fmt.Errorf("%s %s: HTTP %d: %.200s", c.cfg.ID, path, resp.StatusCode, maskDigits(b))
 	}
 	if err := json.Unmarshal(b, out); err != nil {
 		return fmt.Errorf("%s %s: answer is not JSON: %w", c.cfg.ID, path, err)
 	}
 	return nil
 }
+
+// digitRun is a run of digits as long as the shortest payment code or longer.
+var digitRun = regexp.MustCompile(`[0-9]{8,}`)
+
+// maskDigits masks every run of 8 or more digits in an answer quoted in an error (it
+// is logged) as a payment code is masked: an error answer may quote the request, and
+// with it the payer's code.
+func maskDigits(b []byte) string { return digitRun.ReplaceAllStringFunc(string(b), qr.Mask) }
 
 // Pay pays p with the payer's code. SUCCESS approves (the network's transaction ID,
 // last six characters, is the auth code), FAIL declines by its err_code; USERPAYING,
