@@ -1140,3 +1140,49 @@ func TestStandInTakenBackSurvivesRestart(t *testing.T) {
 			"the issuer will book an approval the terminal was told was declined (queued %q)", a.RRN, queued(h))
 	}
 }
+
+// TestOwedReversalSurvivesRestart: an issuer timeout owes a reversal (the issuer may
+// have approved); when the queue does not take its 0420 (a cluster's SAF stream
+// without a quorum, or electing a leader for longer than the enqueue's 12 s) the
+// record is written final (91, not reversed) and the advice is kept in memory only,
+// tried again every 5 s. A restart (or a kill, recovered by a survivor) before it is
+// queued must still reverse the transaction: the record says it timed out and is
+// not reversed, and nothing else will ever send its 0420.
+func TestOwedReversalSurvivesRestart(t *testing.T) {
+	h := newHarness(t)
+	h.bank.script(func(sent) (*iso8583.Message, error) { return nil, ErrIssuerTimeout })
+	h.queueRefuses(true)
+	a := h.do(h.purchase(1000))
+	if a.RC != "91" {
+		t.Fatalf("answer %s, want 91", a.RC)
+	}
+	if n := h.p.owedAdvices.len(); n != 1 {
+		t.Fatalf("%d reversal advices owed, want 1", n)
+	}
+	// Later transactions, delivered, move the recovery checkpoint on; it must not
+	// pass the record whose reversal is owed in memory.
+	h.bank.script(func(sent) (*iso8583.Message, error) { return issuerAnswer("00", "123456"), nil })
+	if b := h.do(h.purchase(500)); b.RC != "00" {
+		t.Fatalf("later purchase answered %s", b.RC)
+	}
+	h.p.checkpoint()
+	h.p.Stop() // logs "stopping with reversal advices the queue did not take: NOT queued"
+	h.queueRefuses(false)
+	// The restart: a new pipeline on the same journal and queue; its recovery
+	// scans from the checkpoint.
+	h2 := newHarness(t, func(h2 *harness, _ *Config) { h2.j, h2.q = h.j, h.q })
+	if _, err := h2.p.Recover(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	rec := h.record(a.RRN)
+	reversal := 0
+	for _, it := range h.q.all() {
+		if it.RRN == a.RRN && it.MTI == "0420" {
+			reversal++
+		}
+	}
+	if reversal != 1 {
+		t.Fatalf("after the restart %d reversal advices queued for the timed-out %s (record rc %s, reason %q, reversed by %q); "+
+			"want 1: the issuer may have approved, the terminal was told 91", reversal, a.RRN, rec.RC, rec.Reason, rec.ReversedBy)
+	}
+}
