@@ -192,3 +192,63 @@ func TestUndecodableItemSetAside(t *testing.T) {
 		t.Fatalf("Len = %d, want 1 (the undecodable item, set aside)", n)
 	}
 }
+
+// TestReversalNotBeforeItsAdvice: as the cluster queue's test of the same name
+// (switch/cluster/jsaf): a stand-in advice (0220) in its backoff while the issuer is
+// down, then the 0420 that reverses it queued once the issuer is back; the issuer
+// must not get the reversal before the advice it reverses.
+func TestReversalNotBeforeItsAdvice(t *testing.T) {
+	db := openDB(t, t.TempDir())
+	defer db.Close()
+	q, err := Open(db, Options{MinBackoff: 5 * time.Second, MaxBackoff: 5 * time.Second, Poll: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	var mu sync.Mutex
+	up := false
+	var accepted []string
+	failed := make(chan struct{}, 1)
+	both := make(chan struct{})
+	q.Register("bank", func(_ context.Context, it *Item, repeat bool) error {
+		mti := it.MTI
+		if repeat {
+			mti = RepeatMTI(mti)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if !up {
+			select {
+			case failed <- struct{}{}:
+			default:
+			}
+			return errors.New("issuer down")
+		}
+		accepted = append(accepted, mti+" "+it.RRN)
+		if len(accepted) == 2 {
+			close(both)
+		}
+		return nil
+	})
+	if err := q.Enqueue(&Item{Issuer: "bank", MTI: "0220", RRN: "000000000007", Reason: "stand-in"}); err != nil {
+		t.Fatal(err)
+	}
+	<-failed
+	mu.Lock()
+	up = true
+	mu.Unlock()
+	if err := q.Enqueue(&Item{Issuer: "bank", MTI: "0420", RRN: "000000000007", Reason: "000000000008"}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-both:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the issuer did not get both advices within 30 s")
+	}
+	mu.Lock()
+	got := append([]string(nil), accepted...)
+	mu.Unlock()
+	if !strings.HasPrefix(got[0], "022") {
+		t.Fatalf("the issuer took %q: the reversal of 000000000007 before the advice it reverses", got)
+	}
+}

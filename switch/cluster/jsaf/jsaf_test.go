@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -483,5 +484,70 @@ func TestForgetBehindStuckAdvice(t *testing.T) {
 			t.Fatalf("q1 still tracks %d advices, %d of them delivered by another node long ago", mine, mine-1)
 		case <-time.After(20 * time.Millisecond):
 		}
+	}
+}
+
+// TestReversalNotBeforeItsAdvice: a stand-in approval's advice (0220) waits in its
+// backoff while the issuer is down; the approval is then reversed (a void, or taken
+// back), which queues its 0420 under the same RRN. Once the issuer is back, the
+// 0420 must not reach it before the 0220 (or its repeat 0221) it reverses: an issuer
+// that gets the reversal first finds nothing to reverse (and acknowledges it, which
+// removes it), then books the advice that follows, and the card is charged for a
+// transaction the switch reversed. The same holds for a completion's 0220 and the
+// 0420 of its void.
+func TestReversalNotBeforeItsAdvice(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	n := standalone(t, ctx)
+	// A backoff long against the test's steps: the 0220, failed once, is not tried
+	// again for 5 s.
+	q := openRetry(t, ctx, n, Options{Replicas: 1, MinBackoff: 5 * time.Second, MaxBackoff: 5 * time.Second, Logger: testLogger(t)})
+	var mu sync.Mutex
+	up := false
+	var accepted []string // what the issuer took, in order ("MTI RRN")
+	failed := make(chan struct{}, 1)
+	q.Register("bank", func(_ context.Context, it *saf.Item, repeat bool) error {
+		mti := it.MTI
+		if repeat {
+			mti = saf.RepeatMTI(mti)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if !up {
+			select {
+			case failed <- struct{}{}:
+			default:
+			}
+			return errors.New("issuer down")
+		}
+		accepted = append(accepted, mti+" "+it.RRN)
+		return nil
+	})
+	standIn := &saf.Item{Issuer: "bank", MTI: "0220", RRN: "000000000007", Reason: "stand-in", Fields: map[int]string{37: "000000000007", 39: "00"}}
+	if err := q.Enqueue(standIn); err != nil {
+		t.Fatal(err)
+	}
+	select { // its first try failed: it waits out its backoff
+	case <-failed:
+	case <-ctx.Done():
+		t.Fatal("the stand-in advice was never tried")
+	}
+	mu.Lock()
+	up = true // the issuer is back
+	mu.Unlock()
+	// The stand-in approval is voided: its reversal is queued.
+	if err := q.Enqueue(advice("bank", "000000000007")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "both advices taken by the issuer", 30*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(accepted) >= 2
+	})
+	mu.Lock()
+	got := slices.Clone(accepted)
+	mu.Unlock()
+	if len(got) != 2 || !strings.HasPrefix(got[0], "022") {
+		t.Fatalf("the issuer took %q: the reversal of 000000000007 before the advice it reverses", got)
 	}
 }
