@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 
@@ -307,5 +308,38 @@ func TestCompletionOpenAtRestart(t *testing.T) {
 	}
 	if c := h.do(h.completion(pre, 10000)); c.RC != "00" {
 		t.Fatalf("completion of the pre-authorization after recovery: %+v", c.Result)
+	}
+}
+
+// TestCompletionAdviceOutcomeUnknown: a completion's 0220 whose enqueue returns an
+// error is of unknown fate on a cluster (jsaf: no acknowledgement within the
+// publish timeout; a replica may commit it when the quorum returns). The completion
+// is answered 96 and its pre-authorization reopened, so the merchant completes it
+// again: if the first 0220 was stored after all, the issuer gets two captures of
+// one pre-authorization. Either the first advice is reversed (a 0420 of it), or
+// the pre-authorization is not completed a second time.
+func TestCompletionAdviceOutcomeUnknown(t *testing.T) {
+	h := newHarness(t)
+	pre := h.approvedPreauth(10000)
+	h.q.mu.Lock()
+	h.q.lost = errors.New("jsaf: no acknowledgement within the publish timeout: no quorum")
+	h.q.mu.Unlock()
+	first := h.do(h.completion(pre, 10000))
+	if first.RC == "00" {
+		t.Fatalf("first completion approved while its advice's enqueue failed")
+	}
+	h.q.mu.Lock()
+	h.q.lost = nil
+	h.q.mu.Unlock()
+	second := h.do(h.completion(pre, 10000)) // the merchant tries again
+	captures := 0
+	for _, it := range h.q.all() {
+		if it.MTI == "0220" && (it.RRN == first.RRN && h.advices("0420", first.RRN) == 0 || it.RRN == second.RRN && second.RC == "00") {
+			captures++
+		}
+	}
+	if captures > 1 {
+		t.Fatalf("pre-authorization %s captured %d times at the issuer: the first completion (%s, answered %s %q) left its 0220 queued "+
+			"without a reversal, and the second (%s) was approved with its own", pre.RRN, captures, first.RRN, first.RC, first.Reason, second.RRN)
 	}
 }

@@ -309,6 +309,10 @@ type fakeQueue struct {
 	mu    sync.Mutex
 	items []*saf.Item
 	fail  error
+	// lost makes Enqueue store the item and return lost all the same: a cluster's
+	// queue whose acknowledgement did not come in time although the stream took
+	// the advice (its fate unknown to the caller, saf.Store's contract).
+	lost error
 }
 
 func (q *fakeQueue) Enqueue(it *saf.Item) error {
@@ -318,7 +322,7 @@ func (q *fakeQueue) Enqueue(it *saf.Item) error {
 		return q.fail
 	}
 	q.items = append(q.items, it)
-	return nil
+	return q.lost
 }
 
 func (q *fakeQueue) all() []*saf.Item {
