@@ -87,8 +87,9 @@ func (p *Pipeline) completion(ctx context.Context, t *txn) (frontend.Response, e
 	t.issuer = pre.Issuer
 	t.rec.Issuer = pre.Issuer
 	// Written ahead as sent: from the moment the advice may be queued, a crash leaves
-	// an open record that recovery reverses (a 0420 after the 0220 in the queue), so
-	// the issuer never keeps a capture the switch has no approved record of.
+	// an open record that recovery reverses (a 0420 of the completion, which the queue
+	// does not send while the 0220 is still queued, saf.Reversal), so the issuer never
+	// keeps a capture the switch has no approved record of.
 	t.rec.AddEvent(journal.StateSent, p.now().UTC(), "completion of "+rrn)
 	if err := p.write(ctx, t, true); err != nil {
 		return p.journalFailed(ctx, t, err)
