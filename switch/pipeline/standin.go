@@ -148,9 +148,10 @@ func (p *Pipeline) standInOrDecline(ctx context.Context, t *txn, why string, dec
 	if !t.written {
 		// Written ahead as sent, as a completion is: from the moment the advice may
 		// be queued, a crash or restart leaves an open record that recovery reverses
-		// (a 0420, held back by the queue while the 0220 is queued). Else an approval taken back because its final
-		// record was not durable (undoApproval) would leave its 0220 in the queue
-		// and its 0420 in this process's memory only (owedAdvices), lost at a restart.
+		// (a 0420, held back by the queue while the 0220 is queued). Else an approval
+		// taken back because its final record was not durable (undoApproval) would
+		// leave its 0220 in the queue and its 0420 in this process's memory only
+		// (owedAdvices), lost at a restart.
 		t.rec.AddEvent(journal.StateSent, p.now().UTC(), "stand-in advice")
 		if err := p.write(ctx, t, true); err != nil {
 			declined()
