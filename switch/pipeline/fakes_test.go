@@ -313,6 +313,9 @@ type fakeQueue struct {
 	// queue whose acknowledgement did not come in time although the stream took
 	// the advice (its fate unknown to the caller, saf.Store's contract).
 	lost error
+	// refuseMTI makes Enqueue refuse (with refuse) the advices of that MTI only.
+	refuseMTI string
+	refuse    error
 }
 
 func (q *fakeQueue) Enqueue(it *saf.Item) error {
@@ -320,6 +323,9 @@ func (q *fakeQueue) Enqueue(it *saf.Item) error {
 	defer q.mu.Unlock()
 	if q.fail != nil {
 		return q.fail
+	}
+	if q.refuseMTI != "" && it.MTI == q.refuseMTI {
+		return q.refuse
 	}
 	q.items = append(q.items, it)
 	return q.lost
