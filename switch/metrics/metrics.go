@@ -149,6 +149,9 @@ func reasonLabel(r string) string {
 type SAFCounts struct {
 	Queued                           int
 	Tries, Acked, Failed, Suppressed int64
+	// Held and HeldLong: reversal advices held back behind an earlier advice of
+	// their transaction (saf.Stats).
+	Held, HeldLong int64
 }
 
 // SAFCollector exports the store-and-forward queue's figures by issuer, read from
@@ -170,10 +173,14 @@ var (
 		"Advice tries that failed (issuer down, no answer in time), by issuer; each is repeated after a backoff.", []string{"issuer"}, nil)
 	safSuppressed = prometheus.NewDesc("switchyard_saf_failure_logs_suppressed_total",
 		"Failed advice tries left out of the log by its rate limit (one warning per issuer per minute), by issuer.", []string{"issuer"}, nil)
+	safHeld = prometheus.NewDesc("switchyard_saf_reversals_held_total",
+		"Reversal advices held back behind an earlier advice of their transaction still queued (so that the issuer never gets a reversal before the advice it reverses), by issuer.", []string{"issuer"}, nil)
+	safHeldLong = prometheus.NewDesc("switchyard_saf_reversals_held_long_total",
+		"Reversal advices still held back after 5 min (logged): the earlier advice of their transaction is not being delivered, and they wait for it. By issuer.", []string{"issuer"}, nil)
 )
 
 func (c safCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{safQueued, safTries, safAcked, safFailed, safSuppressed} {
+	for _, d := range []*prometheus.Desc{safQueued, safTries, safAcked, safFailed, safSuppressed, safHeld, safHeldLong} {
 		ch <- d
 	}
 }
@@ -185,5 +192,7 @@ func (c safCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(safAcked, prometheus.CounterValue, float64(s.Acked), issuer)
 		ch <- prometheus.MustNewConstMetric(safFailed, prometheus.CounterValue, float64(s.Failed), issuer)
 		ch <- prometheus.MustNewConstMetric(safSuppressed, prometheus.CounterValue, float64(s.Suppressed), issuer)
+		ch <- prometheus.MustNewConstMetric(safHeld, prometheus.CounterValue, float64(s.Held), issuer)
+		ch <- prometheus.MustNewConstMetric(safHeldLong, prometheus.CounterValue, float64(s.HeldLong), issuer)
 	}
 }

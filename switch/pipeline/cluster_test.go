@@ -825,10 +825,11 @@ func TestClusterDuplicates(t *testing.T) {
 				}
 			}},
 			rc: "00", firstRRN: true, auth: "123456", records: 1},
-		{name: "duplicate error at a stand-in approval: advice reversed, the first answer", opts: []option{withStandIn},
+		// The stand-in is written ahead before its advice is queued: the duplicate is
+		// found there, and nothing is queued (before, a 0220 and its 0420).
+		{name: "duplicate error at a stand-in approval: nothing queued, the first answer", opts: []option{withStandIn},
 			setup: []setup{elsewhere, func(h *harness, o *journal.Record) { h.j.remote(o); h.bank.setUp(false) }},
-			rc:    "00", firstRRN: true, auth: "123456", records: 1,
-			queued: []string{"0220 stand-in", "0420 switch:duplicate"}},
+			rc:    "00", firstRRN: true, auth: "123456", records: 1},
 		{name: "duplicate index finds it in flight: waits for its answer", opts: []option{firstWindow},
 			setup: []setup{func(h *harness, o *journal.Record) { h.j.remote(inFlight(o)); h.j.applyLater(o, 2) }},
 			rc:    "00", firstRRN: true, auth: "123456", records: 1},
@@ -1080,5 +1081,108 @@ func TestLateOrderRefundOwedOnce(t *testing.T) {
 		if rec := h.record(op.RRN); rec.ReversedBy != "switch:qr-order-late" {
 			t.Errorf("repeat first %v: record reversed by %q", repeatFirst, rec.ReversedBy)
 		}
+	}
+}
+
+// TestStandInTakenBackSurvivesRestart: a stand-in approval whose advice (0220) the
+// queue took, but whose final record the journal did not (the quorum lost at that
+// moment), is taken back: the terminal gets 91 and a reversal (0420) is owed. When
+// the queue refuses that reversal too (the same quorum loss) it is kept in memory
+// only; a restart before the quorum returns must not leave the 0220 alone in the
+// queue, or the issuer, once back, books a stand-in approval the terminal was told
+// was declined. Either the restarted node's recovery reverses it, or nothing of it
+// is queued at all.
+func TestStandInTakenBackSurvivesRestart(t *testing.T) {
+	h := newHarness(t, withStandIn)
+	h.bank.setUp(false)
+	// The quorum goes as the final record is written: the journal refuses it, and
+	// the queue, which took the 0220 a moment before, refuses what follows.
+	h.j.writeHook = func(r *journal.Record, _ bool) error {
+		if r.Final() {
+			h.queueRefuses(true)
+			return errNoQuorum
+		}
+		return nil
+	}
+	a := h.do(h.purchase(1000))
+	if a.RC != "91" || a.AuthCode != "" {
+		t.Fatalf("answer %s %q auth %q, want 91 without an approval", a.RC, a.Reason, a.AuthCode)
+	}
+	if got := queued(h); fmt.Sprint(got) != "[0220 stand-in]" {
+		t.Fatalf("queued %q before the restart, want the stand-in advice alone (its reversal refused)", got)
+	}
+	if n := h.p.owedAdvices.len(); n != 1 {
+		t.Fatalf("%d reversal advices owed in memory, want 1", n)
+	}
+	// The node restarts (its memory lost) while the quorum is still lost, then
+	// the quorum returns and the restarted node recovers what its last run left.
+	h.p.Stop()
+	h.j.writeHook = nil
+	h.queueRefuses(false)
+	h2 := newHarness(t, withStandIn, func(h2 *harness, _ *Config) { h2.j, h2.q = h.j, h.q })
+	if _, err := h2.p.Recover(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	var advice, reversal int
+	for _, it := range h.q.all() {
+		if it.RRN != a.RRN {
+			continue
+		}
+		switch it.MTI {
+		case "0220":
+			advice++
+		case "0420":
+			reversal++
+		}
+	}
+	if advice > 0 && reversal == 0 {
+		t.Fatalf("after the restart the queue holds the stand-in advice (0220) of %s, answered 91, and no reversal: "+
+			"the issuer will book an approval the terminal was told was declined (queued %q)", a.RRN, queued(h))
+	}
+}
+
+// TestOwedReversalSurvivesRestart: an issuer timeout owes a reversal (the issuer may
+// have approved); when the queue does not take its 0420 (a cluster's SAF stream
+// without a quorum, or electing a leader for longer than the enqueue's 12 s) the
+// record is written final (91, not reversed) and the advice is kept in memory only,
+// tried again every 5 s. A restart (or a kill, recovered by a survivor) before it is
+// queued must still reverse the transaction: the record says it timed out and is
+// not reversed, and nothing else will ever send its 0420.
+func TestOwedReversalSurvivesRestart(t *testing.T) {
+	h := newHarness(t)
+	h.bank.script(func(sent) (*iso8583.Message, error) { return nil, ErrIssuerTimeout })
+	h.queueRefuses(true)
+	a := h.do(h.purchase(1000))
+	if a.RC != "91" {
+		t.Fatalf("answer %s, want 91", a.RC)
+	}
+	if n := h.p.owedAdvices.len(); n != 1 {
+		t.Fatalf("%d reversal advices owed, want 1", n)
+	}
+	// Later transactions, delivered, move the recovery checkpoint on; it must not
+	// pass the record whose reversal is owed in memory.
+	h.bank.script(func(sent) (*iso8583.Message, error) { return issuerAnswer("00", "123456"), nil })
+	if b := h.do(h.purchase(500)); b.RC != "00" {
+		t.Fatalf("later purchase answered %s", b.RC)
+	}
+	h.p.checkpoint()
+	h.p.Stop() // logs "stopping with reversal advices the queue did not take: NOT queued"
+	h.queueRefuses(false)
+	// The restart: a new pipeline on the same journal and queue; its recovery
+	// scans from the checkpoint.
+	h2 := newHarness(t, func(h2 *harness, _ *Config) { h2.j, h2.q = h.j, h.q })
+	if _, err := h2.p.Recover(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	rec := h.record(a.RRN)
+	reversal := 0
+	for _, it := range h.q.all() {
+		if it.RRN == a.RRN && it.MTI == "0420" {
+			reversal++
+		}
+	}
+	if reversal != 1 {
+		t.Fatalf("after the restart %d reversal advices queued for the timed-out %s (record rc %s, reason %q, reversed by %q); "+
+			"want 1: the issuer may have approved, the terminal was told 91", reversal, a.RRN, rec.RC, rec.Reason, rec.ReversedBy)
 	}
 }

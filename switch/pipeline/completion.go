@@ -72,12 +72,19 @@ func (p *Pipeline) completion(ctx context.Context, t *txn) (frontend.Response, e
 		return p.decline(ctx, t, rc, "switch", reason)
 	}
 	if pre.CompletedBy != "" {
-		done, err := p.completes(pre)
-		if err != nil {
+		c, err := p.journal.Get(pre.CompletedBy)
+		if err != nil && !errors.Is(err, journal.ErrNotFound) {
 			return p.systemError(t, err)
 		}
-		if done {
+		switch {
+		case c == nil:
+		case c.Approved() && !c.Reversed():
 			return p.decline(ctx, t, message.RCInvalidTransaction, "switch", "preauth-already-completed")
+		case completionInDoubt(c):
+			// Its advice may be queued, its reversal not yet: a second capture now
+			// could reach the issuer beside it. Once the reversal is queued (within
+			// seconds of the queue's return), the pre-authorization is open.
+			return p.decline(ctx, t, message.RCSystemMalfunction, "switch", "preauth-completion-in-doubt")
 		}
 	}
 	sealed, err := p.seal.seal(r.PAN)
@@ -87,13 +94,13 @@ func (p *Pipeline) completion(ctx context.Context, t *txn) (frontend.Response, e
 	t.issuer = pre.Issuer
 	t.rec.Issuer = pre.Issuer
 	// Written ahead as sent: from the moment the advice may be queued, a crash leaves
-	// an open record that recovery reverses (a 0420 after the 0220 in the queue), so
-	// the issuer never keeps a capture the switch has no approved record of.
+	// an open record that recovery reverses (a 0420 of the completion, which the queue
+	// does not send while the 0220 is still queued, saf.Reversal), so the issuer never
+	// keeps a capture the switch has no approved record of.
 	t.rec.AddEvent(journal.StateSent, p.now().UTC(), "completion of "+rrn)
 	if err := p.write(ctx, t, true); err != nil {
 		return p.journalFailed(ctx, t, err)
 	}
-	prev := pre.CompletedBy
 	pre.CompletedBy = t.rec.RRN
 	if err := p.journal.Write(ctx, pre, false, true); err != nil {
 		// Nothing queued: the completion is closed unapproved (the mark, if it was
@@ -109,13 +116,19 @@ func (p *Pipeline) completion(ctx context.Context, t *txn) (frontend.Response, e
 			90: pre.MTI + pad6(pre.IssuerSTAN) + pad10(pre.DE7) + "0000000000000000000000"},
 		Binary: map[int][]byte{2: sealed}}
 	if err := p.queue.Enqueue(it); err != nil {
-		p.log.Error().Err(err).Str("rrn", t.rec.RRN).Str("issuer", pre.Issuer).Msg("completion advice not queued: answered 96")
-		pre.CompletedBy = prev
-		if werr := p.journal.Write(ctx, pre, false, true); werr != nil {
-			p.log.Error().Err(werr).Str("rrn", rrn).Msg("pre-authorization completion mark not taken back (the completion is unapproved: the pre-authorization stays open)")
-		}
-		t.rec.AddEvent(journal.StateDeclined, p.now().UTC(), "advice not queued: "+err.Error())
-		return p.respond(ctx, t, message.RCSystemMalfunction, "", "switch", "completion-advice-not-queued")
+		// The advice is not known to be queued, nor known not to be (saf.Store: a
+		// cluster's queue without an acknowledgement in time may store it when its
+		// quorum returns). The completion is answered 96 and reversed: a 0420 of it,
+		// which the queue never sends while the 0220 is queued (saf.Reversal). Until
+		// that 0420 is queued the completion is in doubt (completionInDoubt) and keeps
+		// the pre-authorization's mark, so that a retry cannot capture it a second
+		// time; a 0420 the queue does not take either is owed (retried every 5 s,
+		// and reversed by recovery after a restart: owesReversal).
+		p.log.Error().Err(err).Str("rrn", t.rec.RRN).Str("issuer", pre.Issuer).
+			Msg("completion advice not known to be queued: answered 96, the completion reversed")
+		t.rec.AddEvent(journal.StateDeclined, p.now().UTC(), "advice not known to be queued: "+err.Error())
+		p.queueReversal(&t.rec, "switch:completion-advice-unknown")
+		return p.respond(ctx, t, message.RCSystemMalfunction, "", "switch", reasonCompletionAdviceUnknown)
 	}
 	t.rec.AddEvent(journal.StateAnswered, p.now().UTC(), fmt.Sprintf("completes %s (%d of %d); advice queued for %s", rrn, r.Amount, pre.Amount, pre.Issuer))
 	return p.respond(ctx, t, message.RCApproved, pre.AuthCode, "switch", "")
@@ -146,8 +159,21 @@ func (p *Pipeline) completionRefusal(t *txn, pre *journal.Record) (reason, rc st
 	return "", ""
 }
 
+// reasonCompletionAdviceUnknown is the reason (RS) of a completion answered 96 because
+// the enqueue of its advice failed: the advice may be queued all the same.
+const reasonCompletionAdviceUnknown = "completion-advice-not-queued"
+
+// completionInDoubt reports whether c is a completion answered 96 because the enqueue
+// of its advice failed (the advice may be queued all the same) whose reversal is not
+// queued yet: owed, in this process's memory (owedAdvices), or, after a restart, to
+// recovery (owesReversal). Its pre-authorization is not completed again meanwhile.
+func completionInDoubt(c *journal.Record) bool {
+	return c.Type == "completion" && c.Final() && !c.Reversed() && c.Issuer != "" && c.Reason == reasonCompletionAdviceUnknown
+}
+
 // completes reports whether the completion pre.CompletedBy names stands: approved and
-// not reversed (one answered 96 or voided since leaves the pre-authorization open).
+// not reversed (one answered 96 or voided since leaves the pre-authorization open; one
+// in doubt, completionInDoubt, keeps it from a new completion, not from its reversal).
 func (p *Pipeline) completes(pre *journal.Record) (bool, error) {
 	c, err := p.journal.Get(pre.CompletedBy)
 	if errors.Is(err, journal.ErrNotFound) {

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 
@@ -192,19 +193,27 @@ func TestCompletionIssuerDown(t *testing.T) {
 }
 
 // TestCompletionAdviceNotQueued: a queue that refuses the advice gets the completion
-// answered 96 and leaves the pre-authorization open (a later completion succeeds).
+// answered 96 and leaves the pre-authorization open (a later completion succeeds)
+// once the completion's reversal is queued: the refused advice may be stored all the
+// same (saf.Store), so the completion is reversed, its 0420 owed while the queue
+// refuses it too, and queued by the housekeeping's next try (retryAdvices, every 5 s).
 func TestCompletionAdviceNotQueued(t *testing.T) {
 	h := newHarness(t)
 	pre := h.approvedPreauth(8000)
 	h.q.mu.Lock()
 	h.q.fail = errScripted
 	h.q.mu.Unlock()
-	if c := h.do(h.completion(pre, 8000)); c.RC != "96" || c.Reason != "completion-advice-not-queued" {
-		t.Fatalf("completion without a queue: %+v", c.Result)
+	first := h.do(h.completion(pre, 8000))
+	if first.RC != "96" || first.Reason != "completion-advice-not-queued" {
+		t.Fatalf("completion without a queue: %+v", first.Result)
 	}
 	h.q.mu.Lock()
 	h.q.fail = nil
 	h.q.mu.Unlock()
+	h.p.retryAdvices() // the housekeeping's tick
+	if n := h.advices("0420", first.RRN); n != 1 {
+		t.Fatalf("%d reversals of the completion answered 96 queued once the queue is back, want 1", n)
+	}
 	if c := h.do(h.completion(pre, 8000)); c.RC != "00" {
 		t.Fatalf("completion once the queue is back: %+v", c.Result)
 	}
@@ -307,5 +316,120 @@ func TestCompletionOpenAtRestart(t *testing.T) {
 	}
 	if c := h.do(h.completion(pre, 10000)); c.RC != "00" {
 		t.Fatalf("completion of the pre-authorization after recovery: %+v", c.Result)
+	}
+}
+
+// TestCompletionAdviceOutcomeUnknown: a completion's 0220 whose enqueue returns an
+// error is of unknown fate on a cluster (jsaf: no acknowledgement within the
+// publish timeout; a replica may commit it when the quorum returns). The completion
+// is answered 96 and its pre-authorization reopened, so the merchant completes it
+// again: if the first 0220 was stored after all, the issuer gets two captures of
+// one pre-authorization. Either the first advice is reversed (a 0420 of it), or
+// the pre-authorization is not completed a second time.
+func TestCompletionAdviceOutcomeUnknown(t *testing.T) {
+	h := newHarness(t)
+	pre := h.approvedPreauth(10000)
+	h.q.mu.Lock()
+	h.q.lost = errors.New("jsaf: no acknowledgement within the publish timeout: no quorum")
+	h.q.mu.Unlock()
+	first := h.do(h.completion(pre, 10000))
+	if first.RC == "00" {
+		t.Fatalf("first completion approved while its advice's enqueue failed")
+	}
+	h.q.mu.Lock()
+	h.q.lost = nil
+	h.q.mu.Unlock()
+	second := h.do(h.completion(pre, 10000)) // the merchant tries again
+	captures := 0
+	for _, it := range h.q.all() {
+		if it.MTI == "0220" && (it.RRN == first.RRN && h.advices("0420", first.RRN) == 0 || it.RRN == second.RRN && second.RC == "00") {
+			captures++
+		}
+	}
+	if captures > 1 {
+		t.Fatalf("pre-authorization %s captured %d times at the issuer: the first completion (%s, answered %s %q) left its 0220 queued "+
+			"without a reversal, and the second (%s) was approved with its own", pre.RRN, captures, first.RRN, first.RC, first.Reason, second.RRN)
+	}
+}
+
+// completionInDoubt makes a completion of pre whose 0220 is stored although its
+// enqueue failed (lost) and whose 0420 the queue then refuses: it is answered 96 and
+// its reversal owed. The queue stays so (0420s refused) until the caller changes it.
+func (h *harness) completionInDoubt(pre answer) answer {
+	h.t.Helper()
+	h.q.mu.Lock()
+	h.q.lost = errors.New("jsaf: no acknowledgement within the publish timeout: no quorum")
+	h.q.refuseMTI, h.q.refuse = "0420", errors.New("jsaf: no quorum")
+	h.q.mu.Unlock()
+	c := h.do(h.completion(pre, 10000))
+	h.q.mu.Lock()
+	h.q.lost = nil
+	h.q.mu.Unlock()
+	if c.RC != "96" || h.advices("0220", c.RRN) != 1 || h.advices("0420", c.RRN) != 0 {
+		h.t.Fatalf("completion whose advice's fate is unknown: %+v, %d advices, %d reversals queued",
+			c.Result, h.advices("0220", c.RRN), h.advices("0420", c.RRN))
+	}
+	if r := h.record(pre.RRN); r.CompletedBy != c.RRN {
+		h.t.Fatalf("pre-authorization marked completed by %q, want the completion in doubt %s", r.CompletedBy, c.RRN)
+	}
+	return c
+}
+
+// TestCompletionInDoubtRefusedUntilReversed: a completion whose advice may be queued
+// (its enqueue failed, the advice stored all the same) and whose reversal the queue
+// does not take either keeps its pre-authorization from a second completion (96,
+// nothing queued) until the reversal is queued; then the pre-authorization is open,
+// and the issuer nets one capture.
+func TestCompletionInDoubtRefusedUntilReversed(t *testing.T) {
+	h := newHarness(t)
+	pre := h.approvedPreauth(10000)
+	first := h.completionInDoubt(pre)
+	second := h.do(h.completion(pre, 10000))
+	if second.RC != "96" || second.Reason != "preauth-completion-in-doubt" || h.advices("0220", second.RRN) != 0 {
+		t.Fatalf("a completion while the first one's reversal is owed: %+v, %d advices queued (the issuer would capture twice)",
+			second.Result, h.advices("0220", second.RRN))
+	}
+	h.p.retryAdvices() // the queue still refuses 0420s: still owed
+	if h.advices("0420", first.RRN) != 0 || h.record(first.RRN).Reversed() {
+		t.Fatal("the reversal of the completion in doubt queued while the queue refuses it")
+	}
+	h.q.mu.Lock()
+	h.q.refuseMTI = ""
+	h.q.mu.Unlock()
+	h.p.retryAdvices()
+	if n := h.advices("0420", first.RRN); n != 1 || !h.record(first.RRN).Reversed() {
+		t.Fatalf("%d reversals of the completion in doubt queued (record reversed by %q), want 1", n, h.record(first.RRN).ReversedBy)
+	}
+	third := h.do(h.completion(pre, 10000))
+	if third.RC != "00" || h.advices("0220", third.RRN) != 1 {
+		t.Fatalf("completion once the one in doubt is reversed: %+v", third.Result)
+	}
+}
+
+// TestCompletionInDoubtSurvivesRestart: the reversal of a completion in doubt, owed in
+// memory, is queued by recovery after a restart (the record says its advice's fate was
+// unknown and it is not reversed), as bca0e4f does for an issuer timeout's.
+func TestCompletionInDoubtSurvivesRestart(t *testing.T) {
+	h := newHarness(t)
+	pre := h.approvedPreauth(10000)
+	c := h.completionInDoubt(pre)
+	if b := h.do(h.purchase(500)); b.RC != "00" { // moves the checkpoint on
+		t.Fatalf("later purchase answered %s", b.RC)
+	}
+	h.p.checkpoint()
+	h.p.Stop()
+	h.q.mu.Lock()
+	h.q.refuseMTI = ""
+	h.q.mu.Unlock()
+	h2 := newHarness(t, func(h2 *harness, _ *Config) { h2.j, h2.q = h.j, h.q })
+	if _, err := h2.p.Recover(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if n := h.advices("0420", c.RRN); n != 1 || !h.record(c.RRN).Reversed() {
+		t.Fatalf("after the restart %d reversals of the completion in doubt %s queued (reversed by %q), want 1: "+
+			"its 0220 may reach the issuer", n, c.RRN, h.record(c.RRN).ReversedBy)
+	}
+	if r := h2.do(h2.completion(pre, 10000)); r.RC != "00" {
+		t.Fatalf("completion after the restart: %+v", r.Result)
 	}
 }

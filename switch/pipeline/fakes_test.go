@@ -309,6 +309,13 @@ type fakeQueue struct {
 	mu    sync.Mutex
 	items []*saf.Item
 	fail  error
+	// lost makes Enqueue store the item and return lost all the same: a cluster's
+	// queue whose acknowledgement did not come in time although the stream took
+	// the advice (its fate unknown to the caller, saf.Store's contract).
+	lost error
+	// refuseMTI makes Enqueue refuse (with refuse) the advices of that MTI only.
+	refuseMTI string
+	refuse    error
 }
 
 func (q *fakeQueue) Enqueue(it *saf.Item) error {
@@ -317,8 +324,11 @@ func (q *fakeQueue) Enqueue(it *saf.Item) error {
 	if q.fail != nil {
 		return q.fail
 	}
+	if q.refuseMTI != "" && it.MTI == q.refuseMTI {
+		return q.refuse
+	}
 	q.items = append(q.items, it)
-	return nil
+	return q.lost
 }
 
 func (q *fakeQueue) all() []*saf.Item {

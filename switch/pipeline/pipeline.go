@@ -374,6 +374,10 @@ func (p *Pipeline) Stop() {
 // checkpoint moves the recovery checkpoint to the oldest transaction still open.
 func (p *Pipeline) checkpoint() {
 	ck := p.open.min()
+	own, _ := p.lastRRN.Load().(string)
+	if owed := p.owedAdvices.minRRN(own); owed != "" && (ck == "" || owed < ck) {
+		ck = owed // a reversal owed in memory: recovery must find its record
+	}
 	if ck == "" {
 		last, _ := p.lastRRN.Load().(string)
 		if last == "" {

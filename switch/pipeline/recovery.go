@@ -37,7 +37,7 @@ func (p *Pipeline) RecoverRecords(ctx context.Context, why string, scan func(ctx
 		switch {
 		case !r.Final():
 			open = append(open, r.RRN)
-		case reversibleApproval(r) && !delivered(r):
+		case reversibleApproval(r) && !delivered(r), owesReversal(r):
 			undelivered = append(undelivered, r.RRN)
 		}
 		return true
@@ -101,6 +101,19 @@ func (p *Pipeline) recoverRecord(ctx context.Context, rrn, why string) (bool, er
 		}
 		p.log.Warn().Str("rrn", r.RRN).Str("tid", r.TID).Bool("reversed", sent).Msg("recovered an open transaction")
 		return true, nil
+	case owesReversal(r):
+		// Its reversal was owed (the queue did not take it) and the process that
+		// owed it, in memory, is gone: it is queued now.
+		p.queueReversal(r, "switch:owed-at-restart")
+		if !r.Reversed() {
+			return false, fmt.Errorf("its owed reversal advice still not queued")
+		}
+		if err := p.journal.Write(ctx, r, false, true); err != nil {
+			return false, err
+		}
+		p.log.Warn().Str("rrn", r.RRN).Str("tid", r.TID).Str("issuer", r.Issuer).
+			Msg("recovered a transaction whose reversal advice was owed and not queued: reversed")
+		return true, nil
 	case !reversibleApproval(r) || delivered(r):
 		return false, nil // settled since the scan
 	case r.Refunded > 0 || r.CompletedBy != "":
@@ -125,6 +138,26 @@ func (p *Pipeline) recoverRecord(ctx context.Context, rrn, why string) (bool, er
 	p.log.Warn().Str("rrn", r.RRN).Str("tid", r.TID).Str("issuer", r.Issuer).
 		Msg("recovered an approval whose answer has no delivery mark: reversed")
 	return true, nil
+}
+
+// owesReversal reports whether r is a final record whose issuer may have approved
+// (it timed out, the link failed while the answer was awaited, or the answer was not
+// valid), or a completion whose advice may be queued (completionInDoubt), and that is
+// not reversed: its reversal advice was owed by the process that
+// wrote it (the queue did not take it, owedAdvices) and went with that process.
+func owesReversal(r *journal.Record) bool {
+	if !r.Final() || r.Reversed() || r.Issuer == "" {
+		return false
+	}
+	if r.Reason == "issuer-answer-invalid" || completionInDoubt(r) {
+		return true
+	}
+	for _, e := range r.Events {
+		if e.State == journal.StateTimedOut {
+			return true
+		}
+	}
+	return false
 }
 
 // delivered reports whether the record's answer is known to have reached the terminal.

@@ -515,6 +515,26 @@ func (b *adviceBook) add(a owedAdvice) bool {
 	return true
 }
 
+// minRRN returns the lowest RRN of the advices owed whose RRN starts as own does
+// ("" if none): the recovery checkpoint must not pass it, the advice living in this
+// process's memory only. Another node's RRN (a cluster's, its first digit the node's)
+// is left out: this node's recovery scans only its own.
+func (b *adviceBook) minRRN(own string) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	lo := ""
+	for _, x := range b.items {
+		r := x.it.RRN
+		if own == "" || len(r) != len(own) || r[0] != own[0] {
+			continue
+		}
+		if lo == "" || r < lo {
+			lo = x.it.RRN
+		}
+	}
+	return lo
+}
+
 func (b *adviceBook) len() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()

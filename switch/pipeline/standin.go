@@ -145,6 +145,19 @@ func (p *Pipeline) standInOrDecline(ctx context.Context, t *txn, why string, dec
 		Fields: map[int]string{3: r.ProcCode, 4: r.AmountRaw, 14: r.Expiry, 22: r.EntryMode, 37: t.rec.RRN,
 			38: auth, 39: message.RCApproved, 41: r.TID, 42: r.MID, 49: r.Currency},
 		Binary: map[int][]byte{2: sealed}}
+	if !t.written {
+		// Written ahead as sent, as a completion is: from the moment the advice may
+		// be queued, a crash or restart leaves an open record that recovery reverses
+		// (a 0420, held back by the queue while the 0220 is queued). Else an approval
+		// taken back because its final record was not durable (undoApproval) would
+		// leave its 0220 in the queue and its 0420 in this process's memory only
+		// (owedAdvices), lost at a restart.
+		t.rec.AddEvent(journal.StateSent, p.now().UTC(), "stand-in advice")
+		if err := p.write(ctx, t, true); err != nil {
+			declined()
+			return p.journalFailed(ctx, t, err)
+		}
+	}
 	if err := p.queue.Enqueue(it); err != nil {
 		declined()
 		return p.systemError(t, fmt.Errorf("stand-in advice not queued: %w", err))

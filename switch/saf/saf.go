@@ -89,10 +89,23 @@ type Options struct {
 	// switch hands its journal's group commit here, so that an enqueue shares the
 	// journal's fsync. Nil: a Badger transaction and a sync of its own.
 	Persist func(ctx context.Context, key, value []byte) error
+	// HoldWarn is how long a reversal advice may be held back behind an earlier
+	// advice of its transaction (see Reversal) before it is counted (Stats.HeldLong)
+	// and logged as such, the earlier advice not being delivered (default 5 min).
+	HoldWarn time.Duration
 	// Logger receives delivery warnings, tagged by the wiring (component=saf); the
 	// zero value logs nothing.
 	Logger zerolog.Logger
 }
+
+// Reversal reports whether an advice of MTI mti reverses its transaction (0420,
+// 0400): such an advice is not sent while an earlier advice of the same RRN that is
+// not a reversal (a stand-in or completion 0220, a 0120) is still queued. An issuer
+// that got the reversal first would find nothing to reverse, acknowledge it all the
+// same, then book the advice that follows: the card charged for a transaction the
+// switch reversed. Both queues hold it back, each advice's retry delay and
+// in-flight slot being otherwise independent (Queue.due; jsaf's deliver).
+func Reversal(mti string) bool { return len(mti) == 4 && mti[:2] == "04" }
 
 // Queue is the Badger-backed queue. Key layout: "saf/q/<issuer>/<seq BE 8>" -> JSON item;
 // an in-memory index of the queued sequences and their retry times finds due items.
@@ -127,14 +140,41 @@ type index struct {
 	order   []uint64 // ascending; may still hold removed sequences
 	live    map[uint64]time.Time
 	removed int // removed sequences still in order
+	// ahead are the queued advices that are not reversals, by RRN: a reversal of
+	// the same RRN queued after one of them waits for it (Reversal). advs are the
+	// queued items' RRNs and kinds. An item that could not be read at load is in
+	// neither (its RRN unknown: it holds nothing back; logged at load).
+	ahead map[string]map[uint64]struct{}
+	advs  map[uint64]*advice
 }
 
-func (x *index) add(seq uint64, next time.Time) {
+// advice is what the index knows of one queued item: its RRN and kind, when it was
+// queued, and, for a reversal, whether it was counted held (Stats.Held) and held
+// long (Stats.HeldLong) in this process.
+type advice struct {
+	rrn           string
+	reversal      bool
+	created       time.Time
+	counted, long bool
+}
+
+// add indexes seq, due at next; it is the item (nil when it cannot be read).
+func (x *index) add(seq uint64, next time.Time, it *Item) {
 	if _, ok := x.live[seq]; ok {
 		x.live[seq] = next
 		return
 	}
 	x.live[seq] = next
+	if it != nil && it.RRN != "" {
+		a := &advice{rrn: it.RRN, reversal: Reversal(it.MTI), created: it.Created}
+		x.advs[seq] = a
+		if !a.reversal {
+			if x.ahead[a.rrn] == nil {
+				x.ahead[a.rrn] = map[uint64]struct{}{}
+			}
+			x.ahead[a.rrn][seq] = struct{}{}
+		}
+	}
 	i := len(x.order)
 	for i > 0 && x.order[i-1] > seq { // enqueues race only briefly: almost always appends
 		i--
@@ -144,11 +184,35 @@ func (x *index) add(seq uint64, next time.Time) {
 	x.order[i] = seq
 }
 
+// heldBy returns the earliest queued advice that the reversal seq must not pass (an
+// earlier one of its RRN that is not a reversal), or 0.
+func (x *index) heldBy(seq uint64) uint64 {
+	a := x.advs[seq]
+	if a == nil || !a.reversal {
+		return 0
+	}
+	var by uint64
+	for s := range x.ahead[a.rrn] {
+		if s < seq && (by == 0 || s < by) {
+			by = s
+		}
+	}
+	return by
+}
+
 func (x *index) remove(seq uint64) {
 	if _, ok := x.live[seq]; !ok {
 		return
 	}
 	delete(x.live, seq)
+	if a := x.advs[seq]; a != nil {
+		delete(x.advs, seq)
+		if m := x.ahead[a.rrn]; m != nil && !a.reversal {
+			if delete(m, seq); len(m) == 0 {
+				delete(x.ahead, a.rrn)
+			}
+		}
+	}
 	x.removed++
 	if x.removed > 64 && x.removed > len(x.order)/2 {
 		kept := x.order[:0]
@@ -184,6 +248,9 @@ func Open(db *badger.DB, opts Options) (*Queue, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.HoldWarn <= 0 {
+		opts.HoldWarn = 5 * time.Minute
+	}
 	seq, err := db.GetSequence([]byte("saf/seq"), 1000)
 	if err != nil {
 		return nil, fmt.Errorf("saf: sequence: %w", err)
@@ -216,10 +283,10 @@ func (q *Queue) load() error {
 			var x Item
 			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &x) }); err != nil {
 				q.log.Error().Err(err).Str("issuer", issuer).Uint64("seq", seq).Msg("undecodable queued advice set aside")
-				q.index(issuer).add(seq, now.Add(24*time.Hour))
+				q.index(issuer).add(seq, now.Add(24*time.Hour), nil)
 				continue
 			}
-			q.index(issuer).add(seq, x.Next)
+			q.index(issuer).add(seq, x.Next, &x)
 		}
 		return nil
 	})
@@ -229,7 +296,7 @@ func (q *Queue) load() error {
 func (q *Queue) index(issuer string) *index {
 	x := q.idx[issuer]
 	if x == nil {
-		x = &index{live: map[uint64]time.Time{}}
+		x = &index{live: map[uint64]time.Time{}, ahead: map[string]map[uint64]struct{}{}, advs: map[uint64]*advice{}}
 		q.idx[issuer] = x
 	}
 	return x
@@ -268,7 +335,7 @@ func (q *Queue) Enqueue(it *Item) error {
 		}
 	}
 	q.idxMu.Lock()
-	q.index(it.Issuer).add(it.Seq, it.Next)
+	q.index(it.Issuer).add(it.Seq, it.Next, it)
 	q.idxMu.Unlock()
 	q.kick(it.Issuer)
 	return nil
@@ -327,9 +394,25 @@ func (q *Queue) Pending(issuer string) ([]Item, error) {
 // due returns up to n of an issuer's items whose time has come, oldest first, leaving
 // out those in skip (being tried), and the earliest time another becomes due (zero if
 // none waits).
+//
+// A reversal due while an earlier advice of its RRN that is not a reversal is still
+// queued (in its backoff, being tried, or not yet tried) is held back: left out this
+// round, so that the issuer never gets the reversal before the advice it reverses
+// (Reversal). It needs no timer of its own: the earlier advice is this worker's, and
+// its try ending (acknowledged: out of the index) or its backoff ending wakes the
+// worker. One held longer than HoldWarn (its earlier advice not delivered: the issuer
+// refuses it, or it cannot be read) is counted and logged, and still held: sending it
+// would reverse at the issuer what the issuer may book afterwards.
 func (q *Queue) due(issuer string, n int, now time.Time, skip map[uint64]struct{}) ([]*Item, time.Time, error) {
 	var seqs []uint64
 	var next time.Time
+	type heldLong struct {
+		seq, by uint64
+		rrn     string
+		since   time.Duration
+	}
+	var long []heldLong
+	st := q.stats(issuer)
 	q.idxMu.Lock()
 	if x := q.idx[issuer]; x != nil {
 		for _, s := range x.order {
@@ -346,6 +429,21 @@ func (q *Queue) due(issuer string, n int, now time.Time, skip map[uint64]struct{
 				}
 				continue
 			}
+			if by := x.heldBy(s); by != 0 {
+				a := x.advs[s]
+				if !a.counted {
+					a.counted = true
+					st.Held.Add(1)
+				}
+				if d := now.Sub(a.created); d > q.opts.HoldWarn {
+					if !a.long {
+						a.long = true
+						st.HeldLong.Add(1)
+					}
+					long = append(long, heldLong{seq: s, by: by, rrn: a.rrn, since: d})
+				}
+				continue
+			}
 			seqs = append(seqs, s)
 			if len(seqs) == n {
 				break // the worker comes back for more as soon as these are tried
@@ -353,6 +451,12 @@ func (q *Queue) due(issuer string, n int, now time.Time, skip map[uint64]struct{
 		}
 	}
 	q.idxMu.Unlock()
+	if len(long) > 0 && st.HoldWarnDue(q.opts.Now(), q.opts.WarnEvery) {
+		h := long[0]
+		q.log.Warn().Str("issuer", issuer).Str("rrn", h.rrn).Uint64("seq", h.seq).Uint64("held_by_seq", h.by).
+			Dur("held_for", h.since).Int("reversals_held_long", len(long)).
+			Msg("reversal advice held back behind an earlier advice of its transaction that is still not delivered; it goes once that one is acknowledged")
+	}
 	if len(seqs) == 0 {
 		return nil, next, nil
 	}
@@ -519,10 +623,28 @@ type Stats struct {
 	Failed atomic.Int64 // tries that failed (not answered, link down, timed out)
 	// Suppressed counts the failures whose warning the rate limit left out of the log.
 	Suppressed atomic.Int64
+	// Held counts the reversal advices held back behind an earlier advice of their
+	// transaction still queued (Reversal), once per advice in this process; HeldLong
+	// those still held past Options.HoldWarn (logged): their earlier advice is not
+	// being delivered, and they wait for it.
+	Held, HeldLong atomic.Int64
 
 	warnMu   sync.Mutex
 	lastWarn time.Time
 	unlogged int64
+	lastHold time.Time
+}
+
+// HoldWarnDue reports whether a warning about reversals held long may be logged now
+// (at most one per every; a rate limit of its own, apart from the failures').
+func (s *Stats) HoldWarnDue(now time.Time, every time.Duration) bool {
+	s.warnMu.Lock()
+	defer s.warnMu.Unlock()
+	if !s.lastHold.IsZero() && now.Sub(s.lastHold) < every {
+		return false
+	}
+	s.lastHold = now
+	return true
 }
 
 // WarnDue reports whether a failure may be logged now and, if so, how many failures

@@ -11,6 +11,9 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/rs/zerolog"
+
+	"github.com/switchyard/switchyard/internal/syncbuf"
 )
 
 func openDB(t *testing.T, dir string) *badger.DB {
@@ -190,5 +193,147 @@ func TestUndecodableItemSetAside(t *testing.T) {
 	}
 	if n := q.Len("demo"); n != 1 {
 		t.Fatalf("Len = %d, want 1 (the undecodable item, set aside)", n)
+	}
+}
+
+// TestReversalNotBeforeItsAdvice: as the cluster queue's test of the same name
+// (switch/cluster/jsaf): a stand-in advice (0220) in its backoff while the issuer is
+// down, then the 0420 that reverses it queued once the issuer is back; the issuer
+// must not get the reversal before the advice it reverses.
+func TestReversalNotBeforeItsAdvice(t *testing.T) {
+	db := openDB(t, t.TempDir())
+	defer db.Close()
+	q, err := Open(db, Options{MinBackoff: 5 * time.Second, MaxBackoff: 5 * time.Second, Poll: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	var mu sync.Mutex
+	up := false
+	var accepted []string
+	failed := make(chan struct{}, 1)
+	both := make(chan struct{})
+	q.Register("bank", func(_ context.Context, it *Item, repeat bool) error {
+		mti := it.MTI
+		if repeat {
+			mti = RepeatMTI(mti)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if !up {
+			select {
+			case failed <- struct{}{}:
+			default:
+			}
+			return errors.New("issuer down")
+		}
+		accepted = append(accepted, mti+" "+it.RRN)
+		if len(accepted) == 2 {
+			close(both)
+		}
+		return nil
+	})
+	if err := q.Enqueue(&Item{Issuer: "bank", MTI: "0220", RRN: "000000000007", Reason: "stand-in"}); err != nil {
+		t.Fatal(err)
+	}
+	<-failed
+	mu.Lock()
+	up = true
+	mu.Unlock()
+	if err := q.Enqueue(&Item{Issuer: "bank", MTI: "0420", RRN: "000000000007", Reason: "000000000008"}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-both:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the issuer did not get both advices within 30 s")
+	}
+	mu.Lock()
+	got := append([]string(nil), accepted...)
+	mu.Unlock()
+	if !strings.HasPrefix(got[0], "022") {
+		t.Fatalf("the issuer took %q: the reversal of 000000000007 before the advice it reverses", got)
+	}
+}
+
+// TestReversalHeldBehindStuckAdvice: an advice the issuer never takes (here it
+// refuses the stand-in advice of 000000000007 on every try) holds back the reversal
+// of the same transaction, across a restart, and only that one: the reversal of
+// another transaction goes. Held past HoldWarn, it is counted and logged; it goes
+// once the advice before it is acknowledged.
+func TestReversalHeldBehindStuckAdvice(t *testing.T) {
+	dir := t.TempDir()
+	db := openDB(t, dir)
+	defer db.Close()
+	var logs syncbuf.Buffer
+	opts := Options{MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond, Poll: 5 * time.Millisecond,
+		HoldWarn: time.Millisecond, Logger: zerolog.New(&logs)}
+	q, err := Open(db, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	takeAdvice := false
+	var accepted []string
+	send := func(_ context.Context, it *Item, repeat bool) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if it.MTI == "0220" && !takeAdvice {
+			return errors.New("refused")
+		}
+		accepted = append(accepted, it.MTI+" "+it.RRN)
+		return nil
+	}
+	took := func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), accepted...)
+	}
+	for _, it := range []*Item{
+		{Issuer: "bank", MTI: "0220", RRN: "000000000007", Reason: "stand-in"},
+		{Issuer: "bank", MTI: "0420", RRN: "000000000007", Reason: "void"},
+		{Issuer: "bank", MTI: "0420", RRN: "000000000008", Reason: "switch:timeout"},
+	} {
+		if err := q.Enqueue(it); err != nil {
+			t.Fatal(err)
+		}
+	}
+	q.Register("bank", send)
+	waitUntil(t, "the reversal held long counted", 10*time.Second, func() bool {
+		st := q.IssuerStats()["bank"]
+		return st.HeldLong.Load() == 1 && len(took()) == 1
+	})
+	if got := took(); got[0] != "0420 000000000008" {
+		t.Fatalf("the issuer took %q, want the reversal of the other transaction alone", got)
+	}
+	if st := q.IssuerStats()["bank"]; st.Held.Load() != 1 {
+		t.Fatalf("held = %d, want 1 (the reversal of 000000000007)", st.Held.Load())
+	}
+	waitUntil(t, "the held reversal logged", 10*time.Second, func() bool {
+		return strings.Contains(logs.String(), "reversal advice held back") && strings.Contains(logs.String(), "000000000007")
+	})
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// After a restart the index, read from disk, holds it back still.
+	q, err = Open(db, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	q.Register("bank", send)
+	waitUntil(t, "the reversal held again after the restart", 10*time.Second, func() bool {
+		return q.IssuerStats()["bank"].Held.Load() == 1
+	})
+	if got := took(); len(got) != 1 {
+		t.Fatalf("the issuer took %q after the restart, with the advice of 000000000007 still refused", got)
+	}
+	mu.Lock()
+	takeAdvice = true
+	mu.Unlock()
+	waitUntil(t, "both advices of 000000000007 taken", 10*time.Second, func() bool { return q.Len("bank") == 0 })
+	if got := took(); len(got) != 3 || got[1] != "0220 000000000007" || got[2] != "0420 000000000007" {
+		t.Fatalf("the issuer took %q, want the advice of 000000000007 before its reversal", got)
 	}
 }

@@ -58,7 +58,7 @@ func (s *Server) safCounts() map[string]metrics.SAFCounts {
 	out := map[string]metrics.SAFCounts{}
 	for issuer, st := range s.Queue.IssuerStats() {
 		out[issuer] = metrics.SAFCounts{Queued: s.Queue.Len(issuer), Tries: st.Sent.Load(), Acked: st.Acked.Load(),
-			Failed: st.Failed.Load(), Suppressed: st.Suppressed.Load()}
+			Failed: st.Failed.Load(), Suppressed: st.Suppressed.Load(), Held: st.Held.Load(), HeldLong: st.HeldLong.Load()}
 	}
 	return out
 }

@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -70,6 +71,10 @@ type Options struct {
 	// tries (default 1 min); Now is its clock (default time.Now).
 	WarnEvery time.Duration
 	Now       func() time.Time
+	// HoldWarn is how long a reversal advice may be held back behind an earlier
+	// advice of its transaction (saf.Reversal) before it is counted
+	// (saf.Stats.HeldLong) and logged as such (default 5 min).
+	HoldWarn time.Duration
 	// Logger receives delivery warnings; the zero value logs nothing.
 	Logger zerolog.Logger
 }
@@ -104,6 +109,9 @@ func (o *Options) defaults() error {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.HoldWarn <= 0 {
+		o.HoldWarn = 5 * time.Minute
 	}
 	return nil
 }
@@ -143,6 +151,9 @@ type Queue struct {
 	// pruned is when forget last looked up, by issuer, which of the advices
 	// above the ack floor are still in the stream.
 	pruned map[string]time.Time
+	// ledgers are this node's readings of each issuer's advices in the stream,
+	// by issuer: what holds a reversal back (heldBy).
+	ledgers map[string]*ledger
 
 	busy atomic.Int64 // sends in progress on this node
 
@@ -158,6 +169,10 @@ type try struct {
 	n       int
 	last    time.Time
 	lastErr string
+	// held counts the deliveries of a reversal that this node held back (heldBy)
+	// instead of sending: they are not tries. long: counted held long.
+	held int
+	long bool
 }
 
 var _ saf.Store = (*Queue)(nil)
@@ -189,7 +204,7 @@ func Open(ctx context.Context, node *cluster.Node, opts Options) (*Queue, error)
 	qctx, cancel := context.WithCancel(context.Background())
 	return &Queue{node: node, js: js, stream: st, opts: opts, log: opts.Logger, closing: make(chan struct{}), ctx: qctx, cancel: cancel,
 		senders: map[string]saf.Sender{}, mine: map[string]map[uint64]struct{}{}, tries: map[uint64]try{},
-		pruned: map[string]time.Time{}, lens: map[string]int{}, byIss: map[string]*saf.Stats{}}, nil
+		pruned: map[string]time.Time{}, ledgers: map[string]*ledger{}, lens: map[string]int{}, byIss: map[string]*saf.Stats{}}, nil
 }
 
 // token is an issuer's name as a subject token and in a consumer name: as is
@@ -444,13 +459,17 @@ func (q *Queue) pull(issuer string, running *sync.WaitGroup) {
 	}
 }
 
-// forget drops from mine and tries the advices of issuer under the consumer's
-// ack floor: acknowledged, possibly by another node (else both would grow for
-// as long as the other nodes deliver this one's advices). Called when the
-// worker is idle.
+// forget drops from mine, tries and the ledger the advices of issuer under the
+// consumer's ack floor: acknowledged, possibly by another node (else they would
+// grow for as long as the other nodes deliver this one's advices). Called when
+// the worker is idle.
 func (q *Queue) forget(issuer string, cons jetstream.Consumer) {
+	l := q.ledger(issuer)
+	l.mu.Lock()
+	n := len(l.rrns)
+	l.mu.Unlock()
 	q.mu.Lock()
-	n := len(q.mine[issuer])
+	n += len(q.mine[issuer])
 	for _, t := range q.tries {
 		if t.issuer == issuer {
 			n++
@@ -466,6 +485,16 @@ func (q *Queue) forget(issuer string, cons jetstream.Consumer) {
 	if err != nil {
 		return
 	}
+	l.mu.Lock()
+	var kept []uint64 // the ledger's entries above the floor
+	for s := range l.rrns {
+		if s <= info.AckFloor.Stream {
+			l.drop(s)
+		} else {
+			kept = append(kept, s)
+		}
+	}
+	l.mu.Unlock()
 	q.mu.Lock()
 	for s := range q.mine[issuer] {
 		if s <= info.AckFloor.Stream {
@@ -491,11 +520,13 @@ func (q *Queue) forget(issuer string, cons jetstream.Consumer) {
 		}
 	}
 	q.mu.Unlock()
+	above = append(above, kept...)
+	slices.Sort(above)
+	above = slices.Compact(above)
 	// An advice the issuer never takes holds the ack floor below it for good:
 	// the advices acknowledged after it are gone from the (work-queue) stream
 	// but above the floor. Look them up, the oldest first, a bounded number at
 	// a time.
-	slices.Sort(above)
 	for _, s := range above[:min(len(above), pruneMax)] {
 		gctx, cancel := context.WithTimeout(ctx, q.opts.PublishTimeout)
 		_, err := q.stream.GetMsg(gctx, s)
@@ -510,6 +541,9 @@ func (q *Queue) forget(issuer string, cons jetstream.Consumer) {
 		delete(q.mine[issuer], s)
 		delete(q.tries, s)
 		q.mu.Unlock()
+		l.mu.Lock()
+		l.drop(s)
+		l.mu.Unlock()
 	}
 }
 
@@ -539,15 +573,20 @@ func (q *Queue) deliver(issuer string, m jetstream.Msg) {
 		_ = m.NakWithDelay(24 * time.Hour)
 		return
 	}
+	if saf.Reversal(it.MTI) && it.RRN != "" && q.hold(issuer, m, it, seq) {
+		return
+	}
 	// Tries counts the deliveries by every node: more than one means this advice
 	// was tried before (here, or on a node that died mid-send) and goes as a repeat.
-	it.Seq, it.Tries, it.Last = seq, int(md.NumDelivered), time.Now().UTC()
-	repeat := md.NumDelivered > 1
+	// The deliveries this node held back (hold) were not tries; one held back on
+	// another node counts as a try here, so that a reversal may go as a repeat
+	// (0421) the first time the issuer sees it, which an issuer takes as a reversal.
 	q.mu.Lock()
-	if t, ok := q.tries[seq]; ok {
-		it.LastErr = t.lastErr
-	}
-	q.tries[seq] = try{issuer: issuer, n: it.Tries, last: it.Last, lastErr: it.LastErr}
+	t := q.tries[seq]
+	it.Seq, it.Tries, it.Last, it.LastErr = seq, max(1, int(md.NumDelivered)-t.held), time.Now().UTC(), t.lastErr
+	repeat := it.Tries > 1
+	t.issuer, t.n, t.last = issuer, it.Tries, it.Last
+	q.tries[seq] = t
 	q.mu.Unlock()
 	q.Sent.Add(1)
 	st.Sent.Add(1)
@@ -604,7 +643,9 @@ func (q *Queue) deliver(issuer string, m jetstream.Msg) {
 		backoff = q.opts.MaxBackoff
 	}
 	q.mu.Lock()
-	q.tries[seq] = try{issuer: issuer, n: it.Tries, last: it.Last, lastErr: err.Error()}
+	t = q.tries[seq]
+	t.issuer, t.n, t.last, t.lastErr = issuer, it.Tries, it.Last, err.Error()
+	q.tries[seq] = t
 	q.mu.Unlock()
 	if nerr := m.NakWithDelay(backoff); nerr != nil {
 		q.log.Debug().Err(nerr).Uint64("seq", seq).Msg("store-and-forward: nak not sent; the advice comes back after AckWait")
@@ -615,6 +656,169 @@ func (q *Queue) deliver(issuer string, m jetstream.Msg) {
 	} else {
 		st.Suppressed.Add(1)
 	}
+}
+
+// hold checks a reversal (saf.Reversal) the consumer handed this node against
+// the earlier advices of its transaction: while one that is not a reversal (a
+// stand-in or completion 0220, a 0120) is still in the stream, not acknowledged by
+// the issuer, the reversal is handed back (Nak) with a delay, without being sent,
+// and hold reports true. The issuer never gets a reversal before the advice it
+// reverses: one that did would find nothing to reverse, acknowledge it (any answer
+// acknowledges), then book the advice, the card charged for a transaction the switch
+// reversed. Each advice's backoff and in-flight slot being otherwise independent,
+// nothing else orders them.
+//
+// Earlier means a lower stream sequence: the pipeline queues a reversal only after
+// the enqueue of the advice it reverses returned (acknowledged, or its fate unknown:
+// a publish still in flight then is ahead of the reversal's on the node's
+// connection, and a Raft log keeps their order), so the advice, if stored, is
+// before it. The check reads the stream (its leader), so it holds whichever node
+// enqueued either advice, a node since dead included. It cannot deadlock: the
+// consumer hands advices over in sequence order, so the earlier advice was handed
+// over before the reversal, and its redeliveries do not wait for free slots.
+//
+// A check that cannot read the stream holds the reversal too. A reversal held past
+// HoldWarn (its earlier advice not delivered: the issuer refuses it, or it cannot
+// be read and is set aside) is counted (Stats.HeldLong) and logged, once a minute
+// per issuer, and still held: sent, it would reverse at the issuer what the issuer
+// may book afterwards.
+func (q *Queue) hold(issuer string, m jetstream.Msg, it *saf.Item, seq uint64) bool {
+	ctx, cancel := context.WithTimeout(q.ctx, q.opts.PublishTimeout)
+	by, err := q.heldBy(ctx, issuer, it.RRN, seq)
+	cancel()
+	if by == 0 && err == nil {
+		return false
+	}
+	st := q.stats(issuer)
+	since := time.Since(it.Created)
+	long := since > q.opts.HoldWarn
+	q.mu.Lock()
+	t := q.tries[seq]
+	t.issuer = issuer
+	t.held++
+	first, newLong := t.held == 1, long && !t.long
+	t.long = t.long || long
+	q.tries[seq] = t
+	q.mu.Unlock()
+	if first {
+		st.Held.Add(1)
+	}
+	if newLong {
+		st.HeldLong.Add(1)
+	}
+	// Checked again after a delay that grows as a failed try's backoff does: the
+	// earlier advice goes at its own pace (at most MaxBackoff between its tries).
+	wait := q.opts.MinBackoff << min(t.held-1, 16)
+	if wait > q.opts.MaxBackoff || wait <= 0 {
+		wait = q.opts.MaxBackoff
+	}
+	if nerr := m.NakWithDelay(wait); nerr != nil {
+		q.log.Debug().Err(nerr).Uint64("seq", seq).Msg("store-and-forward: nak not sent; the held reversal comes back after AckWait")
+	}
+	ev := q.log.Debug()
+	if long && st.HoldWarnDue(q.opts.Now(), q.opts.WarnEvery) {
+		ev = q.log.Warn()
+	}
+	ev.Err(err).Str("issuer", issuer).Str("rrn", it.RRN).Uint64("seq", seq).Uint64("held_by_seq", by).Dur("held_for", since).
+		Msg("store-and-forward: reversal advice held back behind an earlier advice of its transaction still queued; it goes once that one is acknowledged")
+	return true
+}
+
+// ledger is this node's reading of one issuer's advices in the stream, whichever
+// node enqueued them: those that are not reversals, by RRN, read in stream order
+// (each message once) as far as the reversal being checked. A work queue removes an
+// advice once the issuer acknowledged it, so an entry is looked up in the stream
+// before it holds a reversal back, and dropped when gone; forget drops the entries
+// under the consumer's ack floor, and looks up those above it with mine and tries.
+type ledger struct {
+	mu    sync.Mutex
+	next  uint64                         // the first stream sequence not read yet
+	ahead map[string]map[uint64]struct{} // by RRN
+	rrns  map[uint64]string              // each entry's RRN
+}
+
+func (l *ledger) drop(seq uint64) {
+	rrn, ok := l.rrns[seq]
+	if !ok {
+		return
+	}
+	delete(l.rrns, seq)
+	if delete(l.ahead[rrn], seq); len(l.ahead[rrn]) == 0 {
+		delete(l.ahead, rrn)
+	}
+}
+
+func (q *Queue) ledger(issuer string) *ledger {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	l := q.ledgers[issuer]
+	if l == nil {
+		l = &ledger{next: 1, ahead: map[string]map[uint64]struct{}{}, rrns: map[uint64]string{}}
+		q.ledgers[issuer] = l
+	}
+	return l
+}
+
+// heldBy returns the stream sequence of the earliest advice of issuer with RRN
+// rrn, before seq and not a reversal, still in the stream (0 if none).
+func (q *Queue) heldBy(ctx context.Context, issuer, rrn string, seq uint64) (uint64, error) {
+	l := q.ledger(issuer)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for l.next < seq {
+		m, err := q.stream.GetMsg(ctx, l.next, jetstream.WithGetMsgSubject(Subject(issuer)))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			break // none left from next on
+		}
+		if err != nil {
+			return 0, fmt.Errorf("jsaf: read the advices of %s from sequence %d: %w", issuer, l.next, err)
+		}
+		switch mti, r, ok := adviceOf(m); {
+		case !ok:
+			q.log.Error().Str("issuer", issuer).Uint64("seq", m.Sequence).
+				Msg("store-and-forward: an advice whose transaction cannot be read (body and Nats-Msg-Id): no reversal is held back behind it")
+		case !saf.Reversal(mti) && r != "":
+			if l.ahead[r] == nil {
+				l.ahead[r] = map[uint64]struct{}{}
+			}
+			l.ahead[r][m.Sequence] = struct{}{}
+			l.rrns[m.Sequence] = r
+		}
+		l.next = m.Sequence + 1
+	}
+	var before []uint64
+	for s := range l.ahead[rrn] {
+		if s < seq {
+			before = append(before, s)
+		}
+	}
+	slices.Sort(before)
+	for _, s := range before {
+		_, err := q.stream.GetMsg(ctx, s)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			l.drop(s) // acknowledged: removed from the work queue
+			continue
+		}
+		if err != nil {
+			return 0, fmt.Errorf("jsaf: look up advice %d of %s: %w", s, issuer, err)
+		}
+		return s, nil
+	}
+	return 0, nil
+}
+
+// adviceOf returns the MTI and RRN of a stream message: from its body, or, when
+// that cannot be read, from its Nats-Msg-Id (msgID: saf:<issuer>:<MTI>:<RRN>).
+func adviceOf(m *jetstream.RawStreamMsg) (mti, rrn string, ok bool) {
+	var it saf.Item
+	if err := json.Unmarshal(m.Data, &it); err == nil && it.MTI != "" {
+		return it.MTI, it.RRN, true
+	}
+	p := strings.SplitN(m.Header.Get(jetstream.MsgIDHeader), ":", 4)
+	if len(p) == 4 && p[0] == "saf" && p[2] != "" && !strings.HasPrefix(p[3], "@") {
+		return p[2], p[3], true
+	}
+	return "", "", false
 }
 
 func (q *Queue) stats(issuer string) *saf.Stats {

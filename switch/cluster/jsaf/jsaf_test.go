@@ -6,11 +6,15 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
+	"github.com/switchyard/switchyard/internal/syncbuf"
 	"github.com/switchyard/switchyard/switch/cluster"
 	"github.com/switchyard/switchyard/switch/saf"
 )
@@ -483,5 +487,161 @@ func TestForgetBehindStuckAdvice(t *testing.T) {
 			t.Fatalf("q1 still tracks %d advices, %d of them delivered by another node long ago", mine, mine-1)
 		case <-time.After(20 * time.Millisecond):
 		}
+	}
+}
+
+// TestReversalNotBeforeItsAdvice: a stand-in approval's advice (0220) waits in its
+// backoff while the issuer is down; the approval is then reversed (a void, or taken
+// back), which queues its 0420 under the same RRN. Once the issuer is back, the
+// 0420 must not reach it before the 0220 (or its repeat 0221) it reverses: an issuer
+// that gets the reversal first finds nothing to reverse (and acknowledges it, which
+// removes it), then books the advice that follows, and the card is charged for a
+// transaction the switch reversed. The same holds for a completion's 0220 and the
+// 0420 of its void.
+func TestReversalNotBeforeItsAdvice(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	n := standalone(t, ctx)
+	// A backoff long against the test's steps: the 0220, failed once, is not tried
+	// again for 5 s.
+	q := openRetry(t, ctx, n, Options{Replicas: 1, MinBackoff: 5 * time.Second, MaxBackoff: 5 * time.Second, Logger: testLogger(t)})
+	var mu sync.Mutex
+	up := false
+	var accepted []string // what the issuer took, in order ("MTI RRN")
+	failed := make(chan struct{}, 1)
+	q.Register("bank", func(_ context.Context, it *saf.Item, repeat bool) error {
+		mti := it.MTI
+		if repeat {
+			mti = saf.RepeatMTI(mti)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if !up {
+			select {
+			case failed <- struct{}{}:
+			default:
+			}
+			return errors.New("issuer down")
+		}
+		accepted = append(accepted, mti+" "+it.RRN)
+		return nil
+	})
+	standIn := &saf.Item{Issuer: "bank", MTI: "0220", RRN: "000000000007", Reason: "stand-in", Fields: map[int]string{37: "000000000007", 39: "00"}}
+	if err := q.Enqueue(standIn); err != nil {
+		t.Fatal(err)
+	}
+	select { // its first try failed: it waits out its backoff
+	case <-failed:
+	case <-ctx.Done():
+		t.Fatal("the stand-in advice was never tried")
+	}
+	mu.Lock()
+	up = true // the issuer is back
+	mu.Unlock()
+	// The stand-in approval is voided: its reversal is queued.
+	if err := q.Enqueue(advice("bank", "000000000007")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "both advices taken by the issuer", 30*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(accepted) >= 2
+	})
+	mu.Lock()
+	got := slices.Clone(accepted)
+	mu.Unlock()
+	if len(got) != 2 || !strings.HasPrefix(got[0], "022") {
+		t.Fatalf("the issuer took %q: the reversal of 000000000007 before the advice it reverses", got)
+	}
+}
+
+// TestReversalHeldAcrossNodes: the advice and its reversal are handed over together
+// (two free slots), the advice queued by another node that is gone since: while the
+// issuer still takes its time over the advice, the reversal is held back (the node
+// reads the other node's advice from the stream), not sent; once the advice is
+// acknowledged the reversal goes. The reversal of another transaction is not held.
+func TestReversalHeldAcrossNodes(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	n := standalone(t, ctx)
+	opts := Options{Replicas: 1, MinBackoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond, Poll: 200 * time.Millisecond, Logger: testLogger(t)}
+	gone, q := openRetry(t, ctx, n, opts), openRetry(t, ctx, n, opts)
+	enqueue(t, ctx, gone, &saf.Item{Issuer: "bank", MTI: "0220", RRN: "000000000007", Reason: "stand-in", Fields: map[int]string{37: "000000000007"}})
+	if err := gone.Close(); err != nil { // the node that queued it is gone
+		t.Fatal(err)
+	}
+	enqueue(t, ctx, q, advice("bank", "000000000007"))
+	enqueue(t, ctx, q, advice("bank", "000000000008"))
+	var mu sync.Mutex
+	var accepted []string
+	entered, release := make(chan struct{}), make(chan struct{})
+	q.Register("bank", func(ctx context.Context, it *saf.Item, repeat bool) error {
+		if it.MTI == "0220" {
+			close(entered)
+			select { // the issuer takes its time
+			case <-release:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		mti := it.MTI
+		if repeat {
+			mti = saf.RepeatMTI(mti)
+		}
+		accepted = append(accepted, mti+" "+it.RRN)
+		return nil
+	})
+	took := func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(accepted)
+	}
+	select {
+	case <-entered:
+	case <-ctx.Done():
+		t.Fatal("the advice was never sent")
+	}
+	waitFor(t, "the reversal of 000000000007 held back while its advice is with the issuer", 20*time.Second, func() bool {
+		return q.IssuerStats()["bank"].Held.Load() == 1 && len(took()) == 1
+	})
+	if got := took(); got[0] != "0420 000000000008" {
+		t.Fatalf("the issuer took %q while the advice of 000000000007 was with it; want the other reversal alone", got)
+	}
+	close(release)
+	waitFor(t, "the three advices taken", 20*time.Second, func() bool { return len(took()) == 3 })
+	// The held reversal goes as a first try (0420): being held was no try.
+	if got := took(); got[1] != "0220 000000000007" || got[2] != "0420 000000000007" {
+		t.Fatalf("the issuer took %q, want the advice of 000000000007 then its reversal (0420)", got)
+	}
+}
+
+// TestReversalHeldBehindUndecodableAdvice: an advice that cannot be read is set
+// aside for a day; its reversal (its MTI and RRN read from the Nats-Msg-Id) waits
+// for it, and, held past HoldWarn, is counted and logged, not held unknown to all.
+func TestReversalHeldBehindUndecodableAdvice(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	n := standalone(t, ctx)
+	var logs syncbuf.Buffer
+	q := openRetry(t, ctx, n, Options{Replicas: 1, MinBackoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
+		Poll: 200 * time.Millisecond, HoldWarn: time.Millisecond, Logger: zerolog.New(&logs).Level(zerolog.WarnLevel)})
+	if _, err := n.Publish(ctx, Subject("bank"), []byte("{not json"), "saf:bank:0220:000000000009"); err != nil {
+		t.Fatal(err)
+	}
+	enqueue(t, ctx, q, advice("bank", "000000000009"))
+	enqueue(t, ctx, q, advice("bank", "000000000010"))
+	rec := &recorder{}
+	q.Register("bank", rec.send)
+	waitFor(t, "the reversal held long counted and logged", 20*time.Second, func() bool {
+		st := q.IssuerStats()["bank"]
+		return st.HeldLong.Load() == 1 && strings.Contains(logs.String(), "reversal advice held back") && len(rec.list()) == 1
+	})
+	if got := rec.list(); got[0].rrn != "000000000010" {
+		t.Fatalf("the issuer took %+v; want the reversal of 000000000010 alone", got)
+	}
+	if !strings.Contains(logs.String(), `"rrn":"000000000009"`) {
+		t.Fatalf("the warning does not name the held reversal's RRN:\n%s", logs.String())
 	}
 }
