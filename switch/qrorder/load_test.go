@@ -203,10 +203,12 @@ func TestBookSharedLoad(t *testing.T) {
 // an order on its node or paying the order it made before through the next node
 // (the network notifying another node than the terminal's): 1,500 requests a second
 // offered across the cluster for 2 s, some five times the ceiling the book had when
-// every commit was a compare-and-set on the book's one revision (210 to 400 a
-// second; it failed requests past 5 s of conflicts and its median rose to seconds).
-// Every request succeeds, every payment is taken, the median stays within 25 ms,
-// and the three nodes end with the same orders, byte for byte.
+// every commit was a compare-and-set on the book's one revision (that book, in this
+// test, ordered 101 a second, took 29.6 s to serve the 2 s of requests, its median
+// 111 ms, its 99th percentile 3.3 s, its slowest 5.0 s, a hair from failing).
+// Every request succeeds, every payment is taken, the requests offered in 2 s are
+// served within 3 s, the median stays within 25 ms, and the three nodes end with
+// the same orders, byte for byte.
 func TestBookSharedLoadFast(t *testing.T) {
 	if testing.Short() {
 		t.Skip("load")
@@ -293,6 +295,9 @@ func TestBookSharedLoadFast(t *testing.T) {
 		float64(l.head())/wall.Seconds(), len(ids), paid, q(.5), q(.99), q(1))
 	if len(fails) > 0 {
 		t.Fatalf("%d of %d requests failed, the first: %v", len(fails), len(lat), fails[0])
+	}
+	if wall > run+time.Second {
+		t.Errorf("the requests offered in %v took %v to serve", run, wall.Round(time.Millisecond))
 	}
 	if p50 := q(.5); p50 > 25*time.Millisecond {
 		t.Errorf("median %v, want at most 25ms", p50)
