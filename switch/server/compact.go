@@ -35,7 +35,7 @@ var sharedStores = []sharedStore{
 	{name: "ratings", revKey: merchantrisk.PinsRevisionKey},
 	{name: "notices", revKey: notify.RevisionKey},
 	{name: "cases", revKey: cases.RevisionKey},
-	{name: "qrorders", revKey: qrorder.RevisionKey},
+	{name: "qrorders", revKey: qrorder.RevisionKey, resolve: qrorder.Resolve},
 }
 
 // sharedStore is one entry of sharedStores.
@@ -47,6 +47,9 @@ type sharedStore struct {
 	decimal bool
 	// entry is the store's kvsync.Config.Entry (TTLs), nil for none.
 	entry func(statelog.KV) *badger.Entry
+	// resolve decides the store's intent commits (kvsync.Config.Resolve), for the
+	// compaction to fold them as the nodes apply them; nil for a store without.
+	resolve statelog.Resolver
 }
 
 func findShared(name string) (sharedStore, bool) {
@@ -178,7 +181,7 @@ func (c *clusterNode) compact(ctx context.Context, above uint64, minAge time.Dur
 			err = blocked
 		} else if tried {
 			cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-			rep.CompactResult, err = l.Compact(cctx, cluster.CompactOptions{MinAge: minAge})
+			rep.CompactResult, err = l.Compact(cctx, cluster.CompactOptions{MinAge: minAge, Resolve: st.resolve})
 			cancel()
 		}
 		result := ""

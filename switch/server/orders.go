@@ -45,7 +45,9 @@ func (s *Server) newOrderDesk() (*orderDesk, error) {
 		now = time.Now
 	}
 	// In a cluster the book is shared through the STATE stream (store "qrorders"):
-	// any node serves any order, its notification and its terminal's inquiries.
+	// any node serves any order, its notification and its terminal's inquiries. Its
+	// requests are decided as every node applies them (qrorder.Resolve), so the
+	// StoreLog's Await needs the follower started below.
 	olog, err := s.cl.storeLog("qrorders")
 	if err != nil {
 		return nil, err
