@@ -423,7 +423,7 @@ func (f *Follower) consume() error {
 	defer fol.Stop()
 	f.fol.Store(fol)
 	defer f.fol.Store(nil)
-	for {
+	for first := true; ; first = false {
 		var m jetstream.Msg
 		select {
 		case m = <-fol.C():
@@ -443,11 +443,26 @@ func (f *Follower) consume() error {
 		}
 		if seen, ok := commitSeen(m.Headers()); ok && seen > f.r.Revision() {
 			// An intent commit whose submitter had applied a commit this node
-			// never met: a lower bound, not the exact predecessor, so a gap above
-			// seen goes unnoticed here (NeedsSnapshot and the compaction's
-			// MinAge guard it).
+			// never met. Seen is a lower bound, not the exact predecessor, so a
+			// gap above it goes unnoticed here: the consumer's first commit is
+			// checked against the snapshot's purge below, and a running
+			// follower is guarded by the compaction's MinAge.
 			return fmt.Errorf("cluster: follow %s: the intent commit at sequence %d was submitted by a node at %d, and this node's store is at %d: %w",
 				l.subject, seq, seen, f.r.Revision(), ErrCommitsPurged)
+		}
+		if _, exact := commitAfter(m.Headers()); first && !exact {
+			// The consumer's first commit does not name its predecessor (an
+			// intent commit): the stream may have been compacted past this
+			// node meanwhile.
+			rev := f.r.Revision()
+			info, err := l.NeedsSnapshot(f.ctx, rev)
+			if err != nil {
+				return fmt.Errorf("cluster: follow %s: %w", l.subject, err)
+			}
+			if info != nil {
+				return fmt.Errorf("cluster: follow %s: the stream's commits after %d, this node's revision, were purged below %d (snapshot %s at %d): %w",
+					l.subject, rev, info.PurgedBelow, info.Object, info.Revision, ErrCommitsPurged)
+			}
 		}
 		c, err := decodeCommit(m.Data())
 		if err != nil {
