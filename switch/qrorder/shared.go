@@ -110,11 +110,12 @@ func (r *request) decide(id string, o *Order, rev uint64) (*Order, error) {
 		if o == nil && r.Order == nil {
 			return nil, nil
 		}
-		if o == nil {
+		carried := o == nil // an order only the submitting node kept: stored here as carried
+		if carried {
 			n := *r.Order
 			o = &n
 		}
-		if _, changed := decide(o, *r.Payment, r.At, rev); !changed {
+		if _, changed := decide(o, *r.Payment, r.At, rev); !changed && !carried {
 			return nil, nil
 		}
 		return o, nil
@@ -122,11 +123,15 @@ func (r *request) decide(id string, o *Order, rev uint64) (*Order, error) {
 		if o == nil && r.Order == nil {
 			return nil, nil
 		}
-		if o == nil {
+		carried := o == nil
+		if carried {
 			n := *r.Order
 			o = &n
 		}
 		if o.State != Open || r.At.Before(o.Expires) {
+			if carried {
+				return o, nil
+			}
 			return nil, nil
 		}
 		o.State = Expired

@@ -541,3 +541,44 @@ func TestBookSharedRaces(t *testing.T) {
 		}
 	}
 }
+
+// TestBookSharedLocalOrderCarried: docs/cluster.md ("QR orders") says that an order
+// a single switch kept before it joined a cluster reaches the other nodes "with the
+// first request on them, which carries the order as that node has it". An order the
+// single switch had already paid, whose payment the network repeats to its node once
+// it is a cluster's: the request (a repeat, Again) carries the order, and the other
+// node must then have it (an inquiry there answered paid, not "not found", 25).
+func TestBookSharedLocalOrderCarried(t *testing.T) {
+	c := &clock{t: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)}
+	db := openDB(t, t.TempDir())
+	alone, err := NewBook(db, Options{Now: c.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := alone.Create(ctx, Order{ID: "000000000001", TID: "T0000001", Amount: 100, Created: c.now(), Expires: c.now().Add(time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, out, err := alone.Pay(ctx, "000000000001", Payment{TransactionID: "TX1", Amount: 100}); err != nil || out != Taken {
+		t.Fatalf("paid alone: %v %v", out, err)
+	}
+	var mem statelog.Memory
+	catchUp := func(context.Context, statelog.Replica) error { return mem.Deliver() }
+	a, err := NewBook(db, Options{Now: c.now, Log: &mem, CatchUp: catchUp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewBook(openDB(t, t.TempDir()), Options{Now: c.now, Log: &mem, CatchUp: catchUp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem.Follow(a)
+	mem.Follow(b)
+	if _, out, err := a.Pay(ctx, "000000000001", Payment{TransactionID: "TX1", Amount: 100}); err != nil || out != Again {
+		t.Fatalf("the network's repeat on A: %v %v", out, err)
+	}
+	deliver(t, &mem)
+	if o, err := b.Get("000000000001"); err != nil || o.State != Paid || o.TransactionID != "TX1" {
+		t.Fatalf("B after A's request carried the order: %+v %v; want it paid by TX1", o, err)
+	}
+}
