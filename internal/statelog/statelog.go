@@ -52,6 +52,13 @@ type Resolver func(rev uint64, get func(key []byte) ([]byte, error), c Commit) (
 // again, or refused with a clear error.
 var ErrConflict = errors.New("another node changed the store first")
 
+// ErrNewerCommit is wrapped when a store's commit cannot be read or decided by
+// this version: an encoding it does not know, an intent commit on a store that
+// decides none, a request it does not know (a newer version's, or a corrupt
+// one). The node does not skip it (its copy would fork from the others'): it stops
+// applying the store until it is upgraded (switch/cluster re-exports it).
+var ErrNewerCommit = errors.New("a commit this version cannot read (a newer version's?)")
+
 // ErrUnavailable is wrapped by Append when the commit could not be ordered (no
 // quorum, no connection). Its outcome is unknown, not failed: the commit may still be
 // ordered later, and then reaches the store through its Replica side like another

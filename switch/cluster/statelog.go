@@ -57,6 +57,14 @@ const (
 // approval is written in chunks of records).
 var ErrCommitTooLarge = errors.New("commit larger than the NATS max payload")
 
+// ErrNewerCommit is wrapped by a follower's error (Follower.Err) when it met a
+// commit of its store that this version cannot read or decide: an encoding it does
+// not know (a newer version's: an intent commit, encoding 3 or 4, met by a version
+// before 5 December 2026), or a request its store does not know. The follower does
+// not skip it; it stops applying the store, and only an upgrade of the node mends
+// it (statelog.ErrNewerCommit, the same error).
+var ErrNewerCommit = statelog.ErrNewerCommit
+
 // StateLog is the STATE stream on this node's connection; Store gives each
 // store's statelog.Log.
 type StateLog struct {
@@ -340,7 +348,8 @@ func (f *Follower) Consumer() (has bool, since time.Time, err error) {
 }
 
 // Err returns the last error the follower met (it keeps trying), or nil. One
-// wrapping ErrCommitsPurged stays until the node restarts.
+// wrapping ErrCommitsPurged stays until the node restarts, one wrapping
+// ErrNewerCommit until it is upgraded.
 func (f *Follower) Err() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -393,8 +402,8 @@ func (f *Follower) run() {
 				pause = stateRetry // it applied commits since: a new fault
 			}
 			wait := pause
-			if errors.Is(err, ErrCommitsPurged) {
-				wait = purgedRetry // only a restart mends it; say so now and then
+			if errors.Is(err, ErrCommitsPurged) || errors.Is(err, ErrNewerCommit) {
+				wait = purgedRetry // only a restart (an upgrade) mends it; say so now and then
 			}
 			if !f.wait(wait) {
 				return
@@ -567,7 +576,7 @@ func decodeCommitMax(data []byte, limit int) (statelog.Commit, error) {
 			return c, fmt.Errorf("inflates to more than %d bytes", limit)
 		}
 	default:
-		return c, fmt.Errorf("unknown commit encoding %d", data[0])
+		return c, fmt.Errorf("unknown commit encoding %d: %w", data[0], ErrNewerCommit)
 	}
 	count, k := binary.Uvarint(body)
 	if k <= 0 || count > uint64(len(body)) {

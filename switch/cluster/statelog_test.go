@@ -62,8 +62,14 @@ func TestCommitEncoding(t *testing.T) {
 	}
 	b, _ := encodeCommit(small)
 	for _, bad := range [][]byte{nil, {9}, b[:len(b)-2], append(append([]byte{}, b...), 0), {commitDeflated, 1, 2, 3}} {
-		if _, err := decodeCommit(bad); err == nil {
+		_, err := decodeCommit(bad)
+		if err == nil {
 			t.Errorf("%x decoded", bad)
+		}
+		// Only an encoding this version does not know says "a newer version's":
+		// the follower stops on it and /readyz tells to upgrade the node.
+		if newer := len(bad) == 1 && bad[0] == 9; errors.Is(err, ErrNewerCommit) != newer {
+			t.Errorf("%x: %v; ErrNewerCommit wrapped: %v, want %v", bad, err, !newer, newer)
 		}
 	}
 }

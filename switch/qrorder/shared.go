@@ -137,7 +137,7 @@ func (r *request) decide(id string, o *Order, rev uint64) (*Order, error) {
 		o.State = Expired
 		return o, nil
 	default:
-		return nil, fmt.Errorf("unknown operation %q (a newer version's?)", r.Op)
+		return nil, fmt.Errorf("unknown operation %q: %w", r.Op, statelog.ErrNewerCommit)
 	}
 }
 

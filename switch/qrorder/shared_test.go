@@ -582,3 +582,14 @@ func TestBookSharedLocalOrderCarried(t *testing.T) {
 		t.Fatalf("B after A's request carried the order: %+v %v; want it paid by TX1", o, err)
 	}
 }
+
+// TestResolveUnknownRequest: a request of an operation this version does not know (a
+// newer version's) is not skipped: Resolve fails with statelog.ErrNewerCommit, by
+// which the node's follower stops and /readyz says to upgrade the node.
+func TestResolveUnknownRequest(t *testing.T) {
+	c := statelog.Commit{Intent: true, Writes: []statelog.KV{{Key: []byte(prefix + "1"), Value: []byte(`{"op":"reopen"}`)}}}
+	_, err := Resolve(7, func([]byte) ([]byte, error) { return nil, nil }, c)
+	if !errors.Is(err, statelog.ErrNewerCommit) {
+		t.Fatalf("Resolve of an unknown operation: %v; want statelog.ErrNewerCommit wrapped", err)
+	}
+}

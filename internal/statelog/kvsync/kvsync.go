@@ -220,7 +220,7 @@ func (s *Sync) resolve(txn *badger.Txn, c statelog.Commit, rev uint64) (statelog
 		return c, nil
 	}
 	if s.cfg.Resolve == nil {
-		return c, fmt.Errorf("an intent commit of %d requests, and the store decides none", len(c.Writes))
+		return c, fmt.Errorf("an intent commit of %d requests, and the store decides none: %w", len(c.Writes), statelog.ErrNewerCommit)
 	}
 	get := func(key []byte) ([]byte, error) {
 		item, err := txn.Get(key)

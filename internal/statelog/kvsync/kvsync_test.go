@@ -228,7 +228,7 @@ func TestIntentResolved(t *testing.T) {
 
 	plain, db2 := openSync(t, Config{Name: "plain", RevKey: "t/rev", Log: &statelog.Memory{}})
 	err := plain.ApplyRemote(1, statelog.Commit{Intent: true, Writes: []statelog.KV{{Key: []byte("t/x"), Value: []byte("double it")}}})
-	if err == nil || get(t, db2, "t/x") != "" || plain.Revision() != 0 {
+	if !errors.Is(err, statelog.ErrNewerCommit) || get(t, db2, "t/x") != "" || plain.Revision() != 0 {
 		t.Fatalf("an intent commit without Resolve: %v, t/x %q, revision %d", err, get(t, db2, "t/x"), plain.Revision())
 	}
 }
