@@ -17,6 +17,12 @@
 // of two nodes notified of one payment at once, the request ordered first takes the
 // order and the other finds it taken. Orders do not contend: only requests on one
 // order decide against each other.
+//
+// Versions before 5 December 2026 cannot read requests (their follower stops on
+// one, and such a node cannot start again): until every node's lease says that it
+// decides them (Options.Requests), the book commits the orders' values with a
+// compare-and-set on the book's revision instead, as those versions do (cas.go).
+// Both paths store an order alike, so that a node applies either.
 package qrorder
 
 import (
@@ -109,8 +115,15 @@ type Options struct {
 	// statelog.Submitter: the book submits requests, decided as they are applied.
 	Log statelog.Log
 	// CatchUp waits until the book has applied every commit the Log held
-	// (cluster.StoreLog.CatchUp): before a node says that an order is not found.
+	// (cluster.StoreLog.CatchUp): before a node says that an order is not found,
+	// and after a conflict on the compare-and-set path.
 	CatchUp func(ctx context.Context, r statelog.Replica) error
+	// Requests, with a Log, says whether the book may submit requests now: whether
+	// every node of the cluster decides them (every lease seen advertises
+	// cluster.LeaseValue.QRRequests). Asked at each creation, payment and expiry;
+	// while it says false, the book commits with a compare-and-set on its revision
+	// (cas.go), which nodes of earlier versions apply. Nil: always.
+	Requests func() bool
 }
 
 // Book is the order book. It is safe for concurrent use.
@@ -138,7 +151,7 @@ func NewBook(db *badger.DB, opts Options) (*Book, error) {
 		}
 		var err error
 		if b.sync, err = kvsync.New(db, kvsync.Config{Name: "qr orders", RevKey: RevisionKey, Log: opts.Log, CatchUp: opts.CatchUp,
-			Resolve: Resolve, Applied: b.applied}); err != nil {
+			Conflict: ErrConflict, Resolve: Resolve, Applied: b.applied}); err != nil {
 			return nil, err
 		}
 		b.sub = sub
@@ -148,6 +161,10 @@ func NewBook(db *badger.DB, opts Options) (*Book, error) {
 
 // shared reports whether the book is a cluster's.
 func (b *Book) shared() bool { return b.sync != nil }
+
+// requests says whether a cluster's book submits requests now (Options.Requests),
+// rather than commit with a compare-and-set.
+func (b *Book) requests() bool { return b.opts.Requests == nil || b.opts.Requests() }
 
 // ApplyRemote implements statelog.Replica: a request of any node (this one's too),
 // decided as it is applied (Resolve).
@@ -254,9 +271,12 @@ func (b *Book) Create(ctx context.Context, o Order) error {
 	if o.ID == "" || o.TID == "" || o.Expires.IsZero() {
 		return fmt.Errorf("qr order: id, terminal and expiry are required (got %q, %q, %v)", o.ID, o.TID, o.Expires)
 	}
-	o.State = Open
-	if b.shared() {
+	o.State, o.Decided = Open, 0
+	if b.shared() && b.requests() {
 		return b.createShared(ctx, o)
+	}
+	if b.shared() {
+		return b.createCAS(ctx, o)
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -331,11 +351,15 @@ func (b *Book) Wait(ctx context.Context, id string, d time.Duration) (Order, err
 // terminal is told. A payment ordered before it leaves the order paid, and the
 // node, having applied both, answers paid; a payment ordered after it finds the
 // order expired (late: refunded). An error (no quorum: the node cannot know) is
-// returned as such, not as an expiry.
+// returned as such, not as an expiry. While Options.Requests says false, the expiry
+// is committed with a compare-and-set instead (settleCAS).
 func (b *Book) settle(ctx context.Context, id string, o *Order) (Order, error) {
 	v := b.view(o)
 	if !b.shared() || o.State != Open || v.State != Expired {
 		return v, nil
+	}
+	if !b.requests() {
+		return b.settleCAS(ctx, id)
 	}
 	if _, err := b.submit(ctx, id, request{Op: opExpire, Order: o, At: b.opts.Now()}); err != nil {
 		return Order{}, fmt.Errorf("qr order %s: its expiry not settled with the cluster's orders: %w", id, err)

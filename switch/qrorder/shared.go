@@ -190,11 +190,15 @@ func sameCreation(a, b *Order) bool {
 // payShared is Pay in a cluster: the payment is a request carrying this node's time
 // of receipt; once applied, the order tells its outcome: decided by this request
 // (Decided), by an earlier one of the same transaction (Again), or by another
-// transaction (Late: refunded, the order keeping its payment).
+// transaction (Late: refunded, the order keeping its payment). While Options.Requests
+// says false, the payment is committed with a compare-and-set instead (payCAS).
 func (b *Book) payShared(ctx context.Context, id string, p Payment) (Order, Outcome, error) {
 	o, err := b.find(ctx, id)
 	if err != nil {
 		return Order{}, 0, err
+	}
+	if !b.requests() {
+		return b.payCAS(ctx, id, p)
 	}
 	rev, err := b.submit(ctx, id, request{Op: opPay, Order: o, Payment: &p, At: b.opts.Now()})
 	if err != nil {

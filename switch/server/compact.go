@@ -233,6 +233,34 @@ func (c *clusterNode) mayDestroyKeys() func() bool {
 	}
 }
 
+// qrRequests is the QR order book's Requests: nil alone (a single switch submits
+// nothing), else whether every lease this node has seen (its own among them, and
+// those of nodes that stopped since, for as long as this node runs: such a node
+// may start again with its old version) is of a version that decides the book's
+// requests. A node of an earlier version stops following state.qrorders at the
+// first request, and cannot start again while the stream holds one, so until then
+// the book commits with a compare-and-set as that version does. Before this node's
+// watcher has seen its own lease it cannot tell the others' versions: false.
+func (c *clusterNode) qrRequests() func() bool {
+	if c == nil {
+		return nil
+	}
+	return func() bool {
+		l := c.currentLease()
+		if l == nil {
+			return false
+		}
+		self := false
+		for _, h := range l.Holders() {
+			if !h.QRRequests {
+				return false
+			}
+			self = self || h.Node == c.cfg.Node
+		}
+		return self
+	}
+}
+
 // compactBlocked says why the stores must not be compacted now: a node whose lease
 // this node has seen runs a version without snapshots, which would replay across
 // purged commits without noticing. Nil when every lease seen (this node's among
