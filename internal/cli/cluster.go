@@ -220,9 +220,9 @@ func printClusterReport(env *Env, rep *cluster.Report) {
 			rec = "node " + strconv.Itoa(l.RecoveredBy)
 		}
 		rows = append(rows, []string{strconv.Itoa(l.Node), orDash(l.Server), strconv.FormatUint(l.Incarnation, 10), state,
-			l.Started.Format(time.RFC3339), l.Refreshed.Format(time.RFC3339Nano), rec, yesNo(l.Compacts)})
+			l.Started.Format(time.RFC3339), l.Refreshed.Format(time.RFC3339Nano), rec, yesNo(l.Compacts), yesNo(l.QRRequests)})
 	}
-	kit.Table(w, "LEASE\tSERVER\tINCARNATION\tSTATE\tSTARTED\tREFRESHED\tRECOVERED BY\tSNAPSHOTS", rows)
+	kit.Table(w, "LEASE\tSERVER\tINCARNATION\tSTATE\tSTARTED\tREFRESHED\tRECOVERED BY\tSNAPSHOTS\tQR REQUESTS", rows)
 }
 
 func yesNo(b bool) string {

@@ -34,7 +34,7 @@ func TestClusterStatus(t *testing.T) {
 		},
 		Buckets: []cluster.Stream{{Name: "leases", Replicas: 3, Leader: "n1"}}},
 		Leases: []cluster.LeaseHolder{
-			{Node: 1, Server: "n1", Incarnation: 4, Started: at, Refreshed: at, Alive: true, Compacts: true},
+			{Node: 1, Server: "n1", Incarnation: 4, Started: at, Refreshed: at, Alive: true, Compacts: true, QRRequests: true},
 			{Node: 3, Server: "n3", Incarnation: 2, Started: at, Refreshed: at, RecoveredBy: 1},
 		},
 		State: []cluster.StoreState{
@@ -66,7 +66,9 @@ func TestClusterStatus(t *testing.T) {
 		"Not listed: consumers of STATE on n1: nats: timeout",
 		"1      n1      4            held",
 		"3      n3      2            LAPSED  2026-12-01T23:00:00Z  2026-12-01T23:00:00Z  node 1        no",
-		"held    2026-12-01T23:00:00Z  2026-12-01T23:00:00Z  -             yes",
+		"held    2026-12-01T23:00:00Z  2026-12-01T23:00:00Z  -             yes        yes",
+		"RECOVERED BY  SNAPSHOTS  QR REQUESTS",
+		"node 1        no         no",
 		"registry  120       14            110          2050  2026-12-01T23:00:00Z  following",
 		"cases     0         0             -            -     -                     NO CONSUMER for 45s: maximum consumers limit reached  no quorum",
 		"Single switch's journal imported up to RRN 000000123456 (12 messages in the stream)",
