@@ -498,8 +498,9 @@ func (f *Follower) consume() error {
 // length, the key, a uvarint value length plus one (0 = delete) and the value.
 // Compact and cheap; JSON would base64 every value. An intent commit
 // (statelog.Commit.Intent) has version bytes of its own, which versions before
-// 6 December 2026 refuse ("unknown commit encoding"): their follower stops on it,
-// saying so, instead of writing requests as values.
+// 5 December 2026 refuse ("unknown commit encoding"): their follower stops on it,
+// saying so, instead of writing requests as values (the QR order book submits
+// requests only once every lease advertises QRRequests).
 const (
 	commitPlain          = 1
 	commitDeflated       = 2
