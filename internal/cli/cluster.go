@@ -225,9 +225,9 @@ func printClusterReport(env *Env, rep *cluster.Report, loc *time.Location) {
 			rec = "node " + strconv.Itoa(l.RecoveredBy)
 		}
 		rows = append(rows, []string{strconv.Itoa(l.Node), orDash(l.Server), strconv.FormatUint(l.Incarnation, 10), state,
-			kit.LocalTime(l.Started, loc), kit.LocalTime(l.Refreshed, loc), rec, yesNo(l.Compacts)})
+			kit.LocalTime(l.Started, loc), kit.LocalTime(l.Refreshed, loc), rec, yesNo(l.Compacts), yesNo(l.QRRequests)})
 	}
-	kit.Table(w, "LEASE\tSERVER\tINCARNATION\tSTATE\tSTARTED\tREFRESHED\tRECOVERED BY\tSNAPSHOTS", rows)
+	kit.Table(w, "LEASE\tSERVER\tINCARNATION\tSTATE\tSTARTED\tREFRESHED\tRECOVERED BY\tSNAPSHOTS\tQR REQUESTS", rows)
 }
 
 func yesNo(b bool) string {

@@ -104,6 +104,12 @@ type LeaseValue struct {
 	// the destruction of working keys back (an older version refuses to open such
 	// a key store).
 	DestroysKeys bool `json:"destroys_keys,omitempty"`
+	// QRRequests says that the node's version decides the QR order book's requests
+	// (intent commits on state.qrorders, since 5 December 2026); while a node's
+	// lease lacks it, the book commits with a compare-and-set on its revision, as
+	// before (an older version's follower stops on a request, and such a node then
+	// cannot start again).
+	QRRequests bool `json:"qr_requests,omitempty"`
 	// Stopped says that the node's process stopped gracefully (Stop's last put):
 	// a start of the same node need not wait to tell it from a live process.
 	Stopped bool `json:"stopped,omitempty"`
@@ -148,6 +154,8 @@ type LeaseHolder struct {
 	Compacts bool `json:"compacts,omitempty"`
 	// DestroysKeys is LeaseValue.DestroysKeys as last seen.
 	DestroysKeys bool `json:"destroys_keys,omitempty"`
+	// QRRequests is LeaseValue.QRRequests as last seen.
+	QRRequests bool `json:"qr_requests,omitempty"`
 
 	heard time.Time // this node's clock when it last heard of the lease
 }
@@ -259,7 +267,7 @@ func (n *Node) StartLease(ctx context.Context, opts LeaseOptions) (*Lease, error
 		return nil, err
 	}
 	now := opts.Now().UTC()
-	l.self = LeaseValue{Node: n.cfg.Node, Server: n.ServerName(), Started: now, Incarnation: inc, Compacts: true, DestroysKeys: true}
+	l.self = LeaseValue{Node: n.cfg.Node, Server: n.ServerName(), Started: now, Incarnation: inc, Compacts: true, DestroysKeys: true, QRRequests: true}
 	for {
 		err := l.refresh(ctx)
 		if err == nil {
@@ -937,7 +945,7 @@ func (l *Lease) alive(node int, v LeaseValue) {
 		l.seen[node] = h
 	}
 	h.Server, h.Incarnation, h.Started, h.Refreshed, h.Alive, h.Compacts = v.Server, v.Incarnation, v.Started, v.Refreshed, true, v.Compacts
-	h.DestroysKeys = v.DestroysKeys
+	h.DestroysKeys, h.QRRequests = v.DestroysKeys, v.QRRequests
 	h.heard = time.Now()
 }
 

@@ -37,7 +37,13 @@ import (
 // no longer holds the commits that follow its own revision (NeedsSnapshot). Every
 // commit names the revision it was ordered after (the header headerAfter), so a
 // follower that meets a commit ordered after one it never applied stops with
-// ErrCommitsPurged instead of forking its copy silently.
+// ErrCommitsPurged instead of forking its copy silently. An intent commit
+// (StoreLog.Submit) cannot name its predecessor; it names the revision its
+// submitter had applied (headerSeen), which only a gap below it betrays: a node
+// restarting behind a snapshot restores it unless the snapshot's PurgedBelow
+// shows that nothing after the node's revision was purged, and a running node is
+// guarded by MinAge as before. The commits of such a store are folded through
+// the store's statelog.Resolver (CompactOptions.Resolve), as its nodes apply them.
 const (
 	// snapshotBucket is the object store of the snapshots and the KV bucket of
 	// their descriptions.
@@ -45,6 +51,10 @@ const (
 	// headerAfter is the header in which a commit names the revision it was
 	// ordered after (the store's previous commit; 0 for its first).
 	headerAfter = "Sy-After"
+	// headerSeen is the header in which an intent commit (StoreLog.Submit), which
+	// is ordered after whatever the stream holds, names the revision its
+	// submitting node's store had applied: a lower bound of its predecessor.
+	headerSeen = "Sy-Seen"
 	// compactWait bounds the wait for one commit while a compaction reads the
 	// stream.
 	compactWait = 5 * time.Second
@@ -105,6 +115,10 @@ type CompactOptions struct {
 	// it): a node less than MinAge behind the stream still finds every commit
 	// it lacks. Zero purges at once (tests).
 	MinAge time.Duration
+	// Resolve decides the store's intent commits as they are folded (the
+	// store's own Resolver, the one its nodes apply them with); a store with
+	// intent commits and no Resolve is not compacted.
+	Resolve statelog.Resolver
 }
 
 // CompactReport is what a compaction did to one shared store (the answer of POST
@@ -240,7 +254,7 @@ func (l *StoreLog) Compact(ctx context.Context, opts CompactOptions) (CompactRes
 		fold(state, base)
 		from, after = prev.Revision+1, prev.Revision
 	}
-	commits, err := l.foldStream(ctx, state, from, after, last)
+	commits, err := l.foldStream(ctx, state, from, after, last, opts.Resolve)
 	if err != nil {
 		return CompactResult{}, err
 	}
@@ -378,8 +392,10 @@ func fold(state map[string][]byte, c statelog.Commit) {
 // foldStream folds the store's commits from sequence from to last into state and
 // returns how many it folded. The first must have been ordered after after, and
 // each after the one before it (commits of versions before headerAfter carry no
-// such name and are taken as they are).
-func (l *StoreLog) foldStream(ctx context.Context, state map[string][]byte, from, after, last uint64) (int, error) {
+// such name and are taken as they are; an intent commit must not have been
+// submitted by a node ahead of the commit before it). Intent commits are decided
+// by resolve on state as folded so far.
+func (l *StoreLog) foldStream(ctx context.Context, state map[string][]byte, from, after, last uint64, resolve statelog.Resolver) (int, error) {
 	fol, err := ordered.Follow(l.s.n.js, ordered.Config{Stream: stateStream, Subjects: []string{l.subject}, From: from})
 	if err != nil {
 		return 0, fmt.Errorf("cluster: read %s from %d: %w", l.subject, from, err)
@@ -409,9 +425,21 @@ func (l *StoreLog) foldStream(ctx context.Context, state map[string][]byte, from
 		if a, ok := commitAfter(m.Headers()); ok && a != after {
 			return n, fmt.Errorf("cluster: %s commit at sequence %d was ordered after %d, but the commit before it in the stream is %d: commits are missing, no snapshot recorded", l.name, seq, a, after)
 		}
+		if s, ok := commitSeen(m.Headers()); ok && s > after {
+			return n, fmt.Errorf("cluster: %s intent commit at sequence %d was submitted by a node at %d, but the commit before it in the stream is %d: commits are missing, no snapshot recorded", l.name, seq, s, after)
+		}
 		c, err := decodeCommit(m.Data())
 		if err != nil {
 			return n, fmt.Errorf("cluster: %s commit at sequence %d: %w", l.name, seq, err)
+		}
+		if c.Intent {
+			if resolve == nil {
+				return n, fmt.Errorf("cluster: %s commit at sequence %d is an intent commit, and the compaction was given no way to decide it: no snapshot recorded", l.name, seq)
+			}
+			get := func(key []byte) ([]byte, error) { return state[string(key)], nil }
+			if c, err = resolve(seq, get, c); err != nil {
+				return n, fmt.Errorf("cluster: %s intent commit at sequence %d: %w", l.name, seq, err)
+			}
 		}
 		fold(state, c)
 		n++
@@ -425,7 +453,8 @@ func (l *StoreLog) foldStream(ctx context.Context, state map[string][]byte, from
 // NeedsSnapshot returns the snapshot a store at revision local must restore
 // before it follows the stream: the latest one, when it is above local and the
 // stream no longer holds the commit that follows local (its first commit after
-// local was not ordered after local). It returns nil when the stream holds
+// local was not ordered after local, or is an intent commit and the snapshot's
+// PurgedBelow is above local's next). It returns nil when the stream holds
 // everything local lacks. ReadSnapshot then reads it, for a store's Badger
 // before the store opens (kvsync.Restore).
 func (l *StoreLog) NeedsSnapshot(ctx context.Context, local uint64) (*SnapshotInfo, error) {
@@ -439,6 +468,11 @@ func (l *StoreLog) NeedsSnapshot(ctx context.Context, local uint64) (*SnapshotIn
 		if after, ok := commitAfter(m.Header); ok && after == local {
 			return nil, nil
 		}
+		// An intent commit names no predecessor; the stream holds every commit
+		// from the latest compaction's purge on (earlier ones purged less).
+		if seen, ok := commitSeen(m.Header); ok && seen <= local && local+1 >= info.PurgedBelow {
+			return nil, nil
+		}
 	case !errors.Is(err, jetstream.ErrMsgNotFound):
 		return nil, fmt.Errorf("cluster: the first commit of %s after %d: %w", l.name, local, err)
 	}
@@ -446,9 +480,15 @@ func (l *StoreLog) NeedsSnapshot(ctx context.Context, local uint64) (*SnapshotIn
 }
 
 // commitAfter reads the headerAfter of a commit; ok is false when it has none (a
-// commit of a version before it) or it does not parse.
-func commitAfter(h nats.Header) (uint64, bool) {
-	v := h.Get(headerAfter)
+// commit of a version before it, or an intent commit) or it does not parse.
+func commitAfter(h nats.Header) (uint64, bool) { return headerUint(h, headerAfter) }
+
+// commitSeen reads the headerSeen of an intent commit; ok is false when it has
+// none (a commit with a compare-and-set) or it does not parse.
+func commitSeen(h nats.Header) (uint64, bool) { return headerUint(h, headerSeen) }
+
+func headerUint(h nats.Header, key string) (uint64, bool) {
+	v := h.Get(key)
 	if v == "" {
 		return 0, false
 	}

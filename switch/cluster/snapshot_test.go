@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -288,5 +289,198 @@ func TestStateCompaction(t *testing.T) {
 	}
 	if !slices.Equal(names, []string{info.Object}) {
 		t.Fatalf("objects in the store: %v; want only the recorded snapshot %s", names, info.Object)
+	}
+}
+
+// addResolver decides the intent commits of TestStateIntents: each write adds its
+// value (a decimal) to the key's, a request decided on the key as it is.
+func addResolver(_ uint64, get func([]byte) ([]byte, error), c statelog.Commit) (statelog.Commit, error) {
+	var out statelog.Commit
+	for _, w := range c.Writes {
+		cur, err := get(w.Key)
+		if err != nil {
+			return out, err
+		}
+		n, _ := strconv.Atoi(string(cur))
+		d, err := strconv.Atoi(string(w.Value))
+		if err != nil {
+			return out, fmt.Errorf("request on %s: %w", w.Key, err)
+		}
+		out.Writes = append(out.Writes, statelog.KV{Key: w.Key, Value: []byte(strconv.Itoa(n + d))})
+	}
+	return out, nil
+}
+
+// intentReplica is a stateReplica that decides intent commits with addResolver.
+type intentReplica struct{ *stateReplica }
+
+func (r intentReplica) ApplyRemote(rev uint64, c statelog.Commit) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if rev <= r.rev {
+		return nil
+	}
+	if c.Intent {
+		var err error
+		if c, err = addResolver(rev, func(k []byte) ([]byte, error) { return []byte(r.state[string(k)]), nil }, c); err != nil {
+			return err
+		}
+	}
+	r.apply(c)
+	r.rev = rev
+	return nil
+}
+
+// TestStateIntents: intent commits on a store's subject (StoreLog.Submit) are
+// ordered without a compare-and-set, among the store's plain commits (whose
+// compare-and-set goes on after them), reach the follower marked as intents (Await
+// sees them applied), are folded by a compaction through the store's Resolve (and
+// refused without one), and a node whose revision is below an intent commit's
+// Sy-Seen after a purge restores the snapshot or, following, stops with
+// ErrCommitsPurged; one whose next commits the stream holds replays them.
+func TestStateIntents(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	n := startSolo(t, ctx)
+	defer n.Close()
+	sl, err := n.StateLog(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := sl.Store("counts")
+	add := func(key string, d int, seen uint64) uint64 {
+		t.Helper()
+		r, err := st.Submit(ctx, statelog.Commit{Intent: true, Writes: []statelog.KV{{Key: []byte(key), Value: []byte(strconv.Itoa(d))}}}, seen)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	if _, err := st.Submit(ctx, statelog.Commit{Writes: []statelog.KV{{Key: []byte("a"), Value: []byte("1")}}}, 0); err == nil {
+		t.Fatal("a plain commit submitted without a compare-and-set")
+	}
+	live := intentReplica{newStateReplica()}
+	f := st.Follow(ctx, live)
+	defer f.Close()
+
+	r1 := add("a", 1, 0)
+	r2, err := st.Append(ctx, statelog.Commit{Writes: []statelog.KV{{Key: []byte("b"), Value: []byte("x")}}}, r1)
+	if err != nil {
+		t.Fatalf("a plain commit after an intent commit: %v", err)
+	}
+	r3 := add("a", 2, 0) // submitted by a node at 0: never a conflict
+	if err := st.Await(ctx, live, r3); err != nil {
+		t.Fatal(err)
+	}
+	if got := live.snapshot(); got["a"] != "3" || got["b"] != "x" || live.Revision() != r3 {
+		t.Fatalf("the follower: %v at %d; want a=3 b=x at %d", got, live.Revision(), r3)
+	}
+	if _, err := st.Append(ctx, statelog.Commit{Writes: []statelog.KV{{Key: []byte("b"), Value: []byte("y")}}}, r2); !errors.Is(err, statelog.ErrConflict) {
+		t.Fatalf("a plain commit after a stale revision (an intent commit since): %v; want ErrConflict", err)
+	}
+	m, err := sl.stream.GetMsg(ctx, r3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Data[0] != commitIntent || m.Header.Get(headerSeen) != "0" || m.Header.Get(headerAfter) != "" {
+		t.Fatalf("the intent commit's message: encoding %d, headers %v", m.Data[0], m.Header)
+	}
+
+	if res, err := st.Compact(ctx, CompactOptions{}); err == nil || !strings.Contains(err.Error(), "is an intent commit, and the compaction was given no way to decide it") {
+		t.Fatalf("compacting intent commits without a resolver: %+v, %v", res, err)
+	}
+	res, err := st.Compact(ctx, CompactOptions{Resolve: addResolver})
+	if err != nil || !res.Compacted || res.Snapshot.Revision != r3 {
+		t.Fatalf("first compaction: %+v, %v", res, err)
+	}
+	for _, local := range []uint64{0, r1} {
+		if info, err := st.NeedsSnapshot(ctx, local); err != nil || info != nil {
+			t.Fatalf("a store at %d, nothing purged: %+v, %v; want no snapshot (replay)", local, info, err)
+		}
+	}
+	r4 := add("a", 10, r3)
+	r5 := add("c", 5, r4)
+	if err := st.Await(ctx, live, r5); err != nil {
+		t.Fatal(err)
+	}
+	res, err = st.Compact(ctx, CompactOptions{Resolve: addResolver})
+	if err != nil || !res.Compacted || res.Snapshot.PurgedBelow != r3 || res.Purged != 2 {
+		t.Fatalf("second compaction: %+v %+v, %v; want the 2 commits below %d purged", res, res.Snapshot, err, r3)
+	}
+	snapped, err := st.ReadSnapshot(ctx, res.Snapshot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	folded := newStateReplica()
+	folded.apply(snapped)
+	if got, want := folded.snapshot(), live.snapshot(); !maps.Equal(got, want) {
+		t.Fatalf("the snapshot: %v; the follower: %v", got, want)
+	}
+	// The first commit after r1 is now r3, submitted by a node at 0 (≤ r1), but the
+	// snapshot's PurgedBelow says commits after r1 are gone.
+	for _, local := range []uint64{0, r1} {
+		if info, err := st.NeedsSnapshot(ctx, local); err != nil || info == nil || info.Revision != r5 {
+			t.Fatalf("a store at %d after the purge below %d: %+v, %v; want the snapshot at %d", local, r3, info, err, r5)
+		}
+	}
+	for _, local := range []uint64{r2, r4} {
+		if info, err := st.NeedsSnapshot(ctx, local); err != nil || info != nil {
+			t.Fatalf("a store at %d: %+v, %v; want no snapshot (the commits after it are held)", local, info, err)
+		}
+	}
+
+	// Followers that did not restore, at 0 and at r1: each meets r3 first, submitted
+	// by a node at 0 (no gap its Sy-Seen could show), and is stopped by the check of
+	// its consumer's first commit against the purge below r3.
+	for _, local := range []uint64{0, r1} {
+		stale := intentReplica{newStateReplica()}
+		stale.rev = local
+		sf := st.Follow(ctx, stale)
+		for !errors.Is(sf.Err(), ErrCommitsPurged) {
+			if stale.Revision() != local {
+				t.Fatalf("the stale follower at %d applied up to %d across the gap (%v)", local, stale.Revision(), sf.Err())
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatalf("a follower at %d after the purge: %v, at %d; want ErrCommitsPurged", local, sf.Err(), stale.Revision())
+			case <-time.After(10 * time.Millisecond): // polling the follower's state
+			}
+		}
+		sf.Close()
+		if !strings.Contains(sf.Err().Error(), fmt.Sprintf("were purged below %d", r3)) {
+			t.Fatalf("the stale follower's error: %v", sf.Err())
+		}
+	}
+	// One at r2 (all it lacks is held) follows to the end.
+	behind := intentReplica{newStateReplica()}
+	behind.apply(statelog.Commit{Writes: []statelog.KV{{Key: []byte("a"), Value: []byte("1")}, {Key: []byte("b"), Value: []byte("x")}}})
+	behind.rev = r2
+	bf := st.Follow(ctx, behind)
+	defer bf.Close()
+	if err := st.Await(ctx, behind, r5); err != nil {
+		t.Fatal(err, bf.Err())
+	}
+	if got, want := behind.snapshot(), live.snapshot(); !maps.Equal(got, want) {
+		t.Fatalf("the follower from %d: %v; the live one: %v", r2, got, want)
+	}
+
+	// A follower that passed the purge's check meets an intent commit submitted by
+	// a node ahead of it: it stops (the lower bound seen).
+	r6 := add("c", 1, r5+100)
+	ahead := intentReplica{live.copy()}
+	af := st.Follow(ctx, ahead)
+	defer af.Close()
+	for !errors.Is(af.Err(), ErrCommitsPurged) {
+		if ahead.Revision() >= r6 {
+			t.Fatalf("the follower applied %d, submitted by a node ahead of it", r6)
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("a follower at %d meeting a commit submitted at %d: %v; want ErrCommitsPurged", ahead.Revision(), r5+100, af.Err())
+		case <-time.After(10 * time.Millisecond): // polling the follower's state
+		}
+	}
+	if !strings.Contains(af.Err().Error(), fmt.Sprintf("submitted by a node at %d", r5+100)) {
+		t.Fatalf("the follower's error: %v", af.Err())
 	}
 }

@@ -26,7 +26,9 @@ import (
 // state.<store>, and a compare-and-set on the subject's last sequence
 // (Nats-Expected-Last-Subject-Sequence) for every commit. A store's revision is
 // the stream sequence of the last commit it applied; sequences are stream-wide,
-// so the revisions of one store rise but are not consecutive.
+// so the revisions of one store rise but are not consecutive. A store whose
+// commits are decided as they are applied (the QR orders: statelog.Submitter)
+// publishes them without the compare-and-set (Submit).
 const (
 	stateStream  = "STATE"
 	stateSubject = "state."
@@ -54,6 +56,14 @@ const (
 // longer be ordered with one compare-and-set. A store splits it (a registry import
 // approval is written in chunks of records).
 var ErrCommitTooLarge = errors.New("commit larger than the NATS max payload")
+
+// ErrNewerCommit is wrapped by a follower's error (Follower.Err) when it met a
+// commit of its store that this version cannot read or decide: an encoding it does
+// not know (a newer version's: an intent commit, encoding 3 or 4, met by a version
+// before 5 December 2026), or a request its store does not know. The follower does
+// not skip it; it stops applying the store, and only an upgrade of the node mends
+// it (statelog.ErrNewerCommit, the same error).
+var ErrNewerCommit = statelog.ErrNewerCommit
 
 // StateLog is the STATE stream on this node's connection; Store gives each
 // store's statelog.Log.
@@ -130,7 +140,7 @@ type StoreLog struct {
 	applied chan struct{} // closed and replaced whenever the follower applied a commit
 }
 
-var _ statelog.Log = (*StoreLog)(nil)
+var _ statelog.Submitter = (*StoreLog)(nil)
 
 // Append implements statelog.Log: it publishes c to state.<store> on condition
 // that the subject's last sequence is after, and returns the new message's
@@ -160,11 +170,71 @@ func (l *StoreLog) Append(ctx context.Context, c statelog.Commit, after uint64) 
 		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
 		return 0, fmt.Errorf("cluster: %s commit after revision %d: %w (%v)", l.name, after, statelog.ErrConflict, err)
 	}
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || errors.Is(err, nats.ErrTimeout) ||
-		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrConnectionClosed) {
+	if unacknowledged(err) {
 		return 0, fmt.Errorf("cluster: %s commit after revision %d: %w: %w: %w", l.name, after, statelog.ErrUnavailable, ErrNoQuorum, err)
 	}
 	return 0, fmt.Errorf("cluster: %s commit after revision %d: %w", l.name, after, err)
+}
+
+// Submit implements statelog.Submitter: it publishes c, an Intent commit, to
+// state.<store> without a condition (it never conflicts) and returns the new
+// message's sequence. The message names seen, the submitting store's revision
+// (headerSeen), in place of the revision it was ordered after, which the node
+// cannot know. Its encoding is one a node of an earlier version refuses to read
+// (commitIntent): such a node stops following the store, saying so, rather than
+// apply the requests as values. No acknowledgement before ctx ends wraps
+// statelog.ErrUnavailable and ErrNoQuorum, as Append's.
+func (l *StoreLog) Submit(ctx context.Context, c statelog.Commit, seen uint64) (uint64, error) {
+	if !c.Intent {
+		return 0, fmt.Errorf("cluster: %s commit of %d keys submitted without a compare-and-set is not an intent commit", l.name, len(c.Writes))
+	}
+	data, err := encodeCommit(c)
+	if err != nil {
+		return 0, fmt.Errorf("cluster: %s intent commit of %d keys: %w", l.name, len(c.Writes), err)
+	}
+	if max := l.s.n.nc.MaxPayload() - headerRoom; int64(len(data)) > max {
+		return 0, fmt.Errorf("cluster: %s intent commit of %d keys is %d bytes compressed, over the %d the NATS max payload leaves: %w",
+			l.name, len(c.Writes), len(data), max, ErrCommitTooLarge)
+	}
+	start := time.Now()
+	msg := &nats.Msg{Subject: l.subject, Data: data, Header: nats.Header{headerSeen: []string{strconv.FormatUint(seen, 10)}}}
+	ack, err := l.s.n.js.PublishMsg(ctx, msg)
+	if err == nil {
+		m := l.s.n.Metrics()
+		m.ObservePublish(stateStream, time.Since(start))
+		m.ObserveGroup(stateStream, 1)
+		return ack.Sequence, nil
+	}
+	if unacknowledged(err) {
+		return 0, fmt.Errorf("cluster: %s intent commit (seen %d): %w: %w: %w", l.name, seen, statelog.ErrUnavailable, ErrNoQuorum, err)
+	}
+	return 0, fmt.Errorf("cluster: %s intent commit (seen %d): %w", l.name, seen, err)
+}
+
+// unacknowledged says whether a publish's error means that no acknowledgement
+// came (the message may still be stored).
+func unacknowledged(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrConnectionClosed)
+}
+
+// Await implements statelog.Submitter: it waits until r, followed by Follow, has
+// applied revision rev, or ctx ends. It asks the stream nothing.
+func (l *StoreLog) Await(ctx context.Context, r statelog.Replica, rev uint64) error {
+	for {
+		l.mu.Lock()
+		ch := l.applied
+		l.mu.Unlock()
+		got := r.Revision()
+		if got >= rev {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("cluster: %s has applied revision %d of %d when the wait ended: %w", l.name, got, rev, ctx.Err())
+		}
+	}
 }
 
 // LastRevision returns the sequence of the last commit of the store in the
@@ -278,7 +348,8 @@ func (f *Follower) Consumer() (has bool, since time.Time, err error) {
 }
 
 // Err returns the last error the follower met (it keeps trying), or nil. One
-// wrapping ErrCommitsPurged stays until the node restarts.
+// wrapping ErrCommitsPurged stays until the node restarts, one wrapping
+// ErrNewerCommit until it is upgraded.
 func (f *Follower) Err() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -331,8 +402,8 @@ func (f *Follower) run() {
 				pause = stateRetry // it applied commits since: a new fault
 			}
 			wait := pause
-			if errors.Is(err, ErrCommitsPurged) {
-				wait = purgedRetry // only a restart mends it; say so now and then
+			if errors.Is(err, ErrCommitsPurged) || errors.Is(err, ErrNewerCommit) {
+				wait = purgedRetry // only a restart (an upgrade) mends it; say so now and then
 			}
 			if !f.wait(wait) {
 				return
@@ -361,7 +432,7 @@ func (f *Follower) consume() error {
 	defer fol.Stop()
 	f.fol.Store(fol)
 	defer f.fol.Store(nil)
-	for {
+	for first := true; ; first = false {
 		var m jetstream.Msg
 		select {
 		case m = <-fol.C():
@@ -378,6 +449,29 @@ func (f *Follower) consume() error {
 			// would fork from the others' without a word.
 			return fmt.Errorf("cluster: follow %s: the commit at sequence %d was ordered after %d, and this node's store is at %d: %w",
 				l.subject, seq, after, f.r.Revision(), ErrCommitsPurged)
+		}
+		if seen, ok := commitSeen(m.Headers()); ok && seen > f.r.Revision() {
+			// An intent commit whose submitter had applied a commit this node
+			// never met. Seen is a lower bound, not the exact predecessor, so a
+			// gap above it goes unnoticed here: the consumer's first commit is
+			// checked against the snapshot's purge below, and a running
+			// follower is guarded by the compaction's MinAge.
+			return fmt.Errorf("cluster: follow %s: the intent commit at sequence %d was submitted by a node at %d, and this node's store is at %d: %w",
+				l.subject, seq, seen, f.r.Revision(), ErrCommitsPurged)
+		}
+		if _, exact := commitAfter(m.Headers()); first && !exact {
+			// The consumer's first commit does not name its predecessor (an
+			// intent commit): the stream may have been compacted past this
+			// node meanwhile.
+			rev := f.r.Revision()
+			info, err := l.NeedsSnapshot(f.ctx, rev)
+			if err != nil {
+				return fmt.Errorf("cluster: follow %s: %w", l.subject, err)
+			}
+			if info != nil {
+				return fmt.Errorf("cluster: follow %s: the stream's commits after %d, this node's revision, were purged below %d (snapshot %s at %d): %w",
+					l.subject, rev, info.PurgedBelow, info.Object, info.Revision, ErrCommitsPurged)
+			}
 		}
 		c, err := decodeCommit(m.Data())
 		if err != nil {
@@ -402,10 +496,16 @@ func (f *Follower) consume() error {
 // A commit's message: a version byte, then the commit (deflated when the
 // version byte says so): a uvarint count of writes, and per write a uvarint key
 // length, the key, a uvarint value length plus one (0 = delete) and the value.
-// Compact and cheap; JSON would base64 every value.
+// Compact and cheap; JSON would base64 every value. An intent commit
+// (statelog.Commit.Intent) has version bytes of its own, which versions before
+// 5 December 2026 refuse ("unknown commit encoding"): their follower stops on it,
+// saying so, instead of writing requests as values (the QR order book submits
+// requests only once every lease advertises QRRequests).
 const (
-	commitPlain    = 1
-	commitDeflated = 2
+	commitPlain          = 1
+	commitDeflated       = 2
+	commitIntent         = 3
+	commitIntentDeflated = 4
 )
 
 func encodeCommit(c statelog.Commit) ([]byte, error) {
@@ -415,6 +515,9 @@ func encodeCommit(c statelog.Commit) ([]byte, error) {
 	}
 	b := make([]byte, 1, n)
 	b[0] = commitPlain
+	if c.Intent {
+		b[0] = commitIntent
+	}
 	b = binary.AppendUvarint(b, uint64(len(c.Writes)))
 	for _, w := range c.Writes {
 		b = binary.AppendUvarint(b, uint64(len(w.Key)))
@@ -430,7 +533,11 @@ func encodeCommit(c statelog.Commit) ([]byte, error) {
 		return b, nil
 	}
 	var z bytes.Buffer
-	z.WriteByte(commitDeflated)
+	if c.Intent {
+		z.WriteByte(commitIntentDeflated)
+	} else {
+		z.WriteByte(commitDeflated)
+	}
 	zw, err := flate.NewWriter(&z, flate.BestSpeed)
 	if err != nil {
 		return nil, err
@@ -457,9 +564,10 @@ func decodeCommitMax(data []byte, limit int) (statelog.Commit, error) {
 		return c, errors.New("empty message")
 	}
 	body := data[1:]
+	c.Intent = data[0] == commitIntent || data[0] == commitIntentDeflated
 	switch data[0] {
-	case commitPlain:
-	case commitDeflated:
+	case commitPlain, commitIntent:
+	case commitDeflated, commitIntentDeflated:
 		var err error
 		body, err = io.ReadAll(io.LimitReader(flate.NewReader(bytes.NewReader(body)), int64(limit)+1))
 		if err != nil {
@@ -469,7 +577,7 @@ func decodeCommitMax(data []byte, limit int) (statelog.Commit, error) {
 			return c, fmt.Errorf("inflates to more than %d bytes", limit)
 		}
 	default:
-		return c, fmt.Errorf("unknown commit encoding %d", data[0])
+		return c, fmt.Errorf("unknown commit encoding %d: %w", data[0], ErrNewerCommit)
 	}
 	count, k := binary.Uvarint(body)
 	if k <= 0 || count > uint64(len(body)) {

@@ -20,28 +20,35 @@ import (
 )
 
 // TestCommitEncoding: commits survive the message encoding, small and plain or
-// large and deflated, with deletes and empty values; a damaged message is refused.
+// large and deflated, with deletes and empty values, intent commits with encodings
+// of their own (which versions before them refuse as unknown); a damaged message
+// is refused.
 func TestCommitEncoding(t *testing.T) {
 	small := statelog.Commit{Writes: []statelog.KV{{Key: []byte("reg/t/1"), Value: []byte(`{"a":1}`)}, {Key: []byte("reg/rule/x")}, {Key: []byte("e"), Value: []byte{}}}}
 	var big statelog.Commit
 	for i := range 2000 {
 		big.Writes = append(big.Writes, statelog.KV{Key: fmt.Appendf(nil, "reg/t/T%07d", i), Value: bytes.Repeat([]byte(`{"status":"active"}`), 5)})
 	}
-	for name, c := range map[string]statelog.Commit{"small": small, "big": big, "empty": {}} {
+	intent, bigIntent := small, big
+	intent.Intent, bigIntent.Intent = true, true
+	for name, c := range map[string]statelog.Commit{"small": small, "big": big, "empty": {}, "intent": intent, "big intent": bigIntent} {
 		b, err := encodeCommit(c)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := byte(commitPlain); name == "big" {
-			if b[0] != commitDeflated {
-				t.Errorf("%s: not deflated", name)
-			}
-		} else if b[0] != want {
-			t.Errorf("%s: encoding %d", name, b[0])
+		want := map[string]byte{"big": commitDeflated, "intent": commitIntent, "big intent": commitIntentDeflated}[name]
+		if want == 0 {
+			want = commitPlain
+		}
+		if b[0] != want {
+			t.Errorf("%s: encoding %d, want %d", name, b[0], want)
 		}
 		got, err := decodeCommit(b)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
+		}
+		if got.Intent != c.Intent {
+			t.Fatalf("%s: intent %v back", name, got.Intent)
 		}
 		if len(got.Writes) != len(c.Writes) {
 			t.Fatalf("%s: %d writes back, want %d", name, len(got.Writes), len(c.Writes))
@@ -55,8 +62,14 @@ func TestCommitEncoding(t *testing.T) {
 	}
 	b, _ := encodeCommit(small)
 	for _, bad := range [][]byte{nil, {9}, b[:len(b)-2], append(append([]byte{}, b...), 0), {commitDeflated, 1, 2, 3}} {
-		if _, err := decodeCommit(bad); err == nil {
+		_, err := decodeCommit(bad)
+		if err == nil {
 			t.Errorf("%x decoded", bad)
+		}
+		// Only an encoding this version does not know says "a newer version's":
+		// the follower stops on it and /readyz tells to upgrade the node.
+		if newer := len(bad) == 1 && bad[0] == 9; errors.Is(err, ErrNewerCommit) != newer {
+			t.Errorf("%x: %v; ErrNewerCommit wrapped: %v, want %v", bad, err, !newer, newer)
 		}
 	}
 }

@@ -7,12 +7,22 @@
 // terminals waiting on it. What the payment means for the journal (a purchase record,
 // or a refund of a late payment) is the wiring's: the book only keeps the order.
 //
-// In a cluster the book is shared (Options.Log): every creation and payment is a
-// commit ordered through the STATE stream (package kvsync) before the node writes
-// it to its Badger, and the other nodes apply it as it comes (ApplyRemote), waking
-// their waiting terminals. A payment is decided with a compare-and-set on the
-// store's revision, so that of two nodes notified at once only one takes the
-// order; the other catches up and finds it decided.
+// In a cluster the book is shared (Options.Log, a statelog.Submitter): every
+// creation, payment and expiry is a request submitted to the STATE stream without a
+// compare-and-set, and every node, the submitting one too, decides the requests in
+// the stream's order as it applies them (Resolve), from the order as it is at that
+// point and from what the request carries (the notifying node's time, never the
+// applying node's clock), so that every node reaches the same state. The submitting
+// node waits until it has applied its request and reads the outcome from its copy:
+// of two nodes notified of one payment at once, the request ordered first takes the
+// order and the other finds it taken. Orders do not contend: only requests on one
+// order decide against each other.
+//
+// Versions before 5 December 2026 cannot read requests (their follower stops on
+// one, and such a node cannot start again): until every node's lease says that it
+// decides them (Options.Requests), the book commits the orders' values with a
+// compare-and-set on the book's revision instead, as those versions do (cas.go).
+// Both paths store an order alike, so that a node applies either.
 package qrorder
 
 import (
@@ -20,7 +30,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"strings"
 	"sync"
 	"time"
@@ -57,6 +66,11 @@ type Order struct {
 	TransactionID string    `json:"transaction_id,omitempty"`
 	PaidAmount    int64     `json:"paid_amount,omitempty"`
 	PaidAt        time.Time `json:"paid_at,omitzero"`
+	// Decided is the revision of the shared book's request that paid the order (or
+	// refunded it): its submitter tells by it that its own request decided the order
+	// rather than an earlier one of the same transaction. 0 alone, and for an order
+	// decided before requests were decided at apply time.
+	Decided uint64 `json:"decided,omitempty"`
 }
 
 // ErrNotFound: no order has the ID.
@@ -68,30 +82,19 @@ var ErrNotFound = errors.New("qr order not found")
 // found", which both would take as final).
 var ErrNotCaughtUp = errors.New("this node did not catch up with the cluster's orders")
 
-// ErrConflict is wrapped when another node's orders kept changing the shared book
-// while this node tried to commit, for as long as it could (commitWait, or the
-// request's deadline).
-var ErrConflict = errors.New("qr orders: changed on other nodes meanwhile")
+// ErrExists is wrapped when a cluster's book already has another order under the
+// ID of an order being created (a single switch's book replaces it, as it always
+// did).
+var ErrExists = errors.New("qr order: another order has this ID")
 
 // RevisionKey is the Badger key of the shared book's revision (cluster only); the
 // orders are under "qrorder/", in a single switch's Badger and a cluster's alike.
 const RevisionKey = "qrorders/rev"
 
-// commitWait bounds how long a commit that keeps conflicting with the other nodes'
-// is tried again (less when the request's context ends sooner): the orders are
-// independent, so a conflict is most often another order's creation on another
-// node, and contention is to slow a request down rather than fail it. A node whose
-// commits keep winning (its own commit leaves it current) would otherwise starve
-// the others, which must catch up before each try.
-const commitWait = 5 * time.Second
-
-// Backoff between the tries of a conflicting commit: a random wait up to a bound
-// that starts at backoffMin and doubles up to backoffMax (full jitter), so that
-// the nodes that lost a round do not all come back at once.
-const (
-	backoffMin = time.Millisecond
-	backoffMax = 50 * time.Millisecond
-)
+// applyWait bounds how long a node waits to apply a request it submitted (less
+// when the request's context ends sooner): the request is ordered, so its outcome
+// is decided, but this node cannot tell it until its follower reaches it.
+const applyWait = 5 * time.Second
 
 // missCatchUp bounds how long a node that does not have an order waits to catch up
 // with the cluster's book before it says the order is not found (an order made on
@@ -108,20 +111,28 @@ type Options struct {
 	// Log shares the book with the other nodes of a cluster (the STATE stream's
 	// store "qrorders"); nil: a single switch, whose orders go to Badger alone
 	// through Persist. With a Log, Persist is not used: the stream keeps the
-	// commits (replicated), and Badger is this node's copy.
+	// requests (replicated), and Badger is this node's copy. It must be a
+	// statelog.Submitter: the book submits requests, decided as they are applied.
 	Log statelog.Log
 	// CatchUp waits until the book has applied every commit the Log held
-	// (cluster.StoreLog.CatchUp): after a conflict, and before a node says that an
-	// order is not found.
+	// (cluster.StoreLog.CatchUp): before a node says that an order is not found,
+	// and after a conflict on the compare-and-set path.
 	CatchUp func(ctx context.Context, r statelog.Replica) error
+	// Requests, with a Log, says whether the book may submit requests now: whether
+	// every node of the cluster decides them (every lease seen advertises
+	// cluster.LeaseValue.QRRequests). Asked at each creation, payment and expiry;
+	// while it says false, the book commits with a compare-and-set on its revision
+	// (cas.go), which nodes of earlier versions apply. Nil: always.
+	Requests func() bool
 }
 
 // Book is the order book. It is safe for concurrent use.
 type Book struct {
 	db      *badger.DB
 	opts    Options
-	sync    *kvsync.Sync // the shared book's commits (cluster); nil alone
-	mu      sync.Mutex   // serializes updates of orders (alone); guards waiters
+	sync    *kvsync.Sync       // the shared book's copy of the requests (cluster); nil alone
+	sub     statelog.Submitter // opts.Log (cluster); nil alone
+	mu      sync.Mutex         // serializes updates of orders (alone); guards waiters
 	waiters map[string][]chan struct{}
 }
 
@@ -134,11 +145,16 @@ func NewBook(db *badger.DB, opts Options) (*Book, error) {
 	}
 	b := &Book{db: db, opts: opts, waiters: map[string][]chan struct{}{}}
 	if opts.Log != nil {
+		sub, ok := opts.Log.(statelog.Submitter)
+		if !ok {
+			return nil, fmt.Errorf("qr orders: the cluster's log (%T) takes no submitted requests (statelog.Submitter)", opts.Log)
+		}
 		var err error
 		if b.sync, err = kvsync.New(db, kvsync.Config{Name: "qr orders", RevKey: RevisionKey, Log: opts.Log, CatchUp: opts.CatchUp,
-			Conflict: ErrConflict, Applied: b.applied}); err != nil {
+			Conflict: ErrConflict, Resolve: Resolve, Applied: b.applied}); err != nil {
 			return nil, err
 		}
+		b.sub = sub
 	}
 	return b, nil
 }
@@ -146,8 +162,12 @@ func NewBook(db *badger.DB, opts Options) (*Book, error) {
 // shared reports whether the book is a cluster's.
 func (b *Book) shared() bool { return b.sync != nil }
 
-// ApplyRemote implements statelog.Replica: another node's order made or paid (or
-// this node's own, ordered but not confirmed to it).
+// requests says whether a cluster's book submits requests now (Options.Requests),
+// rather than commit with a compare-and-set.
+func (b *Book) requests() bool { return b.opts.Requests == nil || b.opts.Requests() }
+
+// ApplyRemote implements statelog.Replica: a request of any node (this one's too),
+// decided as it is applied (Resolve).
 func (b *Book) ApplyRemote(rev uint64, c statelog.Commit) error {
 	if b.sync == nil {
 		return errors.New("qr orders: not shared (no log)")
@@ -163,8 +183,8 @@ func (b *Book) Revision() uint64 {
 	return b.sync.Revision()
 }
 
-// applied wakes the terminals waiting on the orders another node's commit decided
-// (called with the sync's writer lock held, once Badger has the commit).
+// applied wakes the terminals waiting on the orders a request decided (called with
+// the sync's writer lock held, once Badger has the request's writes).
 func (b *Book) applied(c statelog.Commit) {
 	for _, kv := range c.Writes {
 		k := string(kv.Key)
@@ -187,37 +207,6 @@ func (b *Book) wake(id string) {
 	}
 	delete(b.waiters, id)
 	b.mu.Unlock()
-}
-
-// do runs op through the shared book's sync, again while it conflicts with the
-// other nodes' commits (each run of op reads the book as this node has it then),
-// with a jittered exponential backoff between the tries, until commitWait has
-// passed or ctx ends (kvsync.Sync.Do catches up after each conflict itself).
-func (b *Book) do(ctx context.Context, op kvsync.Op) error {
-	start := time.Now()
-	deadline := start.Add(commitWait)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
-	}
-	backoff := backoffMin
-	for tries := 1; ; tries++ {
-		err := b.sync.Do(ctx, op, nil)
-		if !errors.Is(err, statelog.ErrConflict) || ctx.Err() != nil {
-			return err
-		}
-		wait := rand.N(backoff) + 1
-		if time.Now().Add(wait).After(deadline) {
-			return fmt.Errorf("%w (%d tries in %s)", err, tries, time.Since(start).Round(time.Millisecond))
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return err
-		}
-		backoff = min(2*backoff, backoffMax)
-	}
 }
 
 // find reads order id; in a cluster, one this node does not have yet is read again
@@ -282,17 +271,12 @@ func (b *Book) Create(ctx context.Context, o Order) error {
 	if o.ID == "" || o.TID == "" || o.Expires.IsZero() {
 		return fmt.Errorf("qr order: id, terminal and expiry are required (got %q, %q, %v)", o.ID, o.TID, o.Expires)
 	}
-	o.State = Open
+	o.State, o.Decided = Open, 0
+	if b.shared() && b.requests() {
+		return b.createShared(ctx, o)
+	}
 	if b.shared() {
-		v, err := json.Marshal(&o)
-		if err != nil {
-			return err
-		}
-		return b.do(ctx, func() (statelog.Commit, func(), error) {
-			var c kvsync.Commit
-			c.Set([]byte(prefix+o.ID), v)
-			return c.Commit, nil, nil
-		})
+		return b.createCAS(ctx, o)
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -326,7 +310,7 @@ func (b *Book) Wait(ctx context.Context, id string, d time.Duration) (Order, err
 		if err != nil {
 			return Order{}, err
 		}
-		return b.settle(ctx, id, b.view(o))
+		return b.settle(ctx, id, o)
 	}
 	b.waiters[id] = append(b.waiters[id], ch)
 	b.mu.Unlock()
@@ -357,49 +341,42 @@ func (b *Book) Wait(ctx context.Context, id string, d time.Duration) (Order, err
 	if err != nil {
 		return Order{}, err
 	}
-	return b.settle(ctx, id, b.view(o))
+	return b.settle(ctx, id, o)
 }
 
-// settle returns v, the order id as this node has it, unless v is an open order
-// that has expired on this node's clock in a cluster: another node may have taken
-// its payment in time and not yet be applied here, so the expiry is committed
-// through the shared book (stored Expired) before the terminal is told. Its commit
-// conflicts with a payment ordered first, and the node, caught up, answers what
-// that payment made of the order; a payment ordered after it finds the order
-// expired (late: refunded). An error (no quorum: the node cannot know) is returned
-// as such, not as an expiry.
-func (b *Book) settle(ctx context.Context, id string, v Order) (Order, error) {
-	if !b.shared() || v.State != Expired {
+// settle returns the order id as this node has it (o), with its state as of now,
+// unless it is open and has expired on this node's clock in a cluster: another node
+// may have taken its payment in time and not yet be applied here, so the expiry is
+// submitted to the shared book (stored Expired when it is decided) before the
+// terminal is told. A payment ordered before it leaves the order paid, and the
+// node, having applied both, answers paid; a payment ordered after it finds the
+// order expired (late: refunded). An error (no quorum: the node cannot know) is
+// returned as such, not as an expiry. While Options.Requests says false, the expiry
+// is committed with a compare-and-set instead (settleCAS).
+func (b *Book) settle(ctx context.Context, id string, o *Order) (Order, error) {
+	v := b.view(o)
+	if !b.shared() || o.State != Open || v.State != Expired {
 		return v, nil
 	}
-	var o *Order
-	err := b.do(ctx, func() (statelog.Commit, func(), error) {
-		var err error
-		if o, err = b.get(id); err != nil {
-			return statelog.Commit{}, nil, err
-		}
-		if o.State != Open || b.view(o).State != Expired {
-			return statelog.Commit{}, nil, nil
-		}
-		o.State = Expired
-		val, err := json.Marshal(o)
-		if err != nil {
-			return statelog.Commit{}, nil, err
-		}
-		var c kvsync.Commit
-		c.Set([]byte(prefix+id), val)
-		return c.Commit, func() { b.wake(id) }, nil
-	})
-	if err != nil {
+	if !b.requests() {
+		return b.settleCAS(ctx, id)
+	}
+	if _, err := b.submit(ctx, id, request{Op: opExpire, Order: o, At: b.opts.Now()}); err != nil {
 		return Order{}, fmt.Errorf("qr order %s: its expiry not settled with the cluster's orders: %w", id, err)
+	}
+	o, err := b.get(id)
+	if err != nil {
+		return Order{}, fmt.Errorf("qr order %s: its expiry applied, and then: %w", id, err)
 	}
 	return b.view(o), nil
 }
 
 // Payment is a network's notification that an order was paid.
 type Payment struct {
-	Network, Connector, TransactionID string
-	Amount                            int64
+	Network       string `json:"network,omitempty"`
+	Connector     string `json:"connector,omitempty"`
+	TransactionID string `json:"transaction_id"`
+	Amount        int64  `json:"amount"`
 }
 
 // Outcome says what a notification did.
@@ -420,9 +397,10 @@ const (
 // Pay records a payment notification for the order id. It decides under the book's
 // lock, so that two notifications of one order never both take it; a different
 // transaction on an order already paid or refunded is Late (refunded too). In a
-// cluster the decision is a compare-and-set on the shared book's revision: when
-// another node decided the order first, this node's commit conflicts, the node
-// catches up, and decides again on the order as the other node left it.
+// cluster the payment is a request decided in the shared book's order by every
+// node as it applies it (at the time this node received it): when another node's
+// request on the order was ordered first, this one is decided on the order as that
+// one left it.
 func (b *Book) Pay(ctx context.Context, id string, p Payment) (Order, Outcome, error) {
 	if b.shared() {
 		return b.payShared(ctx, id, p)
@@ -433,7 +411,7 @@ func (b *Book) Pay(ctx context.Context, id string, p Payment) (Order, Outcome, e
 	if err != nil {
 		return Order{}, 0, err
 	}
-	out, changed := b.decide(o, p)
+	out, changed := decide(o, p, b.opts.Now(), 0)
 	if !changed {
 		return b.view(o), out, nil
 	}
@@ -447,16 +425,16 @@ func (b *Book) Pay(ctx context.Context, id string, p Payment) (Order, Outcome, e
 	return b.view(o), out, nil
 }
 
-// decide applies payment p to o: the outcome, and whether o changed (an open order
-// is paid, or refunded when late or of another amount).
-func (b *Book) decide(o *Order, p Payment) (Outcome, bool) {
+// decide applies payment p, received at at, to o: the outcome, and whether o
+// changed (an open order is paid, or refunded when late or of another amount).
+// rev is the shared book's revision of the request that carries p (0 alone),
+// recorded on the order it decides.
+func decide(o *Order, p Payment, at time.Time, rev uint64) (Outcome, bool) {
 	if o.State != Open && o.TransactionID == p.TransactionID {
 		return Again, false
 	}
-	now := b.opts.Now()
 	out := Taken
-	cur := b.view(o).State
-	if cur != Open || (o.Amount > 0 && p.Amount != o.Amount) || p.Amount <= 0 {
+	if o.State != Open || !at.Before(o.Expires) || (o.Amount > 0 && p.Amount != o.Amount) || p.Amount <= 0 {
 		out = Late
 	}
 	if o.State != Open && o.State != Expired {
@@ -465,43 +443,10 @@ func (b *Book) decide(o *Order, p Payment) (Outcome, bool) {
 		// committed when a terminal was told, takes this payment as late: refunded.)
 		return Late, false
 	}
-	o.Network, o.Connector, o.TransactionID, o.PaidAmount, o.PaidAt = p.Network, p.Connector, p.TransactionID, p.Amount, now
-	o.State = Paid
+	o.Network, o.Connector, o.TransactionID, o.PaidAmount, o.PaidAt = p.Network, p.Connector, p.TransactionID, p.Amount, at
+	o.State, o.Decided = Paid, rev
 	if out == Late {
 		o.State = Refunded
 	}
 	return out, true
-}
-
-// payShared is Pay in a cluster: the order's change is committed through the
-// shared book's sync, ordered after the revision the decision read.
-func (b *Book) payShared(ctx context.Context, id string, p Payment) (Order, Outcome, error) {
-	if _, err := b.find(ctx, id); err != nil {
-		return Order{}, 0, err
-	}
-	var (
-		o   *Order
-		out Outcome
-	)
-	err := b.do(ctx, func() (statelog.Commit, func(), error) {
-		var err error
-		if o, err = b.get(id); err != nil {
-			return statelog.Commit{}, nil, err
-		}
-		var changed bool
-		if out, changed = b.decide(o, p); !changed {
-			return statelog.Commit{}, nil, nil
-		}
-		v, err := json.Marshal(o)
-		if err != nil {
-			return statelog.Commit{}, nil, err
-		}
-		var c kvsync.Commit
-		c.Set([]byte(prefix+id), v)
-		return c.Commit, func() { b.wake(id) }, nil
-	})
-	if err != nil {
-		return Order{}, 0, err
-	}
-	return b.view(o), out, nil
 }

@@ -108,7 +108,8 @@ func (s *Server) startCluster(cfg cluster.Config) (*clusterNode, error) {
 // node's start wait 10 s for nothing in a third of the starts. A journal written by a newer version (cjournal.ErrNewerFormat) is not
 // tried again: the node must be upgraded; nor a store whose next commits were
 // purged (cluster.ErrCommitsPurged): the node must be started again, which
-// restores the store's snapshot.
+// restores the store's snapshot; nor a store's commit this version cannot read
+// (cluster.ErrNewerCommit): the node must be upgraded.
 func (c *clusterNode) retry(what string, fn func(ctx context.Context) error) error {
 	deadline := time.Now().Add(clusterStartTimeout)
 	for try := 0; ; try++ {
@@ -119,7 +120,7 @@ func (c *clusterNode) retry(what string, fn func(ctx context.Context) error) err
 			return nil
 		}
 		if time.Now().After(deadline) || errors.Is(err, cjournal.ErrNewerFormat) || errors.Is(err, cluster.ErrCommitsPurged) ||
-			errors.Is(err, cluster.ErrNodeRunning) {
+			errors.Is(err, cluster.ErrNodeRunning) || errors.Is(err, cluster.ErrNewerCommit) {
 			return fmt.Errorf("%s: %w", what, err)
 		}
 		c.log.Warn().Err(err).Str("what", what).Msg("cluster not answering yet; trying again")
@@ -159,8 +160,9 @@ func (c *clusterNode) follow(l *cluster.StoreLog, r statelog.Replica) error {
 	c.sharedMu.Unlock()
 	return c.retry("catch up", func(ctx context.Context) error {
 		err := l.CatchUp(ctx, r)
-		if ferr := f.Err(); err != nil && errors.Is(ferr, cluster.ErrCommitsPurged) {
-			// Compacted between restoreStores and now: a restart restores.
+		if ferr := f.Err(); err != nil && (errors.Is(ferr, cluster.ErrCommitsPurged) || errors.Is(ferr, cluster.ErrNewerCommit)) {
+			// Compacted between restoreStores and now: a restart restores. Or a
+			// commit of a newer version: only an upgrade mends it.
 			return ferr
 		}
 		return err
@@ -402,11 +404,16 @@ func (c *clusterNode) ready() error {
 	return nil
 }
 
-// stateConsumers returns an error naming the first shared store whose follower has
-// had no consumer of the STATE stream for c.stateWithout while the journal's
+// stateConsumers returns an error naming the first shared store whose follower
+// stopped on a commit this version cannot read (cluster.ErrNewerCommit: a newer
+// version's; at once, whatever JetStream does, since only an upgrade mends it), or
+// has had no consumer of the STATE stream for c.stateWithout while the journal's
 // applier has held one, and ready's JetStream checks have passed, for
 // c.journalHolder; or nil.
 func (c *clusterNode) stateConsumers(now time.Time) error {
+	if err := c.newerCommitFollower(); err != nil {
+		return err
+	}
 	if c.journal == nil || now.Sub(time.Unix(0, c.jsWanting.Load())) < c.journalHolder {
 		return nil // JetStream itself was in question: the checks before say so
 	}
@@ -422,6 +429,21 @@ func (c *clusterNode) stateConsumers(now time.Time) error {
 		}
 		return fmt.Errorf("store %s: its follower has had no consumer of the STATE stream for %s (%v), while the journal's applier has one: changes made on the other nodes do not reach this node's copy",
 			f.log.Name(), now.Sub(since).Round(time.Second), err)
+	}
+	return nil
+}
+
+// newerCommitFollower returns an error naming the first shared store whose follower
+// met a commit this version cannot read (a newer version's), or nil: the node's copy
+// of that store no longer follows the others' changes until the node is upgraded.
+func (c *clusterNode) newerCommitFollower() error {
+	c.sharedMu.Lock()
+	defer c.sharedMu.Unlock()
+	for _, f := range c.followed {
+		if err := f.f.Err(); errors.Is(err, cluster.ErrNewerCommit) {
+			return fmt.Errorf("store %s: its follower stopped on a commit this node's version cannot read (%v): the other nodes run a newer version; upgrade this node",
+				f.log.Name(), err)
+		}
 	}
 	return nil
 }

@@ -35,7 +35,7 @@ var sharedStores = []sharedStore{
 	{name: "ratings", revKey: merchantrisk.PinsRevisionKey},
 	{name: "notices", revKey: notify.RevisionKey},
 	{name: "cases", revKey: cases.RevisionKey},
-	{name: "qrorders", revKey: qrorder.RevisionKey},
+	{name: "qrorders", revKey: qrorder.RevisionKey, resolve: qrorder.Resolve},
 }
 
 // sharedStore is one entry of sharedStores.
@@ -47,6 +47,9 @@ type sharedStore struct {
 	decimal bool
 	// entry is the store's kvsync.Config.Entry (TTLs), nil for none.
 	entry func(statelog.KV) *badger.Entry
+	// resolve decides the store's intent commits (kvsync.Config.Resolve), for the
+	// compaction to fold them as the nodes apply them; nil for a store without.
+	resolve statelog.Resolver
 }
 
 func findShared(name string) (sharedStore, bool) {
@@ -178,7 +181,7 @@ func (c *clusterNode) compact(ctx context.Context, above uint64, minAge time.Dur
 			err = blocked
 		} else if tried {
 			cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-			rep.CompactResult, err = l.Compact(cctx, cluster.CompactOptions{MinAge: minAge})
+			rep.CompactResult, err = l.Compact(cctx, cluster.CompactOptions{MinAge: minAge, Resolve: st.resolve})
 			cancel()
 		}
 		result := ""
@@ -227,6 +230,34 @@ func (c *clusterNode) mayDestroyKeys() func() bool {
 			}
 		}
 		return true
+	}
+}
+
+// qrRequests is the QR order book's Requests: nil alone (a single switch submits
+// nothing), else whether every lease this node has seen (its own among them, and
+// those of nodes that stopped since, for as long as this node runs: such a node
+// may start again with its old version) is of a version that decides the book's
+// requests. A node of an earlier version stops following state.qrorders at the
+// first request, and cannot start again while the stream holds one, so until then
+// the book commits with a compare-and-set as that version does. Before this node's
+// watcher has seen its own lease it cannot tell the others' versions: false.
+func (c *clusterNode) qrRequests() func() bool {
+	if c == nil {
+		return nil
+	}
+	return func() bool {
+		l := c.currentLease()
+		if l == nil {
+			return false
+		}
+		self := false
+		for _, h := range l.Holders() {
+			if !h.QRRequests {
+				return false
+			}
+			self = self || h.Node == c.cfg.Node
+		}
+		return self
 	}
 }
 

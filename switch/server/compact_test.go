@@ -15,6 +15,7 @@ import (
 	"github.com/switchyard/switchyard/switch/cluster"
 	"github.com/switchyard/switchyard/switch/config"
 	"github.com/switchyard/switchyard/switch/internal/testswitch"
+	"github.com/switchyard/switchyard/switch/qrorder"
 	"github.com/switchyard/switchyard/switch/registry"
 )
 
@@ -36,7 +37,10 @@ func oneNodeCluster(t *testing.T, dir, jsDir string) *config.Config {
 // store at the revision of the other copy, and each store's revision where the store
 // reads it (a shared store missing from sharedStores, or listed with another
 // store's key, fails here). The first start of the test also writes one commit to
-// every shared store's subject, so that each has a revision to check.
+// every shared store's subject, so that each has a revision to check. A QR order is
+// made before the first compaction and paid before the second (requests decided at
+// apply time, between the plain commits on the same subject): the snapshot folds
+// them as the nodes decide them, and the restored node has the order paid.
 func TestRestoreCompacted(t *testing.T) {
 	base := t.TempDir()
 	js := filepath.Join(base, "jetstream") // the cluster's JetStream store: it outlives the node's disk
@@ -59,9 +63,12 @@ func TestRestoreCompacted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// ghost(true) is a node of this version: its lease advertises QR requests too,
+	// so that the order below is made and paid by requests.
 	ghost := func(compacts bool) {
 		t.Helper()
-		b, _ := json.Marshal(cluster.LeaseValue{Node: 7, Server: "ghost", Incarnation: 3, Started: time.Now(), Refreshed: time.Now(), Compacts: compacts})
+		b, _ := json.Marshal(cluster.LeaseValue{Node: 7, Server: "ghost", Incarnation: 3, Started: time.Now(), Refreshed: time.Now(), Compacts: compacts,
+			DestroysKeys: compacts, QRRequests: compacts})
 		if _, err := kv.Put(ctx, "node.7", b); err != nil {
 			t.Fatal(err)
 		}
@@ -70,7 +77,7 @@ func TestRestoreCompacted(t *testing.T) {
 			for _, h := range s1.cl.currentLease().Holders() {
 				seen = seen || (h.Node == 7 && h.Compacts == compacts && h.Alive)
 			}
-			if seen {
+			if seen && s1.cl.qrRequests()() == compacts {
 				return
 			}
 			select {
@@ -99,7 +106,16 @@ func TestRestoreCompacted(t *testing.T) {
 		t.Fatalf("the node follows %d stores, sharedStores lists %d", len(s1.cl.followed), len(sharedStores))
 	}
 	lastRound := map[string]cluster.CompactReport{}
+	orderAt := time.Now()
+	if err := s1.orders.book.Create(ctx, qrorder.Order{ID: "100000000001", TID: "T0000001", Amount: 500, Created: orderAt, Expires: orderAt.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
 	for _, v := range []string{"x", "y", "z"} {
+		if v == "y" {
+			if o, out, err := s1.orders.book.Pay(ctx, "100000000001", qrorder.Payment{Network: "wechat", TransactionID: "TXR1", Amount: 500}); err != nil || out != qrorder.Taken {
+				t.Fatalf("pay the order: %+v %v %v", o, out, err)
+			}
+		}
 		for _, f := range s1.cl.followed {
 			l := f.log
 			for {
@@ -149,6 +165,9 @@ func TestRestoreCompacted(t *testing.T) {
 	}
 	if n := len(s2.Registry.Terminals(registry.TerminalFilter{})); n != terminals {
 		t.Fatalf("%d terminals on the restored node, %d before", n, terminals)
+	}
+	if o, err := s2.orders.book.Get("100000000001"); err != nil || o.State != qrorder.Paid || o.TransactionID != "TXR1" || o.Decided == 0 {
+		t.Fatalf("the QR order on the restored node: %+v %v; want paid by TXR1", o, err)
 	}
 	for _, f := range s2.cl.followed {
 		name := f.log.Name()

@@ -45,12 +45,17 @@ func (s *Server) newOrderDesk() (*orderDesk, error) {
 		now = time.Now
 	}
 	// In a cluster the book is shared through the STATE stream (store "qrorders"):
-	// any node serves any order, its notification and its terminal's inquiries.
+	// any node serves any order, its notification and its terminal's inquiries. Its
+	// requests are decided as every node applies them (qrorder.Resolve), so the
+	// StoreLog's Await needs the follower started below; until every node's lease
+	// says it decides them (qrRequests), the book commits with a compare-and-set,
+	// which earlier versions read.
 	olog, err := s.cl.storeLog("qrorders")
 	if err != nil {
 		return nil, err
 	}
-	book, err := qrorder.NewBook(s.db, qrorder.Options{Persist: s.Journal.PutDurable, Now: now, Log: asLog(olog), CatchUp: catchUp(olog)})
+	book, err := qrorder.NewBook(s.db, qrorder.Options{Persist: s.Journal.PutDurable, Now: now, Log: asLog(olog), CatchUp: catchUp(olog),
+		Requests: s.cl.qrRequests()})
 	if err != nil {
 		return nil, err
 	}

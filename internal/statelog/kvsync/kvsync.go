@@ -52,8 +52,14 @@ type Config struct {
 	// nil from it deletes the key. Nil Entry sets the value as it is.
 	Entry func(kv statelog.KV) *badger.Entry
 	// Applied, when set, is called after another node's commit is written to Badger,
-	// with the store's writer lock held: it updates the store's memory.
+	// with the store's writer lock held: it updates the store's memory. It is given
+	// the writes the commit made (an Intent commit's, as Resolve decided them).
 	Applied func(c statelog.Commit)
+	// Resolve decides the Intent commits the Log orders (statelog.Submitter): the
+	// writes it returns are applied in the transaction it read the store in, with
+	// the commit's revision. Nil: the store has no Intent commits, and one is
+	// refused (not applied as plain writes).
+	Resolve statelog.Resolver
 	// Prepare, when set, is called before another node's commit is written (with
 	// the writer lock held, Badger as it was): the function it returns is called
 	// after the write, before Applied (the review cases count the cases a commit
@@ -148,7 +154,7 @@ func (s *Sync) Do(ctx context.Context, op Op, via Via) error {
 			return nil
 		}
 		if s.cfg.Log == nil {
-			err = s.write(c, 0, via)
+			_, err = s.write(c, 0, via)
 		} else {
 			before := s.rev.Load()
 			var rev uint64
@@ -167,7 +173,7 @@ func (s *Sync) Do(ctx context.Context, op Op, via Via) error {
 				s.mu.Unlock()
 				return fmt.Errorf("%s: the change was not applied: %w", s.cfg.Name, err)
 			}
-			err = s.write(c, rev, via)
+			_, err = s.write(c, rev, via)
 		}
 		if err == nil && done != nil {
 			done()
@@ -177,9 +183,16 @@ func (s *Sync) Do(ctx context.Context, op Op, via Via) error {
 	}
 }
 
-// write applies c to Badger, with the revision when rev > 0. Caller holds s.mu.
-func (s *Sync) write(c statelog.Commit, rev uint64, via Via) error {
-	fn := func(txn *badger.Txn) error { return s.apply(txn, c, rev) }
+// write applies c to Badger, with the revision when rev > 0, and returns the
+// writes it made (an Intent commit's as Resolve decided them). Caller holds s.mu.
+func (s *Sync) write(c statelog.Commit, rev uint64, via Via) (statelog.Commit, error) {
+	fn := func(txn *badger.Txn) error {
+		var err error
+		if c, err = s.resolve(txn, c, rev); err != nil {
+			return err
+		}
+		return s.apply(txn, c, rev)
+	}
 	var err error
 	if via != nil {
 		err = via(fn)
@@ -192,12 +205,41 @@ func (s *Sync) write(c statelog.Commit, rev uint64, via Via) error {
 		}
 	}
 	if err != nil {
-		return err
+		return c, err
 	}
 	if rev > 0 {
 		s.advance(rev)
 	}
-	return nil
+	return c, nil
+}
+
+// resolve returns the plain writes of c: c itself, or an Intent commit as
+// cfg.Resolve decides it on the store as txn reads it.
+func (s *Sync) resolve(txn *badger.Txn, c statelog.Commit, rev uint64) (statelog.Commit, error) {
+	if !c.Intent {
+		return c, nil
+	}
+	if s.cfg.Resolve == nil {
+		return c, fmt.Errorf("an intent commit of %d requests, and the store decides none: %w", len(c.Writes), statelog.ErrNewerCommit)
+	}
+	get := func(key []byte) ([]byte, error) {
+		item, err := txn.Get(key)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		return item.ValueCopy(nil)
+	}
+	out, err := s.cfg.Resolve(rev, get, c)
+	if err != nil {
+		return c, fmt.Errorf("decide the intent commit: %w", err)
+	}
+	if out.Intent {
+		return c, errors.New("decide the intent commit: the decision is an intent commit again")
+	}
+	return out, nil
 }
 
 func (s *Sync) apply(txn *badger.Txn, c statelog.Commit, rev uint64) error {
@@ -263,14 +305,15 @@ func (s *Sync) ApplyRemote(rev uint64, c statelog.Commit) error {
 	if s.cfg.Prepare != nil {
 		after = s.cfg.Prepare(c)
 	}
-	if err := s.write(c, rev, nil); err != nil {
+	made, err := s.write(c, rev, nil)
+	if err != nil {
 		return fmt.Errorf("%s: apply revision %d: %w", s.cfg.Name, rev, err)
 	}
 	if after != nil {
 		after()
 	}
 	if s.cfg.Applied != nil {
-		s.cfg.Applied(c)
+		s.cfg.Applied(made)
 	}
 	return nil
 }

@@ -193,3 +193,42 @@ func TestRestore(t *testing.T) {
 		t.Error("a 3-byte revision decoded")
 	}
 }
+
+// TestIntentResolved: an intent commit is applied as Config.Resolve decides it on
+// the store as the applying transaction reads it (a request on a key a plain
+// commit set before it), with its revision, and Applied is given the writes made;
+// a store without Resolve refuses one (nothing written, the revision kept).
+func TestIntentResolved(t *testing.T) {
+	var applied []statelog.Commit
+	double := func(rev uint64, get func([]byte) ([]byte, error), c statelog.Commit) (statelog.Commit, error) {
+		var out statelog.Commit
+		for _, w := range c.Writes {
+			cur, err := get(w.Key)
+			if err != nil {
+				return out, err
+			}
+			out.Writes = append(out.Writes, statelog.KV{Key: w.Key, Value: fmt.Appendf(nil, "%s%s@%d", cur, cur, rev)})
+		}
+		return out, nil
+	}
+	s, db := openSync(t, Config{Name: "intents", RevKey: "t/rev", Log: &statelog.Memory{}, Resolve: double,
+		Applied: func(c statelog.Commit) { applied = append(applied, c) }})
+	if err := s.ApplyRemote(1, statelog.Commit{Writes: []statelog.KV{{Key: []byte("t/x"), Value: []byte("ab")}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ApplyRemote(2, statelog.Commit{Intent: true, Writes: []statelog.KV{{Key: []byte("t/x"), Value: []byte("double it")}}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := get(t, db, "t/x"); got != "abab@2" || s.Revision() != 2 {
+		t.Fatalf("t/x = %q at %d; want abab@2 at 2", got, s.Revision())
+	}
+	if len(applied) != 2 || string(applied[1].Writes[0].Value) != "abab@2" || applied[1].Intent {
+		t.Fatalf("Applied was given %+v", applied)
+	}
+
+	plain, db2 := openSync(t, Config{Name: "plain", RevKey: "t/rev", Log: &statelog.Memory{}})
+	err := plain.ApplyRemote(1, statelog.Commit{Intent: true, Writes: []statelog.KV{{Key: []byte("t/x"), Value: []byte("double it")}}})
+	if !errors.Is(err, statelog.ErrNewerCommit) || get(t, db2, "t/x") != "" || plain.Revision() != 0 {
+		t.Fatalf("an intent commit without Resolve: %v, t/x %q, revision %d", err, get(t, db2, "t/x"), plain.Revision())
+	}
+}
