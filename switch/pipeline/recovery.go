@@ -142,14 +142,15 @@ func (p *Pipeline) recoverRecord(ctx context.Context, rrn, why string) (bool, er
 
 // owesReversal reports whether r is a final record whose issuer may have approved
 // (it timed out, the link failed while the answer was awaited, or the answer was not
-// valid), or a completion whose advice may be queued (completionInDoubt), and that is
+// valid), or a completion or stand-in whose advice may be queued (completionInDoubt,
+// reasonStandInAdviceUnknown), and that is
 // not reversed: its reversal advice was owed by the process that
 // wrote it (the queue did not take it, owedAdvices) and went with that process.
 func owesReversal(r *journal.Record) bool {
 	if !r.Final() || r.Reversed() || r.Issuer == "" {
 		return false
 	}
-	if r.Reason == "issuer-answer-invalid" || completionInDoubt(r) {
+	if r.Reason == "issuer-answer-invalid" || r.Reason == reasonStandInAdviceUnknown || completionInDoubt(r) {
 		return true
 	}
 	for _, e := range r.Events {
