@@ -217,3 +217,47 @@ func TestStandInAdviceOutcomeUnknownSurvivesRestart(t *testing.T) {
 			n, a.RRN, r.RC, r.Reason, r.Final())
 	}
 }
+
+// TestOwedReversalMarkKeptBySettle: an issuer timeout while the quorum is lost owes
+// both the 0420 (owedAdvices) and the final record (oweRecord). When both return,
+// the housekeeping's tick queues the 0420 and marks the record reversed
+// (retryAdvices), then writes the final record it kept (settle): that copy, taken
+// before the 0420 was queued, must not take the mark back, or recovery's
+// owesReversal queues the 0420 a second time (a survivor's, or a restart's within
+// the checkpoint's 5 s).
+func TestOwedReversalMarkKeptBySettle(t *testing.T) {
+	h := newHarness(t)
+	h.bank.script(func(sent) (*iso8583.Message, error) { return nil, ErrIssuerTimeout })
+	h.queueRefuses(true)
+	h.j.writeHook = func(r *journal.Record, _ bool) error {
+		if r.Final() {
+			return errNoQuorum
+		}
+		return nil
+	}
+	a := h.do(h.purchase(1000))
+	if a.RC == "00" || h.p.owedAdvices.len() != 1 {
+		t.Fatalf("answer %s %q, %d owed", a.RC, a.Reason, h.p.owedAdvices.len())
+	}
+	h.j.writeHook = nil
+	h.queueRefuses(false)
+	h.p.retryAdvices() // the tick: owed advices first, then the records kept
+	h.p.settle(context.Background())
+	r := h.record(a.RRN)
+	if n := h.advices("0420", a.RRN); n != 1 || !r.Reversed() {
+		t.Errorf("after the tick %d reversals of %s queued, record reversed by %q (rc %s): the mark the 0420 got is taken back by settle",
+			n, a.RRN, r.ReversedBy, r.RC)
+	}
+	// A survivor of a cluster settles the records of this node, dead, since it
+	// started (server.recoverNode): recovery's owesReversal must not reverse it again.
+	h.p.Stop()
+	h2 := newHarness(t, func(h2 *harness, _ *Config) { h2.j, h2.q = h.j, h.q })
+	if _, err := h2.p.RecoverRecords(t.Context(), "node 1 lost", func(ctx context.Context, fn func(*journal.Record) bool) error {
+		return h.j.Scan(ctx, journal.Query{}, fn)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n := h.advices("0420", a.RRN); n != 1 {
+		t.Errorf("after a survivor's recovery %d reversals of %s queued, want 1 (queued %q)", n, a.RRN, queued(h))
+	}
+}
