@@ -17,7 +17,11 @@ import (
 )
 
 // queueReversal puts a reversal advice (0420) of rec into the store-and-forward queue and
-// marks rec reversed. The caller writes rec afterwards.
+// marks rec reversed. The caller writes rec afterwards. An advice the queue does not
+// take is owed (owedAdvices, tried again by the housekeeping), and rec gets a
+// reversal_owed event instead of the mark: written with rec, it tells recovery after
+// a restart (or a survivor's) to queue the 0420 that went with the process
+// (owesReversal), whatever rec's reason says by then.
 func (p *Pipeline) queueReversal(rec *journal.Record, by string) {
 	if rec.Issuer == "" || rec.ReversedBy != "" {
 		return
@@ -43,8 +47,10 @@ func (p *Pipeline) queueReversal(rec *journal.Record, by string) {
 		rec.ReversedBy = ""
 		if p.owedAdvices.add(owedAdvice{it: it, by: by}) {
 			p.log.Warn().Err(err).Str("rrn", rec.RRN).Str("issuer", rec.Issuer).Msg("reversal advice not queued yet: tried again every 5 s")
+			rec.AddEvent(journal.StateReversalOwed, p.now().UTC(), by+": not queued ("+err.Error()+"); tried again")
 		} else {
 			p.log.Error().Err(err).Str("rrn", rec.RRN).Str("issuer", rec.Issuer).Msg("reversal advice NOT queued, and too many wait to be tried again")
+			rec.AddEvent(journal.StateReversalOwed, p.now().UTC(), by+": not queued ("+err.Error()+"); left to recovery at a restart")
 		}
 		return
 	}
