@@ -301,11 +301,13 @@ type settleBook struct {
 }
 
 // settleItem is a request's final record (first: no write of it is known to have been
-// taken), or the reversal mark (by) of the original orig.
+// taken), the reversal mark (by) of the original orig, or (owed) the reversal_owed
+// event of orig, whose 0420 is owed (writeOwed; by is the event's note).
 type settleItem struct {
 	rec      *journal.Record
 	first    bool
 	orig, by string
+	owed     bool
 }
 
 func (b *settleBook) add(it settleItem) bool {
@@ -423,6 +425,15 @@ func (p *Pipeline) settleOne(ctx context.Context, it settleItem) error {
 		cur, err := p.journal.Get(it.orig)
 		if err != nil || cur.Reversed() {
 			return err
+		}
+		if it.owed {
+			// The 0420 may have been queued (and the mark written) by the tick's
+			// retryAdvices since: then cur is reversed, and nothing is owed.
+			if reversalOwed(cur) {
+				return nil
+			}
+			cur.AddEvent(journal.StateReversalOwed, p.now().UTC(), it.by)
+			return p.journal.Write(ctx, cur, false, true)
 		}
 		cur.ReversedBy = it.by
 		cur.AddEvent(journal.StateReversed, p.now().UTC(), it.by)
