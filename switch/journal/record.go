@@ -23,6 +23,13 @@ const (
 	StateUndeliver State = "undelivered" // the response could not be written
 	StateReversed  State = "reversed"    // reversed (by the terminal or the switch)
 	StateInDoubt   State = "in_doubt"    // sent to the issuer when the switch stopped; reversed at restart
+	// StateReversalOwed: a reversal advice (0420) of the record is owed, the queue
+	// having refused it (or its fate unknown). The process queues it when the queue
+	// takes it again (a "reversed" event follows), and recovery after a restart or a
+	// survivor's does it for a process that is gone: the event is the durable mark of
+	// the debt, which no later version takes back (its reason may be rewritten, as a
+	// record kept for the journal's return is, to journal-unavailable).
+	StateReversalOwed State = "reversal_owed"
 )
 
 // Event is one state change with its time.

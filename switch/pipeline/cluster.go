@@ -301,11 +301,13 @@ type settleBook struct {
 }
 
 // settleItem is a request's final record (first: no write of it is known to have been
-// taken), or the reversal mark (by) of the original orig.
+// taken), the reversal mark (by) of the original orig, or (owed) the reversal_owed
+// event of orig, whose 0420 is owed (writeOwed; by is the event's note).
 type settleItem struct {
 	rec      *journal.Record
 	first    bool
 	orig, by string
+	owed     bool
 }
 
 func (b *settleBook) add(it settleItem) bool {
@@ -424,6 +426,15 @@ func (p *Pipeline) settleOne(ctx context.Context, it settleItem) error {
 		if err != nil || cur.Reversed() {
 			return err
 		}
+		if it.owed {
+			// The 0420 may have been queued (and the mark written) by the tick's
+			// retryAdvices since: then cur is reversed, and nothing is owed.
+			if reversalOwed(cur) {
+				return nil
+			}
+			cur.AddEvent(journal.StateReversalOwed, p.now().UTC(), it.by)
+			return p.journal.Write(ctx, cur, false, true)
+		}
 		cur.ReversedBy = it.by
 		cur.AddEvent(journal.StateReversed, p.now().UTC(), it.by)
 		if err := p.journal.Write(ctx, cur, false, true); err != nil {
@@ -438,7 +449,22 @@ func (p *Pipeline) settleOne(ctx context.Context, it settleItem) error {
 		}
 		return nil
 	}
-	err := p.journal.Write(ctx, it.rec, it.first, true)
+	// Written under the record's lock, over what the journal holds of it now: the
+	// kept copy was taken when the request was answered, and another path may have
+	// changed the stored version since (see mergeStored).
+	unlock, err := p.lockRecord(ctx, it.rec.RRN)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	cur, err := p.journal.Get(it.rec.RRN)
+	switch {
+	case err == nil:
+		mergeStored(it.rec, cur)
+	case !errors.Is(err, journal.ErrNotFound):
+		return err
+	}
+	err = p.journal.Write(ctx, it.rec, it.first, true)
 	var replay *journal.KSNReplayError
 	if it.first && it.rec.KSN != "" && errors.As(err, &replay) {
 		// A replay of its KSN reached the cluster's order first (this request was
@@ -461,4 +487,43 @@ func (p *Pipeline) settleOne(ctx context.Context, it settleItem) error {
 		p.open.remove(it.rec.RRN)
 	}
 	return err
+}
+
+// mergeStored carries into rec, a final version kept for the journal's return, what
+// other paths wrote into the stored version cur of the same record after rec was
+// copied, so that settle's write does not take it back:
+//   - the reversal mark and its event: retryAdvices, in the same housekeeping tick
+//     just before settle, queues an owed 0420 and marks the stored version reversed
+//     (without it, recovery's owesReversal, a survivor's or a restart's, queues the
+//     0420 again);
+//   - a refund's reservation (Refunded) and a completion's mark (CompletedBy): the
+//     stored version may be the approval whose write was taken after all (a cluster's
+//     publish acknowledged too late), refunded or completed meanwhile; without them
+//     the refund's release would drive Refunded below zero, and the completion's
+//     pre-authorization would look open;
+//   - the version count (Rev): rec is made from cur, so that the cluster's appliers
+//     keep it over the versions written since rec was copied.
+//
+// Delivery marks are kept apart from the versions and merged when read.
+func mergeStored(rec, cur *journal.Record) {
+	if !rec.Reversed() && cur.Reversed() {
+		rec.ReversedBy = cur.ReversedBy
+		for _, e := range cur.Events {
+			if e.State == journal.StateReversed && !slices.Contains(rec.Events, e) {
+				i := len(rec.Events)
+				for i > 0 && rec.Events[i-1].At.After(e.At) {
+					i--
+				}
+				rec.Events = slices.Insert(rec.Events, i, e)
+			}
+		}
+		rec.State = rec.Events[len(rec.Events)-1].State
+	}
+	if rec.Refunded == 0 {
+		rec.Refunded = cur.Refunded
+	}
+	if rec.CompletedBy == "" {
+		rec.CompletedBy = cur.CompletedBy
+	}
+	rec.Rev = max(rec.Rev, cur.Rev)
 }

@@ -163,12 +163,17 @@ func (p *Pipeline) completionRefusal(t *txn, pre *journal.Record) (reason, rc st
 // the enqueue of its advice failed: the advice may be queued all the same.
 const reasonCompletionAdviceUnknown = "completion-advice-not-queued"
 
-// completionInDoubt reports whether c is a completion answered 96 because the enqueue
-// of its advice failed (the advice may be queued all the same) whose reversal is not
-// queued yet: owed, in this process's memory (owedAdvices), or, after a restart, to
-// recovery (owesReversal). Its pre-authorization is not completed again meanwhile.
+// completionInDoubt reports whether c is a completion whose advice may be queued
+// (answered 96 because the enqueue of its advice failed, or not approved after its
+// advice was queued) whose reversal is not queued yet: owed, in this process's memory
+// (owedAdvices), or, after a restart, to recovery (owesReversal). Its
+// pre-authorization is not completed again meanwhile. The owed reversal is known by
+// its reversal_owed event (queueReversal): the reason of a record kept for the
+// journal's return (oweRecord) is journal-unavailable. The reason is the sign of
+// records written before that event.
 func completionInDoubt(c *journal.Record) bool {
-	return c.Type == "completion" && c.Final() && !c.Reversed() && c.Issuer != "" && c.Reason == reasonCompletionAdviceUnknown
+	return c.Type == "completion" && c.Final() && !c.Reversed() && c.Issuer != "" &&
+		(c.Reason == reasonCompletionAdviceUnknown || reversalOwed(c))
 }
 
 // completes reports whether the completion pre.CompletedBy names stands: approved and

@@ -954,9 +954,11 @@ func (p *Pipeline) respond(ctx context.Context, t *txn, rc, auth, by, reason str
 	// time up to the answer written once the delivery mark is merged in).
 	rec.Timings.Total = max(1, p.now().Sub(t.start).Microseconds())
 	if err := p.write(ctx, t, true); err != nil {
-		// Never an approval without its record: one given (by the issuer, or a
-		// stand-in whose advice is queued) is taken back.
-		if reversibleApproval(rec) {
+		// Never an approval without its record: one given (by the issuer, a
+		// stand-in whose advice is queued, or a completion whose advice is queued)
+		// is taken back. A completion answered otherwise than approved leaves its
+		// pre-authorization open to another, so its 0220 must be reversed.
+		if reversibleApproval(rec) || rec.Type == "completion" && rec.Approved() && !rec.Reversed() {
 			p.undoApproval(t, err)
 		}
 		return p.journalFailed(ctx, t, err)

@@ -657,7 +657,7 @@ func TestStandIn(t *testing.T) {
 		{"issuer without stand-in", []option{func(_ *harness, c *Config) { c.StandIn = nil }},
 			[]step{{tx: purchase(100), rc: "91", reason: "issuer-unavailable"}}},
 		{"advice not queued", []option{func(h *harness, _ *Config) { h.q.fail = errScripted }},
-			[]step{{tx: purchase(100), rc: "96", reason: "system-malfunction"}}},
+			[]step{{tx: purchase(100), rc: "96", reason: "standin-advice-not-queued"}}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

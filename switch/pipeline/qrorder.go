@@ -153,7 +153,9 @@ func (p *Pipeline) RecordOrderPayment(ctx context.Context, op OrderPayment) (*jo
 		return nil, err
 	}
 	if op.Late && !rec.Reversed() {
-		p.queueReversal(rec, "switch:qr-order-late")
+		if p.queueReversal(rec, "switch:qr-order-late") {
+			p.writeOwed(ctx, rec)
+		}
 		if !rec.Reversed() {
 			return rec, errors.New("the refund of a late payment could not be queued yet: retried")
 		}

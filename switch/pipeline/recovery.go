@@ -140,20 +140,36 @@ func (p *Pipeline) recoverRecord(ctx context.Context, rrn, why string) (bool, er
 	return true, nil
 }
 
-// owesReversal reports whether r is a final record whose issuer may have approved
-// (it timed out, the link failed while the answer was awaited, or the answer was not
-// valid), or a completion whose advice may be queued (completionInDoubt), and that is
-// not reversed: its reversal advice was owed by the process that
-// wrote it (the queue did not take it, owedAdvices) and went with that process.
+// owesReversal reports whether r is a final record, not reversed, whose reversal
+// advice was owed by the process that wrote it (the queue did not take it,
+// owedAdvices) and went with that process. The owed advice is marked by a
+// reversal_owed event (queueReversal), which no later version takes back. Records
+// written before that event are known by why they owed one: the issuer may have
+// approved (it timed out, the link failed while the answer was awaited, or the answer
+// was not valid), or a completion's or stand-in's advice may be queued
+// (completionInDoubt, reasonStandInAdviceUnknown). The reason alone is not enough: a
+// record kept for the journal's return (oweRecord) is written with reason
+// journal-unavailable.
 func owesReversal(r *journal.Record) bool {
 	if !r.Final() || r.Reversed() || r.Issuer == "" {
 		return false
 	}
-	if r.Reason == "issuer-answer-invalid" || completionInDoubt(r) {
+	if r.Reason == "issuer-answer-invalid" || r.Reason == reasonStandInAdviceUnknown || completionInDoubt(r) {
 		return true
 	}
 	for _, e := range r.Events {
-		if e.State == journal.StateTimedOut {
+		if e.State == journal.StateTimedOut || e.State == journal.StateReversalOwed {
+			return true
+		}
+	}
+	return false
+}
+
+// reversalOwed reports whether r carries a reversal_owed event (queueReversal): a
+// reversal advice of it was owed at some point. With r not reversed it is owed still.
+func reversalOwed(r *journal.Record) bool {
+	for _, e := range r.Events {
+		if e.State == journal.StateReversalOwed {
 			return true
 		}
 	}

@@ -17,10 +17,15 @@ import (
 )
 
 // queueReversal puts a reversal advice (0420) of rec into the store-and-forward queue and
-// marks rec reversed. The caller writes rec afterwards.
-func (p *Pipeline) queueReversal(rec *journal.Record, by string) {
+// marks rec reversed. The caller writes rec afterwards. An advice the queue does not
+// take is owed (owedAdvices, tried again by the housekeeping), and rec gets a
+// reversal_owed event instead of the mark: written with rec, it tells recovery after
+// a restart (or a survivor's) to queue the 0420 that went with the process
+// (owesReversal), whatever rec's reason says by then; one event per record (a repeat
+// finds it there). It reports whether it added that event.
+func (p *Pipeline) queueReversal(rec *journal.Record, by string) (owedNow bool) {
 	if rec.Issuer == "" || rec.ReversedBy != "" {
-		return
+		return false
 	}
 	rec.ReversedBy = by
 	origMTI := rec.MTI
@@ -41,14 +46,21 @@ func (p *Pipeline) queueReversal(rec *journal.Record, by string) {
 		// and the housekeeping tries the advice again, marking the record reversed
 		// once it is queued (retryAdvices).
 		rec.ReversedBy = ""
+		note := by + ": not queued (" + err.Error() + "); tried again"
 		if p.owedAdvices.add(owedAdvice{it: it, by: by}) {
 			p.log.Warn().Err(err).Str("rrn", rec.RRN).Str("issuer", rec.Issuer).Msg("reversal advice not queued yet: tried again every 5 s")
 		} else {
 			p.log.Error().Err(err).Str("rrn", rec.RRN).Str("issuer", rec.Issuer).Msg("reversal advice NOT queued, and too many wait to be tried again")
+			note = by + ": not queued (" + err.Error() + "); left to recovery at a restart"
 		}
-		return
+		if reversalOwed(rec) {
+			return false
+		}
+		rec.AddEvent(journal.StateReversalOwed, p.now().UTC(), note)
+		return true
 	}
 	rec.AddEvent(journal.StateReversed, p.now().UTC(), by)
+	return false
 }
 
 func pad6(s string) string {
@@ -63,6 +75,28 @@ func pad10(s string) string {
 		s = "0" + s
 	}
 	return s[:10]
+}
+
+// writeOwed writes orig, the original of a void, a terminal's reversal or a late QR
+// payment, to which queueReversal, not able to queue its 0420, has just given a
+// reversal_owed event: the 0420 is owed in this process's memory (owedAdvices), and
+// the event, written, has recovery queue it after a restart too (owesReversal), as
+// the housekeeping would have. The caller holds orig's lock and answers its own
+// request otherwise than approved. A journal that is unavailable gets the event from
+// settle once it is back.
+func (p *Pipeline) writeOwed(ctx context.Context, orig *journal.Record) {
+	if err := p.journal.Write(context.WithoutCancel(ctx), orig, false, true); err != nil {
+		p.log.Error().Err(err).Str("rrn", orig.RRN).Msg("reversal advice owed, the original's reversal_owed event not written: a restart before the queue takes the advice loses it")
+		if errors.Is(err, journal.ErrUnavailable) {
+			by := ""
+			if n := len(orig.Events); n > 0 {
+				by = orig.Events[n-1].Note
+			}
+			if !p.unsettled.add(settleItem{orig: orig.RRN, by: by, owed: true}) {
+				p.log.Error().Str("rrn", orig.RRN).Msg("journal unavailable: too many records waiting for it; the original's reversal_owed event is NOT kept")
+			}
+		}
+	}
 }
 
 // reverseOriginal reverses an approved transaction after the fact (undelivered answer,
@@ -311,7 +345,9 @@ func (p *Pipeline) reversal(ctx context.Context, t *txn) (frontend.Response, err
 				fmt.Sprintf("amount %d is not the original's %d: nothing reversed", r.Amount, orig.Amount))
 			return p.respond(ctx, t, message.RCInvalidAmount, "", "switch", "reversal-amount-mismatch")
 		default:
-			p.queueReversal(orig, t.rec.RRN)
+			if p.queueReversal(orig, t.rec.RRN) {
+				p.writeOwed(ctx, orig)
+			}
 			if orig.ReversedBy == "" {
 				unlock()
 				return p.systemError(t, errors.New("reversal advice could not be queued"))
@@ -399,7 +435,9 @@ func (p *Pipeline) void(ctx context.Context, t *txn) (frontend.Response, error) 
 	if why := p.voidPolicy(t); why != "" {
 		return p.decline(ctx, t, message.RCInvalidTransaction, "switch", why)
 	}
-	p.queueReversal(orig, t.rec.RRN)
+	if p.queueReversal(orig, t.rec.RRN) {
+		p.writeOwed(ctx, orig)
+	}
 	if orig.ReversedBy == "" {
 		return p.systemError(t, errors.New("reversal advice could not be queued"))
 	}

@@ -159,13 +159,27 @@ func (p *Pipeline) standInOrDecline(ctx context.Context, t *txn, why string, dec
 		}
 	}
 	if err := p.queue.Enqueue(it); err != nil {
+		// The advice is not known to be queued, nor known not to be (saf.Store: a
+		// cluster's queue without an acknowledgement in time may store it when its
+		// quorum returns), as a completion's: the stand-in is answered 96 and
+		// reversed (a 0420, which the queue never sends while the 0220 is queued),
+		// its 0420 owed if the queue does not take it either (owesReversal). The
+		// record, written ahead, is final: else it would stay open until a restart.
 		declined()
-		return p.systemError(t, fmt.Errorf("stand-in advice not queued: %w", err))
+		p.log.Error().Err(err).Str("rrn", t.rec.RRN).Str("issuer", t.issuer).
+			Msg("stand-in advice not known to be queued: answered 96, the stand-in reversed")
+		t.rec.AddEvent(journal.StateDeclined, p.now().UTC(), "stand-in advice not known to be queued: "+err.Error())
+		p.queueReversal(&t.rec, "switch:standin-advice-unknown")
+		return p.respond(ctx, t, message.RCSystemMalfunction, "", "switch", reasonStandInAdviceUnknown)
 	}
 	t.rec.AddEvent(journal.StateAnswered, p.now().UTC(), "stand-in: "+why)
 	p.log.Info().Str("rrn", t.rec.RRN).Str("issuer", t.issuer).Str("why", why).Msg("stand-in approval; advice queued")
 	return p.respond(ctx, t, message.RCApproved, auth, "stand-in", "")
 }
+
+// reasonStandInAdviceUnknown is the reason (RS) of a stand-in answered 96 because the
+// enqueue of its advice failed: the advice may be queued all the same, and is reversed.
+const reasonStandInAdviceUnknown = "standin-advice-not-queued"
 
 // OpenSealedPAN decrypts a PAN sealed in a stand-in advice (for the advice sender).
 func (p *Pipeline) OpenSealedPAN(b []byte) (string, error) { return p.seal.open(b) }
