@@ -147,6 +147,8 @@ func (p *Pipeline) completionRefusal(t *txn, pre *journal.Record) (reason, rc st
 		return "completion-other-card", message.RCInvalidTransaction
 	case pre.Reversed():
 		return "preauth-reversed", message.RCInvalidTransaction
+	case reversalPending(pre):
+		return "original-reversal-owed", message.RCInvalidTransaction
 	case !pre.Approved():
 		return "preauth-not-approved", message.RCInvalidTransaction
 	case r.AuthCode != pre.AuthCode:

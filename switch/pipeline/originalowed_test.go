@@ -132,3 +132,37 @@ func TestLateQRPaymentOwedRefundSurvivesRestart(t *testing.T) {
 		t.Errorf("after the restart %d refunds of the late payment %s queued, want 1 (queued %q)", n, op.RRN, queued(h))
 	}
 }
+
+// TestNoRefundWhileReversalOwed: an original whose 0420 is owed (the queue refused
+// it when its terminal reversed it) is being reversed: a refund or a second void of
+// it meanwhile is declined, or the card would be credited twice once the 0420 goes.
+func TestNoRefundWhileReversalOwed(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		orig func(h *harness) termclient.Txn
+		then func(h *harness, orig answer) termclient.Txn
+	}{
+		{"refund", (*harness).purchaseOf1000, func(h *harness, orig answer) termclient.Txn { return h.refund(orig, 400) }},
+		{"void", (*harness).purchaseOf1000, func(h *harness, orig answer) termclient.Txn { return h.void(orig, 1000) }},
+		{"completion", func(h *harness) termclient.Txn { return h.preauth(1000) }, func(h *harness, orig answer) termclient.Txn { return h.completion(orig, 1000) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			tx := tc.orig(h)
+			a := h.do(tx)
+			h.queueRefuses(true)
+			if u := h.do(h.reversal(tx, 1000)); h.p.owedAdvices.len() != 1 {
+				t.Fatalf("reversal answered %s %q with %d advices owed, want 1", u.RC, u.Reason, h.p.owedAdvices.len())
+			}
+			h.queueRefuses(false)
+			if r := h.do(tc.then(h, a)); r.RC != "12" || r.Reason != "original-reversal-owed" {
+				t.Fatalf("%s of %s while its reversal is owed: %s %q, want 12 original-reversal-owed", tc.name, a.RRN, r.RC, r.Reason)
+			}
+			if n := h.advices("0420", a.RRN); n != 0 {
+				t.Fatalf("%d reversals of %s queued before the tick, want 0", n, a.RRN)
+			}
+		})
+	}
+}
+
+func (h *harness) purchaseOf1000() termclient.Txn { return h.purchase(1000) }

@@ -176,6 +176,13 @@ func reversalOwed(r *journal.Record) bool {
 	return false
 }
 
+// reversalPending reports whether a reversal advice of r is owed and not queued yet
+// (queueReversal: the queue refused it; the housekeeping, or recovery after a
+// restart, queues it): r is being reversed, and no refund, void or completion may
+// move its money meanwhile, or the card would be credited (or captured) twice once
+// the 0420 goes.
+func reversalPending(r *journal.Record) bool { return !r.Reversed() && reversalOwed(r) }
+
 // delivered reports whether the record's answer is known to have reached the terminal.
 func delivered(r *journal.Record) bool {
 	for _, e := range r.Events {

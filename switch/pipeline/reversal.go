@@ -421,6 +421,8 @@ func (p *Pipeline) void(ctx context.Context, t *txn) (frontend.Response, error) 
 		return p.decline(ctx, t, message.RCInvalidTransaction, "switch", "void-other-card")
 	case orig.Reversed():
 		return p.decline(ctx, t, message.RCInvalidTransaction, "switch", "original-already-reversed")
+	case reversalPending(orig):
+		return p.decline(ctx, t, message.RCInvalidTransaction, "switch", "original-reversal-owed")
 	case !orig.Approved():
 		return p.decline(ctx, t, message.RCInvalidTransaction, "switch", "original-not-approved")
 	case orig.Received.In(loc).Format("2006-01-02") != t.start.In(loc).Format("2006-01-02"):
@@ -478,6 +480,8 @@ func (p *Pipeline) refund(ctx context.Context, t *txn) (frontend.Response, error
 		reason, rc = "refund-original-not-a-purchase-of-merchant", message.RCInvalidTransaction
 	case orig.Reversed():
 		reason, rc = "original-already-reversed", message.RCInvalidTransaction
+	case reversalPending(orig):
+		reason, rc = "original-reversal-owed", message.RCInvalidTransaction
 	case !orig.Approved():
 		reason, rc = "original-not-approved", message.RCInvalidTransaction
 	case t.start.Sub(orig.Received) > p.cfg.RefundWindow:
