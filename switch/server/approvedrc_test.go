@@ -2,12 +2,8 @@ package server
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
-
-	"github.com/dgraph-io/badger/v4"
 
 	"github.com/switchyard/switchyard/risk"
 	"github.com/switchyard/switchyard/switch/journal"
@@ -23,20 +19,14 @@ func TestApprovalCodesFoldAlike(t *testing.T) {
 	for _, rc := range []string{"08", "10", "11"} {
 		t.Run(rc, func(t *testing.T) {
 			dir := t.TempDir()
-			rules := filepath.Join(dir, "rules")
-			if err := os.Mkdir(rules, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(filepath.Join(rules, "r.yaml"), []byte(`
+			rules := writeRules(t, dir, `
 counters:
   - {name: card_sum_30m, dimension: card, measure: sum, window: 30m, where: 'outcome.approved && txn.txn_type == "purchase"'}
   - {name: card_declines_30m, dimension: card, measure: count, window: 30m, where: '!outcome.approved && !outcome.risk_declined && !outcome.unavailable'}
 rules:
   - {id: split, condition: 'txn.txn_type == "purchase" && velocity.card_sum_30m + txn.amount > 1500', action: decline}
   - {id: testing, condition: 'velocity.card_declines_30m >= 1', action: decline, response_code: "59"}
-`), 0o644); err != nil {
-				t.Fatal(err)
-			}
+`)
 			engine := func() *risk.Engine {
 				e, err := risk.New(rules, risk.Options{})
 				if err != nil {
@@ -46,16 +36,7 @@ rules:
 				return e
 			}
 			handling, folding := engine(), engine()
-			db, err := badger.Open(badger.DefaultOptions(filepath.Join(dir, "db")).WithLogger(nil).WithSyncWrites(false))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer db.Close()
-			j, err := journal.Open(db, journal.Options{Dir: filepath.Join(dir, "journal")})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer j.Close()
+			j := testJournal(t, dir)
 			s := &Server{Risk: folding, Journal: j}
 
 			at := time.Now().UTC().Add(-time.Minute)

@@ -20,33 +20,18 @@ import (
 // a split purchase.
 func TestRemoteFoldRetracts(t *testing.T) {
 	dir := t.TempDir()
-	rules := filepath.Join(dir, "rules")
-	if err := os.Mkdir(rules, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(rules, "r.yaml"), []byte(`
+	rules := writeRules(t, dir, `
 counters:
   - {name: card_sum_30m, dimension: card, measure: sum, window: 30m, where: 'outcome.approved && txn.txn_type == "purchase"'}
 rules:
   - {id: split, condition: 'txn.txn_type == "purchase" && velocity.card_sum_30m + txn.amount > 1500', action: decline}
-`), 0o644); err != nil {
-		t.Fatal(err)
-	}
+`)
 	e, err := risk.New(rules, risk.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer e.Close()
-	db, err := badger.Open(badger.DefaultOptions(filepath.Join(dir, "db")).WithLogger(nil).WithSyncWrites(false))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	j, err := journal.Open(db, journal.Options{Dir: filepath.Join(dir, "journal")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer j.Close()
+	j := testJournal(t, dir)
 	s := &Server{Risk: e, Journal: j}
 
 	t0 := time.Now().UTC().Add(-10 * time.Minute)
@@ -140,34 +125,19 @@ rules:
 // purchase's count goes twice, and the card's other live purchase with it.
 func TestRemoteFoldPartialRefunds(t *testing.T) {
 	dir := t.TempDir()
-	rules := filepath.Join(dir, "rules")
-	if err := os.Mkdir(rules, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(rules, "r.yaml"), []byte(`
+	rules := writeRules(t, dir, `
 counters:
   - {name: card_count_30m, dimension: card, measure: count, window: 30m,
      where: 'outcome.approved && txn.txn_type == "purchase"', retract: [void, reversal, refund]}
 rules:
   - {id: busy_card, condition: 'txn.txn_type == "purchase" && velocity.card_count_30m >= 1', action: decline}
-`), 0o644); err != nil {
-		t.Fatal(err)
-	}
+`)
 	e, err := risk.New(rules, risk.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer e.Close()
-	db, err := badger.Open(badger.DefaultOptions(filepath.Join(dir, "db")).WithLogger(nil).WithSyncWrites(false))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	j, err := journal.Open(db, journal.Options{Dir: filepath.Join(dir, "journal")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer j.Close()
+	j := testJournal(t, dir)
 	s := &Server{Risk: e, Journal: j}
 
 	t0 := time.Now().UTC().Add(-10 * time.Minute)
@@ -230,4 +200,34 @@ rules:
 	if !busy() {
 		t.Fatal("after a purchase refunded in full in two parts, the card's other purchase (3.00, not refunded) no longer counts: the refunded purchase's count was taken out twice (each refund folded as the one that made it whole)")
 	}
+}
+
+// writeRules writes a rules directory under dir holding one file of yaml, and
+// returns it.
+func writeRules(t *testing.T, dir, yaml string) string {
+	t.Helper()
+	rules := filepath.Join(dir, "rules")
+	if err := os.Mkdir(rules, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(rules, "r.yaml"), []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return rules
+}
+
+// testJournal opens a journal on a Badger under dir, closed when the test ends.
+func testJournal(t *testing.T, dir string) *journal.Store {
+	t.Helper()
+	db, err := badger.Open(badger.DefaultOptions(filepath.Join(dir, "db")).WithLogger(nil).WithSyncWrites(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	j, err := journal.Open(db, journal.Options{Dir: filepath.Join(dir, "journal")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = j.Close() })
+	return j
 }
