@@ -272,20 +272,7 @@ func (l *StoreLog) CatchUp(ctx context.Context, r statelog.Replica) error {
 	if err != nil {
 		return err
 	}
-	for {
-		l.mu.Lock()
-		ch := l.applied
-		l.mu.Unlock()
-		rev := r.Revision()
-		if rev >= last {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return fmt.Errorf("cluster: %s has applied revision %d of %d when the wait ended: %w", l.name, rev, last, ctx.Err())
-		}
-	}
+	return l.Await(ctx, r, last)
 }
 
 func (l *StoreLog) signalApplied() {

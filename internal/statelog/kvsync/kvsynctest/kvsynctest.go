@@ -48,8 +48,9 @@ func (l *Log) Commits() []statelog.Commit {
 	return append([]statelog.Commit(nil), l.commits...)
 }
 
-// Append implements statelog.Log.
-func (l *Log) Append(ctx context.Context, c statelog.Commit, after uint64) (uint64, error) {
+// note counts and keeps c, calls Before, and says whether its acknowledgement is to
+// be lost.
+func (l *Log) note(c statelog.Commit) (unknown bool) {
 	l.mu.Lock()
 	l.n++
 	n, unknown := l.n, l.unknown
@@ -58,6 +59,12 @@ func (l *Log) Append(ctx context.Context, c statelog.Commit, after uint64) (uint
 	if l.Before != nil {
 		l.Before(n)
 	}
+	return unknown
+}
+
+// Append implements statelog.Log.
+func (l *Log) Append(ctx context.Context, c statelog.Commit, after uint64) (uint64, error) {
+	unknown := l.note(c)
 	rev, err := l.Inner.Append(ctx, c, after)
 	if errors.Is(err, statelog.ErrConflict) {
 		defer func() { l.Conflicts <- err }()
@@ -75,14 +82,7 @@ func (l *Log) Submit(ctx context.Context, c statelog.Commit, seen uint64) (uint6
 	if !ok {
 		return 0, fmt.Errorf("test: %T is not a statelog.Submitter", l.Inner)
 	}
-	l.mu.Lock()
-	l.n++
-	n, unknown := l.n, l.unknown
-	l.commits = append(l.commits, c)
-	l.mu.Unlock()
-	if l.Before != nil {
-		l.Before(n)
-	}
+	unknown := l.note(c)
 	rev, err := inner.Submit(ctx, c, seen)
 	if err == nil && unknown {
 		return 0, fmt.Errorf("test: revision %d not acknowledged: %w", rev, statelog.ErrUnavailable)
