@@ -320,6 +320,24 @@ func (b *settleBook) add(it settleItem) bool {
 	return true
 }
 
+// keeps reports whether b holds a final version of the record rrn kept for the
+// journal's return (oweRecord): answered 91 journal-unavailable, and its approval, if
+// any, taken back (undoApproval: its 0420 queued or owed). The journal may hold the
+// approval all the same (a cluster's write acknowledged too late) until settle writes
+// the kept version: a refund, void, completion or reversal of it meanwhile is to see
+// it as not approved, or the card is credited (or reversed) a second time. It sees
+// only this node's book: another node of a cluster reads the journal's approval.
+func (b *settleBook) keeps(rrn string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, it := range b.items {
+		if it.rec != nil && it.rec.RRN == rrn {
+			return true
+		}
+	}
+	return false
+}
+
 func (b *settleBook) len() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()

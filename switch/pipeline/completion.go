@@ -149,7 +149,7 @@ func (p *Pipeline) completionRefusal(t *txn, pre *journal.Record) (reason, rc st
 		return "preauth-reversed", message.RCInvalidTransaction
 	case reversalPending(pre):
 		return "original-reversal-owed", message.RCInvalidTransaction
-	case !pre.Approved():
+	case !pre.Approved() || p.unsettled.keeps(pre.RRN):
 		return "preauth-not-approved", message.RCInvalidTransaction
 	case r.AuthCode != pre.AuthCode:
 		return "completion-auth-code-mismatch", message.RCInvalidTransaction

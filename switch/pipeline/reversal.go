@@ -326,7 +326,7 @@ func (p *Pipeline) reversal(ctx context.Context, t *txn) (frontend.Response, err
 			return p.respond(ctx, t, message.RCInvalidTransaction, "", "switch", "void-not-reversible")
 		case orig.Reversed():
 			note = "original already reversed by " + orig.ReversedBy
-		case !orig.Approved():
+		case !orig.Approved() || p.unsettled.keeps(orig.RRN):
 			note = "original was not approved: nothing to reverse"
 		case orig.Type == "preauth" && p.completedPreauth(orig):
 			unlock()
@@ -423,7 +423,7 @@ func (p *Pipeline) void(ctx context.Context, t *txn) (frontend.Response, error) 
 		return p.decline(ctx, t, message.RCInvalidTransaction, "switch", "original-already-reversed")
 	case reversalPending(orig):
 		return p.decline(ctx, t, message.RCInvalidTransaction, "switch", "original-reversal-owed")
-	case !orig.Approved():
+	case !orig.Approved() || p.unsettled.keeps(orig.RRN):
 		return p.decline(ctx, t, message.RCInvalidTransaction, "switch", "original-not-approved")
 	case orig.Received.In(loc).Format("2006-01-02") != t.start.In(loc).Format("2006-01-02"):
 		return p.decline(ctx, t, message.RCInvalidTransaction, "switch", "void-not-same-day")
@@ -482,7 +482,7 @@ func (p *Pipeline) refund(ctx context.Context, t *txn) (frontend.Response, error
 		reason, rc = "original-already-reversed", message.RCInvalidTransaction
 	case reversalPending(orig):
 		reason, rc = "original-reversal-owed", message.RCInvalidTransaction
-	case !orig.Approved():
+	case !orig.Approved() || p.unsettled.keeps(orig.RRN):
 		reason, rc = "original-not-approved", message.RCInvalidTransaction
 	case t.start.Sub(orig.Received) > p.cfg.RefundWindow:
 		reason, rc = "refund-window-passed", message.RCInvalidTransaction

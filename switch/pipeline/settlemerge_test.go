@@ -38,14 +38,17 @@ func TestSettleKeepsRefundReservation(t *testing.T) {
 	if a.RC == "00" || h.p.unsettled.len() != 1 || !h.record(a.RRN).Approved() {
 		t.Fatalf("purchase answered %s %q, %d kept for settle, stored rc %s", a.RC, a.Reason, h.p.unsettled.len(), h.record(a.RRN).RC)
 	}
+	// The refund reaches another node of the cluster (sharing the journal), which
+	// does not know of this node's kept version (settleBook.keeps).
+	h2 := newHarness(t, func(h2 *harness, _ *Config) { h2.j, h2.q, h2.stan = h.j, h.q, 100 })
 	settled := false
-	h.bank.script(func(sent) (*iso8583.Message, error) {
+	h2.bank.script(func(sent) (*iso8583.Message, error) {
 		// The housekeeping's tick while the refund is at its issuer.
 		h.p.settle(context.Background())
 		settled = true
 		return issuerAnswer("05", ""), nil
 	})
-	rf := h.do(h.refund(a, 300))
+	rf := h2.do(h2.refund(a, 300))
 	if !settled || rf.RC != "05" {
 		t.Fatalf("refund answered %s (settled during it: %v)", rf.RC, settled)
 	}
@@ -67,7 +70,10 @@ func TestSettleKeepsCompletionMark(t *testing.T) {
 		t.Fatalf("pre-authorization answered %s, stored rc %s", pre.RC, h.record(pre.RRN).RC)
 	}
 	pre.AuthCode = h.record(pre.RRN).AuthCode
-	c := h.do(h.completion(pre, 10000))
+	// Completed on another node of the cluster (sharing the journal), which does not
+	// know of this node's kept version (settleBook.keeps).
+	h2 := newHarness(t, func(h2 *harness, _ *Config) { h2.j, h2.q, h2.stan = h.j, h.q, 100 })
+	c := h2.do(h2.completion(pre, 10000))
 	if c.RC != "00" {
 		t.Fatalf("completion answered %s %q", c.RC, c.Reason)
 	}
