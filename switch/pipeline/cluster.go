@@ -475,27 +475,33 @@ func (p *Pipeline) settleOne(ctx context.Context, it settleItem) error {
 		return err
 	}
 	defer unlock()
-	cur, err := p.journal.Get(it.rec.RRN)
+	// Merged into a copy, each try afresh: a write that fails keeps the item as it
+	// was kept, so that the next try reads the stored version again (a refund's
+	// release or a completion's void in between would otherwise be taken back by
+	// the values this try merged).
+	rec := *it.rec
+	rec.Events = slices.Clone(it.rec.Events)
+	cur, err := p.journal.Get(rec.RRN)
 	switch {
 	case err == nil:
-		mergeStored(it.rec, cur)
+		mergeStored(&rec, cur)
 	case !errors.Is(err, journal.ErrNotFound):
 		return err
 	}
-	err = p.journal.Write(ctx, it.rec, it.first, true)
+	err = p.journal.Write(ctx, &rec, it.first, true)
 	var replay *journal.KSNReplayError
-	if it.first && it.rec.KSN != "" && errors.As(err, &replay) {
+	if it.first && rec.KSN != "" && errors.As(err, &replay) {
 		// A replay of its KSN reached the cluster's order first (this request was
 		// never sent: its write-ahead record is what failed). The record is kept,
 		// without the KSN, as the answer the terminal got.
-		it.rec.KSN = ""
-		err = p.journal.Write(ctx, it.rec, true, true)
+		it.rec.KSN, rec.KSN = "", ""
+		err = p.journal.Write(ctx, &rec, true, true)
 	}
 	var dup *journal.DuplicateError
 	if errors.As(err, &dup) {
-		if dup.RRN == it.rec.RRN {
+		if dup.RRN == rec.RRN {
 			// The write that failed had been taken after all: this is an update.
-			err = p.journal.Write(ctx, it.rec, false, true)
+			err = p.journal.Write(ctx, &rec, false, true)
 		} else {
 			// Another request holds the key now: nothing of this one was taken.
 			err = nil

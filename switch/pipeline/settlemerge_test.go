@@ -82,3 +82,42 @@ func TestSettleKeepsCompletionMark(t *testing.T) {
 		t.Errorf("pre-authorization after settle: completed by %q (want %s), rc %s", r.CompletedBy, c.RRN, r.RC)
 	}
 }
+
+// TestSettleMergesAfreshEachTry: a settle write that fails keeps the item as it was
+// kept, not as merged: a refund's reservation merged in by the failed try and
+// released before the next one is not written back by it.
+func TestSettleMergesAfreshEachTry(t *testing.T) {
+	h := newHarness(t)
+	takenAfterAll(h, "purchase")
+	a := h.do(h.purchase(1000))
+	h.j.writeHook = nil
+	if a.RC == "00" || h.p.unsettled.len() != 1 {
+		t.Fatalf("purchase answered %s %q, %d kept for settle", a.RC, a.Reason, h.p.unsettled.len())
+	}
+	// Refunded on another node of the cluster, sharing the journal: reserved.
+	h2 := newHarness(t, func(h2 *harness, _ *Config) { h2.j, h2.q, h2.stan = h.j, h.q, 100 })
+	rtx := h2.refund(a, 300)
+	if rf := h2.do(rtx); rf.RC != "00" || h.record(a.RRN).Refunded != 300 {
+		t.Fatalf("refund answered %s %q, original refunded %d", rf.RC, rf.Reason, h.record(a.RRN).Refunded)
+	}
+	// The tick's settle write of the original fails.
+	h.j.writeHook = func(r *journal.Record, _ bool) error {
+		if r.RRN == a.RRN {
+			return errNoQuorum
+		}
+		return nil
+	}
+	h.p.settle(context.Background())
+	h.j.writeHook = nil
+	if h.p.unsettled.len() != 1 {
+		t.Fatalf("%d kept for settle after the failed write, want 1", h.p.unsettled.len())
+	}
+	// The refund is reversed by its terminal: the reservation goes back.
+	if rv := h2.do(h2.reversal(rtx, 300)); rv.RC != "00" || h.record(a.RRN).Refunded != 0 {
+		t.Fatalf("refund's reversal answered %s %q, original refunded %d", rv.RC, rv.Reason, h.record(a.RRN).Refunded)
+	}
+	h.p.settle(context.Background())
+	if r := h.record(a.RRN); r.Refunded != 0 || r.RC != "91" {
+		t.Errorf("original after settle: refunded %d (want 0: the refund was reversed), rc %s", r.Refunded, r.RC)
+	}
+}
