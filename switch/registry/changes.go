@@ -100,6 +100,14 @@ type Change struct {
 	AlertRule     *AlertRule     `json:"alert_rule,omitempty"`     // alert-rule.put
 	// Ext is the payload of an operation another package registered (RegisterOp).
 	Ext json.RawMessage `json:"ext,omitempty"`
+	// Base holds the versions of the existing merchants and terminals the change
+	// changes ("merchant/ID", "terminal/ID"), as they were when it was requested: an
+	// approval after another change moved one of them is refused, since what the
+	// reviewer was shown (the record then, and the change's effect on it) is no
+	// longer what approving would apply (a patch of a whole field, limits say, would
+	// silently take back the other change). Empty in changes requested before 5
+	// December 2026, which are not checked.
+	Base map[string]int64 `json:"base,omitempty"`
 
 	Status        ChangeStatus `json:"status"`
 	RequestedBy   string       `json:"requested_by"`
@@ -210,9 +218,11 @@ func (r *review) requestChange(p Actor, c Change) (*Change, error) {
 	if c.Op != OpTerminalChange {
 		c.TerminalPatch = nil
 	}
-	if _, err := r.compute(&c, now); err != nil {
+	effs, err := r.compute(&c, now)
+	if err != nil {
 		return nil, err
 	}
+	c.Base = baseVersions(effs)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	c.Seq = r.chgSeq + 1
@@ -294,6 +304,9 @@ func (r *review) GetChange(id string) (*ChangePreview, error) {
 	pv := &ChangePreview{Change: c}
 	if c.Status == ChangePending {
 		effs, err := r.compute(c, r.now())
+		if err == nil {
+			err = stale(c, effs)
+		}
 		if err != nil {
 			pv.Error = err.Error()
 		}
@@ -309,6 +322,48 @@ func (r *review) GetChange(id string) (*ChangePreview, error) {
 		}
 	}
 	return pv, nil
+}
+
+// base returns the key and version of the existing merchant or terminal e changes
+// (ok false for a new record, an alert rule or another package's operation).
+func (e effect) base() (key string, version int64, ok bool) {
+	switch {
+	case e.mBefore != nil:
+		return "merchant/" + e.mBefore.ID, e.mBefore.Version, true
+	case e.tBefore != nil:
+		return "terminal/" + e.tBefore.ID, e.tBefore.Version, true
+	}
+	return "", 0, false
+}
+
+// baseVersions returns Change.Base for a change with effects effs.
+func baseVersions(effs []effect) map[string]int64 {
+	var m map[string]int64
+	for _, e := range effs {
+		if k, v, ok := e.base(); ok {
+			if m == nil {
+				m = map[string]int64{}
+			}
+			m[k] = v
+		}
+	}
+	return m
+}
+
+// stale refuses a change one of whose records another change (or the switch's own
+// suspension) moved since it was requested (Change.Base).
+func stale(c *Change, effs []effect) error {
+	for _, e := range effs {
+		k, v, ok := e.base()
+		if !ok {
+			continue
+		}
+		if was, known := c.Base[k]; known && was != v {
+			return conflictf("%s changed since %s was requested (version %d then, %d now): approving it would apply something other than what it showed; request the change again",
+				k, c.ID, was, v)
+		}
+	}
+	return nil
 }
 
 // ChangeFilter selects changes; empty fields match everything.
@@ -392,6 +447,9 @@ func (r *review) approve(p Actor, id, note string) (*Change, error) {
 	effs, err := r.compute(c, now)
 	if err != nil {
 		return nil, fmt.Errorf("approve %s (%s %s): %w", c.ID, c.Op, c.Target, err)
+	}
+	if err := stale(c, effs); err != nil {
+		return nil, err
 	}
 	c.Status, c.ReviewedBy, c.ReviewedAt, c.ReviewNote = ChangeApproved, p.Name, &now, strings.TrimSpace(note)
 	for i := range effs {
