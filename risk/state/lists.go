@@ -95,8 +95,11 @@ var (
 )
 
 // Normalize checks e and puts its value into canonical form (country codes in
-// upper case). It refuses anything that looks like a clear PAN.
+// upper case). It refuses a value that looks like a clear PAN, and masks the card
+// numbers in the note (carddata.MaskText): a note is free text a person typed, kept
+// rather than refused.
 func (e *ListEntry) Normalize() error {
+	e.Note, _ = carddata.MaskText(e.Note)
 	e.List = strings.TrimSpace(e.List)
 	e.Kind = strings.TrimSpace(e.Kind)
 	e.Value = strings.TrimSpace(e.Value)
