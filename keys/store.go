@@ -31,6 +31,7 @@ import (
 
 	"github.com/switchyard/switchyard/hsm"
 	"github.com/switchyard/switchyard/hsm/dukpt"
+	"github.com/switchyard/switchyard/internal/carddata"
 	"github.com/switchyard/switchyard/internal/statelog"
 	"github.com/switchyard/switchyard/internal/statelog/kvsync"
 )
@@ -533,6 +534,13 @@ func setJSON(c *kvsync.Commit, key []byte, v any) error {
 // SetStatus changes the status of one key version (revoke, or re-activate a version
 // that is not revoked) and audits it.
 func (s *Store) SetStatus(ctx context.Context, ref hsm.KeyRef, st hsm.Status, detail string) (hsm.KeyRecord, error) {
+	// detail is the reason a person typed: a pasted card number is masked
+	// (carddata.MaskText) before it reaches the key audit log.
+	if m, n := carddata.MaskText(detail); n > 0 {
+		detail = m
+		s.log.Info().Str("object", "key "+ref.ID).Str("field", "reason").Int("card_numbers", n).
+			Msg("card number masked in free text")
+	}
 	if st != hsm.StatusActive && st != hsm.StatusRevoked {
 		return hsm.KeyRecord{}, fmt.Errorf("%w: status %q cannot be set (want active or revoked)", hsm.ErrInput, st)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
+	"github.com/switchyard/switchyard/internal/carddata"
 	"github.com/switchyard/switchyard/internal/statelog"
 	"github.com/switchyard/switchyard/internal/statelog/kvsync"
 )
@@ -91,33 +92,14 @@ var (
 	cardHashPattern = regexp.MustCompile(`^[A-Za-z0-9_+=-]{16,128}$`)
 	idValuePattern  = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,32}$`)
 	countryPattern  = regexp.MustCompile(`^[A-Z]{2}$`)
-	panLike         = regexp.MustCompile(`^[0-9]{12,19}$`)
-	// track2Like is ISO 7813 track 2 data: the PAN, the = (or D) separator, then
-	// digits (expiry, service code, discretionary data).
-	track2Like = regexp.MustCompile(`^[0-9]{12,19}[=D][0-9]*$`)
-	// separatedDigits are digit groups joined by spaces or dashes, as a PAN is
-	// printed or typed ("4761 7390 0101 0119", "4761-7390-0101-0119").
-	separatedDigits = regexp.MustCompile(`[0-9]+(?:[ -][0-9]+)+`)
 )
 
-// cardDataLike reports whether v is or holds card data: a PAN, bare or written with
-// separators, or track 2 data.
-func cardDataLike(v string) bool {
-	if panLike.MatchString(v) || track2Like.MatchString(v) {
-		return true
-	}
-	for _, m := range separatedDigits.FindAllString(v, -1) {
-		n := len(m) - strings.Count(m, " ") - strings.Count(m, "-")
-		if n >= 12 && n <= 19 {
-			return true
-		}
-	}
-	return false
-}
-
 // Normalize checks e and puts its value into canonical form (country codes in
-// upper case). It refuses anything that looks like a clear PAN.
+// upper case). It refuses a value that looks like a clear PAN, and masks the card
+// numbers in the note (carddata.MaskText): a note is free text a person typed, kept
+// rather than refused.
 func (e *ListEntry) Normalize() error {
+	e.Note, _ = carddata.MaskText(e.Note)
 	e.List = strings.TrimSpace(e.List)
 	e.Kind = strings.TrimSpace(e.Kind)
 	e.Value = strings.TrimSpace(e.Value)
@@ -127,7 +109,7 @@ func (e *ListEntry) Normalize() error {
 	if !ValidListKind(e.Kind) {
 		return fmt.Errorf("list kind %q: want bin, card, terminal, merchant or country", e.Kind)
 	}
-	if e.Kind != KindMerchant && cardDataLike(e.Value) {
+	if e.Kind != KindMerchant && carddata.Like(e.Value) {
 		return fmt.Errorf("list value for kind %s looks like a card number: give the card hash, never a PAN", e.Kind)
 	}
 	ok := false

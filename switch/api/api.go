@@ -222,7 +222,9 @@ func (a *api) adapt(statusOf func(error) int, fn handlerFunc) http.Handler {
 			admin.WriteError(w, http.StatusUnauthorized, errors.New("no authenticated principal"))
 			return
 		}
+		r, m := withMasked(r, a.o.Logger)
 		v, err := fn(r, p)
+		m.setHeader(w)
 		if err != nil {
 			status := http.StatusInternalServerError
 			var he *Error

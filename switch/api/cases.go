@@ -88,6 +88,7 @@ func (g *casesAPI) assign(r *http.Request, p admin.Principal) (any, error) {
 	if err := admin.ReadJSON(r, &req); err != nil {
 		return nil, badRequest("%v", err)
 	}
+	maskText(r, p, "case "+r.PathValue("id"), "note", &req.Note)
 	return g.s.Assign(caseActor(p), r.PathValue("id"), req.To, req.Note)
 }
 
@@ -96,5 +97,6 @@ func (g *casesAPI) decide(r *http.Request, p admin.Principal) (any, error) {
 	if err := admin.ReadJSON(r, &req); err != nil {
 		return nil, badRequest("%v", err)
 	}
+	maskText(r, p, "case "+r.PathValue("id"), "decision note", &req.Note)
 	return g.s.Decide(caseActor(p), r.PathValue("id"), req.Verdict, req.Note)
 }

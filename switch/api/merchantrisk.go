@@ -63,6 +63,7 @@ func (a *api) merchantRiskRoutes() {
 		if err := readBody(r, &b); err != nil {
 			return nil, err
 		}
+		maskText(r, p, "merchant rating "+r.PathValue("id"), "reason", &b.Reason)
 		return m.PinRating(r.Context(), r.PathValue("id"), b.Grade, b.Reason, p.Name, b.Days)
 	})
 	a.route("DELETE /api/v1/merchants/{id}/rating/pin", analysts, st, func(r *http.Request, p admin.Principal) (any, error) {
@@ -72,6 +73,7 @@ func (a *api) merchantRiskRoutes() {
 		if err := readBody(r, &b); err != nil {
 			return nil, err
 		}
+		maskText(r, p, "merchant rating "+r.PathValue("id"), "reason", &b.Reason)
 		return m.UnpinRating(r.Context(), r.PathValue("id"), b.Reason, p.Name)
 	})
 	a.route("POST /api/v1/risk/ratings/recompute", operators, st, func(r *http.Request, _ admin.Principal) (any, error) {
@@ -92,6 +94,7 @@ func (a *api) merchantRiskRoutes() {
 		if err := readBody(r, &b); err != nil {
 			return nil, err
 		}
+		maskText(r, p, "change webhook.put "+r.PathValue("id"), "reason", &b.Reason)
 		return requested(m.SetWebhook(r.Context(), r.PathValue("id"), b, actor(p)))
 	})
 	a.route("GET /api/v1/merchants/{id}/notices", readers, st, func(r *http.Request, _ admin.Principal) (any, error) {

@@ -159,7 +159,12 @@ func (g *registryAPI) getMerchant(r *http.Request, _ admin.Principal) (any, erro
 }
 
 // request asks for change c as p: 202 with the pending change.
-func (g *registryAPI) request(p admin.Principal, c registry.Change) (any, error) {
+func (g *registryAPI) request(r *http.Request, p admin.Principal, c registry.Change) (any, error) {
+	obj := "change " + string(c.Op)
+	if c.Target != "" {
+		obj += " " + c.Target
+	}
+	maskText(r, p, obj, "reason", &c.Reason)
 	ch, err := g.reg.RequestChange(actor(p), c)
 	if err != nil {
 		return nil, err
@@ -173,7 +178,7 @@ func (g *registryAPI) registerMerchant(r *http.Request, p admin.Principal) (any,
 		return nil, err
 	}
 	m := body.Merchant
-	return g.request(p, registry.Change{Op: registry.OpMerchantRegister, Merchant: &m, Reason: body.Reason})
+	return g.request(r, p, registry.Change{Op: registry.OpMerchantRegister, Merchant: &m, Reason: body.Reason})
 }
 
 func (g *registryAPI) changeMerchant(r *http.Request, p admin.Principal) (any, error) {
@@ -182,7 +187,7 @@ func (g *registryAPI) changeMerchant(r *http.Request, p admin.Principal) (any, e
 		return nil, err
 	}
 	patch := body.MerchantPatch
-	return g.request(p, registry.Change{Op: registry.OpMerchantChange, Target: r.PathValue("id"), MerchantPatch: &patch, Reason: body.Reason})
+	return g.request(r, p, registry.Change{Op: registry.OpMerchantChange, Target: r.PathValue("id"), MerchantPatch: &patch, Reason: body.Reason})
 }
 
 func (g *registryAPI) merchantAction(r *http.Request, p admin.Principal) (any, error) {
@@ -200,7 +205,7 @@ func (g *registryAPI) action(r *http.Request, p admin.Principal, kind string, op
 	if err := readBody(r, &body); err != nil {
 		return nil, err
 	}
-	return g.request(p, registry.Change{Op: o, Target: r.PathValue("id"), Reason: body.Text()})
+	return g.request(r, p, registry.Change{Op: o, Target: r.PathValue("id"), Reason: body.Text()})
 }
 
 // --- terminals ---
@@ -248,7 +253,7 @@ func (g *registryAPI) registerTerminal(r *http.Request, p admin.Principal) (any,
 		return nil, err
 	}
 	t := body.Terminal
-	return g.request(p, registry.Change{Op: registry.OpTerminalRegister, Terminal: &t, Reason: body.Reason})
+	return g.request(r, p, registry.Change{Op: registry.OpTerminalRegister, Terminal: &t, Reason: body.Reason})
 }
 
 func (g *registryAPI) changeTerminal(r *http.Request, p admin.Principal) (any, error) {
@@ -257,7 +262,7 @@ func (g *registryAPI) changeTerminal(r *http.Request, p admin.Principal) (any, e
 		return nil, err
 	}
 	patch := body.TerminalPatch
-	return g.request(p, registry.Change{Op: registry.OpTerminalChange, Target: r.PathValue("id"), TerminalPatch: &patch, Reason: body.Reason})
+	return g.request(r, p, registry.Change{Op: registry.OpTerminalChange, Target: r.PathValue("id"), TerminalPatch: &patch, Reason: body.Reason})
 }
 
 func (g *registryAPI) terminalAction(r *http.Request, p admin.Principal) (any, error) {
@@ -291,6 +296,7 @@ func importCSV(r *http.Request, p admin.Principal, imp func(registry.Actor, io.R
 		in.Reason = r.URL.Query().Get("reason")
 		in.DryRun, _ = strconv.ParseBool(r.URL.Query().Get("dry_run"))
 	}
+	maskText(r, p, "import", "reason", &in.Reason)
 	rep, err := imp(actor(p), strings.NewReader(in.CSV), in.Reason, in.DryRun)
 	if err != nil {
 		return nil, err
@@ -328,7 +334,9 @@ func (g *registryAPI) review(r *http.Request, p admin.Principal, fn func(registr
 	if err := readBody(r, &body); err != nil {
 		return nil, err
 	}
-	return fn(actor(p), r.PathValue("id"), body.Text())
+	text := body.Text()
+	maskText(r, p, "change "+r.PathValue("id"), "review note", &text)
+	return fn(actor(p), r.PathValue("id"), text)
 }
 
 func (g *registryAPI) approve(r *http.Request, p admin.Principal) (any, error) {
@@ -419,7 +427,9 @@ func (g *registryAPI) incidentAction(r *http.Request, p admin.Principal) (any, e
 	if err := readBody(r, &body); err != nil {
 		return nil, err
 	}
-	return fn(actor(p), r.PathValue("id"), body.Text())
+	text := body.Text()
+	maskText(r, p, "incident "+r.PathValue("id"), "note", &text)
+	return fn(actor(p), r.PathValue("id"), text)
 }
 
 // --- alerts ---
@@ -449,7 +459,9 @@ func (g *registryAPI) ackAlert(r *http.Request, p admin.Principal) (any, error) 
 	if err := readBody(r, &body); err != nil {
 		return nil, err
 	}
-	return g.reg.AcknowledgeAlert(actor(p), r.PathValue("id"), body.Text())
+	text := body.Text()
+	maskText(r, p, "alert "+r.PathValue("id"), "note", &text)
+	return g.reg.AcknowledgeAlert(actor(p), r.PathValue("id"), text)
 }
 
 func (g *registryAPI) listRules(_ *http.Request, _ admin.Principal) (any, error) {
@@ -483,7 +495,7 @@ func (g *registryAPI) putRule(r *http.Request, p admin.Principal) (any, error) {
 	}
 	if ar.ChangesTerminals() {
 		// Reviewed like the suspensions it will make: 202 with the change.
-		return g.request(p, registry.Change{Op: registry.OpAlertRulePut, AlertRule: &ar, Reason: body.Reason})
+		return g.request(r, p, registry.Change{Op: registry.OpAlertRulePut, AlertRule: &ar, Reason: body.Reason})
 	}
 	return g.reg.PutAlertRule(actor(p), ar)
 }

@@ -96,6 +96,7 @@ func (g *riskAPI) addEntry(r *http.Request, p admin.Principal) (any, error) {
 	if err := admin.ReadJSON(r, &req); err != nil {
 		return nil, WithStatus(http.StatusBadRequest, err)
 	}
+	maskText(r, p, "list entry "+req.List+"/"+req.Kind, "note", &req.Note)
 	e, err := req.Entry(time.Now())
 	if err != nil {
 		return nil, WithStatus(http.StatusBadRequest, err)

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/switchyard/switchyard/internal/carddata"
 	"github.com/switchyard/switchyard/internal/kvjson"
 	"github.com/switchyard/switchyard/internal/statelog"
 	"github.com/switchyard/switchyard/internal/statelog/kvsync"
@@ -527,6 +528,19 @@ const (
 	RoleAdmin   = "admin"
 )
 
+// maskText masks the card numbers in s, free text p typed into field of object
+// (carddata.MaskText), so that a PAN pasted into a note is not stored in clear
+// (the cases' Badger files, the operation log, in a cluster the STATE stream). It
+// logs that it did, never the number; the note is kept, masked.
+func (s *Store) maskText(p Actor, object, field, text string) string {
+	m, n := carddata.MaskText(text)
+	if n > 0 {
+		s.log.Info().Str("object", object).Str("field", field).Str("by", p.Name).Int("card_numbers", n).
+			Msg("card number masked in free text")
+	}
+	return m
+}
+
 // mayHandle: analysts assign and decide cases; admin may do all.
 func mayHandle(p Actor) bool {
 	return p.Role == RoleAnalyst || p.Role == RoleAdmin
@@ -546,10 +560,11 @@ func (s *Store) Assign(p Actor, id, to, note string) (*Case, error) {
 	if err != nil {
 		return nil, err
 	}
+	note = s.maskText(p, "case "+id, "note", strings.TrimSpace(note))
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.Flush()
-	c, err := s.change(p, n, "case.assign", strings.TrimSpace(note), func(c *Case, now time.Time) error {
+	c, err := s.change(p, n, "case.assign", note, func(c *Case, now time.Time) error {
 		if c.Status == StatusDecided {
 			return kindErrorf(ErrConflict, "case %s is decided (%s by %s): it cannot be assigned", c.ID, c.Decision.Verdict, c.Decision.By)
 		}
@@ -578,7 +593,7 @@ func (s *Store) Decide(p Actor, id string, v Verdict, note string) (*Case, error
 	if s.opts.Registry == nil || (v == VerdictFraud && s.opts.Lists == nil) {
 		return nil, errors.New("cases: this store cannot decide (no registry or deny list)")
 	}
-	note = strings.TrimSpace(note)
+	note = s.maskText(p, "case "+id, "decision note", strings.TrimSpace(note))
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c, err := s.Get(id)

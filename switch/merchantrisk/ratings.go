@@ -29,6 +29,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/rs/zerolog"
 
+	"github.com/switchyard/switchyard/internal/carddata"
 	"github.com/switchyard/switchyard/internal/statelog"
 	"github.com/switchyard/switchyard/internal/statelog/kvsync"
 	"github.com/switchyard/switchyard/risk/profile"
@@ -476,6 +477,7 @@ func (r *Ratings) Explain(merchant string) (*Explanation, error) {
 // (days, default the policy's pin_review_days). In a cluster every node has the pin
 // once this returns.
 func (r *Ratings) Pin(merchant, grade, reason, by string, days int) (*rating.State, error) {
+	reason = r.maskText(merchant, by, reason)
 	if _, ok := r.reg.Merchant(merchant); !ok {
 		return nil, fmt.Errorf("merchant %s: %w", merchant, ErrNotFound)
 	}
@@ -496,9 +498,23 @@ func (r *Ratings) Pin(merchant, grade, reason, by string, days int) (*rating.Sta
 	return r.setPin(merchant, pin, "merchant.rating.pin", by, "pinned by "+by+": "+reason)
 }
 
+// maskText masks the card numbers in reason, the free text by typed to pin or
+// unpin merchant's rating (carddata.MaskText), so that a pasted PAN is not stored
+// in clear (the pins, the operation log, in a cluster the STATE stream). It logs
+// that it did, never the number; the reason is kept, masked.
+func (r *Ratings) maskText(merchant, by, reason string) string {
+	m, n := carddata.MaskText(reason)
+	if n > 0 {
+		r.opts.Logger.Info().Str("object", "merchant rating "+merchant).Str("field", "reason").Str("by", by).
+			Int("card_numbers", n).Msg("card number masked in free text")
+	}
+	return m
+}
+
 // Unpin removes a merchant's pin; the grade stays until the next computation
 // decides (a downgrade at once, an upgrade after the clean period).
 func (r *Ratings) Unpin(merchant, reason, by string) (*rating.State, error) {
+	reason = r.maskText(merchant, by, reason)
 	r.mu.Lock()
 	_, pinned := r.pins[merchant]
 	r.mu.Unlock()

@@ -1,23 +1,9 @@
 package message
 
+import "github.com/switchyard/switchyard/internal/carddata"
+
 // Luhn reports whether the digits of s pass the Luhn (mod 10) check.
-func Luhn(s string) bool {
-	sum, double := 0, false
-	for i := len(s) - 1; i >= 0; i-- {
-		d := int(s[i] - '0')
-		if d < 0 || d > 9 {
-			return false
-		}
-		if double {
-			if d *= 2; d > 9 {
-				d -= 9
-			}
-		}
-		sum += d
-		double = !double
-	}
-	return len(s) > 0 && sum%10 == 0
-}
+func Luhn(s string) bool { return carddata.Luhn(s) }
 
 // DemoCard returns the i-th Luhn-valid 16-digit card of the demo BIN 476173 in a range
 // (4761738...) that holds none of the demo fleet's special cards, for tests and load

@@ -11,6 +11,8 @@ import (
 
 	"github.com/moov-io/iso8583"
 	iso8583errors "github.com/moov-io/iso8583/errors"
+
+	"github.com/switchyard/switchyard/internal/carddata"
 )
 
 // MaxBody is the largest message body the terminal interface allows, in bytes.
@@ -87,12 +89,7 @@ func (r *Request) TransmissionTime(now time.Time) (time.Time, error) {
 }
 
 // MaskPAN masks a PAN to first 6 / last 4. Shorter inputs are masked entirely.
-func MaskPAN(pan string) string {
-	if len(pan) < 13 {
-		return strings.Repeat("*", len(pan))
-	}
-	return pan[:6] + strings.Repeat("*", len(pan)-10) + pan[len(pan)-4:]
-}
+func MaskPAN(pan string) string { return carddata.MaskPAN(pan) }
 
 // FormatError is a request that cannot be processed as sent. When MTI, STAN and TID
 // could be read the switch answers DE 39 = 30; otherwise it closes the connection.

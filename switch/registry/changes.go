@@ -175,6 +175,7 @@ func canReview(p Actor) bool {
 // that the change could be applied now and fills ID, status and requester. Only
 // operators and admins may request changes.
 func (r *review) RequestChange(p Actor, c Change) (*Change, error) {
+	r.maskChange(p, &c)
 	return retry(r.store, func() (*Change, error) { return r.requestChange(p, c) })
 }
 
@@ -406,6 +407,7 @@ const importChunk = 500
 // at once (Check sees it before Approve returns) and every record it touches gets an
 // oplog entry with the record before and after.
 func (r *review) Approve(p Actor, id, note string) (*Change, error) {
+	note = r.maskText(p, "change "+id, "review note", note)
 	c, err := retry(r.store, func() (*Change, error) { return r.approve(p, id, note) })
 	if err == nil {
 		r.applyExt(c)
@@ -532,6 +534,7 @@ func (r *review) Cancel(p Actor, id, note string) (*Change, error) {
 }
 
 func (r *review) closeChange(p Actor, id, note string, to ChangeStatus, action string) (*Change, error) {
+	note = r.maskText(p, "change "+id, "review note", note)
 	return retry(r.store, func() (*Change, error) { return r.closeChangeOnce(p, id, note, to, action) })
 }
 

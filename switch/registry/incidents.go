@@ -471,6 +471,7 @@ func (r *incidents) ResolveIncident(p Actor, id, note string) (*Incident, error)
 }
 
 func (r *incidents) updateIncident(p Actor, id, note string, to IncidentStatus) (*Incident, error) {
+	note = r.maskText(p, "incident "+id, "note", note)
 	return retry(r.store, func() (*Incident, error) { return r.updateIncidentOnce(p, id, note, to) })
 }
 

@@ -1,0 +1,282 @@
+// Package carddata finds card data (PANs, track data) in strings that people type,
+// so that none is stored or logged in clear (PCI DSS: a PAN is shown as first 6 /
+// last 4 at most). It depends on the standard library only, so that every package
+// that stores free text can import it.
+package carddata
+
+import (
+	"regexp"
+	"strings"
+)
+
+// Luhn reports whether the digits of s pass the Luhn (mod 10) check.
+func Luhn(s string) bool {
+	sum, double := 0, false
+	for i := len(s) - 1; i >= 0; i-- {
+		d := int(s[i] - '0')
+		if d < 0 || d > 9 {
+			return false
+		}
+		if double {
+			if d *= 2; d > 9 {
+				d -= 9
+			}
+		}
+		sum += d
+		double = !double
+	}
+	return len(s) > 0 && sum%10 == 0
+}
+
+// MaskPAN masks a PAN to first 6 / last 4. Shorter inputs are masked entirely.
+func MaskPAN(pan string) string {
+	if len(pan) < 13 {
+		return strings.Repeat("*", len(pan))
+	}
+	return pan[:6] + strings.Repeat("*", len(pan)-10) + pan[len(pan)-4:]
+}
+
+var (
+	panLike = regexp.MustCompile(`^[0-9]{12,19}$`)
+	// track2Like is ISO 7813 track 2 data: the PAN, the = (or D) separator, then
+	// digits (expiry, service code, discretionary data).
+	track2Like = regexp.MustCompile(`^[0-9]{12,19}[=D][0-9]*$`)
+	// separatedDigits are digit groups joined by spaces or dashes, as a PAN is
+	// printed or typed ("4761 7390 0101 0119", "4761-7390-0101-0119").
+	separatedDigits = regexp.MustCompile(`[0-9]+(?:[ -][0-9]+)+`)
+)
+
+// Like reports whether v, a value that should be an identifier (a card hash, a
+// terminal ID), is or holds card data: 12 to 19 digits, bare or written with
+// separators, or track 2 data. It does not ask for the Luhn check: a value that
+// looks like a PAN is refused whether or not it is one.
+func Like(v string) bool {
+	if panLike.MatchString(v) || track2Like.MatchString(v) {
+		return true
+	}
+	for _, m := range separatedDigits.FindAllString(v, -1) {
+		n := len(m) - strings.Count(m, " ") - strings.Count(m, "-")
+		if n >= 12 && n <= 19 {
+			return true
+		}
+	}
+	return false
+}
+
+// The lengths of a PAN (ISO/IEC 7812) MaskText looks for.
+const (
+	minPAN = 13
+	maxPAN = 19
+)
+
+// minGroup and maxGroup bound the digits of each group of a PAN written with
+// separators ("4761 7390 0101 0119", "3782 822463 10005", "476173-9001010119"):
+// shorter groups are dates, times, parts of phone numbers; longer ones (a 12-digit
+// RRN) are numbers of their own.
+const (
+	minGroup = 3
+	maxGroup = 10
+)
+
+// MaskText replaces the card numbers in s, free text a person typed, with their
+// masked form (first 6, '*', last 4) and reports how many it replaced. A card
+// number is 13 to 19 digits that pass the Luhn check, written in one piece or in
+// groups of 3 to 10 digits joined by single spaces or single dashes (one kind per
+// number), not glued to a letter or another digit. Track data loses everything but
+// the masked PAN: in track 2 (PAN, '=' or 'D', digits) the separator and the digits
+// after it, in track 1 ("%B" PAN "^" name "^" digits) the format code, name and
+// digits. When two readings of a run of groups overlap (a number typed just before
+// a PAN may pass the check with the PAN's first groups) the whole run is masked as
+// one, so that no reading leaves digits of a PAN in clear. Numbers that fail the
+// Luhn check, shorter or longer runs (amounts, 12-digit RRNs, STANs, dates, phone
+// numbers) and digits inside words (card hashes in hex, IDs) are left as they are.
+func MaskText(s string) (string, int) {
+	if countDigits(s) < minPAN {
+		return s, 0
+	}
+	var b strings.Builder
+	n, copied := 0, 0
+	for i := 0; i < len(s); {
+		if !isDigit(s[i]) {
+			i++
+			continue
+		}
+		gs := groups(s, i)
+		next := gs[len(gs)-1].end
+		if len(gs) > 1 {
+			// The last group may start a number written with the other separator.
+			next = gs[len(gs)-1].start
+		}
+		var cur found
+		have := false
+		flush := func() {
+			var digits strings.Builder
+			for z := cur.first; z <= cur.last; z++ {
+				digits.WriteString(s[gs[z].start:gs[z].end])
+			}
+			b.WriteString(s[copied:cur.start])
+			b.WriteString(MaskPAN(digits.String()))
+			copied, n = cur.end, n+1
+			next = max(cur.end, next)
+		}
+		for a := range gs {
+			m, ok := match(s, gs, a)
+			if !ok {
+				continue
+			}
+			if have && m.first <= cur.last {
+				cur.last, cur.end = max(cur.last, m.last), max(cur.end, m.end)
+				continue
+			}
+			if have {
+				flush()
+			}
+			cur, have = m, true
+		}
+		if have {
+			flush()
+		}
+		i = next
+	}
+	if n == 0 {
+		return s, 0
+	}
+	b.WriteString(s[copied:])
+	return b.String(), n
+}
+
+// group is one run of digits, s[start:end].
+type group struct{ start, end int }
+
+// groups reads the digit groups from s[i] (a digit) on: runs of digits joined by
+// one separator, a space or a dash, the same between every two groups.
+func groups(s string, i int) []group {
+	var gs []group
+	var sep byte
+	for {
+		j := i
+		for j < len(s) && isDigit(s[j]) {
+			j++
+		}
+		gs = append(gs, group{i, j})
+		if j+1 >= len(s) || (s[j] != ' ' && s[j] != '-') || !isDigit(s[j+1]) {
+			return gs
+		}
+		if sep != 0 && s[j] != sep {
+			return gs
+		}
+		sep, i = s[j], j+1
+	}
+}
+
+// found is one card number in s: s[start:end] goes; its digits are those of groups
+// first to last.
+type found struct{ start, end, first, last int }
+
+// match finds the longest card number that starts with group a of gs.
+func match(s string, gs []group, a int) (found, bool) {
+	if a == 0 && gs[0].start > 0 && isWord(s[gs[0].start-1]) && !track1Start(s, gs[0].start) {
+		return found{}, false
+	}
+	var best found
+	ok := false
+	digits := make([]byte, 0, maxPAN)
+	for z := a; z < len(gs); z++ {
+		if z > a && (!grouped(gs[a]) || !grouped(gs[z])) {
+			break
+		}
+		digits = append(digits, s[gs[z].start:gs[z].end]...)
+		if len(digits) > maxPAN {
+			break
+		}
+		if len(digits) < minPAN || !Luhn(string(digits)) {
+			continue
+		}
+		end := gs[z].end
+		if z == len(gs)-1 && end < len(s) {
+			if e, isTrack := trackEnd(s, end, z == a, track1Start(s, gs[a].start)); isTrack {
+				end = e
+			} else if isWord(s[end]) {
+				continue
+			}
+		}
+		best, ok = found{start: g0start(s, gs[a].start), end: end, first: a, last: z}, true
+	}
+	return best, ok
+}
+
+// grouped reports whether g can be a group of a PAN written with separators.
+func grouped(g group) bool { return g.end-g.start >= minGroup && g.end-g.start <= maxGroup }
+
+// trackEnd reports whether s[end:] continues the PAN that ends there as track data,
+// and where the track data ends. Only a PAN in one piece (whole) can be track data.
+func trackEnd(s string, end int, whole, track1 bool) (int, bool) {
+	if !whole {
+		return 0, false
+	}
+	if track1 {
+		// ^NAME^YYMM... up to the end sentinel or the end of the digits.
+		if s[end] != '^' {
+			return 0, false
+		}
+		k := strings.IndexByte(s[end+1:], '^')
+		if k < 0 {
+			return 0, false
+		}
+		j := end + 1 + k + 1
+		for j < len(s) && isDigit(s[j]) {
+			j++
+		}
+		return j, true
+	}
+	switch s[end] {
+	case '=':
+		j := end + 1
+		for j < len(s) && isDigit(s[j]) {
+			j++
+		}
+		return j, true
+	case 'D':
+		j := end + 1
+		for j < len(s) && isDigit(s[j]) {
+			j++
+		}
+		// At least the expiry (YYMM), and not a word like "4761...Dollars".
+		if j-end-1 >= 4 && (j == len(s) || !isWord(s[j])) {
+			return j, true
+		}
+	}
+	return 0, false
+}
+
+// track1Start reports whether the digits at s[i] follow "%B", the start of track 1.
+func track1Start(s string, i int) bool {
+	return i >= 2 && s[i-1] == 'B' && s[i-2] == '%'
+}
+
+// g0start is where a card number whose digits start at i begins: the "%B" of
+// track 1 goes with it.
+func g0start(s string, i int) int {
+	if track1Start(s, i) {
+		return i - 2
+	}
+	return i
+}
+
+func countDigits(s string) int {
+	n := 0
+	for i := 0; i < len(s); i++ {
+		if isDigit(s[i]) {
+			n++
+		}
+	}
+	return n
+}
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
+
+// isWord reports whether c is a letter, a digit or '_': digits glued to one are
+// part of a word (a hash, an ID), not a card number.
+func isWord(c byte) bool {
+	return isDigit(c) || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || c == '_'
+}

@@ -1,0 +1,123 @@
+package carddata
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestMaskText(t *testing.T) {
+	for _, c := range []struct {
+		name, in, want string
+		n              int
+	}{
+		{"visa bare", "card 4761739001010119 stolen", "card 476173******0119 stolen", 1},
+		{"mastercard bare", "5413330089010004", "541333******0004", 1},
+		{"whole note", "PAN: 4761739001010119.", "PAN: 476173******0119.", 1},
+		{"spaces", "customer read 4761 7390 0101 0119 on the phone", "customer read 476173******0119 on the phone", 1},
+		{"dashes", "4761-7390-0101-0119", "476173******0119", 1},
+		{"amex 4-6-5", "amex 3782 822463 10005 ok", "amex 378282*****0005 ok", 1},
+		{"6-10", "476173-9001010119", "476173******0119", 1},
+		{"13 digits", "old visa 4222222222222", "old visa 422222***2222", 1},
+		{"19 digits", "4761739001010119005 x", "476173*********9005 x", 1},
+		{"19 digits 4-4-4-4-3", "5413 3300 8901 0004 004", "541333*********4004", 1},
+		{"two cards", "4761739001010119 and 5413330089010004", "476173******0119 and 541333******0004", 2},
+		{"track 2 =", "swiped 4761739001010119=29121010000012345 at POS", "swiped 476173******0119 at POS", 1},
+		{"track 2 D", "4761739001010119D29121010000012345", "476173******0119", 1},
+		{"track 2 sentinels", ";4761739001010119=2912101?", ";476173******0119?", 1},
+		{"track 2 cut", "x 5413330089010004=2512 y", "x 541333******0004 y", 1},
+		{"track 1", "%B4761739001010119^DOE/JOHN^2912101000?", "476173******0119?", 1},
+		{"after a date", "2026-05-01 4761 7390 0101 0119", "2026-05-01 476173******0119", 1},
+		{"after a short group", "ref 12-4761 7390 0101 0119", "ref 12-476173******0119", 1},
+		{"after an RRN", "RRN 612345678901 4761 7390 0101 0119", "RRN 612345678901 476173******0119", 1},
+		{"pan then stan", "4761 7390 0101 0119 123456", "476173******0119 123456", 1},
+		{"unicode around", "carte «4761739001010119»", "carte «476173******0119»", 1},
+		{"json-ish", `{"pan":"5413330089010004"}`, `{"pan":"541333******0004"}`, 1},
+		{"number before a PAN passing with its first groups", "amount 1505 4761 7390 0101 0119", "amount 150547**********0119", 1},
+		{"number before a PAN failing with it", "amount 1500 4761 7390 0101 0119", "amount 1500 476173******0119", 1},
+		{"newline separated", "card:\n4761739001010119\n", "card:\n476173******0119\n", 1},
+
+		// Near misses: left as they are.
+		{"luhn fails", "4761739001010118", "4761739001010118", 0},
+		{"luhn fails spaced", "4761 7390 0101 0118", "4761 7390 0101 0118", 0},
+		{"12-digit RRN", "RRN 612345678901", "RRN 612345678901", 0},
+		{"12 digits luhn", "476173900107", "476173900107", 0},
+		{"20 digits", "47617390010101190000", "47617390010101190000", 0},
+		{"STAN and amount", "STAN 000123 amount 1500.00 EUR", "STAN 000123 amount 1500.00 EUR", 0},
+		{"amount with separators", "refund 1 000 000.00", "refund 1 000 000.00", 0},
+		{"date time", "2026-05-01 12:30:00", "2026-05-01 12:30:00", 0},
+		{"phone failing luhn", "call +49 170 1234 5679", "call +49 170 1234 5679", 0},
+		{"short groups", "47 61 73 90 01 01 01 19", "47 61 73 90 01 01 01 19", 0},
+		{"double space", "4761  7390  0101  0119", "4761  7390  0101  0119", 0},
+		{"mixed separators", "4761-7390 0101-0119", "4761-7390 0101-0119", 0},
+		{"hex hash", "hash 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "hash 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", 0},
+		{"digits glued to letters", "id4761739001010119", "id4761739001010119", 0},
+		{"digits then letters", "4761739001010119abc", "4761739001010119abc", 0},
+		{"D then word", "4761739001010119Dollars", "4761739001010119Dollars", 0},
+		{"empty", "", "", 0},
+		{"no digits", "customer called about a refund", "customer called about a refund", 0},
+	} {
+		got, n := MaskText(c.in)
+		if got != c.want || n != c.n {
+			t.Errorf("%s: MaskText(%q) = %q, %d; want %q, %d", c.name, c.in, got, n, c.want, c.n)
+		}
+	}
+}
+
+// TestMaskTextHexHashes: a hex card hash with a Luhn-valid digit run inside is
+// left alone, wherever the run is.
+func TestMaskTextHexHashes(t *testing.T) {
+	for _, h := range []string{
+		"ab4761739001010119cd",
+		"4761739001010119cdef0123",
+		"abcdef0123454761739001010119",
+	} {
+		if got, n := MaskText(h); got != h || n != 0 {
+			t.Errorf("MaskText(%q) = %q, %d", h, got, n)
+		}
+	}
+}
+
+func TestMaskTextLeavesNoPAN(t *testing.T) {
+	pans := []string{"4761739001010119", "5413330089010004", "378282246310005", "6011000000000000001"}
+	for _, p := range pans {
+		for _, form := range []string{p, spaced(p, " "), spaced(p, "-"), p + "=2912101", "note: " + p + ", thanks"} {
+			got, n := MaskText(form)
+			if n != 1 || strings.Contains(strings.NewReplacer(" ", "", "-", "").Replace(got), p) {
+				t.Errorf("MaskText(%q) = %q, %d", form, got, n)
+			}
+		}
+	}
+}
+
+func spaced(p, sep string) string {
+	var parts []string
+	for len(p) > 4 {
+		parts, p = append(parts, p[:4]), p[4:]
+	}
+	return strings.Join(append(parts, p), sep)
+}
+
+func TestLuhnAndMaskPAN(t *testing.T) {
+	if !Luhn("4761739001010119") || Luhn("4761739001010118") || Luhn("") || Luhn("47a1") {
+		t.Error("Luhn")
+	}
+	if got := MaskPAN("4761739001010119"); got != "476173******0119" {
+		t.Errorf("MaskPAN = %q", got)
+	}
+	if got := MaskPAN("123456"); got != "******" {
+		t.Errorf("MaskPAN short = %q", got)
+	}
+}
+
+func TestLike(t *testing.T) {
+	for _, v := range []string{"4761739001010119", "4761-7390-0101-0119", "4761739001010119=2912", "476173-9001010119", "5500-0000-0000-0004-extra"} {
+		if !Like(v) {
+			t.Errorf("Like(%q) = false", v)
+		}
+	}
+	for _, v := range []string{"9f86d081884c7d659a2feaa0c55ad015", "T0000001", "476173", "M-100"} {
+		if Like(v) {
+			t.Errorf("Like(%q) = true", v)
+		}
+	}
+}

@@ -1,0 +1,55 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+
+	"github.com/rs/zerolog"
+
+	"github.com/switchyard/switchyard/internal/carddata"
+	"github.com/switchyard/switchyard/switch/admin"
+)
+
+// MaskedHeader is the answer's header that says how many card numbers the server
+// masked in the free text of the request (notes, reasons) before storing it. The
+// libraries mask them too (for the console and other callers); the API masks first
+// so that it can say so.
+const MaskedHeader = "Card-Numbers-Masked"
+
+// masked counts the card numbers masked in one request's free text.
+type masked struct {
+	n   int
+	log zerolog.Logger
+}
+
+type maskedKey struct{}
+
+// withMasked gives r a counter of masked card numbers.
+func withMasked(r *http.Request, log zerolog.Logger) (*http.Request, *masked) {
+	m := &masked{log: log}
+	return r.WithContext(context.WithValue(r.Context(), maskedKey{}, m)), m
+}
+
+// maskText masks the card numbers in *s, free text p typed into field of object
+// (carddata.MaskText), counts them for the answer's MaskedHeader and logs at Info
+// that it did, never the number. The text is kept, masked, not refused.
+func maskText(r *http.Request, p admin.Principal, object, field string, s *string) {
+	text, n := carddata.MaskText(*s)
+	if n == 0 {
+		return
+	}
+	*s = text
+	if m, ok := r.Context().Value(maskedKey{}).(*masked); ok {
+		m.n += n
+		m.log.Info().Str("object", object).Str("field", field).Str("principal", p.Name).Int("card_numbers", n).
+			Str("path", r.URL.Path).Msg("card number masked in free text")
+	}
+}
+
+// setHeader writes the MaskedHeader when something was masked.
+func (m *masked) setHeader(w http.ResponseWriter) {
+	if m.n > 0 {
+		w.Header().Set(MaskedHeader, strconv.Itoa(m.n))
+	}
+}
