@@ -109,3 +109,22 @@ func TestRetiredVersionNotRevivedByRevokingItsSuccessor(t *testing.T) {
 		t.Fatalf("translate after revoking v2: %v", err)
 	}
 }
+
+// Two custodians who enter the same component (a copied form, or one custodian
+// replaying the other's) form the all-zero key, which odd parity turns into the DES
+// weak key 0101...01: FormKey must refuse a key whose components cancel out.
+func TestFormKeyRefusesComponentsThatCancel(t *testing.T) {
+	e := newEnv(t, hsm.Options{})
+	c := hx(t, "0123456789ABCDEFFEDCBA9876543210")
+	res, err := e.hsm.FormKey(e.ctx, hsm.FormKeyRequest{KeySpec: hsm.KeySpec{ID: "same.ZMK", Type: hsm.ZMK}, Components: [][]byte{c, append([]byte(nil), c...)}})
+	if err == nil {
+		t.Errorf("two equal components formed %s with KCV %s (components' KCVs %v): the key is 01010101010101010101010101010101, a DES weak key", res.Ref, res.KCV, res.ComponentKCVs)
+	}
+	// Of three components, two equal ones cancel out: the key is the third
+	// custodian's component, known to that custodian alone (no split knowledge).
+	c3 := hx(t, "C1D0F8FB4958670DBA40AB1F3752EF0D")
+	res, err = e.hsm.FormKey(e.ctx, hsm.FormKeyRequest{KeySpec: hsm.KeySpec{ID: "same3.ZMK", Type: hsm.ZMK}, Components: [][]byte{c, c3, append([]byte(nil), c...)}})
+	if err == nil {
+		t.Errorf("components 1 and 3 equal formed %s with KCV %s: the key is component 2 alone", res.Ref, res.KCV)
+	}
+}
