@@ -193,8 +193,20 @@ func (s *Software) FormKey(ctx context.Context, req FormKeyRequest) (KeyResult, 
 		if err != nil {
 			return KeyResult{}, fmt.Errorf("form key %s: component %d: %w", req.ID, i+1, err)
 		}
+		for j := range i {
+			if subtle.ConstantTimeCompare(c, req.Components[j]) == 1 {
+				return KeyResult{}, fmt.Errorf("form key %s: %w: components %d and %d are equal: they cancel out, leaving the key known to one custodian (or all zero)", req.ID, ErrInput, j+1, i+1)
+			}
+		}
 		kcvs = append(kcvs, ck.String())
 		sym.XOR(key, key, c)
+	}
+	var nonzero byte
+	for _, b := range key {
+		nonzero |= b
+	}
+	if nonzero == 0 {
+		return KeyResult{}, fmt.Errorf("form key %s: %w: the components combine to the all-zero key", req.ID, ErrInput)
 	}
 	if !req.Algorithm.IsAES() {
 		sym.SetOddParity(key)
