@@ -193,8 +193,20 @@ func (s *Software) FormKey(ctx context.Context, req FormKeyRequest) (KeyResult, 
 		if err != nil {
 			return KeyResult{}, fmt.Errorf("form key %s: component %d: %w", req.ID, i+1, err)
 		}
+		for j := range i {
+			if subtle.ConstantTimeCompare(c, req.Components[j]) == 1 {
+				return KeyResult{}, fmt.Errorf("form key %s: %w: components %d and %d are equal: they cancel out, leaving the key known to one custodian (or all zero)", req.ID, ErrInput, j+1, i+1)
+			}
+		}
 		kcvs = append(kcvs, ck.String())
 		sym.XOR(key, key, c)
+	}
+	var nonzero byte
+	for _, b := range key {
+		nonzero |= b
+	}
+	if nonzero == 0 {
+		return KeyResult{}, fmt.Errorf("form key %s: %w: the components combine to the all-zero key", req.ID, ErrInput)
 	}
 	if !req.Algorithm.IsAES() {
 		sym.SetOddParity(key)
@@ -205,6 +217,23 @@ func (s *Software) FormKey(ctx context.Context, req FormKeyRequest) (KeyResult, 
 	}
 	res.ComponentKCVs = kcvs
 	return res, nil
+}
+
+// modeAllows reports whether a key that a TR-31 block authorises for mode of use
+// have may be stored with mode want: the same, N (no restriction), or a narrower
+// mode (B covers encrypt-only E and decrypt-only D; C covers generate-only G and
+// verify-only V). A key sent as verify-only or unwrap-only must not become able to
+// generate MACs or wrap keys here.
+func modeAllows(have, want byte) bool {
+	switch have {
+	case want, tr31.ModeAny:
+		return true
+	case tr31.ModeEncDec:
+		return want == tr31.ModeEncrypt || want == tr31.ModeDecrypt
+	case tr31.ModeMAC:
+		return want == tr31.ModeGenerate || want == tr31.ModeVerify
+	}
+	return false
 }
 
 var exportRank = map[byte]int{tr31.ExportNone: 0, tr31.ExportTrusted: 1, tr31.ExportSensitive: 2}
@@ -236,6 +265,9 @@ func (s *Software) ImportKey(ctx context.Context, req ImportKeyRequest) (KeyResu
 		defer sym.Wipe(key)
 		if h.Usage != prof.Usage || h.Algorithm != prof.Algorithm {
 			return KeyResult{}, fmt.Errorf("import key %s: %w: the TR-31 block holds usage %s algorithm %c, a %s (%s) needs usage %s algorithm %c", req.ID, ErrKeyUsage, h.Usage, h.Algorithm, req.Type, req.Algorithm, prof.Usage, prof.Algorithm)
+		}
+		if !modeAllows(h.ModeOfUse, prof.ModeOfUse) {
+			return KeyResult{}, fmt.Errorf("import key %s: %w: the TR-31 block restricts the key to mode of use %c; a %s is stored with mode %c, which it does not allow", req.ID, ErrKeyUsage, h.ModeOfUse, req.Type, prof.ModeOfUse)
 		}
 		if exportRank[h.Exportability] < exportRank[exportability] {
 			exportability = h.Exportability

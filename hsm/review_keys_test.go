@@ -1,0 +1,130 @@
+package hsm_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchyard/switchyard/hsm"
+	"github.com/switchyard/switchyard/hsm/pinblock"
+	"github.com/switchyard/switchyard/hsm/tr31"
+)
+
+// A TR-31 block's mode of use is part of what the sender authorised: a key sent as
+// verify-only (V), unwrap-only (D) or encrypt-only (E) must not be stored with the
+// wider mode of its type's profile (C, B, B). ImportKey checks the usage and the
+// algorithm of the block but not its mode of use.
+func TestImportHonoursTR31ModeOfUse(t *testing.T) {
+	e := newEnv(t, hsm.Options{})
+	tmk := hsm.KeyRef{ID: "T0000001.TMK"}
+	wrap := func(usage string, mode byte, keyHex string) string {
+		t.Helper()
+		blk, err := tr31.Wrap(hx(t, demoTMK), tr31.Header{Version: tr31.VersionB, Usage: usage, Algorithm: tr31.AlgTDES, ModeOfUse: mode,
+			Exportability: tr31.ExportNone}, hx(t, keyHex), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return blk
+	}
+
+	// A verify-only MAC key (M3 V) imported as a TAK must not generate MACs.
+	if _, err := e.hsm.ImportKey(e.ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "v.TAK", Type: hsm.TAK}, KEK: tmk,
+		TR31: wrap(tr31.UsageMACAlg3, tr31.ModeVerify, "0123456789ABCDEFFEDCBA9876543210")}); err != nil {
+		t.Logf("verify-only MAC key refused at import (acceptable): %v", err)
+	} else if _, err := e.hsm.GenerateMAC(e.ctx, hsm.MACRequest{Key: hsm.KeyRef{ID: "v.TAK"}, Data: []byte("forged 0210")}); !errors.Is(err, hsm.ErrKeyUsage) {
+		t.Errorf("a TAK imported from a verify-only (M3 V) block generates MACs: err %v", err)
+	}
+
+	// An encrypt-only PIN key (P0 E) imported as a TPK must not decrypt PIN blocks.
+	if _, err := e.hsm.ImportKey(e.ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "e.TPK", Type: hsm.TPK}, KEK: tmk,
+		TR31: wrap(tr31.UsagePIN, tr31.ModeEncrypt, demoTPK)}); err != nil {
+		t.Logf("encrypt-only PIN key refused at import (acceptable): %v", err)
+	} else if _, err := e.hsm.TranslatePIN(e.ctx, hsm.TranslatePINRequest{Source: hsm.KeyRef{ID: "e.TPK"}, SourceFormat: pinblock.Format0,
+		PINBlock: pinUnder(t, demoTPK, pinblock.Format0, "1234"), Dest: hsm.KeyRef{ID: "demo.ZPK"}, DestFormat: pinblock.Format0, PAN: pan}); !errors.Is(err, hsm.ErrKeyUsage) {
+		t.Errorf("a TPK imported from an encrypt-only (P0 E) block decrypts PIN blocks: err %v", err)
+	}
+
+	// An unwrap-only KEK (K0 D) imported as a ZMK must not wrap (export) keys.
+	if _, err := e.hsm.ImportKey(e.ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "d.ZMK", Type: hsm.ZMK}, KEK: tmk,
+		TR31: wrap(tr31.UsageKEK, tr31.ModeDecrypt, "9BB091DF6B6162D3947AA46EDCFB312A")}); err != nil {
+		t.Logf("unwrap-only KEK refused at import (acceptable): %v", err)
+	} else if _, err := e.hsm.ExportKey(e.ctx, hsm.ExportKeyRequest{Key: hsm.KeyRef{ID: "demo.ZPK"},
+		ExportSpec: hsm.ExportSpec{KEK: hsm.KeyRef{ID: "d.ZMK"}, Format: hsm.ExportTR31}}); !errors.Is(err, hsm.ErrKeyUsage) {
+		t.Errorf("a ZMK imported from an unwrap-only (K0 D) block exports keys under it: err %v", err)
+	}
+}
+
+// Key-type separation: a key may serve one purpose only. An ECB export carries no
+// type, so its re-import under the same KEK as another type makes one key value
+// serve two purposes. One admin (no dual control) exports the terminal's TPK ECB
+// under its TMK and imports that as a TDK: DecryptData then decrypts the terminal's
+// PIN blocks in the clear.
+func TestECBReimportCannotRetypePINKey(t *testing.T) {
+	e := newEnv(t, hsm.Options{})
+	tmk := hsm.KeyRef{ID: "T0000001.TMK"}
+	ecb, err := e.hsm.ExportKey(e.ctx, hsm.ExportKeyRequest{Key: hsm.KeyRef{ID: "T0000001.TPK"}, ExportSpec: hsm.ExportSpec{KEK: tmk, Format: hsm.ExportECB}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.hsm.ImportKey(e.ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "T0000001.TDK", Type: hsm.TDK, Owner: "T0000001"}, KEK: tmk, ECB: ecb})
+	if err != nil {
+		t.Logf("re-import of the TPK as a TDK refused (good): %v", err)
+		return
+	}
+	block := pinUnder(t, demoTPK, pinblock.Format0, "4321")
+	clear, err := e.hsm.DecryptData(e.ctx, res.Ref, block)
+	if err != nil {
+		t.Fatalf("DecryptData: %v", err)
+	}
+	t.Errorf("the TPK (KCV %s) was re-imported as TDK %s (KCV %s); DecryptData under it gives the clear PIN block %X of PIN 4321",
+		strings.SplitN(ecb, ":", 2)[1], res.Ref, res.KCV, clear)
+}
+
+// A superseded version whose grace window has ended must never be used again. The
+// store derives "superseded" from the presence of a newer current version, so when
+// the newest version is revoked (or expires) the retired one becomes current again
+// and encrypts PINs outbound.
+func TestRetiredVersionNotRevivedByRevokingItsSuccessor(t *testing.T) {
+	e := newEnv(t, hsm.Options{})
+	zpk := hsm.KeyRef{ID: "demo.ZPK"}
+	if _, err := e.hsm.GenerateKey(e.ctx, hsm.GenerateKeyRequest{KeySpec: hsm.KeySpec{ID: "demo.ZPK", Type: hsm.ZPK, Owner: "demo", Grace: time.Hour}}); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(2 * time.Hour) // v1's grace window is over
+	v1, _ := e.store.Key(e.ctx, hsm.KeyRef{ID: "demo.ZPK", Version: 1})
+	if v1.Status != hsm.StatusSuperseded || v1.Usable(e.clock.Now(), hsm.Inbound) == nil {
+		t.Fatalf("sanity: v1 %s, grace until %s", v1.Status, v1.GraceUntil)
+	}
+	if _, err := e.store.SetStatus(e.ctx, hsm.KeyRef{ID: "demo.ZPK", Version: 2}, hsm.StatusRevoked, "suspected compromise"); err != nil {
+		t.Fatal(err)
+	}
+	out, err := e.hsm.TranslatePIN(e.ctx, hsm.TranslatePINRequest{Source: hsm.KeyRef{ID: "T0000001.TPK"}, SourceFormat: pinblock.Format0,
+		PINBlock: pinUnder(t, demoTPK, pinblock.Format0, "1234"), Dest: zpk, DestFormat: pinblock.Format0, PAN: pan})
+	if err == nil {
+		cur, _ := e.store.Key(e.ctx, zpk)
+		t.Errorf("after revoking v2, PIN 1234 went out under demo.ZPK v%d, superseded at %s and past its grace window (%s); clear under the v1 key: %s",
+			cur.Version, e.clock.Now().Add(-2*time.Hour).Format(time.RFC3339), v1.GraceUntil.Format(time.RFC3339), clearPIN(t, demoZPK, pinblock.Format0, out))
+	} else if !errors.Is(err, hsm.ErrKeyNotUsable) {
+		t.Fatalf("translate after revoking v2: %v", err)
+	}
+}
+
+// Two custodians who enter the same component (a copied form, or one custodian
+// replaying the other's) form the all-zero key, which odd parity turns into the DES
+// weak key 0101...01: FormKey must refuse a key whose components cancel out.
+func TestFormKeyRefusesComponentsThatCancel(t *testing.T) {
+	e := newEnv(t, hsm.Options{})
+	c := hx(t, "0123456789ABCDEFFEDCBA9876543210")
+	res, err := e.hsm.FormKey(e.ctx, hsm.FormKeyRequest{KeySpec: hsm.KeySpec{ID: "same.ZMK", Type: hsm.ZMK}, Components: [][]byte{c, append([]byte(nil), c...)}})
+	if err == nil {
+		t.Errorf("two equal components formed %s with KCV %s (components' KCVs %v): the key is 01010101010101010101010101010101, a DES weak key", res.Ref, res.KCV, res.ComponentKCVs)
+	}
+	// Of three components, two equal ones cancel out: the key is the third
+	// custodian's component, known to that custodian alone (no split knowledge).
+	c3 := hx(t, "C1D0F8FB4958670DBA40AB1F3752EF0D")
+	res, err = e.hsm.FormKey(e.ctx, hsm.FormKeyRequest{KeySpec: hsm.KeySpec{ID: "same3.ZMK", Type: hsm.ZMK}, Components: [][]byte{c, c3, append([]byte(nil), c...)}})
+	if err == nil {
+		t.Errorf("components 1 and 3 equal formed %s with KCV %s: the key is component 2 alone", res.Ref, res.KCV)
+	}
+}
