@@ -2,7 +2,6 @@ package hsm_test
 
 import (
 	"errors"
-	"strings"
 	"testing"
 	"time"
 
@@ -53,32 +52,6 @@ func TestImportHonoursTR31ModeOfUse(t *testing.T) {
 		ExportSpec: hsm.ExportSpec{KEK: hsm.KeyRef{ID: "d.ZMK"}, Format: hsm.ExportTR31}}); !errors.Is(err, hsm.ErrKeyUsage) {
 		t.Errorf("a ZMK imported from an unwrap-only (K0 D) block exports keys under it: err %v", err)
 	}
-}
-
-// Key-type separation: a key may serve one purpose only. An ECB export carries no
-// type, so its re-import under the same KEK as another type makes one key value
-// serve two purposes. One admin (no dual control) exports the terminal's TPK ECB
-// under its TMK and imports that as a TDK: DecryptData then decrypts the terminal's
-// PIN blocks in the clear.
-func TestECBReimportCannotRetypePINKey(t *testing.T) {
-	e := newEnv(t, hsm.Options{})
-	tmk := hsm.KeyRef{ID: "T0000001.TMK"}
-	ecb, err := e.hsm.ExportKey(e.ctx, hsm.ExportKeyRequest{Key: hsm.KeyRef{ID: "T0000001.TPK"}, ExportSpec: hsm.ExportSpec{KEK: tmk, Format: hsm.ExportECB}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := e.hsm.ImportKey(e.ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "T0000001.TDK", Type: hsm.TDK, Owner: "T0000001"}, KEK: tmk, ECB: ecb})
-	if err != nil {
-		t.Logf("re-import of the TPK as a TDK refused (good): %v", err)
-		return
-	}
-	block := pinUnder(t, demoTPK, pinblock.Format0, "4321")
-	clear, err := e.hsm.DecryptData(e.ctx, res.Ref, block)
-	if err != nil {
-		t.Fatalf("DecryptData: %v", err)
-	}
-	t.Errorf("the TPK (KCV %s) was re-imported as TDK %s (KCV %s); DecryptData under it gives the clear PIN block %X of PIN 4321",
-		strings.SplitN(ecb, ":", 2)[1], res.Ref, res.KCV, clear)
 }
 
 // A superseded version whose grace window has ended must never be used again. The

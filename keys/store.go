@@ -203,20 +203,33 @@ func span(vs []hsm.KeyRecord) string {
 	return fmt.Sprintf("the key has versions %d to %d; older ones were destroyed", vs[0].Version, vs[len(vs)-1].Version)
 }
 
-// current returns the index of the current version in vs: the newest one that is
-// not revoked, is activated and is not expired; -1 if none.
-func current(vs []hsm.KeyRecord, now time.Time) int {
+// newest returns the index of the newest version in vs that has activated, -1 if
+// none: it supersedes every older version for good.
+func newest(vs []hsm.KeyRecord, now time.Time) int {
 	for i := len(vs) - 1; i >= 0; i-- {
-		r := vs[i]
-		if r.Status == hsm.StatusRevoked || now.Before(r.ActivateAt) {
-			continue
+		if !now.Before(vs[i].ActivateAt) {
+			return i
 		}
-		if !r.ExpiresAt.IsZero() && !now.Before(r.ExpiresAt) {
-			continue
-		}
-		return i
 	}
 	return -1
+}
+
+// current returns the index of the current version in vs: the newest activated one
+// (newest), unless it is revoked or expired; -1 then, or if none has activated. An
+// older version is not brought back when its successor is revoked or expires: it
+// was superseded (its grace window, GraceVersions, may be over, and a retired key
+// stays retired); the key has no current version until a new one activates.
+// (Before 5 December 2026 the newest usable version was current: revoking a ZPK's
+// v2 made v1 encrypt PINs again, past its grace window.)
+func current(vs []hsm.KeyRecord, now time.Time) int {
+	i := newest(vs, now)
+	if i < 0 {
+		return -1
+	}
+	if r := vs[i]; r.Status == hsm.StatusRevoked || (!r.ExpiresAt.IsZero() && !now.Before(r.ExpiresAt)) {
+		return -1
+	}
+	return i
 }
 
 // Key implements hsm.KeyStore. A version older than the current one is returned
@@ -241,7 +254,7 @@ func (s *Store) Key(_ context.Context, ref hsm.KeyRef) (hsm.KeyRecord, error) {
 		return hsm.KeyRecord{}, fmt.Errorf("%w: %s (%s)", hsm.ErrKeyNotFound, ref, span(vs))
 	}
 	r := vs[i]
-	if r.Status == hsm.StatusActive && cur >= 0 && i < cur {
+	if r.Status == hsm.StatusActive && i < newest(vs, now) {
 		r.Status = hsm.StatusSuperseded
 	}
 	return r, nil
@@ -272,9 +285,8 @@ func (s *Store) GraceVersions(_ context.Context, id string) ([]hsm.KeyRecord, er
 	if len(vs) == 0 {
 		return nil, fmt.Errorf("%w: %s", hsm.ErrKeyNotFound, id)
 	}
-	cur := current(vs, now)
 	var out []hsm.KeyRecord
-	for i := cur - 1; i >= 0; i-- {
+	for i := newest(vs, now) - 1; i >= 0; i-- {
 		r := vs[i]
 		if r.Status == hsm.StatusActive && now.Before(r.GraceUntil) {
 			r.Status = hsm.StatusSuperseded
@@ -613,9 +625,9 @@ func (s *Store) List() []hsm.KeyRecord {
 	slices.Sort(ids)
 	for _, id := range ids {
 		vs := s.recs[id]
-		cur := current(vs, now)
+		n := newest(vs, now)
 		for i, r := range vs {
-			if r.Status == hsm.StatusActive && cur >= 0 && i < cur {
+			if r.Status == hsm.StatusActive && i < n {
 				r.Status = hsm.StatusSuperseded
 			}
 			out = append(out, r)
