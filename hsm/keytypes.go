@@ -249,6 +249,24 @@ type KeyStore interface {
 	BindLMK(ctx context.Context, kcv string) error
 }
 
+// CheckECBImport refuses to import a key of type t from an ECB form (the key
+// encrypted under a KEK, which carries no key type): an ECB export of one key
+// re-imported as another type would make one key value serve two purposes (a TPK
+// imported as a TDK decrypts the terminal's PIN blocks; as a ZMK it exports keys).
+// Only the working keys a terminal or a zone partner exchanges that way may come in
+// ECB (TPK, TAK, ZPK, ZAK); key-encrypting keys, BDKs, CVKs and data keys come as
+// TR-31 blocks (which carry their usage) or as components. A PIN key and a MAC key
+// can still be swapped between their two types this way, which gives a MAC
+// generation under a PIN key's value (an encryption, never a decryption): not
+// covered.
+func CheckECBImport(t KeyType) error {
+	switch t {
+	case TPK, TAK, ZPK, ZAK:
+		return nil
+	}
+	return fmt.Errorf("%w: a %s is not imported from an ECB form, which does not carry its key type (one key's ECB export could be re-imported as another type): give a TR-31 block, or form it from components", ErrPolicy, t)
+}
+
 var idRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
 // CheckKeyID checks that id is 1-64 characters of letters, digits, '.', '_' and '-',

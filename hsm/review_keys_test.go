@@ -101,3 +101,26 @@ func TestFormKeyRefusesComponentsThatCancel(t *testing.T) {
 		t.Errorf("components 1 and 3 equal formed %s with KCV %s: the key is component 2 alone", res.Ref, res.KCV)
 	}
 }
+
+// TestECBImportKeepsKeyTypes: an ECB form carries no key type, so one key's ECB export
+// re-imported as another type would serve two purposes (the terminal's TPK as a TDK:
+// DecryptData gives its PIN blocks in the clear; as a ZMK: keys exported under it).
+// Only the working keys exchanged that way may come in ECB.
+func TestECBImportKeepsKeyTypes(t *testing.T) {
+	e := newEnv(t, hsm.Options{})
+	tmk := hsm.KeyRef{ID: "T0000001.TMK"}
+	ecb, err := e.hsm.ExportKey(e.ctx, hsm.ExportKeyRequest{Key: hsm.KeyRef{ID: "T0000001.TPK"}, ExportSpec: hsm.ExportSpec{KEK: tmk, Format: hsm.ExportECB}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, typ := range []hsm.KeyType{hsm.TDK, hsm.ZMK, hsm.TMK, hsm.DEK} {
+		_, err := e.hsm.ImportKey(e.ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "T0000001.X" + string(typ), Type: typ, Owner: "T0000001"}, KEK: tmk, ECB: ecb})
+		if !errors.Is(err, hsm.ErrPolicy) {
+			t.Errorf("the TPK's ECB export imported as a %s: err %v, want ErrPolicy", typ, err)
+		}
+	}
+	// A TPK still comes in ECB (a terminal's working key under its TMK).
+	if _, err := e.hsm.ImportKey(e.ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "T0000002.TPK", Type: hsm.TPK}, KEK: tmk, ECB: ecb}); err != nil {
+		t.Errorf("a TPK imported from ECB: %v", err)
+	}
+}

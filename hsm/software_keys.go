@@ -281,6 +281,9 @@ func (s *Software) ImportKey(ctx context.Context, req ImportKeyRequest) (KeyResu
 		}
 	} else {
 		form = "ecb"
+		if err := CheckECBImport(req.Type); err != nil {
+			return KeyResult{}, fmt.Errorf("import key %s: %w", req.ID, err)
+		}
 		hexKey, kcvPart, found := strings.Cut(strings.TrimSpace(req.ECB), ":")
 		if found {
 			if wantKCV != "" && !strings.EqualFold(kcvPart, wantKCV) {

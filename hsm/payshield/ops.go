@@ -528,6 +528,11 @@ func (c *Client) ImportKey(ctx context.Context, req hsm.ImportKeyRequest) (hsm.K
 	if (req.TR31 == "") == (req.ECB == "") {
 		return hsm.KeyResult{}, fmt.Errorf("import key %s: %w: give exactly one of a TR-31 block and an ECB hex key", req.ID, hsm.ErrInput)
 	}
+	if req.ECB != "" {
+		if err := hsm.CheckECBImport(req.Type); err != nil {
+			return hsm.KeyResult{}, fmt.Errorf("import key %s: %w", req.ID, err)
+		}
+	}
 	krec, err := c.rec(ctx, req.KEK, hsm.Inbound)
 	if err != nil {
 		return hsm.KeyResult{}, fmt.Errorf("import key %s: KEK: %w", req.ID, err)
