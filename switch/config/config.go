@@ -256,6 +256,11 @@ type CUPListener struct {
 	MACByTerminal map[string]string `yaml:"mac_by_terminal"`
 	// AcquirerID is F32 of the answers (digits, at most 11; default none).
 	AcquirerID string `yaml:"acquirer_id"`
+	// SingleLengthPINKeys allows sign-ins that ask for single-length keys (60.3 =
+	// 001: an 8-byte PIK). PCI PIN requires PIN keys of double-length TDES at least,
+	// so such a sign-in is refused (63) unless this is set, for a fleet of old
+	// terminals that know no other scheme (false by default).
+	SingleLengthPINKeys bool `yaml:"single_length_pin_keys"`
 }
 
 // TLS configures TLS on a listener.

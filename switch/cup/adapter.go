@@ -75,6 +75,10 @@ type Config struct {
 	KeyGrace time.Duration
 	// AcquirerID is F32 of the answers (default none).
 	AcquirerID string
+	// SingleLengthPIN allows the sign-in scheme 001 (single-length PIK and MAK);
+	// without it such a sign-in is refused 63 (PCI PIN: PIN keys double-length TDES
+	// at least).
+	SingleLengthPIN bool
 	Now        func() time.Time
 	Logger     zerolog.Logger
 	// Sessions is the store of signed-in terminals, shared by the listeners of one

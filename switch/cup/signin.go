@@ -29,6 +29,10 @@ func (a *Adapter) signIn(ctx context.Context, c *frontend.Conn, f *Frame) (front
 	if !ok {
 		return a.reply(ans, sit, RCTerminalUnknown, nil, "terminal-unknown")
 	}
+	if f60.NetCode == "001" && !a.cfg.SingleLengthPIN {
+		a.log.Warn().Str("tid", tid).Msg("cup sign-in asking for single-length keys (60.3 001) refused: PIN keys are double-length TDES at least (PCI PIN); cup.single_length_pin_keys allows them")
+		return a.reply(ans, sit, message.RCSecurityViolation, nil, "single-length-pin-key-refused")
+	}
 	if term.Keys.TMK == "" {
 		return a.reply(ans, sit, RCNoMasterKey, nil, "no-tmk")
 	}

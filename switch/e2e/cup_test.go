@@ -77,7 +77,17 @@ func cupDo(t *testing.T, term *cup.Terminal, tx cup.Txn) *cup.Frame {
 }
 
 func TestCUPSignInEachScheme(t *testing.T) {
-	f := startCUP(t)
+	f := startDemo(t, func(c *config.Config) {
+		c.RulesDir = middayRules(t, time.Now())
+		for i := range c.Listeners {
+			if c.Listeners[i].Dialect == "cup" {
+				if c.Listeners[i].CUP == nil {
+					c.Listeners[i].CUP = &config.CUPListener{}
+				}
+				c.Listeners[i].CUP.SingleLengthPINKeys = true // scheme 001
+			}
+		}
+	})
 	for _, scheme := range []string{"001", "003", "004"} {
 		t.Run(scheme, func(t *testing.T) {
 			term := cupTerminal(t, f, scheme, cupHome)
@@ -119,6 +129,27 @@ func TestCUPSignInEachScheme(t *testing.T) {
 	ans := cupDo(t, first, cup.Txn{Kind: "balance", PAN: cupCard, Expiry: cupCardExp, PIN: "1234", STAN: "500001"})
 	if ans.Str(39) != "00" || ans.Has(64) || ans.Header.ProcessingRequirement() != cup.ReqSignIn {
 		t.Fatalf("balance under the previous keys in their grace period: %s MAC %v", cup.Summary(ans), ans.Has(64))
+	}
+}
+
+// TestCUPSingleLengthRefused: a sign-in asking for single-length keys (60.3 = 001, an
+// 8-byte PIK) is refused 63 unless the listener allows it (PCI PIN: PIN keys are
+// double-length TDES at least).
+func TestCUPSingleLengthRefused(t *testing.T) {
+	f := startCUP(t)
+	tmk, _ := hex.DecodeString(cupTMK)
+	term, err := cup.DialTerminal(f.s.ListenerAddr("cup"), "T0000001", "000000000000001", tmk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer term.Close()
+	term.Device = cupHome
+	ans, err := term.SignIn("001")
+	if err == nil && ans.Str(39) != "63" {
+		t.Fatalf("sign-in 001 on a listener without single_length_pin_keys: %s, want 63", cup.Summary(ans))
+	}
+	if err != nil && !strings.Contains(err.Error(), "63") {
+		t.Fatalf("sign-in 001: %v, want an answer 63", err)
 	}
 }
 

@@ -137,7 +137,7 @@ func TestQRConsumerPresented(t *testing.T) {
 // format error; the code is not in the journal in clear.
 func TestQRCUPDialect(t *testing.T) {
 	f, sim := startQR(t)
-	term := cupTerminal(t, f, "001", cupHome)
+	term := cupTerminal(t, f, "003", cupHome)
 	code := qrCodes[qr.WeChat]
 	paid := cupDo(t, term, cup.Txn{Kind: "sale", QRCode: code, Amount: 1000})
 	if paid.Str(39) != "00" || paid.Str(38) == "" {

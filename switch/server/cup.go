@@ -21,6 +21,7 @@ func newCUPAdapter(lc config.Listener, s *Server) *cup.Adapter {
 	if lc.CUP != nil {
 		cfg.MAC, _ = cup.ParseMAC(lc.CUP.MAC)
 		cfg.AcquirerID = lc.CUP.AcquirerID
+		cfg.SingleLengthPIN = lc.CUP.SingleLengthPINKeys
 		cfg.MACByTerminal = map[string]cup.MACAlgorithm{}
 		for tid, v := range lc.CUP.MACByTerminal {
 			cfg.MACByTerminal[tid], _ = cup.ParseMAC(v)
