@@ -79,8 +79,8 @@ type Config struct {
 	// without it such a sign-in is refused 63 (PCI PIN: PIN keys double-length TDES
 	// at least).
 	SingleLengthPIN bool
-	Now        func() time.Time
-	Logger     zerolog.Logger
+	Now             func() time.Time
+	Logger          zerolog.Logger
 	// Sessions is the store of signed-in terminals, shared by the listeners of one
 	// switch (nil: the adapter's own).
 	Sessions *Sessions
