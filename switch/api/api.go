@@ -222,7 +222,7 @@ func (a *api) adapt(statusOf func(error) int, fn handlerFunc) http.Handler {
 			admin.WriteError(w, http.StatusUnauthorized, errors.New("no authenticated principal"))
 			return
 		}
-		r, m := withMasked(r, a.o.Logger)
+		r, m := a.withMasked(r)
 		v, err := fn(r, p)
 		m.setHeader(w)
 		if err != nil {

@@ -25,9 +25,10 @@ type masked struct {
 
 type maskedKey struct{}
 
-// withMasked gives r a counter of masked card numbers.
-func withMasked(r *http.Request, log zerolog.Logger) (*http.Request, *masked) {
-	m := &masked{log: log}
+// withMasked gives r a counter of masked card numbers, which logs through the API's
+// logger.
+func (a *api) withMasked(r *http.Request) (*http.Request, *masked) {
+	m := &masked{log: a.o.Logger}
 	return r.WithContext(context.WithValue(r.Context(), maskedKey{}, m)), m
 }
 

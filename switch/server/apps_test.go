@@ -101,7 +101,7 @@ func TestAppUpdateOverTheWire(t *testing.T) {
 	}
 	ct.Device = t1CUPIdentity // the sign-in is checked as a transaction is
 	defer ct.Close()
-	for what, do := range map[string]func() (*cup.Frame, error){"sign-in": func() (*cup.Frame, error) { return ct.SignIn("001") }, "echo": ct.Echo} {
+	for what, do := range map[string]func() (*cup.Frame, error){"sign-in": func() (*cup.Frame, error) { return ct.SignIn("003") }, "echo": ct.Echo} {
 		ans, err := do()
 		if err != nil {
 			t.Fatalf("cup %s: %v", what, err)

@@ -23,7 +23,7 @@ func TestRotateTaskMakesCUPTerminalSignIn(t *testing.T) {
 	}
 	term.Device = t1CUPIdentity // the sign-in is checked as a transaction is
 	defer term.Close()
-	if ans, err := term.SignIn("001"); err != nil || ans.Str(39) != "00" {
+	if ans, err := term.SignIn("003"); err != nil || ans.Str(39) != "00" {
 		t.Fatalf("sign-in: %v", err)
 	}
 	balance := func() *cup.Frame {
@@ -45,7 +45,7 @@ func TestRotateTaskMakesCUPTerminalSignIn(t *testing.T) {
 	if ans := balance(); ans.Header.ProcessingRequirement() != cup.ReqSignIn {
 		t.Fatalf("after the rotation: %s, want processing requirement 3 (sign in again)", cup.Summary(ans))
 	}
-	if ans, err := term.SignIn("001"); err != nil || ans.Str(39) != "00" {
+	if ans, err := term.SignIn("003"); err != nil || ans.Str(39) != "00" {
 		t.Fatalf("sign-in after the rotation: %v", err)
 	}
 	if ans := balance(); ans.Header.ProcessingRequirement() != cup.ReqNone || !ans.Has(64) {
