@@ -190,9 +190,13 @@ func TestRestartDuringARunDoesNotRunTheSlotAgain(t *testing.T) {
 func TestFailingTaskRaisesAlert(t *testing.T) {
 	db := openDB(t)
 	c := &clock{t: time.Date(2026, 5, 1, 9, 0, 0, 0, time.UTC)}
-	var alerts []Run
+	var (
+		mu     sync.Mutex
+		alerts []Run
+	)
 	reg := prometheus.NewRegistry()
-	s := newSched(t, db, c, Options{OnFailure: func(r Run) { alerts = append(alerts, r) }, Metrics: reg})
+	// Tick runs the two tasks at once: their failures are reported concurrently.
+	s := newSched(t, db, c, Options{OnFailure: func(r Run) { mu.Lock(); alerts = append(alerts, r); mu.Unlock() }, Metrics: reg})
 	r := &recorder{c: c, fail: errors.New("issuer ZMK missing")}
 	s.Register("k", r.fn)
 	s.Register("p", func(context.Context, map[string]string) (string, error) { panic("boom") })
@@ -202,7 +206,10 @@ func TestFailingTaskRaisesAlert(t *testing.T) {
 	s.Tick(ctx)
 	c.Set(c.Now().Add(time.Hour))
 	s.Tick(ctx)
-	if len(alerts) != 2 {
+	mu.Lock()
+	n := len(alerts)
+	mu.Unlock()
+	if n != 2 {
 		t.Fatalf("alerts: %+v, want 2 (an error and a panic)", alerts)
 	}
 	for _, v := range s.List() {
