@@ -26,43 +26,9 @@ counters:
 rules:
   - {id: split, condition: 'txn.txn_type == "purchase" && velocity.card_sum_30m + txn.amount > 1500', action: decline}
 `)
-	e, err := risk.New(rules, risk.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
-	j := testJournal(t, dir)
-	s := &Server{Risk: e, Journal: j}
-
-	t0 := time.Now().UTC().Add(-10 * time.Minute)
-	n := 0
-	record := func(typ string, amount int64, orig string) *journal.Record {
-		n++
-		rrn, err := j.NextRRN()
-		if err != nil {
-			t.Fatal(err)
-		}
-		at := t0.Add(time.Duration(n) * time.Second)
-		in := risk.Input{Txn: risk.Txn{Type: typ, Amount: int(amount), CardHash: "c1", Time: at}}
-		r := &journal.Record{RRN: rrn, Received: at, MTI: "0200", Type: typ, Amount: amount, CardHash: "c1", RC: "00",
-			TID: "T0000001", STAN: "0000" + string(rune('0'+n/10)) + string(rune('0'+n%10)), DE7: "1201120000", OriginalRRN: orig,
-			Facts: in.AppendBinary(nil)}
-		return r
-	}
-	// write journals r (as the cluster journal applies a remote version) and folds it.
-	write := func(r, prev *journal.Record) {
-		t.Helper()
-		c := *r
-		if err := j.Write(context.Background(), &c, prev == nil, true); err != nil {
-			t.Fatal(err)
-		}
-		s.onRemoteRecord(&c, prev)
-	}
-	declined := func(amount int) bool {
-		in := risk.Input{Txn: risk.Txn{Type: risk.TxnPurchase, Amount: amount, CardHash: "c1", Time: time.Now().UTC()}}
-		d := e.Evaluate(&in)
-		return d.Declined()
-	}
+	f := newFoldRig(t, dir, rules)
+	record, write := f.record, f.write
+	declined := f.declined
 
 	sale := record("purchase", 1000, "")
 	write(sale, nil)
@@ -132,46 +98,19 @@ counters:
 rules:
   - {id: busy_card, condition: 'txn.txn_type == "purchase" && velocity.card_count_30m >= 1', action: decline}
 `)
-	e, err := risk.New(rules, risk.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
-	j := testJournal(t, dir)
-	s := &Server{Risk: e, Journal: j}
-
-	t0 := time.Now().UTC().Add(-10 * time.Minute)
-	n := 0
-	record := func(typ string, amount int64, orig string) *journal.Record {
-		n++
-		rrn, err := j.NextRRN()
-		if err != nil {
-			t.Fatal(err)
-		}
-		at := t0.Add(time.Duration(n) * time.Second)
-		in := risk.Input{Txn: risk.Txn{Type: typ, Amount: int(amount), CardHash: "c1", Time: at}}
-		return &journal.Record{RRN: rrn, Received: at, MTI: "0200", Type: typ, Amount: amount, CardHash: "c1", RC: "00",
-			TID: "T0000001", STAN: fmt.Sprintf("%06d", n), DE7: "1201120000", OriginalRRN: orig, Facts: in.AppendBinary(nil)}
-	}
+	f := newFoldRig(t, dir, rules)
+	record := f.record
 	// write journals r as the cluster journal applies another node's version, and
 	// folds it with the version the store held before.
 	write := func(r *journal.Record) {
 		t.Helper()
-		prev, err := j.Get(r.RRN)
+		prev, err := f.j.Get(r.RRN)
 		if err != nil {
 			prev = nil
 		}
-		c := *r
-		if err := j.Write(context.Background(), &c, prev == nil, true); err != nil {
-			t.Fatal(err)
-		}
-		s.onRemoteRecord(&c, prev)
+		f.write(r, prev)
 	}
-	busy := func() bool {
-		in := risk.Input{Txn: risk.Txn{Type: risk.TxnPurchase, Amount: 100, CardHash: "c1", Time: time.Now().UTC()}}
-		d := e.Evaluate(&in)
-		return d.Declined()
-	}
+	busy := func() bool { return f.declined(100) }
 
 	sale := record("purchase", 1000, "")
 	write(sale)
@@ -230,4 +169,59 @@ func testJournal(t *testing.T, dir string) *journal.Store {
 	}
 	t.Cleanup(func() { _ = j.Close() })
 	return j
+}
+
+// foldRig is a server folding other nodes' records (onRemoteRecord) into a risk
+// engine with the rules under rules, over a journal under dir.
+type foldRig struct {
+	t  *testing.T
+	e  *risk.Engine
+	j  *journal.Store
+	s  *Server
+	t0 time.Time
+	n  int
+}
+
+func newFoldRig(t *testing.T, dir, rules string) *foldRig {
+	t.Helper()
+	e, err := risk.New(rules, risk.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.Close() })
+	j := testJournal(t, dir)
+	return &foldRig{t: t, e: e, j: j, s: &Server{Risk: e, Journal: j}, t0: time.Now().UTC().Add(-10 * time.Minute)}
+}
+
+// record makes the final record of an approved transaction of card c1, a second
+// after the previous one.
+func (f *foldRig) record(typ string, amount int64, orig string) *journal.Record {
+	f.t.Helper()
+	f.n++
+	rrn, err := f.j.NextRRN()
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	at := f.t0.Add(time.Duration(f.n) * time.Second)
+	in := risk.Input{Txn: risk.Txn{Type: typ, Amount: int(amount), CardHash: "c1", Time: at}}
+	return &journal.Record{RRN: rrn, Received: at, MTI: "0200", Type: typ, Amount: amount, CardHash: "c1", RC: "00",
+		TID: "T0000001", STAN: fmt.Sprintf("%06d", f.n), DE7: "1201120000", OriginalRRN: orig, Facts: in.AppendBinary(nil)}
+}
+
+// write journals r (as the cluster journal applies a remote version) and folds it
+// with prev, the version the store held before.
+func (f *foldRig) write(r, prev *journal.Record) {
+	f.t.Helper()
+	c := *r
+	if err := f.j.Write(context.Background(), &c, prev == nil, true); err != nil {
+		f.t.Fatal(err)
+	}
+	f.s.onRemoteRecord(&c, prev)
+}
+
+// declined says whether the rules decline a purchase of amount by card c1 now.
+func (f *foldRig) declined(amount int) bool {
+	in := risk.Input{Txn: risk.Txn{Type: risk.TxnPurchase, Amount: amount, CardHash: "c1", Time: time.Now().UTC()}}
+	d := f.e.Evaluate(&in)
+	return d.Declined()
 }
