@@ -89,15 +89,7 @@ func TestCompletionInDoubtSettledSurvivesRestart(t *testing.T) {
 	if b := h.do(h.purchase(500)); b.RC != "00" { // moves the checkpoint on
 		t.Fatalf("later purchase answered %s", b.RC)
 	}
-	h.p.checkpoint()
-	h.p.Stop()
-	h.q.mu.Lock()
-	h.q.refuseMTI = ""
-	h.q.mu.Unlock()
-	h2 := newHarness(t, func(h2 *harness, _ *Config) { h2.j, h2.q = h.j, h.q })
-	if _, err := h2.p.Recover(t.Context()); err != nil {
-		t.Fatal(err)
-	}
+	h.restart(t)
 	if n := h.advices("0420", c.RRN); n != 1 {
 		t.Errorf("after the restart %d reversals of the completion in doubt %s queued (record rc %s reason %q), want 1: its 0220 is queued",
 			n, c.RRN, r.RC, r.Reason)
@@ -130,13 +122,7 @@ func TestInvalidAnswerOwedReversalSettledSurvivesRestart(t *testing.T) {
 	if b := h.do(h.purchase(500)); b.RC != "00" {
 		t.Fatalf("later purchase answered %s", b.RC)
 	}
-	h.p.checkpoint()
-	h.p.Stop()
-	h.queueRefuses(false)
-	h2 := newHarness(t, func(h2 *harness, _ *Config) { h2.j, h2.q = h.j, h.q })
-	if _, err := h2.p.Recover(t.Context()); err != nil {
-		t.Fatal(err)
-	}
+	h.restart(t)
 	if n := h.advices("0420", a.RRN); n != 1 {
 		t.Fatalf("after the restart %d reversals of %s queued (record rc %s reason %q, events %s), want 1: the issuer may have approved",
 			n, a.RRN, r.RC, r.Reason, fmt.Sprint(states(r)))

@@ -416,15 +416,7 @@ func TestCompletionInDoubtSurvivesRestart(t *testing.T) {
 	if b := h.do(h.purchase(500)); b.RC != "00" { // moves the checkpoint on
 		t.Fatalf("later purchase answered %s", b.RC)
 	}
-	h.p.checkpoint()
-	h.p.Stop()
-	h.q.mu.Lock()
-	h.q.refuseMTI = ""
-	h.q.mu.Unlock()
-	h2 := newHarness(t, func(h2 *harness, _ *Config) { h2.j, h2.q = h.j, h.q })
-	if _, err := h2.p.Recover(t.Context()); err != nil {
-		t.Fatal(err)
-	}
+	h2 := h.restart(t)
 	if n := h.advices("0420", c.RRN); n != 1 || !h.record(c.RRN).Reversed() {
 		t.Fatalf("after the restart %d reversals of the completion in doubt %s queued (reversed by %q), want 1: "+
 			"its 0220 may reach the issuer", n, c.RRN, h.record(c.RRN).ReversedBy)

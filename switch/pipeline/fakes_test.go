@@ -754,6 +754,23 @@ var errScripted = errors.New("scripted failure")
 
 // queueRefuses makes the store-and-forward queue refuse every item (a cluster's
 // stream without a quorum), or take them again.
+// restart stops h's pipeline as a process stopping would (its recovery checkpoint
+// written first) and starts another on the same journal and queue, the queue taking
+// everything again, which recovers from the checkpoint.
+func (h *harness) restart(t *testing.T) *harness {
+	t.Helper()
+	h.p.checkpoint()
+	h.p.Stop()
+	h.q.mu.Lock()
+	h.q.fail, h.q.refuseMTI = nil, ""
+	h.q.mu.Unlock()
+	h2 := newHarness(t, func(h2 *harness, _ *Config) { h2.j, h2.q = h.j, h.q })
+	if _, err := h2.p.Recover(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	return h2
+}
+
 func (h *harness) queueRefuses(refuse bool) {
 	h.q.mu.Lock()
 	defer h.q.mu.Unlock()

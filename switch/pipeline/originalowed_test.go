@@ -57,13 +57,7 @@ func TestOriginalOwedReversalSurvivesRestart(t *testing.T) {
 			if r := h.record(a.RRN); !hasEvent(r, journal.StateReversalOwed) || r.Reversed() {
 				t.Errorf("original %s: events %v, reversed by %q; want a reversal_owed event, not reversed", a.RRN, states(r), r.ReversedBy)
 			}
-			h.p.checkpoint()
-			h.p.Stop()
-			h.queueRefuses(false)
-			h2 := newHarness(t, func(h2 *harness, _ *Config) { h2.j, h2.q = h.j, h.q })
-			if _, err := h2.p.Recover(t.Context()); err != nil {
-				t.Fatal(err)
-			}
+			h.restart(t)
 			if n, r := h.advices("0420", a.RRN), h.record(a.RRN); n != 1 || !r.Reversed() {
 				t.Errorf("after the restart %d reversals of %s queued, reversed by %q; want 1, reversed (queued %q)", n, a.RRN, r.ReversedBy, queued(h))
 			}
@@ -87,12 +81,7 @@ func TestOriginalOwedReversalQueuedOnce(t *testing.T) {
 	if r := h.record(a.RRN); !r.Reversed() || r.State != journal.StateReversed {
 		t.Fatalf("original after the tick: reversed by %q, state %s", r.ReversedBy, r.State)
 	}
-	h.p.checkpoint()
-	h.p.Stop()
-	h2 := newHarness(t, func(h2 *harness, _ *Config) { h2.j, h2.q = h.j, h.q })
-	if _, err := h2.p.Recover(t.Context()); err != nil {
-		t.Fatal(err)
-	}
+	h.restart(t)
 	if n := h.advices("0420", a.RRN); n != 1 {
 		t.Errorf("%d reversals of %s queued, want 1 (queued %q)", n, a.RRN, queued(h))
 	}
@@ -121,13 +110,7 @@ func TestLateQRPaymentOwedRefundSurvivesRestart(t *testing.T) {
 	if owed != 1 {
 		t.Fatalf("%d reversal_owed events after two notifications, want 1 (%v)", owed, states(h.record(op.RRN)))
 	}
-	h.p.checkpoint()
-	h.p.Stop()
-	h.queueRefuses(false)
-	h2 := newHarness(t, func(h2 *harness, _ *Config) { h2.j, h2.q = h.j, h.q })
-	if _, err := h2.p.Recover(t.Context()); err != nil {
-		t.Fatal(err)
-	}
+	h.restart(t)
 	if n := h.advices("0420", op.RRN); n != 1 || !h.record(op.RRN).Reversed() {
 		t.Errorf("after the restart %d refunds of the late payment %s queued, want 1 (queued %q)", n, op.RRN, queued(h))
 	}
