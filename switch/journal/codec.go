@@ -77,7 +77,7 @@ func (r *Record) AppendBinary(b []byte) ([]byte, error) {
 	// by decoders older than them, so the version stays 1.
 	// Each optional field is written when it or one after it is set, so that the
 	// decoder reads them in order.
-	var set = [...]bool{r.Label != "", r.QR != "", r.CompletedBy != "", r.KSN != "", r.Rev != 0, r.RefundedTo != 0}
+	var set = [...]bool{r.Label != "", r.QR != "", r.CompletedBy != "", r.KSN != "", r.Rev != 0, r.RefundedTo != 0, r.OwedBy != ""}
 	n := 0 // how many are written: up to the last one set
 	for i, v := range set {
 		if v {
@@ -101,6 +101,9 @@ func (r *Record) AppendBinary(b []byte) ([]byte, error) {
 	}
 	if n > 5 {
 		e.int(r.RefundedTo)
+	}
+	if n > 6 {
+		e.str(r.OwedBy)
 	}
 	return e.b, nil
 }
@@ -217,6 +220,9 @@ func (r *Record) UnmarshalBinary(b []byte) error {
 	}
 	if d.err == nil && len(d.b) > 0 {
 		r.RefundedTo = d.int()
+	}
+	if d.err == nil && len(d.b) > 0 {
+		r.OwedBy = d.str()
 	}
 	if d.err != nil {
 		return fmt.Errorf("journal record %s: %w", r.RRN, d.err)

@@ -58,12 +58,15 @@ type ixItem struct {
 	tid   string
 	dup   string
 	ksn   string // KSNKey, "" for none (Options.IndexKSN)
+	owed  string // the record's OwedBy, "" for none
 	at    time.Time
 	ptr   wal.Ptr
 	deliv [9]byte
 	kv    [2][]byte // kindKV: the key and value
 	// replayed marks a frame read back at Open: its key (kindKV) is set again.
 	replayed bool
+	// owedDone: the record names a node in OwedBy and is reversed.
+	owedDone bool
 	end      wal.Pos
 }
 
@@ -110,6 +113,9 @@ func replayItem(f wal.Frame, indexKSN bool) (ixItem, error) {
 		return it, err
 	}
 	it.rrn, it.tid, it.at = rec.RRN, rec.TID, rec.Received
+	if rec.OwedBy != "" {
+		it.owed, it.owedDone = rec.OwedBy, rec.Reversed()
+	}
 	if kind == kindFirst && rec.TID != "" && rec.STAN != "" && rec.DE7 != "" && rec.OwnsDupKey() {
 		it.dup = DupKey(rec.TID, rec.STAN, rec.DE7)
 		if indexKSN && rec.KSN != "" {
@@ -237,6 +243,7 @@ func (s *Store) index(items []ixItem) error {
 	}
 	clear(s.ix.touched)
 	lastSecond := s.ix.lastSecond // kept only if the batch is written
+	var owed map[string]bool      // index of owed reversals: key -> set (false: delete); rare
 	for i := range items {
 		it := &items[i]
 		switch it.kind {
@@ -262,6 +269,12 @@ func (s *Store) index(items []ixItem) error {
 		}
 		st.ptr, st.hasPtr = it.ptr, true
 		s.ix.touched[it.rrn] = st
+		if it.owed != "" {
+			if owed == nil {
+				owed = map[string]bool{}
+			}
+			owed[string(owedKey(it.owed, it.rrn))] = !it.owedDone // the batch's last version decides
+		}
 		if it.kind != kindFirst {
 			continue
 		}
@@ -301,6 +314,15 @@ func (s *Store) index(items []ixItem) error {
 		}
 		if err != nil {
 			return err
+		}
+	}
+	for k, live := range owed {
+		if live {
+			if err := set([]byte(k), nil); err != nil {
+				return err
+			}
+		} else if err := wb.Delete([]byte(k)); err != nil {
+			return fmt.Errorf("index %s: %w", k, err)
 		}
 	}
 	if err := set([]byte(keyApplied), items[len(items)-1].end.Encode()); err != nil {
@@ -414,6 +436,9 @@ func (s *Store) catchUp(ctx context.Context) error {
 }
 
 func recordKey(rrn string) []byte { return []byte(prefixRecord + rrn) }
+
+// owedKey is the index entry of the record rrn whose reversal advice node owes.
+func owedKey(node, rrn string) []byte { return []byte(prefixOwed + node + "/" + rrn) }
 
 func timeKey(prefix string, at time.Time, rrn string) []byte {
 	k := make([]byte, 0, len(prefix)+8+len(rrn))

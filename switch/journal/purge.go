@@ -161,7 +161,7 @@ func (s *Store) Purge(ctx context.Context, before time.Time) (PurgeResult, error
 				}
 				return nil // an older version, or gone already
 			}
-			pr := purgeRec{rrn: rec.RRN, ptr: ptr, tid: rec.TID, at: rec.Received, dup: DupKey(rec.TID, rec.STAN, rec.DE7)}
+			pr := purgeRec{rrn: rec.RRN, ptr: ptr, tid: rec.TID, at: rec.Received, dup: DupKey(rec.TID, rec.STAN, rec.DE7), owed: rec.OwedBy}
 			if s.opts.IndexKSN && rec.KSN != "" {
 				pr.ksn = KSNKey(rec.KSN)
 			}
@@ -280,6 +280,7 @@ func indexPtr(txn *badger.Txn, rrn string) (p wal.Ptr, ok bool, err error) {
 type purgeRec struct {
 	rrn, tid, dup string
 	ksn           string // KSNKey, "" for a record without a KSN
+	owed          string // its OwedBy, "" for none
 	at            time.Time
 	ptr           wal.Ptr
 }
@@ -320,6 +321,9 @@ func (s *Store) purgeIndex(ctx context.Context, recs []purgeRec) (int, error) {
 				keys := [][]byte{recordKey(r.rrn), timeKey(prefixTime, r.at, r.rrn), []byte(prefixDeliv + r.rrn)}
 				if r.tid != "" {
 					keys = append(keys, timeKey(prefixTerm+r.tid+"/", r.at, r.rrn))
+				}
+				if r.owed != "" {
+					keys = append(keys, owedKey(r.owed, r.rrn))
 				}
 				for _, key := range []string{r.dup, r.ksn} {
 					if key == "" {

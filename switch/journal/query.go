@@ -320,6 +320,55 @@ func (s *Store) ScanFrom(ctx context.Context, rrn string, fn func(*Record) bool)
 	return s.db.View(func(txn *badger.Txn) error { return s.walk(ctx, txn, gen, rrn, fn) })
 }
 
+// Node names the node this store belongs to as Record.OwedBy names it: its RRN
+// prefix (Options.RRNPrefix, a cluster node's number), "" for a single switch.
+func (s *Store) Node() string { return s.opts.RRNPrefix }
+
+// ScanOwed calls fn, in RRN order, for every record not reversed whose OwedBy is
+// node, whichever node's record it is: the reversal advices node owes (journal
+// states, StateReversalOwed). It reads the index j/O/<node>/, which holds only such
+// records (written with their versions, and left when one is reversed), so it costs
+// nothing on a journal that owes nothing. Nothing for node "".
+func (s *Store) ScanOwed(ctx context.Context, node string, fn func(*Record) bool) error {
+	if node == "" {
+		return nil
+	}
+	if err := s.catchUp(ctx); err != nil {
+		return err
+	}
+	prefix := owedKey(node, "")
+	var rrns []string
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			rrns = append(rrns, string(it.Item().Key()[len(prefix):]))
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("journal: records owed by node %q: %w", node, err)
+	}
+	for _, rrn := range rrns {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		rec, err := s.Get(rrn)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			continue // purged
+		case err != nil:
+			return fmt.Errorf("journal: record %s owed by node %q: %w", rrn, node, err)
+		case rec.OwedBy != node || rec.Reversed():
+			continue // a newer version, not indexed yet, settled it
+		}
+		if !fn(rec) {
+			return nil
+		}
+	}
+	return nil
+}
+
 // LastReceived returns the receive time of the newest record (zero when empty).
 func (s *Store) LastReceived() (time.Time, error) {
 	if err := s.catchUp(context.Background()); err != nil {

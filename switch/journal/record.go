@@ -28,7 +28,9 @@ const (
 	// takes it again (a "reversed" event follows), and recovery after a restart or a
 	// survivor's does it for a process that is gone: the event is the durable mark of
 	// the debt, which no later version takes back (its reason may be rewritten, as a
-	// record kept for the journal's return is, to journal-unavailable).
+	// record kept for the journal's return is, to journal-unavailable). In a cluster
+	// the record's OwedBy names the node that owes it, which need not be the node
+	// whose record it is (a void of another node's purchase).
 	StateReversalOwed State = "reversal_owed"
 )
 
@@ -144,6 +146,15 @@ type Record struct {
 	// arrives may hold the reservations of refunds made after it. 0 in records
 	// written before it. Encoded after Rev, only when set.
 	RefundedTo int64 `json:"refunded_to,omitempty"`
+	// OwedBy names the node of a cluster that wrote the record's reversal_owed
+	// event: its RRN prefix, the node's number. That node owes the reversal advice
+	// (0420) in its memory, whoever's record this is (a void on node 2 of a purchase
+	// made on node 1 marks node 1's record), and recovery finds the debt by it
+	// (the journal's ScanOwed): the node's own at a restart, a survivor's once it
+	// died. "" on a single switch, whose recovery scans all its records, and in
+	// records written before 5 December 2026. Encoded after RefundedTo, only when
+	// set.
+	OwedBy string `json:"owed_by,omitempty"`
 }
 
 // Approved reports whether the record ended in an approval.

@@ -23,6 +23,9 @@ import (
 //	j/t/<unix nanos, 8 bytes BE><rrn>  sparse time index: the first record of each second
 //	j/T/<tid>/<nanos><rrn>             terminal index
 //	j/D/<tid>/<stan>/<de7>             duplicate index -> RRN
+//	j/O/<node>/<rrn>                   a record whose reversal advice node owes (its OwedBy,
+//	                                   not reversed): ScanOwed; rare, and written only for
+//	                                   records that name a node
 //	j/x/<rrn>                          delivery of the response, for a record not in the log
 //	                                   (written whole to Badger by an earlier version)
 //	j/applied                          the log position the index is complete up to
@@ -54,6 +57,7 @@ const (
 	keyRRNSeq    = "j/seq/rrn"
 	prefixDup    = "j/D/"
 	prefixDeliv  = "j/x/"
+	prefixOwed   = "j/O/"
 	prefixBatch  = "j/B/"
 	keyCkpt      = "j/ckpt"
 	keyApplied   = "j/applied"

@@ -22,13 +22,17 @@ type writeReq struct {
 	buf   *[]byte // rec's pooled buffer; it moves to the pending map on commit
 	rrn   string
 	first bool // the first write of a record (its indexes are written with it)
-	tid   string
-	dup   string // duplicate key, "" for none
-	ksn   string // KSNKey, "" for none (Options.IndexKSN)
-	at    time.Time
-	deliv []byte      // a delivery mark (9 bytes) for rrn instead of a record
-	kv    [][2][]byte // keys to set in Badger (batch marks, checkpoints, PutDurable)
-	done  chan error  // nil: do not wait (not durable yet when Write returns)
+	// owedDone: the record names a node in OwedBy and is reversed (its entry in
+	// the index of owed reversals goes).
+	owedDone bool
+	tid      string
+	dup      string // duplicate key, "" for none
+	ksn      string // KSNKey, "" for none (Options.IndexKSN)
+	owed     string // the record's OwedBy, "" for none (the index of owed reversals)
+	at       time.Time
+	deliv    []byte      // a delivery mark (9 bytes) for rrn instead of a record
+	kv       [][2][]byte // keys to set in Badger (batch marks, checkpoints, PutDurable)
+	done     chan error  // nil: do not wait (not durable yet when Write returns)
 
 	ver   uint64 // set by the committer
 	ptr   wal.Ptr
@@ -94,6 +98,9 @@ func (s *Store) newReq(rec *Record, buf *[]byte, first bool) (*writeReq, error) 
 		return nil, fmt.Errorf("journal: record %s encodes to %d bytes, more than a log frame holds (%d)", rec.RRN, len(b), wal.MaxFrame)
 	}
 	req := &writeReq{rec: b, buf: buf, rrn: rec.RRN, first: first, tid: rec.TID, at: rec.Received}
+	if rec.OwedBy != "" { // rare: a reversal advice owed (index of owed reversals)
+		req.owed, req.owedDone = rec.OwedBy, rec.Reversed()
+	}
 	if first && rec.TID != "" && rec.STAN != "" && rec.DE7 != "" && rec.OwnsDupKey() {
 		req.dup = DupKey(rec.TID, rec.STAN, rec.DE7)
 		// Only a record that owns its duplicate key: in a cluster those are all
@@ -288,6 +295,7 @@ func (s *Store) publish(batch []*writeReq) {
 		it := ixItem{ver: r.ver, rrn: r.rrn, end: r.end}
 		if r.rec != nil {
 			it.kind, it.tid, it.dup, it.ksn, it.at, it.ptr = kindUpdate, r.tid, r.dup, r.ksn, r.at, r.ptr
+			it.owed, it.owedDone = r.owed, r.owedDone
 			if r.first {
 				it.kind = kindFirst
 			}
