@@ -356,6 +356,16 @@ func (j *Journal) ScanFrom(ctx context.Context, rrn string, fn func(*journal.Rec
 	return j.scanPrefix(ctx, j.node, rrn, fn)
 }
 
+// Node is this node's number as a record's OwedBy names it (its RRN prefix).
+func (j *Journal) Node() string { return j.node }
+
+// ScanOwed calls fn for every record in the local store, whichever node's, whose
+// reversal advice node owes (OwedBy, not reversed): recovery at node's restart, or a
+// survivor's once node died, queues them.
+func (j *Journal) ScanOwed(ctx context.Context, node string, fn func(*journal.Record) bool) error {
+	return j.store.ScanOwed(ctx, node, fn)
+}
+
 // ScanNode calls fn for every record of node (its RRN prefix) in the local store, in
 // RRN order: a survivor recovering a dead node's open transactions.
 func (j *Journal) ScanNode(ctx context.Context, node int, fn func(*journal.Record) bool) error {
