@@ -238,7 +238,7 @@ func TestOwedReversalMarkKeptBySettle(t *testing.T) {
 	// started (server.recoverNode): recovery's owesReversal must not reverse it again.
 	h.p.Stop()
 	h2 := newHarness(t, func(h2 *harness, _ *Config) { h2.j, h2.q = h.j, h.q })
-	if _, err := h2.p.RecoverRecords(t.Context(), "node 1 lost", func(ctx context.Context, fn func(*journal.Record) bool) error {
+	if _, err := h2.p.RecoverRecords(t.Context(), "node 1 lost", "", func(ctx context.Context, fn func(*journal.Record) bool) error {
 		return h.j.Scan(ctx, journal.Query{}, fn)
 	}); err != nil {
 		t.Fatal(err)

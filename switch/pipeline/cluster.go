@@ -450,6 +450,7 @@ func (p *Pipeline) settleOne(ctx context.Context, it settleItem) error {
 			if reversalOwed(cur) {
 				return nil
 			}
+			cur.OwedBy = p.node // as queueReversal: this node's memory holds the advice
 			cur.AddEvent(journal.StateReversalOwed, p.now().UTC(), it.by)
 			return p.journal.Write(ctx, cur, false, true)
 		}

@@ -290,7 +290,7 @@ func TestRecoverUnderLock(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	n, err := h.p.RecoverRecords(t.Context(), "node 2 lost", func(_ context.Context, fn func(*journal.Record) bool) error {
+	n, err := h.p.RecoverRecords(t.Context(), "node 2 lost", "2", func(_ context.Context, fn func(*journal.Record) bool) error {
 		for _, r := range stale {
 			if !fn(copyRecord(r)) {
 				break
@@ -341,7 +341,7 @@ func TestRecoverPastHeldLock(t *testing.T) {
 		}
 		recs = append(recs, r)
 	}
-	n, err := h.p.RecoverRecords(t.Context(), "node 1 lost", func(_ context.Context, fn func(*journal.Record) bool) error {
+	n, err := h.p.RecoverRecords(t.Context(), "node 1 lost", "1", func(_ context.Context, fn func(*journal.Record) bool) error {
 		for _, r := range recs {
 			fn(copyRecord(r))
 		}

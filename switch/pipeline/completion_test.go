@@ -306,7 +306,7 @@ func TestCompletionOpenAtRestart(t *testing.T) {
 	if err := h.j.Write(context.Background(), p, false, true); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := h.p.RecoverRecords(context.Background(), "test", func(ctx context.Context, fn func(*journal.Record) bool) error {
+	if n, err := h.p.RecoverRecords(context.Background(), "test", "", func(ctx context.Context, fn func(*journal.Record) bool) error {
 		return h.j.Scan(ctx, journal.Query{}, fn)
 	}); err != nil || n == 0 {
 		t.Fatalf("recovered %d: %v", n, err)

@@ -81,6 +81,7 @@ type fakeJournal struct {
 
 	// The cluster's part, as a replicated journal would show it to one node.
 	rrnPrefix string                                      // the node's RRN prefix ("" for none)
+	ckpts     map[string]string                           // each node's checkpoint (nodeJournal)
 	writeHook func(rec *journal.Record, first bool) error // when set, a Write fails with its error
 	dupOf     map[string]string                           // duplicate key -> RRN journaled first on another node
 	later     map[string]*laterRecord                     // records another node's applier brings later
@@ -95,7 +96,8 @@ type laterRecord struct {
 
 func newFakeJournal() *fakeJournal {
 	return &fakeJournal{recs: map[string]*journal.Record{}, dup: map[string]string{},
-		deliv: map[string]journal.Event{}, batches: map[string]time.Time{}, dupOf: map[string]string{}, later: map[string]*laterRecord{}}
+		deliv: map[string]journal.Event{}, batches: map[string]time.Time{}, dupOf: map[string]string{}, later: map[string]*laterRecord{},
+		ckpts: map[string]string{}}
 }
 
 func copyRecord(r *journal.Record) *journal.Record {
@@ -291,6 +293,68 @@ func (j *fakeJournal) SetCheckpoint(_ context.Context, rrn string) error {
 func (j *fakeJournal) ScanFrom(ctx context.Context, rrn string, fn func(*journal.Record) bool) error {
 	for _, r := range j.sorted(func(a, b *journal.Record) int { return strings.Compare(a.RRN, b.RRN) }) {
 		if r.RRN >= rrn && !fn(r) {
+			return nil
+		}
+	}
+	return ctx.Err()
+}
+
+// Node is the node's RRN prefix, as the journal of a cluster node names it.
+func (j *fakeJournal) Node() string { return j.rrnPrefix }
+
+// ScanOwed calls fn, in RRN order, for the records not reversed whose OwedBy is node.
+func (j *fakeJournal) ScanOwed(ctx context.Context, node string, fn func(*journal.Record) bool) error {
+	if node == "" {
+		return nil
+	}
+	for _, r := range j.sorted(func(a, b *journal.Record) int { return strings.Compare(a.RRN, b.RRN) }) {
+		if r.OwedBy == node && !r.Reversed() && !fn(r) {
+			return nil
+		}
+	}
+	return ctx.Err()
+}
+
+// nodeJournal is the fake journal as one node of a cluster sees it (withNode): the
+// records are every node's (one map, as a replicated journal holds them), the RRNs,
+// checkpoint and crash recovery's scan are the node's own (its prefix), as
+// cjournal.Journal has them.
+type nodeJournal struct {
+	*fakeJournal
+	node string
+}
+
+func (j nodeJournal) NextRRN() (string, error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.seq++
+	return fmt.Sprintf("%s%011d", j.node, j.seq), nil
+}
+
+func (j nodeJournal) Node() string { return j.node }
+
+func (j nodeJournal) Checkpoint() (string, error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.ckpts[j.node], nil
+}
+
+func (j nodeJournal) SetCheckpoint(_ context.Context, rrn string) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.ckpts[j.node] = rrn
+	return nil
+}
+
+func (j nodeJournal) ScanFrom(ctx context.Context, rrn string, fn func(*journal.Record) bool) error {
+	return j.scanNode(ctx, j.node, rrn, fn)
+}
+
+// scanNode calls fn for node's records (its prefix) from rrn on, as cjournal's
+// ScanNode and ScanFrom do.
+func (j *fakeJournal) scanNode(ctx context.Context, node, rrn string, fn func(*journal.Record) bool) error {
+	for _, r := range j.sorted(func(a, b *journal.Record) int { return strings.Compare(a.RRN, b.RRN) }) {
+		if strings.HasPrefix(r.RRN, node) && r.RRN >= rrn && !fn(r) {
 			return nil
 		}
 	}
@@ -613,11 +677,13 @@ type harness struct {
 	macKey string // when set, requests are MAC'd under it
 	// lock, when set, makes the journal a cluster's, with record locks (withLocks).
 	lock func(ctx context.Context, rrn string) (func(), error)
+	// node, when set, makes the pipeline that node of a cluster (withNode).
+	node string
 }
 
 // lockingJournal is the fake journal with a cluster's record locks.
 type lockingJournal struct {
-	*fakeJournal
+	Journal
 	lock func(ctx context.Context, rrn string) (func(), error)
 }
 
@@ -643,8 +709,11 @@ func newHarness(t testing.TB, opts ...func(h *harness, c *Config)) *harness {
 		terms = h.terms
 	}
 	var j Journal = h.j
+	if h.node != "" {
+		j = nodeJournal{h.j, h.node}
+	}
 	if h.lock != nil {
-		j = lockingJournal{h.j, h.lock}
+		j = lockingJournal{j, h.lock}
 	}
 	p, err := New(cfg, j, h.q, &fakeRoutes{byPrefix: map[string]*fakeLink{"62": h.bank}}, terms, metrics.New())
 	if err != nil {
@@ -764,7 +833,7 @@ func (h *harness) restart(t *testing.T) *harness {
 	h.q.mu.Lock()
 	h.q.fail, h.q.refuseMTI = nil, ""
 	h.q.mu.Unlock()
-	h2 := newHarness(t, func(h2 *harness, _ *Config) { h2.j, h2.q = h.j, h.q })
+	h2 := newHarness(t, func(h2 *harness, _ *Config) { h2.j, h2.q, h2.node, h2.stan = h.j, h.q, h.node, h.stan })
 	if _, err := h2.p.Recover(t.Context()); err != nil {
 		t.Fatal(err)
 	}

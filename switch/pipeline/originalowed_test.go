@@ -149,3 +149,166 @@ func TestNoRefundWhileReversalOwed(t *testing.T) {
 }
 
 func (h *harness) purchaseOf1000() termclient.Txn { return h.purchase(1000) }
+
+// withNode makes the harness node of a cluster whose journal and queue it shares
+// with the harness of (nil: a first node): its RRNs start with node, its checkpoint
+// and crash recovery's scan are its own records', and it owes advices under its name
+// (journal.Record.OwedBy).
+func withNode(node string, of *harness) option {
+	return func(h *harness, _ *Config) {
+		h.node = node
+		if of != nil {
+			h.j, h.q, h.stan = of.j, of.q, of.stan
+		}
+	}
+}
+
+// settleLost settles, on the survivor s, what the dead node left open or owed, as
+// server.recoverNode does: its records (its RRN prefix) and the reversal advices
+// it owed on any node's records.
+func settleLost(t *testing.T, s *harness, node string) {
+	t.Helper()
+	if _, err := s.p.RecoverRecords(t.Context(), "node "+node+" lost", node, func(ctx context.Context, fn func(*journal.Record) bool) error {
+		return s.j.scanNode(ctx, node, "", fn)
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestOwedReversalOfAnotherNodesOriginal: in a cluster, a void or a terminal's
+// reversal on node 2 of a purchase made on node 1, whose 0420 the queue refuses
+// (a quorum lost), owes that 0420 in node 2's memory; node 1's record gets the
+// reversal_owed event, naming node 2. Once node 2's memory is gone the 0420 is
+// queued exactly once: by node 2's recovery at its restart, or by the survivor that
+// settles node 2 after its death (node 3, or node 1 itself). Node 1's own recovery
+// leaves it to node 2 while node 2 owes it, and no later restart of either queues it
+// again. Until 5 December 2026 recovery looked only at the records of the node it
+// settled: an original behind node 1's recovery checkpoint (node 1 went on with
+// other transactions) was queued by nobody, the void answered and the issuer never
+// reversed; a recent one was queued by node 1's restart while node 2 still owed it.
+func TestOwedReversalOfAnotherNodesOriginal(t *testing.T) {
+	for _, behind := range []bool{true, false} {
+		t.Run(map[bool]string{true: "original behind its node's checkpoint", false: "recent original"}[behind], func(t *testing.T) {
+			testOwedReversalOfAnotherNodesOriginal(t, behind)
+		})
+	}
+}
+
+// testOwedReversalOfAnotherNodesOriginal is TestOwedReversalOfAnotherNodesOriginal
+// with node 1's checkpoint past the original (behind) or not.
+func testOwedReversalOfAnotherNodesOriginal(t *testing.T, behind bool) {
+	void := func(h *harness, orig answer, _ termclient.Txn) termclient.Txn { return h.void(orig, 1000) }
+	reversal := func(h *harness, _ answer, tx termclient.Txn) termclient.Txn { return h.reversal(tx, 1000) }
+	for _, tc := range []struct {
+		name        string
+		undo        func(h *harness, orig answer, tx termclient.Txn) termclient.Txn
+		unavailable bool   // the journal refuses the original's write too (settle writes the event)
+		survivor    string // "": node 2 restarts; else the node that settles node 2, dead
+	}{
+		{"void, node 2 restarts", void, false, ""},
+		{"void, journal unavailable, node 2 restarts", void, true, ""},
+		{"reversal, node 2 restarts", reversal, false, ""},
+		{"reversal, journal unavailable, node 2 restarts", reversal, true, ""},
+		{"void, node 2 dies, node 3 settles it", void, false, "3"},
+		{"void, journal unavailable, node 2 dies, node 3 settles it", void, true, "3"},
+		{"reversal, node 2 dies, node 3 settles it", reversal, false, "3"},
+		{"void, node 2 dies, node 1 settles it", void, false, "1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n1 := newHarness(t, withNode("1", nil))
+			tx := n1.purchase(1000)
+			a := n1.do(tx)
+			if a.RC != "00" || a.RRN[0] != '1' {
+				t.Fatalf("purchase on node 1 answered %s, RRN %s", a.RC, a.RRN)
+			}
+			if behind {
+				// Node 1 goes on: its recovery checkpoint passes the original.
+				if b := n1.do(n1.purchase(500)); b.RC != "00" {
+					t.Fatalf("later purchase on node 1 answered %s", b.RC)
+				}
+			}
+			n2 := newHarness(t, withNode("2", n1))
+			n2.queueRefuses(true)
+			if tc.unavailable {
+				n2.j.writeHook = func(r *journal.Record, _ bool) error {
+					if r.RRN == a.RRN {
+						return errNoQuorum
+					}
+					return nil
+				}
+			}
+			u := n2.do(tc.undo(n2, a, tx))
+			if u.RC == "00" || n2.p.owedAdvices.len() != 1 || n2.advices("0420", a.RRN) != 0 {
+				t.Fatalf("answered %s %q with %d reversal advices owed, %d queued; want not approved, 1 owed",
+					u.RC, u.Reason, n2.p.owedAdvices.len(), n2.advices("0420", a.RRN))
+			}
+			if tc.unavailable {
+				n2.j.writeHook = nil
+				n2.p.retryAdvices() // the tick, the queue still refusing
+				n2.p.settle(t.Context())
+			}
+			if r := n1.record(a.RRN); !hasEvent(r, journal.StateReversalOwed) || r.Reversed() || r.OwedBy != "2" {
+				t.Fatalf("original %s: events %v, reversed by %q, owed by %q; want a reversal_owed event owed by node 2, not reversed",
+					a.RRN, states(r), r.ReversedBy, r.OwedBy)
+			}
+			// Node 1, whose record it is, restarts while node 2 still owes the 0420:
+			// not its to queue.
+			n1 = n1.restart(t)
+			if n := n1.advices("0420", a.RRN); n != 0 {
+				t.Fatalf("node 1's recovery queued %d reversals of %s owed by node 2 (queued %q), want 0", n, a.RRN, queued(n1))
+			}
+			if tc.survivor == "" {
+				n2 = n2.restart(t) // node 2's memory goes: its recovery queues it
+			} else {
+				// Node 2 dies (its memory with it); a survivor settles it.
+				s := n1
+				if tc.survivor != "1" {
+					s = newHarness(t, withNode(tc.survivor, n1))
+				}
+				settleLost(t, s, "2")
+			}
+			r := n1.record(a.RRN)
+			if n := n1.advices("0420", a.RRN); n != 1 || !r.Reversed() {
+				t.Fatalf("after node 2's memory went, %d reversals of %s queued, reversed by %q; want 1, reversed (queued %q)",
+					n, a.RRN, r.ReversedBy, queued(n1))
+			}
+			// Nothing queues it again: node 2 restarting on its data, node 1
+			// restarting, a survivor settling node 2 a second time.
+			n2.restart(t)
+			n1.restart(t)
+			settleLost(t, newHarness(t, withNode("3", n1)), "2")
+			if n := n1.advices("0420", a.RRN); n != 1 {
+				t.Errorf("%d reversals of %s queued in all, want 1 (queued %q)", n, a.RRN, queued(n1))
+			}
+		})
+	}
+}
+
+// TestOwedReversalOfAnotherNodesOriginalQueuedByItsNode: node 2, alive, queues the
+// 0420 it owes on node 1's record once the queue takes it again (its housekeeping),
+// and marks the record reversed: a recovery after that (node 2's or a survivor's)
+// queues nothing more, and the index of owed reversals no longer yields it.
+func TestOwedReversalOfAnotherNodesOriginalQueuedByItsNode(t *testing.T) {
+	n1 := newHarness(t, withNode("1", nil))
+	a := n1.do(n1.purchase(1000))
+	n2 := newHarness(t, withNode("2", n1))
+	n2.queueRefuses(true)
+	if v := n2.do(n2.void(a, 1000)); v.RC == "00" {
+		t.Fatalf("void approved with its 0420 refused")
+	}
+	n1 = n1.restart(t) // the queue takes again
+	n2.p.retryAdvices()
+	n2.p.settle(t.Context())
+	if r := n1.record(a.RRN); !r.Reversed() || r.OwedBy != "2" {
+		t.Fatalf("original after node 2's tick: reversed by %q, owed by %q", r.ReversedBy, r.OwedBy)
+	}
+	owed := 0
+	if err := n1.j.ScanOwed(t.Context(), "2", func(*journal.Record) bool { owed++; return true }); err != nil || owed != 0 {
+		t.Fatalf("ScanOwed(2) yields %d records (%v), want none", owed, err)
+	}
+	n2.restart(t)
+	settleLost(t, n1, "2")
+	if n := n1.advices("0420", a.RRN); n != 1 {
+		t.Errorf("%d reversals of %s queued, want 1 (queued %q)", n, a.RRN, queued(n1))
+	}
+}

@@ -85,11 +85,18 @@ type DeliveryMarks interface {
 }
 
 // RecoveryLog serves crash recovery: the checkpoint below which every record is final,
-// and the records from it on.
+// the records from it on, and the records whose reversal advice a node owes.
 type RecoveryLog interface {
 	Checkpoint() (string, error)
 	SetCheckpoint(ctx context.Context, rrn string) error
 	ScanFrom(ctx context.Context, rrn string, fn func(*journal.Record) bool) error
+	// Node names this node as journal.Record.OwedBy does: a cluster node's number
+	// (its RRN prefix), "" on a single switch (whose records name no node: its
+	// recovery scans them all from the checkpoint).
+	Node() string
+	// ScanOwed calls fn for every record, whichever node's, not reversed, whose
+	// OwedBy is node: the reversal advices node owed when its memory went.
+	ScanOwed(ctx context.Context, node string, fn func(*journal.Record) bool) error
 }
 
 // Journal is every role the pipeline needs of the journal (journal.Store is one).
@@ -257,6 +264,7 @@ type Pipeline struct {
 	open     *inflight
 	locks    [256]sync.Mutex // serialize updates of an original (by RRN)
 	locker   RecordLocker    // the journal's, in a cluster (lockRecord)
+	node     string          // the journal's Node: OwedBy of the reversal advices owed here
 	breakers sync.Map        // issuer ID -> *breaker
 	standIn  *standInBook
 	authSeq  atomic.Uint32
@@ -312,6 +320,7 @@ func New(cfg Config, j Journal, q Queue, routes Routes, terms Terminals, m *metr
 		dups: newDupTable(), early: newEarlyReversals(cfg.DupWindow, 100_000), open: newInflight(), standIn: newStandInBook(), stop: make(chan struct{}),
 		recent: newRecentKeys(cfg.DupWindow, 5_000_000, cfg.Now())}
 	p.locker, _ = j.(RecordLocker)
+	p.node = j.Node()
 	p.standIn.store = cfg.StandIns
 	if err := p.standIn.load(cfg.Now().In(cfg.Location).Format("2006-01-02")); err != nil {
 		return nil, fmt.Errorf("pipeline: %w", err)

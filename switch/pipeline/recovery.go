@@ -22,27 +22,49 @@ func (p *Pipeline) Recover(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	return p.RecoverRecords(ctx, "switch restarted", func(ctx context.Context, fn func(*journal.Record) bool) error {
+	return p.RecoverRecords(ctx, "switch restarted", p.node, func(ctx context.Context, fn func(*journal.Record) bool) error {
 		return p.journal.ScanFrom(ctx, ck, fn)
 	})
 }
 
 // RecoverRecords settles, as Recover does, the records scan yields that are open or
-// approved without a delivery mark; why goes into their in-doubt event. A node of a
-// cluster uses it for the records of another node that died (scan yields that node's
-// records), so that what the dead node left open is settled by a survivor.
-func (p *Pipeline) RecoverRecords(ctx context.Context, why string, scan func(ctx context.Context, fn func(*journal.Record) bool) error) (int, error) {
+// approved without a delivery mark, and the records of any node whose reversal
+// advice node owed (journal.Record.OwedBy: a void's or a terminal reversal's
+// original, made on another node); why goes into their in-doubt event. A node of a
+// cluster uses it for another node that died (node its number, scan yielding its
+// records), so that what the dead node left open or owed is settled by a survivor.
+// A reversal advice owed by another node than node is not queued: that node queues
+// it (or, once dead, whoever settles it), and the same 0420 never goes twice.
+func (p *Pipeline) RecoverRecords(ctx context.Context, why, node string, scan func(ctx context.Context, fn func(*journal.Record) bool) error) (int, error) {
 	var open, undelivered []string // the open first, as before
+	var listed map[string]bool     // in undelivered (the two scans may both yield one)
+	list := func(rrn string) {
+		if listed == nil {
+			listed = map[string]bool{}
+		}
+		if !listed[rrn] {
+			listed[rrn] = true
+			undelivered = append(undelivered, rrn)
+		}
+	}
 	if err := scan(ctx, func(r *journal.Record) bool {
 		switch {
 		case !r.Final():
 			open = append(open, r.RRN)
-		case reversibleApproval(r) && !delivered(r), owesReversal(r):
-			undelivered = append(undelivered, r.RRN)
+		case reversibleApproval(r) && !delivered(r), owesReversal(r, node):
+			list(r.RRN)
 		}
 		return true
 	}); err != nil {
 		return 0, err
+	}
+	if err := p.journal.ScanOwed(ctx, node, func(r *journal.Record) bool {
+		if owesReversal(r, node) {
+			list(r.RRN)
+		}
+		return true
+	}); err != nil {
+		return 0, fmt.Errorf("reversal advices owed by node %q: %w", node, err)
 	}
 	// A record that cannot be settled now (its lock held by another node's change,
 	// or kept by a node that died holding it, for up to 30 s) does not hold up the
@@ -50,7 +72,7 @@ func (p *Pipeline) RecoverRecords(ctx context.Context, why string, scan func(ctx
 	n := 0
 	var errs []error
 	for _, rrn := range append(open, undelivered...) {
-		settled, err := p.recoverRecord(ctx, rrn, why)
+		settled, err := p.recoverRecord(ctx, rrn, why, node)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("record %s: %w", rrn, err))
 			if ctx.Err() != nil {
@@ -72,8 +94,9 @@ func (p *Pipeline) RecoverRecords(ctx context.Context, why string, scan func(ctx
 // written from it would undo). An open record is closed (91 and reversed when it
 // was sent, 96 when not); an approval without a mark is reversed, unless a later
 // transaction named it (a refund's reservation, a completion: its terminal had the
-// answer) or it was reversed meanwhile. It reports whether it wrote the record.
-func (p *Pipeline) recoverRecord(ctx context.Context, rrn, why string) (bool, error) {
+// answer) or it was reversed meanwhile, or its reversal advice is owed by another
+// node than node (which queues it). It reports whether it wrote the record.
+func (p *Pipeline) recoverRecord(ctx context.Context, rrn, why, node string) (bool, error) {
 	unlock, err := p.lockRecord(ctx, rrn)
 	if err != nil {
 		return false, err
@@ -101,7 +124,7 @@ func (p *Pipeline) recoverRecord(ctx context.Context, rrn, why string) (bool, er
 		}
 		p.log.Warn().Str("rrn", r.RRN).Str("tid", r.TID).Bool("reversed", sent).Msg("recovered an open transaction")
 		return true, nil
-	case owesReversal(r):
+	case owesReversal(r, node):
 		// Its reversal was owed (the queue did not take it) and the process that
 		// owed it, in memory, is gone: it is queued now.
 		p.queueReversal(r, "switch:owed-at-restart")
@@ -114,6 +137,12 @@ func (p *Pipeline) recoverRecord(ctx context.Context, rrn, why string) (bool, er
 		p.log.Warn().Str("rrn", r.RRN).Str("tid", r.TID).Str("issuer", r.Issuer).
 			Msg("recovered a transaction whose reversal advice was owed and not queued: reversed")
 		return true, nil
+	case reversalPending(r):
+		// Owed by another node (OwedBy), whose memory holds the advice: that node
+		// queues it, or whoever settles it once it died. Not queued here too.
+		p.log.Info().Str("rrn", r.RRN).Str("owed_by", r.OwedBy).
+			Msg("reversal advice owed by another node: left to it")
+		return false, nil
 	case !reversibleApproval(r) || delivered(r):
 		return false, nil // settled since the scan
 	case r.Refunded > 0 || r.CompletedBy != "":
@@ -141,17 +170,22 @@ func (p *Pipeline) recoverRecord(ctx context.Context, rrn, why string) (bool, er
 }
 
 // owesReversal reports whether r is a final record, not reversed, whose reversal
-// advice was owed by the process that wrote it (the queue did not take it,
-// owedAdvices) and went with that process. The owed advice is marked by a
-// reversal_owed event (queueReversal), which no later version takes back. Records
-// written before that event are known by why they owed one: the issuer may have
-// approved (it timed out, the link failed while the answer was awaited, or the answer
-// was not valid), or a completion's or stand-in's advice may be queued
-// (completionInDoubt, reasonStandInAdviceUnknown). The reason alone is not enough: a
-// record kept for the journal's return (oweRecord) is written with reason
-// journal-unavailable.
-func owesReversal(r *journal.Record) bool {
+// advice was owed by the process of node (the queue did not take it, owedAdvices)
+// and went with that process. The owed advice is marked by a reversal_owed event
+// (queueReversal), which no later version takes back, and OwedBy naming the node
+// that owes it: a record that names another node is that node's to settle. One that
+// names none (a single switch's, or written before OwedBy) is its own node's, as
+// before. Records written before that event are known by why they owed one: the
+// issuer may have approved (it timed out, the link failed while the answer was
+// awaited, or the answer was not valid), or a completion's or stand-in's advice may
+// be queued (completionInDoubt, reasonStandInAdviceUnknown). The reason alone is
+// not enough: a record kept for the journal's return (oweRecord) is written with
+// reason journal-unavailable.
+func owesReversal(r *journal.Record, node string) bool {
 	if !r.Final() || r.Reversed() || r.Issuer == "" {
+		return false
+	}
+	if r.OwedBy != "" && r.OwedBy != node {
 		return false
 	}
 	if r.Reason == "issuer-answer-invalid" || r.Reason == reasonStandInAdviceUnknown || completionInDoubt(r) {

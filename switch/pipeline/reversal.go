@@ -22,7 +22,10 @@ import (
 // reversal_owed event instead of the mark: written with rec, it tells recovery after
 // a restart (or a survivor's) to queue the 0420 that went with the process
 // (owesReversal), whatever rec's reason says by then; one event per record (a repeat
-// finds it there). It reports whether it added that event.
+// finds it there). The event goes with OwedBy naming this node: rec may be another
+// node's record (a void's original), and the recovery that settles this node finds
+// it by that name (ScanOwed), not among this node's records. It reports whether it
+// added that event.
 func (p *Pipeline) queueReversal(rec *journal.Record, by string) (owedNow bool) {
 	if rec.Issuer == "" || rec.ReversedBy != "" {
 		return false
@@ -56,6 +59,7 @@ func (p *Pipeline) queueReversal(rec *journal.Record, by string) (owedNow bool) 
 		if reversalOwed(rec) {
 			return false
 		}
+		rec.OwedBy = p.node
 		rec.AddEvent(journal.StateReversalOwed, p.now().UTC(), note)
 		return true
 	}
@@ -560,7 +564,9 @@ func (b *adviceBook) add(a owedAdvice) bool {
 // minRRN returns the lowest RRN of the advices owed whose RRN starts as own does
 // ("" if none): the recovery checkpoint must not pass it, the advice living in this
 // process's memory only. Another node's RRN (a cluster's, its first digit the node's)
-// is left out: this node's recovery scans only its own.
+// is left out: this node's recovery scans only its own records from the checkpoint,
+// and finds an owed advice of another node's record by the record's OwedBy
+// (ScanOwed), wherever the checkpoint stands.
 func (b *adviceBook) minRRN(own string) string {
 	b.mu.Lock()
 	defer b.mu.Unlock()

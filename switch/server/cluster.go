@@ -888,7 +888,9 @@ func (s *Server) recoverNodeOnce(ctx context.Context, node int, since time.Time)
 	if err != nil {
 		return fmt.Errorf("recover node %d: catch up with the journal: %w", node, err)
 	}
-	n, err := s.Pipeline.RecoverRecords(ctx, fmt.Sprintf("node %d lost", node), func(ctx context.Context, fn func(*journal.Record) bool) error {
+	// Its records since since, and any node's record whose 0420 it owed (the
+	// original of a void it took, say): recovery finds those by the node's number.
+	n, err := s.Pipeline.RecoverRecords(ctx, fmt.Sprintf("node %d lost", node), strconv.Itoa(node), func(ctx context.Context, fn func(*journal.Record) bool) error {
 		return s.cl.journal.ScanNode(ctx, node, func(r *journal.Record) bool {
 			if r.Received.Before(since) {
 				return true
