@@ -267,13 +267,26 @@ func (l *Link) NextSTAN() string {
 	return fmt.Sprintf("%06d", n)
 }
 
+// minNetworkTimeout is the least a sign-on or an echo waits for its answer.
+const minNetworkTimeout = 5 * time.Second
+
+// networkTimeout is how long a sign-on or an echo waits for its answer: the link's
+// request timeout, at least minNetworkTimeout. An issuer that answers within the
+// timeout is one the switch signs on to and keeps: a fixed 5 s once left an issuer
+// answering in 6 s (its timeout 10 s) without a connection for as long as it was
+// slow, and closed its connections at every echo, every request in flight on them
+// then in doubt (TestSlowIssuerKeepsItsConnections).
+func (l *Link) networkTimeout() time.Duration {
+	return max(l.cfg.Timeout, minNetworkTimeout)
+}
+
 func (l *Link) signOn(c *connection.Connection) error {
 	m := iso8583.NewMessage(message.SpecASCII)
 	m.MTI("0800")
 	_ = m.Field(7, message.FormatDE7(time.Now()))
 	_ = m.Field(11, l.NextSTAN())
 	_ = m.Field(70, message.NMSignOn)
-	resp, err := l.sendOn(c, m, 5*time.Second)
+	resp, err := l.sendOn(c, m, l.networkTimeout())
 	if err != nil {
 		return fmt.Errorf("sign-on to %s: %w", c.Addr(), err)
 	}
@@ -288,13 +301,36 @@ func (l *Link) signOn(c *connection.Connection) error {
 	return nil
 }
 
+// echo checks that a connection without traffic still reaches the issuer, and closes
+// it if not. iso8583-connection calls it every EchoEvery that its own write loop
+// wrote nothing, which is always: the requests go through the coalescing writer
+// (direct.go). So the link keeps the idle rule itself: a connection that read a
+// message within EchoEvery is not echoed, one echo at a time waits per connection,
+// and an echo unanswered in time closes the connection only if nothing at all came
+// on it meanwhile: a connection that carries answers is alive, and closing it would
+// put every request in flight on it in doubt.
 func (l *Link) echo(c *connection.Connection) {
+	v, ok := l.writers.Load(c)
+	if !ok || c.Status() != connection.StatusOnline {
+		return // closed, or its sign-on not answered yet
+	}
+	cw := v.(*coalescingWriter)
+	start := time.Now()
+	if start.Sub(cw.lastRead()) < l.cfg.EchoEvery || !cw.echoing.CompareAndSwap(false, true) {
+		return
+	}
+	defer cw.echoing.Store(false)
 	m := iso8583.NewMessage(message.SpecASCII)
 	m.MTI("0800")
-	_ = m.Field(7, message.FormatDE7(time.Now()))
+	_ = m.Field(7, message.FormatDE7(start))
 	_ = m.Field(11, l.NextSTAN())
 	_ = m.Field(70, message.NMEcho)
-	if _, err := l.sendOn(c, m, 5*time.Second); err != nil {
+	_, err := l.sendOn(c, m, l.networkTimeout())
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrTimeout) && cw.lastRead().After(start):
+		l.log.Warn().Str("addr", c.Addr()).Err(err).Msg("echo to issuer unanswered, but the connection carries answers: kept")
+	default:
 		l.log.Warn().Str("addr", c.Addr()).Err(err).Msg("echo to issuer failed; closing connection")
 		_ = c.Close()
 	}
@@ -400,6 +436,19 @@ type coalescingWriter struct {
 	// by a request on the direct path writing it itself (direct.go): one at a time.
 	writing bool
 	pend    map[string]waiter // requests waiting for their answers (direct.go), by request ID
+
+	// read is when the connection last read a message (unix ns), for echo's idle
+	// rule; echoing is set while an echo waits for its answer.
+	read    atomic.Int64
+	echoing atomic.Bool
+}
+
+// lastRead is when the connection last read a message (zero time: never).
+func (c *coalescingWriter) lastRead() time.Time {
+	if n := c.read.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
 }
 
 func newCoalescingWriter() *coalescingWriter {
@@ -537,6 +586,9 @@ func (lr lightReader) ReadMessage(r io.Reader) (*iso8583.Message, error) {
 	body := make([]byte, n)
 	if _, err := io.ReadFull(r, body); err != nil {
 		return nil, fmt.Errorf("failed to read message from connection: %w", err)
+	}
+	if lr.cw != nil {
+		lr.cw.read.Store(time.Now().UnixNano())
 	}
 	// One pass notes where the fields the switch reads are; an answer on the direct
 	// path needs only DE 11, 37, 38 and 39 of them, and no moov-io message.

@@ -1,0 +1,190 @@
+package issuer
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/switchyard/switchyard/switch/frontend"
+	"github.com/switchyard/switchyard/switch/message"
+)
+
+// scriptedIssuer is an issuer host whose answers take as long as delay says for each
+// message (by MTI and, for network management, DE 70), and whose handling of the
+// issuer's own network management (handleNM) tests can script. It counts the
+// connections it accepted.
+type scriptedIssuer struct {
+	ln       net.Listener
+	delay    func(mti, nm string) time.Duration
+	accepted atomic.Int32
+	wg       sync.WaitGroup
+	mu       sync.Mutex
+	conns    map[net.Conn]struct{}
+	// received has every message read, by MTI and DE 70 ("0800/301"), in order.
+	received chan string
+}
+
+func startScriptedIssuer(t *testing.T, delay func(mti, nm string) time.Duration) *scriptedIssuer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &scriptedIssuer{ln: ln, delay: delay, conns: map[net.Conn]struct{}{}, received: make(chan string, 1024)}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s.accepted.Add(1)
+			s.mu.Lock()
+			s.conns[c] = struct{}{}
+			s.mu.Unlock()
+			s.wg.Add(1)
+			go func() { defer s.wg.Done(); s.serve(c) }()
+		}
+	}()
+	t.Cleanup(func() {
+		_ = ln.Close()
+		s.mu.Lock()
+		for c := range s.conns {
+			_ = c.Close()
+		}
+		s.mu.Unlock()
+		s.wg.Wait()
+	})
+	return s
+}
+
+func (s *scriptedIssuer) addr() string { return s.ln.Addr().String() }
+
+func (s *scriptedIssuer) serve(c net.Conn) {
+	var wmu sync.Mutex
+	var answers sync.WaitGroup
+	defer answers.Wait()
+	defer c.Close()
+	r := bufio.NewReader(c)
+	for {
+		body, err := frontend.ReadFrame(r, nil, 0xFFFF)
+		if err != nil {
+			return
+		}
+		f := map[int]string{}
+		mti, err := message.Scan(body, message.DialectASCII, func(id int, v []byte) { f[id] = string(v) })
+		if err != nil || len(mti) != 4 {
+			return
+		}
+		select {
+		case s.received <- string(mti) + "/" + f[70]:
+		default:
+		}
+		if mti[2] != '0' && mti[2] != '2' {
+			continue // an answer to the issuer's own request
+		}
+		answer := message.ResponseMTI(string(mti))
+		d := s.delay(string(mti), f[70])
+		answers.Add(1)
+		go func() {
+			defer answers.Done()
+			if d > 0 {
+				time.Sleep(d) // the issuer's answer time: what the test is about
+			}
+			b := message.NewBuilder(message.DialectASCII, answer)
+			for _, id := range []int{3, 4, 7, 11, 37, 41, 42, 70} {
+				if v, ok := f[id]; ok {
+					b.Set(id, v)
+				}
+			}
+			if answer == "0210" || answer == "0110" {
+				b.Set(38, "A12345")
+			}
+			raw, err := b.Set(39, message.RCApproved).Bytes(nil)
+			if err != nil {
+				return
+			}
+			wmu.Lock()
+			_, _ = c.Write(frontend.AppendFrame(nil, raw))
+			wmu.Unlock()
+		}()
+	}
+}
+
+// waitSignedOn waits up to within for the link to have a signed-on connection.
+func waitSignedOn(t *testing.T, l *Link, within time.Duration) {
+	t.Helper()
+	for deadline := time.Now().Add(within); !l.Up(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the link has no signed-on connection after %v", within)
+		}
+	}
+}
+
+// TestSlowIssuerKeepsItsConnections: an issuer that takes 5.5 s to answer, within the
+// link's timeout of 8 s, is an issuer the switch must sign on to and keep: its sign-on
+// and echoes waited a fixed 5 s, so its sign-on never succeeded (the issuer stayed
+// unavailable for as long as it was slow), and an echo unanswered in 5 s closed a
+// connection carrying answers, failing every request in flight on it as in doubt (91
+// and a reversal each, every echo period).
+func TestSlowIssuerKeepsItsConnections(t *testing.T) {
+	const slow = 5500 * time.Millisecond
+	t.Run("sign-on", func(t *testing.T) {
+		t.Parallel()
+		iss := startScriptedIssuer(t, func(string, string) time.Duration { return slow })
+		l, err := Dial(Config{ID: "slow", Addrs: []string{iss.addr()}, Connections: 1, Timeout: 8 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = l.Close() })
+		waitSignedOn(t, l, slow+3*time.Second)
+		if n := iss.accepted.Load(); n != 1 {
+			t.Errorf("the issuer saw %d connections, want 1 (a sign-on abandoned and tried again)", n)
+		}
+	})
+	t.Run("echo with a request in flight", func(t *testing.T) {
+		t.Parallel()
+		// Sign-on at once; echoes and authorizations slow.
+		iss := startScriptedIssuer(t, func(mti, nm string) time.Duration {
+			if mti == "0800" && nm == message.NMSignOn {
+				return 0
+			}
+			return slow
+		})
+		l, err := Dial(Config{ID: "slow", Addrs: []string{iss.addr()}, Connections: 1, Timeout: 8 * time.Second,
+			EchoEvery: 100 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = l.Close() })
+		waitSignedOn(t, l, 5*time.Second)
+		// An echo goes out while the purchase waits for its answer.
+		rrn := "000000900001"
+		stan, body := packedPurchase(t, l, rrn)
+		a, err := l.SendPacked(context.Background(), "0200", stan, rrn, body, 0)
+		if errors.Is(err, ErrConnectionLost) {
+			t.Fatalf("the purchase answered within the timeout was failed as in doubt: %v (the echo closed its connection)", err)
+		}
+		if err != nil || a.RC != message.RCApproved {
+			t.Fatalf("purchase: rc %q, err %v", a.RC, err)
+		}
+		echoes := 0
+		for len(iss.received) > 0 {
+			if m := <-iss.received; m == "0800/"+message.NMEcho {
+				echoes++
+			}
+		}
+		if echoes == 0 {
+			t.Error("no echo was sent while the purchase waited: the test did not test the echo")
+		}
+		if n := iss.accepted.Load(); n != 1 {
+			t.Errorf("the issuer saw %d connections, want 1", n)
+		}
+	})
+}
