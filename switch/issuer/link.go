@@ -267,6 +267,9 @@ func (l *Link) NextSTAN() string {
 	return fmt.Sprintf("%06d", n)
 }
 
+// errSignOnRefused: the issuer answered a sign-on otherwise than 00.
+var errSignOnRefused = errors.New("refused")
+
 // minNetworkTimeout is the least a sign-on or an echo waits for its answer.
 const minNetworkTimeout = 5 * time.Second
 
@@ -291,7 +294,10 @@ func (l *Link) signOn(c *connection.Connection) error {
 		return fmt.Errorf("sign-on to %s: %w", c.Addr(), err)
 	}
 	if rc, _ := resp.GetString(39); rc != message.RCApproved {
-		return fmt.Errorf("sign-on to %s refused with %q", c.Addr(), rc)
+		return fmt.Errorf("sign-on to %s %w with %q", c.Addr(), errSignOnRefused, rc)
+	}
+	if v, ok := l.writers.Load(c); ok {
+		v.(*coalescingWriter).signedOff.Store(false)
 	}
 	c.SetStatus(connection.StatusOnline)
 	if v, ok := l.retries.Load(c.Addr()); ok {
@@ -311,10 +317,17 @@ func (l *Link) signOn(c *connection.Connection) error {
 // put every request in flight on it in doubt.
 func (l *Link) echo(c *connection.Connection) {
 	v, ok := l.writers.Load(c)
-	if !ok || c.Status() != connection.StatusOnline {
-		return // closed, or its sign-on not answered yet
+	if !ok {
+		return // closed, or not connected yet
 	}
 	cw := v.(*coalescingWriter)
+	if cw.signedOff.Load() {
+		l.signOnAgain(c, cw)
+		return
+	}
+	if c.Status() != connection.StatusOnline {
+		return // its sign-on not answered yet
+	}
 	start := time.Now()
 	if start.Sub(cw.lastRead()) < l.cfg.EchoEvery || !cw.echoing.CompareAndSwap(false, true) {
 		return
@@ -336,11 +349,61 @@ func (l *Link) echo(c *connection.Connection) {
 	}
 }
 
-// inbound handles issuer-initiated messages (0800 is answered) and late answers.
+// signOnAgain sends a sign-on on a connection the issuer signed off (its 0800/002):
+// the echo's turn, every EchoEvery until the issuer approves one (or signs on
+// itself). A refusal leaves the connection signed off; no answer in time (and
+// nothing else read meanwhile), or a lost connection, closes it, and the pool's new
+// connection signs on as any does.
+func (l *Link) signOnAgain(c *connection.Connection, cw *coalescingWriter) {
+	if !cw.echoing.CompareAndSwap(false, true) {
+		return // the last one still waits
+	}
+	defer cw.echoing.Store(false)
+	start := time.Now()
+	err := l.signOn(c)
+	switch {
+	case err == nil:
+	case errors.Is(err, errSignOnRefused):
+		l.log.Info().Str("addr", c.Addr()).Err(err).Msg("issuer still signed off")
+	case errors.Is(err, ErrTimeout) && cw.lastRead().After(start):
+		l.log.Warn().Str("addr", c.Addr()).Err(err).Msg("sign-on to a signed-off issuer unanswered, but the connection carries answers: kept")
+	default:
+		l.log.Warn().Str("addr", c.Addr()).Err(err).Msg("sign-on to a signed-off issuer failed; closing connection")
+		_ = c.Close()
+	}
+}
+
+// issuerNetwork acts on the issuer's own network management request nm, before it is
+// answered: a sign-off (002) takes the connection out of use (Up false, Send
+// ErrUnavailable: the requests get stand-in or 91, not sent to an issuer that said it
+// takes none); a sign-on (001) on a connection it signed off puts it back.
+func (l *Link) issuerNetwork(c *connection.Connection, nm string) {
+	v, ok := l.writers.Load(c)
+	if !ok {
+		return
+	}
+	cw := v.(*coalescingWriter)
+	switch nm {
+	case message.NMSignOff:
+		cw.signedOff.Store(true)
+		c.SetStatus(connection.StatusOffline)
+		l.log.Warn().Str("addr", c.Addr()).Msg("issuer signed off: connection not used until the issuer signs on, or approves the switch's sign-on (tried every echo_every)")
+	case message.NMSignOn:
+		if cw.signedOff.CompareAndSwap(true, false) {
+			c.SetStatus(connection.StatusOnline)
+			l.log.Info().Str("addr", c.Addr()).Msg("issuer signed on again")
+		}
+	}
+}
+
+// inbound handles issuer-initiated messages (0800 is answered, a sign-off and a
+// sign-on acted on) and late answers.
 func (l *Link) inbound(c *connection.Connection, m *iso8583.Message) {
 	mti, _ := m.GetMTI()
 	switch {
 	case mti == "0800":
+		nm, _ := m.GetString(70)
+		l.issuerNetwork(c, nm)
 		resp := iso8583.NewMessage(message.SpecASCII)
 		resp.MTI("0810")
 		for _, id := range []int{7, 11, 70} {
@@ -438,9 +501,12 @@ type coalescingWriter struct {
 	pend    map[string]waiter // requests waiting for their answers (direct.go), by request ID
 
 	// read is when the connection last read a message (unix ns), for echo's idle
-	// rule; echoing is set while an echo waits for its answer.
+	// rule; echoing is set while an echo, or a sign-on after the issuer's sign-off,
+	// waits for its answer.
 	read    atomic.Int64
 	echoing atomic.Bool
+	// signedOff is set while the issuer has signed the connection off (its 0800/002).
+	signedOff atomic.Bool
 }
 
 // lastRead is when the connection last read a message (zero time: never).

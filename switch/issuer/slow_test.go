@@ -24,18 +24,20 @@ type scriptedIssuer struct {
 	accepted atomic.Int32
 	wg       sync.WaitGroup
 	mu       sync.Mutex
-	conns    map[net.Conn]struct{}
+	conns    map[net.Conn]*sync.Mutex // each connection's write lock
 	// received has every message read, by MTI and DE 70 ("0800/301"), in order.
 	received chan string
+	// rc, if not nil, gives each answer's DE 39 (default 00).
+	rc func(mti, nm string) string
 }
 
-func startScriptedIssuer(t *testing.T, delay func(mti, nm string) time.Duration) *scriptedIssuer {
+func startScriptedIssuer(t *testing.T, delay func(mti, nm string) time.Duration, rc func(mti, nm string) string) *scriptedIssuer {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &scriptedIssuer{ln: ln, delay: delay, conns: map[net.Conn]struct{}{}, received: make(chan string, 1024)}
+	s := &scriptedIssuer{ln: ln, delay: delay, rc: rc, conns: map[net.Conn]*sync.Mutex{}, received: make(chan string, 1024)}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -45,11 +47,12 @@ func startScriptedIssuer(t *testing.T, delay func(mti, nm string) time.Duration)
 				return
 			}
 			s.accepted.Add(1)
+			wmu := new(sync.Mutex)
 			s.mu.Lock()
-			s.conns[c] = struct{}{}
+			s.conns[c] = wmu
 			s.mu.Unlock()
 			s.wg.Add(1)
-			go func() { defer s.wg.Done(); s.serve(c) }()
+			go func() { defer s.wg.Done(); s.serve(c, wmu) }()
 		}
 	}()
 	t.Cleanup(func() {
@@ -66,8 +69,41 @@ func startScriptedIssuer(t *testing.T, delay func(mti, nm string) time.Duration)
 
 func (s *scriptedIssuer) addr() string { return s.ln.Addr().String() }
 
-func (s *scriptedIssuer) serve(c net.Conn) {
-	var wmu sync.Mutex
+// networkRequest sends the issuer's own 0800 with DE 70 nm on every connection.
+func (s *scriptedIssuer) networkRequest(t *testing.T, nm, stan string) {
+	t.Helper()
+	raw, err := message.NewBuilder(message.DialectASCII, "0800").Set(7, message.FormatDE7(time.Now())).
+		Set(11, stan).Set(70, nm).Bytes(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c, wmu := range s.conns {
+		wmu.Lock()
+		_, _ = c.Write(frontend.AppendFrame(nil, raw))
+		wmu.Unlock()
+	}
+}
+
+// await waits up to 5 s for the issuer to read a message of MTI and DE 70 ("0810/002").
+func (s *scriptedIssuer) await(t *testing.T, want string) {
+	t.Helper()
+	timeout := time.NewTimer(5 * time.Second)
+	defer timeout.Stop()
+	for {
+		select {
+		case m := <-s.received:
+			if m == want {
+				return
+			}
+		case <-timeout.C:
+			t.Fatalf("the issuer did not receive %s within 5 s", want)
+		}
+	}
+}
+
+func (s *scriptedIssuer) serve(c net.Conn, wmu *sync.Mutex) {
 	var answers sync.WaitGroup
 	defer answers.Wait()
 	defer c.Close()
@@ -106,7 +142,11 @@ func (s *scriptedIssuer) serve(c net.Conn) {
 			if answer == "0210" || answer == "0110" {
 				b.Set(38, "A12345")
 			}
-			raw, err := b.Set(39, message.RCApproved).Bytes(nil)
+			rc := message.RCApproved
+			if s.rc != nil {
+				rc = s.rc(string(mti), f[70])
+			}
+			raw, err := b.Set(39, rc).Bytes(nil)
 			if err != nil {
 				return
 			}
@@ -137,7 +177,7 @@ func TestSlowIssuerKeepsItsConnections(t *testing.T) {
 	const slow = 5500 * time.Millisecond
 	t.Run("sign-on", func(t *testing.T) {
 		t.Parallel()
-		iss := startScriptedIssuer(t, func(string, string) time.Duration { return slow })
+		iss := startScriptedIssuer(t, func(string, string) time.Duration { return slow }, nil)
 		l, err := Dial(Config{ID: "slow", Addrs: []string{iss.addr()}, Connections: 1, Timeout: 8 * time.Second})
 		if err != nil {
 			t.Fatal(err)
@@ -156,7 +196,7 @@ func TestSlowIssuerKeepsItsConnections(t *testing.T) {
 				return 0
 			}
 			return slow
-		})
+		}, nil)
 		l, err := Dial(Config{ID: "slow", Addrs: []string{iss.addr()}, Connections: 1, Timeout: 8 * time.Second,
 			EchoEvery: 100 * time.Millisecond})
 		if err != nil {
@@ -187,4 +227,71 @@ func TestSlowIssuerKeepsItsConnections(t *testing.T) {
 			t.Errorf("the issuer saw %d connections, want 1", n)
 		}
 	})
+}
+
+// TestIssuerSignOffStopsTraffic: an issuer that signs off (its own 0800, DE 70 = 002)
+// says it takes no more requests. Its sign-off was answered 0810/00 and the switch
+// went on sending authorizations on the connection (each then unanswered: a timeout,
+// a 91 and a reversal, where the stand-in could have answered). Signed off, the link
+// is unavailable; it is used again once the issuer signs on (its own 0800/001), or
+// once it approves the sign-on the switch sends it every echo_every meanwhile.
+func TestIssuerSignOffStopsTraffic(t *testing.T) {
+	var refuse atomic.Bool // the issuer refuses the switch's sign-ons (91)
+	iss := startScriptedIssuer(t, func(string, string) time.Duration { return 0 }, func(mti, nm string) string {
+		if mti == "0800" && nm == message.NMSignOn && refuse.Load() {
+			return message.RCIssuerUnavailable
+		}
+		return message.RCApproved
+	})
+	l, err := Dial(Config{ID: "signoff", Addrs: []string{iss.addr()}, Connections: 1, Timeout: 300 * time.Millisecond,
+		EchoEvery: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Close() })
+	waitSignedOn(t, l, 5*time.Second)
+	send := func(rrn string) error {
+		stan, body := packedPurchase(t, l, rrn)
+		_, err := l.SendPacked(context.Background(), "0200", stan, rrn, body, 0)
+		return err
+	}
+	if err := send("000000910001"); err != nil {
+		t.Fatalf("before the sign-off: %v", err)
+	}
+
+	refuse.Store(true)
+	iss.networkRequest(t, message.NMSignOff, "000001")
+	iss.await(t, "0810/"+message.NMSignOff)
+	if l.Up() {
+		t.Fatal("the issuer signed off, and the link still reports a signed-on connection")
+	}
+	if err := send("000000910002"); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("a purchase after the issuer's sign-off: %v, want ErrUnavailable (not sent)", err)
+	}
+
+	// The issuer signs on again itself.
+	iss.networkRequest(t, message.NMSignOn, "000002")
+	iss.await(t, "0810/"+message.NMSignOn)
+	if !l.Up() {
+		t.Fatal("the issuer signed on again, and the link has no signed-on connection")
+	}
+	if err := send("000000910003"); err != nil {
+		t.Fatalf("after the issuer's sign-on: %v", err)
+	}
+
+	// Signed off again; this time the switch's own sign-on brings it back once the
+	// issuer answers it.
+	iss.networkRequest(t, message.NMSignOff, "000003")
+	iss.await(t, "0810/"+message.NMSignOff)
+	if l.Up() {
+		t.Fatal("signed off a second time, the link still reports a signed-on connection")
+	}
+	refuse.Store(false)
+	waitSignedOn(t, l, 5*time.Second)
+	if err := send("000000910004"); err != nil {
+		t.Fatalf("after the switch signed on again: %v", err)
+	}
+	if n := iss.accepted.Load(); n != 1 {
+		t.Errorf("the issuer saw %d connections, want 1", n)
+	}
 }
