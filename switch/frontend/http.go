@@ -15,6 +15,10 @@ import (
 // some acquirers front their UnionPay-style terminals.
 const ContentTypeTPDU = "x-ISO-TPDU/x-auth"
 
+// httpWriteTimeout bounds the write of an answer over HTTP (a terminal that stopped
+// reading), as the TCP listener's write deadline does.
+const httpWriteTimeout = 30 * time.Second
+
 // newHTTP makes the listener serve terminal messages as HTTP(S) POST bodies
 // (Config.HTTP): one message per request, the answer in the response body. A body
 // may carry the 2-byte length of the TCP framing or not; the answer does the same.
@@ -23,7 +27,7 @@ func (l *Listener) newHTTP() {
 		Handler:           http.HandlerFunc(l.serveHTTP),
 		ReadHeaderTimeout: l.cfg.FirstFrameTimeout,
 		ReadTimeout:       l.cfg.FirstFrameTimeout,
-		WriteTimeout:      30 * time.Second,
+		WriteTimeout:      httpWriteTimeout, // moved on when the answer is ready (serveHTTP)
 		IdleTimeout:       l.cfg.IdleTimeout,
 		MaxHeaderBytes:    8 << 10,
 		ErrorLog:          nil,
@@ -88,10 +92,23 @@ func (l *Listener) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if framed {
 		out = AppendFrame(make([]byte, 0, len(out)+2), out)
 	}
-	w.Header().Set("Content-Type", ContentTypeTPDU)
-	_, err = w.Write(out)
-	if f, ok := w.(http.Flusher); ok && err == nil {
-		f.Flush()
+	// The delivery reported is the write's: a terminal already gone (net/http cancels
+	// the request's context when its connection closes) is not written to, and the
+	// flush's error counts, which http.Flusher drops (an answer in net/http's buffer
+	// was reported delivered whatever became of it, and an approval the terminal
+	// never got stood). The write gets 30 s from now, not from the request's arrival:
+	// the server's WriteTimeout counts from there, and a request may take longer
+	// (an issuer's timeout may be up to 2 minutes).
+	rc := http.NewResponseController(w)
+	if err = r.Context().Err(); err == nil {
+		_ = rc.SetWriteDeadline(time.Now().Add(httpWriteTimeout))
+		w.Header().Set("Content-Type", ContentTypeTPDU)
+		if _, err = w.Write(out); err == nil {
+			err = rc.Flush()
+		}
+	}
+	if err != nil {
+		l.log.Info().Uint64("conn", info.ID).Str("remote", info.Remote.String()).Err(err).Msg("answer over HTTP not delivered")
 	}
 	if l.turnaround != nil && err == nil {
 		l.turnaround(time.Since(read).Seconds())
