@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/netip"
+	"sync"
 	"time"
 )
 
@@ -116,6 +118,72 @@ func (l *Listener) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if resp.Sent != nil {
 		resp.Sent(err == nil)
 	}
+}
+
+// limitedListener applies the listener's connection limits (MaxConns,
+// MaxConnsPerSource) to the connections the HTTP server accepts, as Serve does to
+// its own: one past a limit is closed at once, and counted. Without it a listener of
+// kind https kept neither limit, and one host could use up the process's file
+// descriptors (TestHTTPListenerConnectionLimits).
+type limitedListener struct {
+	net.Listener
+	l *Listener
+}
+
+// Accept returns the next connection within the limits.
+func (ll *limitedListener) Accept() (net.Conn, error) {
+	l := ll.l
+	for {
+		nc, err := ll.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		var src netip.Addr
+		if ap, err := netip.ParseAddrPort(nc.RemoteAddr().String()); err == nil {
+			src = ap.Addr().Unmap()
+		}
+		l.mu.Lock()
+		if reason := l.refuse(src); reason != "" {
+			l.mu.Unlock()
+			l.refused(nc, reason)
+			continue
+		}
+		l.httpOpen++
+		l.sources[src]++
+		l.mu.Unlock()
+		if l.metrics != nil {
+			l.metrics.ConnOpened(l.cfg.Name)
+		}
+		return &limitedConn{Conn: nc, l: l, src: src}, nil
+	}
+}
+
+// limitedConn gives its place back under the limits when it is closed.
+type limitedConn struct {
+	net.Conn
+	l    *Listener
+	src  netip.Addr
+	once sync.Once
+}
+
+// Close closes the connection and, the first time, counts it closed.
+func (c *limitedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() {
+		l := c.l
+		l.mu.Lock()
+		l.httpOpen--
+		if l.sources[c.src] <= 1 {
+			delete(l.sources, c.src)
+		} else {
+			l.sources[c.src]--
+		}
+		l.mu.Unlock()
+		if l.metrics != nil {
+			l.metrics.ConnClosed(l.cfg.Name, "closed")
+		}
+	})
+	return err
 }
 
 // serveHTTPConns runs the HTTP server on the listening socket until Close or Drain.
