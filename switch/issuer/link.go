@@ -56,6 +56,9 @@ type Config struct {
 	// Logger receives sign-ons, echo failures and reconnect warnings, tagged by the
 	// wiring (component=issuer); the link adds its ID. The zero value logs nothing.
 	Logger zerolog.Logger
+	// OnLate and OnUnmatched are the link's fields of the same names, set before its
+	// first connection (the link's goroutines read them from then on).
+	OnLate, OnUnmatched func(m *iso8583.Message)
 }
 
 // Reconnect defaults: an issuer outage that outlasts the backoff's growth must not
@@ -84,8 +87,14 @@ type Link struct {
 	closeOnce sync.Once
 	lastWarn  atomic.Int64 // unix ns of the last pool error logged as a warning
 
-	// OnLate, if set, is called with an answer that arrived after its request timed out.
+	// OnLate, if set, is called with an answer that arrived after its request timed
+	// out (one of the last maxTimedOut such requests of its connection).
 	OnLate func(m *iso8583.Message)
+	// OnUnmatched, if set, is called with an answer that matches no request in
+	// flight nor one that timed out: the issuer's second answer to a request (a
+	// duplicate), or an answer to no request of this link. Without it such an
+	// answer is logged.
+	OnUnmatched func(m *iso8583.Message)
 
 	writers sync.Map // *connection.Connection -> its *coalescingWriter (direct.go)
 }
@@ -138,7 +147,8 @@ func Dial(cfg Config) (*Link, error) {
 	if cfg.AcquirerID == "" {
 		cfg.AcquirerID = "00000000001"
 	}
-	l := &Link{cfg: cfg, log: cfg.Logger.With().Str("issuer", cfg.ID).Logger(), closed: make(chan struct{})}
+	l := &Link{cfg: cfg, log: cfg.Logger.With().Str("issuer", cfg.ID).Logger(), closed: make(chan struct{}),
+		OnLate: cfg.OnLate, OnUnmatched: cfg.OnUnmatched}
 	factory := func(addr string) (*connection.Connection, error) {
 		if err := l.jitter(addr); err != nil {
 			return nil, err
@@ -416,11 +426,27 @@ func (l *Link) inbound(c *connection.Connection, m *iso8583.Message) {
 			l.log.Warn().Err(err).Msg("answering issuer 0800")
 		}
 	case len(mti) == 4 && (mti[2] == '1' || mti[2] == '3'):
-		if l.OnLate != nil {
+		rrn, _ := m.GetString(37)
+		late := false
+		if id, err := (requestID{}).GenerateRequestID(m); err == nil {
+			if v, ok := l.writers.Load(c); ok {
+				late = v.(*coalescingWriter).wasTimedOut(id)
+			}
+		}
+		switch {
+		case late && m.GetField(37) == nil:
+			// An answer to the link's own sign-on or echo, after its wait: nothing
+			// of a transaction.
+			nm, _ := m.GetString(70)
+			l.log.Info().Str("mti", mti).Str("net_code", nm).Msg("issuer answered a network management request after its timeout")
+		case late && l.OnLate != nil:
 			l.OnLate(m)
-		} else {
-			rrn, _ := m.GetString(37)
+		case late:
 			l.log.Warn().Str("mti", mti).Str("rrn", rrn).Msg("late issuer answer dropped")
+		case l.OnUnmatched != nil:
+			l.OnUnmatched(m)
+		default:
+			l.log.Warn().Str("mti", mti).Str("rrn", rrn).Msg("issuer answer matching no request in flight or timed out (a duplicate?) dropped")
 		}
 	default:
 		l.log.Warn().Str("mti", mti).Msg("unexpected message from issuer ignored")
@@ -507,6 +533,11 @@ type coalescingWriter struct {
 	echoing atomic.Bool
 	// signedOff is set while the issuer has signed the connection off (its 0800/002).
 	signedOff atomic.Bool
+	// timedOut holds the IDs of the last maxTimedOut requests that stopped waiting
+	// unanswered (under mu), oldest first in timedOutOrder: an answer to one of them
+	// is late; one to none is unmatched (direct.go, abandon).
+	timedOut      map[string]struct{}
+	timedOutOrder []string
 }
 
 // lastRead is when the connection last read a message (zero time: never).

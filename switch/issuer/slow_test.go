@@ -10,7 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moov-io/iso8583"
+
 	"github.com/switchyard/switchyard/switch/frontend"
+	"github.com/switchyard/switchyard/switch/issuersim"
 	"github.com/switchyard/switchyard/switch/message"
 )
 
@@ -293,5 +296,39 @@ func TestIssuerSignOffStopsTraffic(t *testing.T) {
 	}
 	if n := iss.accepted.Load(); n != 1 {
 		t.Errorf("the issuer saw %d connections, want 1", n)
+	}
+}
+
+// TestDuplicateAnswerIsNotLate: an issuer that answers a request twice sends, the
+// second time, an answer that matches no request. It went to OnLate, which the
+// switch counts and logs as an answer after a timeout ("the transaction was already
+// answered 91 and its reversal queued"), for a transaction answered 00 and never
+// reversed. Only an answer to a request that timed out is late; the others are
+// unmatched.
+func TestDuplicateAnswerIsNotLate(t *testing.T) {
+	late := make(chan string, 4)
+	unmatched := make(chan string, 4)
+	l, _ := dialSim(t, issuersim.Config{Faults: issuersim.Faults{Duplicate: 1}})
+	l.OnLate = func(m *iso8583.Message) { rrn, _ := m.GetString(37); late <- rrn }
+	l.OnUnmatched = func(m *iso8583.Message) { rrn, _ := m.GetString(37); unmatched <- rrn }
+	rrn := "000000920001"
+	stan, body := packedPurchase(t, l, rrn)
+	if a, err := l.SendPacked(context.Background(), "0200", stan, rrn, body, 0); err != nil || a.RC != message.RCApproved {
+		t.Fatalf("purchase: rc %q, err %v", a.RC, err)
+	}
+	select {
+	case got := <-unmatched:
+		if got != rrn {
+			t.Fatalf("unmatched answer for %s, want %s", got, rrn)
+		}
+	case got := <-late:
+		t.Fatalf("the second answer to %s, answered in time, was taken as late", got)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the issuer's second answer was reported neither late nor unmatched within 10 s")
+	}
+	select {
+	case got := <-late:
+		t.Fatalf("the second answer to %s was also reported late", got)
+	default:
 	}
 }
