@@ -138,6 +138,7 @@ type Listener struct {
 	// logged and when they were last (a flood of connections past the limits gives
 	// one line per refusalLogEvery, not one each).
 	sources         map[netip.Addr]int
+	httpOpen        int // the HTTP server's open connections (Config.HTTP)
 	refusedUnlogged int
 	refusedLogged   time.Time
 }
@@ -170,11 +171,17 @@ func Listen(cfg Config, proc Processor, limit Limiter, m Metrics) (*Listener, er
 	if err != nil {
 		return nil, fmt.Errorf("listener %s: %w", cfg.Name, err)
 	}
+	l := &Listener{cfg: cfg, proc: proc, limit: limit, log: cfg.Logger.With().Str("listener", cfg.Name).Logger(),
+		metrics: m, conns: map[*serverConn]struct{}{}, sources: map[netip.Addr]int{}, workers: newWorkers(cfg.reapTick)}
+	if cfg.HTTP {
+		// The HTTP server accepts its connections itself: the limits go under TLS,
+		// on the sockets (http.go).
+		ln = &limitedListener{Listener: ln, l: l}
+	}
 	if cfg.TLS != nil {
 		ln = tls.NewListener(ln, cfg.TLS)
 	}
-	l := &Listener{cfg: cfg, proc: proc, limit: limit, log: cfg.Logger.With().Str("listener", cfg.Name).Logger(),
-		metrics: m, ln: ln, conns: map[*serverConn]struct{}{}, sources: map[netip.Addr]int{}, workers: newWorkers(cfg.reapTick)}
+	l.ln = ln
 	l.ctx, l.stop = context.WithCancel(context.Background())
 	if m != nil {
 		l.turnaround = m.Turnaround(cfg.Name)
@@ -250,7 +257,7 @@ const refusalLogEvery = 10 * time.Second
 // caller holds mu.
 func (l *Listener) refuse(src netip.Addr) string {
 	switch {
-	case len(l.conns) >= l.cfg.MaxConns:
+	case len(l.conns)+l.httpOpen >= l.cfg.MaxConns:
 		return "max-conns"
 	case l.sources[src] >= l.cfg.MaxConnsPerSource:
 		return "per-source"
@@ -355,7 +362,7 @@ func (l *Listener) Close() {
 func (l *Listener) ConnCount() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return len(l.conns)
+	return len(l.conns) + l.httpOpen
 }
 
 type serverConn struct {

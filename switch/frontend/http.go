@@ -6,14 +6,20 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/netip"
+	"sync"
 	"time"
 )
 
 // ContentTypeTPDU is the content type of terminal messages carried over HTTPS, as
 // some acquirers front their UnionPay-style terminals.
 const ContentTypeTPDU = "x-ISO-TPDU/x-auth"
+
+// httpWriteTimeout bounds the write of an answer over HTTP (a terminal that stopped
+// reading), as the TCP listener's write deadline does.
+const httpWriteTimeout = 30 * time.Second
 
 // newHTTP makes the listener serve terminal messages as HTTP(S) POST bodies
 // (Config.HTTP): one message per request, the answer in the response body. A body
@@ -23,7 +29,7 @@ func (l *Listener) newHTTP() {
 		Handler:           http.HandlerFunc(l.serveHTTP),
 		ReadHeaderTimeout: l.cfg.FirstFrameTimeout,
 		ReadTimeout:       l.cfg.FirstFrameTimeout,
-		WriteTimeout:      30 * time.Second,
+		WriteTimeout:      httpWriteTimeout, // moved on when the answer is ready (serveHTTP)
 		IdleTimeout:       l.cfg.IdleTimeout,
 		MaxHeaderBytes:    8 << 10,
 		ErrorLog:          nil,
@@ -88,10 +94,23 @@ func (l *Listener) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if framed {
 		out = AppendFrame(make([]byte, 0, len(out)+2), out)
 	}
-	w.Header().Set("Content-Type", ContentTypeTPDU)
-	_, err = w.Write(out)
-	if f, ok := w.(http.Flusher); ok && err == nil {
-		f.Flush()
+	// The delivery reported is the write's: a terminal already gone (net/http cancels
+	// the request's context when its connection closes) is not written to, and the
+	// flush's error counts, which http.Flusher drops (an answer in net/http's buffer
+	// was reported delivered whatever became of it, and an approval the terminal
+	// never got stood). The write gets 30 s from now, not from the request's arrival:
+	// the server's WriteTimeout counts from there, and a request may take longer
+	// (an issuer's timeout may be up to 2 minutes).
+	rc := http.NewResponseController(w)
+	if err = r.Context().Err(); err == nil {
+		_ = rc.SetWriteDeadline(time.Now().Add(httpWriteTimeout))
+		w.Header().Set("Content-Type", ContentTypeTPDU)
+		if _, err = w.Write(out); err == nil {
+			err = rc.Flush()
+		}
+	}
+	if err != nil {
+		l.log.Info().Uint64("conn", info.ID).Str("remote", info.Remote.String()).Err(err).Msg("answer over HTTP not delivered")
 	}
 	if l.turnaround != nil && err == nil {
 		l.turnaround(time.Since(read).Seconds())
@@ -99,6 +118,72 @@ func (l *Listener) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if resp.Sent != nil {
 		resp.Sent(err == nil)
 	}
+}
+
+// limitedListener applies the listener's connection limits (MaxConns,
+// MaxConnsPerSource) to the connections the HTTP server accepts, as Serve does to
+// its own: one past a limit is closed at once, and counted. Without it a listener of
+// kind https kept neither limit, and one host could use up the process's file
+// descriptors (TestHTTPListenerConnectionLimits).
+type limitedListener struct {
+	net.Listener
+	l *Listener
+}
+
+// Accept returns the next connection within the limits.
+func (ll *limitedListener) Accept() (net.Conn, error) {
+	l := ll.l
+	for {
+		nc, err := ll.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		var src netip.Addr
+		if ap, err := netip.ParseAddrPort(nc.RemoteAddr().String()); err == nil {
+			src = ap.Addr().Unmap()
+		}
+		l.mu.Lock()
+		if reason := l.refuse(src); reason != "" {
+			l.mu.Unlock()
+			l.refused(nc, reason)
+			continue
+		}
+		l.httpOpen++
+		l.sources[src]++
+		l.mu.Unlock()
+		if l.metrics != nil {
+			l.metrics.ConnOpened(l.cfg.Name)
+		}
+		return &limitedConn{Conn: nc, l: l, src: src}, nil
+	}
+}
+
+// limitedConn gives its place back under the limits when it is closed.
+type limitedConn struct {
+	net.Conn
+	l    *Listener
+	src  netip.Addr
+	once sync.Once
+}
+
+// Close closes the connection and, the first time, counts it closed.
+func (c *limitedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() {
+		l := c.l
+		l.mu.Lock()
+		l.httpOpen--
+		if l.sources[c.src] <= 1 {
+			delete(l.sources, c.src)
+		} else {
+			l.sources[c.src]--
+		}
+		l.mu.Unlock()
+		if l.metrics != nil {
+			l.metrics.ConnClosed(l.cfg.Name, "closed")
+		}
+	})
+	return err
 }
 
 // serveHTTPConns runs the HTTP server on the listening socket until Close or Drain.

@@ -116,12 +116,51 @@ func (c *coalescingWriter) addWaiter(id string, full bool) (chan answer, error) 
 // errNotStarted: the connection has written nothing yet (its sign-on goes first).
 var errNotStarted = errors.New("issuer connection not started")
 
-// forget drops a request that stopped waiting (its timeout): an answer that comes
-// later is a late answer, for iso8583-connection's inbound handler.
+// forget drops a request whose write failed: nothing waits for its answer.
 func (c *coalescingWriter) forget(id string) {
 	c.mu.Lock()
 	delete(c.pend, id)
 	c.mu.Unlock()
+}
+
+// maxTimedOut bounds the timed-out requests a connection remembers for wasTimedOut:
+// an answer later than the next maxTimedOut timeouts is taken as unmatched.
+const maxTimedOut = 16384
+
+// abandon drops a request that stopped waiting unanswered (its timeout) and, if it
+// still waited, remembers it: an answer that comes later is late (wasTimedOut), for
+// iso8583-connection's inbound handler.
+func (c *coalescingWriter) abandon(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.pend[id]; !ok {
+		return // answered meanwhile
+	}
+	delete(c.pend, id)
+	if c.timedOut == nil {
+		c.timedOut = make(map[string]struct{})
+	}
+	if _, ok := c.timedOut[id]; ok {
+		return
+	}
+	if len(c.timedOutOrder) >= maxTimedOut {
+		delete(c.timedOut, c.timedOutOrder[0])
+		c.timedOutOrder = c.timedOutOrder[1:]
+	}
+	c.timedOut[id] = struct{}{}
+	c.timedOutOrder = append(c.timedOutOrder, id)
+}
+
+// wasTimedOut reports whether id is a request that timed out unanswered (abandon);
+// its first late answer takes it out, so that a second one is unmatched.
+func (c *coalescingWriter) wasTimedOut(id string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.timedOut[id]; !ok {
+		return false
+	}
+	delete(c.timedOut, id) // its place in timedOutOrder goes when it comes first
+	return true
 }
 
 // deliver hands a to the request id if one waits for it, with the message build
@@ -200,7 +239,7 @@ func (l *Link) roundTrip(c *connection.Connection, id string, body []byte, mk fu
 		}
 		return a, nil
 	case <-t.C:
-		cw.forget(id)
+		cw.abandon(id)
 		// The answer may have come meanwhile.
 		select {
 		case a := <-ch:

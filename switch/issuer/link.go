@@ -56,6 +56,9 @@ type Config struct {
 	// Logger receives sign-ons, echo failures and reconnect warnings, tagged by the
 	// wiring (component=issuer); the link adds its ID. The zero value logs nothing.
 	Logger zerolog.Logger
+	// OnLate and OnUnmatched are the link's fields of the same names, set before its
+	// first connection (the link's goroutines read them from then on).
+	OnLate, OnUnmatched func(m *iso8583.Message)
 }
 
 // Reconnect defaults: an issuer outage that outlasts the backoff's growth must not
@@ -84,8 +87,14 @@ type Link struct {
 	closeOnce sync.Once
 	lastWarn  atomic.Int64 // unix ns of the last pool error logged as a warning
 
-	// OnLate, if set, is called with an answer that arrived after its request timed out.
+	// OnLate, if set, is called with an answer that arrived after its request timed
+	// out (one of the last maxTimedOut such requests of its connection).
 	OnLate func(m *iso8583.Message)
+	// OnUnmatched, if set, is called with an answer that matches no request in
+	// flight nor one that timed out: the issuer's second answer to a request (a
+	// duplicate), or an answer to no request of this link. Without it such an
+	// answer is logged.
+	OnUnmatched func(m *iso8583.Message)
 
 	writers sync.Map // *connection.Connection -> its *coalescingWriter (direct.go)
 }
@@ -138,7 +147,8 @@ func Dial(cfg Config) (*Link, error) {
 	if cfg.AcquirerID == "" {
 		cfg.AcquirerID = "00000000001"
 	}
-	l := &Link{cfg: cfg, log: cfg.Logger.With().Str("issuer", cfg.ID).Logger(), closed: make(chan struct{})}
+	l := &Link{cfg: cfg, log: cfg.Logger.With().Str("issuer", cfg.ID).Logger(), closed: make(chan struct{}),
+		OnLate: cfg.OnLate, OnUnmatched: cfg.OnUnmatched}
 	factory := func(addr string) (*connection.Connection, error) {
 		if err := l.jitter(addr); err != nil {
 			return nil, err
@@ -267,18 +277,37 @@ func (l *Link) NextSTAN() string {
 	return fmt.Sprintf("%06d", n)
 }
 
+// errSignOnRefused: the issuer answered a sign-on otherwise than 00.
+var errSignOnRefused = errors.New("refused")
+
+// minNetworkTimeout is the least a sign-on or an echo waits for its answer.
+const minNetworkTimeout = 5 * time.Second
+
+// networkTimeout is how long a sign-on or an echo waits for its answer: the link's
+// request timeout, at least minNetworkTimeout. An issuer that answers within the
+// timeout is one the switch signs on to and keeps: a fixed 5 s once left an issuer
+// answering in 6 s (its timeout 10 s) without a connection for as long as it was
+// slow, and closed its connections at every echo, every request in flight on them
+// then in doubt (TestSlowIssuerKeepsItsConnections).
+func (l *Link) networkTimeout() time.Duration {
+	return max(l.cfg.Timeout, minNetworkTimeout)
+}
+
 func (l *Link) signOn(c *connection.Connection) error {
 	m := iso8583.NewMessage(message.SpecASCII)
 	m.MTI("0800")
 	_ = m.Field(7, message.FormatDE7(time.Now()))
 	_ = m.Field(11, l.NextSTAN())
 	_ = m.Field(70, message.NMSignOn)
-	resp, err := l.sendOn(c, m, 5*time.Second)
+	resp, err := l.sendOn(c, m, l.networkTimeout())
 	if err != nil {
 		return fmt.Errorf("sign-on to %s: %w", c.Addr(), err)
 	}
 	if rc, _ := resp.GetString(39); rc != message.RCApproved {
-		return fmt.Errorf("sign-on to %s refused with %q", c.Addr(), rc)
+		return fmt.Errorf("sign-on to %s %w with %q", c.Addr(), errSignOnRefused, rc)
+	}
+	if v, ok := l.writers.Load(c); ok {
+		v.(*coalescingWriter).signedOff.Store(false)
 	}
 	c.SetStatus(connection.StatusOnline)
 	if v, ok := l.retries.Load(c.Addr()); ok {
@@ -288,23 +317,103 @@ func (l *Link) signOn(c *connection.Connection) error {
 	return nil
 }
 
+// echo checks that a connection without traffic still reaches the issuer, and closes
+// it if not. iso8583-connection calls it every EchoEvery that its own write loop
+// wrote nothing, which is always: the requests go through the coalescing writer
+// (direct.go). So the link keeps the idle rule itself: a connection that read a
+// message within EchoEvery is not echoed, one echo at a time waits per connection,
+// and an echo unanswered in time closes the connection only if nothing at all came
+// on it meanwhile: a connection that carries answers is alive, and closing it would
+// put every request in flight on it in doubt.
 func (l *Link) echo(c *connection.Connection) {
+	v, ok := l.writers.Load(c)
+	if !ok {
+		return // closed, or not connected yet
+	}
+	cw := v.(*coalescingWriter)
+	if cw.signedOff.Load() {
+		l.signOnAgain(c, cw)
+		return
+	}
+	if c.Status() != connection.StatusOnline {
+		return // its sign-on not answered yet
+	}
+	start := time.Now()
+	if start.Sub(cw.lastRead()) < l.cfg.EchoEvery || !cw.echoing.CompareAndSwap(false, true) {
+		return
+	}
+	defer cw.echoing.Store(false)
 	m := iso8583.NewMessage(message.SpecASCII)
 	m.MTI("0800")
-	_ = m.Field(7, message.FormatDE7(time.Now()))
+	_ = m.Field(7, message.FormatDE7(start))
 	_ = m.Field(11, l.NextSTAN())
 	_ = m.Field(70, message.NMEcho)
-	if _, err := l.sendOn(c, m, 5*time.Second); err != nil {
+	_, err := l.sendOn(c, m, l.networkTimeout())
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrTimeout) && cw.lastRead().After(start):
+		l.log.Warn().Str("addr", c.Addr()).Err(err).Msg("echo to issuer unanswered, but the connection carries answers: kept")
+	default:
 		l.log.Warn().Str("addr", c.Addr()).Err(err).Msg("echo to issuer failed; closing connection")
 		_ = c.Close()
 	}
 }
 
-// inbound handles issuer-initiated messages (0800 is answered) and late answers.
+// signOnAgain sends a sign-on on a connection the issuer signed off (its 0800/002):
+// the echo's turn, every EchoEvery until the issuer approves one (or signs on
+// itself). A refusal leaves the connection signed off; no answer in time (and
+// nothing else read meanwhile), or a lost connection, closes it, and the pool's new
+// connection signs on as any does.
+func (l *Link) signOnAgain(c *connection.Connection, cw *coalescingWriter) {
+	if !cw.echoing.CompareAndSwap(false, true) {
+		return // the last one still waits
+	}
+	defer cw.echoing.Store(false)
+	start := time.Now()
+	err := l.signOn(c)
+	switch {
+	case err == nil:
+	case errors.Is(err, errSignOnRefused):
+		l.log.Info().Str("addr", c.Addr()).Err(err).Msg("issuer still signed off")
+	case errors.Is(err, ErrTimeout) && cw.lastRead().After(start):
+		l.log.Warn().Str("addr", c.Addr()).Err(err).Msg("sign-on to a signed-off issuer unanswered, but the connection carries answers: kept")
+	default:
+		l.log.Warn().Str("addr", c.Addr()).Err(err).Msg("sign-on to a signed-off issuer failed; closing connection")
+		_ = c.Close()
+	}
+}
+
+// issuerNetwork acts on the issuer's own network management request nm, before it is
+// answered: a sign-off (002) takes the connection out of use (Up false, Send
+// ErrUnavailable: the requests get stand-in or 91, not sent to an issuer that said it
+// takes none); a sign-on (001) on a connection it signed off puts it back.
+func (l *Link) issuerNetwork(c *connection.Connection, nm string) {
+	v, ok := l.writers.Load(c)
+	if !ok {
+		return
+	}
+	cw := v.(*coalescingWriter)
+	switch nm {
+	case message.NMSignOff:
+		cw.signedOff.Store(true)
+		c.SetStatus(connection.StatusOffline)
+		l.log.Warn().Str("addr", c.Addr()).Msg("issuer signed off: connection not used until the issuer signs on, or approves the switch's sign-on (tried every echo_every)")
+	case message.NMSignOn:
+		if cw.signedOff.CompareAndSwap(true, false) {
+			c.SetStatus(connection.StatusOnline)
+			l.log.Info().Str("addr", c.Addr()).Msg("issuer signed on again")
+		}
+	}
+}
+
+// inbound handles issuer-initiated messages (0800 is answered, a sign-off and a
+// sign-on acted on) and late answers.
 func (l *Link) inbound(c *connection.Connection, m *iso8583.Message) {
 	mti, _ := m.GetMTI()
 	switch {
 	case mti == "0800":
+		nm, _ := m.GetString(70)
+		l.issuerNetwork(c, nm)
 		resp := iso8583.NewMessage(message.SpecASCII)
 		resp.MTI("0810")
 		for _, id := range []int{7, 11, 70} {
@@ -317,11 +426,27 @@ func (l *Link) inbound(c *connection.Connection, m *iso8583.Message) {
 			l.log.Warn().Err(err).Msg("answering issuer 0800")
 		}
 	case len(mti) == 4 && (mti[2] == '1' || mti[2] == '3'):
-		if l.OnLate != nil {
+		rrn, _ := m.GetString(37)
+		late := false
+		if id, err := (requestID{}).GenerateRequestID(m); err == nil {
+			if v, ok := l.writers.Load(c); ok {
+				late = v.(*coalescingWriter).wasTimedOut(id)
+			}
+		}
+		switch {
+		case late && m.GetField(37) == nil:
+			// An answer to the link's own sign-on or echo, after its wait: nothing
+			// of a transaction.
+			nm, _ := m.GetString(70)
+			l.log.Info().Str("mti", mti).Str("net_code", nm).Msg("issuer answered a network management request after its timeout")
+		case late && l.OnLate != nil:
 			l.OnLate(m)
-		} else {
-			rrn, _ := m.GetString(37)
+		case late:
 			l.log.Warn().Str("mti", mti).Str("rrn", rrn).Msg("late issuer answer dropped")
+		case l.OnUnmatched != nil:
+			l.OnUnmatched(m)
+		default:
+			l.log.Warn().Str("mti", mti).Str("rrn", rrn).Msg("issuer answer matching no request in flight or timed out (a duplicate?) dropped")
 		}
 	default:
 		l.log.Warn().Str("mti", mti).Msg("unexpected message from issuer ignored")
@@ -400,6 +525,27 @@ type coalescingWriter struct {
 	// by a request on the direct path writing it itself (direct.go): one at a time.
 	writing bool
 	pend    map[string]waiter // requests waiting for their answers (direct.go), by request ID
+
+	// read is when the connection last read a message (unix ns), for echo's idle
+	// rule; echoing is set while an echo, or a sign-on after the issuer's sign-off,
+	// waits for its answer.
+	read    atomic.Int64
+	echoing atomic.Bool
+	// signedOff is set while the issuer has signed the connection off (its 0800/002).
+	signedOff atomic.Bool
+	// timedOut holds the IDs of the last maxTimedOut requests that stopped waiting
+	// unanswered (under mu), oldest first in timedOutOrder: an answer to one of them
+	// is late; one to none is unmatched (direct.go, abandon).
+	timedOut      map[string]struct{}
+	timedOutOrder []string
+}
+
+// lastRead is when the connection last read a message (zero time: never).
+func (c *coalescingWriter) lastRead() time.Time {
+	if n := c.read.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
 }
 
 func newCoalescingWriter() *coalescingWriter {
@@ -537,6 +683,9 @@ func (lr lightReader) ReadMessage(r io.Reader) (*iso8583.Message, error) {
 	body := make([]byte, n)
 	if _, err := io.ReadFull(r, body); err != nil {
 		return nil, fmt.Errorf("failed to read message from connection: %w", err)
+	}
+	if lr.cw != nil {
+		lr.cw.read.Store(time.Now().UnixNano())
 	}
 	// One pass notes where the fields the switch reads are; an answer on the direct
 	// path needs only DE 11, 37, 38 and 39 of them, and no moov-io message.

@@ -39,7 +39,6 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
-	"github.com/moov-io/iso8583"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -368,8 +367,10 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 			EchoEvery: config.Duration(30 * time.Second), Connections: 2}}, issuers...)
 	}
 	for _, ic := range issuers {
+		late, unmatched := s.issuerAnswerHandlers(ic.ID)
 		l, err := issuer.Dial(issuer.Config{ID: ic.ID, Addrs: ic.Addrs, Timeout: ic.Timeout.D(), EchoEvery: ic.EchoEvery.D(),
-			Connections: ic.Connections, AcquirerID: ic.AcquirerID, STANPartition: s.cl.stanPartition(), Logger: log.With().Str("component", "issuer").Logger()})
+			Connections: ic.Connections, AcquirerID: ic.AcquirerID, STANPartition: s.cl.stanPartition(), Logger: log.With().Str("component", "issuer").Logger(),
+			OnLate: late, OnUnmatched: unmatched})
 		if err != nil {
 			return nil, err
 		}
@@ -514,14 +515,6 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		s.Queue.Register(id, s.adviceSender(l))
 	}
 	s.registerWallets()
-	for _, l := range s.links {
-		l.OnLate = func(m *iso8583.Message) {
-			rrn, _ := m.GetString(37)
-			rc, _ := m.GetString(39)
-			s.Metrics.IssuerErrors.WithLabelValues(l.ID(), "late").Inc()
-			log.Warn().Str("issuer", l.ID()).Str("rrn", rrn).Str("rc", rc).Msg("late issuer answer: the transaction was already answered 91 and its reversal queued")
-		}
-	}
 	mopts := registry.MonitorOptions{WebhookSecret: webhookSecret,
 		SuspendMaxShare: cfg.Alerts.SuspendMaxShare, SuspendMin: cfg.Alerts.SuspendMin, SuspendWindow: cfg.Alerts.SuspendWindow.D()}
 	if s.cl != nil {
