@@ -117,3 +117,23 @@ func countDigitsBytes(b []byte) int {
 	}
 	return n
 }
+
+// Tally counts what a clean-up of stored free text (a store's MaskStoredText) did.
+type Tally struct {
+	// Records is how many stored records (or log entries) held a card number in
+	// their free text and were rewritten masked.
+	Records int `json:"records"`
+	// CardNumbers is how many card numbers were masked in them.
+	CardNumbers int `json:"card_numbers"`
+	// Rechained is how many entries of a hash-chained log were rewritten only
+	// because an entry before them was: their link to it (and so their hash)
+	// changed, not their content.
+	Rechained int `json:"rechained,omitempty"`
+}
+
+// Add adds o to t.
+func (t *Tally) Add(o Tally) {
+	t.Records += o.Records
+	t.CardNumbers += o.CardNumbers
+	t.Rechained += o.Rechained
+}
