@@ -86,7 +86,9 @@ func TestListsMaskStoredText(t *testing.T) {
 	var errA, errB, errAdd error
 	wg.Go(func() { r, err := a.MaskStoredText(context.Background()); ta, errA = r.CardNumbers, err })
 	wg.Go(func() { r, err := b.MaskStoredText(context.Background()); tb, errB = r.CardNumbers, err })
-	wg.Go(func() { _, errAdd = b.Add("bob", ListEntry{List: "deny", Kind: KindCard, Value: "card-hash-meanwhile-0000", Note: "meanwhile"}) })
+	wg.Go(func() {
+		_, errAdd = b.Add("bob", ListEntry{List: "deny", Kind: KindCard, Value: "card-hash-meanwhile-0000", Note: "meanwhile"})
+	})
 	wg.Wait()
 	if errA != nil || errB != nil || errAdd != nil {
 		t.Fatalf("clean-up on A: %v; on B: %v; an add meanwhile: %v", errA, errB, errAdd)
