@@ -34,7 +34,7 @@ type maskedTextRun struct {
 
 // maskStoredText runs the clean-up of free text stored in clear (each store's
 // MaskStoredText: the registry and its oplog, the risk lists, the review cases,
-// the merchant rating pins and states) when this node has not run it to its end,
+// the merchant rating pins and states, the key audit log) when this node has not run it to its end,
 // or an oplog re-chain is pending, and records that it did. It logs what it
 // rewrote in counts, never the text. It does not stop the start: a failure is
 // logged at Error and the next start tries again. When it ran, Badger is flushed
@@ -74,6 +74,7 @@ func (s *Server) maskStoredText() {
 		{"risk lists", func() (carddata.Tally, error) { return s.Risk.Lists().MaskStoredText(ctx) }},
 		{"review cases", func() (carddata.Tally, error) { return s.Cases.MaskStoredText(ctx) }},
 		{"merchant ratings", func() (carddata.Tally, error) { return s.ratings.MaskStoredText(ctx) }},
+		{"key audit log", func() (carddata.Tally, error) { return s.Keys.MaskStoredText(ctx) }},
 	} {
 		t, err := st.run()
 		total.Add(t)
