@@ -533,3 +533,36 @@ func (l *Lists) Audit(since time.Time, limit int) ([]AuditEntry, error) {
 	}
 	return out, nil
 }
+
+// maskChunk is how many keys one commit of MaskStoredText reads.
+const maskChunk = 256
+
+// MaskStoredText rewrites masked (carddata.MaskText) the card numbers in the notes
+// of the list entries and of the lists' audit that a version before masking
+// (5 December 2026) stored in clear. Each chunk is one commit of the lists (shared
+// with the other nodes like any change, so safe on every node at once); an entry
+// without a card number is not written, so a second run writes nothing. Lists
+// without a DB have nothing stored.
+func (l *Lists) MaskStoredText(ctx context.Context) (carddata.Tally, error) {
+	var t carddata.Tally
+	if l == nil || l.db == nil {
+		return t, nil
+	}
+	for _, k := range []struct {
+		prefix string
+		path   string
+	}{{listEntryPrefix, "note"}, {listAuditPrefix, "entry.note"}} {
+		n, c, err := l.sync.Rewrite(ctx, []byte(k.prefix), maskChunk, func(_, v []byte) ([]byte, int, error) {
+			m, c, err := carddata.MaskJSON(v, k.path)
+			if err != nil || c == 0 {
+				return nil, 0, err
+			}
+			return m, c, nil
+		}, l.applied)
+		t.Records, t.CardNumbers = t.Records+n, t.CardNumbers+c
+		if err != nil {
+			return t, fmt.Errorf("risk lists: mask the card numbers in stored notes: %w", err)
+		}
+	}
+	return t, nil
+}

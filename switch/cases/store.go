@@ -687,3 +687,24 @@ func (s *Store) change(p Actor, n uint64, action, note string, edit func(c *Case
 	}
 	return c, nil
 }
+
+// MaskStoredText rewrites masked (carddata.MaskText) the card numbers in the
+// decision notes that a version before masking (5 December 2026) stored in clear
+// in the cases. Each chunk of cases is one commit of the cases (shared with the
+// other nodes like any, so safe on every node at once); a case without a card
+// number is not written, so a second run writes nothing. The notes' copies in the
+// operation log are the registry's (registry.MaskStoredText).
+func (s *Store) MaskStoredText(ctx context.Context) (carddata.Tally, error) {
+	n, c, err := s.sync.Rewrite(ctx, []byte(pfxCase), 256, func(_, v []byte) ([]byte, int, error) {
+		m, c, err := carddata.MaskJSON(v, "decision.note")
+		if err != nil || c == 0 {
+			return nil, 0, err
+		}
+		return m, c, nil
+	}, nil)
+	t := carddata.Tally{Records: n, CardNumbers: c}
+	if err != nil {
+		return t, fmt.Errorf("cases: mask the card numbers in stored decision notes: %w", err)
+	}
+	return t, nil
+}

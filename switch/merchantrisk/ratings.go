@@ -620,3 +620,72 @@ func validGrade(g string) bool {
 	}
 	return false
 }
+
+// MaskStoredText rewrites masked (carddata.MaskText) the card numbers in the pin
+// reasons that a version before masking (5 December 2026) stored in clear: the
+// pins (one commit per chunk, shared with the other nodes like a pin, so safe on
+// every node at once; each node puts a rewritten pin in force as it would
+// another node's) and this node's rating states (their pin's reason and why). A
+// record without a card number is not written, so a second run writes nothing.
+// The reasons' copies in the operation log are the registry's
+// (registry.MaskStoredText).
+func (r *Ratings) MaskStoredText(ctx context.Context) (carddata.Tally, error) {
+	var t carddata.Tally
+	n, c, err := r.sync.Rewrite(ctx, []byte(pfxPin), 256, func(_, v []byte) ([]byte, int, error) {
+		m, c, err := carddata.MaskJSON(v, "reason")
+		if err != nil || c == 0 {
+			return nil, 0, err
+		}
+		return m, c, nil
+	}, r.applied)
+	t.Records, t.CardNumbers = n, c
+	if err != nil {
+		return t, fmt.Errorf("merchantrisk: mask the card numbers in stored pin reasons: %w", err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var changed [][2][]byte
+	err = r.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(pfxState), PrefetchValues: true})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			v, err := it.Item().ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			m, c, err := carddata.MaskJSON(v, "why", "pin.reason")
+			if err != nil {
+				return fmt.Errorf("%s: %w", it.Item().Key(), err)
+			}
+			if c > 0 {
+				changed = append(changed, [2][]byte{it.Item().KeyCopy(nil), m})
+				t.Records, t.CardNumbers = t.Records+1, t.CardNumbers+c
+			}
+		}
+		return nil
+	})
+	if err == nil && len(changed) > 0 {
+		err = r.db.Update(func(txn *badger.Txn) error {
+			for _, kv := range changed {
+				if err := txn.Set(kv[0], kv[1]); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	if err != nil {
+		return t, fmt.Errorf("merchantrisk: mask the card numbers in stored rating states: %w", err)
+	}
+	for _, kv := range changed {
+		s := new(rating.State)
+		if err := json.Unmarshal(kv[1], s); err != nil {
+			return t, fmt.Errorf("merchantrisk: decode %s: %w", kv[0], err)
+		}
+		r.states[s.Merchant] = s
+	}
+	if len(changed) > 0 {
+		r.publish()
+	}
+	return t, nil
+}

@@ -180,7 +180,8 @@ func (r *Registry) applyRemote(rev uint64, c statelog.Commit) ([]*Change, error)
 			if err := json.Unmarshal(w.Value, &e); err != nil {
 				return nil, fmt.Errorf("registry: revision %d: decode oplog entry %s: %w", rev, k, err)
 			}
-			if e.Seq > logSeq {
+			// >=: a commit of MaskStoredText rewrites the last entry (a new hash).
+			if e.Seq >= logSeq {
 				logSeq, logHash = e.Seq, e.Hash
 			}
 		}

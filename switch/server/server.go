@@ -432,6 +432,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	if err := s.cl.follow(casesLog, s.Cases); err != nil {
 		return nil, fmt.Errorf("review cases: %w", err)
 	}
+	s.maskStoredText() // free text stored in clear before masking (storedtext.go)
 	if err := s.openApps(key); err != nil {
 		return nil, err
 	}

@@ -396,3 +396,68 @@ func Restore(db *badger.DB, snap statelog.Commit, revKey, revValue []byte, entry
 	}
 	return nil
 }
+
+// rewriteAttempts bounds the tries of one chunk of Rewrite that met other nodes'
+// commits (each Do already catches up and runs again once).
+const rewriteAttempts = 5
+
+// Rewrite goes through the store's keys under prefix, chunk keys at a time, and
+// writes the values fn changes, each chunk in one commit through Do (ordered by
+// the Log in a cluster, so that it is safe on every node at once: a chunk that
+// meets another node's commit reads the keys again). fn returns the new value of
+// key (nil: unchanged) and a count it adds up (the card numbers masked); a chunk
+// run again counts again from zero. applied, when set, is given each commit
+// written, to update the store's memory (as Config.Applied is for the other
+// nodes' commits), with the writer lock held. Rewrite returns how many keys it
+// rewrote and the sum of fn's counts for them.
+func (s *Sync) Rewrite(ctx context.Context, prefix []byte, chunk int, fn func(key, val []byte) ([]byte, int, error), applied func(statelog.Commit)) (keys, count int, err error) {
+	start := prefix
+	for start != nil {
+		var next []byte
+		var k, n int
+		op := func() (statelog.Commit, func(), error) {
+			next, k, n = nil, 0, 0
+			var c Commit
+			err := s.db.View(func(txn *badger.Txn) error {
+				it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: 100})
+				defer it.Close()
+				i := 0
+				for it.Seek(start); it.Valid(); it.Next() {
+					if i == chunk {
+						next = it.Item().KeyCopy(nil)
+						return nil
+					}
+					i++
+					v, err := it.Item().ValueCopy(nil)
+					if err != nil {
+						return fmt.Errorf("read %s: %w", it.Item().Key(), err)
+					}
+					nv, cnt, err := fn(it.Item().Key(), v)
+					if err != nil {
+						return fmt.Errorf("%s: %w", it.Item().Key(), err)
+					}
+					if nv != nil {
+						c.Set(it.Item().KeyCopy(nil), nv)
+						k, n = k+1, n+cnt
+					}
+				}
+				return nil
+			})
+			var done func()
+			if applied != nil && len(c.Writes) > 0 {
+				done = func() { applied(c.Commit) }
+			}
+			return c.Commit, done, err
+		}
+		for range rewriteAttempts {
+			if err = s.Do(ctx, op, nil); !errors.Is(err, statelog.ErrConflict) {
+				break
+			}
+		}
+		if err != nil {
+			return keys, count, fmt.Errorf("%s: rewrite the keys under %s: %w", s.cfg.Name, prefix, err)
+		}
+		keys, count, start = keys+k, count+n, next
+	}
+	return keys, count, nil
+}

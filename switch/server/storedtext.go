@@ -1,0 +1,125 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/switchyard/switchyard/internal/carddata"
+)
+
+// Free text stored before the stores masked the card numbers typed into it
+// (5 December 2026): the first start of a version that masks rewrites it masked,
+// once per data directory. See README.md, "Card numbers in free text".
+const (
+	// keyMaskedText records, on this node only, that the clean-up ran to its end
+	// (its value: maskedTextRun). A start that finds it skips the clean-up, unless
+	// the registry says an oplog re-chain another node started is not finished.
+	keyMaskedText = "carddata/masked-text"
+	// prefixFlush is a scratch prefix: a key written under it and dropped makes
+	// Badger flush its memtables (DropPrefix), so that Flatten sees the masked
+	// values beside the clear ones they replace and drops the clear ones.
+	prefixFlush = "carddata/flush/"
+)
+
+// maskedTextRun is what keyMaskedText holds.
+type maskedTextRun struct {
+	At    time.Time      `json:"at"`
+	Tally carddata.Tally `json:"tally"`
+}
+
+// maskStoredText runs the clean-up of free text stored in clear (each store's
+// MaskStoredText: the registry and its oplog, the risk lists, the review cases,
+// the merchant rating pins and states, the key audit log) when this node has not run it to its end,
+// or an oplog re-chain is pending, and records that it did. It logs what it
+// rewrote in counts, never the text. It does not stop the start: a failure is
+// logged at Error and the next start tries again. When it ran, Badger is flushed
+// and flattened, so that the clear values it replaced leave the files now rather
+// than at some later compaction.
+func (s *Server) maskStoredText() {
+	log := s.log.With().Str("component", "carddata").Logger()
+	var ran bool
+	err := s.db.View(func(txn *badger.Txn) error {
+		_, err := txn.Get([]byte(keyMaskedText))
+		ran = err == nil
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		log.Error().Err(err).Msg("card numbers in stored free text: cannot read whether the clean-up ran; it runs at the next start")
+		return
+	}
+	pending, err := s.Registry.MaskPending()
+	if err != nil {
+		log.Error().Err(err).Msg("card numbers in stored free text: cannot read whether an oplog re-chain is pending; it runs at the next start")
+		return
+	}
+	if ran && !pending {
+		return
+	}
+	start := time.Now()
+	ctx := context.Background()
+	var total carddata.Tally
+	for _, st := range []struct {
+		name string
+		run  func() (carddata.Tally, error)
+	}{
+		{"registry", s.Registry.MaskStoredText},
+		{"risk lists", func() (carddata.Tally, error) { return s.Risk.Lists().MaskStoredText(ctx) }},
+		{"review cases", func() (carddata.Tally, error) { return s.Cases.MaskStoredText(ctx) }},
+		{"merchant ratings", func() (carddata.Tally, error) { return s.ratings.MaskStoredText(ctx) }},
+		{"key audit log", func() (carddata.Tally, error) { return s.Keys.MaskStoredText(ctx) }},
+	} {
+		t, err := st.run()
+		total.Add(t)
+		if t.Records > 0 || t.Rechained > 0 {
+			log.Info().Str("store", st.name).Int("records", t.Records).Int("card_numbers", t.CardNumbers).Int("rechained", t.Rechained).
+				Msg("card numbers stored in clear in free text (before masking) rewritten masked")
+		}
+		if err != nil {
+			log.Error().Err(err).Str("store", st.name).Msg("card numbers in stored free text: the clean-up stopped; what it rewrote stays rewritten, and it runs again at the next start")
+			return
+		}
+	}
+	// Drop the replaced clear values from Badger's files: on a cluster node too
+	// when it rewrote nothing itself, since the other nodes' rewrites reached it.
+	if total.Records > 0 || s.cl != nil {
+		if err := compactAway(s.db); err != nil {
+			log.Error().Err(err).Msg("card numbers in stored free text: Badger not flattened; the clear values the clean-up replaced stay in its files until its own compactions drop them")
+		}
+	}
+	v, _ := json.Marshal(maskedTextRun{At: time.Now().UTC(), Tally: total})
+	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set([]byte(keyMaskedText), v) }); err != nil {
+		log.Error().Err(err).Msg("card numbers in stored free text: the clean-up ran but could not be recorded; it runs again at the next start")
+		return
+	}
+	log.Info().Int("records", total.Records).Int("card_numbers", total.CardNumbers).Int("rechained", total.Rechained).
+		Dur("took", time.Since(start)).Msg("card numbers in stored free text: clean-up done")
+}
+
+// compactAway makes Badger drop the versions of keys that newer ones replaced:
+// it flushes the memtables (a scratch key written and dropped: DropPrefix flushes
+// them first) and flattens the tree into one level, where a compaction keeps only
+// the newest version of each key (the database keeps one, NumVersionsToKeep).
+// Values in Badger's value log (1 MiB and over here) are freed by its value-log GC.
+func compactAway(db *badger.DB) error {
+	key := []byte(prefixFlush + "x")
+	if err := db.Update(func(txn *badger.Txn) error { return txn.Set(key, []byte{1}) }); err != nil {
+		return fmt.Errorf("write %s: %w", key, err)
+	}
+	if err := db.DropPrefix([]byte(prefixFlush)); err != nil {
+		return fmt.Errorf("flush the memtables (drop %s): %w", prefixFlush, err)
+	}
+	if err := db.Flatten(1); err != nil {
+		return fmt.Errorf("flatten: %w", err)
+	}
+	for db.RunValueLogGC(0.5) == nil {
+	}
+	return nil
+}

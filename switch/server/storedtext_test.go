@@ -1,0 +1,115 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/rs/zerolog"
+
+	"github.com/switchyard/switchyard/internal/syncbuf"
+)
+
+// TestMaskStoredTextAtStart: a data directory an older version left, with a card
+// number in clear in a merchant's name and a list entry's note (written straight
+// to Badger, as that version's stores did), is cleaned at the first start of this
+// version: the records are masked, the log says how many (never the number), and
+// no file of the data directory holds the number any more, while the switch runs
+// (Badger flushed and flattened) and after it stopped. The next start does not run the clean-up again.
+func TestMaskStoredTextAtStart(t *testing.T) {
+	const pan = "4111111111111111"
+	dir := filepath.Join(t.TempDir(), "data")
+	s := start(t, demoConfig(t, dir), nil)
+	if err := s.Drain(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := OpenDB(dir, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(txn *badger.Txn) error {
+		key := []byte("reg/m/000000000000001")
+		item, err := txn.Get(key)
+		if err != nil {
+			return err
+		}
+		var m map[string]any
+		if err := item.Value(func(v []byte) error { return json.Unmarshal(v, &m) }); err != nil {
+			return err
+		}
+		m["name"] = "Demo shop, card " + pan
+		v, _ := json.Marshal(m)
+		if err := txn.Set(key, v); err != nil {
+			return err
+		}
+		e, _ := json.Marshal(map[string]any{"list": "deny", "kind": "card", "value": "0123456789012345abcdef0123456789",
+			"note": "stolen " + pan, "added_by": "alice", "added_at": time.Now().UTC()})
+		if err := txn.Set([]byte("risk/lists/e/deny/card/0123456789012345abcdef0123456789"), e); err != nil {
+			return err
+		}
+		return txn.Delete([]byte(keyMaskedText)) // an older version's directory has no record of the clean-up
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	var logs syncbuf.Buffer
+	s = start(t, demoConfig(t, dir), &logs)
+	if m, _ := s.Registry.Merchant("000000000000001"); m == nil || m.Name != "Demo shop, card 411111******1111" {
+		t.Errorf("merchant after the start: %+v", m)
+	}
+	for _, e := range s.Risk.Lists().Entries() {
+		if e.Value == "0123456789012345abcdef0123456789" && e.Note != "stolen 411111******1111" {
+			t.Errorf("list entry note %q", e.Note)
+		}
+	}
+	out := logs.String()
+	if !strings.Contains(out, `"store":"registry","records":1,"card_numbers":1`) || !strings.Contains(out, `"store":"risk lists","records":1,"card_numbers":1`) ||
+		!strings.Contains(out, "clean-up done") || strings.Contains(out, pan) {
+		t.Errorf("the start's log does not say what was masked, or holds the number:\n%s", out)
+	}
+	// While it runs (the masked values in the memtable, the clear ones in the
+	// tables the older version left) and after it stopped.
+	noneInFiles(t, dir, pan)
+	if err := s.Drain(); err != nil {
+		t.Fatal(err)
+	}
+	noneInFiles(t, dir, pan)
+
+	logs.Reset()
+	s = start(t, demoConfig(t, dir), &logs)
+	if strings.Contains(logs.String(), "clean-up") {
+		t.Errorf("the clean-up ran again:\n%s", logs.String())
+	}
+	if err := s.Drain(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// noneInFiles fails the test for each file under dir that holds pan.
+func noneInFiles(t *testing.T, dir, pan string) {
+	t.Helper()
+	if err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if bytes.Contains(b, []byte(pan)) {
+			t.Errorf("%s holds the card number in clear", filepath.Base(path))
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
