@@ -90,6 +90,7 @@ func (s *Server) maskStoredText() {
 	// Drop the replaced clear values from Badger's files: on a cluster node too
 	// when it rewrote nothing itself, since the other nodes' rewrites reached it.
 	if total.Records > 0 || s.cl != nil {
+		log.Info().Msg("card numbers in stored free text: flattening Badger once so that the clear values replaced leave its files (on a large store this can take minutes; it does not run again)")
 		if err := compactAway(s.db); err != nil {
 			log.Error().Err(err).Msg("card numbers in stored free text: Badger not flattened; the clear values the clean-up replaced stay in its files until its own compactions drop them")
 		}
