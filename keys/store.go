@@ -55,7 +55,7 @@ const (
 var ErrConflict = errors.New("the key store changed on another node; retry")
 
 // reservedIDs are path words of the admin API that cannot be key IDs.
-var reservedIDs = map[string]bool{"audit": true, "generate": true, "form": true, "import": true}
+var reservedIDs = map[string]bool{"audit": true, "generate": true, "form": true, "import": true, CardHashKeyLabel: true}
 
 // Options configure a Store.
 type Options struct {
