@@ -217,6 +217,11 @@ type PutRequest struct {
 	// supersedes stops being usable for decryption and verification (zero: at once).
 	SupersedeGraceUntil time.Time
 	Event               AuditEvent // appended to the audit log in the same transaction
+	// Unique, when set (an ECB import), makes Put refuse the record with an error
+	// wrapping ErrPolicy when its key value is already stored under another key ID
+	// (UniqueValue). A store that holds no keys of its own (the payShield
+	// simulator's per-command store) ignores it.
+	Unique *UniqueValue
 }
 
 // KeyStore keeps key records (keys under the LMK), DUKPT counters and the key audit
@@ -255,10 +260,10 @@ type KeyStore interface {
 // imported as a TDK decrypts the terminal's PIN blocks; as a ZMK it exports keys).
 // Only the working keys a terminal or a zone partner exchanges that way may come in
 // ECB (TPK, TAK, ZPK, ZAK); key-encrypting keys, BDKs, CVKs and data keys come as
-// TR-31 blocks (which carry their usage) or as components. A PIN key and a MAC key
-// can still be swapped between their two types this way, which gives a MAC
-// generation under a PIN key's value (an encryption, never a decryption): not
-// covered.
+// TR-31 blocks (which carry their usage) or as components. A swap among those four
+// (a PIN key's value as a MAC key) is refused by the key store instead: an ECB
+// import sets PutRequest.Unique, and a value already stored under another key ID is
+// refused (see UniqueValue).
 func CheckECBImport(t KeyType) error {
 	switch t {
 	case TPK, TAK, ZPK, ZAK:

@@ -119,8 +119,16 @@ func TestECBImportKeepsKeyTypes(t *testing.T) {
 			t.Errorf("the TPK's ECB export imported as a %s: err %v, want ErrPolicy", typ, err)
 		}
 	}
-	// A TPK still comes in ECB (a terminal's working key under its TMK).
-	if _, err := e.hsm.ImportKey(e.ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "T0000002.TPK", Type: hsm.TPK}, KEK: tmk, ECB: ecb}); err != nil {
+	// A TPK still comes in ECB (a terminal's working key under its TMK): here a new
+	// key re-sent, a new version of its own ID. (Not T0000001's demo TPK: the demo
+	// fleet stores that public value under four IDs, and an ECB value is never
+	// stored under a second ID: TestECBImportRefusesAStoredValue.)
+	gen, err := e.hsm.GenerateKey(e.ctx, hsm.GenerateKeyRequest{KeySpec: hsm.KeySpec{ID: "T0000004.TPK", Type: hsm.TPK, Owner: "T0000004"},
+		Export: &hsm.ExportSpec{KEK: tmk, Format: hsm.ExportECB}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.hsm.ImportKey(e.ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "T0000004.TPK", Type: hsm.TPK, Owner: "T0000004"}, KEK: tmk, ECB: gen.Exported}); err != nil {
 		t.Errorf("a TPK imported from ECB: %v", err)
 	}
 }

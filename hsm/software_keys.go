@@ -32,7 +32,9 @@ func (s *Software) kek(ctx context.Context, ref KeyRef, wrap bool) (KeyRecord, *
 }
 
 // newRecord wraps key under the LMK and stores it as version version of spec.ID.
-func (s *Software) newRecord(ctx context.Context, spec KeySpec, version int, key []byte, exportability byte, action, detail string) (KeyResult, KeyRecord, error) {
+// With unique set (an ECB import) the store refuses it if its value is stored under
+// another key ID.
+func (s *Software) newRecord(ctx context.Context, spec KeySpec, version int, key []byte, exportability byte, action, detail string, unique *UniqueValue) (KeyResult, KeyRecord, error) {
 	prof, err := ProfileFor(spec.Type, spec.Algorithm, spec.MACAlgorithm)
 	if err != nil {
 		return KeyResult{}, KeyRecord{}, err
@@ -75,7 +77,7 @@ func (s *Software) newRecord(ctx context.Context, spec KeySpec, version int, key
 		grace = start.Add(spec.Grace)
 	}
 	ev := AuditEvent{Actor: ActorFrom(ctx), Action: action, KeyID: spec.ID, Version: version, KeyType: string(spec.Type), KCV: rec.KCV, Detail: detail}
-	if err := s.store.Put(ctx, PutRequest{Record: rec, SupersedeGraceUntil: grace, Event: ev}); err != nil {
+	if err := s.store.Put(ctx, PutRequest{Record: rec, SupersedeGraceUntil: grace, Event: ev, Unique: unique}); err != nil {
 		return KeyResult{}, KeyRecord{}, err
 	}
 	s.log.Info().Str("key", rec.Ref().String()).Str("type", string(rec.Type)).Str("kcv", rec.KCV).Str("actor", ev.Actor).Str("action", action).Msg("key stored")
@@ -150,7 +152,7 @@ func (s *Software) generateKey(ctx context.Context, req GenerateKeyRequest) (Key
 	if version > 1 {
 		action = "rotate"
 	}
-	res, rec, err := s.newRecord(ctx, req.KeySpec, version, key, 0, action, detail)
+	res, rec, err := s.newRecord(ctx, req.KeySpec, version, key, 0, action, detail, nil)
 	if err != nil {
 		return KeyResult{}, fmt.Errorf("generate key %s: %w", req.ID, err)
 	}
@@ -211,7 +213,7 @@ func (s *Software) FormKey(ctx context.Context, req FormKeyRequest) (KeyResult, 
 	if !req.Algorithm.IsAES() {
 		sym.SetOddParity(key)
 	}
-	res, _, err := s.newRecord(ctx, req.KeySpec, version, key, 0, "form", fmt.Sprintf("from %d components, KCVs %s", len(kcvs), strings.Join(kcvs, " ")))
+	res, _, err := s.newRecord(ctx, req.KeySpec, version, key, 0, "form", fmt.Sprintf("from %d components, KCVs %s", len(kcvs), strings.Join(kcvs, " ")), nil)
 	if err != nil {
 		return KeyResult{}, fmt.Errorf("form key %s: %w", req.ID, err)
 	}
@@ -321,11 +323,36 @@ func (s *Software) ImportKey(ctx context.Context, req ImportKeyRequest) (KeyResu
 			return KeyResult{}, fmt.Errorf("import key %s: %w: the key's KCV is %s, expected %s (wrong KEK or damaged key)", req.ID, ErrKCVMismatch, got, wantKCV)
 		}
 	}
-	res, _, err := s.newRecord(ctx, req.KeySpec, version, key, exportability, "import", fmt.Sprintf("%s under %s", form, krec.Ref()))
+	// A key from an ECB form brings no type of its own: its value must not be
+	// stored under another key ID already (UniqueValue). A TR-31 block binds
+	// its usage, and the check would refuse legitimate copies (a key sent to
+	// two zones as blocks).
+	var unique *UniqueValue
+	if form == "ecb" {
+		unique = &UniqueValue{KCVs: valueKCVs(key), Same: s.sameValue(req.Algorithm, key)}
+	}
+	res, _, err := s.newRecord(ctx, req.KeySpec, version, key, exportability, "import", fmt.Sprintf("%s under %s", form, krec.Ref()), unique)
 	if err != nil {
 		return KeyResult{}, fmt.Errorf("import key %s: %w", req.ID, err)
 	}
 	return res, nil
+}
+
+// sameValue returns UniqueValue.Same for key (of algorithm alg): it unwraps a stored
+// record under the LMK and compares the two values (sameKeyValue). key must stay
+// unwiped until the Put that uses it returns.
+func (s *Software) sameValue(alg Algorithm, key []byte) func(KeyRecord) (bool, error) {
+	return func(rec KeyRecord) (bool, error) {
+		h, other, err := tr31.Unwrap(s.lmk, rec.Block)
+		if err != nil {
+			return false, fmt.Errorf("unwrap %s under the LMK: %w", rec.Ref(), err)
+		}
+		defer sym.Wipe(other)
+		if err := checkBinding(rec, h, other); err != nil {
+			return false, err
+		}
+		return sameKeyValue(alg, key, rec.Algorithm, other), nil
+	}
 }
 
 // checkExport checks that a key of algorithm alg with the given exportability may

@@ -61,9 +61,11 @@ func TestGenerateExportImport(t *testing.T) {
 	if err != nil || chk.KCV != res.KCV || chk.Method != kcv.MethodTDES {
 		t.Fatalf("KCV %v %v", chk, err)
 	}
-	// Import both forms under the TMK at another terminal; the KCV must match.
-	imp, err := e.hsm.ImportKey(e.ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "imp.TPK", Type: hsm.TPK}, KEK: tmk, ECB: res.Exported})
-	if err != nil || imp.KCV != res.KCV {
+	// Import both forms under the TMK, the KCV must match: the ECB form as a new
+	// version of the same key (an ECB value is never stored under a second key ID:
+	// TestECBImportRefusesAStoredValue), the TR-31 block at another terminal.
+	imp, err := e.hsm.ImportKey(e.ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "T0000004.TPK", Type: hsm.TPK}, KEK: tmk, ECB: res.Exported})
+	if err != nil || imp.KCV != res.KCV || imp.Ref.Version != 2 {
 		t.Fatalf("ECB import: %v %v", imp, err)
 	}
 	imp2, err := e.hsm.ImportKey(e.ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "imp2.TPK", Type: hsm.TPK}, KEK: tmk, TR31: blk, KCV: res.KCV})

@@ -310,3 +310,63 @@ func TestClusterDestroyedVersionApplied(t *testing.T) {
 		t.Fatalf("A after B's v4: %v", vs)
 	}
 }
+
+// An ECB import is refused when its value is stored under another key ID (see
+// hsm.UniqueValue), and in a cluster that includes a key another node stored a
+// moment ago: node A imports a TPK from its ECB form, node B, not yet given A's
+// commit, imports the same ECB form as a TAK. B's append conflicts, B catches up and
+// runs its check again with A's TPK in its store: the TAK is refused, on both nodes.
+func TestClusterECBValueImportedOnTwoNodesAtOnce(t *testing.T) {
+	a, b, mem := twoKeyNodes(t)
+	lmk := make([]byte, hsm.LMKLength)
+	rand.Read(lmk)
+	hopts := hsm.Options{Now: (&tclock{t: time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)}).Now}
+	var err error
+	if a.hsm, err = hsm.NewSoftware(ctx, a.store, lmk, hopts); err != nil {
+		t.Fatal(err)
+	}
+	deliver(t, mem)
+	if b.hsm, err = hsm.NewSoftware(ctx, b.store, lmk, hopts); err != nil {
+		t.Fatal(err)
+	}
+	tmk, _ := hex.DecodeString("1F2E3D4C5B6A79880F1E2D3C4B5A6978")
+	c1, _ := hex.DecodeString("0123456789ABCDEF0123456789ABCDEF")
+	c2 := make([]byte, 16)
+	for i := range c2 {
+		c2[i] = tmk[i] ^ c1[i]
+	}
+	tmkRes, err := a.hsm.FormKey(ctx, hsm.FormKeyRequest{KeySpec: hsm.KeySpec{ID: "T1.TMK", Type: hsm.TMK}, Components: [][]byte{c1, c2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deliver(t, mem) // both nodes hold the TMK
+	tpk, _ := hex.DecodeString("A1B2C3D4E5F60718293A4B5C6D7E8F90")
+	blk, err := des.NewTripleDESCipher(append(append([]byte{}, tmk...), tmk[:8]...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc := make([]byte, 16)
+	blk.Encrypt(enc[:8], tpk[:8])
+	blk.Encrypt(enc[8:], tpk[8:])
+	tpkKCV, _ := kcv.TDES(tpk)
+	ecb := strings.ToUpper(hex.EncodeToString(enc)) + ":" + tpkKCV.String()
+	if _, err := a.hsm.ImportKey(ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "T1.TPK", Type: hsm.TPK, Owner: "T1"}, KEK: tmkRes.Ref, ECB: ecb}); err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		_, err := b.hsm.ImportKey(ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "T1.TAK", Type: hsm.TAK, Owner: "T1"}, KEK: tmkRes.Ref, ECB: ecb})
+		errc <- err
+	}()
+	<-b.log.Conflicts
+	deliver(t, mem)
+	if err := <-errc; !errors.Is(err, hsm.ErrPolicy) || !strings.Contains(err.Error(), "T1.TPK") {
+		t.Fatalf("node B imports node A's TPK's ECB form as a TAK: %v, want ErrPolicy naming T1.TPK", err)
+	}
+	deliver(t, mem)
+	for name, n := range map[string]*clusterNode{"A": a, "B": b} {
+		if _, err := n.store.Versions("T1.TAK"); !errors.Is(err, hsm.ErrKeyNotFound) {
+			t.Errorf("node %s holds T1.TAK: %v", name, err)
+		}
+	}
+}

@@ -55,7 +55,7 @@ const (
 var ErrConflict = errors.New("the key store changed on another node; retry")
 
 // reservedIDs are path words of the admin API that cannot be key IDs.
-var reservedIDs = map[string]bool{"audit": true, "generate": true, "form": true, "import": true}
+var reservedIDs = map[string]bool{"audit": true, "generate": true, "form": true, "import": true, CardHashKeyLabel: true}
 
 // Options configure a Store.
 type Options struct {
@@ -371,6 +371,13 @@ func (s *Store) Put(ctx context.Context, req hsm.PutRequest) error {
 		if bdkClash != "" {
 			return statelog.Commit{}, nil, fmt.Errorf("%w: BDK %s already uses KSN prefix %s", hsm.ErrInput, bdkClash, r.Owner)
 		}
+		if req.Unique != nil {
+			// Under the writer lock: no other Put, here or applied from another
+			// node, lands between this check and the write.
+			if err := req.Unique.Clash(r, s.sameKCV(r.ID, req.Unique)); err != nil {
+				return statelog.Commit{}, nil, err
+			}
+		}
 		now := s.now()
 		var prev *hsm.KeyRecord
 		if cur := current(vs, now); cur >= 0 && !req.SupersedeGraceUntil.IsZero() {
@@ -417,13 +424,39 @@ func (s *Store) Put(ctx context.Context, req hsm.PutRequest) error {
 		}, nil
 	}, nil)
 	if err != nil {
-		if errors.Is(err, hsm.ErrKeyExists) || errors.Is(err, hsm.ErrInput) {
+		if req.Unique != nil && errors.Is(err, hsm.ErrPolicy) {
+			// An ECB form of a key already held here, offered as another key: a
+			// mistake, or someone trying to give one key value a second purpose.
+			s.log.Warn().Str("key", r.Ref().String()).Str("type", string(r.Type)).Str("kcv", r.KCV).Str("actor", req.Event.Actor).
+				Str("reason", err.Error()).Msg("ECB import refused: its value is stored under another key ID")
+		}
+		if errors.Is(err, hsm.ErrKeyExists) || errors.Is(err, hsm.ErrInput) || errors.Is(err, hsm.ErrPolicy) {
 			return err
 		}
 		return fmt.Errorf("store key %s: %w", r.Ref(), err)
 	}
 	s.log.Info().Str("key", r.Ref().String()).Str("type", string(r.Type)).Str("kcv", r.KCV).Str("actor", req.Event.Actor).Str("action", req.Event.Action).Msg("key version stored")
 	return nil
+}
+
+// sameKCV returns every stored version, whatever its status, of the key IDs other
+// than id whose KCV u matches (the candidates of UniqueValue.Clash).
+func (s *Store) sameKCV(id string, u *hsm.UniqueValue) []hsm.KeyRecord {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []hsm.KeyRecord
+	for other, vs := range s.recs {
+		if other == id {
+			continue
+		}
+		for _, r := range vs {
+			if u.Matches(r) {
+				out = append(out, r)
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b hsm.KeyRecord) int { return strings.Compare(a.Ref().String(), b.Ref().String()) })
+	return out
 }
 
 // prunable returns how many of the oldest versions in vs (one ID's, oldest first,

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/rs/zerolog"
 
 	"github.com/switchyard/switchyard/hsm"
 )
@@ -545,5 +546,47 @@ func TestWorkingKeysKeptWhileMayDestroySaysNo(t *testing.T) {
 	}
 	if vs, _ := s.Versions("T1.TAK"); len(vs) != 5 {
 		t.Fatalf("%d versions kept, want all 5", len(vs))
+	}
+}
+
+// PutRequest.Unique (an ECB import): the store refuses a record whose KCV, standing
+// for its value when no comparison is given (a payShield), is that of a version of
+// another key ID, revoked ones included, and says so in its log with the actor;
+// versions of the same ID are the same key re-sent.
+func TestPutUniqueValue(t *testing.T) {
+	db := openDB(t, t.TempDir())
+	t.Cleanup(func() { db.Close() })
+	var logs strings.Builder
+	now := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+	s, err := NewStore(db, Options{Now: (&tclock{t: now}).Now, Logger: zerolog.New(&logs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := putRec(s, rec("T1.TPK", 1, hsm.TPK, "ABC123", now)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SetStatus(ctx, hsm.KeyRef{ID: "T1.TPK", Version: 1}, hsm.StatusRevoked, "retired"); err != nil {
+		t.Fatal(err)
+	}
+	unique := &hsm.UniqueValue{KCVs: []string{"ABC123"}}
+	put := func(r hsm.KeyRecord) error {
+		return s.Put(ctx, hsm.PutRequest{Record: r, Event: hsm.AuditEvent{Actor: "mallory", Action: "import", KeyID: r.ID, Version: r.Version, KCV: r.KCV}, Unique: unique})
+	}
+	if err := put(rec("T1.TAK", 1, hsm.TAK, "ABC123", now)); !errors.Is(err, hsm.ErrPolicy) || !strings.Contains(err.Error(), "T1.TPK v1") {
+		t.Fatalf("the revoked TPK's value as a TAK: %v, want ErrPolicy naming T1.TPK v1", err)
+	}
+	if _, err := s.Versions("T1.TAK"); !errors.Is(err, hsm.ErrKeyNotFound) {
+		t.Fatalf("refused record stored: %v", err)
+	}
+	if l := logs.String(); !strings.Contains(l, "ECB import refused") || !strings.Contains(l, `"actor":"mallory"`) || !strings.Contains(l, `"key":"T1.TAK v1"`) {
+		t.Fatalf("the refusal is not in the log:\n%s", l)
+	}
+	if err := put(rec("T1.TPK", 2, hsm.TPK, "ABC123", now)); err != nil {
+		t.Fatalf("the same key re-sent as T1.TPK v2: %v", err)
+	}
+	// A Same that says the values differ lets a KCV twin in.
+	unique.Same = func(hsm.KeyRecord) (bool, error) { return false, nil }
+	if err := put(rec("T2.TAK", 1, hsm.TAK, "ABC123", now)); err != nil {
+		t.Fatalf("another key with the same KCV: %v", err)
 	}
 }

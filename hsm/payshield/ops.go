@@ -358,8 +358,9 @@ func (c *Client) prepare(ctx context.Context, spec *hsm.KeySpec) (int, error) {
 	return v, nil
 }
 
-// put stores a key the HSM created as a new record.
-func (c *Client) put(ctx context.Context, spec hsm.KeySpec, version int, tok, kcvHex, action, detail string) (hsm.KeyResult, error) {
+// put stores a key the HSM created as a new record; with unique set (an ECB
+// import) the store refuses it if its KCV is that of a key of another ID.
+func (c *Client) put(ctx context.Context, spec hsm.KeySpec, version int, tok, kcvHex, action, detail string, unique *hsm.UniqueValue) (hsm.KeyResult, error) {
 	now := c.now().UTC()
 	act := spec.ActivateAt
 	if act.IsZero() {
@@ -381,7 +382,7 @@ func (c *Client) put(ctx context.Context, spec hsm.KeySpec, version int, tok, kc
 		grace = start.Add(spec.Grace)
 	}
 	ev := hsm.AuditEvent{Actor: hsm.ActorFrom(ctx), Action: action, KeyID: spec.ID, Version: version, KeyType: string(spec.Type), KCV: kcvHex, Detail: detail + " (payShield)"}
-	if err := c.store.Put(ctx, hsm.PutRequest{Record: rec, SupersedeGraceUntil: grace, Event: ev}); err != nil {
+	if err := c.store.Put(ctx, hsm.PutRequest{Record: rec, SupersedeGraceUntil: grace, Event: ev, Unique: unique}); err != nil {
 		return hsm.KeyResult{}, err
 	}
 	c.opts.Logger.Info().Str("key", rec.Ref().String()).Str("type", string(rec.Type)).Str("kcv", rec.KCV).Str("actor", ev.Actor).Str("action", action).Msg("key stored")
@@ -455,7 +456,7 @@ func (c *Client) generateKey(ctx context.Context, req hsm.GenerateKeyRequest) (h
 	if req.Export != nil {
 		detail = fmt.Sprintf("random, exported under %s as %s", krec.Ref(), req.Export.Format)
 	}
-	res, err := c.put(ctx, req.KeySpec, version, tok, k, action, detail)
+	res, err := c.put(ctx, req.KeySpec, version, tok, k, action, detail, nil)
 	if err != nil {
 		return hsm.KeyResult{}, fmt.Errorf("generate key %s: %w", req.ID, err)
 	}
@@ -511,7 +512,7 @@ func (c *Client) FormKey(ctx context.Context, req hsm.FormKeyRequest) (hsm.KeyRe
 	if err := fs.Err(); err != nil {
 		return hsm.KeyResult{}, fmt.Errorf("form key %s: answer FL: %w", req.ID, err)
 	}
-	res, err := c.put(ctx, req.KeySpec, version, tok, k, "form", fmt.Sprintf("from %d components, KCVs %s", len(kcvs), strings.Join(kcvs, " ")))
+	res, err := c.put(ctx, req.KeySpec, version, tok, k, "form", fmt.Sprintf("from %d components, KCVs %s", len(kcvs), strings.Join(kcvs, " ")), nil)
 	if err != nil {
 		return hsm.KeyResult{}, fmt.Errorf("form key %s: %w", req.ID, err)
 	}
@@ -570,7 +571,14 @@ func (c *Client) ImportKey(ctx context.Context, req hsm.ImportKeyRequest) (hsm.K
 	if err := fs.Err(); err != nil {
 		return hsm.KeyResult{}, fmt.Errorf("import key %s: answer A7: %w", req.ID, err)
 	}
-	res, err := c.put(ctx, req.KeySpec, version, tok, k, "import", fmt.Sprintf("%s under %s", form, krec.Ref()))
+	// An ECB form brings no key type: the key store refuses the key if its KCV is
+	// that of a key stored under another ID (hsm.UniqueValue). The HSM does not
+	// compare key values for the switch, so the KCV stands for the value.
+	var unique *hsm.UniqueValue
+	if form == "ecb" {
+		unique = &hsm.UniqueValue{KCVs: []string{k}}
+	}
+	res, err := c.put(ctx, req.KeySpec, version, tok, k, "import", fmt.Sprintf("%s under %s", form, krec.Ref()), unique)
 	if err != nil {
 		return hsm.KeyResult{}, fmt.Errorf("import key %s: %w", req.ID, err)
 	}

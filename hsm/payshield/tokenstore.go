@@ -64,6 +64,9 @@ func (tokenStore) NextVersion(ctx context.Context, id string) (int, hsm.KeyType,
 	return s.next, s.nextT, nil
 }
 
+// Put keeps the command's new key for the answer. It ignores req.Unique, as a
+// payShield would: the check that an ECB import's value is not stored under another
+// key ID is made by the client's key store, on the KCV the answer carries.
 func (tokenStore) Put(ctx context.Context, req hsm.PutRequest) error {
 	rec := req.Record
 	sessionFrom(ctx).created = &rec

@@ -168,25 +168,32 @@ func TestClientEveryCommandVariant(t *testing.T) {
 		t.Fatalf("BU CVK (FF;402): %+v, %v", k, err)
 	}
 
-	// A0 under the TMK (flag 1, ECB, as in a key change), A8 under the ZMK as TR-31,
-	// A6 of that block back: the same key; A6 with a wrong KCV is refused.
+	// A0 under the TMK (flag 1, ECB, as in a key change), A6 of that ECB form back,
+	// A8 under the ZMK as TR-31, A6 of that block back: the same key (a TR-31 block
+	// binds its usage, so its value may be stored under another ID); A6 with a
+	// wrong KCV is refused.
 	gen, err := e.client.GenerateKey(ctx, hsm.GenerateKeyRequest{KeySpec: hsm.KeySpec{ID: "T0000001.TAK", Type: hsm.TAK},
 		Export: &hsm.ExportSpec{KEK: hsm.KeyRef{ID: "T0000001.TMK"}, Format: hsm.ExportECB}})
 	if err != nil || !strings.HasSuffix(gen.Exported, ":"+gen.KCV) {
 		t.Fatalf("A0 under the TMK: %+v, %v", gen, err)
 	}
-	blk, err := e.client.ExportKey(ctx, hsm.ExportKeyRequest{Key: gen.Ref, ExportSpec: hsm.ExportSpec{KEK: zmk, Format: hsm.ExportTR31}})
+	// A6 of the ECB form: as a new version of the same key; under a new ID the
+	// key store refuses it (its KCV is that of T0000001.TAK).
+	ecb, _, _ := strings.Cut(gen.Exported, ":")
+	imp, err := e.client.ImportKey(ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "T0000001.TAK", Type: hsm.TAK}, KEK: hsm.KeyRef{ID: "T0000001.TMK"}, ECB: ecb, KCV: gen.KCV})
+	if err != nil || imp.KCV != gen.KCV || imp.Ref.Version != gen.Ref.Version+1 {
+		t.Fatalf("A6 ECB under the TMK: %+v, %v", imp, err)
+	}
+	if _, err = e.client.ImportKey(ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "ECB.TAK", Type: hsm.TAK}, KEK: hsm.KeyRef{ID: "T0000001.TMK"}, ECB: ecb, KCV: gen.KCV}); !errors.Is(err, hsm.ErrPolicy) {
+		t.Fatalf("A6 ECB of a stored key's value under a new ID: %v, want ErrPolicy", err)
+	}
+	blk, err := e.client.ExportKey(ctx, hsm.ExportKeyRequest{Key: imp.Ref, ExportSpec: hsm.ExportSpec{KEK: zmk, Format: hsm.ExportTR31}})
 	if err != nil {
 		t.Fatalf("A8: %v", err)
 	}
-	imp, err := e.client.ImportKey(ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "COPY.TAK", Type: hsm.TAK}, KEK: zmk, TR31: blk})
+	imp, err = e.client.ImportKey(ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "COPY.TAK", Type: hsm.TAK}, KEK: zmk, TR31: blk})
 	if err != nil || imp.KCV != gen.KCV {
 		t.Fatalf("A6: %+v, %v; want KCV %s", imp, err, gen.KCV)
-	}
-	ecb, _, _ := strings.Cut(gen.Exported, ":")
-	imp, err = e.client.ImportKey(ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "ECB.TAK", Type: hsm.TAK}, KEK: hsm.KeyRef{ID: "T0000001.TMK"}, ECB: ecb, KCV: gen.KCV})
-	if err != nil || imp.KCV != gen.KCV {
-		t.Fatalf("A6 ECB under the TMK: %+v, %v", imp, err)
 	}
 	_, err = e.client.ImportKey(ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "BAD.TAK", Type: hsm.TAK}, KEK: hsm.KeyRef{ID: "T0000001.TMK"}, ECB: ecb, KCV: "000000"})
 	if !errors.Is(err, hsm.ErrKCVMismatch) {

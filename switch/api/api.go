@@ -97,6 +97,12 @@ type Options struct {
 	Settle func(ctx context.Context, date string) (any, error)
 	// SAF lists the store-and-forward queue's pending items of an issuer ("" all).
 	SAF func(issuer string) (any, error)
+	// CardHashKey returns the running switch's card hash key as a TR-31 block
+	// under its LMK (keys.CardHashKeyBlock), audited as the actor in ctx (POST
+	// /api/v1/keys/card-hash-key/export, admins); return errors made with
+	// WithStatus for answers other than 500. Nil where the switch's configuration
+	// is not at hand (the tools' --data mode), which answers 404.
+	CardHashKey func(ctx context.Context) (any, error)
 	// ZoneKeyChange gives an issuer a new zone PIN key as actor; return errors
 	// made with WithStatus for answers other than 500.
 	ZoneKeyChange func(ctx context.Context, issuer, actor string) (any, error)

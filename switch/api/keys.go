@@ -18,8 +18,8 @@ import (
 
 // The key-management routes (admin role only). The principal's name is the actor in
 // the key audit log. Answers never contain key material other than what an export
-// asks for (a key under a KEK). "audit", "generate", "form" and "import" cannot be
-// key IDs.
+// asks for (a key under a KEK). "audit", "generate", "form", "import" and
+// "card-hash-key" cannot be key IDs.
 //
 //	GET  /api/v1/keys                   list every key version (keys.KeyList)
 //	GET  /api/v1/keys/{id}              the versions of one key (keys.KeyList)
@@ -34,6 +34,7 @@ import (
 //	POST /api/v1/keys/{id}/status       keys.StatusRequest -> keys.KeyInfo (revoke)
 //	GET  /api/v1/keys/audit             the audit log (?from=N&limit=M) (keys.AuditList)
 //	GET  /api/v1/keys/audit/verify      keys.VerifyLogResponse
+//	POST /api/v1/keys/card-hash-key/export  -> keys.CardHashKeyBlock (the card hash key under the LMK)
 func (a *api) keys() {
 	g := &keysAPI{store: a.o.Keys, hsm: a.o.HSM, ceremonies: &ceremonies{m: map[string]*ceremony{}, exports: map[string]*exportCeremony{}, now: time.Now}}
 	h := func(pattern string, fn handlerFunc) { a.route(pattern, adminsOnly, keysStatus, fn) }
@@ -50,6 +51,12 @@ func (a *api) keys() {
 	h("POST /api/v1/keys/{id}/status", g.status)
 	h("GET /api/v1/keys/audit", g.audit)
 	h("GET /api/v1/keys/audit/verify", g.verifyLog)
+	h("POST /api/v1/keys/card-hash-key/export", func(r *http.Request, p admin.Principal) (any, error) {
+		if a.o.CardHashKey == nil {
+			return nil, errorf(http.StatusNotFound, "the card hash key is not here: ask the running switch (the tools' --data mode has no configuration)")
+		}
+		return a.o.CardHashKey(actx(r, p))
+	})
 	// Anything else under /api/v1/keys/ also needs the admin token before it is
 	// told the route does not exist: callers without one learn nothing of the keys.
 	a.mux.Handle("/api/v1/keys/", a.o.Auth.Require(http.NotFoundHandler(), adminsOnly...))

@@ -210,3 +210,42 @@ func TestAPIKeyLifecycle(t *testing.T) {
 		t.Fatal("audit log holds a clear key")
 	}
 }
+
+// The path operators use (switchyard keys import, POST /api/v1/keys/import): a
+// terminal's TPK exported in ECB form does not come back as a TAK (MAC generation
+// under it would encipher chosen PIN blocks under the TPK), nor the zone PIN key as
+// a ZAK; the answer is a 400 that names the key holding the value. The TPK re-sent
+// as a new version of its own ID comes in.
+func TestAPIECBImportOfAStoredValue(t *testing.T) {
+	e := newAPIEnv(t)
+	ctx := context.Background()
+	var gen hsm.KeyResult
+	if err := e.admin.Do(ctx, "POST", "/api/v1/keys/generate", keys.GenerateRequest{
+		SpecRequest: keys.SpecRequest{ID: "T0000010.TPK", Type: "TPK", Owner: "T0000010"},
+		Export:      &keys.ExportTarget{KEK: "T0000001.TMK", Format: "ecb"},
+	}, &gen); err != nil {
+		t.Fatal(err)
+	}
+	var zpk keys.ExportResponse
+	if err := e.admin.Do(ctx, "POST", "/api/v1/keys/demo.ZPK/export", keys.ExportRequest{ExportTarget: keys.ExportTarget{KEK: "demo.ZMK", Format: "ecb"}}, &zpk); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		req   keys.ImportRequest
+		clash string
+	}{
+		{keys.ImportRequest{SpecRequest: keys.SpecRequest{ID: "T0000010.TAK", Type: "TAK", Owner: "T0000010"}, KEK: "T0000001.TMK", ECB: gen.Exported}, "T0000010.TPK"},
+		{keys.ImportRequest{SpecRequest: keys.SpecRequest{ID: "demo.ZAK", Type: "ZAK", Owner: "demo"}, KEK: "demo.ZMK", ECB: zpk.Block}, "demo.ZPK"},
+	} {
+		var res hsm.KeyResult
+		err := e.admin.Do(ctx, "POST", "/api/v1/keys/import", c.req, &res)
+		var ae *apiclient.APIError
+		if !errors.As(err, &ae) || ae.Status != http.StatusBadRequest || !strings.Contains(ae.Message, c.clash) {
+			t.Errorf("import %s's ECB form as %s %s: %+v, %v; want 400 naming %s", c.clash, c.req.Type, c.req.ID, res, err, c.clash)
+		}
+	}
+	var re hsm.KeyResult
+	if err := e.admin.Do(ctx, "POST", "/api/v1/keys/import", keys.ImportRequest{SpecRequest: keys.SpecRequest{ID: "T0000010.TPK", Type: "TPK", Owner: "T0000010"}, KEK: "T0000001.TMK", ECB: gen.Exported}, &re); err != nil || re.Ref.Version != 2 || re.KCV != gen.KCV {
+		t.Fatalf("the TPK re-sent as a new version of T0000010.TPK: %+v, %v", re, err)
+	}
+}

@@ -55,6 +55,7 @@ func TestEveryRouteNeedsAToken(t *testing.T) {
 		Settle:             func(context.Context, string) (any, error) { called = true; return nil, nil },
 		SAF:                func(string) (any, error) { called = true; return nil, nil },
 		ZoneKeyChange:      func(context.Context, string, string) (any, error) { called = true; return nil, nil },
+		CardHashKey:        func(context.Context) (any, error) { called = true; return nil, nil },
 		ClusterStatus:      func(context.Context) (any, error) { called = true; return nil, nil },
 		ClusterImportState: func(context.Context) (any, error) { called = true; return nil, nil },
 		ClusterImport:      func(context.Context, api.JournalImport) (any, error) { called = true; return nil, nil },
@@ -102,8 +103,8 @@ func TestEveryRouteNeedsAToken(t *testing.T) {
 			}
 		}
 	}
-	if adminOnly != 17 || called { // 15 with the dual control routes (keys/components, keys/{id}/export-components), and the journal import's two
-		t.Errorf("%d admin-only routes checked (want 17); a handler ran without its role: %v", adminOnly, called)
+	if adminOnly != 18 || called { // 15 with the dual control routes (keys/components, keys/{id}/export-components), the journal import's two, and keys/card-hash-key/export
+		t.Errorf("%d admin-only routes checked (want 18); a handler ran without its role: %v", adminOnly, called)
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/switchyard/switchyard/hsm/tr31"
 	"github.com/switchyard/switchyard/risk/ruleset"
 	"github.com/switchyard/switchyard/switch/admin"
 	"github.com/switchyard/switchyard/switch/journal"
@@ -341,9 +342,16 @@ type Journal struct {
 
 // Security holds the secrets of the switch that are not keys of the key store.
 type Security struct {
-	// CardHashKeyHex keys the HMAC that stands for PANs (at least 16 bytes, hex).
+	// CardHashKeyBlock is the key of the HMAC that stands for PANs (16 to 64
+	// bytes) as a TR-31 key block under the LMK (keys.WrapCardHashKey; `switchyard
+	// keys card-hash-key` gives the block of the key a running switch has). Needs
+	// the software HSM: with a payShield the switch holds no LMK.
+	CardHashKeyBlock string `yaml:"card_hash_key_block"`
+	// CardHashKeyHex is the same key in the clear (at least 16 bytes, hex);
+	// accepted with a warning at start outside demo mode.
 	CardHashKeyHex string `yaml:"card_hash_key_hex"`
-	// CardHashKeyFile holds the same in a file (refused when readable by others).
+	// CardHashKeyFile holds the clear key in a file (refused when readable by
+	// others); accepted with a warning at start.
 	CardHashKeyFile string `yaml:"card_hash_key_file"`
 	// LMKFile holds the master key (LMK, AES-256, hex) under which every key of the
 	// key store is wrapped; refused when readable by others. Demo mode uses the
@@ -785,11 +793,22 @@ func (c *Config) Validate() error {
 		bad("reversals.amount_mismatch", "%q is not decline or reverse_full", c.Reversals.AmountMismatch)
 	}
 	c.Completions.validate(bad)
-	if c.Security.CardHashKeyHex != "" && c.Security.CardHashKeyFile != "" {
-		bad("security", "give card_hash_key_hex or card_hash_key_file, not both")
+	switch n := btoi(c.Security.CardHashKeyBlock != "") + btoi(c.Security.CardHashKeyHex != "") + btoi(c.Security.CardHashKeyFile != ""); {
+	case n > 1:
+		bad("security", "give one of card_hash_key_block, card_hash_key_hex and card_hash_key_file")
+	case n == 0:
+		bad("security.card_hash_key_block", "required (the card hash key under the LMK; or, in the clear, security.card_hash_key_hex or _file)")
 	}
-	if c.Security.CardHashKeyHex == "" && c.Security.CardHashKeyFile == "" {
-		bad("security.card_hash_key_hex", "required (or security.card_hash_key_file)")
+	if b := strings.TrimSpace(c.Security.CardHashKeyBlock); b != "" {
+		if h, _, err := tr31.ParseHeader(b); err != nil {
+			bad("security.card_hash_key_block", "not a TR-31 key block: %v", err)
+		} else if lb, _ := h.Block("LB"); h.Version != tr31.VersionD || h.Usage != tr31.UsageHMAC || lb != cardHashKeyLabel {
+			bad("security.card_hash_key_block", "a block of version %c usage %s labelled %q, not a card hash key block (version D, usage %s, label %q: `switchyard keys card-hash-key` makes one)",
+				h.Version, h.Usage, lb, tr31.UsageHMAC, cardHashKeyLabel)
+		}
+		if c.HSM.IsPayShield() {
+			bad("security.card_hash_key_block", "needs the software HSM's LMK (hsm.backend software): with a payShield the switch holds no LMK to open it; give the key in security.card_hash_key_file")
+		}
 	}
 	if c.Security.CardHashKeyHex != "" {
 		if k, err := hex.DecodeString(c.Security.CardHashKeyHex); err != nil || len(k) < 16 {
@@ -831,8 +850,35 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// CardHashKey returns the card hash key from the file or the hex value.
+// cardHashKeyLabel is keys.CardHashKeyLabel (config does not import the key store).
+const cardHashKeyLabel = "card-hash-key"
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// CardHashKeySource names the configuration key the card hash key comes from:
+// security.card_hash_key_block, _file or _hex.
+func (c *Config) CardHashKeySource() string {
+	switch {
+	case c.Security.CardHashKeyBlock != "":
+		return "security.card_hash_key_block"
+	case c.Security.CardHashKeyFile != "":
+		return "security.card_hash_key_file"
+	}
+	return "security.card_hash_key_hex"
+}
+
+// CardHashKey returns the clear card hash key from the file or the hex value. A key
+// given as security.card_hash_key_block is opened under the LMK by the server
+// (keys.UnwrapCardHashKey); CardHashKey then fails.
 func (c *Config) CardHashKey() ([]byte, error) {
+	if c.Security.CardHashKeyBlock != "" {
+		return nil, errors.New("security.card_hash_key_block: the card hash key is under the LMK; open it with keys.UnwrapCardHashKey")
+	}
 	s := c.Security.CardHashKeyHex
 	if c.Security.CardHashKeyFile != "" {
 		fi, err := os.Stat(c.Security.CardHashKeyFile)

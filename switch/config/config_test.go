@@ -7,6 +7,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/switchyard/switchyard/hsm/tr31"
+	"github.com/switchyard/switchyard/keys"
 )
 
 func TestDemoValidates(t *testing.T) {
@@ -228,5 +231,45 @@ func TestClusterTLSKeys(t *testing.T) {
 	_, err = Parse(append(b, strings.Replace(tlsYAML, "ca_file", "cafile", 1)...), "node1-typo.yaml")
 	if err == nil || !strings.Contains(err.Error(), "cafile") {
 		t.Fatalf("a misspelt key: %v; want an error naming it", err)
+	}
+}
+
+// The card hash key is given once: as a TR-31 block under the LMK (checked for its
+// header here, opened at start), or in the clear; a block needs the software HSM's
+// LMK, and a block that is not a card hash key's is refused with what it is.
+func TestCardHashKeyBlockConfig(t *testing.T) {
+	lmk := keys.DemoLMK()
+	block, err := keys.WrapCardHashKey(lmk, []byte("0123456789abcdef0123456789abcdef"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tpk, err := tr31.Wrap(lmk, tr31.Header{Version: tr31.VersionD, Usage: tr31.UsagePIN, Algorithm: tr31.AlgTDES, ModeOfUse: tr31.ModeEncDec,
+		KeyVersion: "00", Exportability: tr31.ExportNone}, make([]byte, 16), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cardHashKeyLabel != keys.CardHashKeyLabel {
+		t.Fatalf("config's card hash key label %q, the key store's %q", cardHashKeyLabel, keys.CardHashKeyLabel)
+	}
+	base := "demo: true\nlisteners: [{addr: 127.0.0.1:1}]\n"
+	for _, c := range []struct {
+		name, yaml, want string // want: a substring of the error; "": valid
+	}{
+		{"block", "security: {card_hash_key_block: " + block + "}", ""},
+		{"block and hex", "security: {card_hash_key_block: " + block + ", card_hash_key_hex: " + DemoCardHashKey + "}", "security: give one of card_hash_key_block, card_hash_key_hex and card_hash_key_file"},
+		{"none", "security: {key_grace: 1m}", "security.card_hash_key_block: required"},
+		{"not a key block", "security: {card_hash_key_block: D0XYZ}", "security.card_hash_key_block: not a TR-31 key block"},
+		{"a PIN key's block", "security: {card_hash_key_block: " + tpk + "}", "security.card_hash_key_block: a block of version D usage P0"},
+		{"with a payShield", "security: {card_hash_key_block: " + block + "}\nhsm: {backend: payshield, addrs: [\"127.0.0.1:1500\"]}", "security.card_hash_key_block: needs the software HSM's LMK"},
+	} {
+		cfg, err := Parse([]byte(base+c.yaml), "switch.yaml")
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%s: %v", c.name, err)
+		case c.want == "" && cfg.CardHashKeySource() != "security.card_hash_key_block":
+			t.Errorf("%s: source %s", c.name, cfg.CardHashKeySource())
+		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("%s: %v, want %q", c.name, err, c.want)
+		}
 	}
 }

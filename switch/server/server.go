@@ -125,6 +125,8 @@ type Server struct {
 	wallets    map[string]*wallet.Connector
 	demoWallet DemoWallet
 	orders     *orderDesk
+	// cardHash describes the card hash key (cardhash.go).
+	cardHash cardHashKey
 }
 
 // OpenDB opens (creating if missing) the Badger database under dir with the options the
@@ -313,6 +315,11 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 			return nil, fmt.Errorf("security: %w", err)
 		}
 	}
+	cardKey, err := s.openCardHashKey(lmk)
+	if err != nil {
+		clear(lmk)
+		return nil, err
+	}
 	klog := log.With().Str("component", "keys").Logger()
 	keysLog, err := s.cl.storeLog("keys")
 	if err != nil {
@@ -384,10 +391,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	if err != nil {
 		return nil, fmt.Errorf("routes: %w", err)
 	}
-	key, err := cfg.CardHashKey()
-	if err != nil {
-		return nil, err
-	}
+	key := cardKey
 	txnLog := log.With().Str("component", "pipeline").Logger()
 	if !*cfg.Log.TxnLines {
 		txnLog = txnLog.Level(zerolog.WarnLevel)
@@ -722,7 +726,8 @@ func (s *Server) startAdmin() error {
 			}
 			return Settle(ctx, s.Journal, date, loc)
 		},
-		SAF: func(issuer string) (any, error) { return s.Queue.Pending(issuer) },
+		SAF:         func(issuer string) (any, error) { return s.Queue.Pending(issuer) },
+		CardHashKey: s.exportCardHashKey,
 		ZoneKeyChange: func(ctx context.Context, issuer, actor string) (any, error) {
 			return s.ChangeZoneKey(ctx, issuer, actor)
 		},

@@ -3,7 +3,8 @@
 // exports keys, and verifies the key audit log, all through the key-management admin
 // API (package keys) by way of an apiclient.Client, which talks to a running switch or,
 // in offline mode, to the same handler in-process. It never prints key bytes; the
-// only key material it prints is a key exported under a KEK.
+// only key material it prints is a key exported under a KEK (or under the LMK: the
+// card hash key's block).
 package keytool
 
 import (
@@ -28,7 +29,7 @@ import (
 )
 
 // Subcommands are the subcommands of the keys command.
-var Subcommands = []string{"import", "generate", "list", "rotate", "export", "export-component", "kcv", "revoke", "verify-log"}
+var Subcommands = []string{"import", "generate", "list", "rotate", "export", "export-component", "kcv", "revoke", "verify-log", "card-hash-key"}
 
 // Exit statuses of Run.
 const (
@@ -62,6 +63,9 @@ commands:
   kcv    --id ID [--version N]
   revoke --id ID --version N [--reason TEXT]
   verify-log                       check the hash chain of the key audit log
+  card-hash-key                    the running switch's card hash key as a TR-31 block under
+                                   its LMK, with its check value: the value of
+                                   security.card_hash_key_block (no clear key is shown)
 
 types: TMK ZMK TPK ZPK TAK ZAK BDK CVK DEK; algorithms: TDES-2KEY (default),
 TDES-3KEY, AES-128, AES-192, AES-256; MAC algorithms (TAK, ZAK): retail, cmac.
@@ -107,6 +111,8 @@ func RunWithInput(ctx context.Context, args []string, c *apiclient.Client, loc *
 		err = t.revoke(args[1:])
 	case "verify-log":
 		err = t.verifyLog(args[1:])
+	case "card-hash-key":
+		err = t.cardHashKey(args[1:])
 	default:
 		err = usagef("unknown command %q", args[0])
 	}
@@ -495,5 +501,18 @@ func (t *tool) verifyLog(args []string) error {
 		return fmt.Errorf("key audit log BROKEN: %s (%d entries verified before it)", r.Error, r.Entries)
 	}
 	fmt.Fprintf(t.out, "key audit log OK: %d entries, hash chain intact\n", r.Entries)
+	return nil
+}
+
+func (t *tool) cardHashKey(args []string) error {
+	fs := t.flags("card-hash-key")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	var res keys.CardHashKeyBlock
+	if err := t.c.Do(t.ctx, "POST", "/api/v1/keys/card-hash-key/export", nil, &res); err != nil {
+		return err
+	}
+	fmt.Fprintf(t.out, "# the card hash key (now from %s, check value %s) under the switch's LMK:\nsecurity:\n  card_hash_key_block: %s\n", res.Source, res.KCV, res.Block)
 	return nil
 }

@@ -322,3 +322,38 @@ func TestListShowsTimesInTheAcquirersZone(t *testing.T) {
 		t.Fatalf("list --json:\n%s", out)
 	}
 }
+
+// keys card-hash-key prints the running switch's card hash key block as the
+// configuration line that takes it; where the switch's configuration is not at hand
+// (the tools' --data mode) it says so.
+func TestCardHashKeyBlock(t *testing.T) {
+	f := setup(t)
+	if code, _, errs := f.run("", "card-hash-key"); code != ExitError || !strings.Contains(errs, "ask the running switch") {
+		t.Fatalf("without a running switch: exit %d: %s", code, errs)
+	}
+	key := []byte("0123456789abcdef0123456789abcdef")
+	block, err := keys.WrapCardHashKey(keys.DemoLMK(), key, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth, _ := admin.NewAuthenticator([]admin.Token{{Token: "tok", Principal: admin.Principal{Name: "custodian", Role: admin.RoleAdmin}}})
+	h, err := hsm.NewSoftware(context.Background(), f.store, keys.DemoLMK(), hsm.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.c = &apiclient.Client{Handler: api.New(api.Options{Auth: auth, Keys: f.store, HSM: h, CardHashKey: func(context.Context) (any, error) {
+		return keys.CardHashKeyBlock{Source: "security.card_hash_key_file", KCV: keys.CardHashKeyKCV(key), Block: block}, nil
+	}}), Token: "tok"}
+	code, out, errs := f.run("", "card-hash-key")
+	if code != ExitOK {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	for _, want := range []string{"security.card_hash_key_file", keys.CardHashKeyKCV(key), "security:\n  card_hash_key_block: " + block + "\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, hex.EncodeToString(key)) || strings.Contains(out, string(key)) {
+		t.Errorf("output shows the key:\n%s", out)
+	}
+}

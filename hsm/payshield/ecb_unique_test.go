@@ -1,0 +1,44 @@
+package payshield_test
+
+import (
+	"encoding/hex"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/switchyard/switchyard/hsm"
+	"github.com/switchyard/switchyard/hsm/payshield"
+)
+
+// Through a payShield, which does not compare key values for the switch, an ECB
+// import (A6) whose KCV is that of a key stored under another ID is refused by the
+// key store: a TPK's ECB export (A0 with export under the TMK, as in a key change)
+// does not come back as a TAK, whose M6 would encipher chosen PIN blocks under the
+// TPK. The same key re-sent as a new version of its own ID comes in.
+func TestClientECBImportOfAStoredValue(t *testing.T) {
+	addr, _ := serve(t, payshield.ServerOptions{})
+	e := newEnv(t, payshield.ClientOptions{Addrs: []string{addr}})
+	ctx := e.ctx
+	tmk := hsm.KeyRef{ID: "T0000001.TMK"}
+	gen, err := e.client.GenerateKey(ctx, hsm.GenerateKeyRequest{KeySpec: hsm.KeySpec{ID: "T0000008.TPK", Type: hsm.TPK, Owner: "T0000008"},
+		Export: &hsm.ExportSpec{KEK: tmk, Format: hsm.ExportECB}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ecb, _, _ := strings.Cut(gen.Exported, ":")
+	_, err = e.client.ImportKey(ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "T0000008.TAK", Type: hsm.TAK, Owner: "T0000008"}, KEK: tmk, ECB: ecb, KCV: gen.KCV})
+	if err == nil {
+		enc := unhex(ecb)
+		tpkHex := strings.ToUpper(hex.EncodeToString(append(tdesECB(t, demoHex("T0000001.TMK"), enc[:8], true), tdesECB(t, demoHex("T0000001.TMK"), enc[8:], true)...)))
+		clearBlock := unhex("041274EDCBA9876F")
+		m, merr := e.client.GenerateMAC(ctx, hsm.MACRequest{Key: hsm.KeyRef{ID: "T0000008.TAK"}, Data: clearBlock})
+		t.Errorf("A6 stored the TPK's ECB form as a TAK: its M6 of the clear PIN block %X is %X (%v), the block enciphered under the TPK: %X",
+			clearBlock, m, merr, tdesECB(t, tpkHex, clearBlock, false))
+	} else if !errors.Is(err, hsm.ErrPolicy) || !strings.Contains(err.Error(), "T0000008.TPK") {
+		t.Errorf("A6 of the TPK's ECB form as a TAK: %v, want ErrPolicy naming T0000008.TPK", err)
+	}
+	re, err := e.client.ImportKey(ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "T0000008.TPK", Type: hsm.TPK, Owner: "T0000008"}, KEK: tmk, ECB: ecb, KCV: gen.KCV})
+	if err != nil || re.Ref.Version != 2 || re.KCV != gen.KCV {
+		t.Fatalf("A6 of the TPK's ECB form as a new version of T0000008.TPK: %+v, %v", re, err)
+	}
+}
