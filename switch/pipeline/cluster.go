@@ -526,6 +526,9 @@ func (p *Pipeline) settleOne(ctx context.Context, it settleItem) error {
 //     publish acknowledged too late), refunded or completed meanwhile; without them
 //     the refund's release would drive Refunded below zero, and the completion's
 //     pre-authorization would look open;
+//   - a reversal owed by another node (its reversal_owed event and OwedBy): a void
+//     or reversal of this record on another node whose 0420 its queue refused;
+//     without them that node's recovery would not find the debt (ScanOwed);
 //   - the version count (Rev): rec is made from cur, so that the cluster's appliers
 //     keep it over the versions written since rec was copied.
 //
@@ -533,16 +536,11 @@ func (p *Pipeline) settleOne(ctx context.Context, it settleItem) error {
 func mergeStored(rec, cur *journal.Record) {
 	if !rec.Reversed() && cur.Reversed() {
 		rec.ReversedBy = cur.ReversedBy
-		for _, e := range cur.Events {
-			if e.State == journal.StateReversed && !slices.Contains(rec.Events, e) {
-				i := len(rec.Events)
-				for i > 0 && rec.Events[i-1].At.After(e.At) {
-					i--
-				}
-				rec.Events = slices.Insert(rec.Events, i, e)
-			}
-		}
-		rec.State = rec.Events[len(rec.Events)-1].State
+		insertEvents(rec, cur, journal.StateReversed)
+	}
+	if !rec.Reversed() && rec.OwedBy == "" && cur.OwedBy != "" {
+		rec.OwedBy = cur.OwedBy
+		insertEvents(rec, cur, journal.StateReversalOwed)
 	}
 	if rec.Refunded == 0 {
 		rec.Refunded = cur.Refunded
@@ -551,4 +549,23 @@ func mergeStored(rec, cur *journal.Record) {
 		rec.CompletedBy = cur.CompletedBy
 	}
 	rec.Rev = max(rec.Rev, cur.Rev)
+}
+
+// insertEvents inserts into rec, in time order, the events of cur in state that rec
+// does not have, and then sets rec's state to its last event's.
+func insertEvents(rec, cur *journal.Record, state journal.State) {
+	inserted := false
+	for _, e := range cur.Events {
+		if e.State == state && !slices.Contains(rec.Events, e) {
+			i := len(rec.Events)
+			for i > 0 && rec.Events[i-1].At.After(e.At) {
+				i--
+			}
+			rec.Events = slices.Insert(rec.Events, i, e)
+			inserted = true
+		}
+	}
+	if inserted {
+		rec.State = rec.Events[len(rec.Events)-1].State
+	}
 }
