@@ -208,6 +208,9 @@ func runApp(env *Env, args []string) int {
 			}
 			fmt.Fprintf(env.Stdout, "group %s: %s\n  terminals %d, offered %d, on the release %d, below the minimum %d, failures %d\n",
 				ro.Group, rel, ro.Terminals, ro.Offered, ro.OnRelease, ro.BelowMin, ro.Failures)
+			if ro.Refused != "" {
+				fmt.Fprintf(env.Stdout, "  not offered: %s\n", ro.Refused)
+			}
 			vs := make([]string, 0, len(ro.Versions))
 			for v := range ro.Versions {
 				vs = append(vs, v)
