@@ -380,6 +380,14 @@ const DemoKeyID = "demo-attest-1"
 // its key in production.
 var demoSeed = []byte("switchyard-demo-attestation-key!")
 
+// IsDemo reports whether k's public key is the demo attestation service's, whose
+// private key is public (demoSeed): a verifier that pins it accepts tokens anyone
+// can sign, so the configuration refuses it outside demo mode.
+func (k Key) IsDemo() bool {
+	p, ok := k.Public.(ed25519.PublicKey)
+	return ok && p.Equal(ed25519.NewKeyFromSeed(demoSeed).Public())
+}
+
 // DemoSigner returns the demo attestation service's signer.
 func DemoSigner() *Signer {
 	s, err := NewSigner(DemoKeyID, ed25519.NewKeyFromSeed(demoSeed))
