@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -30,9 +31,9 @@ switchyard app publish --group G --app N --version V [--percent P] [--min-versio
 switchyard app withdraw --group G [--rollback] [--reason TEXT]
 switchyard app status [--group G] [--json]          (the rollout: terminals per version, failures)
 switchyard app groups [--json]
-switchyard app key add ID --public-key FILE.pem [--reason TEXT]  |  switchyard app key list
+switchyard app key add ID --public-key FILE.pem [--reason TEXT]  |  switchyard app key revoke ID [--reason TEXT]  |  switchyard app key list
 switchyard app statement FILE --name N --version V [--models ..] [--kinds ..]   (the text to sign)
-  publish, withdraw and key add request a change that a different reviewer approves (switchyard change approve ID)
+  publish, withdraw, key add and key revoke request a change that a different reviewer approves (switchyard change approve ID)
   with --admin URL --token T (default $SWITCHYARD_TOKEN), or --data DIR (read-only)`
 
 func splitList(s string) []string {
@@ -208,6 +209,9 @@ func runApp(env *Env, args []string) int {
 			}
 			fmt.Fprintf(env.Stdout, "group %s: %s\n  terminals %d, offered %d, on the release %d, below the minimum %d, failures %d\n",
 				ro.Group, rel, ro.Terminals, ro.Offered, ro.OnRelease, ro.BelowMin, ro.Failures)
+			if ro.Refused != "" {
+				fmt.Fprintf(env.Stdout, "  not offered: %s\n", ro.Refused)
+			}
 			vs := make([]string, 0, len(ro.Versions))
 			for v := range ro.Versions {
 				vs = append(vs, v)
@@ -240,7 +244,7 @@ func runApp(env *Env, args []string) int {
 		return 0
 	case "key":
 		if len(rest) == 0 {
-			return fail(env, "app key: add or list")
+			return fail(env, "app key: add, revoke or list")
 		}
 		what, rest := rest[0], rest[1:]
 		pubFile := fs.String("public-key", "", "PEM file of the public key (Ed25519 or ECDSA)")
@@ -278,8 +282,29 @@ func runApp(env *Env, args []string) int {
 				return fail(env, "app key add: %v", err)
 			}
 			return requested(&ch)
+		case "revoke":
+			// The API takes the key as it stands, marked revoked: read it first, so
+			// that the operator needs only its ID.
+			if len(pos) != 1 {
+				return fail(env, "app key revoke wants a key ID")
+			}
+			var ks []apps.SigningKey
+			if err := c.Do(env.Ctx, "GET", "/api/v1/apps/keys", nil, &ks); err != nil {
+				return fail(env, "app key revoke: %v", err)
+			}
+			i := slices.IndexFunc(ks, func(k apps.SigningKey) bool { return k.ID == pos[0] })
+			if i < 0 {
+				return fail(env, "app key revoke: no approved app-signing key %q (switchyard app key list)", pos[0])
+			}
+			k := ks[i]
+			k.Revoked = true
+			var ch registry.Change
+			if err := c.Do(env.Ctx, "POST", "/api/v1/apps/keys", apps.KeyRequest{SigningKey: k, Reason: *reason}, &ch); err != nil {
+				return fail(env, "app key revoke: %v", err)
+			}
+			return requested(&ch)
 		}
-		return fail(env, "app key: unknown %q (add or list)", what)
+		return fail(env, "app key: unknown %q (add, revoke or list)", what)
 	}
 	fmt.Fprintf(env.Stderr, "switchyard: app: unknown subcommand %q\nUsage:\n%s\n", sub, appUsage)
 	return 2

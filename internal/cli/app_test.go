@@ -99,3 +99,35 @@ func TestAppTimesInTheAcquirersZone(t *testing.T) {
 		}
 	}
 }
+
+// TestAppKeyRevoke: app key revoke requests the revocation of an approved key as
+// the API takes it (the key as it stands, revoked), for review; an unknown key ID
+// is an error naming it, and nothing is requested.
+func TestAppKeyRevoke(t *testing.T) {
+	keys := []apps.SigningKey{{ID: "acq-2026", PublicKey: "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA\n-----END PUBLIC KEY-----\n", Algorithm: "ed25519"}}
+	var posted apps.KeyRequest
+	api := newFakeAdmin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if r.Method == "POST" {
+			if err := json.NewDecoder(r.Body).Decode(&posted); err != nil {
+				t.Errorf("POST body: %v", err)
+			}
+			w.WriteHeader(http.StatusAccepted)
+			_ = json.NewEncoder(w).Encode(registry.Change{ID: "CHG-9", Op: apps.OpKeyPut, Target: "acq-2026", Status: registry.ChangePending})
+			return
+		}
+		_ = json.NewEncoder(w).Encode(keys)
+	})
+	vars := map[string]string{"SWITCHYARD_ADMIN": api.URL, "SWITCHYARD_TOKEN": "t"}
+	code, out, errs := runCLI(t, vars, "app", "key", "revoke", "acq-2026", "--reason", "leaked")
+	if code != 0 || !strings.Contains(out, "CHG-9") {
+		t.Fatalf("app key revoke: exit %d:\n%s%s", code, out, errs)
+	}
+	if posted.ID != "acq-2026" || !posted.Revoked || posted.PublicKey != keys[0].PublicKey || posted.Reason != "leaked" {
+		t.Fatalf("app key revoke posted %+v", posted)
+	}
+	posted = apps.KeyRequest{}
+	if code, _, errs := runCLI(t, vars, "app", "key", "revoke", "nobody"); code == 0 || !strings.Contains(errs, `"nobody"`) || posted.ID != "" {
+		t.Fatalf("revoke of an unknown key: exit %d, %s, posted %+v", code, errs, posted)
+	}
+}

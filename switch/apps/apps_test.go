@@ -482,3 +482,61 @@ func TestGroupMinimumReplacesTerminalMinimum(t *testing.T) {
 		t.Fatalf("minimum above the version: %v", err)
 	}
 }
+
+// TestRevokedKeyStopsOffersAndPublication: revoking an app-signing key (say it
+// leaked) stops the offers and downloads of the releases it signed at once, and
+// such a package can no longer be published; so does replacing the key under the
+// same ID, whose new public key does not verify the old signatures. The group's
+// minimum version still holds (revoking must not lower the floor).
+func TestRevokedKeyStopsOffersAndPublication(t *testing.T) {
+	f := newFixture(t, 2)
+	f.upload("2.0", blob("2.0", 100))
+	f.publish("north", "2.0", 100, "1.5")
+	srv := httptest.NewTLSServer(f.m.Handler())
+	defer srv.Close()
+	tid := f.tids[0]
+	_, sum, tok := offerOf(t, f.m.Offer(tid, "1.5", f.clock.Now()))
+	if r := get(t, srv, tid, sum, tok, ""); r.StatusCode != 200 {
+		t.Fatalf("before the revocation: %s", r.Status)
+	}
+	pub := f.priv.Public()
+	f.approve(f.m.RequestKey(alice, KeyRequest{SigningKey: SigningKey{ID: "acq-1", PublicKey: pemKey(t, pub), Revoked: true}, Reason: "leaked"}))
+	if v := f.m.Offer(tid, "1.5", f.clock.Now()); v != "" {
+		t.Errorf("release signed by a revoked key still offered: %q", v)
+	}
+	if r := get(t, srv, tid, sum, tok, ""); r.StatusCode != http.StatusGone {
+		t.Errorf("release signed by a revoked key still downloaded: %s, want 410", r.Status)
+	}
+	ro := rollout(t, f.m, "north")
+	if ro.Offered != 0 || !strings.Contains(ro.Refused, "acq-1") || !strings.Contains(ro.Refused, "revoked") {
+		t.Errorf("rollout after the revocation: offered %d, refused %q", ro.Offered, ro.Refused)
+	}
+	if r := f.reg.Check(registry.CheckRequest{TerminalID: tid, MerchantID: mid, AppVersion: "1.0", Now: f.clock.Now()}); r.Reason != registry.ReasonAppVersionLow {
+		t.Errorf("AV 1.0 under the group minimum after the revocation: %q, want %s", r.Reason, registry.ReasonAppVersionLow)
+	}
+	_, err := f.m.RequestPublish(alice, PublishRequest{Group: "south", App: "demo-pay", Version: "2.0", Target: Target{Merchants: []string{mid}}})
+	if !errors.Is(err, registry.ErrInvalid) || !strings.Contains(err.Error(), "revoked") {
+		t.Errorf("publishing a package signed by a revoked key: err %v, want invalid, revoked", err)
+	}
+	if strings.Contains(f.logs.String(), tok) {
+		t.Errorf("the download token is in the log")
+	}
+	if !strings.Contains(f.logs.String(), "revoked") {
+		t.Errorf("the refused release is not logged: %s", f.logs.String())
+	}
+
+	// Another public key under the same ID does not verify the old signature either.
+	other, _, _ := ed25519.GenerateKey(rand.Reader)
+	f.approve(f.m.RequestKey(alice, KeyRequest{SigningKey: SigningKey{ID: "acq-1", PublicKey: pemKey(t, other)}}))
+	if v := f.m.Offer(tid, "1.5", f.clock.Now()); v != "" {
+		t.Errorf("release whose signature the key now named acq-1 does not verify still offered: %q", v)
+	}
+	if ro := rollout(t, f.m, "north"); !strings.Contains(ro.Refused, "does not verify") {
+		t.Errorf("rollout after the key replacement: refused %q", ro.Refused)
+	}
+	// The original key approved again: offered again.
+	f.approve(f.m.RequestKey(alice, KeyRequest{SigningKey: SigningKey{ID: "acq-1", PublicKey: pemKey(t, pub)}}))
+	if v := f.m.Offer(tid, "1.5", f.clock.Now()); v == "" {
+		t.Errorf("release not offered once its key is approved again")
+	}
+}

@@ -15,7 +15,9 @@
 // SHA-256 in the data directory (content-addressed: apps/blobs/sha256/HEX). A blob
 // is hashed again before it is first served after a start and whenever its size
 // or modification time changed: an altered file is refused (and logged), never
-// served.
+// served. A package is held to the keys of today, not of its upload: once its key
+// is revoked or replaced under its ID, it can no longer be published and its
+// release is offered to no terminal (state.trust).
 //
 // # Reviewed operations
 //

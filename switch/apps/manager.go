@@ -197,8 +197,14 @@ func (m *Manager) Refresh() error {
 	pkgs := m.pkgs
 	a := resolve(st, m.reg.Terminals(registry.TerminalFilter{}), m.reg.Merchant,
 		func(name, version string) *Package { return pkgs[name+"@"+version] }, m.now())
-	m.asg.Store(a)
+	prev := m.asg.Swap(a)
 	m.mu.Unlock()
+	for g, why := range a.refused {
+		if prev == nil || prev.refused[g] != why {
+			m.log.Error().Str("group", g).Msg("apps: release of group " + g + " not offered: " + why +
+				"; publish a package signed by an approved key, or withdraw the release")
+		}
+	}
 	return m.reg.SetGroupMinimums(a.mins)
 }
 
@@ -416,6 +422,9 @@ func (m *Manager) checkPublish(c *registry.Change) (registry.ChangeEffect, error
 	}
 	if pp.SHA256 != pkg.SHA256 {
 		return registry.ChangeEffect{}, conflictf("package %s@%s has SHA-256 %s, not the %s this change was requested for", r.App, r.Version, pkg.SHA256, pp.SHA256)
+	}
+	if err := m.st.trust(pkg); err != nil {
+		return registry.ChangeEffect{}, invalidf("package %s@%s may not be published: %v (switchyard app key list)", r.App, r.Version, err)
 	}
 	rel := Release{Group: r.Group, App: r.App, Version: r.Version, SHA256: pkg.SHA256, Target: r.Target, MinVersion: r.MinVersion, Change: c.ID}
 	ce := registry.ChangeEffect{Type: "app-group", ID: r.Group, After: mustJSON(rel)}

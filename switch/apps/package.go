@@ -54,7 +54,7 @@ type SigningKey struct {
 	Algorithm string    `json:"algorithm,omitempty"` // ed25519 or ecdsa (filled from the key)
 	AddedAt   time.Time `json:"added_at,omitzero"`
 	AddedBy   string    `json:"added_by,omitempty"`
-	Revoked   bool      `json:"revoked,omitempty"` // a revoked key verifies no new upload
+	Revoked   bool      `json:"revoked,omitempty"` // a revoked key verifies nothing: no upload, publication or offer
 }
 
 // parsePublicKey reads a PEM PKIX public key: Ed25519 or ECDSA.

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"math"
 	"slices"
 	"sort"
@@ -179,6 +180,25 @@ type publishPayload struct {
 	SHA256 string `json:"sha256"`
 }
 
+// trust reports why package p may not be offered or published now (nil when it
+// may): its signing key must still be approved and unrevoked, and the public key
+// approved under that ID now must verify its signature (a key replaced under the
+// same ID does not vouch for what the old one signed). Upload checked the same
+// when the package came; this holds the package to the keys of today.
+func (s *state) trust(p *Package) error {
+	k := s.keys[p.KeyID]
+	switch {
+	case k == nil:
+		return fmt.Errorf("its signing key %q is not an approved app-signing key", p.KeyID)
+	case k.Revoked:
+		return fmt.Errorf("its signing key %q is revoked", p.KeyID)
+	}
+	if err := verify(k.PublicKey, p.Signature, Statement(p.Name, p.Version, p.SHA256, p.Size, p.Models, p.Kinds)); err != nil {
+		return fmt.Errorf("its signature does not verify under the key now approved as %q: %v", p.KeyID, err)
+	}
+	return nil
+}
+
 // offer is what one terminal is offered, and the group minimum it is held to.
 type offer struct {
 	rel *Release
@@ -193,6 +213,9 @@ type assignment struct {
 	offered map[string][]string // group -> the terminals offered its release
 	mins    map[string]string   // terminal ID -> group minimum version
 	pkgs    map[string]*Package // sha256 -> package, of the releases offered
+	// refused names the groups whose current release is offered to none of their
+	// terminals because its package is no longer trusted (state.trust), and why.
+	refused map[string]string
 	at      time.Time
 }
 
@@ -214,7 +237,7 @@ func share(n int, p float64) int {
 // merchants merchant returns, with the packages pkg returns (by name@version).
 func resolve(s *state, ts []*registry.Terminal, merchant func(string) (*registry.Merchant, bool), pkg func(name, version string) *Package, now time.Time) *assignment {
 	a := &assignment{offers: map[string]offer{}, members: map[string][]string{}, offered: map[string][]string{},
-		mins: map[string]string{}, pkgs: map[string]*Package{}, at: now}
+		mins: map[string]string{}, pkgs: map[string]*Package{}, refused: map[string]string{}, at: now}
 	names := make([]string, 0, len(s.groups))
 	for n := range s.groups {
 		names = append(names, n)
@@ -229,6 +252,14 @@ func resolve(s *state, ts []*registry.Terminal, merchant func(string) (*registry
 		p := pkg(rel.App, rel.Version)
 		if p == nil {
 			continue
+		}
+		// A package whose key was revoked (or replaced) since it was signed is
+		// offered to nobody; the group's minimum still holds, so that revoking a
+		// key never lowers the version its terminals are held to.
+		trusted := true
+		if err := s.trust(p); err != nil {
+			trusted = false
+			a.refused[gn] = rel.App + "@" + rel.Version + " is offered to no terminal: " + err.Error()
 		}
 		var members []*registry.Terminal
 		for _, t := range ts {
@@ -255,7 +286,7 @@ func resolve(s *state, ts []*registry.Terminal, merchant func(string) (*registry
 					a.mins[t.ID] = rel.MinVersion
 				}
 			}
-			if i >= k {
+			if i >= k || !trusted {
 				continue
 			}
 			a.offered[gn] = append(a.offered[gn], t.ID)

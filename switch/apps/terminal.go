@@ -235,6 +235,9 @@ type Rollout struct {
 	Current   *Release `json:"current,omitempty"`
 	Terminals int      `json:"terminals"` // in the group
 	Offered   int      `json:"offered"`   // within its percentage
+	// Refused says why the current release is offered to no terminal: its package's
+	// signing key was revoked or replaced since it was signed ("" when offered).
+	Refused string `json:"refused,omitempty"`
 	// Versions counts the group's terminals by the version they last reported
 	// ("unknown": none reported).
 	Versions   map[string]int `json:"versions"`
@@ -255,7 +258,7 @@ func (m *Manager) Rollouts(group string) ([]Rollout, error) {
 			continue
 		}
 		ro := Rollout{Group: g.Name, Current: g.Current, Versions: map[string]int{}, ComputedAt: a.at,
-			Terminals: len(a.members[g.Name]), Offered: len(a.offered[g.Name])}
+			Terminals: len(a.members[g.Name]), Offered: len(a.offered[g.Name]), Refused: a.refused[g.Name]}
 		for _, tid := range a.members[g.Name] {
 			rep, ok := reps[tid]
 			v := rep.Version

@@ -138,8 +138,14 @@ func (c *Config) validateMerchantRisk(bad func(key, format string, args ...any))
 	if c.Attestation.ReplayEntries < 0 {
 		bad("attestation.replay_entries", "%d: want a positive number (0: default)", c.Attestation.ReplayEntries)
 	}
-	if _, err := c.Attestation.ParseKeys(); err != nil {
+	keys, err := c.Attestation.ParseKeys()
+	if err != nil {
 		bad("attestation.keys", "%v", err)
+	}
+	for i, k := range keys {
+		if !c.Demo && k.IsDemo() {
+			bad(fmt.Sprintf("attestation.keys[%d]", i), "%s: the public demo attestation key is refused outside demo mode (its private key is in the source: anyone could sign SoftPOS attestation tokens); pin the public key of the acquirer's attestation service", k.ID)
+		}
 	}
 	if _, _, err := c.Ratings.RefreshClock(); err != nil {
 		bad("ratings.refresh_at", "%v", err)

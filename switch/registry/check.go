@@ -147,7 +147,8 @@ const (
 	CheckReversal
 	// CheckNetwork is a sign-on or key change: every check but the SoftPOS
 	// attestation (its MAC is required) and the application version (a sign-on is
-	// where an outdated terminal is offered its update).
+	// where an outdated terminal is offered its update). A SoftPOS's integrity
+	// findings count: it is declined device-compromised and suspended.
 	CheckNetwork
 )
 
@@ -355,7 +356,10 @@ func (r *checker) Check(req CheckRequest) CheckResult {
 		return r.checkReversal(res, &req, t, m, missing)
 	}
 	if req.Purpose == CheckNetwork {
-		softpos, f.AppVersionOK = false, true
+		// Neither the attestation nor the version: a sign-on is where an outdated
+		// phone gets its update. Its integrity findings still count (below): a
+		// phone that says it is rooted gets no working keys.
+		attReason, f.AppVersionOK = ReasonNone, true
 	}
 	// Decisions, in order.
 	switch t.Status {

@@ -531,3 +531,26 @@ func TestCheckPurposes(t *testing.T) {
 		t.Errorf("sign-on 1000 km away: %q, want %s", res.Reason, ReasonLocationRange)
 	}
 }
+
+// TestSignOnWithIntegrityFindings: a sign-on or key change is spared the SoftPOS
+// attestation, not the phone's own integrity findings (IF, or the verdicts of a good
+// token): a phone that says it is rooted gets no working keys and no update, and is
+// suspended at once, as for a purchase.
+func TestSignOnWithIntegrityFindings(t *testing.T) {
+	f := newFixture(t)
+	net := f.goodT2()
+	net.Purpose, net.AttestationPresent, net.Findings = CheckNetwork, false, []string{"root"}
+	res := f.reg.Check(net)
+	if res.Reason != ReasonDeviceCompromised || res.ResponseCode != "59" {
+		t.Fatalf("sign-on of a SoftPOS reporting root: %q %s, want %s 59", res.Reason, res.ResponseCode, ReasonDeviceCompromised)
+	}
+	if res := f.reg.Check(f.goodT2()); res.Reason != ReasonTerminalSuspended {
+		t.Fatalf("purchase after a sign-on reporting root: %q, want %s", res.Reason, ReasonTerminalSuspended)
+	}
+	// A POS's IF is not a SoftPOS finding: its sign-on is not refused for it.
+	pos := f.goodT1()
+	pos.Purpose, pos.Findings = CheckNetwork, []string{"root"}
+	if res := f.reg.Check(pos); res.Decline {
+		t.Fatalf("sign-on of a POS with an IF tag: declined %s", res.Reason)
+	}
+}
