@@ -850,8 +850,11 @@ func (p *Pipeline) authorize(ctx context.Context, t *txn, onDecline func()) (fro
 	isWallet = isWallet && r.QR
 	var body []byte
 	var err error
+	// One instant for DE 7 and the "sent" event: the event keeps the DE 7 the issuer
+	// got, which DE 90 of a reversal names (originalData).
+	sentAt := p.now()
 	if !isWallet {
-		body, err = p.issuerRequest(t, link, stan)
+		body, err = p.issuerRequest(t, link, stan, sentAt)
 	}
 	if err != nil {
 		notSent()
@@ -859,7 +862,7 @@ func (p *Pipeline) authorize(ctx context.Context, t *txn, onDecline func()) (fro
 		return p.systemError(t, fmt.Errorf("issuer request: %w", err))
 	}
 	t.rec.IssuerSTAN = stan
-	t.rec.AddEvent(journal.StateSent, p.now().UTC(), "")
+	t.rec.AddEvent(journal.StateSent, sentAt.UTC(), "")
 	// Write ahead: the record is on disk before the issuer can approve anything.
 	if err := p.write(ctx, t, true); err != nil {
 		notSent()
@@ -922,9 +925,9 @@ func (p *Pipeline) authorize(ctx context.Context, t *txn, onDecline func()) (fro
 }
 
 // issuerRequest encodes the message to the issuer: the terminal's fields, with the
-// link's own STAN, the switch's RRN and transmission time, and the PIN block under the
-// issuer's zone key.
-func (p *Pipeline) issuerRequest(t *txn, link IssuerLink, stan string) ([]byte, error) {
+// link's own STAN, the switch's RRN and transmission time (at), and the PIN block
+// under the issuer's zone key.
+func (p *Pipeline) issuerRequest(t *txn, link IssuerLink, stan string, at time.Time) ([]byte, error) {
 	r := t.req
 	pan := r.PAN
 	if r.QR {
@@ -935,7 +938,7 @@ func (p *Pipeline) issuerRequest(t *txn, link IssuerLink, stan string) ([]byte, 
 		pan = r.QRCode
 	}
 	b := message.NewBuilder(message.DialectASCII, r.MTI).
-		Set(2, pan).Set(3, r.ProcCode).Set(4, r.AmountRaw).Set(7, message.FormatDE7(p.now())).Set(11, stan).
+		Set(2, pan).Set(3, r.ProcCode).Set(4, r.AmountRaw).Set(7, message.FormatDE7(at)).Set(11, stan).
 		Set(12, r.LocalTime).Set(13, r.LocalDate).Set(14, r.Expiry).Set(22, r.EntryMode).Set(25, r.CondCode).
 		Set(32, link.AcquirerID()).Set(35, r.Track2).Set(37, t.rec.RRN).Set(41, r.TID).Set(42, r.MID).Set(49, r.Currency).Set(55, r.ICC)
 	if t.pin != nil {
