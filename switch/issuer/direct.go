@@ -45,9 +45,18 @@ type answer struct {
 }
 
 // waiter is a request waiting for its answer; full: it wants the answer as a message.
+// at is where its bytes are in the writer's buffer while no write has taken them
+// (n 0: the request was written otherwise, through Reply).
 type waiter struct {
 	ch   chan answer
 	full bool
+	at   span
+}
+
+// span is a request's bytes in the buffer of generation gen (coalescingWriter.gen).
+type span struct {
+	gen    uint64
+	off, n int
 }
 
 // register notes that the request id waits for its answer and queues its body for
@@ -63,7 +72,7 @@ func (c *coalescingWriter) register(id string, body []byte, full bool) (chan ans
 	if !c.started && c.err == nil {
 		return nil, errNotStarted
 	}
-	ch, err := c.addWaiter(id, full)
+	ch, err := c.addWaiter(id, full, span{gen: c.gen, off: len(c.buf), n: 2 + len(body)})
 	if err != nil {
 		return nil, err
 	}
@@ -93,12 +102,12 @@ func (c *coalescingWriter) register(id string, body []byte, full bool) (chan ans
 func (c *coalescingWriter) expect(id string, full bool) (chan answer, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.addWaiter(id, full)
+	return c.addWaiter(id, full, span{})
 }
 
-// addWaiter notes the waiter of request id; the caller holds c.mu. It fails if the
-// connection is already lost or id already waits.
-func (c *coalescingWriter) addWaiter(id string, full bool) (chan answer, error) {
+// addWaiter notes the waiter of request id, whose bytes go at at; the caller holds
+// c.mu. It fails if the connection is already lost or id already waits.
+func (c *coalescingWriter) addWaiter(id string, full bool, at span) (chan answer, error) {
 	if c.err != nil {
 		return nil, c.err
 	}
@@ -109,7 +118,7 @@ func (c *coalescingWriter) addWaiter(id string, full bool) (chan answer, error) 
 		c.pend = make(map[string]waiter)
 	}
 	ch := make(chan answer, 1)
-	c.pend[id] = waiter{ch: ch, full: full}
+	c.pend[id] = waiter{ch: ch, full: full, at: at}
 	return ch, nil
 }
 
@@ -129,14 +138,21 @@ const maxTimedOut = 16384
 
 // abandon drops a request that stopped waiting unanswered (its timeout) and, if it
 // still waited, remembers it: an answer that comes later is late (wasTimedOut), for
-// iso8583-connection's inbound handler.
+// iso8583-connection's inbound handler. Its bytes, if no write has taken them yet
+// (queued behind a write that blocks), are dropped: sent later, the request would
+// reach the issuer after its reversal, which goes on another connection. Bytes a
+// write has taken go out as they are.
 func (c *coalescingWriter) abandon(id string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, ok := c.pend[id]; !ok {
+	w, ok := c.pend[id]
+	if !ok {
 		return // answered meanwhile
 	}
 	delete(c.pend, id)
+	if w.at.n > 0 && w.at.gen == c.gen {
+		c.dropped = append(c.dropped, w.at)
+	}
 	if c.timedOut == nil {
 		c.timedOut = make(map[string]struct{})
 	}

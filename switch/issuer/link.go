@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -524,6 +525,11 @@ type coalescingWriter struct {
 	// writing is set while a write of the buffer is in progress, by the flusher or
 	// by a request on the direct path writing it itself (direct.go): one at a time.
 	writing bool
+	// gen counts the buffers handed to a write: a request's bytes are in buf while
+	// its span's gen is gen. dropped are the spans of requests that timed out there
+	// (abandon), taken out of buf before it is written.
+	gen     uint64
+	dropped []span
 	pend    map[string]waiter // requests waiting for their answers (direct.go), by request ID
 
 	// read is when the connection last read a message (unix ns), for echo's idle
@@ -601,10 +607,17 @@ func (c *coalescingWriter) flushLoop() {
 // the write and holds again when it returns. It reports false when the write
 // failed: the connection is then closed, and c.err set.
 func (c *coalescingWriter) flush() bool {
+	if len(c.dropped) > 0 {
+		c.dropTimedOut()
+		if len(c.buf) == 0 {
+			return true
+		}
+	}
 	// Hand the filled buffer to the write and give writers the spare one; the two
 	// never share a backing array.
 	out := c.buf
 	c.buf, c.spare = c.spare[:0], nil
+	c.gen++
 	c.writing = true
 	c.mu.Unlock()
 	_, err := c.w.Write(out)
@@ -623,6 +636,20 @@ func (c *coalescingWriter) flush() bool {
 		return false
 	}
 	return true
+}
+
+// dropTimedOut takes the bytes of the requests that timed out while queued (dropped)
+// out of the buffer; the caller holds c.mu.
+func (c *coalescingWriter) dropTimedOut() {
+	slices.SortFunc(c.dropped, func(a, b span) int { return a.off - b.off })
+	w, r := c.dropped[0].off, c.dropped[0].off
+	for _, d := range c.dropped {
+		w += copy(c.buf[w:], c.buf[r:d.off])
+		r = d.off + d.n
+	}
+	w += copy(c.buf[w:], c.buf[r:])
+	c.buf = c.buf[:w]
+	c.dropped = c.dropped[:0]
 }
 
 // stop ends the flusher goroutine.
