@@ -106,10 +106,12 @@ func (c *coalescingWriter) expect(id string, full bool) (chan answer, error) {
 }
 
 // addWaiter notes the waiter of request id, whose bytes go at at; the caller holds
-// c.mu. It fails if the connection is already lost or id already waits.
+// c.mu. It fails if id already waits, or with errNotWritten if the connection's
+// failure is already known: the request is not written then, and another connection
+// may take it.
 func (c *coalescingWriter) addWaiter(id string, full bool, at span) (chan answer, error) {
 	if c.err != nil {
-		return nil, c.err
+		return nil, fmt.Errorf("%w (%v)", errNotWritten, c.err)
 	}
 	if _, dup := c.pend[id]; dup {
 		return nil, fmt.Errorf("request %s already in flight", id)
@@ -124,6 +126,12 @@ func (c *coalescingWriter) addWaiter(id string, full bool, at span) (chan answer
 
 // errNotStarted: the connection has written nothing yet (its sign-on goes first).
 var errNotStarted = errors.New("issuer connection not started")
+
+// errNotWritten: the connection handed out had failed before the request was queued
+// on it, so nothing of the request was written. It is ErrUnavailable (the pipeline
+// stands in or answers 91, and owes no reversal); Send and SendPacked first try the
+// link's other connections.
+var errNotWritten = fmt.Errorf("%w: the connection had failed before the request was written", ErrUnavailable)
 
 // forget drops a request whose write failed: nothing waits for its answer.
 func (c *coalescingWriter) forget(id string) {
@@ -224,7 +232,7 @@ func (l *Link) roundTrip(c *connection.Connection, id string, body []byte, mk fu
 	v, found := l.writers.Load(c)
 	if !found {
 		// Closed since the pool handed it out (its writer is gone): nothing was sent.
-		return answer{}, ErrUnavailable
+		return answer{}, errNotWritten
 	}
 	cw := v.(*coalescingWriter)
 	ch, err := cw.register(id, body, full)
@@ -242,7 +250,10 @@ func (l *Link) roundTrip(c *connection.Connection, id string, body []byte, mk fu
 			}
 		}
 	}
-	if err != nil {
+	switch {
+	case errors.Is(err, errNotWritten):
+		return answer{}, err
+	case err != nil:
 		// As a lost connection: the request may have been written.
 		return answer{}, fmt.Errorf("%w: %v", ErrConnectionLost, err)
 	}

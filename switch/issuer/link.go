@@ -464,11 +464,17 @@ func (l *Link) Send(ctx context.Context, m *iso8583.Message, timeout time.Durati
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < timeout {
 		timeout = time.Until(dl)
 	}
-	c, err := l.pool.Get()
-	if err != nil {
-		return nil, ErrUnavailable
+	for tries := 1; ; tries++ {
+		c, err := l.pool.Get()
+		if err != nil {
+			return nil, ErrUnavailable
+		}
+		a, err := l.sendOn(c, m, timeout)
+		if errors.Is(err, errNotWritten) && tries < l.poolSize() {
+			continue // as SendPacked
+		}
+		return a, err
 	}
-	return l.sendOn(c, m, timeout)
 }
 
 // sendOn sends m on connection c and waits up to timeout for its answer (direct.go).
@@ -674,15 +680,25 @@ func (l *Link) SendPacked(ctx context.Context, mti, stan, rrn string, body []byt
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < timeout {
 		timeout = time.Until(dl)
 	}
-	c, err := l.pool.Get()
-	if err != nil {
-		return message.Answer{}, ErrUnavailable
+	// A connection that had failed before the request was queued on it (the pool
+	// hands it out until its close is handled) wrote nothing: the next is tried.
+	for tries := 1; ; tries++ {
+		c, err := l.pool.Get()
+		if err != nil {
+			return message.Answer{}, ErrUnavailable
+		}
+		// The pool hands out signed-on connections only, whose writers have their
+		// sockets: no message for Reply is needed (mk nil).
+		a, err := l.roundTrip(c, stan+"/"+rrn, body, nil, false, timeout)
+		if errors.Is(err, errNotWritten) && tries < l.poolSize() {
+			continue
+		}
+		return a.a, err
 	}
-	// The pool hands out signed-on connections only, whose writers have their
-	// sockets: no message for Reply is needed (mk nil).
-	a, err := l.roundTrip(c, stan+"/"+rrn, body, nil, false, timeout)
-	return a.a, err
 }
+
+// poolSize is how many connections the link keeps.
+func (l *Link) poolSize() int { return len(l.cfg.Addrs) * l.cfg.Connections }
 
 // answerFieldIDs are the fields of an issuer's message the switch reads, and
 // answerFieldIndex their places in it plus one, by field number.

@@ -1,8 +1,16 @@
 package issuer
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"testing"
 	"time"
+
+	connection "github.com/moov-io/iso8583-connection"
+
+	"github.com/switchyard/switchyard/switch/issuersim"
+	"github.com/switchyard/switchyard/switch/message"
 )
 
 // TestTimedOutRequestNotWrittenLater: requests queued behind a write that blocks (an
@@ -63,5 +71,81 @@ func TestTimedOutRequestNotWrittenLater(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("written %q after a later request", data)
 		}
+	}
+}
+
+// onlineConns waits until l has n signed-on connections and returns them.
+func onlineConns(t *testing.T, l *Link, n int) []*connection.Connection {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		var on []*connection.Connection
+		for _, c := range l.pool.Connections() {
+			if c.Status() == connection.StatusOnline {
+				on = append(on, c)
+			}
+		}
+		if len(on) == n {
+			return on
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections signed on, want %d", len(on), n)
+		}
+	}
+}
+
+// breakWriter makes c's writer fail as a failed write does, before the connection's
+// close is handled: the pool still hands c out.
+func breakWriter(t *testing.T, l *Link, c *connection.Connection) {
+	t.Helper()
+	v, ok := l.writers.Load(c)
+	if !ok {
+		t.Fatal("connection without a writer")
+	}
+	cw := v.(*coalescingWriter)
+	cw.mu.Lock()
+	cw.err = errors.New("write to issuer: broken pipe")
+	cw.mu.Unlock()
+}
+
+// TestRequestOnFailedConnectionNotInDoubt: a request handed a connection whose
+// failure is already known is not written; it goes on another connection, and with
+// none left it fails as unavailable (nothing sent: stand-in or 91, no reversal), not
+// as a lost connection (in doubt: 91 and a reversal of what the issuer never got).
+func TestRequestOnFailedConnectionNotInDoubt(t *testing.T) {
+	sim, err := issuersim.Start(issuersim.Config{Addr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sim.Close() })
+	l, err := Dial(Config{ID: "sim", Addrs: []string{sim.Addr()}, Connections: 2, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Close() })
+	conns := onlineConns(t, l, 2)
+	breakWriter(t, l, conns[0])
+	for i := range 4 { // the pool hands out both in turn
+		rrn := fmt.Sprintf("%012d", 500000+i)
+		stan, body := packedPurchase(t, l, rrn)
+		a, err := l.SendPacked(context.Background(), "0200", stan, rrn, body, 0)
+		if err != nil || a.RC != message.RCApproved {
+			t.Fatalf("request %d with one connection failed: %+v, %v; want it approved on the other", i, a, err)
+		}
+	}
+	m := msg(t, l.NextSTAN())
+	_ = m.Field(37, "000000500009")
+	if _, err := l.Send(context.Background(), m, 0); err != nil && !errors.Is(err, ErrTimeout) {
+		// The simulator may not answer a bare message; what matters is that it went.
+		t.Fatalf("Send with one connection failed: %v", err)
+	}
+	breakWriter(t, l, conns[1])
+	rrn := "000000500010"
+	stan, body := packedPurchase(t, l, rrn)
+	_, err = l.SendPacked(context.Background(), "0200", stan, rrn, body, 0)
+	if !errors.Is(err, ErrUnavailable) || errors.Is(err, ErrConnectionLost) {
+		t.Fatalf("request with every connection failed: %v; want ErrUnavailable (nothing sent), not ErrConnectionLost", err)
+	}
+	if n := sim.Stats.Requests.Load(); n != 5 {
+		t.Errorf("the issuer got %d requests, want 5", n)
 	}
 }
