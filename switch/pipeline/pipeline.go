@@ -463,28 +463,7 @@ func (p *Pipeline) Process(ctx context.Context, c *frontend.Conn, body []byte) (
 	start := p.now()
 	req, err := message.Decode(body, c.Dialect)
 	if err != nil {
-		var fe *message.FormatError
-		if !errors.As(err, &fe) || !fe.Answerable() {
-			return frontend.Response{}, err
-		}
-		p.metrics.FormatErrors.Inc()
-		// A wrong length prefix shifts every field after it: the DE 41 and DE 11 read
-		// then may be digits of the PAN or track (the 30 echoes them to the sender
-		// only). They are logged only when DE 41 names a registered terminal, which
-		// a shifted read does not.
-		tid, stan := fe.TID, fe.STAN
-		if p.terminals == nil {
-			tid, stan = "", ""
-		} else if _, ok := p.terminals.Terminal(tid); !ok {
-			tid, stan = "", ""
-		}
-		p.log.Warn().Str("listener", c.Listener).Str("remote", c.Remote.String()).Str("mti", fe.MTI).
-			Str("tid", tid).Str("stan", stan).Int("de", fe.Field).Str("error", fe.Err.Error()).Msg("format error: answered 30")
-		raw, perr := message.NewFormatErrorResponse(fe, c.Dialect).Pack()
-		if perr != nil {
-			return frontend.Response{}, errors.Join(err, perr)
-		}
-		return frontend.Response{Body: raw}, nil
+		return p.formatError(c, err)
 	}
 	t := &txn{req: req, conn: c, start: start}
 	decoded := p.now().Sub(start)
