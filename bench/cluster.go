@@ -366,8 +366,9 @@ func switchConfig(dataDir, rulesDir, termAddr, adminAddr, simAddr string) string
 demo: true
 data_dir: %s
 rules_dir: %s
+# Every terminal of the bench comes from one address: its limit is the switch's.
 listeners:
-  - {name: ascii, addr: "%s", dialect: ascii, max_in_flight: 1024}
+  - {name: ascii, addr: "%s", dialect: ascii, max_in_flight: 1024, max_in_flight_per_source: 20000}
 admin: {addr: "%s"}
 demo_issuer: {external: "%s"}
 shutdown: {drain_timeout: 10s}

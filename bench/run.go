@@ -356,8 +356,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 demo: true
 data_dir: %s
 rules_dir: %s
+# Every terminal of the bench comes from one address: its limit is the switch's.
 listeners:
-  - {name: ascii, addr: "%s", dialect: ascii, max_in_flight: 1024}
+  - {name: ascii, addr: "%s", dialect: ascii, max_in_flight: 1024, max_in_flight_per_source: 20000}
 admin: {addr: "%s"}
 demo_issuer: {external: "%s"}
 shutdown: {drain_timeout: 10s}
@@ -382,7 +383,7 @@ security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504
 	if o.CUPTerminals > 0 {
 		cupAddr, _ = freeAddr()
 		// The cup listener joins the listeners, just before the admin section.
-		cfg = strings.Replace(cfg, "\nadmin: {", fmt.Sprintf("\n  - {name: cup, addr: %q, dialect: cup}\nadmin: {", cupAddr), 1)
+		cfg = strings.Replace(cfg, "\nadmin: {", fmt.Sprintf("\n  - {name: cup, addr: %q, dialect: cup, max_in_flight_per_source: 20000}\nadmin: {", cupAddr), 1)
 	}
 	cfgFile := filepath.Join(o.WorkDir, "switch.yaml")
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {

@@ -238,6 +238,11 @@ type Listener struct {
 	// MaxConnsPerSource bounds the open connections from one IP address (default 1000;
 	// raise it for terminals behind one NAT or concentrator).
 	MaxConnsPerSource int `yaml:"max_conns_per_source"`
+	// MaxInFlightPerSource bounds the requests in progress from one IP address over
+	// all its connections to the listener (default 2000, or limits.max_in_flight if
+	// lower): past it a request is answered 91 (RS source-busy) at once, so that one
+	// host cannot fill limits.max_in_flight and hold up every other terminal.
+	MaxInFlightPerSource int `yaml:"max_in_flight_per_source"`
 	// FirstFrameTimeout closes a connection that sent no complete frame (TLS handshake
 	// included) this long after connecting (default 10s; idle_timeout if shorter).
 	FirstFrameTimeout Duration `yaml:"first_frame_timeout"`
@@ -531,6 +536,11 @@ func (c *Config) ApplyDefaults() {
 	if c.Limits.MaxInFlight == 0 {
 		c.Limits.MaxInFlight = 20000
 	}
+	for i := range c.Listeners {
+		if l := &c.Listeners[i]; l.MaxInFlightPerSource == 0 {
+			l.MaxInFlightPerSource = min(2000, max(1, c.Limits.MaxInFlight))
+		}
+	}
 	for i := range c.Issuers {
 		is := &c.Issuers[i]
 		if is.Timeout == 0 {
@@ -690,6 +700,9 @@ func (c *Config) Validate() error {
 		}
 		if l.MaxConnsPerSource < 1 || l.MaxConnsPerSource > l.MaxConns {
 			bad(key+".max_conns_per_source", "%d is not between 1 and max_conns (%d)", l.MaxConnsPerSource, l.MaxConns)
+		}
+		if l.MaxInFlightPerSource < 1 || l.MaxInFlightPerSource > c.Limits.MaxInFlight {
+			bad(key+".max_in_flight_per_source", "%d is not between 1 and limits.max_in_flight (%d)", l.MaxInFlightPerSource, c.Limits.MaxInFlight)
 		}
 		if d := l.FirstFrameTimeout.D(); d < 100*time.Millisecond || d > 5*time.Minute {
 			bad(key+".first_frame_timeout", "%s is not between 100ms and 5m", d)

@@ -12,8 +12,16 @@ func TestListenerConnectionLimits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if l := c.Listeners[0]; l.MaxConns != 10000 || l.MaxConnsPerSource != 1000 || l.FirstFrameTimeout.D() != 10*time.Second {
-		t.Fatalf("defaults: max_conns %d, max_conns_per_source %d, first_frame_timeout %s", l.MaxConns, l.MaxConnsPerSource, l.FirstFrameTimeout.D())
+	if l := c.Listeners[0]; l.MaxConns != 10000 || l.MaxConnsPerSource != 1000 || l.FirstFrameTimeout.D() != 10*time.Second || l.MaxInFlightPerSource != 2000 {
+		t.Fatalf("defaults: max_conns %d, max_conns_per_source %d, first_frame_timeout %s, max_in_flight_per_source %d",
+			l.MaxConns, l.MaxConnsPerSource, l.FirstFrameTimeout.D(), l.MaxInFlightPerSource)
+	}
+	c, err = Parse([]byte("limits: {max_in_flight: 500}\n"+base+"}]"), "test.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := c.Listeners[0]; l.MaxInFlightPerSource != 500 {
+		t.Fatalf("max_in_flight_per_source defaults to %d with limits.max_in_flight 500, want 500", l.MaxInFlightPerSource)
 	}
 	c, err = Parse([]byte(base+", max_conns: 50}]"), "test.yaml")
 	if err != nil {
@@ -27,6 +35,8 @@ func TestListenerConnectionLimits(t *testing.T) {
 		", max_conns: 10, max_conns_per_source: 11": `listeners[0].max_conns_per_source: 11 is not between 1 and max_conns (10)`,
 		", first_frame_timeout: 1ms":                `listeners[0].first_frame_timeout: 1ms is not between 100ms and 5m`,
 		", first_frame_timeout: 1h":                 `listeners[0].first_frame_timeout: 1h0m0s is not between 100ms and 5m`,
+		", max_in_flight_per_source: -3":            `listeners[0].max_in_flight_per_source: -3 is not between 1 and limits.max_in_flight (20000)`,
+		", max_in_flight_per_source: 20001":         `listeners[0].max_in_flight_per_source: 20001 is not between 1 and limits.max_in_flight (20000)`,
 	}
 	for in, want := range cases {
 		_, err := Parse([]byte(base+in+"}]"), "test.yaml")

@@ -290,6 +290,29 @@ func (a *Adapter) Process(ctx context.Context, c *frontend.Conn, body []byte) (f
 	return frontend.Response{Body: out, Sent: resp.Sent}, nil
 }
 
+// Refuse answers a message that the front end does not process because a listener
+// limit is reached (frontend.Refuser; reason: frontend.ReasonSourceBusy): the
+// dialect's answer with F39 91 (the switch cannot take it now; the terminal tries
+// again), without F64 and without journal, HSM or pipeline, as the adapter's own
+// refusals of an unverified message go. One that does not decode, or names no
+// terminal and STAN, cannot be answered (as in Process).
+func (a *Adapter) Refuse(c *frontend.Conn, body []byte, reason string) (frontend.Response, error) {
+	f, err := Decode(body)
+	if err != nil {
+		return frontend.Response{}, fmt.Errorf("cup: undecodable message: %w", err)
+	}
+	tid, stan := f.Str(41), f.Str(11)
+	if tid == "" || stan == "" {
+		return frontend.Response{}, fmt.Errorf("cup: message %s without F41 and F11 cannot be answered", f.MTI())
+	}
+	sit := Situation{TID: tid, Header: f.Header, SignedIn: a.signedIn(tid)}
+	out, err := a.replyFrame(a.answer(f), sit, message.RCIssuerUnavailable, nil)
+	if err != nil {
+		return frontend.Response{}, fmt.Errorf("cup: %s refused (%s): %w", f.MTI(), reason, err)
+	}
+	return frontend.Response{Body: out}, nil
+}
+
 // answer starts the answer to f: TPDU swapped, the request's header, the answer's
 // MTI and the echoed fields.
 func (a *Adapter) answer(f *Frame) *Frame {

@@ -42,6 +42,19 @@ type Response struct {
 	Sent func(delivered bool)
 }
 
+// Refuser is a Processor that can also answer a request it is not given to process,
+// because a listener limit is reached (reason, such as ReasonSourceBusy): at once,
+// from what the request says, without the journal, the issuer or the HSM, in the
+// conventions of its dialect. An error means the request cannot be answered (as
+// Process's). A Processor that is not one gets every request.
+type Refuser interface {
+	Refuse(c *Conn, body []byte, reason string) (Response, error)
+}
+
+// ReasonSourceBusy is the reason of a request refused because its source address
+// has Config.MaxInFlightPerSource requests in progress on the listener.
+const ReasonSourceBusy = "source-busy"
+
 // Processor handles one request body. An error means the request cannot be answered:
 // the connection is closed and the error logged. ctx is cancelled when the listener
 // starts draining (or closes): a processor may give up work it can abandon safely, and
@@ -70,6 +83,11 @@ type Config struct {
 	// MaxConnsPerSource bounds the open connections from one remote address (default
 	// 1000), so that one host cannot take all of MaxConns.
 	MaxConnsPerSource int
+	// MaxInFlightPerSource bounds the requests in progress from one remote address
+	// over all its connections (default 2000), so that one host cannot take all of
+	// the switch's Limiter: a request past it is answered at once by the Processor's
+	// Refuse (ReasonSourceBusy), and counted (Metrics.RequestRefused).
+	MaxInFlightPerSource int
 	// FirstFrameTimeout closes a connection whose first frame (and TLS handshake) has
 	// not arrived within it (default 10 s, at most IdleTimeout): a terminal sends as
 	// soon as it connects, a socket that sends nothing is not a terminal.
@@ -100,6 +118,9 @@ type Metrics interface {
 	// ConnRefused counts a connection closed at accept because of a limit (reason
 	// "max-conns" or "per-source").
 	ConnRefused(listener, reason string)
+	// RequestRefused counts a request answered without processing because of a
+	// limit (reason ReasonSourceBusy).
+	RequestRefused(listener, reason string)
 	// Turnaround returns the function that records, for each answer, the time from its
 	// request's last byte read to the answer written to the socket (called once per
 	// listener).
@@ -134,13 +155,28 @@ type Listener struct {
 	inProgress atomic.Int64
 	workers    *workers // the goroutines that handle requests
 
-	// Guarded by mu: open connections by remote address, and the refusals not yet
-	// logged and when they were last (a flood of connections past the limits gives
-	// one line per refusalLogEvery, not one each).
-	sources         map[netip.Addr]int
+	// refuser is proc as a Refuser (nil if it is not one).
+	refuser Refuser
+	// reqRefusedUnlogged counts the requests refused since reqRefusedLogged (unix
+	// ns), when the last line about them was logged: one per refusalLogEvery.
+	reqRefusedUnlogged atomic.Int64
+	reqRefusedLogged   atomic.Int64
+
+	// Guarded by mu: the remote addresses with open connections, and the refusals
+	// not yet logged and when they were last (a flood of connections past the
+	// limits gives one line per refusalLogEvery, not one each).
+	sources         map[netip.Addr]*source
 	httpOpen        int // the HTTP server's open connections (Config.HTTP)
 	refusedUnlogged int
 	refusedLogged   time.Time
+}
+
+// source is one remote address with open connections on a listener: how many
+// (under the listener's mu), and the requests in progress from it over all of them
+// (an atomic: each request adds to it and takes off once, without a lock).
+type source struct {
+	conns    int
+	inFlight atomic.Int64
 }
 
 // Listen opens the listening socket. Serve must be called to accept connections.
@@ -163,6 +199,9 @@ func Listen(cfg Config, proc Processor, limit Limiter, m Metrics) (*Listener, er
 	if cfg.MaxConnsPerSource <= 0 {
 		cfg.MaxConnsPerSource = 1000
 	}
+	if cfg.MaxInFlightPerSource <= 0 {
+		cfg.MaxInFlightPerSource = 2000
+	}
 	if cfg.FirstFrameTimeout <= 0 {
 		cfg.FirstFrameTimeout = 10 * time.Second
 	}
@@ -172,7 +211,8 @@ func Listen(cfg Config, proc Processor, limit Limiter, m Metrics) (*Listener, er
 		return nil, fmt.Errorf("listener %s: %w", cfg.Name, err)
 	}
 	l := &Listener{cfg: cfg, proc: proc, limit: limit, log: cfg.Logger.With().Str("listener", cfg.Name).Logger(),
-		metrics: m, conns: map[*serverConn]struct{}{}, sources: map[netip.Addr]int{}, workers: newWorkers(cfg.reapTick)}
+		metrics: m, conns: map[*serverConn]struct{}{}, sources: map[netip.Addr]*source{}, workers: newWorkers(cfg.reapTick)}
+	l.refuser, _ = proc.(Refuser)
 	if cfg.HTTP {
 		// The HTTP server accepts its connections itself: the limits go under TLS,
 		// on the sockets (http.go).
@@ -240,7 +280,7 @@ func (l *Listener) Serve() error {
 			continue
 		}
 		l.conns[c] = struct{}{}
-		l.sources[src]++
+		c.src = l.addSource(src)
 		l.wg.Add(1)
 		l.mu.Unlock()
 		if l.metrics != nil {
@@ -250,7 +290,8 @@ func (l *Listener) Serve() error {
 	}
 }
 
-// refusalLogEvery is the least time between two log lines about refused connections.
+// refusalLogEvery is the least time between two log lines about refused connections
+// (or requests).
 const refusalLogEvery = 10 * time.Second
 
 // refuse says which limit a new connection from src would pass ("" if none); the
@@ -259,10 +300,61 @@ func (l *Listener) refuse(src netip.Addr) string {
 	switch {
 	case len(l.conns)+l.httpOpen >= l.cfg.MaxConns:
 		return "max-conns"
-	case l.sources[src] >= l.cfg.MaxConnsPerSource:
+	case l.sources[src] != nil && l.sources[src].conns >= l.cfg.MaxConnsPerSource:
 		return "per-source"
 	}
 	return ""
+}
+
+// addSource counts a new connection from src and returns its source; the caller
+// holds mu.
+func (l *Listener) addSource(src netip.Addr) *source {
+	s := l.sources[src]
+	if s == nil {
+		s = &source{}
+		l.sources[src] = s
+	}
+	s.conns++
+	return s
+}
+
+// dropSource counts a connection from src closed; the caller holds mu. A source
+// without connections is forgotten (none of its requests is in progress then: a
+// connection closes after its requests are answered).
+func (l *Listener) dropSource(src netip.Addr) {
+	if s := l.sources[src]; s != nil {
+		if s.conns--; s.conns <= 0 {
+			delete(l.sources, src)
+		}
+	}
+}
+
+// admit counts a request from src in progress and reports whether it is within the
+// source's limit; one that is not is not counted. Each admitted request is given
+// back with release.
+func (l *Listener) admit(src *source) bool {
+	if src.inFlight.Add(1) > int64(l.cfg.MaxInFlightPerSource) && l.refuser != nil {
+		src.inFlight.Add(-1)
+		return false
+	}
+	return true
+}
+
+// refuseRequest answers a request past the source's limit with the Processor's
+// refusal, counts it and logs the refusals at most once per refusalLogEvery. An error
+// is the Processor's: the request cannot be answered.
+func (l *Listener) refuseRequest(info *Conn, body []byte) (Response, error) {
+	if l.metrics != nil {
+		l.metrics.RequestRefused(l.cfg.Name, ReasonSourceBusy)
+	}
+	n := l.reqRefusedUnlogged.Add(1)
+	now, last := time.Now().UnixNano(), l.reqRefusedLogged.Load()
+	if now-last >= int64(refusalLogEvery) && l.reqRefusedLogged.CompareAndSwap(last, now) {
+		l.reqRefusedUnlogged.Add(-n)
+		l.log.Warn().Str("remote", info.Remote.Addr().String()).Int64("refused", n).Int("max_in_flight_per_source", l.cfg.MaxInFlightPerSource).
+			Msg("requests refused: their source address has max_in_flight_per_source requests in progress (answered at once; see max_in_flight_per_source)")
+	}
+	return l.refuser.Refuse(info, body, ReasonSourceBusy)
 }
 
 // refused closes a connection past a limit at once, with a reset (so that no socket
@@ -369,6 +461,7 @@ type serverConn struct {
 	l    *Listener
 	nc   net.Conn
 	info Conn
+	src  *source       // its remote address's
 	out  chan outMsg   // framed responses for the writer
 	sem  chan struct{} // requests of this connection in progress
 
@@ -460,11 +553,7 @@ func (c *serverConn) serve() {
 	}
 	l.mu.Lock()
 	delete(l.conns, c)
-	if src := c.info.Remote.Addr(); l.sources[src] <= 1 {
-		delete(l.sources, src)
-	} else {
-		l.sources[src]--
-	}
+	l.dropSource(c.info.Remote.Addr())
 	l.mu.Unlock()
 	l.wg.Done()
 }
@@ -548,6 +637,24 @@ func (c *serverConn) readLoop(ctx context.Context, inflight *sync.WaitGroup) str
 			l.protoErr("empty-frame")
 			return "empty frame"
 		}
+		// A source at its limit is answered at once: its requests do not take the
+		// slots of the switch that every terminal shares.
+		if !l.admit(c.src) {
+			resp, err := l.refuseRequest(&c.info, body)
+			if err != nil {
+				l.log.Warn().Uint64("conn", c.info.ID).Str("remote", c.info.Remote.String()).Err(err).Msg("unanswerable request: closing connection")
+				l.protoErr("unanswerable")
+				reason := err.Error()
+				c.unanswerable.CompareAndSwap(nil, &reason)
+				return c.stopReason()
+			}
+			if resp.Body != nil {
+				c.out <- outMsg{AppendFrame(make([]byte, 0, len(resp.Body)+2), resp.Body), resp.Sent, read}
+			} else if resp.Sent != nil {
+				resp.Sent(false)
+			}
+			continue
+		}
 		// Back-pressure: wait for a slot of this connection, then one of the switch.
 		c.sem <- struct{}{}
 		if l.limit != nil {
@@ -580,6 +687,7 @@ func (c *serverConn) handle(ctx context.Context, body []byte, read time.Time, in
 		if l.limit != nil {
 			<-l.limit
 		}
+		c.src.inFlight.Add(-1)
 		l.inProgress.Add(-1)
 		l.reqs.Done()
 		inflight.Done()

@@ -2,6 +2,7 @@ package frontend
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -33,8 +34,22 @@ func (l *Listener) newHTTP() {
 		IdleTimeout:       l.cfg.IdleTimeout,
 		MaxHeaderBytes:    8 << 10,
 		ErrorLog:          nil,
+		// Each request finds its connection's source (MaxInFlightPerSource) in
+		// its context: set once per connection, not looked up per request.
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if tc, ok := c.(*tls.Conn); ok {
+				c = tc.NetConn()
+			}
+			if lc, ok := c.(*limitedConn); ok {
+				return context.WithValue(ctx, sourceKey{}, lc.s)
+			}
+			return ctx
+		},
 	}
 }
+
+// sourceKey is the context key of an HTTP connection's *source.
+type sourceKey struct{}
 
 func (l *Listener) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
@@ -66,17 +81,26 @@ func (l *Listener) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
 		info.Remote = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	}
-	if l.limit != nil {
-		l.limit <- struct{}{}
-		defer func() { <-l.limit }()
+	var resp Response
+	src, _ := r.Context().Value(sourceKey{}).(*source)
+	if src != nil && !l.admit(src) {
+		resp, err = l.refuseRequest(&info, body)
+	} else {
+		if src != nil {
+			defer src.inFlight.Add(-1)
+		}
+		if l.limit != nil {
+			l.limit <- struct{}{}
+			defer func() { <-l.limit }()
+		}
+		l.reqs.Add(1)
+		l.inProgress.Add(1)
+		defer func() {
+			l.inProgress.Add(-1)
+			l.reqs.Done()
+		}()
+		resp, err = l.proc.Process(l.ctx, &info, body)
 	}
-	l.reqs.Add(1)
-	l.inProgress.Add(1)
-	defer func() {
-		l.inProgress.Add(-1)
-		l.reqs.Done()
-	}()
-	resp, err := l.proc.Process(l.ctx, &info, body)
 	if err != nil {
 		l.log.Warn().Uint64("conn", info.ID).Str("remote", info.Remote.String()).Err(err).Msg("unanswerable request over HTTP")
 		l.protoErr("unanswerable")
@@ -149,12 +173,12 @@ func (ll *limitedListener) Accept() (net.Conn, error) {
 			continue
 		}
 		l.httpOpen++
-		l.sources[src]++
+		s := l.addSource(src)
 		l.mu.Unlock()
 		if l.metrics != nil {
 			l.metrics.ConnOpened(l.cfg.Name)
 		}
-		return &limitedConn{Conn: nc, l: l, src: src}, nil
+		return &limitedConn{Conn: nc, l: l, src: src, s: s}, nil
 	}
 }
 
@@ -163,6 +187,7 @@ type limitedConn struct {
 	net.Conn
 	l    *Listener
 	src  netip.Addr
+	s    *source
 	once sync.Once
 }
 
@@ -173,11 +198,7 @@ func (c *limitedConn) Close() error {
 		l := c.l
 		l.mu.Lock()
 		l.httpOpen--
-		if l.sources[c.src] <= 1 {
-			delete(l.sources, c.src)
-		} else {
-			l.sources[c.src]--
-		}
+		l.dropSource(c.src)
 		l.mu.Unlock()
 		if l.metrics != nil {
 			l.metrics.ConnClosed(l.cfg.Name, "closed")

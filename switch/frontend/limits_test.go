@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -40,6 +42,11 @@ func (m *countMetrics) ConnRefused(_, reason string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.refused[reason]++
+}
+func (m *countMetrics) RequestRefused(_, reason string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.refused["request "+reason]++
 }
 func (m *countMetrics) Turnaround(string) func(float64) { return func(float64) {} }
 
@@ -164,4 +171,91 @@ func TestFirstFrameDeadline(t *testing.T) {
 	// The talker's first-frame deadline passed before the silent one's: it is served.
 	talker.roundTrip("still here")
 	waitFor(t, "the close to be counted", func() bool { return m.get(m.closed, "first frame timeout") == 1 })
+}
+
+// slowProc answers the bodies that start with "slow" once release is closed (an issuer
+// that does not answer), the others at once; its refusals say so.
+type slowProc struct {
+	started chan string // a slow request reached the processor
+	release chan struct{}
+}
+
+func (p *slowProc) Process(_ context.Context, _ *Conn, body []byte) (Response, error) {
+	if strings.HasPrefix(string(body), "slow") {
+		p.started <- string(body)
+		<-p.release
+	}
+	return Response{Body: append([]byte("done "), body...)}, nil
+}
+
+func (p *slowProc) Refuse(_ *Conn, body []byte, reason string) (Response, error) {
+	return Response{Body: append([]byte(reason+" "), body...)}, nil
+}
+
+// TestMaxInFlightPerSource: one address whose requests wait on a slow issuer gets at
+// most max_in_flight_per_source of them in progress; the rest are answered at once
+// with the processor's refusal and counted, and another address's requests still
+// find room under the switch's limit and are answered. Until 5 December 2026 one
+// address could fill the switch's limit with its waiting requests (80 connections at
+// 256 each fill 20,000), and every other terminal's request waited behind them.
+func TestMaxInFlightPerSource(t *testing.T) {
+	m := newCountMetrics()
+	p := &slowProc{started: make(chan string, 16), release: make(chan struct{})}
+	l, err := Listen(Config{Name: "test", Addr: "127.0.0.1:0", MaxInFlightPerSource: 4}, p, NewLimiter(6), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = l.Serve() }()
+	t.Cleanup(l.Close)
+	t.Cleanup(func() {
+		select {
+		case <-p.release:
+		default:
+			close(p.release) // Close waits for the requests in progress
+		}
+	})
+	read := func(c *client) string {
+		t.Helper()
+		_ = c.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+		got, err := ReadFrame(c.r, nil, 1024)
+		if err != nil {
+			t.Fatalf("no answer: %v", err)
+		}
+		return string(got)
+	}
+	busy := []*client{dialFrom(t, l, "127.0.0.1"), dialFrom(t, l, "127.0.0.1"), dialFrom(t, l, "127.0.0.1")}
+	for i := range 4 {
+		writeFrame(t, busy[0].nc, fmt.Sprintf("slow %d", i))
+	}
+	for range 4 {
+		<-p.started
+	}
+	// Past the limit, on the address's other connections: answered at once.
+	for i, c := range busy[1:] {
+		body := fmt.Sprintf("slow %d", 4+i)
+		writeFrame(t, c.nc, body)
+		if got := read(c); got != ReasonSourceBusy+" "+body {
+			t.Fatalf("request past max_in_flight_per_source 4: answered %q, want the refusal", got)
+		}
+	}
+	if n := m.get(m.refused, "request "+ReasonSourceBusy); n != 2 {
+		t.Fatalf("%d refusals counted, want 2", n)
+	}
+	// Another terminal is served meanwhile, within the switch's limit of 6.
+	other := dialFrom(t, l, "127.0.0.2")
+	writeFrame(t, other.nc, "quick")
+	if got := read(other); got != "done quick" {
+		t.Fatalf("another address's request while the first one's wait: %q", got)
+	}
+	close(p.release)
+	for range 4 {
+		if got := read(busy[0]); !strings.HasPrefix(got, "done slow ") {
+			t.Fatalf("a slow request once released: %q", got)
+		}
+	}
+	// The address has room again.
+	writeFrame(t, busy[1].nc, "again")
+	if got := read(busy[1]); got != "done again" {
+		t.Fatalf("the address's request once its others were answered: %q", got)
+	}
 }

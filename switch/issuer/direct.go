@@ -45,9 +45,18 @@ type answer struct {
 }
 
 // waiter is a request waiting for its answer; full: it wants the answer as a message.
+// at is where its bytes are in the writer's buffer while no write has taken them
+// (n 0: the request was written otherwise, through Reply).
 type waiter struct {
 	ch   chan answer
 	full bool
+	at   span
+}
+
+// span is a request's bytes in the buffer of generation gen (coalescingWriter.gen).
+type span struct {
+	gen    uint64
+	off, n int
 }
 
 // register notes that the request id waits for its answer and queues its body for
@@ -63,7 +72,7 @@ func (c *coalescingWriter) register(id string, body []byte, full bool) (chan ans
 	if !c.started && c.err == nil {
 		return nil, errNotStarted
 	}
-	ch, err := c.addWaiter(id, full)
+	ch, err := c.addWaiter(id, full, span{gen: c.gen, off: len(c.buf), n: 2 + len(body)})
 	if err != nil {
 		return nil, err
 	}
@@ -93,14 +102,16 @@ func (c *coalescingWriter) register(id string, body []byte, full bool) (chan ans
 func (c *coalescingWriter) expect(id string, full bool) (chan answer, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.addWaiter(id, full)
+	return c.addWaiter(id, full, span{})
 }
 
-// addWaiter notes the waiter of request id; the caller holds c.mu. It fails if the
-// connection is already lost or id already waits.
-func (c *coalescingWriter) addWaiter(id string, full bool) (chan answer, error) {
+// addWaiter notes the waiter of request id, whose bytes go at at; the caller holds
+// c.mu. It fails if id already waits, or with errNotWritten if the connection's
+// failure is already known: the request is not written then, and another connection
+// may take it.
+func (c *coalescingWriter) addWaiter(id string, full bool, at span) (chan answer, error) {
 	if c.err != nil {
-		return nil, c.err
+		return nil, fmt.Errorf("%w (%v)", errNotWritten, c.err)
 	}
 	if _, dup := c.pend[id]; dup {
 		return nil, fmt.Errorf("request %s already in flight", id)
@@ -109,12 +120,18 @@ func (c *coalescingWriter) addWaiter(id string, full bool) (chan answer, error) 
 		c.pend = make(map[string]waiter)
 	}
 	ch := make(chan answer, 1)
-	c.pend[id] = waiter{ch: ch, full: full}
+	c.pend[id] = waiter{ch: ch, full: full, at: at}
 	return ch, nil
 }
 
 // errNotStarted: the connection has written nothing yet (its sign-on goes first).
 var errNotStarted = errors.New("issuer connection not started")
+
+// errNotWritten: the connection handed out had failed before the request was queued
+// on it, so nothing of the request was written. It is ErrUnavailable (the pipeline
+// stands in or answers 91, and owes no reversal); Send and SendPacked first try the
+// link's other connections.
+var errNotWritten = fmt.Errorf("%w: the connection had failed before the request was written", ErrUnavailable)
 
 // forget drops a request whose write failed: nothing waits for its answer.
 func (c *coalescingWriter) forget(id string) {
@@ -129,14 +146,21 @@ const maxTimedOut = 16384
 
 // abandon drops a request that stopped waiting unanswered (its timeout) and, if it
 // still waited, remembers it: an answer that comes later is late (wasTimedOut), for
-// iso8583-connection's inbound handler.
+// iso8583-connection's inbound handler. Its bytes, if no write has taken them yet
+// (queued behind a write that blocks), are dropped: sent later, the request would
+// reach the issuer after its reversal, which goes on another connection. Bytes a
+// write has taken go out as they are.
 func (c *coalescingWriter) abandon(id string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, ok := c.pend[id]; !ok {
+	w, ok := c.pend[id]
+	if !ok {
 		return // answered meanwhile
 	}
 	delete(c.pend, id)
+	if w.at.n > 0 && w.at.gen == c.gen {
+		c.dropped = append(c.dropped, w.at)
+	}
 	if c.timedOut == nil {
 		c.timedOut = make(map[string]struct{})
 	}
@@ -208,7 +232,7 @@ func (l *Link) roundTrip(c *connection.Connection, id string, body []byte, mk fu
 	v, found := l.writers.Load(c)
 	if !found {
 		// Closed since the pool handed it out (its writer is gone): nothing was sent.
-		return answer{}, ErrUnavailable
+		return answer{}, errNotWritten
 	}
 	cw := v.(*coalescingWriter)
 	ch, err := cw.register(id, body, full)
@@ -226,7 +250,10 @@ func (l *Link) roundTrip(c *connection.Connection, id string, body []byte, mk fu
 			}
 		}
 	}
-	if err != nil {
+	switch {
+	case errors.Is(err, errNotWritten):
+		return answer{}, err
+	case err != nil:
 		// As a lost connection: the request may have been written.
 		return answer{}, fmt.Errorf("%w: %v", ErrConnectionLost, err)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -463,11 +464,17 @@ func (l *Link) Send(ctx context.Context, m *iso8583.Message, timeout time.Durati
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < timeout {
 		timeout = time.Until(dl)
 	}
-	c, err := l.pool.Get()
-	if err != nil {
-		return nil, ErrUnavailable
+	for tries := 1; ; tries++ {
+		c, err := l.pool.Get()
+		if err != nil {
+			return nil, ErrUnavailable
+		}
+		a, err := l.sendOn(c, m, timeout)
+		if errors.Is(err, errNotWritten) && tries < l.poolSize() {
+			continue // as SendPacked
+		}
+		return a, err
 	}
-	return l.sendOn(c, m, timeout)
 }
 
 // sendOn sends m on connection c and waits up to timeout for its answer (direct.go).
@@ -524,6 +531,11 @@ type coalescingWriter struct {
 	// writing is set while a write of the buffer is in progress, by the flusher or
 	// by a request on the direct path writing it itself (direct.go): one at a time.
 	writing bool
+	// gen counts the buffers handed to a write: a request's bytes are in buf while
+	// its span's gen is gen. dropped are the spans of requests that timed out there
+	// (abandon), taken out of buf before it is written.
+	gen     uint64
+	dropped []span
 	pend    map[string]waiter // requests waiting for their answers (direct.go), by request ID
 
 	// read is when the connection last read a message (unix ns), for echo's idle
@@ -601,10 +613,17 @@ func (c *coalescingWriter) flushLoop() {
 // the write and holds again when it returns. It reports false when the write
 // failed: the connection is then closed, and c.err set.
 func (c *coalescingWriter) flush() bool {
+	if len(c.dropped) > 0 {
+		c.dropTimedOut()
+		if len(c.buf) == 0 {
+			return true
+		}
+	}
 	// Hand the filled buffer to the write and give writers the spare one; the two
 	// never share a backing array.
 	out := c.buf
 	c.buf, c.spare = c.spare[:0], nil
+	c.gen++
 	c.writing = true
 	c.mu.Unlock()
 	_, err := c.w.Write(out)
@@ -623,6 +642,20 @@ func (c *coalescingWriter) flush() bool {
 		return false
 	}
 	return true
+}
+
+// dropTimedOut takes the bytes of the requests that timed out while queued (dropped)
+// out of the buffer; the caller holds c.mu.
+func (c *coalescingWriter) dropTimedOut() {
+	slices.SortFunc(c.dropped, func(a, b span) int { return a.off - b.off })
+	w, r := c.dropped[0].off, c.dropped[0].off
+	for _, d := range c.dropped {
+		w += copy(c.buf[w:], c.buf[r:d.off])
+		r = d.off + d.n
+	}
+	w += copy(c.buf[w:], c.buf[r:])
+	c.buf = c.buf[:w]
+	c.dropped = c.dropped[:0]
 }
 
 // stop ends the flusher goroutine.
@@ -647,15 +680,25 @@ func (l *Link) SendPacked(ctx context.Context, mti, stan, rrn string, body []byt
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < timeout {
 		timeout = time.Until(dl)
 	}
-	c, err := l.pool.Get()
-	if err != nil {
-		return message.Answer{}, ErrUnavailable
+	// A connection that had failed before the request was queued on it (the pool
+	// hands it out until its close is handled) wrote nothing: the next is tried.
+	for tries := 1; ; tries++ {
+		c, err := l.pool.Get()
+		if err != nil {
+			return message.Answer{}, ErrUnavailable
+		}
+		// The pool hands out signed-on connections only, whose writers have their
+		// sockets: no message for Reply is needed (mk nil).
+		a, err := l.roundTrip(c, stan+"/"+rrn, body, nil, false, timeout)
+		if errors.Is(err, errNotWritten) && tries < l.poolSize() {
+			continue
+		}
+		return a.a, err
 	}
-	// The pool hands out signed-on connections only, whose writers have their
-	// sockets: no message for Reply is needed (mk nil).
-	a, err := l.roundTrip(c, stan+"/"+rrn, body, nil, false, timeout)
-	return a.a, err
 }
+
+// poolSize is how many connections the link keeps.
+func (l *Link) poolSize() int { return len(l.cfg.Addrs) * l.cfg.Connections }
 
 // answerFieldIDs are the fields of an issuer's message the switch reads, and
 // answerFieldIndex their places in it plus one, by field number.

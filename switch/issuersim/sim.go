@@ -16,6 +16,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -106,6 +107,32 @@ type Entry struct {
 	// Fault is the fault injected into its answer, if any: "dropped", "disconnect" or
 	// "delayed" (the first one, when the request came more than once).
 	Fault string `json:"fault,omitempty"`
+	// STAN, DE7 and AcquirerID are DE 11, DE 7 and DE 32 of the first request or
+	// advice that came for it, and FirstMTI its MTI: what DE 90 of a reversal must
+	// name (Original90). Reversal90 is DE 90 of the first reversal that came.
+	FirstMTI   string `json:"first_mti,omitempty"`
+	STAN       string `json:"stan,omitempty"`
+	DE7        string `json:"de7,omitempty"`
+	AcquirerID string `json:"acquirer_id,omitempty"`
+	Reversal90 string `json:"reversal_90,omitempty"`
+}
+
+// Original90 is the DE 90 (ISO 8583:1987, n42) that a reversal of e must carry for
+// an issuer that matches reversals on it: the MTI, DE 11 and DE 7 of the message
+// that came first for e, the acquiring institution (its DE 32, in 11 digits) and no
+// forwarding institution (zeros). "" if only reversals came.
+func (e Entry) Original90() string {
+	if e.FirstMTI == "" || len(e.AcquirerID) > 11 {
+		return ""
+	}
+	return e.FirstMTI + e.STAN + e.DE7 + strings.Repeat("0", 11-len(e.AcquirerID)) + e.AcquirerID + strings.Repeat("0", 11)
+}
+
+// first notes, in e, DE 11, 7 and 32 of m, the first request or advice for e.
+func (e *Entry) first(m *simMsg) {
+	if e.FirstMTI == "" {
+		e.FirstMTI, e.STAN, e.DE7, e.AcquirerID = m.mti, m.get(11), m.get(7), m.get(32)
+	}
 }
 
 // Stats count what the simulator did.
@@ -321,7 +348,7 @@ func (s *Sim) serve(nc net.Conn) {
 // simFields are the fields the simulator reads or echoes; simSlot maps a field number
 // to its place in simMsg (0: not kept).
 var (
-	simFields = [...]int{2, 3, 4, 7, 11, 14, 32, 37, 41, 42, 48, 49, 52, 70}
+	simFields = [...]int{2, 3, 4, 7, 11, 14, 32, 37, 41, 42, 48, 49, 52, 70, 90}
 	simSlot   = func() (t [129]uint8) {
 		for i, id := range simFields {
 			t[id] = uint8(i + 1)
@@ -474,9 +501,10 @@ func (s *Sim) decide(m *simMsg, mti string) (resp []byte, drop bool) {
 		if mti[1] == '4' {
 			e.Reversals++
 			if !e.Reversed {
-				e.Reversed, e.ReversedAt = true, s.cfg.Now()
+				e.Reversed, e.ReversedAt, e.Reversal90 = true, s.cfg.Now(), m.get(90)
 			}
 		} else {
+			e.first(m)
 			e.Advices++
 			e.StandIn = true
 			e.Approved = true
@@ -489,12 +517,15 @@ func (s *Sim) decide(m *simMsg, mti string) (resp []byte, drop bool) {
 	rc, auth := s.authorize(m, pan, get(14), amountRaw)
 	if rc == "" {
 		s.mu.Lock()
-		s.entry(rrn, mti, amount).Requests++
+		e := s.entry(rrn, mti, amount)
+		e.first(m)
+		e.Requests++
 		s.mu.Unlock()
 		return nil, true
 	}
 	s.mu.Lock()
 	e := s.entry(rrn, mti, amount)
+	e.first(m)
 	e.Requests++
 	if e.Requests == 1 {
 		e.RC, e.Approved = rc, rc == message.RCApproved

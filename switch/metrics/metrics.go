@@ -23,6 +23,7 @@ type Metrics struct {
 	ConnsClosed   *prometheus.CounterVec   // by listener, reason
 	ProtoErrors   *prometheus.CounterVec   // by listener, reason
 	ConnsRefused  *prometheus.CounterVec   // closed at accept by a limit, by listener, reason
+	ReqsRefused   *prometheus.CounterVec   // answered without processing by a limit, by listener, reason
 	FormatErrors  prometheus.Counter       // answered with 30
 	JournalBatch  prometheus.Histogram     // records per group commit
 	JournalSync   prometheus.Histogram     // seconds per group commit
@@ -69,6 +70,9 @@ func New() *Metrics {
 		ConnsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchyard_terminal_connections_refused_total", Help: "Terminal connections closed at accept because a listener limit was reached, by listener and reason (max-conns, per-source).",
 		}, []string{"listener", "reason"}),
+		ReqsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchyard_terminal_requests_refused_total", Help: "Terminal requests answered at once without processing because a listener limit was reached, by listener and reason (source-busy: the source address had max_in_flight_per_source requests in progress).",
+		}, []string{"listener", "reason"}),
 		ProtoErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchyard_protocol_errors_total", Help: "Protocol errors that closed a terminal connection, by listener and reason.",
 		}, []string{"listener", "reason"}),
@@ -97,7 +101,7 @@ func New() *Metrics {
 		}, []string{"rule", "mode"}),
 	}
 	r.MustRegister(m.Transactions, m.Latency, m.IssuerLatency, m.IssuerErrors, m.IssuerBreaker, m.Conns, m.ConnsTotal,
-		m.ConnsClosed, m.ConnsRefused, m.ProtoErrors, m.FormatErrors, m.JournalBatch, m.JournalSync, m.JournalErrors, m.JournalPrealloc, m.Answers, m.Stages, m.RuleHits,
+		m.ConnsClosed, m.ConnsRefused, m.ReqsRefused, m.ProtoErrors, m.FormatErrors, m.JournalBatch, m.JournalSync, m.JournalErrors, m.JournalPrealloc, m.Answers, m.Stages, m.RuleHits,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -122,6 +126,11 @@ func (m *Metrics) ProtocolError(listener, reason string) {
 // ConnRefused implements the front-end's metrics.
 func (m *Metrics) ConnRefused(listener, reason string) {
 	m.ConnsRefused.WithLabelValues(listener, reason).Inc()
+}
+
+// RequestRefused implements the front-end's metrics.
+func (m *Metrics) RequestRefused(listener, reason string) {
+	m.ReqsRefused.WithLabelValues(listener, reason).Inc()
 }
 
 // Turnaround implements frontend.Metrics.

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"fmt"
 	"sync"
 	"time"
 )
@@ -21,6 +22,12 @@ type BreakerConfig struct {
 	// Probes is how many requests go to the issuer while half-open; all of them
 	// answered closes the breaker, one timeout opens it again (default 3).
 	Probes int
+	// ProbeTimeout is how long the half-open breaker waits for the outcomes of its
+	// probes (default 30 s; the server sets the longest issuer timeout plus 10 s):
+	// once that long has passed since the last probe went and some have still not
+	// come back (a probe lost to a panic, or to a path that gave no outcome), it
+	// starts probing afresh, so that lost probes never leave it half-open for good.
+	ProbeTimeout time.Duration
 }
 
 func (c *BreakerConfig) setDefaults() {
@@ -41,6 +48,9 @@ func (c *BreakerConfig) setDefaults() {
 	}
 	if c.Probes <= 0 {
 		c.Probes = 3
+	}
+	if c.ProbeTimeout <= 0 {
+		c.ProbeTimeout = 30 * time.Second
 	}
 }
 
@@ -98,7 +108,8 @@ type bucket struct {
 // least MinRequests outcomes and the share of timeouts reaches FailureRate, it opens
 // for OpenFor: the switch does not wait for that issuer (stand-in or 91). Then it is
 // half-open: Probes requests go to the issuer; if all are answered it closes, if one
-// times out it opens again. Every state change starts a new generation.
+// times out it opens again, and if some give no outcome within ProbeTimeout it
+// probes again. Every state change starts a new generation.
 type breaker struct {
 	mu        sync.Mutex
 	cfg       BreakerConfig
@@ -107,8 +118,9 @@ type breaker struct {
 	gen       uint64
 	openUntil time.Time
 	buckets   []bucket
-	probing   int // probes sent in this half-open generation
-	answered  int // probes answered in this half-open generation
+	probing   int       // probes sent in this half-open generation
+	answered  int       // probes answered in this half-open generation
+	lastProbe time.Time // when the last probe of this generation went
 	// onChange, if set, is called under the breaker's lock once per state change.
 	onChange func(from, to BreakerState, why string)
 }
@@ -154,9 +166,17 @@ func (b *breaker) allow(now time.Time) (breakerTicket, bool) {
 		b.setState(BreakerHalfOpen, now, "open period over: probing")
 	}
 	if b.probing >= b.cfg.Probes {
-		return breakerTicket{}, false
+		if now.Sub(b.lastProbe) < b.cfg.ProbeTimeout {
+			return breakerTicket{}, false
+		}
+		// Every probe has had its time, and some never came back: a new half-open
+		// generation, whose probes count afresh (an outcome of the lost ones, if it
+		// ever comes, is of the old generation and ignored).
+		b.setState(BreakerHalfOpen, now, fmt.Sprintf("%d of %d probes without an outcome after %s: probing again",
+			b.probing-b.answered, b.cfg.Probes, b.cfg.ProbeTimeout))
 	}
 	b.probing++
+	b.lastProbe = now
 	return breakerTicket{gen: b.gen, probe: true}, true
 }
 

@@ -97,6 +97,9 @@ func (p *Pipeline) completion(ctx context.Context, t *txn) (frontend.Response, e
 	// an open record that recovery reverses (a 0420 of the completion, which the queue
 	// does not send while the 0220 is still queued, saf.Reversal), so the issuer never
 	// keeps a capture the switch has no approved record of.
+	// The advice's DE 11 and DE 7 (the sent event's time) are the record's, so that a
+	// 0420 of the completion names the 0220 the issuer got in DE 90.
+	p.takeAdviceSTAN(&t.rec)
 	t.rec.AddEvent(journal.StateSent, p.now().UTC(), "completion of "+rrn)
 	if err := p.write(ctx, t, true); err != nil {
 		return p.journalFailed(ctx, t, err)
@@ -112,9 +115,10 @@ func (p *Pipeline) completion(ctx context.Context, t *txn) (frontend.Response, e
 	it := &saf.Item{Issuer: pre.Issuer, MTI: "0220", RRN: t.rec.RRN, Reason: "completion",
 		Fields: map[int]string{3: r.ProcCode, 4: r.AmountRaw, 14: r.Expiry, 22: r.EntryMode, 37: t.rec.RRN,
 			38: pre.AuthCode, 39: message.RCApproved, 41: r.TID, 42: r.MID, 49: r.Currency,
-			// DE 90: the pre-authorization's MTI, the STAN its issuer saw, its DE 7.
-			90: pre.MTI + pad6(pre.IssuerSTAN) + pad10(pre.DE7) + "0000000000000000000000"},
+			// DE 90: the pre-authorization as its issuer got it.
+			90: p.originalData(pre)},
 		Binary: map[int][]byte{2: sealed}}
+	adviceIDs(it.Fields, &t.rec)
 	if err := p.queue.Enqueue(it); err != nil {
 		// The advice is not known to be queued, nor known not to be (saf.Store: a
 		// cluster's queue without an acknowledgement in time may store it when its

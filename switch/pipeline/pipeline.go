@@ -463,28 +463,7 @@ func (p *Pipeline) Process(ctx context.Context, c *frontend.Conn, body []byte) (
 	start := p.now()
 	req, err := message.Decode(body, c.Dialect)
 	if err != nil {
-		var fe *message.FormatError
-		if !errors.As(err, &fe) || !fe.Answerable() {
-			return frontend.Response{}, err
-		}
-		p.metrics.FormatErrors.Inc()
-		// A wrong length prefix shifts every field after it: the DE 41 and DE 11 read
-		// then may be digits of the PAN or track (the 30 echoes them to the sender
-		// only). They are logged only when DE 41 names a registered terminal, which
-		// a shifted read does not.
-		tid, stan := fe.TID, fe.STAN
-		if p.terminals == nil {
-			tid, stan = "", ""
-		} else if _, ok := p.terminals.Terminal(tid); !ok {
-			tid, stan = "", ""
-		}
-		p.log.Warn().Str("listener", c.Listener).Str("remote", c.Remote.String()).Str("mti", fe.MTI).
-			Str("tid", tid).Str("stan", stan).Int("de", fe.Field).Str("error", fe.Err.Error()).Msg("format error: answered 30")
-		raw, perr := message.NewFormatErrorResponse(fe, c.Dialect).Pack()
-		if perr != nil {
-			return frontend.Response{}, errors.Join(err, perr)
-		}
-		return frontend.Response{Body: raw}, nil
+		return p.formatError(c, err)
 	}
 	t := &txn{req: req, conn: c, start: start}
 	decoded := p.now().Sub(start)
@@ -850,8 +829,11 @@ func (p *Pipeline) authorize(ctx context.Context, t *txn, onDecline func()) (fro
 	isWallet = isWallet && r.QR
 	var body []byte
 	var err error
+	// One instant for DE 7 and the "sent" event: the event keeps the DE 7 the issuer
+	// got, which DE 90 of a reversal names (originalData).
+	sentAt := p.now()
 	if !isWallet {
-		body, err = p.issuerRequest(t, link, stan)
+		body, err = p.issuerRequest(t, link, stan, sentAt)
 	}
 	if err != nil {
 		notSent()
@@ -859,7 +841,7 @@ func (p *Pipeline) authorize(ctx context.Context, t *txn, onDecline func()) (fro
 		return p.systemError(t, fmt.Errorf("issuer request: %w", err))
 	}
 	t.rec.IssuerSTAN = stan
-	t.rec.AddEvent(journal.StateSent, p.now().UTC(), "")
+	t.rec.AddEvent(journal.StateSent, sentAt.UTC(), "")
 	// Write ahead: the record is on disk before the issuer can approve anything.
 	if err := p.write(ctx, t, true); err != nil {
 		notSent()
@@ -922,9 +904,9 @@ func (p *Pipeline) authorize(ctx context.Context, t *txn, onDecline func()) (fro
 }
 
 // issuerRequest encodes the message to the issuer: the terminal's fields, with the
-// link's own STAN, the switch's RRN and transmission time, and the PIN block under the
-// issuer's zone key.
-func (p *Pipeline) issuerRequest(t *txn, link IssuerLink, stan string) ([]byte, error) {
+// link's own STAN, the switch's RRN and transmission time (at), and the PIN block
+// under the issuer's zone key.
+func (p *Pipeline) issuerRequest(t *txn, link IssuerLink, stan string, at time.Time) ([]byte, error) {
 	r := t.req
 	pan := r.PAN
 	if r.QR {
@@ -935,7 +917,7 @@ func (p *Pipeline) issuerRequest(t *txn, link IssuerLink, stan string) ([]byte, 
 		pan = r.QRCode
 	}
 	b := message.NewBuilder(message.DialectASCII, r.MTI).
-		Set(2, pan).Set(3, r.ProcCode).Set(4, r.AmountRaw).Set(7, message.FormatDE7(p.now())).Set(11, stan).
+		Set(2, pan).Set(3, r.ProcCode).Set(4, r.AmountRaw).Set(7, message.FormatDE7(at)).Set(11, stan).
 		Set(12, r.LocalTime).Set(13, r.LocalDate).Set(14, r.Expiry).Set(22, r.EntryMode).Set(25, r.CondCode).
 		Set(32, link.AcquirerID()).Set(35, r.Track2).Set(37, t.rec.RRN).Set(41, r.TID).Set(42, r.MID).Set(49, r.Currency).Set(55, r.ICC)
 	if t.pin != nil {

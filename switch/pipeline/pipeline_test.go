@@ -174,7 +174,9 @@ func checkReversalAdvice(t *testing.T, items []*saf.Item, rec *journal.Record, b
 		t.Fatalf("queued %d items, want one reversal", len(items))
 	}
 	it := items[0]
-	want90 := rec.MTI + pad6(rec.IssuerSTAN) + pad10(rec.DE7) + strings.Repeat("0", 22)
+	// DE 90: as the issuer got it (TestReversalNamesWhatTheIssuerGot checks that
+	// against the wire), the fake link's acquirer 12345678.
+	want90 := issuerMTI(rec) + pad6(rec.IssuerSTAN) + issuerDE7(rec) + "00012345678" + strings.Repeat("0", 11)
 	if it.MTI != "0420" || it.Issuer != rec.Issuer || it.RRN != rec.RRN || it.Reason != by ||
 		it.Fields[37] != rec.RRN || it.Fields[4] != fmt.Sprintf("%012d", rec.Amount) || it.Fields[90] != want90 {
 		t.Fatalf("reversal advice %+v, want 0420 of %s (DE 90 %s) by %s", it, rec.RRN, want90, by)

@@ -31,7 +31,6 @@ func (p *Pipeline) queueReversal(rec *journal.Record, by string) (owedNow bool) 
 		return false
 	}
 	rec.ReversedBy = by
-	origMTI := rec.MTI
 	it := &saf.Item{Issuer: rec.Issuer, MTI: "0420", RRN: rec.RRN, Reason: by,
 		Fields: map[int]string{
 			3:  rec.ProcCode,
@@ -40,8 +39,7 @@ func (p *Pipeline) queueReversal(rec *journal.Record, by string) (owedNow bool) 
 			41: rec.TID,
 			42: rec.MID,
 			49: rec.Currency,
-			// DE 90: original MTI, the STAN the issuer saw, the terminal's DE 7, zeros.
-			90: origMTI + pad6(rec.IssuerSTAN) + pad10(rec.DE7) + "0000000000000000000000",
+			90: p.originalData(rec),
 		}}
 	if err := p.queue.Enqueue(it); err != nil {
 		// Not queued (a cluster's queue without a quorum, or its stream electing a
@@ -65,6 +63,92 @@ func (p *Pipeline) queueReversal(rec *journal.Record, by string) (owedNow bool) 
 	}
 	rec.AddEvent(journal.StateReversed, p.now().UTC(), by)
 	return false
+}
+
+// originalData is DE 90 (original data elements, n42 in ISO 8583:1987) of an advice
+// that names rec as its issuer got it: the MTI, DE 11 and DE 7 of the message the
+// switch sent for rec (issuerMTI, IssuerSTAN, issuerDE7), the acquiring institution
+// (the DE 32 of the issuer's link, right-aligned in 11 digits) and the forwarding
+// institution (none, the switch sends no DE 33: zeros). The terminal's DE 11 and DE 7
+// name nothing the issuer saw. It reads only rec and the configuration, so that the
+// 0420 queued by recovery after a restart carries the DE 90 the process that died
+// would have given it.
+func (p *Pipeline) originalData(rec *journal.Record) string {
+	acq := ""
+	if link, ok := p.routes.Issuer(rec.Issuer); ok {
+		acq = link.AcquirerID()
+	}
+	if len(acq) > 11 || !isDigits(acq) {
+		acq = ""
+	}
+	return issuerMTI(rec) + pad6(rec.IssuerSTAN) + pad10(issuerDE7(rec)) + pad11(acq) + "00000000000"
+}
+
+// issuerMTI is the MTI of the message the issuer got for rec: a stand-in approval
+// reached it as its advice (0120 for a pre-authorization, else 0220), every other
+// record as its own MTI (a completion's is its advice's, 0220).
+func issuerMTI(rec *journal.Record) string {
+	switch {
+	case !rec.StandIn:
+		return rec.MTI
+	case rec.MTI == "0100":
+		return "0120"
+	}
+	return "0220"
+}
+
+// issuerDE7 is DE 7 of the message the issuer got for rec: the time of rec's "sent"
+// event, which is the instant the switch put in DE 7 of its request (authorize), or
+// of the advice it queued (a completion's, a stand-in's: adviceIDs). A record
+// without one (none is reversed at its issuer) gives the terminal's DE 7.
+func issuerDE7(rec *journal.Record) string {
+	for _, e := range rec.Events {
+		if e.State == journal.StateSent {
+			return message.FormatDE7(e.At)
+		}
+	}
+	return rec.DE7
+}
+
+// takeAdviceSTAN gives rec, whose issuer is to get an advice of it (a completion's
+// 0220, a stand-in's 0120 or 0220), the DE 11 of that advice, unless it has one: a
+// STAN of its issuer's link, as the link's requests have. The caller journals it
+// with rec's "sent" event, before the advice is queued.
+func (p *Pipeline) takeAdviceSTAN(rec *journal.Record) {
+	if rec.IssuerSTAN != "" {
+		return
+	}
+	if link, ok := p.routes.Issuer(rec.Issuer); ok {
+		rec.IssuerSTAN = link.NextSTAN()
+	}
+}
+
+// adviceIDs puts into fields, an advice of rec, the DE 11 and DE 7 that its issuer
+// gets on every try of it, repeats (0221) included: rec's IssuerSTAN and the time of
+// its "sent" event. The advice sender gives an advice without them a STAN and the
+// time of each try; a 0420 could not name such an advice in DE 90. A record without
+// a STAN (its issuer no longer configured) leaves them to the sender.
+func adviceIDs(fields map[int]string, rec *journal.Record) {
+	if rec.IssuerSTAN == "" {
+		return
+	}
+	fields[7], fields[11] = issuerDE7(rec), rec.IssuerSTAN
+}
+
+func isDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+func pad11(s string) string {
+	for len(s) < 11 {
+		s = "0" + s
+	}
+	return s
 }
 
 func pad6(s string) string {

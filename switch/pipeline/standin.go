@@ -145,6 +145,10 @@ func (p *Pipeline) standInOrDecline(ctx context.Context, t *txn, why string, dec
 		Fields: map[int]string{3: r.ProcCode, 4: r.AmountRaw, 14: r.Expiry, 22: r.EntryMode, 37: t.rec.RRN,
 			38: auth, 39: message.RCApproved, 41: r.TID, 42: r.MID, 49: r.Currency},
 		Binary: map[int][]byte{2: sealed}}
+	// The advice's DE 11: the STAN taken for a request that was not sent (the
+	// issuer unavailable), or a new one. Journaled with the record, so that the 0420
+	// that may follow names the advice in DE 90 (originalData), after a restart too.
+	p.takeAdviceSTAN(&t.rec)
 	if !t.written {
 		// Written ahead as sent, as a completion is: from the moment the advice may
 		// be queued, a crash or restart leaves an open record that recovery reverses
@@ -158,6 +162,7 @@ func (p *Pipeline) standInOrDecline(ctx context.Context, t *txn, why string, dec
 			return p.journalFailed(ctx, t, err)
 		}
 	}
+	adviceIDs(it.Fields, &t.rec)
 	if err := p.queue.Enqueue(it); err != nil {
 		// The advice is not known to be queued, nor known not to be (saf.Store: a
 		// cluster's queue without an acknowledgement in time may store it when its

@@ -40,8 +40,13 @@ func (s *Server) adviceSender(l *issuer.Link) saf.Sender {
 			}
 			_ = m.Field(2, pan)
 		}
-		_ = m.Field(7, message.FormatDE7(time.Now()))
-		_ = m.Field(11, l.NextSTAN())
+		// An advice queued with its DE 11 and DE 7 (a completion's, a stand-in's:
+		// the record journals them, and DE 90 of its 0420 names them) carries them
+		// on every try; the others get the link's next STAN and the time of the try.
+		if _, ok := it.Fields[11]; !ok {
+			_ = m.Field(7, message.FormatDE7(time.Now()))
+			_ = m.Field(11, l.NextSTAN())
+		}
 		_ = m.Field(32, l.AcquirerID())
 		resp, err := l.Send(ctx, m, 0)
 		if err != nil {

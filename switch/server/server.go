@@ -459,7 +459,8 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	}
 	rt := routeTable{router, s.links}
 	breaker := pipeline.BreakerConfig{Window: cfg.Breaker.Window.D(), Buckets: cfg.Breaker.Buckets, MinRequests: cfg.Breaker.MinRequests,
-		FailureRate: cfg.Breaker.FailureRate, OpenFor: cfg.Breaker.OpenFor.D(), Probes: cfg.Breaker.Probes}
+		FailureRate: cfg.Breaker.FailureRate, OpenFor: cfg.Breaker.OpenFor.D(), Probes: cfg.Breaker.Probes,
+		ProbeTimeout: probeTimeout(cfg)}
 	var jr pipeline.Journal = s.Journal
 	if s.cl != nil {
 		if err := s.cl.openJournal(s.Journal, s, s.onRemoteRecord); err != nil {
@@ -550,6 +551,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		fc := frontend.Config{Name: lc.Name, Addr: lc.Addr, Dialect: d, IdleTimeout: lc.IdleTimeout.D(), MaxInFlightPerConn: lc.MaxInFlight,
 			MaxConns: maxConns[i], MaxConnsPerSource: min(lc.MaxConnsPerSource, maxConns[i]), FirstFrameTimeout: lc.FirstFrameTimeout.D(),
 			HTTP: lc.Kind == "https", Logger: log.With().Str("component", "frontend").Logger()}
+		fc.MaxInFlightPerSource = lc.MaxInFlightPerSource
 		if lc.TLS != nil {
 			if fc.TLS, err = tlsConfig(lc.TLS); err != nil {
 				return nil, fmt.Errorf("listener %s: %w", lc.Name, err)
@@ -632,6 +634,17 @@ func (s *Server) Start() {
 		}
 		s.ready.Store(true)
 	})
+}
+
+// probeTimeout is how long a half-open breaker waits for its probes' outcomes before
+// it probes again (pipeline.BreakerConfig.ProbeTimeout): the longest issuer timeout,
+// plus 10 s for the PIN translation and the write-ahead before the request goes.
+func probeTimeout(cfg *config.Config) time.Duration {
+	longest := cfg.DemoIssuer.Timeout.D()
+	for _, ic := range cfg.Issuers {
+		longest = max(longest, ic.Timeout.D())
+	}
+	return longest + 10*time.Second
 }
 
 // routeTable resolves BIN routes to live links.
