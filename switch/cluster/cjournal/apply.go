@@ -387,7 +387,12 @@ func (j *Journal) flush() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := j.store.PutDurable(ctx, []byte(keyApplied), binary.BigEndian.AppendUint64(nil, j.ap.next)); err != nil {
-		return fmt.Errorf("write the applied position %d: %w", j.ap.next, err)
+		// The writes it covers may have failed with it: they are applied again,
+		// now (before, the applier went on past them, and applied them again only
+		// at a later flush, which an idle stream never brought: Open, waiting for
+		// the position, waited out its deadline).
+		pos := j.ap.next
+		return fmt.Errorf("write the applied position %d: %w; %w", pos, err, j.reapply(j.store.CommitFailures()))
 	}
 	if f := j.store.CommitFailures(); f != failures {
 		// A commit failed before the position's: put the last good one back.

@@ -145,3 +145,104 @@ func (o onLine) Write(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
+
+// TestPositionWrittenAgain: when the applier's write of its position fails (a
+// commit of the local store fails), it applies the stream again from its last
+// written position and writes the position again, without waiting for another
+// message. Before, it went on past the messages it had applied, and wrote its
+// position only once a message came or a waiter asked anew: on a stream that had
+// nothing more, Open (which waits for the position to reach the stream's end, and
+// asks once) waited out its deadline. The stream here holds a barrier of node 1,
+// which writes nothing to node 2's store but the position.
+func TestPositionWrittenAgain(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	nc := startCluster(t, ctx, 1)
+	m1 := openMember(t, ctx, nc.nodes[0], 1, 1, t.TempDir())
+	defer m1.close(t)
+	if err := m1.j.Barrier(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	db, store, jdir := openSegmented(t, t.TempDir(), 2)
+	// A commit that fills the journal's first segment file: the next needs another.
+	if err := store.PutDurable(ctx, []byte("test/first"), []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	unblock := blockSegments(t, jdir)
+	defer unblock()
+	failed := make(chan struct{}, 64)
+	onFail := func() {
+		select {
+		case failed <- struct{}{}:
+		default:
+		}
+	}
+	logger := zerolog.New(io.MultiWriter(zerolog.NewTestWriter(t), onLine{"write the applied position", onFail})).Level(zerolog.ErrorLevel)
+	opened := make(chan error, 1)
+	go func() {
+		j, err := Open(ctx, nc.nodes[0], store, db, Options{Node: 2, Replicas: 1, AckTimeout: 3 * time.Second, Logger: logger})
+		if err == nil {
+			j.Close()
+		}
+		opened <- err
+	}()
+	select {
+	case <-failed:
+	case <-ctx.Done():
+		t.Fatal("node 2's applier did not fail to write its position")
+	}
+	unblock()
+	if err := <-opened; err != nil {
+		t.Fatalf("node 2's journal did not open once its store could commit again: %v", err)
+	}
+}
+
+// openSegmented opens node's Badger and local journal in dir, the journal in
+// segments of one frame each: every group commit starts a new segment file
+// (blockSegments). It returns the journal's directory too.
+func openSegmented(t *testing.T, dir string, node int) (*badger.DB, *journal.Store, string) {
+	t.Helper()
+	jdir := filepath.Join(dir, "journal")
+	db, err := badger.Open(badger.DefaultOptions(filepath.Join(dir, "badger")).WithLogger(nil).WithSyncWrites(false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	store, err := journal.Open(db, journal.Options{Dir: jdir, RRNPrefix: fmt.Sprint(node), IndexDelay: 10 * time.Millisecond, IndexKSN: true, SegmentSize: 1, Prealloc: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	return db, store, jdir
+}
+
+// blockSegments puts directories where the next 64 segment files of the journal
+// in jdir would go: its next commits fail. It returns what takes them away.
+func blockSegments(t *testing.T, jdir string) (unblock func()) {
+	t.Helper()
+	names, err := os.ReadDir(jdir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last uint32
+	for _, e := range names {
+		var n uint32
+		if _, err := fmt.Sscanf(e.Name(), "%08d.seg", &n); err == nil {
+			last = max(last, n)
+		}
+	}
+	var blockers []string
+	for n := last + 1; n <= last+64; n++ {
+		b := filepath.Join(jdir, fmt.Sprintf("%08d.seg", n))
+		if err := os.Mkdir(b, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		blockers = append(blockers, b)
+	}
+	return func() {
+		for _, b := range blockers {
+			_ = os.Remove(b)
+		}
+	}
+}
