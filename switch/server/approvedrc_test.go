@@ -53,7 +53,7 @@ rules:
 			if err := j.Write(context.Background(), rec, true, true); err != nil {
 				t.Fatal(err)
 			}
-			s.onRemoteRecord(rec, nil)
+			s.onRemoteRecord(rec, nil, j.Get)
 
 			decide := func(e *risk.Engine) risk.Decision {
 				next := risk.Input{Txn: risk.Txn{Type: risk.TxnPurchase, Amount: 1000, CardHash: "c1", Time: time.Now().UTC()}}

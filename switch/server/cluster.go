@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,13 +18,11 @@ import (
 	"github.com/switchyard/switchyard/hsm/dukpt"
 	"github.com/switchyard/switchyard/internal/statelog"
 	"github.com/switchyard/switchyard/keys"
-	"github.com/switchyard/switchyard/risk"
 	"github.com/switchyard/switchyard/switch/api"
 	"github.com/switchyard/switchyard/switch/cluster"
 	"github.com/switchyard/switchyard/switch/cluster/cjournal"
 	"github.com/switchyard/switchyard/switch/cluster/jsaf"
 	"github.com/switchyard/switchyard/switch/journal"
-	"github.com/switchyard/switchyard/switch/pipeline"
 	"github.com/switchyard/switchyard/switch/registry"
 )
 
@@ -196,7 +193,7 @@ func catchUp(l *cluster.StoreLog) func(context.Context, statelog.Replica) error 
 
 // openJournal opens the replicated journal over the node's local one; every other
 // node's record versions are applied to the local journal and handed to onRemote.
-func (c *clusterNode) openJournal(local *journal.Store, s *Server, onRemote func(rec, prev *journal.Record)) error {
+func (c *clusterNode) openJournal(local *journal.Store, s *Server, onRemote func(rec, prev *journal.Record, latest cjournal.Latest)) error {
 	err := c.retry("journal", func(ctx context.Context) (err error) {
 		c.journal, err = cjournal.Open(ctx, c.node, local, s.db, cjournal.Options{Node: c.cfg.Node, Replicas: c.cfg.Replicas, GroupPause: groupPause(c.cfg.Pause()),
 			OnRemote: onRemote, OnRestored: s.onRestoredRecord, BeforeFlush: s.syncDUKPT, ImportWait: c.importWait, Fence: c.fence,
@@ -739,15 +736,6 @@ func (s *Server) clusterStatus() func(context.Context) (any, error) {
 	}
 }
 
-// onRestoredRecord takes a record of this node's own that the stream gave back to a
-// local store that lacked it (a lost disk): the DUKPT counter its KSN used is raised
-// again, so that the node does not take that KSN a second time.
-func (s *Server) onRestoredRecord(rec *journal.Record) {
-	if rec.KSN != "" && s.Keys != nil {
-		s.raiseDUKPT(rec)
-	}
-}
-
 // syncDUKPT makes the DUKPT counters raised for the records the applier applied
 // durable, before it writes the position that covers them (one sync for a group of
 // records, not one a record: an imported single switch's history raises a counter with
@@ -769,86 +757,6 @@ func (s *Server) raiseDUKPT(rec *journal.Record) {
 	}
 	if err != nil {
 		s.log.Error().Err(err).Str("rrn", rec.RRN).Str("tid", rec.TID).Msg("DUKPT counter of another node's transaction not recorded: a replay of its KSN here would not be caught")
-	}
-}
-
-// onRemoteRecord takes a record version another node journaled, once the cluster
-// journal applied it here: the pipeline's filter of recent requests learns its key (a
-// resend reaching this node is then looked up), and its first final version counts in
-// the velocity counters, as this node's own transactions do (an observation every node
-// folds: docs/cluster.md). Retractions fold the same way, each from one version: an
-// approved void, reversal or refund (its first final version) takes its original back
-// out; the switch's own reversal of an approval (the version of the original that
-// first carries ReversedBy "switch:...") takes that original back out.
-func (s *Server) onRemoteRecord(rec, prev *journal.Record) {
-	if p := s.remotePipe.Load(); p != nil && rec.TID != "" && rec.STAN != "" && rec.DE7 != "" {
-		p.SeenRemote(rec.TID, rec.STAN, rec.DE7, rec.Received)
-	}
-	if p := s.remotePipe.Load(); p != nil && rec.StandIn && rec.Final() && (prev == nil || !prev.Final()) {
-		p.SeenRemoteStandIn(rec)
-	}
-	if rec.KSN != "" && s.Keys != nil {
-		// Every version, not only the first seen: a raise is idempotent (no write
-		// when the counter is not higher), and a node that died between applying
-		// the record and syncing the raise sees the record again with a prev.
-		s.raiseDUKPT(rec)
-	}
-	if s.Risk == nil || !rec.Final() {
-		return
-	}
-	if w := s.Risk.RuleSet().MaxWindow(); w > 0 && time.Since(rec.Received) > w {
-		// Older than every counter's window, it counts in none a rule reads (an
-		// imported single switch's history, an applier catching up after days
-		// away): observed, it would only take room from the live series.
-		return
-	}
-	if prev != nil && prev.Final() {
-		if !prev.Reversed() && strings.HasPrefix(rec.ReversedBy, "switch:") {
-			s.retractRemote(rec, risk.Retraction{Kind: risk.RetractReversal})
-		}
-		return
-	}
-	if rr, ok := RiskRecord(rec); ok {
-		s.Risk.Observe(&rr.Input, rr.Outcome)
-	}
-	if !rec.Approved() || rec.OriginalRRN == "" || s.Journal == nil {
-		return
-	}
-	var r risk.Retraction
-	switch rec.Type {
-	case "void":
-		r.Kind = risk.RetractVoid
-	case "reversal":
-		r.Kind = risk.RetractReversal
-	case "refund":
-		r.Kind = risk.RetractRefund
-	default:
-		return
-	}
-	orig, err := s.Journal.Get(rec.OriginalRRN)
-	if err != nil {
-		return
-	}
-	if r.Kind == risk.RetractRefund {
-		// Whole or partial as the node that handled the refund decided it at its
-		// reservation: the original as it stands now may hold the reservations of
-		// refunds made after this one (before 5 December 2026 a refund did not say).
-		refunded := orig.Refunded
-		if rec.RefundedTo > 0 {
-			refunded = rec.RefundedTo
-		}
-		r.Amount, r.Partial = int(rec.Amount), refunded < orig.Amount
-	} else if orig.ReversedBy != rec.RRN {
-		return // a reversal answered 00 that reversed nothing (already reversed, not approved...)
-	}
-	s.retractRemote(orig, r)
-}
-
-// retractRemote takes orig, a record the rules saw, back out of the velocity counters.
-func (s *Server) retractRemote(orig *journal.Record, r risk.Retraction) {
-	var in risk.Input
-	if out, ok := pipeline.RecordInput(orig, &in); ok {
-		s.Risk.Retract(&in, out, r)
 	}
 }
 

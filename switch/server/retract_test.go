@@ -216,7 +216,7 @@ func (f *foldRig) write(r, prev *journal.Record) {
 	if err := f.j.Write(context.Background(), &c, prev == nil, true); err != nil {
 		f.t.Fatal(err)
 	}
-	f.s.onRemoteRecord(&c, prev)
+	f.s.onRemoteRecord(&c, prev, f.j.Get)
 }
 
 // declined says whether the rules decline a purchase of amount by card c1 now.

@@ -118,6 +118,10 @@ type Server struct {
 	// beforeStores, if set (by tests), is called in the shutdown once every goroutine
 	// has returned, right before the stores close.
 	beforeStores func()
+	// foldOwn is set while the cluster journal's applier gives back this node's
+	// own records at the start of a node whose velocity counters do not hold them
+	// (fold.go): they are folded into the counters as the other nodes' are.
+	foldOwn atomic.Bool
 
 	// cupSessions are the signed-in terminals of the cup listeners (server/cup.go).
 	cupSessions *cup.Sessions
@@ -463,8 +467,22 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		ProbeTimeout: probeTimeout(cfg)}
 	var jr pipeline.Journal = s.Journal
 	if s.cl != nil {
+		// Counters that did not come back with the disk (a node rebuilt on an
+		// empty one) get the node's own records from the stream, as the local
+		// journal does.
+		counted, err := ownCounted(s.db)
+		if err != nil {
+			return nil, err
+		}
+		s.foldOwn.Store(!counted)
 		if err := s.cl.openJournal(s.Journal, s, s.onRemoteRecord); err != nil {
 			return nil, err
+		}
+		s.foldOwn.Store(false)
+		if !counted {
+			if err := s.markOwnCounted(); err != nil {
+				log.Warn().Err(err).Msg("velocity counters not marked as holding this node's own transactions: the next start folds into them again any of its records the stream gives back to the local journal")
+			}
 		}
 		jr = s.cl.journal
 	}

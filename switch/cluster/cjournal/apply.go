@@ -48,9 +48,12 @@ type applier struct {
 	firstMu sync.Mutex
 	firsts  map[string]*firstWait
 
-	// The other nodes' record versions applied last, so that the next version of
-	// each finds its predecessor without a read of the store.
+	// The other nodes' record versions applied last (and this node's own given
+	// back by the stream), so that the next version of each finds its
+	// predecessor without a read of the store; latest reads through them for the
+	// hooks (Journal.latest, bound once).
 	recent recentRecords
+	latest Latest
 
 	// run's alone:
 	next     uint64 // the last sequence applied to the store, not yet flushed
@@ -61,13 +64,13 @@ type applier struct {
 	// yet), with their RRNs.
 	keys map[string]string
 	// cur is the entry being applied; handed is the entry after the last one whose
-	// record went to OnRemote in this process. After a failed commit of the local
-	// store the applier applies the stream again from its last flushed position
-	// (reapply), and the store lacks what the failed commit held: OnRemote would
-	// meet those records as new and the server would fold them into its velocity
-	// counters and stand-in book a second time. Entries before handed are written
-	// to the store again, not handed again (what OnRemote did is in this process's
-	// memory, and made durable by BeforeFlush before the next position).
+	// record went to OnRemote or OnRestored in this process. After a failed commit
+	// of the local store the applier applies the stream again from its last flushed
+	// position (reapply), and the store lacks what the failed commit held: the hooks
+	// would meet those records as new and the server would fold them into its
+	// velocity counters and stand-in book a second time. Entries before handed are
+	// written to the store again, not handed again (what the hooks did is in this
+	// process's memory, and made durable by BeforeFlush before the next position).
 	cur, handed entryPos
 }
 
@@ -387,7 +390,12 @@ func (j *Journal) flush() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := j.store.PutDurable(ctx, []byte(keyApplied), binary.BigEndian.AppendUint64(nil, j.ap.next)); err != nil {
-		return fmt.Errorf("write the applied position %d: %w", j.ap.next, err)
+		// The writes it covers may have failed with it: they are applied again,
+		// now (before, the applier went on past them, and applied them again only
+		// at a later flush, which an idle stream never brought: Open, waiting for
+		// the position, waited out its deadline).
+		pos := j.ap.next
+		return fmt.Errorf("write the applied position %d: %w; %w", pos, err, j.reapply(j.store.CommitFailures()))
 	}
 	if f := j.store.CommitFailures(); f != failures {
 		// A commit failed before the position's: put the last good one back.
@@ -523,12 +531,19 @@ func (j *Journal) applyMsg(ctx context.Context, seq uint64, kind string, data []
 // applyRecord applies a record version to the local store: another node's always
 // (and hands it to OnRemote), an own one only if the store lacks it or holds an
 // older version (and hands it to OnRestored, unless a writer of this process waits
-// for it: w). A first version that owns a duplicate key notes the key in keys until
-// the next flush. With w, the write is durable and w.committed gets its outcome.
+// for it: w); each entry is handed once a process (handed). A first version that
+// owns a duplicate key notes the key in keys until the next flush. With w, the
+// write is durable and w.committed gets its outcome.
 func (j *Journal) applyRecord(ctx context.Context, rec *journal.Record, data []byte, own, fresh bool, w *firstWait) error {
 	live := w != nil
+	// Another node's version, or an own one given back by the stream, finds its
+	// predecessor among the versions applied last: the store does not show a
+	// version the applier wrote until its group is committed, and an own record
+	// restored a version after another (a node rebuilt on an empty disk) met its
+	// final version with no predecessor, as new, and OnRestored folded it twice.
+	recent := !own || !live
 	local, ok := (*journal.Record)(nil), false
-	if !own {
+	if recent {
 		local, ok = j.ap.recent.get(rec.RRN)
 	}
 	if !ok && !fresh {
@@ -567,17 +582,28 @@ func (j *Journal) applyRecord(ctx context.Context, rec *journal.Record, data []b
 			j.ap.keys[journal.KSNKey(rec.KSN)] = rec.RRN
 		}
 	}
-	if !own {
+	if recent {
 		j.ap.recent.put(rec)
+	}
+	if !own {
 		j.stats.appliedRemote.Add(1)
 		if j.opts.OnRemote != nil && !j.ap.cur.before(j.ap.handed) {
-			j.opts.OnRemote(rec, local)
+			j.opts.OnRemote(rec, local, j.ap.latest)
 			j.ap.handed = entryPos{seq: j.ap.cur.seq, idx: j.ap.cur.idx + 1}
 		}
-	} else if !live && j.opts.OnRestored != nil {
-		j.opts.OnRestored(rec)
+	} else if !live && j.opts.OnRestored != nil && !j.ap.cur.before(j.ap.handed) {
+		j.opts.OnRestored(rec, local, j.ap.latest)
+		j.ap.handed = entryPos{seq: j.ap.cur.seq, idx: j.ap.cur.idx + 1}
 	}
 	return nil
+}
+
+// latest is Latest over the versions the applier applied last, then the store.
+func (j *Journal) latest(rrn string) (*journal.Record, error) {
+	if rec, ok := j.ap.recent.get(rrn); ok {
+		return rec, nil
+	}
+	return j.store.Get(rrn)
 }
 
 // newerVersion says whether a is a later version of its record than b: a higher
@@ -607,12 +633,14 @@ type badMessage struct{ error }
 
 func (b badMessage) Unwrap() error { return b.error }
 
-// recentRecords are the other nodes' record versions the applier applied last, by
-// RRN: the next version of a record (its final one, a few milliseconds after the
-// first) finds its predecessor here instead of in the store. Only the applier puts;
-// a write of this node to another node's record (a reversal of it, a dead node's
-// recovery) drops it (Journal.Write), so that an entry is always the store's
-// version. It holds up to maxRecent records and then starts again empty.
+// recentRecords are the other nodes' record versions the applier applied last (and
+// this node's own that the stream gave back), by RRN: the next version of a record
+// (its final one, a few milliseconds after the first) finds its predecessor here
+// instead of in the store. Only the applier puts; every write of this node but a
+// first version (a reversal of another node's record, a dead node's recovery, a
+// change of its own restored one) drops it (Journal.Write), so that an entry is
+// always the store's version. It holds up to maxRecent records and then starts
+// again empty.
 type recentRecords struct {
 	mu sync.Mutex
 	m  map[string]*journal.Record

@@ -135,12 +135,12 @@ func tryOpenMember(t testing.TB, ctx context.Context, nd *cluster.Node, num, rep
 		t.Fatal(err)
 	}
 	m.j, err = Open(ctx, nd, m.store, m.db, Options{Node: num, Replicas: replicas, AckTimeout: 3 * time.Second, Logger: testLogger(t),
-		OnRemote: func(rec, _ *journal.Record) {
+		OnRemote: func(rec, _ *journal.Record, _ Latest) {
 			m.mu.Lock()
 			m.remote = append(m.remote, rec.RRN)
 			m.mu.Unlock()
 		},
-		OnRestored: func(rec *journal.Record) {
+		OnRestored: func(rec, _ *journal.Record, _ Latest) {
 			m.mu.Lock()
 			m.restored = append(m.restored, rec.RRN)
 			m.mu.Unlock()

@@ -69,16 +69,20 @@ type Options struct {
 	// goroutine: whatever it takes delays the applier (the server's raise of a DUKPT
 	// counter syncs the key store when the counter rises).
 	// prev is the version the local store held before (nil: none), so that the first
-	// final version of a record can be told from its later updates. A process hands
-	// each stream entry to it once: when the applier applies the stream again after
-	// a failed commit of the local store, the entries it had already handed are
-	// written to the store again but not handed again (a new process is handed
-	// again what lies past the position it starts from).
-	OnRemote func(rec, prev *journal.Record)
+	// final version of a record can be told from its later updates; latest reads
+	// another record as the applier has applied it (the original of a void). A
+	// process hands each stream entry to it once: when the applier applies the
+	// stream again after a failed commit of the local store, the entries it had
+	// already handed are written to the store again but not handed again (a new
+	// process is handed again what lies past the position it starts from).
+	OnRemote func(rec, prev *journal.Record, latest Latest)
 	// OnRestored, if set, is called by the applier for each version of this node's
-	// own record that the local store lacked (a node that lost its disk gets its
-	// records back from the stream), on the applier's goroutine.
-	OnRestored func(rec *journal.Record)
+	// own record that the local store lacked or held an older version of (a node
+	// that lost its disk gets its records back from the stream), on the applier's
+	// goroutine, with prev and latest as OnRemote's: the server folds them into
+	// velocity counters that did not come back with the disk. Like OnRemote, it is
+	// handed each stream entry once a process.
+	OnRestored func(rec, prev *journal.Record, latest Latest)
 	// BeforeFlush, if set, is called by the applier before it writes the stream
 	// position that covers what it applied (about every 10 ms while records come, on
 	// its goroutine): what OnRemote and OnRestored left not yet durable must be
@@ -97,6 +101,14 @@ type Options struct {
 	// Logger receives the applier's and the background publisher's errors.
 	Logger zerolog.Logger
 }
+
+// Latest reads the newest version of a record that the applier has applied, for
+// OnRemote and OnRestored, on the applier's goroutine: the local store shows a
+// version the applier wrote only once its group is committed (a few milliseconds
+// later, and a node rebuilt on an empty disk meets a void right behind the version
+// of its original that names it). The record it returns may be the one a hook was
+// handed earlier: it must not be modified.
+type Latest func(rrn string) (*journal.Record, error)
 
 // Journal is a node's replicated journal; it satisfies every role of pipeline.Journal.
 // It runs four goroutines, all started by Open and joined by Close: the applier
@@ -188,6 +200,7 @@ func Open(ctx context.Context, node *cluster.Node, store *journal.Store, db *bad
 		async:    make(chan asyncPub, asyncQueue), asyncDone: make(chan struct{}), stop: make(chan struct{})}
 	j.publishAsync = js.PublishMsgAsync
 	j.ap.init()
+	j.ap.latest = j.latest
 	j.group.init()
 	j.held.init()
 	j.keepDone = make(chan struct{})

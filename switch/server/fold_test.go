@@ -1,0 +1,134 @@
+package server
+
+import (
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/switchyard/switchyard/risk"
+	"github.com/switchyard/switchyard/switch/config"
+	"github.com/switchyard/switchyard/switch/message"
+	"github.com/switchyard/switchyard/switch/termclient"
+)
+
+// ownFoldRules count a card's approved purchases (voids and reversals take them
+// back, the default for such a where); the allow rule reads the counter, so that
+// countApproved can show it.
+const ownFoldRules = `
+counters:
+  - {name: card_approved_30m, dimension: card, measure: count, window: 30m, where: 'outcome.approved && txn.txn_type == "purchase"'}
+rules:
+  - {id: watch, condition: 'velocity.card_approved_30m >= 0', action: allow}
+`
+
+// ownFoldNode is node 1 of a one-node cluster whose JetStream store (the stream,
+// which outlives a node's disk) is under base, with the rules above, on the data
+// directory dir.
+func ownFoldNode(t *testing.T, base, dir string) *config.Config {
+	t.Helper()
+	cfg := oneNodeCluster(t, dir, filepath.Join(base, "jetstream"))
+	cfg.RulesDir = filepath.Join(base, "rules")
+	return cfg
+}
+
+// countApproved is the card's count of approved purchases in s's velocity
+// counters, as a rule reads it now.
+func countApproved(t *testing.T, s *Server, pan string) int {
+	t.Helper()
+	in := risk.Input{Txn: risk.Txn{Type: risk.TxnPurchase, Amount: 1000, Currency: "156", CardHash: s.Pipeline.CardHash(pan), Time: time.Now().UTC()}}
+	d := s.Risk.Evaluate(&in)
+	for _, tr := range s.Risk.Snapshot(&in).HitValues(&d) {
+		for _, v := range tr.Values {
+			if v.Name == "velocity.card_approved_30m" {
+				n, ok := v.Value.(int)
+				if !ok {
+					t.Fatalf("velocity.card_approved_30m is %#v (%s)", v.Value, v.Error)
+				}
+				return n
+			}
+		}
+	}
+	t.Fatalf("the rule reading velocity.card_approved_30m did not hit: %+v", d)
+	return 0
+}
+
+// approveOnCard sends n approved purchases of 10.00 by the card to s and voids the
+// last of them: the card's count is n-1.
+func approveOnCard(t *testing.T, s *Server, pan string, n int) {
+	t.Helper()
+	c := dial(t, s, "ascii", message.DialectASCII)
+	var last termclient.Result
+	for range n {
+		if last = send(t, c, message.DialectASCII, loadPurchase(1, pan, 1000)); last.RC != "00" {
+			t.Fatalf("purchase: %+v", last)
+		}
+	}
+	v := loadPurchase(1, pan, 1000)
+	v.ProcCode, v.RRN, v.AuthCode = message.PCVoid, last.RRN, last.AuthCode
+	if r := send(t, c, message.DialectASCII, v); r.RC != "00" {
+		t.Fatalf("void of %s: %+v", last.RRN, r)
+	}
+}
+
+// TestRebuiltNodeCountsItsOwn: a node rebuilt on an empty disk gets its own records
+// back from the stream (the cluster journal's applier, OnRestored), and folds them
+// into its velocity counters as it folds the other nodes' (a void taking its
+// purchase back): a card-testing burst that went through it before the disk was
+// lost counts in its rules. Before, it folded only the other nodes' records, and
+// its counters showed none of its own transactions until the window had passed.
+func TestRebuiltNodeCountsItsOwn(t *testing.T) {
+	base := t.TempDir()
+	writeRules(t, base, ownFoldRules)
+	pan := testCard(70)
+
+	s1 := start(t, ownFoldNode(t, base, filepath.Join(base, "a")), nil)
+	approveOnCard(t, s1, pan, 4)
+	if n := countApproved(t, s1, pan); n != 3 {
+		t.Fatalf("the node that handled them counts %d approved purchases of the card, want 3 (4, one voided)", n)
+	}
+	if err := s1.Drain(); err != nil {
+		t.Fatal(err)
+	}
+
+	s2 := start(t, ownFoldNode(t, base, filepath.Join(base, "b")), nil) // the disk lost
+	if n := countApproved(t, s2, pan); n != 3 {
+		t.Fatalf("the node rebuilt on an empty disk counts %d approved purchases of the card, want 3: its own records came back from the stream and were not folded", n)
+	}
+}
+
+// TestRestartedNodeCountsItsOwnOnce: a node that restarts on its own disk has its
+// counters back from it and does not fold its own records again, nor does a node
+// rebuilt on an empty disk when it restarts on that disk (its counters hold what
+// it folded, and what it observed since).
+func TestRestartedNodeCountsItsOwnOnce(t *testing.T) {
+	base := t.TempDir()
+	writeRules(t, base, ownFoldRules)
+	pan := testCard(71)
+	a, b := filepath.Join(base, "a"), filepath.Join(base, "b")
+
+	s1 := start(t, ownFoldNode(t, base, a), nil)
+	approveOnCard(t, s1, pan, 3)
+	if err := s1.Drain(); err != nil {
+		t.Fatal(err)
+	}
+	s2 := start(t, ownFoldNode(t, base, a), nil) // the same disk
+	if n := countApproved(t, s2, pan); n != 2 {
+		t.Fatalf("the node restarted on its disk counts %d approved purchases of the card, want 2", n)
+	}
+	if err := s2.Drain(); err != nil {
+		t.Fatal(err)
+	}
+
+	s3 := start(t, ownFoldNode(t, base, b), nil) // the disk lost
+	if n := countApproved(t, s3, pan); n != 2 {
+		t.Fatalf("the node rebuilt on an empty disk counts %d approved purchases of the card, want 2", n)
+	}
+	approveOnCard(t, s3, pan, 2)
+	if err := s3.Drain(); err != nil {
+		t.Fatal(err)
+	}
+	s4 := start(t, ownFoldNode(t, base, b), nil) // the rebuilt node's disk
+	if n := countApproved(t, s4, pan); n != 3 {
+		t.Fatalf("the rebuilt node restarted on its disk counts %d approved purchases of the card, want 3", n)
+	}
+}
