@@ -743,6 +743,10 @@ func (c *Config) Validate() error {
 		if is.Connections < 1 || is.Connections > 64 {
 			bad(key+".connections", "%d is not between 1 and 64", is.Connections)
 		}
+		if is.AcquirerID != "" && !cupAcquirerID.MatchString(is.AcquirerID) {
+			// DE 32 of the requests and the acquirer part of a reversal's DE 90 (n 11).
+			bad(key+".acquirer_id", "%q is not 1 to 11 digits", is.AcquirerID)
+		}
 		if si := is.StandIn; si.Enabled && (si.MaxAmount <= 0 || si.PerCardCount <= 0 || si.PerCardSum <= 0) {
 			bad(key+".stand_in", "max_amount, per_card_count and per_card_sum must all be positive when enabled")
 		}

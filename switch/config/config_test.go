@@ -24,6 +24,7 @@ func TestErrorsNameKeyAndProblem(t *testing.T) {
 		"listeners: [{addr: 127.0.0.1:1, dialect: ebcdic}]\nsecurity: {lmk_file: x, card_hash_key_hex: 00112233445566778899aabbccddeeff}": `listeners[0].dialect: unknown dialect "ebcdic"`,
 		"demo: true\nlisteners: [{addr: 127.0.0.1:1}]\nroutes: [{prefix: 4111, issuer: nobody}]":                                          `routes[0].issuer: "nobody" is not a configured issuer`,
 		"demo: true\nlisteners: [{addr: 127.0.0.1:1}]\nissuers: [{id: x, addrs: [127.0.0.1:2], timeout: 1h}]":                             `issuers[0].timeout: 1h0m0s is not between 10ms and 2m`,
+		"demo: true\nlisteners: [{addr: 127.0.0.1:1}]\nissuers: [{id: x, addrs: [127.0.0.1:2], acquirer_id: ACQ1}]":                       `issuers[0].acquirer_id: "ACQ1" is not 1 to 11 digits`,
 		"listeners: [{addr: 127.0.0.1:1}]\nsecurity: {card_hash_key_hex: " + DemoCardHashKey + "}":                                        `security.card_hash_key_hex: the public demo key is refused outside demo mode`,
 		"listeners: [{addr: 127.0.0.1:1}]\nsecurity: {card_hash_key_hex: 00112233445566778899aabbccddeeff}":                               `security.lmk_file: required outside demo mode`,
 		"demo: true\nlisteners: [{addr: 127.0.0.1:1}]\nlog: {level: chatty}":                                                              `log.level: "chatty" is not one of debug, info, warn, error`,
