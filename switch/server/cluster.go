@@ -756,7 +756,7 @@ func (s *Server) raiseDUKPT(rec *journal.Record) {
 		err = s.Keys.RaiseDUKPTCounter(device, counter)
 	}
 	if err != nil {
-		s.log.Error().Err(err).Str("rrn", rec.RRN).Str("tid", rec.TID).Msg("DUKPT counter of another node's transaction not recorded: a replay of its KSN here would not be caught")
+		s.log.Error().Err(err).Str("rrn", rec.RRN).Str("tid", rec.TID).Msg("DUKPT counter of a journaled transaction (another node's, or this node's given back by the stream) not recorded: a replay of its KSN here would not be caught")
 	}
 }
 
