@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -72,6 +73,11 @@ func (s *Server) onRestoredRecord(rec, prev *journal.Record, latest cjournal.Lat
 		s.raiseDUKPT(rec)
 	}
 	if s.foldOwn.Load() {
+		// The counters and the stand-in book of the day were lost with the disk:
+		// this node's own stand-in approvals count again as the other nodes' do.
+		if rec.StandIn && rec.Final() && (prev == nil || !prev.Final()) {
+			s.seenStandIn(rec)
+		}
 		s.foldVelocity(rec, prev, latest)
 	}
 }
@@ -84,8 +90,8 @@ func (s *Server) onRemoteRecord(rec, prev *journal.Record, latest cjournal.Lates
 	if p := s.remotePipe.Load(); p != nil && rec.TID != "" && rec.STAN != "" && rec.DE7 != "" {
 		p.SeenRemote(rec.TID, rec.STAN, rec.DE7, rec.Received)
 	}
-	if p := s.remotePipe.Load(); p != nil && rec.StandIn && rec.Final() && (prev == nil || !prev.Final()) {
-		p.SeenRemoteStandIn(rec)
+	if rec.StandIn && rec.Final() && (prev == nil || !prev.Final()) {
+		s.seenStandIn(rec)
 	}
 	if rec.KSN != "" && s.Keys != nil {
 		// Every version, not only the first seen: a raise is idempotent (no write
@@ -162,5 +168,47 @@ func (s *Server) retractRemote(orig *journal.Record, r risk.Retraction) {
 	var in risk.Input
 	if out, ok := pipeline.RecordInput(orig, &in); ok {
 		s.Risk.Retract(&in, out, r)
+	}
+}
+
+// earlyStandIns holds the stand-in approvals the cluster journal's applier gave
+// before the pipeline existed (the catch-up of a start: another node's stand-ins
+// while this one was down), for the pipeline's book of the day once it exists.
+type earlyStandIns struct {
+	mu   sync.Mutex
+	recs []journal.Record // only what SeenRemoteStandIn reads
+}
+
+// seenStandIn counts a stand-in approval another node gave (or this node's own,
+// given back to a node rebuilt on an empty disk) in the pipeline's book of the day,
+// or keeps it until the pipeline exists (attachPipeline). Before 5 December 2026
+// the applier's catch-up at a start dropped them: a card other nodes had stood in
+// for while this node was down got its stand-in limits afresh here.
+func (s *Server) seenStandIn(rec *journal.Record) {
+	if p := s.remotePipe.Load(); p != nil {
+		p.SeenRemoteStandIn(rec)
+		return
+	}
+	s.early.mu.Lock()
+	if p := s.remotePipe.Load(); p != nil {
+		s.early.mu.Unlock()
+		p.SeenRemoteStandIn(rec)
+		return
+	}
+	s.early.recs = append(s.early.recs, journal.Record{RRN: rec.RRN, StandIn: rec.StandIn, RC: rec.RC,
+		CardHash: rec.CardHash, Received: rec.Received, Amount: rec.Amount})
+	s.early.mu.Unlock()
+}
+
+// attachPipeline hands p to the cluster journal's applier's callbacks, and the
+// stand-in approvals kept until it existed to its book.
+func (s *Server) attachPipeline(p *pipeline.Pipeline) {
+	s.early.mu.Lock()
+	s.remotePipe.Store(p)
+	recs := s.early.recs
+	s.early.recs = nil
+	s.early.mu.Unlock()
+	for i := range recs {
+		p.SeenRemoteStandIn(&recs[i])
 	}
 }

@@ -112,6 +112,7 @@ type Server struct {
 	// for the cluster journal's applier, which starts before the pipeline exists.
 	cl         *clusterNode
 	remotePipe atomic.Pointer[pipeline.Pipeline]
+	early      earlyStandIns // stand-ins applied before remotePipe was set (fold.go)
 	startOnce  sync.Once
 	closeOnce  sync.Once
 	reloaders  []func() error
@@ -521,7 +522,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	if err != nil {
 		return nil, err
 	}
-	s.remotePipe.Store(s.Pipeline)
+	s.attachPipeline(s.Pipeline)
 	if s.cl != nil {
 		// Take the node's lease (waiting for a survivor still settling this node's
 		// last run), so that the recovery below and a survivor's never race.

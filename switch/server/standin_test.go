@@ -3,9 +3,11 @@ package server
 import (
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 
+	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/pipeline"
 )
 
@@ -46,5 +48,37 @@ func TestStandInStore(t *testing.T) {
 	}
 	if old, err := s.LoadStandIns("2026-12-04"); err != nil || len(old) != 0 {
 		t.Fatalf("2026-12-04 after loading 2026-12-05: %+v, %v; want its counts deleted", old, err)
+	}
+}
+
+// TestStandInsBeforeThePipeline: the cluster journal's applier catches up with the
+// stream before the pipeline exists (a start after downtime), and the other nodes'
+// stand-in approvals it applies then must still count in the day's book, or a card
+// they stood in for while this node was down gets its stand-in limits afresh here.
+// They are kept until the pipeline exists, then counted once; one that arrives after
+// counts at once.
+func TestStandInsBeforeThePipeline(t *testing.T) {
+	cfg := demoConfig(t, t.TempDir())
+	s := start(t, cfg, nil)
+	loc, err := time.LoadLocation(cfg.Timezone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := s.remotePipe.Swap(nil) // as during a start's catch-up
+	card := s.Pipeline.CardHash("6222020000000000008")
+	now := time.Now()
+	standIn := func(rrn string, amount int64) *journal.Record {
+		return &journal.Record{RRN: rrn, Type: "purchase", StandIn: true, RC: "00", CardHash: card, Received: now, Amount: amount}
+	}
+	s.onRemoteRecord(standIn("000000000101", 5000), nil, nil)
+	s.onRemoteRecord(standIn("000000000102", 2500), nil, nil)
+	s.attachPipeline(p)
+	s.onRemoteRecord(standIn("000000000103", 1000), nil, nil)
+	got, err := standInStore{s.db}.LoadStandIns(now.In(loc).Format("2006-01-02"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (pipeline.StandInCount{N: 3, Sum: 8500}); got[card] != want {
+		t.Fatalf("the card's stand-in count %+v, want %+v: the approvals applied before the pipeline existed were dropped", got[card], want)
 	}
 }
