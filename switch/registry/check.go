@@ -40,6 +40,12 @@ const (
 	ReasonAppVersionLow     Reason = "app-version-low"       // 58: AV below the minimum version (or absent while a minimum is set)
 )
 
+// ReasonSoftPOSUnbound (58) refuses a SoftPOS terminal whose record has no device
+// serial: one stored before validation required it (5 December 2026). Without a
+// serial to compare the token's device with, any phone's tokens would pass. It is
+// checked after the integrity findings, before the attestation.
+const ReasonSoftPOSUnbound Reason = "softpos-device-unbound"
+
 // The reasons of the signed attestation (DE 48 AJ, package attest), checked where
 // attestation-stale is: each failure its own reason.
 const (
@@ -79,6 +85,7 @@ var Reasons = []struct {
 	{ReasonMerchantClosed, RCInvalidMerchant, false},
 	{ReasonMACRequired, RCSecurityViolation, true},
 	{ReasonDeviceCompromised, RCSuspectedFraud, true},
+	{ReasonSoftPOSUnbound, RCNotPermittedToTerm, true},
 	{ReasonAttestationAbsent, RCNotPermittedToTerm, true},
 	{ReasonAttestationFail, RCNotPermittedToTerm, true},
 	{ReasonAttestationStale, RCNotPermittedToTerm, true},
@@ -332,7 +339,9 @@ func (r *checker) Check(req CheckRequest) CheckResult {
 			attReason = ReasonAttestationLegacy
 		case age > maxAge || -age > maxAge:
 			attReason = ReasonAttestationStale
-		case req.AttestationSigned && t.Binding.DeviceSerial != "" && req.AttestedDevice != t.Binding.DeviceSerial:
+		case req.AttestationSigned && req.AttestedDevice != t.Binding.DeviceSerial:
+			// An unbound SoftPOS never gets here (softpos-device-unbound first), so
+			// no token's dev is trusted for want of a serial to compare it with.
 			attReason = ReasonAttestationDevice
 		case req.AttestationNoTEE:
 			attReason = ReasonAttestationNoTEE
@@ -394,6 +403,11 @@ func (r *checker) Check(req CheckRequest) CheckResult {
 			res = r.decline(res, ReasonDeviceCompromised, &req)
 			r.review.autoSuspend(t.ID, now, req.Findings)
 			return res
+		}
+		if t.Binding.DeviceSerial == "" {
+			// Validation refuses such a record since 5 December 2026; one stored
+			// before is refused, not trusted: its tokens could come from any phone.
+			return r.decline(res, ReasonSoftPOSUnbound, &req)
 		}
 		if attReason != ReasonNone {
 			return r.decline(res, attReason, &req)

@@ -32,6 +32,8 @@
 //	merchant-closed        03  merchant not active (closed)
 //	mac-required           63  MAC required but not verified (the lead refuses these before Check) incident
 //	device-compromised     59  SoftPOS: any IF finding; terminal suspended at once  incident
+//	softpos-device-unbound 58  SoftPOS: the record has no device serial (stored before one was
+//	                           required): no phone's token can be trusted      incident
 //	attestation-missing    58  SoftPOS: no AT                                    incident
 //	attestation-fail       58  SoftPOS: AT verdict FAIL                          incident
 //	attestation-forged, -unknown-key, -malformed, -replayed, -unbound
