@@ -10,6 +10,7 @@ import (
 
 	"github.com/switchyard/switchyard/switch/attest"
 	"github.com/switchyard/switchyard/switch/config"
+	"github.com/switchyard/switchyard/switch/message"
 	"github.com/switchyard/switchyard/switch/termclient"
 )
 
@@ -87,6 +88,13 @@ func TestSignedAttestation(t *testing.T) {
 	tx = softpos(1500)
 	add("no TEE", withToken(tx, sign(attest.DemoSigner(), tx, "SP-T0000002", attest.Integrity{}, time.Now())), "58", "attestation-no-tee")
 	add("legacy AT", softpos(1500, [2]string{"AT", fmt.Sprintf("%d:OK", time.Now().Unix())}), "58", "attestation-legacy-refused")
+	tx = softpos(1500)
+	debug, err := attest.DemoSigner().Sign(attest.Claims{Device: "SP-T0000002", App: attest.DemoAppID + ".debug", AppVersion: "1.0.0",
+		Integrity: clean, IssuedAt: time.Now().Unix(), Nonce: attest.Nonce(tx.TID, tx.STAN, tx.Amount, message.FormatDE7(tx.Time))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	add("a debug build, signed by the service", withToken(tx, debug), "58", "attestation-app-refused")
 	for _, a := range attempts {
 		if r := sendOn(t, f.c, a.tx, mac); r.RC != a.rc || r.Reason != a.reason {
 			t.Errorf("%s: got %s %q, want %s %q", a.name, r.RC, r.Reason, a.rc, a.reason)

@@ -57,6 +57,7 @@ const (
 	ReasonAttestationDevice    Reason = "attestation-device-mismatch" // 59: AJ device is not the terminal's bound device
 	ReasonAttestationNoTEE     Reason = "attestation-no-tee"          // 58: AJ says the phone has no TEE
 	ReasonAttestationLegacy    Reason = "attestation-legacy-refused"  // 58: unsigned AT from a terminal whose policy wants AJ
+	ReasonAttestationApp       Reason = "attestation-app-refused"     // 58: AJ app is not an allowed application ID (attestation.apps)
 )
 
 // Response codes Check sets (DE 39).
@@ -97,6 +98,7 @@ var Reasons = []struct {
 	{ReasonAttestationDevice, RCSuspectedFraud, true},
 	{ReasonAttestationNoTEE, RCNotPermittedToTerm, true},
 	{ReasonAttestationLegacy, RCNotPermittedToTerm, true},
+	{ReasonAttestationApp, RCNotPermittedToTerm, true},
 	{ReasonDeviceMismatch, RCSuspectedFraud, true},
 	{ReasonSIMMismatch, RCSuspectedFraud, true},
 	{ReasonIMEIMismatch, RCSuspectedFraud, true},

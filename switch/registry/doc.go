@@ -36,7 +36,7 @@
 //	                           required): no phone's token can be trusted      incident
 //	attestation-missing    58  SoftPOS: no AT                                    incident
 //	attestation-fail       58  SoftPOS: AT verdict FAIL                          incident
-//	attestation-forged, -unknown-key, -malformed, -replayed, -unbound
+//	attestation-forged, -unknown-key, -malformed, -replayed, -unbound, -app-refused
 //	                   59/58  SoftPOS: the signed token (AJ) refused by the lead's verifier (package attest)  incident
 //	attestation-legacy-refused 58  SoftPOS: unsigned AT while the terminal's AttestLegacy is off   incident
 //	attestation-stale      58  SoftPOS: attestation older than the terminal's AttestMaxAge (default
