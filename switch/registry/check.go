@@ -320,8 +320,10 @@ func (r *checker) Check(req CheckRequest) CheckResult {
 	f.IdentityMatched = matchedNames[matched]
 	f.Missing = missingNames[missing]
 	f.NetworkOK = networkAllowed(t.AllowedNetworks, req.SourceIP)
+	// The higher of the terminal's own minimum and its rollout group's: a group's
+	// rollout never lowers a floor an operator set (a security fix, say).
 	minVer := t.minVer
-	if gm := tsl.appMin.Load(); gm != nil {
+	if gm := tsl.appMin.Load(); gm != nil && (minVer == nil || compareParts(gm.parts, minVer) > 0) {
 		minVer = gm.parts
 	}
 	f.AppVersionOK = minVer == nil || (req.AppVersion != "" && compareVersion(req.AppVersion, minVer) >= 0)
@@ -582,6 +584,27 @@ func compareVersion(v string, min []int) int {
 		}
 		if n != want {
 			if n < want {
+				return -1
+			}
+			return 1
+		}
+	}
+	return 0
+}
+
+// compareParts compares two parsed versions as compareVersion does (missing parts
+// count as 0); it returns -1, 0 or 1 and does not allocate.
+func compareParts(a, b []int) int {
+	for k := 0; k < len(a) || k < len(b); k++ {
+		x, y := 0, 0
+		if k < len(a) {
+			x = a[k]
+		}
+		if k < len(b) {
+			y = b[k]
+		}
+		if x != y {
+			if x < y {
 				return -1
 			}
 			return 1

@@ -50,7 +50,8 @@
 //	identity-missing       59  a bound DI/SI/IM, or GL of a located terminal, is absent and the
 //	                           terminal's policy is "decline" (policy "flag": accepted, Facts.Flagged)  incident
 //	network-denied         58  source address outside the terminal's allowed networks  incident
-//	app-version-low        58  AV below the terminal's minimum version, or absent while one is set  incident
+//	app-version-low        58  AV below the terminal's minimum version (the higher of its own and its
+//	                           rollout group's), or absent while one is set  incident
 //
 // Status declines (terminal or merchant not active, unknown terminal) raise no
 // incident: they are not a binding violation and would let anyone flood the
