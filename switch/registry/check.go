@@ -53,7 +53,7 @@ const (
 	ReasonAttestationUnknown   Reason = "attestation-unknown-key"     // 58: AJ signed by a key that is not pinned
 	ReasonAttestationUnbound   Reason = "attestation-unbound"         // 59: AJ nonce is not this transaction's
 	ReasonAttestationReplayed  Reason = "attestation-replayed"        // 59: AJ nonce seen before
-	ReasonAttestationMalformed Reason = "attestation-malformed"       // 58: AJ verifies but lacks iat, nonce or device
+	ReasonAttestationMalformed Reason = "attestation-malformed"       // 58: AJ verifies but lacks iat, nonce or device (or ver, where a minimum version applies)
 	ReasonAttestationDevice    Reason = "attestation-device-mismatch" // 59: AJ device is not the terminal's bound device
 	ReasonAttestationNoTEE     Reason = "attestation-no-tee"          // 58: AJ says the phone has no TEE
 	ReasonAttestationLegacy    Reason = "attestation-legacy-refused"  // 58: unsigned AT from a terminal whose policy wants AJ
@@ -121,7 +121,7 @@ type CheckRequest struct {
 	IMEI       string   // DE 48 IM
 	Location   GeoPoint // DE 48 GL; Present false when absent
 	Cell       string   // DE 48 CL, recorded in incidents only
-	AppVersion string   // DE 48 AV
+	AppVersion string   // DE 48 AV; for a verified signed attestation (AJ), its "ver" claim, even empty
 	Findings   []string // DE 48 IF, split at commas; empty means clean
 
 	AttestationPresent bool      // DE 48 AT present
@@ -347,6 +347,10 @@ func (r *checker) Check(req CheckRequest) CheckResult {
 			// An unbound SoftPOS never gets here (softpos-device-unbound first), so
 			// no token's dev is trusted for want of a serial to compare it with.
 			attReason = ReasonAttestationDevice
+		case req.AttestationSigned && req.AppVersion == "" && minVer != nil:
+			// The version checked against the minimum must be the signed one: the
+			// unsigned AV tag proves nothing, so a token without ver is refused.
+			attReason = ReasonAttestationMalformed
 		case req.AttestationNoTEE:
 			attReason = ReasonAttestationNoTEE
 		case !req.AttestationOK:

@@ -42,6 +42,8 @@
 //	attestation-stale      58  SoftPOS: attestation older than the terminal's AttestMaxAge (default
 //	                           MaxAttestationAge, 120 s), or that far in the future  incident
 //	attestation-device-mismatch 59  SoftPOS: the token's device is not the bound device serial  incident
+//	attestation-malformed  58  SoftPOS: the token has no ver while a minimum version applies (the
+//	                           signed version is the one checked, never AV)     incident
 //	attestation-no-tee     58  SoftPOS: the token says the phone has no TEE         incident
 //	device-mismatch        59  DI differs from the bound device serial           incident
 //	sim-mismatch           59  SI differs from the bound SIM ICCID               incident

@@ -133,3 +133,43 @@ func (l *lockedBuffer) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+// TestSignedTokenWithoutVersion: for a signed attestation the version is its ver
+// claim (the pipeline puts it in AppVersion, even empty); where a minimum applies,
+// the terminal's own or its group's, a token without one is malformed (58), not
+// let through on the unsigned AV tag. Without a minimum it does not matter, and the
+// legacy AT keeps the AV tag's version.
+func TestSignedTokenWithoutVersion(t *testing.T) {
+	f := newFixture(t)
+	noVer := f.goodT2()
+	noVer.AppVersion = ""
+	if res := f.reg.Check(noVer); res.Decline {
+		t.Fatalf("token without ver, no minimum: declined %s", res.Reason)
+	}
+	if err := f.reg.SetGroupMinimums(map[string]string{"T0000002": "5.0"}); err != nil {
+		t.Fatal(err)
+	}
+	if res := f.reg.Check(noVer); res.Reason != ReasonAttestationMalformed || res.ResponseCode != "58" {
+		t.Errorf("token without ver, group minimum 5.0: %s %q, want 58 %s", res.ResponseCode, res.Reason, ReasonAttestationMalformed)
+	}
+	if err := f.reg.SetGroupMinimums(nil); err != nil {
+		t.Fatal(err)
+	}
+	f.apply(t, Change{Op: OpTerminalChange, Target: "T0000002", TerminalPatch: &TerminalPatch{MinAppVersion: strp("5.0"), AttestLegacy: new(true)}})
+	if res := f.reg.Check(noVer); res.Reason != ReasonAttestationMalformed {
+		t.Errorf("token without ver, own minimum 5.0: %q, want %s", res.Reason, ReasonAttestationMalformed)
+	}
+	if res := f.reg.Check(f.goodT2()); res.Decline {
+		t.Errorf("token with ver 5.1, minimum 5.0: declined %s", res.Reason)
+	}
+	old := f.goodT2()
+	old.AppVersion = "4.9"
+	if res := f.reg.Check(old); res.Reason != ReasonAppVersionLow {
+		t.Errorf("token with ver 4.9, minimum 5.0: %q, want %s", res.Reason, ReasonAppVersionLow)
+	}
+	legacy := noVer
+	legacy.AttestationSigned, legacy.AttestedDevice = false, ""
+	if res := f.reg.Check(legacy); res.Reason != ReasonAppVersionLow {
+		t.Errorf("legacy AT without AV, minimum 5.0: %q, want %s", res.Reason, ReasonAppVersionLow)
+	}
+}
