@@ -379,3 +379,18 @@ func TestAPIIncidentsAlertsOplog(t *testing.T) {
 		t.Errorf("reasons = %d, %v", len(reasons), err)
 	}
 }
+
+// TestAPIRefusesUnboundSoftPOS: registering a SoftPOS without its device serial is a
+// 400 that says what to set, before any reviewer sees it.
+func TestAPIRefusesUnboundSoftPOS(t *testing.T) {
+	a := newAPIFixture(t)
+	body := `{"id":"T0000079","merchant_id":"000000000000002","kind":"softpos","status":"active","binding":{"imei":"860000000000079"},"reason":"new phone"}`
+	st, out := a.raw(t, "POST", "/api/v1/terminals", registry.DemoOperatorToken, "application/json", body)
+	if st != 400 || !strings.Contains(out, "device serial") {
+		t.Fatalf("register an unbound softpos: %d %s, want 400 naming the device serial", st, out)
+	}
+	body = strings.Replace(body, `"binding":{`, `"binding":{"device_serial":"SP-79",`, 1)
+	if st, out := a.raw(t, "POST", "/api/v1/terminals", registry.DemoOperatorToken, "application/json", body); st != 202 {
+		t.Fatalf("register a bound softpos: %d %s, want 202", st, out)
+	}
+}

@@ -461,7 +461,10 @@ func TestWithdrawalStopsDownloadsAndRollsBack(t *testing.T) {
 	}
 }
 
-func TestGroupMinimumReplacesTerminalMinimum(t *testing.T) {
+// TestGroupMinimumAndTerminalMinimum: a group's minimum version holds for all its
+// terminals, offered the release or not; a terminal whose own minimum is higher
+// is held to its own (the higher of the two).
+func TestGroupMinimumAndTerminalMinimum(t *testing.T) {
 	f := newFixture(t, 1)
 	tid := f.tids[0]
 	check := func(av string) registry.CheckResult {
@@ -477,6 +480,11 @@ func TestGroupMinimumReplacesTerminalMinimum(t *testing.T) {
 	}
 	if r := check("1.5"); r.Decline {
 		t.Fatalf("AV 1.5: declined %s", r.Reason)
+	}
+	own := "1.8"
+	f.approve(f.reg.RequestChange(alice, registry.Change{Op: registry.OpTerminalChange, Target: tid, TerminalPatch: &registry.TerminalPatch{MinAppVersion: &own}}))
+	if r := check("1.6"); r.Reason != registry.ReasonAppVersionLow {
+		t.Fatalf("AV 1.6, group minimum 1.5, the terminal's own 1.8: %q, want %s", r.Reason, registry.ReasonAppVersionLow)
 	}
 	if _, err := f.m.RequestPublish(alice, PublishRequest{Group: "north", App: "demo-pay", Version: "2.0", MinVersion: "3"}); !errors.Is(err, registry.ErrInvalid) {
 		t.Fatalf("minimum above the version: %v", err)

@@ -37,9 +37,11 @@
 // round(N x percent / 100) of them are offered the release, so 10% of 200
 // terminals is 20 terminals, the same 20 at every start, and raising the
 // percentage keeps them. The group's minimum version applies to all of its
-// terminals (not only those offered) and replaces their own MinAppVersion in the
-// registry's Check (58 app-version-low, as before). Withdrawing stops downloads at
-// once and, with rollback, makes the group's previous release current again.
+// terminals (not only those offered); the registry's Check holds each to the
+// higher of it and the terminal's own MinAppVersion (58 app-version-low, as
+// before), so a rollout never lowers a floor set on a terminal. Withdrawing stops
+// downloads at once and, with rollback, makes the group's previous release
+// current again.
 //
 // # Terminals
 //

@@ -12,7 +12,10 @@
 //     entries live as long as a token can be fresh): a token captured from one
 //     transaction and attached to another is refused as replayed;
 //   - the binding to this transaction: the "nonce" claim must be Nonce(TID, STAN,
-//     amount, DE 7) of the request that carries it.
+//     amount, DE 7) of the request that carries it;
+//   - the application: when the switch lists the allowed application IDs
+//     (Options.Apps), the "app" claim must be one of them, so that a build the
+//     service also signs (a debug build, another acquirer's app) is refused.
 //
 // The verdicts the token carries (root, hook, debugger, emulator, TEE present) and
 // the device identity are handed to the registry's checks, which suspend a
@@ -121,6 +124,7 @@ const (
 	FailReplayed  Failure = "attestation-replayed"    // nonce seen before
 	FailStale     Failure = "attestation-stale"       // older than MaxAge, or dated that far ahead
 	FailMalformed Failure = "attestation-malformed"   // signed, but the claims do not parse or lack iat/nonce/dev
+	FailApp       Failure = "attestation-app-refused" // the app claim is not an allowed application ID (Options.Apps)
 )
 
 // Key is a pinned public key of the attestation service.
@@ -187,6 +191,25 @@ type Options struct {
 	// unchecked; at 1,000,000 entries and a 10 min window that is 1,600 SoftPOS
 	// requests a second.
 	ReplayEntries int
+	// Apps, when not empty, are the application IDs (the token's "app" claim,
+	// compared exactly) the switch accepts; a token of any other app is refused as
+	// FailApp. Empty: the app is not checked. Each must be a ValidAppID.
+	Apps []string
+}
+
+// ValidAppID reports whether s can be an application ID in Options.Apps: 1 to 255
+// letters, digits, '.', '_' or '-' (an Android package name or an iOS bundle ID).
+func ValidAppID(s string) bool {
+	if s == "" || len(s) > 255 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // Verifier checks attestation tokens. It is safe for concurrent use; SetKeys
@@ -195,6 +218,7 @@ type Verifier struct {
 	keys   atomic.Pointer[pinned]
 	maxAge time.Duration
 	replay *replayCache
+	apps   []string // allowed app claims; empty: any
 }
 
 // NewVerifier returns a verifier that trusts keys.
@@ -206,6 +230,17 @@ func NewVerifier(keys []Key, opts Options) (*Verifier, error) {
 		opts.ReplayEntries = 1_000_000
 	}
 	v := &Verifier{maxAge: opts.MaxAge, replay: newReplayCache(opts.ReplayEntries)}
+	seen := map[string]bool{}
+	for i, a := range opts.Apps {
+		if !ValidAppID(a) {
+			return nil, fmt.Errorf("attestation app %d %q: want 1 to 255 letters, digits, '.', '_' or '-'", i, a)
+		}
+		if seen[a] {
+			return nil, fmt.Errorf("attestation app %q given twice", a)
+		}
+		seen[a] = true
+		v.apps = append(v.apps, a)
+	}
 	if err := v.SetKeys(keys); err != nil {
 		return nil, err
 	}
@@ -277,7 +312,25 @@ func (v *Verifier) Verify(token, nonce string, now time.Time) (Claims, Failure) 
 	if !v.replay.add(c.Nonce, c.Issued().Add(v.maxAge), now) {
 		return c, FailReplayed
 	}
+	// Last, on a token otherwise good for this transaction (its nonce is spent):
+	// the service signed it, but for an app the acquirer does not accept.
+	if !v.appAllowed(c.App) {
+		return c, FailApp
+	}
 	return c, OK
+}
+
+// appAllowed reports whether app is in the allowed list, or the list is empty.
+func (v *Verifier) appAllowed(app string) bool {
+	if len(v.apps) == 0 {
+		return true
+	}
+	for _, a := range v.apps {
+		if a == app {
+			return true
+		}
+	}
+	return false
 }
 
 // replayCache remembers nonces until they expire. It is sharded to keep the lock
@@ -382,6 +435,11 @@ func (s *Signer) Sign(c Claims) (string, error) {
 	}
 	return obj.CompactSerialize()
 }
+
+// DemoAppID is the application ID of the demo SoftPOS app: the "app" claim of the
+// tokens `switchyard term`, the bench and the tests sign, and the allowed app of
+// the demo configuration.
+const DemoAppID = "com.switchyard.softpos"
 
 // DemoKeyID is the key ID of the demo attestation service.
 const DemoKeyID = "demo-attest-1"

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -154,6 +155,53 @@ func TestReplayCacheHoldsItsBound(t *testing.T) {
 	for i := 0; i < bound*9/10; i++ {
 		if !c.add(Nonce("T0000002", "000001", int64(i), "1202014500"), now.Add(time.Minute), now) {
 			t.Fatalf("nonce %d of %d refused: the cache is full at %d%% of its bound", i+1, bound*9/10, i*100/bound)
+		}
+	}
+}
+
+// TestVerifyAllowedApps: with the allowed application IDs listed, a token the
+// service signed for another app (a debug build) is refused as FailApp, and one
+// naming no app too; without the list any app passes. The list is checked when the
+// verifier is built.
+func TestVerifyAllowedApps(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	demo := DemoSigner()
+	v, err := NewVerifier([]Key{demo.Key()}, Options{Apps: []string{"com.example.pay", "com.example.pay-lite"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	open, err := NewVerifier([]Key{demo.Key()}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stan := 0
+	verify := func(v *Verifier, app string) Failure {
+		t.Helper()
+		stan++
+		n := Nonce("T0000002", strconv.Itoa(100000+stan), 1200, "1202014500")
+		c := claims(n, now)
+		c.App = app
+		tok, err := demo.Sign(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, got := v.Verify(tok, n, now)
+		return got
+	}
+	for app, want := range map[string]Failure{
+		"com.example.pay": OK, "com.example.pay-lite": OK,
+		"com.example.pay.debug": FailApp, "COM.EXAMPLE.PAY": FailApp, "": FailApp,
+	} {
+		if got := verify(v, app); got != want {
+			t.Errorf("app %q, apps listed: %q, want %q", app, got, want)
+		}
+	}
+	if got := verify(open, "com.example.pay.debug"); got != OK {
+		t.Errorf("a debug build, no apps listed: %q, want accepted", got)
+	}
+	for _, apps := range [][]string{{""}, {"com example"}, {"com.example.pay", "com.example.pay"}} {
+		if _, err := NewVerifier([]Key{demo.Key()}, Options{Apps: apps}); err == nil {
+			t.Errorf("apps %q: no error", apps)
 		}
 	}
 }

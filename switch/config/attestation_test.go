@@ -51,3 +51,31 @@ func mustSigner(t *testing.T) *attest.Signer {
 	}
 	return s
 }
+
+// TestAttestationApps: attestation.apps is a list of application IDs, each checked
+// (errors name its position), none twice; the demo configuration lists the demo
+// app, the one `switchyard term` and the bench sign for.
+func TestAttestationApps(t *testing.T) {
+	prod := "listeners: [{addr: 127.0.0.1:1}]\nsecurity: {lmk_env: SWITCHYARD_LMK, card_hash_key_hex: 00112233445566778899aabbccddeeff}\n"
+	c, err := Parse([]byte(prod+"attestation:\n  apps: [com.acquirer.softpos, com.acquirer.softpos-lite]\n"), "test.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Attestation.Apps) != 2 || c.Attestation.Apps[1] != "com.acquirer.softpos-lite" {
+		t.Fatalf("apps = %q", c.Attestation.Apps)
+	}
+	for apps, want := range map[string]string{
+		`[com.acquirer.softpos, "com acquirer"]`: "attestation.apps[1]",
+		`[""]`:                                   "attestation.apps[0]",
+		`[com.acquirer.softpos, com.acquirer.softpos]`:         "attestation.apps[1]",
+		`[com.acquirer.softpos, "com.acquirer.softpos;debug"]`: "attestation.apps[1]",
+	} {
+		_, err := Parse([]byte(prod+"attestation:\n  apps: "+apps+"\n"), "test.yaml")
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("apps %s: err %v, want one naming %s", apps, err, want)
+		}
+	}
+	if d := Demo(); len(d.Attestation.Apps) != 1 || d.Attestation.Apps[0] != attest.DemoAppID {
+		t.Errorf("demo configuration's apps = %q, want [%s]", d.Attestation.Apps, attest.DemoAppID)
+	}
+}

@@ -19,6 +19,7 @@ import (
 	"github.com/switchyard/switchyard/hsm/tr31"
 	"github.com/switchyard/switchyard/risk/ruleset"
 	"github.com/switchyard/switchyard/switch/admin"
+	"github.com/switchyard/switchyard/switch/attest"
 	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/message"
 	"github.com/switchyard/switchyard/switch/registry"
@@ -393,6 +394,8 @@ func Demo() *Config {
 		Admin:    Admin{Addr: "127.0.0.1:8080"},
 		Security: Security{CardHashKeyHex: DemoCardHashKey},
 		Journal:  Journal{Window: Duration(DefaultJournalWindow), WindowCPU: DefaultJournalWindowCPU},
+		// The app `switchyard term` and the bench put in their tokens.
+		Attestation: Attestation{Apps: []string{attest.DemoAppID}},
 	}
 	c.ApplyDefaults()
 	return c

@@ -22,6 +22,12 @@ type Attestation struct {
 	MaxAge Duration `yaml:"max_age"`
 	// ReplayEntries bounds the in-memory replay cache (default 1000000).
 	ReplayEntries int `yaml:"replay_entries"`
+	// Apps are the application IDs (the token's "app" claim, e.g.
+	// com.acquirer.softpos) the switch accepts: a token the service signed for
+	// any other app (a debug build) is refused, 58 attestation-app-refused. Empty:
+	// the app is not checked (the start warns outside demo mode when keys are
+	// pinned). Demo mode's built-in configuration lists the demo app.
+	Apps []string `yaml:"apps"`
 }
 
 // AttestationKey is one pinned public key: a PEM "PUBLIC KEY" (ECDSA P-256 for ES256,
@@ -141,6 +147,16 @@ func (c *Config) validateMerchantRisk(bad func(key, format string, args ...any))
 	keys, err := c.Attestation.ParseKeys()
 	if err != nil {
 		bad("attestation.keys", "%v", err)
+	}
+	seenApp := map[string]int{}
+	for i, a := range c.Attestation.Apps {
+		key := fmt.Sprintf("attestation.apps[%d]", i)
+		if j, dup := seenApp[a]; dup {
+			bad(key, "%q is attestation.apps[%d] already", a, j)
+		} else if !attest.ValidAppID(a) {
+			bad(key, "%q: want an application ID (the token's app claim, e.g. com.acquirer.softpos): 1 to 255 letters, digits, '.', '_' or '-'", a)
+		}
+		seenApp[a] = i
 	}
 	for i, k := range keys {
 		if !c.Demo && k.IsDemo() {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/switchyard/switchyard/switch/attest"
 	"github.com/switchyard/switchyard/switch/config"
+	"github.com/switchyard/switchyard/switch/message"
 	"github.com/switchyard/switchyard/switch/termclient"
 )
 
@@ -87,6 +88,13 @@ func TestSignedAttestation(t *testing.T) {
 	tx = softpos(1500)
 	add("no TEE", withToken(tx, sign(attest.DemoSigner(), tx, "SP-T0000002", attest.Integrity{}, time.Now())), "58", "attestation-no-tee")
 	add("legacy AT", softpos(1500, [2]string{"AT", fmt.Sprintf("%d:OK", time.Now().Unix())}), "58", "attestation-legacy-refused")
+	tx = softpos(1500)
+	debug, err := attest.DemoSigner().Sign(attest.Claims{Device: "SP-T0000002", App: attest.DemoAppID + ".debug", AppVersion: "1.0.0",
+		Integrity: clean, IssuedAt: time.Now().Unix(), Nonce: attest.Nonce(tx.TID, tx.STAN, tx.Amount, message.FormatDE7(tx.Time))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	add("a debug build, signed by the service", withToken(tx, debug), "58", "attestation-app-refused")
 	for _, a := range attempts {
 		if r := sendOn(t, f.c, a.tx, mac); r.RC != a.rc || r.Reason != a.reason {
 			t.Errorf("%s: got %s %q, want %s %q", a.name, r.RC, r.Reason, a.rc, a.reason)
@@ -119,5 +127,33 @@ func TestSignedAttestation(t *testing.T) {
 	}
 	if r := sendOn(t, f.c, softpos(1500), mac); r.RC != "58" || r.Reason != "terminal-suspended" {
 		t.Fatalf("after hooked: %+v", r)
+	}
+}
+
+// TestSignedVersionCounts: where a SoftPOS has a minimum application version, the
+// version judged is the token's signed ver, never the AV tag the app writes
+// itself: a token without ver is refused as malformed, and an old signed version
+// is refused whatever AV claims.
+func TestSignedVersionCounts(t *testing.T) {
+	f := startDemo(t, func(c *config.Config) { c.RulesDir = middayRules(t, time.Now()) })
+	mac, _ := termclient.RetailMAC(demoTAK)
+	f.requestAndApprove("terminal", "change", "T0000002", "--min-app-version", "1.0", "--reason", "security fix in 1.0")
+	withVersion := func(ver string) termclient.Txn {
+		tx := softpos(1500, [2]string{"AV", "9.9.9"})
+		tok, err := attest.DemoSigner().Sign(attest.Claims{Device: "SP-T0000002", App: attest.DemoAppID, AppVersion: ver,
+			Integrity: attest.Integrity{TEE: true}, IssuedAt: time.Now().Unix(), Nonce: attest.Nonce(tx.TID, tx.STAN, tx.Amount, message.FormatDE7(tx.Time))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return withToken(tx, tok)
+	}
+	for _, c := range []struct{ ver, rc, reason string }{
+		{"", "58", "attestation-malformed"},
+		{"0.9", "58", "app-version-low"},
+		{"1.0.0", "00", ""},
+	} {
+		if r := sendOn(t, f.c, withVersion(c.ver), mac); r.RC != c.rc || r.Reason != c.reason {
+			t.Errorf("token ver %q, AV 9.9.9, minimum 1.0: got %s %q, want %s %q", c.ver, r.RC, r.Reason, c.rc, c.reason)
+		}
 	}
 }

@@ -64,9 +64,10 @@ func checkRequest(r *message.Request, c *frontend.Conn, macVerified bool, now ti
 		}
 		cr.AttestationTime, cr.AttestedDevice = cl.Issued(), cl.Device
 		cr.AttestationOK, cr.AttestationNoTEE = true, !cl.Integrity.TEE
-		if cl.AppVersion != "" {
-			cr.AppVersion = cl.AppVersion // the signed version counts, not the AV tag
-		}
+		// The signed version counts, never the AV tag, which the app (or a hooked
+		// one) writes itself: a token without ver leaves none, and the registry
+		// refuses it as malformed where a minimum version applies.
+		cr.AppVersion = cl.AppVersion
 		// The service's findings are the phone's, whatever its IF tag says.
 		if f := cl.Integrity.Findings(); len(f) > 0 {
 			cr.Findings = append(f, cr.Findings...)

@@ -44,3 +44,26 @@ func TestCheckRequestAttestation(t *testing.T) {
 		t.Fatalf("no verifier: %+v", cr)
 	}
 }
+
+// TestSignedVersionNotTheAVTag: with a verified token the version handed to the
+// registry is the token's ver, never the AV tag the app writes itself, even when
+// the token has none (the registry then refuses it where a minimum applies); the
+// legacy AT keeps the AV tag.
+func TestSignedVersionNotTheAVTag(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	req := &message.Request{TID: "T0000002", STAN: "000001", Amount: 100, DE7: "1202010000"}
+	req.TLV.Has = message.HasAttestToken | message.HasAppVersion
+	req.TLV.AttestToken, req.TLV.AppVersion = "x.y.z", "9.9.9"
+	c := &frontend.Conn{}
+	for ver, want := range map[string]string{"": "", "1.2.0": "1.2.0"} {
+		cl := attest.Claims{Device: "SP-1", AppVersion: ver, IssuedAt: now.Unix(), Integrity: attest.Integrity{TEE: true}}
+		if cr, _ := checkRequest(req, c, true, now, fixedVerifier{c: cl}); cr.AppVersion != want {
+			t.Errorf("token ver %q, AV 9.9.9: version %q, want %q", ver, cr.AppVersion, want)
+		}
+	}
+	req.TLV.Has = message.HasAttestation | message.HasAppVersion
+	req.TLV.Attestation = "1800000000:OK"
+	if cr, _ := checkRequest(req, c, true, now, fixedVerifier{}); cr.AppVersion != "9.9.9" {
+		t.Errorf("legacy AT, AV 9.9.9: version %q", cr.AppVersion)
+	}
+}

@@ -55,6 +55,11 @@ func (r *review) compute(c *Change, now time.Time) ([]effect, error) {
 		if !slices.Contains(from, t.Status) {
 			return nil, conflictf("terminal %s is %s: %s needs it to be %v", t.ID, t.Status, c.Op, from)
 		}
+		if to == TerminalActive && t.Kind == KindSoftPOS && t.Binding.DeviceSerial == "" {
+			// A record stored before SoftPOS terminals had to be bound: bind it
+			// first (a terminal change setting its device serial).
+			return nil, invalidf("terminal %s: %s refused: %s", t.ID, c.Op, errSoftPOSUnbound)
+		}
 		n := *t
 		n.Status, n.Note, n.UpdatedAt, n.Version = to, c.Reason, now, t.Version+1
 		if to == TerminalActive && n.ActivatedAt.IsZero() {

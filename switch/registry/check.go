@@ -40,6 +40,12 @@ const (
 	ReasonAppVersionLow     Reason = "app-version-low"       // 58: AV below the minimum version (or absent while a minimum is set)
 )
 
+// ReasonSoftPOSUnbound (58) refuses a SoftPOS terminal whose record has no device
+// serial: one stored before validation required it (5 December 2026). Without a
+// serial to compare the token's device with, any phone's tokens would pass. It is
+// checked after the integrity findings, before the attestation.
+const ReasonSoftPOSUnbound Reason = "softpos-device-unbound"
+
 // The reasons of the signed attestation (DE 48 AJ, package attest), checked where
 // attestation-stale is: each failure its own reason.
 const (
@@ -47,10 +53,11 @@ const (
 	ReasonAttestationUnknown   Reason = "attestation-unknown-key"     // 58: AJ signed by a key that is not pinned
 	ReasonAttestationUnbound   Reason = "attestation-unbound"         // 59: AJ nonce is not this transaction's
 	ReasonAttestationReplayed  Reason = "attestation-replayed"        // 59: AJ nonce seen before
-	ReasonAttestationMalformed Reason = "attestation-malformed"       // 58: AJ verifies but lacks iat, nonce or device
+	ReasonAttestationMalformed Reason = "attestation-malformed"       // 58: AJ verifies but lacks iat, nonce or device (or ver, where a minimum version applies)
 	ReasonAttestationDevice    Reason = "attestation-device-mismatch" // 59: AJ device is not the terminal's bound device
 	ReasonAttestationNoTEE     Reason = "attestation-no-tee"          // 58: AJ says the phone has no TEE
 	ReasonAttestationLegacy    Reason = "attestation-legacy-refused"  // 58: unsigned AT from a terminal whose policy wants AJ
+	ReasonAttestationApp       Reason = "attestation-app-refused"     // 58: AJ app is not an allowed application ID (attestation.apps)
 )
 
 // Response codes Check sets (DE 39).
@@ -79,6 +86,7 @@ var Reasons = []struct {
 	{ReasonMerchantClosed, RCInvalidMerchant, false},
 	{ReasonMACRequired, RCSecurityViolation, true},
 	{ReasonDeviceCompromised, RCSuspectedFraud, true},
+	{ReasonSoftPOSUnbound, RCNotPermittedToTerm, true},
 	{ReasonAttestationAbsent, RCNotPermittedToTerm, true},
 	{ReasonAttestationFail, RCNotPermittedToTerm, true},
 	{ReasonAttestationStale, RCNotPermittedToTerm, true},
@@ -90,6 +98,7 @@ var Reasons = []struct {
 	{ReasonAttestationDevice, RCSuspectedFraud, true},
 	{ReasonAttestationNoTEE, RCNotPermittedToTerm, true},
 	{ReasonAttestationLegacy, RCNotPermittedToTerm, true},
+	{ReasonAttestationApp, RCNotPermittedToTerm, true},
 	{ReasonDeviceMismatch, RCSuspectedFraud, true},
 	{ReasonSIMMismatch, RCSuspectedFraud, true},
 	{ReasonIMEIMismatch, RCSuspectedFraud, true},
@@ -112,7 +121,7 @@ type CheckRequest struct {
 	IMEI       string   // DE 48 IM
 	Location   GeoPoint // DE 48 GL; Present false when absent
 	Cell       string   // DE 48 CL, recorded in incidents only
-	AppVersion string   // DE 48 AV
+	AppVersion string   // DE 48 AV; for a verified signed attestation (AJ), its "ver" claim, even empty
 	Findings   []string // DE 48 IF, split at commas; empty means clean
 
 	AttestationPresent bool      // DE 48 AT present
@@ -311,8 +320,10 @@ func (r *checker) Check(req CheckRequest) CheckResult {
 	f.IdentityMatched = matchedNames[matched]
 	f.Missing = missingNames[missing]
 	f.NetworkOK = networkAllowed(t.AllowedNetworks, req.SourceIP)
+	// The higher of the terminal's own minimum and its rollout group's: a group's
+	// rollout never lowers a floor an operator set (a security fix, say).
 	minVer := t.minVer
-	if gm := tsl.appMin.Load(); gm != nil {
+	if gm := tsl.appMin.Load(); gm != nil && (minVer == nil || compareParts(gm.parts, minVer) > 0) {
 		minVer = gm.parts
 	}
 	f.AppVersionOK = minVer == nil || (req.AppVersion != "" && compareVersion(req.AppVersion, minVer) >= 0)
@@ -332,8 +343,14 @@ func (r *checker) Check(req CheckRequest) CheckResult {
 			attReason = ReasonAttestationLegacy
 		case age > maxAge || -age > maxAge:
 			attReason = ReasonAttestationStale
-		case req.AttestationSigned && t.Binding.DeviceSerial != "" && req.AttestedDevice != t.Binding.DeviceSerial:
+		case req.AttestationSigned && req.AttestedDevice != t.Binding.DeviceSerial:
+			// An unbound SoftPOS never gets here (softpos-device-unbound first), so
+			// no token's dev is trusted for want of a serial to compare it with.
 			attReason = ReasonAttestationDevice
+		case req.AttestationSigned && req.AppVersion == "" && minVer != nil:
+			// The version checked against the minimum must be the signed one: the
+			// unsigned AV tag proves nothing, so a token without ver is refused.
+			attReason = ReasonAttestationMalformed
 		case req.AttestationNoTEE:
 			attReason = ReasonAttestationNoTEE
 		case !req.AttestationOK:
@@ -394,6 +411,11 @@ func (r *checker) Check(req CheckRequest) CheckResult {
 			res = r.decline(res, ReasonDeviceCompromised, &req)
 			r.review.autoSuspend(t.ID, now, req.Findings)
 			return res
+		}
+		if t.Binding.DeviceSerial == "" {
+			// Validation refuses such a record since 5 December 2026; one stored
+			// before is refused, not trusted: its tokens could come from any phone.
+			return r.decline(res, ReasonSoftPOSUnbound, &req)
 		}
 		if attReason != ReasonNone {
 			return r.decline(res, attReason, &req)
@@ -566,6 +588,27 @@ func compareVersion(v string, min []int) int {
 		}
 		if n != want {
 			if n < want {
+				return -1
+			}
+			return 1
+		}
+	}
+	return 0
+}
+
+// compareParts compares two parsed versions as compareVersion does (missing parts
+// count as 0); it returns -1, 0 or 1 and does not allocate.
+func compareParts(a, b []int) int {
+	for k := 0; k < len(a) || k < len(b); k++ {
+		x, y := 0, 0
+		if k < len(a) {
+			x = a[k]
+		}
+		if k < len(b) {
+			y = b[k]
+		}
+		if x != y {
+			if x < y {
 				return -1
 			}
 			return 1

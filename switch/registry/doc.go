@@ -32,14 +32,18 @@
 //	merchant-closed        03  merchant not active (closed)
 //	mac-required           63  MAC required but not verified (the lead refuses these before Check) incident
 //	device-compromised     59  SoftPOS: any IF finding; terminal suspended at once  incident
+//	softpos-device-unbound 58  SoftPOS: the record has no device serial (stored before one was
+//	                           required): no phone's token can be trusted      incident
 //	attestation-missing    58  SoftPOS: no AT                                    incident
 //	attestation-fail       58  SoftPOS: AT verdict FAIL                          incident
-//	attestation-forged, -unknown-key, -malformed, -replayed, -unbound
+//	attestation-forged, -unknown-key, -malformed, -replayed, -unbound, -app-refused
 //	                   59/58  SoftPOS: the signed token (AJ) refused by the lead's verifier (package attest)  incident
 //	attestation-legacy-refused 58  SoftPOS: unsigned AT while the terminal's AttestLegacy is off   incident
 //	attestation-stale      58  SoftPOS: attestation older than the terminal's AttestMaxAge (default
 //	                           MaxAttestationAge, 120 s), or that far in the future  incident
 //	attestation-device-mismatch 59  SoftPOS: the token's device is not the bound device serial  incident
+//	attestation-malformed  58  SoftPOS: the token has no ver while a minimum version applies (the
+//	                           signed version is the one checked, never AV)     incident
 //	attestation-no-tee     58  SoftPOS: the token says the phone has no TEE         incident
 //	device-mismatch        59  DI differs from the bound device serial           incident
 //	sim-mismatch           59  SI differs from the bound SIM ICCID               incident
@@ -48,7 +52,8 @@
 //	identity-missing       59  a bound DI/SI/IM, or GL of a located terminal, is absent and the
 //	                           terminal's policy is "decline" (policy "flag": accepted, Facts.Flagged)  incident
 //	network-denied         58  source address outside the terminal's allowed networks  incident
-//	app-version-low        58  AV below the terminal's minimum version, or absent while one is set  incident
+//	app-version-low        58  AV below the terminal's minimum version (the higher of its own and its
+//	                           rollout group's), or absent while one is set  incident
 //
 // Status declines (terminal or merchant not active, unknown terminal) raise no
 // incident: they are not a binding violation and would let anyone flood the

@@ -94,10 +94,11 @@ type groupMin struct {
 }
 
 // SetGroupMinimums sets the minimum application version of each terminal of mins
-// (terminal ID to dotted version) from its rollout group (switch/apps): it replaces
-// the terminal's own MinAppVersion in Check, which declines an older AV with 58
-// app-version-low as before. Terminals absent from mins go back to their own
-// minimum. It is not stored: the owner sets it again at every start.
+// (terminal ID to dotted version) from its rollout group (switch/apps): Check holds
+// the terminal to the higher of it and the terminal's own MinAppVersion, and
+// declines an older AV with 58 app-version-low as before (a group's rollout never
+// lowers a floor set on the terminal). Terminals absent from mins go back to their
+// own minimum. It is not stored: the owner sets it again at every start.
 func (r *store) SetGroupMinimums(mins map[string]string) error {
 	parsed := make(map[string]*groupMin, len(mins))
 	for id, v := range mins {

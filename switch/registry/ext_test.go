@@ -98,9 +98,11 @@ func TestRegisterOp(t *testing.T) {
 	}
 }
 
-// TestGroupMinimumReplacesOwn: SetGroupMinimums replaces the terminal's own minimum
-// in Check (higher or lower), and clearing it restores the own one.
-func TestGroupMinimumReplacesOwn(t *testing.T) {
+// TestGroupMinimumNeverLowersOwn: SetGroupMinimums holds a terminal to the higher
+// of its own minimum and its rollout group's: a group minimum above the own one
+// raises it, one below leaves the own one in force (a floor set for a security fix
+// is not undone by a rollout), and clearing the group's restores the own one.
+func TestGroupMinimumNeverLowersOwn(t *testing.T) {
 	f := newFixture(t)
 	tid := "T0000001"
 	req := func(av string) CheckResult {
@@ -120,16 +122,37 @@ func TestGroupMinimumReplacesOwn(t *testing.T) {
 		t.Fatal(err)
 	}
 	if r := req("1.9.9"); r.Reason != ReasonAppVersionLow || r.ResponseCode != "58" {
-		t.Fatalf("under the group minimum: %+v", r)
+		t.Fatalf("under the group minimum, no own one: %+v", r)
 	}
 	if f.reg.GroupMinimum(tid) != "2.0" {
 		t.Fatal("GroupMinimum")
 	}
+	// The terminal's own minimum, 3.0, above the group's 2.0: it holds.
+	f.apply(t, Change{Op: OpTerminalChange, Target: tid, TerminalPatch: &TerminalPatch{MinAppVersion: strp("3.0")}})
+	if r := req("2.5"); r.Reason != ReasonAppVersionLow {
+		t.Fatalf("AV 2.5, own minimum 3.0, group minimum 2.0: %q, want %s", r.Reason, ReasonAppVersionLow)
+	}
+	if r := req("3.0"); r.Decline {
+		t.Fatalf("AV 3.0, own minimum 3.0, group minimum 2.0: declined %s", r.Reason)
+	}
+	// A group minimum above the own one raises it.
+	if err := f.reg.SetGroupMinimums(map[string]string{tid: "3.1"}); err != nil {
+		t.Fatal(err)
+	}
+	if r := req("3.0.9"); r.Reason != ReasonAppVersionLow {
+		t.Fatalf("AV 3.0.9, own minimum 3.0, group minimum 3.1: %q, want %s", r.Reason, ReasonAppVersionLow)
+	}
+	if r := req("3.1"); r.Decline {
+		t.Fatalf("AV 3.1, group minimum 3.1: declined %s", r.Reason)
+	}
 	if err := f.reg.SetGroupMinimums(nil); err != nil {
 		t.Fatal(err)
 	}
-	if r := req("1.0.0"); r.Decline {
-		t.Fatalf("cleared: %s", r.Reason)
+	if r := req("3.0"); r.Decline {
+		t.Fatalf("cleared, own minimum 3.0: %s", r.Reason)
+	}
+	if r := req("2.9"); r.Reason != ReasonAppVersionLow {
+		t.Fatalf("cleared, AV 2.9 under the own minimum 3.0: %q", r.Reason)
 	}
 	if err := f.reg.SetGroupMinimums(map[string]string{tid: "x.y"}); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("bad version: %v", err)

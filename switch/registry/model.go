@@ -192,6 +192,12 @@ type Terminal struct {
 	minVer []int // parsed MinAppVersion, set by prepare
 }
 
+// errSoftPOSUnbound says why a SoftPOS terminal without a device serial is refused,
+// and what to do.
+const errSoftPOSUnbound = "a softpos terminal must be bound to its phone: set its device serial " +
+	"(--device-serial, the device_serial CSV column or binding.device_serial), the ID the app sends " +
+	"in DE 48 DI and the attestation service signs as the token's dev; without it any phone's tokens would do"
+
 // Bound reports whether any identity or a location is bound to the terminal.
 func (t *Terminal) Bound() bool {
 	return t.Binding != (Binding{}) || t.Location != nil
@@ -355,6 +361,9 @@ func (t *Terminal) Validate() error {
 	b := t.Binding
 	if b.DeviceSerial != "" && (len(b.DeviceSerial) > 64 || !isPrintable(b.DeviceSerial)) {
 		return invalidf("terminal %s: device serial %q: want up to 64 printable characters", t.ID, b.DeviceSerial)
+	}
+	if t.Kind == KindSoftPOS && b.DeviceSerial == "" {
+		return invalidf("terminal %s: %s", t.ID, errSoftPOSUnbound)
 	}
 	if b.ICCID != "" && (len(b.ICCID) < 18 || len(b.ICCID) > 22 || !isDigits(b.ICCID)) {
 		return invalidf("terminal %s: SIM ICCID %q: want 18 to 22 digits", t.ID, b.ICCID)

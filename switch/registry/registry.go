@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -159,6 +160,7 @@ func New(db *badger.DB, clock func() time.Time, opts Options) (*Registry, error)
 	}
 	reg := &Registry{store: st, review: rv, checker: ck, incidents: inc, alerting: al}
 	st.replica = reg
+	st.warnUnboundSoftPOS()
 	inc.start()
 	st.startSeenFlusher()
 	return reg, nil
@@ -172,4 +174,27 @@ func (r *Registry) Close() error {
 		r.closeErr = r.store.shutdown()
 	})
 	return r.closeErr
+}
+
+// warnUnboundSoftPOS logs the SoftPOS terminals (not closed) whose records have no
+// device serial: stored before validation required one, each is declined 58
+// softpos-device-unbound until a reviewed change binds it.
+func (r *store) warnUnboundSoftPOS() {
+	var ids []string
+	n := 0
+	for id, sl := range r.snap.Load().terminals {
+		if t := sl.rec.Load(); t.Kind == KindSoftPOS && t.Binding.DeviceSerial == "" && t.Status != TerminalClosed {
+			if n++; len(ids) < 20 {
+				ids = append(ids, id)
+			}
+		}
+	}
+	if n == 0 {
+		return
+	}
+	slices.Sort(ids)
+	r.log.Warn().Int("terminals", n).Strs("first", ids).
+		Msg("SoftPOS terminals without a device serial: each is declined 58 softpos-device-unbound until bound " +
+			"(`switchyard terminal change ID --device-serial SERIAL`, approved by another reviewer; " +
+			"`switchyard terminal list --kind softpos --csv` shows them with an empty device_serial)")
 }

@@ -83,7 +83,8 @@ type merchantSlot struct {
 type terminalSlot struct {
 	rec atomic.Pointer[Terminal]
 	// appMin is the minimum application version of the terminal's rollout group
-	// (SetGroupMinimums); when set it replaces the record's MinAppVersion.
+	// (SetGroupMinimums); Check applies the higher of it and the record's
+	// MinAppVersion.
 	appMin atomic.Pointer[groupMin]
 
 	mu    sync.Mutex // guards the fields below; per terminal, so never contended by writers

@@ -487,9 +487,12 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		}
 		jr = s.cl.journal
 	}
-	verifier, err := attestationVerifier(cfg)
+	verifier, warning, err := attestationVerifier(cfg)
 	if err != nil {
 		return nil, err
+	}
+	if warning != "" {
+		s.log.Warn().Msg(warning)
 	}
 	s.Pipeline, err = pipeline.New(pipeline.Config{
 		CardHashKey:      key,

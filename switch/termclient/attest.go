@@ -8,11 +8,12 @@ import (
 )
 
 // AttestToken returns the signed attestation token (DE 48 AJ) the attestation
-// service s would issue at iat for transaction tx on device: its nonce binds it to
+// service s would issue at iat for transaction tx on device, running the demo app
+// (attest.DemoAppID) at appVersion: its nonce binds it to
 // tx's TID, STAN, amount and DE 7, so tx.Time must be the time Build will put in
 // DE 7 (set it before calling).
 func AttestToken(s *attest.Signer, tx Txn, device, appVersion string, in attest.Integrity, iat time.Time) (string, error) {
-	return s.Sign(attest.Claims{Device: device, App: "com.switchyard.softpos", AppVersion: appVersion, Integrity: in,
+	return s.Sign(attest.Claims{Device: device, App: attest.DemoAppID, AppVersion: appVersion, Integrity: in,
 		IssuedAt: iat.Unix(), Nonce: attest.Nonce(tx.TID, tx.STAN, tx.Amount, message.FormatDE7(tx.Time))})
 }
 
