@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchyard/switchyard/risk"
 	"github.com/switchyard/switchyard/switch/attest"
 	"github.com/switchyard/switchyard/switch/frontend"
 	"github.com/switchyard/switchyard/switch/message"
@@ -65,5 +66,21 @@ func TestSignedVersionNotTheAVTag(t *testing.T) {
 	req.TLV.Attestation = "1800000000:OK"
 	if cr, _ := checkRequest(req, c, true, now, fixedVerifier{}); cr.AppVersion != "9.9.9" {
 		t.Errorf("legacy AT, AV 9.9.9: version %q", cr.AppVersion)
+	}
+}
+
+// TestRulesSeeTheSignedVersion: the rules' terminal.app_version is the version the
+// registry judged (a signed attestation's ver), not the AV tag a hooked app may
+// write; before, a rule holding old versions back read the unsigned tag.
+func TestRulesSeeTheSignedVersion(t *testing.T) {
+	p := &Pipeline{}
+	tx := &txn{req: &message.Request{TID: "T0000002", STAN: "000001", Amount: 100}}
+	tx.req.TLV.Has, tx.req.TLV.AppVersion = message.HasAttestToken|message.HasAppVersion, "9.9.9"
+	res := &registry.CheckResult{Terminal: &registry.Terminal{ID: "T0000002", Kind: registry.KindSoftPOS}}
+	res.Facts.AppVersion = "1.2.0"
+	var in risk.Input
+	p.fillInput(&in, tx, res, nil)
+	if in.Terminal.AppVersion != "1.2.0" {
+		t.Errorf("terminal.app_version %q, want the signed 1.2.0 (AV tag 9.9.9)", in.Terminal.AppVersion)
 	}
 }

@@ -77,8 +77,10 @@ func (p *Pipeline) fillInput(in *risk.Input, t *txn, res *registry.CheckResult, 
 	}
 	f := &res.Facts
 	if term := res.Terminal; term != nil {
+		// The version the registry judged: a signed attestation's ver, not the AV
+		// tag the app writes itself (checkRequest).
 		in.Terminal = risk.Terminal{ID: term.ID, Kind: string(term.Kind), Status: string(term.Status), AgeDays: f.TerminalAgeDays,
-			AppVersion: r.TLV.AppVersion, Bound: term.Bound()}
+			AppVersion: f.AppVersion, Bound: term.Bound()}
 		if loc := term.Location; loc != nil {
 			in.Terminal.Lat, in.Terminal.Lon, in.Terminal.RadiusM = loc.Lat, loc.Lon, int(loc.RadiusM)
 		}
