@@ -144,6 +144,13 @@ func toPipeline(f *Frame, k Kind, s *session, identity, track2 string, pin []byt
 			return m, err
 		}
 		e, ok := s.stans[orig]
+		if ok && k.Original == "stan61" && e.mti != "0100" {
+			// A pre-authorization void releases a hold: one naming a sale, a
+			// refund or a completion would reverse that at the issuer while the
+			// terminal shows a hold released.
+			return m, &mapError{rc: message.RCOriginalNotFound, field: 61,
+				reason: "61.2 names STAN " + orig + ", which is not a pre-authorization"}
+		}
 		if !ok {
 			// Not seen in this session (a restart, or never arrived): the pipeline
 			// answers a reversal of an unknown original and remembers it.
