@@ -109,3 +109,30 @@ func TestTranslatePINSourcePAN(t *testing.T) {
 		t.Fatal("the zero-PAN block decodes under the card's PAN too: the test proves nothing")
 	}
 }
+
+// TestCUPECBPublishedCheckValue: the check value of docs/cup-dialect.md and the shared
+// UnionPay facts, through the software HSM as the cup adapter calls it (the MAK stored
+// in the key store, scheme cup-ecb): MAK 55036372B17543ECB173730768B8D6C4 over data
+// whose 8-byte blocks XOR to 1212B04E1227809C gives F64 3546453035384442 ("5FE058DB"),
+// generated and verified.
+func TestCUPECBPublishedCheckValue(t *testing.T) {
+	e := newEnv(t, hsm.Options{})
+	mak := e.form(hsm.KeySpec{ID: "CUP.MAK", Type: hsm.TAK}, "55036372B17543ECB173730768B8D6C4")
+	want := hx(t, "3546453035384442")
+	for _, data := range [][]byte{
+		hx(t, "1212B04E1227809C"),
+		// Two blocks and a short tail (zero padded) that XOR to the same R.
+		hx(t, "FFFFFFFFFFFFFFFF"+"46ED4FB1EDD87F63"+"AB"),
+	} {
+		got, err := e.hsm.GenerateMAC(e.ctx, hsm.MACRequest{Key: mak, Data: data, Scheme: hsm.MACSchemeCUPECB})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("CUP ECB MAC of %X is %X (%q), want %X (\"5FE058DB\")", data, got, got, want)
+		}
+		if err := e.hsm.VerifyMAC(e.ctx, hsm.MACRequest{Key: mak, Data: data, Scheme: hsm.MACSchemeCUPECB}, want); err != nil {
+			t.Fatalf("the published F64 does not verify: %v", err)
+		}
+	}
+}

@@ -371,8 +371,17 @@ func (a *Adapter) requirement(sit Situation) int {
 }
 
 // verifyMAC checks F64 under the MAK version the terminal's last sign-in made (the
-// current one when the switch has no session), then, failing that, under the versions
-// in their grace period: grace reports that only a previous version matched.
+// current one when the switch has no session), then, failing that, under the current
+// version, and then under the versions in their grace period: grace reports that only
+// a previous version matched.
+//
+// The current version is tried on its own because it may be newer than the session's
+// and the terminal's own: the terminal signed in on another node of a cluster (each
+// node has its sessions, the key store is shared), or two sign-ins of it at once were
+// stored in the other order. A MAC under it is no grace, and the session takes that
+// version. (Until 5 December 2026 it was taken for a previous version: the answer
+// went without F64, which a terminal takes for a MAC failure and reverses, and asked
+// for another sign-in, which made the other node's session stale in turn.)
 func (a *Adapter) verifyMAC(ctx context.Context, s *session, mak hsm.KeyRef, scheme hsm.MACScheme, data, sum []byte) (grace bool, err error) {
 	if s != nil {
 		s.mu.Lock()
@@ -382,6 +391,24 @@ func (a *Adapter) verifyMAC(ctx context.Context, s *session, mak hsm.KeyRef, sch
 	err = a.cfg.HSM.VerifyMAC(ctx, hsm.MACRequest{Key: mak, Data: data, Scheme: scheme}, sum)
 	if err == nil || mak.Version == 0 || !errors.Is(err, hsm.ErrMACMismatch) {
 		return false, err
+	}
+	if a.cfg.KeyVersion != nil {
+		if cur, verr := a.cfg.KeyVersion(mak.ID); verr == nil && cur > 0 && cur != mak.Version {
+			sv := mak.Version
+			mak.Version = cur
+			err := a.cfg.HSM.VerifyMAC(ctx, hsm.MACRequest{Key: mak, Data: data, Scheme: scheme}, sum)
+			if err == nil {
+				s.mu.Lock()
+				if s.makVersion == sv {
+					s.makVersion = cur
+				}
+				s.mu.Unlock()
+				return false, nil
+			}
+			if !errors.Is(err, hsm.ErrMACMismatch) {
+				return false, err
+			}
+		}
 	}
 	mak.Version = 0
 	if err := a.cfg.HSM.VerifyMAC(ctx, hsm.MACRequest{Key: mak, Data: data, Scheme: scheme}, sum); err != nil {

@@ -144,6 +144,13 @@ func toPipeline(f *Frame, k Kind, s *session, identity, track2 string, pin []byt
 			return m, err
 		}
 		e, ok := s.stans[orig]
+		if ok && k.Original == "stan61" && e.mti != "0100" {
+			// A pre-authorization void releases a hold: one naming a sale, a
+			// refund or a completion would reverse that at the issuer while the
+			// terminal shows a hold released.
+			return m, &mapError{rc: message.RCOriginalNotFound, field: 61,
+				reason: "61.2 names STAN " + orig + ", which is not a pre-authorization"}
+		}
 		if !ok {
 			// Not seen in this session (a restart, or never arrived): the pipeline
 			// answers a reversal of an unknown original and remembers it.
@@ -237,19 +244,37 @@ func appendTag(tlv, tag, v string) (string, error) {
 
 // settlementTotals reads F48 of an 0500: debit (purchase) amount N12 and count N3,
 // credit (refund) amount N12 and count N3, the domestic settlement code N1, and
-// optionally the same 31 digits for foreign cards (not compared: the switch
-// settles in one currency).
+// optionally the same 31 digits for foreign cards. The switch's journal holds every
+// card the terminal took, whatever its organisation, so the totals it is compared
+// with are the sum of both. (Until 5 December 2026 the foreign totals were ignored:
+// a batch with foreign cards never balanced, and the answer's foreign settlement
+// code said balanced without any comparison.)
 func settlementTotals(s string) (message.BatchTotals, error) {
 	if len(s) < 30 {
 		return message.BatchTotals{}, formatErr(48, "settlement totals are %d digits, want at least 30", len(s))
 	}
-	n := func(a, b int) int64 { v, _ := strconv.ParseInt(s[a:b], 10, 64); return v }
-	for _, c := range s[:30] {
-		if c < '0' || c > '9' {
-			return message.BatchTotals{}, formatErr(48, "settlement totals are not digits")
+	read := func(part, what string) (message.BatchTotals, error) {
+		for _, c := range part {
+			if c < '0' || c > '9' {
+				return message.BatchTotals{}, formatErr(48, "%s settlement totals are not digits", what)
+			}
 		}
+		n := func(a, b int) int64 { v, _ := strconv.ParseInt(part[a:b], 10, 64); return v }
+		return message.BatchTotals{PurchaseSum: n(0, 12), PurchaseCount: n(12, 15), RefundSum: n(15, 27), RefundCount: n(27, 30)}, nil
 	}
-	return message.BatchTotals{PurchaseSum: n(0, 12), PurchaseCount: n(12, 15), RefundSum: n(15, 27), RefundCount: n(27, 30)}, nil
+	bt, err := read(s[:30], "domestic")
+	if err != nil || len(s) < 61 {
+		return bt, err
+	}
+	foreign, err := read(s[31:61], "foreign-card")
+	if err != nil {
+		return message.BatchTotals{}, err
+	}
+	bt.PurchaseSum += foreign.PurchaseSum
+	bt.PurchaseCount += foreign.PurchaseCount
+	bt.RefundSum += foreign.RefundSum
+	bt.RefundCount += foreign.RefundCount
+	return bt, nil
 }
 
 // track2Text returns track 2 as the pipeline reads it ('=' separator), from the

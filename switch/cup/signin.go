@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/switchyard/switchyard/hsm"
 	"github.com/switchyard/switchyard/switch/frontend"
@@ -46,6 +47,20 @@ func (a *Adapter) signIn(ctx context.Context, c *frontend.Conn, f *Frame) (front
 	}
 	sit.forwarded = true
 	if rc != message.RCApproved {
+		// The terminal checks refused the identity or standing this sign-in
+		// reports (another device, SIM or place; a suspended terminal). The
+		// terminal still holds the working keys of its last sign-in, but the
+		// identity that sign-in reported no longer vouches for it: its session
+		// forgets it, so that its next requests go to the binding checks with no
+		// identity (declined under a decline policy) and are asked to sign in
+		// again. Its reversals go on the registered identity, as after a restart.
+		// (Until 5 December 2026 the session kept it, and a terminal refused 59 a
+		// moment before traded on as if at home.)
+		if s := a.sess.get(tid); s != nil {
+			s.mu.Lock()
+			s.tlv, s.signedIn = "", time.Time{}
+			s.mu.Unlock()
+		}
 		return a.reply(ans, sit, rc, nil, "pipeline")
 	}
 	keys, makVersion, err := a.workingKeys(ctx, tid, term, f60.NetCode)

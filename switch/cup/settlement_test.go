@@ -1,0 +1,64 @@
+package cup
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/switchyard/switchyard/switch/frontend"
+	"github.com/switchyard/switchyard/switch/message"
+)
+
+// TestSettlementCountsForeignTotals: F48 of an 0500 carries the domestic-card totals
+// (31 digits with their settlement code) and then the foreign-card totals (31 more).
+// The switch's journal holds every card the terminal took, so the two are compared
+// together: a terminal whose foreign totals name transactions the switch does not
+// have is not told its batch balanced (the 62nd digit said 1 unchecked), and one with
+// foreign cards in a batch that does balance is not told 95.
+func TestSettlementCountsForeignTotals(t *testing.T) {
+	mak := []byte("0123456789ABCDEF")
+	p := &fakePipeline{}
+	a := NewAdapter(Config{HSM: &fakeHSM{mak: mak}, Terminals: fakeTerminals{},
+		Now: func() time.Time { return time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC) }}, p)
+	term := &Terminal{TID: "T0000001", MID: "000000000000001", mak: mak, batch: "000007",
+		TPDU: TPDU{0x60, 0, 3, 0, 0}, Header: Header{0x60, 0x31, 0, 0x31, 0, 0}}
+	conn := &frontend.Conn{Listener: "cup", Dialect: message.DialectCUP}
+	settle := func(f48 string) *Frame {
+		t.Helper()
+		f, err := term.Build(Txn{Kind: "settlement"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Set(48, f48)
+		body, err := f.Encode(term.MACOf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := a.Process(context.Background(), conn, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ans, err := Decode(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ans
+	}
+	totals := func(debitSum, debitCount, creditSum, creditCount int64) string {
+		return fmt.Sprintf("%012d%03d%012d%03d0", debitSum, debitCount, creditSum, creditCount)
+	}
+	// Domestic: 2 sales of 400 in all and a refund of 50; foreign: 1 sale of 1000.
+	ans := settle(totals(400, 2, 50, 1) + totals(1000, 1, 0, 0))
+	if r := p.last(); r == nil || r.TLV.BatchTotals != "3,1400,1,50" {
+		t.Fatalf("settlement with foreign totals reached the pipeline with BT %q, want the sum of both, 3,1400,1,50", r.TLV.BatchTotals)
+	}
+	if f48 := ans.Str(48); ans.Str(39) != "00" || len(f48) != 62 || f48[30] != '1' || f48[61] != '1' {
+		t.Errorf("balanced settlement: %s F48 %q", Summary(ans), f48)
+	}
+	// Only domestic totals: as before.
+	settle(totals(400, 2, 0, 0))
+	if r := p.last(); r.TLV.BatchTotals != "2,400,0,0" {
+		t.Errorf("domestic-only settlement BT %q", r.TLV.BatchTotals)
+	}
+}
