@@ -89,6 +89,18 @@ type Notification struct {
 	PayerHash     string `json:"payer,omitempty"` // an opaque payer reference, never a code
 }
 
+// inDoubt reports whether a FAIL's err_code says that the network could not tell
+// the outcome (WeChat Pay's SYSTEMERROR and BANKERROR, Alipay's ACQ.SYSTEM_ERROR and
+// UNKNOWN: "query the order"): the payment or refund may have been made, so it is
+// not a decline.
+func inDoubt(errCode string) bool {
+	switch errCode {
+	case "SYSTEMERROR", "BANKERROR", "SYSTEM_ERROR", "ACQ.SYSTEM_ERROR", "UNKNOWN":
+		return true
+	}
+	return false
+}
+
 // rcOf maps a FAIL's err_code to the response code the terminal gets.
 func rcOf(errCode string) string {
 	switch errCode {
