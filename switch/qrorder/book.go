@@ -61,11 +61,14 @@ type Order struct {
 	State    string    `json:"state"`
 	Payload  string    `json:"payload"`
 
-	Network       string    `json:"network,omitempty"`
-	Connector     string    `json:"connector,omitempty"`
-	TransactionID string    `json:"transaction_id,omitempty"`
-	PaidAmount    int64     `json:"paid_amount,omitempty"`
-	PaidAt        time.Time `json:"paid_at,omitzero"`
+	Network       string `json:"network,omitempty"`
+	Connector     string `json:"connector,omitempty"`
+	TransactionID string `json:"transaction_id,omitempty"`
+	PaidAmount    int64  `json:"paid_amount,omitempty"`
+	// PaidCurrency is the currency the network said the payment was in ("": the
+	// order's).
+	PaidCurrency string    `json:"paid_currency,omitempty"`
+	PaidAt       time.Time `json:"paid_at,omitzero"`
 	// Decided is the revision of the shared book's request that paid the order (or
 	// refunded it): its submitter tells by it that its own request decided the order
 	// rather than an earlier one of the same transaction. 0 alone, and for an order
@@ -377,6 +380,9 @@ type Payment struct {
 	Connector     string `json:"connector,omitempty"`
 	TransactionID string `json:"transaction_id"`
 	Amount        int64  `json:"amount"`
+	// Currency is the payment's currency (ISO 4217 numeric) when the network named
+	// it; "": the order's.
+	Currency string `json:"currency,omitempty"`
 }
 
 // Outcome says what a notification did.
@@ -386,8 +392,8 @@ type Outcome int
 const (
 	// Taken: the order was open and is paid now.
 	Taken Outcome = iota
-	// Late: the order had expired (or the amount was not the order's): it is marked
-	// refunded, and the caller refunds the payment.
+	// Late: the order had expired (or the amount or the currency was not the
+	// order's): it is marked refunded, and the caller refunds the payment.
 	Late
 	// Again: the same notification came before (the same transaction ID): nothing
 	// changed.
@@ -426,7 +432,8 @@ func (b *Book) Pay(ctx context.Context, id string, p Payment) (Order, Outcome, e
 }
 
 // decide applies payment p, received at at, to o: the outcome, and whether o
-// changed (an open order is paid, or refunded when late or of another amount).
+// changed (an open order is paid, or refunded when late, of another amount or in
+// another currency).
 // rev is the shared book's revision of the request that carries p (0 alone),
 // recorded on the order it decides.
 func decide(o *Order, p Payment, at time.Time, rev uint64) (Outcome, bool) {
@@ -434,7 +441,8 @@ func decide(o *Order, p Payment, at time.Time, rev uint64) (Outcome, bool) {
 		return Again, false
 	}
 	out := Taken
-	if o.State != Open || !at.Before(o.Expires) || (o.Amount > 0 && p.Amount != o.Amount) || p.Amount <= 0 {
+	if o.State != Open || !at.Before(o.Expires) || (o.Amount > 0 && p.Amount != o.Amount) || p.Amount <= 0 ||
+		(p.Currency != "" && p.Currency != o.Currency) {
 		out = Late
 	}
 	if o.State != Open && o.State != Expired {
@@ -443,7 +451,7 @@ func decide(o *Order, p Payment, at time.Time, rev uint64) (Outcome, bool) {
 		// committed when a terminal was told, takes this payment as late: refunded.)
 		return Late, false
 	}
-	o.Network, o.Connector, o.TransactionID, o.PaidAmount, o.PaidAt = p.Network, p.Connector, p.TransactionID, p.Amount, at
+	o.Network, o.Connector, o.TransactionID, o.PaidAmount, o.PaidCurrency, o.PaidAt = p.Network, p.Connector, p.TransactionID, p.Amount, p.Currency, at
 	o.State, o.Decided = Paid, rev
 	if out == Late {
 		o.State = Refunded

@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/switchyard/switchyard/switch/config"
+	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/pipeline"
 	"github.com/switchyard/switchyard/switch/qr"
 	"github.com/switchyard/switchyard/switch/qrorder"
@@ -24,13 +25,18 @@ import (
 // the admin server (signed: qr.notify_secret_env).
 const NotifyPath = "/qr/v1/notify"
 
+// orderJournal journals a notified payment (the pipeline's RecordOrderPayment).
+type orderJournal interface {
+	RecordOrderPayment(ctx context.Context, op pipeline.OrderPayment) (*journal.Record, error)
+}
+
 // orderDesk is the pipeline's QROrders over the order book, and the notification
 // route: a paid order's payment is journaled by the pipeline, a late one refunded.
 type orderDesk struct {
 	book   *qrorder.Book
 	cfg    config.QR
 	now    func() time.Time
-	pipe   *pipeline.Pipeline // set once the pipeline exists
+	pipe   orderJournal // the pipeline, set once it exists
 	secret []byte
 	log    zerolog.Logger
 }
@@ -173,7 +179,8 @@ func (d *orderDesk) notify(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	o, outcome, err := d.book.Pay(ctx, n.OrderID, qrorder.Payment{Network: n.Network, Connector: conn, TransactionID: n.TransactionID, Amount: n.TotalFee})
+	o, outcome, err := d.book.Pay(ctx, n.OrderID, qrorder.Payment{Network: n.Network, Connector: conn, TransactionID: n.TransactionID, Amount: n.TotalFee,
+		Currency: n.Currency})
 	switch {
 	case errors.Is(err, qrorder.ErrNotFound):
 		answer(http.StatusNotFound, wallet.Result{Result: wallet.Fail, ErrCode: "ORDER_NOT_FOUND"})
@@ -189,7 +196,10 @@ func (d *orderDesk) notify(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	late := outcome == qrorder.Late || o.State == qrorder.Refunded
-	rec, err := d.pipe.RecordOrderPayment(ctx, pipeline.OrderPayment{RRN: o.ID, TID: o.TID, MID: o.MID, Currency: o.Currency, Amount: n.TotalFee,
+	// The payment as the book took it (the first notification of the transaction:
+	// a repeat does not change what is journaled), in its own currency.
+	rec, err := d.pipe.RecordOrderPayment(ctx, pipeline.OrderPayment{RRN: o.ID, TID: o.TID, MID: o.MID,
+		Currency: orDefault(o.PaidCurrency, o.Currency), Amount: o.PaidAmount,
 		Network: n.Network, Connector: conn, AuthCode: authCode(n.TransactionID), Late: late, At: o.PaidAt})
 	if err != nil {
 		d.log.Error().Err(err).Str("order", n.OrderID).Msg("payment notification not journaled: the network will repeat it")

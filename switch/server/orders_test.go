@@ -15,6 +15,8 @@ import (
 
 	"github.com/switchyard/switchyard/internal/statelog"
 	"github.com/switchyard/switchyard/switch/config"
+	"github.com/switchyard/switchyard/switch/journal"
+	"github.com/switchyard/switchyard/switch/pipeline"
 	"github.com/switchyard/switchyard/switch/qrorder"
 	"github.com/switchyard/switchyard/switch/wallet"
 )
@@ -54,5 +56,69 @@ func TestOrderDeskNoCatchUp(t *testing.T) {
 	_, ok, err := d.Order(t.Context(), "100000000001", "T0000001")
 	if err == nil || errors.Is(err, qrorder.ErrNotFound) || !errors.Is(err, qrorder.ErrNotCaughtUp) || !errors.Is(err, noQuorum) {
 		t.Errorf("inquiry: ok %v, err %v; want an error (96) wrapping ErrNotCaughtUp, not not found (25)", ok, err)
+	}
+}
+
+// failingJournal fails its first fail writes, and keeps what it was given.
+type failingJournal struct {
+	fail int
+	got  []pipeline.OrderPayment
+}
+
+func (j *failingJournal) RecordOrderPayment(_ context.Context, op pipeline.OrderPayment) (*journal.Record, error) {
+	j.got = append(j.got, op)
+	if len(j.got) <= j.fail {
+		return nil, errors.New("journal unavailable")
+	}
+	return &journal.Record{RRN: op.RRN}, nil
+}
+
+// TestOrderDeskRepeatJournalsTheBooksPayment: the first notification of a payment
+// is taken by the book and its journal write fails (500: the network repeats it);
+// the repeat, of the same transaction, says another amount and currency. What is
+// journaled is the payment the book took (2500 in yuan, the order paid), not the
+// repeat's figures, which once went into the journal as an approved purchase of
+// the order while the order said 2500.
+func TestOrderDeskRepeatJournalsTheBooksPayment(t *testing.T) {
+	db, err := badger.Open(badger.DefaultOptions(t.TempDir()).WithLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	book, err := qrorder.NewBook(db, qrorder.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	if err := book.Create(t.Context(), qrorder.Order{ID: "100000000007", TID: "T0000001", MID: "000000000000001", Currency: "156",
+		Amount: 2500, Created: now, Expires: now.Add(time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	secret := []byte("0123456789abcdef0123")
+	j := &failingJournal{fail: 1}
+	d := &orderDesk{book: book, now: time.Now, secret: secret, log: zerolog.Nop(), pipe: j,
+		cfg: config.QR{Connectors: []config.QRConnector{{ID: "wechat", Network: "wechat"}}}}
+	send := func(n wallet.Notification) int {
+		body, _ := json.Marshal(n)
+		r := httptest.NewRequest(http.MethodPost, NotifyPath, bytes.NewReader(body))
+		r.Header.Set(wallet.NotifySignatureHeader, wallet.Sign(secret, body))
+		w := httptest.NewRecorder()
+		d.notify(w, r)
+		return w.Code
+	}
+	if code := send(wallet.Notification{Network: "wechat", OrderID: "100000000007", TransactionID: "TX7", TotalFee: 2500}); code != http.StatusInternalServerError {
+		t.Fatalf("first notification, journal failing: HTTP %d, want 500", code)
+	}
+	if code := send(wallet.Notification{Network: "wechat", OrderID: "100000000007", TransactionID: "TX7", TotalFee: 1, Currency: "840"}); code != http.StatusOK {
+		t.Fatalf("repeat: HTTP %d, want 200", code)
+	}
+	if len(j.got) != 2 {
+		t.Fatalf("journal asked %d times", len(j.got))
+	}
+	if op := j.got[1]; op.Amount != 2500 || op.Currency != "156" || op.Late {
+		t.Fatalf("the repeat journaled amount %d currency %s late %v; want the book's payment, 2500 in 156, paid", op.Amount, op.Currency, op.Late)
+	}
+	if o, err := book.Get("100000000007"); err != nil || o.State != qrorder.Paid || o.PaidAmount != 2500 {
+		t.Fatalf("order %+v %v", o, err)
 	}
 }

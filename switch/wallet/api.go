@@ -86,7 +86,11 @@ type Notification struct {
 	OrderID       string `json:"order_id"`
 	TransactionID string `json:"transaction_id"`
 	TotalFee      int64  `json:"total_fee"`
-	PayerHash     string `json:"payer,omitempty"` // an opaque payer reference, never a code
+	// Currency is the currency of TotalFee (ISO 4217 numeric, as a pay's fee_type);
+	// absent: the order's. A payment in another currency is not the order's: it is
+	// refunded.
+	Currency  string `json:"fee_type,omitempty"`
+	PayerHash string `json:"payer,omitempty"` // an opaque payer reference, never a code
 }
 
 // inDoubt reports whether a FAIL's err_code says that the network could not tell

@@ -419,6 +419,7 @@ func (s *Sim) PayOrder(ctx context.Context, req MPMPayRequest) (Notification, Re
 	if amount <= 0 {
 		return Notification{}, Result{}, errors.New("the code carries no amount: give one")
 	}
+	currency := p.Get(qr.IDCurrency)
 	s.mu.Lock()
 	s.seq++
 	t := &Trade{OutTradeNo: ref, TransactionID: fmt.Sprintf("%s%014d", prefixOf(req.Network), s.seq), State: Success, TotalFee: amount, At: time.Now()}
@@ -428,7 +429,7 @@ func (s *Sim) PayOrder(ctx context.Context, req MPMPayRequest) (Notification, Re
 	s.trades[t.OutTradeNo] = t
 	notifyURL, secret := s.cfg.NotifyURL, s.cfg.NotifySecret
 	s.mu.Unlock()
-	n := Notification{Network: req.Network, OrderID: ref, TransactionID: t.TransactionID, TotalFee: amount}
+	n := Notification{Network: req.Network, OrderID: ref, TransactionID: t.TransactionID, TotalFee: amount, Currency: currency}
 	if notifyURL == "" {
 		return n, Result{}, errors.New("no notification URL: the switch is not told")
 	}
