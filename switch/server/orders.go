@@ -11,6 +11,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/switchyard/switchyard/switch/config"
@@ -39,6 +40,29 @@ type orderDesk struct {
 	pipe   orderJournal // the pipeline, set once it exists
 	secret []byte
 	log    zerolog.Logger
+	// notified counts the notifications by network and outcome
+	// (switchyard_qr_notifications_total); nil counts nothing.
+	notified *prometheus.CounterVec
+}
+
+// Outcomes of a notification, as switchyard_qr_notifications_total counts them.
+const (
+	notePaid        = "paid"              // the order is paid, the payment journaled
+	noteLate        = "late"              // journaled and reversed: expired, another amount or currency
+	noteRepeat      = "repeat"            // the same transaction again: nothing new
+	noteOtherTxn    = "other-transaction" // the order was decided by another transaction: FAIL ORDERPAID
+	noteNotFound    = "order-not-found"   // no such order: 404
+	noteBadSig      = "bad-signature"     // 401
+	noteInvalid     = "invalid"           // unreadable, or a network without a connector: 400
+	noteUnavailable = "not-configured"    // no secret: 503
+	noteError       = "error"             // not recorded (500): the network repeats it
+)
+
+// count counts one notification of network with outcome.
+func (d *orderDesk) count(network, outcome string) {
+	if d.notified != nil {
+		d.notified.WithLabelValues(network, outcome).Inc()
+	}
 }
 
 func (s *Server) newOrderDesk() (*orderDesk, error) {
@@ -68,7 +92,13 @@ func (s *Server) newOrderDesk() (*orderDesk, error) {
 	if err := s.cl.follow(olog, book); err != nil {
 		return nil, fmt.Errorf("qr orders: %w", err)
 	}
-	return &orderDesk{book: book, cfg: s.cfg.QR, now: now,
+	notified := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchyard_qr_notifications_total",
+		Help: "Merchant-presented QR payment notifications, by network (empty before it is known to have a connector) and outcome (paid, late, repeat, other-transaction, order-not-found, bad-signature, invalid, not-configured, error)."},
+		[]string{"network", "outcome"})
+	if err := s.Metrics.Registry.Register(notified); err != nil {
+		return nil, fmt.Errorf("qr orders: metrics: %w", err)
+	}
+	return &orderDesk{book: book, cfg: s.cfg.QR, now: now, notified: notified,
 		secret: secret, log: s.log.With().Str("component", "qr-orders").Logger()}, nil
 }
 
@@ -155,26 +185,32 @@ func (d *orderDesk) notify(w http.ResponseWriter, r *http.Request) {
 		_ = json.NewEncoder(w).Encode(res)
 	}
 	if d.secret == nil {
+		d.count("", noteUnavailable)
 		answer(http.StatusServiceUnavailable, wallet.Result{Result: wallet.Fail, ErrCode: "NOT_CONFIGURED", ErrMsg: "qr.notify_secret_env is not set: notifications are refused"})
 		return
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<16))
 	if err != nil {
+		d.count("", noteInvalid)
 		answer(http.StatusBadRequest, wallet.Result{Result: wallet.Fail, ErrCode: "PARAM_ERROR", ErrMsg: err.Error()})
 		return
 	}
 	if !hmac.Equal([]byte(r.Header.Get(wallet.NotifySignatureHeader)), []byte(wallet.Sign(d.secret, body))) {
+		d.count("", noteBadSig)
 		d.log.Warn().Str("remote", r.RemoteAddr).Msg("payment notification with a bad signature: refused")
 		answer(http.StatusUnauthorized, wallet.Result{Result: wallet.Fail, ErrCode: "SIGN_ERROR"})
 		return
 	}
 	var n wallet.Notification
 	if err := json.Unmarshal(body, &n); err != nil || n.OrderID == "" || n.TransactionID == "" {
+		d.count("", noteInvalid)
 		answer(http.StatusBadRequest, wallet.Result{Result: wallet.Fail, ErrCode: "PARAM_ERROR", ErrMsg: "order_id and transaction_id are required"})
 		return
 	}
 	conn, ok := d.connectorOf(n.Network)
 	if !ok {
+		d.count("", noteInvalid)
+		d.log.Warn().Str("order", n.OrderID).Str("network", n.Network).Msg("payment notification of a network without a connector: refused")
 		answer(http.StatusBadRequest, wallet.Result{Result: wallet.Fail, ErrCode: "PARAM_ERROR", ErrMsg: fmt.Sprintf("network %q has no connector", n.Network)})
 		return
 	}
@@ -183,15 +219,24 @@ func (d *orderDesk) notify(w http.ResponseWriter, r *http.Request) {
 		Currency: n.Currency})
 	switch {
 	case errors.Is(err, qrorder.ErrNotFound):
+		// A payer paid an order the switch does not have: the network holds the
+		// money, and the operator hears of it.
+		d.count(n.Network, noteNotFound)
+		d.log.Warn().Str("order", n.OrderID).Str("network", n.Network).Str("transaction", n.TransactionID).Int64("amount", n.TotalFee).
+			Msg("payment notification of an unknown order: answered ORDER_NOT_FOUND, the payment is the network's to give back")
 		answer(http.StatusNotFound, wallet.Result{Result: wallet.Fail, ErrCode: "ORDER_NOT_FOUND"})
 		return
 	case err != nil:
+		d.count(n.Network, noteError)
 		d.log.Error().Err(err).Str("order", n.OrderID).Msg("payment notification not recorded")
 		answer(http.StatusInternalServerError, wallet.Result{Result: wallet.Fail, ErrCode: "SYSTEMERROR"})
 		return
 	case o.TransactionID != n.TransactionID:
 		// The order was paid by another transaction: this one is the network's to
 		// give back (the order keeps its first payment).
+		d.count(n.Network, noteOtherTxn)
+		d.log.Warn().Str("order", o.ID).Str("network", n.Network).Str("transaction", n.TransactionID).Str("paid_by", o.TransactionID).
+			Int64("amount", n.TotalFee).Msg("payment notification of another transaction on a decided order: answered ORDERPAID, the payment is the network's to give back")
 		answer(http.StatusOK, wallet.Result{Result: wallet.Fail, ErrCode: "ORDERPAID"})
 		return
 	}
@@ -202,12 +247,21 @@ func (d *orderDesk) notify(w http.ResponseWriter, r *http.Request) {
 		Currency: orDefault(o.PaidCurrency, o.Currency), Amount: o.PaidAmount,
 		Network: n.Network, Connector: conn, AuthCode: authCode(n.TransactionID), Late: late, At: o.PaidAt})
 	if err != nil {
+		d.count(n.Network, noteError)
 		d.log.Error().Err(err).Str("order", n.OrderID).Msg("payment notification not journaled: the network will repeat it")
 		answer(http.StatusInternalServerError, wallet.Result{Result: wallet.Fail, ErrCode: "SYSTEMERROR"})
 		return
 	}
 	d.log.Info().Str("order", o.ID).Str("tid", o.TID).Str("network", n.Network).Int64("amount", n.TotalFee).Bool("late", late).
 		Str("reversed_by", rec.ReversedBy).Msg("merchant-presented payment notified")
+	switch {
+	case outcome == qrorder.Again:
+		d.count(n.Network, noteRepeat)
+	case late:
+		d.count(n.Network, noteLate)
+	default:
+		d.count(n.Network, notePaid)
+	}
 	answer(http.StatusOK, wallet.Result{Result: wallet.Success, TransactionID: n.TransactionID})
 }
 

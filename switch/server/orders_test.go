@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
 
 	"github.com/switchyard/switchyard/internal/statelog"
@@ -120,5 +122,68 @@ func TestOrderDeskRepeatJournalsTheBooksPayment(t *testing.T) {
 	}
 	if o, err := book.Get("100000000007"); err != nil || o.State != qrorder.Paid || o.PaidAmount != 2500 {
 		t.Fatalf("order %+v %v", o, err)
+	}
+}
+
+// TestNotificationsCounted: every notification is counted by network and outcome
+// in switchyard_qr_notifications_total (paid, a repeat, another transaction on the
+// paid order, a late one, an unknown order, a bad signature), and the payments the
+// switch leaves to the network to give back (an unknown order's, another payer's)
+// are logged. Notifications were neither counted nor, for those two, logged.
+func TestNotificationsCounted(t *testing.T) {
+	db, err := badger.Open(badger.DefaultOptions(t.TempDir()).WithLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	book, err := qrorder.NewBook(db, qrorder.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	for id, expires := range map[string]time.Time{"100000000011": now.Add(time.Minute), "100000000012": now.Add(-time.Second)} {
+		if err := book.Create(t.Context(), qrorder.Order{ID: id, TID: "T0000001", MID: "000000000000001", Currency: "156",
+			Amount: 2500, Created: now.Add(-time.Minute), Expires: expires}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	secret := []byte("0123456789abcdef0123")
+	var logs bytes.Buffer
+	notified := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchyard_qr_notifications_total"}, []string{"network", "outcome"})
+	d := &orderDesk{book: book, now: time.Now, secret: secret, log: zerolog.New(&logs), pipe: &failingJournal{}, notified: notified,
+		cfg: config.QR{Connectors: []config.QRConnector{{ID: "wechat", Network: "wechat"}}}}
+	send := func(n wallet.Notification, sig string) int {
+		body, _ := json.Marshal(n)
+		r := httptest.NewRequest(http.MethodPost, NotifyPath, bytes.NewReader(body))
+		if sig == "" {
+			sig = wallet.Sign(secret, body)
+		}
+		r.Header.Set(wallet.NotifySignatureHeader, sig)
+		w := httptest.NewRecorder()
+		d.notify(w, r)
+		return w.Code
+	}
+	paid := wallet.Notification{Network: "wechat", OrderID: "100000000011", TransactionID: "TX11", TotalFee: 2500}
+	send(paid, "")
+	send(paid, "")
+	other := paid
+	other.TransactionID = "TX11B"
+	send(other, "")
+	send(wallet.Notification{Network: "wechat", OrderID: "100000000012", TransactionID: "TX12", TotalFee: 2500}, "")
+	if code := send(wallet.Notification{Network: "wechat", OrderID: "100000000099", TransactionID: "TX99", TotalFee: 700}, ""); code != http.StatusNotFound {
+		t.Fatalf("unknown order: HTTP %d", code)
+	}
+	send(paid, "00")
+	for _, c := range []struct {
+		network, outcome string
+	}{{"wechat", notePaid}, {"wechat", noteRepeat}, {"wechat", noteOtherTxn}, {"wechat", noteLate}, {"wechat", noteNotFound}, {"", noteBadSig}} {
+		if n := testutil.ToFloat64(notified.WithLabelValues(c.network, c.outcome)); n != 1 {
+			t.Errorf("switchyard_qr_notifications_total{network=%q,outcome=%q} = %v, want 1", c.network, c.outcome, n)
+		}
+	}
+	for _, want := range []string{"TX11B", "TX99"} {
+		if !bytes.Contains(logs.Bytes(), []byte(want)) {
+			t.Errorf("the payment %s left to the network is not logged: %s", want, logs.String())
+		}
 	}
 }
