@@ -260,6 +260,20 @@ func (b *Book) get(id string) (*Order, error) {
 	return &o, nil
 }
 
+// EachID calls fn with the ID of every order this node has (keys only, in key
+// order). A cluster node rebuilt on an empty disk notes its own orders' IDs in its
+// RRN sequence with it: an order's ID is an RRN that no journal record carries.
+func (b *Book) EachID(fn func(id string)) error {
+	return b.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: false, Prefix: []byte(prefix)})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			fn(strings.TrimPrefix(string(it.Item().Key()), prefix))
+		}
+		return nil
+	})
+}
+
 // view gives an order its computed state.
 func (b *Book) view(o *Order) Order {
 	out := *o

@@ -92,6 +92,16 @@ func (s *Server) newOrderDesk() (*orderDesk, error) {
 	if err := s.cl.follow(olog, book); err != nil {
 		return nil, fmt.Errorf("qr orders: %w", err)
 	}
+	if s.cl != nil {
+		// An order's ID is an RRN that no journal record carries until the order is
+		// paid: a node rebuilt on an empty disk, which continues its RRNs after the
+		// records the other nodes give back, must continue after its orders too, or
+		// hand an open order's ID to a purchase (the order's payment would then be
+		// taken for that purchase's record). Its orders are here once followed.
+		if err := book.EachID(s.Journal.NoteRRN); err != nil {
+			return nil, fmt.Errorf("qr orders: note their IDs in the RRN sequence: %w", err)
+		}
+	}
 	notified := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchyard_qr_notifications_total",
 		Help: "Merchant-presented QR payment notifications, by network (empty before it is known to have a connector) and outcome (paid, late, repeat, other-transaction, order-not-found, bad-signature, invalid, not-configured, error)."},
 		[]string{"network", "outcome"})
