@@ -108,7 +108,16 @@ func (s *Server) newOrderDesk() (*orderDesk, error) {
 	if err := s.Metrics.Registry.Register(notified); err != nil {
 		return nil, fmt.Errorf("qr orders: metrics: %w", err)
 	}
-	return &orderDesk{book: book, cfg: s.cfg.QR, now: now, notified: notified,
+	// The orders offer, and take payments through, the wallet connectors that were
+	// made (offered).
+	cfg := s.cfg.QR
+	cfg.Connectors = nil
+	for _, c := range s.cfg.QR.Connectors {
+		if _, ok := s.wallets[c.ID]; ok && offered(c) {
+			cfg.Connectors = append(cfg.Connectors, c)
+		}
+	}
+	return &orderDesk{book: book, cfg: cfg, now: now, notified: notified,
 		secret: secret, log: s.log.With().Str("component", "qr-orders").Logger()}, nil
 }
 
@@ -125,16 +134,27 @@ func (s *Server) startOrders() {
 	}
 }
 
+// offered reports whether merchant-presented codes offer connector c: a wallet API
+// connector, through which a payment goes back to its network (a late one's refund,
+// a void, a refund), the store-and-forward queue delivering its reversal to the
+// connector by its ID. An ISO 8583 issuer link (issuer: UnionPay codes in DE 2) has
+// no such API and no sender under the connector's ID: a payment notified through it
+// could not be given back.
+func offered(c config.QRConnector) bool { return c.Issuer == "" }
+
 // NewOrder makes the order's code: a merchant account information template per
-// connector (ID 26 on), the merchant's MCC, name and city, the amount when given, and
+// wallet connector (offered; ID 26 on), the merchant's MCC, name and city, the amount when given, and
 // the order's ID as ID 62's reference label.
 func (d *orderDesk) NewOrder(ctx context.Context, o pipeline.OrderRequest) (pipeline.OrderStatus, error) {
 	accounts := map[string][]qr.Object{}
-	for i, c := range d.cfg.Connectors {
-		if i > 25 {
+	for _, c := range d.cfg.Connectors {
+		if !offered(c) {
+			continue
+		}
+		if len(accounts) == 26 {
 			break // IDs 26 to 51
 		}
-		accounts[fmt.Sprintf("%02d", 26+i)] = []qr.Object{{ID: "00", Value: c.GUID}, {ID: "01", Value: o.MID}}
+		accounts[fmt.Sprintf("%02d", 26+len(accounts))] = []qr.Object{{ID: "00", Value: c.GUID}, {ID: "01", Value: o.MID}}
 	}
 	cur := o.Currency
 	if cur == "" {
@@ -173,10 +193,11 @@ func (d *orderDesk) Order(ctx context.Context, id, tid string) (pipeline.OrderSt
 	return st, true, nil
 }
 
-// connectorOf returns the connector of a network (the first configured).
+// connectorOf returns the wallet connector of a network (the first configured that
+// orders offer).
 func (d *orderDesk) connectorOf(network string) (string, bool) {
 	for _, c := range d.cfg.Connectors {
-		if c.Network == network {
+		if c.Network == network && offered(c) {
 			return c.ID, true
 		}
 	}
@@ -221,7 +242,7 @@ func (d *orderDesk) notify(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		d.count("", noteInvalid)
 		d.log.Warn().Str("order", n.OrderID).Str("network", n.Network).Msg("payment notification of a network without a connector: refused")
-		answer(http.StatusBadRequest, wallet.Result{Result: wallet.Fail, ErrCode: "PARAM_ERROR", ErrMsg: fmt.Sprintf("network %q has no connector", n.Network)})
+		answer(http.StatusBadRequest, wallet.Result{Result: wallet.Fail, ErrCode: "PARAM_ERROR", ErrMsg: fmt.Sprintf("network %q has no wallet connector", n.Network)})
 		return
 	}
 	ctx := r.Context()

@@ -19,6 +19,7 @@ import (
 	"github.com/switchyard/switchyard/switch/config"
 	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/pipeline"
+	"github.com/switchyard/switchyard/switch/qr"
 	"github.com/switchyard/switchyard/switch/qrorder"
 	"github.com/switchyard/switchyard/switch/wallet"
 )
@@ -185,5 +186,58 @@ func TestNotificationsCounted(t *testing.T) {
 		if !bytes.Contains(logs.Bytes(), []byte(want)) {
 			t.Errorf("the payment %s left to the network is not logged: %s", want, logs.String())
 		}
+	}
+}
+
+// TestOrdersOfferOnlyWalletConnectors: a merchant-presented payment goes back to
+// its network (a late one's refund, a void, a refund) through its connector's wallet
+// API: the store-and-forward queue delivers a reversal to a wallet connector by its
+// ID. A connector that is an ISO 8583 issuer link (UnionPay codes in DE 2, `issuer:
+// bank-a`) has no such API, and no sender under its ID: an order's code offered it
+// (a template for it), and a payment notified through it was journaled with the
+// connector's ID as its issuer, its refund queued where nothing delivers it. The code
+// now offers the wallet connectors only, and a notification of a network without one
+// is refused, the order left open.
+func TestOrdersOfferOnlyWalletConnectors(t *testing.T) {
+	db, err := badger.Open(badger.DefaultOptions(t.TempDir()).WithLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	book, err := qrorder.NewBook(db, qrorder.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := []byte("0123456789abcdef0123")
+	j := &failingJournal{}
+	d := &orderDesk{book: book, now: time.Now, secret: secret, log: zerolog.Nop(), pipe: j,
+		cfg: config.QR{Orders: config.QROrders{TTL: config.Duration(time.Minute), Country: "CN"}, Connectors: []config.QRConnector{
+			{ID: "unionpay", Network: "unionpay", Issuer: "bank-a", GUID: config.DefaultGUID("unionpay")},
+			{ID: "wechat", Network: "wechat", URL: "http://127.0.0.1:1", GUID: config.DefaultGUID("wechat")},
+		}}}
+	st, err := d.NewOrder(t.Context(), pipeline.OrderRequest{ID: "100000000021", TID: "T0000001", MID: "000000000000001", Currency: "156", Amount: 900})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := qr.Decode(st.Payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := p.Sub("26", "00"); got != config.DefaultGUID("wechat") {
+		t.Errorf("ID 26 is %q, want the WeChat Pay connector's template first", got)
+	}
+	if got := p.Get("27"); got != "" {
+		t.Errorf("the code offers a second network (ID 27 %q): the ISO 8583 connector", got)
+	}
+	body, _ := json.Marshal(wallet.Notification{Network: "unionpay", OrderID: "100000000021", TransactionID: "TX21", TotalFee: 900})
+	r := httptest.NewRequest(http.MethodPost, NotifyPath, bytes.NewReader(body))
+	r.Header.Set(wallet.NotifySignatureHeader, wallet.Sign(secret, body))
+	w := httptest.NewRecorder()
+	d.notify(w, r)
+	if w.Code != http.StatusBadRequest || len(j.got) != 0 {
+		t.Fatalf("a notification through the ISO 8583 connector: HTTP %d, journaled %+v; want 400, nothing journaled", w.Code, j.got)
+	}
+	if o, err := book.Get("100000000021"); err != nil || o.State != qrorder.Open {
+		t.Fatalf("order %+v %v, want open", o, err)
 	}
 }
