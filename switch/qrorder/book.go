@@ -44,7 +44,7 @@ import (
 const (
 	Open     = "open"     // waiting for the payer
 	Paid     = "paid"     // paid in time
-	Expired  = "expired"  // not paid within its time (computed; stored only in a cluster, see Wait)
+	Expired  = "expired"  // not paid within its time (computed; stored once a terminal is told, see Wait)
 	Refunded = "refunded" // paid after it expired (or with another amount): refunded
 )
 
@@ -362,18 +362,22 @@ func (b *Book) Wait(ctx context.Context, id string, d time.Duration) (Order, err
 }
 
 // settle returns the order id as this node has it (o), with its state as of now,
-// unless it is open and has expired on this node's clock in a cluster: another node
+// unless it is open and has expired on this node's clock. In a cluster another node
 // may have taken its payment in time and not yet be applied here, so the expiry is
 // submitted to the shared book (stored Expired when it is decided) before the
 // terminal is told. A payment ordered before it leaves the order paid, and the
 // node, having applied both, answers paid; a payment ordered after it finds the
 // order expired (late: refunded). An error (no quorum: the node cannot know) is
 // returned as such, not as an expiry. While Options.Requests says false, the expiry
-// is committed with a compare-and-set instead (settleCAS).
+// is committed with a compare-and-set instead (settleCAS). A single switch stores
+// the expiry before the terminal is told (settleAlone).
 func (b *Book) settle(ctx context.Context, id string, o *Order) (Order, error) {
 	v := b.view(o)
-	if !b.shared() || o.State != Open || v.State != Expired {
+	if o.State != Open || v.State != Expired {
 		return v, nil
+	}
+	if !b.shared() {
+		return b.settleAlone(ctx, id)
 	}
 	if !b.requests() {
 		return b.settleCAS(ctx, id)
@@ -384,6 +388,27 @@ func (b *Book) settle(ctx context.Context, id string, o *Order) (Order, error) {
 	o, err := b.get(id)
 	if err != nil {
 		return Order{}, fmt.Errorf("qr order %s: its expiry applied, and then: %w", id, err)
+	}
+	return b.view(o), nil
+}
+
+// settleAlone is settle on a single switch: the expiry the terminal is about to be
+// told is stored (under the book's lock, on the order as it is then), so that a
+// payment notified after it is late whatever the clock says by then (a clock stepped
+// back before the expiry would otherwise find the order open and take the payment).
+func (b *Book) settleAlone(ctx context.Context, id string) (Order, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	o, err := b.get(id)
+	if err != nil {
+		return Order{}, err
+	}
+	if o.State != Open || b.view(o).State != Expired {
+		return b.view(o), nil
+	}
+	o.State = Expired
+	if err := b.put(ctx, o); err != nil {
+		return Order{}, fmt.Errorf("qr order %s: its expiry not stored: %w", id, err)
 	}
 	return b.view(o), nil
 }
