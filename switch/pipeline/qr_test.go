@@ -213,3 +213,30 @@ func TestQRUnionPayOverISO(t *testing.T) {
 		t.Fatalf("timeout: %+v, queue %d", a.Result, len(items))
 	}
 }
+
+// TestOrderPaymentOverAnotherRecord: a notified payment whose order ID is the RRN of
+// a record that is not that order's payment (a card or consumer-presented purchase:
+// the RRN handed out again, by a cluster node rebuilt on an empty disk that did not
+// know the order) is not taken as journaled already, and a late one does not reverse
+// that other purchase at its issuer: it is an error (the network repeats the
+// notification, and the operator sees it), the purchase left as it was.
+func TestOrderPaymentOverAnotherRecord(t *testing.T) {
+	h := newHarness(t)
+	a := h.do(h.purchase(1000))
+	if a.RC != "00" {
+		t.Fatalf("purchase: %+v", a.Result)
+	}
+	queued := len(h.q.all())
+	op := OrderPayment{RRN: a.RRN, TID: testTID, MID: testMID, Currency: "156", Amount: 700, Network: "wechat",
+		Connector: "bank", AuthCode: "654321", At: h.clock.Now()}
+	if _, err := h.p.RecordOrderPayment(t.Context(), op); err == nil {
+		t.Error("a payment of an order whose ID is a card purchase's RRN was taken as journaled")
+	}
+	op.Late = true
+	if _, err := h.p.RecordOrderPayment(t.Context(), op); err == nil {
+		t.Error("a late payment of an order whose ID is a card purchase's RRN was taken")
+	}
+	if rec := h.record(a.RRN); rec.Reversed() || len(h.q.all()) != queued {
+		t.Fatalf("the card purchase was reversed by another order's late payment: reversed by %q, %d advices queued", rec.ReversedBy, len(h.q.all())-queued)
+	}
+}

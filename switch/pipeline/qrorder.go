@@ -123,6 +123,10 @@ type OrderPayment struct {
 	At   time.Time
 }
 
+// OrderListener is the listener of a notified payment's record: what tells it from
+// another transaction's.
+const OrderListener = "qr-notify"
+
 // RecordOrderPayment journals a notified payment durably, as an approved QR purchase
 // under the order's RRN, and reverses a late one through the store-and-forward
 // queue. A repeat of a payment already journaled writes nothing more (a late one
@@ -135,11 +139,19 @@ func (p *Pipeline) RecordOrderPayment(ctx context.Context, op OrderPayment) (*jo
 	defer unlock()
 	rec, err := p.journal.Get(op.RRN)
 	switch {
+	case err == nil && (rec.Listener != OrderListener || rec.TID != op.TID || rec.MID != op.MID):
+		// Another transaction has the order's RRN (one handed out again, by a cluster
+		// node rebuilt on an empty disk that did not know the order): it is neither
+		// this payment's record nor to be reversed for it.
+		p.log.Error().Str("rrn", op.RRN).Str("network", op.Network).Str("record_type", rec.Type).Str("record_tid", rec.TID).
+			Msg("merchant-presented payment notified for an order whose ID is another transaction's RRN: not journaled")
+		return nil, fmt.Errorf("qr order %s: its RRN is another transaction's record (%s of terminal %s, listener %q): the payment is not journaled over it",
+			op.RRN, rec.Type, rec.TID, rec.Listener)
 	case err == nil:
 	case errors.Is(err, journal.ErrNotFound):
 		at := op.At.UTC()
 		rec = &journal.Record{RRN: op.RRN, Received: at, MTI: "0200", ProcCode: message.PCPurchase, Type: "purchase",
-			TID: op.TID, MID: op.MID, Listener: "qr-notify", Amount: op.Amount, Currency: op.Currency, EntryMode: "030",
+			TID: op.TID, MID: op.MID, Listener: OrderListener, Amount: op.Amount, Currency: op.Currency, EntryMode: "030",
 			Issuer: op.Connector, QR: op.Network, RC: message.RCApproved, AuthCode: op.AuthCode, DecidedBy: "issuer"}
 		rec.AddEvent(journal.StateReceived, at, "merchant-presented payment notified by "+op.Network)
 		rec.AddEvent(journal.StateAnswered, at, "")

@@ -44,7 +44,7 @@ import (
 const (
 	Open     = "open"     // waiting for the payer
 	Paid     = "paid"     // paid in time
-	Expired  = "expired"  // not paid within its time (computed; stored only in a cluster, see Wait)
+	Expired  = "expired"  // not paid within its time (computed; stored once a terminal is told, see Wait)
 	Refunded = "refunded" // paid after it expired (or with another amount): refunded
 )
 
@@ -61,11 +61,14 @@ type Order struct {
 	State    string    `json:"state"`
 	Payload  string    `json:"payload"`
 
-	Network       string    `json:"network,omitempty"`
-	Connector     string    `json:"connector,omitempty"`
-	TransactionID string    `json:"transaction_id,omitempty"`
-	PaidAmount    int64     `json:"paid_amount,omitempty"`
-	PaidAt        time.Time `json:"paid_at,omitzero"`
+	Network       string `json:"network,omitempty"`
+	Connector     string `json:"connector,omitempty"`
+	TransactionID string `json:"transaction_id,omitempty"`
+	PaidAmount    int64  `json:"paid_amount,omitempty"`
+	// PaidCurrency is the currency the network said the payment was in ("": the
+	// order's).
+	PaidCurrency string    `json:"paid_currency,omitempty"`
+	PaidAt       time.Time `json:"paid_at,omitzero"`
 	// Decided is the revision of the shared book's request that paid the order (or
 	// refunded it): its submitter tells by it that its own request decided the order
 	// rather than an earlier one of the same transaction. 0 alone, and for an order
@@ -257,6 +260,20 @@ func (b *Book) get(id string) (*Order, error) {
 	return &o, nil
 }
 
+// EachID calls fn with the ID of every order this node has (keys only, in key
+// order). A cluster node rebuilt on an empty disk notes its own orders' IDs in its
+// RRN sequence with it: an order's ID is an RRN that no journal record carries.
+func (b *Book) EachID(fn func(id string)) error {
+	return b.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: false, Prefix: []byte(prefix)})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			fn(strings.TrimPrefix(string(it.Item().Key()), prefix))
+		}
+		return nil
+	})
+}
+
 // view gives an order its computed state.
 func (b *Book) view(o *Order) Order {
 	out := *o
@@ -345,18 +362,22 @@ func (b *Book) Wait(ctx context.Context, id string, d time.Duration) (Order, err
 }
 
 // settle returns the order id as this node has it (o), with its state as of now,
-// unless it is open and has expired on this node's clock in a cluster: another node
+// unless it is open and has expired on this node's clock. In a cluster another node
 // may have taken its payment in time and not yet be applied here, so the expiry is
 // submitted to the shared book (stored Expired when it is decided) before the
 // terminal is told. A payment ordered before it leaves the order paid, and the
 // node, having applied both, answers paid; a payment ordered after it finds the
 // order expired (late: refunded). An error (no quorum: the node cannot know) is
 // returned as such, not as an expiry. While Options.Requests says false, the expiry
-// is committed with a compare-and-set instead (settleCAS).
+// is committed with a compare-and-set instead (settleCAS). A single switch stores
+// the expiry before the terminal is told (settleAlone).
 func (b *Book) settle(ctx context.Context, id string, o *Order) (Order, error) {
 	v := b.view(o)
-	if !b.shared() || o.State != Open || v.State != Expired {
+	if o.State != Open || v.State != Expired {
 		return v, nil
+	}
+	if !b.shared() {
+		return b.settleAlone(ctx, id)
 	}
 	if !b.requests() {
 		return b.settleCAS(ctx, id)
@@ -371,12 +392,36 @@ func (b *Book) settle(ctx context.Context, id string, o *Order) (Order, error) {
 	return b.view(o), nil
 }
 
+// settleAlone is settle on a single switch: the expiry the terminal is about to be
+// told is stored (under the book's lock, on the order as it is then), so that a
+// payment notified after it is late whatever the clock says by then (a clock stepped
+// back before the expiry would otherwise find the order open and take the payment).
+func (b *Book) settleAlone(ctx context.Context, id string) (Order, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	o, err := b.get(id)
+	if err != nil {
+		return Order{}, err
+	}
+	if o.State != Open || b.view(o).State != Expired {
+		return b.view(o), nil
+	}
+	o.State = Expired
+	if err := b.put(ctx, o); err != nil {
+		return Order{}, fmt.Errorf("qr order %s: its expiry not stored: %w", id, err)
+	}
+	return b.view(o), nil
+}
+
 // Payment is a network's notification that an order was paid.
 type Payment struct {
 	Network       string `json:"network,omitempty"`
 	Connector     string `json:"connector,omitempty"`
 	TransactionID string `json:"transaction_id"`
 	Amount        int64  `json:"amount"`
+	// Currency is the payment's currency (ISO 4217 numeric) when the network named
+	// it; "": the order's.
+	Currency string `json:"currency,omitempty"`
 }
 
 // Outcome says what a notification did.
@@ -386,8 +431,8 @@ type Outcome int
 const (
 	// Taken: the order was open and is paid now.
 	Taken Outcome = iota
-	// Late: the order had expired (or the amount was not the order's): it is marked
-	// refunded, and the caller refunds the payment.
+	// Late: the order had expired (or the amount or the currency was not the
+	// order's): it is marked refunded, and the caller refunds the payment.
 	Late
 	// Again: the same notification came before (the same transaction ID): nothing
 	// changed.
@@ -426,7 +471,8 @@ func (b *Book) Pay(ctx context.Context, id string, p Payment) (Order, Outcome, e
 }
 
 // decide applies payment p, received at at, to o: the outcome, and whether o
-// changed (an open order is paid, or refunded when late or of another amount).
+// changed (an open order is paid, or refunded when late, of another amount or in
+// another currency).
 // rev is the shared book's revision of the request that carries p (0 alone),
 // recorded on the order it decides.
 func decide(o *Order, p Payment, at time.Time, rev uint64) (Outcome, bool) {
@@ -434,7 +480,8 @@ func decide(o *Order, p Payment, at time.Time, rev uint64) (Outcome, bool) {
 		return Again, false
 	}
 	out := Taken
-	if o.State != Open || !at.Before(o.Expires) || (o.Amount > 0 && p.Amount != o.Amount) || p.Amount <= 0 {
+	if o.State != Open || !at.Before(o.Expires) || (o.Amount > 0 && p.Amount != o.Amount) || p.Amount <= 0 ||
+		(p.Currency != "" && p.Currency != o.Currency) {
 		out = Late
 	}
 	if o.State != Open && o.State != Expired {
@@ -443,7 +490,7 @@ func decide(o *Order, p Payment, at time.Time, rev uint64) (Outcome, bool) {
 		// committed when a terminal was told, takes this payment as late: refunded.)
 		return Late, false
 	}
-	o.Network, o.Connector, o.TransactionID, o.PaidAmount, o.PaidAt = p.Network, p.Connector, p.TransactionID, p.Amount, at
+	o.Network, o.Connector, o.TransactionID, o.PaidAmount, o.PaidCurrency, o.PaidAt = p.Network, p.Connector, p.TransactionID, p.Amount, p.Currency, at
 	o.State, o.Decided = Paid, rev
 	if out == Late {
 		o.State = Refunded

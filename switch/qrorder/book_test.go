@@ -100,3 +100,32 @@ func TestBook(t *testing.T) {
 		t.Fatalf("after reopening: %+v %v", o, err)
 	}
 }
+
+// TestExpiryToldIsKept: once a single switch has told a terminal that its order
+// expired (Wait), a payment notified after that is late (refunded), even when the
+// switch's clock has stepped back before the order's expiry meanwhile (NTP): the
+// expiry was computed from the clock each time and not kept, so the order was paid,
+// the merchant having been told expired (and likely having asked the payer to pay a
+// new order).
+func TestExpiryToldIsKept(t *testing.T) {
+	db := openDB(t, t.TempDir())
+	defer db.Close()
+	c := &clock{t: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)}
+	b, err := NewBook(db, Options{Now: c.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := b.Create(ctx, Order{ID: "000000000031", TID: "T0000001", MID: "000000000000001", Currency: "156", Amount: 1000,
+		Created: c.now(), Expires: c.now().Add(time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	c.add(time.Minute + time.Second)
+	if o, err := b.Wait(ctx, "000000000031", 0); err != nil || o.State != Expired {
+		t.Fatalf("the terminal is told %+v %v, want expired", o, err)
+	}
+	c.add(-3 * time.Second) // the clock steps back, before the expiry
+	if o, out, err := b.Pay(ctx, "000000000031", Payment{Network: "wechat", TransactionID: "TX31", Amount: 1000}); err != nil || out != Late || o.State != Refunded {
+		t.Fatalf("a payment after the terminal was told expired: %v %s %v; want late, refunded", out, o.State, err)
+	}
+}

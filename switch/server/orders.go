@@ -11,9 +11,11 @@ import (
 	"os"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/switchyard/switchyard/switch/config"
+	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/pipeline"
 	"github.com/switchyard/switchyard/switch/qr"
 	"github.com/switchyard/switchyard/switch/qrorder"
@@ -24,15 +26,43 @@ import (
 // the admin server (signed: qr.notify_secret_env).
 const NotifyPath = "/qr/v1/notify"
 
+// orderJournal journals a notified payment (the pipeline's RecordOrderPayment).
+type orderJournal interface {
+	RecordOrderPayment(ctx context.Context, op pipeline.OrderPayment) (*journal.Record, error)
+}
+
 // orderDesk is the pipeline's QROrders over the order book, and the notification
 // route: a paid order's payment is journaled by the pipeline, a late one refunded.
 type orderDesk struct {
 	book   *qrorder.Book
 	cfg    config.QR
 	now    func() time.Time
-	pipe   *pipeline.Pipeline // set once the pipeline exists
+	pipe   orderJournal // the pipeline, set once it exists
 	secret []byte
 	log    zerolog.Logger
+	// notified counts the notifications by network and outcome
+	// (switchyard_qr_notifications_total); nil counts nothing.
+	notified *prometheus.CounterVec
+}
+
+// Outcomes of a notification, as switchyard_qr_notifications_total counts them.
+const (
+	notePaid        = "paid"              // the order is paid, the payment journaled
+	noteLate        = "late"              // journaled and reversed: expired, another amount or currency
+	noteRepeat      = "repeat"            // the same transaction again: nothing new
+	noteOtherTxn    = "other-transaction" // the order was decided by another transaction: FAIL ORDERPAID
+	noteNotFound    = "order-not-found"   // no such order: 404
+	noteBadSig      = "bad-signature"     // 401
+	noteInvalid     = "invalid"           // unreadable, or a network without a connector: 400
+	noteUnavailable = "not-configured"    // no secret: 503
+	noteError       = "error"             // not recorded (500): the network repeats it
+)
+
+// count counts one notification of network with outcome.
+func (d *orderDesk) count(network, outcome string) {
+	if d.notified != nil {
+		d.notified.WithLabelValues(network, outcome).Inc()
+	}
 }
 
 func (s *Server) newOrderDesk() (*orderDesk, error) {
@@ -62,7 +92,32 @@ func (s *Server) newOrderDesk() (*orderDesk, error) {
 	if err := s.cl.follow(olog, book); err != nil {
 		return nil, fmt.Errorf("qr orders: %w", err)
 	}
-	return &orderDesk{book: book, cfg: s.cfg.QR, now: now,
+	if s.cl != nil {
+		// An order's ID is an RRN that no journal record carries until the order is
+		// paid: a node rebuilt on an empty disk, which continues its RRNs after the
+		// records the other nodes give back, must continue after its orders too, or
+		// hand an open order's ID to a purchase (the order's payment would then be
+		// taken for that purchase's record). Its orders are here once followed.
+		if err := book.EachID(s.Journal.NoteRRN); err != nil {
+			return nil, fmt.Errorf("qr orders: note their IDs in the RRN sequence: %w", err)
+		}
+	}
+	notified := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchyard_qr_notifications_total",
+		Help: "Merchant-presented QR payment notifications, by network (empty before it is known to have a connector) and outcome (paid, late, repeat, other-transaction, order-not-found, bad-signature, invalid, not-configured, error)."},
+		[]string{"network", "outcome"})
+	if err := s.Metrics.Registry.Register(notified); err != nil {
+		return nil, fmt.Errorf("qr orders: metrics: %w", err)
+	}
+	// The orders offer, and take payments through, the wallet connectors that were
+	// made (offered).
+	cfg := s.cfg.QR
+	cfg.Connectors = nil
+	for _, c := range s.cfg.QR.Connectors {
+		if _, ok := s.wallets[c.ID]; ok && offered(c) {
+			cfg.Connectors = append(cfg.Connectors, c)
+		}
+	}
+	return &orderDesk{book: book, cfg: cfg, now: now, notified: notified,
 		secret: secret, log: s.log.With().Str("component", "qr-orders").Logger()}, nil
 }
 
@@ -79,16 +134,27 @@ func (s *Server) startOrders() {
 	}
 }
 
+// offered reports whether merchant-presented codes offer connector c: a wallet API
+// connector, through which a payment goes back to its network (a late one's refund,
+// a void, a refund), the store-and-forward queue delivering its reversal to the
+// connector by its ID. An ISO 8583 issuer link (issuer: UnionPay codes in DE 2) has
+// no such API and no sender under the connector's ID: a payment notified through it
+// could not be given back.
+func offered(c config.QRConnector) bool { return c.Issuer == "" }
+
 // NewOrder makes the order's code: a merchant account information template per
-// connector (ID 26 on), the merchant's MCC, name and city, the amount when given, and
+// wallet connector (offered; ID 26 on), the merchant's MCC, name and city, the amount when given, and
 // the order's ID as ID 62's reference label.
 func (d *orderDesk) NewOrder(ctx context.Context, o pipeline.OrderRequest) (pipeline.OrderStatus, error) {
 	accounts := map[string][]qr.Object{}
-	for i, c := range d.cfg.Connectors {
-		if i > 25 {
+	for _, c := range d.cfg.Connectors {
+		if !offered(c) {
+			continue
+		}
+		if len(accounts) == 26 {
 			break // IDs 26 to 51
 		}
-		accounts[fmt.Sprintf("%02d", 26+i)] = []qr.Object{{ID: "00", Value: c.GUID}, {ID: "01", Value: o.MID}}
+		accounts[fmt.Sprintf("%02d", 26+len(accounts))] = []qr.Object{{ID: "00", Value: c.GUID}, {ID: "01", Value: o.MID}}
 	}
 	cur := o.Currency
 	if cur == "" {
@@ -127,10 +193,11 @@ func (d *orderDesk) Order(ctx context.Context, id, tid string) (pipeline.OrderSt
 	return st, true, nil
 }
 
-// connectorOf returns the connector of a network (the first configured).
+// connectorOf returns the wallet connector of a network (the first configured that
+// orders offer).
 func (d *orderDesk) connectorOf(network string) (string, bool) {
 	for _, c := range d.cfg.Connectors {
-		if c.Network == network {
+		if c.Network == network && offered(c) {
 			return c.ID, true
 		}
 	}
@@ -149,55 +216,83 @@ func (d *orderDesk) notify(w http.ResponseWriter, r *http.Request) {
 		_ = json.NewEncoder(w).Encode(res)
 	}
 	if d.secret == nil {
+		d.count("", noteUnavailable)
 		answer(http.StatusServiceUnavailable, wallet.Result{Result: wallet.Fail, ErrCode: "NOT_CONFIGURED", ErrMsg: "qr.notify_secret_env is not set: notifications are refused"})
 		return
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<16))
 	if err != nil {
+		d.count("", noteInvalid)
 		answer(http.StatusBadRequest, wallet.Result{Result: wallet.Fail, ErrCode: "PARAM_ERROR", ErrMsg: err.Error()})
 		return
 	}
 	if !hmac.Equal([]byte(r.Header.Get(wallet.NotifySignatureHeader)), []byte(wallet.Sign(d.secret, body))) {
+		d.count("", noteBadSig)
 		d.log.Warn().Str("remote", r.RemoteAddr).Msg("payment notification with a bad signature: refused")
 		answer(http.StatusUnauthorized, wallet.Result{Result: wallet.Fail, ErrCode: "SIGN_ERROR"})
 		return
 	}
 	var n wallet.Notification
 	if err := json.Unmarshal(body, &n); err != nil || n.OrderID == "" || n.TransactionID == "" {
+		d.count("", noteInvalid)
 		answer(http.StatusBadRequest, wallet.Result{Result: wallet.Fail, ErrCode: "PARAM_ERROR", ErrMsg: "order_id and transaction_id are required"})
 		return
 	}
 	conn, ok := d.connectorOf(n.Network)
 	if !ok {
-		answer(http.StatusBadRequest, wallet.Result{Result: wallet.Fail, ErrCode: "PARAM_ERROR", ErrMsg: fmt.Sprintf("network %q has no connector", n.Network)})
+		d.count("", noteInvalid)
+		d.log.Warn().Str("order", n.OrderID).Str("network", n.Network).Msg("payment notification of a network without a connector: refused")
+		answer(http.StatusBadRequest, wallet.Result{Result: wallet.Fail, ErrCode: "PARAM_ERROR", ErrMsg: fmt.Sprintf("network %q has no wallet connector", n.Network)})
 		return
 	}
 	ctx := r.Context()
-	o, outcome, err := d.book.Pay(ctx, n.OrderID, qrorder.Payment{Network: n.Network, Connector: conn, TransactionID: n.TransactionID, Amount: n.TotalFee})
+	o, outcome, err := d.book.Pay(ctx, n.OrderID, qrorder.Payment{Network: n.Network, Connector: conn, TransactionID: n.TransactionID, Amount: n.TotalFee,
+		Currency: n.Currency})
 	switch {
 	case errors.Is(err, qrorder.ErrNotFound):
+		// A payer paid an order the switch does not have: the network holds the
+		// money, and the operator hears of it.
+		d.count(n.Network, noteNotFound)
+		d.log.Warn().Str("order", n.OrderID).Str("network", n.Network).Str("transaction", n.TransactionID).Int64("amount", n.TotalFee).
+			Msg("payment notification of an unknown order: answered ORDER_NOT_FOUND, the payment is the network's to give back")
 		answer(http.StatusNotFound, wallet.Result{Result: wallet.Fail, ErrCode: "ORDER_NOT_FOUND"})
 		return
 	case err != nil:
+		d.count(n.Network, noteError)
 		d.log.Error().Err(err).Str("order", n.OrderID).Msg("payment notification not recorded")
 		answer(http.StatusInternalServerError, wallet.Result{Result: wallet.Fail, ErrCode: "SYSTEMERROR"})
 		return
 	case o.TransactionID != n.TransactionID:
 		// The order was paid by another transaction: this one is the network's to
 		// give back (the order keeps its first payment).
+		d.count(n.Network, noteOtherTxn)
+		d.log.Warn().Str("order", o.ID).Str("network", n.Network).Str("transaction", n.TransactionID).Str("paid_by", o.TransactionID).
+			Int64("amount", n.TotalFee).Msg("payment notification of another transaction on a decided order: answered ORDERPAID, the payment is the network's to give back")
 		answer(http.StatusOK, wallet.Result{Result: wallet.Fail, ErrCode: "ORDERPAID"})
 		return
 	}
 	late := outcome == qrorder.Late || o.State == qrorder.Refunded
-	rec, err := d.pipe.RecordOrderPayment(ctx, pipeline.OrderPayment{RRN: o.ID, TID: o.TID, MID: o.MID, Currency: o.Currency, Amount: n.TotalFee,
+	// The payment as the book took it (the first notification of the transaction:
+	// a repeat does not change what is journaled), in its own currency.
+	rec, err := d.pipe.RecordOrderPayment(ctx, pipeline.OrderPayment{RRN: o.ID, TID: o.TID, MID: o.MID,
+		Currency: orDefault(o.PaidCurrency, o.Currency), Amount: o.PaidAmount,
 		Network: n.Network, Connector: conn, AuthCode: authCode(n.TransactionID), Late: late, At: o.PaidAt})
 	if err != nil {
+		d.count(n.Network, noteError)
 		d.log.Error().Err(err).Str("order", n.OrderID).Msg("payment notification not journaled: the network will repeat it")
 		answer(http.StatusInternalServerError, wallet.Result{Result: wallet.Fail, ErrCode: "SYSTEMERROR"})
 		return
 	}
 	d.log.Info().Str("order", o.ID).Str("tid", o.TID).Str("network", n.Network).Int64("amount", n.TotalFee).Bool("late", late).
 		Str("reversed_by", rec.ReversedBy).Msg("merchant-presented payment notified")
+	switch {
+	case outcome == qrorder.Again:
+		d.count(n.Network, noteRepeat)
+	case late:
+		d.count(n.Network, noteLate)
+	default:
+		d.count(n.Network, notePaid)
+	}
 	answer(http.StatusOK, wallet.Result{Result: wallet.Success, TransactionID: n.TransactionID})
 }
 

@@ -11,10 +11,15 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
 
 	"github.com/switchyard/switchyard/internal/statelog"
 	"github.com/switchyard/switchyard/switch/config"
+	"github.com/switchyard/switchyard/switch/journal"
+	"github.com/switchyard/switchyard/switch/pipeline"
+	"github.com/switchyard/switchyard/switch/qr"
 	"github.com/switchyard/switchyard/switch/qrorder"
 	"github.com/switchyard/switchyard/switch/wallet"
 )
@@ -54,5 +59,185 @@ func TestOrderDeskNoCatchUp(t *testing.T) {
 	_, ok, err := d.Order(t.Context(), "100000000001", "T0000001")
 	if err == nil || errors.Is(err, qrorder.ErrNotFound) || !errors.Is(err, qrorder.ErrNotCaughtUp) || !errors.Is(err, noQuorum) {
 		t.Errorf("inquiry: ok %v, err %v; want an error (96) wrapping ErrNotCaughtUp, not not found (25)", ok, err)
+	}
+}
+
+// failingJournal fails its first fail writes, and keeps what it was given.
+type failingJournal struct {
+	fail int
+	got  []pipeline.OrderPayment
+}
+
+func (j *failingJournal) RecordOrderPayment(_ context.Context, op pipeline.OrderPayment) (*journal.Record, error) {
+	j.got = append(j.got, op)
+	if len(j.got) <= j.fail {
+		return nil, errors.New("journal unavailable")
+	}
+	return &journal.Record{RRN: op.RRN}, nil
+}
+
+// TestOrderDeskRepeatJournalsTheBooksPayment: the first notification of a payment
+// is taken by the book and its journal write fails (500: the network repeats it);
+// the repeat, of the same transaction, says another amount and currency. What is
+// journaled is the payment the book took (2500 in yuan, the order paid), not the
+// repeat's figures, which once went into the journal as an approved purchase of
+// the order while the order said 2500.
+func TestOrderDeskRepeatJournalsTheBooksPayment(t *testing.T) {
+	db, err := badger.Open(badger.DefaultOptions(t.TempDir()).WithLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	book, err := qrorder.NewBook(db, qrorder.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	if err := book.Create(t.Context(), qrorder.Order{ID: "100000000007", TID: "T0000001", MID: "000000000000001", Currency: "156",
+		Amount: 2500, Created: now, Expires: now.Add(time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	secret := []byte("0123456789abcdef0123")
+	j := &failingJournal{fail: 1}
+	d := &orderDesk{book: book, now: time.Now, secret: secret, log: zerolog.Nop(), pipe: j,
+		cfg: config.QR{Connectors: []config.QRConnector{{ID: "wechat", Network: "wechat"}}}}
+	send := func(n wallet.Notification) int {
+		body, _ := json.Marshal(n)
+		r := httptest.NewRequest(http.MethodPost, NotifyPath, bytes.NewReader(body))
+		r.Header.Set(wallet.NotifySignatureHeader, wallet.Sign(secret, body))
+		w := httptest.NewRecorder()
+		d.notify(w, r)
+		return w.Code
+	}
+	if code := send(wallet.Notification{Network: "wechat", OrderID: "100000000007", TransactionID: "TX7", TotalFee: 2500}); code != http.StatusInternalServerError {
+		t.Fatalf("first notification, journal failing: HTTP %d, want 500", code)
+	}
+	if code := send(wallet.Notification{Network: "wechat", OrderID: "100000000007", TransactionID: "TX7", TotalFee: 1, Currency: "840"}); code != http.StatusOK {
+		t.Fatalf("repeat: HTTP %d, want 200", code)
+	}
+	if len(j.got) != 2 {
+		t.Fatalf("journal asked %d times", len(j.got))
+	}
+	if op := j.got[1]; op.Amount != 2500 || op.Currency != "156" || op.Late {
+		t.Fatalf("the repeat journaled amount %d currency %s late %v; want the book's payment, 2500 in 156, paid", op.Amount, op.Currency, op.Late)
+	}
+	if o, err := book.Get("100000000007"); err != nil || o.State != qrorder.Paid || o.PaidAmount != 2500 {
+		t.Fatalf("order %+v %v", o, err)
+	}
+}
+
+// TestNotificationsCounted: every notification is counted by network and outcome
+// in switchyard_qr_notifications_total (paid, a repeat, another transaction on the
+// paid order, a late one, an unknown order, a bad signature), and the payments the
+// switch leaves to the network to give back (an unknown order's, another payer's)
+// are logged. Notifications were neither counted nor, for those two, logged.
+func TestNotificationsCounted(t *testing.T) {
+	db, err := badger.Open(badger.DefaultOptions(t.TempDir()).WithLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	book, err := qrorder.NewBook(db, qrorder.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	for id, expires := range map[string]time.Time{"100000000011": now.Add(time.Minute), "100000000012": now.Add(-time.Second)} {
+		if err := book.Create(t.Context(), qrorder.Order{ID: id, TID: "T0000001", MID: "000000000000001", Currency: "156",
+			Amount: 2500, Created: now.Add(-time.Minute), Expires: expires}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	secret := []byte("0123456789abcdef0123")
+	var logs bytes.Buffer
+	notified := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchyard_qr_notifications_total"}, []string{"network", "outcome"})
+	d := &orderDesk{book: book, now: time.Now, secret: secret, log: zerolog.New(&logs), pipe: &failingJournal{}, notified: notified,
+		cfg: config.QR{Connectors: []config.QRConnector{{ID: "wechat", Network: "wechat"}}}}
+	send := func(n wallet.Notification, sig string) int {
+		body, _ := json.Marshal(n)
+		r := httptest.NewRequest(http.MethodPost, NotifyPath, bytes.NewReader(body))
+		if sig == "" {
+			sig = wallet.Sign(secret, body)
+		}
+		r.Header.Set(wallet.NotifySignatureHeader, sig)
+		w := httptest.NewRecorder()
+		d.notify(w, r)
+		return w.Code
+	}
+	paid := wallet.Notification{Network: "wechat", OrderID: "100000000011", TransactionID: "TX11", TotalFee: 2500}
+	send(paid, "")
+	send(paid, "")
+	other := paid
+	other.TransactionID = "TX11B"
+	send(other, "")
+	send(wallet.Notification{Network: "wechat", OrderID: "100000000012", TransactionID: "TX12", TotalFee: 2500}, "")
+	if code := send(wallet.Notification{Network: "wechat", OrderID: "100000000099", TransactionID: "TX99", TotalFee: 700}, ""); code != http.StatusNotFound {
+		t.Fatalf("unknown order: HTTP %d", code)
+	}
+	send(paid, "00")
+	for _, c := range []struct {
+		network, outcome string
+	}{{"wechat", notePaid}, {"wechat", noteRepeat}, {"wechat", noteOtherTxn}, {"wechat", noteLate}, {"wechat", noteNotFound}, {"", noteBadSig}} {
+		if n := testutil.ToFloat64(notified.WithLabelValues(c.network, c.outcome)); n != 1 {
+			t.Errorf("switchyard_qr_notifications_total{network=%q,outcome=%q} = %v, want 1", c.network, c.outcome, n)
+		}
+	}
+	for _, want := range []string{"TX11B", "TX99"} {
+		if !bytes.Contains(logs.Bytes(), []byte(want)) {
+			t.Errorf("the payment %s left to the network is not logged: %s", want, logs.String())
+		}
+	}
+}
+
+// TestOrdersOfferOnlyWalletConnectors: a merchant-presented payment goes back to
+// its network (a late one's refund, a void, a refund) through its connector's wallet
+// API: the store-and-forward queue delivers a reversal to a wallet connector by its
+// ID. A connector that is an ISO 8583 issuer link (UnionPay codes in DE 2, `issuer:
+// bank-a`) has no such API, and no sender under its ID: an order's code offered it
+// (a template for it), and a payment notified through it was journaled with the
+// connector's ID as its issuer, its refund queued where nothing delivers it. The code
+// now offers the wallet connectors only, and a notification of a network without one
+// is refused, the order left open.
+func TestOrdersOfferOnlyWalletConnectors(t *testing.T) {
+	db, err := badger.Open(badger.DefaultOptions(t.TempDir()).WithLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	book, err := qrorder.NewBook(db, qrorder.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := []byte("0123456789abcdef0123")
+	j := &failingJournal{}
+	d := &orderDesk{book: book, now: time.Now, secret: secret, log: zerolog.Nop(), pipe: j,
+		cfg: config.QR{Orders: config.QROrders{TTL: config.Duration(time.Minute), Country: "CN"}, Connectors: []config.QRConnector{
+			{ID: "unionpay", Network: "unionpay", Issuer: "bank-a", GUID: config.DefaultGUID("unionpay")},
+			{ID: "wechat", Network: "wechat", URL: "http://127.0.0.1:1", GUID: config.DefaultGUID("wechat")},
+		}}}
+	st, err := d.NewOrder(t.Context(), pipeline.OrderRequest{ID: "100000000021", TID: "T0000001", MID: "000000000000001", Currency: "156", Amount: 900})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := qr.Decode(st.Payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := p.Sub("26", "00"); got != config.DefaultGUID("wechat") {
+		t.Errorf("ID 26 is %q, want the WeChat Pay connector's template first", got)
+	}
+	if got := p.Get("27"); got != "" {
+		t.Errorf("the code offers a second network (ID 27 %q): the ISO 8583 connector", got)
+	}
+	body, _ := json.Marshal(wallet.Notification{Network: "unionpay", OrderID: "100000000021", TransactionID: "TX21", TotalFee: 900})
+	r := httptest.NewRequest(http.MethodPost, NotifyPath, bytes.NewReader(body))
+	r.Header.Set(wallet.NotifySignatureHeader, wallet.Sign(secret, body))
+	w := httptest.NewRecorder()
+	d.notify(w, r)
+	if w.Code != http.StatusBadRequest || len(j.got) != 0 {
+		t.Fatalf("a notification through the ISO 8583 connector: HTTP %d, journaled %+v; want 400, nothing journaled", w.Code, j.got)
+	}
+	if o, err := book.Get("100000000021"); err != nil || o.State != qrorder.Open {
+		t.Fatalf("order %+v %v, want open", o, err)
 	}
 }

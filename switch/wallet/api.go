@@ -86,7 +86,23 @@ type Notification struct {
 	OrderID       string `json:"order_id"`
 	TransactionID string `json:"transaction_id"`
 	TotalFee      int64  `json:"total_fee"`
-	PayerHash     string `json:"payer,omitempty"` // an opaque payer reference, never a code
+	// Currency is the currency of TotalFee (ISO 4217 numeric, as a pay's fee_type);
+	// absent: the order's. A payment in another currency is not the order's: it is
+	// refunded.
+	Currency  string `json:"fee_type,omitempty"`
+	PayerHash string `json:"payer,omitempty"` // an opaque payer reference, never a code
+}
+
+// inDoubt reports whether a FAIL's err_code says that the network could not tell
+// the outcome (WeChat Pay's SYSTEMERROR and BANKERROR, Alipay's ACQ.SYSTEM_ERROR and
+// UNKNOWN: "query the order"): the payment or refund may have been made, so it is
+// not a decline.
+func inDoubt(errCode string) bool {
+	switch errCode {
+	case "SYSTEMERROR", "BANKERROR", "SYSTEM_ERROR", "ACQ.SYSTEM_ERROR", "UNKNOWN":
+		return true
+	}
+	return false
 }
 
 // rcOf maps a FAIL's err_code to the response code the terminal gets.

@@ -161,7 +161,8 @@ func maskDigits(b []byte) string { return digitRun.ReplaceAllStringFunc(string(b
 
 // Pay pays p with the payer's code. SUCCESS approves (the network's transaction ID,
 // last six characters, is the auth code), FAIL declines by its err_code; USERPAYING,
-// or an answer that did not come, is followed by queries every Poll until the payment
+// a FAIL whose err_code says the outcome is unknown (SYSTEMERROR, BANKERROR: inDoubt),
+// a result it does not know, or an answer that did not come, is followed by queries every Poll until the payment
 // is decided or Timeout has passed since the first request, when it returns
 // issuer.ErrTimeout (the pipeline answers 91 and queues its cancellation). A
 // connection refused before anything was sent is issuer.ErrUnavailable.
@@ -179,10 +180,18 @@ func (c *Connector) Pay(ctx context.Context, p pipeline.WalletPayment) (rc, auth
 		// Unknown: the network may have taken it. Ask.
 	case res.Result == Success:
 		return "00", authOf(res.TransactionID), nil
-	case res.Result == Fail && res.ErrCode != UserPaying:
+	case res.Result == Fail && res.ErrCode != UserPaying && !inDoubt(res.ErrCode):
 		return rcOf(res.ErrCode), "", nil
 	}
+	// USERPAYING, no answer, a FAIL whose code says the outcome is unknown, or a
+	// result this connector does not know: the payer may be charged. Ask.
 	last := "no answer to pay"
+	switch {
+	case err == nil && res.Result == Fail:
+		last = fmt.Sprintf("pay FAIL %.40s", maskDigits([]byte(res.ErrCode)))
+	case err == nil && res.Result != UserPaying:
+		last = fmt.Sprintf("pay result %.40q", maskDigits([]byte(res.Result)))
+	}
 	if err != nil {
 		last = err.Error()
 		c.cfg.Logger.Warn().Err(err).Str("connector", c.cfg.ID).Str("rrn", p.RRN).Msg("pay without an answer: querying the payment until it is decided or the timeout")
@@ -211,8 +220,11 @@ func (c *Connector) Pay(ctx context.Context, p pipeline.WalletPayment) (rc, auth
 	}
 }
 
-// Refund refunds r against its original payment. An answer that does not come is
-// issuer.ErrTimeout: the pipeline reverses the refund (Reverse with its number).
+// Refund refunds r against its original payment. An answer that does not come, a
+// FAIL whose code says the outcome is unknown (SYSTEMERROR...) or a result that is
+// neither SUCCESS nor FAIL leaves the refund in doubt: issuer.ErrTimeout, and the
+// pipeline reverses the refund (Reverse with its number) rather than release its
+// amount on the original for another refund while the payer may have it back.
 func (c *Connector) Refund(ctx context.Context, r pipeline.WalletRefund) (rc, auth string, err error) {
 	var res Result
 	err = c.post(ctx, PathRefund, RefundRequest{OutTradeNo: r.OriginalRRN, OutRefundNo: r.RRN, RefundFee: r.Amount}, &res)
@@ -224,6 +236,9 @@ func (c *Connector) Refund(ctx context.Context, r pipeline.WalletRefund) (rc, au
 		return "", "", fmt.Errorf("%w: %v", issuer.ErrTimeout, err)
 	case res.Result == Success:
 		return "00", authOf(res.TransactionID), nil
+	case res.Result != Fail || inDoubt(res.ErrCode):
+		return "", "", fmt.Errorf("%w: %s refund %s of %s: outcome unknown (result %.40q, err_code %.40q)",
+			issuer.ErrTimeout, c.cfg.ID, r.RRN, r.OriginalRRN, maskDigits([]byte(res.Result)), maskDigits([]byte(res.ErrCode)))
 	}
 	return rcOf(res.ErrCode), "", nil
 }

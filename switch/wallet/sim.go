@@ -63,6 +63,7 @@ type Trade struct {
 	Reversed      bool      `json:"reversed,omitempty"`
 	At            time.Time `json:"at"`
 	script        string
+	code          [32]byte // SHA-256 of the payer's code: a resend must carry the same
 }
 
 // refund is one refund the simulator took.
@@ -218,8 +219,16 @@ func (s *Sim) pay(w http.ResponseWriter, r *http.Request) {
 		s.answer(w, Result{Result: Fail, ErrCode: "PARAM_ERROR", ErrMsg: "out_trade_no, auth_code and total_fee are required"})
 		return
 	}
+	code := sha256.Sum256([]byte(req.AuthCode))
 	s.mu.Lock()
 	if t, ok := s.trades[req.OutTradeNo]; ok {
+		if t.TotalFee != 0 && (t.TotalFee != req.TotalFee || t.code != code) {
+			// Another payment under a used number (another amount or payer): refused,
+			// as the networks do, never answered with the first one's state.
+			s.mu.Unlock()
+			s.answer(w, Result{Result: Fail, ErrCode: "OUT_TRADE_NO_USED", ErrMsg: "out_trade_no was used by another payment"})
+			return
+		}
 		// A resend of the same order: its state, never a second payment.
 		st := t.State
 		id := t.TransactionID
@@ -236,7 +245,7 @@ func (s *Sim) pay(w http.ResponseWriter, r *http.Request) {
 	}
 	s.seq++
 	t := &Trade{OutTradeNo: req.OutTradeNo, TransactionID: fmt.Sprintf("%s%014d", prefixOf(req.Network), s.seq), TotalFee: req.TotalFee,
-		CodeMasked: maskCode(req.AuthCode), At: time.Now(), script: s.script(req.TotalFee)}
+		CodeMasked: maskCode(req.AuthCode), At: time.Now(), script: s.script(req.TotalFee), code: code}
 	s.trades[t.OutTradeNo] = t
 	var res Result
 	switch t.script {
@@ -307,7 +316,13 @@ func (s *Sim) reverse(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	if req.OutRefundNo != "" {
-		if rf, ok := s.refunds[req.OutRefundNo]; ok && !rf.undone {
+		rf, ok := s.refunds[req.OutRefundNo]
+		switch {
+		case !ok:
+			// Unknown: an undoing that overtook its refund. Remember it, so that the
+			// refund, if it comes, is refused.
+			s.refunds[req.OutRefundNo] = &refund{undone: true}
+		case !rf.undone:
 			rf.undone = true
 			if t, ok := s.trades[rf.trade]; ok {
 				t.Refunded -= rf.amount
@@ -334,9 +349,19 @@ func (s *Sim) refund(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
-	if rf, ok := s.refunds[req.OutRefundNo]; ok && !rf.undone {
+	if rf, ok := s.refunds[req.OutRefundNo]; ok {
+		// A resend: the first one's answer when it is the same refund; a refund
+		// undone (or whose undoing came first), or another refund under the number,
+		// is refused, never made or answered SUCCESS unmade.
 		s.mu.Unlock()
-		s.answer(w, Result{Result: Success, TransactionID: "RF" + req.OutRefundNo})
+		switch {
+		case rf.undone:
+			s.answer(w, Result{Result: Fail, ErrCode: "REFUND_REVERSED", ErrMsg: "out_refund_no was reversed"})
+		case rf.trade != req.OutTradeNo || rf.amount != req.RefundFee:
+			s.answer(w, Result{Result: Fail, ErrCode: "OUT_REFUND_NO_USED", ErrMsg: "out_refund_no was used by another refund"})
+		default:
+			s.answer(w, Result{Result: Success, TransactionID: "RF" + req.OutRefundNo})
+		}
 		return
 	}
 	t, ok := s.trades[req.OutTradeNo]
@@ -419,6 +444,7 @@ func (s *Sim) PayOrder(ctx context.Context, req MPMPayRequest) (Notification, Re
 	if amount <= 0 {
 		return Notification{}, Result{}, errors.New("the code carries no amount: give one")
 	}
+	currency := p.Get(qr.IDCurrency)
 	s.mu.Lock()
 	s.seq++
 	t := &Trade{OutTradeNo: ref, TransactionID: fmt.Sprintf("%s%014d", prefixOf(req.Network), s.seq), State: Success, TotalFee: amount, At: time.Now()}
@@ -428,7 +454,7 @@ func (s *Sim) PayOrder(ctx context.Context, req MPMPayRequest) (Notification, Re
 	s.trades[t.OutTradeNo] = t
 	notifyURL, secret := s.cfg.NotifyURL, s.cfg.NotifySecret
 	s.mu.Unlock()
-	n := Notification{Network: req.Network, OrderID: ref, TransactionID: t.TransactionID, TotalFee: amount}
+	n := Notification{Network: req.Network, OrderID: ref, TransactionID: t.TransactionID, TotalFee: amount, Currency: currency}
 	if notifyURL == "" {
 		return n, Result{}, errors.New("no notification URL: the switch is not told")
 	}
