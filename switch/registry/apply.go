@@ -285,8 +285,8 @@ func isUnknownOp(err error) bool {
 }
 
 // normalizeTerminal fills defaults: the decline policy, a MAC requirement for
-// SoftPOS, and the conventional key references "<terminal ID>/TAK" and
-// "<terminal ID>/TPK" when a MAC or TPK PIN mode needs one and none is given.
+// SoftPOS, and the conventional key references "<terminal ID>.TAK" and
+// "<terminal ID>.TPK" when a MAC or TPK PIN mode needs one and none is given.
 func normalizeTerminal(t *Terminal) {
 	if t.MissingPolicy == "" {
 		t.MissingPolicy = PolicyDecline
@@ -295,10 +295,10 @@ func normalizeTerminal(t *Terminal) {
 		t.Keys.MACRequired = true
 	}
 	if t.Keys.MACRequired && t.Keys.TAK == "" && t.ID != "" {
-		t.Keys.TAK = t.ID + "/TAK"
+		t.Keys.TAK = t.ID + ".TAK"
 	}
 	if t.Keys.PINMode == PINModeTPK && t.Keys.TPK == "" && t.ID != "" {
-		t.Keys.TPK = t.ID + "/TPK"
+		t.Keys.TPK = t.ID + ".TPK"
 	}
 	if len(t.AllowedNetworks) == 0 {
 		t.AllowedNetworks = nil

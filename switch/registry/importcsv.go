@@ -371,7 +371,7 @@ func WriteTerminalsCSV(w io.Writer, ts []*Terminal) error {
 }
 
 // checkKeyRefs checks the key references a terminal names (not the conventional
-// "<terminal ID>/TPK" that compute fills in for an empty one, whose key may be
+// "<terminal ID>.TPK" that compute fills in for an empty one, whose key may be
 // generated later): each must be a usable key of the key store of its type, so
 // that a typo or another party's key (an issuer's ZPK as a TPK) is refused when it
 // is entered rather than found by the first PIN transaction. References equal to
@@ -402,9 +402,10 @@ func (r *review) checkKeyRefs(terminal string, k KeyRefs, was *KeyRefs) error {
 }
 
 // isConventionalRef says whether ref is the reference the registry makes up for a
-// terminal's own TPK or TAK when none is given ("<terminal ID>/TPK", normalizeTerminal):
+// terminal's own TPK or TAK when none is given ("<terminal ID>.TPK", normalizeTerminal;
+// "<terminal ID>/TPK" before 5 December 2026, which prepare rewrites):
 // its key may be generated after the terminal is registered, so it is not looked up
 // (a terminal written out by WriteTerminalsCSV carries it, whatever its PIN mode).
 func isConventionalRef(terminal, ref, keyType string) bool {
-	return (keyType == "TPK" || keyType == "TAK") && ref == terminal+"/"+keyType
+	return (keyType == "TPK" || keyType == "TAK") && (ref == terminal+"."+keyType || ref == terminal+"/"+keyType)
 }

@@ -54,7 +54,7 @@ func TestCSVImport(t *testing.T) {
 		t.Fatal(err)
 	}
 	t1, _ := f.reg.Terminal("T1000001")
-	if t1 == nil || t1.Status != TerminalActive || t1.Location.RadiusM != 500 || len(t1.AllowedNetworks) != 2 || t1.MinAppVersion != "2.1" || t1.Keys.TPK != "T1000001/TPK" {
+	if t1 == nil || t1.Status != TerminalActive || t1.Location.RadiusM != 500 || len(t1.AllowedNetworks) != 2 || t1.MinAppVersion != "2.1" || t1.Keys.TPK != "T1000001.TPK" {
 		t.Errorf("T1000001 = %+v", t1)
 	}
 	t2, _ := f.reg.Terminal("T1000002")

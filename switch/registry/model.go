@@ -209,6 +209,16 @@ func (t *Terminal) MACRequired() bool { return t.Kind == KindSoftPOS || t.Keys.M
 // prepare fills the derived fields used by Check. It must run before a record is
 // published.
 func (t *Terminal) prepare() {
+	// Until 5 December 2026 the conventional references were "<terminal ID>/TPK"
+	// and "/TAK", which no key can have (a key ID has no '/': "ID/vN" names a
+	// version): the terminal's key change and PIN translation failed. They are read
+	// as the conventional "<terminal ID>.TPK" and ".TAK".
+	if t.Keys.TPK == t.ID+"/TPK" {
+		t.Keys.TPK = t.ID + ".TPK"
+	}
+	if t.Keys.TAK == t.ID+"/TAK" {
+		t.Keys.TAK = t.ID + ".TAK"
+	}
 	t.minVer = nil
 	if t.MinAppVersion != "" {
 		t.minVer, _ = parseVersion(t.MinAppVersion)
