@@ -192,6 +192,7 @@ type Store struct {
 	dups *dupKeys // dupkeys.go: the duplicate keys, a Bloom filter
 
 	commitFailures atomic.Uint64 // groups whose commit failed (CommitFailures)
+	refuse         atomic.Pointer[error] // why new records are refused (RefuseNew)
 
 	purgeMu sync.Mutex // one Purge at a time (purge.go)
 }
