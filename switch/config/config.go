@@ -324,6 +324,11 @@ const DefaultJournalWindow = time.Millisecond
 // busy with the window off and 5,000 a second 65-76% (issue 15, docs/performance.md).
 const DefaultJournalWindowCPU = 0.7
 
+// DefaultMinFreeMB is journal.min_free_mb when it is not set: room for Badger's
+// memtables (64 MiB each) and their flush, a log segment (64 MiB) and what is in
+// flight, with a margin.
+const DefaultMinFreeMB = 512
+
 // Journal configures the journal.
 type Journal struct {
 	MaxBatch int `yaml:"max_batch"`
@@ -344,6 +349,13 @@ type Journal struct {
 	// before it writes their Badger index entries (default 200ms): long enough for
 	// most transactions to be complete, so that their versions share one entry.
 	IndexDelay Duration `yaml:"index_delay"`
+	// MinFreeMB is the free space, in MiB, below which the data directory's file
+	// system counts as full (default 512; -1: never): new transactions are declined
+	// 91 and /readyz answers 503 until a quarter more than that is free again. It is
+	// the room left for what is in flight (their final versions, reversals, the
+	// store-and-forward queue) and for Badger, which crashes the process with SIGBUS
+	// when the disk fills under its memory-mapped files (docs/wire.md, "A full disk").
+	MinFreeMB int `yaml:"min_free_mb"`
 }
 
 // Security holds the secrets of the switch that are not keys of the key store.
@@ -581,6 +593,9 @@ func (c *Config) ApplyDefaults() {
 	if c.Journal.Gap == 0 {
 		c.Journal.Gap = Duration(journal.DefaultGap)
 	}
+	if c.Journal.MinFreeMB == 0 {
+		c.Journal.MinFreeMB = DefaultMinFreeMB
+	}
 	if c.Journal.IndexDelay == 0 {
 		c.Journal.IndexDelay = Duration(journal.DefaultIndexDelay)
 	}
@@ -774,6 +789,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Journal.Gap < 0 || c.Journal.Gap.D() > 100*time.Millisecond {
 		bad("journal.gap", "%s is not between 0 and 100ms", c.Journal.Gap.D())
+	}
+	if c.Journal.MinFreeMB < -1 {
+		bad("journal.min_free_mb", "%d is neither a size in MiB nor -1 (never)", c.Journal.MinFreeMB)
 	}
 	if c.Journal.IndexDelay < 0 || c.Journal.IndexDelay.D() > time.Second {
 		bad("journal.index_delay", "%s is not between 0 and 1s", c.Journal.IndexDelay.D())

@@ -191,7 +191,8 @@ type Store struct {
 	ix   indexer  // indexer.go
 	dups *dupKeys // dupkeys.go: the duplicate keys, a Bloom filter
 
-	commitFailures atomic.Uint64 // groups whose commit failed (CommitFailures)
+	commitFailures atomic.Uint64         // groups whose commit failed (CommitFailures)
+	refuse         atomic.Pointer[error] // why new records are refused (RefuseNew)
 
 	purgeMu sync.Mutex // one Purge at a time (purge.go)
 }

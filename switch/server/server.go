@@ -108,6 +108,7 @@ type Server struct {
 	console   *console.Console // the web console (console.go); nil when disabled
 	ready     atomic.Bool
 	readyHook atomic.Pointer[func() error] // SetReadyCheck's
+	disk      *diskGuard                   // nil with journal.min_free_mb -1 (diskguard.go)
 	// cl is what a node of a cluster adds (nil alone); remotePipe is the pipeline
 	// for the cluster journal's applier, which starts before the pipeline exists.
 	cl         *clusterNode
@@ -252,6 +253,9 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		return nil, err
 	}
 	s.Journal.OnSync(s.Metrics.JournalCommitted)
+	if s.disk = newDiskGuard(cfg.DataDir, cfg.Journal.MinFreeMB, s.Journal.RefuseNew, s.Metrics.Registry, log.With().Str("component", "disk").Logger()); s.disk != nil {
+		s.disk.check() // a switch started on a full disk refuses from its first transaction
+	}
 	s.Journal.OnIndexError(func(err error) {
 		log.Error().Err(err).Msg("journal index not written; retrying (records stay readable from memory)")
 	})
@@ -618,6 +622,9 @@ func (s *Server) Start() {
 			s.loops.Go("state compaction", s.cl.compactLoop)
 		}
 		s.loops.Go("CPU meter", s.cpu.Run) // journal.window_cpu
+		if s.disk != nil {
+			s.loops.Go("disk guard", s.disk.run) // journal.min_free_mb
+		}
 		s.loops.Go("offline monitor", func(ctx context.Context) error {
 			s.monitor.Run(ctx)
 			return nil
@@ -720,6 +727,9 @@ func (s *Server) SetReadyCheck(check func() error) {
 func (s *Server) readiness() error {
 	if !s.ready.Load() {
 		return errors.New("starting or draining")
+	}
+	if err := s.disk.notReady(); err != nil {
+		return err
 	}
 	if check := s.readyHook.Load(); check != nil {
 		return (*check)()

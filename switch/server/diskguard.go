@@ -1,0 +1,127 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+)
+
+// The disk guard keeps the switch from filling its data directory's disk. Badger
+// writes its memtables and its new tables through memory-mapped files whose blocks are
+// allocated as they are first written: on a full disk that write faults (SIGBUS) and
+// the Go runtime ends the process ("unexpected fault address", found on 5 December
+// 2026 with the switch under load on a tmpfs filled by another process; e2e
+// TestDiskFullDeclinesAndRecovers). No error reaches the switch to turn into a 91, so
+// the only defence is to stop growing before the disk is full: below journal.min_free_mb
+// of free space the journal refuses new records (journal.Store.RefuseNew), new
+// transactions are declined 91 journal-unavailable, /readyz answers 503 saying why,
+// and a log line says what to do; what is in flight finishes in the room left. Once a
+// quarter more than the minimum is free again, all of it turns back by itself.
+//
+// It cannot stop another process from taking the last block between two looks
+// (diskCheckEvery): the minimum is the margin for that too.
+
+// diskCheckEvery is how often the guard looks at the free space: statfs costs about
+// a microsecond, and under full load the switch writes a few MB a second, far less
+// than the minimum in this time.
+const diskCheckEvery = 100 * time.Millisecond
+
+// diskGuard watches the free space of the file system of the data directory.
+type diskGuard struct {
+	dir       string
+	low, high uint64 // refuse below low, admit again from high (bytes)
+	free      func(dir string) (uint64, error)
+	refuse    func(why error) // journal.Store.RefuseNew
+	log       zerolog.Logger
+
+	freeBytes atomic.Uint64
+	full      atomic.Pointer[error] // why new transactions are refused, nil when not
+	failed    bool                  // the last statfs failed (the loop's only)
+}
+
+// newDiskGuard returns the guard of dir with a minimum of minFreeMB MiB (-1: none,
+// nil guard), and registers its metrics.
+func newDiskGuard(dir string, minFreeMB int, refuse func(error), reg prometheus.Registerer, log zerolog.Logger) *diskGuard {
+	if minFreeMB < 0 {
+		return nil
+	}
+	low := uint64(minFreeMB) << 20
+	g := &diskGuard{dir: dir, low: low, high: low + low/4, free: freeSpace, refuse: refuse, log: log}
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "switchyard_data_dir_free_bytes", Help: "Free space (for the switch's user) of the data directory's file system, as the disk guard last saw it.",
+	}, func() float64 { return float64(g.freeBytes.Load()) }), prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "switchyard_data_dir_full", Help: "1 while the data directory's disk has less free space than journal.min_free_mb (until 25% more is free): new transactions are declined 91 and /readyz is 503.",
+	}, func() float64 {
+		if g.full.Load() != nil {
+			return 1
+		}
+		return 0
+	}))
+	return g
+}
+
+// freeSpace returns the bytes of dir's file system available to an unprivileged user.
+func freeSpace(dir string) (uint64, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return 0, fmt.Errorf("free space of %s: %w", dir, err)
+	}
+	return st.Bavail * uint64(st.Bsize), nil
+}
+
+// check looks at the free space once and refuses or admits new transactions.
+func (g *diskGuard) check() {
+	free, err := g.free(g.dir)
+	if err != nil {
+		if !g.failed {
+			g.log.Error().Err(err).Msg("disk guard: free space not known; new transactions are not refused for it")
+		}
+		g.failed = true
+		return
+	}
+	g.failed = false
+	g.freeBytes.Store(free)
+	full := g.full.Load() != nil
+	switch {
+	case !full && free < g.low:
+		why := fmt.Errorf("data directory %s has %d MiB free, less than journal.min_free_mb (%d MiB): new transactions are declined 91 until %d MiB are free", g.dir, free>>20, g.low>>20, g.high>>20)
+		g.full.Store(&why)
+		g.refuse(why)
+		g.log.Error().Uint64("free_mib", free>>20).Uint64("min_free_mib", g.low>>20).Str("dir", g.dir).
+			Msg("disk nearly full: new transactions are declined 91 and /readyz is 503; free space on the data directory's disk (the switch resumes by itself once 25% more than journal.min_free_mb is free)")
+	case full && free >= g.high:
+		g.full.Store(nil)
+		g.refuse(nil)
+		g.log.Info().Uint64("free_mib", free>>20).Str("dir", g.dir).Msg("disk space back: new transactions are taken again")
+	}
+}
+
+// notReady is the guard's part of /readyz: why new transactions are refused, or nil.
+func (g *diskGuard) notReady() error {
+	if g == nil {
+		return nil
+	}
+	if why := g.full.Load(); why != nil {
+		return *why
+	}
+	return nil
+}
+
+// run checks the free space every diskCheckEvery until ctx is done.
+func (g *diskGuard) run(ctx context.Context) error {
+	t := time.NewTicker(diskCheckEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			g.check()
+		}
+	}
+}
