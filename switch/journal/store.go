@@ -132,6 +132,9 @@ type Options struct {
 	// OnPreallocError is called when zero-filling the log ahead of the appends fails
 	// (wal.Options.OnPreallocError): most likely the disk is filling up.
 	OnPreallocError func(error)
+	// OnBroken is called once, from the committer, when the log starts refusing every
+	// write until a restart (Store.Broken).
+	OnBroken func(error)
 	// MaxBatch is the most records written with one sync (default 4096).
 	MaxBatch int
 	// Window is the longest the committer lets a group gather before its sync, and
@@ -176,11 +179,13 @@ type Options struct {
 // runs two goroutines, both started by Open and joined by Close: the log's committer
 // (write.go) and the indexer (indexer.go).
 type Store struct {
-	db      *badger.DB
-	opts    Options
-	log     *wal.Log
-	commits *wal.Committer[*writeReq]
-	closed  atomic.Bool
+	db   *badger.DB
+	opts Options
+	// brokenTold: OnBroken was called (the committer's only).
+	brokenTold bool
+	log        *wal.Log
+	commits    *wal.Committer[*writeReq]
+	closed     atomic.Bool
 
 	onSync     func(batch int, d time.Duration)
 	onIndexErr func(error)

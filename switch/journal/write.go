@@ -222,11 +222,26 @@ func (s *Store) commitGroup(batch []*writeReq) {
 	}
 }
 
+// noteBroken tells Options.OnBroken, once, that the log refuses every write until a
+// restart. The committer's only.
+func (s *Store) noteBroken() {
+	if broken := s.log.Broken(); broken != nil && s.opts.OnBroken != nil && !s.brokenTold {
+		s.brokenTold = true
+		s.opts.OnBroken(broken)
+	}
+}
+
+// Broken returns why the journal's log refuses every write until a restart (a failed
+// fdatasync: what reached the disk is unknown), or nil. Every request is then
+// answered without approval; /readyz says so.
+func (s *Store) Broken() error { return s.log.Broken() }
+
 // commit appends the batch's frames to the log with one write and one sync, and
 // writes its Badger keys, if any, with one more.
 func (s *Store) commit(batch []*writeReq) error {
 	b, err := s.log.Begin()
 	if err != nil {
+		s.noteBroken()
 		return err
 	}
 	var kvs int
@@ -247,6 +262,7 @@ func (s *Store) commit(batch []*writeReq) error {
 		}
 	}
 	if err := s.log.Append(b); err != nil {
+		s.noteBroken()
 		return err
 	}
 	if kvs == 0 {

@@ -249,10 +249,21 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		OnPreallocError: func(err error) {
 			s.Metrics.JournalPrealloc.Inc()
 			log.Warn().Err(err).Msg("journal log not zero-filled ahead of its writes (is the disk filling up?); writes go on")
+		},
+		OnBroken: func(err error) {
+			log.Error().Err(err).Msg("journal log refuses every write until a restart (what a failed write or sync left on the disk is unknown): every transaction is answered 96 and /readyz is 503; check the disk (its kernel log, its free space), then restart the switch, which reads the log back")
 		}}); err != nil {
 		return nil, err
 	}
 	s.Journal.OnSync(s.Metrics.JournalCommitted)
+	s.Metrics.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "switchyard_journal_broken", Help: "1 once the journal's log refuses every write until a restart (a failed fdatasync, or a failed write it could not cut back): every transaction is answered 96.",
+	}, func() float64 {
+		if s.Journal.Broken() != nil {
+			return 1
+		}
+		return 0
+	}))
 	if s.disk = newDiskGuard(cfg.DataDir, cfg.Journal.MinFreeMB, s.Journal.RefuseNew, s.Metrics.Registry, log.With().Str("component", "disk").Logger()); s.disk != nil {
 		s.disk.check() // a switch started on a full disk refuses from its first transaction
 	}
@@ -730,6 +741,9 @@ func (s *Server) readiness() error {
 	}
 	if err := s.disk.notReady(); err != nil {
 		return err
+	}
+	if err := s.Journal.Broken(); err != nil {
+		return fmt.Errorf("journal log broken, restart the switch: %w", err)
 	}
 	if check := s.readyHook.Load(); check != nil {
 		return (*check)()

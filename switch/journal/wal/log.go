@@ -31,6 +31,8 @@ type Log struct {
 	activeSeg uint32
 	activeOff int64
 	broken    error  // a failed write or sync: the log takes no more writes
+	// brokenPub is broken for other goroutines (Broken).
+	brokenPub atomic.Pointer[error]
 	buf       []byte // the appends' buffer, kept while it is not too large
 	batch     Batch
 	zero      *zeroer // nil with NoSync or Prealloc < 0 (prealloc.go)
@@ -302,8 +304,7 @@ func (l *Log) closeActive() error {
 	n, err := l.cutZeros()
 	if err == nil && !l.noSync {
 		if err = datasync(l.active); err != nil {
-			l.broken = fmt.Errorf("journal: sync segment %d: %w", l.activeSeg, err)
-			err = l.broken
+			err = l.breakWith(fmt.Errorf("journal: sync segment %d: %w", l.activeSeg, err))
 		}
 	}
 	if err == nil {
@@ -355,8 +356,7 @@ func (l *Log) Append(batch *Batch) error {
 		terr := l.active.Truncate(l.activeOff)
 		l.release(l.activeOff)
 		if terr != nil {
-			l.broken = fmt.Errorf("journal: write to segment %d failed (%v) and cutting it back failed: %w", l.activeSeg, err, terr)
-			return l.broken
+			return l.breakWith(fmt.Errorf("journal: write to segment %d failed (%v) and cutting it back failed: %w", l.activeSeg, err, terr))
 		}
 		return fmt.Errorf("journal: write %d bytes to segment %d: %w", len(b), l.activeSeg, err)
 	}
@@ -364,11 +364,28 @@ func (l *Log) Append(batch *Batch) error {
 		if err := datasync(l.active); err != nil {
 			// After a failed fsync the kernel may have dropped the dirty pages: what
 			// is on disk is unknown, so nothing more is written (restart to recover).
-			l.broken = fmt.Errorf("journal: sync segment %d: %w", l.activeSeg, err)
-			return l.broken
+			return l.breakWith(fmt.Errorf("journal: sync segment %d: %w", l.activeSeg, err))
 		}
 	}
 	l.activeOff += int64(len(b))
+	return nil
+}
+
+// breakWith makes the log refuse every further write with err, and returns it.
+func (l *Log) breakWith(err error) error {
+	l.broken = err
+	l.brokenPub.Store(&err)
+	return err
+}
+
+// Broken returns why the log refuses every further write (a failed sync, after which
+// what reached the disk is unknown, or a failed write it could not cut back), or nil.
+// Only a restart, which reads the log back from the disk, ends it. Safe for any
+// goroutine.
+func (l *Log) Broken() error {
+	if p := l.brokenPub.Load(); p != nil {
+		return *p
+	}
 	return nil
 }
 
