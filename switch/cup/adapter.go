@@ -262,6 +262,7 @@ func (a *Adapter) Process(ctx context.Context, c *frontend.Conn, body []byte) (f
 	}
 	inner := *c
 	inner.Dialect = message.DialectASCII
+	inner.MACVerified = true // F64 verified above, under the MAK (its grace version included)
 	resp, err := a.next.Process(ctx, &inner, m.body)
 	if err != nil {
 		return frontend.Response{}, err
