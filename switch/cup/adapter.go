@@ -262,6 +262,7 @@ func (a *Adapter) Process(ctx context.Context, c *frontend.Conn, body []byte) (f
 	}
 	inner := *c
 	inner.Dialect = message.DialectASCII
+	inner.MACVerified = true // F64 verified above, under the MAK (its grace version included)
 	resp, err := a.next.Process(ctx, &inner, m.body)
 	if err != nil {
 		return frontend.Response{}, err
@@ -274,6 +275,12 @@ func (a *Adapter) Process(ctx context.Context, c *frontend.Conn, body []byte) (f
 		return frontend.Response{}, fmt.Errorf("cup: the pipeline's answer: %w", err)
 	}
 	ans.Set(37, pr.Str(37)).Set(38, pr.Str(38))
+	if amt := pr.Str(4); amt != "" && amt != f.Str(4) && message.Approved(pr.Str(39)) && f.Has(4) {
+		// A partial approval: F4 is the amount approved, which the terminal prints
+		// and settles (the pipeline's DE 4; it approves a lesser amount only for a
+		// terminal whose 60.6 said it accepts that).
+		ans.Set(4, amt)
+	}
 	if k.Name == "settlement" {
 		ans.Set(48, settlementAnswer(f.Str(48), pr.Str(39)))
 	}

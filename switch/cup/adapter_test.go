@@ -71,7 +71,11 @@ func (p *fakePipeline) Process(_ context.Context, c *frontend.Conn, body []byte)
 	if rc == "" {
 		rc = "00"
 	}
-	raw, err := message.NewResponseBuilder(req).Set(37, "000000000042").Set(38, "123456").Set(39, rc).Bytes(nil)
+	b := message.NewResponseBuilder(req)
+	if rc == message.RCPartialApproval && req.TLV.AcceptsPartial() {
+		b = message.NewResponseBuilderAmount(req, fmt.Sprintf("%012d", req.Amount*6/10)) // 60 % approved
+	}
+	raw, err := b.Set(37, "000000000042").Set(38, "123456").Set(39, rc).Bytes(nil)
 	return frontend.Response{Body: raw}, err
 }
 
@@ -237,5 +241,53 @@ func TestTPDUAndHeader(t *testing.T) {
 	}
 	if s := (Header{0x61, 0x31, 0x13, 0, 0, 0}); s.Status() != 1 || s.ProcessingRequirement() != 3 {
 		t.Errorf("status %d requirement %d", s.Status(), s.ProcessingRequirement())
+	}
+}
+
+// TestPartialApprovalAnswer: a sale whose 60.6 says the terminal accepts partial
+// approvals reaches the pipeline with DE 48 PA = 1, and the answer's F4 is the amount
+// the pipeline approved (what the terminal prints), not the amount asked; a sale
+// without 60.6 = 1 carries no PA.
+func TestPartialApprovalAnswer(t *testing.T) {
+	mak := []byte("0123456789ABCDEF")
+	p := &fakePipeline{rc: message.RCPartialApproval}
+	now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+	a := NewAdapter(Config{HSM: &fakeHSM{mak: mak}, Terminals: fakeTerminals{}, Now: func() time.Time { return now }}, p)
+	term := &Terminal{TID: "T0000001", MID: "000000000000001", mak: mak, batch: "000007",
+		TPDU: TPDU{0x60, 0, 3, 0, 0}, Header: Header{0x60, 0x31, 0, 0x31, 0, 0}}
+	conn := &frontend.Conn{Listener: "cup", Dialect: message.DialectCUP}
+	send := func(tx Txn) *Frame {
+		t.Helper()
+		f, err := term.Build(tx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := f.Encode(term.MACOf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := a.Process(context.Background(), conn, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ans, err := Decode(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ans
+	}
+	ans := send(Txn{Kind: "sale", PAN: "4761739001010119", Expiry: "2912", Amount: 1000, STAN: "000001", PartialOK: true})
+	if req := p.last(); req == nil || !req.TLV.AcceptsPartial() {
+		t.Fatalf("60.6 = 1 did not reach the pipeline as DE 48 PA = 1: %+v", req)
+	}
+	if ans.Str(39) != "10" || ans.Str(4) != "000000000600" {
+		t.Fatalf("answer F39 %s F4 %s, want 10 for 000000000600 (the amount approved)", ans.Str(39), ans.Str(4))
+	}
+	ans = send(Txn{Kind: "sale", PAN: "4761739001010119", Expiry: "2912", Amount: 1000, STAN: "000002"})
+	if req := p.last(); req.TLV.Has&message.HasPartialOK != 0 {
+		t.Fatalf("a sale without 60.6 sent PA %q", req.TLV.PartialOK)
+	}
+	if ans.Str(4) != "000000001000" {
+		t.Fatalf("answer F4 %s, want the amount asked", ans.Str(4))
 	}
 }

@@ -222,6 +222,11 @@ func toPipeline(f *Frame, k Kind, s *session, identity, track2 string, pin []byt
 			return m, formatErr(48, "%v", err)
 		}
 	}
+	if (k.Name == "sale" || k.Name == "preauth") && partialOK(f.Str(60)) {
+		if tlv, err = appendTag(tlv, message.TagPartialOK, "1"); err != nil {
+			return m, formatErr(60, "%v", err)
+		}
+	}
 	b.Set(48, tlv)
 	if len(pin) == 8 {
 		b.SetBytes(52, pin)
@@ -236,6 +241,11 @@ func toPipeline(f *Frame, k Kind, s *session, identity, track2 string, pin []byt
 	m.body = body
 	return m, nil
 }
+
+// partialOK reports whether F60 says the terminal accepts a partial approval: 60.6,
+// the 14th digit (after 60.1 N2, 60.2 N6, 60.3 N3, 60.4 N1, 60.5 N1), is 1. A
+// terminal that sends a shorter F60 does not accept them.
+func partialOK(f60 string) bool { return len(f60) >= 14 && f60[13] == '1' }
 
 func appendTag(tlv, tag, v string) (string, error) {
 	b, err := message.AppendTLV([]byte(tlv), tag, v)

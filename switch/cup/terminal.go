@@ -256,6 +256,9 @@ type Txn struct {
 	// for a void or refund of a QR payment, sends F22 = 031 without a code.
 	QRCode string
 	QR     bool
+	// PartialOK, for a sale or pre-authorization, sets 60.6 = 1: the terminal accepts
+	// a partial approval (F39 10, F4 the amount approved).
+	PartialOK bool
 }
 
 // Build builds the request of tx.
@@ -366,6 +369,10 @@ func (t *Terminal) Build(tx Txn) (*Frame, error) {
 		f.Set(48, fmt.Sprintf("%012d%03d%012d%03d0", tot.PurchaseSum, tot.PurchaseCount, tot.RefundSum, tot.RefundCount))
 	case "upload":
 		f60 += "201"
+	case "sale", "preauth":
+		if tx.PartialOK {
+			f60 += "000" + "0" + "0" + "1" // 60.3, 60.4, 60.5, 60.6
+		}
 	}
 	f.Set(60, f60)
 	return f, nil

@@ -30,6 +30,13 @@ type Conn struct {
 	Listener string
 	Dialect  message.Dialect
 	Remote   netip.AddrPort
+	// MACVerified is set by a dialect adapter in front of the pipeline (switch/cup)
+	// on the copy of the Conn it hands the pipeline with one request: the adapter
+	// verified that request's MAC in its dialect (cup F64 under the session's MAK), so
+	// the pipeline takes the request as MAC-verified instead of asking its ASCII
+	// rendering for a MAC under the terminal's TAK, which the adapter cannot make.
+	// A listener never sets it: nothing a terminal sends can.
+	MACVerified bool
 }
 
 // Response is the answer to one request.

@@ -765,6 +765,9 @@ func (lr lightReader) ReadMessage(r io.Reader) (*iso8583.Message, error) {
 			if has&(1<<(answerFieldIndex[38]-1)) != 0 {
 				a.AuthCode = string(field(38))
 			}
+			if a.RC == message.RCPartialApproval { // DE 4 is the approved amount
+				a.Amount = message.ParseAmount(field(4))
+			}
 			if lr.cw.deliver(id, a, light) {
 				return nil, nil // to the request waiting for it
 			}

@@ -77,7 +77,7 @@ func (r *Record) AppendBinary(b []byte) ([]byte, error) {
 	// by decoders older than them, so the version stays 1.
 	// Each optional field is written when it or one after it is set, so that the
 	// decoder reads them in order.
-	var set = [...]bool{r.Label != "", r.QR != "", r.CompletedBy != "", r.KSN != "", r.Rev != 0, r.RefundedTo != 0, r.OwedBy != ""}
+	var set = [...]bool{r.Label != "", r.QR != "", r.CompletedBy != "", r.KSN != "", r.Rev != 0, r.RefundedTo != 0, r.OwedBy != "", r.Requested != 0}
 	n := 0 // how many are written: up to the last one set
 	for i, v := range set {
 		if v {
@@ -104,6 +104,9 @@ func (r *Record) AppendBinary(b []byte) ([]byte, error) {
 	}
 	if n > 6 {
 		e.str(r.OwedBy)
+	}
+	if n > 7 {
+		e.int(r.Requested)
 	}
 	return e.b, nil
 }
@@ -223,6 +226,9 @@ func (r *Record) UnmarshalBinary(b []byte) error {
 	}
 	if d.err == nil && len(d.b) > 0 {
 		r.OwedBy = d.str()
+	}
+	if d.err == nil && len(d.b) > 0 {
+		r.Requested = d.int()
 	}
 	if d.err != nil {
 		return fmt.Errorf("journal record %s: %w", r.RRN, d.err)

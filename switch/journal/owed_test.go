@@ -190,3 +190,37 @@ func TestCodecOwedBy(t *testing.T) {
 		t.Fatalf("OwedBy alone: back %+v: %v", back, err)
 	}
 }
+
+// TestCodecRequested: a partial approval's requested amount survives the codec, alone
+// and after OwedBy; a record without it encodes as before.
+func TestCodecRequested(t *testing.T) {
+	r := sample("100000000003", time.Unix(1700000000, 0), "T0000001")
+	r.OwedBy = "2"
+	plain, err := r.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Amount, r.Requested = 600, 1000
+	with, err := r.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Record
+	if err := back.UnmarshalBinary(with); err != nil || back.Requested != 1000 || back.Amount != 600 || back.OwedBy != "2" || back.RequestedAmount() != 1000 {
+		t.Fatalf("back %+v: %v", back, err)
+	}
+	back = Record{}
+	if err := back.UnmarshalBinary(plain); err != nil || back.Requested != 0 || back.RequestedAmount() != back.Amount {
+		t.Fatalf("without Requested: back %+v: %v", back, err)
+	}
+	alone := sample("100000000004", time.Unix(1700000000, 0), "T0000001")
+	alone.Requested = 5
+	b, err := alone.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back = Record{}
+	if err := back.UnmarshalBinary(b); err != nil || back.Requested != 5 || back.OwedBy != "" {
+		t.Fatalf("Requested alone: back %+v: %v", back, err)
+	}
+}

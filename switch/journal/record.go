@@ -155,6 +155,22 @@ type Record struct {
 	// records written before 5 December 2026. Encoded after RefundedTo, only when
 	// set.
 	OwedBy string `json:"owed_by,omitempty"`
+	// Requested is, on a partial approval (RC 10), the amount the terminal asked
+	// for; Amount is then the amount the issuer approved, which settlement, refund
+	// ceilings, velocity sums and batch totals count. 0 otherwise. Encoded after
+	// OwedBy, only when set.
+	Requested int64 `json:"requested,omitempty"`
+}
+
+// RequestedAmount is the amount the terminal asked for: Requested on a partial
+// approval, else Amount. Resends, reversals and voids of a partial approval may
+// carry either (the terminal's own reversal, sent before it heard of the approval,
+// carries the amount it asked for).
+func (r *Record) RequestedAmount() int64 {
+	if r.Requested != 0 {
+		return r.Requested
+	}
+	return r.Amount
 }
 
 // Approved reports whether the record ended in an approval.

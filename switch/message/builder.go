@@ -194,7 +194,17 @@ func appendUpperHex(dst, src []byte) []byte {
 // NewResponseBuilder starts the response to req in req's dialect: the response MTI and
 // the echoed fields (DE 3, 4, 7, 11, 41, 42, and 49 and 70 when present).
 func NewResponseBuilder(req *Request) *Builder {
-	return NewBuilder(req.Dialect, ResponseMTI(req.MTI)).Set(3, req.ProcCode).Set(4, req.AmountRaw).Set(7, req.DE7).
+	return NewResponseBuilderAmount(req, "")
+}
+
+// NewResponseBuilderAmount is NewResponseBuilder with DE 4 set to amount instead of the
+// request's (a partial approval's answer carries the approved amount); "" echoes the
+// request's.
+func NewResponseBuilderAmount(req *Request, amount string) *Builder {
+	if amount == "" {
+		amount = req.AmountRaw
+	}
+	return NewBuilder(req.Dialect, ResponseMTI(req.MTI)).Set(3, req.ProcCode).Set(4, amount).Set(7, req.DE7).
 		Set(11, req.STAN).Set(41, req.TID).Set(42, req.MID).Set(49, req.Currency).Set(70, req.NetCode)
 }
 

@@ -98,7 +98,16 @@ func Pack(m *iso8583.Message, mac MACFunc) ([]byte, error) {
 type Answer struct {
 	RC       string
 	AuthCode string
+	// Amount is the amount a partial approval (RC 10) approved: DE 4 of the
+	// issuer's answer (ISO 8583:1987 leaves the approved amount there). It is read
+	// for RC 10 only, so that the other answers cost nothing more; -1 when a
+	// partial approval's DE 4 is absent or not a number.
+	Amount int64
 }
+
+// RCPartialApproval is ISO 8583:1987's "approved for a partial amount": DE 4 of the
+// answer carries the amount approved.
+const RCPartialApproval = "10"
 
 // AnswerOf reads an Answer out of a decoded issuer message.
 func AnswerOf(m *iso8583.Message) Answer {
@@ -107,5 +116,28 @@ func AnswerOf(m *iso8583.Message) Answer {
 	if m.GetField(38) != nil {
 		a.AuthCode, _ = m.GetString(38)
 	}
+	if a.RC == RCPartialApproval {
+		a.Amount = -1
+		if m.GetField(4) != nil {
+			s, _ := m.GetString(4)
+			a.Amount = ParseAmount([]byte(s))
+		}
+	}
 	return a
+}
+
+// ParseAmount reads an amount field (DE 4: digits, minor units); -1 when it is empty,
+// longer than 18 digits or not all digits.
+func ParseAmount(v []byte) int64 {
+	if len(v) == 0 || len(v) > 18 {
+		return -1
+	}
+	var n int64
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return -1
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n
 }

@@ -38,7 +38,16 @@ const (
 	// order request; TagQRState the order's state (open, paid, expired, refunded).
 	TagQRPayload = "QP"
 	TagQRState   = "QS"
+	// TagPartialOK, with the value "1", says the terminal accepts a partial approval
+	// (DE 39 = 10 with the approved amount in DE 4 of the answer). The terminal
+	// interface has no such indicator; without it the switch reverses a partial
+	// approval and declines (docs/terminal-interface.md).
+	TagPartialOK = "PA"
 )
+
+// AcceptsPartial reports whether the terminal said it accepts partial approvals
+// (tag PA = 1).
+func (t *TLV) AcceptsPartial() bool { return t.Has&HasPartialOK != 0 && t.PartialOK == "1" }
 
 // TLV is a decoded DE 48: the known tags by value, unknown tags dropped. Values are
 // substrings of the field, so decoding allocates nothing beyond the struct.
@@ -48,12 +57,13 @@ type TLV struct {
 	PINKey, MACKey, Reason, Label            string
 	AttestToken                              string
 	QRCode                                   string
+	PartialOK                                string
 	// Has records which known tags were present (IF may be present and empty).
 	Has TagSet
 }
 
 // TagSet is a set of the known DE 48 tags.
-type TagSet uint16
+type TagSet uint32
 
 // Tag bits of TagSet.
 const (
@@ -73,6 +83,7 @@ const (
 	HasLabel
 	HasAttestToken
 	HasQRCode
+	HasPartialOK
 )
 
 // ParseTLV decodes a DE 48 value: repeated TAG(2) LEN(3 digits) VALUE. Unknown tags are
@@ -131,6 +142,8 @@ func ParseTLV(s string) (TLV, error) {
 			dst, bit = &t.AttestToken, HasAttestToken
 		case TagQRCode:
 			dst, bit = &t.QRCode, HasQRCode
+		case TagPartialOK:
+			dst, bit = &t.PartialOK, HasPartialOK
 		}
 		if dst != nil {
 			if t.Has&bit != 0 {

@@ -14,6 +14,7 @@ import (
 // request gets the same.
 type outcome struct {
 	rrn, auth, rc, reason string
+	amount                string // DE 4 of a partial approval's answer ("": the request's)
 }
 
 // dupContent is what a duplicate must repeat besides its key: a request with the key of
@@ -161,14 +162,14 @@ func recordOutcome(r *journal.Record) outcome {
 	if r.Approved() && r.Reversed() {
 		return outcome{rrn: r.RRN, rc: message.RCIssuerUnavailable, reason: "approval-reversed"}
 	}
-	return outcome{rrn: r.RRN, auth: r.AuthCode, rc: r.RC, reason: r.Reason}
+	return outcome{rrn: r.RRN, auth: r.AuthCode, rc: r.RC, reason: r.Reason, amount: approvedDE4(r)}
 }
 
 // sameContent reports whether the journaled record r is the request t resent: the same
 // amount, processing code and card.
 func (p *Pipeline) sameContent(r *journal.Record, t *txn) bool {
 	q := t.req
-	if r.Amount != q.Amount || r.ProcCode != q.ProcCode {
+	if r.RequestedAmount() != q.Amount || r.ProcCode != q.ProcCode {
 		return false
 	}
 	if q.PAN == "" {

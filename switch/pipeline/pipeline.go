@@ -572,7 +572,7 @@ func (p *Pipeline) duplicateMismatch(ctx context.Context, t *txn, first string) 
 
 // repeat answers a duplicate with its first answer; nothing is forwarded.
 func (p *Pipeline) repeat(t *txn, out outcome) (frontend.Response, error) {
-	resp := message.NewResponseBuilder(t.req).Set(37, out.rrn).Set(39, out.rc)
+	resp := message.NewResponseBuilderAmount(t.req, out.amount).Set(37, out.rrn).Set(39, out.rc)
 	if message.Approved(out.rc) {
 		resp.Set(38, out.auth)
 	}
@@ -850,12 +850,13 @@ func (p *Pipeline) authorize(ctx context.Context, t *txn, onDecline func()) (fro
 	}
 	issuerStart := p.now()
 	var rc, auth string
+	var approved int64 // DE 4 of a partial approval (RC 10)
 	if isWallet {
 		rc, auth, err = p.walletExchange(context.WithoutCancel(ctx), t, wallet)
 	} else {
 		var a message.Answer
 		if a, err = link.SendPacked(context.WithoutCancel(ctx), r.MTI, stan, t.rec.RRN, body, 0); err == nil {
-			rc, auth = a.RC, a.AuthCode
+			rc, auth, approved = a.RC, a.AuthCode, a.Amount
 		}
 	}
 	issuerDur := p.now().Sub(issuerStart)
@@ -896,11 +897,49 @@ func (p *Pipeline) authorize(ctx context.Context, t *txn, onDecline func()) (fro
 		declined()
 		return p.respond(ctx, t, message.RCSystemMalfunction, "", "switch", "issuer-answer-invalid")
 	}
+	if rc == message.RCPartialApproval {
+		if rc, reason := p.partialApproval(t, approved); rc != "" {
+			declined()
+			return p.respond(ctx, t, rc, "", "switch", reason)
+		}
+	}
 	t.rec.AddEvent(journal.StateAnswered, p.now().UTC(), "")
 	if !message.Approved(rc) {
 		declined()
 	}
 	return p.respond(ctx, t, rc, auth, "issuer", "")
+}
+
+// partialApproval takes an issuer's partial approval (RC 10) of approved (DE 4 of its
+// answer, -1 without one). For a purchase or pre-authorization whose terminal accepts
+// partial approvals (DE 48 PA = 1; the cup adapter sets it from 60.6), the record
+// becomes an approval of the lesser amount: Amount is what the issuer approved (what
+// settlement, refund ceilings, velocity sums and batch totals count), Requested what
+// was asked, and the answer's DE 4 carries it (respond). Otherwise the approval the
+// terminal cannot take is reversed at the issuer and the terminal declined: it returns
+// the response code and reason of that decline ("" when the partial approval stands).
+// An RC 10 for the whole amount is an approval of it.
+func (p *Pipeline) partialApproval(t *txn, approved int64) (rc, reason string) {
+	requested := t.req.Amount
+	switch {
+	case approved == requested:
+		return "", ""
+	case approved <= 0 || approved > requested:
+		t.rec.AddEvent(journal.StateAnswered, p.now().UTC(),
+			fmt.Sprintf("partial approval of %d for a request of %d: not a lesser amount; reversed", approved, requested))
+		p.queueReversal(&t.rec, "switch:partial-amount-invalid")
+		return message.RCSystemMalfunction, "issuer-partial-amount-invalid"
+	case t.rec.Type != "purchase" && t.rec.Type != "preauth", !t.req.TLV.AcceptsPartial():
+		t.rec.AddEvent(journal.StateAnswered, p.now().UTC(),
+			fmt.Sprintf("partial approval of %d of %d, which the %s cannot accept; reversed", approved, requested, t.rec.Type))
+		p.queueReversal(&t.rec, "switch:partial-not-accepted")
+		return message.RCDoNotHonour, "partial-approval-not-accepted"
+	}
+	t.rec.Requested, t.rec.Amount = requested, approved
+	if t.risk != nil { // the velocity sums count what was approved
+		t.risk.Txn.Amount = int(approved)
+	}
+	return "", ""
 }
 
 // issuerRequest encodes the message to the issuer: the terminal's fields, with the
@@ -980,7 +1019,7 @@ func (p *Pipeline) respond(ctx context.Context, t *txn, rc, auth, by, reason str
 		}
 		p.notices.Notice(rec, orig)
 	}
-	resp := message.NewResponseBuilder(t.req).Set(37, rec.RRN).Set(39, rc)
+	resp := message.NewResponseBuilderAmount(t.req, approvedDE4(rec)).Set(37, rec.RRN).Set(39, rc)
 	if message.Approved(rc) {
 		resp.Set(38, auth)
 	}
@@ -1149,6 +1188,15 @@ func (p *Pipeline) logTxn(t *txn) {
 		Int64("decode_us", tm.Decode).Int64("checks_us", tm.Checks).Int64("risk_us", tm.Risk).Int64("hsm_us", tm.HSM).
 		Int64("issuer_us", tm.Issuer).Int64("journal_us", tm.Journal).Int64("total_us", tm.Total).
 		Msg("txn")
+}
+
+// approvedDE4 is DE 4 of the answer to rec's request: the approved amount of a
+// partial approval, "" (the request's DE 4 echoed) otherwise.
+func approvedDE4(rec *journal.Record) string {
+	if rec.Requested == 0 || !rec.Approved() {
+		return ""
+	}
+	return fmt.Sprintf("%012d", rec.Amount)
 }
 
 func absDuration(d time.Duration) time.Duration {

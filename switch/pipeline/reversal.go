@@ -427,7 +427,7 @@ func (p *Pipeline) reversal(ctx context.Context, t *txn) (frontend.Response, err
 			t.rec.AddEvent(journal.StateDeclined, p.now().UTC(),
 				fmt.Sprintf("original refunded (%d of %d): refunds are reversed one by one; nothing reversed", orig.Refunded, orig.Amount))
 			return p.respond(ctx, t, message.RCInvalidTransaction, "", "switch", "original-refunded")
-		case orig.Amount != r.Amount && p.cfg.ReversalMismatch != "reverse_full":
+		case orig.Amount != r.Amount && orig.RequestedAmount() != r.Amount && p.cfg.ReversalMismatch != "reverse_full":
 			unlock()
 			t.rec.AddEvent(journal.StateDeclined, p.now().UTC(),
 				fmt.Sprintf("amount %d is not the original's %d: nothing reversed", r.Amount, orig.Amount))
@@ -454,7 +454,7 @@ func (p *Pipeline) reversal(ctx context.Context, t *txn) (frontend.Response, err
 			t.rec.Issuer = orig.Issuer
 			t.undo, t.undoBy = orig, risk.Retraction{Kind: risk.RetractReversal}
 			note = "original reversed at issuer " + orig.Issuer
-			if orig.Amount != r.Amount {
+			if orig.Amount != r.Amount && orig.RequestedAmount() != r.Amount {
 				note = fmt.Sprintf("amount %d is not the original's %d: original reversed in full at issuer %s", r.Amount, orig.Amount, orig.Issuer)
 			}
 		}
@@ -517,7 +517,7 @@ func (p *Pipeline) void(ctx context.Context, t *txn) (frontend.Response, error) 
 		return p.decline(ctx, t, message.RCInvalidTransaction, "switch", "void-not-same-day")
 	case r.AuthCode != "" && r.AuthCode != orig.AuthCode:
 		return p.decline(ctx, t, message.RCInvalidTransaction, "switch", "void-auth-code-mismatch")
-	case r.Amount != orig.Amount:
+	case r.Amount != orig.Amount && r.Amount != orig.RequestedAmount():
 		return p.decline(ctx, t, message.RCInvalidAmount, "switch", "void-amount-mismatch")
 	case orig.Refunded > 0:
 		return p.decline(ctx, t, message.RCInvalidTransaction, "switch", "original-refunded")
