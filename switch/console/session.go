@@ -207,6 +207,16 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(status)
 		c.render(w, r, nil, "login", map[string]any{"Error": msg, "User": name, "Next": r.PostFormValue("next")})
 	}
+	if !registry.ValidUserName(name) {
+		// No user has such a name (AddUser refuses it): refused before the
+		// lockout's counts, the password hash and the oplog entry see it, since
+		// the login form is open to anyone and a form value may be megabytes. The
+		// oplog says a malformed name was tried, not what it was.
+		c.event(registry.Actor{}, "console.login-failed", "", fmt.Sprintf("not a user name (%d bytes); from %s", len(name), from))
+		name = "" // nor is it shown back
+		fail(http.StatusUnauthorized, c.t(lang, "login.bad"))
+		return
+	}
 	if until := c.sessions.locked(name); !until.IsZero() {
 		c.event(registry.Actor{Name: name}, "console.login-refused", name, "locked out; from "+from)
 		fail(http.StatusTooManyRequests, fmt.Sprintf(c.t(lang, "login.locked"), until.Sub(c.o.Now()).Round(time.Second)))

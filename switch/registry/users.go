@@ -117,6 +117,12 @@ func validRole(role string) bool {
 	return false
 }
 
+// ValidUserName reports whether name can be a console user's name: 1 to 64
+// letters, digits, '-', '_' or '.' (AddUser refuses any other). The console's
+// login checks it before anything else, so that a name no user can have costs
+// no password hash and leaves nothing of itself in the oplog or in memory.
+func ValidUserName(name string) bool { return isIdent(name, 64) }
+
 func canManageUsers(p Actor) bool { return p.Role == RoleAdmin || p.Name == "system" }
 
 // AddUser creates user name with role and password, as admin p. The password is
@@ -129,7 +135,7 @@ func (r *store) addUser(p Actor, name, role, password string) (*User, error) {
 	if !canManageUsers(p) {
 		return nil, forbiddenf("%s (%s) may not add users: admin role needed", p.Name, p.Role)
 	}
-	if !isIdent(name, 64) {
+	if !ValidUserName(name) {
 		return nil, invalidf("user name %q: want 1 to 64 letters, digits, '-', '_' or '.'", name)
 	}
 	if !validRole(role) {
