@@ -37,9 +37,11 @@ package console
 import (
 	"context"
 	"embed"
+	"errors"
 	"fmt"
 	"html/template"
 	"io/fs"
+	"mime/multipart"
 	"net/http"
 	"sort"
 	"strings"
@@ -200,7 +202,32 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Referrer-Policy", "same-origin")
 	h.Set("Cache-Control", "no-store")
+	if r.Body != nil {
+		r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	}
 	c.mux.ServeHTTP(w, r)
+}
+
+// maxFormBytes bounds a console request's body. The console's forms are a few
+// fields; without a bound, the login form (open to anyone) would read a
+// multipart body of any size, its file parts spooled to disk.
+const maxFormBytes = 1 << 20
+
+// parseForm parses r's form, URL-encoded or multipart, within maxFormBytes (all
+// in memory, nothing spooled to disk), and answers the error itself: 413 for a
+// body over the bound, 400 for one that is not a form.
+func parseForm(w http.ResponseWriter, r *http.Request) bool {
+	err := r.ParseMultipartForm(maxFormBytes)
+	if err == nil || errors.Is(err, http.ErrNotMultipart) {
+		return true
+	}
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) || errors.Is(err, multipart.ErrMessageTooLarge) {
+		http.Error(w, fmt.Sprintf("console: request body over %d bytes", maxFormBytes), http.StatusRequestEntityTooLarge)
+		return false
+	}
+	http.Error(w, "console: request body is not a form: "+err.Error(), http.StatusBadRequest)
+	return false
 }
 
 func (c *Console) routes() {

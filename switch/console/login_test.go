@@ -1,9 +1,11 @@
 package console
 
 import (
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/switchyard/switchyard/switch/registry"
@@ -47,5 +49,53 @@ func TestLoginMalformedName(t *testing.T) {
 	}
 	if resp := f.login(t, c, "operator", "operator-demo-pw"); resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("a well-formed login after them: %d", resp.StatusCode)
+	}
+}
+
+// countingReader is an endless body that counts what the server read of it.
+type countingReader struct {
+	n     atomic.Int64
+	limit int64
+}
+
+func (r *countingReader) Read(p []byte) (int, error) {
+	if left := r.limit - r.n.Load(); left <= 0 {
+		return 0, io.EOF
+	} else if int64(len(p)) > left {
+		p = p[:left]
+	}
+	for i := range p {
+		p[i] = 'x'
+	}
+	r.n.Add(int64(len(p)))
+	return len(p), nil
+}
+
+// The login form is open to anyone: a body of 64 MB (a multipart file part,
+// which Go would spool to disk) is refused after at most a few of them are
+// read, and nothing reaches the oplog.
+func TestLoginBodyBounded(t *testing.T) {
+	f := newFixture(t)
+	const size = 64 << 20
+	body := &countingReader{limit: size}
+	head := "--B\r\nContent-Disposition: form-data; name=\"user\"\r\n\r\noperator\r\n" +
+		"--B\r\nContent-Disposition: form-data; name=\"f\"; filename=\"f\"\r\n\r\n"
+	req, err := http.NewRequest(http.MethodPost, f.srv.URL+"/console/login", io.MultiReader(strings.NewReader(head), body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "multipart/form-data; boundary=B")
+	resp, err := f.client().Do(req)
+	if err == nil {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestEntityTooLarge {
+			t.Fatalf("a %d MB login: %d, want 413", size>>20, resp.StatusCode)
+		}
+	} // else the server closed the connection while the client was still sending
+	if n := body.n.Load(); n > 4<<20 {
+		t.Fatalf("the server read %d MB of a login body, want at most %d MB", n>>20, 4)
+	}
+	if es, _ := f.reg.Oplog(registry.OplogFilter{Action: "console."}); len(es) != 0 {
+		t.Fatalf("an oversized login body made %d oplog entries", len(es))
 	}
 }

@@ -174,6 +174,9 @@ func (c *Console) withSession(roles []admin.Role, fn func(http.ResponseWriter, *
 			return
 		}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			if !parseForm(w, r) {
+				return
+			}
 			tok := r.Header.Get("X-CSRF-Token")
 			if tok == "" {
 				tok = r.PostFormValue("csrf")
@@ -199,6 +202,9 @@ func (c *Console) loginPage(w http.ResponseWriter, r *http.Request) {
 // login checks a name and password. A locked name is refused before its password
 // is checked; the fifth failure in a row locks it. Every outcome is in the oplog.
 func (c *Console) login(w http.ResponseWriter, r *http.Request) {
+	if !parseForm(w, r) {
+		return
+	}
 	name := strings.TrimSpace(r.PostFormValue("user"))
 	pw := r.PostFormValue("password")
 	lang := c.lang(r, nil)
