@@ -122,6 +122,10 @@ type Console struct {
 	backtest backtestJob
 	stop     chan struct{} // closed by Stop: the event streams end
 	stopOnce sync.Once
+	// logins bounds the password checks in progress (session.go);
+	// checkPassword is the registry's, a seam for the tests.
+	logins        *loginGate
+	checkPassword func(name, password string) (*registry.User, error)
 }
 
 // Page is one page of the console: its path under /console/, the catalog key of
@@ -156,7 +160,8 @@ func New(o Options) (*Console, error) {
 	if o.SampleEvery <= 0 {
 		o.SampleEvery = time.Second
 	}
-	c := &Console{o: o, mux: http.NewServeMux(), sessions: newSessions(o.Now, o.IdleTimeout), stats: newSampler(o), stop: make(chan struct{})}
+	c := &Console{o: o, mux: http.NewServeMux(), sessions: newSessions(o.Now, o.IdleTimeout), stats: newSampler(o), stop: make(chan struct{}),
+		logins: newLoginGate(), checkPassword: o.Registry.CheckPassword}
 	c.pages = pages()
 	if err := c.parseTemplates(); err != nil {
 		return nil, err

@@ -1,12 +1,15 @@
 package console
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/switchyard/switchyard/switch/registry"
 )
@@ -72,8 +75,8 @@ func (r *countingReader) Read(p []byte) (int, error) {
 }
 
 // The login form is open to anyone: a body of 64 MB (a multipart file part,
-// which Go would spool to disk) is refused after at most a few of them are
-// read, and nothing reaches the oplog.
+// which Go would spool to disk) is refused after 1 MB is read, and nothing
+// reaches the oplog.
 func TestLoginBodyBounded(t *testing.T) {
 	f := newFixture(t)
 	const size = 64 << 20
@@ -92,10 +95,80 @@ func TestLoginBodyBounded(t *testing.T) {
 			t.Fatalf("a %d MB login: %d, want 413", size>>20, resp.StatusCode)
 		}
 	} // else the server closed the connection while the client was still sending
-	if n := body.n.Load(); n > 4<<20 {
-		t.Fatalf("the server read %d MB of a login body, want at most %d MB", n>>20, 4)
+	// What the client wrote includes what the loopback's socket buffers took.
+	if n := body.n.Load(); n > 16<<20 {
+		t.Fatalf("the client sent %d MB of a login body before the server stopped reading, want at most 16 MB", n>>20)
 	}
 	if es, _ := f.reg.Oplog(registry.OplogFilter{Action: "console."}); len(es) != 0 {
 		t.Fatalf("an oversized login body made %d oplog entries", len(es))
+	}
+}
+
+// Password checks cost argon2id's 19 MiB each and the login form is open to
+// anyone: at most maxLoginChecks run at once, maxLoginWaiting more logins wait,
+// and the ones past them are answered 503 at once, without a failed login
+// counted or written to the oplog.
+func TestLoginChecksBounded(t *testing.T) {
+	f := newFixture(t)
+	release := make(chan struct{})
+	var mu sync.Mutex
+	in, most := 0, 0
+	f.con.checkPassword = func(name, pw string) (*registry.User, error) {
+		mu.Lock()
+		in++
+		most = max(most, in)
+		mu.Unlock()
+		<-release
+		mu.Lock()
+		in--
+		mu.Unlock()
+		return nil, registry.ErrBadLogin
+	}
+	const extra = 5
+	n := maxLoginChecks + maxLoginWaiting + extra
+	codes := make(chan int, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := http.PostForm(f.srv.URL+"/console/login", url.Values{"user": {fmt.Sprintf("user%d", i)}, "password": {"wrong password"}})
+			if err != nil {
+				codes <- 0
+				return
+			}
+			resp.Body.Close()
+			codes <- resp.StatusCode
+		}()
+	}
+	timeout := time.After(10 * time.Second)
+	for busy := 0; busy < extra; {
+		select {
+		case c := <-codes:
+			if c != http.StatusServiceUnavailable {
+				close(release)
+				t.Fatalf("a login answered %d while %d checks were held, want 503 for the ones past the queue", c, maxLoginChecks)
+			}
+			busy++
+		case <-timeout:
+			close(release)
+			wg.Wait()
+			t.Fatalf("after 10 s, %d of %d logins past the bound answered 503 (at most %d password checks ran at once)", busy, extra, most)
+		}
+	}
+	close(release)
+	wg.Wait()
+	close(codes)
+	for c := range codes {
+		if c != http.StatusUnauthorized {
+			t.Fatalf("a login that waited its turn: %d, want 401", c)
+		}
+	}
+	if most > maxLoginChecks {
+		t.Fatalf("%d password checks at once, want at most %d", most, maxLoginChecks)
+	}
+	es, _ := f.reg.Oplog(registry.OplogFilter{Action: "console.login-failed"})
+	if len(es) != n-extra {
+		t.Fatalf("%d failed logins in the oplog, want %d (the 503s are not failed logins)", len(es), n-extra)
 	}
 }

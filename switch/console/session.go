@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
@@ -228,7 +229,14 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusTooManyRequests, fmt.Sprintf(c.t(lang, "login.locked"), until.Sub(c.o.Now()).Round(time.Second)))
 		return
 	}
-	u, err := c.o.Registry.CheckPassword(name, pw)
+	release, ok := c.logins.enter(r.Context())
+	if !ok {
+		// Not a failed login: the password was not checked, and nothing is counted.
+		fail(http.StatusServiceUnavailable, c.t(lang, "login.busy"))
+		return
+	}
+	u, err := c.checkPassword(name, pw)
+	release()
 	if err != nil {
 		if !errors.Is(err, registry.ErrBadLogin) {
 			c.o.Logger.Error().Err(err).Str("user", name).Msg("console login")
@@ -272,4 +280,46 @@ func clientIP(r *http.Request) string {
 		return r.RemoteAddr
 	}
 	return host
+}
+
+// The password checks in progress are bounded: each costs argon2id's 19 MiB
+// (registry.passwordParams) and tens of milliseconds, and the login form is open
+// to anyone, so unbounded concurrent logins would take the switch's memory.
+const (
+	maxLoginChecks  = 4  // password checks at once
+	maxLoginWaiting = 32 // logins waiting for one; past them, 503 at once
+)
+
+// loginGate admits maxLoginChecks password checks at a time and lets at most
+// maxLoginWaiting more logins wait for their turn.
+type loginGate struct {
+	slots chan struct{}
+	mu    sync.Mutex
+	queue int // logins in enter: checking or waiting
+}
+
+func newLoginGate() *loginGate { return &loginGate{slots: make(chan struct{}, maxLoginChecks)} }
+
+// enter waits for a slot and returns its release; ok is false when too many
+// logins are waiting already or ctx ends first.
+func (g *loginGate) enter(ctx context.Context) (release func(), ok bool) {
+	g.mu.Lock()
+	if g.queue >= maxLoginChecks+maxLoginWaiting {
+		g.mu.Unlock()
+		return nil, false
+	}
+	g.queue++
+	g.mu.Unlock()
+	leave := func() {
+		g.mu.Lock()
+		g.queue--
+		g.mu.Unlock()
+	}
+	select {
+	case g.slots <- struct{}{}:
+		return func() { <-g.slots; leave() }, true
+	case <-ctx.Done():
+		leave()
+		return nil, false
+	}
 }
