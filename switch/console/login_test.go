@@ -172,3 +172,33 @@ func TestLoginChecksBounded(t *testing.T) {
 		t.Fatalf("%d failed logins in the oplog, want %d (the 503s are not failed logins)", len(es), n-extra)
 	}
 }
+
+// Anyone may try names, each leaving a failure count: once the counts pass
+// sweepAt, the stale ones (older than a lockout, of names not locked) are
+// forgotten, and a recent count or a lockout is kept.
+func TestLoginFailuresForgotten(t *testing.T) {
+	f := newFixture(t)
+	f.con.sessions.sweepAt = 4
+	c := f.client()
+	for _, name := range []string{"nobody1", "nobody2", "nobody3"} {
+		if resp := f.login(t, c, name, "wrong password"); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("login as %s: %d", name, resp.StatusCode)
+		}
+	}
+	f.clock.Advance(5*time.Minute + time.Second) // LockoutFor is 5 min
+	for range 3 {
+		f.login(t, c, "reviewer", "wrong password")
+	}
+	f.con.sessions.mu.Lock()
+	var names []string
+	for k := range f.con.sessions.failures {
+		names = append(names, k)
+	}
+	f.con.sessions.mu.Unlock()
+	if len(names) != 1 || names[0] != "reviewer" {
+		t.Fatalf("failure counts kept: %v, want only reviewer's (the others are stale)", names)
+	}
+	if resp := f.login(t, c, "reviewer", "reviewer-demo-pw"); resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("reviewer after 3 failures and a sweep: %d, want 429 (locked)", resp.StatusCode)
+	}
+}

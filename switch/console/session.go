@@ -50,15 +50,22 @@ type sessions struct {
 	mu       sync.Mutex
 	byID     map[string]*session
 	failures map[string]*failure // by user name
+	// sweepAt is the size of failures at which failed next forgets the stale
+	// counts: anyone may try names, each leaving a count.
+	sweepAt int
 }
 
 type failure struct {
 	n           int
+	last        time.Time // of the latest failure
 	lockedUntil time.Time
 }
 
+// minFailureSweep is the smallest sweepAt.
+const minFailureSweep = 1024
+
 func newSessions(now func() time.Time, idle time.Duration) *sessions {
-	return &sessions{now: now, idle: idle, byID: map[string]*session{}, failures: map[string]*failure{}}
+	return &sessions{now: now, idle: idle, byID: map[string]*session{}, failures: map[string]*failure{}, sweepAt: minFailureSweep}
 }
 
 func randomToken() string {
@@ -116,18 +123,31 @@ func (ss *sessions) locked(name string) time.Time {
 }
 
 // failed counts a failed login of name and returns true when it locks the name.
-func (ss *sessions) failed(name string, max int, lockFor time.Duration) bool {
+func (ss *sessions) failed(name string, maxFailures int, lockFor time.Duration) bool {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
+	now := ss.now()
+	if len(ss.failures) >= ss.sweepAt {
+		// A count older than a lockout, of a name not locked, is forgotten: its
+		// failures are no longer "in a row" worth keeping. Sweeping when the map
+		// has doubled keeps the cost per failure constant.
+		for k, f := range ss.failures {
+			if now.Sub(f.last) > lockFor && !now.Before(f.lockedUntil) {
+				delete(ss.failures, k)
+			}
+		}
+		ss.sweepAt = max(minFailureSweep, 2*len(ss.failures))
+	}
 	f := ss.failures[name]
 	if f == nil {
 		f = &failure{}
 		ss.failures[name] = f
 	}
+	f.last = now
 	f.n++
-	if f.n >= max {
+	if f.n >= maxFailures {
 		f.n = 0
-		f.lockedUntil = ss.now().Add(lockFor)
+		f.lockedUntil = now.Add(lockFor)
 		return true
 	}
 	return false
