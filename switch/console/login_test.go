@@ -202,3 +202,73 @@ func TestLoginFailuresForgotten(t *testing.T) {
 		t.Fatalf("reviewer after 3 failures and a sweep: %d, want 429 (locked)", resp.StatusCode)
 	}
 }
+
+// An admin's new password for a user (a stolen one reset) ends the user's
+// sessions at their next request, and ends an open event stream too, as do
+// a logout and a disable: the stream is one request that lasts.
+func TestSessionEndsWithNewPassword(t *testing.T) {
+	f := newFixture(t)
+	adm := registry.Actor{Name: "admin", Role: "admin"}
+	c := f.client()
+	f.login(t, c, "analyst", "analyst-demo-pw")
+	if resp, _ := get(t, c, f.srv.URL+"/console/rules"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("rules before the reset: %d", resp.StatusCode)
+	}
+	if err := f.reg.SetPassword(adm, "analyst", "a-new-analyst-pw"); err != nil {
+		t.Fatal(err)
+	}
+	if resp, _ := get(t, c, f.srv.URL+"/console/rules"); resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(resp.Header.Get("Location"), "/console/login") {
+		t.Fatalf("the session after an admin reset the password: %d %s, want the login", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if resp := f.login(t, c, "analyst", "a-new-analyst-pw"); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("login with the new password: %d", resp.StatusCode)
+	}
+	if resp, _ := get(t, c, f.srv.URL+"/console/rules"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("rules in the new session: %d", resp.StatusCode)
+	}
+
+	for _, end := range []struct {
+		what string
+		do   func(f *fixture, c *http.Client)
+	}{
+		{"a new password", func(f *fixture, _ *http.Client) {
+			if err := f.reg.SetPassword(adm, "operator", "another-operator-pw"); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"a disable", func(f *fixture, _ *http.Client) {
+			if err := f.reg.DisableUser(adm, "operator", true); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"a logout", func(f *fixture, c *http.Client) {
+			_, page := get(t, c, f.srv.URL+"/console/")
+			resp, err := c.PostForm(f.srv.URL+"/console/logout", url.Values{"csrf": {csrfField.FindStringSubmatch(page)[1]}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+		}},
+	} {
+		f := newFixture(t)
+		c := f.client()
+		f.login(t, c, "operator", "operator-demo-pw")
+		resp, err := c.Get(f.srv.URL + "/console/events")
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 64)
+		if _, err := io.ReadAtLeast(resp.Body, buf, len("event: summary")); err != nil {
+			t.Fatal(err)
+		}
+		ended := make(chan error, 1)
+		go func() { _, err := io.Copy(io.Discard, resp.Body); ended <- err }()
+		end.do(f, c)
+		select {
+		case <-ended:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("the event stream went on for 5 s after %s", end.what)
+		}
+		resp.Body.Close()
+	}
+}

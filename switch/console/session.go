@@ -35,6 +35,9 @@ type session struct {
 	Role admin.Role
 	Lang string
 	last time.Time
+	// version is the user record's Version at the login: a new password (an
+	// admin's reset of a stolen one), a disable or an enable since ends the session.
+	version int64
 }
 
 // actor is the registry's view of the session's user.
@@ -75,7 +78,7 @@ func randomToken() string {
 }
 
 func (ss *sessions) create(u *registry.User, lang string) *session {
-	s := &session{ID: randomToken(), CSRF: randomToken(), User: u.Name, Role: admin.Role(u.Role), Lang: lang, last: ss.now()}
+	s := &session{ID: randomToken(), CSRF: randomToken(), User: u.Name, Role: admin.Role(u.Role), Lang: lang, last: ss.now(), version: u.Version}
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	ss.byID[s.ID] = s
@@ -104,6 +107,22 @@ func (ss *sessions) get(id string) *session {
 	}
 	s.last = now
 	return s
+}
+
+// live reports whether session id still is, without renewing it: for the
+// event stream, one request that lasts, whose ticks are not the user's requests.
+func (ss *sessions) live(id string) bool {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	s, ok := ss.byID[id]
+	return ok && ss.now().Sub(s.last) <= ss.idle
+}
+
+// userValid reports whether s's user may still act in it: the user exists, is
+// not disabled, has its role and its record (password) as at the login.
+func (c *Console) userValid(s *session) bool {
+	u, err := c.o.Registry.User(s.User)
+	return err == nil && !u.Disabled && admin.Role(u.Role) == s.Role && u.Version == s.version
 }
 
 func (ss *sessions) end(id string) {
@@ -174,7 +193,7 @@ func (c *Console) setCookie(w http.ResponseWriter, value string, maxAge int) {
 // withSession serves fn to a logged-in user whose role is in roles (see allowed):
 // without a live session a page redirects to the login and anything else answers
 // 401; another role gets 403; a POST without the session's CSRF token gets 403;
-// a user disabled since the login is logged out.
+// a user disabled, or given a new password, since the login is logged out.
 func (c *Console) withSession(roles []admin.Role, fn func(http.ResponseWriter, *http.Request, *session)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var s *session
@@ -189,7 +208,7 @@ func (c *Console) withSession(roles []admin.Role, fn func(http.ResponseWriter, *
 			http.Error(w, "not logged in (or the session expired): log in again at "+Prefix+"login", http.StatusUnauthorized)
 			return
 		}
-		if u, err := c.o.Registry.User(s.User); err != nil || u.Disabled || admin.Role(u.Role) != s.Role {
+		if !c.userValid(s) {
 			c.sessions.end(s.ID)
 			http.Redirect(w, r, Prefix+"login", http.StatusSeeOther)
 			return

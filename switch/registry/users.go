@@ -61,6 +61,10 @@ type User struct {
 	// change by the user itself does not prove otherwise: it needs the old one), so
 	// neither side may approve the other's changes (review.approve).
 	Controllers []string `json:"controllers,omitempty"`
+	// Version counts the writes of the record (a new password, a disable, an
+	// enable): the console ends a session whose user's Version moved since the
+	// login. Records before 5 December 2026 start at 0.
+	Version int64 `json:"version,omitempty"`
 }
 
 // controllers is who has held u's account besides u (records before Controllers:
@@ -301,8 +305,9 @@ func (r *store) readUser(name string) (*User, error) {
 	return u, nil
 }
 
-// writeUser stores u with its oplog entry. r.mu must be held.
+// writeUser stores u, its Version one up, with its oplog entry. r.mu must be held.
 func (r *store) writeUser(p Actor, u *User, action string, before, after any) error {
+	u.Version++
 	b := r.ops()
 	b.add(OpEntry{Time: u.UpdatedAt, Actor: p.Name, Role: p.Role, Action: action, TargetType: "user", Target: u.Name,
 		Before: rawJSON(before), After: rawJSON(after)})
