@@ -43,6 +43,7 @@ import (
 	"io/fs"
 	"mime/multipart"
 	"net/http"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -126,6 +127,8 @@ type Console struct {
 	// checkPassword is the registry's, a seam for the tests.
 	logins        *loginGate
 	checkPassword func(name, password string) (*registry.User, error)
+	// loginReadTimeout bounds the reading of a login's body (session.go).
+	loginReadTimeout time.Duration
 }
 
 // Page is one page of the console: its path under /console/, the catalog key of
@@ -161,7 +164,7 @@ func New(o Options) (*Console, error) {
 		o.SampleEvery = time.Second
 	}
 	c := &Console{o: o, mux: http.NewServeMux(), sessions: newSessions(o.Now, o.IdleTimeout), stats: newSampler(o), stop: make(chan struct{}),
-		logins: newLoginGate(), checkPassword: o.Registry.CheckPassword}
+		logins: newLoginGate(), checkPassword: o.Registry.CheckPassword, loginReadTimeout: loginReadTimeout}
 	c.pages = pages()
 	if err := c.parseTemplates(); err != nil {
 		return nil, err
@@ -213,6 +216,9 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.mux.ServeHTTP(w, r)
 }
 
+// loginReadTimeout is how long a login's body may take to arrive.
+const loginReadTimeout = 10 * time.Second
+
 // maxFormBytes bounds a console request's body. The console's forms are a few
 // fields; without a bound, the login form (open to anyone) would read a
 // multipart body of any size, its file parts spooled to disk.
@@ -222,13 +228,22 @@ const maxFormBytes = 1 << 20
 // in memory, nothing spooled to disk), and answers the error itself: 413 for a
 // body over the bound, 400 for one that is not a form.
 func parseForm(w http.ResponseWriter, r *http.Request) bool {
-	err := r.ParseMultipartForm(maxFormBytes)
+	// ParseForm first: ParseMultipartForm drops its error for a body that is
+	// not multipart.
+	err := r.ParseForm()
+	if err == nil {
+		err = r.ParseMultipartForm(maxFormBytes)
+	}
 	if err == nil || errors.Is(err, http.ErrNotMultipart) {
 		return true
 	}
 	var tooLarge *http.MaxBytesError
 	if errors.As(err, &tooLarge) || errors.Is(err, multipart.ErrMessageTooLarge) {
 		http.Error(w, fmt.Sprintf("console: request body over %d bytes", maxFormBytes), http.StatusRequestEntityTooLarge)
+		return false
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		http.Error(w, "console: request body too slow", http.StatusRequestTimeout)
 		return false
 	}
 	http.Error(w, "console: request body is not a form: "+err.Error(), http.StatusBadRequest)

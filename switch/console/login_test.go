@@ -1,8 +1,10 @@
 package console
 
 import (
+	"bufio"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -98,6 +100,16 @@ func TestLoginBodyBounded(t *testing.T) {
 	// What the client wrote includes what the loopback's socket buffers took.
 	if n := body.n.Load(); n > 16<<20 {
 		t.Fatalf("the client sent %d MB of a login body before the server stopped reading, want at most 16 MB", n>>20)
+	}
+	// A URL-encoded form over the bound too (ParseMultipartForm alone would
+	// drop the error and go on with what it read).
+	resp, err = f.client().PostForm(f.srv.URL+"/console/login", url.Values{"user": {strings.Repeat("a", 2<<20)}, "password": {"x"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Fatalf("a 2 MB URL-encoded login: %d, want 413", resp.StatusCode)
 	}
 	if es, _ := f.reg.Oplog(registry.OplogFilter{Action: "console."}); len(es) != 0 {
 		t.Fatalf("an oversized login body made %d oplog entries", len(es))
@@ -270,5 +282,36 @@ func TestSessionEndsWithNewPassword(t *testing.T) {
 			t.Fatalf("the event stream went on for 5 s after %s", end.what)
 		}
 		resp.Body.Close()
+	}
+}
+
+// A login body sent slowly (here: never finished) is cut off after
+// loginReadTimeout: it is the one body the admin port reads before any
+// credential, and the admin server has no ReadTimeout.
+func TestLoginSlowBodyCut(t *testing.T) {
+	f := newFixture(t)
+	f.con.loginReadTimeout = 200 * time.Millisecond
+	conn, err := net.Dial("tcp", strings.TrimPrefix(f.srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_, err = conn.Write([]byte("POST /console/login HTTP/1.1\r\nHost: admin\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\nuser=opera"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatal("a login body that never ends still read after 10 s")
+	}
+	if err == nil {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestTimeout {
+			t.Fatalf("a slow login: %d, want 408", resp.StatusCode)
+		}
+	} // else the server closed the connection
+	if es, _ := f.reg.Oplog(registry.OplogFilter{Action: "console."}); len(es) != 0 {
+		t.Fatalf("a cut login made %d oplog entries", len(es))
 	}
 }

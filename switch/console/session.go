@@ -242,9 +242,15 @@ func (c *Console) loginPage(w http.ResponseWriter, r *http.Request) {
 // login checks a name and password. A locked name is refused before its password
 // is checked; the fifth failure in a row locks it. Every outcome is in the oplog.
 func (c *Console) login(w http.ResponseWriter, r *http.Request) {
+	// The one body the admin port reads before any credential: a client that
+	// sends it a byte at a time is cut off, not waited for. The admin server
+	// has no ReadTimeout (switch/server: it would cut the event streams).
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Now().Add(c.loginReadTimeout))
 	if !parseForm(w, r) {
 		return
 	}
+	_ = rc.SetReadDeadline(time.Time{})
 	name := strings.TrimSpace(r.PostFormValue("user"))
 	pw := r.PostFormValue("password")
 	lang := c.lang(r, nil)
