@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/switchyard/switchyard/internal/kvjson"
 	"github.com/switchyard/switchyard/internal/statelog"
 	"github.com/switchyard/switchyard/switch/admin"
 	"github.com/switchyard/switchyard/switch/registry"
@@ -123,6 +124,20 @@ func queryInt(r *http.Request, name string) (int, error) {
 	n, err := strconv.Atoi(s)
 	if err != nil || n < 0 {
 		return 0, badRequest("query parameter %s=%q: want a non-negative integer", name, s)
+	}
+	return n, nil
+}
+
+// queryLimit reads the limit query parameter of a list read whole into memory
+// (oplog, changes, incidents, alerts, cases, key audit): at most kvjson.MaxLimit,
+// so that no caller has the switch read millions of records at once.
+func queryLimit(r *http.Request) (int, error) {
+	n, err := queryInt(r, "limit")
+	if err != nil {
+		return 0, err
+	}
+	if n > kvjson.MaxLimit {
+		return 0, badRequest("query parameter limit=%d: at most %d at a time (narrow the query: since, after, target, status)", n, kvjson.MaxLimit)
 	}
 	return n, nil
 }
@@ -310,7 +325,7 @@ func importCSV(r *http.Request, p admin.Principal, imp func(registry.Actor, io.R
 // --- changes ---
 
 func (g *registryAPI) listChanges(r *http.Request, _ admin.Principal) (any, error) {
-	limit, err := queryInt(r, "limit")
+	limit, err := queryLimit(r)
 	if err != nil {
 		return nil, err
 	}
@@ -358,7 +373,7 @@ func (g *registryAPI) oplog(r *http.Request, _ admin.Principal) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	limit, err := queryInt(r, "limit")
+	limit, err := queryLimit(r)
 	if err != nil {
 		return nil, err
 	}
@@ -393,7 +408,7 @@ func (g *registryAPI) listIncidents(r *http.Request, _ admin.Principal) (any, er
 	if err != nil {
 		return nil, err
 	}
-	limit, err := queryInt(r, "limit")
+	limit, err := queryLimit(r)
 	if err != nil {
 		return nil, err
 	}
@@ -435,7 +450,7 @@ func (g *registryAPI) incidentAction(r *http.Request, p admin.Principal) (any, e
 // --- alerts ---
 
 func (g *registryAPI) listAlerts(r *http.Request, _ admin.Principal) (any, error) {
-	limit, err := queryInt(r, "limit")
+	limit, err := queryLimit(r)
 	if err != nil {
 		return nil, err
 	}
