@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/switchyard/switchyard/hsm"
@@ -64,5 +65,20 @@ func TestListLimitBounded(t *testing.T) {
 		if st, body := get(fmt.Sprintf("%s?limit=%d", path, kvjson.MaxLimit)); st != http.StatusOK {
 			t.Errorf("GET %s?limit=%d: %d %s, want 200", path, kvjson.MaxLimit, st, body)
 		}
+	}
+}
+
+// A text/csv import over 64 MB is refused whole (413), not cut at 64 MB: cut,
+// its last rows were dropped (or the last one imported with a field cut in
+// two) and the rest was imported as if it were the whole file.
+func TestCSVImportOverLimitRefused(t *testing.T) {
+	a := newAPIFixture(t)
+	csv := "terminal_id,merchant_id,kind,device_serial\n" +
+		"T3000001,000000000000001,pos,SN-3001\n" +
+		strings.Repeat("\n", 64<<20) + // blank lines, which CSV skips
+		"T3000002,000000000000001,pos,SN-3002\n"
+	st, body := a.raw(t, "POST", "/api/v1/terminals/import?dry_run=1", registry.DemoOperatorToken, "text/csv", csv)
+	if st != http.StatusRequestEntityTooLarge {
+		t.Fatalf("a %d MB CSV import: %d %.200s, want 413", len(csv)>>20, st, body)
 	}
 }

@@ -285,8 +285,11 @@ func (g *registryAPI) terminalAction(r *http.Request, p admin.Principal) (any, e
 		"resume": registry.OpTerminalResume, "close": registry.OpTerminalClose}, "activate, suspend, resume or close")
 }
 
+// maxCSVBody is the largest text/csv import body.
+const maxCSVBody = 64 << 20
+
 // importTerminals and importMerchants take the CLI's JSON ImportRequest, or a
-// text/csv body with ?reason= and ?dry_run=1.
+// text/csv body (at most maxCSVBody) with ?reason= and ?dry_run=1.
 func (g *registryAPI) importTerminals(r *http.Request, p admin.Principal) (any, error) {
 	return importCSV(r, p, g.reg.ImportTerminals)
 }
@@ -303,9 +306,14 @@ func importCSV(r *http.Request, p admin.Principal, imp func(registry.Actor, io.R
 			return nil, err
 		}
 	} else {
-		raw, err := io.ReadAll(io.LimitReader(r.Body, 64<<20))
+		raw, err := io.ReadAll(io.LimitReader(r.Body, maxCSVBody+1))
 		if err != nil {
 			return nil, badRequest("read CSV body: %v", err)
+		}
+		if len(raw) > maxCSVBody {
+			// Refused whole: cut short, its last rows would be dropped, or the
+			// last one imported with a field cut in two.
+			return nil, WithStatus(http.StatusRequestEntityTooLarge, fmt.Errorf("CSV body over %d MB: split the import", maxCSVBody>>20))
 		}
 		in.CSV = string(raw)
 		in.Reason = r.URL.Query().Get("reason")
