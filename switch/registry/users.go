@@ -85,6 +85,12 @@ const maxControlDepth = 16
 // controls reports whether a has held b's account, directly or through users a
 // created or reset (a created c, c created b).
 func (r *store) controls(a, b string) (bool, error) {
+	if a == SystemActor {
+		// The switch is no person: the demo users it created are not its puppets,
+		// and a change it requests (a suspension the wave limit holds) may be
+		// approved by any of them.
+		return false, nil
+	}
 	seen := map[string]bool{b: true}
 	next := []string{b}
 	for depth := 0; depth < maxControlDepth && len(next) > 0; depth++ {
@@ -122,10 +128,13 @@ func validRole(role string) bool {
 }
 
 // ValidUserName reports whether name can be a console user's name: 1 to 64
-// letters, digits, '-', '_' or '.' (AddUser refuses any other). The console's
-// login checks it before anything else, so that a name no user can have costs
-// no password hash and leaves nothing of itself in the oplog or in memory.
-func ValidUserName(name string) bool { return isIdent(name, 64) }
+// letters, digits, '-', '_' or '.' (AddUser refuses any other), and not
+// SystemActor, the switch's own name in the oplog: a user of that name would act
+// as the switch (cancel the changes it requests, such as the suspensions the wave
+// limit holds, and pass for its automatic actions). The console's login checks
+// it before anything else, so that a name no user can have costs no password
+// hash and leaves nothing of itself in the oplog or in memory.
+func ValidUserName(name string) bool { return isIdent(name, 64) && name != SystemActor }
 
 func canManageUsers(p Actor) bool { return p.Role == RoleAdmin || p.Name == "system" }
 
@@ -140,7 +149,7 @@ func (r *store) addUser(p Actor, name, role, password string) (*User, error) {
 		return nil, forbiddenf("%s (%s) may not add users: admin role needed", p.Name, p.Role)
 	}
 	if !ValidUserName(name) {
-		return nil, invalidf("user name %q: want 1 to 64 letters, digits, '-', '_' or '.'", name)
+		return nil, invalidf("user name %q: want 1 to 64 letters, digits, '-', '_' or '.', and not %q (the switch's own name)", name, SystemActor)
 	}
 	if !validRole(role) {
 		return nil, invalidf("user %s: role %q: want operator, reviewer, analyst or admin", name, role)
