@@ -35,6 +35,11 @@ func (r Role) Valid() bool {
 	return false
 }
 
+// SystemName is the name the switch records for what it does by itself
+// (registry.SystemActor); no token may carry it, or its holder would act as the
+// switch: cancel the changes the switch requests, pass for its actions.
+const SystemName = "system"
+
 // Principal is an authenticated caller: the name recorded in audit logs and its role.
 type Principal struct {
 	Name string `json:"name" yaml:"name"`
@@ -68,7 +73,8 @@ type Authenticator struct {
 }
 
 // NewAuthenticator returns an Authenticator for the given tokens. It refuses an
-// empty token, an unknown role or a token given twice.
+// empty token, an empty or reserved name (SystemName), an unknown role or a token
+// given twice.
 func NewAuthenticator(tokens []Token) (*Authenticator, error) {
 	if err := checkTokens(tokens); err != nil {
 		return nil, err
@@ -92,6 +98,9 @@ func checkTokens(tokens []Token) error {
 	for i, t := range tokens {
 		if t.Token == "" {
 			return fmt.Errorf("admin token %d (%s): empty token", i, t.Name)
+		}
+		if strings.TrimSpace(t.Name) == "" || t.Name == SystemName {
+			return fmt.Errorf("admin token %d: name %q: want the name of the person who holds it (the audit logs record it), not empty and not %q, the switch's own", i, t.Name, SystemName)
 		}
 		if !t.Role.Valid() {
 			return fmt.Errorf("admin token %d (%s): unknown role %q (want operator, reviewer, analyst or admin)", i, t.Name, t.Role)

@@ -3,7 +3,6 @@ package api
 import (
 	"errors"
 	"net/http"
-	"strconv"
 
 	"github.com/switchyard/switchyard/internal/statelog"
 	"github.com/switchyard/switchyard/switch/admin"
@@ -62,10 +61,10 @@ func (g *casesAPI) list(r *http.Request, _ admin.Principal) (any, error) {
 	default:
 		return nil, badRequest("status %q: want open, assigned or decided", f.Status)
 	}
-	if s := q.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 0 {
-			return nil, badRequest("limit %q: want a whole number", s)
+	if q.Get("limit") != "" {
+		n, err := queryLimit(r)
+		if err != nil {
+			return nil, err
 		}
 		f.Limit = n
 	}

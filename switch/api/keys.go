@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/hsm"
+	"github.com/switchyard/switchyard/internal/kvjson"
 	"github.com/switchyard/switchyard/internal/statelog"
 	"github.com/switchyard/switchyard/keys"
 	"github.com/switchyard/switchyard/switch/admin"
@@ -255,8 +256,8 @@ func (g *keysAPI) audit(r *http.Request, _ admin.Principal) (any, error) {
 	}
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			return nil, badRequest("limit %q is not a positive number", v)
+		if err != nil || n < 1 || n > kvjson.MaxLimit {
+			return nil, badRequest("limit %q: want 1 to %d (page with from=)", v, kvjson.MaxLimit)
 		}
 		limit = n
 	}

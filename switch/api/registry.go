@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/switchyard/switchyard/internal/kvjson"
 	"github.com/switchyard/switchyard/internal/statelog"
 	"github.com/switchyard/switchyard/switch/admin"
 	"github.com/switchyard/switchyard/switch/registry"
@@ -123,6 +124,20 @@ func queryInt(r *http.Request, name string) (int, error) {
 	n, err := strconv.Atoi(s)
 	if err != nil || n < 0 {
 		return 0, badRequest("query parameter %s=%q: want a non-negative integer", name, s)
+	}
+	return n, nil
+}
+
+// queryLimit reads the limit query parameter of a list read whole into memory
+// (oplog, changes, incidents, alerts, cases, key audit): at most kvjson.MaxLimit,
+// so that no caller has the switch read millions of records at once.
+func queryLimit(r *http.Request) (int, error) {
+	n, err := queryInt(r, "limit")
+	if err != nil {
+		return 0, err
+	}
+	if n > kvjson.MaxLimit {
+		return 0, badRequest("query parameter limit=%d: at most %d at a time (narrow the query: since, after, target, status)", n, kvjson.MaxLimit)
 	}
 	return n, nil
 }
@@ -270,8 +285,11 @@ func (g *registryAPI) terminalAction(r *http.Request, p admin.Principal) (any, e
 		"resume": registry.OpTerminalResume, "close": registry.OpTerminalClose}, "activate, suspend, resume or close")
 }
 
+// maxCSVBody is the largest text/csv import body.
+const maxCSVBody = 64 << 20
+
 // importTerminals and importMerchants take the CLI's JSON ImportRequest, or a
-// text/csv body with ?reason= and ?dry_run=1.
+// text/csv body (at most maxCSVBody) with ?reason= and ?dry_run=1.
 func (g *registryAPI) importTerminals(r *http.Request, p admin.Principal) (any, error) {
 	return importCSV(r, p, g.reg.ImportTerminals)
 }
@@ -288,9 +306,14 @@ func importCSV(r *http.Request, p admin.Principal, imp func(registry.Actor, io.R
 			return nil, err
 		}
 	} else {
-		raw, err := io.ReadAll(io.LimitReader(r.Body, 64<<20))
+		raw, err := io.ReadAll(io.LimitReader(r.Body, maxCSVBody+1))
 		if err != nil {
 			return nil, badRequest("read CSV body: %v", err)
+		}
+		if len(raw) > maxCSVBody {
+			// Refused whole: cut short, its last rows would be dropped, or the
+			// last one imported with a field cut in two.
+			return nil, WithStatus(http.StatusRequestEntityTooLarge, fmt.Errorf("CSV body over %d MB: split the import", maxCSVBody>>20))
 		}
 		in.CSV = string(raw)
 		in.Reason = r.URL.Query().Get("reason")
@@ -310,7 +333,7 @@ func importCSV(r *http.Request, p admin.Principal, imp func(registry.Actor, io.R
 // --- changes ---
 
 func (g *registryAPI) listChanges(r *http.Request, _ admin.Principal) (any, error) {
-	limit, err := queryInt(r, "limit")
+	limit, err := queryLimit(r)
 	if err != nil {
 		return nil, err
 	}
@@ -358,7 +381,7 @@ func (g *registryAPI) oplog(r *http.Request, _ admin.Principal) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	limit, err := queryInt(r, "limit")
+	limit, err := queryLimit(r)
 	if err != nil {
 		return nil, err
 	}
@@ -393,7 +416,7 @@ func (g *registryAPI) listIncidents(r *http.Request, _ admin.Principal) (any, er
 	if err != nil {
 		return nil, err
 	}
-	limit, err := queryInt(r, "limit")
+	limit, err := queryLimit(r)
 	if err != nil {
 		return nil, err
 	}
@@ -435,7 +458,7 @@ func (g *registryAPI) incidentAction(r *http.Request, p admin.Principal) (any, e
 // --- alerts ---
 
 func (g *registryAPI) listAlerts(r *http.Request, _ admin.Principal) (any, error) {
-	limit, err := queryInt(r, "limit")
+	limit, err := queryLimit(r)
 	if err != nil {
 		return nil, err
 	}

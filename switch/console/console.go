@@ -37,10 +37,13 @@ package console
 import (
 	"context"
 	"embed"
+	"errors"
 	"fmt"
 	"html/template"
 	"io/fs"
+	"mime/multipart"
 	"net/http"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -120,6 +123,12 @@ type Console struct {
 	backtest backtestJob
 	stop     chan struct{} // closed by Stop: the event streams end
 	stopOnce sync.Once
+	// logins bounds the password checks in progress (session.go);
+	// checkPassword is the registry's, a seam for the tests.
+	logins        *loginGate
+	checkPassword func(name, password string) (*registry.User, error)
+	// loginReadTimeout bounds the reading of a login's body (session.go).
+	loginReadTimeout time.Duration
 }
 
 // Page is one page of the console: its path under /console/, the catalog key of
@@ -154,7 +163,8 @@ func New(o Options) (*Console, error) {
 	if o.SampleEvery <= 0 {
 		o.SampleEvery = time.Second
 	}
-	c := &Console{o: o, mux: http.NewServeMux(), sessions: newSessions(o.Now, o.IdleTimeout), stats: newSampler(o), stop: make(chan struct{})}
+	c := &Console{o: o, mux: http.NewServeMux(), sessions: newSessions(o.Now, o.IdleTimeout), stats: newSampler(o), stop: make(chan struct{}),
+		logins: newLoginGate(), checkPassword: o.Registry.CheckPassword, loginReadTimeout: loginReadTimeout}
 	c.pages = pages()
 	if err := c.parseTemplates(); err != nil {
 		return nil, err
@@ -200,7 +210,44 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Referrer-Policy", "same-origin")
 	h.Set("Cache-Control", "no-store")
+	if r.Body != nil {
+		r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	}
 	c.mux.ServeHTTP(w, r)
+}
+
+// loginReadTimeout is how long a login's body may take to arrive.
+const loginReadTimeout = 10 * time.Second
+
+// maxFormBytes bounds a console request's body. The console's forms are a few
+// fields; without a bound, the login form (open to anyone) would read a
+// multipart body of any size, its file parts spooled to disk.
+const maxFormBytes = 1 << 20
+
+// parseForm parses r's form, URL-encoded or multipart, within maxFormBytes (all
+// in memory, nothing spooled to disk), and answers the error itself: 413 for a
+// body over the bound, 400 for one that is not a form.
+func parseForm(w http.ResponseWriter, r *http.Request) bool {
+	// ParseForm first: ParseMultipartForm drops its error for a body that is
+	// not multipart.
+	err := r.ParseForm()
+	if err == nil {
+		err = r.ParseMultipartForm(maxFormBytes)
+	}
+	if err == nil || errors.Is(err, http.ErrNotMultipart) {
+		return true
+	}
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) || errors.Is(err, multipart.ErrMessageTooLarge) {
+		http.Error(w, fmt.Sprintf("console: request body over %d bytes", maxFormBytes), http.StatusRequestEntityTooLarge)
+		return false
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		http.Error(w, "console: request body too slow", http.StatusRequestTimeout)
+		return false
+	}
+	http.Error(w, "console: request body is not a form: "+err.Error(), http.StatusBadRequest)
+	return false
 }
 
 func (c *Console) routes() {

@@ -313,8 +313,9 @@ func (c *Console) dashboard(w http.ResponseWriter, r *http.Request, s *session) 
 	c.render(w, r, s, "dashboard", map[string]any{"S": c.summary(), "HourChart": c.chart(time.Hour, time.Minute), "DayChart": c.chart(24*time.Hour, 30*time.Minute)})
 }
 
-// events streams the summary once a second until the client goes away.
-func (c *Console) events(w http.ResponseWriter, r *http.Request, _ *session) {
+// events streams the summary once a second until the client goes away, the
+// console stops or the session ends.
+func (c *Console) events(w http.ResponseWriter, r *http.Request, s *session) {
 	fl, ok := w.(http.Flusher)
 	if !ok {
 		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
@@ -336,6 +337,12 @@ func (c *Console) events(w http.ResponseWriter, r *http.Request, _ *session) {
 		case <-c.stop:
 			return
 		case <-t.C:
+		}
+		// The stream ends with its session (logout, idle timeout, the user
+		// disabled or given a new password): otherwise one request opened
+		// before would go on showing the switch to whoever holds it.
+		if !c.sessions.live(s.ID) || !c.userValid(s) {
+			return
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
@@ -34,6 +35,9 @@ type session struct {
 	Role admin.Role
 	Lang string
 	last time.Time
+	// version is the user record's Version at the login: a new password (an
+	// admin's reset of a stolen one), a disable or an enable since ends the session.
+	version int64
 }
 
 // actor is the registry's view of the session's user.
@@ -49,15 +53,22 @@ type sessions struct {
 	mu       sync.Mutex
 	byID     map[string]*session
 	failures map[string]*failure // by user name
+	// sweepAt is the size of failures at which failed next forgets the stale
+	// counts: anyone may try names, each leaving a count.
+	sweepAt int
 }
 
 type failure struct {
 	n           int
+	last        time.Time // of the latest failure
 	lockedUntil time.Time
 }
 
+// minFailureSweep is the smallest sweepAt.
+const minFailureSweep = 1024
+
 func newSessions(now func() time.Time, idle time.Duration) *sessions {
-	return &sessions{now: now, idle: idle, byID: map[string]*session{}, failures: map[string]*failure{}}
+	return &sessions{now: now, idle: idle, byID: map[string]*session{}, failures: map[string]*failure{}, sweepAt: minFailureSweep}
 }
 
 func randomToken() string {
@@ -67,7 +78,7 @@ func randomToken() string {
 }
 
 func (ss *sessions) create(u *registry.User, lang string) *session {
-	s := &session{ID: randomToken(), CSRF: randomToken(), User: u.Name, Role: admin.Role(u.Role), Lang: lang, last: ss.now()}
+	s := &session{ID: randomToken(), CSRF: randomToken(), User: u.Name, Role: admin.Role(u.Role), Lang: lang, last: ss.now(), version: u.Version}
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	ss.byID[s.ID] = s
@@ -98,6 +109,22 @@ func (ss *sessions) get(id string) *session {
 	return s
 }
 
+// live reports whether session id still is, without renewing it: for the
+// event stream, one request that lasts, whose ticks are not the user's requests.
+func (ss *sessions) live(id string) bool {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	s, ok := ss.byID[id]
+	return ok && ss.now().Sub(s.last) <= ss.idle
+}
+
+// userValid reports whether s's user may still act in it: the user exists, is
+// not disabled, has its role and its record (password) as at the login.
+func (c *Console) userValid(s *session) bool {
+	u, err := c.o.Registry.User(s.User)
+	return err == nil && !u.Disabled && admin.Role(u.Role) == s.Role && u.Version == s.version
+}
+
 func (ss *sessions) end(id string) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
@@ -115,18 +142,31 @@ func (ss *sessions) locked(name string) time.Time {
 }
 
 // failed counts a failed login of name and returns true when it locks the name.
-func (ss *sessions) failed(name string, max int, lockFor time.Duration) bool {
+func (ss *sessions) failed(name string, maxFailures int, lockFor time.Duration) bool {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
+	now := ss.now()
+	if len(ss.failures) >= ss.sweepAt {
+		// A count older than a lockout, of a name not locked, is forgotten: its
+		// failures are no longer "in a row" worth keeping. Sweeping when the map
+		// has doubled keeps the cost per failure constant.
+		for k, f := range ss.failures {
+			if now.Sub(f.last) > lockFor && !now.Before(f.lockedUntil) {
+				delete(ss.failures, k)
+			}
+		}
+		ss.sweepAt = max(minFailureSweep, 2*len(ss.failures))
+	}
 	f := ss.failures[name]
 	if f == nil {
 		f = &failure{}
 		ss.failures[name] = f
 	}
+	f.last = now
 	f.n++
-	if f.n >= max {
+	if f.n >= maxFailures {
 		f.n = 0
-		f.lockedUntil = ss.now().Add(lockFor)
+		f.lockedUntil = now.Add(lockFor)
 		return true
 	}
 	return false
@@ -153,7 +193,7 @@ func (c *Console) setCookie(w http.ResponseWriter, value string, maxAge int) {
 // withSession serves fn to a logged-in user whose role is in roles (see allowed):
 // without a live session a page redirects to the login and anything else answers
 // 401; another role gets 403; a POST without the session's CSRF token gets 403;
-// a user disabled since the login is logged out.
+// a user disabled, or given a new password, since the login is logged out.
 func (c *Console) withSession(roles []admin.Role, fn func(http.ResponseWriter, *http.Request, *session)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var s *session
@@ -168,12 +208,15 @@ func (c *Console) withSession(roles []admin.Role, fn func(http.ResponseWriter, *
 			http.Error(w, "not logged in (or the session expired): log in again at "+Prefix+"login", http.StatusUnauthorized)
 			return
 		}
-		if u, err := c.o.Registry.User(s.User); err != nil || u.Disabled || admin.Role(u.Role) != s.Role {
+		if !c.userValid(s) {
 			c.sessions.end(s.ID)
 			http.Redirect(w, r, Prefix+"login", http.StatusSeeOther)
 			return
 		}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			if !parseForm(w, r) {
+				return
+			}
 			tok := r.Header.Get("X-CSRF-Token")
 			if tok == "" {
 				tok = r.PostFormValue("csrf")
@@ -199,6 +242,15 @@ func (c *Console) loginPage(w http.ResponseWriter, r *http.Request) {
 // login checks a name and password. A locked name is refused before its password
 // is checked; the fifth failure in a row locks it. Every outcome is in the oplog.
 func (c *Console) login(w http.ResponseWriter, r *http.Request) {
+	// The one body the admin port reads before any credential: a client that
+	// sends it a byte at a time is cut off, not waited for. The admin server
+	// has no ReadTimeout (switch/server: it would cut the event streams).
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Now().Add(c.loginReadTimeout))
+	if !parseForm(w, r) {
+		return
+	}
+	_ = rc.SetReadDeadline(time.Time{})
 	name := strings.TrimSpace(r.PostFormValue("user"))
 	pw := r.PostFormValue("password")
 	lang := c.lang(r, nil)
@@ -207,12 +259,29 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(status)
 		c.render(w, r, nil, "login", map[string]any{"Error": msg, "User": name, "Next": r.PostFormValue("next")})
 	}
+	if !registry.ValidUserName(name) {
+		// No user has such a name (AddUser refuses it): refused before the
+		// lockout's counts, the password hash and the oplog entry see it, since
+		// the login form is open to anyone and a form value may be megabytes. The
+		// oplog says a malformed name was tried, not what it was.
+		c.event(registry.Actor{}, "console.login-failed", "", fmt.Sprintf("not a user name (%d bytes); from %s", len(name), from))
+		name = "" // nor is it shown back
+		fail(http.StatusUnauthorized, c.t(lang, "login.bad"))
+		return
+	}
 	if until := c.sessions.locked(name); !until.IsZero() {
 		c.event(registry.Actor{Name: name}, "console.login-refused", name, "locked out; from "+from)
 		fail(http.StatusTooManyRequests, fmt.Sprintf(c.t(lang, "login.locked"), until.Sub(c.o.Now()).Round(time.Second)))
 		return
 	}
-	u, err := c.o.Registry.CheckPassword(name, pw)
+	release, ok := c.logins.enter(r.Context())
+	if !ok {
+		// Not a failed login: the password was not checked, and nothing is counted.
+		fail(http.StatusServiceUnavailable, c.t(lang, "login.busy"))
+		return
+	}
+	u, err := c.checkPassword(name, pw)
+	release()
 	if err != nil {
 		if !errors.Is(err, registry.ErrBadLogin) {
 			c.o.Logger.Error().Err(err).Str("user", name).Msg("console login")
@@ -256,4 +325,46 @@ func clientIP(r *http.Request) string {
 		return r.RemoteAddr
 	}
 	return host
+}
+
+// The password checks in progress are bounded: each costs argon2id's 19 MiB
+// (registry.passwordParams) and tens of milliseconds, and the login form is open
+// to anyone, so unbounded concurrent logins would take the switch's memory.
+const (
+	maxLoginChecks  = 4  // password checks at once
+	maxLoginWaiting = 32 // logins waiting for one; past them, 503 at once
+)
+
+// loginGate admits maxLoginChecks password checks at a time and lets at most
+// maxLoginWaiting more logins wait for their turn.
+type loginGate struct {
+	slots chan struct{}
+	mu    sync.Mutex
+	queue int // logins in enter: checking or waiting
+}
+
+func newLoginGate() *loginGate { return &loginGate{slots: make(chan struct{}, maxLoginChecks)} }
+
+// enter waits for a slot and returns its release; ok is false when too many
+// logins are waiting already or ctx ends first.
+func (g *loginGate) enter(ctx context.Context) (release func(), ok bool) {
+	g.mu.Lock()
+	if g.queue >= maxLoginChecks+maxLoginWaiting {
+		g.mu.Unlock()
+		return nil, false
+	}
+	g.queue++
+	g.mu.Unlock()
+	leave := func() {
+		g.mu.Lock()
+		g.queue--
+		g.mu.Unlock()
+	}
+	select {
+	case g.slots <- struct{}{}:
+		return func() { <-g.slots; leave() }, true
+	case <-ctx.Done():
+		leave()
+		return nil, false
+	}
 }

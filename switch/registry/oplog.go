@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+
+	"github.com/switchyard/switchyard/internal/kvjson"
 )
 
 // OpEntry is one entry of the append-only operation log: who did what, when, to
@@ -100,7 +102,7 @@ type OplogFilter struct {
 	Target string    // record ID
 	Actor  string
 	Action string // exact, or a prefix ending in "." such as "terminal."
-	Limit  int    // at most this many (the newest); 0 means 1000
+	Limit  int    // at most this many (the newest); 0 means 1000, at most kvjson.MaxLimit
 }
 
 // Oplog returns the matching entries in log order.
@@ -108,6 +110,7 @@ func (r *store) Oplog(f OplogFilter) ([]OpEntry, error) {
 	if f.Limit <= 0 {
 		f.Limit = 1000
 	}
+	f.Limit = min(f.Limit, kvjson.MaxLimit)
 	var out []OpEntry
 	err := r.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Reverse: true, Prefix: []byte(pfxLog), PrefetchValues: true, PrefetchSize: 100})

@@ -61,6 +61,10 @@ type User struct {
 	// change by the user itself does not prove otherwise: it needs the old one), so
 	// neither side may approve the other's changes (review.approve).
 	Controllers []string `json:"controllers,omitempty"`
+	// Version counts the writes of the record (a new password, a disable, an
+	// enable): the console ends a session whose user's Version moved since the
+	// login. Records before 5 December 2026 start at 0.
+	Version int64 `json:"version,omitempty"`
 }
 
 // controllers is who has held u's account besides u (records before Controllers:
@@ -81,6 +85,12 @@ const maxControlDepth = 16
 // controls reports whether a has held b's account, directly or through users a
 // created or reset (a created c, c created b).
 func (r *store) controls(a, b string) (bool, error) {
+	if a == SystemActor {
+		// The switch is no person: the demo users it created are not its puppets,
+		// and a change it requests (a suspension the wave limit holds) may be
+		// approved by any of them.
+		return false, nil
+	}
 	seen := map[string]bool{b: true}
 	next := []string{b}
 	for depth := 0; depth < maxControlDepth && len(next) > 0; depth++ {
@@ -117,6 +127,15 @@ func validRole(role string) bool {
 	return false
 }
 
+// ValidUserName reports whether name can be a console user's name: 1 to 64
+// letters, digits, '-', '_' or '.' (AddUser refuses any other), and not
+// SystemActor, the switch's own name in the oplog: a user of that name would act
+// as the switch (cancel the changes it requests, such as the suspensions the wave
+// limit holds, and pass for its automatic actions). The console's login checks
+// it before anything else, so that a name no user can have costs no password
+// hash and leaves nothing of itself in the oplog or in memory.
+func ValidUserName(name string) bool { return isIdent(name, 64) && name != SystemActor }
+
 func canManageUsers(p Actor) bool { return p.Role == RoleAdmin || p.Name == "system" }
 
 // AddUser creates user name with role and password, as admin p. The password is
@@ -129,8 +148,8 @@ func (r *store) addUser(p Actor, name, role, password string) (*User, error) {
 	if !canManageUsers(p) {
 		return nil, forbiddenf("%s (%s) may not add users: admin role needed", p.Name, p.Role)
 	}
-	if !isIdent(name, 64) {
-		return nil, invalidf("user name %q: want 1 to 64 letters, digits, '-', '_' or '.'", name)
+	if !ValidUserName(name) {
+		return nil, invalidf("user name %q: want 1 to 64 letters, digits, '-', '_' or '.', and not %q (the switch's own name)", name, SystemActor)
 	}
 	if !validRole(role) {
 		return nil, invalidf("user %s: role %q: want operator, reviewer, analyst or admin", name, role)
@@ -295,8 +314,9 @@ func (r *store) readUser(name string) (*User, error) {
 	return u, nil
 }
 
-// writeUser stores u with its oplog entry. r.mu must be held.
+// writeUser stores u, its Version one up, with its oplog entry. r.mu must be held.
 func (r *store) writeUser(p Actor, u *User, action string, before, after any) error {
+	u.Version++
 	b := r.ops()
 	b.add(OpEntry{Time: u.UpdatedAt, Actor: p.Name, Role: p.Role, Action: action, TargetType: "user", Target: u.Name,
 		Before: rawJSON(before), After: rawJSON(after)})

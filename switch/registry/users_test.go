@@ -144,3 +144,25 @@ func TestApproverNotRequestersPuppet(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// "system" is the switch's own name: no user may take it (it would cancel the
+// changes the switch requests and pass for its actions), and the users the
+// switch created (the demo's) may approve a change it requested, such as a
+// suspension the wave limit held.
+func TestSystemNameReserved(t *testing.T) {
+	f := newFixture(t)
+	r := f.reg
+	if _, err := r.AddUser(root, SystemActor, RoleOperator, "long enough pw"); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("a user named %s: %v, want ErrInvalid", SystemActor, err)
+	}
+	if _, err := LoadDemoUsers(r); err != nil {
+		t.Fatal(err)
+	}
+	c, err := r.RequestChange(Actor{Name: SystemActor, Role: RoleOperator}, Change{Op: OpTerminalSuspend, Target: "T0000001", Reason: "held by the wave limit"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Approve(Actor{Name: "reviewer", Role: RoleReviewer}, c.ID, "checked"); err != nil {
+		t.Fatalf("the demo reviewer approves the switch's held suspension: %v", err)
+	}
+}

@@ -819,13 +819,22 @@ func (s *Server) startAdmin() error {
 	}
 	s.adminLn = ln
 	s.adminReqs = &inFlight{h: s.mux}
-	s.adminSrv = &http.Server{Handler: s.adminReqs, ReadHeaderTimeout: 10 * time.Second}
+	s.adminSrv = &http.Server{Handler: s.adminReqs, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: adminIdleTimeout}
 	if s.console != nil {
 		s.adminSrv.RegisterOnShutdown(s.console.Stop) // open dashboards' event streams end first
 	}
 	s.log.Info().Str("addr", ln.Addr().String()).Msg("admin server started")
 	return nil
 }
+
+// adminIdleTimeout closes an admin connection kept alive this long without a
+// request. Without it Go waits for a kept-alive connection's next request for
+// ever: one request each, and idle sockets would use up the file descriptors the
+// terminal listeners share. ReadTimeout and WriteTimeout stay unset: they would
+// cut the dashboard's event stream, the journal's JSON lines and a paced cluster
+// import; the one body read before any credential, the console's login, has a
+// deadline of its own (switch/console).
+var adminIdleTimeout = 2 * time.Minute
 
 // Drain stops taking new work, answers what is in progress within the drain timeout,
 // then closes everything (Close). In order: the listeners stop accepting (and /readyz
