@@ -172,7 +172,7 @@ func TestCLITerminals(t *testing.T) {
 	}
 	if v.Status != registry.TerminalActive || v.Binding.DeviceSerial != "SN-50" || v.Location != nil || len(v.AllowedNetworks) != 2 ||
 		v.AllowedNetworks[1].String() != "192.168.1.7/32" || v.MinAppVersion != "1.4" || v.MissingPolicy != registry.PolicyFlag ||
-		v.Keys.PINMode != registry.PINModeTPK || v.Keys.TPK != "T0000050/TPK" || v.Keys.TMK != "T0000050/TMK" {
+		v.Keys.PINMode != registry.PINModeTPK || v.Keys.TPK != "T0000050.TPK" || v.Keys.TMK != "T0000050/TMK" {
 		t.Errorf("T0000050 = %+v", v)
 	}
 	e.mustRun(t, op, "terminal", "suspend", "T0000050", "--reason", "stolen")
@@ -421,21 +421,22 @@ func TestCLITerminalsCSVRoundTrip(t *testing.T) {
 	if t2, _ := b.reg.Terminal("T5000002"); t2.Model != "Pixel-8" || time.Duration(t2.AttestMaxAge) != 90*time.Second || !t2.AttestLegacy || t2.Location == nil || t2.Location.RadiusM != 5000 {
 		t.Errorf("T5000002's model, attestation and location not carried: %+v", t2)
 	}
-	if t1, _ := b.reg.Terminal("T5000001"); t1.Keys.TPK != "T5000001/TPK" || len(t1.AllowedNetworks) != 2 || t1.Location.RadiusM != 750.5 || t1.Binding.DeviceSerial != `SN,50"01` {
+	if t1, _ := b.reg.Terminal("T5000001"); t1.Keys.TPK != "T5000001.TPK" || len(t1.AllowedNetworks) != 2 || t1.Location.RadiusM != 750.5 || t1.Binding.DeviceSerial != `SN,50"01` {
 		t.Errorf("T5000001's made-up TPK, networks, radius or quoted serial not carried: %+v", t1)
 	}
-	if t4, _ := b.reg.Terminal("T5000004"); t4.Keys.TPK != "T5000004/TPK" {
+	if t4, _ := b.reg.Terminal("T5000004"); t4.Keys.TPK != "T5000004.TPK" {
 		t.Errorf("T5000004's TPK left from an earlier PIN mode not carried: %+v", t4.Keys)
 	}
-	if t5, _ := b.reg.Terminal("T5000005"); t5.Keys.TAK != "T5000005/TAK" {
+	if t5, _ := b.reg.Terminal("T5000005"); t5.Keys.TAK != "T5000005.TAK" {
 		t.Errorf("T5000005's made-up TAK not carried: %+v", t5.Keys)
 	}
-	// A key the registry did not make up is still looked up.
+	// A key the registry did not make up is still looked up (another terminal's
+	// name: the terminal's own conventional T5000007.TPK may be generated later).
 	bad := filepath.Join(t.TempDir(), "bad.csv")
-	if err := os.WriteFile(bad, []byte("terminal_id,merchant_id,kind,tpk\nT5000007,000000000000002,pos,T5000007.TPK\n"), 0o600); err != nil {
+	if err := os.WriteFile(bad, []byte("terminal_id,merchant_id,kind,tpk\nT5000007,000000000000002,pos,T5000008.TPK\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if code, out, _ := b.run(t, op, "terminal", "import", bad, "--dry-run"); code != ExitError || !strings.Contains(out, "no key T5000007.TPK") {
+	if code, out, _ := b.run(t, op, "terminal", "import", bad, "--dry-run"); code != ExitError || !strings.Contains(out, "no key T5000008.TPK") {
 		t.Errorf("an unknown TPK imported: exit %d\n%s", code, out)
 	}
 	if code, _, errs := a.run(t, an, "terminal", "list", "--csv", "--json"); code != ExitUsage || !strings.Contains(errs, "not both") {
