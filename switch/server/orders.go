@@ -43,12 +43,17 @@ type orderDesk struct {
 	// notified counts the notifications by network and outcome
 	// (switchyard_qr_notifications_total); nil counts nothing.
 	notified *prometheus.CounterVec
+	// reg and hist serve the merchant's checks of a payment (refusal); nil reg
+	// checks nothing.
+	reg  orderRegistry
+	hist orderHistory
 }
 
 // Outcomes of a notification, as switchyard_qr_notifications_total counts them.
 const (
 	notePaid        = "paid"              // the order is paid, the payment journaled
 	noteLate        = "late"              // journaled and reversed: expired, another amount or currency
+	noteRefused     = "refused"           // journaled and reversed: over a merchant limit, merchant or terminal not active
 	noteRepeat      = "repeat"            // the same transaction again: nothing new
 	noteOtherTxn    = "other-transaction" // the order was decided by another transaction: FAIL ORDERPAID
 	noteNotFound    = "order-not-found"   // no such order: 404
@@ -103,7 +108,7 @@ func (s *Server) newOrderDesk() (*orderDesk, error) {
 		}
 	}
 	notified := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchyard_qr_notifications_total",
-		Help: "Merchant-presented QR payment notifications, by network (empty before it is known to have a connector) and outcome (paid, late, repeat, other-transaction, order-not-found, bad-signature, invalid, not-configured, error)."},
+		Help: "Merchant-presented QR payment notifications, by network (empty before it is known to have a connector) and outcome (paid, late, refused, repeat, other-transaction, order-not-found, bad-signature, invalid, not-configured, error)."},
 		[]string{"network", "outcome"})
 	if err := s.Metrics.Registry.Register(notified); err != nil {
 		return nil, fmt.Errorf("qr orders: metrics: %w", err)
@@ -117,7 +122,7 @@ func (s *Server) newOrderDesk() (*orderDesk, error) {
 			cfg.Connectors = append(cfg.Connectors, c)
 		}
 	}
-	return &orderDesk{book: book, cfg: cfg, now: now, notified: notified,
+	return &orderDesk{book: book, cfg: cfg, now: now, notified: notified, reg: s.Registry, hist: s.Journal,
 		secret: secret, log: s.log.With().Str("component", "qr-orders").Logger()}, nil
 }
 
@@ -246,8 +251,18 @@ func (d *orderDesk) notify(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	o, outcome, err := d.book.Pay(ctx, n.OrderID, qrorder.Payment{Network: n.Network, Connector: conn, TransactionID: n.TransactionID, Amount: n.TotalFee,
-		Currency: n.Currency})
+	pay := qrorder.Payment{Network: n.Network, Connector: conn, TransactionID: n.TransactionID, Amount: n.TotalFee, Currency: n.Currency}
+	// The merchant's checks, now that the amount is known, on an order the payment
+	// would pay (the book decides the rest: an expired order, another amount).
+	if cur, err := d.book.Get(n.OrderID); err == nil && cur.State == qrorder.Open {
+		if pay.Refused, err = d.refusal(ctx, cur, n.TotalFee, d.now()); err != nil {
+			d.count(n.Network, noteError)
+			d.log.Error().Err(err).Str("order", n.OrderID).Msg("payment notification not checked: the network will repeat it")
+			answer(http.StatusInternalServerError, wallet.Result{Result: wallet.Fail, ErrCode: "SYSTEMERROR"})
+			return
+		}
+	}
+	o, outcome, err := d.book.Pay(ctx, n.OrderID, pay)
 	switch {
 	case errors.Is(err, qrorder.ErrNotFound):
 		// A payer paid an order the switch does not have: the network holds the
@@ -276,18 +291,24 @@ func (d *orderDesk) notify(w http.ResponseWriter, r *http.Request) {
 	// a repeat does not change what is journaled), in its own currency.
 	rec, err := d.pipe.RecordOrderPayment(ctx, pipeline.OrderPayment{RRN: o.ID, TID: o.TID, MID: o.MID,
 		Currency: orDefault(o.PaidCurrency, o.Currency), Amount: o.PaidAmount,
-		Network: n.Network, Connector: conn, AuthCode: authCode(n.TransactionID), Late: late, At: o.PaidAt})
+		Network: n.Network, Connector: conn, AuthCode: authCode(n.TransactionID), Late: late, Refused: o.Refused, At: o.PaidAt})
 	if err != nil {
 		d.count(n.Network, noteError)
 		d.log.Error().Err(err).Str("order", n.OrderID).Msg("payment notification not journaled: the network will repeat it")
 		answer(http.StatusInternalServerError, wallet.Result{Result: wallet.Fail, ErrCode: "SYSTEMERROR"})
 		return
 	}
-	d.log.Info().Str("order", o.ID).Str("tid", o.TID).Str("network", n.Network).Int64("amount", n.TotalFee).Bool("late", late).
-		Str("reversed_by", rec.ReversedBy).Msg("merchant-presented payment notified")
+	ev := d.log.Info()
+	if o.Refused != "" && outcome != qrorder.Again {
+		ev = d.log.Warn()
+	}
+	ev.Str("order", o.ID).Str("tid", o.TID).Str("network", n.Network).Int64("amount", n.TotalFee).Bool("late", late).
+		Str("refused", o.Refused).Str("reversed_by", rec.ReversedBy).Msg("merchant-presented payment notified")
 	switch {
 	case outcome == qrorder.Again:
 		d.count(n.Network, noteRepeat)
+	case o.Refused != "":
+		d.count(n.Network, noteRefused)
 	case late:
 		d.count(n.Network, noteLate)
 	default:
