@@ -27,8 +27,14 @@ type fakeRegistry struct {
 	merchants map[string]*registry.Merchant
 }
 
-func (r *fakeRegistry) Terminal(id string) (*registry.Terminal, bool) { t, ok := r.terminals[id]; return t, ok }
-func (r *fakeRegistry) Merchant(id string) (*registry.Merchant, bool) { m, ok := r.merchants[id]; return m, ok }
+func (r *fakeRegistry) Terminal(id string) (*registry.Terminal, bool) {
+	t, ok := r.terminals[id]
+	return t, ok
+}
+func (r *fakeRegistry) Merchant(id string) (*registry.Merchant, bool) {
+	m, ok := r.merchants[id]
+	return m, ok
+}
 func (r *fakeRegistry) Terminals(f registry.TerminalFilter) []*registry.Terminal {
 	var out []*registry.Terminal
 	for _, t := range r.terminals {
