@@ -47,6 +47,9 @@ type orderDesk struct {
 	// checks nothing.
 	reg  orderRegistry
 	hist orderHistory
+	// marks note the payments that may be owed to the journal (orderowed.go); nil
+	// notes nothing.
+	marks *orderMarks
 }
 
 // Outcomes of a notification, as switchyard_qr_notifications_total counts them.
@@ -123,6 +126,7 @@ func (s *Server) newOrderDesk() (*orderDesk, error) {
 		}
 	}
 	return &orderDesk{book: book, cfg: cfg, now: now, notified: notified, reg: s.Registry, hist: s.Journal,
+		marks:  &orderMarks{db: s.db, persist: s.Journal.PutDurable},
 		secret: secret, log: s.log.With().Str("component", "qr-orders").Logger()}, nil
 }
 
@@ -251,6 +255,17 @@ func (d *orderDesk) notify(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
+	// Before the book can take the payment: once it has, the payment is owed to the
+	// journal, whether or not the network repeats a notification whose journal
+	// write failed (orderowed.go).
+	if d.marks != nil {
+		if err := d.marks.owe(ctx, n.OrderID, d.now()); err != nil {
+			d.count(n.Network, noteError)
+			d.log.Error().Err(err).Str("order", n.OrderID).Msg("payment notification not marked as owed to the journal: not taken, the network will repeat it")
+			answer(http.StatusInternalServerError, wallet.Result{Result: wallet.Fail, ErrCode: "SYSTEMERROR"})
+			return
+		}
+	}
 	pay := qrorder.Payment{Network: n.Network, Connector: conn, TransactionID: n.TransactionID, Amount: n.TotalFee, Currency: n.Currency}
 	// The merchant's checks, now that the amount is known, on an order the payment
 	// would pay (the book decides the rest: an expired order, another amount).
@@ -289,14 +304,17 @@ func (d *orderDesk) notify(w http.ResponseWriter, r *http.Request) {
 	late := outcome == qrorder.Late || o.State == qrorder.Refunded
 	// The payment as the book took it (the first notification of the transaction:
 	// a repeat does not change what is journaled), in its own currency.
-	rec, err := d.pipe.RecordOrderPayment(ctx, pipeline.OrderPayment{RRN: o.ID, TID: o.TID, MID: o.MID,
-		Currency: orDefault(o.PaidCurrency, o.Currency), Amount: o.PaidAmount,
-		Network: n.Network, Connector: conn, AuthCode: authCode(n.TransactionID), Late: late, Refused: o.Refused, At: o.PaidAt})
+	rec, err := d.pipe.RecordOrderPayment(ctx, orderPayment(o))
 	if err != nil {
 		d.count(n.Network, noteError)
-		d.log.Error().Err(err).Str("order", n.OrderID).Msg("payment notification not journaled: the network will repeat it")
+		d.log.Error().Err(err).Str("order", n.OrderID).Msg("payment notification not journaled: the network will repeat it, or the sweep journals it")
 		answer(http.StatusInternalServerError, wallet.Result{Result: wallet.Fail, ErrCode: "SYSTEMERROR"})
 		return
+	}
+	if d.marks != nil {
+		if err := d.marks.clear(o.ID); err != nil {
+			d.log.Warn().Err(err).Str("order", o.ID).Msg("payment journaled, its mark not cleared: the sweep clears it")
+		}
 	}
 	ev := d.log.Info()
 	if o.Refused != "" && outcome != qrorder.Again {
