@@ -76,11 +76,31 @@ func New(cfg Config) (*Connector, error) {
 	if cfg.Network == "" {
 		cfg.Network = cfg.ID
 	}
-	c := &Connector{cfg: cfg, http: cfg.Client}
-	if c.http == nil {
+	c := &Connector{cfg: cfg}
+	if cfg.Client != nil {
+		cl := *cfg.Client // the caller's transport, with this connector's redirect policy
+		c.http = &cl
+	} else {
 		c.http = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second}}
 	}
+	c.http.CheckRedirect = c.refuseRedirect
 	return c, nil
+}
+
+// ErrRedirect is wrapped when the API answered a redirect: the connector does not
+// follow it, since a followed pay would send the payer's code (and the merchant's
+// request) to an address nobody configured.
+var ErrRedirect = errors.New("wallet API answered a redirect: not followed")
+
+// refuseRedirect is the HTTP client's CheckRedirect: no redirect is followed. The
+// request's outcome is unknown to the connector (as for an HTTP error): a pay is
+// queried, a refund is in doubt.
+func (c *Connector) refuseRedirect(req *http.Request, via []*http.Request) error {
+	from := ""
+	if len(via) > 0 {
+		from = via[len(via)-1].URL.Redacted()
+	}
+	return fmt.Errorf("%w: connector %s, %s redirected to %s (check qr.connectors[].url)", ErrRedirect, c.cfg.ID, from, req.URL.Redacted())
 }
 
 // ID returns the connector's name.
