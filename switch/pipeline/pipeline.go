@@ -866,8 +866,15 @@ func (p *Pipeline) authorize(ctx context.Context, t *txn, onDecline func()) (fro
 	if err != nil {
 		switch {
 		case p.cfg.IsTimeout(err):
-			p.metrics.IssuerErrors.WithLabelValues(t.issuer, "timeout").Inc()
-			br.done(ticket, outcomeTimedOut, p.now())
+			if isWallet && errors.Is(err, ErrPayerNotConfirmed) {
+				// The network answered; the payer did not confirm: not the
+				// network's failure, so not the breaker's (a walk-away).
+				p.metrics.IssuerErrors.WithLabelValues(t.issuer, "payer-not-confirmed").Inc()
+				br.done(ticket, outcomeAnswered, p.now())
+			} else {
+				p.metrics.IssuerErrors.WithLabelValues(t.issuer, "timeout").Inc()
+				br.done(ticket, outcomeTimedOut, p.now())
+			}
 			t.rec.AddEvent(journal.StateTimedOut, p.now().UTC(), "")
 			// The issuer may have approved: reverse before the terminal hears of it.
 			p.queueReversal(&t.rec, "switch:timeout")

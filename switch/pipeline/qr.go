@@ -54,6 +54,14 @@ type WalletLink interface {
 	Refund(ctx context.Context, r WalletRefund) (rc, auth string, err error)
 }
 
+// ErrPayerNotConfirmed is wrapped, beside ErrIssuerTimeout, by a wallet payment
+// whose time ran out while the network kept answering that the payer had not
+// confirmed (USERPAYING, NOTPAY): a payer who walked away, not a network that failed.
+// The payment is answered 91 and cancelled through the queue like any timeout, but
+// the connector's circuit breaker counts it as answered: walk-aways must not open the
+// breaker for every payer of a network.
+var ErrPayerNotConfirmed = errors.New("the payer did not confirm the payment in time (the network answered)")
+
 // errQRCodeTooLong: an ISO 8583 link carries the code in DE 2, at most 19 digits.
 var errQRCodeTooLong = errors.New("payment code longer than 19 digits cannot go in DE 2 of an ISO 8583 issuer link")
 

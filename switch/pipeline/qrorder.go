@@ -120,7 +120,11 @@ type OrderPayment struct {
 	// paid): it is journaled approved and reversed at once through the queue, which
 	// the connector carries as the network's cancel (a refund in full).
 	Late bool
-	At   time.Time
+	// Refused says why the merchant could not take a late payment (a limit, a
+	// merchant not active; "": late for the order's own reasons): its reversal says
+	// so.
+	Refused string
+	At      time.Time
 }
 
 // OrderListener is the listener of a notified payment's record: what tells it from
@@ -165,7 +169,11 @@ func (p *Pipeline) RecordOrderPayment(ctx context.Context, op OrderPayment) (*jo
 		return nil, err
 	}
 	if op.Late && !rec.Reversed() {
-		if p.queueReversal(rec, "switch:qr-order-late") {
+		by := "switch:qr-order-late"
+		if op.Refused != "" {
+			by = "switch:qr-order-refused:" + op.Refused
+		}
+		if p.queueReversal(rec, by) {
 			p.writeOwed(ctx, rec)
 		}
 		if !rec.Reversed() {

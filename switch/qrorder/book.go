@@ -69,6 +69,9 @@ type Order struct {
 	// order's).
 	PaidCurrency string    `json:"paid_currency,omitempty"`
 	PaidAt       time.Time `json:"paid_at,omitzero"`
+	// Refused says why the merchant could not take a payment the order would
+	// otherwise have taken (Payment.Refused): the order is refunded.
+	Refused string `json:"refused,omitempty"`
 	// Decided is the revision of the shared book's request that paid the order (or
 	// refunded it): its submitter tells by it that its own request decided the order
 	// rather than an earlier one of the same transaction. 0 alone, and for an order
@@ -422,6 +425,11 @@ type Payment struct {
 	// Currency is the payment's currency (ISO 4217 numeric) when the network named
 	// it; "": the order's.
 	Currency string `json:"currency,omitempty"`
+	// Refused, when set, says why the merchant cannot take the payment (a limit, a
+	// merchant not active: the notifying node's checks, made before it submits the
+	// payment, so that every node of a cluster decides alike): the order takes it as
+	// late, refunded.
+	Refused string `json:"refused,omitempty"`
 }
 
 // Outcome says what a notification did.
@@ -432,7 +440,8 @@ const (
 	// Taken: the order was open and is paid now.
 	Taken Outcome = iota
 	// Late: the order had expired (or the amount or the currency was not the
-	// order's): it is marked refunded, and the caller refunds the payment.
+	// order's, or the payment was refused: Payment.Refused): it is marked refunded,
+	// and the caller refunds the payment.
 	Late
 	// Again: the same notification came before (the same transaction ID): nothing
 	// changed.
@@ -481,7 +490,7 @@ func decide(o *Order, p Payment, at time.Time, rev uint64) (Outcome, bool) {
 	}
 	out := Taken
 	if o.State != Open || !at.Before(o.Expires) || (o.Amount > 0 && p.Amount != o.Amount) || p.Amount <= 0 ||
-		(p.Currency != "" && p.Currency != o.Currency) {
+		(p.Currency != "" && p.Currency != o.Currency) || p.Refused != "" {
 		out = Late
 	}
 	if o.State != Open && o.State != Expired {
@@ -491,6 +500,7 @@ func decide(o *Order, p Payment, at time.Time, rev uint64) (Outcome, bool) {
 		return Late, false
 	}
 	o.Network, o.Connector, o.TransactionID, o.PaidAmount, o.PaidCurrency, o.PaidAt = p.Network, p.Connector, p.TransactionID, p.Amount, p.Currency, at
+	o.Refused = p.Refused
 	o.State, o.Decided = Paid, rev
 	if out == Late {
 		o.State = Refunded

@@ -43,12 +43,20 @@ type orderDesk struct {
 	// notified counts the notifications by network and outcome
 	// (switchyard_qr_notifications_total); nil counts nothing.
 	notified *prometheus.CounterVec
+	// reg and hist serve the merchant's checks of a payment (refusal); nil reg
+	// checks nothing.
+	reg  orderRegistry
+	hist orderHistory
+	// marks note the payments that may be owed to the journal (orderowed.go); nil
+	// notes nothing.
+	marks *orderMarks
 }
 
 // Outcomes of a notification, as switchyard_qr_notifications_total counts them.
 const (
 	notePaid        = "paid"              // the order is paid, the payment journaled
 	noteLate        = "late"              // journaled and reversed: expired, another amount or currency
+	noteRefused     = "refused"           // journaled and reversed: over a merchant limit, merchant or terminal not active
 	noteRepeat      = "repeat"            // the same transaction again: nothing new
 	noteOtherTxn    = "other-transaction" // the order was decided by another transaction: FAIL ORDERPAID
 	noteNotFound    = "order-not-found"   // no such order: 404
@@ -103,7 +111,7 @@ func (s *Server) newOrderDesk() (*orderDesk, error) {
 		}
 	}
 	notified := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchyard_qr_notifications_total",
-		Help: "Merchant-presented QR payment notifications, by network (empty before it is known to have a connector) and outcome (paid, late, repeat, other-transaction, order-not-found, bad-signature, invalid, not-configured, error)."},
+		Help: "Merchant-presented QR payment notifications, by network (empty before it is known to have a connector) and outcome (paid, late, refused, repeat, other-transaction, order-not-found, bad-signature, invalid, not-configured, error)."},
 		[]string{"network", "outcome"})
 	if err := s.Metrics.Registry.Register(notified); err != nil {
 		return nil, fmt.Errorf("qr orders: metrics: %w", err)
@@ -117,7 +125,8 @@ func (s *Server) newOrderDesk() (*orderDesk, error) {
 			cfg.Connectors = append(cfg.Connectors, c)
 		}
 	}
-	return &orderDesk{book: book, cfg: cfg, now: now, notified: notified,
+	return &orderDesk{book: book, cfg: cfg, now: now, notified: notified, reg: s.Registry, hist: s.Journal,
+		marks:  &orderMarks{db: s.db, persist: s.Journal.PutDurable},
 		secret: secret, log: s.log.With().Str("component", "qr-orders").Logger()}, nil
 }
 
@@ -246,8 +255,29 @@ func (d *orderDesk) notify(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	o, outcome, err := d.book.Pay(ctx, n.OrderID, qrorder.Payment{Network: n.Network, Connector: conn, TransactionID: n.TransactionID, Amount: n.TotalFee,
-		Currency: n.Currency})
+	// Before the book can take the payment: once it has, the payment is owed to the
+	// journal, whether or not the network repeats a notification whose journal
+	// write failed (orderowed.go).
+	if d.marks != nil {
+		if err := d.marks.owe(ctx, n.OrderID, d.now()); err != nil {
+			d.count(n.Network, noteError)
+			d.log.Error().Err(err).Str("order", n.OrderID).Msg("payment notification not marked as owed to the journal: not taken, the network will repeat it")
+			answer(http.StatusInternalServerError, wallet.Result{Result: wallet.Fail, ErrCode: "SYSTEMERROR"})
+			return
+		}
+	}
+	pay := qrorder.Payment{Network: n.Network, Connector: conn, TransactionID: n.TransactionID, Amount: n.TotalFee, Currency: n.Currency}
+	// The merchant's checks, now that the amount is known, on an order the payment
+	// would pay (the book decides the rest: an expired order, another amount).
+	if cur, err := d.book.Get(n.OrderID); err == nil && cur.State == qrorder.Open {
+		if pay.Refused, err = d.refusal(ctx, cur, n.TotalFee, d.now()); err != nil {
+			d.count(n.Network, noteError)
+			d.log.Error().Err(err).Str("order", n.OrderID).Msg("payment notification not checked: the network will repeat it")
+			answer(http.StatusInternalServerError, wallet.Result{Result: wallet.Fail, ErrCode: "SYSTEMERROR"})
+			return
+		}
+	}
+	o, outcome, err := d.book.Pay(ctx, n.OrderID, pay)
 	switch {
 	case errors.Is(err, qrorder.ErrNotFound):
 		// A payer paid an order the switch does not have: the network holds the
@@ -274,20 +304,29 @@ func (d *orderDesk) notify(w http.ResponseWriter, r *http.Request) {
 	late := outcome == qrorder.Late || o.State == qrorder.Refunded
 	// The payment as the book took it (the first notification of the transaction:
 	// a repeat does not change what is journaled), in its own currency.
-	rec, err := d.pipe.RecordOrderPayment(ctx, pipeline.OrderPayment{RRN: o.ID, TID: o.TID, MID: o.MID,
-		Currency: orDefault(o.PaidCurrency, o.Currency), Amount: o.PaidAmount,
-		Network: n.Network, Connector: conn, AuthCode: authCode(n.TransactionID), Late: late, At: o.PaidAt})
+	rec, err := d.pipe.RecordOrderPayment(ctx, orderPayment(o))
 	if err != nil {
 		d.count(n.Network, noteError)
-		d.log.Error().Err(err).Str("order", n.OrderID).Msg("payment notification not journaled: the network will repeat it")
+		d.log.Error().Err(err).Str("order", n.OrderID).Msg("payment notification not journaled: the network will repeat it, or the sweep journals it")
 		answer(http.StatusInternalServerError, wallet.Result{Result: wallet.Fail, ErrCode: "SYSTEMERROR"})
 		return
 	}
-	d.log.Info().Str("order", o.ID).Str("tid", o.TID).Str("network", n.Network).Int64("amount", n.TotalFee).Bool("late", late).
-		Str("reversed_by", rec.ReversedBy).Msg("merchant-presented payment notified")
+	if d.marks != nil {
+		if err := d.marks.clear(o.ID); err != nil {
+			d.log.Warn().Err(err).Str("order", o.ID).Msg("payment journaled, its mark not cleared: the sweep clears it")
+		}
+	}
+	ev := d.log.Info()
+	if o.Refused != "" && outcome != qrorder.Again {
+		ev = d.log.Warn()
+	}
+	ev.Str("order", o.ID).Str("tid", o.TID).Str("network", n.Network).Int64("amount", n.TotalFee).Bool("late", late).
+		Str("refused", o.Refused).Str("reversed_by", rec.ReversedBy).Msg("merchant-presented payment notified")
 	switch {
 	case outcome == qrorder.Again:
 		d.count(n.Network, noteRepeat)
+	case o.Refused != "":
+		d.count(n.Network, noteRefused)
 	case late:
 		d.count(n.Network, noteLate)
 	default:

@@ -645,6 +645,9 @@ func (s *Server) Start() {
 		s.loops.Go("apps", s.Apps.Run)
 		s.loops.Go("merchant ratings", s.ratings.Run)
 		s.loops.Go("merchant notices", s.notices.Run)
+		if s.orders != nil {
+			s.loops.Go("qr payments owed to the journal", s.orders.sweepLoop)
+		}
 		if s.console != nil {
 			s.loops.Go("console sampler", s.console.Run)
 		}

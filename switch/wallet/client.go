@@ -76,11 +76,31 @@ func New(cfg Config) (*Connector, error) {
 	if cfg.Network == "" {
 		cfg.Network = cfg.ID
 	}
-	c := &Connector{cfg: cfg, http: cfg.Client}
-	if c.http == nil {
+	c := &Connector{cfg: cfg}
+	if cfg.Client != nil {
+		cl := *cfg.Client // the caller's transport, with this connector's redirect policy
+		c.http = &cl
+	} else {
 		c.http = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second}}
 	}
+	c.http.CheckRedirect = c.refuseRedirect
 	return c, nil
+}
+
+// ErrRedirect is wrapped when the API answered a redirect: the connector does not
+// follow it, since a followed pay would send the payer's code (and the merchant's
+// request) to an address nobody configured.
+var ErrRedirect = errors.New("wallet API answered a redirect: not followed")
+
+// refuseRedirect is the HTTP client's CheckRedirect: no redirect is followed. The
+// request's outcome is unknown to the connector (as for an HTTP error): a pay is
+// queried, a refund is in doubt.
+func (c *Connector) refuseRedirect(req *http.Request, via []*http.Request) error {
+	from := ""
+	if len(via) > 0 {
+		from = via[len(via)-1].URL.Redacted()
+	}
+	return fmt.Errorf("%w: connector %s, %s redirected to %s (check qr.connectors[].url)", ErrRedirect, c.cfg.ID, from, req.URL.Redacted())
 }
 
 // ID returns the connector's name.
@@ -196,17 +216,30 @@ func (c *Connector) Pay(ctx context.Context, p pipeline.WalletPayment) (rc, auth
 		last = err.Error()
 		c.cfg.Logger.Warn().Err(err).Str("connector", c.cfg.ID).Str("rrn", p.RRN).Msg("pay without an answer: querying the payment until it is decided or the timeout")
 	}
+	// waiting: the network said that the payer has not confirmed (USERPAYING, then
+	// perhaps NOTPAY), and it has not failed to answer since. A payment that
+	// times out so is the payer's walk-away (pipeline.ErrPayerNotConfirmed), which
+	// the circuit breaker does not count against the network.
+	waiting := err == nil && res.Result == UserPaying
 	tick := time.NewTicker(c.cfg.Poll)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
+			if waiting {
+				return "", "", fmt.Errorf("%w: %w: %s: payment %s not confirmed in %s (%s)", issuer.ErrTimeout, pipeline.ErrPayerNotConfirmed,
+					c.cfg.ID, p.RRN, c.cfg.Timeout, last)
+			}
 			return "", "", fmt.Errorf("%w: %s: payment %s not decided in %s (%s)", issuer.ErrTimeout, c.cfg.ID, p.RRN, c.cfg.Timeout, last)
 		case <-tick.C:
 		}
 		var q QueryResult
 		if err := c.post(ctx, PathQuery, QueryRequest{OutTradeNo: p.RRN}, &q); err != nil {
-			last = err.Error()
+			if ctx.Err() == nil {
+				// The network failed to answer (a query cut by the payment's own
+				// deadline says nothing of it).
+				waiting, last = false, err.Error()
+			}
 			continue
 		}
 		switch q.TradeState {
@@ -214,8 +247,15 @@ func (c *Connector) Pay(ctx context.Context, p pipeline.WalletPayment) (rc, auth
 			return "00", authOf(q.TransactionID), nil
 		case PayError, Revoked:
 			return "05", "", nil
-		default: // USERPAYING, or NOTPAY while the pay may still be on its way
+		case UserPaying:
+			waiting, last = true, "trade state "+q.TradeState
+		case NotPay:
+			// Pending then closed when the network had said USERPAYING (still the
+			// payer's); without that, the pay may not have reached it (the
+			// network's).
 			last = "trade state " + q.TradeState
+		default: // a state this connector does not know
+			waiting, last = false, fmt.Sprintf("trade state %.40q", maskDigits([]byte(q.TradeState)))
 		}
 	}
 }

@@ -27,14 +27,18 @@ func newPair(t *testing.T, timeout time.Duration) (*Sim, *Connector) {
 // TestConnectorAgainstSim: each script of the simulator gives the connector the
 // answer it must: approvals (at once, after the payer confirms, after an HTTP 500
 // learned by query), declines (by err_code, the payer cancelling), a timeout (payer
-// never confirms, network silent); reverse and refund reach the ledger.
+// never confirms, network silent: only the first is the payer's walk-away,
+// pipeline.ErrPayerNotConfirmed, which the breaker does not count); reverse and
+// refund reach the ledger.
 func TestConnectorAgainstSim(t *testing.T) {
 	s, c := newPair(t, 500*time.Millisecond)
 	cases := []struct {
 		amount  int64
 		rc      string
 		timeout bool
-		state   string
+		// walkAway: the timeout is the payer's (the network kept answering USERPAYING)
+		walkAway bool
+		state    string
 	}{
 		{amount: 1000, rc: "00", state: Success},
 		{amount: 1051, rc: "51", state: PayError},
@@ -42,7 +46,7 @@ func TestConnectorAgainstSim(t *testing.T) {
 		{amount: 1014, rc: "14", state: PayError},
 		{amount: 1062, rc: "00", state: Success},
 		{amount: 1063, rc: "05", state: PayError},
-		{amount: 1064, timeout: true, state: UserPaying},
+		{amount: 1064, timeout: true, walkAway: true, state: UserPaying},
 		{amount: 1091, timeout: true, state: Success},
 		{amount: 1096, rc: "00", state: Success},
 	}
@@ -50,8 +54,8 @@ func TestConnectorAgainstSim(t *testing.T) {
 		rrn := "00000000000" + string(rune('a'+i))
 		rc, auth, err := c.Pay(context.Background(), pipeline.WalletPayment{RRN: rrn, Code: "134567890123456789", Amount: tc.amount, Currency: "156", TID: "T0000001", MID: "000000000000001"})
 		if tc.timeout {
-			if !errors.Is(err, issuer.ErrTimeout) {
-				t.Fatalf("amount %d: %q %v, want a timeout", tc.amount, rc, err)
+			if !errors.Is(err, issuer.ErrTimeout) || errors.Is(err, pipeline.ErrPayerNotConfirmed) != tc.walkAway {
+				t.Fatalf("amount %d: %q %v, want a timeout (the payer's: %v)", tc.amount, rc, err, tc.walkAway)
 			}
 		} else if err != nil || rc != tc.rc || (rc == "00" && len(auth) != 6) {
 			t.Fatalf("amount %d: rc %q auth %q err %v, want %s", tc.amount, rc, auth, err, tc.rc)
