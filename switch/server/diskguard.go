@@ -44,14 +44,24 @@ type diskGuard struct {
 	failed    bool                  // the last statfs failed (the loop's only)
 }
 
-// newDiskGuard returns the guard of dir with a minimum of minFreeMB MiB (-1: none,
-// nil guard), and registers its metrics.
-func newDiskGuard(dir string, minFreeMB int, refuse func(error), reg prometheus.Registerer, log zerolog.Logger) *diskGuard {
-	if minFreeMB < 0 {
+// diskGuardOptions configure a disk guard.
+type diskGuardOptions struct {
+	Dir       string                // the data directory
+	MinFreeMB int                   // journal.min_free_mb (-1: no guard)
+	Refuse    func(why error)       // journal.Store.RefuseNew
+	Metrics   prometheus.Registerer // where its gauges go
+	Logger    zerolog.Logger
+}
+
+// newDiskGuard returns the guard of o.Dir with a minimum of o.MinFreeMB MiB (-1:
+// none, nil guard), and registers its metrics.
+func newDiskGuard(o diskGuardOptions) *diskGuard {
+	if o.MinFreeMB < 0 {
 		return nil
 	}
-	low := uint64(minFreeMB) << 20
-	g := &diskGuard{dir: dir, low: low, high: low + low/4, free: freeSpace, refuse: refuse, log: log}
+	low := uint64(o.MinFreeMB) << 20
+	g := &diskGuard{dir: o.Dir, low: low, high: low + low/4, free: freeSpace, refuse: o.Refuse, log: o.Logger}
+	reg := o.Metrics
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "switchyard_data_dir_free_bytes", Help: "Free space (for the switch's user) of the data directory's file system, as the disk guard last saw it.",
 	}, func() float64 { return float64(g.freeBytes.Load()) }), prometheus.NewGaugeFunc(prometheus.GaugeOpts{

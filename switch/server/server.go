@@ -264,7 +264,8 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		}
 		return 0
 	}))
-	if s.disk = newDiskGuard(cfg.DataDir, cfg.Journal.MinFreeMB, s.Journal.RefuseNew, s.Metrics.Registry, log.With().Str("component", "disk").Logger()); s.disk != nil {
+	if s.disk = newDiskGuard(diskGuardOptions{Dir: cfg.DataDir, MinFreeMB: cfg.Journal.MinFreeMB, Refuse: s.Journal.RefuseNew,
+		Metrics: s.Metrics.Registry, Logger: log.With().Str("component", "disk").Logger()}); s.disk != nil {
 		s.disk.check() // a switch started on a full disk refuses from its first transaction
 	}
 	s.Journal.OnIndexError(func(err error) {
