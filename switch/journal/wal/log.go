@@ -30,7 +30,7 @@ type Log struct {
 	active    *os.File // the appending goroutine only, below
 	activeSeg uint32
 	activeOff int64
-	broken    error  // a failed write or sync: the log takes no more writes
+	broken    error // a failed write or sync: the log takes no more writes
 	// brokenPub is broken for other goroutines (Broken).
 	brokenPub atomic.Pointer[error]
 	buf       []byte // the appends' buffer, kept while it is not too large
