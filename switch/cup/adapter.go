@@ -91,6 +91,11 @@ type Config struct {
 	// sign-off, echo, batch upload, A0 and the other refusals) by request MTI and
 	// response code; the pipeline counts the rest.
 	Answered func(mti, rc string)
+	// UploadUnmatched, when set, counts each batch upload (0320) answered other than
+	// 00 by reason (UploadOfflineNotCaptured, UploadNotInJournal, UploadUnreadable,
+	// UploadJournalError): the transactions the terminal keeps and an operator
+	// reconciles.
+	UploadUnmatched func(reason string)
 	// Refusals, when set, journals the card transactions the adapter refuses itself
 	// (A0, 30, 55, 63, 12), as the pipeline journals its own declines (refusal.go).
 	Refusals Refusals
@@ -211,8 +216,8 @@ func (a *Adapter) Process(ctx context.Context, c *frontend.Conn, body []byte) (f
 		// answer goes without F64 and asks the terminal to sign in again.
 		macf = nil
 	}
-	if f.MTI() == "0320" { // batch upload: the journal already holds every answered transaction
-		return a.reply(ans, sit, message.RCApproved, macf, "")
+	if f.MTI() == "0320" { // batch upload: 00 only for what the journal holds (upload.go)
+		return a.batchUpload(ctx, c, f, ans, sit, macf)
 	}
 	k, ok := KindOf(f)
 	if !ok {
