@@ -91,6 +91,10 @@ type Config struct {
 	// sign-off, echo, batch upload, A0 and the other refusals) by request MTI and
 	// response code; the pipeline counts the rest.
 	Answered func(mti, rc string)
+	// NextRRN, when set, gives the sign-in's answer (0810) its F37: a retrieval
+	// reference number of the switch's (the journal's sequence), as its other answers
+	// carry. Without it, or when it fails, the 0810 goes without F37.
+	NextRRN func() (string, error)
 	// UploadUnmatched, when set, counts each batch upload (0320) answered other than
 	// 00 by reason (UploadOfflineNotCaptured, UploadNotInJournal, UploadUnreadable,
 	// UploadJournalError): the transactions the terminal keeps and an operator

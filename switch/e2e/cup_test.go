@@ -587,3 +587,40 @@ func TestCUPResendAfterRestart(t *testing.T) {
 		t.Fatalf("resend after the restart: %s, want the first answer (RRN %s, approval %s)", cup.Summary(again), first.Str(37), first.Str(38))
 	}
 }
+
+// TestCUPSignInAnswerRRN: the sign-in's answer (0810) carries F37, the switch's RRN,
+// as the shared spec lists it; a second sign-in gets another. Until 5 December 2026
+// it had none.
+func TestCUPSignInAnswerRRN(t *testing.T) {
+	f := startCUP(t)
+	tmk, _ := hex.DecodeString(cupTMK)
+	term, err := cup.DialTerminal(f.s.ListenerAddr("cup"), "T0000001", "000000000000001", tmk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer term.Close()
+	term.Device = cupHome
+	var rrns []string
+	for range 2 {
+		ans, err := term.SignIn("003")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rrn := ans.Str(37); ans.Str(39) != "00" || len(rrn) != 12 || !isDigits(rrn) {
+			t.Fatalf("0810 %s: F37 %q, want the switch's 12-digit RRN", cup.Summary(ans), rrn)
+		}
+		rrns = append(rrns, ans.Str(37))
+	}
+	if rrns[0] == rrns[1] {
+		t.Errorf("two sign-ins answered with the same RRN %s", rrns[0])
+	}
+}
+
+func isDigits(s string) bool {
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
