@@ -169,6 +169,13 @@ func (a *Adapter) Process(ctx context.Context, c *frontend.Conn, body []byte) (f
 	if tid == "" || stan == "" {
 		return frontend.Response{}, fmt.Errorf("cup: message %s without F41 and F11 cannot be answered", f.MTI())
 	}
+	badPrivate := checkPrivate(f)
+	switch f.MTI() {
+	case "0800", "0820":
+		if badPrivate != nil {
+			return a.reply(a.answer(f), Situation{TID: tid, Header: f.Header, SignedIn: a.signedIn(tid)}, badPrivate.rc, nil, f.MTI()+": "+badPrivate.Error())
+		}
+	}
 	switch f.MTI() {
 	case "0800":
 		return a.signIn(ctx, c, f)
@@ -219,6 +226,9 @@ func (a *Adapter) Process(ctx context.Context, c *frontend.Conn, body []byte) (f
 		// Only the current MAK may MAC, and the terminal does not hold it: the
 		// answer goes without F64 and asks the terminal to sign in again.
 		macf = nil
+	}
+	if badPrivate != nil {
+		return a.refused(ctx, c, f, ans, sit, badPrivate.rc, macf, f.MTI()+": "+badPrivate.Error(), refusalReason(badPrivate))
 	}
 	if f.MTI() == "0320" { // batch upload: 00 only for what the journal holds (upload.go)
 		return a.batchUpload(ctx, c, f, ans, sit, macf)
