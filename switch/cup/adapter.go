@@ -91,6 +91,15 @@ type Config struct {
 	// sign-off, echo, batch upload, A0 and the other refusals) by request MTI and
 	// response code; the pipeline counts the rest.
 	Answered func(mti, rc string)
+	// NextRRN, when set, gives the sign-in's answer (0810) its F37: a retrieval
+	// reference number of the switch's (the journal's sequence), as its other answers
+	// carry. Without it, or when it fails, the 0810 goes without F37.
+	NextRRN func() (string, error)
+	// UploadUnmatched, when set, counts each batch upload (0320) answered other than
+	// 00 by reason (UploadOfflineNotCaptured, UploadNotInJournal, UploadUnreadable,
+	// UploadJournalError): the transactions the terminal keeps and an operator
+	// reconciles.
+	UploadUnmatched func(reason string)
 	// Refusals, when set, journals the card transactions the adapter refuses itself
 	// (A0, 30, 55, 63, 12), as the pipeline journals its own declines (refusal.go).
 	Refusals Refusals
@@ -160,6 +169,13 @@ func (a *Adapter) Process(ctx context.Context, c *frontend.Conn, body []byte) (f
 	if tid == "" || stan == "" {
 		return frontend.Response{}, fmt.Errorf("cup: message %s without F41 and F11 cannot be answered", f.MTI())
 	}
+	badPrivate := checkPrivate(f)
+	switch f.MTI() {
+	case "0800", "0820":
+		if badPrivate != nil {
+			return a.reply(a.answer(f), Situation{TID: tid, Header: f.Header, SignedIn: a.signedIn(tid)}, badPrivate.rc, nil, f.MTI()+": "+badPrivate.Error())
+		}
+	}
 	switch f.MTI() {
 	case "0800":
 		return a.signIn(ctx, c, f)
@@ -211,8 +227,11 @@ func (a *Adapter) Process(ctx context.Context, c *frontend.Conn, body []byte) (f
 		// answer goes without F64 and asks the terminal to sign in again.
 		macf = nil
 	}
-	if f.MTI() == "0320" { // batch upload: the journal already holds every answered transaction
-		return a.reply(ans, sit, message.RCApproved, macf, "")
+	if badPrivate != nil {
+		return a.refused(ctx, c, f, ans, sit, badPrivate.rc, macf, f.MTI()+": "+badPrivate.Error(), refusalReason(badPrivate))
+	}
+	if f.MTI() == "0320" { // batch upload: 00 only for what the journal holds (upload.go)
+		return a.batchUpload(ctx, c, f, ans, sit, macf)
 	}
 	k, ok := KindOf(f)
 	if !ok {

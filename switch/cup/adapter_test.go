@@ -177,7 +177,8 @@ func TestMapping(t *testing.T) {
 	}
 	p.rc = ""
 	// Refused before the pipeline: a void without F37 (30), an unknown 60.1 (12), a
-	// bad MAC (A0, no MAC on the answer), batch upload (00, nothing forwarded).
+	// bad MAC (A0, no MAC on the answer), a batch upload that names no transaction
+	// (30, nothing forwarded; upload_test.go).
 	n := len(p.reqs)
 	if ans := send(Txn{Kind: "void", PAN: card, Expiry: "2912", Amount: 1}); ans.Str(39) != "30" {
 		t.Errorf("void without F37: %s", Summary(ans))
@@ -205,14 +206,14 @@ func TestMapping(t *testing.T) {
 	} else if ans, _ := Decode(resp.Body); ans.Str(39) != RCMACFailure {
 		t.Errorf("bad MAC of an unknown terminal: %s", Summary(ans))
 	}
-	if ans := send(Txn{Kind: "upload"}); ans.Str(39) != "00" || ans.MTI() != "0330" {
+	if ans := send(Txn{Kind: "upload"}); ans.Str(39) != "30" || ans.MTI() != "0330" {
 		t.Errorf("batch upload: %s", Summary(ans))
 	}
 	if len(p.reqs) != n {
 		t.Errorf("%d requests reached the pipeline that should not have", len(p.reqs)-n)
 	}
 	// The adapter's own answers are counted (the pipeline counts the others).
-	if counted["0200/"+RCMACFailure] != 2 || counted["0320/00"] != 1 || counted["0200/30"] != 1 || counted["0200/12"] != 1 {
+	if counted["0200/"+RCMACFailure] != 2 || counted["0320/30"] != 1 || counted["0200/30"] != 1 || counted["0200/12"] != 1 {
 		t.Errorf("counted %v", counted)
 	}
 	// A body that does not decode is an error (the connection closes).

@@ -290,3 +290,29 @@ func settlementTotals(s string) (message.BatchTotals, error) {
 // track2Text returns track 2 as the pipeline reads it ('=' separator), from the
 // dialect's nibbles (D separator; a pad nibble was trimmed by the field length).
 func track2Text(nib string) string { return strings.Replace(strings.ToUpper(nib), "D", "=", 1) }
+
+// The longest F60 and F61 of the spec (n..017, n..029).
+const (
+	maxF60 = 17
+	maxF61 = 29
+)
+
+// checkPrivate checks that F60 and F61, when present, are numeric and at most 17 and
+// 29 digits, as the spec has them (the codec reads up to 40 nibbles, hex letters
+// included). The error names the field and what is wrong, not the content. (Until 5
+// December 2026 a hex letter or up to 40 digits went on to the pipeline.)
+func checkPrivate(f *Frame) *mapError {
+	for _, c := range []struct{ id, max int }{{60, maxF60}, {61, maxF61}} {
+		if !f.Has(c.id) {
+			continue
+		}
+		v := f.Str(c.id)
+		if len(v) > c.max {
+			return formatErr(c.id, "%d digits, the spec allows at most %d", len(v), c.max)
+		}
+		if !isDigits(v) {
+			return formatErr(c.id, "not numeric (a hex digit A-F), the spec has it n..%03d", c.max)
+		}
+	}
+	return nil
+}

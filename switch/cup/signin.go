@@ -22,6 +22,16 @@ func (a *Adapter) signIn(ctx context.Context, c *frontend.Conn, f *Frame) (front
 	tid := f.Str(41)
 	ans := a.answer(f)
 	sit := Situation{TID: tid, Header: f.Header}
+	if a.cfg.NextRRN != nil {
+		// The spec's 0810 carries F37, whatever F39 says: the switch's reference of
+		// the sign-in, which the terminal prints and support quotes. (Until 5
+		// December 2026 the 0810 had none.)
+		if rrn, err := a.cfg.NextRRN(); err != nil {
+			a.log.Error().Err(err).Str("tid", tid).Msg("cup: sign-in: no RRN for the answer; F37 left out")
+		} else {
+			ans.Set(37, rrn)
+		}
+	}
 	f60 := ParseF60(f.Str(60))
 	if f60.NetCode != "001" && f60.NetCode != "003" && f60.NetCode != "004" {
 		return a.reply(ans, sit, message.RCFormatError, nil, "sign-in key scheme (60.3) is not 001, 003 or 004")

@@ -259,6 +259,10 @@ type Txn struct {
 	// PartialOK, for a sale or pre-authorization, sets 60.6 = 1: the terminal accepts
 	// a partial approval (F39 10, F4 the amount approved).
 	PartialOK bool
+	// Offline, for an upload, makes it the upload of an EMV offline approval (60.1 =
+	// 36); an upload with an Amount is otherwise one of an online transaction (60.3 =
+	// 203) and one without names no transaction (60.3 = 201).
+	Offline bool
 }
 
 // Build builds the request of tx.
@@ -281,7 +285,7 @@ func (t *Terminal) Build(tx Txn) (*Frame, error) {
 	}
 	f := NewFrame(t.TPDU, t.Header, sh.mti).Set(3, sh.proc).Set(11, stan).Set(25, sh.cond).
 		Set(41, t.TID).Set(42, t.MID)
-	if tx.Kind != "settlement" && tx.Kind != "upload" && tx.Kind != "balance" {
+	if tx.Kind != "settlement" && tx.Kind != "upload" && tx.Kind != "balance" || tx.Kind == "upload" && tx.Amount > 0 {
 		f.Set(4, fmt.Sprintf("%012d", tx.Amount))
 	}
 	if sh.mti != "0500" && sh.mti != "0320" {
@@ -368,7 +372,17 @@ func (t *Terminal) Build(tx Txn) (*Frame, error) {
 		tot := tx.Totals
 		f.Set(48, fmt.Sprintf("%012d%03d%012d%03d0", tot.PurchaseSum, tot.PurchaseCount, tot.RefundSum, tot.RefundCount))
 	case "upload":
-		f60 += "201"
+		switch {
+		case tx.Offline:
+			f60 = "36" + t.batch + "000"
+		case tx.Amount > 0:
+			f60 += "203"
+		default:
+			f60 += "201"
+		}
+		if tx.OrigSTAN != "" {
+			f.Set(61, t.batch+tx.OrigSTAN)
+		}
 	case "sale", "preauth":
 		if tx.PartialOK {
 			f60 += "000" + "0" + "0" + "1" // 60.3, 60.4, 60.5, 60.6

@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
 
 	"github.com/switchyard/switchyard/bench"
@@ -213,8 +214,33 @@ func TestCUPSettlement(t *testing.T) {
 	if bad.Str(39) != "95" || bad.Str(48)[30] != '2' {
 		t.Fatalf("unbalanced settlement: %s F48 %s", cup.Summary(bad), bad.Str(48))
 	}
-	if up := cupDo(t, term, cup.Txn{Kind: "upload"}); up.Str(39) != "00" || up.MTI() != "0330" {
-		t.Fatalf("batch upload: %s", cup.Summary(up))
+	// After the 95, the terminal uploads its batch: the journaled sale is 00, an
+	// amount the journal has not for that STAN is 25, and an offline approval, which
+	// the switch does not capture yet, 96 (the terminal keeps both), journaled as
+	// refused with the card masked and counted.
+	last := cupDo(t, term, cup.Txn{Kind: "sale", PAN: cupCard, Expiry: cupCardExp, Amount: 700, PIN: "1234"})
+	if last.Str(39) != "00" {
+		t.Fatalf("sale: %s", cup.Summary(last))
+	}
+	if up := cupDo(t, term, cup.Txn{Kind: "upload", PAN: cupCard, Expiry: cupCardExp, Amount: 700, OrigSTAN: last.Str(11), RRN: last.Str(37)}); up.Str(39) != "00" || up.MTI() != "0330" || up.Str(37) != last.Str(37) {
+		t.Fatalf("batch upload of a journaled sale: %s", cup.Summary(up))
+	}
+	if up := cupDo(t, term, cup.Txn{Kind: "upload", PAN: cupCard, Expiry: cupCardExp, Amount: 701, OrigSTAN: last.Str(11)}); up.Str(39) != "25" {
+		t.Fatalf("batch upload of a sale the journal lacks: %s", cup.Summary(up))
+	}
+	off := cupDo(t, term, cup.Txn{Kind: "upload", PAN: cupCard, Expiry: cupCardExp, Amount: 1200, Offline: true})
+	if off.Str(39) != "96" || off.Str(37) == "" {
+		t.Fatalf("batch upload of an offline approval: %s", cup.Summary(off))
+	}
+	rec, err := f.s.Journal.Get(off.Str(37))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.RC != "96" || rec.Approved() || rec.Amount != 1200 || rec.PANMasked != message.MaskPAN(cupCard) || rec.Reason != "batch-upload-"+cup.UploadOfflineNotCaptured {
+		t.Errorf("offline upload's record %+v", rec)
+	}
+	if n := testutil.ToFloat64(f.s.Metrics.CUPUploadsUnmatched.WithLabelValues(cup.UploadOfflineNotCaptured)); n != 1 {
+		t.Errorf("switchyard_cup_batch_uploads_unmatched_total{reason=offline-not-captured} = %v, want 1", n)
 	}
 }
 
@@ -560,4 +586,41 @@ func TestCUPResendAfterRestart(t *testing.T) {
 	if again.Str(39) != "00" || again.Str(37) != first.Str(37) || again.Str(38) != first.Str(38) {
 		t.Fatalf("resend after the restart: %s, want the first answer (RRN %s, approval %s)", cup.Summary(again), first.Str(37), first.Str(38))
 	}
+}
+
+// TestCUPSignInAnswerRRN: the sign-in's answer (0810) carries F37, the switch's RRN,
+// as the shared spec lists it; a second sign-in gets another. Until 5 December 2026
+// it had none.
+func TestCUPSignInAnswerRRN(t *testing.T) {
+	f := startCUP(t)
+	tmk, _ := hex.DecodeString(cupTMK)
+	term, err := cup.DialTerminal(f.s.ListenerAddr("cup"), "T0000001", "000000000000001", tmk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer term.Close()
+	term.Device = cupHome
+	var rrns []string
+	for range 2 {
+		ans, err := term.SignIn("003")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rrn := ans.Str(37); ans.Str(39) != "00" || len(rrn) != 12 || !isDigits(rrn) {
+			t.Fatalf("0810 %s: F37 %q, want the switch's 12-digit RRN", cup.Summary(ans), rrn)
+		}
+		rrns = append(rrns, ans.Str(37))
+	}
+	if rrns[0] == rrns[1] {
+		t.Errorf("two sign-ins answered with the same RRN %s", rrns[0])
+	}
+}
+
+func isDigits(s string) bool {
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return s != ""
 }

@@ -34,6 +34,10 @@ type Metrics struct {
 	Answers         *prometheus.HistogramVec // terminal turnaround (read to written), by listener
 	Stages          *Stages                  // a transaction's stages, by stage (stages.go)
 	RuleHits        *prometheus.CounterVec   // risk rule hits by rule, mode (enforce, shadow)
+	// CUPUploadsUnmatched counts the cup batch uploads (0320) answered other than 00,
+	// by reason (cup.Upload*): transactions the terminal keeps and an operator
+	// reconciles, offline approvals the switch does not capture yet among them.
+	CUPUploadsUnmatched *prometheus.CounterVec
 }
 
 // New creates the collectors and registers them, with the Go and process collectors,
@@ -73,6 +77,10 @@ func New() *Metrics {
 		ReqsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchyard_terminal_requests_refused_total", Help: "Terminal requests answered at once without processing because a listener limit was reached, by listener and reason (source-busy: the source address had max_in_flight_per_source requests in progress).",
 		}, []string{"listener", "reason"}),
+		CUPUploadsUnmatched: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchyard_cup_batch_uploads_unmatched_total",
+			Help: "cup batch uploads (0320) answered other than 00 (the terminal keeps the transaction), by reason: offline-not-captured, not-in-journal, unreadable, journal-error.",
+		}, []string{"reason"}),
 		ProtoErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchyard_protocol_errors_total", Help: "Protocol errors that closed a terminal connection, by listener and reason.",
 		}, []string{"listener", "reason"}),
@@ -101,7 +109,7 @@ func New() *Metrics {
 		}, []string{"rule", "mode"}),
 	}
 	r.MustRegister(m.Transactions, m.Latency, m.IssuerLatency, m.IssuerErrors, m.IssuerBreaker, m.Conns, m.ConnsTotal,
-		m.ConnsClosed, m.ConnsRefused, m.ReqsRefused, m.ProtoErrors, m.FormatErrors, m.JournalBatch, m.JournalSync, m.JournalErrors, m.JournalPrealloc, m.Answers, m.Stages, m.RuleHits,
+		m.ConnsClosed, m.ConnsRefused, m.ReqsRefused, m.ProtoErrors, m.FormatErrors, m.JournalBatch, m.JournalSync, m.JournalErrors, m.JournalPrealloc, m.Answers, m.Stages, m.RuleHits, m.CUPUploadsUnmatched,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

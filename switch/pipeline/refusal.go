@@ -55,3 +55,7 @@ func (p *Pipeline) JournalRefusal(ctx context.Context, c *frontend.Conn, r Refus
 	p.logTxn(t)
 	return rec.RRN, nil
 }
+
+// NextRRN returns a new retrieval reference number of the journal's sequence, for an
+// answer the pipeline does not journal (the cup dialect's sign-in answer, F37).
+func (p *Pipeline) NextRRN() (string, error) { return p.journal.NextRRN() }
