@@ -52,6 +52,7 @@ log: {txn_lines: false}
 listeners: [{name: ascii, addr: "127.0.0.1:0"}]
 admin: {addr: "127.0.0.1:0"}
 demo_issuer: {external: "%s", timeout: 300ms}
+journal: {min_free_mb: 48}
 
 security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504154482d48415348"}
 `, filepath.Join(mnt, "data"), sim.Addr())
