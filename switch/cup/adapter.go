@@ -158,16 +158,25 @@ func NewAdapter(cfg Config, next frontend.Processor) *Adapter {
 	return &Adapter{cfg: cfg, next: next, sess: cfg.Sessions, log: cfg.Logger}
 }
 
+// decodeAnswerable decodes a message and the terminal and STAN an answer needs; a
+// message without them cannot be answered.
+func decodeAnswerable(body []byte) (f *Frame, tid, stan string, err error) {
+	if f, err = Decode(body); err != nil {
+		return nil, "", "", fmt.Errorf("cup: undecodable message: %w", err)
+	}
+	tid, stan = f.Str(41), f.Str(11)
+	if tid == "" || stan == "" {
+		return nil, "", "", fmt.Errorf("cup: message %s without F41 and F11 cannot be answered", f.MTI())
+	}
+	return f, tid, stan, nil
+}
+
 // Process implements frontend.Processor. A body that does not decode (or names no
 // terminal and STAN) cannot be answered: the error closes that one connection.
 func (a *Adapter) Process(ctx context.Context, c *frontend.Conn, body []byte) (frontend.Response, error) {
-	f, err := Decode(body)
+	f, tid, stan, err := decodeAnswerable(body)
 	if err != nil {
-		return frontend.Response{}, fmt.Errorf("cup: undecodable message: %w", err)
-	}
-	tid, stan := f.Str(41), f.Str(11)
-	if tid == "" || stan == "" {
-		return frontend.Response{}, fmt.Errorf("cup: message %s without F41 and F11 cannot be answered", f.MTI())
+		return frontend.Response{}, err
 	}
 	badPrivate := checkPrivate(f)
 	switch f.MTI() {
@@ -323,13 +332,9 @@ func (a *Adapter) Process(ctx context.Context, c *frontend.Conn, body []byte) (f
 // refusals of an unverified message go. One that does not decode, or names no
 // terminal and STAN, cannot be answered (as in Process).
 func (a *Adapter) Refuse(c *frontend.Conn, body []byte, reason string) (frontend.Response, error) {
-	f, err := Decode(body)
+	f, tid, _, err := decodeAnswerable(body)
 	if err != nil {
-		return frontend.Response{}, fmt.Errorf("cup: undecodable message: %w", err)
-	}
-	tid, stan := f.Str(41), f.Str(11)
-	if tid == "" || stan == "" {
-		return frontend.Response{}, fmt.Errorf("cup: message %s without F41 and F11 cannot be answered", f.MTI())
+		return frontend.Response{}, err
 	}
 	sit := Situation{TID: tid, Header: f.Header, SignedIn: a.signedIn(tid)}
 	out, err := a.replyFrame(a.answer(f), sit, message.RCIssuerUnavailable, nil)
