@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/rs/zerolog"
@@ -65,15 +64,7 @@ func (h fakeHistory) Scan(_ context.Context, q journal.Query, fn func(*journal.R
 // order is refunded, the payment journaled late (reversed, the reversal naming the
 // reason) and counted refused. A payment within the limits is taken.
 func TestNotifiedPaymentOverMerchantLimits(t *testing.T) {
-	db, err := badger.Open(badger.DefaultOptions(t.TempDir()).WithLogger(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	book, err := qrorder.NewBook(db, qrorder.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, book := testBook(t)
 	now := time.Now()
 	limits := registry.Limits{PerTransaction: 100_000, Daily: 1_000_000}
 	reg := &fakeRegistry{

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
 	"github.com/rs/zerolog"
 
 	"github.com/switchyard/switchyard/switch/config"
@@ -26,15 +25,7 @@ import (
 // notification possibly in progress) is left alone, and the mark of an order no
 // payment took is cleared without journaling anything.
 func TestPaidOrderJournaledBySweep(t *testing.T) {
-	db, err := badger.Open(badger.DefaultOptions(t.TempDir()).WithLogger(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	book, err := qrorder.NewBook(db, qrorder.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, book := testBook(t)
 	start := time.Now()
 	var mu sync.Mutex
 	clock := start

@@ -83,15 +83,7 @@ func (j *failingJournal) RecordOrderPayment(_ context.Context, op pipeline.Order
 // repeat's figures, which once went into the journal as an approved purchase of
 // the order while the order said 2500.
 func TestOrderDeskRepeatJournalsTheBooksPayment(t *testing.T) {
-	db, err := badger.Open(badger.DefaultOptions(t.TempDir()).WithLogger(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	book, err := qrorder.NewBook(db, qrorder.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, book := testBook(t)
 	now := time.Now()
 	if err := book.Create(t.Context(), qrorder.Order{ID: "100000000007", TID: "T0000001", MID: "000000000000001", Currency: "156",
 		Amount: 2500, Created: now, Expires: now.Add(time.Minute)}); err != nil {
@@ -132,15 +124,7 @@ func TestOrderDeskRepeatJournalsTheBooksPayment(t *testing.T) {
 // switch leaves to the network to give back (an unknown order's, another payer's)
 // are logged. Notifications were neither counted nor, for those two, logged.
 func TestNotificationsCounted(t *testing.T) {
-	db, err := badger.Open(badger.DefaultOptions(t.TempDir()).WithLogger(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	book, err := qrorder.NewBook(db, qrorder.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, book := testBook(t)
 	now := time.Now()
 	for id, expires := range map[string]time.Time{"100000000011": now.Add(time.Minute), "100000000012": now.Add(-time.Second)} {
 		if err := book.Create(t.Context(), qrorder.Order{ID: id, TID: "T0000001", MID: "000000000000001", Currency: "156",
@@ -199,15 +183,7 @@ func TestNotificationsCounted(t *testing.T) {
 // now offers the wallet connectors only, and a notification of a network without one
 // is refused, the order left open.
 func TestOrdersOfferOnlyWalletConnectors(t *testing.T) {
-	db, err := badger.Open(badger.DefaultOptions(t.TempDir()).WithLogger(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	book, err := qrorder.NewBook(db, qrorder.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, book := testBook(t)
 	secret := []byte("0123456789abcdef0123")
 	j := &failingJournal{}
 	d := &orderDesk{book: book, now: time.Now, secret: secret, log: zerolog.Nop(), pipe: j,
@@ -240,4 +216,20 @@ func TestOrdersOfferOnlyWalletConnectors(t *testing.T) {
 	if o, err := book.Get("100000000021"); err != nil || o.State != qrorder.Open {
 		t.Fatalf("order %+v %v, want open", o, err)
 	}
+}
+
+// testBook is a single switch's QR order book in a Badger of its own, closed when
+// the test ends.
+func testBook(t *testing.T) (*badger.DB, *qrorder.Book) {
+	t.Helper()
+	db, err := badger.Open(badger.DefaultOptions(t.TempDir()).WithLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	book, err := qrorder.NewBook(db, qrorder.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db, book
 }
