@@ -2,8 +2,10 @@ package cjournal
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -386,9 +388,13 @@ func blockSegments(t *testing.T, jdir string) (unblock func()) {
 		}
 	}
 	var blockers []string
-	for n := last + 1; n <= last+64; n++ {
+	for n := last + 1; len(blockers) < 64; n++ {
 		b := filepath.Join(jdir, fmt.Sprintf("%08d.seg", n))
-		if err := os.Mkdir(b, 0o700); err != nil {
+		if err := os.Mkdir(b, 0o700); errors.Is(err, fs.ErrExist) {
+			// The journal started this segment since ReadDir (a background
+			// write): block the ones after it.
+			continue
+		} else if err != nil {
 			t.Fatal(err)
 		}
 		blockers = append(blockers, b)
