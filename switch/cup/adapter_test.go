@@ -263,19 +263,7 @@ func TestPartialApprovalAnswer(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		body, err := f.Encode(term.MACOf)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp, err := a.Process(context.Background(), conn, body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ans, err := Decode(resp.Body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return ans
+		return exchange(t, a, conn, f, term.MACOf)
 	}
 	ans := send(Txn{Kind: "sale", PAN: "4761739001010119", Expiry: "2912", Amount: 1000, STAN: "000001", PartialOK: true})
 	if req := p.last(); req == nil || !req.TLV.AcceptsPartial() {
@@ -291,4 +279,23 @@ func TestPartialApprovalAnswer(t *testing.T) {
 	if ans.Str(4) != "000000001000" {
 		t.Fatalf("answer F4 %s, want the amount asked", ans.Str(4))
 	}
+}
+
+// exchange encodes f with mac (a terminal's MACOf, or nil), has a process it on conn
+// and decodes the answer, failing the test on any error.
+func exchange(t *testing.T, a *Adapter, conn *frontend.Conn, f *Frame, mac MACFunc) *Frame {
+	t.Helper()
+	body, err := f.Encode(mac)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := a.Process(context.Background(), conn, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ans, err := Decode(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ans
 }

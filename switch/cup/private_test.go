@@ -2,7 +2,6 @@ package cup
 
 import (
 	"bytes"
-	"context"
 	"strings"
 	"testing"
 	"time"
@@ -34,19 +33,7 @@ func TestPrivateFieldsNumeric(t *testing.T) {
 		if mac {
 			macf = term.MACOf
 		}
-		body, err := f.Encode(macf)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp, err := a.Process(context.Background(), conn, body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ans, err := Decode(resp.Body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return ans
+		return exchange(t, a, conn, f, macf)
 	}
 	sale := func(f60, f61 string) *Frame {
 		f, err := term.Build(Txn{Kind: "void", PAN: card, Expiry: "2912", Amount: 100, RRN: "000000000042"})

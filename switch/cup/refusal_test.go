@@ -46,19 +46,7 @@ func TestRefusalsJournaled(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		body, err := f.Encode(macf)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp, err := a.Process(context.Background(), conn, body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ans, err := Decode(resp.Body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return ans
+		return exchange(t, a, conn, f, macf)
 	}
 	badMAC := func([]byte) ([]byte, error) { return []byte("00000000"), nil }
 	ans := send(Txn{Kind: "sale", PAN: card, Expiry: "2912", Amount: 1234, STAN: "000101"}, badMAC)

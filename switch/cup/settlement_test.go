@@ -1,7 +1,6 @@
 package cup
 
 import (
-	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -31,19 +30,7 @@ func TestSettlementCountsForeignTotals(t *testing.T) {
 			t.Fatal(err)
 		}
 		f.Set(48, f48)
-		body, err := f.Encode(term.MACOf)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp, err := a.Process(context.Background(), conn, body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ans, err := Decode(resp.Body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return ans
+		return exchange(t, a, conn, f, term.MACOf)
 	}
 	totals := func(debitSum, debitCount, creditSum, creditCount int64) string {
 		return fmt.Sprintf("%012d%03d%012d%03d0", debitSum, debitCount, creditSum, creditCount)

@@ -57,19 +57,7 @@ func TestBatchUploadMatchesJournal(t *testing.T) {
 		if stan != "" {
 			f.Set(61, "000007"+stan)
 		}
-		body, err := f.Encode(term.MACOf)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp, err := a.Process(context.Background(), conn, body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ans, err := Decode(resp.Body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return ans
+		return exchange(t, a, conn, f, term.MACOf)
 	}
 	for _, c := range []struct {
 		name, f60, stan, rrn, amount, rc string
