@@ -776,6 +776,20 @@ func TestBreakerOpenStandsIn(t *testing.T) {
 	}
 }
 
+// TestTimeoutReversalIsFirstTry: the 0420 of a timeout queued by the live process goes
+// as a first advice (0420), not as a repeat: only recovery's may have gone before.
+func TestTimeoutReversalIsFirstTry(t *testing.T) {
+	h := newHarness(t)
+	h.bank.script(func(sent) (*iso8583.Message, error) { return nil, ErrIssuerTimeout })
+	if a := h.do(h.purchase(100)); a.RC != "91" {
+		t.Fatalf("timeout: %+v", a.Result)
+	}
+	items := h.q.all()
+	if len(items) != 1 || items[0].MTI != "0420" || items[0].Repeat {
+		t.Fatalf("queued %+v, want one 0420 without Repeat", items)
+	}
+}
+
 // approved runs an approved purchase of amount and returns its answer.
 func (h *harness) approved(amount int64) answer {
 	h.t.Helper()
@@ -1318,6 +1332,13 @@ func TestRecover(t *testing.T) {
 	items := h.q.all()
 	if len(items) != 4 || items[0].RRN != "000000000002" || items[1].RRN != "000000000006" || items[2].RRN != "000000000004" || items[0].MTI != "0420" {
 		t.Fatalf("queued %+v", items)
+	}
+	// The process that died may have queued them already: each goes as a repeat
+	// (0421) from its first try.
+	for _, it := range items {
+		if !it.Repeat {
+			t.Errorf("recovery queued the reversal of %s (%s) as a first 0420, not a repeat", it.RRN, it.Reason)
+		}
 	}
 }
 

@@ -115,7 +115,7 @@ func (p *Pipeline) recoverRecord(ctx context.Context, rrn, why, node string) (bo
 		r.AddEvent(journal.StateInDoubt, p.now().UTC(), why)
 		if sent {
 			r.RC, r.DecidedBy, r.Reason = message.RCIssuerUnavailable, "switch", "in-doubt-after-restart"
-			p.queueReversal(r, "switch:restart")
+			p.queueRecoveredReversal(r, "switch:restart")
 		} else {
 			r.RC, r.DecidedBy, r.Reason = message.RCSystemMalfunction, "switch", "open-at-restart"
 		}
@@ -127,7 +127,7 @@ func (p *Pipeline) recoverRecord(ctx context.Context, rrn, why, node string) (bo
 	case owesReversal(r, node):
 		// Its reversal was owed (the queue did not take it) and the process that
 		// owed it, in memory, is gone: it is queued now.
-		p.queueReversal(r, "switch:owed-at-restart")
+		p.queueRecoveredReversal(r, "switch:owed-at-restart")
 		if !r.Reversed() {
 			return false, fmt.Errorf("its owed reversal advice still not queued")
 		}
@@ -153,7 +153,7 @@ func (p *Pipeline) recoverRecord(ctx context.Context, rrn, why, node string) (bo
 		return false, nil
 	}
 	r.AddEvent(journal.StateInDoubt, p.now().UTC(), "approved, delivery unknown at restart")
-	p.queueReversal(r, "switch:undelivered-at-restart")
+	p.queueRecoveredReversal(r, "switch:undelivered-at-restart")
 	if r.ReversedBy == "switch:undelivered-at-restart" {
 		p.retract(r, risk.Retraction{Kind: risk.RetractReversal})
 	}

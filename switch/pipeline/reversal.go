@@ -27,11 +27,27 @@ import (
 // it by that name (ScanOwed), not among this node's records. It reports whether it
 // added that event.
 func (p *Pipeline) queueReversal(rec *journal.Record, by string) (owedNow bool) {
+	return p.enqueueReversal(rec, by, false)
+}
+
+// queueRecoveredReversal is queueReversal for recovery (Recover, a survivor's
+// RecoverRecords): the process that died may have queued the same 0420 before it
+// could write rec reversed, and the queue's own duplicate check (a cluster's
+// Nats-Msg-Id window, two minutes) may have forgotten it, or the issuer may have had
+// it already. So the advice goes as a repeat (0421) from its first try
+// (saf.Item.Repeat): an issuer takes a repeat it never had as the reversal, and one
+// it had as a duplicate, never as a second reversal.
+func (p *Pipeline) queueRecoveredReversal(rec *journal.Record, by string) (owedNow bool) {
+	return p.enqueueReversal(rec, by, true)
+}
+
+// enqueueReversal is queueReversal; with repeat the advice's first try is a repeat.
+func (p *Pipeline) enqueueReversal(rec *journal.Record, by string, repeat bool) (owedNow bool) {
 	if rec.Issuer == "" || rec.ReversedBy != "" {
 		return false
 	}
 	rec.ReversedBy = by
-	it := &saf.Item{Issuer: rec.Issuer, MTI: "0420", RRN: rec.RRN, Reason: by,
+	it := &saf.Item{Issuer: rec.Issuer, MTI: "0420", RRN: rec.RRN, Reason: by, Repeat: repeat,
 		Fields: map[int]string{
 			3:  rec.ProcCode,
 			4:  fmt.Sprintf("%012d", rec.Amount),

@@ -33,6 +33,11 @@ type Item struct {
 	Next    time.Time         `json:"next,omitempty"` // not before this (backoff after a failed try)
 	LastErr string            `json:"last_error,omitempty"`
 	Meta    map[string]string `json:"meta,omitempty"`
+	// Repeat makes the first try a repeat (0421) too: the advice may have reached
+	// the issuer before, queued by a process that died before it could note so
+	// (pipeline recovery queues its reversals so). An issuer takes a repeat it
+	// never had as the advice, and one it had as a duplicate.
+	Repeat bool `json:"repeat,omitempty"`
 }
 
 // RepeatMTI returns the MTI of a repeated advice (0420 -> 0421).
@@ -568,7 +573,7 @@ func (q *Queue) worker(issuer string, kick chan struct{}) {
 // deliver makes one try of an item.
 func (q *Queue) deliver(send Sender, it *Item) {
 	st := q.stats(it.Issuer)
-	repeat := it.Tries > 0
+	repeat := it.Tries > 0 || it.Repeat
 	it.Tries++
 	it.Last = time.Now().UTC()
 	if err := q.save(it); err != nil { // the try is counted before it is made

@@ -337,3 +337,59 @@ func TestReversalHeldBehindStuckAdvice(t *testing.T) {
 		t.Fatalf("the issuer took %q, want the advice of 000000000007 before its reversal", got)
 	}
 }
+
+// TestRepeatItemGoesAsRepeat: an advice queued with Repeat (a reversal queued by
+// recovery, which the process that died may have sent) goes as a repeat (0421) on
+// its first try, also after a restart of the queue; one without goes as 0420.
+func TestRepeatItemGoesAsRepeat(t *testing.T) {
+	dir := t.TempDir()
+	db := openDB(t, dir)
+	q, err := Open(db, Options{MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, Poll: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, it := range []*Item{
+		{Issuer: "bank", MTI: "0420", RRN: "000000000001", Reason: "switch:restart", Repeat: true},
+		{Issuer: "bank", MTI: "0420", RRN: "000000000002", Reason: "timeout"},
+	} {
+		if err := q.Enqueue(it); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Stored, not yet sent: the flag must survive the queue's restart.
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	db = openDB(t, dir)
+	defer db.Close()
+	q, err = Open(db, Options{MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, Poll: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	var mu sync.Mutex
+	got := map[string]string{}
+	q.Register("bank", func(_ context.Context, it *Item, repeat bool) error {
+		mti := it.MTI
+		if repeat {
+			mti = RepeatMTI(mti)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if _, ok := got[it.RRN]; !ok {
+			got[it.RRN] = mti
+		}
+		return nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := q.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if got["000000000001"] != "0421" || got["000000000002"] != "0420" {
+		t.Fatalf("first tries %v, want 000000000001 as 0421 (Repeat) and 000000000002 as 0420", got)
+	}
+}

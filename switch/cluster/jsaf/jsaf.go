@@ -584,7 +584,7 @@ func (q *Queue) deliver(issuer string, m jetstream.Msg) {
 	q.mu.Lock()
 	t := q.tries[seq]
 	it.Seq, it.Tries, it.Last, it.LastErr = seq, max(1, int(md.NumDelivered)-t.held), time.Now().UTC(), t.lastErr
-	repeat := it.Tries > 1
+	repeat := it.Tries > 1 || it.Repeat // Repeat: saf.Item
 	t.issuer, t.n, t.last = issuer, it.Tries, it.Last
 	q.tries[seq] = t
 	q.mu.Unlock()

@@ -131,6 +131,41 @@ func TestEnqueueDeliver(t *testing.T) {
 	}
 }
 
+// TestRepeatItemFirstTry: an advice enqueued with Repeat (a reversal queued by
+// recovery, which the node that died may have sent) goes as a repeat (0421) on its
+// first delivery; the others as first tries.
+func TestRepeatItemFirstTry(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n := standalone(t, ctx)
+	q := openRetry(t, ctx, n, Options{Replicas: 1, Logger: testLogger(t)})
+	rec := advice("bank", "000000000001")
+	rec.Repeat, rec.Reason = true, "switch:restart"
+	for _, it := range []*saf.Item{rec, advice("bank", "000000000002")} {
+		if err := q.Enqueue(it); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := &recorder{}
+	q.Register("bank", r.send)
+	waitFor(t, "two deliveries", 10*time.Second, func() bool { return len(r.list()) >= 2 })
+	if err := q.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, d := range r.list() {
+		if _, ok := got[d.rrn]; !ok {
+			got[d.rrn] = d.mti
+		}
+	}
+	if got["000000000001"] != "0421" || got["000000000002"] != "0420" {
+		t.Fatalf("first deliveries %v, want 000000000001 as 0421 (Repeat) and 000000000002 as 0420", got)
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestRetryBackoff: a sender that fails is tried again after the backoff,
 // doubling up to MaxBackoff, each later try a repeat (0421) that knows its
 // try count and the last error; the warnings are rate-limited.
