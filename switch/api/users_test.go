@@ -42,3 +42,29 @@ func TestUserRoutes(t *testing.T) {
 		t.Fatalf("disable nobody: %d", st)
 	}
 }
+
+// A refused approval answers 403 with the registry's reason: the token that made
+// a console user may not approve that user's request, and the answer names who
+// held whose account and what to do; an independent token approves it.
+func TestApprovalRefusalExplained(t *testing.T) {
+	a := newAPIFixture(t)
+	if st, out := a.raw(t, "POST", "/api/v1/users", registry.DemoAdminToken, "application/json", `{"name":"olaf","role":"operator","password":"olaf's long password"}`); st != 201 {
+		t.Fatalf("admin adds olaf: %d %s", st, out)
+	}
+	c, err := a.reg.RequestChange(registry.Actor{Name: "olaf", Role: registry.RoleOperator}, registry.Change{Op: registry.OpTerminalSuspend, Target: "T0000002", Reason: "lost"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, out := a.raw(t, "POST", "/api/v1/changes/"+c.ID+"/approve", registry.DemoAdminToken, "application/json", `{}`)
+	if st != 403 {
+		t.Fatalf("demo-admin approves olaf's change: %d %s, want 403", st, out)
+	}
+	for _, want := range []string{"may not be approved by demo-admin: demo-admin has held the account of olaf", "ask another reviewer"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("the refusal %s lacks %q", out, want)
+		}
+	}
+	if st, out := a.raw(t, "POST", "/api/v1/changes/"+c.ID+"/approve", registry.DemoReviewerToken, "application/json", `{}`); st != 200 || !strings.Contains(out, `"approved"`) {
+		t.Fatalf("demo-reviewer approves olaf's change: %d %s", st, out)
+	}
+}

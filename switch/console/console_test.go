@@ -400,3 +400,63 @@ func TestAlertRuleForm(t *testing.T) {
 		t.Fatalf("a bad threshold: %s", resp.Header.Get("Location"))
 	}
 }
+
+// An admin who adds an operator and a reviewer on the Users page knows both first
+// passwords: the reviewer's approval of the operator's request is refused, the
+// change stays pending, and the change page shows the registry's reason (who held
+// both accounts, and what to do); a demo reviewer (made by the switch) approves it.
+func TestApprovalNeedsIndependentAccounts(t *testing.T) {
+	f := newFixture(t)
+	form := func(c *http.Client, page, path string, v url.Values) *http.Response {
+		t.Helper()
+		_, body := get(t, c, f.srv.URL+page)
+		m := csrfField.FindStringSubmatch(body)
+		if m == nil {
+			t.Fatalf("%s has no CSRF token", page)
+		}
+		v.Set("csrf", m[1])
+		resp, err := c.PostForm(f.srv.URL+path, v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("POST %s: %d, want a redirect", path, resp.StatusCode)
+		}
+		return resp
+	}
+	ad := f.client()
+	f.login(t, ad, "admin", "admin-demo-pw")
+	for _, u := range [][2]string{{"oscar", "operator"}, {"ruth", "reviewer"}} {
+		if loc := form(ad, "/console/users", "/console/users", url.Values{"name": {u[0]}, "role": {u[1]}, "password": {u[0] + "-long-password"}}).Header.Get("Location"); strings.Contains(loc, "err=") {
+			t.Fatalf("add %s: %s", u[0], loc)
+		}
+	}
+	op := f.client()
+	f.login(t, op, "oscar", "oscar-long-password")
+	loc := form(op, "/console/terminals/T0000002", "/console/terminals/T0000002/suspend", url.Values{"reason": {"lost"}}).Header.Get("Location")
+	id := strings.TrimPrefix(strings.SplitN(loc, "?", 2)[0], "/console/changes/")
+	if !strings.HasPrefix(id, "CHG-") {
+		t.Fatalf("the request went to %s", loc)
+	}
+	rev := f.client()
+	f.login(t, rev, "ruth", "ruth-long-password")
+	loc = form(rev, "/console/changes/"+id, "/console/changes/"+id+"/approve", url.Values{}).Header.Get("Location")
+	_, page := get(t, rev, f.srv.URL+loc)
+	for _, want := range []string{"admin has held the account of both oscar and ruth (admin -&gt; oscar; admin -&gt; ruth", "create a new account for ruth"} {
+		if !strings.Contains(page, want) {
+			t.Fatalf("the change page after the refused approval lacks %q:\n%s", want, page)
+		}
+	}
+	if c, err := f.reg.GetChange(id); err != nil || c.Change.Status != registry.ChangePending {
+		t.Fatalf("after ruth's approval: %+v, %v, want pending", c, err)
+	}
+	demo := f.client()
+	f.login(t, demo, "reviewer", "reviewer-demo-pw")
+	if loc := form(demo, "/console/changes/"+id, "/console/changes/"+id+"/approve", url.Values{}).Header.Get("Location"); strings.Contains(loc, "err=") {
+		t.Fatalf("the demo reviewer's approval: %s", loc)
+	}
+	if c, _ := f.reg.GetChange(id); c.Change.Status != registry.ChangeApproved {
+		t.Fatalf("after the demo reviewer's approval: %s", c.Change.Status)
+	}
+}

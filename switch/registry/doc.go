@@ -76,8 +76,10 @@
 // # Lifecycle
 //
 // Every change of a merchant or terminal is a Change requested by an operator (or
-// admin) and applied only when a different principal with the reviewer (or admin)
-// role approves it. The oplog records the request, the approval or rejection and,
+// admin) and applied only when a different, independent principal with the
+// reviewer (or admin) role approves it: no account may have held both the
+// requester's and the reviewer's (created it or reset its password, directly or
+// through accounts it created; User.Controllers). The oplog records the request, the approval or rejection and,
 // for each record touched, the record before and after, the approver (actor) and
 // the requester. Entries are hash-chained (VerifyOplog). The switch itself acts as
 // actor "system" when it suspends a compromised SoftPOS or runs a suspend alert

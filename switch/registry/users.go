@@ -59,7 +59,8 @@ type User struct {
 	// Controllers are the others who have held the user's account: its creator and
 	// every admin who reset its password. One of them may have kept the password (a
 	// change by the user itself does not prove otherwise: it needs the old one), so
-	// neither side may approve the other's changes (review.approve).
+	// two accounts one person has held, directly or through accounts it created,
+	// may not request and approve the same change (checkIndependent).
 	Controllers []string `json:"controllers,omitempty"`
 	// Version counts the writes of the record (a new password, a disable, an
 	// enable): the console ends a session whose user's Version moved since the
@@ -79,43 +80,146 @@ func (u *User) controllers() []string {
 	return nil
 }
 
-// maxControlDepth bounds the walk of controllers (a chain of users creating users).
+// maxControlDepth bounds the walk of holders (a chain of users creating users):
+// an account held through a longer chain than this cannot be shown independent of
+// another, and its approvals are refused (checkIndependent) rather than passed.
 const maxControlDepth = 16
 
-// controls reports whether a has held b's account, directly or through users a
-// created or reset (a created c, c created b).
-func (r *store) controls(a, b string) (bool, error) {
-	if a == SystemActor {
-		// The switch is no person: the demo users it created are not its puppets,
-		// and a change it requests (a suspension the wave limit holds) may be
-		// approved by any of them.
-		return false, nil
+// holding is one account that has held another's (holders): how many links up
+// the chain it is and the account it held on the way, one link closer to the
+// account the walk started from.
+type holding struct {
+	depth int    // 0 for the account itself, 1 for its creator or a resetter, ...
+	held  string // the account it held on the way ("" at depth 0)
+}
+
+// holdings are the accounts that have held one account's (holders), by name.
+type holdings map[string]holding
+
+// holders returns every account that has held name's: name itself and,
+// transitively, the controllers of each (a created or reset c, c created name),
+// each with how it held name's. SystemActor is left out: the switch creating the
+// demo or configured users is no person, and "system" as name gives no holders
+// at all (a change the switch requests, such as a suspension the wave limit holds,
+// may be approved by any reviewer). A name that is no user (a bearer token of the
+// configuration, or an account that is gone) has no controllers. deep reports a
+// chain longer than maxControlDepth: there may be holders the walk did not reach.
+func (r *store) holders(name string) (h holdings, deep bool, err error) {
+	h = holdings{}
+	if name == SystemActor {
+		return h, false, nil
 	}
-	seen := map[string]bool{b: true}
-	next := []string{b}
-	for depth := 0; depth < maxControlDepth && len(next) > 0; depth++ {
+	h[name] = holding{}
+	next := []string{name}
+	for depth := 0; len(next) > 0; depth++ {
 		var more []string
-		for _, name := range next {
-			u, err := r.readUser(name)
+		for _, acct := range next {
+			u, err := r.readUser(acct)
 			if errors.Is(err, ErrNotFound) {
-				continue // a token's name, or "system"
+				continue // a token's name, or an account that is gone
 			}
 			if err != nil {
-				return false, err
+				return nil, false, fmt.Errorf("accounts that have held %s's: read user %s: %w", name, acct, err)
 			}
 			for _, c := range u.controllers() {
-				if c == a {
-					return true, nil
+				if c == SystemActor || c == "" {
+					continue
 				}
-				if !seen[c] {
-					seen[c] = true
-					more = append(more, c)
+				if _, seen := h[c]; seen {
+					continue // a cycle (b reset the password of its creator), or two paths
 				}
+				if depth == maxControlDepth {
+					return h, true, nil
+				}
+				h[c] = holding{depth: depth + 1, held: acct}
+				more = append(more, c)
 			}
 		}
 		next = more
 	}
-	return false, nil
+	return h, false, nil
+}
+
+// chain is how holder came to hold the account h was walked from: "a -> c -> b",
+// each account having created the next or reset its password.
+func (h holdings) chain(holder string) string {
+	parts := []string{holder}
+	for at := h[holder]; at.held != "" && len(parts) <= maxControlDepth+1; at = h[at.held] {
+		parts = append(parts, at.held)
+	}
+	return strings.Join(parts, " -> ")
+}
+
+// maxHoldersShown is how many of the requester's holders a refusal names.
+const maxHoldersShown = 8
+
+// names lists the accounts of h, nearest first ("olga, ada, cole"), at most
+// maxHoldersShown of them.
+func (h holdings) names() string {
+	ns := make([]string, 0, len(h))
+	for n := range h {
+		ns = append(ns, n)
+	}
+	sort.Slice(ns, func(i, j int) bool {
+		if h[ns[i]].depth != h[ns[j]].depth {
+			return h[ns[i]].depth < h[ns[j]].depth
+		}
+		return ns[i] < ns[j]
+	})
+	if len(ns) > maxHoldersShown {
+		return strings.Join(ns[:maxHoldersShown], ", ") + fmt.Sprintf(" and %d more", len(ns)-maxHoldersShown)
+	}
+	return strings.Join(ns, ", ")
+}
+
+// checkIndependent refuses reviewer's approval of change id, which requester
+// asked for, unless the two accounts are independent: no account has held both
+// (holders: created them or reset their passwords, directly or through accounts
+// it created). The requester holding the reviewer's account, or the reviewer the
+// requester's, are the cases where that account is one of the two. The answer
+// names the account that held both, how, and what to do.
+func (r *store) checkIndependent(id, requester, reviewer string) error {
+	hq, deepQ, err := r.holders(requester)
+	if err != nil {
+		return fmt.Errorf("approve %s: requester %s: %w", id, requester, err)
+	}
+	hr, deepR, err := r.holders(reviewer)
+	if err != nil {
+		return fmt.Errorf("approve %s: reviewer %s: %w", id, reviewer, err)
+	}
+	common, best := "", -1
+	for name, q := range hq {
+		if v, ok := hr[name]; ok {
+			if d := q.depth + v.depth; best < 0 || d < best || (d == best && name < common) {
+				common, best = name, d
+			}
+		}
+	}
+	if common != "" {
+		var how string
+		switch common {
+		case requester:
+			how = fmt.Sprintf("%s has held the account of %s (%s", common, reviewer, hr.chain(common))
+		case reviewer:
+			how = fmt.Sprintf("%s has held the account of %s (%s", common, requester, hq.chain(common))
+		default:
+			how = fmt.Sprintf("%s has held the account of both %s and %s (%s; %s", common, requester, reviewer, hq.chain(common), hr.chain(common))
+		}
+		return forbiddenf("change %s was requested by %s and may not be approved by %s: %s: each account created the next or reset its password), "+
+			"so one person may have held both; two-person review needs a reviewer whose account none of %s (who have held %s's) has held: "+
+			"ask another reviewer, or have an admin none of them has held create a new account for %s (a password reset does not lift it: who has held an account stays on it)",
+			id, requester, reviewer, how, hq.names(), requester, reviewer)
+	}
+	if deepQ || deepR {
+		deep := requester
+		if !deepQ {
+			deep = reviewer
+		}
+		return forbiddenf("change %s was requested by %s and may not be approved by %s: the accounts that have held %s's go back more than %d links (users creating users), "+
+			"so the registry cannot tell whether one person has held both; ask a reviewer whose account an admin of the configuration (or one it created) created",
+			id, requester, reviewer, deep, maxControlDepth)
+	}
+	return nil
 }
 
 // validRole reports whether role is one of the API's four.

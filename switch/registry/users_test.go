@@ -2,6 +2,7 @@ package registry
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -165,4 +166,125 @@ func TestSystemNameReserved(t *testing.T) {
 	if _, err := r.Approve(Actor{Name: "reviewer", Role: RoleReviewer}, c.ID, "checked"); err != nil {
 		t.Fatalf("the demo reviewer approves the switch's held suspension: %v", err)
 	}
+}
+
+// TestApproverIndependentOfRequester: two-person review needs two accounts no one
+// has held both of. An admin who created an operator and a reviewer (and so knew
+// both first passwords) could request and approve alone, though neither account
+// held the other: refused, and the answer names the admin and says what to do.
+// Accounts made by two admins the switch or the configuration made are
+// independent; a chain of admins, an admin's password reset and a cycle of
+// resets are followed; a chain longer than maxControlDepth is refused, not passed.
+func TestApproverIndependentOfRequester(t *testing.T) {
+	f := newFixture(t)
+	r := f.reg
+	sys := Actor{Name: SystemActor, Role: RoleAdmin}
+	add := func(by Actor, name, role string) Actor {
+		t.Helper()
+		if _, err := r.AddUser(by, name, role, name+"'s long password"); err != nil {
+			t.Fatal(err)
+		}
+		return Actor{Name: name, Role: role}
+	}
+	ops := []Op{OpTerminalSuspend, OpTerminalResume}
+	n := 0
+	request := func(by Actor) *Change {
+		t.Helper()
+		c, err := r.RequestChange(by, Change{Op: ops[n%2], Target: "T0000002", Reason: "stolen, then found"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n++
+		return c
+	}
+	refused := func(what string, c *Change, by Actor, want ...string) {
+		t.Helper()
+		_, err := r.Approve(by, c.ID, "")
+		if !errors.Is(err, ErrForbidden) {
+			t.Fatalf("%s: %v, want forbidden", what, err)
+		}
+		for _, w := range append(want, "has held the account", "ask another reviewer, or have an admin none of them has held create a new account for "+by.Name) {
+			if !strings.Contains(err.Error(), w) {
+				t.Fatalf("%s: %q lacks %q", what, err, w)
+			}
+		}
+	}
+	approved := func(what string, c *Change, by Actor) {
+		t.Helper()
+		if _, err := r.Approve(by, c.ID, ""); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+
+	// One admin (a console user the switch created) makes both accounts.
+	ada := add(sys, "ada", RoleAdmin)
+	olga := add(ada, "olga", RoleOperator)
+	rita := add(ada, "rita", RoleReviewer)
+	c := request(olga)
+	refused("a reviewer made by the admin who made the requester", c, rita,
+		"requested by olga and may not be approved by rita: ada has held the account of both olga and rita (ada -> olga; ada -> rita: each account created the next")
+	// The same with a configuration token as that admin.
+	rosa := add(root, "rosa", RoleReviewer)
+	otto := add(root, "otto", RoleOperator)
+	c2, err := r.RequestChange(otto, Change{Op: OpTerminalSuspend, Target: "T0000009", Reason: "lost"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused("a reviewer made by the token that made the requester", c2, rosa, "root has held the account of both otto and rosa (root -> otto; root -> rosa:", "none of otto, root (who have held otto's)")
+	approved("a token reviewer", c2, dave)
+
+	// Another admin the switch made makes the reviewer: independent.
+	bea := add(sys, "bea", RoleAdmin)
+	rolf := add(bea, "rolf", RoleReviewer)
+	approved("a reviewer made by another admin", c, rolf)
+
+	// A chain: ada makes an admin, who makes a reviewer.
+	cole := add(ada, "cole", RoleAdmin)
+	ravi := add(cole, "ravi", RoleReviewer)
+	c = request(olga)
+	refused("a reviewer made through an admin the requester's admin made", c, ravi, "ada has held the account of both olga and ravi (ada -> olga; ada -> cole -> ravi:")
+
+	// A password reset makes a controller: bea's reviewer, reset by ada.
+	rhea := add(bea, "rhea", RoleReviewer)
+	approved("bea's reviewer before ada's reset", c, rhea)
+	if err := r.SetPassword(ada, "rhea", "ada knows this one"); err != nil {
+		t.Fatal(err)
+	}
+	c = request(olga)
+	refused("after ada reset the reviewer's password", c, rhea, "ada has held the account of both olga and rhea (ada -> olga; ada -> rhea:")
+	// Her own new password does not lift it.
+	if err := r.SetPassword(rhea, "rhea", "rhea's very own password"); err != nil {
+		t.Fatal(err)
+	}
+	refused("after rhea set her own password", c, rhea, "ada -> rhea")
+
+	// A cycle: cole resets ada's password (ada and cole have held each other's);
+	// the walk ends, and ada still held both.
+	if err := r.SetPassword(cole, "ada", "cole knows this one"); err != nil {
+		t.Fatal(err)
+	}
+	refused("through a cycle of resets", c, ravi, "ada -> cole -> ravi")
+	approved("rolf, still independent", c, rolf)
+
+	// The direct cases keep their answers: the requester made the reviewer.
+	c = request(cole)
+	refused("the requester's own reviewer", c, ravi, "cole has held the account of ravi (cole -> ravi:")
+	approved("rolf for cole", c, rolf)
+
+	// A chain of maxControlDepth+1 admins from the switch: a reviewer maxControlDepth
+	// links below its top is judged; one a link further cannot be, and is refused.
+	prev := add(sys, "link1", RoleAdmin)
+	var chain []Actor
+	for i := 2; i <= maxControlDepth+1; i++ {
+		prev = add(prev, fmt.Sprintf("link%d", i), RoleAdmin)
+		chain = append(chain, prev)
+	}
+	shallow := add(chain[len(chain)-2], "shallow", RoleReviewer)
+	deep := add(chain[len(chain)-1], "deep", RoleReviewer)
+	c = request(olga)
+	_, err = r.Approve(deep, c.ID, "")
+	if !errors.Is(err, ErrForbidden) || !strings.Contains(err.Error(), fmt.Sprintf("the accounts that have held deep's go back more than %d links", maxControlDepth)) {
+		t.Fatalf("a reviewer %d links below the switch's admin: %v, want refused", maxControlDepth+1, err)
+	}
+	approved("a reviewer at the depth bound", c, shallow)
 }
