@@ -57,13 +57,13 @@ var offlineSale = Kind{Name: "offline-sale", MTI: "0320", Type: typeOfflineSale,
 // The reasons (the journal's, the log's and the metric's) of an upload answered other
 // than 00.
 const (
-	UploadOfflineNotCaptured = "offline-not-captured" // an offline approval, and no Config.Offline to capture it (96)
+	UploadOfflineNotCaptured = "offline-not-captured"  // an offline approval, and no Config.Offline to capture it (96)
 	UploadOfflineStale       = "offline-out-of-window" // the card's approval is older than the look-back, or ahead of the clock (12)
 	UploadOfflineRefused     = "offline-refused"       // the pipeline refused the capture (its code: the terminal inactive...)
 	UploadInvalidAmount      = "invalid-amount"        // an offline approval of nothing (13)
-	UploadNotInJournal       = "not-in-journal"       // an online transaction the journal lacks, or has declined or reversed (25)
-	UploadUnreadable         = "unreadable"           // no amount or STAN: not one transaction the switch can read (30)
-	UploadJournalError       = "journal-error"        // the journal could not be searched (96)
+	UploadNotInJournal       = "not-in-journal"        // an online transaction the journal lacks, or has declined or reversed (25)
+	UploadUnreadable         = "unreadable"            // no amount or STAN: not one transaction the switch can read (30)
+	UploadJournalError       = "journal-error"         // the journal could not be searched (96)
 )
 
 // batchUpload answers an 0320 whose MAC verified (see the comment above).
