@@ -100,6 +100,10 @@ type Config struct {
 	// UploadJournalError): the transactions the terminal keeps and an operator
 	// reconciles.
 	UploadUnmatched func(reason string)
+	// Offline, when set, captures the EMV offline approvals that batch uploads carry
+	// (upload.go); without it they are answered 96 offline-not-captured, and the
+	// terminal keeps them.
+	Offline OfflineCapturer
 	// Refusals, when set, journals the card transactions the adapter refuses itself
 	// (A0, 30, 55, 63, 12), as the pipeline journals its own declines (refusal.go).
 	Refusals Refusals
@@ -240,7 +244,7 @@ func (a *Adapter) Process(ctx context.Context, c *frontend.Conn, body []byte) (f
 		return a.refused(ctx, c, f, ans, sit, badPrivate.rc, macf, f.MTI()+": "+badPrivate.Error(), refusalReason(badPrivate))
 	}
 	if f.MTI() == "0320" { // batch upload: 00 only for what the journal holds (upload.go)
-		return a.batchUpload(ctx, c, f, ans, sit, macf)
+		return a.batchUpload(ctx, c, f, ans, sit, macf, s)
 	}
 	k, ok := KindOf(f)
 	if !ok {

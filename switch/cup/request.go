@@ -19,7 +19,8 @@ type Kind struct {
 	ASCIIMTI  string // the pipeline's MTI
 	ASCIIProc string // the pipeline's DE 3
 	// Original names how the original is found: "rrn" (F37, voids and refunds),
-	// "stan" (a reversal: F61.2, else F11).
+	// "stan" (a reversal: F61.2, else F11); "offline" is no original but the
+	// upload of an offline approval (offlineSale), timed by the card's F13 + F12.
 	Original string
 }
 
@@ -167,18 +168,28 @@ func toPipeline(f *Frame, k Kind, s *session, identity, track2 string, pin []byt
 			proc = message.PCPurchase
 		}
 		b.Set(3, proc).Set(90, e.mti+orig+e.de7+strings.Repeat("0", 22))
+	case "offline":
+		// The card's approval time (F13 + F12, checked by the caller): the same for
+		// every upload of it, so that one sent again is the pipeline's duplicate.
+		de7 = f.Str(13) + f.Str(12)
+		stan = uploadSTAN(f)
+		b.Set(3, k.ASCIIProc).Set(38, strings.TrimSpace(f.Str(38)))
 	default:
 		if e, ok := s.stans[stan]; ok && e.mti == k.ASCIIMTI && e.proc == k.ASCIIProc && e.amount == amount {
 			de7 = e.de7 // a resend: the same key, so the pipeline answers it as a duplicate
 		}
 		b.Set(3, k.ASCIIProc)
 	}
-	if k.Original != "stan" && k.Original != "stan61" {
+	if k.Original == "" || k.Original == "rrn" {
 		s.remember(stan, stanEntry{mti: k.ASCIIMTI, proc: k.ASCIIProc, de7: de7, amount: amount})
 	}
 	m.de7 = de7
+	localTime, localDate := now.UTC().Format("150405"), now.UTC().Format("0102")
+	if k.Original == "offline" { // the card's, in the advice to the issuer
+		localTime, localDate = f.Str(12), f.Str(13)
+	}
 	b.Set(2, f.Str(2)).Set(4, amount).Set(7, de7).Set(11, stan).
-		Set(12, now.UTC().Format("150405")).Set(13, now.UTC().Format("0102")).Set(14, f.Str(14)).
+		Set(12, localTime).Set(13, localDate).Set(14, f.Str(14)).
 		Set(22, f.Str(22)).Set(25, f.Str(25)).Set(35, track2).Set(41, tid).Set(42, f.Str(42)).Set(49, f.Str(49))
 	if k.ASCIIMTI == "0100" || k.ASCIIMTI == "0200" || k.ASCIIMTI == "0220" {
 		if f.Str(22) == "" {

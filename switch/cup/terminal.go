@@ -263,6 +263,9 @@ type Txn struct {
 	// 36); an upload with an Amount is otherwise one of an online transaction (60.3 =
 	// 203) and one without names no transaction (60.3 = 201).
 	Offline bool
+	// ApprovedAt, for an offline upload, is when the card approved it, sent in F12
+	// and F13 as the terminal's local time (zero: now).
+	ApprovedAt time.Time
 }
 
 // Build builds the request of tx.
@@ -375,6 +378,11 @@ func (t *Terminal) Build(tx Txn) (*Frame, error) {
 		switch {
 		case tx.Offline:
 			f60 = "36" + t.batch + "000"
+			at := tx.ApprovedAt
+			if at.IsZero() {
+				at = time.Now()
+			}
+			f.Set(12, at.Format("150405")).Set(13, at.Format("0102"))
 		case tx.Amount > 0:
 			f60 += "203"
 		default:

@@ -3,6 +3,7 @@ package cup
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -14,15 +15,25 @@ import (
 
 // Batch upload (0320). After a settlement the switch answered 95, a UnionPay terminal
 // sends the transactions of its batch again, one 0320 each, for reconciliation: they
-// were authorized online and the switch journaled them. The same MTI carries the
-// upload of EMV offline approvals (60.1 = 36, or 60.3 = 205), which the switch has
-// never seen and must capture for the merchant to be paid. The switch does not capture
-// those yet (docs/cup-dialect.md, Not done yet): an upload is answered 00 only when the
-// journal holds the transaction it names, approved and not reversed, and anything
-// else gets a code other than 00, so that the terminal keeps the transaction, and is
+// were authorized online and the switch journaled them. Such an upload is answered 00
+// only when the journal holds the transaction it names, approved and not reversed.
+// The same MTI carries the upload of EMV offline approvals (60.1 = 36, or 60.3 = 205),
+// which the switch has never seen: it captures them (Config.Offline, the pipeline's
+// CaptureOffline) so that the merchant is paid, after checking that the upload is
+// readable, its amount and currency sane and the card's approval (F13 + F12) within
+// the look-back; an upload of one the journal already holds (sent again after a lost
+// answer) is answered 00 with its record's RRN, never captured twice. Anything else
+// gets a code other than 00, so that the terminal keeps the transaction, and is
 // counted (Config.UploadUnmatched), logged with the masked PAN and journaled as a
-// refusal. (Until 5 December 2026 every 0320 was answered 00 and dropped: an offline
-// sale uploaded that way was never journaled nor cleared.)
+// refusal (the pipeline journals its own). (Until 5 December 2026 every 0320 was
+// answered 00 and dropped; then, until the offline capture, an offline approval was
+// answered 96 and kept by the terminal.)
+
+// OfflineCapturer captures an offline approval from the pipeline's request of it
+// (*pipeline.Pipeline is one; see pipeline.CaptureOffline).
+type OfflineCapturer interface {
+	CaptureOffline(ctx context.Context, c *frontend.Conn, body []byte) (frontend.Response, error)
+}
 
 // The 60.3 codes of a batch upload that the switch reads: the end of an upload (202,
 // 207), carrying no transaction, and the upload of EMV offline approvals (205).
@@ -33,33 +44,41 @@ const (
 	typeOfflineSale  = "36" // 60.1 of an offline sale's upload
 	uploadLookBack   = 7 * 24 * time.Hour
 	uploadClockAhead = time.Minute
+	// offlineClockAhead is how far ahead of the switch's UTC clock the card's
+	// approval time may be: F12 and F13 are the terminal's local time, read as UTC,
+	// and the local time of UTC+14 is that far ahead.
+	offlineClockAhead = 14*time.Hour + uploadClockAhead
 )
+
+// offlineSale is how an offline approval reaches the pipeline: the purchase it is
+// (pipeline.CaptureOffline), timed by the card (toPipeline).
+var offlineSale = Kind{Name: "offline-sale", MTI: "0320", Type: typeOfflineSale, ASCIIMTI: "0200", ASCIIProc: message.PCPurchase, Original: "offline"}
 
 // The reasons (the journal's, the log's and the metric's) of an upload answered other
 // than 00.
 const (
-	UploadOfflineNotCaptured = "offline-not-captured" // an offline approval: the switch does not capture it yet (96)
-	UploadNotInJournal       = "not-in-journal"       // an online transaction the journal lacks, or has declined or reversed (25)
-	UploadUnreadable         = "unreadable"           // no amount or STAN: not one transaction the switch can read (30)
-	UploadJournalError       = "journal-error"        // the journal could not be searched (96)
+	UploadOfflineNotCaptured = "offline-not-captured"  // an offline approval, and no Config.Offline to capture it (96)
+	UploadOfflineStale       = "offline-out-of-window" // the card's approval is older than the look-back, or ahead of the clock (12)
+	UploadOfflineRefused     = "offline-refused"       // the pipeline refused the capture (its code: the terminal inactive...)
+	UploadInvalidAmount      = "invalid-amount"        // an offline approval of nothing (13)
+	UploadNotInJournal       = "not-in-journal"        // an online transaction the journal lacks, or has declined or reversed (25)
+	UploadUnreadable         = "unreadable"            // no amount or STAN: not one transaction the switch can read (30)
+	UploadJournalError       = "journal-error"         // the journal could not be searched (96)
 )
 
 // batchUpload answers an 0320 whose MAC verified (see the comment above).
-func (a *Adapter) batchUpload(ctx context.Context, c *frontend.Conn, f *Frame, ans *Frame, sit Situation, macf MACFunc) (frontend.Response, error) {
+func (a *Adapter) batchUpload(ctx context.Context, c *frontend.Conn, f *Frame, ans *Frame, sit Situation, macf MACFunc, s *session) (frontend.Response, error) {
 	f60 := ParseF60(f.Str(60))
 	if (f60.NetCode == uploadEnd || f60.NetCode == uploadEndIC) && !f.Has(2) && !f.Has(4) && !f.Has(35) {
 		return a.reply(ans, sit, message.RCApproved, macf, "batch-upload-end")
 	}
 	offline := f60.Type == typeOfflineSale || f60.NetCode == uploadOfflineIC
-	stan := f.Str(11)
-	if f61 := f.Str(61); len(f61) >= 12 {
-		stan = f61[6:12]
-	}
+	stan := uploadSTAN(f)
 	amount, err := strconv.ParseInt(f.Str(4), 10, 64)
 	if !f.Has(4) || err != nil || stan == "" {
 		return a.uploadUnmatched(ctx, c, f, ans, sit, macf, message.RCFormatError, UploadUnreadable, offline, "no amount (F4) or STAN")
 	}
-	if offline {
+	if offline && a.cfg.Offline == nil {
 		return a.uploadUnmatched(ctx, c, f, ans, sit, macf, message.RCSystemMalfunction, UploadOfflineNotCaptured, offline, "offline approval: not captured")
 	}
 	found, err := a.journaled(ctx, sit.TID, stan, strings.TrimSpace(f.Str(37)), amount)
@@ -67,12 +86,113 @@ func (a *Adapter) batchUpload(ctx context.Context, c *frontend.Conn, f *Frame, a
 		a.log.Error().Err(err).Str("tid", sit.TID).Str("stan", stan).Msg("cup: batch upload: journal not searched")
 		return a.uploadUnmatched(ctx, c, f, ans, sit, macf, message.RCSystemMalfunction, UploadJournalError, offline, "journal not searched")
 	}
+	if found == nil && offline {
+		return a.captureOffline(ctx, c, f, ans, sit, macf, s, amount)
+	}
 	if found == nil {
 		return a.uploadUnmatched(ctx, c, f, ans, sit, macf, message.RCOriginalNotFound, UploadNotInJournal, offline,
 			"no approved, unreversed transaction of this STAN and amount in the journal")
 	}
 	ans.Set(37, found.RRN)
 	return a.reply(ans, sit, message.RCApproved, macf, "")
+}
+
+// uploadSTAN is the STAN of the transaction an upload names: 61.2 when sent, else F11.
+func uploadSTAN(f *Frame) string {
+	if f61 := f.Str(61); len(f61) >= 12 {
+		return f61[6:12]
+	}
+	return f.Str(11)
+}
+
+// captureOffline hands an offline approval the journal does not hold to the pipeline
+// to capture, once the upload proves readable and sane: the card (F2, or a track 2),
+// an amount, the currency, no payment code, and the card's approval time (F13 + F12)
+// within the look-back. The pipeline's answer is the terminal's (its RRN and approval
+// code); one other than 00 is counted and logged as an unmatched upload (the pipeline
+// journaled it).
+func (a *Adapter) captureOffline(ctx context.Context, c *frontend.Conn, f *Frame, ans *Frame, sit Situation, macf MACFunc, s *session, amount int64) (frontend.Response, error) {
+	unmatched := func(rc, reason, why string) (frontend.Response, error) {
+		return a.uploadUnmatched(ctx, c, f, ans, sit, macf, rc, reason, true, why)
+	}
+	if amount <= 0 {
+		return unmatched(message.RCInvalidAmount, UploadInvalidAmount, "offline approval of no amount")
+	}
+	if cur := f.Str(49); cur != "" && (len(cur) != 3 || !isDigits(cur)) {
+		return unmatched(message.RCFormatError, UploadUnreadable, "currency (F49) is not 3 digits")
+	}
+	if strings.HasPrefix(f.Str(22), "03") || !f.Has(2) && !f.Has(35) {
+		return unmatched(message.RCFormatError, UploadUnreadable, "no card (F2 or F35): an offline approval is a card's")
+	}
+	now := a.cfg.Now()
+	at, err := message.ParseDE7(f.Str(13)+f.Str(12), now)
+	if err != nil || len(f.Str(13)) != 4 || len(f.Str(12)) != 6 {
+		return unmatched(message.RCFormatError, UploadUnreadable, "no valid time of the card's approval (F13 MMDD + F12 hhmmss)")
+	}
+	if now.Sub(at) > uploadLookBack || at.Sub(now) > offlineClockAhead {
+		return unmatched(message.RCInvalidTransaction, UploadOfflineStale,
+			"the card's approval of "+at.Format("01-02 15:04:05")+" is outside the upload look-back")
+	}
+	refuse := func(err error) (frontend.Response, error) {
+		var me *mapError
+		if errors.As(err, &me) {
+			return unmatched(me.rc, UploadUnreadable, me.Error())
+		}
+		return frontend.Response{}, err
+	}
+	track2, err := a.track2(ctx, f, sit.TID)
+	if err != nil {
+		return refuse(err)
+	}
+	s.mu.Lock()
+	identity := s.tlv
+	s.mu.Unlock()
+	m, err := toPipeline(f, offlineSale, s, identity, track2, nil, now)
+	if err != nil {
+		return refuse(err)
+	}
+	inner := *c
+	inner.Dialect = message.DialectASCII
+	inner.MACVerified = true // F64 verified by Process
+	resp, err := a.cfg.Offline.CaptureOffline(ctx, &inner, m.body)
+	if err != nil {
+		return frontend.Response{}, fmt.Errorf("cup: terminal %s: offline capture: %w", sit.TID, err)
+	}
+	pr, err := parseASCII(resp.Body)
+	if err != nil {
+		if resp.Sent != nil {
+			resp.Sent(false)
+		}
+		return frontend.Response{}, fmt.Errorf("cup: terminal %s: the pipeline's answer to an offline capture: %w", sit.TID, err)
+	}
+	rc := pr.Str(39)
+	ans.Set(37, pr.Str(37)).Set(38, pr.Str(38))
+	if rc != message.RCApproved {
+		if a.cfg.UploadUnmatched != nil {
+			a.cfg.UploadUnmatched(UploadOfflineRefused)
+		}
+		pan := message.MaskPAN(f.Str(2))
+		a.log.Warn().Str("tid", sit.TID).Str("stan", uploadSTAN(f)).Str("rrn", pr.Str(37)).Str("pan", pan).Int64("amount", amount).
+			Str("rc", rc).Str("reason", reasonOf(pr.Str(48))).Msg("cup: offline approval not captured: the terminal keeps it")
+	}
+	sit.forwarded = true // counted by the pipeline
+	out, err := a.replyFrame(ans, sit, rc, macf)
+	if err != nil {
+		if resp.Sent != nil {
+			resp.Sent(false)
+		}
+		return frontend.Response{}, err
+	}
+	return frontend.Response{Body: out, Sent: resp.Sent}, nil
+}
+
+// reasonOf is the reason (RS) of the pipeline's DE 48, "" when none.
+func reasonOf(de48 string) string {
+	tlv, err := message.ParseTLV(de48)
+	if err != nil {
+		return ""
+	}
+	return tlv.Reason
 }
 
 // journaled returns the terminal's approved, unreversed authorization, purchase,

@@ -110,3 +110,84 @@ func TestBatchUploadMatchesJournal(t *testing.T) {
 		t.Errorf("log has the clear PAN or not the masked one:\n%s", logs.String())
 	}
 }
+
+// offlinePipeline is the fake pipeline as the capturer of offline approvals: it
+// records the request and answers as the fake pipeline does (rc, RRN 000000000042).
+type offlinePipeline struct{ *fakePipeline }
+
+func (p offlinePipeline) CaptureOffline(ctx context.Context, c *frontend.Conn, body []byte) (frontend.Response, error) {
+	return p.Process(ctx, c, body)
+}
+
+// TestOfflineUploadCaptured: with a capturer, the upload of an offline approval
+// reaches the pipeline as the purchase it is (0200/000000), timed by the card (DE 7 =
+// F13 + F12, DE 12 and 13 the card's), under the STAN of 61.2, with the card and the
+// amount, and its answer (00, the record's RRN) is the terminal's. One the journal
+// already holds is answered 00 with its RRN without the pipeline (an upload sent
+// again). One without the card's time, of no amount or older than the look-back is
+// refused by the adapter (30, 13, 12) and journaled as a refusal; one the pipeline
+// refuses keeps the pipeline's code and is counted offline-refused.
+func TestOfflineUploadCaptured(t *testing.T) {
+	mak := []byte("0123456789ABCDEF")
+	now := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
+	const pan = "6225880212345678"
+	jr := recordsJournal{
+		{RRN: "000000000201", TID: "T0000001", MTI: "0200", ProcCode: "000000", STAN: "000031", Amount: 3100, RC: "00", Received: now.Add(-time.Hour), Offline: true},
+	}
+	p := &fakePipeline{}
+	refs := &fakeRefusals{}
+	counted := map[string]int{}
+	a := NewAdapter(Config{HSM: &fakeHSM{mak: mak}, Terminals: fakeTerminals{}, Journal: jr, Refusals: refs, Offline: offlinePipeline{p},
+		Now: func() time.Time { return now }, UploadUnmatched: func(reason string) { counted[reason]++ }}, p)
+	term := &Terminal{TID: "T0000001", MID: "000000000000001", mak: mak, batch: "000007",
+		TPDU: TPDU{0x60, 0, 3, 0, 0}, Header: Header{0x60, 0x31, 0, 0x31, 0, 0}}
+	conn := &frontend.Conn{Listener: "cup", Dialect: message.DialectCUP}
+	upload := func(stan string, amount int64, at time.Time, edit func(f *Frame)) *Frame {
+		t.Helper()
+		f, err := term.Build(Txn{Kind: "upload", PAN: pan, Expiry: "2912", Amount: amount, Offline: true, OrigSTAN: stan, ApprovedAt: at})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if edit != nil {
+			edit(f)
+		}
+		return exchange(t, a, conn, f, term.MACOf)
+	}
+	at := time.Date(2026, 12, 4, 18, 30, 15, 0, time.UTC)
+	ans := upload("000021", 5000, at, func(f *Frame) { f.Set(38, "A1B2C3") })
+	r := p.last()
+	if ans.Str(39) != "00" || ans.Str(37) != "000000000042" || ans.MTI() != "0330" || !ans.Has(64) || r == nil {
+		t.Fatalf("offline upload: %s (pipeline got %v)", Summary(ans), r != nil)
+	}
+	if r.MTI != "0200" || r.ProcCode != "000000" || r.DE7 != "1204183015" || r.LocalDate != "1204" || r.LocalTime != "183015" ||
+		r.STAN != "000021" || r.PAN != pan || r.Amount != 5000 || r.AuthCode != "A1B2C3" || r.Currency != "156" {
+		t.Errorf("the pipeline's request of the upload: %+v", r)
+	}
+	// Already captured (the journal holds it): 00 with its RRN, the pipeline not asked.
+	before := len(p.reqs)
+	if again := upload("000031", 3100, at, nil); again.Str(39) != "00" || again.Str(37) != "000000000201" || len(p.reqs) != before {
+		t.Errorf("upload of a captured approval: %s, %d requests to the pipeline", Summary(again), len(p.reqs)-before)
+	}
+	for _, c := range []struct {
+		name   string
+		amount int64
+		at     time.Time
+		edit   func(f *Frame)
+		rc     string
+	}{
+		{"without a valid time of the card's approval", 5000, at, func(f *Frame) { f.Set(13, "1340") }, "30"},
+		{"of no amount", 0, at, func(f *Frame) { f.Set(4, "000000000000") }, "13"},
+		{"older than the look-back", 5000, now.Add(-8 * 24 * time.Hour), nil, "12"},
+	} {
+		if ans := upload("000041", c.amount, c.at, c.edit); ans.Str(39) != c.rc {
+			t.Errorf("offline upload %s: %s, want %s", c.name, Summary(ans), c.rc)
+		}
+	}
+	if len(p.reqs) != before || len(refs.got) != 3 {
+		t.Errorf("refused uploads: %d reached the pipeline, %d journaled as refusals; want none and 3", len(p.reqs)-before, len(refs.got))
+	}
+	p.rc = "58"
+	if ans := upload("000051", 5000, at, nil); ans.Str(39) != "58" || counted[UploadOfflineRefused] != 1 {
+		t.Errorf("offline upload the pipeline refuses: %s, counted %v", Summary(ans), counted)
+	}
+}

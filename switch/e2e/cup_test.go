@@ -29,6 +29,8 @@ import (
 	"github.com/switchyard/switchyard/switch/config"
 	"github.com/switchyard/switchyard/switch/cup"
 	"github.com/switchyard/switchyard/switch/frontend"
+	"github.com/switchyard/switchyard/switch/issuersim"
+	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/message"
 	"github.com/switchyard/switchyard/switch/server"
 )
@@ -214,10 +216,8 @@ func TestCUPSettlement(t *testing.T) {
 	if bad.Str(39) != "95" || bad.Str(48)[30] != '2' {
 		t.Fatalf("unbalanced settlement: %s F48 %s", cup.Summary(bad), bad.Str(48))
 	}
-	// After the 95, the terminal uploads its batch: the journaled sale is 00, an
-	// amount the journal has not for that STAN is 25, and an offline approval, which
-	// the switch does not capture yet, 96 (the terminal keeps both), journaled as
-	// refused with the card masked and counted.
+	// After the 95, the terminal uploads its batch: the journaled sale is 00, and an
+	// amount the journal has not for that STAN is 25 (the terminal keeps it).
 	last := cupDo(t, term, cup.Txn{Kind: "sale", PAN: cupCard, Expiry: cupCardExp, Amount: 700, PIN: "1234"})
 	if last.Str(39) != "00" {
 		t.Fatalf("sale: %s", cup.Summary(last))
@@ -228,19 +228,76 @@ func TestCUPSettlement(t *testing.T) {
 	if up := cupDo(t, term, cup.Txn{Kind: "upload", PAN: cupCard, Expiry: cupCardExp, Amount: 701, OrigSTAN: last.Str(11)}); up.Str(39) != "25" {
 		t.Fatalf("batch upload of a sale the journal lacks: %s", cup.Summary(up))
 	}
-	off := cupDo(t, term, cup.Txn{Kind: "upload", PAN: cupCard, Expiry: cupCardExp, Amount: 1200, Offline: true})
-	if off.Str(39) != "96" || off.Str(37) == "" {
+}
+
+// TestCUPOfflineUploadCaptured: the upload of an EMV offline approval (0320, 60.1 =
+// 36) is captured: answered 00, journaled once as an approved purchase the card
+// decided (offline), advised to the issuer (0220, which the issuer simulator gets
+// without being asked to authorize), and counted by the next settlement. The same
+// upload sent again (its answer lost) is 00 with the same RRN, without a second
+// record or advice. One without a valid time of the card's approval is refused 30,
+// journaled as a refusal and counted.
+func TestCUPOfflineUploadCaptured(t *testing.T) {
+	f := startCUP(t)
+	term := cupTerminal(t, f, "003", cupHome)
+	sale := cupDo(t, term, cup.Txn{Kind: "sale", PAN: cupCard, Expiry: cupCardExp, Amount: 1000, PIN: "1234"})
+	if sale.Str(39) != "00" {
+		t.Fatalf("sale: %s", cup.Summary(sale))
+	}
+	tx := cup.Txn{Kind: "upload", PAN: cupCard, Expiry: cupCardExp, Amount: 1200, Offline: true, STAN: "400001", ApprovedAt: time.Now().Add(-3 * time.Hour)}
+	off := cupDo(t, term, tx)
+	if off.Str(39) != "00" || off.MTI() != "0330" || off.Str(37) == "" || !off.Has(64) {
 		t.Fatalf("batch upload of an offline approval: %s", cup.Summary(off))
 	}
 	rec, err := f.s.Journal.Get(off.Str(37))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rec.RC != "96" || rec.Approved() || rec.Amount != 1200 || rec.PANMasked != message.MaskPAN(cupCard) || rec.Reason != "batch-upload-"+cup.UploadOfflineNotCaptured {
-		t.Errorf("offline upload's record %+v", rec)
+	if !rec.Offline || rec.DecidedBy != "card" || rec.Type != "purchase" || !rec.Approved() || rec.Amount != 1200 ||
+		rec.PANMasked != message.MaskPAN(cupCard) || rec.STAN != "400001" {
+		t.Errorf("offline capture's record %+v", rec)
 	}
-	if n := testutil.ToFloat64(f.s.Metrics.CUPUploadsUnmatched.WithLabelValues(cup.UploadOfflineNotCaptured)); n != 1 {
-		t.Errorf("switchyard_cup_batch_uploads_unmatched_total{reason=offline-not-captured} = %v, want 1", n)
+	if e := waitAdvice(t, f, off.Str(37), "offline approval advice", func(e issuersim.Entry) bool { return e.Advices >= 1 }); e.Requests != 0 || e.Amount != 1200 {
+		t.Errorf("the issuer's ledger of the offline approval: %+v, want one advice of 1200 and no authorization", e)
+	}
+	again := cupDo(t, term, tx)
+	if again.Str(39) != "00" || again.Str(37) != off.Str(37) {
+		t.Errorf("the same upload again: %s, want 00 with RRN %s", cup.Summary(again), off.Str(37))
+	}
+	n := 0
+	if err := f.s.Journal.Scan(t.Context(), journal.Query{TID: "T0000001"}, func(r *journal.Record) bool {
+		if r.Offline && r.Approved() {
+			n++
+		}
+		return true
+	}); err != nil || n != 1 {
+		t.Errorf("%d approved offline records (%v), want one", n, err)
+	}
+	if e := f.sim().Ledger()[off.Str(37)]; e.Advices != 1 {
+		t.Errorf("the issuer got %d advices of the offline approval, want one", e.Advices)
+	}
+	// Unreadable: no valid time of the card's approval.
+	bad, err := term.Build(cup.Txn{Kind: "upload", PAN: cupCard, Expiry: cupCardExp, Amount: 800, Offline: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad.Set(13, "1340")
+	ans, err := term.Exchange(bad, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ans.Str(39) != "30" || ans.Str(37) == "" {
+		t.Fatalf("offline upload without a valid approval time: %s", cup.Summary(ans))
+	}
+	if r, err := f.s.Journal.Get(ans.Str(37)); err != nil || r.Approved() || r.Reason != "batch-upload-"+cup.UploadUnreadable {
+		t.Errorf("refused upload's record %+v (%v)", r, err)
+	}
+	if n := testutil.ToFloat64(f.s.Metrics.CUPUploadsUnmatched.WithLabelValues(cup.UploadUnreadable)); n != 1 {
+		t.Errorf("switchyard_cup_batch_uploads_unmatched_total{reason=unreadable} = %v, want 1", n)
+	}
+	// Settlement counts the sale and the offline capture.
+	if ok := cupDo(t, term, cup.Txn{Kind: "settlement", Totals: message.BatchTotals{PurchaseCount: 2, PurchaseSum: 2200}}); ok.Str(39) != "00" {
+		t.Errorf("settlement with the offline capture: %s F48 %s", cup.Summary(ok), ok.Str(48))
 	}
 }
 

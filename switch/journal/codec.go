@@ -77,7 +77,7 @@ func (r *Record) AppendBinary(b []byte) ([]byte, error) {
 	// by decoders older than them, so the version stays 1.
 	// Each optional field is written when it or one after it is set, so that the
 	// decoder reads them in order.
-	var set = [...]bool{r.Label != "", r.QR != "", r.CompletedBy != "", r.KSN != "", r.Rev != 0, r.RefundedTo != 0, r.OwedBy != "", r.Requested != 0}
+	var set = [...]bool{r.Label != "", r.QR != "", r.CompletedBy != "", r.KSN != "", r.Rev != 0, r.RefundedTo != 0, r.OwedBy != "", r.Requested != 0, r.Offline}
 	n := 0 // how many are written: up to the last one set
 	for i, v := range set {
 		if v {
@@ -107,6 +107,9 @@ func (r *Record) AppendBinary(b []byte) ([]byte, error) {
 	}
 	if n > 7 {
 		e.int(r.Requested)
+	}
+	if n > 8 {
+		e.int(1) // Offline: written only when set (the last optional field)
 	}
 	return e.b, nil
 }
@@ -229,6 +232,9 @@ func (r *Record) UnmarshalBinary(b []byte) error {
 	}
 	if d.err == nil && len(d.b) > 0 {
 		r.Requested = d.int()
+	}
+	if d.err == nil && len(d.b) > 0 {
+		r.Offline = d.int() == 1
 	}
 	if d.err != nil {
 		return fmt.Errorf("journal record %s: %w", r.RRN, d.err)

@@ -224,3 +224,44 @@ func TestCodecRequested(t *testing.T) {
 		t.Fatalf("Requested alone: back %+v: %v", back, err)
 	}
 }
+
+// TestCodecOffline: the mark of a captured offline approval survives the codec, alone
+// and after Requested; a record without it encodes as before (the same bytes), and an
+// older record (without the field) reads as not offline.
+func TestCodecOffline(t *testing.T) {
+	r := sample("100000000005", time.Unix(1700000000, 0), "T0000001")
+	plain, err := r.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Offline = true
+	alone, err := r.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back Record
+	if err := back.UnmarshalBinary(alone); err != nil || !back.Offline || back.Requested != 0 || back.Label != "" {
+		t.Fatalf("Offline alone: back %+v: %v", back, err)
+	}
+	back = Record{}
+	if err := back.UnmarshalBinary(plain); err != nil || back.Offline {
+		t.Fatalf("without Offline: back %+v: %v", back, err)
+	}
+	r.Requested, r.OwedBy = 900, "3"
+	both, err := r.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back = Record{}
+	if err := back.UnmarshalBinary(both); err != nil || !back.Offline || back.Requested != 900 || back.OwedBy != "3" {
+		t.Fatalf("Offline after Requested: back %+v: %v", back, err)
+	}
+	r.Offline = false
+	again, err := r.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(again) >= len(both) {
+		t.Errorf("a record without Offline encodes to %d bytes, with it %d: the field is written when not set", len(again), len(both))
+	}
+}

@@ -160,6 +160,14 @@ type Record struct {
 	// ceilings, velocity sums and batch totals count. 0 otherwise. Encoded after
 	// OwedBy, only when set.
 	Requested int64 `json:"requested,omitempty"`
+	// Offline marks a purchase the card approved offline (EMV) that its terminal
+	// uploaded afterwards (the cup dialect's 0320, docs/cup-dialect.md): the switch
+	// captured it without an authorization, its issuer was advised (0220 through the
+	// store-and-forward queue), and DecidedBy is "card" on its approval. Such an
+	// approval is never reversed for an answer the terminal did not get: the terminal
+	// uploads it again and is answered as before. Encoded after Requested, only when
+	// set.
+	Offline bool `json:"offline,omitempty"`
 }
 
 // RequestedAmount is the amount the terminal asked for: Requested on a partial

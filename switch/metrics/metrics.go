@@ -36,7 +36,7 @@ type Metrics struct {
 	RuleHits        *prometheus.CounterVec   // risk rule hits by rule, mode (enforce, shadow)
 	// CUPUploadsUnmatched counts the cup batch uploads (0320) answered other than 00,
 	// by reason (cup.Upload*): transactions the terminal keeps and an operator
-	// reconciles, offline approvals the switch does not capture yet among them.
+	// reconciles, offline approvals the switch refused to capture among them.
 	CUPUploadsUnmatched *prometheus.CounterVec
 }
 
@@ -79,7 +79,7 @@ func New() *Metrics {
 		}, []string{"listener", "reason"}),
 		CUPUploadsUnmatched: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchyard_cup_batch_uploads_unmatched_total",
-			Help: "cup batch uploads (0320) answered other than 00 (the terminal keeps the transaction), by reason: offline-not-captured, not-in-journal, unreadable, journal-error.",
+			Help: "cup batch uploads (0320) answered other than 00 (the terminal keeps the transaction), by reason: not-in-journal, unreadable, journal-error, and for offline approvals offline-refused (by the pipeline's checks), offline-out-of-window, invalid-amount, offline-not-captured (no capturer configured).",
 		}, []string{"reason"}),
 		ProtoErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchyard_protocol_errors_total", Help: "Protocol errors that closed a terminal connection, by listener and reason.",

@@ -424,6 +424,9 @@ type txn struct {
 	start   time.Time
 	issuer  string
 	written bool // the record has been written once
+	// offline: a purchase the card approved offline, uploaded to be captured
+	// (CaptureOffline), not authorized.
+	offline bool
 	// dupAtSent: dup is finished once the answer's delivery is known (sent), not
 	// when the outcome is journaled: an approval whose answer is not delivered is
 	// reversed, and a duplicate told "approved" meanwhile would be told of an
@@ -734,6 +737,9 @@ func (p *Pipeline) financial(ctx context.Context, t *txn) (frontend.Response, er
 	if err := p.newRecord(t); err != nil {
 		return p.systemError(t, err)
 	}
+	if t.offline {
+		return p.captureOffline(ctx, t)
+	}
 	res, declined, err := p.checkTerminal(ctx, t, t.macOK, registry.CheckFinancial)
 	if declined != nil || err != nil {
 		return *declined, err
@@ -994,8 +1000,9 @@ func (p *Pipeline) respond(ctx context.Context, t *txn, rc, auth, by, reason str
 		// Never an approval without its record: one given (by the issuer, a
 		// stand-in whose advice is queued, or a completion whose advice is queued)
 		// is taken back. A completion answered otherwise than approved leaves its
-		// pre-authorization open to another, so its 0220 must be reversed.
-		if reversibleApproval(rec) || rec.Type == "completion" && rec.Approved() && !rec.Reversed() {
+		// pre-authorization open to another, so its 0220 must be reversed; so must an
+		// offline capture's, whose upload comes again.
+		if reversibleApproval(rec) || (rec.Type == "completion" || rec.Offline) && rec.Approved() && !rec.Reversed() {
 			p.undoApproval(t, err)
 		}
 		return p.journalFailed(ctx, t, err)

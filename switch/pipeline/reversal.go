@@ -101,10 +101,13 @@ func (p *Pipeline) originalData(rec *journal.Record) string {
 }
 
 // issuerMTI is the MTI of the message the issuer got for rec: a stand-in approval
-// reached it as its advice (0120 for a pre-authorization, else 0220), every other
-// record as its own MTI (a completion's is its advice's, 0220).
+// reached it as its advice (0120 for a pre-authorization, else 0220), as did an
+// offline approval (0220), every other record as its own MTI (a completion's is its
+// advice's, 0220).
 func issuerMTI(rec *journal.Record) string {
 	switch {
+	case rec.Offline:
+		return "0220" // an offline approval reached it as its advice
 	case !rec.StandIn:
 		return rec.MTI
 	case rec.MTI == "0100":
@@ -352,9 +355,12 @@ func (p *Pipeline) reversedBeforeArrival(ctx context.Context, t *txn, rev string
 }
 
 // reversibleApproval reports whether rec is an approval the switch reverses when the
-// terminal may not have heard of it (undelivered, or in doubt after a crash).
+// terminal may not have heard of it (undelivered, or in doubt after a crash). An
+// offline approval the switch captured (offline.go) is not: the card approved it and
+// the goods are gone; a terminal that did not hear of the capture uploads it again
+// and is answered 00 once more.
 func reversibleApproval(rec *journal.Record) bool {
-	return rec.Approved() && !rec.Reversed() &&
+	return rec.Approved() && !rec.Reversed() && !rec.Offline &&
 		(rec.Type == "purchase" || rec.Type == "preauth" || rec.Type == "refund")
 }
 

@@ -15,7 +15,7 @@ func newCUPAdapter(lc config.Listener, s *Server) *cup.Adapter {
 	if s.cupSessions == nil {
 		s.cupSessions = cup.NewSessions()
 	}
-	cfg := cup.Config{HSM: cupHSM(s.HSM), KeyVersion: s.currentKeyVersion, Terminals: s.Registry, KeyGrace: s.cfg.Security.KeyGrace.D(), Now: s.cfg.Clock, Sessions: s.cupSessions, Journal: s.Journal, Refusals: s.Pipeline, NextRRN: s.Pipeline.NextRRN,
+	cfg := cup.Config{HSM: cupHSM(s.HSM), KeyVersion: s.currentKeyVersion, Terminals: s.Registry, KeyGrace: s.cfg.Security.KeyGrace.D(), Now: s.cfg.Clock, Sessions: s.cupSessions, Journal: s.Journal, Refusals: s.Pipeline, Offline: s.Pipeline, NextRRN: s.Pipeline.NextRRN,
 		Logger:          s.log.With().Str("component", "cup").Str("listener", lc.Name).Logger(),
 		Answered:        func(mti, rc string) { s.Metrics.Transactions.WithLabelValues(mti, rc, "", "cup").Inc() },
 		UploadUnmatched: func(reason string) { s.Metrics.CUPUploadsUnmatched.WithLabelValues(reason).Inc() }}
