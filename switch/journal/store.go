@@ -189,8 +189,8 @@ type Store struct {
 
 	onSync     func(batch int, d time.Duration)
 	onIndexErr func(error)
-	onVersion  func(Version)
-	ver        uint64 // the last version handed out (committer only)
+	onVersion  atomic.Pointer[func(Version)] // OnVersion's
+	ver        uint64                        // the last version handed out (committer only)
 
 	rrn  rrnSeq   // durable.go
 	pend pending  // read.go: frames committed but not indexed yet
@@ -351,8 +351,9 @@ func (s *Store) OnIndexError(f func(error)) { s.onIndexErr = f }
 // once the version is committed and readable and before its writer is told: a
 // query that starts after the function was told of a version finds that version
 // or a later one. It runs on the committer, which waits for it: it must be quick
-// and must not wait for a journal write. Set it before the first write.
-func (s *Store) OnVersion(f func(Version)) { s.onVersion = f }
+// and must not wait for a journal write. Versions written before it is set are
+// not told (a query finds them).
+func (s *Store) OnVersion(f func(Version)) { s.onVersion.Store(&f) }
 
 // Version is what OnVersion tells of a record version: what the record counts for
 // in a merchant's sums (an approved purchase, less what was reversed or refunded).

@@ -102,7 +102,7 @@ func (s *Store) newReq(rec *Record, buf *[]byte, first bool) (*writeReq, error) 
 		return nil, fmt.Errorf("journal: record %s encodes to %d bytes, more than a log frame holds (%d)", rec.RRN, len(b), wal.MaxFrame)
 	}
 	req := &writeReq{rec: b, buf: buf, rrn: rec.RRN, first: first, tid: rec.TID, at: rec.Received}
-	if s.onVersion != nil {
+	if s.onVersion.Load() != nil {
 		req.v, req.hasV = versionOf(rec), true
 	}
 	if rec.OwedBy != "" { // rare: a reversal advice owed (index of owed reversals)
@@ -207,10 +207,10 @@ func (s *Store) commitGroup(batch []*writeReq) {
 	err := s.commit(batch)
 	if err == nil {
 		s.publish(batch)
-		if s.onVersion != nil {
+		if f := s.onVersion.Load(); f != nil {
 			for _, r := range batch {
 				if r.hasV {
-					s.onVersion(r.v)
+					(*f)(r.v)
 				}
 			}
 		}
