@@ -214,6 +214,13 @@ func (ms *merchantSums) seed(ctx context.Context, h *merchantHold, mid string, f
 			break
 		}
 	}
+	// Built apart, so that the journal's committer (observe) does not wait for it.
+	built := &merchantHold{from: from, recs: map[string]sumEntry{}, hours: map[int64]*hourSum{}}
+	if err == nil {
+		for rrn, e := range recs {
+			built.set(rrn, e)
+		}
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	told := h.seeding
@@ -221,12 +228,8 @@ func (ms *merchantSums) seed(ctx context.Context, h *merchantHold, mid string, f
 	if err != nil {
 		return err
 	}
+	h.recs, h.hours, h.from, h.seeded = built.recs, built.hours, from, true
 	for rrn, e := range told {
-		recs[rrn] = e
-	}
-	h.recs, h.hours = map[string]sumEntry{}, map[int64]*hourSum{}
-	h.from, h.seeded = from, true
-	for rrn, e := range recs {
 		h.set(rrn, e)
 	}
 	return nil
