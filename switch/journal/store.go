@@ -189,7 +189,8 @@ type Store struct {
 
 	onSync     func(batch int, d time.Duration)
 	onIndexErr func(error)
-	ver        uint64 // the last version handed out (committer only)
+	onVersion  atomic.Pointer[func(Version)] // OnVersion's
+	ver        uint64                        // the last version handed out (committer only)
 
 	rrn  rrnSeq   // durable.go
 	pend pending  // read.go: frames committed but not indexed yet
@@ -344,6 +345,31 @@ func (s *Store) OnSync(f func(batch int, d time.Duration)) { s.onSync = f }
 // indexer retries every second; the entries stay readable from memory meanwhile).
 // Set it before the first write.
 func (s *Store) OnIndexError(f func(error)) { s.onIndexErr = f }
+
+// OnVersion sets a function told of every record version written through this
+// store (a cluster node's own and, as its applier writes them, the other nodes'),
+// once the version is committed and readable and before its writer is told: a
+// query that starts after the function was told of a version finds that version
+// or a later one. It runs on the committer, which waits for it: it must be quick
+// and must not wait for a journal write. Versions written before it is set are
+// not told (a query finds them).
+func (s *Store) OnVersion(f func(Version)) { s.onVersion.Store(&f) }
+
+// Version is what OnVersion tells of a record version: what the record counts for
+// in a merchant's sums (an approved purchase, less what was reversed or refunded).
+type Version struct {
+	RRN, TID, Type   string
+	Received         time.Time
+	Amount, Refunded int64
+	// Approved and Reversed are the record's Approved() and Reversed().
+	Approved, Reversed bool
+}
+
+// versionOf is what OnVersion is told of rec.
+func versionOf(rec *Record) Version {
+	return Version{RRN: rec.RRN, TID: rec.TID, Type: rec.Type, Received: rec.Received, Amount: rec.Amount, Refunded: rec.Refunded,
+		Approved: rec.Approved(), Reversed: rec.Reversed()}
+}
 
 // WriteRate returns the writes a second into the group commit, as its committer last
 // measured them, and whether groups then gather for the Window (wal.Committer.Rate).

@@ -38,6 +38,10 @@ type writeReq struct {
 	ptr   wal.Ptr
 	end   wal.Pos
 	kvErr error // Badger refused the keys (they are in the log; the indexer sets them)
+	// v is what OnVersion is told of the record once it is readable (hasV: a
+	// function is set and this is a record version).
+	v    Version
+	hasV bool
 }
 
 var donePool = sync.Pool{New: func() any { return make(chan error, 1) }}
@@ -98,6 +102,9 @@ func (s *Store) newReq(rec *Record, buf *[]byte, first bool) (*writeReq, error) 
 		return nil, fmt.Errorf("journal: record %s encodes to %d bytes, more than a log frame holds (%d)", rec.RRN, len(b), wal.MaxFrame)
 	}
 	req := &writeReq{rec: b, buf: buf, rrn: rec.RRN, first: first, tid: rec.TID, at: rec.Received}
+	if s.onVersion.Load() != nil {
+		req.v, req.hasV = versionOf(rec), true
+	}
 	if rec.OwedBy != "" { // rare: a reversal advice owed (index of owed reversals)
 		req.owed, req.owedDone = rec.OwedBy, rec.Reversed()
 	}
@@ -200,6 +207,13 @@ func (s *Store) commitGroup(batch []*writeReq) {
 	err := s.commit(batch)
 	if err == nil {
 		s.publish(batch)
+		if f := s.onVersion.Load(); f != nil {
+			for _, r := range batch {
+				if r.hasV {
+					(*f)(r.v)
+				}
+			}
+		}
 	} else {
 		s.commitFailures.Add(1)
 		for _, r := range batch {

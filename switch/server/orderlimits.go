@@ -17,10 +17,14 @@ import (
 // is known to the network only, the terminal sent nothing). So the registry's own
 // bars are checked here, once the amount is known, before the book decides the
 // payment: the terminal and its merchant active, the merchant's per-transaction
-// limit, and its daily limit over the journal's last 24 hours (the window of the
-// rules' velocity.merchant_sum_24h). A payment that fails them is refused: the book
-// takes it as late, and it is journaled and refunded like a payment of another
-// amount.
+// limit, and its daily and monthly limits over the last 24 hours and 30 days (the
+// windows of the rules' velocity.merchant_sum_24h and merchant_sum_30d), summed as
+// ordersums.go keeps them. A payment that fails them is refused: the book takes it
+// as late, and it is journaled and refunded like a payment of another amount.
+// Limits.DailyCount is not checked: no rule enforces it for a card either, nor says
+// what it counts. A merchant's notifications are checked one at a time on a node
+// (refusal's hold); across a cluster's nodes its sums agree once each node's
+// journal has applied the other's records.
 
 // orderRegistry is the part of the registry the checks read.
 type orderRegistry interface {
@@ -37,69 +41,139 @@ type orderHistory interface {
 // Reasons a notified payment is refused (qrorder.Order.Refused; the note of its
 // journal record's reversal).
 const (
-	refuseTerminal    = "terminal-not-active"
-	refuseMerchant    = "merchant-not-active"
-	refuseUnknown     = "merchant-unknown"
-	refuseSingleLimit = "merchant-single-limit"
-	refuseDailyLimit  = "merchant-daily-limit"
+	refuseTerminal     = "terminal-not-active"
+	refuseMerchant     = "merchant-not-active"
+	refuseUnknown      = "merchant-unknown"
+	refuseSingleLimit  = "merchant-single-limit"
+	refuseDailyLimit   = "merchant-daily-limit"
+	refuseMonthlyLimit = "merchant-monthly-limit"
 )
 
-// dailyLimitWindow is the window of a merchant's daily limit.
-const dailyLimitWindow = 24 * time.Hour
+// dailyLimitWindow and monthlyLimitWindow are the windows of a merchant's daily and
+// monthly limits: rolling 24 hours and 30 days, as the rules' merchant_sum_24h and
+// merchant_sum_30d (rules/10-limits.yaml).
+const (
+	dailyLimitWindow   = 24 * time.Hour
+	monthlyLimitWindow = 30 * 24 * time.Hour
+)
 
-// refusal says why the merchant of open order o cannot take a payment of amount at
-// at ("": it can). Without a registry (tests of other parts) nothing is refused. An
+// orderHooks are called by a notification, for tests: locking before it takes its
+// merchant's lock, checked once it holds it and its checks passed.
+type orderHooks struct {
+	locking, checked func(orderID string)
+}
+
+// limitHold is a merchant's lock as refusal leaves it held: until the
+// notification's decision is journaled, so that the merchant's next check sees it.
+// A nil hold holds nothing.
+type limitHold struct {
+	sums *merchantSums
+	h    *merchantHold
+}
+
+// paid counts the payment of order id, paid at at, in the merchant's sums (before
+// its journal record is written: a check after release sees it either way).
+func (l *limitHold) paid(id string, at time.Time, amount int64) {
+	if l != nil {
+		l.h.note(id, at, amount)
+	}
+}
+
+// release gives the merchant's lock back.
+func (l *limitHold) release() {
+	if l != nil {
+		l.sums.release(l.h)
+	}
+}
+
+// merchantSums returns the desk's sums, made on first use if the desk was made
+// without (tests of the checks alone).
+func (d *orderDesk) merchantSums() *merchantSums {
+	d.sumsOnce.Do(func() {
+		if d.sums == nil {
+			d.sums = newMerchantSums(d.reg, d.hist)
+		}
+	})
+	return d.sums
+}
+
+// refusal says why the merchant of open order o cannot take a payment of amount
+// now ("": it can; the time is read once the merchant's lock is held). Without a registry (tests of other parts) nothing is refused. An
 // error (the journal could not be read) is not a refusal: the notification is
-// answered 500 and repeated.
-func (d *orderDesk) refusal(ctx context.Context, o qrorder.Order, amount int64, at time.Time) (string, error) {
+// answered 500 and repeated. When the merchant has a daily or monthly limit, the
+// returned hold keeps its lock (other merchants' notifications go on): the caller
+// releases it once the payment is journaled (paid or refunded), so that two
+// notifications of the merchant on this node cannot both pass a limit only one of
+// them fits.
+func (d *orderDesk) refusal(ctx context.Context, o qrorder.Order, amount int64, now func() time.Time) (string, *limitHold, error) {
 	if d.reg == nil {
-		return "", nil
+		return "", nil, nil
 	}
 	t, ok := d.reg.Terminal(o.TID)
 	if !ok {
-		return refuseUnknown, nil
+		return refuseUnknown, nil, nil
 	}
 	if t.Status != registry.TerminalActive {
-		return refuseTerminal, nil
+		return refuseTerminal, nil, nil
 	}
 	m, ok := d.reg.Merchant(t.MerchantID)
 	if !ok {
-		return refuseUnknown, nil
+		return refuseUnknown, nil, nil
 	}
 	if m.Status != registry.MerchantActive {
-		return refuseMerchant, nil
+		return refuseMerchant, nil, nil
 	}
 	if m.Limits.PerTransaction > 0 && amount > m.Limits.PerTransaction {
-		return refuseSingleLimit, nil
+		return refuseSingleLimit, nil, nil
 	}
-	if m.Limits.Daily <= 0 || d.hist == nil {
-		return "", nil
+	if (m.Limits.Daily <= 0 && m.Limits.Monthly <= 0) || d.hist == nil {
+		return "", nil, nil
 	}
-	sum, err := d.merchantSum(ctx, m.ID, o.ID, at.Add(-dailyLimitWindow), at)
+	if d.hooks.locking != nil {
+		d.hooks.locking(o.ID)
+	}
+	sums := d.merchantSums()
+	hold := &limitHold{sums: sums, h: sums.acquire(m.ID, now())}
+	// The window ends once the lock is held: a payment of the merchant paid while
+	// this notification waited for it is in.
+	at := now()
+	reason, err := d.overLimits(ctx, hold.h, m, o.ID, amount, at)
 	if err != nil {
-		return "", fmt.Errorf("qr order %s: the daily limit of merchant %s: %w", o.ID, m.ID, err)
+		hold.release()
+		return "", nil, fmt.Errorf("qr order %s: the limits of merchant %s: %w", o.ID, m.ID, err)
 	}
-	if sum+amount > m.Limits.Daily {
-		return refuseDailyLimit, nil
+	if reason == "" && d.hooks.checked != nil {
+		d.hooks.checked(o.ID)
 	}
-	return "", nil
+	return reason, hold, nil
 }
 
-// merchantSum adds up the approved purchases and pre-authorizations, less what was
-// reversed or refunded of them, of merchant mid's terminals received in [from, to),
-// leaving out the record of order id (a repeat's).
-func (d *orderDesk) merchantSum(ctx context.Context, mid, id string, from, to time.Time) (int64, error) {
-	var sum int64
-	for _, t := range d.reg.Terminals(registry.TerminalFilter{MerchantID: mid}) {
-		err := d.hist.Scan(ctx, journal.Query{TID: t.ID, From: from, To: to}, func(r *journal.Record) bool {
-			if r.RRN != id && (r.Type == "purchase" || r.Type == "preauth") && r.Approved() && !r.Reversed() {
-				sum += r.Amount - r.Refunded
-			}
-			return true
-		})
+// overLimits says which of merchant m's daily and monthly limits a payment of
+// amount at at would pass (its sums leaving out order id's record): "" for none.
+// The caller holds h.
+func (d *orderDesk) overLimits(ctx context.Context, h *merchantHold, m *registry.Merchant, id string, amount int64, at time.Time) (string, error) {
+	keep := at.Add(-dailyLimitWindow)
+	if m.Limits.Monthly > 0 {
+		keep = at.Add(-monthlyLimitWindow)
+	}
+	sums := d.merchantSums()
+	if m.Limits.Daily > 0 {
+		sum, err := sums.sum(ctx, h, m.ID, id, keep, at.Add(-dailyLimitWindow), at)
 		if err != nil {
-			return 0, fmt.Errorf("terminal %s: %w", t.ID, err)
+			return "", fmt.Errorf("daily: %w", err)
+		}
+		if sum+amount > m.Limits.Daily {
+			return refuseDailyLimit, nil
 		}
 	}
-	return sum, nil
+	if m.Limits.Monthly > 0 {
+		sum, err := sums.sum(ctx, h, m.ID, id, keep, at.Add(-monthlyLimitWindow), at)
+		if err != nil {
+			return "", fmt.Errorf("monthly: %w", err)
+		}
+		if sum+amount > m.Limits.Monthly {
+			return refuseMonthlyLimit, nil
+		}
+	}
+	return "", nil
 }

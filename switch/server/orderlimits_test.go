@@ -49,7 +49,7 @@ type fakeHistory []*journal.Record
 
 func (h fakeHistory) Scan(_ context.Context, q journal.Query, fn func(*journal.Record) bool) error {
 	for _, r := range h {
-		if r.TID == q.TID && !r.Received.Before(q.From) && r.Received.Before(q.To) && !fn(r) {
+		if r.TID == q.TID && !r.Received.Before(q.From) && (q.To.IsZero() || r.Received.Before(q.To)) && !fn(r) {
 			return nil
 		}
 	}

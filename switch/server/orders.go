@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -47,6 +48,12 @@ type orderDesk struct {
 	// checks nothing.
 	reg  orderRegistry
 	hist orderHistory
+	// sums keep the merchants' sums for their daily and monthly limits, and their
+	// locks (ordersums.go); made on first use when nil (merchantSums).
+	sums     *merchantSums
+	sumsOnce sync.Once
+	// hooks are for tests; zero in production.
+	hooks orderHooks
 	// marks note the payments that may be owed to the journal (orderowed.go); nil
 	// notes nothing.
 	marks *orderMarks
@@ -125,7 +132,12 @@ func (s *Server) newOrderDesk() (*orderDesk, error) {
 			cfg.Connectors = append(cfg.Connectors, c)
 		}
 	}
-	return &orderDesk{book: book, cfg: cfg, now: now, notified: notified, reg: s.Registry, hist: s.Journal,
+	// The merchants' sums for their limits are kept by every record version this
+	// node's journal writes, its own and, in a cluster, the other nodes' as it
+	// applies them.
+	sums := newMerchantSums(s.Registry, s.Journal)
+	s.Journal.OnVersion(sums.observe)
+	return &orderDesk{book: book, cfg: cfg, now: now, notified: notified, reg: s.Registry, hist: s.Journal, sums: sums,
 		marks:  &orderMarks{db: s.db, persist: s.Journal.PutDurable},
 		secret: secret, log: s.log.With().Str("component", "qr-orders").Logger()}, nil
 }
@@ -268,9 +280,14 @@ func (d *orderDesk) notify(w http.ResponseWriter, r *http.Request) {
 	}
 	pay := qrorder.Payment{Network: n.Network, Connector: conn, TransactionID: n.TransactionID, Amount: n.TotalFee, Currency: n.Currency}
 	// The merchant's checks, now that the amount is known, on an order the payment
-	// would pay (the book decides the rest: an expired order, another amount).
+	// would pay (the book decides the rest: an expired order, another amount). A
+	// merchant with a daily or monthly limit stays locked on this node until the
+	// decision is journaled (or, paid, counted in its sums), so that its next
+	// notification's check sees this payment.
+	var hold *limitHold
+	defer func() { hold.release() }()
 	if cur, err := d.book.Get(n.OrderID); err == nil && cur.State == qrorder.Open {
-		if pay.Refused, err = d.refusal(ctx, cur, n.TotalFee, d.now()); err != nil {
+		if pay.Refused, hold, err = d.refusal(ctx, cur, n.TotalFee, d.now); err != nil {
 			d.count(n.Network, noteError)
 			d.log.Error().Err(err).Str("order", n.OrderID).Msg("payment notification not checked: the network will repeat it")
 			answer(http.StatusInternalServerError, wallet.Result{Result: wallet.Fail, ErrCode: "SYSTEMERROR"})
@@ -278,6 +295,11 @@ func (d *orderDesk) notify(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	o, outcome, err := d.book.Pay(ctx, n.OrderID, pay)
+	if err == nil && o.TransactionID == n.TransactionID && o.State == qrorder.Paid {
+		// Counted before the journal write, which may fail (the network repeats
+		// the notification, or the sweep journals the payment): the book has it.
+		hold.paid(o.ID, o.PaidAt, o.PaidAmount)
+	}
 	switch {
 	case errors.Is(err, qrorder.ErrNotFound):
 		// A payer paid an order the switch does not have: the network holds the
