@@ -23,7 +23,8 @@ import (
 // the only defence is to stop growing before the disk is full: below journal.min_free_mb
 // of free space the journal refuses new records (journal.Store.RefuseNew), new
 // transactions are declined 91 journal-unavailable, /readyz answers 503 saying why,
-// and a log line says what to do; what is in flight finishes in the room left. Once a
+// and a log line says what to do; what is in flight finishes in the room left, and
+// the reversals and voids of earlier approvals go on (journal.Record.TakesBack). Once a
 // quarter more than the minimum is free again, all of it turns back by itself.
 //
 // It cannot stop another process from taking the last block between two looks
