@@ -355,6 +355,8 @@ type Journal struct {
 	// the room left for what is in flight (their final versions, reversals, the
 	// store-and-forward queue) and for Badger, which crashes the process with SIGBUS
 	// when the disk fills under its memory-mapped files (docs/wire.md, "A full disk").
+	// With less than a quarter of it free the switch does not start: it exits with
+	// an error saying so before it opens its database.
 	MinFreeMB int `yaml:"min_free_mb"`
 }
 

@@ -109,6 +109,21 @@ func (p *switchProc) start() {
 // admin server and for the line that says its signal handlers are in place, and
 // reports whether all three are there and /readyz answers 200.
 func (p *switchProc) serving(logFile string) bool {
+	if !p.listening(logFile) {
+		return false
+	}
+	resp, err := http.Get("http://" + p.adminAddr + "/readyz")
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// listening is serving but for /readyz: the switch's log has the addresses of the
+// ascii listener and the admin server and the line that says its signal handlers are
+// in place. A switch started on a full disk listens but is not ready.
+func (p *switchProc) listening(logFile string) bool {
 	b, err := os.ReadFile(logFile)
 	if err != nil {
 		p.t.Fatal(err)
@@ -128,15 +143,7 @@ func (p *switchProc) serving(logFile string) bool {
 			handlers = true
 		}
 	}
-	if !handlers || p.termAddr == "" || p.adminAddr == "" {
-		return false
-	}
-	resp, err := http.Get("http://" + p.adminAddr + "/readyz")
-	if err != nil {
-		return false
-	}
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
+	return handlers && p.termAddr != "" && p.adminAddr != ""
 }
 
 func (p *switchProc) kill() {

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -29,10 +30,7 @@ func TestDiskFullDeclinesAndRecovers(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary and runs for about 10 s")
 	}
-	probe := t.TempDir()
-	if out, err := exec.Command("unshare", "-m", "--propagation", "private", "sh", "-c", "mount -t tmpfs -o size=1m tmpfs "+probe).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount a tmpfs in a private mount namespace (unshare -m needs root or user namespaces): %v %s", err, out)
-	}
+	needTmpfs(t)
 	bin := switchyardBinary(t)
 	sim, err := issuersim.Start(issuersim.Config{Addr: "127.0.0.1:0", Cards: issuersim.DemoCards})
 	if err != nil {
@@ -59,60 +57,13 @@ security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504
 	if err := os.WriteFile(p.cfg, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	logName := filepath.Join(dir, "switch-1.log")
-	logf, err := os.Create(logName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
 	// The tmpfs is mounted in the switch's own mount namespace; the test reaches it
-	// through /proc/<pid>/root.
-	p.cmd = exec.Command("unshare", "-m", "--propagation", "private", "sh", "-c",
-		fmt.Sprintf("mount -t tmpfs -o size=256m tmpfs %s && exec %s serve --config %s", mnt, bin, p.cfg))
-	p.cmd.Stdout, p.cmd.Stderr = logf, logf
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1) // closed once the switch has exited, after its error
-	go func() { exited <- p.cmd.Wait(); close(exited) }()
-	alive := func(when string) {
-		t.Helper()
-		select {
-		case err := <-exited:
-			b, _ := os.ReadFile(logName)
-			if i := strings.Index(string(b), "fatal error"); i >= 0 {
-				b = b[i:min(len(b), i+1500)]
-			}
-			t.Fatalf("%s: the switch died (%v):\n%s", when, err, b)
-		default:
-		}
-	}
-	defer func() {
-		_ = p.cmd.Process.Signal(syscall.SIGKILL) // fails when it has exited
-		for range exited {
-		}
-	}()
-	waitForLong(t, "the switch to serve", 30*time.Second, func() bool { alive("starting"); return p.serving(logName) })
-	disk := filepath.Join("/proc", fmt.Sprint(p.cmd.Process.Pid), "root", mnt)
-
-	get := func(path string) (int, string) {
-		resp, err := http.Get("http://" + p.adminAddr + path)
-		if err != nil {
-			return 0, err.Error()
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
-	metric := func(name string) string {
-		_, m := get("/metrics")
-		for _, l := range strings.Split(m, "\n") {
-			if v, ok := strings.CutPrefix(l, name+" "); ok {
-				return v
-			}
-		}
-		return "absent"
-	}
+	// through /proc/<pid>/root (ts.disk).
+	ts := startOnTmpfs(t, p, mnt, 256, `exec "$BIN" serve --config "$CFG"`)
+	alive := ts.alive
+	waitForLong(t, "the switch to serve", 30*time.Second, func() bool { alive("starting"); return p.serving(ts.log) })
+	disk := ts.disk
+	get, metric := ts.get, ts.metric
 
 	// Terminals load the switch throughout; their answers are counted by phase.
 	var phase atomic.Int32 // 0 before the fill, 1 while full, 2 after
@@ -189,19 +140,129 @@ security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504
 	close(results)
 	counted.Wait()
 	t.Logf("answers before the fill %v, while full %v, after %v", counts[0], counts[1], counts[2])
-	b, _ := os.ReadFile(logName)
+	out := ts.output()
 	for _, want := range []string{"disk nearly full: new transactions are declined 91", "disk space back"} {
-		if !strings.Contains(string(b), want) {
+		if !strings.Contains(out, want) {
 			t.Errorf("the log has no line %q", want)
 		}
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Fatalf("the switch did not stop cleanly after the disk was full: %v", err)
+	if err := ts.stop(); err != nil {
+		t.Fatalf("the switch did not stop cleanly after the disk was full: %v", err)
+	}
+}
+
+// needTmpfs skips t where a tmpfs cannot be mounted in a private mount namespace
+// (unshare -m needs root or user namespaces).
+func needTmpfs(t *testing.T) {
+	t.Helper()
+	probe := t.TempDir()
+	if out, err := exec.Command("unshare", "-m", "--propagation", "private", "sh", "-c", "mount -t tmpfs -o size=1m tmpfs "+probe).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs in a private mount namespace (unshare -m needs root or user namespaces): %v %s", err, out)
+	}
+}
+
+// tmpfsSwitch is the switch as startOnTmpfs runs it: a process in a mount namespace
+// of its own, with its data directory's disk a tmpfs nobody else sees.
+type tmpfsSwitch struct {
+	*switchProc
+	log    string     // the file of its output (stdout and stderr)
+	exited chan error // its exit status once it has exited, then closed
+	disk   string     // the tmpfs as the test reaches it: through /proc/<pid>/root
+}
+
+// startOnTmpfs mounts a tmpfs of sizeMB MiB at mnt in a private mount namespace and
+// runs script there with sh, with BIN (the switchyard binary), CFG (p.cfg) and MNT
+// (mnt) in its environment: the script prepares the disk and ends by exec-ing the
+// switch, so that the process started is the switch (whose pid names the namespace).
+// The switch is killed when the test ends, if it still runs.
+func startOnTmpfs(t *testing.T, p *switchProc, mnt string, sizeMB int, script string) *tmpfsSwitch {
+	t.Helper()
+	p.runs++
+	ts := &tmpfsSwitch{switchProc: p, log: filepath.Join(p.dir, fmt.Sprintf("switch-%d.log", p.runs)), exited: make(chan error, 1)}
+	logf, err := os.Create(ts.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close() // the child has its own copy
+	p.cmd = exec.Command("unshare", "-m", "--propagation", "private", "sh", "-c",
+		fmt.Sprintf(`mount -t tmpfs -o size=%dm tmpfs "$MNT" && %s`, sizeMB, script))
+	p.cmd.Env = append(os.Environ(), "BIN="+p.bin, "CFG="+p.cfg, "MNT="+mnt)
+	p.cmd.Stdout, p.cmd.Stderr = logf, logf
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { ts.exited <- p.cmd.Wait(); close(ts.exited) }()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Signal(syscall.SIGKILL) // fails when it has exited
+		for range ts.exited {
 		}
+	})
+	ts.disk = filepath.Join("/proc", fmt.Sprint(p.cmd.Process.Pid), "root", mnt)
+	return ts
+}
+
+// output returns what the switch has written so far.
+func (ts *tmpfsSwitch) output() string {
+	b, _ := os.ReadFile(ts.log)
+	return string(b)
+}
+
+// alive fails the test if the switch has exited, with the Go runtime's fatal error
+// if it died of one (Badger's SIGBUS).
+func (ts *tmpfsSwitch) alive(when string) {
+	ts.t.Helper()
+	select {
+	case err := <-ts.exited:
+		b := ts.output()
+		if i := strings.Index(b, "fatal error"); i >= 0 {
+			b = b[i:min(len(b), i+1500)]
+		}
+		ts.t.Fatalf("%s: the switch died (%v):\n%s", when, err, tail(b, 3000))
+	default:
+	}
+}
+
+// getAs is a GET of the admin server's path, with token unless empty: its status and
+// body (status 0 and the error when it could not be asked).
+func (ts *tmpfsSwitch) getAs(token, path string) (int, string) {
+	req, err := http.NewRequest("GET", "http://"+ts.adminAddr+path, nil)
+	if err != nil {
+		return 0, err.Error()
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// get is getAs without a token.
+func (ts *tmpfsSwitch) get(path string) (int, string) { return ts.getAs("", path) }
+
+// metric returns the value of the metric name (without labels) as /metrics shows
+// it, or "absent".
+func (ts *tmpfsSwitch) metric(name string) string {
+	_, m := ts.get("/metrics")
+	for _, l := range strings.Split(m, "\n") {
+		if v, ok := strings.CutPrefix(l, name+" "); ok {
+			return v
+		}
+	}
+	return "absent"
+}
+
+// stop sends SIGTERM and returns the switch's exit error, or an error after 30 s.
+func (ts *tmpfsSwitch) stop() error {
+	_ = ts.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-ts.exited:
+		return err
 	case <-time.After(30 * time.Second):
-		t.Fatal("the switch did not stop within 30 s of SIGTERM")
+		return errors.New("the switch did not stop within 30 s of SIGTERM")
 	}
 }

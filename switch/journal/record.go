@@ -204,6 +204,13 @@ func (r *Record) Final() bool { return r.RC != "" }
 // first one's, so that the first one's resends still find it.
 func (r *Record) OwnsDupKey() bool { return r.RC != "94" }
 
+// TakesBack reports whether the record is of a request that takes back an earlier
+// transaction: a reversal or a void. Such a request changes its original (its
+// reversal mark, the 0420 queued to its issuer) before its own record is first
+// written, so Store.RefuseNew lets it through: refused, the terminal would be told
+// 91 for what was done.
+func (r *Record) TakesBack() bool { return r.Type == "reversal" || r.Type == "void" }
+
 // Reversed reports whether the transaction was reversed or voided.
 func (r *Record) Reversed() bool { return r.ReversedBy != "" }
 

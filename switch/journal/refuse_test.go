@@ -8,8 +8,9 @@ import (
 )
 
 // While new records are refused (the server's disk guard), a first write fails with
-// ErrUnavailable and leaves nothing behind, and the records already written still take
-// their later versions and delivery marks; once admitted again, new records are written.
+// ErrUnavailable and leaves nothing behind, but for a reversal's or a void's, and the
+// records already written still take their later versions and delivery marks; once
+// admitted again, new records are written.
 func TestRefuseNewKeepsUpdates(t *testing.T) {
 	db, s := open(t, t.TempDir())
 	defer db.Close()
@@ -28,6 +29,13 @@ func TestRefuseNewKeepsUpdates(t *testing.T) {
 	}
 	if _, err := s.Get(fresh.RRN); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("the refused record is readable: %v", err)
+	}
+	for _, typ := range []string{"reversal", "void"} {
+		back := sample(map[string]string{"reversal": "000000000003", "void": "000000000004"}[typ], at, "T0000001")
+		back.Type, back.STAN = typ, map[string]string{"reversal": "000124", "void": "000125"}[typ]
+		if err := s.Write(ctx, back, true, true); err != nil {
+			t.Fatalf("a %s while new records are refused: %v (it takes an approval back: let through)", typ, err)
+		}
 	}
 	inFlight.AddEvent(StateResponded, at, "")
 	if err := s.Write(ctx, inFlight, false, true); err != nil {

@@ -120,12 +120,13 @@ func (s *Store) newReq(rec *Record, buf *[]byte, first bool) (*writeReq, error) 
 	return req, nil
 }
 
-// RefuseNew makes the first write of every record fail, wrapping ErrUnavailable
-// with why, until it is called with nil: nothing of such a record is written, and the
-// pipeline declines its request 91. Later versions of records already written,
-// delivery marks and durable keys go on. The server refuses new records while the
-// data directory's disk is nearly full (server/diskguard.go), keeping what is left
-// for the transactions in flight, their reversals and Badger.
+// RefuseNew makes the first write of every record but those that take back an
+// earlier transaction (Record.TakesBack: reversals and voids) fail, wrapping
+// ErrUnavailable with why, until it is called with nil: nothing of such a record is
+// written, and the pipeline declines its request 91. Later versions of records already
+// written, delivery marks and durable keys go on. The server refuses new records while
+// the data directory's disk is nearly full (server/diskguard.go), keeping what is left
+// for the transactions in flight, their reversals and voids, and Badger.
 func (s *Store) RefuseNew(why error) {
 	if why == nil {
 		s.refuse.Store(nil)
@@ -136,7 +137,7 @@ func (s *Store) RefuseNew(why error) {
 
 // write is Write of rec encoded in *buf (a buffer of encodeBufs, which it takes).
 func (s *Store) write(ctx context.Context, rec *Record, buf *[]byte, first, durable bool) error {
-	if why := s.refuse.Load(); first && why != nil {
+	if why := s.refuse.Load(); first && why != nil && !rec.TakesBack() {
 		encodeBufs.Put(buf)
 		return fmt.Errorf("journal: record %s not written: %w: %w", rec.RRN, ErrUnavailable, *why)
 	}

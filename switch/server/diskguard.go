@@ -2,7 +2,10 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
+	"path/filepath"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -20,7 +23,8 @@ import (
 // the only defence is to stop growing before the disk is full: below journal.min_free_mb
 // of free space the journal refuses new records (journal.Store.RefuseNew), new
 // transactions are declined 91 journal-unavailable, /readyz answers 503 saying why,
-// and a log line says what to do; what is in flight finishes in the room left. Once a
+// and a log line says what to do; what is in flight finishes in the room left, and
+// the reversals and voids of earlier approvals go on (journal.Record.TakesBack). Once a
 // quarter more than the minimum is free again, all of it turns back by itself.
 //
 // It cannot stop another process from taking the last block between two looks
@@ -82,6 +86,53 @@ func freeSpace(dir string) (uint64, error) {
 		return 0, fmt.Errorf("free space of %s: %w", dir, err)
 	}
 	return st.Bavail * uint64(st.Bsize), nil
+}
+
+// A switch started on a disk with less than journal.min_free_mb free starts declining
+// (Open checks the guard before any transaction can arrive) and resumes by itself like
+// one whose disk filled while it ran. But opening the database and the start's own
+// writes (the data mode, the registry, the demo fleet: a few MiB, and Badger may flush
+// a memtable of up to 64 MiB it finds at its open) go through the same memory-mapped
+// files: on a disk with almost nothing free the process died at its start with SIGBUS
+// in Badger's memTable.Put (e2e TestDiskFullAtStart, 2 MiB free), and with nothing
+// free Badger failed to write its LOCK file, an error that asked whether another
+// switch used the directory. So below startFloor of journal.min_free_mb the switch
+// does not open its database: it exits with an error that names the data directory,
+// its free space and what to do (free space, then start it again).
+
+// startFloor is the share of journal.min_free_mb the switch needs free to start: a
+// quarter (128 MiB by default), room for the start's writes and one memtable flush.
+const startFloor = 4
+
+// checkStartSpace returns an error when the disk of the data directory dir (or of its
+// nearest existing parent: it may not exist yet) has less than a startFloor-th of
+// minFreeMB MiB free, and nil otherwise, when minFreeMB is -1 (no guard) or when the
+// free space is not known (the guard then says so once it runs).
+func checkStartSpace(dir string, minFreeMB int, free func(dir string) (uint64, error)) error {
+	if minFreeMB < 0 {
+		return nil
+	}
+	avail, err := freeSpaceNear(dir, free)
+	if err != nil {
+		return nil
+	}
+	low := uint64(minFreeMB) << 20
+	if floor := low / startFloor; avail < floor {
+		return fmt.Errorf("data directory %s: its disk has %d KiB free, less than a quarter of journal.min_free_mb (%d of %d MiB), too little to open the database safely (Badger's memory-mapped writes crash the process on a full disk): free space on that disk, then start the switch again (it declines new transactions 91 until %d MiB are free)",
+			dir, avail>>10, floor>>20, minFreeMB, (low+low/4)>>20)
+	}
+	return nil
+}
+
+// freeSpaceNear returns free(d) for dir or, while it does not exist, its nearest
+// existing parent.
+func freeSpaceNear(dir string, free func(dir string) (uint64, error)) (uint64, error) {
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		avail, err := free(d)
+		if err == nil || !errors.Is(err, fs.ErrNotExist) || d == filepath.Dir(d) {
+			return avail, err
+		}
+	}
 }
 
 // check looks at the free space once and refuses or admits new transactions.

@@ -158,7 +158,13 @@ func OpenDB(dir string, log zerolog.Logger) (*badger.DB, error) {
 		WithDetectConflicts(false)
 	db, err := badger.Open(opts)
 	if err != nil {
-		return nil, fmt.Errorf("open database in %s: %w (is another switchyard using it?)", dir, err)
+		// Badger formats the errors of its own writes with %v: ENOSPC cannot be
+		// unwrapped, so the free space is looked at again.
+		hint := "is another switchyard using it?"
+		if free, ferr := freeSpace(dir); ferr == nil && free < 1<<20 {
+			hint = fmt.Sprintf("its disk has %d KiB free: free space on it, then start again", free>>10)
+		}
+		return nil, fmt.Errorf("open database in %s: %w (%s)", dir, err, hint)
 	}
 	return db, nil
 }
@@ -209,6 +215,9 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	loc, err := time.LoadLocation(cfg.Timezone)
 	if err != nil {
 		return nil, fmt.Errorf("timezone: %w", err)
+	}
+	if err := checkStartSpace(cfg.DataDir, cfg.Journal.MinFreeMB, freeSpace); err != nil {
+		return nil, err // diskguard.go: Badger could crash the process as it opens
 	}
 	if s.db, err = OpenDB(cfg.DataDir, log); err != nil {
 		return nil, err
