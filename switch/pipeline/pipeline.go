@@ -254,9 +254,15 @@ type Pipeline struct {
 	keyGrace  time.Duration
 	metrics   *metrics.Metrics
 	log       zerolog.Logger
-	now       func() time.Time
-	hashers   sync.Pool
-	seal      *sealer
+	// unavailLog is log sampled to a burst of journalUnavailableBurst lines a
+	// second, for the 91s of a journal that takes no new records (a cluster without
+	// a quorum, a nearly full disk): every request meets it, and a line each would
+	// fill the logs, maybe on the very disk that is full. The metric and the
+	// journal (the records kept for its return) count every one.
+	unavailLog zerolog.Logger
+	now        func() time.Time
+	hashers    sync.Pool
+	seal       *sealer
 
 	dups     *dupTable
 	early    *earlyReversals
@@ -316,7 +322,8 @@ func New(cfg Config, j Journal, q Queue, routes Routes, terms Terminals, m *metr
 		cfg.Profiles = tierDefaults
 	}
 	p := &Pipeline{cfg: cfg, journal: j, queue: q, routes: routes, terminals: terms, metrics: m, log: cfg.Logger, now: cfg.Now, seal: s,
-		hsm: cfg.HSM, risk: cfg.Risk, profiles: cfg.Profiles, attest: cfg.Attestation, ratings: cfg.Ratings, notices: cfg.Notices, zones: cfg.Zones, keyGrace: cfg.KeyGrace,
+		unavailLog: cfg.Logger.Sample(&zerolog.BurstSampler{Burst: journalUnavailableBurst, Period: time.Second}),
+		hsm:        cfg.HSM, risk: cfg.Risk, profiles: cfg.Profiles, attest: cfg.Attestation, ratings: cfg.Ratings, notices: cfg.Notices, zones: cfg.Zones, keyGrace: cfg.KeyGrace,
 		dups: newDupTable(), early: newEarlyReversals(cfg.DupWindow, 100_000), open: newInflight(), standIn: newStandInBook(), stop: make(chan struct{}),
 		recent: newRecentKeys(cfg.DupWindow, 5_000_000, cfg.Now())}
 	p.locker, _ = j.(RecordLocker)
@@ -1162,6 +1169,10 @@ func (p *Pipeline) write(ctx context.Context, t *txn, durable bool) error {
 	return err
 }
 
+// journalUnavailableBurst is how many "journal unavailable" lines a second the
+// pipeline logs (unavailLog).
+const journalUnavailableBurst = 10
+
 // systemError answers 96 when the journal or another internal part fails; nothing is
 // forwarded after such a failure. A journal that cannot make records durable now (a
 // cluster without a quorum, journal.ErrUnavailable) gets 91 journal-unavailable
@@ -1171,8 +1182,8 @@ func (p *Pipeline) systemError(t *txn, err error) (frontend.Response, error) {
 	owed := false
 	if errors.Is(err, journal.ErrUnavailable) {
 		rc, reason, by = message.RCIssuerUnavailable, "journal-unavailable", "journal"
-		p.log.Warn().Err(err).Str("tid", t.req.TID).Str("stan", t.req.STAN).Str("mti", t.req.MTI).Str("rrn", t.rec.RRN).
-			Msg("journal unavailable: answered 91, nothing approved")
+		p.unavailLog.Warn().Err(err).Str("tid", t.req.TID).Str("stan", t.req.STAN).Str("mti", t.req.MTI).Str("rrn", t.rec.RRN).
+			Msg("journal unavailable: answered 91, nothing approved (at most 10 such lines a second)")
 		// Its record is written when the journal is back (and stays open until then).
 		owed = p.oweRecord(t)
 	} else {

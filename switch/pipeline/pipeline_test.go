@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"runtime"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/moov-io/iso8583"
+	"github.com/rs/zerolog"
 
 	"github.com/switchyard/switchyard/hsm"
 	"github.com/switchyard/switchyard/risk"
@@ -1395,5 +1397,44 @@ func TestCheckpointPassesSystemError(t *testing.T) {
 	h.p.checkpoint()
 	if ck, _ := h.j.Checkpoint(); ck != ok.RRN {
 		t.Fatalf("checkpoint %s, want %s: the unwritten record of a 96 holds it back", ck, ok.RRN)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger written from several goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestJournalUnavailableLogSampled: a journal that takes no new records (a
+// cluster without a quorum, a nearly full disk) gets every request answered 91,
+// and the pipeline logs a burst of those, not a line each (a full disk would be
+// filled faster by its own logs); every one is still answered and counted.
+func TestJournalUnavailableLogSampled(t *testing.T) {
+	var logs syncBuffer
+	h := newHarness(t, func(_ *harness, c *Config) { c.Logger = zerolog.New(&logs) })
+	h.j.failWrite = fmt.Errorf("data directory nearly full: %w", journal.ErrUnavailable)
+	const n = 100
+	for range n {
+		if a := h.do(h.purchase(100)); a.RC != "91" {
+			t.Fatalf("answer %+v, want 91 journal-unavailable", a.Result)
+		}
+	}
+	lines := strings.Count(logs.String(), "journal unavailable: answered 91")
+	// 10 a second: more than 2 s for 100 requests would let a third burst in.
+	if lines == 0 || lines > 3*journalUnavailableBurst {
+		t.Fatalf("%d lines for %d requests answered 91, want 1 to %d", lines, n, 3*journalUnavailableBurst)
 	}
 }
