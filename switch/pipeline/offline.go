@@ -40,17 +40,13 @@ const DecidedByCard = "card"
 // none: Y1, the EMV authorization response code of an offline approval.
 const offlineAuthCode = "Y1    "
 
-// reasonOfflineAdviceUnknown is the reason (RS) of an offline capture answered 96
-// because the enqueue of its advice failed: the advice may be queued all the same, and
-// is reversed.
-const reasonOfflineAdviceUnknown = "offline-advice-not-queued"
-
 // CaptureOffline captures a purchase the card approved offline, uploaded by its
 // terminal (see above): body is the pipeline's request of it (ASCII 0200/000000 with
 // the card, the amount, DE 7 the time of the card's approval and, when the terminal
 // gave one, DE 38), as a dialect's adapter renders the upload. It is answered as a
-// purchase is: 00 with the record's RRN once the record is durable and the advice
-// queued, the first answer to a resend, or the code of a refusal. Only an adapter
+// purchase is: 00 with the record's RRN once the record is durable (its advice queued,
+// or owed when the queue refuses it), the first answer to a resend, or the code of a
+// refusal. Only an adapter
 // calls it: the ASCII dialects have no offline upload (docs/terminal-interface.md).
 func (p *Pipeline) CaptureOffline(ctx context.Context, c *frontend.Conn, body []byte) (frontend.Response, error) {
 	ctx = context.WithoutCancel(ctx)
