@@ -329,3 +329,30 @@ func TestCaptureOfflineNotFinal(t *testing.T) {
 		t.Errorf("resend after recovery: %+v, want 00 with %s", again.Result, c.RRN)
 	}
 }
+
+// TestCaptureOfflineAdviceOwedVoided: an offline capture voided while its advice is
+// owed has that advice dropped once the queue takes advices again: its 0420 went,
+// and a 0220 sent after it would charge the card for a voided sale.
+func TestCaptureOfflineAdviceOwedVoided(t *testing.T) {
+	h := newHarness(t, withTerminal(termNoKey))
+	h.q.mu.Lock()
+	h.q.refuseMTI, h.q.refuse = "0220", errScripted
+	h.q.mu.Unlock()
+	a := h.capture(h.offlineSale(800, h.clock.Now().Add(-time.Hour)), true)
+	if a.RC != "00" || !owesOfflineAdvice(h.record(a.RRN)) {
+		t.Fatalf("offline capture: %+v, want 00 with its advice owed", a.Result)
+	}
+	if v := h.do(h.void(a, 800)); v.RC != "00" {
+		t.Fatalf("void of the capture: %+v", v.Result)
+	}
+	h.q.mu.Lock()
+	h.q.refuseMTI = ""
+	h.q.mu.Unlock()
+	h.p.retryAdvices()
+	if n0220, n0420 := h.advices("0220", a.RRN), h.advices("0420", a.RRN); n0220 != 0 || n0420 != 1 {
+		t.Errorf("queued %d 0220 and %d 0420 of the voided capture; want its 0420 only", n0220, n0420)
+	}
+	if r := h.record(a.RRN); !r.Reversed() || owesOfflineAdvice(r) {
+		t.Errorf("voided capture %+v", r)
+	}
+}
