@@ -77,7 +77,7 @@ func (r *Record) AppendBinary(b []byte) ([]byte, error) {
 	// by decoders older than them, so the version stays 1.
 	// Each optional field is written when it or one after it is set, so that the
 	// decoder reads them in order.
-	var set = [...]bool{r.Label != "", r.QR != "", r.CompletedBy != "", r.KSN != "", r.Rev != 0, r.RefundedTo != 0, r.OwedBy != "", r.Requested != 0, r.Offline}
+	var set = [...]bool{r.Label != "", r.QR != "", r.CompletedBy != "", r.KSN != "", r.Rev != 0, r.RefundedTo != 0, r.OwedBy != "", r.Requested != 0, r.Offline, len(r.SealedPAN) > 0}
 	n := 0 // how many are written: up to the last one set
 	for i, v := range set {
 		if v {
@@ -109,7 +109,14 @@ func (r *Record) AppendBinary(b []byte) ([]byte, error) {
 		e.int(r.Requested)
 	}
 	if n > 8 {
-		e.int(1) // Offline: written only when set (the last optional field)
+		if r.Offline {
+			e.int(1)
+		} else {
+			e.int(0)
+		}
+	}
+	if n > 9 {
+		e.bytes(r.SealedPAN)
 	}
 	return e.b, nil
 }
@@ -235,6 +242,11 @@ func (r *Record) UnmarshalBinary(b []byte) error {
 	}
 	if d.err == nil && len(d.b) > 0 {
 		r.Offline = d.int() == 1
+	}
+	if d.err == nil && len(d.b) > 0 {
+		if f := d.raw(); len(f) > 0 {
+			r.SealedPAN = append([]byte(nil), f...)
+		}
 	}
 	if d.err != nil {
 		return fmt.Errorf("journal record %s: %w", r.RRN, d.err)

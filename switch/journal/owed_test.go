@@ -1,7 +1,10 @@
 package journal
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"slices"
 	"testing"
 	"time"
@@ -263,5 +266,51 @@ func TestCodecOffline(t *testing.T) {
 	}
 	if len(again) >= len(both) {
 		t.Errorf("a record without Offline encodes to %d bytes, with it %d: the field is written when not set", len(again), len(both))
+	}
+}
+
+// TestCodecSealedPAN: the sealed card of an offline approval whose advice is owed
+// survives the codec, and is never in the record's JSON; a record with it and
+// without Offline keeps Offline false; the encoding of a record without it is the
+// same bytes as before, and one with it is that encoding followed by the field alone
+// (a decoder older than it, which stops after Offline, reads the rest unchanged).
+func TestCodecSealedPAN(t *testing.T) {
+	r := sample("100000000006", time.Unix(1700000000, 0), "T0000001")
+	r.Offline = true
+	before, err := r.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.SealedPAN = []byte{0, 1, 2, 0xfe, 0xff}
+	with, err := r.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(with, before) || len(with) != len(before)+1+len(r.SealedPAN) {
+		t.Fatalf("encoding with the sealed card (%d bytes) does not extend the one without (%d bytes) by the field alone", len(with), len(before))
+	}
+	var back Record
+	if err := back.UnmarshalBinary(with); err != nil || !back.Offline || !bytes.Equal(back.SealedPAN, r.SealedPAN) {
+		t.Fatalf("back %+v: %v", back, err)
+	}
+	back = Record{}
+	if err := back.UnmarshalBinary(before); err != nil || back.SealedPAN != nil {
+		t.Fatalf("without the sealed card: back %+v: %v", back, err)
+	}
+	r.Offline = false
+	back = Record{}
+	b, err := r.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := back.UnmarshalBinary(b); err != nil || back.Offline || !bytes.Equal(back.SealedPAN, r.SealedPAN) {
+		t.Fatalf("sealed card without Offline: back %+v: %v", back, err)
+	}
+	j, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(j, []byte("sealed")) || bytes.Contains(j, []byte(base64.StdEncoding.EncodeToString(r.SealedPAN))) {
+		t.Errorf("the record's JSON carries the sealed card: %s", j)
 	}
 }

@@ -32,6 +32,17 @@ const (
 	// the record's OwedBy names the node that owes it, which need not be the node
 	// whose record it is (a void of another node's purchase).
 	StateReversalOwed State = "reversal_owed"
+	// StateAdviceOwed: the advice (0220) of an offline approval the switch captured
+	// (Record.Offline) is owed, the queue having refused it when the capture was
+	// answered 00: the record is durable, so the issuer must have its advice. The
+	// process queues it when the queue takes it again (an "advice_queued" event
+	// follows), and recovery after a restart or a survivor's does it, as a repeat
+	// (0221), for a process that is gone, from the card sealed in the record
+	// (SealedPAN). No later version takes it back.
+	StateAdviceOwed State = "advice_owed"
+	// StateAdviceQueued: the owed advice of an offline approval (StateAdviceOwed, or
+	// one whose fate a crash left unknown) is in the store-and-forward queue now.
+	StateAdviceQueued State = "advice_queued"
 )
 
 // Event is one state change with its time.
@@ -168,6 +179,14 @@ type Record struct {
 	// uploads it again and is answered as before. Encoded after Requested, only when
 	// set.
 	Offline bool `json:"offline,omitempty"`
+	// SealedPAN is, on an offline approval whose advice is not known to be queued
+	// (its write-ahead version, or one with an advice_owed event), the card's PAN
+	// sealed as the advice carries it in the store-and-forward queue (AES-256-GCM
+	// under a key derived from the card hash key, never clear): the only copy of the
+	// card from which recovery after a restart can build that advice again. The
+	// version written once the advice is queued drops it. Never in the record's JSON
+	// (queries, exports). Encoded after Offline, only when set.
+	SealedPAN []byte `json:"-"`
 }
 
 // RequestedAmount is the amount the terminal asked for: Requested on a partial

@@ -2,7 +2,9 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/switchyard/switchyard/switch/frontend"
@@ -38,17 +40,13 @@ const DecidedByCard = "card"
 // none: Y1, the EMV authorization response code of an offline approval.
 const offlineAuthCode = "Y1    "
 
-// reasonOfflineAdviceUnknown is the reason (RS) of an offline capture answered 96
-// because the enqueue of its advice failed: the advice may be queued all the same, and
-// is reversed.
-const reasonOfflineAdviceUnknown = "offline-advice-not-queued"
-
 // CaptureOffline captures a purchase the card approved offline, uploaded by its
 // terminal (see above): body is the pipeline's request of it (ASCII 0200/000000 with
 // the card, the amount, DE 7 the time of the card's approval and, when the terminal
 // gave one, DE 38), as a dialect's adapter renders the upload. It is answered as a
-// purchase is: 00 with the record's RRN once the record is durable and the advice
-// queued, the first answer to a resend, or the code of a refusal. Only an adapter
+// purchase is: 00 with the record's RRN once the record is durable (its advice queued,
+// or owed when the queue refuses it), the first answer to a resend, or the code of a
+// refusal. Only an adapter
 // calls it: the ASCII dialects have no offline upload (docs/terminal-interface.md).
 func (p *Pipeline) CaptureOffline(ctx context.Context, c *frontend.Conn, body []byte) (frontend.Response, error) {
 	ctx = context.WithoutCancel(ctx)
@@ -113,29 +111,206 @@ func (p *Pipeline) captureOffline(ctx context.Context, t *txn) (frontend.Respons
 	t.issuer = link.ID()
 	rec.Issuer = t.issuer
 	rec.DE7 = r.DE7
-	// Written ahead as sent, as a completion or a stand-in is: from the moment the
-	// advice may be queued, a crash leaves an open record that recovery reverses (a
-	// 0420, held back by the queue while the 0220 is queued). The advice's DE 11 and
-	// DE 7 are the record's, so that a 0420 names it in DE 90 (originalData).
+	// Written ahead as sent, as a completion or a stand-in is, with the approval code
+	// and the sealed card: a crash from the moment the advice may be queued leaves an
+	// open record that recovery approves, as the card did, and whose advice it queues
+	// again as a repeat (recoverOffline). The advice's DE 11 and DE 7 are the
+	// record's, so that a 0420 (a void of it) names it in DE 90 (originalData).
 	p.takeAdviceSTAN(rec)
+	rec.AuthCode, rec.SealedPAN = auth, sealed
 	rec.AddEvent(journal.StateSent, p.now().UTC(), "offline approval advice")
 	if err := p.write(ctx, t, true); err != nil {
+		// Not captured: the record kept for the journal's return (a 91) must not
+		// take the upload's duplicate key, or the terminal's resend would be told
+		// that 91 for ever instead of being captured.
+		rec.DE7, rec.AuthCode, rec.SealedPAN = "", "", nil
 		return p.journalFailed(ctx, t, err)
 	}
-	it := &saf.Item{Issuer: t.issuer, MTI: "0220", RRN: rec.RRN, Reason: "offline",
-		Fields: map[int]string{3: r.ProcCode, 4: r.AmountRaw, 12: r.LocalTime, 13: r.LocalDate, 14: r.Expiry, 22: r.EntryMode,
-			37: rec.RRN, 38: auth, 39: message.RCApproved, 41: r.TID, 42: r.MID, 49: r.Currency},
-		Binary: map[int][]byte{2: sealed}}
-	adviceIDs(it.Fields, rec)
+	it := p.offlineAdvice(rec, sealed)
+	it.Fields[4], it.Fields[12], it.Fields[13], it.Fields[14] = r.AmountRaw, r.LocalTime, r.LocalDate, r.Expiry
 	if err := p.queue.Enqueue(it); err != nil {
-		// Not known to be queued, nor known not to be, as a completion's advice: the
-		// capture is answered 96 and reversed (a 0420, never sent before the 0220).
-		p.log.Error().Err(err).Str("rrn", rec.RRN).Str("issuer", t.issuer).
-			Msg("offline approval advice not known to be queued: answered 96, the capture reversed")
-		rec.AddEvent(journal.StateDeclined, p.now().UTC(), "offline advice not known to be queued: "+err.Error())
-		p.queueReversal(rec, "switch:offline-advice-unknown")
-		return p.respond(ctx, t, message.RCSystemMalfunction, "", "switch", reasonOfflineAdviceUnknown)
+		// The card approved and the record is durable: the capture stands (00), and
+		// the issuer is owed its advice, as a reversal the queue refuses is
+		// (queueReversal): kept in memory and tried again by the housekeeping
+		// (retryAdvices), marked by an advice_owed event written with the record
+		// (with the sealed card), which recovery reads after a restart.
+		p.oweOfflineAdvice(rec, it, err)
+		rec.AddEvent(journal.StateAnswered, p.now().UTC(), "approved offline by the card at "+r.DE7+"; advice owed to "+t.issuer)
+		return p.respond(ctx, t, message.RCApproved, auth, DecidedByCard, "")
 	}
+	rec.SealedPAN = nil // the queue holds the card now
 	rec.AddEvent(journal.StateAnswered, p.now().UTC(), "approved offline by the card at "+r.DE7+"; advice queued for "+t.issuer)
 	return p.respond(ctx, t, message.RCApproved, auth, DecidedByCard, "")
+}
+
+// offlineAdvice is the advice (0220) of rec, an offline approval, with the card
+// sealed: built from the record alone, so that recovery after a restart builds the
+// one the process that died would have queued (less DE 14, the card's expiry, which
+// the record does not keep). DE 12 and 13 are the card's approval time, rec's DE 7.
+func (p *Pipeline) offlineAdvice(rec *journal.Record, sealed []byte) *saf.Item {
+	it := &saf.Item{Issuer: rec.Issuer, MTI: "0220", RRN: rec.RRN, Reason: "offline",
+		Fields: map[int]string{3: rec.ProcCode, 4: fmt.Sprintf("%012d", rec.Amount), 22: rec.EntryMode,
+			37: rec.RRN, 38: rec.AuthCode, 39: message.RCApproved, 41: rec.TID, 42: rec.MID, 49: rec.Currency},
+		Binary: map[int][]byte{2: sealed}}
+	if len(rec.DE7) == 10 {
+		it.Fields[13], it.Fields[12] = rec.DE7[:4], rec.DE7[4:]
+	}
+	if it.Fields[38] == "" {
+		it.Fields[38] = offlineAuthCode
+	}
+	adviceIDs(it.Fields, rec)
+	return it
+}
+
+// oweOfflineAdvice owes it, the advice of rec (an offline approval) that the queue
+// refused with err: kept for the housekeeping (owedAdvices, as a repeat: the refused
+// enqueue may have stored it all the same, saf.Store), and marked on rec by an
+// advice_owed event that the caller writes with rec, its sealed card kept, for
+// recovery after a restart (owesOfflineAdvice). One event per record.
+func (p *Pipeline) oweOfflineAdvice(rec *journal.Record, it *saf.Item, err error) {
+	it.Repeat = true
+	note := "offline advice not queued (" + err.Error() + "); tried again"
+	if p.owedAdvices.add(owedAdvice{it: it, by: it.Reason, offline: true}) {
+		p.log.Warn().Err(err).Str("rrn", rec.RRN).Str("issuer", rec.Issuer).
+			Msg("offline approval advice not queued yet: the capture stands, the advice tried again every 5 s")
+	} else {
+		p.log.Error().Err(err).Str("rrn", rec.RRN).Str("issuer", rec.Issuer).
+			Msg("offline approval advice NOT queued, and too many wait to be tried again: left to recovery at a restart")
+		note = "offline advice not queued (" + err.Error() + "); left to recovery at a restart"
+	}
+	if !hasState(rec, journal.StateAdviceOwed) {
+		rec.AddEvent(journal.StateAdviceOwed, p.now().UTC(), note)
+	}
+}
+
+// owesOfflineAdvice reports whether rec is an offline approval, final and standing
+// (approved, not reversed), whose advice is owed: an advice_owed event without an
+// advice_queued one after it. A reversed one owes none: the void or reversal that
+// took it back queued its 0420, and its 0220 is better never sent than sent after.
+func owesOfflineAdvice(rec *journal.Record) bool {
+	if !rec.Offline || !rec.Final() || !rec.Approved() || rec.Reversed() || rec.Issuer == "" {
+		return false
+	}
+	owed := false
+	for _, e := range rec.Events {
+		switch e.State {
+		case journal.StateAdviceOwed:
+			owed = true
+		case journal.StateAdviceQueued:
+			owed = false
+		}
+	}
+	return owed
+}
+
+// hasState reports whether rec went through state s.
+func hasState(rec *journal.Record, s journal.State) bool {
+	for _, e := range rec.Events {
+		if e.State == s {
+			return true
+		}
+	}
+	return false
+}
+
+// retryOfflineAdvice tries a, an owed offline advice, once, under its record's lock
+// (the caller's retryAdvice): queued, its record gets an advice_queued event and
+// loses its sealed card. Its record read again decides: not final yet (its answer's
+// write in flight, or kept for the journal's return) it is kept for the next tick;
+// not standing (reversed, or its approval taken back) or owing nothing (queued
+// meanwhile, by recovery say) it is dropped. It reports false when the queue still
+// refuses it.
+func (p *Pipeline) retryOfflineAdvice(cur *journal.Record, a owedAdvice) bool {
+	rrn := a.it.RRN
+	switch {
+	case cur == nil:
+		// Not read (the journal unavailable): tried again at the next tick.
+		p.owedAdvices.add(a)
+		return true
+	case !cur.Final():
+		p.owedAdvices.add(a)
+		return true
+	case !owesOfflineAdvice(cur):
+		p.log.Info().Str("rrn", rrn).Str("issuer", a.it.Issuer).Str("rc", cur.RC).Str("reversed_by", cur.ReversedBy).
+			Msg("owed offline advice dropped: its capture owes none now (queued, reversed or not approved)")
+		return true
+	}
+	if err := p.queue.Enqueue(a.it); err != nil {
+		return false
+	}
+	p.log.Info().Str("rrn", rrn).Str("issuer", a.it.Issuer).Msg("offline approval advice queued on a later try")
+	cur.SealedPAN = nil
+	cur.AddEvent(journal.StateAdviceQueued, p.now().UTC(), "offline advice queued on a later try (as a repeat)")
+	if err := p.journal.Write(context.Background(), cur, false, true); err != nil {
+		// The advice is queued; a restart before the mark is written queues it
+		// again, as a repeat the issuer takes as a duplicate.
+		p.log.Warn().Err(err).Str("rrn", rrn).Msg("offline advice queued, its record's advice_queued mark not written")
+	}
+	return true
+}
+
+// offlineNotFinal answers an offline capture whose final record (approved) the
+// journal did not take, its write ahead durable. The capture is not taken back: the
+// card approved, and its advice is queued or owed. The terminal is told 91 (96 for
+// another failure than an unavailable journal, as systemError) and uploads it again;
+// the approved version is kept for the journal's return (settle writes it, and the
+// resend is then answered 00 from it), and until then the record stays open, so
+// that recovery after a restart approves it (recoverOffline). Nothing is reversed:
+// a resend meanwhile waits for the record, and is answered 91 (duplicate-in-flight).
+func (p *Pipeline) offlineNotFinal(t *txn, err error) (frontend.Response, error) {
+	rc, reason, by := message.RCSystemMalfunction, "system-malfunction", "switch"
+	if errors.Is(err, journal.ErrUnavailable) {
+		rc, reason, by = message.RCIssuerUnavailable, "journal-unavailable", "journal"
+		rec := t.rec
+		rec.Events = slices.Clone(t.rec.Events)
+		if !p.unsettled.add(settleItem{rec: &rec}) {
+			p.log.Error().Str("rrn", rec.RRN).Msg("journal unavailable: too many records waiting for it; the offline capture stays open until recovery approves it at a restart")
+		}
+	}
+	p.log.Error().Err(err).Str("rrn", t.rec.RRN).Str("tid", t.req.TID).Str("stan", t.req.STAN).Str("rc", rc).
+		Msg("offline capture's final record not written: answered " + rc + ", the capture stands (written ahead), its resend answered once it is written")
+	raw, perr := message.NewResponseBuilder(t.req).Set(37, t.rec.RRN).Set(39, rc).
+		Set(48, message.ReasonTLV(reason)).Bytes(p.macFunc(t))
+	if perr != nil {
+		return frontend.Response{}, errors.Join(err, perr)
+	}
+	p.metrics.Transactions.WithLabelValues(t.req.MTI, rc, t.issuer, by).Inc()
+	return frontend.Response{Body: raw}, nil
+}
+
+// recoverOffline settles r, an offline capture left open by a crash after its write
+// ahead (sent, its card sealed in it): the card approved, so it is approved (the
+// terminal's upload sent again is answered 00 from it), never reversed; its advice,
+// which the process that died may have queued, is queued again as a repeat, or owed
+// (queueOfflineRepeat). The caller holds r's lock and writes r.
+func (p *Pipeline) recoverOffline(r *journal.Record, why string) {
+	r.AddEvent(journal.StateInDoubt, p.now().UTC(), why+": offline approval written ahead, its advice's fate unknown")
+	r.RC, r.DecidedBy, r.Reason = message.RCApproved, DecidedByCard, ""
+	if r.AuthCode == "" {
+		r.AuthCode = offlineAuthCode
+	}
+	p.queueOfflineRepeat(r, "queued by recovery")
+	r.AddEvent(journal.StateAnswered, p.now().UTC(), "approved offline by the card at "+r.DE7+"; captured by recovery")
+}
+
+// queueOfflineRepeat queues the advice of r, an offline approval whose advice is
+// owed or may not be queued, from the card sealed in r, as a repeat (0221: the
+// issuer takes one it had as a duplicate). Queued, r gets an advice_queued event and
+// loses the sealed card; refused, it is owed (oweOfflineAdvice: in memory, and the
+// advice_owed event). It reports whether it was queued. The caller writes r.
+func (p *Pipeline) queueOfflineRepeat(r *journal.Record, note string) bool {
+	if len(r.SealedPAN) == 0 {
+		p.log.Error().Str("rrn", r.RRN).Str("issuer", r.Issuer).
+			Msg("offline approval's advice owed, and no sealed card in its record to build it: NOT queued, reconcile with the issuer by hand")
+		return false
+	}
+	it := p.offlineAdvice(r, r.SealedPAN)
+	it.Repeat = true
+	if err := p.queue.Enqueue(it); err != nil {
+		p.oweOfflineAdvice(r, it, err)
+		return false
+	}
+	r.SealedPAN = nil
+	r.AddEvent(journal.StateAdviceQueued, p.now().UTC(), "offline advice "+note+" (as a repeat)")
+	return true
 }

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -122,8 +123,8 @@ func TestCaptureOffline(t *testing.T) {
 // TestCaptureOfflineRefused: an offline approval of a suspended terminal is refused
 // (the check's code), journaled as a refusal marked offline that does not take the
 // upload's duplicate key, and nothing is queued; once the terminal is active again,
-// the same upload is captured. One whose card has no issuer is refused 15, and one
-// whose advice the queue does not take is answered 96 and reversed.
+// the same upload is captured. One whose card has no issuer is refused 15 (one whose
+// advice the queue does not take is captured all the same: TestCaptureOfflineAdviceOwed).
 func TestCaptureOfflineRefused(t *testing.T) {
 	h := newHarness(t, withTerminal(termNoKey))
 	h.terms.decide = func(registry.CheckRequest) registry.CheckResult {
@@ -153,12 +154,205 @@ func TestCaptureOfflineRefused(t *testing.T) {
 		t.Errorf("offline approval of a card without issuer: %+v", r.Result)
 	}
 
+}
+
+// TestCaptureOfflineAdviceOwed: an offline capture whose advice the queue refuses (a
+// cluster's stream without a quorum) is answered 00 all the same, its record
+// approved with an advice_owed event and the card sealed in it, nothing reversed;
+// the upload sent again gets the same 00 and RRN. The housekeeping's retry queues
+// the advice (as a repeat, the refused enqueue's fate being unknown) once the queue
+// takes it again, marks the record advice_queued and drops the sealed card, and
+// queues it once only.
+func TestCaptureOfflineAdviceOwed(t *testing.T) {
+	h := newHarness(t, withTerminal(termNoKey))
 	h.queueRefuses(true)
-	lost := h.capture(h.offlineSale(900, h.clock.Now().Add(-time.Hour)), true)
-	if lost.RC != "96" || lost.Reason != reasonOfflineAdviceUnknown {
-		t.Fatalf("advice not queued: %+v", lost.Result)
+	tx := h.offlineSale(900, h.clock.Now().Add(-time.Hour))
+	a := h.capture(tx, true)
+	if a.RC != "00" || a.RRN == "" || strings.TrimSpace(a.AuthCode) != "Y1" {
+		t.Fatalf("offline capture whose advice the queue refused: %+v, want 00", a.Result)
 	}
-	if r := h.record(lost.RRN); r.Approved() || !strings.HasPrefix(r.ReversedBy, "switch:") && !reversalOwed(r) {
-		t.Errorf("capture whose advice was not queued: %+v, want refused and its reversal queued or owed", r)
+	rec := h.record(a.RRN)
+	if !rec.Approved() || rec.Reversed() || rec.DecidedBy != DecidedByCard || !hasEvent(rec, journal.StateAdviceOwed) ||
+		hasEvent(rec, journal.StateAdviceQueued) || len(rec.SealedPAN) == 0 || reversalOwed(rec) {
+		t.Fatalf("record %+v: want approved by the card, its advice owed, the card sealed in it", rec)
+	}
+	if pan, err := h.p.OpenSealedPAN(rec.SealedPAN); err != nil || pan != testPAN {
+		t.Fatalf("the record's sealed card does not open to the card: %v", err)
+	}
+	if again := h.capture(tx, true); again.RC != "00" || again.RRN != a.RRN {
+		t.Fatalf("upload sent again: %+v, want 00 with %s", again.Result, a.RRN)
+	}
+	h.p.retryAdvices() // the housekeeping's tick, the queue still refusing
+	if n := len(h.q.all()); n != 0 {
+		t.Fatalf("%d items queued while the queue refuses", n)
+	}
+	h.queueRefuses(false)
+	h.p.retryAdvices()
+	h.p.retryAdvices()
+	items := h.q.all()
+	if len(items) != 1 || items[0].MTI != "0220" || items[0].RRN != a.RRN || !items[0].Repeat {
+		t.Fatalf("queued %+v; want the capture's advice once, as a repeat", items)
+	}
+	rec = h.record(a.RRN)
+	if it := items[0]; it.Fields[4] != "000000000900" || it.Fields[11] != rec.IssuerSTAN || it.Fields[38] != "Y1    " || it.Fields[14] == "" {
+		t.Errorf("advice fields %v", it.Fields)
+	}
+	if pan, err := h.p.OpenSealedPAN(items[0].Binary[2]); err != nil || pan != testPAN {
+		t.Errorf("advice PAN does not open to the card: %v", err)
+	}
+	if !rec.Approved() || rec.Reversed() || !hasEvent(rec, journal.StateAdviceQueued) || rec.SealedPAN != nil || owesOfflineAdvice(rec) {
+		t.Errorf("record once its advice is queued: %+v", rec)
+	}
+	if again := h.capture(tx, true); again.RC != "00" || again.RRN != a.RRN || len(h.q.all()) != 1 {
+		t.Errorf("upload sent again once the advice is queued: %+v, %d items queued", again.Result, len(h.q.all()))
+	}
+}
+
+// TestCaptureOfflineAdviceOwedRestart: the advice owed of an offline capture is not
+// lost with the process: the switch stops while the queue refuses it, and recovery
+// at the next start queues it (a repeat, 0221, from the card sealed in the record),
+// without reversing the capture; the upload sent again gets the first 00.
+func TestCaptureOfflineAdviceOwedRestart(t *testing.T) {
+	h := newHarness(t, withTerminal(termNoKey))
+	h.queueRefuses(true)
+	tx := h.offlineSale(1200, h.clock.Now().Add(-3*time.Hour))
+	a := h.capture(tx, true)
+	if a.RC != "00" {
+		t.Fatalf("offline capture: %+v", a.Result)
+	}
+	stan := h.record(a.RRN).IssuerSTAN
+	h = h.restart(t) // the stop's last retry refused; the queue takes items again
+	items := h.q.all()
+	if len(items) != 1 || items[0].MTI != "0220" || items[0].RRN != a.RRN || !items[0].Repeat ||
+		items[0].Fields[11] != stan || items[0].Fields[4] != "000000001200" || items[0].Fields[13]+items[0].Fields[12] != message.FormatDE7(tx.Time) {
+		t.Fatalf("queued after the restart %+v; want the owed advice, as a repeat", items)
+	}
+	if pan, err := h.p.OpenSealedPAN(items[0].Binary[2]); err != nil || pan != testPAN {
+		t.Errorf("recovered advice PAN does not open to the card: %v", err)
+	}
+	rec := h.record(a.RRN)
+	if !rec.Approved() || rec.Reversed() || !hasEvent(rec, journal.StateAdviceQueued) || rec.SealedPAN != nil {
+		t.Errorf("record after recovery %+v", rec)
+	}
+	if again := h.capture(tx, true); again.RC != "00" || again.RRN != a.RRN || len(h.q.all()) != 1 {
+		t.Errorf("upload sent again after the restart: %+v, %d items queued", again.Result, len(h.q.all()))
+	}
+	if n, err := h.p.Recover(t.Context()); err != nil || n != 0 || len(h.q.all()) != 1 {
+		t.Errorf("a second recovery settled %d (%v), %d items queued: want nothing more", n, err, len(h.q.all()))
+	}
+}
+
+// TestCaptureOfflineNotFinal: an offline capture whose final record is not written
+// is never reversed. Its write ahead refused (the journal without a quorum), it is
+// answered 91 and what is kept for the journal's return does not take the upload's
+// key: the resend is captured. Its final write refused (unavailable), it is answered
+// 91 and its approval written once the journal is back, the resend then answered 00
+// from it. Its final write failing otherwise, the switch stopping without it (a
+// crash), recovery approves the open record and queues its advice again as a repeat.
+func TestCaptureOfflineNotFinal(t *testing.T) {
+	h := newHarness(t, withTerminal(termNoKey))
+	unavailable := fmt.Errorf("no quorum: %w", journal.ErrUnavailable)
+	h.j.writeHook = func(_ *journal.Record, first bool) error {
+		if first {
+			return unavailable
+		}
+		return nil
+	}
+	tx := h.offlineSale(500, h.clock.Now().Add(-time.Hour))
+	a := h.capture(tx, true)
+	if a.RC != "91" || len(h.q.all()) != 0 {
+		t.Fatalf("write ahead refused: %+v, %d items queued; want 91, nothing queued", a.Result, len(h.q.all()))
+	}
+	h.j.writeHook = nil
+	h.p.settle(t.Context()) // the journal back
+	if r := h.record(a.RRN); r.Approved() || r.DE7 != "" || r.SealedPAN != nil {
+		t.Fatalf("record kept while the journal was unavailable: %+v, want 91 without the upload's key", r)
+	}
+	ok := h.capture(tx, true)
+	if ok.RC != "00" || ok.RRN == a.RRN || h.advices("0220", ok.RRN) != 1 {
+		t.Fatalf("resend once the journal is back: %+v, want captured", ok.Result)
+	}
+
+	// The final write refused: 91, then the approval once the journal is back.
+	tx2 := h.offlineSale(600, h.clock.Now().Add(-time.Hour))
+	h.j.writeHook = func(rec *journal.Record, first bool) error {
+		if rec.Final() {
+			return unavailable
+		}
+		return nil
+	}
+	b := h.capture(tx2, true)
+	if b.RC != "91" || h.advices("0220", b.RRN) != 1 || h.advices("0420", b.RRN) != 0 {
+		t.Fatalf("final write refused: %+v; want 91, the advice queued, nothing reversed", b.Result)
+	}
+	h.j.writeHook = nil
+	h.p.settle(t.Context())
+	if r := h.record(b.RRN); !r.Approved() || r.Reversed() || r.DecidedBy != DecidedByCard {
+		t.Fatalf("record once the journal is back: %+v, want the approval", r)
+	}
+	if again := h.capture(tx2, true); again.RC != "00" || again.RRN != b.RRN {
+		t.Fatalf("resend once the journal is back: %+v, want 00 with %s", again.Result, b.RRN)
+	}
+
+	// The final write failing (a disk error), then a crash: recovery approves it.
+	tx3 := h.offlineSale(700, h.clock.Now().Add(-time.Hour))
+	h.j.writeHook = func(rec *journal.Record, first bool) error {
+		if rec.Final() {
+			return errScripted
+		}
+		return nil
+	}
+	c := h.capture(tx3, true)
+	if c.RC != "96" || h.advices("0220", c.RRN) != 1 {
+		t.Fatalf("final write failed: %+v; want 96, the advice queued", c.Result)
+	}
+	if r := h.record(c.RRN); r.Final() || len(r.SealedPAN) == 0 {
+		t.Fatalf("record written ahead %+v: want open, the card sealed in it", r)
+	}
+	h.j.writeHook = nil
+	h = h.restart(t)
+	r := h.record(c.RRN)
+	if !r.Approved() || r.Reversed() || r.DecidedBy != DecidedByCard || strings.TrimSpace(r.AuthCode) != "Y1" ||
+		!hasEvent(r, journal.StateAdviceQueued) || r.SealedPAN != nil || h.advices("0420", c.RRN) != 0 {
+		t.Fatalf("open offline capture after recovery: %+v, want approved by the card, not reversed", r)
+	}
+	var repeats int
+	for _, it := range h.q.all() {
+		if it.RRN == c.RRN && it.MTI == "0220" && it.Repeat {
+			repeats++
+		}
+	}
+	if repeats != 1 {
+		t.Errorf("%d repeats of the advice queued by recovery, want 1", repeats)
+	}
+	if again := h.capture(tx3, true); again.RC != "00" || again.RRN != c.RRN {
+		t.Errorf("resend after recovery: %+v, want 00 with %s", again.Result, c.RRN)
+	}
+}
+
+// TestCaptureOfflineAdviceOwedVoided: an offline capture voided while its advice is
+// owed has that advice dropped once the queue takes advices again: its 0420 went,
+// and a 0220 sent after it would charge the card for a voided sale.
+func TestCaptureOfflineAdviceOwedVoided(t *testing.T) {
+	h := newHarness(t, withTerminal(termNoKey))
+	h.q.mu.Lock()
+	h.q.refuseMTI, h.q.refuse = "0220", errScripted
+	h.q.mu.Unlock()
+	a := h.capture(h.offlineSale(800, h.clock.Now().Add(-time.Hour)), true)
+	if a.RC != "00" || !owesOfflineAdvice(h.record(a.RRN)) {
+		t.Fatalf("offline capture: %+v, want 00 with its advice owed", a.Result)
+	}
+	if v := h.do(h.void(a, 800)); v.RC != "00" {
+		t.Fatalf("void of the capture: %+v", v.Result)
+	}
+	h.q.mu.Lock()
+	h.q.refuseMTI = ""
+	h.q.mu.Unlock()
+	h.p.retryAdvices()
+	if n0220, n0420 := h.advices("0220", a.RRN), h.advices("0420", a.RRN); n0220 != 0 || n0420 != 1 {
+		t.Errorf("queued %d 0220 and %d 0420 of the voided capture; want its 0420 only", n0220, n0420)
+	}
+	if r := h.record(a.RRN); !r.Reversed() || owesOfflineAdvice(r) {
+		t.Errorf("voided capture %+v", r)
 	}
 }

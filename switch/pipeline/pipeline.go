@@ -360,7 +360,7 @@ func (p *Pipeline) Start() {
 			case <-p.stop:
 				p.retryAdvices()
 				if n := p.owedAdvices.len(); n > 0 {
-					p.log.Error().Int("advices", n).Msg("stopping with reversal advices the queue did not take: NOT queued")
+					p.log.Error().Int("advices", n).Msg("stopping with advices the queue did not take: NOT queued (recovery queues them at the next start)")
 				}
 				p.settle(context.Background())
 				if n := p.unsettled.len(); n > 0 {
@@ -392,7 +392,7 @@ func (p *Pipeline) checkpoint() {
 	ck := p.open.min()
 	own, _ := p.lastRRN.Load().(string)
 	if owed := p.owedAdvices.minRRN(own); owed != "" && (ck == "" || owed < ck) {
-		ck = owed // a reversal owed in memory: recovery must find its record
+		ck = owed // an advice owed in memory: recovery must find its record
 	}
 	if ck == "" {
 		last, _ := p.lastRRN.Load().(string)
@@ -1004,12 +1004,16 @@ func (p *Pipeline) respond(ctx context.Context, t *txn, rc, auth, by, reason str
 	// time up to the answer written once the delivery mark is merged in).
 	rec.Timings.Total = max(1, p.now().Sub(t.start).Microseconds())
 	if err := p.write(ctx, t, true); err != nil {
+		if rec.Offline && t.written && rec.Approved() && !rec.Reversed() {
+			// An offline capture is durable from its write ahead (the card
+			// approved): not taken back (offlineNotFinal).
+			return p.offlineNotFinal(t, err)
+		}
 		// Never an approval without its record: one given (by the issuer, a
 		// stand-in whose advice is queued, or a completion whose advice is queued)
 		// is taken back. A completion answered otherwise than approved leaves its
-		// pre-authorization open to another, so its 0220 must be reversed; so must an
-		// offline capture's, whose upload comes again.
-		if reversibleApproval(rec) || (rec.Type == "completion" || rec.Offline) && rec.Approved() && !rec.Reversed() {
+		// pre-authorization open to another, so its 0220 must be reversed.
+		if reversibleApproval(rec) || rec.Type == "completion" && rec.Approved() && !rec.Reversed() {
 			p.undoApproval(t, err)
 		}
 		return p.journalFailed(ctx, t, err)

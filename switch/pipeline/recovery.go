@@ -51,7 +51,7 @@ func (p *Pipeline) RecoverRecords(ctx context.Context, why, node string, scan fu
 		switch {
 		case !r.Final():
 			open = append(open, r.RRN)
-		case reversibleApproval(r) && !delivered(r), owesReversal(r, node):
+		case reversibleApproval(r) && !delivered(r), owesReversal(r, node), owesOfflineAdvice(r):
 			list(r.RRN)
 		}
 		return true
@@ -112,6 +112,17 @@ func (p *Pipeline) recoverRecord(ctx context.Context, rrn, why, node string) (bo
 		for _, e := range r.Events {
 			sent = sent || e.State == journal.StateSent
 		}
+		if sent && r.Offline && len(r.SealedPAN) > 0 {
+			// An offline capture: the card approved it, so it is approved,
+			// never reversed, and its advice queued again (recoverOffline).
+			p.recoverOffline(r, why)
+			if err := p.journal.Write(ctx, r, false, true); err != nil {
+				return false, err
+			}
+			p.log.Warn().Str("rrn", r.RRN).Str("tid", r.TID).Bool("advice_queued", len(r.SealedPAN) == 0).
+				Msg("recovered an open offline capture: approved, its advice queued again or owed")
+			return true, nil
+		}
 		r.AddEvent(journal.StateInDoubt, p.now().UTC(), why)
 		if sent {
 			r.RC, r.DecidedBy, r.Reason = message.RCIssuerUnavailable, "switch", "in-doubt-after-restart"
@@ -136,6 +147,19 @@ func (p *Pipeline) recoverRecord(ctx context.Context, rrn, why, node string) (bo
 		}
 		p.log.Warn().Str("rrn", r.RRN).Str("tid", r.TID).Str("issuer", r.Issuer).
 			Msg("recovered a transaction whose reversal advice was owed and not queued: reversed")
+		return true, nil
+	case owesOfflineAdvice(r):
+		// The advice of an offline capture was owed (the queue refused it) and
+		// went with the process that owed it: queued now, as a repeat, or owed
+		// in this process's memory (the housekeeping tries it again).
+		if !p.queueOfflineRepeat(r, "owed at restart, queued by recovery") {
+			return false, nil
+		}
+		if err := p.journal.Write(ctx, r, false, true); err != nil {
+			return false, err
+		}
+		p.log.Warn().Str("rrn", r.RRN).Str("tid", r.TID).Str("issuer", r.Issuer).
+			Msg("recovered an offline capture whose advice was owed: advice queued")
 		return true, nil
 	case reversalPending(r):
 		// Owed by another node (OwedBy), whose memory holds the advice: that node

@@ -634,14 +634,17 @@ func (p *Pipeline) refund(ctx context.Context, t *txn) (frontend.Response, error
 	return p.authorize(ctx, t, release)
 }
 
-// owedAdvice is a reversal advice the queue did not take, with who reversed.
+// owedAdvice is an advice the queue did not take: a reversal advice, with who
+// reversed, or (offline) the advice of an offline approval (oweOfflineAdvice).
 type owedAdvice struct {
-	it *saf.Item
-	by string
+	it      *saf.Item
+	by      string
+	offline bool
 }
 
 // adviceBook keeps the advices the queue did not take, for the housekeeping to try
-// again (bounded: past maxOwedAdvices they are logged and dropped).
+// again (bounded: past maxOwedAdvices they are logged and dropped): reversal
+// advices (0420) and offline approvals' advices (0220).
 type adviceBook struct {
 	mu    sync.Mutex
 	items []owedAdvice
@@ -728,6 +731,13 @@ func (p *Pipeline) retryAdvice(a owedAdvice) bool {
 		return false
 	}
 	cur, err := p.journal.Get(rrn)
+	if a.offline {
+		defer unlock()
+		if err != nil {
+			cur = nil
+		}
+		return p.retryOfflineAdvice(cur, a)
+	}
 	if err == nil && cur.Reversed() {
 		unlock()
 		p.log.Info().Str("rrn", rrn).Str("issuer", a.it.Issuer).Str("reversed_by", cur.ReversedBy).
