@@ -80,7 +80,9 @@ func runSettle(env *Env, args []string) int {
 		for _, l := range rep.Merchants {
 			row(l)
 		}
-		row(rep.Total)
+		for _, l := range rep.Totals { // one per currency
+			row(l)
+		}
 		err = tw.Flush()
 	}
 	if err != nil {

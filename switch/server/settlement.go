@@ -25,13 +25,20 @@ type SettlementLine struct {
 }
 
 // Settlement is the report of a day: per merchant and terminal, approved purchases and
-// refunds not reversed or voided, and their totals.
+// refunds not reversed or voided, and their totals. Amounts of different currencies
+// are never added together: every line, merchant total and total is of one currency.
 type Settlement struct {
 	Date      string           `json:"date"`
 	Timezone  string           `json:"timezone"`
 	Lines     []SettlementLine `json:"lines"`
 	Merchants []SettlementLine `json:"merchants"` // TID empty: the merchant's total
-	Total     SettlementLine   `json:"total"`
+	// Totals are the day's totals, one per currency (MID and TID empty), in
+	// currency order.
+	Totals []SettlementLine `json:"totals"`
+	// Total is the day's total when the day has lines of a single currency (the
+	// one of Totals), nil when it has several or none. Until 5 December 2026 it
+	// added every currency together.
+	Total *SettlementLine `json:"total,omitempty"`
 }
 
 // Settle builds the settlement report of the local day date (YYYY-MM-DD) in loc.
@@ -65,6 +72,7 @@ func Settle(ctx context.Context, j *journal.Store, date string, loc *time.Locati
 	}
 	s := &Settlement{Date: date, Timezone: loc.String()}
 	byMerch := map[[2]string]*SettlementLine{}
+	byCur := map[string]*SettlementLine{}
 	for _, l := range byTerm {
 		l.Net = l.PurchaseAmount - l.RefundAmount
 		s.Lines = append(s.Lines, *l)
@@ -75,10 +83,23 @@ func Settle(ctx context.Context, j *journal.Store, date string, loc *time.Locati
 			byMerch[mk] = m
 		}
 		add(m, l)
-		add(&s.Total, l)
+		c := byCur[l.Currency]
+		if c == nil {
+			c = &SettlementLine{Currency: l.Currency}
+			byCur[l.Currency] = c
+		}
+		add(c, l)
 	}
 	for _, m := range byMerch {
 		s.Merchants = append(s.Merchants, *m)
+	}
+	for _, c := range byCur {
+		s.Totals = append(s.Totals, *c)
+	}
+	sort.Slice(s.Totals, func(a, b int) bool { return s.Totals[a].Currency < s.Totals[b].Currency })
+	if len(s.Totals) == 1 {
+		tot := s.Totals[0]
+		s.Total = &tot
 	}
 	sort.Slice(s.Lines, func(a, b int) bool {
 		return s.Lines[a].MID+s.Lines[a].TID+s.Lines[a].Currency < s.Lines[b].MID+s.Lines[b].TID+s.Lines[b].Currency
@@ -97,7 +118,8 @@ func add(dst, l *SettlementLine) {
 	dst.Net += l.Net
 }
 
-// WriteCSV writes the report as CSV: terminal lines, then merchant totals, then the total.
+// WriteCSV writes the report as CSV: terminal lines, then merchant totals, then the
+// totals, one row per currency.
 func (s *Settlement) WriteCSV(w io.Writer) error {
 	cw := csv.NewWriter(w)
 	_ = cw.Write([]string{"date", "level", "mid", "tid", "currency", "purchase_count", "purchase_amount", "refund_count", "refund_amount", "net"})
@@ -111,7 +133,9 @@ func (s *Settlement) WriteCSV(w io.Writer) error {
 	for _, l := range s.Merchants {
 		row("merchant", l)
 	}
-	row("total", s.Total)
+	for _, l := range s.Totals {
+		row("total", l)
+	}
 	cw.Flush()
 	return cw.Error()
 }
