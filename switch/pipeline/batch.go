@@ -114,7 +114,14 @@ func (p *Pipeline) batch(ctx context.Context, t *txn) (frontend.Response, error)
 	if err != nil {
 		return p.systemError(t, err)
 	}
-	if err := p.journal.CloseBatch(ctx, t.req.TID, t.start); err != nil {
+	// A clock stepped back does not move the close back: the next batch would
+	// count this one's transactions again.
+	closeAt := t.start
+	if closeAt.Before(since) {
+		closeAt = since
+		p.log.Warn().Str("tid", t.req.TID).Time("last_close", since).Time("now", t.start).Msg("batch: the clock is behind the terminal's last batch close (stepped back?): the close stays there")
+	}
+	if err := p.journal.CloseBatch(ctx, t.req.TID, closeAt); err != nil {
 		return p.systemError(t, err)
 	}
 	var ours Totals

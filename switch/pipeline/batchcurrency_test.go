@@ -61,3 +61,32 @@ func TestBatchCurrenciesMixed(t *testing.T) {
 		t.Fatalf("batch of one currency: %s %q, want 00", b.RC, b.Reason)
 	}
 }
+
+// TestBatchCloseNeverMovesBack: a clock stepped back (NTP) before a batch's 0500 does
+// not move the terminal's batch close back. Before, the close was set to the
+// stepped-back time, and the next batch counted again the transactions of the
+// batch closed before: a terminal whose next batch was right was told 95.
+func TestBatchCloseNeverMovesBack(t *testing.T) {
+	batch := func(h *harness, bt string) termclient.Txn {
+		tx := h.purchase(0)
+		tx.MTI, tx.ProcCode, tx.PAN, tx.Expiry = "0500", message.PCBatch, "", ""
+		tx.TLV = [][2]string{{message.TagBatchTotals, bt}}
+		return tx
+	}
+	h := newHarness(t)
+	h.approved(1000)
+	h.clock.Advance(10 * time.Second)
+	if b := h.do(batch(h, "1,1000,0,0")); b.RC != "00" {
+		t.Fatalf("first batch: %s %q", b.RC, b.Reason)
+	}
+	h.clock.Advance(-30 * time.Second) // the clock is stepped back past the purchase
+	if b := h.do(batch(h, "0,0,0,0")); b.RC != "00" {
+		t.Fatalf("empty batch on the stepped-back clock: %s %q", b.RC, b.Reason)
+	}
+	h.clock.Advance(time.Minute)
+	h.approved(2500)
+	h.clock.Advance(time.Second)
+	if b := h.do(batch(h, "1,2500,0,0")); b.RC != "00" {
+		t.Fatalf("the next batch: %s %q, want 00: the first batch's purchase counted again", b.RC, b.Reason)
+	}
+}
