@@ -70,9 +70,12 @@ func runSettle(env *Env, args []string) int {
 	default:
 		fmt.Fprintln(w, settlementDay(&rep))
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintf(tw, "MID\tTID\tCUR\tPURCHASES\tAMOUNT\tREFUNDS\tAMOUNT\tNET\t\n")
+		// LATE and its AMOUNT: the earlier days' transactions reversed this day, as
+		// the net takes them (purchases off, refunds back).
+		fmt.Fprintf(tw, "MID\tTID\tCUR\tPURCHASES\tAMOUNT\tREFUNDS\tAMOUNT\tLATE REVERSALS\tAMOUNT\tNET\t\n")
 		row := func(l server.SettlementLine) {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t\n", l.MID, orDash(l.TID), l.Currency, l.PurchaseCount, l.PurchaseAmount, l.RefundCount, l.RefundAmount, l.Net)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t\n", l.MID, orDash(l.TID), l.Currency, l.PurchaseCount, l.PurchaseAmount, l.RefundCount, l.RefundAmount,
+				l.LateReversalCount+l.LateRefundReversalCount, l.LateRefundReversalAmount-l.LateReversalAmount, l.Net)
 		}
 		for _, l := range rep.Lines {
 			row(l)
@@ -80,7 +83,9 @@ func runSettle(env *Env, args []string) int {
 		for _, l := range rep.Merchants {
 			row(l)
 		}
-		row(rep.Total)
+		for _, l := range rep.Totals { // one per currency
+			row(l)
+		}
 		err = tw.Flush()
 	}
 	if err != nil {

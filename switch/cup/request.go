@@ -265,7 +265,8 @@ func appendTag(tlv, tag, v string) (string, error) {
 
 // settlementTotals reads F48 of an 0500: debit (purchase) amount N12 and count N3,
 // credit (refund) amount N12 and count N3, the domestic settlement code N1, and
-// optionally the same 31 digits for foreign cards. The switch's journal holds every
+// optionally the same 31 digits for foreign cards (a length between, foreign totals
+// cut short, is a format error). The switch's journal holds every
 // card the terminal took, whatever its organisation, so the totals it is compared
 // with are the sum of both. (Until 5 December 2026 the foreign totals were ignored:
 // a batch with foreign cards never balanced, and the answer's foreign settlement
@@ -284,8 +285,13 @@ func settlementTotals(s string) (message.BatchTotals, error) {
 		return message.BatchTotals{PurchaseSum: n(0, 12), PurchaseCount: n(12, 15), RefundSum: n(15, 27), RefundCount: n(27, 30)}, nil
 	}
 	bt, err := read(s[:30], "domestic")
-	if err != nil || len(s) < 61 {
+	if err != nil || len(s) <= 31 {
 		return bt, err
+	}
+	if len(s) < 61 {
+		// Foreign totals begun and cut short: read as the domestic ones alone, a
+		// batch whose foreign cards nobody compared would be answered balanced.
+		return message.BatchTotals{}, formatErr(48, "settlement totals are %d digits: foreign-card totals cut short (want 30 or 31, or 61 or 62)", len(s))
 	}
 	foreign, err := read(s[31:61], "foreign-card")
 	if err != nil {

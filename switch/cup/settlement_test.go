@@ -48,4 +48,10 @@ func TestSettlementCountsForeignTotals(t *testing.T) {
 	if r := p.last(); r.TLV.BatchTotals != "2,400,0,0" {
 		t.Errorf("domestic-only settlement BT %q", r.TLV.BatchTotals)
 	}
+	// Foreign totals cut short (a 45-digit F48): not the domestic totals alone,
+	// which would balance a batch whose foreign cards nobody compared, but 30.
+	before := p.last()
+	if ans := settle(totals(400, 2, 0, 0) + "12345678901234"); ans.Str(39) != "30" || p.last() != before {
+		t.Errorf("settlement with foreign totals cut short: %s, reached the pipeline: %v", Summary(ans), p.last() != before)
+	}
 }

@@ -89,7 +89,7 @@ func TestCompletionASCII(t *testing.T) {
 	}
 	// The completion's own day (the test may run across midnight there).
 	rep, err := server.Settle(context.Background(), f.s.Journal, crec.Received.In(loc).Format("2006-01-02"), loc)
-	if err != nil || rep.Total.PurchaseCount != 1 || rep.Total.PurchaseAmount != 11500 {
+	if err != nil || rep.Total == nil || rep.Total.PurchaseCount != 1 || rep.Total.PurchaseAmount != 11500 {
 		t.Errorf("settlement report %+v (%v): want the completion alone", rep, err)
 	}
 

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/csv"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -21,36 +22,123 @@ type SettlementLine struct {
 	PurchaseAmount int64  `json:"purchase_amount"`
 	RefundCount    int64  `json:"refund_count"`
 	RefundAmount   int64  `json:"refund_amount"`
-	Net            int64  `json:"net"`
+	// LateReversalCount and LateReversalAmount are the purchases and completions of
+	// earlier days reversed or voided on this day (by their reversal's time): their
+	// own day's report counted them, and this day's net takes them off.
+	LateReversalCount  int64 `json:"late_reversal_count"`
+	LateReversalAmount int64 `json:"late_reversal_amount"`
+	// LateRefundReversalCount and LateRefundReversalAmount are the refunds of
+	// earlier days reversed on this day: this day's net gives them back.
+	LateRefundReversalCount  int64 `json:"late_refund_reversal_count"`
+	LateRefundReversalAmount int64 `json:"late_refund_reversal_amount"`
+	// Net is PurchaseAmount - RefundAmount - LateReversalAmount +
+	// LateRefundReversalAmount.
+	Net int64 `json:"net"`
 }
 
 // Settlement is the report of a day: per merchant and terminal, approved purchases and
-// refunds not reversed or voided, and their totals.
+// refunds not reversed or voided, and their totals. Amounts of different currencies
+// are never added together: every line, merchant total and total is of one currency.
 type Settlement struct {
 	Date      string           `json:"date"`
 	Timezone  string           `json:"timezone"`
 	Lines     []SettlementLine `json:"lines"`
 	Merchants []SettlementLine `json:"merchants"` // TID empty: the merchant's total
-	Total     SettlementLine   `json:"total"`
+	// Totals are the day's totals, one per currency (MID and TID empty), in
+	// currency order.
+	Totals []SettlementLine `json:"totals"`
+	// Total is the day's total when the day has lines of a single currency (the
+	// one of Totals), nil when it has several or none. Until 5 December 2026 it
+	// added every currency together.
+	Total *SettlementLine `json:"total,omitempty"`
 }
 
-// Settle builds the settlement report of the local day date (YYYY-MM-DD) in loc.
+// settleLookback is how far before its day a settlement looks for transactions
+// reversed on that day without a record of their own naming them (the switch's
+// reversals: an answer undelivered, crash recovery, an owed advice queued at last).
+// A terminal's reversal or void received on the day names its original, of any
+// age.
+const settleLookback = 24 * time.Hour
+
+// settled reports whether r is a transaction a settlement counts when it stands:
+// an approved purchase, completion or refund (a pre-authorization is settled by its
+// completion).
+func settled(r *journal.Record) bool {
+	return r.Approved() && (r.Type == "purchase" || r.Type == "completion" || r.Type == "refund")
+}
+
+// reversedAt is when r was reversed or voided: its first reversed event (the
+// reversal mark goes with it); a record marked reversed without one (written
+// before the events said so) counts as reversed when it was received.
+func reversedAt(r *journal.Record) (time.Time, bool) {
+	if !r.Reversed() {
+		return time.Time{}, false
+	}
+	for _, e := range r.Events {
+		if e.State == journal.StateReversed {
+			return e.At, true
+		}
+	}
+	return r.Received, true
+}
+
+// Settle builds the settlement report of the local day date (YYYY-MM-DD) in loc:
+// the approved purchases, completions and refunds received that day and not
+// reversed by its end, and the ones of earlier days reversed during it (late
+// reversals, taken off the day's net). A day's report therefore does not change
+// once the day is over: what happens to its transactions afterwards is in the
+// report of the day it happens, and the cut-off file (settlement.file) made just
+// after midnight stays right.
 func Settle(ctx context.Context, j *journal.Store, date string, loc *time.Location) (*Settlement, error) {
 	day, err := time.ParseInLocation("2006-01-02", date, loc)
 	if err != nil {
 		return nil, fmt.Errorf("date %q: want YYYY-MM-DD", date)
 	}
+	end := day.AddDate(0, 0, 1)
 	byTerm := map[[3]string]*SettlementLine{}
-	err = j.Scan(ctx, journal.Query{From: day, To: day.AddDate(0, 0, 1)}, func(r *journal.Record) bool {
-		if !r.Approved() || r.Reversed() || (r.Type != "purchase" && r.Type != "completion" && r.Type != "refund") {
-			return true
-		}
+	line := func(r *journal.Record) *SettlementLine {
 		k := [3]string{r.MID, r.TID, r.Currency}
 		l := byTerm[k]
 		if l == nil {
 			l = &SettlementLine{MID: r.MID, TID: r.TID, Currency: r.Currency}
 			byTerm[k] = l
 		}
+		return l
+	}
+	// lateReversal counts r when it is a transaction of an earlier day reversed
+	// during this one, once.
+	late := map[string]bool{}
+	lateReversal := func(r *journal.Record) {
+		at, ok := reversedAt(r)
+		if !ok || late[r.RRN] || !settled(r) || !r.Received.Before(day) || at.Before(day) || !at.Before(end) {
+			return
+		}
+		late[r.RRN] = true
+		l := line(r)
+		if r.Type == "refund" {
+			l.LateRefundReversalCount++
+			l.LateRefundReversalAmount += r.Amount
+		} else {
+			l.LateReversalCount++
+			l.LateReversalAmount += r.Amount
+		}
+	}
+	var named []string // the originals of the reversals and voids received on the day
+	err = j.Scan(ctx, journal.Query{From: day.Add(-settleLookback), To: end}, func(r *journal.Record) bool {
+		if r.Received.Before(day) {
+			lateReversal(r)
+			return true
+		}
+		if (r.Type == "reversal" || r.Type == "void") && r.OriginalRRN != "" {
+			named = append(named, r.OriginalRRN)
+		}
+		if !settled(r) {
+			return true
+		}
+		if at, ok := reversedAt(r); ok && at.Before(end) {
+			return true // reversed or voided within the day
+		}
+		l := line(r)
 		if r.Type != "refund" { // purchases and completions (a pre-authorization itself is not settled)
 			l.PurchaseCount++
 			l.PurchaseAmount += r.Amount
@@ -63,10 +151,21 @@ func Settle(ctx context.Context, j *journal.Store, date string, loc *time.Locati
 	if err != nil {
 		return nil, err
 	}
+	for _, rrn := range named {
+		r, err := j.Get(rrn)
+		if errors.Is(err, journal.ErrNotFound) {
+			continue // removed by retention, or never a transaction
+		}
+		if err != nil {
+			return nil, fmt.Errorf("settlement of %s: original %s of a reversal: %w", date, rrn, err)
+		}
+		lateReversal(r)
+	}
 	s := &Settlement{Date: date, Timezone: loc.String()}
 	byMerch := map[[2]string]*SettlementLine{}
+	byCur := map[string]*SettlementLine{}
 	for _, l := range byTerm {
-		l.Net = l.PurchaseAmount - l.RefundAmount
+		l.Net = l.PurchaseAmount - l.RefundAmount - l.LateReversalAmount + l.LateRefundReversalAmount
 		s.Lines = append(s.Lines, *l)
 		mk := [2]string{l.MID, l.Currency}
 		m := byMerch[mk]
@@ -75,10 +174,23 @@ func Settle(ctx context.Context, j *journal.Store, date string, loc *time.Locati
 			byMerch[mk] = m
 		}
 		add(m, l)
-		add(&s.Total, l)
+		c := byCur[l.Currency]
+		if c == nil {
+			c = &SettlementLine{Currency: l.Currency}
+			byCur[l.Currency] = c
+		}
+		add(c, l)
 	}
 	for _, m := range byMerch {
 		s.Merchants = append(s.Merchants, *m)
+	}
+	for _, c := range byCur {
+		s.Totals = append(s.Totals, *c)
+	}
+	sort.Slice(s.Totals, func(a, b int) bool { return s.Totals[a].Currency < s.Totals[b].Currency })
+	if len(s.Totals) == 1 {
+		tot := s.Totals[0]
+		s.Total = &tot
 	}
 	sort.Slice(s.Lines, func(a, b int) bool {
 		return s.Lines[a].MID+s.Lines[a].TID+s.Lines[a].Currency < s.Lines[b].MID+s.Lines[b].TID+s.Lines[b].Currency
@@ -94,16 +206,23 @@ func add(dst, l *SettlementLine) {
 	dst.PurchaseAmount += l.PurchaseAmount
 	dst.RefundCount += l.RefundCount
 	dst.RefundAmount += l.RefundAmount
+	dst.LateReversalCount += l.LateReversalCount
+	dst.LateReversalAmount += l.LateReversalAmount
+	dst.LateRefundReversalCount += l.LateRefundReversalCount
+	dst.LateRefundReversalAmount += l.LateRefundReversalAmount
 	dst.Net += l.Net
 }
 
-// WriteCSV writes the report as CSV: terminal lines, then merchant totals, then the total.
+// WriteCSV writes the report as CSV: terminal lines, then merchant totals, then the
+// totals, one row per currency.
 func (s *Settlement) WriteCSV(w io.Writer) error {
 	cw := csv.NewWriter(w)
-	_ = cw.Write([]string{"date", "level", "mid", "tid", "currency", "purchase_count", "purchase_amount", "refund_count", "refund_amount", "net"})
+	_ = cw.Write([]string{"date", "level", "mid", "tid", "currency", "purchase_count", "purchase_amount", "refund_count", "refund_amount", "net",
+		"late_reversal_count", "late_reversal_amount", "late_refund_reversal_count", "late_refund_reversal_amount"})
 	row := func(level string, l SettlementLine) {
 		i := func(n int64) string { return strconv.FormatInt(n, 10) }
-		_ = cw.Write([]string{s.Date, level, l.MID, l.TID, l.Currency, i(l.PurchaseCount), i(l.PurchaseAmount), i(l.RefundCount), i(l.RefundAmount), i(l.Net)})
+		_ = cw.Write([]string{s.Date, level, l.MID, l.TID, l.Currency, i(l.PurchaseCount), i(l.PurchaseAmount), i(l.RefundCount), i(l.RefundAmount), i(l.Net),
+			i(l.LateReversalCount), i(l.LateReversalAmount), i(l.LateRefundReversalCount), i(l.LateRefundReversalAmount)})
 	}
 	for _, l := range s.Lines {
 		row("terminal", l)
@@ -111,7 +230,9 @@ func (s *Settlement) WriteCSV(w io.Writer) error {
 	for _, l := range s.Merchants {
 		row("merchant", l)
 	}
-	row("total", s.Total)
+	for _, l := range s.Totals {
+		row("total", l)
+	}
 	cw.Flush()
 	return cw.Error()
 }

@@ -162,7 +162,14 @@ func (s *Server) settlementTask(ctx context.Context, p map[string]string) (strin
 	if err != nil {
 		return "", fmt.Errorf("settlement file %s: %w", path, err)
 	}
-	return fmt.Sprintf("%s: %d terminals, net %d", path, len(st.Lines), st.Total.Net), nil
+	nets := make([]string, 0, len(st.Totals))
+	for _, tot := range st.Totals { // never one net across currencies
+		nets = append(nets, fmt.Sprintf("net %d %s", tot.Net, tot.Currency))
+	}
+	if len(nets) == 0 {
+		nets = append(nets, "net 0")
+	}
+	return fmt.Sprintf("%s: %d terminals, %s", path, len(st.Lines), strings.Join(nets, ", ")), nil
 }
 
 // rotateKeysTask makes a new version of each key of params.keys (comma-separated
