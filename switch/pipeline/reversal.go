@@ -596,6 +596,10 @@ func (p *Pipeline) refund(ctx context.Context, t *txn) (frontend.Response, error
 		reason, rc = "original-not-approved", message.RCInvalidTransaction
 	case t.start.Sub(orig.Received) > p.cfg.RefundWindow:
 		reason, rc = "refund-window-passed", message.RCInvalidTransaction
+	case orig.Currency != "" && r.Currency != orig.Currency:
+		// Not the original's money: 10,000 cents are not 10,000 fen, and the
+		// ceiling below would compare them as if they were.
+		reason, rc = "refund-currency-mismatch", message.RCInvalidTransaction
 	case r.Amount <= 0 || orig.Refunded+r.Amount > orig.Amount:
 		reason, rc = "refund-exceeds-original", message.RCInvalidAmount
 	default:
