@@ -1,0 +1,83 @@
+package ruleset
+
+import (
+	"strings"
+	"testing"
+)
+
+// A division by zero is a run-time error (the rule counts as not hit and the
+// decision lists it), as docs/rules.md says: not +Inf, which compares greater than
+// any limit and would decline every transaction of a merchant whose limit is 0
+// ("none set").
+func TestDivisionByZeroIsARunError(t *testing.T) {
+	rs, err := Load(writeRules(t, map[string]string{"a.yaml": `
+rules:
+  - {id: ratio-int, condition: "txn.amount / merchant.single_limit > 2", action: decline}
+  - {id: ratio-float, condition: "txn.amount / merchant.profile.daily_avg > 2.5", action: decline}
+  - {id: ratio-float-int, condition: "merchant.profile.daily_avg / velocity.c > 1", action: decline}
+  - {id: zero-by-zero, condition: "!(merchant.single_limit / merchant.daily_limit < 1)", action: decline}
+counters:
+  - {name: c, dimension: card, window: 1h}
+`}), LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := purchase(5000) // single_limit, daily_limit and the profile are 0
+	d := rs.evaluate(in, nil, nil, nil)
+	if d.Action != ActionAllow || len(d.Hits) != 0 {
+		t.Errorf("a division by zero hit: %+v", d)
+	}
+	if len(d.Errors) != 4 {
+		t.Fatalf("errors %+v, want one per rule", d.Errors)
+	}
+	for _, e := range d.Errors {
+		if !strings.Contains(e.Error, "division by zero") {
+			t.Errorf("rule %s: error %q does not say division by zero", e.Rule, e.Error)
+		}
+	}
+	// Divisions that are not by zero keep their meaning: / gives a float.
+	in.Merchant.SingleLimit, in.Merchant.DailyLimit, in.Merchant.Profile.DailyAvg = 2000, 4000, 1000
+	d = rs.evaluate(in, nil, nil, nil)
+	if _, ok := d.Hit("ratio-int"); !ok { // 5000/2000 = 2.5 > 2
+		t.Errorf("5000/2000 > 2 did not hit: %+v", d)
+	}
+	if _, ok := d.Hit("ratio-float"); !ok { // 5000/1000.0 = 5 > 2.5
+		t.Errorf("5000/1000.0 > 2.5 did not hit: %+v", d)
+	}
+	if _, ok := d.Hit("zero-by-zero"); ok { // 2000/4000 = 0.5 < 1
+		t.Errorf("2000/4000 < 1 negated hit: %+v", d)
+	}
+}
+
+// A score expression that divides by zero, or gives a negative score, must not lower
+// the file's summed score under its thresholds (a negative score would let other
+// hits through): the rule's hit scores 0 and the decision lists the error.
+func TestScoreExpressionGuards(t *testing.T) {
+	rs, err := Load(writeRules(t, map[string]string{"a.yaml": `
+thresholds: {decline: 50}
+rules:
+  - {id: base, condition: "txn.amount > 0", action: alert, score: 60}
+  - {id: ratio, condition: "txn.amount > 0", action: alert, score: "txn.amount / merchant.single_limit"}
+  - {id: negative, condition: "txn.amount > 0", action: alert, score: "10 - txn.amount"}
+`}), LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := rs.evaluate(purchase(5000), nil, nil, nil)
+	if d.Action != ActionDecline || d.Rule != "score:a" || d.Score != 60 {
+		t.Errorf("decision %+v, want the threshold's decline with score 60", d)
+	}
+	var got []string
+	for _, e := range d.Errors {
+		got = append(got, e.Rule+": "+e.Error)
+	}
+	want := []string{"ratio: score: division by zero", "negative: score: -4990 is negative"}
+	if len(got) != len(want) {
+		t.Fatalf("errors %q, want %q", got, want)
+	}
+	for i := range want {
+		if !strings.HasPrefix(got[i], want[i]) {
+			t.Errorf("error %q, want it to begin %q", got[i], want[i])
+		}
+	}
+}
