@@ -81,3 +81,39 @@ rules:
 		}
 	}
 }
+
+// Counter windows and resolutions that make no sense are refused with the line of
+// the key, the value and what would do: a window that wraps around int64 (it loaded
+// as some other window), under the 1 s resolution, over a year, or more buckets
+// than a read in the authorization path should sum.
+func TestCounterWindowLimits(t *testing.T) {
+	counter := func(spec string) map[string]string {
+		return map[string]string{"a.yaml": "counters:\n  - name: c\n    dimension: card\n" + spec +
+			"rules:\n  - {id: r, condition: \"velocity.c > 5\", action: decline}\n"}
+	}
+	for _, c := range []struct{ spec, want string }{
+		{"    window: 200000000d\n", `a.yaml:4: counter c: window "200000000d": too long`},
+		{"    window: 9999999999w\n", `a.yaml:4: counter c: window "9999999999w": too long`},
+		{"    window: 10ms\n", "a.yaml:4: counter c: window 10ms is shorter than 1s"},
+		{"    window: 1000000h\n", "a.yaml:4: counter c: window 1000000h is longer than 366d"},
+		{"    window: 400d\n", "a.yaml:4: counter c: window 400d is longer than 366d"},
+		{"    window: 1h\n    resolution: 500ms\n", "a.yaml:5: counter c: resolution 500ms is shorter than 1s"},
+		{"    window: 1h\n    resolution: 2h\n", "a.yaml:5: counter c: resolution 2h is longer than the window 1h"},
+		{"    window: 30d\n    resolution: 1s\n", "a.yaml:5: counter c: window 30d at resolution 1s is 2592000 buckets, more than 10000: use a resolution of at least 4m20s"},
+	} {
+		got := problems(t, counter(c.spec))
+		if !strings.Contains(got, c.want) {
+			t.Errorf("%q:\n%s\nwant %q", c.spec, got, c.want)
+		}
+		// The rule reading the refused counter is not told that it does not exist.
+		if strings.Contains(got, "unknown counter") || !strings.Contains(got, "velocity.c is declared with a problem") {
+			t.Errorf("%q: the rule's problem is misleading:\n%s", c.spec, got)
+		}
+	}
+	// The limits themselves load.
+	for _, spec := range []string{"    window: 1s\n", "    window: 366d\n", "    window: 30d\n    resolution: 260s\n", "    window: 52w\n"} {
+		if _, err := Load(writeRules(t, counter(spec)), LoadOptions{}); err != nil {
+			t.Errorf("%q: %v", spec, err)
+		}
+	}
+}

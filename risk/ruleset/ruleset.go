@@ -156,6 +156,7 @@ type RuleSet struct {
 	LoadedAt time.Time `json:"loaded_at"`
 
 	counterByName map[string]*Counter
+	badCounters   map[string]bool // declared with a problem: rules reading them are not blamed too
 	readCounters  []*Counter     // counters some rule reads
 	whereIDs      map[string]int // distinct counter filters (normalized source) -> id
 	usesLists     bool
