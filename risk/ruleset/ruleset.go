@@ -157,8 +157,8 @@ type RuleSet struct {
 
 	counterByName map[string]*Counter
 	badCounters   map[string]bool // declared with a problem: rules reading them are not blamed too
-	readCounters  []*Counter     // counters some rule reads
-	whereIDs      map[string]int // distinct counter filters (normalized source) -> id
+	readCounters  []*Counter      // counters some rule reads
+	whereIDs      map[string]int  // distinct counter filters (normalized source) -> id
 	usesLists     bool
 	retracts      uint8 // union of the counters' retract bits
 	maxWindow     time.Duration
