@@ -117,3 +117,56 @@ func TestCounterWindowLimits(t *testing.T) {
 		}
 	}
 }
+
+// A condition that reads nothing of the transaction is caught at load: an enforced
+// decline that is always true would decline all traffic, so it is refused; always
+// false, or always true with another action or in shadow mode, is a warning. A decline
+// or review rule whose tests all expect a hit is warned about: such tests pass for
+// "txn.amount >= 0" too.
+func TestConstantConditionsAndOneSidedTests(t *testing.T) {
+	got := problems(t, map[string]string{"a.yaml": `
+rules:
+  - {id: t1, condition: "true", action: decline}
+  - {id: t2, condition: "txn.amount > 5 || true", action: decline}
+  - {id: t3, condition: "1 == 1 && 2 > 1", action: decline}
+`})
+	for _, want := range []string{
+		`a.yaml:3: rule t1: condition "true" is always true: the rule would decline every transaction`,
+		`a.yaml:4: rule t2: condition "txn.amount > 5 || true" is always true`,
+		`a.yaml:5: rule t3: condition "1 == 1 && 2 > 1" is always true`,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("problems:\n%s\nwant %q", got, want)
+		}
+	}
+	rs, err := Load(writeRules(t, map[string]string{"a.yaml": `
+rules:
+  - {id: w1, condition: "false", action: decline, tests: [{expect: miss}]}
+  - {id: w2, condition: "true", action: decline, mode: shadow, tests: [{expect: hit}, {expect: miss}]}
+  - {id: w3, condition: "len([1, 2]) > 1", action: alert, tests: [{expect: hit}]}
+  - {id: w4, condition: "txn.amount >= 0", action: decline, tests: [{expect: hit}, {input: {txn: {amount: 9}}, expect: hit}]}
+  - {id: ok1, condition: 'in_list("watch", "merchant", merchant.id)', action: review, tests: [{expect: miss}]}
+  - {id: ok2, condition: "let t = txn; t.amount > 5", action: decline, tests: [{expect: miss}]}
+`}), LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var warnings []string
+	for _, w := range rs.Warnings {
+		warnings = append(warnings, w.String())
+	}
+	all := strings.Join(warnings, "\n")
+	for _, want := range []string{
+		`a.yaml:3: rule w1: condition "false" is always false: the rule never hits`,
+		`a.yaml:4: rule w2: condition "true" is always true: the rule hits every transaction`,
+		`a.yaml:5: rule w3: condition "len([1, 2]) > 1" is always true`,
+		`a.yaml:6: rule w4: no test expects a miss`,
+	} {
+		if !strings.Contains(all, want) {
+			t.Errorf("warnings:\n%s\nwant %q", all, want)
+		}
+	}
+	if strings.Contains(all, "ok1") || strings.Contains(all, "ok2") || len(warnings) != 4 {
+		t.Errorf("warnings:\n%s\nwant exactly the four above", all)
+	}
+}

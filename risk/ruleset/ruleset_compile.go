@@ -11,6 +11,9 @@ import (
 	"time"
 
 	"github.com/cespare/xxhash/v2"
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/parser"
 	"github.com/switchyard/switchyard/risk/state"
 	"go.yaml.in/yaml/v3"
 )
@@ -427,8 +430,75 @@ func (c *compiler) compileRule(rs *RuleSet, pf *parsedFile, i, fi int, index map
 	if len(d.Tests) == 0 && len(c.problems) == n0 {
 		c.warnf(pf.name, line, "%s has no tests", what)
 	}
+	if r.prog != nil {
+		c.lintConstant(pf, node, r, what)
+	}
+	if len(d.Tests) > 0 && len(c.problems) == n0 && (r.Action == ActionDecline || r.Action == ActionReview) {
+		misses := 0
+		for _, td := range d.Tests {
+			if td.Expect == "miss" {
+				misses++
+			}
+		}
+		if misses == 0 {
+			c.warnf(pf.name, line, "%s: no test expects a miss: nothing shows which transactions it lets through (a condition that is always true would %s every one)", what, r.Action)
+		}
+	}
 	if len(c.problems) > n0 {
 		return nil
 	}
 	return r
+}
+
+// lintConstant reports a condition that reads nothing that changes per
+// transaction (the compiler folded it to true or false). An enforced decline
+// that is always true would decline every transaction: that is refused; the
+// rest is a warning.
+func (c *compiler) lintConstant(pf *parsedFile, node *yaml.Node, r *Rule, what string) {
+	var value bool
+	if b, ok := r.prog.Node().(*ast.BoolNode); ok {
+		value = b.Value
+	} else {
+		tree, err := parser.Parse(r.Condition)
+		if err != nil {
+			return
+		}
+		v := &inputReader{}
+		ast.Walk(&tree.Node, v)
+		if v.reads {
+			return
+		}
+		out, err := expr.Run(r.prog, Input{})
+		if err != nil {
+			return
+		}
+		value, _ = out.(bool)
+	}
+	line := keyLine(node, "condition")
+	switch {
+	case !value:
+		c.warnf(pf.name, line, "%s: condition %q is always false: the rule never hits", what, r.Condition)
+	case r.Action == ActionDecline && r.Mode == ModeEnforce:
+		c.errorf(pf.name, line, "%s: condition %q is always true: the rule would decline every transaction (use mode: shadow to try it)", what, r.Condition)
+	default:
+		c.warnf(pf.name, line, "%s: condition %q is always true: the rule hits every transaction", what, r.Condition)
+	}
+}
+
+// inputReader finds whether an expression reads anything that changes per
+// transaction: a name of the environment, or in_list.
+type inputReader struct{ reads bool }
+
+// Visit implements ast.Visitor.
+func (v *inputReader) Visit(node *ast.Node) {
+	switch n := (*node).(type) {
+	case *ast.IdentifierNode:
+		if envRoots[n.Value] || n.Value == "in_list" {
+			v.reads = true
+		}
+	case *ast.CallNode:
+		if id, ok := n.Callee.(*ast.IdentifierNode); ok && id.Value == "in_list" {
+			v.reads = true
+		}
+	}
 }
