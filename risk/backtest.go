@@ -87,19 +87,19 @@ type BacktestReport struct {
 	Transactions int       `json:"transactions"`        // transactions reported on
 	// DeclinesBefore and DeclinesAfter count risk declines as they happened and
 	// under the candidate rules; the amounts sum them.
-	DeclinesBefore      int           `json:"declines_before"`
-	DeclinesAfter       int           `json:"declines_after"`        // see DeclinesBefore
-	DeclineAmountBefore int64         `json:"decline_amount_before"` // minor units
-	DeclineAmountAfter  int64         `json:"decline_amount_after"`  // minor units
-	Changed             int           `json:"changed"`               // transactions whose decision differs
+	DeclinesBefore      int   `json:"declines_before"`
+	DeclinesAfter       int   `json:"declines_after"`        // see DeclinesBefore
+	DeclineAmountBefore int64 `json:"decline_amount_before"` // minor units
+	DeclineAmountAfter  int64 `json:"decline_amount_after"`  // minor units
+	Changed             int   `json:"changed"`               // transactions whose decision differs
 	// RunErrors counts the rules' and counters' run-time errors over the replay
 	// (warm-up included); CounterErrors are the counters' (a where that failed
 	// leaves the transaction out of that counter), by counter name.
 	RunErrors     int            `json:"run_errors"`
 	CounterErrors map[string]int `json:"counter_errors,omitempty"`
-	Rules               []*RuleStats  `json:"rules"`                 // per rule and score threshold
-	Changes             []Change      `json:"changes"`               // the changed decisions (up to MaxChanges)
-	Elapsed             time.Duration `json:"elapsed_ns"`            // how long the replay took
+	Rules         []*RuleStats   `json:"rules"`      // per rule and score threshold
+	Changes       []Change       `json:"changes"`    // the changed decisions (up to MaxChanges)
+	Elapsed       time.Duration  `json:"elapsed_ns"` // how long the replay took
 	// Labels are the outcomes by the ground-truth label the requests carried (the
 	// bench's DE 48 LB), in label order; empty when no reported record has a label.
 	Labels []*LabelStats `json:"labels,omitempty"`
