@@ -41,6 +41,11 @@ type RuleStats struct {
 	WouldDeclineAmount int64 `json:"would_decline_amount"`
 	// HitsBefore counts the transactions the rule hit when they happened.
 	HitsBefore int `json:"hits_before"`
+	// Errors counts the transactions on which the rule's expression (or its
+	// score) failed at run time: it counted as not hit there.
+	Errors int `json:"errors,omitempty"`
+	// FirstError is the first of them: the RRN and the error.
+	FirstError string `json:"first_error,omitempty"`
 }
 
 // DecisionSummary is the part of a decision a backtest compares.
@@ -82,14 +87,19 @@ type BacktestReport struct {
 	Transactions int       `json:"transactions"`        // transactions reported on
 	// DeclinesBefore and DeclinesAfter count risk declines as they happened and
 	// under the candidate rules; the amounts sum them.
-	DeclinesBefore      int           `json:"declines_before"`
-	DeclinesAfter       int           `json:"declines_after"`        // see DeclinesBefore
-	DeclineAmountBefore int64         `json:"decline_amount_before"` // minor units
-	DeclineAmountAfter  int64         `json:"decline_amount_after"`  // minor units
-	Changed             int           `json:"changed"`               // transactions whose decision differs
-	Rules               []*RuleStats  `json:"rules"`                 // per rule and score threshold
-	Changes             []Change      `json:"changes"`               // the changed decisions (up to MaxChanges)
-	Elapsed             time.Duration `json:"elapsed_ns"`            // how long the replay took
+	DeclinesBefore      int   `json:"declines_before"`
+	DeclinesAfter       int   `json:"declines_after"`        // see DeclinesBefore
+	DeclineAmountBefore int64 `json:"decline_amount_before"` // minor units
+	DeclineAmountAfter  int64 `json:"decline_amount_after"`  // minor units
+	Changed             int   `json:"changed"`               // transactions whose decision differs
+	// RunErrors counts the rules' and counters' run-time errors over the replay
+	// (warm-up included); CounterErrors are the counters' (a where that failed
+	// leaves the transaction out of that counter), by counter name.
+	RunErrors     int            `json:"run_errors"`
+	CounterErrors map[string]int `json:"counter_errors,omitempty"`
+	Rules         []*RuleStats   `json:"rules"`      // per rule and score threshold
+	Changes       []Change       `json:"changes"`    // the changed decisions (up to MaxChanges)
+	Elapsed       time.Duration  `json:"elapsed_ns"` // how long the replay took
 	// Labels are the outcomes by the ground-truth label the requests carried (the
 	// bench's DE 48 LB), in label order; empty when no reported record has a label.
 	Labels []*LabelStats `json:"labels,omitempty"`
@@ -166,6 +176,15 @@ func Backtest(ctx context.Context, h History, rs *RuleSet, opts BacktestOptions)
 		profiles = DefaultProfileReplay(rs.Location)
 	}
 	refunded := map[string]int{} // per original: what the refunds replayed so far took back
+	observe := func(in *Input, out Outcome) {
+		for _, e := range rs.Observe(in, out, store) {
+			rep.RunErrors++
+			if rep.CounterErrors == nil {
+				rep.CounterErrors = map[string]int{}
+			}
+			rep.CounterErrors[e.Rule]++
+		}
+	}
 	labels := map[string]*LabelStats{}
 	begin := opts.From.Add(-warmup)
 	span := opts.To.Sub(begin)
@@ -190,13 +209,21 @@ func Backtest(ctx context.Context, h History, rs *RuleSet, opts BacktestOptions)
 		if rec.Time.Before(opts.From) {
 			out := rec.Outcome
 			out.RiskDeclined = rec.Decision.Declined()
-			rs.Observe(in, out, store)
+			observe(in, out)
 			replayRetract(ctx, h, rs, store, &rec, out, refunded)
 			rep.WarmupTxns++
 			return nil
 		}
 		rep.Transactions++
 		d := rs.Evaluate(in, store, rs.Lists())
+		for _, e := range d.Errors {
+			rep.RunErrors++
+			if st := stats[e.Rule]; st != nil {
+				if st.Errors++; st.FirstError == "" {
+					st.FirstError = "RRN " + rec.RRN + ": " + e.Error
+				}
+			}
+		}
 		for _, hit := range d.Hits {
 			st := stats[hit.Rule]
 			if st == nil {
@@ -247,7 +274,7 @@ func Backtest(ctx context.Context, h History, rs *RuleSet, opts BacktestOptions)
 					Outcome: rec.Outcome.ResponseCode, Before: before, After: after})
 			}
 		}
-		rs.Observe(in, out, store)
+		observe(in, out)
 		replayRetract(ctx, h, rs, store, &rec, out, refunded)
 		return nil
 	})

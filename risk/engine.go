@@ -78,8 +78,10 @@ type Engine struct {
 	reloadMu   sync.Mutex
 	lastReload atomic.Pointer[ReloadStatus]
 
-	evaluations atomic.Int64
-	runErrors   atomic.Int64
+	evaluations    atomic.Int64
+	runErrors      atomic.Int64
+	reloads        atomic.Int64 // reloads that took effect
+	reloadsRefused atomic.Int64 // reloads refused: the previous rules stayed
 
 	stop      chan struct{}
 	wg        sync.WaitGroup
@@ -196,12 +198,17 @@ type Stats struct {
 	RunErrors   int64 `json:"run_errors"`     // expressions that failed at run time
 	Series      int64 `json:"series"`         // counter keys in memory
 	Evicted     int64 `json:"evicted_series"` // counter keys pushed out of a full store
+	// Reloads counts the reloads that took effect (not the initial load).
+	Reloads int64 `json:"reloads"`
+	// ReloadsRefused counts the reloads refused for a problem: the previous rules stayed.
+	ReloadsRefused int64 `json:"reloads_refused"`
 }
 
 // Stats returns the engine's running totals.
 func (e *Engine) Stats() Stats {
 	return Stats{Evaluations: e.evaluations.Load(), RunErrors: e.runErrors.Load(),
-		Series: e.store.Series(), Evicted: e.store.Evicted()}
+		Series: e.store.Series(), Evicted: e.store.Evicted(),
+		Reloads: e.reloads.Load(), ReloadsRefused: e.reloadsRefused.Load()}
 }
 
 // Reload reads the rule files again. On any problem it keeps the rule set in
@@ -216,6 +223,7 @@ func (e *Engine) Reload() (*RuleSet, error) {
 		_, err = e.store.Restore(rs.SpecList())
 	}
 	if err != nil {
+		e.reloadsRefused.Add(1)
 		e.lastReload.Store(&ReloadStatus{Time: time.Now().UTC(), Version: old.Version, Error: err.Error()})
 		e.log.Error().Str("dir", e.dir).Str("kept_version", old.Version).Msg("risk rules reload refused, previous rules stay: " + err.Error())
 		if e.opts.OnReload != nil {
@@ -229,6 +237,7 @@ func (e *Engine) Reload() (*RuleSet, error) {
 		}
 	}
 	e.rs.Store(rs)
+	e.reloads.Add(1)
 	e.lastReload.Store(&ReloadStatus{Time: rs.LoadedAt, Version: rs.Version})
 	e.log.Info().Str("dir", rs.Dir).Str("version", rs.Version).Str("previous", old.Version).
 		Int("rules", len(rs.Rules)).Msg("risk rules reloaded")

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"os/user"
 
 	"github.com/switchyard/switchyard/hsm"
@@ -50,6 +51,14 @@ func adminClient(env *Env, args []string) (*apiclient.Client, []string, func(), 
 	}
 	if conn.DataDir == "" {
 		return conn.Client(), rest, func() {}, nil
+	}
+	// Opening the data directory creates it: a mistyped --data would read an
+	// empty journal and report nothing (a backtest of nothing, "No decision would
+	// change") and leave a new database behind.
+	if fi, err := os.Stat(conn.DataDir); err != nil {
+		return nil, nil, nil, fmt.Errorf("--data %s: %w (the data directory of a stopped switch: its data_dir)", conn.DataDir, err)
+	} else if !fi.IsDir() {
+		return nil, nil, nil, fmt.Errorf("--data %s: not a directory (the data directory of a stopped switch: its data_dir)", conn.DataDir)
 	}
 	actor := env.Getenv("SWITCHYARD_ACTOR")
 	if actor == "" {

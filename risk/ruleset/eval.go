@@ -1,6 +1,7 @@
 package ruleset
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/expr-lang/expr/vm"
@@ -160,6 +161,12 @@ func (rs *RuleSet) decideBox(box any) Decision {
 				d.Errors = append(d.Errors, RuleError{Rule: r.ID, Error: "score: " + err.Error()})
 			}
 			score, _ = v.(int)
+			if err == nil && score < 0 {
+				// A negative score would lower the file's sum under its
+				// thresholds and let the other hits through.
+				d.Errors = append(d.Errors, RuleError{Rule: r.ID, Error: fmt.Sprintf("score: %d is negative: counted as 0", score)})
+				score = 0
+			}
 		}
 		if d.Hits == nil {
 			d.Hits = make([]Hit, 0, 4)

@@ -1,6 +1,7 @@
 package ruleset
 
 import (
+	"errors"
 	"math"
 	"sync"
 	"time"
@@ -18,6 +19,16 @@ func exprOptions(lists *state.Lists) []expr.Option {
 		// now() would make a rule depend on when it runs, not on the
 		// transaction: backtests could not reproduce it. Use txn.time.
 		expr.DisableBuiltin("now"),
+		// x / 0 is +Inf (or NaN) in expr, which compares greater than any limit:
+		// a rule like txn.amount / merchant.single_limit > 2 would then decline
+		// every transaction of a merchant with no limit set (0). Division goes
+		// through divide, which makes a zero divisor a run-time error instead:
+		// the rule counts as not hit and the decision lists the error.
+		expr.Function(divideFunc, func(p ...any) (any, error) {
+			return Divide(toFloat(p[0]), toFloat(p[1]))
+		}, new(func(int, int) float64), new(func(int, float64) float64),
+			new(func(float64, int) float64), new(func(float64, float64) float64)),
+		expr.Operator("/", divideFunc),
 		expr.Function("geo_distance", func(p ...any) (any, error) {
 			return GeoDistance(p[0].(float64), p[1].(float64), p[2].(float64), p[3].(float64)), nil
 		}, new(func(float64, float64, float64, float64) float64)),
@@ -37,6 +48,31 @@ func exprOptions(lists *state.Lists) []expr.Option {
 			return RoundAmount(p[0].(int), p[1].(int)), nil
 		}, new(func(int, int) bool)),
 	}
+}
+
+// divideFunc is the function the / operator of numbers compiles to.
+const divideFunc = "divide"
+
+// ErrDivisionByZero is the run-time error of a division by zero in an expression.
+var ErrDivisionByZero = errors.New("division by zero")
+
+// Divide is a / b, or ErrDivisionByZero when b is 0 (expr: the / operator, and divide).
+func Divide(a, b float64) (float64, error) {
+	if b == 0 {
+		return 0, ErrDivisionByZero
+	}
+	return a / b, nil
+}
+
+// toFloat converts an int or float64 operand of / to float64.
+func toFloat(v any) float64 {
+	switch x := v.(type) {
+	case int:
+		return float64(x)
+	case float64:
+		return x
+	}
+	return math.NaN()
 }
 
 // GeoDistance is the great-circle distance in metres between two WGS84

@@ -156,8 +156,9 @@ type RuleSet struct {
 	LoadedAt time.Time `json:"loaded_at"`
 
 	counterByName map[string]*Counter
-	readCounters  []*Counter     // counters some rule reads
-	whereIDs      map[string]int // distinct counter filters (normalized source) -> id
+	badCounters   map[string]bool // declared with a problem: rules reading them are not blamed too
+	readCounters  []*Counter      // counters some rule reads
+	whereIDs      map[string]int  // distinct counter filters (normalized source) -> id
 	usesLists     bool
 	retracts      uint8 // union of the counters' retract bits
 	maxWindow     time.Duration

@@ -3,6 +3,7 @@ package ruleset
 import (
 	"errors"
 	"fmt"
+	"math"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -10,6 +11,9 @@ import (
 	"time"
 
 	"github.com/cespare/xxhash/v2"
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/parser"
 	"github.com/switchyard/switchyard/risk/state"
 	"go.yaml.in/yaml/v3"
 )
@@ -123,6 +127,15 @@ func Compile(files []SourceFile, opts LoadOptions) (*RuleSet, error) {
 	return rs, nil
 }
 
+// MaxWindow is the longest counter window: a year and a day.
+const MaxWindow = 366 * 24 * time.Hour
+
+// maxWindowName is MaxWindow as rule files write it.
+const maxWindowName = "366d"
+
+// MaxBuckets is the most buckets (window / resolution) a counter may have.
+const MaxBuckets = 10000
+
 // ParseWindow reads a counter window or a list entry's ttl: a Go duration
 // ("10m", "36h") or a number of days ("1d", "7d").
 func ParseWindow(s string) (time.Duration, error) {
@@ -140,6 +153,10 @@ func ParseWindow(s string) (time.Duration, error) {
 		n, err := strconv.Atoi(strings.TrimSpace(s[:len(s)-1]))
 		if err != nil || n <= 0 {
 			return 0, fmt.Errorf("%q: want a positive whole number of days or weeks, like 30d or 2w", s)
+		}
+		if int64(n) > math.MaxInt64/int64(mult) {
+			// n*mult would wrap around to a negative or a short duration.
+			return 0, fmt.Errorf("%q: too long (at most %d days)", s, math.MaxInt64/int64(24*time.Hour))
 		}
 		return time.Duration(n) * mult, nil
 	}
@@ -199,25 +216,42 @@ func (c *compiler) compileCounters(rs *RuleSet, pf *parsedFile) {
 			ok = false
 		}
 		w, err := ParseWindow(d.Window)
-		if err != nil {
-			c.errorf(pf.name, line, "counter %s: window %v", d.Name, err)
+		switch {
+		case err != nil:
+			c.errorf(pf.name, keyLine(node, "window"), "counter %s: window %v", d.Name, err)
+			ok = false
+		case w < time.Second:
+			c.errorf(pf.name, keyLine(node, "window"), "counter %s: window %s is shorter than 1s, the finest resolution", d.Name, d.Window)
+			ok = false
+		case w > MaxWindow:
+			c.errorf(pf.name, keyLine(node, "window"), "counter %s: window %s is longer than %s, the longest a counter keeps", d.Name, d.Window, maxWindowName)
 			ok = false
 		}
 		ctr.Window = w
-		ctr.Resolution = w / 30
+		ctr.Resolution = max(w/30, time.Second)
 		if d.Resolution != "" {
 			r, err := ParseWindow(d.Resolution)
-			if err != nil {
-				c.errorf(pf.name, line, "counter %s: resolution %v", d.Name, err)
+			switch {
+			case err != nil:
+				c.errorf(pf.name, keyLine(node, "resolution"), "counter %s: resolution %v", d.Name, err)
 				ok = false
-			} else if r > w {
-				c.errorf(pf.name, line, "counter %s: resolution %s is longer than the window %s", d.Name, d.Resolution, d.Window)
+			case r < time.Second:
+				c.errorf(pf.name, keyLine(node, "resolution"), "counter %s: resolution %s is shorter than 1s", d.Name, d.Resolution)
+				ok = false
+			case ok && r > w:
+				c.errorf(pf.name, keyLine(node, "resolution"), "counter %s: resolution %s is longer than the window %s", d.Name, d.Resolution, d.Window)
 				ok = false
 			}
 			ctr.Resolution = r
 		}
-		if ctr.Resolution < time.Second {
-			ctr.Resolution = time.Second
+		if ok {
+			// Each read sums the key's buckets in the window (in the
+			// authorization path), and each key's buckets are one Badger value.
+			if nb := (w + ctr.Resolution - 1) / ctr.Resolution; nb > MaxBuckets {
+				c.errorf(pf.name, keyLine(node, "resolution"), "counter %s: window %s at resolution %s is %d buckets, more than %d: use a resolution of at least %s",
+					d.Name, d.Window, ctr.Resolution, nb, MaxBuckets, ((w+MaxBuckets-1)/MaxBuckets + time.Second - 1).Truncate(time.Second))
+				ok = false
+			}
 		}
 		if ctr.Where != "" {
 			prog, problems := compileExpr(ctr.Where, exprWhere, pf.name, keyNode(node, "where"), pf.lines, nil, c.opts.Lists, fmt.Sprintf("counter %s: where", d.Name))
@@ -227,6 +261,10 @@ func (c *compiler) compileCounters(rs *RuleSet, pf *parsedFile) {
 		}
 		ok = c.compileRetract(pf, node, ctr, &d) && ok
 		if !ok {
+			if rs.badCounters == nil {
+				rs.badCounters = map[string]bool{}
+			}
+			rs.badCounters[d.Name] = true
 			continue
 		}
 		if len(rs.Counters) >= MaxCounters {
@@ -392,8 +430,75 @@ func (c *compiler) compileRule(rs *RuleSet, pf *parsedFile, i, fi int, index map
 	if len(d.Tests) == 0 && len(c.problems) == n0 {
 		c.warnf(pf.name, line, "%s has no tests", what)
 	}
+	if r.prog != nil {
+		c.lintConstant(pf, node, r, what)
+	}
+	if len(d.Tests) > 0 && len(c.problems) == n0 && (r.Action == ActionDecline || r.Action == ActionReview) {
+		misses := 0
+		for _, td := range d.Tests {
+			if td.Expect == "miss" {
+				misses++
+			}
+		}
+		if misses == 0 {
+			c.warnf(pf.name, line, "%s: no test expects a miss: nothing shows which transactions it lets through (a condition that is always true would %s every one)", what, r.Action)
+		}
+	}
 	if len(c.problems) > n0 {
 		return nil
 	}
 	return r
+}
+
+// lintConstant reports a condition that reads nothing that changes per
+// transaction (the compiler folded it to true or false). An enforced decline
+// that is always true would decline every transaction: that is refused; the
+// rest is a warning.
+func (c *compiler) lintConstant(pf *parsedFile, node *yaml.Node, r *Rule, what string) {
+	var value bool
+	if b, ok := r.prog.Node().(*ast.BoolNode); ok {
+		value = b.Value
+	} else {
+		tree, err := parser.Parse(r.Condition)
+		if err != nil {
+			return
+		}
+		v := &inputReader{}
+		ast.Walk(&tree.Node, v)
+		if v.reads {
+			return
+		}
+		out, err := expr.Run(r.prog, Input{})
+		if err != nil {
+			return
+		}
+		value, _ = out.(bool)
+	}
+	line := keyLine(node, "condition")
+	switch {
+	case !value:
+		c.warnf(pf.name, line, "%s: condition %q is always false: the rule never hits", what, r.Condition)
+	case r.Action == ActionDecline && r.Mode == ModeEnforce:
+		c.errorf(pf.name, line, "%s: condition %q is always true: the rule would decline every transaction (use mode: shadow to try it)", what, r.Condition)
+	default:
+		c.warnf(pf.name, line, "%s: condition %q is always true: the rule hits every transaction", what, r.Condition)
+	}
+}
+
+// inputReader finds whether an expression reads anything that changes per
+// transaction: a name of the environment, or in_list.
+type inputReader struct{ reads bool }
+
+// Visit implements ast.Visitor.
+func (v *inputReader) Visit(node *ast.Node) {
+	switch n := (*node).(type) {
+	case *ast.IdentifierNode:
+		if envRoots[n.Value] || n.Value == "in_list" {
+			v.reads = true
+		}
+	case *ast.CallNode:
+		if id, ok := n.Callee.(*ast.IdentifierNode); ok && id.Value == "in_list" {
+			v.reads = true
+		}
+	}
 }

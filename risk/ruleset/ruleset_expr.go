@@ -109,6 +109,9 @@ func compileExpr(src string, kind exprKind, fileName string, node *yaml.Node, li
 		}
 	}
 	lint := &linter{kind: kind, index: index, report: report}
+	if rs != nil {
+		lint.bad = rs.badCounters
+	}
 	ast.Walk(&tree.Node, lint)
 	if lint.velocityMembers < lint.velocityIdents {
 		report(file.Location{}, "velocity is read as velocity.COUNTER, with COUNTER a declared counter")

@@ -16,6 +16,7 @@ import (
 type linter struct {
 	kind            exprKind
 	index           map[string]int
+	bad             map[string]bool // counters declared with a problem, reported at their declaration
 	report          func(file.Location, string)
 	velocityIdents  int
 	velocityMembers int
@@ -50,7 +51,9 @@ func (l *linter) Visit(node *ast.Node) {
 			return
 		}
 		l.velocityMembers++
-		if _, ok := l.index[s.Value]; !ok && l.kind != exprWhere {
+		if _, ok := l.index[s.Value]; !ok && l.kind != exprWhere && l.bad[s.Value] {
+			l.report(n.Location(), fmt.Sprintf("counter velocity.%s is declared with a problem (reported at its declaration)", s.Value))
+		} else if !ok && l.kind != exprWhere {
 			names := make([]string, 0, len(l.index))
 			for k := range l.index {
 				names = append(names, k)

@@ -441,6 +441,11 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		return nil, fmt.Errorf("rule lists: %w", err)
 	}
 	s.OnReload(func() error { _, err := s.Risk.Reload(); return err })
+	s.Metrics.Registry.MustRegister(metrics.RiskCollector(func() metrics.RiskCounts {
+		st := s.Risk.Stats()
+		return metrics.RiskCounts{Evaluations: st.Evaluations, RunErrors: st.RunErrors, Reloads: st.Reloads,
+			ReloadsRefused: st.ReloadsRefused, LastReloadOK: s.Risk.LastReload().Error == ""}
+	}))
 	if err := s.openProfiles(loc); err != nil {
 		return nil, err
 	}

@@ -521,6 +521,11 @@ func (t *tool) backtestTable(rep *risk.BacktestReport, dir string) {
 	}
 	tw.Flush()
 	t.labelsTable(rep)
+	t.runErrors(rep)
+	if rep.Transactions == 0 {
+		fmt.Fprintf(w, "\nNo transactions from %s to %s: nothing was backtested (check --from, --to and the journal read).\n", t.when(rep.From), t.when(rep.To))
+		return
+	}
 	if len(rep.Changes) == 0 {
 		fmt.Fprintln(w, "\nNo decision would change.")
 		return
@@ -537,6 +542,28 @@ func (t *tool) backtestTable(rep *risk.BacktestReport, dir string) {
 			c.TxnType, money(int64(c.Amount)), c.Outcome, decisionText(c.Before), decisionText(c.After))
 	}
 	tw.Flush()
+}
+
+// runErrors writes the rules and counters that failed at run time during the
+// replay: a rule that fails counts as not hit, so its zero hits say nothing.
+func (t *tool) runErrors(rep *risk.BacktestReport) {
+	if rep.RunErrors == 0 {
+		return
+	}
+	fmt.Fprintf(t.out, "\nRun-time errors: %d (a rule that fails counts as not hit; a counter whose where fails leaves the transaction out):\n", rep.RunErrors)
+	for _, r := range rep.Rules {
+		if r.Errors > 0 {
+			fmt.Fprintf(t.out, "  %s: %d transaction(s), first %s\n", r.Rule, r.Errors, r.FirstError)
+		}
+	}
+	names := make([]string, 0, len(rep.CounterErrors))
+	for n := range rep.CounterErrors {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(t.out, "  %s: %d transaction(s)\n", n, rep.CounterErrors[n])
+	}
 }
 
 // labelsTable writes the outcomes by ground-truth label, when the journal had labels
@@ -560,9 +587,9 @@ func (t *tool) backtestCSV(rep *risk.BacktestReport) {
 	var rules, changes [][]string
 	for _, r := range rep.Rules {
 		rules = append(rules, []string{r.Rule, string(r.Mode), string(r.Action), strconv.Itoa(r.Hits), strconv.Itoa(r.HitsBefore),
-			strconv.Itoa(r.Decided), strconv.Itoa(r.WouldDecline), strconv.FormatInt(r.WouldDeclineAmount, 10)})
+			strconv.Itoa(r.Decided), strconv.Itoa(r.WouldDecline), strconv.FormatInt(r.WouldDeclineAmount, 10), strconv.Itoa(r.Errors)})
 	}
-	_ = kit.CSV(t.out, []string{"rule", "mode", "action", "hits", "hits_before", "decided", "would_decline", "would_decline_amount"}, rules)
+	_ = kit.CSV(t.out, []string{"rule", "mode", "action", "hits", "hits_before", "decided", "would_decline", "would_decline_amount", "errors"}, rules)
 	fmt.Fprintln(t.out)
 	for _, c := range rep.Changes {
 		// RFC 3339, which a spreadsheet or a script reads, in the acquirer's zone: the

@@ -438,3 +438,42 @@ func TestParseTimeRelative(t *testing.T) {
 		}
 	}
 }
+
+// A backtest must not pass a rule that fails at run time off as one that never
+// hits, and must not say "No decision would change" about a range it found nothing in.
+func TestBacktestRunErrorsAndEmptyRange(t *testing.T) {
+	start := time.Date(2025, 6, 4, 0, 0, 0, 0, time.UTC)
+	h := journal(t, start)
+	cand := rulesDir(t, map[string]string{"a.yaml": `
+counters:
+  - {name: odd, dimension: card, window: 1h, where: "txn.amount % (merchant.single_limit) == 1"}
+rules:
+  - {id: third-finding, condition: 'device.findings[2] == "root"', action: decline}
+  - {id: odd-cards, condition: "velocity.odd > 3", action: decline}
+`})
+	no := false
+	env := ToolEnv{History: h, Location: time.UTC, Terminal: &no}
+	code, out, errs := run(t, env, "backtest", "--rules", cand, "--from", "2025-06-04", "--to", "2025-06-05", "--no-progress")
+	for _, want := range []string{
+		"Run-time errors: 1200 ",
+		"third-finding: 600 transaction(s), first RRN 000000000001: index out of range",
+		"counter odd: 600 transaction(s)",
+	} {
+		if code != ExitOK || !strings.Contains(out, want) {
+			t.Errorf("backtest: %d, want %q in\n%s\n%s", code, want, out, errs)
+		}
+	}
+	code, out, _ = run(t, env, "backtest", "--rules", cand, "--from", "2025-06-04", "--to", "2025-06-05", "--no-progress", "--format", "json")
+	var rep risk.BacktestReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || code != ExitOK {
+		t.Fatalf("json: %d %v", code, err)
+	}
+	if rep.RunErrors != 1200 || rep.Rules[0].Errors != 600 || rep.CounterErrors["counter odd"] != 600 {
+		t.Errorf("json report: run errors %d, rules %+v, counters %v", rep.RunErrors, rep.Rules[0], rep.CounterErrors)
+	}
+	// A day with no traffic.
+	code, out, _ = run(t, env, "backtest", "--rules", cand, "--from", "2024-01-01", "--to", "2024-01-02", "--no-progress")
+	if code != ExitOK || !strings.Contains(out, "No transactions from 2024-01-01") || strings.Contains(out, "No decision would change") {
+		t.Errorf("empty range: %d\n%s", code, out)
+	}
+}
