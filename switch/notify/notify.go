@@ -21,6 +21,8 @@
 // A notice in the channel but not yet stored is lost by a crash; Recover, at start,
 // reads the journal since the last stored notice (less a margin) and enqueues the
 // approvals, voids and refunds that have no notice yet, so the crash loses none.
+// A notice dropped (the channel full) or not stored (its batch failed) is found
+// the same way: the stored mark never passes the oldest such notice.
 // In a cluster the webhooks are shared through the cluster's state log (every node
 // knows every merchant's webhook), and each node keeps the outbox of the
 // transactions it answered: a node that is down delivers its notices when it is
@@ -166,9 +168,13 @@ type Outbox struct {
 	lastErr map[string]string
 
 	dropped atomic.Int64
-	wg      sync.WaitGroup
-	sync    *kvsync.Sync   // the webhooks' writes, shared in a cluster
-	reg     ReviewRegistry // set by UseReview: webhook changes under review
+	// lostAt is the received time (Unix ns) of the oldest notice this process
+	// lost before storing it (the channel full, or its batch not stored); 0: none.
+	// The stored mark never passes it, so that Recover finds it at the next start.
+	lostAt atomic.Int64
+	wg     sync.WaitGroup
+	sync   *kvsync.Sync   // the webhooks' writes, shared in a cluster
+	reg    ReviewRegistry // set by UseReview: webhook changes under review
 
 	secrets   *seal.Sealer // seals the webhook secrets at rest (secrets.go)
 	fpKey     []byte       // keys the secrets' fingerprints
@@ -326,8 +332,29 @@ func (b *Outbox) Notice(rec *journal.Record, original string) {
 	select {
 	case b.in <- n:
 	default:
+		b.lost(n.Time)
 		if b.dropped.Add(1) == 1 {
 			b.log.Warn().Msg("merchant notices: queue full, notices left to the recovery at the next start")
+		}
+	}
+}
+
+// lost remembers that the notice of a transaction received at t was not stored:
+// the mark (keyMark) stays at or before the oldest such time, so that Recover,
+// which reads the journal from the mark, finds it at the next start. Safe for
+// concurrent use (Notice calls it on the transaction path: no I/O, no lock).
+func (b *Outbox) lost(t time.Time) {
+	if t.IsZero() {
+		return // no time to recover from
+	}
+	ns := t.UnixNano()
+	for {
+		cur := b.lostAt.Load()
+		if cur != 0 && cur <= ns {
+			return
+		}
+		if b.lostAt.CompareAndSwap(cur, ns) {
+			return
 		}
 	}
 }
@@ -376,6 +403,9 @@ func (b *Outbox) writer(ctx context.Context) {
 			return
 		}
 		if err := b.store(batch); err != nil {
+			for i := range batch {
+				b.lost(batch[i].Time)
+			}
 			b.log.Error().Err(err).Int("notices", len(batch)).Msg("merchant notices not stored; left to the recovery at the next start")
 		}
 		batch = batch[:0]
@@ -431,12 +461,22 @@ func (b *Outbox) store(batch []Notice) error {
 				newest = n.Time
 			}
 		}
-		if newest.IsZero() {
+		ns := b.lostAt.Load()
+		if newest.IsZero() && ns == 0 {
 			return nil
 		}
 		var mark time.Time
 		if item, err := txn.Get([]byte(keyMark)); err == nil {
 			_ = item.Value(func(v []byte) error { return mark.UnmarshalText(v) })
+		}
+		if ns != 0 {
+			// A notice was lost since the start: the mark stays at or before it
+			// (lowered if need be), however many notices are stored after it.
+			if lost := time.Unix(0, ns).UTC(); mark.IsZero() || lost.Before(mark) {
+				t, _ := lost.MarshalText()
+				return txn.Set([]byte(keyMark), t)
+			}
+			return nil
 		}
 		if newest.After(mark) {
 			t, _ := newest.MarshalText()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -248,5 +249,56 @@ func TestWebhookTargets(t *testing.T) {
 	resp.Body.Close()
 	if n := hits.Load(); n != 1 {
 		t.Fatalf("%d hits, want 1", n)
+	}
+}
+
+// TestDroppedNoticeRecovered: a notice dropped because the queue was full is left
+// to the recovery at the next start, even when later notices were stored after it:
+// the mark Recover reads the journal from must not pass it (it did, and the
+// notice was lost for good).
+func TestDroppedNoticeRecovered(t *testing.T) {
+	db := openDB(t)
+	t0 := time.Now().Add(-time.Hour)
+	rec := func(i int, at time.Duration) *journal.Record {
+		return &journal.Record{RRN: fmt.Sprintf("%012d", i), Received: t0.Add(at), Type: "purchase", RC: "00", MID: "M1",
+			TID: "T0000001", Amount: 100, PANMasked: "476173******0010"}
+	}
+	j := fakeJournal{rec(1, 0), rec(2, time.Second), rec(3, 10*time.Minute)}
+	b1, err := Open(db, Options{CardHashKey: testKey, Queue: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b1.SetEndpoint("M1", "https://shop.example/n", "0123456789abcdef", "op", "test"); err != nil {
+		t.Fatal(err)
+	}
+	b1.Notice(j[0], "")
+	b1.Notice(j[1], "") // the queue (1) is full: dropped
+	if d := b1.dropped.Load(); d != 1 {
+		t.Fatalf("dropped %d, want 1", d)
+	}
+	if err := b1.store([]Notice{*<-b1.in}); err != nil {
+		t.Fatal(err)
+	}
+	b1.Notice(j[2], "") // ten minutes later, stored
+	if err := b1.store([]Notice{*<-b1.in}); err != nil {
+		t.Fatal(err)
+	}
+
+	b2, err := Open(db, Options{CardHashKey: testKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := b2.Recover(context.Background(), j, 2*time.Minute)
+	if err != nil || n != 1 {
+		t.Fatalf("recovered %d, %v; want 1 (the dropped notice)", n, err)
+	}
+	b2.mu.Lock()
+	defer b2.mu.Unlock()
+	var rrns []string
+	for _, p := range b2.pending["M1"] {
+		rrns = append(rrns, p.RRN)
+	}
+	if strings.Join(rrns, ",") != "000000000001,000000000003,000000000002" {
+		t.Errorf("pending = %v, want all three notices", rrns)
 	}
 }
