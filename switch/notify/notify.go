@@ -626,6 +626,9 @@ func (b *Outbox) post(ctx context.Context, ep Endpoint, n Notice) error {
 		return err
 	}
 	resp.Body.Close()
+	if resp.StatusCode/100 == 3 {
+		return fmt.Errorf("webhook %s answered %s to %q: redirects are not followed (request the webhook's new URL)", ep.URL, resp.Status, resp.Header.Get("Location"))
+	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return fmt.Errorf("webhook %s answered %s", ep.URL, resp.Status)
 	}

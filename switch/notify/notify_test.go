@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"runtime"
 	"runtime/metrics"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -300,5 +301,42 @@ func TestDroppedNoticeRecovered(t *testing.T) {
 	}
 	if strings.Join(rrns, ",") != "000000000001,000000000003,000000000002" {
 		t.Errorf("pending = %v, want all three notices", rrns)
+	}
+}
+
+// TestRedirectNotFollowed: a webhook that answers with a redirect is a failed post,
+// kept and retried, its error naming the status and where it pointed. Followed, a
+// 302 turned the POST into a GET without the notice, and the other host's 200
+// marked the notice delivered (lost); a 307 or 308 posted the signed notice to a
+// URL no reviewer approved.
+func TestRedirectNotFollowed(t *testing.T) {
+	var moved atomic.Int32
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { moved.Add(1) }))
+	defer other.Close()
+	b, err := Open(openDB(t), Options{CardHashKey: testKey, AllowPrivate: loopback, RetryMin: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, code := range []int{http.StatusFound, http.StatusPermanentRedirect} {
+		redirect := httptest.NewServer(http.RedirectHandler(other.URL+"/new", code))
+		defer redirect.Close()
+		m := fmt.Sprintf("M%d", i+1)
+		if err := b.SetEndpoint(m, redirect.URL+"/n", "0123456789abcdef", "op", ""); err != nil {
+			t.Fatal(err)
+		}
+		deliverOne(t, b, m, fmt.Sprintf("%012d", i+1))
+		l, err := b.Deliveries(m, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(l.Delivered) != 0 || len(l.Pending) != 1 {
+			t.Fatalf("%d redirect: %d delivered, %d pending; want the notice pending", code, len(l.Delivered), len(l.Pending))
+		}
+		if e := l.Pending[0].LastError; !strings.Contains(e, strconv.Itoa(code)) || !strings.Contains(e, other.URL+"/new") {
+			t.Errorf("%d redirect: last error %q, want the status and the Location", code, e)
+		}
+	}
+	if n := moved.Load(); n != 0 {
+		t.Errorf("the redirects' target was reached %d times", n)
 	}
 }
