@@ -185,6 +185,7 @@ func (mo *Monitor) RunOnce(ctx context.Context, now time.Time) ([]*Alert, error)
 	}
 	// Actions run outside the registry lock; webhooks may take a while.
 	wave := mo.newWave(now)
+	down := map[string]*downTarget{} // webhook targets that failed in this run
 	for _, a := range append(late, raised...) {
 		var ar *AlertRule
 		for i := range rules {
@@ -195,10 +196,16 @@ func (mo *Monitor) RunOnce(ctx context.Context, now time.Time) ([]*Alert, error)
 		if ar == nil || ar.Disabled { // only a late alert's rule can be
 			a.Actions = []ActionResult{{Type: "none", OK: true, Detail: "rule disabled or deleted since the alert: no action"}}
 		} else {
-			a.Actions = mo.act(ctx, ar, a, now, wave)
+			a.Actions = mo.act(ctx, ar, a, now, wave, down)
 		}
 		if err := r.setAlertActions(a); err != nil {
 			errs = append(errs, err)
+		}
+	}
+	for target, d := range down {
+		if d.skipped > 0 {
+			r.log.Error().Str("webhook", target).Int("not_posted", d.skipped).AnErr("first_error", d.err).
+				Msg("alert webhooks not posted in this run: their target failed")
 		}
 	}
 	if wave.held > 0 {
@@ -277,7 +284,19 @@ func (mo *Monitor) evaluate(ar *AlertRule, t *Terminal, m *Merchant, ls LastSeen
 	return a, nil
 }
 
-func (mo *Monitor) act(ctx context.Context, ar *AlertRule, a *Alert, now time.Time, wave *suspendWave) []ActionResult {
+// downTarget is a webhook target that failed in a run, and how many of the run's
+// alerts were not posted to it since.
+type downTarget struct {
+	err     error
+	skipped int
+}
+
+// act runs rule ar's actions for alert a. down holds the webhook targets that
+// failed earlier in the run (every attempt): a is not posted to them, so that a
+// target that hangs costs one alert's attempts per run, not every alert's (a
+// thousand alerts at three attempts of 5 s held the run, and with it every other
+// alert, recovery and suspension, for over four hours).
+func (mo *Monitor) act(ctx context.Context, ar *AlertRule, a *Alert, now time.Time, wave *suspendWave, down map[string]*downTarget) []ActionResult {
 	r := mo.reg
 	var out []ActionResult
 	for _, act := range ar.Actions {
@@ -288,12 +307,18 @@ func (mo *Monitor) act(ctx context.Context, ar *AlertRule, a *Alert, now time.Ti
 				Dur("offline_for", time.Duration(a.OfflineFor)).Time("reference", a.Reference).Msg("terminal offline")
 			res.OK = true
 		case ActionWebhook:
+			if d := down[act.URL]; d != nil {
+				d.skipped++
+				res.Detail = fmt.Sprintf("not posted: webhook %s failed earlier in this run (%v)", act.URL, d.err)
+				break
+			}
 			err := mo.postWebhook(ctx, act.URL, WebhookPayload{Event: "terminal-offline", Alert: a}, now)
 			res.OK = err == nil
 			res.Detail = "posted to " + act.URL
 			if err != nil {
+				down[act.URL] = &downTarget{err: err}
 				res.Detail = err.Error()
-				r.log.Error().Err(err).Str("alert", a.ID).Msg("alert webhook failed")
+				r.log.Error().Err(err).Str("alert", a.ID).Str("rule", a.RuleID).Msg("alert webhook failed; the run's other alerts to it are not posted")
 			}
 		case ActionSuspend:
 			why := fmt.Sprintf("%s%s: rule %s, not seen for %v", offlineAlertNote, a.ID, a.RuleID, time.Duration(a.OfflineFor).Round(time.Second))
