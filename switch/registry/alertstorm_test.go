@@ -90,9 +90,82 @@ func TestAlertStormDeadTarget(t *testing.T) {
 	if skipped != 29 {
 		t.Errorf("%d webhooks to the hanging target skipped, want 29", skipped)
 	}
+	// The next run tries the failed ones again: one alert's attempts, the
+	// others skipped again.
+	if _, err := mon.RunOnce(context.Background(), t0.Add(3*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if n := hits.Load(); n < 2 || n > 4 {
+		t.Errorf("the hanging target got %d requests in two runs; want 2 to 4", n)
+	}
 	good.mu.Lock()
 	defer good.mu.Unlock()
 	if good.calls != 30 || good.badSigs != 0 {
 		t.Errorf("working target: %d calls, %d bad signatures; want 30 and 0", good.calls, good.badSigs)
+	}
+}
+
+// TestAlertWebhookRetried: a webhook that failed (a receiver down for a minute
+// answered 500 to its attempts) is tried again by the next runs while the alert
+// is open, until it is posted, and not after; an alert is not retried once a day
+// has passed since it was raised. Before, the alert's webhook was given up after
+// its attempts of one run, a few seconds.
+func TestAlertWebhookRetried(t *testing.T) {
+	hook := newHookServer(t, 2)
+	target := hook.srv.URL + "/alerts"
+	f := newFixtureOpts(t, Options{SeenFlushInterval: -1, WebhookAllow: []string{target}})
+	if err := f.reg.DeleteAlertRule(root, "offline-24h"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.reg.PutAlertRule(alice, AlertRule{ID: "sp", Threshold: Duration(time.Hour), Filter: AlertFilter{Merchants: []string{"000000000000002"}},
+		Actions: []AlertAction{{Type: ActionWebhook, URL: target}}}); err != nil {
+		t.Fatal(err)
+	}
+	mon := NewMonitor(f.reg, f.clock.Now, MonitorOptions{WebhookSecret: testWebhookSecret, WebhookAttempts: 1})
+	ctx := context.Background()
+	run := func(at time.Duration, wantCalls int, wantOK bool) *Alert {
+		t.Helper()
+		if _, err := mon.RunOnce(ctx, t0.Add(at)); err != nil {
+			t.Fatalf("run at +%v: %v", at, err)
+		}
+		hook.mu.Lock()
+		calls := hook.calls
+		hook.mu.Unlock()
+		if calls != wantCalls {
+			t.Fatalf("run at +%v: %d webhook calls in all, want %d", at, calls, wantCalls)
+		}
+		as, err := f.reg.Alerts(AlertFilterQuery{Status: AlertOpen})
+		if err != nil || len(as) != 1 || len(as[0].Actions) != 1 || as[0].Actions[0].OK != wantOK {
+			t.Fatalf("run at +%v: open alerts %+v, %v; want one, webhook ok %v", at, as, err, wantOK)
+		}
+		return as[0]
+	}
+	first := run(2*time.Hour, 1, false)
+	if d := first.Actions[0].Detail; !strings.Contains(d, "500") {
+		t.Errorf("failed webhook's detail %q, want the 500", d)
+	}
+	run(2*time.Hour+time.Minute, 2, false)
+	if a := run(2*time.Hour+2*time.Minute, 3, true); a.ID != first.ID {
+		t.Fatalf("alert %s, want %s", a.ID, first.ID)
+	}
+	run(2*time.Hour+3*time.Minute, 3, true) // posted: not again
+	hook.mu.Lock()
+	if len(hook.payloads) != 1 || hook.payloads[0].Alert.ID != first.ID || hook.payloads[0].Alert.Actions != nil || hook.badSigs != 0 {
+		t.Errorf("payloads %+v (%d bad signatures); want alert %s as first posted", hook.payloads, hook.badSigs, first.ID)
+	}
+	hook.failures = 1 << 20 // down for good
+	hook.mu.Unlock()
+
+	// The terminal talks, falls silent again: a new alert, whose webhook fails,
+	// is retried for a day after it was raised, then left as it is.
+	f.reg.Seen("T0000002", honest, GeoPoint{}, t0.Add(3*time.Hour))
+	second := run(4*time.Hour+time.Minute, 4, false)
+	if second.ID == first.ID {
+		t.Fatal("no new alert after the terminal recovered")
+	}
+	run(4*time.Hour+2*time.Minute, 5, false)
+	run(28*time.Hour+2*time.Minute, 5, false)
+	if a, _ := f.reg.GetAlert(first.ID); a.Status != AlertRecovered {
+		t.Errorf("first alert %s", a.Status)
 	}
 }

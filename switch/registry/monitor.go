@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -183,6 +184,12 @@ func (mo *Monitor) RunOnce(ctx context.Context, now time.Time) ([]*Alert, error)
 	for _, a := range late {
 		r.log.Warn().Str("alert", a.ID).Str("rule", a.RuleID).Str("terminal", a.TerminalID).Msg("alert stored without its actions' results: running them now")
 	}
+	// Failed webhooks of earlier runs, read before this run's actions (which may
+	// fail too, and are tried again by the next run, not this one).
+	retries, err := r.failedWebhookAlerts(now)
+	if err != nil {
+		errs = append(errs, err)
+	}
 	// Actions run outside the registry lock; webhooks may take a while.
 	wave := mo.newWave(now)
 	down := map[string]*downTarget{} // webhook targets that failed in this run
@@ -200,6 +207,15 @@ func (mo *Monitor) RunOnce(ctx context.Context, now time.Time) ([]*Alert, error)
 		}
 		if err := r.setAlertActions(a); err != nil {
 			errs = append(errs, err)
+		}
+	}
+	// Then the failed webhooks of earlier runs: after the new alerts, which get
+	// the first post to each target.
+	for _, a := range retries {
+		if mo.retryWebhooks(ctx, a, rules, now, down) {
+			if err := r.setAlertActions(a); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
 	for target, d := range down {
@@ -307,6 +323,7 @@ func (mo *Monitor) act(ctx context.Context, ar *AlertRule, a *Alert, now time.Ti
 				Dur("offline_for", time.Duration(a.OfflineFor)).Time("reference", a.Reference).Msg("terminal offline")
 			res.OK = true
 		case ActionWebhook:
+			res.URL = act.URL
 			if d := down[act.URL]; d != nil {
 				d.skipped++
 				res.Detail = fmt.Sprintf("not posted: webhook %s failed earlier in this run (%v)", act.URL, d.err)
@@ -344,6 +361,45 @@ func (mo *Monitor) act(ctx context.Context, ar *AlertRule, a *Alert, now time.Ti
 		out = append(out, res)
 	}
 	return out
+}
+
+// retryWebhooks posts again alert a's webhooks that failed, those that its rule
+// (enabled) still has, unless their target failed earlier in the run (down). It
+// updates a's action results and says whether it tried any (they are to be stored).
+// The body is the alert as first posted (no action results).
+func (mo *Monitor) retryWebhooks(ctx context.Context, a *Alert, rules []AlertRule, now time.Time, down map[string]*downTarget) bool {
+	var ar *AlertRule
+	for i := range rules {
+		if rules[i].ID == a.RuleID && !rules[i].Disabled {
+			ar = &rules[i]
+		}
+	}
+	if ar == nil {
+		return false // disabled or deleted since: not retried
+	}
+	body := *a
+	body.Actions, body.Acted = nil, false
+	tried := false
+	for i := range a.Actions {
+		res := &a.Actions[i]
+		if res.Type != ActionWebhook || res.OK || res.URL == "" || !slices.Contains(ar.Actions, AlertAction{Type: ActionWebhook, URL: res.URL}) {
+			continue
+		}
+		if d := down[res.URL]; d != nil {
+			d.skipped++
+			continue // its result stays as it was: nothing to store
+		}
+		tried = true
+		if err := mo.postWebhook(ctx, res.URL, WebhookPayload{Event: "terminal-offline", Alert: &body}, now); err != nil {
+			down[res.URL] = &downTarget{err: err}
+			res.Detail = fmt.Sprintf("%v (tried again at %s; again each run until %s)", err, now.Format(time.RFC3339),
+				a.Time.Add(WebhookRetryFor).Format(time.RFC3339))
+			mo.reg.log.Error().Err(err).Str("alert", a.ID).Str("rule", a.RuleID).Msg("alert webhook failed again")
+			continue
+		}
+		res.OK, res.Detail = true, fmt.Sprintf("posted to %s (at %s, after failing)", res.URL, now.Format(time.RFC3339))
+	}
+	return tried
 }
 
 func (mo *Monitor) postWebhook(ctx context.Context, target string, payload WebhookPayload, now time.Time) error {
