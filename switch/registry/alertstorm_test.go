@@ -169,3 +169,32 @@ func TestAlertWebhookRetried(t *testing.T) {
 		t.Errorf("first alert %s", a.Status)
 	}
 }
+
+// TestWebhookTimestampOfPost: each webhook is signed with the time it is posted,
+// not the time its run started: a run that posts many alerts (a storm, a slow
+// receiver) signed its last ones with a timestamp receivers refuse as a replay
+// ("more than a few minutes from your clock"), and the refusal lost them.
+func TestWebhookTimestampOfPost(t *testing.T) {
+	var f *fixture
+	var stamps []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		stamps = append(stamps, r.Header.Get(WebhookTimestampHeader)) // one post at a time
+		f.clock.Advance(10 * time.Minute)                             // a slow receiver
+	}))
+	t.Cleanup(srv.Close)
+	f = newFixtureOpts(t, Options{SeenFlushInterval: -1, WebhookAllow: []string{srv.URL + "/"}})
+	if _, err := f.reg.PutAlertRule(alice, AlertRule{ID: "all", Threshold: Duration(time.Hour), Filter: AlertFilter{Merchants: []string{"000000000000001", "000000000000002"}},
+		Actions: []AlertAction{{Type: ActionWebhook, URL: srv.URL + "/a"}}}); err != nil {
+		t.Fatal(err)
+	}
+	mon := NewMonitor(f.reg, f.clock.Now, MonitorOptions{WebhookSecret: testWebhookSecret})
+	f.clock.Advance(2 * time.Hour)
+	got, err := mon.RunOnce(context.Background(), f.clock.Now())
+	if err != nil || len(got) != 2 {
+		t.Fatalf("%d alerts, %v; want 2", len(got), err)
+	}
+	want := []string{fmt.Sprint(t0.Add(2 * time.Hour).Unix()), fmt.Sprint(t0.Add(2*time.Hour + 10*time.Minute).Unix())}
+	if strings.Join(stamps, ",") != strings.Join(want, ",") {
+		t.Errorf("timestamps %v, want %v (the clock at each post)", stamps, want)
+	}
+}

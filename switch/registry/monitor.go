@@ -329,7 +329,7 @@ func (mo *Monitor) act(ctx context.Context, ar *AlertRule, a *Alert, now time.Ti
 				res.Detail = fmt.Sprintf("not posted: webhook %s failed earlier in this run (%v)", act.URL, d.err)
 				break
 			}
-			err := mo.postWebhook(ctx, act.URL, WebhookPayload{Event: "terminal-offline", Alert: a}, now)
+			err := mo.postWebhook(ctx, act.URL, WebhookPayload{Event: "terminal-offline", Alert: a})
 			res.OK = err == nil
 			res.Detail = "posted to " + act.URL
 			if err != nil {
@@ -390,7 +390,7 @@ func (mo *Monitor) retryWebhooks(ctx context.Context, a *Alert, rules []AlertRul
 			continue // its result stays as it was: nothing to store
 		}
 		tried = true
-		if err := mo.postWebhook(ctx, res.URL, WebhookPayload{Event: "terminal-offline", Alert: &body}, now); err != nil {
+		if err := mo.postWebhook(ctx, res.URL, WebhookPayload{Event: "terminal-offline", Alert: &body}); err != nil {
 			down[res.URL] = &downTarget{err: err}
 			res.Detail = fmt.Sprintf("%v (tried again at %s; again each run until %s)", err, now.Format(time.RFC3339),
 				a.Time.Add(WebhookRetryFor).Format(time.RFC3339))
@@ -402,7 +402,7 @@ func (mo *Monitor) retryWebhooks(ctx context.Context, a *Alert, rules []AlertRul
 	return tried
 }
 
-func (mo *Monitor) postWebhook(ctx context.Context, target string, payload WebhookPayload, now time.Time) error {
+func (mo *Monitor) postWebhook(ctx context.Context, target string, payload WebhookPayload) error {
 	// Checked again here: the rule may predate the allow-list as configured now.
 	if err := mo.reg.webhookAllowed(target); err != nil {
 		return err
@@ -414,8 +414,6 @@ func (mo *Monitor) postWebhook(ctx context.Context, target string, payload Webho
 	if err != nil {
 		return fmt.Errorf("encode webhook for %s: %w", payload.Alert.ID, err)
 	}
-	ts := strconv.FormatInt(now.Unix(), 10)
-	sig := SignWebhook(mo.opts.WebhookSecret, ts, body)
 	wait := mo.opts.RetryBackoff
 	var last error
 	for attempt := 1; attempt <= mo.opts.WebhookAttempts; attempt++ {
@@ -427,7 +425,11 @@ func (mo *Monitor) postWebhook(ctx context.Context, target string, payload Webho
 			}
 			wait *= 2
 		}
-		last = mo.postOnce(ctx, target, body, ts, sig)
+		// Signed with the time of this attempt, not of the run: a run that posts
+		// many alerts would sign its last ones minutes in the past, and receivers
+		// refuse a timestamp far from their clock (a replay).
+		ts := strconv.FormatInt(mo.clock().Unix(), 10)
+		last = mo.postOnce(ctx, target, body, ts, SignWebhook(mo.opts.WebhookSecret, ts, body))
 		if last == nil {
 			return nil
 		}

@@ -48,7 +48,7 @@ func webhookMatches(entry string, u *url.URL) bool {
 
 // The headers of a signed webhook.
 const (
-	WebhookTimestampHeader = "X-Switchyard-Timestamp" // Unix seconds of the alert run
+	WebhookTimestampHeader = "X-Switchyard-Timestamp" // Unix seconds of the post (each attempt)
 	WebhookSignatureHeader = "X-Switchyard-Signature" // "sha256=" + hex HMAC
 )
 
