@@ -9,6 +9,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // stormFleet opens a registry whose one merchant has n active terminals, never
@@ -56,7 +59,7 @@ func hangingServer(t *testing.T) (*httptest.Server, *atomic.Int32) {
 func TestAlertStormDeadTarget(t *testing.T) {
 	dead, hits := hangingServer(t)
 	good := newHookServer(t, 0)
-	f := stormFleet(t, 30, Options{WebhookAllow: []string{dead.URL + "/alerts", good.srv.URL + "/alerts"}})
+	f := stormFleet(t, 30, Options{WebhookAllow: []string{dead.URL + "/alerts", good.srv.URL + "/alerts"}, Metrics: prometheus.NewRegistry()})
 	for _, r := range []struct{ id, url string }{{"a-dead", dead.URL + "/alerts"}, {"b-good", good.srv.URL + "/alerts"}} {
 		if _, err := f.reg.PutAlertRule(alice, AlertRule{ID: r.id, Threshold: Duration(time.Minute),
 			Actions: []AlertAction{{Type: ActionWebhook, URL: r.url}, {Type: ActionLog}}}); err != nil {
@@ -89,6 +92,12 @@ func TestAlertStormDeadTarget(t *testing.T) {
 	}
 	if skipped != 29 {
 		t.Errorf("%d webhooks to the hanging target skipped, want 29", skipped)
+	}
+	// What an operator sees in the metrics.
+	for result, want := range map[string]float64{"posted": 30, "failed": 1, "not-posted": 29} {
+		if got := testutil.ToFloat64(f.reg.m.webhooks.WithLabelValues(result)); got != want {
+			t.Errorf("switchyard_registry_alert_webhooks_total{result=%q} = %v, want %v", result, got, want)
+		}
 	}
 	// The next run tries the failed ones again: one alert's attempts, the
 	// others skipped again.

@@ -326,12 +326,14 @@ func (mo *Monitor) act(ctx context.Context, ar *AlertRule, a *Alert, now time.Ti
 			res.URL = act.URL
 			if d := down[act.URL]; d != nil {
 				d.skipped++
+				r.m.webhooks.WithLabelValues("not-posted").Inc()
 				res.Detail = fmt.Sprintf("not posted: webhook %s failed earlier in this run (%v)", act.URL, d.err)
 				break
 			}
 			err := mo.postWebhook(ctx, act.URL, WebhookPayload{Event: "terminal-offline", Alert: a})
 			res.OK = err == nil
 			res.Detail = "posted to " + act.URL
+			r.m.webhooks.WithLabelValues(webhookResult(err)).Inc()
 			if err != nil {
 				down[act.URL] = &downTarget{err: err}
 				res.Detail = err.Error()
@@ -387,10 +389,13 @@ func (mo *Monitor) retryWebhooks(ctx context.Context, a *Alert, rules []AlertRul
 		}
 		if d := down[res.URL]; d != nil {
 			d.skipped++
+			mo.reg.m.webhooks.WithLabelValues("not-posted").Inc()
 			continue // its result stays as it was: nothing to store
 		}
 		tried = true
-		if err := mo.postWebhook(ctx, res.URL, WebhookPayload{Event: "terminal-offline", Alert: &body}); err != nil {
+		err := mo.postWebhook(ctx, res.URL, WebhookPayload{Event: "terminal-offline", Alert: &body})
+		mo.reg.m.webhooks.WithLabelValues(webhookResult(err)).Inc()
+		if err != nil {
 			down[res.URL] = &downTarget{err: err}
 			res.Detail = fmt.Sprintf("%v (tried again at %s; again each run until %s)", err, now.Format(time.RFC3339),
 				a.Time.Add(WebhookRetryFor).Format(time.RFC3339))
@@ -400,6 +405,15 @@ func (mo *Monitor) retryWebhooks(ctx context.Context, a *Alert, rules []AlertRul
 		res.OK, res.Detail = true, fmt.Sprintf("posted to %s (at %s, after failing)", res.URL, now.Format(time.RFC3339))
 	}
 	return tried
+}
+
+// webhookResult is the switchyard_registry_alert_webhooks_total label of a post
+// that returned err.
+func webhookResult(err error) string {
+	if err != nil {
+		return "failed"
+	}
+	return "posted"
 }
 
 func (mo *Monitor) postWebhook(ctx context.Context, target string, payload WebhookPayload) error {
