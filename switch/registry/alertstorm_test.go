@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -205,5 +206,24 @@ func TestWebhookTimestampOfPost(t *testing.T) {
 	want := []string{fmt.Sprint(t0.Add(2 * time.Hour).Unix()), fmt.Sprint(t0.Add(2*time.Hour + 10*time.Minute).Unix())}
 	if strings.Join(stamps, ",") != strings.Join(want, ",") {
 		t.Errorf("timestamps %v, want %v (the clock at each post)", stamps, want)
+	}
+}
+
+// TestWebhookAllowListDotSegments: a webhook URL whose path climbs out of the
+// allowed one with dot segments ("/alerts/../admin", encoded or not) is refused:
+// its prefix matched the allow-list entry, and the receiving server resolves it
+// to a path the entry does not allow.
+func TestWebhookAllowListDotSegments(t *testing.T) {
+	allowed := "https://ops.example/alerts"
+	f := newFixtureOpts(t, Options{SeenFlushInterval: -1, WebhookAllow: []string{allowed}})
+	for _, bad := range []string{allowed + "/../admin", allowed + "/%2e%2e/admin", allowed + "/%2E%2E%2Fadmin", allowed + "/./x/../../admin", allowed + "/.."} {
+		if _, err := f.reg.PutAlertRule(alice, AlertRule{ID: "dots", Threshold: Duration(time.Hour), Actions: []AlertAction{{Type: ActionWebhook, URL: bad}}}); !errors.Is(err, ErrInvalid) {
+			t.Errorf("webhook %s: %v, want ErrInvalid", bad, err)
+		}
+	}
+	for _, good := range []string{allowed, allowed + "/team..a/x", allowed + "/sub?x=../y"} {
+		if _, err := f.reg.PutAlertRule(alice, AlertRule{ID: "ok", Threshold: Duration(time.Hour), Actions: []AlertAction{{Type: ActionWebhook, URL: good}}}); err != nil {
+			t.Errorf("webhook %s: %v", good, err)
+		}
 	}
 }
