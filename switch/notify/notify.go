@@ -8,7 +8,8 @@
 // restart could forget. Each merchant's notices go out one at a time, in the order
 // they were stored: a failed post (no connection, a timeout, any answer but 2xx) is
 // tried again after a backoff (RetryMin doubling up to RetryMax) and the
-// merchant's later notices wait behind it. A delivered notice leaves the outbox and
+// merchant's later notices wait behind it. A post without an answer holds its
+// host: the other merchants on it are not posted to for the host's backoff. A delivered notice leaves the outbox and
 // its entry in the delivery log (kept LogTTL) says when, after how many attempts.
 //
 // Bodies are JSON signed like the alert webhooks: X-Switchyard-Timestamp, and
@@ -166,6 +167,7 @@ type Outbox struct {
 	busy    map[string]bool     // a worker or a retry timer holds the merchant
 	attempt map[string]int      // attempts of the merchant's head notice
 	lastErr map[string]string
+	hosts   map[string]*hostDown // webhook hosts whose last post got no answer
 
 	dropped atomic.Int64
 	// lostAt is the received time (Unix ns) of the oldest notice this process
@@ -244,7 +246,8 @@ func Open(db *badger.DB, o Options) (*Outbox, error) {
 		o.Now = time.Now
 	}
 	b := &Outbox{db: db, o: o, log: o.Logger, in: make(chan *Notice, o.Queue), kick: make(chan string, 1024),
-		pending: map[string][]Notice{}, busy: map[string]bool{}, attempt: map[string]int{}, lastErr: map[string]string{}}
+		pending: map[string][]Notice{}, busy: map[string]bool{}, attempt: map[string]int{}, lastErr: map[string]string{},
+		hosts: map[string]*hostDown{}}
 	if err := b.newSecrets(o.CardHashKey); err != nil {
 		return nil, err
 	}
@@ -553,7 +556,13 @@ func (b *Outbox) deliverMerchant(ctx context.Context, m string) {
 		case ep.held != "":
 			err = errors.New(ep.held)
 		default:
-			err = b.post(ctx, ep, n)
+			host := hostOf(ep.URL)
+			if err = b.hostHeld(host); err == nil {
+				err = b.post(ctx, ep, n)
+				if ctx.Err() == nil {
+					b.hostResult(host, err)
+				}
+			}
 		}
 		now := b.o.Now().UTC()
 		if err == nil {
@@ -627,12 +636,74 @@ func (b *Outbox) post(ctx context.Context, ep Endpoint, n Notice) error {
 	}
 	resp.Body.Close()
 	if resp.StatusCode/100 == 3 {
-		return fmt.Errorf("webhook %s answered %s to %q: redirects are not followed (request the webhook's new URL)", ep.URL, resp.Status, resp.Header.Get("Location"))
+		return answered{fmt.Errorf("webhook %s answered %s to %q: redirects are not followed (request the webhook's new URL)", ep.URL, resp.Status, resp.Header.Get("Location"))}
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fmt.Errorf("webhook %s answered %s", ep.URL, resp.Status)
+		return answered{fmt.Errorf("webhook %s answered %s", ep.URL, resp.Status)}
 	}
 	return nil
+}
+
+// answered is the error of a post that the webhook's host answered (not 2xx): the
+// host is up, the failure is the merchant's receiver's.
+type answered struct{ error }
+
+func (a answered) Unwrap() error { return a.error }
+
+// hostDown is a webhook host whose last post got no answer (no connection, a
+// timeout, a TLS failure): until until, its merchants' notices are not posted.
+type hostDown struct {
+	failures int       // posts without an answer in a row
+	until    time.Time // no post before
+	err      string    // the last one's error
+}
+
+// hostOf returns the host (and port) of a webhook URL, lowercased.
+func hostOf(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return rawURL
+	}
+	return strings.ToLower(u.Host)
+}
+
+// hostHeld says why nothing is posted to host now: its last post got no answer,
+// and its backoff (RetryMin doubling to RetryMax with each such post in a row)
+// has not ended. One merchant's post then finds out whether it is back; the
+// others do not each spend a worker for the timeout (a service provider's
+// receiver for hundreds of merchants, down, held every worker and every other
+// merchant's notices).
+func (b *Outbox) hostHeld(host string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	d := b.hosts[host]
+	if d == nil || !b.o.Now().Before(d.until) {
+		return nil
+	}
+	return fmt.Errorf("not posted: webhook host %s got no answer to its last post (%s); next post to it after %s",
+		host, d.err, d.until.UTC().Format(time.RFC3339))
+}
+
+// hostResult records the outcome of a post to host: err nil or an answer clears
+// it, an error without an answer holds it for its backoff.
+func (b *Outbox) hostResult(host string, err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err == nil || errors.As(err, new(answered)) {
+		delete(b.hosts, host)
+		return
+	}
+	d := b.hosts[host]
+	if d == nil {
+		d = &hostDown{}
+		b.hosts[host] = d
+	}
+	d.failures++
+	wait := b.o.RetryMin << min(d.failures-1, 20)
+	if wait > b.o.RetryMax || wait <= 0 {
+		wait = b.o.RetryMax
+	}
+	d.until, d.err = b.o.Now().Add(wait), err.Error()
 }
 
 // ErrInvalid is wrapped by the errors of a bad webhook.

@@ -340,3 +340,66 @@ func TestRedirectNotFollowed(t *testing.T) {
 		t.Errorf("the redirects' target was reached %d times", n)
 	}
 }
+
+// TestDeadHostHoldsItsMerchantsOnly: merchants whose webhooks are on one host
+// that does not answer (a service provider's receiver for many merchants) do not
+// each spend a worker for the timeout: after a post there fails without an
+// answer, the host's other merchants wait without posting (each retried on its
+// backoff) until the host's own backoff ends. Before, 240 such merchants kept all
+// 4 workers busy and every other merchant's notices waited. A host that answers
+// (even 500) is not held: the answer is the merchant's.
+func TestDeadHostHoldsItsMerchantsOnly(t *testing.T) {
+	var hits atomic.Int32
+	release := make(chan struct{})
+	dead := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer dead.Close()
+	defer close(release)
+	var ok atomic.Int32
+	alive := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/m4" {
+			http.Error(w, "broken", http.StatusInternalServerError)
+			return
+		}
+		ok.Add(1)
+	}))
+	defer alive.Close()
+	b, err := Open(openDB(t), Options{CardHashKey: testKey, AllowPrivate: loopback, Timeout: 100 * time.Millisecond, RetryMin: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for m, u := range map[string]string{"M1": dead.URL + "/m1", "M2": dead.URL + "/m2", "M3": alive.URL + "/m3", "M4": alive.URL + "/m4", "M5": alive.URL + "/m5"} {
+		if err := b.SetEndpoint(m, u, "0123456789abcdef", "op", ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lastErr := func(m string) string {
+		l, err := b.Deliveries(m, 0)
+		if err != nil || len(l.Pending) != 1 {
+			t.Fatalf("%s: %+v, %v; want one pending", m, l, err)
+		}
+		return l.Pending[0].LastError
+	}
+	deliverOne(t, b, "M1", "000000000001")
+	deliverOne(t, b, "M2", "000000000002")
+	if n := hits.Load(); n != 1 {
+		t.Errorf("the dead host got %d posts; want 1 (M2 held behind M1's failure)", n)
+	}
+	if e := lastErr("M2"); !strings.Contains(e, "not posted") || !strings.Contains(e, dead.Listener.Addr().String()) {
+		t.Errorf("M2's last error %q; want it held, naming the host", e)
+	}
+	deliverOne(t, b, "M3", "000000000003")
+	deliverOne(t, b, "M4", "000000000004")
+	deliverOne(t, b, "M5", "000000000005")
+	if e := lastErr("M4"); !strings.Contains(e, "500") {
+		t.Errorf("M4's last error %q; want the 500", e)
+	}
+	if n := ok.Load(); n != 2 {
+		t.Errorf("%d notices delivered to the live host, want 2 (M3, M5)", n)
+	}
+}
