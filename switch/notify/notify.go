@@ -47,6 +47,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/switchyard/switchyard/internal/statelog"
@@ -137,6 +138,8 @@ type Options struct {
 	// CatchUp, with Log, waits after a conflict until the webhooks have applied
 	// every commit the Log held.
 	CatchUp func(ctx context.Context, r statelog.Replica) error
+	// Metrics, when set, receives the outbox's series (metrics.go).
+	Metrics *prometheus.Registry
 	// CardHashKey is the switch's card hash key (security.card_hash_key_hex),
 	// required: the webhook secrets are sealed at rest under a key derived from
 	// it, and their fingerprints keyed by another (secrets.go). Every node of a
@@ -170,6 +173,7 @@ type Outbox struct {
 	hosts   map[string]*hostDown // webhook hosts whose last post got no answer
 
 	dropped atomic.Int64
+	m       outboxMetrics
 	// lostAt is the received time (Unix ns) of the oldest notice this process
 	// lost before storing it (the channel full, or its batch not stored); 0: none.
 	// The stored mark never passes it, so that Recover finds it at the next start.
@@ -249,6 +253,9 @@ func Open(db *badger.DB, o Options) (*Outbox, error) {
 		pending: map[string][]Notice{}, busy: map[string]bool{}, attempt: map[string]int{}, lastErr: map[string]string{},
 		hosts: map[string]*hostDown{}}
 	if err := b.newSecrets(o.CardHashKey); err != nil {
+		return nil, err
+	}
+	if err := b.newMetrics(o.Metrics); err != nil {
 		return nil, err
 	}
 	eps := map[string]Endpoint{}
@@ -336,6 +343,7 @@ func (b *Outbox) Notice(rec *journal.Record, original string) {
 	case b.in <- n:
 	default:
 		b.lost(n.Time)
+		b.m.dropped.Inc()
 		if b.dropped.Add(1) == 1 {
 			b.log.Warn().Msg("merchant notices: queue full, notices left to the recovery at the next start")
 		}
@@ -550,6 +558,7 @@ func (b *Outbox) deliverMerchant(ctx context.Context, m string) {
 		b.mu.Unlock()
 		ep, ok := (*b.eps.Load())[m]
 		var err error
+		result := "held"
 		switch {
 		case !ok:
 			err = errors.New("no webhook registered (removed): kept until one is")
@@ -562,7 +571,14 @@ func (b *Outbox) deliverMerchant(ctx context.Context, m string) {
 				if ctx.Err() == nil {
 					b.hostResult(host, err)
 				}
+				result = "failed"
+				if err == nil {
+					result = "delivered"
+				}
 			}
+		}
+		if ctx.Err() == nil {
+			b.m.posts.WithLabelValues(result).Inc()
 		}
 		now := b.o.Now().UTC()
 		if err == nil {

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/switchyard/switchyard/internal/statelog"
 	"github.com/switchyard/switchyard/switch/journal"
@@ -274,8 +276,8 @@ func TestDroppedNoticeRecovered(t *testing.T) {
 	}
 	b1.Notice(j[0], "")
 	b1.Notice(j[1], "") // the queue (1) is full: dropped
-	if d := b1.dropped.Load(); d != 1 {
-		t.Fatalf("dropped %d, want 1", d)
+	if d := b1.dropped.Load(); d != 1 || testutil.ToFloat64(b1.m.dropped) != 1 {
+		t.Fatalf("dropped %d (metric %v), want 1", d, testutil.ToFloat64(b1.m.dropped))
 	}
 	if err := b1.store([]Notice{*<-b1.in}); err != nil {
 		t.Fatal(err)
@@ -369,7 +371,8 @@ func TestDeadHostHoldsItsMerchantsOnly(t *testing.T) {
 		ok.Add(1)
 	}))
 	defer alive.Close()
-	b, err := Open(openDB(t), Options{CardHashKey: testKey, AllowPrivate: loopback, Timeout: 100 * time.Millisecond, RetryMin: time.Hour})
+	promReg := prometheus.NewRegistry()
+	b, err := Open(openDB(t), Options{CardHashKey: testKey, AllowPrivate: loopback, Timeout: 100 * time.Millisecond, RetryMin: time.Hour, Metrics: promReg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -401,5 +404,22 @@ func TestDeadHostHoldsItsMerchantsOnly(t *testing.T) {
 	}
 	if n := ok.Load(); n != 2 {
 		t.Errorf("%d notices delivered to the live host, want 2 (M3, M5)", n)
+	}
+	// What an operator sees in the metrics.
+	for result, want := range map[string]float64{"delivered": 2, "failed": 2, "held": 1} {
+		if got := testutil.ToFloat64(b.m.posts.WithLabelValues(result)); got != want {
+			t.Errorf("switchyard_notices_posts_total{result=%q} = %v, want %v", result, got, want)
+		}
+	}
+	if n, err := testutil.GatherAndCount(promReg, "switchyard_notices_pending"); err != nil || n != 1 {
+		t.Fatalf("switchyard_notices_pending: %d series, %v", n, err)
+	}
+	mfs, _ := promReg.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() == "switchyard_notices_pending" {
+			if v := mf.GetMetric()[0].GetGauge().GetValue(); v != 3 {
+				t.Errorf("switchyard_notices_pending = %v, want 3 (M1, M2, M4)", v)
+			}
+		}
 	}
 }
