@@ -22,6 +22,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/rs/zerolog"
 
 	"github.com/switchyard/switchyard/internal/statelog"
 	"github.com/switchyard/switchyard/switch/journal"
@@ -423,3 +424,43 @@ func TestDeadHostHoldsItsMerchantsOnly(t *testing.T) {
 		}
 	}
 }
+
+// TestNoticeNeverCarriesClearPAN: a notice carries the card as first 6 and last 4
+// digits even if the journal's masked PAN were not masked, and a failed post's log
+// line names neither the card nor the secret.
+func TestNoticeNeverCarriesClearPAN(t *testing.T) {
+	var logBuf strings.Builder
+	var mu sync.Mutex
+	b, err := Open(openDB(t), Options{CardHashKey: testKey, AllowPrivate: loopback, RetryMin: time.Hour,
+		Logger: zerolog.New(zerolog.SyncWriter(writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return logBuf.Write(p) })))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "down", http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	if err := b.SetEndpoint("M1", srv.URL+"/n", "0123456789abcdef-secret", "op", ""); err != nil {
+		t.Fatal(err)
+	}
+	b.Notice(&journal.Record{RRN: "000000000001", MID: "M1", TID: "T0000001", Type: "purchase", RC: "00", Amount: 100,
+		PANMasked: "4761739001010010", Received: time.Now()}, "")
+	n := <-b.in
+	if n.PAN != "476173******0010" {
+		t.Fatalf("notice PAN %q, want 476173******0010", n.PAN)
+	}
+	if err := b.store([]Notice{*n}); err != nil {
+		t.Fatal(err)
+	}
+	b.deliverMerchant(context.Background(), "M1")
+	mu.Lock()
+	defer mu.Unlock()
+	if out := logBuf.String(); !strings.Contains(out, "merchant notice not delivered") || strings.Contains(out, "4761739001010010") || strings.Contains(out, "-secret") {
+		t.Errorf("log %s", out)
+	}
+}
+
+// writerFunc is an io.Writer of a function.
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

@@ -227,3 +227,61 @@ func TestWebhookAllowListDotSegments(t *testing.T) {
 		}
 	}
 }
+
+// TestWebhookBadTargets: targets that misbehave make the webhook action fail with
+// an error that says why (or succeed, for a 2xx with an endless body, read no
+// further than 64 KiB), and the run ends: a connection closed inside the answer's
+// status line, a certificate the switch does not trust, an endless body. (A 2xx
+// whose body is cut short counts as posted: the status is the receiver's word.)
+func TestWebhookBadTargets(t *testing.T) {
+	closer := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, _, err := w.(http.Hijacker).Hijack()
+		if err == nil {
+			conn.Write([]byte("HTTP/1.1 2")) // cut inside the status line
+			conn.Close()
+		}
+	}))
+	t.Cleanup(closer.Close)
+	tlsSrv := httptest.NewTLSServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	t.Cleanup(tlsSrv.Close)
+	endless := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		chunk := make([]byte, 32<<10)
+		for i := 0; i < 1<<15; i++ { // up to 1 GiB, until the client hangs up
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+	}))
+	t.Cleanup(endless.Close)
+	cases := []struct{ name, url, want string }{
+		{"closed mid-answer", closer.URL + "/a", "connection broken"},
+		{"untrusted certificate", tlsSrv.URL + "/a", "certificate"},
+		{"endless body", endless.URL + "/a", ""},
+	}
+	var allow []string
+	for _, c := range cases {
+		allow = append(allow, c.url)
+	}
+	f := newFixtureOpts(t, Options{SeenFlushInterval: -1, WebhookAllow: allow})
+	if err := f.reg.DeleteAlertRule(root, "offline-24h"); err != nil {
+		t.Fatal(err)
+	}
+	var acts []AlertAction
+	for _, c := range cases {
+		acts = append(acts, AlertAction{Type: ActionWebhook, URL: c.url})
+	}
+	if _, err := f.reg.PutAlertRule(alice, AlertRule{ID: "bad", Threshold: Duration(time.Hour), Filter: AlertFilter{Merchants: []string{"000000000000002"}}, Actions: acts}); err != nil {
+		t.Fatal(err)
+	}
+	mon := NewMonitor(f.reg, f.clock.Now, MonitorOptions{WebhookSecret: testWebhookSecret, WebhookAttempts: 1, WebhookTimeout: 5 * time.Second})
+	got, err := mon.RunOnce(context.Background(), t0.Add(2*time.Hour))
+	if err != nil || len(got) != 1 || len(got[0].Actions) != len(cases) {
+		t.Fatalf("alerts %+v, %v", got, err)
+	}
+	for i, c := range cases {
+		res := got[0].Actions[i]
+		if c.want == "" && !res.OK || c.want != "" && (res.OK || !strings.Contains(res.Detail, c.want)) {
+			t.Errorf("%s: %+v, want failure naming %q", c.name, res, c.want)
+		}
+	}
+}
