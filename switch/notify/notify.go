@@ -8,7 +8,8 @@
 // restart could forget. Each merchant's notices go out one at a time, in the order
 // they were stored: a failed post (no connection, a timeout, any answer but 2xx) is
 // tried again after a backoff (RetryMin doubling up to RetryMax) and the
-// merchant's later notices wait behind it. A delivered notice leaves the outbox and
+// merchant's later notices wait behind it. A post without an answer holds its
+// host: the other merchants on it are not posted to for the host's backoff. A delivered notice leaves the outbox and
 // its entry in the delivery log (kept LogTTL) says when, after how many attempts.
 //
 // Bodies are JSON signed like the alert webhooks: X-Switchyard-Timestamp, and
@@ -21,6 +22,8 @@
 // A notice in the channel but not yet stored is lost by a crash; Recover, at start,
 // reads the journal since the last stored notice (less a margin) and enqueues the
 // approvals, voids and refunds that have no notice yet, so the crash loses none.
+// A notice dropped (the channel full) or not stored (its batch failed) is found
+// the same way: the stored mark never passes the oldest such notice.
 // In a cluster the webhooks are shared through the cluster's state log (every node
 // knows every merchant's webhook), and each node keeps the outbox of the
 // transactions it answered: a node that is down delivers its notices when it is
@@ -44,6 +47,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/switchyard/switchyard/internal/statelog"
@@ -134,6 +138,8 @@ type Options struct {
 	// CatchUp, with Log, waits after a conflict until the webhooks have applied
 	// every commit the Log held.
 	CatchUp func(ctx context.Context, r statelog.Replica) error
+	// Metrics, when set, receives the outbox's series (metrics.go).
+	Metrics *prometheus.Registry
 	// CardHashKey is the switch's card hash key (security.card_hash_key_hex),
 	// required: the webhook secrets are sealed at rest under a key derived from
 	// it, and their fingerprints keyed by another (secrets.go). Every node of a
@@ -164,11 +170,17 @@ type Outbox struct {
 	busy    map[string]bool     // a worker or a retry timer holds the merchant
 	attempt map[string]int      // attempts of the merchant's head notice
 	lastErr map[string]string
+	hosts   map[string]*hostDown // webhook hosts whose last post got no answer
 
 	dropped atomic.Int64
-	wg      sync.WaitGroup
-	sync    *kvsync.Sync   // the webhooks' writes, shared in a cluster
-	reg     ReviewRegistry // set by UseReview: webhook changes under review
+	m       outboxMetrics
+	// lostAt is the received time (Unix ns) of the oldest notice this process
+	// lost before storing it (the channel full, or its batch not stored); 0: none.
+	// The stored mark never passes it, so that Recover finds it at the next start.
+	lostAt atomic.Int64
+	wg     sync.WaitGroup
+	sync   *kvsync.Sync   // the webhooks' writes, shared in a cluster
+	reg    ReviewRegistry // set by UseReview: webhook changes under review
 
 	secrets   *seal.Sealer // seals the webhook secrets at rest (secrets.go)
 	fpKey     []byte       // keys the secrets' fingerprints
@@ -238,8 +250,12 @@ func Open(db *badger.DB, o Options) (*Outbox, error) {
 		o.Now = time.Now
 	}
 	b := &Outbox{db: db, o: o, log: o.Logger, in: make(chan *Notice, o.Queue), kick: make(chan string, 1024),
-		pending: map[string][]Notice{}, busy: map[string]bool{}, attempt: map[string]int{}, lastErr: map[string]string{}}
+		pending: map[string][]Notice{}, busy: map[string]bool{}, attempt: map[string]int{}, lastErr: map[string]string{},
+		hosts: map[string]*hostDown{}}
 	if err := b.newSecrets(o.CardHashKey); err != nil {
+		return nil, err
+	}
+	if err := b.newMetrics(o.Metrics); err != nil {
 		return nil, err
 	}
 	eps := map[string]Endpoint{}
@@ -326,8 +342,30 @@ func (b *Outbox) Notice(rec *journal.Record, original string) {
 	select {
 	case b.in <- n:
 	default:
+		b.lost(n.Time)
+		b.m.dropped.Inc()
 		if b.dropped.Add(1) == 1 {
 			b.log.Warn().Msg("merchant notices: queue full, notices left to the recovery at the next start")
+		}
+	}
+}
+
+// lost remembers that the notice of a transaction received at t was not stored:
+// the mark (keyMark) stays at or before the oldest such time, so that Recover,
+// which reads the journal from the mark, finds it at the next start. Safe for
+// concurrent use (Notice calls it on the transaction path: no I/O, no lock).
+func (b *Outbox) lost(t time.Time) {
+	if t.IsZero() {
+		return // no time to recover from
+	}
+	ns := t.UnixNano()
+	for {
+		cur := b.lostAt.Load()
+		if cur != 0 && cur <= ns {
+			return
+		}
+		if b.lostAt.CompareAndSwap(cur, ns) {
+			return
 		}
 	}
 }
@@ -376,6 +414,9 @@ func (b *Outbox) writer(ctx context.Context) {
 			return
 		}
 		if err := b.store(batch); err != nil {
+			for i := range batch {
+				b.lost(batch[i].Time)
+			}
 			b.log.Error().Err(err).Int("notices", len(batch)).Msg("merchant notices not stored; left to the recovery at the next start")
 		}
 		batch = batch[:0]
@@ -431,12 +472,22 @@ func (b *Outbox) store(batch []Notice) error {
 				newest = n.Time
 			}
 		}
-		if newest.IsZero() {
+		ns := b.lostAt.Load()
+		if newest.IsZero() && ns == 0 {
 			return nil
 		}
 		var mark time.Time
 		if item, err := txn.Get([]byte(keyMark)); err == nil {
 			_ = item.Value(func(v []byte) error { return mark.UnmarshalText(v) })
+		}
+		if ns != 0 {
+			// A notice was lost since the start: the mark stays at or before it
+			// (lowered if need be), however many notices are stored after it.
+			if lost := time.Unix(0, ns).UTC(); mark.IsZero() || lost.Before(mark) {
+				t, _ := lost.MarshalText()
+				return txn.Set([]byte(keyMark), t)
+			}
+			return nil
 		}
 		if newest.After(mark) {
 			t, _ := newest.MarshalText()
@@ -507,13 +558,27 @@ func (b *Outbox) deliverMerchant(ctx context.Context, m string) {
 		b.mu.Unlock()
 		ep, ok := (*b.eps.Load())[m]
 		var err error
+		result := "held"
 		switch {
 		case !ok:
 			err = errors.New("no webhook registered (removed): kept until one is")
 		case ep.held != "":
 			err = errors.New(ep.held)
 		default:
-			err = b.post(ctx, ep, n)
+			host := hostOf(ep.URL)
+			if err = b.hostHeld(host); err == nil {
+				err = b.post(ctx, ep, n)
+				if ctx.Err() == nil {
+					b.hostResult(host, err)
+				}
+				result = "failed"
+				if err == nil {
+					result = "delivered"
+				}
+			}
+		}
+		if ctx.Err() == nil {
+			b.m.posts.WithLabelValues(result).Inc()
 		}
 		now := b.o.Now().UTC()
 		if err == nil {
@@ -586,10 +651,75 @@ func (b *Outbox) post(ctx context.Context, ep Endpoint, n Notice) error {
 		return err
 	}
 	resp.Body.Close()
+	if resp.StatusCode/100 == 3 {
+		return answered{fmt.Errorf("webhook %s answered %s to %q: redirects are not followed (request the webhook's new URL)", ep.URL, resp.Status, resp.Header.Get("Location"))}
+	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fmt.Errorf("webhook %s answered %s", ep.URL, resp.Status)
+		return answered{fmt.Errorf("webhook %s answered %s", ep.URL, resp.Status)}
 	}
 	return nil
+}
+
+// answered is the error of a post that the webhook's host answered (not 2xx): the
+// host is up, the failure is the merchant's receiver's.
+type answered struct{ error }
+
+func (a answered) Unwrap() error { return a.error }
+
+// hostDown is a webhook host whose last post got no answer (no connection, a
+// timeout, a TLS failure): until until, its merchants' notices are not posted.
+type hostDown struct {
+	failures int       // posts without an answer in a row
+	until    time.Time // no post before
+	err      string    // the last one's error
+}
+
+// hostOf returns the host (and port) of a webhook URL, lowercased.
+func hostOf(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return rawURL
+	}
+	return strings.ToLower(u.Host)
+}
+
+// hostHeld says why nothing is posted to host now: its last post got no answer,
+// and its backoff (RetryMin doubling to RetryMax with each such post in a row)
+// has not ended. One merchant's post then finds out whether it is back; the
+// others do not each spend a worker for the timeout (a service provider's
+// receiver for hundreds of merchants, down, held every worker and every other
+// merchant's notices).
+func (b *Outbox) hostHeld(host string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	d := b.hosts[host]
+	if d == nil || !b.o.Now().Before(d.until) {
+		return nil
+	}
+	return fmt.Errorf("not posted: webhook host %s got no answer to its last post (%s); next post to it after %s",
+		host, d.err, d.until.UTC().Format(time.RFC3339))
+}
+
+// hostResult records the outcome of a post to host: err nil or an answer clears
+// it, an error without an answer holds it for its backoff.
+func (b *Outbox) hostResult(host string, err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err == nil || errors.As(err, new(answered)) {
+		delete(b.hosts, host)
+		return
+	}
+	d := b.hosts[host]
+	if d == nil {
+		d = &hostDown{}
+		b.hosts[host] = d
+	}
+	d.failures++
+	wait := b.o.RetryMin << min(d.failures-1, 20)
+	if wait > b.o.RetryMax || wait <= 0 {
+		wait = b.o.RetryMax
+	}
+	d.until, d.err = b.o.Now().Add(wait), err.Error()
 }
 
 // ErrInvalid is wrapped by the errors of a bad webhook.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"net/netip"
 	"runtime"
 	"runtime/metrics"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +20,9 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/rs/zerolog"
 
 	"github.com/switchyard/switchyard/internal/statelog"
 	"github.com/switchyard/switchyard/switch/journal"
@@ -250,3 +255,212 @@ func TestWebhookTargets(t *testing.T) {
 		t.Fatalf("%d hits, want 1", n)
 	}
 }
+
+// TestDroppedNoticeRecovered: a notice dropped because the queue was full is left
+// to the recovery at the next start, even when later notices were stored after it:
+// the mark Recover reads the journal from must not pass it (it did, and the
+// notice was lost for good).
+func TestDroppedNoticeRecovered(t *testing.T) {
+	db := openDB(t)
+	t0 := time.Now().Add(-time.Hour)
+	rec := func(i int, at time.Duration) *journal.Record {
+		return &journal.Record{RRN: fmt.Sprintf("%012d", i), Received: t0.Add(at), Type: "purchase", RC: "00", MID: "M1",
+			TID: "T0000001", Amount: 100, PANMasked: "476173******0010"}
+	}
+	j := fakeJournal{rec(1, 0), rec(2, time.Second), rec(3, 10*time.Minute)}
+	b1, err := Open(db, Options{CardHashKey: testKey, Queue: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b1.SetEndpoint("M1", "https://shop.example/n", "0123456789abcdef", "op", "test"); err != nil {
+		t.Fatal(err)
+	}
+	b1.Notice(j[0], "")
+	b1.Notice(j[1], "") // the queue (1) is full: dropped
+	if d := b1.dropped.Load(); d != 1 || testutil.ToFloat64(b1.m.dropped) != 1 {
+		t.Fatalf("dropped %d (metric %v), want 1", d, testutil.ToFloat64(b1.m.dropped))
+	}
+	if err := b1.store([]Notice{*<-b1.in}); err != nil {
+		t.Fatal(err)
+	}
+	b1.Notice(j[2], "") // ten minutes later, stored
+	if err := b1.store([]Notice{*<-b1.in}); err != nil {
+		t.Fatal(err)
+	}
+
+	b2, err := Open(db, Options{CardHashKey: testKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := b2.Recover(context.Background(), j, 2*time.Minute)
+	if err != nil || n != 1 {
+		t.Fatalf("recovered %d, %v; want 1 (the dropped notice)", n, err)
+	}
+	b2.mu.Lock()
+	defer b2.mu.Unlock()
+	var rrns []string
+	for _, p := range b2.pending["M1"] {
+		rrns = append(rrns, p.RRN)
+	}
+	if strings.Join(rrns, ",") != "000000000001,000000000003,000000000002" {
+		t.Errorf("pending = %v, want all three notices", rrns)
+	}
+}
+
+// TestRedirectNotFollowed: a webhook that answers with a redirect is a failed post,
+// kept and retried, its error naming the status and where it pointed. Followed, a
+// 302 turned the POST into a GET without the notice, and the other host's 200
+// marked the notice delivered (lost); a 307 or 308 posted the signed notice to a
+// URL no reviewer approved.
+func TestRedirectNotFollowed(t *testing.T) {
+	var moved atomic.Int32
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { moved.Add(1) }))
+	defer other.Close()
+	b, err := Open(openDB(t), Options{CardHashKey: testKey, AllowPrivate: loopback, RetryMin: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, code := range []int{http.StatusFound, http.StatusPermanentRedirect} {
+		redirect := httptest.NewServer(http.RedirectHandler(other.URL+"/new", code))
+		defer redirect.Close()
+		m := fmt.Sprintf("M%d", i+1)
+		if err := b.SetEndpoint(m, redirect.URL+"/n", "0123456789abcdef", "op", ""); err != nil {
+			t.Fatal(err)
+		}
+		deliverOne(t, b, m, fmt.Sprintf("%012d", i+1))
+		l, err := b.Deliveries(m, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(l.Delivered) != 0 || len(l.Pending) != 1 {
+			t.Fatalf("%d redirect: %d delivered, %d pending; want the notice pending", code, len(l.Delivered), len(l.Pending))
+		}
+		if e := l.Pending[0].LastError; !strings.Contains(e, strconv.Itoa(code)) || !strings.Contains(e, other.URL+"/new") {
+			t.Errorf("%d redirect: last error %q, want the status and the Location", code, e)
+		}
+	}
+	if n := moved.Load(); n != 0 {
+		t.Errorf("the redirects' target was reached %d times", n)
+	}
+}
+
+// TestDeadHostHoldsItsMerchantsOnly: merchants whose webhooks are on one host
+// that does not answer (a service provider's receiver for many merchants) do not
+// each spend a worker for the timeout: after a post there fails without an
+// answer, the host's other merchants wait without posting (each retried on its
+// backoff) until the host's own backoff ends. Before, 240 such merchants kept all
+// 4 workers busy and every other merchant's notices waited. A host that answers
+// (even 500) is not held: the answer is the merchant's.
+func TestDeadHostHoldsItsMerchantsOnly(t *testing.T) {
+	var hits atomic.Int32
+	release := make(chan struct{})
+	dead := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer dead.Close()
+	defer close(release)
+	var ok atomic.Int32
+	alive := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/m4" {
+			http.Error(w, "broken", http.StatusInternalServerError)
+			return
+		}
+		ok.Add(1)
+	}))
+	defer alive.Close()
+	promReg := prometheus.NewRegistry()
+	b, err := Open(openDB(t), Options{CardHashKey: testKey, AllowPrivate: loopback, Timeout: 100 * time.Millisecond, RetryMin: time.Hour, Metrics: promReg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for m, u := range map[string]string{"M1": dead.URL + "/m1", "M2": dead.URL + "/m2", "M3": alive.URL + "/m3", "M4": alive.URL + "/m4", "M5": alive.URL + "/m5"} {
+		if err := b.SetEndpoint(m, u, "0123456789abcdef", "op", ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lastErr := func(m string) string {
+		l, err := b.Deliveries(m, 0)
+		if err != nil || len(l.Pending) != 1 {
+			t.Fatalf("%s: %+v, %v; want one pending", m, l, err)
+		}
+		return l.Pending[0].LastError
+	}
+	deliverOne(t, b, "M1", "000000000001")
+	deliverOne(t, b, "M2", "000000000002")
+	if n := hits.Load(); n != 1 {
+		t.Errorf("the dead host got %d posts; want 1 (M2 held behind M1's failure)", n)
+	}
+	if e := lastErr("M2"); !strings.Contains(e, "not posted") || !strings.Contains(e, dead.Listener.Addr().String()) {
+		t.Errorf("M2's last error %q; want it held, naming the host", e)
+	}
+	deliverOne(t, b, "M3", "000000000003")
+	deliverOne(t, b, "M4", "000000000004")
+	deliverOne(t, b, "M5", "000000000005")
+	if e := lastErr("M4"); !strings.Contains(e, "500") {
+		t.Errorf("M4's last error %q; want the 500", e)
+	}
+	if n := ok.Load(); n != 2 {
+		t.Errorf("%d notices delivered to the live host, want 2 (M3, M5)", n)
+	}
+	// What an operator sees in the metrics.
+	for result, want := range map[string]float64{"delivered": 2, "failed": 2, "held": 1} {
+		if got := testutil.ToFloat64(b.m.posts.WithLabelValues(result)); got != want {
+			t.Errorf("switchyard_notices_posts_total{result=%q} = %v, want %v", result, got, want)
+		}
+	}
+	if n, err := testutil.GatherAndCount(promReg, "switchyard_notices_pending"); err != nil || n != 1 {
+		t.Fatalf("switchyard_notices_pending: %d series, %v", n, err)
+	}
+	mfs, _ := promReg.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() == "switchyard_notices_pending" {
+			if v := mf.GetMetric()[0].GetGauge().GetValue(); v != 3 {
+				t.Errorf("switchyard_notices_pending = %v, want 3 (M1, M2, M4)", v)
+			}
+		}
+	}
+}
+
+// TestNoticeNeverCarriesClearPAN: a notice carries the card as first 6 and last 4
+// digits even if the journal's masked PAN were not masked, and a failed post's log
+// line names neither the card nor the secret.
+func TestNoticeNeverCarriesClearPAN(t *testing.T) {
+	var logBuf strings.Builder
+	var mu sync.Mutex
+	b, err := Open(openDB(t), Options{CardHashKey: testKey, AllowPrivate: loopback, RetryMin: time.Hour,
+		Logger: zerolog.New(zerolog.SyncWriter(writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return logBuf.Write(p) })))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "down", http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	if err := b.SetEndpoint("M1", srv.URL+"/n", "0123456789abcdef-secret", "op", ""); err != nil {
+		t.Fatal(err)
+	}
+	b.Notice(&journal.Record{RRN: "000000000001", MID: "M1", TID: "T0000001", Type: "purchase", RC: "00", Amount: 100,
+		PANMasked: "4761739001010010", Received: time.Now()}, "")
+	n := <-b.in
+	if n.PAN != "476173******0010" {
+		t.Fatalf("notice PAN %q, want 476173******0010", n.PAN)
+	}
+	if err := b.store([]Notice{*n}); err != nil {
+		t.Fatal(err)
+	}
+	b.deliverMerchant(context.Background(), "M1")
+	mu.Lock()
+	defer mu.Unlock()
+	if out := logBuf.String(); !strings.Contains(out, "merchant notice not delivered") || strings.Contains(out, "4761739001010010") || strings.Contains(out, "-secret") {
+		t.Errorf("log %s", out)
+	}
+}
+
+// writerFunc is an io.Writer of a function.
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

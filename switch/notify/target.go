@@ -17,9 +17,9 @@ import (
 // links or anything else internal (server-side request forgery). So a post may only
 // connect to a public address, or to one in Options.AllowPrivate (the configuration's
 // notices.allow_private). The check is made on the address actually dialled, after
-// name resolution and for every redirect, so a name that resolves to an internal
-// address (or is made to later) is refused too; SetEndpoint refuses an internal IP
-// literal or localhost at once, with the key that would allow it.
+// name resolution, so a name that resolves to an internal address (or is made to
+// later) is refused too; SetEndpoint refuses an internal IP literal or localhost at
+// once, with the key that would allow it. Redirects are not followed at all.
 
 // internal reports whether ip is not a public unicast address: loopback, private
 // (RFC 1918, IPv6 unique local), link-local, shared address space (RFC 6598),
@@ -106,7 +106,8 @@ func (o *Options) checkTarget(u *url.URL) error {
 
 // newClient is the default client of the posts: Go's default transport without a
 // proxy (through a proxy only the proxy's address would be checked, never the
-// webhook's), whose connections are refused unless allowed.
+// webhook's), whose connections are refused unless allowed, and that follows no
+// redirect.
 func (o *Options) newClient() *http.Client {
 	d := &net.Dialer{Timeout: o.Timeout, KeepAlive: 30 * time.Second, Control: func(_, address string, _ syscall.RawConn) error {
 		ap, err := netip.ParseAddrPort(address)
@@ -123,5 +124,9 @@ func (o *Options) newClient() *http.Client {
 	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
 		return d.DialContext(ctx, network, addr)
 	}
-	return &http.Client{Timeout: o.Timeout, Transport: tr}
+	// A redirect is not followed: a 301, 302 or 303 would turn the POST into a GET
+	// without the notice, and another host's 200 would mark it delivered; a 307 or
+	// 308 would post it to a URL no reviewer approved. The 3xx is a failed post.
+	return &http.Client{Timeout: o.Timeout, Transport: tr,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }

@@ -220,6 +220,10 @@ type ActionResult struct {
 	Type   string `json:"type"`
 	OK     bool   `json:"ok"`
 	Detail string `json:"detail,omitempty"`
+	// URL is a webhook action's target: a failed post is tried again from it
+	// (Monitor.RunOnce, WebhookRetryFor). Empty in alerts stored before 5
+	// December 2026, which are not retried.
+	URL string `json:"url,omitempty"`
 }
 
 // Alert says that a terminal has been offline longer than a rule's threshold.
@@ -259,6 +263,9 @@ type alertRef struct {
 	ackAt     time.Time
 	raised    time.Time
 	acted     bool // its actions' results are stored
+	// hookFailed: a webhook action failed (its result names the URL): tried
+	// again while the alert is open, for WebhookRetryFor after it was raised.
+	hookFailed bool
 }
 
 func alertKey(rule, terminal string) string { return rule + "/" + terminal }
@@ -270,6 +277,9 @@ func (r *alerting) indexAlert(a *Alert) {
 		return
 	}
 	ref := alertRef{seq: a.Seq, status: a.Status, reference: a.Reference, raised: a.Time, acted: a.Acted || len(a.Actions) > 0}
+	for _, res := range a.Actions {
+		ref.hookFailed = ref.hookFailed || res.Type == ActionWebhook && !res.OK && res.URL != ""
+	}
 	if a.AckAt != nil {
 		ref.ackAt = *a.AckAt
 	}
@@ -469,6 +479,33 @@ func (r *alerting) setAlertActions(a *Alert) error {
 		return cur, r.storeAlertLocked(cur)
 	})
 	return err
+}
+
+// WebhookRetryFor is how long after an alert was raised a webhook action of it
+// that failed is tried again (once a run, while the alert is open).
+const WebhookRetryFor = 24 * time.Hour
+
+// failedWebhookAlerts returns the open alerts raised less than WebhookRetryFor
+// before now with a webhook action that failed.
+func (r *alerting) failedWebhookAlerts(now time.Time) ([]*Alert, error) {
+	r.mu.Lock()
+	var seqs []uint64
+	for _, ref := range r.alertIdx {
+		if ref.status == AlertOpen && ref.hookFailed && now.Sub(ref.raised) < WebhookRetryFor {
+			seqs = append(seqs, ref.seq)
+		}
+	}
+	r.mu.Unlock()
+	slices.Sort(seqs)
+	out := make([]*Alert, 0, len(seqs))
+	for _, seq := range seqs {
+		a, err := r.readAlert(seq, alertID(seq))
+		if err != nil {
+			return out, err
+		}
+		out = append(out, a)
+	}
+	return out, nil
 }
 
 // unactedAlerts returns the open alerts raised at least age before now whose

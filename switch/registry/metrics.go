@@ -11,6 +11,7 @@ type metrics struct {
 	waiting     *prometheus.GaugeVec // incidents not ordered yet (cluster)
 	alerts      *prometheus.CounterVec
 	suspensions *prometheus.CounterVec
+	webhooks    *prometheus.CounterVec        // alert webhook actions by result
 	declines    map[Reason]prometheus.Counter // resolved once, so Check does no label lookup
 }
 
@@ -21,6 +22,7 @@ type metrics struct {
 //	switchyard_registry_alerts_total{rule}              offline alerts raised
 //	switchyard_registry_auto_suspensions_total{cause}   terminals suspended by the switch
 //	switchyard_registry_incidents_waiting{where}        incidents not yet ordered in a cluster (memory, disk)
+//	switchyard_registry_alert_webhooks_total{result}    alert webhook posts: posted, failed, not-posted
 func newMetrics(reg *prometheus.Registry) (*metrics, error) {
 	m := &metrics{
 		incidents: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -35,11 +37,18 @@ func newMetrics(reg *prometheus.Registry) (*metrics, error) {
 			Name: "switchyard_registry_auto_suspensions_total",
 			Help: "Terminals suspended automatically, by cause (device-compromised, offline-alert).",
 		}, []string{"cause"}),
+		webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchyard_registry_alert_webhooks_total",
+			Help: "Alert webhook actions by result: posted; failed (every attempt); not-posted (their target failed earlier in the monitor's run). Failed and not-posted ones are tried again by later runs.",
+		}, []string{"result"}),
 		waiting: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "switchyard_registry_incidents_waiting",
 			Help: "Incidents recorded on this node and not yet ordered through the cluster (no quorum), in the writer's memory or kept on disk.",
 		}, []string{"where"}),
 		declines: map[Reason]prometheus.Counter{},
+	}
+	for _, r := range []string{"posted", "failed", "not-posted"} {
+		m.webhooks.WithLabelValues(r) // export zeros
 	}
 	m.waiting.WithLabelValues("memory")
 	m.waiting.WithLabelValues("disk")
@@ -54,7 +63,7 @@ func newMetrics(reg *prometheus.Registry) (*metrics, error) {
 		}
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.incidents, m.alerts, m.suspensions, declines, m.waiting} {
+		for _, c := range []prometheus.Collector{m.incidents, m.alerts, m.suspensions, declines, m.waiting, m.webhooks} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("registry: register metrics: %w", err)
 			}

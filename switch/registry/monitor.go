@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -183,8 +184,15 @@ func (mo *Monitor) RunOnce(ctx context.Context, now time.Time) ([]*Alert, error)
 	for _, a := range late {
 		r.log.Warn().Str("alert", a.ID).Str("rule", a.RuleID).Str("terminal", a.TerminalID).Msg("alert stored without its actions' results: running them now")
 	}
+	// Failed webhooks of earlier runs, read before this run's actions (which may
+	// fail too, and are tried again by the next run, not this one).
+	retries, err := r.failedWebhookAlerts(now)
+	if err != nil {
+		errs = append(errs, err)
+	}
 	// Actions run outside the registry lock; webhooks may take a while.
 	wave := mo.newWave(now)
+	down := map[string]*downTarget{} // webhook targets that failed in this run
 	for _, a := range append(late, raised...) {
 		var ar *AlertRule
 		for i := range rules {
@@ -195,10 +203,25 @@ func (mo *Monitor) RunOnce(ctx context.Context, now time.Time) ([]*Alert, error)
 		if ar == nil || ar.Disabled { // only a late alert's rule can be
 			a.Actions = []ActionResult{{Type: "none", OK: true, Detail: "rule disabled or deleted since the alert: no action"}}
 		} else {
-			a.Actions = mo.act(ctx, ar, a, now, wave)
+			a.Actions = mo.act(ctx, ar, a, now, wave, down)
 		}
 		if err := r.setAlertActions(a); err != nil {
 			errs = append(errs, err)
+		}
+	}
+	// Then the failed webhooks of earlier runs: after the new alerts, which get
+	// the first post to each target.
+	for _, a := range retries {
+		if mo.retryWebhooks(ctx, a, rules, now, down) {
+			if err := r.setAlertActions(a); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	for target, d := range down {
+		if d.skipped > 0 {
+			r.log.Error().Str("webhook", target).Int("not_posted", d.skipped).AnErr("first_error", d.err).
+				Msg("alert webhooks not posted in this run: their target failed")
 		}
 	}
 	if wave.held > 0 {
@@ -277,7 +300,19 @@ func (mo *Monitor) evaluate(ar *AlertRule, t *Terminal, m *Merchant, ls LastSeen
 	return a, nil
 }
 
-func (mo *Monitor) act(ctx context.Context, ar *AlertRule, a *Alert, now time.Time, wave *suspendWave) []ActionResult {
+// downTarget is a webhook target that failed in a run, and how many of the run's
+// alerts were not posted to it since.
+type downTarget struct {
+	err     error
+	skipped int
+}
+
+// act runs rule ar's actions for alert a. down holds the webhook targets that
+// failed earlier in the run (every attempt): a is not posted to them, so that a
+// target that hangs costs one alert's attempts per run, not every alert's (a
+// thousand alerts at three attempts of 5 s held the run, and with it every other
+// alert, recovery and suspension, for over four hours).
+func (mo *Monitor) act(ctx context.Context, ar *AlertRule, a *Alert, now time.Time, wave *suspendWave, down map[string]*downTarget) []ActionResult {
 	r := mo.reg
 	var out []ActionResult
 	for _, act := range ar.Actions {
@@ -288,12 +323,21 @@ func (mo *Monitor) act(ctx context.Context, ar *AlertRule, a *Alert, now time.Ti
 				Dur("offline_for", time.Duration(a.OfflineFor)).Time("reference", a.Reference).Msg("terminal offline")
 			res.OK = true
 		case ActionWebhook:
-			err := mo.postWebhook(ctx, act.URL, WebhookPayload{Event: "terminal-offline", Alert: a}, now)
+			res.URL = act.URL
+			if d := down[act.URL]; d != nil {
+				d.skipped++
+				r.m.webhooks.WithLabelValues("not-posted").Inc()
+				res.Detail = fmt.Sprintf("not posted: webhook %s failed earlier in this run (%v)", act.URL, d.err)
+				break
+			}
+			err := mo.postWebhook(ctx, act.URL, WebhookPayload{Event: "terminal-offline", Alert: a})
 			res.OK = err == nil
 			res.Detail = "posted to " + act.URL
+			r.m.webhooks.WithLabelValues(webhookResult(err)).Inc()
 			if err != nil {
+				down[act.URL] = &downTarget{err: err}
 				res.Detail = err.Error()
-				r.log.Error().Err(err).Str("alert", a.ID).Msg("alert webhook failed")
+				r.log.Error().Err(err).Str("alert", a.ID).Str("rule", a.RuleID).Msg("alert webhook failed; the run's other alerts to it are not posted")
 			}
 		case ActionSuspend:
 			why := fmt.Sprintf("%s%s: rule %s, not seen for %v", offlineAlertNote, a.ID, a.RuleID, time.Duration(a.OfflineFor).Round(time.Second))
@@ -321,7 +365,58 @@ func (mo *Monitor) act(ctx context.Context, ar *AlertRule, a *Alert, now time.Ti
 	return out
 }
 
-func (mo *Monitor) postWebhook(ctx context.Context, target string, payload WebhookPayload, now time.Time) error {
+// retryWebhooks posts again alert a's webhooks that failed, those that its rule
+// (enabled) still has, unless their target failed earlier in the run (down). It
+// updates a's action results and says whether it tried any (they are to be stored).
+// The body is the alert as first posted (no action results).
+func (mo *Monitor) retryWebhooks(ctx context.Context, a *Alert, rules []AlertRule, now time.Time, down map[string]*downTarget) bool {
+	var ar *AlertRule
+	for i := range rules {
+		if rules[i].ID == a.RuleID && !rules[i].Disabled {
+			ar = &rules[i]
+		}
+	}
+	if ar == nil {
+		return false // disabled or deleted since: not retried
+	}
+	body := *a
+	body.Actions, body.Acted = nil, false
+	tried := false
+	for i := range a.Actions {
+		res := &a.Actions[i]
+		if res.Type != ActionWebhook || res.OK || res.URL == "" || !slices.Contains(ar.Actions, AlertAction{Type: ActionWebhook, URL: res.URL}) {
+			continue
+		}
+		if d := down[res.URL]; d != nil {
+			d.skipped++
+			mo.reg.m.webhooks.WithLabelValues("not-posted").Inc()
+			continue // its result stays as it was: nothing to store
+		}
+		tried = true
+		err := mo.postWebhook(ctx, res.URL, WebhookPayload{Event: "terminal-offline", Alert: &body})
+		mo.reg.m.webhooks.WithLabelValues(webhookResult(err)).Inc()
+		if err != nil {
+			down[res.URL] = &downTarget{err: err}
+			res.Detail = fmt.Sprintf("%v (tried again at %s; again each run until %s)", err, now.Format(time.RFC3339),
+				a.Time.Add(WebhookRetryFor).Format(time.RFC3339))
+			mo.reg.log.Error().Err(err).Str("alert", a.ID).Str("rule", a.RuleID).Msg("alert webhook failed again")
+			continue
+		}
+		res.OK, res.Detail = true, fmt.Sprintf("posted to %s (at %s, after failing)", res.URL, now.Format(time.RFC3339))
+	}
+	return tried
+}
+
+// webhookResult is the switchyard_registry_alert_webhooks_total label of a post
+// that returned err.
+func webhookResult(err error) string {
+	if err != nil {
+		return "failed"
+	}
+	return "posted"
+}
+
+func (mo *Monitor) postWebhook(ctx context.Context, target string, payload WebhookPayload) error {
 	// Checked again here: the rule may predate the allow-list as configured now.
 	if err := mo.reg.webhookAllowed(target); err != nil {
 		return err
@@ -333,8 +428,6 @@ func (mo *Monitor) postWebhook(ctx context.Context, target string, payload Webho
 	if err != nil {
 		return fmt.Errorf("encode webhook for %s: %w", payload.Alert.ID, err)
 	}
-	ts := strconv.FormatInt(now.Unix(), 10)
-	sig := SignWebhook(mo.opts.WebhookSecret, ts, body)
 	wait := mo.opts.RetryBackoff
 	var last error
 	for attempt := 1; attempt <= mo.opts.WebhookAttempts; attempt++ {
@@ -346,7 +439,11 @@ func (mo *Monitor) postWebhook(ctx context.Context, target string, payload Webho
 			}
 			wait *= 2
 		}
-		last = mo.postOnce(ctx, target, body, ts, sig)
+		// Signed with the time of this attempt, not of the run: a run that posts
+		// many alerts would sign its last ones minutes in the past, and receivers
+		// refuse a timestamp far from their clock (a replay).
+		ts := strconv.FormatInt(mo.clock().Unix(), 10)
+		last = mo.postOnce(ctx, target, body, ts, SignWebhook(mo.opts.WebhookSecret, ts, body))
 		if last == nil {
 			return nil
 		}

@@ -14,7 +14,8 @@ import (
 // posts from anyone else's.
 
 // webhookAllowed checks target against Options.WebhookAllow: an entry allows a URL
-// of the same scheme and host (port included) whose path is the entry's or below it.
+// of the same scheme and host (port included) whose path is the entry's or below it,
+// without dot segments.
 // An empty list allows nothing, so that an alert rule cannot make the switch post to
 // an address of its choosing (a local port, a metadata service).
 func (r *alerting) webhookAllowed(target string) error {
@@ -25,6 +26,9 @@ func (r *alerting) webhookAllowed(target string) error {
 	if u.User != nil {
 		return fmt.Errorf("webhook URL %q: user information in a webhook URL is refused", target)
 	}
+	if dotSegments(u.Path) {
+		return fmt.Errorf("webhook URL %q: a path with \".\" or \"..\" segments is refused (the receiver would resolve it outside the allowed path)", target)
+	}
 	for _, entry := range r.opts.WebhookAllow {
 		if webhookMatches(entry, u) {
 			return nil
@@ -34,6 +38,18 @@ func (r *alerting) webhookAllowed(target string) error {
 		return fmt.Errorf("webhook URL %q: no webhook target is allowed (configure alerts.webhook_allow)", target)
 	}
 	return fmt.Errorf("webhook URL %q is not on the allow-list (alerts.webhook_allow: %s)", target, strings.Join(r.opts.WebhookAllow, ", "))
+}
+
+// dotSegments reports whether the decoded path p has a "." or ".." segment
+// (split at "/" and at "\\", which some servers take for one): matched by prefix
+// against the allow-list, "/alerts/../admin" passed as below "/alerts".
+func dotSegments(p string) bool {
+	for _, seg := range strings.FieldsFunc(p, func(r rune) bool { return r == '/' || r == '\\' }) {
+		if seg == "." || seg == ".." {
+			return true
+		}
+	}
+	return false
 }
 
 func webhookMatches(entry string, u *url.URL) bool {
@@ -48,7 +64,7 @@ func webhookMatches(entry string, u *url.URL) bool {
 
 // The headers of a signed webhook.
 const (
-	WebhookTimestampHeader = "X-Switchyard-Timestamp" // Unix seconds of the alert run
+	WebhookTimestampHeader = "X-Switchyard-Timestamp" // Unix seconds of the post (each attempt)
 	WebhookSignatureHeader = "X-Switchyard-Signature" // "sha256=" + hex HMAC
 )
 

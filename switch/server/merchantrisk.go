@@ -103,7 +103,7 @@ func (s *Server) openNotices(cardHashKey []byte) error {
 	}
 	s.notices, err = notify.Open(s.db, notify.Options{RetryMin: nc.RetryMin.D(), RetryMax: nc.RetryMax.D(), Timeout: nc.Timeout.D(), AllowPrivate: allow,
 		Workers: nc.Workers, LogTTL: nc.LogTTL.D(), Now: now, Registry: s.Registry, Log: asLog(nlog), CatchUp: catchUp(nlog),
-		CardHashKey: cardHashKey, Logger: s.log.With().Str("component", "notices").Logger()})
+		CardHashKey: cardHashKey, Metrics: s.Metrics.Registry, Logger: s.log.With().Str("component", "notices").Logger()})
 	if err != nil {
 		return err
 	}

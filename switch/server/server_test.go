@@ -570,7 +570,8 @@ func TestStoreMetrics(t *testing.T) {
 			t.Errorf("%s = %v, want > 0 after a purchase", name, got[name])
 		}
 	}
-	for _, name := range []string{"switchyard_store_compacting_tables", "switchyard_store_flushed_bytes_total", "switchyard_journal_unindexed", "switchyard_journal_write_rate", "switchyard_journal_window_engaged", "switchyard_cpu_busy"} {
+	for _, name := range []string{"switchyard_store_compacting_tables", "switchyard_store_flushed_bytes_total", "switchyard_journal_unindexed", "switchyard_journal_write_rate", "switchyard_journal_window_engaged", "switchyard_cpu_busy",
+		"switchyard_notices_pending", "switchyard_notices_posts_total", "switchyard_notices_dropped_total", "switchyard_registry_alert_webhooks_total"} {
 		if _, ok := got[name]; !ok {
 			t.Errorf("%s missing", name)
 		}
