@@ -50,6 +50,9 @@ func runJournal(env *Env, args []string) int {
 	q.Limit = *limit
 	var recs []*journal.Record
 	if conn.DataDir != "" {
+		if err := existingDataDir(conn.DataDir); err != nil {
+			return fail(env, "journal: %v", err)
+		}
 		db, err := server.OpenDB(conn.DataDir, zerolog.Nop())
 		if err != nil {
 			return fail(env, "journal: %v", err)

@@ -52,13 +52,8 @@ func adminClient(env *Env, args []string) (*apiclient.Client, []string, func(), 
 	if conn.DataDir == "" {
 		return conn.Client(), rest, func() {}, nil
 	}
-	// Opening the data directory creates it: a mistyped --data would read an
-	// empty journal and report nothing (a backtest of nothing, "No decision would
-	// change") and leave a new database behind.
-	if fi, err := os.Stat(conn.DataDir); err != nil {
-		return nil, nil, nil, fmt.Errorf("--data %s: %w (the data directory of a stopped switch: its data_dir)", conn.DataDir, err)
-	} else if !fi.IsDir() {
-		return nil, nil, nil, fmt.Errorf("--data %s: not a directory (the data directory of a stopped switch: its data_dir)", conn.DataDir)
+	if err := existingDataDir(conn.DataDir); err != nil {
+		return nil, nil, nil, err
 	}
 	actor := env.Getenv("SWITCHYARD_ACTOR")
 	if actor == "" {
@@ -110,4 +105,19 @@ func runRegistry(env *Env, name string, args []string) int {
 		return fail(env, "%s: %v", name, err)
 	}
 	return regtool.Run(env.Ctx, name, rest, c, loc, env.Stdout, env.Stderr)
+}
+
+// existingDataDir checks that --data names an existing directory. Opening a data
+// directory creates it: a mistyped --data would read an empty journal and report
+// nothing (a backtest of nothing, "No decision would change", a journal query with
+// no records) and leave a new database behind.
+func existingDataDir(dir string) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("--data %s: %w (the data directory of a stopped switch: its data_dir)", dir, err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("--data %s: not a directory (the data directory of a stopped switch: its data_dir)", dir)
+	}
+	return nil
 }

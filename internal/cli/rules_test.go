@@ -7,7 +7,8 @@ import (
 	"testing"
 )
 
-// A mistyped --data must be an error, not a new empty database whose journal
+// A mistyped --data must be an error, not a new empty database whose journal (the
+// rules commands, and journal since 5 December 2026)
 // backtests to "No decision would change".
 func TestRulesDataDirMustExist(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "dta")
@@ -15,6 +16,7 @@ func TestRulesDataDirMustExist(t *testing.T) {
 		{"rules", "backtest", "--rules", "../../rules", "--from", "-24h", "--to", "now", "--no-progress", "--data", missing},
 		{"rules", "explain", "000000000001", "--data", missing},
 		{"rules", "lists", "--data", missing},
+		{"journal", "--data", missing},
 	} {
 		code, out, errs := runCLI(t, nil, args...)
 		if code == 0 || !strings.Contains(errs, "--data "+missing+": ") || !strings.Contains(errs, "no such file or directory") {
