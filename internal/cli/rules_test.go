@@ -7,9 +7,9 @@ import (
 	"testing"
 )
 
-// A mistyped --data must be an error, not a new empty database whose journal (the
-// rules commands, and journal since 5 December 2026)
-// backtests to "No decision would change".
+// A mistyped --data must be an error (the rules commands, and journal since 5
+// December 2026), not a new empty database whose journal backtests to "No
+// decision would change" or lists no records.
 func TestRulesDataDirMustExist(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "dta")
 	for _, args := range [][]string{
