@@ -310,3 +310,81 @@ func TestReadmeExamples(t *testing.T) {
 		t.Errorf("oplog --limit 5000 shows every entry but says there are more")
 	}
 }
+
+// TestReadmeRiskRules runs the `switchyard rules check|test|backtest` lines of the
+// README's "Risk rules" block as written (the block's `candidate/` a copy of rules/)
+// against a demo switch that has journaled a purchase: each must exit 0, and the
+// backtest must report on that traffic. A flag the README shows and the command does
+// not take, or one it needs and the README leaves out, fails it.
+func TestReadmeRiskRules(t *testing.T) {
+	sec := readmeSection(t, "Commands")
+	i := strings.Index(sec, "\n### Risk rules\n")
+	if i < 0 {
+		t.Fatal("README.md has no section Risk rules under Commands")
+	}
+	blocks := shBlocks(sec[i:])
+	if len(blocks) == 0 {
+		t.Fatal("Risk rules has no sh block")
+	}
+	candidate := t.TempDir()
+	files, err := filepath.Glob("../../rules/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("rule files: %v %v", files, err)
+	}
+	for _, src := range files {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(candidate, filepath.Base(src)), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	f := startDemo(t, nil)
+	if r := f.send(pos(1000)); r.RC != "00" {
+		t.Fatalf("purchase: RC %s", r.RC)
+	}
+	ran := map[string]bool{}
+	for _, line := range blocks[0] {
+		cmd, _, _ := strings.Cut(line, " #")
+		fs := strings.Fields(cmd)
+		if len(fs) < 3 || fs[0] != "switchyard" || fs[1] != "rules" || !map[string]bool{"check": true, "test": true, "backtest": true}[fs[2]] {
+			continue
+		}
+		if strings.ContainsAny(cmd, `"'$;|&<>`) {
+			t.Fatalf("Risk rules: %q: the test splits commands on spaces only", line)
+		}
+		args := append([]string(nil), fs[1:]...)
+		for j, a := range args {
+			switch strings.TrimSuffix(a, "/") {
+			case "rules":
+				if j > 0 { // the directory, not the command
+					args[j] = "../../rules"
+				}
+			case "candidate":
+				args[j] = candidate
+			}
+		}
+		var out string
+		var code int
+		if fs[2] == "backtest" { // reads the running switch's journal
+			out, code = f.cli(tokAnalyst, append(args, "--no-progress")...)
+		} else { // no switch needed: these take no --admin
+			out, code = cliLocal(args...)
+		}
+		if code != 0 {
+			t.Errorf("Risk rules: %q: exit %d\n%s", line, code, out)
+			continue
+		}
+		if fs[2] == "backtest" && (!strings.Contains(out, "Backtest of "+candidate) || strings.Contains(out, "No transactions from")) {
+			t.Errorf("Risk rules: %q does not report on the last day's purchase:\n%s", line, out)
+		}
+		ran[fs[2]] = true
+	}
+	for _, c := range []string{"check", "test", "backtest"} {
+		if !ran[c] {
+			t.Errorf("Risk rules: no `switchyard rules %s` line ran", c)
+		}
+	}
+}
