@@ -247,7 +247,10 @@ func runTerm(env *Env, args []string) int {
 			t.TLV = append(t.TLV, [2]string{message.TagQROrder, *order})
 		}
 	case "echo", "signon", "signoff":
-		t.MTI, needPAN, t.TLV = "0800", false, nil
+		t.MTI, needPAN = "0800", false
+		if kind != "signon" { // a sign-on passes the binding checks: it keeps the identity
+			t.TLV = nil
+		}
 		t.NetCode = map[string]string{"echo": message.NMEcho, "signon": message.NMSignOn, "signoff": message.NMSignOff}[kind]
 	default:
 		return fail(env, "term: unknown transaction %q (want %s)", kind, kinds)

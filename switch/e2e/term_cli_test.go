@@ -127,3 +127,26 @@ func TestTermCLIPINAfterCUPSignIn(t *testing.T) {
 		t.Fatalf("suspended T0000003: %s", out)
 	}
 }
+
+// `switchyard term signon` signs the demo terminals on: a sign-on (0800/001) passes the
+// binding checks since 5 December 2026, so it carries the terminal's identity (the demo
+// one, or --tlv) as a purchase does; it was sent without DE 48 and answered 59
+// identity-missing for every terminal. A swapped SIM given with --tlv is refused.
+func TestTermCLISignOn(t *testing.T) {
+	f := startDemo(t, nil)
+	addr := f.s.ListenerAddr("ascii")
+	for _, tid := range []string{"T0000001", "T0000002"} {
+		if out, code := cliLocal("term", "signon", "--addr", addr, "--tid", tid); code != 0 || !strings.Contains(out, "RC=00") {
+			t.Errorf("term signon --tid %s: exit %d: %s", tid, code, out)
+		}
+	}
+	out, code := cliLocal("term", "signon", "--addr", addr, "--tlv", "DI=SN-T0000001,SI=89860000000000009999,IM=860000000000001,GL=39.904200,116.407400,AV=1.0.0")
+	if code != 0 || !strings.Contains(out, "RC=59") || !strings.Contains(out, "RS=sim-mismatch") {
+		t.Errorf("term signon with a swapped SIM: exit %d: %s", code, out)
+	}
+	for _, kind := range []string{"echo", "signoff"} {
+		if out, code := cliLocal("term", kind, "--addr", addr); code != 0 || !strings.Contains(out, "RC=00") {
+			t.Errorf("term %s: exit %d: %s", kind, code, out)
+		}
+	}
+}
