@@ -803,7 +803,13 @@ func (s *Server) startAdmin() error {
 			}
 			return Settle(ctx, s.Journal, date, loc)
 		},
-		SAF:         func(issuer string) (any, error) { return s.Queue.Pending(issuer) },
+		SAF: func(issuer string) (any, error) {
+			items, err := s.Queue.Pending(issuer)
+			if items == nil && err == nil {
+				items = []saf.Item{} // a list, never null: nothing is owed
+			}
+			return items, err
+		},
 		CardHashKey: s.exportCardHashKey,
 		ZoneKeyChange: func(ctx context.Context, issuer, actor string) (any, error) {
 			return s.ChangeZoneKey(ctx, issuer, actor)
