@@ -419,8 +419,8 @@ func (t *tool) backtest(ctx context.Context, args []string) int {
 	fs := t.flags("backtest")
 	dir := fs.String("rules", "", "candidate rules directory")
 	// A date means a day of the acquirer's zone, as for settlement; say which.
-	from := fs.String("from", "", fmt.Sprintf("first transaction time (inclusive): RFC 3339, or a date or date-time in %s, the acquirer's zone (2025-06-01 is its midnight)", t.env.Location))
-	to := fs.String("to", "", fmt.Sprintf("end time (exclusive), same forms (a date or date-time in %s)", t.env.Location))
+	from := fs.String("from", "", fmt.Sprintf("first transaction time (inclusive): RFC 3339, a date or date-time in %s, the acquirer's zone (2025-06-01 is its midnight), now, or relative to now like -24h or -7d", t.env.Location))
+	to := fs.String("to", "", fmt.Sprintf("end time (exclusive), same forms (a date or date-time in %s, now, -1h)", t.env.Location))
 	format := formatFlag(fs, "table", "table, csv or json")
 	warmup := fs.String("warmup", "", "journal replayed before --from to warm the counters (default: the longest counter window)")
 	changes := fs.Int("changes", 0, "list at most this many changed decisions (0 = all)")
