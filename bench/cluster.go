@@ -448,6 +448,9 @@ func measure(ctx context.Context, o ClusterOptions, name string, nodes []*benchN
 	if err != nil {
 		return nil, fmt.Errorf("%s load: %w", name, err)
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, err // interrupted: RunLoad returns what it measured so far
+	}
 	ph.Load = res
 	var total time.Duration
 	var idleInWindow float64 // µs

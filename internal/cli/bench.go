@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"os"
@@ -8,6 +9,7 @@ import (
 	"syscall"
 
 	"github.com/switchyard/switchyard/bench"
+	"github.com/switchyard/switchyard/internal/cli/kit"
 )
 
 func init() {
@@ -67,33 +69,64 @@ func runBench(env *Env, args []string) int {
 	if ok, code := parseFlagsOnly(env, fs, args); !ok {
 		return code
 	}
+	// Interrupted (Ctrl-C, SIGTERM, the terminal closed), the bench stops its child
+	// processes and removes its temporary work directory before it exits; a second
+	// signal ends it at once (its children then die with it, see bench.startProc).
+	ctx, stop := signal.NotifyContext(env.Ctx, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
+	benv := *env
+	benv.Ctx = ctx
+	code := runBenchMode(&benv, fs, o, fo, *target, *results, *faults, *faultRate, *curve, *clusterNodes, *profile, *clusterTLS, *rounds)
+	if ctx.Err() != nil && env.Ctx.Err() == nil {
+		fmt.Fprintf(env.Stderr, "switchyard: bench: interrupted (%v): its processes are stopped\n", context.Cause(ctx))
+		return kit.ExitError
+	}
+	return code
+}
+
+// benchFailed reports a bench's error, unless the bench was interrupted (runBench
+// says so).
+func benchFailed(env *Env, err error) int {
+	if env.Ctx.Err() == nil {
+		fmt.Fprintf(env.Stderr, "switchyard: bench: %v\n", err)
+	}
+	return kit.ExitError
+}
+
+// runBenchMode runs the bench the flags chose, with env.Ctx ending on interruption.
+func runBenchMode(env *Env, fs *flag.FlagSet, o bench.Options, fo bench.FaultOptions, target, results string, faults bool, faultRate float64,
+	curve string, clusterNodes int, profile, clusterTLS bool, rounds int) int {
 	var err error
-	if o.Curve, err = bench.ParseCurve(*curve); err != nil {
+	if o.Curve, err = bench.ParseCurve(curve); err != nil {
 		return fail(env, "bench: --%v", err)
 	}
 	if !(o.JournalWindowCPU <= 1) { // NaN too; negative is the default
 		return fail(env, "bench: --journal-window-cpu %v is not a share between 0 and 1", o.JournalWindowCPU)
 	}
-	if *clusterTLS && *clusterNodes == 0 {
+	if clusterTLS && clusterNodes == 0 {
 		return fail(env, "bench: --cluster-tls goes with --cluster N")
 	}
-	if *rounds != 1 && *clusterNodes == 0 {
+	if rounds != 1 && clusterNodes == 0 {
 		return fail(env, "bench: --rounds goes with --cluster N")
 	}
-	if *rounds < 1 || *rounds > 20 {
-		return fail(env, "bench: --rounds %d: want 1 to 20", *rounds)
+	if rounds < 1 || rounds > 20 {
+		return fail(env, "bench: --rounds %d: want 1 to 20", rounds)
 	}
-	if *clusterNodes != 0 {
-		return runClusterBench(env, fs, o, *clusterNodes, *profile, *clusterTLS, *rounds)
+	if clusterNodes != 0 {
+		return runClusterBench(env, fs, o, clusterNodes, profile, clusterTLS, rounds)
 	}
-	if *faults {
-		return runFaultBench(env, fs, fo, o, *faultRate, *results)
+	if faults {
+		return runFaultBench(env, fs, fo, o, faultRate, results)
 	}
-	if *target != "" {
-		res, err := bench.RunLoad(env.Ctx, bench.LoadOptions{Addr: *target, Terminals: o.Terminals, Conns: o.Conns, Depth: o.Depth,
+	if target != "" {
+		res, err := bench.RunLoad(env.Ctx, bench.LoadOptions{Addr: target, Terminals: o.Terminals, Conns: o.Conns, Depth: o.Depth,
 			Duration: o.Duration, Warmup: o.Warmup, Rate: o.Rate, Progress: env.Stderr})
 		if err != nil {
-			return fail(env, "bench: %v", err)
+			return benchFailed(env, err)
 		}
 		h := res.Hist
 		fmt.Fprintf(env.Stdout, "%.0f/s  p50 %dµs  p90 %dµs  p99 %dµs  p99.9 %dµs  max %dµs  errors %d  codes %v\n", res.TPS,
@@ -103,11 +136,11 @@ func runBench(env *Env, args []string) int {
 	o.Version = Version
 	rep, err := bench.Run(env.Ctx, o)
 	if err != nil {
-		return fail(env, "bench: %v", err)
+		return benchFailed(env, err)
 	}
 	rep.Result.WriteTable(env.Stdout)
-	if *results != "" {
-		j, h, err := rep.Result.WriteReports(*results)
+	if results != "" {
+		j, h, err := rep.Result.WriteReports(results)
 		if err != nil {
 			return fail(env, "bench: reports: %v", err)
 		}
@@ -141,7 +174,7 @@ func runFaultBench(env *Env, fs *flag.FlagSet, fo bench.FaultOptions, o bench.Op
 	fo.Rate, fo.WorkDir, fo.RulesDir, fo.Out, fo.Version = rate, o.WorkDir, o.RulesDir, env.Stderr, Version
 	r, err := bench.RunFaults(env.Ctx, fo)
 	if err != nil {
-		return fail(env, "bench: %v", err)
+		return benchFailed(env, err)
 	}
 	r.WriteTable(env.Stdout)
 	if results != "" {
@@ -186,7 +219,7 @@ func runClusterBench(env *Env, fs *flag.FlagSet, o bench.Options, nodes int, pro
 	}
 	rep, err := bench.RunCluster(env.Ctx, co)
 	if err != nil {
-		return fail(env, "bench: %v", err)
+		return benchFailed(env, err)
 	}
 	rep.WriteTable(env.Stdout)
 	return 0
