@@ -530,6 +530,9 @@ security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504
 	if err := ctx.Err(); err != nil {
 		return rep, err // interrupted: RunLoad returns what it measured so far
 	}
+	if err := rep.Switch.Measured(); err != nil {
+		return rep, fmt.Errorf("switch load: %w", err)
+	}
 	if profDone != nil {
 		if err := <-profDone; err != nil {
 			fmt.Fprintf(o.Out, "cpu profile: %v\n", err)
@@ -583,6 +586,9 @@ security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504
 	}
 	if err := ctx.Err(); err != nil {
 		return rep, err
+	}
+	if err := rep.Relay.Measured(); err != nil {
+		return rep, fmt.Errorf("relay load: %w", err)
 	}
 	if rep.Relay.TPS > 0 {
 		rep.Ratio = rep.Switch.TPS / rep.Relay.TPS

@@ -125,6 +125,9 @@ func runBenchMode(env *Env, fs *flag.FlagSet, o bench.Options, fo bench.FaultOpt
 	if target != "" {
 		res, err := bench.RunLoad(env.Ctx, bench.LoadOptions{Addr: target, Terminals: o.Terminals, Conns: o.Conns, Depth: o.Depth,
 			Duration: o.Duration, Warmup: o.Warmup, Rate: o.Rate, Progress: env.Stderr})
+		if err == nil && env.Ctx.Err() == nil {
+			err = res.Measured()
+		}
 		if err != nil {
 			return benchFailed(env, err)
 		}
