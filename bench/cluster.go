@@ -126,7 +126,7 @@ type ClusterReport struct {
 // nodes, and reports both.
 func RunCluster(ctx context.Context, o ClusterOptions) (*ClusterReport, error) {
 	if o.Exe == "" {
-		exe, err := os.Executable()
+		exe, err := selfExe()
 		if err != nil {
 			return nil, err
 		}

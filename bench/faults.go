@@ -52,7 +52,7 @@ type FaultOptions struct {
 
 func (o *FaultOptions) defaults() error {
 	if o.Exe == "" {
-		exe, err := os.Executable()
+		exe, err := selfExe()
 		if err != nil {
 			return err
 		}

@@ -226,3 +226,15 @@ func TestWaitReadyChildExited(t *testing.T) {
 		t.Fatalf("waitReady: %v, want the exit and the end of the log", err)
 	}
 }
+
+// TestRunRefusesTestBinary: without Options.Exe in a test, Run would start the
+// test binary as its issuer simulator and switch, each running the tests again:
+// refused before anything starts.
+func TestRunRefusesTestBinary(t *testing.T) {
+	if _, err := Run(context.Background(), Options{RulesDir: "../rules"}); err == nil || !strings.Contains(err.Error(), "test binary") {
+		t.Fatalf("Run without Exe in a test: %v", err)
+	}
+	if _, err := RunFaults(context.Background(), FaultOptions{RulesDir: "../rules"}); err == nil || !strings.Contains(err.Error(), "test binary") {
+		t.Fatalf("RunFaults without Exe in a test: %v", err)
+	}
+}

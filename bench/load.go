@@ -22,6 +22,10 @@ import (
 	"github.com/switchyard/switchyard/switch/termclient"
 )
 
+// MaxTerminals is the most load terminals a run can have: their IDs are LT and six
+// digits.
+const MaxTerminals = 999999
+
 // LoadOptions shape the load.
 type LoadOptions struct {
 	Addr string
@@ -172,8 +176,15 @@ func RunLoad(ctx context.Context, o LoadOptions) (*LoadResult, error) {
 	if o.Dialect == "" {
 		o.Dialect = message.DialectASCII
 	}
-	cards := Cards(o.Cards)
+	if o.Terminals > MaxTerminals {
+		return nil, fmt.Errorf("%d terminals: at most %d (LT000001 to LT999999)", o.Terminals, MaxTerminals)
+	}
 	terms := make([]*template, o.Terminals-min(max(o.CUPTerminals, 0), o.Terminals-1))
+	if o.Fleet == nil && o.Conns > len(terms) {
+		// Two connections would send for one terminal: its STANs would collide.
+		return nil, fmt.Errorf("%d connections for %d terminals: each connection sends for terminals of its own", o.Conns, len(terms))
+	}
+	cards := Cards(o.Cards)
 	for i := range terms {
 		t, err := buildTemplate(fmt.Sprintf("LT%06d", i+1), o.Dialect)
 		if err != nil {

@@ -97,9 +97,9 @@ func TestRunLoadSwitchDies(t *testing.T) {
 			t.Fatalf("rate %v: RunLoad against a switch that died: %v, want a lost connection", rate, err)
 		}
 		select {
-		case <-sw.dead:
-		default:
-			t.Fatalf("rate %v: RunLoad ended before the switch died: %v", rate, err)
+		case <-sw.dead: // die closes the connections, then this
+		case <-time.After(5 * time.Second):
+			t.Fatalf("rate %v: RunLoad ended, the switch alive: %v", rate, err)
 		}
 		if took > 10*time.Second {
 			t.Errorf("rate %v: RunLoad took %v to notice the switch died (the window is a minute)", rate, took)
@@ -123,5 +123,18 @@ func TestMeasuredNothingAnswered(t *testing.T) {
 	_ = r.Hist.RecordValue(100)
 	if err := r.Measured(); err != nil {
 		t.Fatalf("Measured with an answer: %v", err)
+	}
+}
+
+// TestRunLoadTerminalsShared: more connections than terminals would have two
+// connections send for one terminal (colliding STANs, and a data race on its
+// sequence): refused, as are more terminals than the IDs allow.
+func TestRunLoadTerminalsShared(t *testing.T) {
+	sw := startDyingSwitch(t, 1<<40)
+	for _, o := range []LoadOptions{{Terminals: 2, Conns: 4}, {Terminals: 1_000_000, Conns: 4}} {
+		o.Addr, o.Duration, o.Depth = sw.ln.Addr().String(), 300*time.Millisecond, 2
+		if _, err := RunLoad(context.Background(), o); err == nil || !strings.Contains(err.Error(), "terminals") {
+			t.Errorf("%d terminals over %d connections: %v, want an error", o.Terminals, o.Conns, err)
+		}
 	}
 }

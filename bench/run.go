@@ -275,6 +275,21 @@ func readProcStat(pid int) (procStat, error) {
 	return procStat{cpu: time.Duration(ut+st) * time.Second / clkTck, minflt: minflt}, nil
 }
 
+// selfExe is this process's executable, which the bench starts its processes with
+// by default; refused in a Go test binary (NAME.test), which would run the tests
+// again in every process it is started as, each starting more: a test sets
+// Options.Exe to a switchyard binary it built.
+func selfExe() (string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return "", err
+	}
+	if strings.HasSuffix(exe, ".test") || strings.HasSuffix(exe, ".test.exe") {
+		return "", fmt.Errorf("running in the test binary %s: set Exe to a switchyard binary", exe)
+	}
+	return exe, nil
+}
+
 // freeAddr is a loopback address for a process the bench starts (freeport: outside
 // the ephemeral range, which outgoing connections and port-0 listeners draw from).
 func freeAddr() (string, error) { return freeport.Addr() }
@@ -363,7 +378,7 @@ func waitApproving(ctx context.Context, addr string) error {
 // loads the switch and then the relay, and reports.
 func Run(ctx context.Context, o Options) (*Report, error) {
 	if o.Exe == "" {
-		exe, err := os.Executable()
+		exe, err := selfExe()
 		if err != nil {
 			return nil, err
 		}
@@ -694,6 +709,22 @@ func scenarioTargets(scs []Scenario) []Target {
 	return out
 }
 
+// CheckResultsDir makes dir, where WriteReports will write, and checks that a file
+// can be created in it: before a run, so that an unwritable path fails at once
+// rather than at the end of a long run, its figures lost.
+func CheckResultsDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, ".bench-write-check-")
+	if err != nil {
+		return err
+	}
+	name := f.Name()
+	f.Close()
+	return os.Remove(name)
+}
+
 // WriteReports writes the result as JSON and HTML into dir, named by the time of the
 // run, and returns the two paths.
 func (r *Result) WriteReports(dir string) (string, string, error) {
@@ -701,23 +732,27 @@ func (r *Result) WriteReports(dir string) (string, string, error) {
 		return "", "", err
 	}
 	base := filepath.Join(dir, "bench-"+time.Now().Format("20060102-150405"))
-	jf, err := os.Create(base + ".json")
-	if err != nil {
+	write := func(name string, w func(io.Writer) error) error {
+		f, err := os.Create(name)
+		if err != nil {
+			return err
+		}
+		if err := w(f); err != nil {
+			f.Close()
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		if err := f.Close(); err != nil { // a full disk shows here
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		return nil
+	}
+	if err := write(base+".json", r.WriteJSON); err != nil {
 		return "", "", err
 	}
-	defer jf.Close()
-	if err := r.WriteJSON(jf); err != nil {
+	if err := write(base+".html", r.WriteHTML); err != nil {
 		return "", "", err
 	}
-	hf, err := os.Create(base + ".html")
-	if err != nil {
-		return "", "", err
-	}
-	defer hf.Close()
-	if err := r.WriteHTML(hf); err != nil {
-		return "", "", err
-	}
-	return jf.Name(), hf.Name(), nil
+	return base + ".json", base + ".html", nil
 }
 
 func orDefault(v, d int) int {

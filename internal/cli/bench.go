@@ -116,6 +116,16 @@ func runBenchMode(env *Env, fs *flag.FlagSet, o bench.Options, fo bench.FaultOpt
 	if rounds < 1 || rounds > 20 {
 		return fail(env, "bench: --rounds %d: want 1 to 20", rounds)
 	}
+	if msg := checkBenchFlags(fs, o, target != "", clusterNodes != 0 || faults); msg != "" {
+		fmt.Fprintf(env.Stderr, "switchyard: bench: %s\n", msg)
+		return kit.ExitUsage
+	}
+	if results != "" && target == "" && clusterNodes == 0 {
+		// Checked before the run, not found unwritable at its end.
+		if err := bench.CheckResultsDir(results); err != nil {
+			return fail(env, "bench: --results: %v", err)
+		}
+	}
 	if clusterNodes != 0 {
 		return runClusterBench(env, fs, o, clusterNodes, profile, clusterTLS, rounds)
 	}
@@ -150,6 +160,52 @@ func runBenchMode(env *Env, fs *flag.FlagSet, o bench.Options, fo bench.FaultOpt
 		fmt.Fprintf(env.Stdout, "\nreports: %s\n         %s\n", j, h)
 	}
 	return 0
+}
+
+// checkBenchFlags returns what is wrong with the load's flags ("" when nothing):
+// values the bench used to replace with its defaults without a word (a zero or
+// negative duration, terminals, connections or depth), or that make no load (a
+// negative, infinite or NaN rate), or a share of the terminals that cannot be. The
+// fault and cluster benches take --duration, --warmup, --terminals, --conns and
+// --depth only when given (own sets: only those are checked).
+func checkBenchFlags(fs *flag.FlagSet, o bench.Options, target, ownDefaults bool) string {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	checked := func(name string) bool { return !ownDefaults || set[name] }
+	if checked("duration") && o.Duration <= 0 {
+		return fmt.Sprintf("--duration %v: want above zero", o.Duration)
+	}
+	if checked("warmup") && (o.Warmup < 0 || o.Warmup == 0 && !target) {
+		return fmt.Sprintf("--warmup %v: want above zero (it primes the fleet's velocity counters and the switch)", o.Warmup)
+	}
+	if o.RelayDuration < 0 {
+		return fmt.Sprintf("--relay-duration %v: want above zero (0: the default)", o.RelayDuration)
+	}
+	if o.CurveStep <= 0 || o.SettleTimeout <= 0 {
+		return fmt.Sprintf("--curve-step %v, --settle-timeout %v: want above zero", o.CurveStep, o.SettleTimeout)
+	}
+	if checked("rate") && !(o.Rate >= 0 && o.Rate <= 1e7) { // NaN and ±Inf too
+		return fmt.Sprintf("--rate %v: want 0 (no open loop) up to 10000000 a second", o.Rate)
+	}
+	if checked("terminals") && (o.Terminals < 1 || o.Terminals > bench.MaxTerminals) {
+		return fmt.Sprintf("--terminals %d: want 1 to %d (LT000001...)", o.Terminals, bench.MaxTerminals)
+	}
+	if checked("conns") && o.Conns < 1 {
+		return fmt.Sprintf("--conns %d: want at least 1", o.Conns)
+	}
+	if !ownDefaults && (o.Plain || target) && o.Conns > o.Terminals {
+		return fmt.Sprintf("--conns %d above --terminals %d: with --plain or --target each connection sends for terminals of its own", o.Conns, o.Terminals)
+	}
+	if checked("depth") && (o.Depth < 1 || o.Depth > 65535) {
+		return fmt.Sprintf("--depth %d: want 1 to 65535 requests in flight per connection", o.Depth)
+	}
+	if o.Cards < 0 {
+		return fmt.Sprintf("--cards %d: want 0 (none) or more", o.Cards)
+	}
+	if o.CUPTerminals < 0 || o.CUPTerminals > 0 && o.CUPTerminals >= o.Terminals {
+		return fmt.Sprintf("--cup-terminals %d: want 0 up to --terminals (%d) less one", o.CUPTerminals, o.Terminals)
+	}
+	return ""
 }
 
 // runFaultBench runs `bench --faults`. Of the ordinary bench's flags it takes
