@@ -126,7 +126,7 @@ type ClusterReport struct {
 // nodes, and reports both.
 func RunCluster(ctx context.Context, o ClusterOptions) (*ClusterReport, error) {
 	if o.Exe == "" {
-		exe, err := os.Executable()
+		exe, err := selfExe()
 		if err != nil {
 			return nil, err
 		}
@@ -447,6 +447,9 @@ func measure(ctx context.Context, o ClusterOptions, name string, nodes []*benchN
 	profWG.Wait()
 	if err != nil {
 		return nil, fmt.Errorf("%s load: %w", name, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err // interrupted: RunLoad returns what it measured so far
 	}
 	ph.Load = res
 	var total time.Duration

@@ -52,7 +52,7 @@ type FaultOptions struct {
 
 func (o *FaultOptions) defaults() error {
 	if o.Exe == "" {
-		exe, err := os.Executable()
+		exe, err := selfExe()
 		if err != nil {
 			return err
 		}
@@ -230,9 +230,7 @@ security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504
 		}
 		fmt.Fprintf(o.Out, "  %6.1fs  kill -9 of the switch\n", time.Since(start).Seconds())
 		tl.KillAt = time.Now()
-		_ = sw.cmd.Process.Kill()
-		_ = sw.cmd.Wait()
-		sw.log.Close()
+		sw.kill()
 		if sw, err = startProc(o.Exe, o.WorkDir, "switch-restarted", "serve", "--config", cfgFile); err != nil {
 			return err
 		}

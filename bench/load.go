@@ -22,6 +22,10 @@ import (
 	"github.com/switchyard/switchyard/switch/termclient"
 )
 
+// MaxTerminals is the most load terminals a run can have: their IDs are LT and six
+// digits.
+const MaxTerminals = 999999
+
 // LoadOptions shape the load.
 type LoadOptions struct {
 	Addr string
@@ -172,8 +176,15 @@ func RunLoad(ctx context.Context, o LoadOptions) (*LoadResult, error) {
 	if o.Dialect == "" {
 		o.Dialect = message.DialectASCII
 	}
-	cards := Cards(o.Cards)
+	if o.Terminals > MaxTerminals {
+		return nil, fmt.Errorf("%d terminals: at most %d (LT000001 to LT999999)", o.Terminals, MaxTerminals)
+	}
 	terms := make([]*template, o.Terminals-min(max(o.CUPTerminals, 0), o.Terminals-1))
+	if o.Fleet == nil && o.Conns > len(terms) {
+		// Two connections would send for one terminal: its STANs would collide.
+		return nil, fmt.Errorf("%d connections for %d terminals: each connection sends for terminals of its own", o.Conns, len(terms))
+	}
+	cards := Cards(o.Cards)
 	for i := range terms {
 		t, err := buildTemplate(fmt.Sprintf("LT%06d", i+1), o.Dialect)
 		if err != nil {
@@ -193,7 +204,9 @@ func RunLoad(ctx context.Context, o LoadOptions) (*LoadResult, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	startErr := make(chan error, o.Conns)
+	// lost gets the error of a connection that ended before the load did (the switch
+	// closed it, died, or a write failed): the run stops there and fails.
+	lost := make(chan error, o.Conns)
 	for c := 0; c < o.Conns; c++ {
 		// Each connection owns the terminals c, c+Conns, c+2*Conns...
 		var mine []*template
@@ -232,7 +245,7 @@ func RunLoad(ctx context.Context, o LoadOptions) (*LoadResult, error) {
 			}
 			mu.Unlock()
 			if err != nil {
-				startErr <- err
+				lost <- fmt.Errorf("connection %d to %s: %w", c+1, addr, err)
 			}
 		}()
 	}
@@ -261,9 +274,12 @@ func RunLoad(ctx context.Context, o LoadOptions) (*LoadResult, error) {
 		close(dukptDone)
 	}
 	// Warm up, then measure.
+	var lostErr error
 	select {
 	case <-time.After(o.Warmup):
 	case <-ctx.Done():
+	case lostErr = <-lost:
+		cancel()
 	}
 	if o.onStart != nil {
 		o.onStart()
@@ -288,6 +304,8 @@ loop:
 			break loop
 		case <-ctx.Done():
 			break loop
+		case lostErr = <-lost:
+			break loop
 		}
 	}
 	res.Elapsed = time.Since(start)
@@ -309,12 +327,9 @@ loop:
 	}
 	res.Sent, res.Answered, res.Errors = sent.Load(), answered.Load(), errs.Load()
 	res.TPS = float64(res.Hist.TotalCount()) / res.Elapsed.Seconds()
-	select {
-	case err := <-startErr:
-		if res.Answered == 0 {
-			return res, err
-		}
-	default:
+	if lostErr != nil {
+		return res, fmt.Errorf("load stopped at %.1fs of the measured window, %d sent, %d unanswered: %w",
+			res.Elapsed.Seconds(), res.Sent, res.Errors, lostErr)
 	}
 	return res, nil
 }
@@ -438,13 +453,16 @@ func driveConn(ctx context.Context, nc net.Conn, o LoadOptions, terms []*templat
 	var sched time.Time // the open loop's send time of this request
 	wait := time.NewTimer(time.Hour)
 	defer wait.Stop()
-	for ctx.Err() == nil {
+	for ctx.Err() == nil && err == nil {
 		if interval > 0 {
 			if d := time.Until(next); d > 0 {
 				wait.Reset(d)
 				select {
 				case <-wait.C:
 				case <-ctx.Done():
+					continue
+				case <-readerDone:
+					err = errors.New("connection closed by the switch")
 					continue
 				}
 			}
@@ -456,8 +474,8 @@ func driveConn(ctx context.Context, nc net.Conn, o LoadOptions, terms []*templat
 		case <-ctx.Done():
 			continue
 		case <-readerDone:
-			nc.Close()
-			return h, codes, samples, labels, sent, answered, errs, errors.New("connection closed by the switch")
+			err = errors.New("connection closed by the switch")
+			continue
 		}
 		var body []byte
 		var key string
@@ -506,14 +524,15 @@ func driveConn(ctx context.Context, nc net.Conn, o LoadOptions, terms []*templat
 			werr = bw.Flush()
 		}
 		if werr != nil {
-			mu.Lock()
-			errs++
-			mu.Unlock()
+			// Still pending: counted with the unanswered below.
+			err = fmt.Errorf("send: %w", werr)
 			break
 		}
 	}
-	// Let the answers in flight arrive (bounded), then close.
+	// Let the answers in flight arrive (bounded; not once the connection is closed),
+	// then close.
 	deadline := time.Now().Add(15 * time.Second)
+drain:
 	for time.Now().Before(deadline) {
 		mu.Lock()
 		n := len(pending)
@@ -521,12 +540,27 @@ func driveConn(ctx context.Context, nc net.Conn, o LoadOptions, terms []*templat
 		if n == 0 {
 			break
 		}
-		time.Sleep(5 * time.Millisecond)
+		select {
+		case <-readerDone:
+			break drain
+		case <-time.After(5 * time.Millisecond):
+		}
 	}
 	nc.Close()
 	<-readerDone
 	mu.Lock()
 	errs += int64(len(pending))
 	mu.Unlock()
-	return h, codes, samples, labels, sent, answered, errs, nil
+	return h, codes, samples, labels, sent, answered, errs, err
+}
+
+// Measured returns an error when nothing was answered in the measured window (a
+// switch that accepts and never answers, or answers only errors): its figures
+// would be zeros, not a measurement.
+func (r *LoadResult) Measured() error {
+	if r.Hist.TotalCount() > 0 {
+		return nil
+	}
+	return fmt.Errorf("nothing answered in the %.1fs measured window (%d sent, %d answered in all, %d unanswered)",
+		r.Elapsed.Seconds(), r.Sent, r.Answered, r.Errors)
 }

@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -128,12 +129,22 @@ type Report struct {
 	Cards      *CardsResult
 }
 
+// proc is a process the bench started (issuer simulator, switch, relay...), its
+// output going to NAME.log in the work directory.
 type proc struct {
 	name string
 	cmd  *exec.Cmd
 	log  *os.File
+	// done is closed once the process has exited and been waited for; err is then
+	// what Wait returned.
+	done     chan struct{}
+	err      error
+	stopOnce sync.Once
 }
 
+// startProc starts exe with args as a child of the bench (childAttr: its own
+// process group; on Linux killed by the kernel if the bench dies first), its output
+// in dir/name.log.
 func startProc(exe, dir, name string, args ...string) (*proc, error) {
 	f, err := os.Create(filepath.Join(dir, name+".log"))
 	if err != nil {
@@ -141,29 +152,86 @@ func startProc(exe, dir, name string, args ...string) (*proc, error) {
 	}
 	cmd := exec.Command(exe, args...)
 	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
+	cmd.SysProcAttr = childAttr()
+	p := &proc{name: name, cmd: cmd, log: f, done: make(chan struct{})}
+	started := make(chan error, 1)
+	go func() {
+		// The parent-death signal fires when the thread that started the child
+		// ends, not the process: this goroutine holds its thread until the child
+		// has exited, and never unlocks it, so the runtime retires the thread
+		// rather than reuse or end it early.
+		runtime.LockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	if err := <-started; err != nil {
 		f.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	return &proc{name: name, cmd: cmd, log: f}, nil
+	return p, nil
 }
 
+// exited reports whether the process has ended (for whatever reason).
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop ends the process: SIGTERM, then SIGKILL after 30 s, and returns how it
+// exited. It may be called more than once (the later calls return the same).
 func (p *proc) stop() error {
-	if p == nil || p.cmd.Process == nil {
+	if p == nil {
 		return nil
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- p.cmd.Wait() }()
-	var err error
-	select {
-	case err = <-done:
-	case <-time.After(30 * time.Second):
+	p.stopOnce.Do(func() {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(30 * time.Second):
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+		p.log.Close()
+	})
+	<-p.done
+	return p.err
+}
+
+// kill ends the process with SIGKILL (the fault bench's crash of the switch) and
+// waits for it.
+func (p *proc) kill() {
+	p.stopOnce.Do(func() {
 		_ = p.cmd.Process.Kill()
-		err = <-done
+		<-p.done
+		p.log.Close()
+	})
+	<-p.done
+}
+
+// logTail is the end of the process's log (at most the last lines lines), for an
+// error message: the log itself goes with a temporary work directory.
+func (p *proc) logTail(lines int) string {
+	b, err := os.ReadFile(p.log.Name())
+	if err != nil || len(b) == 0 {
+		return ""
 	}
-	p.log.Close()
-	return err
+	if len(b) > 4096 {
+		b = b[len(b)-4096:]
+	}
+	ls := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(ls) > lines {
+		ls = ls[len(ls)-lines:]
+	}
+	return strings.Join(ls, "\n")
 }
 
 // cpuTime reads a process's user+system CPU time from /proc.
@@ -207,6 +275,21 @@ func readProcStat(pid int) (procStat, error) {
 	return procStat{cpu: time.Duration(ut+st) * time.Second / clkTck, minflt: minflt}, nil
 }
 
+// selfExe is this process's executable, which the bench starts its processes with
+// by default; refused in a Go test binary (NAME.test), which would run the tests
+// again in every process it is started as, each starting more: a test sets
+// Options.Exe to a switchyard binary it built.
+func selfExe() (string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return "", err
+	}
+	if strings.HasSuffix(exe, ".test") || strings.HasSuffix(exe, ".test.exe") {
+		return "", fmt.Errorf("running in the test binary %s: set Exe to a switchyard binary", exe)
+	}
+	return exe, nil
+}
+
 // freeAddr is a loopback address for a process the bench starts (freeport: outside
 // the ephemeral range, which outgoing connections and port-0 listeners draw from).
 func freeAddr() (string, error) { return freeport.Addr() }
@@ -220,8 +303,8 @@ func waitReady(ctx context.Context, url string, p *proc) error {
 	deadline := time.Now().Add(readyWait)
 	last := "no answer"
 	for time.Now().Before(deadline) {
-		if p.cmd.ProcessState != nil {
-			return fmt.Errorf("%s exited: see %s", p.name, p.log.Name())
+		if p.exited() {
+			return fmt.Errorf("%s exited (%v) before it was ready; the end of its log %s:\n%s", p.name, p.err, p.log.Name(), p.logTail(10))
 		}
 		resp, err := http.Get(url)
 		if err == nil {
@@ -235,10 +318,11 @@ func waitReady(ctx context.Context, url string, p *proc) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-p.done:
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	return fmt.Errorf("%s not ready after %v (its /readyz last said: %s): see %s", p.name, readyWait, last, p.log.Name())
+	return fmt.Errorf("%s not ready after %v (its /readyz last said: %s); the end of its log %s:\n%s", p.name, readyWait, last, p.log.Name(), p.logTail(10))
 }
 
 // workDir returns dir, created if need be, or a new temporary directory named after
@@ -281,7 +365,11 @@ func waitApproving(ctx context.Context, addr string) error {
 		} else {
 			last = err
 		}
-		time.Sleep(100 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 	return fmt.Errorf("switch does not approve: %v", last)
 }
@@ -290,7 +378,7 @@ func waitApproving(ctx context.Context, addr string) error {
 // loads the switch and then the relay, and reports.
 func Run(ctx context.Context, o Options) (*Report, error) {
 	if o.Exe == "" {
-		exe, err := os.Executable()
+		exe, err := selfExe()
 		if err != nil {
 			return nil, err
 		}
@@ -454,6 +542,12 @@ security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504
 	if rep.Switch, err = RunLoad(ctx, lo); err != nil {
 		return rep, fmt.Errorf("switch load: %w", err)
 	}
+	if err := ctx.Err(); err != nil {
+		return rep, err // interrupted: RunLoad returns what it measured so far
+	}
+	if err := rep.Switch.Measured(); err != nil {
+		return rep, fmt.Errorf("switch load: %w", err)
+	}
 	if profDone != nil {
 		if err := <-profDone; err != nil {
 			fmt.Fprintf(o.Out, "cpu profile: %v\n", err)
@@ -473,6 +567,9 @@ security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504
 		if rep.Cards, err = runCards(ctx, o, lo, "http://"+adminAddr); err != nil {
 			return rep, fmt.Errorf("cards run: %w", err)
 		}
+	}
+	if err := ctx.Err(); err != nil {
+		return rep, err
 	}
 	if err := sw.stop(); err != nil {
 		fmt.Fprintf(o.Out, "switch exit: %v\n", err)
@@ -502,6 +599,12 @@ security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504
 	if rep.Relay, err = RunLoad(ctx, ro); err != nil {
 		return rep, fmt.Errorf("relay load: %w", err)
 	}
+	if err := ctx.Err(); err != nil {
+		return rep, err
+	}
+	if err := rep.Relay.Measured(); err != nil {
+		return rep, fmt.Errorf("relay load: %w", err)
+	}
 	if rep.Relay.TPS > 0 {
 		rep.Ratio = rep.Switch.TPS / rep.Relay.TPS
 	}
@@ -520,6 +623,9 @@ security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504
 		po.onStart, po.onEnd = span.start, span.end
 		if rep.RelayPaced, err = RunLoad(ctx, po); err != nil {
 			return rep, fmt.Errorf("relay open loop: %w", err)
+		}
+		if err := ctx.Err(); err != nil {
+			return rep, err
 		}
 		rep.RelayPacedCPU = span.figures(rep.RelayPaced.Hist.TotalCount())
 	}
@@ -603,6 +709,22 @@ func scenarioTargets(scs []Scenario) []Target {
 	return out
 }
 
+// CheckResultsDir makes dir, where WriteReports will write, and checks that a file
+// can be created in it: before a run, so that an unwritable path fails at once
+// rather than at the end of a long run, its figures lost.
+func CheckResultsDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, ".bench-write-check-")
+	if err != nil {
+		return err
+	}
+	name := f.Name()
+	f.Close()
+	return os.Remove(name)
+}
+
 // WriteReports writes the result as JSON and HTML into dir, named by the time of the
 // run, and returns the two paths.
 func (r *Result) WriteReports(dir string) (string, string, error) {
@@ -610,23 +732,27 @@ func (r *Result) WriteReports(dir string) (string, string, error) {
 		return "", "", err
 	}
 	base := filepath.Join(dir, "bench-"+time.Now().Format("20060102-150405"))
-	jf, err := os.Create(base + ".json")
-	if err != nil {
+	write := func(name string, w func(io.Writer) error) error {
+		f, err := os.Create(name)
+		if err != nil {
+			return err
+		}
+		if err := w(f); err != nil {
+			f.Close()
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		if err := f.Close(); err != nil { // a full disk shows here
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		return nil
+	}
+	if err := write(base+".json", r.WriteJSON); err != nil {
 		return "", "", err
 	}
-	defer jf.Close()
-	if err := r.WriteJSON(jf); err != nil {
+	if err := write(base+".html", r.WriteHTML); err != nil {
 		return "", "", err
 	}
-	hf, err := os.Create(base + ".html")
-	if err != nil {
-		return "", "", err
-	}
-	defer hf.Close()
-	if err := r.WriteHTML(hf); err != nil {
-		return "", "", err
-	}
-	return jf.Name(), hf.Name(), nil
+	return base + ".json", base + ".html", nil
 }
 
 func orDefault(v, d int) int {

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"os"
@@ -8,6 +9,7 @@ import (
 	"syscall"
 
 	"github.com/switchyard/switchyard/bench"
+	"github.com/switchyard/switchyard/internal/cli/kit"
 )
 
 func init() {
@@ -67,33 +69,77 @@ func runBench(env *Env, args []string) int {
 	if ok, code := parseFlagsOnly(env, fs, args); !ok {
 		return code
 	}
+	// Interrupted (Ctrl-C, SIGTERM, the terminal closed), the bench stops its child
+	// processes and removes its temporary work directory before it exits; a second
+	// signal ends it at once (its children then die with it, see bench.startProc).
+	ctx, stop := signal.NotifyContext(env.Ctx, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
+	benv := *env
+	benv.Ctx = ctx
+	code := runBenchMode(&benv, fs, o, fo, *target, *results, *faults, *faultRate, *curve, *clusterNodes, *profile, *clusterTLS, *rounds)
+	if ctx.Err() != nil && env.Ctx.Err() == nil {
+		fmt.Fprintf(env.Stderr, "switchyard: bench: interrupted (%v): its processes are stopped\n", context.Cause(ctx))
+		return kit.ExitError
+	}
+	return code
+}
+
+// benchFailed reports a bench's error, unless the bench was interrupted (runBench
+// says so).
+func benchFailed(env *Env, err error) int {
+	if env.Ctx.Err() == nil {
+		fmt.Fprintf(env.Stderr, "switchyard: bench: %v\n", err)
+	}
+	return kit.ExitError
+}
+
+// runBenchMode runs the bench the flags chose, with env.Ctx ending on interruption.
+func runBenchMode(env *Env, fs *flag.FlagSet, o bench.Options, fo bench.FaultOptions, target, results string, faults bool, faultRate float64,
+	curve string, clusterNodes int, profile, clusterTLS bool, rounds int) int {
 	var err error
-	if o.Curve, err = bench.ParseCurve(*curve); err != nil {
+	if o.Curve, err = bench.ParseCurve(curve); err != nil {
 		return fail(env, "bench: --%v", err)
 	}
 	if !(o.JournalWindowCPU <= 1) { // NaN too; negative is the default
 		return fail(env, "bench: --journal-window-cpu %v is not a share between 0 and 1", o.JournalWindowCPU)
 	}
-	if *clusterTLS && *clusterNodes == 0 {
+	if clusterTLS && clusterNodes == 0 {
 		return fail(env, "bench: --cluster-tls goes with --cluster N")
 	}
-	if *rounds != 1 && *clusterNodes == 0 {
+	if rounds != 1 && clusterNodes == 0 {
 		return fail(env, "bench: --rounds goes with --cluster N")
 	}
-	if *rounds < 1 || *rounds > 20 {
-		return fail(env, "bench: --rounds %d: want 1 to 20", *rounds)
+	if rounds < 1 || rounds > 20 {
+		return fail(env, "bench: --rounds %d: want 1 to 20", rounds)
 	}
-	if *clusterNodes != 0 {
-		return runClusterBench(env, fs, o, *clusterNodes, *profile, *clusterTLS, *rounds)
+	if msg := checkBenchFlags(fs, o, target != "", clusterNodes != 0 || faults); msg != "" {
+		fmt.Fprintf(env.Stderr, "switchyard: bench: %s\n", msg)
+		return kit.ExitUsage
 	}
-	if *faults {
-		return runFaultBench(env, fs, fo, o, *faultRate, *results)
+	if results != "" && target == "" && clusterNodes == 0 {
+		// Checked before the run, not found unwritable at its end.
+		if err := bench.CheckResultsDir(results); err != nil {
+			return fail(env, "bench: --results: %v", err)
+		}
 	}
-	if *target != "" {
-		res, err := bench.RunLoad(env.Ctx, bench.LoadOptions{Addr: *target, Terminals: o.Terminals, Conns: o.Conns, Depth: o.Depth,
+	if clusterNodes != 0 {
+		return runClusterBench(env, fs, o, clusterNodes, profile, clusterTLS, rounds)
+	}
+	if faults {
+		return runFaultBench(env, fs, fo, o, faultRate, results)
+	}
+	if target != "" {
+		res, err := bench.RunLoad(env.Ctx, bench.LoadOptions{Addr: target, Terminals: o.Terminals, Conns: o.Conns, Depth: o.Depth,
 			Duration: o.Duration, Warmup: o.Warmup, Rate: o.Rate, Progress: env.Stderr})
+		if err == nil && env.Ctx.Err() == nil {
+			err = res.Measured()
+		}
 		if err != nil {
-			return fail(env, "bench: %v", err)
+			return benchFailed(env, err)
 		}
 		h := res.Hist
 		fmt.Fprintf(env.Stdout, "%.0f/s  p50 %dµs  p90 %dµs  p99 %dµs  p99.9 %dµs  max %dµs  errors %d  codes %v\n", res.TPS,
@@ -103,17 +149,63 @@ func runBench(env *Env, args []string) int {
 	o.Version = Version
 	rep, err := bench.Run(env.Ctx, o)
 	if err != nil {
-		return fail(env, "bench: %v", err)
+		return benchFailed(env, err)
 	}
 	rep.Result.WriteTable(env.Stdout)
-	if *results != "" {
-		j, h, err := rep.Result.WriteReports(*results)
+	if results != "" {
+		j, h, err := rep.Result.WriteReports(results)
 		if err != nil {
 			return fail(env, "bench: reports: %v", err)
 		}
 		fmt.Fprintf(env.Stdout, "\nreports: %s\n         %s\n", j, h)
 	}
 	return 0
+}
+
+// checkBenchFlags returns what is wrong with the load's flags ("" when nothing):
+// values the bench used to replace with its defaults without a word (a zero or
+// negative duration, terminals, connections or depth), or that make no load (a
+// negative, infinite or NaN rate), or a share of the terminals that cannot be. The
+// fault and cluster benches take --duration, --warmup, --terminals, --conns and
+// --depth only when given (own sets: only those are checked).
+func checkBenchFlags(fs *flag.FlagSet, o bench.Options, target, ownDefaults bool) string {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	checked := func(name string) bool { return !ownDefaults || set[name] }
+	if checked("duration") && o.Duration <= 0 {
+		return fmt.Sprintf("--duration %v: want above zero", o.Duration)
+	}
+	if checked("warmup") && (o.Warmup < 0 || o.Warmup == 0 && !target) {
+		return fmt.Sprintf("--warmup %v: want above zero (it primes the fleet's velocity counters and the switch)", o.Warmup)
+	}
+	if o.RelayDuration < 0 {
+		return fmt.Sprintf("--relay-duration %v: want above zero (0: the default)", o.RelayDuration)
+	}
+	if o.CurveStep <= 0 || o.SettleTimeout <= 0 {
+		return fmt.Sprintf("--curve-step %v, --settle-timeout %v: want above zero", o.CurveStep, o.SettleTimeout)
+	}
+	if checked("rate") && !(o.Rate >= 0 && o.Rate <= 1e7) { // NaN and ±Inf too
+		return fmt.Sprintf("--rate %v: want 0 (no open loop) up to 10000000 a second", o.Rate)
+	}
+	if checked("terminals") && (o.Terminals < 1 || o.Terminals > bench.MaxTerminals) {
+		return fmt.Sprintf("--terminals %d: want 1 to %d (LT000001...)", o.Terminals, bench.MaxTerminals)
+	}
+	if checked("conns") && o.Conns < 1 {
+		return fmt.Sprintf("--conns %d: want at least 1", o.Conns)
+	}
+	if !ownDefaults && (o.Plain || target) && o.Conns > o.Terminals {
+		return fmt.Sprintf("--conns %d above --terminals %d: with --plain or --target each connection sends for terminals of its own", o.Conns, o.Terminals)
+	}
+	if checked("depth") && (o.Depth < 1 || o.Depth > 65535) {
+		return fmt.Sprintf("--depth %d: want 1 to 65535 requests in flight per connection", o.Depth)
+	}
+	if o.Cards < 0 {
+		return fmt.Sprintf("--cards %d: want 0 (none) or more", o.Cards)
+	}
+	if o.CUPTerminals < 0 || o.CUPTerminals > 0 && o.CUPTerminals >= o.Terminals {
+		return fmt.Sprintf("--cup-terminals %d: want 0 up to --terminals (%d) less one", o.CUPTerminals, o.Terminals)
+	}
+	return ""
 }
 
 // runFaultBench runs `bench --faults`. Of the ordinary bench's flags it takes
@@ -141,7 +233,7 @@ func runFaultBench(env *Env, fs *flag.FlagSet, fo bench.FaultOptions, o bench.Op
 	fo.Rate, fo.WorkDir, fo.RulesDir, fo.Out, fo.Version = rate, o.WorkDir, o.RulesDir, env.Stderr, Version
 	r, err := bench.RunFaults(env.Ctx, fo)
 	if err != nil {
-		return fail(env, "bench: %v", err)
+		return benchFailed(env, err)
 	}
 	r.WriteTable(env.Stdout)
 	if results != "" {
@@ -186,7 +278,7 @@ func runClusterBench(env *Env, fs *flag.FlagSet, o bench.Options, nodes int, pro
 	}
 	rep, err := bench.RunCluster(env.Ctx, co)
 	if err != nil {
-		return fail(env, "bench: %v", err)
+		return benchFailed(env, err)
 	}
 	rep.WriteTable(env.Stdout)
 	return 0
