@@ -11,7 +11,6 @@ import (
 	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/message"
 	"github.com/switchyard/switchyard/switch/metrics"
-	"github.com/switchyard/switchyard/switch/registry"
 	"github.com/switchyard/switchyard/switch/saf"
 )
 
@@ -79,15 +78,9 @@ func (p *Pipeline) captureOffline(ctx context.Context, t *txn) (frontend.Respons
 	// Until it is captured, the record does not take the upload's duplicate key: a
 	// refusal of it must not be repeated to the upload sent again later.
 	rec.DE7 = ""
-	res, declined, err := p.checkTerminal(ctx, t, t.macOK, registry.CheckFinancial)
+	res, declined, err := p.checkFinancial(ctx, t)
 	if declined != nil || err != nil {
 		return *declined, err
-	}
-	if res != nil && res.Terminal != nil {
-		t.kind = string(res.Terminal.Kind)
-	}
-	if res != nil && res.Merchant != nil {
-		t.tier = res.Merchant.Tier
 	}
 	if r.Amount <= 0 {
 		return p.decline(ctx, t, message.RCInvalidAmount, "switch", "invalid-amount")

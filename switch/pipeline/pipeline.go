@@ -739,6 +739,23 @@ func (p *Pipeline) breaker(issuer string) *breaker {
 	return b.(*breaker)
 }
 
+// checkFinancial runs the registry's checks of a financial request's terminal
+// (checkTerminal) and notes the terminal's kind and its merchant's tier on t; a
+// declined answer is returned as checkTerminal returns it.
+func (p *Pipeline) checkFinancial(ctx context.Context, t *txn) (*registry.CheckResult, *frontend.Response, error) {
+	res, declined, err := p.checkTerminal(ctx, t, t.macOK, registry.CheckFinancial)
+	if declined != nil || err != nil {
+		return res, declined, err
+	}
+	if res != nil && res.Terminal != nil {
+		t.kind = string(res.Terminal.Kind)
+	}
+	if res != nil && res.Merchant != nil {
+		t.tier = res.Merchant.Tier
+	}
+	return res, nil, nil
+}
+
 // financial processes 0100, 0200 and 0220.
 func (p *Pipeline) financial(ctx context.Context, t *txn) (frontend.Response, error) {
 	if err := p.newRecord(t); err != nil {
@@ -747,15 +764,9 @@ func (p *Pipeline) financial(ctx context.Context, t *txn) (frontend.Response, er
 	if t.offline {
 		return p.captureOffline(ctx, t)
 	}
-	res, declined, err := p.checkTerminal(ctx, t, t.macOK, registry.CheckFinancial)
+	res, declined, err := p.checkFinancial(ctx, t)
 	if declined != nil || err != nil {
 		return *declined, err
-	}
-	if res != nil && res.Terminal != nil {
-		t.kind = string(res.Terminal.Kind)
-	}
-	if res != nil && res.Merchant != nil {
-		t.tier = res.Merchant.Tier
 	}
 	if t.req.MTI == "0220" { // a completion captures what its pre-authorization's rules passed
 		return p.completion(ctx, t)
