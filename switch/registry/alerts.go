@@ -488,24 +488,9 @@ const WebhookRetryFor = 24 * time.Hour
 // failedWebhookAlerts returns the open alerts raised less than WebhookRetryFor
 // before now with a webhook action that failed.
 func (r *alerting) failedWebhookAlerts(now time.Time) ([]*Alert, error) {
-	r.mu.Lock()
-	var seqs []uint64
-	for _, ref := range r.alertIdx {
-		if ref.status == AlertOpen && ref.hookFailed && now.Sub(ref.raised) < WebhookRetryFor {
-			seqs = append(seqs, ref.seq)
-		}
-	}
-	r.mu.Unlock()
-	slices.Sort(seqs)
-	out := make([]*Alert, 0, len(seqs))
-	for _, seq := range seqs {
-		a, err := r.readAlert(seq, alertID(seq))
-		if err != nil {
-			return out, err
-		}
-		out = append(out, a)
-	}
-	return out, nil
+	return r.alertsWhere(func(ref alertRef) bool {
+		return ref.status == AlertOpen && ref.hookFailed && now.Sub(ref.raised) < WebhookRetryFor
+	})
 }
 
 // unactedAlerts returns the open alerts raised at least age before now whose
@@ -513,10 +498,17 @@ func (r *alerting) failedWebhookAlerts(now time.Time) ([]*Alert, error) {
 // and acting on it, or, in a cluster, the alert's commit was stored although its
 // acknowledgement was lost, and came back through the follower.
 func (r *alerting) unactedAlerts(now time.Time, age time.Duration) ([]*Alert, error) {
+	return r.alertsWhere(func(ref alertRef) bool {
+		return ref.status == AlertOpen && !ref.acted && now.Sub(ref.raised) >= age
+	})
+}
+
+// alertsWhere reads the alerts whose index entries match, oldest first.
+func (r *alerting) alertsWhere(match func(alertRef) bool) ([]*Alert, error) {
 	r.mu.Lock()
 	var seqs []uint64
 	for _, ref := range r.alertIdx {
-		if ref.status == AlertOpen && !ref.acted && now.Sub(ref.raised) >= age {
+		if match(ref) {
 			seqs = append(seqs, ref.seq)
 		}
 	}
