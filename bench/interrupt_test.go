@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -10,30 +9,12 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/switchyard/switchyard/internal/syncbuf"
 )
-
-// syncBuffer is a bytes.Buffer safe to write from the command's copying goroutine
-// while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // buildSwitchyard builds the switchyard command into a test directory.
 func buildSwitchyard(t *testing.T) string {
@@ -85,12 +66,12 @@ func alive(pid int) bool {
 // startBenchProcess starts `switchyard bench` with its temporary directories in
 // tmp, and returns once it is loading the switch, with its children (issuer
 // simulator and switch) by pid. A failing test kills what is left of them.
-func startBenchProcess(t *testing.T, bin, tmp string) (*exec.Cmd, *syncBuffer, map[int]string) {
+func startBenchProcess(t *testing.T, bin, tmp string) (*exec.Cmd, *syncbuf.Buffer, map[int]string) {
 	t.Helper()
 	cmd := exec.Command(bin, "bench", "--duration", "2m", "--warmup", "1s", "--rate", "0", "--terminals", "100", "--conns", "4",
 		"--plain", "--rules", "../rules", "--results", "")
 	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
-	stderr := &syncBuffer{}
+	stderr := &syncbuf.Buffer{}
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"runtime"
@@ -14,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/switchyard/switchyard/hsm"
+	"github.com/switchyard/switchyard/internal/syncbuf"
 	"github.com/switchyard/switchyard/risk"
 	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/message"
@@ -1401,30 +1401,12 @@ func TestCheckpointPassesSystemError(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for a logger written from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestJournalUnavailableLogSampled: a journal that takes no new records (a
 // cluster without a quorum, a nearly full disk) gets every request answered 91,
 // and the pipeline logs a burst of those, not a line each (a full disk would be
 // filled faster by its own logs); every one is still answered and counted.
 func TestJournalUnavailableLogSampled(t *testing.T) {
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	h := newHarness(t, func(_ *harness, c *Config) { c.Logger = zerolog.New(&logs) })
 	h.j.failWrite = fmt.Errorf("data directory nearly full: %w", journal.ErrUnavailable)
 	const n = 100
