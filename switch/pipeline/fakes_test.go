@@ -778,6 +778,12 @@ func (h *harness) process(body []byte, delivered bool) answer {
 	if resp.Body == nil {
 		h.t.Fatal("Process: no answer")
 	}
+	return h.answered(resp, delivered)
+}
+
+// answered reports the delivery of resp as delivered says and decodes it.
+func (h *harness) answered(resp frontend.Response, delivered bool) answer {
+	h.t.Helper()
 	if resp.Sent != nil {
 		resp.Sent(delivered)
 	}

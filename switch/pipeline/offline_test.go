@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/moov-io/iso8583"
-
 	"github.com/switchyard/switchyard/risk"
 	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/message"
@@ -32,18 +30,7 @@ func (h *harness) capture(tx termclient.Txn, delivered bool) answer {
 	if err != nil {
 		h.t.Fatalf("CaptureOffline: %v", err)
 	}
-	if resp.Sent != nil {
-		resp.Sent(delivered)
-	}
-	m := iso8583.NewMessage(message.SpecASCII)
-	if err := m.Unpack(resp.Body); err != nil {
-		h.t.Fatalf("answer does not decode: %v", err)
-	}
-	r, err := termclient.Decode(m)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	return answer{Result: r, resp: resp}
+	return h.answered(resp, delivered)
 }
 
 // TestCaptureOffline: a purchase the card approved offline is captured without the
