@@ -245,7 +245,19 @@ func TestCUPOfflineUploadCaptured(t *testing.T) {
 		t.Fatalf("sale: %s", cup.Summary(sale))
 	}
 	tx := cup.Txn{Kind: "upload", PAN: cupCard, Expiry: cupCardExp, Amount: 1200, Offline: true, STAN: "400001", ApprovedAt: time.Now().Add(-3 * time.Hour)}
-	off := cupDo(t, term, tx)
+	// The card's chip data, with its transaction certificate (9F27 40) and its track
+	// 2 equivalent (57), which the advice must not carry.
+	const tc = "9F26081122334455667788" + "9F270140" + "9F3602000C"
+	upload, err := term.Build(tx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	icc, _ := hex.DecodeString(tc + "5710" + cupCard + "D" + cupCardExp + "2010000000F")
+	upload.SetBytes(55, icc)
+	off, err := term.Exchange(upload, true)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if off.Str(39) != "00" || off.MTI() != "0330" || off.Str(37) == "" || !off.Has(64) {
 		t.Fatalf("batch upload of an offline approval: %s", cup.Summary(off))
 	}
@@ -259,6 +271,8 @@ func TestCUPOfflineUploadCaptured(t *testing.T) {
 	}
 	if e := waitAdvice(t, f, off.Str(37), "offline approval advice", func(e issuersim.Entry) bool { return e.Advices >= 1 }); e.Requests != 0 || e.Amount != 1200 {
 		t.Errorf("the issuer's ledger of the offline approval: %+v, want one advice of 1200 and no authorization", e)
+	} else if e.AdviceICC != tc {
+		t.Errorf("the advice's DE 55 %q, want the card's cryptogram %q without its track", e.AdviceICC, tc)
 	}
 	again := cupDo(t, term, tx)
 	if again.Str(39) != "00" || again.Str(37) != off.Str(37) {

@@ -115,6 +115,9 @@ type Entry struct {
 	DE7        string `json:"de7,omitempty"`
 	AcquirerID string `json:"acquirer_id,omitempty"`
 	Reversal90 string `json:"reversal_90,omitempty"`
+	// AdviceICC is DE 55 of the first advice that carried one (an offline
+	// approval's chip data: the card's transaction certificate).
+	AdviceICC string `json:"advice_icc,omitempty"`
 }
 
 // Original90 is the DE 90 (ISO 8583:1987, n42) that a reversal of e must carry for
@@ -348,7 +351,7 @@ func (s *Sim) serve(nc net.Conn) {
 // simFields are the fields the simulator reads or echoes; simSlot maps a field number
 // to its place in simMsg (0: not kept).
 var (
-	simFields = [...]int{2, 3, 4, 7, 11, 14, 32, 37, 41, 42, 48, 49, 52, 70, 90}
+	simFields = [...]int{2, 3, 4, 7, 11, 14, 32, 37, 41, 42, 48, 49, 52, 55, 70, 90}
 	simSlot   = func() (t [129]uint8) {
 		for i, id := range simFields {
 			t[id] = uint8(i + 1)
@@ -506,6 +509,9 @@ func (s *Sim) decide(m *simMsg, mti string) (resp []byte, drop bool) {
 		} else {
 			e.first(m)
 			e.Advices++
+			if e.AdviceICC == "" {
+				e.AdviceICC = m.get(55)
+			}
 			e.StandIn = true
 			e.Approved = true
 			e.RC = message.RCApproved

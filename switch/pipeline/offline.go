@@ -35,6 +35,10 @@ import (
 // DecidedByCard is journal.Record.DecidedBy of an approval the card gave offline.
 const DecidedByCard = "card"
 
+// reasonCardDeclinedOffline is the reason of an upload whose ICC data says the card
+// declined (9F27 an AAC): answered 12, nothing captured.
+const reasonCardDeclinedOffline = "card-declined-offline"
+
 // offlineAuthCode is the approval code of an offline approval whose terminal sent
 // none: Y1, the EMV authorization response code of an offline approval.
 const offlineAuthCode = "Y1    "
@@ -61,6 +65,14 @@ func (p *Pipeline) CaptureOffline(ctx context.Context, c *frontend.Conn, body []
 	if _, err := message.ParseDE7(req.DE7, start); err != nil {
 		return frontend.Response{}, fmt.Errorf("pipeline: offline capture of terminal %s STAN %s: the card's approval time: %w", req.TID, req.STAN, err)
 	}
+	// The advice carries the card's cryptogram to the issuer: ICC data that does not
+	// parse is the terminal's fault, answered 30 before anything is journaled.
+	icc, err := message.AdviceICC(req.ICC)
+	if err != nil {
+		return p.formatError(c, &message.FormatError{MTI: req.MTI, STAN: req.STAN, TID: req.TID, Field: 55, Err: err,
+			Echo: map[int]string{3: req.ProcCode, 4: req.AmountRaw, 7: req.DE7, 42: req.MID, 49: req.Currency}})
+	}
+	req.ICC = icc // only what the advice may carry is kept
 	t := &txn{req: req, conn: c, start: start, offline: true}
 	decoded := p.now().Sub(start)
 	t.rec.Timings.Decode = decoded.Microseconds()
@@ -85,6 +97,10 @@ func (p *Pipeline) captureOffline(ctx context.Context, t *txn) (frontend.Respons
 	if r.Amount <= 0 {
 		return p.decline(ctx, t, message.RCInvalidAmount, "switch", "invalid-amount")
 	}
+	if kind, ok := message.CryptogramKind(r.ICC); ok && kind == message.CryptogramAAC {
+		// The card declined it (an AAC): there is no approval to capture.
+		return p.decline(ctx, t, message.RCInvalidTransaction, DecidedByCard, reasonCardDeclinedOffline)
+	}
 	link, ok := p.routes.Route(r.PAN)
 	if !ok {
 		// No issuer to advise: the terminal keeps it (reconciled by hand).
@@ -96,6 +112,12 @@ func (p *Pipeline) captureOffline(ctx context.Context, t *txn) (frontend.Respons
 	sealed, err := p.seal.seal(r.PAN)
 	if err != nil {
 		return p.systemError(t, err)
+	}
+	var sealedICC []byte
+	if r.ICC != "" { // filtered for the advice by CaptureOffline
+		if sealedICC, err = p.seal.sealICC(r.ICC); err != nil {
+			return p.systemError(t, err)
+		}
 	}
 	auth := strings.TrimSpace(r.AuthCode)
 	if len(auth) != 6 {
@@ -121,6 +143,9 @@ func (p *Pipeline) captureOffline(ctx context.Context, t *txn) (frontend.Respons
 	}
 	it := p.offlineAdvice(rec, sealed)
 	it.Fields[4], it.Fields[12], it.Fields[13], it.Fields[14] = r.AmountRaw, r.LocalTime, r.LocalDate, r.Expiry
+	if sealedICC != nil {
+		it.Binary[55] = sealedICC
+	}
 	if err := p.queue.Enqueue(it); err != nil {
 		// The card approved and the record is durable: the capture stands (00), and
 		// the issuer is owed its advice, as a reversal the queue refuses is
@@ -138,8 +163,10 @@ func (p *Pipeline) captureOffline(ctx context.Context, t *txn) (frontend.Respons
 
 // offlineAdvice is the advice (0220) of rec, an offline approval, with the card
 // sealed: built from the record alone, so that recovery after a restart builds the
-// one the process that died would have queued (less DE 14, the card's expiry, which
-// the record does not keep). DE 12 and 13 are the card's approval time, rec's DE 7.
+// one the process that died would have queued (less DE 14, the card's expiry, and DE
+// 55, its chip data, which the record does not keep; captureOffline adds both, the
+// chip data sealed as the card is). DE 12 and 13 are the card's approval time, rec's
+// DE 7.
 func (p *Pipeline) offlineAdvice(rec *journal.Record, sealed []byte) *saf.Item {
 	it := &saf.Item{Issuer: rec.Issuer, MTI: "0220", RRN: rec.RRN, Reason: "offline",
 		Fields: map[int]string{3: rec.ProcCode, 4: fmt.Sprintf("%012d", rec.Amount), 22: rec.EntryMode,

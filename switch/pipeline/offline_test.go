@@ -343,3 +343,62 @@ func TestCaptureOfflineAdviceOwedVoided(t *testing.T) {
 		t.Errorf("voided capture %+v", r)
 	}
 }
+
+// TestCaptureOfflineCryptogram: the advice of an offline approval carries the card's
+// chip data (DE 55, sealed while it waits, with the transaction certificate) less the
+// card's track, PAN and name; an upload whose chip data says the card declined (9F27
+// an AAC) is refused 12, nothing queued and the upload's duplicate key not taken; one
+// whose chip data does not parse is answered 30, nothing journaled.
+func TestCaptureOfflineCryptogram(t *testing.T) {
+	h := newHarness(t, withTerminal(termNoKey))
+	const tc = "9F26081122334455667788" + "9F270140" + "9F3602000C"
+	const track = "57106212345678901234D25122010000000F" + "5A086212345678901234" + "5F20055A48414E47"
+	tx := h.offlineSale(4200, h.clock.Now().Add(-time.Hour))
+	tx.ICC = tc + track
+	a := h.capture(tx, true)
+	if a.RC != "00" {
+		t.Fatalf("offline capture with a TC: %+v", a.Result)
+	}
+	items := h.q.all()
+	if len(items) != 1 {
+		t.Fatalf("%d items queued, want the advice", len(items))
+	}
+	sealed := items[0].Binary[55]
+	if strings.Contains(string(sealed), "9F2608") || strings.Contains(string(sealed), "6212345678901234") {
+		t.Errorf("the queued advice holds the chip data in clear")
+	}
+	icc, err := h.p.OpenSealedICC(sealed)
+	if err != nil || icc != tc {
+		t.Errorf("advice DE 55 %q (%v), want %q: the cryptogram without track, PAN and name", icc, err, tc)
+	}
+	if _, err := h.p.OpenSealedPAN(sealed); err == nil {
+		t.Errorf("sealed chip data opens as a sealed PAN")
+	}
+
+	declined := h.offlineSale(800, h.clock.Now().Add(-time.Hour))
+	declined.ICC = "9F26088877665544332211" + "9F270100"
+	d := h.capture(declined, true)
+	if d.RC != "12" || d.Reason != reasonCardDeclinedOffline {
+		t.Fatalf("upload of an offline decline (AAC): %+v, want 12 %s", d.Result, reasonCardDeclinedOffline)
+	}
+	if r := h.record(d.RRN); !r.Offline || r.Approved() || r.DE7 != "" || r.DecidedBy != DecidedByCard {
+		t.Errorf("record of the AAC upload %+v: want offline, refused by the card, without the duplicate key", r)
+	}
+	if n := len(h.q.all()); n != 1 {
+		t.Errorf("%d items queued, want only the first capture's advice", n)
+	}
+
+	bad := h.offlineSale(500, h.clock.Now().Add(-time.Hour))
+	bad.ICC = "9F2608AABB"
+	if b := h.capture(bad, true); b.RC != "30" {
+		t.Errorf("upload with chip data that does not parse: %+v, want 30", b.Result)
+	}
+	n := 0
+	_ = h.j.Scan(context.Background(), journal.Query{TID: testTID}, func(r *journal.Record) bool {
+		n++
+		return true
+	})
+	if n != 2 {
+		t.Errorf("%d records, want the capture and the AAC's refusal only", n)
+	}
+}

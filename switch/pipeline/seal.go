@@ -11,6 +11,9 @@ import (
 const (
 	panSealLabel = "switchyard pan seal v1"
 	panSealAD    = "pan"
+	// iccSealAD is the additional data of an advice's sealed ICC data (DE 55), so
+	// that neither opens as the other.
+	iccSealAD = "icc"
 )
 
 // sealer encrypts PANs that must wait on disk (in stand-in advices) with AES-256-GCM
@@ -32,6 +35,25 @@ func (s *sealer) seal(pan string) ([]byte, error) {
 		return nil, fmt.Errorf("seal PAN: %w", err)
 	}
 	return b, nil
+}
+
+// sealICC seals icc, an advice's ICC data (hex), under the PAN seal's key with its
+// own additional data.
+func (s *sealer) sealICC(icc string) ([]byte, error) {
+	b, err := s.s.Seal([]byte(icc), []byte(iccSealAD))
+	if err != nil {
+		return nil, fmt.Errorf("seal ICC data: %w", err)
+	}
+	return b, nil
+}
+
+// openICC opens what sealICC sealed.
+func (s *sealer) openICC(b []byte) (string, error) {
+	icc, err := s.s.Open(b, []byte(iccSealAD))
+	if err != nil {
+		return "", fmt.Errorf("open sealed ICC data: %w", err)
+	}
+	return string(icc), nil
 }
 
 func (s *sealer) open(b []byte) (string, error) {

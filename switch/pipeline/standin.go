@@ -188,3 +188,7 @@ const reasonStandInAdviceUnknown = "standin-advice-not-queued"
 
 // OpenSealedPAN decrypts a PAN sealed in a stand-in advice (for the advice sender).
 func (p *Pipeline) OpenSealedPAN(b []byte) (string, error) { return p.seal.open(b) }
+
+// OpenSealedICC opens an advice's sealed ICC data (saf.Item.Binary[55]), for the
+// advice's sender.
+func (p *Pipeline) OpenSealedICC(b []byte) (string, error) { return p.seal.openICC(b) }

@@ -40,6 +40,15 @@ func (s *Server) adviceSender(l *issuer.Link) saf.Sender {
 			}
 			_ = m.Field(2, pan)
 		}
+		if sealed, ok := it.Binary[55]; ok { // an offline approval's chip data (the TC)
+			icc, err := p.OpenSealedICC(sealed)
+			if err != nil {
+				return err
+			}
+			if err := m.Field(55, icc); err != nil {
+				return fmt.Errorf("advice %s DE 55: %w", it.RRN, err)
+			}
+		}
 		// An advice queued with its DE 11 and DE 7 (a completion's, a stand-in's:
 		// the record journals them, and DE 90 of its 0420 names them) carries them
 		// on every try; the others get the link's next STAN and the time of the try.

@@ -30,6 +30,7 @@ type Txn struct {
 	Original  string // DE 90 for reversals
 	NetCode   string // DE 70 for 0800
 	PINBlock  []byte // 8 bytes, already encrypted
+	ICC       string // DE 55: the chip's data objects (BER-TLV) as hex
 	TLV       [][2]string
 	// QR sends a payment code instead of a card (DE 48 QC, docs/qr.md); QRRefund
 	// marks a refund or void of a QR payment (QC empty, no card). Entry mode defaults
@@ -136,6 +137,7 @@ func Build(t Txn, d message.Dialect) (*iso8583.Message, error) {
 	if t.MTI != "0500" {
 		must(49, t.Currency)
 	}
+	must(55, t.ICC)
 	must(90, t.Original)
 	if err != nil {
 		return nil, err
