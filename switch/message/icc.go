@@ -12,9 +12,9 @@ import (
 // ICC data (DE 55): the chip's BER-TLV objects, carried as hex in Request.ICC. The
 // tags are read with moov-io/iso8583's BER-TLV tag and length codecs.
 
-// adviceICCTags are the chip data objects an advice of an offline approval carries to
-// the issuer: what it needs to check the card's cryptogram (the transaction
-// certificate) and clear the sale (EMV Book 2 8.1.1, the data the TC is computed over,
+// adviceICCTags are the chip data objects an advice (an offline approval's, a
+// stand-in's) carries to the issuer: what it needs to check the card's cryptogram
+// (the transaction certificate, or the request's ARQC) and clear the sale (EMV Book 2 8.1.1, the data the TC is computed over,
 // and the issuer application data; UnionPay's PBOC 2.0/3.0 list for DE 55 of an
 // advice). Tags that carry the card's track or name (57 track 2 equivalent, 5A PAN,
 // 5F20 cardholder name, 9F1F and 9F20 track discretionary data, 56, 9F6B, 9F0B) are
@@ -94,8 +94,8 @@ func parseICC(hexICC string) ([]iccObject, error) {
 	return out, nil
 }
 
-// AdviceICC returns the ICC data of hexICC (hex, as Request.ICC) that an advice of an
-// offline approval may carry: its objects whose tags are in the advice's list, in
+// AdviceICC returns the ICC data of hexICC (hex, as Request.ICC) that an advice may
+// carry: its objects whose tags are in the advice's list, in
 // their order, as hex. Objects of other tags, the card's track and name among them,
 // are dropped. An error says what in hexICC does not parse.
 func AdviceICC(hexICC string) (string, error) {

@@ -402,3 +402,34 @@ func TestCaptureOfflineCryptogram(t *testing.T) {
 		t.Errorf("%d records, want the capture and the AAC's refusal only", n)
 	}
 }
+
+// TestStandInAdviceCarriesChipData: a stand-in approval's advice carries the card's
+// chip data (its ARQC), filtered as an offline capture's and sealed; chip data that
+// does not parse is left out, and the stand-in stands.
+func TestStandInAdviceCarriesChipData(t *testing.T) {
+	h := newHarness(t, func(h *harness, c *Config) {
+		c.StandIn = map[string]StandInLimits{"bank": {Enabled: true, MaxAmount: 5000, PerCardCount: 5, PerCardSum: 8000}}
+	})
+	h.bank.setUp(false)
+	const arqc = "9F26081122334455667788" + "9F270180" + "9F3602000C"
+	tx := h.purchase(1000)
+	tx.ICC = arqc + "57106212345678901234D25122010000000F"
+	if a := h.do(tx); a.RC != "00" || a.AuthCode[0] != 'S' {
+		t.Fatalf("stand-in with chip data: %+v", a.Result)
+	}
+	bad := h.purchase(1000)
+	bad.ICC = "9F2608AABB"
+	if a := h.do(bad); a.RC != "00" {
+		t.Fatalf("stand-in with chip data that does not parse: %+v", a.Result)
+	}
+	items := h.q.all()
+	if len(items) != 2 {
+		t.Fatalf("%d advices queued, want 2", len(items))
+	}
+	if icc, err := h.p.OpenSealedICC(items[0].Binary[55]); err != nil || icc != arqc {
+		t.Errorf("stand-in advice DE 55 %q (%v), want %q", icc, err, arqc)
+	}
+	if _, ok := items[1].Binary[55]; ok {
+		t.Errorf("the advice of chip data that does not parse carries DE 55")
+	}
+}

@@ -135,6 +135,17 @@ func (p *Pipeline) standInOrDecline(ctx context.Context, t *txn, why string, dec
 		declined()
 		return p.systemError(t, err)
 	}
+	// The card's chip data (its cryptogram, which the issuer checks when it takes
+	// the advice) goes with the advice, filtered and sealed as an offline
+	// capture's; chip data that does not parse is left out (the issuer would not
+	// have read it either).
+	var sealedICC []byte
+	if icc, ierr := message.AdviceICC(r.ICC); ierr == nil && icc != "" {
+		if sealedICC, err = p.seal.sealICC(icc); err != nil {
+			declined()
+			return p.systemError(t, err)
+		}
+	}
 	auth := fmt.Sprintf("S%05d", p.authSeq.Add(1)%100000)
 	t.rec.StandIn = true
 	mti := "0220"
@@ -145,6 +156,9 @@ func (p *Pipeline) standInOrDecline(ctx context.Context, t *txn, why string, dec
 		Fields: map[int]string{3: r.ProcCode, 4: r.AmountRaw, 14: r.Expiry, 22: r.EntryMode, 37: t.rec.RRN,
 			38: auth, 39: message.RCApproved, 41: r.TID, 42: r.MID, 49: r.Currency},
 		Binary: map[int][]byte{2: sealed}}
+	if sealedICC != nil {
+		it.Binary[55] = sealedICC
+	}
 	// The advice's DE 11: the STAN taken for a request that was not sent (the
 	// issuer unavailable), or a new one. Journaled with the record, so that the 0420
 	// that may follow names the advice in DE 90 (originalData), after a restart too.
