@@ -314,3 +314,43 @@ func TestCodecSealedPAN(t *testing.T) {
 		t.Errorf("the record's JSON carries the sealed card: %s", j)
 	}
 }
+
+// TestCodecSealedICC: the sealed chip data of an offline approval survives the codec
+// after the sealed card, never in the record's JSON; the encoding with it extends
+// the one without it by the field alone (an older decoder stops before it).
+func TestCodecSealedICC(t *testing.T) {
+	r := sample("100000000007", time.Unix(1700000000, 0), "T0000001")
+	r.Offline, r.SealedPAN = true, []byte{9, 8, 7}
+	before, err := r.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.SealedICC = []byte{0xca, 0xfe, 0, 1}
+	with, err := r.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(with, before) || len(with) != len(before)+1+len(r.SealedICC) {
+		t.Fatalf("encoding with the sealed chip data (%d bytes) does not extend the one without (%d bytes) by the field alone", len(with), len(before))
+	}
+	var back Record
+	if err := back.UnmarshalBinary(with); err != nil || !bytes.Equal(back.SealedPAN, r.SealedPAN) || !bytes.Equal(back.SealedICC, r.SealedICC) {
+		t.Fatalf("back %+v: %v", back, err)
+	}
+	r.SealedPAN = nil // the chip data alone: the card's field written empty before it
+	back = Record{}
+	b, err := r.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := back.UnmarshalBinary(b); err != nil || back.SealedPAN != nil || !bytes.Equal(back.SealedICC, r.SealedICC) {
+		t.Fatalf("chip data without the card: back %+v: %v", back, err)
+	}
+	j, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(j, []byte(base64.StdEncoding.EncodeToString(r.SealedICC))) {
+		t.Errorf("the record's JSON carries the sealed chip data: %s", j)
+	}
+}

@@ -187,6 +187,12 @@ type Record struct {
 	// version written once the advice is queued drops it. Never in the record's JSON
 	// (queries, exports). Encoded after Offline, only when set.
 	SealedPAN []byte `json:"-"`
+	// SealedICC is, beside SealedPAN and dropped with it, the chip data the advice
+	// carries (DE 55: the card's transaction certificate, without its track, PAN or
+	// name; message.AdviceICC), sealed as the advice carries it, so that recovery
+	// builds the advice with it. Never in the record's JSON. Encoded after
+	// SealedPAN, only when set (since 6 December 2026).
+	SealedICC []byte `json:"-"`
 }
 
 // RequestedAmount is the amount the terminal asked for: Requested on a partial

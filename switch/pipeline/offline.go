@@ -132,20 +132,18 @@ func (p *Pipeline) captureOffline(ctx context.Context, t *txn) (frontend.Respons
 	// again as a repeat (recoverOffline). The advice's DE 11 and DE 7 are the
 	// record's, so that a 0420 (a void of it) names it in DE 90 (originalData).
 	p.takeAdviceSTAN(rec)
-	rec.AuthCode, rec.SealedPAN = auth, sealed
+	rec.AuthCode, rec.SealedPAN, rec.SealedICC = auth, sealed, sealedICC
 	rec.AddEvent(journal.StateSent, p.now().UTC(), "offline approval advice")
 	if err := p.write(ctx, t, true); err != nil {
 		// Not captured: the record kept for the journal's return (a 91) must not
 		// take the upload's duplicate key, or the terminal's resend would be told
 		// that 91 for ever instead of being captured.
-		rec.DE7, rec.AuthCode, rec.SealedPAN = "", "", nil
+		rec.DE7, rec.AuthCode = "", ""
+		dropSealedCard(rec)
 		return p.journalFailed(ctx, t, err)
 	}
-	it := p.offlineAdvice(rec, sealed)
+	it := p.offlineAdvice(rec)
 	it.Fields[4], it.Fields[12], it.Fields[13], it.Fields[14] = r.AmountRaw, r.LocalTime, r.LocalDate, r.Expiry
-	if sealedICC != nil {
-		it.Binary[55] = sealedICC
-	}
 	if err := p.queue.Enqueue(it); err != nil {
 		// The card approved and the record is durable: the capture stands (00), and
 		// the issuer is owed its advice, as a reversal the queue refuses is
@@ -156,22 +154,24 @@ func (p *Pipeline) captureOffline(ctx context.Context, t *txn) (frontend.Respons
 		rec.AddEvent(journal.StateAnswered, p.now().UTC(), "approved offline by the card at "+r.DE7+"; advice owed to "+t.issuer)
 		return p.respond(ctx, t, message.RCApproved, auth, DecidedByCard, "")
 	}
-	rec.SealedPAN = nil // the queue holds the card now
+	dropSealedCard(rec) // the queue holds the card now
 	rec.AddEvent(journal.StateAnswered, p.now().UTC(), "approved offline by the card at "+r.DE7+"; advice queued for "+t.issuer)
 	return p.respond(ctx, t, message.RCApproved, auth, DecidedByCard, "")
 }
 
-// offlineAdvice is the advice (0220) of rec, an offline approval, with the card
-// sealed: built from the record alone, so that recovery after a restart builds the
-// one the process that died would have queued (less DE 14, the card's expiry, and DE
-// 55, its chip data, which the record does not keep; captureOffline adds both, the
-// chip data sealed as the card is). DE 12 and 13 are the card's approval time, rec's
-// DE 7.
-func (p *Pipeline) offlineAdvice(rec *journal.Record, sealed []byte) *saf.Item {
+// offlineAdvice is the advice (0220) of rec, an offline approval, with the card and
+// its chip data sealed (rec.SealedPAN, rec.SealedICC): built from the record alone,
+// so that recovery after a restart builds the one the process that died would have
+// queued (less DE 14, the card's expiry, which the record does not keep;
+// captureOffline adds it). DE 12 and 13 are the card's approval time, rec's DE 7.
+func (p *Pipeline) offlineAdvice(rec *journal.Record) *saf.Item {
 	it := &saf.Item{Issuer: rec.Issuer, MTI: "0220", RRN: rec.RRN, Reason: "offline",
 		Fields: map[int]string{3: rec.ProcCode, 4: fmt.Sprintf("%012d", rec.Amount), 22: rec.EntryMode,
 			37: rec.RRN, 38: rec.AuthCode, 39: message.RCApproved, 41: rec.TID, 42: rec.MID, 49: rec.Currency},
-		Binary: map[int][]byte{2: sealed}}
+		Binary: map[int][]byte{2: rec.SealedPAN}}
+	if len(rec.SealedICC) > 0 {
+		it.Binary[55] = rec.SealedICC
+	}
 	if len(rec.DE7) == 10 {
 		it.Fields[13], it.Fields[12] = rec.DE7[:4], rec.DE7[4:]
 	}
@@ -259,7 +259,7 @@ func (p *Pipeline) retryOfflineAdvice(cur *journal.Record, a owedAdvice) bool {
 		return false
 	}
 	p.log.Info().Str("rrn", rrn).Str("issuer", a.it.Issuer).Msg("offline approval advice queued on a later try")
-	cur.SealedPAN = nil
+	dropSealedCard(cur)
 	cur.AddEvent(journal.StateAdviceQueued, p.now().UTC(), "offline advice queued on a later try (as a repeat)")
 	if err := p.journal.Write(context.Background(), cur, false, true); err != nil {
 		// The advice is queued; a restart before the mark is written queues it
@@ -324,13 +324,17 @@ func (p *Pipeline) queueOfflineRepeat(r *journal.Record, note string) bool {
 			Msg("offline approval's advice owed, and no sealed card in its record to build it: NOT queued, reconcile with the issuer by hand")
 		return false
 	}
-	it := p.offlineAdvice(r, r.SealedPAN)
+	it := p.offlineAdvice(r)
 	it.Repeat = true
 	if err := p.queue.Enqueue(it); err != nil {
 		p.oweOfflineAdvice(r, it, err)
 		return false
 	}
-	r.SealedPAN = nil
+	dropSealedCard(r)
 	r.AddEvent(journal.StateAdviceQueued, p.now().UTC(), "offline advice "+note+" (as a repeat)")
 	return true
 }
+
+// dropSealedCard drops the sealed card and chip data from r, an offline approval
+// whose advice is queued (or that is not captured): the queue holds them now.
+func dropSealedCard(r *journal.Record) { r.SealedPAN, r.SealedICC = nil, nil }

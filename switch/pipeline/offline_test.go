@@ -203,6 +203,8 @@ func TestCaptureOfflineAdviceOwedRestart(t *testing.T) {
 	h := newHarness(t, withTerminal(termNoKey))
 	h.queueRefuses(true)
 	tx := h.offlineSale(1200, h.clock.Now().Add(-3*time.Hour))
+	const tc = "9F26081122334455667788" + "9F270140"
+	tx.ICC = tc + "5A086212345678901234"
 	a := h.capture(tx, true)
 	if a.RC != "00" {
 		t.Fatalf("offline capture: %+v", a.Result)
@@ -217,8 +219,11 @@ func TestCaptureOfflineAdviceOwedRestart(t *testing.T) {
 	if pan, err := h.p.OpenSealedPAN(items[0].Binary[2]); err != nil || pan != testPAN {
 		t.Errorf("recovered advice PAN does not open to the card: %v", err)
 	}
+	if icc, err := h.p.OpenSealedICC(items[0].Binary[55]); err != nil || icc != tc {
+		t.Errorf("recovered advice DE 55 %q (%v), want the card's cryptogram %q", icc, err, tc)
+	}
 	rec := h.record(a.RRN)
-	if !rec.Approved() || rec.Reversed() || !hasEvent(rec, journal.StateAdviceQueued) || rec.SealedPAN != nil {
+	if !rec.Approved() || rec.Reversed() || !hasEvent(rec, journal.StateAdviceQueued) || rec.SealedPAN != nil || rec.SealedICC != nil {
 		t.Errorf("record after recovery %+v", rec)
 	}
 	if again := h.capture(tx, true); again.RC != "00" || again.RRN != a.RRN || len(h.q.all()) != 1 {
