@@ -19,9 +19,10 @@ import (
 // payment: the terminal and its merchant active, the merchant's per-transaction
 // limit, its daily and monthly limits over the last 24 hours and 30 days (the
 // windows of the rules' velocity.merchant_sum_24h and merchant_sum_30d), and its
-// daily count limit over the last 24 hours (velocity.merchant_count_24h: approved
-// purchases and pre-authorizations, card or QR, the reversed ones not, the refunded
-// ones still), summed and counted as ordersums.go keeps them. A payment that fails
+// daily count limit over the last 24 hours (the window of the rules'
+// merchant_count_24h: the approved purchases and pre-authorizations of every
+// terminal of the merchant, cards' and QR payments', the reversed ones not, the
+// refunded ones still), summed and counted as ordersums.go keeps them. A payment that fails
 // them is refused: the book takes it as late, and it is journaled and refunded like
 // a payment of another amount. A merchant's notifications are checked one at a
 // time on a node (refusal's hold); across a cluster's nodes its sums agree once
