@@ -66,12 +66,16 @@ func (in *Input) AppendBinary(b []byte) []byte {
 	}
 	b = binary.AppendUvarint(b, bits)
 	// Fields added after version 1, at the end: a record written before them ends
-	// here and decodes with them empty.
-	if m.Group != "" || x.Wallet != "" {
+	// here and decodes with them empty. Each is written (empty if need be) when a
+	// later one is: the group, the wallet, the merchant's daily count limit.
+	if m.Group != "" || x.Wallet != "" || m.DailyCount != 0 {
 		str(m.Group)
 	}
-	if x.Wallet != "" {
+	if x.Wallet != "" || m.DailyCount != 0 {
 		str(x.Wallet)
+	}
+	if m.DailyCount != 0 {
+		num(int64(m.DailyCount))
 	}
 	return b
 }
@@ -172,6 +176,9 @@ func (in *Input) UnmarshalBinary(b []byte) error {
 	}
 	if err == nil && len(b) > 0 {
 		x.Wallet = str()
+	}
+	if err == nil && len(b) > 0 {
+		m.DailyCount = int(num())
 	}
 	if err != nil {
 		return fmt.Errorf("risk input: %w", err)

@@ -205,6 +205,9 @@ type Merchant struct {
 	DailyLimit int `json:"daily_limit" yaml:"daily_limit" expr:"daily_limit"`
 	// MonthlyLimit is the most the merchant may take in 30 days; 0 = none.
 	MonthlyLimit int `json:"monthly_limit" yaml:"monthly_limit" expr:"monthly_limit"`
+	// DailyCount is the most approved purchases and pre-authorizations the merchant
+	// may take in 24 hours (registry limits.daily_count); 0 = none.
+	DailyCount int `json:"daily_count,omitempty" yaml:"daily_count" expr:"daily_count"`
 	// Status is the registry status, e.g. active or frozen.
 	Status string `json:"status" yaml:"status" expr:"status"`
 	// Group is the merchant's group in the registry (a chain, a franchise, a parent

@@ -107,13 +107,19 @@ const (
 	RatingHigh   = "high"
 )
 
-// Limits are a merchant's amount limits in minor units of the transaction currency.
-// Zero means no limit. The registry stores them; the risk rules enforce them.
+// Limits are a merchant's amount limits in minor units of the transaction currency,
+// and its daily count limit. Zero means no limit. The registry stores them; the risk
+// rules enforce them for a terminal's transactions (rules/10-limits.yaml: the
+// merchant-*-limit rules and merchant-daily-count), the QR desk for a notified
+// merchant-presented payment (switch/server/orderlimits.go).
 type Limits struct {
 	PerTransaction int64 `json:"per_transaction,omitempty" expr:"per_transaction"`
 	Daily          int64 `json:"daily,omitempty" expr:"daily"`
 	Monthly        int64 `json:"monthly,omitempty" expr:"monthly"`
-	DailyCount     int64 `json:"daily_count,omitempty" expr:"daily_count"`
+	// DailyCount is the most approved purchases and pre-authorizations the merchant
+	// may take in 24 rolling hours, whatever their amounts (voided or reversed ones
+	// do not count, refunded ones do).
+	DailyCount int64 `json:"daily_count,omitempty" expr:"daily_count"`
 }
 
 // Merchant is a merchant record. Records handed out by the registry are immutable

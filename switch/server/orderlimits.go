@@ -17,14 +17,16 @@ import (
 // is known to the network only, the terminal sent nothing). So the registry's own
 // bars are checked here, once the amount is known, before the book decides the
 // payment: the terminal and its merchant active, the merchant's per-transaction
-// limit, and its daily and monthly limits over the last 24 hours and 30 days (the
-// windows of the rules' velocity.merchant_sum_24h and merchant_sum_30d), summed as
-// ordersums.go keeps them. A payment that fails them is refused: the book takes it
-// as late, and it is journaled and refunded like a payment of another amount.
-// Limits.DailyCount is not checked: no rule enforces it for a card either, nor says
-// what it counts. A merchant's notifications are checked one at a time on a node
-// (refusal's hold); across a cluster's nodes its sums agree once each node's
-// journal has applied the other's records.
+// limit, its daily and monthly limits over the last 24 hours and 30 days (the
+// windows of the rules' velocity.merchant_sum_24h and merchant_sum_30d), and its
+// daily count limit over the last 24 hours (the window of the rules'
+// merchant_count_24h: the approved purchases and pre-authorizations of every
+// terminal of the merchant, cards' and QR payments', the reversed ones not, the
+// refunded ones still), summed and counted as ordersums.go keeps them. A payment that fails
+// them is refused: the book takes it as late, and it is journaled and refunded like
+// a payment of another amount. A merchant's notifications are checked one at a
+// time on a node (refusal's hold); across a cluster's nodes its sums agree once
+// each node's journal has applied the other's records.
 
 // orderRegistry is the part of the registry the checks read.
 type orderRegistry interface {
@@ -46,12 +48,13 @@ const (
 	refuseUnknown      = "merchant-unknown"
 	refuseSingleLimit  = "merchant-single-limit"
 	refuseDailyLimit   = "merchant-daily-limit"
+	refuseDailyCount   = "merchant-daily-count"
 	refuseMonthlyLimit = "merchant-monthly-limit"
 )
 
-// dailyLimitWindow and monthlyLimitWindow are the windows of a merchant's daily and
-// monthly limits: rolling 24 hours and 30 days, as the rules' merchant_sum_24h and
-// merchant_sum_30d (rules/10-limits.yaml).
+// dailyLimitWindow and monthlyLimitWindow are the windows of a merchant's daily
+// (amount and count) and monthly limits: rolling 24 hours and 30 days, as the rules'
+// merchant_sum_24h, merchant_count_24h and merchant_sum_30d (rules/10-limits.yaml).
 const (
 	dailyLimitWindow   = 24 * time.Hour
 	monthlyLimitWindow = 30 * 24 * time.Hour
@@ -98,13 +101,13 @@ func (d *orderDesk) merchantSums() *merchantSums {
 }
 
 // refusal says why the merchant of open order o cannot take a payment of amount
-// now ("": it can; the time is read once the merchant's lock is held). Without a registry (tests of other parts) nothing is refused. An
-// error (the journal could not be read) is not a refusal: the notification is
-// answered 500 and repeated. When the merchant has a daily or monthly limit, the
-// returned hold keeps its lock (other merchants' notifications go on): the caller
-// releases it once the payment is journaled (paid or refunded), so that two
-// notifications of the merchant on this node cannot both pass a limit only one of
-// them fits.
+// now ("": it can; the time is read once the merchant's lock is held). Without a
+// registry (tests of other parts) nothing is refused. An error (the journal could
+// not be read) is not a refusal: the notification is answered 500 and repeated.
+// When the merchant has a daily, monthly or daily count limit, the returned hold
+// keeps its lock (other merchants' notifications go on): the caller releases it
+// once the payment is journaled (paid or refunded), so that two notifications of
+// the merchant on this node cannot both pass a limit only one of them fits.
 func (d *orderDesk) refusal(ctx context.Context, o qrorder.Order, amount int64, now func() time.Time) (string, *limitHold, error) {
 	if d.reg == nil {
 		return "", nil, nil
@@ -126,7 +129,7 @@ func (d *orderDesk) refusal(ctx context.Context, o qrorder.Order, amount int64, 
 	if m.Limits.PerTransaction > 0 && amount > m.Limits.PerTransaction {
 		return refuseSingleLimit, nil, nil
 	}
-	if (m.Limits.Daily <= 0 && m.Limits.Monthly <= 0) || d.hist == nil {
+	if (m.Limits.Daily <= 0 && m.Limits.Monthly <= 0 && m.Limits.DailyCount <= 0) || d.hist == nil {
 		return "", nil, nil
 	}
 	if d.hooks.locking != nil {
@@ -148,26 +151,29 @@ func (d *orderDesk) refusal(ctx context.Context, o qrorder.Order, amount int64, 
 	return reason, hold, nil
 }
 
-// overLimits says which of merchant m's daily and monthly limits a payment of
-// amount at at would pass (its sums leaving out order id's record): "" for none.
-// The caller holds h.
+// overLimits says which of merchant m's daily, daily count and monthly limits a
+// payment of amount at at would pass (its sums leaving out order id's record): ""
+// for none. The caller holds h.
 func (d *orderDesk) overLimits(ctx context.Context, h *merchantHold, m *registry.Merchant, id string, amount int64, at time.Time) (string, error) {
 	keep := at.Add(-dailyLimitWindow)
 	if m.Limits.Monthly > 0 {
 		keep = at.Add(-monthlyLimitWindow)
 	}
 	sums := d.merchantSums()
-	if m.Limits.Daily > 0 {
-		sum, err := sums.sum(ctx, h, m.ID, id, keep, at.Add(-dailyLimitWindow), at)
+	if m.Limits.Daily > 0 || m.Limits.DailyCount > 0 {
+		sum, n, err := sums.sum(ctx, h, m.ID, id, keep, at.Add(-dailyLimitWindow), at)
 		if err != nil {
 			return "", fmt.Errorf("daily: %w", err)
 		}
-		if sum+amount > m.Limits.Daily {
+		if m.Limits.Daily > 0 && sum+amount > m.Limits.Daily {
 			return refuseDailyLimit, nil
+		}
+		if m.Limits.DailyCount > 0 && n+1 > m.Limits.DailyCount {
+			return refuseDailyCount, nil
 		}
 	}
 	if m.Limits.Monthly > 0 {
-		sum, err := sums.sum(ctx, h, m.ID, id, keep, at.Add(-monthlyLimitWindow), at)
+		sum, _, err := sums.sum(ctx, h, m.ID, id, keep, at.Add(-monthlyLimitWindow), at)
 		if err != nil {
 			return "", fmt.Errorf("monthly: %w", err)
 		}

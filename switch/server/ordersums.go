@@ -11,16 +11,18 @@ import (
 )
 
 // A merchant's daily and monthly limits are checked against what its terminals took
-// in the window (merchantSum's terms: approved purchases and pre-authorizations,
-// less what was reversed or refunded of them). Scanning the journal for that at
-// every notification read every record of the merchant's last 24 hours (30 days for
-// the monthly limit); instead the desk keeps, for each merchant a notification
-// checked, the amount each record counts for: read from the journal once (the
-// merchant's first check, or its first after it was idle for sumsIdle), then kept
-// by every record version the journal writes (journal.Store.OnVersion: observe), a
-// card's, a refund's change of its original, another node's as this node's journal
-// applies it. A check then adds up an hour's sum for each whole hour of the window
-// and the records of the hours at its two ends.
+// in the window (counts' terms: approved purchases and pre-authorizations, less
+// what was reversed or refunded of them), its daily count limit against how many of
+// them it took (the reversed ones not, the refunded ones still). Scanning the
+// journal for that at every notification read every record of the merchant's last
+// 24 hours (30 days for the monthly limit); instead the desk keeps, for each
+// merchant a notification checked, the amount and the count each record counts
+// for: read from the journal once (the merchant's first check, or its first after
+// it was idle for sumsIdle), then kept by every record version the journal writes
+// (journal.Store.OnVersion: observe), a card's, a refund's change of its original,
+// another node's as this node's journal applies it. A check then adds up an hour's
+// sum and count for each whole hour of the window and the records of the hours at
+// its two ends.
 //
 // Each merchant also has the lock that serialises its notifications on this node,
 // from the check to the decision's journal write (merchantHold).
@@ -50,13 +52,17 @@ func newMerchantSums(reg orderRegistry, hist orderHistory) *merchantSums {
 	return &merchantSums{reg: reg, hist: hist, m: map[string]*merchantHold{}}
 }
 
-// sumEntry is what one record counts for: its receive time (Unix ns) and amount.
-type sumEntry struct{ at, c int64 }
+// sumEntry is what one record counts for: its receive time (Unix ns), amount c and
+// count n (1 for an approved payment not reversed, refunded or not; else 0).
+type sumEntry struct{ at, c, n int64 }
 
-// hourSum is the sum of one hour's records, and which records they are.
+// counted reports whether e counts for anything (a record that does not is not kept).
+func (e sumEntry) counted() bool { return e.c != 0 || e.n != 0 }
+
+// hourSum is the sum and count of one hour's records, and which records they are.
 type hourSum struct {
-	sum  int64
-	rrns map[string]struct{}
+	sum, n int64
+	rrns   map[string]struct{}
 }
 
 // merchantHold is one merchant's lock and sums.
@@ -75,17 +81,19 @@ type merchantHold struct {
 	seeded  bool
 	from    time.Time
 	seeding map[string]sumEntry
-	recs    map[string]sumEntry // RRN -> what it counts for, non-zero only
+	recs    map[string]sumEntry // RRN -> what it counts for, counted ones only
 	hours   map[int64]*hourSum  // by Unix ns / sumHour
 }
 
 // counts is what a record version counts for in its merchant's sums: an approved
-// purchase or pre-authorization not reversed, less what was refunded of it.
-func counts(typ string, approved, reversed bool, amount, refunded int64) int64 {
+// purchase or pre-authorization not reversed counts its amount less what was
+// refunded of it, and one in the count (a refund, even of all of it, does not take
+// it out of the count: it was taken, as the rules' merchant_count_24h keeps it).
+func counts(typ string, approved, reversed bool, amount, refunded int64) (c, n int64) {
 	if (typ == "purchase" || typ == "preauth") && approved && !reversed {
-		return amount - refunded
+		return amount - refunded, 1
 	}
-	return 0
+	return 0, 0
 }
 
 // observe takes a record version the journal wrote (journal.Store.OnVersion): the
@@ -114,7 +122,8 @@ func (ms *merchantSums) observe(v journal.Version) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	e := sumEntry{at: v.Received.UnixNano(), c: counts(v.Type, v.Approved, v.Reversed, v.Amount, v.Refunded)}
+	e := sumEntry{at: v.Received.UnixNano()}
+	e.c, e.n = counts(v.Type, v.Approved, v.Reversed, v.Amount, v.Refunded)
 	if h.seeding != nil {
 		h.seeding[v.RRN] = e
 	}
@@ -156,37 +165,40 @@ func (ms *merchantSums) release(h *merchantHold) {
 }
 
 // sum returns what the records of merchant mid's terminals received in [from, to)
-// count for, leaving out record except (a repeat's); the caller holds h (acquire).
+// count for, their amount and their count, leaving out record except (a repeat's);
+// the caller holds h (acquire).
 // The sums keep the records from keep on (keep <= from: the widest window the
 // merchant's checks need) and are read from the journal first if they do not reach
 // back to keep (its first check; a monthly limit set since; a clock set back).
-func (ms *merchantSums) sum(ctx context.Context, h *merchantHold, mid, except string, keep, from, to time.Time) (int64, error) {
+func (ms *merchantSums) sum(ctx context.Context, h *merchantHold, mid, except string, keep, from, to time.Time) (sum, n int64, err error) {
 	if err := ms.seed(ctx, h, mid, keep); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.prune(keep)
 	lo, hi := from.UnixNano(), to.UnixNano()
-	var sum int64
 	for k, hs := range h.hours {
 		start, end := k*int64(sumHour), (k+1)*int64(sumHour)
 		switch {
 		case end <= lo || start >= hi:
 		case start >= lo && end <= hi:
 			sum += hs.sum
+			n += hs.n
 		default:
 			for rrn := range hs.rrns {
 				if e := h.recs[rrn]; e.at >= lo && e.at < hi {
 					sum += e.c
+					n += e.n
 				}
 			}
 		}
 	}
 	if e, ok := h.recs[except]; ok && e.at >= lo && e.at < hi {
 		sum -= e.c
+		n -= e.n
 	}
-	return sum, nil
+	return sum, n, nil
 }
 
 // seed reads merchant mid's records received from from on into h, unless h has
@@ -204,8 +216,9 @@ func (ms *merchantSums) seed(ctx context.Context, h *merchantHold, mid string, f
 	var err error
 	for _, t := range ms.reg.Terminals(registry.TerminalFilter{MerchantID: mid}) {
 		err = ms.hist.Scan(ctx, journal.Query{TID: t.ID, From: from}, func(r *journal.Record) bool {
-			if c := counts(r.Type, r.Approved(), r.Reversed(), r.Amount, r.Refunded); c != 0 {
-				recs[r.RRN] = sumEntry{at: r.Received.UnixNano(), c: c}
+			e := sumEntry{at: r.Received.UnixNano()}
+			if e.c, e.n = counts(r.Type, r.Approved(), r.Reversed(), r.Amount, r.Refunded); e.counted() {
+				recs[r.RRN] = e
 			}
 			return true
 		})
@@ -242,7 +255,7 @@ func (h *merchantHold) note(rrn string, at time.Time, amount int64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.seeded {
-		h.set(rrn, sumEntry{at: at.UnixNano(), c: amount})
+		h.set(rrn, sumEntry{at: at.UnixNano(), c: amount, n: 1})
 	}
 }
 
@@ -252,6 +265,7 @@ func (h *merchantHold) set(rrn string, e sumEntry) {
 		k := old.at / int64(sumHour)
 		if hs := h.hours[k]; hs != nil {
 			hs.sum -= old.c
+			hs.n -= old.n
 			delete(hs.rrns, rrn)
 			if len(hs.rrns) == 0 {
 				delete(h.hours, k)
@@ -259,7 +273,7 @@ func (h *merchantHold) set(rrn string, e sumEntry) {
 		}
 		delete(h.recs, rrn)
 	}
-	if e.c == 0 || e.at < h.from.UnixNano() {
+	if !e.counted() || e.at < h.from.UnixNano() {
 		return
 	}
 	h.recs[rrn] = e
@@ -270,6 +284,7 @@ func (h *merchantHold) set(rrn string, e sumEntry) {
 		h.hours[k] = hs
 	}
 	hs.sum += e.c
+	hs.n += e.n
 	hs.rrns[rrn] = struct{}{}
 }
 

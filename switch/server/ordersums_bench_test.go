@@ -67,7 +67,7 @@ func BenchmarkMerchantLimitCheck(b *testing.B) {
 	b.Run("sums", func(b *testing.B) {
 		for b.Loop() {
 			h := sums.acquire("M1", at)
-			got, err := sums.sum(ctx, h, "M1", "", at.Add(-dailyLimitWindow), at.Add(-dailyLimitWindow), at)
+			got, _, err := sums.sum(ctx, h, "M1", "", at.Add(-dailyLimitWindow), at.Add(-dailyLimitWindow), at)
 			sums.release(h)
 			if err != nil || got != want {
 				b.Fatalf("sum %d %v, want %d", got, err, want)

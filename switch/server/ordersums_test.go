@@ -44,6 +44,25 @@ func scanMerchantSum(ctx context.Context, reg orderRegistry, hist orderHistory, 
 	return sum, nil
 }
 
+// scanMerchantCount is the count the daily count limit is checked against, scanned
+// from the journal: the approved purchases and pre-authorizations of merchant mid's
+// terminals received in [from, to), not reversed (refunded or not).
+func scanMerchantCount(ctx context.Context, reg orderRegistry, hist orderHistory, mid string, from, to time.Time) (int64, error) {
+	var n int64
+	for _, t := range reg.Terminals(registry.TerminalFilter{MerchantID: mid}) {
+		err := hist.Scan(ctx, journal.Query{TID: t.ID, From: from, To: to}, func(r *journal.Record) bool {
+			if (r.Type == "purchase" || r.Type == "preauth") && r.Approved() && !r.Reversed() {
+				n++
+			}
+			return true
+		})
+		if err != nil {
+			return 0, err
+		}
+	}
+	return n, nil
+}
+
 // safeJournal keeps the payments it was given, for concurrent notifications.
 type safeJournal struct {
 	mu  sync.Mutex
@@ -203,11 +222,57 @@ func TestNotifiedPaymentOverMonthlyLimit(t *testing.T) {
 	}
 }
 
+// TestNotifiedPaymentOverDailyCount: the merchant's daily count limit
+// (limits.daily_count, as the rules' merchant_count_24h) was not checked for
+// merchant-presented payments: a merchant limited to 3 a day took any number. Its
+// approved purchases and pre-authorizations of the last 24 hours count one each,
+// whatever the amount, a refunded one too; a record of 25 hours ago, a reversed
+// one, a decline, a refund and another merchant's do not. A payment the desk let
+// through counts at once for the merchant's next notification.
+func TestNotifiedPaymentOverDailyCount(t *testing.T) {
+	now := time.Now()
+	reg := oneMerchant(registry.Limits{DailyCount: 3})
+	hist := fakeHistory{
+		{RRN: "200000000301", TID: "T0000002", Type: "purchase", RC: "00", Amount: 100, Received: now.Add(-2 * time.Hour)},
+		{RRN: "200000000302", TID: "T0000001", Type: "preauth", RC: "00", Amount: 900_000, Received: now.Add(-3 * time.Hour)},
+		{RRN: "200000000303", TID: "T0000002", Type: "purchase", RC: "00", Amount: 5_000, Refunded: 5_000, Received: now.Add(-time.Hour)},
+		{RRN: "200000000304", TID: "T0000002", Type: "purchase", RC: "00", Amount: 5_000, Received: now.Add(-25 * time.Hour)},
+		{RRN: "200000000305", TID: "T0000002", Type: "purchase", RC: "00", Amount: 5_000, Received: now.Add(-time.Hour), ReversedBy: "200000000306"},
+		{RRN: "200000000307", TID: "T0000002", Type: "purchase", RC: "51", Amount: 5_000, Received: now.Add(-time.Hour)},
+		{RRN: "200000000308", TID: "T0000002", Type: "refund", RC: "00", Amount: 5_000, Received: now.Add(-time.Hour)},
+		{RRN: "200000000309", TID: "T0000003", Type: "purchase", RC: "00", Amount: 5_000, Received: now.Add(-time.Hour)},
+	}
+	clock := func() time.Time { return now }
+	d := &orderDesk{reg: reg, hist: hist}
+	o1 := qrorder.Order{ID: "100000000051", TID: "T0000001"}
+	o2 := qrorder.Order{ID: "100000000052", TID: "T0000001"}
+	reason, hold, err := d.refusal(t.Context(), o1, 1, clock)
+	hold.release()
+	if err != nil || reason != refuseDailyCount {
+		t.Fatalf("a 4th payment of 0.01 under a daily count of 3: refused %q (%v), want %q", reason, err, refuseDailyCount)
+	}
+	// The pre-authorization reversed: two count, the third payment fits.
+	hist[1].ReversedBy = "200000000310"
+	d = &orderDesk{reg: reg, hist: hist}
+	reason, hold, err = d.refusal(t.Context(), o1, 1, clock)
+	if err != nil || reason != "" {
+		hold.release()
+		t.Fatalf("a 3rd payment under a daily count of 3: refused %q (%v), want none", reason, err)
+	}
+	hold.paid(o1.ID, now, 1)
+	hold.release()
+	reason, hold, err = d.refusal(t.Context(), o2, 1, func() time.Time { return now.Add(time.Second) })
+	hold.release()
+	if err != nil || reason != refuseDailyCount {
+		t.Fatalf("the next after it: refused %q (%v), want %q", reason, err, refuseDailyCount)
+	}
+}
+
 // TestMerchantSumsFollowTheJournal: the sums a check reads are kept by the record
 // versions the journal writes after they were read from it (a card purchase, a
-// reversal, a refund of an earlier purchase, a decline, another merchant's
-// purchase, a payment counted before its journal record): after each, every window
-// sums as a scan of the journal does.
+// reversal, a refund of an earlier purchase, a purchase refunded in full, a
+// decline, another merchant's purchase, a payment counted before its journal
+// record): after each, every window sums and counts as a scan of the journal does.
 func TestMerchantSumsFollowTheJournal(t *testing.T) {
 	dir := t.TempDir()
 	db, err := badger.Open(badger.DefaultOptions(filepath.Join(dir, "db")).WithLogger(nil))
@@ -251,7 +316,7 @@ func TestMerchantSumsFollowTheJournal(t *testing.T) {
 		h := sums.acquire("M1", at)
 		defer sums.release(h)
 		for _, w := range []time.Duration{dailyLimitWindow, monthlyLimitWindow, 90 * time.Minute} {
-			got, err := sums.sum(ctx, h, "M1", "", at.Add(-monthlyLimitWindow), at.Add(-w), at)
+			got, gotN, err := sums.sum(ctx, h, "M1", "", at.Add(-monthlyLimitWindow), at.Add(-w), at)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -259,8 +324,12 @@ func TestMerchantSumsFollowTheJournal(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got != want {
-				t.Errorf("%s: window %v: sums %d, the journal's scan %d", step, w, got, want)
+			wantN, err := scanMerchantCount(ctx, reg, j, "M1", at.Add(-w), at)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != want || gotN != wantN {
+				t.Errorf("%s: window %v: sums %d of %d payments, the journal's scan %d of %d", step, w, got, gotN, want, wantN)
 			}
 		}
 	}
@@ -277,6 +346,10 @@ func TestMerchantSumsFollowTheJournal(t *testing.T) {
 	b.Refunded = 15_000
 	update(b)
 	check("a refund of a purchase of 23 hours ago")
+	c := write("T0000001", 6_000, 30*time.Minute, "00")
+	c.Refunded = 6_000
+	update(c)
+	check("a purchase refunded in full (counted, for nothing)")
 	at = at.Add(2 * time.Hour)
 	check("two hours later (the 23-hour-old purchase has left the day)")
 	h := sums.acquire("M1", at)
@@ -284,10 +357,11 @@ func TestMerchantSumsFollowTheJournal(t *testing.T) {
 	sums.release(h)
 	write("T0000001", 0, 0, "00") // the noted payment's record follows, under another RRN here
 	h = sums.acquire("M1", at)
-	got, err := sums.sum(ctx, h, "M1", "", at.Add(-monthlyLimitWindow), at.Add(-dailyLimitWindow), at)
+	got, gotN, err := sums.sum(ctx, h, "M1", "", at.Add(-monthlyLimitWindow), at.Add(-dailyLimitWindow), at)
 	sums.release(h)
 	want, _ := scanMerchantSum(ctx, reg, j, "M1", at.Add(-dailyLimitWindow), at)
-	if err != nil || got != want+3_000 {
-		t.Errorf("a noted payment: sums %d (%v), want the journal's %d and the 3,000 noted", got, err, want)
+	wantN, _ := scanMerchantCount(ctx, reg, j, "M1", at.Add(-dailyLimitWindow), at)
+	if err != nil || got != want+3_000 || gotN != wantN+1 {
+		t.Errorf("a noted payment: sums %d of %d payments (%v), want the journal's %d of %d and the 3,000 noted, one more", got, gotN, err, want, wantN)
 	}
 }

@@ -19,7 +19,7 @@ func merchantFlags(f *flags) func() (registry.MerchantPatch, error) {
 	lTxn := f.Int64("limit-txn", 0, "per-transaction limit in minor units (0: none)")
 	lDay := f.Int64("limit-daily", 0, "daily limit in minor units (0: none)")
 	lMon := f.Int64("limit-monthly", 0, "monthly limit in minor units (0: none)")
-	lCnt := f.Int64("limit-count", 0, "daily transaction count limit (0: none)")
+	lCnt := f.Int64("limit-count", 0, "most approved purchases and pre-authorizations in 24 hours (0: none)")
 	return func() (registry.MerchantPatch, error) {
 		var p registry.MerchantPatch
 		str := func(flagName string, v *string) *string {
