@@ -43,6 +43,58 @@ func (c *ceremony) wipe() {
 	c.comps = nil
 }
 
+// accountHistory is what the ceremonies ask of the console's accounts
+// (registry.Registry.HeldBoth): why accounts a and b may be one person's, "" when
+// no account has held both.
+type accountHistory interface {
+	HeldBoth(a, b string) (string, error)
+}
+
+// custodianWording is how a refusal of a ceremony's custodian reads, for an
+// import (components entered) or an export (components taken).
+type custodianWording struct {
+	did  string // "entered"
+	goes string // "must come from"
+	verb string // "enter"
+}
+
+var (
+	importWording = custodianWording{did: "entered", goes: "must come from", verb: "enter"}
+	exportWording = custodianWording{did: "took", goes: "goes to", verb: "take"}
+)
+
+// checkCustodian refuses name as the custodian of component next of of of key
+// when name is not independent of every custodian before it (by): the same name,
+// or, through the console's accounts (registry holders), an account that has
+// held both theirs (created them or reset their passwords, directly or through
+// accounts it created), as the two-person review refuses an approval. A custodian
+// is an admin token's name: the registry knows the history of a console account
+// of that name, not who was given the token. Demo mode lets one person do it all.
+func (g *keysAPI) checkCustodian(name string, by []string, next, of int, key string, w custodianWording) error {
+	if g.store.Demo() {
+		return nil
+	}
+	if slices.Contains(by, name) {
+		return fmt.Errorf("%w: dual control: %s already %s a component of %s; component %d of %d %s another custodian (only demo mode lets one person %s them all)",
+			hsm.ErrPolicy, name, w.did, key, next, of, w.goes, w.verb)
+	}
+	if g.accounts == nil {
+		return nil
+	}
+	for _, other := range by {
+		how, err := g.accounts.HeldBoth(other, name)
+		if err != nil {
+			return fmt.Errorf("dual control of %s: custodians %s and %s: %w", key, other, name, err)
+		}
+		if how != "" {
+			return fmt.Errorf("%w: dual control: %s %s component %d of %d of %s and %s may not %s component %d: %s; "+
+				"component %d %s a custodian whose account none of them has held (only demo mode lets one person %s them all)",
+				hsm.ErrPolicy, other, w.did, slices.Index(by, other)+1, of, key, name, w.verb, next, how, next, w.goes, w.verb)
+		}
+	}
+	return nil
+}
+
 // component takes one custodian's component; the last one forms the key.
 func (g *keysAPI) component(r *http.Request, p admin.Principal) (any, error) {
 	var req keys.ComponentRequest
@@ -85,20 +137,24 @@ func (g *keysAPI) component(r *http.Request, p admin.Principal) (any, error) {
 		}
 	}
 	c := cs.m[spec.ID]
-	if c == nil {
-		c = &ceremony{spec: spec, of: req.Components, started: now}
-		cs.m[spec.ID] = c
-	} else if c.spec.Type != spec.Type || c.spec.Algorithm != spec.Algorithm || c.spec.MACAlgorithm != spec.MACAlgorithm || c.spec.Owner != spec.Owner || c.of != req.Components {
+	if c != nil && (c.spec.Type != spec.Type || c.spec.Algorithm != spec.Algorithm || c.spec.MACAlgorithm != spec.MACAlgorithm || c.spec.Owner != spec.Owner || c.of != req.Components) {
 		cs.mu.Unlock()
 		clear(comp)
 		return nil, fmt.Errorf("%w: a ceremony for %s (%s %s, %d components, owner %q) started by %s is in progress; this component is for %s %s, %d components, owner %q",
 			keys.ErrConflict, spec.ID, c.spec.Type, c.spec.Algorithm, c.of, c.spec.Owner, c.by[0], spec.Type, spec.Algorithm, req.Components, spec.Owner)
 	}
-	if slices.Contains(c.by, p.Name) && !g.store.Demo() {
+	var by []string
+	if c != nil {
+		by = c.by
+	}
+	if err := g.checkCustodian(p.Name, by, len(by)+1, req.Components, spec.ID, importWording); err != nil {
 		cs.mu.Unlock()
 		clear(comp)
-		return nil, fmt.Errorf("%w: dual control: %s already entered a component of %s; component %d of %d must come from another custodian (only demo mode lets one person enter them all)",
-			hsm.ErrPolicy, p.Name, spec.ID, len(c.by)+1, c.of)
+		return nil, err
+	}
+	if c == nil {
+		c = &ceremony{spec: spec, of: req.Components, started: now}
+		cs.m[spec.ID] = c
 	}
 	c.comps = append(c.comps, comp)
 	c.by = append(c.by, p.Name)
@@ -169,6 +225,13 @@ func (g *keysAPI) exportComponent(r *http.Request, p admin.Principal) (any, erro
 	if c != nil && (c.key != rec.Ref() || len(c.comps) != req.Components) {
 		return nil, fmt.Errorf("%w: an export of %s in %d components started by %s is in progress", keys.ErrConflict, c.key, len(c.comps), c.by[0])
 	}
+	var by []string
+	if c != nil {
+		by = c.by
+	}
+	if err := g.checkCustodian(p.Name, by, len(by)+1, req.Components, rec.Ref().String(), exportWording); err != nil {
+		return nil, err
+	}
 	if c == nil {
 		comps, kcvs, err := ex.ExportComponents(actx(r, p), rec.Ref(), req.Components)
 		if err != nil {
@@ -176,10 +239,6 @@ func (g *keysAPI) exportComponent(r *http.Request, p admin.Principal) (any, erro
 		}
 		c = &exportCeremony{key: rec.Ref(), keyKCV: rec.KCV, comps: comps, kcvs: kcvs, started: now}
 		cs.exports[rec.ID] = c
-	}
-	if slices.Contains(c.by, p.Name) && !g.store.Demo() {
-		return nil, fmt.Errorf("%w: dual control: %s already took a component of %s; component %d of %d goes to another custodian (only demo mode lets one person take them all)",
-			hsm.ErrPolicy, p.Name, c.key, len(c.by)+1, len(c.comps))
 	}
 	i := len(c.by)
 	c.by = append(c.by, p.Name)
