@@ -20,12 +20,18 @@ import (
 const ceremonyTimeout = 30 * time.Minute
 
 // ceremonies are the key ceremonies in progress (keys/ceremony.go): clear components
-// in memory only, by key ID.
+// in memory only, by key ID. Each ceremony has a timer that drops it and wipes its
+// components when its time is up, whether or not anybody calls again.
 type ceremonies struct {
 	mu      sync.Mutex
 	m       map[string]*ceremony       // imports, by key ID
 	exports map[string]*exportCeremony // exports in components, by key ID
 	now     func() time.Time
+	// timeout is how long a ceremony waits for its custodians (ceremonyTimeout).
+	timeout time.Duration
+	// expired, when set, is told of every ceremony its timer dropped ("import
+	// ID" or "export ID"), after the wipe (for the tests).
+	expired func(what string)
 }
 
 type ceremony struct {
@@ -34,13 +40,70 @@ type ceremony struct {
 	comps   [][]byte
 	by      []string
 	started time.Time
+	timer   *time.Timer // drops the ceremony at its timeout
 }
 
 func (c *ceremony) wipe() {
+	c.timer.Stop()
 	for _, b := range c.comps {
 		clear(b)
 	}
 	c.comps = nil
+}
+
+// startImport stores import ceremony c of key id, with the timer that drops it.
+// Caller holds cs.mu.
+func (cs *ceremonies) startImport(id string, c *ceremony) {
+	cs.m[id] = c
+	c.timer = time.AfterFunc(cs.timeout, func() {
+		cs.mu.Lock()
+		if cs.m[id] != c {
+			cs.mu.Unlock() // completed, or dropped by sweep
+			return
+		}
+		delete(cs.m, id)
+		c.wipe()
+		cs.mu.Unlock()
+		if cs.expired != nil {
+			cs.expired("import " + id)
+		}
+	})
+}
+
+// startExport stores export ceremony c of key id, with the timer that drops it.
+// Caller holds cs.mu.
+func (cs *ceremonies) startExport(id string, c *exportCeremony) {
+	cs.exports[id] = c
+	c.timer = time.AfterFunc(cs.timeout, func() {
+		cs.mu.Lock()
+		if cs.exports[id] != c {
+			cs.mu.Unlock()
+			return
+		}
+		delete(cs.exports, id)
+		c.wipe()
+		cs.mu.Unlock()
+		if cs.expired != nil {
+			cs.expired("export " + id)
+		}
+	})
+}
+
+// sweep drops the ceremonies whose time is up at now, should their timers be
+// late. Caller holds cs.mu.
+func (cs *ceremonies) sweep(now time.Time) {
+	for id, c := range cs.m {
+		if now.Sub(c.started) > cs.timeout {
+			c.wipe()
+			delete(cs.m, id)
+		}
+	}
+	for id, c := range cs.exports {
+		if now.Sub(c.started) > cs.timeout {
+			c.wipe()
+			delete(cs.exports, id)
+		}
+	}
 }
 
 // accountHistory is what the ceremonies ask of the console's accounts
@@ -130,12 +193,7 @@ func (g *keysAPI) component(r *http.Request, p admin.Principal) (any, error) {
 	cs := g.ceremonies
 	cs.mu.Lock()
 	now := cs.now()
-	for id, c := range cs.m {
-		if now.Sub(c.started) > ceremonyTimeout {
-			c.wipe()
-			delete(cs.m, id)
-		}
-	}
+	cs.sweep(now)
 	c := cs.m[spec.ID]
 	if c != nil && (c.spec.Type != spec.Type || c.spec.Algorithm != spec.Algorithm || c.spec.MACAlgorithm != spec.MACAlgorithm || c.spec.Owner != spec.Owner || c.of != req.Components) {
 		cs.mu.Unlock()
@@ -154,7 +212,7 @@ func (g *keysAPI) component(r *http.Request, p admin.Principal) (any, error) {
 	}
 	if c == nil {
 		c = &ceremony{spec: spec, of: req.Components, started: now}
-		cs.m[spec.ID] = c
+		cs.startImport(spec.ID, c)
 	}
 	c.comps = append(c.comps, comp)
 	c.by = append(c.by, p.Name)
@@ -185,9 +243,11 @@ type exportCeremony struct {
 	kcvs    []string
 	by      []string
 	started time.Time
+	timer   *time.Timer // drops the ceremony at its timeout
 }
 
 func (c *exportCeremony) wipe() {
+	c.timer.Stop()
 	for _, b := range c.comps {
 		clear(b)
 	}
@@ -215,12 +275,7 @@ func (g *keysAPI) exportComponent(r *http.Request, p admin.Principal) (any, erro
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	now := cs.now()
-	for id, c := range cs.exports {
-		if now.Sub(c.started) > ceremonyTimeout {
-			c.wipe()
-			delete(cs.exports, id)
-		}
-	}
+	cs.sweep(now)
 	c := cs.exports[rec.ID]
 	if c != nil && (c.key != rec.Ref() || len(c.comps) != req.Components) {
 		return nil, fmt.Errorf("%w: an export of %s in %d components started by %s is in progress", keys.ErrConflict, c.key, len(c.comps), c.by[0])
@@ -238,7 +293,7 @@ func (g *keysAPI) exportComponent(r *http.Request, p admin.Principal) (any, erro
 			return nil, err
 		}
 		c = &exportCeremony{key: rec.Ref(), keyKCV: rec.KCV, comps: comps, kcvs: kcvs, started: now}
-		cs.exports[rec.ID] = c
+		cs.startExport(rec.ID, c)
 	}
 	i := len(c.by)
 	c.by = append(c.by, p.Name)
@@ -246,6 +301,7 @@ func (g *keysAPI) exportComponent(r *http.Request, p admin.Principal) (any, erro
 		Component: strings.ToUpper(hex.EncodeToString(c.comps[i])), KCV: c.kcvs[i], Custodians: slices.Clone(c.by)}
 	clear(c.comps[i])
 	if len(c.by) == len(c.comps) {
+		c.timer.Stop()
 		delete(cs.exports, rec.ID)
 	}
 	return out, nil

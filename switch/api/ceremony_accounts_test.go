@@ -3,9 +3,11 @@ package api_test
 import (
 	"context"
 	"crypto/rand"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -27,6 +29,11 @@ type custodianEnv struct {
 }
 
 func newCustodianEnv(t *testing.T, demo bool) *custodianEnv {
+	return newCustodianEnvWith(t, demo, func(o api.Options) http.Handler { return api.New(o) })
+}
+
+// newCustodianEnvWith is newCustodianEnv with the API built by build.
+func newCustodianEnvWith(t *testing.T, demo bool, build func(api.Options) http.Handler) *custodianEnv {
 	t.Helper()
 	db, err := badger.Open(badger.DefaultOptions(t.TempDir()).WithLogger(nil))
 	if err != nil {
@@ -56,7 +63,7 @@ func newCustodianEnv(t *testing.T, demo bool) *custodianEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(api.New(api.Options{Auth: auth, Keys: store, HSM: h, Registry: reg}))
+	srv := httptest.NewServer(build(api.Options{Auth: auth, Keys: store, HSM: h, Registry: reg}))
 	t.Cleanup(srv.Close)
 	c := func(n string) *apiclient.Client { return &apiclient.Client{BaseURL: srv.URL, Token: n + "-token"} }
 	e := &custodianEnv{keys: store, olga: c("olga"), alice: c("alice"), carol: c("carol"), erin: c("erin"), dave: c("dave")}
@@ -185,5 +192,50 @@ func TestCeremonyCustodiansDemo(t *testing.T) {
 	}
 	if resp.Result == nil {
 		t.Fatalf("no key formed: %+v", resp)
+	}
+}
+
+// TestCeremonyExpiresUnattended: a ceremony nobody completes is dropped, and its
+// components wiped, when its time is up, without waiting for another call
+// (before, they stayed in memory until the next ceremony call); the next
+// custodian then starts a new ceremony (import) or a new split (export).
+func TestCeremonyExpiresUnattended(t *testing.T) {
+	expired := make(chan string, 4)
+	e := newCustodianEnvWith(t, false, func(o api.Options) http.Handler {
+		return api.NewWithCeremonyTimeout(o, 200*time.Millisecond, func(what string) { expired <- what })
+	})
+	ctx := context.Background()
+	c1, k1 := component(t)
+	c2, k2 := component(t)
+	spec := keys.SpecRequest{ID: "late.ZMK", Type: "ZMK"}
+	if err := e.alice.Do(ctx, "POST", "/api/v1/keys/components", keys.ComponentRequest{SpecRequest: spec, Components: 2, Component: c1, KCV: k1}, nil); err != nil {
+		t.Fatal(err)
+	}
+	wait := func(want string) {
+		t.Helper()
+		select {
+		case got := <-expired:
+			if got != want {
+				t.Fatalf("expired %q, want %q", got, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: not dropped 10 s after its 200 ms timeout", want)
+		}
+	}
+	wait("import late.ZMK")
+	var resp keys.ComponentResponse
+	if err := e.dave.Do(ctx, "POST", "/api/v1/keys/components", keys.ComponentRequest{SpecRequest: spec, Components: 2, Component: c2, KCV: k2}, &resp); err != nil || resp.Entered != 1 || resp.Result != nil {
+		t.Fatalf("dave's component after the timeout: %+v %v, want the first of a new ceremony", resp, err)
+	}
+	if err := e.alice.Do(ctx, "POST", "/api/v1/keys/components", keys.ComponentRequest{SpecRequest: spec, Components: 2, Component: c1, KCV: k1}, &resp); err != nil || resp.Result == nil {
+		t.Fatalf("alice's component: %+v %v", resp, err)
+	}
+	var a keys.ExportComponentResponse
+	if err := e.alice.Do(ctx, "POST", "/api/v1/keys/late.ZMK/export-components", keys.ExportComponentsRequest{Components: 2}, &a); err != nil || a.Index != 1 {
+		t.Fatalf("alice's export component: %+v %v", a, err)
+	}
+	wait("export late.ZMK")
+	if err := e.dave.Do(ctx, "POST", "/api/v1/keys/late.ZMK/export-components", keys.ExportComponentsRequest{Components: 2}, &a); err != nil || a.Index != 1 {
+		t.Fatalf("dave's export component after the timeout: %+v %v, want component 1 of a new split", a, err)
 	}
 }

@@ -37,7 +37,11 @@ import (
 //	GET  /api/v1/keys/audit/verify      keys.VerifyLogResponse
 //	POST /api/v1/keys/card-hash-key/export  -> keys.CardHashKeyBlock (the card hash key under the LMK)
 func (a *api) keys() {
-	g := &keysAPI{store: a.o.Keys, hsm: a.o.HSM, ceremonies: &ceremonies{m: map[string]*ceremony{}, exports: map[string]*exportCeremony{}, now: time.Now}}
+	cs := &ceremonies{m: map[string]*ceremony{}, exports: map[string]*exportCeremony{}, now: time.Now, timeout: ceremonyTimeout, expired: a.ceremonyExpired}
+	if a.ceremonyTimeout > 0 {
+		cs.timeout = a.ceremonyTimeout
+	}
+	g := &keysAPI{store: a.o.Keys, hsm: a.o.HSM, ceremonies: cs}
 	if a.o.Registry != nil {
 		g.accounts = a.o.Registry
 	}
