@@ -158,6 +158,33 @@ func (g *keysAPI) checkCustodian(name string, by []string, next, of int, key str
 	return nil
 }
 
+// sameSpec reports whether two custodians asked for the same key: every field of
+// the spec the first custodian's component started the ceremony with, which the
+// key is formed with, activation, expiry and grace included (before 6 December
+// 2026 those three were the first custodian's alone, whatever the others asked).
+func sameSpec(a, b hsm.KeySpec) bool {
+	return a.ID == b.ID && a.Type == b.Type && a.Algorithm == b.Algorithm && a.MACAlgorithm == b.MACAlgorithm &&
+		a.Owner == b.Owner && a.ActivateAt.Equal(b.ActivateAt) && a.ExpiresAt.Equal(b.ExpiresAt) &&
+		a.Grace == b.Grace && a.SingleLength == b.SingleLength
+}
+
+// describeSpec is spec and its number of components for a conflict's message:
+// "ZMK TDES-2KEY, 2 components, owner "", activation now, expiry never, grace 0s".
+func describeSpec(spec hsm.KeySpec, of int) string {
+	at, exp := "now", "never"
+	if !spec.ActivateAt.IsZero() {
+		at = spec.ActivateAt.UTC().Format(time.RFC3339)
+	}
+	if !spec.ExpiresAt.IsZero() {
+		exp = spec.ExpiresAt.UTC().Format(time.RFC3339)
+	}
+	s := fmt.Sprintf("%s %s", spec.Type, spec.Algorithm)
+	if spec.MACAlgorithm != "" {
+		s += " " + string(spec.MACAlgorithm)
+	}
+	return fmt.Sprintf("%s, %d components, owner %q, activation %s, expiry %s, grace %s", s, of, spec.Owner, at, exp, spec.Grace)
+}
+
 // component takes one custodian's component; the last one forms the key.
 func (g *keysAPI) component(r *http.Request, p admin.Principal) (any, error) {
 	var req keys.ComponentRequest
@@ -195,11 +222,11 @@ func (g *keysAPI) component(r *http.Request, p admin.Principal) (any, error) {
 	now := cs.now()
 	cs.sweep(now)
 	c := cs.m[spec.ID]
-	if c != nil && (c.spec.Type != spec.Type || c.spec.Algorithm != spec.Algorithm || c.spec.MACAlgorithm != spec.MACAlgorithm || c.spec.Owner != spec.Owner || c.of != req.Components) {
+	if c != nil && (!sameSpec(c.spec, spec) || c.of != req.Components) {
 		cs.mu.Unlock()
 		clear(comp)
-		return nil, fmt.Errorf("%w: a ceremony for %s (%s %s, %d components, owner %q) started by %s is in progress; this component is for %s %s, %d components, owner %q",
-			keys.ErrConflict, spec.ID, c.spec.Type, c.spec.Algorithm, c.of, c.spec.Owner, c.by[0], spec.Type, spec.Algorithm, req.Components, spec.Owner)
+		return nil, fmt.Errorf("%w: a ceremony for %s (%s) started by %s is in progress; this component is for %s",
+			keys.ErrConflict, spec.ID, describeSpec(c.spec, c.of), c.by[0], describeSpec(spec, req.Components))
 	}
 	var by []string
 	if c != nil {

@@ -239,3 +239,37 @@ func TestCeremonyExpiresUnattended(t *testing.T) {
 		t.Fatalf("dave's export component after the timeout: %+v %v, want component 1 of a new split", a, err)
 	}
 }
+
+// TestCeremonySameKeyForEveryCustodian: a component asked for a key with another
+// expiry (or activation, or grace) than the ceremony's is refused (409) and not
+// kept, instead of going into the first custodian's key; the one asked for the
+// same key completes it, with the expiry both asked for.
+func TestCeremonySameKeyForEveryCustodian(t *testing.T) {
+	e := newCustodianEnv(t, false)
+	ctx := context.Background()
+	c1, k1 := component(t)
+	c2, k2 := component(t)
+	expires := time.Now().Add(24 * time.Hour).UTC().Truncate(time.Second)
+	spec := keys.SpecRequest{ID: "exp.ZMK", Type: "ZMK", ExpiresAt: expires}
+	if err := e.alice.Do(ctx, "POST", "/api/v1/keys/components", keys.ComponentRequest{SpecRequest: spec, Components: 2, Component: c1, KCV: k1}, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, other := range []keys.SpecRequest{
+		{ID: "exp.ZMK", Type: "ZMK"},
+		{ID: "exp.ZMK", Type: "ZMK", ExpiresAt: expires, ActivateAt: expires.Add(-time.Hour)},
+		{ID: "exp.ZMK", Type: "ZMK", ExpiresAt: expires, Grace: "1h"},
+	} {
+		err := e.dave.Do(ctx, "POST", "/api/v1/keys/components", keys.ComponentRequest{SpecRequest: other, Components: 2, Component: c2, KCV: k2}, nil)
+		if status(err) != 409 || !strings.Contains(err.Error(), "expiry "+expires.Format(time.RFC3339)) {
+			t.Fatalf("dave's component for %+v: %v, want 409 naming the ceremony's expiry", other, err)
+		}
+	}
+	var resp keys.ComponentResponse
+	if err := e.dave.Do(ctx, "POST", "/api/v1/keys/components", keys.ComponentRequest{SpecRequest: spec, Components: 2, Component: c2, KCV: k2}, &resp); err != nil || resp.Result == nil {
+		t.Fatalf("dave's component for the same key: %+v %v", resp, err)
+	}
+	var list keys.KeyList
+	if err := e.olga.Do(ctx, "GET", "/api/v1/keys/exp.ZMK", nil, &list); err != nil || len(list.Keys) != 1 || !list.Keys[0].ExpiresAt.Equal(expires) {
+		t.Fatalf("the key: %+v %v, want one version expiring %s", list, err, expires)
+	}
+}
