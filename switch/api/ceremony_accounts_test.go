@@ -22,10 +22,12 @@ import (
 // custodianEnv is the keys API with the registry's accounts, served on loopback:
 // admin tokens olga, alice, carol, erin and dave; olga (a token of the
 // configuration, no account) has created the console accounts alice and carol,
-// and alice the account erin. dave is no account: nobody has held it.
+// and alice the account erin. dave is no account: nobody has held it. alice has a
+// second token.
 type custodianEnv struct {
 	keys                           *keys.Store
 	olga, alice, carol, erin, dave *apiclient.Client
+	alice2                         *apiclient.Client // alice's other token
 }
 
 func newCustodianEnv(t *testing.T, demo bool) *custodianEnv {
@@ -59,6 +61,8 @@ func newCustodianEnvWith(t *testing.T, demo bool, build func(api.Options) http.H
 	for _, n := range []string{"olga", "alice", "carol", "erin", "dave"} {
 		tokens = append(tokens, admin.Token{Token: n + "-token", Principal: admin.Principal{Name: n, Role: admin.RoleAdmin}})
 	}
+	// alice's second token (a rotation's overlap, say): the same person.
+	tokens = append(tokens, admin.Token{Token: "alice-2-token", Principal: admin.Principal{Name: "alice", Role: admin.RoleAdmin}})
 	auth, err := admin.NewAuthenticator(tokens)
 	if err != nil {
 		t.Fatal(err)
@@ -66,7 +70,7 @@ func newCustodianEnvWith(t *testing.T, demo bool, build func(api.Options) http.H
 	srv := httptest.NewServer(build(api.Options{Auth: auth, Keys: store, HSM: h, Registry: reg}))
 	t.Cleanup(srv.Close)
 	c := func(n string) *apiclient.Client { return &apiclient.Client{BaseURL: srv.URL, Token: n + "-token"} }
-	e := &custodianEnv{keys: store, olga: c("olga"), alice: c("alice"), carol: c("carol"), erin: c("erin"), dave: c("dave")}
+	e := &custodianEnv{keys: store, olga: c("olga"), alice: c("alice"), carol: c("carol"), erin: c("erin"), dave: c("dave"), alice2: c("alice-2")}
 	ctx := context.Background()
 	for _, u := range []struct {
 		by   *apiclient.Client
@@ -271,5 +275,32 @@ func TestCeremonySameKeyForEveryCustodian(t *testing.T) {
 	var list keys.KeyList
 	if err := e.olga.Do(ctx, "GET", "/api/v1/keys/exp.ZMK", nil, &list); err != nil || len(list.Keys) != 1 || !list.Keys[0].ExpiresAt.Equal(expires) {
 		t.Fatalf("the key: %+v %v, want one version expiring %s", list, err, expires)
+	}
+}
+
+// TestCeremonyTwoTokensOnePerson: two tokens of one name are one custodian: the
+// second token's component, or its component taken, is refused.
+func TestCeremonyTwoTokensOnePerson(t *testing.T) {
+	e := newCustodianEnv(t, false)
+	ctx := context.Background()
+	c1, k1 := component(t)
+	c2, k2 := component(t)
+	spec := keys.SpecRequest{ID: "two.ZMK", Type: "ZMK"}
+	if err := e.alice.Do(ctx, "POST", "/api/v1/keys/components", keys.ComponentRequest{SpecRequest: spec, Components: 2, Component: c1, KCV: k1}, nil); err != nil {
+		t.Fatal(err)
+	}
+	err := e.alice2.Do(ctx, "POST", "/api/v1/keys/components", keys.ComponentRequest{SpecRequest: spec, Components: 2, Component: c2, KCV: k2}, nil)
+	if status(err) != 400 || !strings.Contains(err.Error(), "alice already entered a component of two.ZMK") {
+		t.Fatalf("alice's second token's component: %v, want 400", err)
+	}
+	if err := e.dave.Do(ctx, "POST", "/api/v1/keys/components", keys.ComponentRequest{SpecRequest: spec, Components: 2, Component: c2, KCV: k2}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.alice2.Do(ctx, "POST", "/api/v1/keys/two.ZMK/export-components", keys.ExportComponentsRequest{Components: 2}, nil); err != nil {
+		t.Fatal(err)
+	}
+	err = e.alice.Do(ctx, "POST", "/api/v1/keys/two.ZMK/export-components", keys.ExportComponentsRequest{Components: 2}, nil)
+	if status(err) != 400 || !strings.Contains(err.Error(), "alice already took a component of two.ZMK v1") {
+		t.Fatalf("alice's first token's component after her second's: %v, want 400", err)
 	}
 }
