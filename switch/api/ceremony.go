@@ -3,6 +3,7 @@ package api
 import (
 	"crypto/subtle"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -87,6 +88,14 @@ func (cs *ceremonies) startExport(id string, c *exportCeremony) {
 			cs.expired("export " + id)
 		}
 	})
+}
+
+// dropExport drops export ceremony id, wiping its components. Caller holds cs.mu.
+func (cs *ceremonies) dropExport(id string) {
+	if c := cs.exports[id]; c != nil {
+		c.wipe()
+		delete(cs.exports, id)
+	}
 }
 
 // sweep drops the ceremonies whose time is up at now, should their timers be
@@ -294,11 +303,19 @@ func (g *keysAPI) exportComponent(r *http.Request, p admin.Principal) (any, erro
 	if !ok {
 		return nil, fmt.Errorf("%w: this HSM does not hand out key components (a payShield prints them on its own printer)", hsm.ErrPolicy)
 	}
+	cs := g.ceremonies
 	rec, err := g.store.Key(r.Context(), hsm.KeyRef{ID: r.PathValue("id"), Version: req.Version})
 	if err != nil {
+		if errors.Is(err, hsm.ErrKeyNotUsable) || errors.Is(err, hsm.ErrKeyNotFound) {
+			cs.mu.Lock()
+			if c := cs.exports[r.PathValue("id")]; c != nil && (req.Version == 0 || req.Version == c.key.Version) {
+				err = fmt.Errorf("%w; the export of %s in components is dropped", err, c.key)
+				cs.dropExport(r.PathValue("id"))
+			}
+			cs.mu.Unlock()
+		}
 		return nil, err
 	}
-	cs := g.ceremonies
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	now := cs.now()
@@ -306,6 +323,14 @@ func (g *keysAPI) exportComponent(r *http.Request, p admin.Principal) (any, erro
 	c := cs.exports[rec.ID]
 	if c != nil && (c.key != rec.Ref() || len(c.comps) != req.Components) {
 		return nil, fmt.Errorf("%w: an export of %s in %d components started by %s is in progress", keys.ErrConflict, c.key, len(c.comps), c.by[0])
+	}
+	if c != nil {
+		// Revoked or expired since the split: its other components are not
+		// handed out (the HSM checked the key only at the split).
+		if err := rec.Usable(now, hsm.Distribute); err != nil {
+			cs.dropExport(rec.ID)
+			return nil, fmt.Errorf("export %s in components: %w; the export is dropped, its components not handed out are wiped", c.key, err)
+		}
 	}
 	var by []string
 	if c != nil {

@@ -304,3 +304,36 @@ func TestCeremonyTwoTokensOnePerson(t *testing.T) {
 		t.Fatalf("alice's first token's component after her second's: %v, want 400", err)
 	}
 }
+
+// TestExportDroppedWhenRevoked: a key revoked after the split of an export in
+// components hands out no further component, to a custodian naming its version or
+// the current one: the export is dropped, and a new one is refused by the HSM.
+func TestExportDroppedWhenRevoked(t *testing.T) {
+	for _, version := range []int{1, 0} {
+		e := newCustodianEnv(t, false)
+		ctx := context.Background()
+		c1, k1 := component(t)
+		c2, k2 := component(t)
+		spec := keys.SpecRequest{ID: "gone.ZMK", Type: "ZMK"}
+		if err := e.alice.Do(ctx, "POST", "/api/v1/keys/components", keys.ComponentRequest{SpecRequest: spec, Components: 2, Component: c1, KCV: k1}, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.dave.Do(ctx, "POST", "/api/v1/keys/components", keys.ComponentRequest{SpecRequest: spec, Components: 2, Component: c2, KCV: k2}, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.alice.Do(ctx, "POST", "/api/v1/keys/gone.ZMK/export-components", keys.ExportComponentsRequest{Components: 2}, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.olga.Do(ctx, "POST", "/api/v1/keys/gone.ZMK/status", keys.StatusRequest{Version: 1, Status: "revoked", Reason: "compromised"}, nil); err != nil {
+			t.Fatal(err)
+		}
+		var d keys.ExportComponentResponse
+		err := e.dave.Do(ctx, "POST", "/api/v1/keys/gone.ZMK/export-components", keys.ExportComponentsRequest{Version: version, Components: 2}, &d)
+		if status(err) != 409 || d.Component != "" || !strings.Contains(err.Error(), "dropped") {
+			t.Fatalf("version %d: dave's component of the revoked key: %+v %v, want 409, the export dropped", version, d, err)
+		}
+		if err := e.dave.Do(ctx, "POST", "/api/v1/keys/gone.ZMK/export-components", keys.ExportComponentsRequest{Version: 1, Components: 2}, &d); status(err) != 409 || !strings.Contains(err.Error(), "revoked") {
+			t.Fatalf("version %d: a new export of the revoked key: %+v %v, want 409 revoked", version, d, err)
+		}
+	}
+}
