@@ -7,7 +7,10 @@ import "github.com/switchyard/switchyard/hsm"
 // different person, each typing one component and the check value printed on its
 // form. The switch keeps the components in memory only, combines them once all are
 // there and confirmed, and wipes them; one person entering every component is
-// refused outside demo mode.
+// refused outside demo mode. "A different person" is a custodian whose console
+// account (of the admin token's name) no account has held together with an
+// earlier custodian's (created them or reset their passwords), as in the
+// registry's two-person review (registry.Registry.HeldBoth).
 //
 //	POST /api/v1/keys/components   ComponentRequest -> ComponentResponse
 //

@@ -201,6 +201,10 @@ type api struct {
 	o        Options
 	mux      *http.ServeMux
 	patterns []string // what route registered, for the tests
+	// ceremonyTimeout replaces ceremonyTimeout and ceremonyExpired is told of
+	// each ceremony dropped at its timeout (the tests' NewWithCeremonyTimeout).
+	ceremonyTimeout time.Duration
+	ceremonyExpired func(what string)
 }
 
 // handlerFunc is the one shape of a route: it reads r, acts as p, and returns

@@ -3,6 +3,7 @@ package api
 import (
 	"crypto/subtle"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -20,12 +21,18 @@ import (
 const ceremonyTimeout = 30 * time.Minute
 
 // ceremonies are the key ceremonies in progress (keys/ceremony.go): clear components
-// in memory only, by key ID.
+// in memory only, by key ID. Each ceremony has a timer that drops it and wipes its
+// components when its time is up, whether or not anybody calls again.
 type ceremonies struct {
 	mu      sync.Mutex
 	m       map[string]*ceremony       // imports, by key ID
 	exports map[string]*exportCeremony // exports in components, by key ID
 	now     func() time.Time
+	// timeout is how long a ceremony waits for its custodians (ceremonyTimeout).
+	timeout time.Duration
+	// expired, when set, is told of every ceremony its timer dropped ("import
+	// ID" or "export ID"), after the wipe (for the tests).
+	expired func(what string)
 }
 
 type ceremony struct {
@@ -34,13 +41,157 @@ type ceremony struct {
 	comps   [][]byte
 	by      []string
 	started time.Time
+	timer   *time.Timer // drops the ceremony at its timeout
 }
 
 func (c *ceremony) wipe() {
+	c.timer.Stop()
 	for _, b := range c.comps {
 		clear(b)
 	}
 	c.comps = nil
+}
+
+// startImport stores import ceremony c of key id, with the timer that drops it.
+// Caller holds cs.mu.
+func (cs *ceremonies) startImport(id string, c *ceremony) {
+	cs.m[id] = c
+	c.timer = time.AfterFunc(cs.timeout, func() {
+		cs.mu.Lock()
+		if cs.m[id] != c {
+			cs.mu.Unlock() // completed, or dropped by sweep
+			return
+		}
+		delete(cs.m, id)
+		c.wipe()
+		cs.mu.Unlock()
+		if cs.expired != nil {
+			cs.expired("import " + id)
+		}
+	})
+}
+
+// startExport stores export ceremony c of key id, with the timer that drops it.
+// Caller holds cs.mu.
+func (cs *ceremonies) startExport(id string, c *exportCeremony) {
+	cs.exports[id] = c
+	c.timer = time.AfterFunc(cs.timeout, func() {
+		cs.mu.Lock()
+		if cs.exports[id] != c {
+			cs.mu.Unlock()
+			return
+		}
+		delete(cs.exports, id)
+		c.wipe()
+		cs.mu.Unlock()
+		if cs.expired != nil {
+			cs.expired("export " + id)
+		}
+	})
+}
+
+// dropExport drops export ceremony id, wiping its components. Caller holds cs.mu.
+func (cs *ceremonies) dropExport(id string) {
+	if c := cs.exports[id]; c != nil {
+		c.wipe()
+		delete(cs.exports, id)
+	}
+}
+
+// sweep drops the ceremonies whose time is up at now, should their timers be
+// late. Caller holds cs.mu.
+func (cs *ceremonies) sweep(now time.Time) {
+	for id, c := range cs.m {
+		if now.Sub(c.started) > cs.timeout {
+			c.wipe()
+			delete(cs.m, id)
+		}
+	}
+	for id, c := range cs.exports {
+		if now.Sub(c.started) > cs.timeout {
+			c.wipe()
+			delete(cs.exports, id)
+		}
+	}
+}
+
+// accountHistory is what the ceremonies ask of the console's accounts
+// (registry.Registry.HeldBoth): why accounts a and b may be one person's, "" when
+// no account has held both.
+type accountHistory interface {
+	HeldBoth(a, b string) (string, error)
+}
+
+// custodianWording is how a refusal of a ceremony's custodian reads, for an
+// import (components entered) or an export (components taken).
+type custodianWording struct {
+	did  string // "entered"
+	goes string // "must come from"
+	verb string // "enter"
+}
+
+var (
+	importWording = custodianWording{did: "entered", goes: "must come from", verb: "enter"}
+	exportWording = custodianWording{did: "took", goes: "goes to", verb: "take"}
+)
+
+// checkCustodian refuses name as the custodian of component next of of of key
+// when name is not independent of every custodian before it (by): the same name,
+// or, through the console's accounts (registry holders), an account that has
+// held both theirs (created them or reset their passwords, directly or through
+// accounts it created), as the two-person review refuses an approval. A custodian
+// is an admin token's name: the registry knows the history of a console account
+// of that name, not who was given the token. Demo mode lets one person do it all.
+func (g *keysAPI) checkCustodian(name string, by []string, next, of int, key string, w custodianWording) error {
+	if g.store.Demo() {
+		return nil
+	}
+	if slices.Contains(by, name) {
+		return fmt.Errorf("%w: dual control: %s already %s a component of %s; component %d of %d %s another custodian (only demo mode lets one person %s them all)",
+			hsm.ErrPolicy, name, w.did, key, next, of, w.goes, w.verb)
+	}
+	if g.accounts == nil {
+		return nil
+	}
+	for _, other := range by {
+		how, err := g.accounts.HeldBoth(other, name)
+		if err != nil {
+			return fmt.Errorf("dual control of %s: custodians %s and %s: %w", key, other, name, err)
+		}
+		if how != "" {
+			return fmt.Errorf("%w: dual control: %s %s component %d of %d of %s and %s may not %s component %d: %s; "+
+				"component %d %s a custodian whose account none of them has held (only demo mode lets one person %s them all)",
+				hsm.ErrPolicy, other, w.did, slices.Index(by, other)+1, of, key, name, w.verb, next, how, next, w.goes, w.verb)
+		}
+	}
+	return nil
+}
+
+// sameSpec reports whether two custodians asked for the same key: every field of
+// the spec the first custodian's component started the ceremony with, which the
+// key is formed with, activation, expiry and grace included (before 6 December
+// 2026 those three were the first custodian's alone, whatever the others asked).
+func sameSpec(a, b hsm.KeySpec) bool {
+	return a.ID == b.ID && a.Type == b.Type && a.Algorithm == b.Algorithm && a.MACAlgorithm == b.MACAlgorithm &&
+		a.Owner == b.Owner && a.ActivateAt.Equal(b.ActivateAt) && a.ExpiresAt.Equal(b.ExpiresAt) &&
+		a.Grace == b.Grace && a.SingleLength == b.SingleLength
+}
+
+// describeSpec is spec and its number of components for a conflict's message:
+// "ZMK TDES-2KEY, 2 components, owner "", activation now, expiry never, grace 0s".
+func describeSpec(spec hsm.KeySpec, of int) string {
+	at, exp := "now", "never"
+	if !spec.ActivateAt.IsZero() {
+		at = spec.ActivateAt.UTC().Format(time.RFC3339)
+	}
+	if !spec.ExpiresAt.IsZero() {
+		exp = spec.ExpiresAt.UTC().Format(time.RFC3339)
+	}
+	s := fmt.Sprintf("%s %s", spec.Type, spec.Algorithm)
+	if spec.MACAlgorithm != "" {
+		s += " " + string(spec.MACAlgorithm)
+	}
+	return fmt.Sprintf("%s, %d components, owner %q, activation %s, expiry %s, grace %s", s, of, spec.Owner, at, exp, spec.Grace)
 }
 
 // component takes one custodian's component; the last one forms the key.
@@ -78,27 +229,26 @@ func (g *keysAPI) component(r *http.Request, p admin.Principal) (any, error) {
 	cs := g.ceremonies
 	cs.mu.Lock()
 	now := cs.now()
-	for id, c := range cs.m {
-		if now.Sub(c.started) > ceremonyTimeout {
-			c.wipe()
-			delete(cs.m, id)
-		}
-	}
+	cs.sweep(now)
 	c := cs.m[spec.ID]
+	if c != nil && (!sameSpec(c.spec, spec) || c.of != req.Components) {
+		cs.mu.Unlock()
+		clear(comp)
+		return nil, fmt.Errorf("%w: a ceremony for %s (%s) started by %s is in progress; this component is for %s",
+			keys.ErrConflict, spec.ID, describeSpec(c.spec, c.of), c.by[0], describeSpec(spec, req.Components))
+	}
+	var by []string
+	if c != nil {
+		by = c.by
+	}
+	if err := g.checkCustodian(p.Name, by, len(by)+1, req.Components, spec.ID, importWording); err != nil {
+		cs.mu.Unlock()
+		clear(comp)
+		return nil, err
+	}
 	if c == nil {
 		c = &ceremony{spec: spec, of: req.Components, started: now}
-		cs.m[spec.ID] = c
-	} else if c.spec.Type != spec.Type || c.spec.Algorithm != spec.Algorithm || c.spec.MACAlgorithm != spec.MACAlgorithm || c.spec.Owner != spec.Owner || c.of != req.Components {
-		cs.mu.Unlock()
-		clear(comp)
-		return nil, fmt.Errorf("%w: a ceremony for %s (%s %s, %d components, owner %q) started by %s is in progress; this component is for %s %s, %d components, owner %q",
-			keys.ErrConflict, spec.ID, c.spec.Type, c.spec.Algorithm, c.of, c.spec.Owner, c.by[0], spec.Type, spec.Algorithm, req.Components, spec.Owner)
-	}
-	if slices.Contains(c.by, p.Name) && !g.store.Demo() {
-		cs.mu.Unlock()
-		clear(comp)
-		return nil, fmt.Errorf("%w: dual control: %s already entered a component of %s; component %d of %d must come from another custodian (only demo mode lets one person enter them all)",
-			hsm.ErrPolicy, p.Name, spec.ID, len(c.by)+1, c.of)
+		cs.startImport(spec.ID, c)
 	}
 	c.comps = append(c.comps, comp)
 	c.by = append(c.by, p.Name)
@@ -129,9 +279,11 @@ type exportCeremony struct {
 	kcvs    []string
 	by      []string
 	started time.Time
+	timer   *time.Timer // drops the ceremony at its timeout
 }
 
 func (c *exportCeremony) wipe() {
+	c.timer.Stop()
 	for _, b := range c.comps {
 		clear(b)
 	}
@@ -151,23 +303,41 @@ func (g *keysAPI) exportComponent(r *http.Request, p admin.Principal) (any, erro
 	if !ok {
 		return nil, fmt.Errorf("%w: this HSM does not hand out key components (a payShield prints them on its own printer)", hsm.ErrPolicy)
 	}
+	cs := g.ceremonies
 	rec, err := g.store.Key(r.Context(), hsm.KeyRef{ID: r.PathValue("id"), Version: req.Version})
 	if err != nil {
+		if errors.Is(err, hsm.ErrKeyNotUsable) || errors.Is(err, hsm.ErrKeyNotFound) {
+			cs.mu.Lock()
+			if c := cs.exports[r.PathValue("id")]; c != nil && (req.Version == 0 || req.Version == c.key.Version) {
+				err = fmt.Errorf("%w; the export of %s in components is dropped", err, c.key)
+				cs.dropExport(r.PathValue("id"))
+			}
+			cs.mu.Unlock()
+		}
 		return nil, err
 	}
-	cs := g.ceremonies
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	now := cs.now()
-	for id, c := range cs.exports {
-		if now.Sub(c.started) > ceremonyTimeout {
-			c.wipe()
-			delete(cs.exports, id)
-		}
-	}
+	cs.sweep(now)
 	c := cs.exports[rec.ID]
 	if c != nil && (c.key != rec.Ref() || len(c.comps) != req.Components) {
 		return nil, fmt.Errorf("%w: an export of %s in %d components started by %s is in progress", keys.ErrConflict, c.key, len(c.comps), c.by[0])
+	}
+	if c != nil {
+		// Revoked or expired since the split: its other components are not
+		// handed out (the HSM checked the key only at the split).
+		if err := rec.Usable(now, hsm.Distribute); err != nil {
+			cs.dropExport(rec.ID)
+			return nil, fmt.Errorf("export %s in components: %w; the export is dropped, its components not handed out are wiped", c.key, err)
+		}
+	}
+	var by []string
+	if c != nil {
+		by = c.by
+	}
+	if err := g.checkCustodian(p.Name, by, len(by)+1, req.Components, rec.Ref().String(), exportWording); err != nil {
+		return nil, err
 	}
 	if c == nil {
 		comps, kcvs, err := ex.ExportComponents(actx(r, p), rec.Ref(), req.Components)
@@ -175,11 +345,7 @@ func (g *keysAPI) exportComponent(r *http.Request, p admin.Principal) (any, erro
 			return nil, err
 		}
 		c = &exportCeremony{key: rec.Ref(), keyKCV: rec.KCV, comps: comps, kcvs: kcvs, started: now}
-		cs.exports[rec.ID] = c
-	}
-	if slices.Contains(c.by, p.Name) && !g.store.Demo() {
-		return nil, fmt.Errorf("%w: dual control: %s already took a component of %s; component %d of %d goes to another custodian (only demo mode lets one person take them all)",
-			hsm.ErrPolicy, p.Name, c.key, len(c.by)+1, len(c.comps))
+		cs.startExport(rec.ID, c)
 	}
 	i := len(c.by)
 	c.by = append(c.by, p.Name)
@@ -187,6 +353,7 @@ func (g *keysAPI) exportComponent(r *http.Request, p admin.Principal) (any, erro
 		Component: strings.ToUpper(hex.EncodeToString(c.comps[i])), KCV: c.kcvs[i], Custodians: slices.Clone(c.by)}
 	clear(c.comps[i])
 	if len(c.by) == len(c.comps) {
+		c.timer.Stop()
 		delete(cs.exports, rec.ID)
 	}
 	return out, nil

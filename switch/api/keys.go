@@ -37,7 +37,14 @@ import (
 //	GET  /api/v1/keys/audit/verify      keys.VerifyLogResponse
 //	POST /api/v1/keys/card-hash-key/export  -> keys.CardHashKeyBlock (the card hash key under the LMK)
 func (a *api) keys() {
-	g := &keysAPI{store: a.o.Keys, hsm: a.o.HSM, ceremonies: &ceremonies{m: map[string]*ceremony{}, exports: map[string]*exportCeremony{}, now: time.Now}}
+	cs := &ceremonies{m: map[string]*ceremony{}, exports: map[string]*exportCeremony{}, now: time.Now, timeout: ceremonyTimeout, expired: a.ceremonyExpired}
+	if a.ceremonyTimeout > 0 {
+		cs.timeout = a.ceremonyTimeout
+	}
+	g := &keysAPI{store: a.o.Keys, hsm: a.o.HSM, ceremonies: cs}
+	if a.o.Registry != nil {
+		g.accounts = a.o.Registry
+	}
 	h := func(pattern string, fn handlerFunc) { a.route(pattern, adminsOnly, keysStatus, fn) }
 	h("GET /api/v1/keys", g.list)
 	h("GET /api/v1/keys/{id}", g.get)
@@ -83,6 +90,10 @@ type keysAPI struct {
 	store      *keys.Store
 	hsm        hsm.HSM
 	ceremonies *ceremonies
+	// accounts tells whether two custodians' accounts may be one person's (the
+	// registry's users); nil without a registry, when the ceremonies tell
+	// custodians apart by name only.
+	accounts accountHistory
 }
 
 // actx returns the request context carrying the principal's name as the actor.

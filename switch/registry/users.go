@@ -172,6 +172,48 @@ func (h holdings) names() string {
 	return strings.Join(ns, ", ")
 }
 
+// dependence is how accounts a and b may be one person's (holders): the account
+// that has held both, nearest first, and the chains by which it did, as "olga has
+// held the account of both alice and carol (olga -> alice; olga -> carol" (the
+// caller closes the parenthesis after saying what a link is); "" when no account
+// has held both. ha is a's holders, for the caller's advice; deep names a or b
+// when its holders go back more than maxControlDepth links, so that an
+// independence the walk found cannot be trusted.
+func (r *store) dependence(a, b string) (how string, ha holdings, deep string, err error) {
+	ha, deepA, err := r.holders(a)
+	if err != nil {
+		return "", nil, "", fmt.Errorf("%s: %w", a, err)
+	}
+	hb, deepB, err := r.holders(b)
+	if err != nil {
+		return "", nil, "", fmt.Errorf("%s: %w", b, err)
+	}
+	common, best := "", -1
+	for name, q := range ha {
+		if v, ok := hb[name]; ok {
+			if d := q.depth + v.depth; best < 0 || d < best || (d == best && name < common) {
+				common, best = name, d
+			}
+		}
+	}
+	switch {
+	case common == "":
+	case common == a:
+		how = fmt.Sprintf("%s has held the account of %s (%s", common, b, hb.chain(common))
+	case common == b:
+		how = fmt.Sprintf("%s has held the account of %s (%s", common, a, ha.chain(common))
+	default:
+		how = fmt.Sprintf("%s has held the account of both %s and %s (%s; %s", common, a, b, ha.chain(common), hb.chain(common))
+	}
+	switch {
+	case deepA:
+		deep = a
+	case deepB:
+		deep = b
+	}
+	return how, ha, deep, nil
+}
+
 // checkIndependent refuses reviewer's approval of change id, which requester
 // asked for, unless the two accounts are independent: no account has held both
 // (holders: created them or reset their passwords, directly or through accounts
@@ -179,47 +221,46 @@ func (h holdings) names() string {
 // requester's, are the cases where that account is one of the two. The answer
 // names the account that held both, how, and what to do.
 func (r *store) checkIndependent(id, requester, reviewer string) error {
-	hq, deepQ, err := r.holders(requester)
+	how, hq, deep, err := r.dependence(requester, reviewer)
 	if err != nil {
-		return fmt.Errorf("approve %s: requester %s: %w", id, requester, err)
+		return fmt.Errorf("approve %s: requester and reviewer: %w", id, err)
 	}
-	hr, deepR, err := r.holders(reviewer)
-	if err != nil {
-		return fmt.Errorf("approve %s: reviewer %s: %w", id, reviewer, err)
-	}
-	common, best := "", -1
-	for name, q := range hq {
-		if v, ok := hr[name]; ok {
-			if d := q.depth + v.depth; best < 0 || d < best || (d == best && name < common) {
-				common, best = name, d
-			}
-		}
-	}
-	if common != "" {
-		var how string
-		switch common {
-		case requester:
-			how = fmt.Sprintf("%s has held the account of %s (%s", common, reviewer, hr.chain(common))
-		case reviewer:
-			how = fmt.Sprintf("%s has held the account of %s (%s", common, requester, hq.chain(common))
-		default:
-			how = fmt.Sprintf("%s has held the account of both %s and %s (%s; %s", common, requester, reviewer, hq.chain(common), hr.chain(common))
-		}
+	if how != "" {
 		return forbiddenf("change %s was requested by %s and may not be approved by %s: %s: each account created the next or reset its password), "+
 			"so one person may have held both; two-person review needs a reviewer whose account none of %s (who have held %s's) has held: "+
 			"ask another reviewer, or have an admin none of them has held create a new account for %s (a password reset does not lift it: who has held an account stays on it)",
 			id, requester, reviewer, how, hq.names(), requester, reviewer)
 	}
-	if deepQ || deepR {
-		deep := requester
-		if !deepQ {
-			deep = reviewer
-		}
+	if deep != "" {
 		return forbiddenf("change %s was requested by %s and may not be approved by %s: the accounts that have held %s's go back more than %d links (users creating users), "+
 			"so the registry cannot tell whether one person has held both; ask a reviewer whose account an admin of the configuration (or one it created) created",
 			id, requester, reviewer, deep, maxControlDepth)
 	}
 	return nil
+}
+
+// HeldBoth says whether accounts a and b may be one person's, for the key
+// ceremonies' dual control (switch/api, keys/ceremony.go) as for the two-person
+// review (checkIndependent): "" when they are independent, else why not, as a
+// sentence for an error: "olga has held the account of both alice and carol (olga
+// -> alice; olga -> carol: each account created the next or reset its password),
+// so one person may have held both". A name that is no account (a bearer token
+// of the configuration) has no holders but itself: only the same name is caught.
+// err is a failure to read the accounts.
+func (r *store) HeldBoth(a, b string) (string, error) {
+	how, ha, deep, err := r.dependence(a, b)
+	if err != nil {
+		return "", fmt.Errorf("accounts %s and %s: %w", a, b, err)
+	}
+	if how != "" {
+		return fmt.Sprintf("%s: each account created the next or reset its password), so one person may have held both (%s have held %s's)",
+			how, ha.names(), a), nil
+	}
+	if deep != "" {
+		return fmt.Sprintf("the accounts that have held %s's go back more than %d links (users creating users), so the registry cannot tell whether one person has held both %s's and %s's",
+			deep, maxControlDepth, a, b), nil
+	}
+	return "", nil
 }
 
 // validRole reports whether role is one of the API's four.
