@@ -348,6 +348,13 @@ func (g *keysAPI) exportComponent(r *http.Request, p admin.Principal) (any, erro
 		cs.startExport(rec.ID, c)
 	}
 	i := len(c.by)
+	// Who took which component is in the audit log before the component is handed
+	// out (PCI PIN: a record of every access to a clear component); without the
+	// entry, nothing is handed out and the custodian may ask again.
+	if err := g.store.Audit(r.Context(), hsm.AuditEvent{Actor: p.Name, Action: "take-component", KeyID: c.key.ID, Version: c.key.Version,
+		KeyType: string(rec.Type), KCV: c.keyKCV, Detail: fmt.Sprintf("component %d of %d, KCV %s", i+1, len(c.comps), c.kcvs[i])}); err != nil {
+		return nil, fmt.Errorf("export %s in components: component %d not handed out: %w", c.key, i+1, err)
+	}
 	c.by = append(c.by, p.Name)
 	out := keys.ExportComponentResponse{Key: c.key, KeyKCV: c.keyKCV, Index: i + 1, Of: len(c.comps),
 		Component: strings.ToUpper(hex.EncodeToString(c.comps[i])), KCV: c.kcvs[i], Custodians: slices.Clone(c.by)}

@@ -173,11 +173,14 @@ func TestExportCustodiansIndependent(t *testing.T) {
 			t.Fatalf("carol's component after alice's: %v, want 400 with %q", err, w)
 		}
 	}
+	if n := auditLen(t, e.olga); n != before {
+		t.Fatalf("carol's refusal wrote %d audit entries", n-before)
+	}
 	if err := e.dave.Do(ctx, "POST", "/api/v1/keys/share.ZMK/export-components", keys.ExportComponentsRequest{Components: 2}, &d); err != nil || d.Index != 2 || strings.Join(d.Custodians, ",") != "alice,dave" {
 		t.Fatalf("dave's component: %+v %v", d, err)
 	}
-	if n := auditLen(t, e.olga); n != before {
-		t.Fatalf("handing out the components wrote %d audit entries", n-before)
+	if n := auditLen(t, e.olga); n != before+1 {
+		t.Fatalf("handing out dave's component wrote %d audit entries, want 1 (take-component)", n-before)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"slices"
 	"strings"
 	"testing"
 
@@ -151,5 +152,23 @@ func TestDualControlExport(t *testing.T) {
 	}
 	if k, _ := kcv.TDES(x); k.String() != formed.Result.KCV || a.KeyKCV != formed.Result.KCV {
 		t.Fatalf("components combine to KCV %s, the key is %s", k, formed.Result.KCV)
+	}
+	// Who took which component is audited, with the component's KCV (never the
+	// component).
+	var audit keys.AuditList
+	if err := alice.Do(ctx, "GET", "/api/v1/keys/audit", nil, &audit); err != nil {
+		t.Fatal(err)
+	}
+	var took []string
+	for _, e := range audit.Entries {
+		if e.Action == "take-component" && e.KeyID == "share.ZMK" {
+			took = append(took, e.Actor+": "+e.Detail)
+		}
+		if strings.Contains(e.Detail, a.Component) || strings.Contains(e.Detail, c.Component) {
+			t.Errorf("audit entry %+v carries a component", e)
+		}
+	}
+	if want := []string{"alice: component 1 of 2, KCV " + a.KCV, "carol: component 2 of 2, KCV " + c.KCV}; !slices.Equal(took, want) {
+		t.Errorf("audited handouts %q, want %q", took, want)
 	}
 }
