@@ -390,3 +390,52 @@ func (s *Store) LastReceived() (time.Time, error) {
 	})
 	return t, err
 }
+
+// ScanLate calls fn, once each, for every record with a late change (Record.Written,
+// or its reversal, more than LateAfter after it was received) at a time in [from,
+// to), in the order of those times: what a look for records received lately does not
+// find. It reads the index j/L/, which holds only such changes (rare: recovery after a
+// long stop, payments journaled by the sweep of owed orders), so its cost is that of
+// the records it returns.
+func (s *Store) ScanLate(ctx context.Context, from, to time.Time, fn func(*Record) bool) error {
+	if err := s.catchUp(ctx); err != nil {
+		return err
+	}
+	start, end := timeKey(prefixLate, from, ""), timeKey(prefixLate, to, "")
+	var rrns []string
+	seen := map[string]bool{}
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixLate)})
+		defer it.Close()
+		for it.Seek(start); it.ValidForPrefix([]byte(prefixLate)); it.Next() {
+			k := it.Item().Key()
+			if bytes.Compare(k, end) >= 0 {
+				break
+			}
+			if rrn := string(k[len(prefixLate)+8:]); !seen[rrn] {
+				seen[rrn] = true
+				rrns = append(rrns, rrn)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("journal: records changed late from %s to %s: %w", from.Format(time.RFC3339), to.Format(time.RFC3339), err)
+	}
+	for _, rrn := range rrns {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		rec, err := s.Get(rrn)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			continue // purged
+		case err != nil:
+			return fmt.Errorf("journal: record %s changed late: %w", rrn, err)
+		}
+		if !fn(rec) {
+			return nil
+		}
+	}
+	return nil
+}
