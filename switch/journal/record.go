@@ -187,14 +187,14 @@ type Record struct {
 	// version written once the advice is queued drops it. Never in the record's JSON
 	// (queries, exports). Encoded after Offline, only when set.
 	SealedPAN []byte `json:"-"`
-	// Written is, on a record first written to the journal after it was received
-	// (a merchant-presented payment journaled by the sweep of owed orders, whose
-	// Received is the payer's time), when its first version was written; zero on
-	// a record written as it was received. Settlement counts such a payment in the
-	// day it was written when that is later than the day it was received (its day's
-	// report may have been filed without it), and the journal indexes it by this
-	// time when it is more than LateAfter after Received (Store.ScanLate). Encoded
-	// after SealedPAN, only when set.
+	// Written is when the record's first version was written, on a record whose
+	// receive time is not that of its write: a merchant-presented payment, received
+	// when the order book took it and journaled then or, by the sweep of owed
+	// orders, later. Zero on the others, written as they are received. Settlement
+	// counts such a payment in the day it was written when that is later than the
+	// day it was received (its day's report may have been filed without it), and the
+	// journal indexes it by this time when it is more than LateAfter after Received
+	// (Store.ScanLate). Encoded after SealedPAN, only when set.
 	Written time.Time `json:"written,omitzero"`
 }
 

@@ -157,9 +157,10 @@ func (p *Pipeline) RecordOrderPayment(ctx context.Context, op OrderPayment) (*jo
 		rec = &journal.Record{RRN: op.RRN, Received: at, MTI: "0200", ProcCode: message.PCPurchase, Type: "purchase",
 			TID: op.TID, MID: op.MID, Listener: OrderListener, Amount: op.Amount, Currency: op.Currency, EntryMode: "030",
 			Issuer: op.Connector, QR: op.Network, RC: message.RCApproved, AuthCode: op.AuthCode, DecidedBy: "issuer",
-			// Received is the payer's time; the journal has the payment only now, which
-			// may be a later day (a notification late, the sweep of owed orders):
-			// settlement pays it out in the day it was written when that day is later.
+			// Received is when the order book took the payment; the journal has it
+			// only now, which may be a later day (the sweep of owed orders, a
+			// notification repeated after midnight): settlement pays it out in the
+			// day it was written when that day is later.
 			Written: p.now().UTC()}
 		rec.AddEvent(journal.StateReceived, at, "merchant-presented payment notified by "+op.Network)
 		rec.AddEvent(journal.StateAnswered, at, "")
