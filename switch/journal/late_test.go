@@ -172,3 +172,44 @@ func TestCodecWritten(t *testing.T) {
 		t.Errorf("JSON of a record without Written: %s", j)
 	}
 }
+
+// TestTimeScanPastWrittenRecord: a record that carries Written (a merchant-presented
+// payment: its RRN is its order's ID, taken when the order was made, and it is
+// received when paid, minutes later) sits in RRN order before records received
+// before it. A time query that ends between them still finds those records: the
+// paid order, beyond the query's end, does not end the walk (in RRN order, the
+// receive order of the records without Written). (Until 6 December 2026
+// it did: a card purchase of 23:55, after an order made at 23:50 and paid at 00:05,
+// was in no query of its day, nor in its day's settlement report.)
+func TestTimeScanPastWrittenRecord(t *testing.T) {
+	db, s := open(t, t.TempDir())
+	defer db.Close()
+	defer s.Close()
+	ctx := context.Background()
+	midnight := time.Date(2026, 12, 1, 16, 0, 0, 0, time.UTC)
+	card := func(rrn string, at time.Time) *Record {
+		r := sample(rrn, at, "T0000001")
+		r.STAN = rrn[6:]
+		return r
+	}
+	order := sample("000000000002", midnight.Add(5*time.Minute), "T0000002") // made at 23:50, paid at 00:05
+	order.Written = order.Received
+	for _, r := range []*Record{card("000000000001", midnight.Add(-20*time.Minute)), card("000000000003", midnight.Add(-5*time.Minute)), order} {
+		if err := s.Write(ctx, r, true, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rrns := func(from, to time.Time) []string {
+		var out []string
+		if err := s.Scan(ctx, Query{From: from, To: to}, func(r *Record) bool { out = append(out, r.RRN); return true }); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	if got, want := rrns(midnight.Add(-time.Hour), midnight), []string{"000000000001", "000000000003"}; !slices.Equal(got, want) {
+		t.Errorf("the day before midnight: %q, want %q", got, want)
+	}
+	if got, want := rrns(midnight.Add(-time.Hour), midnight.Add(time.Hour)), []string{"000000000001", "000000000002", "000000000003"}; !slices.Equal(got, want) {
+		t.Errorf("the hours around midnight: %q, want %q", got, want)
+	}
+}

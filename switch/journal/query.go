@@ -96,6 +96,15 @@ func (v *visitor) visit(rec *Record) bool {
 // differ (an RRN is taken just after the request is received).
 const timeSlack = 2 * time.Second
 
+// writtenLag is how far beyond a time query's end a record with Written may be
+// received without ending the walk of its RRN class. Such a record (a
+// merchant-presented payment) has its order's ID for RRN, taken when the order was
+// made, and is received when paid: the records after it in RRN order, made after the
+// order, may be received before it, within the query. An order is paid within its
+// qr.orders.ttl (5 minutes by default, at most a day): a day covers that, and bounds
+// what a query of a journal of such payments alone walks beyond its end.
+const writtenLag = 24 * time.Hour
+
 // scanByTime walks the records in RRN order from the first RRN of the second before
 // q.From (the sparse time index), keeping those received in [From, To) (in RRN order,
 // which is receive order to within milliseconds).
@@ -134,8 +143,8 @@ func (s *Store) scanByTime(ctx context.Context, q Query, fn func(*Record) bool) 
 		}
 		return s.walkMerged(ctx, txn, gen, starts, func(rec *Record) bool {
 			return v.visit(rec)
-		}, func(rec *Record) bool {
-			return !q.To.IsZero() && rec.Received.After(q.To.Add(timeSlack))
+		}, func(rec *Record, by time.Duration) bool {
+			return !q.To.IsZero() && rec.Received.After(q.To.Add(timeSlack+by))
 		})
 	})
 }
@@ -165,8 +174,11 @@ func (s *Store) classStart(txn *badger.Txn, k []byte, c int) string {
 
 // walkMerged walks each RRN class from its start RRN (to the class's end or until
 // past says a record is beyond the query) and calls fn for the records of all the
-// classes in receive order, until it returns false.
-func (s *Store) walkMerged(ctx context.Context, txn *badger.Txn, gen uint64, starts []string, fn, past func(*Record) bool) error {
+// classes in receive order, until it returns false. past(rec, d) says whether rec
+// is received more than d beyond the query's end (and its slack). A record with
+// Written received beyond the query's end by up to writtenLag is skipped without
+// ending its class's walk.
+func (s *Store) walkMerged(ctx context.Context, txn *badger.Txn, gen uint64, starts []string, fn func(*Record) bool, past func(*Record, time.Duration) bool) error {
 	type head struct {
 		it  *badger.Iterator
 		pfx []byte
@@ -197,9 +209,17 @@ func (s *Store) walkMerged(ctx context.Context, txn *badger.Txn, gen uint64, sta
 			if err != nil {
 				return err
 			}
-			if !past(rec) {
-				h.rec = rec
+			var lag time.Duration
+			if !rec.Written.IsZero() {
+				lag = writtenLag
 			}
+			if past(rec, lag) {
+				return nil
+			}
+			if past(rec, 0) {
+				continue // received after its RRN was taken, and after the query
+			}
+			h.rec = rec
 			return nil
 		}
 		return nil

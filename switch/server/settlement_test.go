@@ -341,3 +341,25 @@ func TestSettlementLatePayment(t *testing.T) {
 		}
 	}
 }
+
+// TestSettlementOrderPaidAfterMidnight: a QR order made at 23:50 (its ID, the
+// payment's RRN, taken then) and paid at 00:05, and a card purchase of 23:55 (a later
+// RRN): the purchase is in its day's report, the payment in the next day's. (Until 6
+// December 2026 the payment, beyond the day's end, ended the day's walk in RRN order:
+// the purchase of 23:55 was in no report.)
+func TestSettlementOrderPaidAfterMidnight(t *testing.T) {
+	loc, _ := time.LoadLocation("Asia/Shanghai")
+	d := time.Date(2026, 12, 2, 0, 0, 0, 0, loc)
+	j, write := settleJournal(t)
+	write(&journal.Record{RRN: "000000000001", Received: d.Add(-20 * time.Minute), MTI: "0200", Type: "purchase", RC: "00", Amount: 1000, Currency: "156"})
+	write(&journal.Record{RRN: "000000000003", Received: d.Add(-5 * time.Minute), MTI: "0200", Type: "purchase", RC: "00", Amount: 2000, Currency: "156"})
+	write(&journal.Record{RRN: "000000000002", Received: d.Add(5 * time.Minute), Written: d.Add(5 * time.Minute), Listener: "qr-notify", QR: "wechat",
+		MTI: "0200", Type: "purchase", RC: "00", Amount: 700, Currency: "156", TID: "T0000002"})
+	reps := settleDays(t, j, d.AddDate(0, 0, -1), 2)
+	if got := dayTotal(t, reps[0]); got.PurchaseCount != 2 || got.Net != 3000 {
+		t.Errorf("the day of the card purchases: %+v, want both", got)
+	}
+	if got := dayTotal(t, reps[1]); got.PurchaseCount != 1 || got.Net != 700 {
+		t.Errorf("the day of the payment: %+v, want it", got)
+	}
+}
