@@ -70,12 +70,15 @@ func runSettle(env *Env, args []string) int {
 	default:
 		fmt.Fprintln(w, settlementDay(&rep))
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		// LATE and its AMOUNT: the earlier days' transactions reversed this day, as
-		// the net takes them (purchases off, refunds back).
-		fmt.Fprintf(tw, "MID\tTID\tCUR\tPURCHASES\tAMOUNT\tREFUNDS\tAMOUNT\tLATE REVERSALS\tAMOUNT\tNET\t\n")
+		// LATE REVERSALS and their AMOUNT: the earlier days' transactions reversed this
+		// day, as the net takes them (purchases off, refunds back). LATE PAYMENTS and
+		// their AMOUNT: the earlier days' transactions journaled this day, as the net
+		// takes them (purchases paid, refunds off).
+		fmt.Fprintf(tw, "MID\tTID\tCUR\tPURCHASES\tAMOUNT\tREFUNDS\tAMOUNT\tLATE REVERSALS\tAMOUNT\tLATE PAYMENTS\tAMOUNT\tNET\t\n")
 		row := func(l server.SettlementLine) {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t\n", l.MID, orDash(l.TID), l.Currency, l.PurchaseCount, l.PurchaseAmount, l.RefundCount, l.RefundAmount,
-				l.LateReversalCount+l.LateRefundReversalCount, l.LateRefundReversalAmount-l.LateReversalAmount, l.Net)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t\n", l.MID, orDash(l.TID), l.Currency, l.PurchaseCount, l.PurchaseAmount, l.RefundCount, l.RefundAmount,
+				l.LateReversalCount+l.LateRefundReversalCount, l.LateRefundReversalAmount-l.LateReversalAmount,
+				l.LatePaymentCount+l.LateRefundCount, l.LatePaymentAmount-l.LateRefundAmount, l.Net)
 		}
 		for _, l := range rep.Lines {
 			row(l)

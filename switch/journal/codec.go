@@ -77,7 +77,7 @@ func (r *Record) AppendBinary(b []byte) ([]byte, error) {
 	// by decoders older than them, so the version stays 1.
 	// Each optional field is written when it or one after it is set, so that the
 	// decoder reads them in order.
-	var set = [...]bool{r.Label != "", r.QR != "", r.CompletedBy != "", r.KSN != "", r.Rev != 0, r.RefundedTo != 0, r.OwedBy != "", r.Requested != 0, r.Offline, len(r.SealedPAN) > 0, len(r.SealedICC) > 0}
+	var set = [...]bool{r.Label != "", r.QR != "", r.CompletedBy != "", r.KSN != "", r.Rev != 0, r.RefundedTo != 0, r.OwedBy != "", r.Requested != 0, r.Offline, len(r.SealedPAN) > 0, !r.Written.IsZero(), len(r.SealedICC) > 0}
 	n := 0 // how many are written: up to the last one set
 	for i, v := range set {
 		if v {
@@ -119,6 +119,9 @@ func (r *Record) AppendBinary(b []byte) ([]byte, error) {
 		e.bytes(r.SealedPAN)
 	}
 	if n > 10 {
+		e.time(r.Written)
+	}
+	if n > 11 {
 		e.bytes(r.SealedICC)
 	}
 	return e.b, nil
@@ -250,6 +253,9 @@ func (r *Record) UnmarshalBinary(b []byte) error {
 		if f := d.raw(); len(f) > 0 {
 			r.SealedPAN = append([]byte(nil), f...)
 		}
+	}
+	if d.err == nil && len(d.b) > 0 {
+		r.Written = d.time()
 	}
 	if d.err == nil && len(d.b) > 0 {
 		if f := d.raw(); len(f) > 0 {

@@ -316,8 +316,9 @@ func TestCodecSealedPAN(t *testing.T) {
 }
 
 // TestCodecSealedICC: the sealed chip data of an offline approval survives the codec
-// after the sealed card, never in the record's JSON; the encoding with it extends
-// the one without it by the field alone (an older decoder stops before it).
+// after the sealed card and Written, never in the record's JSON; the encoding with
+// it extends the one without it by Written (unset: one byte) and the field (an
+// older decoder stops before them).
 func TestCodecSealedICC(t *testing.T) {
 	r := sample("100000000007", time.Unix(1700000000, 0), "T0000001")
 	r.Offline, r.SealedPAN = true, []byte{9, 8, 7}
@@ -330,7 +331,7 @@ func TestCodecSealedICC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.HasPrefix(with, before) || len(with) != len(before)+1+len(r.SealedICC) {
+	if !bytes.HasPrefix(with, before) || len(with) != len(before)+1+1+len(r.SealedICC) {
 		t.Fatalf("encoding with the sealed chip data (%d bytes) does not extend the one without (%d bytes) by the field alone", len(with), len(before))
 	}
 	var back Record

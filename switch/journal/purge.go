@@ -162,6 +162,7 @@ func (s *Store) Purge(ctx context.Context, before time.Time) (PurgeResult, error
 				return nil // an older version, or gone already
 			}
 			pr := purgeRec{rrn: rec.RRN, ptr: ptr, tid: rec.TID, at: rec.Received, dup: DupKey(rec.TID, rec.STAN, rec.DE7), owed: rec.OwedBy}
+			pr.late[0], pr.late[1] = rec.lateMarks()
 			if s.opts.IndexKSN && rec.KSN != "" {
 				pr.ksn = KSNKey(rec.KSN)
 			}
@@ -225,6 +226,9 @@ func (s *Store) segmentAge(n uint32) (newest time.Time, open string, err error) 
 			if len(rec.Events) > 0 && rec.Events[len(rec.Events)-1].At.After(t) {
 				t = rec.Events[len(rec.Events)-1].At
 			}
+			if rec.Written.After(t) { // journaled after its events (the sweep of owed orders)
+				t = rec.Written
+			}
 			if !rec.Final() {
 				ptr, ok, err := indexPtr(txn, rec.RRN)
 				if err != nil {
@@ -282,6 +286,7 @@ type purgeRec struct {
 	ksn           string // KSNKey, "" for a record without a KSN
 	owed          string // its OwedBy, "" for none
 	at            time.Time
+	late          [2]time.Time // its entries in the index of late changes, zero for none
 	ptr           wal.Ptr
 }
 
@@ -324,6 +329,11 @@ func (s *Store) purgeIndex(ctx context.Context, recs []purgeRec) (int, error) {
 				}
 				if r.owed != "" {
 					keys = append(keys, owedKey(r.owed, r.rrn))
+				}
+				for _, at := range r.late {
+					if !at.IsZero() {
+						keys = append(keys, timeKey(prefixLate, at, r.rrn))
+					}
 				}
 				for _, key := range []string{r.dup, r.ksn} {
 					if key == "" {

@@ -96,6 +96,15 @@ func (v *visitor) visit(rec *Record) bool {
 // differ (an RRN is taken just after the request is received).
 const timeSlack = 2 * time.Second
 
+// writtenLag is how far beyond a time query's end a record with Written may be
+// received without ending the walk of its RRN class. Such a record (a
+// merchant-presented payment) has its order's ID for RRN, taken when the order was
+// made, and is received when paid: the records after it in RRN order, made after the
+// order, may be received before it, within the query. An order is paid within its
+// qr.orders.ttl (5 minutes by default, at most a day): a day covers that, and bounds
+// what a query of a journal of such payments alone walks beyond its end.
+const writtenLag = 24 * time.Hour
+
 // scanByTime walks the records in RRN order from the first RRN of the second before
 // q.From (the sparse time index), keeping those received in [From, To) (in RRN order,
 // which is receive order to within milliseconds).
@@ -134,8 +143,8 @@ func (s *Store) scanByTime(ctx context.Context, q Query, fn func(*Record) bool) 
 		}
 		return s.walkMerged(ctx, txn, gen, starts, func(rec *Record) bool {
 			return v.visit(rec)
-		}, func(rec *Record) bool {
-			return !q.To.IsZero() && rec.Received.After(q.To.Add(timeSlack))
+		}, func(rec *Record, by time.Duration) bool {
+			return !q.To.IsZero() && rec.Received.After(q.To.Add(timeSlack+by))
 		})
 	})
 }
@@ -165,8 +174,11 @@ func (s *Store) classStart(txn *badger.Txn, k []byte, c int) string {
 
 // walkMerged walks each RRN class from its start RRN (to the class's end or until
 // past says a record is beyond the query) and calls fn for the records of all the
-// classes in receive order, until it returns false.
-func (s *Store) walkMerged(ctx context.Context, txn *badger.Txn, gen uint64, starts []string, fn, past func(*Record) bool) error {
+// classes in receive order, until it returns false. past(rec, d) says whether rec
+// is received more than d beyond the query's end (and its slack). A record with
+// Written received beyond the query's end by up to writtenLag is skipped without
+// ending its class's walk.
+func (s *Store) walkMerged(ctx context.Context, txn *badger.Txn, gen uint64, starts []string, fn func(*Record) bool, past func(*Record, time.Duration) bool) error {
 	type head struct {
 		it  *badger.Iterator
 		pfx []byte
@@ -197,9 +209,17 @@ func (s *Store) walkMerged(ctx context.Context, txn *badger.Txn, gen uint64, sta
 			if err != nil {
 				return err
 			}
-			if !past(rec) {
-				h.rec = rec
+			var lag time.Duration
+			if !rec.Written.IsZero() {
+				lag = writtenLag
 			}
+			if past(rec, lag) {
+				return nil
+			}
+			if past(rec, 0) {
+				continue // received after its RRN was taken, and after the query
+			}
+			h.rec = rec
 			return nil
 		}
 		return nil
@@ -389,4 +409,53 @@ func (s *Store) LastReceived() (time.Time, error) {
 		return nil
 	})
 	return t, err
+}
+
+// ScanLate calls fn, once each, for every record with a late change (Record.Written,
+// or its reversal, more than LateAfter after it was received) at a time in [from,
+// to), in the order of those times: what a look for records received lately does not
+// find. It reads the index j/L/, which holds only such changes (rare: recovery after a
+// long stop, payments journaled by the sweep of owed orders), so its cost is that of
+// the records it returns.
+func (s *Store) ScanLate(ctx context.Context, from, to time.Time, fn func(*Record) bool) error {
+	if err := s.catchUp(ctx); err != nil {
+		return err
+	}
+	start, end := timeKey(prefixLate, from, ""), timeKey(prefixLate, to, "")
+	var rrns []string
+	seen := map[string]bool{}
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixLate)})
+		defer it.Close()
+		for it.Seek(start); it.ValidForPrefix([]byte(prefixLate)); it.Next() {
+			k := it.Item().Key()
+			if bytes.Compare(k, end) >= 0 {
+				break
+			}
+			if rrn := string(k[len(prefixLate)+8:]); !seen[rrn] {
+				seen[rrn] = true
+				rrns = append(rrns, rrn)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("journal: records changed late from %s to %s: %w", from.Format(time.RFC3339), to.Format(time.RFC3339), err)
+	}
+	for _, rrn := range rrns {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		rec, err := s.Get(rrn)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			continue // purged
+		case err != nil:
+			return fmt.Errorf("journal: record %s changed late: %w", rrn, err)
+		}
+		if !fn(rec) {
+			return nil
+		}
+	}
+	return nil
 }

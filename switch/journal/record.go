@@ -187,12 +187,58 @@ type Record struct {
 	// version written once the advice is queued drops it. Never in the record's JSON
 	// (queries, exports). Encoded after Offline, only when set.
 	SealedPAN []byte `json:"-"`
+	// Written is when the record's first version was written, on a record whose
+	// receive time is not that of its write: a merchant-presented payment, received
+	// when the order book took it and journaled then or, by the sweep of owed
+	// orders, later. Zero on the others, written as they are received. Settlement
+	// counts such a payment in the day it was written when that is later than the
+	// day it was received (its day's report may have been filed without it), and the
+	// journal indexes it by this time when it is more than LateAfter after Received
+	// (Store.ScanLate). Encoded after SealedPAN, only when set.
+	Written time.Time `json:"written,omitzero"`
 	// SealedICC is, beside SealedPAN and dropped with it, the chip data the advice
 	// carries (DE 55: the card's transaction certificate, without its track, PAN or
 	// name; message.AdviceICC), sealed as the advice carries it, so that recovery
 	// builds the advice with it. Never in the record's JSON. Encoded after
-	// SealedPAN, only when set (since 6 December 2026).
+	// Written, only when set (since 6 December 2026).
 	SealedICC []byte `json:"-"`
+}
+
+// LateAfter is how long after a record was received a change of it is late: a
+// reversal (its first reversed event, Record.ReversedAt) or a first write
+// (Record.Written) later than that puts the record in the journal's index of late
+// changes (Store.ScanLate), by the change's time. Settlement finds by its
+// receive time, through the day before, what changed within a day of it; the index
+// finds the rest.
+const LateAfter = time.Hour
+
+// ReversedAt is when the transaction was reversed or voided: the time of its first
+// reversed event (the reversal mark goes with it); a record marked reversed without
+// one (written before the events said so) counts as reversed when it was received.
+// ok is false for a transaction not reversed.
+func (r *Record) ReversedAt() (at time.Time, ok bool) {
+	if !r.Reversed() {
+		return time.Time{}, false
+	}
+	for _, e := range r.Events {
+		if e.State == StateReversed {
+			return e.At, true
+		}
+	}
+	return r.Received, true
+}
+
+// lateMarks are the times under which the record is in the index of late changes:
+// its first write and its reversal, each when more than LateAfter after it was
+// received (zero otherwise).
+func (r *Record) lateMarks() (written, reversed time.Time) {
+	if !r.Written.IsZero() && r.Written.Sub(r.Received) > LateAfter {
+		written = r.Written
+	}
+	if at, ok := r.ReversedAt(); ok && at.Sub(r.Received) > LateAfter {
+		reversed = at
+	}
+	return written, reversed
 }
 
 // RequestedAmount is the amount the terminal asked for: Requested on a partial

@@ -26,6 +26,11 @@ import (
 //	j/O/<node>/<rrn>                   a record whose reversal advice node owes (its OwedBy,
 //	                                   not reversed): ScanOwed; rare, and written only for
 //	                                   records that name a node
+//	j/L/<unix nanos, 8 bytes BE><rrn>  a late change of a record: its first write
+//	                                   (Record.Written) or its reversal more than
+//	                                   LateAfter after it was received, by the change's
+//	                                   time: ScanLate; rare (recovery after a long stop,
+//	                                   payments journaled by the sweep of owed orders)
 //	j/x/<rrn>                          delivery of the response, for a record not in the log
 //	                                   (written whole to Badger by an earlier version)
 //	j/applied                          the log position the index is complete up to
@@ -58,6 +63,7 @@ const (
 	prefixDup    = "j/D/"
 	prefixDeliv  = "j/x/"
 	prefixOwed   = "j/O/"
+	prefixLate   = "j/L/"
 	prefixBatch  = "j/B/"
 	keyCkpt      = "j/ckpt"
 	keyApplied   = "j/applied"

@@ -30,9 +30,12 @@ type writeReq struct {
 	ksn      string // KSNKey, "" for none (Options.IndexKSN)
 	owed     string // the record's OwedBy, "" for none (the index of owed reversals)
 	at       time.Time
-	deliv    []byte      // a delivery mark (9 bytes) for rrn instead of a record
-	kv       [][2][]byte // keys to set in Badger (batch marks, checkpoints, PutDurable)
-	done     chan error  // nil: do not wait (not durable yet when Write returns)
+	// late are the record's entries in the index of late changes (Record.lateMarks:
+	// its first write, its reversal), zero for none.
+	late  [2]time.Time
+	deliv []byte      // a delivery mark (9 bytes) for rrn instead of a record
+	kv    [][2][]byte // keys to set in Badger (batch marks, checkpoints, PutDurable)
+	done  chan error  // nil: do not wait (not durable yet when Write returns)
 
 	ver   uint64 // set by the committer
 	ptr   wal.Ptr
@@ -105,6 +108,7 @@ func (s *Store) newReq(rec *Record, buf *[]byte, first bool) (*writeReq, error) 
 	if s.onVersion.Load() != nil {
 		req.v, req.hasV = versionOf(rec), true
 	}
+	req.late[0], req.late[1] = rec.lateMarks()
 	if rec.OwedBy != "" { // rare: a reversal advice owed (index of owed reversals)
 		req.owed, req.owedDone = rec.OwedBy, rec.Reversed()
 	}
@@ -344,7 +348,7 @@ func (s *Store) publish(batch []*writeReq) {
 		it := ixItem{ver: r.ver, rrn: r.rrn, end: r.end}
 		if r.rec != nil {
 			it.kind, it.tid, it.dup, it.ksn, it.at, it.ptr = kindUpdate, r.tid, r.dup, r.ksn, r.at, r.ptr
-			it.owed, it.owedDone = r.owed, r.owedDone
+			it.owed, it.owedDone, it.late = r.owed, r.owedDone, r.late
 			if r.first {
 				it.kind = kindFirst
 			}

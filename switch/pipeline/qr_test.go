@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/moov-io/iso8583"
 
@@ -238,5 +239,23 @@ func TestOrderPaymentOverAnotherRecord(t *testing.T) {
 	}
 	if rec := h.record(a.RRN); rec.Reversed() || len(h.q.all()) != queued {
 		t.Fatalf("the card purchase was reversed by another order's late payment: reversed by %q, %d advices queued", rec.ReversedBy, len(h.q.all())-queued)
+	}
+}
+
+// TestOrderPaymentWrittenTime: a notified payment's record is received at the payer's
+// time and carries the time the journal got it (Record.Written): a payment journaled
+// a day after it was made (by the sweep of owed orders) says so, and settlement pays
+// it out in the day it was written instead of a day already filed.
+func TestOrderPaymentWrittenTime(t *testing.T) {
+	h := newHarness(t)
+	paid := h.clock.Now().Add(-25 * time.Hour)
+	op := OrderPayment{RRN: "000000099999", TID: testTID, MID: testMID, Currency: "156", Amount: 700, Network: "wechat",
+		Connector: "bank", AuthCode: "654321", At: paid}
+	if _, err := h.p.RecordOrderPayment(t.Context(), op); err != nil {
+		t.Fatal(err)
+	}
+	rec := h.record(op.RRN)
+	if !rec.Received.Equal(paid) || !rec.Written.Equal(h.clock.Now()) {
+		t.Fatalf("record received %v, written %v: want received at the payment (%v), written now (%v)", rec.Received, rec.Written, paid, h.clock.Now())
 	}
 }

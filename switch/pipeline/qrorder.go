@@ -132,8 +132,8 @@ type OrderPayment struct {
 const OrderListener = "qr-notify"
 
 // RecordOrderPayment journals a notified payment durably, as an approved QR purchase
-// under the order's RRN, and reverses a late one through the store-and-forward
-// queue. A repeat of a payment already journaled writes nothing more (a late one
+// under the order's RRN, received at op.At and written now (Record.Written), and
+// reverses a late one through the store-and-forward queue. A repeat of a payment already journaled writes nothing more (a late one
 // not yet reversed is reversed).
 func (p *Pipeline) RecordOrderPayment(ctx context.Context, op OrderPayment) (*journal.Record, error) {
 	unlock, err := p.lockRecord(ctx, op.RRN)
@@ -156,7 +156,12 @@ func (p *Pipeline) RecordOrderPayment(ctx context.Context, op OrderPayment) (*jo
 		at := op.At.UTC()
 		rec = &journal.Record{RRN: op.RRN, Received: at, MTI: "0200", ProcCode: message.PCPurchase, Type: "purchase",
 			TID: op.TID, MID: op.MID, Listener: OrderListener, Amount: op.Amount, Currency: op.Currency, EntryMode: "030",
-			Issuer: op.Connector, QR: op.Network, RC: message.RCApproved, AuthCode: op.AuthCode, DecidedBy: "issuer"}
+			Issuer: op.Connector, QR: op.Network, RC: message.RCApproved, AuthCode: op.AuthCode, DecidedBy: "issuer",
+			// Received is when the order book took the payment; the journal has it
+			// only now, which may be a later day (the sweep of owed orders, a
+			// notification repeated after midnight): settlement pays it out in the
+			// day it was written when that day is later.
+			Written: p.now().UTC()}
 		rec.AddEvent(journal.StateReceived, at, "merchant-presented payment notified by "+op.Network)
 		rec.AddEvent(journal.StateAnswered, at, "")
 		// The payer's wallet told the payer; the terminal asks for the order. No answer

@@ -32,8 +32,19 @@ type SettlementLine struct {
 	LateRefundReversalCount  int64 `json:"late_refund_reversal_count"`
 	LateRefundReversalAmount int64 `json:"late_refund_reversal_amount"`
 	// Net is PurchaseAmount - RefundAmount - LateReversalAmount +
-	// LateRefundReversalAmount.
+	// LateRefundReversalAmount + LatePaymentAmount - LateRefundAmount.
 	Net int64 `json:"net"`
+	// LatePaymentCount and LatePaymentAmount are the purchases and completions of
+	// earlier days journaled on this day (Record.Written: a merchant-presented
+	// payment journaled by the sweep of owed orders, a notification that came
+	// after the day's end), not reversed by its end: their own day's report leaves
+	// them out (it may have been filed without them), and this day's net pays them.
+	LatePaymentCount  int64 `json:"late_payment_count"`
+	LatePaymentAmount int64 `json:"late_payment_amount"`
+	// LateRefundCount and LateRefundAmount are the refunds of earlier days
+	// journaled on this day, not reversed by its end: this day's net takes them off.
+	LateRefundCount  int64 `json:"late_refund_count"`
+	LateRefundAmount int64 `json:"late_refund_amount"`
 }
 
 // Settlement is the report of a day: per merchant and terminal, approved purchases and
@@ -54,11 +65,17 @@ type Settlement struct {
 }
 
 // settleLookback is how far before its day a settlement looks for transactions
-// reversed on that day without a record of their own naming them (the switch's
-// reversals: an answer undelivered, crash recovery, an owed advice queued at last).
-// A terminal's reversal or void received on the day names its original, of any
-// age.
+// reversed, or journaled, on that day without a record of that day naming them (the
+// switch's reversals: an answer undelivered, crash recovery, an owed advice queued at
+// last; a payment journaled late). A terminal's reversal or void received on the day
+// names its original, of any age, and the journal's index of late changes
+// (Store.ScanLate) has every reversal and first write more than journal.LateAfter
+// after the transaction was received: together they find every change of the day.
 const settleLookback = 24 * time.Hour
+
+// The look-back must reach what the index of late changes leaves out: this does
+// not compile when journal.LateAfter is longer than settleLookback.
+var _ = [1]struct{}{}[max(0, journal.LateAfter-settleLookback)]
 
 // settled reports whether r is a transaction a settlement counts when it stands:
 // an approved purchase, completion or refund (a pre-authorization is settled by its
@@ -67,28 +84,29 @@ func settled(r *journal.Record) bool {
 	return r.Approved() && (r.Type == "purchase" || r.Type == "completion" || r.Type == "refund")
 }
 
-// reversedAt is when r was reversed or voided: its first reversed event (the
-// reversal mark goes with it); a record marked reversed without one (written
-// before the events said so) counts as reversed when it was received.
-func reversedAt(r *journal.Record) (time.Time, bool) {
-	if !r.Reversed() {
-		return time.Time{}, false
+// payableAt is when r counts as paid (or, a refund, as taken back): when it was
+// received, or when the journal first had it if that is later (Record.Written: a
+// merchant-presented payment journaled after its payer paid). A day's report counts
+// the transactions payable during it; one received in a day that closed before it
+// was journaled is the late payment of the day it was journaled.
+func payableAt(r *journal.Record) time.Time {
+	if r.Written.After(r.Received) {
+		return r.Written
 	}
-	for _, e := range r.Events {
-		if e.State == journal.StateReversed {
-			return e.At, true
-		}
-	}
-	return r.Received, true
+	return r.Received
 }
 
 // Settle builds the settlement report of the local day date (YYYY-MM-DD) in loc:
 // the approved purchases, completions and refunds received that day and not
-// reversed by its end, and the ones of earlier days reversed during it (late
-// reversals, taken off the day's net). A day's report therefore does not change
-// once the day is over: what happens to its transactions afterwards is in the
-// report of the day it happens, and the cut-off file (settlement.file) made just
-// after midnight stays right.
+// reversed by its end; the ones of earlier days reversed during it (late reversals,
+// taken off the day's net); and the ones received on earlier days but journaled
+// during it (late payments, paid by the day's net). A day closes at its end,
+// whether or not its report was filed: what happens afterwards to its transactions,
+// and a transaction of it journaled afterwards, is in the report of the day it
+// happens. A day's report therefore does not change once the day is over, the cut-off
+// file (settlement.file) made just after midnight stays right, and over the sequence
+// of days every transaction that stands is paid once and every one taken back after
+// its day's report is taken off once.
 func Settle(ctx context.Context, j *journal.Store, date string, loc *time.Location) (*Settlement, error) {
 	day, err := time.ParseInLocation("2006-01-02", date, loc)
 	if err != nil {
@@ -105,12 +123,12 @@ func Settle(ctx context.Context, j *journal.Store, date string, loc *time.Locati
 		}
 		return l
 	}
-	// lateReversal counts r when it is a transaction of an earlier day reversed
-	// during this one, once.
+	// lateReversal counts r when it is a transaction paid on an earlier day and
+	// reversed during this one, once.
 	late := map[string]bool{}
 	lateReversal := func(r *journal.Record) {
-		at, ok := reversedAt(r)
-		if !ok || late[r.RRN] || !settled(r) || !r.Received.Before(day) || at.Before(day) || !at.Before(end) {
+		at, ok := r.ReversedAt()
+		if !ok || late[r.RRN] || !settled(r) || !payableAt(r).Before(day) || at.Before(day) || !at.Before(end) {
 			return
 		}
 		late[r.RRN] = true
@@ -123,10 +141,32 @@ func Settle(ctx context.Context, j *journal.Store, date string, loc *time.Locati
 			l.LateReversalAmount += r.Amount
 		}
 	}
+	// latePayment counts r when it is a transaction received on an earlier day,
+	// journaled during this one and not reversed by its end, once.
+	paid := map[string]bool{}
+	latePayment := func(r *journal.Record) {
+		p := payableAt(r)
+		if paid[r.RRN] || !settled(r) || !r.Received.Before(day) || p.Before(day) || !p.Before(end) {
+			return
+		}
+		if at, ok := r.ReversedAt(); ok && at.Before(end) {
+			return // taken back the day it was journaled
+		}
+		paid[r.RRN] = true
+		l := line(r)
+		if r.Type == "refund" {
+			l.LateRefundCount++
+			l.LateRefundAmount += r.Amount
+		} else {
+			l.LatePaymentCount++
+			l.LatePaymentAmount += r.Amount
+		}
+	}
 	var named []string // the originals of the reversals and voids received on the day
 	err = j.Scan(ctx, journal.Query{From: day.Add(-settleLookback), To: end}, func(r *journal.Record) bool {
 		if r.Received.Before(day) {
 			lateReversal(r)
+			latePayment(r)
 			return true
 		}
 		if (r.Type == "reversal" || r.Type == "void") && r.OriginalRRN != "" {
@@ -135,7 +175,10 @@ func Settle(ctx context.Context, j *journal.Store, date string, loc *time.Locati
 		if !settled(r) {
 			return true
 		}
-		if at, ok := reversedAt(r); ok && at.Before(end) {
+		if !payableAt(r).Before(end) {
+			return true // journaled after the day closed: the late payment of the day it was
+		}
+		if at, ok := r.ReversedAt(); ok && at.Before(end) {
 			return true // reversed or voided within the day
 		}
 		l := line(r)
@@ -161,11 +204,21 @@ func Settle(ctx context.Context, j *journal.Store, date string, loc *time.Locati
 		}
 		lateReversal(r)
 	}
+	// What changed during the day long after it was received: the switch's
+	// reversals of transactions older than the look-back, payments journaled late.
+	err = j.ScanLate(ctx, day, end, func(r *journal.Record) bool {
+		lateReversal(r)
+		latePayment(r)
+		return true
+	})
+	if err != nil {
+		return nil, fmt.Errorf("settlement of %s: %w", date, err)
+	}
 	s := &Settlement{Date: date, Timezone: loc.String()}
 	byMerch := map[[2]string]*SettlementLine{}
 	byCur := map[string]*SettlementLine{}
 	for _, l := range byTerm {
-		l.Net = l.PurchaseAmount - l.RefundAmount - l.LateReversalAmount + l.LateRefundReversalAmount
+		l.Net = l.PurchaseAmount - l.RefundAmount - l.LateReversalAmount + l.LateRefundReversalAmount + l.LatePaymentAmount - l.LateRefundAmount
 		s.Lines = append(s.Lines, *l)
 		mk := [2]string{l.MID, l.Currency}
 		m := byMerch[mk]
@@ -210,6 +263,10 @@ func add(dst, l *SettlementLine) {
 	dst.LateReversalAmount += l.LateReversalAmount
 	dst.LateRefundReversalCount += l.LateRefundReversalCount
 	dst.LateRefundReversalAmount += l.LateRefundReversalAmount
+	dst.LatePaymentCount += l.LatePaymentCount
+	dst.LatePaymentAmount += l.LatePaymentAmount
+	dst.LateRefundCount += l.LateRefundCount
+	dst.LateRefundAmount += l.LateRefundAmount
 	dst.Net += l.Net
 }
 
@@ -218,11 +275,13 @@ func add(dst, l *SettlementLine) {
 func (s *Settlement) WriteCSV(w io.Writer) error {
 	cw := csv.NewWriter(w)
 	_ = cw.Write([]string{"date", "level", "mid", "tid", "currency", "purchase_count", "purchase_amount", "refund_count", "refund_amount", "net",
-		"late_reversal_count", "late_reversal_amount", "late_refund_reversal_count", "late_refund_reversal_amount"})
+		"late_reversal_count", "late_reversal_amount", "late_refund_reversal_count", "late_refund_reversal_amount",
+		"late_payment_count", "late_payment_amount", "late_refund_count", "late_refund_amount"})
 	row := func(level string, l SettlementLine) {
 		i := func(n int64) string { return strconv.FormatInt(n, 10) }
 		_ = cw.Write([]string{s.Date, level, l.MID, l.TID, l.Currency, i(l.PurchaseCount), i(l.PurchaseAmount), i(l.RefundCount), i(l.RefundAmount), i(l.Net),
-			i(l.LateReversalCount), i(l.LateReversalAmount), i(l.LateRefundReversalCount), i(l.LateRefundReversalAmount)})
+			i(l.LateReversalCount), i(l.LateReversalAmount), i(l.LateRefundReversalCount), i(l.LateRefundReversalAmount),
+			i(l.LatePaymentCount), i(l.LatePaymentAmount), i(l.LateRefundCount), i(l.LateRefundAmount)})
 	}
 	for _, l := range s.Lines {
 		row("terminal", l)

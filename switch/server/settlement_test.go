@@ -192,3 +192,174 @@ func TestSettlementStableAfterCutOff(t *testing.T) {
 		t.Errorf("the two files net %d, want the two purchases that stand less the earlier day's purchase reversed, %d", got, 1000+500-2000)
 	}
 }
+
+// settleDays returns the reports of the days from first on, n of them.
+func settleDays(t *testing.T, j *journal.Store, first time.Time, n int) []*Settlement {
+	t.Helper()
+	var out []*Settlement
+	for i := range n {
+		rep, err := Settle(t.Context(), j, first.AddDate(0, 0, i).Format("2006-01-02"), first.Location())
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, rep)
+	}
+	return out
+}
+
+// dayTotal is a report's total of its one currency (zero for a day without lines).
+func dayTotal(t *testing.T, rep *Settlement) SettlementLine {
+	t.Helper()
+	switch len(rep.Totals) {
+	case 0:
+		return SettlementLine{}
+	case 1:
+		return rep.Totals[0]
+	}
+	t.Fatalf("%s: totals %+v, want one currency", rep.Date, rep.Totals)
+	return SettlementLine{}
+}
+
+// TestSettlementSwitchReversalDaysLater: the switch reverses transactions more than a
+// day after they were received (a node down for days, restarted: its recovery
+// reverses the transactions it left open). A purchase of day D reversed on D+3, and
+// one reversed on D+1, 34 hours after it was received (what the look-back at the day
+// before found already): D's report, filed before and run again after, pays both; the
+// report of the day of each reversal takes it back, the days between have nothing;
+// over the days only the purchase that stands is paid. (Until 6 December 2026 a
+// report found the switch's reversals only among the transactions of the day before:
+// the purchase reversed on D+3 was paid by D's file and taken back by none.)
+func TestSettlementSwitchReversalDaysLater(t *testing.T) {
+	loc, _ := time.LoadLocation("Asia/Shanghai")
+	d := time.Date(2026, 12, 1, 0, 0, 0, 0, loc)
+	j, write := settleJournal(t)
+	early := write(&journal.Record{Received: d.Add(10 * time.Hour), MTI: "0200", Type: "purchase", RC: "00", Amount: 3000, Currency: "156"})
+	sale := write(&journal.Record{Received: d.Add(12 * time.Hour), MTI: "0200", Type: "purchase", RC: "00", Amount: 5000, Currency: "156"})
+	write(&journal.Record{Received: d.Add(13 * time.Hour), MTI: "0200", Type: "purchase", RC: "00", Amount: 1000, Currency: "156"})
+
+	file := settleDays(t, j, d, 1)[0] // the cut-off of D+1 00:15
+	if tot := dayTotal(t, file); tot.PurchaseCount != 3 || tot.Net != 9000 {
+		t.Fatalf("D's file: %+v", tot)
+	}
+	reverse(t, j, early, "switch:recovered", d.AddDate(0, 0, 1).Add(20*time.Hour))
+	reverse(t, j, sale, "switch:in-doubt", d.AddDate(0, 0, 3).Add(10*time.Hour))
+
+	reps := settleDays(t, j, d, 5)
+	if got := dayTotal(t, reps[0]); got != dayTotal(t, file) {
+		t.Errorf("D's report run again: %+v, the file had %+v", got, dayTotal(t, file))
+	}
+	want := []SettlementLine{
+		dayTotal(t, file),
+		{Currency: "156", LateReversalCount: 1, LateReversalAmount: 3000, Net: -3000},
+		{},
+		{Currency: "156", LateReversalCount: 1, LateReversalAmount: 5000, Net: -5000},
+		{},
+	}
+	sum := int64(0)
+	for i, rep := range reps {
+		got := dayTotal(t, rep)
+		if got != want[i] {
+			t.Errorf("D+%d (%s): %+v, want %+v", i, rep.Date, got, want[i])
+		}
+		sum += got.Net
+	}
+	if sum != 1000 {
+		t.Errorf("the days net %d, want the one purchase that stands, 1000", sum)
+	}
+}
+
+// TestSettlementLatePayment: merchant-presented payments journaled after the day the
+// payer paid had closed (the sweep of owed orders; Record.Written): one paid on D at
+// 23:00 and journaled at 00:30, after D's file; one paid on D and journaled on D+2,
+// beyond the look-back; one journaled late and reversed at once (a payment the order
+// did not take); one journaled late and reversed by the switch the next day. D's
+// report, run again, is the file it was (none of them); each stands in the report of
+// the day it was journaled as a late payment, the reversal the next day as a late
+// reversal; over the days every payment that stands is paid once. The new columns
+// come last in the CSV. (Until 6 December 2026 the payments were in D's report as run
+// again, after its file was written: paid by no file.)
+func TestSettlementLatePayment(t *testing.T) {
+	loc, _ := time.LoadLocation("Asia/Shanghai")
+	d := time.Date(2026, 12, 1, 0, 0, 0, 0, loc)
+	j, write := settleJournal(t)
+	// The orders' IDs (their payments' RRNs) were taken when the orders were made,
+	// among the day's card purchases.
+	write(&journal.Record{RRN: "000000001001", Received: d.Add(9 * time.Hour), MTI: "0200", Type: "purchase", RC: "00", Amount: 1000, Currency: "156"})
+	qr := func(rrn string, paid, written time.Time, amount int64) *journal.Record {
+		return &journal.Record{RRN: rrn, Received: paid, Written: written, MTI: "0200", Type: "purchase", RC: "00", Amount: amount, Currency: "156",
+			Listener: "qr-notify", QR: "wechat", TID: "T0000002"}
+	}
+	file := settleDays(t, j, d, 1)[0] // D+1 00:15
+	if tot := dayTotal(t, file); tot.PurchaseCount != 1 || tot.Net != 1000 {
+		t.Fatalf("D's file: %+v", tot)
+	}
+	write(qr("000000001002", d.Add(23*time.Hour), d.AddDate(0, 0, 1).Add(30*time.Minute), 700))
+	refused := write(qr("000000001003", d.Add(22*time.Hour), d.AddDate(0, 0, 1).Add(time.Hour), 800))
+	reverse(t, j, refused, "switch:qr-order-late", refused.Written)
+	later := write(qr("000000001004", d.Add(21*time.Hour), d.AddDate(0, 0, 1).Add(2*time.Hour), 600))
+	reverse(t, j, later, "switch:recovered", d.AddDate(0, 0, 2).Add(3*time.Hour))
+	write(qr("000000001005", d.Add(10*time.Hour), d.AddDate(0, 0, 2).Add(9*time.Hour), 400))
+	write(&journal.Record{RRN: "000000002001", Received: d.AddDate(0, 0, 1).Add(8 * time.Hour), MTI: "0200", Type: "purchase", RC: "00", Amount: 2000, Currency: "156"})
+
+	reps := settleDays(t, j, d, 4)
+	if got := dayTotal(t, reps[0]); got != dayTotal(t, file) || len(reps[0].Lines) != len(file.Lines) {
+		t.Errorf("D's report run again: %+v, the file had %+v", got, dayTotal(t, file))
+	}
+	want := []SettlementLine{
+		dayTotal(t, file),
+		{Currency: "156", PurchaseCount: 1, PurchaseAmount: 2000, LatePaymentCount: 2, LatePaymentAmount: 700 + 600, Net: 2000 + 700 + 600},
+		{Currency: "156", LateReversalCount: 1, LateReversalAmount: 600, LatePaymentCount: 1, LatePaymentAmount: 400, Net: 400 - 600},
+		{},
+	}
+	sum := int64(0)
+	for i, rep := range reps {
+		got := dayTotal(t, rep)
+		if got != want[i] {
+			t.Errorf("D+%d (%s): %+v, want %+v", i, rep.Date, got, want[i])
+		}
+		sum += got.Net
+	}
+	if sum != 1000+700+400+2000 {
+		t.Errorf("the days net %d, want the payments that stand, %d", sum, 1000+700+400+2000)
+	}
+
+	var buf bytes.Buffer
+	if err := reps[1].WriteCSV(&buf); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := csv.NewReader(&buf).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	head := rows[0]
+	if got := head[len(head)-4:]; fmt.Sprint(got) != "[late_payment_count late_payment_amount late_refund_count late_refund_amount]" {
+		t.Errorf("CSV header ends %q", got)
+	}
+	for _, row := range rows[1:] {
+		if row[1] == "total" && (row[len(row)-4] != "2" || row[len(row)-3] != "1300" || row[9] != "3300") {
+			t.Errorf("CSV total row %q", row)
+		}
+	}
+}
+
+// TestSettlementOrderPaidAfterMidnight: a QR order made at 23:50 (its ID, the
+// payment's RRN, taken then) and paid at 00:05, and a card purchase of 23:55 (a later
+// RRN): the purchase is in its day's report, the payment in the next day's. (Until 6
+// December 2026 the payment, beyond the day's end, ended the day's walk in RRN order:
+// the purchase of 23:55 was in no report.)
+func TestSettlementOrderPaidAfterMidnight(t *testing.T) {
+	loc, _ := time.LoadLocation("Asia/Shanghai")
+	d := time.Date(2026, 12, 2, 0, 0, 0, 0, loc)
+	j, write := settleJournal(t)
+	write(&journal.Record{RRN: "000000000001", Received: d.Add(-20 * time.Minute), MTI: "0200", Type: "purchase", RC: "00", Amount: 1000, Currency: "156"})
+	write(&journal.Record{RRN: "000000000003", Received: d.Add(-5 * time.Minute), MTI: "0200", Type: "purchase", RC: "00", Amount: 2000, Currency: "156"})
+	write(&journal.Record{RRN: "000000000002", Received: d.Add(5 * time.Minute), Written: d.Add(5 * time.Minute), Listener: "qr-notify", QR: "wechat",
+		MTI: "0200", Type: "purchase", RC: "00", Amount: 700, Currency: "156", TID: "T0000002"})
+	reps := settleDays(t, j, d.AddDate(0, 0, -1), 2)
+	if got := dayTotal(t, reps[0]); got.PurchaseCount != 2 || got.Net != 3000 {
+		t.Errorf("the day of the card purchases: %+v, want both", got)
+	}
+	if got := dayTotal(t, reps[1]); got.PurchaseCount != 1 || got.Net != 700 {
+		t.Errorf("the day of the payment: %+v, want it", got)
+	}
+}
