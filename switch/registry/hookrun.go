@@ -29,8 +29,9 @@ const DefaultWebhookConcurrency = 8
 type hookKind int
 
 const (
-	hookNew   hookKind = iota // a new (or late) alert's first post
-	hookRetry                 // an alert's post that failed in an earlier run
+	hookNew      hookKind = iota // a new (or late) alert's first post
+	hookRetry                    // an alert's post that failed in an earlier run
+	hookRecovery                 // an alert's recovery (EventTerminalOnline)
 )
 
 // hookAlert is an alert with posts in the run: once the last is done, done
@@ -191,10 +192,23 @@ func (h *hookRun) result(j *hookJob, err error) {
 		res.Detail = err.Error()
 		mo.reg.log.Error().Err(err).Str("alert", a.ID).Str("rule", a.RuleID).Msg("alert webhook failed; the run's other alerts to it are not posted")
 	default:
-		res.Detail = fmt.Sprintf("%v (tried again at %s; again each run until %s)", err, h.now.Format(time.RFC3339),
-			a.Time.Add(WebhookRetryFor).Format(time.RFC3339))
-		mo.reg.log.Error().Err(err).Str("alert", a.ID).Str("rule", a.RuleID).Msg("alert webhook failed again")
+		res.Detail = fmt.Sprintf("%v (tried at %s; again each run until %s)", err, h.now.Format(time.RFC3339),
+			hookRetryFrom(j.kind, a).Add(WebhookRetryFor).Format(time.RFC3339))
+		what := "alert webhook failed again"
+		if j.kind == hookRecovery {
+			what = "alert recovery webhook failed"
+		}
+		mo.reg.log.Error().Err(err).Str("alert", a.ID).Str("rule", a.RuleID).Msg(what)
 	}
+}
+
+// hookRetryFrom is the time from which a failed post of kind is tried again for
+// WebhookRetryFor: the alert's raising, or its recovery's.
+func hookRetryFrom(kind hookKind, a *Alert) time.Time {
+	if kind == hookRecovery && a.ClosedAt != nil {
+		return *a.ClosedAt
+	}
+	return a.Time
 }
 
 // logDown logs, once a run, each target that failed and how many of the run's

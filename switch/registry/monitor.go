@@ -136,6 +136,7 @@ type WebhookPayload struct {
 // The events of alert webhooks (WebhookPayload.Event).
 const (
 	EventTerminalOffline = "terminal-offline" // an alert was raised: the terminal has not been seen for the rule's threshold
+	EventTerminalOnline  = "terminal-online"  // the alert's terminal was seen again: the alert is recovered
 )
 
 // RunOnce evaluates every enabled rule against every terminal as of now, marks
@@ -202,8 +203,8 @@ func (mo *Monitor) RunOnce(ctx context.Context, now time.Time) ([]*Alert, error)
 	}
 	// Actions run outside the registry lock. The webhooks are posted at the end,
 	// several at once (hookrun.go), each alert's results stored once its posts
-	// are done: the new alerts' first, then the failed ones of earlier runs,
-	// which the new alerts thus precede at each target.
+	// are done: the new alerts' first, then the recoveries, then the failed ones
+	// of earlier runs, which the new alerts thus precede at each target.
 	wave := mo.newWave(now)
 	hooks := newHookRun(ctx, mo, now)
 	for _, a := range append(late, raised...) {
@@ -232,6 +233,16 @@ func (mo *Monitor) RunOnce(ctx context.Context, now time.Time) ([]*Alert, error)
 			if err := r.setAlertActions(a); err != nil {
 				errs = append(errs, err)
 			}
+		}
+	}
+	// The recoveries: those of this run, and those whose post failed earlier.
+	recovered, err := r.pendingRecoveries(now)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, a := range recovered {
+		if err := mo.queueRecovery(hooks, a, rules); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	for _, a := range retries {
@@ -265,8 +276,9 @@ func (mo *Monitor) evaluate(ar *AlertRule, t *Terminal, m *Merchant, ls LastSeen
 		}
 		if a.Status == AlertOpen || a.Status == AlertAcknowledged {
 			a.Status = AlertRecovered
-			rt := ls.Time
-			a.RecoveredAt = &rt
+			rt, closed := ls.Time, now
+			a.RecoveredAt, a.ClosedAt = &rt, &closed
+			a.Recovery = recoveryTargets(ar, a)
 			if err := r.storeAlertLocked(a); err != nil {
 				return nil, err
 			}
@@ -315,6 +327,54 @@ func (mo *Monitor) evaluate(ar *AlertRule, t *Terminal, m *Merchant, ls LastSeen
 	r.alrSeq = seq
 	r.m.alerts.WithLabelValues(ar.ID).Inc()
 	return a, nil
+}
+
+// recoveryTargets returns the recovery posts due for alert a, recovering, as
+// results not posted yet: one per webhook target of its actions that rule ar
+// still posts to.
+func recoveryTargets(ar *AlertRule, a *Alert) []ActionResult {
+	var out []ActionResult
+	for _, res := range a.Actions {
+		if res.Type != ActionWebhook || res.URL == "" || !slices.Contains(ar.Actions, AlertAction{Type: ActionWebhook, URL: res.URL}) ||
+			slices.ContainsFunc(out, func(o ActionResult) bool { return o.URL == res.URL }) {
+			continue
+		}
+		out = append(out, ActionResult{Type: ActionWebhook, URL: res.URL, Detail: "not posted yet"})
+	}
+	return out
+}
+
+// queueRecovery queues in hooks the recovery posts of alert a not made yet, to
+// the targets that its rule (enabled) still has; the run stores a's recovery
+// results if it made one.
+func (mo *Monitor) queueRecovery(hooks *hookRun, a *Alert, rules []AlertRule) error {
+	var ar *AlertRule
+	for i := range rules {
+		if rules[i].ID == a.RuleID && !rules[i].Disabled {
+			ar = &rules[i]
+		}
+	}
+	if ar == nil {
+		return nil // disabled or deleted since: not posted
+	}
+	body := *a
+	body.Actions, body.Acted, body.Recovery = nil, false, nil
+	ha := &hookAlert{a: a, done: func(ha *hookAlert) error {
+		if !ha.tried {
+			return nil
+		}
+		return mo.reg.setRecoveryResults(ha.a)
+	}}
+	for i := range a.Recovery {
+		res := &a.Recovery[i]
+		if res.OK || res.URL == "" || !slices.Contains(ar.Actions, AlertAction{Type: ActionWebhook, URL: res.URL}) {
+			continue
+		}
+		if err := hooks.add(hookRecovery, ha, res, res.URL, WebhookPayload{Event: EventTerminalOnline, Alert: &body}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // downTarget is a webhook target that failed in a run, and how many of the run's

@@ -287,6 +287,13 @@ func (t *tool) printAlert(a *registry.Alert) {
 	if a.RecoveredAt != nil {
 		rows = append(rows, [2]string{"Recovered", t.when(*a.RecoveredAt)})
 	}
+	if len(a.Recovery) > 0 {
+		var posts []string
+		for _, r := range a.Recovery {
+			posts = append(posts, map[bool]string{true: "ok", false: "FAILED"}[r.OK]+": "+r.Detail)
+		}
+		rows = append(rows, [2]string{"Recovery webhooks", strings.Join(posts, "; ")})
+	}
 	if a.Node != 0 {
 		rows = append(rows, [2]string{"Node", fmt.Sprint(a.Node)})
 	}
