@@ -22,6 +22,7 @@ import (
 	"github.com/switchyard/switchyard/switch/attest"
 	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/message"
+	"github.com/switchyard/switchyard/switch/notify"
 	"github.com/switchyard/switchyard/switch/registry"
 )
 
@@ -645,6 +646,9 @@ func (c *Config) ApplyDefaults() {
 	}
 	if c.Alerts.SuspendWindow == 0 {
 		c.Alerts.SuspendWindow = Duration(registry.DefaultSuspendWindow)
+	}
+	if c.Notices.SecretOverlap == 0 {
+		c.Notices.SecretOverlap = Duration(notify.DefaultSecretOverlap)
 	}
 	if c.Cluster != nil {
 		c.Cluster.ApplyDefaults(c.DataDir)

@@ -161,7 +161,8 @@ func TestAdminTokenStrength(t *testing.T) {
 }
 
 // TestAlertsKeys: the webhook allow-list needs a signing secret, the wave limit is
-// bounded, and the secret file is refused when others can read it.
+// bounded, and the secret file is refused when others can read it; the merchant
+// webhooks' secret overlap defaults to 24 h and is bounded.
 func TestAlertsKeys(t *testing.T) {
 	base := "demo: true\nlisteners: [{addr: 127.0.0.1:1}]\nsecurity: {card_hash_key_hex: " + DemoCardHashKey + "}\n"
 	c, err := Parse([]byte(base), "a.yaml")
@@ -171,8 +172,13 @@ func TestAlertsKeys(t *testing.T) {
 	if k, err := c.WebhookSecret(); k != nil || err != nil {
 		t.Errorf("no secret configured: %q %v", k, err)
 	}
+	if d := c.Notices.SecretOverlap.D(); d != 24*time.Hour {
+		t.Errorf("notices.secret_overlap defaults to %v, want 24h", d)
+	}
 	for in, want := range map[string]string{
 		"notices: {allow_private: [10.20.0.0/33]}":                                                  `notices.allow_private: [0] "10.20.0.0/33": want a network`,
+		"notices: {secret_overlap: 10s}":                                                            "notices.secret_overlap: 10s is not between 1m and 168h",
+		"notices: {secret_overlap: 169h}":                                                           "notices.secret_overlap: 169h0m0s is not between 1m and 168h",
 		"alerts: {webhook_allow: [https://ops.example/hooks]}":                                      "alerts.webhook_secret_file: required with alerts.webhook_allow",
 		"alerts: {webhook_allow: [ftp://x/], webhook_secret_env: S}":                                `alerts.webhook_allow[0]: "ftp://x/" is not an http or https URL`,
 		"alerts: {suspend_max_share: 1.5}":                                                          "alerts.suspend_max_share: 1.5 is not above 0",

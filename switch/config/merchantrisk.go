@@ -111,6 +111,11 @@ type Notices struct {
 	Timeout  Duration `yaml:"timeout"`   // per post (default 5s)
 	Workers  int      `yaml:"workers"`   // merchants posted to at once (default 4)
 	LogTTL   Duration `yaml:"log_ttl"`   // how long the delivery log keeps a delivered notice (default 720h)
+	// SecretOverlap is how long after a change of a merchant's webhook secret
+	// (same URL) its notices are also signed with the secret it replaced
+	// (X-Switchyard-Signature-Previous), for its receiver to switch: 1m to 168h,
+	// default 24h.
+	SecretOverlap Duration `yaml:"secret_overlap"`
 	// AllowPrivate lists the internal networks (CIDR, e.g. 10.20.0.0/16; loopback,
 	// private, link-local...) merchants' webhooks may reach besides public addresses.
 	// Empty (the default): none, so a webhook cannot reach the switch's own API or
@@ -175,6 +180,9 @@ func (c *Config) validateMerchantRisk(bad func(key, format string, args ...any))
 	}
 	if n.RetryMin < 0 || n.RetryMax < 0 || n.Timeout < 0 || n.LogTTL < 0 || n.Workers < 0 {
 		bad("notices", "negative value in %+v", n)
+	}
+	if d := n.SecretOverlap.D(); d < time.Minute || d > 7*24*time.Hour {
+		bad("notices.secret_overlap", "%s is not between 1m and 168h", d)
 	}
 	if n.RetryMin > 0 && n.RetryMax > 0 && n.RetryMax < n.RetryMin {
 		bad("notices.retry_max", "%v is less than retry_min %v", n.RetryMax.D(), n.RetryMin.D())

@@ -109,6 +109,12 @@ type Endpoint struct {
 	// held says why nothing is posted to the webhook: its sealed secret does not
 	// open on this node (secrets.go). Empty: in force.
 	held string
+	// prev is the secret this one replaced (rotation.go), with which notices are
+	// also signed (HeaderSignaturePrevious) before prevUntil; empty: none, or
+	// it does not open. prevUntil is kept (zero: none) so that the sealed
+	// secret is dropped at rest once past.
+	prev      string
+	prevUntil time.Time
 }
 
 // Options configure an Outbox.
@@ -140,6 +146,10 @@ type Options struct {
 	CatchUp func(ctx context.Context, r statelog.Replica) error
 	// Metrics, when set, receives the outbox's series (metrics.go).
 	Metrics *prometheus.Registry
+	// SecretOverlap is how long after a change of a merchant's webhook secret
+	// (same URL) its notices are also signed with the secret it replaced
+	// (rotation.go); default DefaultSecretOverlap.
+	SecretOverlap time.Duration
 	// CardHashKey is the switch's card hash key (security.card_hash_key_hex),
 	// required: the webhook secrets are sealed at rest under a key derived from
 	// it, and their fingerprints keyed by another (secrets.go). Every node of a
@@ -242,6 +252,9 @@ func Open(db *badger.DB, o Options) (*Outbox, error) {
 	}
 	if o.LogTTL <= 0 {
 		o.LogTTL = 30 * 24 * time.Hour
+	}
+	if o.SecretOverlap <= 0 {
+		o.SecretOverlap = DefaultSecretOverlap
 	}
 	if o.Client == nil {
 		o.Client = o.newClient()
@@ -625,9 +638,14 @@ func (b *Outbox) deliverMerchant(ctx context.Context, m string) {
 	b.mu.Unlock()
 }
 
-// Headers of a notice post.
+// Headers of a notice post (besides registry.WebhookTimestampHeader and
+// registry.WebhookSignatureHeader).
 const (
 	HeaderNotice = "X-Switchyard-Notice"
+	// HeaderSignaturePrevious is the signature under the secret that the
+	// webhook's current one replaced, during the rotation's overlap
+	// (rotation.go); absent otherwise. Same form as X-Switchyard-Signature.
+	HeaderSignaturePrevious = "X-Switchyard-Signature-Previous"
 )
 
 func (b *Outbox) post(ctx context.Context, ep Endpoint, n Notice) error {
@@ -641,10 +659,14 @@ func (b *Outbox) post(ctx context.Context, ep Endpoint, n Notice) error {
 	if err != nil {
 		return err
 	}
-	ts := strconv.FormatInt(b.o.Now().Unix(), 10)
+	now := b.o.Now()
+	ts := strconv.FormatInt(now.Unix(), 10)
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set(registry.WebhookTimestampHeader, ts)
 	req.Header.Set(registry.WebhookSignatureHeader, registry.SignWebhook([]byte(ep.Secret), ts, body))
+	if ep.prev != "" && now.Before(ep.prevUntil) {
+		req.Header.Set(HeaderSignaturePrevious, registry.SignWebhook([]byte(ep.prev), ts, body))
+	}
 	req.Header.Set(HeaderNotice, n.ID)
 	resp, err := b.o.Client.Do(req)
 	if err != nil {
@@ -783,7 +805,8 @@ type endpointWrite struct {
 // writeEndpoint commits what build returns (nothing when nil), built afresh for
 // each attempt (after a conflict with another node's commit, once that is in),
 // and puts it in force in memory under the same lock as the other nodes' commits
-// (applied), so that neither loses the other's change.
+// (applied), so that neither loses the other's change. A webhook set carries the
+// previous secret of a rotation (rotated, rotation.go).
 func (b *Outbox) writeEndpoint(build func() (*endpointWrite, error), via kvsync.Via) error {
 	var merchant string
 	err := b.sync.Do(context.Background(), func() (statelog.Commit, func(), error) {
@@ -794,6 +817,10 @@ func (b *Outbox) writeEndpoint(build func() (*endpointWrite, error), via kvsync.
 		merchant = w.merchant
 		var kc kvsync.Commit
 		key := []byte(pfxEndpoint + w.merchant)
+		if w.set && w.ep != nil {
+			ep := b.rotated(w.merchant, *w.ep)
+			w = &endpointWrite{merchant: w.merchant, set: true, ep: &ep, del: w.del}
+		}
 		if w.set {
 			if w.ep == nil {
 				kc.Delete(key)
@@ -855,6 +882,9 @@ type Log struct {
 	Pending   []Delivery `json:"pending"`
 	Delivered []Delivery `json:"delivered"`
 	Dropped   int64      `json:"dropped_since_start,omitempty"` // all merchants
+	// PreviousSecretUntil is when the notices stop being signed also with the
+	// secret the webhook's replaced (the rotation's overlap); absent: none.
+	PreviousSecretUntil *time.Time `json:"previous_secret_until,omitempty"`
 }
 
 // Deliveries returns a merchant's delivery log (at most limit delivered ones,
@@ -866,6 +896,10 @@ func (b *Outbox) Deliveries(merchant string, limit int) (*Log, error) {
 	out := &Log{Merchant: merchant, Pending: []Delivery{}, Delivered: []Delivery{}, Dropped: b.dropped.Load()}
 	if ep, ok := (*b.eps.Load())[merchant]; ok {
 		out.Webhook, out.Held = ep.URL, ep.held
+		if ep.prev != "" && b.o.Now().Before(ep.prevUntil) {
+			until := ep.prevUntil
+			out.PreviousSecretUntil = &until
+		}
 	}
 	b.mu.Lock()
 	for i, n := range b.pending[merchant] {

@@ -132,7 +132,8 @@ func (b *Outbox) retryStaged(ctx context.Context) {
 }
 
 // tend rewrites sealed the webhooks stored in the clear if some are left (their
-// commit failed at the start, or a node not upgraded yet wrote one), and, under
+// commit failed at the start, or a node not upgraded yet wrote one), drops the
+// previous secrets past their overlap (dropPrevious), and, under
 // review, when secrets are staged: reconciles the merchants that have one of an
 // approved change (an approval whose Apply failed, the state log unavailable
 // say, is put in force without waiting for a restart), and deletes those no
@@ -144,6 +145,9 @@ func (b *Outbox) tend() {
 		if _, err := b.resealEndpoints(); err != nil {
 			b.log.Error().Err(err).Msg("webhook secrets stored in the clear not resealed yet; trying again")
 		}
+	}
+	if _, err := b.dropPrevious(); err != nil {
+		b.log.Error().Err(err).Msg("previous webhook secrets past their overlap not dropped yet; trying again")
 	}
 	if b.reg == nil {
 		return

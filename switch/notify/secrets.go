@@ -48,6 +48,7 @@ const (
 const (
 	adEndpoint = "notify endpoint secret"
 	adStaged   = "notify staged secret"
+	adPrevious = "notify endpoint previous secret" // the secret a rotation replaced (rotation.go)
 )
 
 // sealAD is the additional data of a secret sealed for purpose: the purpose, the
@@ -74,6 +75,10 @@ type endpointRecord struct {
 	By     string    `json:"by"`
 	Change string    `json:"change,omitempty"`
 	At     time.Time `json:"at"`
+	// PrevSealed is the secret that Sealed replaced, sealed for the merchant's
+	// webhook's previous secret (adPrevious), kept until PrevUntil (rotation.go).
+	PrevSealed []byte     `json:"previous_secret_sealed,omitempty"`
+	PrevUntil  *time.Time `json:"previous_secret_until,omitempty"`
 }
 
 // newSecrets derives the outbox's sealing and fingerprint keys from the card hash
@@ -106,7 +111,15 @@ func (b *Outbox) endpointValue(merchant string, ep *Endpoint) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("notify: seal the webhook secret of %s: %w", merchant, err)
 	}
-	return json.Marshal(endpointRecord{URL: ep.URL, Sealed: sealed, By: ep.By, Change: ep.Change, At: ep.At})
+	r := endpointRecord{URL: ep.URL, Sealed: sealed, By: ep.By, Change: ep.Change, At: ep.At}
+	if ep.prev != "" {
+		if r.PrevSealed, err = b.secrets.Seal([]byte(ep.prev), sealAD(adPrevious, merchant)); err != nil {
+			return nil, fmt.Errorf("notify: seal the previous webhook secret of %s: %w", merchant, err)
+		}
+		until := ep.prevUntil.UTC()
+		r.PrevUntil = &until
+	}
+	return json.Marshal(r)
 }
 
 // openEndpoint decodes merchant's stored webhook v. clear is true when the record
@@ -129,6 +142,17 @@ func (b *Outbox) openEndpoint(merchant string, v []byte) (ep Endpoint, clear boo
 		ep.Secret = string(s)
 	default:
 		ep.Secret, clear = r.Secret, r.Secret != ""
+	}
+	if r.PrevSealed != nil && r.PrevUntil != nil {
+		ep.prevUntil = *r.PrevUntil
+		s, err := b.secrets.Open(r.PrevSealed, sealAD(adPrevious, merchant))
+		switch {
+		case err != nil:
+			b.log.Error().Err(err).Str("merchant", merchant).
+				Msg("the webhook's previous secret does not open: its notices are signed with the current one only")
+		case ep.held == "":
+			ep.prev = string(s)
+		}
 	}
 	return ep, clear, nil
 }

@@ -122,6 +122,10 @@ type alerting struct {
 	alrSeq   uint64                // last alert sequence
 	rules    map[string]*AlertRule // by ID
 	alertIdx map[string]alertRef   // rule ID + "/" + terminal ID -> latest alert
+	// recoveries are the recovered alerts with a recovery post not made yet:
+	// sequence -> ClosedAt. Apart from alertIdx, which a later alert of the
+	// same rule and terminal takes over.
+	recoveries map[uint64]time.Time
 }
 
 // load reads the alert rules and indexes the alerts.
@@ -251,6 +255,15 @@ type Alert struct {
 	Node int `json:"node,omitempty"`
 	// Acted says that its actions ran and Actions holds their results.
 	Acted bool `json:"acted,omitempty"`
+	// ClosedAt is when the monitor found the terminal seen again and marked the
+	// alert recovered (RecoveredAt is when the terminal was seen). Nil for
+	// alerts recovered before 6 December 2026.
+	ClosedAt *time.Time `json:"closed_at,omitempty"`
+	// Recovery holds the results of the recovery's webhook posts
+	// (EventTerminalOnline), one per webhook target of the alert that its rule
+	// still has when it recovers: posted once, tried again by each run for
+	// WebhookRetryFor after ClosedAt while one failed.
+	Recovery []ActionResult `json:"recovery,omitempty"`
 }
 
 func alertID(seq uint64) string { return "ALR-" + strconv.FormatUint(seq, 10) }
@@ -272,6 +285,11 @@ func alertKey(rule, terminal string) string { return rule + "/" + terminal }
 
 // indexAlert remembers a (the newest wins). r.mu must be held (or be in load).
 func (r *alerting) indexAlert(a *Alert) {
+	if recoveryDue(a) {
+		r.recoveries[a.Seq] = *a.ClosedAt
+	} else {
+		delete(r.recoveries, a.Seq)
+	}
 	k := alertKey(a.RuleID, a.TerminalID)
 	if old, ok := r.alertIdx[k]; ok && old.seq > a.Seq {
 		return
@@ -491,6 +509,58 @@ func (r *alerting) failedWebhookAlerts(now time.Time) ([]*Alert, error) {
 	return r.alertsWhere(func(ref alertRef) bool {
 		return ref.status == AlertOpen && ref.hookFailed && now.Sub(ref.raised) < WebhookRetryFor
 	})
+}
+
+// recoveryDue says whether a recovered alert has a recovery post not made yet.
+func recoveryDue(a *Alert) bool {
+	if a.Status != AlertRecovered || a.ClosedAt == nil {
+		return false
+	}
+	for _, res := range a.Recovery {
+		if !res.OK && res.URL != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// pendingRecoveries returns the recovered alerts with a recovery post not made
+// yet, closed less than WebhookRetryFor before now, oldest first.
+func (r *alerting) pendingRecoveries(now time.Time) ([]*Alert, error) {
+	r.mu.Lock()
+	var seqs []uint64
+	for seq, closed := range r.recoveries {
+		if now.Sub(closed) < WebhookRetryFor {
+			seqs = append(seqs, seq)
+		}
+	}
+	r.mu.Unlock()
+	slices.Sort(seqs)
+	out := make([]*Alert, 0, len(seqs))
+	for _, seq := range seqs {
+		a, err := r.readAlert(seq, alertID(seq))
+		if err != nil {
+			return out, err
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+// setRecoveryResults stores the results of a's recovery posts in the alert as
+// it is now.
+func (r *alerting) setRecoveryResults(a *Alert) error {
+	_, err := retry(r.store, func() (*Alert, error) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		cur, err := r.readAlert(a.Seq, a.ID)
+		if err != nil {
+			return nil, err
+		}
+		cur.Recovery = a.Recovery
+		return cur, r.storeAlertLocked(cur)
+	})
+	return err
 }
 
 // unactedAlerts returns the open alerts raised at least age before now whose

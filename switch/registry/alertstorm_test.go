@@ -2,11 +2,14 @@ package registry
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -282,6 +285,115 @@ func TestWebhookBadTargets(t *testing.T) {
 		res := got[0].Actions[i]
 		if c.want == "" && !res.OK || c.want != "" && (res.OK || !strings.Contains(res.Detail, c.want)) {
 			t.Errorf("%s: %+v, want failure naming %q", c.name, res, c.want)
+		}
+	}
+}
+
+// batchServer is a webhook target that answers its first request at once and
+// then holds the requests until size of them are in flight together (or the
+// last of total has arrived), then answers them all: a receiver that only gets
+// through a storm when posted to size at a time. It records the most requests
+// in flight at once.
+type batchServer struct {
+	srv         *httptest.Server
+	size, total int
+
+	mu       sync.Mutex
+	calls    int
+	inflight int
+	most     int
+	firstIn  int // requests in flight when the first arrived
+	badSigs  int
+	alertIDs map[string]bool
+	gate     chan struct{} // closed when the batch that is filling is released
+}
+
+func newBatchServer(t *testing.T, size, total int) *batchServer {
+	b := &batchServer{size: size, total: total, alertIDs: map[string]bool{}, gate: make(chan struct{})}
+	b.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		var p WebhookPayload
+		_ = json.Unmarshal(body, &p)
+		b.mu.Lock()
+		b.calls++
+		b.inflight++
+		b.most = max(b.most, b.inflight)
+		if SignWebhook(testWebhookSecret, r.Header.Get(WebhookTimestampHeader), body) != r.Header.Get(WebhookSignatureHeader) {
+			b.badSigs++
+		}
+		if p.Alert != nil {
+			b.alertIDs[p.Alert.ID] = true
+		}
+		gate := b.gate
+		if b.calls == 1 {
+			b.firstIn = b.inflight
+		}
+		if b.calls == 1 || (b.calls-1)%b.size == 0 || b.calls == b.total {
+			close(b.gate) // the probe, or a full batch, or the last one
+			b.gate = make(chan struct{})
+		}
+		b.mu.Unlock()
+		ok := true
+		select {
+		case <-gate:
+		case <-r.Context().Done():
+			ok = false
+		}
+		b.mu.Lock()
+		b.inflight-- // before the answer: the poster's next request comes after
+		b.mu.Unlock()
+		if !ok {
+			http.Error(w, "gave up", http.StatusServiceUnavailable)
+		}
+	}))
+	t.Cleanup(b.srv.Close)
+	return b
+}
+
+// TestAlertStormSlowTarget: a storm's webhooks are posted several at once
+// (DefaultWebhookConcurrency), never more, to a receiver that only answers
+// requests in batches of that many: one at a time, the run held each post for
+// its timeout (a thousand alerts at 5 s: 83 minutes) and the first post's
+// failure left the others unposted. The target's first post goes alone. Every
+// alert's webhook is posted in the run and none waited for its timeout (it
+// would have failed); the run's goroutines are joined when RunOnce returns.
+func TestAlertStormSlowTarget(t *testing.T) {
+	const n = 100
+	recv := newBatchServer(t, DefaultWebhookConcurrency, n)
+	target := recv.srv.URL + "/alerts"
+	f := stormFleet(t, n, Options{WebhookAllow: []string{target}})
+	if _, err := f.reg.PutAlertRule(alice, AlertRule{ID: "storm", Threshold: Duration(time.Minute),
+		Actions: []AlertAction{{Type: ActionWebhook, URL: target}}}); err != nil {
+		t.Fatal(err)
+	}
+	mon := NewMonitor(f.reg, f.clock.Now, MonitorOptions{WebhookSecret: testWebhookSecret, WebhookTimeout: 5 * time.Second, WebhookAttempts: 1})
+	got, err := mon.RunOnce(context.Background(), t0.Add(2*time.Minute))
+	if err != nil || len(got) != n {
+		t.Fatalf("%d alerts, %v; want %d", len(got), err, n)
+	}
+	for _, a := range got {
+		if len(a.Actions) != 1 || !a.Actions[0].OK {
+			t.Fatalf("%s: webhook %+v; want posted in the run", a.ID, a.Actions)
+		}
+	}
+	recv.mu.Lock()
+	defer recv.mu.Unlock()
+	if recv.calls != n || len(recv.alertIDs) != n || recv.badSigs != 0 {
+		t.Errorf("receiver: %d calls for %d alerts, %d bad signatures; want %d, %d, 0", recv.calls, len(recv.alertIDs), recv.badSigs, n, n)
+	}
+	if recv.most != DefaultWebhookConcurrency || recv.firstIn != 1 {
+		t.Errorf("at most %d posts in flight at once, %d when the first arrived; want %d and 1", recv.most, recv.firstIn, DefaultWebhookConcurrency)
+	}
+	if recv.inflight != 0 {
+		t.Errorf("%d posts still in flight after the run", recv.inflight)
+	}
+	stored, err := f.reg.Alerts(AlertFilterQuery{Limit: 2 * n})
+	if err != nil || len(stored) != n {
+		t.Fatalf("%d stored alerts, %v", len(stored), err)
+	}
+	for _, a := range stored {
+		if !a.Acted || len(a.Actions) != 1 || !a.Actions[0].OK {
+			t.Fatalf("stored %s: acted %v, actions %+v", a.ID, a.Acted, a.Actions)
 		}
 	}
 }

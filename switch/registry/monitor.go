@@ -3,7 +3,6 @@ package registry
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -28,6 +27,9 @@ type MonitorOptions struct {
 	// RetryBackoff is the wait before the second attempt, doubled each time;
 	// default 1 s.
 	RetryBackoff time.Duration
+	// WebhookConcurrency is how many webhooks a run posts at once; default
+	// DefaultWebhookConcurrency (hookrun.go).
+	WebhookConcurrency int
 	// WebhookSecret keys the HMAC-SHA256 signature of every webhook body (see
 	// SignWebhook). Without one, webhook actions fail rather than post unsigned.
 	WebhookSecret []byte
@@ -89,6 +91,9 @@ func NewMonitor(reg *Registry, clock func() time.Time, opts MonitorOptions) *Mon
 	if opts.RetryBackoff <= 0 {
 		opts.RetryBackoff = time.Second
 	}
+	if opts.WebhookConcurrency <= 0 {
+		opts.WebhookConcurrency = DefaultWebhookConcurrency
+	}
 	if opts.SuspendMaxShare <= 0 || opts.SuspendMaxShare > 1 {
 		opts.SuspendMaxShare = DefaultSuspendMaxShare
 	}
@@ -124,9 +129,15 @@ func (mo *Monitor) Run(ctx context.Context) {
 
 // WebhookPayload is the JSON body a webhook action posts.
 type WebhookPayload struct {
-	Event string `json:"event"` // "terminal-offline"
+	Event string `json:"event"` // EventTerminalOffline
 	Alert *Alert `json:"alert"`
 }
+
+// The events of alert webhooks (WebhookPayload.Event).
+const (
+	EventTerminalOffline = "terminal-offline" // an alert was raised: the terminal has not been seen for the rule's threshold
+	EventTerminalOnline  = "terminal-online"  // the alert's terminal was seen again: the alert is recovered
+)
 
 // RunOnce evaluates every enabled rule against every terminal as of now, marks
 // alerts of terminals seen again as recovered, raises new alerts and runs their
@@ -190,9 +201,12 @@ func (mo *Monitor) RunOnce(ctx context.Context, now time.Time) ([]*Alert, error)
 	if err != nil {
 		errs = append(errs, err)
 	}
-	// Actions run outside the registry lock; webhooks may take a while.
+	// Actions run outside the registry lock. The webhooks are posted at the end,
+	// several at once (hookrun.go), each alert's results stored once its posts
+	// are done: the new alerts' first, then the recoveries, then the failed ones
+	// of earlier runs, which the new alerts thus precede at each target.
 	wave := mo.newWave(now)
-	down := map[string]*downTarget{} // webhook targets that failed in this run
+	hooks := newHookRun(ctx, mo, now)
 	for _, a := range append(late, raised...) {
 		var ar *AlertRule
 		for i := range rules {
@@ -203,27 +217,41 @@ func (mo *Monitor) RunOnce(ctx context.Context, now time.Time) ([]*Alert, error)
 		if ar == nil || ar.Disabled { // only a late alert's rule can be
 			a.Actions = []ActionResult{{Type: "none", OK: true, Detail: "rule disabled or deleted since the alert: no action"}}
 		} else {
-			a.Actions = mo.act(ctx, ar, a, now, wave, down)
+			a.Actions = mo.act(ar, a, now, wave)
 		}
-		if err := r.setAlertActions(a); err != nil {
-			errs = append(errs, err)
+		ha := &hookAlert{a: a, done: func(ha *hookAlert) error { return r.setAlertActions(ha.a) }}
+		body := *a // as first posted: no action results
+		body.Actions, body.Acted = nil, false
+		for i := range a.Actions {
+			if res := &a.Actions[i]; res.Type == ActionWebhook {
+				if err := hooks.add(hookNew, ha, res, res.URL, WebhookPayload{Event: EventTerminalOffline, Alert: &body}); err != nil {
+					res.Detail = err.Error()
+				}
+			}
 		}
-	}
-	// Then the failed webhooks of earlier runs: after the new alerts, which get
-	// the first post to each target.
-	for _, a := range retries {
-		if mo.retryWebhooks(ctx, a, rules, now, down) {
+		if ha.pending == 0 {
 			if err := r.setAlertActions(a); err != nil {
 				errs = append(errs, err)
 			}
 		}
 	}
-	for target, d := range down {
-		if d.skipped > 0 {
-			r.log.Error().Str("webhook", target).Int("not_posted", d.skipped).AnErr("first_error", d.err).
-				Msg("alert webhooks not posted in this run: their target failed")
+	// The recoveries: those of this run, and those whose post failed earlier.
+	recovered, err := r.pendingRecoveries(now)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, a := range recovered {
+		if err := mo.queueRecovery(hooks, a, rules); err != nil {
+			errs = append(errs, err)
 		}
 	}
+	for _, a := range retries {
+		if err := mo.queueRetries(hooks, a, rules); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	errs = append(errs, hooks.run(mo.opts.WebhookConcurrency)...)
+	hooks.logDown()
 	if wave.held > 0 {
 		r.log.Error().Int("held", wave.held).Int("suspended_in_window", wave.fleetDone).Int("fleet", wave.fleetTotal).
 			Dur("window", mo.opts.SuspendWindow).Float64("max_share", mo.opts.SuspendMaxShare).
@@ -248,8 +276,9 @@ func (mo *Monitor) evaluate(ar *AlertRule, t *Terminal, m *Merchant, ls LastSeen
 		}
 		if a.Status == AlertOpen || a.Status == AlertAcknowledged {
 			a.Status = AlertRecovered
-			rt := ls.Time
-			a.RecoveredAt = &rt
+			rt, closed := ls.Time, now
+			a.RecoveredAt, a.ClosedAt = &rt, &closed
+			a.Recovery = recoveryTargets(ar, a)
 			if err := r.storeAlertLocked(a); err != nil {
 				return nil, err
 			}
@@ -300,19 +329,64 @@ func (mo *Monitor) evaluate(ar *AlertRule, t *Terminal, m *Merchant, ls LastSeen
 	return a, nil
 }
 
+// recoveryTargets returns the recovery posts due for alert a, recovering, as
+// results not posted yet: one per webhook target of its actions that rule ar
+// still posts to.
+func recoveryTargets(ar *AlertRule, a *Alert) []ActionResult {
+	var out []ActionResult
+	for _, res := range a.Actions {
+		if res.Type != ActionWebhook || res.URL == "" || !slices.Contains(ar.Actions, AlertAction{Type: ActionWebhook, URL: res.URL}) ||
+			slices.ContainsFunc(out, func(o ActionResult) bool { return o.URL == res.URL }) {
+			continue
+		}
+		out = append(out, ActionResult{Type: ActionWebhook, URL: res.URL, Detail: "not posted yet"})
+	}
+	return out
+}
+
+// queueRecovery queues in hooks the recovery posts of alert a not made yet, to
+// the targets that its rule (enabled) still has; the run stores a's recovery
+// results if it made one.
+func (mo *Monitor) queueRecovery(hooks *hookRun, a *Alert, rules []AlertRule) error {
+	var ar *AlertRule
+	for i := range rules {
+		if rules[i].ID == a.RuleID && !rules[i].Disabled {
+			ar = &rules[i]
+		}
+	}
+	if ar == nil {
+		return nil // disabled or deleted since: not posted
+	}
+	body := *a
+	body.Actions, body.Acted, body.Recovery = nil, false, nil
+	ha := &hookAlert{a: a, done: func(ha *hookAlert) error {
+		if !ha.tried {
+			return nil
+		}
+		return mo.reg.setRecoveryResults(ha.a)
+	}}
+	for i := range a.Recovery {
+		res := &a.Recovery[i]
+		if res.OK || res.URL == "" || !slices.Contains(ar.Actions, AlertAction{Type: ActionWebhook, URL: res.URL}) {
+			continue
+		}
+		if err := hooks.add(hookRecovery, ha, res, res.URL, WebhookPayload{Event: EventTerminalOnline, Alert: &body}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // downTarget is a webhook target that failed in a run, and how many of the run's
-// alerts were not posted to it since.
+// posts to it were not made since.
 type downTarget struct {
 	err     error
 	skipped int
 }
 
-// act runs rule ar's actions for alert a. down holds the webhook targets that
-// failed earlier in the run (every attempt): a is not posted to them, so that a
-// target that hangs costs one alert's attempts per run, not every alert's (a
-// thousand alerts at three attempts of 5 s held the run, and with it every other
-// alert, recovery and suspension, for over four hours).
-func (mo *Monitor) act(ctx context.Context, ar *AlertRule, a *Alert, now time.Time, wave *suspendWave, down map[string]*downTarget) []ActionResult {
+// act runs rule ar's actions for alert a but its webhooks: their results name
+// their targets, and the run posts them (hookrun.go).
+func (mo *Monitor) act(ar *AlertRule, a *Alert, now time.Time, wave *suspendWave) []ActionResult {
 	r := mo.reg
 	var out []ActionResult
 	for _, act := range ar.Actions {
@@ -323,22 +397,7 @@ func (mo *Monitor) act(ctx context.Context, ar *AlertRule, a *Alert, now time.Ti
 				Dur("offline_for", time.Duration(a.OfflineFor)).Time("reference", a.Reference).Msg("terminal offline")
 			res.OK = true
 		case ActionWebhook:
-			res.URL = act.URL
-			if d := down[act.URL]; d != nil {
-				d.skipped++
-				r.m.webhooks.WithLabelValues("not-posted").Inc()
-				res.Detail = fmt.Sprintf("not posted: webhook %s failed earlier in this run (%v)", act.URL, d.err)
-				break
-			}
-			err := mo.postWebhook(ctx, act.URL, WebhookPayload{Event: "terminal-offline", Alert: a})
-			res.OK = err == nil
-			res.Detail = "posted to " + act.URL
-			r.m.webhooks.WithLabelValues(webhookResult(err)).Inc()
-			if err != nil {
-				down[act.URL] = &downTarget{err: err}
-				res.Detail = err.Error()
-				r.log.Error().Err(err).Str("alert", a.ID).Str("rule", a.RuleID).Msg("alert webhook failed; the run's other alerts to it are not posted")
-			}
+			res.URL, res.Detail = act.URL, "not posted yet"
 		case ActionSuspend:
 			why := fmt.Sprintf("%s%s: rule %s, not seen for %v", offlineAlertNote, a.ID, a.RuleID, time.Duration(a.OfflineFor).Round(time.Second))
 			if limit := wave.over(a.MerchantID); limit != "" {
@@ -365,11 +424,10 @@ func (mo *Monitor) act(ctx context.Context, ar *AlertRule, a *Alert, now time.Ti
 	return out
 }
 
-// retryWebhooks posts again alert a's webhooks that failed, those that its rule
-// (enabled) still has, unless their target failed earlier in the run (down). It
-// updates a's action results and says whether it tried any (they are to be stored).
+// queueRetries queues in hooks the posts of alert a's webhooks that failed, those
+// that its rule (enabled) still has; the run stores a's results if it made one.
 // The body is the alert as first posted (no action results).
-func (mo *Monitor) retryWebhooks(ctx context.Context, a *Alert, rules []AlertRule, now time.Time, down map[string]*downTarget) bool {
+func (mo *Monitor) queueRetries(hooks *hookRun, a *Alert, rules []AlertRule) error {
 	var ar *AlertRule
 	for i := range rules {
 		if rules[i].ID == a.RuleID && !rules[i].Disabled {
@@ -377,34 +435,26 @@ func (mo *Monitor) retryWebhooks(ctx context.Context, a *Alert, rules []AlertRul
 		}
 	}
 	if ar == nil {
-		return false // disabled or deleted since: not retried
+		return nil // disabled or deleted since: not retried
 	}
 	body := *a
 	body.Actions, body.Acted = nil, false
-	tried := false
+	ha := &hookAlert{a: a, done: func(ha *hookAlert) error {
+		if !ha.tried {
+			return nil // every post skipped: its results stay as they were
+		}
+		return mo.reg.setAlertActions(ha.a)
+	}}
 	for i := range a.Actions {
 		res := &a.Actions[i]
 		if res.Type != ActionWebhook || res.OK || res.URL == "" || !slices.Contains(ar.Actions, AlertAction{Type: ActionWebhook, URL: res.URL}) {
 			continue
 		}
-		if d := down[res.URL]; d != nil {
-			d.skipped++
-			mo.reg.m.webhooks.WithLabelValues("not-posted").Inc()
-			continue // its result stays as it was: nothing to store
+		if err := hooks.add(hookRetry, ha, res, res.URL, WebhookPayload{Event: EventTerminalOffline, Alert: &body}); err != nil {
+			return err
 		}
-		tried = true
-		err := mo.postWebhook(ctx, res.URL, WebhookPayload{Event: "terminal-offline", Alert: &body})
-		mo.reg.m.webhooks.WithLabelValues(webhookResult(err)).Inc()
-		if err != nil {
-			down[res.URL] = &downTarget{err: err}
-			res.Detail = fmt.Sprintf("%v (tried again at %s; again each run until %s)", err, now.Format(time.RFC3339),
-				a.Time.Add(WebhookRetryFor).Format(time.RFC3339))
-			mo.reg.log.Error().Err(err).Str("alert", a.ID).Str("rule", a.RuleID).Msg("alert webhook failed again")
-			continue
-		}
-		res.OK, res.Detail = true, fmt.Sprintf("posted to %s (at %s, after failing)", res.URL, now.Format(time.RFC3339))
 	}
-	return tried
+	return nil
 }
 
 // webhookResult is the switchyard_registry_alert_webhooks_total label of a post
@@ -416,17 +466,14 @@ func webhookResult(err error) string {
 	return "posted"
 }
 
-func (mo *Monitor) postWebhook(ctx context.Context, target string, payload WebhookPayload) error {
+// postWebhook posts body to target, signed, in up to WebhookAttempts attempts.
+func (mo *Monitor) postWebhook(ctx context.Context, target string, body []byte) error {
 	// Checked again here: the rule may predate the allow-list as configured now.
 	if err := mo.reg.webhookAllowed(target); err != nil {
 		return err
 	}
 	if len(mo.opts.WebhookSecret) == 0 {
 		return fmt.Errorf("webhook %s: no webhook secret configured (alerts.webhook_secret_file or alerts.webhook_secret_env): bodies are never sent unsigned", target)
-	}
-	body, err := json.Marshal(payload)
-	if err != nil {
-		return fmt.Errorf("encode webhook for %s: %w", payload.Alert.ID, err)
 	}
 	wait := mo.opts.RetryBackoff
 	var last error

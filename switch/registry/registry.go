@@ -143,7 +143,7 @@ func New(db *badger.DB, clock func() time.Time, opts Options) (*Registry, error)
 		return nil, err
 	}
 	st := &store{db: db, clock: clock, log: opts.Logger, opts: opts, m: m, stop: make(chan struct{})}
-	al := &alerting{store: st, rules: map[string]*AlertRule{}, alertIdx: map[string]alertRef{}}
+	al := &alerting{store: st, rules: map[string]*AlertRule{}, alertIdx: map[string]alertRef{}, recoveries: map[uint64]time.Time{}}
 	rv := &review{store: st, alerts: al}
 	inc := &incidents{store: st, incQ: make(chan incItem, opts.IncidentQueue), stop: make(chan struct{}),
 		landed: map[string]uint64{}, awaited: map[string]struct{}{}}

@@ -102,7 +102,7 @@ func (s *Server) openNotices(cardHashKey []byte) error {
 		return fmt.Errorf("notices.allow_private: %w", err)
 	}
 	s.notices, err = notify.Open(s.db, notify.Options{RetryMin: nc.RetryMin.D(), RetryMax: nc.RetryMax.D(), Timeout: nc.Timeout.D(), AllowPrivate: allow,
-		Workers: nc.Workers, LogTTL: nc.LogTTL.D(), Now: now, Registry: s.Registry, Log: asLog(nlog), CatchUp: catchUp(nlog),
+		Workers: nc.Workers, LogTTL: nc.LogTTL.D(), SecretOverlap: nc.SecretOverlap.D(), Now: now, Registry: s.Registry, Log: asLog(nlog), CatchUp: catchUp(nlog),
 		CardHashKey: cardHashKey, Metrics: s.Metrics.Registry, Logger: s.log.With().Str("component", "notices").Logger()})
 	if err != nil {
 		return err

@@ -287,6 +287,13 @@ func (t *tool) printAlert(a *registry.Alert) {
 	if a.RecoveredAt != nil {
 		rows = append(rows, [2]string{"Recovered", t.when(*a.RecoveredAt)})
 	}
+	if len(a.Recovery) > 0 {
+		var posts []string
+		for _, r := range a.Recovery {
+			posts = append(posts, map[bool]string{true: "ok", false: "FAILED"}[r.OK]+": "+r.Detail)
+		}
+		rows = append(rows, [2]string{"Recovery webhooks", strings.Join(posts, "; ")})
+	}
 	if a.Node != 0 {
 		rows = append(rows, [2]string{"Node", fmt.Sprint(a.Node)})
 	}
@@ -301,6 +308,9 @@ type noticesView struct {
 	Pending   []delivery `json:"pending"`
 	Delivered []delivery `json:"delivered"`
 	Dropped   int64      `json:"dropped_since_start"`
+	// PreviousSecretUntil: the notices are also signed with the replaced
+	// secret until then (a rotation's overlap).
+	PreviousSecretUntil *time.Time `json:"previous_secret_until"`
 }
 
 type delivery struct {
@@ -335,6 +345,9 @@ func (t *tool) printNotices(v *noticesView, limit int) {
 		{"Webhook", webhook},
 		{"Pending", fmt.Sprint(len(v.Pending))},
 		{"Delivered", fmt.Sprintf("%d shown (the newest %d at most: --limit N for more)", len(v.Delivered), limit)},
+	}
+	if v.PreviousSecretUntil != nil {
+		rows = append(rows, [2]string{"Previous secret", "also signs the notices (X-Switchyard-Signature-Previous) until " + t.when(*v.PreviousSecretUntil)})
 	}
 	if v.Dropped > 0 {
 		rows = append(rows, [2]string{"Dropped", fmt.Sprintf("%d since the switch started, all merchants (queue full: left to the recovery at the next start)", v.Dropped)})
