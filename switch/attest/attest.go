@@ -296,8 +296,10 @@ func (v *Verifier) Verify(token, nonce string, now time.Time) (Claims, Failure) 
 	if err := json.Unmarshal(payload, &c); err != nil || c.IssuedAt <= 0 || c.Nonce == "" || c.Device == "" {
 		return Claims{}, FailMalformed
 	}
-	age := now.Sub(c.Issued())
-	if age > v.maxAge || -age > v.maxAge {
+	// Times compared, not an age: now.Sub saturates at the smallest Duration for an
+	// iat centuries ahead (milliseconds written for seconds), and its negation
+	// overflows back to itself, so such a token compared as an age was fresh forever.
+	if iat := c.Issued(); iat.Before(now.Add(-v.maxAge)) || iat.After(now.Add(v.maxAge)) {
 		return c, FailStale
 	}
 	// A token seen before is a replay, whatever it is attached to now (a legitimate

@@ -205,3 +205,27 @@ func TestVerifyAllowedApps(t *testing.T) {
 		}
 	}
 }
+
+// TestVerifyIssuedFarAhead: a token whose iat is centuries ahead (an attestation
+// service that writes milliseconds for seconds, or a clock gone wrong) is stale.
+// time.Time.Sub saturates at the smallest Duration, whose negation overflows back
+// to itself: an age compared as a Duration made such a token fresh forever.
+func TestVerifyIssuedFarAhead(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	v, err := NewVerifier([]Key{DemoSigner().Key()}, Options{MaxAge: 2 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, iat := range []int64{now.Unix() * 1000, 1 << 62} {
+		n := Nonce("T0000002", strconv.Itoa(i), 1200, "1202014500")
+		c := claims(n, now)
+		c.IssuedAt = iat
+		tok, err := DemoSigner().Sign(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, got := v.Verify(tok, n, now); got != FailStale {
+			t.Errorf("iat %d: got %q, want %q", iat, got, FailStale)
+		}
+	}
+}
