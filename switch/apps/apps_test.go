@@ -548,3 +548,66 @@ func TestRevokedKeyStopsOffersAndPublication(t *testing.T) {
 		t.Errorf("release not offered once its key is approved again")
 	}
 }
+
+// otherNode is the registry as a second node of a cluster sees it: the same
+// approved changes, but its own packages (its own data directory). Its Manager
+// does not register the operations again (the first node's Check stands for both).
+type otherNode struct{ *registry.Registry }
+
+func (otherNode) RegisterOp(registry.Op, registry.ExtOp) {}
+
+// TestOfferedOnlyTheBytesApproved: a publication names a package by name and
+// version and fixes its hash when requested; a node whose package under that name
+// and version is other bytes (uploaded there on its own, signed all the same: a
+// debug build numbered like the release) offers nothing and serves nothing, rather
+// than bytes no reviewer approved.
+func TestOfferedOnlyTheBytesApproved(t *testing.T) {
+	f := newFixture(t, 1)
+	tid := f.tids[0]
+	approved := blob("2.1", 100)
+	f.upload("2.1", approved)
+
+	db2, err := badger.Open(badger.DefaultOptions(f.dir + "/db2").WithLogger(nil).WithMemTableSize(8 << 20).WithValueLogFileSize(16 << 20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db2.Close()
+	logs2 := &syncbuf.Buffer{}
+	m2, err := New(db2, otherNode{f.reg}, Options{Dir: f.dir + "/apps2", Now: f.clock.Now, CardHashKey: f.chk, Logger: zerolog.New(logs2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	debug := append(blob("2.1", 100), "debug build"...)
+	if _, err := m2.Upload(alice, f.signed("2.1", debug), bytes.NewReader(debug)); err != nil {
+		t.Fatal(err)
+	}
+	f.publish("north", "2.1", 100, "")
+	if err := m2.Refresh(); err != nil {
+		t.Fatal(err)
+	}
+
+	sum := sha256.Sum256(approved)
+	if _, got, _ := offerOf(t, f.m.Offer(tid, "1.0", f.clock.Now())); got != hex.EncodeToString(sum[:]) {
+		t.Fatalf("node 1 offered %s, want the approved %x", got, sum)
+	}
+	if up := m2.Offer(tid, "1.0", f.clock.Now()); up != "" {
+		t.Fatalf("node 2 offered %q: bytes other than the approved %x", up, sum)
+	}
+	dsum := sha256.Sum256(debug)
+	srv := httptest.NewTLSServer(m2.Handler())
+	defer srv.Close()
+	tok := m2.Token(tid, hex.EncodeToString(dsum[:]), f.clock.Now().Add(time.Hour))
+	if r := get(t, srv, tid, hex.EncodeToString(dsum[:]), tok, ""); r.StatusCode != http.StatusGone {
+		t.Fatalf("node 2 served the unapproved bytes: %s, want 410", r.Status)
+	}
+	ro, err := m2.Rollouts("north")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ro) != 1 || !strings.Contains(ro[0].Refused, "not the") {
+		t.Fatalf("node 2 rollout %+v: want it refused for another hash", ro)
+	}
+	if !strings.Contains(logs2.String(), "offered to no terminal") {
+		t.Fatalf("node 2 logged no refusal: %s", logs2.String())
+	}
+}

@@ -260,6 +260,13 @@ func resolve(s *state, ts []*registry.Terminal, merchant func(string) (*registry
 		if err := s.trust(p); err != nil {
 			trusted = false
 			a.refused[gn] = rel.App + "@" + rel.Version + " is offered to no terminal: " + err.Error()
+		} else if rel.SHA256 != "" && p.SHA256 != rel.SHA256 {
+			// The release names the package by name and version, but the review
+			// approved one hash: this node's package under that name is other bytes
+			// (uploaded here on its own; packages are per node), offered to no one.
+			trusted = false
+			a.refused[gn] = rel.App + "@" + rel.Version + " is offered to no terminal: this node's package has SHA-256 " +
+				p.SHA256 + ", not the " + rel.SHA256 + " the publication approved; upload the approved package here"
 		}
 		var members []*registry.Terminal
 		for _, t := range ts {
