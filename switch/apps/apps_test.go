@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -609,5 +610,97 @@ func TestOfferedOnlyTheBytesApproved(t *testing.T) {
 	}
 	if !strings.Contains(logs2.String(), "offered to no terminal") {
 		t.Fatalf("node 2 logged no refusal: %s", logs2.String())
+	}
+}
+
+// current returns the version of group's current release ("" when none).
+func (f *fixture) current(group string) string {
+	for _, g := range f.m.Groups() {
+		if g.Name == group && g.Current != nil {
+			return g.Current.Version
+		}
+	}
+	return ""
+}
+
+// TestStaleWithdrawalOrPublicationRefused: a withdrawal or publication is approved
+// for the group as it was when requested. Once another release was approved in
+// between, approving it would withdraw, roll back to or replace releases nobody
+// asked about (a withdrawal of a crashing 2.1 requested before the fix 2.2 went
+// out would withdraw 2.2 and put 2.1 back; a publication of 2.0 requested before
+// 2.2 would downgrade the group and drop 2.2's minimum): it is refused, 409.
+func TestStaleWithdrawalOrPublicationRefused(t *testing.T) {
+	f := newFixture(t, 1)
+	for _, v := range []string{"2.0", "2.1", "2.2", "2.3"} {
+		f.upload(v, blob(v, 100))
+	}
+	f.publish("north", "2.0", 100, "")
+	f.publish("north", "2.1", 100, "")
+	w, err := f.m.RequestWithdraw(alice, WithdrawRequest{Group: "north", Rollback: true, Reason: "2.1 crashes on boot"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := f.m.RequestPublish(alice, PublishRequest{Group: "north", App: "demo-pay", Version: "2.0", Target: Target{Merchants: []string{mid}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.publish("north", "2.2", 100, "2.2") // the fix, with a minimum
+	for _, c := range []*registry.Change{w, p} {
+		if _, err := f.reg.Approve(bob, c.ID, ""); !errors.Is(err, registry.ErrConflict) {
+			t.Errorf("stale %s approved (err %v): the group is now at %s", c.Op, err, f.current("north"))
+		}
+	}
+	if v := f.current("north"); v != "2.2" {
+		t.Fatalf("current release %s, want 2.2", v)
+	}
+	if up := f.m.Offer(f.tids[0], "2.1", f.clock.Now()); !strings.HasPrefix(up, "2.2:") {
+		t.Fatalf("offer %q, want 2.2", up)
+	}
+
+	// Requested against the group as it is, a withdrawal goes through.
+	f.approve(f.m.RequestWithdraw(alice, WithdrawRequest{Group: "north", Rollback: true}))
+	if v := f.current("north"); v != "2.1" {
+		t.Fatalf("after rollback %s, want 2.1", v)
+	}
+	// A change requested by a version before the check (no base in its payload)
+	// is approved as before.
+	b, _ := json.Marshal(WithdrawRequest{Group: "north", Rollback: true})
+	f.approve(f.reg.RequestChange(alice, registry.Change{Op: OpWithdraw, Target: "north", Ext: b}))
+	if v := f.current("north"); v != "2.0" {
+		t.Fatalf("after the old-format rollback %s, want 2.0", v)
+	}
+	b, _ = json.Marshal(publishPayload{PublishRequest: PublishRequest{Group: "north", App: "demo-pay", Version: "2.3", Target: Target{Merchants: []string{mid}}},
+		SHA256: f.m.pkgs["demo-pay@2.3"].SHA256})
+	f.approve(f.reg.RequestChange(alice, registry.Change{Op: OpPublish, Target: "north", Ext: b}))
+	if v := f.current("north"); v != "2.3" {
+		t.Fatalf("after the old-format publication %s, want 2.3", v)
+	}
+}
+
+// TestKeyRevocationNotUndoneByALaterRequest: the revocation of a leaked key,
+// requested first and approved last, must not be folded before a re-add of the
+// key requested after it and approved before it (the fold is in request order):
+// that left the key trusted after its revocation was approved. The revocation is
+// refused instead (the key changed since it was requested) and is requested again.
+func TestKeyRevocationNotUndoneByALaterRequest(t *testing.T) {
+	f := newFixture(t, 1)
+	pub := f.priv.Public()
+	revoke, err := f.m.RequestKey(alice, KeyRequest{SigningKey: SigningKey{ID: "acq-1", PublicKey: pemKey(t, pub), Revoked: true}, Reason: "leaked"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.approve(f.m.RequestKey(alice, KeyRequest{SigningKey: SigningKey{ID: "acq-1", PublicKey: pemKey(t, pub)}, Reason: "re-add"}))
+	if _, err := f.reg.Approve(bob, revoke.ID, ""); !errors.Is(err, registry.ErrConflict) {
+		t.Fatalf("revocation requested before the re-add approved after it: err %v, want a conflict", err)
+	}
+	f.approve(f.m.RequestKey(alice, KeyRequest{SigningKey: SigningKey{ID: "acq-1", PublicKey: pemKey(t, pub), Revoked: true}, Reason: "leaked"}))
+	if err := f.m.Refresh(); err != nil {
+		t.Fatal(err)
+	}
+	if ks := f.m.Keys(); len(ks) != 1 || !ks[0].Revoked {
+		t.Fatalf("keys after the revocation %+v: want acq-1 revoked", ks)
+	}
+	if _, err := f.m.Upload(alice, f.signed("3.0", blob("3.0", 10)), bytes.NewReader(blob("3.0", 10))); err == nil {
+		t.Fatal("upload signed by the revoked key accepted")
 	}
 }
