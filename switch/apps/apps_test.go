@@ -704,3 +704,30 @@ func TestKeyRevocationNotUndoneByALaterRequest(t *testing.T) {
 		t.Fatal("upload signed by the revoked key accepted")
 	}
 }
+
+// TestWithdrawnReleaseNotBroughtBack: a withdrawal of a crashing 2.1 requested
+// after a publication of 2.2 and approved before it was folded after it once the
+// publication was approved too: it withdrew 2.2 and made the crashing 2.1 current
+// again. The publication is refused instead.
+func TestWithdrawnReleaseNotBroughtBack(t *testing.T) {
+	f := newFixture(t, 1)
+	for _, v := range []string{"2.0", "2.1", "2.2"} {
+		f.upload(v, blob(v, 100))
+	}
+	f.publish("north", "2.0", 100, "")
+	f.publish("north", "2.1", 100, "")
+	p, err := f.m.RequestPublish(alice, PublishRequest{Group: "north", App: "demo-pay", Version: "2.2", Target: Target{Merchants: []string{mid}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.approve(f.m.RequestWithdraw(alice, WithdrawRequest{Group: "north", Rollback: true, Reason: "2.1 crashes on boot"}))
+	if _, err := f.reg.Approve(bob, p.ID, ""); !errors.Is(err, registry.ErrConflict) {
+		t.Errorf("publication requested before the withdrawal approved after it: err %v, want a conflict", err)
+	}
+	if err := f.m.Refresh(); err != nil {
+		t.Fatal(err)
+	}
+	if v := f.current("north"); v != "2.0" {
+		t.Fatalf("current release %s, want 2.0 (2.1 withdrawn)", v)
+	}
+}
