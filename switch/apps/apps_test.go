@@ -731,3 +731,35 @@ func TestWithdrawnReleaseNotBroughtBack(t *testing.T) {
 		t.Fatalf("current release %s, want 2.0 (2.1 withdrawn)", v)
 	}
 }
+
+// TestEchoOfUnknownTerminalKeepsNothing: an echo needs no terminal check, and a
+// terminal ID the registry does not know has no MAC key to verify, so anyone who
+// can reach a terminal listener can send echoes with made-up terminal IDs. Their
+// AV must not be kept: a report per made-up ID (in memory and in Badger) grew
+// without bound.
+func TestEchoOfUnknownTerminalKeepsNothing(t *testing.T) {
+	f := newFixture(t, 1)
+	for i := range 50 {
+		if up := f.m.Offer(fmt.Sprintf("X%07d", i), "1.0", f.clock.Now()); up != "" {
+			t.Fatalf("unknown terminal offered %q", up)
+		}
+	}
+	if n := len(f.m.Reports()); n != 0 {
+		t.Fatalf("%d reports kept for unknown terminals, want none", n)
+	}
+	if err := f.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(pfxReport)})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			return fmt.Errorf("report stored: %s", it.Item().Key())
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// A registered terminal's AV is kept as before.
+	f.m.Offer(f.tids[0], "1.0", f.clock.Now())
+	if r, ok := f.m.ReportOf(f.tids[0]); !ok || r.Version != "1.0" {
+		t.Fatalf("registered terminal's report %+v %v, want version 1.0", r, ok)
+	}
+}

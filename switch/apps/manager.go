@@ -30,6 +30,7 @@ type Registry interface {
 	RequestChange(p registry.Actor, c registry.Change) (*registry.Change, error)
 	ApprovedChanges(ops ...registry.Op) ([]*registry.Change, error)
 	Terminals(f registry.TerminalFilter) []*registry.Terminal
+	Terminal(id string) (*registry.Terminal, bool)
 	Merchant(id string) (*registry.Merchant, bool)
 	SetGroupMinimums(mins map[string]string) error
 }
