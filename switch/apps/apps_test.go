@@ -763,3 +763,56 @@ func TestEchoOfUnknownTerminalKeepsNothing(t *testing.T) {
 		t.Fatalf("registered terminal's report %+v %v, want version 1.0", r, ok)
 	}
 }
+
+// TestUploadAndDownloadRefuseTraversalAndOversize: names and versions that would
+// climb out of the data directory, an upload larger than the bound, and a
+// download naming a path instead of a hash are refused, and leave nothing behind.
+func TestUploadAndDownloadRefuseTraversalAndOversize(t *testing.T) {
+	f := newFixture(t, 1)
+	f.tweak = func(o *Options) { o.MaxPackageBytes = 1000 }
+	f.close()
+	f.open()
+	data := blob("2.0", 100)
+	for _, c := range []struct{ name, version string }{
+		{"../../etc/passwd", "1.0"}, {"demo-pay", "1.0/../../x"}, {"demo pay", "1.0"}, {"demo-pay", "1.0\nkinds=softpos"},
+		{"demo-pay\nversion=9.9", "1.0"}, {"", "1.0"}, {"demo-pay", ""},
+	} {
+		req := f.signed(c.version, data)
+		req.Name = c.name
+		if _, err := f.m.Upload(alice, req, bytes.NewReader(data)); !errors.Is(err, registry.ErrInvalid) {
+			t.Errorf("upload %q@%q: err %v, want invalid", c.name, c.version, err)
+		}
+	}
+	big := blob("2.0", 2000)
+	if _, err := f.m.Upload(alice, f.signed("2.0", big), bytes.NewReader(big)); !errors.Is(err, registry.ErrInvalid) {
+		t.Errorf("upload of %d bytes with a bound of 1000: err %v, want invalid", len(big), err)
+	}
+	ents, err := os.ReadDir(f.dir + "/apps/sha256")
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	if len(ents) != 0 {
+		t.Fatalf("refused uploads left %d files in the blob directory", len(ents))
+	}
+	p := f.upload("2.0", data)
+	f.publish("north", "2.0", 100, "")
+	srv := httptest.NewTLSServer(f.m.Handler())
+	defer srv.Close()
+	tid := f.tids[0]
+	_, _, tok := offerOf(t, f.m.Offer(tid, "1.0", f.clock.Now()))
+	for _, sum := range []string{"..%2F..%2Fdb%2FMANIFEST", "..%2F" + p.SHA256, strings.ToUpper(p.SHA256) + "%00"} {
+		if r := get(t, srv, tid, sum, tok, ""); r.StatusCode != http.StatusUnauthorized {
+			t.Errorf("download of %q: %s, want 401", sum, r.Status)
+		}
+	}
+	// Another terminal's ID with this terminal's token, and a token past its expiry.
+	if r := get(t, srv, "T9999999", p.SHA256, tok, ""); r.StatusCode != http.StatusUnauthorized {
+		t.Errorf("download with another terminal's token: %s, want 401", r.Status)
+	}
+	f.clock.mu.Lock()
+	f.clock.t = f.clock.t.Add(25 * time.Hour)
+	f.clock.mu.Unlock()
+	if r := get(t, srv, tid, p.SHA256, tok, ""); r.StatusCode != http.StatusUnauthorized {
+		t.Errorf("download with an expired token: %s, want 401", r.Status)
+	}
+}
