@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -546,5 +547,272 @@ func TestRevokedKeyStopsOffersAndPublication(t *testing.T) {
 	f.approve(f.m.RequestKey(alice, KeyRequest{SigningKey: SigningKey{ID: "acq-1", PublicKey: pemKey(t, pub)}}))
 	if v := f.m.Offer(tid, "1.5", f.clock.Now()); v == "" {
 		t.Errorf("release not offered once its key is approved again")
+	}
+}
+
+// otherNode is the registry as a second node of a cluster sees it: the same
+// approved changes, but its own packages (its own data directory). Its Manager
+// does not register the operations again (the first node's Check stands for both).
+type otherNode struct{ *registry.Registry }
+
+func (otherNode) RegisterOp(registry.Op, registry.ExtOp) {}
+
+// TestOfferedOnlyTheBytesApproved: a publication names a package by name and
+// version and fixes its hash when requested; a node whose package under that name
+// and version is other bytes (uploaded there on its own, signed all the same: a
+// debug build numbered like the release) offers nothing and serves nothing, rather
+// than bytes no reviewer approved.
+func TestOfferedOnlyTheBytesApproved(t *testing.T) {
+	f := newFixture(t, 1)
+	tid := f.tids[0]
+	approved := blob("2.1", 100)
+	f.upload("2.1", approved)
+
+	db2, err := badger.Open(badger.DefaultOptions(f.dir + "/db2").WithLogger(nil).WithMemTableSize(8 << 20).WithValueLogFileSize(16 << 20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db2.Close()
+	logs2 := &syncbuf.Buffer{}
+	m2, err := New(db2, otherNode{f.reg}, Options{Dir: f.dir + "/apps2", Now: f.clock.Now, CardHashKey: f.chk, Logger: zerolog.New(logs2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	debug := append(blob("2.1", 100), "debug build"...)
+	if _, err := m2.Upload(alice, f.signed("2.1", debug), bytes.NewReader(debug)); err != nil {
+		t.Fatal(err)
+	}
+	f.publish("north", "2.1", 100, "")
+	if err := m2.Refresh(); err != nil {
+		t.Fatal(err)
+	}
+
+	sum := sha256.Sum256(approved)
+	if _, got, _ := offerOf(t, f.m.Offer(tid, "1.0", f.clock.Now())); got != hex.EncodeToString(sum[:]) {
+		t.Fatalf("node 1 offered %s, want the approved %x", got, sum)
+	}
+	if up := m2.Offer(tid, "1.0", f.clock.Now()); up != "" {
+		t.Fatalf("node 2 offered %q: bytes other than the approved %x", up, sum)
+	}
+	dsum := sha256.Sum256(debug)
+	srv := httptest.NewTLSServer(m2.Handler())
+	defer srv.Close()
+	tok := m2.Token(tid, hex.EncodeToString(dsum[:]), f.clock.Now().Add(time.Hour))
+	if r := get(t, srv, tid, hex.EncodeToString(dsum[:]), tok, ""); r.StatusCode != http.StatusGone {
+		t.Fatalf("node 2 served the unapproved bytes: %s, want 410", r.Status)
+	}
+	ro, err := m2.Rollouts("north")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ro) != 1 || !strings.Contains(ro[0].Refused, "not the") {
+		t.Fatalf("node 2 rollout %+v: want it refused for another hash", ro)
+	}
+	if !strings.Contains(logs2.String(), "offered to no terminal") {
+		t.Fatalf("node 2 logged no refusal: %s", logs2.String())
+	}
+}
+
+// current returns the version of group's current release ("" when none).
+func (f *fixture) current(group string) string {
+	for _, g := range f.m.Groups() {
+		if g.Name == group && g.Current != nil {
+			return g.Current.Version
+		}
+	}
+	return ""
+}
+
+// TestStaleWithdrawalOrPublicationRefused: a withdrawal or publication is approved
+// for the group as it was when requested. Once another release was approved in
+// between, approving it would withdraw, roll back to or replace releases nobody
+// asked about (a withdrawal of a crashing 2.1 requested before the fix 2.2 went
+// out would withdraw 2.2 and put 2.1 back; a publication of 2.0 requested before
+// 2.2 would downgrade the group and drop 2.2's minimum): it is refused, 409.
+func TestStaleWithdrawalOrPublicationRefused(t *testing.T) {
+	f := newFixture(t, 1)
+	for _, v := range []string{"2.0", "2.1", "2.2", "2.3"} {
+		f.upload(v, blob(v, 100))
+	}
+	f.publish("north", "2.0", 100, "")
+	f.publish("north", "2.1", 100, "")
+	w, err := f.m.RequestWithdraw(alice, WithdrawRequest{Group: "north", Rollback: true, Reason: "2.1 crashes on boot"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := f.m.RequestPublish(alice, PublishRequest{Group: "north", App: "demo-pay", Version: "2.0", Target: Target{Merchants: []string{mid}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.publish("north", "2.2", 100, "2.2") // the fix, with a minimum
+	for _, c := range []*registry.Change{w, p} {
+		if _, err := f.reg.Approve(bob, c.ID, ""); !errors.Is(err, registry.ErrConflict) {
+			t.Errorf("stale %s approved (err %v): the group is now at %s", c.Op, err, f.current("north"))
+		}
+	}
+	if v := f.current("north"); v != "2.2" {
+		t.Fatalf("current release %s, want 2.2", v)
+	}
+	if up := f.m.Offer(f.tids[0], "2.1", f.clock.Now()); !strings.HasPrefix(up, "2.2:") {
+		t.Fatalf("offer %q, want 2.2", up)
+	}
+
+	// Requested against the group as it is, a withdrawal goes through.
+	f.approve(f.m.RequestWithdraw(alice, WithdrawRequest{Group: "north", Rollback: true}))
+	if v := f.current("north"); v != "2.1" {
+		t.Fatalf("after rollback %s, want 2.1", v)
+	}
+	// A change requested by a version before the check (no base in its payload)
+	// is approved as before.
+	b, _ := json.Marshal(WithdrawRequest{Group: "north", Rollback: true})
+	f.approve(f.reg.RequestChange(alice, registry.Change{Op: OpWithdraw, Target: "north", Ext: b}))
+	if v := f.current("north"); v != "2.0" {
+		t.Fatalf("after the old-format rollback %s, want 2.0", v)
+	}
+	b, _ = json.Marshal(publishPayload{PublishRequest: PublishRequest{Group: "north", App: "demo-pay", Version: "2.3", Target: Target{Merchants: []string{mid}}},
+		SHA256: f.m.pkgs["demo-pay@2.3"].SHA256})
+	f.approve(f.reg.RequestChange(alice, registry.Change{Op: OpPublish, Target: "north", Ext: b}))
+	if v := f.current("north"); v != "2.3" {
+		t.Fatalf("after the old-format publication %s, want 2.3", v)
+	}
+}
+
+// TestKeyRevocationNotUndoneByALaterRequest: the revocation of a leaked key,
+// requested first and approved last, must not be folded before a re-add of the
+// key requested after it and approved before it (the fold is in request order):
+// that left the key trusted after its revocation was approved. The revocation is
+// refused instead (the key changed since it was requested) and is requested again.
+func TestKeyRevocationNotUndoneByALaterRequest(t *testing.T) {
+	f := newFixture(t, 1)
+	pub := f.priv.Public()
+	revoke, err := f.m.RequestKey(alice, KeyRequest{SigningKey: SigningKey{ID: "acq-1", PublicKey: pemKey(t, pub), Revoked: true}, Reason: "leaked"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.approve(f.m.RequestKey(alice, KeyRequest{SigningKey: SigningKey{ID: "acq-1", PublicKey: pemKey(t, pub)}, Reason: "re-add"}))
+	if _, err := f.reg.Approve(bob, revoke.ID, ""); !errors.Is(err, registry.ErrConflict) {
+		t.Fatalf("revocation requested before the re-add approved after it: err %v, want a conflict", err)
+	}
+	f.approve(f.m.RequestKey(alice, KeyRequest{SigningKey: SigningKey{ID: "acq-1", PublicKey: pemKey(t, pub), Revoked: true}, Reason: "leaked"}))
+	if err := f.m.Refresh(); err != nil {
+		t.Fatal(err)
+	}
+	if ks := f.m.Keys(); len(ks) != 1 || !ks[0].Revoked {
+		t.Fatalf("keys after the revocation %+v: want acq-1 revoked", ks)
+	}
+	if _, err := f.m.Upload(alice, f.signed("3.0", blob("3.0", 10)), bytes.NewReader(blob("3.0", 10))); err == nil {
+		t.Fatal("upload signed by the revoked key accepted")
+	}
+}
+
+// TestWithdrawnReleaseNotBroughtBack: a withdrawal of a crashing 2.1 requested
+// after a publication of 2.2 and approved before it was folded after it once the
+// publication was approved too: it withdrew 2.2 and made the crashing 2.1 current
+// again. The publication is refused instead.
+func TestWithdrawnReleaseNotBroughtBack(t *testing.T) {
+	f := newFixture(t, 1)
+	for _, v := range []string{"2.0", "2.1", "2.2"} {
+		f.upload(v, blob(v, 100))
+	}
+	f.publish("north", "2.0", 100, "")
+	f.publish("north", "2.1", 100, "")
+	p, err := f.m.RequestPublish(alice, PublishRequest{Group: "north", App: "demo-pay", Version: "2.2", Target: Target{Merchants: []string{mid}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.approve(f.m.RequestWithdraw(alice, WithdrawRequest{Group: "north", Rollback: true, Reason: "2.1 crashes on boot"}))
+	if _, err := f.reg.Approve(bob, p.ID, ""); !errors.Is(err, registry.ErrConflict) {
+		t.Errorf("publication requested before the withdrawal approved after it: err %v, want a conflict", err)
+	}
+	if err := f.m.Refresh(); err != nil {
+		t.Fatal(err)
+	}
+	if v := f.current("north"); v != "2.0" {
+		t.Fatalf("current release %s, want 2.0 (2.1 withdrawn)", v)
+	}
+}
+
+// TestEchoOfUnknownTerminalKeepsNothing: an echo needs no terminal check, and a
+// terminal ID the registry does not know has no MAC key to verify, so anyone who
+// can reach a terminal listener can send echoes with made-up terminal IDs. Their
+// AV must not be kept: a report per made-up ID (in memory and in Badger) grew
+// without bound.
+func TestEchoOfUnknownTerminalKeepsNothing(t *testing.T) {
+	f := newFixture(t, 1)
+	for i := range 50 {
+		if up := f.m.Offer(fmt.Sprintf("X%07d", i), "1.0", f.clock.Now()); up != "" {
+			t.Fatalf("unknown terminal offered %q", up)
+		}
+	}
+	if n := len(f.m.Reports()); n != 0 {
+		t.Fatalf("%d reports kept for unknown terminals, want none", n)
+	}
+	if err := f.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(pfxReport)})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			return fmt.Errorf("report stored: %s", it.Item().Key())
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// A registered terminal's AV is kept as before.
+	f.m.Offer(f.tids[0], "1.0", f.clock.Now())
+	if r, ok := f.m.ReportOf(f.tids[0]); !ok || r.Version != "1.0" {
+		t.Fatalf("registered terminal's report %+v %v, want version 1.0", r, ok)
+	}
+}
+
+// TestUploadAndDownloadRefuseTraversalAndOversize: names and versions that would
+// climb out of the data directory, an upload larger than the bound, and a
+// download naming a path instead of a hash are refused, and leave nothing behind.
+func TestUploadAndDownloadRefuseTraversalAndOversize(t *testing.T) {
+	f := newFixture(t, 1)
+	f.tweak = func(o *Options) { o.MaxPackageBytes = 1000 }
+	f.close()
+	f.open()
+	data := blob("2.0", 100)
+	for _, c := range []struct{ name, version string }{
+		{"../../etc/passwd", "1.0"}, {"demo-pay", "1.0/../../x"}, {"demo pay", "1.0"}, {"demo-pay", "1.0\nkinds=softpos"},
+		{"demo-pay\nversion=9.9", "1.0"}, {"", "1.0"}, {"demo-pay", ""},
+	} {
+		req := f.signed(c.version, data)
+		req.Name = c.name
+		if _, err := f.m.Upload(alice, req, bytes.NewReader(data)); !errors.Is(err, registry.ErrInvalid) {
+			t.Errorf("upload %q@%q: err %v, want invalid", c.name, c.version, err)
+		}
+	}
+	big := blob("2.0", 2000)
+	if _, err := f.m.Upload(alice, f.signed("2.0", big), bytes.NewReader(big)); !errors.Is(err, registry.ErrInvalid) {
+		t.Errorf("upload of %d bytes with a bound of 1000: err %v, want invalid", len(big), err)
+	}
+	ents, err := os.ReadDir(f.dir + "/apps/sha256")
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	if len(ents) != 0 {
+		t.Fatalf("refused uploads left %d files in the blob directory", len(ents))
+	}
+	p := f.upload("2.0", data)
+	f.publish("north", "2.0", 100, "")
+	srv := httptest.NewTLSServer(f.m.Handler())
+	defer srv.Close()
+	tid := f.tids[0]
+	_, _, tok := offerOf(t, f.m.Offer(tid, "1.0", f.clock.Now()))
+	for _, sum := range []string{"..%2F..%2Fdb%2FMANIFEST", "..%2F" + p.SHA256, strings.ToUpper(p.SHA256) + "%00"} {
+		if r := get(t, srv, tid, sum, tok, ""); r.StatusCode != http.StatusUnauthorized {
+			t.Errorf("download of %q: %s, want 401", sum, r.Status)
+		}
+	}
+	// Another terminal's ID with this terminal's token, and a token past its expiry.
+	if r := get(t, srv, "T9999999", p.SHA256, tok, ""); r.StatusCode != http.StatusUnauthorized {
+		t.Errorf("download with another terminal's token: %s, want 401", r.Status)
+	}
+	f.clock.mu.Lock()
+	f.clock.t = f.clock.t.Add(25 * time.Hour)
+	f.clock.mu.Unlock()
+	if r := get(t, srv, tid, p.SHA256, tok, ""); r.StatusCode != http.StatusUnauthorized {
+		t.Errorf("download with an expired token: %s, want 401", r.Status)
 	}
 }

@@ -30,6 +30,7 @@ type Registry interface {
 	RequestChange(p registry.Actor, c registry.Change) (*registry.Change, error)
 	ApprovedChanges(ops ...registry.Op) ([]*registry.Change, error)
 	Terminals(f registry.TerminalFilter) []*registry.Terminal
+	Terminal(id string) (*registry.Terminal, bool)
 	Merchant(id string) (*registry.Merchant, bool)
 	SetGroupMinimums(mins map[string]string) error
 }
@@ -184,13 +185,9 @@ func (m *Manager) applied(*registry.Change) {
 // Refresh rebuilds the state from the approved changes, resolves every group
 // against the registry's terminals and sets the group minimums in the registry.
 func (m *Manager) Refresh() error {
-	all, err := m.reg.ApprovedChanges(OpKeyPut, OpPublish, OpWithdraw)
+	st, err := m.approvedState()
 	if err != nil {
-		return fmt.Errorf("apps: read the approved changes: %w", err)
-	}
-	st := newState()
-	for _, c := range all {
-		st.apply(c)
+		return err
 	}
 	m.mu.Lock()
 	m.st = st
@@ -206,6 +203,21 @@ func (m *Manager) Refresh() error {
 		}
 	}
 	return m.reg.SetGroupMinimums(a.mins)
+}
+
+// approvedState folds the approved changes, as committed now. The checks of the
+// reviewed operations use it rather than m.st, which an approval made an instant
+// before (its Apply not yet run) has not reached.
+func (m *Manager) approvedState() (*state, error) {
+	all, err := m.reg.ApprovedChanges(OpKeyPut, OpPublish, OpWithdraw)
+	if err != nil {
+		return nil, fmt.Errorf("apps: read the approved changes: %w", err)
+	}
+	st := newState()
+	for _, c := range all {
+		st.apply(c)
+	}
+	return st, nil
 }
 
 // Run refreshes every RefreshInterval until ctx ends.
@@ -332,18 +344,27 @@ func (m *Manager) Groups() []*Group {
 // RequestKey requests the addition (or, with Revoked, the revocation) of an
 // app-signing key, for review.
 func (m *Manager) RequestKey(p registry.Actor, k KeyRequest) (*registry.Change, error) {
-	reason := k.Reason
-	k.Reason = ""
-	return m.request(p, OpKeyPut, k.ID, reason, k.SigningKey)
+	st, err := m.approvedState()
+	if err != nil {
+		return nil, err
+	}
+	base := st.keyBase(k.ID)
+	k.Change = ""
+	return m.request(p, OpKeyPut, k.ID, k.Reason, keyPayload{SigningKey: k.SigningKey, Base: &base})
 }
 
 // RequestPublish requests a publication, for review. The package's hash is fixed
 // in the change now.
 func (m *Manager) RequestPublish(p registry.Actor, r PublishRequest) (*registry.Change, error) {
+	st, err := m.approvedState()
+	if err != nil {
+		return nil, err
+	}
 	m.mu.Lock()
 	pkg := m.pkgs[r.App+"@"+r.Version]
 	m.mu.Unlock()
-	pp := publishPayload{PublishRequest: r}
+	base := st.groupBase(r.Group)
+	pp := publishPayload{PublishRequest: r, Base: &base}
 	if pkg != nil {
 		pp.SHA256 = pkg.SHA256
 	}
@@ -354,9 +375,14 @@ func (m *Manager) RequestPublish(p registry.Actor, r PublishRequest) (*registry.
 
 // RequestWithdraw requests a withdrawal, for review.
 func (m *Manager) RequestWithdraw(p registry.Actor, r WithdrawRequest) (*registry.Change, error) {
+	st, err := m.approvedState()
+	if err != nil {
+		return nil, err
+	}
 	reason := r.Reason
 	r.Reason = ""
-	return m.request(p, OpWithdraw, r.Group, reason, r)
+	base := st.groupBase(r.Group)
+	return m.request(p, OpWithdraw, r.Group, reason, withdrawPayload{WithdrawRequest: r, Base: &base})
 }
 
 func (m *Manager) request(p registry.Actor, op registry.Op, target, reason string, payload any) (*registry.Change, error) {
@@ -368,10 +394,11 @@ func (m *Manager) request(p registry.Actor, op registry.Op, target, reason strin
 }
 
 func (m *Manager) checkKey(c *registry.Change) (registry.ChangeEffect, error) {
-	var k SigningKey
-	if err := json.Unmarshal(c.Ext, &k); err != nil {
+	var kp keyPayload
+	if err := json.Unmarshal(c.Ext, &kp); err != nil {
 		return registry.ChangeEffect{}, invalidf("%s: payload: %v", c.Op, err)
 	}
+	k := kp.SigningKey
 	if !validName(k.ID) {
 		return registry.ChangeEffect{}, invalidf("app-signing key ID %q: want 1 to 64 letters, digits, '-', '_' or '.'", k.ID)
 	}
@@ -382,12 +409,18 @@ func (m *Manager) checkKey(c *registry.Change) (registry.ChangeEffect, error) {
 	if c.Target != k.ID {
 		return registry.ChangeEffect{}, invalidf("%s: target %q is not the key ID %q", c.Op, c.Target, k.ID)
 	}
+	st, err := m.approvedState()
+	if err != nil {
+		return registry.ChangeEffect{}, err
+	}
+	if err := staleBase(c, "app-signing key "+k.ID, kp.Base, st.keyBase(k.ID)); err != nil {
+		return registry.ChangeEffect{}, err
+	}
+	k.Change = c.ID
 	ce := registry.ChangeEffect{Type: "app-key", ID: k.ID, After: mustJSON(k)}
-	m.mu.Lock()
-	if old := m.st.keys[k.ID]; old != nil {
+	if old := st.keys[k.ID]; old != nil {
 		ce.Before = mustJSON(old)
 	}
-	m.mu.Unlock()
 	return ce, nil
 }
 
@@ -414,6 +447,13 @@ func (m *Manager) checkPublish(c *registry.Change) (registry.ChangeEffect, error
 			return registry.ChangeEffect{}, invalidf("group %s: kind %q: want pos, mpos or softpos", r.Group, k)
 		}
 	}
+	st, err := m.approvedState()
+	if err != nil {
+		return registry.ChangeEffect{}, err
+	}
+	if err := staleBase(c, "rollout group "+r.Group, pp.Base, st.groupBase(r.Group)); err != nil {
+		return registry.ChangeEffect{}, err
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	pkg := m.pkgs[r.App+"@"+r.Version]
@@ -423,28 +463,34 @@ func (m *Manager) checkPublish(c *registry.Change) (registry.ChangeEffect, error
 	if pp.SHA256 != pkg.SHA256 {
 		return registry.ChangeEffect{}, conflictf("package %s@%s has SHA-256 %s, not the %s this change was requested for", r.App, r.Version, pkg.SHA256, pp.SHA256)
 	}
-	if err := m.st.trust(pkg); err != nil {
+	if err := st.trust(pkg); err != nil {
 		return registry.ChangeEffect{}, invalidf("package %s@%s may not be published: %v (switchyard app key list)", r.App, r.Version, err)
 	}
 	rel := Release{Group: r.Group, App: r.App, Version: r.Version, SHA256: pkg.SHA256, Target: r.Target, MinVersion: r.MinVersion, Change: c.ID}
 	ce := registry.ChangeEffect{Type: "app-group", ID: r.Group, After: mustJSON(rel)}
-	if g := m.st.groups[r.Group]; g != nil && g.Current != nil {
+	if g := st.groups[r.Group]; g != nil && g.Current != nil {
 		ce.Before = mustJSON(g.Current)
 	}
 	return ce, nil
 }
 
 func (m *Manager) checkWithdraw(c *registry.Change) (registry.ChangeEffect, error) {
-	var r WithdrawRequest
-	if err := json.Unmarshal(c.Ext, &r); err != nil {
+	var wp withdrawPayload
+	if err := json.Unmarshal(c.Ext, &wp); err != nil {
 		return registry.ChangeEffect{}, invalidf("%s: payload: %v", c.Op, err)
 	}
+	r := wp.WithdrawRequest
 	if c.Target != r.Group {
 		return registry.ChangeEffect{}, invalidf("%s: target %q is not the group %q", c.Op, c.Target, r.Group)
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	g := m.st.groups[r.Group]
+	st, err := m.approvedState()
+	if err != nil {
+		return registry.ChangeEffect{}, err
+	}
+	if err := staleBase(c, "rollout group "+r.Group, wp.Base, st.groupBase(r.Group)); err != nil {
+		return registry.ChangeEffect{}, err
+	}
+	g := st.groups[r.Group]
 	if g == nil || g.Current == nil {
 		return registry.ChangeEffect{}, conflictf("rollout group %s has no current release to withdraw", r.Group)
 	}

@@ -55,6 +55,7 @@ type SigningKey struct {
 	AddedAt   time.Time `json:"added_at,omitzero"`
 	AddedBy   string    `json:"added_by,omitempty"`
 	Revoked   bool      `json:"revoked,omitempty"` // a revoked key verifies nothing: no upload, publication or offer
+	Change    string    `json:"change,omitempty"`  // the approved change that put it as it is (filled by the fold)
 }
 
 // parsePublicKey reads a PEM PKIX public key: Ed25519 or ECDSA.

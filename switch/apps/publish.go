@@ -136,7 +136,7 @@ func (s *state) apply(c *registry.Change) {
 			return
 		}
 		_, k.Algorithm, _ = parsePublicKey(k.PublicKey)
-		k.AddedAt, k.AddedBy = at, c.RequestedBy
+		k.AddedAt, k.AddedBy, k.Change = at, c.RequestedBy, c.ID
 		s.keys[k.ID] = &k
 	case OpPublish:
 		var pp publishPayload
@@ -174,10 +174,70 @@ func (s *state) apply(c *registry.Change) {
 
 // publishPayload is what an app.publish change carries: the request and the hash
 // of the package it names, fixed when requested (a package is immutable, but the
-// reviewer must approve exactly the bytes that were checked).
+// reviewer must approve exactly the bytes that were checked), and the group's base.
 type publishPayload struct {
 	PublishRequest
-	SHA256 string `json:"sha256"`
+	SHA256 string  `json:"sha256"`
+	Base   *string `json:"base,omitempty"` // see base
+}
+
+// withdrawPayload is what an app.withdraw change carries: the request and the
+// group's base.
+type withdrawPayload struct {
+	WithdrawRequest
+	Base *string `json:"base,omitempty"` // see base
+}
+
+// keyPayload is what an app-key.put change carries: the key and its base.
+type keyPayload struct {
+	SigningKey
+	Base *string `json:"base,omitempty"` // see base
+}
+
+// The base of a change is the approved change that last set what it changes, when
+// it was requested: for a publication or withdrawal, the change that published
+// the group's current release; for a key, the change that last put it ("" when
+// none). An approval refuses a change whose base is no longer that (conflict),
+// for two reasons. The reviewer approves the effect shown (withdraw 2.1, roll
+// back to 2.0), which another approval in between makes another (withdraw the fix
+// 2.2, put 2.1 back). And the state is the fold of the approved changes in the
+// order they were requested: a change approved after a later-requested one on the
+// same group or key would be folded before it, so that a key revocation approved
+// last was undone by a re-add requested after it, and a withdrawal approved last
+// was applied before the publication it was meant to follow. With the base, no two
+// changes of one group or key are approved out of order. Nil (a change requested
+// by a version before 6 December 2026): not checked.
+
+// groupBase returns the base of group g in s.
+func (s *state) groupBase(g string) string {
+	if gr := s.groups[g]; gr != nil && gr.Current != nil {
+		return gr.Current.Change
+	}
+	return ""
+}
+
+// keyBase returns the base of key id in s.
+func (s *state) keyBase(id string) string {
+	if k := s.keys[id]; k != nil {
+		return k.Change
+	}
+	return ""
+}
+
+// staleBase returns a conflict error when base is set and is not now, the base
+// of what the change c changes (what, e.g. "rollout group north").
+func staleBase(c *registry.Change, what string, base *string, now string) error {
+	if base == nil || *base == now {
+		return nil
+	}
+	name := func(s string) string {
+		if s == "" {
+			return "none"
+		}
+		return s
+	}
+	return conflictf("%s changed since %s was requested (last set by change %s then, %s now): approving it would apply something other than what it showed; request it again",
+		what, c.ID, name(*base), name(now))
 }
 
 // trust reports why package p may not be offered or published now (nil when it
@@ -260,6 +320,13 @@ func resolve(s *state, ts []*registry.Terminal, merchant func(string) (*registry
 		if err := s.trust(p); err != nil {
 			trusted = false
 			a.refused[gn] = rel.App + "@" + rel.Version + " is offered to no terminal: " + err.Error()
+		} else if rel.SHA256 != "" && p.SHA256 != rel.SHA256 {
+			// The release names the package by name and version, but the review
+			// approved one hash: this node's package under that name is other bytes
+			// (uploaded here on its own; packages are per node), offered to no one.
+			trusted = false
+			a.refused[gn] = rel.App + "@" + rel.Version + " is offered to no terminal: this node's package has SHA-256 " +
+				p.SHA256 + ", not the " + rel.SHA256 + " the publication approved; upload the approved package here"
 		}
 		var members []*registry.Terminal
 		for _, t := range ts {

@@ -48,8 +48,15 @@ type ReportRequest struct {
 // records the AV as the installed version and returns the DE 48 UP value to send
 // when a newer release is offered to the terminal ("" when none). The cup dialect
 // signals the same offer with header processing requirement 6 (the caller sets it
-// when Offer returns a value). With Options.NoTokens nothing is offered.
+// when Offer returns a value). With Options.NoTokens nothing is offered. A
+// terminal the registry does not know gets nothing and leaves nothing: an echo is
+// answered without terminal checks, and an unknown terminal ID has no MAC key to
+// verify, so its AV is not kept (a report per made-up ID, in memory and in Badger,
+// grew without bound).
 func (m *Manager) Offer(tid, appVersion string, now time.Time) string {
+	if _, ok := m.reg.Terminal(tid); !ok {
+		return ""
+	}
 	if appVersion != "" && validVersion(appVersion) {
 		m.record(tid, func(r *Report) {
 			r.Version = appVersion

@@ -40,6 +40,7 @@
 package attest
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -51,6 +52,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -82,6 +84,56 @@ func (i Integrity) Findings() []string {
 		}
 	}
 	return out
+}
+
+// verdictNames are the keys of the "int" object, each required, as a JSON boolean.
+var verdictNames = [...]string{"root", "hook", "debugger", "emulator", "tee"}
+
+// checkVerdicts checks the "int" object of a token's payload strictly: exactly the
+// five verdicts, each once, spelled exactly, each a boolean. encoding/json alone
+// reads a missing verdict as false, ignores one spelled otherwise ("rooted"),
+// matches keys case-insensitively ("Root") and keeps the last of duplicates, so a
+// service whose output drifted from the interface would pass a rooted phone as
+// clean; such a token is refused as malformed instead.
+func checkVerdicts(payload []byte) error {
+	var top struct {
+		Int json.RawMessage `json:"int"`
+	}
+	if err := json.Unmarshal(payload, &top); err != nil {
+		return err
+	}
+	if len(top.Int) == 0 {
+		return errors.New("no int verdicts")
+	}
+	d := json.NewDecoder(bytes.NewReader(top.Int))
+	if tok, err := d.Token(); err != nil || tok != json.Delim('{') {
+		return fmt.Errorf("int: want an object, got %v", tok)
+	}
+	var seen [len(verdictNames)]bool
+	for d.More() {
+		tok, err := d.Token()
+		if err != nil {
+			return err
+		}
+		key, _ := tok.(string)
+		i := slices.Index(verdictNames[:], key)
+		if i < 0 || seen[i] {
+			return fmt.Errorf("int: verdict %q unknown or given twice", key)
+		}
+		seen[i] = true
+		if tok, err = d.Token(); err != nil {
+			return err
+		}
+		if _, ok := tok.(bool); !ok {
+			return fmt.Errorf("int: verdict %q is %v, not a boolean", key, tok)
+		}
+	}
+	for i, ok := range seen {
+		if !ok {
+			return fmt.Errorf("int: verdict %q missing", verdictNames[i])
+		}
+	}
+	return nil
 }
 
 // Claims are the claims of an attestation token.
@@ -296,8 +348,13 @@ func (v *Verifier) Verify(token, nonce string, now time.Time) (Claims, Failure) 
 	if err := json.Unmarshal(payload, &c); err != nil || c.IssuedAt <= 0 || c.Nonce == "" || c.Device == "" {
 		return Claims{}, FailMalformed
 	}
-	age := now.Sub(c.Issued())
-	if age > v.maxAge || -age > v.maxAge {
+	if err := checkVerdicts(payload); err != nil {
+		return Claims{}, FailMalformed
+	}
+	// Times compared, not an age: now.Sub saturates at the smallest Duration for an
+	// iat centuries ahead (milliseconds written for seconds), and its negation
+	// overflows back to itself, so such a token compared as an age was fresh forever.
+	if iat := c.Issued(); iat.Before(now.Add(-v.maxAge)) || iat.After(now.Add(v.maxAge)) {
 		return c, FailStale
 	}
 	// A token seen before is a replay, whatever it is attached to now (a legitimate

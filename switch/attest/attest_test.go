@@ -205,3 +205,76 @@ func TestVerifyAllowedApps(t *testing.T) {
 		}
 	}
 }
+
+// TestVerifyIssuedFarAhead: a token whose iat is centuries ahead (an attestation
+// service that writes milliseconds for seconds, or a clock gone wrong) is stale.
+// time.Time.Sub saturates at the smallest Duration, whose negation overflows back
+// to itself: an age compared as a Duration made such a token fresh forever.
+func TestVerifyIssuedFarAhead(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	v, err := NewVerifier([]Key{DemoSigner().Key()}, Options{MaxAge: 2 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, iat := range []int64{now.Unix() * 1000, 1 << 62} {
+		n := Nonce("T0000002", strconv.Itoa(i), 1200, "1202014500")
+		c := claims(n, now)
+		c.IssuedAt = iat
+		tok, err := DemoSigner().Sign(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, got := v.Verify(tok, n, now); got != FailStale {
+			t.Errorf("iat %d: got %q, want %q", iat, got, FailStale)
+		}
+	}
+}
+
+// TestVerifyVerdictsMustBeExplicit: the service's verdicts count only as the five
+// booleans the interface names. A verdict missing, spelled otherwise ("rooted",
+// "Root"), given twice, of another type, or one the switch does not know is
+// refused as malformed, never read as a clean phone.
+func TestVerifyVerdictsMustBeExplicit(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	s := DemoSigner()
+	v, err := NewVerifier([]Key{s.Key()}, Options{MaxAge: 2 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clean := `{"root":false,"hook":false,"debugger":false,"emulator":false,"tee":true}`
+	cases := []struct {
+		name, int string
+		want      Failure
+	}{
+		{"all five", clean, OK},
+		{"all five, other order and spacing", `{ "tee":true, "emulator":false,"debugger":false, "hook":false,"root":false }`, OK},
+		{"root missing", `{"hook":false,"debugger":false,"emulator":false,"tee":true}`, FailMalformed},
+		{"rooted instead of root", `{"rooted":true,"hook":false,"debugger":false,"emulator":false,"tee":true}`, FailMalformed},
+		{"hooked besides the five", `{"root":false,"hook":false,"debugger":false,"emulator":false,"tee":true,"hooked":true}`, FailMalformed},
+		{"Root in capitals", `{"Root":true,"hook":false,"debugger":false,"emulator":false,"tee":true}`, FailMalformed},
+		{"root twice, true then false", `{"root":true,"root":false,"hook":false,"debugger":false,"emulator":false,"tee":true}`, FailMalformed},
+		{"root as a string", `{"root":"true","hook":false,"debugger":false,"emulator":false,"tee":true}`, FailMalformed},
+		{"root null", `{"root":null,"hook":false,"debugger":false,"emulator":false,"tee":true}`, FailMalformed},
+		{"int null", `null`, FailMalformed},
+		{"int an array", `[]`, FailMalformed},
+		{"int absent", ``, FailMalformed},
+	}
+	for i, c := range cases {
+		n := Nonce("T0000002", strconv.Itoa(i), 1200, "1202014500")
+		payload := `{"dev":"SP-1","app":"com.example.pay","ver":"2.1.0","iat":` + strconv.FormatInt(now.Unix(), 10) + `,"nonce":"` + n + `"`
+		if c.int != "" {
+			payload += `,"int":` + c.int
+		}
+		obj, err := s.sign.Sign([]byte(payload + "}"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok, err := obj.CompactSerialize()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, got := v.Verify(tok, n, now); got != c.want {
+			t.Errorf("%s: got %q, want %q", c.name, got, c.want)
+		}
+	}
+}

@@ -95,6 +95,15 @@ func TestSignedAttestation(t *testing.T) {
 		t.Fatal(err)
 	}
 	add("a debug build, signed by the service", withToken(tx, debug), "58", "attestation-app-refused")
+	tx = softpos(1500)
+	// A service writing milliseconds for seconds: centuries ahead, stale (the age
+	// overflowed and such a token passed as fresh until 6 December 2026).
+	ms, err := attest.DemoSigner().Sign(attest.Claims{Device: "SP-T0000002", App: attest.DemoAppID, AppVersion: "1.0.0",
+		Integrity: clean, IssuedAt: time.Now().UnixMilli(), Nonce: attest.Nonce(tx.TID, tx.STAN, tx.Amount, message.FormatDE7(tx.Time))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	add("iat in milliseconds", withToken(tx, ms), "58", "attestation-stale")
 	for _, a := range attempts {
 		if r := sendOn(t, f.c, a.tx, mac); r.RC != a.rc || r.Reason != a.reason {
 			t.Errorf("%s: got %s %q, want %s %q", a.name, r.RC, r.Reason, a.rc, a.reason)

@@ -341,7 +341,10 @@ func (r *checker) Check(req CheckRequest) CheckResult {
 		switch {
 		case !req.AttestationSigned && !t.AttestLegacy:
 			attReason = ReasonAttestationLegacy
-		case age > maxAge || -age > maxAge:
+		case req.AttestationTime.Before(now.Add(-maxAge)) || req.AttestationTime.After(now.Add(maxAge)):
+			// Times compared, not age: now.Sub saturates for a time centuries ahead
+			// and the negation of the smallest Duration is itself, so such an
+			// attestation compared as an age was fresh forever.
 			attReason = ReasonAttestationStale
 		case req.AttestationSigned && req.AttestedDevice != t.Binding.DeviceSerial:
 			// An unbound SoftPOS never gets here (softpos-device-unbound first), so

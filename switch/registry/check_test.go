@@ -106,6 +106,8 @@ func TestCheckEachRule(t *testing.T) {
 		{"SoftPOS attestation 119 s old", mod(t2(), func(r *CheckRequest) { r.AttestationTime = r.Now.Add(-119 * time.Second) }), "", "", false},
 		{"SoftPOS attestation 121 s old", mod(t2(), func(r *CheckRequest) { r.AttestationTime = r.Now.Add(-121 * time.Second) }), "58", ReasonAttestationStale, false},
 		{"SoftPOS attestation 10 min in the future", mod(t2(), func(r *CheckRequest) { r.AttestationTime = r.Now.Add(10 * time.Minute) }), "58", ReasonAttestationStale, false},
+		// now.Sub saturates and the age's negation overflows: compared as a Duration, fresh.
+		{"SoftPOS attestation 400 years in the future", mod(t2(), func(r *CheckRequest) { r.AttestationTime = r.Now.AddDate(400, 0, 0) }), "58", ReasonAttestationStale, false},
 		{"SoftPOS attestation FAIL", mod(t2(), func(r *CheckRequest) { r.AttestationOK = false }), "58", ReasonAttestationFail, false},
 		{"SoftPOS attestation absent", mod(t2(), func(r *CheckRequest) { r.AttestationPresent = false }), "58", ReasonAttestationAbsent, false},
 		{"SoftPOS legacy AT, policy wants a token", mod(t2(), func(r *CheckRequest) { r.AttestationSigned, r.AttestedDevice = false, "" }), "58", ReasonAttestationLegacy, false},
@@ -158,7 +160,7 @@ func TestCheckEachRule(t *testing.T) {
 	want := map[Reason]int{
 		ReasonMerchantMismatch: 2, ReasonDeviceMismatch: 1, ReasonSIMMismatch: 1, ReasonIMEIMismatch: 2,
 		ReasonLocationRange: 2, ReasonIdentityMissing: 2, ReasonNetworkDenied: 2, ReasonAppVersionLow: 2,
-		ReasonAttestationStale: 2, ReasonAttestationFail: 1, ReasonAttestationAbsent: 1, ReasonMACRequired: 1,
+		ReasonAttestationStale: 3, ReasonAttestationFail: 1, ReasonAttestationAbsent: 1, ReasonMACRequired: 1,
 	}
 	for r, n := range want {
 		if byReason[r] != n {
