@@ -176,16 +176,17 @@ func (c *Console) renderError(w http.ResponseWriter, r *http.Request, s *session
 	c.render(w, r, s, "error", map[string]any{"Status": status, "Message": msg})
 }
 
-// done redirects after an action back to back (a console URI) with a notice key,
-// or with the error's message when err is not nil.
+// done redirects after an action back to back (a console path, without a query)
+// with a notice key, or with the error's message when err is not nil. back is
+// taken as a path, escaped here: it may end in an ID from the request's own path
+// (the merchant of a refused freeze), which may hold any character, '?' or a
+// control character too.
 func done(w http.ResponseWriter, r *http.Request, back, msgKey string, err error) {
 	if !strings.HasPrefix(back, Prefix) || strings.HasPrefix(back, "//") {
 		back = Prefix
 	}
-	u, _ := url.Parse(back)
-	q := u.Query()
-	q.Del("msg")
-	q.Del("err")
+	u := &url.URL{Path: back}
+	q := url.Values{}
 	if err != nil {
 		q.Set("err", err.Error())
 	} else if msgKey != "" {
