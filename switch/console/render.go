@@ -2,6 +2,7 @@ package console
 
 import (
 	"bytes"
+	"crypto/hmac"
 	"encoding/json"
 	"fmt"
 	"html/template"
@@ -153,7 +154,11 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, s *session, nam
 	if k := r.URL.Query().Get("msg"); k != "" {
 		v.Msg = c.t(lang, "msg."+k)
 	}
-	v.Err = r.URL.Query().Get("err")
+	// An error notice shows only with its MAC for this session (done): a link
+	// from anywhere else, ?err=your+password+expired..., shows nothing.
+	if e := r.URL.Query().Get("err"); e != "" && s != nil && hmac.Equal([]byte(r.URL.Query().Get("sig")), []byte(s.noticeMAC(e))) {
+		v.Err = e
+	}
 	tc, err := t.Clone()
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
@@ -177,7 +182,8 @@ func (c *Console) renderError(w http.ResponseWriter, r *http.Request, s *session
 }
 
 // done redirects after an action back to back (a console path, without a query)
-// with a notice key, or with the error's message when err is not nil. back is
+// with a notice key, or with the error's message when err is not nil (with its
+// MAC for the session, session.noticeMAC: render shows no other). back is
 // taken as a path, escaped here: it may end in an ID from the request's own path
 // (the merchant of a refused freeze), which may hold any character, '?' or a
 // control character too.
@@ -189,6 +195,9 @@ func done(w http.ResponseWriter, r *http.Request, back, msgKey string, err error
 	q := url.Values{}
 	if err != nil {
 		q.Set("err", err.Error())
+		if s, ok := r.Context().Value(sessionKey{}).(*session); ok {
+			q.Set("sig", s.noticeMAC(err.Error()))
+		}
 	} else if msgKey != "" {
 		q.Set("msg", msgKey)
 	}

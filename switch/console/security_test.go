@@ -49,3 +49,38 @@ func TestActionOnOddIDRedirects(t *testing.T) {
 		}
 	}
 }
+
+// TestErrorNoticeNeedsItsMAC: the error banner shows the refusal an action
+// redirected with (the registry's message), and nothing for an err parameter
+// that a link from elsewhere made up, nor one made for another session. Before,
+// any link (the login page's too) put text of its choosing into the console's
+// error banner: "/console/login?err=The+switch+moved:+log+in+at+https://evil/".
+func TestErrorNoticeNeedsItsMAC(t *testing.T) {
+	f := newFixture(t)
+	const forged = "Session expired: log in at evil.example"
+	banner := func(body string) bool { return strings.Contains(body, `id="err"`) } // the link back (language switch) holds the query
+
+	if _, body := get(t, f.client(), f.srv.URL+"/console/login?err="+url.QueryEscape(forged)); banner(body) {
+		t.Fatal("the login page shows a forged error notice")
+	}
+	op := f.client()
+	f.login(t, op, "operator", "operator-demo-pw")
+	resp := f.postForm(t, op, "/console/merchants", "/console/merchants/NOSUCH/freeze", url.Values{"reason": {"test"}})
+	loc := resp.Header.Get("Location")
+	if _, body := get(t, op, f.srv.URL+loc); !banner(body) || !strings.Contains(body, "NOSUCH") {
+		t.Fatalf("%s: the refusal is not shown", loc)
+	}
+	u, _ := url.Parse(loc)
+	q := u.Query()
+	q.Set("err", forged) // its MAC is the real refusal's
+	for _, forgedURL := range []string{"/console/merchants?err=" + url.QueryEscape(forged), u.Path + "?" + q.Encode()} {
+		if _, body := get(t, op, f.srv.URL+forgedURL); banner(body) {
+			t.Errorf("%s: a forged error notice is shown", forgedURL)
+		}
+	}
+	other := f.client()
+	f.login(t, other, "operator2", "operator2-demo-pw")
+	if _, body := get(t, other, f.srv.URL+loc); banner(body) {
+		t.Errorf("another session shows a notice made for the first")
+	}
+}
