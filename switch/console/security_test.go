@@ -5,6 +5,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/switchyard/switchyard/switch/registry"
 )
 
 // postForm logs c's page in (for its CSRF token) and posts v with the token to
@@ -82,5 +84,47 @@ func TestErrorNoticeNeedsItsMAC(t *testing.T) {
 	f.login(t, other, "operator2", "operator2-demo-pw")
 	if _, body := get(t, other, f.srv.URL+loc); banner(body) {
 		t.Errorf("another session shows a notice made for the first")
+	}
+}
+
+// TestCrossSiteLoginRefused: a login posted from another site (what a page the
+// operator opens elsewhere can make the browser do, Sec-Fetch-Site cross-site,
+// or an older browser's foreign Origin) is refused before the password is
+// checked: the name is not locked out and nothing enters the oplog. Before, such
+// pages could lock out every operator of an internal console (max_failures) and
+// log the browser in as an account of their choosing. The console's own form
+// (same-origin) and clients that send neither header (scripts, the tests) log in.
+func TestCrossSiteLoginRefused(t *testing.T) {
+	f := newFixture(t)
+	login := func(user, pw string, hdr map[string]string) int {
+		t.Helper()
+		req, _ := http.NewRequest("POST", f.srv.URL+"/console/login", strings.NewReader(url.Values{"user": {user}, "password": {pw}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		resp, err := f.client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, hdr := range []map[string]string{{"Sec-Fetch-Site": "cross-site"}, {"Sec-Fetch-Site": "same-site"}, {"Origin": "https://evil.example"}} {
+		for i := 0; i < 4; i++ { // past max_failures (3)
+			if st := login("admin", "wrong password", hdr); st != http.StatusForbidden {
+				t.Fatalf("login with %v: %d, want 403", hdr, st)
+			}
+		}
+	}
+	es, err := f.reg.Oplog(registry.OplogFilter{Target: "admin", Action: "console."})
+	if err != nil || len(es) != 0 {
+		t.Fatalf("oplog of the refused logins: %d entries (%v), want none", len(es), err)
+	}
+	if st := login("admin", "admin-demo-pw", map[string]string{"Sec-Fetch-Site": "same-origin", "Origin": f.srv.URL}); st != http.StatusSeeOther {
+		t.Fatalf("the console's own login form: %d, want 303 (not locked out)", st)
+	}
+	if st := login("admin", "admin-demo-pw", nil); st != http.StatusSeeOther {
+		t.Fatalf("a login without browser headers: %d, want 303", st)
 	}
 }
