@@ -215,6 +215,9 @@ func (c *Console) withSession(roles []admin.Role, fn func(http.ResponseWriter, *
 			http.Redirect(w, r, Prefix+"login", http.StatusSeeOther)
 			return
 		}
+		// A logged-in user: the admin server's bound on the bodies of callers not
+		// yet known (switch/server) no longer applies.
+		_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			if !parseForm(w, r) {
 				return

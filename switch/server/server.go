@@ -842,7 +842,7 @@ func (s *Server) startAdmin() error {
 		return fmt.Errorf("admin server: %w", err)
 	}
 	s.adminLn = ln
-	s.adminReqs = &inFlight{h: s.mux}
+	s.adminReqs = &inFlight{h: boundBodies(s.mux)}
 	s.adminSrv = &http.Server{Handler: s.adminReqs, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: adminIdleTimeout}
 	if s.console != nil {
 		s.adminSrv.RegisterOnShutdown(s.console.Stop) // open dashboards' event streams end first
