@@ -151,8 +151,8 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, s *session, nam
 			v.Title = c.t(lang, p.Title)
 		}
 	}
-	if k := r.URL.Query().Get("msg"); k != "" {
-		v.Msg = c.t(lang, "msg."+k)
+	if k := r.URL.Query().Get("msg"); catalog["msg."+k] != nil {
+		v.Msg = c.t(lang, "msg."+k) // a notice of the catalog only: t would show an unknown key as it is
 	}
 	// An error notice shows only with its MAC for this session (done): a link
 	// from anywhere else, ?err=your+password+expired..., shows nothing.

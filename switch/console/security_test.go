@@ -54,7 +54,9 @@ func TestActionOnOddIDRedirects(t *testing.T) {
 
 // TestErrorNoticeNeedsItsMAC: the error banner shows the refusal an action
 // redirected with (the registry's message), and nothing for an err parameter
-// that a link from elsewhere made up, nor one made for another session. Before,
+// that a link from elsewhere made up, nor one made for another session; the
+// notice banner shows the catalog's notices only (before, msg=TEXT showed
+// "msg.TEXT", the missing key as it is). Before,
 // any link (the login page's too) put text of its choosing into the console's
 // error banner: "/console/login?err=The+switch+moved:+log+in+at+https://evil/".
 func TestErrorNoticeNeedsItsMAC(t *testing.T) {
@@ -79,6 +81,12 @@ func TestErrorNoticeNeedsItsMAC(t *testing.T) {
 		if _, body := get(t, op, f.srv.URL+forgedURL); banner(body) {
 			t.Errorf("%s: a forged error notice is shown", forgedURL)
 		}
+	}
+	if _, body := get(t, op, f.srv.URL+"/console/merchants?msg="+url.QueryEscape(forged)); strings.Contains(body, `id="msg"`) {
+		t.Errorf("a notice outside the catalog is shown")
+	}
+	if _, body := get(t, op, f.srv.URL+"/console/merchants?msg=saved"); !strings.Contains(body, `id="msg"`) {
+		t.Errorf("the catalog's notice msg=saved is not shown")
 	}
 	other := f.client()
 	f.login(t, other, "operator2", "operator2-demo-pw")
