@@ -1,6 +1,7 @@
 package console
 
 import (
+	"errors"
 	"net/http"
 	"net/url"
 	"strings"
@@ -134,5 +135,38 @@ func TestCrossSiteLoginRefused(t *testing.T) {
 	}
 	if st := login("admin", "admin-demo-pw", nil); st != http.StatusSeeOther {
 		t.Fatalf("a login without browser headers: %d, want 303", st)
+	}
+}
+
+// TestLoginNameWithCardNumberNotKept: a card number typed or pasted into the
+// login's name field (a PAN from a ticket) is refused as a name no user can have:
+// the oplog, whose hash chain keeps an entry for ever, says how long it was, not
+// what it was, and the lockout does not keep it. Before, a name of 16 digits
+// passed as a well-formed user name and went into the oplog in clear.
+func TestLoginNameWithCardNumberNotKept(t *testing.T) {
+	f := newFixture(t)
+	c := f.client()
+	for _, name := range []string{"4111111111111111", "ops.4111111111111111", "5500-0000-0000-0004"} {
+		if resp := f.login(t, c, name, "whatever-it-is"); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("login as %q: %d, want 401", name, resp.StatusCode)
+		}
+	}
+	es, err := f.reg.Oplog(registry.OplogFilter{Action: "console."})
+	if err != nil || len(es) != 3 {
+		t.Fatalf("oplog: %d console entries (%v), want 3", len(es), err)
+	}
+	for _, e := range es {
+		if strings.Contains(e.Target+e.Reason+e.Actor, "1111111111") || strings.Contains(e.Target+e.Reason+e.Actor, "0000-0000") {
+			t.Errorf("the oplog keeps the card number: %+v", e)
+		}
+	}
+	f.con.sessions.mu.Lock()
+	n := len(f.con.sessions.failures)
+	f.con.sessions.mu.Unlock()
+	if n != 0 {
+		t.Errorf("%d card numbers kept for lockouts", n)
+	}
+	if _, err := f.reg.AddUser(registry.Actor{Name: "system"}, "4111111111111111", registry.RoleOperator, "a-long-password"); !errors.Is(err, registry.ErrInvalid) {
+		t.Errorf("a user named with a card number: %v, want refused as invalid", err)
 	}
 }
