@@ -131,6 +131,23 @@ func (a *Authenticator) Lookup(token string) (Principal, bool) {
 	return found, ok
 }
 
+// HasName reports whether one of a's tokens is held by name (its principal's
+// name). A console user may not take such a name (switch/api, switch/console):
+// the oplog records the name only, and could not tell the two people apart.
+func (a *Authenticator) HasName(name string) bool {
+	if a == nil {
+		return false
+	}
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	for _, t := range a.tokens {
+		if t.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
 // Require wraps h so that it runs only for a caller whose bearer token maps to one of
 // roles (RoleAdmin is always allowed): no or unknown token gives 401, another role 403.
 // It lifts the request's read deadline for h (an authenticated body may be slow).

@@ -97,6 +97,11 @@ type Options struct {
 	SAFBacklog func() int
 	// Logger receives what goes wrong (tag it component=console).
 	Logger zerolog.Logger
+	// TokenName reports whether an admin token of the configuration is held by
+	// name (the server's admin.Authenticator.HasName; nil: none): the Users page
+	// refuses to give a console user such a name, which the oplog could not tell
+	// from the token's holder.
+	TokenName func(name string) bool
 	// TLS makes the session cookie Secure (the admin server is served over TLS
 	// or behind a TLS proxy).
 	TLS bool

@@ -170,3 +170,24 @@ func TestLoginNameWithCardNumberNotKept(t *testing.T) {
 		t.Errorf("a user named with a card number: %v, want refused as invalid", err)
 	}
 }
+
+// TestUsersPageRefusesATokenName: the Users page does not add a console user
+// under an admin token's name (the oplog could not tell the two people apart);
+// another name is added.
+func TestUsersPageRefusesATokenName(t *testing.T) {
+	f := newFixture(t)
+	f.con.o.TokenName = func(name string) bool { return name == "bob" }
+	ad := f.client()
+	f.login(t, ad, "admin", "admin-demo-pw")
+	resp := f.postForm(t, ad, "/console/users", "/console/users", url.Values{"name": {"bob"}, "role": {"operator"}, "password": {"bob's long password"}})
+	if loc := resp.Header.Get("Location"); !strings.Contains(loc, "err=") || !strings.Contains(loc, "admin+token") {
+		t.Fatalf("a user named as a token: redirected to %q, want the refusal", loc)
+	}
+	if _, err := f.reg.User("bob"); err == nil {
+		t.Fatal("the user bob was added")
+	}
+	f.postForm(t, ad, "/console/users", "/console/users", url.Values{"name": {"bobby"}, "role": {"operator"}, "password": {"bobby's long password"}})
+	if _, err := f.reg.User("bobby"); err != nil {
+		t.Fatalf("another name: %v", err)
+	}
+}

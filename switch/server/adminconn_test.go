@@ -13,6 +13,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/switchyard/switchyard/internal/syncbuf"
+	"github.com/switchyard/switchyard/switch/admin"
 )
 
 // A connection to the admin port kept alive after a request is closed once it
@@ -156,5 +159,18 @@ func TestAdminConsoleSlowBody(t *testing.T) {
 	resp.Body.Close()
 	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(loc, "/console/changes/CHG-") {
 		t.Fatalf("a logged-in operator's slow freeze: %d to %q, want 303 to its change", resp.StatusCode, loc)
+	}
+}
+
+// An admin token that has a console user's name (made before the API and the
+// Users page refused such names, or a token added since) is named in a warning
+// at the start and at a reload: the oplog cannot tell the two apart.
+func TestTokenNamedAsAUserWarned(t *testing.T) {
+	var logs syncbuf.Buffer
+	cfg := demoConfig(t, t.TempDir())
+	cfg.Admin.Tokens = append(cfg.Admin.Tokens, admin.Token{Token: "a-token-named-as-the-demo-operator", Principal: admin.Principal{Name: "operator", Role: admin.RoleOperator}})
+	start(t, cfg, &logs)
+	if !strings.Contains(logs.String(), `"token":"operator"`) || !strings.Contains(logs.String(), "same name") {
+		t.Fatalf("no warning for the token named as the demo user operator:\n%s", logs.String())
 	}
 }

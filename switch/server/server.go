@@ -1065,6 +1065,9 @@ func (s *Server) Reload(newCfg *config.Config) {
 			s.log.Error().Err(err).Msg("reload: admin tokens refused; the running ones stay")
 		} else {
 			s.log.Info().Int("tokens", len(tokens)).Msg("reload: admin tokens applied")
+			if s.console != nil {
+				s.warnTokenUsers(newCfg.Admin.Tokens)
+			}
 		}
 		if lvl, err := zerolog.ParseLevel(newCfg.Log.Level); err == nil {
 			zerolog.SetGlobalLevel(lvl)
