@@ -5,8 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/switchyard/switchyard/internal/cli/kit"
@@ -114,17 +114,16 @@ func runCase(env *Env, args []string) int {
 		if err != nil {
 			return fail(env, "case list: %v", err)
 		}
-		w := tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(w, "ID\tSTATUS\tACTION\tRULE\tRRN\tTIME\tTERMINAL\tMERCHANT\tPAN\tAMOUNT\tASSIGNED\tVERDICT")
+		var rows [][]string // kit.Table escapes control characters (a terminal's TID is what its message carried)
 		for _, k := range out {
 			verdict := "-"
 			if k.Decision != nil {
 				verdict = string(k.Decision.Verdict)
 			}
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", k.ID, k.Status, k.Action, k.Rule, k.RRN,
-				kit.LocalTime(k.Time, loc), k.TID, dash(k.MID), k.PANMasked, k.Amount, dash(k.AssignedTo), verdict)
+			rows = append(rows, []string{k.ID, string(k.Status), string(k.Action), k.Rule, k.RRN,
+				kit.LocalTime(k.Time, loc), k.TID, dash(k.MID), k.PANMasked, strconv.FormatInt(k.Amount, 10), dash(k.AssignedTo), verdict})
 		}
-		_ = w.Flush()
+		kit.Table(env.Stdout, "ID\tSTATUS\tACTION\tRULE\tRRN\tTIME\tTERMINAL\tMERCHANT\tPAN\tAMOUNT\tASSIGNED\tVERDICT", rows)
 		return 0
 	case "show":
 		pos, ok, code := parseInterleaved(fs, rest)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/url"
 	"strconv"
-	"text/tabwriter"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -86,13 +85,14 @@ func runJournal(env *Env, args []string) int {
 		}
 		return 0
 	}
-	tw := tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "TIME (%s)\tRRN\tMTI\tTYPE\tTID\tMID\tSTAN\tPAN\tAMOUNT\tRC\tAUTH\tBY\tREASON\tSTATE\tISSUER\n", loc)
+	// kit.Table escapes control characters: a terminal's TID or an issuer's
+	// authorization code is whatever bytes their messages carried.
+	rows := make([][]string, 0, len(recs))
 	for _, r := range recs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Received.In(loc).Format(localTimeLayout),
-			r.RRN, r.MTI, r.Type, r.TID, r.MID, r.STAN, r.PANMasked, r.Amount, r.RC, r.AuthCode, r.DecidedBy, r.Reason, r.State, r.Issuer)
+		rows = append(rows, []string{r.Received.In(loc).Format(localTimeLayout), r.RRN, r.MTI, string(r.Type), r.TID, r.MID, r.STAN, r.PANMasked,
+			strconv.FormatInt(r.Amount, 10), r.RC, r.AuthCode, string(r.DecidedBy), r.Reason, string(r.State), r.Issuer})
 	}
-	_ = tw.Flush()
+	kit.Table(env.Stdout, fmt.Sprintf("TIME (%s)\tRRN\tMTI\tTYPE\tTID\tMID\tSTAN\tPAN\tAMOUNT\tRC\tAUTH\tBY\tREASON\tSTATE\tISSUER", loc), rows)
 	fmt.Fprintf(env.Stderr, "%d record(s); times in %s, the acquirer's zone (settle --date takes its days)\n", len(recs), loc)
 	if q.Limit > 0 && len(recs) == q.Limit {
 		fmt.Fprintf(env.Stderr, "the oldest %d that match: more may follow (narrow with --from/--to, or --limit 0 for all)\n", q.Limit)

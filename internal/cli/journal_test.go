@@ -72,3 +72,22 @@ func TestJournalSaysWhenLimited(t *testing.T) {
 		t.Errorf("2 of --limit 3 said more may follow:\n%s", errs)
 	}
 }
+
+// TestJournalTableEscapesControls: a record whose TID and authorization code
+// carry an escape sequence (the bytes a rogue terminal's or issuer's message
+// held) prints it as visible escapes on its one row. Before, the table wrote
+// the bytes, and the operator's terminal acted on them.
+func TestJournalTableEscapesControls(t *testing.T) {
+	api := newFakeAdmin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		_ = json.NewEncoder(w).Encode(journal.Record{RRN: "000000000001", MTI: "0200", TID: "T\x1b]52;c;eA==\a", AuthCode: "1\x1b[2K\n2",
+			Received: time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC)})
+	})
+	code, out, errs := runCLI(t, map[string]string{"SWITCHYARD_ADMIN": api.URL, "SWITCHYARD_TOKEN": "t"}, "journal")
+	if code != 0 {
+		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, out, errs)
+	}
+	if strings.ContainsAny(out, "\x1b\a") || !strings.Contains(out, `T\x1b]52;c;eA==\x07`) || !strings.Contains(out, `1\x1b[2K 2`) || strings.Count(out, "\n") != 2 {
+		t.Fatalf("journal table:\n%q", out)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Role is what an authenticated caller of the admin API may do.
@@ -130,8 +131,26 @@ func (a *Authenticator) Lookup(token string) (Principal, bool) {
 	return found, ok
 }
 
+// HasName reports whether one of a's tokens is held by name (its principal's
+// name). A console user may not take such a name (switch/api, switch/console):
+// the oplog records the name only, and could not tell the two people apart.
+func (a *Authenticator) HasName(name string) bool {
+	if a == nil {
+		return false
+	}
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	for _, t := range a.tokens {
+		if t.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
 // Require wraps h so that it runs only for a caller whose bearer token maps to one of
 // roles (RoleAdmin is always allowed): no or unknown token gives 401, another role 403.
+// It lifts the request's read deadline for h (an authenticated body may be slow).
 func (a *Authenticator) Require(h http.Handler, roles ...Role) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		auth := r.Header.Get("Authorization")
@@ -155,6 +174,9 @@ func (a *Authenticator) Require(h http.Handler, roles ...Role) http.Handler {
 			WriteError(w, http.StatusForbidden, fmt.Errorf("role %s may not %s %s", p.Role, r.Method, r.URL.Path))
 			return
 		}
+		// The caller is known: its body may take its time (the admin server bounds
+		// the bodies of callers not yet known, switch/server's boundBodies).
+		_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
 		h.ServeHTTP(w, r.WithContext(WithPrincipal(r.Context(), p)))
 	})
 }

@@ -10,6 +10,7 @@ import (
 //
 //	GET  /api/v1/users                      every user, without password hashes
 //	POST /api/v1/users                      {"name", "role", "password"}: add a user
+//	                                        (409 for the name of an admin token)
 //	POST /api/v1/users/{name}/password      {"password"}: set a new password
 //	POST /api/v1/users/{name}/disable       disable (its sessions end at their next request)
 //	POST /api/v1/users/{name}/enable        enable again
@@ -24,6 +25,10 @@ func (a *api) users() {
 		var body UserRequest
 		if err := readBody(r, &body); err != nil {
 			return nil, err
+		}
+		if a.o.Auth.HasName(body.Name) {
+			return nil, errorf(http.StatusConflict, "user %s: an admin token of the configuration has that name, and the oplog records names only: "+
+				"give the console user another name (one name, one person)", body.Name)
 		}
 		u, err := g.reg.AddUser(actor(p), body.Name, body.Role, body.Password)
 		if err != nil {

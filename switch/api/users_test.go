@@ -68,3 +68,17 @@ func TestApprovalRefusalExplained(t *testing.T) {
 		t.Fatalf("demo-reviewer approves olaf's change: %d %s", st, out)
 	}
 }
+
+// A console user may not take the name of an admin token (409, nothing added):
+// the oplog records names only, so an admin could otherwise act under the name
+// of a token's holder, who could not show it was not him.
+func TestUserNameOfATokenRefused(t *testing.T) {
+	a := newAPIFixture(t)
+	body := `{"name":"demo-reviewer","role":"operator","password":"somebody's long password"}`
+	if st, out := a.raw(t, "POST", "/api/v1/users", registry.DemoAdminToken, "application/json", body); st != 409 || !strings.Contains(out, "admin token") {
+		t.Fatalf("a user named as the demo reviewer's token: %d %s, want 409", st, out)
+	}
+	if _, err := a.reg.User("demo-reviewer"); err == nil {
+		t.Fatal("the user was added")
+	}
+}

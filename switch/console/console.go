@@ -97,6 +97,11 @@ type Options struct {
 	SAFBacklog func() int
 	// Logger receives what goes wrong (tag it component=console).
 	Logger zerolog.Logger
+	// TokenName reports whether an admin token of the configuration is held by
+	// name (the server's admin.Authenticator.HasName; nil: none): the Users page
+	// refuses to give a console user such a name, which the oplog could not tell
+	// from the token's holder.
+	TokenName func(name string) bool
 	// TLS makes the session cookie Secure (the admin server is served over TLS
 	// or behind a TLS proxy).
 	TLS bool
@@ -210,11 +215,25 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Referrer-Policy", "same-origin")
 	h.Set("Cache-Control", "no-store")
+	if err := crossOrigin.Check(r); err != nil {
+		// Before the login's password check, its lockout count and its oplog entry.
+		http.Error(w, "console: "+err.Error()+": a console form is posted from the console's own pages only", http.StatusForbidden)
+		return
+	}
 	if r.Body != nil {
 		r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
 	}
 	c.mux.ServeHTTP(w, r)
 }
+
+// crossOrigin refuses a POST that a browser says came from another site
+// (Sec-Fetch-Site, else an Origin other than the Host). The CSRF token covers
+// the logged-in forms; this covers the login, which has none: without it any
+// web page an operator opens could post logins to a console it cannot reach
+// itself (an internal admin address), locking the operators' names out
+// (max_failures), filling the oplog, spending argon2id's memory, or logging
+// the operator's browser in as the attacker's own account.
+var crossOrigin = http.NewCrossOriginProtection()
 
 // loginReadTimeout is how long a login's body may take to arrive.
 const loginReadTimeout = 10 * time.Second

@@ -3,6 +3,7 @@ package console
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"sort"
 	"strconv"
@@ -267,7 +268,13 @@ func (c *Console) users(w http.ResponseWriter, r *http.Request, s *session) {
 }
 
 func (c *Console) addUser(w http.ResponseWriter, r *http.Request, s *session) {
-	_, err := c.o.Registry.AddUser(s.actor(), strings.TrimSpace(r.PostFormValue("name")), r.PostFormValue("role"), r.PostFormValue("password"))
+	name := strings.TrimSpace(r.PostFormValue("name"))
+	if c.o.TokenName != nil && c.o.TokenName(name) {
+		done(w, r, Prefix+"users", "", fmt.Errorf("user %s: an admin token of the configuration has that name, and the oplog records names only: "+
+			"give the console user another name (one name, one person)", name))
+		return
+	}
+	_, err := c.o.Registry.AddUser(s.actor(), name, r.PostFormValue("role"), r.PostFormValue("password"))
 	done(w, r, Prefix+"users", "saved", err)
 }
 

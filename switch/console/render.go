@@ -2,6 +2,7 @@ package console
 
 import (
 	"bytes"
+	"crypto/hmac"
 	"encoding/json"
 	"fmt"
 	"html/template"
@@ -150,10 +151,14 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, s *session, nam
 			v.Title = c.t(lang, p.Title)
 		}
 	}
-	if k := r.URL.Query().Get("msg"); k != "" {
-		v.Msg = c.t(lang, "msg."+k)
+	if k := r.URL.Query().Get("msg"); catalog["msg."+k] != nil {
+		v.Msg = c.t(lang, "msg."+k) // a notice of the catalog only: t would show an unknown key as it is
 	}
-	v.Err = r.URL.Query().Get("err")
+	// An error notice shows only with its MAC for this session (done): a link
+	// from anywhere else, ?err=your+password+expired..., shows nothing.
+	if e := r.URL.Query().Get("err"); e != "" && s != nil && hmac.Equal([]byte(r.URL.Query().Get("sig")), []byte(s.noticeMAC(e))) {
+		v.Err = e
+	}
 	tc, err := t.Clone()
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
@@ -176,18 +181,23 @@ func (c *Console) renderError(w http.ResponseWriter, r *http.Request, s *session
 	c.render(w, r, s, "error", map[string]any{"Status": status, "Message": msg})
 }
 
-// done redirects after an action back to back (a console URI) with a notice key,
-// or with the error's message when err is not nil.
+// done redirects after an action back to back (a console path, without a query)
+// with a notice key, or with the error's message when err is not nil (with its
+// MAC for the session, session.noticeMAC: render shows no other). back is
+// taken as a path, escaped here: it may end in an ID from the request's own path
+// (the merchant of a refused freeze), which may hold any character, '?' or a
+// control character too.
 func done(w http.ResponseWriter, r *http.Request, back, msgKey string, err error) {
 	if !strings.HasPrefix(back, Prefix) || strings.HasPrefix(back, "//") {
 		back = Prefix
 	}
-	u, _ := url.Parse(back)
-	q := u.Query()
-	q.Del("msg")
-	q.Del("err")
+	u := &url.URL{Path: back}
+	q := url.Values{}
 	if err != nil {
 		q.Set("err", err.Error())
+		if s, ok := r.Context().Value(sessionKey{}).(*session); ok {
+			q.Set("sig", s.noticeMAC(err.Error()))
+		}
 	} else if msgKey != "" {
 		q.Set("msg", msgKey)
 	}

@@ -2,7 +2,9 @@ package console
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
@@ -213,6 +215,9 @@ func (c *Console) withSession(roles []admin.Role, fn func(http.ResponseWriter, *
 			http.Redirect(w, r, Prefix+"login", http.StatusSeeOther)
 			return
 		}
+		// A logged-in user: the admin server's bound on the bodies of callers not
+		// yet known (switch/server) no longer applies.
+		_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			if !parseForm(w, r) {
 				return
@@ -231,8 +236,22 @@ func (c *Console) withSession(roles []admin.Role, fn func(http.ResponseWriter, *
 			c.renderError(w, r, s, http.StatusForbidden, fmt.Sprintf(c.t(s.Lang, "err.role"), s.Role))
 			return
 		}
-		fn(w, r, s)
+		fn(w, r.WithContext(context.WithValue(r.Context(), sessionKey{}, s)), s)
 	}
+}
+
+// sessionKey is the request context's key of the session withSession found, for
+// done (an action's redirect).
+type sessionKey struct{}
+
+// noticeMAC authenticates an error notice an action carries to the page it
+// redirects to (done, render): HMAC-SHA256 of the text keyed by the session's
+// CSRF token, which only the session's own pages know. Without it any link
+// could put text of its choosing into the console's error banner.
+func (s *session) noticeMAC(text string) string {
+	m := hmac.New(sha256.New, []byte(s.CSRF))
+	m.Write([]byte(text))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:16])
 }
 
 func (c *Console) loginPage(w http.ResponseWriter, r *http.Request) {

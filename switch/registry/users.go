@@ -11,6 +11,8 @@ import (
 
 	"github.com/alexedwards/argon2id"
 	"github.com/dgraph-io/badger/v4"
+
+	"github.com/switchyard/switchyard/internal/carddata"
 )
 
 // The console's users (switch/console) live in the registry, beside the
@@ -278,8 +280,16 @@ func validRole(role string) bool {
 // as the switch (cancel the changes it requests, such as the suspensions the wave
 // limit holds, and pass for its automatic actions). The console's login checks
 // it before anything else, so that a name no user can have costs no password
-// hash and leaves nothing of itself in the oplog or in memory.
-func ValidUserName(name string) bool { return isIdent(name, 64) && name != SystemActor }
+// hash and leaves nothing of itself in the oplog or in memory. A name that holds a
+// card number (carddata.MaskText finds one: a PAN pasted into the login's name
+// field) is no user's either, so that it never reaches the oplog in clear.
+func ValidUserName(name string) bool {
+	if !isIdent(name, 64) || name == SystemActor {
+		return false
+	}
+	_, n := carddata.MaskText(name)
+	return n == 0
+}
 
 func canManageUsers(p Actor) bool { return p.Role == RoleAdmin || p.Name == "system" }
 
@@ -294,7 +304,8 @@ func (r *store) addUser(p Actor, name, role, password string) (*User, error) {
 		return nil, forbiddenf("%s (%s) may not add users: admin role needed", p.Name, p.Role)
 	}
 	if !ValidUserName(name) {
-		return nil, invalidf("user name %q: want 1 to 64 letters, digits, '-', '_' or '.', and not %q (the switch's own name)", name, SystemActor)
+		shown, _ := carddata.MaskText(name) // the error reaches the API's answer and the logs
+		return nil, invalidf("user name %q: want 1 to 64 letters, digits, '-', '_' or '.', not %q (the switch's own name), and no card number", shown, SystemActor)
 	}
 	if !validRole(role) {
 		return nil, invalidf("user %s: role %q: want operator, reviewer, analyst or admin", name, role)

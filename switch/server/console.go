@@ -3,6 +3,7 @@ package server
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/switchyard/switchyard/switch/admin"
 	"github.com/switchyard/switchyard/switch/console"
 	"github.com/switchyard/switchyard/switch/registry"
 )
@@ -43,6 +44,7 @@ func (s *Server) startConsole() error {
 		SAFBacklog:  func() int { return s.Queue.Len("") },
 		Apps:        s.Apps,
 		Logger:      s.log.With().Str("component", "console").Logger(),
+		TokenName:   s.auth.HasName,
 		TLS:         cc.SecureCookie,
 		IdleTimeout: cc.IdleTimeout.D(),
 		MaxFailures: cc.MaxFailures,
@@ -54,7 +56,20 @@ func (s *Server) startConsole() error {
 	}
 	c.Register(s.mux)
 	s.console = c
+	s.warnTokenUsers(s.cfg.Admin.Tokens)
 	return nil
+}
+
+// warnTokenUsers logs a warning for each admin token whose name a console user
+// has too: the oplog records names only and cannot tell the two apart. New users
+// may not take a token's name (the API and the Users page refuse it); this finds
+// the pairs made before that, or by a token added since.
+func (s *Server) warnTokenUsers(tokens []admin.Token) {
+	for _, t := range tokens {
+		if _, err := s.Registry.User(t.Name); err == nil {
+			s.log.Warn().Str("token", t.Name).Msg("an admin token and a console user have the same name, which the oplog cannot tell apart: rename the token, or disable the user and add it under another name")
+		}
+	}
 }
 
 // Console is the web console (nil when admin.console.disabled).

@@ -842,7 +842,7 @@ func (s *Server) startAdmin() error {
 		return fmt.Errorf("admin server: %w", err)
 	}
 	s.adminLn = ln
-	s.adminReqs = &inFlight{h: s.mux}
+	s.adminReqs = &inFlight{h: boundBodies(s.mux)}
 	s.adminSrv = &http.Server{Handler: s.adminReqs, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: adminIdleTimeout}
 	if s.console != nil {
 		s.adminSrv.RegisterOnShutdown(s.console.Stop) // open dashboards' event streams end first
@@ -1065,6 +1065,9 @@ func (s *Server) Reload(newCfg *config.Config) {
 			s.log.Error().Err(err).Msg("reload: admin tokens refused; the running ones stay")
 		} else {
 			s.log.Info().Int("tokens", len(tokens)).Msg("reload: admin tokens applied")
+			if s.console != nil {
+				s.warnTokenUsers(newCfg.Admin.Tokens)
+			}
 		}
 		if lvl, err := zerolog.ParseLevel(newCfg.Log.Level); err == nil {
 			zerolog.SetGlobalLevel(lvl)

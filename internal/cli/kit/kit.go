@@ -12,7 +12,9 @@
 //   - Help never acts: "-h" anywhere before "--" prints the usage to stdout and
 //     returns ExitOK before any connection is opened or any API is called (WantsHelp).
 //   - Output: for people by default, a table (Table) or one record's labelled
-//     values (Fields), times in the acquirer's zone with their offset (LocalTime);
+//     values (Fields), control characters in their text escaped (a record's text
+//     can come from outside: no escape sequence reaches the terminal), times in
+//     the acquirer's zone with their offset (LocalTime);
 //     --json for JSON (one indented document, or JSON lines for a stream), the
 //     machine form scripts read; --csv or --format csv where a spreadsheet is the
 //     natural reader (JSON, CSV).
@@ -31,6 +33,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 )
 
 // Exit codes of every command (see the package comment).
@@ -76,24 +79,68 @@ func WantsHelp(args []string) bool {
 }
 
 // Table writes a table for people: header and rows are tab-separated cells,
-// aligned in columns two spaces apart.
+// aligned in columns two spaces apart. A cell is shown as forTerminal makes it.
 func Table(w io.Writer, header string, rows [][]string) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, header)
 	for _, r := range rows {
-		fmt.Fprintln(tw, strings.Join(r, "\t"))
+		cells := make([]string, len(r))
+		for i, c := range r {
+			cells[i] = forTerminal(c)
+		}
+		fmt.Fprintln(tw, strings.Join(cells, "\t"))
 	}
 	_ = tw.Flush()
 }
 
+// forTerminal returns s as a terminal may show it: tabs and line breaks become
+// spaces (a row stays one line, its columns aligned), and every other control
+// character (C0, DEL, C1) or invalid UTF-8 byte is written as its Go escape
+// (\x1b, \u009b). The cells and values come from records that others wrote: a
+// merchant's webhook host's status line, a change's reason, a terminal's
+// report; as raw bytes an escape sequence among them would act on the
+// operator's terminal (move the cursor over other rows, retitle the window,
+// write the clipboard with OSC 52).
+func forTerminal(s string) string {
+	clean := true
+	for i := 0; i < len(s); i++ {
+		if b := s[i]; b < 0x20 || b >= 0x7f {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var sb strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && n == 1:
+			fmt.Fprintf(&sb, `\x%02x`, s[i])
+		case r == '\t' || r == '\n' || r == '\r':
+			sb.WriteByte(' ')
+		case r < 0x20 || r == 0x7f:
+			fmt.Fprintf(&sb, `\x%02x`, r)
+		case r >= 0x80 && r <= 0x9f:
+			fmt.Fprintf(&sb, `\u%04x`, r)
+		default:
+			sb.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	return sb.String()
+}
+
 // Fields writes one record for people: a "Label: value" line per row, the values
 // aligned in a column (as kubectl describe does). An empty value is written "-"; tabs
-// and line breaks in a value become spaces, so that each row stays one line.
+// and line breaks in a value become spaces, so that each row stays one line, and
+// other control characters are escaped (forTerminal).
 func Fields(w io.Writer, rows [][2]string) {
-	flat := strings.NewReplacer("\t", " ", "\r\n", " ", "\n", " ", "\r", " ")
+	flat := strings.NewReplacer("\r\n", " ")
 	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', 0)
 	for _, r := range rows {
-		v := flat.Replace(r[1])
+		v := forTerminal(flat.Replace(r[1]))
 		if v == "" {
 			v = "-"
 		}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 func TestWantsHelp(t *testing.T) {
@@ -65,5 +66,31 @@ func TestFieldsAndLocalTime(t *testing.T) {
 	}
 	if got := LocalTime(time.Time{}, shanghai); got != "-" {
 		t.Errorf("LocalTime of the zero time = %q, want -", got)
+	}
+}
+
+// TestTableAndFieldsEscapeControls: what a merchant's webhook host put in its
+// status line (an OSC 52 clipboard write, a line erase), a C1 CSI, a stray byte
+// and a tab or line break in a reason reach the operator's terminal as visible
+// escapes, one row a line; other text (Chinese too) as it is. Before, Table
+// wrote the bytes as they were, and the terminal acted on them.
+func TestTableAndFieldsEscapeControls(t *testing.T) {
+	evil := "500 Oops\x1b]52;c;ZWNobyBwd25lZA==\a\x1b[2K"
+	var b bytes.Buffer
+	Table(&b, "ID\tERROR\tNAME", [][]string{{"1", evil, "上海\u009b31m"}, {"2", "a\tb\nc\r\nd", "bad\xffbyte"}})
+	Fields(&b, [][2]string{{"Last error", evil}, {"Reason", "one\r\ntwo\x7f"}})
+	out := b.String()
+	for i, r := range out {
+		if (r < 0x20 && r != '\n') || r == 0x7f || (r >= 0x80 && r <= 0x9f) || r == utf8.RuneError {
+			t.Fatalf("control character %U at %d in:\n%s", r, i, out)
+		}
+	}
+	for _, want := range []string{`Oops\x1b]52;c;ZWNobyBwd25lZA==\x07\x1b[2K`, `上海\u009b31m`, "a b c  d", `bad\xffbyte`, "one two\\x7f"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if n := strings.Count(out, "\n"); n != 5 {
+		t.Errorf("%d lines, want 5 (header, 2 rows, 2 fields):\n%s", n, out)
 	}
 }
