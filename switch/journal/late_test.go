@@ -213,3 +213,45 @@ func TestTimeScanPastWrittenRecord(t *testing.T) {
 		t.Errorf("the hours around midnight: %q, want %q", got, want)
 	}
 }
+
+// TestTimeScanFromAfterOrderMade: a time query that starts after a merchant-presented
+// order was made, and before it was paid, finds the payment (its RRN is the order's,
+// older than the query's start, with card records between): the walk starts
+// LateReceipt before the query.
+func TestTimeScanFromAfterOrderMade(t *testing.T) {
+	db, err := badger.Open(badger.DefaultOptions(t.TempDir()).WithLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	s, err := Open(db, Options{Dir: t.TempDir(), NoSync: true, IndexDelay: time.Millisecond, LateReceipt: 20 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	midnight := time.Date(2026, 12, 1, 16, 0, 0, 0, time.UTC)
+	card := func(rrn string, at time.Time) *Record {
+		r := sample(rrn, at, "T0000001")
+		r.STAN = rrn[6:]
+		return r
+	}
+	order := sample("000000000002", midnight.Add(5*time.Minute), "T0000002") // made at 23:50, paid at 00:05
+	order.Written = order.Received
+	for _, r := range []*Record{card("000000000001", midnight.Add(-20*time.Minute)), order,
+		card("000000000003", midnight.Add(-5*time.Minute)), card("000000000004", midnight.Add(10*time.Minute))} {
+		if err := s.Write(ctx, r, true, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	if err := s.Scan(ctx, Query{From: midnight, To: midnight.Add(time.Hour)}, func(r *Record) bool { got = append(got, r.RRN); return true }); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"000000000002", "000000000004"}; !slices.Equal(got, want) {
+		t.Errorf("the hour after midnight: %q, want %q (the payment whose order was made before it)", got, want)
+	}
+	if _, err := Open(db, Options{Dir: t.TempDir(), LateReceipt: 25 * time.Hour}); err == nil {
+		t.Errorf("a late receipt of 25h was taken")
+	}
+}

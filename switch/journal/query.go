@@ -124,7 +124,9 @@ func (s *Store) scanByTime(ctx context.Context, q Query, fn func(*Record) bool) 
 		} else {
 			var seen [10]bool
 			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefixTime)})
-			for it.Seek(timeKey(prefixTime, q.From.Add(-timeSlack), "")); it.ValidForPrefix([]byte(prefixTime)); it.Next() {
+			// From LateReceipt before From: a merchant-presented payment received
+			// within the query has its order's RRN, taken up to that much earlier.
+			for it.Seek(timeKey(prefixTime, q.From.Add(-timeSlack-s.opts.LateReceipt), "")); it.ValidForPrefix([]byte(prefixTime)); it.Next() {
 				k := it.Item().Key()
 				if !q.To.IsZero() && len(k) >= len(prefixTime)+8 &&
 					time.Unix(0, int64(binary.BigEndian.Uint64(k[len(prefixTime):]))).After(q.To.Add(timeSlack)) {

@@ -179,7 +179,18 @@ type Options struct {
 	// order (switch/cluster/cjournal). A single node leaves it off: its HSM's
 	// counters refuse a replayed KSN.
 	IndexKSN bool
+	// LateReceipt is how long after its RRN was taken a record may be received: a
+	// merchant-presented payment has its order's ID for RRN, taken when the order
+	// was made, and is received when it is paid, up to qr.orders.ttl later. A time
+	// query walks each RRN class from that much before its start, so that such a
+	// payment received within the query is found (Scan). Default
+	// DefaultLateReceipt; at most a day.
+	LateReceipt time.Duration
 }
+
+// DefaultLateReceipt is Options.LateReceipt when it is not set: qr.orders.ttl's
+// default.
+const DefaultLateReceipt = 5 * time.Minute
 
 // Store is the journal: a write-ahead log with group commit, indexed in Badger. It
 // runs two goroutines, both started by Open and joined by Close: the log's committer
@@ -247,6 +258,12 @@ func Open(db *badger.DB, opts Options) (*Store, error) {
 	}
 	if opts.Gap <= 0 {
 		opts.Gap = DefaultGap
+	}
+	if opts.LateReceipt <= 0 {
+		opts.LateReceipt = DefaultLateReceipt
+	}
+	if opts.LateReceipt > writtenLag {
+		return nil, fmt.Errorf("journal: late receipt %s: at most %s (qr.orders.ttl)", opts.LateReceipt, writtenLag)
 	}
 	if opts.IndexDelay <= 0 {
 		opts.IndexDelay = DefaultIndexDelay

@@ -255,6 +255,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	cpu := s.cpu
 	if s.Journal, err = journal.Open(s.db, journal.Options{Dir: JournalDir(cfg.DataDir), MaxBatch: cfg.Journal.MaxBatch, RRNPrefix: s.cl.rrnPrefix(), IndexKSN: s.cl != nil,
 		Window: cfg.Journal.Window.D(), Gap: cfg.Journal.Gap.D(), WindowCPU: cfg.Journal.WindowCPU, Busy: cpu.Busy, SegmentSize: int64(cfg.Journal.SegmentMB) << 20, IndexDelay: cfg.Journal.IndexDelay.D(),
+		LateReceipt: cfg.QR.Orders.TTL.D(),
 		OnPreallocError: func(err error) {
 			s.Metrics.JournalPrealloc.Inc()
 			log.Warn().Err(err).Msg("journal log not zero-filled ahead of its writes (is the disk filling up?); writes go on")
