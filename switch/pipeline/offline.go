@@ -65,14 +65,6 @@ func (p *Pipeline) CaptureOffline(ctx context.Context, c *frontend.Conn, body []
 	if _, err := message.ParseDE7(req.DE7, start); err != nil {
 		return frontend.Response{}, fmt.Errorf("pipeline: offline capture of terminal %s STAN %s: the card's approval time: %w", req.TID, req.STAN, err)
 	}
-	// The advice carries the card's cryptogram to the issuer: ICC data that does not
-	// parse is the terminal's fault, answered 30 before anything is journaled.
-	icc, err := message.AdviceICC(req.ICC)
-	if err != nil {
-		return p.formatError(c, &message.FormatError{MTI: req.MTI, STAN: req.STAN, TID: req.TID, Field: 55, Err: err,
-			Echo: map[int]string{3: req.ProcCode, 4: req.AmountRaw, 7: req.DE7, 42: req.MID, 49: req.Currency}})
-	}
-	req.ICC = icc // only what the advice may carry is kept
 	t := &txn{req: req, conn: c, start: start, offline: true}
 	decoded := p.now().Sub(start)
 	t.rec.Timings.Decode = decoded.Microseconds()
@@ -97,7 +89,20 @@ func (p *Pipeline) captureOffline(ctx context.Context, t *txn) (frontend.Respons
 	if r.Amount <= 0 {
 		return p.decline(ctx, t, message.RCInvalidAmount, "switch", "invalid-amount")
 	}
-	if kind, ok := message.CryptogramKind(r.ICC); ok && kind == message.CryptogramAAC {
+	// The advice carries the card's cryptogram to the issuer: only the objects it
+	// may carry are kept (message.AdviceICC). Chip data that does not parse is the
+	// terminal's fault, but the card approved and the goods are gone: the sale is
+	// captured all the same, its advice without DE 55 (as a stand-in's), and the
+	// record says so; a refusal would leave the merchant unpaid at every resend.
+	icc, iccErr := message.AdviceICC(r.ICC)
+	if iccErr != nil {
+		p.log.Warn().Str("tid", r.TID).Str("stan", r.STAN).Str("error", iccErr.Error()).
+			Msg("offline upload's chip data (DE 55) does not parse: captured, its advice without DE 55")
+		if len(rec.Events) > 0 && rec.Events[0].State == journal.StateReceived { // newRecord's
+			rec.Events[0].Note = "chip data (DE 55) unreadable, the advice goes without it: " + iccErr.Error()
+		}
+	}
+	if kind, ok := message.CryptogramKind(icc); ok && kind == message.CryptogramAAC {
 		// The card declined it (an AAC): there is no approval to capture.
 		return p.decline(ctx, t, message.RCInvalidTransaction, DecidedByCard, reasonCardDeclinedOffline)
 	}
@@ -114,8 +119,8 @@ func (p *Pipeline) captureOffline(ctx context.Context, t *txn) (frontend.Respons
 		return p.systemError(t, err)
 	}
 	var sealedICC []byte
-	if r.ICC != "" { // filtered for the advice by CaptureOffline
-		if sealedICC, err = p.seal.sealICC(r.ICC); err != nil {
+	if icc != "" {
+		if sealedICC, err = p.seal.sealICC(icc); err != nil {
 			return p.systemError(t, err)
 		}
 	}

@@ -353,7 +353,7 @@ func TestCaptureOfflineAdviceOwedVoided(t *testing.T) {
 // chip data (DE 55, sealed while it waits, with the transaction certificate) less the
 // card's track, PAN and name; an upload whose chip data says the card declined (9F27
 // an AAC) is refused 12, nothing queued and the upload's duplicate key not taken; one
-// whose chip data does not parse is answered 30, nothing journaled.
+// whose chip data does not parse is captured, its advice without DE 55.
 func TestCaptureOfflineCryptogram(t *testing.T) {
 	h := newHarness(t, withTerminal(termNoKey))
 	const tc = "9F26081122334455667788" + "9F270140" + "9F3602000C"
@@ -393,18 +393,23 @@ func TestCaptureOfflineCryptogram(t *testing.T) {
 		t.Errorf("%d items queued, want only the first capture's advice", n)
 	}
 
+	// Chip data that does not parse: the card approved, the goods are gone: captured,
+	// the advice without DE 55, the record saying why.
 	bad := h.offlineSale(500, h.clock.Now().Add(-time.Hour))
 	bad.ICC = "9F2608AABB"
-	if b := h.capture(bad, true); b.RC != "30" {
-		t.Errorf("upload with chip data that does not parse: %+v, want 30", b.Result)
+	b := h.capture(bad, true)
+	if b.RC != "00" {
+		t.Fatalf("upload with chip data that does not parse: %+v, want captured (00)", b.Result)
 	}
-	n := 0
-	_ = h.j.Scan(context.Background(), journal.Query{TID: testTID}, func(r *journal.Record) bool {
-		n++
-		return true
-	})
-	if n != 2 {
-		t.Errorf("%d records, want the capture and the AAC's refusal only", n)
+	if r := h.record(b.RRN); !r.Offline || !r.Approved() || len(r.Events) == 0 || !strings.Contains(r.Events[0].Note, "chip data (DE 55) unreadable") {
+		t.Errorf("record of the capture with unreadable chip data %+v: want approved, its first event saying why", r)
+	}
+	items = h.q.all()
+	if len(items) != 2 || items[1].RRN != b.RRN {
+		t.Fatalf("%d items queued, want the first capture's advice and this one's", len(items))
+	}
+	if _, ok := items[1].Binary[55]; ok {
+		t.Errorf("the advice of chip data that does not parse carries DE 55")
 	}
 }
 
