@@ -525,13 +525,17 @@ func recoveryDue(a *Alert) bool {
 }
 
 // pendingRecoveries returns the recovered alerts with a recovery post not made
-// yet, closed less than WebhookRetryFor before now, oldest first.
+// yet, closed less than WebhookRetryFor before now, oldest first. Those closed
+// longer ago are given up: dropped from r.recoveries (which a start fills again
+// from the alerts, and the first run empties).
 func (r *alerting) pendingRecoveries(now time.Time) ([]*Alert, error) {
 	r.mu.Lock()
 	var seqs []uint64
 	for seq, closed := range r.recoveries {
 		if now.Sub(closed) < WebhookRetryFor {
 			seqs = append(seqs, seq)
+		} else {
+			delete(r.recoveries, seq)
 		}
 	}
 	r.mu.Unlock()

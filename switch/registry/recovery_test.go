@@ -150,4 +150,10 @@ func TestAlertRecoveryWebhookGivenUp(t *testing.T) {
 	if n := calls(other); n != 1 {
 		t.Errorf("second target (off the rule): %d posts; want its 1 offline post", n)
 	}
+	f.reg.alerts.mu.Lock()
+	left := len(f.reg.alerts.recoveries)
+	f.reg.alerts.mu.Unlock()
+	if left != 0 {
+		t.Errorf("%d recoveries still pending a day after they were given up; want none kept", left)
+	}
 }
