@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -71,6 +72,32 @@ func PrincipalFrom(ctx context.Context) (Principal, bool) {
 type Authenticator struct {
 	mu     sync.RWMutex
 	tokens []Token
+	// refused is OnRefused's function.
+	refused atomic.Pointer[func(Refusal)]
+}
+
+// Refusal is a request Require refused: no or an unknown bearer token (401), or a
+// principal whose role may not make it (403). It never holds the token.
+type Refusal struct {
+	Status    int    // 401 or 403
+	Principal string // the token's holder on a 403, "" on a 401
+	Method    string
+	Path      string
+	Remote    string // the client's address
+	Reason    string // "missing bearer token", "unknown bearer token", "role operator may not ..."
+}
+
+// OnRefused sets fn to be called for every request Require refuses, so that the
+// caller logs and counts invalid access attempts (PCI DSS 10.2.1.4). fn must not
+// block.
+func (a *Authenticator) OnRefused(fn func(Refusal)) { a.refused.Store(&fn) }
+
+// refuse answers r with status and err, and tells the OnRefused function.
+func (a *Authenticator) refuse(w http.ResponseWriter, r *http.Request, status int, who string, err error) {
+	if fn := a.refused.Load(); fn != nil {
+		(*fn)(Refusal{Status: status, Principal: who, Method: r.Method, Path: r.URL.Path, Remote: r.RemoteAddr, Reason: err.Error()})
+	}
+	WriteError(w, status, err)
 }
 
 // NewAuthenticator returns an Authenticator for the given tokens. It refuses an
@@ -156,12 +183,12 @@ func (a *Authenticator) Require(h http.Handler, roles ...Role) http.Handler {
 		auth := r.Header.Get("Authorization")
 		token, found := strings.CutPrefix(auth, "Bearer ")
 		if !found {
-			WriteError(w, http.StatusUnauthorized, errors.New("missing bearer token"))
+			a.refuse(w, r, http.StatusUnauthorized, "", errors.New("missing bearer token"))
 			return
 		}
 		p, ok := a.Lookup(strings.TrimSpace(token))
 		if !ok {
-			WriteError(w, http.StatusUnauthorized, errors.New("unknown bearer token"))
+			a.refuse(w, r, http.StatusUnauthorized, "", errors.New("unknown bearer token"))
 			return
 		}
 		allowed := p.Role == RoleAdmin
@@ -171,7 +198,7 @@ func (a *Authenticator) Require(h http.Handler, roles ...Role) http.Handler {
 			}
 		}
 		if !allowed {
-			WriteError(w, http.StatusForbidden, fmt.Errorf("role %s may not %s %s", p.Role, r.Method, r.URL.Path))
+			a.refuse(w, r, http.StatusForbidden, p.Name, fmt.Errorf("role %s may not %s %s", p.Role, r.Method, r.URL.Path))
 			return
 		}
 		// The caller is known: its body may take its time (the admin server bounds

@@ -16,6 +16,7 @@ import (
 
 	"github.com/switchyard/switchyard/internal/syncbuf"
 	"github.com/switchyard/switchyard/switch/admin"
+	"github.com/switchyard/switchyard/switch/registry"
 )
 
 // A connection to the admin port kept alive after a request is closed once it
@@ -172,5 +173,66 @@ func TestTokenNamedAsAUserWarned(t *testing.T) {
 	start(t, cfg, &logs)
 	if !strings.Contains(logs.String(), `"token":"operator"`) || !strings.Contains(logs.String(), "same name") {
 		t.Fatalf("no warning for the token named as the demo user operator:\n%s", logs.String())
+	}
+}
+
+// TestAdminRefusalsLoggedAndCounted: requests the admin API refuses (an unknown
+// bearer token, none, a role that may not) are logged, with the client's address,
+// the path and the principal of a 403, never the token, and counted by status in
+// switchyard_admin_refused_total.
+func TestAdminRefusalsLoggedAndCounted(t *testing.T) {
+	var logs syncbuf.Buffer
+	s := start(t, demoConfig(t, t.TempDir()), &logs)
+	client := http.Client{Timeout: 5 * time.Second}
+	do := func(method, path, token string) int {
+		t.Helper()
+		req, err := http.NewRequest(method, "http://"+s.AdminAddr()+path, strings.NewReader("{}"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		io.Copy(io.Discard, resp.Body)
+		return resp.StatusCode
+	}
+	const guess = "guessed-token-6212345678901234"
+	if st := do("GET", "/api/v1/merchants", guess); st != 401 {
+		t.Fatalf("unknown token: %d", st)
+	}
+	if st := do("GET", "/api/v1/merchants", ""); st != 401 {
+		t.Fatalf("no token: %d", st)
+	}
+	if st := do("POST", "/api/v1/merchants", registry.DemoAnalystToken); st != 403 {
+		t.Fatalf("an analyst registering a merchant: %d", st)
+	}
+	out := logs.String()
+	if n := strings.Count(out, "admin request refused"); n != 3 {
+		t.Errorf("%d refusals logged, want 3:\n%s", n, out)
+	}
+	for _, w := range []string{`"status":401`, `"reason":"unknown bearer token"`, `"status":403`, `"principal":"demo-analyst"`, `"path":"/api/v1/merchants"`, `"remote":"127.0.0.1:`} {
+		if !strings.Contains(out, w) {
+			t.Errorf("the refusals' log lacks %s:\n%s", w, out)
+		}
+	}
+	if strings.Contains(out, guess) || strings.Contains(out, "6212345678901234") || strings.Contains(out, registry.DemoAnalystToken) {
+		t.Errorf("a token is in the log:\n%s", out)
+	}
+	req, _ := http.NewRequest("GET", "http://"+s.AdminAddr()+"/metrics", nil)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, w := range []string{`switchyard_admin_refused_total{status="401"} 2`, `switchyard_admin_refused_total{status="403"} 1`} {
+		if !strings.Contains(string(m), w) {
+			t.Errorf("/metrics lacks %s", w)
+		}
 	}
 }

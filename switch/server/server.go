@@ -208,6 +208,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	if s.auth, err = admin.NewAuthenticator(tokens); err != nil {
 		return nil, err
 	}
+	s.watchAdminRefusals()
 	webhookSecret, err := cfg.WebhookSecret()
 	if err != nil {
 		return nil, err
