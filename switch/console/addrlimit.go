@@ -40,8 +40,9 @@ type addrFailures struct {
 	addr string
 	// times are the failures within the window, oldest first (at most max).
 	times []time.Time
-	// names are the distinct names tried since the window's oldest failure
-	// (at most max), for the blocking's log entry.
+	// names are the distinct names tried since times was last empty (at most
+	// max, each at most 64 bytes: registry.ValidUserName), for the blocking's
+	// log entry.
 	names        map[string]struct{}
 	blockedUntil time.Time
 }
