@@ -7,17 +7,26 @@ type Console struct {
 	Disabled bool `yaml:"disabled"`
 	// IdleTimeout ends a session after this long without a request (default 15m).
 	IdleTimeout Duration `yaml:"idle_timeout"`
+	// SessionLifetime ends a session this long after its login, however busy
+	// (default 12h).
+	SessionLifetime Duration `yaml:"session_lifetime"`
 	// MaxFailures failed logins in a row lock the user name for Lockout
 	// (defaults 5 and 15m).
 	MaxFailures int      `yaml:"max_failures"`
 	Lockout     Duration `yaml:"lockout"`
+	// AddrMaxFailures failed logins from one client address within AddrWindow,
+	// whatever the names, block the address's logins for AddrWindow (defaults
+	// 20 and 10m). The address is the TCP peer's: behind a reverse proxy, the
+	// proxy's (no X-Forwarded-For is trusted).
+	AddrMaxFailures int      `yaml:"addr_max_failures"`
+	AddrWindow      Duration `yaml:"addr_window"`
 	// SecureCookie marks the session cookie Secure: set it when the admin address
 	// is reached through a TLS proxy (the admin server itself speaks plain HTTP).
 	SecureCookie bool `yaml:"secure_cookie"`
 }
 
 func (c Console) validate(bad func(key, format string, args ...any)) {
-	if c.IdleTimeout < 0 || c.Lockout < 0 || c.MaxFailures < 0 {
-		bad("admin.console", "idle_timeout, max_failures and lockout must not be negative")
+	if c.IdleTimeout < 0 || c.Lockout < 0 || c.MaxFailures < 0 || c.SessionLifetime < 0 || c.AddrMaxFailures < 0 || c.AddrWindow < 0 {
+		bad("admin.console", "idle_timeout, session_lifetime, max_failures, lockout, addr_max_failures and addr_window must not be negative")
 	}
 }

@@ -20,10 +20,12 @@
 // Users are the registry's (registry.AddUser; `switchyard user add`), with the
 // API's roles. A login makes a session: a random ID in an HttpOnly,
 // SameSite=Strict cookie (Secure when the console is served over TLS), ending
-// after Options.IdleTimeout without a request. Every state-changing request
-// (POST) must carry the session's CSRF token; repeated failed logins lock the
-// name for Options.LockoutFor. Logins, failed logins, lockouts and logouts are
-// written to the registry's operation log. Sessions and lockouts are this
+// after Options.IdleTimeout without a request and Options.SessionLifetime after
+// the login. Every state-changing request (POST) must carry the session's CSRF
+// token; repeated failed logins lock the name for Options.LockoutFor, and many
+// from one client address block the address for Options.AddrWindow. Logins,
+// failed logins, lockouts and logouts are written to the registry's operation
+// log. Sessions and lockouts are this
 // process's memory: a restart logs everybody out, and in a cluster each node has
 // its own (docs/console.md, "Gaps").
 //
@@ -107,9 +109,18 @@ type Options struct {
 	TLS bool
 	// IdleTimeout ends a session after this long without a request (0: 15 min).
 	IdleTimeout time.Duration
+	// SessionLifetime ends a session this long after its login, however busy
+	// (0: 12 h; negative: an error).
+	SessionLifetime time.Duration
 	// MaxFailures failed logins in a row lock a name for LockoutFor (0: 5 and 15 min).
 	MaxFailures int
 	LockoutFor  time.Duration
+	// AddrMaxFailures failed logins from one client address within AddrWindow
+	// block the address's logins for AddrWindow, whatever the names (0: 20 and
+	// 10 min; negative: an error). The address is the connection's: behind a
+	// reverse proxy, the proxy's.
+	AddrMaxFailures int
+	AddrWindow      time.Duration
 	// SampleEvery is how often the dashboard samples the counters (0: 1 s).
 	SampleEvery time.Duration
 	// Now is the clock (nil: time.Now).
@@ -124,6 +135,8 @@ type Console struct {
 	pages    []Page
 	tmpl     map[string]*template.Template
 	sessions *sessions
+	// addrs limits the failed logins per client address (addrlimit.go).
+	addrs    *addrLimiter
 	stats    *sampler
 	backtest backtestJob
 	stop     chan struct{} // closed by Stop: the event streams end
@@ -156,6 +169,19 @@ func New(o Options) (*Console, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.IdleTimeout < 0 || o.SessionLifetime < 0 || o.MaxFailures < 0 || o.LockoutFor < 0 || o.AddrMaxFailures < 0 || o.AddrWindow < 0 {
+		return nil, fmt.Errorf("console: negative option (idle timeout %v, session lifetime %v, max failures %d, lockout %v, address max failures %d, address window %v)",
+			o.IdleTimeout, o.SessionLifetime, o.MaxFailures, o.LockoutFor, o.AddrMaxFailures, o.AddrWindow)
+	}
+	if o.SessionLifetime == 0 {
+		o.SessionLifetime = 12 * time.Hour
+	}
+	if o.AddrMaxFailures == 0 {
+		o.AddrMaxFailures = defaultAddrMaxFailures
+	}
+	if o.AddrWindow == 0 {
+		o.AddrWindow = defaultAddrWindow
+	}
 	if o.IdleTimeout <= 0 {
 		o.IdleTimeout = 15 * time.Minute
 	}
@@ -168,7 +194,8 @@ func New(o Options) (*Console, error) {
 	if o.SampleEvery <= 0 {
 		o.SampleEvery = time.Second
 	}
-	c := &Console{o: o, mux: http.NewServeMux(), sessions: newSessions(o.Now, o.IdleTimeout), stats: newSampler(o), stop: make(chan struct{}),
+	c := &Console{o: o, mux: http.NewServeMux(), sessions: newSessions(o.Now, o.IdleTimeout, o.SessionLifetime),
+		addrs: newAddrLimiter(o.Now, o.AddrMaxFailures, o.AddrWindow), stats: newSampler(o), stop: make(chan struct{}),
 		logins: newLoginGate(), checkPassword: o.Registry.CheckPassword, loginReadTimeout: loginReadTimeout}
 	c.pages = pages()
 	if err := c.parseTemplates(); err != nil {

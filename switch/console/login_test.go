@@ -315,3 +315,121 @@ func TestLoginSlowBodyCut(t *testing.T) {
 		t.Fatalf("a cut login made %d oplog entries", len(es))
 	}
 }
+
+// clientFrom is f.client dialing from the loopback address local (127.0.0.2:
+// another client address on the same machine).
+func (f *fixture) clientFrom(t *testing.T, local string) *http.Client {
+	t.Helper()
+	c := f.client()
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
+	c.Transport = &http.Transport{DialContext: d.DialContext}
+	t.Cleanup(c.CloseIdleConnections)
+	return c
+}
+
+// Password spraying: 20 failed logins with 20 names from one address (no name
+// locked) block the address for 10 minutes: its next login is refused with 429
+// and Retry-After, even with the right password, without a password check or an
+// oplog entry; one oplog entry says the address was blocked and how many names
+// it tried. Another address logs in meanwhile; after the window the first does
+// too, and failures spread over more than a window block nothing.
+func TestLoginBlockedPerAddress(t *testing.T) {
+	f := newFixture(t) // AddrMaxFailures and AddrWindow at their defaults: 20, 10 min
+	a := f.client()
+	for i := range 20 {
+		if resp := f.login(t, a, fmt.Sprintf("nobody%d", i), "wrong password"); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("failure %d: %d, want 401", i+1, resp.StatusCode)
+		}
+	}
+	checked := 0
+	check := f.con.checkPassword
+	f.con.checkPassword = func(name, pw string) (*registry.User, error) { checked++; return check(name, pw) }
+	for i := range 2 {
+		resp := f.login(t, a, "operator", "operator-demo-pw")
+		if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "600" {
+			t.Fatalf("login %d from the blocked address with the right password: %d, Retry-After %q; want 429, 600", 21+i, resp.StatusCode, resp.Header.Get("Retry-After"))
+		}
+	}
+	if checked != 0 {
+		t.Fatalf("%d password checks for a blocked address, want none", checked)
+	}
+	es, err := f.reg.Oplog(registry.OplogFilter{Action: "console."})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var blocked []string
+	for _, e := range es {
+		if e.Action == "console.login-blocked" {
+			blocked = append(blocked, e.Reason)
+		}
+	}
+	if len(es) != 21 || len(blocked) != 1 || !strings.Contains(blocked[0], "127.0.0.1") || !strings.Contains(blocked[0], "20 names") {
+		t.Fatalf("oplog: %d console entries, blocked %q; want 20 failures and one block naming 127.0.0.1 and 20 names", len(es), blocked)
+	}
+	b := f.clientFrom(t, "127.0.0.2")
+	if resp := f.login(t, b, "operator", "operator-demo-pw"); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("login from another address while 127.0.0.1 is blocked: %d, want 303", resp.StatusCode)
+	}
+	f.clock.Advance(10 * time.Minute)
+	if resp := f.login(t, a, "operator", "operator-demo-pw"); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("login after the block's 10 min: %d, want 303", resp.StatusCode)
+	}
+	for i := range 19 {
+		f.login(t, a, fmt.Sprintf("nobody%d", i), "wrong password")
+	}
+	f.clock.Advance(10 * time.Minute)
+	if resp := f.login(t, a, "nobody19", "wrong password"); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("a 20th failure 10 min after 19: %d, want 401 (the 19 are out of the window)", resp.StatusCode)
+	}
+	if resp := f.login(t, a, "operator", "operator-demo-pw"); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("login after failures spread over more than the window: %d, want 303", resp.StatusCode)
+	}
+}
+
+// The per-address table is bounded: past maxAddrs addresses the one whose
+// latest failure is the oldest is forgotten.
+func TestAddrLimiterBounded(t *testing.T) {
+	ck := &clock{t: time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)}
+	l := newAddrLimiter(ck.Now, 2, time.Minute)
+	l.maxAddrs = 3
+	for i := range 10 {
+		ck.Advance(time.Second)
+		l.failed(fmt.Sprintf("192.0.2.%d", i), "x")
+	}
+	if len(l.byAddr) != 3 || l.lru.Len() != 3 {
+		t.Fatalf("%d addresses kept (list %d), want 3", len(l.byAddr), l.lru.Len())
+	}
+	for _, a := range []string{"192.0.2.7", "192.0.2.8", "192.0.2.9"} {
+		if _, ok := l.byAddr[a]; !ok {
+			t.Fatalf("%s forgotten, want the 3 latest kept", a)
+		}
+	}
+	if n, blocked := l.failed("192.0.2.9", "y"); !blocked || n != 2 || l.blocked("192.0.2.9").IsZero() {
+		t.Fatalf("second failure of 192.0.2.9: blocked %v with %d names, want blocked with 2", blocked, n)
+	}
+}
+
+// A session ends SessionLifetime (12 h by default) after its login, however
+// busy: a request every 9 minutes (IdleTimeout is 10) keeps it until then only.
+func TestSessionLifetime(t *testing.T) {
+	f := newFixture(t)
+	c := f.client()
+	if resp := f.login(t, c, "operator", "operator-demo-pw"); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("login: %d", resp.StatusCode)
+	}
+	var elapsed time.Duration
+	for elapsed+9*time.Minute < 12*time.Hour {
+		f.clock.Advance(9 * time.Minute)
+		elapsed += 9 * time.Minute
+		if resp, _ := get(t, c, f.srv.URL+"/console/merchants"); resp.StatusCode != http.StatusOK {
+			t.Fatalf("a busy session after %v: %d, want 200", elapsed, resp.StatusCode)
+		}
+	}
+	f.clock.Advance(12*time.Hour - elapsed)
+	if resp, _ := get(t, c, f.srv.URL+"/console/merchants"); resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(resp.Header.Get("Location"), "/console/login") {
+		t.Fatalf("a busy session 12 h after its login: %d %s, want the login", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if _, err := New(Options{Registry: f.reg, SessionLifetime: -time.Hour}); err == nil {
+		t.Fatal("a negative session lifetime accepted")
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -37,6 +38,9 @@ type session struct {
 	Role admin.Role
 	Lang string
 	last time.Time
+	// created is the login's time: the session ends sessions.lifetime after it
+	// however busy it is.
+	created time.Time
 	// version is the user record's Version at the login: a new password (an
 	// admin's reset of a stolen one), a disable or an enable since ends the session.
 	version int64
@@ -51,6 +55,8 @@ func (s *session) actor() registry.Actor {
 type sessions struct {
 	now  func() time.Time
 	idle time.Duration
+	// lifetime ends a session this long after its login, whatever its activity.
+	lifetime time.Duration
 
 	mu       sync.Mutex
 	byID     map[string]*session
@@ -69,8 +75,8 @@ type failure struct {
 // minFailureSweep is the smallest sweepAt.
 const minFailureSweep = 1024
 
-func newSessions(now func() time.Time, idle time.Duration) *sessions {
-	return &sessions{now: now, idle: idle, byID: map[string]*session{}, failures: map[string]*failure{}, sweepAt: minFailureSweep}
+func newSessions(now func() time.Time, idle, lifetime time.Duration) *sessions {
+	return &sessions{now: now, idle: idle, lifetime: lifetime, byID: map[string]*session{}, failures: map[string]*failure{}, sweepAt: minFailureSweep}
 }
 
 func randomToken() string {
@@ -80,21 +86,27 @@ func randomToken() string {
 }
 
 func (ss *sessions) create(u *registry.User, lang string) *session {
-	s := &session{ID: randomToken(), CSRF: randomToken(), User: u.Name, Role: admin.Role(u.Role), Lang: lang, last: ss.now(), version: u.Version}
+	now := ss.now()
+	s := &session{ID: randomToken(), CSRF: randomToken(), User: u.Name, Role: admin.Role(u.Role), Lang: lang, last: now, created: now, version: u.Version}
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	ss.byID[s.ID] = s
 	// Forget the expired ones while here: the map stays as small as the logged-in users.
 	for id, o := range ss.byID {
-		if ss.now().Sub(o.last) > ss.idle {
+		if ss.expired(o, now) {
 			delete(ss.byID, id)
 		}
 	}
 	return s
 }
 
+// expired reports whether s has ended at now: idle too long, or past its lifetime.
+func (ss *sessions) expired(s *session, now time.Time) bool {
+	return now.Sub(s.last) > ss.idle || now.Sub(s.created) >= ss.lifetime
+}
+
 // get returns the live session id and marks it used, or nil when it does not
-// exist or was idle too long (then it is forgotten).
+// exist, was idle too long or is past its lifetime (then it is forgotten).
 func (ss *sessions) get(id string) *session {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
@@ -103,7 +115,7 @@ func (ss *sessions) get(id string) *session {
 		return nil
 	}
 	now := ss.now()
-	if now.Sub(s.last) > ss.idle {
+	if ss.expired(s, now) {
 		delete(ss.byID, id)
 		return nil
 	}
@@ -117,7 +129,7 @@ func (ss *sessions) live(id string) bool {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	s, ok := ss.byID[id]
-	return ok && ss.now().Sub(s.last) <= ss.idle
+	return ok && !ss.expired(s, ss.now())
 }
 
 // userValid reports whether s's user may still act in it: the user exists, is
@@ -258,9 +270,21 @@ func (c *Console) loginPage(w http.ResponseWriter, r *http.Request) {
 	c.render(w, r, nil, "login", map[string]any{"Next": r.URL.Query().Get("next")})
 }
 
-// login checks a name and password. A locked name is refused before its password
-// is checked; the fifth failure in a row locks it. Every outcome is in the oplog.
+// login checks a name and password. A blocked client address is refused before
+// its body is read, with no oplog entry (addrLimiter); a locked name is refused
+// before its password is checked; the fifth failure in a row locks it. Every
+// other outcome is in the oplog.
 func (c *Console) login(w http.ResponseWriter, r *http.Request) {
+	from := clientIP(r)
+	if until := c.addrs.blocked(from); !until.IsZero() {
+		// Neither the password check nor the oplog sees it: the address has
+		// failed AddrMaxFailures times already, and is logged once (addrFailed).
+		lang := c.lang(r, nil)
+		setRetryAfter(w, until.Sub(c.o.Now()))
+		w.WriteHeader(http.StatusTooManyRequests)
+		c.render(w, r, nil, "login", map[string]any{"Error": fmt.Sprintf(c.t(lang, "login.locked"), until.Sub(c.o.Now()).Round(time.Second))})
+		return
+	}
 	// The one body the admin port reads before any credential: a client that
 	// sends it a byte at a time is cut off, not waited for. The admin server
 	// has no ReadTimeout (switch/server: it would cut the event streams).
@@ -273,7 +297,6 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	name := strings.TrimSpace(r.PostFormValue("user"))
 	pw := r.PostFormValue("password")
 	lang := c.lang(r, nil)
-	from := clientIP(r)
 	fail := func(status int, msg string) {
 		w.WriteHeader(status)
 		c.render(w, r, nil, "login", map[string]any{"Error": msg, "User": name, "Next": r.PostFormValue("next")})
@@ -285,11 +308,14 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		// oplog says a malformed name was tried, not what it was.
 		c.event(registry.Actor{}, "console.login-failed", "", fmt.Sprintf("not a user name (%d bytes); from %s", len(name), from))
 		name = "" // nor is it shown back
+		c.addrFailed(from, name)
 		fail(http.StatusUnauthorized, c.t(lang, "login.bad"))
 		return
 	}
 	if until := c.sessions.locked(name); !until.IsZero() {
 		c.event(registry.Actor{Name: name}, "console.login-refused", name, "locked out; from "+from)
+		c.addrFailed(from, name)
+		setRetryAfter(w, until.Sub(c.o.Now()))
 		fail(http.StatusTooManyRequests, fmt.Sprintf(c.t(lang, "login.locked"), until.Sub(c.o.Now()).Round(time.Second)))
 		return
 	}
@@ -309,6 +335,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		if c.sessions.failed(name, c.o.MaxFailures, c.o.LockoutFor) {
 			c.event(registry.Actor{Name: "system"}, "console.lockout", name, fmt.Sprintf("%d failed logins in a row; locked for %v", c.o.MaxFailures, c.o.LockoutFor))
 		}
+		c.addrFailed(from, name)
 		fail(http.StatusUnauthorized, c.t(lang, "login.bad"))
 		return
 	}
@@ -321,6 +348,25 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		next = Prefix
 	}
 	http.Redirect(w, r, next, http.StatusSeeOther)
+}
+
+// addrFailed counts a failed login from the client address from as name (""
+// for a malformed one) and, when that blocks the address, says so once in the
+// oplog and the log, with how many names it tried.
+func (c *Console) addrFailed(from, name string) {
+	names, blocked := c.addrs.failed(from, name)
+	if !blocked {
+		return
+	}
+	c.o.Logger.Warn().Str("from", from).Int("failures", c.o.AddrMaxFailures).Int("names", names).Dur("blocked_for", c.o.AddrWindow).
+		Msg("console logins from an address blocked: too many failed logins")
+	c.event(registry.Actor{Name: "system"}, "console.login-blocked", "",
+		fmt.Sprintf("%d failed logins from %s within %v, %d names tried; its logins refused for %v", c.o.AddrMaxFailures, from, c.o.AddrWindow, names, c.o.AddrWindow))
+}
+
+// setRetryAfter sets the Retry-After header to d in whole seconds, rounded up.
+func setRetryAfter(w http.ResponseWriter, d time.Duration) {
+	w.Header().Set("Retry-After", strconv.Itoa(int((max(d, time.Second)+time.Second-1)/time.Second)))
 }
 
 func (c *Console) logout(w http.ResponseWriter, r *http.Request, s *session) {
