@@ -134,6 +134,17 @@ func ForTerminal(s string) string {
 	return sb.String()
 }
 
+// ForTerminalLines is ForTerminal for text of several lines (a rule file's
+// problem with its source line and caret, a test's failure): each line is
+// escaped as ForTerminal does, and the line feeds between them are kept.
+func ForTerminalLines(s string) string {
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		lines[i] = ForTerminal(l)
+	}
+	return strings.Join(lines, "\n")
+}
+
 // Fields writes one record for people: a "Label: value" line per row, the values
 // aligned in a column (as kubectl describe does). An empty value is written "-"; tabs
 // and line breaks in a value become spaces, so that each row stays one line, and
