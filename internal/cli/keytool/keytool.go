@@ -121,10 +121,10 @@ func RunWithInput(ctx context.Context, args []string, c *apiclient.Client, loc *
 		return ExitOK
 	}
 	if kit.IsUsage(err) {
-		fmt.Fprintf(stderr, "switchyard keys %s: %v\nrun 'switchyard keys help' for usage\n", args[0], err)
+		fmt.Fprintf(stderr, "switchyard keys %s: %s\nrun 'switchyard keys help' for usage\n", args[0], kit.ForTerminalLines(err.Error()))
 		return ExitUsage
 	}
-	fmt.Fprintf(stderr, "switchyard keys %s: %v\n", args[0], err)
+	fmt.Fprintf(stderr, "switchyard keys %s: %s\n", args[0], kit.ForTerminalLines(err.Error())) // it can quote the API's answer
 	return ExitError
 }
 

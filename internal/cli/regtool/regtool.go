@@ -160,10 +160,10 @@ func (t *tool) exit(err error) int {
 		fmt.Fprint(t.out, Usage)
 		return ExitOK
 	case kit.IsUsage(err):
-		fmt.Fprintf(t.errw, "switchyard: %v\nRun \"switchyard %s -h\" for usage.\n", err, t.cmd)
+		fmt.Fprintf(t.errw, "switchyard: %s\nRun \"switchyard %s -h\" for usage.\n", kit.ForTerminalLines(err.Error()), t.cmd)
 		return ExitUsage
 	default:
-		fmt.Fprintf(t.errw, "switchyard: %v\n", err)
+		fmt.Fprintf(t.errw, "switchyard: %s\n", kit.ForTerminalLines(err.Error())) // it can quote the API's answer
 		return ExitError
 	}
 }

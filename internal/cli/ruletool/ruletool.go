@@ -192,12 +192,12 @@ func (t *tool) flags(name string) *flag.FlagSet {
 }
 
 func (t *tool) usageErr(format string, a ...any) int {
-	fmt.Fprintf(t.errw, "switchyard rules: "+format+"\n", a...)
+	fmt.Fprintln(t.errw, "switchyard rules: "+kit.ForTerminalLines(fmt.Sprintf(format, a...)))
 	return ExitUsage
 }
 
 func (t *tool) fail(err error) int {
-	fmt.Fprintf(t.errw, "switchyard rules: %v\n", err)
+	fmt.Fprintf(t.errw, "switchyard rules: %s\n", kit.ForTerminalLines(err.Error())) // it can quote the API's answer or a file
 	return ExitProblems
 }
 
