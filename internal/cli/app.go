@@ -12,7 +12,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/switchyard/switchyard/internal/cli/kit"
@@ -122,7 +121,7 @@ func runApp(env *Env, args []string) int {
 		if *asJSON {
 			return printJSON(env, &p)
 		}
-		fmt.Fprintf(env.Stdout, "%s uploaded: %d bytes, SHA-256 %s, signed by %s\n", p.Ref(), p.Size, p.SHA256, p.KeyID)
+		fmt.Fprintf(env.Stdout, "%s uploaded: %d bytes, SHA-256 %s, signed by %s\n", kit.ForTerminal(p.Ref()), p.Size, p.SHA256, kit.ForTerminal(p.KeyID))
 		return 0
 	case "list":
 		if ok, code := parseFlagsOnly(env, fs, rest); !ok {
@@ -139,13 +138,14 @@ func runApp(env *Env, args []string) int {
 		if err != nil {
 			return fail(env, "app list: %v", err)
 		}
-		w := tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(w, "NAME\tVERSION\tSIZE\tSHA256\tMODELS\tKINDS\tKEY\tUPLOADED")
+		// kit.Table escapes control characters: a package's name, version and
+		// models are what its uploaded manifest said.
+		rows := make([][]string, 0, len(ps))
 		for _, p := range ps {
-			fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s by %s\n", p.Name, p.Version, p.Size, p.SHA256[:16]+"…",
-				dash(strings.Join(p.Models, ",")), dash(strings.Join(p.Kinds, ",")), p.KeyID, kit.LocalTime(p.UploadedAt, loc), p.UploadedBy)
+			rows = append(rows, []string{p.Name, p.Version, strconv.FormatInt(p.Size, 10), p.SHA256[:16] + "…",
+				dash(strings.Join(p.Models, ",")), dash(strings.Join(p.Kinds, ",")), p.KeyID, kit.LocalTime(p.UploadedAt, loc) + " by " + p.UploadedBy})
 		}
-		_ = w.Flush()
+		kit.Table(env.Stdout, "NAME\tVERSION\tSIZE\tSHA256\tMODELS\tKINDS\tKEY\tUPLOADED", rows)
 		return 0
 	case "publish":
 		var r apps.PublishRequest
@@ -199,18 +199,22 @@ func runApp(env *Env, args []string) int {
 		if err != nil {
 			return fail(env, "app status: %v", err)
 		}
+		// Terminals report their versions and failures, and a package's name and
+		// version are what its manifest said: kit.ForTerminal escapes control
+		// characters in them.
+		esc := kit.ForTerminal
 		for _, ro := range ros {
 			rel := "no release (withdrawn)"
 			if cur := ro.Current; cur != nil {
-				rel = fmt.Sprintf("%s@%s to %v%% (%s)", cur.App, cur.Version, pct(cur.Target.Percent), cur.Change)
+				rel = fmt.Sprintf("%s@%s to %v%% (%s)", esc(cur.App), esc(cur.Version), pct(cur.Target.Percent), esc(cur.Change))
 				if cur.MinVersion != "" {
-					rel += ", minimum " + cur.MinVersion
+					rel += ", minimum " + esc(cur.MinVersion)
 				}
 			}
 			fmt.Fprintf(env.Stdout, "group %s: %s\n  terminals %d, offered %d, on the release %d, below the minimum %d, failures %d\n",
-				ro.Group, rel, ro.Terminals, ro.Offered, ro.OnRelease, ro.BelowMin, ro.Failures)
+				esc(ro.Group), rel, ro.Terminals, ro.Offered, ro.OnRelease, ro.BelowMin, ro.Failures)
 			if ro.Refused != "" {
-				fmt.Fprintf(env.Stdout, "  not offered: %s\n", ro.Refused)
+				fmt.Fprintf(env.Stdout, "  not offered: %s\n", esc(ro.Refused))
 			}
 			vs := make([]string, 0, len(ro.Versions))
 			for v := range ro.Versions {
@@ -218,10 +222,10 @@ func runApp(env *Env, args []string) int {
 			}
 			sort.Strings(vs)
 			for _, v := range vs {
-				fmt.Fprintf(env.Stdout, "  %-12s %d\n", v, ro.Versions[v])
+				fmt.Fprintf(env.Stdout, "  %-12s %d\n", esc(v), ro.Versions[v])
 			}
 			for _, f := range ro.Failed {
-				fmt.Fprintf(env.Stdout, "  failed: %s %s at %s: %s\n", f.Terminal, f.Failed.Version, kit.LocalTime(f.Failed.At, loc), f.Failed.Detail)
+				fmt.Fprintf(env.Stdout, "  failed: %s %s at %s: %s\n", esc(f.Terminal), esc(f.Failed.Version), kit.LocalTime(f.Failed.At, loc), esc(f.Failed.Detail))
 			}
 		}
 		return 0
@@ -266,7 +270,7 @@ func runApp(env *Env, args []string) int {
 				return fail(env, "app key list: %v", err)
 			}
 			for _, k := range ks {
-				fmt.Fprintf(env.Stdout, "%s\t%s\tadded %s by %s\trevoked=%v\n", k.ID, k.Algorithm, kit.LocalTime(k.AddedAt, loc), k.AddedBy, k.Revoked)
+				fmt.Fprintf(env.Stdout, "%s\t%s\tadded %s by %s\trevoked=%v\n", kit.ForTerminal(k.ID), k.Algorithm, kit.LocalTime(k.AddedAt, loc), kit.ForTerminal(k.AddedBy), k.Revoked)
 			}
 			return 0
 		case "add":

@@ -131,3 +131,41 @@ func TestAppKeyRevoke(t *testing.T) {
 		t.Fatalf("revoke of an unknown key: exit %d, %s, posted %+v", code, errs, posted)
 	}
 }
+
+// TestAppOutputEscapesControls: a package whose manifest's name carries an escape
+// sequence, a terminal's reported version and failure detail carrying others,
+// and a signing key's ID print as visible escapes in app list, app status and
+// app key list; --json keeps the bytes (JSON escapes them). Before, all three
+// wrote the bytes, and the operator's terminal acted on them.
+func TestAppOutputEscapesControls(t *testing.T) {
+	at := time.Date(2026, 12, 1, 17, 30, 0, 0, time.UTC)
+	osc := "\x1b]52;c;eA==\a"
+	pkgs := []apps.Package{{Name: "pay" + osc, Version: "2.1.0", Size: 1024, SHA256: strings.Repeat("ab", 32), KeyID: "k1", UploadedAt: at, UploadedBy: "op"}}
+	ros := []apps.Rollout{{Group: "north", Terminals: 1, Failures: 1, Versions: map[string]int{"2.0\x1b[2J": 1},
+		Failed: []apps.Report{{Terminal: "T0000107", Version: "2.0.0", ReportedAt: at, Failed: &apps.Failure{Version: "2.1.0", Detail: "E42" + osc, At: at}}}}}
+	keys := []apps.SigningKey{{ID: "k1" + osc, Algorithm: "ed25519", AddedAt: at, AddedBy: "admin"}}
+	api := zoneAdmin(t, map[string]any{"/api/v1/apps/packages": pkgs, "/api/v1/apps/rollout": ros, "/api/v1/apps/keys": keys})
+	vars := map[string]string{"SWITCHYARD_ADMIN": api.URL, "SWITCHYARD_TOKEN": "t", "SWITCHYARD_TIMEZONE": "Asia/Shanghai"}
+	for _, c := range []struct {
+		args []string
+		want []string
+		json any
+	}{
+		{[]string{"app", "list"}, []string{`pay\x1b]52;c;eA==\x07  2.1.0`}, pkgs},
+		{[]string{"app", "status"}, []string{`  2.0\x1b[2J   1`, `: E42\x1b]52;c;eA==\x07` + "\n"}, ros},
+		{[]string{"app", "key", "list"}, []string{`k1\x1b]52;c;eA==\x07` + "\ted25519"}, keys},
+	} {
+		code, out, errs := runCLI(t, vars, c.args...)
+		if code != 0 || strings.ContainsAny(out, "\x1b\a") {
+			t.Errorf("%q: exit %d, raw control bytes:\n%q%s", c.args, code, out, errs)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(out, w) {
+				t.Errorf("%q lacks %q:\n%q", c.args, w, out)
+			}
+		}
+		if code, out, _ := runCLI(t, vars, append(c.args, "--json")...); code != 0 || out != indented(t, c.json) {
+			t.Errorf("%q --json:\n%s", c.args, out)
+		}
+	}
+}

@@ -157,7 +157,7 @@ func runCase(env *Env, args []string) int {
 		if *asJSON {
 			return printJSON(env, &k)
 		}
-		fmt.Fprintf(env.Stdout, "%s assigned to %s\n", k.ID, k.AssignedTo)
+		fmt.Fprintf(env.Stdout, "%s assigned to %s\n", kit.ForTerminal(k.ID), kit.ForTerminal(k.AssignedTo))
 		return 0
 	case "decide":
 		verdict := fs.String("verdict", "", "confirmed-fraud (deny-list the card, open a merchant incident) or cleared")
@@ -213,22 +213,27 @@ func dash(s string) string {
 
 // printCase shows a case for people: the transaction, the rules that hit with the
 // values they saw, the assignment and the decision; times in loc, the acquirer's zone.
+//
+// Every text value is shown as kit.ForTerminal makes it: a terminal's TID, the
+// values the rules saw and the notes are what a terminal's message or a person
+// wrote, and an escape sequence among them must not act on the terminal.
 func printCase(env *Env, k *cases.Case, loc *time.Location) {
 	w := env.Stdout
-	fmt.Fprintf(w, "%s %s (opened %s by %s %s", k.ID, k.Status, kit.LocalTime(k.OpenedAt, loc), k.Action, k.Rule)
+	esc := kit.ForTerminal
+	fmt.Fprintf(w, "%s %s (opened %s by %s %s", esc(k.ID), k.Status, kit.LocalTime(k.OpenedAt, loc), k.Action, esc(k.Rule))
 	if k.Reason != "" {
-		fmt.Fprintf(w, ", reason %s", k.Reason)
+		fmt.Fprintf(w, ", reason %s", esc(k.Reason))
 	}
-	fmt.Fprintf(w, ", score %d, rules %s)\n", k.Score, dash(k.RuleSet))
-	fmt.Fprintf(w, "RRN %s at %s: %s %s, amount %d %s, terminal %s, merchant %s, card %s (hash %s)\n", k.RRN,
-		kit.LocalTime(k.Time, loc), dash(k.Type), k.MTI, k.Amount, k.Currency, k.TID, dash(k.MID), k.PANMasked, k.CardHash)
+	fmt.Fprintf(w, ", score %d, rules %s)\n", k.Score, esc(dash(k.RuleSet)))
+	fmt.Fprintf(w, "RRN %s at %s: %s %s, amount %d %s, terminal %s, merchant %s, card %s (hash %s)\n", esc(k.RRN),
+		kit.LocalTime(k.Time, loc), esc(dash(k.Type)), esc(k.MTI), k.Amount, esc(k.Currency), esc(k.TID), esc(dash(k.MID)), esc(k.PANMasked), esc(k.CardHash))
 	for _, h := range k.Hits {
-		fmt.Fprintf(w, "  HIT %s %s %s", h.Rule, h.Mode, h.Action)
+		fmt.Fprintf(w, "  HIT %s %s %s", esc(h.Rule), h.Mode, h.Action)
 		if h.File != "" {
-			fmt.Fprintf(w, " (%s:%d)", h.File, h.Line)
+			fmt.Fprintf(w, " (%s:%d)", esc(h.File), h.Line)
 		}
 		if h.Reason != "" {
-			fmt.Fprintf(w, " reason %s", h.Reason)
+			fmt.Fprintf(w, " reason %s", esc(h.Reason))
 		}
 		if h.Score != 0 {
 			fmt.Fprintf(w, " score %d", h.Score)
@@ -239,30 +244,30 @@ func printCase(env *Env, k *cases.Case, loc *time.Location) {
 			vals = append(vals, v.Name+"="+v.Text())
 		}
 		if len(vals) > 0 {
-			fmt.Fprintf(w, "      saw %s\n", strings.Join(vals, " "))
+			fmt.Fprintf(w, "      saw %s\n", esc(strings.Join(vals, " ")))
 		}
 	}
 	if k.AssignedTo != "" {
-		fmt.Fprintf(w, "Assigned to %s by %s", k.AssignedTo, k.AssignedBy)
+		fmt.Fprintf(w, "Assigned to %s by %s", esc(k.AssignedTo), esc(k.AssignedBy))
 		if k.AssignedAt != nil {
 			fmt.Fprintf(w, " at %s", kit.LocalTime(*k.AssignedAt, loc))
 		}
 		fmt.Fprintln(w)
 	}
 	if d := k.Decision; d != nil {
-		fmt.Fprintf(w, "Decided %s by %s at %s", d.Verdict, d.By, kit.LocalTime(d.At, loc))
+		fmt.Fprintf(w, "Decided %s by %s at %s", d.Verdict, esc(d.By), kit.LocalTime(d.At, loc))
 		if d.Note != "" {
-			fmt.Fprintf(w, ": %s", d.Note)
+			fmt.Fprintf(w, ": %s", esc(d.Note))
 		}
 		fmt.Fprintln(w)
 		if d.DenyListed {
-			fmt.Fprintf(w, "  card hash %s put on the deny list\n", k.CardHash)
+			fmt.Fprintf(w, "  card hash %s put on the deny list\n", esc(k.CardHash))
 		}
 		if d.Incident != "" {
-			fmt.Fprintf(w, "  merchant incident %s opened\n", d.Incident)
+			fmt.Fprintf(w, "  merchant incident %s opened\n", esc(d.Incident))
 		}
 		for _, v := range d.Counters {
-			fmt.Fprintf(w, "  flagged by counter %s=%s\n", v.Name, v.Text())
+			fmt.Fprintf(w, "  flagged by counter %s\n", esc(v.Name+"="+v.Text()))
 		}
 	}
 }

@@ -163,7 +163,9 @@ func parse(fs *flag.FlagSet, args []string) (bool, int) {
 }
 
 func fail(env *Env, format string, args ...any) int {
-	fmt.Fprintf(env.Stderr, "switchyard: "+format+"\n", args...)
+	// An error can quote what others wrote (the admin API's answer, a file's
+	// line): its control characters are shown as escapes, its lines kept.
+	fmt.Fprintln(env.Stderr, "switchyard: "+kit.ForTerminalLines(fmt.Sprintf(format, args...)))
 	return kit.ExitError
 }
 

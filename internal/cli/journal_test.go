@@ -91,3 +91,18 @@ func TestJournalTableEscapesControls(t *testing.T) {
 		t.Fatalf("journal table:\n%q", out)
 	}
 }
+
+// TestFailEscapesControls: an error answer whose text carries an escape sequence
+// (a proxy's page before the admin API, whatever it says) reaches stderr with it
+// as visible escapes and its lines kept. Before, the error was written as it
+// came, and the operator's terminal acted on it.
+func TestFailEscapesControls(t *testing.T) {
+	api := newFakeAdmin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusBadGateway)
+		_, _ = w.Write([]byte("bad gateway\x1b]52;c;eA==\a\nupstream\x1b[2J"))
+	})
+	code, _, errs := runCLI(t, map[string]string{"SWITCHYARD_ADMIN": api.URL, "SWITCHYARD_TOKEN": "t"}, "task", "list")
+	if code != 1 || strings.ContainsAny(errs, "\x1b\a") || !strings.Contains(errs, `bad gateway\x1b]52;c;eA==\x07`+"\n"+`upstream\x1b[2J`) {
+		t.Fatalf("exit %d, stderr:\n%q", code, errs)
+	}
+}

@@ -51,7 +51,9 @@ func runQR(env *Env, args []string) int {
 			if depth > 0 {
 				name = ""
 			}
-			fmt.Fprintf(env.Stdout, "%s%s %-28s %s\n", strings.Repeat("   ", depth), o.ID, name, o.Value)
+			// A payload is whoever printed the code's: kit.ForTerminal escapes
+			// the control characters in its IDs and values.
+			fmt.Fprintf(env.Stdout, "%s%s %-28s %s\n", strings.Repeat("   ", depth), kit.ForTerminal(o.ID), name, kit.ForTerminal(o.Value))
 			print(o.Objects, depth+1)
 		}
 	}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+
+	"github.com/switchyard/switchyard/switch/qr"
 )
 
 // TestQRDecode: the published EMVCo example decodes with its CRC; a payload whose
@@ -23,5 +25,21 @@ func TestQRDecode(t *testing.T) {
 	}
 	if _, code := run("qr", "decode"); code != 2 {
 		t.Fatalf("no payload: exit %d", code)
+	}
+}
+
+// TestQRDecodeEscapesControls: a payload (whoever printed the code's) whose
+// merchant name carries an escape sequence decodes with the name shown as
+// visible escapes; --json keeps the bytes (JSON escapes them). Before, decode
+// wrote the bytes, and the operator's terminal acted on them.
+func TestQRDecodeEscapesControls(t *testing.T) {
+	body := "000201" + "5910AB\x1b]52;c;\a" + "6304"
+	payload := body + qr.CRC(body)
+	code, out, errs := runCLI(t, nil, "qr", "decode", payload)
+	if code != 0 || strings.ContainsAny(out, "\x1b\a") || !strings.Contains(out, ` AB\x1b]52;c;\x07`+"\n") {
+		t.Fatalf("qr decode: exit %d\n%q%s", code, out, errs)
+	}
+	if _, out, _ := runCLI(t, nil, "qr", "decode", "--json", payload); !strings.Contains(out, `AB\u001b]52;c;\u0007`) {
+		t.Fatalf("qr decode --json:\n%s", out)
 	}
 }

@@ -76,7 +76,9 @@ func runSettle(env *Env, args []string) int {
 		// takes them (purchases paid, refunds off).
 		fmt.Fprintf(tw, "MID\tTID\tCUR\tPURCHASES\tAMOUNT\tREFUNDS\tAMOUNT\tLATE REVERSALS\tAMOUNT\tLATE PAYMENTS\tAMOUNT\tNET\t\n")
 		row := func(l server.SettlementLine) {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t\n", l.MID, orDash(l.TID), l.Currency, l.PurchaseCount, l.PurchaseAmount, l.RefundCount, l.RefundAmount,
+			// A terminal's TID and MID are what its messages carried:
+			// kit.ForTerminal escapes control characters in them.
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t\n", kit.ForTerminal(l.MID), kit.ForTerminal(orDash(l.TID)), kit.ForTerminal(l.Currency), l.PurchaseCount, l.PurchaseAmount, l.RefundCount, l.RefundAmount,
 				l.LateReversalCount+l.LateRefundReversalCount, l.LateRefundReversalAmount-l.LateReversalAmount,
 				l.LatePaymentCount+l.LateRefundCount, l.LatePaymentAmount-l.LateRefundAmount, l.Net)
 		}

@@ -3,7 +3,7 @@ package cli
 import (
 	"fmt"
 	"net/url"
-	"text/tabwriter"
+	"strconv"
 	"time"
 
 	"github.com/switchyard/switchyard/internal/cli/kit"
@@ -62,8 +62,9 @@ func runTask(env *Env, args []string) int {
 		if err != nil {
 			return fail(env, "task %s: %v", sub, err)
 		}
-		w := tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(w, "TASK\tSLOT\tSTART\tTOOK\tOUTCOME\tMISSED\tOUTPUT / ERROR")
+		// kit.Table escapes control characters: a task's output or error quotes
+		// what others wrote (a webhook host's answer, a file's contents).
+		rows := make([][]string, 0, len(rs))
 		for _, r := range rs {
 			slot := "run-now by " + r.By
 			if !r.Slot.IsZero() {
@@ -77,9 +78,9 @@ func runTask(env *Env, args []string) int {
 			if r.Error != "" {
 				msg = r.Error
 			}
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", r.Task, slot, kit.LocalTime(r.Start, loc), took, r.Outcome, r.Missed, msg)
+			rows = append(rows, []string{r.Task, slot, kit.LocalTime(r.Start, loc), took, r.Outcome, strconv.Itoa(r.Missed), msg})
 		}
-		_ = w.Flush()
+		kit.Table(env.Stdout, "TASK\tSLOT\tSTART\tTOOK\tOUTCOME\tMISSED\tOUTPUT / ERROR", rows)
 		return 0
 	}
 	switch sub {
@@ -98,8 +99,7 @@ func runTask(env *Env, args []string) int {
 		if err != nil {
 			return fail(env, "task list: %v", err)
 		}
-		w := tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(w, "NAME\tKIND\tSCHEDULE\tTIMEZONE\tNEXT\tLAST\tSTATE\tSOURCE")
+		rows := make([][]string, 0, len(vs)) // kit.Table escapes control characters (a task's error quotes what it read)
 		for _, v := range vs {
 			last, state := "-", "ok"
 			if v.LastRun != nil {
@@ -113,9 +113,9 @@ func runTask(env *Env, args []string) int {
 			case v.Failing:
 				state = "FAILING"
 			}
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.Name, v.Kind, v.Schedule, dash(v.TimeZone), kit.LocalTime(v.Next, loc), last, state, v.Source)
+			rows = append(rows, []string{v.Name, v.Kind, v.Schedule, dash(v.TimeZone), kit.LocalTime(v.Next, loc), last, state, v.Source})
 		}
-		_ = w.Flush()
+		kit.Table(env.Stdout, "NAME\tKIND\tSCHEDULE\tTIMEZONE\tNEXT\tLAST\tSTATE\tSOURCE", rows)
 		return 0
 	case "history":
 		limit := fs.Int("limit", 20, "the newest this many runs")

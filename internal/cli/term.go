@@ -357,16 +357,19 @@ func runTerm(env *Env, args []string) int {
 		}{r, original}, "", "  ")
 		fmt.Fprintln(env.Stdout, string(b))
 	} else {
-		fmt.Fprintf(env.Stdout, "%s  RC=%s  RRN=%s  AUTH=%s  STAN=%s  TID=%s", r.MTI, r.RC, r.RRN, r.AuthCode, r.STAN, r.TID)
+		// The answer's fields are what the switch, and through it an issuer,
+		// sent: kit.ForTerminal escapes the control characters among them.
+		esc := kit.ForTerminal
+		fmt.Fprintf(env.Stdout, "%s  RC=%s  RRN=%s  AUTH=%s  STAN=%s  TID=%s", esc(r.MTI), esc(r.RC), esc(r.RRN), esc(r.AuthCode), esc(r.STAN), esc(r.TID))
 		if original != "" {
-			fmt.Fprintf(env.Stdout, "  ORIGINAL=%s", original)
+			fmt.Fprintf(env.Stdout, "  ORIGINAL=%s", esc(original))
 		}
 		if r.Reason != "" {
-			fmt.Fprintf(env.Stdout, "  RS=%s", r.Reason)
+			fmt.Fprintf(env.Stdout, "  RS=%s", esc(r.Reason))
 		}
 		if order, ok := message.TLVValue(r.DE48, message.TagQROrder); ok {
 			state, _ := message.TLVValue(r.DE48, message.TagQRState)
-			fmt.Fprintf(env.Stdout, "  ORDER=%s  STATE=%s", order, state)
+			fmt.Fprintf(env.Stdout, "  ORDER=%s  STATE=%s", esc(order), esc(state))
 		}
 		what := describeRC(r.RC)
 		if r.RC == message.RCIssuerUnavailable && r.Reason == "journal-unavailable" {
@@ -374,7 +377,7 @@ func runTerm(env *Env, args []string) int {
 		}
 		fmt.Fprintf(env.Stdout, "  (%s, %s)\n", what, time.Since(start).Round(time.Microsecond))
 		if payload, ok := message.TLVValue(r.DE48, message.TagQRPayload); ok {
-			fmt.Fprintf(env.Stdout, "QR %s\n", payload)
+			fmt.Fprintf(env.Stdout, "QR %s\n", esc(payload))
 		}
 	}
 	return 0

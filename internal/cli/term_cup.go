@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/switchyard/switchyard/internal/cli/kit"
 	"github.com/switchyard/switchyard/switch/cup"
 	"github.com/switchyard/switchyard/switch/message"
 	"github.com/switchyard/switchyard/switch/termclient"
@@ -108,7 +109,7 @@ func runTermCUP(env *Env, kind string, a cupTermArgs, c cupTermCommon) int {
 			fmt.Fprintln(env.Stdout, string(b))
 			return
 		}
-		fmt.Fprintf(env.Stdout, "%-8s %s  (%s, %s)\n", label, cup.Summary(f), describeRC(f.Str(39)), time.Since(start).Round(time.Microsecond))
+		fmt.Fprintf(env.Stdout, "%-8s %s  (%s, %s)\n", label, kit.ForTerminal(cup.Summary(f)), describeRC(f.Str(39)), time.Since(start).Round(time.Microsecond))
 	}
 	start := time.Now()
 	ans, err := t.SignIn(*a.scheme)

@@ -1,13 +1,19 @@
 package cli
 
 import (
+	"bufio"
 	"math/bits"
+	"net"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/moov-io/iso8583"
+
 	"github.com/switchyard/switchyard/hsm/dukpt"
+	"github.com/switchyard/switchyard/switch/frontend"
+	"github.com/switchyard/switchyard/switch/message"
 )
 
 // TestDemoKSNKeepsTheDemoPrefix: every clock gives a KSN under the demo BDK's prefix
@@ -30,5 +36,61 @@ func TestDemoKSNKeepsTheDemoPrefix(t *testing.T) {
 		if err != nil || bits.OnesCount64(c&0x1FFFFF) > 10 {
 			t.Errorf("KSN %s: counter with more than 10 one-bits (%v)", ksn, err)
 		}
+	}
+}
+
+// TestTermAnswerEscapesControls: an answer whose authorization code (DE 38, an
+// issuer's) carries an escape sequence prints it as a visible escape on the
+// result line; --json keeps the bytes (JSON escapes them). Before, term wrote
+// the bytes, and the operator's terminal acted on them. The switch is a loopback
+// listener that answers every request with RC 00 and that code.
+func TestTermAnswerEscapesControls(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer nc.Close()
+				r := bufio.NewReader(nc)
+				for {
+					body, err := frontend.ReadFrame(r, nil, 0xFFFF)
+					if err != nil {
+						return
+					}
+					req := iso8583.NewMessage(message.SpecASCII)
+					if err := req.Unpack(body); err != nil {
+						return
+					}
+					resp := iso8583.NewMessage(message.SpecASCII)
+					resp.MTI("0210")
+					for _, id := range []int{7, 11, 41} {
+						v, _ := req.GetString(id)
+						_ = resp.Field(id, v)
+					}
+					_ = resp.Field(38, "\x1b[2J12")
+					_ = resp.Field(39, "00")
+					b, err := message.Pack(resp, nil)
+					if err != nil {
+						return
+					}
+					_, _ = nc.Write(append([]byte{byte(len(b) >> 8), byte(len(b))}, b...))
+				}
+			}()
+		}
+	}()
+	args := []string{"term", "purchase", "--addr", ln.Addr().String(), "--pan", "4761739001010119", "--amount", "1000"}
+	code, out, errs := runCLI(t, nil, args...)
+	if code != 0 || strings.ContainsAny(out, "\x1b") || !strings.Contains(out, `AUTH=\x1b[2J12 `) {
+		t.Fatalf("term: exit %d\n%q\n%s", code, out, errs)
+	}
+	if _, out, _ := runCLI(t, nil, append(args, "--json")...); !strings.Contains(out, `\u001b[2J12`) {
+		t.Fatalf("term --json:\n%s", out)
 	}
 }

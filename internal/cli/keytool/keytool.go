@@ -17,8 +17,8 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/switchyard/switchyard/hsm"
@@ -121,10 +121,10 @@ func RunWithInput(ctx context.Context, args []string, c *apiclient.Client, loc *
 		return ExitOK
 	}
 	if kit.IsUsage(err) {
-		fmt.Fprintf(stderr, "switchyard keys %s: %v\nrun 'switchyard keys help' for usage\n", args[0], err)
+		fmt.Fprintf(stderr, "switchyard keys %s: %s\nrun 'switchyard keys help' for usage\n", args[0], kit.ForTerminalLines(err.Error()))
 		return ExitUsage
 	}
-	fmt.Fprintf(stderr, "switchyard keys %s: %v\n", args[0], err)
+	fmt.Fprintf(stderr, "switchyard keys %s: %s\n", args[0], kit.ForTerminalLines(err.Error())) // it can quote the API's answer
 	return ExitError
 }
 
@@ -367,8 +367,9 @@ func (t *tool) list(args []string) error {
 	if *asJSON {
 		return kit.JSON(t.out, l)
 	}
-	tw := tabwriter.NewWriter(t.out, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tVERSION\tTYPE\tALGORITHM\tKCV\tSTATUS\tACTIVATE\tEXPIRES\tGRACE UNTIL\tOWNER")
+	// kit.Table escapes control characters: a key's ID and owner (a terminal's
+	// TID) are what an operator or a terminal's message gave.
+	rows := make([][]string, 0, len(l.Keys))
 	day := func(tm time.Time) string { return kit.LocalTime(tm, t.loc) }
 	for _, k := range l.Keys {
 		alg := string(k.Algorithm)
@@ -379,9 +380,10 @@ func (t *tool) list(args []string) error {
 		if owner == "" {
 			owner = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Version, k.Type, alg, k.KCV, k.Status, day(k.ActivateAt), day(k.ExpiresAt), day(k.GraceUntil), owner)
+		rows = append(rows, []string{k.ID, strconv.Itoa(k.Version), string(k.Type), alg, k.KCV, string(k.Status), day(k.ActivateAt), day(k.ExpiresAt), day(k.GraceUntil), owner})
 	}
-	return tw.Flush()
+	kit.Table(t.out, "ID\tVERSION\tTYPE\tALGORITHM\tKCV\tSTATUS\tACTIVATE\tEXPIRES\tGRACE UNTIL\tOWNER", rows)
+	return nil
 }
 
 func (t *tool) rotate(args []string) error {

@@ -357,3 +357,24 @@ func TestCardHashKeyBlock(t *testing.T) {
 		t.Errorf("output shows the key:\n%s", out)
 	}
 }
+
+// TestListEscapesControls: a key whose owner (a terminal's TID, as given) carries
+// an escape sequence lists it as visible escapes on its one row; --json keeps the
+// value. Before, the table wrote the bytes, and the operator's terminal acted on
+// them.
+func TestListEscapesControls(t *testing.T) {
+	f := setup(t)
+	owner := "T9\x1b]52;c;eA==\a\x1b[2J"
+	code, out, errs := f.run("", "generate", "--type", "TPK", "--id", "T0000009.TPK", "--owner", owner)
+	if code != ExitOK {
+		t.Fatalf("generate: %d %s %s", code, out, errs)
+	}
+	code, out, _ = f.run("", "list", "--id", "T0000009.TPK")
+	if code != ExitOK || strings.ContainsAny(out, "\x1b\a") || !strings.Contains(out, `  T9\x1b]52;c;eA==\x07\x1b[2J`+"\n") || strings.Count(out, "\n") != 2 {
+		t.Fatalf("list:\n%q", out)
+	}
+	code, out, _ = f.run("", "list", "--id", "T0000009.TPK", "--json")
+	if code != ExitOK || !strings.Contains(out, `"T9\u001b]52;c;eA==\u0007\u001b[2J"`) {
+		t.Fatalf("list --json:\n%s", out)
+	}
+}

@@ -79,29 +79,31 @@ func WantsHelp(args []string) bool {
 }
 
 // Table writes a table for people: header and rows are tab-separated cells,
-// aligned in columns two spaces apart. A cell is shown as forTerminal makes it.
+// aligned in columns two spaces apart. A cell is shown as ForTerminal makes it.
 func Table(w io.Writer, header string, rows [][]string) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, header)
 	for _, r := range rows {
 		cells := make([]string, len(r))
 		for i, c := range r {
-			cells[i] = forTerminal(c)
+			cells[i] = ForTerminal(c)
 		}
 		fmt.Fprintln(tw, strings.Join(cells, "\t"))
 	}
 	_ = tw.Flush()
 }
 
-// forTerminal returns s as a terminal may show it: tabs and line breaks become
+// ForTerminal returns s as a terminal may show it: tabs and line breaks become
 // spaces (a row stays one line, its columns aligned), and every other control
 // character (C0, DEL, C1) or invalid UTF-8 byte is written as its Go escape
 // (\x1b, \u009b). The cells and values come from records that others wrote: a
 // merchant's webhook host's status line, a change's reason, a terminal's
 // report; as raw bytes an escape sequence among them would act on the
 // operator's terminal (move the cursor over other rows, retitle the window,
-// write the clipboard with OSC 52).
-func forTerminal(s string) string {
+// write the clipboard with OSC 52). Table and Fields apply it to every cell and
+// value; a command that writes such text otherwise (its own tabwriter with other
+// settings, a sentence with fmt) applies it to each value it writes.
+func ForTerminal(s string) string {
 	clean := true
 	for i := 0; i < len(s); i++ {
 		if b := s[i]; b < 0x20 || b >= 0x7f {
@@ -132,15 +134,26 @@ func forTerminal(s string) string {
 	return sb.String()
 }
 
+// ForTerminalLines is ForTerminal for text of several lines (a rule file's
+// problem with its source line and caret, a test's failure): each line is
+// escaped as ForTerminal does, and the line feeds between them are kept.
+func ForTerminalLines(s string) string {
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		lines[i] = ForTerminal(l)
+	}
+	return strings.Join(lines, "\n")
+}
+
 // Fields writes one record for people: a "Label: value" line per row, the values
 // aligned in a column (as kubectl describe does). An empty value is written "-"; tabs
 // and line breaks in a value become spaces, so that each row stays one line, and
-// other control characters are escaped (forTerminal).
+// other control characters are escaped (ForTerminal).
 func Fields(w io.Writer, rows [][2]string) {
 	flat := strings.NewReplacer("\r\n", " ")
 	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', 0)
 	for _, r := range rows {
-		v := forTerminal(flat.Replace(r[1]))
+		v := ForTerminal(flat.Replace(r[1]))
 		if v == "" {
 			v = "-"
 		}

@@ -94,3 +94,13 @@ func TestTableAndFieldsEscapeControls(t *testing.T) {
 		t.Errorf("%d lines, want 5 (header, 2 rows, 2 fields):\n%s", n, out)
 	}
 }
+
+// TestForTerminalLines: the line feeds of a text of several lines stay; the
+// escape sequences and carriage returns in its lines are shown as ForTerminal
+// shows them.
+func TestForTerminalLines(t *testing.T) {
+	got := ForTerminalLines("ERROR: x\x1b[2J\r\n | a\x1b]52;c;eA==\a\n | ^")
+	if want := `ERROR: x\x1b[2J ` + "\n" + ` | a\x1b]52;c;eA==\x07` + "\n | ^"; got != want {
+		t.Errorf("ForTerminalLines = %q, want %q", got, want)
+	}
+}

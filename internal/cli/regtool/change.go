@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 
+	"github.com/switchyard/switchyard/internal/cli/kit"
 	"github.com/switchyard/switchyard/switch/registry"
 )
 
@@ -50,22 +51,26 @@ func (t *tool) change(args []string) error {
 		if *f.json {
 			return t.printJSON(pv)
 		}
+		// The reasons, notes and entries (a merchant's name and address from an
+		// onboarding file) are what others wrote: each is shown as
+		// kit.ForTerminal makes it, so no escape sequence reaches the terminal.
+		esc := kit.ForTerminal
 		c := pv.Change
-		fmt.Fprintf(t.out, "%s  %s %s  %s\nrequested by %s at %s", c.ID, c.Op, orDash(c.Target), c.Status, c.RequestedBy, t.when(c.RequestedAt))
+		fmt.Fprintf(t.out, "%s  %s %s  %s\nrequested by %s at %s", esc(c.ID), c.Op, esc(orDash(c.Target)), c.Status, esc(c.RequestedBy), t.when(c.RequestedAt))
 		if c.Reason != "" {
-			fmt.Fprintf(t.out, ": %s", c.Reason)
+			fmt.Fprintf(t.out, ": %s", esc(c.Reason))
 		}
 		fmt.Fprintln(t.out)
 		if c.ReviewedBy != "" && c.ReviewedAt != nil {
-			fmt.Fprintf(t.out, "%s by %s at %s %s\n", c.Status, c.ReviewedBy, t.when(*c.ReviewedAt), c.ReviewNote)
+			fmt.Fprintf(t.out, "%s by %s at %s %s\n", c.Status, esc(c.ReviewedBy), t.when(*c.ReviewedAt), esc(c.ReviewNote))
 		}
 		if pv.Error != "" {
-			fmt.Fprintf(t.out, "cannot be approved now: %s\n", pv.Error)
+			fmt.Fprintf(t.out, "cannot be approved now: %s\n", esc(pv.Error))
 		}
 		for _, e := range pv.Effects {
-			fmt.Fprintf(t.out, "%s %s:\n", e.Type, e.ID)
+			fmt.Fprintf(t.out, "%s %s:\n", esc(e.Type), esc(e.ID))
 			for _, d := range Diff(e.Before, e.After) {
-				fmt.Fprintf(t.out, "  %s\n", d)
+				fmt.Fprintf(t.out, "  %s\n", esc(d))
 			}
 		}
 		return nil

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/switchyard/switchyard/internal/cli/kit"
 	"github.com/switchyard/switchyard/switch/registry"
 )
 
@@ -133,10 +134,10 @@ type ratingView struct {
 }
 
 func (t *tool) printRating(v *ratingView) {
-	fmt.Fprintf(t.out, "merchant %s: grade %s in force since %s (%s)\n", v.Merchant, v.Grade, t.when(v.Since), v.Why)
+	fmt.Fprintf(t.out, "merchant %s: grade %s in force since %s (%s)\n", kit.ForTerminal(v.Merchant), kit.ForTerminal(v.Grade), t.when(v.Since), kit.ForTerminal(v.Why))
 	fmt.Fprintf(t.out, "computed %s: score %.2f, grade %s (policy %s)\n", t.when(v.At), v.Computed.Score, v.Computed.Grade, v.Policy)
 	if v.Pin != nil {
-		fmt.Fprintf(t.out, "pinned %s by %s until %s: %s\n", v.Pin.Grade, v.Pin.By, t.when(v.Pin.Until), v.Pin.Reason)
+		fmt.Fprintf(t.out, "pinned %s by %s until %s: %s\n", kit.ForTerminal(v.Pin.Grade), kit.ForTerminal(v.Pin.By), t.when(v.Pin.Until), kit.ForTerminal(v.Pin.Reason))
 	}
 	var rows [][]string
 	for _, x := range v.Computed.Terms {
@@ -182,7 +183,7 @@ type reportView struct {
 }
 
 func (t *tool) printReport(v *reportView) {
-	fmt.Fprintf(t.out, "merchant %s, last %d day(s): %s to %s\n", v.Merchant, v.Days, t.when(v.From), t.when(v.To))
+	fmt.Fprintf(t.out, "merchant %s, last %d day(s): %s to %s\n", kit.ForTerminal(v.Merchant), v.Days, t.when(v.From), t.when(v.To))
 	fmt.Fprintf(t.out, "transactions %d, approved %d (%.1f%%), rating %s\n", v.Transactions, v.Approved, 100*v.ApprovalRate, v.Rating)
 	var types []string
 	for k := range v.ByType {

@@ -160,10 +160,10 @@ func (t *tool) exit(err error) int {
 		fmt.Fprint(t.out, Usage)
 		return ExitOK
 	case kit.IsUsage(err):
-		fmt.Fprintf(t.errw, "switchyard: %v\nRun \"switchyard %s -h\" for usage.\n", err, t.cmd)
+		fmt.Fprintf(t.errw, "switchyard: %s\nRun \"switchyard %s -h\" for usage.\n", kit.ForTerminalLines(err.Error()), t.cmd)
 		return ExitUsage
 	default:
-		fmt.Fprintf(t.errw, "switchyard: %v\n", err)
+		fmt.Fprintf(t.errw, "switchyard: %s\n", kit.ForTerminalLines(err.Error())) // it can quote the API's answer
 		return ExitError
 	}
 }
@@ -270,9 +270,10 @@ func (t *tool) printChange(c *registry.Change, asJSON bool) error {
 	switch c.Status {
 	case registry.ChangePending:
 		fmt.Fprintf(t.out, "%s requested: %s %s by %s; it takes effect when another reviewer runs: switchyard change approve %s\n",
-			c.ID, c.Op, orDash(c.Target), c.RequestedBy, c.ID)
+			kit.ForTerminal(c.ID), c.Op, kit.ForTerminal(orDash(c.Target)), kit.ForTerminal(c.RequestedBy), kit.ForTerminal(c.ID))
 	default:
-		fmt.Fprintf(t.out, "%s %s: %s %s (requested by %s, reviewed by %s)\n", c.ID, c.Status, c.Op, orDash(c.Target), c.RequestedBy, orDash(c.ReviewedBy))
+		fmt.Fprintf(t.out, "%s %s: %s %s (requested by %s, reviewed by %s)\n", kit.ForTerminal(c.ID), c.Status, c.Op,
+			kit.ForTerminal(orDash(c.Target)), kit.ForTerminal(c.RequestedBy), kit.ForTerminal(orDash(c.ReviewedBy)))
 	}
 	return nil
 }

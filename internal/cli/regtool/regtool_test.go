@@ -529,3 +529,24 @@ func TestCLIMerchantsCSV(t *testing.T) {
 		t.Errorf("an analyst imported merchants: exit %d\n%s", code, out)
 	}
 }
+
+// TestCLIChangeShowEscapesControls: a merchant registration whose reason carries
+// escape sequences (the registry takes a reason as typed; names it refuses) is
+// requested and shown with them as visible escapes; --json keeps the bytes (JSON
+// escapes them). Before, change show wrote the bytes, and the reviewer's
+// terminal acted on them.
+func TestCLIChangeShowEscapesControls(t *testing.T) {
+	e := newEnv(t)
+	out := e.mustRun(t, op, "merchant", "register", "000000000000077", "--name", "Night Market", "--mcc", "5812", "--region", "CN-GZ",
+		"--tier", "micro", "--reason", "new\x1b]52;c;eA==\a\x1b[2J")
+	if !strings.Contains(out, "CHG-1 requested") || strings.ContainsAny(out, "\x1b\a") {
+		t.Fatalf("register: %q", out)
+	}
+	out = e.mustRun(t, rev, "change", "show", "CHG-1")
+	if strings.ContainsAny(out, "\x1b\a") || !strings.Contains(out, `: new\x1b]52;c;eA==\x07\x1b[2J`+"\n") {
+		t.Fatalf("change show:\n%q", out)
+	}
+	if out := e.mustRun(t, rev, "change", "show", "CHG-1", "--json"); !strings.Contains(out, `new\u001b]52;c;eA==\u0007\u001b[2J`) {
+		t.Fatalf("change show --json:\n%s", out)
+	}
+}

@@ -192,12 +192,12 @@ func (t *tool) flags(name string) *flag.FlagSet {
 }
 
 func (t *tool) usageErr(format string, a ...any) int {
-	fmt.Fprintf(t.errw, "switchyard rules: "+format+"\n", a...)
+	fmt.Fprintln(t.errw, "switchyard rules: "+kit.ForTerminalLines(fmt.Sprintf(format, a...)))
 	return ExitUsage
 }
 
 func (t *tool) fail(err error) int {
-	fmt.Fprintf(t.errw, "switchyard rules: %v\n", err)
+	fmt.Fprintf(t.errw, "switchyard rules: %s\n", kit.ForTerminalLines(err.Error())) // it can quote the API's answer or a file
 	return ExitProblems
 }
 
@@ -252,10 +252,10 @@ func (t *tool) check(args []string) int {
 		return ExitOK
 	}
 	for _, p := range problems {
-		fmt.Fprintln(t.out, p.String())
+		fmt.Fprintln(t.out, kit.ForTerminalLines(p.String()))
 	}
 	for _, w := range warnings {
-		fmt.Fprintln(t.out, "warning: "+w.String())
+		fmt.Fprintln(t.out, "warning: "+kit.ForTerminalLines(w.String()))
 	}
 	if len(problems) > 0 {
 		fmt.Fprintf(t.out, "%s: %d problem(s), %d warning(s): the rules do not load\n", pos[0], len(problems), len(warnings))
@@ -302,7 +302,7 @@ func (t *tool) test(args []string) int {
 	}
 	rs, err := t.load(pos[0])
 	if err != nil {
-		fmt.Fprintln(t.out, err)
+		fmt.Fprintln(t.out, kit.ForTerminalLines(err.Error()))
 		return ExitProblems
 	}
 	var results []risk.TestResult
@@ -314,7 +314,7 @@ func (t *tool) test(args []string) int {
 	// The merchant rating policy beside the rules is tested with them.
 	ratingResults, err := ratingPolicyTests(pos[0])
 	if err != nil {
-		fmt.Fprintln(t.out, err)
+		fmt.Fprintln(t.out, kit.ForTerminalLines(err.Error()))
 		return ExitProblems
 	}
 	for _, r := range ratingResults {
@@ -350,15 +350,15 @@ func (t *tool) test(args []string) int {
 		for _, r := range results {
 			switch {
 			case !r.Passed:
-				fmt.Fprintf(t.out, "FAIL %s / %s (%s:%d)\n    %s\n", r.Rule, r.Case, r.File, r.Line, r.Failure)
+				fmt.Fprintf(t.out, "FAIL %s / %s (%s:%d)\n    %s\n", esc(r.Rule), esc(r.Case), esc(r.File), r.Line, kit.ForTerminalLines(r.Failure))
 			case *verbose:
-				fmt.Fprintf(t.out, "ok   %s / %s\n", r.Rule, r.Case)
+				fmt.Fprintf(t.out, "ok   %s / %s\n", esc(r.Rule), esc(r.Case))
 			}
 		}
 		if len(untested) > 0 {
-			fmt.Fprintf(t.out, "rules without tests: %s\n", strings.Join(untested, ", "))
+			fmt.Fprintf(t.out, "rules without tests: %s\n", esc(strings.Join(untested, ", ")))
 		}
-		fmt.Fprintf(t.out, "rules %s (version %s):\n%d passed, %d failed\n", pos[0], rs.Version, passed, failed)
+		fmt.Fprintf(t.out, "rules %s (version %s):\n%d passed, %d failed\n", pos[0], esc(rs.Version), passed, failed)
 	}
 	if failed > 0 {
 		return ExitProblems
@@ -517,7 +517,7 @@ func (t *tool) backtestTable(rep *risk.BacktestReport, dir string) {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "RULE\tMODE\tACTION\tHITS\tHITS BEFORE\tDECIDED\tWOULD DECLINE\tAMOUNT\t")
 	for _, r := range rep.Rules {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t\n", r.Rule, r.Mode, r.Action, r.Hits, r.HitsBefore, r.Decided, r.WouldDecline, money(r.WouldDeclineAmount))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t\n", esc(r.Rule), r.Mode, r.Action, r.Hits, r.HitsBefore, r.Decided, r.WouldDecline, money(r.WouldDeclineAmount))
 	}
 	tw.Flush()
 	t.labelsTable(rep)
@@ -538,8 +538,8 @@ func (t *tool) backtestTable(rep *risk.BacktestReport, dir string) {
 	tw = tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "TIME\tRRN\tTERMINAL\tTYPE\tAMOUNT\tOUTCOME\tBEFORE\tAFTER")
 	for _, c := range rep.Changes {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.when(c.Time), c.RRN, c.Terminal,
-			c.TxnType, money(int64(c.Amount)), c.Outcome, decisionText(c.Before), decisionText(c.After))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.when(c.Time), esc(c.RRN), esc(c.Terminal),
+			esc(c.TxnType), money(int64(c.Amount)), esc(c.Outcome), esc(decisionText(c.Before)), esc(decisionText(c.After)))
 	}
 	tw.Flush()
 }
@@ -553,7 +553,7 @@ func (t *tool) runErrors(rep *risk.BacktestReport) {
 	fmt.Fprintf(t.out, "\nRun-time errors: %d (a rule that fails counts as not hit; a counter whose where fails leaves the transaction out):\n", rep.RunErrors)
 	for _, r := range rep.Rules {
 		if r.Errors > 0 {
-			fmt.Fprintf(t.out, "  %s: %d transaction(s), first %s\n", r.Rule, r.Errors, r.FirstError)
+			fmt.Fprintf(t.out, "  %s: %d transaction(s), first %s\n", esc(r.Rule), r.Errors, esc(r.FirstError))
 		}
 	}
 	names := make([]string, 0, len(rep.CounterErrors))
@@ -562,7 +562,7 @@ func (t *tool) runErrors(rep *risk.BacktestReport) {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(t.out, "  %s: %d transaction(s)\n", n, rep.CounterErrors[n])
+		fmt.Fprintf(t.out, "  %s: %d transaction(s)\n", esc(n), rep.CounterErrors[n])
 	}
 }
 
@@ -577,7 +577,7 @@ func (t *tool) labelsTable(rep *risk.BacktestReport) {
 	tw := tabwriter.NewWriter(t.out, 2, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "LABEL\tATTEMPTS\tDECLINED BEFORE\tDECLINED\tRATE\tSTOPPED\t")
 	for _, l := range rep.Labels {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.2f%%\t%.2f%%\t\n", l.Label, l.Attempts, l.DeclinedBefore, l.Declined, 100*l.Rate, 100*l.StoppedRate)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.2f%%\t%.2f%%\t\n", esc(l.Label), l.Attempts, l.DeclinedBefore, l.Declined, 100*l.Rate, 100*l.StoppedRate)
 	}
 	tw.Flush()
 }
@@ -695,18 +695,18 @@ func (t *tool) explainText(ex *risk.Explanation, all bool) {
 	rec := ex.Record
 	in := rec.Input
 	fmt.Fprintf(w, "RRN %s at %s: %s %s on terminal %s (%s), merchant %s (%s, tier %s), BIN %s, entry mode %s\n",
-		rec.RRN, t.when(rec.Time), in.Txn.Type, money(int64(in.Txn.Amount)),
-		in.Terminal.ID, in.Terminal.Kind, in.Merchant.ID, in.Merchant.MCC, in.Merchant.Tier, in.Txn.BIN, in.Txn.EntryMode)
+		esc(rec.RRN), t.when(rec.Time), esc(in.Txn.Type), money(int64(in.Txn.Amount)),
+		esc(in.Terminal.ID), esc(in.Terminal.Kind), esc(in.Merchant.ID), esc(in.Merchant.MCC), esc(in.Merchant.Tier), esc(in.Txn.BIN), esc(in.Txn.EntryMode))
 	then := rec.Decision
-	fmt.Fprintf(w, "Then (rules version %s): %s; the terminal got %s\n", orDash(then.Version), then.Summary(), orDash(rec.Outcome.ResponseCode))
+	fmt.Fprintf(w, "Then (rules version %s): %s; the terminal got %s\n", esc(orDash(then.Version)), esc(then.Summary()), esc(orDash(rec.Outcome.ResponseCode)))
 	for _, h := range then.Hits {
-		fmt.Fprintf(w, "  hit %-28s %-8s %-7s reason %s\n", h.Rule, h.Mode, h.Action, h.Reason)
+		fmt.Fprintf(w, "  hit %-28s %-8s %-7s reason %s\n", esc(h.Rule), h.Mode, h.Action, esc(h.Reason))
 	}
 	same := "the same version"
 	if !ex.SameVersion {
 		same = "a DIFFERENT version than decided then"
 	}
-	fmt.Fprintf(w, "Now (rules version %s, %s; counters rebuilt from %d earlier transaction(s)): %s\n", ex.Version, same, ex.Replayed, ex.Decision.Summary())
+	fmt.Fprintf(w, "Now (rules version %s, %s; counters rebuilt from %d earlier transaction(s)): %s\n", esc(ex.Version), same, ex.Replayed, esc(ex.Decision.Summary()))
 	var misses []string
 	for _, r := range ex.Rules {
 		if !r.Hit && !all {
@@ -717,30 +717,38 @@ func (t *tool) explainText(ex *risk.Explanation, all bool) {
 		if r.Hit {
 			mark = "HIT "
 		}
-		fmt.Fprintf(w, "  %s %s (%s:%d) %s %s", mark, r.Rule, r.File, r.Line, r.Mode, r.Action)
+		fmt.Fprintf(w, "  %s %s (%s:%d) %s %s", mark, esc(r.Rule), esc(r.File), r.Line, r.Mode, r.Action)
 		if r.Hit {
-			fmt.Fprintf(w, " reason %s", r.Reason)
+			fmt.Fprintf(w, " reason %s", esc(r.Reason))
 			if r.Score != 0 {
 				fmt.Fprintf(w, " score %d", r.Score)
 			}
 		}
 		fmt.Fprintln(w)
 		if r.Error != "" {
-			fmt.Fprintf(w, "       error: %s\n", r.Error)
+			fmt.Fprintf(w, "       error: %s\n", esc(r.Error))
 		}
 		vals := make([]string, 0, len(r.Values))
 		for _, v := range r.Values {
 			vals = append(vals, v.Name+"="+v.Text())
 		}
 		if len(vals) > 0 {
-			fmt.Fprintf(w, "       saw %s\n", strings.Join(vals, " "))
+			fmt.Fprintf(w, "       saw %s\n", esc(strings.Join(vals, " ")))
 		}
 	}
 	if len(misses) > 0 {
 		sort.Strings(misses)
-		fmt.Fprintf(w, "  not hit: %s\n", strings.Join(misses, ", "))
+		fmt.Fprintf(w, "  not hit: %s\n", esc(strings.Join(misses, ", ")))
 	}
 }
+
+// esc is kit.ForTerminal: a value this tool writes for people (a rule's ID,
+// reason or error from its file, a terminal's ID or a label from the journal,
+// a list entry's value or note) shows its control characters as escapes, so
+// that no escape sequence among them reaches the operator's terminal. The
+// tables keep their own tabwriters (their layout); --format json and csv keep
+// the values as they are.
+func esc(s string) string { return kit.ForTerminal(s) }
 
 func orDash(s string) string {
 	if s == "" {
@@ -799,7 +807,7 @@ func (t *tool) lists(ctx context.Context, args []string) int {
 			if !e.ExpiresAt.IsZero() {
 				exp = t.when(e.ExpiresAt)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.List, e.Kind, e.Value, exp, e.AddedBy, t.when(e.AddedAt), e.Note)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", esc(e.List), esc(e.Kind), esc(e.Value), exp, esc(e.AddedBy), t.when(e.AddedAt), esc(e.Note))
 		}
 		tw.Flush()
 		fmt.Fprintf(t.out, "%d entr%s\n", len(entries), map[bool]string{true: "y", false: "ies"}[len(entries) == 1])
@@ -830,7 +838,7 @@ func (t *tool) lists(ctx context.Context, args []string) int {
 		if !added.ExpiresAt.IsZero() {
 			exp = "expires " + t.when(added.ExpiresAt)
 		}
-		fmt.Fprintf(t.out, "added %s/%s/%s (%s)\n", added.List, added.Kind, added.Value, exp)
+		fmt.Fprintf(t.out, "added %s/%s/%s (%s)\n", esc(added.List), esc(added.Kind), esc(added.Value), exp)
 		return ExitOK
 	case "remove", "rm":
 		fs := t.flags("lists remove")
@@ -845,7 +853,7 @@ func (t *tool) lists(ctx context.Context, args []string) int {
 		if err := c.Do(ctx, http.MethodDelete, path, nil, nil); err != nil {
 			return t.fail(err)
 		}
-		fmt.Fprintf(t.out, "removed %s/%s/%s\n", pos[0], pos[1], pos[2])
+		fmt.Fprintf(t.out, "removed %s/%s/%s\n", esc(pos[0]), esc(pos[1]), esc(pos[2]))
 		return ExitOK
 	case "audit":
 		fs := t.flags("lists audit")
@@ -881,8 +889,8 @@ func (t *tool) lists(ctx context.Context, args []string) int {
 		tw := tabwriter.NewWriter(t.out, 2, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "TIME\tWHO\tOP\tLIST\tKIND\tVALUE\tNOTE")
 		for _, a := range entries {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.when(a.Time), a.Who, a.Op,
-				a.Entry.List, a.Entry.Kind, a.Entry.Value, a.Entry.Note)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.when(a.Time), esc(a.Who), esc(a.Op),
+				esc(a.Entry.List), esc(a.Entry.Kind), esc(a.Entry.Value), esc(a.Entry.Note))
 		}
 		tw.Flush()
 		return ExitOK

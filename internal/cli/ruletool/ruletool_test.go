@@ -477,3 +477,69 @@ rules:
 		t.Errorf("empty range: %d\n%s", code, out)
 	}
 }
+
+// TestOutputEscapesControls: a terminal ID from the journal, a rule's reason from
+// its file and a list entry's note carrying escape sequences (an OSC 52 clipboard
+// write, a screen clear) print as visible escapes in explain, backtest, check and
+// lists; --format json keeps the bytes (JSON escapes them). Before, all wrote the
+// bytes, and the operator's terminal acted on them.
+func TestOutputEscapesControls(t *testing.T) {
+	const osc = "\x1b]52;c;eA==\a"
+	e, err := risk.New("../../../rules", risk.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	var in risk.Input
+	in.Txn = risk.Txn{MTI: "0200", ProcCode: "000000", Type: risk.TxnPurchase, Amount: 600000, Currency: "156", BIN: "476173",
+		CardHash: "card000001", RRN: "000000000001", Time: time.Date(2025, 6, 4, 1, 0, 0, 0, time.UTC)}
+	in.Txn.SetEntryMode("051")
+	in.Terminal = risk.Terminal{ID: "T1" + osc, Kind: "pos", Status: "active", Bound: true, AgeDays: 100}
+	in.Merchant = risk.Merchant{ID: "000000000000001", MCC: "5411", Tier: "standard", Status: "active"}
+	d := e.Evaluate(&in)
+	h := &memHistory{recs: []risk.Record{{Time: in.Txn.Time, RRN: in.Txn.RRN, Input: in, Outcome: risk.OutcomeOf(&d, "00"), Decision: d}}}
+	cand := rulesDir(t, map[string]string{"a.yaml": bigRound})
+	no := false
+	env := ToolEnv{History: h, Location: time.UTC, Terminal: &no, RulesDir: "../../../rules"}
+	raw := func(name, out string, want ...string) {
+		t.Helper()
+		if strings.ContainsAny(out, "\x1b\a") {
+			t.Errorf("%s wrote raw control bytes:\n%q", name, out)
+		}
+		for _, w := range want {
+			if !strings.Contains(out, w) {
+				t.Errorf("%s lacks %q:\n%q", name, w, out)
+			}
+		}
+	}
+	code, out, errs := run(t, env, "explain", "--rules", cand, "000000000001", "--all")
+	if code != ExitOK {
+		t.Fatalf("explain: %d %s %s", code, out, errs)
+	}
+	raw("explain", out, `on terminal T1\x1b]52;c;eA==\x07 (pos)`)
+	if _, out, _ := run(t, env, "explain", "--rules", cand, "000000000001", "--format", "json"); !strings.Contains(out, `T1\u001b]52;c;eA==\u0007`) {
+		t.Errorf("explain --format json lost the bytes:\n%s", out)
+	}
+	code, out, errs = run(t, env, "backtest", "--rules", cand, "--from", "2025-06-04", "--to", "2025-06-05")
+	if code != ExitOK {
+		t.Fatalf("backtest: %d %s %s", code, out, errs)
+	}
+	raw("backtest", out, `T1\x1b]52;c;eA==\x07`)
+	bad := rulesDir(t, map[string]string{"a.yaml": strings.Replace(bigRound, "txn.amount >= 500000", `txn.amount >= \"\e[2J\"`, 1)})
+	_, out, _ = run(t, env, "check", bad)
+	raw("check", out, `\x1b[2J`)
+
+	lists, err := risk.NewLists(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth, _ := admin.NewAuthenticator([]admin.Token{{Token: "t", Principal: admin.Principal{Name: "anna", Role: admin.RoleAnalyst}}})
+	env = ToolEnv{Admin: &apiclient.Client{Handler: api.New(api.Options{Auth: auth, Lists: lists}), Token: "t"}, Location: time.UTC}
+	if code, out, errs := run(t, env, "lists", "add", "deny", "bin", "476173", "--note", "from "+osc); code != ExitOK {
+		t.Fatalf("lists add: %d %s %s", code, out, errs)
+	}
+	_, out, _ = run(t, env, "lists")
+	raw("lists", out, `from \x1b]52;c;eA==\x07`+"\n")
+	_, out, _ = run(t, env, "lists", "audit")
+	raw("lists audit", out, `from \x1b]52;c;eA==\x07`+"\n")
+}
