@@ -142,7 +142,7 @@ func runApp(env *Env, args []string) int {
 		// models are what its uploaded manifest said.
 		rows := make([][]string, 0, len(ps))
 		for _, p := range ps {
-			rows = append(rows, []string{p.Name, p.Version, strconv.FormatInt(p.Size, 10), p.SHA256[:16] + "…",
+			rows = append(rows, []string{p.Name, p.Version, strconv.FormatInt(p.Size, 10), shortHash(p.SHA256),
 				dash(strings.Join(p.Models, ",")), dash(strings.Join(p.Kinds, ",")), p.KeyID, kit.LocalTime(p.UploadedAt, loc) + " by " + p.UploadedBy})
 		}
 		kit.Table(env.Stdout, "NAME\tVERSION\tSIZE\tSHA256\tMODELS\tKINDS\tKEY\tUPLOADED", rows)
@@ -390,4 +390,13 @@ func isBase64(s string) bool {
 		}
 	}
 	return false
+}
+
+// shortHash is the first 16 characters of a package's hash, for a table; a shorter
+// one (an older or broken answer) as it is, not a panic.
+func shortHash(h string) string {
+	if len(h) <= 16 {
+		return h
+	}
+	return h[:16] + "…"
 }
