@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/switchyard/switchyard/hsm/dukpt"
 	"github.com/switchyard/switchyard/hsm/kcv"
@@ -332,6 +333,9 @@ func ProfileFor(t KeyType, alg Algorithm, macAlg MACAlgorithm) (Profile, error) 
 	return Profile{}, fmt.Errorf("%w: unknown key type %q", ErrInput, t)
 }
 
+// maxOwner is the longest KeySpec.Owner.
+const maxOwner = 64
+
 // Normalize fills in the defaults of a KeySpec (algorithm TDES-2KEY; MAC algorithm
 // retail for TDES-2KEY TAK/ZAK, cmac otherwise) and checks it.
 func (s *KeySpec) Normalize() error {
@@ -356,6 +360,9 @@ func (s *KeySpec) Normalize() error {
 		}
 	} else if s.MACAlgorithm != "" {
 		return fmt.Errorf("%w: a MAC algorithm is only for TAK and ZAK, not %s", ErrInput, s.Type)
+	}
+	if len(s.Owner) > maxOwner || strings.IndexFunc(s.Owner, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
+		return fmt.Errorf("%w: owner %q: want up to %d printable characters (a terminal ID, an issuer ID, a KSN prefix)", ErrInput, s.Owner, maxOwner)
 	}
 	if s.Type == BDK && s.Owner != "" {
 		if len(s.Owner) > 23 || strings.Trim(strings.ToUpper(s.Owner), "0123456789ABCDEF") != "" {
