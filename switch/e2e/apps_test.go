@@ -18,7 +18,7 @@ import (
 
 // TestAppAndTaskCLI: the acquirer's flow through the CLI: a signing key and a
 // publication under review, a signed upload (an altered copy refused), the offer at
-// echo, the rollout status, the withdrawal (the download refused afterwards); and
+// sign-on, the rollout status, the withdrawal (the download refused afterwards); and
 // the scheduler's task list, run-now and history.
 func TestAppAndTaskCLI(t *testing.T) {
 	f := startDemo(t, nil)
@@ -58,10 +58,12 @@ func TestAppAndTaskCLI(t *testing.T) {
 	}
 	f.requestAndApprove("app", "publish", "--group", "pilot", "--app", "demo-pay", "--version", "1.1.0", "--terminals", "T0000001", "--min-version", "1.0.0")
 
-	echo := termclient.Txn{MTI: "0800", NetCode: "301", TID: "T0000001", TLV: [][2]string{{"AV", "1.0.0"}}}
-	r := f.send(echo)
+	// The offer comes at sign-on: T0000001 has no MAC key, so its echo, which
+	// anyone can send, gets none (docs/apps.md, Rollout).
+	signOn := termclient.Txn{MTI: "0800", NetCode: "001", TID: "T0000001", TLV: t1Identity}
+	r := f.send(signOn)
 	if r.RC != "00" || !strings.HasPrefix(r.DE48, "UP") || !strings.Contains(r.DE48, "1.1.0:") {
-		t.Fatalf("echo: %+v, want an UP offer of 1.1.0", r)
+		t.Fatalf("sign-on: %+v, want an UP offer of 1.1.0", r)
 	}
 	if r := f.send(pos(1000)); r.RC != "00" {
 		t.Fatalf("purchase with AV 1.0.0 at the group minimum 1.0.0: %+v", r)
@@ -101,8 +103,8 @@ func TestAppAndTaskCLI(t *testing.T) {
 	if s := download(); s != http.StatusGone {
 		t.Fatalf("download after the withdrawal: %d, want 410", s)
 	}
-	if r := f.send(echo); r.DE48 != "" {
-		t.Fatalf("echo after the withdrawal: DE 48 %q", r.DE48)
+	if r := f.send(signOn); r.RC != "00" || r.DE48 != "" {
+		t.Fatalf("sign-on after the withdrawal: %+v, want 00 and no offer", r)
 	}
 
 	out, code = f.cli(tokOperator, "task", "list")
