@@ -208,7 +208,8 @@ func (a *Adapter) networkToPipeline(ctx context.Context, c *frontend.Conn, f *Fr
 }
 
 // offerUpdate passes on the application update the pipeline offered the terminal
-// at its sign-in or echo (the ASCII dialects' DE 48 UP, VERSION:SIZE:SHA256:TOKEN,
+// at its sign-in (or echo: none since 6 December 2026, an 0820 has no MAC to show it
+// is the terminal's, switch/pipeline echoMayOffer) (the ASCII dialects' DE 48 UP, VERSION:SIZE:SHA256:TOKEN,
 // docs/apps.md): the same value in F63 of the answer, and header processing
 // requirement 6 (TMS download) unless the terminal must sign in again first.
 func offerUpdate(ans *Frame, sit *Situation, update string) {

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/switchyard/switchyard/switch/apps"
 	"github.com/switchyard/switchyard/switch/termclient"
@@ -18,7 +19,7 @@ import (
 
 // TestAppAndTaskCLI: the acquirer's flow through the CLI: a signing key and a
 // publication under review, a signed upload (an altered copy refused), the offer at
-// echo, the rollout status, the withdrawal (the download refused afterwards); and
+// sign-on, the rollout status, the withdrawal (the download refused afterwards); and
 // the scheduler's task list, run-now and history.
 func TestAppAndTaskCLI(t *testing.T) {
 	f := startDemo(t, nil)
@@ -58,10 +59,12 @@ func TestAppAndTaskCLI(t *testing.T) {
 	}
 	f.requestAndApprove("app", "publish", "--group", "pilot", "--app", "demo-pay", "--version", "1.1.0", "--terminals", "T0000001", "--min-version", "1.0.0")
 
-	echo := termclient.Txn{MTI: "0800", NetCode: "301", TID: "T0000001", TLV: [][2]string{{"AV", "1.0.0"}}}
-	r := f.send(echo)
+	// The offer comes at sign-on: T0000001 has no MAC key, so its echo, which
+	// anyone can send, gets none (docs/apps.md, Rollout).
+	signOn := termclient.Txn{MTI: "0800", NetCode: "001", TID: "T0000001", TLV: t1Identity}
+	r := f.send(signOn)
 	if r.RC != "00" || !strings.HasPrefix(r.DE48, "UP") || !strings.Contains(r.DE48, "1.1.0:") {
-		t.Fatalf("echo: %+v, want an UP offer of 1.1.0", r)
+		t.Fatalf("sign-on: %+v, want an UP offer of 1.1.0", r)
 	}
 	if r := f.send(pos(1000)); r.RC != "00" {
 		t.Fatalf("purchase with AV 1.0.0 at the group minimum 1.0.0: %+v", r)
@@ -101,8 +104,8 @@ func TestAppAndTaskCLI(t *testing.T) {
 	if s := download(); s != http.StatusGone {
 		t.Fatalf("download after the withdrawal: %d, want 410", s)
 	}
-	if r := f.send(echo); r.DE48 != "" {
-		t.Fatalf("echo after the withdrawal: DE 48 %q", r.DE48)
+	if r := f.send(signOn); r.RC != "00" || r.DE48 != "" {
+		t.Fatalf("sign-on after the withdrawal: %+v, want 00 and no offer", r)
 	}
 
 	out, code = f.cli(tokOperator, "task", "list")
@@ -114,5 +117,80 @@ func TestAppAndTaskCLI(t *testing.T) {
 	}
 	if out, code := f.cli(tokOperator, "task", "history", "profiles-refresh"); code != 0 || !strings.Contains(out, "run-now by demo-operator") {
 		t.Fatalf("task history: %d %s", code, out)
+	}
+}
+
+// TestEchoOfferSignedAndSuspended: the demo SoftPOS T0000002 (MAC key TAK) gets its
+// update offer in the answer to an echo MAC'd under its TAK, and its AV is recorded;
+// an echo with a wrong MAC is refused 63 without it. Once it is suspended, neither
+// its signed echo (still answered 00, a keep-alive) nor its sign-on (refused) gets
+// the offer, and its echo's AV is not recorded.
+func TestEchoOfferSignedAndSuspended(t *testing.T) {
+	f := startDemo(t, nil)
+	defer func() {
+		if t.Failed() {
+			t.Logf("switch log:\n%s", tail(f.logs.String(), 3000))
+		}
+	}()
+	dir := t.TempDir()
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	der, _ := x509.MarshalPKIXPublicKey(pub)
+	write := func(name string, b []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	keyFile := write("acq.pem", pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+	f.requestAndApprove("app", "key", "add", "acq-1", "--public-key", keyFile, "--reason", "signing key 2026")
+	pkg := write("demo-softpos-1.1.0.bin", []byte(strings.Repeat("demo-softpos 1.1.0\n", 4000)))
+	stmt, code := cliLocal("app", "statement", pkg, "--name", "demo-softpos", "--version", "1.1.0", "--kinds", "softpos")
+	if code != 0 {
+		t.Fatalf("app statement: %d %s", code, stmt)
+	}
+	sig := write("sig", ed25519.Sign(priv, []byte(stmt)))
+	if out, code := f.cli(tokOperator, "app", "upload", pkg, "--name", "demo-softpos", "--version", "1.1.0", "--kinds", "softpos", "--key", "acq-1", "--signature-file", sig); code != 0 {
+		t.Fatalf("upload: %d %s", code, out)
+	}
+	f.requestAndApprove("app", "publish", "--group", "pilot", "--app", "demo-softpos", "--version", "1.1.0", "--terminals", "T0000002")
+
+	mac, _ := termclient.RetailMAC(demoTAK)
+	bad, _ := termclient.RetailMAC("00000000000000000000000000000000")
+	net := func(code, av string) termclient.Txn {
+		return termclient.Txn{MTI: "0800", NetCode: code, TID: "T0000002", MID: "000000000000002", STAN: termclient.NextSTAN(),
+			Time: time.Now(), TLV: [][2]string{{"DI", "SP-T0000002"}, {"IM", "860000000000002"}, {"GL", "31.230400,121.473700"}, {"AV", av}}}
+	}
+	versions := func() map[string]int {
+		t.Helper()
+		out, code := f.cli(tokOperator, "app", "status", "--group", "pilot", "--json")
+		var ro []apps.Rollout
+		if code != 0 || json.Unmarshal([]byte(out), &ro) != nil || len(ro) != 1 {
+			t.Fatalf("app status --json: %d %s", code, out)
+		}
+		return ro[0].Versions
+	}
+	if r := sendOn(t, f.c, net("301", "0.8.0"), bad); r.RC != "63" || strings.Contains(r.DE48, "UP") {
+		t.Fatalf("echo with a wrong MAC: %+v, want 63 and no offer", r)
+	}
+	if r := sendOn(t, f.c, net("301", "1.0.0"), mac); r.RC != "00" || !strings.HasPrefix(r.DE48, "UP") || !strings.Contains(r.DE48, "1.1.0:") {
+		t.Fatalf("signed echo: %+v, want 00 and the offer of 1.1.0", r)
+	}
+	if v := versions(); v["1.0.0"] != 1 || v["0.8.0"] != 0 {
+		t.Fatalf("versions after the echoes: %v, want the signed echo's 1.0.0 only", v)
+	}
+
+	out, _ := f.cli(tokOperator, "terminal", "suspend", "T0000002", "--reason", "reported stolen")
+	if out, code := f.cli(tokReviewer, "change", "approve", changeID(t, out)); code != 0 {
+		t.Fatal(out)
+	}
+	if r := sendOn(t, f.c, net("001", "1.0.1"), mac); r.RC == "00" || strings.Contains(r.DE48, "UP") {
+		t.Fatalf("suspended terminal's sign-on: %+v, want refused without an offer", r)
+	}
+	if r := sendOn(t, f.c, net("301", "1.0.2"), mac); r.RC != "00" || r.DE48 != "" {
+		t.Fatalf("suspended terminal's signed echo: %+v, want 00 and no offer", r)
+	}
+	if v := versions(); v["1.0.0"] != 1 || v["1.0.1"] != 0 || v["1.0.2"] != 0 {
+		t.Fatalf("versions after the suspension: %v, want 1.0.0 still", v)
 	}
 }

@@ -20,6 +20,10 @@ type Terminals interface {
 	Check(req registry.CheckRequest) registry.CheckResult
 	Terminal(id string) (*registry.Terminal, bool)
 	Seen(id string, addr netip.Addr, loc registry.GeoPoint, now time.Time)
+	// Standing is the reason a sign-on's checks would refuse the terminal for its
+	// status or its merchant's, registry.ReasonNone when both are active; it
+	// records nothing.
+	Standing(id string) registry.Reason
 }
 
 // Attestations verify SoftPOS attestation tokens (DE 48 AJ; *attest.Verifier).

@@ -552,6 +552,23 @@ func (f *fakeTerminals) Terminal(id string) (*registry.Terminal, bool) {
 	return t, ok
 }
 
+// Standing is the standing of the terminal's record as the registry judges it (its
+// merchant taken as active): unknown, or its status.
+func (f *fakeTerminals) Standing(id string) registry.Reason {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	t, ok := f.terms[id]
+	switch {
+	case !ok:
+		return registry.ReasonTerminalUnknown
+	case t.Status == registry.TerminalSuspended:
+		return registry.ReasonTerminalSuspended
+	case t.Status != registry.TerminalActive && t.Status != "":
+		return registry.ReasonTerminalClosed
+	}
+	return registry.ReasonNone
+}
+
 func (f *fakeTerminals) Seen(id string, _ netip.Addr, _ registry.GeoPoint, _ time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -613,7 +613,8 @@ func (p *Pipeline) network(ctx context.Context, t *txn) (frontend.Response, erro
 	// A sign-on and a key change make keys and offer updates: the terminal must be
 	// the registered, active one, as for its transactions. Else anyone who knows a
 	// terminal ID could rotate its working keys and break its PINs once their grace
-	// ends. Echo and sign-off change nothing.
+	// ends. Echo and sign-off change nothing; an echo's AV and update offer
+	// (echoMayOffer) need its MAC and the terminal's standing instead.
 	if code := t.req.NetCode; code == message.NMSignOn || code == message.NMKeyChange {
 		if rc, reason := p.checkNetwork(t); rc != "" {
 			p.log.Warn().Str("tid", t.req.TID).Str("net_code", code).Str("rc", rc).Str("reason", reason).
@@ -627,8 +628,12 @@ func (p *Pipeline) network(ctx context.Context, t *txn) (frontend.Response, erro
 		}
 	}
 	switch t.req.NetCode {
-	case message.NMSignOn, message.NMEcho:
+	case message.NMSignOn:
 		if u := p.cfg.Updates; u != nil {
+			p.offerUpdate(u, t, resp)
+		}
+	case message.NMEcho:
+		if u := p.cfg.Updates; u != nil && p.echoMayOffer(t) {
 			p.offerUpdate(u, t, resp)
 		}
 	case message.NMSignOff:

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/switch/message"
+	"github.com/switchyard/switchyard/switch/registry"
 )
 
 // Updates offers terminal application updates (switch/apps.Manager is one).
@@ -31,4 +32,24 @@ func (p *Pipeline) offerUpdate(u Updates, t *txn, resp *message.Builder) {
 		return
 	}
 	resp.Set(48, string(de48))
+}
+
+// echoMayOffer says whether an echo, which is answered 00 without the terminal checks
+// (it is a keep-alive), may have its AV recorded and get the update offer, whose
+// download token stands for the terminal: only when it proves to come from the
+// terminal as a sign-on must, with a MAC verified under the terminal's key (t.macOK,
+// set by authenticate or by a dialect adapter), and when a sign-on would not be
+// refused for the terminal's status or its merchant's. A terminal without a MAC key
+// cannot prove it in an echo, whoever knows its terminal ID could send one: it
+// reports its version and gets its offer at sign-on. (Until 6 December 2026 every
+// echo naming a registered terminal did, a suspended one's too.)
+func (p *Pipeline) echoMayOffer(t *txn) bool {
+	if !t.macOK || p.terminals == nil {
+		return false
+	}
+	if why := p.terminals.Standing(t.req.TID); why != registry.ReasonNone {
+		p.log.Debug().Str("tid", t.req.TID).Str("reason", string(why)).Msg("echo: no update offer, the terminal would not sign on")
+		return false
+	}
+	return true
 }

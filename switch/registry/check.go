@@ -382,29 +382,14 @@ func (r *checker) Check(req CheckRequest) CheckResult {
 		attReason, f.AppVersionOK = ReasonNone, true
 	}
 	// Decisions, in order.
-	switch t.Status {
-	case TerminalActive:
-	case TerminalPending:
-		return r.decline(res, ReasonTerminalPending, nil)
-	case TerminalSuspended:
-		return r.decline(res, ReasonTerminalSuspended, nil)
-	default:
-		return r.decline(res, ReasonTerminalClosed, nil)
+	if why := terminalStanding(t); why != ReasonNone {
+		return r.decline(res, why, nil)
 	}
 	if strings.TrimRight(req.MerchantID, " ") != t.MerchantID {
 		return r.decline(res, ReasonMerchantMismatch, &req)
 	}
-	if m == nil {
-		return r.decline(res, ReasonMerchantUnknown, nil)
-	}
-	switch m.Status {
-	case MerchantActive:
-	case MerchantPending:
-		return r.decline(res, ReasonMerchantPending, nil)
-	case MerchantFrozen:
-		return r.decline(res, ReasonMerchantFrozen, nil)
-	default:
-		return r.decline(res, ReasonMerchantClosed, nil)
+	if why := merchantStanding(m); why != ReasonNone {
+		return r.decline(res, why, nil)
 	}
 	if t.MACRequired() && !req.MACVerified {
 		return r.decline(res, ReasonMACRequired, &req)
@@ -448,6 +433,62 @@ func (r *checker) Check(req CheckRequest) CheckResult {
 		return r.decline(res, ReasonAppVersionLow, &req)
 	}
 	return res
+}
+
+// terminalStanding is the reason a terminal's status refuses its requests (but its
+// reversals), ReasonNone when it is active.
+func terminalStanding(t *Terminal) Reason {
+	switch t.Status {
+	case TerminalActive:
+		return ReasonNone
+	case TerminalPending:
+		return ReasonTerminalPending
+	case TerminalSuspended:
+		return ReasonTerminalSuspended
+	default:
+		return ReasonTerminalClosed
+	}
+}
+
+// merchantStanding is the reason a merchant (nil: unknown) refuses its terminals'
+// requests (but their reversals), ReasonNone when it is active.
+func merchantStanding(m *Merchant) Reason {
+	if m == nil {
+		return ReasonMerchantUnknown
+	}
+	switch m.Status {
+	case MerchantActive:
+		return ReasonNone
+	case MerchantPending:
+		return ReasonMerchantPending
+	case MerchantFrozen:
+		return ReasonMerchantFrozen
+	default:
+		return ReasonMerchantClosed
+	}
+}
+
+// Standing says whether terminal id may sign on as far as the standing goes: it
+// returns the reason a sign-on's checks (CheckNetwork) would refuse it for its own
+// status or its merchant's (unknown, pending, suspended, closed; pending, frozen,
+// closed), or ReasonNone when both are active. Unlike Check it records nothing (no
+// decline counted, no incident, not seen): an echo, answered without the terminal
+// checks, asks it before the update offer (switch/pipeline).
+func (r *checker) Standing(id string) Reason {
+	s := r.snap.Load()
+	tsl := s.terminals[id]
+	if tsl == nil {
+		return ReasonTerminalUnknown
+	}
+	t := tsl.rec.Load()
+	if why := terminalStanding(t); why != ReasonNone {
+		return why
+	}
+	var m *Merchant
+	if msl := s.merchants[t.MerchantID]; msl != nil {
+		m = msl.rec.Load()
+	}
+	return merchantStanding(m)
 }
 
 // checkReversal decides a reversal (CheckReversal) from the facts Check gathered.

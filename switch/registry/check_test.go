@@ -561,3 +561,38 @@ func TestSignOnWithIntegrityFindings(t *testing.T) {
 		t.Fatalf("sign-on of a POS with an IF tag: declined %s", res.Reason)
 	}
 }
+
+// TestStanding: Standing refuses what a sign-on's checks refuse for the terminal's
+// standing (its status, its merchant's), with the same reason, and passes an active
+// terminal of an active merchant whatever the rest of its checks would say.
+func TestStanding(t *testing.T) {
+	f := newFixture(t)
+	f.apply(t, Change{Op: OpTerminalRegister, Terminal: &Terminal{ID: "T0000100", MerchantID: "000000000000001", Kind: KindPOS}})
+	for _, c := range []struct {
+		tid  string
+		want Reason
+	}{
+		{"T0000001", ReasonNone},
+		{"T0000002", ReasonNone},
+		{"LT000777", ReasonNone},
+		{"T0000003", ReasonTerminalSuspended},
+		{"T0000100", ReasonTerminalPending},
+		{"T0000009", ReasonMerchantFrozen},
+		{"T9999999", ReasonTerminalUnknown},
+	} {
+		if got := f.reg.Standing(c.tid); got != c.want {
+			t.Errorf("Standing(%s) = %q, want %q", c.tid, got, c.want)
+		}
+		if c.want == ReasonNone {
+			continue
+		}
+		// A sign-on naming it (no identity: the standing comes first) is refused the same.
+		mid := "000000000000001"
+		if c.tid == "T0000009" {
+			mid = "000000000000009"
+		}
+		if res := f.reg.Check(CheckRequest{TerminalID: c.tid, MerchantID: mid, Purpose: CheckNetwork}); !res.Decline || res.Reason != c.want {
+			t.Errorf("sign-on check of %s: %+v, want declined %q", c.tid, res.Reason, c.want)
+		}
+	}
+}

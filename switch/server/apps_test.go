@@ -24,9 +24,15 @@ import (
 	"github.com/switchyard/switchyard/switch/termclient"
 )
 
+// t1Identity is the demo T0000001's identity and version as its sign-on carries them
+// (DE 48), which the terminal checks want.
+var t1Identity = [][2]string{{"DI", "SN-T0000001"}, {"SI", "89860000000000000001"}, {"IM", "860000000000001"}, {"GL", "39.904200,116.407400"}, {"AV", "1.0.0"}}
+
 // TestAppUpdateOverTheWire: a package signed, uploaded and published (each under
-// review) is offered to the terminal in the answer to its echo (DE 48 UP), and the
-// terminal downloads it from the admin port with the offer's token.
+// review) is offered to the terminal in the answer to its sign-on (DE 48 UP), and the
+// terminal downloads it from the admin port with the offer's token. The echo of the
+// demo T0000001, which has no MAC key and so cannot prove it is the terminal, is
+// answered 00 but records no version and gets no offer.
 func TestAppUpdateOverTheWire(t *testing.T) {
 	s := start(t, demoConfig(t, t.TempDir()), nil)
 	ctx := context.Background()
@@ -69,9 +75,17 @@ func TestAppUpdateOverTheWire(t *testing.T) {
 	approve(ch)
 
 	c := dial(t, s, "ascii", message.DialectASCII)
-	r := send(t, c, message.DialectASCII, termclient.Txn{MTI: "0800", NetCode: "301", TID: "T0000001", TLV: [][2]string{{"AV", "1.0.0"}}})
+	// Anyone can send an echo naming T0000001: it records nothing and offers nothing.
+	if r := send(t, c, message.DialectASCII, termclient.Txn{MTI: "0800", NetCode: "301", TID: "T0000001", TLV: [][2]string{{"AV", "0.9.0"}}}); r.RC != "00" || r.DE48 != "" {
+		t.Fatalf("unauthenticated echo answer: rc %s DE 48 %q, want 00 and no offer", r.RC, r.DE48)
+	}
+	var ro []apps.Rollout
+	if err := op.Do(ctx, "GET", "/api/v1/apps/rollout?group=pilot", nil, &ro); err != nil || len(ro) != 1 || ro[0].Versions["0.9.0"] != 0 || ro[0].Versions["unknown"] != 1 {
+		t.Fatalf("rollout after an unauthenticated echo: %+v %v, want no version recorded", ro, err)
+	}
+	r := send(t, c, message.DialectASCII, termclient.Txn{MTI: "0800", NetCode: "001", TID: "T0000001", TLV: t1Identity})
 	if r.RC != "00" || !strings.HasPrefix(r.DE48, "UP") {
-		t.Fatalf("echo answer: rc %s DE 48 %q, want an UP offer", r.RC, r.DE48)
+		t.Fatalf("sign-on answer: rc %s DE 48 %q, want an UP offer", r.RC, r.DE48)
 	}
 	parts := strings.SplitN(r.DE48[5:], ":", 4)
 	if len(parts) != 4 || parts[0] != "1.1.0" || parts[2] != hexSum {
@@ -88,12 +102,12 @@ func TestAppUpdateOverTheWire(t *testing.T) {
 	if !bytes.Equal(got, pkg) {
 		t.Fatalf("downloaded %d bytes, not the package", len(got))
 	}
-	var ro []apps.Rollout
 	if err := op.Do(ctx, "GET", "/api/v1/apps/rollout?group=pilot", nil, &ro); err != nil || len(ro) != 1 || ro[0].Versions["1.0.0"] != 1 {
 		t.Fatalf("rollout: %+v %v", ro, err)
 	}
-	// A UnionPay-style terminal learns of it at sign-in and echo: header processing
-	// requirement 6 (TMS download) and the same offer in F63.
+	// A UnionPay-style terminal learns of it at sign-in: header processing
+	// requirement 6 (TMS download) and the same offer in F63. Its echo (0820, no
+	// MAC in the dialect) is answered 00 without it.
 	tmk, _ := hex.DecodeString("2315208C9110AD40F5B83C4A6E1D7F92") // T0000001's demo TMK
 	ct, err := cup.DialTerminal(s.ListenerAddr("cup"), "T0000001", "000000000000001", tmk)
 	if err != nil {
@@ -101,14 +115,18 @@ func TestAppUpdateOverTheWire(t *testing.T) {
 	}
 	ct.Device = t1CUPIdentity // the sign-in is checked as a transaction is
 	defer ct.Close()
-	for what, do := range map[string]func() (*cup.Frame, error){"sign-in": func() (*cup.Frame, error) { return ct.SignIn("003") }, "echo": ct.Echo} {
-		ans, err := do()
-		if err != nil {
-			t.Fatalf("cup %s: %v", what, err)
-		}
-		if ans.Str(39) != "00" || ans.Header.ProcessingRequirement() != cup.ReqTMSDownload || !strings.HasPrefix(ans.Str(63), "1.1.0:") || !strings.Contains(ans.Str(63), hexSum) {
-			t.Fatalf("cup %s answer: %s, F63 %q, want requirement 6 and the offer", what, cup.Summary(ans), ans.Str(63))
-		}
+	ans, err := ct.SignIn("003")
+	if err != nil {
+		t.Fatalf("cup sign-in: %v", err)
+	}
+	if ans.Str(39) != "00" || ans.Header.ProcessingRequirement() != cup.ReqTMSDownload || !strings.HasPrefix(ans.Str(63), "1.1.0:") || !strings.Contains(ans.Str(63), hexSum) {
+		t.Fatalf("cup sign-in answer: %s, F63 %q, want requirement 6 and the offer", cup.Summary(ans), ans.Str(63))
+	}
+	if ans, err = ct.Echo(); err != nil {
+		t.Fatalf("cup echo: %v", err)
+	}
+	if ans.Str(39) != "00" || ans.Header.ProcessingRequirement() == cup.ReqTMSDownload || ans.Str(63) != "" {
+		t.Fatalf("cup echo answer: %s, F63 %q, want 00 and no offer", cup.Summary(ans), ans.Str(63))
 	}
 	// Another terminal's echo carries no offer.
 	if r := send(t, c, message.DialectASCII, termclient.Txn{MTI: "0800", NetCode: "301", TID: "LT000001", TLV: [][2]string{{"AV", "1.0.0"}}}); r.DE48 != "" {
