@@ -539,6 +539,11 @@ func (r *alerting) pendingRecoveries(now time.Time) ([]*Alert, error) {
 		}
 	}
 	r.mu.Unlock()
+	return r.readAlerts(seqs)
+}
+
+// readAlerts reads the alerts of seqs, oldest first (it sorts seqs).
+func (r *alerting) readAlerts(seqs []uint64) ([]*Alert, error) {
 	slices.Sort(seqs)
 	out := make([]*Alert, 0, len(seqs))
 	for _, seq := range seqs {
@@ -587,14 +592,5 @@ func (r *alerting) alertsWhere(match func(alertRef) bool) ([]*Alert, error) {
 		}
 	}
 	r.mu.Unlock()
-	slices.Sort(seqs)
-	out := make([]*Alert, 0, len(seqs))
-	for _, seq := range seqs {
-		a, err := r.readAlert(seq, alertID(seq))
-		if err != nil {
-			return out, err
-		}
-		out = append(out, a)
-	}
-	return out, nil
+	return r.readAlerts(seqs)
 }
