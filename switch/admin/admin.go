@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -74,6 +75,9 @@ type Authenticator struct {
 	tokens []Token
 	// refused is OnRefused's function.
 	refused atomic.Pointer[func(Refusal)]
+	// trusted are the reverse proxies whose X-Forwarded-For names a refusal's
+	// client (TrustProxies).
+	trusted atomic.Pointer[[]netip.Prefix]
 }
 
 // Refusal is a request Require refused: no or an unknown bearer token (401), or a
@@ -83,7 +87,8 @@ type Refusal struct {
 	Principal string // the token's holder on a 403, "" on a 401
 	Method    string
 	Path      string
-	Remote    string // the client's address
+	Remote    string // the client's IP address (ClientAddr: behind a trusted proxy, from X-Forwarded-For)
+	Peer      string // the connection's address, ip:port (a trusted proxy's when Remote came from X-Forwarded-For)
 	Reason    string // "missing bearer token", "unknown bearer token", "role operator may not ..."
 }
 
@@ -92,10 +97,22 @@ type Refusal struct {
 // block.
 func (a *Authenticator) OnRefused(fn func(Refusal)) { a.refused.Store(&fn) }
 
+// TrustProxies sets the reverse proxies (ParseTrustedProxies) whose
+// X-Forwarded-For header names the client of a refusal (Refusal.Remote,
+// ClientAddr). None by default: the connection's peer is the client.
+func (a *Authenticator) TrustProxies(trusted []netip.Prefix) {
+	trusted = append([]netip.Prefix(nil), trusted...)
+	a.trusted.Store(&trusted)
+}
+
 // refuse answers r with status and err, and tells the OnRefused function.
 func (a *Authenticator) refuse(w http.ResponseWriter, r *http.Request, status int, who string, err error) {
 	if fn := a.refused.Load(); fn != nil {
-		(*fn)(Refusal{Status: status, Principal: who, Method: r.Method, Path: r.URL.Path, Remote: r.RemoteAddr, Reason: err.Error()})
+		var trusted []netip.Prefix
+		if p := a.trusted.Load(); p != nil {
+			trusted = *p
+		}
+		(*fn)(Refusal{Status: status, Principal: who, Method: r.Method, Path: r.URL.Path, Remote: ClientAddr(r, trusted), Peer: r.RemoteAddr, Reason: err.Error()})
 	}
 	WriteError(w, status, err)
 }
