@@ -8,16 +8,12 @@ import (
 	"strings"
 )
 
-// ParseTrustedProxies parses the admin.trusted_proxies setting: each entry a
-// CIDR (10.0.0.0/8, fd00::/8) or one IP address (192.0.2.10, taken as /32 or
-// /128). It refuses, naming the entry: anything else, a CIDR with host bits set
-// (10.0.0.1/8: a typo for /32, or for 10.0.0.0/8?), a zone, an IPv4-mapped IPv6
-// form (write it as IPv4: peers are matched unmapped) and a /0, which would trust
-// the X-Forwarded-For of every client, that is let anyone choose his address.
+// ParseTrustedProxies parses the admin.trusted_proxies setting, each entry by
+// ParseTrustedProxy; its error names the entry refused.
 func ParseTrustedProxies(entries []string) ([]netip.Prefix, error) {
 	out := make([]netip.Prefix, 0, len(entries))
 	for i, e := range entries {
-		p, err := parseTrustedProxy(strings.TrimSpace(e))
+		p, err := ParseTrustedProxy(e)
 		if err != nil {
 			return nil, fmt.Errorf("entry %d %q: %w", i, e, err)
 		}
@@ -26,7 +22,15 @@ func ParseTrustedProxies(entries []string) ([]netip.Prefix, error) {
 	return out, nil
 }
 
-func parseTrustedProxy(e string) (netip.Prefix, error) {
+// ParseTrustedProxy parses one entry of admin.trusted_proxies: a CIDR
+// (10.0.0.0/8, fd00::/8) or one IP address (192.0.2.10, taken as /32 or /128).
+// It refuses anything else, a CIDR with host bits set (10.0.0.1/8: a typo for
+// /32, or for 10.0.0.0/8?), a zone, an IPv4-mapped IPv6 form (write it as IPv4:
+// peers are matched unmapped) and a /0, which would trust the X-Forwarded-For of
+// every client, that is let anyone choose his address. Its error does not
+// repeat the entry.
+func ParseTrustedProxy(e string) (netip.Prefix, error) {
+	e = strings.TrimSpace(e)
 	var p netip.Prefix
 	if strings.Contains(e, "/") {
 		var err error

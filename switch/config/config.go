@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"github.com/switchyard/switchyard/switch/cluster"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"strings"
@@ -221,8 +222,24 @@ type Admin struct {
 	TokensFile string `yaml:"tokens_file"`
 	// fromFile is how many of Tokens, at the end, came from TokensFile (for errors).
 	fromFile int
+	// TrustedProxies are the reverse proxies in front of the admin address, CIDRs
+	// or single IP addresses (admin.ParseTrustedProxy): from a peer among them the
+	// client's address is taken from X-Forwarded-For (admin.ClientAddr) for the
+	// console's per-address login limit, its oplog entries and the log of refused
+	// admin requests. Empty (the default): none, the connection's peer is the
+	// client. Read at start only.
+	TrustedProxies []string `yaml:"trusted_proxies"`
 	// Console is the web console under /console/ (console.go).
 	Console Console `yaml:"console"`
+}
+
+// Proxies returns TrustedProxies parsed (Validate has checked them).
+func (a Admin) Proxies() ([]netip.Prefix, error) {
+	p, err := admin.ParseTrustedProxies(a.TrustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("admin.trusted_proxies: %w", err)
+	}
+	return p, nil
 }
 
 // Listener is one terminal listener.
@@ -686,6 +703,11 @@ func (c *Config) Validate() error {
 		}
 	}
 	checkAddr("admin.addr", c.Admin.Addr)
+	for i, e := range c.Admin.TrustedProxies {
+		if _, err := admin.ParseTrustedProxy(e); err != nil {
+			bad(fmt.Sprintf("admin.trusted_proxies[%d]", i), "%q: %v", e, err)
+		}
+	}
 	c.validateAppsTasks(bad)
 	c.Admin.Console.validate(bad)
 	if _, _, err := c.Risk.Profiles.RefreshClock(); err != nil {

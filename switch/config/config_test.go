@@ -30,11 +30,14 @@ func TestErrorsNameKeyAndProblem(t *testing.T) {
 		"demo: true\nlisteners: [{addr: 127.0.0.1:1}]\nlog: {level: chatty}":                                                              `log.level: "chatty" is not one of debug, info, warn, error`,
 		"demo: true\nlisteners: [{addr: 127.0.0.1:1, idle_timeout: soon}]":                                                                `"soon" is not a duration`,
 		"demo: true\nlistners: []": `field listners not found`,
-		"demo: true\nlisteners: [{addr: 127.0.0.1:1}]\nbreaker: {threshold: 5}":               `breaker.threshold: no longer used`,
-		"demo: true\nlisteners: [{addr: 127.0.0.1:1}]\nbreaker: {failure_rate: 1.5}":          `breaker.failure_rate: 1.5 is not in (0, 1]`,
-		"demo: true\nlisteners: [{addr: 127.0.0.1:1}]\nbreaker: {window: 1s, buckets: 1000}":  `breaker.buckets: 1000 is not between 1 and 600`,
-		"demo: true\nlisteners: [{addr: 127.0.0.1:1}]\nbreaker: {open_for: 1ms}":              `breaker.open_for: 1ms is not between 100ms and 10m`,
-		"demo: true\nlisteners: [{addr: 127.0.0.1:1}]\nreversals: {amount_mismatch: partial}": `reversals.amount_mismatch: "partial" is not decline or reverse_full`,
+		"demo: true\nlisteners: [{addr: 127.0.0.1:1}]\nbreaker: {threshold: 5}":                             `breaker.threshold: no longer used`,
+		"demo: true\nlisteners: [{addr: 127.0.0.1:1}]\nbreaker: {failure_rate: 1.5}":                        `breaker.failure_rate: 1.5 is not in (0, 1]`,
+		"demo: true\nlisteners: [{addr: 127.0.0.1:1}]\nbreaker: {window: 1s, buckets: 1000}":                `breaker.buckets: 1000 is not between 1 and 600`,
+		"demo: true\nlisteners: [{addr: 127.0.0.1:1}]\nbreaker: {open_for: 1ms}":                            `breaker.open_for: 1ms is not between 100ms and 10m`,
+		"demo: true\nlisteners: [{addr: 127.0.0.1:1}]\nreversals: {amount_mismatch: partial}":               `reversals.amount_mismatch: "partial" is not decline or reverse_full`,
+		"demo: true\nlisteners: [{addr: 127.0.0.1:1}]\nadmin: {trusted_proxies: [10.0.0.0/8, 10.0.0.0/33]}": `admin.trusted_proxies[1]: "10.0.0.0/33": not a CIDR`,
+		"demo: true\nlisteners: [{addr: 127.0.0.1:1}]\nadmin: {trusted_proxies: [proxy.example]}":           `admin.trusted_proxies[0]: "proxy.example": not a CIDR`,
+		"demo: true\nlisteners: [{addr: 127.0.0.1:1}]\nadmin: {trusted_proxies: [0.0.0.0/0]}":               `admin.trusted_proxies[0]: "0.0.0.0/0": a /0 trusts every client`,
 	}
 	for in, want := range cases {
 		in := in
@@ -45,6 +48,26 @@ func TestErrorsNameKeyAndProblem(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q:\n got %v\nwant %s", in, err, want)
 		}
+	}
+}
+
+// admin.trusted_proxies: none by default; CIDRs and single addresses parsed.
+func TestTrustedProxies(t *testing.T) {
+	base := "demo: true\nlisteners: [{addr: 127.0.0.1:1}]\nsecurity: {card_hash_key_hex: " + DemoCardHashKey + "}\n"
+	c, err := Parse([]byte(base), "a.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err := c.Admin.Proxies(); err != nil || len(p) != 0 {
+		t.Fatalf("default: %v %v, want none", p, err)
+	}
+	c, err = Parse([]byte(base+"admin: {trusted_proxies: [10.0.0.0/8, 192.0.2.10, 'fd00::/8']}"), "a.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := c.Admin.Proxies()
+	if err != nil || fmt.Sprint(p) != "[10.0.0.0/8 192.0.2.10/32 fd00::/8]" {
+		t.Fatalf("parsed %v %v", p, err)
 	}
 }
 

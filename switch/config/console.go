@@ -16,8 +16,9 @@ type Console struct {
 	Lockout     Duration `yaml:"lockout"`
 	// AddrMaxFailures failed logins from one client address within AddrWindow,
 	// whatever the names, block the address's logins for AddrWindow (defaults
-	// 20 and 10m). The address is the TCP peer's: behind a reverse proxy, the
-	// proxy's (no X-Forwarded-For is trusted).
+	// 20 and 10m). The address is the TCP peer's, or behind a reverse proxy listed
+	// in admin.trusted_proxies the client's from X-Forwarded-For (admin.ClientAddr);
+	// behind one not listed, the proxy's.
 	AddrMaxFailures int      `yaml:"addr_max_failures"`
 	AddrWindow      Duration `yaml:"addr_window"`
 	// SecureCookie marks the session cookie Secure: set it when the admin address
