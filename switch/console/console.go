@@ -45,6 +45,7 @@ import (
 	"io/fs"
 	"mime/multipart"
 	"net/http"
+	"net/netip"
 	"os"
 	"sort"
 	"strings"
@@ -117,10 +118,15 @@ type Options struct {
 	LockoutFor  time.Duration
 	// AddrMaxFailures failed logins from one client address within AddrWindow
 	// block the address's logins for AddrWindow, whatever the names (0: 20 and
-	// 10 min; negative: an error). The address is the connection's: behind a
-	// reverse proxy, the proxy's.
+	// 10 min; negative: an error). The address is admin.ClientAddr's with
+	// TrustedProxies: the connection's, or behind a trusted reverse proxy the
+	// client's from X-Forwarded-For.
 	AddrMaxFailures int
 	AddrWindow      time.Duration
+	// TrustedProxies are the reverse proxies (admin.ParseTrustedProxies) whose
+	// X-Forwarded-For names the client of a login, for the per-address limit
+	// and the oplog (nil: none, the connection's peer is the client).
+	TrustedProxies []netip.Prefix
 	// SampleEvery is how often the dashboard samples the counters (0: 1 s).
 	SampleEvery time.Duration
 	// Now is the clock (nil: time.Now).
@@ -182,6 +188,7 @@ func New(o Options) (*Console, error) {
 	if o.AddrWindow == 0 {
 		o.AddrWindow = defaultAddrWindow
 	}
+	o.TrustedProxies = append([]netip.Prefix(nil), o.TrustedProxies...)
 	if o.IdleTimeout <= 0 {
 		o.IdleTimeout = 15 * time.Minute
 	}

@@ -9,7 +9,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -275,7 +274,7 @@ func (c *Console) loginPage(w http.ResponseWriter, r *http.Request) {
 // before its password is checked; the fifth failure in a row locks it. Every
 // other outcome is in the oplog.
 func (c *Console) login(w http.ResponseWriter, r *http.Request) {
-	from := clientIP(r)
+	from := c.clientAddr(r)
 	if until := c.addrs.blocked(from); !until.IsZero() {
 		// Neither the password check nor the oplog sees it: the address has
 		// failed AddrMaxFailures times already, and is logged once (addrFailed).
@@ -371,7 +370,7 @@ func setRetryAfter(w http.ResponseWriter, d time.Duration) {
 
 func (c *Console) logout(w http.ResponseWriter, r *http.Request, s *session) {
 	c.sessions.end(s.ID)
-	c.event(s.actor(), "console.logout", s.User, "from "+clientIP(r))
+	c.event(s.actor(), "console.logout", s.User, "from "+c.clientAddr(r))
 	c.setCookie(w, "", -1)
 	http.Redirect(w, r, Prefix+"login", http.StatusSeeOther)
 }
@@ -384,12 +383,11 @@ func (c *Console) event(a registry.Actor, action, target, reason string) {
 	}
 }
 
-func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
+// clientAddr is the IP address of r's client: the connection's peer, or behind
+// a trusted proxy (Options.TrustedProxies) the right-most untrusted address of
+// X-Forwarded-For (admin.ClientAddr).
+func (c *Console) clientAddr(r *http.Request) string {
+	return admin.ClientAddr(r, c.o.TrustedProxies)
 }
 
 // The password checks in progress are bounded: each costs argon2id's 19 MiB

@@ -177,7 +177,8 @@ func TestTokenNamedAsAUserWarned(t *testing.T) {
 }
 
 // TestAdminRefusalsLoggedAndCounted: requests the admin API refuses (an unknown
-// bearer token, none, a role that may not) are logged, with the client's address,
+// bearer token, none, a role that may not) are logged, with the client's address
+// (no proxy trusted: the connection's) and the connection's ip:port,
 // the path and the principal of a 403, never the token, and counted by status in
 // switchyard_admin_refused_total.
 func TestAdminRefusalsLoggedAndCounted(t *testing.T) {
@@ -215,7 +216,7 @@ func TestAdminRefusalsLoggedAndCounted(t *testing.T) {
 	if n := strings.Count(out, "admin request refused"); n != 3 {
 		t.Errorf("%d refusals logged, want 3:\n%s", n, out)
 	}
-	for _, w := range []string{`"status":401`, `"reason":"unknown bearer token"`, `"status":403`, `"principal":"demo-analyst"`, `"path":"/api/v1/merchants"`, `"remote":"127.0.0.1:`} {
+	for _, w := range []string{`"status":401`, `"reason":"unknown bearer token"`, `"status":403`, `"principal":"demo-analyst"`, `"path":"/api/v1/merchants"`, `"remote":"127.0.0.1"`, `"peer":"127.0.0.1:`} {
 		if !strings.Contains(out, w) {
 			t.Errorf("the refusals' log lacks %s:\n%s", w, out)
 		}

@@ -18,7 +18,9 @@ const adminRefusedBurst = 10
 
 // watchAdminRefusals logs and counts the admin API's refused requests (no or an
 // unknown bearer token, a role that may not): the invalid access attempts PCI DSS
-// 10.2.1.4 wants recorded. The log line names the client's address, the method,
+// 10.2.1.4 wants recorded. The log line names the client's address (remote: behind
+// a proxy of admin.trusted_proxies, from X-Forwarded-For; admin.ClientAddr) and the
+// connection's (peer: ip:port), the method,
 // the path (card numbers in it masked), the principal of a 403 and why; never the
 // token. Counted by status in switchyard_admin_refused_total.
 func (s *Server) watchAdminRefusals() {
@@ -33,7 +35,7 @@ func (s *Server) watchAdminRefusals() {
 		refused.WithLabelValues(strconv.Itoa(r.Status)).Inc()
 		path, _ := carddata.MaskText(r.Path)
 		reason, _ := carddata.MaskText(r.Reason)
-		log.Warn().Int("status", r.Status).Str("remote", r.Remote).Str("method", r.Method).Str("path", path).
+		log.Warn().Int("status", r.Status).Str("remote", r.Remote).Str("peer", r.Peer).Str("method", r.Method).Str("path", path).
 			Str("principal", r.Principal).Str("reason", reason).Msg("admin request refused")
 	})
 }

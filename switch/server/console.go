@@ -52,6 +52,7 @@ func (s *Server) startConsole() error {
 		LockoutFor:      cc.Lockout.D(),
 		AddrMaxFailures: cc.AddrMaxFailures,
 		AddrWindow:      cc.AddrWindow.D(),
+		TrustedProxies:  s.proxies,
 		Now:             s.cfg.Clock,
 	})
 	if err != nil {

@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
@@ -104,6 +105,10 @@ type Server struct {
 	adminLn   net.Listener
 	adminReqs *inFlight
 	auth      *admin.Authenticator
+	// proxies are admin.trusted_proxies: the reverse proxies whose
+	// X-Forwarded-For names the client (admin.ClientAddr) to the refusals' log
+	// and the console.
+	proxies   []netip.Prefix
 	mux       *http.ServeMux
 	console   *console.Console // the web console (console.go); nil when disabled
 	ready     atomic.Bool
@@ -208,6 +213,10 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	if s.auth, err = admin.NewAuthenticator(tokens); err != nil {
 		return nil, err
 	}
+	if s.proxies, err = cfg.Admin.Proxies(); err != nil {
+		return nil, err
+	}
+	s.auth.TrustProxies(s.proxies)
 	s.watchAdminRefusals()
 	webhookSecret, err := cfg.WebhookSecret()
 	if err != nil {
@@ -1102,6 +1111,9 @@ func restartKeys(old, cur *config.Config) []string {
 	}
 	if old.Admin.Addr != cur.Admin.Addr {
 		out = append(out, "admin.addr")
+	}
+	if fmt.Sprint(old.Admin.TrustedProxies) != fmt.Sprint(cur.Admin.TrustedProxies) {
+		out = append(out, "admin.trusted_proxies")
 	}
 	if old.RulesDir != cur.RulesDir {
 		out = append(out, "rules_dir")
