@@ -28,18 +28,7 @@ func TestAppAndTaskCLI(t *testing.T) {
 			t.Logf("switch log:\n%s", tail(f.logs.String(), 3000))
 		}
 	}()
-	dir := t.TempDir()
-	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
-	der, _ := x509.MarshalPKIXPublicKey(pub)
-	write := func(name string, b []byte) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	keyFile := write("acq.pem", pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
-	f.requestAndApprove("app", "key", "add", "acq-1", "--public-key", keyFile, "--reason", "signing key 2026")
+	priv, write := appSigningKey(t, f)
 
 	pkg := write("demo-pay-1.1.0.bin", []byte(strings.Repeat("demo-pay 1.1.0\n", 4000)))
 	stmt, code := cliLocal("app", "statement", pkg, "--name", "demo-pay", "--version", "1.1.0", "--kinds", "pos")
@@ -132,18 +121,7 @@ func TestEchoOfferSignedAndSuspended(t *testing.T) {
 			t.Logf("switch log:\n%s", tail(f.logs.String(), 3000))
 		}
 	}()
-	dir := t.TempDir()
-	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
-	der, _ := x509.MarshalPKIXPublicKey(pub)
-	write := func(name string, b []byte) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	keyFile := write("acq.pem", pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
-	f.requestAndApprove("app", "key", "add", "acq-1", "--public-key", keyFile, "--reason", "signing key 2026")
+	priv, write := appSigningKey(t, f)
 	pkg := write("demo-softpos-1.1.0.bin", []byte(strings.Repeat("demo-softpos 1.1.0\n", 4000)))
 	stmt, code := cliLocal("app", "statement", pkg, "--name", "demo-softpos", "--version", "1.1.0", "--kinds", "softpos")
 	if code != 0 {
@@ -193,4 +171,24 @@ func TestEchoOfferSignedAndSuspended(t *testing.T) {
 	if v := versions(); v["1.0.0"] != 1 || v["1.0.1"] != 0 || v["1.0.2"] != 0 {
 		t.Fatalf("versions after the suspension: %v, want 1.0.0 still", v)
 	}
+}
+
+// appSigningKey makes an acquirer's app-signing key, has the demo switch f trust it
+// (signing key acq-1, requested and approved), and returns its private half and a
+// function that writes a file into the test's directory and returns its path.
+func appSigningKey(t *testing.T, f *fixture) (ed25519.PrivateKey, func(name string, b []byte) string) {
+	t.Helper()
+	dir := t.TempDir()
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	der, _ := x509.MarshalPKIXPublicKey(pub)
+	write := func(name string, b []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	keyFile := write("acq.pem", pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+	f.requestAndApprove("app", "key", "add", "acq-1", "--public-key", keyFile, "--reason", "signing key 2026")
+	return priv, write
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -185,31 +186,12 @@ func TestTimeScanPastWrittenRecord(t *testing.T) {
 	db, s := open(t, t.TempDir())
 	defer db.Close()
 	defer s.Close()
-	ctx := context.Background()
 	midnight := time.Date(2026, 12, 1, 16, 0, 0, 0, time.UTC)
-	card := func(rrn string, at time.Time) *Record {
-		r := sample(rrn, at, "T0000001")
-		r.STAN = rrn[6:]
-		return r
-	}
-	order := sample("000000000002", midnight.Add(5*time.Minute), "T0000002") // made at 23:50, paid at 00:05
-	order.Written = order.Received
-	for _, r := range []*Record{card("000000000001", midnight.Add(-20*time.Minute)), card("000000000003", midnight.Add(-5*time.Minute)), order} {
-		if err := s.Write(ctx, r, true, true); err != nil {
-			t.Fatal(err)
-		}
-	}
-	rrns := func(from, to time.Time) []string {
-		var out []string
-		if err := s.Scan(ctx, Query{From: from, To: to}, func(r *Record) bool { out = append(out, r.RRN); return true }); err != nil {
-			t.Fatal(err)
-		}
-		return out
-	}
-	if got, want := rrns(midnight.Add(-time.Hour), midnight), []string{"000000000001", "000000000003"}; !slices.Equal(got, want) {
+	orderAroundMidnight(t, s, midnight, -20*time.Minute, -5*time.Minute)
+	if got, want := timeScanRRNs(t, s, midnight.Add(-time.Hour), midnight), []string{"000000000001", "000000000003"}; !slices.Equal(got, want) {
 		t.Errorf("the day before midnight: %q, want %q", got, want)
 	}
-	if got, want := rrns(midnight.Add(-time.Hour), midnight.Add(time.Hour)), []string{"000000000001", "000000000002", "000000000003"}; !slices.Equal(got, want) {
+	if got, want := timeScanRRNs(t, s, midnight.Add(-time.Hour), midnight.Add(time.Hour)), []string{"000000000001", "000000000002", "000000000003"}; !slices.Equal(got, want) {
 		t.Errorf("the hours around midnight: %q, want %q", got, want)
 	}
 }
@@ -229,29 +211,51 @@ func TestTimeScanFromAfterOrderMade(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	ctx := context.Background()
 	midnight := time.Date(2026, 12, 1, 16, 0, 0, 0, time.UTC)
-	card := func(rrn string, at time.Time) *Record {
-		r := sample(rrn, at, "T0000001")
-		r.STAN = rrn[6:]
-		return r
-	}
-	order := sample("000000000002", midnight.Add(5*time.Minute), "T0000002") // made at 23:50, paid at 00:05
-	order.Written = order.Received
-	for _, r := range []*Record{card("000000000001", midnight.Add(-20*time.Minute)), order,
-		card("000000000003", midnight.Add(-5*time.Minute)), card("000000000004", midnight.Add(10*time.Minute))} {
-		if err := s.Write(ctx, r, true, true); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var got []string
-	if err := s.Scan(ctx, Query{From: midnight, To: midnight.Add(time.Hour)}, func(r *Record) bool { got = append(got, r.RRN); return true }); err != nil {
-		t.Fatal(err)
-	}
+	orderAroundMidnight(t, s, midnight, -20*time.Minute, -5*time.Minute, 10*time.Minute)
+	got := timeScanRRNs(t, s, midnight, midnight.Add(time.Hour))
 	if want := []string{"000000000002", "000000000004"}; !slices.Equal(got, want) {
 		t.Errorf("the hour after midnight: %q, want %q (the payment whose order was made before it)", got, want)
 	}
 	if _, err := Open(db, Options{Dir: t.TempDir(), LateReceipt: 25 * time.Hour}); err == nil {
 		t.Errorf("a late receipt of 25h was taken")
 	}
+}
+
+// orderAroundMidnight writes, on s, card purchases of T0000001 at the given offsets
+// from midnight (RRNs 000000000001, 3, 4... in order) and, as RRN 000000000002, a
+// merchant-presented payment whose order was made between the first two cards
+// (23:50) and paid at 00:05 (its Written time): RRN order is not receive order.
+func orderAroundMidnight(t *testing.T, s *Store, midnight time.Time, cards ...time.Duration) {
+	t.Helper()
+	order := sample("000000000002", midnight.Add(5*time.Minute), "T0000002")
+	order.Written = order.Received
+	recs := []*Record{}
+	for i, d := range cards {
+		rrn := fmt.Sprintf("%012d", i+1)
+		if i > 0 {
+			rrn = fmt.Sprintf("%012d", i+2)
+		}
+		r := sample(rrn, midnight.Add(d), "T0000001")
+		r.STAN = rrn[6:]
+		recs = append(recs, r)
+		if i == 0 {
+			recs = append(recs, order)
+		}
+	}
+	for _, r := range recs {
+		if err := s.Write(context.Background(), r, true, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// timeScanRRNs is the RRNs a time query of [from, to) on s hands on, in order.
+func timeScanRRNs(t *testing.T, s *Store, from, to time.Time) []string {
+	t.Helper()
+	var out []string
+	if err := s.Scan(context.Background(), Query{From: from, To: to}, func(r *Record) bool { out = append(out, r.RRN); return true }); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
