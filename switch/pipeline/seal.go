@@ -18,9 +18,10 @@ const (
 	expirySealAD = "expiry"
 )
 
-// sealer encrypts PANs that must wait on disk (in stand-in advices) with AES-256-GCM
-// under a key derived from the card hash key (HMAC-SHA256 with a purpose label), so the
-// store-and-forward queue never holds a clear PAN.
+// sealer encrypts the card data that must wait on disk (an advice's PAN, expiry and
+// chip data, in the store-and-forward queue and an offline capture's record) with
+// AES-256-GCM under a key derived from the card hash key (HMAC-SHA256 with a purpose
+// label), each with its own additional data, so that neither holds them clear.
 type sealer struct{ s *seal.Sealer }
 
 func newSealer(cardHashKey []byte) (*sealer, error) {
