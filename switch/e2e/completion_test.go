@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/hex"
 	"strings"
 	"testing"
 	"time"
@@ -132,7 +133,9 @@ func TestCompletionASCII(t *testing.T) {
 }
 
 // TestCompletionCUP: the same over the cup dialect: completion (0200, 60.1 = 20, the
-// pre-authorization in F37 + F38) and its void (60.1 = 21), settlement by 0500.
+// pre-authorization in F37 + F38) and its void (60.1 = 21), settlement by 0500. The
+// first completion carries the chip's data (F55), which reaches the issuer in the
+// advice's DE 55 without the card's track, with DE 14.
 func TestCompletionCUP(t *testing.T) {
 	f := startCUP(t)
 	term := cupTerminal(t, f, "003", cupHome)
@@ -157,13 +160,27 @@ func TestCompletionCUP(t *testing.T) {
 		return rec.Reason
 	}
 	pre := preauth(10000)
-	c := complete(pre.Str(37), pre.Str(38), 11500)
+	// The terminal read the chip for the completion: F55 with the card's cryptogram
+	// and its track 2 equivalent (57), which the advice must not carry.
+	const arqc = "9F26081122334455667788" + "9F270180" + "9F3602000C"
+	cf, err := term.Build(cup.Txn{Kind: "completion", PAN: cupCard, Expiry: cupCardExp, Amount: 11500, RRN: pre.Str(37), Auth: pre.Str(38)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	icc, _ := hex.DecodeString(arqc + "5710" + cupCard + "D" + cupCardExp + "2010000000F")
+	cf.SetBytes(55, icc)
+	c, err := term.Exchange(cf, true)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if c.Str(39) != "00" || c.Str(38) != pre.Str(38) || c.MTI() != "0210" || !c.Has(64) {
 		t.Fatalf("completion within the tolerance: %s", cup.Summary(c))
 	}
 	checkPreauthCompletedBy(t, f, pre.Str(37), c.Str(37))
 	if e := waitAdvice(t, f, c.Str(37), "completion advice", func(e issuersim.Entry) bool { return e.Advices >= 1 }); e.Requests != 0 {
 		t.Errorf("the issuer was asked to authorize the completion: %+v", e)
+	} else if e.AdviceICC != arqc || e.AdviceExpiry != cupCardExp {
+		t.Errorf("the completion advice's DE 55 %q, DE 14 %q: want the card's cryptogram %q without its track, its expiry %s", e.AdviceICC, e.AdviceExpiry, arqc, cupCardExp)
 	}
 
 	pre2 := preauth(10000)

@@ -29,6 +29,7 @@ import (
 	"github.com/switchyard/switchyard/switch/config"
 	"github.com/switchyard/switchyard/switch/cup"
 	"github.com/switchyard/switchyard/switch/frontend"
+	"github.com/switchyard/switchyard/switch/internal/seal"
 	"github.com/switchyard/switchyard/switch/issuersim"
 	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/message"
@@ -271,8 +272,8 @@ func TestCUPOfflineUploadCaptured(t *testing.T) {
 	}
 	if e := waitAdvice(t, f, off.Str(37), "offline approval advice", func(e issuersim.Entry) bool { return e.Advices >= 1 }); e.Requests != 0 || e.Amount != 1200 {
 		t.Errorf("the issuer's ledger of the offline approval: %+v, want one advice of 1200 and no authorization", e)
-	} else if e.AdviceICC != tc {
-		t.Errorf("the advice's DE 55 %q, want the card's cryptogram %q without its track", e.AdviceICC, tc)
+	} else if e.AdviceICC != tc || e.AdviceExpiry != cupCardExp {
+		t.Errorf("the advice's DE 55 %q, DE 14 %q: want the card's cryptogram %q without its track, its expiry %s", e.AdviceICC, e.AdviceExpiry, tc, cupCardExp)
 	}
 	again := cupDo(t, term, tx)
 	if again.Str(39) != "00" || again.Str(37) != off.Str(37) {
@@ -575,10 +576,10 @@ func TestCUPBenchShare(t *testing.T) {
 // restarted (its session, and the DE 7 of the original's STAN, gone) still reverses
 // the original, found in the journal; the answer asks the terminal to sign in again.
 // cupRestartable starts a demo switch with T0000001 signed in over cup (scheme
-// 003). restart closes that switch, starts another on the same data directory with
+// 003), and returns it with the terminal. restart closes that switch, starts another on the same data directory with
 // its clock 10 s on (so that no DE 7 it gives equals one of the first switch's by
 // chance) and reconnects the terminal to it, keeping its keys, batch and STANs.
-func cupRestartable(t *testing.T) (*cup.Terminal, func() *server.Server) {
+func cupRestartable(t *testing.T) (*cup.Terminal, *server.Server, func() *server.Server) {
 	t.Helper()
 	c := demoConfig(t, t.TempDir())
 	c.RulesDir = middayRules(t, time.Now())
@@ -597,7 +598,7 @@ func cupRestartable(t *testing.T) (*cup.Terminal, func() *server.Server) {
 	if ans, err := term.SignIn("003"); err != nil || ans.Str(39) != "00" {
 		t.Fatalf("sign-in: %v", err)
 	}
-	return term, func() *server.Server {
+	return term, s1, func() *server.Server {
 		t.Helper()
 		s1.Close()
 		c.Clock = func() time.Time { return time.Now().Add(10 * time.Second) }
@@ -614,7 +615,7 @@ func cupRestartable(t *testing.T) (*cup.Terminal, func() *server.Server) {
 }
 
 func TestCUPReversalAfterRestart(t *testing.T) {
-	term, restart := cupRestartable(t)
+	term, _, restart := cupRestartable(t)
 	sale := cupDo(t, term, cup.Txn{Kind: "sale", PAN: cupCard, Expiry: cupCardExp, Amount: 6100, PIN: "1234"})
 	if sale.Str(39) != "00" {
 		t.Fatalf("sale: %s", cup.Summary(sale))
@@ -639,7 +640,7 @@ func TestCUPReversalAfterRestart(t *testing.T) {
 // the resend the DE 7 of its first try: the first answer comes back (same RRN) and
 // the card is authorized once.
 func TestCUPResendAfterRestart(t *testing.T) {
-	term, restart := cupRestartable(t)
+	term, _, restart := cupRestartable(t)
 	other := cupDo(t, term, cup.Txn{Kind: "sale", PAN: cupCard, Expiry: cupCardExp, Amount: 6200, PIN: "1234"})
 	f, err := term.Build(cup.Txn{Kind: "sale", PAN: cupCard, Expiry: cupCardExp, Amount: 6300, PIN: "1234"})
 	if err != nil {
@@ -694,4 +695,79 @@ func isDigits(s string) bool {
 		}
 	}
 	return s != ""
+}
+
+// TestCUPOfflineAdviceOwedRestart: an offline capture whose advice the switch owed
+// when it stopped (the queue had refused it: an advice_owed event, the card, its
+// expiry and its chip data sealed in the record) is advised after the restart by
+// recovery, from the record as the journal stored it: the issuer gets the repeat
+// (0221) with the card's expiry (DE 14) and its filtered chip data (DE 55), as the
+// first try would have carried them. The owed state is the pipeline's, written as
+// it writes it (pipeline.TestCaptureOfflineAdviceOwed makes it with a refusing
+// queue, which a single switch's disk queue does not offer a test); here the
+// capture's own advice goes first, and the record is then written back to owing it.
+func TestCUPOfflineAdviceOwedRestart(t *testing.T) {
+	term, s1, restart := cupRestartable(t)
+	const tc = "9F26081122334455667788" + "9F270140" + "9F3602000C"
+	upload, err := term.Build(cup.Txn{Kind: "upload", PAN: cupCard, Expiry: cupCardExp, Amount: 1300, Offline: true, STAN: "400002", ApprovedAt: time.Now().Add(-2 * time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	icc, _ := hex.DecodeString(tc + "5710" + cupCard + "D" + cupCardExp + "2010000000F")
+	upload.SetBytes(55, icc)
+	off, err := term.Exchange(upload, true)
+	if err != nil || off.Str(39) != "00" {
+		t.Fatalf("batch upload of an offline approval: %v %s", err, cup.Summary(off))
+	}
+	rrn := off.Str(37)
+	// The record as the pipeline writes it when the queue refuses the advice: the
+	// card, its expiry and its chip data sealed as in the queue (the PAN seal's key,
+	// pipeline/seal.go: a format that must not change), and an advice_owed event.
+	key, err := hex.DecodeString(config.DemoCardHashKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sl, err := seal.New(key, "switchyard pan seal v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed := func(v, ad string) []byte {
+		b, err := sl.Seal([]byte(v), []byte(ad))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	rec, err := s1.Journal.Get(rrn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rec.Offline || !rec.Approved() || rec.SealedPAN != nil || rec.SealedExpiry != nil {
+		t.Fatalf("the capture's record once its advice is queued %+v: want approved, nothing sealed in it", rec)
+	}
+	rec.SealedPAN, rec.SealedExpiry, rec.SealedICC = sealed(cupCard, "pan"), sealed(cupCardExp, "expiry"), sealed(tc, "icc")
+	rec.AddEvent(journal.StateAdviceOwed, time.Now().UTC(), "offline advice not queued (test); left to recovery at a restart")
+	if err := s1.Journal.Write(t.Context(), rec, false, true); err != nil {
+		t.Fatal(err)
+	}
+	s2 := restart()
+	sim := s2.DemoIssuer().(*issuersim.Demo).Sim // the restarted switch's issuer: a new ledger
+	deadline := time.Now().Add(40 * time.Second)
+	var e issuersim.Entry
+	for e = sim.Ledger()[rrn]; e.Advices == 0; e = sim.Ledger()[rrn] {
+		if time.Now().After(deadline) {
+			t.Fatalf("the owed advice of %s did not reach the issuer after the restart: %+v", rrn, e)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if e.FirstMTI != "0221" || e.Amount != 1300 || e.AdviceExpiry != cupCardExp || e.AdviceICC != tc {
+		t.Errorf("the issuer's ledger of the recovered advice %+v (DE 14 %q): want a 0221 of 1300 with DE 14 %s and DE 55 %s", e, e.AdviceExpiry, cupCardExp, tc)
+	}
+	got, err := s2.Journal.Get(rrn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Approved() || got.Reversed() || got.SealedPAN != nil || got.SealedExpiry != nil || got.SealedICC != nil {
+		t.Errorf("the record after recovery %+v: want approved, nothing sealed left in it", got)
+	}
 }

@@ -118,6 +118,11 @@ type Entry struct {
 	// AdviceICC is DE 55 of the first advice that carried one (an offline
 	// approval's chip data: the card's transaction certificate).
 	AdviceICC string `json:"advice_icc,omitempty"`
+	// AdviceExpiry is DE 14 (the card's expiry) of the first advice that carried
+	// one, as the issuer gets it: a switch's test checks that an advice it rebuilt
+	// after a restart carries it. Cardholder data: kept out of the ledger's JSON
+	// (the simulator's GET /ledger), for in-process readers only.
+	AdviceExpiry string `json:"-"`
 }
 
 // Original90 is the DE 90 (ISO 8583:1987, n42) that a reversal of e must carry for
@@ -511,6 +516,9 @@ func (s *Sim) decide(m *simMsg, mti string) (resp []byte, drop bool) {
 			e.Advices++
 			if e.AdviceICC == "" {
 				e.AdviceICC = m.get(55)
+			}
+			if e.AdviceExpiry == "" {
+				e.AdviceExpiry = m.get(14)
 			}
 			e.StandIn = true
 			e.Approved = true

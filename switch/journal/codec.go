@@ -77,7 +77,7 @@ func (r *Record) AppendBinary(b []byte) ([]byte, error) {
 	// by decoders older than them, so the version stays 1.
 	// Each optional field is written when it or one after it is set, so that the
 	// decoder reads them in order.
-	var set = [...]bool{r.Label != "", r.QR != "", r.CompletedBy != "", r.KSN != "", r.Rev != 0, r.RefundedTo != 0, r.OwedBy != "", r.Requested != 0, r.Offline, len(r.SealedPAN) > 0, !r.Written.IsZero(), len(r.SealedICC) > 0}
+	var set = [...]bool{r.Label != "", r.QR != "", r.CompletedBy != "", r.KSN != "", r.Rev != 0, r.RefundedTo != 0, r.OwedBy != "", r.Requested != 0, r.Offline, len(r.SealedPAN) > 0, !r.Written.IsZero(), len(r.SealedICC) > 0, len(r.SealedExpiry) > 0}
 	n := 0 // how many are written: up to the last one set
 	for i, v := range set {
 		if v {
@@ -123,6 +123,9 @@ func (r *Record) AppendBinary(b []byte) ([]byte, error) {
 	}
 	if n > 11 {
 		e.bytes(r.SealedICC)
+	}
+	if n > 12 {
+		e.bytes(r.SealedExpiry)
 	}
 	return e.b, nil
 }
@@ -260,6 +263,11 @@ func (r *Record) UnmarshalBinary(b []byte) error {
 	if d.err == nil && len(d.b) > 0 {
 		if f := d.raw(); len(f) > 0 {
 			r.SealedICC = append([]byte(nil), f...)
+		}
+	}
+	if d.err == nil && len(d.b) > 0 {
+		if f := d.raw(); len(f) > 0 {
+			r.SealedExpiry = append([]byte(nil), f...)
 		}
 	}
 	if d.err != nil {

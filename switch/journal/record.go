@@ -202,6 +202,14 @@ type Record struct {
 	// builds the advice with it. Never in the record's JSON. Encoded after
 	// Written, only when set (since 6 December 2026).
 	SealedICC []byte `json:"-"`
+	// SealedExpiry is, beside SealedPAN and dropped with it, the card's expiry (DE
+	// 14, YYMM) as the terminal sent it, sealed as the advice carries it in the
+	// queue (never clear: it is cardholder data), so that the advice recovery
+	// builds carries DE 14 as the first one would have. Empty when the request had
+	// no expiry, and in records written before it (their rebuilt advice goes
+	// without DE 14). Never in the record's JSON. Encoded after SealedICC, only
+	// when set (since 6 December 2026).
+	SealedExpiry []byte `json:"-"`
 }
 
 // LateAfter is how long after a record was received a change of it is late: a

@@ -87,7 +87,14 @@ func (p *Pipeline) completion(ctx context.Context, t *txn) (frontend.Response, e
 			return p.decline(ctx, t, message.RCSystemMalfunction, "switch", "preauth-completion-in-doubt")
 		}
 	}
-	sealed, err := p.seal.seal(r.PAN)
+	// The card, its expiry and its chip data (a terminal that read the chip for the
+	// completion sends it, F55 over cup, DE 55 over ASCII) go sealed, the chip data
+	// filtered as a stand-in's: the objects the issuer may check (message.AdviceICC),
+	// none of those that hold the card's track, PAN or name. Chip data that does not
+	// parse is left out (the issuer would not have read it either); a completion
+	// without any (the usual one: the card no longer present) is advised without.
+	icc, _ := message.AdviceICC(r.ICC)
+	sealed, sealedExp, sealedICC, err := p.adviceCard(r, icc)
 	if err != nil {
 		return p.systemError(t, err)
 	}
@@ -113,11 +120,11 @@ func (p *Pipeline) completion(ctx context.Context, t *txn) (frontend.Response, e
 		return p.respond(ctx, t, message.RCSystemMalfunction, "", "switch", "preauth-not-marked")
 	}
 	it := &saf.Item{Issuer: pre.Issuer, MTI: "0220", RRN: t.rec.RRN, Reason: "completion",
-		Fields: map[int]string{3: r.ProcCode, 4: r.AmountRaw, 14: r.Expiry, 22: r.EntryMode, 37: t.rec.RRN,
+		Fields: map[int]string{3: r.ProcCode, 4: r.AmountRaw, 22: r.EntryMode, 37: t.rec.RRN,
 			38: pre.AuthCode, 39: message.RCApproved, 41: r.TID, 42: r.MID, 49: r.Currency,
 			// DE 90: the pre-authorization as its issuer got it.
-			90: p.originalData(pre)},
-		Binary: map[int][]byte{2: sealed}}
+			90: p.originalData(pre)}}
+	setAdviceCard(it, sealed, sealedExp, sealedICC)
 	adviceIDs(it.Fields, &t.rec)
 	if err := p.queue.Enqueue(it); err != nil {
 		// The advice is not known to be queued, nor known not to be (saf.Store: a

@@ -425,3 +425,52 @@ func TestCompletionInDoubtSurvivesRestart(t *testing.T) {
 		t.Fatalf("completion after the restart: %+v", r.Result)
 	}
 }
+
+// TestCompletionAdviceCard: a completion's advice carries the card's expiry (DE 14)
+// and, when the terminal read the chip for the completion and sent its data (DE 55,
+// F55 over cup), that chip data filtered as a stand-in's (no track, PAN or name),
+// both sealed in the queue as the PAN is, never in its clear fields. A completion
+// without chip data (the usual one) is advised without DE 55; chip data that does
+// not parse is left out, the completion approved all the same.
+func TestCompletionAdviceCard(t *testing.T) {
+	h := newHarness(t)
+	const arqc = "9F26081122334455667788" + "9F270180" + "9F3602000C"
+	const track = "57106212345678901234D25122010000000F" + "5A086212345678901234" + "5F20055A48414E47"
+	pre := h.approvedPreauth(10000)
+	tx := h.completion(pre, 9000)
+	tx.ICC = arqc + track
+	c := h.do(tx)
+	if c.RC != "00" {
+		t.Fatalf("completion with chip data: %+v", c.Result)
+	}
+	pre2 := h.approvedPreauth(5000)
+	plain := h.do(h.completion(pre2, 5000))
+	pre3 := h.approvedPreauth(3000)
+	bad := h.completion(pre3, 3000)
+	bad.ICC = "9F2608AABB"
+	unreadable := h.do(bad)
+	if plain.RC != "00" || unreadable.RC != "00" {
+		t.Fatalf("completions without chip data, with chip data that does not parse: %+v, %+v", plain.Result, unreadable.Result)
+	}
+	items := h.q.all()
+	if len(items) != 3 || items[0].RRN != c.RRN || items[1].RRN != plain.RRN || items[2].RRN != unreadable.RRN {
+		t.Fatalf("queued %+v; want the three completions' advices", items)
+	}
+	it := items[0]
+	if strings.Contains(string(it.Binary[55]), "9F2608") || strings.Contains(string(it.Binary[55]), "6212345678901234") {
+		t.Errorf("the queued advice holds the chip data in clear")
+	}
+	if icc, err := h.p.OpenSealedICC(it.Binary[55]); err != nil || icc != arqc {
+		t.Errorf("completion advice DE 55 %q (%v), want %q: the cryptogram without track, PAN and name", icc, err, arqc)
+	}
+	for i, it := range items {
+		if exp, err := h.p.OpenSealedExpiry(it.Binary[14]); err != nil || exp != tx.Expiry || it.Fields[14] != "" || it.Fields[55] != "" {
+			t.Errorf("advice %d: DE 14 %q (%v), clear fields %v: want the expiry %q sealed, nothing of the card clear", i, exp, err, it.Fields, tx.Expiry)
+		}
+	}
+	for _, it := range items[1:] {
+		if _, ok := it.Binary[55]; ok {
+			t.Errorf("advice of %s carries DE 55: its completion had none that parses", it.RRN)
+		}
+	}
+}

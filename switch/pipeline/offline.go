@@ -114,15 +114,9 @@ func (p *Pipeline) captureOffline(ctx context.Context, t *txn) (frontend.Respons
 	// The rules do not decide (the card did), but see it: its facts are journaled for
 	// backtests and the velocity counters count it at the answer (observe).
 	p.probe(t, res)
-	sealed, err := p.seal.seal(r.PAN)
+	sealed, sealedExp, sealedICC, err := p.adviceCard(r, icc)
 	if err != nil {
 		return p.systemError(t, err)
-	}
-	var sealedICC []byte
-	if icc != "" {
-		if sealedICC, err = p.seal.sealICC(icc); err != nil {
-			return p.systemError(t, err)
-		}
 	}
 	auth := strings.TrimSpace(r.AuthCode)
 	if len(auth) != 6 {
@@ -137,7 +131,7 @@ func (p *Pipeline) captureOffline(ctx context.Context, t *txn) (frontend.Respons
 	// again as a repeat (recoverOffline). The advice's DE 11 and DE 7 are the
 	// record's, so that a 0420 (a void of it) names it in DE 90 (originalData).
 	p.takeAdviceSTAN(rec)
-	rec.AuthCode, rec.SealedPAN, rec.SealedICC = auth, sealed, sealedICC
+	rec.AuthCode, rec.SealedPAN, rec.SealedICC, rec.SealedExpiry = auth, sealed, sealedICC, sealedExp
 	rec.AddEvent(journal.StateSent, p.now().UTC(), "offline approval advice")
 	if err := p.write(ctx, t, true); err != nil {
 		// Not captured: the record kept for the journal's return (a 91) must not
@@ -148,7 +142,7 @@ func (p *Pipeline) captureOffline(ctx context.Context, t *txn) (frontend.Respons
 		return p.journalFailed(ctx, t, err)
 	}
 	it := p.offlineAdvice(rec)
-	it.Fields[4], it.Fields[12], it.Fields[13], it.Fields[14] = r.AmountRaw, r.LocalTime, r.LocalDate, r.Expiry
+	it.Fields[4], it.Fields[12], it.Fields[13] = r.AmountRaw, r.LocalTime, r.LocalDate
 	if err := p.queue.Enqueue(it); err != nil {
 		// The card approved and the record is durable: the capture stands (00), and
 		// the issuer is owed its advice, as a reversal the queue refuses is
@@ -164,19 +158,17 @@ func (p *Pipeline) captureOffline(ctx context.Context, t *txn) (frontend.Respons
 	return p.respond(ctx, t, message.RCApproved, auth, DecidedByCard, "")
 }
 
-// offlineAdvice is the advice (0220) of rec, an offline approval, with the card and
-// its chip data sealed (rec.SealedPAN, rec.SealedICC): built from the record alone,
-// so that recovery after a restart builds the one the process that died would have
-// queued (less DE 14, the card's expiry, which the record does not keep;
-// captureOffline adds it). DE 12 and 13 are the card's approval time, rec's DE 7.
+// offlineAdvice is the advice (0220) of rec, an offline approval, with the card, its
+// expiry and its chip data sealed (rec.SealedPAN, rec.SealedExpiry, rec.SealedICC):
+// built from the record alone, so that recovery after a restart builds the one the
+// process that died would have queued, DE 14 included (a record written before
+// SealedExpiry has none: its advice goes without DE 14). DE 12 and 13 are the card's
+// approval time, rec's DE 7 (captureOffline puts the upload's own).
 func (p *Pipeline) offlineAdvice(rec *journal.Record) *saf.Item {
 	it := &saf.Item{Issuer: rec.Issuer, MTI: "0220", RRN: rec.RRN, Reason: "offline",
 		Fields: map[int]string{3: rec.ProcCode, 4: fmt.Sprintf("%012d", rec.Amount), 22: rec.EntryMode,
-			37: rec.RRN, 38: rec.AuthCode, 39: message.RCApproved, 41: rec.TID, 42: rec.MID, 49: rec.Currency},
-		Binary: map[int][]byte{2: rec.SealedPAN}}
-	if len(rec.SealedICC) > 0 {
-		it.Binary[55] = rec.SealedICC
-	}
+			37: rec.RRN, 38: rec.AuthCode, 39: message.RCApproved, 41: rec.TID, 42: rec.MID, 49: rec.Currency}}
+	setAdviceCard(it, rec.SealedPAN, rec.SealedExpiry, rec.SealedICC)
 	if len(rec.DE7) == 10 {
 		it.Fields[13], it.Fields[12] = rec.DE7[:4], rec.DE7[4:]
 	}
@@ -340,6 +332,7 @@ func (p *Pipeline) queueOfflineRepeat(r *journal.Record, note string) bool {
 	return true
 }
 
-// dropSealedCard drops the sealed card and chip data from r, an offline approval
-// whose advice is queued (or that is not captured): the queue holds them now.
-func dropSealedCard(r *journal.Record) { r.SealedPAN, r.SealedICC = nil, nil }
+// dropSealedCard drops the sealed card, its expiry and its chip data from r, an
+// offline approval whose advice is queued (or that is not captured): the queue holds
+// them now.
+func dropSealedCard(r *journal.Record) { r.SealedPAN, r.SealedExpiry, r.SealedICC = nil, nil, nil }

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"strings"
@@ -160,8 +161,8 @@ func TestCaptureOfflineAdviceOwed(t *testing.T) {
 	}
 	rec := h.record(a.RRN)
 	if !rec.Approved() || rec.Reversed() || rec.DecidedBy != DecidedByCard || !hasEvent(rec, journal.StateAdviceOwed) ||
-		hasEvent(rec, journal.StateAdviceQueued) || len(rec.SealedPAN) == 0 || reversalOwed(rec) {
-		t.Fatalf("record %+v: want approved by the card, its advice owed, the card sealed in it", rec)
+		hasEvent(rec, journal.StateAdviceQueued) || len(rec.SealedPAN) == 0 || len(rec.SealedExpiry) == 0 || reversalOwed(rec) {
+		t.Fatalf("record %+v: want approved by the card, its advice owed, the card and its expiry sealed in it", rec)
 	}
 	if pan, err := h.p.OpenSealedPAN(rec.SealedPAN); err != nil || pan != testPAN {
 		t.Fatalf("the record's sealed card does not open to the card: %v", err)
@@ -181,13 +182,16 @@ func TestCaptureOfflineAdviceOwed(t *testing.T) {
 		t.Fatalf("queued %+v; want the capture's advice once, as a repeat", items)
 	}
 	rec = h.record(a.RRN)
-	if it := items[0]; it.Fields[4] != "000000000900" || it.Fields[11] != rec.IssuerSTAN || it.Fields[38] != "Y1    " || it.Fields[14] == "" {
-		t.Errorf("advice fields %v", it.Fields)
+	if it := items[0]; it.Fields[4] != "000000000900" || it.Fields[11] != rec.IssuerSTAN || it.Fields[38] != "Y1    " || it.Fields[14] != "" {
+		t.Errorf("advice fields %v: want DE 14 sealed, not in the clear fields", it.Fields)
+	}
+	if exp, err := h.p.OpenSealedExpiry(items[0].Binary[14]); err != nil || exp != tx.Expiry {
+		t.Errorf("advice DE 14 %q (%v), want the card's expiry %q", exp, err, tx.Expiry)
 	}
 	if pan, err := h.p.OpenSealedPAN(items[0].Binary[2]); err != nil || pan != testPAN {
 		t.Errorf("advice PAN does not open to the card: %v", err)
 	}
-	if !rec.Approved() || rec.Reversed() || !hasEvent(rec, journal.StateAdviceQueued) || rec.SealedPAN != nil || owesOfflineAdvice(rec) {
+	if !rec.Approved() || rec.Reversed() || !hasEvent(rec, journal.StateAdviceQueued) || rec.SealedPAN != nil || rec.SealedExpiry != nil || owesOfflineAdvice(rec) {
 		t.Errorf("record once its advice is queued: %+v", rec)
 	}
 	if again := h.capture(tx, true); again.RC != "00" || again.RRN != a.RRN || len(h.q.all()) != 1 {
@@ -197,19 +201,38 @@ func TestCaptureOfflineAdviceOwed(t *testing.T) {
 
 // TestCaptureOfflineAdviceOwedRestart: the advice owed of an offline capture is not
 // lost with the process: the switch stops while the queue refuses it, and recovery
-// at the next start queues it (a repeat, 0221, from the card sealed in the record),
-// without reversing the capture; the upload sent again gets the first 00.
+// at the next start queues it (a repeat, 0221, from the card, its expiry and its
+// chip data sealed in the record, read back through the journal's codec), without
+// reversing the capture; it carries DE 14 as the first try would have, sealed. The
+// upload sent again gets the first 00.
 func TestCaptureOfflineAdviceOwedRestart(t *testing.T) {
 	h := newHarness(t, withTerminal(termNoKey))
 	h.queueRefuses(true)
 	tx := h.offlineSale(1200, h.clock.Now().Add(-3*time.Hour))
+	tx.Expiry = "2907"
 	const tc = "9F26081122334455667788" + "9F270140"
 	tx.ICC = tc + "5A086212345678901234"
 	a := h.capture(tx, true)
 	if a.RC != "00" {
 		t.Fatalf("offline capture: %+v", a.Result)
 	}
-	stan := h.record(a.RRN).IssuerSTAN
+	owed := h.record(a.RRN)
+	stan := owed.IssuerSTAN
+	if bytes.Contains(owed.SealedExpiry, []byte(tx.Expiry)) || len(owed.SealedExpiry) == 0 {
+		t.Fatalf("record's sealed expiry %x: want the expiry sealed, never clear", owed.SealedExpiry)
+	}
+	// What the restarted process reads is the record as the journal stores it.
+	b, err := owed.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stored journal.Record
+	if err := stored.UnmarshalBinary(b); err != nil {
+		t.Fatal(err)
+	}
+	h.j.mu.Lock()
+	h.j.recs[a.RRN] = &stored
+	h.j.mu.Unlock()
 	h = h.restart(t) // the stop's last retry refused; the queue takes items again
 	items := h.q.all()
 	if len(items) != 1 || items[0].MTI != "0220" || items[0].RRN != a.RRN || !items[0].Repeat ||
@@ -222,8 +245,11 @@ func TestCaptureOfflineAdviceOwedRestart(t *testing.T) {
 	if icc, err := h.p.OpenSealedICC(items[0].Binary[55]); err != nil || icc != tc {
 		t.Errorf("recovered advice DE 55 %q (%v), want the card's cryptogram %q", icc, err, tc)
 	}
+	if exp, err := h.p.OpenSealedExpiry(items[0].Binary[14]); err != nil || exp != tx.Expiry || items[0].Fields[14] != "" {
+		t.Errorf("recovered advice DE 14 %q (%v), clear %q: want the card's expiry %q, sealed", exp, err, items[0].Fields[14], tx.Expiry)
+	}
 	rec := h.record(a.RRN)
-	if !rec.Approved() || rec.Reversed() || !hasEvent(rec, journal.StateAdviceQueued) || rec.SealedPAN != nil || rec.SealedICC != nil {
+	if !rec.Approved() || rec.Reversed() || !hasEvent(rec, journal.StateAdviceQueued) || rec.SealedPAN != nil || rec.SealedICC != nil || rec.SealedExpiry != nil {
 		t.Errorf("record after recovery %+v", rec)
 	}
 	if again := h.capture(tx, true); again.RC != "00" || again.RRN != a.RRN || len(h.q.all()) != 1 {
@@ -414,8 +440,9 @@ func TestCaptureOfflineCryptogram(t *testing.T) {
 }
 
 // TestStandInAdviceCarriesChipData: a stand-in approval's advice carries the card's
-// chip data (its ARQC), filtered as an offline capture's and sealed; chip data that
-// does not parse is left out, and the stand-in stands.
+// chip data (its ARQC), filtered as an offline capture's and sealed, and its expiry
+// (DE 14) sealed as the card is; chip data that does not parse is left out, and the
+// stand-in stands.
 func TestStandInAdviceCarriesChipData(t *testing.T) {
 	h := newHarness(t, func(h *harness, c *Config) {
 		c.StandIn = map[string]StandInLimits{"bank": {Enabled: true, MaxAmount: 5000, PerCardCount: 5, PerCardSum: 8000}}
@@ -438,6 +465,12 @@ func TestStandInAdviceCarriesChipData(t *testing.T) {
 	}
 	if icc, err := h.p.OpenSealedICC(items[0].Binary[55]); err != nil || icc != arqc {
 		t.Errorf("stand-in advice DE 55 %q (%v), want %q", icc, err, arqc)
+	}
+	if exp, err := h.p.OpenSealedExpiry(items[0].Binary[14]); err != nil || exp != tx.Expiry || items[0].Fields[14] != "" {
+		t.Errorf("stand-in advice DE 14 %q (%v), clear %q: want %q, sealed", exp, err, items[0].Fields[14], tx.Expiry)
+	}
+	if _, err := h.p.OpenSealedExpiry(items[0].Binary[2]); err == nil {
+		t.Errorf("a sealed PAN opens as a sealed expiry")
 	}
 	if _, ok := items[1].Binary[55]; ok {
 		t.Errorf("the advice of chip data that does not parse carries DE 55")

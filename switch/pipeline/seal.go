@@ -14,11 +14,14 @@ const (
 	// iccSealAD is the additional data of an advice's sealed ICC data (DE 55), so
 	// that neither opens as the other.
 	iccSealAD = "icc"
+	// expirySealAD is the additional data of an advice's sealed card expiry (DE 14).
+	expirySealAD = "expiry"
 )
 
-// sealer encrypts PANs that must wait on disk (in stand-in advices) with AES-256-GCM
-// under a key derived from the card hash key (HMAC-SHA256 with a purpose label), so the
-// store-and-forward queue never holds a clear PAN.
+// sealer encrypts the card data that must wait on disk (an advice's PAN, expiry and
+// chip data, in the store-and-forward queue and an offline capture's record) with
+// AES-256-GCM under a key derived from the card hash key (HMAC-SHA256 with a purpose
+// label), each with its own additional data, so that neither holds them clear.
 type sealer struct{ s *seal.Sealer }
 
 func newSealer(cardHashKey []byte) (*sealer, error) {
@@ -54,6 +57,28 @@ func (s *sealer) openICC(b []byte) (string, error) {
 		return "", fmt.Errorf("open sealed ICC data: %w", err)
 	}
 	return string(icc), nil
+}
+
+// sealExpiry seals exp, the card's expiry (DE 14, YYMM) of an advice, under the PAN
+// seal's key with its own additional data: nil for a card without one.
+func (s *sealer) sealExpiry(exp string) ([]byte, error) {
+	if exp == "" {
+		return nil, nil
+	}
+	b, err := s.s.Seal([]byte(exp), []byte(expirySealAD))
+	if err != nil {
+		return nil, fmt.Errorf("seal card expiry: %w", err)
+	}
+	return b, nil
+}
+
+// openExpiry opens what sealExpiry sealed.
+func (s *sealer) openExpiry(b []byte) (string, error) {
+	exp, err := s.s.Open(b, []byte(expirySealAD))
+	if err != nil {
+		return "", fmt.Errorf("open sealed card expiry: %w", err)
+	}
+	return string(exp), nil
 }
 
 func (s *sealer) open(b []byte) (string, error) {

@@ -130,21 +130,15 @@ func (p *Pipeline) standInOrDecline(ctx context.Context, t *txn, why string, dec
 	} else if err != nil {
 		p.log.Error().Err(err).Str("rrn", t.rec.RRN).Msg("stand-in approval counted, its count not stored: a restart would count the card from before it")
 	}
-	sealed, err := p.seal.seal(r.PAN)
+	// The card goes sealed, as does its expiry and its chip data (the cryptogram,
+	// which the issuer checks when it takes the advice), filtered as an offline
+	// capture's; chip data that does not parse is left out (the issuer would not
+	// have read it either).
+	icc, _ := message.AdviceICC(r.ICC)
+	sealed, sealedExp, sealedICC, err := p.adviceCard(r, icc)
 	if err != nil {
 		declined()
 		return p.systemError(t, err)
-	}
-	// The card's chip data (its cryptogram, which the issuer checks when it takes
-	// the advice) goes with the advice, filtered and sealed as an offline
-	// capture's; chip data that does not parse is left out (the issuer would not
-	// have read it either).
-	var sealedICC []byte
-	if icc, ierr := message.AdviceICC(r.ICC); ierr == nil && icc != "" {
-		if sealedICC, err = p.seal.sealICC(icc); err != nil {
-			declined()
-			return p.systemError(t, err)
-		}
 	}
 	auth := fmt.Sprintf("S%05d", p.authSeq.Add(1)%100000)
 	t.rec.StandIn = true
@@ -153,12 +147,9 @@ func (p *Pipeline) standInOrDecline(ctx context.Context, t *txn, why string, dec
 		mti = "0120"
 	}
 	it := &saf.Item{Issuer: t.issuer, MTI: mti, RRN: t.rec.RRN, Reason: "stand-in",
-		Fields: map[int]string{3: r.ProcCode, 4: r.AmountRaw, 14: r.Expiry, 22: r.EntryMode, 37: t.rec.RRN,
-			38: auth, 39: message.RCApproved, 41: r.TID, 42: r.MID, 49: r.Currency},
-		Binary: map[int][]byte{2: sealed}}
-	if sealedICC != nil {
-		it.Binary[55] = sealedICC
-	}
+		Fields: map[int]string{3: r.ProcCode, 4: r.AmountRaw, 22: r.EntryMode, 37: t.rec.RRN,
+			38: auth, 39: message.RCApproved, 41: r.TID, 42: r.MID, 49: r.Currency}}
+	setAdviceCard(it, sealed, sealedExp, sealedICC)
 	// The advice's DE 11: the STAN taken for a request that was not sent (the
 	// issuer unavailable), or a new one. Journaled with the record, so that the 0420
 	// that may follow names the advice in DE 90 (originalData), after a restart too.
@@ -206,3 +197,42 @@ func (p *Pipeline) OpenSealedPAN(b []byte) (string, error) { return p.seal.open(
 // OpenSealedICC opens an advice's sealed ICC data (saf.Item.Binary[55]), for the
 // advice's sender.
 func (p *Pipeline) OpenSealedICC(b []byte) (string, error) { return p.seal.openICC(b) }
+
+// OpenSealedExpiry opens an advice's sealed card expiry (saf.Item.Binary[14]), for
+// the advice's sender.
+func (p *Pipeline) OpenSealedExpiry(b []byte) (string, error) { return p.seal.openExpiry(b) }
+
+// adviceCard seals what an advice carries of r's card while it waits in the
+// store-and-forward queue (and, for an offline capture, in its record): the PAN,
+// the card's expiry (DE 14; nil without one) and icc, the chip data the advice may
+// carry (message.AdviceICC of r's; nil when empty). Expiry and chip data are
+// cardholder data: never clear on disk.
+func (p *Pipeline) adviceCard(r *message.Request, icc string) (pan, exp, sealedICC []byte, err error) {
+	if pan, err = p.seal.seal(r.PAN); err != nil {
+		return nil, nil, nil, err
+	}
+	if exp, err = p.seal.sealExpiry(r.Expiry); err != nil {
+		return nil, nil, nil, err
+	}
+	if icc != "" {
+		if sealedICC, err = p.seal.sealICC(icc); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	return pan, exp, sealedICC, nil
+}
+
+// setAdviceCard puts the sealed card of an advice in it: DE 2, and DE 14 and DE 55
+// when sealed.
+func setAdviceCard(it *saf.Item, pan, exp, icc []byte) {
+	if it.Binary == nil {
+		it.Binary = map[int][]byte{}
+	}
+	it.Binary[2] = pan
+	if len(exp) > 0 {
+		it.Binary[14] = exp
+	}
+	if len(icc) > 0 {
+		it.Binary[55] = icc
+	}
+}

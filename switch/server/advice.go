@@ -40,7 +40,16 @@ func (s *Server) adviceSender(l *issuer.Link) saf.Sender {
 			}
 			_ = m.Field(2, pan)
 		}
-		if sealed, ok := it.Binary[55]; ok { // an offline approval's chip data (the TC)
+		if sealed, ok := it.Binary[14]; ok { // the card's expiry, sealed as the card is
+			exp, err := p.OpenSealedExpiry(sealed)
+			if err != nil {
+				return fmt.Errorf("advice %s DE 14: %w", it.RRN, err)
+			}
+			if err := m.Field(14, exp); err != nil {
+				return fmt.Errorf("advice %s DE 14: %w", it.RRN, err)
+			}
+		}
+		if sealed, ok := it.Binary[55]; ok { // the card's chip data (a TC, an ARQC), filtered
 			icc, err := p.OpenSealedICC(sealed)
 			if err != nil {
 				return err
