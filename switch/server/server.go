@@ -222,6 +222,10 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	if err != nil {
 		return nil, err
 	}
+	webhookPrevious, err := cfg.WebhookSecretPrevious()
+	if err != nil {
+		return nil, err
+	}
 	loc, err := time.LoadLocation(cfg.Timezone)
 	if err != nil {
 		return nil, fmt.Errorf("timezone: %w", err)
@@ -584,7 +588,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		s.Queue.Register(id, s.adviceSender(l))
 	}
 	s.registerWallets()
-	mopts := registry.MonitorOptions{WebhookSecret: webhookSecret,
+	mopts := registry.MonitorOptions{WebhookSecret: webhookSecret, WebhookSecretPrevious: webhookPrevious,
 		SuspendMaxShare: cfg.Alerts.SuspendMaxShare, SuspendMin: cfg.Alerts.SuspendMin, SuspendWindow: cfg.Alerts.SuspendWindow.D()}
 	if s.cl != nil {
 		mopts.Active = s.cl.monitorActive // one node at a time: they share last-seen data
@@ -1063,7 +1067,9 @@ func (b badgerLogger) Infof(f string, a ...any)    { b.l.Debug().Msgf(f, a...) }
 func (b badgerLogger) Debugf(f string, a ...any)   { b.l.Debug().Msgf(f, a...) }
 
 // Reload re-reads what can change without a restart (SIGHUP, the admin reload call):
-// the rules, and, given a new configuration, the admin tokens and the log level. Keys
+// the rules, the alert webhooks' secrets (their files, or variables, as the new
+// configuration names them, else as the running one does), and, given a new
+// configuration, the admin tokens and the log level. Keys
 // that need a restart are named in the log. Every part keeps its running state when
 // its new one is refused. No connection is dropped.
 func (s *Server) Reload(newCfg *config.Config) {
@@ -1087,10 +1093,37 @@ func (s *Server) Reload(newCfg *config.Config) {
 			s.log.Warn().Str("key", k).Msg("reload: this setting changed and takes effect at the next restart")
 		}
 	}
+	s.reloadWebhookSecrets(newCfg)
 	for _, f := range s.reloaders {
 		if err := f(); err != nil {
 			s.log.Error().Err(err).Msg("reload refused; the running configuration stays")
 		}
+	}
+}
+
+// reloadWebhookSecrets reads the alert webhooks' secrets again, from cfg (nil: the
+// running configuration), and hands them to the monitor: the way to rotate the
+// secret without a restart (alerts.webhook_secret_previous_file). A secret that
+// cannot be read leaves the running ones in force.
+func (s *Server) reloadWebhookSecrets(cfg *config.Config) {
+	if cfg == nil {
+		cfg = s.cfg
+	}
+	cur, err := cfg.WebhookSecret()
+	if err == nil && cur == nil && len(cfg.Alerts.WebhookAllow) > 0 {
+		err = errors.New("alerts: no webhook secret configured")
+	}
+	var prev []byte
+	if err == nil {
+		prev, err = cfg.WebhookSecretPrevious()
+	}
+	if err != nil {
+		s.log.Error().Err(err).Msg("reload: alert webhook secrets refused; the running ones stay")
+		return
+	}
+	s.monitor.SetWebhookSecrets(cur, prev)
+	if cur != nil {
+		s.log.Info().Bool("previous", prev != nil).Msg("reload: alert webhook secrets applied")
 	}
 }
 
