@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"github.com/switchyard/switchyard/switch/cluster"
 	"net"
-	"net/netip"
 	"net/url"
 	"os"
 	"strings"
@@ -233,22 +232,32 @@ type Admin struct {
 	fromFile int
 	// TrustedProxies are the reverse proxies in front of the admin address, CIDRs
 	// or single IP addresses (admin.ParseTrustedProxy): from a peer among them the
-	// client's address is taken from X-Forwarded-For (admin.ClientAddr) for the
-	// console's per-address login limit, its oplog entries and the log of refused
-	// admin requests. Empty (the default): none, the connection's peer is the
-	// client. Read at start only.
+	// client's address is taken from X-Forwarded-For, or Forwarded
+	// (TrustedProxyHeader), by admin.ClientAddr, for the console's per-address
+	// login limit, its oplog entries and the log of refused admin requests. Empty
+	// (the default): none, the connection's peer is the client. Read at start only.
 	TrustedProxies []string `yaml:"trusted_proxies"`
+	// TrustedProxyHeader is the one header the trusted proxies name the client
+	// in: "x-forwarded-for" (the default) or "forwarded" (RFC 7239). The other is
+	// ignored: a proxy that manages one header passes the other on as the client
+	// wrote it. Read at start only.
+	TrustedProxyHeader string `yaml:"trusted_proxy_header"`
 	// Console is the web console under /console/ (console.go).
 	Console Console `yaml:"console"`
 }
 
-// Proxies returns TrustedProxies parsed (Validate has checked them).
-func (a Admin) Proxies() ([]netip.Prefix, error) {
+// Proxies returns TrustedProxies and TrustedProxyHeader parsed (Validate has
+// checked them).
+func (a Admin) Proxies() (admin.Proxies, error) {
 	p, err := admin.ParseTrustedProxies(a.TrustedProxies)
 	if err != nil {
-		return nil, fmt.Errorf("admin.trusted_proxies: %w", err)
+		return admin.Proxies{}, fmt.Errorf("admin.trusted_proxies: %w", err)
 	}
-	return p, nil
+	h, err := admin.ParseProxyHeader(a.TrustedProxyHeader)
+	if err != nil {
+		return admin.Proxies{}, fmt.Errorf("admin.trusted_proxy_header: %w", err)
+	}
+	return admin.Proxies{Nets: p, Header: h}, nil
 }
 
 // Listener is one terminal listener.
@@ -716,6 +725,9 @@ func (c *Config) Validate() error {
 		if _, err := admin.ParseTrustedProxy(e); err != nil {
 			bad(fmt.Sprintf("admin.trusted_proxies[%d]", i), "%q: %v", e, err)
 		}
+	}
+	if _, err := admin.ParseProxyHeader(c.Admin.TrustedProxyHeader); err != nil {
+		bad("admin.trusted_proxy_header", "%v", err)
 	}
 	c.validateAppsTasks(bad)
 	c.Admin.Console.validate(bad)

@@ -58,16 +58,20 @@ func TestTrustedProxies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p, err := c.Admin.Proxies(); err != nil || len(p) != 0 {
-		t.Fatalf("default: %v %v, want none", p, err)
+	if p, err := c.Admin.Proxies(); err != nil || len(p.Nets) != 0 || p.Header != "x-forwarded-for" {
+		t.Fatalf("default: %v %v, want none, from X-Forwarded-For", p, err)
 	}
-	c, err = Parse([]byte(base+"admin: {trusted_proxies: [10.0.0.0/8, 192.0.2.10, 'fd00::/8']}"), "a.yaml")
+	c, err = Parse([]byte(base+"admin: {trusted_proxies: [10.0.0.0/8, 192.0.2.10, 'fd00::/8'], trusted_proxy_header: Forwarded}"), "a.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
 	p, err := c.Admin.Proxies()
-	if err != nil || fmt.Sprint(p) != "[10.0.0.0/8 192.0.2.10/32 fd00::/8]" {
+	if err != nil || fmt.Sprint(p.Nets) != "[10.0.0.0/8 192.0.2.10/32 fd00::/8]" || p.Header != "forwarded" {
 		t.Fatalf("parsed %v %v", p, err)
+	}
+	if _, err := Parse([]byte(base+"admin: {trusted_proxy_header: x-real-ip}"), "a.yaml"); err == nil ||
+		!strings.Contains(err.Error(), `admin.trusted_proxy_header: "x-real-ip" is not x-forwarded-for or forwarded`) {
+		t.Errorf("unknown header: %v", err)
 	}
 }
 

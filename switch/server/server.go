@@ -28,7 +28,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
@@ -105,10 +104,10 @@ type Server struct {
 	adminLn   net.Listener
 	adminReqs *inFlight
 	auth      *admin.Authenticator
-	// proxies are admin.trusted_proxies: the reverse proxies whose
-	// X-Forwarded-For names the client (admin.ClientAddr) to the refusals' log
-	// and the console.
-	proxies   []netip.Prefix
+	// proxies are admin.trusted_proxies and admin.trusted_proxy_header: the
+	// reverse proxies whose X-Forwarded-For or Forwarded names the client
+	// (admin.ClientAddr) to the refusals' log and the console.
+	proxies   admin.Proxies
 	mux       *http.ServeMux
 	console   *console.Console // the web console (console.go); nil when disabled
 	ready     atomic.Bool
@@ -1147,6 +1146,9 @@ func restartKeys(old, cur *config.Config) []string {
 	}
 	if fmt.Sprint(old.Admin.TrustedProxies) != fmt.Sprint(cur.Admin.TrustedProxies) {
 		out = append(out, "admin.trusted_proxies")
+	}
+	if old.Admin.TrustedProxyHeader != cur.Admin.TrustedProxyHeader {
+		out = append(out, "admin.trusted_proxy_header")
 	}
 	if old.RulesDir != cur.RulesDir {
 		out = append(out, "rules_dir")
