@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -815,4 +816,43 @@ func TestUploadAndDownloadRefuseTraversalAndOversize(t *testing.T) {
 	if r := get(t, srv, tid, p.SHA256, tok, ""); r.StatusCode != http.StatusUnauthorized {
 		t.Errorf("download with an expired token: %s, want 401", r.Status)
 	}
+}
+
+// Versions of one app that compare equal but are written differently ("1.2",
+// "1.2.0", "1.02") are refused at upload (409), since a terminal on one would
+// never be offered the other; and a publication is refused when the group
+// published such a twin before (packages stored before the upload check).
+func TestVersionsEqualByComparisonRefused(t *testing.T) {
+	f := newFixture(t, 3)
+	f.upload("1.2", blob("1.2", 100))
+	for _, v := range []string{"1.2.0", "1.02", "1.2.0.0"} {
+		data := blob(v, 100)
+		_, err := f.m.Upload(alice, f.signed(v, data), bytes.NewReader(data))
+		if !errors.Is(err, registry.ErrConflict) || !strings.Contains(err.Error(), "equals the stored demo-pay@1.2") {
+			t.Errorf("upload %s beside 1.2: %v, want a conflict naming demo-pay@1.2", v, err)
+		}
+	}
+	f.upload("1.2.1", blob("1.2.1", 100)) // higher: accepted
+	f.upload("1.2", blob("1.2", 100))     // the same again: the stored package
+
+	// A twin stored before the check (injected as an earlier version left it).
+	f.publish("north", "1.2", 100, "")
+	data := blob("1.2.0", 100)
+	sum := sha256.Sum256(data)
+	if err := os.WriteFile(f.m.blobs.path(hex.EncodeToString(sum[:])), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	req := f.signed("1.2.0", data)
+	f.m.mu.Lock()
+	pkgs := maps.Clone(f.m.pkgs)
+	pkgs["demo-pay@1.2.0"] = &Package{Name: "demo-pay", Version: "1.2.0", Kinds: req.Kinds, Size: int64(len(data)), SHA256: hex.EncodeToString(sum[:]),
+		KeyID: req.KeyID, Signature: req.Signature}
+	f.m.pkgs = pkgs
+	f.m.mu.Unlock()
+	_, err := f.m.RequestPublish(alice, PublishRequest{Group: "north", App: "demo-pay", Version: "1.2.0", Target: Target{Merchants: []string{mid}, Percent: 100}})
+	if !errors.Is(err, registry.ErrInvalid) || !strings.Contains(err.Error(), "group north: demo-pay@1.2.0 equals the 1.2 published in the group before") {
+		t.Errorf("publish 1.2.0 over 1.2: %v, want refused", err)
+	}
+	// Another group never had 1.2: 1.2.0 may go there.
+	f.publish("south", "1.2.0", 100, "")
 }
