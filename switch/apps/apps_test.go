@@ -856,3 +856,38 @@ func TestVersionsEqualByComparisonRefused(t *testing.T) {
 	// Another group never had 1.2: 1.2.0 may go there.
 	f.publish("south", "1.2.0", 100, "")
 }
+
+// App-signing keys are Ed25519 or ECDSA on P-256, the curve the terminals
+// verify: a key on another curve is refused when it is requested, naming the
+// curve; one approved before the check (a stored state) no longer vouches for
+// uploads or publications, and New logs it as unusable.
+func TestECDSAKeyOtherCurvesRefused(t *testing.T) {
+	f := newFixture(t, 0)
+	for _, c := range []elliptic.Curve{elliptic.P224(), elliptic.P384(), elliptic.P521()} {
+		k, _ := ecdsa.GenerateKey(c, rand.Reader)
+		_, err := f.m.RequestKey(alice, KeyRequest{SigningKey: SigningKey{ID: "acq-ec", PublicKey: pemKey(t, &k.PublicKey)}})
+		want := "ECDSA on curve " + c.Params().Name + ": the terminals verify ECDSA on P-256 only"
+		if !errors.Is(err, registry.ErrInvalid) || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s key: %v, want refused with %q", c.Params().Name, err, want)
+		}
+	}
+	// A P-384 key in the approved state, as one approved before the check left it.
+	k, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	data := blob("3.1", 300)
+	sum := sha256.Sum256(data)
+	h := sha256.Sum256(Statement("demo-pay", "3.1", hex.EncodeToString(sum[:]), int64(len(data)), nil, nil))
+	sig, _ := ecdsa.SignASN1(rand.Reader, k, h[:])
+	st := newState()
+	st.keys["acq-384"] = &SigningKey{ID: "acq-384", PublicKey: pemKey(t, &k.PublicKey), Algorithm: "ecdsa"}
+	p := &Package{Name: "demo-pay", Version: "3.1", SHA256: hex.EncodeToString(sum[:]), Size: int64(len(data)), KeyID: "acq-384", Signature: base64.StdEncoding.EncodeToString(sig)}
+	if err := st.trust(p); err == nil || !strings.Contains(err.Error(), "ECDSA on curve P-384") {
+		t.Errorf("package signed by a stored P-384 key: trust %v, want refused naming P-384", err)
+	}
+	f.m.mu.Lock()
+	f.m.st = st
+	f.m.mu.Unlock()
+	f.m.warnUnusableKeys()
+	if out := f.logs.String(); !strings.Contains(out, "app-signing key acq-384 is approved but unusable") || !strings.Contains(out, "P-384") {
+		t.Errorf("no warning about the stored P-384 key:\n%s", out)
+	}
+}

@@ -9,8 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -128,7 +130,28 @@ func New(db *badger.DB, reg Registry, opts Options) (*Manager, error) {
 	if err := m.Refresh(); err != nil {
 		return nil, err
 	}
+	m.warnUnusableKeys()
 	return m, nil
+}
+
+// warnUnusableKeys logs, at start, each approved and unrevoked app-signing key
+// the switch no longer accepts (an ECDSA key on a curve other than P-256,
+// approved before 6 December 2026): uploads it signs and publications of what it
+// signed are refused until it is replaced.
+func (m *Manager) warnUnusableKeys() {
+	m.mu.Lock()
+	keys := m.st.keys
+	m.mu.Unlock()
+	ids := slices.Sorted(maps.Keys(keys))
+	for _, id := range ids {
+		k := keys[id]
+		if k.Revoked {
+			continue
+		}
+		if _, _, err := parsePublicKey(k.PublicKey); err != nil {
+			m.log.Warn().Str("key", id).Err(err).Msg("apps: app-signing key " + id + " is approved but unusable: uploads it signs and publications of what it signed are refused; revoke it and add an Ed25519 or ECDSA P-256 key")
+		}
+	}
 }
 
 // load reads the packages and the reports from Badger, and the token key
