@@ -75,9 +75,9 @@ type Authenticator struct {
 	tokens []Token
 	// refused is OnRefused's function.
 	refused atomic.Pointer[func(Refusal)]
-	// trusted are the reverse proxies whose X-Forwarded-For names a refusal's
-	// client (TrustProxies).
-	trusted atomic.Pointer[[]netip.Prefix]
+	// trusted are the reverse proxies whose X-Forwarded-For (or Forwarded) names
+	// a refusal's client (TrustProxies).
+	trusted atomic.Pointer[Proxies]
 }
 
 // Refusal is a request Require refused: no or an unknown bearer token (401), or a
@@ -87,8 +87,8 @@ type Refusal struct {
 	Principal string // the token's holder on a 403, "" on a 401
 	Method    string
 	Path      string
-	Remote    string // the client's IP address (ClientAddr: behind a trusted proxy, from X-Forwarded-For)
-	Peer      string // the connection's address, ip:port (a trusted proxy's when Remote came from X-Forwarded-For)
+	Remote    string // the client's IP address (ClientAddr: behind a trusted proxy, from X-Forwarded-For or Forwarded)
+	Peer      string // the connection's address, ip:port (a trusted proxy's when Remote came from its header)
 	Reason    string // "missing bearer token", "unknown bearer token", "role operator may not ..."
 }
 
@@ -98,17 +98,18 @@ type Refusal struct {
 func (a *Authenticator) OnRefused(fn func(Refusal)) { a.refused.Store(&fn) }
 
 // TrustProxies sets the reverse proxies (ParseTrustedProxies) whose
-// X-Forwarded-For header names the client of a refusal (Refusal.Remote,
-// ClientAddr). None by default: the connection's peer is the client.
-func (a *Authenticator) TrustProxies(trusted []netip.Prefix) {
-	trusted = append([]netip.Prefix(nil), trusted...)
-	a.trusted.Store(&trusted)
+// X-Forwarded-For or Forwarded header (p.Header) names the client of a refusal
+// (Refusal.Remote, ClientAddr). None by default: the connection's peer is the
+// client.
+func (a *Authenticator) TrustProxies(p Proxies) {
+	p.Nets = append([]netip.Prefix(nil), p.Nets...)
+	a.trusted.Store(&p)
 }
 
 // refuse answers r with status and err, and tells the OnRefused function.
 func (a *Authenticator) refuse(w http.ResponseWriter, r *http.Request, status int, who string, err error) {
 	if fn := a.refused.Load(); fn != nil {
-		var trusted []netip.Prefix
+		var trusted Proxies
 		if p := a.trusted.Load(); p != nil {
 			trusted = *p
 		}

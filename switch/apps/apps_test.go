@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -814,5 +815,79 @@ func TestUploadAndDownloadRefuseTraversalAndOversize(t *testing.T) {
 	f.clock.mu.Unlock()
 	if r := get(t, srv, tid, p.SHA256, tok, ""); r.StatusCode != http.StatusUnauthorized {
 		t.Errorf("download with an expired token: %s, want 401", r.Status)
+	}
+}
+
+// Versions of one app that compare equal but are written differently ("1.2",
+// "1.2.0", "1.02") are refused at upload (409), since a terminal on one would
+// never be offered the other; and a publication is refused when the group
+// published such a twin before (packages stored before the upload check).
+func TestVersionsEqualByComparisonRefused(t *testing.T) {
+	f := newFixture(t, 3)
+	f.upload("1.2", blob("1.2", 100))
+	for _, v := range []string{"1.2.0", "1.02", "1.2.0.0"} {
+		data := blob(v, 100)
+		_, err := f.m.Upload(alice, f.signed(v, data), bytes.NewReader(data))
+		if !errors.Is(err, registry.ErrConflict) || !strings.Contains(err.Error(), "equals the stored demo-pay@1.2") {
+			t.Errorf("upload %s beside 1.2: %v, want a conflict naming demo-pay@1.2", v, err)
+		}
+	}
+	f.upload("1.2.1", blob("1.2.1", 100)) // higher: accepted
+	f.upload("1.2", blob("1.2", 100))     // the same again: the stored package
+
+	// A twin stored before the check (injected as an earlier version left it).
+	f.publish("north", "1.2", 100, "")
+	data := blob("1.2.0", 100)
+	sum := sha256.Sum256(data)
+	if err := os.WriteFile(f.m.blobs.path(hex.EncodeToString(sum[:])), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	req := f.signed("1.2.0", data)
+	f.m.mu.Lock()
+	pkgs := maps.Clone(f.m.pkgs)
+	pkgs["demo-pay@1.2.0"] = &Package{Name: "demo-pay", Version: "1.2.0", Kinds: req.Kinds, Size: int64(len(data)), SHA256: hex.EncodeToString(sum[:]),
+		KeyID: req.KeyID, Signature: req.Signature}
+	f.m.pkgs = pkgs
+	f.m.mu.Unlock()
+	_, err := f.m.RequestPublish(alice, PublishRequest{Group: "north", App: "demo-pay", Version: "1.2.0", Target: Target{Merchants: []string{mid}, Percent: 100}})
+	if !errors.Is(err, registry.ErrInvalid) || !strings.Contains(err.Error(), "group north: demo-pay@1.2.0 equals the 1.2 published in the group before") {
+		t.Errorf("publish 1.2.0 over 1.2: %v, want refused", err)
+	}
+	// Another group never had 1.2: 1.2.0 may go there.
+	f.publish("south", "1.2.0", 100, "")
+}
+
+// App-signing keys are Ed25519 or ECDSA on P-256, the curve the terminals
+// verify: a key on another curve is refused when it is requested, naming the
+// curve; one approved before the check (a stored state) no longer vouches for
+// uploads or publications, and New logs it as unusable.
+func TestECDSAKeyOtherCurvesRefused(t *testing.T) {
+	f := newFixture(t, 0)
+	for _, c := range []elliptic.Curve{elliptic.P224(), elliptic.P384(), elliptic.P521()} {
+		k, _ := ecdsa.GenerateKey(c, rand.Reader)
+		_, err := f.m.RequestKey(alice, KeyRequest{SigningKey: SigningKey{ID: "acq-ec", PublicKey: pemKey(t, &k.PublicKey)}})
+		want := "ECDSA on curve " + c.Params().Name + ": the terminals verify ECDSA on P-256 only"
+		if !errors.Is(err, registry.ErrInvalid) || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s key: %v, want refused with %q", c.Params().Name, err, want)
+		}
+	}
+	// A P-384 key in the approved state, as one approved before the check left it.
+	k, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	data := blob("3.1", 300)
+	sum := sha256.Sum256(data)
+	h := sha256.Sum256(Statement("demo-pay", "3.1", hex.EncodeToString(sum[:]), int64(len(data)), nil, nil))
+	sig, _ := ecdsa.SignASN1(rand.Reader, k, h[:])
+	st := newState()
+	st.keys["acq-384"] = &SigningKey{ID: "acq-384", PublicKey: pemKey(t, &k.PublicKey), Algorithm: "ecdsa"}
+	p := &Package{Name: "demo-pay", Version: "3.1", SHA256: hex.EncodeToString(sum[:]), Size: int64(len(data)), KeyID: "acq-384", Signature: base64.StdEncoding.EncodeToString(sig)}
+	if err := st.trust(p); err == nil || !strings.Contains(err.Error(), "ECDSA on curve P-384") {
+		t.Errorf("package signed by a stored P-384 key: trust %v, want refused naming P-384", err)
+	}
+	f.m.mu.Lock()
+	f.m.st = st
+	f.m.mu.Unlock()
+	f.m.warnUnusableKeys()
+	if out := f.logs.String(); !strings.Contains(out, "app-signing key acq-384 is approved but unusable") || !strings.Contains(out, "P-384") {
+		t.Errorf("no warning about the stored P-384 key:\n%s", out)
 	}
 }

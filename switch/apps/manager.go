@@ -9,8 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -128,7 +130,28 @@ func New(db *badger.DB, reg Registry, opts Options) (*Manager, error) {
 	if err := m.Refresh(); err != nil {
 		return nil, err
 	}
+	m.warnUnusableKeys()
 	return m, nil
+}
+
+// warnUnusableKeys logs, at start, each approved and unrevoked app-signing key
+// the switch no longer accepts (an ECDSA key on a curve other than P-256,
+// approved before 6 December 2026): uploads it signs and publications of what it
+// signed are refused until it is replaced.
+func (m *Manager) warnUnusableKeys() {
+	m.mu.Lock()
+	keys := m.st.keys
+	m.mu.Unlock()
+	ids := slices.Sorted(maps.Keys(keys))
+	for _, id := range ids {
+		k := keys[id]
+		if k.Revoked {
+			continue
+		}
+		if _, _, err := parsePublicKey(k.PublicKey); err != nil {
+			m.log.Warn().Str("key", id).Err(err).Msg("apps: app-signing key " + id + " is approved but unusable: uploads it signs and publications of what it signed are refused; revoke it and add an Ed25519 or ECDSA P-256 key")
+		}
+	}
 }
 
 // load reads the packages and the reports from Badger, and the token key
@@ -279,6 +302,9 @@ func (m *Manager) Upload(actor registry.Actor, req UploadRequest, r io.Reader) (
 		}
 		return nil, conflictf("package %s exists with SHA-256 %s: a version is immutable, upload a new version", ref, old.SHA256)
 	}
+	if twin := versionTwin(m.pkgs, req.Name, req.Version); twin != "" {
+		return nil, conflictf("package %s: version %s equals the stored %s@%s as versions compare (part by part, missing parts 0, leading zeros ignored), so a terminal on one would never be offered the other: upload a higher version", ref, req.Version, req.Name, twin)
+	}
 	if err := os.Rename(tmp, m.blobs.path(sum)); err != nil {
 		return nil, fmt.Errorf("apps: store blob %s: %w", sum, err)
 	}
@@ -351,6 +377,24 @@ func (m *Manager) RequestKey(p registry.Actor, k KeyRequest) (*registry.Change, 
 	base := st.keyBase(k.ID)
 	k.Change = ""
 	return m.request(p, OpKeyPut, k.ID, k.Reason, keyPayload{SigningKey: k.SigningKey, Base: &base})
+}
+
+// versionTwin returns the version of a package of pkgs named name whose version
+// compares equal to version but is written differently ("1.2" and "1.2.0",
+// "1.02" and "1.2"), or "" when there is none. Terminals report, and are offered,
+// versions by comparison: two such packages could not be told apart.
+func versionTwin(pkgs map[string]*Package, name, version string) string {
+	var twins []string
+	for _, p := range pkgs {
+		if p.Name == name && p.Version != version && cmp(p.Version, version) == 0 {
+			twins = append(twins, p.Version)
+		}
+	}
+	if len(twins) == 0 {
+		return ""
+	}
+	sort.Strings(twins) // one answer, whatever the map's order
+	return twins[0]
 }
 
 // RequestPublish requests a publication, for review. The package's hash is fixed
@@ -465,6 +509,13 @@ func (m *Manager) checkPublish(c *registry.Change) (registry.ChangeEffect, error
 	}
 	if err := st.trust(pkg); err != nil {
 		return registry.ChangeEffect{}, invalidf("package %s@%s may not be published: %v (switchyard app key list)", r.App, r.Version, err)
+	}
+	if g := st.groups[r.Group]; g != nil {
+		for _, rel := range append([]*Release{g.Current}, g.History...) {
+			if rel != nil && rel.App == r.App && rel.Version != r.Version && cmp(rel.Version, r.Version) == 0 {
+				return registry.ChangeEffect{}, invalidf("group %s: %s@%s equals the %s published in the group before as versions compare (1.2 = 1.2.0): its terminals on %s would not be offered it; publish a higher version", r.Group, r.App, r.Version, rel.Version, rel.Version)
+			}
+		}
 	}
 	rel := Release{Group: r.Group, App: r.App, Version: r.Version, SHA256: pkg.SHA256, Target: r.Target, MinVersion: r.MinVersion, Change: c.ID}
 	ce := registry.ChangeEffect{Type: "app-group", ID: r.Group, After: mustJSON(rel)}

@@ -3,6 +3,7 @@ package apps
 import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
@@ -58,7 +59,12 @@ type SigningKey struct {
 	Change    string    `json:"change,omitempty"`  // the approved change that put it as it is (filled by the fold)
 }
 
-// parsePublicKey reads a PEM PKIX public key: Ed25519 or ECDSA.
+// parsePublicKey reads a PEM PKIX public key: Ed25519, or ECDSA on P-256, the
+// curve the terminals verify (ECDSA with SHA-256, docs/apps.md). An ECDSA key on
+// another curve (P-224, P-384, P-521) is refused, naming the curve: before 6
+// December 2026 any curve was accepted, and a key approved then is refused here
+// too, so that uploads it signs and publications of what it signed are refused
+// (state.trust).
 func parsePublicKey(s string) (any, string, error) {
 	b, _ := pem.Decode([]byte(s))
 	if b == nil {
@@ -72,9 +78,12 @@ func parsePublicKey(s string) (any, string, error) {
 	case ed25519.PublicKey:
 		return k, "ed25519", nil
 	case *ecdsa.PublicKey:
+		if k.Curve != elliptic.P256() {
+			return nil, "", fmt.Errorf("public key: ECDSA on curve %s: the terminals verify ECDSA on P-256 only (or Ed25519)", k.Curve.Params().Name)
+		}
 		return k, "ecdsa", nil
 	}
-	return nil, "", fmt.Errorf("public key: %T: want Ed25519 or ECDSA", k)
+	return nil, "", fmt.Errorf("public key: %T: want Ed25519 or ECDSA P-256", k)
 }
 
 // verify checks sig over msg with the PEM public key pub.

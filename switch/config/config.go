@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"github.com/switchyard/switchyard/switch/cluster"
 	"net"
-	"net/netip"
 	"net/url"
 	"os"
 	"strings"
@@ -111,6 +110,15 @@ type Alerts struct {
 	WebhookSecretFile string `yaml:"webhook_secret_file"`
 	// WebhookSecretEnv names an environment variable holding it instead.
 	WebhookSecretEnv string `yaml:"webhook_secret_env"`
+	// WebhookSecretPreviousFile holds the secret being replaced during a rotation:
+	// while it is set, every webhook also carries the signature under it
+	// (X-Switchyard-Signature-Previous), so that a receiver still verifying with the
+	// old secret accepts the posts until it switches. Same rules as
+	// WebhookSecretFile; needs webhook_secret_file or webhook_secret_env. The
+	// secrets are read again on SIGHUP.
+	WebhookSecretPreviousFile string `yaml:"webhook_secret_previous_file"`
+	// WebhookSecretPreviousEnv names an environment variable holding it instead.
+	WebhookSecretPreviousEnv string `yaml:"webhook_secret_previous_env"`
 	// SuspendMaxShare is the share of the fleet's terminals, and of each merchant's,
 	// that suspend actions may suspend within SuspendWindow; further suspensions are
 	// requested as changes for a reviewer (default 0.1).
@@ -224,22 +232,32 @@ type Admin struct {
 	fromFile int
 	// TrustedProxies are the reverse proxies in front of the admin address, CIDRs
 	// or single IP addresses (admin.ParseTrustedProxy): from a peer among them the
-	// client's address is taken from X-Forwarded-For (admin.ClientAddr) for the
-	// console's per-address login limit, its oplog entries and the log of refused
-	// admin requests. Empty (the default): none, the connection's peer is the
-	// client. Read at start only.
+	// client's address is taken from X-Forwarded-For, or Forwarded
+	// (TrustedProxyHeader), by admin.ClientAddr, for the console's per-address
+	// login limit, its oplog entries and the log of refused admin requests. Empty
+	// (the default): none, the connection's peer is the client. Read at start only.
 	TrustedProxies []string `yaml:"trusted_proxies"`
+	// TrustedProxyHeader is the one header the trusted proxies name the client
+	// in: "x-forwarded-for" (the default) or "forwarded" (RFC 7239). The other is
+	// ignored: a proxy that manages one header passes the other on as the client
+	// wrote it. Read at start only.
+	TrustedProxyHeader string `yaml:"trusted_proxy_header"`
 	// Console is the web console under /console/ (console.go).
 	Console Console `yaml:"console"`
 }
 
-// Proxies returns TrustedProxies parsed (Validate has checked them).
-func (a Admin) Proxies() ([]netip.Prefix, error) {
+// Proxies returns TrustedProxies and TrustedProxyHeader parsed (Validate has
+// checked them).
+func (a Admin) Proxies() (admin.Proxies, error) {
 	p, err := admin.ParseTrustedProxies(a.TrustedProxies)
 	if err != nil {
-		return nil, fmt.Errorf("admin.trusted_proxies: %w", err)
+		return admin.Proxies{}, fmt.Errorf("admin.trusted_proxies: %w", err)
 	}
-	return p, nil
+	h, err := admin.ParseProxyHeader(a.TrustedProxyHeader)
+	if err != nil {
+		return admin.Proxies{}, fmt.Errorf("admin.trusted_proxy_header: %w", err)
+	}
+	return admin.Proxies{Nets: p, Header: h}, nil
 }
 
 // Listener is one terminal listener.
@@ -708,6 +726,9 @@ func (c *Config) Validate() error {
 			bad(fmt.Sprintf("admin.trusted_proxies[%d]", i), "%q: %v", e, err)
 		}
 	}
+	if _, err := admin.ParseProxyHeader(c.Admin.TrustedProxyHeader); err != nil {
+		bad("admin.trusted_proxy_header", "%v", err)
+	}
 	c.validateAppsTasks(bad)
 	c.Admin.Console.validate(bad)
 	if _, _, err := c.Risk.Profiles.RefreshClock(); err != nil {
@@ -903,6 +924,12 @@ func (c *Config) Validate() error {
 	if len(c.Alerts.WebhookAllow) > 0 && c.Alerts.WebhookSecretFile == "" && c.Alerts.WebhookSecretEnv == "" {
 		bad("alerts.webhook_secret_file", "required with alerts.webhook_allow (or alerts.webhook_secret_env): webhook bodies are signed")
 	}
+	if c.Alerts.WebhookSecretPreviousFile != "" && c.Alerts.WebhookSecretPreviousEnv != "" {
+		bad("alerts", "give webhook_secret_previous_file or webhook_secret_previous_env, not both")
+	}
+	if (c.Alerts.WebhookSecretPreviousFile != "" || c.Alerts.WebhookSecretPreviousEnv != "") && c.Alerts.WebhookSecretFile == "" && c.Alerts.WebhookSecretEnv == "" {
+		bad("alerts.webhook_secret_previous_file", "needs alerts.webhook_secret_file or alerts.webhook_secret_env: the previous secret signs beside the current one, never alone")
+	}
 	if c.Alerts.SuspendMaxShare <= 0 || c.Alerts.SuspendMaxShare > 1 {
 		bad("alerts.suspend_max_share", "%v is not above 0 and at most 1", c.Alerts.SuspendMaxShare)
 	}
@@ -971,32 +998,45 @@ func (c *Config) CardHashKey() ([]byte, error) {
 // alerts.webhook_secret_file or the variable alerts.webhook_secret_env names; nil
 // when neither is set (webhook actions then fail rather than post unsigned).
 func (c *Config) WebhookSecret() ([]byte, error) {
+	return readSecret("alerts.webhook_secret", c.Alerts.WebhookSecretFile, c.Alerts.WebhookSecretEnv)
+}
+
+// WebhookSecretPrevious returns the secret a rotation replaces, from
+// alerts.webhook_secret_previous_file or _env; nil when neither is set (no
+// rotation under way: webhooks carry one signature).
+func (c *Config) WebhookSecretPrevious() ([]byte, error) {
+	return readSecret("alerts.webhook_secret_previous", c.Alerts.WebhookSecretPreviousFile, c.Alerts.WebhookSecretPreviousEnv)
+}
+
+// readSecret reads a webhook secret from file (refused when readable by others) or
+// the environment variable env, and checks its length; key (e.g.
+// "alerts.webhook_secret") names the setting in errors. Nil when both are empty.
+func readSecret(key, file, env string) ([]byte, error) {
 	var s string
 	switch {
-	case c.Alerts.WebhookSecretFile != "":
-		f := c.Alerts.WebhookSecretFile
-		fi, err := os.Stat(f)
+	case file != "":
+		fi, err := os.Stat(file)
 		if err != nil {
-			return nil, fmt.Errorf("alerts.webhook_secret_file: %w", err)
+			return nil, fmt.Errorf("%s_file: %w", key, err)
 		}
 		if fi.Mode().Perm()&0o077 != 0 {
-			return nil, fmt.Errorf("alerts.webhook_secret_file: %s is readable by others (mode %v); chmod 600 it", f, fi.Mode().Perm())
+			return nil, fmt.Errorf("%s_file: %s is readable by others (mode %v); chmod 600 it", key, file, fi.Mode().Perm())
 		}
-		b, err := os.ReadFile(f)
+		b, err := os.ReadFile(file)
 		if err != nil {
-			return nil, fmt.Errorf("alerts.webhook_secret_file: %w", err)
+			return nil, fmt.Errorf("%s_file: %w", key, err)
 		}
 		s = strings.TrimSpace(string(b))
-	case c.Alerts.WebhookSecretEnv != "":
-		s = strings.TrimSpace(os.Getenv(c.Alerts.WebhookSecretEnv))
+	case env != "":
+		s = strings.TrimSpace(os.Getenv(env))
 		if s == "" {
-			return nil, fmt.Errorf("alerts.webhook_secret_env: the variable %s is empty or not set", c.Alerts.WebhookSecretEnv)
+			return nil, fmt.Errorf("%s_env: the variable %s is empty or not set", key, env)
 		}
 	default:
 		return nil, nil
 	}
 	if len(s) < 16 {
-		return nil, errors.New("alerts: the webhook secret is shorter than 16 bytes")
+		return nil, fmt.Errorf("%s: the secret is shorter than 16 bytes", key)
 	}
 	return []byte(s), nil
 }

@@ -58,16 +58,20 @@ func TestTrustedProxies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p, err := c.Admin.Proxies(); err != nil || len(p) != 0 {
-		t.Fatalf("default: %v %v, want none", p, err)
+	if p, err := c.Admin.Proxies(); err != nil || len(p.Nets) != 0 || p.Header != "x-forwarded-for" {
+		t.Fatalf("default: %v %v, want none, from X-Forwarded-For", p, err)
 	}
-	c, err = Parse([]byte(base+"admin: {trusted_proxies: [10.0.0.0/8, 192.0.2.10, 'fd00::/8']}"), "a.yaml")
+	c, err = Parse([]byte(base+"admin: {trusted_proxies: [10.0.0.0/8, 192.0.2.10, 'fd00::/8'], trusted_proxy_header: Forwarded}"), "a.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
 	p, err := c.Admin.Proxies()
-	if err != nil || fmt.Sprint(p) != "[10.0.0.0/8 192.0.2.10/32 fd00::/8]" {
+	if err != nil || fmt.Sprint(p.Nets) != "[10.0.0.0/8 192.0.2.10/32 fd00::/8]" || p.Header != "forwarded" {
 		t.Fatalf("parsed %v %v", p, err)
+	}
+	if _, err := Parse([]byte(base+"admin: {trusted_proxy_header: x-real-ip}"), "a.yaml"); err == nil ||
+		!strings.Contains(err.Error(), `admin.trusted_proxy_header: "x-real-ip" is not x-forwarded-for or forwarded`) {
+		t.Errorf("unknown header: %v", err)
 	}
 }
 
@@ -199,15 +203,17 @@ func TestAlertsKeys(t *testing.T) {
 		t.Errorf("notices.secret_overlap defaults to %v, want 24h", d)
 	}
 	for in, want := range map[string]string{
-		"notices: {allow_private: [10.20.0.0/33]}":                                                  `notices.allow_private: [0] "10.20.0.0/33": want a network`,
-		"notices: {secret_overlap: 10s}":                                                            "notices.secret_overlap: 10s is not between 1m and 168h",
-		"notices: {secret_overlap: 169h}":                                                           "notices.secret_overlap: 169h0m0s is not between 1m and 168h",
-		"alerts: {webhook_allow: [https://ops.example/hooks]}":                                      "alerts.webhook_secret_file: required with alerts.webhook_allow",
-		"alerts: {webhook_allow: [ftp://x/], webhook_secret_env: S}":                                `alerts.webhook_allow[0]: "ftp://x/" is not an http or https URL`,
-		"alerts: {suspend_max_share: 1.5}":                                                          "alerts.suspend_max_share: 1.5 is not above 0",
-		"alerts: {suspend_min: -1}":                                                                 "alerts.suspend_min: -1 is not positive",
-		"alerts: {suspend_window: 10s}":                                                             "alerts.suspend_window: 10s is not between 1m and 168h",
-		"alerts: {webhook_allow: [https://a/], webhook_secret_env: S, webhook_secret_file: /etc/x}": "give webhook_secret_file or webhook_secret_env, not both",
+		"notices: {allow_private: [10.20.0.0/33]}":                                                              `notices.allow_private: [0] "10.20.0.0/33": want a network`,
+		"notices: {secret_overlap: 10s}":                                                                        "notices.secret_overlap: 10s is not between 1m and 168h",
+		"notices: {secret_overlap: 169h}":                                                                       "notices.secret_overlap: 169h0m0s is not between 1m and 168h",
+		"alerts: {webhook_allow: [https://ops.example/hooks]}":                                                  "alerts.webhook_secret_file: required with alerts.webhook_allow",
+		"alerts: {webhook_allow: [ftp://x/], webhook_secret_env: S}":                                            `alerts.webhook_allow[0]: "ftp://x/" is not an http or https URL`,
+		"alerts: {suspend_max_share: 1.5}":                                                                      "alerts.suspend_max_share: 1.5 is not above 0",
+		"alerts: {suspend_min: -1}":                                                                             "alerts.suspend_min: -1 is not positive",
+		"alerts: {suspend_window: 10s}":                                                                         "alerts.suspend_window: 10s is not between 1m and 168h",
+		"alerts: {webhook_allow: [https://a/], webhook_secret_env: S, webhook_secret_file: /etc/x}":             "give webhook_secret_file or webhook_secret_env, not both",
+		"alerts: {webhook_secret_env: S, webhook_secret_previous_env: P, webhook_secret_previous_file: /etc/x}": "give webhook_secret_previous_file or webhook_secret_previous_env, not both",
+		"alerts: {webhook_secret_previous_env: P}":                                                              "alerts.webhook_secret_previous_file: needs alerts.webhook_secret_file or alerts.webhook_secret_env",
 	} {
 		if _, err := Parse([]byte(base+in), "b.yaml"); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s:\n got %v\nwant %s", in, err, want)
@@ -225,6 +231,27 @@ func TestAlertsKeys(t *testing.T) {
 	os.Chmod(f, 0o600)
 	if k, err := c.WebhookSecret(); err != nil || string(k) != "0123456789abcdef-webhook" {
 		t.Errorf("secret = %q, %v", k, err)
+	}
+	if k, err := c.WebhookSecretPrevious(); k != nil || err != nil {
+		t.Errorf("no previous secret configured: %q %v", k, err)
+	}
+	// A rotation: the previous secret, from a file or a variable, with the same checks.
+	prev := filepath.Join(t.TempDir(), "hook-prev.key")
+	os.WriteFile(prev, []byte("short\n"), 0o600)
+	c, err = Parse([]byte(base+"alerts: {webhook_allow: [https://ops.example/hooks], webhook_secret_file: "+f+", webhook_secret_previous_file: "+prev+"}"), "d.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.WebhookSecretPrevious(); err == nil || !strings.Contains(err.Error(), "alerts.webhook_secret_previous: the secret is shorter than 16 bytes") {
+		t.Errorf("short previous secret: %v", err)
+	}
+	os.WriteFile(prev, []byte("fedcba9876543210-webhook\n"), 0o600)
+	if k, err := c.WebhookSecretPrevious(); err != nil || string(k) != "fedcba9876543210-webhook" {
+		t.Errorf("previous secret = %q, %v", k, err)
+	}
+	c.Alerts.WebhookSecretPreviousFile, c.Alerts.WebhookSecretPreviousEnv = "", "SWITCHYARD_TEST_PREVIOUS_SECRET"
+	if _, err := c.WebhookSecretPrevious(); err == nil || !strings.Contains(err.Error(), "alerts.webhook_secret_previous_env: the variable SWITCHYARD_TEST_PREVIOUS_SECRET is empty") {
+		t.Errorf("unset previous variable: %v", err)
 	}
 }
 

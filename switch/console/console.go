@@ -120,13 +120,14 @@ type Options struct {
 	// block the address's logins for AddrWindow, whatever the names (0: 20 and
 	// 10 min; negative: an error). The address is admin.ClientAddr's with
 	// TrustedProxies: the connection's, or behind a trusted reverse proxy the
-	// client's from X-Forwarded-For.
+	// client's from X-Forwarded-For (or Forwarded).
 	AddrMaxFailures int
 	AddrWindow      time.Duration
 	// TrustedProxies are the reverse proxies (admin.ParseTrustedProxies) whose
-	// X-Forwarded-For names the client of a login, for the per-address limit
-	// and the oplog (nil: none, the connection's peer is the client).
-	TrustedProxies []netip.Prefix
+	// X-Forwarded-For, or Forwarded (TrustedProxies.Header), names the client of
+	// a login, for the per-address limit and the oplog (zero: none, the
+	// connection's peer is the client).
+	TrustedProxies admin.Proxies
 	// SampleEvery is how often the dashboard samples the counters (0: 1 s).
 	SampleEvery time.Duration
 	// Now is the clock (nil: time.Now).
@@ -188,7 +189,7 @@ func New(o Options) (*Console, error) {
 	if o.AddrWindow == 0 {
 		o.AddrWindow = defaultAddrWindow
 	}
-	o.TrustedProxies = append([]netip.Prefix(nil), o.TrustedProxies...)
+	o.TrustedProxies.Nets = append([]netip.Prefix(nil), o.TrustedProxies.Nets...)
 	if o.IdleTimeout <= 0 {
 		o.IdleTimeout = 15 * time.Minute
 	}

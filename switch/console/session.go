@@ -385,7 +385,7 @@ func (c *Console) event(a registry.Actor, action, target, reason string) {
 
 // clientAddr is the IP address of r's client: the connection's peer, or behind
 // a trusted proxy (Options.TrustedProxies) the right-most untrusted address of
-// X-Forwarded-For (admin.ClientAddr).
+// X-Forwarded-For or Forwarded (admin.ClientAddr).
 func (c *Console) clientAddr(r *http.Request) string {
 	return admin.ClientAddr(r, c.o.TrustedProxies)
 }

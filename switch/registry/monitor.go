@@ -33,6 +33,11 @@ type MonitorOptions struct {
 	// WebhookSecret keys the HMAC-SHA256 signature of every webhook body (see
 	// SignWebhook). Without one, webhook actions fail rather than post unsigned.
 	WebhookSecret []byte
+	// WebhookSecretPrevious, while a rotation of WebhookSecret is under way, is the
+	// secret it replaces: every body also carries the signature under it
+	// (WebhookSignaturePreviousHeader), so that a receiver not yet switched still
+	// verifies the posts. Nil: one signature. SetWebhookSecrets changes both.
+	WebhookSecretPrevious []byte
 
 	// A suspension wave is the terminals suspended by alert actions within
 	// SuspendWindow (default 1 h). Once it would exceed SuspendMaxShare (default
@@ -71,7 +76,14 @@ type Monitor struct {
 	opts  MonitorOptions
 	hc    *http.Client
 	runMu sync.Mutex // one run at a time (the loop and a task's run-now)
+
+	secretMu sync.RWMutex // guards secrets, which SetWebhookSecrets replaces
+	secrets  webhookSecrets
 }
+
+// webhookSecrets are the keys a webhook is signed with: cur always, prev besides
+// it during a rotation.
+type webhookSecrets struct{ cur, prev []byte }
 
 // NewMonitor returns a monitor of reg's terminals; clock (nil: the registry's) gives
 // the time of each scheduled run.
@@ -108,7 +120,37 @@ func NewMonitor(reg *Registry, clock func() time.Time, opts MonitorOptions) *Mon
 		// A redirect is not followed: it could lead off the allow-list.
 		hc = &http.Client{Timeout: opts.WebhookTimeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
-	return &Monitor{reg: reg, clock: clock, opts: opts, hc: hc}
+	mo := &Monitor{reg: reg, clock: clock, opts: opts, hc: hc}
+	mo.secrets = newWebhookSecrets(opts.WebhookSecret, opts.WebhookSecretPrevious)
+	return mo
+}
+
+// newWebhookSecrets copies cur and prev; prev is dropped when it equals cur (one
+// signature would be sent twice).
+func newWebhookSecrets(cur, prev []byte) webhookSecrets {
+	s := webhookSecrets{cur: bytes.Clone(cur)}
+	if len(prev) > 0 && !bytes.Equal(prev, cur) {
+		s.prev = bytes.Clone(prev)
+	}
+	return s
+}
+
+// SetWebhookSecrets replaces the webhook secrets (a reload, SIGHUP): cur signs
+// every body from the next post; prev, when not nil, also signs it, in
+// WebhookSignaturePreviousHeader, for the receivers still verifying with the secret
+// cur replaced. Posts under way finish with the secrets they started with.
+func (mo *Monitor) SetWebhookSecrets(cur, prev []byte) {
+	s := newWebhookSecrets(cur, prev)
+	mo.secretMu.Lock()
+	mo.secrets = s
+	mo.secretMu.Unlock()
+}
+
+// webhookSecrets returns the secrets in force.
+func (mo *Monitor) webhookSecrets() webhookSecrets {
+	mo.secretMu.RLock()
+	defer mo.secretMu.RUnlock()
+	return mo.secrets
 }
 
 // Run calls RunOnce every Interval until ctx is done.
@@ -472,7 +514,8 @@ func (mo *Monitor) postWebhook(ctx context.Context, target string, body []byte) 
 	if err := mo.reg.webhookAllowed(target); err != nil {
 		return err
 	}
-	if len(mo.opts.WebhookSecret) == 0 {
+	secrets := mo.webhookSecrets()
+	if len(secrets.cur) == 0 {
 		return fmt.Errorf("webhook %s: no webhook secret configured (alerts.webhook_secret_file or alerts.webhook_secret_env): bodies are never sent unsigned", target)
 	}
 	wait := mo.opts.RetryBackoff
@@ -490,7 +533,11 @@ func (mo *Monitor) postWebhook(ctx context.Context, target string, body []byte) 
 		// many alerts would sign its last ones minutes in the past, and receivers
 		// refuse a timestamp far from their clock (a replay).
 		ts := strconv.FormatInt(mo.clock().Unix(), 10)
-		last = mo.postOnce(ctx, target, body, ts, SignWebhook(mo.opts.WebhookSecret, ts, body))
+		prev := ""
+		if secrets.prev != nil {
+			prev = SignWebhook(secrets.prev, ts, body)
+		}
+		last = mo.postOnce(ctx, target, body, ts, SignWebhook(secrets.cur, ts, body), prev)
 		if last == nil {
 			return nil
 		}
@@ -498,7 +545,9 @@ func (mo *Monitor) postWebhook(ctx context.Context, target string, body []byte) 
 	return fmt.Errorf("webhook %s failed after %d attempts: %w", target, mo.opts.WebhookAttempts, last)
 }
 
-func (mo *Monitor) postOnce(ctx context.Context, target string, body []byte, ts, sig string) error {
+// postOnce makes one attempt; prevSig, when not empty, goes in
+// WebhookSignaturePreviousHeader.
+func (mo *Monitor) postOnce(ctx context.Context, target string, body []byte, ts, sig, prevSig string) error {
 	ctx, cancel := context.WithTimeout(ctx, mo.opts.WebhookTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
@@ -509,6 +558,9 @@ func (mo *Monitor) postOnce(ctx context.Context, target string, body []byte, ts,
 	req.Header.Set("User-Agent", "switchyard-offline-monitor")
 	req.Header.Set(WebhookTimestampHeader, ts)
 	req.Header.Set(WebhookSignatureHeader, sig)
+	if prevSig != "" {
+		req.Header.Set(WebhookSignaturePreviousHeader, prevSig)
+	}
 	resp, err := mo.hc.Do(req)
 	if err != nil {
 		return err

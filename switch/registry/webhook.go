@@ -66,6 +66,10 @@ func webhookMatches(entry string, u *url.URL) bool {
 const (
 	WebhookTimestampHeader = "X-Switchyard-Timestamp" // Unix seconds of the post (each attempt)
 	WebhookSignatureHeader = "X-Switchyard-Signature" // "sha256=" + hex HMAC
+	// WebhookSignaturePreviousHeader carries, during a rotation of the webhook
+	// secret (alerts.webhook_secret_previous_file), the same signature under the
+	// secret being replaced.
+	WebhookSignaturePreviousHeader = "X-Switchyard-Signature-Previous"
 )
 
 // SignWebhook returns the value of the X-Switchyard-Signature header of a webhook

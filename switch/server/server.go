@@ -28,7 +28,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
@@ -105,10 +104,10 @@ type Server struct {
 	adminLn   net.Listener
 	adminReqs *inFlight
 	auth      *admin.Authenticator
-	// proxies are admin.trusted_proxies: the reverse proxies whose
-	// X-Forwarded-For names the client (admin.ClientAddr) to the refusals' log
-	// and the console.
-	proxies   []netip.Prefix
+	// proxies are admin.trusted_proxies and admin.trusted_proxy_header: the
+	// reverse proxies whose X-Forwarded-For or Forwarded names the client
+	// (admin.ClientAddr) to the refusals' log and the console.
+	proxies   admin.Proxies
 	mux       *http.ServeMux
 	console   *console.Console // the web console (console.go); nil when disabled
 	ready     atomic.Bool
@@ -219,6 +218,10 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	s.auth.TrustProxies(s.proxies)
 	s.watchAdminRefusals()
 	webhookSecret, err := cfg.WebhookSecret()
+	if err != nil {
+		return nil, err
+	}
+	webhookPrevious, err := cfg.WebhookSecretPrevious()
 	if err != nil {
 		return nil, err
 	}
@@ -584,7 +587,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		s.Queue.Register(id, s.adviceSender(l))
 	}
 	s.registerWallets()
-	mopts := registry.MonitorOptions{WebhookSecret: webhookSecret,
+	mopts := registry.MonitorOptions{WebhookSecret: webhookSecret, WebhookSecretPrevious: webhookPrevious,
 		SuspendMaxShare: cfg.Alerts.SuspendMaxShare, SuspendMin: cfg.Alerts.SuspendMin, SuspendWindow: cfg.Alerts.SuspendWindow.D()}
 	if s.cl != nil {
 		mopts.Active = s.cl.monitorActive // one node at a time: they share last-seen data
@@ -1063,7 +1066,9 @@ func (b badgerLogger) Infof(f string, a ...any)    { b.l.Debug().Msgf(f, a...) }
 func (b badgerLogger) Debugf(f string, a ...any)   { b.l.Debug().Msgf(f, a...) }
 
 // Reload re-reads what can change without a restart (SIGHUP, the admin reload call):
-// the rules, and, given a new configuration, the admin tokens and the log level. Keys
+// the rules, the alert webhooks' secrets (their files, or variables, as the new
+// configuration names them, else as the running one does), and, given a new
+// configuration, the admin tokens and the log level. Keys
 // that need a restart are named in the log. Every part keeps its running state when
 // its new one is refused. No connection is dropped.
 func (s *Server) Reload(newCfg *config.Config) {
@@ -1087,10 +1092,37 @@ func (s *Server) Reload(newCfg *config.Config) {
 			s.log.Warn().Str("key", k).Msg("reload: this setting changed and takes effect at the next restart")
 		}
 	}
+	s.reloadWebhookSecrets(newCfg)
 	for _, f := range s.reloaders {
 		if err := f(); err != nil {
 			s.log.Error().Err(err).Msg("reload refused; the running configuration stays")
 		}
+	}
+}
+
+// reloadWebhookSecrets reads the alert webhooks' secrets again, from cfg (nil: the
+// running configuration), and hands them to the monitor: the way to rotate the
+// secret without a restart (alerts.webhook_secret_previous_file). A secret that
+// cannot be read leaves the running ones in force.
+func (s *Server) reloadWebhookSecrets(cfg *config.Config) {
+	if cfg == nil {
+		cfg = s.cfg
+	}
+	cur, err := cfg.WebhookSecret()
+	if err == nil && cur == nil && len(cfg.Alerts.WebhookAllow) > 0 {
+		err = errors.New("alerts: no webhook secret configured")
+	}
+	var prev []byte
+	if err == nil {
+		prev, err = cfg.WebhookSecretPrevious()
+	}
+	if err != nil {
+		s.log.Error().Err(err).Msg("reload: alert webhook secrets refused; the running ones stay")
+		return
+	}
+	s.monitor.SetWebhookSecrets(cur, prev)
+	if cur != nil {
+		s.log.Info().Bool("previous", prev != nil).Msg("reload: alert webhook secrets applied")
 	}
 }
 
@@ -1114,6 +1146,9 @@ func restartKeys(old, cur *config.Config) []string {
 	}
 	if fmt.Sprint(old.Admin.TrustedProxies) != fmt.Sprint(cur.Admin.TrustedProxies) {
 		out = append(out, "admin.trusted_proxies")
+	}
+	if old.Admin.TrustedProxyHeader != cur.Admin.TrustedProxyHeader {
+		out = append(out, "admin.trusted_proxy_header")
 	}
 	if old.RulesDir != cur.RulesDir {
 		out = append(out, "rules_dir")

@@ -136,6 +136,24 @@ func TestTrustedProxyClientAddress(t *testing.T) {
 			t.Errorf("the forged left-most address is in the log:\n%s", out)
 		}
 	})
+	t.Run("forwarded", func(t *testing.T) {
+		// admin.trusted_proxy_header: forwarded reads RFC 7239 Forwarded and
+		// nothing else: X-Forwarded-For beside it is what the client wrote.
+		var logs syncbuf.Buffer
+		cfg := demoConfig(t, t.TempDir())
+		cfg.Admin.TrustedProxies = []string{"127.0.0.1"}
+		cfg.Admin.TrustedProxyHeader = "forwarded"
+		s := start(t, cfg, &logs)
+		p := newProxyClient(t, s)
+		if st := p.do("GET", "/api/v1/merchants", "198.51.100.9", "", false, "Forwarded", `for="[2001:db8::7]:4711";proto=https`,
+			"Authorization", "Bearer guessed-token-0000000000000000"); st != http.StatusUnauthorized {
+			t.Fatalf("unknown token: %d, want 401", st)
+		}
+		out := logs.String()
+		if !strings.Contains(out, `"remote":"2001:db8::7","peer":"127.0.0.1:`) || strings.Contains(out, "198.51.100.9") {
+			t.Errorf("the log lacks remote 2001:db8::7 from Forwarded, or names the X-Forwarded-For address:\n%s", out)
+		}
+	})
 	t.Run("not trusted", func(t *testing.T) {
 		var logs syncbuf.Buffer
 		s := start(t, demoConfig(t, t.TempDir()), &logs)
@@ -170,5 +188,9 @@ func TestTrustedProxiesNeedRestart(t *testing.T) {
 	cur.Admin.TrustedProxies = []string{"10.0.0.0/8"}
 	if k := restartKeys(old, &cur); !slices.Contains(k, "admin.trusted_proxies") {
 		t.Fatalf("changed: restart keys %v, want admin.trusted_proxies", k)
+	}
+	cur.Admin.TrustedProxyHeader = "forwarded"
+	if k := restartKeys(old, &cur); !slices.Contains(k, "admin.trusted_proxy_header") {
+		t.Fatalf("header changed: restart keys %v, want admin.trusted_proxy_header", k)
 	}
 }
