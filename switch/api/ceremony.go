@@ -145,6 +145,24 @@ func (cs *ceremonies) waitBusy(ctx context.Context, id string, busy chan struct{
 	}
 }
 
+// holder says who holds a ceremony of key id and how to end it before its time,
+// for a refusal: "started by alice at T, 1 of 2 components entered (alice);
+// dropped at T+30m unless completed; alice, or any admin who could enter
+// component 2, may cancel it sooner: ...".
+func (cs *ceremonies) holder(kind, id, startedBy string, by []string, started time.Time, of int, w custodianWording) string {
+	who := "its custodians (" + strings.Join(by, ", ") + ")"
+	switch len(by) {
+	case 0:
+		who = "any admin"
+	case 1:
+		who = fmt.Sprintf("%s, or any admin who could %s component 2,", by[0], w.verb)
+	}
+	return fmt.Sprintf("started by %s at %s, %d of %d components %s (%s); dropped at %s unless completed; "+
+		"%s may cancel it sooner, with a reason (switchyard keys cancel-ceremony --id %s --kind %s --reason TEXT)",
+		startedBy, started.UTC().Format(time.RFC3339), len(by), of, w.did, strings.Join(by, ", "),
+		started.Add(cs.timeout).UTC().Format(time.RFC3339), who, id, kind)
+}
+
 // accountHistory is what the ceremonies ask of the console's accounts
 // (registry.Registry.HeldBoth): why accounts a and b may be one person's, "" when
 // no account has held both.
@@ -272,10 +290,11 @@ func (g *keysAPI) component(r *http.Request, p admin.Principal) (any, error) {
 		}
 	}
 	if c != nil && (!sameSpec(c.spec, spec) || c.of != req.Components) {
+		held := cs.holder("import", spec.ID, c.startedBy, c.by, c.started, c.of, importWording)
 		cs.mu.Unlock()
 		clear(comp)
-		return nil, fmt.Errorf("%w: a ceremony for %s (%s) started by %s is in progress; this component is for %s",
-			keys.ErrConflict, spec.ID, describeSpec(c.spec, c.of), c.startedBy, describeSpec(spec, req.Components))
+		return nil, errorf(http.StatusConflict, "a ceremony for %s (%s) is in progress, %s; this component is for %s and was not kept",
+			spec.ID, describeSpec(c.spec, c.of), held, describeSpec(spec, req.Components))
 	}
 	if c == nil {
 		// The first component: nobody to be independent of (checkCustodian asks
@@ -316,6 +335,7 @@ func (g *keysAPI) component(r *http.Request, p admin.Principal) (any, error) {
 	c.by = append(c.by, p.Name)
 	resp := keys.ComponentResponse{ID: spec.ID, Entered: len(c.by), Of: c.of, Custodians: slices.Clone(c.by), KCV: k.String()}
 	if len(c.comps) < c.of {
+		resp.Expires = c.started.Add(cs.timeout)
 		cs.mu.Unlock()
 		return resp, nil
 	}
@@ -412,8 +432,10 @@ func (g *keysAPI) exportComponent(r *http.Request, p admin.Principal) (any, erro
 		}
 	}
 	if c != nil && (c.key != rec.Ref() || c.of != req.Components) {
+		held := cs.holder("export", rec.ID, c.startedBy, c.by, c.started, c.of, exportWording)
 		cs.mu.Unlock()
-		return nil, fmt.Errorf("%w: an export of %s in %d components started by %s is in progress", keys.ErrConflict, c.key, c.of, c.startedBy)
+		return nil, errorf(http.StatusConflict, "an export of %s in %d components is in progress, %s; this call asks for %s in %d",
+			c.key, c.of, held, rec.Ref(), req.Components)
 	}
 	busy := make(chan struct{})
 	if c == nil {
@@ -508,4 +530,105 @@ func (g *keysAPI) exportComponent(r *http.Request, p admin.Principal) (any, erro
 		delete(cs.exports, rec.ID)
 	}
 	return out, nil
+}
+
+// maxCancelReason is the longest reason a ceremony's cancel takes, in bytes.
+const maxCancelReason = 500
+
+// cancelCeremony ends the import or export ceremony of a key ID before its time
+// (keys/ceremony.go): asked by one of its custodians, or, while one component only
+// is in, by an admin who could be its next custodian. The audit entry is written
+// before the components are wiped; should it fail, the ceremony stays.
+func (g *keysAPI) cancelCeremony(r *http.Request, p admin.Principal) (any, error) {
+	var req keys.CancelCeremonyRequest
+	if err := admin.ReadJSON(r, &req); err != nil {
+		return nil, badRequest("%v", err)
+	}
+	id := r.PathValue("id")
+	req.Reason = strings.TrimSpace(req.Reason)
+	if req.Reason == "" || len(req.Reason) > maxCancelReason {
+		return nil, badRequest("cancel the ceremony of %s: a reason of 1 to %d bytes is needed (for the audit log), got %d", id, maxCancelReason, len(req.Reason))
+	}
+	maskText(r, p, "key "+id, "reason", &req.Reason)
+	cs := g.ceremonies
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	// cer is the ceremony, whichever kind: what the cancel needs of it.
+	type cer struct {
+		by          []string
+		startedBy   string
+		of          int
+		started     time.Time
+		busy        *chan struct{}
+		live        func() bool
+		drop        func()
+		what, label string
+		w           custodianWording
+	}
+	var c cer
+	for {
+		cs.sweep(cs.now())
+		switch req.Kind {
+		case "import":
+			ic := cs.m[id]
+			if ic == nil {
+				return nil, errorf(http.StatusNotFound, "no ceremony for %s in progress on this switch node: nothing to cancel", id)
+			}
+			c = cer{by: ic.by, startedBy: ic.startedBy, of: ic.of, started: ic.started, busy: &ic.busy, w: importWording,
+				live: func() bool { return cs.m[id] == ic }, drop: func() { ic.wipe(); delete(cs.m, id) },
+				what: fmt.Sprintf("import of %s (%s)", id, describeSpec(ic.spec, ic.of)), label: id}
+		case "export":
+			ec := cs.exports[id]
+			if ec == nil {
+				return nil, errorf(http.StatusNotFound, "no export of %s in components in progress on this switch node: nothing to cancel", id)
+			}
+			c = cer{by: ec.by, startedBy: ec.startedBy, of: ec.of, started: ec.started, busy: &ec.busy, w: exportWording,
+				live: func() bool { return cs.exports[id] == ec }, drop: func() { cs.dropExport(id) },
+				what: fmt.Sprintf("export of %s in %d components", ec.key, ec.of), label: ec.key.String()}
+		default:
+			return nil, badRequest("cancel the ceremony of %s: kind %q: want import or export", id, req.Kind)
+		}
+		if *c.busy == nil {
+			break
+		}
+		if err := cs.waitBusy(r.Context(), id, *c.busy); err != nil {
+			return nil, err
+		}
+	}
+	// A custodian: one who entered or took a component, or asked for the split
+	// of an export none of whose components is taken (its first take's audit
+	// entry failed: anybody may then cancel it, there is nobody to be
+	// independent of).
+	by := slices.Clone(c.by)
+	custodian := slices.Contains(by, p.Name) || p.Name == c.startedBy
+	if !custodian && len(by) > 1 {
+		return nil, fmt.Errorf("%w: dual control: %s may not cancel the %s: %d of %d components are %s (%s), and only its custodians may end it before its time (%s)",
+			hsm.ErrPolicy, p.Name, c.what, len(by), c.of, c.w.did, strings.Join(by, ", "), c.started.Add(cs.timeout).UTC().Format(time.RFC3339))
+	}
+	busy := make(chan struct{})
+	*c.busy = busy
+	cs.mu.Unlock()
+	err := func() error {
+		if !custodian {
+			// Whoever could be the next custodian may end a ceremony of one
+			// component instead: the registry's check, outside cs.mu.
+			if err := g.checkCustodian(p.Name, by, 2, c.of, c.label, c.w); err != nil {
+				return fmt.Errorf("%s may not cancel the %s (only its custodian, or an admin who could %s component 2): %w", p.Name, c.what, c.w.verb, err)
+			}
+		}
+		return g.store.Audit(r.Context(), hsm.AuditEvent{Actor: p.Name, Action: "cancel-ceremony", KeyID: id,
+			Detail: fmt.Sprintf("%s started by %s at %s, %d of %d components %s (%s), cancelled: %s",
+				c.what, c.startedBy, c.started.UTC().Format(time.RFC3339), len(by), c.of, c.w.did, strings.Join(by, ", "), req.Reason)})
+	}()
+	cs.mu.Lock()
+	*c.busy = nil
+	close(busy)
+	if err != nil {
+		return nil, fmt.Errorf("cancel the %s: %w (the ceremony goes on)", c.what, err)
+	}
+	if c.live() {
+		c.drop()
+	}
+	return keys.CancelCeremonyResponse{ID: id, Kind: req.Kind, Started: c.started, StartedBy: c.startedBy, Done: len(by), Of: c.of,
+		Custodians: by, CancelledBy: p.Name}, nil
 }
