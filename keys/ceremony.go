@@ -1,6 +1,10 @@
 package keys
 
-import "github.com/switchyard/switchyard/hsm"
+import (
+	"time"
+
+	"github.com/switchyard/switchyard/hsm"
+)
 
 // Dual control of key components (PCI PIN): a key formed from clear components is
 // entered by as many custodians as it has components, each authenticated as a
@@ -17,6 +21,21 @@ import "github.com/switchyard/switchyard/hsm"
 // ("components" cannot be a key ID.) The ceremony is per key ID and per switch node:
 // every custodian must use the same node. A ceremony not completed within the
 // ceremony timeout (30 minutes) is dropped and its components wiped.
+//
+// A ceremony holds its key ID: a component asked for another key (type, algorithm,
+// owner, activation, expiry, grace, number of components) is refused (409, naming
+// who started the ceremony, when, how far it is, when it is dropped and who may
+// cancel it). So that a stray or hostile start cannot block the real custodians for
+// the whole timeout, a ceremony can be cancelled before its time:
+//
+//	POST /api/v1/keys/{id}/cancel-ceremony   CancelCeremonyRequest -> CancelCeremonyResponse
+//
+// by one of its custodians at any time, or, while one component only is in (entered,
+// or taken for an export), by any admin who could be its next custodian (one who
+// passes the dual-control check against the first). A cancel forms, reveals and
+// hands out nothing: it wipes the components and is audited (action
+// "cancel-ceremony": who, the reason, whose ceremony, how far it was) before it
+// takes effect; without the audit entry the ceremony stays.
 
 // ComponentRequest is one custodian's component of a key.
 type ComponentRequest struct {
@@ -38,6 +57,9 @@ type ComponentResponse struct {
 	Of         int      `json:"of"`         // components the key needs
 	Custodians []string `json:"custodians"` // who entered them, in order
 	KCV        string   `json:"kcv"`        // the check value of this component
+	// Expires is when the ceremony is dropped unless completed (zero once the key
+	// is formed).
+	Expires time.Time `json:"expires,omitzero"`
 	// Result is the key formed when this was the last component; nil while the
 	// ceremony waits for other custodians.
 	Result *hsm.KeyResult `json:"result,omitempty"`
@@ -66,4 +88,24 @@ type ExportComponentResponse struct {
 	Component  string     `json:"component"`  // this custodian's clear component, hex
 	KCV        string     `json:"kcv"`        // its KCV
 	Custodians []string   `json:"custodians"` // who took components so far
+}
+
+// CancelCeremonyRequest asks to end a ceremony of a key ID before its time.
+type CancelCeremonyRequest struct {
+	// Kind is "import" (components entered) or "export" (an export in components).
+	Kind string `json:"kind"`
+	// Reason is why, for the audit log (required; a card number in it is masked).
+	Reason string `json:"reason"`
+}
+
+// CancelCeremonyResponse says what a cancel ended.
+type CancelCeremonyResponse struct {
+	ID          string    `json:"id"`           // the key ID
+	Kind        string    `json:"kind"`         // import or export
+	Started     time.Time `json:"started"`      // when its first component came in
+	StartedBy   string    `json:"started_by"`   // whose component that was
+	Done        int       `json:"done"`         // components entered (import) or taken (export)
+	Of          int       `json:"of"`           // components of the ceremony
+	Custodians  []string  `json:"custodians"`   // who entered or took them, in order
+	CancelledBy string    `json:"cancelled_by"` // the admin who cancelled it
 }

@@ -21,6 +21,7 @@ import (
 //	POST /api/v1/keys/{id}/export       ExportRequest -> ExportResponse
 //	POST /api/v1/keys/components        ComponentRequest -> ComponentResponse (dual control, ceremony.go)
 //	POST /api/v1/keys/{id}/export-components ExportComponentsRequest -> ExportComponentResponse
+//	POST /api/v1/keys/{id}/cancel-ceremony CancelCeremonyRequest -> CancelCeremonyResponse
 //	POST /api/v1/keys/{id}/status       StatusRequest -> KeyInfo (revoke)
 //	GET  /api/v1/keys/audit             the audit log (?from=N&limit=M) (AuditList)
 //	GET  /api/v1/keys/audit/verify      VerifyLogResponse

@@ -172,3 +172,21 @@ func TestDualControlExport(t *testing.T) {
 		t.Errorf("audited handouts %q, want %q", took, want)
 	}
 }
+
+// xorKCV is the TDES KCV of the XOR of two hex components.
+func xorKCV(t *testing.T, a, b string) string {
+	t.Helper()
+	x, err1 := hex.DecodeString(a)
+	y, err2 := hex.DecodeString(b)
+	if err1 != nil || err2 != nil || len(x) != len(y) {
+		t.Fatalf("components %d and %d bytes: %v %v", len(x), len(y), err1, err2)
+	}
+	for i := range x {
+		x[i] ^= y[i]
+	}
+	k, err := kcv.TDES(x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k.String()
+}

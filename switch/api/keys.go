@@ -32,6 +32,7 @@ import (
 //	POST /api/v1/keys/{id}/export       keys.ExportRequest -> keys.ExportResponse
 //	POST /api/v1/keys/components        keys.ComponentRequest -> keys.ComponentResponse (dual control)
 //	POST /api/v1/keys/{id}/export-components keys.ExportComponentsRequest -> keys.ExportComponentResponse
+//	POST /api/v1/keys/{id}/cancel-ceremony keys.CancelCeremonyRequest -> keys.CancelCeremonyResponse
 //	POST /api/v1/keys/{id}/status       keys.StatusRequest -> keys.KeyInfo (revoke)
 //	GET  /api/v1/keys/audit             the audit log (?from=N&limit=M) (keys.AuditList)
 //	GET  /api/v1/keys/audit/verify      keys.VerifyLogResponse
@@ -56,6 +57,7 @@ func (a *api) keys() {
 	h("POST /api/v1/keys/{id}/rotate", g.rotate)
 	h("POST /api/v1/keys/{id}/export", g.export)
 	h("POST /api/v1/keys/{id}/export-components", g.exportComponent) // dual control: keys/ceremony.go
+	h("POST /api/v1/keys/{id}/cancel-ceremony", g.cancelCeremony)    // a stray or stale ceremony
 	h("POST /api/v1/keys/{id}/status", g.status)
 	h("GET /api/v1/keys/audit", g.audit)
 	h("GET /api/v1/keys/audit/verify", g.verifyLog)

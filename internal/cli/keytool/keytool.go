@@ -60,6 +60,11 @@ commands:
   export-component --id ID [--components 2|3] [--version N]
          dual control: prints this custodian's clear component of the key and its KCV
          (and the key's KCV); each custodian, with their own token, takes one.
+  cancel-ceremony --id ID --kind import|export --reason TEXT
+         ends a key ceremony of this switch node before its 30 minutes (audited): its
+         custodians may, and, while one component only is entered (import) or taken
+         (export), so may any admin who could be its next custodian; the components
+         kept are wiped and the ceremony's custodians start again.
   kcv    --id ID [--version N]
   revoke --id ID --version N [--reason TEXT]
   verify-log                       check the hash chain of the key audit log
@@ -105,6 +110,8 @@ func RunWithInput(ctx context.Context, args []string, c *apiclient.Client, loc *
 		err = t.export(args[1:])
 	case "export-component":
 		err = t.exportComponent(args[1:])
+	case "cancel-ceremony":
+		err = t.cancelCeremony(args[1:])
 	case "kcv":
 		err = t.kcv(args[1:])
 	case "revoke":
@@ -311,8 +318,12 @@ func (t *tool) importKey(args []string) error {
 		}
 	}
 	if resp.Result == nil {
-		fmt.Fprintf(t.out, "%d of %d components of %s entered (by %s); waiting for %d more custodian(s) on this switch node\n",
-			resp.Entered, resp.Of, resp.ID, strings.Join(resp.Custodians, ", "), resp.Of-resp.Entered)
+		until := ""
+		if !resp.Expires.IsZero() {
+			until = " until " + resp.Expires.In(t.loc).Format(time.DateTime+" MST")
+		}
+		fmt.Fprintf(t.out, "%d of %d components of %s entered (by %s); waiting for %d more custodian(s) on this switch node%s\n",
+			resp.Entered, resp.Of, resp.ID, strings.Join(resp.Custodians, ", "), resp.Of-resp.Entered, until)
 		return nil
 	}
 	if *enter == *n {
@@ -453,6 +464,24 @@ func (t *tool) exportComponent(args []string) error {
 	}
 	fmt.Fprintf(t.out, "%s version %d (KCV %s), component %d of %d for you alone:\n%s\ncomponent KCV %s\n",
 		res.Key.ID, res.Key.Version, res.KeyKCV, res.Index, res.Of, res.Component, res.KCV)
+	return nil
+}
+
+// cancelCeremony ends a key ceremony before its time (keys/ceremony.go).
+func (t *tool) cancelCeremony(args []string) error {
+	fs := t.flags("cancel-ceremony")
+	id := fs.String("id", "", "key ID")
+	kind := fs.String("kind", "import", "import (components entered) or export (components taken)")
+	reason := fs.String("reason", "", "why (for the audit log)")
+	if err := parse(fs, args, "id", "reason"); err != nil {
+		return err
+	}
+	var res keys.CancelCeremonyResponse
+	if err := t.c.Do(t.ctx, "POST", "/api/v1/keys/"+url.PathEscape(*id)+"/cancel-ceremony", keys.CancelCeremonyRequest{Kind: *kind, Reason: *reason}, &res); err != nil {
+		return err
+	}
+	fmt.Fprintf(t.out, "cancelled the %s ceremony of %s started by %s at %s (%d of %d components, by %s); its components are wiped\n",
+		res.Kind, res.ID, res.StartedBy, res.Started.In(t.loc).Format(time.DateTime+" MST"), res.Done, res.Of, strings.Join(res.Custodians, ", "))
 	return nil
 }
 

@@ -373,3 +373,25 @@ func TestOwnerWithControlsRefused(t *testing.T) {
 		t.Errorf("list: %d, the key with that owner stored:\n%s", code, out)
 	}
 }
+
+// TestCancelCeremony: import --enter 1 says until when the ceremony waits (in the
+// acquirer's zone); cancel-ceremony ends it (a reason required), and says whose it
+// was; a second cancel finds none.
+func TestCancelCeremony(t *testing.T) {
+	f := setup(t)
+	c1 := "0123456789ABCDEF0123456789ABCDEF"
+	code, out, errs := f.run(withKCV(c1)+"\n", "import", "--type", "ZMK", "--id", "half.ZMK", "--enter", "1")
+	if code != ExitOK || !strings.Contains(out, "1 of 2 components of half.ZMK entered (by custodian); waiting for 1 more custodian(s) on this switch node until ") || !strings.Contains(out, " CST\n") {
+		t.Fatalf("exit %d: %s %s", code, out, errs)
+	}
+	if code, _, errs := f.run("", "cancel-ceremony", "--id", "half.ZMK"); code != ExitUsage || !strings.Contains(errs, "--reason is required") {
+		t.Fatalf("without a reason: exit %d %s", code, errs)
+	}
+	code, out, errs = f.run("", "cancel-ceremony", "--id", "half.ZMK", "--reason", "wrong form")
+	if code != ExitOK || !strings.Contains(out, "cancelled the import ceremony of half.ZMK started by custodian at ") || !strings.Contains(out, "(1 of 2 components, by custodian)") {
+		t.Fatalf("exit %d: %s %s", code, out, errs)
+	}
+	if code, _, errs := f.run("", "cancel-ceremony", "--id", "half.ZMK", "--reason", "again"); code == ExitOK || !strings.Contains(errs, "no ceremony for half.ZMK") {
+		t.Fatalf("a second cancel: exit %d %s", code, errs)
+	}
+}
