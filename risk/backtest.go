@@ -206,12 +206,14 @@ func Backtest(ctx context.Context, h History, rs *RuleSet, opts BacktestOptions)
 		if err := profiles.fill(ctx, h, in, !rec.Time.Before(opts.From)); err != nil {
 			return err
 		}
-		if rec.Time.Before(opts.From) {
+		if rec.Time.Before(opts.From) || rec.Undecided {
 			out := rec.Outcome
 			out.RiskDeclined = rec.Decision.Declined()
 			observe(in, out)
 			replayRetract(ctx, h, rs, store, &rec, out, refunded)
-			rep.WarmupTxns++
+			if rec.Time.Before(opts.From) {
+				rep.WarmupTxns++
+			}
 			return nil
 		}
 		rep.Transactions++

@@ -252,3 +252,41 @@ func TestExplain(t *testing.T) {
 		t.Error("explained an unknown RRN")
 	}
 }
+
+// TestBacktestUndecided: a merchant-presented QR payment (Record.Undecided: the
+// counters saw it, the rules never decided it) is replayed into the counters in a
+// backtest's window but not evaluated or reported: the card purchase after it sees
+// it in the merchant's count, and the report holds the card purchase alone.
+func TestBacktestUndecided(t *testing.T) {
+	dir := t.TempDir()
+	rules := `
+counters:
+  - {name: m_count, dimension: merchant, measure: count, window: 24h, where: 'outcome.approved && txn.txn_type == "purchase"'}
+rules:
+  - {id: second-of-the-day, condition: 'txn.txn_type == "purchase" && velocity.m_count >= 1', action: decline, response_code: "61"}
+`
+	if err := os.WriteFile(filepath.Join(dir, "r.yaml"), []byte(rules), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e, err := New(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	t0 := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
+	qr := Input{Txn: Txn{Type: TxnPurchase, Amount: 500, Time: t0, QR: true, Wallet: "wechat", RRN: "000000000001"}, Merchant: Merchant{ID: "M1"}}
+	card := Input{Txn: Txn{Type: TxnPurchase, Amount: 700, Time: t0.Add(time.Minute), CardHash: "c1", RRN: "000000000002"}, Merchant: Merchant{ID: "M1"}}
+	approved := Outcome{Approved: true, ResponseCode: "00"}
+	h := &memHistory{recs: []Record{
+		{Time: qr.Txn.Time, RRN: qr.Txn.RRN, Input: qr, Outcome: approved, Decision: Decision{Action: ActionAllow}, Undecided: true},
+		{Time: card.Txn.Time, RRN: card.Txn.RRN, Input: card, Outcome: approved, Decision: Decision{Action: ActionAllow}},
+	}}
+	rep, err := Backtest(t.Context(), h, e.RuleSet(), BacktestOptions{From: t0.Add(-time.Minute), To: t0.Add(time.Hour), Warmup: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Transactions != 1 || rep.WarmupTxns != 0 || rep.DeclinesAfter != 1 {
+		t.Fatalf("backtest of a QR payment then a card purchase of the merchant: %d transactions, %d warm-up, %d declines after; want 1, 0, 1 (the QR payment counted, not evaluated)",
+			rep.Transactions, rep.WarmupTxns, rep.DeclinesAfter)
+	}
+}

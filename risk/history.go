@@ -37,6 +37,10 @@ type Record struct {
 	// Label is the ground truth the request carried (DE 48 LB, set by the bench's
 	// generated traffic), "" for real traffic: backtest reports rates by label.
 	Label string `json:"label,omitempty"`
+	// Undecided marks a transaction the rules did not decide (a merchant-presented QR
+	// payment, docs/qr.md) but the velocity counters count: a replay observes it, a
+	// backtest does not evaluate the rules on it.
+	Undecided bool `json:"undecided,omitempty"`
 }
 
 // replayRetract takes back, in a replay of the journal through rs on store, what rec

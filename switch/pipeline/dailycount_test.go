@@ -72,3 +72,38 @@ func TestMerchantDailyCount(t *testing.T) {
 		}
 	}
 }
+
+// TestMerchantDailyCountCountsQROrders: a merchant-presented QR payment went through
+// no velocity counter, so the rules' daily count (merchant_count_24h, rule
+// merchant-daily-count) let a merchant limited to 2 transactions a day take two card
+// purchases after a QR payment. With the default rule pack, a paid QR payment counts
+// in the merchant's counters: one card purchase fits, the next is declined 61; a late
+// (reversed) payment does not count; the journaled record carries the facts the other
+// nodes fold it from, with no card.
+func TestMerchantDailyCountCountsQROrders(t *testing.T) {
+	approve := func(sent) (*iso8583.Message, error) { return issuerAnswer("00", "123456"), nil }
+	h := newHarness(t, withRulePack, withMerchantLimits(registry.Limits{DailyCount: 2}))
+	h.bank.script(approve)
+	late := OrderPayment{RRN: "000000009998", TID: testTID, MID: testMID, Currency: "156", Amount: 700, Network: "wechat",
+		Connector: "bank", AuthCode: "654320", At: h.clock.Now(), Late: true}
+	if _, err := h.p.RecordOrderPayment(t.Context(), late); err != nil && h.record(late.RRN) == nil {
+		t.Fatalf("late QR payment: %v", err)
+	}
+	paid := OrderPayment{RRN: "000000009999", TID: testTID, MID: testMID, Currency: "156", Amount: 700, Network: "wechat",
+		Connector: "bank", AuthCode: "654321", At: h.clock.Now()}
+	rec, err := h.p.RecordOrderPayment(t.Context(), paid)
+	if err != nil {
+		t.Fatalf("QR payment: %v", err)
+	}
+	var in risk.Input
+	if out, ok := RecordInput(rec, &in); !ok || !out.Approved || in.Merchant.ID != testMID || in.Txn.CardHash != "" || in.Txn.Type != "purchase" || in.Txn.Amount != 700 {
+		t.Fatalf("QR payment's journaled facts: ok %v, outcome %+v, merchant %q, card %q, type %q, amount %d", ok, out, in.Merchant.ID, in.Txn.CardHash, in.Txn.Type, in.Txn.Amount)
+	}
+	if a := h.do(h.purchase(1000)); a.RC != "00" {
+		t.Fatalf("card purchase after one QR payment, daily count 2: %s (%s), want 00 (the late one does not count)", a.RC, h.record(a.RRN).Reason)
+	}
+	a := h.do(h.purchase(1000))
+	if rec := h.record(a.RRN); a.RC != "61" || rec.Reason != "merchant-daily-count" {
+		t.Fatalf("second card purchase after one QR payment, daily count 2: %s (%q), want 61 (merchant-daily-count)", a.RC, rec.Reason)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/switchyard/switchyard/risk"
 	"github.com/switchyard/switchyard/switch/frontend"
 	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/message"
@@ -167,8 +168,19 @@ func (p *Pipeline) RecordOrderPayment(ctx context.Context, op OrderPayment) (*jo
 		// The payer's wallet told the payer; the terminal asks for the order. No answer
 		// to a terminal can be lost, so recovery must not reverse it as undelivered.
 		rec.AddEvent(journal.StateResponded, at, "merchant-presented: the terminal polls the order")
+		in := p.orderInput(rec)
+		if in != nil {
+			// The other nodes of a cluster fold it from these facts as they apply the
+			// record (server.foldVelocity), and take it back out when it is reversed.
+			rec.Facts = journalFacts(in)
+			defer inputs.Put(in)
+		}
 		if err := p.journal.Write(ctx, rec, true, true); err != nil {
 			return nil, err
+		}
+		if in != nil && !op.Late {
+			// A late or refused payment is reversed at once: the merchant did not take it.
+			p.risk.Observe(in, risk.Outcome{Approved: true, ResponseCode: message.RCApproved})
 		}
 	default:
 		return nil, err
@@ -190,4 +202,51 @@ func (p *Pipeline) RecordOrderPayment(ctx context.Context, op OrderPayment) (*jo
 		}
 	}
 	return rec, nil
+}
+
+// merchantRegistry is the part of the registry that finds a merchant by its ID; the
+// pipeline's Terminals (the registry) has it, a test's fake may not.
+type merchantRegistry interface {
+	Merchant(id string) (*registry.Merchant, bool)
+}
+
+// orderInput returns what the velocity counters observe of a merchant-presented
+// payment's record rec (nil without rules): an approved QR purchase of the merchant,
+// with no card, device, terminal or binding facts (a notification has none: the payer
+// is known to its network only). So the merchant's counters (merchant_count_24h and
+// merchant_sum_24h of the rules' limits: its daily count limit on cards) count it, and
+// no counter keyed by a card, a terminal, a device, a BIN or a region does (an empty
+// key counts nothing). The merchant is the registry's (tier, group, limits) when it
+// is known, else the record's MID alone. The caller puts it back in inputs.
+func (p *Pipeline) orderInput(rec *journal.Record) *risk.Input {
+	if p.risk == nil {
+		return nil
+	}
+	in := inputs.Get().(*risk.Input)
+	in.Reset()
+	x := &in.Txn
+	x.MTI, x.ProcCode, x.Type = rec.MTI, rec.ProcCode, risk.TxnPurchase
+	x.Amount, x.Currency = int(rec.Amount), rec.Currency
+	x.SetEntryMode(rec.EntryMode)
+	x.QR, x.Wallet = true, rec.QR
+	x.RRN, x.Time = rec.RRN, rec.Received
+	in.Device.AttestationAgeS = -1
+	mid := rec.MID
+	if p.terminals != nil {
+		if t, ok := p.terminals.Terminal(rec.TID); ok && t.MerchantID != "" {
+			mid = t.MerchantID
+		}
+	}
+	in.Merchant.ID = mid
+	if mr, ok := p.terminals.(merchantRegistry); ok {
+		if m, ok := mr.Merchant(mid); ok {
+			in.Merchant = risk.Merchant{ID: m.ID, MCC: m.MCC, Tier: m.Tier, Rating: ratingGrade(m.Rating), Status: string(m.Status),
+				SingleLimit: int(m.Limits.PerTransaction), DailyLimit: int(m.Limits.Daily), MonthlyLimit: int(m.Limits.Monthly),
+				DailyCount: int(m.Limits.DailyCount), Group: m.Group}
+			if p.profiles != nil {
+				p.profiles.Fill(&in.Merchant)
+			}
+		}
+	}
+	return in
 }

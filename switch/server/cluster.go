@@ -213,6 +213,16 @@ func (c *clusterNode) openJournal(local *journal.Store, s *Server, onRemote func
 	return nil
 }
 
+// LockMerchant takes merchant mid's cluster-wide lock for the QR desk's checks of its
+// limits (merchantLocker; cjournal.Journal.LockMerchant). Before the cluster journal
+// is open it fails: no payment is checked without it.
+func (c *clusterNode) LockMerchant(ctx context.Context, mid string) (unlock, keep func(), err error) {
+	if c.journal == nil {
+		return nil, nil, fmt.Errorf("merchant %s: the cluster journal is not open: %w", mid, journal.ErrUnavailable)
+	}
+	return c.journal.LockMerchant(ctx, mid)
+}
+
 // appliedTopic is the broadcast topic of the journal appliers' positions.
 const appliedTopic = "applied"
 

@@ -8,6 +8,7 @@ import (
 	"github.com/switchyard/switchyard/risk"
 	"github.com/switchyard/switchyard/switch/config"
 	"github.com/switchyard/switchyard/switch/message"
+	"github.com/switchyard/switchyard/switch/pipeline"
 	"github.com/switchyard/switchyard/switch/termclient"
 )
 
@@ -130,5 +131,73 @@ func TestRestartedNodeCountsItsOwnOnce(t *testing.T) {
 	s4 := start(t, ownFoldNode(t, base, b), nil) // the rebuilt node's disk
 	if n := countApproved(t, s4, pan); n != 3 {
 		t.Fatalf("the rebuilt node restarted on its disk counts %d approved purchases of the card, want 3", n)
+	}
+}
+
+// qrFoldRules count the merchant's and the card's approved purchases; the allow rule
+// reads both, so that merchantApproved can show them.
+const qrFoldRules = `
+counters:
+  - {name: merchant_approved_24h, dimension: merchant, measure: count, window: 24h, where: 'outcome.approved && txn.txn_type == "purchase"'}
+  - {name: card_approved_24h, dimension: card, measure: count, window: 24h, where: 'outcome.approved && txn.txn_type == "purchase"'}
+rules:
+  - {id: watch, condition: 'velocity.merchant_approved_24h >= 0 && velocity.card_approved_24h >= 0', action: allow}
+`
+
+// merchantApproved is merchant mid's count of approved purchases in s's velocity
+// counters, and that of the empty card (what a QR payment counted as a card would
+// count in), as a rule reads them now.
+func merchantApproved(t *testing.T, s *Server, mid string) (merchant, noCard int) {
+	t.Helper()
+	in := risk.Input{Txn: risk.Txn{Type: risk.TxnPurchase, Amount: 1000, Currency: "156", Time: time.Now().UTC()}, Merchant: risk.Merchant{ID: mid}}
+	d := s.Risk.Evaluate(&in)
+	found := 0
+	for _, tr := range s.Risk.Snapshot(&in).HitValues(&d) {
+		for _, v := range tr.Values {
+			n, _ := v.Value.(int)
+			switch v.Name {
+			case "velocity.merchant_approved_24h":
+				merchant, found = n, found+1
+			case "velocity.card_approved_24h":
+				noCard = n
+			}
+		}
+	}
+	if found == 0 {
+		t.Fatalf("the rule reading velocity.merchant_approved_24h did not hit: %+v", d)
+	}
+	return merchant, noCard
+}
+
+// TestQRPaymentCountsForItsMerchant: a merchant-presented QR payment went through no
+// velocity counter, so a merchant's daily count on cards did not see it. Journaled by
+// the pipeline, it counts in its merchant's counters on the node that journals it and,
+// from its record's facts, on a node that folds it from the stream (here the node
+// rebuilt on an empty disk, which folds its own records as it folds the other nodes':
+// server.foldVelocity); in no card counter.
+func TestQRPaymentCountsForItsMerchant(t *testing.T) {
+	base := t.TempDir()
+	writeRules(t, base, qrFoldRules)
+	const mid = "000000000000001" // the demo's merchant of T0000001
+
+	s1 := start(t, ownFoldNode(t, base, filepath.Join(base, "a")), nil)
+	rrn, err := s1.Journal.NextRRN()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s1.Pipeline.RecordOrderPayment(t.Context(), pipeline.OrderPayment{RRN: rrn, TID: "T0000001", MID: mid, Currency: "156",
+		Amount: 2500, Network: "wechat", Connector: "wechat", AuthCode: "123456", At: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if m, c := merchantApproved(t, s1, mid); m != 1 || c != 0 {
+		t.Fatalf("the node that journaled a QR payment counts %d approved purchases of its merchant and %d of no card, want 1 and 0", m, c)
+	}
+	if err := s1.Drain(); err != nil {
+		t.Fatal(err)
+	}
+
+	s2 := start(t, ownFoldNode(t, base, filepath.Join(base, "b")), nil) // folds the stream's records
+	if m, c := merchantApproved(t, s2, mid); m != 1 || c != 0 {
+		t.Fatalf("a node folding the QR payment's record counts %d approved purchases of its merchant and %d of no card, want 1 and 0", m, c)
 	}
 }

@@ -15,12 +15,15 @@ import (
 type History struct{ J *journal.Store }
 
 // RiskRecord turns a journal record into what the risk tools replay. It reports false
-// for records the rules never saw (declined before the rules, network messages).
+// for records the rules never saw (declined before the rules, network messages). A
+// merchant-presented QR payment's record, whose facts the counters saw but the rules
+// never decided on, is Undecided.
 func RiskRecord(r *journal.Record) (risk.Record, bool) {
 	if len(r.Facts) == 0 {
 		return risk.Record{}, false
 	}
-	out := risk.Record{Time: r.Received, RRN: r.RRN, OriginalRRN: r.OriginalRRN, ReversedBy: r.ReversedBy, Refunded: int(r.Refunded), Label: r.Label}
+	out := risk.Record{Time: r.Received, RRN: r.RRN, OriginalRRN: r.OriginalRRN, ReversedBy: r.ReversedBy, Refunded: int(r.Refunded), Label: r.Label,
+		Undecided: r.Listener == pipeline.OrderListener}
 	var ok bool
 	if out.Outcome, ok = pipeline.RecordInput(r, &out.Input); !ok {
 		return out, false

@@ -25,8 +25,10 @@ import (
 // refunded ones still), summed and counted as ordersums.go keeps them. A payment that fails
 // them is refused: the book takes it as late, and it is journaled and refunded like
 // a payment of another amount. A merchant's notifications are checked one at a
-// time on a node (refusal's hold); across a cluster's nodes its sums agree once
-// each node's journal has applied the other's records.
+// time on a node (refusal's hold) and, in a cluster, one at a time across the
+// nodes: the hold also takes the merchant's cluster-wide lock (merchantLocker) and
+// checks only once this node's journal holds every payment journaled under it
+// before.
 
 // orderRegistry is the part of the registry the checks read.
 type orderRegistry interface {
@@ -38,6 +40,16 @@ type orderRegistry interface {
 // orderHistory reads the journal's records of a terminal in time order.
 type orderHistory interface {
 	Scan(ctx context.Context, q journal.Query, fn func(*journal.Record) bool) error
+}
+
+// merchantLocker takes a merchant's cluster-wide lock (cjournal.Journal.LockMerchant,
+// through the cluster node); a single switch has none. It returns once this node's
+// journal holds every payment journaled under the lock before. unlock gives it up;
+// keep, called instead when the journal write of a payment taken under it failed,
+// holds it (refreshed) until unlock is called or a few minutes pass. An error (a lock
+// held elsewhere for long, no quorum) means the payment is not to be taken now.
+type merchantLocker interface {
+	LockMerchant(ctx context.Context, mid string) (unlock, keep func(), err error)
 }
 
 // Reasons a notified payment is refused (qrorder.Order.Refused; the note of its
@@ -72,6 +84,9 @@ type orderHooks struct {
 type limitHold struct {
 	sums *merchantSums
 	h    *merchantHold
+	// unlock and keep are the merchant's cluster-wide lock's (merchantLocker); nil
+	// on a single switch, unlock nil too once kept.
+	unlock, keep func()
 }
 
 // paid counts the payment of order id, paid at at, in the merchant's sums (before
@@ -82,10 +97,49 @@ func (l *limitHold) paid(id string, at time.Time, amount int64) {
 	}
 }
 
-// release gives the merchant's lock back.
+// release gives the merchant's lock back, on this node and across the cluster
+// (unless kept).
 func (l *limitHold) release() {
 	if l != nil {
+		if l.unlock != nil {
+			l.unlock()
+			l.unlock = nil
+		}
 		l.sums.release(l.h)
+	}
+}
+
+// keepFor keeps the merchant's cluster-wide lock, after the journal write of the
+// payment of order id failed (or the book's answer to it was lost), until the desk
+// journals that payment or clears the order's mark (releaseKept): another node
+// checking the merchant meanwhile would not see it. A hold without such a lock (a
+// single switch) keeps nothing: the sums of this node counted the payment (paid).
+func (l *limitHold) keepFor(d *orderDesk, id string) {
+	if l == nil || l.unlock == nil || l.keep == nil {
+		return
+	}
+	l.keep()
+	d.keptMu.Lock()
+	if old := d.kept[id]; old != nil {
+		defer old()
+	}
+	if d.kept == nil {
+		d.kept = map[string]func(){}
+	}
+	d.kept[id] = l.unlock
+	d.keptMu.Unlock()
+	l.unlock = nil
+}
+
+// releaseKept gives up the merchant's lock kept for order id (keepFor), if any: its
+// payment is journaled, or the order's mark cleared.
+func (d *orderDesk) releaseKept(id string) {
+	d.keptMu.Lock()
+	unlock := d.kept[id]
+	delete(d.kept, id)
+	d.keptMu.Unlock()
+	if unlock != nil {
+		unlock()
 	}
 }
 
@@ -137,6 +191,17 @@ func (d *orderDesk) refusal(ctx context.Context, o qrorder.Order, amount int64, 
 	}
 	sums := d.merchantSums()
 	hold := &limitHold{sums: sums, h: sums.acquire(m.ID, now())}
+	if d.locks != nil {
+		// Across the cluster: another node's notification of the merchant holds the
+		// lock until its payment is journaled, and once this node holds it, its
+		// journal (so the sums) has that payment.
+		unlock, keep, err := d.locks.LockMerchant(ctx, m.ID)
+		if err != nil {
+			hold.release()
+			return "", nil, fmt.Errorf("qr order %s: the cluster-wide lock of merchant %s: %w", o.ID, m.ID, err)
+		}
+		hold.unlock, hold.keep = unlock, keep
+	}
 	// The window ends once the lock is held: a payment of the merchant paid while
 	// this notification waited for it is in.
 	at := now()

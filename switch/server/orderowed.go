@@ -127,6 +127,7 @@ func (d *orderDesk) sweepOwed(ctx context.Context) (int, error) {
 				Int64("amount", o.PaidAmount).Str("state", o.State).Str("reversed_by", rec.ReversedBy).Time("marked", mk.at).
 				Msg("merchant-presented payment journaled by the sweep: its notification's journal write had failed and was not repeated")
 		}
+		d.releaseKept(mk.id)
 		if err := d.marks.clear(mk.id); err != nil {
 			errs = append(errs, fmt.Errorf("qr order %s: clear its mark: %w", mk.id, err))
 		}

@@ -57,6 +57,13 @@ type orderDesk struct {
 	// marks note the payments that may be owed to the journal (orderowed.go); nil
 	// notes nothing.
 	marks *orderMarks
+	// locks take the merchants' cluster-wide locks (orderlimits.go); nil on a
+	// single switch.
+	locks merchantLocker
+	// kept are the merchants' cluster-wide locks kept for orders whose payment's
+	// journal write failed, by order ID (limitHold.keepFor, releaseKept).
+	keptMu sync.Mutex
+	kept   map[string]func()
 }
 
 // Outcomes of a notification, as switchyard_qr_notifications_total counts them.
@@ -137,9 +144,14 @@ func (s *Server) newOrderDesk() (*orderDesk, error) {
 	// applies them.
 	sums := newMerchantSums(s.Registry, s.Journal)
 	s.Journal.OnVersion(sums.observe)
-	return &orderDesk{book: book, cfg: cfg, now: now, notified: notified, reg: s.Registry, hist: s.Journal, sums: sums,
+	d := &orderDesk{book: book, cfg: cfg, now: now, notified: notified, reg: s.Registry, hist: s.Journal, sums: sums,
 		marks:  &orderMarks{db: s.db, persist: s.Journal.PutDurable},
-		secret: secret, log: s.log.With().Str("component", "qr-orders").Logger()}, nil
+		secret: secret, log: s.log.With().Str("component", "qr-orders").Logger()}
+	if s.cl != nil {
+		// A merchant's notifications are checked one at a time across the nodes.
+		d.locks = s.cl
+	}
+	return d, nil
 }
 
 // startOrders wires merchant-presented orders: the notification route, and where the
@@ -281,9 +293,10 @@ func (d *orderDesk) notify(w http.ResponseWriter, r *http.Request) {
 	pay := qrorder.Payment{Network: n.Network, Connector: conn, TransactionID: n.TransactionID, Amount: n.TotalFee, Currency: n.Currency}
 	// The merchant's checks, now that the amount is known, on an order the payment
 	// would pay (the book decides the rest: an expired order, another amount). A
-	// merchant with a daily or monthly limit stays locked on this node until the
-	// decision is journaled (or, paid, counted in its sums), so that its next
-	// notification's check sees this payment.
+	// merchant with a daily or monthly limit stays locked on this node, and in a
+	// cluster on every node, until the decision is journaled, so that its next
+	// notification's check sees this payment. Without the cluster-wide lock (no
+	// quorum) the notification is answered 500 and repeated.
 	var hold *limitHold
 	defer func() { hold.release() }()
 	if cur, err := d.book.Get(n.OrderID); err == nil && cur.State == qrorder.Open {
@@ -310,6 +323,9 @@ func (d *orderDesk) notify(w http.ResponseWriter, r *http.Request) {
 		answer(http.StatusNotFound, wallet.Result{Result: wallet.Fail, ErrCode: "ORDER_NOT_FOUND"})
 		return
 	case err != nil:
+		// The book may yet take the payment (a request whose acknowledgement was
+		// lost): the merchant stays locked until the sweep settles the order.
+		hold.keepFor(d, n.OrderID)
 		d.count(n.Network, noteError)
 		d.log.Error().Err(err).Str("order", n.OrderID).Msg("payment notification not recorded")
 		answer(http.StatusInternalServerError, wallet.Result{Result: wallet.Fail, ErrCode: "SYSTEMERROR"})
@@ -328,11 +344,17 @@ func (d *orderDesk) notify(w http.ResponseWriter, r *http.Request) {
 	// a repeat does not change what is journaled), in its own currency.
 	rec, err := d.pipe.RecordOrderPayment(ctx, orderPayment(o))
 	if err != nil {
+		if o.State == qrorder.Paid {
+			// Taken and not journaled: until it is, the other nodes would check the
+			// merchant without it.
+			hold.keepFor(d, o.ID)
+		}
 		d.count(n.Network, noteError)
 		d.log.Error().Err(err).Str("order", n.OrderID).Msg("payment notification not journaled: the network will repeat it, or the sweep journals it")
 		answer(http.StatusInternalServerError, wallet.Result{Result: wallet.Fail, ErrCode: "SYSTEMERROR"})
 		return
 	}
+	d.releaseKept(o.ID)
 	if d.marks != nil {
 		if err := d.marks.clear(o.ID); err != nil {
 			d.log.Warn().Err(err).Str("order", o.ID).Msg("payment journaled, its mark not cleared: the sweep clears it")

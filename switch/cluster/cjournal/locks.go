@@ -249,25 +249,57 @@ func openLocks(ctx context.Context, js jetstream.JetStream, replicas int) (jetst
 func (j *Journal) LockRecord(ctx context.Context, rrn string) (unlock func(), err error) {
 	ctx, cancel := context.WithTimeout(ctx, lockWait)
 	defer cancel()
-	start := time.Now()
-	wait, waited := time.Millisecond, false
 	fail := func(err error) (func(), error) {
 		j.stats.lockFailures.Add(1)
 		j.cn.Metrics().ObserveRecordLock("failed")
 		return nil, fmt.Errorf("cjournal: lock record %q: %w: %w", rrn, journal.ErrUnavailable, err)
 	}
 	key := lockKey(rrn)
-	var rev uint64
+	rev, waited, err := j.takeLock(ctx, key)
+	if err != nil {
+		return fail(err)
+	}
+	j.held.add(rrn, key, rev)
+	unlock = func() {
+		if j.held.release(rrn) != nil {
+			// A durable write of the record failed under the lock: the version is in
+			// this node's store and maybe not in the stream. keepLoop holds the lock
+			// until it is.
+			j.log.Warn().Str("rrn", rrn).Msg("cluster journal: a write under the record's lock failed; the lock is kept until the stream has the version")
+			return
+		}
+		j.dropLock(key, rev, "rrn", rrn)
+	}
+	if err := j.CaughtUp(ctx); err != nil {
+		unlock()
+		return fail(fmt.Errorf("catching up with the stream: %w", err))
+	}
+	j.stats.locksTaken.Add(1)
+	result := "taken"
+	if waited {
+		result = "waited"
+	}
+	j.cn.Metrics().ObserveRecordLock(result)
+	return unlock, nil
+}
+
+// takeLock creates key in the lock bucket, waiting (backing off up to 50 ms) while
+// another holder has it, until ctx ends; it returns the key's revision and whether it
+// waited. An error that is not a held lock ends it at once (without a quorum, ctx's
+// deadline: wrapped in cluster.ErrNoQuorum).
+func (j *Journal) takeLock(ctx context.Context, key string) (rev uint64, waited bool, err error) {
+	start := time.Now()
+	wait := time.Millisecond
 	for {
 		rev, err = j.locks.Create(ctx, key, []byte(j.idPrefix))
 		if err == nil {
-			break
+			return rev, waited, nil
 		}
 		if !lockHeld(err) {
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 				err = fmt.Errorf("%w: %w", cluster.ErrNoQuorum, err)
 			}
-			return fail(err)
+			return 0, waited, err
 		}
 		if !waited {
 			j.stats.lockWaits.Add(1)
@@ -283,34 +315,125 @@ func (j *Journal) LockRecord(ctx context.Context, rrn string) (unlock func(), er
 				holder = "node process " + string(e.Value())
 			}
 			gcancel()
-			return fail(fmt.Errorf("held by %s for over %s", holder, time.Since(start).Round(time.Millisecond)))
+			return 0, waited, fmt.Errorf("held by %s for over %s", holder, time.Since(start).Round(time.Millisecond))
 		}
 		wait, waited = min(2*wait, 50*time.Millisecond), true
 	}
-	j.held.add(rrn, key, rev)
+}
+
+// dropLock deletes key at revision rev (a lock this node holds); a failed delete is
+// logged, the lock lapsing by itself after lockTTL. what and name say whose lock it
+// is, for the log.
+func (j *Journal) dropLock(key string, rev uint64, what, name string) {
+	ctx, cancel := context.WithTimeout(context.Background(), lockRelease)
+	defer cancel()
+	if err := j.locks.Delete(ctx, key, jetstream.LastRevision(rev)); err != nil {
+		j.log.Warn().Err(err).Str(what, name).Dur("lapses_in", lockTTL).Msg("cluster journal: lock not released; it lapses by itself")
+	}
+}
+
+// A merchant-presented payment is checked against its merchant's limits (docs/qr.md)
+// from the sums of the records this node's journal holds; two nodes notified at once
+// for one merchant would each check without the other's payment. LockMerchant orders
+// them as LockRecord orders the changes of one record: the notification holds its
+// merchant's lock in the same bucket from its check until its payment is journaled,
+// and checks only once this node's applier has applied everything the stream held
+// when the lock was taken, which includes every payment journaled under the lock
+// before.
+
+// merchantKeep is how long a merchant's lock is kept (refreshed) at most after the
+// journal write of a payment taken under it failed (keep): long enough for the
+// network's repeat or the sweep of owed payments (a minute) to journal it.
+const merchantKeep = 5 * time.Minute
+
+// merchantLockKey is the lock's key of merchant mid: "merchant_" and the ID's hex,
+// which no record's key (letters and digits: lockKey) can be.
+func merchantLockKey(mid string) string { return "merchant_" + hex.EncodeToString([]byte(mid)) }
+
+// LockMerchant returns once this node holds merchant mid's cluster-wide lock and its
+// local journal holds every record version the stream held then (so every payment
+// journaled under the lock before). unlock gives the lock up; the caller calls it once
+// the payment checked under it is journaled (paid or refunded). keep, called instead
+// when that journal write failed, keeps the lock (refreshed well within its TTL) until
+// unlock is called or for 5 minutes, whichever comes first, so that no other node
+// checks the merchant without the payment meanwhile; unlock may then be called from
+// any goroutine. Calls after the first of unlock are no-ops. A lock held elsewhere is
+// waited for up to 5 s or ctx's deadline; failing that, or without a quorum, the error
+// wraps journal.ErrUnavailable (and, without a quorum, cluster.ErrNoQuorum): the
+// payment is not to be taken now.
+func (j *Journal) LockMerchant(ctx context.Context, mid string) (unlock, keep func(), err error) {
+	ctx, cancel := context.WithTimeout(ctx, lockWait)
+	defer cancel()
+	fail := func(err error) (func(), func(), error) {
+		return nil, nil, fmt.Errorf("cjournal: lock merchant %q: %w: %w", mid, journal.ErrUnavailable, err)
+	}
+	key := merchantLockKey(mid)
+	rev, _, err := j.takeLock(ctx, key)
+	if err != nil {
+		return fail(err)
+	}
+	var (
+		once    sync.Once
+		stop    = make(chan struct{})
+		kept    atomic.Bool
+		stopped = make(chan struct{})
+	)
 	unlock = func() {
-		if j.held.release(rrn) != nil {
-			// A durable write of the record failed under the lock: the version is in
-			// this node's store and maybe not in the stream. keepLoop holds the lock
-			// until it is.
-			j.log.Warn().Str("rrn", rrn).Msg("cluster journal: a write under the record's lock failed; the lock is kept until the stream has the version")
+		once.Do(func() {
+			close(stop)
+			if kept.Load() {
+				<-stopped // the keeper drops it
+				return
+			}
+			j.dropLock(key, rev, "merchant", mid)
+		})
+	}
+	keep = func() {
+		if !kept.CompareAndSwap(false, true) {
 			return
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), lockRelease)
-		defer cancel()
-		if err := j.locks.Delete(ctx, key, jetstream.LastRevision(rev)); err != nil {
-			j.log.Warn().Err(err).Str("rrn", rrn).Dur("lapses_in", lockTTL).Msg("cluster journal: record lock not released; it lapses by itself")
-		}
+		go j.keepMerchant(key, mid, rev, stop, stopped)
 	}
 	if err := j.CaughtUp(ctx); err != nil {
 		unlock()
 		return fail(fmt.Errorf("catching up with the stream: %w", err))
 	}
-	j.stats.locksTaken.Add(1)
-	result := "taken"
-	if waited {
-		result = "waited"
+	return unlock, keep, nil
+}
+
+// keepMerchant refreshes merchant mid's lock (key at rev) every keepEvery until stop
+// is closed, the journal closes or merchantKeep has passed, then drops it (not when
+// the journal closes: it lapses) and closes stopped.
+func (j *Journal) keepMerchant(key, mid string, rev uint64, stop <-chan struct{}, stopped chan<- struct{}) {
+	defer close(stopped)
+	t := time.NewTicker(keepEvery)
+	defer t.Stop()
+	end := time.NewTimer(merchantKeep)
+	defer end.Stop()
+	for {
+		select {
+		case <-stop:
+			j.dropLock(key, rev, "merchant", mid)
+			return
+		case <-j.stop:
+			return
+		case <-end.C:
+			j.log.Warn().Str("merchant", mid).Dur("kept", merchantKeep).
+				Msg("cluster journal: a merchant's lock kept after a payment's failed journal write is given up; the payment is not journaled yet")
+			j.dropLock(key, rev, "merchant", mid)
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), j.opts.AckTimeout)
+		r, err := j.locks.Update(ctx, key, []byte(j.idPrefix), rev)
+		cancel()
+		switch {
+		case err == nil:
+			rev = r
+		case lockHeld(err) || errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted):
+			j.log.Error().Err(err).Str("merchant", mid).Msg("cluster journal: a merchant's lock kept after a payment's failed journal write lapsed")
+			return
+		}
+		// Else no quorum: next time.
 	}
-	j.cn.Metrics().ObserveRecordLock(result)
-	return unlock, nil
 }
