@@ -193,7 +193,7 @@ func (a *Adapter) Process(ctx context.Context, c *frontend.Conn, body []byte) (f
 	case "0800":
 		return a.signIn(ctx, c, f)
 	case "0820":
-		return a.network(ctx, c, f)
+		return a.network(ctx, c, f, body)
 	}
 	term, _ := a.cfg.Terminals.Terminal(tid)
 	ans := a.answer(f)

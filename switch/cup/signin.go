@@ -236,8 +236,13 @@ func tagValue(de48, tag string) string {
 	return ""
 }
 
-// network answers 0820: sign-off (60.3 = 002, the session ends) and echo (301).
-func (a *Adapter) network(ctx context.Context, c *frontend.Conn, f *Frame) (frontend.Response, error) {
+// network answers 0820: sign-off (60.3 = 002) and echo (301). A sign-off ends the
+// terminal's session only when its F64 verifies under the terminal's current MAK
+// (signOffProven): the dialect's 0820 carries no MAC, and anyone who knows a terminal
+// ID could otherwise end its session, and with it the identity its sign-in reported
+// (its requests then reach the binding checks without one, declined where the policy
+// declines a missing identity, and are asked to sign in again).
+func (a *Adapter) network(ctx context.Context, c *frontend.Conn, f *Frame, body []byte) (frontend.Response, error) {
 	tid := f.Str(41)
 	ans := a.answer(f)
 	sit := Situation{TID: tid, Header: f.Header, SignedIn: a.signedIn(tid)}
@@ -254,8 +259,26 @@ func (a *Adapter) network(ctx context.Context, c *frontend.Conn, f *Frame) (fron
 		offerUpdate(ans, &sit, update)
 	}
 	if code == message.NMSignOff && rc == message.RCApproved {
-		a.sess.close(tid)
+		if a.signOffProven(ctx, tid, f, body) {
+			a.sess.close(tid)
+		} else if a.sess.get(tid) != nil {
+			a.log.Info().Str("tid", tid).Str("stan", f.Str(11)).Str("remote", c.Remote.String()).
+				Msg("cup: sign-off without a MAC under the terminal's MAK: answered, its session kept")
+		}
 		sit.SignedIn = true // no request to sign in in the answer to a sign-off
 	}
 	return a.reply(ans, sit, rc, nil, "")
+}
+
+// signOffProven reports whether the sign-off f (body as received) carries an F64 that
+// verifies under the terminal's current MAK (not a grace version): only then may it
+// end the terminal's session. (Until 6 December 2026 any 0820 sign-off did: a sign-off
+// naming another terminal's ID, from anywhere, ended that terminal's session.)
+func (a *Adapter) signOffProven(ctx context.Context, tid string, f *Frame, body []byte) bool {
+	if !f.Has(64) {
+		return false
+	}
+	term, _ := a.cfg.Terminals.Terminal(tid)
+	grace, err := a.verifyMAC(ctx, a.sess.get(tid), a.makRef(tid, term), a.scheme(tid), MACInput(body, f), f.Bytes(64))
+	return err == nil && !grace
 }
