@@ -304,6 +304,13 @@ type CUPListener struct {
 	// so such a sign-in is refused (63) unless this is set, for a fleet of old
 	// terminals that know no other scheme (false by default).
 	SingleLengthPINKeys bool `yaml:"single_length_pin_keys"`
+	// KeyLifetime: a terminal's sign-in less than this after its last sign-in that
+	// made working keys gets the same keys again, unless one of them or its TMK was
+	// rotated since (docs/cup-dialect.md, Sign-in; default 12h; negative: every
+	// sign-in makes new keys). The dialect's sign-in carries no MAC: each new key
+	// it makes costs the terminal its next transaction, so anyone could deny it
+	// service by signing it in over and over.
+	KeyLifetime Duration `yaml:"key_lifetime"`
 }
 
 // TLS configures TLS on a listener.

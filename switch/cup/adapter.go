@@ -54,6 +54,9 @@ func ParseMAC(s string) (MACAlgorithm, error) {
 	return "", fmt.Errorf("unknown cup MAC algorithm %q (want %q or %q)", s, MACECB, MACX919)
 }
 
+// DefaultKeyLifetime is Config.KeyLifetime when not set.
+const DefaultKeyLifetime = 12 * time.Hour
+
 // RCMACFailure is the UnionPay response code of a MAC failure.
 const RCMACFailure = "A0"
 
@@ -73,6 +76,13 @@ type Config struct {
 	// KeyGrace keeps a terminal's previous working keys valid after a sign-in
 	// (default 10 minutes).
 	KeyGrace time.Duration
+	// KeyLifetime: a sign-in less than this after the terminal's last sign-in that
+	// made keys (on this adapter's sessions), asking for the same scheme, while none
+	// of those keys nor the TMK has a newer version, gets the same keys again
+	// instead of new ones (default 12 hours; negative: every sign-in makes new
+	// keys). The sign-in carries no MAC: without this, anyone could rotate a
+	// terminal's keys at will and deny it service (Adapter.reissue).
+	KeyLifetime time.Duration
 	// AcquirerID is F32 of the answers (default none).
 	AcquirerID string
 	// SingleLengthPIN allows the sign-in scheme 001 (single-length PIK and MAK);
@@ -150,6 +160,9 @@ func NewAdapter(cfg Config, next frontend.Processor) *Adapter {
 	if cfg.KeyGrace <= 0 {
 		cfg.KeyGrace = 10 * time.Minute
 	}
+	if cfg.KeyLifetime == 0 {
+		cfg.KeyLifetime = DefaultKeyLifetime
+	}
 	if cfg.MAC == "" {
 		cfg.MAC = MACECB
 	}
@@ -193,7 +206,7 @@ func (a *Adapter) Process(ctx context.Context, c *frontend.Conn, body []byte) (f
 	case "0800":
 		return a.signIn(ctx, c, f)
 	case "0820":
-		return a.network(ctx, c, f)
+		return a.network(ctx, c, f, body)
 	}
 	term, _ := a.cfg.Terminals.Terminal(tid)
 	ans := a.answer(f)

@@ -23,6 +23,21 @@ type session struct {
 	// restored: the terminal's recent STANs were read back from the journal
 	// (Adapter.restore), or are being.
 	restored bool
+	// issued is what the terminal's last sign-in that made keys sent it (nil
+	// before): a sign-in within Config.KeyLifetime gets the same keys again
+	// (Adapter.reissue).
+	issued *issuedKeys
+}
+
+// issuedKeys are the working keys a sign-in sent a terminal: the answer's F62 (the
+// keys under the terminal's TMK with their check values; never the clear keys), the
+// scheme (60.3) asked for, when, and the version of each key ID it made and of the
+// TMK it sent them under.
+type issuedKeys struct {
+	f62      []byte
+	scheme   string
+	at       time.Time
+	versions map[string]int
 }
 
 // stanEntry is the DE 7 and MTI a STAN was mapped with.

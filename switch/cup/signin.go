@@ -73,21 +73,34 @@ func (a *Adapter) signIn(ctx context.Context, c *frontend.Conn, f *Frame) (front
 		}
 		return a.reply(ans, sit, rc, nil, "pipeline")
 	}
-	keys, makVersion, err := a.workingKeys(ctx, tid, term, f60.NetCode)
-	if err != nil {
-		a.log.Error().Err(err).Str("tid", tid).Msg("cup: sign-in: working keys not generated")
-		return a.reply(ans, sit, message.RCSystemMalfunction, nil, "hsm")
+	keys, makVersion, reissued := a.reissue(tid, term, f60.NetCode)
+	var issued *issuedKeys
+	if !reissued {
+		var versions map[string]int
+		keys, makVersion, versions, err = a.workingKeys(ctx, tid, term, f60.NetCode)
+		if err != nil {
+			a.log.Error().Err(err).Str("tid", tid).Msg("cup: sign-in: working keys not generated")
+			return a.reply(ans, sit, message.RCSystemMalfunction, nil, "hsm")
+		}
+		issued = &issuedKeys{f62: keys, scheme: f60.NetCode, at: a.cfg.Now(), versions: versions}
 	}
 	s := a.sess.open(tid)
 	s.mu.Lock()
 	s.batch = nextBatch(f60.Batch)
 	s.tlv, s.scheme, s.signedIn, s.makVersion = tlv, f60.NetCode, a.cfg.Now(), makVersion
+	if issued != nil {
+		s.issued = issued
+	}
 	s.mu.Unlock()
 	f60.Batch = s.batch
 	ans.Set(60, f60.String()).SetBytes(62, keys)
 	sit.SignedIn = true
 	offerUpdate(ans, &sit, update)
-	a.log.Info().Str("tid", tid).Str("scheme", f60.NetCode).Str("batch", s.batch).Msg("cup: terminal signed in; new working keys")
+	msg := "cup: terminal signed in; new working keys"
+	if reissued {
+		msg = "cup: terminal signed in; its working keys of its last sign-in sent again (younger than the key lifetime)"
+	}
+	a.log.Info().Str("tid", tid).Str("scheme", f60.NetCode).Str("batch", s.batch).Str("remote", c.Remote.String()).Msg(msg)
 	return a.reply(ans, sit, message.RCApproved, nil, "")
 }
 
@@ -129,13 +142,66 @@ func nextBatch(b string) string {
 	return fmt.Sprintf("%06d", n+1)
 }
 
+// reissue returns the F62 and MAK version of the terminal's last sign-in that made
+// keys, to be sent again instead of new keys, when that sign-in was less than
+// KeyLifetime ago, asked for the same scheme and made the keys of the IDs the
+// terminal has now, under its TMK of now, and (with Config.KeyVersion) none of those
+// keys nor the TMK has a newer version since (keys.rotate, an operator, a sign-in on
+// another node) or is no longer usable. The 0800 carries no MAC and its F62 identity
+// travels in clear: without this, an 0800 sent again byte for byte rotated the
+// terminal's keys, its next request (MAC'd under the key it holds, now in its grace)
+// was answered without F64 and asked for a sign-in, and the terminal reversed it;
+// repeated, the terminal could not trade. (Until 6 December 2026 every sign-in made
+// new keys.) Sending the same keys again gives nothing away: they are under the TMK,
+// which only the terminal holds, and were sent in clear view before.
+func (a *Adapter) reissue(tid string, term *registry.Terminal, scheme string) (f62 []byte, makVersion int, ok bool) {
+	s := a.sess.get(tid)
+	if a.cfg.KeyLifetime < 0 || s == nil {
+		return nil, 0, false
+	}
+	s.mu.Lock()
+	ik := s.issued
+	s.mu.Unlock()
+	if ik == nil || ik.scheme != scheme || a.cfg.Now().Sub(ik.at) >= a.cfg.KeyLifetime {
+		return nil, 0, false
+	}
+	want := []string{a.pikID(tid, term), a.makRef(tid, term).ID, term.Keys.TMK}
+	if scheme == "004" {
+		want = append(want, tdkID(tid))
+	}
+	for _, id := range want {
+		if _, made := ik.versions[id]; !made {
+			return nil, 0, false
+		}
+	}
+	if a.cfg.KeyVersion != nil {
+		for id, v := range ik.versions {
+			cur, err := a.cfg.KeyVersion(id)
+			if v == 0 && err != nil {
+				continue // unknown to the hook then (a TMK it does not see) and now
+			}
+			if err != nil || cur != v {
+				return nil, 0, false
+			}
+		}
+	}
+	return ik.f62, ik.versions[a.makRef(tid, term).ID], true
+}
+
 // workingKeys makes the working keys of a sign-in scheme and returns F62: 001 PIK 8
 // + CV 4 + MAK 8 + CV 4; 003 PIK 16 + CV 4 + MAK 8 + 8 zeros + CV 4; 004 PIK, MAK,
 // TDK 16 + CV 4 each. Each key is a new version of its ID, the previous one valid for
-// KeyGrace.
-func (a *Adapter) workingKeys(ctx context.Context, tid string, term *registry.Terminal, scheme string) (f62 []byte, makVersion int, err error) {
+// KeyGrace. versions has the version of each key made and of the TMK (0 without
+// Config.KeyVersion).
+func (a *Adapter) workingKeys(ctx context.Context, tid string, term *registry.Terminal, scheme string) (f62 []byte, makVersion int, versions map[string]int, err error) {
 	actor := hsm.WithActor(ctx, "terminal:"+tid)
 	kek := &hsm.ExportSpec{KEK: hsm.KeyRef{ID: term.Keys.TMK}, Format: hsm.ExportECB}
+	versions = map[string]int{term.Keys.TMK: 0}
+	if a.cfg.KeyVersion != nil {
+		if v, err := a.cfg.KeyVersion(term.Keys.TMK); err == nil {
+			versions[term.Keys.TMK] = v
+		}
+	}
 	var lastVersion int
 	gen := func(id string, t hsm.KeyType, single bool) ([]byte, []byte, error) {
 		if t == hsm.TAK {
@@ -158,18 +224,19 @@ func (a *Adapter) workingKeys(ctx context.Context, tid string, term *registry.Te
 			enc = enc[:8]
 		}
 		lastVersion = res.Ref.Version
+		versions[id] = res.Ref.Version
 		return enc, cv, nil
 	}
 	var out []byte
 	single := scheme == "001"
 	pik, cv, err := gen(a.pikID(tid, term), hsm.TPK, single)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, nil, err
 	}
 	out = append(append(out, pik...), cv...)
 	mak, cv, err := gen(a.makRef(tid, term).ID, hsm.TAK, scheme != "004")
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, nil, err
 	}
 	out = append(out, mak...)
 	if scheme == "003" {
@@ -179,11 +246,11 @@ func (a *Adapter) workingKeys(ctx context.Context, tid string, term *registry.Te
 	if scheme == "004" {
 		tdk, cv, err := gen(tdkID(tid), hsm.TDK, false)
 		if err != nil {
-			return nil, 0, err
+			return nil, 0, nil, err
 		}
 		out = append(append(out, tdk...), cv...)
 	}
-	return out, makVersion, nil
+	return out, makVersion, versions, nil
 }
 
 // networkToPipeline sends the pipeline the ASCII 0800 of a sign-in, sign-off or echo
@@ -236,8 +303,13 @@ func tagValue(de48, tag string) string {
 	return ""
 }
 
-// network answers 0820: sign-off (60.3 = 002, the session ends) and echo (301).
-func (a *Adapter) network(ctx context.Context, c *frontend.Conn, f *Frame) (frontend.Response, error) {
+// network answers 0820: sign-off (60.3 = 002) and echo (301). A sign-off ends the
+// terminal's session only when its F64 verifies under the terminal's current MAK
+// (signOffProven): the dialect's 0820 carries no MAC, and anyone who knows a terminal
+// ID could otherwise end its session, and with it the identity its sign-in reported
+// (its requests then reach the binding checks without one, declined where the policy
+// declines a missing identity, and are asked to sign in again).
+func (a *Adapter) network(ctx context.Context, c *frontend.Conn, f *Frame, body []byte) (frontend.Response, error) {
 	tid := f.Str(41)
 	ans := a.answer(f)
 	sit := Situation{TID: tid, Header: f.Header, SignedIn: a.signedIn(tid)}
@@ -254,8 +326,26 @@ func (a *Adapter) network(ctx context.Context, c *frontend.Conn, f *Frame) (fron
 		offerUpdate(ans, &sit, update)
 	}
 	if code == message.NMSignOff && rc == message.RCApproved {
-		a.sess.close(tid)
+		if a.signOffProven(ctx, tid, f, body) {
+			a.sess.close(tid)
+		} else if a.sess.get(tid) != nil {
+			a.log.Info().Str("tid", tid).Str("stan", f.Str(11)).Str("remote", c.Remote.String()).
+				Msg("cup: sign-off without a MAC under the terminal's MAK: answered, its session kept")
+		}
 		sit.SignedIn = true // no request to sign in in the answer to a sign-off
 	}
 	return a.reply(ans, sit, rc, nil, "")
+}
+
+// signOffProven reports whether the sign-off f (body as received) carries an F64 that
+// verifies under the terminal's current MAK (not a grace version): only then may it
+// end the terminal's session. (Until 6 December 2026 any 0820 sign-off did: a sign-off
+// naming another terminal's ID, from anywhere, ended that terminal's session.)
+func (a *Adapter) signOffProven(ctx context.Context, tid string, f *Frame, body []byte) bool {
+	if !f.Has(64) {
+		return false
+	}
+	term, _ := a.cfg.Terminals.Terminal(tid)
+	grace, err := a.verifyMAC(ctx, a.sess.get(tid), a.makRef(tid, term), a.scheme(tid), MACInput(body, f), f.Bytes(64))
+	return err == nil && !grace
 }

@@ -2,6 +2,7 @@ package cup
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -20,8 +21,9 @@ import (
 // The same MTI carries the upload of EMV offline approvals (60.1 = 36, or 60.3 = 205),
 // which the switch has never seen: it captures them (Config.Offline, the pipeline's
 // CaptureOffline) so that the merchant is paid, after checking that the upload is
-// readable, its amount and currency sane and the card's approval (F13 + F12) within
-// the look-back; an upload of one the journal already holds (sent again after a lost
+// readable, its amount and currency sane, the card's approval (F13 + F12) within
+// the look-back and its transaction certificate of that amount in F55
+// (offlineCertificate); an upload of one the journal already holds (sent again after a lost
 // answer) is answered 00 with its record's RRN, never captured twice. Anything else
 // gets a code other than 00, so that the terminal keeps the transaction, and is
 // counted (Config.UploadUnmatched), logged with the masked PAN and journaled as a
@@ -61,9 +63,14 @@ const (
 	UploadOfflineStale       = "offline-out-of-window" // the card's approval is older than the look-back, or ahead of the clock (12)
 	UploadOfflineRefused     = "offline-refused"       // the pipeline refused the capture (its code: the terminal inactive...)
 	UploadInvalidAmount      = "invalid-amount"        // an offline approval of nothing (13)
-	UploadNotInJournal       = "not-in-journal"        // an online transaction the journal lacks, or has declined or reversed (25)
-	UploadUnreadable         = "unreadable"            // no amount or STAN: not one transaction the switch can read (30)
-	UploadJournalError       = "journal-error"         // the journal could not be searched (96)
+	// UploadOfflineNoCertificate: an offline approval without the card's proof of
+	// it: no chip data (F55), chip data that does not parse or has no cryptogram
+	// (9F26) or amount authorized (9F02) (30), a cryptogram that is no TC (9F27), or
+	// one of another amount or currency than F4 and F49 (12).
+	UploadOfflineNoCertificate = "offline-no-certificate"
+	UploadNotInJournal         = "not-in-journal" // an online transaction the journal lacks, or has declined or reversed (25)
+	UploadUnreadable           = "unreadable"     // no amount or STAN: not one transaction the switch can read (30)
+	UploadJournalError         = "journal-error"  // the journal could not be searched (96)
 )
 
 // batchUpload answers an 0320 whose MAC verified (see the comment above).
@@ -133,6 +140,9 @@ func (a *Adapter) captureOffline(ctx context.Context, c *frontend.Conn, f *Frame
 		return unmatched(message.RCInvalidTransaction, UploadOfflineStale,
 			"the card's approval of "+at.Format("01-02 15:04:05")+" is outside the upload look-back")
 	}
+	if rc, why := offlineCertificate(f, amount); rc != "" {
+		return unmatched(rc, UploadOfflineNoCertificate, why)
+	}
 	refuse := func(err error) (frontend.Response, error) {
 		var me *mapError
 		if errors.As(err, &me) {
@@ -184,6 +194,54 @@ func (a *Adapter) captureOffline(ctx context.Context, c *frontend.Conn, f *Frame
 		return frontend.Response{}, err
 	}
 	return frontend.Response{Body: out, Sent: resp.Sent}, nil
+}
+
+// offlineCertificate checks that the upload of an offline approval carries the card's
+// proof of it, and returns the code and reason of a refusal ("" when it does): chip
+// data (F55) that parses, with the application cryptogram (9F26) and its information
+// (9F27) naming a transaction certificate (TC: the card approved offline), and the
+// amount authorized (9F02) equal to F4 and, when present, the currency (5F2A) equal
+// to F49 (156 when absent). An AAC goes on: the pipeline refuses it 12
+// card-declined-offline. The switch cannot check the TC itself (the issuer's key);
+// the issuer checks it in the advice, over 9F02 among others. (Until 6 December 2026
+// an upload without F55, or with F55 that did not parse, was captured: anyone holding
+// a terminal's MAK could have the merchant paid any amount on any card number the
+// card never approved, and a real TC of a small amount could carry a larger F4.)
+func offlineCertificate(f *Frame, amount int64) (rc, why string) {
+	icc := f.Bytes(55)
+	if len(icc) == 0 {
+		return message.RCFormatError, "no chip data (F55): an offline approval is the card's transaction certificate"
+	}
+	tags, err := message.ICCValues(strings.ToUpper(hex.EncodeToString(icc)))
+	if err != nil {
+		return message.RCFormatError, "chip data (F55) does not parse: " + err.Error()
+	}
+	if len(tags["9F26"]) != 16 {
+		return message.RCFormatError, "chip data (F55) without an 8-byte application cryptogram (9F26)"
+	}
+	if len(tags["9F02"]) != 12 {
+		return message.RCFormatError, "chip data (F55) without the amount authorized (9F02)"
+	}
+	kind, ok := message.CryptogramKind(strings.ToUpper(hex.EncodeToString(icc)))
+	switch {
+	case !ok:
+		return message.RCFormatError, "chip data (F55) without the cryptogram information (9F27)"
+	case kind == message.CryptogramAAC:
+		return "", "" // the card declined: the pipeline's refusal (12, decided by the card)
+	case kind != message.CryptogramTC:
+		return message.RCInvalidTransaction, "the card's cryptogram (9F27) is no transaction certificate: the card did not approve offline"
+	}
+	if n, err := strconv.ParseInt(tags["9F02"], 10, 64); err != nil || n != amount {
+		return message.RCInvalidTransaction, "the card's amount authorized (9F02) is not F4"
+	}
+	cur := f.Str(49)
+	if cur == "" {
+		cur = "156"
+	}
+	if c, ok := tags["5F2A"]; ok && c != "0"+cur {
+		return message.RCInvalidTransaction, "the card's currency (5F2A) is not F49"
+	}
+	return "", ""
 }
 
 // reasonOf is the reason (RS) of the pipeline's DE 48, "" when none.

@@ -3,6 +3,8 @@ package cup
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -111,6 +113,18 @@ func TestBatchUploadMatchesJournal(t *testing.T) {
 	}
 }
 
+// offlineICC is the chip data (F55) of an offline approval of amount fen in currency
+// (5F2A, n4): the card's cryptogram (9F26), its information (9F27, cid: 40 a TC, 80
+// an ARQC), the amount authorized (9F02) and the currency.
+func offlineICC(amount int64, currency, cid string) []byte {
+	b, err := hex.DecodeString("9F26081122334455667788" + "9F2701" + cid + "9F3602000C" +
+		fmt.Sprintf("9F0206%012d", amount) + "5F2A02" + currency)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
 // offlinePipeline is the fake pipeline as the capturer of offline approvals: it
 // records the request and answers as the fake pipeline does (rc, RRN 000000000042).
 type offlinePipeline struct{ *fakePipeline }
@@ -148,6 +162,7 @@ func TestOfflineUploadCaptured(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		f.SetBytes(55, offlineICC(amount, "0156", "40"))
 		if edit != nil {
 			edit(f)
 		}
@@ -178,13 +193,29 @@ func TestOfflineUploadCaptured(t *testing.T) {
 		{"without a valid time of the card's approval", 5000, at, func(f *Frame) { f.Set(13, "1340") }, "30"},
 		{"of no amount", 0, at, func(f *Frame) { f.Set(4, "000000000000") }, "13"},
 		{"older than the look-back", 5000, now.Add(-8 * 24 * time.Hour), nil, "12"},
+		// The card's proof of its approval (since 6 December 2026): without it anyone
+		// holding the terminal's MAK could capture any amount on any card number.
+		{"without chip data (F55)", 5000, at, func(f *Frame) { f.Msg.UnsetField(55) }, "30"},
+		{"with chip data that does not parse", 5000, at, func(f *Frame) { f.SetBytes(55, []byte{0x9F, 0x26, 0x08, 0x11}) }, "30"},
+		{"without the cryptogram (9F26)", 5000, at, func(f *Frame) { f.SetBytes(55, offlineICC(5000, "0156", "40")[11:]) }, "30"},
+		{"with an ARQC, not a TC", 5000, at, func(f *Frame) { f.SetBytes(55, offlineICC(5000, "0156", "80")) }, "12"},
+		{"with a TC of another amount (9F02)", 5000, at, func(f *Frame) { f.SetBytes(55, offlineICC(100, "0156", "40")) }, "12"},
+		{"with a TC of another currency (5F2A)", 5000, at, func(f *Frame) { f.SetBytes(55, offlineICC(5000, "0840", "40")) }, "12"},
 	} {
 		if ans := upload("000041", c.amount, c.at, c.edit); ans.Str(39) != c.rc {
 			t.Errorf("offline upload %s: %s, want %s", c.name, Summary(ans), c.rc)
 		}
 	}
-	if len(p.reqs) != before || len(refs.got) != 3 {
-		t.Errorf("refused uploads: %d reached the pipeline, %d journaled as refusals; want none and 3", len(p.reqs)-before, len(refs.got))
+	if len(p.reqs) != before || len(refs.got) != 9 {
+		t.Errorf("refused uploads: %d reached the pipeline, %d journaled as refusals; want none and 9", len(p.reqs)-before, len(refs.got))
+	}
+	for _, r := range refs.got[3:] {
+		if r.Reason != "batch-upload-"+UploadOfflineNoCertificate {
+			t.Errorf("refusal of an upload without the card's certificate: reason %q, want batch-upload-%s", r.Reason, UploadOfflineNoCertificate)
+		}
+	}
+	if counted[UploadOfflineNoCertificate] != 6 {
+		t.Errorf("counted %v, want 6 %s", counted, UploadOfflineNoCertificate)
 	}
 	p.rc = "58"
 	if ans := upload("000051", 5000, at, nil); ans.Str(39) != "58" || counted[UploadOfflineRefused] != 1 {

@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"bytes"
+	"encoding/hex"
 	"testing"
 
 	"github.com/switchyard/switchyard/switch/cup"
@@ -55,4 +57,38 @@ func answerSummary(f *cup.Frame) string {
 		return "no answer"
 	}
 	return cup.Summary(f)
+}
+
+// TestCUPReplayedSignIn: the dialect's 0800 carries no MAC and its F62 identity
+// travels in clear, so anyone on the network path can sign a terminal in again, over
+// another connection. Within the key lifetime that sign-in gets the keys the
+// terminal holds, and the terminal's next sale is answered 00 with F64, asking
+// nothing. Until 6 December 2026 it made new keys: the sale was approved at the
+// issuer but answered without F64 and asked for a sign-in, so the terminal reversed
+// it; repeated, the terminal could not trade.
+func TestCUPReplayedSignIn(t *testing.T) {
+	f := startCUP(t)
+	term := cupTerminal(t, f, "003", cupHome)
+	tmk, _ := hex.DecodeString(cupTMK)
+	intruder, err := cup.DialTerminal(f.s.ListenerAddr("cup"), "T0000001", "000000000000001", tmk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer intruder.Close()
+	intruder.Device = cupHome // seen in clear in the terminal's own sign-in
+	var sent []byte
+	for i := range 3 {
+		ans, err := intruder.SignIn("003")
+		if err != nil || ans.Str(39) != "00" {
+			t.Fatalf("intruder's sign-in %d: %v %s", i+1, err, answerSummary(ans))
+		}
+		if sent != nil && !bytes.Equal(sent, ans.Bytes(62)) {
+			t.Errorf("intruder's sign-in %d made new keys", i+1)
+		}
+		sent = ans.Bytes(62)
+		sale := cupDo(t, term, cup.Txn{Kind: "sale", PAN: cupCard, Expiry: cupCardExp, Amount: 1300 + int64(i), PIN: "1234"})
+		if sale.Str(39) != "00" || !sale.Has(64) || sale.Header.ProcessingRequirement() != cup.ReqNone {
+			t.Fatalf("the terminal's sale after the intruder's sign-in %d: %s, F64 %v; want 00 with F64, nothing asked", i+1, cup.Summary(sale), sale.Has(64))
+		}
+	}
 }

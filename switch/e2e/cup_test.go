@@ -89,6 +89,10 @@ func TestCUPSignInEachScheme(t *testing.T) {
 					c.Listeners[i].CUP = &config.CUPListener{}
 				}
 				c.Listeners[i].CUP.SingleLengthPINKeys = true // scheme 001
+				// Every sign-in makes new keys, so that the grace of the previous
+				// ones is seen below (by default one within the key lifetime
+				// sends the same keys again: TestCUPReplayedSignIn).
+				c.Listeners[i].CUP.KeyLifetime = -1
 			}
 		}
 	})
@@ -248,7 +252,7 @@ func TestCUPOfflineUploadCaptured(t *testing.T) {
 	tx := cup.Txn{Kind: "upload", PAN: cupCard, Expiry: cupCardExp, Amount: 1200, Offline: true, STAN: "400001", ApprovedAt: time.Now().Add(-3 * time.Hour)}
 	// The card's chip data, with its transaction certificate (9F27 40) and its track
 	// 2 equivalent (57), which the advice must not carry.
-	const tc = "9F26081122334455667788" + "9F270140" + "9F3602000C"
+	const tc = "9F26081122334455667788" + "9F270140" + "9F3602000C" + "9F0206000000001200" + "5F2A020156"
 	upload, err := term.Build(tx)
 	if err != nil {
 		t.Fatal(err)
@@ -708,7 +712,7 @@ func isDigits(s string) bool {
 // capture's own advice goes first, and the record is then written back to owing it.
 func TestCUPOfflineAdviceOwedRestart(t *testing.T) {
 	term, s1, restart := cupRestartable(t)
-	const tc = "9F26081122334455667788" + "9F270140" + "9F3602000C"
+	const tc = "9F26081122334455667788" + "9F270140" + "9F3602000C" + "9F0206000000001300" + "5F2A020156"
 	upload, err := term.Build(cup.Txn{Kind: "upload", PAN: cupCard, Expiry: cupCardExp, Amount: 1300, Offline: true, STAN: "400002", ApprovedAt: time.Now().Add(-2 * time.Hour)})
 	if err != nil {
 		t.Fatal(err)

@@ -131,3 +131,20 @@ func CryptogramKind(hexICC string) (byte, bool) {
 	}
 	return 0, false
 }
+
+// ICCValues returns the value (upper-case hex) of each top-level data object of
+// hexICC by its tag (upper-case hex), the first one of a repeated tag. An error says
+// what in hexICC does not parse.
+func ICCValues(hexICC string) (map[string]string, error) {
+	objs, err := parseICC(hexICC)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]string, len(objs))
+	for _, o := range objs {
+		if _, ok := out[o.tag]; !ok {
+			out[o.tag] = o.value
+		}
+	}
+	return out, nil
+}

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/switchyard/switchyard/hsm"
 	"github.com/switchyard/switchyard/switch/config"
@@ -23,6 +24,7 @@ func newCUPAdapter(lc config.Listener, s *Server) *cup.Adapter {
 		cfg.MAC, _ = cup.ParseMAC(lc.CUP.MAC)
 		cfg.AcquirerID = lc.CUP.AcquirerID
 		cfg.SingleLengthPIN = lc.CUP.SingleLengthPINKeys
+		cfg.KeyLifetime = lc.CUP.KeyLifetime.D()
 		cfg.MACByTerminal = map[string]cup.MACAlgorithm{}
 		for tid, v := range lc.CUP.MACByTerminal {
 			cfg.MACByTerminal[tid], _ = cup.ParseMAC(v)
@@ -50,11 +52,19 @@ func (n noDecrypt) DecryptData(_ context.Context, ref hsm.KeyRef, _ []byte) ([]b
 
 // currentKeyVersion is the version of key id in force now (the key store's
 // in-memory view): the cup adapter compares it with the one a terminal's sign-in
-// gave it.
+// gave it. A current version that is not usable (revoked, expired) is an error, so
+// that the adapter never sends a terminal such a key again (cup.Config.KeyLifetime).
 func (s *Server) currentKeyVersion(id string) (int, error) {
 	rec, err := s.Keys.Key(context.Background(), hsm.KeyRef{ID: id})
 	if err != nil {
 		return 0, err
+	}
+	now := time.Now()
+	if s.cfg.Clock != nil {
+		now = s.cfg.Clock()
+	}
+	if err := rec.Usable(now, hsm.Inbound); err != nil {
+		return 0, fmt.Errorf("key %s: %w", id, err)
 	}
 	return rec.Version, nil
 }
