@@ -149,20 +149,21 @@ var advPatterns = []advPattern{
 			for i := 0; i < 10; i++ {
 				card, at := fmt.Sprintf("split%03d", i), start.Add(time.Duration(i)*time.Hour)
 				out = append(out, ev(advTxn(at, "T0000305", "000000000000305", "micro", "622202", card, risk.TxnPurchase, 310000, "071"), "00", false))
-				out = append(out, ev(advTxn(at.Add(40*time.Minute), "T0000306", "000000000000305", "micro", "622202", card, risk.TxnPurchase, 240000+rng.IntN(10)*100, "071"), "00", true))
+				out = append(out, ev(advTxn(at.Add(40*time.Minute), "T0000306", "000000000000305", "micro", "622202", card, risk.TxnPurchase, 240010+rng.IntN(10)*100, "071"), "00", true))
 			}
 			return out
 		}},
 	{name: "split-just-under-twice", fraud: true, want: risk.ActionDecline,
-		// The same card pays 4,900.00 twice, 45 minutes apart, at a micro merchant.
+		// The same card pays 4,873.00 then 4,912.00, 45 minutes apart, at a micro
+		// merchant (not whole hundreds: a round amount adds its own score).
 		events: func(rng *rand.Rand, start time.Time) []advEvent {
 			var out []advEvent
 			for i := 0; i < 10; i++ {
 				// Each at a merchant of its own: several cards just under one merchant's
 				// limit are structuring, another rule.
 				card, at, m := fmt.Sprintf("under%03d", i), start.Add(time.Duration(i)*time.Hour), fmt.Sprintf("0000000000007%02d", i)
-				out = append(out, ev(advTxn(at, "T0000307", m, "micro", "622202", card, risk.TxnPurchase, 490000, "071"), "00", false))
-				out = append(out, ev(advTxn(at.Add(45*time.Minute), "T0000307", m, "micro", "622202", card, risk.TxnPurchase, 488000, "071"), "00", true))
+				out = append(out, ev(advTxn(at, "T0000307", m, "micro", "622202", card, risk.TxnPurchase, 487300, "071"), "00", false))
+				out = append(out, ev(advTxn(at.Add(45*time.Minute), "T0000307", m, "micro", "622202", card, risk.TxnPurchase, 491200, "071"), "00", true))
 			}
 			return out
 		}},
@@ -322,6 +323,27 @@ var advPatterns = []advPattern{
 			for i := 0; i < 450; i++ {
 				at := start.Add(-7 * 24 * time.Hour).Add(time.Duration(i) * 23 * time.Minute)
 				out = append(out, ev(advTxn(at, "T0000405", "000000000000405", "standard", "622202", fmt.Sprintf("buyer%04d", i), risk.TxnPurchase, 3000+rng.IntN(20000), []string{"071", "901", "051"}[i%3]), "00", !at.Before(start)))
+			}
+			return out
+		}},
+	{name: "legit-void-rering", want: risk.ActionAllow,
+		// A 15,000.00 sale at a small shop (limit 20,000.00) voided for a forgotten
+		// discount and rung up again at 13,500.00, the bench's pattern.
+		events: func(rng *rand.Rand, start time.Time) []advEvent {
+			var out []advEvent
+			for i := 0; i < 10; i++ {
+				card, at := fmt.Sprintf("rering%03d", i), start.Add(time.Duration(i)*10*time.Minute)
+				sale := advTxn(at, "T0000407", "000000000000407", "small", "622202", card, risk.TxnPurchase, 1500000+rng.IntN(100)*100+1, "051")
+				sale.Merchant.SingleLimit = 2000000
+				out = append(out, ev(sale, "00", true))
+				void := advTxn(at.Add(time.Minute), "T0000407", "000000000000407", "small", "622202", card, risk.TxnVoid, sale.Txn.Amount, "051")
+				void.Merchant.SingleLimit = 2000000
+				v := ev(void, "00", true)
+				v.voids = len(out) - 1
+				out = append(out, v)
+				again := advTxn(at.Add(2*time.Minute), "T0000407", "000000000000407", "small", "622202", card, risk.TxnPurchase, sale.Txn.Amount*9/10, "051")
+				again.Merchant.SingleLimit = 2000000
+				out = append(out, ev(again, "00", true))
 			}
 			return out
 		}},
