@@ -1,7 +1,12 @@
 package e2e
 
 import (
+	"io"
+	"net/http"
+	"strings"
 	"testing"
+
+	"github.com/switchyard/switchyard/switch/termclient"
 )
 
 // TestGLNotANumberIsMalformed sends, over TCP, a location (DE 48 GL) that is not a
@@ -27,5 +32,53 @@ func TestGLNotANumberIsMalformed(t *testing.T) {
 	// The honest terminal at home is still approved under either policy.
 	if r := f.send(pos(1000)); r.RC != "00" {
 		t.Fatalf("honest terminal: %+v", r)
+	}
+}
+
+// TestFlaggedIdentityMissingIsRecorded runs a terminal whose missing-identity policy
+// is flag (accept a request without a bound identity or location) over TCP: the
+// purchases without GL, or without DI, are approved, as the policy says, but each
+// says so in its journal record (the received event's note names what was missing)
+// and in switchyard_registry_flagged_total{missing}. Until 6 December 2026 the
+// registry computed the flag and nothing read it: a terminal carried off its place
+// that left GL out was approved without a trace an analyst could find.
+func TestFlaggedIdentityMissingIsRecorded(t *testing.T) {
+	f := startDemo(t, nil)
+	f.requestAndApprove("terminal", "change", "T0000001", "--policy", "flag")
+	noGL := f.send(pos(1000, [2]string{"GL", "-"}))
+	noDI := f.send(pos(1100, [2]string{"DI", "-"}))
+	home := f.send(pos(1200))
+	for name, r := range map[string]termclient.Result{"without GL": noGL, "without DI": noDI, "at home": home} {
+		if r.RC != "00" {
+			t.Fatalf("%s: %+v, want 00 (policy flag)", name, r)
+		}
+	}
+	note := func(rrn string) string {
+		var n string
+		for _, e := range f.record(rrn).Events {
+			n += e.Note + "|"
+		}
+		return n
+	}
+	if n := note(noGL.RRN); !strings.Contains(n, "identity-missing") || !strings.Contains(n, "location") {
+		t.Errorf("purchase without GL: events' notes %q name no missing location", n)
+	}
+	if n := note(noDI.RRN); !strings.Contains(n, "identity-missing") || !strings.Contains(n, "device") {
+		t.Errorf("purchase without DI: events' notes %q name no missing device", n)
+	}
+	if n := note(home.RRN); strings.Contains(n, "identity-missing") {
+		t.Errorf("purchase at home: events' notes %q flag it", n)
+	}
+	resp, err := http.Get("http://" + f.s.AdminAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`switchyard_registry_flagged_total{missing="location"} 1`, `switchyard_registry_flagged_total{missing="device"} 1`,
+		`switchyard_registry_flagged_total{missing="sim"} 0`} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %s", want)
+		}
 	}
 }

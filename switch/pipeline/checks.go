@@ -8,6 +8,7 @@ import (
 
 	"github.com/switchyard/switchyard/switch/attest"
 	"github.com/switchyard/switchyard/switch/frontend"
+	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/message"
 	"github.com/switchyard/switchyard/switch/metrics"
 	"github.com/switchyard/switchyard/switch/registry"
@@ -107,7 +108,31 @@ func (p *Pipeline) checkTerminal(ctx context.Context, t *txn, macVerified bool, 
 		resp, err := p.decline(ctx, t, res.ResponseCode, "binding", string(res.Reason))
 		return &res, &resp, err
 	}
+	if res.Facts.Flagged {
+		// Accepted by the terminal's policy flag without what it is bound to: the
+		// record says so, for the analyst who looks for a terminal off its place.
+		noteReceived(&t.rec, flaggedNote(&res.Facts))
+	}
 	return &res, nil, nil
+}
+
+// flaggedNote is the journal's note on a request the registry accepted under the
+// terminal's missing-identity policy flag: what it left out.
+func flaggedNote(f *registry.Facts) string {
+	return "binding: " + f.FlagReason + " (" + f.Missing + "), accepted by the terminal's policy flag"
+}
+
+// noteReceived adds note to the note of rec's received event (newRecord's), after
+// any note it has.
+func noteReceived(rec *journal.Record, note string) {
+	if len(rec.Events) == 0 || rec.Events[0].State != journal.StateReceived {
+		return
+	}
+	if e := &rec.Events[0]; e.Note == "" {
+		e.Note = note
+	} else {
+		e.Note += "; " + note
+	}
 }
 
 // checkNetwork runs the terminal checks on a network management request, which has
@@ -127,8 +152,13 @@ func (p *Pipeline) checkNetwork(t *txn) (rc, reason string) {
 			cr.MerchantID = term.MerchantID
 		}
 	}
-	if res := p.terminals.Check(cr); res.Decline {
+	res := p.terminals.Check(cr)
+	if res.Decline {
 		return res.ResponseCode, string(res.Reason)
+	}
+	if res.Facts.Flagged { // no record to note it in: the log has it
+		p.log.Warn().Str("tid", t.req.TID).Str("net_code", t.req.NetCode).Str("missing", res.Facts.Missing).
+			Str("remote", t.conn.Remote.String()).Msg(flaggedNote(&res.Facts))
 	}
 	return "", ""
 }

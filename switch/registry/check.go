@@ -422,6 +422,7 @@ func (r *checker) Check(req CheckRequest) CheckResult {
 	if missing != 0 {
 		if t.MissingPolicy == PolicyFlag {
 			f.Flagged, f.FlagReason = true, string(ReasonIdentityMissing)
+			r.m.flag(missing)
 		} else {
 			return r.decline(res, ReasonIdentityMissing, &req)
 		}
@@ -511,6 +512,7 @@ func (r *checker) checkReversal(res CheckResult, req *CheckRequest, t *Terminal,
 	if missing&7 != 0 { // the location does not count here
 		if t.MissingPolicy == PolicyFlag {
 			f.Flagged, f.FlagReason = true, string(ReasonIdentityMissing)
+			r.m.flag(missing & 7)
 		} else {
 			return r.decline(res, ReasonIdentityMissing, req)
 		}
