@@ -182,7 +182,9 @@ func (r *incidents) recordIncident(res CheckResult, req *CheckRequest) {
 	if req.SourceIP.IsValid() {
 		inc.Device.SourceIP = req.SourceIP.String()
 	}
-	if req.Location.Present {
+	if req.Location.valid() {
+		// Only a point: JSON has no NaN, and an incident that does not encode
+		// took the others of its batch with it (until 6 December 2026).
 		l := req.Location
 		inc.Device.Location = &l
 	}
