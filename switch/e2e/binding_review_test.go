@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/switchyard/switchyard/switch/message"
+	"github.com/switchyard/switchyard/switch/registry"
 	"github.com/switchyard/switchyard/switch/termclient"
 )
 
@@ -79,6 +81,57 @@ func TestFlaggedIdentityMissingIsRecorded(t *testing.T) {
 		`switchyard_registry_flagged_total{missing="sim"} 0`} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
+
+// TestBindingDeclineTraceable sends, over TCP, a purchase and a refund from a terminal
+// carried 1,067 km off its place, and a sign-on of it: each incident names the request
+// it refused (MTI, processing code, type, STAN and, for a journaled request, the
+// record's RRN), and the journal record of a refused purchase or refund says what the
+// check found (the place reported and its distance), not only the reason. Until 6
+// December 2026 an incident named no request (an analyst matched them by time) and the
+// record only the reason: a refund attempt off the place looked like any decline.
+func TestBindingDeclineTraceable(t *testing.T) {
+	f := startDemo(t, nil)
+	shanghai := [2]string{"GL", "31.230400,121.473700"}
+	buy := f.send(pos(5000))
+	if buy.RC != "00" {
+		t.Fatalf("purchase at home: %+v", buy)
+	}
+	away := f.send(pos(1000, shanghai))
+	refund := pos(2000, shanghai)
+	refund.ProcCode, refund.RRN = message.PCRefund, buy.RRN
+	ref := f.send(refund)
+	for name, r := range map[string]termclient.Result{"purchase": away, "refund": ref} {
+		if r.RC != "59" || r.Reason != "location-out-of-range" || r.RRN == "" {
+			t.Fatalf("%s from Shanghai: %+v, want 59 location-out-of-range with an RRN", name, r)
+		}
+		var notes string
+		for _, e := range f.record(r.RRN).Events {
+			notes += e.Note + "|"
+		}
+		if !strings.Contains(notes, "31.230400,121.473700") || !strings.Contains(notes, "m from the registered place") {
+			t.Errorf("%s: record's notes %q do not say where it was", name, notes)
+		}
+	}
+	var incs []*registry.Incident
+	waitFor(t, "two location incidents", func() bool {
+		var err error
+		incs, err = f.s.Registry.Incidents(registry.IncidentFilter{TerminalID: "T0000001", Reason: registry.ReasonLocationRange})
+		return err == nil && len(incs) >= 2
+	})
+	got := map[string]registry.IncidentRequest{}
+	for _, inc := range incs {
+		got[inc.Request.RRN] = inc.Request
+	}
+	want := map[string]registry.IncidentRequest{
+		away.RRN: {MTI: "0200", ProcCode: "000000", Type: "purchase", STAN: away.STAN, RRN: away.RRN},
+		ref.RRN:  {MTI: "0200", ProcCode: message.PCRefund, Type: "refund", STAN: ref.STAN, RRN: ref.RRN},
+	}
+	for rrn, w := range want {
+		if got[rrn] != w {
+			t.Errorf("incident of %s names request %+v, want %+v", rrn, got[rrn], w)
 		}
 	}
 }

@@ -138,6 +138,9 @@ type CheckRequest struct {
 	MACVerified bool      // the message carried a MAC the lead verified
 	Now         time.Time // the time of the request; zero means the registry's clock
 
+	// Request names the request for its incident (none of it is checked).
+	Request IncidentRequest
+
 	// Purpose narrows the checks for requests that are not new authorizations.
 	Purpose CheckPurpose
 }
