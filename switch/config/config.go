@@ -304,6 +304,12 @@ type CUPListener struct {
 	// so such a sign-in is refused (63) unless this is set, for a fleet of old
 	// terminals that know no other scheme (false by default).
 	SingleLengthPINKeys bool `yaml:"single_length_pin_keys"`
+	// SignInMaxAge is how long the identity and location a terminal reported at its
+	// sign-in (F62) stand for its transactions (default 24h, at least 10m, at most
+	// 168h). Past three quarters of it the answers ask the terminal to sign in again;
+	// past it the sign-in no longer vouches for the terminal, whose transactions
+	// meet the binding checks with only what they carry (F59), until it signs in.
+	SignInMaxAge Duration `yaml:"sign_in_max_age"`
 }
 
 // TLS configures TLS on a listener.
