@@ -60,3 +60,31 @@ func TestCUPSignInIdentityAges(t *testing.T) {
 		t.Fatalf("sale after signing in again: %s, requirement %d", cup.Summary(a), a.Header.ProcessingRequirement())
 	}
 }
+
+// TestCUPTerminalWithRegisteredTAK: a cup terminal registered with a TAK (its MAK's
+// ID, T0000001.TAK: the cup dialect MACs every transaction under it) signs in and
+// trades over cup, and its ID sent through the ASCII listener without a MAC is
+// refused 63 mac-missing, nothing reaching the issuer. Until 6 December 2026 such a
+// terminal could not sign in (63: the pipeline asked the sign-in's ASCII rendering
+// for a MAC, which the dialect's 0800 does not carry), so a cup terminal had to be
+// registered without a TAK, and then whoever knew its IDs traded as it, unMAC'd,
+// through an ASCII listener.
+func TestCUPTerminalWithRegisteredTAK(t *testing.T) {
+	f := startCUP(t)
+	f.requestAndApprove("terminal", "change", "T0000001", "--tak", "T0000001.TAK")
+	term := cupTerminal(t, f, "003", cupHome)
+	if a := cupDo(t, term, cup.Txn{Kind: "sale", PAN: cupCard, Expiry: cupCardExp, Amount: 1100, PIN: "1234"}); a.Str(39) != "00" || !a.Has(64) {
+		t.Fatalf("cup sale: %s", cup.Summary(a))
+	}
+	if ans, err := term.Echo(); err != nil || ans.Str(39) != "00" {
+		t.Fatalf("cup echo: %v %s", err, answerSummary(ans))
+	}
+	forged := pos(1200)
+	forged.PAN, forged.Expiry, forged.EntryMode, forged.STAN = cupCard, cupCardExp, "072", "777001"
+	if r := f.send(forged); r.RC != "63" || r.Reason != "mac-missing" {
+		t.Fatalf("ASCII purchase of the cup terminal without a MAC: %+v, want 63 mac-missing", r)
+	}
+	if n := len(f.sim().Ledger()); n != 1 {
+		t.Errorf("the issuer saw %d requests, want the cup sale alone", n)
+	}
+}
