@@ -311,6 +311,12 @@ type CUPListener struct {
 	// it makes costs the terminal its next transaction, so anyone could deny it
 	// service by signing it in over and over.
 	KeyLifetime Duration `yaml:"key_lifetime"`
+	// SignInMaxAge is how long the identity and location a terminal reported at its
+	// sign-in (F62) stand for its transactions (default 24h, at least 10m, at most
+	// 168h). Past three quarters of it the answers ask the terminal to sign in again;
+	// past it the sign-in no longer vouches for the terminal, whose transactions
+	// meet the binding checks with only what they carry (F59), until it signs in.
+	SignInMaxAge Duration `yaml:"sign_in_max_age"`
 }
 
 // TLS configures TLS on a listener.

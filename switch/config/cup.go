@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"regexp"
+	"time"
 
 	"github.com/switchyard/switchyard/switch/message"
 )
@@ -32,5 +33,8 @@ func checkCUP(key string, l Listener, bad func(key, format string, args ...any))
 	}
 	if l.CUP.AcquirerID != "" && !cupAcquirerID.MatchString(l.CUP.AcquirerID) {
 		bad(key+".cup.acquirer_id", "%q is not 1 to 11 digits", l.CUP.AcquirerID)
+	}
+	if a := l.CUP.SignInMaxAge.D(); a != 0 && (a < 10*time.Minute || a > 168*time.Hour) {
+		bad(key+".cup.sign_in_max_age", "%v: want 10m to 168h (0: the default, 24h)", a)
 	}
 }

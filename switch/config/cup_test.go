@@ -9,7 +9,7 @@ import (
 // naming the key.
 func TestCUPListenerConfig(t *testing.T) {
 	base := "demo: true\nsecurity: {card_hash_key_hex: " + DemoCardHashKey + "}\nlisteners:\n"
-	if _, err := Parse([]byte(base+"  - {addr: 127.0.0.1:1, dialect: cup, kind: https, cup: {mac: x919, mac_by_terminal: {T1: ecb}, acquirer_id: '1234'}}\n"), "ok.yaml"); err != nil {
+	if _, err := Parse([]byte(base+"  - {addr: 127.0.0.1:1, dialect: cup, kind: https, cup: {mac: x919, mac_by_terminal: {T1: ecb}, acquirer_id: '1234', sign_in_max_age: 12h}}\n"), "ok.yaml"); err != nil {
 		t.Fatalf("valid cup listener: %v", err)
 	}
 	for in, want := range map[string]string{
@@ -19,6 +19,8 @@ func TestCUPListenerConfig(t *testing.T) {
 		"  - {addr: 127.0.0.1:1, dialect: ascii, cup: {mac: ecb}}\n":                 `listeners[0].cup: is only for a listener of dialect "cup"`,
 		"  - {addr: 127.0.0.1:1, dialect: cup, kind: udp}\n":                         `listeners[0].kind: unknown listener kind "udp"`,
 		"  - {addr: 127.0.0.1:1, dialect: cup2}\n":                                   `unknown dialect "cup2"`,
+		"  - {addr: 127.0.0.1:1, dialect: cup, cup: {sign_in_max_age: 1m}}\n":        `listeners[0].cup.sign_in_max_age: 1m0s: want 10m to 168h`,
+		"  - {addr: 127.0.0.1:1, dialect: cup, cup: {sign_in_max_age: 720h}}\n":      `listeners[0].cup.sign_in_max_age`,
 	} {
 		if _, err := Parse([]byte(base+in), "bad.yaml"); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v, want %q", strings.TrimSpace(in), err, want)

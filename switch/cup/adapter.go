@@ -60,6 +60,10 @@ const DefaultKeyLifetime = 12 * time.Hour
 // RCMACFailure is the UnionPay response code of a MAC failure.
 const RCMACFailure = "A0"
 
+// DefaultSignInMaxAge is how long a sign-in's identity stands by default
+// (Config.SignInMaxAge): UnionPay terminals sign in daily.
+const DefaultSignInMaxAge = 24 * time.Hour
+
 // Response codes of the sign-in the pipeline has no word for.
 const (
 	RCTerminalUnknown = "97" // terminal not registered
@@ -89,8 +93,16 @@ type Config struct {
 	// without it such a sign-in is refused 63 (PCI PIN: PIN keys double-length TDES
 	// at least).
 	SingleLengthPIN bool
-	Now             func() time.Time
-	Logger          zerolog.Logger
+	// SignInMaxAge is how long a sign-in's identity (F62: device, SIM, IMEI,
+	// location) stands for the terminal's transactions (default 24 hours). Past
+	// three quarters of it the answers ask the terminal to sign in again (header
+	// processing requirement 3); past it the session no longer vouches for the
+	// terminal: its transactions carry only what their F59 says, and are asked to
+	// sign in, as after a restart. A terminal carried off its place after its
+	// sign-in is then judged where it is, not where it signed in.
+	SignInMaxAge time.Duration
+	Now          func() time.Time
+	Logger       zerolog.Logger
 	// Sessions is the store of signed-in terminals, shared by the listeners of one
 	// switch (nil: the adapter's own).
 	Sessions *Sessions
@@ -133,7 +145,11 @@ type Situation struct {
 	TID      string
 	Header   Header // the request's
 	SignedIn bool   // the terminal has a session since the switch started
-	MACOK    bool   // the request's MAC verified (false for unMAC'd messages)
+	// SignInDue: the terminal's sign-in is past three quarters of its maximum age
+	// (Config.SignInMaxAge): it is asked to sign in again before its identity
+	// lapses.
+	SignInDue bool
+	MACOK     bool // the request's MAC verified (false for unMAC'd messages)
 	// PreviousKeys: the MAC verified only under the terminal's previous MAK, still
 	// in its grace period (the terminal missed its last sign-in's answer).
 	PreviousKeys bool
@@ -162,6 +178,9 @@ func NewAdapter(cfg Config, next frontend.Processor) *Adapter {
 	}
 	if cfg.KeyLifetime == 0 {
 		cfg.KeyLifetime = DefaultKeyLifetime
+	}
+	if cfg.SignInMaxAge <= 0 {
+		cfg.SignInMaxAge = DefaultSignInMaxAge
 	}
 	if cfg.MAC == "" {
 		cfg.MAC = MACECB
@@ -256,8 +275,9 @@ func (a *Adapter) Process(ctx context.Context, c *frontend.Conn, body []byte) (f
 	if badPrivate != nil {
 		return a.refused(ctx, c, f, ans, sit, badPrivate.rc, macf, f.MTI()+": "+badPrivate.Error(), refusalReason(badPrivate))
 	}
+	identity := a.identity(s, &sit, stan)
 	if f.MTI() == "0320" { // batch upload: 00 only for what the journal holds (upload.go)
-		return a.batchUpload(ctx, c, f, ans, sit, macf, s)
+		return a.batchUpload(ctx, c, f, ans, sit, macf, s, identity)
 	}
 	k, ok := KindOf(f)
 	if !ok {
@@ -291,9 +311,6 @@ func (a *Adapter) Process(ctx context.Context, c *frontend.Conn, body []byte) (f
 			a.log.Error().Err(err).Msg("cup: reversal's original not looked up; sent as one of an unknown original")
 		}
 	}
-	s.mu.Lock()
-	identity := s.tlv
-	s.mu.Unlock()
 	if identity == "" && (k.Original == "stan" || k.Original == "stan61") {
 		// A reversal before the sign-in after a restart (the sign-in's identity
 		// lived in memory): its MAC verified under this terminal's MAK, which only
@@ -409,7 +426,7 @@ func (a *Adapter) requirement(sit Situation) int {
 	if a.cfg.Requirement != nil {
 		return a.cfg.Requirement(sit)
 	}
-	if sit.RC == RCMACFailure || sit.PreviousKeys || !sit.SignedIn && sit.MACOK {
+	if sit.RC == RCMACFailure || sit.PreviousKeys || !sit.SignedIn && sit.MACOK || sit.SignInDue && sit.MACOK {
 		return ReqSignIn
 	}
 	if sit.Update {
@@ -615,6 +632,31 @@ func (p asciiAnswer) Str(id int) string {
 	}
 	s, _ := p.m.GetString(id)
 	return s
+}
+
+// identity returns the DE 48 identity tags of the terminal's sign-in (session s)
+// while the sign-in is younger than Config.SignInMaxAge. Past three quarters of the
+// age it sets sit.SignInDue (the answer asks for a sign-in); past the age it returns
+// "" and counts the terminal as not signed in: the place and identity it reported
+// then no longer vouch for it, since it may have been carried off after. (Until 6
+// December 2026 a sign-in stood until the next one, however old.)
+func (a *Adapter) identity(s *session, sit *Situation, stan string) string {
+	s.mu.Lock()
+	identity, signedIn := s.tlv, s.signedIn
+	s.mu.Unlock()
+	if signedIn.IsZero() {
+		return identity
+	}
+	switch age := a.cfg.Now().Sub(signedIn); {
+	case age > a.cfg.SignInMaxAge:
+		a.log.Warn().Str("tid", sit.TID).Str("stan", stan).Dur("sign_in_age", age).Dur("max_age", a.cfg.SignInMaxAge).
+			Msg("cup: sign-in older than its maximum age: its identity is not used; the terminal is asked to sign in again")
+		sit.SignedIn = false
+		return ""
+	case age > a.cfg.SignInMaxAge/4*3:
+		sit.SignInDue = true
+	}
+	return identity
 }
 
 // boundIdentity is the DE 48 identity tags of terminal term's registration (its

@@ -263,6 +263,7 @@ func (a *Adapter) networkToPipeline(ctx context.Context, c *frontend.Conn, f *Fr
 	}
 	inner := *c
 	inner.Dialect = message.DialectASCII
+	inner.UnMACdNetwork = true // the dialect's 0800 and 0820 carry no F64
 	resp, err := a.next.Process(ctx, &inner, body)
 	if err != nil {
 		return "", "", err

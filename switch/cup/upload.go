@@ -74,7 +74,7 @@ const (
 )
 
 // batchUpload answers an 0320 whose MAC verified (see the comment above).
-func (a *Adapter) batchUpload(ctx context.Context, c *frontend.Conn, f *Frame, ans *Frame, sit Situation, macf MACFunc, s *session) (frontend.Response, error) {
+func (a *Adapter) batchUpload(ctx context.Context, c *frontend.Conn, f *Frame, ans *Frame, sit Situation, macf MACFunc, s *session, identity string) (frontend.Response, error) {
 	f60 := ParseF60(f.Str(60))
 	if (f60.NetCode == uploadEnd || f60.NetCode == uploadEndIC) && !f.Has(2) && !f.Has(4) && !f.Has(35) {
 		return a.reply(ans, sit, message.RCApproved, macf, "batch-upload-end")
@@ -94,7 +94,7 @@ func (a *Adapter) batchUpload(ctx context.Context, c *frontend.Conn, f *Frame, a
 		return a.uploadUnmatched(ctx, c, f, ans, sit, macf, message.RCSystemMalfunction, UploadJournalError, offline, "journal not searched")
 	}
 	if found == nil && offline {
-		return a.captureOffline(ctx, c, f, ans, sit, macf, s, amount)
+		return a.captureOffline(ctx, c, f, ans, sit, macf, s, identity, amount)
 	}
 	if found == nil {
 		return a.uploadUnmatched(ctx, c, f, ans, sit, macf, message.RCOriginalNotFound, UploadNotInJournal, offline,
@@ -118,7 +118,7 @@ func uploadSTAN(f *Frame) string {
 // within the look-back. The pipeline's answer is the terminal's (its RRN and approval
 // code); one other than 00 is counted and logged as an unmatched upload (the pipeline
 // journaled it).
-func (a *Adapter) captureOffline(ctx context.Context, c *frontend.Conn, f *Frame, ans *Frame, sit Situation, macf MACFunc, s *session, amount int64) (frontend.Response, error) {
+func (a *Adapter) captureOffline(ctx context.Context, c *frontend.Conn, f *Frame, ans *Frame, sit Situation, macf MACFunc, s *session, identity string, amount int64) (frontend.Response, error) {
 	unmatched := func(rc, reason, why string) (frontend.Response, error) {
 		return a.uploadUnmatched(ctx, c, f, ans, sit, macf, rc, reason, true, why)
 	}
@@ -154,9 +154,6 @@ func (a *Adapter) captureOffline(ctx context.Context, c *frontend.Conn, f *Frame
 	if err != nil {
 		return refuse(err)
 	}
-	s.mu.Lock()
-	identity := s.tlv
-	s.mu.Unlock()
 	m, err := toPipeline(f, offlineSale, s, identity, track2, nil, now)
 	if err != nil {
 		return refuse(err)

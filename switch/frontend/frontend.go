@@ -37,6 +37,14 @@ type Conn struct {
 	// rendering for a MAC under the terminal's TAK, which the adapter cannot make.
 	// A listener never sets it: nothing a terminal sends can.
 	MACVerified bool
+	// UnMACdNetwork is set by a dialect adapter on the copy of the Conn with which
+	// it hands the pipeline a network management message (0800) that its dialect
+	// carries without a MAC (the cup sign-in, sign-off and echo): the pipeline does
+	// not ask its ASCII rendering for a MAC under the terminal's TAK, and does not
+	// take it as MAC-verified either (a terminal whose registry record requires a
+	// MAC is still refused by the terminal checks). Without it a terminal registered
+	// with a TAK could not sign in over cup. A listener never sets it.
+	UnMACdNetwork bool
 }
 
 // Response is the answer to one request.

@@ -194,6 +194,17 @@ func TestTLV(t *testing.T) {
 	if _, err := ParseGeo("91,0"); err == nil {
 		t.Fatal("lat 91 accepted")
 	}
+	// Not numbers, though strconv.ParseFloat reads them; NaN passes every range test.
+	for _, bad := range []string{"NaN,NaN", "nan,0", "0,NaN", "Inf,0", "0,-Infinity", "0x1p4,0", "1_0,0", ",", "39.9,", "+Inf,+Inf"} {
+		if g, err := ParseGeo(bad); err == nil {
+			t.Errorf("GL %q accepted as %+v", bad, g)
+		}
+	}
+	for _, good := range []string{"39.904200,116.407400", " -33.8688 , 151.2093 ", "1e-05,-1E-5", "+0,-0", "90,-180"} {
+		if _, err := ParseGeo(good); err != nil {
+			t.Errorf("GL %q refused: %v", good, err)
+		}
+	}
 }
 
 func TestResponseMTI(t *testing.T) {

@@ -198,18 +198,41 @@ type Geo struct {
 	Lat, Lon float64
 }
 
-// ParseGeo parses the GL tag "lat,lon".
+// ParseGeo parses the GL tag "lat,lon": two decimal numbers (an exponent allowed).
+// NaN, Inf and the hexadecimal or underscored forms strconv.ParseFloat also reads are
+// refused: NaN passes every range comparison, and was then taken for no location at
+// all (until 6 December 2026), which a terminal's missing-identity policy may accept.
 func ParseGeo(s string) (Geo, error) {
 	la, lo, ok := strings.Cut(s, ",")
 	if !ok {
 		return Geo{}, fmt.Errorf("GL %q: want lat,lon", s)
 	}
-	lat, err1 := strconv.ParseFloat(strings.TrimSpace(la), 64)
-	lon, err2 := strconv.ParseFloat(strings.TrimSpace(lo), 64)
+	la, lo = strings.TrimSpace(la), strings.TrimSpace(lo)
+	if !decimalDegrees(la) || !decimalDegrees(lo) {
+		return Geo{}, fmt.Errorf("GL %q: want two decimal numbers (degrees)", s)
+	}
+	lat, err1 := strconv.ParseFloat(la, 64)
+	lon, err2 := strconv.ParseFloat(lo, 64)
 	if err1 != nil || err2 != nil || lat < -90 || lat > 90 || lon < -180 || lon > 180 {
 		return Geo{}, fmt.Errorf("GL %q: not a latitude in [-90,90] and a longitude in [-180,180]", s)
 	}
 	return Geo{Lat: lat, Lon: lon}, nil
+}
+
+// decimalDegrees reports whether s is written only with the characters of a decimal
+// number: digits, a point, signs and an exponent (strconv.ParseFloat judges the rest).
+func decimalDegrees(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c >= '0' && c <= '9', c == '.', c == '+', c == '-', c == 'e', c == 'E':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // Attestation is the SoftPOS AT tag: when the device was attested and the verdict.

@@ -2,12 +2,15 @@ package pipeline
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/switchyard/switchyard/switch/attest"
 	"github.com/switchyard/switchyard/switch/frontend"
+	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/message"
 	"github.com/switchyard/switchyard/switch/metrics"
 	"github.com/switchyard/switchyard/switch/registry"
@@ -41,6 +44,7 @@ func checkRequest(r *message.Request, c *frontend.Conn, macVerified bool, now ti
 		TerminalID: r.TID, MerchantID: r.MID, SourceIP: c.Remote.Addr(),
 		DeviceID: tl.Device, SIM: tl.SIM, IMEI: tl.IMEI, Cell: tl.Cell, AppVersion: tl.AppVersion,
 		MACVerified: macVerified, Now: now,
+		Request: registry.IncidentRequest{MTI: r.MTI, ProcCode: r.ProcCode, Type: TxnType(r.MTI, r.ProcCode), STAN: r.STAN},
 	}
 	if tl.Has&message.HasGeo != 0 {
 		g, err := message.ParseGeo(tl.Geo)
@@ -95,6 +99,7 @@ func (p *Pipeline) checkTerminal(ctx context.Context, t *txn, macVerified bool, 
 	start := p.now()
 	cr, bad := checkRequest(t.req, t.conn, macVerified, start, p.attest)
 	cr.Purpose = purpose
+	cr.Request.RRN = t.rec.RRN
 	if bad != "" {
 		resp, err := p.decline(ctx, t, message.RCFormatError, "switch", "de48-"+bad+"-malformed")
 		return nil, &resp, err
@@ -104,10 +109,73 @@ func (p *Pipeline) checkTerminal(ctx context.Context, t *txn, macVerified bool, 
 	t.rec.Timings.Checks += took.Microseconds()
 	t.stages.add(metrics.StageChecks, took)
 	if res.Decline {
+		if note := declineNote(&res, &cr); note != "" {
+			noteReceived(&t.rec, note)
+		}
 		resp, err := p.decline(ctx, t, res.ResponseCode, "binding", string(res.Reason))
 		return &res, &resp, err
 	}
+	if res.Facts.Flagged {
+		// Accepted by the terminal's policy flag without what it is bound to: the
+		// record says so, for the analyst who looks for a terminal off its place.
+		noteReceived(&t.rec, flaggedNote(&res.Facts))
+	}
 	return &res, nil, nil
+}
+
+// declineNote is the journal's note on a request the binding checks refused: what
+// the check found, for the analyst (the incident has the rest). No card data; the
+// identities sent are quoted, cut to 64 bytes.
+func declineNote(res *registry.CheckResult, cr *registry.CheckRequest) string {
+	f, term := &res.Facts, res.Terminal
+	quote := func(s string) string {
+		if len(s) > 64 {
+			s = s[:64]
+		}
+		return strconv.Quote(s)
+	}
+	switch res.Reason {
+	case registry.ReasonLocationRange:
+		radius := 0.0
+		if term != nil && term.Location != nil {
+			radius = term.Location.RadiusM
+		}
+		return fmt.Sprintf("binding: GL %.6f,%.6f is %.0f m from the registered place (radius %.0f m)", f.Lat, f.Lon, f.DistanceM, radius)
+	case registry.ReasonDeviceMismatch:
+		return "binding: DI " + quote(cr.DeviceID) + " is not the bound device"
+	case registry.ReasonSIMMismatch:
+		return "binding: SI " + quote(cr.SIM) + " is not the bound SIM"
+	case registry.ReasonIMEIMismatch:
+		return "binding: IM " + quote(cr.IMEI) + " is not the bound IMEI"
+	case registry.ReasonIdentityMissing:
+		return "binding: missing " + f.Missing
+	case registry.ReasonNetworkDenied:
+		return "binding: source " + cr.SourceIP.String() + " is outside the terminal's allowed networks"
+	case registry.ReasonMerchantMismatch:
+		if term != nil {
+			return "binding: DE 42 " + quote(strings.TrimRight(cr.MerchantID, " ")) + " is not the terminal's merchant " + term.MerchantID
+		}
+	}
+	return ""
+}
+
+// flaggedNote is the journal's note on a request the registry accepted under the
+// terminal's missing-identity policy flag: what it left out.
+func flaggedNote(f *registry.Facts) string {
+	return "binding: " + f.FlagReason + " (" + f.Missing + "), accepted by the terminal's policy flag"
+}
+
+// noteReceived adds note to the note of rec's received event (newRecord's), after
+// any note it has.
+func noteReceived(rec *journal.Record, note string) {
+	if len(rec.Events) == 0 || rec.Events[0].State != journal.StateReceived {
+		return
+	}
+	if e := &rec.Events[0]; e.Note == "" {
+		e.Note = note
+	} else {
+		e.Note += "; " + note
+	}
 }
 
 // checkNetwork runs the terminal checks on a network management request, which has
@@ -127,8 +195,13 @@ func (p *Pipeline) checkNetwork(t *txn) (rc, reason string) {
 			cr.MerchantID = term.MerchantID
 		}
 	}
-	if res := p.terminals.Check(cr); res.Decline {
+	res := p.terminals.Check(cr)
+	if res.Decline {
 		return res.ResponseCode, string(res.Reason)
+	}
+	if res.Facts.Flagged { // no record to note it in: the log has it
+		p.log.Warn().Str("tid", t.req.TID).Str("net_code", t.req.NetCode).Str("missing", res.Facts.Missing).
+			Str("remote", t.conn.Remote.String()).Msg(flaggedNote(&res.Facts))
 	}
 	return "", ""
 }

@@ -98,9 +98,7 @@ func (p *Pipeline) captureOffline(ctx context.Context, t *txn) (frontend.Respons
 	if iccErr != nil {
 		p.log.Warn().Str("tid", r.TID).Str("stan", r.STAN).Str("error", iccErr.Error()).
 			Msg("offline upload's chip data (DE 55) does not parse: captured, its advice without DE 55")
-		if len(rec.Events) > 0 && rec.Events[0].State == journal.StateReceived { // newRecord's
-			rec.Events[0].Note = "chip data (DE 55) unreadable, the advice goes without it: " + iccErr.Error()
-		}
+		noteReceived(rec, "chip data (DE 55) unreadable, the advice goes without it: "+iccErr.Error())
 	}
 	if kind, ok := message.CryptogramKind(icc); ok && kind == message.CryptogramAAC {
 		// The card declined it (an AAC): there is no approval to capture.

@@ -138,6 +138,9 @@ type CheckRequest struct {
 	MACVerified bool      // the message carried a MAC the lead verified
 	Now         time.Time // the time of the request; zero means the registry's clock
 
+	// Request names the request for its incident (none of it is checked).
+	Request IncidentRequest
+
 	// Purpose narrows the checks for requests that are not new authorizations.
 	Purpose CheckPurpose
 }
@@ -422,6 +425,7 @@ func (r *checker) Check(req CheckRequest) CheckResult {
 	if missing != 0 {
 		if t.MissingPolicy == PolicyFlag {
 			f.Flagged, f.FlagReason = true, string(ReasonIdentityMissing)
+			r.m.flag(missing)
 		} else {
 			return r.decline(res, ReasonIdentityMissing, &req)
 		}
@@ -511,6 +515,7 @@ func (r *checker) checkReversal(res CheckResult, req *CheckRequest, t *Terminal,
 	if missing&7 != 0 { // the location does not count here
 		if t.MissingPolicy == PolicyFlag {
 			f.Flagged, f.FlagReason = true, string(ReasonIdentityMissing)
+			r.m.flag(missing & 7)
 		} else {
 			return r.decline(res, ReasonIdentityMissing, req)
 		}

@@ -50,7 +50,8 @@
 //	imei-mismatch          59  IM differs from the bound IMEI                    incident
 //	location-out-of-range  59  GL farther from the deployed location than its radius  incident
 //	identity-missing       59  a bound DI/SI/IM, or GL of a located terminal, is absent and the
-//	                           terminal's policy is "decline" (policy "flag": accepted, Facts.Flagged)  incident
+//	                           terminal's policy is "decline" (policy "flag": accepted, Facts.Flagged,
+//	                           counted in switchyard_registry_flagged_total and noted in the journal)  incident
 //	network-denied         58  source address outside the terminal's allowed networks  incident
 //	app-version-low        58  AV below the terminal's minimum version (the higher of its own and its
 //	                           rollout group's), or absent while one is set  incident

@@ -45,6 +45,18 @@ type DeviceData struct {
 	MACVerified        bool       `json:"mac_verified"`
 }
 
+// IncidentRequest names the request an incident refused, so that an analyst finds
+// it in the journal: its MTI, processing code and type (purchase, refund, reversal,
+// network...), its STAN (DE 11) and the RRN of its journal record ("" for a request
+// the journal does not keep, a sign-on). No card data.
+type IncidentRequest struct {
+	MTI      string `json:"mti,omitempty"`
+	ProcCode string `json:"proc_code,omitempty"`
+	Type     string `json:"type,omitempty"`
+	STAN     string `json:"stan,omitempty"`
+	RRN      string `json:"rrn,omitempty"`
+}
+
 // Incident is a binding or device-integrity violation, with the merchant, terminal,
 // device data, location and findings as they were at that moment.
 type Incident struct {
@@ -59,6 +71,9 @@ type Incident struct {
 	Merchant     *Merchant  `json:"merchant,omitempty"`
 	Device       DeviceData `json:"device"`
 	Facts        Facts      `json:"facts"`
+	// Request is the request refused (since 6 December 2026; zero in older
+	// incidents and in those of confirmed fraud).
+	Request IncidentRequest `json:"request,omitzero"`
 	// Action is what the switch did besides declining, e.g. "terminal-suspended".
 	Action string `json:"action,omitempty"`
 	// Case is the review case whose confirmed fraud opened the incident (reason
@@ -167,6 +182,8 @@ func (r *incidents) recordIncident(res CheckResult, req *CheckRequest) {
 		Merchant:     res.Merchant,
 		Facts:        res.Facts,
 		Status:       IncidentOpen,
+		Request: IncidentRequest{MTI: strings.Clone(req.Request.MTI), ProcCode: strings.Clone(req.Request.ProcCode),
+			Type: strings.Clone(req.Request.Type), STAN: strings.Clone(req.Request.STAN), RRN: strings.Clone(req.Request.RRN)},
 		Device: DeviceData{
 			MerchantID:         strings.Clone(req.MerchantID),
 			DeviceID:           strings.Clone(req.DeviceID),
@@ -182,7 +199,9 @@ func (r *incidents) recordIncident(res CheckResult, req *CheckRequest) {
 	if req.SourceIP.IsValid() {
 		inc.Device.SourceIP = req.SourceIP.String()
 	}
-	if req.Location.Present {
+	if req.Location.valid() {
+		// Only a point: JSON has no NaN, and an incident that does not encode
+		// took the others of its batch with it (until 6 December 2026).
 		l := req.Location
 		inc.Device.Location = &l
 	}

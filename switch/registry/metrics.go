@@ -13,11 +13,15 @@ type metrics struct {
 	suspensions *prometheus.CounterVec
 	webhooks    *prometheus.CounterVec        // alert webhook actions by result
 	declines    map[Reason]prometheus.Counter // resolved once, so Check does no label lookup
+	// flagged counts what bound terminals of policy flag left out, by bit of the
+	// missing mask (device, sim, imei, location), resolved once like declines.
+	flagged [4]prometheus.Counter
 }
 
 // newMetrics creates the registry's counters and registers them on reg (if not nil).
 //
 //	switchyard_registry_declines_total{reason}          binding/integrity declines by Check
+//	switchyard_registry_flagged_total{missing}          requests accepted under policy flag without device, sim, imei or location
 //	switchyard_registry_incidents_total{reason}         incidents created
 //	switchyard_registry_alerts_total{rule}              offline alerts raised
 //	switchyard_registry_auto_suspensions_total{cause}   terminals suspended by the switch
@@ -62,14 +66,31 @@ func newMetrics(reg *prometheus.Registry) (*metrics, error) {
 			m.incidents.WithLabelValues(string(x.Reason)) // export zeros
 		}
 	}
+	flagged := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "switchyard_registry_flagged_total",
+		Help: "Requests of bound terminals of missing-identity policy flag accepted without a bound identity or their location, by what was missing (device, sim, imei, location; one request may count under several).",
+	}, []string{"missing"})
+	for i, what := range []string{"device", "sim", "imei", "location"} {
+		m.flagged[i] = flagged.WithLabelValues(what)
+	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.incidents, m.alerts, m.suspensions, declines, m.waiting, m.webhooks} {
+		for _, c := range []prometheus.Collector{m.incidents, m.alerts, m.suspensions, declines, flagged, m.waiting, m.webhooks} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("registry: register metrics: %w", err)
 			}
 		}
 	}
 	return m, nil
+}
+
+// flag counts a request accepted under policy flag with the missing mask missing
+// (bit 0 device, 1 sim, 2 imei, 3 location).
+func (m *metrics) flag(missing int) {
+	for b := range m.flagged {
+		if missing&(1<<b) != 0 {
+			m.flagged[b].Inc()
+		}
+	}
 }
 
 func (m *metrics) decline(r Reason) {

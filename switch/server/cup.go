@@ -25,6 +25,7 @@ func newCUPAdapter(lc config.Listener, s *Server) *cup.Adapter {
 		cfg.AcquirerID = lc.CUP.AcquirerID
 		cfg.SingleLengthPIN = lc.CUP.SingleLengthPINKeys
 		cfg.KeyLifetime = lc.CUP.KeyLifetime.D()
+		cfg.SignInMaxAge = lc.CUP.SignInMaxAge.D()
 		cfg.MACByTerminal = map[string]cup.MACAlgorithm{}
 		for tid, v := range lc.CUP.MACByTerminal {
 			cfg.MACByTerminal[tid], _ = cup.ParseMAC(v)
