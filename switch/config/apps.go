@@ -42,8 +42,14 @@ type Task struct {
 // validateAppsTasks checks apps: and tasks: (the kinds are checked at start, where
 // they are registered).
 func (c *Config) validateAppsTasks(bad func(key, format string, args ...any)) {
-	if c.Apps.MaxPackageBytes < 0 || c.Apps.TokenTTL < 0 || c.Apps.RefreshInterval < 0 {
-		bad("apps", "max_package_bytes, token_ttl and refresh_interval must not be negative")
+	if c.Apps.MaxPackageBytes < 0 {
+		bad("apps.max_package_bytes", "%d is negative", c.Apps.MaxPackageBytes)
+	}
+	if c.Apps.TokenTTL < 0 {
+		bad("apps.token_ttl", "%s is negative", c.Apps.TokenTTL.D())
+	}
+	if c.Apps.RefreshInterval < 0 {
+		bad("apps.refresh_interval", "%s is negative", c.Apps.RefreshInterval.D())
 	}
 	names := map[string]bool{}
 	for i, t := range c.Tasks {

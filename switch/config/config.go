@@ -7,10 +7,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/switchyard/switchyard/switch/cluster"
 	"net"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -20,6 +20,7 @@ import (
 	"github.com/switchyard/switchyard/risk/ruleset"
 	"github.com/switchyard/switchyard/switch/admin"
 	"github.com/switchyard/switchyard/switch/attest"
+	"github.com/switchyard/switchyard/switch/cluster"
 	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/message"
 	"github.com/switchyard/switchyard/switch/notify"
@@ -715,12 +716,21 @@ func (c *Config) Validate() error {
 	default:
 		bad("log.format", "%q is not json or console", c.Log.Format)
 	}
-	checkAddr := func(key, addr string) {
-		if _, _, err := net.SplitHostPort(addr); err != nil {
-			bad(key, "%q is not host:port", addr)
+	// checkAddr checks an address the switch listens on (port 0: any free one);
+	// checkDial one it connects to (a port 1 to 65535).
+	checkAddr := func(key, addr string) { checkHostPort(key, addr, 0, bad) }
+	checkDial := func(key, addr string) { checkHostPort(key, addr, 1, bad) }
+	checkAddr("admin.addr", c.Admin.Addr)
+	nonNegative := func(key string, d Duration) {
+		if d < 0 {
+			bad(key, "%s is negative", d.D())
 		}
 	}
-	checkAddr("admin.addr", c.Admin.Addr)
+	nonNegative("security.key_grace", c.Security.KeyGrace)
+	nonNegative("risk.counter_flush", c.Risk.CounterFlush)
+	nonNegative("refunds.window", c.Refunds.Window)
+	nonNegative("shutdown.drain_timeout", c.Shutdown.DrainTimeout)
+	nonNegative("demo_issuer.timeout", c.DemoIssuer.Timeout)
 	for i, e := range c.Admin.TrustedProxies {
 		if _, err := admin.ParseTrustedProxy(e); err != nil {
 			bad(fmt.Sprintf("admin.trusted_proxies[%d]", i), "%q: %v", e, err)
@@ -734,8 +744,14 @@ func (c *Config) Validate() error {
 	if _, _, err := c.Risk.Profiles.RefreshClock(); err != nil {
 		bad("risk.profiles.refresh_at", "%v", err)
 	}
-	if p := c.Risk.Profiles; p.Window < 0 || p.NewCardDays < 0 || p.MinDays < 0 || p.MinTransactions < 0 || p.FullEvery < 0 {
-		bad("risk.profiles", "window, new_card_days, min_days, min_transactions and full_every must not be negative")
+	nonNegative("risk.profiles.window", c.Risk.Profiles.Window)
+	for _, n := range []struct {
+		key string
+		n   int
+	}{{"new_card_days", c.Risk.Profiles.NewCardDays}, {"min_days", c.Risk.Profiles.MinDays}, {"min_transactions", c.Risk.Profiles.MinTransactions}, {"full_every", c.Risk.Profiles.FullEvery}} {
+		if n.n < 0 {
+			bad("risk.profiles."+n.key, "%d is negative", n.n)
+		}
 	}
 	if _, err := admin.NewAuthenticator(c.Admin.Tokens); err != nil {
 		bad("admin.tokens", "%v", err)
@@ -786,7 +802,7 @@ func (c *Config) Validate() error {
 		issuers["demo"] = true
 		checkAddr("demo_issuer.addr", c.DemoIssuer.Addr)
 		if c.DemoIssuer.External != "" {
-			checkAddr("demo_issuer.external", c.DemoIssuer.External)
+			checkDial("demo_issuer.external", c.DemoIssuer.External)
 		}
 	}
 	for i, is := range c.Issuers {
@@ -802,10 +818,13 @@ func (c *Config) Validate() error {
 			bad(key+".addrs", "at least one host:port is required")
 		}
 		for j, a := range is.Addrs {
-			checkAddr(fmt.Sprintf("%s.addrs[%d]", key, j), a)
+			checkDial(fmt.Sprintf("%s.addrs[%d]", key, j), a)
 		}
 		if is.Timeout.D() < 10*time.Millisecond || is.Timeout.D() > 2*time.Minute {
 			bad(key+".timeout", "%s is not between 10ms and 2m", is.Timeout.D())
+		}
+		if is.EchoEvery < 0 {
+			bad(key+".echo_every", "%s is negative", is.EchoEvery.D())
 		}
 		if is.Connections < 1 || is.Connections > 64 {
 			bad(key+".connections", "%d is not between 1 and 64", is.Connections)
@@ -941,6 +960,21 @@ func (c *Config) Validate() error {
 	}
 	c.QR.validate(issuers, bad)
 	return errors.Join(errs...)
+}
+
+// checkHostPort reports addr under key unless it is host:port with a numeric port
+// from minPort to 65535 (a service name such as :http, or a port past 65535, is
+// refused: net.SplitHostPort takes both).
+func checkHostPort(key, addr string, minPort int, bad func(key, format string, args ...any)) {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		bad(key, "%q is not host:port", addr)
+		return
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < minPort || n > 65535 || strings.TrimLeft(port, "0123456789") != "" {
+		bad(key, "%q: the port %q is not a number from %d to 65535", addr, port, minPort)
+	}
 }
 
 // cardHashKeyLabel is keys.CardHashKeyLabel (config does not import the key store).

@@ -1,0 +1,58 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestBadValuesRefused feeds one bad value at a time, over a demo configuration that
+// validates, and checks that the start refuses it with an error naming the key, the
+// value and what is allowed: negative durations, zero or negative sizes, ports out
+// of range, required values left empty.
+func TestBadValuesRefused(t *testing.T) {
+	const base = "demo: true\nsecurity: {card_hash_key_hex: " + DemoCardHashKey + "}\n"
+	const l = "listeners: [{addr: 127.0.0.1:1}]\n"
+	cases := []struct{ name, in, want string }{
+		// Addresses: a port must be a number within range.
+		{"listener port too high", base + "listeners: [{addr: 127.0.0.1:99999}]", `listeners[0].addr: "127.0.0.1:99999": the port "99999" is not a number from 0 to 65535`},
+		{"listener port named", base + "listeners: [{addr: 127.0.0.1:http}]", `listeners[0].addr: "127.0.0.1:http": the port "http" is not a number`},
+		{"listener port negative", base + "listeners: [{addr: '127.0.0.1:-1'}]", `listeners[0].addr: "127.0.0.1:-1": the port "-1" is not a number`},
+		{"listener port empty", base + "listeners: [{addr: ':'}]", `listeners[0].addr: ":": the port "" is not a number`},
+		{"admin port too high", base + l + "admin: {addr: 'localhost:70000'}", `admin.addr: "localhost:70000": the port "70000"`},
+		{"issuer port zero", base + l + "issuers: [{id: x, addrs: [127.0.0.1:0]}]", `issuers[0].addrs[0]: "127.0.0.1:0": the port "0" is not a number from 1 to 65535`},
+		{"hsm port too high", base + l + "hsm: {backend: payshield, addrs: ['10.0.0.5:150000']}", `hsm.addrs[0]: "10.0.0.5:150000": the port "150000" is not a number from 1 to 65535`},
+		// Negative durations.
+		{"echo_every negative", base + l + "issuers: [{id: x, addrs: [127.0.0.1:2], echo_every: -5s}]", `issuers[0].echo_every: -5s is negative`},
+		{"counter_flush negative", base + l + "risk: {counter_flush: -1s}", `risk.counter_flush: -1s is negative`},
+		{"refunds window negative", base + l + "refunds: {window: -1h}", `refunds.window: -1h0m0s is negative`},
+		{"drain_timeout negative", base + l + "shutdown: {drain_timeout: -1s}", `shutdown.drain_timeout: -1s is negative`},
+		{"demo issuer timeout negative", base + l + "demo_issuer: {timeout: -1s}", `demo_issuer.timeout: -1s is negative`},
+		{"issuer timeout negative", base + l + "issuers: [{id: x, addrs: [127.0.0.1:2], timeout: -1s}]", `issuers[0].timeout: -1s is not between 10ms and 2m`},
+		{"idle_timeout negative", base + "listeners: [{addr: 127.0.0.1:1, idle_timeout: -1m}]", `listeners[0].idle_timeout: -1m0s is shorter than 1s`},
+		{"notices timeout negative", base + l + "notices: {timeout: -5s}", `notices.timeout: -5s is negative`},
+		{"notices workers negative", base + l + "notices: {workers: -1}", `notices.workers: -1 is negative`},
+		{"hsm health negative", base + l + "hsm: {backend: payshield, addrs: ['10.0.0.5:1500'], health_every: -1s}", `hsm.health_every: -1s is negative`},
+		{"console lockout negative", base + l + "admin: {console: {lockout: -1m}}", `admin.console.lockout: -1m0s is negative`},
+		{"apps token_ttl negative", base + l + "apps: {token_ttl: -1h}", `apps.token_ttl: -1h0m0s is negative`},
+		{"profiles min_days negative", base + l + "risk: {profiles: {min_days: -1}}", `risk.profiles.min_days: -1 is negative`},
+		// Zero or negative sizes and pool sizes (0 is the default where one exists).
+		{"max_in_flight negative", base + l + "limits: {max_in_flight: -5}", `limits.max_in_flight: -5 is not positive`},
+		{"max_conns negative", base + "listeners: [{addr: 127.0.0.1:1, max_conns: -1}]", `listeners[0].max_conns: -1 is not between 1 and 1000000`},
+		{"issuer connections too many", base + l + "issuers: [{id: x, addrs: [127.0.0.1:2], connections: 100}]", `issuers[0].connections: 100 is not between 1 and 64`},
+		{"segment_mb negative", base + l + "journal: {segment_mb: -1}", `journal.segment_mb: -1 is not between 1 and 4000`},
+		{"max_batch negative", base + l + "journal: {max_batch: -1}", `journal.max_batch: -1 is not positive`},
+		{"breaker buckets too many", base + l + "breaker: {buckets: 601}", `breaker.buckets: 601 is not between 1 and 600`},
+		// Required values left empty.
+		{"tls cert empty", base + "listeners: [{addr: 127.0.0.1:1, tls: {cert_file: '', key_file: /k}}]", `listeners[0].tls: cert_file and key_file are both required`},
+		{"no listeners", base, `listeners: at least one terminal listener is required`},
+		{"issuer without addrs", base + l + "issuers: [{id: x}]", `issuers[0].addrs: at least one host:port is required`},
+		{"issuer without id", base + l + "issuers: [{addrs: [127.0.0.1:2]}]", `issuers[0].id: required`},
+		{"lmk outside demo", "security: {card_hash_key_hex: 00112233445566778899aabbccddeeff}\n" + l, `security.lmk_file: required outside demo mode`},
+	}
+	for _, c := range cases {
+		_, err := Parse([]byte(c.in), "test.yaml")
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s:\n got %v\nwant %s", c.name, err, c.want)
+		}
+	}
+}
