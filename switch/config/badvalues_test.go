@@ -8,7 +8,8 @@ import (
 // TestBadValuesRefused feeds one bad value at a time, over a demo configuration that
 // validates, and checks that the start refuses it with an error naming the key, the
 // value and what is allowed: negative durations, zero or negative sizes, ports out
-// of range, required values left empty.
+// of range, unparsable durations, a typo'd key at several depths, an empty file and
+// a second document (which the decoder would ignore).
 func TestBadValuesRefused(t *testing.T) {
 	const base = "demo: true\nsecurity: {card_hash_key_hex: " + DemoCardHashKey + "}\n"
 	const l = "listeners: [{addr: 127.0.0.1:1}]\n"
@@ -42,12 +43,30 @@ func TestBadValuesRefused(t *testing.T) {
 		{"segment_mb negative", base + l + "journal: {segment_mb: -1}", `journal.segment_mb: -1 is not between 1 and 4000`},
 		{"max_batch negative", base + l + "journal: {max_batch: -1}", `journal.max_batch: -1 is not positive`},
 		{"breaker buckets too many", base + l + "breaker: {buckets: 601}", `breaker.buckets: 601 is not between 1 and 600`},
+		// Unparsable values, named by their key.
+		{"duration without unit", base + "listeners: [{addr: 127.0.0.1:1, idle_timeout: 10}]", `listeners[0].idle_timeout: "10" is not a duration like 10s, 5m or 1h30m`},
+		{"duration with a space", base + l + "issuers: [{id: x, addrs: [127.0.0.1:2], timeout: 1 h}]", `issuers[0].timeout: "1 h" is not a duration`},
+		{"text for a number", base + l + "limits: {max_in_flight: lots}", "limits.max_in_flight: cannot unmarshal !!str `lots` into int (line 4)"},
+		{"text for a bool", base + l + "log: {txn_lines: sometimes}", "log.txn_lines: cannot unmarshal !!str `sometimes` into bool"},
 		// Required values left empty.
 		{"tls cert empty", base + "listeners: [{addr: 127.0.0.1:1, tls: {cert_file: '', key_file: /k}}]", `listeners[0].tls: cert_file and key_file are both required`},
 		{"no listeners", base, `listeners: at least one terminal listener is required`},
 		{"issuer without addrs", base + l + "issuers: [{id: x}]", `issuers[0].addrs: at least one host:port is required`},
 		{"issuer without id", base + l + "issuers: [{addrs: [127.0.0.1:2]}]", `issuers[0].id: required`},
 		{"lmk outside demo", "security: {card_hash_key_hex: 00112233445566778899aabbccddeeff}\n" + l, `security.lmk_file: required outside demo mode`},
+		// A typo'd key at several depths, with the nearest key.
+		{"typo top level", base + l + "rules_dri: ./rules", `rules_dri: unknown key (line 4): did you mean rules_dir?`},
+		{"typo depth 1", base + l + "breaker: {windw: 10s}", `breaker.windw: unknown key (line 4): did you mean window?`},
+		{"typo in a list", base + "listeners: [{addr: 127.0.0.1:1, idle_tmeout: 10s}]", `listeners[0].idle_tmeout: unknown key (line 3): did you mean idle_timeout?`},
+		{"typo depth 3", base + l + "issuers: [{id: x, addrs: [127.0.0.1:2], stand_in: {enabeld: true}}]", `issuers[0].stand_in.enabeld: unknown key (line 4): did you mean enabled?`},
+		{"typo depth 3 console", base + l + "admin: {console: {idle_timout: 5m}}", `admin.console.idle_timout: unknown key (line 4): did you mean idle_timeout?`},
+		{"typo in cluster", base + l + "cluster: {nodee: 1}", `cluster.nodee: unknown key (line 4): did you mean node?`},
+		{"typo in inline struct", base + l + "admin: {tokens: [{name: a, rol: operator, token: x}]}", `admin.tokens[0].rol: unknown key (line 4): did you mean role?`},
+		{"unknown key far from any", base + l + "journal: {flux_capacitor: 1}", `journal.flux_capacitor: unknown key (line 4); known keys here: gap, index_delay, max_batch, min_free_mb, segment_mb, window, window_cpu`},
+		{"two typos both named", base + l + "log: {levl: debug, fromat: json}", "log.levl: unknown key (line 4): did you mean level?\nlog.fromat: unknown key (line 4): did you mean format?"},
+		// The file as a whole.
+		{"empty file", "", `the file is empty`},
+		{"second document", base + l + "---\nlistenrs: []", `a second YAML document at line 5: the configuration is one document`},
 	}
 	for _, c := range cases {
 		_, err := Parse([]byte(c.in), "test.yaml")

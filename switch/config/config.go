@@ -7,9 +7,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"os"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -38,7 +40,7 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	}
 	v, err := time.ParseDuration(s)
 	if err != nil {
-		return fmt.Errorf("line %d: %q is not a duration like 10s or 5m", n.Line, s)
+		return fmt.Errorf("line %d: %q is not a duration like 10s, 5m or 1h30m (units ns, us, ms, s, m, h; a bare number has none)", n.Line, s)
 	}
 	*d = Duration(v)
 	return nil
@@ -467,6 +469,9 @@ func Parse(b []byte, name string) (*Config, error) {
 	// Defaults that an explicit zero overrides.
 	c.Journal.Window = Duration(DefaultJournalWindow)
 	c.Journal.WindowCPU = DefaultJournalWindowCPU
+	if err := checkDocument(b); err != nil {
+		return nil, fmt.Errorf("config %s: %w", name, err)
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil {
@@ -480,6 +485,35 @@ func Parse(b []byte, name string) (*Config, error) {
 		return nil, fmt.Errorf("config %s: %w", name, err)
 	}
 	return &c, nil
+}
+
+// checkDocument reads b as one YAML document and checks its keys and values against
+// Config (checkKeys), so that every unknown key and undecodable value is named by its
+// path; an empty file and a second document (after ---, which would be ignored) are
+// refused.
+func checkDocument(b []byte) error {
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
+		return errors.New("the file is empty (at least one listener is required)")
+	} else if err != nil {
+		return err
+	}
+	var second yaml.Node
+	if err := dec.Decode(&second); err == nil {
+		line := second.Line
+		if len(second.Content) > 0 {
+			line = second.Content[0].Line
+		}
+		return fmt.Errorf("a second YAML document at line %d: the configuration is one document (remove the ---)", line)
+	} else if !errors.Is(err, io.EOF) {
+		return err
+	}
+	var errs []error
+	checkKeys(&doc, reflect.TypeFor[Config](), "", func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	})
+	return errors.Join(errs...)
 }
 
 // loadTokensFile adds the tokens of admin.tokens_file, a YAML list of {name, role,
