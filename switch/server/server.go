@@ -112,6 +112,7 @@ type Server struct {
 	mux       *http.ServeMux
 	console   *console.Console // the web console (console.go); nil when disabled
 	ready     atomic.Bool
+	draining  atomic.Bool                  // set by Drain and Close: /readyz says draining, not starting
 	readyHook atomic.Pointer[func() error] // SetReadyCheck's
 	disk      *diskGuard                   // nil with journal.min_free_mb -1 (diskguard.go)
 	// cl is what a node of a cluster adds (nil alone); remotePipe is the pipeline
@@ -767,21 +768,42 @@ func (s *Server) SetReadyCheck(check func() error) {
 	s.readyHook.Store(&check)
 }
 
-// readiness is /readyz's answer: nil when ready, else why not.
+// readiness is /readyz's answer: nil when ready, else every reason why not, so
+// that an operator fixing one cause is not surprised by the next (a full disk and
+// a broken journal log, say, or a cluster check failing while draining).
 func (s *Server) readiness() error {
-	if !s.ready.Load() {
-		return errors.New("starting or draining")
+	var why []error
+	switch {
+	case s.draining.Load():
+		why = append(why, errors.New("draining (shutting down)"))
+	case !s.ready.Load():
+		why = append(why, errors.New("starting"))
 	}
 	if err := s.disk.notReady(); err != nil {
-		return err
+		why = append(why, err)
 	}
 	if err := s.Journal.Broken(); err != nil {
-		return fmt.Errorf("journal log broken, restart the switch: %w", err)
+		why = append(why, fmt.Errorf("journal log broken, restart the switch: %w", err))
 	}
 	if check := s.readyHook.Load(); check != nil {
-		return (*check)()
+		if err := (*check)(); err != nil {
+			why = append(why, err)
+		}
 	}
-	return nil
+	return joinReasons(why)
+}
+
+// joinReasons is nil for no reasons, else one error listing them on one line,
+// separated by "; " (a /readyz body a load balancer logs whole).
+func joinReasons(why []error) error {
+	if len(why) == 0 {
+		return nil
+	}
+	parts := make([]string, len(why))
+	for i, e := range why {
+		parts[i] = e.Error()
+	}
+	return errors.New(strings.Join(parts, "; "))
 }
 
 // Auth is the admin API's authenticator.
@@ -886,6 +908,7 @@ func (s *Server) Drain() error {
 	for _, l := range s.listeners {
 		l.StopAccepting()
 	}
+	s.draining.Store(true)
 	s.ready.Store(false)
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Shutdown.DrainTimeout.D())
 	defer cancel()
@@ -945,6 +968,7 @@ func (s *Server) Drain() error {
 func (s *Server) Close() {
 	s.closeOnce.Do(func() {
 		s.startOnce.Do(func() {}) // a Start after Close starts nothing
+		s.draining.Store(true)
 		s.ready.Store(false)
 		for _, l := range s.listeners {
 			l.Close()
