@@ -43,6 +43,10 @@ func TestBadValuesRefused(t *testing.T) {
 		{"segment_mb negative", base + l + "journal: {segment_mb: -1}", `journal.segment_mb: -1 is not between 1 and 4000`},
 		{"max_batch negative", base + l + "journal: {max_batch: -1}", `journal.max_batch: -1 is not positive`},
 		{"breaker buckets too many", base + l + "breaker: {buckets: 601}", `breaker.buckets: 601 is not between 1 and 600`},
+		// Nonsensical combinations.
+		{"two listeners one port", base + "listeners: [{addr: 127.0.0.1:8583}, {addr: '0.0.0.0:8583'}]", `listeners[1].addr: "0.0.0.0:8583" takes the port of listeners[0].addr (127.0.0.1:8583)`},
+		{"admin on a listener's port", base + "listeners: [{addr: ':8080'}]", `admin.addr: "127.0.0.1:8080" takes the port of listeners[0].addr (:8080)`},
+		{"one prefix two issuers", base + l + "issuers: [{id: a, addrs: [127.0.0.1:2]}, {id: b, addrs: [127.0.0.1:3]}]\nroutes: [{prefix: '4111', issuer: a}, {prefix: '4111', issuer: b}]", `routes[1].prefix: "4111" is routes[0].prefix already (to a): one issuer a prefix`},
 		// Unparsable values, named by their key.
 		{"duration without unit", base + "listeners: [{addr: 127.0.0.1:1, idle_timeout: 10}]", `listeners[0].idle_timeout: "10" is not a duration like 10s, 5m or 1h30m`},
 		{"duration with a space", base + l + "issuers: [{id: x, addrs: [127.0.0.1:2], timeout: 1 h}]", `issuers[0].timeout: "1 h" is not a duration`},
@@ -73,5 +77,19 @@ func TestBadValuesRefused(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s:\n got %v\nwant %s", c.name, err, c.want)
 		}
+	}
+}
+
+// TestDemoRouteYieldsToConfigured: in demo mode a route of the demo BIN (476173) to
+// another issuer stands, where the demo route added after it took the BIN silently.
+func TestDemoRouteYieldsToConfigured(t *testing.T) {
+	in := "demo: true\nsecurity: {card_hash_key_hex: " + DemoCardHashKey + "}\nlisteners: [{addr: 127.0.0.1:1}]\n" +
+		"issuers: [{id: bank-a, addrs: [127.0.0.1:2]}]\nroutes: [{prefix: '476173', issuer: bank-a}]"
+	c, err := Parse([]byte(in), "test.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Routes) != 1 || c.Routes[0].Issuer != "bank-a" {
+		t.Fatalf("routes %+v, want 476173 to bank-a alone", c.Routes)
 	}
 }

@@ -651,7 +651,9 @@ func (c *Config) ApplyDefaults() {
 	if c.Demo {
 		routed := false
 		for _, r := range c.Routes {
-			routed = routed || r.Issuer == "demo"
+			// A route to the demo issuer, or one of its BIN elsewhere: that one
+			// stands (two routes of one prefix are refused).
+			routed = routed || r.Issuer == "demo" || r.Prefix == "476173"
 		}
 		if !routed {
 			c.Routes = append(c.Routes, Route{Prefix: "476173", Issuer: "demo"})
@@ -831,6 +833,7 @@ func (c *Config) Validate() error {
 	if c.Limits.MaxInFlight < 1 {
 		bad("limits.max_in_flight", "%d is not positive", c.Limits.MaxInFlight)
 	}
+	c.checkListenClash(bad)
 	issuers := map[string]bool{}
 	if c.Demo {
 		issuers["demo"] = true
@@ -871,10 +874,17 @@ func (c *Config) Validate() error {
 			bad(key+".stand_in", "max_amount, per_card_count and per_card_sum must all be positive when enabled")
 		}
 	}
+	prefixes := map[string]int{}
 	for i, r := range c.Routes {
 		key := fmt.Sprintf("routes[%d]", i)
 		if r.Prefix == "" || len(r.Prefix) > 11 || strings.Trim(r.Prefix, "0123456789") != "" {
 			bad(key+".prefix", "%q is not 1 to 11 digits", r.Prefix)
+		}
+		if j, dup := prefixes[r.Prefix]; dup {
+			// The router keeps one issuer a prefix: the other route would be dropped.
+			bad(key+".prefix", "%q is routes[%d].prefix already (to %s): one issuer a prefix", r.Prefix, j, c.Routes[j].Issuer)
+		} else {
+			prefixes[r.Prefix] = i
 		}
 		if !issuers[r.Issuer] {
 			bad(key+".issuer", "%q is not a configured issuer", r.Issuer)
@@ -994,6 +1004,36 @@ func (c *Config) Validate() error {
 	}
 	c.QR.validate(issuers, bad)
 	return errors.Join(errs...)
+}
+
+// checkListenClash reports two of the addresses the switch listens on (the
+// listeners, admin.addr, the demo issuer's) that would take one port: the second
+// bind would fail at start. Port 0 (any free one) clashes with nothing; a wildcard
+// host (empty, 0.0.0.0, ::) clashes with any host on its port.
+func (c *Config) checkListenClash(bad func(key, format string, args ...any)) {
+	type bound struct{ key, host, port string }
+	var seen []bound
+	add := func(key, addr string) {
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil || port == "0" {
+			return // reported by checkAddr, or any free port
+		}
+		for _, b := range seen {
+			wild := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
+			if b.port == port && (b.host == host || wild(b.host) || wild(host)) {
+				bad(key, "%q takes the port of %s (%s)", addr, b.key, net.JoinHostPort(b.host, b.port))
+				return
+			}
+		}
+		seen = append(seen, bound{key, host, port})
+	}
+	for i, l := range c.Listeners {
+		add(fmt.Sprintf("listeners[%d].addr", i), l.Addr)
+	}
+	add("admin.addr", c.Admin.Addr)
+	if c.Demo && c.DemoIssuer.External == "" {
+		add("demo_issuer.addr", c.DemoIssuer.Addr)
+	}
 }
 
 // checkHostPort reports addr under key unless it is host:port with a numeric port

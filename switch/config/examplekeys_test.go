@@ -2,6 +2,7 @@ package config
 
 import (
 	"os"
+	"path/filepath"
 	"reflect"
 	"sort"
 	"strings"
@@ -93,5 +94,19 @@ func typePaths(t reflect.Type, path string, out map[string]bool) {
 		}
 	case reflect.Slice:
 		typePaths(t.Elem(), path+"[]", out)
+	}
+}
+
+// TestClusterExamplesParse: the cluster example's node files (examples/cluster, which
+// docs/cluster.md runs) stay valid.
+func TestClusterExamplesParse(t *testing.T) {
+	files, err := filepath.Glob("../../examples/cluster/node*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no examples/cluster/node*.yaml: %v", err)
+	}
+	for _, f := range files {
+		if _, err := Load(f); err != nil {
+			t.Error(err)
+		}
 	}
 }
