@@ -8,8 +8,9 @@ import (
 
 // Apps configures the terminal application management (docs/apps.md).
 type Apps struct {
-	// MaxPackageBytes bounds an uploaded package (default 512 MiB).
-	MaxPackageBytes int64 `yaml:"max_package_bytes"`
+	// MaxPackageBytes bounds an uploaded package (default 512 MiB): bytes, or a
+	// size with its unit (512MiB, Size).
+	MaxPackageBytes Size `yaml:"max_package_bytes"`
 	// TokenTTL is how long the download token of an update offer is valid
 	// (default 24h): a terminal that has not finished by then signs on again.
 	TokenTTL Duration `yaml:"token_ttl"`
@@ -43,7 +44,7 @@ type Task struct {
 // they are registered).
 func (c *Config) validateAppsTasks(bad func(key, format string, args ...any)) {
 	if c.Apps.MaxPackageBytes < 0 {
-		bad("apps.max_package_bytes", "%d is negative", c.Apps.MaxPackageBytes)
+		bad("apps.max_package_bytes", "%d is negative", int64(c.Apps.MaxPackageBytes))
 	}
 	if c.Apps.TokenTTL < 0 {
 		bad("apps.token_ttl", "%s is negative", c.Apps.TokenTTL.D())
