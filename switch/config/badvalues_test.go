@@ -70,6 +70,7 @@ func TestBadValuesRefused(t *testing.T) {
 		{"two typos both named", base + l + "log: {levl: debug, fromat: json}", "log.levl: unknown key (line 4): did you mean level?\nlog.fromat: unknown key (line 4): did you mean format?"},
 		// The file as a whole.
 		{"empty file", "", `the file is empty`},
+		{"a list, not a mapping", "- listeners", "the file: cannot unmarshal !!seq into config.Config (line 1)"},
 		{"second document", base + l + "---\nlistenrs: []", `a second YAML document at line 5: the configuration is one document`},
 	}
 	for _, c := range cases {

@@ -91,6 +91,9 @@ func checkLeaf(n *yaml.Node, t reflect.Type, path string, bad func(key, format s
 	if errors.As(err, &te) {
 		msgs = te.Errors
 	}
+	if path == "" {
+		path = "the file" // a top level that is not a mapping
+	}
 	for _, m := range msgs {
 		m = lineRE.ReplaceAllString(m, "")
 		bad(path, "%s (line %d)", m, n.Line)
