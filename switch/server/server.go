@@ -770,7 +770,7 @@ func (s *Server) SetReadyCheck(check func() error) {
 
 // readiness is /readyz's answer: nil when ready, else every reason why not, so
 // that an operator fixing one cause is not surprised by the next (a full disk and
-// a broken journal log, say, or a cluster check failing while draining).
+// a broken journal log, say, or a full disk and a failing cluster check).
 func (s *Server) readiness() error {
 	var why []error
 	switch {
@@ -779,13 +779,19 @@ func (s *Server) readiness() error {
 	case !s.ready.Load():
 		why = append(why, errors.New("starting"))
 	}
+	// The check (a cluster node's JetStream probe, up to a second or two) is asked
+	// only of a switch that serves, as before: starting or draining says enough.
+	check := s.readyHook.Load()
+	if len(why) > 0 {
+		check = nil
+	}
 	if err := s.disk.notReady(); err != nil {
 		why = append(why, err)
 	}
 	if err := s.Journal.Broken(); err != nil {
 		why = append(why, fmt.Errorf("journal log broken, restart the switch: %w", err))
 	}
-	if check := s.readyHook.Load(); check != nil {
+	if check != nil {
 		if err := (*check)(); err != nil {
 			why = append(why, err)
 		}
