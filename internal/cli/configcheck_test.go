@@ -17,7 +17,8 @@ func TestConfigCheck(t *testing.T) {
 	dir := t.TempDir()
 	write := func(name, body string, mode os.FileMode) string {
 		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(body), mode); err != nil {
+		// Chmod too: a serve test before this one may have set the process's umask.
+		if err := os.WriteFile(p, []byte(body), mode); err != nil || os.Chmod(p, mode) != nil {
 			t.Fatal(err)
 		}
 		return p
