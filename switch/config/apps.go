@@ -8,8 +8,9 @@ import (
 
 // Apps configures the terminal application management (docs/apps.md).
 type Apps struct {
-	// MaxPackageBytes bounds an uploaded package (default 512 MiB).
-	MaxPackageBytes int64 `yaml:"max_package_bytes"`
+	// MaxPackageBytes bounds an uploaded package (default 512 MiB): bytes, or a
+	// size with its unit (512MiB, Size).
+	MaxPackageBytes Size `yaml:"max_package_bytes"`
 	// TokenTTL is how long the download token of an update offer is valid
 	// (default 24h): a terminal that has not finished by then signs on again.
 	TokenTTL Duration `yaml:"token_ttl"`
@@ -42,8 +43,14 @@ type Task struct {
 // validateAppsTasks checks apps: and tasks: (the kinds are checked at start, where
 // they are registered).
 func (c *Config) validateAppsTasks(bad func(key, format string, args ...any)) {
-	if c.Apps.MaxPackageBytes < 0 || c.Apps.TokenTTL < 0 || c.Apps.RefreshInterval < 0 {
-		bad("apps", "max_package_bytes, token_ttl and refresh_interval must not be negative")
+	if c.Apps.MaxPackageBytes < 0 {
+		bad("apps.max_package_bytes", "%d is negative", int64(c.Apps.MaxPackageBytes))
+	}
+	if c.Apps.TokenTTL < 0 {
+		bad("apps.token_ttl", "%s is negative", c.Apps.TokenTTL.D())
+	}
+	if c.Apps.RefreshInterval < 0 {
+		bad("apps.refresh_interval", "%s is negative", c.Apps.RefreshInterval.D())
 	}
 	names := map[string]bool{}
 	for i, t := range c.Tasks {

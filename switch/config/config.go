@@ -7,10 +7,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/switchyard/switchyard/switch/cluster"
+	"io"
 	"net"
 	"net/url"
 	"os"
+	"reflect"
+	"strconv"
 	"strings"
 	"time"
 
@@ -20,6 +22,7 @@ import (
 	"github.com/switchyard/switchyard/risk/ruleset"
 	"github.com/switchyard/switchyard/switch/admin"
 	"github.com/switchyard/switchyard/switch/attest"
+	"github.com/switchyard/switchyard/switch/cluster"
 	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/message"
 	"github.com/switchyard/switchyard/switch/notify"
@@ -37,7 +40,7 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	}
 	v, err := time.ParseDuration(s)
 	if err != nil {
-		return fmt.Errorf("line %d: %q is not a duration like 10s or 5m", n.Line, s)
+		return fmt.Errorf("line %d: %q is not a duration like 10s, 5m or 1h30m (units ns, us, ms, s, m, h; a bare number has none)", n.Line, s)
 	}
 	*d = Duration(v)
 	return nil
@@ -479,6 +482,9 @@ func Parse(b []byte, name string) (*Config, error) {
 	// Defaults that an explicit zero overrides.
 	c.Journal.Window = Duration(DefaultJournalWindow)
 	c.Journal.WindowCPU = DefaultJournalWindowCPU
+	if err := checkDocument(b); err != nil {
+		return nil, fmt.Errorf("config %s: %w", name, err)
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil {
@@ -492,6 +498,35 @@ func Parse(b []byte, name string) (*Config, error) {
 		return nil, fmt.Errorf("config %s: %w", name, err)
 	}
 	return &c, nil
+}
+
+// checkDocument reads b as one YAML document and checks its keys and values against
+// Config (checkKeys), so that every unknown key and undecodable value is named by its
+// path; an empty file and a second document (after ---, which would be ignored) are
+// refused.
+func checkDocument(b []byte) error {
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
+		return errors.New("the file is empty (at least one listener is required)")
+	} else if err != nil {
+		return err
+	}
+	var second yaml.Node
+	if err := dec.Decode(&second); err == nil {
+		line := second.Line
+		if len(second.Content) > 0 {
+			line = second.Content[0].Line
+		}
+		return fmt.Errorf("a second YAML document at line %d: the configuration is one document (remove the ---)", line)
+	} else if !errors.Is(err, io.EOF) {
+		return err
+	}
+	var errs []error
+	checkKeys(&doc, reflect.TypeFor[Config](), "", func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	})
+	return errors.Join(errs...)
 }
 
 // loadTokensFile adds the tokens of admin.tokens_file, a YAML list of {name, role,
@@ -629,7 +664,9 @@ func (c *Config) ApplyDefaults() {
 	if c.Demo {
 		routed := false
 		for _, r := range c.Routes {
-			routed = routed || r.Issuer == "demo"
+			// A route to the demo issuer, or one of its BIN elsewhere: that one
+			// stands (two routes of one prefix are refused).
+			routed = routed || r.Issuer == "demo" || r.Prefix == "476173"
 		}
 		if !routed {
 			c.Routes = append(c.Routes, Route{Prefix: "476173", Issuer: "demo"})
@@ -728,12 +765,21 @@ func (c *Config) Validate() error {
 	default:
 		bad("log.format", "%q is not json or console", c.Log.Format)
 	}
-	checkAddr := func(key, addr string) {
-		if _, _, err := net.SplitHostPort(addr); err != nil {
-			bad(key, "%q is not host:port", addr)
+	// checkAddr checks an address the switch listens on (port 0: any free one);
+	// checkDial one it connects to (a port 1 to 65535).
+	checkAddr := func(key, addr string) { checkHostPort(key, addr, 0, bad) }
+	checkDial := func(key, addr string) { checkHostPort(key, addr, 1, bad) }
+	checkAddr("admin.addr", c.Admin.Addr)
+	nonNegative := func(key string, d Duration) {
+		if d < 0 {
+			bad(key, "%s is negative", d.D())
 		}
 	}
-	checkAddr("admin.addr", c.Admin.Addr)
+	nonNegative("security.key_grace", c.Security.KeyGrace)
+	nonNegative("risk.counter_flush", c.Risk.CounterFlush)
+	nonNegative("refunds.window", c.Refunds.Window)
+	nonNegative("shutdown.drain_timeout", c.Shutdown.DrainTimeout)
+	nonNegative("demo_issuer.timeout", c.DemoIssuer.Timeout)
 	for i, e := range c.Admin.TrustedProxies {
 		if _, err := admin.ParseTrustedProxy(e); err != nil {
 			bad(fmt.Sprintf("admin.trusted_proxies[%d]", i), "%q: %v", e, err)
@@ -747,8 +793,14 @@ func (c *Config) Validate() error {
 	if _, _, err := c.Risk.Profiles.RefreshClock(); err != nil {
 		bad("risk.profiles.refresh_at", "%v", err)
 	}
-	if p := c.Risk.Profiles; p.Window < 0 || p.NewCardDays < 0 || p.MinDays < 0 || p.MinTransactions < 0 || p.FullEvery < 0 {
-		bad("risk.profiles", "window, new_card_days, min_days, min_transactions and full_every must not be negative")
+	nonNegative("risk.profiles.window", c.Risk.Profiles.Window)
+	for _, n := range []struct {
+		key string
+		n   int
+	}{{"new_card_days", c.Risk.Profiles.NewCardDays}, {"min_days", c.Risk.Profiles.MinDays}, {"min_transactions", c.Risk.Profiles.MinTransactions}, {"full_every", c.Risk.Profiles.FullEvery}} {
+		if n.n < 0 {
+			bad("risk.profiles."+n.key, "%d is negative", n.n)
+		}
 	}
 	if _, err := admin.NewAuthenticator(c.Admin.Tokens); err != nil {
 		bad("admin.tokens", "%v", err)
@@ -794,12 +846,13 @@ func (c *Config) Validate() error {
 	if c.Limits.MaxInFlight < 1 {
 		bad("limits.max_in_flight", "%d is not positive", c.Limits.MaxInFlight)
 	}
+	c.checkListenClash(bad)
 	issuers := map[string]bool{}
 	if c.Demo {
 		issuers["demo"] = true
 		checkAddr("demo_issuer.addr", c.DemoIssuer.Addr)
 		if c.DemoIssuer.External != "" {
-			checkAddr("demo_issuer.external", c.DemoIssuer.External)
+			checkDial("demo_issuer.external", c.DemoIssuer.External)
 		}
 	}
 	for i, is := range c.Issuers {
@@ -815,10 +868,13 @@ func (c *Config) Validate() error {
 			bad(key+".addrs", "at least one host:port is required")
 		}
 		for j, a := range is.Addrs {
-			checkAddr(fmt.Sprintf("%s.addrs[%d]", key, j), a)
+			checkDial(fmt.Sprintf("%s.addrs[%d]", key, j), a)
 		}
 		if is.Timeout.D() < 10*time.Millisecond || is.Timeout.D() > 2*time.Minute {
 			bad(key+".timeout", "%s is not between 10ms and 2m", is.Timeout.D())
+		}
+		if is.EchoEvery < 0 {
+			bad(key+".echo_every", "%s is negative", is.EchoEvery.D())
 		}
 		if is.Connections < 1 || is.Connections > 64 {
 			bad(key+".connections", "%d is not between 1 and 64", is.Connections)
@@ -831,10 +887,17 @@ func (c *Config) Validate() error {
 			bad(key+".stand_in", "max_amount, per_card_count and per_card_sum must all be positive when enabled")
 		}
 	}
+	prefixes := map[string]int{}
 	for i, r := range c.Routes {
 		key := fmt.Sprintf("routes[%d]", i)
 		if r.Prefix == "" || len(r.Prefix) > 11 || strings.Trim(r.Prefix, "0123456789") != "" {
 			bad(key+".prefix", "%q is not 1 to 11 digits", r.Prefix)
+		}
+		if j, dup := prefixes[r.Prefix]; dup {
+			// The router keeps one issuer a prefix: the other route would be dropped.
+			bad(key+".prefix", "%q is routes[%d].prefix already (to %s): one issuer a prefix", r.Prefix, j, c.Routes[j].Issuer)
+		} else {
+			prefixes[r.Prefix] = i
 		}
 		if !issuers[r.Issuer] {
 			bad(key+".issuer", "%q is not a configured issuer", r.Issuer)
@@ -954,6 +1017,51 @@ func (c *Config) Validate() error {
 	}
 	c.QR.validate(issuers, bad)
 	return errors.Join(errs...)
+}
+
+// checkListenClash reports two of the addresses the switch listens on (the
+// listeners, admin.addr, the demo issuer's) that would take one port: the second
+// bind would fail at start. Port 0 (any free one) clashes with nothing; a wildcard
+// host (empty, 0.0.0.0, ::) clashes with any host on its port.
+func (c *Config) checkListenClash(bad func(key, format string, args ...any)) {
+	type bound struct{ key, host, port string }
+	var seen []bound
+	add := func(key, addr string) {
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil || port == "0" {
+			return // reported by checkAddr, or any free port
+		}
+		for _, b := range seen {
+			wild := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
+			if b.port == port && (b.host == host || wild(b.host) || wild(host)) {
+				bad(key, "%q takes the port of %s (%s)", addr, b.key, net.JoinHostPort(b.host, b.port))
+				return
+			}
+		}
+		seen = append(seen, bound{key, host, port})
+	}
+	for i, l := range c.Listeners {
+		add(fmt.Sprintf("listeners[%d].addr", i), l.Addr)
+	}
+	add("admin.addr", c.Admin.Addr)
+	if c.Demo && c.DemoIssuer.External == "" {
+		add("demo_issuer.addr", c.DemoIssuer.Addr)
+	}
+}
+
+// checkHostPort reports addr under key unless it is host:port with a numeric port
+// from minPort to 65535 (a service name such as :http, or a port past 65535, is
+// refused: net.SplitHostPort takes both).
+func checkHostPort(key, addr string, minPort int, bad func(key, format string, args ...any)) {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		bad(key, "%q is not host:port", addr)
+		return
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < minPort || n > 65535 || strings.TrimLeft(port, "0123456789") != "" {
+		bad(key, "%q: the port %q is not a number from %d to 65535", addr, port, minPort)
+	}
 }
 
 // cardHashKeyLabel is keys.CardHashKeyLabel (config does not import the key store).

@@ -29,7 +29,7 @@ func TestErrorsNameKeyAndProblem(t *testing.T) {
 		"listeners: [{addr: 127.0.0.1:1}]\nsecurity: {card_hash_key_hex: 00112233445566778899aabbccddeeff}":                               `security.lmk_file: required outside demo mode`,
 		"demo: true\nlisteners: [{addr: 127.0.0.1:1}]\nlog: {level: chatty}":                                                              `log.level: "chatty" is not one of debug, info, warn, error`,
 		"demo: true\nlisteners: [{addr: 127.0.0.1:1, idle_timeout: soon}]":                                                                `"soon" is not a duration`,
-		"demo: true\nlistners: []": `field listners not found`,
+		"demo: true\nlistners: []": `listners: unknown key (line 2): did you mean listeners?`,
 		"demo: true\nlisteners: [{addr: 127.0.0.1:1}]\nbreaker: {threshold: 5}":                             `breaker.threshold: no longer used`,
 		"demo: true\nlisteners: [{addr: 127.0.0.1:1}]\nbreaker: {failure_rate: 1.5}":                        `breaker.failure_rate: 1.5 is not in (0, 1]`,
 		"demo: true\nlisteners: [{addr: 127.0.0.1:1}]\nbreaker: {window: 1s, buckets: 1000}":                `breaker.buckets: 1000 is not between 1 and 600`,

@@ -27,7 +27,18 @@ type Console struct {
 }
 
 func (c Console) validate(bad func(key, format string, args ...any)) {
-	if c.IdleTimeout < 0 || c.Lockout < 0 || c.MaxFailures < 0 || c.SessionLifetime < 0 || c.AddrMaxFailures < 0 || c.AddrWindow < 0 {
-		bad("admin.console", "idle_timeout, session_lifetime, max_failures, lockout, addr_max_failures and addr_window must not be negative")
+	for _, d := range []struct {
+		key string
+		d   Duration
+	}{{"idle_timeout", c.IdleTimeout}, {"session_lifetime", c.SessionLifetime}, {"lockout", c.Lockout}, {"addr_window", c.AddrWindow}} {
+		if d.d < 0 {
+			bad("admin.console."+d.key, "%s is negative", d.d.D())
+		}
+	}
+	if c.MaxFailures < 0 {
+		bad("admin.console.max_failures", "%d is negative", c.MaxFailures)
+	}
+	if c.AddrMaxFailures < 0 {
+		bad("admin.console.addr_max_failures", "%d is negative", c.AddrMaxFailures)
 	}
 }

@@ -2,7 +2,6 @@ package config
 
 import (
 	"fmt"
-	"net"
 )
 
 // HSM chooses the HSM the switch performs its cryptography with (docs/hsm.md).
@@ -60,9 +59,7 @@ func (h HSM) validate(bad func(key, format string, args ...any)) {
 		bad("hsm.addrs", "backend payshield needs at least one HSM address (host:port)")
 	}
 	for i, a := range h.Addrs {
-		if _, _, err := net.SplitHostPort(a); err != nil {
-			bad(fmt.Sprintf("hsm.addrs[%d]", i), "%q is not host:port", a)
-		}
+		checkHostPort(fmt.Sprintf("hsm.addrs[%d]", i), a, 1, bad)
 	}
 	if h.HeaderLength != 0 && (h.HeaderLength < 2 || h.HeaderLength > 32) {
 		bad("hsm.header_length", "%d is out of range 2-32", h.HeaderLength)
@@ -70,8 +67,11 @@ func (h HSM) validate(bad func(key, format string, args ...any)) {
 	if h.Connections < 0 || h.Connections > 64 {
 		bad("hsm.connections", "%d is out of range 0-64", h.Connections)
 	}
-	if h.Timeout < 0 || h.HealthEvery < 0 {
-		bad("hsm", "negative timeout or health_every")
+	if h.Timeout < 0 {
+		bad("hsm.timeout", "%s is negative", h.Timeout.D())
+	}
+	if h.HealthEvery < 0 {
+		bad("hsm.health_every", "%s is negative", h.HealthEvery.D())
 	}
 	if (h.CertFile == "") != (h.KeyFile == "") {
 		bad("hsm.cert_file", "give cert_file and key_file together")

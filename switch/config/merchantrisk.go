@@ -178,8 +178,16 @@ func (c *Config) validateMerchantRisk(bad func(key, format string, args ...any))
 	if _, err := n.AllowPrivatePrefixes(); err != nil {
 		bad("notices.allow_private", "%v", err)
 	}
-	if n.RetryMin < 0 || n.RetryMax < 0 || n.Timeout < 0 || n.LogTTL < 0 || n.Workers < 0 {
-		bad("notices", "negative value in %+v", n)
+	for _, d := range []struct {
+		key string
+		d   Duration
+	}{{"notices.retry_min", n.RetryMin}, {"notices.retry_max", n.RetryMax}, {"notices.timeout", n.Timeout}, {"notices.log_ttl", n.LogTTL}} {
+		if d.d < 0 {
+			bad(d.key, "%s is negative", d.d.D())
+		}
+	}
+	if n.Workers < 0 {
+		bad("notices.workers", "%d is negative (0: the default 4)", n.Workers)
 	}
 	if d := n.SecretOverlap.D(); d < time.Minute || d > 7*24*time.Hour {
 		bad("notices.secret_overlap", "%s is not between 1m and 168h", d)

@@ -66,7 +66,9 @@ func New() *Metrics {
 			Name: "switchyard_terminal_connections", Help: "Open terminal connections by listener.",
 		}, []string{"listener"}),
 		ConnsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "switchyard_terminal_connections_total", Help: "Terminal connections accepted by listener.",
+			// Not switchyard_terminal_connections_total: in OpenMetrics that counter's
+			// family would be the gauge's name (renamed 6 December 2026).
+			Name: "switchyard_terminal_connections_accepted_total", Help: "Terminal connections accepted, by listener.",
 		}, []string{"listener"}),
 		ConnsClosed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchyard_terminal_connections_closed_total", Help: "Terminal connections closed, by listener and reason.",

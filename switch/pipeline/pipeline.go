@@ -260,9 +260,16 @@ type Pipeline struct {
 	// fill the logs, maybe on the very disk that is full. The metric and the
 	// journal (the records kept for its return) count every one.
 	unavailLog zerolog.Logger
-	now        func() time.Time
-	hashers    sync.Pool
-	seal       *sealer
+	// hsmLog and faultLog are log sampled to faultLogBurst lines every
+	// faultLogPeriod, for the errors a fault makes every transaction meet: no HSM
+	// answering (hsmLog), a journal that fails its writes (faultLog: the 96s of a
+	// broken journal log). One Error line per request would bury the cause under
+	// the traffic's volume; each transaction's own line (reason hsm-unavailable,
+	// system-malfunction) and switchyard_transactions_total still count them all.
+	hsmLog, faultLog zerolog.Logger
+	now              func() time.Time
+	hashers          sync.Pool
+	seal             *sealer
 
 	dups     *dupTable
 	early    *earlyReversals
@@ -323,6 +330,8 @@ func New(cfg Config, j Journal, q Queue, routes Routes, terms Terminals, m *metr
 	}
 	p := &Pipeline{cfg: cfg, journal: j, queue: q, routes: routes, terminals: terms, metrics: m, log: cfg.Logger, now: cfg.Now, seal: s,
 		unavailLog: cfg.Logger.Sample(&zerolog.BurstSampler{Burst: journalUnavailableBurst, Period: time.Second}),
+		hsmLog:     cfg.Logger.Sample(&zerolog.BurstSampler{Burst: faultLogBurst, Period: faultLogPeriod}),
+		faultLog:   cfg.Logger.Sample(&zerolog.BurstSampler{Burst: faultLogBurst, Period: faultLogPeriod}),
 		hsm:        cfg.HSM, risk: cfg.Risk, profiles: cfg.Profiles, attest: cfg.Attestation, ratings: cfg.Ratings, notices: cfg.Notices, zones: cfg.Zones, keyGrace: cfg.KeyGrace,
 		dups: newDupTable(), early: newEarlyReversals(cfg.DupWindow, 100_000), open: newInflight(), standIn: newStandInBook(), stop: make(chan struct{}),
 		recent: newRecentKeys(cfg.DupWindow, 5_000_000, cfg.Now())}
@@ -1103,7 +1112,7 @@ func (p *Pipeline) sent(t *txn, delivered bool) {
 		p.metrics.Stages.Observe(metrics.StageAnswer, p.now().Sub(t.ready))
 	}
 	if err := p.journal.MarkDelivery(rec.RRN, delivered, p.now().UTC()); err != nil {
-		p.log.Error().Err(err).Str("rrn", rec.RRN).Msg("journal write failed")
+		p.faultLog.Error().Err(err).Str("rrn", rec.RRN).Msg("journal write of a delivery mark failed (at most 5 such lines every 10 s)")
 	}
 	// Out of the open set (so past the next checkpoint) once the delivery mark, and an
 	// undelivered approval's reversal, are queued.
@@ -1193,6 +1202,12 @@ func (p *Pipeline) write(ctx context.Context, t *txn, durable bool) error {
 // pipeline logs (unavailLog).
 const journalUnavailableBurst = 10
 
+// faultLogBurst lines every faultLogPeriod is what hsmLog and faultLog let through.
+const (
+	faultLogBurst  = 5
+	faultLogPeriod = 10 * time.Second
+)
+
 // systemError answers 96 when the journal or another internal part fails; nothing is
 // forwarded after such a failure. A journal that cannot make records durable now (a
 // cluster without a quorum, journal.ErrUnavailable) gets 91 journal-unavailable
@@ -1207,7 +1222,13 @@ func (p *Pipeline) systemError(t *txn, err error) (frontend.Response, error) {
 		// Its record is written when the journal is back (and stays open until then).
 		owed = p.oweRecord(t)
 	} else {
-		p.log.Error().Err(err).Str("tid", t.req.TID).Str("stan", t.req.STAN).Str("mti", t.req.MTI).Msg("system malfunction: answered 96")
+		p.faultLog.Error().Err(err).Str("tid", t.req.TID).Str("stan", t.req.STAN).Str("mti", t.req.MTI).Str("rrn", t.rec.RRN).
+			Msg("system malfunction: answered 96 (at most 5 such lines every 10 s; every transaction's line says system-malfunction)")
+		// The transaction's own line (log.txn_lines), which the sampled error may
+		// leave out: what each terminal was answered stays in the log.
+		p.log.Info().Str("rrn", t.rec.RRN).Str("mti", t.req.MTI).Str("tid", t.req.TID).Str("stan", t.req.STAN).
+			Str("pan", t.rec.PANMasked).Str("issuer", t.issuer).Str("rc", rc).Str("decided_by", by).Str("reason", reason).
+			Msg("txn")
 	}
 	if t.rec.RRN != "" && !t.written && !owed {
 		// Nothing of it is on disk, so recovery has nothing to settle: it must not

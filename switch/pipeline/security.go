@@ -69,10 +69,10 @@ func (p *Pipeline) authenticate(ctx context.Context, t *txn) (reason string) {
 	case errors.Is(err, hsm.ErrMACMismatch):
 		return "mac-invalid"
 	case errors.Is(err, hsm.ErrUnavailable):
-		p.log.Error().Err(err).Str("tid", t.req.TID).Msg("MAC not verified: no HSM answered")
+		p.hsmLog.Error().Err(err).Str("tid", t.req.TID).Msg("MAC not verified: no HSM answered (at most 5 such lines every 10 s; every transaction's line says hsm-unavailable)")
 		return reasonHSMUnavailable
 	default:
-		p.log.Error().Err(err).Str("tid", t.req.TID).Msg("MAC could not be verified")
+		p.hsmLog.Error().Err(err).Str("tid", t.req.TID).Msg("MAC could not be verified (at most 5 such lines every 10 s; every transaction's line says mac-unverifiable)")
 		return "mac-unverifiable"
 	}
 }
@@ -144,7 +144,7 @@ func (p *Pipeline) translatePIN(ctx context.Context, t *txn, issuer string) ([]b
 		}
 		return block, "", ""
 	case errors.Is(err, hsm.ErrUnavailable):
-		p.log.Error().Err(err).Str("tid", r.TID).Msg("PIN not translated: no HSM answered")
+		p.hsmLog.Error().Err(err).Str("tid", r.TID).Msg("PIN not translated: no HSM answered (at most 5 such lines every 10 s; every transaction's line says hsm-unavailable)")
 		return nil, message.RCSystemMalfunction, reasonHSMUnavailable
 	case errors.Is(err, hsm.ErrReplay):
 		return nil, message.RCSecurityViolation, "dukpt-replay"
@@ -153,7 +153,7 @@ func (p *Pipeline) translatePIN(ctx context.Context, t *txn, issuer string) ([]b
 	case errors.Is(err, hsm.ErrPolicy):
 		return nil, message.RCSecurityViolation, "pin-format-policy"
 	default:
-		p.log.Error().Err(err).Str("tid", r.TID).Str("issuer", issuer).Msg("PIN translation failed")
+		p.hsmLog.Error().Err(err).Str("tid", r.TID).Str("issuer", issuer).Msg("PIN translation failed (at most 5 such lines every 10 s; every transaction's line says pin-translation-failed)")
 		return nil, message.RCSecurityViolation, "pin-translation-failed"
 	}
 }

@@ -41,6 +41,12 @@ type orderDesk struct {
 	pipe   orderJournal // the pipeline, set once it exists
 	secret []byte
 	log    zerolog.Logger
+	// refusedLog is log sampled to adminRefusedBurst lines a second, for the
+	// notifications refused before they are known to come from a network (a bad
+	// signature, a network without a connector): the endpoint takes requests from
+	// outside, and a flood of them must not fill the log; notified counts every one.
+	// The zero value logs nothing.
+	refusedLog zerolog.Logger
 	// notified counts the notifications by network and outcome
 	// (switchyard_qr_notifications_total); nil counts nothing.
 	notified *prometheus.CounterVec
@@ -147,6 +153,7 @@ func (s *Server) newOrderDesk() (*orderDesk, error) {
 	d := &orderDesk{book: book, cfg: cfg, now: now, notified: notified, reg: s.Registry, hist: s.Journal, sums: sums,
 		marks:  &orderMarks{db: s.db, persist: s.Journal.PutDurable},
 		secret: secret, log: s.log.With().Str("component", "qr-orders").Logger()}
+	d.refusedLog = d.log.Sample(&zerolog.BurstSampler{Burst: adminRefusedBurst, Period: time.Second})
 	if s.cl != nil {
 		// A merchant's notifications are checked one at a time across the nodes.
 		d.locks = s.cl
@@ -261,7 +268,7 @@ func (d *orderDesk) notify(w http.ResponseWriter, r *http.Request) {
 	}
 	if !hmac.Equal([]byte(r.Header.Get(wallet.NotifySignatureHeader)), []byte(wallet.Sign(d.secret, body))) {
 		d.count("", noteBadSig)
-		d.log.Warn().Str("remote", r.RemoteAddr).Msg("payment notification with a bad signature: refused")
+		d.refusedLog.Warn().Str("remote", r.RemoteAddr).Msg("payment notification with a bad signature: refused (at most 10 such lines a second; switchyard_qr_notifications_total counts them all)")
 		answer(http.StatusUnauthorized, wallet.Result{Result: wallet.Fail, ErrCode: "SIGN_ERROR"})
 		return
 	}
@@ -274,7 +281,7 @@ func (d *orderDesk) notify(w http.ResponseWriter, r *http.Request) {
 	conn, ok := d.connectorOf(n.Network)
 	if !ok {
 		d.count("", noteInvalid)
-		d.log.Warn().Str("order", n.OrderID).Str("network", n.Network).Msg("payment notification of a network without a connector: refused")
+		d.refusedLog.Warn().Str("order", n.OrderID).Str("network", n.Network).Msg("payment notification of a network without a connector: refused (at most 10 such lines a second)")
 		answer(http.StatusBadRequest, wallet.Result{Result: wallet.Fail, ErrCode: "PARAM_ERROR", ErrMsg: fmt.Sprintf("network %q has no wallet connector", n.Network)})
 		return
 	}

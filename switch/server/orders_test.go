@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/switchyard/switchyard/internal/statelog"
+	"github.com/switchyard/switchyard/internal/syncbuf"
 	"github.com/switchyard/switchyard/switch/config"
 	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/pipeline"
@@ -232,4 +234,36 @@ func testBook(t *testing.T) (*badger.DB, *qrorder.Book) {
 		t.Fatal(err)
 	}
 	return db, book
+}
+
+// TestRefusedNotificationsLogSampled: a flood of notifications with a bad signature
+// posted to a demo switch's endpoint (which takes requests from outside) is counted
+// whole but logged sampled, a burst a second, not a line each.
+func TestRefusedNotificationsLogSampled(t *testing.T) {
+	var logs syncbuf.Buffer
+	s := start(t, demoConfig(t, t.TempDir()), &logs)
+	client := http.Client{Timeout: 5 * time.Second}
+	const n = 100
+	for range n {
+		req, err := http.NewRequest(http.MethodPost, "http://"+s.AdminAddr()+NotifyPath, strings.NewReader(`{"order_id":"1","transaction_id":"2"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set(wallet.NotifySignatureHeader, "forged")
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("forged notification: HTTP %d", resp.StatusCode)
+		}
+	}
+	if got := testutil.ToFloat64(s.orders.notified.WithLabelValues("", noteBadSig)); got != n {
+		t.Errorf("counted %v bad signatures, want %d", got, n)
+	}
+	// Each second's boundary inside the loop (a slow machine) lets one more burst through.
+	if lines := strings.Count(logs.String(), "with a bad signature"); lines < 1 || lines > 3*adminRefusedBurst {
+		t.Errorf("%d log lines for %d forged notifications, want 1 to %d", lines, n, 3*adminRefusedBurst)
+	}
 }

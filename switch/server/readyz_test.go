@@ -49,3 +49,45 @@ func TestReadyCheck(t *testing.T) {
 		t.Fatalf("check removed: %d %q", st, body)
 	}
 }
+
+// TestReadyzNamesEveryCause: with several causes at once (a full disk, a failing
+// cluster check), /readyz names each of them, not only the first; a draining switch
+// says draining, not starting.
+func TestReadyzNamesEveryCause(t *testing.T) {
+	s := start(t, demoConfig(t, t.TempDir()), nil)
+	client := http.Client{Timeout: 5 * time.Second}
+	get := func() (int, string) {
+		t.Helper()
+		resp, err := client.Get("http://" + s.AdminAddr() + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for st, _ := get(); st != http.StatusOK; st, _ = get() {
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz never 200: %d", st)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if s.disk == nil {
+		t.Fatal("demo configuration without a disk guard")
+	}
+	full := errors.New("data directory disk full: 100 MiB free, journal.min_free_mb 512")
+	s.disk.full.Store(&full)
+	s.SetReadyCheck(func() error { return errors.New("cluster node 1: JetStream not ready") })
+	st, body := get()
+	if st != http.StatusServiceUnavailable || !strings.Contains(body, "data directory disk full") || !strings.Contains(body, "cluster node 1: JetStream not ready") {
+		t.Fatalf("two causes: %d %q, want both named", st, body)
+	}
+	s.disk.full.Store(nil)
+	s.SetReadyCheck(nil)
+	s.draining.Store(true)
+	s.ready.Store(false)
+	if st, body := get(); st != http.StatusServiceUnavailable || !strings.Contains(body, "not ready: draining") {
+		t.Fatalf("draining: %d %q", st, body)
+	}
+}

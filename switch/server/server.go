@@ -42,6 +42,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/rs/zerolog"
 
 	"github.com/switchyard/switchyard/hsm"
@@ -111,6 +112,7 @@ type Server struct {
 	mux       *http.ServeMux
 	console   *console.Console // the web console (console.go); nil when disabled
 	ready     atomic.Bool
+	draining  atomic.Bool                  // set by Drain and Close: /readyz says draining, not starting
 	readyHook atomic.Pointer[func() error] // SetReadyCheck's
 	disk      *diskGuard                   // nil with journal.min_free_mb -1 (diskguard.go)
 	// cl is what a node of a cluster adds (nil alone); remotePipe is the pipeline
@@ -766,21 +768,48 @@ func (s *Server) SetReadyCheck(check func() error) {
 	s.readyHook.Store(&check)
 }
 
-// readiness is /readyz's answer: nil when ready, else why not.
+// readiness is /readyz's answer: nil when ready, else every reason why not, so
+// that an operator fixing one cause is not surprised by the next (a full disk and
+// a broken journal log, say, or a full disk and a failing cluster check).
 func (s *Server) readiness() error {
-	if !s.ready.Load() {
-		return errors.New("starting or draining")
+	var why []error
+	switch {
+	case s.draining.Load():
+		why = append(why, errors.New("draining (shutting down)"))
+	case !s.ready.Load():
+		why = append(why, errors.New("starting"))
+	}
+	// The check (a cluster node's JetStream probe, up to a second or two) is asked
+	// only of a switch that serves, as before: starting or draining says enough.
+	check := s.readyHook.Load()
+	if len(why) > 0 {
+		check = nil
 	}
 	if err := s.disk.notReady(); err != nil {
-		return err
+		why = append(why, err)
 	}
 	if err := s.Journal.Broken(); err != nil {
-		return fmt.Errorf("journal log broken, restart the switch: %w", err)
+		why = append(why, fmt.Errorf("journal log broken, restart the switch: %w", err))
 	}
-	if check := s.readyHook.Load(); check != nil {
-		return (*check)()
+	if check != nil {
+		if err := (*check)(); err != nil {
+			why = append(why, err)
+		}
 	}
-	return nil
+	return joinReasons(why)
+}
+
+// joinReasons is nil for no reasons, else one error listing them on one line,
+// separated by "; " (a /readyz body a load balancer logs whole).
+func joinReasons(why []error) error {
+	if len(why) == 0 {
+		return nil
+	}
+	parts := make([]string, len(why))
+	for i, e := range why {
+		parts[i] = e.Error()
+	}
+	return errors.New(strings.Join(parts, "; "))
 }
 
 // Auth is the admin API's authenticator.
@@ -885,6 +914,7 @@ func (s *Server) Drain() error {
 	for _, l := range s.listeners {
 		l.StopAccepting()
 	}
+	s.draining.Store(true)
 	s.ready.Store(false)
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Shutdown.DrainTimeout.D())
 	defer cancel()
@@ -944,6 +974,7 @@ func (s *Server) Drain() error {
 func (s *Server) Close() {
 	s.closeOnce.Do(func() {
 		s.startOnce.Do(func() {}) // a Start after Close starts nothing
+		s.draining.Store(true)
 		s.ready.Store(false)
 		for _, l := range s.listeners {
 			l.Close()
@@ -1162,16 +1193,60 @@ func (s *Server) OnReload(f func() error) { s.reloaders = append(s.reloaders, f)
 // storeCollector exports Badger's own counters (its expvars) as switchyard_store_*: how
 // much the switch writes, how much the LSM tree rewrites in compactions (the write
 // amplification behind throughput dips under sustained load), and compactions running.
+// The expvar collector exposes them untyped; typedCollector gives each its type, so
+// that a scraper knows the _total ones only grow.
 func storeCollector() prometheus.Collector {
-	d := func(name, help string, labels ...string) *prometheus.Desc {
-		return prometheus.NewDesc("switchyard_store_"+name, help, labels, nil)
+	types := map[*prometheus.Desc]prometheus.ValueType{}
+	d := func(name, help string, vt prometheus.ValueType, labels ...string) *prometheus.Desc {
+		desc := prometheus.NewDesc("switchyard_store_"+name, help, labels, nil)
+		types[desc] = vt
+		return desc
 	}
-	return collectors.NewExpvarCollector(map[string]*prometheus.Desc{
-		"badger_write_bytes_user":           d("written_bytes_total", "Bytes of keys and values written to Badger by the switch."),
-		"badger_write_bytes_l0":             d("flushed_bytes_total", "Bytes of entries written into Badger's memtables (Badger's \"L0\" counter: it grows with every write, not at a flush)."),
-		"badger_write_bytes_compaction":     d("compacted_bytes_total", "Bytes written by compactions, by target level.", "level"),
-		"badger_compaction_current_num_lsm": d("compacting_tables", "Tables being compacted now."),
-		"badger_size_bytes_lsm":             d("lsm_bytes", "Size of the LSM tree on disk, by directory.", "dir"),
-		"badger_put_num_user":               d("puts_total", "Keys written to Badger by the switch."),
+	c, g := prometheus.CounterValue, prometheus.GaugeValue
+	inner := collectors.NewExpvarCollector(map[string]*prometheus.Desc{
+		"badger_write_bytes_user":           d("written_bytes_total", "Bytes of keys and values written to Badger by the switch.", c),
+		"badger_write_bytes_l0":             d("flushed_bytes_total", "Bytes of entries written into Badger's memtables (Badger's \"L0\" counter: it grows with every write, not at a flush).", c),
+		"badger_write_bytes_compaction":     d("compacted_bytes_total", "Bytes written by compactions, by target level.", c, "level"),
+		"badger_compaction_current_num_lsm": d("compacting_tables", "Tables being compacted now.", g),
+		"badger_size_bytes_lsm":             d("lsm_bytes", "Size of the LSM tree on disk, by directory.", g, "dir"),
+		"badger_put_num_user":               d("puts_total", "Keys written to Badger by the switch.", c),
 	})
+	return typedCollector{inner: inner, types: types}
+}
+
+// typedCollector re-emits the untyped metrics of inner with the type types gives
+// their descriptor (untyped when it gives none).
+type typedCollector struct {
+	inner prometheus.Collector
+	types map[*prometheus.Desc]prometheus.ValueType
+}
+
+func (t typedCollector) Describe(ch chan<- *prometheus.Desc) { t.inner.Describe(ch) }
+
+func (t typedCollector) Collect(ch chan<- prometheus.Metric) {
+	in := make(chan prometheus.Metric)
+	go func() {
+		t.inner.Collect(in)
+		close(in)
+	}()
+	for m := range in {
+		vt, ok := t.types[m.Desc()]
+		var pb dto.Metric
+		if !ok || m.Write(&pb) != nil || pb.Untyped == nil {
+			ch <- m
+			continue
+		}
+		// Each descriptor has at most one variable label, so the values in the
+		// metric's (sorted) label order are the descriptor's.
+		values := make([]string, 0, len(pb.GetLabel()))
+		for _, lp := range pb.GetLabel() {
+			values = append(values, lp.GetValue())
+		}
+		tm, err := prometheus.NewConstMetric(m.Desc(), vt, pb.GetUntyped().GetValue(), values...)
+		if err != nil {
+			ch <- m
+			continue
+		}
+		ch <- tm
+	}
 }

@@ -37,7 +37,7 @@ const (
 // its download token key is sealed under a key derived from cardHashKey.
 func (s *Server) openApps(cardHashKey []byte) error {
 	c := s.cfg.Apps
-	m, err := apps.New(s.db, s.Registry, apps.Options{Dir: filepath.Join(s.cfg.DataDir, "apps"), MaxPackageBytes: c.MaxPackageBytes,
+	m, err := apps.New(s.db, s.Registry, apps.Options{Dir: filepath.Join(s.cfg.DataDir, "apps"), MaxPackageBytes: int64(c.MaxPackageBytes),
 		TokenTTL: c.TokenTTL.D(), RefreshInterval: c.RefreshInterval.D(), Now: s.cfg.Clock, CardHashKey: cardHashKey, Logger: s.log.With().Str("component", "apps").Logger()})
 	if err != nil {
 		return fmt.Errorf("apps: %w", err)

@@ -1,0 +1,54 @@
+package cli
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/switchyard/switchyard/switch/config"
+)
+
+// TestConfigCheck: `switchyard config check` says ok for a valid file and exits 0,
+// and otherwise exits 1 naming every problem: a key the configuration refuses (by
+// its path) and, past validation, the files the start would fail to read (an LMK
+// readable by others, a missing card hash key file, a missing TLS certificate).
+func TestConfigCheck(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		// Chmod too: a serve test before this one may have set the process's umask.
+		if err := os.WriteFile(p, []byte(body), mode); err != nil || os.Chmod(p, mode) != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := write("good.yaml", "demo: true\nlisteners: [{addr: 127.0.0.1:0}]\nsecurity: {card_hash_key_hex: "+config.DemoCardHashKey+"}\n", 0o600)
+	code, out, errs := runCLI(t, nil, "config", "check", "--config", good)
+	if code != 0 || !strings.Contains(out, "ok (1 listeners, 0 issuers, 1 routes)") {
+		t.Fatalf("valid file: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+
+	typo := write("typo.yaml", "demo: true\nlisteners: [{addr: 127.0.0.1:0, idle_tmeout: 5m}]\n", 0o600)
+	code, out, errs = runCLI(t, nil, "config", "check", "--config", typo)
+	if code != 1 || out != "" || !strings.Contains(errs, "listeners[0].idle_tmeout: unknown key (line 2): did you mean idle_timeout?") {
+		t.Fatalf("typo: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+
+	lmk := write("lmk.hex", strings.Repeat("a1", 32), 0o644) // readable by others
+	files := write("files.yaml", "listeners: [{addr: 127.0.0.1:0, tls: {cert_file: "+filepath.Join(dir, "none.crt")+", key_file: "+filepath.Join(dir, "none.key")+"}}]\n"+
+		"security: {lmk_file: "+lmk+", card_hash_key_file: "+filepath.Join(dir, "missing.hex")+"}\n", 0o600)
+	code, out, errs = runCLI(t, nil, "config", "check", "--config", files)
+	if code != 1 || out != "" {
+		t.Fatalf("unreadable files: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	for _, want := range []string{"security.lmk_file/lmk_env:", "security.card_hash_key_file:", "listeners[0].tls: cert_file " + filepath.Join(dir, "none.crt")} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("unreadable files: stderr %q does not name %q", errs, want)
+		}
+	}
+
+	if code, _, _ := runCLI(t, nil, "config", "check"); code != 2 {
+		t.Errorf("no --config: exit %d, want 2", code)
+	}
+}
