@@ -16,10 +16,11 @@ const configUsage = `Usage: switchyard config check --config FILE
 
 Checks a configuration file as serve would at start, without starting anything: every
 key is known and valid (errors name each key by its path, its value and what is
-allowed), and the files and variables it names can be read: the LMK, the card hash
-key, the alert webhook secrets, the QR notification secret, the listeners' and the
-HSMs' TLS certificates and keys. Prints "ok" and exits 0, or lists every problem and
-exits 1. Run it before a restart or a SIGHUP (which keeps the running configuration
+allowed), and the files and variables it names can be read: the rules directory
+(outside demo mode it must exist: no fallback to the built-in rule pack), the LMK, the
+card hash key, the alert webhook secrets, the QR notification secret, the listeners'
+and the HSMs' TLS certificates and keys. Prints "ok" and exits 0, or lists every
+problem and exits 1. Run it before a restart or a SIGHUP (which keeps the running configuration
 when the new one is refused).
 `
 
@@ -56,6 +57,9 @@ func runConfig(env *Env, args []string) int {
 // secrets (wiped at once) and the TLS files; every problem is reported.
 func checkConfigFiles(env *Env, c *config.Config) error {
 	var errs []error
+	if err := c.CheckRulesDir(); err != nil {
+		errs = append(errs, err)
+	}
 	if !c.HSM.IsPayShield() {
 		lmk, err := keys.LoadLMK(keys.LMKSource{File: c.Security.LMKFile, Env: c.Security.LMKEnv, Demo: c.Demo})
 		if err != nil {

@@ -12,7 +12,8 @@ import (
 // TestConfigCheck: `switchyard config check` says ok for a valid file and exits 0,
 // and otherwise exits 1 naming every problem: a key the configuration refuses (by
 // its path) and, past validation, the files the start would fail to read (an LMK
-// readable by others, a missing card hash key file, a missing TLS certificate).
+// readable by others, a missing card hash key file, a missing TLS certificate, a
+// rules_dir that does not exist outside demo mode).
 func TestConfigCheck(t *testing.T) {
 	dir := t.TempDir()
 	write := func(name, body string, mode os.FileMode) string {
@@ -46,6 +47,27 @@ func TestConfigCheck(t *testing.T) {
 		if !strings.Contains(errs, want) {
 			t.Errorf("unreadable files: stderr %q does not name %q", errs, want)
 		}
+	}
+
+	// Outside demo mode a rules_dir that does not exist is refused (the switch would
+	// not start); a demo file keeps the fallback to the built-in pack.
+	lmkOK := write("lmk-ok.hex", strings.Repeat("b2", 32), 0o600)
+	rulez := filepath.Join(dir, "rulez")
+	prod := write("prod.yaml", "rules_dir: "+rulez+"\nlisteners: [{addr: 127.0.0.1:0}]\n"+
+		"security: {lmk_file: "+lmkOK+", card_hash_key_hex: "+strings.Repeat("c3", 32)+"}\n", 0o600)
+	code, out, errs = runCLI(t, nil, "config", "check", "--config", prod)
+	if code != 1 || out != "" || !strings.Contains(errs, "rules_dir: "+rulez+" does not exist") {
+		t.Fatalf("missing rules_dir: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	if err := os.Mkdir(rulez, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errs = runCLI(t, nil, "config", "check", "--config", prod); code != 0 {
+		t.Fatalf("rules_dir made: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	demoRulez := write("demo-rulez.yaml", "demo: true\nrules_dir: "+filepath.Join(dir, "none")+"\nlisteners: [{addr: 127.0.0.1:0}]\nsecurity: {card_hash_key_hex: "+config.DemoCardHashKey+"}\n", 0o600)
+	if code, out, errs = runCLI(t, nil, "config", "check", "--config", demoRulez); code != 0 {
+		t.Fatalf("demo without its rules_dir: exit %d, stdout %q, stderr %q", code, out, errs)
 	}
 
 	if code, _, _ := runCLI(t, nil, "config", "check"); code != 2 {

@@ -320,6 +320,13 @@ type CUPListener struct {
 	// past it the sign-in no longer vouches for the terminal, whose transactions
 	// meet the binding checks with only what they carry (F59), until it signs in.
 	SignInMaxAge Duration `yaml:"sign_in_max_age"`
+	// OfflineMaxAmount is the most one uploaded offline approval (0320, 60.1 = 36 or
+	// 60.3 = 205) may capture, in minor units of its currency: one above it is
+	// refused 61 offline-over-limit and kept by the terminal, whatever the merchant's
+	// own per-transaction limit, which applies too (docs/cup-dialect.md, Offline
+	// approvals). 0: the default, 5000000 (cup.DefaultOfflineMaxAmount: 50,000.00
+	// CNY); -1: no ceiling.
+	OfflineMaxAmount int64 `yaml:"offline_max_amount"`
 }
 
 // TLS configures TLS on a listener.

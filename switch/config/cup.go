@@ -37,4 +37,7 @@ func checkCUP(key string, l Listener, bad func(key, format string, args ...any))
 	if a := l.CUP.SignInMaxAge.D(); a != 0 && (a < 10*time.Minute || a > 168*time.Hour) {
 		bad(key+".cup.sign_in_max_age", "%v: want 10m to 168h (0: the default, 24h)", a)
 	}
+	if m := l.CUP.OfflineMaxAmount; m < -1 {
+		bad(key+".cup.offline_max_amount", "%d is neither an amount in minor units nor -1 (no ceiling)", m)
+	}
 }

@@ -9,8 +9,11 @@ import (
 // naming the key.
 func TestCUPListenerConfig(t *testing.T) {
 	base := "demo: true\nsecurity: {card_hash_key_hex: " + DemoCardHashKey + "}\nlisteners:\n"
-	if _, err := Parse([]byte(base+"  - {addr: 127.0.0.1:1, dialect: cup, kind: https, cup: {mac: x919, mac_by_terminal: {T1: ecb}, acquirer_id: '1234', sign_in_max_age: 12h}}\n"), "ok.yaml"); err != nil {
+	if _, err := Parse([]byte(base+"  - {addr: 127.0.0.1:1, dialect: cup, kind: https, cup: {mac: x919, mac_by_terminal: {T1: ecb}, acquirer_id: '1234', sign_in_max_age: 12h, offline_max_amount: 100000}}\n"), "ok.yaml"); err != nil {
 		t.Fatalf("valid cup listener: %v", err)
+	}
+	if _, err := Parse([]byte(base+"  - {addr: 127.0.0.1:1, dialect: cup, cup: {offline_max_amount: -1}}\n"), "off.yaml"); err != nil {
+		t.Fatalf("cup listener without an offline ceiling: %v", err)
 	}
 	for in, want := range map[string]string{
 		"  - {addr: 127.0.0.1:1, dialect: cup, cup: {mac: md5}}\n":                   `listeners[0].cup.mac: unknown cup MAC algorithm "md5"`,
@@ -21,6 +24,8 @@ func TestCUPListenerConfig(t *testing.T) {
 		"  - {addr: 127.0.0.1:1, dialect: cup2}\n":                                   `unknown dialect "cup2"`,
 		"  - {addr: 127.0.0.1:1, dialect: cup, cup: {sign_in_max_age: 1m}}\n":        `listeners[0].cup.sign_in_max_age: 1m0s: want 10m to 168h`,
 		"  - {addr: 127.0.0.1:1, dialect: cup, cup: {sign_in_max_age: 720h}}\n":      `listeners[0].cup.sign_in_max_age`,
+		"  - {addr: 127.0.0.1:1, dialect: cup, cup: {offline_max_amount: -5}}\n":     `listeners[0].cup.offline_max_amount: -5 is neither an amount in minor units nor -1`,
+		"  - {addr: 127.0.0.1:1, dialect: cup, cup: {offline_max_amount: 50.5}}\n":   `listeners[0].cup.offline_max_amount: 50.5 is not a whole number`,
 	} {
 		if _, err := Parse([]byte(base+in), "bad.yaml"); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v, want %q", strings.TrimSpace(in), err, want)

@@ -71,6 +71,16 @@ func checkKeys(n *yaml.Node, t reflect.Type, path string, bad func(key, format s
 			checkKeys(n.Content[i+1], t.Elem(), join(path, n.Content[i].Value), bad)
 		}
 	case reflect.Interface, reflect.Func:
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		// The decoder truncates a float into an integer (50.5 becomes 50): an
+		// amount in minor units written in major ones would be taken a hundred
+		// times smaller, a count silently rounded.
+		if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!float" {
+			bad(path, "%s is not a whole number (line %d)", n.Value, n.Line)
+			return
+		}
+		checkLeaf(n, t, path, bad)
 	default:
 		checkLeaf(n, t, path, bad)
 	}

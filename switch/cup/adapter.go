@@ -57,6 +57,15 @@ func ParseMAC(s string) (MACAlgorithm, error) {
 // DefaultKeyLifetime is Config.KeyLifetime when not set.
 const DefaultKeyLifetime = 12 * time.Hour
 
+// DefaultOfflineMaxAmount is Config.OfflineMaxAmount when not set: 5,000,000 minor
+// units (50,000.00 CNY), the largest single limit of the default rule pack's tiers
+// (standard, rules/10-limits.yaml). A merchant without a per-transaction limit of its
+// own is not paid more for one offline approval than the default rules would let a
+// merchant of any limited tier take online, while the honest offline approvals,
+// bounded by the terminals' floor limits (UnionPay electronic cash holds at most
+// 1,000.00), stay far below it.
+const DefaultOfflineMaxAmount = 5_000_000
+
 // RCMACFailure is the UnionPay response code of a MAC failure.
 const RCMACFailure = "A0"
 
@@ -119,13 +128,21 @@ type Config struct {
 	NextRRN func() (string, error)
 	// UploadUnmatched, when set, counts each batch upload (0320) answered other than
 	// 00 by reason (UploadOfflineNotCaptured, UploadNotInJournal, UploadUnreadable,
-	// UploadJournalError): the transactions the terminal keeps and an operator
-	// reconciles.
+	// UploadJournalError, UploadOfflineOverLimit, ...): the transactions the
+	// terminal keeps and an operator reconciles.
 	UploadUnmatched func(reason string)
 	// Offline, when set, captures the EMV offline approvals that batch uploads carry
 	// (upload.go); without it they are answered 96 offline-not-captured, and the
 	// terminal keeps them.
 	Offline OfflineCapturer
+	// OfflineMaxAmount is the most one offline approval's upload may capture, in
+	// minor units of its currency (F4): one above it is refused 61
+	// offline-over-limit and kept by the terminal, whatever the merchant's own limit
+	// (which the pipeline applies too). 0: DefaultOfflineMaxAmount; negative: no
+	// ceiling. The switch cannot check the card's certificate (the issuer does, and
+	// charges back what it refuses): this bounds what a terminal's MAK alone can
+	// have a merchant paid.
+	OfflineMaxAmount int64
 	// Refusals, when set, journals the card transactions the adapter refuses itself
 	// (A0, 30, 55, 63, 12), as the pipeline journals its own declines (refusal.go).
 	Refusals Refusals
@@ -181,6 +198,9 @@ func NewAdapter(cfg Config, next frontend.Processor) *Adapter {
 	}
 	if cfg.SignInMaxAge <= 0 {
 		cfg.SignInMaxAge = DefaultSignInMaxAge
+	}
+	if cfg.OfflineMaxAmount == 0 {
+		cfg.OfflineMaxAmount = DefaultOfflineMaxAmount
 	}
 	if cfg.MAC == "" {
 		cfg.MAC = MACECB

@@ -54,6 +54,8 @@ type fakePipeline struct {
 	mu   sync.Mutex
 	reqs []*message.Request
 	rc   string
+	// reason, when set, is the DE 48 reason (RS) of the answer.
+	reason string
 }
 
 func (p *fakePipeline) Process(_ context.Context, c *frontend.Conn, body []byte) (frontend.Response, error) {
@@ -66,7 +68,7 @@ func (p *fakePipeline) Process(_ context.Context, c *frontend.Conn, body []byte)
 	}
 	p.mu.Lock()
 	p.reqs = append(p.reqs, req)
-	rc := p.rc
+	rc, reason := p.rc, p.reason
 	p.mu.Unlock()
 	if rc == "" {
 		rc = "00"
@@ -75,7 +77,11 @@ func (p *fakePipeline) Process(_ context.Context, c *frontend.Conn, body []byte)
 	if rc == message.RCPartialApproval && req.TLV.AcceptsPartial() {
 		b = message.NewResponseBuilderAmount(req, fmt.Sprintf("%012d", req.Amount*6/10)) // 60 % approved
 	}
-	raw, err := b.Set(37, "000000000042").Set(38, "123456").Set(39, rc).Bytes(nil)
+	b.Set(37, "000000000042").Set(38, "123456").Set(39, rc)
+	if reason != "" {
+		b.Set(48, message.ReasonTLV(reason))
+	}
+	raw, err := b.Bytes(nil)
 	return frontend.Response{Body: raw}, err
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/switchyard/switchyard/switch/frontend"
 	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/message"
+	"github.com/switchyard/switchyard/switch/pipeline"
 )
 
 // Batch upload (0320). After a settlement the switch answered 95, a UnionPay terminal
@@ -22,8 +23,10 @@ import (
 // which the switch has never seen: it captures them (Config.Offline, the pipeline's
 // CaptureOffline) so that the merchant is paid, after checking that the upload is
 // readable, its amount and currency sane, the card's approval (F13 + F12) within
-// the look-back and its transaction certificate of that amount in F55
-// (offlineCertificate); an upload of one the journal already holds (sent again after a lost
+// the look-back, its transaction certificate of that amount in F55
+// (offlineCertificate) and its amount within the listener's ceiling
+// (Config.OfflineMaxAmount; the pipeline applies the merchant's own limit); an upload
+// of one the journal already holds (sent again after a lost
 // answer) is answered 00 with its record's RRN, never captured twice. Anything else
 // gets a code other than 00, so that the terminal keeps the transaction, and is
 // counted (Config.UploadUnmatched), logged with the masked PAN and journaled as a
@@ -71,6 +74,10 @@ const (
 	UploadNotInJournal         = "not-in-journal" // an online transaction the journal lacks, or has declined or reversed (25)
 	UploadUnreadable           = "unreadable"     // no amount or STAN: not one transaction the switch can read (30)
 	UploadJournalError         = "journal-error"  // the journal could not be searched (96)
+	// UploadOfflineOverLimit: an offline approval over the listener's ceiling
+	// (Config.OfflineMaxAmount), or over the merchant's per-transaction limit (the
+	// pipeline's refusal, pipeline.ReasonOfflineOverLimit) (61).
+	UploadOfflineOverLimit = pipeline.ReasonOfflineOverLimit
 )
 
 // batchUpload answers an 0320 whose MAC verified (see the comment above).
@@ -143,6 +150,10 @@ func (a *Adapter) captureOffline(ctx context.Context, c *frontend.Conn, f *Frame
 	if rc, why := offlineCertificate(f, amount); rc != "" {
 		return unmatched(rc, UploadOfflineNoCertificate, why)
 	}
+	if ceiling := a.cfg.OfflineMaxAmount; ceiling > 0 && amount > ceiling {
+		return unmatched(message.RCExceedsAmountLimit, UploadOfflineOverLimit,
+			fmt.Sprintf("offline approval over the listener's ceiling of %d (offline_max_amount)", ceiling))
+	}
 	refuse := func(err error) (frontend.Response, error) {
 		var me *mapError
 		if errors.As(err, &me) {
@@ -175,12 +186,17 @@ func (a *Adapter) captureOffline(ctx context.Context, c *frontend.Conn, f *Frame
 	rc := pr.Str(39)
 	ans.Set(37, pr.Str(37)).Set(38, pr.Str(38))
 	if rc != message.RCApproved {
+		reason := reasonOf(pr.Str(48))
 		if a.cfg.UploadUnmatched != nil {
-			a.cfg.UploadUnmatched(UploadOfflineRefused)
+			counted := UploadOfflineRefused
+			if reason == UploadOfflineOverLimit { // the merchant's limit: counted as the ceiling is
+				counted = UploadOfflineOverLimit
+			}
+			a.cfg.UploadUnmatched(counted)
 		}
 		pan := message.MaskPAN(f.Str(2))
 		a.log.Warn().Str("tid", sit.TID).Str("stan", uploadSTAN(f)).Str("rrn", pr.Str(37)).Str("pan", pan).Int64("amount", amount).
-			Str("rc", rc).Str("reason", reasonOf(pr.Str(48))).Msg("cup: offline approval not captured: the terminal keeps it")
+			Str("rc", rc).Str("reason", reason).Msg("cup: offline approval not captured: the terminal keeps it; reconcile by hand")
 	}
 	sit.forwarded = true // counted by the pipeline
 	out, err := a.replyFrame(ans, sit, rc, macf)

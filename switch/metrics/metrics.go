@@ -81,7 +81,7 @@ func New() *Metrics {
 		}, []string{"listener", "reason"}),
 		CUPUploadsUnmatched: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchyard_cup_batch_uploads_unmatched_total",
-			Help: "cup batch uploads (0320) answered other than 00 (the terminal keeps the transaction), by reason: not-in-journal, unreadable, journal-error, and for offline approvals offline-refused (by the pipeline's checks), offline-out-of-window, invalid-amount, offline-no-certificate (no TC of F4 in F55), offline-not-captured (no capturer configured).",
+			Help: "cup batch uploads (0320) answered other than 00 (the terminal keeps the transaction), by reason: not-in-journal, unreadable, journal-error, and for offline approvals offline-refused (by the pipeline's checks), offline-out-of-window, invalid-amount, offline-no-certificate (no TC of F4 in F55), offline-over-limit (over the listener's offline_max_amount or the merchant's per-transaction limit), offline-not-captured (no capturer configured).",
 		}, []string{"reason"}),
 		ProtoErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchyard_protocol_errors_total", Help: "Protocol errors that closed a terminal connection, by listener and reason.",

@@ -7,10 +7,12 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/switchyard/switchyard/risk"
 	"github.com/switchyard/switchyard/switch/frontend"
 	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/message"
 	"github.com/switchyard/switchyard/switch/metrics"
+	"github.com/switchyard/switchyard/switch/registry"
 	"github.com/switchyard/switchyard/switch/saf"
 )
 
@@ -19,7 +21,9 @@ import (
 // 0320, docs/cup-dialect.md), and the merchant is paid only once the switch captures
 // it. The card decided, and the goods are gone: the switch does not authorize it again
 // nor run the rules' decline on it. It checks the terminal and its merchant (registered
-// and active, its bound identity, as for a purchase), journals the purchase as
+// and active, its bound identity, as for a purchase) and the merchant's per-transaction
+// limit (offlineLimit: the switch cannot check the card's certificate, so a terminal's
+// MAK alone must not have the merchant paid any amount), journals the purchase as
 // approved by the card (journal.Record.Offline, decided_by "card"), and owes the
 // issuer an advice (0220, repeated as 0221) through the store-and-forward queue, as a
 // completion and a stand-in approval do. Settlement and the velocity counters count
@@ -38,6 +42,27 @@ const DecidedByCard = "card"
 // reasonCardDeclinedOffline is the reason of an upload whose ICC data says the card
 // declined (9F27 an AAC): answered 12, nothing captured.
 const reasonCardDeclinedOffline = "card-declined-offline"
+
+// ReasonOfflineOverLimit is the reason of an offline approval refused (61) because
+// its amount passes the merchant's per-transaction limit (offlineLimit), or an
+// adapter's ceiling of the listener (the cup dialect's offline_max_amount).
+const ReasonOfflineOverLimit = "offline-over-limit"
+
+// offlineLimit is the most one offline capture of merchant m may be (0: no limit):
+// its single limit as the rules see it (merchant.single_limit), the registry's
+// limits.per_transaction lowered by its rating grade's (Ratings; the SoftPOS one for
+// a SoftPOS terminal). The tier defaults of the rule pack (tier-single-limit) are
+// the rules' decision and are not applied: a merchant without its own limit is
+// bounded by the listener's ceiling only (cup.Config.OfflineMaxAmount).
+func (p *Pipeline) offlineLimit(m *registry.Merchant, softpos bool) int64 {
+	limit := m.Limits.PerTransaction
+	if p.ratings != nil {
+		rm := risk.Merchant{ID: m.ID, SingleLimit: int(limit)}
+		p.ratings.Apply(&rm, softpos)
+		limit = int64(rm.SingleLimit)
+	}
+	return limit
+}
 
 // offlineAuthCode is the approval code of an offline approval whose terminal sent
 // none: Y1, the EMV authorization response code of an offline approval.
@@ -103,6 +128,20 @@ func (p *Pipeline) captureOffline(ctx context.Context, t *txn) (frontend.Respons
 	if kind, ok := message.CryptogramKind(icc); ok && kind == message.CryptogramAAC {
 		// The card declined it (an AAC): there is no approval to capture.
 		return p.decline(ctx, t, message.RCInvalidTransaction, DecidedByCard, reasonCardDeclinedOffline)
+	}
+	if res != nil && res.Merchant != nil {
+		if limit := p.offlineLimit(res.Merchant, t.kind == string(registry.KindSoftPOS)); limit > 0 && r.Amount > limit {
+			// The switch cannot check the card's certificate (the issuer does, later,
+			// and charges back what it refuses): past the merchant's own limit, a
+			// capture is refused. The terminal keeps the approval; an operator
+			// reconciles it (docs/cup-dialect.md, Offline approvals).
+			p.log.Warn().Str("tid", r.TID).Str("stan", r.STAN).Str("mid", res.Merchant.ID).Str("pan", message.MaskPAN(r.PAN)).
+				Int64("amount", r.Amount).Int64("limit", limit).
+				Msg("offline approval over the merchant's per-transaction limit: not captured, the terminal keeps it; reconcile by hand")
+			rec.AddEvent(journal.StateDeclined, p.now().UTC(), fmt.Sprintf("%s: offline approval of %d over the merchant's per-transaction limit of %d",
+				ReasonOfflineOverLimit, r.Amount, limit))
+			return p.respond(ctx, t, message.RCExceedsAmountLimit, "", "switch", ReasonOfflineOverLimit)
+		}
 	}
 	link, ok := p.routes.Route(r.PAN)
 	if !ok {

@@ -26,6 +26,7 @@ func newCUPAdapter(lc config.Listener, s *Server) *cup.Adapter {
 		cfg.SingleLengthPIN = lc.CUP.SingleLengthPINKeys
 		cfg.KeyLifetime = lc.CUP.KeyLifetime.D()
 		cfg.SignInMaxAge = lc.CUP.SignInMaxAge.D()
+		cfg.OfflineMaxAmount = lc.CUP.OfflineMaxAmount
 		cfg.MACByTerminal = map[string]cup.MACAlgorithm{}
 		for tid, v := range lc.CUP.MACByTerminal {
 			cfg.MACByTerminal[tid], _ = cup.ParseMAC(v)

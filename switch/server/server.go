@@ -201,6 +201,9 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	for _, opt := range opts {
 		opt(&o)
 	}
+	if err := cfg.CheckRulesDir(); err != nil {
+		return nil, err
+	}
 	s := &Server{cfg: cfg, log: log, links: map[string]*issuer.Link{}, Metrics: metrics.New(), loops: newLoops()}
 	defer func() {
 		if err != nil {
@@ -443,14 +446,21 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		txnLog = txnLog.Level(zerolog.WarnLevel)
 	}
 	rlog := log.With().Str("component", "risk").Logger()
-	// Without its rules directory (a switch started away from a checkout) the switch
-	// runs the default pack built into the binary, and says so at start. The engine
+	// Without its rules directory (a demo switch started away from a checkout) the
+	// switch runs the default pack built into the binary, and says so at start. The engine
 	// logs each reload itself (docs/rules.md quotes its lines).
 	listsLog, err := s.cl.storeLog("lists")
 	if err != nil {
 		return nil, err
 	}
-	if s.Risk, err = risk.New(cfg.RulesDir, risk.Options{DB: s.db, ListsLog: asLog(listsLog), Location: loc, Logger: rlog, FlushInterval: cfg.Risk.CounterFlush.D(), Fallback: rules.Files}); err != nil {
+	// Outside demo mode there is no fallback: a rules_dir that does not exist was
+	// refused at the top of Open (config.CheckRulesDir), and one removed while running
+	// makes a reload fail (the rules in force stay) rather than swap in the default pack.
+	ropts := risk.Options{DB: s.db, ListsLog: asLog(listsLog), Location: loc, Logger: rlog, FlushInterval: cfg.Risk.CounterFlush.D()}
+	if cfg.Demo {
+		ropts.Fallback = rules.Files
+	}
+	if s.Risk, err = risk.New(cfg.RulesDir, ropts); err != nil {
 		return nil, fmt.Errorf("rules: %w", err)
 	}
 	if err := s.cl.follow(listsLog, s.Risk.Lists()); err != nil {
