@@ -310,8 +310,11 @@ func (n *node) call(ctx context.Context, code string, body []byte) (Response, er
 
 // conn is one connection with pipelined commands, matched to answers by header.
 type conn struct {
-	nc      net.Conn
-	hl      int
+	nc net.Conn
+	hl int
+	// reads counts the answers read on the connection: a command that times out
+	// with none read since it was sent finds the connection silent and closes it.
+	reads   atomic.Uint64
 	wmu     sync.Mutex
 	mu      sync.Mutex
 	pending map[string]chan Response
@@ -351,6 +354,7 @@ func (cn *conn) readLoop() {
 			cn.close(err)
 			return
 		}
+		cn.reads.Add(1)
 		cn.mu.Lock()
 		ch := cn.pending[resp.Header]
 		delete(cn.pending, resp.Header)
@@ -377,6 +381,7 @@ func (cn *conn) roundTrip(ctx context.Context, header, code string, body []byte)
 	}
 	cn.pending[header] = ch
 	cn.mu.Unlock()
+	reads := cn.reads.Load()
 	forget := func() {
 		cn.mu.Lock()
 		delete(cn.pending, header)
@@ -405,6 +410,16 @@ func (cn *conn) roundTrip(ctx context.Context, header, code string, body []byte)
 	case <-ctx.Done():
 		forget()
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			if cn.reads.Load() == reads {
+				// Nothing came back on the connection while this command waited:
+				// it is silent (an HSM hung in its session, a firewall that dropped
+				// the connection without a reset), and every later command sent on
+				// it would time out too, the NC checks with them, for ever. Close
+				// it: the next command dials a new one. An HSM that is merely slow
+				// on this command (other answers came) keeps its connection, and
+				// the late answer, matched by nobody's header, is dropped.
+				cn.close(fmt.Errorf("connection discarded: %w", errTimeout))
+			}
 			return Response{}, errTimeout
 		}
 		return Response{}, ctx.Err()
