@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -167,6 +168,20 @@ func (c *Client) setUp(n *node, up bool) {
 	}
 }
 
+// Down is nil while at least one HSM is up (it answered its last command or NC
+// check), else an error naming every HSM: no PIN translation or MAC can be done, and
+// transactions needing one are answered 96. /readyz reports it.
+func (c *Client) Down() error {
+	addrs := make([]string, 0, len(c.nodes))
+	for _, n := range c.nodes {
+		if n.up.Load() {
+			return nil
+		}
+		addrs = append(addrs, n.addr)
+	}
+	return fmt.Errorf("no HSM answers (%s): transactions needing a PIN translation or a MAC are answered 96", strings.Join(addrs, ", "))
+}
+
 // header returns a fresh header: a counter in base 36, which wraps long after any
 // answer to the same header could still be pending.
 func (c *Client) header() string {
@@ -207,6 +222,13 @@ func (c *Client) do(ctx context.Context, code string, body []byte) (Response, er
 		resp, err := n.call(cctx, code, body)
 		cancel()
 		if err == nil {
+			// An answer, error code or not, is the HSM up: a HSM marked down by a
+			// failure is back with its first answer, not only at the next NC check
+			// (never, with the checks off).
+			if !n.up.Load() {
+				c.opts.Logger.Info().Str("hsm", n.addr).Str("command", code).Msg("HSM answers again; marking it up")
+				c.setUp(n, true)
+			}
 			if m := c.opts.Metrics; m != nil {
 				m.Latency.WithLabelValues(code).Observe(c.opts.Now().Sub(start).Seconds())
 				if resp.ErrCode != CodeOK {

@@ -292,27 +292,36 @@ func TestClientConnectionClosed(t *testing.T) {
 }
 
 // TestClientRefusedThenBack: an HSM that refuses connections fails commands at
-// once with ErrUnavailable and is marked down; back on the same address, the next
-// command and the health check find it, without a restart.
+// once with ErrUnavailable, is marked down (switchyard_hsm_up 0, Down names it, so
+// /readyz does); back on the same address, the next command finds it and marks it
+// up, without a restart and without waiting for a health check (here there are
+// none: before, it stayed down until the next NC check, for ever without checks).
 func TestClientRefusedThenBack(t *testing.T) {
 	f := newFaultHSM(t)
 	const timeout = 5 * time.Second
 	e, m := faultEnv(t, f, timeout)
 	macOK(t, e, "before")
+	if err := e.client.Down(); err != nil {
+		t.Fatalf("Down with the HSM up: %v", err)
+	}
 	addr := f.addr
 	f.down()
 	// The first command may still meet the connection the HSM closed; the next
 	// finds it refused.
 	macFails(t, e, "", timeout/2)
 	macFails(t, e, "refused", timeout/2)
-	e.client.CheckHealth(e.ctx)
 	if v := testutil.ToFloat64(m.Up.WithLabelValues(addr)); v != 0 {
 		t.Fatalf("switchyard_hsm_up %v with the HSM refusing, want 0", v)
 	}
-	f.listen(addr)
-	e.client.CheckHealth(e.ctx)
-	if v := testutil.ToFloat64(m.Up.WithLabelValues(addr)); v != 1 {
-		t.Fatalf("switchyard_hsm_up %v with the HSM back, want 1", v)
+	if err := e.client.Down(); err == nil || !strings.Contains(err.Error(), addr) {
+		t.Fatalf("Down with the HSM refusing: %v, want an error naming %s", err, addr)
 	}
+	f.listen(addr)
 	macOK(t, e, "after")
+	if v := testutil.ToFloat64(m.Up.WithLabelValues(addr)); v != 1 {
+		t.Fatalf("switchyard_hsm_up %v with the HSM answering again, want 1", v)
+	}
+	if err := e.client.Down(); err != nil {
+		t.Fatalf("Down with the HSM answering again: %v", err)
+	}
 }
