@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -41,7 +42,12 @@ type faultHSM struct {
 	// accepted counts the connections accepted; held is signalled when a command's
 	// answer is held (modeHold); hung is signalled when a command is swallowed
 	// (modeSilent); closedByPeer when the client closed a connection.
-	accepted     atomic.Int32
+	accepted atomic.Int32
+	// sameHeader: a held answer is sent before the answer to the next command
+	// with its header (a header reused), not before the next command's.
+	sameHeader atomic.Bool
+	// headerLen is the header length of the commands (0: the default).
+	headerLen    atomic.Int32
 	held         chan struct{}
 	hung         chan struct{}
 	closedByPeer chan struct{}
@@ -116,6 +122,7 @@ func (f *faultHSM) serveConn(c net.Conn) {
 	r := bufio.NewReader(c)
 	silent := false
 	var held []byte
+	var heldHeader string
 	answer := func(req payshield.Request) []byte {
 		out, err := payshield.AppendResponse(nil, f.srv.Handle(context.Background(), req))
 		if err != nil {
@@ -134,7 +141,11 @@ func (f *faultHSM) serveConn(c net.Conn) {
 		if silent {
 			continue
 		}
-		req, err := payshield.ParseRequest(msg, payshield.DefaultHeaderLength)
+		hl := int(f.headerLen.Load())
+		if hl == 0 {
+			hl = payshield.DefaultHeaderLength
+		}
+		req, err := payshield.ParseRequest(msg, hl)
 		if err != nil {
 			f.t.Errorf("fault HSM: %v", err)
 			return
@@ -148,13 +159,13 @@ func (f *faultHSM) serveConn(c net.Conn) {
 			return
 		case modeHold:
 			if held == nil {
-				held = answer(req)
+				held, heldHeader = answer(req), req.Header
 				signal(f.held)
 				continue
 			}
 		}
 		out := answer(req)
-		if held != nil && f.mode.Load() == modeOK {
+		if held != nil && f.mode.Load() == modeOK && (!f.sameHeader.Load() || req.Header == heldHeader) {
 			// The late answer first, then the one to this command.
 			out = append(held, out...)
 			held = nil
@@ -323,5 +334,37 @@ func TestClientRefusedThenBack(t *testing.T) {
 	}
 	if err := e.client.Down(); err != nil {
 		t.Fatalf("Down with the HSM answering again: %v", err)
+	}
+}
+
+// TestClientHeaderNotReused: with the shortest header (2 characters, 1,296 values),
+// the header of a command that timed out on a connection that stays is not given to
+// another command while its answer may still come: here the late answer comes just
+// before the answer to the command 1,296 headers later. Before, that command took
+// the late answer (another command's MAC) for its own.
+func TestClientHeaderNotReused(t *testing.T) {
+	f := newFaultHSM(t)
+	f.headerLen.Store(2)
+	m, err := payshield.NewMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, payshield.ClientOptions{Addrs: []string{f.addr}, Conns: 1, Timeout: time.Second, HeaderLength: 2, Metrics: m})
+	macOK(t, e, "before")
+	f.sameHeader.Store(true)
+	f.mode.Store(modeHold)
+	late := make(chan error, 1)
+	go func() {
+		_, err := e.client.GenerateMAC(e.ctx, hsm.MACRequest{Key: hsm.KeyRef{ID: "T0000002.TAK"}, Data: []byte("late")})
+		late <- err
+	}()
+	<-f.held
+	macOK(t, e, "meanwhile")
+	if err := <-late; !errors.Is(err, hsm.ErrUnavailable) {
+		t.Fatalf("held command: %v, want ErrUnavailable (timeout)", err)
+	}
+	f.mode.Store(modeOK)
+	for i := range 36*36 + 4 {
+		macOK(t, e, fmt.Sprintf("command %d", i))
 	}
 }
