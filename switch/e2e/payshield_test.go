@@ -92,7 +92,7 @@ func TestPayShieldBackend(t *testing.T) {
 	if r.RC != "96" || r.Reason != "hsm-unavailable" {
 		t.Fatalf("PIN purchase with every HSM down: %+v, want 96 hsm-unavailable", r)
 	}
-	if rec, err := f.s.Journal.Get(r.RRN); err != nil || rec.RC != "96" {
+	if rec, err := f.s.Journal.Get(r.RRN); err != nil || rec.RC != "96" || rec.Reason != "hsm-unavailable" || rec.DecidedBy != "hsm" {
 		t.Fatalf("journal of the 96: %+v %v", rec, err)
 	}
 	if d := time.Since(start); d > 10*time.Second {
