@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -167,8 +168,23 @@ func (c *Client) setUp(n *node, up bool) {
 	}
 }
 
-// header returns a fresh header: a counter in base 36, which wraps long after any
-// answer to the same header could still be pending.
+// Down is nil while at least one HSM is up (it answered its last command or NC
+// check), else an error naming every HSM: no PIN translation or MAC can be done, and
+// transactions needing one are answered 96. /readyz reports it.
+func (c *Client) Down() error {
+	addrs := make([]string, 0, len(c.nodes))
+	for _, n := range c.nodes {
+		if n.up.Load() {
+			return nil
+		}
+		addrs = append(addrs, n.addr)
+	}
+	return fmt.Errorf("no HSM answers (%s): transactions needing a PIN translation or a MAC are answered 96", strings.Join(addrs, ", "))
+}
+
+// header returns a fresh header: a counter in base 36. With a short header it wraps
+// soon (2 characters: every 1,296 commands), so a connection never gives a command a
+// header whose answer may still come (see conn.overdue).
 func (c *Client) header() string {
 	const digits = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 	v := c.hdr.Add(1)
@@ -207,6 +223,13 @@ func (c *Client) do(ctx context.Context, code string, body []byte) (Response, er
 		resp, err := n.call(cctx, code, body)
 		cancel()
 		if err == nil {
+			// An answer, error code or not, is the HSM up: a HSM marked down by a
+			// failure is back with its first answer, not only at the next NC check
+			// (never, with the checks off).
+			if !n.up.Load() {
+				c.opts.Logger.Info().Str("hsm", n.addr).Str("command", code).Msg("HSM answers again; marking it up")
+				c.setUp(n, true)
+			}
 			if m := c.opts.Metrics; m != nil {
 				m.Latency.WithLabelValues(code).Observe(c.opts.Now().Sub(start).Seconds())
 				if resp.ErrCode != CodeOK {
@@ -305,19 +328,36 @@ func (n *node) call(ctx context.Context, code string, body []byte) (Response, er
 	if err != nil {
 		return Response{}, err
 	}
-	return cn.roundTrip(ctx, n.c.header(), code, body)
+	return cn.roundTrip(ctx, n.c.header, code, body)
 }
 
 // conn is one connection with pipelined commands, matched to answers by header.
 type conn struct {
-	nc      net.Conn
-	hl      int
-	wmu     sync.Mutex
-	mu      sync.Mutex
+	nc net.Conn
+	hl int
+	// reads counts the answers read on the connection: a command that times out
+	// with none read since it was sent finds the connection silent and closes it.
+	reads atomic.Uint64
+	wmu   sync.Mutex
+	mu    sync.Mutex
+	// pending holds the channel of each command waiting for its answer, by header,
+	// and nil for a command that timed out on a connection that stays: its answer
+	// may still come, and is dropped; until then no command gets its header.
 	pending map[string]chan Response
+	// overdue counts the nil entries of pending; past maxOverdue the connection
+	// is closed (answers lost for good would otherwise fill it).
+	overdue int
 	done    chan struct{}
 	err     error
 }
+
+// maxOverdue is the most answers to timed-out commands a connection waits for
+// before it is closed.
+const maxOverdue = 256
+
+// maxHeaderTries is how many headers a command tries before it gives up on a
+// connection whose headers are all taken (2 characters: all 1,296).
+const maxHeaderTries = 36 * 36
 
 func (cn *conn) isDead() bool {
 	select {
@@ -351,22 +391,23 @@ func (cn *conn) readLoop() {
 			cn.close(err)
 			return
 		}
+		cn.reads.Add(1)
 		cn.mu.Lock()
-		ch := cn.pending[resp.Header]
+		ch, ok := cn.pending[resp.Header]
 		delete(cn.pending, resp.Header)
+		if ok && ch == nil {
+			cn.overdue--
+		}
 		cn.mu.Unlock()
 		if ch != nil {
 			ch <- resp
-		} // else: a late answer to a command that timed out
+		} // else: a late answer to a command that timed out, or an unknown header
 	}
 }
 
-func (cn *conn) roundTrip(ctx context.Context, header, code string, body []byte) (Response, error) {
-	frame, err := AppendRequest(nil, Request{Header: header, Code: code, Body: body})
-	if err != nil {
-		return Response{}, err
-	}
-	defer clear(frame) // PIN blocks, FK's clear components
+// roundTrip sends a command under the first header from next that is not pending
+// on the connection and waits for its answer.
+func (cn *conn) roundTrip(ctx context.Context, next func() string, code string, body []byte) (Response, error) {
 	want, _ := ResponseCode(code)
 	ch := make(chan Response, 1)
 	cn.mu.Lock()
@@ -375,13 +416,31 @@ func (cn *conn) roundTrip(ctx context.Context, header, code string, body []byte)
 		cn.mu.Unlock()
 		return Response{}, err
 	}
+	header := next()
+	for tries := 1; ; tries++ {
+		if _, taken := cn.pending[header]; !taken {
+			break
+		}
+		if tries == maxHeaderTries {
+			cn.mu.Unlock()
+			return Response{}, fmt.Errorf("%s: no free header among %d tried (%d commands pending or overdue)", code, tries, len(cn.pending))
+		}
+		header = next()
+	}
 	cn.pending[header] = ch
 	cn.mu.Unlock()
+	reads := cn.reads.Load()
 	forget := func() {
 		cn.mu.Lock()
 		delete(cn.pending, header)
 		cn.mu.Unlock()
 	}
+	frame, err := AppendRequest(nil, Request{Header: header, Code: code, Body: body})
+	if err != nil {
+		forget()
+		return Response{}, err
+	}
+	defer clear(frame) // PIN blocks, FK's clear components
 	cn.wmu.Lock()
 	if dl, ok := ctx.Deadline(); ok {
 		cn.nc.SetWriteDeadline(dl)
@@ -403,8 +462,29 @@ func (cn *conn) roundTrip(ctx context.Context, header, code string, body []byte)
 		forget()
 		return Response{}, cn.err
 	case <-ctx.Done():
-		forget()
+		// Sent: the answer may still come. Its header stays taken until it does.
+		cn.mu.Lock()
+		if _, ok := cn.pending[header]; ok {
+			cn.pending[header] = nil
+			cn.overdue++
+		}
+		overdue := cn.overdue
+		cn.mu.Unlock()
+		if overdue > maxOverdue {
+			cn.close(fmt.Errorf("connection discarded: %d answers overdue", overdue))
+		}
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			if cn.reads.Load() == reads {
+				// Nothing came back on the connection while this command waited:
+				// it is silent (an HSM hung in its session, a firewall that dropped
+				// the connection without a reset), and every later command sent on
+				// it would time out too, the NC checks with them, for ever. Close
+				// it: the next command dials a new one. An HSM that is merely slow
+				// on this command (other answers came) keeps its connection, and
+				// the late answer is dropped: its header is given to no other
+				// command until it has come.
+				cn.close(fmt.Errorf("connection discarded: %w", errTimeout))
+			}
 			return Response{}, errTimeout
 		}
 		return Response{}, ctx.Err()

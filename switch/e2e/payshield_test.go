@@ -2,7 +2,10 @@ package e2e
 
 import (
 	"context"
+	"io"
 	"net"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,11 +19,17 @@ import (
 // ends it and waits.
 func startHSMServe(t *testing.T) (addr string, stop func()) {
 	t.Helper()
+	return startHSMServeOn(t, "127.0.0.1:0")
+}
+
+// startHSMServeOn is startHSMServe on addr (an HSM back on its address).
+func startHSMServeOn(t *testing.T, addr string) (string, func()) {
+	t.Helper()
 	srv, err := payshield.NewServer(keys.DemoLMK(), payshield.ServerOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +37,7 @@ func startHSMServe(t *testing.T) (addr string, stop func()) {
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, ln) }()
 	stopped := false
-	stop = func() {
+	stop := func() {
 		if !stopped {
 			stopped = true
 			cancel()
@@ -43,7 +52,9 @@ func startHSMServe(t *testing.T) (addr string, stop func()) {
 // hsm serve processes' servers: the demo keys are formed through them, a TPK PIN
 // purchase and a MAC'd SoftPOS purchase with a DUKPT PIN are approved (a wrong PIN
 // declined); with the first HSM gone the second takes over; with both gone a PIN
-// purchase is answered 96 at once, not left hanging, and journaled.
+// purchase is answered 96 at once, not left hanging, and journaled, and /readyz
+// says no HSM answers; with the second back on its address, without a restart,
+// PIN purchases are approved again and /readyz is 200.
 func TestPayShieldBackend(t *testing.T) {
 	first, stopFirst := startHSMServe(t)
 	addr, stop := startHSMServe(t)
@@ -81,10 +92,34 @@ func TestPayShieldBackend(t *testing.T) {
 	if r.RC != "96" || r.Reason != "hsm-unavailable" {
 		t.Fatalf("PIN purchase with every HSM down: %+v, want 96 hsm-unavailable", r)
 	}
-	if rec, err := f.s.Journal.Get(r.RRN); err != nil || rec.RC != "96" {
+	if rec, err := f.s.Journal.Get(r.RRN); err != nil || rec.RC != "96" || rec.Reason != "hsm-unavailable" || rec.DecidedBy != "hsm" {
 		t.Fatalf("journal of the 96: %+v %v", rec, err)
 	}
 	if d := time.Since(start); d > 10*time.Second {
 		t.Fatalf("the 96 took %s", d)
 	}
+	if code, body := readyz(t, f); code != http.StatusServiceUnavailable || !strings.Contains(body, "no HSM answers") {
+		t.Fatalf("/readyz with every HSM down: %d %q, want 503 saying no HSM answers", code, body)
+	}
+	startHSMServeOn(t, addr)
+	tx = pos(1000)
+	tx.PINBlock, _ = termclient.PINBlockTPK(demoTPK, "1234", tx.PAN)
+	if r := f.send(tx); r.RC != "00" {
+		t.Fatalf("TPK PIN with the second HSM back: %+v", r)
+	}
+	if code, body := readyz(t, f); code != http.StatusOK {
+		t.Fatalf("/readyz with the second HSM back: %d %q, want 200", code, body)
+	}
+}
+
+// readyz returns the demo switch's /readyz status and body.
+func readyz(t *testing.T, f *fixture) (int, string) {
+	t.Helper()
+	resp, err := http.Get("http://" + f.s.AdminAddr() + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }

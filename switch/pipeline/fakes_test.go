@@ -590,6 +590,8 @@ type fakeHSM struct {
 	mu           sync.Mutex
 	verifyErr    error
 	translateErr error
+	// generateErr fails GenerateMAC (the answer's MAC).
+	generateErr  error
 	translations []hsm.TranslatePINRequest
 	generated    []hsm.GenerateKeyRequest
 }
@@ -608,6 +610,12 @@ func (h *fakeHSM) VerifyMAC(_ context.Context, req hsm.MACRequest, mac []byte) e
 }
 
 func (h *fakeHSM) GenerateMAC(_ context.Context, req hsm.MACRequest) ([]byte, error) {
+	h.mu.Lock()
+	err := h.generateErr
+	h.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
 	m := fakeMAC(req.Key.ID, req.Data)
 	return m[:], nil
 }

@@ -1078,12 +1078,16 @@ func (p *Pipeline) respond(ctx context.Context, t *txn, rc, auth, by, reason str
 	}
 	raw, err := resp.Bytes(p.macFunc(t))
 	if err != nil {
-		p.open.remove(rec.RRN)
-		if t.dupAtSent { // no answer, so no delivery to wait for
-			p.dups.finish(t.dupKey, t.dup, recordOutcome(rec))
-			t.dup, t.dupAtSent = nil, false
-		}
-		return frontend.Response{}, err
+		// No answer can go (its MAC not made: no HSM answers): the terminal gets
+		// none, as if it was not delivered. An approval is reversed (sent
+		// marks the record undelivered, queues the reversal, gives the duplicates
+		// their outcome and takes the record out of the open set); until 6 December
+		// 2026 it stood, the cardholder charged for a sale the terminal never saw
+		// approved.
+		p.hsmLog.Error().Err(err).Str("rrn", rec.RRN).Str("tid", rec.TID).Str("rc", rc).
+			Msg("answer not MAC'd: none sent, an approval reversed (at most 5 such lines every 10 s)")
+		p.sent(t, false)
+		return frontend.Response{}, fmt.Errorf("rrn %s: answer %s not MAC'd: %w", rec.RRN, rc, err)
 	}
 	t.ready = p.now()
 	total := t.ready.Sub(t.start)

@@ -801,6 +801,11 @@ func (s *Server) readiness() error {
 	if err := s.Journal.Broken(); err != nil {
 		why = append(why, fmt.Errorf("journal log broken, restart the switch: %w", err))
 	}
+	if s.hsmClient != nil {
+		if err := s.hsmClient.Down(); err != nil {
+			why = append(why, err)
+		}
+	}
 	if check != nil {
 		if err := (*check)(); err != nil {
 			why = append(why, err)
