@@ -203,6 +203,10 @@ func runApp(env *Env, args []string) int {
 		// version are what its manifest said: kit.ForTerminal escapes control
 		// characters in them.
 		esc := kit.ForTerminal
+		if len(ros) == 0 {
+			// Nothing at all left a new user wondering whether the command ran.
+			fmt.Fprintln(env.Stdout, "no rollout groups: switchyard app publish --group G ... defines one (under review)")
+		}
 		for _, ro := range ros {
 			rel := "no release (withdrawn)"
 			if cur := ro.Current; cur != nil {
@@ -268,6 +272,9 @@ func runApp(env *Env, args []string) int {
 			loc, err := acquirerZone(env)
 			if err != nil {
 				return fail(env, "app key list: %v", err)
+			}
+			if len(ks) == 0 {
+				fmt.Fprintln(env.Stdout, "no app-signing keys: switchyard app key add ID --public-key FILE.pem adds one (under review)")
 			}
 			for _, k := range ks {
 				fmt.Fprintf(env.Stdout, "%s\t%s\tadded %s by %s\trevoked=%v\n", kit.ForTerminal(k.ID), k.Algorithm, kit.LocalTime(k.AddedAt, loc), kit.ForTerminal(k.AddedBy), k.Revoked)

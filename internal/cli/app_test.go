@@ -15,7 +15,8 @@ import (
 )
 
 // TestAppDataMode: with --data the application commands read a stopped switch's
-// packages and rollout, and refuse changes.
+// packages and rollout, and refuse changes; with nothing to show, status and key
+// list say so.
 func TestAppDataMode(t *testing.T) {
 	dir := t.TempDir()
 	db, err := server.OpenDB(dir, zerolog.Nop())
@@ -32,8 +33,12 @@ func TestAppDataMode(t *testing.T) {
 	if code != 0 || !strings.HasPrefix(out, "NAME") {
 		t.Fatalf("app list --data: %d %s %s", code, out, errs)
 	}
-	if code, out, errs := runCLI(t, nil, "app", "status", "--data", dir); code != 0 {
+	// With nothing to show, status and key list say so (they printed nothing).
+	if code, out, errs := runCLI(t, nil, "app", "status", "--data", dir); code != 0 || !strings.HasPrefix(out, "no rollout groups") {
 		t.Fatalf("app status --data: %d %s %s", code, out, errs)
+	}
+	if code, out, errs := runCLI(t, nil, "app", "key", "list", "--data", dir); code != 0 || !strings.HasPrefix(out, "no app-signing keys") {
+		t.Fatalf("app key list --data: %d %s %s", code, out, errs)
 	}
 	if code, _, errs := runCLI(t, nil, "app", "withdraw", "--group", "g", "--data", dir); code == 0 || !strings.Contains(errs, "read-only") {
 		t.Fatalf("app withdraw --data: %d %s", code, errs)

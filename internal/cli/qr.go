@@ -28,14 +28,31 @@ func runQR(env *Env, args []string) int {
 	}
 	fs := newFlags(env, "qr decode", "[--json] PAYLOAD")
 	asJSON := fs.Bool("json", false, "print the objects as JSON")
-	if ok, code := parse(fs, args[1:]); !ok {
-		return code
+	// The payload may come before or after --json (the README writes
+	// "qr decode PAYLOAD [--json]"); the flag package stops at the first word.
+	var words []string
+	for rest := args[1:]; ; {
+		if ok, code := parse(fs, rest); !ok {
+			return code
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		words = append(words, fs.Arg(0))
+		rest = fs.Args()[1:]
 	}
-	if fs.NArg() != 1 {
+	switch len(words) {
+	case 0:
 		fmt.Fprint(env.Stderr, qrUsage)
 		return kit.ExitUsage
+	case 1:
+	default:
+		// An unquoted payload whose merchant name has a space ("Demo Grocery")
+		// reaches us as several words: say so rather than print the usage alone.
+		fmt.Fprintf(env.Stderr, "switchyard qr decode: want one PAYLOAD, got %d words: quote the payload (a merchant name or city in it may hold spaces)\n", len(words))
+		return kit.ExitUsage
 	}
-	p, err := qr.Decode(fs.Arg(0))
+	p, err := qr.Decode(words[0])
 	if err != nil {
 		return fail(env, "qr decode: %v", err)
 	}

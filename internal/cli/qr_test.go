@@ -43,3 +43,25 @@ func TestQRDecodeEscapesControls(t *testing.T) {
 		t.Fatalf("qr decode --json:\n%s", out)
 	}
 }
+
+// TestQRDecodeArguments: --json may follow the payload, as the README writes it
+// (before, the payload ended the flags and the command printed its usage, exit 2);
+// a payload split by the shell at a space in its merchant name is a usage error
+// that says to quote it, not the usage alone.
+func TestQRDecodeArguments(t *testing.T) {
+	body := "000201" + "5912Demo Grocery" + "6304"
+	payload := body + qr.CRC(body)
+	code, out, errs := runCLI(t, nil, "qr", "decode", payload, "--json")
+	if code != 0 || !strings.Contains(out, `"Demo Grocery"`) {
+		t.Fatalf("qr decode PAYLOAD --json: exit %d\n%s%s", code, out, errs)
+	}
+	code, out, errs = runCLI(t, nil, "qr", "decode", "--json", payload)
+	if code != 0 || !strings.Contains(out, `"Demo Grocery"`) {
+		t.Fatalf("qr decode --json PAYLOAD: exit %d\n%s%s", code, out, errs)
+	}
+	words := strings.Fields(payload)
+	code, out, errs = runCLI(t, nil, append([]string{"qr", "decode"}, words...)...)
+	if code != 2 || out != "" || !strings.Contains(errs, "got 2 words: quote the payload") {
+		t.Fatalf("unquoted payload: exit %d\n%s%s", code, out, errs)
+	}
+}

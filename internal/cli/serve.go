@@ -26,7 +26,7 @@ func runServe(env *Env, args []string) int {
 	logFormat := fs.String("log-format", "", "json or console (overrides log.format)")
 	adminAddr := fs.String("admin-addr", "", "admin API host:port (overrides admin.addr; port 0 picks a free one)")
 	var listen []string
-	fs.Func("listen", "NAME=HOST:PORT: the address of terminal listener NAME (ascii, binary-bitmap in demo mode); repeatable", func(v string) error {
+	fs.Func("listen", "NAME=HOST:PORT: the address of terminal listener NAME ("+demoListenerNames()+" in demo mode); repeatable", func(v string) error {
 		listen = append(listen, v)
 		return nil
 	})
@@ -189,4 +189,14 @@ func tuneGC(env *Env) {
 	if env.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(4 << 30)
 	}
+}
+
+// demoListenerNames lists the demo configuration's listener names for serve's
+// --listen help, so that the help names every one (it once left out cup).
+func demoListenerNames() string {
+	var names []string
+	for _, l := range config.Demo().Listeners {
+		names = append(names, l.Name)
+	}
+	return strings.Join(names, ", ")
 }

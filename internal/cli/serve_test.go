@@ -27,3 +27,23 @@ func TestSetListenAddrs(t *testing.T) {
 		}
 	}
 }
+
+// TestServeHelpNamesDemoListeners: serve -h names every listener of the demo that
+// --listen can move, cup included (the help said "ascii, binary-bitmap", and the
+// README moves all three).
+func TestServeHelpNamesDemoListeners(t *testing.T) {
+	code, out, errs := runCLI(t, nil, "serve", "-h")
+	if code != 0 {
+		t.Fatalf("serve -h: exit %d\n%s%s", code, out, errs)
+	}
+	names := []string{"cup"}
+	for _, l := range config.Demo().Listeners {
+		names = append(names, l.Name)
+	}
+	help := out + errs // -h writes the usage where the command line asked for it
+	for _, n := range names {
+		if !strings.Contains(help, "NAME ("+n) && !strings.Contains(help, ", "+n) {
+			t.Errorf("serve -h does not name the demo listener %q:\n%s", n, help)
+		}
+	}
+}

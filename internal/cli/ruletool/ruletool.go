@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -764,6 +765,12 @@ func (t *tool) when(tm time.Time) string { return kit.LocalTime(tm, t.env.Locati
 // ---- lists ----
 
 func (t *tool) lists(ctx context.Context, args []string) int {
+	if len(args) > 0 && slices.Contains([]string{"-h", "-help", "--help", "help"}, args[0]) {
+		// "rules lists -h" showed the flags of "lists show" alone, as if there
+		// were no add, remove or audit: the rules usage names all four.
+		fmt.Fprint(t.out, usage)
+		return ExitOK
+	}
 	sub := "show"
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		sub, args = args[0], args[1:]

@@ -543,3 +543,15 @@ func TestOutputEscapesControls(t *testing.T) {
 	_, out, _ = run(t, env, "lists", "audit")
 	raw("lists audit", out, `from \x1b]52;c;eA==\x07`+"\n")
 }
+
+// TestListsHelp: "rules lists -h" shows the lists commands (show, add, remove,
+// audit) and exits 0 without an admin API; it showed the flags of "lists show"
+// alone, or, with no API configured, failed.
+func TestListsHelp(t *testing.T) {
+	for _, h := range []string{"-h", "--help", "help"} {
+		code, out, errs := run(t, ToolEnv{}, "lists", h)
+		if code != ExitOK || !strings.Contains(out, "lists add LIST KIND VALUE") || !strings.Contains(out, "lists audit") {
+			t.Errorf("rules lists %s: exit %d\n%s%s", h, code, out, errs)
+		}
+	}
+}
