@@ -170,7 +170,8 @@ func (c *Client) setUp(n *node, up bool) {
 
 // Down is nil while at least one HSM is up (it answered its last command or NC
 // check), else an error naming every HSM: no PIN translation or MAC can be done, and
-// transactions needing one are answered 96. /readyz reports it.
+// transactions needing one are answered 96. /readyz does not count it (every node
+// shares the HSMs); switchyard_hsm_up has it for alerts.
 func (c *Client) Down() error {
 	addrs := make([]string, 0, len(c.nodes))
 	for _, n := range c.nodes {
