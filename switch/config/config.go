@@ -582,6 +582,9 @@ func (c *Config) checkTokenStrength(bad func(key, format string, args ...any)) {
 		if i >= inFile {
 			key = fmt.Sprintf("admin.tokens_file %s: token %d (%s)", c.Admin.TokensFile, i-inFile, t.Name)
 		}
+		if t.Token == "" {
+			continue // admin.NewAuthenticator's check says so, once
+		}
 		distinct := map[rune]bool{}
 		for _, r := range t.Token {
 			distinct[r] = true

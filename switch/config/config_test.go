@@ -185,6 +185,11 @@ func TestAdminTokenStrength(t *testing.T) {
 			}
 		}
 	}
+	// An empty token is one problem, said once (it was said twice, in two forms).
+	_, err := Parse([]byte(base+"admin: {tokens: [{name: alice, role: admin, token: \"\"}]}\n"), "switch.yaml")
+	if err == nil || !strings.Contains(err.Error(), "empty token") || strings.Contains(err.Error(), "distinct ones") {
+		t.Errorf("empty token: %v, want one error saying empty token", err)
+	}
 }
 
 // TestAlertsKeys: the webhook allow-list needs a signing secret, the wave limit is
