@@ -207,7 +207,8 @@ func WriteMerchantsCSV(w io.Writer, ms []*Merchant) error {
 // garbled names. A file over MaxImportBytes or MaxImportRows is refused whole.
 // Each cell is trimmed of spaces and has the quote csvcell.Escape put before a
 // formula-like value removed, so that a file written by WriteMerchantsCSV or
-// WriteTerminalsCSV reads back into the same values.
+// WriteTerminalsCSV reads back into the same values. There are no comment lines:
+// a row starting with '#' is a row (a merchant name "#1 Noodles" first).
 func readImport(in io.Reader, what string, columns, required []string, idCol string, row func(line int, get func(string) string) error) (*ImportReport, error) {
 	raw, err := io.ReadAll(io.LimitReader(in, MaxImportBytes+1))
 	if err != nil {
@@ -220,7 +221,6 @@ func readImport(in io.Reader, what string, columns, required []string, idCol str
 	cr := csv.NewReader(bytes.NewReader(raw))
 	cr.FieldsPerRecord = -1
 	cr.TrimLeadingSpace = true
-	cr.Comment = '#'
 	header, err := cr.Read()
 	if errors.Is(err, io.EOF) {
 		return nil, invalidf("%s: empty file (want a header row naming the columns %s)", what, strings.Join(columns, ","))

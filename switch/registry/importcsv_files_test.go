@@ -92,3 +92,14 @@ func TestCSVImportTooLarge(t *testing.T) {
 		t.Errorf("a %d-byte file: %v", b.Len(), err)
 	}
 }
+
+// TestCSVImportHashFirstCell imports a row whose first cell starts with '#' (a
+// name first, "#1 Noodles"): it was taken for a comment and left out unreported.
+func TestCSVImportHashFirstCell(t *testing.T) {
+	f := newFixture(t)
+	in := "name,merchant_id,mcc,region,tier\n#1 Noodles,MX0000000000001,5812,CN-SH,micro\n"
+	rep, err := f.reg.ImportMerchants(alice, strings.NewReader(in), "", true)
+	if err != nil || len(rep.Rows) != 1 || !rep.Rows[0].OK {
+		t.Fatalf("import: %+v, %v; want its one row accepted", rep, err)
+	}
+}
