@@ -208,7 +208,8 @@ func WriteMerchantsCSV(w io.Writer, ms []*Merchant) error {
 // Each cell is trimmed of spaces and has the quote csvcell.Escape put before a
 // formula-like value removed, so that a file written by WriteMerchantsCSV or
 // WriteTerminalsCSV reads back into the same values. There are no comment lines:
-// a row starting with '#' is a row (a merchant name "#1 Noodles" first).
+// a row starting with '#' is a row (a merchant name "#1 Noodles" first). A row
+// of empty cells only, as spreadsheets write for blank rows, is skipped.
 func readImport(in io.Reader, what string, columns, required []string, idCol string, row func(line int, get func(string) string) error) (*ImportReport, error) {
 	raw, err := io.ReadAll(io.LimitReader(in, MaxImportBytes+1))
 	if err != nil {
@@ -265,6 +266,9 @@ func readImport(in io.Reader, what string, columns, required []string, idCol str
 			continue
 		}
 		line, _ := cr.FieldPos(0)
+		if strings.TrimSpace(strings.Join(rec, "")) == "" {
+			continue // a spreadsheet's blank row (",,,,"): nothing in it to import
+		}
 		if len(rep.Rows) >= MaxImportRows {
 			return nil, invalidf("%s: more than %d rows; split the file", what, MaxImportRows)
 		}

@@ -103,3 +103,26 @@ func TestCSVImportHashFirstCell(t *testing.T) {
 		t.Fatalf("import: %+v, %v; want its one row accepted", rep, err)
 	}
 }
+
+// TestCSVImportRowBounds: a spreadsheet's blank rows (",,,,") are skipped, not
+// rejected; more than MaxImportRows rows refuse the file whole.
+func TestCSVImportRowBounds(t *testing.T) {
+	f := newFixture(t)
+	in := "merchant_id,name,mcc,region,tier\r\nMX0000000000001,A,5812,CN-SH,micro\r\n,,,,\r\n , ,,,\r\n"
+	rep, err := f.reg.ImportMerchants(alice, strings.NewReader(in), "", true)
+	if err != nil || len(rep.Rows) != 1 || rep.Rejected != 0 {
+		t.Errorf("blank rows: %+v, %v; want one row, none rejected", rep, err)
+	}
+	var b strings.Builder
+	b.WriteString("terminal_id,merchant_id,kind\n")
+	for i := 0; i <= MaxImportRows; i++ {
+		fmt.Fprintf(&b, "B%07d,000000000000003,pos\n", i)
+	}
+	rep, err = f.reg.ImportTerminals(alice, strings.NewReader(b.String()), "", false)
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(fmt.Sprint(err), "more than 10000 rows") || rep != nil {
+		t.Errorf("%d rows: %+v, %v", MaxImportRows+1, rep, err)
+	}
+	if cs, _ := f.reg.Changes(ChangeFilter{}); len(cs) != 0 {
+		t.Errorf("a change was requested for a refused file: %+v", cs)
+	}
+}
