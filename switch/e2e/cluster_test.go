@@ -201,7 +201,9 @@ func (c *testCluster) testLastSeen(t *testing.T) {
 	}
 	for _, n := range []int{1, 3} {
 		var why string
-		took := waitUntil(t, 30*time.Second, func() string { return fmt.Sprintf("node %d: %s not seen after its sign-on on node 2 (%s)", n, tid, why) }, func() bool {
+		took := waitUntil(t, 30*time.Second, func() string {
+			return fmt.Sprintf("node %d: %s not seen after its sign-on on node 2 (%s)", n, tid, why)
+		}, func() bool {
 			at, e := lastSeen(n)
 			why = e
 			if e == "" && at.Before(sent.Add(-2*time.Second)) {
