@@ -27,9 +27,16 @@ type ClientOptions struct {
 	HeaderLength int
 	// Conns is the number of connections to each HSM (default 2).
 	Conns int
-	// Timeout bounds each command on one HSM (default 2s); a command that times out
-	// is tried on the next HSM while its caller's context allows.
+	// Timeout bounds each attempt of a command on one HSM (default 2s); a command
+	// that times out is tried on the next HSM while CommandDeadline and its caller's
+	// context allow.
 	Timeout time.Duration
+	// CommandDeadline bounds a command across all its attempts, on every HSM it is
+	// tried on (default: Timeout). With the default, a command whose first HSM is
+	// silent fails after Timeout without trying the others (that HSM is marked
+	// down: the next commands go to the others first); set it above Timeout for a
+	// command to fail over within its own deadline. An attempt never waits past it.
+	CommandDeadline time.Duration
 	// DialTimeout bounds a connection attempt (default 2s).
 	DialTimeout time.Duration
 	// HealthEvery is the period of the NC health checks (default 5s; negative: none).
@@ -91,6 +98,9 @@ func NewClient(opts ClientOptions) (*Client, error) {
 	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = 2 * time.Second
+	}
+	if opts.CommandDeadline <= 0 {
+		opts.CommandDeadline = opts.Timeout
 	}
 	if opts.DialTimeout <= 0 {
 		opts.DialTimeout = 2 * time.Second
@@ -201,9 +211,14 @@ func (c *Client) header() string {
 var errTimeout = errors.New("no answer within the timeout")
 
 // do sends a command to the first HSM that is up (then to the others) and returns its
-// answer; an answer with a non-zero error code is returned as an *Error.
+// answer; an answer with a non-zero error code is returned as an *Error. The command,
+// all its attempts together, takes at most CommandDeadline: until 6 December 2026 each
+// attempt had its own Timeout, and a command waited up to the number of HSMs times
+// Timeout before its 96.
 func (c *Client) do(ctx context.Context, code string, body []byte) (Response, error) {
 	start := c.opts.Now()
+	ctx, cancelCmd := context.WithTimeout(ctx, c.opts.CommandDeadline)
+	defer cancelCmd()
 	order := make([]*node, 0, len(c.nodes))
 	for _, n := range c.nodes {
 		if n.up.Load() {
@@ -216,8 +231,11 @@ func (c *Client) do(ctx context.Context, code string, body []byte) (Response, er
 		}
 	}
 	var errs []error
-	for _, n := range order {
+	for i, n := range order {
 		if ctx.Err() != nil {
+			if len(errs) > 0 {
+				errs = append(errs, fmt.Errorf("not tried on %d other HSM(s): command deadline %s reached", len(order)-i, c.opts.CommandDeadline))
+			}
 			break
 		}
 		cctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)

@@ -320,9 +320,10 @@ func TestClientFailover(t *testing.T) {
 	}
 }
 
-// TestClientSlowHSM: an HSM that does not answer within the timeout is failed over;
-// its late answer is dropped without harm; alone, it makes the command fail with
-// hsm.ErrUnavailable after the timeout, not hang.
+// TestClientSlowHSM: an HSM that does not answer within the timeout is failed over
+// (within the command's deadline, here above the timeout); its late answer is
+// dropped without harm; alone, it makes the command fail with hsm.ErrUnavailable
+// after the timeout, not hang.
 func TestClientSlowHSM(t *testing.T) {
 	release := make(chan struct{})
 	slow, _ := serve(t, payshield.ServerOptions{BeforeCommand: func(ctx context.Context, code string) {
@@ -335,7 +336,7 @@ func TestClientSlowHSM(t *testing.T) {
 	}})
 	defer close(release)
 	fast, _ := serve(t, payshield.ServerOptions{})
-	e := newEnv(t, payshield.ClientOptions{Addrs: []string{slow, fast}, Timeout: 200 * time.Millisecond})
+	e := newEnv(t, payshield.ClientOptions{Addrs: []string{slow, fast}, Timeout: 200 * time.Millisecond, CommandDeadline: time.Second})
 	tak := hsm.MACRequest{Key: hsm.KeyRef{ID: "T0000002.TAK"}, Data: []byte("data")}
 	want, _ := e.sw.GenerateMAC(e.ctx, tak)
 	got, err := e.client.GenerateMAC(e.ctx, tak)

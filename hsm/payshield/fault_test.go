@@ -373,3 +373,37 @@ func TestClientHeaderNotReused(t *testing.T) {
 		macOK(t, e, fmt.Sprintf("command %d", i))
 	}
 }
+
+// TestClientCommandDeadline: with two silent HSMs, a command fails with
+// ErrUnavailable (the switch's 96) within its one deadline (CommandDeadline,
+// by default Timeout) across its attempts, not after Timeout on each HSM (2 ×
+// Timeout before 6 December 2026). With CommandDeadline above Timeout, a command
+// whose first HSM is silent still fails over to the second within its deadline,
+// and two silent HSMs fail it within that deadline.
+func TestClientCommandDeadline(t *testing.T) {
+	const timeout = time.Second
+	t.Run("default", func(t *testing.T) {
+		a, b := newFaultHSM(t), newFaultHSM(t)
+		e := newEnv(t, payshield.ClientOptions{Addrs: []string{a.addr, b.addr}, Conns: 1, Timeout: timeout})
+		macOK(t, e, "before")
+		a.mode.Store(modeSilent)
+		b.mode.Store(modeSilent)
+		macFails(t, e, "timeout", timeout+margin)
+	})
+	t.Run("failover within the deadline", func(t *testing.T) {
+		const attempt, deadline = 400 * time.Millisecond, 600 * time.Millisecond
+		a, b := newFaultHSM(t), newFaultHSM(t)
+		e := newEnv(t, payshield.ClientOptions{Addrs: []string{a.addr, b.addr}, Conns: 1, Timeout: attempt, CommandDeadline: deadline})
+		macOK(t, e, "before")
+		a.mode.Store(modeSilent)
+		start := time.Now()
+		macOK(t, e, "failed over") // a times out after attempt; b answers
+		if took := time.Since(start); took > attempt+margin {
+			t.Fatalf("failover took %s, want at most %s", took, attempt+margin)
+		}
+		// a (down) now comes after b: both silent, the command fails within its
+		// deadline (b's attempt, then what is left of it on a).
+		b.mode.Store(modeSilent)
+		macFails(t, e, "timeout", deadline+margin)
+	})
+}

@@ -22,8 +22,12 @@ type HSM struct {
 	HeaderLength int `yaml:"header_length"`
 	// Connections is the number of connections to each HSM (default 2).
 	Connections int `yaml:"connections"`
-	// Timeout bounds each command on one HSM before failing over (default 2s).
+	// Timeout bounds each attempt of a command on one HSM before failing over
+	// (default 2s).
 	Timeout Duration `yaml:"timeout"`
+	// CommandDeadline bounds a command across its attempts on every HSM (default:
+	// Timeout): the most a transaction waits for the HSMs before its 96.
+	CommandDeadline Duration `yaml:"command_deadline"`
 	// HealthEvery is the period of the NC health checks (default 5s).
 	HealthEvery Duration `yaml:"health_every"`
 	// TLS wraps the connections in TLS, checked against CAFile (system roots when
@@ -69,6 +73,9 @@ func (h HSM) validate(bad func(key, format string, args ...any)) {
 	}
 	if h.Timeout < 0 {
 		bad("hsm.timeout", "%s is negative", h.Timeout.D())
+	}
+	if h.CommandDeadline < 0 {
+		bad("hsm.command_deadline", "%s is negative", h.CommandDeadline.D())
 	}
 	if h.HealthEvery < 0 {
 		bad("hsm.health_every", "%s is negative", h.HealthEvery.D())

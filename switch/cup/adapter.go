@@ -284,6 +284,7 @@ func (a *Adapter) Process(ctx context.Context, c *frontend.Conn, body []byte) (f
 	if s == nil {
 		s = a.sess.open(tid)
 	}
+	s.setConn(c)
 	macf := func(data []byte) ([]byte, error) {
 		return a.cfg.HSM.GenerateMAC(context.WithoutCancel(ctx), hsm.MACRequest{Key: mak, Data: data, Scheme: scheme})
 	}

@@ -3,6 +3,8 @@ package cup
 import (
 	"sync"
 	"time"
+
+	"github.com/switchyard/switchyard/switch/frontend"
 )
 
 // session is what the switch remembers of a signed-in terminal between its messages:
@@ -27,6 +29,38 @@ type session struct {
 	// before): a sign-in within Config.KeyLifetime gets the same keys again
 	// (Adapter.reissue).
 	issued *issuedKeys
+	// conn is the connection on which the terminal signed in or last sent a
+	// request whose MAC verified: its echoes on it make it seen (Adapter.network).
+	conn connKey
+}
+
+// connKey names a terminal connection: its listener and its ID there.
+type connKey struct {
+	listener string
+	id       uint64
+}
+
+// keyOf returns the key of connection c.
+func keyOf(c *frontend.Conn) connKey { return connKey{listener: c.Listener, id: c.ID} }
+
+// setConn makes c the session's proven connection (nil s: nothing).
+func (s *session) setConn(c *frontend.Conn) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	s.conn = keyOf(c)
+	s.mu.Unlock()
+}
+
+// provenOn reports whether c is the session's proven connection (nil s: false).
+func (s *session) provenOn(c *frontend.Conn) bool {
+	if s == nil {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conn != (connKey{}) && s.conn == keyOf(c)
 }
 
 // issuedKeys are the working keys a sign-in sent a terminal: the answer's F62 (the

@@ -51,7 +51,7 @@ func (a *Adapter) signIn(ctx context.Context, c *frontend.Conn, f *Frame) (front
 	if err != nil {
 		return a.reply(ans, sit, message.RCFormatError, nil, "F62: "+err.Error())
 	}
-	rc, update, err := a.networkToPipeline(ctx, c, f, message.NMSignOn, tlv)
+	rc, update, err := a.networkToPipeline(ctx, c, f, message.NMSignOn, tlv, false)
 	if err != nil {
 		return frontend.Response{}, err
 	}
@@ -68,7 +68,7 @@ func (a *Adapter) signIn(ctx context.Context, c *frontend.Conn, f *Frame) (front
 		// moment before traded on as if at home.)
 		if s := a.sess.get(tid); s != nil {
 			s.mu.Lock()
-			s.tlv, s.signedIn = "", time.Time{}
+			s.tlv, s.signedIn, s.conn = "", time.Time{}, connKey{}
 			s.mu.Unlock()
 		}
 		return a.reply(ans, sit, rc, nil, "pipeline")
@@ -88,6 +88,7 @@ func (a *Adapter) signIn(ctx context.Context, c *frontend.Conn, f *Frame) (front
 	s.mu.Lock()
 	s.batch = nextBatch(f60.Batch)
 	s.tlv, s.scheme, s.signedIn, s.makVersion = tlv, f60.NetCode, a.cfg.Now(), makVersion
+	s.conn = keyOf(c)
 	if issued != nil {
 		s.issued = issued
 	}
@@ -254,8 +255,9 @@ func (a *Adapter) workingKeys(ctx context.Context, tid string, term *registry.Te
 }
 
 // networkToPipeline sends the pipeline the ASCII 0800 of a sign-in, sign-off or echo
-// and returns its F39.
-func (a *Adapter) networkToPipeline(ctx context.Context, c *frontend.Conn, f *Frame, code, tlv string) (rc, update string, err error) {
+// and returns its F39; proven says the message came on the terminal's proven
+// connection (frontend.Conn.SessionProven).
+func (a *Adapter) networkToPipeline(ctx context.Context, c *frontend.Conn, f *Frame, code, tlv string, proven bool) (rc, update string, err error) {
 	body, err := message.NewBuilder(message.DialectASCII, "0800").Set(7, message.FormatDE7(a.cfg.Now())).
 		Set(11, f.Str(11)).Set(41, f.Str(41)).Set(42, f.Str(42)).Set(48, tlv).Set(70, code).Bytes(nil)
 	if err != nil {
@@ -264,6 +266,7 @@ func (a *Adapter) networkToPipeline(ctx context.Context, c *frontend.Conn, f *Fr
 	inner := *c
 	inner.Dialect = message.DialectASCII
 	inner.UnMACdNetwork = true // the dialect's 0800 and 0820 carry no F64
+	inner.SessionProven = proven
 	resp, err := a.next.Process(ctx, &inner, body)
 	if err != nil {
 		return "", "", err
@@ -318,7 +321,12 @@ func (a *Adapter) network(ctx context.Context, c *frontend.Conn, f *Frame, body 
 	if code != message.NMSignOff && code != message.NMEcho {
 		return a.reply(ans, sit, message.RCInvalidTransaction, nil, "unknown network code")
 	}
-	rc, update, err := a.networkToPipeline(ctx, c, f, code, "")
+	// An echo (or sign-off) makes the terminal seen only on the connection of its
+	// sign-in or of its last verified MAC: the 0820 has no MAC of its own, and
+	// anyone who knows a terminal ID could otherwise keep a stolen terminal looking
+	// online at its shop (until 6 December 2026 every 0820 did).
+	proven := a.sess.get(tid).provenOn(c)
+	rc, update, err := a.networkToPipeline(ctx, c, f, code, "", proven)
 	if err != nil {
 		return frontend.Response{}, err
 	}

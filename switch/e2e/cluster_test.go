@@ -163,9 +163,11 @@ func (c *testCluster) testDUKPTReplay(t *testing.T) {
 	}
 }
 
-// testLastSeen: a terminal that only echoes on node 2 is seen on nodes 1 and 3 too
+// testLastSeen: a terminal that only signs on on node 2 is seen on nodes 1 and 3 too
 // (last-seen data shared at each flush, every 10 s), so that the offline monitor,
-// which runs on one node, does not take it for offline.
+// which runs on one node, does not take it for offline. (A sign-on that passes the
+// checks, not an echo: since 6 December 2026 an echo without a verified MAC makes
+// no terminal seen.)
 func (c *testCluster) testLastSeen(t *testing.T) {
 	c = c.rebind(t)
 	const tid = "LT001957"
@@ -188,18 +190,20 @@ func (c *testCluster) testLastSeen(t *testing.T) {
 		return v.LastSeen.Time, ""
 	}
 	if at, _ := lastSeen(1); !at.IsZero() {
-		t.Fatalf("%s seen on node 1 at %v before the test's echo", tid, at)
+		t.Fatalf("%s seen on node 1 at %v before the test's sign-on", tid, at)
 	}
-	echo := termclient.Txn{MTI: "0800", NetCode: message.NMEcho, TID: tid, MID: "000000000000003", STAN: termclient.NextSTAN(), Time: time.Now()}
+	signOn := termclient.Txn{MTI: "0800", NetCode: message.NMSignOn, TID: tid, MID: "000000000000003", STAN: termclient.NextSTAN(), Time: time.Now()}
 	ft := singleNodeTerm(c, 2, 15*time.Second)
 	defer ft.close()
 	sent := time.Now()
-	if r, _, _, err := ft.send(echo, 15*time.Second); err != nil || r.RC != "00" {
-		t.Fatalf("echo on node 2: %+v, %v", r, err)
+	if r, _, _, err := ft.send(signOn, 15*time.Second); err != nil || r.RC != "00" {
+		t.Fatalf("sign-on on node 2: %+v, %v", r, err)
 	}
 	for _, n := range []int{1, 3} {
 		var why string
-		took := waitUntil(t, 30*time.Second, func() string { return fmt.Sprintf("node %d: %s not seen after its echo on node 2 (%s)", n, tid, why) }, func() bool {
+		took := waitUntil(t, 30*time.Second, func() string {
+			return fmt.Sprintf("node %d: %s not seen after its sign-on on node 2 (%s)", n, tid, why)
+		}, func() bool {
 			at, e := lastSeen(n)
 			why = e
 			if e == "" && at.Before(sent.Add(-2*time.Second)) {
@@ -207,7 +211,7 @@ func (c *testCluster) testLastSeen(t *testing.T) {
 			}
 			return why == ""
 		})
-		t.Logf("an echo on node 2 seen on node %d after %v", n, took.Round(time.Millisecond))
+		t.Logf("a sign-on on node 2 seen on node %d after %v", n, took.Round(time.Millisecond))
 	}
 }
 

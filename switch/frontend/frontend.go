@@ -45,6 +45,12 @@ type Conn struct {
 	// MAC is still refused by the terminal checks). Without it a terminal registered
 	// with a TAK could not sign in over cup. A listener never sets it.
 	UnMACdNetwork bool
+	// SessionProven is set by a dialect adapter on the copy of the Conn with which
+	// it hands the pipeline such an unMAC'd network message (the cup echo) when it
+	// came on the connection on which the terminal signed in or last sent a
+	// verified MAC: the pipeline records the terminal as seen (its last-seen),
+	// nothing more. A listener never sets it.
+	SessionProven bool
 }
 
 // Response is the answer to one request.

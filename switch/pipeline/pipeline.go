@@ -608,14 +608,12 @@ func (p *Pipeline) repeat(t *txn, out outcome) (frontend.Response, error) {
 	return frontend.Response{Body: raw}, nil
 }
 
-// network answers 0800: sign-on, sign-off and echo.
+// network answers 0800: sign-on, sign-off and echo. Only a message that proves to
+// be the terminal's makes it seen (networkSeen); a sign-on or key change is seen by
+// its terminal checks.
 func (p *Pipeline) network(ctx context.Context, t *txn) (frontend.Response, error) {
-	if p.terminals != nil {
-		var loc registry.GeoPoint
-		if g, err := message.ParseGeo(t.req.TLV.Geo); err == nil && t.req.TLV.Has&message.HasGeo != 0 {
-			loc = registry.GeoPoint{Lat: g.Lat, Lon: g.Lon, Present: true}
-		}
-		p.terminals.Seen(t.req.TID, t.conn.Remote.Addr(), loc, t.start)
+	if p.terminals != nil && p.networkSeen(t) {
+		p.seen(t)
 	}
 	resp := message.NewResponseBuilder(t.req)
 	rc := message.RCApproved
@@ -634,6 +632,13 @@ func (p *Pipeline) network(ctx context.Context, t *txn) (frontend.Response, erro
 			}
 			p.metrics.Transactions.WithLabelValues("0800", rc, "", "binding").Inc()
 			return frontend.Response{Body: raw}, nil
+		}
+		if code == message.NMSignOn && t.conn.UnMACdNetwork && p.terminals != nil {
+			// A dialect's sign-in (cup), which carries no MAC, that passed the
+			// terminal checks: the terminal is seen, whatever keys it is
+			// registered with (its working keys go under its TMK, of use to it
+			// alone). Its echoes carry no MAC either (networkSeen).
+			p.seen(t)
 		}
 	}
 	switch t.req.NetCode {
@@ -664,6 +669,42 @@ func (p *Pipeline) network(ctx context.Context, t *txn) (frontend.Response, erro
 	}
 	p.metrics.Transactions.WithLabelValues("0800", rc, "", "switch").Inc()
 	return frontend.Response{Body: raw}, nil
+}
+
+// seen records the terminal of network message t as seen now, from its source
+// address and at the place its DE 48 GL reports.
+func (p *Pipeline) seen(t *txn) {
+	var loc registry.GeoPoint
+	if g, err := message.ParseGeo(t.req.TLV.Geo); err == nil && t.req.TLV.Has&message.HasGeo != 0 {
+		loc = registry.GeoPoint{Lat: g.Lat, Lon: g.Lon, Present: true}
+	}
+	p.terminals.Seen(t.req.TID, t.conn.Remote.Addr(), loc, t.start)
+}
+
+// networkSeen says whether a sign-off or echo, which do not go through the terminal
+// checks, makes the terminal seen (its last-seen time, address and reported place,
+// which the console shows and the offline alerts read): only with a MAC verified
+// under the terminal's key (t.macOK), or, from a dialect adapter, on the connection
+// on which the terminal signed in or last sent a verified MAC
+// (frontend.Conn.SessionProven: the cup echo, which its dialect does not MAC). A
+// sign-on and a key change are seen by their terminal checks (registry Check), when
+// they pass them or their MAC verified, and a dialect's unMAC'd sign-in (cup) when it
+// passes them (network). A bare echo is answered as before and
+// counted in switchyard_network_unproven_total, nothing else. Until 6 December 2026
+// every 0800 naming a known terminal made it seen: whoever knew a stolen terminal's
+// ID kept it looking online at its shop, and its offline alert silent.
+func (p *Pipeline) networkSeen(t *txn) bool {
+	switch t.req.NetCode {
+	case message.NMSignOn, message.NMKeyChange:
+		return false
+	}
+	if t.macOK || t.conn.SessionProven {
+		return true
+	}
+	if p.metrics.NetworkUnproven != nil {
+		p.metrics.NetworkUnproven.WithLabelValues(t.req.NetCode).Inc()
+	}
+	return false
 }
 
 // unsupported answers a message type the switch does not process with 12.

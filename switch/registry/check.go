@@ -262,15 +262,39 @@ type checker struct {
 }
 
 // Check runs the binding and SoftPOS integrity checks on a financial request and
-// records that the terminal was seen. It reads only the in-memory snapshot and does
-// not allocate on the path of an accepted request. A violation creates an incident
-// (written in the background); a SoftPOS device-integrity finding also suspends the
-// terminal before Check returns, so the next request is refused.
+// records that the terminal was seen when the request proves to be the terminal's
+// (seenProof). It reads only the in-memory snapshot and does not allocate on the
+// path of an accepted request. A violation creates an incident (written in the
+// background); a SoftPOS device-integrity finding also suspends the terminal before
+// Check returns, so the next request is refused.
 func (r *checker) Check(req CheckRequest) CheckResult {
-	now := req.Now
-	if now.IsZero() {
-		now = r.clock()
+	if req.Now.IsZero() {
+		req.Now = r.clock()
 	}
+	res := r.check(req)
+	if tsl := r.snap.Load().terminals[req.TerminalID]; tsl != nil && seenProof(tsl.rec.Load(), &req, &res) {
+		tsl.touch(req.SourceIP, req.Location, req.Now)
+	}
+	return res
+}
+
+// seenProof says whether a request checked with result res proves that the
+// terminal t sent it, so that its time, source address and location may become
+// the terminal's last-seen, which the console shows and the offline alerts read:
+// its MAC verified under the terminal's key, or, for a terminal registered without
+// any MAC key (no TAK, no MAC required), it passed the checks. Until 6 December 2026
+// every request naming a known terminal counted, a refused one without its MAC too:
+// whoever knew a stolen terminal's ID kept it looking online at its shop.
+func seenProof(t *Terminal, req *CheckRequest, res *CheckResult) bool {
+	if req.MACVerified {
+		return true
+	}
+	return !t.HasMACKey() && !res.Decline
+}
+
+// check is Check without the last-seen.
+func (r *checker) check(req CheckRequest) CheckResult {
+	now := req.Now
 	var res CheckResult
 	res.Facts.AttestationAgeS = -1
 	res.Facts.Findings = req.Findings
@@ -281,7 +305,6 @@ func (r *checker) Check(req CheckRequest) CheckResult {
 	if tsl == nil {
 		return r.decline(res, ReasonTerminalUnknown, nil)
 	}
-	tsl.touch(req.SourceIP, req.Location, now)
 	t := tsl.rec.Load()
 	res.Terminal = t
 	res.Facts.TerminalKind = string(t.Kind)

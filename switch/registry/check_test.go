@@ -237,19 +237,47 @@ func TestCheckRecordsLastSeen(t *testing.T) {
 	if !ok || !ls.Time.Equal(t0) || ls.Address != req.SourceIP || ls.Location == nil || ls.Location.Lat != req.Location.Lat {
 		t.Fatalf("last seen = %+v %v", ls, ok)
 	}
-	// A declined request of a known terminal counts as seen; an older time does not
-	// move it back.
+	// A declined request of a terminal without a MAC key does not count as seen
+	// (whoever knows its ID could send one: until 6 December 2026 it counted, and a
+	// stolen terminal looked online at its shop); one that passes does, but an
+	// older time does not move it back.
 	f.clock.Advance(time.Minute)
 	bad := f.goodT1()
 	bad.DeviceID = "SN-EVIL"
-	bad.Location = GeoPoint{}
-	f.reg.Check(bad)
+	bad.SourceIP = netip.MustParseAddr("192.0.2.66")
+	bad.Location = GeoPoint{Lat: 31.2, Lon: 121.5, Present: true}
+	if res := f.reg.Check(bad); !res.Decline {
+		t.Fatal("SN-EVIL not declined")
+	}
+	if ls, _ = f.reg.LastSeen("T0000001"); !ls.Time.Equal(t0) || ls.Address != netip.MustParseAddr("10.7.7.7") {
+		t.Errorf("last seen after a declined keyless request = %+v, want %v from 10.7.7.7", ls, t0)
+	}
+	if res := f.reg.Check(f.goodT1()); res.Decline {
+		t.Fatalf("good T0000001 declined: %s", res.Reason)
+	}
 	old := f.goodT1()
 	old.Now = t0.Add(-time.Hour)
 	f.reg.Check(old)
 	ls, _ = f.reg.LastSeen("T0000001")
 	if !ls.Time.Equal(t0.Add(time.Minute)) || ls.Location == nil {
-		t.Errorf("last seen after decline = %+v, want %v and the earlier location kept", ls, t0.Add(time.Minute))
+		t.Errorf("last seen after a good request = %+v, want %v with its location", ls, t0.Add(time.Minute))
+	}
+	// A terminal with a MAC key is seen only by a request whose MAC verified,
+	// declined or not.
+	nomac := f.goodT2()
+	nomac.MACVerified = false
+	if res := f.reg.Check(nomac); !res.Decline {
+		t.Fatal("T0000002 without a verified MAC not declined")
+	}
+	if ls, ok := f.reg.LastSeen("T0000002"); ok {
+		t.Errorf("T0000002 seen by a request without a verified MAC: %+v", ls)
+	}
+	mac := f.goodT2()
+	mac.MACVerified = true
+	mac.DeviceID = "SN-OTHER" // declined, but the terminal's own
+	f.reg.Check(mac)
+	if _, ok := f.reg.LastSeen("T0000002"); !ok {
+		t.Error("T0000002 not seen by a request whose MAC verified")
 	}
 	// Seen for a non-financial message.
 	f.reg.Seen("LT000001", netip.MustParseAddr("10.0.0.1"), GeoPoint{}, t0.Add(2*time.Minute))

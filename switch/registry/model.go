@@ -212,6 +212,12 @@ func (t *Terminal) Bound() bool {
 // MACRequired reports whether the terminal's messages must carry a valid MAC.
 func (t *Terminal) MACRequired() bool { return t.Kind == KindSoftPOS || t.Keys.MACRequired }
 
+// HasMACKey reports whether the terminal's messages can prove they are its own
+// with a MAC under its registered key: it has a TAK or must MAC. Only such proof
+// then makes it seen (Check); a terminal without one is seen by the requests
+// that pass its checks.
+func (t *Terminal) HasMACKey() bool { return t.Keys.TAK != "" || t.MACRequired() }
+
 // prepare fills the derived fields used by Check. It must run before a record is
 // published.
 func (t *Terminal) prepare() {

@@ -10,9 +10,12 @@ import (
 // --- last seen ---
 
 // Seen records that terminal id sent a message at now from addr (and, when loc is
-// present, at loc). Check calls it for every known terminal; call it yourself for
-// messages that do not go through Check (0800 sign-on, echo). It takes only a
-// per-terminal lock and does not allocate; the data reach Badger on the next flush.
+// present, at loc). Check records it for the requests that prove to be the
+// terminal's (seenProof); call Seen yourself only for a message that does not go
+// through Check and proves it as well (an echo with a MAC verified under the
+// terminal's key), never for a bare echo: the console and the offline alerts read
+// it. It takes only a per-terminal lock and does not allocate; the data reach
+// Badger on the next flush.
 func (r *store) Seen(id string, addr netip.Addr, loc GeoPoint, now time.Time) {
 	if sl := r.snap.Load().terminals[id]; sl != nil {
 		sl.touch(addr, loc, now)

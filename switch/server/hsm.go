@@ -18,7 +18,7 @@ func (s *Server) openPayShield(c config.HSM) (*payshield.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("hsm: metrics: %w", err)
 	}
-	opts := payshield.ClientOptions{Addrs: c.Addrs, HeaderLength: c.HeaderLength, Conns: c.Connections, Timeout: c.Timeout.D(),
+	opts := payshield.ClientOptions{Addrs: c.Addrs, HeaderLength: c.HeaderLength, Conns: c.Connections, Timeout: c.Timeout.D(), CommandDeadline: c.CommandDeadline.D(),
 		HealthEvery: c.HealthEvery.D(), Store: s.Keys, Metrics: m, Logger: log, LMKScheme: c.LMKScheme}
 	if c.TLS {
 		tc := &tls.Config{MinVersion: tls.VersionTLS12}
