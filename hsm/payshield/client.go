@@ -32,10 +32,11 @@ type ClientOptions struct {
 	// context allow.
 	Timeout time.Duration
 	// CommandDeadline bounds a command across all its attempts, on every HSM it is
-	// tried on (default: Timeout). With the default, a command whose first HSM is
-	// silent fails after Timeout without trying the others (that HSM is marked
-	// down: the next commands go to the others first); set it above Timeout for a
-	// command to fail over within its own deadline. An attempt never waits past it.
+	// tried on (default: twice Timeout, so that a command whose first HSM is silent
+	// still fails over to a second one, and with every HSM silent the 96 comes
+	// within two attempts however many HSMs there are). Set it to Timeout for no
+	// failover within a command after a silent HSM (that HSM is marked down: the
+	// next commands go to the others first). An attempt never waits past it.
 	CommandDeadline time.Duration
 	// DialTimeout bounds a connection attempt (default 2s).
 	DialTimeout time.Duration
@@ -100,7 +101,7 @@ func NewClient(opts ClientOptions) (*Client, error) {
 		opts.Timeout = 2 * time.Second
 	}
 	if opts.CommandDeadline <= 0 {
-		opts.CommandDeadline = opts.Timeout
+		opts.CommandDeadline = 2 * opts.Timeout
 	}
 	if opts.DialTimeout <= 0 {
 		opts.DialTimeout = 2 * time.Second

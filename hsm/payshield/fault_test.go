@@ -383,12 +383,28 @@ func TestClientHeaderNotReused(t *testing.T) {
 func TestClientCommandDeadline(t *testing.T) {
 	const timeout = time.Second
 	t.Run("default", func(t *testing.T) {
+		// Three silent HSMs: the 96 within two attempts (the default deadline),
+		// not three.
+		a, b, c := newFaultHSM(t), newFaultHSM(t), newFaultHSM(t)
+		e := newEnv(t, payshield.ClientOptions{Addrs: []string{a.addr, b.addr, c.addr}, Conns: 1, Timeout: timeout})
+		macOK(t, e, "before")
+		a.mode.Store(modeSilent)
+		b.mode.Store(modeSilent)
+		c.mode.Store(modeSilent)
+		macFails(t, e, "timeout", 2*timeout+margin)
+	})
+	t.Run("default fails over", func(t *testing.T) {
+		// The default leaves room for one failover: a silent first HSM, a
+		// second that answers, within the same command.
 		a, b := newFaultHSM(t), newFaultHSM(t)
 		e := newEnv(t, payshield.ClientOptions{Addrs: []string{a.addr, b.addr}, Conns: 1, Timeout: timeout})
 		macOK(t, e, "before")
 		a.mode.Store(modeSilent)
-		b.mode.Store(modeSilent)
-		macFails(t, e, "timeout", timeout+margin)
+		start := time.Now()
+		macOK(t, e, "failed over")
+		if took := time.Since(start); took > timeout+margin {
+			t.Fatalf("failover took %s, want at most %s", took, timeout+margin)
+		}
 	})
 	t.Run("failover within the deadline", func(t *testing.T) {
 		const attempt, deadline = 400 * time.Millisecond, 600 * time.Millisecond

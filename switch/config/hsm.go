@@ -26,7 +26,8 @@ type HSM struct {
 	// (default 2s).
 	Timeout Duration `yaml:"timeout"`
 	// CommandDeadline bounds a command across its attempts on every HSM (default:
-	// Timeout): the most a transaction waits for the HSMs before its 96.
+	// twice Timeout, room for one failover): the most a transaction waits for the
+	// HSMs before its 96.
 	CommandDeadline Duration `yaml:"command_deadline"`
 	// HealthEvery is the period of the NC health checks (default 5s).
 	HealthEvery Duration `yaml:"health_every"`
