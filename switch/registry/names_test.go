@@ -29,12 +29,12 @@ func TestMerchantNameText(t *testing.T) {
 		{strings.Repeat("a", 101), false, "101 characters"},
 		{"", false, "empty"},
 		{"  \u3000 ", false, "empty"},
-		{"上海\u202e市超果鲜", false, "U+202E"},   // right-to-left override
+		{"上海\u202e市超果鲜", false, "U+202E"},     // right-to-left override
 		{"上海\u2066鲜果\u2069", false, "U+2066"}, // left-to-right isolate
 		{"上海\u202a鲜果", false, "U+202A"},
 		{"上海\u200f鲜果", false, "U+200F"}, // right-to-left mark
-		{"星巴\u200b克", false, "U+200B"},   // zero-width space
-		{"星巴\u200d克", false, "U+200D"},   // zero-width joiner
+		{"星巴\u200b克", false, "U+200B"},  // zero-width space
+		{"星巴\u200d克", false, "U+200D"},  // zero-width joiner
 		{"\ufeff星巴克", false, "U+FEFF"},
 		{"星巴克\ufe00", false, "U+FE00"}, // variation selector
 		{"星巴克\u3164", false, "U+3164"}, // Hangul filler
