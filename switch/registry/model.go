@@ -10,6 +10,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/switchyard/switchyard/internal/carddata"
 )
 
 // MerchantStatus is the lifecycle state of a merchant.
@@ -352,6 +354,31 @@ func textProblem(s string, max int) string {
 	return ""
 }
 
+// wideCardNumber reports whether s holds a card number written in full-width
+// digits (U+FF10-U+FF19, as a Chinese input method types them) that the masking of
+// free text (carddata.MaskText), which reads ASCII digits, would miss: s with its
+// full-width digits, hyphens and ideographic spaces read as ASCII has more card
+// numbers than s.
+func wideCardNumber(s string) bool {
+	if !strings.ContainsFunc(s, func(r rune) bool { return r >= 0xFF10 && r <= 0xFF19 }) {
+		return false
+	}
+	folded := strings.Map(func(r rune) rune {
+		switch {
+		case r >= 0xFF10 && r <= 0xFF19:
+			return '0' + r - 0xFF10
+		case r == 0xFF0D:
+			return '-'
+		case r == 0x3000:
+			return ' '
+		}
+		return r
+	}, s)
+	_, n := carddata.MaskText(s)
+	_, w := carddata.MaskText(folded)
+	return w > n
+}
+
 // invisible reports whether r is a graphic character that shows nothing:
 // variation selectors, the combining grapheme joiner, the Hangul fillers and the
 // braille blank.
@@ -398,6 +425,9 @@ func (m *Merchant) Validate() error {
 		return invalidf("merchant %s: MCC %q: want 4 digits", m.ID, m.MCC)
 	case !isIdent(m.Region, 32):
 		return invalidf("merchant %s: region %q: want 1 to 32 letters, digits, '-', '_' or '.'", m.ID, m.Region)
+	case wideCardNumber(m.Name):
+		return invalidf("merchant %s: name: holds a card number written in full-width digits; "+
+			"a card number has no place in a merchant's name", m.ID)
 	case m.Group != "" && !isIdent(m.Group, 32):
 		return invalidf("merchant %s: group %q: want 1 to 32 letters, digits, '-', '_' or '.', or none", m.ID, m.Group)
 	case !isIdent(m.Tier, 32):
