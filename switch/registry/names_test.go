@@ -90,3 +90,34 @@ func TestMerchantNameChineseStoredAndMasked(t *testing.T) {
 		t.Fatalf("renamed merchant %s: name %q, want the card number masked (星巴克411111******1111店)", mid, m.Name)
 	}
 }
+
+// TestMerchantNameChineseCSVImport imports merchants named in Chinese from a UTF-8
+// CSV file with a byte order mark (as spreadsheets write it): the names are stored
+// as written, and a row with a bidi override is reported, the others taken.
+func TestMerchantNameChineseCSVImport(t *testing.T) {
+	f := newFixture(t)
+	csv := "\ufeffmerchant_id,name,mcc,region,tier\n" +
+		"000000000000311,上海鲜果超市,5411,CN-SH,micro\n" +
+		"000000000000312,\"星巴克（南京西路店）\",5814,CN-SH,micro\n" +
+		"000000000000313,上海\u202e鲜果,5411,CN-SH,micro\n"
+	rep, err := f.reg.ImportMerchants(alice, strings.NewReader(csv), "", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Accepted != 2 || rep.Rejected != 1 {
+		t.Fatalf("report %+v, want 2 accepted, 1 rejected (line 4)", rep)
+	}
+	for _, row := range rep.Rows {
+		if row.Line == 4 && (row.OK || !strings.Contains(row.Error, "U+202E")) {
+			t.Errorf("line 4: ok=%v error %q, want refused naming U+202E", row.OK, row.Error)
+		}
+	}
+	if _, err := f.reg.Approve(bob, rep.Change.ID, "ok"); err != nil {
+		t.Fatal(err)
+	}
+	for id, name := range map[string]string{"000000000000311": "上海鲜果超市", "000000000000312": "星巴克（南京西路店）"} {
+		if m, ok := f.reg.Merchant(id); !ok || m.Name != name {
+			t.Errorf("merchant %s: %+v, want named %q", id, m, name)
+		}
+	}
+}
