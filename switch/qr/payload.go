@@ -20,6 +20,11 @@ const (
 	IDCity       = "60"
 	IDAdditional = "62" // template; its ID 05 is the reference label (the order)
 	IDCRC        = "63"
+	// IDLanguage is the merchant information language template: its ID 00 is the
+	// language preference (ISO 639-1, "ZH"), 01 the merchant's name and 02 its
+	// city in that language, which IDs 59 and 60 cannot carry (they take the
+	// common character set, printable ASCII).
+	IDLanguage = "64"
 )
 
 // Object is one data object of a payload: its two-digit ID and its value; a template
@@ -124,7 +129,7 @@ func Decode(s string) (*Payload, error) {
 			// opaque (some networks' 26-51) stays a value.
 			if sub, err := parseTLV(o.Value, 0); err == nil {
 				o.Objects = sub
-			} else if o.ID == IDAdditional || o.ID == "64" {
+			} else if o.ID == IDAdditional || o.ID == IDLanguage {
 				return nil, fmt.Errorf("ID %s: %v", o.ID, err)
 			}
 		}
@@ -168,6 +173,17 @@ func parseTLV(s string, base int) ([]Object, error) {
 	return out, nil
 }
 
+// Common reports whether s is in EMVCo's common character set, printable ASCII
+// (0x20 to 0x7e), as IDs 59 (merchant name) and 60 (city) must be.
+func Common(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
 func digits(s string) bool {
 	if s == "" {
 		return false
@@ -190,8 +206,13 @@ type Order struct {
 	Currency string // ISO 4217 numeric, "156"
 	Amount   int64  // minor units; 0: the payer enters the amount
 	Country  string // ISO 3166 alpha-2, "CN"
-	Name     string
-	City     string
+	Name     string // ID 59: printable ASCII, 1 to 25 characters
+	City     string // ID 60: printable ASCII, 1 to 15 characters
+	// AltLanguage, AltName and AltCity fill the language template (ID 64, its IDs
+	// 00, 01 and 02): the merchant's name (1 to 25 characters) and city (optional,
+	// 1 to 15) in another language and its script, such as a name in Chinese
+	// under "ZH". No template when AltName is empty.
+	AltLanguage, AltName, AltCity string
 	// Reference is the order reference (ID 62, its ID 05 reference label).
 	Reference string
 }
@@ -251,6 +272,10 @@ func Encode(o Order) (string, error) {
 		_ = put(IDAmount, fmt.Sprintf("%d.%02d", o.Amount/100, o.Amount%100))
 	}
 	for _, kv := range [][2]string{{IDCountry, o.Country}, {IDName, o.Name}, {IDCity, o.City}} {
+		if !Common(kv[1]) {
+			return "", fmt.Errorf("ID %s: value %q is not in the common character set (printable ASCII); "+
+				"a name in another script goes in the language template (ID 64)", kv[0], kv[1])
+		}
 		if err := put(kv[0], kv[1]); err != nil {
 			return "", err
 		}
@@ -261,6 +286,25 @@ func Encode(o Order) (string, error) {
 			return "", err
 		}
 		if err := put(IDAdditional, v); err != nil {
+			return "", err
+		}
+	}
+	if o.AltName != "" {
+		if len(o.AltLanguage) != 2 || !Common(o.AltLanguage) {
+			return "", fmt.Errorf("ID %s: language preference %q: want two letters (ISO 639-1)", IDLanguage, o.AltLanguage)
+		}
+		if !utf8.ValidString(o.AltName) || !utf8.ValidString(o.AltCity) {
+			return "", fmt.Errorf("ID %s: alternate name or city is not valid UTF-8", IDLanguage)
+		}
+		objs := []Object{{ID: "00", Value: o.AltLanguage}, {ID: "01", Value: o.AltName}}
+		if o.AltCity != "" {
+			objs = append(objs, Object{ID: "02", Value: o.AltCity})
+		}
+		v, err := tmpl(objs)
+		if err != nil {
+			return "", fmt.Errorf("ID %s: %w", IDLanguage, err)
+		}
+		if err := put(IDLanguage, v); err != nil {
 			return "", err
 		}
 	}

@@ -71,6 +71,38 @@ func TestEncodeRoundTrip(t *testing.T) {
 	}
 }
 
+// TestEncodeLanguageTemplate: a name in Chinese goes in the language template (ID
+// 64, as in the EMVCo example) and round-trips, its lengths counted in characters;
+// Encode refuses a name or city outside the common character set in IDs 59 and 60,
+// and a template without a two-letter language.
+func TestEncodeLanguageTemplate(t *testing.T) {
+	o := Order{MCC: "4111", Currency: "156", Country: "CN", Name: "BEST TRANSPORT", City: "BEIJING",
+		AltLanguage: "ZH", AltName: "最佳运输", AltCity: "北京"}
+	s, err := Encode(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(s, "64200002ZH0104最佳运输0202北京6304") {
+		t.Fatalf("payload %q: want the EMVCo example's ID 64 just before the CRC", s)
+	}
+	p, err := Decode(s)
+	if err != nil {
+		t.Fatalf("%q: %v", s, err)
+	}
+	if p.Sub(IDLanguage, "01") != "最佳运输" || p.Sub(IDLanguage, "02") != "北京" || p.Get(IDName) != "BEST TRANSPORT" {
+		t.Fatalf("round trip lost the language template: %+v", p)
+	}
+	for _, bad := range []Order{
+		{MCC: "4111", Currency: "156", Country: "CN", Name: "最佳运输", City: "BEIJING"},
+		{MCC: "4111", Currency: "156", Country: "CN", Name: "BEST", City: "北京"},
+		{MCC: "4111", Currency: "156", Country: "CN", Name: "BEST", City: "BEIJING", AltName: "最佳运输"},
+	} {
+		if s, err := Encode(bad); err == nil {
+			t.Errorf("Encode(%+v) = %q, want an error", bad, s)
+		}
+	}
+}
+
 func TestClassify(t *testing.T) {
 	tb, err := NewTable(DefaultRoutes())
 	if err != nil {

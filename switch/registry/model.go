@@ -8,6 +8,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/switchyard/switchyard/internal/carddata"
 )
 
 // MerchantStatus is the lifecycle state of a merchant.
@@ -309,6 +313,8 @@ func isDigits(s string) bool {
 	return true
 }
 
+// isPrintable reports whether s is printable ASCII (0x20 to 0x7e): identifiers and
+// references (a device serial, a key reference), which stay ASCII.
 func isPrintable(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if s[i] < 0x20 || s[i] > 0x7e {
@@ -316,6 +322,80 @@ func isPrintable(s string) bool {
 		}
 	}
 	return true
+}
+
+// MaxNameRunes is the longest merchant name, in characters (runes), not bytes: a
+// Chinese character is three bytes of UTF-8 and counts one.
+const MaxNameRunes = 100
+
+// textProblem says why s cannot be free text for people (a merchant's name), or
+// returns "" when it can: valid UTF-8, 1 to max characters (runes), not blank, and
+// every character a letter, mark, digit, punctuation, symbol, an ASCII space or an
+// ideographic space (U+3000). Control characters, format characters (the bidi
+// embeddings, overrides and isolates U+202A-U+202E and U+2066-U+2069, the marks
+// U+200E/U+200F, the zero-width space, joiners and U+FEFF), other spaces, line
+// breaks, private-use and unassigned code points are refused, as are the
+// invisible letters and marks that make two names look alike (variation
+// selectors, the combining grapheme joiner, the Hangul fillers): in the console,
+// the review screens and the CLI such a character can reorder or hide part of a
+// name.
+func textProblem(s string, max int) string {
+	if !utf8.ValidString(s) {
+		return "not valid UTF-8"
+	}
+	if strings.TrimSpace(s) == "" {
+		return "empty or only spaces"
+	}
+	if n := utf8.RuneCountInString(s); n > max {
+		return fmt.Sprintf("%d characters, more than %d", n, max)
+	}
+	for i, r := range s {
+		if r == ' ' || r == '\u3000' {
+			continue
+		}
+		if !unicode.IsGraphic(r) || unicode.Is(unicode.Zs, r) || invisible(r) {
+			return fmt.Sprintf("character U+%04X at byte %d is a control, format, invisible or non-standard space character", r, i)
+		}
+	}
+	return ""
+}
+
+// wideCardNumber reports whether s holds a card number written in full-width
+// digits (U+FF10-U+FF19, as a Chinese input method types them) that the masking of
+// free text (carddata.MaskText), which reads ASCII digits, would miss: s with its
+// full-width digits, hyphens and ideographic spaces read as ASCII has more card
+// numbers than s.
+func wideCardNumber(s string) bool {
+	if !strings.ContainsFunc(s, func(r rune) bool { return r >= 0xFF10 && r <= 0xFF19 }) {
+		return false
+	}
+	folded := strings.Map(func(r rune) rune {
+		switch {
+		case r >= 0xFF10 && r <= 0xFF19:
+			return '0' + r - 0xFF10
+		case r == 0xFF0D:
+			return '-'
+		case r == 0x3000:
+			return ' '
+		}
+		return r
+	}, s)
+	_, n := carddata.MaskText(s)
+	_, w := carddata.MaskText(folded)
+	return w > n
+}
+
+// invisible reports whether r is a graphic character that shows nothing:
+// variation selectors, the combining grapheme joiner, the Hangul fillers and the
+// braille blank.
+func invisible(r rune) bool {
+	switch {
+	case r >= 0xFE00 && r <= 0xFE0F, r >= 0xE0100 && r <= 0xE01EF, r >= 0x180B && r <= 0x180F:
+		return true
+	case r == 0x034F, r == 0x115F, r == 0x1160, r == 0x3164, r == 0xFFA0, r == 0x2800:
+		return true
+	}
+	return false
 }
 
 // isIdent reports whether s is a short identifier: letters, digits, '-', '_', '.'.
@@ -343,12 +423,17 @@ func (m *Merchant) Validate() error {
 	switch {
 	case !ValidMerchantID(m.ID):
 		return invalidf("merchant ID %q: want 15 letters or digits (DE 42)", m.ID)
-	case strings.TrimSpace(m.Name) == "" || len(m.Name) > 100 || !isPrintable(m.Name):
-		return invalidf("merchant %s: name %q: want 1 to 100 printable characters", m.ID, m.Name)
+	case textProblem(m.Name, MaxNameRunes) != "":
+		return invalidf("merchant %s: name %q: %s: want 1 to %d characters (counted in characters, not bytes; "+
+			"Chinese and other scripts welcome) with no control, format (bidi, zero-width) or invisible characters",
+			m.ID, m.Name, textProblem(m.Name, MaxNameRunes), MaxNameRunes)
 	case len(m.MCC) != 4 || !isDigits(m.MCC):
 		return invalidf("merchant %s: MCC %q: want 4 digits", m.ID, m.MCC)
 	case !isIdent(m.Region, 32):
 		return invalidf("merchant %s: region %q: want 1 to 32 letters, digits, '-', '_' or '.'", m.ID, m.Region)
+	case wideCardNumber(m.Name):
+		return invalidf("merchant %s: name: holds a card number written in full-width digits; "+
+			"a card number has no place in a merchant's name", m.ID)
 	case m.Group != "" && !isIdent(m.Group, 32):
 		return invalidf("merchant %s: group %q: want 1 to 32 letters, digits, '-', '_' or '.', or none", m.ID, m.Group)
 	case !isIdent(m.Tier, 32):

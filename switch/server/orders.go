@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -200,9 +201,14 @@ func (d *orderDesk) NewOrder(ctx context.Context, o pipeline.OrderRequest) (pipe
 	if cur == "" {
 		cur = "156"
 	}
-	payload, err := qr.Encode(qr.Order{Accounts: accounts, MCC: orDefault(o.MCC, "0000"), Currency: cur, Amount: o.Amount,
-		Country: d.cfg.Orders.Country, Name: trim(orDefault(o.MerchantName, "MERCHANT"), 25), City: trim(orDefault(o.City, d.cfg.Orders.Country), 15),
-		Reference: o.ID})
+	name, alt := qrNames(o.MerchantName, o.MID)
+	qo := qr.Order{Accounts: accounts, MCC: orDefault(o.MCC, "0000"), Currency: cur, Amount: o.Amount,
+		Country: d.cfg.Orders.Country, Name: name, City: trim(orDefault(o.City, d.cfg.Orders.Country), 15),
+		Reference: o.ID}
+	if alt != "" {
+		qo.AltLanguage, qo.AltName = qrAltLanguage, alt
+	}
+	payload, err := qr.Encode(qo)
 	if err != nil {
 		return pipeline.OrderStatus{}, err
 	}
@@ -393,6 +399,25 @@ func authCode(txID string) string {
 	return fmt.Sprintf("%06s", txID)
 }
 
+// qrAltLanguage is the language preference (ID 64, its ID 00) of a merchant's name
+// that is not in the common character set: the switch's acquirers name their
+// merchants in Chinese.
+const qrAltLanguage = "ZH"
+
+// qrNames returns the merchant name for ID 59 (printable ASCII, at most 25
+// characters) and, when the registered name is not printable ASCII, that name for
+// the language template (ID 64, its ID 01, at most 25 characters, cut between
+// characters, never inside one). ID 59 then carries the merchant ID (DE 42), the
+// ASCII name the registry has for every merchant; "MERCHANT" when there is no name
+// nor ID.
+func qrNames(name, mid string) (latin, alt string) {
+	name = strings.TrimSpace(name)
+	if qr.Common(name) {
+		return trim(orDefault(name, orDefault(mid, "MERCHANT")), 25), ""
+	}
+	return trim(orDefault(strings.TrimSpace(mid), "MERCHANT"), 25), trim(name, 25)
+}
+
 func orDefault(s, d string) string {
 	if s == "" {
 		return d
@@ -400,6 +425,7 @@ func orDefault(s, d string) string {
 	return s
 }
 
+// trim cuts s to its first n characters (runes).
 func trim(s string, n int) string {
 	r := []rune(s)
 	if len(r) > n {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -265,5 +266,54 @@ func TestRefusedNotificationsLogSampled(t *testing.T) {
 	// Each second's boundary inside the loop (a slow machine) lets one more burst through.
 	if lines := strings.Count(logs.String(), "with a bad signature"); lines < 1 || lines > 3*adminRefusedBurst {
 		t.Errorf("%d log lines for %d forged notifications, want 1 to %d", lines, n, 3*adminRefusedBurst)
+	}
+}
+
+// TestOrderChineseMerchantName: the code of an order of a merchant named in Chinese
+// decodes with a good CRC (qr.Decode checks it), carries the name in the language
+// template (ID 64: 00 "ZH", 01 the name, cut to 25 characters between characters,
+// four-byte ones too) and keeps ID 59 in the common character set: the merchant ID.
+// A merchant with an ASCII name has it in ID 59 and no template.
+func TestOrderChineseMerchantName(t *testing.T) {
+	_, book := testBook(t)
+	d := &orderDesk{book: book, now: time.Now, secret: []byte("0123456789abcdef0123"), log: zerolog.Nop(),
+		cfg: config.QR{Orders: config.QROrders{TTL: config.Duration(time.Minute), Country: "CN"}, Connectors: []config.QRConnector{
+			{ID: "wechat", Network: "wechat", URL: "http://127.0.0.1:1", GUID: config.DefaultGUID("wechat")},
+		}}}
+	long := strings.Repeat("鲜果", 10) + "𠀀𠀁𠀂𠀃𠀄𠀅𠀆" // 27 characters, the last seven four bytes each
+	for i, c := range []struct{ name, want59, want64 string }{
+		{"星巴克（南京西路店）", "000000000000001", "星巴克（南京西路店）"},
+		{long, "000000000000001", strings.Repeat("鲜果", 10) + "𠀀𠀁𠀂𠀃𠀄"},
+		{"Tea House", "Tea House", ""},
+	} {
+		id := fmt.Sprintf("1000000000%02d", 31+i)
+		st, err := d.NewOrder(t.Context(), pipeline.OrderRequest{ID: id, TID: "T0000001", MID: "000000000000001", Currency: "156",
+			Amount: 900, MerchantName: c.name, MCC: "5814", City: "CN-SH"})
+		if err != nil {
+			t.Fatalf("order of merchant %q: %v", c.name, err)
+		}
+		p, err := qr.Decode(st.Payload)
+		if err != nil {
+			t.Fatalf("order of merchant %q: payload %q: %v", c.name, st.Payload, err)
+		}
+		if got := p.Get("59"); got != c.want59 || strings.IndexFunc(got, func(r rune) bool { return r < 0x20 || r > 0x7e }) >= 0 {
+			t.Errorf("merchant %q: ID 59 %q, want %q (printable ASCII)", c.name, got, c.want59)
+		}
+		if got := p.Sub("64", "01"); got != c.want64 {
+			t.Errorf("merchant %q: ID 64 01 %q, want %q", c.name, got, c.want64)
+		}
+		wantLang := ""
+		if c.want64 != "" {
+			wantLang = "ZH"
+		}
+		if got := p.Sub("64", "00"); got != wantLang {
+			t.Errorf("merchant %q: ID 64 00 %q, want %q", c.name, got, wantLang)
+		}
+		if got := p.Get("60"); got != "CN-SH" {
+			t.Errorf("merchant %q: ID 60 %q, want CN-SH", c.name, got)
+		}
+		if got := p.Objects[len(p.Objects)-2].ID; c.want64 != "" && got != "64" {
+			t.Errorf("merchant %q: object before the CRC is ID %s, want 64", c.name, got)
+		}
 	}
 }

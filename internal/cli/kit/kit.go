@@ -32,6 +32,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/switchyard/switchyard/internal/csvcell"
@@ -80,24 +81,94 @@ func WantsHelp(args []string) bool {
 }
 
 // Table writes a table for people: header and rows are tab-separated cells,
-// aligned in columns two spaces apart. A cell is shown as ForTerminal makes it.
+// aligned in columns two spaces apart (by display width when a cell holds wide
+// characters, Chinese ones: Width). A cell is shown as ForTerminal makes it.
 func Table(w io.Writer, header string, rows [][]string) {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, header)
+	lines := make([][]string, 0, len(rows)+1)
+	lines = append(lines, strings.Split(header, "\t"))
+	wide, same := false, true
 	for _, r := range rows {
 		cells := make([]string, len(r))
 		for i, c := range r {
 			cells[i] = ForTerminal(c)
+			wide = wide || Width(cells[i]) != utf8.RuneCountInString(cells[i])
 		}
+		same = same && len(cells) == len(lines[0])
+		lines = append(lines, cells)
+	}
+	if wide && same {
+		alignByWidth(w, lines, 2)
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, cells := range lines {
 		fmt.Fprintln(tw, strings.Join(cells, "\t"))
 	}
 	_ = tw.Flush()
 }
 
+// alignByWidth writes lines (each as many cells) as Table's tabwriter would, but
+// with the columns aligned by the cells' display width (Width): a Chinese
+// character takes two columns of a terminal, where the tabwriter counts one.
+func alignByWidth(w io.Writer, lines [][]string, padding int) {
+	widths := make([]int, len(lines[0]))
+	for _, cells := range lines {
+		for j, c := range cells {
+			widths[j] = max(widths[j], Width(c))
+		}
+	}
+	var b strings.Builder
+	for _, cells := range lines {
+		b.Reset()
+		for j, c := range cells {
+			b.WriteString(c)
+			if j < len(cells)-1 {
+				b.WriteString(strings.Repeat(" ", widths[j]-Width(c)+padding))
+			}
+		}
+		b.WriteByte('\n')
+		_, _ = io.WriteString(w, b.String())
+	}
+}
+
+// Width is the number of terminal columns s takes: two for a wide or full-width
+// character (Chinese, Japanese, Korean, full-width forms, most emoji), none for a
+// combining mark or a format character, one for the others. It follows Unicode's
+// East Asian Width for the common ranges, not every code point.
+func Width(s string) int {
+	n := 0
+	for _, r := range s {
+		switch {
+		case unicode.In(r, unicode.Mn, unicode.Me, unicode.Cf):
+		case wideRune(r):
+			n += 2
+		default:
+			n++
+		}
+	}
+	return n
+}
+
+// wideRune reports whether r is East Asian Wide or Fullwidth (the common ranges).
+func wideRune(r rune) bool {
+	switch {
+	case r < 0x1100:
+		return false
+	case r <= 0x115F, r >= 0x2E80 && r <= 0x303E, r >= 0x3041 && r <= 0x33FF, r >= 0x3400 && r <= 0x4DBF,
+		r >= 0x4E00 && r <= 0x9FFF, r >= 0xA000 && r <= 0xA4CF, r >= 0xAC00 && r <= 0xD7A3, r >= 0xF900 && r <= 0xFAFF,
+		r >= 0xFE30 && r <= 0xFE4F, r >= 0xFF00 && r <= 0xFF60, r >= 0xFFE0 && r <= 0xFFE6,
+		r >= 0x1F300 && r <= 0x1F64F, r >= 0x1F900 && r <= 0x1F9FF, r >= 0x20000 && r <= 0x3FFFD:
+		return true
+	}
+	return false
+}
+
 // ForTerminal returns s as a terminal may show it: tabs and line breaks become
 // spaces (a row stays one line, its columns aligned), and every other control
-// character (C0, DEL, C1) or invalid UTF-8 byte is written as its Go escape
-// (\x1b, \u009b). The cells and values come from records that others wrote: a
+// character (C0, DEL, C1), format character (the bidi overrides and isolates
+// U+202A-U+202E and U+2066-U+2069, zero-width characters) or invalid UTF-8 byte is
+// written as its Go escape (\x1b, \u009b, \u202e); Chinese and other printable
+// text is kept as it is. The cells and values come from records that others wrote: a
 // merchant's webhook host's status line, a change's reason, a terminal's
 // report; as raw bytes an escape sequence among them would act on the
 // operator's terminal (move the cursor over other rows, retitle the window,
@@ -125,7 +196,9 @@ func ForTerminal(s string) string {
 			sb.WriteByte(' ')
 		case r < 0x20 || r == 0x7f:
 			fmt.Fprintf(&sb, `\x%02x`, r)
-		case r >= 0x80 && r <= 0x9f:
+		case r >= 0x80 && r <= 0x9f, unicode.Is(unicode.Cf, r):
+			// C1 controls; format characters (bidi overrides and isolates,
+			// zero-width ones), which would reorder or hide the text around them.
 			fmt.Fprintf(&sb, `\u%04x`, r)
 		default:
 			sb.WriteString(s[i : i+n])

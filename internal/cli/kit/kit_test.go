@@ -118,3 +118,27 @@ func TestCSVFormulaCells(t *testing.T) {
 		t.Errorf("CSV wrote\n%s\nwant\n%s", b.String(), want)
 	}
 }
+
+// TestTableAlignsChineseByWidth: a table with Chinese names keeps its columns
+// aligned on the terminal (a Chinese character takes two columns), the names
+// unescaped; a bidi override or a zero-width space in a cell is escaped.
+func TestTableAlignsChineseByWidth(t *testing.T) {
+	var b bytes.Buffer
+	Table(&b, "ID\tNAME\tMCC", [][]string{{"1", "星巴克（南京西路店）", "5814"}, {"22", "Tea House", "5411"}, {"3", "上海\u202e鲜果\u200b", "5411"}})
+	lines := strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n")
+	if len(lines) != 4 || !strings.Contains(lines[1], "星巴克（南京西路店）") || !strings.Contains(lines[3], `上海\u202e鲜果\u200b`) {
+		t.Fatalf("table:\n%s", b.String())
+	}
+	col := -1
+	for _, l := range lines {
+		i := strings.LastIndex(l, "  ") + 2
+		if w := Width(l[:i]); col == -1 {
+			col = w
+		} else if w != col {
+			t.Errorf("last column at display column %d, want %d:\n%s", w, col, b.String())
+		}
+	}
+	if Width("星巴克（南京西路店）") != 20 || Width("Tea") != 3 || Width("e\u0301") != 1 {
+		t.Errorf("Width: %d %d %d, want 20 3 1", Width("星巴克（南京西路店）"), Width("Tea"), Width("e\u0301"))
+	}
+}
