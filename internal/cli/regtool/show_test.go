@@ -40,6 +40,11 @@ func TestShowIsForPeople(t *testing.T) {
 	if res := e.reg.Check(req); res.Reason != registry.ReasonMerchantMismatch {
 		t.Fatalf("swap: %q", res.Reason)
 	}
+	// A request that passes the checks makes the terminal seen (the swap, refused,
+	// does not: it proves nothing of the terminal).
+	if res := e.reg.Check(t1Request()); res.Decline {
+		t.Fatalf("T0000001 at its shop: %+v", res)
+	}
 	e.mustRun(t, op, "alert-rule", "set", "off-1h", "--threshold", "1h", "--kind", "softpos", "--action", "log")
 	if _, err := registry.NewMonitor(e.reg, nil, registry.MonitorOptions{}).RunOnce(context.Background(), t0.Add(2*time.Hour)); err != nil {
 		t.Fatal(err)
