@@ -2,17 +2,10 @@ package api_test
 
 import (
 	"context"
-	"crypto/rand"
 	"strings"
 	"testing"
 
-	"github.com/dgraph-io/badger/v4"
-
-	"github.com/switchyard/switchyard/hsm"
-	"github.com/switchyard/switchyard/internal/cli/apiclient"
 	"github.com/switchyard/switchyard/keys"
-	"github.com/switchyard/switchyard/switch/admin"
-	"github.com/switchyard/switchyard/switch/api"
 )
 
 // TestCeremonyAuditFailureChangesNothing: with the key store's database closed
@@ -21,29 +14,7 @@ import (
 // fails is not handed out and the export does not move on: asked again, it is
 // component 2 again, and the export is still alice's with one component taken.
 func TestCeremonyAuditFailureChangesNothing(t *testing.T) {
-	db, err := badger.Open(badger.DefaultOptions(t.TempDir()).WithLogger(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := keys.NewStore(db, keys.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lmk := make([]byte, hsm.LMKLength)
-	rand.Read(lmk)
-	h, err := hsm.NewSoftware(context.Background(), store, lmk, hsm.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	auth, err := admin.NewAuthenticator([]admin.Token{
-		{Token: "alice-token", Principal: admin.Principal{Name: "alice", Role: admin.RoleAdmin}},
-		{Token: "carol-token", Principal: admin.Principal{Name: "carol", Role: admin.RoleAdmin}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	handler := api.New(api.Options{Auth: auth, Keys: store, HSM: h})
-	alice, carol := &apiclient.Client{Handler: handler, Token: "alice-token"}, &apiclient.Client{Handler: handler, Token: "carol-token"}
+	alice, carol, db := productionKeysAPIOn(t)
 	ctx := context.Background()
 	c1, k1 := component(t)
 	c2, k2 := component(t)
@@ -65,7 +36,7 @@ func TestCeremonyAuditFailureChangesNothing(t *testing.T) {
 	if err := carol.Do(ctx, "POST", cancelPath("half.ZMK"), keys.CancelCeremonyRequest{Kind: "import", Reason: "test"}, nil); err == nil || !strings.Contains(err.Error(), "the ceremony goes on") {
 		t.Fatalf("a cancel whose audit entry fails: %v, want an error", err)
 	}
-	err = carol.Do(ctx, "POST", "/api/v1/keys/components", keys.ComponentRequest{SpecRequest: keys.SpecRequest{ID: "half.ZMK", Type: "TMK"}, Components: 2, Component: c2, KCV: k2}, nil)
+	err := carol.Do(ctx, "POST", "/api/v1/keys/components", keys.ComponentRequest{SpecRequest: keys.SpecRequest{ID: "half.ZMK", Type: "TMK"}, Components: 2, Component: c2, KCV: k2}, nil)
 	if status(err) != 409 || !strings.Contains(err.Error(), "started by alice") {
 		t.Fatalf("after the failed cancel: %v, want 409: alice's ceremony goes on", err)
 	}

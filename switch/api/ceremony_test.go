@@ -22,6 +22,14 @@ import (
 // custodians (admins alice and carol).
 func productionKeysAPI(t *testing.T) (alice, carol *apiclient.Client) {
 	t.Helper()
+	alice, carol, _ = productionKeysAPIOn(t)
+	return alice, carol
+}
+
+// productionKeysAPIOn is productionKeysAPI, with the key store's database (closed
+// when the test ends; a test may close it sooner).
+func productionKeysAPIOn(t *testing.T) (alice, carol *apiclient.Client, db *badger.DB) {
+	t.Helper()
 	db, err := badger.Open(badger.DefaultOptions(t.TempDir()).WithLogger(nil))
 	if err != nil {
 		t.Fatal(err)
@@ -45,7 +53,7 @@ func productionKeysAPI(t *testing.T) (alice, carol *apiclient.Client) {
 		t.Fatal(err)
 	}
 	handler := api.New(api.Options{Auth: auth, Keys: store, HSM: h})
-	return &apiclient.Client{Handler: handler, Token: "alice-token"}, &apiclient.Client{Handler: handler, Token: "carol-token"}
+	return &apiclient.Client{Handler: handler, Token: "alice-token"}, &apiclient.Client{Handler: handler, Token: "carol-token"}, db
 }
 
 func component(t *testing.T) (string, string) {

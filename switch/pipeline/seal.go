@@ -32,32 +32,35 @@ func newSealer(cardHashKey []byte) (*sealer, error) {
 	return &sealer{s: s}, nil
 }
 
-func (s *sealer) seal(pan string) ([]byte, error) {
-	b, err := s.s.Seal([]byte(pan), []byte(panSealAD))
+// sealAs seals v under the PAN seal's key with ad as its additional data, so that
+// no sealed value opens as another kind; what names the kind in an error.
+func (s *sealer) sealAs(v, ad, what string) ([]byte, error) {
+	b, err := s.s.Seal([]byte(v), []byte(ad))
 	if err != nil {
-		return nil, fmt.Errorf("seal PAN: %w", err)
+		return nil, fmt.Errorf("seal %s: %w", what, err)
 	}
 	return b, nil
 }
+
+// openAs opens what sealAs sealed with ad.
+func (s *sealer) openAs(b []byte, ad, what string) (string, error) {
+	v, err := s.s.Open(b, []byte(ad))
+	if err != nil {
+		return "", fmt.Errorf("open sealed %s: %w", what, err)
+	}
+	return string(v), nil
+}
+
+func (s *sealer) seal(pan string) ([]byte, error) { return s.sealAs(pan, panSealAD, "PAN") }
+
+func (s *sealer) open(b []byte) (string, error) { return s.openAs(b, panSealAD, "PAN") }
 
 // sealICC seals icc, an advice's ICC data (hex), under the PAN seal's key with its
 // own additional data.
-func (s *sealer) sealICC(icc string) ([]byte, error) {
-	b, err := s.s.Seal([]byte(icc), []byte(iccSealAD))
-	if err != nil {
-		return nil, fmt.Errorf("seal ICC data: %w", err)
-	}
-	return b, nil
-}
+func (s *sealer) sealICC(icc string) ([]byte, error) { return s.sealAs(icc, iccSealAD, "ICC data") }
 
 // openICC opens what sealICC sealed.
-func (s *sealer) openICC(b []byte) (string, error) {
-	icc, err := s.s.Open(b, []byte(iccSealAD))
-	if err != nil {
-		return "", fmt.Errorf("open sealed ICC data: %w", err)
-	}
-	return string(icc), nil
-}
+func (s *sealer) openICC(b []byte) (string, error) { return s.openAs(b, iccSealAD, "ICC data") }
 
 // sealExpiry seals exp, the card's expiry (DE 14, YYMM) of an advice, under the PAN
 // seal's key with its own additional data: nil for a card without one.
@@ -65,26 +68,10 @@ func (s *sealer) sealExpiry(exp string) ([]byte, error) {
 	if exp == "" {
 		return nil, nil
 	}
-	b, err := s.s.Seal([]byte(exp), []byte(expirySealAD))
-	if err != nil {
-		return nil, fmt.Errorf("seal card expiry: %w", err)
-	}
-	return b, nil
+	return s.sealAs(exp, expirySealAD, "card expiry")
 }
 
 // openExpiry opens what sealExpiry sealed.
 func (s *sealer) openExpiry(b []byte) (string, error) {
-	exp, err := s.s.Open(b, []byte(expirySealAD))
-	if err != nil {
-		return "", fmt.Errorf("open sealed card expiry: %w", err)
-	}
-	return string(exp), nil
-}
-
-func (s *sealer) open(b []byte) (string, error) {
-	pan, err := s.s.Open(b, []byte(panSealAD))
-	if err != nil {
-		return "", fmt.Errorf("open sealed PAN: %w", err)
-	}
-	return string(pan), nil
+	return s.openAs(b, expirySealAD, "card expiry")
 }

@@ -14,24 +14,8 @@ import (
 // reason while it fails, and back to 200 once it passes or is removed.
 func TestReadyCheck(t *testing.T) {
 	s := start(t, demoConfig(t, t.TempDir()), nil)
-	client := http.Client{Timeout: 5 * time.Second}
-	get := func() (int, string) {
-		t.Helper()
-		resp, err := client.Get("http://" + s.AdminAddr() + "/readyz")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for st, _ := get(); st != http.StatusOK; st, _ = get() {
-		if time.Now().After(deadline) {
-			t.Fatalf("/readyz never 200 without a check: %d", st)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	get := readyzGetter(t, s)
+	waitReadyz(t, get)
 	var why atomic.Pointer[error] // the handler reads it on another goroutine
 	set := func(err error) { why.Store(&err) }
 	set(errors.New("cluster: JetStream not ready on n1: no meta leader answers"))
@@ -55,24 +39,8 @@ func TestReadyCheck(t *testing.T) {
 // says draining, not starting.
 func TestReadyzNamesEveryCause(t *testing.T) {
 	s := start(t, demoConfig(t, t.TempDir()), nil)
-	client := http.Client{Timeout: 5 * time.Second}
-	get := func() (int, string) {
-		t.Helper()
-		resp, err := client.Get("http://" + s.AdminAddr() + "/readyz")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for st, _ := get(); st != http.StatusOK; st, _ = get() {
-		if time.Now().After(deadline) {
-			t.Fatalf("/readyz never 200: %d", st)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	get := readyzGetter(t, s)
+	waitReadyz(t, get)
 	if s.disk == nil {
 		t.Fatal("demo configuration without a disk guard")
 	}
@@ -89,5 +57,33 @@ func TestReadyzNamesEveryCause(t *testing.T) {
 	s.ready.Store(false)
 	if st, body := get(); st != http.StatusServiceUnavailable || !strings.Contains(body, "not ready: draining") {
 		t.Fatalf("draining: %d %q", st, body)
+	}
+}
+
+// readyzGetter returns a function that asks s's /readyz for its status and body.
+func readyzGetter(t *testing.T, s *Server) func() (int, string) {
+	client := http.Client{Timeout: 5 * time.Second}
+	return func() (int, string) {
+		t.Helper()
+		resp, err := client.Get("http://" + s.AdminAddr() + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+}
+
+// waitReadyz polls get until /readyz answers 200 (a started switch turns ready
+// once its listeners are open), for 10 s at most.
+func waitReadyz(t *testing.T, get func() (int, string)) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for st, _ := get(); st != http.StatusOK; st, _ = get() {
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz never 200: %d", st)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
