@@ -34,8 +34,8 @@ func TestCSVImportSpreadsheetFiles(t *testing.T) {
 		}
 	}
 	// The quoted name with a line break starts on line 4 (and is refused: a name
-	// is printable characters); the short row is line 6.
-	if !strings.HasPrefix(got[4], "MX0000000000003 false") || !strings.Contains(got[4], "printable") {
+	// holds no control character, and the error names it); the short row is line 6.
+	if !strings.HasPrefix(got[4], "MX0000000000003 false") || !strings.Contains(got[4], "U+000A") {
 		t.Errorf("line 4 (a name over two lines): %q", got[4])
 	}
 	if !strings.Contains(got[6], "has 2 fields, the header has 5") {
