@@ -25,7 +25,8 @@ run: build
 
 ## test: go.mod tidy, vet, unit and integration tests under the race detector, the
 ## 3-node cluster tests (subprocesses; skipped under -race, run once more without it, the
-## four at once: they mostly wait), a brief fuzz of the decoders, the rule pack's tests.
+## four at once: they mostly wait), the JetStream smoke test's atomic batch step (a race
+## inside nats-server's batch apply fails it under -race), a brief fuzz of the decoders, the rule pack's tests.
 ## Under -race the few long simulation loops run a trimmed size (see risk/race_test.go);
 ## `make test RACE=` runs them in full, without it.
 RACE ?= -race
@@ -33,6 +34,7 @@ test: build tidy-check
 	$(GO) vet ./...
 	$(GO) test $(RACE) -count=1 ./...
 	$(GO) test -count=1 -parallel 4 -run '^TestCluster' ./switch/e2e/
+	$(GO) test -count=1 -run '^TestSmoke$$' ./switch/cluster/jsbench/
 	$(MAKE) --no-print-directory fuzz
 	@if [ -d rules ] && ls rules/*.yaml >/dev/null 2>&1; then ./$(BIN) rules test rules; fi
 

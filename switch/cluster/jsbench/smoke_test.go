@@ -42,19 +42,24 @@ func TestSmoke(t *testing.T) {
 	}
 
 	// An atomic batch commits with one ack; a duplicate id inside rejects
-	// the whole batch.
-	c.stream(t, jetstream.StreamConfig{Name: "JB", Subjects: []string{"jb.>"}, Replicas: 3, AllowAtomicPublish: true, Duplicates: 2 * time.Minute})
-	back, err := publishAtomicBatch(ctx, c.conns[0], "jb.rec", recs, []string{"b-1", "b-2"}, "batch1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if back.Sequence != 2 {
-		t.Fatalf("batch commit acked %+v, want sequence 2", back)
-	}
-	if _, err := publishAtomicBatch(ctx, c.conns[0], "jb.rec", recs, []string{"b-3", "b-2"}, "batch2"); err == nil {
-		t.Fatal("a batch with a duplicate id was accepted")
+	// the whole batch. Not under the race detector: nats-server's own batch apply
+	// races there (race_test.go); the Makefile runs this test without it too.
+	if raceEnabled {
+		t.Log("atomic batch step skipped under -race (a race inside nats-server v2.15.2's batch apply)")
 	} else {
-		t.Logf("batch with a duplicate id: %v", err)
+		c.stream(t, jetstream.StreamConfig{Name: "JB", Subjects: []string{"jb.>"}, Replicas: 3, AllowAtomicPublish: true, Duplicates: 2 * time.Minute})
+		back, err := publishAtomicBatch(ctx, c.conns[0], "jb.rec", recs, []string{"b-1", "b-2"}, "batch1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if back.Sequence != 2 {
+			t.Fatalf("batch commit acked %+v, want sequence 2", back)
+		}
+		if _, err := publishAtomicBatch(ctx, c.conns[0], "jb.rec", recs, []string{"b-3", "b-2"}, "batch2"); err == nil {
+			t.Fatal("a batch with a duplicate id was accepted")
+		} else {
+			t.Logf("batch with a duplicate id: %v", err)
+		}
 	}
 
 	// Duplicate filter in KV.
