@@ -274,12 +274,7 @@ func TestClientLateAnswer(t *testing.T) {
 	e, _ := faultEnv(t, f, timeout)
 	macOK(t, e, "before")
 	f.mode.Store(modeHold)
-	late := make(chan error, 1)
-	go func() {
-		_, err := e.client.GenerateMAC(e.ctx, hsm.MACRequest{Key: hsm.KeyRef{ID: "T0000002.TAK"}, Data: []byte("late")})
-		late <- err
-	}()
-	<-f.held
+	late := heldMAC(e, f)
 	// Another command answered while the first waits: the connection is alive.
 	macOK(t, e, "meanwhile")
 	if err := <-late; !errors.Is(err, hsm.ErrUnavailable) || !strings.Contains(err.Error(), "timeout") {
@@ -358,12 +353,7 @@ func TestClientHeaderNotReused(t *testing.T) {
 	macOK(t, e, "before")
 	f.sameHeader.Store(true)
 	f.mode.Store(modeHold)
-	late := make(chan error, 1)
-	go func() {
-		_, err := e.client.GenerateMAC(e.ctx, hsm.MACRequest{Key: hsm.KeyRef{ID: "T0000002.TAK"}, Data: []byte("late")})
-		late <- err
-	}()
-	<-f.held
+	late := heldMAC(e, f)
 	macOK(t, e, "meanwhile")
 	if err := <-late; !errors.Is(err, hsm.ErrUnavailable) {
 		t.Fatalf("held command: %v, want ErrUnavailable (timeout)", err)
@@ -422,4 +412,16 @@ func TestClientCommandDeadline(t *testing.T) {
 		b.mode.Store(modeSilent)
 		macFails(t, e, "timeout", deadline+margin)
 	})
+}
+
+// heldMAC starts a MAC command on e that f, in modeHold, holds without an answer,
+// and returns once f holds it; the command's error comes on the channel.
+func heldMAC(e *env, f *faultHSM) <-chan error {
+	late := make(chan error, 1)
+	go func() {
+		_, err := e.client.GenerateMAC(e.ctx, hsm.MACRequest{Key: hsm.KeyRef{ID: "T0000002.TAK"}, Data: []byte("late")})
+		late <- err
+	}()
+	<-f.held
+	return late
 }
