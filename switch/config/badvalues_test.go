@@ -32,6 +32,8 @@ func TestBadValuesRefused(t *testing.T) {
 		{"idle_timeout negative", base + "listeners: [{addr: 127.0.0.1:1, idle_timeout: -1m}]", `listeners[0].idle_timeout: -1m0s is shorter than 1s`},
 		{"notices timeout negative", base + l + "notices: {timeout: -5s}", `notices.timeout: -5s is negative`},
 		{"notices workers negative", base + l + "notices: {workers: -1}", `notices.workers: -1 is negative`},
+		{"hsm deadline below timeout", base + l + "hsm: {backend: payshield, addrs: ['10.0.0.5:1500', '10.0.0.6:1500'], timeout: 3s, command_deadline: 1s}", `hsm.command_deadline: 1s is shorter than hsm.timeout (3s): a silent HSM would take the whole deadline and no other HSM would be tried; make it at least 6s`},
+		{"hsm deadline below default timeout", base + l + "hsm: {backend: payshield, addrs: ['10.0.0.5:1500'], command_deadline: 500ms}", `hsm.command_deadline: 500ms is shorter than hsm.timeout (2s)`},
 		{"hsm health negative", base + l + "hsm: {backend: payshield, addrs: ['10.0.0.5:1500'], health_every: -1s}", `hsm.health_every: -1s is negative`},
 		{"console lockout negative", base + l + "admin: {console: {lockout: -1m}}", `admin.console.lockout: -1m0s is negative`},
 		{"apps token_ttl negative", base + l + "apps: {token_ttl: -1h}", `apps.token_ttl: -1h0m0s is negative`},

@@ -2,7 +2,11 @@ package config
 
 import (
 	"fmt"
+	"time"
 )
+
+// defaultHSMTimeout is hsm.timeout when unset, as hsm/payshield.ClientOptions has it.
+const defaultHSMTimeout = 2 * time.Second
 
 // HSM chooses the HSM the switch performs its cryptography with (docs/hsm.md).
 type HSM struct {
@@ -77,6 +81,15 @@ func (h HSM) validate(bad func(key, format string, args ...any)) {
 	}
 	if h.CommandDeadline < 0 {
 		bad("hsm.command_deadline", "%s is negative", h.CommandDeadline.D())
+	}
+	// A deadline below the attempt's timeout cuts the first attempt short: a silent
+	// HSM would take the whole deadline and the next one would never be tried.
+	timeout := h.Timeout.D()
+	if timeout <= 0 {
+		timeout = defaultHSMTimeout
+	}
+	if d := h.CommandDeadline.D(); d > 0 && d < timeout {
+		bad("hsm.command_deadline", "%s is shorter than hsm.timeout (%s): a silent HSM would take the whole deadline and no other HSM would be tried; make it at least %s (twice the timeout, the default) or lower hsm.timeout", d, timeout, 2*timeout)
 	}
 	if h.HealthEvery < 0 {
 		bad("hsm.health_every", "%s is negative", h.HealthEvery.D())
