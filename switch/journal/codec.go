@@ -73,8 +73,9 @@ func (r *Record) AppendBinary(b []byte) ([]byte, error) {
 	for _, n := range []int64{t.Decode, t.Checks, t.Risk, t.HSM, t.Issuer, t.Journal, t.Total} {
 		e.int(n)
 	}
-	// Optional trailing fields: absent in records written before them, and skipped
-	// by decoders older than them, so the version stays 1.
+	// Optional trailing fields: absent in records written before them, and kept
+	// unread by decoders older than them (Record.Unknown; decoders before 6
+	// December 2026 skipped them), so the version stays 1.
 	// Each optional field is written when it or one after it is set, so that the
 	// decoder reads them in order.
 	var set = [...]bool{r.Label != "", r.QR != "", r.CompletedBy != "", r.KSN != "", r.Rev != 0, r.RefundedTo != 0, r.OwedBy != "", r.Requested != 0, r.Offline, len(r.SealedPAN) > 0, !r.Written.IsZero(), len(r.SealedICC) > 0, len(r.SealedExpiry) > 0}
@@ -83,6 +84,9 @@ func (r *Record) AppendBinary(b []byte) ([]byte, error) {
 		if v {
 			n = i + 1
 		}
+	}
+	if len(r.Unknown) > 0 {
+		n = len(set) // a newer version's fields follow every known one
 	}
 	if n > 0 {
 		e.str(r.Label)
@@ -127,6 +131,7 @@ func (r *Record) AppendBinary(b []byte) ([]byte, error) {
 	if n > 12 {
 		e.bytes(r.SealedExpiry)
 	}
+	e.b = append(e.b, r.Unknown...)
 	return e.b, nil
 }
 
@@ -269,6 +274,10 @@ func (r *Record) UnmarshalBinary(b []byte) error {
 		if f := d.raw(); len(f) > 0 {
 			r.SealedExpiry = append([]byte(nil), f...)
 		}
+	}
+	if d.err == nil && len(d.b) > 0 {
+		// Fields of a newer version: kept as they are (see Record.Unknown).
+		r.Unknown = append([]byte(nil), d.b...)
 	}
 	if d.err != nil {
 		return fmt.Errorf("journal record %s: %w", r.RRN, d.err)

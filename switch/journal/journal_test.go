@@ -75,6 +75,59 @@ func TestCodecQR(t *testing.T) {
 	}
 }
 
+// TestCodecKeepsNewerFields: fields a newer version appends after the last one this
+// version knows survive this version's decoding and re-encoding (a rolling upgrade's
+// older node rewriting a newer node's record), whichever known fields are set.
+func TestCodecKeepsNewerFields(t *testing.T) {
+	base := sample("000000000003", time.Unix(1700000000, 0), "T0000001")
+	plain, _ := base.MarshalBinary()
+	// What a newer version writes: every known optional field (zero), then its own.
+	e := enc{b: append([]byte(nil), plain...)}
+	for i := 0; i < 4; i++ {
+		e.str("") // Label, QR, CompletedBy, KSN
+	}
+	e.int(0)            // Rev
+	e.int(0)            // RefundedTo
+	e.str("")           // OwedBy
+	e.int(0)            // Requested
+	e.int(0)            // Offline
+	e.bytes(nil)        // SealedPAN
+	e.time(time.Time{}) // Written
+	e.bytes(nil)        // SealedICC
+	e.bytes(nil)        // SealedExpiry
+	known := len(e.b)
+	e.str("a newer field")
+	e.int(42)
+	newer := e.b
+	var back Record
+	if err := back.UnmarshalBinary(newer); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(back.Unknown, newer[known:]) {
+		t.Fatalf("Unknown %x, want %x", back.Unknown, newer[known:])
+	}
+	again, _ := back.MarshalBinary()
+	if !bytes.Equal(again, newer) {
+		t.Fatalf("re-encoded:\n%x\nwant:\n%x", again, newer)
+	}
+	// Changed by this version (a refund, a known optional field set): the newer
+	// fields still follow the known ones.
+	back.Refunded, back.Rev = 500, 7
+	changed, _ := back.MarshalBinary()
+	var back2 Record
+	if err := back2.UnmarshalBinary(changed); err != nil {
+		t.Fatal(err)
+	}
+	if back2.Refunded != 500 || back2.Rev != 7 || !bytes.Equal(back2.Unknown, newer[known:]) {
+		t.Fatalf("after a change: refunded %d rev %d unknown %x", back2.Refunded, back2.Rev, back2.Unknown)
+	}
+	// A record of this version has none.
+	var own Record
+	if err := own.UnmarshalBinary(plain); err != nil || own.Unknown != nil {
+		t.Fatalf("own record: unknown %x: %v", own.Unknown, err)
+	}
+}
+
 func open(t *testing.T, dir string) (*badger.DB, *Store) {
 	t.Helper()
 	db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil).WithSyncWrites(false))

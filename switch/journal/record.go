@@ -210,6 +210,14 @@ type Record struct {
 	// without DE 14). Never in the record's JSON. Encoded after SealedICC, only
 	// when set (since 6 December 2026).
 	SealedExpiry []byte `json:"-"`
+	// Unknown is the encoding of the trailing fields after the last one this
+	// version knows: fields a newer version wrote. Decoding keeps them and
+	// encoding writes them back after the known ones, so that during a rolling
+	// upgrade a node of this version rewriting a newer node's record (a reversal,
+	// a refund, a settlement mark) does not drop them, as nodes before 6 December
+	// 2026 dropped Written, SealedICC and SealedExpiry. They may hold card data
+	// (sealed), so they are dropped with SealedPAN. Never in the record's JSON.
+	Unknown []byte `json:"-"`
 }
 
 // LateAfter is how long after a record was received a change of it is late: a

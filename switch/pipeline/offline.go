@@ -371,5 +371,7 @@ func (p *Pipeline) queueOfflineRepeat(r *journal.Record, note string) bool {
 
 // dropSealedCard drops the sealed card, its expiry and its chip data from r, an
 // offline approval whose advice is queued (or that is not captured): the queue holds
-// them now.
-func dropSealedCard(r *journal.Record) { r.SealedPAN, r.SealedExpiry, r.SealedICC = nil, nil, nil }
+// them now. A newer version's fields (Unknown) go too: they may be card data.
+func dropSealedCard(r *journal.Record) {
+	r.SealedPAN, r.SealedExpiry, r.SealedICC, r.Unknown = nil, nil, nil, nil
+}
