@@ -10,8 +10,8 @@ import (
 )
 
 // TestBatchChecksTheTerminal: a batch (0500) of a terminal without a MAC key runs the
-// registry's terminal checks, as a sign-on does (registry.CheckNetwork, the
-// connection's source address), and one they refuse is answered with their code and
+// registry's terminal checks (registry.CheckBatch, with the connection's source
+// address), and one they refuse is answered with their code and
 // reason and closes nothing: the next batch still counts the purchase. Before, no
 // check ran and anyone naming the terminal closed its batch (00), from any network.
 func TestBatchChecksTheTerminal(t *testing.T) {
@@ -38,9 +38,9 @@ func TestBatchChecksTheTerminal(t *testing.T) {
 	h.terms.mu.Lock()
 	last := h.terms.checks[len(h.terms.checks)-1]
 	h.terms.mu.Unlock()
-	if last.Purpose != registry.CheckNetwork || last.SourceIP != h.conn.Remote.Addr() || last.Request.MTI != "0500" {
-		t.Fatalf("batch checked as purpose %d from %v (MTI %s), want %d (CheckNetwork) from %v, 0500",
-			last.Purpose, last.SourceIP, last.Request.MTI, registry.CheckNetwork, h.conn.Remote.Addr())
+	if last.Purpose != registry.CheckBatch || last.SourceIP != h.conn.Remote.Addr() || last.Request.MTI != "0500" {
+		t.Fatalf("batch checked as purpose %d from %v (MTI %s), want %d (CheckBatch) from %v, 0500",
+			last.Purpose, last.SourceIP, last.Request.MTI, registry.CheckBatch, h.conn.Remote.Addr())
 	}
 	// Nothing was closed: the passing batch still counts the purchase.
 	delete(refuse, h.conn.Remote.Addr().String())
