@@ -297,3 +297,28 @@ func TestProxyProtocolUnderTLS(t *testing.T) {
 		t.Fatalf("answered %q, want approve 203.0.113.7:40001", got)
 	}
 }
+
+// TestProxyProtocolPerSourceLimits: behind a proxy, max_conns_per_source counts each
+// terminal's address, not the proxy's: with a limit of one, two terminals through
+// the one proxy address are both served, and a second connection naming the same
+// terminal is refused (counted per-source), as it would be without the proxy.
+func TestProxyProtocolPerSourceLimits(t *testing.T) {
+	m := newCountMetrics()
+	l := listen(t, Config{MaxConnsPerSource: 1, ProxyProtocol: &ProxyProtocol{Trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}},
+		networkProc{allowed: netip.MustParsePrefix("203.0.113.0/24")}, nil, m)
+	a := dialFrom(t, l, "127.0.0.1")
+	if got := a.ask([]byte("PROXY TCP4 203.0.113.7 192.0.2.1 40001 8583\r\n"), "0200"); got != "approve 203.0.113.7:40001" {
+		t.Fatalf("first terminal: %q", got)
+	}
+	b := dialFrom(t, l, "127.0.0.1")
+	if got := b.ask([]byte("PROXY TCP4 203.0.113.8 192.0.2.1 40002 8583\r\n"), "0200"); got != "approve 203.0.113.8:40002" {
+		t.Fatalf("second terminal through the same proxy: %q", got)
+	}
+	c := dialFrom(t, l, "127.0.0.1")
+	if _, err := c.nc.Write([]byte("PROXY TCP4 203.0.113.7 192.0.2.1 40003 8583\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	c.closedBySwitch()
+	waitFor(t, "the refusal to be counted", func() bool { return m.get(m.refused, "per-source") == 1 })
+	a.ask(nil, "0200 still served")
+}
