@@ -22,13 +22,14 @@ import (
 // The header is parsed by github.com/pires/go-proxyproto (its Read): it is read from
 // the network before anything is authenticated, and a parser of the binary version
 // 2 (address families, TLVs, lengths) is where a hand-written one goes wrong; that
-// library is the one most Go proxies and servers use, and is fuzzed. Its Listener and
-// Conn are not used: they read the header lazily, on the first Read, and take a
-// header that does not complete in time for no header at all (a trusted proxy's
-// half header would then be read as the terminal's first bytes); here the header is
-// read once per connection, on the connection's own goroutine (never the accept
-// loop), within FirstFrameTimeout of the accept, and every way it can fail refuses
-// the connection.
+// library is the one most Go proxies and servers use, and is fuzzed (v0.15.0: v0.16.0
+// needs a newer Go than the switch's 1.26). Its Listener and Conn are not used: they
+// read the header lazily, on the first Read, and take a header that does not
+// complete in time for no header at all (a trusted proxy's half header would then be
+// read as the terminal's first bytes); here the header is read once per connection,
+// on the connection's own goroutine (never the accept loop), within
+// FirstFrameTimeout of the accept, and a header that fails in any way refuses the
+// connection.
 type ProxyProtocol struct {
 	// Trusted are the networks of the proxies. Only a connection from one of them
 	// may open with a header; a header from any other address is refused
