@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"reflect"
@@ -292,6 +293,45 @@ type Listener struct {
 	Kind string `yaml:"kind"`
 	// CUP configures a listener of dialect cup (docs/cup-dialect.md).
 	CUP *CUPListener `yaml:"cup"`
+	// ProxyProtocol, when set, takes each connection's terminal address from the
+	// PROXY protocol header (version 1 or 2) that the trusted proxies in front of
+	// the listener (a TCP load balancer, a TLS terminator) open it with
+	// (docs/terminal-interface.md, Behind a load balancer). Absent: the socket's
+	// peer is the terminal. Read at start only.
+	ProxyProtocol *ProxyProtocol `yaml:"proxy_protocol"`
+}
+
+// ProxyProtocol configures the PROXY protocol on a terminal listener.
+type ProxyProtocol struct {
+	// Trusted are the proxies, CIDRs or single IP addresses (at least one): only a
+	// connection from one of them may carry a header, one from any other address
+	// with a header is refused (closed, logged, counted).
+	Trusted []string `yaml:"trusted"`
+	// Required refuses a connection from a trusted proxy without a header (false by
+	// default: such a connection is the proxy's own, e.g. a health check).
+	Required bool `yaml:"required"`
+}
+
+// Networks returns Trusted parsed (Validate has checked them).
+func (p *ProxyProtocol) Networks() ([]netip.Prefix, error) {
+	nets := make([]netip.Prefix, 0, len(p.Trusted))
+	for i, e := range p.Trusted {
+		n, err := parseProxyNet(e)
+		if err != nil {
+			return nil, fmt.Errorf("trusted[%d]: %q: %w", i, e, err)
+		}
+		nets = append(nets, n)
+	}
+	return nets, nil
+}
+
+// parseProxyNet parses a trusted proxy of a listener: as admin.trusted_proxies (a
+// CIDR without host bits, or one address), not /0.
+func parseProxyNet(e string) (netip.Prefix, error) {
+	if p, err := netip.ParsePrefix(strings.TrimSpace(e)); err == nil && p.Bits() == 0 {
+		return netip.Prefix{}, errors.New("a /0 lets any address name itself any terminal address (and pass the allowed networks): list the proxies")
+	}
+	return admin.ParseTrustedProxy(e)
 }
 
 // CUPListener configures the UnionPay-style POS dialect of a listener.
@@ -851,6 +891,16 @@ func (c *Config) Validate() error {
 		}
 		if l.TLS != nil && (l.TLS.CertFile == "" || l.TLS.KeyFile == "") {
 			bad(key+".tls", "cert_file and key_file are both required")
+		}
+		if pp := l.ProxyProtocol; pp != nil {
+			if len(pp.Trusted) == 0 {
+				bad(key+".proxy_protocol.trusted", "at least one proxy (CIDR or address) is required: only they may send a header")
+			}
+			for j, e := range pp.Trusted {
+				if _, err := parseProxyNet(e); err != nil {
+					bad(fmt.Sprintf("%s.proxy_protocol.trusted[%d]", key, j), "%q: %v", e, err)
+				}
+			}
 		}
 	}
 	if c.Limits.MaxInFlight < 1 {

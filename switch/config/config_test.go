@@ -335,3 +335,37 @@ func TestCardHashKeyBlockConfig(t *testing.T) {
 		}
 	}
 }
+
+// listeners[].proxy_protocol: absent by default; trusted parsed (CIDRs and single
+// addresses), required; an empty trusted list, a bad entry, a /0 and a typo'd key
+// are refused, naming the key.
+func TestListenerProxyProtocol(t *testing.T) {
+	base := "demo: true\nsecurity: {card_hash_key_hex: " + DemoCardHashKey + "}\n"
+	c, err := Parse([]byte(base+"listeners: [{addr: 127.0.0.1:1}]"), "a.yaml")
+	if err != nil || c.Listeners[0].ProxyProtocol != nil {
+		t.Fatalf("default: %+v, %v; want none", c.Listeners[0].ProxyProtocol, err)
+	}
+	c, err = Parse([]byte(base+"listeners: [{addr: 127.0.0.1:1, proxy_protocol: {trusted: [10.0.8.0/24, 192.0.2.10, 'fd00::/8'], required: true}}]"), "a.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pp := c.Listeners[0].ProxyProtocol
+	nets, err := pp.Networks()
+	if err != nil || fmt.Sprint(nets) != "[10.0.8.0/24 192.0.2.10/32 fd00::/8]" || !pp.Required {
+		t.Fatalf("parsed %v required %v, %v", nets, pp.Required, err)
+	}
+	for in, want := range map[string]string{
+		"{proxy_protocol: {required: true}}":                     `listeners[0].proxy_protocol.trusted: at least one proxy`,
+		"{proxy_protocol: {trusted: [10.0.0.0/33]}}":             `listeners[0].proxy_protocol.trusted[0]: "10.0.0.0/33": not a CIDR`,
+		"{proxy_protocol: {trusted: [lb.example]}}":              `listeners[0].proxy_protocol.trusted[0]: "lb.example": not a CIDR`,
+		"{proxy_protocol: {trusted: [10.0.8.1/24]}}":             `listeners[0].proxy_protocol.trusted[0]: "10.0.8.1/24": host bits set`,
+		"{proxy_protocol: {trusted: ['::/0']}}":                  `listeners[0].proxy_protocol.trusted[0]: "::/0": a /0 lets any address name itself`,
+		"{proxy_protocol: {trusted: [10.0.0.1], requird: true}}": `listeners[0].proxy_protocol.requird: unknown key`,
+	} {
+		l := strings.Replace(in, "{", "{addr: 127.0.0.1:1, ", 1)
+		_, err := Parse([]byte(base+"listeners: ["+l+"]"), "a.yaml")
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s:\n got %v\nwant %s", in, err, want)
+		}
+	}
+}

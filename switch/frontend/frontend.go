@@ -116,6 +116,10 @@ type Config struct {
 	// HTTP serves the messages as HTTP POST bodies (Content-Type x-ISO-TPDU/x-auth),
 	// over TLS when TLS is set: listener kind https.
 	HTTP bool
+	// ProxyProtocol, when set, takes the terminal's address from the PROXY protocol
+	// header its trusted proxies open each connection with (proxy.go); nil: the
+	// socket's peer is the terminal, and a header is a terminal's first bytes.
+	ProxyProtocol *ProxyProtocol
 	// Logger receives the listener's connection and refusal messages, tagged by the
 	// wiring (component=frontend); the listener adds its name. The zero value logs
 	// nothing.
@@ -190,6 +194,10 @@ type Listener struct {
 	httpOpen        int // the HTTP server's open connections (Config.HTTP)
 	refusedUnlogged int
 	refusedLogged   time.Time
+	// The connections refused for their PROXY header not yet logged, and when the
+	// last line about them was (proxyRefused).
+	proxyUnlogged int
+	proxyLogged   time.Time
 }
 
 // source is one remote address with open connections on a listener: how many
@@ -234,6 +242,11 @@ func Listen(cfg Config, proc Processor, limit Limiter, m Metrics) (*Listener, er
 	l := &Listener{cfg: cfg, proc: proc, limit: limit, log: cfg.Logger.With().Str("listener", cfg.Name).Logger(),
 		metrics: m, conns: map[*serverConn]struct{}{}, sources: map[netip.Addr]*source{}, workers: newWorkers(cfg.reapTick)}
 	l.refuser, _ = proc.(Refuser)
+	if cfg.ProxyProtocol != nil {
+		// Under the limits and TLS: the header comes before the TLS handshake, and
+		// the limits count the socket's peer until the header names the terminal.
+		ln = &proxyListener{Listener: ln, l: l}
+	}
 	if cfg.HTTP {
 		// The HTTP server accepts its connections itself: the limits go under TLS,
 		// on the sockets (http.go).
@@ -284,10 +297,9 @@ func (l *Listener) Serve() error {
 		}
 		c := &serverConn{l: l, nc: nc, out: make(chan outMsg, min(l.cfg.MaxInFlightPerConn, outQueue)),
 			sem: make(chan struct{}, l.cfg.MaxInFlightPerConn)}
-		c.info = Conn{ID: l.nextID.Add(1), Listener: l.cfg.Name, Dialect: l.cfg.Dialect}
-		if ap, err := netip.ParseAddrPort(nc.RemoteAddr().String()); err == nil {
-			c.info.Remote = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-		}
+		// The socket's peer: with ProxyProtocol, until the header names the terminal
+		// (readLoop), the proxy's address.
+		c.info = Conn{ID: l.nextID.Add(1), Listener: l.cfg.Name, Dialect: l.cfg.Dialect, Remote: socketPeer(nc)}
 		src := c.info.Remote.Addr()
 		l.mu.Lock()
 		if l.closing {
@@ -382,7 +394,8 @@ func (l *Listener) refuseRequest(info *Conn, body []byte) (Response, error) {
 // lingers in TIME_WAIT on the switch's side), counts it and logs the refusals at most
 // once per refusalLogEvery.
 func (l *Listener) refused(nc net.Conn, reason string) {
-	remote := nc.RemoteAddr().String()
+	// Without I/O: a proxied connection's header is not read.
+	remote := socketPeer(nc).String()
 	if l.metrics != nil { // counted before the close that the peer sees
 		l.metrics.ConnRefused(l.cfg.Name, reason)
 	}
@@ -390,10 +403,19 @@ func (l *Listener) refused(nc net.Conn, reason string) {
 	if tc, ok := nc.(*tls.Conn); ok {
 		raw = tc.NetConn() // no handshake was made: close the socket under it
 	}
+	if pc, ok := raw.(*proxiedConn); ok {
+		raw = pc.Conn // nor was the PROXY header read
+	}
 	if tc, ok := raw.(*net.TCPConn); ok {
 		_ = tc.SetLinger(0)
 	}
 	_ = raw.Close()
+	l.logRefused(reason, remote)
+}
+
+// logRefused logs a connection refused past a limit, at most once per
+// refusalLogEvery (each line says how many since the last).
+func (l *Listener) logRefused(reason, remote string) {
 	now := time.Now()
 	l.mu.Lock()
 	l.refusedUnlogged++
@@ -603,6 +625,11 @@ func (c *serverConn) watchPeer() {
 // readLoop reads frames and starts a request for each; it returns why it stopped.
 func (c *serverConn) readLoop(ctx context.Context, inflight *sync.WaitGroup) string {
 	l := c.l
+	if pc := proxiedOf(c.nc); pc != nil {
+		if reason := c.proxyHeader(pc); reason != "" {
+			return reason
+		}
+	}
 	r := bufio.NewReaderSize(c.nc, 8192)
 	// Until the first frame, the (shorter) first-frame deadline applies.
 	first := true

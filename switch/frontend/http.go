@@ -41,14 +41,14 @@ func (l *Listener) newHTTP() {
 				c = tc.NetConn()
 			}
 			if lc, ok := c.(*limitedConn); ok {
-				return context.WithValue(ctx, sourceKey{}, lc.s)
+				return context.WithValue(ctx, sourceKey{}, lc)
 			}
 			return ctx
 		},
 	}
 }
 
-// sourceKey is the context key of an HTTP connection's *source.
+// sourceKey is the context key of an HTTP connection's *limitedConn.
 type sourceKey struct{}
 
 func (l *Listener) serveHTTP(w http.ResponseWriter, r *http.Request) {
@@ -82,7 +82,10 @@ func (l *Listener) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		info.Remote = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	}
 	var resp Response
-	src, _ := r.Context().Value(sourceKey{}).(*source)
+	var src *source
+	if lc, _ := r.Context().Value(sourceKey{}).(*limitedConn); lc != nil {
+		src = lc.source(info.Remote.Addr())
+	}
 	if src != nil && !l.admit(src) {
 		resp, err = l.refuseRequest(&info, body)
 	} else {
@@ -162,10 +165,10 @@ func (ll *limitedListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		var src netip.Addr
-		if ap, err := netip.ParseAddrPort(nc.RemoteAddr().String()); err == nil {
-			src = ap.Addr().Unmap()
-		}
+		// The socket's peer, without I/O: with ProxyProtocol the header is read on
+		// the connection's goroutine (the HTTP server's RemoteAddr), and the
+		// connection moves to the terminal's address at its first request.
+		src := socketPeer(nc).Addr()
 		l.mu.Lock()
 		if reason := l.refuse(src); reason != "" {
 			l.mu.Unlock()
@@ -185,10 +188,33 @@ func (ll *limitedListener) Accept() (net.Conn, error) {
 // limitedConn gives its place back under the limits when it is closed.
 type limitedConn struct {
 	net.Conn
-	l    *Listener
-	src  netip.Addr
-	s    *source
-	once sync.Once
+	l *Listener
+	// src and s are the address it counts under and its source: the socket's peer
+	// from the accept, the terminal's a PROXY header named from the first request
+	// (source). src and closed are guarded by the listener's mu.
+	src    netip.Addr
+	s      *source
+	closed bool
+	once   sync.Once
+	moved  sync.Once
+}
+
+// source returns the connection's source for a request from remote (the request's
+// RemoteAddr, which a PROXY header may have made the terminal's): the first time,
+// the connection moves to remote's source from the socket peer's, so that the
+// per-source limits count the terminal behind a proxy, not the proxy.
+func (c *limitedConn) source(remote netip.Addr) *source {
+	c.moved.Do(func() {
+		l := c.l
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if c.closed || !remote.IsValid() || remote == c.src {
+			return
+		}
+		l.dropSource(c.src)
+		c.src, c.s = remote, l.addSource(remote)
+	})
+	return c.s
 }
 
 // Close closes the connection and, the first time, counts it closed.
@@ -199,6 +225,7 @@ func (c *limitedConn) Close() error {
 		l.mu.Lock()
 		l.httpOpen--
 		l.dropSource(c.src)
+		c.closed = true
 		l.mu.Unlock()
 		if l.metrics != nil {
 			l.metrics.ConnClosed(l.cfg.Name, "closed")

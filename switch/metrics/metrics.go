@@ -22,7 +22,7 @@ type Metrics struct {
 	ConnsTotal    *prometheus.CounterVec   // accepted, by listener
 	ConnsClosed   *prometheus.CounterVec   // by listener, reason
 	ProtoErrors   *prometheus.CounterVec   // by listener, reason
-	ConnsRefused  *prometheus.CounterVec   // closed at accept by a limit, by listener, reason
+	ConnsRefused  *prometheus.CounterVec   // closed at accept by a limit, or for a PROXY header, by listener, reason
 	ReqsRefused   *prometheus.CounterVec   // answered without processing by a limit, by listener, reason
 	FormatErrors  prometheus.Counter       // answered with 30
 	JournalBatch  prometheus.Histogram     // records per group commit
@@ -78,7 +78,7 @@ func New() *Metrics {
 			Name: "switchyard_terminal_connections_closed_total", Help: "Terminal connections closed, by listener and reason.",
 		}, []string{"listener", "reason"}),
 		ConnsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "switchyard_terminal_connections_refused_total", Help: "Terminal connections closed at accept because a listener limit was reached, by listener and reason (max-conns, per-source).",
+			Name: "switchyard_terminal_connections_refused_total", Help: "Terminal connections refused, by listener and reason: a listener limit reached (max-conns, per-source), or their PROXY protocol header (proxy-untrusted, proxy-missing, proxy-invalid, proxy-timeout).",
 		}, []string{"listener", "reason"}),
 		ReqsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchyard_terminal_requests_refused_total", Help: "Terminal requests answered at once without processing because a listener limit was reached, by listener and reason (source-busy: the source address had max_in_flight_per_source requests in progress).",
@@ -166,7 +166,7 @@ func (m *Metrics) JournalCommitted(batch int, d time.Duration) {
 func reasonLabel(r string) string {
 	switch r {
 	case "closed by peer", "idle timeout", "frame too long", "empty frame", "draining", "read error",
-		"write error", "listener closed", "closed", "handler panic", "first frame timeout":
+		"write error", "listener closed", "closed", "handler panic", "first frame timeout", "proxy header refused", "per-source":
 		return r
 	}
 	return "other"

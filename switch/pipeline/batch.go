@@ -9,6 +9,7 @@ import (
 	"github.com/switchyard/switchyard/switch/frontend"
 	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/message"
+	"github.com/switchyard/switchyard/switch/registry"
 )
 
 // Totals are the count and sum of a terminal's approved purchases (completions
@@ -82,10 +83,20 @@ func totalsNote(tots map[string]Totals) string {
 // batch handles 0500: the terminal's totals (DE 48 BT) are compared with the journal
 // since its last batch; 00 when they match, 95 when not, and 95
 // batch-currencies-mixed when the journal's are of several currencies (the BT tag
-// has none); the batch is closed either way.
+// has none); the batch is closed either way. The terminal is checked first
+// (registry.CheckBatch: registered, active, its merchant's, the MAC where required,
+// its network, and any identity or location it sends), as a sign-on is but for the
+// identity it leaves out: one refused is answered with the check's code and reason,
+// and its batch is neither totalled nor closed. Until 6 December 2026 a batch ran no
+// terminal check, and a terminal without a MAC key could be made to close its batch
+// (and have the next one's totals disagree) by anyone who knew its ID and merchant,
+// from any network, suspended or not.
 func (p *Pipeline) batch(ctx context.Context, t *txn) (frontend.Response, error) {
 	if err := p.newRecord(t); err != nil {
 		return p.systemError(t, err)
+	}
+	if _, declined, err := p.checkTerminal(ctx, t, t.macOK, registry.CheckBatch); declined != nil || err != nil {
+		return *declined, err
 	}
 	if t.req.ProcCode != message.PCBatch || t.req.TLV.Has&message.HasBatchTotals == 0 {
 		return p.decline(ctx, t, message.RCFormatError, "switch", "batch-totals-missing")

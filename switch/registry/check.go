@@ -162,6 +162,13 @@ const (
 	// where an outdated terminal is offered its update). A SoftPOS's integrity
 	// findings count: it is declined device-compromised and suspended.
 	CheckNetwork
+	// CheckBatch is a terminal's batch (0500), which moves no money but closes the
+	// terminal's totals: the sign-on's checks (status, merchant, MAC where required,
+	// network; not the attestation or the application version; a SoftPOS's
+	// integrity findings count), except that a batch carries totals, not its device:
+	// a device, SIM, IMEI or location it does send must match, but one it leaves out
+	// does not refuse it, whatever the terminal's missing-identity policy.
+	CheckBatch
 )
 
 // Facts are the results of the checks, handed to the risk rules. The JSON names are
@@ -401,7 +408,7 @@ func (r *checker) check(req CheckRequest) CheckResult {
 	if req.Purpose == CheckReversal {
 		return r.checkReversal(res, &req, t, m, missing)
 	}
-	if req.Purpose == CheckNetwork {
+	if req.Purpose == CheckNetwork || req.Purpose == CheckBatch {
 		// Neither the attestation nor the version: a sign-on is where an outdated
 		// phone gets its update. Its integrity findings still count (below): a
 		// phone that says it is rooted gets no working keys.
@@ -445,7 +452,7 @@ func (r *checker) check(req CheckRequest) CheckResult {
 	case f.LocationKnown && !f.LocationOK:
 		return r.decline(res, ReasonLocationRange, &req)
 	}
-	if missing != 0 {
+	if missing != 0 && req.Purpose != CheckBatch {
 		if t.MissingPolicy == PolicyFlag {
 			f.Flagged, f.FlagReason = true, string(ReasonIdentityMissing)
 			r.m.flag(missing)

@@ -624,3 +624,54 @@ func TestStanding(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckBatch: a batch (0500) is checked as a sign-on (status, merchant, MAC where
+// required, network, any identity or location it sends; not the version or the
+// attestation), but carries totals, not its device: what it leaves out does not
+// refuse it, though the terminal's missing-identity policy is decline.
+func TestCheckBatch(t *testing.T) {
+	f := newFixture(t)
+	f.apply(t, Change{Op: OpTerminalChange, Target: "T0000001", TerminalPatch: &TerminalPatch{
+		AllowedNetworks: &[]netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}, MinAppVersion: strp("2.10")}})
+	batch := func(edit func(*CheckRequest)) CheckResult {
+		req := CheckRequest{TerminalID: "T0000001", MerchantID: "000000000000001", SourceIP: honest, Now: f.clock.Now(), Purpose: CheckBatch}
+		if edit != nil {
+			edit(&req)
+		}
+		return f.reg.Check(req)
+	}
+	if res := batch(nil); res.Decline {
+		t.Fatalf("batch without identity, location or version: declined %s", res.Reason)
+	}
+	t2 := f.goodT2()
+	t2.Purpose, t2.AttestationPresent, t2.AppVersion = CheckBatch, false, ""
+	if res := f.reg.Check(t2); res.Decline {
+		t.Errorf("SoftPOS batch with a verified MAC, without attestation: declined %s", res.Reason)
+	}
+	for name, c := range map[string]struct {
+		edit func(*CheckRequest)
+		want Reason
+	}{
+		"other device":    {func(r *CheckRequest) { r.DeviceID = "SN-EVIL" }, ReasonDeviceMismatch},
+		"away":            {func(r *CheckRequest) { r.Location = GeoPoint{Lat: 31.23, Lon: 121.47, Present: true} }, ReasonLocationRange},
+		"other network":   {func(r *CheckRequest) { r.SourceIP = netip.MustParseAddr("203.0.113.9") }, ReasonNetworkDenied},
+		"other merchant":  {func(r *CheckRequest) { r.MerchantID = "000000000000002" }, ReasonMerchantMismatch},
+		"unknown":         {func(r *CheckRequest) { r.TerminalID = "TX999999" }, ReasonTerminalUnknown},
+		"SoftPOS, no MAC": {func(r *CheckRequest) { r.TerminalID, r.MerchantID = t2.TerminalID, t2.MerchantID }, ReasonMACRequired},
+		"SoftPOS, rooted": {func(r *CheckRequest) { *r = t2; r.Findings = []string{"root"} }, ReasonDeviceCompromised},
+	} {
+		if res := batch(c.edit); res.Reason != c.want {
+			t.Errorf("batch, %s: %q, want %s", name, res.Reason, c.want)
+		}
+	}
+	c, err := f.reg.RequestChange(alice, Change{Op: OpTerminalSuspend, Target: "T0000001", Reason: "stolen"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.reg.Approve(dave, c.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	if res := batch(nil); res.Reason != ReasonTerminalSuspended {
+		t.Errorf("batch of a suspended terminal: %q, want %s", res.Reason, ReasonTerminalSuspended)
+	}
+}

@@ -630,6 +630,13 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 			MaxConns: maxConns[i], MaxConnsPerSource: min(lc.MaxConnsPerSource, maxConns[i]), FirstFrameTimeout: lc.FirstFrameTimeout.D(),
 			HTTP: lc.Kind == "https", Logger: log.With().Str("component", "frontend").Logger()}
 		fc.MaxInFlightPerSource = lc.MaxInFlightPerSource
+		if pp := lc.ProxyProtocol; pp != nil {
+			nets, err := pp.Networks()
+			if err != nil {
+				return nil, fmt.Errorf("listener %s: proxy_protocol: %w", lc.Name, err)
+			}
+			fc.ProxyProtocol = &frontend.ProxyProtocol{Trusted: nets, Required: pp.Required}
+		}
 		if lc.TLS != nil {
 			if fc.TLS, err = tlsConfig(lc.TLS); err != nil {
 				return nil, fmt.Errorf("listener %s: %w", lc.Name, err)
@@ -647,7 +654,8 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 			return nil, err
 		}
 		s.listeners = append(s.listeners, l)
-		log.Info().Str("listener", lc.Name).Str("addr", l.Addr().String()).Str("dialect", string(d)).Bool("tls", fc.TLS != nil).Msg("terminal listener started")
+		log.Info().Str("listener", lc.Name).Str("addr", l.Addr().String()).Str("dialect", string(d)).Bool("tls", fc.TLS != nil).
+			Bool("proxy_protocol", fc.ProxyProtocol != nil).Msg("terminal listener started")
 	}
 	if unrecorded {
 		if err := recordDataMode(s.db, cfg.DataDir, mode); err != nil {

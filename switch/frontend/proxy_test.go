@@ -1,0 +1,324 @@
+package frontend
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pires/go-proxyproto"
+
+	"github.com/switchyard/switchyard/internal/syncbuf"
+)
+
+// networkProc stands for the pipeline's terminal checks on the one thing a listener
+// gives them, the connection's remote address (pipeline.checkRequest makes it the
+// registry's CheckRequest.SourceIP): it answers "approve ADDR" when the address is in
+// allowed (the terminal's allowed networks), "decline ADDR" when not.
+type networkProc struct{ allowed netip.Prefix }
+
+func (p networkProc) Process(_ context.Context, c *Conn, _ []byte) (Response, error) {
+	verdict := "decline"
+	if p.allowed.Contains(c.Remote.Addr()) {
+		verdict = "approve"
+	}
+	return Response{Body: []byte(verdict + " " + c.Remote.String())}, nil
+}
+
+// ask writes a PROXY header (if any) and a frame on a new connection to l and
+// returns the answer.
+func (c *client) ask(header []byte, body string) string {
+	c.t.Helper()
+	b := append([]byte(nil), header...)
+	b = append(b, byte(len(body)>>8), byte(len(body)))
+	if _, err := c.nc.Write(append(b, body...)); err != nil {
+		c.t.Fatal(err)
+	}
+	_ = c.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, err := ReadFrame(c.r, nil, 1024)
+	if err != nil {
+		c.t.Fatalf("answer to %q after header %q: %v", body, header, err)
+	}
+	return string(got)
+}
+
+// v2Header is a PROXY protocol version 2 header (binary) from src to dst.
+func v2Header(t *testing.T, src, dst string) []byte {
+	t.Helper()
+	h := proxyproto.HeaderProxyFromAddrs(2, net.TCPAddrFromAddrPort(netip.MustParseAddrPort(src)), net.TCPAddrFromAddrPort(netip.MustParseAddrPort(dst)))
+	b, err := h.Format()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestProxyProtocolNamesTheTerminal: behind a trusted proxy (loopback), a version 1
+// and a version 2 header make the terminal's address they name the connection's
+// remote address, the one the allowed-networks check sees: the terminal inside its
+// network is approved, the one outside declined, whatever the proxy's address. The
+// connection then counts under the terminal's address for the per-source limits.
+// Without proxy_protocol the proxy's address was every terminal's: the check saw
+// 127.0.0.1 (and here declined both), and a v1 header was a malformed frame.
+func TestProxyProtocolNamesTheTerminal(t *testing.T) {
+	proc := networkProc{allowed: netip.MustParsePrefix("203.0.113.0/24")}
+	l := listen(t, Config{ProxyProtocol: &ProxyProtocol{Trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, Required: true}}, proc, nil, nil)
+	for _, tc := range []struct {
+		name   string
+		header []byte
+		want   string
+	}{
+		{"v1 inside", []byte("PROXY TCP4 203.0.113.7 192.0.2.1 40001 8583\r\n"), "approve 203.0.113.7:40001"},
+		{"v1 outside", []byte("PROXY TCP4 198.51.100.9 192.0.2.1 40002 8583\r\n"), "decline 198.51.100.9:40002"},
+		{"v2 inside", v2Header(t, "203.0.113.8:40003", "192.0.2.1:8583"), "approve 203.0.113.8:40003"},
+		{"v2 outside", v2Header(t, "198.51.100.10:40004", "192.0.2.1:8583"), "decline 198.51.100.10:40004"},
+		{"v2 IPv6", v2Header(t, "[2001:db8::5]:40005", "[2001:db8::1]:8583"), "decline [2001:db8::5]:40005"},
+	} {
+		c := dialFrom(t, l, "127.0.0.1")
+		if got := c.ask(tc.header, "0200 first"); got != tc.want {
+			t.Fatalf("%s: answered %q, want %q", tc.name, got, tc.want)
+		}
+		// Later frames come on the connection as usual; the header is read once.
+		if got := c.ask(nil, "0200 second"); got != tc.want {
+			t.Fatalf("%s, second request: answered %q, want %q", tc.name, got, tc.want)
+		}
+	}
+	l.mu.Lock()
+	_, proxy := l.sources[netip.MustParseAddr("127.0.0.1")]
+	_, terminal := l.sources[netip.MustParseAddr("203.0.113.8")]
+	l.mu.Unlock()
+	if proxy || !terminal {
+		t.Fatalf("per-source counts: proxy's address %v (want none), terminal's %v (want one)", proxy, terminal)
+	}
+}
+
+// TestProxyProtocolRefusals: a header from an address that is not a trusted proxy is
+// refused (closed, counted, logged), and so are a required header that does not
+// come, one that does not parse, and one that never completes (within
+// first_frame_timeout: no goroutine waits on a silent proxy). A connection from
+// elsewhere without a header is a terminal's own, and a trusted proxy's without one
+// is its own where no header is required.
+func TestProxyProtocolRefusals(t *testing.T) {
+	trusted := func(p string) []netip.Prefix { return []netip.Prefix{netip.MustParsePrefix(p)} }
+	proc := networkProc{allowed: netip.MustParsePrefix("203.0.113.0/24")}
+	v1 := []byte("PROXY TCP4 203.0.113.7 192.0.2.1 40001 8583\r\n")
+
+	t.Run("untrusted", func(t *testing.T) {
+		m, log := newCountMetrics(), &syncbuf.Buffer{}
+		l := listen(t, Config{ProxyProtocol: &ProxyProtocol{Trusted: trusted("10.0.0.0/8")}}, proc, log, m)
+		c := dialFrom(t, l, "127.0.0.2")
+		if _, err := c.nc.Write(append(v1, 0, 4, '0', '2', '0', '0')); err != nil {
+			t.Fatal(err)
+		}
+		c.closedBySwitch()
+		waitFor(t, "the refusal to be counted", func() bool { return m.get(m.refused, ReasonProxyUntrusted) == 1 })
+		if !strings.Contains(log.String(), ReasonProxyUntrusted) || !strings.Contains(log.String(), "127.0.0.2") {
+			t.Fatalf("no log line names the refusal and its sender:\n%s", log.String())
+		}
+		// Without a header the untrusted address is a terminal, as without the option.
+		if got := dialFrom(t, l, "127.0.0.2").ask(nil, "0200"); !strings.HasPrefix(got, "decline 127.0.0.2:") {
+			t.Fatalf("terminal without a header: %q, want its own address", got)
+		}
+	})
+	t.Run("required", func(t *testing.T) {
+		m := newCountMetrics()
+		l := listen(t, Config{ProxyProtocol: &ProxyProtocol{Trusted: trusted("127.0.0.0/8"), Required: true}}, proc, nil, m)
+		c := dialFrom(t, l, "127.0.0.1")
+		writeFrame(t, c.nc, "0200 without a header")
+		c.closedBySwitch()
+		waitFor(t, "the refusal to be counted", func() bool { return m.get(m.refused, ReasonProxyMissing) == 1 })
+		waitFor(t, "the connection to be let go", func() bool { return l.ConnCount() == 0 })
+		if n := m.get(m.closed, closedProxyRefused); n != 1 {
+			t.Fatalf("closed %q = %d, want 1", closedProxyRefused, n)
+		}
+	})
+	t.Run("optional", func(t *testing.T) {
+		l := listen(t, Config{ProxyProtocol: &ProxyProtocol{Trusted: trusted("127.0.0.0/8")}}, proc, nil, nil)
+		if got := dialFrom(t, l, "127.0.0.1").ask(nil, "0200"); !strings.HasPrefix(got, "decline 127.0.0.1:") {
+			t.Fatalf("trusted proxy's own connection: %q, want its address", got)
+		}
+		if got := dialFrom(t, l, "127.0.0.1").ask(v1, "0200"); got != "approve 203.0.113.7:40001" {
+			t.Fatalf("with a header: %q", got)
+		}
+	})
+	t.Run("invalid", func(t *testing.T) {
+		m := newCountMetrics()
+		l := listen(t, Config{ProxyProtocol: &ProxyProtocol{Trusted: trusted("127.0.0.0/8")}}, proc, nil, m)
+		c := dialFrom(t, l, "127.0.0.1")
+		if _, err := c.nc.Write([]byte("PROXY TCP4 203.0.113.777 192.0.2.1 40001 8583\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		c.closedBySwitch()
+		waitFor(t, "the refusal to be counted", func() bool { return m.get(m.refused, ReasonProxyInvalid) == 1 })
+	})
+	// A version 1 header must come in one segment (the library's defence against
+	// slow senders): one cut short is refused at once.
+	t.Run("v1 cut short", func(t *testing.T) {
+		m := newCountMetrics()
+		l := listen(t, Config{ProxyProtocol: &ProxyProtocol{Trusted: trusted("127.0.0.0/8")}}, proc, nil, m)
+		c := dialFrom(t, l, "127.0.0.1")
+		if _, err := io.WriteString(c.nc, "PROXY TCP4 203.0.113.7 192.0.2.1"); err != nil {
+			t.Fatal(err)
+		}
+		c.closedBySwitch()
+		waitFor(t, "the refusal to be counted", func() bool { return m.get(m.refused, ReasonProxyInvalid) == 1 })
+	})
+	v2 := v2Header(t, "203.0.113.7:40001", "192.0.2.1:8583")
+	// A header that never completes, and silence where a header is required, are
+	// refused at first_frame_timeout; silence where none is required is closed as
+	// any silent socket, not counted as a refusal.
+	for _, tc := range []struct {
+		name     string
+		sent     []byte
+		required bool
+		closed   string
+	}{
+		{"v2 incomplete", v2[:14], false, closedProxyRefused},
+		{"silent, required", nil, true, closedProxyRefused},
+		{"silent, not required", nil, false, "first frame timeout"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := newCountMetrics()
+			l := listen(t, Config{FirstFrameTimeout: 300 * time.Millisecond,
+				ProxyProtocol: &ProxyProtocol{Trusted: trusted("127.0.0.0/8"), Required: tc.required}}, proc, nil, m)
+			c := dialFrom(t, l, "127.0.0.1")
+			if _, err := c.nc.Write(tc.sent); err != nil {
+				t.Fatal(err)
+			}
+			if took := c.closedBySwitch(); took > 5*time.Second {
+				t.Fatalf("closed after %v, want about first_frame_timeout (300ms)", took)
+			}
+			waitFor(t, "the connection to be let go", func() bool { return l.ConnCount() == 0 })
+			refused := 0
+			if tc.closed == closedProxyRefused {
+				refused = 1
+			}
+			if n, c := m.get(m.refused, ReasonProxyTimeout), m.get(m.closed, tc.closed); n != refused || c != 1 {
+				t.Fatalf("refused %s = %d, closed %q = %d; want %d, 1", ReasonProxyTimeout, n, tc.closed, c, refused)
+			}
+		})
+	}
+	// A load balancer's health check connects and closes: no refusal.
+	t.Run("health check", func(t *testing.T) {
+		m := newCountMetrics()
+		l := listen(t, Config{ProxyProtocol: &ProxyProtocol{Trusted: trusted("127.0.0.0/8"), Required: true}}, proc, nil, m)
+		dialFrom(t, l, "127.0.0.1").nc.Close()
+		waitFor(t, "the connection to be let go", func() bool { return m.get(m.closed, "closed by peer") == 1 })
+		if n := m.get(m.refused, ReasonProxyMissing); n != 0 {
+			t.Fatalf("refused %s = %d, want 0", ReasonProxyMissing, n)
+		}
+	})
+}
+
+// TestProxyProtocolHTTP: on a listener of kind https the header names the terminal
+// to the request (its RemoteAddr, the check's address) as on a tcp one; an untrusted
+// sender's header is refused.
+func TestProxyProtocolHTTP(t *testing.T) {
+	m := newCountMetrics()
+	l := listen(t, Config{HTTP: true, ProxyProtocol: &ProxyProtocol{Trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}},
+		networkProc{allowed: netip.MustParsePrefix("203.0.113.0/24")}, nil, m)
+	post := func(c *client, header []byte) (string, error) {
+		body := "0200"
+		req := fmt.Sprintf("POST / HTTP/1.1\r\nHost: switch\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n%s", ContentTypeTPDU, len(body), body)
+		if _, err := c.nc.Write(append(append([]byte(nil), header...), req...)); err != nil {
+			return "", err
+		}
+		_ = c.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+		resp, err := http.ReadResponse(c.r, nil)
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		got, err := io.ReadAll(resp.Body)
+		return string(bytes.TrimSpace(got)), err
+	}
+	c := dialFrom(t, l, "127.0.0.1")
+	for range 2 { // the header once, then requests on the connection
+		got, err := post(c, v2Header(t, "203.0.113.7:40001", "192.0.2.1:443"))
+		if err != nil || got != "approve 203.0.113.7:40001" {
+			t.Fatalf("answered %q, %v; want approve 203.0.113.7:40001", got, err)
+		}
+		got, err = post(c, nil)
+		if err != nil || got != "approve 203.0.113.7:40001" {
+			t.Fatalf("second request: answered %q, %v; want approve 203.0.113.7:40001", got, err)
+		}
+		c = dialFrom(t, l, "127.0.0.1")
+	}
+	if got, err := post(dialFrom(t, l, "127.0.0.2"), []byte("PROXY TCP4 203.0.113.7 192.0.2.1 40001 443\r\n")); err == nil {
+		t.Fatalf("a header from an untrusted address was answered %q", got)
+	}
+	waitFor(t, "the refusal to be counted", func() bool { return m.get(m.refused, ReasonProxyUntrusted) == 1 })
+}
+
+// TestProxyProtocolUnderTLS: a load balancer that passes TLS through (an NLB's TCP
+// listener) sends the header in the clear before the terminal's TLS handshake: the
+// listener reads it under TLS, and the terminal's address is the remote one.
+func TestProxyProtocolUnderTLS(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "switch"}, DNSNames: []string{"switch"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(cert)
+	l := listen(t, Config{TLS: &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}},
+		ProxyProtocol: &ProxyProtocol{Trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}, Required: true}},
+		networkProc{allowed: netip.MustParsePrefix("203.0.113.0/24")}, nil, nil)
+	c := dialFrom(t, l, "127.0.0.1")
+	if _, err := c.nc.Write(v2Header(t, "203.0.113.7:40001", "192.0.2.1:8583")); err != nil {
+		t.Fatal(err)
+	}
+	tc := tls.Client(c.nc, &tls.Config{ServerName: "switch", RootCAs: roots})
+	c.nc, c.r = tc, bufio.NewReader(tc)
+	if got := c.ask(nil, "0200"); got != "approve 203.0.113.7:40001" {
+		t.Fatalf("answered %q, want approve 203.0.113.7:40001", got)
+	}
+}
+
+// TestProxyProtocolPerSourceLimits: behind a proxy, max_conns_per_source counts each
+// terminal's address, not the proxy's: with a limit of one, two terminals through
+// the one proxy address are both served, and a second connection naming the same
+// terminal is refused (counted per-source), as it would be without the proxy.
+func TestProxyProtocolPerSourceLimits(t *testing.T) {
+	m := newCountMetrics()
+	l := listen(t, Config{MaxConnsPerSource: 1, ProxyProtocol: &ProxyProtocol{Trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}},
+		networkProc{allowed: netip.MustParsePrefix("203.0.113.0/24")}, nil, m)
+	a := dialFrom(t, l, "127.0.0.1")
+	if got := a.ask([]byte("PROXY TCP4 203.0.113.7 192.0.2.1 40001 8583\r\n"), "0200"); got != "approve 203.0.113.7:40001" {
+		t.Fatalf("first terminal: %q", got)
+	}
+	b := dialFrom(t, l, "127.0.0.1")
+	if got := b.ask([]byte("PROXY TCP4 203.0.113.8 192.0.2.1 40002 8583\r\n"), "0200"); got != "approve 203.0.113.8:40002" {
+		t.Fatalf("second terminal through the same proxy: %q", got)
+	}
+	c := dialFrom(t, l, "127.0.0.1")
+	if _, err := c.nc.Write([]byte("PROXY TCP4 203.0.113.7 192.0.2.1 40003 8583\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	c.closedBySwitch()
+	waitFor(t, "the refusal to be counted", func() bool { return m.get(m.refused, "per-source") == 1 })
+	a.ask(nil, "0200 still served")
+}
