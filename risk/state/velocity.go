@@ -54,7 +54,19 @@ const (
 	DimBIN = "bin"
 	// DimRegion is the region code the merchant is registered in.
 	DimRegion = "region"
+	// DimAcquirer is the whole switch (and cluster): one series that every
+	// transaction passing the counter's filter feeds. It is kept striped
+	// (CounterSpec.Stripes), and is never combined with another dimension.
+	DimAcquirer = "acquirer"
 )
+
+// AcquirerStripes is how many series an acquirer-wide counter is kept as: a
+// transaction feeds one of them (chosen from its card), a read sums them all, so
+// that parallel authorizations write to different shards instead of queueing on
+// one lock. Changing it changes which keys an acquirer series is written to
+// Badger under: series restored under other stripe keys still count (a read sums
+// the stripes it knows), those beyond the new count are dropped as they expire.
+const AcquirerStripes = 16
 
 // CounterSpec is what the velocity store needs to know about a counter.
 type CounterSpec struct {
@@ -64,6 +76,35 @@ type CounterSpec struct {
 	Window  time.Duration
 	Width   int64 // bucket width in ns
 	NB      int64 // buckets per window
+	// Stripes, when above 1, says the counter's one key is kept as that many
+	// series in different shards (an acquirer-wide counter: AcquirerStripes).
+	// Observe and Retract take the key of one stripe (StripeKey), Read the key
+	// the stripes are derived from and returns their sum. Stripe series are never
+	// evicted from a full store.
+	Stripes int
+}
+
+// golden is the multiplier shardOf mixes keys with; goldenInv is its inverse
+// modulo 2^64.
+const (
+	golden    = 0x9e3779b97f4a7c15
+	goldenInv = 0xf1de83e19937733d
+)
+
+// StripeKey returns the key of stripe (taken modulo c.Stripes) of the series of
+// key: each stripe of a key lies in a shard of its own, numShards/c.Stripes
+// shards apart, so that writers of different stripes never share a lock.
+func StripeKey(c *CounterSpec, key, stripe uint64) uint64 {
+	if c.Stripes <= 1 {
+		return key
+	}
+	n := uint64(c.Stripes)
+	step := uint64(numShards) / min(n, numShards)
+	h := (key ^ c.FP) * golden
+	home := h >> 56
+	sh := (home + (stripe%n)*step) % numShards
+	// The key whose shardOf is sh: h with its top byte replaced, unmixed.
+	return ((sh<<56 | h&(1<<56-1)) * goldenInv) ^ c.FP
 }
 
 type seriesKey struct{ fp, key uint64 }
@@ -138,8 +179,9 @@ func inline(n, v int64) bool {
 // counters maps counter fingerprints to the small indexes the shards keep their
 // maps by; copied on change (a new counter), read without a lock.
 type counters struct {
-	idx map[uint64]int32
-	fp  []uint64 // by index
+	idx    map[uint64]int32
+	fp     []uint64 // by index
+	pinned []bool   // by index: a striped counter, whose series are never evicted
 }
 
 // dirtyKey names a series changed since the last Flush.
@@ -269,13 +311,13 @@ func (s *Velocity) Series() int64 { return s.series.Load() }
 func (s *Velocity) Evicted() int64 { return s.evicted.Load() }
 
 func (s *Velocity) shardOf(fp, key uint64) *shard {
-	h := (key ^ fp) * 0x9e3779b97f4a7c15
+	h := (key ^ fp) * golden
 	return &s.shards[h>>56]
 }
 
-// counter returns the index of the counter with fingerprint fp, -1 for one not
-// seen yet unless create.
-func (s *Velocity) counter(fp uint64, create bool) int32 {
+// counter returns the index of counter c, -1 for one not seen yet unless create.
+func (s *Velocity) counter(c *CounterSpec, create bool) int32 {
+	fp := c.FP
 	if i, ok := s.ctrs.Load().idx[fp]; ok || !create {
 		if !ok {
 			return -1
@@ -288,7 +330,8 @@ func (s *Velocity) counter(fp uint64, create bool) int32 {
 	if i, ok := cur.idx[fp]; ok {
 		return i
 	}
-	next := &counters{idx: make(map[uint64]int32, len(cur.idx)+1), fp: append(cur.fp[:len(cur.fp):len(cur.fp)], fp)}
+	next := &counters{idx: make(map[uint64]int32, len(cur.idx)+1), fp: append(cur.fp[:len(cur.fp):len(cur.fp)], fp),
+		pinned: append(cur.pinned[:len(cur.pinned):len(cur.pinned)], c.Stripes > 1)}
 	for k, v := range cur.idx {
 		next.idx[k] = v
 	}
@@ -299,14 +342,28 @@ func (s *Velocity) counter(fp uint64, create bool) int32 {
 }
 
 // Read returns the counter's value for key over the window ending at t
-// (the transaction being evaluated is not yet counted).
+// (the transaction being evaluated is not yet counted). For a striped counter
+// (CounterSpec.Stripes) key is the series' own key, and the value the sum of its
+// stripes.
 func (s *Velocity) Read(c *CounterSpec, key uint64, t int64) int {
-	ci := s.counter(c.FP, false)
+	ci := s.counter(c, false)
 	if ci < 0 {
 		return 0
 	}
 	cur := floorDiv(t, c.Width)
 	lo := cur - c.NB + 1
+	if c.Stripes <= 1 {
+		return int(s.read(c, ci, key, lo, cur))
+	}
+	var v int64
+	for i := range c.Stripes {
+		v += s.read(c, ci, StripeKey(c, key, uint64(i)), lo, cur)
+	}
+	return int(v)
+}
+
+// read sums the buckets lo..cur of one series.
+func (s *Velocity) read(c *CounterSpec, ci int32, key uint64, lo, cur int64) int64 {
 	sh := s.shardOf(c.FP, key)
 	sh.mu.Lock()
 	var v int64
@@ -318,17 +375,18 @@ func (s *Velocity) Read(c *CounterSpec, key uint64, t int64) int {
 		}
 	}
 	sh.mu.Unlock()
-	return int(v)
+	return v
 }
 
-// Observe adds one transaction to the counter's series for key.
+// Observe adds one transaction to the counter's series for key (for a striped
+// counter: to the stripe whose key StripeKey gave).
 func (s *Velocity) Observe(c *CounterSpec, key uint64, t int64, amount int, card string) {
 	if c.Measure == MeasureDistinctCards && card == "" {
 		return
 	}
 	cur := floorDiv(t, c.Width)
 	lo := cur - c.NB + 1
-	ci := s.counter(c.FP, true)
+	ci := s.counter(c, true)
 	sh := s.shardOf(c.FP, key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -415,7 +473,8 @@ func (s *Velocity) Observe(c *CounterSpec, key uint64, t int64, amount int, card
 }
 
 // Retract takes back, from the counter's series for key, what Observe added for a
-// transaction at t: amount from a sum (at most what the bucket holds), one from a
+// transaction at t (for a striped counter: from the stripe Observe added it to,
+// the same StripeKey): amount from a sum (at most what the bucket holds), one from a
 // count when whole. The bucket of t must still be in the window (an older one has
 // left it: nothing to take back); no bucket goes below zero, so a retraction of
 // something never counted (a counter changed meanwhile, a series evicted) cannot
@@ -437,7 +496,7 @@ func (s *Velocity) Retract(c *CounterSpec, key uint64, t int64, amount int, whol
 	if d <= 0 {
 		return
 	}
-	ci := s.counter(c.FP, false)
+	ci := s.counter(c, false)
 	if ci < 0 {
 		return
 	}
@@ -471,8 +530,11 @@ func (s *Velocity) Retract(c *CounterSpec, key uint64, t int64, amount int, whol
 
 // evictOne makes room in a full shard by dropping one of its series: one of the
 // counter being written, one that has left its window if the first few looked at
-// include one; else one of another counter. Callers hold sh.mu.
+// include one; else one of another counter. The stripes of a striped counter are
+// never dropped (a handful of series that every transaction feeds: losing one
+// would lose a share of the acquirer's count). Callers hold sh.mu.
 func (s *Velocity) evictOne(sh *shard, ci int32, lo int64) bool {
+	pinned := s.ctrs.Load().pinned
 	pick := func(t *slotTable, expired bool) (uint64, bool) {
 		if t.n == 0 {
 			return 0, false
@@ -492,10 +554,13 @@ func (s *Velocity) evictOne(sh *shard, ci int32, lo int64) bool {
 		return 0, false
 	}
 	victim, vc, found := uint64(0), ci, false
-	if int(ci) < len(sh.m) {
+	if int(ci) < len(sh.m) && !pinned[ci] {
 		victim, found = pick(&sh.m[ci], true)
 	}
 	for i := 0; !found && i < len(sh.m); i++ {
+		if pinned[i] {
+			continue
+		}
 		victim, found = pick(&sh.m[i], false)
 		vc = int32(i)
 	}
@@ -680,7 +745,7 @@ func (s *Velocity) Restore(specs []*CounterSpec) (int, error) {
 		if _, done := s.restored.LoadOrStore(c.FP, struct{}{}); done {
 			continue
 		}
-		ci := s.counter(c.FP, true)
+		ci := s.counter(c, true)
 		prefix := fmt.Appendf(nil, "%s%016x/", velocityPrefix, c.FP)
 		err := s.db.View(func(txn *badger.Txn) error {
 			opts := badger.DefaultIteratorOptions
