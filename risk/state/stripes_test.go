@@ -60,6 +60,17 @@ func TestStripedReadAndRetract(t *testing.T) {
 	if got := s.Read(c, 9, at); got != 100 {
 		t.Errorf("read %d, want 100", got)
 	}
+	// The sum a read keeps gives way to a change of any stripe.
+	for i := range uint64(AcquirerStripes) {
+		s.Observe(c, StripeKey(c, 9, i), at-1, 100, "")
+		if got, want := s.Read(c, 9, at), 101; got != want {
+			t.Fatalf("after an observation in stripe %d: read %d, want %d", i, got, want)
+		}
+		s.Retract(c, StripeKey(c, 9, i), at-1, 100, true)
+		if got := s.Read(c, 9, at); got != 100 {
+			t.Fatalf("after a retraction in stripe %d: read %d, want 100", i, got)
+		}
+	}
 	for i := range 10 {
 		s.Retract(c, StripeKey(c, 9, uint64(i)), t0+int64(i)*int64(time.Second), 100, true)
 	}
@@ -113,36 +124,47 @@ func TestStripedConcurrent(t *testing.T) {
 	}
 }
 
-// BenchmarkAcquirerObserve measures parallel authorizations feeding the one
-// acquirer-wide series: an observation and a read each, a different card each.
-// "striped" is the series as rule files get it (AcquirerStripes stripes);
+// BenchmarkAcquirerObserve measures parallel authorizations on the one
+// acquirer-wide series, a different card each: "observe" feeds it, "read" reads
+// it (a counter whose filter few transactions pass: the kept sum holds),
+// "read+observe" does both (a counter every transaction feeds: each read sums
+// the stripes again). "striped" is the series as rule files get it (AcquirerStripes stripes),
 // "one-series" the same counter kept as a single series, whose shard lock every
-// goroutine queues on.
+// goroutine takes.
 func BenchmarkAcquirerObserve(b *testing.B) {
-	for _, bc := range []struct {
-		name    string
-		stripes int
-	}{{"striped", AcquirerStripes}, {"one-series", 0}} {
-		b.Run(bc.name, func(b *testing.B) {
-			s := NewVelocity(nil, 0, 0)
-			c := acqSpec(bc.stripes)
-			t0 := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC).UnixNano()
-			var next sync.Mutex
-			seed := uint64(0)
-			b.ReportAllocs()
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				next.Lock()
-				seed++
-				card := seed << 40
-				next.Unlock()
-				for i := int64(0); pb.Next(); i++ {
-					card++
-					t := t0 + i*int64(50*time.Microsecond)
-					_ = s.Read(c, 9, t)
-					s.Observe(c, StripeKey(c, 9, card*0x9e3779b97f4a7c15), t, 1000, "")
+	for _, op := range []string{"observe", "read", "read+observe"} {
+		for _, bc := range []struct {
+			name    string
+			stripes int
+		}{{"striped", AcquirerStripes}, {"one-series", 0}} {
+			b.Run(op+"/"+bc.name, func(b *testing.B) {
+				s := NewVelocity(nil, 0, 0)
+				c := acqSpec(bc.stripes)
+				t0 := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC).UnixNano()
+				for i := range uint64(1000) { // something to read
+					s.Observe(c, StripeKey(c, 9, i), t0, 1000, "")
 				}
+				var next sync.Mutex
+				seed := uint64(0)
+				b.ReportAllocs()
+				b.ResetTimer()
+				b.RunParallel(func(pb *testing.PB) {
+					next.Lock()
+					seed++
+					card := seed << 40
+					next.Unlock()
+					for i := int64(0); pb.Next(); i++ {
+						card++
+						t := t0 + i*int64(50*time.Microsecond)
+						if op != "observe" {
+							_ = s.Read(c, 9, t)
+						}
+						if op != "read" {
+							s.Observe(c, StripeKey(c, 9, card*0x9e3779b97f4a7c15), t, 1000, "")
+						}
+					}
+				})
 			})
-		})
+		}
 	}
 }
