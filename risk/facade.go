@@ -124,6 +124,7 @@ const (
 	DimMerchantGroup     = state.DimMerchantGroup
 	DimBIN               = state.DimBIN
 	DimRegion            = state.DimRegion
+	DimAcquirer          = state.DimAcquirer
 	DefaultMaxSeries     = state.DefaultMaxSeries
 	DefaultMaxDistinct   = state.DefaultMaxDistinct
 )

@@ -177,6 +177,7 @@ func TestBenchScenarios(t *testing.T) {
 
 			ordinary, falsePos := 0, 0
 			fpReasons := map[string]int{}
+			reviews := map[string]int{} // ordinary transactions reviewed, by rule: reported only
 			caught := map[string]map[int]bool{}
 			runsSeen := map[string]map[int]bool{}
 			for i := range txns {
@@ -195,6 +196,8 @@ func TestBenchScenarios(t *testing.T) {
 					if d.Declined() {
 						falsePos++
 						fpReasons[d.Rule+"@"+x.in.Merchant.Tier]++
+					} else if d.Action == ActionReview {
+						reviews[d.Rule+"@"+x.in.Merchant.Tier]++
 					}
 					continue
 				}
@@ -214,7 +217,7 @@ func TestBenchScenarios(t *testing.T) {
 				}
 			}
 			fp := float64(falsePos) / float64(ordinary)
-			t.Logf("ordinary transactions: %d, declined by the rules: %d (%.3f%%) %v", ordinary, falsePos, 100*fp, fpReasons)
+			t.Logf("ordinary transactions: %d, declined by the rules: %d (%.3f%%) %v; reviewed: %v", ordinary, falsePos, 100*fp, fpReasons, reviews)
 			if fp >= 0.005 {
 				t.Errorf("false positives %.3f%%, want under 0.5%%: %v", 100*fp, fpReasons)
 			}

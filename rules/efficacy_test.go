@@ -101,9 +101,10 @@ var advPatterns = []advPattern{
 			}
 			return out
 		}},
-	{name: "card-testing-across-merchants-random-bins", fraud: true, gap: true, want: risk.ActionDecline,
+	{name: "card-testing-across-merchants-random-bins", fraud: true, want: risk.ActionReview,
 		// The same, but stolen cards of many issuers: nothing ties the probes together
-		// but the acquirer (no such dimension; reported as a gap).
+		// but the acquirer (card-testing-acquirer reviews them: an acquirer-wide rule
+		// cannot tell a probe from a bun stall's 1.00 ticket one by one).
 		events: func(rng *rand.Rand, start time.Time) []advEvent {
 			var out []advEvent
 			for i := 0; i < 40; i++ {
@@ -262,6 +263,31 @@ var advPatterns = []advPattern{
 					rc = "14"
 				case r < 4:
 					rc = "51"
+				}
+				out = append(out, ev(in, rc, true))
+			}
+			return out
+		}},
+	{name: "legit-small-tickets-many-shops", want: risk.ActionAllow,
+		// 1,200 tickets of 1.00-2.00 in an hour (bus fares, buns, a newspaper) with new
+		// cards at 120 stalls whose learned median ticket is 2.90, 6% declined for a
+		// reason about the card: a dozen card declines in every 10 minutes, as many as
+		// an acquirer-wide card test, but a small share of the small tickets.
+		events: func(rng *rand.Rand, start time.Time) []advEvent {
+			var out []advEvent
+			p := dayProfile()
+			p.P50Amount, p.P90Amount, p.P99Amount, p.CardDeclineShare = 290, 600, 1500, 0.06
+			for i := 0; i < 1200; i++ {
+				m := i % 120
+				in := advTxn(start.Add(time.Duration(i)*3*time.Second), fmt.Sprintf("TS%06d", m), fmt.Sprintf("000000000006%03d", m), "micro",
+					fmt.Sprintf("62%04d", rng.IntN(10000)), fmt.Sprintf("bus%05d", i), risk.TxnPurchase, 100+rng.IntN(101), "071")
+				in.Merchant.Profile = p
+				rc := "00"
+				switch r := rng.IntN(100); {
+				case r < 4:
+					rc = "14"
+				case r < 6:
+					rc = "54"
 				}
 				out = append(out, ev(in, rc, true))
 			}

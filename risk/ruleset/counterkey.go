@@ -17,10 +17,11 @@ var dimSalt = map[string]uint64{
 	state.DimMerchantGroup: 0x2545f4914f6cdd1d,
 	state.DimBIN:           0x94d049bb133111eb,
 	state.DimRegion:        0xbf58476d1ce4e5b9,
+	state.DimAcquirer:      0x7fb5d329728ea185,
 }
 
 // dimensionNames lists the dimensions for messages, in the order docs/rules.md gives them.
-const dimensionNames = "card, terminal, merchant, device, merchant_group, bin or region"
+const dimensionNames = "card, terminal, merchant, device, merchant_group, bin, region or acquirer"
 
 // dimKey is one dimension of a counter, resolved when the rule set is compiled: the
 // per-transaction key costs no string comparison or map lookup per dimension.
@@ -37,11 +38,13 @@ const (
 	dimMerchantGroup
 	dimBIN
 	dimRegion
+	dimAcquirer
 )
 
 var dimCodes = map[string]uint8{
 	state.DimCard: dimCard, state.DimTerminal: dimTerminal, state.DimMerchant: dimMerchant, state.DimDevice: dimDevice,
 	state.DimMerchantGroup: dimMerchantGroup, state.DimBIN: dimBIN, state.DimRegion: dimRegion,
+	state.DimAcquirer: dimAcquirer,
 }
 
 // dimKeysOf resolves dimension names (all known: the compiler checked them).
@@ -74,6 +77,8 @@ func counterKey(dims []dimKey, in *Input) (uint64, bool) {
 			v = in.Txn.BIN
 		case dimRegion:
 			v = in.Terminal.Region
+		case dimAcquirer:
+			v = state.DimAcquirer // one key for every transaction
 		}
 		if v == "" {
 			return 0, false
@@ -82,4 +87,28 @@ func counterKey(dims []dimKey, in *Input) (uint64, bool) {
 		h *= 0xff51afd7ed558ccd
 	}
 	return h, true
+}
+
+// writeKey is the key Observe and Retract give the store for counter c and in:
+// counterKey's, or for a striped counter (acquirer) the key of the stripe of in.
+// A transaction's stripe comes from its card (else its terminal, else its
+// merchant), so that the retraction of a transaction finds the stripe its
+// observation fed, on every node of a cluster alike.
+func writeKey(c *Counter, in *Input) (uint64, bool) {
+	key, ok := counterKey(c.dims, in)
+	if !ok || c.spec.Stripes <= 1 {
+		return key, ok
+	}
+	return state.StripeKey(&c.spec, key, stripeOf(in)), true
+}
+
+// stripeOf picks the stripe of a striped counter that in feeds.
+func stripeOf(in *Input) uint64 {
+	switch {
+	case in.Txn.CardHash != "":
+		return xxhash.Sum64String(in.Txn.CardHash)
+	case in.Terminal.ID != "":
+		return xxhash.Sum64String(in.Terminal.ID)
+	}
+	return xxhash.Sum64String(in.Merchant.ID)
 }

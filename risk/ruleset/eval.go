@@ -247,7 +247,7 @@ func (rs *RuleSet) Observe(in *Input, out Outcome, store *state.Velocity) []Rule
 	var results [MaxCounters]uint8
 	var b *envBox
 	for _, c := range rs.Counters {
-		key, ok := counterKey(c.dims, in)
+		key, ok := writeKey(c, in)
 		if !ok {
 			continue
 		}

@@ -138,7 +138,7 @@ func (rs *RuleSet) Retract(orig *Input, out Outcome, r Retraction, store *state.
 		if c.retract&bit == 0 {
 			continue
 		}
-		key, ok := counterKey(c.dims, orig)
+		key, ok := writeKey(c, orig)
 		if !ok {
 			continue
 		}

@@ -53,7 +53,7 @@ rules:
 
 func TestDimensionAndRetractProblems(t *testing.T) {
 	for _, c := range []struct{ counter, want string }{
-		{`{name: x, dimension: chain, window: 10m}`, `d.yaml:2: counter x: unknown dimension "chain" (want card, terminal, merchant, device, merchant_group, bin or region)`},
+		{`{name: x, dimension: chain, window: 10m}`, `d.yaml:2: counter x: unknown dimension "chain" (want card, terminal, merchant, device, merchant_group, bin, region or acquirer)`},
 		{`{name: x, dimension: terminal, window: 10m, retract: [void, cancel]}`, `d.yaml:2: counter x: retract: unknown kind "cancel" (want void, reversal or refund)`},
 		{`{name: x, dimension: terminal, window: 10m, retract: [void, void]}`, `counter x: retract: void given twice`},
 		{`{name: x, dimension: terminal, measure: distinct_cards, window: 10m, retract: void}`, `counter x: retract: a distinct_cards counter cannot retract`},

@@ -6,6 +6,7 @@ import (
 	"math"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -207,12 +208,22 @@ func (c *compiler) compileCounters(rs *RuleSet, pf *parsedFile) {
 			}
 			seenDim[dim] = true
 		}
+		if seenDim[state.DimAcquirer] && len(ctr.Dimensions) > 1 {
+			c.errorf(pf.name, line, "counter %s: dimension acquirer is the whole switch: it cannot be combined with %s (use those alone)",
+				d.Name, strings.Join(slices.DeleteFunc(slices.Clone(ctr.Dimensions), func(s string) bool { return s == state.DimAcquirer }), ", "))
+			ok = false
+		}
 		switch d.Measure {
 		case state.MeasureCount, state.MeasureSum, state.MeasureDistinctCards:
 		case "":
 			ctr.Measure = state.MeasureCount
 		default:
 			c.errorf(pf.name, line, "counter %s: unknown measure %q (want count, sum or distinct_cards)", d.Name, d.Measure)
+			ok = false
+		}
+		if ctr.Measure == state.MeasureDistinctCards && seenDim[state.DimAcquirer] {
+			c.errorf(pf.name, line, "counter %s: measure distinct_cards with dimension acquirer: the whole switch's cards would overflow the %d a series remembers; count or sum only",
+				d.Name, state.DefaultMaxDistinct)
 			ok = false
 		}
 		w, err := ParseWindow(d.Window)
@@ -276,6 +287,9 @@ func (c *compiler) compileCounters(rs *RuleSet, pf *parsedFile) {
 		fp := xxhash.Sum64String(strings.Join([]string{ctr.Name, strings.Join(ctr.Dimensions, "+"), ctr.Measure,
 			ctr.Window.String(), ctr.Resolution.String(), ctr.Where}, "\x00"))
 		ctr.spec = state.CounterSpec{FP: fp, Measure: ctr.Measure, Dims: ctr.Dimensions, Window: ctr.Window, Width: int64(ctr.Resolution), NB: nb}
+		if len(ctr.Dimensions) == 1 && ctr.Dimensions[0] == state.DimAcquirer {
+			ctr.spec.Stripes = state.AcquirerStripes
+		}
 		ctr.dims = dimKeysOf(ctr.Dimensions)
 		if ctr.where != nil {
 			src := strings.Join(strings.Fields(ctr.Where), " ")

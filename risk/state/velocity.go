@@ -54,7 +54,21 @@ const (
 	DimBIN = "bin"
 	// DimRegion is the region code the merchant is registered in.
 	DimRegion = "region"
+	// DimAcquirer is the whole switch (and cluster): one series that every
+	// transaction passing the counter's filter feeds. It is kept striped
+	// (CounterSpec.Stripes), and is never combined with another dimension.
+	DimAcquirer = "acquirer"
 )
+
+// AcquirerStripes is how many series an acquirer-wide counter is kept as: a
+// transaction feeds one of them (chosen from its card), a read sums them all, so
+// that parallel authorizations write to different shards instead of queueing on
+// one lock. A read costs one shard lookup per stripe, and every evaluation reads
+// the counters its rules use while only the transactions that pass a counter's
+// filter write it: 8 keeps the read cheap and spreads the writers of a switch of
+// a few dozen cores. Changing it moves an acquirer series to other stripe keys:
+// what was counted under keys that are no longer stripes stops counting.
+const AcquirerStripes = 8
 
 // CounterSpec is what the velocity store needs to know about a counter.
 type CounterSpec struct {
@@ -64,6 +78,35 @@ type CounterSpec struct {
 	Window  time.Duration
 	Width   int64 // bucket width in ns
 	NB      int64 // buckets per window
+	// Stripes, when above 1, says the counter's one key is kept as that many
+	// series (at most 16) in different shards (an acquirer-wide counter: AcquirerStripes).
+	// Observe and Retract take the key of one stripe (StripeKey), Read the key
+	// the stripes are derived from and returns their sum. Stripe series are never
+	// evicted from a full store.
+	Stripes int
+}
+
+// golden is the multiplier shardOf mixes keys with; goldenInv is its inverse
+// modulo 2^64.
+const (
+	golden    = 0x9e3779b97f4a7c15
+	goldenInv = 0xf1de83e19937733d
+)
+
+// StripeKey returns the key of stripe (taken modulo c.Stripes) of the series of
+// key: each stripe of a key lies in a shard of its own, numShards/c.Stripes
+// shards apart, so that writers of different stripes never share a lock.
+func StripeKey(c *CounterSpec, key, stripe uint64) uint64 {
+	if c.Stripes <= 1 {
+		return key
+	}
+	n := uint64(min(c.Stripes, maxStripes))
+	step := uint64(numShards) / min(n, numShards)
+	h := (key ^ c.FP) * golden
+	home := h >> 56
+	sh := (home + (stripe%n)*step) % numShards
+	// The key whose shardOf is sh: h with its top byte replaced, unmixed.
+	return ((sh<<56 | h&(1<<56-1)) * goldenInv) ^ c.FP
 }
 
 type seriesKey struct{ fp, key uint64 }
@@ -138,8 +181,32 @@ func inline(n, v int64) bool {
 // counters maps counter fingerprints to the small indexes the shards keep their
 // maps by; copied on change (a new counter), read without a lock.
 type counters struct {
-	idx map[uint64]int32
-	fp  []uint64 // by index
+	idx    map[uint64]int32
+	fp     []uint64 // by index
+	pinned []bool   // by index: a striped counter, whose series are never evicted
+	// sums holds, by index, the last sum read of a striped counter (nil for others).
+	sums []*atomic.Pointer[stripedSum]
+}
+
+// stripedSum is a read of a striped counter: the sum of key's stripes over the
+// window ending in bucket cur, as it was when the stripes' shards had the change
+// counts vers. While they still have them, the sum holds.
+type stripedSum struct {
+	key  uint64
+	cur  int64
+	vers [maxStripes]uint64
+	val  int64
+}
+
+// maxStripes bounds CounterSpec.Stripes.
+const maxStripes = 16
+
+// changeCount counts the changes to the striped series of one shard, on a cache
+// line of its own: readers of a striped counter load it (they take no lock while
+// the counter does not change), writers of striped series add to it.
+type changeCount struct {
+	n atomic.Uint64
+	_ [56]byte
 }
 
 // dirtyKey names a series changed since the last Flush.
@@ -245,6 +312,8 @@ type Velocity struct {
 	evicted     atomic.Int64
 	ctrs        atomic.Pointer[counters]
 	ctrMu       sync.Mutex // serializes new counters
+	// changes are the shards' change counts of striped series, by shard.
+	changes [numShards]changeCount
 }
 
 func NewVelocity(db *badger.DB, maxSeries, maxDistinct int) *Velocity {
@@ -269,13 +338,20 @@ func (s *Velocity) Series() int64 { return s.series.Load() }
 func (s *Velocity) Evicted() int64 { return s.evicted.Load() }
 
 func (s *Velocity) shardOf(fp, key uint64) *shard {
-	h := (key ^ fp) * 0x9e3779b97f4a7c15
-	return &s.shards[h>>56]
+	return &s.shards[shardIndex(fp, key)]
 }
 
-// counter returns the index of the counter with fingerprint fp, -1 for one not
-// seen yet unless create.
-func (s *Velocity) counter(fp uint64, create bool) int32 {
+// shardIndex is the number of the shard that holds key of the counter fp.
+func shardIndex(fp, key uint64) int {
+	return int(((key ^ fp) * golden) >> 56)
+}
+
+// changed records a change to a striped series in shard i.
+func (s *Velocity) changed(i int) { s.changes[i].n.Add(1) }
+
+// counter returns the index of counter c, -1 for one not seen yet unless create.
+func (s *Velocity) counter(c *CounterSpec, create bool) int32 {
+	fp := c.FP
 	if i, ok := s.ctrs.Load().idx[fp]; ok || !create {
 		if !ok {
 			return -1
@@ -288,7 +364,12 @@ func (s *Velocity) counter(fp uint64, create bool) int32 {
 	if i, ok := cur.idx[fp]; ok {
 		return i
 	}
-	next := &counters{idx: make(map[uint64]int32, len(cur.idx)+1), fp: append(cur.fp[:len(cur.fp):len(cur.fp)], fp)}
+	next := &counters{idx: make(map[uint64]int32, len(cur.idx)+1), fp: append(cur.fp[:len(cur.fp):len(cur.fp)], fp),
+		pinned: append(cur.pinned[:len(cur.pinned):len(cur.pinned)], c.Stripes > 1),
+		sums:   append(cur.sums[:len(cur.sums):len(cur.sums)], nil)}
+	if c.Stripes > 1 {
+		next.sums[len(next.sums)-1] = new(atomic.Pointer[stripedSum])
+	}
 	for k, v := range cur.idx {
 		next.idx[k] = v
 	}
@@ -299,14 +380,70 @@ func (s *Velocity) counter(fp uint64, create bool) int32 {
 }
 
 // Read returns the counter's value for key over the window ending at t
-// (the transaction being evaluated is not yet counted).
+// (the transaction being evaluated is not yet counted). For a striped counter
+// (CounterSpec.Stripes) key is the series' own key, and the value the sum of its
+// stripes.
 func (s *Velocity) Read(c *CounterSpec, key uint64, t int64) int {
-	ci := s.counter(c.FP, false)
+	ci := s.counter(c, false)
 	if ci < 0 {
 		return 0
 	}
 	cur := floorDiv(t, c.Width)
 	lo := cur - c.NB + 1
+	if c.Stripes <= 1 {
+		return int(s.read(c, ci, key, lo, cur))
+	}
+	return int(s.readStriped(c, ci, key, lo, cur))
+}
+
+// readStriped sums the stripes of key. The last sum is kept: a read in the same
+// bucket while no shard of the stripes changed returns it after loading their
+// change counts, taking no lock (every evaluation reads the counters its rules
+// use, and most transactions do not pass an acquirer counter's filter). A change
+// counted after the counts were loaded makes the kept sum unusable: a writer adds
+// to its shard's count after it changed the series, so a change the sum missed
+// (its series was read before the writer locked it) is counted after.
+func (s *Velocity) readStriped(c *CounterSpec, ci int32, key uint64, lo, cur int64) int64 {
+	n := min(c.Stripes, maxStripes)
+	last := s.ctrs.Load().sums[ci]
+	var shards [maxStripes]int
+	for i := range n {
+		shards[i] = shardIndex(c.FP, StripeKey(c, key, uint64(i)))
+	}
+	if p := last.Load(); p != nil && p.key == key && p.cur == cur {
+		same := true
+		for i := range n {
+			if s.changes[shards[i]].n.Load() != p.vers[i] {
+				same = false
+				break
+			}
+		}
+		if same {
+			return p.val
+		}
+	}
+	sum := stripedSum{key: key, cur: cur}
+	for i := range n {
+		sum.vers[i] = s.changes[shards[i]].n.Load()
+	}
+	for i := range n {
+		sum.val += s.read(c, ci, StripeKey(c, key, uint64(i)), lo, cur)
+	}
+	// Kept only if no stripe changed meanwhile: under a stream of writes the next
+	// read could not use it (and keeping it would cost an allocation each read).
+	for i := range n {
+		if s.changes[shards[i]].n.Load() != sum.vers[i] {
+			return sum.val
+		}
+	}
+	kept := new(stripedSum)
+	*kept = sum
+	last.Store(kept)
+	return sum.val
+}
+
+// read sums the buckets lo..cur of one series.
+func (s *Velocity) read(c *CounterSpec, ci int32, key uint64, lo, cur int64) int64 {
 	sh := s.shardOf(c.FP, key)
 	sh.mu.Lock()
 	var v int64
@@ -318,17 +455,18 @@ func (s *Velocity) Read(c *CounterSpec, key uint64, t int64) int {
 		}
 	}
 	sh.mu.Unlock()
-	return int(v)
+	return v
 }
 
-// Observe adds one transaction to the counter's series for key.
+// Observe adds one transaction to the counter's series for key (for a striped
+// counter: to the stripe whose key StripeKey gave).
 func (s *Velocity) Observe(c *CounterSpec, key uint64, t int64, amount int, card string) {
 	if c.Measure == MeasureDistinctCards && card == "" {
 		return
 	}
 	cur := floorDiv(t, c.Width)
 	lo := cur - c.NB + 1
-	ci := s.counter(c.FP, true)
+	ci := s.counter(c, true)
 	sh := s.shardOf(c.FP, key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -406,6 +544,9 @@ func (s *Velocity) Observe(c *CounterSpec, key uint64, t int64, amount int, card
 	if s.db != nil { // without Badger nothing is flushed: nothing to remember
 		sh.dirty[dirtyKey{ci, key}] = struct{}{}
 	}
+	if c.Stripes > 1 {
+		s.changed(shardIndex(c.FP, key))
+	}
 	for {
 		l := s.latest.Load()
 		if t <= l || s.latest.CompareAndSwap(l, t) {
@@ -415,7 +556,8 @@ func (s *Velocity) Observe(c *CounterSpec, key uint64, t int64, amount int, card
 }
 
 // Retract takes back, from the counter's series for key, what Observe added for a
-// transaction at t: amount from a sum (at most what the bucket holds), one from a
+// transaction at t (for a striped counter: from the stripe Observe added it to,
+// the same StripeKey): amount from a sum (at most what the bucket holds), one from a
 // count when whole. The bucket of t must still be in the window (an older one has
 // left it: nothing to take back); no bucket goes below zero, so a retraction of
 // something never counted (a counter changed meanwhile, a series evicted) cannot
@@ -437,7 +579,7 @@ func (s *Velocity) Retract(c *CounterSpec, key uint64, t int64, amount int, whol
 	if d <= 0 {
 		return
 	}
-	ci := s.counter(c.FP, false)
+	ci := s.counter(c, false)
 	if ci < 0 {
 		return
 	}
@@ -448,6 +590,9 @@ func (s *Velocity) Retract(c *CounterSpec, key uint64, t int64, amount int, whol
 	sl, ok := sh.get(ci, key)
 	if !ok {
 		return
+	}
+	if c.Stripes > 1 {
+		defer s.changed(shardIndex(c.FP, key)) // after the change, before the unlock
 	}
 	if sl.n != inArena {
 		if int64(sl.n) == n {
@@ -471,8 +616,11 @@ func (s *Velocity) Retract(c *CounterSpec, key uint64, t int64, amount int, whol
 
 // evictOne makes room in a full shard by dropping one of its series: one of the
 // counter being written, one that has left its window if the first few looked at
-// include one; else one of another counter. Callers hold sh.mu.
+// include one; else one of another counter. The stripes of a striped counter are
+// never dropped (a handful of series that every transaction feeds: losing one
+// would lose a share of the acquirer's count). Callers hold sh.mu.
 func (s *Velocity) evictOne(sh *shard, ci int32, lo int64) bool {
+	pinned := s.ctrs.Load().pinned
 	pick := func(t *slotTable, expired bool) (uint64, bool) {
 		if t.n == 0 {
 			return 0, false
@@ -492,10 +640,13 @@ func (s *Velocity) evictOne(sh *shard, ci int32, lo int64) bool {
 		return 0, false
 	}
 	victim, vc, found := uint64(0), ci, false
-	if int(ci) < len(sh.m) {
+	if int(ci) < len(sh.m) && !pinned[ci] {
 		victim, found = pick(&sh.m[ci], true)
 	}
 	for i := 0; !found && i < len(sh.m); i++ {
+		if pinned[i] {
+			continue
+		}
 		victim, found = pick(&sh.m[i], false)
 		vc = int32(i)
 	}
@@ -515,13 +666,17 @@ func (s *Velocity) evictOne(sh *shard, ci int32, lo int64) bool {
 func (s *Velocity) Sweep(specs map[uint64]*CounterSpec, shards int) {
 	now := s.latest.Load()
 	for i := 0; i < shards; i++ {
-		sh := &s.shards[s.sweepNext.Add(1)%numShards]
+		si := int(s.sweepNext.Add(1) % numShards)
+		sh := &s.shards[si]
 		sh.mu.Lock()
 		ctrs := s.ctrs.Load()
 		for ci := range sh.m {
 			m := &sh.m[ci]
 			if m.n == 0 {
 				continue
+			}
+			if ctrs.pinned[ci] {
+				s.changed(si) // a stripe's old buckets may go
 			}
 			fp := ctrs.fp[ci]
 			c := specs[fp]
@@ -680,7 +835,7 @@ func (s *Velocity) Restore(specs []*CounterSpec) (int, error) {
 		if _, done := s.restored.LoadOrStore(c.FP, struct{}{}); done {
 			continue
 		}
-		ci := s.counter(c.FP, true)
+		ci := s.counter(c, true)
 		prefix := fmt.Appendf(nil, "%s%016x/", velocityPrefix, c.FP)
 		err := s.db.View(func(txn *badger.Txn) error {
 			opts := badger.DefaultIteratorOptions
@@ -703,6 +858,9 @@ func (s *Velocity) Restore(specs []*CounterSpec) (int, error) {
 				}
 				sh := s.shardOf(k.fp, k.key)
 				sh.mu.Lock()
+				if c.Stripes > 1 {
+					s.changed(shardIndex(k.fp, k.key))
+				}
 				if _, ok := sh.get(ci, k.key); !ok {
 					if len(se.b) == 1 && se.seen == nil && inline(se.b[0].n, se.b[0].v) {
 						sh.put(ci, k.key, slot{int32(se.b[0].n), int32(se.b[0].v)})

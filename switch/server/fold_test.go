@@ -13,13 +13,15 @@ import (
 )
 
 // ownFoldRules count a card's approved purchases (voids and reversals take them
-// back, the default for such a where); the allow rule reads the counter, so that
-// countApproved can show it.
+// back, the default for such a where), and the same acquirer-wide (the tests'
+// purchases are all of one card); the allow rule reads the counters, so that
+// countApproved can show them.
 const ownFoldRules = `
 counters:
   - {name: card_approved_30m, dimension: card, measure: count, window: 30m, where: 'outcome.approved && txn.txn_type == "purchase"'}
+  - {name: acquirer_approved_30m, dimension: acquirer, measure: count, window: 30m, where: 'outcome.approved && txn.txn_type == "purchase"'}
 rules:
-  - {id: watch, condition: 'velocity.card_approved_30m >= 0', action: allow}
+  - {id: watch, condition: 'velocity.card_approved_30m >= 0 && velocity.acquirer_approved_30m >= 0', action: allow}
 `
 
 // ownFoldNode is node 1 of a one-node cluster whose JetStream store (the stream,
@@ -33,24 +35,34 @@ func ownFoldNode(t *testing.T, base, dir string) *config.Config {
 }
 
 // countApproved is the card's count of approved purchases in s's velocity
-// counters, as a rule reads it now.
+// counters, as a rule reads it now. The acquirer-wide count (every purchase of the
+// tests is of that card) must be the same: a record folded counts once there too,
+// and a folded void takes back from the stripe its purchase fed.
 func countApproved(t *testing.T, s *Server, pan string) int {
 	t.Helper()
 	in := risk.Input{Txn: risk.Txn{Type: risk.TxnPurchase, Amount: 1000, Currency: "156", CardHash: s.Pipeline.CardHash(pan), Time: time.Now().UTC()}}
 	d := s.Risk.Evaluate(&in)
+	got := map[string]int{}
 	for _, tr := range s.Risk.Snapshot(&in).HitValues(&d) {
 		for _, v := range tr.Values {
-			if v.Name == "velocity.card_approved_30m" {
+			if v.Name == "velocity.card_approved_30m" || v.Name == "velocity.acquirer_approved_30m" {
 				n, ok := v.Value.(int)
 				if !ok {
-					t.Fatalf("velocity.card_approved_30m is %#v (%s)", v.Value, v.Error)
+					t.Fatalf("%s is %#v (%s)", v.Name, v.Value, v.Error)
 				}
-				return n
+				got[v.Name] = n
 			}
 		}
 	}
-	t.Fatalf("the rule reading velocity.card_approved_30m did not hit: %+v", d)
-	return 0
+	card, ok1 := got["velocity.card_approved_30m"]
+	acq, ok2 := got["velocity.acquirer_approved_30m"]
+	if !ok1 || !ok2 {
+		t.Fatalf("the rule reading the counters did not hit: %+v (values %v)", d, got)
+	}
+	if acq != card {
+		t.Fatalf("velocity.acquirer_approved_30m = %d, velocity.card_approved_30m = %d: the acquirer-wide count should be the card's", acq, card)
+	}
+	return card
 }
 
 // approveOnCard sends n approved purchases of 10.00 by the card to s and voids the
