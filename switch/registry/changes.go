@@ -54,13 +54,15 @@ const (
 
 // MerchantPatch lists the merchant fields a change sets; nil fields stay as they are.
 type MerchantPatch struct {
-	Name   *string `json:"name,omitempty"`
-	MCC    *string `json:"mcc,omitempty"`
-	Region *string `json:"region,omitempty"`
-	Group  *string `json:"group,omitempty"` // "" takes the merchant out of its group
-	Tier   *string `json:"tier,omitempty"`
-	Rating *string `json:"rating,omitempty"`
-	Limits *Limits `json:"limits,omitempty"`
+	Name         *string `json:"name,omitempty"`
+	NameLatin    *string `json:"name_latin,omitempty"`    // "" takes the ASCII name away
+	NameLanguage *string `json:"name_language,omitempty"` // "": derived from the name's script
+	MCC          *string `json:"mcc,omitempty"`
+	Region       *string `json:"region,omitempty"`
+	Group        *string `json:"group,omitempty"` // "" takes the merchant out of its group
+	Tier         *string `json:"tier,omitempty"`
+	Rating       *string `json:"rating,omitempty"`
+	Limits       *Limits `json:"limits,omitempty"`
 }
 
 // TerminalPatch lists the terminal fields a change sets; nil fields stay as they

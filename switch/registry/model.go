@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/switchyard/switchyard/internal/carddata"
+	"github.com/switchyard/switchyard/switch/qr"
 )
 
 // MerchantStatus is the lifecycle state of a merchant.
@@ -129,10 +130,22 @@ type Limits struct {
 // Merchant is a merchant record. Records handed out by the registry are immutable
 // snapshots: never modify one, copy it.
 type Merchant struct {
-	ID     string `json:"id"`
-	Name   string `json:"name"`
-	MCC    string `json:"mcc"`
-	Region string `json:"region"`
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	// NameLatin is the merchant's name in printable ASCII (1 to 25 characters, ""
+	// for none), for a name in another script: a merchant-presented QR code's ID 59
+	// (EMVCo's merchant name, which takes the common character set only) carries
+	// it, the language template (ID 64) the name. Without it ID 59 carries the
+	// merchant ID (switch/server qrNames).
+	NameLatin string `json:"name_latin,omitempty"`
+	// NameLanguage is the language of Name, an ISO 639-1 code ("zh", "ja"; ""
+	// for none): the QR code's language template's preference (ID 64, its ID 00).
+	// Without it the language is derived from the name's script (qr.NameLanguage:
+	// Han "ZH"), and a name whose script names no language (Cyrillic, accented
+	// Latin) gets no template.
+	NameLanguage string `json:"name_language,omitempty"`
+	MCC          string `json:"mcc"`
+	Region       string `json:"region"`
 	// Group is the merchant's group: a chain, a franchise or a parent company, the
 	// merchants one owner runs ("" for none). The risk rules count across it
 	// (counter dimension merchant_group) and see it as merchant.group.
@@ -427,6 +440,12 @@ func (m *Merchant) Validate() error {
 		return invalidf("merchant %s: name %q: %s: want 1 to %d characters (counted in characters, not bytes; "+
 			"Chinese and other scripts welcome) with no control, format (bidi, zero-width) or invisible characters",
 			m.ID, m.Name, textProblem(m.Name, MaxNameRunes), MaxNameRunes)
+	case m.NameLatin != "" && (len(m.NameLatin) > qr.MaxName || !isPrintable(m.NameLatin) || strings.TrimSpace(m.NameLatin) == ""):
+		return invalidf("merchant %s: ASCII name (name_latin) %q: want 1 to %d printable ASCII characters (letters, digits, "+
+			"spaces, punctuation: a QR code's merchant name, EMVCo ID 59), or none", m.ID, m.NameLatin, qr.MaxName)
+	case m.NameLanguage != "" && !qr.ValidLanguage(m.NameLanguage):
+		return invalidf("merchant %s: name language %q: want an ISO 639-1 code of two letters (zh, ja, ko, ru...; "+
+			"not a country code such as cn or jp), or none to derive it from the name's script", m.ID, m.NameLanguage)
 	case len(m.MCC) != 4 || !isDigits(m.MCC):
 		return invalidf("merchant %s: MCC %q: want 4 digits", m.ID, m.MCC)
 	case !isIdent(m.Region, 32):
