@@ -130,8 +130,8 @@ func (c *Console) recent(q journal.Query) []*journal.Record {
 
 func (c *Console) registerMerchant(w http.ResponseWriter, r *http.Request, s *session) {
 	f := r.PostFormValue
-	m := registry.Merchant{ID: strings.TrimSpace(f("id")), Name: f("name"), MCC: f("mcc"), Region: f("region"), Tier: f("tier"), Rating: f("rating"),
-		Status: registry.MerchantActive}
+	m := registry.Merchant{ID: strings.TrimSpace(f("id")), Name: f("name"), NameLatin: f("name_latin"), NameLanguage: strings.TrimSpace(f("name_language")),
+		MCC: f("mcc"), Region: f("region"), Tier: f("tier"), Rating: f("rating"), Status: registry.MerchantActive}
 	ch, err := c.o.Registry.RequestChange(s.actor(), registry.Change{Op: registry.OpMerchantRegister, Merchant: &m, Reason: f("reason")})
 	if err != nil {
 		done(w, r, Prefix+"merchants", "", err)
