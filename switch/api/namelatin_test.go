@@ -59,3 +59,28 @@ func TestAPIMerchantNameLatin(t *testing.T) {
 		t.Fatalf("language jp: %d %s, want 400 naming the field", st, body)
 	}
 }
+
+// TestAPINotesRefuseBidi: a suspension's reason and a review note with a bidi
+// override or a zero-width space are a 400 naming the code point and the field; a
+// reason in Chinese is taken.
+func TestAPINotesRefuseBidi(t *testing.T) {
+	a := newAPIFixture(t)
+	st, body := a.raw(t, "POST", "/api/v1/terminals/T0000001/suspend", registry.DemoOperatorToken, "application/json",
+		`{"reason":"stolen \u202edevoba"}`)
+	if st != http.StatusBadRequest || !strings.Contains(body, "U+202E") || !strings.Contains(body, "reason") {
+		t.Fatalf("suspension with a bidi override: %d %s, want 400 naming U+202E and the reason", st, body)
+	}
+	st, body = a.raw(t, "POST", "/api/v1/terminals/T0000001/suspend", registry.DemoOperatorToken, "application/json",
+		`{"reason":"终端被盗，商户已报案"}`)
+	if st != http.StatusAccepted {
+		t.Fatalf("suspension with a Chinese reason: %d %s", st, body)
+	}
+	var c registry.Change
+	if err := json.Unmarshal([]byte(body), &c); err != nil {
+		t.Fatal(err)
+	}
+	st, body = a.raw(t, "POST", "/api/v1/changes/"+c.ID+"/approve", registry.DemoReviewerToken, "application/json", `{"note":"ok\u200b"}`)
+	if st != http.StatusBadRequest || !strings.Contains(body, "U+200B") || !strings.Contains(body, "review note") {
+		t.Fatalf("approval with a zero-width space: %d %s, want 400 naming U+200B and the review note", st, body)
+	}
+}

@@ -188,6 +188,14 @@ func (r *review) requestChange(p Actor, c Change) (*Change, error) {
 	if p.Name == "" {
 		return nil, invalidf("request of %s: no principal name", c.Op)
 	}
+	if err := noteError(fmt.Sprintf("request of %s: reason", c.Op), c.Reason); err != nil {
+		return nil, err
+	}
+	if c.AlertRule != nil {
+		if err := noteError("alert rule "+c.AlertRule.ID+": description", c.AlertRule.Description); err != nil {
+			return nil, err
+		}
+	}
 	now := r.now()
 	c.Reason = strings.TrimSpace(c.Reason)
 	switch c.Op {
@@ -409,6 +417,9 @@ const importChunk = 500
 // at once (Check sees it before Approve returns) and every record it touches gets an
 // oplog entry with the record before and after.
 func (r *review) Approve(p Actor, id, note string) (*Change, error) {
+	if err := noteError("change "+id+": review note", note); err != nil {
+		return nil, err
+	}
 	note = r.maskText(p, "change "+id, "review note", note)
 	c, err := retry(r.store, func() (*Change, error) { return r.approve(p, id, note) })
 	if err == nil {
@@ -529,6 +540,9 @@ func (r *review) Cancel(p Actor, id, note string) (*Change, error) {
 }
 
 func (r *review) closeChange(p Actor, id, note string, to ChangeStatus, action string) (*Change, error) {
+	if err := noteError("change "+id+": review note", note); err != nil {
+		return nil, err
+	}
 	note = r.maskText(p, "change "+id, "review note", note)
 	return retry(r.store, func() (*Change, error) { return r.closeChangeOnce(p, id, note, to, action) })
 }

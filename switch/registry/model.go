@@ -373,6 +373,43 @@ func textProblem(s string, max int) string {
 	return ""
 }
 
+// NoteProblem says why s cannot be a note or a reason, free text people type for
+// other people (a change's reason, which a suspension or freeze keeps as the
+// record's status reason; a review note; an incident's, an alert's or a review
+// case's note; an alert rule's description), or returns "" when it can: valid
+// UTF-8 with no control character other than a tab or a line break, no format
+// character (the bidi embeddings, overrides, isolates and marks U+202A-U+202E,
+// U+2066-U+2069, U+200E/U+200F and U+061C; the zero-width space, joiners and
+// U+FEFF; the soft hyphen), no line or paragraph separator (U+2028, U+2029) and
+// none of the invisible characters the name check refuses. Text in any script,
+// other spaces and private-use characters are taken. The console, the review
+// screens and the CLI escape such characters on display; refused at input, none
+// is stored to reorder or hide part of a note a reviewer reads (a reason that
+// reads "approved" but is not).
+func NoteProblem(s string) string {
+	if !utf8.ValidString(s) {
+		return "not valid UTF-8"
+	}
+	for i, r := range s {
+		if r == '\t' || r == '\n' || r == '\r' {
+			continue
+		}
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == 0x2028 || r == 0x2029 || invisible(r) {
+			return fmt.Sprintf("character U+%04X at byte %d is a control, format (bidi, zero-width) or invisible character", r, i)
+		}
+	}
+	return ""
+}
+
+// noteError is the error of a note or reason (field, such as "change CHG-4: review
+// note") that NoteProblem refuses, nil when it takes it.
+func noteError(field, s string) error {
+	if p := NoteProblem(s); p != "" {
+		return invalidf("%s: %s; free text takes any script, tabs and line breaks, not characters that reorder or hide text", field, p)
+	}
+	return nil
+}
+
 // wideCardNumber reports whether s holds a card number written in full-width
 // digits (U+FF10-U+FF19, as a Chinese input method types them) that the masking of
 // free text (carddata.MaskText), which reads ASCII digits, would miss: s with its
