@@ -462,8 +462,9 @@ func TestApprovalNeedsIndependentAccounts(t *testing.T) {
 }
 
 // TestRegisterMerchantNameLatin: the console's merchant registration form takes
-// the ASCII name and the name language into the change it requests, and the
-// merchant's page shows them once a reviewer approved it.
+// the ASCII name and the name language into the change it requests, the
+// merchant's page shows them once a reviewer approved it, and the merchants'
+// search finds the merchant by its ASCII name.
 func TestRegisterMerchantNameLatin(t *testing.T) {
 	f := newFixture(t)
 	op := f.client()
@@ -482,5 +483,8 @@ func TestRegisterMerchantNameLatin(t *testing.T) {
 	_, page := get(t, op, f.srv.URL+"/console/merchants/000000000000092")
 	if !strings.Contains(page, `id="merchant-name-latin">Sushi Ginza<`) || !strings.Contains(page, `id="merchant-name-language">ja<`) {
 		t.Fatalf("the merchant's page does not show the ASCII name and language:\n%s", page)
+	}
+	if _, page := get(t, op, f.srv.URL+"/console/merchants?q=sushi"); !strings.Contains(page, "000000000000092") {
+		t.Fatalf("searching the merchants for its ASCII name does not find it:\n%s", page)
 	}
 }

@@ -24,7 +24,7 @@ func (c *Console) merchants(w http.ResponseWriter, r *http.Request, s *session) 
 	needle := strings.ToLower(strings.TrimSpace(q.Get("q")))
 	var out []*registry.Merchant
 	for _, m := range c.o.Registry.Merchants(registry.MerchantFilter{Status: registry.MerchantStatus(q.Get("status")), Region: q.Get("region"), Tier: q.Get("tier")}) {
-		if needle == "" || strings.Contains(strings.ToLower(m.ID+" "+m.Name+" "+m.Region+" "+m.Group), needle) {
+		if needle == "" || strings.Contains(strings.ToLower(m.ID+" "+m.Name+" "+m.NameLatin+" "+m.Region+" "+m.Group), needle) {
 			out = append(out, m)
 		}
 	}
