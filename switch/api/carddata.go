@@ -9,6 +9,7 @@ import (
 
 	"github.com/switchyard/switchyard/internal/carddata"
 	"github.com/switchyard/switchyard/switch/admin"
+	"github.com/switchyard/switchyard/switch/registry"
 )
 
 // MaskedHeader is the answer's header that says how many card numbers the server
@@ -46,6 +47,17 @@ func maskText(r *http.Request, p admin.Principal, object, field string, s *strin
 		m.log.Info().Str("object", object).Str("field", field).Str("principal", p.Name).Int("card_numbers", n).
 			Str("path", r.URL.Path).Msg("card number masked in free text")
 	}
+}
+
+// noteError is the 400 of free text (field, such as "key K: reason") that
+// registry.NoteProblem refuses, nil when it takes it: for the notes and reasons that
+// go to stores without a check of their own (a key's status reason, a list entry's
+// note).
+func noteError(field, s string) error {
+	if pr := registry.NoteProblem(s); pr != "" {
+		return badRequest("%s: %s; free text takes any script, tabs and line breaks, not characters that reorder or hide text", field, pr)
+	}
+	return nil
 }
 
 // setHeader writes the MaskedHeader when something was masked.

@@ -249,6 +249,9 @@ func (g *keysAPI) status(r *http.Request, p admin.Principal) (any, error) {
 	if err := admin.ReadJSON(r, &req); err != nil {
 		return nil, badRequest("%v", err)
 	}
+	if err := noteError("key "+r.PathValue("id")+": reason", req.Reason); err != nil {
+		return nil, err
+	}
 	maskText(r, p, "key "+r.PathValue("id"), "reason", &req.Reason)
 	rec, err := g.store.SetStatus(actx(r, p), hsm.KeyRef{ID: r.PathValue("id"), Version: req.Version}, hsm.Status(strings.ToLower(req.Status)), req.Reason)
 	if err != nil {

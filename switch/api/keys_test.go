@@ -167,6 +167,8 @@ func TestAPIKeyLifecycle(t *testing.T) {
 		{"GET", "/api/v1/keys/cer.ZMK/kcv", nil, 409},
 		{"GET", "/api/v1/keys/cer.ZMK/kcv?version=x", nil, 400},
 		{"POST", "/api/v1/keys/cer.ZMK/status", keys.StatusRequest{Version: 1, Status: "active"}, 400},
+		// A reason with a zero-width space is refused before the status changes.
+		{"POST", "/api/v1/keys/demo.ZPK/status", keys.StatusRequest{Version: 1, Status: "revoked", Reason: "compromised​"}, 400},
 	}
 	for _, c := range cases {
 		if err := e.admin.Do(ctx, c.method, c.path, c.body, nil); status(err) != c.want {

@@ -96,6 +96,9 @@ func (g *riskAPI) addEntry(r *http.Request, p admin.Principal) (any, error) {
 	if err := admin.ReadJSON(r, &req); err != nil {
 		return nil, WithStatus(http.StatusBadRequest, err)
 	}
+	if err := noteError("list entry "+req.List+"/"+req.Kind+": note", req.Note); err != nil {
+		return nil, err
+	}
 	maskText(r, p, "list entry "+req.List+"/"+req.Kind, "note", &req.Note)
 	e, err := req.Entry(time.Now())
 	if err != nil {

@@ -121,6 +121,13 @@ func TestRiskAPI(t *testing.T) {
 	if s := status(an.Do(ctx, http.MethodPost, "/api/v1/risk/lists", risk.AddListEntry{List: "deny", Kind: "card", Value: "4761739001010119"}, nil)); s != 400 {
 		t.Errorf("PAN on a list: %d", s)
 	}
+	// A note with a bidi override is refused, naming the code point.
+	bidi := add
+	bidi.Value, bidi.Note = "T0000008", "盗刷‮终端"
+	if err := an.Do(ctx, http.MethodPost, "/api/v1/risk/lists", bidi, nil); status(err) != 400 || !strings.Contains(err.Error(), "U+202E") ||
+		!strings.Contains(err.Error(), "note") {
+		t.Errorf("list entry with a bidi override in its note: %v, want 400 naming U+202E", err)
+	}
 	var entries []risk.ListEntry
 	if err := op.Do(ctx, http.MethodGet, "/api/v1/risk/lists?kind=terminal", nil, &entries); err != nil || len(entries) != 1 {
 		t.Errorf("entries %v %v", entries, err)

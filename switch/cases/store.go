@@ -560,6 +560,10 @@ func (s *Store) Assign(p Actor, id, to, note string) (*Case, error) {
 	if err != nil {
 		return nil, err
 	}
+	if pr := registry.NoteProblem(note); pr != "" {
+		return nil, kindErrorf(ErrInvalid, "case %s: note: %s; free text takes any script, tabs and line breaks, "+
+			"not characters that reorder or hide text", id, pr)
+	}
 	note = s.maskText(p, "case "+id, "note", strings.TrimSpace(note))
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -592,6 +596,10 @@ func (s *Store) Decide(p Actor, id string, v Verdict, note string) (*Case, error
 	}
 	if s.opts.Registry == nil || (v == VerdictFraud && s.opts.Lists == nil) {
 		return nil, errors.New("cases: this store cannot decide (no registry or deny list)")
+	}
+	if pr := registry.NoteProblem(note); pr != "" {
+		return nil, kindErrorf(ErrInvalid, "case %s: decision note: %s; free text takes any script, tabs and line breaks, "+
+			"not characters that reorder or hide text", id, pr)
 	}
 	note = s.maskText(p, "case "+id, "decision note", strings.TrimSpace(note))
 	s.mu.Lock()

@@ -460,3 +460,31 @@ func TestApprovalNeedsIndependentAccounts(t *testing.T) {
 		t.Fatalf("after the demo reviewer's approval: %s", c.Change.Status)
 	}
 }
+
+// TestRegisterMerchantNameLatin: the console's merchant registration form takes
+// the ASCII name and the name language into the change it requests, the
+// merchant's page shows them once a reviewer approved it, and the merchants'
+// search finds the merchant by its ASCII name.
+func TestRegisterMerchantNameLatin(t *testing.T) {
+	f := newFixture(t)
+	op := f.client()
+	f.login(t, op, "operator", "operator-demo-pw")
+	resp := f.postForm(t, op, "/console/merchants", "/console/merchants", url.Values{"id": {"000000000000092"}, "name": {"すし処 銀座"},
+		"name_latin": {"Sushi Ginza"}, "name_language": {"ja"}, "mcc": {"5814"}, "region": {"CN-SH"}, "tier": {"micro"}, "rating": {"low"}})
+	loc := resp.Header.Get("Location")
+	id := strings.TrimPrefix(strings.SplitN(loc, "?", 2)[0], "/console/changes/")
+	c, err := f.reg.GetChange(id)
+	if err != nil || c.Change.Merchant == nil || c.Change.Merchant.NameLatin != "Sushi Ginza" || c.Change.Merchant.NameLanguage != "ja" {
+		t.Fatalf("the form's request (%s): %+v, %v", loc, c, err)
+	}
+	if _, err := f.reg.Approve(registry.Actor{Name: "bob", Role: registry.RoleReviewer}, id, "ok"); err != nil {
+		t.Fatal(err)
+	}
+	_, page := get(t, op, f.srv.URL+"/console/merchants/000000000000092")
+	if !strings.Contains(page, `id="merchant-name-latin">Sushi Ginza<`) || !strings.Contains(page, `id="merchant-name-language">ja<`) {
+		t.Fatalf("the merchant's page does not show the ASCII name and language:\n%s", page)
+	}
+	if _, page := get(t, op, f.srv.URL+"/console/merchants?q=sushi"); !strings.Contains(page, "000000000000092") {
+		t.Fatalf("searching the merchants for its ASCII name does not find it:\n%s", page)
+	}
+}

@@ -24,7 +24,7 @@ func (c *Console) merchants(w http.ResponseWriter, r *http.Request, s *session) 
 	needle := strings.ToLower(strings.TrimSpace(q.Get("q")))
 	var out []*registry.Merchant
 	for _, m := range c.o.Registry.Merchants(registry.MerchantFilter{Status: registry.MerchantStatus(q.Get("status")), Region: q.Get("region"), Tier: q.Get("tier")}) {
-		if needle == "" || strings.Contains(strings.ToLower(m.ID+" "+m.Name+" "+m.Region+" "+m.Group), needle) {
+		if needle == "" || strings.Contains(strings.ToLower(m.ID+" "+m.Name+" "+m.NameLatin+" "+m.Region+" "+m.Group), needle) {
 			out = append(out, m)
 		}
 	}
@@ -130,8 +130,8 @@ func (c *Console) recent(q journal.Query) []*journal.Record {
 
 func (c *Console) registerMerchant(w http.ResponseWriter, r *http.Request, s *session) {
 	f := r.PostFormValue
-	m := registry.Merchant{ID: strings.TrimSpace(f("id")), Name: f("name"), MCC: f("mcc"), Region: f("region"), Tier: f("tier"), Rating: f("rating"),
-		Status: registry.MerchantActive}
+	m := registry.Merchant{ID: strings.TrimSpace(f("id")), Name: f("name"), NameLatin: f("name_latin"), NameLanguage: strings.TrimSpace(f("name_language")),
+		MCC: f("mcc"), Region: f("region"), Tier: f("tier"), Rating: f("rating"), Status: registry.MerchantActive}
 	ch, err := c.o.Registry.RequestChange(s.actor(), registry.Change{Op: registry.OpMerchantRegister, Merchant: &m, Reason: f("reason")})
 	if err != nil {
 		done(w, r, Prefix+"merchants", "", err)

@@ -477,6 +477,10 @@ func (r *Ratings) Explain(merchant string) (*Explanation, error) {
 // (days, default the policy's pin_review_days). In a cluster every node has the pin
 // once this returns.
 func (r *Ratings) Pin(merchant, grade, reason, by string, days int) (*rating.State, error) {
+	if pr := registry.NoteProblem(reason); pr != "" {
+		return nil, fmt.Errorf("pin of %s: reason: %w: %s; free text takes any script, tabs and line breaks, "+
+			"not characters that reorder or hide text", merchant, ErrInvalid, pr)
+	}
 	reason = r.maskText(merchant, by, reason)
 	if _, ok := r.reg.Merchant(merchant); !ok {
 		return nil, fmt.Errorf("merchant %s: %w", merchant, ErrNotFound)
@@ -514,6 +518,10 @@ func (r *Ratings) maskText(merchant, by, reason string) string {
 // Unpin removes a merchant's pin; the grade stays until the next computation
 // decides (a downgrade at once, an upgrade after the clean period).
 func (r *Ratings) Unpin(merchant, reason, by string) (*rating.State, error) {
+	if pr := registry.NoteProblem(reason); pr != "" {
+		return nil, fmt.Errorf("unpin of %s: reason: %w: %s; free text takes any script, tabs and line breaks, "+
+			"not characters that reorder or hide text", merchant, ErrInvalid, pr)
+	}
 	reason = r.maskText(merchant, by, reason)
 	r.mu.Lock()
 	_, pinned := r.pins[merchant]

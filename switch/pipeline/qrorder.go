@@ -36,6 +36,10 @@ type OrderRequest struct {
 	Amount                 int64 // 0: the payer enters it
 	MerchantName, MCC      string
 	City                   string
+	// MerchantNameLatin and MerchantNameLanguage are the merchant's ASCII name and
+	// its name's language from the registry ("" for none): the code's ID 59 and
+	// its language template's preference (ID 64, its ID 00).
+	MerchantNameLatin, MerchantNameLanguage string
 }
 
 // OrderStatus is how an order stands: State open, paid, expired or refunded (paid
@@ -69,6 +73,7 @@ func (p *Pipeline) qrOrder(ctx context.Context, t *txn) (frontend.Response, erro
 		o := OrderRequest{ID: id, TID: r.TID, MID: r.MID, Currency: r.Currency, Amount: r.Amount}
 		if res != nil && res.Merchant != nil {
 			o.MerchantName, o.MCC, o.City = res.Merchant.Name, res.Merchant.MCC, res.Merchant.Region
+			o.MerchantNameLatin, o.MerchantNameLanguage = res.Merchant.NameLatin, res.Merchant.NameLanguage
 		}
 		if st, err = p.cfg.Orders.NewOrder(ctx, o); err != nil {
 			return p.systemError(t, fmt.Errorf("qr order: %w", err))

@@ -21,7 +21,7 @@ const (
 	IDAdditional = "62" // template; its ID 05 is the reference label (the order)
 	IDCRC        = "63"
 	// IDLanguage is the merchant information language template: its ID 00 is the
-	// language preference (ISO 639-1, "ZH"), 01 the merchant's name and 02 its
+	// language preference (ISO 639-1: "ZH", "JA"...), 01 the merchant's name and 02 its
 	// city in that language, which IDs 59 and 60 cannot carry (they take the
 	// common character set, printable ASCII).
 	IDLanguage = "64"
@@ -211,7 +211,8 @@ type Order struct {
 	// AltLanguage, AltName and AltCity fill the language template (ID 64, its IDs
 	// 00, 01 and 02): the merchant's name (1 to 25 characters) and city (optional,
 	// 1 to 15) in another language and its script, such as a name in Chinese
-	// under "ZH". No template when AltName is empty.
+	// under "ZH"; AltLanguage is an ISO 639-1 code (ValidLanguage). No template
+	// when AltName is empty.
 	AltLanguage, AltName, AltCity string
 	// Reference is the order reference (ID 62, its ID 05 reference label).
 	Reference string
@@ -290,8 +291,8 @@ func Encode(o Order) (string, error) {
 		}
 	}
 	if o.AltName != "" {
-		if len(o.AltLanguage) != 2 || !Common(o.AltLanguage) {
-			return "", fmt.Errorf("ID %s: language preference %q: want two letters (ISO 639-1)", IDLanguage, o.AltLanguage)
+		if !ValidLanguage(o.AltLanguage) {
+			return "", fmt.Errorf("ID %s: language preference %q: want an ISO 639-1 code of two letters (ZH, JA, KO...)", IDLanguage, o.AltLanguage)
 		}
 		if !utf8.ValidString(o.AltName) || !utf8.ValidString(o.AltCity) {
 			return "", fmt.Errorf("ID %s: alternate name or city is not valid UTF-8", IDLanguage)

@@ -152,3 +152,47 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// TestNameLanguage: the language preference a name's script implies: Han alone
+// (with Latin letters, digits and full-width punctuation) is Chinese, Han with kana
+// Japanese, Hangul Korean, Thai Thai; Latin alone, Cyrillic, Arabic and names
+// mixing kana and Hangul imply none (the merchant's name_language must say).
+func TestNameLanguage(t *testing.T) {
+	for name, want := range map[string]string{
+		"星巴克（南京西路店）":             "ZH",
+		"上海鲜果超市 Fresh 24":        "ZH",
+		"東京ラーメン":                 "JA",
+		"すし処 銀座":                 "JA",
+		"ラーメン":                   "JA",
+		"서울 카페":                  "KO",
+		"韓國館 서울":                 "KO",
+		"ร้านกาแฟ":               "TH",
+		"Καφενείο":               "EL",
+		"Café Crème":             "",
+		"Tea House":              "",
+		"Кафе Москва":            "",
+		"مقهى":                   "",
+		"Café Crème, 東京 ラーメン 서울": "",
+		"Москва 星巴克":             "",
+		"":                       "",
+	} {
+		if got := NameLanguage(name); got != want {
+			t.Errorf("NameLanguage(%q) = %q, want %q", name, got, want)
+		}
+	}
+	for code, want := range map[string]bool{"zh": true, "ZH": true, "ja": true, "Ko": true, "ii": true,
+		"cn": false, "CN": false, "jp": false, "xx": false, "z": false, "zho": false, "": false, "z1": false} {
+		if got := ValidLanguage(code); got != want {
+			t.Errorf("ValidLanguage(%q) = %v, want %v", code, got, want)
+		}
+	}
+	// Encode takes only an ISO 639-1 code: "CN", the country, is refused.
+	o := Order{MCC: "5814", Currency: "156", Country: "CN", Name: "000000000000001", City: "CN-SH", AltLanguage: "CN", AltName: "星巴克"}
+	if s, err := Encode(o); err == nil || !strings.Contains(err.Error(), `language preference "CN"`) {
+		t.Errorf("Encode with language CN = %q, %v; want refused", s, err)
+	}
+	o.AltLanguage = "JA"
+	if s, err := Encode(o); err != nil || !strings.Contains(s, "0002JA") {
+		t.Errorf("Encode with language JA = %q, %v", s, err)
+	}
+}

@@ -322,6 +322,9 @@ func (r *alerting) AlertRules() []AlertRule {
 // changes terminals (ChangesTerminals) is refused: it needs a reviewed change,
 // RequestChange with OpAlertRulePut (the API's PUT does that itself).
 func (r *alerting) PutAlertRule(p Actor, ar AlertRule) (*AlertRule, error) {
+	if err := noteError("alert rule "+ar.ID+": description", ar.Description); err != nil {
+		return nil, err
+	}
 	ar.Description = r.maskText(p, "alert rule "+ar.ID, "description", ar.Description)
 	return retry(r.store, func() (*AlertRule, error) { return r.putAlertRule(p, ar) })
 }
@@ -435,6 +438,9 @@ func (r *alerting) GetAlert(id string) (*Alert, error) {
 // not alert again for that terminal until it has been seen again, or until one more
 // threshold has passed since the acknowledgement.
 func (r *alerting) AcknowledgeAlert(p Actor, id, note string) (*Alert, error) {
+	if err := noteError("alert "+id+": note", note); err != nil {
+		return nil, err
+	}
 	note = r.maskText(p, "alert "+id, "note", note)
 	return retry(r.store, func() (*Alert, error) { return r.acknowledgeAlert(p, id, note) })
 }

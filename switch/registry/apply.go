@@ -147,6 +147,8 @@ func (r *review) compute(c *Change, now time.Time) ([]effect, error) {
 			}
 		}
 		set(&n.Name, p.Name)
+		set(&n.NameLatin, p.NameLatin)
+		set(&n.NameLanguage, p.NameLanguage)
 		set(&n.MCC, p.MCC)
 		set(&n.Region, p.Region)
 		set(&n.Group, p.Group)

@@ -17,7 +17,8 @@ func (r *store) maskText(p Actor, object, field, s string) string {
 }
 
 // maskChange masks the free text of requested change c: its reason and the
-// names of the merchants it registers or renames, and an alert rule's description.
+// names (and ASCII names) of the merchants it registers or renames, and an alert
+// rule's description.
 func (r *review) maskChange(p Actor, c *Change) {
 	obj := "change " + string(c.Op)
 	if c.Target != "" {
@@ -27,18 +28,26 @@ func (r *review) maskChange(p Actor, c *Change) {
 	if c.Merchant != nil {
 		m := *c.Merchant
 		m.Name = r.maskText(p, "merchant "+m.ID, "name", m.Name)
+		m.NameLatin = r.maskText(p, "merchant "+m.ID, "name_latin", m.NameLatin)
 		c.Merchant = &m
 	}
-	if c.MerchantPatch != nil && c.MerchantPatch.Name != nil {
+	if c.MerchantPatch != nil && (c.MerchantPatch.Name != nil || c.MerchantPatch.NameLatin != nil) {
 		mp := *c.MerchantPatch
-		name := r.maskText(p, "merchant "+c.Target, "name", *mp.Name)
-		mp.Name = &name
+		if mp.Name != nil {
+			name := r.maskText(p, "merchant "+c.Target, "name", *mp.Name)
+			mp.Name = &name
+		}
+		if mp.NameLatin != nil {
+			latin := r.maskText(p, "merchant "+c.Target, "name_latin", *mp.NameLatin)
+			mp.NameLatin = &latin
+		}
 		c.MerchantPatch = &mp
 	}
 	if len(c.Merchants) > 0 {
 		ms := make([]Merchant, len(c.Merchants))
 		for i, m := range c.Merchants {
 			m.Name = r.maskText(p, "merchant "+m.ID, "name", m.Name)
+			m.NameLatin = r.maskText(p, "merchant "+m.ID, "name_latin", m.NameLatin)
 			ms[i] = m
 		}
 		c.Merchants = ms

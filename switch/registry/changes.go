@@ -54,13 +54,15 @@ const (
 
 // MerchantPatch lists the merchant fields a change sets; nil fields stay as they are.
 type MerchantPatch struct {
-	Name   *string `json:"name,omitempty"`
-	MCC    *string `json:"mcc,omitempty"`
-	Region *string `json:"region,omitempty"`
-	Group  *string `json:"group,omitempty"` // "" takes the merchant out of its group
-	Tier   *string `json:"tier,omitempty"`
-	Rating *string `json:"rating,omitempty"`
-	Limits *Limits `json:"limits,omitempty"`
+	Name         *string `json:"name,omitempty"`
+	NameLatin    *string `json:"name_latin,omitempty"`    // "" takes the ASCII name away
+	NameLanguage *string `json:"name_language,omitempty"` // "": derived from the name's script
+	MCC          *string `json:"mcc,omitempty"`
+	Region       *string `json:"region,omitempty"`
+	Group        *string `json:"group,omitempty"` // "" takes the merchant out of its group
+	Tier         *string `json:"tier,omitempty"`
+	Rating       *string `json:"rating,omitempty"`
+	Limits       *Limits `json:"limits,omitempty"`
 }
 
 // TerminalPatch lists the terminal fields a change sets; nil fields stay as they
@@ -185,6 +187,14 @@ func (r *review) requestChange(p Actor, c Change) (*Change, error) {
 	}
 	if p.Name == "" {
 		return nil, invalidf("request of %s: no principal name", c.Op)
+	}
+	if err := noteError(fmt.Sprintf("request of %s: reason", c.Op), c.Reason); err != nil {
+		return nil, err
+	}
+	if c.AlertRule != nil {
+		if err := noteError("alert rule "+c.AlertRule.ID+": description", c.AlertRule.Description); err != nil {
+			return nil, err
+		}
 	}
 	now := r.now()
 	c.Reason = strings.TrimSpace(c.Reason)
@@ -407,6 +417,9 @@ const importChunk = 500
 // at once (Check sees it before Approve returns) and every record it touches gets an
 // oplog entry with the record before and after.
 func (r *review) Approve(p Actor, id, note string) (*Change, error) {
+	if err := noteError("change "+id+": review note", note); err != nil {
+		return nil, err
+	}
 	note = r.maskText(p, "change "+id, "review note", note)
 	c, err := retry(r.store, func() (*Change, error) { return r.approve(p, id, note) })
 	if err == nil {
@@ -527,6 +540,9 @@ func (r *review) Cancel(p Actor, id, note string) (*Change, error) {
 }
 
 func (r *review) closeChange(p Actor, id, note string, to ChangeStatus, action string) (*Change, error) {
+	if err := noteError("change "+id+": review note", note); err != nil {
+		return nil, err
+	}
 	note = r.maskText(p, "change "+id, "review note", note)
 	return retry(r.store, func() (*Change, error) { return r.closeChangeOnce(p, id, note, to, action) })
 }

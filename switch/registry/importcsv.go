@@ -126,11 +126,13 @@ func importRecords[T any](r *review, p Actor, in io.Reader, reason string, dryRu
 
 // MerchantImportColumns are the columns a merchant CSV may have, in any order,
 // named in its header row; merchant_id, name, mcc, region and tier are required.
-// Empty cells mean "not set": rating medium, status active, no group, no limit. The
-// limits are in minor units (fen), limit_count transactions a day.
+// Empty cells mean "not set": rating medium, status active, no group, no limit, no
+// ASCII name (name_latin), the name's language (name_language) derived from its
+// script. The limits are in minor units (fen), limit_count transactions a day.
+// name_latin and name_language come last: a file written before them still imports.
 var MerchantImportColumns = []string{
 	"merchant_id", "name", "mcc", "region", "group", "tier", "rating", "status",
-	"limit_txn", "limit_daily", "limit_monthly", "limit_count",
+	"limit_txn", "limit_daily", "limit_monthly", "limit_count", "name_latin", "name_language",
 }
 
 // ImportMerchants reads merchants from CSV (see MerchantImportColumns), checks every
@@ -148,7 +150,8 @@ func (r *review) ImportMerchants(p Actor, in io.Reader, reason string, dryRun bo
 // rowMerchant builds a merchant from one CSV row.
 func rowMerchant(get func(string) string) (Merchant, error) {
 	m := Merchant{
-		ID: get("merchant_id"), Name: get("name"), MCC: get("mcc"), Region: get("region"), Group: get("group"),
+		ID: get("merchant_id"), Name: get("name"), NameLatin: get("name_latin"), NameLanguage: get("name_language"),
+		MCC: get("mcc"), Region: get("region"), Group: get("group"),
 		Tier: get("tier"), Rating: strings.ToLower(get("rating")), Status: MerchantStatus(strings.ToLower(get("status"))),
 	}
 	if m.Rating == "" {
@@ -170,10 +173,10 @@ func rowMerchant(get func(string) string) (Merchant, error) {
 }
 
 // WriteMerchantsCSV writes merchants as CSV in MerchantImportColumns, a header row
-// first: the file ImportMerchants reads back into the same merchants (name, MCC,
-// region, group, tier, rating, status, limits), without their history. A frozen or
-// closed merchant is written as it is; an import creates only pending and active
-// ones and reports the others' rows.
+// first: the file ImportMerchants reads back into the same merchants (name, ASCII
+// name, name language, MCC, region, group, tier, rating, status, limits), without
+// their history. A frozen or closed merchant is written as it is; an import
+// creates only pending and active ones and reports the others' rows.
 func WriteMerchantsCSV(w io.Writer, ms []*Merchant) error {
 	cw := csvcell.NewWriter(w)
 	if err := cw.Write(MerchantImportColumns); err != nil {
@@ -187,7 +190,8 @@ func WriteMerchantsCSV(w io.Writer, ms []*Merchant) error {
 	}
 	for _, m := range ms {
 		if err := cw.Write([]string{m.ID, m.Name, m.MCC, m.Region, m.Group, m.Tier, m.Rating, string(m.Status),
-			num(m.Limits.PerTransaction), num(m.Limits.Daily), num(m.Limits.Monthly), num(m.Limits.DailyCount)}); err != nil {
+			num(m.Limits.PerTransaction), num(m.Limits.Daily), num(m.Limits.Monthly), num(m.Limits.DailyCount),
+			m.NameLatin, m.NameLanguage}); err != nil {
 			return err
 		}
 	}

@@ -490,6 +490,9 @@ func (r *incidents) ResolveIncident(p Actor, id, note string) (*Incident, error)
 }
 
 func (r *incidents) updateIncident(p Actor, id, note string, to IncidentStatus) (*Incident, error) {
+	if err := noteError("incident "+id+": note", note); err != nil {
+		return nil, err
+	}
 	note = r.maskText(p, "incident "+id, "note", note)
 	return retry(r.store, func() (*Incident, error) { return r.updateIncidentOnce(p, id, note, to) })
 }

@@ -20,12 +20,13 @@ import (
 // write path masks (carddata.go), and the records' copies of them (a merchant's
 // name in a change, an incident's copy of its terminal and merchant).
 var (
-	merchantText = []string{"name", "status_reason"}
+	merchantText = []string{"name", "name_latin", "status_reason"}
 	terminalText = []string{"status_reason"}
-	changeText   = []string{"reason", "review_note", "merchant.name", "merchant.status_reason", "merchant_patch.name",
-		"terminal.status_reason", "terminals[].status_reason", "merchants[].name", "merchants[].status_reason",
+	changeText   = []string{"reason", "review_note", "merchant.name", "merchant.name_latin", "merchant.status_reason", "merchant_patch.name",
+		"merchant_patch.name_latin", "terminal.status_reason", "terminals[].status_reason", "merchants[].name",
+		"merchants[].name_latin", "merchants[].status_reason",
 		"alert_rule.description"}
-	incidentText = []string{"acknowledge_note", "resolve_note", "terminal.status_reason", "merchant.name", "merchant.status_reason"}
+	incidentText = []string{"acknowledge_note", "resolve_note", "terminal.status_reason", "merchant.name", "merchant.name_latin", "merchant.status_reason"}
 	alertText    = []string{"acknowledge_note"}
 	ruleText     = []string{"description"}
 	// ratingText: the merchant ratings' entries (switch/merchantrisk) log a rating

@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/switchyard/switchyard/internal/carddata"
+	"github.com/switchyard/switchyard/switch/qr"
 )
 
 // MerchantStatus is the lifecycle state of a merchant.
@@ -129,10 +130,22 @@ type Limits struct {
 // Merchant is a merchant record. Records handed out by the registry are immutable
 // snapshots: never modify one, copy it.
 type Merchant struct {
-	ID     string `json:"id"`
-	Name   string `json:"name"`
-	MCC    string `json:"mcc"`
-	Region string `json:"region"`
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	// NameLatin is the merchant's name in printable ASCII (1 to 25 characters, ""
+	// for none), for a name in another script: a merchant-presented QR code's ID 59
+	// (EMVCo's merchant name, which takes the common character set only) carries
+	// it, the language template (ID 64) the name. Without it ID 59 carries the
+	// merchant ID (switch/server qrNames).
+	NameLatin string `json:"name_latin,omitempty"`
+	// NameLanguage is the language of Name, an ISO 639-1 code ("zh", "ja"; ""
+	// for none): the QR code's language template's preference (ID 64, its ID 00).
+	// Without it the language is derived from the name's script (qr.NameLanguage:
+	// Han "ZH"), and a name whose script names no language (Cyrillic, accented
+	// Latin) gets no template.
+	NameLanguage string `json:"name_language,omitempty"`
+	MCC          string `json:"mcc"`
+	Region       string `json:"region"`
 	// Group is the merchant's group: a chain, a franchise or a parent company, the
 	// merchants one owner runs ("" for none). The risk rules count across it
 	// (counter dimension merchant_group) and see it as merchant.group.
@@ -360,6 +373,43 @@ func textProblem(s string, max int) string {
 	return ""
 }
 
+// NoteProblem says why s cannot be a note or a reason, free text people type for
+// other people (a change's reason, which a suspension or freeze keeps as the
+// record's status reason; a review note; an incident's, an alert's or a review
+// case's note; an alert rule's description), or returns "" when it can: valid
+// UTF-8 with no control character other than a tab or a line break, no format
+// character (the bidi embeddings, overrides, isolates and marks U+202A-U+202E,
+// U+2066-U+2069, U+200E/U+200F and U+061C; the zero-width space, joiners and
+// U+FEFF; the soft hyphen), no line or paragraph separator (U+2028, U+2029) and
+// none of the invisible characters the name check refuses. Text in any script,
+// other spaces and private-use characters are taken. The console, the review
+// screens and the CLI escape such characters on display; refused at input, none
+// is stored to reorder or hide part of a note a reviewer reads (a reason that
+// reads "approved" but is not).
+func NoteProblem(s string) string {
+	if !utf8.ValidString(s) {
+		return "not valid UTF-8"
+	}
+	for i, r := range s {
+		if r == '\t' || r == '\n' || r == '\r' {
+			continue
+		}
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == 0x2028 || r == 0x2029 || invisible(r) {
+			return fmt.Sprintf("character U+%04X at byte %d is a control, format (bidi, zero-width) or invisible character", r, i)
+		}
+	}
+	return ""
+}
+
+// noteError is the error of a note or reason (field, such as "change CHG-4: review
+// note") that NoteProblem refuses, nil when it takes it.
+func noteError(field, s string) error {
+	if p := NoteProblem(s); p != "" {
+		return invalidf("%s: %s; free text takes any script, tabs and line breaks, not characters that reorder or hide text", field, p)
+	}
+	return nil
+}
+
 // wideCardNumber reports whether s holds a card number written in full-width
 // digits (U+FF10-U+FF19, as a Chinese input method types them) that the masking of
 // free text (carddata.MaskText), which reads ASCII digits, would miss: s with its
@@ -427,6 +477,12 @@ func (m *Merchant) Validate() error {
 		return invalidf("merchant %s: name %q: %s: want 1 to %d characters (counted in characters, not bytes; "+
 			"Chinese and other scripts welcome) with no control, format (bidi, zero-width) or invisible characters",
 			m.ID, m.Name, textProblem(m.Name, MaxNameRunes), MaxNameRunes)
+	case m.NameLatin != "" && (len(m.NameLatin) > qr.MaxName || !isPrintable(m.NameLatin) || strings.TrimSpace(m.NameLatin) == ""):
+		return invalidf("merchant %s: ASCII name (name_latin) %q: want 1 to %d printable ASCII characters (letters, digits, "+
+			"spaces, punctuation: a QR code's merchant name, EMVCo ID 59), or none", m.ID, m.NameLatin, qr.MaxName)
+	case m.NameLanguage != "" && !qr.ValidLanguage(m.NameLanguage):
+		return invalidf("merchant %s: name language %q: want an ISO 639-1 code of two letters (zh, ja, ko, ru...; "+
+			"not a country code such as cn or jp), or none to derive it from the name's script", m.ID, m.NameLanguage)
 	case len(m.MCC) != 4 || !isDigits(m.MCC):
 		return invalidf("merchant %s: MCC %q: want 4 digits", m.ID, m.MCC)
 	case !isIdent(m.Region, 32):

@@ -201,13 +201,10 @@ func (d *orderDesk) NewOrder(ctx context.Context, o pipeline.OrderRequest) (pipe
 	if cur == "" {
 		cur = "156"
 	}
-	name, alt := qrNames(o.MerchantName, o.MID)
+	name, alt, lang := qrNames(o.MerchantName, o.MerchantNameLatin, o.MerchantNameLanguage, o.MID)
 	qo := qr.Order{Accounts: accounts, MCC: orDefault(o.MCC, "0000"), Currency: cur, Amount: o.Amount,
 		Country: d.cfg.Orders.Country, Name: name, City: trim(orDefault(o.City, d.cfg.Orders.Country), 15),
-		Reference: o.ID}
-	if alt != "" {
-		qo.AltLanguage, qo.AltName = qrAltLanguage, alt
-	}
+		Reference: o.ID, AltLanguage: lang, AltName: alt}
 	payload, err := qr.Encode(qo)
 	if err != nil {
 		return pipeline.OrderStatus{}, err
@@ -399,23 +396,39 @@ func authCode(txID string) string {
 	return fmt.Sprintf("%06s", txID)
 }
 
-// qrAltLanguage is the language preference (ID 64, its ID 00) of a merchant's name
-// that is not in the common character set: the switch's acquirers name their
-// merchants in Chinese.
-const qrAltLanguage = "ZH"
-
-// qrNames returns the merchant name for ID 59 (printable ASCII, at most 25
-// characters) and, when the registered name is not printable ASCII, that name for
+// qrNames returns the merchant's name for ID 59 (printable ASCII, at most 25
+// characters) and, when its registered name is not printable ASCII, that name for
 // the language template (ID 64, its ID 01, at most 25 characters, cut between
-// characters, never inside one). ID 59 then carries the merchant ID (DE 42), the
-// ASCII name the registry has for every merchant; "MERCHANT" when there is no name
-// nor ID.
-func qrNames(name, mid string) (latin, alt string) {
-	name = strings.TrimSpace(name)
-	if qr.Common(name) {
-		return trim(orDefault(name, orDefault(mid, "MERCHANT")), 25), ""
+// characters, never inside one) with the template's language preference (its ID
+// 00, ISO 639-1 in upper case).
+//
+// ID 59 carries the merchant's ASCII name (latin, the registry's name_latin) when
+// it has one (also beside an ASCII name: a shorter one than the name cut to 25
+// characters); else the registered name when it is printable ASCII; else the
+// merchant ID (DE 42), the ASCII name the registry has for every merchant;
+// "MERCHANT" when there is nothing. The language is the merchant's name_language
+// when set, else the one the name's script implies (qr.NameLanguage: Han "ZH",
+// kana "JA", Hangul "KO"...). A name whose language is neither given nor implied
+// (Cyrillic, accented Latin) gets no template: a language preference that is not
+// the name's would have a wallet show it to the wrong payers, or hide it from the
+// right ones; ID 59 still names the merchant.
+func qrNames(name, latin, lang, mid string) (id59, alt, altLang string) {
+	name, latin, mid = strings.TrimSpace(name), strings.TrimSpace(latin), strings.TrimSpace(mid)
+	if !qr.Common(latin) {
+		latin = "" // not an ASCII name: the registry refuses it
 	}
-	return trim(orDefault(strings.TrimSpace(mid), "MERCHANT"), 25), trim(name, 25)
+	if qr.Common(name) {
+		return trim(orDefault(latin, orDefault(name, orDefault(mid, "MERCHANT"))), qr.MaxName), "", ""
+	}
+	id59 = trim(orDefault(latin, orDefault(mid, "MERCHANT")), qr.MaxName)
+	altLang = strings.ToUpper(lang)
+	if !qr.ValidLanguage(altLang) {
+		altLang = qr.NameLanguage(name)
+	}
+	if altLang == "" {
+		return id59, "", ""
+	}
+	return id59, trim(name, qr.MaxAltName), altLang
 }
 
 func orDefault(s, d string) string {

@@ -317,3 +317,56 @@ func TestOrderChineseMerchantName(t *testing.T) {
 		}
 	}
 }
+
+// TestOrderMerchantNameLatinAndLanguage: ID 59 carries the merchant's ASCII name
+// (the registry's name_latin) when it has one, else the merchant ID for a name that
+// is not ASCII; ID 64 carries the registered name under the merchant's
+// name_language (upper case) or, without one, the language its script implies
+// (Han ZH, kana JA, Hangul KO). A name whose script implies no language (Cyrillic)
+// and that has none given gets no template; with one (ru) it does.
+func TestOrderMerchantNameLatinAndLanguage(t *testing.T) {
+	_, book := testBook(t)
+	d := &orderDesk{book: book, now: time.Now, secret: []byte("0123456789abcdef0123"), log: zerolog.Nop(),
+		cfg: config.QR{Orders: config.QROrders{TTL: config.Duration(time.Minute), Country: "CN"}, Connectors: []config.QRConnector{
+			{ID: "wechat", Network: "wechat", URL: "http://127.0.0.1:1", GUID: config.DefaultGUID("wechat")},
+		}}}
+	const mid = "000000000000001"
+	for i, c := range []struct {
+		name, latin, lang      string
+		want59, want64, wantLg string
+	}{
+		{"星巴克（南京西路店）", "Starbucks Nanjing W Rd", "", "Starbucks Nanjing W Rd", "星巴克（南京西路店）", "ZH"},
+		{"星巴克（南京西路店）", "", "zh", mid, "星巴克（南京西路店）", "ZH"},
+		{"すし処 銀座", "Sushi Ginza", "", "Sushi Ginza", "すし処 銀座", "JA"},
+		{"寿司 銀座", "", "ja", mid, "寿司 銀座", "JA"}, // Han alone, said Japanese
+		{"서울 카페", "", "", mid, "서울 카페", "KO"},
+		{"Кафе Москва", "Cafe Moskva", "", "Cafe Moskva", "", ""},
+		{"Кафе Москва", "", "ru", mid, "Кафе Москва", "RU"},
+		{"Café Crème", "Cafe Creme", "fr", "Cafe Creme", "Café Crème", "FR"},
+		{"Shanghai Pudong Airport Duty Free Shop", "Pudong Duty Free", "", "Pudong Duty Free", "", ""},
+		{"Tea House", "", "", "Tea House", "", ""},
+	} {
+		id := fmt.Sprintf("1000000000%02d", 51+i)
+		st, err := d.NewOrder(t.Context(), pipeline.OrderRequest{ID: id, TID: "T0000001", MID: mid, Currency: "156", Amount: 900,
+			MerchantName: c.name, MerchantNameLatin: c.latin, MerchantNameLanguage: c.lang, MCC: "5814", City: "CN-SH"})
+		if err != nil {
+			t.Fatalf("order of merchant %q: %v", c.name, err)
+		}
+		p, err := qr.Decode(st.Payload)
+		if err != nil {
+			t.Fatalf("order of merchant %q: payload %q: %v", c.name, st.Payload, err)
+		}
+		if got := p.Get("59"); got != c.want59 {
+			t.Errorf("merchant %q (%q, %q): ID 59 %q, want %q", c.name, c.latin, c.lang, got, c.want59)
+		}
+		if got := p.Sub("64", "01"); got != c.want64 {
+			t.Errorf("merchant %q (%q, %q): ID 64 01 %q, want %q", c.name, c.latin, c.lang, got, c.want64)
+		}
+		if got := p.Sub("64", "00"); got != c.wantLg {
+			t.Errorf("merchant %q (%q, %q): ID 64 00 %q, want %q", c.name, c.latin, c.lang, got, c.wantLg)
+		}
+		if has := p.Get("64") != ""; has != (c.want64 != "") {
+			t.Errorf("merchant %q (%q, %q): ID 64 present %v", c.name, c.latin, c.lang, has)
+		}
+	}
+}

@@ -11,6 +11,8 @@ import (
 
 func merchantFlags(f *flags) func() (registry.MerchantPatch, error) {
 	name := f.String("name", "", "merchant name")
+	latin := f.String("name-latin", "", "ASCII name (1 to 25 printable ASCII characters) for a name in another script: a QR code's merchant name (EMVCo ID 59); \"\" for none")
+	lang := f.String("name-language", "", "the name's language, ISO 639-1 (zh, ja, ko, ru...): a QR code's language template (ID 64); \"\" to derive it from the name's script")
 	mcc := f.String("mcc", "", "merchant category code")
 	region := f.String("region", "", "region")
 	group := f.String("group", "", "merchant group (chain, parent company); \"\" for none")
@@ -30,6 +32,7 @@ func merchantFlags(f *flags) func() (registry.MerchantPatch, error) {
 		}
 		p.Name, p.MCC, p.Region, p.Tier, p.Rating = str("name", name), str("mcc", mcc), str("region", region), str("tier", tier), str("rating", rating)
 		p.Group = str("group", group)
+		p.NameLatin, p.NameLanguage = str("name-latin", latin), str("name-language", lang)
 		if f.set("limit-txn") || f.set("limit-daily") || f.set("limit-monthly") || f.set("limit-count") {
 			p.Limits = &registry.Limits{PerTransaction: *lTxn, Daily: *lDay, Monthly: *lMon, DailyCount: *lCnt}
 		}
@@ -109,7 +112,8 @@ func (t *tool) merchant(args []string) error {
 		for _, x := range []struct {
 			dst *string
 			v   *string
-		}{{&m.Name, p.Name}, {&m.MCC, p.MCC}, {&m.Region, p.Region}, {&m.Group, p.Group}, {&m.Tier, p.Tier}, {&m.Rating, p.Rating}} {
+		}{{&m.Name, p.Name}, {&m.NameLatin, p.NameLatin}, {&m.NameLanguage, p.NameLanguage}, {&m.MCC, p.MCC}, {&m.Region, p.Region},
+			{&m.Group, p.Group}, {&m.Tier, p.Tier}, {&m.Rating, p.Rating}} {
 			if x.v != nil {
 				*x.dst = *x.v
 			}
@@ -134,7 +138,7 @@ func (t *tool) merchant(args []string) error {
 		}
 		p, _ := patch()
 		if p == (registry.MerchantPatch{}) {
-			return usagef("merchant change: nothing to change (give --name, --mcc, --region, --group, --tier, --rating or --limit-*)")
+			return usagef("merchant change: nothing to change (give --name, --name-latin, --name-language, --mcc, --region, --group, --tier, --rating or --limit-*)")
 		}
 		var c registry.Change
 		if err := t.call("PATCH", "/api/v1/merchants/"+seg(pos[0]), registry.MerchantPatchRequest{MerchantPatch: p, Reason: *reason}, &c); err != nil {

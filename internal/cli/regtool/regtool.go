@@ -52,13 +52,18 @@ default Asia/Shanghai); --json prints the switch's JSON instead, for scripts.
   switchyard merchant show ID [--json]
   switchyard merchant profile ID [--refresh]   (what the rules see as merchant.profile: learned or the
                  tier's defaults, and when computed; --refresh recomputes every profile first, operators)
-  switchyard merchant register ID --name N --mcc NNNN --region R [--group G] --tier T [--rating low|medium|high]
-                 [--limit-txn FEN] [--limit-daily FEN] [--limit-monthly FEN] [--limit-count N] [--pending] [--reason TEXT]
-  switchyard merchant change ID [--name N] [--mcc M] [--region R] [--group G] [--tier T] [--rating R] [--limit-* ...] [--reason TEXT]
+  switchyard merchant register ID --name N [--name-latin ASCII] [--name-language zh] --mcc NNNN --region R [--group G]
+                 --tier T [--rating low|medium|high] [--limit-txn FEN] [--limit-daily FEN] [--limit-monthly FEN]
+                 [--limit-count N] [--pending] [--reason TEXT]
+                 (--name-latin: the name in 1 to 25 printable ASCII characters, a QR code's ID 59, for a name in
+                 another script; --name-language: its ISO 639-1 language, else derived from the script)
+  switchyard merchant change ID [--name N] [--name-latin A] [--name-language L] [--mcc M] [--region R] [--group G]
+                 [--tier T] [--rating R] [--limit-* ...] [--reason TEXT]
   switchyard merchant activate|freeze|unfreeze|close ID [--reason TEXT]
   switchyard merchant import FILE.csv [--reason TEXT] [--dry-run]
                  (columns merchant_id,name,mcc,region,group,tier,rating,status,limit_txn,limit_daily,
-                 limit_monthly,limit_count; one change for all the rows that pass, approved by a reviewer)
+                 limit_monthly,limit_count,name_latin,name_language; one change for all the rows that pass,
+                 approved by a reviewer)
   switchyard merchant rating ID [--pin A..E --reason TEXT [--days N] | --unpin --reason TEXT]
                  (the rating in force, the score and the facts behind it, its limits; pins: analysts)
   switchyard merchant report ID [--days 1|7|30]   (counts, amounts, approval rate, hourly profile)

@@ -531,17 +531,39 @@ func TestCLIMerchantsCSV(t *testing.T) {
 }
 
 // TestCLIChangeShowEscapesControls: a merchant registration whose reason carries
-// escape sequences (the registry takes a reason as typed; names it refuses) is
-// requested and shown with them as visible escapes; --json keeps the bytes (JSON
-// escapes them). Before, change show wrote the bytes, and the reviewer's
-// terminal acted on them.
+// escape sequences is refused (since 6 December 2026: the registry refuses control
+// characters in reasons as in names), the error naming the code point without
+// writing the bytes. A reason an older version stored with them is shown with them
+// as visible escapes; --json keeps the bytes (JSON escapes them). Before, change
+// show wrote the bytes, and the reviewer's terminal acted on them.
 func TestCLIChangeShowEscapesControls(t *testing.T) {
 	e := newEnv(t)
-	out := e.mustRun(t, op, "merchant", "register", "000000000000077", "--name", "Night Market", "--mcc", "5812", "--region", "CN-GZ",
-		"--tier", "micro", "--reason", "new\x1b]52;c;eA==\a\x1b[2J")
-	if !strings.Contains(out, "CHG-1 requested") || strings.ContainsAny(out, "\x1b\a") {
-		t.Fatalf("register: %q", out)
+	const reason = "new\x1b]52;c;eA==\a\x1b[2J"
+	code, out, errs := e.run(t, op, "merchant", "register", "000000000000077", "--name", "Night Market", "--mcc", "5812", "--region", "CN-GZ",
+		"--tier", "micro", "--reason", reason)
+	if code == ExitOK || !strings.Contains(errs, "U+001B") || !strings.Contains(errs, "reason") || strings.ContainsAny(out+errs, "\x1b\a") {
+		t.Fatalf("register with escape sequences in its reason: exit %d\nstdout: %q\nstderr: %q\nwant refused, U+001B named, not written", code, out, errs)
 	}
+	// What an older version stored: the change as the API hands it out.
+	stored := e.mustRun(t, op, "merchant", "register", "000000000000077", "--name", "Night Market", "--mcc", "5812", "--region", "CN-GZ",
+		"--tier", "micro", "--reason", "new")
+	if !strings.Contains(stored, "CHG-1 requested") {
+		t.Fatalf("register: %q", stored)
+	}
+	pv, err := e.reg.GetChange("CHG-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pv.Change.Reason = reason
+	api := e.handler
+	e.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && r.URL.Path == "/api/v1/changes/CHG-1" {
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(pv)
+			return
+		}
+		api.ServeHTTP(w, r)
+	})
 	out = e.mustRun(t, rev, "change", "show", "CHG-1")
 	if strings.ContainsAny(out, "\x1b\a") || !strings.Contains(out, `: new\x1b]52;c;eA==\x07\x1b[2J`+"\n") {
 		t.Fatalf("change show:\n%q", out)

@@ -68,6 +68,8 @@ func (t *tool) printMerchant(m *registry.Merchant) {
 	t.fields([][2]string{
 		{"Merchant", m.ID},
 		{"Name", m.Name},
+		{"ASCII name", m.NameLatin},
+		{"Name language", m.NameLanguage},
 		{"MCC", m.MCC},
 		{"Region", m.Region},
 		{"Group", m.Group},
