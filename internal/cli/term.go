@@ -3,6 +3,7 @@ package cli
 import (
 	"cmp"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -378,6 +379,15 @@ func runTerm(env *Env, args []string) int {
 		fmt.Fprintf(env.Stdout, "  (%s, %s)\n", what, time.Since(start).Round(time.Microsecond))
 		if payload, ok := message.TLVValue(r.DE48, message.TagQRPayload); ok {
 			fmt.Fprintf(env.Stdout, "QR %s\n", esc(payload))
+		}
+		// A merchant named in another script: QP is the code without its name, QU
+		// the whole code (docs/terminal-interface.md).
+		if whole, ok := message.TLVValue(r.DE48, message.TagQRPayloadUTF8); ok {
+			if b, err := base64.StdEncoding.DecodeString(whole); err == nil {
+				fmt.Fprintf(env.Stdout, "QR (UTF-8) %s\n", esc(string(b)))
+			} else {
+				fmt.Fprintf(env.Stdout, "QU %s (not base64: %v)\n", esc(whole), err)
+			}
 		}
 	}
 	return 0

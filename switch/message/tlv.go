@@ -38,6 +38,12 @@ const (
 	// order request; TagQRState the order's state (open, paid, expired, refunded).
 	TagQRPayload = "QP"
 	TagQRState   = "QS"
+	// TagQRPayloadUTF8 is, beside QP, the whole code of a merchant named in another
+	// script (with its language template, ID 64, in UTF-8), base64-encoded (RFC 4648,
+	// standard alphabet, padded): DE 48 carries ASCII only, so QP then holds the
+	// code without ID 64. A terminal that can show UTF-8 shows QU decoded; others
+	// ignore it and show QP (docs/terminal-interface.md).
+	TagQRPayloadUTF8 = "QU"
 	// TagPartialOK, with the value "1", says the terminal accepts a partial approval
 	// (DE 39 = 10 with the approved amount in DE 4 of the answer). The terminal
 	// interface has no such indicator; without it the switch reverses a partial

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/switchyard/switchyard/switch/frontend"
 	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/message"
+	"github.com/switchyard/switchyard/switch/qr"
 	"github.com/switchyard/switchyard/switch/registry"
 )
 
@@ -91,8 +93,8 @@ func (p *Pipeline) qrOrder(ctx context.Context, t *txn) (frontend.Response, erro
 	de48, _ = message.AppendTLV(de48, message.TagQROrder, st.ID)
 	de48, _ = message.AppendTLV(de48, message.TagQRState, st.State)
 	if st.Payload != "" && r.ProcCode == message.PCQROrder {
-		if de48, err = message.AppendTLV(de48, message.TagQRPayload, st.Payload); err != nil {
-			return p.systemError(t, err)
+		if de48, err = appendOrderPayload(de48, st.Payload); err != nil {
+			return p.systemError(t, fmt.Errorf("qr order %s: %w", st.ID, err))
 		}
 	}
 	// An inquiry's answer carries the order's amount (the amount paid, once paid),
@@ -254,4 +256,37 @@ func (p *Pipeline) orderInput(rec *journal.Record) *risk.Input {
 		}
 	}
 	return in
+}
+
+// appendOrderPayload appends an order's code to an answer's DE 48: QP, and for a
+// code that is not ASCII (a merchant named in another script, in the language
+// template, ID 64) QP without ID 64 and QU the whole code in base64. DE 48 is
+// ASCII on the terminal interface: until 6 December 2026 the UTF-8 bytes went in
+// QP, and a terminal decoding DE 48 as ASCII (moov-io/iso8583's Spec87ASCII, the
+// switch's own term client) could not read the answer.
+func appendOrderPayload(de48 []byte, payload string) ([]byte, error) {
+	if isASCII(payload) {
+		return message.AppendTLV(de48, message.TagQRPayload, payload)
+	}
+	plain, err := qr.WithoutLanguageTemplate(payload)
+	if err != nil {
+		return de48, fmt.Errorf("code without its language template: %w", err)
+	}
+	if !isASCII(plain) {
+		return de48, fmt.Errorf("code is not ASCII outside its language template")
+	}
+	if de48, err = message.AppendTLV(de48, message.TagQRPayload, plain); err != nil {
+		return de48, err
+	}
+	return message.AppendTLV(de48, message.TagQRPayloadUTF8, base64.StdEncoding.EncodeToString([]byte(payload)))
+}
+
+// isASCII reports whether s holds bytes below 0x80 only.
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }

@@ -313,3 +313,26 @@ func Encode(o Order) (string, error) {
 	s := b.String()
 	return s + CRC(s), nil
 }
+
+// WithoutLanguageTemplate returns payload s without its language template (ID 64),
+// its CRC computed again: the same code in the common character set, which a
+// channel that carries only ASCII (the terminal interface's DE 48) can carry. A
+// payload without ID 64 comes back as it is. s must decode (Decode).
+func WithoutLanguageTemplate(s string) (string, error) {
+	p, err := Decode(s)
+	if err != nil {
+		return "", err
+	}
+	if p.Get(IDLanguage) == "" {
+		return s, nil
+	}
+	var b strings.Builder
+	for _, o := range p.Objects {
+		if o.ID == IDLanguage || o.ID == IDCRC {
+			continue
+		}
+		fmt.Fprintf(&b, "%s%02d%s", o.ID, utf8.RuneCountInString(o.Value), o.Value)
+	}
+	b.WriteString(IDCRC + "04")
+	return b.String() + CRC(b.String()), nil
+}

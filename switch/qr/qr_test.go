@@ -103,6 +103,32 @@ func TestEncodeLanguageTemplate(t *testing.T) {
 	}
 }
 
+// TestWithoutLanguageTemplate: the ASCII form of a code is the code Encode gives
+// without the language template, whose CRC is computed again.
+func TestWithoutLanguageTemplate(t *testing.T) {
+	o := Order{MCC: "4111", Currency: "156", Country: "CN", Name: "BEST TRANSPORT", City: "BEIJING",
+		Reference: "000000000042", AltLanguage: "ZH", AltName: "最佳运输", AltCity: "北京"}
+	full, err := Encode(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.AltLanguage, o.AltName, o.AltCity = "", "", ""
+	want, _ := Encode(o)
+	got, err := WithoutLanguageTemplate(full)
+	if err != nil || got != want {
+		t.Fatalf("WithoutLanguageTemplate = %q, %v; want %q", got, err, want)
+	}
+	if _, err := Decode(got); err != nil {
+		t.Fatalf("%q: %v", got, err)
+	}
+	if same, err := WithoutLanguageTemplate(want); err != nil || same != want {
+		t.Fatalf("a code without ID 64 came back %q, %v", same, err)
+	}
+	if _, err := WithoutLanguageTemplate(full[:len(full)-1] + "0"); err == nil {
+		t.Fatal("a code whose CRC is wrong was taken")
+	}
+}
+
 func TestClassify(t *testing.T) {
 	tb, err := NewTable(DefaultRoutes())
 	if err != nil {
