@@ -29,8 +29,9 @@ type session struct {
 	// before): a sign-in within Config.KeyLifetime gets the same keys again
 	// (Adapter.reissue).
 	issued *issuedKeys
-	// conn is the connection on which the terminal signed in or last sent a
-	// request whose MAC verified: its echoes on it make it seen (Adapter.network).
+	// conn is the connection on which the terminal last sent a request whose MAC
+	// verified (never that of a sign-in, which carries no MAC): its echoes on it
+	// make it seen (Adapter.network).
 	conn connKey
 }
 

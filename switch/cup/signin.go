@@ -88,7 +88,9 @@ func (a *Adapter) signIn(ctx context.Context, c *frontend.Conn, f *Frame) (front
 	s.mu.Lock()
 	s.batch = nextBatch(f60.Batch)
 	s.tlv, s.scheme, s.signedIn, s.makVersion = tlv, f60.NetCode, a.cfg.Now(), makVersion
-	s.conn = keyOf(c)
+	// The sign-in's connection is not made the proven one (its echoes make the
+	// terminal seen): the 0800 carries no MAC. The first request whose MAC
+	// verifies on it does (Process).
 	if issued != nil {
 		s.issued = issued
 	}
@@ -322,9 +324,10 @@ func (a *Adapter) network(ctx context.Context, c *frontend.Conn, f *Frame, body 
 		return a.reply(ans, sit, message.RCInvalidTransaction, nil, "unknown network code")
 	}
 	// An echo (or sign-off) makes the terminal seen only on the connection of its
-	// sign-in or of its last verified MAC: the 0820 has no MAC of its own, and
-	// anyone who knows a terminal ID could otherwise keep a stolen terminal looking
-	// online at its shop (until 6 December 2026 every 0820 did).
+	// last request whose MAC verified: the 0820 has no MAC of its own, and anyone
+	// who knows a terminal ID could otherwise keep a stolen terminal looking online
+	// at its shop (until 6 December 2026 every 0820 did; until later that day so
+	// did one on the connection of a sign-in, which has no MAC either).
 	proven := a.sess.get(tid).provenOn(c)
 	rc, update, err := a.networkToPipeline(ctx, c, f, code, "", proven)
 	if err != nil {

@@ -652,13 +652,12 @@ func (p *Pipeline) network(ctx context.Context, t *txn) (frontend.Response, erro
 			p.metrics.Transactions.WithLabelValues("0800", rc, "", "binding").Inc()
 			return frontend.Response{Body: raw}, nil
 		}
-		if code == message.NMSignOn && t.conn.UnMACdNetwork && p.terminals != nil {
-			// A dialect's sign-in (cup), which carries no MAC, that passed the
-			// terminal checks: the terminal is seen, whatever keys it is
-			// registered with (its working keys go under its TMK, of use to it
-			// alone). Its echoes carry no MAC either (networkSeen).
-			p.seen(t)
-		}
+		// A dialect's sign-in (cup, frontend.Conn.UnMACdNetwork) that passed the
+		// terminal checks does not make the terminal seen: it carries no MAC, and
+		// its F62 identity and place travel in clear, so anyone on the network
+		// path can send it again from anywhere. The terminal's first request whose
+		// MAC verifies after it does (the terminal checks). (Until 6 December 2026
+		// it did, and a replayed sign-in kept a stolen terminal looking online.)
 	}
 	switch t.req.NetCode {
 	case message.NMSignOn:
@@ -704,11 +703,11 @@ func (p *Pipeline) seen(t *txn) {
 // checks, makes the terminal seen (its last-seen time, address and reported place,
 // which the console shows and the offline alerts read): only with a MAC verified
 // under the terminal's key (t.macOK), or, from a dialect adapter, on the connection
-// on which the terminal signed in or last sent a verified MAC
-// (frontend.Conn.SessionProven: the cup echo, which its dialect does not MAC). A
-// sign-on and a key change are seen by their terminal checks (registry Check), when
-// they pass them or their MAC verified, and a dialect's unMAC'd sign-in (cup) when it
-// passes them (network). A bare echo is answered as before and
+// on which the terminal last sent a verified MAC (frontend.Conn.SessionProven: the
+// cup echo, which its dialect does not MAC). A sign-on and a key change are seen by
+// their terminal checks (registry Check), when they pass them or their MAC verified,
+// but a dialect's unMAC'd sign-in (cup) never is (checkNetwork: Unproven). A bare
+// echo is answered as before and
 // counted in switchyard_network_unproven_total, nothing else. Until 6 December 2026
 // every 0800 naming a known terminal made it seen: whoever knew a stolen terminal's
 // ID kept it looking online at its shop, and its offline alert silent.
