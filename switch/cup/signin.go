@@ -165,7 +165,10 @@ func (a *Adapter) reissue(tid string, term *registry.Terminal, scheme string) (f
 	s.mu.Lock()
 	ik := s.issued
 	s.mu.Unlock()
-	if ik == nil || ik.scheme != scheme || a.cfg.Now().Sub(ik.at) >= a.cfg.KeyLifetime {
+	// Never keys older than half the journal's memory of the STANs sent under
+	// them (replayMemory), whatever the configured lifetime: a request under a
+	// MAK older than that memory is refused (Process).
+	if ik == nil || ik.scheme != scheme || a.cfg.Now().Sub(ik.at) >= min(a.cfg.KeyLifetime, replayMemory/2) {
 		return nil, 0, false
 	}
 	want := []string{a.pikID(tid, term), a.makRef(tid, term).ID, term.Keys.TMK}
@@ -358,6 +361,6 @@ func (a *Adapter) signOffProven(ctx context.Context, tid string, f *Frame, body 
 		return false
 	}
 	term, _ := a.cfg.Terminals.Terminal(tid)
-	grace, err := a.verifyMAC(ctx, a.sess.get(tid), a.makRef(tid, term), a.scheme(tid), MACInput(body, f), f.Bytes(64))
+	grace, _, err := a.verifyMAC(ctx, a.sess.get(tid), a.makRef(tid, term), a.scheme(tid), MACInput(body, f), f.Bytes(64))
 	return err == nil && !grace
 }
