@@ -230,7 +230,8 @@ func (a *Adapter) restoreFrom(made time.Time) time.Time {
 // answered as the pipeline's duplicate, never authorized again. The session knows
 // every request since its memory began (since, restore); only a terminal of more
 // requests than it keeps (maxSTANs), whose memory starts after its key was made,
-// has its STAN looked up in the journal (recall), once per STAN. Zero made (the
+// has its STAN looked up in the journal (recall: its records from the key's making
+// to where its memory begins), once per STAN. Zero made (the
 // key's age unknown) vouches by the session alone, as before 6 December 2026.
 func (a *Adapter) vouch(ctx context.Context, s *session, tid, stan string, made time.Time) error {
 	s.mu.Lock()
@@ -240,7 +241,7 @@ func (a *Adapter) vouch(ctx context.Context, s *session, tid, stan string, made 
 	if known || made.IsZero() || !since.After(made) {
 		return nil
 	}
-	return a.recall(ctx, s, tid, stan, made)
+	return a.recall(ctx, s, tid, stan, made, since.Add(time.Second)) // what it holds is newer
 }
 
 // Situation is what the processing-requirement hook sees of an answer.
@@ -428,7 +429,7 @@ func (a *Adapter) Process(ctx context.Context, c *frontend.Conn, body []byte) (f
 		if err != nil {
 			return refuse(err)
 		}
-		if err := a.recall(ctx, s, tid, orig, a.cfg.Now().Add(-recallWindow)); err != nil {
+		if err := a.recall(ctx, s, tid, orig, a.cfg.Now().Add(-recallWindow), time.Time{}); err != nil {
 			a.log.Error().Err(err).Msg("cup: reversal's original not looked up; sent as one of an unknown original")
 		}
 	}

@@ -34,10 +34,11 @@ func originalSTAN(f *Frame, k Kind) (string, error) {
 
 // recall puts into the session the original of a reversal that it does not remember,
 // from the journal: the terminal's latest authorization or purchase with that STAN
-// received from `from` on (the last day for a reversal's original; from the making
-// of its MAC key for a request to vouch for). Not found (or no journal), the session
-// stays as it was and the pipeline takes the reversal as one of an unknown original.
-func (a *Adapter) recall(ctx context.Context, s *session, tid, stan string, from time.Time) error {
+// received from `from` until `to` (zero: now) (the last day for a reversal's
+// original; from the making of its MAC key to where the session's memory begins for
+// a request to vouch for). Not found (or no journal), the session stays as it was
+// and the pipeline takes the reversal as one of an unknown original.
+func (a *Adapter) recall(ctx context.Context, s *session, tid, stan string, from, to time.Time) error {
 	if a.cfg.Journal == nil {
 		return nil
 	}
@@ -47,9 +48,11 @@ func (a *Adapter) recall(ctx context.Context, s *session, tid, stan string, from
 	if known {
 		return nil
 	}
-	now := a.cfg.Now()
+	if to.IsZero() {
+		to = a.cfg.Now().Add(time.Minute)
+	}
 	var found *journal.Record
-	err := a.cfg.Journal.Scan(ctx, journal.Query{TID: tid, From: from, To: now.Add(time.Minute)}, func(r *journal.Record) bool {
+	err := a.cfg.Journal.Scan(ctx, journal.Query{TID: tid, From: from, To: to}, func(r *journal.Record) bool {
 		if r.STAN == stan && (r.MTI == "0100" || r.MTI == "0200" || r.MTI == "0220") && r.DE7 != "" && (found == nil || r.Received.After(found.Received)) {
 			found = r
 		}
