@@ -151,10 +151,97 @@ type Config struct {
 	// answers ReqSignIn to a terminal without a session or whose MAC failed, else
 	// ReqNone.
 	Requirement func(r Situation) int
+	// KeyCreated, when set, returns when version of key id was made (the key
+	// store's created_at). With it (and KeyVersion) a request is told from a replay
+	// by the terminal's STANs since its MAK was made, read back from the journal as
+	// far as that (Adapter.vouch), and one whose MAK was made more than 7 days ago
+	// (replayMemory: the journal's least retention) is refused A0 so that the
+	// terminal signs in for new keys. nil: by the STANs of the last day only.
+	KeyCreated func(id string, version int) (time.Time, error)
 	// KeyVersion, when set, returns the current version of a key (the key store's),
 	// so that a terminal whose MAK was rotated since its sign-in is asked to sign in
 	// again; nil notices only the rotations its own sign-ins make.
 	KeyVersion func(id string) (int, error)
+}
+
+// replayMemory is how far back the adapter reads the journal for the STANs a
+// terminal sent under its MAC key (restore, vouch): the journal keeps at least 7
+// days (the journal.retention task's minimum). A request MAC'd under a key made
+// longer ago is refused A0 (the terminal signs in and gets new keys): a replay of it
+// could not be told from a new request.
+const replayMemory = 7 * 24 * time.Hour
+
+// keyMade returns when the MAK version a request verified under was made (version
+// as verifyMAC returns it: 0 the current one, -1 the one before it, in its grace),
+// zero when unknown (no Config.KeyCreated or KeyVersion, or the key store does not
+// say). The answer is cached in the session: the key store is asked again only
+// when the version changes.
+func (a *Adapter) keyMade(s *session, id string, version int) time.Time {
+	if a.cfg.KeyCreated == nil {
+		return time.Time{}
+	}
+	if version <= 0 {
+		if a.cfg.KeyVersion == nil {
+			return time.Time{}
+		}
+		cur, err := a.cfg.KeyVersion(id)
+		if err != nil {
+			return time.Time{}
+		}
+		if version < 0 {
+			cur-- // a version in its grace: at most that old
+		}
+		if version = cur; version <= 0 {
+			return time.Time{}
+		}
+	}
+	s.mu.Lock()
+	if s.made.version == version {
+		at := s.made.at
+		s.mu.Unlock()
+		return at
+	}
+	s.mu.Unlock()
+	at, err := a.cfg.KeyCreated(id, version)
+	if err != nil {
+		a.log.Warn().Err(err).Str("key", id).Int("version", version).Msg("cup: when the MAC key was made is unknown; its requests are vouched for by the last day's STANs only")
+		return time.Time{}
+	}
+	s.mu.Lock()
+	s.made.version, s.made.at = version, at
+	s.mu.Unlock()
+	return at
+}
+
+// restoreFrom is how far back restore reads the journal: the last day (recallWindow),
+// or further, to when the request's MAC key was made (made; never more than
+// replayMemory).
+func (a *Adapter) restoreFrom(made time.Time) time.Time {
+	from := a.cfg.Now().Add(-recallWindow)
+	if !made.IsZero() && made.Before(from) {
+		from = made
+	}
+	return from
+}
+
+// vouch makes sure that the session knows STAN stan if the journal holds a request
+// of it since the request's MAC key was made (made): a MAC'd request sent again,
+// however late while its key is in force, is then given its first DE 7 and
+// answered as the pipeline's duplicate, never authorized again. The session knows
+// every request since its memory began (since, restore); only a terminal of more
+// requests than it keeps (maxSTANs), whose memory starts after its key was made,
+// has its STAN looked up in the journal (recall: its records from the key's making
+// to where its memory begins), once per STAN. Zero made (the
+// key's age unknown) vouches by the session alone, as before 6 December 2026.
+func (a *Adapter) vouch(ctx context.Context, s *session, tid, stan string, made time.Time) error {
+	s.mu.Lock()
+	_, known := s.stans[stan]
+	since := s.since
+	s.mu.Unlock()
+	if known || made.IsZero() || !since.After(made) {
+		return nil
+	}
+	return a.recall(ctx, s, tid, stan, made, since.Add(time.Second)) // what it holds is newer
 }
 
 // Situation is what the processing-requirement hook sees of an answer.
@@ -260,7 +347,7 @@ func (a *Adapter) Process(ctx context.Context, c *frontend.Conn, body []byte) (f
 	if !f.Has(64) {
 		return a.refused(ctx, c, f, ans, sit, RCMACFailure, nil, "mac-missing", "mac-missing")
 	}
-	grace, err := a.verifyMAC(ctx, s, mak, scheme, MACInput(body, f), f.Bytes(64))
+	grace, version, err := a.verifyMAC(ctx, s, mak, scheme, MACInput(body, f), f.Bytes(64))
 	if err != nil {
 		if !errors.Is(err, hsm.ErrMACMismatch) && !errors.Is(err, hsm.ErrKeyNotFound) {
 			a.log.Error().Err(err).Str("tid", tid).Msg("cup: MAC could not be verified")
@@ -285,6 +372,15 @@ func (a *Adapter) Process(ctx context.Context, c *frontend.Conn, body []byte) (f
 		s = a.sess.open(tid)
 	}
 	s.setConn(c)
+	made := a.keyMade(s, mak.ID, version)
+	if !made.IsZero() && a.cfg.Now().Sub(made) > replayMemory {
+		// A replay of a request MAC'd under this key could not be told from a new
+		// one: the journal may no longer hold the first (vouch). The terminal signs
+		// in again (A0) and gets new keys.
+		a.log.Warn().Str("tid", tid).Str("stan", stan).Str("mti", f.MTI()).Time("mak_made", made).
+			Msg("cup: request MAC'd under a key older than the journal's memory of the terminal's STANs: answered A0, nothing forwarded; the terminal signs in for new keys")
+		return a.refused(ctx, c, f, ans, sit, RCMACFailure, nil, "mac-key-too-old", "mac-key-too-old")
+	}
 	macf := func(data []byte) ([]byte, error) {
 		return a.cfg.HSM.GenerateMAC(context.WithoutCancel(ctx), hsm.MACRequest{Key: mak, Data: data, Scheme: scheme})
 	}
@@ -320,15 +416,20 @@ func (a *Adapter) Process(ctx context.Context, c *frontend.Conn, body []byte) (f
 	if err != nil {
 		return refuse(err)
 	}
-	if err := a.restore(ctx, s, tid); err != nil {
+	if err := a.restore(ctx, s, tid, a.restoreFrom(made)); err != nil {
 		a.log.Error().Err(err).Msg("cup: session not restored; a resend from before the restart is taken as a new request")
+	}
+	if k.Original == "" || k.Original == "rrn" {
+		if err := a.vouch(ctx, s, tid, stan, made); err != nil {
+			a.log.Error().Err(err).Str("tid", tid).Str("stan", stan).Msg("cup: STAN not looked up in the journal; taken as a new request")
+		}
 	}
 	if k.Original == "stan" || k.Original == "stan61" {
 		orig, err := originalSTAN(f, k)
 		if err != nil {
 			return refuse(err)
 		}
-		if err := a.recall(ctx, s, tid, orig); err != nil {
+		if err := a.recall(ctx, s, tid, orig, a.cfg.Now().Add(-recallWindow), time.Time{}); err != nil {
 			a.log.Error().Err(err).Msg("cup: reversal's original not looked up; sent as one of an unknown original")
 		}
 	}
@@ -465,10 +566,11 @@ func (a *Adapter) requirement(sit Situation) int {
 // and the terminal's own: the terminal signed in on another node of a cluster (each
 // node has its sessions, the key store is shared), or two sign-ins of it at once were
 // stored in the other order. A MAC under it is no grace, and the session takes that
-// version. (Until 5 December 2026 it was taken for a previous version: the answer
+// version. version is the version that verified: 0 when the current one was asked
+// for without a number (no session), -1 for one in its grace. (Until 5 December 2026 it was taken for a previous version: the answer
 // went without F64, which a terminal takes for a MAC failure and reverses, and asked
 // for another sign-in, which made the other node's session stale in turn.)
-func (a *Adapter) verifyMAC(ctx context.Context, s *session, mak hsm.KeyRef, scheme hsm.MACScheme, data, sum []byte) (grace bool, err error) {
+func (a *Adapter) verifyMAC(ctx context.Context, s *session, mak hsm.KeyRef, scheme hsm.MACScheme, data, sum []byte) (grace bool, version int, err error) {
 	if s != nil {
 		s.mu.Lock()
 		mak.Version = s.makVersion
@@ -476,7 +578,7 @@ func (a *Adapter) verifyMAC(ctx context.Context, s *session, mak hsm.KeyRef, sch
 	}
 	err = a.cfg.HSM.VerifyMAC(ctx, hsm.MACRequest{Key: mak, Data: data, Scheme: scheme}, sum)
 	if err == nil || mak.Version == 0 || !errors.Is(err, hsm.ErrMACMismatch) {
-		return false, err
+		return false, mak.Version, err
 	}
 	if a.cfg.KeyVersion != nil {
 		if cur, verr := a.cfg.KeyVersion(mak.ID); verr == nil && cur > 0 && cur != mak.Version {
@@ -489,18 +591,18 @@ func (a *Adapter) verifyMAC(ctx context.Context, s *session, mak hsm.KeyRef, sch
 					s.makVersion = cur
 				}
 				s.mu.Unlock()
-				return false, nil
+				return false, cur, nil
 			}
 			if !errors.Is(err, hsm.ErrMACMismatch) {
-				return false, err
+				return false, 0, err
 			}
 		}
 	}
 	mak.Version = 0
 	if err := a.cfg.HSM.VerifyMAC(ctx, hsm.MACRequest{Key: mak, Data: data, Scheme: scheme}, sum); err != nil {
-		return false, err
+		return false, 0, err
 	}
-	return true, nil
+	return true, -1, nil
 }
 
 func (a *Adapter) signedIn(tid string) bool { return a.sess.get(tid).isSignedIn() }

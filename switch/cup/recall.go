@@ -33,10 +33,12 @@ func originalSTAN(f *Frame, k Kind) (string, error) {
 }
 
 // recall puts into the session the original of a reversal that it does not remember,
-// from the journal: the terminal's latest authorization or purchase with that STAN in
-// the last day. Not found (or no journal), the session stays as it was and the
-// pipeline takes the reversal as one of an unknown original.
-func (a *Adapter) recall(ctx context.Context, s *session, tid, stan string) error {
+// from the journal: the terminal's latest authorization or purchase with that STAN
+// received from `from` until `to` (zero: now) (the last day for a reversal's
+// original; from the making of its MAC key to where the session's memory begins for
+// a request to vouch for). Not found (or no journal), the session stays as it was
+// and the pipeline takes the reversal as one of an unknown original.
+func (a *Adapter) recall(ctx context.Context, s *session, tid, stan string, from, to time.Time) error {
 	if a.cfg.Journal == nil {
 		return nil
 	}
@@ -46,9 +48,11 @@ func (a *Adapter) recall(ctx context.Context, s *session, tid, stan string) erro
 	if known {
 		return nil
 	}
-	now := a.cfg.Now()
+	if to.IsZero() {
+		to = a.cfg.Now().Add(time.Minute)
+	}
 	var found *journal.Record
-	err := a.cfg.Journal.Scan(ctx, journal.Query{TID: tid, From: now.Add(-recallWindow), To: now.Add(time.Minute)}, func(r *journal.Record) bool {
+	err := a.cfg.Journal.Scan(ctx, journal.Query{TID: tid, From: from, To: to}, func(r *journal.Record) bool {
 		if r.STAN == stan && (r.MTI == "0100" || r.MTI == "0200" || r.MTI == "0220") && r.DE7 != "" && (found == nil || r.Received.After(found.Received)) {
 			found = r
 		}
@@ -60,31 +64,40 @@ func (a *Adapter) recall(ctx context.Context, s *session, tid, stan string) erro
 	if found != nil {
 		s.mu.Lock()
 		if _, ok := s.stans[stan]; !ok {
-			s.remember(stan, stanEntry{mti: found.MTI, proc: found.ProcCode, de7: found.DE7, amount: fmt.Sprintf("%012d", found.Amount)})
+			s.remember(stan, entryOf(found))
 		}
 		s.mu.Unlock()
 	}
 	return nil
 }
 
-// restore fills a session the switch opened since it started (a restart, or the
-// terminal's first contact) with the terminal's authorizations, purchases and
-// refunds of the last day from the journal, once per session, so that a resend of a
-// request the terminal had no answer to before the restart is given the DE 7 of its
-// first try and the pipeline answers it as the duplicate it is. A journal that cannot
-// be read leaves the session as it was: a resend is then a new request, as before.
-func (a *Adapter) restore(ctx context.Context, s *session, tid string) error {
+// restore fills the session with the terminal's authorizations, purchases and
+// refunds the journal holds from `from` on (the last day, or further back to the
+// making of the MAK the terminal's request verified under: restoreFrom), so that a
+// resend of a request the terminal had no answer to before a restart is given the
+// DE 7 of its first try and the pipeline answers it as the duplicate it is, and so
+// that a replay of any request MAC'd under the terminal's current MAK is too
+// (vouch). It reads the journal once per session, and again only to reach further
+// back than it read (a MAK older than that), then only the part not read. A journal
+// that cannot be read leaves the session as it was: a resend is then a new request,
+// as before.
+func (a *Adapter) restore(ctx context.Context, s *session, tid string, from time.Time) error {
 	s.mu.Lock()
-	done := s.restored
-	s.restored = true
-	s.mu.Unlock()
-	if done || a.cfg.Journal == nil {
+	done, since := s.restored, s.since
+	if a.cfg.Journal == nil || done && (!from.Before(since) || s.dropped) {
+		s.restored = true
+		s.mu.Unlock()
 		return nil
 	}
-	now := a.cfg.Now()
+	s.restored = true
+	s.mu.Unlock()
+	to := a.cfg.Now().Add(time.Minute)
+	if done {
+		to = since
+	}
 	latest := map[string]*journal.Record{}
 	var order []string
-	err := a.cfg.Journal.Scan(ctx, journal.Query{TID: tid, From: now.Add(-recallWindow), To: now.Add(time.Minute)}, func(r *journal.Record) bool {
+	err := a.cfg.Journal.Scan(ctx, journal.Query{TID: tid, From: from, To: to}, func(r *journal.Record) bool {
 		if r.STAN == "" || r.DE7 == "" || (r.MTI != "0100" && r.MTI != "0200" && r.MTI != "0220") {
 			return true
 		}
@@ -102,12 +115,14 @@ func (a *Adapter) restore(ctx context.Context, s *session, tid string) error {
 	sort.SliceStable(order, func(i, j int) bool { return latest[order[i]].Received.Before(latest[order[j]].Received) })
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.since.IsZero() || from.Before(s.since) {
+		s.since = from // moved on again by remember if it drops what it just read
+	}
 	for _, stan := range order {
 		if _, ok := s.stans[stan]; ok { // this session's own, newer
 			continue
 		}
-		r := latest[stan]
-		s.remember(stan, stanEntry{mti: r.MTI, proc: r.ProcCode, de7: r.DE7, amount: fmt.Sprintf("%012d", r.Amount)})
+		s.remember(stan, entryOf(latest[stan]))
 	}
 	return nil
 }

@@ -155,7 +155,7 @@ func toPipeline(f *Frame, k Kind, s *session, identity, track2 string, pin []byt
 		if !ok {
 			// Not seen in this session (a restart, or never arrived): the pipeline
 			// answers a reversal of an unknown original and remembers it.
-			e = stanEntry{mti: "0200", de7: de7, amount: amount}
+			e = stanEntry{mti: "0200", de7: de7, amount: amount, at: now}
 		}
 		if e.de7 == de7 && orig == stan { // same second as the original: own key
 			de7 = message.FormatDE7(now.Add(time.Second))
@@ -181,7 +181,7 @@ func toPipeline(f *Frame, k Kind, s *session, identity, track2 string, pin []byt
 		b.Set(3, k.ASCIIProc)
 	}
 	if k.Original == "" || k.Original == "rrn" {
-		s.remember(stan, stanEntry{mti: k.ASCIIMTI, proc: k.ASCIIProc, de7: de7, amount: amount})
+		s.remember(stan, stanEntry{mti: k.ASCIIMTI, proc: k.ASCIIProc, de7: de7, amount: amount, at: now})
 	}
 	m.de7 = de7
 	localTime, localDate := now.UTC().Format("150405"), now.UTC().Format("0102")

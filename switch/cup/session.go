@@ -1,10 +1,12 @@
 package cup
 
 import (
+	"fmt"
 	"sync"
 	"time"
 
 	"github.com/switchyard/switchyard/switch/frontend"
+	"github.com/switchyard/switchyard/switch/journal"
 )
 
 // session is what the switch remembers of a signed-in terminal between its messages:
@@ -25,12 +27,28 @@ type session struct {
 	// restored: the terminal's recent STANs were read back from the journal
 	// (Adapter.restore), or are being.
 	restored bool
+	// since: stans holds every card request of the terminal the journal had from
+	// this time on (the start of what restore read, moved on when a STAN received
+	// later is dropped to bound stans). A request whose MAC key was made before it
+	// cannot be told new from a replay by stans alone (Adapter.vouch).
+	since time.Time
+	// dropped: remember dropped a STAN to bound stans (a terminal of more than
+	// maxSTANs requests): restore does not read further back, vouch looks up each
+	// STAN it does not know instead.
+	dropped bool
+	// made caches when the MAK version the terminal's requests verify under was
+	// made (Config.KeyCreated), so that the lookup is not repeated per request.
+	made struct {
+		version int
+		at      time.Time
+	}
 	// issued is what the terminal's last sign-in that made keys sent it (nil
 	// before): a sign-in within Config.KeyLifetime gets the same keys again
 	// (Adapter.reissue).
 	issued *issuedKeys
-	// conn is the connection on which the terminal signed in or last sent a
-	// request whose MAC verified: its echoes on it make it seen (Adapter.network).
+	// conn is the connection on which the terminal last sent a request whose MAC
+	// verified (never that of a sign-in, which carries no MAC): its echoes on it
+	// make it seen (Adapter.network).
 	conn connKey
 }
 
@@ -74,10 +92,12 @@ type issuedKeys struct {
 	versions map[string]int
 }
 
-// stanEntry is the DE 7 and MTI a STAN was mapped with.
+// stanEntry is the DE 7 and MTI a STAN was mapped with, and when the switch received
+// it.
 type stanEntry struct {
 	mti, proc, de7 string
 	amount         string
+	at             time.Time
 }
 
 // isSignedIn reports whether the terminal signed in since the switch started (false
@@ -94,10 +114,17 @@ func (s *session) isSignedIn() bool {
 // maxSTANs bounds the STANs a session remembers (a terminal's batch rarely exceeds it).
 const maxSTANs = 2048
 
+// remember notes the DE 7 a STAN was mapped with. Past maxSTANs the oldest noted
+// STAN is dropped, and since moves on to its time: the memory is no longer complete
+// before it.
 func (s *session) remember(stan string, e stanEntry) {
 	if _, ok := s.stans[stan]; !ok {
 		s.order = append(s.order, stan)
 		if len(s.order) > maxSTANs {
+			if old := s.stans[s.order[0]]; old.at.After(s.since) {
+				s.since = old.at
+			}
+			s.dropped = true
 			delete(s.stans, s.order[0])
 			s.order = s.order[1:]
 		}
@@ -130,6 +157,32 @@ func (ss *Sessions) open(tid string) *session {
 		ss.m[tid] = s
 	}
 	return s
+}
+
+// NoteRemote tells the session of rec's terminal, when this switch holds one, of a
+// card request another node of a cluster journaled (the cluster journal's applier
+// calls it through the server for each record of another node it applies): its STAN
+// and DE 7 join the session's memory, so that the request replayed to this node is
+// given the same DE 7 and answered as the pipeline's duplicate, not authorized again
+// (Adapter.vouch). A record of another kind, or without STAN or DE 7, is ignored.
+func (ss *Sessions) NoteRemote(rec *journal.Record) {
+	if rec.STAN == "" || rec.DE7 == "" || rec.MTI != "0100" && rec.MTI != "0200" && rec.MTI != "0220" {
+		return
+	}
+	s := ss.get(rec.TID)
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.stans[rec.STAN]; !ok {
+		s.remember(rec.STAN, entryOf(rec))
+	}
+}
+
+// entryOf is the stanEntry of a journaled card request.
+func entryOf(r *journal.Record) stanEntry {
+	return stanEntry{mti: r.MTI, proc: r.ProcCode, de7: r.DE7, amount: fmt.Sprintf("%012d", r.RequestedAmount()), at: r.Received}
 }
 
 func (ss *Sessions) close(tid string) {

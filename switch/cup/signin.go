@@ -88,7 +88,9 @@ func (a *Adapter) signIn(ctx context.Context, c *frontend.Conn, f *Frame) (front
 	s.mu.Lock()
 	s.batch = nextBatch(f60.Batch)
 	s.tlv, s.scheme, s.signedIn, s.makVersion = tlv, f60.NetCode, a.cfg.Now(), makVersion
-	s.conn = keyOf(c)
+	// The sign-in's connection is not made the proven one (its echoes make the
+	// terminal seen): the 0800 carries no MAC. The first request whose MAC
+	// verifies on it does (Process).
 	if issued != nil {
 		s.issued = issued
 	}
@@ -163,7 +165,10 @@ func (a *Adapter) reissue(tid string, term *registry.Terminal, scheme string) (f
 	s.mu.Lock()
 	ik := s.issued
 	s.mu.Unlock()
-	if ik == nil || ik.scheme != scheme || a.cfg.Now().Sub(ik.at) >= a.cfg.KeyLifetime {
+	// Never keys older than half the journal's memory of the STANs sent under
+	// them (replayMemory), whatever the configured lifetime: a request under a
+	// MAK older than that memory is refused (Process).
+	if ik == nil || ik.scheme != scheme || a.cfg.Now().Sub(ik.at) >= min(a.cfg.KeyLifetime, replayMemory/2) {
 		return nil, 0, false
 	}
 	want := []string{a.pikID(tid, term), a.makRef(tid, term).ID, term.Keys.TMK}
@@ -322,9 +327,10 @@ func (a *Adapter) network(ctx context.Context, c *frontend.Conn, f *Frame, body 
 		return a.reply(ans, sit, message.RCInvalidTransaction, nil, "unknown network code")
 	}
 	// An echo (or sign-off) makes the terminal seen only on the connection of its
-	// sign-in or of its last verified MAC: the 0820 has no MAC of its own, and
-	// anyone who knows a terminal ID could otherwise keep a stolen terminal looking
-	// online at its shop (until 6 December 2026 every 0820 did).
+	// last request whose MAC verified: the 0820 has no MAC of its own, and anyone
+	// who knows a terminal ID could otherwise keep a stolen terminal looking online
+	// at its shop (until 6 December 2026 every 0820 did; until later that day so
+	// did one on the connection of a sign-in, which has no MAC either).
 	proven := a.sess.get(tid).provenOn(c)
 	rc, update, err := a.networkToPipeline(ctx, c, f, code, "", proven)
 	if err != nil {
@@ -355,6 +361,6 @@ func (a *Adapter) signOffProven(ctx context.Context, tid string, f *Frame, body 
 		return false
 	}
 	term, _ := a.cfg.Terminals.Terminal(tid)
-	grace, err := a.verifyMAC(ctx, a.sess.get(tid), a.makRef(tid, term), a.scheme(tid), MACInput(body, f), f.Bytes(64))
+	grace, _, err := a.verifyMAC(ctx, a.sess.get(tid), a.makRef(tid, term), a.scheme(tid), MACInput(body, f), f.Bytes(64))
 	return err == nil && !grace
 }

@@ -40,7 +40,9 @@ func TestCUPOfflineUploadOverLimit(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		icc, _ := hex.DecodeString("9F26081122334455667788" + "9F270140" + "9F3602000C" + fmt.Sprintf("9F0206%012d", amount) + "5F2A020156")
+		// Each upload its own approval: the card's cryptogram differs (the same one
+		// again would be the first's duplicate, 94).
+		icc, _ := hex.DecodeString("9F260811223344" + stan + "00" + "9F270140" + "9F3602000C" + fmt.Sprintf("9F0206%012d", amount) + "5F2A020156")
 		fr.SetBytes(55, icc)
 		ans, err := term.Exchange(fr, true)
 		if err != nil {

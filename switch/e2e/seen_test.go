@@ -62,12 +62,13 @@ func sameSeen(a, b *seenView) (bool, string) {
 
 // TestUnprovenEchoNotSeen: an echo that does not prove to be the terminal's (an
 // ASCII 0800 without a verified MAC, a cup 0820 on a connection the terminal did
-// not sign in on) is answered 00 but does not move the terminal's last-seen time,
-// address or place, which the console shows and the offline alerts read; a
-// purchase that passes the checks, a cup sign-in and a cup echo on the sign-in's
-// connection do. Until 6 December 2026 any echo naming the terminal did: whoever
-// knew a stolen terminal's ID kept it looking online at its shop, its offline
-// alert silent.
+// not prove itself on) and a cup sign-in (no MAC either) are answered 00 but do not
+// move the terminal's last-seen time, address or place, which the console shows and
+// the offline alerts read; a purchase that passes the checks, a MAC'd cup sale and a
+// cup echo on that sale's connection do. Until 6 December 2026 any echo naming the
+// terminal did: whoever knew a stolen terminal's ID kept it looking online at its
+// shop, its offline alert silent; and until later that day a cup sign-in, which
+// anyone can replay, and the echoes on its connection did.
 func TestUnprovenEchoNotSeen(t *testing.T) {
 	f := startCUP(t)
 	const tid = "T0000001" // registered without a MAC key
@@ -94,19 +95,35 @@ func TestUnprovenEchoNotSeen(t *testing.T) {
 	if same, diff := sameSeen(home, f.lastSeen(tid)); !same {
 		t.Fatalf("an ASCII echo without a MAC moved the last-seen: %s", diff)
 	}
-	// cup: the sign-in (it passed the checks) makes it seen, and so do its echoes
-	// on the sign-in's connection; an 0820 echo on another connection does not.
+	// cup: the sign-in carries no MAC: it does not make the terminal seen, nor do
+	// echoes on its connection, until a request whose MAC verifies (a sale) comes
+	// on it; then the sale and the echoes there do. An 0820 echo on another
+	// connection never does.
 	term := cupTerminal(t, f, "003", cupHome)
-	signedIn := f.lastSeen(tid)
-	if signedIn == nil || !signedIn.Time.After(home.Time) {
-		t.Fatalf("cup sign-in: last seen %+v, want after %v", signedIn, home.Time)
+	if same, diff := sameSeen(home, f.lastSeen(tid)); !same {
+		t.Fatalf("a cup sign-in (no MAC) moved the last-seen: %s", diff)
+	}
+	if ans, err := term.Echo(); err != nil || ans.Str(39) != "00" {
+		t.Fatalf("cup echo: %v %s", err, answerSummary(ans))
+	}
+	if same, diff := sameSeen(home, f.lastSeen(tid)); !same {
+		t.Fatalf("a cup echo on the connection of a sign-in, before any MAC, moved the last-seen: %s", diff)
+	}
+	// A MAC'd cup sale is seen (STANs clear of the ASCII purchase's).
+	term.SetSTAN(700)
+	if a := cupDo(t, term, cup.Txn{Kind: "sale", PAN: cupCard, Expiry: cupCardExp, Amount: 1100, PIN: "1234"}); a.Str(39) != "00" {
+		t.Fatalf("cup sale: %s", cup.Summary(a))
+	}
+	sold := f.lastSeen(tid)
+	if sold == nil || !sold.Time.After(home.Time) {
+		t.Fatalf("cup sale: last seen %+v, want after %v", sold, home.Time)
 	}
 	if ans, err := term.Echo(); err != nil || ans.Str(39) != "00" {
 		t.Fatalf("cup echo: %v %s", err, answerSummary(ans))
 	}
 	echoed := f.lastSeen(tid)
-	if echoed == nil || !echoed.Time.After(signedIn.Time) {
-		t.Fatalf("cup echo on the sign-in's connection: last seen %+v, want after %v", echoed, signedIn.Time)
+	if echoed == nil || !echoed.Time.After(sold.Time) {
+		t.Fatalf("cup echo on the connection of a MAC'd sale: last seen %+v, want after %v", echoed, sold.Time)
 	}
 	other, err := cup.DialTerminal(f.s.ListenerAddr("cup"), tid, "000000000000001", nil)
 	if err != nil {
@@ -118,13 +135,5 @@ func TestUnprovenEchoNotSeen(t *testing.T) {
 	}
 	if same, diff := sameSeen(echoed, f.lastSeen(tid)); !same {
 		t.Fatalf("a cup echo on another connection moved the last-seen: %s", diff)
-	}
-	// A MAC'd cup sale is seen (STANs clear of the ASCII purchase's).
-	term.SetSTAN(700)
-	if a := cupDo(t, term, cup.Txn{Kind: "sale", PAN: cupCard, Expiry: cupCardExp, Amount: 1100, PIN: "1234"}); a.Str(39) != "00" {
-		t.Fatalf("cup sale: %s", cup.Summary(a))
-	}
-	if ls := f.lastSeen(tid); ls == nil || !ls.Time.After(echoed.Time) {
-		t.Fatalf("cup sale: last seen %+v, want after %v", ls, echoed.Time)
 	}
 }

@@ -47,9 +47,9 @@ type Conn struct {
 	UnMACdNetwork bool
 	// SessionProven is set by a dialect adapter on the copy of the Conn with which
 	// it hands the pipeline such an unMAC'd network message (the cup echo) when it
-	// came on the connection on which the terminal signed in or last sent a
-	// verified MAC: the pipeline records the terminal as seen (its last-seen),
-	// nothing more. A listener never sets it.
+	// came on the connection on which the terminal last sent a verified MAC (not
+	// that of its sign-in, which carries none): the pipeline records the terminal
+	// as seen (its last-seen), nothing more. A listener never sets it.
 	SessionProven bool
 }
 

@@ -78,7 +78,7 @@ func (r *Record) AppendBinary(b []byte) ([]byte, error) {
 	// December 2026 skipped them), so the version stays 1.
 	// Each optional field is written when it or one after it is set, so that the
 	// decoder reads them in order.
-	var set = [...]bool{r.Label != "", r.QR != "", r.CompletedBy != "", r.KSN != "", r.Rev != 0, r.RefundedTo != 0, r.OwedBy != "", r.Requested != 0, r.Offline, len(r.SealedPAN) > 0, !r.Written.IsZero(), len(r.SealedICC) > 0, len(r.SealedExpiry) > 0}
+	var set = [...]bool{r.Label != "", r.QR != "", r.CompletedBy != "", r.KSN != "", r.Rev != 0, r.RefundedTo != 0, r.OwedBy != "", r.Requested != 0, r.Offline, len(r.SealedPAN) > 0, !r.Written.IsZero(), len(r.SealedICC) > 0, len(r.SealedExpiry) > 0, r.CaptureKey != ""}
 	n := 0 // how many are written: up to the last one set
 	for i, v := range set {
 		if v {
@@ -130,6 +130,9 @@ func (r *Record) AppendBinary(b []byte) ([]byte, error) {
 	}
 	if n > 12 {
 		e.bytes(r.SealedExpiry)
+	}
+	if n > 13 {
+		e.str(r.CaptureKey)
 	}
 	e.b = append(e.b, r.Unknown...)
 	return e.b, nil
@@ -274,6 +277,9 @@ func (r *Record) UnmarshalBinary(b []byte) error {
 		if f := d.raw(); len(f) > 0 {
 			r.SealedExpiry = append([]byte(nil), f...)
 		}
+	}
+	if d.err == nil && len(d.b) > 0 {
+		r.CaptureKey = d.str()
 	}
 	if d.err == nil && len(d.b) > 0 {
 		// Fields of a newer version: kept as they are (see Record.Unknown).

@@ -118,9 +118,9 @@ func replayItem(f wal.Frame, indexKSN bool) (ixItem, error) {
 	if rec.OwedBy != "" {
 		it.owed, it.owedDone = rec.OwedBy, rec.Reversed()
 	}
-	if kind == kindFirst && rec.TID != "" && rec.STAN != "" && rec.DE7 != "" && rec.OwnsDupKey() {
-		it.dup = DupKey(rec.TID, rec.STAN, rec.DE7)
-		if indexKSN && rec.KSN != "" {
+	if kind == kindFirst {
+		it.dup = rec.DuplicateKey()
+		if it.dup != "" && indexKSN && rec.KSN != "" {
 			it.ksn = KSNKey(rec.KSN) // as newReq
 		}
 	}

@@ -95,6 +95,7 @@ func TestCodecKeepsNewerFields(t *testing.T) {
 	e.time(time.Time{}) // Written
 	e.bytes(nil)        // SealedICC
 	e.bytes(nil)        // SealedExpiry
+	e.str("")           // CaptureKey
 	known := len(e.b)
 	e.str("a newer field")
 	e.int(42)

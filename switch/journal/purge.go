@@ -161,7 +161,7 @@ func (s *Store) Purge(ctx context.Context, before time.Time) (PurgeResult, error
 				}
 				return nil // an older version, or gone already
 			}
-			pr := purgeRec{rrn: rec.RRN, ptr: ptr, tid: rec.TID, at: rec.Received, dup: DupKey(rec.TID, rec.STAN, rec.DE7), owed: rec.OwedBy}
+			pr := purgeRec{rrn: rec.RRN, ptr: ptr, tid: rec.TID, at: rec.Received, dup: dupKeyOf(&rec), owed: rec.OwedBy}
 			pr.late[0], pr.late[1] = rec.lateMarks()
 			if s.opts.IndexKSN && rec.KSN != "" {
 				pr.ksn = KSNKey(rec.KSN)

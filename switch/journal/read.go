@@ -173,6 +173,22 @@ func DupKey(tid, stan, de7 string) string { return tid + "/" + stan + "/" + de7 
 // key is upper-cased, so that a replay with the KSN in lower case finds it.
 func KSNKey(ksn string) string { return "/ksn/" + strings.ToUpper(ksn) }
 
+// CaptureDupKey is the key under which the duplicate index holds the offline
+// approval whose Record.CaptureKey is key. It starts with "/", as no DupKey does,
+// and names no terminal: the same card approval uploaded from another terminal is
+// the same key.
+func CaptureDupKey(key string) string { return "/capture/" + key }
+
+// LookupDuplicateKey returns the RRN of the record the duplicate index holds under
+// key (a DupKey or a CaptureDupKey), if the journal holds one.
+func (s *Store) LookupDuplicateKey(key string) (string, bool, error) {
+	rrn, ok, err := s.lookupKey(key)
+	if err != nil {
+		return "", false, fmt.Errorf("journal: duplicate lookup %s: %w", key, err)
+	}
+	return rrn, ok, nil
+}
+
 // LookupDuplicate returns the RRN of the request with the same DE 41, DE 11 and DE 7,
 // if the journal holds one.
 func (s *Store) LookupDuplicate(tid, stan, de7 string) (string, bool, error) {

@@ -210,6 +210,15 @@ type Record struct {
 	// without DE 14). Never in the record's JSON. Encoded after SealedICC, only
 	// when set (since 6 December 2026).
 	SealedExpiry []byte `json:"-"`
+	// CaptureKey is, on an offline approval's record (Offline), the card's proof
+	// of that approval as a keyed hash (the pipeline's card hash key over the PAN,
+	// the application transaction counter 9F36 and the application cryptogram 9F26,
+	// hex; never the clear PAN): the record's duplicate key is CaptureDupKey of it
+	// instead of DE 41 + 11 + 7 (DuplicateKey), so that the same card approval
+	// uploaded again under another STAN, another time or from another terminal is
+	// the first one's duplicate, on every node of a cluster and after a restart.
+	// Encoded after SealedExpiry, only when set (since 6 December 2026).
+	CaptureKey string `json:"capture_key,omitempty"`
 	// Unknown is the encoding of the trailing fields after the last one this
 	// version knows: fields a newer version wrote. Decoding keeps them and
 	// encoding writes them back after the known ones, so that during a rolling
@@ -290,6 +299,31 @@ func (r *Record) Final() bool { return r.RC != "" }
 // answered 94 reused the key of another request with other content: the key stays the
 // first one's, so that the first one's resends still find it.
 func (r *Record) OwnsDupKey() bool { return r.RC != "94" }
+
+// dupKeyOf is the key of the duplicate index rec is (or would be) indexed under,
+// "" when it has none (no DE 41, 11 or 7): CaptureDupKey of its CaptureKey when set,
+// else DupKey of its DE 41, 11 and 7. An offline approval refused is journaled
+// without DE 7, so that it takes no key (pipeline's captureOffline).
+func dupKeyOf(rec *Record) string {
+	if rec.TID == "" || rec.STAN == "" || rec.DE7 == "" {
+		return ""
+	}
+	if rec.CaptureKey != "" {
+		return CaptureDupKey(rec.CaptureKey)
+	}
+	return DupKey(rec.TID, rec.STAN, rec.DE7)
+}
+
+// DuplicateKey is the key under which the duplicate index holds the record, ""
+// when none: a record answered 94 owns none (OwnsDupKey), nor one without DE 41,
+// 11 or 7; an offline approval with a CaptureKey is held under CaptureDupKey of it,
+// every other record under DupKey of its DE 41, 11 and 7.
+func (r *Record) DuplicateKey() string {
+	if !r.OwnsDupKey() {
+		return ""
+	}
+	return dupKeyOf(r)
+}
 
 // TakesBack reports whether the record is of a request that takes back an earlier
 // transaction: a reversal or a void. Such a request changes its original (its

@@ -112,12 +112,12 @@ func (s *Store) newReq(rec *Record, buf *[]byte, first bool) (*writeReq, error) 
 	if rec.OwedBy != "" { // rare: a reversal advice owed (index of owed reversals)
 		req.owed, req.owedDone = rec.OwedBy, rec.Reversed()
 	}
-	if first && rec.TID != "" && rec.STAN != "" && rec.DE7 != "" && rec.OwnsDupKey() {
-		req.dup = DupKey(rec.TID, rec.STAN, rec.DE7)
+	if first {
 		// Only a record that owns its duplicate key: in a cluster those are all
 		// written by the applier, in the stream's order (cjournal's first.go).
 		// publish adds the keys to the filter, before they can be read.
-		if s.opts.IndexKSN && rec.KSN != "" {
+		req.dup = rec.DuplicateKey()
+		if req.dup != "" && s.opts.IndexKSN && rec.KSN != "" {
 			req.ksn = KSNKey(rec.KSN)
 		}
 	}

@@ -186,6 +186,10 @@ func (p *Pipeline) checkNetwork(t *txn) (rc, reason string) {
 	}
 	cr, bad := checkRequest(t.req, t.conn, t.macOK, p.now(), p.attest)
 	cr.Purpose = registry.CheckNetwork
+	// A dialect's unMAC'd sign-in (cup) is not the terminal's proof of itself,
+	// even for one registered without a MAC key (the cup terminal MACs with its
+	// MAK all the same): it does not make the terminal seen.
+	cr.Unproven = t.conn.UnMACdNetwork && !t.macOK
 	if bad != "" {
 		return message.RCFormatError, "de48-" + bad + "-malformed"
 	}

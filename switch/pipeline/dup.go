@@ -166,10 +166,15 @@ func recordOutcome(r *journal.Record) outcome {
 }
 
 // sameContent reports whether the journaled record r is the request t resent: the same
-// amount, processing code and card.
+// amount, processing code and card (and, for an offline approval, terminal).
 func (p *Pipeline) sameContent(r *journal.Record, t *txn) bool {
 	q := t.req
 	if r.RequestedAmount() != q.Amount || r.ProcCode != q.ProcCode {
+		return false
+	}
+	if t.offline && r.TID != q.TID {
+		// An offline approval is keyed by its card (journal.Record.CaptureKey): the
+		// same card approval from another terminal is no resend of the first.
 		return false
 	}
 	if q.PAN == "" {

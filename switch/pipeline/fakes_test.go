@@ -126,8 +126,7 @@ func (j *fakeJournal) Write(_ context.Context, rec *journal.Record, first, _ boo
 			return err
 		}
 	}
-	if first && rec.TID != "" && rec.STAN != "" && rec.DE7 != "" && rec.OwnsDupKey() {
-		key := journal.DupKey(rec.TID, rec.STAN, rec.DE7)
+	if key := rec.DuplicateKey(); first && key != "" {
 		if rrn, ok := j.dupOf[key]; ok {
 			// Another node journaled the key first: the record is not written.
 			return &journal.DuplicateError{Key: key, RRN: rrn}
@@ -147,8 +146,8 @@ func (j *fakeJournal) remote(rec *journal.Record) {
 }
 
 func (j *fakeJournal) store(rec *journal.Record) {
-	if rec.OwnsDupKey() {
-		j.dup[journal.DupKey(rec.TID, rec.STAN, rec.DE7)] = rec.RRN
+	if key := rec.DuplicateKey(); key != "" {
+		j.dup[key] = rec.RRN
 	}
 	j.recs[rec.RRN] = copyRecord(rec)
 }
@@ -200,6 +199,17 @@ func (j *fakeJournal) LookupDuplicate(tid, stan, de7 string) (string, bool, erro
 		return "", false, j.failLookup
 	}
 	rrn, ok := j.dup[journal.DupKey(tid, stan, de7)]
+	return rrn, ok, nil
+}
+
+func (j *fakeJournal) LookupDuplicateKey(key string) (string, bool, error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.lookups++
+	if j.failLookup != nil {
+		return "", false, j.failLookup
+	}
+	rrn, ok := j.dup[key]
 	return rrn, ok, nil
 }
 

@@ -29,12 +29,18 @@ import (
 // completion and a stand-in approval do. Settlement and the velocity counters count
 // it as an online purchase.
 //
-// The request's DE 7 is the time the card approved it (the terminal's F13 + F12), so
-// that an upload sent again (its answer lost) has the same duplicate key and gets the
-// first answer: never a second capture nor a second advice. A refusal is journaled
-// without that DE 7 (it does not take the key): the terminal keeps the approval and
-// uploads it again later, once its terminal is active again say, and that upload is
-// processed afresh.
+// The request's DE 7 is the time the card approved it (the terminal's F13 + F12). Its
+// duplicate key is the card's approval, not DE 41 + 11 + 7: a keyed hash of the PAN,
+// the application transaction counter and the cryptogram (captureKey,
+// journal.Record.CaptureKey), so that an upload sent again, whether its answer was
+// lost or it is a replay under another STAN or time, gets the first answer: never a
+// second capture nor a second advice, across restarts and on every node of a cluster
+// (the key is decided in the stream's order as any other). The same approval from
+// another terminal is answered 94 (duplicate-key-other-content), as is one of another
+// amount. (Until 6 December 2026 the key was DE 41 + 11 + 7: the same TC uploaded
+// under two STANs was captured twice.) A refusal is journaled without that DE 7 (it
+// does not take the key): the terminal keeps the approval and uploads it again
+// later, once its terminal is active again say, and that upload is processed afresh.
 
 // DecidedByCard is journal.Record.DecidedBy of an approval the card gave offline.
 const DecidedByCard = "card"
@@ -91,6 +97,7 @@ func (p *Pipeline) CaptureOffline(ctx context.Context, c *frontend.Conn, body []
 		return frontend.Response{}, fmt.Errorf("pipeline: offline capture of terminal %s STAN %s: the card's approval time: %w", req.TID, req.STAN, err)
 	}
 	t := &txn{req: req, conn: c, start: start, offline: true}
+	t.rec.CaptureKey = p.captureKey(req)
 	decoded := p.now().Sub(start)
 	t.rec.Timings.Decode = decoded.Microseconds()
 	t.stages.add(metrics.StageDecode, decoded)
@@ -98,6 +105,25 @@ func (p *Pipeline) CaptureOffline(ctx context.Context, c *frontend.Conn, body []
 		return p.securityDecline(ctx, t, reason)
 	}
 	return p.once(ctx, t)
+}
+
+// captureKey is the keyed hash that identifies the card's approval r uploads
+// (journal.Record.CaptureKey): the card hash key's HMAC over the PAN, the
+// application transaction counter (9F36) and the application cryptogram (9F26) of
+// its chip data, "" when the chip data does not parse or has no cryptogram (the
+// upload is then keyed by its DE 41 + 11 + 7, as before). The cryptogram is the
+// card's for that one transaction (it covers the counter, the amount and the
+// terminal's unpredictable number), so the same three in another upload, whatever
+// its STAN, time or terminal, are the same approval sent again.
+func (p *Pipeline) captureKey(r *message.Request) string {
+	if r.ICC == "" || r.PAN == "" {
+		return ""
+	}
+	tags, err := message.ICCValues(r.ICC)
+	if err != nil || tags["9F26"] == "" {
+		return ""
+	}
+	return p.CardHash("offline-approval/" + r.PAN + "/" + tags["9F36"] + "/" + tags["9F26"])
 }
 
 // captureOffline is financial for an offline capture (t.offline), its record new.

@@ -476,3 +476,61 @@ func TestStandInAdviceCarriesChipData(t *testing.T) {
 		t.Errorf("the advice of chip data that does not parse carries DE 55")
 	}
 }
+
+// TestCaptureOfflineSameCardTwice: an offline approval is keyed by the card's
+// approval (the PAN, 9F36 and 9F26 under the card hash key), not by its STAN and
+// time: the same approval uploaded again under another STAN and another time, also
+// after a restart, gets the first answer (its RRN and approval code), and no second
+// record nor advice; from another terminal it is answered 94 and not captured.
+// Another approval of the same card (another counter and cryptogram) is captured;
+// the record holds the key, never the clear PAN.
+func TestCaptureOfflineSameCardTwice(t *testing.T) {
+	h := newHarness(t, withTerminal(termNoKey))
+	const tc = "9F26081122334455667788" + "9F270140" + "9F3602000C"
+	tx := h.offlineSale(4200, h.clock.Now().Add(-time.Hour))
+	tx.ICC, tx.STAN = tc, "000101"
+	a := h.capture(tx, true)
+	if a.RC != "00" {
+		t.Fatalf("offline capture: %+v", a.Result)
+	}
+	rec := h.record(a.RRN)
+	if rec.CaptureKey == "" || strings.Contains(rec.CaptureKey, testPAN) || rec.CaptureKey != h.p.captureKey(&message.Request{PAN: testPAN, ICC: tc}) {
+		t.Fatalf("record's capture key %q", rec.CaptureKey)
+	}
+	offline := func() int {
+		n := 0
+		_ = h.j.Scan(context.Background(), journal.Query{}, func(r *journal.Record) bool {
+			if r.Offline && r.Approved() {
+				n++
+			}
+			return true
+		})
+		return n
+	}
+	replay := tx
+	replay.STAN, replay.Time = "000102", h.clock.Now().Add(-10*time.Minute)
+	if again := h.capture(replay, true); again.RC != "00" || again.RRN != a.RRN || again.AuthCode != a.AuthCode {
+		t.Errorf("the approval again under another STAN and time: %+v, want the first answer (%s)", again.Result, a.RRN)
+	}
+	h = h.restart(t)
+	replay.STAN = "000103"
+	if again := h.capture(replay, true); again.RC != "00" || again.RRN != a.RRN {
+		t.Errorf("the approval again after a restart: %+v, want the first answer (%s)", again.Result, a.RRN)
+	}
+	other := replay
+	other.TID, other.STAN = "T0000009", "000001"
+	if o := h.capture(other, true); o.RC != message.RCDuplicate {
+		t.Errorf("the approval from another terminal: %+v, want 94", o.Result)
+	}
+	if n, q := offline(), len(h.q.all()); n != 1 || q != 1 || h.advices("0220", a.RRN) != 1 {
+		t.Fatalf("%d captures, %d advices queued; want one of each", n, q)
+	}
+	next := h.offlineSale(4200, h.clock.Now().Add(-5*time.Minute))
+	next.ICC, next.STAN = "9F26088877665544332211"+"9F270140"+"9F3602000D", "000104"
+	if n := h.capture(next, true); n.RC != "00" || n.RRN == a.RRN {
+		t.Errorf("another approval of the card: %+v, want a capture of its own", n.Result)
+	}
+	if n := offline(); n != 2 {
+		t.Errorf("%d captures, want two", n)
+	}
+}

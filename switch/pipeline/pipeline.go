@@ -61,6 +61,9 @@ type RecordStore interface {
 type DuplicateIndex interface {
 	// LookupDuplicate returns the RRN of the request with the same DE 41, 11 and 7.
 	LookupDuplicate(tid, stan, de7 string) (string, bool, error)
+	// LookupDuplicateKey returns the RRN of the request held under a duplicate key
+	// (journal.DupKey, or journal.CaptureDupKey of an offline approval's card).
+	LookupDuplicateKey(key string) (string, bool, error)
 }
 
 // History reads the records in time order (batch totals, the duplicate filter's start).
@@ -513,6 +516,13 @@ func (p *Pipeline) once(ctx context.Context, t *txn) (frontend.Response, error) 
 	if r.QR {
 		payer = r.QRCode
 	}
+	captured := t.rec.CaptureKey != "" // an offline approval, keyed by its card (CaptureOffline)
+	if captured {
+		// The card's approval, whatever its STAN and time; the same one from
+		// another terminal is other content (94), never the first one's answer.
+		t.dupKey = journal.CaptureDupKey(t.rec.CaptureKey)
+		payer = r.TID + "/" + r.PAN
+	}
 	content := dupContent{amount: r.Amount, proc: r.ProcCode, pan: p.dups.panSum(payer)}
 	e, first := p.dups.claim(t.dupKey, t.start, content, false)
 	if !first {
@@ -536,7 +546,7 @@ func (p *Pipeline) once(ctx context.Context, t *txn) (frontend.Response, error) 
 	// A request first seen now needs no journal read: its DE 7 is recent, the switch
 	// has run for a whole window, and the filter of recent requests has not seen it.
 	now := p.now()
-	mustLook := !p.recent.complete(now) || p.recent.mayHave(t.dupKey)
+	mustLook := captured || !p.recent.complete(now) || p.recent.mayHave(t.dupKey)
 	if !mustLook {
 		if de7, err := message.ParseDE7(r.DE7, now); err != nil || absDuration(now.Sub(de7)) > p.cfg.DupWindow/2 {
 			mustLook = true
@@ -545,7 +555,7 @@ func (p *Pipeline) once(ctx context.Context, t *txn) (frontend.Response, error) 
 	p.recent.add(t.dupKey, now)
 	if !mustLook {
 		// not seen: go on
-	} else if rrn, found, err := p.journal.LookupDuplicate(r.TID, r.STAN, r.DE7); err != nil {
+	} else if rrn, found, err := p.lookupDuplicate(t, captured); err != nil {
 		p.dups.forget(t.dupKey, e)
 		return p.systemError(t, err)
 	} else if found {
@@ -575,6 +585,15 @@ func (p *Pipeline) once(ctx context.Context, t *txn) (frontend.Response, error) 
 		t.dup = nil
 	}
 	return resp, err
+}
+
+// lookupDuplicate looks t's duplicate key up in the journal: an offline approval's
+// (captured) by its card's key, any other by its DE 41, 11 and 7.
+func (p *Pipeline) lookupDuplicate(t *txn, captured bool) (string, bool, error) {
+	if captured {
+		return p.journal.LookupDuplicateKey(t.dupKey)
+	}
+	return p.journal.LookupDuplicate(t.req.TID, t.req.STAN, t.req.DE7)
 }
 
 // duplicateMismatch answers 94 to a request that reuses the DE 41 + 11 + 7 of another
@@ -633,13 +652,12 @@ func (p *Pipeline) network(ctx context.Context, t *txn) (frontend.Response, erro
 			p.metrics.Transactions.WithLabelValues("0800", rc, "", "binding").Inc()
 			return frontend.Response{Body: raw}, nil
 		}
-		if code == message.NMSignOn && t.conn.UnMACdNetwork && p.terminals != nil {
-			// A dialect's sign-in (cup), which carries no MAC, that passed the
-			// terminal checks: the terminal is seen, whatever keys it is
-			// registered with (its working keys go under its TMK, of use to it
-			// alone). Its echoes carry no MAC either (networkSeen).
-			p.seen(t)
-		}
+		// A dialect's sign-in (cup, frontend.Conn.UnMACdNetwork) that passed the
+		// terminal checks does not make the terminal seen: it carries no MAC, and
+		// its F62 identity and place travel in clear, so anyone on the network
+		// path can send it again from anywhere. The terminal's first request whose
+		// MAC verifies after it does (the terminal checks). (Until 6 December 2026
+		// it did, and a replayed sign-in kept a stolen terminal looking online.)
 	}
 	switch t.req.NetCode {
 	case message.NMSignOn:
@@ -685,11 +703,11 @@ func (p *Pipeline) seen(t *txn) {
 // checks, makes the terminal seen (its last-seen time, address and reported place,
 // which the console shows and the offline alerts read): only with a MAC verified
 // under the terminal's key (t.macOK), or, from a dialect adapter, on the connection
-// on which the terminal signed in or last sent a verified MAC
-// (frontend.Conn.SessionProven: the cup echo, which its dialect does not MAC). A
-// sign-on and a key change are seen by their terminal checks (registry Check), when
-// they pass them or their MAC verified, and a dialect's unMAC'd sign-in (cup) when it
-// passes them (network). A bare echo is answered as before and
+// on which the terminal last sent a verified MAC (frontend.Conn.SessionProven: the
+// cup echo, which its dialect does not MAC). A sign-on and a key change are seen by
+// their terminal checks (registry Check), when they pass them or their MAC verified,
+// but a dialect's unMAC'd sign-in (cup) never is (checkNetwork: Unproven). A bare
+// echo is answered as before and
 // counted in switchyard_network_unproven_total, nothing else. Until 6 December 2026
 // every 0800 naming a known terminal made it seen: whoever knew a stolen terminal's
 // ID kept it looking online at its shop, and its offline alert silent.

@@ -137,6 +137,10 @@ type CheckRequest struct {
 
 	MACVerified bool      // the message carried a MAC the lead verified
 	Now         time.Time // the time of the request; zero means the registry's clock
+	// Unproven: the message proves nothing of its sender whatever keys the terminal
+	// is registered with (a dialect's network message its dialect does not MAC,
+	// the cup sign-in): passing the checks, it does not make the terminal seen.
+	Unproven bool
 
 	// Request names the request for its incident (none of it is checked).
 	Request IncidentRequest
@@ -289,14 +293,15 @@ func (r *checker) Check(req CheckRequest) CheckResult {
 // terminal t sent it, so that its time, source address and location may become
 // the terminal's last-seen, which the console shows and the offline alerts read:
 // its MAC verified under the terminal's key, or, for a terminal registered without
-// any MAC key (no TAK, no MAC required), it passed the checks. Until 6 December 2026
+// any MAC key (no TAK, no MAC required), it passed the checks and is not Unproven
+// (a cup sign-in: the terminal's first MAC'd request after it is). Until 6 December 2026
 // every request naming a known terminal counted, a refused one without its MAC too:
 // whoever knew a stolen terminal's ID kept it looking online at its shop.
 func seenProof(t *Terminal, req *CheckRequest, res *CheckResult) bool {
 	if req.MACVerified {
 		return true
 	}
-	return !t.HasMACKey() && !res.Decline
+	return !t.HasMACKey() && !res.Decline && !req.Unproven
 }
 
 // check is Check without the last-seen.

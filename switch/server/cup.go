@@ -16,7 +16,7 @@ func newCUPAdapter(lc config.Listener, s *Server) *cup.Adapter {
 	if s.cupSessions == nil {
 		s.cupSessions = cup.NewSessions()
 	}
-	cfg := cup.Config{HSM: cupHSM(s.HSM), KeyVersion: s.currentKeyVersion, Terminals: s.Registry, KeyGrace: s.cfg.Security.KeyGrace.D(), Now: s.cfg.Clock, Sessions: s.cupSessions, Journal: s.Journal, Refusals: s.Pipeline, Offline: s.Pipeline, NextRRN: s.Pipeline.NextRRN,
+	cfg := cup.Config{HSM: cupHSM(s.HSM), KeyVersion: s.currentKeyVersion, KeyCreated: s.keyCreated, Terminals: s.Registry, KeyGrace: s.cfg.Security.KeyGrace.D(), Now: s.cfg.Clock, Sessions: s.cupSessions, Journal: s.Journal, Refusals: s.Pipeline, Offline: s.Pipeline, NextRRN: s.Pipeline.NextRRN,
 		Logger:          s.log.With().Str("component", "cup").Str("listener", lc.Name).Logger(),
 		Answered:        func(mti, rc string) { s.Metrics.Transactions.WithLabelValues(mti, rc, "", "cup").Inc() },
 		UploadUnmatched: func(reason string) { s.Metrics.CUPUploadsUnmatched.WithLabelValues(reason).Inc() }}
@@ -50,6 +50,16 @@ type noDecrypt struct{ hsm.HSM }
 
 func (n noDecrypt) DecryptData(_ context.Context, ref hsm.KeyRef, _ []byte) ([]byte, error) {
 	return nil, fmt.Errorf("decrypt track data under %s: the configured HSM backend has no data decryption (payShield M2 is not implemented): %w", ref, hsm.ErrUnavailable)
+}
+
+// keyCreated is when version of key id was stored (the key store's created_at): the
+// cup adapter vouches for a terminal's requests by its STANs since its MAK was made.
+func (s *Server) keyCreated(id string, version int) (time.Time, error) {
+	rec, err := s.Keys.Key(context.Background(), hsm.KeyRef{ID: id, Version: version})
+	if err != nil {
+		return time.Time{}, err
+	}
+	return rec.CreatedAt, nil
 }
 
 // currentKeyVersion is the version of key id in force now (the key store's

@@ -84,11 +84,17 @@ func (s *Server) onRestoredRecord(rec, prev *journal.Record, latest cjournal.Lat
 
 // onRemoteRecord takes a record version another node journaled, once the cluster
 // journal applied it here: the pipeline's filter of recent requests learns its key (a
-// resend reaching this node is then looked up), its stand-in approval counts in the
-// day's book, and it folds into the velocity counters (foldVelocity).
+// resend reaching this node is then looked up) and so does the session of its
+// terminal when it is a cup terminal signed in here, its stand-in approval counts in
+// the day's book, and it folds into the velocity counters (foldVelocity).
 func (s *Server) onRemoteRecord(rec, prev *journal.Record, latest cjournal.Latest) {
 	if p := s.remotePipe.Load(); p != nil && rec.TID != "" && rec.STAN != "" && rec.DE7 != "" {
 		p.SeenRemote(rec.TID, rec.STAN, rec.DE7, rec.Received)
+		if s.cupSessions != nil && prev == nil {
+			// A cup terminal's session on this node learns the request (its
+			// replay here is the duplicate it is: cup.Sessions.NoteRemote).
+			s.cupSessions.NoteRemote(rec)
+		}
 	}
 	if rec.StandIn && rec.Final() && (prev == nil || !prev.Final()) {
 		s.seenStandIn(rec)

@@ -204,7 +204,9 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	if err := cfg.CheckRulesDir(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, links: map[string]*issuer.Link{}, Metrics: metrics.New(), loops: newLoops()}
+	// cupSessions exist before the cluster journal's applier starts (it tells them
+	// of other nodes' requests, fold.go), whether or not a cup listener is set up.
+	s := &Server{cfg: cfg, log: log, links: map[string]*issuer.Link{}, Metrics: metrics.New(), loops: newLoops(), cupSessions: cup.NewSessions()}
 	defer func() {
 		if err != nil {
 			s.Close()

@@ -577,7 +577,7 @@ func (j *Journal) applyRecord(ctx context.Context, rec *journal.Record, data []b
 		return err
 	}
 	if local == nil && ownsKey(rec) {
-		j.ap.keys[journal.DupKey(rec.TID, rec.STAN, rec.DE7)] = rec.RRN
+		j.ap.keys[rec.DuplicateKey()] = rec.RRN
 		if rec.KSN != "" { // as the store indexes it
 			j.ap.keys[journal.KSNKey(rec.KSN)] = rec.RRN
 		}

@@ -57,9 +57,7 @@ type firstWait struct {
 }
 
 // ownsKey says whether rec's first version decides its duplicate key.
-func ownsKey(rec *journal.Record) bool {
-	return rec.TID != "" && rec.STAN != "" && rec.DE7 != "" && rec.OwnsDupKey()
-}
+func ownsKey(rec *journal.Record) bool { return rec.DuplicateKey() != "" }
 
 // writeFirst is Write of the first version of a request that owns its duplicate key:
 // an f entry, waited for (durable or not) until the stream has acknowledged its group
@@ -131,7 +129,7 @@ func (j *Journal) writeFirst(ctx context.Context, rec *journal.Record, payload, 
 		wctx, cancel := context.WithTimeout(ctx, time.Second)
 		_ = j.WaitApplied(wctx, w.seq)
 		cancel()
-		return &journal.DuplicateError{Key: journal.DupKey(rec.TID, rec.STAN, rec.DE7), RRN: w.dupOf}
+		return &journal.DuplicateError{Key: rec.DuplicateKey(), RRN: w.dupOf}
 	case w.committed == nil:
 		return nil // the store held this version already
 	}
@@ -245,11 +243,13 @@ func (j *Journal) ksnHolder(ksn string) (string, bool, error) {
 	return j.store.LookupKSN(ksn)
 }
 
-// keyHolder returns the RRN that holds rec's duplicate key in the applier's view:
+// keyHolder returns the RRN that holds rec's duplicate key (journal.Record.DuplicateKey:
+// an offline approval's is its card's, not its DE 41 + 11 + 7) in the applier's view:
 // the keys applied since the last flush, else the store's duplicate index.
 func (j *Journal) keyHolder(rec *journal.Record) (string, bool, error) {
-	if rrn, ok := j.ap.keys[journal.DupKey(rec.TID, rec.STAN, rec.DE7)]; ok {
+	key := rec.DuplicateKey()
+	if rrn, ok := j.ap.keys[key]; ok {
 		return rrn, true, nil
 	}
-	return j.store.LookupDuplicate(rec.TID, rec.STAN, rec.DE7)
+	return j.store.LookupDuplicateKey(key)
 }

@@ -36,12 +36,17 @@ import (
 // nothing: upgrade them all together once, and from this version on a node of an
 // older format refuses by itself.
 const (
-	// Format is the stream format this version writes and reads: 3, groups (kind
+	// Format is the stream format this version writes and reads: 4, groups (kind
 	// g) whose write-ahead records (kind f) every node decides in stream order, by
-	// their duplicate key and by their DUKPT KSN (first.go). Format 2 (the versions
-	// of 2 and 3 December 2026) decided by the duplicate key alone; 1 published each
-	// write-ahead record alone.
-	Format = 3
+	// their duplicate key and by their DUKPT KSN (first.go), an offline approval's
+	// duplicate key being its card's (journal.Record.CaptureKey, since 6 December
+	// 2026). Format 3 (3 to 6 December 2026) keyed an offline approval by its DE 41
+	// + 11 + 7 like any request (a node of it would capture again the same card
+	// approval uploaded under another STAN); 2 (2 and 3 December 2026) decided by
+	// the duplicate key alone; 1 published each write-ahead record alone. An entry
+	// of format 3 or earlier carries no CaptureKey (its writer knew none), so every
+	// node decides it as its writer did.
+	Format = 4
 	// metaFormat is the stream metadata key that holds the newest format a node
 	// opened the stream with.
 	metaFormat = cluster.FormatKey

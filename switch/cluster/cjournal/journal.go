@@ -343,6 +343,12 @@ func (j *Journal) LookupDuplicate(tid, stan, de7 string) (string, bool, error) {
 	return j.store.LookupDuplicate(tid, stan, de7)
 }
 
+// LookupDuplicateKey looks a duplicate key (journal.DupKey or journal.CaptureDupKey)
+// up in the local store, as LookupDuplicate does.
+func (j *Journal) LookupDuplicateKey(key string) (string, bool, error) {
+	return j.store.LookupDuplicateKey(key)
+}
+
 // Scan calls fn for the cluster's records matching q, from the local store.
 func (j *Journal) Scan(ctx context.Context, q journal.Query, fn func(*journal.Record) bool) error {
 	return j.store.Scan(ctx, q, fn)
