@@ -322,3 +322,45 @@ func TestProxyProtocolPerSourceLimits(t *testing.T) {
 	waitFor(t, "the refusal to be counted", func() bool { return m.get(m.refused, "per-source") == 1 })
 	a.ask(nil, "0200 still served")
 }
+
+// TestProxyProtocolHTTPPerSourceLimits: on a listener of kind https behind a proxy,
+// max_conns_per_source counts each terminal a header names as on a tcp listener:
+// with a limit of one, a second connection naming the same terminal is refused
+// (closed unanswered, counted per-source), while another terminal through the same
+// proxy is served. Before, the https listener checked the limit only at accept,
+// against the proxy's address, and moved the connection to the terminal's
+// address unchecked: a terminal behind a proxy could hold any number.
+func TestProxyProtocolHTTPPerSourceLimits(t *testing.T) {
+	m := newCountMetrics()
+	l := listen(t, Config{HTTP: true, MaxConnsPerSource: 1, ProxyProtocol: &ProxyProtocol{Trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}},
+		networkProc{allowed: netip.MustParsePrefix("203.0.113.0/24")}, nil, m)
+	post := func(c *client, header string) (string, error) {
+		req := fmt.Sprintf("%sPOST / HTTP/1.1\r\nHost: switch\r\nContent-Type: %s\r\nContent-Length: 4\r\n\r\n0200", header, ContentTypeTPDU)
+		if _, err := io.WriteString(c.nc, req); err != nil {
+			return "", err
+		}
+		_ = c.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+		resp, err := http.ReadResponse(c.r, nil)
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		got, err := io.ReadAll(resp.Body)
+		return string(bytes.TrimSpace(got)), err
+	}
+	a := dialFrom(t, l, "127.0.0.1")
+	if got, err := post(a, "PROXY TCP4 203.0.113.7 192.0.2.1 40001 443\r\n"); err != nil || got != "approve 203.0.113.7:40001" {
+		t.Fatalf("first terminal: %q, %v", got, err)
+	}
+	if got, err := post(dialFrom(t, l, "127.0.0.1"), "PROXY TCP4 203.0.113.7 192.0.2.1 40003 443\r\n"); err == nil {
+		t.Fatalf("a second connection of the terminal past max_conns_per_source 1 was answered %q", got)
+	}
+	waitFor(t, "the refusal to be counted", func() bool { return m.get(m.refused, "per-source") == 1 })
+	if got, err := post(dialFrom(t, l, "127.0.0.1"), "PROXY TCP4 203.0.113.8 192.0.2.1 40002 443\r\n"); err != nil || got != "approve 203.0.113.8:40002" {
+		t.Fatalf("another terminal through the same proxy: %q, %v", got, err)
+	}
+	if got, err := post(a, ""); err != nil || got != "approve 203.0.113.7:40001" {
+		t.Fatalf("the first terminal's connection after the refusal: %q, %v", got, err)
+	}
+	waitFor(t, "the refused connection to be let go", func() bool { return l.ConnCount() == 2 })
+}
