@@ -2,8 +2,10 @@ package frontend
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"sync"
@@ -165,6 +167,13 @@ func (c *proxiedConn) readHeader() error {
 		// no refusal, the read loop sees the end of the connection.
 		return nil
 	}
+	if err := wholeV1Line(c.br); err != nil {
+		_ = c.Conn.SetReadDeadline(time.Time{})
+		if isTimeout(err) {
+			return &proxyRefusal{ReasonProxyTimeout, fmt.Errorf("no complete header from %s within %s: %w", c.peer, c.l.cfg.FirstFrameTimeout, err)}
+		}
+		return &proxyRefusal{ReasonProxyInvalid, fmt.Errorf("header from %s cut short: %w", c.peer, err)}
+	}
 	h, err := proxyproto.Read(c.br)
 	// The caller (the read loop, or the HTTP server) sets its own deadline next.
 	_ = c.Conn.SetReadDeadline(time.Time{})
@@ -186,12 +195,46 @@ func (c *proxiedConn) readHeader() error {
 	}
 	src, ok := h.SourceAddr.(*net.TCPAddr)
 	if !ok || src == nil {
-		// v1 UNKNOWN, or v2 UNSPEC: the proxy does not know the client.
+		// A datagram or UNIX socket family. (A v1 UNKNOWN header comes back from
+		// the library as LOCAL, above; a v2 PROXY one of family UNSPEC is its
+		// error, invalid.)
 		return &proxyRefusal{ReasonProxyInvalid, fmt.Errorf("header from %s names no TCP source address (%v)", c.peer, h.TransportProtocol)}
 	}
 	ap := src.AddrPort()
 	c.remote = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	return nil
+}
+
+// proxyV1 is the signature of a version 1 header.
+const proxyV1 = "PROXY"
+
+// proxyV1Max is the length of the longest version 1 header line, CRLF included.
+const proxyV1Max = 107
+
+// wholeV1Line waits until br buffers the whole line of a version 1 header (up to
+// its LF, or proxyV1Max bytes), when what it buffers begins as one. The library
+// refuses a version 1 header that its first read does not hold whole (its defence
+// against a sender that trickles it, for servers without a deadline); the
+// protocol asks receivers to tolerate a header split across TCP segments, and
+// here the header's deadline, set by the caller, bounds the wait. It returns the
+// read's error (a timeout at the deadline), nil when br holds the line or what it
+// holds is no version 1 header.
+func wholeV1Line(br *bufio.Reader) error {
+	for {
+		b, _ := br.Peek(br.Buffered())
+		if n := min(len(b), len(proxyV1)); string(b[:n]) != proxyV1[:n] {
+			return nil
+		}
+		if bytes.IndexByte(b, '\n') >= 0 || len(b) >= proxyV1Max {
+			return nil
+		}
+		if _, err := br.Peek(len(b) + 1); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil // closed half way: the library says what is wrong
+			}
+			return err
+		}
+	}
 }
 
 // Read reads what follows the header (after reading the header the first time).
