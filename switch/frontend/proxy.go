@@ -150,6 +150,13 @@ func (c *proxiedConn) readHeader() error {
 	if err := c.Conn.SetReadDeadline(c.deadline); err != nil {
 		return &proxyRefusal{ReasonProxyInvalid, err}
 	}
+	// A drain sets closing, then moves each connection's read deadline to now
+	// (stopReading): one that did so before the line above had it replaced by the
+	// header's, and the drain would wait for a silent socket up to that deadline.
+	if c.l.isClosing() {
+		_ = c.Conn.SetReadDeadline(time.Time{})
+		return &proxyRefusal{"", fmt.Errorf("listener %s closing: the header of %s not read", c.l.cfg.Name, c.peer)}
+	}
 	c.br = bufio.NewReaderSize(c.Conn, proxyBuffer)
 	required := trusted && pp.Required
 	// Nothing at all first: silence, or a close without a byte.
@@ -335,7 +342,7 @@ func (c *serverConn) proxyHeader(pc *proxiedConn) string {
 	err := pc.header()
 	var r *proxyRefusal
 	switch {
-	case c.stopped.Load():
+	case c.stopped.Load() || l.isClosing():
 		return c.stopReason()
 	case errors.As(err, &r) && r.reason == "":
 		l.log.Debug().Uint64("conn", c.info.ID).Str("remote", c.info.Remote.String()).Dur("first_frame_timeout", l.cfg.FirstFrameTimeout).Msg("connection sent no frame in time; closed")

@@ -10,6 +10,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
 	"fmt"
 	"io"
 	"math/big"
@@ -435,5 +436,31 @@ func TestProxyProtocolV1Split(t *testing.T) {
 	b := make([]byte, 4)
 	if _, err := io.ReadFull(pc, b); err != nil || string(b) != "rest" {
 		t.Fatalf("after the header: %q, %v; want rest", b, err)
+	}
+}
+
+// TestProxyProtocolHeaderAfterDrain: a connection whose header read begins after
+// the listener started closing (a drain's stopReading came before the read set
+// the header's deadline, and was replaced by it) stops at once instead of waiting
+// for a silent proxy up to first_frame_timeout, which held the drain as long.
+func TestProxyProtocolHeaderAfterDrain(t *testing.T) {
+	l := &Listener{cfg: Config{Name: "test", FirstFrameTimeout: time.Minute,
+		ProxyProtocol: &ProxyProtocol{Trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}}, closing: true}
+	server, proxy := net.Pipe()
+	defer server.Close()
+	defer proxy.Close()
+	peer := netip.MustParseAddrPort("127.0.0.1:50000")
+	pc := &proxiedConn{Conn: server, l: l, peer: peer, remote: peer, deadline: time.Now().Add(l.cfg.FirstFrameTimeout)}
+	done := make(chan error, 1)
+	go func() { done <- pc.header() }()
+	select {
+	case err := <-done:
+		var r *proxyRefusal
+		if !errors.As(err, &r) || r.reason != "" {
+			t.Fatalf("header while closing: %v, want a refusal without a reason (not counted)", err)
+		}
+	case <-time.After(10 * time.Second):
+		server.Close() // lets the read go
+		t.Fatal("the header read waited for a silent proxy while the listener was closing")
 	}
 }
