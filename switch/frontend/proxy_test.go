@@ -464,3 +464,24 @@ func TestProxyProtocolHeaderAfterDrain(t *testing.T) {
 		t.Fatal("the header read waited for a silent proxy while the listener was closing")
 	}
 }
+
+// TestProxyProtocolV2TLVs: a version 2 header with TLVs (an AWS NLB's endpoint ID,
+// padding) longer than the buffer the header is read through names the terminal,
+// and the frame after it is read whole.
+func TestProxyProtocolV2TLVs(t *testing.T) {
+	l := listen(t, Config{ProxyProtocol: &ProxyProtocol{Trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}, Required: true}},
+		networkProc{allowed: netip.MustParsePrefix("203.0.113.0/24")}, nil, nil)
+	h := proxyproto.HeaderProxyFromAddrs(2, net.TCPAddrFromAddrPort(netip.MustParseAddrPort("203.0.113.7:40001")),
+		net.TCPAddrFromAddrPort(netip.MustParseAddrPort("192.0.2.1:8583")))
+	if err := h.SetTLVs([]proxyproto.TLV{{Type: 0xEA, Value: append([]byte{0x01}, "vpce-0123456789abcdef"...)},
+		{Type: proxyproto.PP2_TYPE_NOOP, Value: bytes.Repeat([]byte{0}, 3*proxyBuffer)}}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := h.Format()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := dialFrom(t, l, "127.0.0.1").ask(b, "0200 after a long header"); got != "approve 203.0.113.7:40001" {
+		t.Fatalf("answered %q, want approve 203.0.113.7:40001", got)
+	}
+}
