@@ -30,8 +30,10 @@ import (
 // complete in time for no header at all (a trusted proxy's half header would then be
 // read as the terminal's first bytes); here the header is read once per connection,
 // on the connection's own goroutine (never the accept loop), within
-// FirstFrameTimeout of the accept, and a header that fails in any way refuses the
-// connection.
+// FirstFrameTimeout of the accept (a version 1 header split across segments is
+// waited for until then: wholeV1Line), and a header that fails in any way refuses
+// the connection. A LOCAL header (version 2) or an UNKNOWN one (version 1) is the
+// proxy's own connection: the socket's peer stays the remote address.
 type ProxyProtocol struct {
 	// Trusted are the networks of the proxies. Only a connection from one of them
 	// may open with a header; a header from any other address is refused
