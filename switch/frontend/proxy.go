@@ -176,6 +176,22 @@ func (c *proxiedConn) readHeader() error {
 		// no refusal, the read loop sees the end of the connection.
 		return nil
 	}
+	if !trusted {
+		// A header from elsewhere is refused on its signature, not parsed: what
+		// an untrusted sender wrote after it (an address, TLVs, a length) is
+		// never read, nor waited for.
+		header, err := proxySignature(c.br)
+		_ = c.Conn.SetReadDeadline(time.Time{})
+		switch {
+		case header:
+			return &proxyRefusal{ReasonProxyUntrusted, fmt.Errorf("header from %s, which is not a trusted proxy", c.peer)}
+		case isTimeout(err):
+			// A few bytes, then nothing: a silent socket, as without the PROXY
+			// protocol (first frame timeout).
+			return &proxyRefusal{"", fmt.Errorf("no whole frame from %s within %s: %w", c.peer, c.l.cfg.FirstFrameTimeout, err)}
+		}
+		return nil // a terminal's own bytes
+	}
 	if err := wholeV1Line(c.br); err != nil {
 		_ = c.Conn.SetReadDeadline(time.Time{})
 		if isTimeout(err) {
@@ -196,8 +212,6 @@ func (c *proxiedConn) readHeader() error {
 		return &proxyRefusal{ReasonProxyTimeout, fmt.Errorf("no complete header from %s within %s: %w", c.peer, c.l.cfg.FirstFrameTimeout, err)}
 	case err != nil:
 		return &proxyRefusal{ReasonProxyInvalid, fmt.Errorf("header from %s: %w", c.peer, err)}
-	case !trusted:
-		return &proxyRefusal{ReasonProxyUntrusted, fmt.Errorf("header from %s, which is not a trusted proxy", c.peer)}
 	}
 	if h.Command.IsLocal() {
 		return nil // the proxy's own connection (a health check): no client
@@ -212,6 +226,31 @@ func (c *proxiedConn) readHeader() error {
 	ap := src.AddrPort()
 	c.remote = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	return nil
+}
+
+// proxySignature says whether br begins with the signature of a PROXY header,
+// version 1 ("PROXY") or 2 (12 bytes), reading only as far as it takes to tell: a
+// terminal's frame differs within its first bytes. It returns the read's error (a
+// timeout at the deadline the caller set) when the bytes so far could begin
+// either; an end of file then is no header.
+func proxySignature(br *bufio.Reader) (bool, error) {
+	agrees := func(b, sig []byte) bool { n := min(len(b), len(sig)); return bytes.Equal(b[:n], sig[:n]) }
+	for {
+		b, _ := br.Peek(br.Buffered())
+		v1, v2 := agrees(b, proxyproto.SIGV1), agrees(b, proxyproto.SIGV2)
+		switch {
+		case !v1 && !v2:
+			return false, nil
+		case v1 && len(b) >= len(proxyproto.SIGV1), v2 && len(b) >= len(proxyproto.SIGV2):
+			return true, nil
+		}
+		if _, err := br.Peek(len(b) + 1); err != nil {
+			if errors.Is(err, io.EOF) {
+				return false, nil
+			}
+			return false, err
+		}
+	}
 }
 
 // proxyV1 is the signature of a version 1 header.

@@ -485,3 +485,28 @@ func TestProxyProtocolV2TLVs(t *testing.T) {
 		t.Fatalf("answered %q, want approve 203.0.113.7:40001", got)
 	}
 }
+
+// TestProxyProtocolUntrustedNotParsed: a header from an address that is not a
+// trusted proxy is refused on its signature at once, version 1 or 2, however it
+// goes on: the rest (here a line cut short, and a version 2 header that announces
+// 4 KB and sends none) is neither parsed nor waited for. Before, an untrusted
+// sender's header was parsed in full, and one that stalled held its connection
+// until first_frame_timeout.
+func TestProxyProtocolUntrustedNotParsed(t *testing.T) {
+	m := newCountMetrics()
+	l := listen(t, Config{FirstFrameTimeout: time.Minute, ProxyProtocol: &ProxyProtocol{Trusted: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}},
+		networkProc{allowed: netip.MustParsePrefix("203.0.113.0/24")}, nil, m)
+	v2 := append(append([]byte(nil), proxyproto.SIGV2...), 0x21, 0x11, 0x10, 0x00)
+	for i, sent := range [][]byte{[]byte("PROXY TCP4 203.0.113.7"), v2} {
+		c := dialFrom(t, l, "127.0.0.2")
+		if _, err := c.nc.Write(sent); err != nil {
+			t.Fatal(err)
+		}
+		c.closedBySwitch()
+		waitFor(t, "the refusal to be counted", func() bool { return m.get(m.refused, ReasonProxyUntrusted) == i+1 })
+	}
+	// A terminal's own frame is not taken for a header, however it begins.
+	if got := dialFrom(t, l, "127.0.0.2").ask(nil, "0200"); !strings.HasPrefix(got, "decline 127.0.0.2:") {
+		t.Fatalf("terminal without a header: %q", got)
+	}
+}
