@@ -212,9 +212,9 @@ var errPerSource = errors.New("connection refused: its terminal has max_conns_pe
 // from the socket peer's (the proxy's) source to that of the terminal the header
 // names, under the per-source limit as at accept: one past max_conns_per_source
 // from the terminal's address is refused (counted and logged as per-source, as
-// on a tcp listener). Until 6 December 2026 (second release) the https listener
-// moved the connection at its first request without that check, so a terminal
-// behind a proxy could hold any number of connections.
+// on a tcp listener). Without the check (the limit counted at accept only,
+// against the proxy's address) a terminal behind a proxy could hold any number of
+// connections.
 func (c *limitedConn) move() {
 	c.moved.Do(func() {
 		pc, _ := c.Conn.(*proxiedConn)
