@@ -168,3 +168,67 @@ func BenchmarkAcquirerObserve(b *testing.B) {
 		}
 	}
 }
+
+// Reads racing observations and retractions in one bucket never see a sum that
+// went back (only observations before the retractions), and the read after the
+// last write, in the same bucket as the reads whose sums were kept, sees every
+// write: no kept sum outlives a change to a stripe (run with -race).
+func TestStripedKeptSumConcurrent(t *testing.T) {
+	s := NewVelocity(nil, 0, 0)
+	c := acqSpec(AcquirerStripes)
+	t0 := time.Date(2025, 6, 4, 6, 0, 0, 0, time.UTC).UnixNano()
+	const workers, each = 4, 400
+	var writers, readers sync.WaitGroup
+	stop := make(chan struct{})
+	went := make(chan int, workers)
+	for range workers {
+		readers.Go(func() {
+			last := 0
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				got := s.Read(c, 9, t0)
+				if got < last {
+					went <- got
+					return
+				}
+				last = got
+			}
+		})
+	}
+	for w := range workers {
+		writers.Go(func() {
+			for i := range each {
+				card := fmt.Sprintf("card-%d-%d", w, i)
+				s.Observe(c, StripeKey(c, 9, xxhash.Sum64String(card)), t0, 1, card)
+			}
+		})
+	}
+	writers.Wait()
+	close(stop)
+	readers.Wait()
+	close(went)
+	for got := range went {
+		t.Errorf("a read went back to %d while only observations were made", got)
+	}
+	if got := s.Read(c, 9, t0); got != workers*each {
+		t.Fatalf("read in the same bucket after the observations: %d, want %d", got, workers*each)
+	}
+	// Retractions, each from the stripe its card fed, racing reads of the same bucket.
+	for w := range workers {
+		writers.Go(func() {
+			for i := range each / 2 {
+				card := fmt.Sprintf("card-%d-%d", w, i)
+				s.Retract(c, StripeKey(c, 9, xxhash.Sum64String(card)), t0, 1, true)
+				_ = s.Read(c, 9, t0)
+			}
+		})
+	}
+	writers.Wait()
+	if got := s.Read(c, 9, t0); got != workers*each/2 {
+		t.Fatalf("read in the same bucket after the retractions: %d, want %d", got, workers*each/2)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -84,7 +85,7 @@ func (l *Listener) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	var resp Response
 	var src *source
 	if lc, _ := r.Context().Value(sourceKey{}).(*limitedConn); lc != nil {
-		src = lc.source(info.Remote.Addr())
+		src = lc.source()
 	}
 	if src != nil && !l.admit(src) {
 		resp, err = l.refuseRequest(&info, body)
@@ -167,7 +168,7 @@ func (ll *limitedListener) Accept() (net.Conn, error) {
 		}
 		// The socket's peer, without I/O: with ProxyProtocol the header is read on
 		// the connection's goroutine (the HTTP server's RemoteAddr), and the
-		// connection moves to the terminal's address at its first request.
+		// connection moves to the terminal's address then (limitedConn.move).
 		src := socketPeer(nc).Addr()
 		l.mu.Lock()
 		if reason := l.refuse(src); reason != "" {
@@ -190,30 +191,88 @@ type limitedConn struct {
 	net.Conn
 	l *Listener
 	// src and s are the address it counts under and its source: the socket's peer
-	// from the accept, the terminal's a PROXY header named from the first request
-	// (source). src and closed are guarded by the listener's mu.
+	// from the accept, then the terminal's a PROXY header named (move). src and
+	// closed are guarded by the listener's mu.
 	src    netip.Addr
 	s      *source
 	closed bool
 	once   sync.Once
 	moved  sync.Once
+	// refused is set when the terminal a PROXY header named already has
+	// MaxConnsPerSource connections: nothing is read from or written to the
+	// connection, which the HTTP server then closes.
+	refused atomic.Bool
 }
 
-// source returns the connection's source for a request from remote (the request's
-// RemoteAddr, which a PROXY header may have made the terminal's): the first time,
-// the connection moves to remote's source from the socket peer's, so that the
-// per-source limits count the terminal behind a proxy, not the proxy.
-func (c *limitedConn) source(remote netip.Addr) *source {
+// errPerSource is the error of reads and writes on a connection refused for its
+// terminal's per-source limit once its PROXY header named the terminal.
+var errPerSource = errors.New("connection refused: its terminal has max_conns_per_source connections already")
+
+// move reads a proxied connection's PROXY header (once) and moves the connection
+// from the socket peer's (the proxy's) source to that of the terminal the header
+// names, under the per-source limit as at accept: one past max_conns_per_source
+// from the terminal's address is refused (counted and logged as per-source, as
+// on a tcp listener). Without the check (the limit counted at accept only,
+// against the proxy's address) a terminal behind a proxy could hold any number of
+// connections.
+func (c *limitedConn) move() {
 	c.moved.Do(func() {
+		pc, _ := c.Conn.(*proxiedConn)
+		if pc == nil || pc.header() != nil {
+			return
+		}
+		remote := pc.remote.Addr()
 		l := c.l
 		l.mu.Lock()
-		defer l.mu.Unlock()
 		if c.closed || !remote.IsValid() || remote == c.src {
+			l.mu.Unlock()
+			return
+		}
+		if s := l.sources[remote]; s != nil && s.conns >= l.cfg.MaxConnsPerSource {
+			l.mu.Unlock()
+			c.refused.Store(true)
+			if l.metrics != nil {
+				l.metrics.ConnRefused(l.cfg.Name, "per-source")
+			}
+			l.logRefused("per-source", pc.remote.String()+" (through "+pc.peer.String()+")")
 			return
 		}
 		l.dropSource(c.src)
 		c.src, c.s = remote, l.addSource(remote)
+		l.mu.Unlock()
 	})
+}
+
+// RemoteAddr is the connection's remote address: with ProxyProtocol the
+// terminal's, its header read, and the connection moved to it under the limits
+// (move). The HTTP server asks for it first, on the connection's goroutine.
+func (c *limitedConn) RemoteAddr() net.Addr {
+	a := c.Conn.RemoteAddr()
+	c.move()
+	return a
+}
+
+// Read reads from the connection, unless move refused it.
+func (c *limitedConn) Read(b []byte) (int, error) {
+	if c.move(); c.refused.Load() {
+		return 0, errPerSource
+	}
+	return c.Conn.Read(b)
+}
+
+// Write writes to the connection, unless move refused it (then nothing goes back,
+// not even the HTTP server's 400 to the request it could not read).
+func (c *limitedConn) Write(b []byte) (int, error) {
+	if c.move(); c.refused.Load() {
+		return 0, errPerSource
+	}
+	return c.Conn.Write(b)
+}
+
+// source returns the connection's source, that of the terminal a PROXY header
+// named (move), for the per-source limit of requests in flight.
+func (c *limitedConn) source() *source {
+	c.move()
 	return c.s
 }
 

@@ -2,8 +2,10 @@ package frontend
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"sync"
@@ -28,8 +30,10 @@ import (
 // complete in time for no header at all (a trusted proxy's half header would then be
 // read as the terminal's first bytes); here the header is read once per connection,
 // on the connection's own goroutine (never the accept loop), within
-// FirstFrameTimeout of the accept, and a header that fails in any way refuses the
-// connection.
+// FirstFrameTimeout of the accept (a version 1 header split across segments is
+// waited for until then: wholeV1Line), and a header that fails in any way refuses
+// the connection. A LOCAL header (version 2) or an UNKNOWN one (version 1) is the
+// proxy's own connection: the socket's peer stays the remote address.
 type ProxyProtocol struct {
 	// Trusted are the networks of the proxies. Only a connection from one of them
 	// may open with a header; a header from any other address is refused
@@ -148,6 +152,13 @@ func (c *proxiedConn) readHeader() error {
 	if err := c.Conn.SetReadDeadline(c.deadline); err != nil {
 		return &proxyRefusal{ReasonProxyInvalid, err}
 	}
+	// A drain sets closing, then moves each connection's read deadline to now
+	// (stopReading): one that did so before the line above had it replaced by the
+	// header's, and the drain would wait for a silent socket up to that deadline.
+	if c.l.isClosing() {
+		_ = c.Conn.SetReadDeadline(time.Time{})
+		return &proxyRefusal{"", fmt.Errorf("listener %s closing: the header of %s not read", c.l.cfg.Name, c.peer)}
+	}
 	c.br = bufio.NewReaderSize(c.Conn, proxyBuffer)
 	required := trusted && pp.Required
 	// Nothing at all first: silence, or a close without a byte.
@@ -165,6 +176,29 @@ func (c *proxiedConn) readHeader() error {
 		// no refusal, the read loop sees the end of the connection.
 		return nil
 	}
+	if !trusted {
+		// A header from elsewhere is refused on its signature, not parsed: what
+		// an untrusted sender wrote after it (an address, TLVs, a length) is
+		// never read, nor waited for.
+		header, err := proxySignature(c.br)
+		_ = c.Conn.SetReadDeadline(time.Time{})
+		switch {
+		case header:
+			return &proxyRefusal{ReasonProxyUntrusted, fmt.Errorf("header from %s, which is not a trusted proxy", c.peer)}
+		case isTimeout(err):
+			// A few bytes, then nothing: a silent socket, as without the PROXY
+			// protocol (first frame timeout).
+			return &proxyRefusal{"", fmt.Errorf("no whole frame from %s within %s: %w", c.peer, c.l.cfg.FirstFrameTimeout, err)}
+		}
+		return nil // a terminal's own bytes
+	}
+	if err := wholeV1Line(c.br); err != nil {
+		_ = c.Conn.SetReadDeadline(time.Time{})
+		if isTimeout(err) {
+			return &proxyRefusal{ReasonProxyTimeout, fmt.Errorf("no complete header from %s within %s: %w", c.peer, c.l.cfg.FirstFrameTimeout, err)}
+		}
+		return &proxyRefusal{ReasonProxyInvalid, fmt.Errorf("header from %s cut short: %w", c.peer, err)}
+	}
 	h, err := proxyproto.Read(c.br)
 	// The caller (the read loop, or the HTTP server) sets its own deadline next.
 	_ = c.Conn.SetReadDeadline(time.Time{})
@@ -178,20 +212,77 @@ func (c *proxiedConn) readHeader() error {
 		return &proxyRefusal{ReasonProxyTimeout, fmt.Errorf("no complete header from %s within %s: %w", c.peer, c.l.cfg.FirstFrameTimeout, err)}
 	case err != nil:
 		return &proxyRefusal{ReasonProxyInvalid, fmt.Errorf("header from %s: %w", c.peer, err)}
-	case !trusted:
-		return &proxyRefusal{ReasonProxyUntrusted, fmt.Errorf("header from %s, which is not a trusted proxy", c.peer)}
 	}
 	if h.Command.IsLocal() {
 		return nil // the proxy's own connection (a health check): no client
 	}
 	src, ok := h.SourceAddr.(*net.TCPAddr)
 	if !ok || src == nil {
-		// v1 UNKNOWN, or v2 UNSPEC: the proxy does not know the client.
+		// A datagram or UNIX socket family. (A v1 UNKNOWN header comes back from
+		// the library as LOCAL, above; a v2 PROXY one of family UNSPEC is its
+		// error, invalid.)
 		return &proxyRefusal{ReasonProxyInvalid, fmt.Errorf("header from %s names no TCP source address (%v)", c.peer, h.TransportProtocol)}
 	}
 	ap := src.AddrPort()
 	c.remote = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	return nil
+}
+
+// proxySignature says whether br begins with the signature of a PROXY header,
+// version 1 ("PROXY") or 2 (12 bytes), reading only as far as it takes to tell: a
+// terminal's frame differs within its first bytes. It returns the read's error (a
+// timeout at the deadline the caller set) when the bytes so far could begin
+// either; an end of file then is no header.
+func proxySignature(br *bufio.Reader) (bool, error) {
+	agrees := func(b, sig []byte) bool { n := min(len(b), len(sig)); return bytes.Equal(b[:n], sig[:n]) }
+	for {
+		b, _ := br.Peek(br.Buffered())
+		v1, v2 := agrees(b, proxyproto.SIGV1), agrees(b, proxyproto.SIGV2)
+		switch {
+		case !v1 && !v2:
+			return false, nil
+		case v1 && len(b) >= len(proxyproto.SIGV1), v2 && len(b) >= len(proxyproto.SIGV2):
+			return true, nil
+		}
+		if _, err := br.Peek(len(b) + 1); err != nil {
+			if errors.Is(err, io.EOF) {
+				return false, nil
+			}
+			return false, err
+		}
+	}
+}
+
+// proxyV1 is the signature of a version 1 header.
+const proxyV1 = "PROXY"
+
+// proxyV1Max is the length of the longest version 1 header line, CRLF included.
+const proxyV1Max = 107
+
+// wholeV1Line waits until br buffers the whole line of a version 1 header (up to
+// its LF, or proxyV1Max bytes), when what it buffers begins as one. The library
+// refuses a version 1 header that its first read does not hold whole (its defence
+// against a sender that trickles it, for servers without a deadline); the
+// protocol asks receivers to tolerate a header split across TCP segments, and
+// here the header's deadline, set by the caller, bounds the wait. It returns the
+// read's error (a timeout at the deadline), nil when br holds the line or what it
+// holds is no version 1 header.
+func wholeV1Line(br *bufio.Reader) error {
+	for {
+		b, _ := br.Peek(br.Buffered())
+		if n := min(len(b), len(proxyV1)); string(b[:n]) != proxyV1[:n] {
+			return nil
+		}
+		if bytes.IndexByte(b, '\n') >= 0 || len(b) >= proxyV1Max {
+			return nil
+		}
+		if _, err := br.Peek(len(b) + 1); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil // closed half way: the library says what is wrong
+			}
+			return err
+		}
+	}
 }
 
 // Read reads what follows the header (after reading the header the first time).
@@ -292,7 +383,7 @@ func (c *serverConn) proxyHeader(pc *proxiedConn) string {
 	err := pc.header()
 	var r *proxyRefusal
 	switch {
-	case c.stopped.Load():
+	case c.stopped.Load() || l.isClosing():
 		return c.stopReason()
 	case errors.As(err, &r) && r.reason == "":
 		l.log.Debug().Uint64("conn", c.info.ID).Str("remote", c.info.Remote.String()).Dur("first_frame_timeout", l.cfg.FirstFrameTimeout).Msg("connection sent no frame in time; closed")

@@ -10,6 +10,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
 	"fmt"
 	"io"
 	"math/big"
@@ -165,22 +166,11 @@ func TestProxyProtocolRefusals(t *testing.T) {
 		c.closedBySwitch()
 		waitFor(t, "the refusal to be counted", func() bool { return m.get(m.refused, ReasonProxyInvalid) == 1 })
 	})
-	// A version 1 header must come in one segment (the library's defence against
-	// slow senders): one cut short is refused at once.
-	t.Run("v1 cut short", func(t *testing.T) {
-		m := newCountMetrics()
-		l := listen(t, Config{ProxyProtocol: &ProxyProtocol{Trusted: trusted("127.0.0.0/8")}}, proc, nil, m)
-		c := dialFrom(t, l, "127.0.0.1")
-		if _, err := io.WriteString(c.nc, "PROXY TCP4 203.0.113.7 192.0.2.1"); err != nil {
-			t.Fatal(err)
-		}
-		c.closedBySwitch()
-		waitFor(t, "the refusal to be counted", func() bool { return m.get(m.refused, ReasonProxyInvalid) == 1 })
-	})
 	v2 := v2Header(t, "203.0.113.7:40001", "192.0.2.1:8583")
-	// A header that never completes, and silence where a header is required, are
-	// refused at first_frame_timeout; silence where none is required is closed as
-	// any silent socket, not counted as a refusal.
+	// A header that never completes (a version 1 line cut short included: one split
+	// across segments is waited for, TestProxyProtocolV1Split), and silence where a
+	// header is required, are refused at first_frame_timeout; silence where none is
+	// required is closed as any silent socket, not counted as a refusal.
 	for _, tc := range []struct {
 		name     string
 		sent     []byte
@@ -188,6 +178,7 @@ func TestProxyProtocolRefusals(t *testing.T) {
 		closed   string
 	}{
 		{"v2 incomplete", v2[:14], false, closedProxyRefused},
+		{"v1 cut short", []byte("PROXY TCP4 203.0.113.7 192.0.2.1"), false, closedProxyRefused},
 		{"silent, required", nil, true, closedProxyRefused},
 		{"silent, not required", nil, false, "first frame timeout"},
 	} {
@@ -321,4 +312,201 @@ func TestProxyProtocolPerSourceLimits(t *testing.T) {
 	c.closedBySwitch()
 	waitFor(t, "the refusal to be counted", func() bool { return m.get(m.refused, "per-source") == 1 })
 	a.ask(nil, "0200 still served")
+}
+
+// TestProxyProtocolHTTPPerSourceLimits: on a listener of kind https behind a proxy,
+// max_conns_per_source counts each terminal a header names as on a tcp listener:
+// with a limit of one, a second connection naming the same terminal is refused
+// (closed unanswered, counted per-source), while another terminal through the same
+// proxy is served. Before, the https listener checked the limit only at accept,
+// against the proxy's address, and moved the connection to the terminal's
+// address unchecked: a terminal behind a proxy could hold any number.
+func TestProxyProtocolHTTPPerSourceLimits(t *testing.T) {
+	m := newCountMetrics()
+	l := listen(t, Config{HTTP: true, MaxConnsPerSource: 1, ProxyProtocol: &ProxyProtocol{Trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}},
+		networkProc{allowed: netip.MustParsePrefix("203.0.113.0/24")}, nil, m)
+	post := func(c *client, header string) (string, error) {
+		req := fmt.Sprintf("%sPOST / HTTP/1.1\r\nHost: switch\r\nContent-Type: %s\r\nContent-Length: 4\r\n\r\n0200", header, ContentTypeTPDU)
+		if _, err := io.WriteString(c.nc, req); err != nil {
+			return "", err
+		}
+		_ = c.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+		resp, err := http.ReadResponse(c.r, nil)
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		got, err := io.ReadAll(resp.Body)
+		return string(bytes.TrimSpace(got)), err
+	}
+	a := dialFrom(t, l, "127.0.0.1")
+	if got, err := post(a, "PROXY TCP4 203.0.113.7 192.0.2.1 40001 443\r\n"); err != nil || got != "approve 203.0.113.7:40001" {
+		t.Fatalf("first terminal: %q, %v", got, err)
+	}
+	if got, err := post(dialFrom(t, l, "127.0.0.1"), "PROXY TCP4 203.0.113.7 192.0.2.1 40003 443\r\n"); err == nil {
+		t.Fatalf("a second connection of the terminal past max_conns_per_source 1 was answered %q", got)
+	}
+	waitFor(t, "the refusal to be counted", func() bool { return m.get(m.refused, "per-source") == 1 })
+	if got, err := post(dialFrom(t, l, "127.0.0.1"), "PROXY TCP4 203.0.113.8 192.0.2.1 40002 443\r\n"); err != nil || got != "approve 203.0.113.8:40002" {
+		t.Fatalf("another terminal through the same proxy: %q, %v", got, err)
+	}
+	if got, err := post(a, ""); err != nil || got != "approve 203.0.113.7:40001" {
+		t.Fatalf("the first terminal's connection after the refusal: %q, %v", got, err)
+	}
+	waitFor(t, "the refused connection to be let go", func() bool { return l.ConnCount() == 2 })
+}
+
+// TestProxyProtocolLocal: a proxy's own connection (its health check) with a
+// version 2 LOCAL header, with address and TLVs or without, and a version 1
+// UNKNOWN header (what a v1 proxy sends when it does not know the client, its
+// health checks included) keep the socket's peer, the proxy, as the remote
+// address, where a header is required too: the protocol asks the receiver to use
+// the connection's own endpoints, not to refuse. A v2 PROXY header of family
+// UNSPEC names no client and is refused as invalid.
+func TestProxyProtocolLocal(t *testing.T) {
+	m := newCountMetrics()
+	l := listen(t, Config{ProxyProtocol: &ProxyProtocol{Trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}, Required: true}},
+		networkProc{allowed: netip.MustParsePrefix("203.0.113.0/24")}, nil, m)
+	local := func(h *proxyproto.Header) []byte {
+		b, err := h.Format()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	withTLVs := proxyproto.HeaderProxyFromAddrs(2, net.TCPAddrFromAddrPort(netip.MustParseAddrPort("203.0.113.7:40001")),
+		net.TCPAddrFromAddrPort(netip.MustParseAddrPort("192.0.2.1:8583")))
+	withTLVs.Command = proxyproto.LOCAL
+	if err := withTLVs.SetTLVs([]proxyproto.TLV{{Type: proxyproto.PP2_TYPE_AUTHORITY, Value: []byte("switch.example")}}); err != nil {
+		t.Fatal(err)
+	}
+	for name, h := range map[string][]byte{
+		"v2 LOCAL":                  local(&proxyproto.Header{Version: 2, Command: proxyproto.LOCAL, TransportProtocol: proxyproto.UNSPEC}),
+		"v2 LOCAL, address and TLV": local(withTLVs),
+		"v1 UNKNOWN":                []byte("PROXY UNKNOWN\r\n"),
+	} {
+		if got := dialFrom(t, l, "127.0.0.1").ask(h, "0200"); !strings.HasPrefix(got, "decline 127.0.0.1:") {
+			t.Errorf("%s: answered %q, want the proxy's own address", name, got)
+		}
+	}
+	c := dialFrom(t, l, "127.0.0.1")
+	unspec := local(&proxyproto.Header{Version: 2, Command: proxyproto.PROXY, TransportProtocol: proxyproto.UNSPEC})
+	if _, err := c.nc.Write(unspec); err != nil {
+		t.Fatal(err)
+	}
+	c.closedBySwitch()
+	waitFor(t, "the refusal to be counted", func() bool { return m.get(m.refused, ReasonProxyInvalid) == 1 })
+	if n := m.get(m.refused, ReasonProxyMissing); n != 0 {
+		t.Fatalf("refused %s = %d, want 0", ReasonProxyMissing, n)
+	}
+}
+
+// TestProxyProtocolV1Split: a version 1 header that comes in two TCP segments (the
+// protocol asks receivers to tolerate that) is read whole within the header's
+// deadline, and the bytes after it are the terminal's. net.Pipe makes the split
+// certain: its first write is read before the second is made. Before, the library's
+// rule that the first read hold the whole line refused it as invalid.
+func TestProxyProtocolV1Split(t *testing.T) {
+	l := &Listener{cfg: Config{Name: "test", FirstFrameTimeout: 5 * time.Second,
+		ProxyProtocol: &ProxyProtocol{Trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}, Required: true}}}
+	server, proxy := net.Pipe()
+	defer server.Close()
+	defer proxy.Close()
+	peer := netip.MustParseAddrPort("127.0.0.1:50000")
+	pc := &proxiedConn{Conn: server, l: l, peer: peer, remote: peer, deadline: time.Now().Add(l.cfg.FirstFrameTimeout)}
+	wrote := make(chan error, 1)
+	go func() {
+		for _, part := range []string{"PROXY TCP4 203.0.113.7 19", "2.0.2.1 40001 8583\r\nrest"} {
+			if _, err := io.WriteString(proxy, part); err != nil {
+				wrote <- err
+				return
+			}
+		}
+		wrote <- nil
+	}()
+	if err := pc.header(); err != nil {
+		t.Fatalf("header in two segments: %v", err)
+	}
+	if err := <-wrote; err != nil {
+		t.Fatal(err)
+	}
+	if pc.remote.String() != "203.0.113.7:40001" {
+		t.Fatalf("remote %s, want 203.0.113.7:40001", pc.remote)
+	}
+	b := make([]byte, 4)
+	if _, err := io.ReadFull(pc, b); err != nil || string(b) != "rest" {
+		t.Fatalf("after the header: %q, %v; want rest", b, err)
+	}
+}
+
+// TestProxyProtocolHeaderAfterDrain: a connection whose header read begins after
+// the listener started closing (a drain's stopReading came before the read set
+// the header's deadline, and was replaced by it) stops at once instead of waiting
+// for a silent proxy up to first_frame_timeout, which held the drain as long.
+func TestProxyProtocolHeaderAfterDrain(t *testing.T) {
+	l := &Listener{cfg: Config{Name: "test", FirstFrameTimeout: time.Minute,
+		ProxyProtocol: &ProxyProtocol{Trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}}, closing: true}
+	server, proxy := net.Pipe()
+	defer server.Close()
+	defer proxy.Close()
+	peer := netip.MustParseAddrPort("127.0.0.1:50000")
+	pc := &proxiedConn{Conn: server, l: l, peer: peer, remote: peer, deadline: time.Now().Add(l.cfg.FirstFrameTimeout)}
+	done := make(chan error, 1)
+	go func() { done <- pc.header() }()
+	select {
+	case err := <-done:
+		var r *proxyRefusal
+		if !errors.As(err, &r) || r.reason != "" {
+			t.Fatalf("header while closing: %v, want a refusal without a reason (not counted)", err)
+		}
+	case <-time.After(10 * time.Second):
+		server.Close() // lets the read go
+		t.Fatal("the header read waited for a silent proxy while the listener was closing")
+	}
+}
+
+// TestProxyProtocolV2TLVs: a version 2 header with TLVs (an AWS NLB's endpoint ID,
+// padding) longer than the buffer the header is read through names the terminal,
+// and the frame after it is read whole.
+func TestProxyProtocolV2TLVs(t *testing.T) {
+	l := listen(t, Config{ProxyProtocol: &ProxyProtocol{Trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}, Required: true}},
+		networkProc{allowed: netip.MustParsePrefix("203.0.113.0/24")}, nil, nil)
+	h := proxyproto.HeaderProxyFromAddrs(2, net.TCPAddrFromAddrPort(netip.MustParseAddrPort("203.0.113.7:40001")),
+		net.TCPAddrFromAddrPort(netip.MustParseAddrPort("192.0.2.1:8583")))
+	if err := h.SetTLVs([]proxyproto.TLV{{Type: 0xEA, Value: append([]byte{0x01}, "vpce-0123456789abcdef"...)},
+		{Type: proxyproto.PP2_TYPE_NOOP, Value: bytes.Repeat([]byte{0}, 3*proxyBuffer)}}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := h.Format()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := dialFrom(t, l, "127.0.0.1").ask(b, "0200 after a long header"); got != "approve 203.0.113.7:40001" {
+		t.Fatalf("answered %q, want approve 203.0.113.7:40001", got)
+	}
+}
+
+// TestProxyProtocolUntrustedNotParsed: a header from an address that is not a
+// trusted proxy is refused on its signature at once, version 1 or 2, however it
+// goes on: the rest (here a line cut short, and a version 2 header that announces
+// 4 KB and sends none) is neither parsed nor waited for. Before, an untrusted
+// sender's header was parsed in full, and one that stalled held its connection
+// until first_frame_timeout.
+func TestProxyProtocolUntrustedNotParsed(t *testing.T) {
+	m := newCountMetrics()
+	l := listen(t, Config{FirstFrameTimeout: time.Minute, ProxyProtocol: &ProxyProtocol{Trusted: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}},
+		networkProc{allowed: netip.MustParsePrefix("203.0.113.0/24")}, nil, m)
+	v2 := append(append([]byte(nil), proxyproto.SIGV2...), 0x21, 0x11, 0x10, 0x00)
+	for i, sent := range [][]byte{[]byte("PROXY TCP4 203.0.113.7"), v2} {
+		c := dialFrom(t, l, "127.0.0.2")
+		if _, err := c.nc.Write(sent); err != nil {
+			t.Fatal(err)
+		}
+		c.closedBySwitch()
+		waitFor(t, "the refusal to be counted", func() bool { return m.get(m.refused, ReasonProxyUntrusted) == i+1 })
+	}
+	// A terminal's own frame is not taken for a header, however it begins.
+	if got := dialFrom(t, l, "127.0.0.2").ask(nil, "0200"); !strings.HasPrefix(got, "decline 127.0.0.2:") {
+		t.Fatalf("terminal without a header: %q", got)
+	}
 }

@@ -48,3 +48,30 @@ func TestBatchChecksTheTerminal(t *testing.T) {
 		t.Fatalf("batch that passes the checks: %s %q, want 00 (the refused one closed nothing)", a.RC, a.Reason)
 	}
 }
+
+// TestBatchMACRequired: the batch of a terminal with a MAC key must carry its MAC
+// like any request: one without is answered 63 mac-missing and closes nothing (the
+// MAC'd batch after it still counts the purchase); one with a MAC under another key,
+// 63 mac-invalid.
+func TestBatchMACRequired(t *testing.T) {
+	h := newHarness(t, withHSM, withTerminal(termMAC))
+	h.macKey = termMAC.Keys.TAK
+	batch := func() termclient.Txn {
+		tx := h.purchase(0)
+		tx.MTI, tx.ProcCode, tx.PAN, tx.Expiry = "0500", message.PCBatch, "", ""
+		tx.TLV = [][2]string{{message.TagBatchTotals, "1,1000,0,0"}}
+		return tx
+	}
+	h.approved(1000)
+	h.clock.Advance(time.Second)
+	for key, reason := range map[string]string{"": "mac-missing", "another key": "mac-invalid"} {
+		h.macKey = key
+		if a := h.do(batch()); a.RC != "63" || a.Reason != reason {
+			t.Fatalf("batch MAC'd under %q: %s %q, want 63 %s", key, a.RC, a.Reason, reason)
+		}
+	}
+	h.macKey = termMAC.Keys.TAK
+	if a := h.do(batch()); a.RC != message.RCApproved {
+		t.Fatalf("MAC'd batch after the refused ones: %s %q, want 00 (they closed nothing)", a.RC, a.Reason)
+	}
+}
