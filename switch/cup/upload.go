@@ -25,7 +25,7 @@ import (
 // readable, its amount and currency sane, the card's approval (F13 + F12) within
 // the look-back, its transaction certificate of that amount in F55
 // (offlineCertificate) and its amount within the listener's ceiling
-// (Config.OfflineMaxAmount; the pipeline applies the merchant's own limit); an upload
+// (Config.OfflineMaxAmount; the pipeline applies the merchant's own limits); an upload
 // of one the journal already holds (sent again after a lost
 // answer) is answered 00 with its record's RRN, never captured twice. Anything else
 // gets a code other than 00, so that the terminal keeps the transaction, and is
@@ -76,7 +76,10 @@ const (
 	UploadJournalError         = "journal-error"  // the journal could not be searched (96)
 	// UploadOfflineOverLimit: an offline approval over the listener's ceiling
 	// (Config.OfflineMaxAmount), or over the merchant's per-transaction limit (the
-	// pipeline's refusal, pipeline.ReasonOfflineOverLimit) (61).
+	// pipeline's refusal, pipeline.ReasonOfflineOverLimit) (61); also counts the
+	// pipeline's refusals for the merchant's daily or monthly amount (61) and daily
+	// count (65) limits (pipeline.ReasonOfflineDailyLimit...), journaled under
+	// their own reasons.
 	UploadOfflineOverLimit = pipeline.ReasonOfflineOverLimit
 )
 
@@ -189,7 +192,10 @@ func (a *Adapter) captureOffline(ctx context.Context, c *frontend.Conn, f *Frame
 		reason := reasonOf(pr.Str(48))
 		if a.cfg.UploadUnmatched != nil {
 			counted := UploadOfflineRefused
-			if reason == UploadOfflineOverLimit { // the merchant's limit: counted as the ceiling is
+			switch reason {
+			case UploadOfflineOverLimit, pipeline.ReasonOfflineDailyLimit, pipeline.ReasonOfflineMonthlyLimit, pipeline.ReasonOfflineDailyCount:
+				// A merchant's limit: counted as the ceiling is (the journal's
+				// reason says which).
 				counted = UploadOfflineOverLimit
 			}
 			a.cfg.UploadUnmatched(counted)
