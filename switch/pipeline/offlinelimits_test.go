@@ -143,3 +143,31 @@ func TestCaptureOfflineMerchantLimits(t *testing.T) {
 		t.Fatalf("purchase: %+v after %d checks; want approved without a check", p.Result, lim.checks)
 	}
 }
+
+// TestCaptureOfflineSecurityDeclineTakesNoKey: an offline capture refused at its MAC
+// check (here a caller that verified no MAC for a terminal with a MAC key) is
+// journaled without the card's approval key, so the same approval uploaded later
+// with a MAC that verifies is captured, not answered with that refusal. Before, the
+// key was set before the MAC check and the refusal's record held it: every later
+// upload of the approval got the security refusal.
+func TestCaptureOfflineSecurityDeclineTakesNoKey(t *testing.T) {
+	h := newHarness(t, withHSM, withTerminal(termMAC))
+	tx := h.offlineSale(4200, h.clock.Now().Add(-time.Hour))
+	tx.ICC = "9F26081122334455667788" + "9F270140" + "9F3602000C"
+	bad := h.capture(tx, true) // no MAC
+	if bad.RC == "00" {
+		t.Fatalf("offline capture without its MAC: %+v, want refused", bad.Result)
+	}
+	if r := h.record(bad.RRN); r.CaptureKey != "" || r.Approved() {
+		t.Fatalf("security refusal's record: capture key %q, approved %v; want no key", r.CaptureKey, r.Approved())
+	}
+	verified := *h.conn
+	verified.MACVerified = true // as the cup adapter hands it over
+	resp, err := h.p.CaptureOffline(context.Background(), &verified, h.frame(tx))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok := h.answered(resp, true); ok.RC != "00" || ok.RRN == bad.RRN {
+		t.Fatalf("the approval uploaded with its MAC verified: %+v, want captured (not the refusal %s)", ok.Result, bad.RRN)
+	}
+}
