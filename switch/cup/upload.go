@@ -25,7 +25,7 @@ import (
 // readable, its amount and currency sane, the card's approval (F13 + F12) within
 // the look-back, its transaction certificate of that amount in F55
 // (offlineCertificate) and its amount within the listener's ceiling
-// (Config.OfflineMaxAmount; the pipeline applies the merchant's own limit); an upload
+// (Config.OfflineMaxAmount; the pipeline applies the merchant's own limits); an upload
 // of one the journal already holds (sent again after a lost
 // answer) is answered 00 with its record's RRN, never captured twice. Anything else
 // gets a code other than 00, so that the terminal keeps the transaction, and is
@@ -76,7 +76,10 @@ const (
 	UploadJournalError         = "journal-error"  // the journal could not be searched (96)
 	// UploadOfflineOverLimit: an offline approval over the listener's ceiling
 	// (Config.OfflineMaxAmount), or over the merchant's per-transaction limit (the
-	// pipeline's refusal, pipeline.ReasonOfflineOverLimit) (61).
+	// pipeline's refusal, pipeline.ReasonOfflineOverLimit) (61); also counts the
+	// pipeline's refusals for the merchant's daily or monthly amount (61) and daily
+	// count (65) limits (pipeline.ReasonOfflineDailyLimit...), journaled under
+	// their own reasons.
 	UploadOfflineOverLimit = pipeline.ReasonOfflineOverLimit
 )
 
@@ -95,7 +98,11 @@ func (a *Adapter) batchUpload(ctx context.Context, c *frontend.Conn, f *Frame, a
 	if offline && a.cfg.Offline == nil {
 		return a.uploadUnmatched(ctx, c, f, ans, sit, macf, message.RCSystemMalfunction, UploadOfflineNotCaptured, offline, "offline approval: not captured")
 	}
-	found, err := a.journaled(ctx, sit.TID, stan, strings.TrimSpace(f.Str(37)), amount)
+	pan := ""
+	if offline && f.Has(2) {
+		pan = message.MaskPAN(f.Str(2))
+	}
+	found, err := a.journaled(ctx, sit.TID, stan, strings.TrimSpace(f.Str(37)), amount, offline, pan)
 	if err != nil {
 		a.log.Error().Err(err).Str("tid", sit.TID).Str("stan", stan).Msg("cup: batch upload: journal not searched")
 		return a.uploadUnmatched(ctx, c, f, ans, sit, macf, message.RCSystemMalfunction, UploadJournalError, offline, "journal not searched")
@@ -189,7 +196,10 @@ func (a *Adapter) captureOffline(ctx context.Context, c *frontend.Conn, f *Frame
 		reason := reasonOf(pr.Str(48))
 		if a.cfg.UploadUnmatched != nil {
 			counted := UploadOfflineRefused
-			if reason == UploadOfflineOverLimit { // the merchant's limit: counted as the ceiling is
+			switch reason {
+			case UploadOfflineOverLimit, pipeline.ReasonOfflineDailyLimit, pipeline.ReasonOfflineMonthlyLimit, pipeline.ReasonOfflineDailyCount:
+				// A merchant's limit: counted as the ceiling is (the journal's
+				// reason says which).
 				counted = UploadOfflineOverLimit
 			}
 			a.cfg.UploadUnmatched(counted)
@@ -269,8 +279,16 @@ func reasonOf(de48 string) string {
 // journaled returns the terminal's approved, unreversed authorization, purchase,
 // refund or completion of the last week with that STAN and amount (and RRN when the
 // upload names one), or nil. The journal keeps no batch number: STAN, amount and RRN
-// decide.
-func (a *Adapter) journaled(ctx context.Context, tid, stan, rrn string, amount int64) (*journal.Record, error) {
+// decide. For the upload of an offline approval (offline) it returns only an offline
+// capture written before its record carried the card's key (journal.Record.CaptureKey
+// empty: before 6 December 2026) of the same card (pan, masked; "" when the upload
+// names the card by its track only): the upload sent again across the upgrade. Any
+// other capture is found by the pipeline by that key, and an online transaction is
+// never an offline approval's: until 6 December 2026 an offline approval whose STAN
+// and amount were those of an earlier sale of the terminal (a STAN counter reset, a
+// terminal replaced under its ID), or of another card's capture, was answered 00 with
+// that record's RRN and never captured.
+func (a *Adapter) journaled(ctx context.Context, tid, stan, rrn string, amount int64, offline bool, pan string) (*journal.Record, error) {
 	if a.cfg.Journal == nil {
 		return nil, errNoJournal
 	}
@@ -281,6 +299,9 @@ func (a *Adapter) journaled(ctx context.Context, tid, stan, rrn string, amount i
 			return true
 		}
 		if r.MTI != "0100" && r.MTI != "0200" && r.MTI != "0220" {
+			return true
+		}
+		if offline && (!r.Offline || r.CaptureKey != "" || pan != "" && r.PANMasked != pan) {
 			return true
 		}
 		if found == nil || r.Received.After(found.Received) {

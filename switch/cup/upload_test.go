@@ -146,7 +146,17 @@ func TestOfflineUploadCaptured(t *testing.T) {
 	now := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
 	const pan = "6225880212345678"
 	jr := recordsJournal{
-		{RRN: "000000000201", TID: "T0000001", MTI: "0200", ProcCode: "000000", STAN: "000031", Amount: 3100, RC: "00", Received: now.Add(-time.Hour), Offline: true},
+		{RRN: "000000000201", TID: "T0000001", MTI: "0200", ProcCode: "000000", STAN: "000031", Amount: 3100, RC: "00", Received: now.Add(-time.Hour), Offline: true,
+			PANMasked: message.MaskPAN(pan)},
+		// Not the upload of STAN 000061, 62 or 63 of 6100 sent again: an online sale,
+		// a capture keyed by its card (the pipeline finds it by its key), another
+		// card's capture.
+		{RRN: "000000000202", TID: "T0000001", MTI: "0200", ProcCode: "000000", STAN: "000061", Amount: 6100, RC: "00", Received: now.Add(-time.Hour),
+			PANMasked: message.MaskPAN(pan)},
+		{RRN: "000000000203", TID: "T0000001", MTI: "0200", ProcCode: "000000", STAN: "000062", Amount: 6100, RC: "00", Received: now.Add(-time.Hour), Offline: true,
+			PANMasked: message.MaskPAN(pan), CaptureKey: "00112233445566778899aabbccddeeff"},
+		{RRN: "000000000204", TID: "T0000001", MTI: "0200", ProcCode: "000000", STAN: "000063", Amount: 6100, RC: "00", Received: now.Add(-time.Hour), Offline: true,
+			PANMasked: "622588******9999"},
 	}
 	p := &fakePipeline{}
 	refs := &fakeRefusals{}
@@ -178,7 +188,18 @@ func TestOfflineUploadCaptured(t *testing.T) {
 		r.STAN != "000021" || r.PAN != pan || r.Amount != 5000 || r.AuthCode != "A1B2C3" || r.Currency != "156" {
 		t.Errorf("the pipeline's request of the upload: %+v", r)
 	}
-	// Already captured (the journal holds it): 00 with its RRN, the pipeline not asked.
+	// An offline approval whose STAN and amount are those of an online sale of the
+	// terminal (its STAN counter reset), of a capture keyed by its card, or of another
+	// card's capture goes to the pipeline: until 6 December 2026 it was answered 00
+	// with that record's RRN and never captured.
+	for _, stan := range []string{"000061", "000062", "000063"} {
+		n := len(p.reqs)
+		if ans := upload(stan, 6100, at, nil); ans.Str(39) != "00" || ans.Str(37) != "000000000042" || len(p.reqs) != n+1 {
+			t.Errorf("offline upload of STAN %s, an earlier record's STAN and amount: %s, %d requests to the pipeline; want captured", stan, Summary(ans), len(p.reqs)-n)
+		}
+	}
+	// Captured before the capture key (the journal holds it, of this card): 00 with
+	// its RRN, the pipeline not asked.
 	before := len(p.reqs)
 	if again := upload("000031", 3100, at, nil); again.Str(39) != "00" || again.Str(37) != "000000000201" || len(p.reqs) != before {
 		t.Errorf("upload of a captured approval: %s, %d requests to the pipeline", Summary(again), len(p.reqs)-before)

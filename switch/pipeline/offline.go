@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/switchyard/switchyard/risk"
 	"github.com/switchyard/switchyard/switch/frontend"
@@ -23,7 +24,9 @@ import (
 // nor run the rules' decline on it. It checks the terminal and its merchant (registered
 // and active, its bound identity, as for a purchase) and the merchant's per-transaction
 // limit (offlineLimit: the switch cannot check the card's certificate, so a terminal's
-// MAK alone must not have the merchant paid any amount), journals the purchase as
+// MAK alone must not have the merchant paid any amount) and, through the server's
+// MerchantLimits, its daily and monthly amount and daily count limits (checked and
+// journaled under the merchant's lock, with its QR payments), journals the purchase as
 // approved by the card (journal.Record.Offline, decided_by "card"), and owes the
 // issuer an advice (0220, repeated as 0221) through the store-and-forward queue, as a
 // completion and a stand-in approval do. Settlement and the velocity counters count
@@ -53,6 +56,50 @@ const reasonCardDeclinedOffline = "card-declined-offline"
 // its amount passes the merchant's per-transaction limit (offlineLimit), or an
 // adapter's ceiling of the listener (the cup dialect's offline_max_amount).
 const ReasonOfflineOverLimit = "offline-over-limit"
+
+// Reasons of an offline approval refused because it would take its merchant past
+// one of its registry limits over a window (MerchantLimits): the daily and monthly
+// amounts are answered 61 (as ReasonOfflineOverLimit), the daily count 65.
+const (
+	ReasonOfflineDailyLimit   = "offline-over-daily-limit"
+	ReasonOfflineMonthlyLimit = "offline-over-monthly-limit"
+	ReasonOfflineDailyCount   = "offline-over-daily-count"
+)
+
+// reasonOfflineLimitsUnchecked is the reason of an offline approval whose merchant's
+// limits could not be checked now (MerchantLimits failed: a cluster without a
+// quorum, or the merchant's lock held elsewhere too long): answered 91, the code the
+// terminal tries again later on, nothing captured.
+const reasonOfflineLimitsUnchecked = "merchant-limits-unavailable"
+
+// MerchantLimits checks the limits of a merchant that bound what it takes over a
+// window, its daily and monthly amounts and its daily count (the registry's
+// limits.daily, limits.monthly and limits.daily_count), for an offline capture:
+// no rule decides one, as none decides a merchant-presented QR payment, whose
+// checks and sums the server shares with it (server's orderlimits.go).
+type MerchantLimits interface {
+	// HoldLimits says which of merchant m's limits a capture of amount, recorded
+	// as rrn, would pass now: one of the ReasonOffline* limit reasons, "" for none.
+	// When it passes none and m has such a limit, hold is not nil: it keeps the
+	// merchant locked (its other captures and QR payments wait, on this node and in
+	// a cluster on every node) until Release, so that the next check sees this
+	// capture. An error (the journal not read, the cluster-wide lock not taken)
+	// is no refusal: the capture is not to be taken now.
+	HoldLimits(ctx context.Context, m *registry.Merchant, rrn string, amount int64) (over string, hold LimitHold, err error)
+}
+
+// LimitHold is a merchant's lock held for a capture (MerchantLimits.HoldLimits).
+type LimitHold interface {
+	// Count counts capture rrn, received at at, of amount, in the merchant's sums
+	// before its approved record is written (its record's version replaces it).
+	Count(rrn string, at time.Time, amount int64)
+	// Keep keeps the merchant's cluster-wide lock, if any, for a few minutes after
+	// Release: the capture stands but its approved record is not written yet, and
+	// another node would check the merchant without it.
+	Keep()
+	// Release gives the lock back.
+	Release()
+}
 
 // offlineLimit is the most one offline capture of merchant m may be (0: no limit):
 // its single limit as the rules see it (merchant.single_limit), the registry's
@@ -97,13 +144,16 @@ func (p *Pipeline) CaptureOffline(ctx context.Context, c *frontend.Conn, body []
 		return frontend.Response{}, fmt.Errorf("pipeline: offline capture of terminal %s STAN %s: the card's approval time: %w", req.TID, req.STAN, err)
 	}
 	t := &txn{req: req, conn: c, start: start, offline: true}
-	t.rec.CaptureKey = p.captureKey(req)
 	decoded := p.now().Sub(start)
 	t.rec.Timings.Decode = decoded.Microseconds()
 	t.stages.add(metrics.StageDecode, decoded)
 	if reason := p.authenticate(ctx, t); reason != "" {
+		// Refused before the card's key is known: its record (DE 7 kept, as any
+		// refusal before the capture's own) takes the upload's DE 41 + 11 + 7, never
+		// the card's approval, which a later upload that passes must find free.
 		return p.securityDecline(ctx, t, reason)
 	}
+	t.rec.CaptureKey = p.captureKey(req)
 	return p.once(ctx, t)
 }
 
@@ -174,6 +224,24 @@ func (p *Pipeline) captureOffline(ctx context.Context, t *txn) (frontend.Respons
 		// No issuer to advise: the terminal keeps it (reconciled by hand).
 		return p.decline(ctx, t, message.RCNoSuchIssuer, "switch", "no-route")
 	}
+	if p.limits != nil && res != nil && res.Merchant != nil {
+		over, hold, err := p.limits.HoldLimits(ctx, res.Merchant, rec.RRN, r.Amount)
+		if hold != nil {
+			// Held until the capture's final write (or its refusal's) is done: the
+			// merchant's next check, a capture's or a QR payment's, sees it.
+			t.hold = hold
+			defer func() {
+				t.hold = nil
+				hold.Release()
+			}()
+		}
+		if err != nil {
+			return p.offlineLimitsUnchecked(ctx, t, res.Merchant.ID, err)
+		}
+		if over != "" {
+			return p.offlineOverLimit(ctx, t, res.Merchant.ID, over)
+		}
+	}
 	// The rules do not decide (the card did), but see it: its facts are journaled for
 	// backtests and the velocity counters count it at the answer (observe).
 	p.probe(t, res)
@@ -204,6 +272,11 @@ func (p *Pipeline) captureOffline(ctx context.Context, t *txn) (frontend.Respons
 		dropSealedCard(rec)
 		return p.journalFailed(ctx, t, err)
 	}
+	if t.hold != nil {
+		// The capture stands from its write ahead (recovery approves it): counted
+		// now, before its approved version is written.
+		t.hold.Count(rec.RRN, rec.Received, r.Amount)
+	}
 	it := p.offlineAdvice(rec)
 	it.Fields[4], it.Fields[12], it.Fields[13] = r.AmountRaw, r.LocalTime, r.LocalDate
 	if err := p.queue.Enqueue(it); err != nil {
@@ -219,6 +292,36 @@ func (p *Pipeline) captureOffline(ctx context.Context, t *txn) (frontend.Respons
 	dropSealedCard(rec) // the queue holds the card now
 	rec.AddEvent(journal.StateAnswered, p.now().UTC(), "approved offline by the card at "+r.DE7+"; advice queued for "+t.issuer)
 	return p.respond(ctx, t, message.RCApproved, auth, DecidedByCard, "")
+}
+
+// offlineOverLimit refuses the offline capture t, which would take merchant mid
+// past the limit reason names (MerchantLimits): 61 for an amount, 65 for the
+// count, journaled as a refusal (not captured, no duplicate key taken, nothing
+// advised), as one over the merchant's per-transaction limit is.
+func (p *Pipeline) offlineOverLimit(ctx context.Context, t *txn, mid, reason string) (frontend.Response, error) {
+	r := t.req
+	rc, limit := message.RCExceedsAmountLimit, "daily amount"
+	switch reason {
+	case ReasonOfflineDailyCount:
+		rc, limit = message.RCExceedsFrequency, "daily count"
+	case ReasonOfflineMonthlyLimit:
+		limit = "monthly amount"
+	}
+	p.log.Warn().Str("tid", r.TID).Str("stan", r.STAN).Str("mid", mid).Str("pan", message.MaskPAN(r.PAN)).
+		Int64("amount", r.Amount).Str("reason", reason).
+		Msg("offline approval over the merchant's " + limit + " limit: not captured, the terminal keeps it; reconcile by hand")
+	t.rec.AddEvent(journal.StateDeclined, p.now().UTC(), fmt.Sprintf("%s: offline approval of %d would pass the merchant's %s limit (last 24 hours; 30 days for the monthly)",
+		reason, r.Amount, limit))
+	return p.respond(ctx, t, rc, "", "switch", reason)
+}
+
+// offlineLimitsUnchecked answers the offline capture t whose merchant mid's limits
+// could not be checked (err) 91, the code on which a terminal uploads it again
+// later: nothing captured, the refusal journaled when the journal takes it.
+func (p *Pipeline) offlineLimitsUnchecked(ctx context.Context, t *txn, mid string, err error) (frontend.Response, error) {
+	p.unavailLog.Warn().Err(err).Str("tid", t.req.TID).Str("stan", t.req.STAN).Str("mid", mid).
+		Msg("offline approval's merchant limits not checked: answered 91, not captured, the terminal uploads it again (at most 10 such lines a second)")
+	return p.decline(ctx, t, message.RCIssuerUnavailable, "switch", reasonOfflineLimitsUnchecked)
 }
 
 // offlineAdvice is the advice (0220) of rec, an offline approval, with the card, its
@@ -338,6 +441,12 @@ func (p *Pipeline) retryOfflineAdvice(cur *journal.Record, a owedAdvice) bool {
 // that recovery after a restart approves it (recoverOffline). Nothing is reversed:
 // a resend meanwhile waits for the record, and is answered 91 (duplicate-in-flight).
 func (p *Pipeline) offlineNotFinal(t *txn, err error) (frontend.Response, error) {
+	if t.hold != nil {
+		// Counted on this node (Count); the other nodes see it once its approved
+		// version is written: the merchant stays locked across the cluster until
+		// then, for a few minutes at most.
+		t.hold.Keep()
+	}
 	rc, reason, by := message.RCSystemMalfunction, "system-malfunction", "switch"
 	if errors.Is(err, journal.ErrUnavailable) {
 		rc, reason, by = message.RCIssuerUnavailable, "journal-unavailable", "journal"

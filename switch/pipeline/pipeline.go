@@ -215,6 +215,11 @@ type Config struct {
 	QR QRRoutes
 	// Orders makes merchant-presented QR orders (nil: order requests are declined 12).
 	Orders QROrders
+	// MerchantLimits checks a merchant's daily and monthly amount limits and its
+	// daily count limit for an offline capture, which no rule decides (offline.go;
+	// the server's, over the sums its merchant-presented QR payments are checked
+	// against); nil checks only the per-transaction limit.
+	MerchantLimits MerchantLimits
 	// Cases receives the transactions the rules send to review or alert (nil: they
 	// are only logged).
 	Cases Cases
@@ -252,6 +257,7 @@ type Pipeline struct {
 	profiles  Profiles
 	attest    Attestations
 	ratings   Ratings
+	limits    MerchantLimits
 	notices   Notices
 	zones     ZoneKeys
 	keyGrace  time.Duration
@@ -335,7 +341,7 @@ func New(cfg Config, j Journal, q Queue, routes Routes, terms Terminals, m *metr
 		unavailLog: cfg.Logger.Sample(&zerolog.BurstSampler{Burst: journalUnavailableBurst, Period: time.Second}),
 		hsmLog:     cfg.Logger.Sample(&zerolog.BurstSampler{Burst: faultLogBurst, Period: faultLogPeriod}),
 		faultLog:   cfg.Logger.Sample(&zerolog.BurstSampler{Burst: faultLogBurst, Period: faultLogPeriod}),
-		hsm:        cfg.HSM, risk: cfg.Risk, profiles: cfg.Profiles, attest: cfg.Attestation, ratings: cfg.Ratings, notices: cfg.Notices, zones: cfg.Zones, keyGrace: cfg.KeyGrace,
+		hsm:        cfg.HSM, risk: cfg.Risk, profiles: cfg.Profiles, attest: cfg.Attestation, ratings: cfg.Ratings, limits: cfg.MerchantLimits, notices: cfg.Notices, zones: cfg.Zones, keyGrace: cfg.KeyGrace,
 		dups: newDupTable(), early: newEarlyReversals(cfg.DupWindow, 100_000), open: newInflight(), standIn: newStandInBook(), stop: make(chan struct{}),
 		recent: newRecentKeys(cfg.DupWindow, 5_000_000, cfg.Now())}
 	p.locker, _ = j.(RecordLocker)
@@ -472,6 +478,9 @@ type txn struct {
 	// qr is what a QR request carries along (qr.go); nil for a card. One pointer, so
 	// that txn stays in its allocation size class.
 	qr *qrTxn
+	// hold is the merchant's lock an offline capture holds from its limits' check
+	// to its final write (MerchantLimits); nil otherwise.
+	hold LimitHold
 }
 
 // Process implements frontend.Processor. The front-end cancels ctx when the drain

@@ -183,35 +183,51 @@ func (d *orderDesk) refusal(ctx context.Context, o qrorder.Order, amount int64, 
 	if m.Limits.PerTransaction > 0 && amount > m.Limits.PerTransaction {
 		return refuseSingleLimit, nil, nil
 	}
+	reason, hold, err := d.holdLimits(ctx, m, o.ID, amount, now)
+	if err != nil {
+		return "", nil, fmt.Errorf("qr order %s: %w", o.ID, err)
+	}
+	return reason, hold, nil
+}
+
+// holdLimits says which of merchant m's daily, daily count and monthly limits a
+// payment or capture of amount, whose record is id, would pass now ("": none), the
+// part of the checks that a merchant-presented payment (refusal) and an offline
+// capture (offlineLimits) share. When m has such a limit it takes the merchant's
+// lock first, on this node and in a cluster across the nodes, and returns it held
+// (the time read once it is): the caller releases it once its decision is
+// journaled. Without such a limit, or without a journal to sum, it checks nothing
+// and holds nothing. An error holds nothing either.
+func (d *orderDesk) holdLimits(ctx context.Context, m *registry.Merchant, id string, amount int64, now func() time.Time) (string, *limitHold, error) {
 	if (m.Limits.Daily <= 0 && m.Limits.Monthly <= 0 && m.Limits.DailyCount <= 0) || d.hist == nil {
 		return "", nil, nil
 	}
 	if d.hooks.locking != nil {
-		d.hooks.locking(o.ID)
+		d.hooks.locking(id)
 	}
 	sums := d.merchantSums()
 	hold := &limitHold{sums: sums, h: sums.acquire(m.ID, now())}
 	if d.locks != nil {
-		// Across the cluster: another node's notification of the merchant holds the
-		// lock until its payment is journaled, and once this node holds it, its
+		// Across the cluster: another node's payment or capture of the merchant
+		// holds the lock until it is journaled, and once this node holds it, its
 		// journal (so the sums) has that payment.
 		unlock, keep, err := d.locks.LockMerchant(ctx, m.ID)
 		if err != nil {
 			hold.release()
-			return "", nil, fmt.Errorf("qr order %s: the cluster-wide lock of merchant %s: %w", o.ID, m.ID, err)
+			return "", nil, fmt.Errorf("the cluster-wide lock of merchant %s: %w", m.ID, err)
 		}
 		hold.unlock, hold.keep = unlock, keep
 	}
 	// The window ends once the lock is held: a payment of the merchant paid while
-	// this notification waited for it is in.
+	// this one waited for it is in.
 	at := now()
-	reason, err := d.overLimits(ctx, hold.h, m, o.ID, amount, at)
+	reason, err := d.overLimits(ctx, hold.h, m, id, amount, at)
 	if err != nil {
 		hold.release()
-		return "", nil, fmt.Errorf("qr order %s: the limits of merchant %s: %w", o.ID, m.ID, err)
+		return "", nil, fmt.Errorf("the limits of merchant %s: %w", m.ID, err)
 	}
 	if reason == "" && d.hooks.checked != nil {
-		d.hooks.checked(o.ID)
+		d.hooks.checked(id)
 	}
 	return reason, hold, nil
 }

@@ -575,6 +575,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		TxnPolicies:      txnPolicies(cfg),
 		QR:               qrRoutes,
 		Orders:           s.orders,
+		MerchantLimits:   offlineLimits{s.orders},
 		Logger:           txnLog,
 		Now:              cfg.Clock,
 		// (apart, so that the fields above keep their alignment)

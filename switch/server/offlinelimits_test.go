@@ -1,0 +1,98 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/switchyard/switchyard/switch/cluster"
+	"github.com/switchyard/switchyard/switch/journal"
+	"github.com/switchyard/switchyard/switch/message"
+	"github.com/switchyard/switchyard/switch/pipeline"
+	"github.com/switchyard/switchyard/switch/qrorder"
+	"github.com/switchyard/switchyard/switch/registry"
+	"github.com/switchyard/switchyard/switch/wallet"
+)
+
+// writeCapture journals an offline capture of amount by terminal tid as the
+// pipeline's final write does (an approved purchase marked offline) through node
+// n's cluster journal.
+func writeCapture(ctx context.Context, t *testing.T, n *orderNode, rrn, tid string, amount int64) {
+	t.Helper()
+	at := time.Now().UTC()
+	rec := &journal.Record{RRN: rrn, Received: at, MTI: "0200", ProcCode: message.PCPurchase, Type: "purchase", TID: tid, MID: "M1",
+		Amount: amount, Currency: "156", Offline: true, RC: message.RCApproved, AuthCode: "Y1    ", DecidedBy: pipeline.DecidedByCard, Written: at}
+	rec.AddEvent(journal.StateReceived, at, "")
+	rec.AddEvent(journal.StateAnswered, at, "")
+	if err := n.cj.Write(ctx, rec, true, true); err != nil {
+		t.Fatalf("capture %s: %v", rrn, err)
+	}
+}
+
+// TestOfflineCaptureLimitsAcrossNodes: an offline capture's check of its
+// merchant's daily limit (10.00) is the QR desk's, under the same cluster-wide lock.
+// Node 1 checks a capture of 6.00 and holds the merchant until its record is
+// written: node 2 notified meanwhile of a QR payment of 6.00 waits for the lock
+// (answered 500 past the network's deadline); its repeat, once the capture is
+// journaled, sees it and is refused. Node 2's capture of 5.00 then sees node 1's
+// capture and is refused offline-over-daily-limit; one of 4.00 passes. Without a
+// quorum (the lock not taken) a capture is not checked: an error wrapping
+// journal.ErrUnavailable, which the pipeline answers 91.
+func TestOfflineCaptureLimitsAcrossNodes(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	base := t.TempDir()
+	nd := startJetStream(t, ctx, base)
+	reg := oneMerchant(registry.Limits{Daily: 1000})
+	secret := []byte("0123456789abcdef0123")
+	n1 := openOrderNode(t, ctx, nd, 1, filepath.Join(base, "node1"), reg, nil, secret)
+	n2 := openOrderNode(t, ctx, nd, 2, filepath.Join(base, "node2"), reg, nil, secret)
+	m, _ := reg.Merchant("M1")
+
+	over, hold, err := offlineLimits{n1.desk}.HoldLimits(ctx, m, "100000000001", 600)
+	if err != nil || over != "" || hold == nil {
+		t.Fatalf("node 1's capture of 6.00: over %q, hold %v, %v; want held", over, hold, err)
+	}
+	hold.Count("100000000001", time.Now(), 600)
+
+	now := time.Now()
+	if err := n2.desk.book.Create(ctx, qrorder.Order{ID: "200000000001", TID: "T0000002", MID: "M1", Currency: "156", Amount: 600,
+		Created: now, Expires: now.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	note := wallet.Notification{Network: "wechat", OrderID: "200000000001", TransactionID: "TX200000000001", TotalFee: 600}
+	ctx2, cancel2 := context.WithTimeout(ctx, time.Second)
+	code, res := notifyDesk(ctx2, n2.desk, secret, note)
+	cancel2()
+	if code != http.StatusInternalServerError {
+		t.Fatalf("node 2's notification while node 1's capture holds the merchant: %d %+v, want 500 (the lock waited for)", code, res)
+	}
+	writeCapture(ctx, t, n1, "100000000001", "T0000001", 600)
+	hold.Release()
+	if code, res := notifyDesk(ctx, n2.desk, secret, note); code != http.StatusOK || res.Result != wallet.Success {
+		t.Fatalf("node 2's repeat: %d %+v", code, res)
+	}
+	if o, err := n2.desk.book.Get("200000000001"); err != nil || o.State != qrorder.Refunded || o.Refused != refuseDailyLimit {
+		t.Fatalf("node 2's order after node 1's capture of 6.00: %s refused %q (%v), want refunded %s", o.State, o.Refused, err, refuseDailyLimit)
+	}
+
+	over, hold, err = offlineLimits{n2.desk}.HoldLimits(ctx, m, "200000000002", 500)
+	if err != nil || over != pipeline.ReasonOfflineDailyLimit || hold != nil {
+		t.Fatalf("node 2's capture of 5.00 after node 1's of 6.00: over %q, hold %v, %v; want %s, nothing held", over, hold, err, pipeline.ReasonOfflineDailyLimit)
+	}
+	over, hold, err = offlineLimits{n2.desk}.HoldLimits(ctx, m, "200000000003", 400)
+	if err != nil || over != "" || hold == nil {
+		t.Fatalf("node 2's capture of 4.00: over %q, %v; want held", over, err)
+	}
+	hold.Release()
+
+	noQuorum := fmt.Errorf("lock merchant: %w: %w", journal.ErrUnavailable, cluster.ErrNoQuorum)
+	n2.desk.locks = failingLocks{noQuorum}
+	if _, hold, err := (offlineLimits{n2.desk}).HoldLimits(ctx, m, "200000000004", 100); !errors.Is(err, journal.ErrUnavailable) || hold != nil {
+		t.Fatalf("a capture checked without a quorum: hold %v, %v; want an error wrapping journal.ErrUnavailable", hold, err)
+	}
+}
