@@ -7,12 +7,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/rs/zerolog"
 )
 
 // ContentTypeTPDU is the content type of terminal messages carried over HTTPS, as
@@ -34,7 +38,10 @@ func (l *Listener) newHTTP() {
 		WriteTimeout:      httpWriteTimeout, // moved on when the answer is ready (serveHTTP)
 		IdleTimeout:       l.cfg.IdleTimeout,
 		MaxHeaderBytes:    8 << 10,
-		ErrorLog:          nil,
+		// The server's own errors (a TLS handshake that failed: a scanner, a
+		// terminal with the wrong CA) go to the listener's log, sampled; with nil
+		// they went to the standard logger, one unthrottled line each.
+		ErrorLog: log.New(httpErrorLog{l.log.Sample(&zerolog.BurstSampler{Burst: httpErrorBurst, Period: time.Second})}, "", 0),
 		// Each request finds its connection's source (MaxInFlightPerSource) in
 		// its context: set once per connection, not looked up per request.
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
@@ -47,6 +54,19 @@ func (l *Listener) newHTTP() {
 			return ctx
 		},
 	}
+}
+
+// httpErrorBurst is how many of the HTTP server's own error lines a listener logs a
+// second.
+const httpErrorBurst = 5
+
+// httpErrorLog writes the HTTP server's error lines (http.Server.ErrorLog) to the
+// listener's zerolog logger, at warn.
+type httpErrorLog struct{ log zerolog.Logger }
+
+func (w httpErrorLog) Write(p []byte) (int, error) {
+	w.log.Warn().Str("error", strings.TrimSpace(string(p))).Msg("https listener: connection failed")
+	return len(p), nil
 }
 
 // sourceKey is the context key of an HTTP connection's *limitedConn.

@@ -3,10 +3,15 @@ package frontend
 import (
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
+	"os"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/switchyard/switchyard/internal/syncbuf"
 )
 
 // TestHTTPAnswerToAGoneTerminalIsUndelivered: over the https listener kind, an answer
@@ -92,4 +97,38 @@ func TestHTTPListenerConnectionLimits(t *testing.T) {
 	open[0].nc.Close()
 	waitFor(t, "the closed connection to be let go", func() bool { return l.ConnCount() == 2 })
 	dialFrom(t, l, "127.0.0.1").httpRoundTrip("room again")
+}
+
+// TestHTTPServerErrorsLogged: the https listener's own errors (here a TLS handshake
+// that fails: a client that speaks no TLS) reach the listener's log, sampled, and
+// not the standard logger. Before, http.Server.ErrorLog was nil: every failed
+// handshake of a scanner was a line on stderr, outside the switch's log and
+// unthrottled.
+func TestHTTPServerErrorsLogged(t *testing.T) {
+	var std syncbuf.Buffer
+	log.SetOutput(&std)
+	t.Cleanup(func() { log.SetOutput(os.Stderr) })
+	var out syncbuf.Buffer
+	srv, _ := testTLS(t)
+	l := listen(t, Config{HTTP: true, TLS: srv}, newGateProc(), &out, nil)
+	for i := 0; i < 6*httpErrorBurst; i++ {
+		nc, err := net.Dial("tcp", l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Not a TLS record: the handshake fails and the server closes.
+		_, _ = io.WriteString(nc, "GET / HTTP/1.0\r\n\r\n")
+		_, _ = io.Copy(io.Discard, nc)
+		_ = nc.Close()
+	}
+	waitFor(t, "the handshake errors to be logged", func() bool {
+		return strings.Count(out.String(), "TLS handshake error") >= httpErrorBurst
+	})
+	// A burst may straddle the sampler's period: two periods' worth at most.
+	if n := strings.Count(out.String(), "TLS handshake error"); n > 2*httpErrorBurst {
+		t.Errorf("%d handshake errors logged from %d connections: want at most %d a second", n, 6*httpErrorBurst, httpErrorBurst)
+	}
+	if std.String() != "" {
+		t.Errorf("the standard logger got %q", std.String())
+	}
 }

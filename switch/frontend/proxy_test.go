@@ -259,23 +259,8 @@ func TestProxyProtocolHTTP(t *testing.T) {
 // listener) sends the header in the clear before the terminal's TLS handshake: the
 // listener reads it under TLS, and the terminal's address is the remote one.
 func TestProxyProtocolUnderTLS(t *testing.T) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "switch"}, DNSNames: []string{"switch"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	roots.AddCert(cert)
-	l := listen(t, Config{TLS: &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}},
+	srv, roots := testTLS(t)
+	l := listen(t, Config{TLS: srv,
 		ProxyProtocol: &ProxyProtocol{Trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}, Required: true}},
 		networkProc{allowed: netip.MustParsePrefix("203.0.113.0/24")}, nil, nil)
 	c := dialFrom(t, l, "127.0.0.1")
@@ -509,4 +494,27 @@ func TestProxyProtocolUntrustedNotParsed(t *testing.T) {
 	if got := dialFrom(t, l, "127.0.0.2").ask(nil, "0200"); !strings.HasPrefix(got, "decline 127.0.0.2:") {
 		t.Fatalf("terminal without a header: %q", got)
 	}
+}
+
+// testTLS returns a listener's TLS configuration with a self-signed certificate for
+// the name "switch", and the roots a client trusts it with.
+func testTLS(t *testing.T) (*tls.Config, *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "switch"}, DNSNames: []string{"switch"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(cert)
+	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}, roots
 }
