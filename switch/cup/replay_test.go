@@ -183,3 +183,50 @@ func TestVouchScansBounded(t *testing.T) {
 		t.Errorf("the first sale replayed: DE 7 %s, want the first's %s", de7, early.DE7)
 	}
 }
+
+// TestNoteRemoteNewerRequest: a cluster node's session that holds an older request
+// of a STAN (the terminal's counter started again) learns another node's newer
+// request of that STAN (Sessions.NoteRemote), so that the newer request replayed
+// here gets its DE 7 (the pipeline's duplicate). Before, the older entry was kept:
+// the replay, of another amount, was a new request, authorized again.
+func TestNoteRemoteNewerRequest(t *testing.T) {
+	mak := []byte("0123456789ABCDEF")
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	term := &Terminal{TID: "T0000001", MID: "000000000000001", mak: mak, batch: "000007",
+		TPDU: TPDU{0x60, 0, 3, 0, 0}, Header: Header{0x60, 0x31, 0, 0x31, 0, 0}}
+	conn := &frontend.Conn{Listener: "cup", Dialect: message.DialectCUP}
+	ss := NewSessions()
+	p := &fakePipeline{}
+	clock := now.Add(-time.Hour)
+	a := NewAdapter(Config{HSM: &fakeHSM{mak: mak}, Terminals: fakeTerminals{}, Journal: recordsJournal{}, Refusals: &fakeRefusals{},
+		Now: func() time.Time { return clock }, Sessions: ss,
+		KeyVersion: func(string) (int, error) { return 1, nil },
+		KeyCreated: func(string, int) (time.Time, error) { return now.Add(-2 * time.Hour), nil }}, p)
+	sale := func(amount int64) string {
+		t.Helper()
+		f, err := term.Build(Txn{Kind: "sale", PAN: "6225880212345678", Expiry: "2912", Amount: amount, STAN: "000777"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ans := exchange(t, a, conn, f, term.MACOf); ans.Str(39) != "00" {
+			t.Fatalf("sale of %d: %s", amount, Summary(ans))
+		}
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return p.reqs[len(p.reqs)-1].DE7
+	}
+	sale(1000) // an hour ago, here
+	clock = now
+	remote := &journal.Record{RRN: "000000000778", TID: term.TID, MTI: "0200", ProcCode: "000000", STAN: "000777", DE7: "1206115930",
+		Amount: 2000, RC: "00", Received: now.Add(-30 * time.Second)}
+	ss.NoteRemote(remote)
+	if de7 := sale(2000); de7 != remote.DE7 {
+		t.Errorf("another node's newer sale of STAN 000777 replayed here: DE 7 %s, want its %s (the pipeline's duplicate)", de7, remote.DE7)
+	}
+	// An older remote record does not replace the newer entry.
+	ss.NoteRemote(&journal.Record{RRN: "000000000700", TID: term.TID, MTI: "0200", ProcCode: "000000", STAN: "000777", DE7: "1206090000",
+		Amount: 2000, RC: "00", Received: now.Add(-3 * time.Hour)})
+	if de7 := sale(2000); de7 != remote.DE7 {
+		t.Errorf("after an older remote record of STAN 000777: DE 7 %s, want the newer %s", de7, remote.DE7)
+	}
+}

@@ -180,7 +180,11 @@ func (ss *Sessions) open(tid string) *session {
 // calls it through the server for each record of another node it applies): its STAN
 // and DE 7 join the session's memory, so that the request replayed to this node is
 // given the same DE 7 and answered as the pipeline's duplicate, not authorized again
-// (Adapter.vouch). A record of another kind, or without STAN or DE 7, is ignored.
+// (Adapter.vouch). A STAN the session holds an older request of (a terminal whose
+// STAN counter started again) takes the newer one, as restore keeps the latest: a
+// replay of the newer request must be its duplicate. It never waits for a journal
+// read (the session's mutex is held for map updates only). A record of another kind,
+// or without STAN or DE 7, is ignored.
 func (ss *Sessions) NoteRemote(rec *journal.Record) {
 	if rec.STAN == "" || rec.DE7 == "" || rec.MTI != "0100" && rec.MTI != "0200" && rec.MTI != "0220" {
 		return
@@ -191,7 +195,7 @@ func (ss *Sessions) NoteRemote(rec *journal.Record) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.stans[rec.STAN]; !ok {
+	if old, ok := s.stans[rec.STAN]; !ok || rec.Received.After(old.at) {
 		s.remember(rec.STAN, entryOf(rec))
 	}
 }
