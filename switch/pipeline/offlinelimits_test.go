@@ -84,7 +84,8 @@ func (h *fakeHold) Release() {
 // merchant-limits-unavailable, nothing captured, and the terminal's resend is
 // captured later. A capture that passes is counted after its write ahead and its
 // hold released only once its approved record is written; its final write refused,
-// the hold's cluster-wide lock is kept. A merchant with no limits to check is not
+// the hold's cluster-wide lock is kept, and given up once settle writes the approved
+// record (not left to lapse). A merchant with no limits to check is not
 // locked for a refused single limit, and an online purchase never asks.
 func TestCaptureOfflineMerchantLimits(t *testing.T) {
 	lim := &fakeLimits{}

@@ -167,3 +167,36 @@ func TestOfflineCapturesOneMerchantConcurrent(t *testing.T) {
 		t.Fatalf("40 checks of 1.00 against a daily limit of 10.00: %d passed, errors %v; want 10", passed, errs)
 	}
 }
+
+// TestOfflineCaptureSumsAfterRestart: a node started afresh (its sums empty) reads
+// the merchant's captures of the window back from the journal at its first check:
+// an offline capture of 6.00 journaled before the restart, approved by the card,
+// counts against the daily limit of 10.00 (a capture of 5.00 is refused
+// offline-over-daily-limit, one of 4.00 passes); one refused before it (61) and one
+// older than 24 hours do not count.
+func TestOfflineCaptureSumsAfterRestart(t *testing.T) {
+	now := time.Now()
+	reg := &fakeRegistry{
+		terminals: map[string]*registry.Terminal{"T0000001": {ID: "T0000001", MerchantID: "M1", Status: registry.TerminalActive}},
+		merchants: map[string]*registry.Merchant{"M1": {ID: "M1", Status: registry.MerchantActive, Limits: registry.Limits{Daily: 1000}}},
+	}
+	capture := func(rrn string, amount int64, rc string, at time.Time) *journal.Record {
+		return &journal.Record{RRN: rrn, TID: "T0000001", MID: "M1", MTI: "0200", ProcCode: message.PCPurchase, Type: "purchase",
+			Amount: amount, Offline: true, RC: rc, DecidedBy: pipeline.DecidedByCard, Received: at}
+	}
+	hist := fakeHistory{
+		capture("100000000001", 600, message.RCApproved, now.Add(-time.Hour)),
+		capture("100000000002", 900, message.RCExceedsAmountLimit, now.Add(-time.Hour)),
+		capture("100000000003", 900, message.RCApproved, now.Add(-25*time.Hour)),
+	}
+	d := &orderDesk{now: time.Now, reg: reg, hist: hist}
+	m, _ := reg.Merchant("M1")
+	if over, hold, err := (offlineLimits{d}).HoldLimits(context.Background(), m, "100000000010", 500); err != nil || over != pipeline.ReasonOfflineDailyLimit || hold != nil {
+		t.Fatalf("a capture of 5.00 after a restart, 6.00 captured an hour before: over %q, hold %v, %v; want %s", over, hold, err, pipeline.ReasonOfflineDailyLimit)
+	}
+	over, hold, err := (offlineLimits{d}).HoldLimits(context.Background(), m, "100000000011", 400)
+	if err != nil || over != "" || hold == nil {
+		t.Fatalf("a capture of 4.00: over %q, %v; want held", over, err)
+	}
+	hold.Release()
+}
