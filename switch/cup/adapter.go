@@ -14,6 +14,7 @@ import (
 	"github.com/switchyard/switchyard/hsm"
 	"github.com/switchyard/switchyard/hsm/pinblock"
 	"github.com/switchyard/switchyard/switch/frontend"
+	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/message"
 	"github.com/switchyard/switchyard/switch/registry"
 )
@@ -230,9 +231,10 @@ func (a *Adapter) restoreFrom(made time.Time) time.Time {
 // answered as the pipeline's duplicate, never authorized again. The session knows
 // every request since its memory began (since, restore); only a terminal of more
 // requests than it keeps (maxSTANs), whose memory starts after its key was made,
-// has its STAN looked up in the journal (recall: its records from the key's making
-// to where its memory begins), once per STAN. Zero made (the
-// key's age unknown) vouches by the session alone, as before 6 December 2026.
+// has its STAN looked up in the journal's records from the key's making to where
+// its memory begins (vouchOlder: an index of them read once, then only the part the
+// memory moved on by). Zero made (the key's age unknown) vouches by the session
+// alone, as before 6 December 2026.
 func (a *Adapter) vouch(ctx context.Context, s *session, tid, stan string, made time.Time) error {
 	s.mu.Lock()
 	_, known := s.stans[stan]
@@ -241,7 +243,57 @@ func (a *Adapter) vouch(ctx context.Context, s *session, tid, stan string, made 
 	if known || made.IsZero() || !since.After(made) {
 		return nil
 	}
-	return a.recall(ctx, s, tid, stan, made, since.Add(time.Second)) // what it holds is newer
+	return a.vouchOlder(ctx, s, tid, stan, made, since.Add(time.Second)) // what it holds is newer
+}
+
+// vouchOlder puts into session s the latest request of STAN stan the journal holds
+// of terminal tid received from made (its MAC key's making) until to (where the
+// session's memory begins), if any. It reads the journal into the session's index of
+// older requests (session.older) only for the part of [made, to) the index does not
+// cover yet (with a second of overlap for a record written late): once for a
+// terminal's key, then what the memory moved on by. Until the second release of 6
+// December 2026 each request of a terminal that had dropped STANs (a busy one) read
+// the terminal's journal since its key was made, up to 7 days of it, for its own
+// STAN: every new request paid a full scan.
+func (a *Adapter) vouchOlder(ctx context.Context, s *session, tid, stan string, made, to time.Time) error {
+	if a.cfg.Journal == nil {
+		return nil
+	}
+	o := &s.older
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.stans == nil || made.Before(o.from) {
+		o.stans, o.from, o.to = map[string]stanEntry{}, made, made
+	}
+	if to.After(o.to) {
+		from := o.to
+		if from.After(o.from) {
+			from = from.Add(-time.Second)
+		}
+		err := a.cfg.Journal.Scan(ctx, journal.Query{TID: tid, From: from, To: to}, func(r *journal.Record) bool {
+			if r.STAN == "" || r.DE7 == "" || (r.MTI != "0100" && r.MTI != "0200" && r.MTI != "0220") {
+				return true
+			}
+			if old, ok := o.stans[r.STAN]; !ok || r.Received.After(old.at) {
+				o.stans[r.STAN] = entryOf(r)
+			}
+			return true
+		})
+		if err != nil {
+			return fmt.Errorf("cup: looking up %s STAN %s in the journal since its MAC key was made: %w", tid, stan, err)
+		}
+		o.to = to
+	}
+	e, ok := o.stans[stan]
+	if !ok || e.at.Before(made) || !e.at.Before(to) {
+		return nil
+	}
+	s.mu.Lock()
+	if _, known := s.stans[stan]; !known {
+		s.remember(stan, e)
+	}
+	s.mu.Unlock()
+	return nil
 }
 
 // Situation is what the processing-requirement hook sees of an answer.

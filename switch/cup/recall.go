@@ -34,9 +34,7 @@ func originalSTAN(f *Frame, k Kind) (string, error) {
 
 // recall puts into the session the original of a reversal that it does not remember,
 // from the journal: the terminal's latest authorization or purchase with that STAN
-// received from `from` until `to` (zero: now) (the last day for a reversal's
-// original; from the making of its MAC key to where the session's memory begins for
-// a request to vouch for). Not found (or no journal), the session stays as it was
+// received from `from` until `to` (zero: now) (the last day). Not found (or no journal), the session stays as it was
 // and the pipeline takes the reversal as one of an unknown original.
 func (a *Adapter) recall(ctx context.Context, s *session, tid, stan string, from, to time.Time) error {
 	if a.cfg.Journal == nil {

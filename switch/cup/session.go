@@ -36,6 +36,11 @@ type session struct {
 	// maxSTANs requests): restore does not read further back, vouch looks up each
 	// STAN it does not know instead.
 	dropped bool
+	// older indexes the terminal's requests the journal holds from its MAK's
+	// making to where stans begins (Adapter.vouchOlder), for a terminal that
+	// dropped STANs: read once and then only the part since moved on, so that
+	// vouching for a request costs no journal scan of its own.
+	older olderSTANs
 	// made caches when the MAK version the terminal's requests verify under was
 	// made (Config.KeyCreated), so that the lookup is not repeated per request.
 	made struct {
@@ -90,6 +95,17 @@ type issuedKeys struct {
 	scheme   string
 	at       time.Time
 	versions map[string]int
+}
+
+// olderSTANs is the index of a session's requests older than its memory (stans):
+// the latest request of each STAN the journal holds received in [from, to). Its own
+// mutex, not the session's, is held while the journal is read, so that the
+// cluster's applier (Sessions.NoteRemote) and the terminal's other messages do not
+// wait for the read. It holds at most one entry per STAN (F11 has 6 digits).
+type olderSTANs struct {
+	mu       sync.Mutex
+	from, to time.Time
+	stans    map[string]stanEntry
 }
 
 // stanEntry is the DE 7 and MTI a STAN was mapped with, and when the switch received
@@ -164,7 +180,11 @@ func (ss *Sessions) open(tid string) *session {
 // calls it through the server for each record of another node it applies): its STAN
 // and DE 7 join the session's memory, so that the request replayed to this node is
 // given the same DE 7 and answered as the pipeline's duplicate, not authorized again
-// (Adapter.vouch). A record of another kind, or without STAN or DE 7, is ignored.
+// (Adapter.vouch). A STAN the session holds an older request of (a terminal whose
+// STAN counter started again) takes the newer one, as restore keeps the latest: a
+// replay of the newer request must be its duplicate. It never waits for a journal
+// read (the session's mutex is held for map updates only). A record of another kind,
+// or without STAN or DE 7, is ignored.
 func (ss *Sessions) NoteRemote(rec *journal.Record) {
 	if rec.STAN == "" || rec.DE7 == "" || rec.MTI != "0100" && rec.MTI != "0200" && rec.MTI != "0220" {
 		return
@@ -175,7 +195,7 @@ func (ss *Sessions) NoteRemote(rec *journal.Record) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.stans[rec.STAN]; !ok {
+	if old, ok := s.stans[rec.STAN]; !ok || rec.Received.After(old.at) {
 		s.remember(rec.STAN, entryOf(rec))
 	}
 }

@@ -55,3 +55,19 @@ func TestSettlementCountsForeignTotals(t *testing.T) {
 		t.Errorf("settlement with foreign totals cut short: %s, reached the pipeline: %v", Summary(ans), p.last() != before)
 	}
 }
+
+// TestSettlementAnswerCode pins the settlement code of an 0510's F48
+// (docs/cup-dialect.md, Settlement): 1 when the switch's journal balances (00), 2 for
+// any other F39, an unbalanced batch (95) and a settlement refused before it was
+// compared (58 terminal-suspended, 63) alike; the foreign totals' code follows. A
+// terminal that reads the code without F39 takes a refusal for an unbalanced batch
+// (the documented risk).
+func TestSettlementAnswerCode(t *testing.T) {
+	totals := "000000001000001" + "000000000000000" + "0"
+	for _, c := range []struct{ rc, code string }{{"00", "1"}, {"95", "2"}, {"58", "2"}, {"63", "2"}} {
+		got := settlementAnswer(totals+totals, c.rc)
+		if got[30:31] != c.code || got[61:62] != c.code || got[:30] != totals[:30] {
+			t.Errorf("F39 %s: F48 %s, want settlement code %s in digits 31 and 62, the totals echoed", c.rc, got, c.code)
+		}
+	}
+}

@@ -308,6 +308,9 @@ type settleItem struct {
 	first    bool
 	orig, by string
 	owed     bool
+	// kept gives up the merchant's cluster-wide lock an offline capture's hold
+	// kept for rec (LimitHold.Keep), once rec is written; nil for none.
+	kept func()
 }
 
 func (b *settleBook) add(it settleItem) bool {
@@ -510,6 +513,10 @@ func (p *Pipeline) settleOne(ctx context.Context, it settleItem) error {
 	}
 	if err == nil || !errors.Is(err, journal.ErrUnavailable) {
 		p.open.remove(it.rec.RRN)
+	}
+	if err == nil && it.kept != nil {
+		// The capture is journaled: the other nodes' checks of its merchant see it.
+		it.kept()
 	}
 	return err
 }

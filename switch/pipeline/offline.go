@@ -93,10 +93,12 @@ type LimitHold interface {
 	// Count counts capture rrn, received at at, of amount, in the merchant's sums
 	// before its approved record is written (its record's version replaces it).
 	Count(rrn string, at time.Time, amount int64)
-	// Keep keeps the merchant's cluster-wide lock, if any, for a few minutes after
-	// Release: the capture stands but its approved record is not written yet, and
-	// another node would check the merchant without it.
-	Keep()
+	// Keep keeps the merchant's cluster-wide lock, if any, after Release: the
+	// capture stands but its approved record is not written yet, and another node
+	// would check the merchant without it. The lock is given up by done, called
+	// once that record is written, or else lapses after a few minutes; done is nil
+	// when nothing is kept (a single switch).
+	Keep() (done func())
 	// Release gives the lock back.
 	Release()
 }
@@ -441,18 +443,22 @@ func (p *Pipeline) retryOfflineAdvice(cur *journal.Record, a owedAdvice) bool {
 // that recovery after a restart approves it (recoverOffline). Nothing is reversed:
 // a resend meanwhile waits for the record, and is answered 91 (duplicate-in-flight).
 func (p *Pipeline) offlineNotFinal(t *txn, err error) (frontend.Response, error) {
+	var kept func()
 	if t.hold != nil {
 		// Counted on this node (Count); the other nodes see it once its approved
 		// version is written: the merchant stays locked across the cluster until
-		// then, for a few minutes at most.
-		t.hold.Keep()
+		// then (settleOne gives the lock up once it writes it), a few minutes at
+		// most. Until 6 December 2026 (second release) the lock was kept the whole
+		// five minutes however soon the record was written: every capture and QR
+		// payment of the merchant, on every node, was refused meanwhile.
+		kept = t.hold.Keep()
 	}
 	rc, reason, by := message.RCSystemMalfunction, "system-malfunction", "switch"
 	if errors.Is(err, journal.ErrUnavailable) {
 		rc, reason, by = message.RCIssuerUnavailable, "journal-unavailable", "journal"
 		rec := t.rec
 		rec.Events = slices.Clone(t.rec.Events)
-		if !p.unsettled.add(settleItem{rec: &rec}) {
+		if !p.unsettled.add(settleItem{rec: &rec, kept: kept}) {
 			p.log.Error().Str("rrn", rec.RRN).Msg("journal unavailable: too many records waiting for it; the offline capture stays open until recovery approves it at a restart")
 		}
 	}

@@ -24,6 +24,8 @@ type fakeLimits struct {
 	counted  []string // RRN/amount counted
 	kept     int
 	released int
+	// keptDone: the kept locks given up (LimitHold.Keep's done called).
+	keptDone int
 	// finalAtRelease: the counted capture's record was final (approved) in the
 	// journal when its hold was released.
 	finalAtRelease []bool
@@ -54,10 +56,15 @@ func (h *fakeHold) Count(rrn string, _ time.Time, amount int64) {
 	h.f.counted = append(h.f.counted, fmt.Sprintf("%s/%d", rrn, amount))
 }
 
-func (h *fakeHold) Keep() {
+func (h *fakeHold) Keep() func() {
 	h.f.mu.Lock()
 	defer h.f.mu.Unlock()
 	h.f.kept++
+	return func() {
+		h.f.mu.Lock()
+		defer h.f.mu.Unlock()
+		h.f.keptDone++
+	}
 }
 
 func (h *fakeHold) Release() {
@@ -77,7 +84,8 @@ func (h *fakeHold) Release() {
 // merchant-limits-unavailable, nothing captured, and the terminal's resend is
 // captured later. A capture that passes is counted after its write ahead and its
 // hold released only once its approved record is written; its final write refused,
-// the hold's cluster-wide lock is kept. A merchant with no limits to check is not
+// the hold's cluster-wide lock is kept, and given up once settle writes the approved
+// record (not left to lapse). A merchant with no limits to check is not
 // locked for a refused single limit, and an online purchase never asks.
 func TestCaptureOfflineMerchantLimits(t *testing.T) {
 	lim := &fakeLimits{}
@@ -134,8 +142,15 @@ func TestCaptureOfflineMerchantLimits(t *testing.T) {
 	}
 	b := h.capture(h.offlineSale(500, h.clock.Now().Add(-time.Hour)), true)
 	h.j.writeHook = nil
-	if b.RC != "91" || lim.kept != 1 || lim.released != 2 || len(lim.counted) != 2 {
-		t.Fatalf("final write refused: %+v, kept %d, released %d, counted %v; want 91, kept, released, counted", b.Result, lim.kept, lim.released, lim.counted)
+	if b.RC != "91" || lim.kept != 1 || lim.released != 2 || len(lim.counted) != 2 || lim.keptDone != 0 {
+		t.Fatalf("final write refused: %+v, kept %d (given up %d), released %d, counted %v; want 91, kept, released, counted", b.Result, lim.kept, lim.keptDone, lim.released, lim.counted)
+	}
+	// The journal back, the approved record written by settle: the kept lock is
+	// given up then, not left to lapse (5 minutes of the merchant's captures and
+	// QR payments refused on every node).
+	h.p.settle(context.Background())
+	if r := h.record(b.RRN); !r.Final() || !r.Approved() || lim.keptDone != 1 {
+		t.Fatalf("settled: record final %v approved %v, kept lock given up %d times; want once", r.Final(), r.Approved(), lim.keptDone)
 	}
 
 	// An online purchase does not ask.

@@ -57,13 +57,15 @@ type offlineHold struct{ l *limitHold }
 func (h offlineHold) Count(rrn string, at time.Time, amount int64) { h.l.paid(rrn, at, amount) }
 
 // Keep implements pipeline.LimitHold: the cluster-wide lock is kept (refreshed)
-// until it lapses (cjournal's merchantKeep, 5 minutes); this node's sums counted the
-// capture.
-func (h offlineHold) Keep() {
-	if h.l.unlock != nil && h.l.keep != nil {
-		h.l.keep()
-		h.l.unlock = nil
+// until done is called (the capture's record written) or it lapses (cjournal's
+// merchantKeep, 5 minutes); this node's sums counted the capture.
+func (h offlineHold) Keep() (done func()) {
+	if h.l.unlock == nil || h.l.keep == nil {
+		return nil
 	}
+	h.l.keep()
+	done, h.l.unlock = h.l.unlock, nil
+	return done
 }
 
 // Release implements pipeline.LimitHold.

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"runtime"
+	"sync"
 	"testing"
 	"time"
 
@@ -95,4 +97,106 @@ func TestOfflineCaptureLimitsAcrossNodes(t *testing.T) {
 	if _, hold, err := (offlineLimits{n2.desk}).HoldLimits(ctx, m, "200000000004", 100); !errors.Is(err, journal.ErrUnavailable) || hold != nil {
 		t.Fatalf("a capture checked without a quorum: hold %v, %v; want an error wrapping journal.ErrUnavailable", hold, err)
 	}
+}
+
+// TestOfflineCapturesOneMerchantConcurrent: twenty offline captures of 1.00 and
+// twenty QR payments of 1.00 of one merchant checked at once on one node, each
+// counted before its hold is released, against a daily limit of 10.00: exactly ten
+// pass, whatever the interleaving (the merchant's hold serialises the capture's and
+// the notification's checks; run with -race).
+func TestOfflineCapturesOneMerchantConcurrent(t *testing.T) {
+	reg := &fakeRegistry{
+		terminals: map[string]*registry.Terminal{"T0000001": {ID: "T0000001", MerchantID: "M1", Status: registry.TerminalActive}},
+		merchants: map[string]*registry.Merchant{"M1": {ID: "M1", Status: registry.MerchantActive, Limits: registry.Limits{Daily: 1000}}},
+	}
+	// A check that passed yields before it is counted: without the hold, another
+	// check would run in between and pass too.
+	d := &orderDesk{now: time.Now, reg: reg, hist: fakeHistory{}, hooks: orderHooks{checked: func(string) { runtime.Gosched() }}}
+	m, _ := reg.Merchant("M1")
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		passed int
+		errs   []error
+	)
+	start := make(chan struct{})
+	for i := range 40 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			id := fmt.Sprintf("1000000000%02d", i)
+			ok := false
+			if i%2 == 0 {
+				over, hold, err := offlineLimits{d}.HoldLimits(context.Background(), m, id, 100)
+				if err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+					return
+				}
+				if over == "" {
+					hold.Count(id, time.Now(), 100)
+					hold.Release()
+					ok = true
+				}
+			} else {
+				reason, hold, err := d.refusal(context.Background(), qrorder.Order{ID: id, TID: "T0000001"}, 100, time.Now)
+				if err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+					return
+				}
+				if reason == "" {
+					hold.paid(id, time.Now(), 100)
+					ok = true
+				}
+				hold.release()
+			}
+			if ok {
+				mu.Lock()
+				passed++
+				mu.Unlock()
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if len(errs) > 0 || passed != 10 {
+		t.Fatalf("40 checks of 1.00 against a daily limit of 10.00: %d passed, errors %v; want 10", passed, errs)
+	}
+}
+
+// TestOfflineCaptureSumsAfterRestart: a node started afresh (its sums empty) reads
+// the merchant's captures of the window back from the journal at its first check:
+// an offline capture of 6.00 journaled before the restart, approved by the card,
+// counts against the daily limit of 10.00 (a capture of 5.00 is refused
+// offline-over-daily-limit, one of 4.00 passes); one refused before it (61) and one
+// older than 24 hours do not count.
+func TestOfflineCaptureSumsAfterRestart(t *testing.T) {
+	now := time.Now()
+	reg := &fakeRegistry{
+		terminals: map[string]*registry.Terminal{"T0000001": {ID: "T0000001", MerchantID: "M1", Status: registry.TerminalActive}},
+		merchants: map[string]*registry.Merchant{"M1": {ID: "M1", Status: registry.MerchantActive, Limits: registry.Limits{Daily: 1000}}},
+	}
+	capture := func(rrn string, amount int64, rc string, at time.Time) *journal.Record {
+		return &journal.Record{RRN: rrn, TID: "T0000001", MID: "M1", MTI: "0200", ProcCode: message.PCPurchase, Type: "purchase",
+			Amount: amount, Offline: true, RC: rc, DecidedBy: pipeline.DecidedByCard, Received: at}
+	}
+	hist := fakeHistory{
+		capture("100000000001", 600, message.RCApproved, now.Add(-time.Hour)),
+		capture("100000000002", 900, message.RCExceedsAmountLimit, now.Add(-time.Hour)),
+		capture("100000000003", 900, message.RCApproved, now.Add(-25*time.Hour)),
+	}
+	d := &orderDesk{now: time.Now, reg: reg, hist: hist}
+	m, _ := reg.Merchant("M1")
+	if over, hold, err := (offlineLimits{d}).HoldLimits(context.Background(), m, "100000000010", 500); err != nil || over != pipeline.ReasonOfflineDailyLimit || hold != nil {
+		t.Fatalf("a capture of 5.00 after a restart, 6.00 captured an hour before: over %q, hold %v, %v; want %s", over, hold, err, pipeline.ReasonOfflineDailyLimit)
+	}
+	over, hold, err := (offlineLimits{d}).HoldLimits(context.Background(), m, "100000000011", 400)
+	if err != nil || over != "" || hold == nil {
+		t.Fatalf("a capture of 4.00: over %q, %v; want held", over, err)
+	}
+	hold.Release()
 }
