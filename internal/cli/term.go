@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	attestpkg "github.com/switchyard/switchyard/switch/attest"
@@ -345,6 +346,13 @@ func runTerm(env *Env, args []string) int {
 	defer cancel()
 	start := time.Now()
 	resp, err := c.Send(ctx, m, mac)
+	if errors.Is(err, termclient.ErrClosed) {
+		// The switch closes a connection unanswered when its listener refuses it:
+		// say where to look rather than only that it closed.
+		return fail(env, "term: the switch at %s closed the connection without an answer: it refused the connection or the request "+
+			"(a listener limit, a PROXY protocol header required or sent from an untrusted address, a TLS listener, a malformed message); "+
+			"its log and switchyard_terminal_connections_refused_total / _closed_total say which", *addr)
+	}
 	if err != nil {
 		return fail(env, "term: %v", err)
 	}
