@@ -20,7 +20,8 @@ allowed), and the files and variables it names can be read: the rules directory
 (outside demo mode it must exist: no fallback to the built-in rule pack), the LMK, the
 card hash key, the alert webhook secrets, the QR notification secret, the listeners'
 and the HSMs' TLS certificates and keys. Prints "ok" and exits 0, or lists every
-problem and exits 1. Run it before a restart or a SIGHUP (which keeps the running configuration
+problem and exits 1: first every key's, then, once the keys are valid, every file's and
+variable's (a second run may find more). Run it before a restart or a SIGHUP (which keeps the running configuration
 when the new one is refused).
 `
 

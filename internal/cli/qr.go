@@ -1,9 +1,11 @@
 package cli
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/switchyard/switchyard/internal/cli/kit"
 	"github.com/switchyard/switchyard/switch/qr"
@@ -14,7 +16,9 @@ const qrUsage = `Usage: switchyard qr decode [--json] PAYLOAD
 Decodes an EMVCo merchant-presented QR payload: checks its TLV structure (ID 00 first,
 two-digit IDs and lengths counted in characters) and its CRC (ID 63, CRC-16/CCITT-FALSE
 over everything through "6304"), and prints its objects, templates opened. Exit 1 when
-the payload is not valid, saying what is wrong and where.
+the payload is not valid, saying what is wrong and where. PAYLOAD may also be the base64
+of DE 48 tag QU (the whole code of a merchant named in another script, as a terminal
+gets it): it is decoded first, and said so on standard error.
 `
 
 func init() {
@@ -54,6 +58,14 @@ func runQR(env *Env, args []string) int {
 	}
 	p, err := qr.Decode(words[0])
 	if err != nil {
+		if whole, ok := fromQU(words[0]); ok {
+			if p, err = qr.Decode(whole); err != nil {
+				return fail(env, "qr decode: PAYLOAD is base64 (DE 48 QU), decoded: %v", err)
+			}
+			fmt.Fprintln(env.Stderr, "qr decode: PAYLOAD is base64 (DE 48 QU): decoded it first")
+		}
+	}
+	if err != nil {
 		return fail(env, "qr decode: %v", err)
 	}
 	if *asJSON {
@@ -70,13 +82,25 @@ func runQR(env *Env, args []string) int {
 			}
 			// A payload is whoever printed the code's: kit.ForTerminal escapes
 			// the control characters in its IDs and values.
-			fmt.Fprintf(env.Stdout, "%s%s %-28s %s\n", strings.Repeat("   ", depth), kit.ForTerminal(o.ID), name, kit.ForTerminal(o.Value))
+			fmt.Fprintf(env.Stdout, "%s%s %-31s %s\n", strings.Repeat("   ", depth), kit.ForTerminal(o.ID), name, kit.ForTerminal(o.Value))
 			print(o.Objects, depth+1)
 		}
 	}
 	print(p.Objects, 0)
 	fmt.Fprintln(env.Stdout, "CRC ok")
 	return kit.ExitOK
+}
+
+// fromQU returns the payload that s, the value of a DE 48 QU tag, carries in
+// base64 (RFC 4648, padded), and whether s is one: it decodes to UTF-8 text that
+// starts as every payload does, with ID 00 "01". An operator copying the tag from
+// `term --json` or a terminal's log then need not decode it by hand.
+func fromQU(s string) (string, bool) {
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil || !utf8.Valid(b) || !strings.HasPrefix(string(b), "000201") {
+		return "", false
+	}
+	return string(b), true
 }
 
 // objectName names the top-level data objects of the merchant-presented payload.

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"encoding/base64"
 	"strings"
 	"testing"
 
@@ -63,5 +64,36 @@ func TestQRDecodeArguments(t *testing.T) {
 	code, out, errs = runCLI(t, nil, append([]string{"qr", "decode"}, words...)...)
 	if code != 2 || out != "" || !strings.Contains(errs, "got 2 words: quote the payload") {
 		t.Fatalf("unquoted payload: exit %d\n%s%s", code, out, errs)
+	}
+}
+
+// TestQRDecodeQU: the base64 of DE 48 QU (the whole code of a merchant named in
+// another script, as `term qr-order --json` shows the tag) decodes as the payload
+// it carries, saying so on standard error; base64 of something else is still
+// refused as a payload. Before, it was refused with `ID "MD" at offset 0 is not two
+// digits`, which did not say what to do.
+func TestQRDecodeQU(t *testing.T) {
+	body := "000201" + "010212" + "5915Lanzhou Noodles" + "64150002ZH0105兰州拉面馆" + "6304"
+	payload := body + qr.CRC(body)
+	code, out, errs := runCLI(t, nil, "qr", "decode", base64.StdEncoding.EncodeToString([]byte(payload)))
+	if code != 0 || !strings.Contains(out, "兰州拉面馆") || !strings.Contains(out, "CRC ok") || !strings.Contains(errs, "DE 48 QU") {
+		t.Fatalf("qr decode QU: exit %d\n%s%s", code, out, errs)
+	}
+	// The ID 64 row's name keeps the column: its value starts where ID 59's does.
+	var col59, col64 int
+	for _, l := range strings.Split(out, "\n") {
+		switch {
+		case strings.HasPrefix(l, "59 "):
+			col59 = strings.Index(l, "Lanzhou")
+		case strings.HasPrefix(l, "64 "):
+			col64 = strings.Index(l, "0002ZH")
+		}
+	}
+	if col59 <= 0 || col59 != col64 {
+		t.Errorf("ID 59's value at column %d, ID 64's at %d:\n%s", col59, col64, out)
+	}
+	code, _, errs = runCLI(t, nil, "qr", "decode", base64.StdEncoding.EncodeToString([]byte("hello, world")))
+	if code != 1 || !strings.Contains(errs, "not two digits") {
+		t.Fatalf("base64 of no payload: exit %d\n%s", code, errs)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	attestpkg "github.com/switchyard/switchyard/switch/attest"
@@ -180,9 +181,6 @@ func runTerm(env *Env, args []string) int {
 			tid: *tid, mid: *mid, stan: *stan, rrn: *rrn, auth: *auth, pin: *pin, tags: tags, timeout: *timeout, json: *asJSON,
 			qrCode: *qrCode, qrOriginal: *qrOrig})
 	}
-	if kind == "settle" {
-		return fail(env, "term settle: only with --dialect cup (an ASCII terminal sends 0500 with its totals in DE 48 tag BT)")
-	}
 	amt, err := termclient.ParseAmount(*amount)
 	if err != nil {
 		return fail(env, "term: --amount: %v", err)
@@ -247,6 +245,15 @@ func runTerm(env *Env, args []string) int {
 			t.ProcCode = message.PCQRInquiry
 			t.TLV = append(t.TLV, [2]string{message.TagQROrder, *order})
 		}
+	case "settle":
+		// A batch (0500/920000) with the totals in DE 48 BT, beside the terminal's
+		// identity: it passes a sign-on's terminal checks (docs/terminal-interface.md).
+		totals, err := parseTermTotals(*cupArgs.totals)
+		if err != nil {
+			return fail(env, "term settle: %v", err)
+		}
+		t.MTI, t.ProcCode, t.Expiry, needPAN = "0500", message.PCBatch, "", false
+		t.TLV = append(t.TLV, [2]string{message.TagBatchTotals, totals.String()})
 	case "echo", "signon", "signoff":
 		t.MTI, needPAN = "0800", false
 		if kind != "signon" { // a sign-on passes the binding checks: it keeps the identity
@@ -295,7 +302,7 @@ func runTerm(env *Env, args []string) int {
 		}
 		t.PINBlock = block
 	}
-	if t.TID == "T0000002" && len(tags) == 0 && t.MTI != "0800" {
+	if t.TID == "T0000002" && len(tags) == 0 && t.MTI != "0800" && t.MTI != "0500" {
 		t.Time = time.Now()
 		if *attest == "token" {
 			tok, err := termclient.AttestToken(demoAttestation, t, "SP-T0000002", "1.0.0",
@@ -339,6 +346,13 @@ func runTerm(env *Env, args []string) int {
 	defer cancel()
 	start := time.Now()
 	resp, err := c.Send(ctx, m, mac)
+	if errors.Is(err, termclient.ErrClosed) {
+		// The switch closes a connection unanswered when its listener refuses it:
+		// say where to look rather than only that it closed.
+		return fail(env, "term: the switch at %s closed the connection without an answer: it refused the connection or the request "+
+			"(a listener limit, a PROXY protocol header required or sent from an untrusted address, a TLS listener, a malformed message); "+
+			"its log and switchyard_terminal_connections_refused_total / _closed_total say which", *addr)
+	}
 	if err != nil {
 		return fail(env, "term: %v", err)
 	}

@@ -28,7 +28,7 @@ func cupTermFlags(fs *flag.FlagSet) cupTermArgs {
 	return cupTermArgs{
 		tmk:      fs.String("tmk", "", "cup: the terminal master key, hex (default: the demo TMK)"),
 		scheme:   fs.String("scheme", "003", "cup: sign-in key scheme 001, 003 or 004"),
-		totals:   fs.String("totals", "", "cup settle: the terminal's totals PURCHASECOUNT,PURCHASESUM,REFUNDCOUNT,REFUNDSUM"),
+		totals:   fs.String("totals", "", "settle: the terminal's totals since its last batch PURCHASECOUNT,PURCHASESUM,REFUNDCOUNT,REFUNDSUM (sums in minor units)"),
 		origSTAN: fs.String("orig-stan", "", "cup: the original's STAN (F61.2 of a void, refund or reversal; a reversal's own STAN defaults to it)"),
 		mac:      fs.String("mac", "ecb", "cup: MAC algorithm, ecb or x919 (as the listener is configured for the terminal)"),
 		track:    fs.Bool("track", false, "cup: send the card as track 2 (encrypted under the TDK with --scheme 004)"),
@@ -168,17 +168,9 @@ func runTermCUP(env *Env, kind string, a cupTermArgs, c cupTermCommon) int {
 		}
 	case "settle":
 		tx.Kind = "settlement"
-		p := strings.Split(*a.totals, ",")
-		if len(p) != 4 {
-			return fail(env, "term settle: --totals PURCHASECOUNT,PURCHASESUM,REFUNDCOUNT,REFUNDSUM is required")
+		if tx.Totals, err = parseTermTotals(*a.totals); err != nil {
+			return fail(env, "term settle: %v", err)
 		}
-		var n [4]int64
-		for i, v := range p {
-			if n[i], err = strconv.ParseInt(strings.TrimSpace(v), 10, 64); err != nil || n[i] < 0 {
-				return fail(env, "term settle: --totals: %q is not a count or sum", v)
-			}
-		}
-		tx.Totals = message.BatchTotals{PurchaseCount: n[0], PurchaseSum: n[1], RefundCount: n[2], RefundSum: n[3]}
 	default:
 		return fail(env, "term: unknown transaction %q", kind)
 	}
@@ -191,4 +183,20 @@ func runTermCUP(env *Env, kind string, a cupTermArgs, c cupTermCommon) int {
 	}
 	out(kind, ans, start)
 	return 0
+}
+
+// parseTermTotals reads term settle's --totals, PURCHASECOUNT,PURCHASESUM,REFUNDCOUNT,REFUNDSUM.
+func parseTermTotals(s string) (message.BatchTotals, error) {
+	p := strings.Split(s, ",")
+	if len(p) != 4 {
+		return message.BatchTotals{}, fmt.Errorf("--totals PURCHASECOUNT,PURCHASESUM,REFUNDCOUNT,REFUNDSUM is required (got %q)", s)
+	}
+	var n [4]int64
+	for i, v := range p {
+		var err error
+		if n[i], err = strconv.ParseInt(strings.TrimSpace(v), 10, 64); err != nil || n[i] < 0 {
+			return message.BatchTotals{}, fmt.Errorf("--totals: %q is not a count or sum", v)
+		}
+	}
+	return message.BatchTotals{PurchaseCount: n[0], PurchaseSum: n[1], RefundCount: n[2], RefundSum: n[3]}, nil
 }

@@ -94,3 +94,30 @@ func TestTermAnswerEscapesControls(t *testing.T) {
 		t.Fatalf("term --json:\n%s", out)
 	}
 }
+
+// TestTermClosedUnanswered: a switch that closes the connection without answering
+// (its listener refused it: a PROXY header required, a limit, a malformed message)
+// makes term say so, name the address and where to look, exit 1; it printed
+// "terminal connection closed" alone. The switch is a loopback listener that reads
+// the request and closes.
+func TestTermClosedUnanswered(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = frontend.ReadFrame(bufio.NewReader(nc), nil, 0xFFFF)
+			nc.Close()
+		}
+	}()
+	code, out, errs := runCLI(t, nil, "term", "purchase", "--addr", ln.Addr().String(), "--pan", "4761739001010119", "--amount", "1000", "--timeout", "10s")
+	if code != 1 || out != "" || !strings.Contains(errs, ln.Addr().String()+" closed the connection without an answer") || !strings.Contains(errs, "PROXY protocol header") {
+		t.Fatalf("term: exit %d\n%s%s", code, out, errs)
+	}
+}

@@ -150,3 +150,33 @@ func TestTermCLISignOn(t *testing.T) {
 		}
 	}
 }
+
+// `switchyard term settle` closes a batch in the ASCII dialects too (0500/920000, the
+// totals in DE 48 BT beside the terminal's identity), so the batch's terminal checks
+// can be tried from the shell: it answered "only with --dialect cup", and the cup
+// client signs in first, which a suspended terminal is refused before its batch. The
+// purchase's totals match (00), the same again after the close do not (95
+// batch-totals-differ), the MAC'd SoftPOS closes its empty batch, and the suspended
+// T0000003 is answered 58 terminal-suspended.
+func TestTermCLISettleASCII(t *testing.T) {
+	f := startDemo(t, func(c *config.Config) { c.RulesDir = middayRules(t, time.Now()) })
+	addr := f.s.ListenerAddr("ascii")
+	settle := func(tid, totals, want string) {
+		t.Helper()
+		out, code := cliLocal("term", "settle", "--addr", addr, "--tid", tid, "--totals", totals)
+		if code != 0 || !strings.Contains(out, "0510  RC=") || !strings.Contains(out, want) {
+			t.Errorf("term settle --tid %s --totals %s: exit %d, want %q: %s", tid, totals, code, want, out)
+		}
+	}
+	if out, code := cliLocal("term", "purchase", "--addr", addr, "--tid", "T0000001", "--pan", withLuhn("476173900404000"), "--amount", "1000"); code != 0 || !strings.Contains(out, "RC=00") {
+		t.Fatalf("purchase: exit %d: %s", code, out)
+	}
+	settle("T0000001", "1,1000,0,0", "RC=00")
+	settle("T0000001", "1,1000,0,0", "RC=95  RRN=")
+	settle("T0000001", "1,1000,0,0", "RS=batch-totals-differ")
+	settle("T0000002", "0,0,0,0", "RC=00")
+	settle("T0000003", "0,0,0,0", "RS=terminal-suspended")
+	if out, code := cliLocal("term", "settle", "--addr", addr, "--totals", "1,2"); code == 0 || !strings.Contains(out, "PURCHASECOUNT,PURCHASESUM,REFUNDCOUNT,REFUNDSUM") {
+		t.Errorf("malformed --totals: exit %d: %s", code, out)
+	}
+}

@@ -59,6 +59,7 @@ default Asia/Shanghai); --json prints the switch's JSON instead, for scripts.
                  another script; --name-language: its ISO 639-1 language, else derived from the script)
   switchyard merchant change ID [--name N] [--name-latin A] [--name-language L] [--mcc M] [--region R] [--group G]
                  [--tier T] [--rating R] [--limit-* ...] [--reason TEXT]
+                 (--name-latin "" / --name-language "": take the ASCII name / the language away)
   switchyard merchant activate|freeze|unfreeze|close ID [--reason TEXT]
   switchyard merchant import FILE.csv [--reason TEXT] [--dry-run]
                  (columns merchant_id,name,mcc,region,group,tier,rating,status,limit_txn,limit_daily,

@@ -186,10 +186,61 @@ func exitOnParse(err error) int {
 	return ExitUsage
 }
 
+// flags returns the flag set of command name ("check", "lists add"), whose -h
+// prints the command's lines of usage, its flags and, for the commands that read
+// the journal or the lists, where they read them (the standard "Usage of" line and
+// flags alone said neither).
 func (t *tool) flags(name string) *flag.FlagSet {
 	fs := flag.NewFlagSet("switchyard rules "+name, flag.ContinueOnError)
 	fs.SetOutput(t.errw)
+	fs.Usage = func() {
+		w := fs.Output()
+		fmt.Fprintf(w, "Usage: switchyard rules %s\n", commandUsage(name))
+		if name != "check" && name != "test" {
+			fmt.Fprint(w, connectionNote)
+		}
+		fmt.Fprint(w, "\nFlags:\n")
+		fs.PrintDefaults()
+	}
 	return fs
+}
+
+// connectionNote says where the commands other than check and test read the
+// journal and the lists.
+const connectionNote = `
+On the running switch's journal and lists, through its admin API: --admin URL
+(default $SWITCHYARD_ADMIN, else http://127.0.0.1:8080) and --token T (default
+$SWITCHYARD_TOKEN), anywhere on the line; or, to read only, --data DIR (a stopped
+switch's data directory).
+`
+
+// commandUsage returns the lines of usage that describe command name: its
+// synopsis ("lists show" is the "lists [show]" line) and the description under it,
+// without their indentation.
+func commandUsage(name string) string {
+	var lines []string
+	in := false
+	for _, l := range strings.Split(usage, "\n") {
+		switch {
+		case strings.HasPrefix(l, "  ") && !strings.HasPrefix(l, "   "):
+			syn := l[2:]
+			if i := strings.IndexByte(name, ' '); i > 0 {
+				syn = strings.Replace(syn, "["+name[i+1:]+"]", name[i+1:], 1)
+			}
+			in = strings.HasPrefix(syn, name+" ") || syn == name
+			if in {
+				lines = append(lines, l[2:])
+			}
+		case in && strings.HasPrefix(l, "   "):
+			lines = append(lines, strings.TrimSpace(l))
+		default:
+			in = false
+		}
+	}
+	if len(lines) == 0 {
+		return name + " [flags]"
+	}
+	return strings.Join(lines, "\n  ")
 }
 
 func (t *tool) usageErr(format string, a ...any) int {
@@ -775,7 +826,9 @@ func (t *tool) lists(ctx context.Context, args []string) int {
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		sub, args = args[0], args[1:]
 	}
-	if t.env.Admin == nil {
+	// A subcommand's -h needs no switch: its flags print before any call.
+	help := slices.ContainsFunc(args, func(a string) bool { return a == "-h" || a == "-help" || a == "--help" })
+	if t.env.Admin == nil && !help {
 		return t.fail(errors.New("lists: no admin API to talk to (give --admin URL and a token, or --data DIR)"))
 	}
 	c := t.env.Admin

@@ -566,3 +566,29 @@ func TestListsHelp(t *testing.T) {
 		}
 	}
 }
+
+// TestCommandHelp: "rules COMMAND -h" starts with the command's synopsis and
+// description from the rules usage, and the commands that read the journal or the
+// lists say where (the admin API, or --data); it printed Go's "Usage of switchyard
+// rules backtest:" and the flags alone, and an operator could not tell that backtest
+// needs the running switch or a data directory.
+func TestCommandHelp(t *testing.T) {
+	for cmd, want := range map[string][]string{
+		"check":      {"Usage: switchyard rules check DIR [--strict]", "compile and lint", "-strict"},
+		"backtest":   {"Usage: switchyard rules backtest --rules DIR --from T --to T", "replay the journal", "--admin URL", "--data DIR", "-warmup"},
+		"explain":    {"Usage: switchyard rules explain RRN", "--admin URL"},
+		"lists add":  {"Usage: switchyard rules lists add LIST KIND VALUE", "-note"},
+		"lists show": {"Usage: switchyard rules lists [show]", "-kind"},
+	} {
+		code, out, errs := run(t, ToolEnv{}, append(strings.Fields(cmd), "-h")...)
+		all := out + errs
+		for _, w := range want {
+			if code != ExitOK || !strings.Contains(all, w) {
+				t.Errorf("rules %s -h: exit %d, want %q in:\n%s", cmd, code, w, all)
+			}
+		}
+		if strings.Contains(all, "Usage of") || (cmd == "check") != !strings.Contains(all, "--admin URL") {
+			t.Errorf("rules %s -h:\n%s", cmd, all)
+		}
+	}
+}
