@@ -106,7 +106,7 @@ func Open(dir string, l zl.Logger) {
 	}
 	got := strings.Join(loggerProblems(fset, "switch/x", f), "\n")
 	for _, want := range []string{
-		"x.go:4:2: imports \"log\"",
+		"x.go:18:2: uses stdlog.Print",
 		"x.go:8:2: imports \"github.com/rs/zerolog/log\"",
 		"x.go:11:29: field Logger is a pointer",
 		"x.go:13:31: switch/x.Hook takes a zerolog.Logger parameter",
@@ -129,6 +129,41 @@ func OpenDB(dir string, l zerolog.Logger) { _ = l.With().Str("component", "badge
 `)); len(p) != 0 {
 		t.Errorf("the wiring's allowed forms flagged: %v", p)
 	}
+	// A *log.Logger over the component's own Logger (http.Server.ErrorLog) passes;
+	// an import of log used for nothing else is still one.
+	if p := loggerProblems(fset, "switch/x", mustParse(t, fset, `package x
+
+import "log"
+
+var l = log.New(nil, "", 0)
+`)); len(p) != 0 {
+		t.Errorf("log.New over a Logger flagged: %v", p)
+	}
+	if p := strings.Join(loggerProblems(fset, "switch/x", mustParse(t, fset, `package x
+
+import "log"
+
+var l = log.New(nil, "", 0)
+
+func f() { log.Printf("x"); log.SetOutput(nil) }
+`)), "\n"); !strings.Contains(p, "uses log.Printf") || !strings.Contains(p, "uses log.SetOutput") {
+		t.Errorf("log.Printf and log.SetOutput beside log.New not flagged: %q", p)
+	}
+}
+
+// stdlogUses lists the selectors of package name (the standard library's log, as
+// the file imports it) in f.
+func stdlogUses(f *ast.File, name string) []*ast.SelectorExpr {
+	var uses []*ast.SelectorExpr
+	ast.Inspect(f, func(n ast.Node) bool {
+		if sel, ok := n.(*ast.SelectorExpr); ok {
+			if x, ok := sel.X.(*ast.Ident); ok && x.Name == name {
+				uses = append(uses, sel)
+			}
+		}
+		return true
+	})
+	return uses
 }
 
 func mustParse(t *testing.T, fset *token.FileSet, src string) *ast.File {
@@ -151,7 +186,24 @@ func loggerProblems(fset *token.FileSet, dir string, f *ast.File) []string {
 	for _, imp := range f.Imports {
 		path, _ := strconv.Unquote(imp.Path.Value)
 		switch path {
-		case "log", "github.com/rs/zerolog/log":
+		case "log":
+			// Only to build a *log.Logger over the component's own Logger, for a
+			// standard library type that wants one (http.Server.ErrorLog): every use
+			// of the package must be log.New.
+			name := "log"
+			if imp.Name != nil {
+				name = imp.Name.Name
+			}
+			if uses := stdlogUses(f, name); len(uses) == 0 {
+				report(imp, "imports %q: a library logs through the Logger of its Options", path)
+			} else {
+				for _, u := range uses {
+					if u.Sel.Name != "New" {
+						report(u, "uses %s.%s: a library logs through the Logger of its Options (log.New over it only)", name, u.Sel.Name)
+					}
+				}
+			}
+		case "github.com/rs/zerolog/log":
 			report(imp, "imports %q: a library logs through the Logger of its Options", path)
 		case "github.com/rs/zerolog":
 			zl = "zerolog"
