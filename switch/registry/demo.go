@@ -88,8 +88,13 @@ func DemoAlertRule() AlertRule {
 func LoadDemo(reg *Registry) (int, error) {
 	total := 0
 	for i := 0; ; i++ {
-		n, err := retry(reg.store, func() (int, error) { return loadDemo(reg) })
-		total += n
+		// loadDemo commits in chunks: what a try committed before its conflict
+		// counts, whichever try it was (retry returns the last try's count only).
+		_, err := retry(reg.store, func() (int, error) {
+			n, err := loadDemo(reg)
+			total += n
+			return n, err
+		})
 		if err == nil || reg.opts.Log == nil || !errors.Is(err, ErrConflict) || i == 9 {
 			return total, err
 		}
