@@ -17,6 +17,7 @@ import (
 // the offline alerts read the same data).
 type seenView struct {
 	Time     time.Time `json:"time"`
+	Address  string    `json:"address"`
 	Location *struct {
 		Lat float64 `json:"lat"`
 	} `json:"location"`

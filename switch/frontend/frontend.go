@@ -480,6 +480,9 @@ func (l *Listener) Close() {
 		l.StopAccepting()
 		l.stop()
 		_ = l.httpSrv.Close()
+		// No request of an https listener runs on the pool, but its reaper runs
+		// from Listen: it would outlive the listener, ticking.
+		l.workers.stop()
 		return
 	}
 	l.StopAccepting()

@@ -328,6 +328,7 @@ func (l *Listener) drainHTTP(ctx context.Context) error {
 	l.closing = true
 	l.mu.Unlock()
 	l.stop()
+	defer l.workers.stop() // its reaper (Close)
 	if err := l.httpSrv.Shutdown(ctx); err != nil {
 		_ = l.httpSrv.Close()
 		return fmt.Errorf("listener %s: drain: %w", l.cfg.Name, err)
