@@ -32,10 +32,10 @@ func TestMerchantNameLatinValidated(t *testing.T) {
 		{"Tea\tHouse", "", "name_latin"},
 		{"Tea\u202eHouse", "", "name_latin"},
 		{"   ", "", "name_latin"},
-		{"", "cn", `name language "cn"`},
-		{"", "jp", `name language "jp"`},
-		{"", "zho", `name language "zho"`},
-		{"", "z", `name language "z"`},
+		{"", "cn", `name_language) "cn"`},
+		{"", "jp", `name_language) "jp"`},
+		{"", "zho", `name_language) "zho"`},
+		{"", "z", `name_language) "z"`},
 	} {
 		m := base
 		m.NameLatin, m.NameLanguage = c.latin, c.lang
@@ -166,7 +166,7 @@ func TestMerchantNameLatinCSV(t *testing.T) {
 		t.Fatalf("report %+v, want lines 2 and 3 accepted, 4 and 5 rejected", rep)
 	}
 	for _, row := range rep.Rows {
-		if row.Line == 4 && !strings.Contains(row.Error, "name_latin") || row.Line == 5 && !strings.Contains(row.Error, `name language "cn"`) {
+		if row.Line == 4 && !strings.Contains(row.Error, "name_latin") || row.Line == 5 && !strings.Contains(row.Error, `name_language) "cn"`) {
 			t.Errorf("line %d: %q", row.Line, row.Error)
 		}
 	}
