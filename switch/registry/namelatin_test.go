@@ -146,6 +146,48 @@ func TestMerchantNameLatinReplicated(t *testing.T) {
 			t.Errorf("node %s: merchant %+v", name, got)
 		}
 	}
+	// A change requested on B and approved on A reaches both, in lower case.
+	req, err = b.reg.RequestChange(alice, Change{Op: OpMerchantChange, Target: m.ID,
+		MerchantPatch: &MerchantPatch{NameLatin: strp("Seoul Diner"), NameLanguage: strp("KO")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deliver(t, mem)
+	if _, err := a.reg.Approve(bob, req.ID, "ok"); err != nil {
+		t.Fatal(err)
+	}
+	deliver(t, mem)
+	for name, n := range map[string]*node{"A": a, "B": b} {
+		if got, _ := n.reg.Merchant(m.ID); got == nil || got.NameLatin != "Seoul Diner" || got.NameLanguage != "ko" {
+			t.Errorf("node %s after the change: merchant %+v", name, got)
+		}
+	}
+}
+
+// TestMerchantNameLatinCSVFormula: an ASCII name a spreadsheet would run as a
+// formula is exported with a ' before it (internal/csvcell) and imports back as
+// it was.
+func TestMerchantNameLatinCSVFormula(t *testing.T) {
+	m := &Merchant{ID: "000000000000416", Name: "星巴克", NameLatin: "=HYPERLINK(\"x\")", NameLanguage: "zh", MCC: "5814",
+		Region: "CN-SH", Tier: TierMicro, Rating: RatingLow}
+	var out bytes.Buffer
+	if err := WriteMerchantsCSV(&out, []*Merchant{m}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), `"'=HYPERLINK(""x"")",zh`) {
+		t.Fatalf("export of a formula-like ASCII name:\n%s", out.String())
+	}
+	f := newFixture(t)
+	rep, err := f.reg.ImportMerchants(alice, &out, "", false)
+	if err != nil || rep.Accepted != 1 {
+		t.Fatalf("import back: %+v, %v", rep, err)
+	}
+	if _, err := f.reg.Approve(bob, rep.Change.ID, "ok"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := f.reg.Merchant(m.ID); got == nil || got.NameLatin != m.NameLatin {
+		t.Fatalf("imported back: %+v", got)
+	}
 }
 
 // TestMerchantNameLatinCSV: the merchant CSV takes name_latin and name_language
