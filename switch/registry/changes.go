@@ -236,6 +236,9 @@ func (r *review) requestChange(p Actor, c Change) (*Change, error) {
 	if err := trimPatch(&c, effs); err != nil {
 		return nil, err
 	}
+	if err := r.sameAlertRule(&c, effs); err != nil {
+		return nil, err
+	}
 	c.Base = baseVersions(effs)
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"reflect"
@@ -146,4 +147,28 @@ func networks(t *Terminal) string {
 	}
 	slices.Sort(s)
 	return strings.Join(s, " ")
+}
+
+// sameAlertRule refuses an alert-rule.put (a rule that suspends terminals, under
+// review) that would replace a rule with the same rule: everything but who saved it
+// and when is what the rule already is.
+func (r *review) sameAlertRule(c *Change, effs []effect) error {
+	if c.Op != OpAlertRulePut || len(effs) != 1 || effs[0].rAfter == nil {
+		return nil
+	}
+	now := *effs[0].rAfter
+	r.mu.Lock()
+	old := r.alerts.rules[now.ID]
+	r.mu.Unlock()
+	if old == nil {
+		return nil
+	}
+	was := *old
+	was.UpdatedBy, was.UpdatedAt, now.UpdatedBy = "", now.UpdatedAt, ""
+	a, errA := json.Marshal(&was)
+	b, errB := json.Marshal(&now)
+	if errA != nil || errB != nil || !bytes.Equal(a, b) {
+		return nil
+	}
+	return invalidf("alert rule %s: nothing to change: the rule is already as requested", now.ID)
 }

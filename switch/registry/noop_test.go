@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestChangeOfNothingRefused: a merchant or terminal change whose every field is
@@ -68,5 +69,25 @@ func TestChangeOfNothingRefused(t *testing.T) {
 	}
 	if tp := req.TerminalPatch; tp.DeviceSerial != nil || tp.Model == nil {
 		t.Fatalf("stored terminal patch %+v, want the model alone", tp)
+	}
+}
+
+// TestAlertRulePutOfNothingRefused: requesting a suspending alert rule that is
+// already exactly in force is refused (a reviewer would approve nothing); the same
+// rule with another threshold is requested.
+func TestAlertRulePutOfNothingRefused(t *testing.T) {
+	f := newFixture(t)
+	rule := func(th time.Duration) *AlertRule {
+		return &AlertRule{ID: "all-1h", Threshold: Duration(th), Filter: AlertFilter{Regions: []string{"CN-BJ"}},
+			Actions: []AlertAction{{Type: ActionSuspend}}}
+	}
+	f.apply(t, Change{Op: OpAlertRulePut, AlertRule: rule(time.Hour)})
+	f.clock.Advance(time.Minute)
+	_, err := f.reg.RequestChange(alice, Change{Op: OpAlertRulePut, AlertRule: rule(time.Hour)})
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "alert rule all-1h: nothing to change") {
+		t.Fatalf("the same rule again: %v", err)
+	}
+	if _, err := f.reg.RequestChange(alice, Change{Op: OpAlertRulePut, AlertRule: rule(2 * time.Hour)}); err != nil {
+		t.Fatalf("the rule with another threshold: %v", err)
 	}
 }
