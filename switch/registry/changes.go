@@ -178,6 +178,7 @@ func canReview(p Actor) bool {
 // operators and admins may request changes.
 func (r *review) RequestChange(p Actor, c Change) (*Change, error) {
 	r.maskChange(p, &c)
+	normalizeLanguages(&c)
 	return retry(r.store, func() (*Change, error) { return r.requestChange(p, c) })
 }
 

@@ -235,3 +235,34 @@ func TestMerchantNameLatinCSV(t *testing.T) {
 		t.Fatalf("export imported back: %+v, %v", rep, err)
 	}
 }
+
+// TestMerchantNameLanguageLowerCase: a name language given in upper case (ZH, as a
+// QR code writes it) is stored in lower case, as ISO 639-1 writes it, by a
+// registration (its request too), a CSV import and a change.
+func TestMerchantNameLanguageLowerCase(t *testing.T) {
+	f := newFixture(t)
+	m := Merchant{ID: "000000000000421", Name: "すし処", NameLanguage: "JA", MCC: "5814", Region: "CN-SH", Tier: TierMicro, Rating: RatingLow}
+	req, err := f.reg.RequestChange(alice, Change{Op: OpMerchantRegister, Merchant: &m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if req.Merchant.NameLanguage != "ja" {
+		t.Errorf("registration request: language %q, want ja", req.Merchant.NameLanguage)
+	}
+	if _, err := f.reg.Approve(bob, req.ID, "ok"); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := f.reg.ImportMerchants(alice, strings.NewReader("merchant_id,name,mcc,region,tier,name_language\n000000000000422,上海超市,5411,CN-SH,micro,ZH\n"), "", false)
+	if err != nil || rep.Accepted != 1 {
+		t.Fatalf("import: %+v, %v", rep, err)
+	}
+	if _, err := f.reg.Approve(bob, rep.Change.ID, "ok"); err != nil {
+		t.Fatal(err)
+	}
+	f.apply(t, Change{Op: OpMerchantChange, Target: "000000000000421", MerchantPatch: &MerchantPatch{NameLanguage: strp("Ko")}})
+	for id, want := range map[string]string{"000000000000421": "ko", "000000000000422": "zh"} {
+		if got, _ := f.reg.Merchant(id); got == nil || got.NameLanguage != want {
+			t.Errorf("merchant %s: %+v, want language %s", id, got, want)
+		}
+	}
+}

@@ -33,10 +33,15 @@ func trimPatch(c *Change, effs []effect) error {
 	}
 	var fields []patchField
 	var what string
+	// The patches are copied: the caller's are not to be trimmed.
 	switch e := effs[0]; {
 	case c.Op == OpMerchantChange && c.MerchantPatch != nil && e.mBefore != nil && e.mAfter != nil:
+		mp := *c.MerchantPatch
+		c.MerchantPatch = &mp
 		fields, what = merchantPatchFields(c.MerchantPatch, e.mBefore, e.mAfter), "merchant "+e.mBefore.ID
 	case c.Op == OpTerminalChange && c.TerminalPatch != nil && e.tBefore != nil && e.tAfter != nil:
+		tp := *c.TerminalPatch
+		c.TerminalPatch = &tp
 		fields, what = terminalPatchFields(c.TerminalPatch, e.tBefore, e.tAfter), "terminal "+e.tBefore.ID
 	default:
 		return nil
@@ -171,4 +176,29 @@ func (r *review) sameAlertRule(c *Change, effs []effect) error {
 		return nil
 	}
 	return invalidf("alert rule %s: nothing to change: the rule is already as requested", now.ID)
+}
+
+// normalizeLanguages puts the name languages of the merchants c registers or
+// changes in the form the registry stores (normalizeLanguage: lower case), so that
+// the stored request says what its approval stores. The records and the patch are
+// copied: the caller's are left as they were.
+func normalizeLanguages(c *Change) {
+	if c.Merchant != nil {
+		m := *c.Merchant
+		m.NameLanguage = normalizeLanguage(m.NameLanguage)
+		c.Merchant = &m
+	}
+	if c.MerchantPatch != nil && c.MerchantPatch.NameLanguage != nil {
+		mp := *c.MerchantPatch
+		lang := normalizeLanguage(*mp.NameLanguage)
+		mp.NameLanguage = &lang
+		c.MerchantPatch = &mp
+	}
+	if len(c.Merchants) > 0 {
+		ms := slices.Clone(c.Merchants)
+		for i := range ms {
+			ms[i].NameLanguage = normalizeLanguage(ms[i].NameLanguage)
+		}
+		c.Merchants = ms
+	}
 }

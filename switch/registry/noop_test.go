@@ -29,15 +29,22 @@ func TestChangeOfNothingRefused(t *testing.T) {
 		t.Fatalf("%d change requests after refusals, want %d", len(after), len(before))
 	}
 
-	// A change of one field among unchanged ones keeps only that field.
-	req, err := f.reg.RequestChange(alice, Change{Op: OpMerchantChange, Target: mid,
-		MerchantPatch: &MerchantPatch{MCC: strp("5812"), Region: strp("CN-BJ"), NameLanguage: strp(" ZH ")}})
+	// A change of one field among unchanged ones keeps only that field (in the
+	// stored request; the caller's patch is left as it was).
+	sent := &MerchantPatch{MCC: strp("5812"), Region: strp("CN-BJ"), NameLanguage: strp(" ZH ")}
+	req, err := f.reg.RequestChange(alice, Change{Op: OpMerchantChange, Target: mid, MerchantPatch: sent})
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := req.MerchantPatch
-	if p.MCC == nil || *p.MCC != "5812" || p.Region != nil || p.NameLanguage == nil {
-		t.Fatalf("stored patch %+v, want the MCC and the language, not the region", p)
+	if p.MCC == nil || *p.MCC != "5812" || p.Region != nil || p.NameLanguage == nil || *p.NameLanguage != "zh" {
+		t.Fatalf("stored patch %+v, want the MCC and the language (zh), not the region", p)
+	}
+	if sent.Region == nil || *sent.NameLanguage != " ZH " {
+		t.Fatalf("the caller's patch was changed: %+v", sent)
+	}
+	if stored, err := f.reg.GetChange(req.ID); err != nil || stored.Change.MerchantPatch.Region != nil {
+		t.Fatalf("the change as stored: %+v, %v", stored, err)
 	}
 	if _, err := f.reg.Approve(bob, req.ID, "ok"); err != nil {
 		t.Fatal(err)
