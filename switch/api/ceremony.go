@@ -549,6 +549,9 @@ func (g *keysAPI) cancelCeremony(r *http.Request, p admin.Principal) (any, error
 	if req.Reason == "" || len(req.Reason) > maxCancelReason {
 		return nil, badRequest("cancel the ceremony of %s: a reason of 1 to %d bytes is needed (for the audit log), got %d", id, maxCancelReason, len(req.Reason))
 	}
+	if err := noteError("cancel the ceremony of "+id+": reason", req.Reason); err != nil {
+		return nil, err
+	}
 	maskText(r, p, "key "+id, "reason", &req.Reason)
 	cs := g.ceremonies
 	cs.mu.Lock()

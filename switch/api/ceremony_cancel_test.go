@@ -27,7 +27,7 @@ func cancelPath(id string) string { return "/api/v1/keys/" + id + "/cancel-cerem
 // or hostile start by olga) refuses the real custodians' component with 409 naming
 // who holds it, since when, until when and how to cancel it; an admin who could not
 // be its next custodian (carol, whose account olga has held) may not cancel it, nor
-// may anybody without a reason; one who could (dave) cancels it, audited with who,
+// may anybody without a reason or with a bidi override in it; one who could (dave) cancels it, audited with who,
 // why and whose ceremony it was, and its components are gone: the real ceremony
 // then starts and completes at once instead of 30 minutes later.
 func TestCeremonyStrayStartCancelled(t *testing.T) {
@@ -59,6 +59,10 @@ func TestCeremonyStrayStartCancelled(t *testing.T) {
 	err = e.carol.Do(ctx, "POST", cancelPath("held.ZMK"), keys.CancelCeremonyRequest{Kind: "import", Reason: "not ours"}, nil)
 	if status(err) != 400 || !strings.Contains(err.Error(), "carol may not cancel the import of held.ZMK") || !strings.Contains(err.Error(), "olga has held the account of") {
 		t.Fatalf("carol's cancel: %v, want 400: olga has held carol's account", err)
+	}
+	err = e.dave.Do(ctx, "POST", cancelPath("held.ZMK"), keys.CancelCeremonyRequest{Kind: "import", Reason: "stray \u202etrats"}, nil)
+	if status(err) != 400 || !strings.Contains(err.Error(), "U+202E") || !strings.Contains(err.Error(), "reason") {
+		t.Fatalf("a cancel whose reason has a bidi override: %v, want 400 naming U+202E and the reason", err)
 	}
 	if n := auditLen(t, e.olga); n != before {
 		t.Fatalf("the refused cancels wrote %d audit entries", n-before)

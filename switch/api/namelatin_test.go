@@ -55,7 +55,7 @@ func TestAPIMerchantNameLatin(t *testing.T) {
 	}
 	st, body = a.raw(t, "PATCH", "/api/v1/merchants/000000000000091", registry.DemoOperatorToken, "application/json",
 		`{"name_language":"jp"}`)
-	if st != http.StatusBadRequest || !strings.Contains(body, `name language \"jp\"`) {
+	if st != http.StatusBadRequest || !strings.Contains(body, `name_language) \"jp\"`) {
 		t.Fatalf("language jp: %d %s, want 400 naming the field", st, body)
 	}
 }
@@ -82,5 +82,30 @@ func TestAPINotesRefuseBidi(t *testing.T) {
 	st, body = a.raw(t, "POST", "/api/v1/changes/"+c.ID+"/approve", registry.DemoReviewerToken, "application/json", `{"note":"ok\u200b"}`)
 	if st != http.StatusBadRequest || !strings.Contains(body, "U+200B") || !strings.Contains(body, "review note") {
 		t.Fatalf("approval with a zero-width space: %d %s, want 400 naming U+200B and the review note", st, body)
+	}
+}
+
+// TestAPIChangeOfNothingRefused: a PATCH of a merchant or terminal whose every
+// field is what it already has is a 400 naming the fields, not a change request a
+// reviewer would approve for nothing; one that changes a field is taken, with only
+// that field in its patch.
+func TestAPIChangeOfNothingRefused(t *testing.T) {
+	a := newAPIFixture(t)
+	st, body := a.raw(t, "PATCH", "/api/v1/merchants/000000000000001", registry.DemoOperatorToken, "application/json",
+		`{"mcc":"5411","region":"CN-BJ","reason":"same"}`)
+	if st != http.StatusBadRequest || !strings.Contains(body, "merchant 000000000000001: nothing to change: mcc is already 5411, region is already CN-BJ") {
+		t.Fatalf("merchant change of nothing: %d %s, want 400 naming the fields", st, body)
+	}
+	st, body = a.raw(t, "PATCH", "/api/v1/terminals/T0000001", registry.DemoOperatorToken, "application/json",
+		`{"device_serial":"SN-T0000001"}`)
+	if st != http.StatusBadRequest || !strings.Contains(body, "terminal T0000001: nothing to change: device_serial is already SN-T0000001") {
+		t.Fatalf("terminal change of nothing: %d %s, want 400 naming the field", st, body)
+	}
+	st, body = a.raw(t, "PATCH", "/api/v1/merchants/000000000000001", registry.DemoOperatorToken, "application/json",
+		`{"mcc":"5812","region":"CN-BJ"}`)
+	var c registry.Change
+	if err := json.Unmarshal([]byte(body), &c); st != http.StatusAccepted || err != nil || c.MerchantPatch == nil ||
+		c.MerchantPatch.Region != nil || c.MerchantPatch.MCC == nil {
+		t.Fatalf("change of the MCC beside the same region: %d %s, want accepted with the MCC alone", st, body)
 	}
 }

@@ -784,6 +784,11 @@ func (b *Outbox) checkEndpoint(merchant, rawURL, secret string) error {
 	if u.User != nil {
 		return fmt.Errorf("webhook URL %q: %w: user information in the URL is refused", rawURL, ErrInvalid)
 	}
+	if pr := registry.NoteProblem(rawURL); pr != "" {
+		// A reviewer reads the URL: a bidi or zero-width character could make it
+		// read as another.
+		return fmt.Errorf("webhook URL %+q: %w: %s", rawURL, ErrInvalid, pr)
+	}
 	if err := b.o.checkTarget(u); err != nil {
 		return fmt.Errorf("webhook URL %q: %w: %v", rawURL, ErrInvalid, err)
 	}

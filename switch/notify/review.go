@@ -287,6 +287,11 @@ func (b *Outbox) RequestEndpoint(p registry.Actor, merchant, rawURL, secret, rea
 	if err := b.checkEndpoint(merchant, rawURL, secret); err != nil {
 		return nil, err
 	}
+	if pr := registry.NoteProblem(reason); pr != "" {
+		// Refused before the secret is staged (RequestChange would refuse it after).
+		return nil, fmt.Errorf("%w: request of %s: reason: %s; free text takes any script, tabs and line breaks, not characters that reorder or hide text",
+			registry.ErrInvalid, OpWebhookPut, pr)
+	}
 	if id, err := b.pendingFor(merchant, nil); err != nil {
 		return nil, err
 	} else if id != "" {

@@ -153,6 +153,12 @@ func TestWebhookReviewed(t *testing.T) {
 	if _, err := b.RequestEndpoint(op, "M9", "ftp://x", secret, ""); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("a bad URL requested: %v", err)
 	}
+	if _, err := b.RequestEndpoint(op, "M9", "http://127.0.0.1:9/\u202egnp.kooh", secret, ""); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "U+202E") {
+		t.Fatalf("a URL with a bidi override requested: %v, want refused naming U+202E", err)
+	}
+	if _, err := b.RequestEndpoint(op, "M9", "http://127.0.0.1:9/n", secret, "as\u200bked"); !errors.Is(err, registry.ErrInvalid) || !strings.Contains(err.Error(), "U+200B") {
+		t.Fatalf("a reason with a zero-width space: %v, want refused naming U+200B", err)
+	}
 	ce := reg.decide(t, c.ID, true, false)
 	if strings.Contains(string(ce.After), secret) || !strings.Contains(string(ce.After), `"secret_fingerprint":"`+b.fingerprint(secret)+`"`) {
 		t.Fatalf("the effect shown: %s", ce.After)

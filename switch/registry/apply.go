@@ -74,6 +74,7 @@ func (r *review) compute(c *Change, now time.Time) ([]effect, error) {
 		if m.Status != MerchantPending && m.Status != MerchantActive {
 			return nil, invalidf("merchant %s: status %q: a new merchant is pending or active", m.ID, m.Status)
 		}
+		m.NameLanguage = normalizeLanguage(m.NameLanguage)
 		if err := m.Validate(); err != nil {
 			return nil, err
 		}
@@ -157,6 +158,7 @@ func (r *review) compute(c *Change, now time.Time) ([]effect, error) {
 		if p.Limits != nil {
 			n.Limits = *p.Limits
 		}
+		n.NameLanguage = normalizeLanguage(n.NameLanguage)
 		if err := n.Validate(); err != nil {
 			return nil, err
 		}
@@ -284,6 +286,13 @@ func (r *review) compute(c *Change, now time.Time) ([]effect, error) {
 // isUnknownOp reports whether err is compute's answer to an operation it does not know.
 func isUnknownOp(err error) bool {
 	return err != nil && strings.HasPrefix(err.Error(), "unknown operation")
+}
+
+// normalizeLanguage is a merchant's name language as the registry stores it: ISO
+// 639-1 in lower case, as the standard writes it ("ZH" is stored "zh"); a QR code's
+// language template (ID 64) upper-cases it when it is made.
+func normalizeLanguage(code string) string {
+	return strings.ToLower(strings.TrimSpace(code))
 }
 
 // normalizeTerminal fills defaults: the decline policy, a MAC requirement for

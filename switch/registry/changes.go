@@ -178,6 +178,7 @@ func canReview(p Actor) bool {
 // operators and admins may request changes.
 func (r *review) RequestChange(p Actor, c Change) (*Change, error) {
 	r.maskChange(p, &c)
+	normalizeLanguages(&c)
 	return retry(r.store, func() (*Change, error) { return r.requestChange(p, c) })
 }
 
@@ -231,6 +232,12 @@ func (r *review) requestChange(p Actor, c Change) (*Change, error) {
 	}
 	effs, err := r.compute(&c, now)
 	if err != nil {
+		return nil, err
+	}
+	if err := trimPatch(&c, effs); err != nil {
+		return nil, err
+	}
+	if err := r.sameAlertRule(&c, effs); err != nil {
 		return nil, err
 	}
 	c.Base = baseVersions(effs)

@@ -481,7 +481,7 @@ func (m *Merchant) Validate() error {
 		return invalidf("merchant %s: ASCII name (name_latin) %q: want 1 to %d printable ASCII characters (letters, digits, "+
 			"spaces, punctuation: a QR code's merchant name, EMVCo ID 59), or none", m.ID, m.NameLatin, qr.MaxName)
 	case m.NameLanguage != "" && !qr.ValidLanguage(m.NameLanguage):
-		return invalidf("merchant %s: name language %q: want an ISO 639-1 code of two letters (zh, ja, ko, ru...; "+
+		return invalidf("merchant %s: name language (name_language) %q: want an ISO 639-1 code of two letters (zh, ja, ko, ru...; "+
 			"not a country code such as cn or jp), or none to derive it from the name's script", m.ID, m.NameLanguage)
 	case len(m.MCC) != 4 || !isDigits(m.MCC):
 		return invalidf("merchant %s: MCC %q: want 4 digits", m.ID, m.MCC)

@@ -32,10 +32,10 @@ func TestMerchantNameLatinValidated(t *testing.T) {
 		{"Tea\tHouse", "", "name_latin"},
 		{"Tea\u202eHouse", "", "name_latin"},
 		{"   ", "", "name_latin"},
-		{"", "cn", `name language "cn"`},
-		{"", "jp", `name language "jp"`},
-		{"", "zho", `name language "zho"`},
-		{"", "z", `name language "z"`},
+		{"", "cn", `name_language) "cn"`},
+		{"", "jp", `name_language) "jp"`},
+		{"", "zho", `name_language) "zho"`},
+		{"", "z", `name_language) "z"`},
 	} {
 		m := base
 		m.NameLatin, m.NameLanguage = c.latin, c.lang
@@ -146,6 +146,48 @@ func TestMerchantNameLatinReplicated(t *testing.T) {
 			t.Errorf("node %s: merchant %+v", name, got)
 		}
 	}
+	// A change requested on B and approved on A reaches both, in lower case.
+	req, err = b.reg.RequestChange(alice, Change{Op: OpMerchantChange, Target: m.ID,
+		MerchantPatch: &MerchantPatch{NameLatin: strp("Seoul Diner"), NameLanguage: strp("KO")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deliver(t, mem)
+	if _, err := a.reg.Approve(bob, req.ID, "ok"); err != nil {
+		t.Fatal(err)
+	}
+	deliver(t, mem)
+	for name, n := range map[string]*node{"A": a, "B": b} {
+		if got, _ := n.reg.Merchant(m.ID); got == nil || got.NameLatin != "Seoul Diner" || got.NameLanguage != "ko" {
+			t.Errorf("node %s after the change: merchant %+v", name, got)
+		}
+	}
+}
+
+// TestMerchantNameLatinCSVFormula: an ASCII name a spreadsheet would run as a
+// formula is exported with a ' before it (internal/csvcell) and imports back as
+// it was.
+func TestMerchantNameLatinCSVFormula(t *testing.T) {
+	m := &Merchant{ID: "000000000000416", Name: "星巴克", NameLatin: "=HYPERLINK(\"x\")", NameLanguage: "zh", MCC: "5814",
+		Region: "CN-SH", Tier: TierMicro, Rating: RatingLow}
+	var out bytes.Buffer
+	if err := WriteMerchantsCSV(&out, []*Merchant{m}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), `"'=HYPERLINK(""x"")",zh`) {
+		t.Fatalf("export of a formula-like ASCII name:\n%s", out.String())
+	}
+	f := newFixture(t)
+	rep, err := f.reg.ImportMerchants(alice, &out, "", false)
+	if err != nil || rep.Accepted != 1 {
+		t.Fatalf("import back: %+v, %v", rep, err)
+	}
+	if _, err := f.reg.Approve(bob, rep.Change.ID, "ok"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := f.reg.Merchant(m.ID); got == nil || got.NameLatin != m.NameLatin {
+		t.Fatalf("imported back: %+v", got)
+	}
 }
 
 // TestMerchantNameLatinCSV: the merchant CSV takes name_latin and name_language
@@ -166,7 +208,7 @@ func TestMerchantNameLatinCSV(t *testing.T) {
 		t.Fatalf("report %+v, want lines 2 and 3 accepted, 4 and 5 rejected", rep)
 	}
 	for _, row := range rep.Rows {
-		if row.Line == 4 && !strings.Contains(row.Error, "name_latin") || row.Line == 5 && !strings.Contains(row.Error, `name language "cn"`) {
+		if row.Line == 4 && !strings.Contains(row.Error, "name_latin") || row.Line == 5 && !strings.Contains(row.Error, `name_language) "cn"`) {
 			t.Errorf("line %d: %q", row.Line, row.Error)
 		}
 	}
@@ -191,5 +233,36 @@ func TestMerchantNameLatinCSV(t *testing.T) {
 	rep, err = f.reg.ImportMerchants(alice, strings.NewReader(back), "", true)
 	if err != nil || rep.Accepted != 1 {
 		t.Fatalf("export imported back: %+v, %v", rep, err)
+	}
+}
+
+// TestMerchantNameLanguageLowerCase: a name language given in upper case (ZH, as a
+// QR code writes it) is stored in lower case, as ISO 639-1 writes it, by a
+// registration (its request too), a CSV import and a change.
+func TestMerchantNameLanguageLowerCase(t *testing.T) {
+	f := newFixture(t)
+	m := Merchant{ID: "000000000000421", Name: "すし処", NameLanguage: "JA", MCC: "5814", Region: "CN-SH", Tier: TierMicro, Rating: RatingLow}
+	req, err := f.reg.RequestChange(alice, Change{Op: OpMerchantRegister, Merchant: &m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if req.Merchant.NameLanguage != "ja" {
+		t.Errorf("registration request: language %q, want ja", req.Merchant.NameLanguage)
+	}
+	if _, err := f.reg.Approve(bob, req.ID, "ok"); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := f.reg.ImportMerchants(alice, strings.NewReader("merchant_id,name,mcc,region,tier,name_language\n000000000000422,上海超市,5411,CN-SH,micro,ZH\n"), "", false)
+	if err != nil || rep.Accepted != 1 {
+		t.Fatalf("import: %+v, %v", rep, err)
+	}
+	if _, err := f.reg.Approve(bob, rep.Change.ID, "ok"); err != nil {
+		t.Fatal(err)
+	}
+	f.apply(t, Change{Op: OpMerchantChange, Target: "000000000000421", MerchantPatch: &MerchantPatch{NameLanguage: strp("Ko")}})
+	for id, want := range map[string]string{"000000000000421": "ko", "000000000000422": "zh"} {
+		if got, _ := f.reg.Merchant(id); got == nil || got.NameLanguage != want {
+			t.Errorf("merchant %s: %+v, want language %s", id, got, want)
+		}
 	}
 }

@@ -37,6 +37,7 @@
 package sched
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -51,6 +52,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/robfig/cron/v3"
 	"github.com/rs/zerolog"
+
+	"github.com/switchyard/switchyard/switch/registry"
 )
 
 // Func is the work of a task kind. params are the task's parameters; the output
@@ -291,10 +294,21 @@ func (s *Scheduler) poke() {
 	}
 }
 
-// Validate checks a task definition: name, registered kind, schedule, zone, timeout.
+// Validate checks a task definition: name, registered kind, schedule, zone, timeout;
+// the name and the parameters, shown to operators and reviewers, may have no control,
+// bidi or invisible character (registry.NoteProblem).
 func (s *Scheduler) Validate(t Task) error {
 	if t.Name == "" || len(t.Name) > 64 || strings.ContainsAny(t.Name, "/ \t\n") {
 		return fmt.Errorf("task name %q: want 1 to 64 characters without '/' or spaces", t.Name)
+	}
+	if pr := registry.NoteProblem(t.Name); pr != "" || strings.ContainsRune(t.Name, '\r') {
+		return fmt.Errorf("task name %q: %s: want 1 to 64 characters without '/', spaces, control, bidi or invisible characters",
+			t.Name, cmp.Or(pr, "a carriage return"))
+	}
+	for k, v := range t.Params {
+		if pr := cmp.Or(registry.NoteProblem(k), registry.NoteProblem(v)); pr != "" {
+			return fmt.Errorf("task %s: parameter %q: %s; parameters take any script, not characters that reorder or hide text", t.Name, k, pr)
+		}
 	}
 	s.mu.Lock()
 	_, ok := s.kinds[t.Kind]

@@ -246,6 +246,9 @@ func TestBadDefinitionsRefused(t *testing.T) {
 		{Task{Name: "a", Kind: "zz", Schedule: "@daily"}, "kind"},
 		{Task{Name: "a/b", Kind: "k", Schedule: "@daily"}, "name"},
 		{Task{Name: "a", Kind: "k", Schedule: "CRON_TZ=UTC 0 0 * * *"}, "timezone"},
+		{Task{Name: "nightly\u202e", Kind: "k", Schedule: "@daily"}, "U+202E"},
+		{Task{Name: "night\u200bly", Kind: "k", Schedule: "@daily"}, "U+200B"},
+		{Task{Name: "a", Kind: "k", Schedule: "@daily", Params: map[string]string{"path": "/tmp/\u2066x"}}, `parameter "path": character U+2066`},
 	} {
 		if err := s.Define(tc.t); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: %v, want an error about %s", tc.t, err, tc.want)

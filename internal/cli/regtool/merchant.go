@@ -12,7 +12,7 @@ import (
 func merchantFlags(f *flags) func() (registry.MerchantPatch, error) {
 	name := f.String("name", "", "merchant name")
 	latin := f.String("name-latin", "", "ASCII name (1 to 25 printable ASCII characters) for a name in another script: a QR code's merchant name (EMVCo ID 59); \"\" for none")
-	lang := f.String("name-language", "", "the name's language, ISO 639-1 (zh, ja, ko, ru...): a QR code's language template (ID 64); \"\" to derive it from the name's script")
+	lang := f.String("name-language", "", "the name's language, ISO 639-1 (zh, ja, ko, ru...; stored in lower case): a QR code's language template (ID 64); \"\" to derive it from the name's script")
 	mcc := f.String("mcc", "", "merchant category code")
 	region := f.String("region", "", "region")
 	group := f.String("group", "", "merchant group (chain, parent company); \"\" for none")

@@ -46,7 +46,7 @@ func TestCLIMerchantNameLatin(t *testing.T) {
 	if out := e.mustRun(t, an, "merchant", "show", "000000000000090", "--json"); strings.Contains(out, "name_latin") || !strings.Contains(out, `"name_language": "zh"`) {
 		t.Errorf("merchant show --json after --name-latin \"\":\n%s", out)
 	}
-	for _, bad := range [][]string{{"--name-language", "cn", `name language "cn"`}, {"--name-latin", "星巴克", "name_latin"}} {
+	for _, bad := range [][]string{{"--name-language", "cn", `name_language) "cn"`}, {"--name-latin", "星巴克", "name_latin"}} {
 		code, _, errs := e.run(t, op, "merchant", "change", "000000000000090", bad[0], bad[1])
 		if code == ExitOK || !strings.Contains(errs, bad[2]) {
 			t.Errorf("merchant change %v: exit %d, stderr %s; want refused naming the field", bad, code, errs)
@@ -62,4 +62,18 @@ func regexpLine(out, label, value string) bool {
 		}
 	}
 	return false
+}
+
+// TestCLIChangeOfNothingRefused: merchant change --mcc with the MCC the merchant
+// already has exits non-zero, saying there is nothing to change and why, and
+// requests nothing (the next change is CHG-1).
+func TestCLIChangeOfNothingRefused(t *testing.T) {
+	e := newEnv(t)
+	code, out, errs := e.run(t, op, "merchant", "change", "000000000000001", "--mcc", "5411")
+	if code == ExitOK || !strings.Contains(errs, "merchant 000000000000001: nothing to change: mcc is already 5411") {
+		t.Fatalf("merchant change of nothing: exit %d\nstdout: %s\nstderr: %s", code, out, errs)
+	}
+	if out := e.mustRun(t, op, "merchant", "change", "000000000000001", "--mcc", "5812"); !strings.Contains(out, "CHG-1") {
+		t.Errorf("the next change request:\n%s", out)
+	}
 }
