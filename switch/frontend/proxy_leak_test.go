@@ -3,34 +3,18 @@ package frontend
 import (
 	"context"
 	"net/netip"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/switchyard/switchyard/internal/goroutines"
 )
 
 // frontendGoroutines returns the stacks of the goroutines running this package's
-// code, other than the tests' own (their stacks name a _test.go file).
-func frontendGoroutines() []string {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-	var out []string
-	for _, g := range strings.Split(string(buf), "\n\n") {
-		if strings.Contains(g, "switch/frontend.") && !strings.Contains(g, "_test.go") {
-			out = append(out, g)
-		}
-	}
-	return out
-}
+// code, other than the tests' own.
+func frontendGoroutines() []string { return goroutines.Running("switch/frontend.") }
 
 // connGoroutines returns the stacks of the goroutines of a listener's connections
 // (their reading, writing and header reading), the accept loop and the request

@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"net/http"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -13,31 +12,15 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/switchyard/switchyard/internal/goroutines"
 	"github.com/switchyard/switchyard/switch/frontend"
 	"github.com/switchyard/switchyard/switch/message"
 	"github.com/switchyard/switchyard/switch/termclient"
 )
 
 // moduleGoroutines returns the stacks of the goroutines running code of this module,
-// other than the test's own (their stacks name a _test.go file).
-func moduleGoroutines() []string {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-	var out []string
-	for _, g := range strings.Split(string(buf), "\n\n") {
-		if strings.Contains(g, "github.com/switchyard/switchyard/") && !strings.Contains(g, "_test.go") {
-			out = append(out, g)
-		}
-	}
-	return out
-}
+// other than the test's own.
+func moduleGoroutines() []string { return goroutines.Running("github.com/switchyard/switchyard/") }
 
 // TestRunLeavesNoGoroutine: after Run returns (its context cancelled), no goroutine
 // running the switch's code is left, and no goroutine at all that the server started
