@@ -222,34 +222,19 @@ func TestProxyProtocolHTTP(t *testing.T) {
 	m := newCountMetrics()
 	l := listen(t, Config{HTTP: true, ProxyProtocol: &ProxyProtocol{Trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}},
 		networkProc{allowed: netip.MustParsePrefix("203.0.113.0/24")}, nil, m)
-	post := func(c *client, header []byte) (string, error) {
-		body := "0200"
-		req := fmt.Sprintf("POST / HTTP/1.1\r\nHost: switch\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n%s", ContentTypeTPDU, len(body), body)
-		if _, err := c.nc.Write(append(append([]byte(nil), header...), req...)); err != nil {
-			return "", err
-		}
-		_ = c.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
-		resp, err := http.ReadResponse(c.r, nil)
-		if err != nil {
-			return "", err
-		}
-		defer resp.Body.Close()
-		got, err := io.ReadAll(resp.Body)
-		return string(bytes.TrimSpace(got)), err
-	}
 	c := dialFrom(t, l, "127.0.0.1")
 	for range 2 { // the header once, then requests on the connection
-		got, err := post(c, v2Header(t, "203.0.113.7:40001", "192.0.2.1:443"))
+		got, err := postTPDU(c, string(v2Header(t, "203.0.113.7:40001", "192.0.2.1:443")))
 		if err != nil || got != "approve 203.0.113.7:40001" {
 			t.Fatalf("answered %q, %v; want approve 203.0.113.7:40001", got, err)
 		}
-		got, err = post(c, nil)
+		got, err = postTPDU(c, "")
 		if err != nil || got != "approve 203.0.113.7:40001" {
 			t.Fatalf("second request: answered %q, %v; want approve 203.0.113.7:40001", got, err)
 		}
 		c = dialFrom(t, l, "127.0.0.1")
 	}
-	if got, err := post(dialFrom(t, l, "127.0.0.2"), []byte("PROXY TCP4 203.0.113.7 192.0.2.1 40001 443\r\n")); err == nil {
+	if got, err := postTPDU(dialFrom(t, l, "127.0.0.2"), "PROXY TCP4 203.0.113.7 192.0.2.1 40001 443\r\n"); err == nil {
 		t.Fatalf("a header from an untrusted address was answered %q", got)
 	}
 	waitFor(t, "the refusal to be counted", func() bool { return m.get(m.refused, ReasonProxyUntrusted) == 1 })
@@ -310,32 +295,18 @@ func TestProxyProtocolHTTPPerSourceLimits(t *testing.T) {
 	m := newCountMetrics()
 	l := listen(t, Config{HTTP: true, MaxConnsPerSource: 1, ProxyProtocol: &ProxyProtocol{Trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}},
 		networkProc{allowed: netip.MustParsePrefix("203.0.113.0/24")}, nil, m)
-	post := func(c *client, header string) (string, error) {
-		req := fmt.Sprintf("%sPOST / HTTP/1.1\r\nHost: switch\r\nContent-Type: %s\r\nContent-Length: 4\r\n\r\n0200", header, ContentTypeTPDU)
-		if _, err := io.WriteString(c.nc, req); err != nil {
-			return "", err
-		}
-		_ = c.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
-		resp, err := http.ReadResponse(c.r, nil)
-		if err != nil {
-			return "", err
-		}
-		defer resp.Body.Close()
-		got, err := io.ReadAll(resp.Body)
-		return string(bytes.TrimSpace(got)), err
-	}
 	a := dialFrom(t, l, "127.0.0.1")
-	if got, err := post(a, "PROXY TCP4 203.0.113.7 192.0.2.1 40001 443\r\n"); err != nil || got != "approve 203.0.113.7:40001" {
+	if got, err := postTPDU(a, "PROXY TCP4 203.0.113.7 192.0.2.1 40001 443\r\n"); err != nil || got != "approve 203.0.113.7:40001" {
 		t.Fatalf("first terminal: %q, %v", got, err)
 	}
-	if got, err := post(dialFrom(t, l, "127.0.0.1"), "PROXY TCP4 203.0.113.7 192.0.2.1 40003 443\r\n"); err == nil {
+	if got, err := postTPDU(dialFrom(t, l, "127.0.0.1"), "PROXY TCP4 203.0.113.7 192.0.2.1 40003 443\r\n"); err == nil {
 		t.Fatalf("a second connection of the terminal past max_conns_per_source 1 was answered %q", got)
 	}
 	waitFor(t, "the refusal to be counted", func() bool { return m.get(m.refused, "per-source") == 1 })
-	if got, err := post(dialFrom(t, l, "127.0.0.1"), "PROXY TCP4 203.0.113.8 192.0.2.1 40002 443\r\n"); err != nil || got != "approve 203.0.113.8:40002" {
+	if got, err := postTPDU(dialFrom(t, l, "127.0.0.1"), "PROXY TCP4 203.0.113.8 192.0.2.1 40002 443\r\n"); err != nil || got != "approve 203.0.113.8:40002" {
 		t.Fatalf("another terminal through the same proxy: %q, %v", got, err)
 	}
-	if got, err := post(a, ""); err != nil || got != "approve 203.0.113.7:40001" {
+	if got, err := postTPDU(a, ""); err != nil || got != "approve 203.0.113.7:40001" {
 		t.Fatalf("the first terminal's connection after the refusal: %q, %v", got, err)
 	}
 	waitFor(t, "the refused connection to be let go", func() bool { return l.ConnCount() == 2 })
@@ -517,4 +488,21 @@ func testTLS(t *testing.T) (*tls.Config, *x509.CertPool) {
 	roots := x509.NewCertPool()
 	roots.AddCert(cert)
 	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}, roots
+}
+
+// postTPDU writes header (a PROXY header, or "") then an HTTP POST of the terminal
+// message "0200" on c, and returns the answer's body.
+func postTPDU(c *client, header string) (string, error) {
+	req := fmt.Sprintf("%sPOST / HTTP/1.1\r\nHost: switch\r\nContent-Type: %s\r\nContent-Length: 4\r\n\r\n0200", header, ContentTypeTPDU)
+	if _, err := io.WriteString(c.nc, req); err != nil {
+		return "", err
+	}
+	_ = c.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(c.r, nil)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	got, err := io.ReadAll(resp.Body)
+	return string(bytes.TrimSpace(got)), err
 }
