@@ -42,6 +42,13 @@ type Metrics struct {
 	// did not make their terminal seen: no MAC verified under its key, not on its
 	// signed-in cup connection. They are answered; nothing else records them.
 	NetworkUnproven *prometheus.CounterVec
+	// OfflineFinalWrites counts the offline captures (the cup dialect's uploads of
+	// card approvals) whose final, approved record the journal did not take when
+	// they were answered, by outcome: failed (answered 91 or 96; the approval kept
+	// and written again by the housekeeping), written (written later, without a
+	// restart), dropped (too many records waiting: left open to a restart's
+	// recovery). failed less written and dropped is what still waits.
+	OfflineFinalWrites *prometheus.CounterVec
 }
 
 // New creates the collectors and registers them, with the Go and process collectors,
@@ -91,6 +98,10 @@ func New() *Metrics {
 			Name: "switchyard_network_unproven_total",
 			Help: "Sign-offs and echoes answered without making their terminal seen (no MAC verified under its key, not on its signed-in cup connection), by network code (301 echo, 002 sign-off).",
 		}, []string{"net_code"}),
+		OfflineFinalWrites: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchyard_offline_capture_final_writes_total",
+			Help: "Offline captures (cup 0320 uploads of card approvals) whose final, approved record the journal did not take when they were answered, by outcome: failed (answered 91 journal-unavailable or 96 system-malfunction; the approval kept and written again every 5 s), written (written later, without a restart: the upload's resend is answered 00), dropped (too many records waiting: left open to a restart's recovery).",
+		}, []string{"outcome"}),
 		ProtoErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchyard_protocol_errors_total", Help: "Protocol errors that closed a terminal connection, by listener and reason.",
 		}, []string{"listener", "reason"}),
@@ -119,7 +130,7 @@ func New() *Metrics {
 		}, []string{"rule", "mode"}),
 	}
 	r.MustRegister(m.Transactions, m.Latency, m.IssuerLatency, m.IssuerErrors, m.IssuerBreaker, m.Conns, m.ConnsTotal,
-		m.ConnsClosed, m.ConnsRefused, m.ReqsRefused, m.ProtoErrors, m.FormatErrors, m.JournalBatch, m.JournalSync, m.JournalErrors, m.JournalPrealloc, m.Answers, m.Stages, m.RuleHits, m.CUPUploadsUnmatched, m.NetworkUnproven,
+		m.ConnsClosed, m.ConnsRefused, m.ReqsRefused, m.ProtoErrors, m.FormatErrors, m.JournalBatch, m.JournalSync, m.JournalErrors, m.JournalPrealloc, m.Answers, m.Stages, m.RuleHits, m.CUPUploadsUnmatched, m.NetworkUnproven, m.OfflineFinalWrites,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -291,13 +291,16 @@ const maxUnsettled = 100_000
 // its request waiting on it in vain), and an original reversed at its issuer would
 // stand approved in the journal. The housekeeping loop writes them again every tick
 // until the journal takes them; a request's RRN stays in the open set meanwhile, so that
-// the recovery checkpoint does not pass it.
+// the recovery checkpoint does not pass it. It keeps too the approval of each offline
+// capture whose final write failed for any reason (offlineNotFinal): the capture stands
+// from its write ahead, so its approval is written whatever failed, never dropped.
 type settleBook struct {
 	mu    sync.Mutex
 	items []settleItem
-	// logged is when settle last said that the journal is still unavailable
-	// (the housekeeping goroutine's alone).
-	logged time.Time
+	// logged is when settle last said that the journal is still unavailable,
+	// failing is when it last said that a capture's approval still fails to be
+	// written (the housekeeping goroutine's alone).
+	logged, failing time.Time
 }
 
 // settleItem is a request's final record (first: no write of it is known to have been
@@ -311,6 +314,11 @@ type settleItem struct {
 	// kept gives up the merchant's cluster-wide lock an offline capture's hold
 	// kept for rec (LimitHold.Keep), once rec is written; nil for none.
 	kept func()
+	// capture: rec is an offline capture's approval (offlineNotFinal), kept
+	// until it is written whatever the journal's error, not only while it is
+	// unavailable: its write ahead stands, and a record left open would answer
+	// every resend of the upload 91 until a restart.
+	capture bool
 }
 
 func (b *settleBook) add(it settleItem) bool {
@@ -383,7 +391,8 @@ func (p *Pipeline) oweReversal(orig, by string, err error) {
 
 // settle writes what the journal could not take, in order, until it fails again for
 // want of a quorum (the rest waits for the next tick). Other failures are logged and
-// the item dropped.
+// the item dropped, but for an offline capture's approval, which is kept for the
+// next tick (its write ahead stands: see offlineNotFinal).
 func (p *Pipeline) settle(ctx context.Context) {
 	b := &p.unsettled
 	b.mu.Lock()
@@ -393,30 +402,40 @@ func (p *Pipeline) settle(ctx context.Context) {
 	if len(items) == 0 {
 		return
 	}
-	done := 0
+	var again []settleItem // captures whose approval failed to be written again
+	done, written := 0, 0
 	for ; done < len(items); done++ {
-		err := p.settleOne(ctx, items[done])
+		it := items[done]
+		err := p.settleOne(ctx, it)
 		if errors.Is(err, journal.ErrUnavailable) {
 			// Said once a minute, with why: an owed record that never goes
 			// stays open in the cluster's journal.
 			if now := p.now(); now.Sub(p.unsettled.logged) >= time.Minute {
 				p.unsettled.logged = now
-				it := items[done]
 				p.log.Warn().Err(err).Str("rrn", it.orig+rrnOf(it.rec)).Int("waiting", len(items)-done).
 					Msg("journal still unavailable: records answered 91 while it was wait to be written")
 			}
 			break
 		}
-		if err != nil {
-			it := items[done]
+		switch {
+		case err == nil:
+			written++
+		case it.capture:
+			again = append(again, it)
+			if now := p.now(); now.Sub(p.unsettled.failing) >= time.Minute {
+				p.unsettled.failing = now
+				p.log.Error().Err(err).Str("rrn", rrnOf(it.rec)).
+					Msg("journal: an offline capture's approval still not written after its final write failed; tried again every 5 s (a restart's recovery approves it too)")
+			}
+		default:
 			p.log.Error().Err(err).Str("rrn", it.orig+rrnOf(it.rec)).Msg("journal: a record kept for the journal's return NOT written")
 		}
 	}
-	if done > 0 {
-		p.log.Info().Int("written", done).Int("left", len(items)-done).Msg("journal back: records answered 91 while it was unavailable written")
+	if written > 0 {
+		p.log.Info().Int("written", written).Int("left", len(items)-done+len(again)).Msg("journal back: records it did not take when they were answered (91 or 96) written now")
 	}
 	b.mu.Lock()
-	b.items = append(items[done:], b.items...)
+	b.items = append(append(again, items[done:]...), b.items...)
 	b.mu.Unlock()
 }
 
@@ -511,12 +530,17 @@ func (p *Pipeline) settleOne(ctx context.Context, it settleItem) error {
 			err = nil
 		}
 	}
-	if err == nil || !errors.Is(err, journal.ErrUnavailable) {
+	if err == nil || !errors.Is(err, journal.ErrUnavailable) && !it.capture {
 		p.open.remove(it.rec.RRN)
 	}
 	if err == nil && it.kept != nil {
 		// The capture is journaled: the other nodes' checks of its merchant see it.
 		it.kept()
+	}
+	if err == nil && it.capture {
+		p.metrics.OfflineFinalWrites.WithLabelValues("written").Inc()
+		p.log.Warn().Str("rrn", rec.RRN).Str("tid", rec.TID).Str("stan", rec.STAN).
+			Msg("offline capture's approval written after its final write failed: its resend is answered 00")
 	}
 	return err
 }

@@ -714,6 +714,9 @@ type harness struct {
 	lock func(ctx context.Context, rrn string) (func(), error)
 	// node, when set, makes the pipeline that node of a cluster (withNode).
 	node string
+	// store, when set, is the pipeline's journal instead of the fake j (a real
+	// journal.Store, or a wrapper of one): h.record still reads j.
+	store Journal
 }
 
 // lockingJournal is the fake journal with a cluster's record locks.
@@ -746,6 +749,9 @@ func newHarness(t testing.TB, opts ...func(h *harness, c *Config)) *harness {
 	var j Journal = h.j
 	if h.node != "" {
 		j = nodeJournal{h.j, h.node}
+	}
+	if h.store != nil {
+		j = h.store
 	}
 	if h.lock != nil {
 		j = lockingJournal{j, h.lock}

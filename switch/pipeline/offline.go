@@ -437,11 +437,18 @@ func (p *Pipeline) retryOfflineAdvice(cur *journal.Record, a owedAdvice) bool {
 // offlineNotFinal answers an offline capture whose final record (approved) the
 // journal did not take, its write ahead durable. The capture is not taken back: the
 // card approved, and its advice is queued or owed. The terminal is told 91 (96 for
-// another failure than an unavailable journal, as systemError) and uploads it again;
-// the approved version is kept for the journal's return (settle writes it, and the
-// resend is then answered 00 from it), and until then the record stays open, so
-// that recovery after a restart approves it (recoverOffline). Nothing is reversed:
-// a resend meanwhile waits for the record, and is answered 91 (duplicate-in-flight).
+// another failure than an unavailable journal, as systemError) and uploads it again.
+// Whatever the failure, the approved version is kept for the housekeeping, which
+// writes it every 5 s until the journal takes it (settle; a capture's is never
+// dropped for an error, as other kept records are), with an in_doubt event saying
+// what the terminal was told and why, and an answered one, as recovery settles an
+// open capture (recoverOffline): the resend is then answered 00 from it, on every
+// node of a cluster, and the merchant's cluster-wide lock the capture kept is
+// given up. Until then the record stays open (a resend meanwhile waits for it, and
+// is answered 91 duplicate-in-flight), and a process that stops leaves it to
+// recovery at its restart. Nothing is reversed. (Until 6 December 2026 only an
+// unavailable journal's failure was kept: after a 96 the record stayed open until a
+// restart, and every resend of the upload was answered 91.)
 func (p *Pipeline) offlineNotFinal(t *txn, err error) (frontend.Response, error) {
 	var kept func()
 	if t.hold != nil {
@@ -456,14 +463,20 @@ func (p *Pipeline) offlineNotFinal(t *txn, err error) (frontend.Response, error)
 	rc, reason, by := message.RCSystemMalfunction, "system-malfunction", "switch"
 	if errors.Is(err, journal.ErrUnavailable) {
 		rc, reason, by = message.RCIssuerUnavailable, "journal-unavailable", "journal"
-		rec := t.rec
-		rec.Events = slices.Clone(t.rec.Events)
-		if !p.unsettled.add(settleItem{rec: &rec, kept: kept}) {
-			p.log.Error().Str("rrn", rec.RRN).Msg("journal unavailable: too many records waiting for it; the offline capture stays open until recovery approves it at a restart")
-		}
+	}
+	rec := t.rec
+	rec.Events = slices.Clone(t.rec.Events)
+	now := p.now().UTC()
+	rec.AddEvent(journal.StateInDoubt, now, fmt.Sprintf("final record not written (%v): the terminal was answered %s %s; the capture stands from its write ahead",
+		err, rc, reason))
+	rec.AddEvent(journal.StateAnswered, now, "approved offline by the card at "+rec.DE7+"; written after its final write failed")
+	p.metrics.OfflineFinalWrites.WithLabelValues("failed").Inc()
+	if !p.unsettled.add(settleItem{rec: &rec, kept: kept, capture: true}) {
+		p.metrics.OfflineFinalWrites.WithLabelValues("dropped").Inc()
+		p.log.Error().Str("rrn", rec.RRN).Msg("too many records waiting for the journal: the offline capture stays open until recovery approves it at a restart")
 	}
 	p.log.Error().Err(err).Str("rrn", t.rec.RRN).Str("tid", t.req.TID).Str("stan", t.req.STAN).Str("rc", rc).
-		Msg("offline capture's final record not written: answered " + rc + ", the capture stands (written ahead), its resend answered once it is written")
+		Msg("offline capture's final record not written: answered " + rc + ", the capture stands (written ahead); its approval is written again every 5 s, and the resend answered 00 once it is")
 	raw, perr := message.NewResponseBuilder(t.req).Set(37, t.rec.RRN).Set(39, rc).
 		Set(48, message.ReasonTLV(reason)).Bytes(p.macFunc(t))
 	if perr != nil {

@@ -294,7 +294,8 @@ type Pipeline struct {
 	stop     chan struct{}
 	wg       sync.WaitGroup
 
-	// unsettled keeps what the journal could not take for want of a quorum (cluster.go).
+	// unsettled keeps what the journal could not take for want of a quorum, and the
+	// approvals of offline captures whose final write failed (cluster.go).
 	unsettled settleBook
 	// owedAdvices keeps the reversal advices the queue did not take (reversal.go).
 	owedAdvices adviceBook
@@ -382,7 +383,7 @@ func (p *Pipeline) Start() {
 				}
 				p.settle(context.Background())
 				if n := p.unsettled.len(); n > 0 {
-					p.log.Error().Int("records", n).Msg("stopping with records the journal did not take while unavailable: NOT written (recovery settles those written ahead)")
+					p.log.Error().Int("records", n).Msg("stopping with records the journal did not take (while unavailable, or offline captures' approvals whose write failed): NOT written (recovery settles those written ahead)")
 				}
 				p.checkpoint()
 				return
