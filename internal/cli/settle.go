@@ -45,7 +45,7 @@ func runSettle(env *Env, args []string) int {
 		if err != nil {
 			return fail(env, "settle: %v", err)
 		}
-		*date = time.Now().In(loc).AddDate(0, 0, -1).Format("2006-01-02")
+		*date = server.DayBefore(time.Now(), loc)
 	}
 	var rep server.Settlement
 	if err := c.Do(env.Ctx, "GET", "/api/v1/settlement?date="+*date, nil, &rep); err != nil {
@@ -106,12 +106,12 @@ func settlementDay(rep *server.Settlement) string {
 	if err != nil {
 		return fmt.Sprintf("Settlement of %s (time zone %s)", rep.Date, rep.Timezone)
 	}
-	day, err := time.ParseInLocation("2006-01-02", rep.Date, loc)
+	day, end, err := server.DayBounds(rep.Date, loc)
 	if err != nil {
 		return fmt.Sprintf("Settlement of %s (time zone %s)", rep.Date, rep.Timezone)
 	}
 	const l = "2006-01-02 15:04 -07:00"
-	return fmt.Sprintf("Settlement of %s, the acquirer's day in %s: %s to %s", rep.Date, loc, day.Format(l), day.AddDate(0, 0, 1).Format(l))
+	return fmt.Sprintf("Settlement of %s, the acquirer's day in %s: %s to %s", rep.Date, loc, day.Format(l), end.Format(l))
 }
 
 func orDash(s string) string {

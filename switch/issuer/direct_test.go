@@ -175,6 +175,11 @@ func TestLightReaderAnswers(t *testing.T) {
 	}{
 		{map[int]string{11: "000001", 37: "100000000001", 38: "A1B2C3", 39: "00"}, message.Answer{RC: "00", AuthCode: "A1B2C3"}},
 		{map[int]string{11: "000002", 37: "100000000002", 39: "05"}, message.Answer{RC: "05"}},
+		// DE 4 of any answer, which an approval echoes (the pipeline reverses one
+		// of another amount), and of a partial approval (-1 without one).
+		{map[int]string{4: "000000000600", 11: "000005", 37: "100000000005", 39: "00"}, message.Answer{RC: "00", Amount: 600, HasAmount: true}},
+		{map[int]string{4: "000000000600", 11: "000006", 37: "100000000006", 39: "10"}, message.Answer{RC: "10", Amount: 600, HasAmount: true}},
+		{map[int]string{11: "000007", 37: "100000000007", 39: "10"}, message.Answer{RC: "10", Amount: -1}},
 	} {
 		id := tc.fields[11] + "/" + tc.fields[37]
 		ch, err := cw.register(id, []byte("request"), false)

@@ -765,8 +765,10 @@ func (lr lightReader) ReadMessage(r io.Reader) (*iso8583.Message, error) {
 			if has&(1<<(answerFieldIndex[38]-1)) != 0 {
 				a.AuthCode = string(field(38))
 			}
-			if a.RC == message.RCPartialApproval { // DE 4 is the approved amount
-				a.Amount = message.ParseAmount(field(4))
+			if has&(1<<(answerFieldIndex[4]-1)) != 0 { // the amount approved
+				a.Amount, a.HasAmount = message.ParseAmount(field(4)), true
+			} else if a.RC == message.RCPartialApproval {
+				a.Amount = -1
 			}
 			if lr.cw.deliver(id, a, light) {
 				return nil, nil // to the request waiting for it

@@ -53,6 +53,10 @@ type Faults struct {
 	DelayBy    time.Duration // how long a delayed answer waits
 	Duplicate  float64       // answer twice
 	Disconnect float64       // close the connection instead of answering
+	// AdviceUnavailable answers reversals and advices 91 (issuer inoperative)
+	// without booking them: an issuer whose front end answers while its host is
+	// down, which a switch must send the advice to again.
+	AdviceUnavailable float64
 }
 
 // Config configures the simulator.
@@ -502,8 +506,12 @@ func (s *Sim) decide(m *simMsg, mti string) (resp []byte, drop bool) {
 	if respMTI == "" {
 		respMTI = "0810"
 	}
-	// Reversals (04xx) and advices (0120, 0220) are always acknowledged.
+	// Reversals (04xx) and advices (0120, 0220) are acknowledged, unless the
+	// issuer is made to answer them unprocessed (Faults.AdviceUnavailable).
 	if mti[1] == '4' || mti[2] == '2' {
+		if f := s.faults(); f.AdviceUnavailable > 0 && rand.Float64() < f.AdviceUnavailable {
+			return s.answer(m, respMTI, message.RCIssuerUnavailable, ""), false
+		}
 		s.mu.Lock()
 		e := s.entry(rrn, mti, amount)
 		if mti[1] == '4' {

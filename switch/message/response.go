@@ -100,9 +100,13 @@ type Answer struct {
 	AuthCode string
 	// Amount is the amount a partial approval (RC 10) approved: DE 4 of the
 	// issuer's answer (ISO 8583:1987 leaves the approved amount there). It is read
-	// for RC 10 only, so that the other answers cost nothing more; -1 when a
-	// partial approval's DE 4 is absent or not a number.
+	// for RC 10, -1 when a partial approval's DE 4 is absent or not a number; and,
+	// with HasAmount, for any other answer that has a DE 4 (-1 when not a number).
 	Amount int64
+	// HasAmount is set when the answer has a DE 4 (Amount). An approval other than
+	// RC 10 echoes the requested amount there; one of another amount is not the
+	// request's approval (the pipeline reverses it).
+	HasAmount bool
 }
 
 // RCPartialApproval is ISO 8583:1987's "approved for a partial amount": DE 4 of the
@@ -118,10 +122,10 @@ func AnswerOf(m *iso8583.Message) Answer {
 	}
 	if a.RC == RCPartialApproval {
 		a.Amount = -1
-		if m.GetField(4) != nil {
-			s, _ := m.GetString(4)
-			a.Amount = ParseAmount([]byte(s))
-		}
+	}
+	if m.GetField(4) != nil {
+		s, _ := m.GetString(4)
+		a.Amount, a.HasAmount = ParseAmount([]byte(s)), true
 	}
 	return a
 }

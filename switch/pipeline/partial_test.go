@@ -111,3 +111,56 @@ func TestPartialApproval(t *testing.T) {
 		})
 	}
 }
+
+// TestApprovalOfAnotherAmount: an issuer's approval (RC 00) whose DE 4 is not the
+// amount requested (600, or 1200, of 1000: a partial approval not said as one, or an
+// answer of another transaction) is not taken as the approval of the request: the
+// terminal gets 96 issuer-amount-mismatch, the journal no approval, and the issuer's
+// approval is reversed. An approval that echoes the amount, or carries none, stands.
+// (Until 7 December 2026 DE 4 of an approval other than RC 10 was not read: the
+// terminal, the journal, batch totals and the settlement file counted 1000 approved
+// that the issuer had approved for 600.)
+func TestApprovalOfAnotherAmount(t *testing.T) {
+	for _, tc := range []struct {
+		name, de4, rc, reason string
+	}{
+		{name: "less", de4: "000000000600", rc: "96", reason: "issuer-amount-mismatch"},
+		{name: "more", de4: "000000001200", rc: "96", reason: "issuer-amount-mismatch"},
+		{name: "not a number", de4: "00000000x000", rc: "96", reason: "issuer-amount-mismatch"},
+		{name: "echoed", de4: "000000001000", rc: "00"},
+		{name: "none", rc: "00"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.bank.script(func(s sent) (*iso8583.Message, error) {
+				m := issuerAnswer("00", "123456")
+				if s.MTI == "0200" && tc.de4 != "" {
+					_ = m.Field(4, tc.de4)
+				}
+				return m, nil
+			})
+			a := h.do(h.purchase(1000))
+			if a.RC != tc.rc || a.Reason != tc.reason || a.Amount != "000000001000" {
+				t.Fatalf("answer rc %s %s amount %s, want %s %s for 000000001000", a.RC, a.Reason, a.Amount, tc.rc, tc.reason)
+			}
+			rec := h.record(a.RRN)
+			items := h.q.all()
+			if tc.rc == "00" {
+				if !rec.Approved() || rec.Reversed() || len(items) != 0 {
+					t.Fatalf("journal: rc %s reversed by %q, %d queued; want the approval standing", rec.RC, rec.ReversedBy, len(items))
+				}
+				return
+			}
+			if rec.Approved() || rec.ReversedBy != "switch:amount-mismatch" || rec.Amount != 1000 {
+				t.Fatalf("journal: rc %s reversed by %q amount %d", rec.RC, rec.ReversedBy, rec.Amount)
+			}
+			if len(items) != 1 || items[0].MTI != "0420" || items[0].RRN != a.RRN {
+				t.Fatalf("queued %d items, want the reversal advice of %s", len(items), a.RRN)
+			}
+			tot, _ := h.p.TerminalTotals(t.Context(), testTID, journal.Query{})
+			if tot.PurchaseCount != 0 {
+				t.Fatalf("batch totals count the approval of another amount: %+v", tot)
+			}
+		})
+	}
+}

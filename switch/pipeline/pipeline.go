@@ -957,13 +957,14 @@ func (p *Pipeline) authorize(ctx context.Context, t *txn, onDecline func()) (fro
 	}
 	issuerStart := p.now()
 	var rc, auth string
-	var approved int64 // DE 4 of a partial approval (RC 10)
+	var approved int64 // DE 4 of a partial approval (RC 10), or of an answer with one
+	var hasAmount bool // the answer has a DE 4
 	if isWallet {
 		rc, auth, err = p.walletExchange(context.WithoutCancel(ctx), t, wallet)
 	} else {
 		var a message.Answer
 		if a, err = link.SendPacked(context.WithoutCancel(ctx), r.MTI, stan, t.rec.RRN, body, 0); err == nil {
-			rc, auth, approved = a.RC, a.AuthCode, a.Amount
+			rc, auth, approved, hasAmount = a.RC, a.AuthCode, a.Amount, a.HasAmount
 		}
 	}
 	issuerDur := p.now().Sub(issuerStart)
@@ -1010,6 +1011,17 @@ func (p *Pipeline) authorize(ctx context.Context, t *txn, onDecline func()) (fro
 		p.queueReversal(&t.rec, "switch:invalid-answer")
 		declined()
 		return p.respond(ctx, t, message.RCSystemMalfunction, "", "switch", "issuer-answer-invalid")
+	}
+	if hasAmount && rc != message.RCPartialApproval && message.Approved(rc) && r.AmountRaw != "" && approved != r.Amount &&
+		(t.rec.Type == "purchase" || t.rec.Type == "preauth" || t.rec.Type == "refund") {
+		// Not the approval of what was asked (a partial approval not said as
+		// one, an answer of another transaction): reversed, as one of RC 10 for
+		// more than was asked is.
+		t.rec.AddEvent(journal.StateAnswered, p.now().UTC(),
+			fmt.Sprintf("approval (%s) of %d for a request of %d: not the amount asked; reversed", rc, approved, r.Amount))
+		p.queueReversal(&t.rec, "switch:amount-mismatch")
+		declined()
+		return p.respond(ctx, t, message.RCSystemMalfunction, "", "switch", "issuer-amount-mismatch")
 	}
 	if rc == message.RCPartialApproval {
 		if rc, reason := p.partialApproval(t, approved); rc != "" {

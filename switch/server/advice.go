@@ -14,8 +14,12 @@ import (
 )
 
 // adviceSender delivers store-and-forward items to an issuer link: the first try with
-// the item's MTI (0420, 0120, 0220), repeats with the repeat MTI (0421...). Any answer
-// acknowledges the advice.
+// the item's MTI (0420, 0120, 0220), repeats with the repeat MTI (0421...). An answer
+// acknowledges the advice, whatever its response code (a decline of a reversal, 25
+// no original, included), except 91 and 96: the issuer says it did not process the
+// advice (its host inoperative, a system malfunction), and the advice is tried again
+// as a failed try is (unprocessedAdvice). Until 7 December 2026 an answer of 91 took a
+// reversal out of the queue, and the card stayed charged.
 func (s *Server) adviceSender(l *issuer.Link) saf.Sender {
 	p, log := s.Pipeline, s.log
 	return func(ctx context.Context, it *saf.Item, repeat bool) error {
@@ -71,9 +75,18 @@ func (s *Server) adviceSender(l *issuer.Link) saf.Sender {
 			return err
 		}
 		got, _ := resp.GetMTI()
+		if rc, _ := resp.GetString(39); unprocessedAdvice(rc) {
+			return fmt.Errorf("advice %s %s: issuer %s answered %s %s, not processed: sent again", it.RRN, mti, l.ID(), got, rc)
+		}
 		log.Debug().Str("issuer", l.ID()).Str("mti", mti).Str("rrn", it.RRN).Str("answer", got).Msg("advice acknowledged")
 		return nil
 	}
+}
+
+// unprocessedAdvice reports whether an issuer's answer code rc to an advice says it
+// did not process it: 91 (issuer or switch inoperative) or 96 (system malfunction).
+func unprocessedAdvice(rc string) bool {
+	return rc == message.RCIssuerUnavailable || rc == message.RCSystemMalfunction
 }
 
 // safCounts reads the store-and-forward queue's figures by issuer for /metrics.

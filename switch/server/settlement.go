@@ -108,11 +108,10 @@ func payableAt(r *journal.Record) time.Time {
 // of days every transaction that stands is paid once and every one taken back after
 // its day's report is taken off once.
 func Settle(ctx context.Context, j *journal.Store, date string, loc *time.Location) (*Settlement, error) {
-	day, err := time.ParseInLocation("2006-01-02", date, loc)
+	day, end, err := DayBounds(date, loc)
 	if err != nil {
-		return nil, fmt.Errorf("date %q: want YYYY-MM-DD", date)
+		return nil, err
 	}
-	end := day.AddDate(0, 0, 1)
 	byTerm := map[[3]string]*SettlementLine{}
 	line := func(r *journal.Record) *SettlementLine {
 		k := [3]string{r.MID, r.TID, r.Currency}
@@ -252,6 +251,45 @@ func Settle(ctx context.Context, j *journal.Store, date string, loc *time.Locati
 		return s.Merchants[a].MID+s.Merchants[a].Currency < s.Merchants[b].MID+s.Merchants[b].Currency
 	})
 	return s, nil
+}
+
+// DayBounds returns when the local day date (YYYY-MM-DD) begins in loc and when the
+// next one does: the span a settlement of the day covers. The days of a zone tile
+// time, each instant in exactly one day. A day begins at its midnight or, in a zone
+// whose summer time begins at 00:00 (America/Santiago, Asia/Beirut: the clocks go from
+// 23:59:59 to 01:00), at its first instant, where the skip ends. (Until 7 December
+// 2026 a day ended at its start plus one calendar day, from a start that Go's
+// normalization of the missing midnight put in the day before: the last hour of
+// Santiago's 6 September 2026 was in no report, the first of Beirut's 30 March 2026 in
+// two.)
+func DayBounds(date string, loc *time.Location) (start, end time.Time, err error) {
+	d, err := time.Parse("2006-01-02", date)
+	if err != nil {
+		return time.Time{}, time.Time{}, fmt.Errorf("date %q: want YYYY-MM-DD", date)
+	}
+	return dayStart(d, loc), dayStart(d.AddDate(0, 0, 1), loc), nil
+}
+
+// dayStart is the first instant in loc of the calendar day of d (a UTC midnight).
+func dayStart(d time.Time, loc *time.Location) time.Time {
+	t := time.Date(d.Year(), d.Month(), d.Day(), 0, 0, 0, 0, loc)
+	if t.Year() != d.Year() || t.YearDay() != d.YearDay() {
+		// A missing midnight, normalized into the day before (its offset kept):
+		// the day begins where that offset ends.
+		if _, zoneEnd := t.ZoneBounds(); !zoneEnd.IsZero() {
+			t = zoneEnd
+		}
+	}
+	return t
+}
+
+// DayBefore is the local day (YYYY-MM-DD) in loc before the one at is in: the day a
+// cut-off at at files. The calendar is counted without the zone, so that a day whose
+// midnight is missing is never skipped (Go normalized at less a day, in such a day's
+// first hour, into the day before it).
+func DayBefore(at time.Time, loc *time.Location) string {
+	y, m, d := at.In(loc).Date()
+	return time.Date(y, m, d-1, 12, 0, 0, 0, time.UTC).Format("2006-01-02")
 }
 
 func add(dst, l *SettlementLine) {

@@ -393,3 +393,68 @@ func TestSettlementCSVFormulaCells(t *testing.T) {
 		t.Errorf("terminal line %q: want refund 10000 and net -10000 as numbers", line)
 	}
 }
+
+// TestSettlementDaysAroundMidnightDST: in a zone whose summer time begins at
+// midnight (Chile's, Lebanon's: the day starts at 01:00), every purchase is in the
+// report of its local day, once. (Until 7 December 2026 a day ended at its start plus
+// one calendar day, from a start normalized out of the missing midnight: in
+// America/Santiago the last hour of 6 September 2026 was in no report, and the last
+// hour of the 5th in the 6th's; in Asia/Beirut the first hour of 30 March 2026 was in
+// the reports of both the 29th and the 30th, paid twice.)
+func TestSettlementDaysAroundMidnightDST(t *testing.T) {
+	for _, c := range []struct {
+		zone  string
+		first string // the day before the one whose midnight is missing
+		at    []string
+	}{
+		{"America/Santiago", "2026-09-05", []string{"2026-09-05T23:30:00-04:00", "2026-09-06T01:30:00-03:00", "2026-09-06T23:30:00-03:00", "2026-09-07T00:30:00-03:00"}},
+		{"Asia/Beirut", "2026-03-28", []string{"2026-03-28T23:30:00+02:00", "2026-03-29T01:30:00+03:00", "2026-03-29T23:30:00+03:00", "2026-03-30T00:30:00+03:00"}},
+	} {
+		t.Run(c.zone, func(t *testing.T) {
+			loc, err := time.LoadLocation(c.zone)
+			if err != nil {
+				t.Skip(err)
+			}
+			j, write := settleJournal(t)
+			want := map[string]int64{}
+			for i, s := range c.at {
+				at, err := time.Parse(time.RFC3339, s)
+				if err != nil {
+					t.Fatal(err)
+				}
+				amount := int64(1) << (i * 4) // which purchases a total holds shows in its digits
+				write(&journal.Record{Received: at, MTI: "0200", Type: "purchase", RC: "00", Amount: amount, Currency: "152"})
+				want[at.In(loc).Format("2006-01-02")] += amount
+			}
+			first, _ := time.ParseInLocation("2006-01-02", c.first, time.UTC)
+			for _, rep := range settleDays(t, j, time.Date(first.Year(), first.Month(), first.Day(), 12, 0, 0, 0, loc), 3) {
+				if got := dayTotal(t, rep).PurchaseAmount; got != want[rep.Date] {
+					t.Errorf("%s in %s: purchases %#x, want %#x", rep.Date, c.zone, got, want[rep.Date])
+				}
+			}
+		})
+	}
+}
+
+// TestSettlementDayBeforeSlot: the cut-off just after a midnight that follows a day
+// whose own midnight was missing files that day. (Until 7 December 2026 the slot of
+// 00:15 on 7 September 2026 in America/Santiago, less one day, was normalized into
+// 5 September: the file of the 5th was written again and the 6th's never.)
+func TestSettlementDayBeforeSlot(t *testing.T) {
+	for _, c := range []struct{ zone, slot, want string }{
+		{"America/Santiago", "2026-09-07T00:15:00-03:00", "2026-09-06"},
+		{"America/Santiago", "2026-09-06T01:15:00-03:00", "2026-09-05"},
+		{"Asia/Beirut", "2026-03-30T00:15:00+03:00", "2026-03-29"},
+		{"Asia/Shanghai", "2026-12-04T00:15:00+08:00", "2026-12-03"},
+		{"Asia/Shanghai", "2026-03-01T00:15:00+08:00", "2026-02-28"},
+	} {
+		loc, err := time.LoadLocation(c.zone)
+		if err != nil {
+			t.Skip(err)
+		}
+		at, _ := time.Parse(time.RFC3339, c.slot)
+		if got := DayBefore(at, loc); got != c.want {
+			t.Errorf("slot %s in %s: day %s, want %s", c.slot, c.zone, got, c.want)
+		}
+	}
+}

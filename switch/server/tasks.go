@@ -125,7 +125,7 @@ func (s *Server) settlementTask(ctx context.Context, p map[string]string) (strin
 	if at.IsZero() {
 		at = time.Now()
 	}
-	day := at.In(loc).AddDate(0, 0, -1).Format("2006-01-02")
+	day := DayBefore(at, loc)
 	if d := p["date"]; d != "" {
 		day = d
 	}

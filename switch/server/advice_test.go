@@ -1,0 +1,77 @@
+package server
+
+import (
+	"testing"
+	"time"
+
+	"github.com/switchyard/switchyard/switch/config"
+	"github.com/switchyard/switchyard/switch/issuersim"
+	"github.com/switchyard/switchyard/switch/message"
+)
+
+// TestAdviceAnsweredUnprocessedSentAgain: an issuer answers the 0420 of a voided
+// purchase 91 (its front end up, its host down: the reversal not booked); the advice
+// stays queued and goes again until the issuer takes it, and the card is not left
+// charged. (Until 7 December 2026 any answer acknowledged an advice: the 0430 of 91
+// took the reversal out of the queue, and the issuer never reversed the purchase the
+// terminal had voided.)
+func TestAdviceAnsweredUnprocessedSentAgain(t *testing.T) {
+	sim, err := issuersim.Start(issuersim.Config{Addr: "127.0.0.1:0", BIN: "411111"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	c := demoConfig(t, t.TempDir())
+	c.Issuers = []config.Issuer{{ID: "sim", Addrs: []string{sim.Addr()}, Timeout: config.Duration(10 * time.Second)}}
+	c.Routes = append(c.Routes, config.Route{Prefix: "411111", Issuer: "sim"})
+	c.ApplyDefaults()
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	s := start(t, c, nil)
+	deadline := time.Now().Add(5 * time.Second)
+	for !s.links["sim"].Up() {
+		if time.Now().After(deadline) {
+			t.Fatal("the issuer did not sign on")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	tc := dial(t, s, "ascii", message.DialectASCII)
+	const card = "4111111111111111"
+	sale := send(t, tc, message.DialectASCII, purchase(card, 1000))
+	if sale.RC != "00" {
+		t.Fatalf("purchase: %+v", sale)
+	}
+	sim.SetFaults(issuersim.Faults{AdviceUnavailable: 1})
+	void := purchase(card, 1000)
+	void.ProcCode, void.RRN, void.AuthCode = message.PCVoid, sale.RRN, sale.AuthCode
+	if r := send(t, tc, message.DialectASCII, void); r.RC != "00" {
+		t.Fatalf("void: %+v", r)
+	}
+	// The issuer answers the first try 91.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if st := s.Queue.IssuerStats()["sim"]; st != nil && st.Sent.Load() >= 1 && st.Sent.Load() == st.Acked.Load()+st.Failed.Load() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the 0420 was not tried")
+		}
+	}
+	if e := sim.Ledger()[sale.RRN]; e.Reversed {
+		t.Fatalf("the issuer booked a reversal it answered 91: %+v", e)
+	}
+	if n := s.Queue.Len("sim"); n != 1 {
+		t.Fatalf("after the issuer's 91 the queue holds %d advices, want the 0420 still owed", n)
+	}
+	sim.SetFaults(issuersim.Faults{})
+	for deadline := time.Now().Add(20 * time.Second); !sim.Ledger()[sale.RRN].Reversed; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the 0420 never reached the issuer again: %+v", sim.Ledger()[sale.RRN])
+		}
+	}
+	for deadline := time.Now().Add(5 * time.Second); s.Queue.Len("sim") != 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the 0420 the issuer took stays queued")
+		}
+	}
+}
