@@ -413,7 +413,7 @@ func (p *Pipeline) settle(ctx context.Context) {
 			if now := p.now(); now.Sub(p.unsettled.logged) >= time.Minute {
 				p.unsettled.logged = now
 				p.log.Warn().Err(err).Str("rrn", it.orig+rrnOf(it.rec)).Int("waiting", len(items)-done).
-					Msg("journal still unavailable: records answered 91 while it was unavailable wait to be written")
+					Msg("journal still unavailable: records answered 91 while it was unavailable still wait to be written")
 			}
 			break
 		}
