@@ -305,6 +305,9 @@ func (a *Adapter) vouchOlder(ctx context.Context, s *session, tid, stan string, 
 	o := &s.older
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if s.keyFull(made) { // filled while this request waited for the index
+		return fmt.Errorf("cup: terminal %s, STAN %s: %w", tid, stan, errKeySTANsFull)
+	}
 	if o.stans == nil || made.Before(o.from) {
 		o.stans, o.from, o.to = map[string]stanEntry{}, made, made
 	}
