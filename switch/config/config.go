@@ -367,6 +367,15 @@ type CUPListener struct {
 	// approvals). 0: the default, 5000000 (cup.DefaultOfflineMaxAmount: 50,000.00
 	// CNY); -1: no ceiling.
 	OfflineMaxAmount int64 `yaml:"offline_max_amount"`
+	// MaxSTANsPerKey bounds the STAN entries a terminal's session holds for its
+	// requests under one MAC key (its latest 2048 and an index of the older ones,
+	// read from the journal so that a replay is told from a new request; about 230
+	// bytes each): a request that would need more is refused A0
+	// mac-key-too-many-stans, and so is every later one under that key, until the
+	// terminal signs in and gets new keys (docs/cup-dialect.md, "A MAC'd request sent
+	// again"). 0: the default, 50000 (cup.DefaultMaxSTANsPerKey); else 2048 to
+	// 1000000 (F11 has 6 digits).
+	MaxSTANsPerKey int `yaml:"max_stans_per_key"`
 }
 
 // TLS configures TLS on a listener.

@@ -40,4 +40,15 @@ func checkCUP(key string, l Listener, bad func(key, format string, args ...any))
 	if m := l.CUP.OfflineMaxAmount; m < -1 {
 		bad(key+".cup.offline_max_amount", "%d is neither an amount in minor units nor -1 (no ceiling)", m)
 	}
+	if n := l.CUP.MaxSTANsPerKey; n != 0 && (n < minCUPSTANsPerKey || n > maxCUPSTANsPerKey) {
+		bad(key+".cup.max_stans_per_key", "%d: want %d to %d (0: the default, 50000)", n, minCUPSTANsPerKey, maxCUPSTANsPerKey)
+	}
 }
+
+// The bounds of listeners[].cup.max_stans_per_key: a session keeps its terminal's
+// latest 2048 STANs whatever the value (cup's maxSTANs), and F11's 6 digits give at
+// most 10^6 STANs.
+const (
+	minCUPSTANsPerKey = 2048
+	maxCUPSTANsPerKey = 1_000_000
+)

@@ -9,11 +9,14 @@ import (
 // naming the key.
 func TestCUPListenerConfig(t *testing.T) {
 	base := "demo: true\nsecurity: {card_hash_key_hex: " + DemoCardHashKey + "}\nlisteners:\n"
-	if _, err := Parse([]byte(base+"  - {addr: 127.0.0.1:1, dialect: cup, kind: https, cup: {mac: x919, mac_by_terminal: {T1: ecb}, acquirer_id: '1234', sign_in_max_age: 12h, offline_max_amount: 100000}}\n"), "ok.yaml"); err != nil {
+	if _, err := Parse([]byte(base+"  - {addr: 127.0.0.1:1, dialect: cup, kind: https, cup: {mac: x919, mac_by_terminal: {T1: ecb}, acquirer_id: '1234', sign_in_max_age: 12h, offline_max_amount: 100000, max_stans_per_key: 2048}}\n"), "ok.yaml"); err != nil {
 		t.Fatalf("valid cup listener: %v", err)
 	}
 	if _, err := Parse([]byte(base+"  - {addr: 127.0.0.1:1, dialect: cup, cup: {offline_max_amount: -1}}\n"), "off.yaml"); err != nil {
 		t.Fatalf("cup listener without an offline ceiling: %v", err)
+	}
+	if c, err := Parse([]byte(base+"  - {addr: 127.0.0.1:1, dialect: cup, cup: {max_stans_per_key: 1000000}}\n"), "stans.yaml"); err != nil || c.Listeners[0].CUP.MaxSTANsPerKey != 1_000_000 {
+		t.Fatalf("cup listener of the most STANs per key: %v", err)
 	}
 	for in, want := range map[string]string{
 		"  - {addr: 127.0.0.1:1, dialect: cup, cup: {mac: md5}}\n":                   `listeners[0].cup.mac: unknown cup MAC algorithm "md5"`,
@@ -26,6 +29,10 @@ func TestCUPListenerConfig(t *testing.T) {
 		"  - {addr: 127.0.0.1:1, dialect: cup, cup: {sign_in_max_age: 720h}}\n":      `listeners[0].cup.sign_in_max_age`,
 		"  - {addr: 127.0.0.1:1, dialect: cup, cup: {offline_max_amount: -5}}\n":     `listeners[0].cup.offline_max_amount: -5 is neither an amount in minor units nor -1`,
 		"  - {addr: 127.0.0.1:1, dialect: cup, cup: {offline_max_amount: 50.5}}\n":   `listeners[0].cup.offline_max_amount: 50.5 is not a whole number`,
+		"  - {addr: 127.0.0.1:1, dialect: cup, cup: {max_stans_per_key: 100}}\n":     `listeners[0].cup.max_stans_per_key: 100: want 2048 to 1000000 (0: the default, 50000)`,
+		"  - {addr: 127.0.0.1:1, dialect: cup, cup: {max_stans_per_key: -1}}\n":      `listeners[0].cup.max_stans_per_key: -1: want 2048 to 1000000`,
+		"  - {addr: 127.0.0.1:1, dialect: cup, cup: {max_stans_per_key: 1000001}}\n": `listeners[0].cup.max_stans_per_key: 1000001: want 2048 to 1000000`,
+		"  - {addr: 127.0.0.1:1, dialect: cup, cup: {max_stans_per_key: 5e4}}\n":     `listeners[0].cup.max_stans_per_key`,
 	} {
 		if _, err := Parse([]byte(base+in), "bad.yaml"); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v, want %q", strings.TrimSpace(in), err, want)

@@ -70,6 +70,23 @@ const DefaultOfflineMaxAmount = 5_000_000
 // RCMACFailure is the UnionPay response code of a MAC failure.
 const RCMACFailure = "A0"
 
+// DefaultMaxSTANsPerKey is Config.MaxSTANsPerKey when not set. A countertop terminal
+// sends a few thousand requests a day, and a MAC key serves at most 7 days
+// (replayMemory; a day for a terminal that signs in daily): 50,000 leaves a busy
+// lane at 7,000 a day its whole week, while a session's STAN entries (about 230
+// bytes each) stay under 12 MB, where F11's 10^6 STANs took over 300 MB.
+const DefaultMaxSTANsPerKey = 50_000
+
+// The refusals (A0) of a request MAC'd under a key the terminal must renew by a
+// sign-in (Config.KeyRefused; the journal's reason).
+const (
+	// KeyTooOld: the MAK was made more than replayMemory (7 days) ago.
+	KeyTooOld = "mac-key-too-old"
+	// KeyTooManySTANs: the terminal's STANs under the MAK filled its session's
+	// index (Config.MaxSTANsPerKey).
+	KeyTooManySTANs = "mac-key-too-many-stans"
+)
+
 // DefaultSignInMaxAge is how long a sign-in's identity stands by default
 // (Config.SignInMaxAge): UnionPay terminals sign in daily.
 const DefaultSignInMaxAge = 24 * time.Hour
@@ -163,6 +180,18 @@ type Config struct {
 	// so that a terminal whose MAK was rotated since its sign-in is asked to sign in
 	// again; nil notices only the rotations its own sign-ins make.
 	KeyVersion func(id string) (int, error)
+	// MaxSTANsPerKey bounds the STAN entries a terminal's session holds for the
+	// requests under one MAK: its latest maxSTANs (2048), and for a terminal of more
+	// requests under the key, the index of the older ones read from the journal
+	// (Adapter.vouchOlder), one entry per STAN. A request that would take the index
+	// past it is refused A0 (KeyTooManySTANs), and so is every later one under that
+	// key, until the terminal signs in and gets new keys: forgetting STANs instead
+	// would let their requests be replayed. 0 (or less): DefaultMaxSTANsPerKey; at
+	// most maxSTANs: no index at all.
+	MaxSTANsPerKey int
+	// KeyRefused, when set, counts each request refused A0 because its MAC key must
+	// be renewed, by reason (KeyTooOld, KeyTooManySTANs).
+	KeyRefused func(reason string)
 }
 
 // replayMemory is how far back the adapter reads the journal for the STANs a
@@ -246,6 +275,10 @@ func (a *Adapter) vouch(ctx context.Context, s *session, tid, stan string, made 
 	return a.vouchOlder(ctx, s, tid, stan, made, since.Add(time.Second)) // what it holds is newer
 }
 
+// errKeySTANsFull is vouchOlder's error when the terminal's STANs under its MAC key
+// fill the session's index (Config.MaxSTANsPerKey).
+var errKeySTANsFull = errors.New("its STANs under its MAC key fill the session's index (max_stans_per_key)")
+
 // vouchOlder puts into session s the latest request of STAN stan the journal holds
 // of terminal tid received from made (its MAC key's making) until to (where the
 // session's memory begins), if any. It reads the journal into the session's index of
@@ -255,13 +288,26 @@ func (a *Adapter) vouch(ctx context.Context, s *session, tid, stan string, made 
 // December 2026 each request of a terminal that had dropped STANs (a busy one) read
 // the terminal's journal since its key was made, up to 7 days of it, for its own
 // STAN: every new request paid a full scan.
+//
+// The index holds at most Config.MaxSTANsPerKey less maxSTANs entries (the
+// session's own memory). A STAN that would take it past that, once the entries of
+// an earlier key are dropped, ends the read: the index is freed, the key is marked
+// full in the session (session.full; every request under it is refused A0 until a
+// sign-in, which makes new keys, since issued is forgotten) and the error is
+// errKeySTANsFull. Forgetting STANs instead would let their requests be replayed.
+// (In the second release of 6 December 2026 the index had no bound but F11's 10^6
+// STANs, over 300 MB a session.)
 func (a *Adapter) vouchOlder(ctx context.Context, s *session, tid, stan string, made, to time.Time) error {
 	if a.cfg.Journal == nil {
 		return nil
 	}
+	limit := max(a.cfg.MaxSTANsPerKey-maxSTANs, 0)
 	o := &s.older
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if s.keyFull(made) { // filled while this request waited for the index
+		return fmt.Errorf("cup: terminal %s, STAN %s: %w", tid, stan, errKeySTANsFull)
+	}
 	if o.stans == nil || made.Before(o.from) {
 		o.stans, o.from, o.to = map[string]stanEntry{}, made, made
 	}
@@ -270,17 +316,30 @@ func (a *Adapter) vouchOlder(ctx context.Context, s *session, tid, stan string, 
 		if from.After(o.from) {
 			from = from.Add(-time.Second)
 		}
+		full := false
 		err := a.cfg.Journal.Scan(ctx, journal.Query{TID: tid, From: from, To: to}, func(r *journal.Record) bool {
-			if r.STAN == "" || r.DE7 == "" || (r.MTI != "0100" && r.MTI != "0200" && r.MTI != "0220") {
+			if r.STAN == "" || r.DE7 == "" || (r.MTI != "0100" && r.MTI != "0200" && r.MTI != "0220") || r.Received.Before(o.from) {
 				return true
 			}
 			if old, ok := o.stans[r.STAN]; !ok || r.Received.After(old.at) {
+				if !ok && len(o.stans) >= limit && !o.trim(made, limit) {
+					full = true
+					return false
+				}
 				o.stans[r.STAN] = entryOf(r)
 			}
 			return true
 		})
 		if err != nil {
 			return fmt.Errorf("cup: looking up %s STAN %s in the journal since its MAC key was made: %w", tid, stan, err)
+		}
+		if full {
+			o.stans, o.from, o.to = nil, time.Time{}, time.Time{}
+			s.mu.Lock()
+			s.full, s.issued = made, nil
+			s.mu.Unlock()
+			return fmt.Errorf("cup: terminal %s, STAN %s: more than %d STANs under its MAC key made %s: %w",
+				tid, stan, a.cfg.MaxSTANsPerKey, made.UTC().Format(time.RFC3339), errKeySTANsFull)
 		}
 		o.to = to
 	}
@@ -294,6 +353,17 @@ func (a *Adapter) vouchOlder(ctx context.Context, s *session, tid, stan string, 
 	}
 	s.mu.Unlock()
 	return nil
+}
+
+// renewKey refuses a request MAC'd under a key the terminal must renew (reason:
+// KeyTooOld, KeyTooManySTANs): A0 without F64, nothing forwarded, journaled as a
+// refusal and counted (Config.KeyRefused). The answer asks the terminal to sign in,
+// and that sign-in makes new keys.
+func (a *Adapter) renewKey(ctx context.Context, c *frontend.Conn, f, ans *Frame, sit Situation, reason string) (frontend.Response, error) {
+	if a.cfg.KeyRefused != nil {
+		a.cfg.KeyRefused(reason)
+	}
+	return a.refused(ctx, c, f, ans, sit, RCMACFailure, nil, reason, reason)
 }
 
 // Situation is what the processing-requirement hook sees of an answer.
@@ -340,6 +410,9 @@ func NewAdapter(cfg Config, next frontend.Processor) *Adapter {
 	}
 	if cfg.OfflineMaxAmount == 0 {
 		cfg.OfflineMaxAmount = DefaultOfflineMaxAmount
+	}
+	if cfg.MaxSTANsPerKey <= 0 {
+		cfg.MaxSTANsPerKey = DefaultMaxSTANsPerKey
 	}
 	if cfg.MAC == "" {
 		cfg.MAC = MACECB
@@ -431,7 +504,15 @@ func (a *Adapter) Process(ctx context.Context, c *frontend.Conn, body []byte) (f
 		// in again (A0) and gets new keys.
 		a.log.Warn().Str("tid", tid).Str("stan", stan).Str("mti", f.MTI()).Time("mak_made", made).
 			Msg("cup: request MAC'd under a key older than the journal's memory of the terminal's STANs: answered A0, nothing forwarded; the terminal signs in for new keys")
-		return a.refused(ctx, c, f, ans, sit, RCMACFailure, nil, "mac-key-too-old", "mac-key-too-old")
+		return a.renewKey(ctx, c, f, ans, sit, KeyTooOld)
+	}
+	if s.keyFull(made) {
+		// The terminal's STANs under this key filled its session's index
+		// (vouchOlder): a request under it could no longer be told from a replay
+		// without reading more than the bound. The terminal signs in again (A0).
+		a.log.Warn().Str("tid", tid).Str("stan", stan).Str("mti", f.MTI()).Time("mak_made", made).Int("max_stans_per_key", a.cfg.MaxSTANsPerKey).
+			Msg("cup: request MAC'd under a key the terminal sent more STANs under than max_stans_per_key: answered A0, nothing forwarded; the terminal signs in for new keys")
+		return a.renewKey(ctx, c, f, ans, sit, KeyTooManySTANs)
 	}
 	macf := func(data []byte) ([]byte, error) {
 		return a.cfg.HSM.GenerateMAC(context.WithoutCancel(ctx), hsm.MACRequest{Key: mak, Data: data, Scheme: scheme})
@@ -472,7 +553,11 @@ func (a *Adapter) Process(ctx context.Context, c *frontend.Conn, body []byte) (f
 		a.log.Error().Err(err).Msg("cup: session not restored; a resend from before the restart is taken as a new request")
 	}
 	if k.Original == "" || k.Original == "rrn" {
-		if err := a.vouch(ctx, s, tid, stan, made); err != nil {
+		if err := a.vouch(ctx, s, tid, stan, made); errors.Is(err, errKeySTANsFull) {
+			a.log.Warn().Err(err).Str("tid", tid).Str("stan", stan).Str("mti", f.MTI()).Time("mak_made", made).Int("max_stans_per_key", a.cfg.MaxSTANsPerKey).
+				Msg("cup: the terminal's STANs under its MAC key reached max_stans_per_key: answered A0, nothing forwarded, and so is every later request under that key; the terminal signs in for new keys")
+			return a.renewKey(ctx, c, f, ans, sit, KeyTooManySTANs)
+		} else if err != nil {
 			a.log.Error().Err(err).Str("tid", tid).Str("stan", stan).Msg("cup: STAN not looked up in the journal; taken as a new request")
 		}
 	}

@@ -41,6 +41,10 @@ type session struct {
 	// dropped STANs: read once and then only the part since moved on, so that
 	// vouching for a request costs no journal scan of its own.
 	older olderSTANs
+	// full is when the MAK whose requests filled the index of older requests
+	// (Config.MaxSTANsPerKey) was made (zero: none has): a request MAC'd under it
+	// is refused A0 until the terminal signs in and gets new keys (Adapter.vouchOlder).
+	full time.Time
 	// made caches when the MAK version the terminal's requests verify under was
 	// made (Config.KeyCreated), so that the lookup is not repeated per request.
 	made struct {
@@ -101,11 +105,41 @@ type issuedKeys struct {
 // the latest request of each STAN the journal holds received in [from, to). Its own
 // mutex, not the session's, is held while the journal is read, so that the
 // cluster's applier (Sessions.NoteRemote) and the terminal's other messages do not
-// wait for the read. It holds at most one entry per STAN (F11 has 6 digits).
+// wait for the read. It holds one entry per STAN, and at most
+// Config.MaxSTANsPerKey less maxSTANs of them (Adapter.vouchOlder): F11's 6 digits
+// alone would allow 10^6, at about 230 bytes each (over 300 MB).
 type olderSTANs struct {
 	mu       sync.Mutex
 	from, to time.Time
 	stans    map[string]stanEntry
+}
+
+// trim drops the entries received before made (those of an earlier MAC key of the
+// terminal, kept while no request needed the room) when the index began before made,
+// and reports whether fewer than limit entries remain. It costs a pass over the
+// index, once per key: from is made afterwards.
+func (o *olderSTANs) trim(made time.Time, limit int) bool {
+	if !o.from.Before(made) {
+		return false
+	}
+	for stan, e := range o.stans {
+		if e.at.Before(made) {
+			delete(o.stans, stan)
+		}
+	}
+	o.from = made
+	return len(o.stans) < limit
+}
+
+// keyFull reports whether the index of s's older requests was filled by those sent
+// under the MAK made at made (zero made: false).
+func (s *session) keyFull(made time.Time) bool {
+	if made.IsZero() {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.full.Equal(made)
 }
 
 // stanEntry is the DE 7 and MTI a STAN was mapped with, and when the switch received

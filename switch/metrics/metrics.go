@@ -38,6 +38,10 @@ type Metrics struct {
 	// by reason (cup.Upload*): transactions the terminal keeps and an operator
 	// reconciles, offline approvals the switch refused to capture among them.
 	CUPUploadsUnmatched *prometheus.CounterVec
+	// CUPKeyRefusals counts the cup requests refused A0 because the MAC key they
+	// verified under must be renewed (the terminal signs in for new keys), by reason
+	// (cup.KeyTooOld, cup.KeyTooManySTANs).
+	CUPKeyRefusals *prometheus.CounterVec
 	// NetworkUnproven counts the sign-offs and echoes (0800 by network code) that
 	// did not make their terminal seen: no MAC verified under its key, not on its
 	// signed-in cup connection. They are answered; nothing else records them.
@@ -94,6 +98,10 @@ func New() *Metrics {
 			Name: "switchyard_cup_batch_uploads_unmatched_total",
 			Help: "cup batch uploads (0320) answered other than 00 (the terminal keeps the transaction), by reason: not-in-journal, unreadable, journal-error, and for offline approvals offline-refused (by the pipeline's checks), offline-out-of-window, invalid-amount, offline-no-certificate (no TC of F4 in F55), offline-over-limit (over the listener's offline_max_amount, or the merchant's per-transaction, daily, monthly or daily count limit), offline-not-captured (no capturer configured).",
 		}, []string{"reason"}),
+		CUPKeyRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchyard_cup_mac_key_refusals_total",
+			Help: "cup requests refused A0, nothing forwarded, because the MAC key they verified under must be renewed by a sign-in, by reason: mac-key-too-old (made more than 7 days ago), mac-key-too-many-stans (the terminal's STANs under it passed the listener's max_stans_per_key).",
+		}, []string{"reason"}),
 		NetworkUnproven: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchyard_network_unproven_total",
 			Help: "Sign-offs and echoes answered without making their terminal seen (no MAC verified under its key, not on its signed-in cup connection), by network code (301 echo, 002 sign-off).",
@@ -130,7 +138,7 @@ func New() *Metrics {
 		}, []string{"rule", "mode"}),
 	}
 	r.MustRegister(m.Transactions, m.Latency, m.IssuerLatency, m.IssuerErrors, m.IssuerBreaker, m.Conns, m.ConnsTotal,
-		m.ConnsClosed, m.ConnsRefused, m.ReqsRefused, m.ProtoErrors, m.FormatErrors, m.JournalBatch, m.JournalSync, m.JournalErrors, m.JournalPrealloc, m.Answers, m.Stages, m.RuleHits, m.CUPUploadsUnmatched, m.NetworkUnproven, m.OfflineFinalWrites,
+		m.ConnsClosed, m.ConnsRefused, m.ReqsRefused, m.ProtoErrors, m.FormatErrors, m.JournalBatch, m.JournalSync, m.JournalErrors, m.JournalPrealloc, m.Answers, m.Stages, m.RuleHits, m.CUPUploadsUnmatched, m.CUPKeyRefusals, m.NetworkUnproven, m.OfflineFinalWrites,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -19,7 +19,8 @@ func newCUPAdapter(lc config.Listener, s *Server) *cup.Adapter {
 	cfg := cup.Config{HSM: cupHSM(s.HSM), KeyVersion: s.currentKeyVersion, KeyCreated: s.keyCreated, Terminals: s.Registry, KeyGrace: s.cfg.Security.KeyGrace.D(), Now: s.cfg.Clock, Sessions: s.cupSessions, Journal: s.Journal, Refusals: s.Pipeline, Offline: s.Pipeline, NextRRN: s.Pipeline.NextRRN,
 		Logger:          s.log.With().Str("component", "cup").Str("listener", lc.Name).Logger(),
 		Answered:        func(mti, rc string) { s.Metrics.Transactions.WithLabelValues(mti, rc, "", "cup").Inc() },
-		UploadUnmatched: func(reason string) { s.Metrics.CUPUploadsUnmatched.WithLabelValues(reason).Inc() }}
+		UploadUnmatched: func(reason string) { s.Metrics.CUPUploadsUnmatched.WithLabelValues(reason).Inc() },
+		KeyRefused:      func(reason string) { s.Metrics.CUPKeyRefusals.WithLabelValues(reason).Inc() }}
 	if lc.CUP != nil {
 		cfg.MAC, _ = cup.ParseMAC(lc.CUP.MAC)
 		cfg.AcquirerID = lc.CUP.AcquirerID
@@ -27,6 +28,7 @@ func newCUPAdapter(lc config.Listener, s *Server) *cup.Adapter {
 		cfg.KeyLifetime = lc.CUP.KeyLifetime.D()
 		cfg.SignInMaxAge = lc.CUP.SignInMaxAge.D()
 		cfg.OfflineMaxAmount = lc.CUP.OfflineMaxAmount
+		cfg.MaxSTANsPerKey = lc.CUP.MaxSTANsPerKey
 		cfg.MACByTerminal = map[string]cup.MACAlgorithm{}
 		for tid, v := range lc.CUP.MACByTerminal {
 			cfg.MACByTerminal[tid], _ = cup.ParseMAC(v)
