@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/switchyard/switchyard/risk"
 	"github.com/switchyard/switchyard/switch/config"
+	"github.com/switchyard/switchyard/switch/message"
 	"github.com/switchyard/switchyard/switch/registry"
 	"github.com/switchyard/switchyard/switch/server"
 )
@@ -97,7 +99,7 @@ func runServe(env *Env, args []string) int {
 				fmt.Fprintf(&banner, "    %-9s %-10s %s\n", u.Role, u.Name, u.Password)
 			}
 		}
-		fmt.Fprintf(&banner, "\n  try: %s term purchase --pan 4761739001010119 --amount 1000%s\n\n", selfName(), addrFlag(s.ListenerAddr("ascii")))
+		fmt.Fprintf(&banner, "\n  %s\n\n", tryLine(selfName(), cfg.Listeners, s.ListenerAddr))
 		_, _ = io.WriteString(env.Stderr, banner.String())
 	}
 	sig := make(chan os.Signal, 4)
@@ -140,9 +142,81 @@ func selfName() string {
 	return "switchyard"
 }
 
-// addrFlag is the --addr flag term needs to reach addr, "" for term's default.
-func addrFlag(addr string) string {
-	if addr == "127.0.0.1:8583" {
+// tryLine is the demo banner's example, "try: " and a purchase with `self term` at
+// the first listener, in the configured order, that term can reach from this host:
+// one of kind tcp without TLS (term speaks neither HTTP nor TLS) that does not
+// require a PROXY header from this host (requiresHeaderFrom), in the listener's
+// dialect, with --addr unless it is term's default. Before, it named the listener
+// called ascii whatever its configuration: with proxy_protocol.required there,
+// term's connection was refused. When every listener term speaks to requires the
+// header, the line says so ("term: ..."): term sends none, and must go through the
+// proxy; when there is none it speaks to, it says that.
+func tryLine(self string, ls []config.Listener, addr func(name string) string) string {
+	proxied := false
+	for _, l := range ls {
+		a := addr(l.Name)
+		if a == "" || (l.Kind != "" && l.Kind != "tcp") || l.TLS != nil {
+			continue // not started, or HTTP or TLS: term speaks neither
+		}
+		if requiresHeaderFrom(l, a) {
+			proxied = true
+			continue
+		}
+		cmd := "try: " + self + " term purchase --pan 4761739001010119 --amount 1000"
+		switch message.Dialect(l.Dialect) {
+		case message.DialectASCIIBinaryBitmap:
+			return cmd + " --dialect " + l.Dialect + addrFlag(a, "127.0.0.1:8584")
+		case message.DialectCUP:
+			return cmd + " --pin 1234 --dialect " + l.Dialect + addrFlag(a, "127.0.0.1:8585")
+		}
+		return cmd + addrFlag(a, "127.0.0.1:8583")
+	}
+	if proxied {
+		return "term: every terminal listener it speaks to (tcp without TLS) requires the PROXY protocol from this host " +
+			"(proxy_protocol.required), and " + self + " term sends no header: give its --addr the address of the proxy " +
+			"in front of one (docs/terminal-interface.md, Behind a load balancer)"
+	}
+	return "term: no terminal listener it speaks to (" + self + " term speaks tcp without TLS: no kind https, no tls)"
+}
+
+// requiresHeaderFrom says whether listener l, bound at addr, refuses a connection
+// without a PROXY header from term run on this host: l requires the header
+// (proxy_protocol.required) from its trusted proxies, and term's address is one of
+// them. Term's connection comes from the listener's own address, or from loopback
+// when the listener is bound to all addresses (0.0.0.0, ::). A trusted list that
+// does not parse (Validate refuses it first) counts as trusting term.
+func requiresHeaderFrom(l config.Listener, addr string) bool {
+	pp := l.ProxyProtocol
+	if pp == nil || !pp.Required {
+		return false
+	}
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return true
+	}
+	from := ap.Addr().Unmap()
+	switch {
+	case from.IsUnspecified() && from.Is4():
+		from = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	case from.IsUnspecified():
+		from = netip.IPv6Loopback()
+	}
+	nets, err := pp.Networks()
+	if err != nil {
+		return true
+	}
+	for _, n := range nets {
+		if n.Contains(from) {
+			return true
+		}
+	}
+	return false
+}
+
+// addrFlag is the --addr flag term needs to reach addr, "" when addr is term's
+// default for the dialect (def).
+func addrFlag(addr, def string) string {
+	if addr == def {
 		return ""
 	}
 	return " --addr " + addr

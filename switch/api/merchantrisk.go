@@ -89,7 +89,16 @@ func (a *api) merchantRiskRoutes() {
 		}
 		return m.Report(r.Context(), r.PathValue("id"), days)
 	})
-	a.route("PUT /api/v1/merchants/{id}/webhook", operators, st, func(r *http.Request, p admin.Principal) (any, error) {
+	// A webhook is a registry change: the registry's refusals (nothing to change,
+	// a bad reason 400; another change pending 409; not an operator 403) answer as
+	// on the registry's routes. Before, they were a 500.
+	hook := func(err error) int {
+		if code := registryStatus(err); code != http.StatusInternalServerError {
+			return code
+		}
+		return st(err)
+	}
+	a.route("PUT /api/v1/merchants/{id}/webhook", operators, hook, func(r *http.Request, p admin.Principal) (any, error) {
 		var b WebhookRequest
 		if err := readBody(r, &b); err != nil {
 			return nil, err

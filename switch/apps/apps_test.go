@@ -679,10 +679,12 @@ func TestStaleWithdrawalOrPublicationRefused(t *testing.T) {
 }
 
 // TestKeyRevocationNotUndoneByALaterRequest: the revocation of a leaked key,
-// requested first and approved last, must not be folded before a re-add of the
-// key requested after it and approved before it (the fold is in request order):
-// that left the key trusted after its revocation was approved. The revocation is
+// requested first and approved last, must not be folded before a put of the key
+// requested after it and approved before it (the fold is in request order): that
+// left the key trusted after its revocation was approved. The revocation is
 // refused instead (the key changed since it was requested) and is requested again.
+// A re-add of the key as approved while the revocation is pending changes nothing
+// and is refused at its request; a replacement of the key by another is a change.
 func TestKeyRevocationNotUndoneByALaterRequest(t *testing.T) {
 	f := newFixture(t, 1)
 	pub := f.priv.Public()
@@ -690,11 +692,16 @@ func TestKeyRevocationNotUndoneByALaterRequest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.approve(f.m.RequestKey(alice, KeyRequest{SigningKey: SigningKey{ID: "acq-1", PublicKey: pemKey(t, pub)}, Reason: "re-add"}))
-	if _, err := f.reg.Approve(bob, revoke.ID, ""); !errors.Is(err, registry.ErrConflict) {
-		t.Fatalf("revocation requested before the re-add approved after it: err %v, want a conflict", err)
+	if _, err := f.m.RequestKey(alice, KeyRequest{SigningKey: SigningKey{ID: "acq-1", PublicKey: pemKey(t, pub)}, Reason: "re-add"}); !errors.Is(err, registry.ErrInvalid) ||
+		!strings.Contains(err.Error(), "app-signing key acq-1: nothing to change") {
+		t.Fatalf("re-add of the key as approved: %v, want nothing to change", err)
 	}
-	f.approve(f.m.RequestKey(alice, KeyRequest{SigningKey: SigningKey{ID: "acq-1", PublicKey: pemKey(t, pub), Revoked: true}, Reason: "leaked"}))
+	other, _, _ := ed25519.GenerateKey(rand.Reader)
+	f.approve(f.m.RequestKey(alice, KeyRequest{SigningKey: SigningKey{ID: "acq-1", PublicKey: pemKey(t, other)}, Reason: "replaced"}))
+	if _, err := f.reg.Approve(bob, revoke.ID, ""); !errors.Is(err, registry.ErrConflict) {
+		t.Fatalf("revocation requested before the replacement approved after it: err %v, want a conflict", err)
+	}
+	f.approve(f.m.RequestKey(alice, KeyRequest{SigningKey: SigningKey{ID: "acq-1", PublicKey: pemKey(t, other), Revoked: true}, Reason: "leaked"}))
 	if err := f.m.Refresh(); err != nil {
 		t.Fatal(err)
 	}
@@ -889,5 +896,58 @@ func TestECDSAKeyOtherCurvesRefused(t *testing.T) {
 	f.m.warnUnusableKeys()
 	if out := f.logs.String(); !strings.Contains(out, "app-signing key acq-384 is approved but unusable") || !strings.Contains(out, "P-384") {
 		t.Errorf("no warning about the stored P-384 key:\n%s", out)
+	}
+}
+
+// TestKeyPutAndPublicationOfNothingRefused: a put of an approved app-signing key as
+// it is (its public key in another PEM wrapping included) and a publication of a
+// group's current release as it is (its target's lists in another order, percent
+// 0 for 100) are refused at their request, naming the fields, and request nothing;
+// a revocation, another target or minimum version, and a group that had its
+// release withdrawn are changes, requested.
+func TestKeyPutAndPublicationOfNothingRefused(t *testing.T) {
+	f := newFixture(t, 2)
+	before, _ := f.reg.Changes(registry.ChangeFilter{})
+	pub := f.priv.Public()
+	_, err := f.m.RequestKey(alice, KeyRequest{SigningKey: SigningKey{ID: "acq-1", PublicKey: "\n" + strings.ReplaceAll(pemKey(t, pub), "\n", "\r\n")}})
+	if !errors.Is(err, registry.ErrInvalid) || !strings.HasPrefix(err.Error(), "app-signing key acq-1: nothing to change: public_key is already sha256:") ||
+		!strings.HasSuffix(err.Error(), ", revoked is already false") {
+		t.Fatalf("the approved key put again: %v", err)
+	}
+	f.upload("2.0", blob("2.0", 100))
+	req := PublishRequest{Group: "north", App: "demo-pay", Version: "2.0", MinVersion: "1.5",
+		Target: Target{Terminals: []string{f.tids[1], f.tids[0]}, Percent: 100}}
+	f.approve(f.m.RequestPublish(alice, req))
+	after, _ := f.reg.Changes(registry.ChangeFilter{})
+	again := req
+	again.Target = Target{Terminals: []string{f.tids[0], f.tids[1], f.tids[0]}}
+	again.Reason = "once more"
+	_, err = f.m.RequestPublish(alice, again)
+	want := `rollout group north: nothing to change: app is already demo-pay, version is already 2.0, target is already {"terminals":["T0000000","T0000001"],"percent":100}, min_version is already 1.5`
+	if !errors.Is(err, registry.ErrInvalid) || err.Error() != want {
+		t.Fatalf("the current release published again: %v\nwant %s", err, want)
+	}
+	if now, _ := f.reg.Changes(registry.ChangeFilter{}); len(now) != len(after) || len(after) != len(before)+1 {
+		t.Fatalf("%d changes, want %d (the first publication alone)", len(now), len(before)+1)
+	}
+	for _, changed := range []PublishRequest{
+		{Group: "north", App: "demo-pay", Version: "2.0", MinVersion: "2.0", Target: req.Target},
+		{Group: "north", App: "demo-pay", Version: "2.0", MinVersion: "1.5", Target: Target{Terminals: req.Target.Terminals, Percent: 50}},
+		{Group: "south", App: "demo-pay", Version: "2.0", MinVersion: "1.5", Target: req.Target},
+	} {
+		c, err := f.m.RequestPublish(alice, changed)
+		if err != nil {
+			t.Fatalf("publication %+v: %v", changed, err)
+		}
+		if _, err := f.reg.Cancel(alice, c.ID, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.approve(f.m.RequestWithdraw(alice, WithdrawRequest{Group: "north", Reason: "crash"}))
+	f.approve(f.m.RequestPublish(alice, req)) // back after its withdrawal: a change
+	f.approve(f.m.RequestKey(alice, KeyRequest{SigningKey: SigningKey{ID: "acq-1", PublicKey: pemKey(t, pub), Revoked: true}, Reason: "leaked"}))
+	if _, err := f.m.RequestKey(alice, KeyRequest{SigningKey: SigningKey{ID: "acq-1", PublicKey: pemKey(t, pub), Revoked: true}}); !errors.Is(err, registry.ErrInvalid) ||
+		!strings.Contains(err.Error(), "revoked is already true") {
+		t.Fatalf("the revoked key revoked again: %v", err)
 	}
 }

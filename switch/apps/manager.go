@@ -376,6 +376,9 @@ func (m *Manager) RequestKey(p registry.Actor, k KeyRequest) (*registry.Change, 
 	}
 	base := st.keyBase(k.ID)
 	k.Change = ""
+	if err := keyUnchanged(st, k.SigningKey); err != nil {
+		return nil, err
+	}
 	return m.request(p, OpKeyPut, k.ID, k.Reason, keyPayload{SigningKey: k.SigningKey, Base: &base})
 }
 
@@ -411,6 +414,9 @@ func (m *Manager) RequestPublish(p registry.Actor, r PublishRequest) (*registry.
 	pp := publishPayload{PublishRequest: r, Base: &base}
 	if pkg != nil {
 		pp.SHA256 = pkg.SHA256
+	}
+	if err := releaseUnchanged(st, pp); err != nil {
+		return nil, err
 	}
 	reason := r.Reason
 	pp.Reason = ""

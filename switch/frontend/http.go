@@ -296,7 +296,8 @@ func (c *limitedConn) source() *source {
 	return c.s
 }
 
-// Close closes the connection and, the first time, counts it closed.
+// Close closes the connection and, the first time, counts it closed, with the
+// reason a tcp listener gives for the same close (closeReason).
 func (c *limitedConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(func() {
@@ -307,10 +308,28 @@ func (c *limitedConn) Close() error {
 		c.closed = true
 		l.mu.Unlock()
 		if l.metrics != nil {
-			l.metrics.ConnClosed(l.cfg.Name, "closed")
+			l.metrics.ConnClosed(l.cfg.Name, c.closeReason())
 		}
 	})
 	return err
+}
+
+// closeReason is the reason the closed-connections counter gives a connection: as
+// on a tcp listener, "per-source" for one its terminal's per-source limit refused
+// (move), the PROXY header's refusal (proxiedConn.closeReason: "proxy header
+// refused", or "first frame timeout" for a silent socket), and "closed" for any
+// other (the HTTP server does not say why it closes a connection), a drain's
+// included. Before, every close was "closed", the PROXY refusals too.
+func (c *limitedConn) closeReason() string {
+	if c.refused.Load() {
+		return "per-source"
+	}
+	if pc, _ := c.Conn.(*proxiedConn); pc != nil && !c.l.isClosing() {
+		if r := pc.closeReason(); r != "" {
+			return r
+		}
+	}
+	return "closed"
 }
 
 // serveHTTPConns runs the HTTP server on the listening socket until Close or Drain.

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pires/go-proxyproto"
@@ -108,6 +109,9 @@ type proxiedConn struct {
 	once sync.Once
 	err  error         // the header's refusal (a *proxyRefusal)
 	br   *bufio.Reader // what was read past the header, until drained; then nil
+	// refusal is err when it is a *proxyRefusal, for closeReason: read without
+	// the once, by whichever goroutine closes the connection.
+	refusal atomic.Pointer[proxyRefusal]
 	// remote is the terminal's address: the header's source, or peer without a
 	// header (or with a LOCAL one: a proxy's health check).
 	remote netip.AddrPort
@@ -137,8 +141,11 @@ const proxyBuffer = 256
 func (c *proxiedConn) header() error {
 	c.once.Do(func() {
 		c.err = c.readHeader()
-		if r, _ := c.err.(*proxyRefusal); r != nil && r.reason != "" {
-			c.l.proxyRefused(c.peer, r)
+		if r, _ := c.err.(*proxyRefusal); r != nil {
+			c.refusal.Store(r)
+			if r.reason != "" {
+				c.l.proxyRefused(c.peer, r)
+			}
 		}
 	})
 	return c.err
@@ -283,6 +290,22 @@ func wholeV1Line(br *bufio.Reader) error {
 			return err
 		}
 	}
+}
+
+// closeReason is why the connection closes when its header refused it, for the
+// closed-connections counter of a listener of kind https (Metrics.ConnClosed), in
+// the names a tcp listener's read loop gives (serverConn.proxyHeader):
+// closedProxyRefused for a refusal, "first frame timeout" for a socket that sent
+// nothing in time and needed no header; "" when the header passed or has not been
+// read. It does no I/O.
+func (c *proxiedConn) closeReason() string {
+	switch r := c.refusal.Load(); {
+	case r == nil:
+		return ""
+	case r.reason != "":
+		return closedProxyRefused
+	}
+	return "first frame timeout"
 }
 
 // Read reads what follows the header (after reading the header the first time).

@@ -240,6 +240,65 @@ func TestProxyProtocolHTTP(t *testing.T) {
 	waitFor(t, "the refusal to be counted", func() bool { return m.get(m.refused, ReasonProxyUntrusted) == 1 })
 }
 
+// TestProxyProtocolHTTPClosedReasons: on a listener of kind https the
+// closed-connections counter gives a connection its PROXY protocol refused the
+// reason a tcp listener gives it (TestProxyProtocolRefusals): "proxy header
+// refused" for a header from an untrusted address, a missing required one and a
+// header never completed; "first frame timeout" for a socket that sent nothing and
+// needed no header; "per-source" for a second connection of a terminal past
+// max_conns_per_source. Before, each was counted "closed", the reason only in the
+// refused counter. A connection served and closed by its client stays "closed".
+func TestProxyProtocolHTTPClosedReasons(t *testing.T) {
+	trusted := []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+	proc := networkProc{allowed: netip.MustParsePrefix("203.0.113.0/24")}
+	v1 := "PROXY TCP4 203.0.113.7 192.0.2.1 40001 443\r\n"
+	for _, tc := range []struct {
+		name     string
+		from     string
+		sent     string // "": nothing at all
+		required bool
+		closed   string
+	}{
+		{"untrusted", "127.0.0.2", v1, false, closedProxyRefused},
+		{"missing, required", "127.0.0.1", "POST / HTTP/1.1\r\n", true, closedProxyRefused},
+		{"incomplete", "127.0.0.1", "PROXY TCP4 203.0.113.7", false, closedProxyRefused},
+		{"silent, required", "127.0.0.1", "", true, closedProxyRefused},
+		{"silent, not required", "127.0.0.1", "", false, "first frame timeout"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := newCountMetrics()
+			l := listen(t, Config{HTTP: true, FirstFrameTimeout: 300 * time.Millisecond,
+				ProxyProtocol: &ProxyProtocol{Trusted: trusted, Required: tc.required}}, proc, nil, m)
+			c := dialFrom(t, l, tc.from)
+			if _, err := io.WriteString(c.nc, tc.sent); err != nil {
+				t.Fatal(err)
+			}
+			c.closedBySwitch()
+			waitFor(t, "the connection to be counted closed", func() bool { return m.get(m.closed, tc.closed)+m.get(m.closed, "closed") > 0 })
+			if n, all := m.get(m.closed, tc.closed), m.get(m.closed, "closed"); n != 1 || all != 0 {
+				t.Fatalf("closed %q = %d, closed %q = %d; want 1, 0", tc.closed, n, "closed", all)
+			}
+		})
+	}
+	t.Run("per-source", func(t *testing.T) {
+		m := newCountMetrics()
+		l := listen(t, Config{HTTP: true, MaxConnsPerSource: 1, ProxyProtocol: &ProxyProtocol{Trusted: trusted}}, proc, nil, m)
+		a := dialFrom(t, l, "127.0.0.1")
+		if got, err := postTPDU(a, v1); err != nil || got != "approve 203.0.113.7:40001" {
+			t.Fatalf("first connection of the terminal: %q, %v", got, err)
+		}
+		if got, err := postTPDU(dialFrom(t, l, "127.0.0.1"), v1); err == nil {
+			t.Fatalf("a second connection of the terminal was answered %q", got)
+		}
+		waitFor(t, "the refused connection to be counted closed", func() bool { return m.get(m.closed, "per-source")+m.get(m.closed, "closed") > 0 })
+		if n, all := m.get(m.closed, "per-source"), m.get(m.closed, "closed"); n != 1 || all != 0 {
+			t.Fatalf("closed per-source = %d, closed %q = %d; want 1, 0", n, "closed", all)
+		}
+		a.nc.Close()
+		waitFor(t, "the served connection to be counted closed", func() bool { return m.get(m.closed, "closed") == 1 })
+	})
+}
+
 // TestProxyProtocolUnderTLS: a load balancer that passes TLS through (an NLB's TCP
 // listener) sends the header in the clear before the terminal's TLS handshake: the
 // listener reads it under TLS, and the terminal's address is the remote one.

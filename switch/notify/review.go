@@ -297,6 +297,9 @@ func (b *Outbox) RequestEndpoint(p registry.Actor, merchant, rawURL, secret, rea
 	} else if id != "" {
 		return nil, fmt.Errorf("%w: %s: change %s of merchant %s's webhook is pending; approve, reject or cancel it first", registry.ErrConflict, OpWebhookPut, id, merchant)
 	}
+	if err := b.webhookUnchanged(merchant, rawURL, secret); err != nil {
+		return nil, err
+	}
 	if rawURL == "" {
 		secret = ""
 	}
@@ -320,6 +323,24 @@ func (b *Outbox) RequestEndpoint(p registry.Actor, merchant, rawURL, secret, rea
 	}
 	ext, _ := json.Marshal(w)
 	return b.reg.RequestChange(p, registry.Change{Op: OpWebhookPut, Target: merchant, Reason: reason, Ext: ext})
+}
+
+// webhookUnchanged refuses (registry.NothingToChange, registry.ErrInvalid) the
+// request of merchant's webhook rawURL with secret when the webhook in force is
+// already that URL with that secret: a reviewer would approve a change of nothing.
+// It is called before the secret is staged, so that a refused request leaves
+// nothing staged. The secrets compare by their fingerprints, which the error
+// shows, never the secret. A new webhook and a removal are changes; so is a webhook
+// whose secret does not open on this node (held): setting it again repairs it.
+func (b *Outbox) webhookUnchanged(merchant, rawURL, secret string) error {
+	old, ok := (*b.eps.Load())[merchant]
+	if rawURL == "" || !ok || old.held != "" {
+		return nil
+	}
+	return registry.NothingToChange("webhook of merchant "+merchant, []registry.Field{
+		{Name: "url", Before: old.URL, After: rawURL},
+		{Name: "secret_fingerprint", Before: b.fingerprint(old.Secret), After: b.fingerprint(secret)},
+	})
 }
 
 // readStaged reads the staged secret ref as stored.

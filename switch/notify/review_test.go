@@ -246,6 +246,45 @@ func TestWebhookReviewed(t *testing.T) {
 	}
 }
 
+// TestWebhookOfNothingRefused: a request of the webhook in force, the same URL
+// with the same secret, is refused (registry.ErrInvalid naming the URL and the
+// secret's fingerprint, never the secret), and nothing is staged or requested; a
+// new secret for the URL (a rotation), another URL, and a removal are requested.
+func TestWebhookOfNothingRefused(t *testing.T) {
+	db := openDB(t)
+	b, err := Open(db, Options{CardHashKey: testKey, AllowPrivate: loopback})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := &fakeReview{}
+	if err := b.UseReview(reg); err != nil {
+		t.Fatal(err)
+	}
+	const secret, url = "merchant-secret-0123456789", "http://127.0.0.1:9/a"
+	op := registry.Actor{Name: "op", Role: "operator"}
+	c, err := b.RequestEndpoint(op, "M1", url, secret, "asked")
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg.decide(t, c.ID, true, false)
+	staged, _ := b.stagedRefs()
+	_, err = b.RequestEndpoint(op, "M1", url, secret, "again")
+	want := "webhook of merchant M1: nothing to change: url is already " + url + ", secret_fingerprint is already " + b.fingerprint(secret)
+	if !errors.Is(err, registry.ErrInvalid) || err.Error() != want || strings.Contains(err.Error(), secret) {
+		t.Fatalf("the webhook in force requested again: %v\nwant %s", err, want)
+	}
+	if now, _ := b.stagedRefs(); len(now) != len(staged) || len(reg.changes) != 1 {
+		t.Fatalf("after the refusal: %d staged secrets (want %d), %d changes (want 1)", len(now), len(staged), len(reg.changes))
+	}
+	for _, tc := range []struct{ url, secret string }{{url, secret + "-new"}, {url + "x", secret}, {"", ""}} {
+		c, err := b.RequestEndpoint(op, "M1", tc.url, tc.secret, "")
+		if err != nil {
+			t.Fatalf("request of %q with another secret or URL, or a removal: %v", tc.url, err)
+		}
+		reg.decide(t, c.ID, false, false)
+	}
+}
+
 // restage stages secret again under w's reference, sealed for w's merchant.
 func restage(t *testing.T, b *Outbox, w WebhookChange, secret string) {
 	t.Helper()

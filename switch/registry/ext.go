@@ -19,6 +19,11 @@ import (
 // and one oplog entry for the effect Check returned, then calls Apply. An owner
 // that must survive a crash between the two rebuilds its state from the approved
 // changes (Changes with ChangeFilter.Op) at start, as switch/apps does.
+//
+// The registry does not know what an owner's record is, so it cannot tell an update
+// of nothing from a change: an owner refuses one when it requests the change, with
+// NothingToChange (an app-signing key put again as it is, a release published
+// again, a task put as defined, a webhook set to the URL and secret in force).
 type ExtOp struct {
 	// Check says whether the change can be applied now (at the request, in the
 	// preview and at the approval) and what it does: the effect shown in the preview

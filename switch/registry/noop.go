@@ -13,14 +13,52 @@ import (
 // would have a reviewer approve a change of nothing: requestChange refuses it
 // (trimPatch), naming the fields. A request that changes at least one field keeps
 // only the fields it changes, so that the stored request, its log entry and what a
-// reviewer is shown list the real changes alone.
+// reviewer is shown list the real changes alone. The owners of RegisterOp
+// operations refuse their own updates of nothing the same way, with
+// NothingToChange, when they request them.
 
-// patchField is one field a merchant or terminal patch sets: its name (the JSON
-// one), its value before and after the change, and how to take it out of the patch.
+// Field is one field a change request sets: its name (the JSON one), its value now
+// and its value once the change is applied, both as they would be stored (a name
+// language in lower case, a key reference's default filled in), so that equal means
+// unchanged. NothingToChange compares them with reflect.DeepEqual.
+type Field struct {
+	Name          string
+	Before, After any
+}
+
+// same says whether the field already has its requested value.
+func (f Field) same() bool { return reflect.DeepEqual(f.Before, f.After) }
+
+// NothingToChange refuses a change request that would update a record to what it
+// already is: when every field of fields already has its requested value it
+// returns ErrInvalid (400 over the API, exit 1 from the CLI) naming the record and
+// each field with its value ("task nightly: nothing to change: schedule is already
+// @daily, disabled is already false"); when one of them changes, nil. what names
+// the record; no field at all is refused too ("the request sets no field"). A
+// creation or a deletion is never a change of nothing: call it for updates only.
+// The registry refuses its own merchant and terminal changes with it (trimPatch);
+// the owners of RegisterOp operations (switch/apps, switch/sched, switch/notify)
+// call it when they request an update, before RequestChange, so that no reviewer
+// is asked to approve a change of nothing.
+func NothingToChange(what string, fields []Field) error {
+	var same []string
+	for _, f := range fields {
+		if !f.same() {
+			return nil
+		}
+		same = append(same, f.Name+" is already "+showValue(f.After))
+	}
+	if len(same) == 0 {
+		return invalidf("%s: nothing to change: the request sets no field", what)
+	}
+	return invalidf("%s: nothing to change: %s", what, strings.Join(same, ", "))
+}
+
+// patchField is one field a merchant or terminal patch sets, and how to take it
+// out of the patch.
 type patchField struct {
-	name          string
-	before, after any
-	drop          func()
+	Field
+	drop func()
 }
 
 // trimPatch takes out of c's merchant or terminal patch the fields whose value is
@@ -46,23 +84,15 @@ func trimPatch(c *Change, effs []effect) error {
 	default:
 		return nil
 	}
-	var same []string
-	changed := 0
-	for _, f := range fields {
-		if reflect.DeepEqual(f.before, f.after) {
-			same = append(same, f.name+" is already "+showValue(f.after))
-			continue
-		}
-		changed++
+	fs := make([]Field, len(fields))
+	for i, f := range fields {
+		fs[i] = f.Field
 	}
-	if changed == 0 {
-		if len(same) == 0 {
-			return invalidf("%s: nothing to change: the request sets no field", what)
-		}
-		return invalidf("%s: nothing to change: %s", what, strings.Join(same, ", "))
+	if err := NothingToChange(what, fs); err != nil {
+		return err
 	}
 	for _, f := range fields {
-		if reflect.DeepEqual(f.before, f.after) {
+		if f.same() {
 			f.drop()
 		}
 	}
@@ -97,7 +127,7 @@ func merchantPatchFields(p *MerchantPatch, m, n *Merchant) []patchField {
 	var fs []patchField
 	str := func(name string, v **string, before, after string) {
 		if *v != nil {
-			fs = append(fs, patchField{name, before, after, func() { *v = nil }})
+			fs = append(fs, patchField{Field{name, before, after}, func() { *v = nil }})
 		}
 	}
 	str("name", &p.Name, m.Name, n.Name)
@@ -109,7 +139,7 @@ func merchantPatchFields(p *MerchantPatch, m, n *Merchant) []patchField {
 	str("tier", &p.Tier, m.Tier, n.Tier)
 	str("rating", &p.Rating, m.Rating, n.Rating)
 	if p.Limits != nil {
-		fs = append(fs, patchField{"limits", m.Limits, n.Limits, func() { p.Limits = nil }})
+		fs = append(fs, patchField{Field{"limits", m.Limits, n.Limits}, func() { p.Limits = nil }})
 	}
 	return fs
 }
@@ -121,7 +151,7 @@ func terminalPatchFields(p *TerminalPatch, t, n *Terminal) []patchField {
 	var fs []patchField
 	add := func(set bool, name string, before, after any, drop func()) {
 		if set {
-			fs = append(fs, patchField{name, before, after, drop})
+			fs = append(fs, patchField{Field{name, before, after}, drop})
 		}
 	}
 	add(p.MerchantID != nil, "merchant_id", t.MerchantID, n.MerchantID, func() { p.MerchantID = nil })

@@ -101,6 +101,35 @@ func (s *Scheduler) RequestPut(p registry.Actor, r PutRequest) (*registry.Change
 	}
 	t := r.Task
 	t.Source = ""
+	if err := s.changesSomething(t); err != nil {
+		return nil, err
+	}
 	b, _ := json.Marshal(t)
 	return reg.RequestChange(p, registry.Change{Op: OpTaskPut, Target: t.Name, Reason: r.Reason, Ext: b})
+}
+
+// changesSomething refuses (registry.NothingToChange, ErrInvalid) a put of task t
+// whose every field is what the definition approved through review already has:
+// a reviewer would approve a change of nothing. A put over a task of the
+// configuration or a built-in one is a change even with the same fields: it puts
+// the task under review, where the configuration no longer decides it.
+func (s *Scheduler) changesSomething(t Task) error {
+	old, ok := s.Task(t.Name)
+	if !ok || old.Source == "config" || old.Source == "builtin" {
+		return nil
+	}
+	params := func(p map[string]string) map[string]string {
+		if len(p) == 0 {
+			return nil
+		}
+		return p
+	}
+	return registry.NothingToChange("task "+t.Name, []registry.Field{
+		{Name: "kind", Before: old.Kind, After: t.Kind},
+		{Name: "schedule", Before: old.Schedule, After: t.Schedule},
+		{Name: "timezone", Before: old.TimeZone, After: t.TimeZone},
+		{Name: "params", Before: params(old.Params), After: params(t.Params)},
+		{Name: "timeout", Before: old.Timeout, After: t.Timeout},
+		{Name: "disabled", Before: old.Disabled, After: t.Disabled},
+	})
 }

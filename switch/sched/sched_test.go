@@ -292,6 +292,69 @@ func TestTaskPutUnderReview(t *testing.T) {
 	}
 }
 
+// TestTaskPutOfNothingRefused: a task put whose every field is what the task
+// approved through review already has is refused at the request (ErrInvalid naming
+// the fields; no change is requested), empty and absent parameters alike; a put
+// that changes one field, or a put over a task of the configuration with its very
+// fields (which puts it under review), is requested.
+func TestTaskPutOfNothingRefused(t *testing.T) {
+	db := openDB(t)
+	c := &clock{t: time.Date(2026, 5, 1, 9, 0, 0, 0, time.UTC)}
+	reg, err := registry.New(db, c.Now, registry.Options{SeenFlushInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	s := newSched(t, db, c, Options{})
+	s.Register("k", func(context.Context, map[string]string) (string, error) { return "", nil })
+	if err := s.Define(Task{Name: "cfg", Kind: "k", Schedule: "@daily"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.UseReview(reg); err != nil {
+		t.Fatal(err)
+	}
+	alice := registry.Actor{Name: "alice", Role: registry.RoleOperator}
+	bob := registry.Actor{Name: "bob", Role: registry.RoleReviewer}
+	nightly := Task{Name: "x", Kind: "k", Schedule: "30 23 * * *", Params: map[string]string{"p": "1"}}
+	ch, err := s.RequestPut(alice, PutRequest{Task: nightly, Reason: "nightly"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reg.Approve(bob, ch.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := reg.Changes(registry.ChangeFilter{})
+	_, err = s.RequestPut(alice, PutRequest{Task: nightly, Reason: "again"})
+	want := `task x: nothing to change: kind is already k, schedule is already 30 23 * * *, timezone is already none, params is already {"p":"1"}, timeout is already none, disabled is already false`
+	if !errors.Is(err, registry.ErrInvalid) || err.Error() != want {
+		t.Fatalf("the task put again as approved: %v\nwant %s", err, want)
+	}
+	if after, _ := reg.Changes(registry.ChangeFilter{}); len(after) != len(before) {
+		t.Fatalf("%d changes after the refusal, want %d", len(after), len(before))
+	}
+	off := nightly
+	off.Disabled = true
+	if _, err := s.RequestPut(alice, PutRequest{Task: off}); err != nil {
+		t.Fatalf("the task switched off: %v", err)
+	}
+	// Empty parameters are no parameters.
+	bare := Task{Name: "y", Kind: "k", Schedule: "@hourly"}
+	ch, err = s.RequestPut(alice, PutRequest{Task: bare})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reg.Approve(bob, ch.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	bare.Params = map[string]string{}
+	if _, err := s.RequestPut(alice, PutRequest{Task: bare}); !errors.Is(err, registry.ErrInvalid) || !strings.Contains(err.Error(), "task y: nothing to change") {
+		t.Fatalf("the task put again with empty parameters: %v", err)
+	}
+	if _, err := s.RequestPut(alice, PutRequest{Task: Task{Name: "cfg", Kind: "k", Schedule: "@daily"}}); err != nil {
+		t.Fatalf("a put of the configured task as configured (taking it under review): %v", err)
+	}
+}
+
 // TestRunSleepsUntilTheNextSlot: Run waits on its timer for the next slot (at most
 // a minute), runs the slot when the timer fires, and does not spin.
 func TestRunSleepsUntilTheNextSlot(t *testing.T) {
