@@ -108,7 +108,8 @@ var advPatterns = []advPattern{
 	{name: "card-testing-across-merchants-random-bins", fraud: true, want: risk.ActionReview,
 		// The same, but stolen cards of many issuers: nothing ties the probes together
 		// but the acquirer (card-testing-acquirer reviews them: an acquirer-wide rule
-		// cannot tell a probe from a bun stall's 1.00 ticket one by one).
+		// cannot tell a probe from a bun stall's 1.00 ticket one by one; while they are
+		// 70% of the new cards' small tickets, card-testing-acquirer-decline declines).
 		events: func(rng *rand.Rand, start time.Time) []advEvent {
 			var out []advEvent
 			for i := 0; i < 40; i++ {
