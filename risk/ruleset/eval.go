@@ -246,6 +246,14 @@ func (rs *RuleSet) Observe(in *Input, out Outcome, store *state.Velocity) []Rule
 	// Counters with the same filter share one evaluation: 0 unknown, 1 pass, 2 fail.
 	var results [MaxCounters]uint8
 	var b *envBox
+	// The counters where filters read (velocity.NAME), as a rule evaluating this
+	// transaction would have read them: before any counter counts it.
+	var vel [MaxCounters]int
+	for _, rc := range rs.whereReads {
+		if k, ok := counterKey(rc.dims, in); ok {
+			vel[rc.Index] = store.Read(&rc.spec, k, t.UnixNano())
+		}
+	}
 	for _, c := range rs.Counters {
 		key, ok := writeKey(c, in)
 		if !ok {
@@ -263,7 +271,7 @@ func (rs *RuleSet) Observe(in *Input, out Outcome, store *state.Velocity) []Rule
 				env.Txn.Time = t
 				env.Txn.setLocal(rs.Location)
 				env.Outcome = out
-				env.Velocity = [MaxCounters]int{}
+				env.Velocity = vel
 				env.Lists = state.ListFlags{}
 				box = b.any()
 				m = vmPool.get()

@@ -104,8 +104,13 @@ type Counter struct {
 	where   *vm.Program
 	whereID int // counters with the same filter share its result per transaction
 	used    bool
-	retract uint8    // retractBit of each kind in Retract
-	dims    []dimKey // Dimensions, resolved
+	// whereVelocity: the where filter reads counters (velocity.NAME), which
+	// Observe reads (RuleSet.whereReads) before it counts the transaction.
+	whereVelocity bool
+	// readByWhere: some counter's where filter reads this counter.
+	readByWhere bool
+	retract     uint8    // retractBit of each kind in Retract
+	dims        []dimKey // Dimensions, resolved
 }
 
 // MarshalJSON writes the window and resolution as durations like "10m0s".
@@ -158,6 +163,7 @@ type RuleSet struct {
 	counterByName map[string]*Counter
 	badCounters   map[string]bool // declared with a problem: rules reading them are not blamed too
 	readCounters  []*Counter      // counters some rule reads
+	whereReads    []*Counter      // counters some counter's where filter reads, read by Observe
 	whereIDs      map[string]int  // distinct counter filters (normalized source) -> id
 	usesLists     bool
 	retracts      uint8 // union of the counters' retract bits

@@ -31,6 +31,17 @@ type compiler struct {
 	problems []Problem
 	warnings []Problem
 	opts     LoadOptions
+	// laterWheres are the where filters that read counters: compiled once every
+	// file's counters are declared (a filter may read a counter of a later file).
+	laterWheres []laterWhere
+}
+
+// laterWhere is a counter's where filter whose compilation waits for every
+// counter to be declared.
+type laterWhere struct {
+	pf   *parsedFile
+	node *yaml.Node
+	ctr  *Counter
 }
 
 func (c *compiler) errorf(file string, line int, format string, a ...any) {
@@ -88,6 +99,7 @@ func Compile(files []SourceFile, opts LoadOptions) (*RuleSet, error) {
 	for _, pf := range parsed {
 		c.compileCounters(rs, pf)
 	}
+	c.compileLaterWheres(rs)
 	index := map[string]int{}
 	for _, ctr := range rs.Counters {
 		index[ctr.Name] = ctr.Index
@@ -102,7 +114,7 @@ func Compile(files []SourceFile, opts LoadOptions) (*RuleSet, error) {
 		}
 	}
 	for _, ctr := range rs.Counters {
-		if !ctr.used {
+		if !ctr.used && !ctr.readByWhere {
 			c.warnf(ctr.File, ctr.Line, "counter %s is declared but no rule reads it", ctr.Name)
 		}
 	}
@@ -264,13 +276,24 @@ func (c *compiler) compileCounters(rs *RuleSet, pf *parsedFile) {
 				ok = false
 			}
 		}
-		if ctr.Where != "" {
+		if ctr.Where != "" && readsVelocity(ctr.Where) {
+			ctr.whereVelocity = true
+			c.laterWheres = append(c.laterWheres, laterWhere{pf: pf, node: node, ctr: ctr})
+		} else if ctr.Where != "" {
 			prog, problems := compileExpr(ctr.Where, exprWhere, pf.name, keyNode(node, "where"), pf.lines, nil, c.opts.Lists, fmt.Sprintf("counter %s: where", d.Name))
 			c.problems = append(c.problems, problems...)
 			ctr.where = prog
 			ok = ok && prog != nil
 		}
 		ok = c.compileRetract(pf, node, ctr, &d) && ok
+		if ctr.whereVelocity && ctr.retract != 0 {
+			// Retract judges the original by its where filter again, later: the
+			// counters it reads have other values then (the original itself among
+			// them), so the filter could not say what it said when it counted.
+			c.errorf(pf.name, keyLine(node, "where"), "counter %s: a where filter that reads velocity cannot retract (%s): the counters it reads have other values by the time of a void or refund; give retract: []",
+				d.Name, strings.Join(ctr.Retract, ", "))
+			ok = false
+		}
 		if !ok {
 			if rs.badCounters == nil {
 				rs.badCounters = map[string]bool{}
@@ -291,7 +314,7 @@ func (c *compiler) compileCounters(rs *RuleSet, pf *parsedFile) {
 			ctr.spec.Stripes = state.AcquirerStripes
 		}
 		ctr.dims = dimKeysOf(ctr.Dimensions)
-		if ctr.where != nil {
+		if ctr.Where != "" { // its program may come later (compileLaterWheres)
 			src := strings.Join(strings.Fields(ctr.Where), " ")
 			id, seen := rs.whereIDs[src]
 			if !seen {
@@ -514,5 +537,51 @@ func (v *inputReader) Visit(node *ast.Node) {
 		if id, ok := n.Callee.(*ast.IdentifierNode); ok && id.Value == "in_list" {
 			v.reads = true
 		}
+	}
+}
+
+// compileLaterWheres compiles the where filters that read counters, now that every
+// counter is declared, and notes the counters they read (rs.whereReads).
+func (c *compiler) compileLaterWheres(rs *RuleSet) {
+	for _, lw := range c.laterWheres {
+		ctr := lw.ctr
+		prog, problems := compileExpr(ctr.Where, exprWhere, lw.pf.name, keyNode(lw.node, "where"), lw.pf.lines, rs, c.opts.Lists, fmt.Sprintf("counter %s: where", ctr.Name))
+		c.problems = append(c.problems, problems...)
+		ctr.where = prog
+		for _, ref := range refsOf(ctr.Where) {
+			name, ok := strings.CutPrefix(ref, "velocity.")
+			if !ok {
+				continue
+			}
+			if read := rs.counterByName[name]; read != nil && !read.readByWhere {
+				read.readByWhere = true
+				rs.whereReads = append(rs.whereReads, read)
+			}
+		}
+	}
+}
+
+// readsVelocity reports whether an expression reads velocity (a counter); false
+// when it does not parse (its compilation reports that).
+func readsVelocity(src string) bool {
+	if !strings.Contains(src, "velocity") {
+		return false
+	}
+	tree, err := parser.Parse(src)
+	if err != nil {
+		return false
+	}
+	v := &velocityReader{}
+	ast.Walk(&tree.Node, v)
+	return v.reads
+}
+
+// velocityReader finds the name velocity in an expression.
+type velocityReader struct{ reads bool }
+
+// Visit implements ast.Visitor.
+func (v *velocityReader) Visit(node *ast.Node) {
+	if id, ok := (*node).(*ast.IdentifierNode); ok && id.Value == "velocity" {
+		v.reads = true
 	}
 }

@@ -29,9 +29,6 @@ func (l *linter) Visit(node *ast.Node) {
 		switch n.Value {
 		case "velocity":
 			l.velocityIdents++
-			if l.kind == exprWhere {
-				l.report(n.Location(), "velocity is not available in a counter's where filter")
-			}
 		case "lists":
 			if l.kind == exprWhere {
 				l.report(n.Location(), "lists is not available in a counter's where filter")
@@ -51,9 +48,9 @@ func (l *linter) Visit(node *ast.Node) {
 			return
 		}
 		l.velocityMembers++
-		if _, ok := l.index[s.Value]; !ok && l.kind != exprWhere && l.bad[s.Value] {
+		if _, ok := l.index[s.Value]; !ok && l.bad[s.Value] {
 			l.report(n.Location(), fmt.Sprintf("counter velocity.%s is declared with a problem (reported at its declaration)", s.Value))
-		} else if !ok && l.kind != exprWhere {
+		} else if !ok {
 			names := make([]string, 0, len(l.index))
 			for k := range l.index {
 				names = append(names, k)

@@ -126,11 +126,22 @@ rules:
 		{"outcome in a rule", `rules:
   - {id: a, condition: "outcome.approved", action: decline}
 `, []string{"x.yaml:2:", "outcome is only available in a counter's where filter"}},
-		{"velocity in a where", `counters:
-  - {name: c, dimension: card, window: 1h, where: "velocity.c > 1"}
+		{"unknown counter in a where", `counters:
+  - {name: c, dimension: card, window: 1h, where: "velocity.card_24h == 0"}
 rules:
   - {id: a, condition: "velocity.c > 1", action: decline}
-`, []string{"x.yaml:2", "velocity is not available in a counter's where filter"}},
+`, []string{"x.yaml:2", "counter c: where: unknown counter velocity.card_24h (declared: c)"}},
+		{"a where reading velocity that retracts", `counters:
+  - {name: n, dimension: card, window: 24h}
+  - {name: c, dimension: acquirer, window: 10m, where: "outcome.approved && velocity.n == 0"}
+rules:
+  - {id: a, condition: "velocity.c > 1", action: alert}
+`, []string{"x.yaml:3: counter c: a where filter that reads velocity cannot retract (void, reversal)", "give retract: []"}},
+		{"lists in a where", `counters:
+  - {name: c, dimension: card, window: 1h, where: "!lists.allow_card"}
+rules:
+  - {id: a, condition: "velocity.c > 1", action: decline}
+`, []string{"x.yaml:2", "lists is not available in a counter's where filter"}},
 		{"syntax", `rules:
   - {id: a, condition: "txn.amount >", action: decline}
 `, []string{"x.yaml:2:", "rule a: condition:"}},
