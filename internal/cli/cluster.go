@@ -220,7 +220,10 @@ func printClusterReport(env *Env, rep *cluster.Report, loc *time.Location) {
 	var rows [][]string
 	for _, l := range rep.Leases {
 		state := "held"
-		if !l.Alive {
+		switch {
+		case l.Stopped: // its process stopped gracefully: no crash to look into
+			state = "stopped"
+		case !l.Alive:
 			state = "LAPSED"
 		}
 		rec := "-"
