@@ -12,7 +12,7 @@ import (
 )
 
 func init() {
-	registerTool("cluster", "cluster status and compaction: nodes, JetStream leader, streams and buckets, lag, backlog, leases, shared stores", "Usage:\n"+clusterUsage,
+	registerTool("cluster", "cluster status (nodes, JetStream leader, streams and buckets, lag, backlog, leases, shared stores), compaction, import of a single switch's journal, removal of a departed server", "Usage:\n"+clusterUsage,
 		[]string{"status", "compact", "import", "remove-peer"}, runCluster)
 }
 
@@ -45,6 +45,9 @@ func runCluster(env *Env, args []string) int {
 		return fail(env, "cluster: %v", err)
 	}
 	if len(rest) == 0 || (rest[0] != "status" && rest[0] != "compact" && rest[0] != "import" && rest[0] != "remove-peer") {
+		if len(rest) > 0 {
+			fmt.Fprintf(env.Stderr, "switchyard: cluster: unknown subcommand %q (want status, compact, import or remove-peer)\n", rest[0])
+		}
 		fmt.Fprintln(env.Stderr, "Usage:\n"+clusterUsage)
 		return kit.ExitUsage
 	}
@@ -217,7 +220,10 @@ func printClusterReport(env *Env, rep *cluster.Report, loc *time.Location) {
 	var rows [][]string
 	for _, l := range rep.Leases {
 		state := "held"
-		if !l.Alive {
+		switch {
+		case l.Stopped: // its process stopped gracefully: no crash to look into
+			state = "stopped"
+		case !l.Alive:
 			state = "LAPSED"
 		}
 		rec := "-"

@@ -36,6 +36,7 @@ func TestClusterStatus(t *testing.T) {
 		Buckets: []cluster.Stream{{Name: "leases", Replicas: 3, Leader: "n1"}}},
 		Leases: []cluster.LeaseHolder{
 			{Node: 1, Server: "n1", Incarnation: 4, Started: at, Refreshed: at, Alive: true, Compacts: true, QRRequests: true},
+			{Node: 2, Server: "n2", Incarnation: 5, Started: at, Refreshed: at, Stopped: true, RecoveredBy: 3},
 			{Node: 3, Server: "n3", Incarnation: 2, Started: at, Refreshed: at, RecoveredBy: 1},
 		},
 		State: []cluster.StoreState{
@@ -66,8 +67,9 @@ func TestClusterStatus(t *testing.T) {
 		"SAF     sy_n3_1   NO ANSWER  -        -",
 		"Not listed: consumers of STATE on n1: nats: timeout",
 		"1      n1      4            held",
-		"3      n3      2            LAPSED  2026-12-02 07:00:00.000 +08:00  2026-12-02 07:00:00.000 +08:00  node 1        no",
-		"held    2026-12-02 07:00:00.000 +08:00  2026-12-02 07:00:00.000 +08:00  -             yes",
+		"2      n2      5            stopped  2026-12-02 07:00:00.000 +08:00  2026-12-02 07:00:00.000 +08:00  node 3",
+		"3      n3      2            LAPSED   2026-12-02 07:00:00.000 +08:00  2026-12-02 07:00:00.000 +08:00  node 1        no",
+		"held     2026-12-02 07:00:00.000 +08:00  2026-12-02 07:00:00.000 +08:00  -             yes",
 		"registry  120       14            110          2050  2026-12-02 07:00:00.000 +08:00  following",
 		"cases     0         0             -            -     -                               NO CONSUMER for 45s: maximum consumers limit reached  no quorum",
 		"RECOVERED BY  SNAPSHOTS  QR REQUESTS",
@@ -102,7 +104,7 @@ func TestClusterStatus(t *testing.T) {
 
 	code, out, errs = runCLI(t, vars, "cluster", "status", "--json", "--admin", node.URL)
 	var back cluster.Report
-	if code != 0 || json.Unmarshal([]byte(out), &back) != nil || back.Status.Streams[0].Peers[1].Lag != 42 || len(back.Leases) != 2 ||
+	if code != 0 || json.Unmarshal([]byte(out), &back) != nil || back.Status.Streams[0].Peers[1].Lag != 42 || len(back.Leases) != 3 || !back.Leases[1].Stopped ||
 		back.State[1].NoConsumerSince == nil || back.State[1].FollowerError == "" || back.State[0].NoConsumerSince != nil {
 		t.Fatalf("--json: exit %d, %s %s", code, out, errs)
 	}

@@ -31,6 +31,9 @@ func init() {
 
 func runConfig(env *Env, args []string) int {
 	if len(args) == 0 || args[0] != "check" {
+		if len(args) > 0 {
+			fmt.Fprintf(env.Stderr, "switchyard: config: unknown subcommand %q (want check: switchyard config check --config FILE)\n\n", args[0])
+		}
 		fmt.Fprint(env.Stderr, configUsage)
 		return kit.ExitUsage
 	}

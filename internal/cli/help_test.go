@@ -196,3 +196,27 @@ func TestSettleBadDate(t *testing.T) {
 		t.Errorf("a bad date reached the switch: %q", calls)
 	}
 }
+
+// TestConfigClusterUnknownSubcommand: `config FILE` (check left out) and `cluster
+// stats` name the word they did not know and what they want, before the usage, and
+// exit 2; they printed the usage alone, and an operator who typed `config
+// node1.yaml` was not told what was wrong.
+func TestConfigClusterUnknownSubcommand(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"config", "node1.yaml"}, `config: unknown subcommand "node1.yaml" (want check: switchyard config check --config FILE)`},
+		{[]string{"cluster", "stats"}, `cluster: unknown subcommand "stats" (want status, compact, import or remove-peer)`},
+	} {
+		code, out, errs := runCLI(t, nil, c.args...)
+		if code != 2 || out != "" || !strings.Contains(errs, c.want) || !strings.Contains(errs, "Usage:") {
+			t.Errorf("%v: exit %d, want 2 and %q\nstdout %q\nstderr %s", c.args, code, c.want, out, errs)
+		}
+	}
+	for _, args := range [][]string{{"config"}, {"cluster"}} {
+		if code, _, errs := runCLI(t, nil, args...); code != 2 || strings.Contains(errs, "unknown subcommand") {
+			t.Errorf("%v: exit %d\n%s", args, code, errs)
+		}
+	}
+}

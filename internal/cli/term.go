@@ -74,12 +74,12 @@ var termKindFlags = func() map[string][]string {
 	card := []string{"pan", "amount", "expiry", "pin", "ksn", "track", "findings", "attest", "attest-age"}
 	with := func(a []string, more ...string) []string { return append(append([]string(nil), a...), more...) }
 	return map[string][]string{
-		"purchase":   with(card, "qr"),
-		"preauth":    with(card, "qr"),
+		"purchase":   with(card, "qr", "resend"),
+		"preauth":    with(card, "qr", "resend"),
 		"completion": with(card, "rrn", "auth"),
 		"void":       with(card, "rrn", "auth", "orig-stan", "qr-original"),
-		"refund":     with(card, "rrn", "auth", "orig-stan", "qr-original"),
-		"balance":    card,
+		"refund":     with(card, "rrn", "auth", "orig-stan", "qr-original", "resend"),
+		"balance":    with(card, "resend"),
 		"reversal":   with(card, "original", "orig-stan", "rrn", "auth"),
 		"echo":       nil,
 		"signon":     nil,
@@ -150,6 +150,7 @@ func runTerm(env *Env, args []string) int {
 	stan := fs.String("stan", "", "STAN (DE 11; default: derived from the clock)")
 	rrn := fs.String("rrn", "", "original RRN (void, refund, completion: the pre-authorization's)")
 	auth := fs.String("auth", "", "original approval code (DE 38; completion: the pre-authorization's, required)")
+	resend := fs.String("resend", "", "purchase, preauth, refund, balance: send again, as a terminal that got no answer does, the request whose answer printed ORIGINAL= these 20 digits (its MTI, STAN and DE 7 are reused); give the same --tid, --pan and --amount. Another node of a cluster repeats the first answer (docs/cluster.md, Duplicates)")
 	orig := fs.String("original", "", "reversal: the original's MTI+STAN+DE 7, 20 digits as the original's answer printed them in ORIGINAL= (e.g. 02001234561121110613), or the full 42 of DE 90")
 	var tags repeated
 	fs.Var(&tags, "tlv", "DE 48 tags as TAG=VALUE,TAG=VALUE; a comma not followed by TAG= is part of the value (GL=39.9,116.4); repeatable (default: the demo terminal's identity)")
@@ -175,6 +176,9 @@ func runTerm(env *Env, args []string) int {
 	}
 	if d == message.DialectASCIIBinaryBitmap && *addr == "127.0.0.1:8583" {
 		*addr = "127.0.0.1:8584" // the demo's ascii-binary-bitmap listener, as cup picks 8585
+	}
+	if d == message.DialectCUP && *resend != "" {
+		return fail(env, "term %s: --resend: the ASCII dialects only (a cup terminal's resend is not made by term)", kind)
 	}
 	if d == message.DialectCUP {
 		return runTermCUP(env, kind, cupArgs, cupTermCommon{addr: *addr, pan: *pan, amount: *amount, expiry: *expiry,
@@ -266,6 +270,11 @@ func runTerm(env *Env, args []string) int {
 	if needPAN && t.PAN == "" {
 		return fail(env, "term %s: --pan is required", kind)
 	}
+	if *resend != "" {
+		if err := applyResend(&t, kind, *resend, *stan, time.Now()); err != nil {
+			return fail(env, "term %s: --resend: %v", kind, err)
+		}
+	}
 	keys := demoKeys[t.TID]
 	if *pin != "" {
 		var block []byte
@@ -303,7 +312,9 @@ func runTerm(env *Env, args []string) int {
 		t.PINBlock = block
 	}
 	if t.TID == "T0000002" && len(tags) == 0 && t.MTI != "0800" && t.MTI != "0500" {
-		t.Time = time.Now()
+		if t.Time.IsZero() { // a --resend keeps the first request's DE 7
+			t.Time = time.Now()
+		}
 		if *attest == "token" {
 			tok, err := termclient.AttestToken(demoAttestation, t, "SP-T0000002", "1.0.0",
 				termclient.IntegrityOf(message.ParseFindings(*findings)), t.Time.Add(-*attestAge))
@@ -405,6 +416,33 @@ func runTerm(env *Env, args []string) int {
 		}
 	}
 	return 0
+}
+
+// applyResend makes t a resend of the request whose answer printed original
+// (ORIGINAL=: MTI, STAN and DE 7, 20 digits): t takes its STAN and transmission
+// time, so that the duplicate key (DE 41 + 11 + 7) and DE 12/13 are the first
+// request's. A --stan other than the original's, or an original of another
+// message type than kind sends, is refused.
+func applyResend(t *termclient.Txn, kind, original, stan string, now time.Time) error {
+	if len(original) != 20 || strings.Trim(original, "0123456789") != "" {
+		return fmt.Errorf("%q: want the 20 digits the first answer printed in ORIGINAL= (MTI, STAN and DE 7)", original)
+	}
+	mti, origSTAN, de7 := original[:4], original[4:10], original[10:]
+	if !slices.Contains([]string{"purchase", "preauth", "refund", "balance"}, kind) {
+		return fmt.Errorf("term %s does not resend; purchase, preauth, refund and balance do", kind)
+	}
+	if want := cmp.Or(t.MTI, "0200"); mti != want {
+		return fmt.Errorf("%q is a %s's, and term %s sends %s", original, mti, kind, want)
+	}
+	if stan != "" && stan != origSTAN {
+		return fmt.Errorf("--stan %s differs from the original's STAN %s: give one or the other", stan, origSTAN)
+	}
+	at, err := message.ParseDE7(de7, now)
+	if err != nil {
+		return fmt.Errorf("%q: %w", original, err)
+	}
+	t.STAN, t.Time = origSTAN, at
+	return nil
 }
 
 // changeTPK sends a working key change (0800/161) for t's terminal, with its

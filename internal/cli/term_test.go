@@ -121,3 +121,83 @@ func TestTermClosedUnanswered(t *testing.T) {
 		t.Fatalf("term: exit %d\n%s%s", code, out, errs)
 	}
 }
+
+// TestTermResend: `term purchase --resend ORIGINAL` sends the request whose answer
+// printed ORIGINAL= again byte for byte (the same STAN, DE 7 and DE 12/13), as a
+// terminal that got no answer does, so that an operator can try a resend on another
+// node of a cluster; before, term always took DE 7 from the clock and a resend from
+// the shell was a new request. A --stan that differs, an original of another message
+// type and a malformed one are refused. The switch is a loopback listener that
+// records each request and answers RC 00.
+func TestTermResend(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	frames := make(chan []byte, 4)
+	go func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer nc.Close()
+				body, err := frontend.ReadFrame(bufio.NewReader(nc), nil, 0xFFFF)
+				if err != nil {
+					return
+				}
+				frames <- append([]byte(nil), body...)
+				req := iso8583.NewMessage(message.SpecASCII)
+				if err := req.Unpack(body); err != nil {
+					return
+				}
+				resp := iso8583.NewMessage(message.SpecASCII)
+				resp.MTI("0210")
+				for _, id := range []int{7, 11, 41} {
+					v, _ := req.GetString(id)
+					_ = resp.Field(id, v)
+				}
+				_ = resp.Field(39, "00")
+				b, err := message.Pack(resp, nil)
+				if err != nil {
+					return
+				}
+				_, _ = nc.Write(append([]byte{byte(len(b) >> 8), byte(len(b))}, b...))
+			}()
+		}
+	}()
+	args := []string{"term", "purchase", "--addr", ln.Addr().String(), "--pan", "4761739001010119", "--amount", "1000", "--timeout", "10s"}
+	code, out, errs := runCLI(t, nil, args...)
+	first := <-frames
+	i := strings.Index(out, "ORIGINAL=")
+	if code != 0 || i < 0 || len(out) < i+29 {
+		t.Fatalf("term purchase: exit %d\n%s\n%s", code, out, errs)
+	}
+	original := out[i+9 : i+29]
+	code, out, errs = runCLI(t, nil, append(args, "--resend", original)...)
+	if code != 0 || !strings.Contains(out, "ORIGINAL="+original) {
+		t.Fatalf("term purchase --resend %s: exit %d\n%s\n%s", original, code, out, errs)
+	}
+	if again := <-frames; string(again) != string(first) {
+		t.Fatalf("the resend is not the first request:\n%q\n%q", first, again)
+	}
+	for _, c := range []struct {
+		extra []string
+		want  string
+	}{
+		{[]string{"--resend", original, "--stan", "999999"}, "differs from the original's STAN"},
+		{[]string{"--resend", "0100" + original[4:]}, "is a 0100's, and term purchase sends 0200"},
+		{[]string{"--resend", original[:19]}, "want the 20 digits"},
+		{[]string{"--resend", original[:10] + "1399999999"}, "not a valid MMDDhhmmss"},
+	} {
+		code, out, errs := runCLI(t, nil, append(args, c.extra...)...)
+		if code != 1 || out != "" || !strings.Contains(errs, c.want) {
+			t.Errorf("term purchase %v: exit %d, want 1 and %q\n%s%s", c.extra, code, c.want, out, errs)
+		}
+	}
+	if code, _, errs := runCLI(t, nil, "term", "void", "--addr", ln.Addr().String(), "--pan", "4761739001010119", "--rrn", "100000000001", "--resend", original); code != 1 || !strings.Contains(errs, "term void does not resend") {
+		t.Errorf("term void --resend: exit %d\n%s", code, errs)
+	}
+}

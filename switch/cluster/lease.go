@@ -156,6 +156,10 @@ type LeaseHolder struct {
 	DestroysKeys bool `json:"destroys_keys,omitempty"`
 	// QRRequests is LeaseValue.QRRequests as last seen.
 	QRRequests bool `json:"qr_requests,omitempty"`
+	// Stopped is LeaseValue.Stopped as last seen: the node's process stopped
+	// gracefully (since 6 December 2026; before, a stopped node showed as held,
+	// then lapsed, as a crashed one does).
+	Stopped bool `json:"stopped,omitempty"`
 
 	heard time.Time // this node's clock when it last heard of the lease
 }
@@ -945,7 +949,7 @@ func (l *Lease) alive(node int, v LeaseValue) {
 		l.seen[node] = h
 	}
 	h.Server, h.Incarnation, h.Started, h.Refreshed, h.Alive, h.Compacts = v.Server, v.Incarnation, v.Started, v.Refreshed, true, v.Compacts
-	h.DestroysKeys, h.QRRequests = v.DestroysKeys, v.QRRequests
+	h.DestroysKeys, h.QRRequests, h.Stopped = v.DestroysKeys, v.QRRequests, v.Stopped
 	h.heard = time.Now()
 }
 

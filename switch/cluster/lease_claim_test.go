@@ -567,6 +567,44 @@ func TestLeaseStoppedRestart(t *testing.T) {
 	}
 }
 
+// TestLeaseStoppedSeen: a node's lease whose last put says its process stopped
+// gracefully is seen so by the other nodes (LeaseHolder.Stopped, which cluster
+// status prints as "stopped"), and a later put of the same node, restarted, clears
+// it. Before, a trial's graceful stop of node 3 showed "held", then "LAPSED", as a
+// crash does. Node 7's lease is put by hand, as its Stop and its restart would.
+func TestLeaseStoppedSeen(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	n, kv := soloWithBucket(t, ctx)
+	l, err := n.StartLease(ctx, claimOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Stop()
+	seen := func(stopped bool) {
+		t.Helper()
+		for {
+			for _, h := range l.Holders() {
+				if h.Node == 7 && h.Incarnation == 3 && h.Stopped == stopped {
+					return
+				}
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatalf("node 7's lease never seen with stopped %v: %+v", stopped, l.Holders())
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}
+	for _, stopped := range []bool{true, false} {
+		b, _ := json.Marshal(LeaseValue{Node: 7, Server: "n7", Incarnation: 3, Refreshed: time.Now().UTC(), Stopped: stopped})
+		if _, err := kv.Put(ctx, leaseKey(7), b); err != nil {
+			t.Fatal(err)
+		}
+		seen(stopped)
+	}
+}
+
 // TestJoinedHint: a start refused as another live node's names the server it left in
 // JetStream's meta group and how to remove it (a trial found the refused "n5" there,
 // offline, with nothing saying so); a start with the running node's own server name

@@ -127,6 +127,12 @@ func (c *Client) roundTrip(ctx context.Context, method, path string, body io.Rea
 		if json.Unmarshal(raw, &eb) != nil || eb.Error == "" {
 			eb.Error = strings.TrimSpace(string(raw))
 		}
+		if resp.StatusCode == http.StatusUnauthorized && c.Token == "" && c.Handler == nil {
+			// The commands take the token from --token or $SWITCHYARD_TOKEN: an
+			// operator in a new shell has neither, and "missing bearer token"
+			// alone does not say where it goes.
+			eb.Error += " (no token given: --token T or export SWITCHYARD_TOKEN=T)"
+		}
 		return nil, &APIError{Status: resp.StatusCode, Message: eb.Error}
 	}
 	return resp, nil
