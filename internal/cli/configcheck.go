@@ -53,7 +53,8 @@ func runConfig(env *Env, args []string) int {
 	if err := checkConfigFiles(env, c); err != nil {
 		return fail(env, "config %s: %v", *file, err)
 	}
-	fmt.Fprintf(env.Stdout, "config %s: ok (%d listeners, %d issuers, %d routes)\n", *file, len(c.Listeners), len(c.Issuers), len(c.Routes))
+	fmt.Fprintf(env.Stdout, "config %s: ok (%s, %s, %s)\n", *file,
+		countOf(len(c.Listeners), "listener"), countOf(len(c.Issuers), "issuer"), countOf(len(c.Routes), "issuer route"))
 	return kit.ExitOK
 }
 
@@ -120,4 +121,12 @@ func checkTLSFiles(cert, key, ca string) error {
 		}
 	}
 	return nil
+}
+
+// countOf says n things: "1 listener", "2 listeners".
+func countOf(n int, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return fmt.Sprintf("%d %ss", n, thing)
 }

@@ -26,7 +26,7 @@ func TestConfigCheck(t *testing.T) {
 	}
 	good := write("good.yaml", "demo: true\nlisteners: [{addr: 127.0.0.1:0}]\nsecurity: {card_hash_key_hex: "+config.DemoCardHashKey+"}\n", 0o600)
 	code, out, errs := runCLI(t, nil, "config", "check", "--config", good)
-	if code != 0 || !strings.Contains(out, "ok (1 listeners, 0 issuers, 1 routes)") {
+	if code != 0 || !strings.Contains(out, "ok (1 listener, 0 issuers, 1 issuer route)") {
 		t.Fatalf("valid file: exit %d, stdout %q, stderr %q", code, out, errs)
 	}
 
