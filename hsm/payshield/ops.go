@@ -131,6 +131,12 @@ func (c *Client) translateDUKPT(ctx context.Context, req hsm.TranslatePINRequest
 	if err != nil {
 		return nil, fmt.Errorf("translate PIN: %w", err)
 	}
+	// A replayed KSN is refused before the HSM decrypts its block (see the software
+	// HSM's decryptDUKPT: the HSM's error 20 against a replay refusal was an oracle
+	// on the PIN digits of a recorded format 0 block replayed under changed PANs).
+	if err := c.store.CheckDUKPTCounter(ctx, device, counter); err != nil {
+		return nil, fmt.Errorf("DUKPT KSN %s: %w", req.KSN, err)
+	}
 	body := append([]byte(token(bdk)), token(drec)...)
 	body = fmt.Appendf(body, "%03d%s", len(req.KSN), strings.ToUpper(req.KSN))
 	resp, err := c.do(ctx, "G0", tail(body))
