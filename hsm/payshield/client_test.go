@@ -447,3 +447,34 @@ func TestClientDUKPTReplayIsNoPINOracle(t *testing.T) {
 		t.Errorf("%v replays reached the HSM and failed to decode there", n)
 	}
 }
+
+// TestClientRefusesSourcePAN: a PIN block formed under another PAN field (the cup
+// dialect's "without PAN", all zeros) cannot be re-bound by CA, which takes one
+// account number. The client said nothing of SourcePAN and sent CA with the card's
+// PAN: the HSM decoded the block under the wrong PAN and answered 20, which the cup
+// adapter turns into 55 (incorrect PIN) for the cardholder. It is refused as not a
+// payShield command, before anything is sent.
+func TestClientRefusesSourcePAN(t *testing.T) {
+	addr, _ := serve(t, payshield.ServerOptions{})
+	m, err := payshield.NewMetrics(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, payshield.ClientOptions{Addrs: []string{addr}, Metrics: m})
+	// PIN 1234, format 0 with the all-zero PAN field, under the demo TPK.
+	blk := tdesECB(t, demoHex("T0000001.TPK"), unhex("041234FFFFFFFFFF"), false)
+	_, err = e.client.TranslatePIN(e.ctx, hsm.TranslatePINRequest{Source: hsm.KeyRef{ID: "T0000001.TPK"}, SourceFormat: pinblock.Format0, PINBlock: blk,
+		SourcePAN: "0000000000000", Dest: hsm.KeyRef{ID: "T0000001.TPK"}, DestFormat: pinblock.Format0, PAN: "4012345678909"})
+	if !errors.Is(err, hsm.ErrPolicy) || errors.Is(err, hsm.ErrInput) {
+		t.Fatalf("translate with SourcePAN: %v, want ErrPolicy (not ErrInput: the PIN is not wrong)", err)
+	}
+	if n := testutil.ToFloat64(m.Errors.WithLabelValues("CA", payshield.CodePINBlockInvalid)); n != 0 {
+		t.Fatalf("CA sent and refused by the HSM %v time(s)", n)
+	}
+	// SourcePAN equal to PAN is the usual translation.
+	if _, err := e.client.TranslatePIN(e.ctx, hsm.TranslatePINRequest{Source: hsm.KeyRef{ID: "T0000001.TPK"}, SourceFormat: pinblock.Format0,
+		PINBlock: tdesECB(t, demoHex("T0000001.TPK"), unhex("041274EDCBA9876F"), false), SourcePAN: "4012345678909",
+		Dest: hsm.KeyRef{ID: keys.DemoIssuer + ".ZPK"}, DestFormat: pinblock.Format0, PAN: "4012345678909"}); err != nil {
+		t.Fatalf("SourcePAN equal to PAN: %v", err)
+	}
+}

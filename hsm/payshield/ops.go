@@ -74,6 +74,13 @@ func (c *Client) TranslatePIN(ctx context.Context, req hsm.TranslatePINRequest) 
 	if len(req.PINBlock) != req.SourceFormat.BlockSize() {
 		return nil, fmt.Errorf("translate PIN: %w: PIN block is %d bytes, %s needs %d", hsm.ErrInput, len(req.PINBlock), req.SourceFormat, req.SourceFormat.BlockSize())
 	}
+	// CA, CC and G0 carry one account number, which binds both blocks: a payShield
+	// does not move a PIN block to another PAN (the cup dialect's blocks formed
+	// "without PAN"). Until 6 December 2026 SourcePAN was dropped, the block was
+	// decoded under the card's PAN, and the cardholder was told 55 (wrong PIN).
+	if req.SourcePAN != "" && req.SourcePAN != req.PAN {
+		return nil, fmt.Errorf("translate PIN: %w: re-binding a PIN block from one PAN to another is not a payShield host command (CA, CC and G0 take one account number)", hsm.ErrPolicy)
+	}
 	sf, err := pinFormatCode(req.SourceFormat)
 	if err != nil {
 		return nil, fmt.Errorf("translate PIN: %w", err)
