@@ -556,8 +556,24 @@ func (c *Client) ImportKey(ctx context.Context, req hsm.ImportKeyRequest) (hsm.K
 		wrapped, form = "R"+strings.TrimSpace(req.TR31), "tr31"
 	}
 	want := strings.ToUpper(strings.TrimSpace(req.KCV))
-	if len(want) > 99 {
-		return hsm.KeyResult{}, fmt.Errorf("import key %s: %w: KCV %q too long", req.ID, hsm.ErrInput, want)
+	if form == "ecb" {
+		// As the software HSM: an ECB key needs its KCV (the one guard against a
+		// key spliced from halves of ECB forms), given after a colon or in KCV, and
+		// the HSM gets the hex key alone.
+		hexKey, kcvPart, found := strings.Cut(wrapped, ":")
+		if found {
+			kcvPart = strings.ToUpper(strings.TrimSpace(kcvPart))
+			if want != "" && kcvPart != want {
+				return hsm.KeyResult{}, fmt.Errorf("import key %s: %w: the ECB form says KCV %s, the request %s", req.ID, hsm.ErrKCVMismatch, kcvPart, want)
+			}
+			want, wrapped = kcvPart, strings.TrimSpace(hexKey)
+		}
+		if want == "" {
+			return hsm.KeyResult{}, fmt.Errorf("import key %s: %w: an ECB import needs the key's KCV (\"HEXKEY:KCV\" or the kcv field)", req.ID, hsm.ErrInput)
+		}
+	}
+	if len(want) > 99 || want != "" && (len(want) < 6 || !isHex(want)) {
+		return hsm.KeyResult{}, fmt.Errorf("import key %s: %w: expected KCV %q is not 6 to 99 hex digits", req.ID, hsm.ErrInput, want)
 	}
 	head := "FFFS"
 	if c.variantLMK() {
@@ -583,6 +599,11 @@ func (c *Client) ImportKey(ctx context.Context, req hsm.ImportKeyRequest) (hsm.K
 	fs.End()
 	if err := fs.Err(); err != nil {
 		return hsm.KeyResult{}, fmt.Errorf("import key %s: answer A7: %w", req.ID, err)
+	}
+	// The switch checks the KCV itself: a HSM that does not read the KCV field
+	// (the layout is this project's reading) would otherwise import an unchecked key.
+	if want != "" && k != want[:6] {
+		return hsm.KeyResult{}, fmt.Errorf("import key %s: %w: the HSM imported a key of KCV %s, expected %s (wrong KEK, damaged or spliced key); not stored", req.ID, hsm.ErrKCVMismatch, k, want[:6])
 	}
 	// An ECB form brings no key type: the key store refuses the key if its KCV is
 	// that of a key stored under another ID (hsm.UniqueValue). The HSM does not
