@@ -255,7 +255,7 @@ func (s *Software) ImportKey(ctx context.Context, req ImportKeyRequest) (KeyResu
 	}
 	// Since 6 December 2026 (an AES-256 BDK came in from a version D block under
 	// a TDES-2KEY TMK, its bytes taken as an AES-128 key).
-	if err := checkStrength(req.Algorithm, krec, "imported"); err != nil {
+	if err := CheckKEKStrength(req.Algorithm, krec, "imported"); err != nil {
 		return KeyResult{}, fmt.Errorf("import key %s: %w", req.ID, err)
 	}
 	prof, _ := ProfileFor(req.Type, req.Algorithm, req.MACAlgorithm)
@@ -383,14 +383,15 @@ func checkExport(alg Algorithm, exportability byte, krec KeyRecord, f ExportForm
 	default:
 		return fmt.Errorf("%w: unknown export format %q (want tr31 or ecb)", ErrInput, f)
 	}
-	return checkStrength(alg, krec, "exported")
+	return CheckKEKStrength(alg, krec, "exported")
 }
 
-// checkStrength refuses a key of algorithm alg wrapped under a weaker KEK: an AES key
-// under a TDES KEK, or a longer key under a shorter KEK of its family. verb says
+// CheckKEKStrength refuses a key of algorithm alg wrapped under a weaker KEK: an AES
+// key under a TDES KEK, or a longer key under a shorter KEK of its family. verb says
 // which way ("exported", "imported"): a key is only as strong as the key it
-// travelled under, both ways.
-func checkStrength(alg Algorithm, krec KeyRecord, verb string) error {
+// travelled under, both ways. The payShield client applies it before it sends A0,
+// A6 or A8, as the software HSM does.
+func CheckKEKStrength(alg Algorithm, krec KeyRecord, verb string) error {
 	if alg.IsAES() && !krec.Algorithm.IsAES() {
 		return fmt.Errorf("%w: an %s key may not be %s under the weaker %s KEK %s", ErrPolicy, alg, verb, krec.Algorithm, krec.Ref())
 	}

@@ -108,3 +108,37 @@ func TestClientImportChecksKCV(t *testing.T) {
 		t.Fatalf("an ECB key without KCV was sent to the HSM (%v error 15)", n)
 	}
 }
+
+// TestClientKEKStrength: the client refuses, before sending A0, A6 or A8, to move a
+// key under a weaker KEK (hsm.CheckKEKStrength), whatever the HSM would do: an
+// AES-256 key neither generated for export, nor exported, nor imported under the
+// demo TDES-2KEY TMK.
+func TestClientKEKStrength(t *testing.T) {
+	m, err := payshield.NewMetrics(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, _ := serve(t, payshield.ServerOptions{})
+	e := newEnv(t, payshield.ClientOptions{Addrs: []string{addr}, Metrics: m})
+	ctx := e.ctx
+	tmk := hsm.KeyRef{ID: "T0000001.TMK"}
+	spec := hsm.KeySpec{ID: "aes.ZPK", Type: hsm.ZPK, Algorithm: hsm.AES256}
+	if _, err := e.client.GenerateKey(ctx, hsm.GenerateKeyRequest{KeySpec: spec, Export: &hsm.ExportSpec{KEK: tmk, Format: hsm.ExportTR31}}); !errors.Is(err, hsm.ErrPolicy) {
+		t.Fatalf("A0 of an AES-256 key exported under a TDES TMK: %v, want ErrPolicy", err)
+	}
+	if _, err := e.client.GenerateKey(ctx, hsm.GenerateKeyRequest{KeySpec: spec}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.client.ExportKey(ctx, hsm.ExportKeyRequest{Key: hsm.KeyRef{ID: "aes.ZPK"}, ExportSpec: hsm.ExportSpec{KEK: tmk, Format: hsm.ExportTR31}}); !errors.Is(err, hsm.ErrPolicy) {
+		t.Fatalf("A8 of an AES-256 key under a TDES TMK: %v, want ErrPolicy", err)
+	}
+	if _, err := e.client.ImportKey(ctx, hsm.ImportKeyRequest{KeySpec: hsm.KeySpec{ID: "in.ZPK", Type: hsm.ZPK, Algorithm: hsm.AES256}, KEK: tmk,
+		TR31: "D0112P0AE00N0000" + strings.Repeat("0", 96)}); !errors.Is(err, hsm.ErrPolicy) {
+		t.Fatalf("A6 of an AES-256 key under a TDES TMK: %v, want ErrPolicy", err)
+	}
+	for _, cmd := range []string{"A0", "A6", "A8"} {
+		if n := testutil.ToFloat64(m.Errors.WithLabelValues(cmd, payshield.CodeFormatDisabled)); n != 0 {
+			t.Errorf("%s sent and refused by the HSM %v time(s)", cmd, n)
+		}
+	}
+}

@@ -436,6 +436,9 @@ func (c *Client) generateKey(ctx context.Context, req hsm.GenerateKeyRequest) (h
 		if krec, err = c.rec(ctx, req.Export.KEK, hsm.Outbound); err != nil {
 			return hsm.KeyResult{}, fmt.Errorf("generate key %s: export KEK: %w", req.ID, err)
 		}
+		if err := hsm.CheckKEKStrength(req.Algorithm, krec, "exported"); err != nil {
+			return hsm.KeyResult{}, fmt.Errorf("generate key %s: %w", req.ID, err)
+		}
 		sc, err := exportScheme(req.Export.Format)
 		if err != nil {
 			return hsm.KeyResult{}, fmt.Errorf("generate key %s: %w", req.ID, err)
@@ -551,6 +554,9 @@ func (c *Client) ImportKey(ctx context.Context, req hsm.ImportKeyRequest) (hsm.K
 	if err != nil {
 		return hsm.KeyResult{}, fmt.Errorf("import key %s: KEK: %w", req.ID, err)
 	}
+	if err := hsm.CheckKEKStrength(req.Algorithm, krec, "imported"); err != nil {
+		return hsm.KeyResult{}, fmt.Errorf("import key %s: %w", req.ID, err)
+	}
 	wrapped, form := strings.TrimSpace(req.ECB), "ecb"
 	if req.TR31 != "" {
 		wrapped, form = "R"+strings.TrimSpace(req.TR31), "tr31"
@@ -631,6 +637,9 @@ func (c *Client) ExportKey(ctx context.Context, req hsm.ExportKeyRequest) (strin
 	}
 	if krec.ID == rec.ID {
 		return "", fmt.Errorf("export key %s: %w: a key may not be exported under itself", rec.Ref(), hsm.ErrPolicy)
+	}
+	if err := hsm.CheckKEKStrength(rec.Algorithm, krec, "exported"); err != nil {
+		return "", fmt.Errorf("export key %s: %w", rec.Ref(), err)
 	}
 	sc, err := exportScheme(req.Format)
 	if err != nil {
