@@ -250,6 +250,11 @@ type KeyStore interface {
 	// AdvanceDUKPTCounter durably records counter for a DUKPT device (its KSN minus
 	// the counter); it fails with ErrReplay unless counter is above the last one.
 	AdvanceDUKPTCounter(ctx context.Context, device string, counter uint32) error
+	// CheckDUKPTCounter fails with ErrReplay, recording nothing, when counter is
+	// not above the last one recorded for device: the HSM refuses a replayed KSN
+	// before it decrypts anything under it, so that a replay is answered the same
+	// whatever else the request carries (no decode oracle on recorded PIN blocks).
+	CheckDUKPTCounter(ctx context.Context, device string, counter uint32) error
 	// BindLMK records the KCV of the LMK on first use and afterwards fails unless kcv
 	// is the recorded one (so keys are never read under the wrong LMK).
 	BindLMK(ctx context.Context, kcv string) error

@@ -253,12 +253,22 @@ func (s *Software) ImportKey(ctx context.Context, req ImportKeyRequest) (KeyResu
 	if err != nil {
 		return KeyResult{}, fmt.Errorf("import key %s: KEK: %w", req.ID, err)
 	}
+	// Since 6 December 2026 (an AES-256 BDK came in from a version D block under
+	// a TDES-2KEY TMK, its bytes taken as an AES-128 key).
+	if err := CheckKEKStrength(req.Algorithm, krec, "imported"); err != nil {
+		return KeyResult{}, fmt.Errorf("import key %s: %w", req.ID, err)
+	}
 	prof, _ := ProfileFor(req.Type, req.Algorithm, req.MACAlgorithm)
 	var key []byte
 	exportability := prof.Exportability
 	wantKCV := strings.ToUpper(strings.TrimSpace(req.KCV))
 	form := "tr31"
 	if req.TR31 != "" {
+		// A block's version is its KEK's algorithm: D (AES) under an AES KEK, A, B
+		// or C (TDES) under a TDES one; else the KEK's bytes serve another cipher.
+		if hv, _, err := tr31.ParseHeader(strings.TrimSpace(req.TR31)); err == nil && (hv.Version == tr31.VersionD) != krec.Algorithm.IsAES() {
+			return KeyResult{}, fmt.Errorf("import key %s: %w: a TR-31 version %c block under the %s KEK %s (version D goes with an AES KEK, A, B and C with a TDES one)", req.ID, ErrPolicy, hv.Version, krec.Algorithm, krec.Ref())
+		}
 		h, k, err := tr31.Unwrap(kl.raw, strings.TrimSpace(req.TR31))
 		if err != nil {
 			return KeyResult{}, fmt.Errorf("import key %s: TR-31 block under %s: %w", req.ID, krec.Ref(), err)
@@ -373,11 +383,20 @@ func checkExport(alg Algorithm, exportability byte, krec KeyRecord, f ExportForm
 	default:
 		return fmt.Errorf("%w: unknown export format %q (want tr31 or ecb)", ErrInput, f)
 	}
+	return CheckKEKStrength(alg, krec, "exported")
+}
+
+// CheckKEKStrength refuses a key of algorithm alg wrapped under a weaker KEK: an AES
+// key under a TDES KEK, or a longer key under a shorter KEK of its family. verb says
+// which way ("exported", "imported"): a key is only as strong as the key it
+// travelled under, both ways. The payShield client applies it before it sends A0,
+// A6 or A8, as the software HSM does.
+func CheckKEKStrength(alg Algorithm, krec KeyRecord, verb string) error {
 	if alg.IsAES() && !krec.Algorithm.IsAES() {
-		return fmt.Errorf("%w: an %s key may not be exported under the weaker %s KEK %s", ErrPolicy, alg, krec.Algorithm, krec.Ref())
+		return fmt.Errorf("%w: an %s key may not be %s under the weaker %s KEK %s", ErrPolicy, alg, verb, krec.Algorithm, krec.Ref())
 	}
 	if alg.KeyLength() > krec.Algorithm.KeyLength() && alg.IsAES() == krec.Algorithm.IsAES() {
-		return fmt.Errorf("%w: a %s key may not be exported under the shorter %s KEK %s", ErrPolicy, alg, krec.Algorithm, krec.Ref())
+		return fmt.Errorf("%w: a %s key may not be %s under the shorter %s KEK %s", ErrPolicy, alg, verb, krec.Algorithm, krec.Ref())
 	}
 	return nil
 }

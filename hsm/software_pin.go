@@ -74,6 +74,15 @@ func (s *Software) decryptDUKPT(ctx context.Context, req *TranslatePINRequest, d
 	if err != nil {
 		return dst, err
 	}
+	// A replayed KSN is refused before its block is decrypted: checked only after
+	// the decode, a replay under a changed PAN answered ErrInput (55) where the
+	// block no longer decoded and ErrReplay (63) where it did, an oracle on the PIN
+	// digits of any recorded format 0 block. AdvanceDUKPTCounter below re-checks
+	// under its lock (two requests of one KSN at once).
+	if err := s.store.CheckDUKPTCounter(ctx, device, counter); err != nil {
+		sym.Wipe(wk)
+		return dst, fmt.Errorf("DUKPT KSN %s: %w", req.KSN, err)
+	}
 	var c cipher.Block
 	if isAES {
 		c, err = sym.NewAES(wk)

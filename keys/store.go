@@ -724,6 +724,22 @@ func (s *Store) AdvanceDUKPTCounter(_ context.Context, device string, counter ui
 	})
 }
 
+// CheckDUKPTCounter implements hsm.KeyStore: it fails with hsm.ErrReplay when
+// counter is not above the last accepted counter of device, and records nothing.
+func (s *Store) CheckDUKPTCounter(_ context.Context, device string, counter uint32) error {
+	if device == "" {
+		return fmt.Errorf("%w: empty DUKPT device ID", hsm.ErrInput)
+	}
+	last, found, err := s.DUKPTCounter(device)
+	if err != nil {
+		return err
+	}
+	if found && counter <= last {
+		return fmt.Errorf("%w: device %s sent counter %d (%#x), not above the last accepted %d (%#x)", hsm.ErrReplay, device, counter, counter, last, last)
+	}
+	return nil
+}
+
 // RaiseDUKPTCounter records that another node of a cluster accepted counter for a
 // device: the device's last accepted counter becomes counter when that is higher, so
 // that a replay of the same KSN on this node is refused as AdvanceDUKPTCounter

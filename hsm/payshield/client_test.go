@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/switchyard/switchyard/hsm"
 	"github.com/switchyard/switchyard/hsm/payshield"
@@ -413,5 +414,67 @@ func TestClientFormat4(t *testing.T) {
 	pin, err := pinblock.AppendDecrypt(nil, zc, pinblock.Format4, out, pan)
 	if err != nil || string(pin) != "4321" {
 		t.Fatalf("format 4 block under the ZPK holds %q, %v", pin, err)
+	}
+}
+
+// TestClientDUKPTReplayIsNoPINOracle: a replayed KSN is refused before G0 is sent,
+// whatever the PAN. When the counter was checked only after the HSM's answer, the
+// published Annex A.4 block replayed under PAN 0012345678909 (it still decodes, PIN
+// digit 3 read as 7) answered ErrReplay and under 8012345678909 (it no longer
+// decodes) the HSM's error 20 (ErrInput, 55 to the terminal): an oracle on the PIN
+// digits of a recorded block. No G0 may reach the HSM for a replay.
+func TestClientDUKPTReplayIsNoPINOracle(t *testing.T) {
+	addr, _ := serve(t, payshield.ServerOptions{})
+	m, err := payshield.NewMetrics(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, payshield.ClientOptions{Addrs: []string{addr}, Metrics: m})
+	tr := func(pan string) error {
+		_, err := e.client.TranslatePIN(e.ctx, hsm.TranslatePINRequest{KSN: "FFFF9876543210E00001", SourceFormat: pinblock.Format0,
+			PINBlock: unhex("1B9C1845EB993A7A"), Dest: hsm.KeyRef{ID: keys.DemoIssuer + ".ZPK"}, DestFormat: pinblock.Format0, PAN: pan})
+		return err
+	}
+	if err := tr("4012345678909"); err != nil {
+		t.Fatalf("G0: %v", err)
+	}
+	for _, pan := range []string{"4012345678909", "0012345678909", "8012345678909"} {
+		if err := tr(pan); !errors.Is(err, hsm.ErrReplay) {
+			t.Errorf("replay under PAN %s: err = %v, want ErrReplay", pan, err)
+		}
+	}
+	if n := testutil.ToFloat64(m.Errors.WithLabelValues("G0", payshield.CodePINBlockInvalid)); n != 0 {
+		t.Errorf("%v replays reached the HSM and failed to decode there", n)
+	}
+}
+
+// TestClientRefusesSourcePAN: a PIN block formed under another PAN field (the cup
+// dialect's "without PAN", all zeros) cannot be re-bound by CA, which takes one
+// account number. The client said nothing of SourcePAN and sent CA with the card's
+// PAN: the HSM decoded the block under the wrong PAN and answered 20, which the cup
+// adapter turns into 55 (incorrect PIN) for the cardholder. It is refused as not a
+// payShield command, before anything is sent.
+func TestClientRefusesSourcePAN(t *testing.T) {
+	addr, _ := serve(t, payshield.ServerOptions{})
+	m, err := payshield.NewMetrics(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, payshield.ClientOptions{Addrs: []string{addr}, Metrics: m})
+	// PIN 1234, format 0 with the all-zero PAN field, under the demo TPK.
+	blk := tdesECB(t, demoHex("T0000001.TPK"), unhex("041234FFFFFFFFFF"), false)
+	_, err = e.client.TranslatePIN(e.ctx, hsm.TranslatePINRequest{Source: hsm.KeyRef{ID: "T0000001.TPK"}, SourceFormat: pinblock.Format0, PINBlock: blk,
+		SourcePAN: "0000000000000", Dest: hsm.KeyRef{ID: "T0000001.TPK"}, DestFormat: pinblock.Format0, PAN: "4012345678909"})
+	if !errors.Is(err, hsm.ErrPolicy) || errors.Is(err, hsm.ErrInput) {
+		t.Fatalf("translate with SourcePAN: %v, want ErrPolicy (not ErrInput: the PIN is not wrong)", err)
+	}
+	if n := testutil.ToFloat64(m.Errors.WithLabelValues("CA", payshield.CodePINBlockInvalid)); n != 0 {
+		t.Fatalf("CA sent and refused by the HSM %v time(s)", n)
+	}
+	// SourcePAN equal to PAN is the usual translation.
+	if _, err := e.client.TranslatePIN(e.ctx, hsm.TranslatePINRequest{Source: hsm.KeyRef{ID: "T0000001.TPK"}, SourceFormat: pinblock.Format0,
+		PINBlock: tdesECB(t, demoHex("T0000001.TPK"), unhex("041274EDCBA9876F"), false), SourcePAN: "4012345678909",
+		Dest: hsm.KeyRef{ID: keys.DemoIssuer + ".ZPK"}, DestFormat: pinblock.Format0, PAN: "4012345678909"}); err != nil {
+		t.Fatalf("SourcePAN equal to PAN: %v", err)
 	}
 }

@@ -74,6 +74,13 @@ func (c *Client) TranslatePIN(ctx context.Context, req hsm.TranslatePINRequest) 
 	if len(req.PINBlock) != req.SourceFormat.BlockSize() {
 		return nil, fmt.Errorf("translate PIN: %w: PIN block is %d bytes, %s needs %d", hsm.ErrInput, len(req.PINBlock), req.SourceFormat, req.SourceFormat.BlockSize())
 	}
+	// CA, CC and G0 carry one account number, which binds both blocks: a payShield
+	// does not move a PIN block to another PAN (the cup dialect's blocks formed
+	// "without PAN"). Until 6 December 2026 SourcePAN was dropped, the block was
+	// decoded under the card's PAN, and the cardholder was told 55 (wrong PIN).
+	if req.SourcePAN != "" && req.SourcePAN != req.PAN {
+		return nil, fmt.Errorf("translate PIN: %w: re-binding a PIN block from one PAN to another is not a payShield host command (CA, CC and G0 take one account number)", hsm.ErrPolicy)
+	}
 	sf, err := pinFormatCode(req.SourceFormat)
 	if err != nil {
 		return nil, fmt.Errorf("translate PIN: %w", err)
@@ -130,6 +137,12 @@ func (c *Client) translateDUKPT(ctx context.Context, req hsm.TranslatePINRequest
 	bdk, device, counter, err := c.bdk(ctx, req.Source, req.KSN)
 	if err != nil {
 		return nil, fmt.Errorf("translate PIN: %w", err)
+	}
+	// A replayed KSN is refused before the HSM decrypts its block (see the software
+	// HSM's decryptDUKPT: the HSM's error 20 against a replay refusal was an oracle
+	// on the PIN digits of a recorded format 0 block replayed under changed PANs).
+	if err := c.store.CheckDUKPTCounter(ctx, device, counter); err != nil {
+		return nil, fmt.Errorf("DUKPT KSN %s: %w", req.KSN, err)
 	}
 	body := append([]byte(token(bdk)), token(drec)...)
 	body = fmt.Appendf(body, "%03d%s", len(req.KSN), strings.ToUpper(req.KSN))
@@ -423,6 +436,9 @@ func (c *Client) generateKey(ctx context.Context, req hsm.GenerateKeyRequest) (h
 		if krec, err = c.rec(ctx, req.Export.KEK, hsm.Outbound); err != nil {
 			return hsm.KeyResult{}, fmt.Errorf("generate key %s: export KEK: %w", req.ID, err)
 		}
+		if err := hsm.CheckKEKStrength(req.Algorithm, krec, "exported"); err != nil {
+			return hsm.KeyResult{}, fmt.Errorf("generate key %s: %w", req.ID, err)
+		}
 		sc, err := exportScheme(req.Export.Format)
 		if err != nil {
 			return hsm.KeyResult{}, fmt.Errorf("generate key %s: %w", req.ID, err)
@@ -538,13 +554,32 @@ func (c *Client) ImportKey(ctx context.Context, req hsm.ImportKeyRequest) (hsm.K
 	if err != nil {
 		return hsm.KeyResult{}, fmt.Errorf("import key %s: KEK: %w", req.ID, err)
 	}
+	if err := hsm.CheckKEKStrength(req.Algorithm, krec, "imported"); err != nil {
+		return hsm.KeyResult{}, fmt.Errorf("import key %s: %w", req.ID, err)
+	}
 	wrapped, form := strings.TrimSpace(req.ECB), "ecb"
 	if req.TR31 != "" {
 		wrapped, form = "R"+strings.TrimSpace(req.TR31), "tr31"
 	}
 	want := strings.ToUpper(strings.TrimSpace(req.KCV))
-	if len(want) > 99 {
-		return hsm.KeyResult{}, fmt.Errorf("import key %s: %w: KCV %q too long", req.ID, hsm.ErrInput, want)
+	if form == "ecb" {
+		// As the software HSM: an ECB key needs its KCV (the one guard against a
+		// key spliced from halves of ECB forms), given after a colon or in KCV, and
+		// the HSM gets the hex key alone.
+		hexKey, kcvPart, found := strings.Cut(wrapped, ":")
+		if found {
+			kcvPart = strings.ToUpper(strings.TrimSpace(kcvPart))
+			if want != "" && kcvPart != want {
+				return hsm.KeyResult{}, fmt.Errorf("import key %s: %w: the ECB form says KCV %s, the request %s", req.ID, hsm.ErrKCVMismatch, kcvPart, want)
+			}
+			want, wrapped = kcvPart, strings.TrimSpace(hexKey)
+		}
+		if want == "" {
+			return hsm.KeyResult{}, fmt.Errorf("import key %s: %w: an ECB import needs the key's KCV (\"HEXKEY:KCV\" or the kcv field)", req.ID, hsm.ErrInput)
+		}
+	}
+	if len(want) > 99 || want != "" && (len(want) < 6 || !isHex(want)) {
+		return hsm.KeyResult{}, fmt.Errorf("import key %s: %w: expected KCV %q is not 6 to 99 hex digits", req.ID, hsm.ErrInput, want)
 	}
 	head := "FFFS"
 	if c.variantLMK() {
@@ -570,6 +605,11 @@ func (c *Client) ImportKey(ctx context.Context, req hsm.ImportKeyRequest) (hsm.K
 	fs.End()
 	if err := fs.Err(); err != nil {
 		return hsm.KeyResult{}, fmt.Errorf("import key %s: answer A7: %w", req.ID, err)
+	}
+	// The switch checks the KCV itself: a HSM that does not read the KCV field
+	// (the layout is this project's reading) would otherwise import an unchecked key.
+	if want != "" && k != want[:6] {
+		return hsm.KeyResult{}, fmt.Errorf("import key %s: %w: the HSM imported a key of KCV %s, expected %s (wrong KEK, damaged or spliced key); not stored", req.ID, hsm.ErrKCVMismatch, k, want[:6])
 	}
 	// An ECB form brings no key type: the key store refuses the key if its KCV is
 	// that of a key stored under another ID (hsm.UniqueValue). The HSM does not
@@ -597,6 +637,9 @@ func (c *Client) ExportKey(ctx context.Context, req hsm.ExportKeyRequest) (strin
 	}
 	if krec.ID == rec.ID {
 		return "", fmt.Errorf("export key %s: %w: a key may not be exported under itself", rec.Ref(), hsm.ErrPolicy)
+	}
+	if err := hsm.CheckKEKStrength(rec.Algorithm, krec, "exported"); err != nil {
+		return "", fmt.Errorf("export key %s: %w", rec.Ref(), err)
 	}
 	sc, err := exportScheme(req.Format)
 	if err != nil {

@@ -77,6 +77,7 @@ func (tokenStore) Put(ctx context.Context, req hsm.PutRequest) error {
 // them (the client calls it), as with a hardware HSM.
 func (tokenStore) Audit(context.Context, hsm.AuditEvent) error               { return nil }
 func (tokenStore) AdvanceDUKPTCounter(context.Context, string, uint32) error { return nil }
+func (tokenStore) CheckDUKPTCounter(context.Context, string, uint32) error   { return nil }
 func (tokenStore) BindLMK(context.Context, string) error                     { return nil }
 
 // records turns tokens into key records, caching them: a token is unwrapped under
