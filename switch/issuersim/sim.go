@@ -15,6 +15,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -57,6 +58,10 @@ type Faults struct {
 	// without booking them: an issuer whose front end answers while its host is
 	// down, which a switch must send the advice to again.
 	AdviceUnavailable float64
+	// WrongMTI answers a financial request with the MTI of another class's answer
+	// (a 0200 with 0410, a 0400 with 0210), its DE 11 and DE 37 echoed, and sends
+	// no right answer: an answer the switch must not take for the request's.
+	WrongMTI float64
 }
 
 // Config configures the simulator.
@@ -440,6 +445,15 @@ func (s *Sim) handle(ctx context.Context, c *simConn, m *simMsg, held *[]byte) {
 		case <-time.After(wait):
 		case <-ctx.Done():
 			return
+		}
+	}
+	if f.WrongMTI > 0 && len(resp) >= 4 && rand.Float64() < f.WrongMTI {
+		s.markFault(m, "wrong-mti")
+		resp = slices.Clone(resp)
+		if resp[1] == '4' {
+			resp[1] = '2'
+		} else {
+			resp[1] = '4'
 		}
 	}
 	s.reply(c, resp, held)
