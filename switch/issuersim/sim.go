@@ -58,6 +58,10 @@ type Faults struct {
 	// without booking them: an issuer whose front end answers while its host is
 	// down, which a switch must send the advice to again.
 	AdviceUnavailable float64
+	// AdviceNoRC answers reversals and advices without DE 39, without booking
+	// them: an answer that says nothing of the advice's fate, which a switch must
+	// not take as an acknowledgement.
+	AdviceNoRC float64
 	// WrongMTI answers a financial request with the MTI of another class's answer
 	// (a 0200 with 0410, a 0400 with 0210), its DE 11 and DE 37 echoed, and sends
 	// no right answer: an answer the switch must not take for the request's.
@@ -525,6 +529,8 @@ func (s *Sim) decide(m *simMsg, mti string) (resp []byte, drop bool) {
 	if mti[1] == '4' || mti[2] == '2' {
 		if f := s.faults(); f.AdviceUnavailable > 0 && rand.Float64() < f.AdviceUnavailable {
 			return s.answer(m, respMTI, message.RCIssuerUnavailable, ""), false
+		} else if f.AdviceNoRC > 0 && rand.Float64() < f.AdviceNoRC {
+			return s.answer(m, respMTI, "", ""), false
 		}
 		s.mu.Lock()
 		e := s.entry(rrn, mti, amount)

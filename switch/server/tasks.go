@@ -33,6 +33,14 @@ const (
 	claimTTL            = 7 * 24 * time.Hour  // how long a cluster claim of a slot is kept
 )
 
+// now is the switch's clock (config.Config.Clock, time.Now without one).
+func (s *Server) now() time.Time {
+	if s.cfg.Clock != nil {
+		return s.cfg.Clock()
+	}
+	return time.Now()
+}
+
 // openApps opens the terminal application manager (switch/apps) over the registry;
 // its download token key is sealed under a key derived from cardHashKey.
 func (s *Server) openApps(cardHashKey []byte) error {
