@@ -46,11 +46,38 @@ type answer struct {
 
 // waiter is a request waiting for its answer; full: it wants the answer as a message.
 // at is where its bytes are in the writer's buffer while no write has taken them
-// (n 0: the request was written otherwise, through Reply).
+// (n 0: the request was written otherwise, through Reply). req is the request's MTI,
+// which the answer's must answer (answers).
 type waiter struct {
 	ch   chan answer
 	full bool
 	at   span
+	req  [4]byte
+}
+
+// requestMTI is the MTI of body, a request encoded in the ASCII dialect (its first
+// four bytes); zero when body is too short to have one.
+func requestMTI(body []byte) (mti [4]byte) {
+	if len(body) >= 4 {
+		mti = [4]byte(body[:4])
+	}
+	return mti
+}
+
+// answers reports whether mti is the MTI of an answer to a request of MTI req: the
+// same version and class, the request's function plus one (a request x0x answered
+// x1x, an advice x2x answered x3x), and the acquirer as origin, or the request's own
+// origin (a repeat 0421 is answered 0430, or 0431 by an issuer that echoes the
+// repeat digit): 0100→0110, 0200→0210, 0220 and 0221→0230, 0400 and 0401→0410, 0420
+// and 0421→0430, 0800→0810. Any other answer (a 0410 to a 0200) is not the request's,
+// whatever its DE 11 and DE 37. A req that is not a request's MTI (zero) checks
+// nothing. A comparison of bytes: it costs no allocation on the path of every
+// authorization.
+func answers[T string | []byte](req [4]byte, mti T) bool {
+	if req[2] < '0' || req[2] > '8' || req[2]%2 != 0 {
+		return true
+	}
+	return len(mti) == 4 && mti[0] == req[0] && mti[1] == req[1] && mti[2] == req[2]+1 && (mti[3] == '0' || mti[3] == req[3])
 }
 
 // span is a request's bytes in the buffer of generation gen (coalescingWriter.gen).
@@ -59,11 +86,11 @@ type span struct {
 	off, n int
 }
 
-// register notes that the request id waits for its answer and queues its body for
-// the connection, in that order (the answer cannot come first). It fails if the
-// connection is already lost, or with errNotStarted before the writer has its socket
-// (nothing is written then).
-func (c *coalescingWriter) register(id string, body []byte, full bool) (chan answer, error) {
+// register notes that the request id, of MTI req, waits for its answer and queues its
+// body for the connection, in that order (the answer cannot come first). It fails if
+// the connection is already lost, or with errNotStarted before the writer has its
+// socket (nothing is written then).
+func (c *coalescingWriter) register(id string, req [4]byte, body []byte, full bool) (chan answer, error) {
 	if len(body) > 0xFFFF {
 		return nil, fmt.Errorf("message of %d bytes does not fit a 2-byte length header", len(body))
 	}
@@ -72,7 +99,7 @@ func (c *coalescingWriter) register(id string, body []byte, full bool) (chan ans
 	if !c.started && c.err == nil {
 		return nil, errNotStarted
 	}
-	ch, err := c.addWaiter(id, full, span{gen: c.gen, off: len(c.buf), n: 2 + len(body)})
+	ch, err := c.addWaiter(id, req, full, span{gen: c.gen, off: len(c.buf), n: 2 + len(body)})
 	if err != nil {
 		return nil, err
 	}
@@ -96,20 +123,20 @@ func (c *coalescingWriter) register(id string, body []byte, full bool) (chan ans
 	return ch, nil
 }
 
-// expect notes that the request id waits for its answer, which the caller writes
-// itself: the connection's first message, its sign-on, goes through
+// expect notes that the request id, of MTI req, waits for its answer, which the
+// caller writes itself: the connection's first message, its sign-on, goes through
 // iso8583-connection's Reply, because only that hands the writer its socket.
-func (c *coalescingWriter) expect(id string, full bool) (chan answer, error) {
+func (c *coalescingWriter) expect(id string, req [4]byte, full bool) (chan answer, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.addWaiter(id, full, span{})
+	return c.addWaiter(id, req, full, span{})
 }
 
-// addWaiter notes the waiter of request id, whose bytes go at at; the caller holds
-// c.mu. It fails if id already waits, or with errNotWritten if the connection's
-// failure is already known: the request is not written then, and another connection
-// may take it.
-func (c *coalescingWriter) addWaiter(id string, full bool, at span) (chan answer, error) {
+// addWaiter notes the waiter of request id, of MTI req, whose bytes go at at; the
+// caller holds c.mu. It fails if id already waits, or with errNotWritten if the
+// connection's failure is already known: the request is not written then, and
+// another connection may take it.
+func (c *coalescingWriter) addWaiter(id string, req [4]byte, full bool, at span) (chan answer, error) {
 	if c.err != nil {
 		return nil, fmt.Errorf("%w (%v)", errNotWritten, c.err)
 	}
@@ -120,7 +147,7 @@ func (c *coalescingWriter) addWaiter(id string, full bool, at span) (chan answer
 		c.pend = make(map[string]waiter)
 	}
 	ch := make(chan answer, 1)
-	c.pend[id] = waiter{ch: ch, full: full, at: at}
+	c.pend[id] = waiter{ch: ch, full: full, at: at, req: req}
 	return ch, nil
 }
 
@@ -145,7 +172,8 @@ func (c *coalescingWriter) forget(id string) {
 const maxTimedOut = 16384
 
 // abandon drops a request that stopped waiting unanswered (its timeout) and, if it
-// still waited, remembers it: an answer that comes later is late (wasTimedOut), for
+// still waited, remembers it with its MTI: an answer that comes later is late
+// (wasTimedOut), for
 // iso8583-connection's inbound handler. Its bytes, if no write has taken them yet
 // (queued behind a write that blocks), are dropped: sent later, the request would
 // reach the issuer after its reversal, which goes on another connection. Bytes a
@@ -162,7 +190,7 @@ func (c *coalescingWriter) abandon(id string) {
 		c.dropped = append(c.dropped, w.at)
 	}
 	if c.timedOut == nil {
-		c.timedOut = make(map[string]struct{})
+		c.timedOut = make(map[string][4]byte)
 	}
 	if _, ok := c.timedOut[id]; ok {
 		return
@@ -171,44 +199,58 @@ func (c *coalescingWriter) abandon(id string) {
 		delete(c.timedOut, c.timedOutOrder[0])
 		c.timedOutOrder = c.timedOutOrder[1:]
 	}
-	c.timedOut[id] = struct{}{}
+	c.timedOut[id] = w.req
 	c.timedOutOrder = append(c.timedOutOrder, id)
 }
 
-// wasTimedOut reports whether id is a request that timed out unanswered (abandon);
-// its first late answer takes it out, so that a second one is unmatched.
-func (c *coalescingWriter) wasTimedOut(id string) bool {
+// wasTimedOut reports whether an answer of MTI mti to request id is the late answer
+// of a request that timed out unanswered (abandon); its first late answer takes it
+// out, so that a second one is unmatched. An answer of another MTI than the request's
+// answer (answers) is not: wrong is then the request's MTI, and the request stays
+// remembered for its right answer.
+func (c *coalescingWriter) wasTimedOut(id, mti string) (late bool, wrong [4]byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, ok := c.timedOut[id]; !ok {
-		return false
+	req, ok := c.timedOut[id]
+	switch {
+	case !ok:
+		return false, wrong
+	case !answers(req, mti):
+		return false, req
 	}
 	delete(c.timedOut, id) // its place in timedOutOrder goes when it comes first
-	return true
+	return true, wrong
 }
 
-// deliver hands a to the request id if one waits for it, with the message build
-// makes if that request wants one; false if none waits (or build failed: the answer
-// then goes on as one nobody waits for). It sends under the lock (the channel is
-// buffered and sent to once), so that a request whose timeout has forgotten it either
-// finds the answer in its channel or lets it go to the late answers, never neither.
-func (c *coalescingWriter) deliver(id string, a message.Answer, build func() (*iso8583.Message, error)) bool {
+// deliver hands a, an answer of MTI mti, to the request id if one waits for it, with
+// the message build makes if that request wants one; false if none waits (or build
+// failed: the answer then goes on as one nobody waits for). It sends under the lock
+// (the channel is buffered and sent to once), so that a request whose timeout has
+// forgotten it either finds the answer in its channel or lets it go to the late
+// answers, never neither. An answer whose MTI does not answer the request's (answers:
+// a 0410 to a 0200) is not delivered: wrong is then the request's MTI, and the
+// request goes on waiting for its answer, or times out, as after an answer that
+// cannot be read.
+func (c *coalescingWriter) deliver(id string, mti []byte, a message.Answer, build func() (*iso8583.Message, error)) (delivered bool, wrong [4]byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	w, ok := c.pend[id]
-	if !ok {
-		return false
+	switch {
+	case !ok:
+		return false, wrong
+	case !answers(w.req, mti):
+		return false, w.req
 	}
 	var m *iso8583.Message
 	if w.full {
 		var err error
 		if m, err = build(); err != nil {
-			return false
+			return false, wrong
 		}
 	}
 	delete(c.pend, id)
 	w.ch <- answer{a: a, m: m}
-	return true
+	return true, wrong
 }
 
 // fail ends every request waiting with err (the connection is lost: their requests
@@ -235,7 +277,8 @@ func (l *Link) roundTrip(c *connection.Connection, id string, body []byte, mk fu
 		return answer{}, errNotWritten
 	}
 	cw := v.(*coalescingWriter)
-	ch, err := cw.register(id, body, full)
+	req := requestMTI(body)
+	ch, err := cw.register(id, req, body, full)
 	if err == errNotStarted {
 		if mk == nil {
 			return answer{}, ErrUnavailable
@@ -244,7 +287,7 @@ func (l *Link) roundTrip(c *connection.Connection, id string, body []byte, mk fu
 		if m, err = mk(); err != nil {
 			return answer{}, err
 		}
-		if ch, err = cw.expect(id, full); err == nil {
+		if ch, err = cw.expect(id, req, full); err == nil {
 			if err = c.Reply(m); err != nil {
 				cw.forget(id)
 			}

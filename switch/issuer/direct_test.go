@@ -182,7 +182,7 @@ func TestLightReaderAnswers(t *testing.T) {
 		{map[int]string{11: "000007", 37: "100000000007", 39: "10"}, message.Answer{RC: "10", Amount: -1}},
 	} {
 		id := tc.fields[11] + "/" + tc.fields[37]
-		ch, err := cw.register(id, []byte("request"), false)
+		ch, err := cw.register(id, [4]byte([]byte("0200")), []byte("request"), false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -195,7 +195,7 @@ func TestLightReaderAnswers(t *testing.T) {
 		}
 	}
 	// A network management answer, to a request that wants the message (Send).
-	ch, err := cw.register("000004/N301", nil, true)
+	ch, err := cw.register("000004/N301", [4]byte([]byte("0800")), nil, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,10 +268,10 @@ func TestDirectRequestWrittenByItsGoroutine(t *testing.T) {
 	go cw.flushLoop()
 	defer cw.stop()
 	first := make(chan error, 1)
-	go func() { _, err := cw.register("000001/100000000001", []byte("first"), false); first <- err }()
+	go func() { _, err := cw.register("000001/100000000001", [4]byte{}, []byte("first"), false); first <- err }()
 	<-w.holding // the first request's goroutine is writing it
 	for _, id := range []string{"000002/100000000002", "000003/100000000003"} {
-		if _, err := cw.register(id, []byte(id[:6]), false); err != nil {
+		if _, err := cw.register(id, [4]byte{}, []byte(id[:6]), false); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -60,6 +60,8 @@ type Config struct {
 	// OnLate and OnUnmatched are the link's fields of the same names, set before its
 	// first connection (the link's goroutines read them from then on).
 	OnLate, OnUnmatched func(m *iso8583.Message)
+	// OnWrongAnswer is the link's field of that name, set likewise.
+	OnWrongAnswer func(m *iso8583.Message, request string)
 }
 
 // Reconnect defaults: an issuer outage that outlasts the backoff's growth must not
@@ -96,6 +98,13 @@ type Link struct {
 	// duplicate), or an answer to no request of this link. Without it such an
 	// answer is logged.
 	OnUnmatched func(m *iso8583.Message)
+	// OnWrongAnswer, if set, is called with an answer whose DE 11 and DE 37 (or DE
+	// 70) are those of a request in flight, or one that timed out, but whose MTI is
+	// not an answer to that request's MTI (request): a 0410 to a 0200. It is not
+	// the request's answer: the request goes on waiting for it and, without it,
+	// times out (as after an answer that cannot be read). Without it such an answer
+	// is logged.
+	OnWrongAnswer func(m *iso8583.Message, request string)
 
 	writers sync.Map // *connection.Connection -> its *coalescingWriter (direct.go)
 }
@@ -149,7 +158,7 @@ func Dial(cfg Config) (*Link, error) {
 		cfg.AcquirerID = "00000000001"
 	}
 	l := &Link{cfg: cfg, log: cfg.Logger.With().Str("issuer", cfg.ID).Logger(), closed: make(chan struct{}),
-		OnLate: cfg.OnLate, OnUnmatched: cfg.OnUnmatched}
+		OnLate: cfg.OnLate, OnUnmatched: cfg.OnUnmatched, OnWrongAnswer: cfg.OnWrongAnswer}
 	factory := func(addr string) (*connection.Connection, error) {
 		if err := l.jitter(addr); err != nil {
 			return nil, err
@@ -175,7 +184,7 @@ func Dial(cfg Config) (*Link, error) {
 			func(o *connection.Options) error {
 				o.RequestIDGenerator = requestID{}
 				o.MessageWriter = cw
-				o.MessageReader = lightReader{cw: cw}
+				o.MessageReader = lightReader{cw: cw, l: l}
 				return nil
 			},
 			connection.WithConnectionFailedHandler(func(_ *connection.Connection, err error) { cw.fail(err) }),
@@ -428,13 +437,15 @@ func (l *Link) inbound(c *connection.Connection, m *iso8583.Message) {
 		}
 	case len(mti) == 4 && (mti[2] == '1' || mti[2] == '3'):
 		rrn, _ := m.GetString(37)
-		late := false
+		late, wrong := false, [4]byte{}
 		if id, err := (requestID{}).GenerateRequestID(m); err == nil {
 			if v, ok := l.writers.Load(c); ok {
-				late = v.(*coalescingWriter).wasTimedOut(id)
+				late, wrong = v.(*coalescingWriter).wasTimedOut(id, mti)
 			}
 		}
 		switch {
+		case wrong != [4]byte{}:
+			l.wrongAnswer(m, string(wrong[:]))
 		case late && m.GetField(37) == nil:
 			// An answer to the link's own sign-on or echo, after its wait: nothing
 			// of a transaction.
@@ -452,6 +463,19 @@ func (l *Link) inbound(c *connection.Connection, m *iso8583.Message) {
 	default:
 		l.log.Warn().Str("mti", mti).Msg("unexpected message from issuer ignored")
 	}
+}
+
+// wrongAnswer hands m, an answer of another MTI than the answer to its request's MTI
+// request, to OnWrongAnswer, or logs it.
+func (l *Link) wrongAnswer(m *iso8583.Message, request string) {
+	if l.OnWrongAnswer != nil {
+		l.OnWrongAnswer(m, request)
+		return
+	}
+	mti, _ := m.GetMTI()
+	rrn, _ := m.GetString(37)
+	l.log.Warn().Str("mti", mti).Str("request_mti", request).Str("rrn", rrn).
+		Msg("issuer answer of the wrong message type for its request dropped; the request waits for its answer or times out")
 }
 
 // Send sends m (which must carry DE 11 from NextSTAN and, for financial messages,
@@ -548,7 +572,7 @@ type coalescingWriter struct {
 	// timedOut holds the IDs of the last maxTimedOut requests that stopped waiting
 	// unanswered (under mu), oldest first in timedOutOrder: an answer to one of them
 	// is late; one to none is unmatched (direct.go, abandon).
-	timedOut      map[string]struct{}
+	timedOut      map[string][4]byte // the request's MTI, by request ID
 	timedOutOrder []string
 }
 
@@ -715,8 +739,13 @@ var (
 // lightReader reads an issuer's message and decodes only the fields the switch reads
 // (the fast scanner walks the rest), instead of unpacking every field with moov-io. An
 // answer to a waiting request (direct.go) goes straight to its waiter, and
-// iso8583-connection sees nothing (a nil message).
-type lightReader struct{ cw *coalescingWriter }
+// iso8583-connection sees nothing (a nil message). So does an answer with a waiting
+// request's DE 11 and DE 37 but of the wrong MTI for it (answers): it is not the
+// request's answer, and goes to the link's wrongAnswer (dropped when l is nil).
+type lightReader struct {
+	cw *coalescingWriter
+	l  *Link
+}
 
 func (lr lightReader) ReadMessage(r io.Reader) (*iso8583.Message, error) {
 	n, err := readLength(r)
@@ -770,8 +799,16 @@ func (lr lightReader) ReadMessage(r io.Reader) (*iso8583.Message, error) {
 			} else if a.RC == message.RCPartialApproval {
 				a.Amount = -1
 			}
-			if lr.cw.deliver(id, a, light) {
+			delivered, wrong := lr.cw.deliver(id, mti, a, light)
+			if delivered {
 				return nil, nil // to the request waiting for it
+			}
+			if wrong != [4]byte{} {
+				// Not its answer: the request waits on (or times out).
+				if m, err := light(); err == nil && lr.l != nil {
+					lr.l.wrongAnswer(m, string(wrong[:]))
+				}
+				return nil, nil
 			}
 		}
 		var m *iso8583.Message

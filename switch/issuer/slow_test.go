@@ -32,15 +32,33 @@ type scriptedIssuer struct {
 	received chan string
 	// rc, if not nil, gives each answer's DE 39 (default 00).
 	rc func(mti, nm string) string
+	// answers, if not nil, gives the answers to a request by its MTI and fields,
+	// each written in turn after the delay; nil or none: the one answer of the
+	// request's response MTI.
+	answers func(mti string, f map[int]string) []scriptedAnswer
+}
+
+// scriptedAnswer is one answer a scripted issuer writes: its MTI and DE 39, written
+// once gate (if not nil) is closed.
+type scriptedAnswer struct {
+	mti, rc string
+	gate    <-chan struct{}
 }
 
 func startScriptedIssuer(t *testing.T, delay func(mti, nm string) time.Duration, rc func(mti, nm string) string) *scriptedIssuer {
+	t.Helper()
+	return startScripted(t, &scriptedIssuer{delay: delay, rc: rc})
+}
+
+// startScripted starts the scripted issuer s (its delay, rc and answers set) on a
+// loopback port.
+func startScripted(t *testing.T, s *scriptedIssuer) *scriptedIssuer {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &scriptedIssuer{ln: ln, delay: delay, rc: rc, conns: map[net.Conn]*sync.Mutex{}, received: make(chan string, 1024)}
+	s.ln, s.conns, s.received = ln, map[net.Conn]*sync.Mutex{}, make(chan string, 1024)
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -128,7 +146,16 @@ func (s *scriptedIssuer) serve(c net.Conn, wmu *sync.Mutex) {
 		if mti[2] != '0' && mti[2] != '2' {
 			continue // an answer to the issuer's own request
 		}
-		answer := message.ResponseMTI(string(mti))
+		rc := message.RCApproved
+		if s.rc != nil {
+			rc = s.rc(string(mti), f[70])
+		}
+		script := []scriptedAnswer{{mti: message.ResponseMTI(string(mti)), rc: rc}}
+		if s.answers != nil {
+			if a := s.answers(string(mti), f); len(a) > 0 {
+				script = a
+			}
+		}
 		d := s.delay(string(mti), f[70])
 		answers.Add(1)
 		go func() {
@@ -136,26 +163,27 @@ func (s *scriptedIssuer) serve(c net.Conn, wmu *sync.Mutex) {
 			if d > 0 {
 				time.Sleep(d) // the issuer's answer time: what the test is about
 			}
-			b := message.NewBuilder(message.DialectASCII, answer)
-			for _, id := range []int{3, 4, 7, 11, 37, 41, 42, 70} {
-				if v, ok := f[id]; ok {
-					b.Set(id, v)
+			for _, a := range script {
+				if a.gate != nil {
+					<-a.gate
 				}
+				b := message.NewBuilder(message.DialectASCII, a.mti)
+				for _, id := range []int{3, 4, 7, 11, 37, 41, 42, 70} {
+					if v, ok := f[id]; ok {
+						b.Set(id, v)
+					}
+				}
+				if a.mti == "0210" || a.mti == "0110" {
+					b.Set(38, "A12345")
+				}
+				raw, err := b.Set(39, a.rc).Bytes(nil)
+				if err != nil {
+					return
+				}
+				wmu.Lock()
+				_, _ = c.Write(frontend.AppendFrame(nil, raw))
+				wmu.Unlock()
 			}
-			if answer == "0210" || answer == "0110" {
-				b.Set(38, "A12345")
-			}
-			rc := message.RCApproved
-			if s.rc != nil {
-				rc = s.rc(string(mti), f[70])
-			}
-			raw, err := b.Set(39, rc).Bytes(nil)
-			if err != nil {
-				return
-			}
-			wmu.Lock()
-			_, _ = c.Write(frontend.AppendFrame(nil, raw))
-			wmu.Unlock()
 		}()
 	}
 }

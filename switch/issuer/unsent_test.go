@@ -26,10 +26,10 @@ func TestTimedOutRequestNotWrittenLater(t *testing.T) {
 	go cw.flushLoop()
 	defer cw.stop()
 	first := make(chan error, 1)
-	go func() { _, err := cw.register("000001/100000000001", []byte("first"), false); first <- err }()
+	go func() { _, err := cw.register("000001/100000000001", [4]byte{}, []byte("first"), false); first <- err }()
 	<-w.holding // the first request's write blocks
 	for _, id := range []string{"000002/100000000002", "000003/100000000003", "000004/100000000004", "000005/100000000005"} {
-		if _, err := cw.register(id, []byte(id[:6]), false); err != nil {
+		if _, err := cw.register(id, [4]byte{}, []byte(id[:6]), false); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -58,7 +58,7 @@ func TestTimedOutRequestNotWrittenLater(t *testing.T) {
 		}
 	}
 	// A request queued after the drop goes out as any.
-	if _, err := cw.register("000006/100000000006", []byte("000006"), false); err != nil {
+	if _, err := cw.register("000006/100000000006", [4]byte{}, []byte("000006"), false); err != nil {
 		t.Fatal(err)
 	}
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {

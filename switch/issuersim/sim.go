@@ -15,6 +15,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -57,6 +58,14 @@ type Faults struct {
 	// without booking them: an issuer whose front end answers while its host is
 	// down, which a switch must send the advice to again.
 	AdviceUnavailable float64
+	// AdviceNoRC answers reversals and advices without DE 39, without booking
+	// them: an answer that says nothing of the advice's fate, which a switch must
+	// not take as an acknowledgement.
+	AdviceNoRC float64
+	// WrongMTI answers a financial request with the MTI of another class's answer
+	// (a 0200 with 0410, a 0400 with 0210), its DE 11 and DE 37 echoed, and sends
+	// no right answer: an answer the switch must not take for the request's.
+	WrongMTI float64
 }
 
 // Config configures the simulator.
@@ -442,6 +451,15 @@ func (s *Sim) handle(ctx context.Context, c *simConn, m *simMsg, held *[]byte) {
 			return
 		}
 	}
+	if f.WrongMTI > 0 && len(resp) >= 4 && rand.Float64() < f.WrongMTI {
+		s.markFault(m, "wrong-mti")
+		resp = slices.Clone(resp)
+		if resp[1] == '4' {
+			resp[1] = '2'
+		} else {
+			resp[1] = '4'
+		}
+	}
 	s.reply(c, resp, held)
 	if roll >= 1-f.Duplicate {
 		s.Stats.Duplicated.Add(1)
@@ -511,6 +529,8 @@ func (s *Sim) decide(m *simMsg, mti string) (resp []byte, drop bool) {
 	if mti[1] == '4' || mti[2] == '2' {
 		if f := s.faults(); f.AdviceUnavailable > 0 && rand.Float64() < f.AdviceUnavailable {
 			return s.answer(m, respMTI, message.RCIssuerUnavailable, ""), false
+		} else if f.AdviceNoRC > 0 && rand.Float64() < f.AdviceNoRC {
+			return s.answer(m, respMTI, "", ""), false
 		}
 		s.mu.Lock()
 		e := s.entry(rrn, mti, amount)

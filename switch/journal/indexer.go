@@ -60,7 +60,7 @@ type ixItem struct {
 	ksn   string // KSNKey, "" for none (Options.IndexKSN)
 	owed  string // the record's OwedBy, "" for none
 	at    time.Time
-	late  [2]time.Time // the record's entries in the index of late changes, zero for none
+	late  [3]time.Time // the record's entries in the index of late changes, zero for none
 	ptr   wal.Ptr
 	deliv [9]byte
 	kv    [2][]byte // kindKV: the key and value
@@ -114,7 +114,7 @@ func replayItem(f wal.Frame, indexKSN bool) (ixItem, error) {
 		return it, err
 	}
 	it.rrn, it.tid, it.at = rec.RRN, rec.TID, rec.Received
-	it.late[0], it.late[1] = rec.lateMarks()
+	it.late = rec.lateMarks()
 	if rec.OwedBy != "" {
 		it.owed, it.owedDone = rec.OwedBy, rec.Reversed()
 	}

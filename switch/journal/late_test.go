@@ -259,3 +259,59 @@ func timeScanRRNs(t *testing.T, s *Store, from, to time.Time) []string {
 	}
 	return out
 }
+
+// TestScanLateApproval: a record approved more than LateAfter after it was received
+// (an offline capture approved by recovery at a restart, hours later) is in the index
+// of late changes by the time of its approval (Record.DecidedAt), from the version
+// that approves it; one approved within the hour is not, nor one declined late. The
+// index is rebuilt from the log after a crash that took it.
+func TestScanLateApproval(t *testing.T) {
+	dir := t.TempDir()
+	db, s := openOpts(t, dir, Options{IndexDelay: never, Prealloc: -1})
+	base := time.Date(2026, 12, 3, 23, 59, 59, 0, time.UTC)
+	open := func(rrn, stan string) *Record {
+		r := sample(rrn, base, "T0000009")
+		r.STAN, r.RC, r.AuthCode = stan, "", ""
+		r.Events = r.Events[:1]
+		r.AddEvent(StateSent, base, "")
+		if err := s.Write(context.Background(), r, true, true); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	decide := func(r *Record, rc string, at time.Time) {
+		r.RC = rc
+		r.AddEvent(StateAnswered, at.UTC(), "")
+		if err := s.Write(context.Background(), r, false, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recovered := open("000000000801", "000801")
+	soon := open("000000000802", "000802")
+	declined := open("000000000803", "000803")
+	if got := lateRRNs(t, s, base, base.Add(100*time.Hour)); len(got) != 0 {
+		t.Fatalf("late changes of open records: %q", got)
+	}
+	decide(recovered, "00", base.Add(50*time.Hour))
+	decide(soon, "00", base.Add(30*time.Minute))
+	decide(declined, "05", base.Add(3*time.Hour))
+	want := []string{recovered.RRN}
+	if got := lateRRNs(t, s, base, base.Add(100*time.Hour)); !slices.Equal(got, want) {
+		t.Errorf("late changes: %q, want %q", got, want)
+	}
+	if got := lateRRNs(t, s, base, base.Add(50*time.Hour)); len(got) != 0 {
+		t.Errorf("late changes before the approval: %q", got)
+	}
+
+	// The crash: no index written.
+	db.Close()
+	db, s = openOpts(t, dir, Options{Prealloc: -1})
+	defer db.Close()
+	defer s.Close()
+	if got := lateRRNs(t, s, base.Add(50*time.Hour), base.Add(51*time.Hour)); !slices.Equal(got, want) {
+		t.Errorf("late changes after the index was rebuilt: %q, want %q", got, want)
+	}
+	if n := lateKeys(t, db); n != 1 {
+		t.Errorf("%d entries in the index of late changes, want 1", n)
+	}
+}

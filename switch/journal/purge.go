@@ -162,7 +162,7 @@ func (s *Store) Purge(ctx context.Context, before time.Time) (PurgeResult, error
 				return nil // an older version, or gone already
 			}
 			pr := purgeRec{rrn: rec.RRN, ptr: ptr, tid: rec.TID, at: rec.Received, dup: dupKeyOf(&rec), owed: rec.OwedBy}
-			pr.late[0], pr.late[1] = rec.lateMarks()
+			pr.late = rec.lateMarks()
 			if s.opts.IndexKSN && rec.KSN != "" {
 				pr.ksn = KSNKey(rec.KSN)
 			}
@@ -286,7 +286,7 @@ type purgeRec struct {
 	ksn           string // KSNKey, "" for a record without a KSN
 	owed          string // its OwedBy, "" for none
 	at            time.Time
-	late          [2]time.Time // its entries in the index of late changes, zero for none
+	late          [3]time.Time // its entries in the index of late changes, zero for none
 	ptr           wal.Ptr
 }
 

@@ -414,11 +414,11 @@ func (s *Store) LastReceived() (time.Time, error) {
 }
 
 // ScanLate calls fn, once each, for every record with a late change (Record.Written,
-// or its reversal, more than LateAfter after it was received) at a time in [from,
-// to), in the order of those times: what a look for records received lately does not
-// find. It reads the index j/L/, which holds only such changes (rare: recovery after a
-// long stop, payments journaled by the sweep of owed orders), so its cost is that of
-// the records it returns.
+// its reversal, or its approval, more than LateAfter after it was received) at a
+// time in [from, to), in the order of those times: what a look for records received
+// lately does not find. It reads the index j/L/, which holds only such changes (rare:
+// recovery after a long stop, payments journaled by the sweep of owed orders), so its
+// cost is that of the records it returns.
 func (s *Store) ScanLate(ctx context.Context, from, to time.Time, fn func(*Record) bool) error {
 	if err := s.catchUp(ctx); err != nil {
 		return err

@@ -230,11 +230,11 @@ type Record struct {
 }
 
 // LateAfter is how long after a record was received a change of it is late: a
-// reversal (its first reversed event, Record.ReversedAt) or a first write
-// (Record.Written) later than that puts the record in the journal's index of late
-// changes (Store.ScanLate), by the change's time. Settlement finds by its
-// receive time, through the day before, what changed within a day of it; the index
-// finds the rest.
+// reversal (its first reversed event, Record.ReversedAt), a first write
+// (Record.Written) or an approval (Record.DecidedAt of an approved record) later than
+// that puts the record in the journal's index of late changes (Store.ScanLate), by
+// the change's time. Settlement finds by its receive time, through the day before,
+// what changed within a day of it; the index finds the rest.
 const LateAfter = time.Hour
 
 // ReversedAt is when the transaction was reversed or voided: the time of its first
@@ -253,17 +253,36 @@ func (r *Record) ReversedAt() (at time.Time, ok bool) {
 	return r.Received, true
 }
 
+// DecidedAt is when the record's outcome was decided: the time of its last answered
+// event (the issuer's answer, a stand-in's or a completion's approval, an offline
+// capture's approval as journaled, by its final write, by the housekeeping after that
+// write failed, or by recovery after a restart). ok is false for a record without
+// one (declined by the switch, open, or written before the events said so).
+func (r *Record) DecidedAt() (at time.Time, ok bool) {
+	for i := len(r.Events) - 1; i >= 0; i-- {
+		if r.Events[i].State == StateAnswered {
+			return r.Events[i].At, true
+		}
+	}
+	return time.Time{}, false
+}
+
 // lateMarks are the times under which the record is in the index of late changes:
-// its first write and its reversal, each when more than LateAfter after it was
-// received (zero otherwise).
-func (r *Record) lateMarks() (written, reversed time.Time) {
+// its first write, its reversal and, for an approved record, its approval
+// (DecidedAt), each when more than LateAfter after it was received (zero otherwise).
+func (r *Record) lateMarks() (marks [3]time.Time) {
 	if !r.Written.IsZero() && r.Written.Sub(r.Received) > LateAfter {
-		written = r.Written
+		marks[0] = r.Written
 	}
 	if at, ok := r.ReversedAt(); ok && at.Sub(r.Received) > LateAfter {
-		reversed = at
+		marks[1] = at
 	}
-	return written, reversed
+	if r.Approved() {
+		if at, ok := r.DecidedAt(); ok && at.Sub(r.Received) > LateAfter {
+			marks[2] = at
+		}
+	}
+	return marks
 }
 
 // RequestedAmount is the amount the terminal asked for: Requested on a partial

@@ -27,10 +27,11 @@ import (
 //	                                   not reversed): ScanOwed; rare, and written only for
 //	                                   records that name a node
 //	j/L/<unix nanos, 8 bytes BE><rrn>  a late change of a record: its first write
-//	                                   (Record.Written) or its reversal more than
-//	                                   LateAfter after it was received, by the change's
-//	                                   time: ScanLate; rare (recovery after a long stop,
-//	                                   payments journaled by the sweep of owed orders)
+//	                                   (Record.Written), its reversal or its approval
+//	                                   (Record.DecidedAt) more than LateAfter after it
+//	                                   was received, by the change's time: ScanLate;
+//	                                   rare (recovery after a long stop, payments
+//	                                   journaled by the sweep of owed orders)
 //	j/x/<rrn>                          delivery of the response, for a record not in the log
 //	                                   (written whole to Badger by an earlier version)
 //	j/applied                          the log position the index is complete up to

@@ -31,8 +31,8 @@ type writeReq struct {
 	owed     string // the record's OwedBy, "" for none (the index of owed reversals)
 	at       time.Time
 	// late are the record's entries in the index of late changes (Record.lateMarks:
-	// its first write, its reversal), zero for none.
-	late  [2]time.Time
+	// its first write, its reversal, its approval), zero for none.
+	late  [3]time.Time
 	deliv []byte      // a delivery mark (9 bytes) for rrn instead of a record
 	kv    [][2][]byte // keys to set in Badger (batch marks, checkpoints, PutDurable)
 	done  chan error  // nil: do not wait (not durable yet when Write returns)
@@ -108,7 +108,7 @@ func (s *Store) newReq(rec *Record, buf *[]byte, first bool) (*writeReq, error) 
 	if s.onVersion.Load() != nil {
 		req.v, req.hasV = versionOf(rec), true
 	}
-	req.late[0], req.late[1] = rec.lateMarks()
+	req.late = rec.lateMarks()
 	if rec.OwedBy != "" { // rare: a reversal advice owed (index of owed reversals)
 		req.owed, req.owedDone = rec.OwedBy, rec.Reversed()
 	}

@@ -16,7 +16,7 @@ type Metrics struct {
 	Transactions  *prometheus.CounterVec   // by mti, rc, issuer, decided_by
 	Latency       *prometheus.HistogramVec // end-to-end in the switch, by mti, issuer
 	IssuerLatency *prometheus.HistogramVec // the issuer leg, by issuer
-	IssuerErrors  *prometheus.CounterVec   // by issuer, kind (timeout, payer-not-confirmed, unavailable, error; late, unmatched: answers)
+	IssuerErrors  *prometheus.CounterVec   // by issuer, kind (timeout, payer-not-confirmed, unavailable, error; late, unmatched, wrong-mti: answers)
 	IssuerBreaker *prometheus.GaugeVec     // circuit breaker state by issuer: 0 closed, 1 half-open, 2 open
 	Conns         *prometheus.GaugeVec     // open terminal connections by listener
 	ConnsTotal    *prometheus.CounterVec   // accepted, by listener

@@ -439,6 +439,16 @@ func (p *Pipeline) settle(ctx context.Context) {
 	b.mu.Unlock()
 }
 
+// restampAnswered sets the time of r's last answered event to at.
+func restampAnswered(r *journal.Record, at time.Time) {
+	for i := len(r.Events) - 1; i >= 0; i-- {
+		if r.Events[i].State == journal.StateAnswered {
+			r.Events[i].At = at
+			return
+		}
+	}
+}
+
 func rrnOf(r *journal.Record) string {
 	if r == nil {
 		return ""
@@ -510,6 +520,16 @@ func (p *Pipeline) settleOne(ctx context.Context, it settleItem) error {
 		mergeStored(&rec, cur)
 	case !errors.Is(err, journal.ErrNotFound):
 		return err
+	}
+	if it.capture && (cur == nil || !cur.Final()) {
+		// The approval is journaled by this try: its answered event says when
+		// (journal.Record.DecidedAt). Settlement pays an approval decided more than
+		// 10 minutes after its receipt in the day it was decided: stamped with the
+		// failed write's time, an approval journaled after its day's cut-off would
+		// count in that day's report, whose file was written without it. (One the
+		// journal has already, the failed write taken after all, keeps its time:
+		// a report may have paid it.) Not reversed while open: no event to order.
+		restampAnswered(&rec, p.now().UTC())
 	}
 	err = p.journal.Write(ctx, &rec, it.first, true)
 	var replay *journal.KSNReplayError

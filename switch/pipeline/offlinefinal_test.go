@@ -206,3 +206,42 @@ func TestCaptureOfflineFinalWriteRetried(t *testing.T) {
 		t.Errorf("%d advices, want 1", n)
 	}
 }
+
+// TestCaptureOfflineApprovalTimedWhenWritten: an offline capture whose final write
+// failed is approved in the journal when the housekeeping writes it, and its answered
+// event (journal.Record.DecidedAt) says that time, not the failed write's. Settlement
+// pays an approval decided more than 10 minutes after its receipt in the day it was
+// decided: one journaled two hours late, after its day's cut-off, kept the failed
+// write's time, counted in its own day's report (whose file had been written without
+// it) and was paid by no file.
+func TestCaptureOfflineApprovalTimedWhenWritten(t *testing.T) {
+	h := newHarness(t, withTerminal(termNoKey))
+	h.j.writeHook = func(rec *journal.Record, _ bool) error {
+		if rec.Offline && rec.Final() {
+			return eio
+		}
+		return nil
+	}
+	failedAt := h.clock.Now()
+	a := h.capture(h.offlineSale(700, failedAt.Add(-time.Minute)), true)
+	if a.RC != "96" {
+		t.Fatalf("final write failing: %+v; want 96", a.Result)
+	}
+	h.clock.Advance(2 * time.Hour)
+	h.p.settle(t.Context()) // the journal still failing
+	h.clock.Advance(time.Minute)
+	h.j.writeHook = nil
+	h.p.settle(t.Context())
+	r := h.record(a.RRN)
+	if !r.Approved() || !hasState(r, journal.StateInDoubt) {
+		t.Fatalf("record once the journal takes it: %+v; want approved, with its in_doubt event", r)
+	}
+	if at, ok := r.DecidedAt(); !ok || !at.Equal(h.clock.Now().UTC()) {
+		t.Errorf("approval decided at %s (%v), want %s, when it was journaled (the failure was at %s)", at, ok, h.clock.Now().UTC(), failedAt.UTC())
+	}
+	for i := 1; i < len(r.Events); i++ {
+		if r.Events[i].At.Before(r.Events[i-1].At) {
+			t.Errorf("events out of order: %+v", r.Events)
+		}
+	}
+}

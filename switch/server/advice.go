@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/moov-io/iso8583"
@@ -19,9 +20,14 @@ import (
 // no original, included), except 91 and 96: the issuer says it did not process the
 // advice (its host inoperative, a system malfunction), and the advice is tried again
 // as a failed try is (unprocessedAdvice). Until 7 December 2026 an answer of 91 took a
-// reversal out of the queue, and the card stayed charged.
+// reversal out of the queue, and the card stayed charged. An answer without DE 39
+// says nothing of the advice's fate: a failed try too, said in a warning at most once
+// a minute per issuer (the link's sender is the issuer's), with the count of those
+// not said since, so that an issuer that answers so is seen. Until 7 December 2026
+// such an answer acknowledged the advice.
 func (s *Server) adviceSender(l *issuer.Link) saf.Sender {
 	p, log := s.Pipeline, s.log
+	var noRC logEvery // answers without DE 39 (one line a minute)
 	return func(ctx context.Context, it *saf.Item, repeat bool) error {
 		if !l.Up() {
 			return issuer.ErrUnavailable
@@ -75,12 +81,41 @@ func (s *Server) adviceSender(l *issuer.Link) saf.Sender {
 			return err
 		}
 		got, _ := resp.GetMTI()
-		if rc, _ := resp.GetString(39); unprocessedAdvice(rc) {
+		rc, _ := resp.GetString(39)
+		if len(rc) != 2 {
+			if n, ok := noRC.due(s.now(), time.Minute); ok {
+				log.Warn().Str("issuer", l.ID()).Str("mti", mti).Str("answer", got).Str("rrn", it.RRN).Int64("not_logged", n).
+					Msg("advice answered without DE 39: not acknowledged, sent again as a repeat (at most one such line a minute per issuer)")
+			}
+			return fmt.Errorf("advice %s %s: issuer %s answered %s without DE 39: not acknowledged, sent again", it.RRN, mti, l.ID(), got)
+		}
+		if unprocessedAdvice(rc) {
 			return fmt.Errorf("advice %s %s: issuer %s answered %s %s, not processed: sent again", it.RRN, mti, l.ID(), got, rc)
 		}
 		log.Debug().Str("issuer", l.ID()).Str("mti", mti).Str("rrn", it.RRN).Str("answer", got).Msg("advice acknowledged")
 		return nil
 	}
+}
+
+// logEvery lets a log line through at most once a period, and counts the ones it
+// held back since the last it let through.
+type logEvery struct {
+	mu   sync.Mutex
+	last time.Time
+	held int64
+}
+
+// due reports whether a line may go at now (none went within every before it) and, if
+// so, how many were held back since the last one.
+func (e *logEvery) due(now time.Time, every time.Duration) (held int64, ok bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.last.IsZero() && now.Sub(e.last) < every {
+		e.held++
+		return 0, false
+	}
+	held, e.last, e.held = e.held, now, 0
+	return held, true
 }
 
 // unprocessedAdvice reports whether an issuer's answer code rc to an advice says it

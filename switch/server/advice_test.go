@@ -1,10 +1,12 @@
 package server
 
 import (
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/switchyard/switchyard/switch/config"
+	"github.com/switchyard/switchyard/switch/internal/testswitch"
 	"github.com/switchyard/switchyard/switch/issuersim"
 	"github.com/switchyard/switchyard/switch/message"
 )
@@ -68,6 +70,82 @@ func TestAdviceAnsweredUnprocessedSentAgain(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the 0420 never reached the issuer again: %+v", sim.Ledger()[sale.RRN])
 		}
+	}
+	for deadline := time.Now().Add(5 * time.Second); s.Queue.Len("sim") != 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the 0420 the issuer took stays queued")
+		}
+	}
+}
+
+// TestAdviceAnsweredWithoutRCSentAgain: an issuer answers the 0420 of a voided
+// purchase without DE 39, which says nothing of whether it reversed the purchase: the
+// advice stays queued and goes again as a repeat (a failed try each time) until the
+// issuer takes it. A warning says so at most once a minute for the issuer, however
+// many such answers come. (Until 7 December 2026 an answer without DE 39
+// acknowledged the advice: it left the queue, and the card could stay charged.)
+func TestAdviceAnsweredWithoutRCSentAgain(t *testing.T) {
+	sim, err := issuersim.Start(issuersim.Config{Addr: "127.0.0.1:0", BIN: "411111"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	c := demoConfig(t, t.TempDir())
+	c.Issuers = []config.Issuer{{ID: "sim", Addrs: []string{sim.Addr()}, Timeout: config.Duration(10 * time.Second)}}
+	c.Routes = append(c.Routes, config.Route{Prefix: "411111", Issuer: "sim"})
+	c.ApplyDefaults()
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	logs := &testswitch.SyncBuffer{}
+	s := start(t, c, logs)
+	for deadline := time.Now().Add(5 * time.Second); !s.links["sim"].Up(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the issuer did not sign on")
+		}
+	}
+	tc := dial(t, s, "ascii", message.DialectASCII)
+	const card = "4111111111111111"
+	sale := send(t, tc, message.DialectASCII, purchase(card, 1000))
+	if sale.RC != "00" {
+		t.Fatalf("purchase: %+v", sale)
+	}
+	sim.SetFaults(issuersim.Faults{AdviceNoRC: 1})
+	void := purchase(card, 1000)
+	void.ProcCode, void.RRN, void.AuthCode = message.PCVoid, sale.RRN, sale.AuthCode
+	if r := send(t, tc, message.DialectASCII, void); r.RC != "00" {
+		t.Fatalf("void: %+v", r)
+	}
+	// Three tries answered without DE 39 (the queue's backoff: 0.5 s, then 1 s).
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		st := s.Queue.IssuerStats()["sim"]
+		if st != nil && st.Acked.Load() != 0 {
+			t.Fatalf("an advice answered without DE 39 was acknowledged (%d tries failed before)", st.Failed.Load())
+		}
+		if st != nil && st.Failed.Load() >= 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the 0420 was not tried three times")
+		}
+	}
+	if n := s.Queue.Len("sim"); n != 1 {
+		t.Fatalf("after answers without DE 39 the queue holds %d advices, want the 0420 still owed", n)
+	}
+	if n := strings.Count(logs.String(), "advice answered without DE 39"); n != 1 {
+		t.Errorf("%d warnings about answers without DE 39 within a minute, want 1:\n%s", n, logs.String())
+	}
+	if e := sim.Ledger()[sale.RRN]; e.Reversed {
+		t.Fatalf("the simulator booked a reversal it answered without DE 39: %+v", e)
+	}
+	sim.SetFaults(issuersim.Faults{})
+	for deadline := time.Now().Add(20 * time.Second); !sim.Ledger()[sale.RRN].Reversed; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the 0420 never reached the issuer again: %+v", sim.Ledger()[sale.RRN])
+		}
+	}
+	if e := sim.Ledger()[sale.RRN]; e.Reversal90 == "" {
+		t.Errorf("the repeat reached the issuer without DE 90: %+v", e)
 	}
 	for deadline := time.Now().Add(5 * time.Second); s.Queue.Len("sim") != 0; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {

@@ -5,11 +5,13 @@ import (
 )
 
 // issuerAnswerHandlers returns what the link to issuer id does with an answer that
-// came after its request timed out (late) and with one that matches no request
-// (unmatched): each is counted (switchyard_issuer_errors_total, kind late or
-// unmatched) and logged for what it is. They are given to the link at its dial, before
-// its goroutines read them.
-func (s *Server) issuerAnswerHandlers(id string) (late, unmatched func(m *iso8583.Message)) {
+// came after its request timed out (late), with one that matches no request
+// (unmatched) and with one that has a request's DE 11 and DE 37 but not the MTI of
+// that request's answer (wrong: a 0410 to a 0200, not taken for the request's
+// answer): each is counted (switchyard_issuer_errors_total, kind late, unmatched or
+// wrong-mti) and logged for what it is. They are given to the link at its dial,
+// before its goroutines read them.
+func (s *Server) issuerAnswerHandlers(id string) (late, unmatched func(m *iso8583.Message), wrong func(m *iso8583.Message, request string)) {
 	log := s.log.With().Str("component", "issuer").Str("issuer", id).Logger()
 	late = func(m *iso8583.Message) {
 		mti, _ := m.GetMTI()
@@ -29,5 +31,13 @@ func (s *Server) issuerAnswerHandlers(id string) (late, unmatched func(m *iso858
 		s.Metrics.IssuerErrors.WithLabelValues(id, "unmatched").Inc()
 		log.Warn().Str("mti", mti).Str("rrn", rrn).Str("rc", rc).Msg("issuer answer matching no request in flight or timed out (the issuer's second answer to a request, or one to no request of this switch): dropped")
 	}
-	return late, unmatched
+	wrong = func(m *iso8583.Message, request string) {
+		mti, _ := m.GetMTI()
+		rrn, _ := m.GetString(37)
+		rc, _ := m.GetString(39)
+		s.Metrics.IssuerErrors.WithLabelValues(id, "wrong-mti").Inc()
+		log.Warn().Str("mti", mti).Str("request_mti", request).Str("rrn", rrn).Str("rc", rc).
+			Msg("issuer answer of the wrong message type for its request (" + mti + " to a " + request + "): not taken as its answer; the request waits for its answer or times out (91, reversed)")
+	}
+	return late, unmatched, wrong
 }

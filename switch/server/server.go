@@ -425,10 +425,10 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 			EchoEvery: config.Duration(30 * time.Second), Connections: 2}}, issuers...)
 	}
 	for _, ic := range issuers {
-		late, unmatched := s.issuerAnswerHandlers(ic.ID)
+		late, unmatched, wrong := s.issuerAnswerHandlers(ic.ID)
 		l, err := issuer.Dial(issuer.Config{ID: ic.ID, Addrs: ic.Addrs, Timeout: ic.Timeout.D(), EchoEvery: ic.EchoEvery.D(),
 			Connections: ic.Connections, AcquirerID: ic.AcquirerID, STANPartition: s.cl.stanPartition(), Logger: log.With().Str("component", "issuer").Logger(),
-			OnLate: late, OnUnmatched: unmatched})
+			OnLate: late, OnUnmatched: unmatched, OnWrongAnswer: wrong})
 		if err != nil {
 			return nil, err
 		}

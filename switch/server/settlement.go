@@ -37,12 +37,15 @@ type SettlementLine struct {
 	// LatePaymentCount and LatePaymentAmount are the purchases and completions of
 	// earlier days journaled on this day (Record.Written: a merchant-presented
 	// payment journaled by the sweep of owed orders, a notification that came
-	// after the day's end), not reversed by its end: their own day's report leaves
-	// them out (it may have been filed without them), and this day's net pays them.
+	// after the day's end), or approved on it more than settleClose after they were
+	// received (an offline capture approved by recovery after a restart), not
+	// reversed by its end: their own day's report leaves them out (it may have been
+	// filed without them), and this day's net pays them.
 	LatePaymentCount  int64 `json:"late_payment_count"`
 	LatePaymentAmount int64 `json:"late_payment_amount"`
 	// LateRefundCount and LateRefundAmount are the refunds of earlier days
-	// journaled on this day, not reversed by its end: this day's net takes them off.
+	// journaled, or approved late, on this day, not reversed by its end: this day's
+	// net takes them off.
 	LateRefundCount  int64 `json:"late_refund_count"`
 	LateRefundAmount int64 `json:"late_refund_amount"`
 }
@@ -65,17 +68,37 @@ type Settlement struct {
 }
 
 // settleLookback is how far before its day a settlement looks for transactions
-// reversed, or journaled, on that day without a record of that day naming them (the
-// switch's reversals: an answer undelivered, crash recovery, an owed advice queued at
-// last; a payment journaled late). A terminal's reversal or void received on the day
-// names its original, of any age, and the journal's index of late changes
-// (Store.ScanLate) has every reversal and first write more than journal.LateAfter
-// after the transaction was received: together they find every change of the day.
+// reversed, journaled or approved on that day without a record of that day naming
+// them (the switch's reversals: an answer undelivered, crash recovery, an owed advice
+// queued at last; a payment journaled late; an approval decided late). A terminal's
+// reversal or void received on the day names its original, of any age, and the
+// journal's index of late changes (Store.ScanLate) has every reversal, first write
+// and approval more than journal.LateAfter after the transaction was received:
+// together they find every change of the day.
 const settleLookback = 24 * time.Hour
 
 // The look-back must reach what the index of late changes leaves out: this does
 // not compile when journal.LateAfter is longer than settleLookback.
 var _ = [1]struct{}{}[max(0, journal.LateAfter-settleLookback)]
+
+// settleClose is how long after a transaction was received its approval still counts
+// in the day it was received: longer than an approval takes in the normal course (an
+// issuer's timeout is at most 2 minutes, a QR payer's confirmation at most 5: config
+// refuses longer ones), with a margin. An approval decided later than that
+// (journal.Record.DecidedAt: an offline capture approved by recovery after a
+// restart, or by the housekeeping after its final write failed) is a late approval:
+// paid in the day it was decided, as a late payment when that is a later day than
+// the one it was received in. So a transaction whose approval the cut-off could not
+// see (still open at the issuer, or in doubt) is never left out for good: approved
+// within settleClose, it is in its own day's report, which the cut-off makes only
+// after that (settlementFile); approved later, it is in a later day's.
+const settleClose = 10 * time.Minute
+
+// settleGrace is how long after a day's close (its end plus settleClose) the cut-off
+// still waits before it reads the journal: the time of a decision is taken before its
+// journal write is durable, and an approval decided just before the close must be
+// readable when the report is made.
+const settleGrace = time.Minute
 
 // settled reports whether r is a transaction a settlement counts when it stands:
 // an approved purchase, completion or refund (a pre-authorization is settled by its
@@ -86,31 +109,47 @@ func settled(r *journal.Record) bool {
 
 // payableAt is when r counts as paid (or, a refund, as taken back): when it was
 // received, or when the journal first had it if that is later (Record.Written: a
-// merchant-presented payment journaled after its payer paid). A day's report counts
-// the transactions payable during it; one received in a day that closed before it
-// was journaled is the late payment of the day it was journaled.
+// merchant-presented payment journaled after its payer paid), or when it was
+// approved if that is more than settleClose after it was received (a late approval,
+// Record.DecidedAt). A day's report counts the transactions payable during it; one
+// received in a day that closed before it was journaled, or approved, is the late
+// payment of the day it was.
 func payableAt(r *journal.Record) time.Time {
-	if r.Written.After(r.Received) {
-		return r.Written
+	at := r.Received
+	if r.Written.After(at) {
+		at = r.Written
 	}
-	return r.Received
+	if d, ok := r.DecidedAt(); ok && d.Sub(r.Received) > settleClose && d.After(at) {
+		at = d
+	}
+	return at
 }
 
 // Settle builds the settlement report of the local day date (YYYY-MM-DD) in loc:
 // the approved purchases, completions and refunds received that day and not
 // reversed by its end; the ones of earlier days reversed during it (late reversals,
-// taken off the day's net); and the ones received on earlier days but journaled
-// during it (late payments, paid by the day's net). A day closes at its end,
-// whether or not its report was filed: what happens afterwards to its transactions,
-// and a transaction of it journaled afterwards, is in the report of the day it
-// happens. A day's report therefore does not change once the day is over, the cut-off
-// file (settlement.file) made just after midnight stays right, and over the sequence
-// of days every transaction that stands is paid once and every one taken back after
-// its day's report is taken off once.
+// taken off the day's net); and the ones received on earlier days but journaled, or
+// approved late (payableAt), during it (late payments, paid by the day's net). A day
+// closes at its end, whether or not its report was filed: what happens afterwards to
+// its transactions, a transaction of it journaled afterwards, and one approved more
+// than settleClose after it was received, is in the report of the day it happens. A
+// day's report therefore does not change once the day is over and its last
+// approvals are in (settleClose after its end: the cut-off file, settlement.file,
+// is made no earlier), and over the sequence of days every transaction that stands
+// is paid once and every one taken back after its day's report is taken off once.
 func Settle(ctx context.Context, j *journal.Store, date string, loc *time.Location) (*Settlement, error) {
+	s, _, err := settleDay(ctx, j, date, loc)
+	return s, err
+}
+
+// settleDay is Settle, and the RRNs of the day's purchases, completions and refunds
+// still open (no outcome yet: in flight at the issuer, or left open by a node that
+// stopped): an approval of one of them decided later than settleClose after it was
+// received is paid in the day it is decided.
+func settleDay(ctx context.Context, j *journal.Store, date string, loc *time.Location) (*Settlement, []string, error) {
 	day, end, err := DayBounds(date, loc)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	byTerm := map[[3]string]*SettlementLine{}
 	line := func(r *journal.Record) *SettlementLine {
@@ -162,6 +201,7 @@ func Settle(ctx context.Context, j *journal.Store, date string, loc *time.Locati
 		}
 	}
 	var named []string // the originals of the reversals and voids received on the day
+	var open []string  // the day's payments still without an outcome
 	err = j.Scan(ctx, journal.Query{From: day.Add(-settleLookback), To: end}, func(r *journal.Record) bool {
 		if r.Received.Before(day) {
 			lateReversal(r)
@@ -171,11 +211,14 @@ func Settle(ctx context.Context, j *journal.Store, date string, loc *time.Locati
 		if (r.Type == "reversal" || r.Type == "void") && r.OriginalRRN != "" {
 			named = append(named, r.OriginalRRN)
 		}
+		if !r.Final() && (r.Type == "purchase" || r.Type == "completion" || r.Type == "refund") {
+			open = append(open, r.RRN)
+		}
 		if !settled(r) {
 			return true
 		}
 		if !payableAt(r).Before(end) {
-			return true // journaled after the day closed: the late payment of the day it was
+			return true // journaled or approved after the day closed: the late payment of the day it was
 		}
 		if at, ok := r.ReversedAt(); ok && at.Before(end) {
 			return true // reversed or voided within the day
@@ -191,7 +234,7 @@ func Settle(ctx context.Context, j *journal.Store, date string, loc *time.Locati
 		return true
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for _, rrn := range named {
 		r, err := j.Get(rrn)
@@ -199,19 +242,20 @@ func Settle(ctx context.Context, j *journal.Store, date string, loc *time.Locati
 			continue // removed by retention, or never a transaction
 		}
 		if err != nil {
-			return nil, fmt.Errorf("settlement of %s: original %s of a reversal: %w", date, rrn, err)
+			return nil, nil, fmt.Errorf("settlement of %s: original %s of a reversal: %w", date, rrn, err)
 		}
 		lateReversal(r)
 	}
 	// What changed during the day long after it was received: the switch's
-	// reversals of transactions older than the look-back, payments journaled late.
+	// reversals of transactions older than the look-back, payments journaled or
+	// approved late.
 	err = j.ScanLate(ctx, day, end, func(r *journal.Record) bool {
 		lateReversal(r)
 		latePayment(r)
 		return true
 	})
 	if err != nil {
-		return nil, fmt.Errorf("settlement of %s: %w", date, err)
+		return nil, nil, fmt.Errorf("settlement of %s: %w", date, err)
 	}
 	s := &Settlement{Date: date, Timezone: loc.String()}
 	byMerch := map[[2]string]*SettlementLine{}
@@ -250,7 +294,7 @@ func Settle(ctx context.Context, j *journal.Store, date string, loc *time.Locati
 	sort.Slice(s.Merchants, func(a, b int) bool {
 		return s.Merchants[a].MID+s.Merchants[a].Currency < s.Merchants[b].MID+s.Merchants[b].Currency
 	})
-	return s, nil
+	return s, open, nil
 }
 
 // DayBounds returns when the local day date (YYYY-MM-DD) begins in loc and when the

@@ -33,6 +33,14 @@ const (
 	claimTTL            = 7 * 24 * time.Hour  // how long a cluster claim of a slot is kept
 )
 
+// now is the switch's clock (config.Config.Clock, time.Now without one).
+func (s *Server) now() time.Time {
+	if s.cfg.Clock != nil {
+		return s.cfg.Clock()
+	}
+	return time.Now()
+}
+
 // openApps opens the terminal application manager (switch/apps) over the registry;
 // its download token key is sealed under a key derived from cardHashKey.
 func (s *Server) openApps(cardHashKey []byte) error {
@@ -71,7 +79,13 @@ func (s *Server) openTasks(loc *time.Location) error {
 		as, err := s.monitor.RunOnce(ctx, time.Now())
 		return fmt.Sprintf("%d alerts raised", len(as)), err
 	})
-	ts.Register(TaskSettlementFile, s.settlementTask)
+	ts.Register(TaskSettlementFile, func(ctx context.Context, p map[string]string) (string, error) {
+		at := sched.Slot(ctx)
+		if at.IsZero() {
+			at = s.now()
+		}
+		return s.settlementFile(ctx, at, p)
+	})
 	ts.Register(TaskZoneKeyChange, func(ctx context.Context, p map[string]string) (string, error) {
 		if p["issuer"] == "" {
 			return "", errors.New("params.issuer: the issuer whose zone PIN key to change")
@@ -116,27 +130,43 @@ func (s *Server) openTasks(loc *time.Location) error {
 	return nil
 }
 
-// settlementTask writes the settlement report of the local day before the slot
-// (the cut-off is the task's time) to params.dir (default DATA_DIR/settlement) as
-// settlement-YYYY-MM-DD.csv, replacing a previous file of that day.
-func (s *Server) settlementTask(ctx context.Context, p map[string]string) (string, error) {
+// settlementFile is the cut-off (settlement.file): it writes the settlement report of
+// the local day before at (the task's slot), or of params.date, to params.dir
+// (default DATA_DIR/settlement) as settlement-YYYY-MM-DD.csv, replacing a previous
+// file of that day. A day's report is final once its last approvals are in: a
+// transaction received at 23:59:59 may be approved after midnight, and counts in its
+// day when approved within settleClose of its receipt. So a cut-off that runs after
+// the day's end but before its close (end + settleClose + settleGrace, 00:11: a slot
+// at 00:00) waits until then on the switch's clock, before it reads the journal;
+// the default slot, 00:15, does not wait. Whatever of the day is still open then is
+// paid, if approved, in the day it is approved (a late approval): the file says how
+// many, and a warning names them. A report of a day not over yet (params.date of
+// today) is made at once, as it stands.
+func (s *Server) settlementFile(ctx context.Context, at time.Time, p map[string]string) (string, error) {
 	loc, _ := time.LoadLocation(s.cfg.Timezone)
-	at := sched.Slot(ctx)
-	if at.IsZero() {
-		at = time.Now()
-	}
 	day := DayBefore(at, loc)
 	if d := p["date"]; d != "" {
 		day = d
+	}
+	_, end, err := DayBounds(day, loc)
+	if err != nil {
+		return "", err
 	}
 	dir := p["dir"]
 	if dir == "" {
 		dir = filepath.Join(s.cfg.DataDir, "settlement")
 	}
+	if now, final := s.now(), end.Add(settleClose+settleGrace); !now.Before(end) && now.Before(final) {
+		s.log.Info().Str("component", "settlement").Str("date", day).Time("until", final).
+			Msg("settlement cut-off: waiting for the day's last approvals (a transaction of the day's end answered after midnight) before the file is written")
+		if err := s.waitUntil(ctx, final); err != nil {
+			return "", fmt.Errorf("settlement of %s: waiting until %s for the day's last approvals: %w", day, final.In(loc).Format(time.RFC3339), err)
+		}
+	}
 	if err := s.cl.caughtUp(ctx); err != nil {
 		return "", err
 	}
-	st, err := Settle(ctx, s.Journal, day, loc)
+	st, open, err := settleDay(ctx, s.Journal, day, loc)
 	if err != nil {
 		return "", err
 	}
@@ -169,7 +199,34 @@ func (s *Server) settlementTask(ctx context.Context, p map[string]string) (strin
 	if len(nets) == 0 {
 		nets = append(nets, "net 0")
 	}
-	return fmt.Sprintf("%s: %d terminals, %s", path, len(st.Lines), strings.Join(nets, ", ")), nil
+	out := fmt.Sprintf("%s: %d terminals, %s", path, len(st.Lines), strings.Join(nets, ", "))
+	if len(open) > 0 {
+		s.log.Warn().Str("component", "settlement").Str("date", day).Int("open", len(open)).Strs("rrns", open[:min(len(open), 20)]).
+			Msg("settlement file written with transactions of the day still open (in flight, or left open by a node that stopped): an approval of one is paid in the day it is decided")
+		out += fmt.Sprintf("; %d of the day's transactions still open, paid in the day they are approved if they are", len(open))
+	}
+	return out, nil
+}
+
+// clockPoll is how often waitUntil reads the switch's clock again: the clock may be
+// another than the timers' (config.Config.Clock).
+const clockPoll = 250 * time.Millisecond
+
+// waitUntil returns once the switch's clock reads t or later, or with ctx's error.
+func (s *Server) waitUntil(ctx context.Context, t time.Time) error {
+	for {
+		d := t.Sub(s.now())
+		if d <= 0 {
+			return nil
+		}
+		timer := time.NewTimer(min(d, clockPoll))
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return ctx.Err()
+		case <-timer.C:
+		}
+	}
 }
 
 // rotateKeysTask makes a new version of each key of params.keys (comma-separated
