@@ -117,7 +117,7 @@ func TestPartialApproval(t *testing.T) {
 // answer of another transaction) is not taken as the approval of the request: the
 // terminal gets 96 issuer-amount-mismatch, the journal no approval, and the issuer's
 // approval is reversed. An approval that echoes the amount, or carries none, stands.
-// (Until 7 December 2026 DE 4 of an approval other than RC 10 was not read: the
+// (Until the third release of 6 December 2026 DE 4 of an approval other than RC 10 was not read: the
 // terminal, the journal, batch totals and the settlement file counted 1000 approved
 // that the issuer had approved for 600.)
 func TestApprovalOfAnotherAmount(t *testing.T) {

@@ -19,11 +19,11 @@ import (
 // acknowledges the advice, whatever its response code (a decline of a reversal, 25
 // no original, included), except 91 and 96: the issuer says it did not process the
 // advice (its host inoperative, a system malfunction), and the advice is tried again
-// as a failed try is (unprocessedAdvice). Until 7 December 2026 an answer of 91 took a
+// as a failed try is (unprocessedAdvice). Until the third release of 6 December 2026 an answer of 91 took a
 // reversal out of the queue, and the card stayed charged. An answer without DE 39
 // says nothing of the advice's fate: a failed try too, said in a warning at most once
 // a minute per issuer (the link's sender is the issuer's), with the count of those
-// not said since, so that an issuer that answers so is seen. Until 7 December 2026
+// not said since, so that an issuer that answers so is seen. Until the third release of 6 December 2026
 // such an answer acknowledged the advice.
 func (s *Server) adviceSender(l *issuer.Link) saf.Sender {
 	p, log := s.Pipeline, s.log

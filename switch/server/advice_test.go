@@ -14,7 +14,7 @@ import (
 // TestAdviceAnsweredUnprocessedSentAgain: an issuer answers the 0420 of a voided
 // purchase 91 (its front end up, its host down: the reversal not booked); the advice
 // stays queued and goes again until the issuer takes it, and the card is not left
-// charged. (Until 7 December 2026 any answer acknowledged an advice: the 0430 of 91
+// charged. (Until the third release of 6 December 2026 any answer acknowledged an advice: the 0430 of 91
 // took the reversal out of the queue, and the issuer never reversed the purchase the
 // terminal had voided.)
 func TestAdviceAnsweredUnprocessedSentAgain(t *testing.T) {
@@ -82,7 +82,7 @@ func TestAdviceAnsweredUnprocessedSentAgain(t *testing.T) {
 // purchase without DE 39, which says nothing of whether it reversed the purchase: the
 // advice stays queued and goes again as a repeat (a failed try each time) until the
 // issuer takes it. A warning says so at most once a minute for the issuer, however
-// many such answers come. (Until 7 December 2026 an answer without DE 39
+// many such answers come. (Until the third release of 6 December 2026 an answer without DE 39
 // acknowledged the advice: it left the queue, and the card could stay charged.)
 func TestAdviceAnsweredWithoutRCSentAgain(t *testing.T) {
 	sim, err := issuersim.Start(issuersim.Config{Addr: "127.0.0.1:0", BIN: "411111"})

@@ -201,7 +201,7 @@ func TestSettlementCutOffLateSlotDoesNotWait(t *testing.T) {
 // purchase of D 23:58 approved at 00:03 (within settleClose: its own day's). Each
 // is paid, or taken off, once, in the report of the day its approval was decided; the
 // capture reversed on D+3 is taken back there; D's report is the same before and
-// after the late approvals. (Until 7 December 2026 a transaction counted in the day it
+// after the late approvals. (Until the third release of 6 December 2026 a transaction counted in the day it
 // was received whenever it was approved: one approved after its day's file was never
 // paid.)
 func TestSettlementLateApproval(t *testing.T) {

@@ -396,7 +396,7 @@ func TestSettlementCSVFormulaCells(t *testing.T) {
 
 // TestSettlementDaysAroundMidnightDST: in a zone whose summer time begins at
 // midnight (Chile's, Lebanon's: the day starts at 01:00), every purchase is in the
-// report of its local day, once. (Until 7 December 2026 a day ended at its start plus
+// report of its local day, once. (Until the third release of 6 December 2026 a day ended at its start plus
 // one calendar day, from a start normalized out of the missing midnight: in
 // America/Santiago the last hour of 6 September 2026 was in no report, and the last
 // hour of the 5th in the 6th's; in Asia/Beirut the first hour of 30 March 2026 was in
@@ -437,7 +437,7 @@ func TestSettlementDaysAroundMidnightDST(t *testing.T) {
 }
 
 // TestSettlementDayBeforeSlot: the cut-off just after a midnight that follows a day
-// whose own midnight was missing files that day. (Until 7 December 2026 the slot of
+// whose own midnight was missing files that day. (Until the third release of 6 December 2026 the slot of
 // 00:15 on 7 September 2026 in America/Santiago, less one day, was normalized into
 // 5 September: the file of the 5th was written again and the 6th's never.)
 func TestSettlementDayBeforeSlot(t *testing.T) {
