@@ -192,7 +192,11 @@ func TestFollowInOrder(t *testing.T) {
 		t.Errorf("Follow with a heartbeat nats.go refuses: %v", err)
 	}
 	var r reports
-	f, err := Follow(js, Config{Stream: "EV", Subjects: []string{"ev.a"}, From: seqs[10], Buffer: 4, Report: r.report})
+	// The longest heartbeat: this test is about order, and a loaded machine (make
+	// test beside other work) once kept the client from reading the default 1 s
+	// ones for 2 s, and the follower replaced its consumer (TestConsumerServerKilled
+	// is the test of missed heartbeats).
+	f, err := Follow(js, Config{Stream: "EV", Subjects: []string{"ev.a"}, From: seqs[10], Buffer: 4, Heartbeat: maxHeartbeat, Report: r.report})
 	if err != nil {
 		t.Fatal(err)
 	}
