@@ -756,24 +756,37 @@ func (a *Adapter) scheme(tid string) hsm.MACScheme {
 }
 
 // The working-key IDs of a terminal: its registered TPK is the PIK when it is its own
-// (TID.*: the pipeline translates its PIN blocks under it), its registered TAK or
-// TID.TAK the MAK, TID.TDK the TDK.
+// (TID.*: the pipeline translates its PIN blocks under it), its registered TAK the
+// MAK when it is its own, else TID.TPK and TID.TAK; TID.TDK the TDK. A sign-in makes
+// a new version of each and sends it to the terminal under its TMK, so a key of
+// another terminal's, or one several terminals share, must never be one of them.
 func (a *Adapter) pikID(tid string, term *registry.Terminal) string {
 	// A TPK the terminal shares with others (the demo load terminals use
 	// T0000001's) is not rotated by its sign-in: it gets TID.TPK, and its PIN
 	// blocks cannot be translated until the registry names that key.
-	if term != nil && strings.HasPrefix(term.Keys.TPK, tid+".") {
+	if term != nil && ownKey(tid, term.Keys.TPK) {
 		return term.Keys.TPK
 	}
 	return tid + ".TPK"
 }
 
+// makRef is the terminal's MAK: its registered TAK when that is its own (TID.*), else
+// TID.TAK. A TAK it shares with others (a fleet registered with one key, another
+// terminal's TAK) is neither rotated by its sign-in nor sent to it under its TMK: its
+// sign-in makes TID.TAK, under which the adapter then verifies and makes its MACs.
+// (Until 6 December 2026 a registered TAK was the MAK whatever its ID: one
+// terminal's sign-in rotated a MAC key other terminals used, and sent it in the
+// terminal's F62, under a TMK only that terminal holds.)
 func (a *Adapter) makRef(tid string, term *registry.Terminal) hsm.KeyRef {
-	if term != nil && term.Keys.TAK != "" {
+	if term != nil && ownKey(tid, term.Keys.TAK) {
 		return hsm.KeyRef{ID: term.Keys.TAK}
 	}
 	return hsm.KeyRef{ID: tid + ".TAK"}
 }
+
+// ownKey reports whether key ID id is terminal tid's own (TID.*, as TID.TPK and
+// TID.TAK): only such a key may be rotated by the terminal's sign-in and sent to it.
+func ownKey(tid, id string) bool { return strings.HasPrefix(id, tid+".") }
 
 func tdkID(tid string) string { return tid + ".TDK" }
 

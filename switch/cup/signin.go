@@ -76,6 +76,13 @@ func (a *Adapter) signIn(ctx context.Context, c *frontend.Conn, f *Frame) (front
 	keys, makVersion, reissued := a.reissue(tid, term, f60.NetCode)
 	var issued *issuedKeys
 	if !reissued {
+		if mak := a.makRef(tid, term).ID; term.Keys.TAK != "" && term.Keys.TAK != mak {
+			// Not an error: the terminal gets a MAK of its own, and its cup
+			// requests are MAC'd under it. Its registered TAK, which others
+			// share, stays what an ASCII listener checks it under.
+			a.log.Warn().Str("tid", tid).Str("registered_tak", term.Keys.TAK).Str("mak", mak).
+				Msg("cup: sign-in: the terminal's registered TAK is not its own (shared, or another terminal's): not rotated nor sent; its MAK is a key of its own")
+		}
 		var versions map[string]int
 		keys, makVersion, versions, err = a.workingKeys(ctx, tid, term, f60.NetCode)
 		if err != nil {
