@@ -116,10 +116,16 @@ type Config struct {
 	KeyLifetime time.Duration
 	// AcquirerID is F32 of the answers (default none).
 	AcquirerID string
-	// SingleLengthPIN allows the sign-in scheme 001 (single-length PIK and MAK);
-	// without it such a sign-in is refused 63 (PCI PIN: PIN keys double-length TDES
-	// at least).
+	// SingleLengthPIN allows the sign-in scheme 001 (single-length PIK and MAK; the
+	// MAK needs SingleLengthMAC too); without it such a sign-in is refused 63
+	// single-length-pin-key-refused (PCI PIN: PIN keys double-length TDES at least).
 	SingleLengthPIN bool
+	// SingleLengthMAC allows the sign-in schemes that issue a single-length (56-bit
+	// DES) MAK: 001 and 003 (singleLengthMAK); without it such a sign-in is refused
+	// 63 single-length-mac-key-refused, before any key is made, as SingleLengthPIN
+	// refuses a single-length PIK. 004 issues a double-length MAK and needs neither.
+	// (Until 6 December 2026 001 and 003 issued single-length MAKs unasked.)
+	SingleLengthMAC bool
 	// SignInMaxAge is how long a sign-in's identity (F62: device, SIM, IMEI,
 	// location) stands for the terminal's transactions (default 24 hours). Past
 	// three quarters of it the answers ask the terminal to sign in again (header
