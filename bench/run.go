@@ -470,8 +470,10 @@ security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504
 	cupAddr := ""
 	if o.CUPTerminals > 0 {
 		cupAddr, _ = freeAddr()
-		// The cup listener joins the listeners, just before the admin section.
-		cfg = strings.Replace(cfg, "\nadmin: {", fmt.Sprintf("\n  - {name: cup, addr: %q, dialect: cup, max_in_flight_per_source: 20000}\nadmin: {", cupAddr), 1)
+		// The cup listener joins the listeners, just before the admin section. Its
+		// terminals sign in with scheme 003, whose MAK is single-length DES: the
+		// listener allows it explicitly (cup.single_length_mac_keys), as the demo's.
+		cfg = strings.Replace(cfg, "\nadmin: {", fmt.Sprintf("\n  - {name: cup, addr: %q, dialect: cup, max_in_flight_per_source: 20000, cup: {single_length_mac_keys: true}}\nadmin: {", cupAddr), 1)
 	}
 	cfgFile := filepath.Join(o.WorkDir, "switch.yaml")
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {

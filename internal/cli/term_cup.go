@@ -27,7 +27,7 @@ type cupTermArgs struct {
 func cupTermFlags(fs *flag.FlagSet) cupTermArgs {
 	return cupTermArgs{
 		tmk:      fs.String("tmk", "", "cup: the terminal master key, hex (default: the demo TMK)"),
-		scheme:   fs.String("scheme", "003", "cup: sign-in key scheme 001, 003 or 004"),
+		scheme:   fs.String("scheme", "003", "cup: sign-in key scheme 001, 003 (single-length MAK: the listener must allow it, cup.single_length_mac_keys; the demo's does) or 004"),
 		totals:   fs.String("totals", "", "settle: the terminal's totals since its last batch PURCHASECOUNT,PURCHASESUM,REFUNDCOUNT,REFUNDSUM (sums in minor units)"),
 		origSTAN: fs.String("orig-stan", "", "cup: the original's STAN (F61.2 of a void, refund or reversal; a reversal's own STAN defaults to it)"),
 		mac:      fs.String("mac", "ecb", "cup: MAC algorithm, ecb or x919 (as the listener is configured for the terminal)"),

@@ -347,6 +347,12 @@ type CUPListener struct {
 	// so such a sign-in is refused (63) unless this is set, for a fleet of old
 	// terminals that know no other scheme (false by default).
 	SingleLengthPINKeys bool `yaml:"single_length_pin_keys"`
+	// SingleLengthMACKeys allows sign-ins whose key scheme issues a single-length
+	// (56-bit DES) MAC key: 60.3 = 001 and 003, whose F62 carries an 8-byte MAK (only
+	// 004 carries a double-length one). Such a sign-in is refused (63) unless this is
+	// set, for terminals that know no 004 (false by default; scheme 001 needs
+	// single_length_pin_keys as well).
+	SingleLengthMACKeys bool `yaml:"single_length_mac_keys"`
 	// KeyLifetime: a terminal's sign-in less than this after its last sign-in that
 	// made working keys gets the same keys again, unless one of them or its TMK was
 	// rotated since (docs/cup-dialect.md, Sign-in; default 12h; negative: every
@@ -511,7 +517,12 @@ func Demo() *Config {
 			{Name: "binary-bitmap", Addr: "127.0.0.1:8584", Dialect: string(message.DialectASCIIBinaryBitmap)},
 			// Countertop terminals, fewer than the load: a smaller connection budget
 			// leaves the file descriptors to the ASCII listeners.
-			{Name: "cup", Addr: "127.0.0.1:8585", Dialect: string(message.DialectCUP), MaxConns: 1000},
+			// single_length_mac_keys: the demo's cup terminals (T0000001/3/9, the
+			// LT load terminals of the bench, `switchyard term --dialect cup`)
+			// sign in with scheme 003, as most UnionPay terminals do, whose MAK
+			// is single-length DES: allowed here explicitly, refused by default.
+			{Name: "cup", Addr: "127.0.0.1:8585", Dialect: string(message.DialectCUP), MaxConns: 1000,
+				CUP: &CUPListener{SingleLengthMACKeys: true}},
 		},
 		Admin:    Admin{Addr: "127.0.0.1:8080"},
 		Security: Security{CardHashKeyHex: DemoCardHashKey},

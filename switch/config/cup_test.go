@@ -18,6 +18,17 @@ func TestCUPListenerConfig(t *testing.T) {
 	if c, err := Parse([]byte(base+"  - {addr: 127.0.0.1:1, dialect: cup, cup: {max_stans_per_key: 1000000}}\n"), "stans.yaml"); err != nil || c.Listeners[0].CUP.MaxSTANsPerKey != 1_000_000 {
 		t.Fatalf("cup listener of the most STANs per key: %v", err)
 	}
+	// Single-length keys are allowed only when asked for, each kind by its key.
+	if c, err := Parse([]byte(base+"  - {addr: 127.0.0.1:1, dialect: cup, cup: {single_length_mac_keys: true}}\n"), "mak.yaml"); err != nil ||
+		!c.Listeners[0].CUP.SingleLengthMACKeys || c.Listeners[0].CUP.SingleLengthPINKeys {
+		t.Fatalf("cup listener allowing single-length MAC keys: %+v, %v", c.Listeners[0].CUP, err)
+	}
+	// The demo's cup listener allows them, explicitly: its terminals sign in with 003.
+	for _, l := range Demo().Listeners {
+		if l.Dialect == "cup" && (l.CUP == nil || !l.CUP.SingleLengthMACKeys || l.CUP.SingleLengthPINKeys) {
+			t.Fatalf("demo cup listener %s: %+v, want single_length_mac_keys only", l.Name, l.CUP)
+		}
+	}
 	for in, want := range map[string]string{
 		"  - {addr: 127.0.0.1:1, dialect: cup, cup: {mac: md5}}\n":                   `listeners[0].cup.mac: unknown cup MAC algorithm "md5"`,
 		"  - {addr: 127.0.0.1:1, dialect: cup, cup: {mac_by_terminal: {T1: sha}}}\n": `listeners[0].cup.mac_by_terminal.T1`,

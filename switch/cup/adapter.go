@@ -116,10 +116,16 @@ type Config struct {
 	KeyLifetime time.Duration
 	// AcquirerID is F32 of the answers (default none).
 	AcquirerID string
-	// SingleLengthPIN allows the sign-in scheme 001 (single-length PIK and MAK);
-	// without it such a sign-in is refused 63 (PCI PIN: PIN keys double-length TDES
-	// at least).
+	// SingleLengthPIN allows the sign-in scheme 001 (single-length PIK and MAK; the
+	// MAK needs SingleLengthMAC too); without it such a sign-in is refused 63
+	// single-length-pin-key-refused (PCI PIN: PIN keys double-length TDES at least).
 	SingleLengthPIN bool
+	// SingleLengthMAC allows the sign-in schemes that issue a single-length (56-bit
+	// DES) MAK: 001 and 003 (singleLengthMAK); without it such a sign-in is refused
+	// 63 single-length-mac-key-refused, before any key is made, as SingleLengthPIN
+	// refuses a single-length PIK. 004 issues a double-length MAK and needs neither.
+	// (Until 6 December 2026 001 and 003 issued single-length MAKs unasked.)
+	SingleLengthMAC bool
 	// SignInMaxAge is how long a sign-in's identity (F62: device, SIM, IMEI,
 	// location) stands for the terminal's transactions (default 24 hours). Past
 	// three quarters of it the answers ask the terminal to sign in again (header
@@ -756,24 +762,37 @@ func (a *Adapter) scheme(tid string) hsm.MACScheme {
 }
 
 // The working-key IDs of a terminal: its registered TPK is the PIK when it is its own
-// (TID.*: the pipeline translates its PIN blocks under it), its registered TAK or
-// TID.TAK the MAK, TID.TDK the TDK.
+// (TID.*: the pipeline translates its PIN blocks under it), its registered TAK the
+// MAK when it is its own, else TID.TPK and TID.TAK; TID.TDK the TDK. A sign-in makes
+// a new version of each and sends it to the terminal under its TMK, so a key of
+// another terminal's, or one several terminals share, must never be one of them.
 func (a *Adapter) pikID(tid string, term *registry.Terminal) string {
 	// A TPK the terminal shares with others (the demo load terminals use
 	// T0000001's) is not rotated by its sign-in: it gets TID.TPK, and its PIN
 	// blocks cannot be translated until the registry names that key.
-	if term != nil && strings.HasPrefix(term.Keys.TPK, tid+".") {
+	if term != nil && ownKey(tid, term.Keys.TPK) {
 		return term.Keys.TPK
 	}
 	return tid + ".TPK"
 }
 
+// makRef is the terminal's MAK: its registered TAK when that is its own (TID.*), else
+// TID.TAK. A TAK it shares with others (a fleet registered with one key, another
+// terminal's TAK) is neither rotated by its sign-in nor sent to it under its TMK: its
+// sign-in makes TID.TAK, under which the adapter then verifies and makes its MACs.
+// (Until 6 December 2026 a registered TAK was the MAK whatever its ID: one
+// terminal's sign-in rotated a MAC key other terminals used, and sent it in the
+// terminal's F62, under a TMK only that terminal holds.)
 func (a *Adapter) makRef(tid string, term *registry.Terminal) hsm.KeyRef {
-	if term != nil && term.Keys.TAK != "" {
+	if term != nil && ownKey(tid, term.Keys.TAK) {
 		return hsm.KeyRef{ID: term.Keys.TAK}
 	}
 	return hsm.KeyRef{ID: tid + ".TAK"}
 }
+
+// ownKey reports whether key ID id is terminal tid's own (TID.*, as TID.TPK and
+// TID.TAK): only such a key may be rotated by the terminal's sign-in and sent to it.
+func ownKey(tid, id string) bool { return strings.HasPrefix(id, tid+".") }
 
 func tdkID(tid string) string { return tid + ".TDK" }
 

@@ -128,7 +128,8 @@ func TestSignedInOnAnotherNode(t *testing.T) {
 	h := &versionedHSM{tmk: tmk}
 	now := func() time.Time { return time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC) }
 	node := func() *Adapter {
-		return NewAdapter(Config{HSM: h, Terminals: fakeTerminals{}, KeyVersion: h.version, Now: now}, &fakePipeline{})
+		// SingleLengthMAC: the terminal signs in with scheme 003 (an 8-byte MAK).
+		return NewAdapter(Config{HSM: h, Terminals: fakeTerminals{}, KeyVersion: h.version, Now: now, SingleLengthMAC: true}, &fakePipeline{})
 	}
 	nodeA, nodeB := node(), node()
 	term := &Terminal{TID: "T0000001", MID: "000000000000001", TMK: tmk, batch: "000007",

@@ -80,7 +80,8 @@ func TestReplayedSignInKeepsKeys(t *testing.T) {
 		}
 		return ans
 	}
-	a := NewAdapter(Config{HSM: h, Terminals: fakeTerminals{}, KeyVersion: h.version, Now: clock}, &fakePipeline{})
+	// SingleLengthMAC: scheme 003 (an 8-byte MAK), and 004.
+	a := NewAdapter(Config{HSM: h, Terminals: fakeTerminals{}, KeyVersion: h.version, Now: clock, SingleLengthMAC: true}, &fakePipeline{})
 	raw, keys := signIn(a, "003")
 	for i := range 3 {
 		now = now.Add(time.Minute)
@@ -111,7 +112,7 @@ func TestReplayedSignInKeepsKeys(t *testing.T) {
 		t.Errorf("a sign-in after the MAK was rotated sent the old keys")
 	}
 	// A negative lifetime: every sign-in makes new keys (the earlier behaviour).
-	b := NewAdapter(Config{HSM: h, Terminals: fakeTerminals{}, KeyVersion: h.version, Now: clock, KeyLifetime: -1}, &fakePipeline{})
+	b := NewAdapter(Config{HSM: h, Terminals: fakeTerminals{}, KeyVersion: h.version, Now: clock, KeyLifetime: -1, SingleLengthMAC: true}, &fakePipeline{})
 	raw, keys = signIn(b, "003")
 	if again := replay(b, raw); bytes.Equal(again, keys) {
 		t.Errorf("with a negative key lifetime a sign-in sent the same keys")

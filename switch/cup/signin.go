@@ -44,6 +44,10 @@ func (a *Adapter) signIn(ctx context.Context, c *frontend.Conn, f *Frame) (front
 		a.log.Warn().Str("tid", tid).Msg("cup sign-in asking for single-length keys (60.3 001) refused: PIN keys are double-length TDES at least (PCI PIN); cup.single_length_pin_keys allows them")
 		return a.reply(ans, sit, message.RCSecurityViolation, nil, "single-length-pin-key-refused")
 	}
+	if singleLengthMAK(f60.NetCode) && !a.cfg.SingleLengthMAC {
+		a.log.Warn().Str("tid", tid).Str("scheme", f60.NetCode).Msg("cup sign-in asking for a single-length MAC key (60.3 001 or 003: an 8-byte MAK) refused: a 56-bit DES key can be found by exhaustive search from a few MAC'd messages, and then MACs anything as the terminal; 60.3 004 gives a double-length MAK; cup.single_length_mac_keys allows them")
+		return a.reply(ans, sit, message.RCSecurityViolation, nil, "single-length-mac-key-refused")
+	}
 	if term.Keys.TMK == "" {
 		return a.reply(ans, sit, RCNoMasterKey, nil, "no-tmk")
 	}
@@ -76,6 +80,13 @@ func (a *Adapter) signIn(ctx context.Context, c *frontend.Conn, f *Frame) (front
 	keys, makVersion, reissued := a.reissue(tid, term, f60.NetCode)
 	var issued *issuedKeys
 	if !reissued {
+		if mak := a.makRef(tid, term).ID; term.Keys.TAK != "" && term.Keys.TAK != mak {
+			// Not an error: the terminal gets a MAK of its own, and its cup
+			// requests are MAC'd under it. Its registered TAK, which others
+			// share, stays what an ASCII listener checks it under.
+			a.log.Warn().Str("tid", tid).Str("registered_tak", term.Keys.TAK).Str("mak", mak).
+				Msg("cup: sign-in: the terminal's registered TAK is not its own (shared, or another terminal's): not rotated nor sent; its MAK is a key of its own")
+		}
 		var versions map[string]int
 		keys, makVersion, versions, err = a.workingKeys(ctx, tid, term, f60.NetCode)
 		if err != nil {
@@ -240,7 +251,7 @@ func (a *Adapter) workingKeys(ctx context.Context, tid string, term *registry.Te
 		return nil, 0, nil, err
 	}
 	out = append(append(out, pik...), cv...)
-	mak, cv, err := gen(a.makRef(tid, term).ID, hsm.TAK, scheme != "004")
+	mak, cv, err := gen(a.makRef(tid, term).ID, hsm.TAK, singleLengthMAK(scheme))
 	if err != nil {
 		return nil, 0, nil, err
 	}
@@ -258,6 +269,15 @@ func (a *Adapter) workingKeys(ctx context.Context, tid string, term *registry.Te
 	}
 	return out, makVersion, versions, nil
 }
+
+// singleLengthMAK reports whether sign-in scheme (60.3) carries a single-length MAK:
+// the F62 of 001 and 003 has 8 bytes for it (003: 8 zero bytes after them, as in a
+// real host's answer, so a terminal decrypts 8 bytes and checks the check value of a
+// DES key: a double-length key there fails its check), 004 16. The shared spec's
+// summary line calls 003's MAK double-length; its F62 layout and the captured answer
+// say otherwise, and the layout is what terminals parse. Such a sign-in needs
+// Config.SingleLengthMAC.
+func singleLengthMAK(scheme string) bool { return scheme != "004" }
 
 // networkToPipeline sends the pipeline the ASCII 0800 of a sign-in, sign-off or echo
 // and returns its F39; proven says the message came on the terminal's proven

@@ -57,7 +57,8 @@ func newCapRig(t *testing.T, now, made1 time.Time, maxSTANs int, ss *Sessions) *
 		term: &Terminal{TID: "T0000001", MID: "000000000000001", TMK: tmk, batch: "000007",
 			TPDU: TPDU{0x60, 0, 3, 0, 0}, Header: Header{0x60, 0x31, 0, 0x31, 0, 0}},
 		conn: &frontend.Conn{Listener: "cup", Dialect: message.DialectCUP}, now: now}
-	r.a = NewAdapter(Config{HSM: h, Terminals: fakeTerminals{}, Journal: r.jr, Refusals: r.refs, Sessions: ss,
+	// SingleLengthMAC: the terminal signs in with scheme 003 (an 8-byte MAK).
+	r.a = NewAdapter(Config{HSM: h, Terminals: fakeTerminals{}, Journal: r.jr, Refusals: r.refs, Sessions: ss, SingleLengthMAC: true,
 		Now: func() time.Time { return r.now }, KeyVersion: h.version, MaxSTANsPerKey: maxSTANs,
 		KeyCreated: func(_ string, v int) (time.Time, error) { return made1.Add(time.Duration(v-1) * time.Hour), nil },
 		KeyRefused: func(reason string) { r.mu.Lock(); r.renewed[reason]++; r.mu.Unlock() }}, r.p)

@@ -27,11 +27,13 @@ func TestCUPOfflineUploadOverLimit(t *testing.T) {
 		var open config.Listener
 		for i := range c.Listeners {
 			if c.Listeners[i].Name == "cup" {
-				c.Listeners[i].CUP = &config.CUPListener{OfflineMaxAmount: 300000}
+				// SingleLengthMACKeys, as the demo's listener: the terminal signs in
+				// with scheme 003.
+				c.Listeners[i].CUP = &config.CUPListener{OfflineMaxAmount: 300000, SingleLengthMACKeys: true}
 				open = c.Listeners[i]
 			}
 		}
-		open.Name, open.CUP = "cup-open", &config.CUPListener{OfflineMaxAmount: -1}
+		open.Name, open.CUP = "cup-open", &config.CUPListener{OfflineMaxAmount: -1, SingleLengthMACKeys: true}
 		c.Listeners = append(c.Listeners, open)
 	})
 	upload := func(term *cup.Terminal, stan string, amount int64) *cup.Frame {

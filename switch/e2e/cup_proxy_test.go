@@ -106,7 +106,9 @@ func proxyV2(t *testing.T, src string) []byte {
 func TestCUPBehindProxy(t *testing.T) {
 	f := startDemo(t, func(c *config.Config) {
 		c.RulesDir = middayRules(t, time.Now())
+		// SingleLengthMACKeys, as the demo's listener: the terminal signs in with 003.
 		c.Listeners = append(c.Listeners, config.Listener{Name: "cup-lb", Addr: "127.0.0.1:0", Dialect: "cup",
+			CUP:           &config.CUPListener{SingleLengthMACKeys: true},
 			ProxyProtocol: &config.ProxyProtocol{Trusted: []string{"127.0.0.2"}, Required: true}})
 	})
 	const tid = "T0000001"

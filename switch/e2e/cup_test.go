@@ -161,6 +161,39 @@ func TestCUPSingleLengthRefused(t *testing.T) {
 	}
 }
 
+// TestCUPSingleLengthMAKRefused: on a listener without cup.single_length_mac_keys (the
+// default; the demo's sets it for its terminals' scheme 003), a sign-in whose scheme
+// issues a single-length MAK (60.3 = 003, an 8-byte MAK) is refused 63 with no keys,
+// and one asking for 004 (double-length PIK, MAK and TDK) signs in and trades.
+func TestCUPSingleLengthMAKRefused(t *testing.T) {
+	f := startDemo(t, func(c *config.Config) {
+		c.RulesDir = middayRules(t, time.Now())
+		for i := range c.Listeners {
+			if c.Listeners[i].Dialect == "cup" {
+				c.Listeners[i].CUP = &config.CUPListener{}
+			}
+		}
+	})
+	tmk, _ := hex.DecodeString(cupTMK)
+	term, err := cup.DialTerminal(f.s.ListenerAddr("cup"), "T0000001", "000000000000001", tmk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer term.Close()
+	term.Device = cupHome
+	ans, err := term.SignIn("003")
+	if err != nil || ans.Str(39) != "63" || ans.Has(62) {
+		t.Fatalf("sign-in 003 on a listener without single_length_mac_keys: %s, %v; want 63 without keys", cup.Summary(ans), err)
+	}
+	if !strings.Contains(f.logs.String(), "single-length-mac-key-refused") {
+		t.Errorf("the refusal's reason is not in the log")
+	}
+	term = cupTerminal(t, f, "004", cupHome)
+	if ans := cupDo(t, term, cup.Txn{Kind: "sale", PAN: cupCard, Expiry: cupCardExp, Amount: 1200, PIN: "1234"}); ans.Str(39) != "00" || !ans.Has(64) {
+		t.Fatalf("sale after sign-in 004: %s", cup.Summary(ans))
+	}
+}
+
 func TestCUPVoidRefundReversal(t *testing.T) {
 	f := startCUP(t)
 	term := cupTerminal(t, f, "003", cupHome)

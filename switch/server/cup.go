@@ -25,6 +25,7 @@ func newCUPAdapter(lc config.Listener, s *Server) *cup.Adapter {
 		cfg.MAC, _ = cup.ParseMAC(lc.CUP.MAC)
 		cfg.AcquirerID = lc.CUP.AcquirerID
 		cfg.SingleLengthPIN = lc.CUP.SingleLengthPINKeys
+		cfg.SingleLengthMAC = lc.CUP.SingleLengthMACKeys
 		cfg.KeyLifetime = lc.CUP.KeyLifetime.D()
 		cfg.SignInMaxAge = lc.CUP.SignInMaxAge.D()
 		cfg.OfflineMaxAmount = lc.CUP.OfflineMaxAmount
