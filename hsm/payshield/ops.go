@@ -68,7 +68,10 @@ func (c *Client) graceVersions(ctx context.Context, id string) []hsm.KeyRecord {
 
 // TranslatePIN implements hsm.HSM with CA (TPK source), CC (ZPK source) or G0 (DUKPT).
 func (c *Client) TranslatePIN(ctx context.Context, req hsm.TranslatePINRequest) ([]byte, error) {
-	if err := hsm.CheckTranslation(req.SourceFormat, req.DestFormat, hsm.FormatPolicy{}); err != nil && !errors.Is(err, hsm.ErrPolicy) {
+	// The format policy is the switch's, applied here as the software HSM applies
+	// it: until 6 December 2026 ErrPolicy was ignored, and format 4 to 0 or 3, or
+	// any format to 1, was left to the HSM's own settings (TestClientFormatPolicy).
+	if err := hsm.CheckTranslation(req.SourceFormat, req.DestFormat, c.opts.Policy); err != nil {
 		return nil, fmt.Errorf("translate PIN: %w", err)
 	}
 	if len(req.PINBlock) != req.SourceFormat.BlockSize() {
