@@ -187,7 +187,7 @@ func (c *Client) bdk(ctx context.Context, ref hsm.KeyRef, ksn string) (hsm.KeyRe
 		return rec, "", 0, fmt.Errorf("%w: %s is a %s, not a BDK", hsm.ErrKeyUsage, rec.Ref(), rec.Type)
 	}
 	if rec.Owner != "" && !dukpt.PrefixMatches(ksn, rec.Owner, rec.Algorithm.IsAES()) {
-		return rec, "", 0, fmt.Errorf("%w: KSN %s does not start with the KSN prefix %s of %s", hsm.ErrKeyUsage, ksn, rec.Owner, rec.Ref())
+		return rec, "", 0, fmt.Errorf("%w: KSN %s does not start with the KSN prefix %s of %s", hsm.ErrKSNNotOfBDK, ksn, rec.Owner, rec.Ref())
 	}
 	return rec, device, counter, nil
 }
