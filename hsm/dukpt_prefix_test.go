@@ -91,3 +91,27 @@ func TestTranslateAESDUKPTCounterRange(t *testing.T) {
 		}
 	}
 }
+
+// A KSN given with a BDK handle (the switch names the terminal's BDK) must be under
+// that BDK's KSN prefix: another key set's KSN is ErrKSNNotOfBDK (an ErrKeyUsage,
+// which the switch answers 63 ksn-not-bound), refused before anything is decrypted
+// and without touching the device's counter, so the device's own request still
+// goes through under its BDK.
+func TestTranslateDUKPTKSNNotOfTheNamedBDK(t *testing.T) {
+	e := newEnv(t, hsm.Options{})
+	other := e.form(hsm.KeySpec{ID: "other.BDK", Type: hsm.BDK, Owner: "AAAA9876543210E"}, "FEDCBA98765432100123456789ABCDEF")
+	req := hsm.TranslatePINRequest{Source: other, KSN: "FFFF9876543210E00001", SourceFormat: pinblock.Format0, PINBlock: hx(t, "1B9C1845EB993A7A"),
+		Dest: hsm.KeyRef{ID: "demo.ZPK"}, DestFormat: pinblock.Format0, PAN: "4012345678909"}
+	_, err := e.hsm.TranslatePIN(e.ctx, req)
+	if !errors.Is(err, hsm.ErrKSNNotOfBDK) || !errors.Is(err, hsm.ErrKeyUsage) {
+		t.Fatalf("KSN of the demo key set under other.BDK: %v, want ErrKSNNotOfBDK", err)
+	}
+	req.Source = hsm.KeyRef{ID: "BDK.FFFF9876543210E"}
+	out, err := e.hsm.TranslatePIN(e.ctx, req)
+	if err != nil {
+		t.Fatalf("the same KSN under its own BDK after the refusal: %v", err)
+	}
+	if p, err := pinblock.Decrypt(tdes(t, demoZPK), pinblock.Format0, out, "4012345678909"); err != nil || string(p) != "1234" {
+		t.Fatalf("translated PIN %q, %v", p, err)
+	}
+}

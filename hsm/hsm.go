@@ -87,6 +87,10 @@ var (
 	// ErrUnavailable means no HSM answered in time (a hardware HSM backend): the
 	// operation was not done and may be tried again.
 	ErrUnavailable = errors.New("HSM unavailable")
+	// ErrKSNNotOfBDK means a DUKPT KSN is not under the KSN prefix (key set ID) of
+	// the BDK named for it: another key set's KSN, refused before anything is
+	// decrypted. It is an ErrKeyUsage.
+	ErrKSNNotOfBDK = fmt.Errorf("%w: KSN not of the BDK", ErrKeyUsage)
 )
 
 // TranslatePINRequest asks for a PIN block to be translated.

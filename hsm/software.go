@@ -246,7 +246,7 @@ func (s *Software) bdk(ctx context.Context, ref KeyRef, ksn string) (KeyRecord, 
 		return rec, nil, usageErr(rec, l, "derive DUKPT keys")
 	}
 	if rec.Owner != "" && !dukpt.PrefixMatches(ksn, rec.Owner, rec.Algorithm.IsAES()) {
-		return rec, nil, fmt.Errorf("%w: KSN %s does not start with the KSN prefix %s of %s", ErrKeyUsage, ksn, rec.Owner, rec.Ref())
+		return rec, nil, fmt.Errorf("%w: KSN %s does not start with the KSN prefix %s of %s", ErrKSNNotOfBDK, ksn, rec.Owner, rec.Ref())
 	}
 	return rec, l, nil
 }

@@ -50,6 +50,11 @@ type ClientOptions struct {
 	LMKScheme string
 	// Store holds the key records; each record's Block is the key's LMK token.
 	Store hsm.KeyStore
+	// Policy is the PIN block format policy of TranslatePIN, the software HSM's
+	// (hsm.Options.Policy): the client applies it before it sends CA, CC or G0, so
+	// that a translation the switch refuses never reaches the HSM, whatever the
+	// HSM's own PIN block format settings.
+	Policy hsm.FormatPolicy
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
 	// Metrics, when set, receive latencies and errors.

@@ -68,7 +68,10 @@ func (c *Client) graceVersions(ctx context.Context, id string) []hsm.KeyRecord {
 
 // TranslatePIN implements hsm.HSM with CA (TPK source), CC (ZPK source) or G0 (DUKPT).
 func (c *Client) TranslatePIN(ctx context.Context, req hsm.TranslatePINRequest) ([]byte, error) {
-	if err := hsm.CheckTranslation(req.SourceFormat, req.DestFormat, hsm.FormatPolicy{}); err != nil && !errors.Is(err, hsm.ErrPolicy) {
+	// The format policy is the switch's, applied here as the software HSM applies
+	// it: until 6 December 2026 ErrPolicy was ignored, and format 4 to 0 or 3, or
+	// any format to 1, was left to the HSM's own settings (TestClientFormatPolicy).
+	if err := hsm.CheckTranslation(req.SourceFormat, req.DestFormat, c.opts.Policy); err != nil {
 		return nil, fmt.Errorf("translate PIN: %w", err)
 	}
 	if len(req.PINBlock) != req.SourceFormat.BlockSize() {
@@ -184,7 +187,7 @@ func (c *Client) bdk(ctx context.Context, ref hsm.KeyRef, ksn string) (hsm.KeyRe
 		return rec, "", 0, fmt.Errorf("%w: %s is a %s, not a BDK", hsm.ErrKeyUsage, rec.Ref(), rec.Type)
 	}
 	if rec.Owner != "" && !dukpt.PrefixMatches(ksn, rec.Owner, rec.Algorithm.IsAES()) {
-		return rec, "", 0, fmt.Errorf("%w: KSN %s does not start with the KSN prefix %s of %s", hsm.ErrKeyUsage, ksn, rec.Owner, rec.Ref())
+		return rec, "", 0, fmt.Errorf("%w: KSN %s does not start with the KSN prefix %s of %s", hsm.ErrKSNNotOfBDK, ksn, rec.Owner, rec.Ref())
 	}
 	return rec, device, counter, nil
 }

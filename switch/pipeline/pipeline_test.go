@@ -31,7 +31,7 @@ var pinBlock = []byte{1, 2, 3, 4, 5, 6, 7, 8}
 var (
 	termMAC   = registry.Terminal{ID: testTID, MerchantID: testMID, Kind: registry.KindSoftPOS, Keys: registry.KeyRefs{TAK: "T0000001.TAK", TPK: "T0000001.TPK", TMK: "T0000001.TMK"}}
 	termTPK   = registry.Terminal{ID: testTID, MerchantID: testMID, Keys: registry.KeyRefs{TPK: "T0000001.TPK"}}
-	termDUKPT = registry.Terminal{ID: testTID, MerchantID: testMID, Keys: registry.KeyRefs{PINMode: registry.PINModeDUKPT}}
+	termDUKPT = registry.Terminal{ID: testTID, MerchantID: testMID, Keys: registry.KeyRefs{PINMode: registry.PINModeDUKPT, BDK: registry.DemoBDKRef, DUKPTDevice: registry.DemoDUKPTDevice}}
 	termNoKey = registry.Terminal{ID: testTID, MerchantID: testMID}
 )
 

@@ -116,8 +116,22 @@ func (p *Pipeline) translatePIN(ctx context.Context, t *txn, issuer string) ([]b
 	}
 	switch {
 	case r.TLV.Has&message.HasKSN != 0:
+		// A DUKPT device is bound to its terminal: only a terminal the registry
+		// says uses DUKPT may send a KSN, its blocks go to the HSM under its own
+		// BDK (which refuses a KSN outside the BDK's KSN prefix), and with a DUKPT
+		// device registered only that device's KSNs are taken. Nothing is
+		// decrypted otherwise. Until 6 December 2026 any terminal's KSN went to
+		// the HSM, which found the BDK by the KSN's prefix: a static-TPK terminal
+		// could send a DUKPT device's recorded PIN block, refused only when the
+		// original had come first (dukpt-replay).
+		if keys.PINMode != registry.PINModeDUKPT || keys.BDK == "" {
+			return nil, message.RCSecurityViolation, reasonDUKPTNotRegistered
+		}
+		if !keys.KSNBound(r.TLV.KSN) {
+			return nil, message.RCSecurityViolation, reasonKSNNotBound
+		}
 		req.KSN = r.TLV.KSN
-		req.Source = hsm.KeyRef{ID: keys.BDK} // empty: the BDK is found by KSN prefix
+		req.Source = hsm.KeyRef{ID: keys.BDK}
 		if len(req.KSN) == 24 {
 			req.SourceFormat = pinblock.Format4
 		}
@@ -148,6 +162,8 @@ func (p *Pipeline) translatePIN(ctx context.Context, t *txn, issuer string) ([]b
 		return nil, message.RCSystemMalfunction, reasonHSMUnavailable
 	case errors.Is(err, hsm.ErrReplay):
 		return nil, message.RCSecurityViolation, "dukpt-replay"
+	case errors.Is(err, hsm.ErrKSNNotOfBDK):
+		return nil, message.RCSecurityViolation, reasonKSNNotBound
 	case errors.Is(err, hsm.ErrInput):
 		return nil, message.RCIncorrectPIN, "pin-block-invalid"
 	case errors.Is(err, hsm.ErrPolicy):
@@ -208,6 +224,15 @@ func (p *Pipeline) securityDecline(ctx context.Context, t *txn, reason string) (
 	}
 	return p.decline(ctx, t, message.RCSecurityViolation, "hsm", reason)
 }
+
+// The decline reasons of a DUKPT KSN that is not the terminal's (63, nothing
+// decrypted): a KSN from a terminal the registry does not give DUKPT (no PIN mode
+// dukpt, or no BDK), and a KSN of another device than the terminal's registered
+// one, or outside its BDK's KSN prefix.
+const (
+	reasonDUKPTNotRegistered = "dukpt-not-registered"
+	reasonKSNNotBound        = "ksn-not-bound"
+)
 
 // reasonHSMUnavailable is the decline reason when no HSM answered (a payShield
 // backend down or slow): the terminal gets 96, the transaction may be tried again.

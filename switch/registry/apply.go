@@ -297,7 +297,8 @@ func normalizeLanguage(code string) string {
 
 // normalizeTerminal fills defaults: the decline policy, a MAC requirement for
 // SoftPOS, and the conventional key references "<terminal ID>.TAK" and
-// "<terminal ID>.TPK" when a MAC or TPK PIN mode needs one and none is given.
+// "<terminal ID>.TPK" when a MAC or TPK PIN mode needs one and none is given; and
+// writes a DUKPT device in its stored form (normalizeDUKPTDevice).
 func normalizeTerminal(t *Terminal) {
 	if t.MissingPolicy == "" {
 		t.MissingPolicy = PolicyDecline
@@ -311,6 +312,7 @@ func normalizeTerminal(t *Terminal) {
 	if t.Keys.PINMode == PINModeTPK && t.Keys.TPK == "" && t.ID != "" {
 		t.Keys.TPK = t.ID + ".TPK"
 	}
+	t.Keys.DUKPTDevice = normalizeDUKPTDevice(t.Keys.DUKPTDevice)
 	if len(t.AllowedNetworks) == 0 {
 		t.AllowedNetworks = nil
 	}

@@ -22,6 +22,10 @@ const DemoLoadTerminals = 2000
 // DemoBDKRef is the key reference of the demo DUKPT BDK (KSNs FFFF9876543210Exxxxx).
 const DemoBDKRef = "BDK.FFFF9876543210E"
 
+// DemoDUKPTDevice is T0000002's DUKPT device, its KSNs without the counter
+// (FFFF9876543210Exxxxx, and FFFF9876543210Fxxxxx once the counter passes 0x100000).
+const DemoDUKPTDevice = "FFFF9876543210E"
+
 // DemoMerchants returns the merchants of the demo fleet (docs/demo-fleet.md).
 func DemoMerchants() []Merchant {
 	return []Merchant{
@@ -49,7 +53,7 @@ func DemoTerminals() []Terminal {
 		{ID: "T0000002", MerchantID: "000000000000002", Kind: KindSoftPOS, Status: TerminalActive, MissingPolicy: PolicyFlag,
 			Binding:  Binding{DeviceSerial: "SP-T0000002", IMEI: "860000000000002"},
 			Location: &Deployment{Lat: 31.230400, Lon: 121.473700, RadiusM: 5000},
-			Keys:     KeyRefs{TAK: "T0000002.TAK", BDK: DemoBDKRef, PINMode: PINModeDUKPT, MACRequired: true}},
+			Keys:     KeyRefs{TAK: "T0000002.TAK", BDK: DemoBDKRef, DUKPTDevice: DemoDUKPTDevice, PINMode: PINModeDUKPT, MACRequired: true}},
 		{ID: "T0000003", MerchantID: "000000000000001", Kind: KindPOS, Status: TerminalSuspended, MissingPolicy: PolicyDecline,
 			Note:     "demo: suspended terminal",
 			Binding:  Binding{DeviceSerial: "SN-T0000003", ICCID: "89860000000000000003", IMEI: "860000000000003"},

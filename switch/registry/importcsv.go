@@ -12,6 +12,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/switchyard/switchyard/hsm/dukpt"
 	"github.com/switchyard/switchyard/internal/csvcell"
 )
 
@@ -19,8 +20,10 @@ import (
 // header row. terminal_id, merchant_id and kind are required. Empty cells mean "not
 // set". networks holds CIDRs separated by spaces or semicolons; lat, lon and
 // radius_m together give the deployed location; mac_required and attest_legacy are
-// true or false; attest_max_age is a Go duration ("90s"). WriteTerminalsCSV writes
-// them all.
+// true or false; attest_max_age is a Go duration ("90s"); dukpt_device is the DUKPT
+// device's KSN without its counter (KeyRefs.DUKPTDevice). WriteTerminalsCSV writes
+// them all, in this order (a column added later comes last, so that a file written
+// before it still imports).
 var ImportColumns = []string{
 	"terminal_id", "merchant_id", "kind", "status",
 	"device_serial", "iccid", "imei",
@@ -28,6 +31,7 @@ var ImportColumns = []string{
 	"networks", "min_app_version", "missing_policy",
 	"pin_mode", "tmk", "tpk", "tak", "bdk", "mac_required",
 	"model", "attest_max_age", "attest_legacy",
+	"dukpt_device",
 }
 
 // MaxImportRows bounds the data rows of one import. The accepted rows are stored
@@ -331,7 +335,8 @@ func rowTerminal(get func(string) string) (Terminal, error) {
 		MissingPolicy: Policy(strings.ToLower(get("missing_policy"))),
 		Keys: KeyRefs{
 			TMK: get("tmk"), TPK: get("tpk"), TAK: get("tak"), BDK: get("bdk"),
-			PINMode: PINMode(strings.ToLower(get("pin_mode"))),
+			PINMode:     PINMode(strings.ToLower(get("pin_mode"))),
+			DUKPTDevice: get("dukpt_device"),
 		},
 	}
 	if lat, lon, rad := get("lat"), get("lon"), get("radius_m"); lat != "" || lon != "" || rad != "" {
@@ -410,7 +415,8 @@ func WriteTerminalsCSV(w io.Writer, ts []*Terminal) error {
 			lat, lon, rad,
 			nets, t.MinAppVersion, string(t.MissingPolicy),
 			string(t.Keys.PINMode), t.Keys.TMK, t.Keys.TPK, t.Keys.TAK, t.Keys.BDK, flag(t.Keys.MACRequired),
-			t.Model, maxAge, flag(t.AttestLegacy))
+			t.Model, maxAge, flag(t.AttestLegacy),
+			t.Keys.DUKPTDevice)
 		if err := cw.Write(row); err != nil {
 			return err
 		}
@@ -423,8 +429,9 @@ func WriteTerminalsCSV(w io.Writer, ts []*Terminal) error {
 // "<terminal ID>.TPK" that compute fills in for an empty one, whose key may be
 // generated later): each must be a usable key of the key store of its type, so
 // that a typo or another party's key (an issuer's ZPK as a TPK) is refused when it
-// is entered rather than found by the first PIN transaction. References equal to
-// those of was (the terminal as it is, for a change) are not checked again.
+// is entered rather than found by the first PIN transaction; and that a DUKPT
+// device is under its BDK's KSN prefix. References equal to those of was (the
+// terminal as it is, for a change) are not checked again.
 func (r *review) checkKeyRefs(terminal string, k KeyRefs, was *KeyRefs) error {
 	if r.opts.Keys == nil {
 		return nil
@@ -446,6 +453,19 @@ func (r *review) checkKeyRefs(terminal string, k KeyRefs, was *KeyRefs) error {
 		if ki.Type != kc.keyType {
 			return invalidf("terminal %s: %s %q is a %s of %q, not a %s: a terminal may reference only its own kind of key", terminal, kc.name, kc.ref, ki.Type, ki.Owner, kc.keyType)
 		}
+	}
+	// A DUKPT device is one of its BDK's: its KSNs must be under the BDK's KSN
+	// prefix (the key set ID), or the HSM refuses every one of them.
+	dev := normalizeDUKPTDevice(k.DUKPTDevice)
+	if dev == "" || k.BDK == "" || (was != nil && dev == old.DUKPTDevice && k.BDK == old.BDK) {
+		return nil
+	}
+	ki, err := r.opts.Keys(k.BDK)
+	if err != nil {
+		return invalidf("terminal %s: bdk %q: %v", terminal, k.BDK, err)
+	}
+	if ki.Owner != "" && isHex(dev) && !dukpt.PrefixMatches(dev, ki.Owner, len(dev) == dukpt.AESPrefixDigits) {
+		return invalidf("terminal %s: DUKPT device %s is not under the KSN prefix %s of its BDK %q: its KSNs would not be of that BDK", terminal, dev, ki.Owner, k.BDK)
 	}
 	return nil
 }

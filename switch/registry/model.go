@@ -11,6 +11,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/switchyard/switchyard/hsm/dukpt"
 	"github.com/switchyard/switchyard/internal/carddata"
 	"github.com/switchyard/switchyard/switch/qr"
 )
@@ -184,6 +185,56 @@ type KeyRefs struct {
 	BDK         string  `json:"bdk,omitempty"`          // DUKPT BDK, e.g. "BDK.FFFF9876543210E"
 	PINMode     PINMode `json:"pin_mode,omitempty"`     // "", "tpk" or "dukpt"
 	MACRequired bool    `json:"mac_required,omitempty"` // always true for softpos
+	// DUKPTDevice binds the terminal's DUKPT device: its KSN without the counter
+	// (ANSI X9.24: key set ID and device ID), 15 hex digits for TDES DUKPT (the
+	// 15th with the counter's top bit cleared) or 16 for AES DUKPT (the initial
+	// key ID), upper case; a whole KSN given is stored so. A KSN of another device
+	// from the terminal is refused (63 ksn-not-bound); empty: any KSN under the
+	// terminal's BDK (the BDK's KSN prefix), as before 6 December 2026.
+	DUKPTDevice string `json:"dukpt_device,omitempty"`
+}
+
+// KSNBound reports whether ksn (as the terminal sent it) is of the terminal's
+// DUKPT device: its non-counter part is DUKPTDevice, or the terminal has none.
+// It does not allocate.
+func (k *KeyRefs) KSNBound(ksn string) bool {
+	if k.DUKPTDevice == "" {
+		return true
+	}
+	if len(ksn) != 20 && len(ksn) != 24 {
+		return false
+	}
+	var buf [24]byte
+	return string(dukpt.AppendKSNPrefix(buf[:0], ksn)) == k.DUKPTDevice
+}
+
+// normalizeDUKPTDevice is a DUKPT device as the registry stores it: upper case, a
+// whole KSN cut to its non-counter part, and a TDES device's 15th digit without
+// the counter's top bit (dukpt.NormalizePrefix). Text that is not hexadecimal is
+// left as it is, for Validate to name.
+func normalizeDUKPTDevice(s string) string {
+	s = strings.TrimSpace(s)
+	if !isHex(s) {
+		return s
+	}
+	switch len(s) {
+	case dukpt.TDESPrefixDigits, 20:
+		return dukpt.NormalizePrefix(s, false)
+	case dukpt.AESPrefixDigits, 24:
+		return dukpt.NormalizePrefix(s, true)
+	}
+	return strings.ToUpper(s)
+}
+
+// isHex reports whether s is non-empty and all hexadecimal digits.
+func isHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // Terminal is a terminal record. Records handed out by the registry are immutable
@@ -574,6 +625,14 @@ func (t *Terminal) Validate() error {
 		}
 	default:
 		return invalidf("terminal %s: PIN mode %q: want tpk, dukpt or empty", t.ID, k.PINMode)
+	}
+	if d := k.DUKPTDevice; d != "" {
+		if k.PINMode != PINModeDUKPT {
+			return invalidf("terminal %s: DUKPT device %q without PIN mode dukpt", t.ID, d)
+		}
+		if !isHex(d) || len(d) != dukpt.TDESPrefixDigits && len(d) != dukpt.AESPrefixDigits {
+			return invalidf("terminal %s: DUKPT device %q: want the device's KSN without its counter, 15 hex digits (TDES DUKPT) or 16 (AES DUKPT: the initial key ID), or a whole KSN (20 or 24 hex digits)", t.ID, d)
+		}
 	}
 	if t.AttestMaxAge < 0 || time.Duration(t.AttestMaxAge) > time.Hour {
 		return invalidf("terminal %s: attestation maximum age %v: want 0 (the default) to 1h", t.ID, time.Duration(t.AttestMaxAge))

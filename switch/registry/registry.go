@@ -161,6 +161,7 @@ func New(db *badger.DB, clock func() time.Time, opts Options) (*Registry, error)
 	reg := &Registry{store: st, review: rv, checker: ck, incidents: inc, alerting: al}
 	st.replica = reg
 	st.warnUnboundSoftPOS()
+	st.warnUnboundDUKPT()
 	inc.start()
 	st.startSeenFlusher()
 	return reg, nil
@@ -174,6 +175,30 @@ func (r *Registry) Close() error {
 		r.closeErr = r.store.shutdown()
 	})
 	return r.closeErr
+}
+
+// warnUnboundDUKPT logs the DUKPT terminals (not closed) whose records name no
+// DUKPT device: each is bound by its BDK only, and takes any KSN under the BDK's
+// KSN prefix, another terminal's device's among them, until a reviewed change
+// binds it (KeyRefs.DUKPTDevice).
+func (r *store) warnUnboundDUKPT() {
+	var ids []string
+	n := 0
+	for id, sl := range r.snap.Load().terminals {
+		if t := sl.rec.Load(); t.Keys.PINMode == PINModeDUKPT && t.Keys.DUKPTDevice == "" && t.Status != TerminalClosed {
+			if n++; len(ids) < 20 {
+				ids = append(ids, id)
+			}
+		}
+	}
+	if n == 0 {
+		return
+	}
+	slices.Sort(ids)
+	r.log.Warn().Int("terminals", n).Strs("first", ids).
+		Msg("DUKPT terminals without a DUKPT device: each takes any KSN under its BDK's KSN prefix, those of other terminals' devices " +
+			"sharing the BDK among them, until bound (`switchyard terminal change ID --dukpt-device KSN`, approved by another reviewer; " +
+			"`switchyard terminal list --csv` shows them with pin_mode dukpt and an empty dukpt_device)")
 }
 
 // warnUnboundSoftPOS logs the SoftPOS terminals (not closed) whose records have no

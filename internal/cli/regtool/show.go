@@ -146,6 +146,13 @@ func (t *tool) printTerminal(v *registry.TerminalView) {
 		{"Keys", strings.Join(keyRefs, ", ")},
 		{"MAC required", yesNo(tm.MACRequired())},
 	}
+	if tm.Keys.PINMode == registry.PINModeDUKPT {
+		dev := tm.Keys.DUKPTDevice
+		if dev == "" {
+			dev = "not bound (any KSN under the BDK's KSN prefix)"
+		}
+		rows = append(rows, [2]string{"DUKPT device", dev})
+	}
 	if tm.Kind == registry.KindSoftPOS || tm.AttestMaxAge != 0 || tm.AttestLegacy {
 		att := "max age: the switch's default"
 		if tm.AttestMaxAge != 0 {

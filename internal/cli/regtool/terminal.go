@@ -15,7 +15,7 @@ type terminalFlagValues struct {
 	merchant, kind, device, iccid, imei, loc *string
 	networks, minVer, policy, pinMode        *string
 	model                                    *string
-	tmk, tpk, tak, bdk                       *string
+	tmk, tpk, tak, bdk, dukptDevice          *string
 	macRequired, clearLocation               *bool
 	attestMaxAge                             *time.Duration
 	attestLegacy                             *bool
@@ -39,6 +39,7 @@ func terminalFlags(f *flags) *terminalFlagValues {
 		tpk:           f.String("tpk", "", "TPK key reference"),
 		tak:           f.String("tak", "", "TAK key reference"),
 		bdk:           f.String("bdk", "", "DUKPT BDK key reference"),
+		dukptDevice:   f.String("dukpt-device", "", "DUKPT device bound to the terminal: its KSN without the counter (15 hex digits TDES, 16 AES) or a whole KSN; empty unbinds"),
 		macRequired:   f.Bool("mac-required", false, "messages must carry a MAC"),
 		clearLocation: f.Bool("clear-location", false, "remove the deployed location (change only)"),
 		attestMaxAge:  f.Duration("attest-max-age", 0, "SoftPOS: how old an attestation may be (0: the switch's default, 120s)"),
@@ -98,7 +99,7 @@ func (v *terminalFlagValues) patch() (registry.TerminalPatch, error) {
 
 // keysSet reports whether any key flag was given.
 func (v *terminalFlagValues) keysSet() bool {
-	for _, n := range []string{"pin-mode", "tmk", "tpk", "tak", "bdk", "mac-required"} {
+	for _, n := range []string{"pin-mode", "tmk", "tpk", "tak", "bdk", "dukpt-device", "mac-required"} {
 		if v.f.set(n) {
 			return true
 		}
@@ -115,7 +116,7 @@ func (v *terminalFlagValues) keys(base registry.KeyRefs) registry.KeyRefs {
 		name string
 		dst  *string
 		val  *string
-	}{{"tmk", &base.TMK, v.tmk}, {"tpk", &base.TPK, v.tpk}, {"tak", &base.TAK, v.tak}, {"bdk", &base.BDK, v.bdk}} {
+	}{{"tmk", &base.TMK, v.tmk}, {"tpk", &base.TPK, v.tpk}, {"tak", &base.TAK, v.tak}, {"bdk", &base.BDK, v.bdk}, {"dukpt-device", &base.DUKPTDevice, v.dukptDevice}} {
 		if f.set(x.name) {
 			*x.dst = *x.val
 		}
