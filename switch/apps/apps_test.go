@@ -951,3 +951,61 @@ func TestKeyPutAndPublicationOfNothingRefused(t *testing.T) {
 		t.Fatalf("the revoked key revoked again: %v", err)
 	}
 }
+
+// TestGroupMinimumHoldsOnANodeWithoutThePackage: packages are per node, so a node
+// of a cluster where the release's package was not (yet) uploaded resolves the
+// group without it. It offers nothing, but the group's minimum version, a
+// security floor the publication approved, must hold there all the same: it
+// dropped it, so that the terminals on that node were accepted below the floor,
+// and said nothing about the missing package.
+func TestGroupMinimumHoldsOnANodeWithoutThePackage(t *testing.T) {
+	f := newFixture(t, 2)
+	f.upload("2.1", blob("2.1", 100))
+	f.publish("north", "2.1", 100, "2.1") // the security fix, and its floor
+
+	db2, err := badger.Open(badger.DefaultOptions(f.dir + "/db2").WithLogger(nil).WithMemTableSize(8 << 20).WithValueLogFileSize(16 << 20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db2.Close()
+	logs2 := &syncbuf.Buffer{}
+	m2, err := New(db2, otherNode{f.reg}, Options{Dir: f.dir + "/apps2", Now: f.clock.Now, CardHashKey: f.chk, Logger: zerolog.New(logs2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// m2's Refresh sets the group minimums of the registry it is given, as node 2
+	// sets its own registry's.
+	if err := m2.Refresh(); err != nil {
+		t.Fatal(err)
+	}
+	for _, tid := range f.tids {
+		r := f.reg.Check(registry.CheckRequest{TerminalID: tid, MerchantID: mid, AppVersion: "2.0", Now: f.clock.Now()})
+		if r.Reason != registry.ReasonAppVersionLow {
+			t.Errorf("node without the package: %s on AV 2.0 under the group minimum 2.1: %q, want %s", tid, r.Reason, registry.ReasonAppVersionLow)
+		}
+		if up := m2.Offer(tid, "2.0", f.clock.Now()); up != "" {
+			t.Errorf("node without the package offered %s %q", tid, up)
+		}
+	}
+	ro, err := m2.Rollouts("north")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ro) != 1 || ro[0].Terminals != 2 || !strings.Contains(ro[0].Refused, "no package demo-pay@2.1") {
+		t.Errorf("node 2 rollout %+v: want its 2 terminals, refused for the missing package", ro)
+	}
+	if !strings.Contains(logs2.String(), "no package demo-pay@2.1") {
+		t.Errorf("node 2 did not log the missing package: %s", logs2.String())
+	}
+	// A publication requested by a version before the release recorded what its
+	// package runs on: node 2 cannot tell its terminals, and says so.
+	b, _ := json.Marshal(publishPayload{PublishRequest: PublishRequest{Group: "south", App: "demo-pay", Version: "2.1", Target: Target{Merchants: []string{mid}}},
+		SHA256: f.m.pkgs["demo-pay@2.1"].SHA256})
+	f.approve(f.reg.RequestChange(alice, registry.Change{Op: OpPublish, Target: "south", Ext: b}))
+	if err := m2.Refresh(); err != nil {
+		t.Fatal(err)
+	}
+	if ro, _ := m2.Rollouts("south"); len(ro) != 1 || !strings.Contains(ro[0].Refused, "minimum version is not enforced on this node") {
+		t.Errorf("node 2 rollout of an old-format publication %+v: want refused, saying the minimum is not enforced", ro)
+	}
+}

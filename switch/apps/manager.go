@@ -413,7 +413,7 @@ func (m *Manager) RequestPublish(p registry.Actor, r PublishRequest) (*registry.
 	base := st.groupBase(r.Group)
 	pp := publishPayload{PublishRequest: r, Base: &base}
 	if pkg != nil {
-		pp.SHA256 = pkg.SHA256
+		pp.SHA256, pp.Runs = pkg.SHA256, runsOf(pkg)
 	}
 	if err := releaseUnchanged(st, pp); err != nil {
 		return nil, err
@@ -513,6 +513,10 @@ func (m *Manager) checkPublish(c *registry.Change) (registry.ChangeEffect, error
 	if pp.SHA256 != pkg.SHA256 {
 		return registry.ChangeEffect{}, conflictf("package %s@%s has SHA-256 %s, not the %s this change was requested for", r.App, r.Version, pkg.SHA256, pp.SHA256)
 	}
+	if runs := runsOf(pkg); pp.Runs != nil && (!slices.Equal(pp.Runs.Models, runs.Models) || !slices.Equal(pp.Runs.Kinds, runs.Kinds)) {
+		return registry.ChangeEffect{}, conflictf("package %s@%s runs on models %v and kinds %v, not the %v and %v this change was requested for",
+			r.App, r.Version, pkg.Models, pkg.Kinds, pp.Runs.Models, pp.Runs.Kinds)
+	}
 	if err := st.trust(pkg); err != nil {
 		return registry.ChangeEffect{}, invalidf("package %s@%s may not be published: %v (switchyard app key list)", r.App, r.Version, err)
 	}
@@ -523,7 +527,7 @@ func (m *Manager) checkPublish(c *registry.Change) (registry.ChangeEffect, error
 			}
 		}
 	}
-	rel := Release{Group: r.Group, App: r.App, Version: r.Version, SHA256: pkg.SHA256, Target: r.Target, MinVersion: r.MinVersion, Change: c.ID}
+	rel := Release{Group: r.Group, App: r.App, Version: r.Version, SHA256: pkg.SHA256, Target: r.Target, MinVersion: r.MinVersion, Runs: pp.Runs, Change: c.ID}
 	ce := registry.ChangeEffect{Type: "app-group", ID: r.Group, After: mustJSON(rel)}
 	if g := st.groups[r.Group]; g != nil && g.Current != nil {
 		ce.Before = mustJSON(g.Current)

@@ -92,16 +92,33 @@ type KeyRequest struct {
 
 // Release is a group's release: a package, who it targets, since when.
 type Release struct {
-	Group       string    `json:"group"`
-	App         string    `json:"app"`
-	Version     string    `json:"version"`
-	SHA256      string    `json:"sha256"`
-	Target      Target    `json:"target"`
-	MinVersion  string    `json:"min_version,omitempty"`
+	Group      string `json:"group"`
+	App        string `json:"app"`
+	Version    string `json:"version"`
+	SHA256     string `json:"sha256"`
+	Target     Target `json:"target"`
+	MinVersion string `json:"min_version,omitempty"`
+	// Runs is what the package runs on (its signed models and kinds), fixed when
+	// the publication was requested; nil for a publication requested before 6
+	// December 2026. A node without the package (packages are per node) selects
+	// the group's terminals with it, so that the group's minimum holds there too.
+	Runs        *Runs     `json:"runs,omitempty"`
 	Change      string    `json:"change"` // the approved change that published it
 	PublishedAt time.Time `json:"published_at"`
 	RequestedBy string    `json:"requested_by"`
 	ApprovedBy  string    `json:"approved_by"`
+}
+
+// Runs is what a package runs on: the models and kinds of its signed statement
+// (empty: any).
+type Runs struct {
+	Models []string `json:"models,omitempty"`
+	Kinds  []string `json:"kinds,omitempty"`
+}
+
+// runsOf returns what package p runs on, its lists sorted.
+func runsOf(p *Package) *Runs {
+	return &Runs{Models: slices.Sorted(slices.Values(p.Models)), Kinds: slices.Sorted(slices.Values(p.Kinds))}
 }
 
 // Group is a rollout group: its current release (nil after a withdrawal without a
@@ -153,7 +170,7 @@ func (s *state) apply(c *registry.Change) {
 			g.History = append(g.History, g.Current)
 		}
 		g.Current = &Release{Group: pr.Group, App: pr.App, Version: pr.Version, SHA256: sum, Target: pr.Target,
-			MinVersion: pr.MinVersion, Change: c.ID, PublishedAt: at, RequestedBy: c.RequestedBy, ApprovedBy: c.ReviewedBy}
+			MinVersion: pr.MinVersion, Runs: pp.Runs, Change: c.ID, PublishedAt: at, RequestedBy: c.RequestedBy, ApprovedBy: c.ReviewedBy}
 	case OpWithdraw:
 		var wr WithdrawRequest
 		if json.Unmarshal(c.Ext, &wr) != nil {
@@ -178,6 +195,7 @@ func (s *state) apply(c *registry.Change) {
 type publishPayload struct {
 	PublishRequest
 	SHA256 string  `json:"sha256"`
+	Runs   *Runs   `json:"runs,omitempty"` // the package's models and kinds (Release.Runs)
 	Base   *string `json:"base,omitempty"` // see base
 }
 
@@ -310,14 +328,27 @@ func resolve(s *state, ts []*registry.Terminal, merchant func(string) (*registry
 			continue
 		}
 		p := pkg(rel.App, rel.Version)
-		if p == nil {
-			continue
-		}
-		// A package whose key was revoked (or replaced) since it was signed is
-		// offered to nobody; the group's minimum still holds, so that revoking a
-		// key never lowers the version its terminals are held to.
 		trusted := true
-		if err := s.trust(p); err != nil {
+		if p == nil {
+			// Not uploaded on this node (packages are per node): nothing to offer,
+			// but the group's minimum holds here too, over the terminals the
+			// package runs on as the publication recorded them. Until 6 December
+			// 2026 such a node dropped the minimum, silently.
+			trusted = false
+			why := rel.App + "@" + rel.Version + " is offered to no terminal: this node has no package " + rel.App + "@" + rel.Version +
+				" (SHA-256 " + rel.SHA256 + "); upload the approved package here"
+			if rel.Runs == nil {
+				// Published before the release recorded what its package runs on:
+				// this node cannot tell the group's terminals.
+				a.refused[gn] = why + "; until then its minimum version is not enforced on this node (published before 6 December 2026)"
+				continue
+			}
+			a.refused[gn] = why
+			p = &Package{Name: rel.App, Version: rel.Version, Models: rel.Runs.Models, Kinds: rel.Runs.Kinds}
+		} else if err := s.trust(p); err != nil {
+			// A package whose key was revoked (or replaced) since it was signed is
+			// offered to nobody; the group's minimum still holds, so that revoking a
+			// key never lowers the version its terminals are held to.
 			trusted = false
 			a.refused[gn] = rel.App + "@" + rel.Version + " is offered to no terminal: " + err.Error()
 		} else if rel.SHA256 != "" && p.SHA256 != rel.SHA256 {
