@@ -1009,3 +1009,56 @@ func TestGroupMinimumHoldsOnANodeWithoutThePackage(t *testing.T) {
 		t.Errorf("node 2 rollout of an old-format publication %+v: want refused, saying the minimum is not enforced", ro)
 	}
 }
+
+// TestSamePackageReSignedAfterRevocation: after its signing key is revoked (say it
+// leaked), the same bytes signed by another approved key are uploaded again, as
+// docs/apps.md says to: the new signature is kept and the release is offered
+// again. The stored package came back with its revoked key instead, the upload
+// answered as if it had worked, and the publication stayed refused. Other models
+// or kinds for the same version are refused: a version is immutable.
+func TestSamePackageReSignedAfterRevocation(t *testing.T) {
+	f := newFixture(t, 1)
+	tid := f.tids[0]
+	data := blob("2.0", 100)
+	f.upload("2.0", data)
+	f.publish("north", "2.0", 100, "")
+	f.approve(f.m.RequestKey(alice, KeyRequest{SigningKey: SigningKey{ID: "acq-1", PublicKey: pemKey(t, f.priv.Public()), Revoked: true}, Reason: "leaked"}))
+	if up := f.m.Offer(tid, "1.0", f.clock.Now()); up != "" {
+		t.Fatalf("offered under a revoked key: %q", up)
+	}
+	npub, npriv, _ := ed25519.GenerateKey(rand.Reader)
+	f.approve(f.m.RequestKey(alice, KeyRequest{SigningKey: SigningKey{ID: "acq-2", PublicKey: pemKey(t, npub)}, Reason: "new key"}))
+	f.priv = npriv
+	req := f.signed("2.0", data)
+	req.KeyID = "acq-2"
+	p, err := f.m.Upload(alice, req, bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.KeyID != "acq-2" {
+		t.Fatalf("re-signed upload answered with the package signed by %s, want acq-2", p.KeyID)
+	}
+	if err := f.m.Refresh(); err != nil {
+		t.Fatal(err)
+	}
+	if v, _, _ := offerOf(t, f.m.Offer(tid, "1.0", f.clock.Now())); v != "2.0" {
+		t.Fatalf("re-signed release offered %q, want 2.0", v)
+	}
+	// Kept across a restart.
+	f.close()
+	f.open()
+	if v, _, _ := offerOf(t, f.m.Offer(tid, "1.0", f.clock.Now())); v != "2.0" {
+		t.Fatalf("after a restart: offered %q, want 2.0", v)
+	}
+	// The same bytes for other kinds: refused, whoever signs.
+	sum := sha256.Sum256(data)
+	st := Statement("demo-pay", "2.0", hex.EncodeToString(sum[:]), int64(len(data)), nil, []string{"pos", "softpos"})
+	other := UploadRequest{Name: "demo-pay", Version: "2.0", Kinds: []string{"pos", "softpos"}, KeyID: "acq-2",
+		Signature: base64.StdEncoding.EncodeToString(ed25519.Sign(npriv, st))}
+	f.approve(f.m.RequestKey(alice, KeyRequest{SigningKey: SigningKey{ID: "acq-2", PublicKey: pemKey(t, npub), Revoked: true}, Reason: "leaked too"}))
+	f.approve(f.m.RequestKey(alice, KeyRequest{SigningKey: SigningKey{ID: "acq-1", PublicKey: pemKey(t, npub)}, Reason: "reuse"}))
+	other.KeyID = "acq-1"
+	if _, err := f.m.Upload(alice, other, bytes.NewReader(data)); !errors.Is(err, registry.ErrConflict) {
+		t.Fatalf("same bytes for other kinds: %v, want a conflict", err)
+	}
+}

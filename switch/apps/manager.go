@@ -297,10 +297,27 @@ func (m *Manager) Upload(actor registry.Actor, req UploadRequest, r io.Reader) (
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if old := m.pkgs[ref]; old != nil {
-		if old.SHA256 == sum {
+		if old.SHA256 != sum {
+			return nil, conflictf("package %s exists with SHA-256 %s: a version is immutable, upload a new version", ref, old.SHA256)
+		}
+		if m.st.trust(old) == nil {
 			return old, nil
 		}
-		return nil, conflictf("package %s exists with SHA-256 %s: a version is immutable, upload a new version", ref, old.SHA256)
+		// The same bytes, signed again by an approved key after the one that
+		// signed them was revoked or replaced: the new signature is kept, so that
+		// the package can be published and offered again (until 6 December 2026 the
+		// stored package came back with its revoked key, as if re-signed, and its
+		// publication was refused).
+		if o, n := runsOf(old), runsOf(&Package{Models: req.Models, Kinds: req.Kinds}); !slices.Equal(o.Models, n.Models) || !slices.Equal(o.Kinds, n.Kinds) {
+			return nil, conflictf("package %s exists for models %v and kinds %v: a version is immutable, upload a new version", ref, old.Models, old.Kinds)
+		}
+		p := *old
+		p.KeyID, p.Signature, p.UploadedAt, p.UploadedBy = req.KeyID, req.Signature, m.now().UTC(), actor.Name
+		if err := m.storePackage(&p); err != nil {
+			return nil, err
+		}
+		m.log.Info().Str("package", ref).Str("sha256", sum).Str("key", req.KeyID).Str("was", old.KeyID).Str("by", actor.Name).Msg("package re-signed")
+		return &p, nil
 	}
 	if twin := versionTwin(m.pkgs, req.Name, req.Version); twin != "" {
 		return nil, conflictf("package %s: version %s equals the stored %s@%s as versions compare (part by part, missing parts 0, leading zeros ignored), so a terminal on one would never be offered the other: upload a higher version", ref, req.Version, req.Name, twin)
@@ -310,9 +327,20 @@ func (m *Manager) Upload(actor registry.Actor, req UploadRequest, r io.Reader) (
 	}
 	p := &Package{Name: req.Name, Version: req.Version, Models: req.Models, Kinds: req.Kinds, Size: size, SHA256: sum,
 		KeyID: req.KeyID, Signature: req.Signature, UploadedAt: m.now().UTC(), UploadedBy: actor.Name}
+	if err := m.storePackage(p); err != nil {
+		return nil, err
+	}
+	m.log.Info().Str("package", ref).Str("sha256", sum).Int64("size", size).Str("key", req.KeyID).Str("by", actor.Name).Msg("package uploaded")
+	return p, nil
+}
+
+// storePackage writes p to Badger and puts it in m.pkgs (a copy of the map, which
+// resolve reads unlocked). m.mu must be held.
+func (m *Manager) storePackage(p *Package) error {
+	ref := p.Ref()
 	b, _ := json.Marshal(p)
 	if err := m.db.Update(func(txn *badger.Txn) error { return txn.Set([]byte(pfxPackage+ref), b) }); err != nil {
-		return nil, fmt.Errorf("apps: store package %s: %w", ref, err)
+		return fmt.Errorf("apps: store package %s: %w", ref, err)
 	}
 	pkgs := make(map[string]*Package, len(m.pkgs)+1)
 	for k, v := range m.pkgs {
@@ -320,8 +348,7 @@ func (m *Manager) Upload(actor registry.Actor, req UploadRequest, r io.Reader) (
 	}
 	pkgs[ref] = p
 	m.pkgs = pkgs
-	m.log.Info().Str("package", ref).Str("sha256", sum).Int64("size", size).Str("key", req.KeyID).Str("by", actor.Name).Msg("package uploaded")
-	return p, nil
+	return nil
 }
 
 // Packages returns the packages, by name and version.
