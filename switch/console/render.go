@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/switchyard/switchyard/internal/carddata"
 	"github.com/switchyard/switchyard/switch/admin"
 	"github.com/switchyard/switchyard/switch/registry"
 )
@@ -186,7 +187,8 @@ func (c *Console) renderError(w http.ResponseWriter, r *http.Request, s *session
 // MAC for the session, session.noticeMAC: render shows no other). back is
 // taken as a path, escaped here: it may end in an ID from the request's own path
 // (the merchant of a refused freeze), which may hold any character, '?' or a
-// control character too.
+// control character too. A card number in the error's message is masked
+// (carddata.MaskText): the message travels in the URL.
 func done(w http.ResponseWriter, r *http.Request, back, msgKey string, err error) {
 	if !strings.HasPrefix(back, Prefix) || strings.HasPrefix(back, "//") {
 		back = Prefix
@@ -194,9 +196,13 @@ func done(w http.ResponseWriter, r *http.Request, back, msgKey string, err error
 	u := &url.URL{Path: back}
 	q := url.Values{}
 	if err != nil {
-		q.Set("err", err.Error())
+		// The refusal may quote what was typed (a card number pasted into an ID
+		// or URL field of a POST's body); the URL goes to proxies' access logs
+		// and the browser's history, so a card number in it is masked.
+		text, _ := carddata.MaskText(err.Error())
+		q.Set("err", text)
 		if s, ok := r.Context().Value(sessionKey{}).(*session); ok {
-			q.Set("sig", s.noticeMAC(err.Error()))
+			q.Set("sig", s.noticeMAC(text))
 		}
 	} else if msgKey != "" {
 		q.Set("msg", msgKey)

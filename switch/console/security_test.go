@@ -191,3 +191,35 @@ func TestUsersPageRefusesATokenName(t *testing.T) {
 		t.Fatalf("another name: %v", err)
 	}
 }
+
+// TestRefusalWithCardNumberMasked: a refusal whose message quotes what was typed
+// (a card number pasted into the merchant ID field of the registration form, or
+// into an alert rule's webhook URL) travels to the page it redirects to in the
+// URL, which reverse proxies log and browsers keep in their history: the card
+// number in it is masked, and the banner shows it masked. Before, the clear PAN
+// of a POST body went into the Location header and the next GET's request line.
+func TestRefusalWithCardNumberMasked(t *testing.T) {
+	f := newFixture(t)
+	op := f.client()
+	f.login(t, op, "operator", "operator-demo-pw")
+	const pan = "4111111111111111"
+	for _, post := range []struct {
+		path string
+		v    url.Values
+	}{
+		{"/console/merchants", url.Values{"id": {pan}, "name": {"Shop"}, "mcc": {"5411"}, "region": {"north"}, "tier": {"standard"}, "rating": {"low"}, "reason": {"new"}}},
+		{"/console/alert-rules", url.Values{"id": {"offline"}, "webhook": {"card " + pan}, "reason": {"x"}}},
+	} {
+		resp := f.postForm(t, op, "/console/incidents", post.path, post.v)
+		loc := resp.Header.Get("Location")
+		if resp.StatusCode != http.StatusSeeOther || !strings.Contains(loc, "err=") {
+			t.Fatalf("POST %s: %d %q, want a redirect with the refusal", post.path, resp.StatusCode, loc)
+		}
+		if strings.Contains(loc, pan) {
+			t.Errorf("POST %s: the redirect holds the clear card number: %s", post.path, loc)
+		}
+		if _, body := get(t, op, f.srv.URL+loc); !strings.Contains(body, `id="err"`) || !strings.Contains(body, "411111******1111") || strings.Contains(body, pan) {
+			t.Errorf("POST %s: the banner does not show the refusal with the card number masked", post.path)
+		}
+	}
+}
