@@ -12,6 +12,7 @@ import (
 	"path"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/switchyard/switchyard/internal/carddata"
 	"github.com/switchyard/switchyard/switch/admin"
@@ -174,6 +175,44 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, s *session, nam
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	_, _ = buf.WriteTo(w)
+}
+
+// shownID is an ID from a request's URL (a detail page's path) as an error
+// page may name it: itself when it is a plain identifier (1 to 64 letters,
+// digits, '-', '_', '.', ':': the registry's IDs, RRNs, change IDs), else only
+// its length. A link may put any text in a path, and the error page would show
+// it in the console's own error banner ("merchant Session expired: log in at
+// https://evil.example does not exist"), the text injection that the error
+// notice's MAC (done, render) closes for ?err=.
+func shownID(id string) string {
+	if plainID(id) {
+		return id
+	}
+	return fmt.Sprintf("(%d characters, not an ID)", utf8.RuneCountInString(id))
+}
+
+// plainID reports whether id is 1 to 64 letters, digits, '-', '_', '.' or ':'.
+func plainID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= '0' && c <= '9' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c == '-' || c == '_' || c == '.' || c == ':') {
+			return false
+		}
+	}
+	return true
+}
+
+// notFound is the message of a detail page whose ID (from the request's URL)
+// the library refused with err: err's message when the ID is plain (shownID),
+// else one that does not quote it.
+func notFound(what, id string, err error) string {
+	if plainID(id) {
+		return err.Error()
+	}
+	return what + " " + shownID(id) + " does not exist"
 }
 
 // renderError answers status with msg on the error page.

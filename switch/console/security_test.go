@@ -2,11 +2,16 @@ package console
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/registry"
 )
 
@@ -222,4 +227,59 @@ func TestRefusalWithCardNumberMasked(t *testing.T) {
 			t.Errorf("POST %s: the banner does not show the refusal with the card number masked", post.path)
 		}
 	}
+}
+
+// TestNotFoundPagesEchoNoText: a link (mailed, posted in a chat) to a detail
+// page of an ID that does not exist, or with a malformed query, shows no text
+// of the link's choosing on the console's own error page: an ID that is no
+// identifier is not echoed, only its length. Before, the error banner read
+// whatever the link put in the path ("merchant Your session expired: log in
+// at https://evil.example does not exist"), the text injection that the error
+// notice's MAC closed for ?err=. A plain ID that does not exist is still named.
+func TestNotFoundPagesEchoNoText(t *testing.T) {
+	f := newFixture(t)
+	f.con.o.Journal = openJournal(t)
+	c := f.client()
+	f.login(t, c, "operator", "operator-demo-pw")
+	const spoof = "Session expired, log in at https://evil.example/console"
+	esc := url.PathEscape(spoof)
+	for _, path := range []string{
+		"/console/merchants/" + esc,
+		"/console/terminals/" + esc,
+		"/console/changes/" + esc,
+		"/console/transactions/" + esc,
+		"/console/transactions?from=" + url.QueryEscape(spoof),
+		"/console/transactions?to=" + url.QueryEscape(spoof),
+	} {
+		_, body := get(t, c, f.srv.URL+path)
+		// The header's language links carry the page's own URI back; the page
+		// itself is <main>.
+		if _, main, _ := strings.Cut(body, "<main>"); strings.Contains(main, "evil.example") {
+			t.Errorf("GET %s: the page shows the link's text:\n%s", path, main)
+		}
+	}
+	// The applications page's group, refused as the apps manager does.
+	f.con.o.Apps = fakeRollouts{err: fmt.Errorf("rollout group %q does not exist", spoof)}
+	if _, body := get(t, c, f.srv.URL+"/console/apps?group="+url.QueryEscape(spoof)); strings.Contains(strings.SplitN(body, "<main>", 2)[1], "evil.example") {
+		t.Errorf("GET /console/apps?group=: the page shows the link's text")
+	}
+	if _, body := get(t, c, f.srv.URL+"/console/merchants/NOSUCH123"); !strings.Contains(body, "NOSUCH123") {
+		t.Errorf("a plain ID that does not exist is not named")
+	}
+}
+
+// openJournal is an empty journal in a temporary directory.
+func openJournal(t *testing.T) *journal.Store {
+	t.Helper()
+	dir := t.TempDir()
+	db, err := badger.Open(badger.DefaultOptions(filepath.Join(dir, "db")).WithLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := journal.Open(db, journal.Options{Dir: filepath.Join(dir, "log"), NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = j.Close(); _ = db.Close() })
+	return j
 }
