@@ -24,6 +24,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/rs/zerolog"
@@ -1061,4 +1062,68 @@ func TestSamePackageReSignedAfterRevocation(t *testing.T) {
 	if _, err := f.m.Upload(alice, other, bytes.NewReader(data)); !errors.Is(err, registry.ErrConflict) {
 		t.Fatalf("same bytes for other kinds: %v, want a conflict", err)
 	}
+}
+
+// TestFailureDetailSanitised holds the free text a terminal reports with a failed
+// installation (shown on the console's terminal and applications pages, logged,
+// stored) to the switch's hygiene: a card number in it is masked before it is
+// kept or logged, a control or format character (a bidi override that would
+// reorder the console's text) is replaced, and the 200-byte cut never splits a
+// character. Before, the text was kept and logged as the terminal sent it.
+func TestFailureDetailSanitised(t *testing.T) {
+	f := newFixture(t, 1)
+	f.upload("2.0", blob("2.0", 100))
+	f.publish("north", "2.0", 100, "")
+	srv := httptest.NewTLSServer(f.m.Handler())
+	defer srv.Close()
+	tid := f.tids[0]
+	_, sum, tok := offerOf(t, f.m.Offer(tid, "1.0", f.clock.Now()))
+	detail := "E42 card 4111111111111111 read\u202egnp.exe\u202c\x1b[2J " + strings.Repeat("x", 150) + "中文"
+	// Cut at 200 bytes, "中" (3 bytes) straddles the bound.
+	detail += strings.Repeat("y", 200)
+	if i := strings.Index(detail, "中"); i > 200 || i+3 <= 200 {
+		t.Fatalf("test setup: 中 at byte %d does not straddle byte 200", i)
+	}
+	body, _ := json.Marshal(ReportRequest{SHA256: sum, Version: "2.0", Status: "failed", Detail: detail})
+	req, _ := http.NewRequest("POST", srv.URL+"/apps/v1/report/"+tid, bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := srv.Client().Do(req)
+	if err != nil || resp.StatusCode != 204 {
+		t.Fatalf("report: %v %v", resp, err)
+	}
+	check := func(where, got string) {
+		t.Helper()
+		if strings.Contains(got, "4111111111111111") || !strings.Contains(got, "411111******1111") {
+			t.Errorf("%s: card number not masked: %q", where, got)
+		}
+		if strings.ContainsAny(got, "\u202e\u202c\x1b") {
+			t.Errorf("%s: control or bidi character kept: %q", where, got)
+		}
+		if !utf8.ValidString(got) {
+			t.Errorf("%s: not valid UTF-8: %q", where, got)
+		}
+	}
+	rep, ok := f.m.ReportOf(tid)
+	if !ok || rep.Failed == nil {
+		t.Fatalf("report of %s: %+v %v", tid, rep, ok)
+	}
+	check("stored detail", rep.Failed.Detail)
+	if len(rep.Failed.Detail) > 200 {
+		t.Errorf("detail of %d bytes kept, want at most 200", len(rep.Failed.Detail))
+	}
+	if logs := f.logs.String(); strings.Contains(logs, "4111111111111111") {
+		t.Errorf("log holds the clear card number: %s", logs)
+	}
+	// A report stored before the text was cleaned is cleaned when loaded.
+	old := Report{Terminal: tid, Version: "1.0", ReportedAt: f.clock.Now(), Failed: &Failure{Version: "2.0", Detail: detail[:200], At: f.clock.Now()}}
+	raw, _ := json.Marshal(old)
+	if err := f.db.Update(func(txn *badger.Txn) error { return txn.Set([]byte(pfxReport+tid), raw) }); err != nil {
+		t.Fatal(err)
+	}
+	f.close()
+	f.open()
+	if rep, _ = f.m.ReportOf(tid); rep.Failed == nil {
+		t.Fatal("failure lost at restart")
+	}
+	check("detail stored before, after restart", rep.Failed.Detail)
 }

@@ -190,6 +190,9 @@ func (m *Manager) loadState(txn *badger.Txn) error {
 			if err := json.Unmarshal(v, r); err != nil {
 				return fmt.Errorf("apps: decode %s: %w", k, err)
 			}
+			if r.Failed != nil {
+				r.Failed.Detail = cleanDetail(r.Failed.Detail) // stored before it was cleaned
+			}
 			m.reports[r.Terminal] = r
 			m.stored[r.Terminal] = r.ReportedAt
 		}

@@ -8,8 +8,12 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/dgraph-io/badger/v4"
+
+	"github.com/switchyard/switchyard/internal/carddata"
+	"github.com/switchyard/switchyard/switch/registry"
 )
 
 // TagUpdate is the DE 48 tag of an update offer in the answer to a sign-on or echo
@@ -221,10 +225,7 @@ func (m *Manager) report(w http.ResponseWriter, r *http.Request) {
 	case "installed":
 		m.record(tid, func(p *Report) { p.Version, p.Failed = rr.Version, nil }, now)
 	case "failed":
-		d := rr.Detail
-		if len(d) > 200 {
-			d = d[:200]
-		}
+		d := cleanDetail(rr.Detail)
 		m.record(tid, func(p *Report) {
 			p.Failed = &Failure{Version: rr.Version, SHA256: strings.ToLower(rr.SHA256), Detail: d, At: now.UTC()}
 		}, now)
@@ -234,6 +235,37 @@ func (m *Manager) report(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// maxDetail bounds the text a terminal reports with a failed installation.
+const maxDetail = 200
+
+// cleanDetail is the text a terminal reported with a failed installation as the
+// switch keeps, logs and shows it (the console's terminal and applications
+// pages): a tab, line break, control, format (bidi, zero-width) or invisible
+// character, or a byte that is not UTF-8, becomes a space (registry.NoteProblem's
+// characters: a bidi override would reorder the text an operator reads); a card
+// number is masked (carddata.MaskText: the switch stores and logs no clear PAN,
+// and an application's error message may quote one); and the text is cut to
+// maxDetail bytes on a character boundary. The terminal's text is kept, cleaned,
+// not refused: the failure is what matters. Before 6 December 2026 it was kept
+// and logged as sent, cut at 200 bytes inside a character if need be.
+func cleanDetail(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r == utf8.RuneError || r == '\t' || r == '\n' || r == '\r' || registry.NoteProblem(string(r)) != "" {
+			return ' '
+		}
+		return r
+	}, s)
+	s, _ = carddata.MaskText(s)
+	if len(s) > maxDetail {
+		i := maxDetail
+		for i > 0 && !utf8.RuneStart(s[i]) {
+			i--
+		}
+		s = s[:i]
+	}
+	return s
 }
 
 // Rollout is the state of a group's rollout, for the CLI and the console.

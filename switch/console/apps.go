@@ -27,7 +27,7 @@ func (c *Console) appsPage(w http.ResponseWriter, r *http.Request, s *session) {
 	}
 	ro, err := c.o.Apps.Rollouts(r.URL.Query().Get("group"))
 	if err != nil {
-		c.renderError(w, r, s, http.StatusBadRequest, err.Error())
+		c.renderError(w, r, s, http.StatusBadRequest, notFound("rollout group", r.URL.Query().Get("group"), err))
 		return
 	}
 	d["Rollouts"] = ro

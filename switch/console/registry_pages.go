@@ -34,7 +34,7 @@ func (c *Console) merchants(w http.ResponseWriter, r *http.Request, s *session) 
 func (c *Console) merchant(w http.ResponseWriter, r *http.Request, s *session) {
 	m, ok := c.o.Registry.Merchant(r.PathValue("id"))
 	if !ok {
-		c.renderError(w, r, s, http.StatusNotFound, "merchant "+r.PathValue("id")+" does not exist")
+		c.renderError(w, r, s, http.StatusNotFound, "merchant "+shownID(r.PathValue("id"))+" does not exist")
 		return
 	}
 	ts := c.o.Registry.Terminals(registry.TerminalFilter{MerchantID: m.ID})
@@ -82,7 +82,7 @@ func (c *Console) terminals(w http.ResponseWriter, r *http.Request, s *session) 
 func (c *Console) terminal(w http.ResponseWriter, r *http.Request, s *session) {
 	t, ok := c.o.Registry.Terminal(r.PathValue("id"))
 	if !ok {
-		c.renderError(w, r, s, http.StatusNotFound, "terminal "+r.PathValue("id")+" does not exist")
+		c.renderError(w, r, s, http.StatusNotFound, "terminal "+shownID(r.PathValue("id"))+" does not exist")
 		return
 	}
 	row := c.terminalRow(t)
@@ -201,7 +201,7 @@ type effectDiff struct {
 func (c *Console) change(w http.ResponseWriter, r *http.Request, s *session) {
 	p, err := c.o.Registry.GetChange(r.PathValue("id"))
 	if err != nil {
-		c.renderError(w, r, s, http.StatusNotFound, err.Error())
+		c.renderError(w, r, s, http.StatusNotFound, notFound("change", r.PathValue("id"), err))
 		return
 	}
 	var effects []effectDiff

@@ -12,7 +12,9 @@ import (
 	"path"
 	"strings"
 	"time"
+	"unicode/utf8"
 
+	"github.com/switchyard/switchyard/internal/carddata"
 	"github.com/switchyard/switchyard/switch/admin"
 	"github.com/switchyard/switchyard/switch/registry"
 )
@@ -175,6 +177,44 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, s *session, nam
 	_, _ = buf.WriteTo(w)
 }
 
+// shownID is an ID from a request's URL (a detail page's path) as an error
+// page may name it: itself when it is a plain identifier (1 to 64 letters,
+// digits, '-', '_', '.', ':': the registry's IDs, RRNs, change IDs), else only
+// its length. A link may put any text in a path, and the error page would show
+// it in the console's own error banner ("merchant Session expired: log in at
+// https://evil.example does not exist"), the text injection that the error
+// notice's MAC (done, render) closes for ?err=.
+func shownID(id string) string {
+	if plainID(id) {
+		return id
+	}
+	return fmt.Sprintf("(%d characters, not an ID)", utf8.RuneCountInString(id))
+}
+
+// plainID reports whether id is 1 to 64 letters, digits, '-', '_', '.' or ':'.
+func plainID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= '0' && c <= '9' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c == '-' || c == '_' || c == '.' || c == ':') {
+			return false
+		}
+	}
+	return true
+}
+
+// notFound is the message of a detail page whose ID (from the request's URL)
+// the library refused with err: err's message when the ID is plain (shownID),
+// else one that does not quote it.
+func notFound(what, id string, err error) string {
+	if plainID(id) {
+		return err.Error()
+	}
+	return what + " " + shownID(id) + " does not exist"
+}
+
 // renderError answers status with msg on the error page.
 func (c *Console) renderError(w http.ResponseWriter, r *http.Request, s *session, status int, msg string) {
 	w.WriteHeader(status)
@@ -186,7 +226,8 @@ func (c *Console) renderError(w http.ResponseWriter, r *http.Request, s *session
 // MAC for the session, session.noticeMAC: render shows no other). back is
 // taken as a path, escaped here: it may end in an ID from the request's own path
 // (the merchant of a refused freeze), which may hold any character, '?' or a
-// control character too.
+// control character too. A card number in the error's message is masked
+// (carddata.MaskText): the message travels in the URL.
 func done(w http.ResponseWriter, r *http.Request, back, msgKey string, err error) {
 	if !strings.HasPrefix(back, Prefix) || strings.HasPrefix(back, "//") {
 		back = Prefix
@@ -194,9 +235,13 @@ func done(w http.ResponseWriter, r *http.Request, back, msgKey string, err error
 	u := &url.URL{Path: back}
 	q := url.Values{}
 	if err != nil {
-		q.Set("err", err.Error())
+		// The refusal may quote what was typed (a card number pasted into an ID
+		// or URL field of a POST's body); the URL goes to proxies' access logs
+		// and the browser's history, so a card number in it is masked.
+		text, _ := carddata.MaskText(err.Error())
+		q.Set("err", text)
 		if s, ok := r.Context().Value(sessionKey{}).(*session); ok {
-			q.Set("sig", s.noticeMAC(err.Error()))
+			q.Set("sig", s.noticeMAC(text))
 		}
 	} else if msgKey != "" {
 		q.Set("msg", msgKey)

@@ -2,11 +2,16 @@ package console
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/registry"
 )
 
@@ -190,4 +195,91 @@ func TestUsersPageRefusesATokenName(t *testing.T) {
 	if _, err := f.reg.User("bobby"); err != nil {
 		t.Fatalf("another name: %v", err)
 	}
+}
+
+// TestRefusalWithCardNumberMasked: a refusal whose message quotes what was typed
+// (a card number pasted into the merchant ID field of the registration form, or
+// into an alert rule's webhook URL) travels to the page it redirects to in the
+// URL, which reverse proxies log and browsers keep in their history: the card
+// number in it is masked, and the banner shows it masked. Before, the clear PAN
+// of a POST body went into the Location header and the next GET's request line.
+func TestRefusalWithCardNumberMasked(t *testing.T) {
+	f := newFixture(t)
+	op := f.client()
+	f.login(t, op, "operator", "operator-demo-pw")
+	const pan = "4111111111111111"
+	for _, post := range []struct {
+		path string
+		v    url.Values
+	}{
+		{"/console/merchants", url.Values{"id": {pan}, "name": {"Shop"}, "mcc": {"5411"}, "region": {"north"}, "tier": {"standard"}, "rating": {"low"}, "reason": {"new"}}},
+		{"/console/alert-rules", url.Values{"id": {"offline"}, "webhook": {"card " + pan}, "reason": {"x"}}},
+	} {
+		resp := f.postForm(t, op, "/console/incidents", post.path, post.v)
+		loc := resp.Header.Get("Location")
+		if resp.StatusCode != http.StatusSeeOther || !strings.Contains(loc, "err=") {
+			t.Fatalf("POST %s: %d %q, want a redirect with the refusal", post.path, resp.StatusCode, loc)
+		}
+		if strings.Contains(loc, pan) {
+			t.Errorf("POST %s: the redirect holds the clear card number: %s", post.path, loc)
+		}
+		if _, body := get(t, op, f.srv.URL+loc); !strings.Contains(body, `id="err"`) || !strings.Contains(body, "411111******1111") || strings.Contains(body, pan) {
+			t.Errorf("POST %s: the banner does not show the refusal with the card number masked", post.path)
+		}
+	}
+}
+
+// TestNotFoundPagesEchoNoText: a link (mailed, posted in a chat) to a detail
+// page of an ID that does not exist, or with a malformed query, shows no text
+// of the link's choosing on the console's own error page: an ID that is no
+// identifier is not echoed, only its length. Before, the error banner read
+// whatever the link put in the path ("merchant Your session expired: log in
+// at https://evil.example does not exist"), the text injection that the error
+// notice's MAC closed for ?err=. A plain ID that does not exist is still named.
+func TestNotFoundPagesEchoNoText(t *testing.T) {
+	f := newFixture(t)
+	f.con.o.Journal = openJournal(t)
+	c := f.client()
+	f.login(t, c, "operator", "operator-demo-pw")
+	const spoof = "Session expired, log in at https://evil.example/console"
+	esc := url.PathEscape(spoof)
+	for _, path := range []string{
+		"/console/merchants/" + esc,
+		"/console/terminals/" + esc,
+		"/console/changes/" + esc,
+		"/console/transactions/" + esc,
+		"/console/transactions?from=" + url.QueryEscape(spoof),
+		"/console/transactions?to=" + url.QueryEscape(spoof),
+	} {
+		_, body := get(t, c, f.srv.URL+path)
+		// The header's language links carry the page's own URI back; the page
+		// itself is <main>.
+		if _, main, _ := strings.Cut(body, "<main>"); strings.Contains(main, "evil.example") {
+			t.Errorf("GET %s: the page shows the link's text:\n%s", path, main)
+		}
+	}
+	// The applications page's group, refused as the apps manager does.
+	f.con.o.Apps = fakeRollouts{err: fmt.Errorf("rollout group %q does not exist", spoof)}
+	if _, body := get(t, c, f.srv.URL+"/console/apps?group="+url.QueryEscape(spoof)); strings.Contains(strings.SplitN(body, "<main>", 2)[1], "evil.example") {
+		t.Errorf("GET /console/apps?group=: the page shows the link's text")
+	}
+	if _, body := get(t, c, f.srv.URL+"/console/merchants/NOSUCH123"); !strings.Contains(body, "NOSUCH123") {
+		t.Errorf("a plain ID that does not exist is not named")
+	}
+}
+
+// openJournal is an empty journal in a temporary directory.
+func openJournal(t *testing.T) *journal.Store {
+	t.Helper()
+	dir := t.TempDir()
+	db, err := badger.Open(badger.DefaultOptions(filepath.Join(dir, "db")).WithLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := journal.Open(db, journal.Options{Dir: filepath.Join(dir, "log"), NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = j.Close(); _ = db.Close() })
+	return j
 }

@@ -23,7 +23,7 @@ func (c *Console) transactions(w http.ResponseWriter, r *http.Request, s *sessio
 	if v := q.Get("from"); v != "" {
 		t, err := time.ParseInLocation("2006-01-02T15:04", v, time.Local)
 		if err != nil {
-			errMsg = "from " + v + ": want YYYY-MM-DDTHH:MM"
+			errMsg = "from: want YYYY-MM-DDTHH:MM" // not v: a link may hold any text
 		} else {
 			from = t
 		}
@@ -31,7 +31,7 @@ func (c *Console) transactions(w http.ResponseWriter, r *http.Request, s *sessio
 	if v := q.Get("to"); v != "" {
 		t, err := time.ParseInLocation("2006-01-02T15:04", v, time.Local)
 		if err != nil {
-			errMsg = "to " + v + ": want YYYY-MM-DDTHH:MM"
+			errMsg = "to: want YYYY-MM-DDTHH:MM"
 		} else {
 			to = t
 		}
@@ -67,7 +67,7 @@ func (c *Console) transaction(w http.ResponseWriter, r *http.Request, s *session
 	}
 	rec, err := c.o.Journal.Get(r.PathValue("rrn"))
 	if err != nil {
-		c.renderError(w, r, s, http.StatusNotFound, err.Error())
+		c.renderError(w, r, s, http.StatusNotFound, notFound("transaction", r.PathValue("rrn"), err))
 		return
 	}
 	var ex *risk.Explanation
