@@ -93,17 +93,7 @@ type QROrders struct {
 
 // DefaultGUID is the globally unique identifier written for a network in ID 00 of its
 // merchant account information, when the connector sets none.
-func DefaultGUID(network string) string {
-	switch network {
-	case qr.UnionPay:
-		return "A000000333010101"
-	case qr.WeChat:
-		return "COM.TENCENT.WXPAY"
-	case qr.Alipay:
-		return "COM.ALIPAY"
-	}
-	return network
-}
+func DefaultGUID(network string) string { return qr.DefaultGUID(network) }
 
 func (q *QR) applyDefaults(demo bool) {
 	if len(q.Routes) == 0 {

@@ -81,6 +81,7 @@ const (
 	noteRepeat      = "repeat"            // the same transaction again: nothing new
 	noteOtherTxn    = "other-transaction" // the order was decided by another transaction: FAIL ORDERPAID
 	noteNotFound    = "order-not-found"   // no such order: 404
+	noteOtherMch    = "other-merchant"    // paid to another merchant than the order's: 409
 	noteBadSig      = "bad-signature"     // 401
 	noteInvalid     = "invalid"           // unreadable, or a network without a connector: 400
 	noteUnavailable = "not-configured"    // no secret: 503
@@ -132,7 +133,7 @@ func (s *Server) newOrderDesk() (*orderDesk, error) {
 		}
 	}
 	notified := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchyard_qr_notifications_total",
-		Help: "Merchant-presented QR payment notifications, by network (empty before it is known to have a connector) and outcome (paid, late, refused, repeat, other-transaction, order-not-found, bad-signature, invalid, not-configured, error)."},
+		Help: "Merchant-presented QR payment notifications, by network (empty before it is known to have a connector) and outcome (paid, late, refused, repeat, other-transaction, order-not-found, other-merchant, bad-signature, invalid, not-configured, error)."},
 		[]string{"network", "outcome"})
 	if err := s.Metrics.Registry.Register(notified); err != nil {
 		return nil, fmt.Errorf("qr orders: metrics: %w", err)
@@ -289,6 +290,22 @@ func (d *orderDesk) notify(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
+	// A payment the network made to another merchant (mch_id) than the order's is
+	// not the order's: a code made up with that merchant's account template and
+	// this order's reference (ID 62) would otherwise have the order paid, and the
+	// terminal hand over the goods, with the money in the other merchant's account.
+	// The order's merchant never changes, so this is checked before the book decides.
+	if n.MchID != "" {
+		if cur, err := d.book.Get(n.OrderID); err == nil && cur.MID != n.MchID {
+			d.count(n.Network, noteOtherMch)
+			d.log.Warn().Str("order", n.OrderID).Str("network", n.Network).Str("transaction", n.TransactionID).Str("mch_id", n.MchID).
+				Str("order_mid", cur.MID).Int64("amount", n.TotalFee).
+				Msg("payment notification to another merchant than the order's: answered MCH_ID_MISMATCH, the order not paid; the payment is the network's to give back")
+			answer(http.StatusConflict, wallet.Result{Result: wallet.Fail, ErrCode: "MCH_ID_MISMATCH",
+				ErrMsg: fmt.Sprintf("order %s is not merchant %s's", n.OrderID, n.MchID)})
+			return
+		}
+	}
 	// Before the book can take the payment: once it has, the payment is owed to the
 	// journal, whether or not the network repeats a notification whose journal
 	// write failed (orderowed.go).
