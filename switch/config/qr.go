@@ -69,6 +69,26 @@ type QRConnector struct {
 	// GUID identifies the network in merchant-presented codes (ID 00 of its merchant
 	// account information template; default by network).
 	GUID string `yaml:"guid"`
+	// NotifySecretEnv names the environment variable holding this network's own
+	// secret for its payment notifications (HMAC-SHA256 of the body, at least 16
+	// bytes). Set: a notification naming the connector's network is taken only
+	// signed under it, never under qr.notify_secret_env, so that another network
+	// holding the shared secret cannot notify payments in this one's name. Unset: the
+	// shared secret.
+	NotifySecretEnv string `yaml:"notify_secret_env"`
+}
+
+// NotifySecret returns the connector's own notification secret, nil when it has
+// none (qr.notify_secret_env signs its network's notifications).
+func (c *QRConnector) NotifySecret(getenv func(string) string) ([]byte, error) {
+	if c.NotifySecretEnv == "" {
+		return nil, nil
+	}
+	v := getenv(c.NotifySecretEnv)
+	if len(v) < 16 {
+		return nil, fmt.Errorf("qr.connectors[%s].notify_secret_env: $%s holds %d bytes, want at least 16", c.ID, c.NotifySecretEnv, len(v))
+	}
+	return []byte(v), nil
 }
 
 // DemoWallet configures the wallet simulator of demo mode.
@@ -93,17 +113,7 @@ type QROrders struct {
 
 // DefaultGUID is the globally unique identifier written for a network in ID 00 of its
 // merchant account information, when the connector sets none.
-func DefaultGUID(network string) string {
-	switch network {
-	case qr.UnionPay:
-		return "A000000333010101"
-	case qr.WeChat:
-		return "COM.TENCENT.WXPAY"
-	case qr.Alipay:
-		return "COM.ALIPAY"
-	}
-	return network
-}
+func DefaultGUID(network string) string { return qr.DefaultGUID(network) }
 
 func (q *QR) applyDefaults(demo bool) {
 	if len(q.Routes) == 0 {
@@ -184,6 +194,9 @@ func (q *QR) validate(issuers map[string]bool, bad func(key, format string, args
 		}
 		if c.Poll.D() < time.Millisecond || c.Poll.D() > c.Timeout.D() {
 			bad(key+".poll", "%s is not between 1ms and the timeout", c.Poll.D())
+		}
+		if c.NotifySecretEnv != "" && c.Issuer != "" {
+			bad(key+".notify_secret_env", "an ISO 8583 connector (issuer) takes no notifications: merchant-presented codes offer wallet API connectors only")
 		}
 		if c.RequestTimeout.D() < time.Millisecond || c.RequestTimeout.D() > time.Minute {
 			bad(key+".request_timeout", "%s is not between 1ms and 1m", c.RequestTimeout.D())

@@ -26,6 +26,7 @@ func TestQRConfig(t *testing.T) {
 		"route":       {"qr: {routes: [{network: x, connector: x, prefixes: ['6a'], min_len: 16, max_len: 16}]}", "qr.routes[0] (x): prefix"},
 		"ttl":         {"qr: {orders: {ttl: 100ms}}", "qr.orders.ttl"},
 		"unknown key": {"qr: {wallets: []}", "wallets"},
+		"iso secret":  {"qr: {connectors: [{id: w, issuer: demo, notify_secret_env: X}]}", "qr.connectors[0].notify_secret_env"},
 	} {
 		_, err := Parse([]byte(base+tc.yaml+"\n"), "x.yaml")
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -38,5 +39,24 @@ func TestQRConfig(t *testing.T) {
 	}
 	if n := len(c.QR.Connectors); n != 3 || c.QR.Connectors[0].Issuer != "demo" {
 		t.Fatalf("an ISO connector kept, the others added for demo: %+v", c.QR.Connectors)
+	}
+}
+
+// TestQRConnectorNotifySecret: a connector's own notification secret is read from
+// its variable and, like the shared one, must hold at least 16 bytes; without a
+// variable it has none.
+func TestQRConnectorNotifySecret(t *testing.T) {
+	env := map[string]string{"WX": "wechat-own-secret-0123", "SHORT": "short"}
+	c := QRConnector{ID: "wechat", NotifySecretEnv: "WX"}
+	if s, err := c.NotifySecret(func(k string) string { return env[k] }); err != nil || string(s) != env["WX"] {
+		t.Fatalf("secret %q, %v", s, err)
+	}
+	c.NotifySecretEnv = "SHORT"
+	if _, err := c.NotifySecret(func(k string) string { return env[k] }); err == nil || !strings.Contains(err.Error(), "qr.connectors[wechat].notify_secret_env: $SHORT holds 5 bytes") {
+		t.Fatalf("short secret: %v", err)
+	}
+	c.NotifySecretEnv = ""
+	if s, err := c.NotifySecret(func(k string) string { return env[k] }); s != nil || err != nil {
+		t.Fatalf("no variable: %q, %v", s, err)
 	}
 }

@@ -2,13 +2,18 @@ package e2e
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/rs/zerolog"
 
 	"github.com/switchyard/switchyard/switch/config"
+	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/message"
 	"github.com/switchyard/switchyard/switch/qr"
 	"github.com/switchyard/switchyard/switch/server"
@@ -200,5 +205,76 @@ func TestQROrderSurvivesRestart(t *testing.T) {
 	}
 	if r := sendOn(t, c, orderTx(message.PCQRInquiry, 0, o.QROrder), nil); orderTLV(t, r).QRState != "paid" {
 		t.Fatalf("paid after the restart: %+v", r)
+	}
+}
+
+// withMerchantAccounts returns payload with the merchant ID (ID 01) of every merchant
+// account template (IDs 26-51) replaced by mid, its CRC computed again: the code a
+// third party makes up with another merchant's account and the order's reference.
+func withMerchantAccounts(t *testing.T, payload, mid string) string {
+	t.Helper()
+	p, err := qr.Decode(payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, o := range p.Objects {
+		v := o.Value
+		if o.ID >= "26" && o.ID <= "51" {
+			var tb strings.Builder
+			for _, s := range o.Objects {
+				if s.ID == "01" {
+					s.Value = mid
+				}
+				fmt.Fprintf(&tb, "%s%02d%s", s.ID, len(s.Value), s.Value)
+			}
+			v = tb.String()
+		}
+		if o.ID == qr.IDCRC {
+			continue
+		}
+		fmt.Fprintf(&b, "%s%02d%s", o.ID, utf8.RuneCountInString(v), v)
+	}
+	b.WriteString(qr.IDCRC + "04")
+	return b.String() + qr.CRC(b.String())
+}
+
+// TestQROrderOtherMerchantsPayment: a payer pays a code made up with another
+// merchant's account (ID 26-28's merchant ID) and the order's reference (ID 62): the
+// network pays that merchant and says so in the notification (mch_id), and the
+// switch refuses it (409 MCH_ID_MISMATCH): the order stays open, nothing is
+// journaled. The order's own code then pays it. Before, the notification named no
+// merchant and the order was paid, the terminal told so, with the money in the
+// other merchant's account.
+func TestQROrderOtherMerchantsPayment(t *testing.T) {
+	f, sim := startQR(t)
+	a := f.send(orderTx(message.PCQROrder, 2500, ""))
+	o := orderTLV(t, a)
+	if a.RC != "00" || o.QRState != "open" {
+		t.Fatalf("order: %+v", a)
+	}
+	forged := withMerchantAccounts(t, o.QRPayload, "999999999999999")
+	n, res, err := sim.PayOrder(context.Background(), wallet.MPMPayRequest{Payload: forged, Network: qr.WeChat})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.MchID != "999999999999999" || n.OrderID != a.RRN {
+		t.Fatalf("the network's notification: %+v", n)
+	}
+	if res.Result == wallet.Success || res.ErrCode != "MCH_ID_MISMATCH" {
+		t.Fatalf("a payment to another merchant answered %+v, want FAIL MCH_ID_MISMATCH", res)
+	}
+	if q := f.send(orderTx(message.PCQRInquiry, 0, a.RRN)); orderTLV(t, q).QRState != "open" {
+		t.Fatalf("inquiry after another merchant's payment: %+v", q)
+	}
+	if _, err := f.s.Journal.Get(a.RRN); !errors.Is(err, journal.ErrNotFound) {
+		t.Fatalf("another merchant's payment journaled under the order: %v", err)
+	}
+	if n, res, err := sim.PayOrder(context.Background(), wallet.MPMPayRequest{Payload: o.QRPayload, Network: qr.WeChat}); err != nil ||
+		res.Result != wallet.Success || n.MchID == "" {
+		t.Fatalf("the order's own code: %+v %+v %v", n, res, err)
+	}
+	if q := f.send(orderTx(message.PCQRInquiry, 0, a.RRN)); orderTLV(t, q).QRState != "paid" {
+		t.Fatalf("inquiry after the payment: %+v", q)
 	}
 }

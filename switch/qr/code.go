@@ -22,6 +22,22 @@ const (
 	Alipay   = "alipay"
 )
 
+// DefaultGUID is the globally unique identifier of a network in ID 00 of its merchant
+// account information template (IDs 26-51) when the connector configures none:
+// UnionPay's AID, WeChat Pay's and Alipay's reverse domain names; another network's
+// is its name.
+func DefaultGUID(network string) string {
+	switch network {
+	case UnionPay:
+		return "A000000333010101"
+	case WeChat:
+		return "COM.TENCENT.WXPAY"
+	case Alipay:
+		return "COM.ALIPAY"
+	}
+	return network
+}
+
 // DefaultRoutes is the payment-code table the switch starts with: UnionPay codes
 // start with 62 and have 19 digits, WeChat Pay codes 10 to 15 and 18 digits, Alipay
 // codes 25 to 30 and 16 to 24 digits. Connectors are named after the networks.

@@ -64,6 +64,30 @@ func (p *Payload) Sub(id, sub string) string {
 	return ""
 }
 
+// MerchantAccount returns the merchant ID (ID 01) of the merchant account
+// information template (IDs 26-51) whose ID 00 is guid, the network's globally unique
+// identifier: the merchant that network pays. False when no template has guid.
+func (p *Payload) MerchantAccount(guid string) (string, bool) {
+	for _, o := range p.Objects {
+		if o.ID < "26" || o.ID > "51" {
+			continue
+		}
+		var g, mid string
+		for _, s := range o.Objects {
+			switch s.ID {
+			case "00":
+				g = s.Value
+			case "01":
+				mid = s.Value
+			}
+		}
+		if g == guid && mid != "" {
+			return mid, true
+		}
+	}
+	return "", false
+}
+
 // CRC returns the CRC-16/CCITT-FALSE (polynomial 0x1021, initial 0xFFFF, no
 // reflection, no final XOR) of s's bytes as four upper-case hex digits, as ID 63
 // carries it: s is the payload through "6304".

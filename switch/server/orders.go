@@ -36,12 +36,17 @@ type orderJournal interface {
 // orderDesk is the pipeline's QROrders over the order book, and the notification
 // route: a paid order's payment is journaled by the pipeline, a late one refunded.
 type orderDesk struct {
-	book   *qrorder.Book
-	cfg    config.QR
-	now    func() time.Time
-	pipe   orderJournal // the pipeline, set once it exists
+	book *qrorder.Book
+	cfg  config.QR
+	now  func() time.Time
+	pipe orderJournal // the pipeline, set once it exists
+	// secret signs the notifications of the networks without a secret of their own
+	// (qr.notify_secret_env); nil: theirs are refused.
 	secret []byte
-	log    zerolog.Logger
+	// secrets are the networks' own secrets (qr.connectors[].notify_secret_env), by
+	// network: a notification naming one is taken only under it.
+	secrets map[string][]byte
+	log     zerolog.Logger
 	// refusedLog is log sampled to adminRefusedBurst lines a second, for the
 	// notifications refused before they are known to come from a network (a bad
 	// signature, a network without a connector): the endpoint takes requests from
@@ -81,6 +86,7 @@ const (
 	noteRepeat      = "repeat"            // the same transaction again: nothing new
 	noteOtherTxn    = "other-transaction" // the order was decided by another transaction: FAIL ORDERPAID
 	noteNotFound    = "order-not-found"   // no such order: 404
+	noteOtherMch    = "other-merchant"    // paid to another merchant than the order's: 409
 	noteBadSig      = "bad-signature"     // 401
 	noteInvalid     = "invalid"           // unreadable, or a network without a connector: 400
 	noteUnavailable = "not-configured"    // no secret: 503
@@ -132,7 +138,7 @@ func (s *Server) newOrderDesk() (*orderDesk, error) {
 		}
 	}
 	notified := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchyard_qr_notifications_total",
-		Help: "Merchant-presented QR payment notifications, by network (empty before it is known to have a connector) and outcome (paid, late, refused, repeat, other-transaction, order-not-found, bad-signature, invalid, not-configured, error)."},
+		Help: "Merchant-presented QR payment notifications, by network (empty before it is known to have a connector) and outcome (paid, late, refused, repeat, other-transaction, order-not-found, other-merchant, bad-signature, invalid, not-configured, error)."},
 		[]string{"network", "outcome"})
 	if err := s.Metrics.Registry.Register(notified); err != nil {
 		return nil, fmt.Errorf("qr orders: metrics: %w", err)
@@ -149,11 +155,26 @@ func (s *Server) newOrderDesk() (*orderDesk, error) {
 	// The merchants' sums for their limits are kept by every record version this
 	// node's journal writes, its own and, in a cluster, the other nodes' as it
 	// applies them.
+	// A network with a secret of its own signs its notifications with it (the first
+	// offered connector of the network, as connectorOf finds it).
+	secrets := map[string][]byte{}
+	for _, c := range cfg.Connectors {
+		if _, seen := secrets[c.Network]; seen {
+			continue
+		}
+		own, err := c.NotifySecret(os.Getenv)
+		if err != nil {
+			return nil, err
+		}
+		if own != nil {
+			secrets[c.Network] = own
+		}
+	}
 	sums := newMerchantSums(s.Registry, s.Journal)
 	s.Journal.OnVersion(sums.observe)
 	d := &orderDesk{book: book, cfg: cfg, now: now, notified: notified, reg: s.Registry, hist: s.Journal, sums: sums,
 		marks:  &orderMarks{db: s.db, persist: s.Journal.PutDurable},
-		secret: secret, log: s.log.With().Str("component", "qr-orders").Logger()}
+		secret: secret, secrets: secrets, log: s.log.With().Str("component", "qr-orders").Logger()}
 	d.refusedLog = d.log.Sample(&zerolog.BurstSampler{Burst: adminRefusedBurst, Period: time.Second})
 	if s.cl != nil {
 		// A merchant's notifications are checked one at a time across the nodes.
@@ -258,7 +279,7 @@ func (d *orderDesk) notify(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(code)
 		_ = json.NewEncoder(w).Encode(res)
 	}
-	if d.secret == nil {
+	if d.secret == nil && len(d.secrets) == 0 {
 		d.count("", noteUnavailable)
 		answer(http.StatusServiceUnavailable, wallet.Result{Result: wallet.Fail, ErrCode: "NOT_CONFIGURED", ErrMsg: "qr.notify_secret_env is not set: notifications are refused"})
 		return
@@ -269,14 +290,23 @@ func (d *orderDesk) notify(w http.ResponseWriter, r *http.Request) {
 		answer(http.StatusBadRequest, wallet.Result{Result: wallet.Fail, ErrCode: "PARAM_ERROR", ErrMsg: err.Error()})
 		return
 	}
-	if !hmac.Equal([]byte(r.Header.Get(wallet.NotifySignatureHeader)), []byte(wallet.Sign(d.secret, body))) {
+	// The secret is the one of the network the body names, when it has its own (the
+	// body is read once, so the network checked is the network taken), else the
+	// shared one: a network's own secret is the only one its notifications are
+	// taken under.
+	var n wallet.Notification
+	perr := json.Unmarshal(body, &n)
+	secret := d.secret
+	if own, ok := d.secrets[n.Network]; ok && perr == nil {
+		secret = own
+	}
+	if secret == nil || !hmac.Equal([]byte(r.Header.Get(wallet.NotifySignatureHeader)), []byte(wallet.Sign(secret, body))) {
 		d.count("", noteBadSig)
 		d.refusedLog.Warn().Str("remote", r.RemoteAddr).Msg("payment notification with a bad signature: refused (at most 10 such lines a second; switchyard_qr_notifications_total counts them all)")
 		answer(http.StatusUnauthorized, wallet.Result{Result: wallet.Fail, ErrCode: "SIGN_ERROR"})
 		return
 	}
-	var n wallet.Notification
-	if err := json.Unmarshal(body, &n); err != nil || n.OrderID == "" || n.TransactionID == "" {
+	if perr != nil || n.OrderID == "" || n.TransactionID == "" {
 		d.count("", noteInvalid)
 		answer(http.StatusBadRequest, wallet.Result{Result: wallet.Fail, ErrCode: "PARAM_ERROR", ErrMsg: "order_id and transaction_id are required"})
 		return
@@ -289,6 +319,22 @@ func (d *orderDesk) notify(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
+	// A payment the network made to another merchant (mch_id) than the order's is
+	// not the order's: a code made up with that merchant's account template and
+	// this order's reference (ID 62) would otherwise have the order paid, and the
+	// terminal hand over the goods, with the money in the other merchant's account.
+	// The order's merchant never changes, so this is checked before the book decides.
+	if n.MchID != "" {
+		if cur, err := d.book.Get(n.OrderID); err == nil && cur.MID != n.MchID {
+			d.count(n.Network, noteOtherMch)
+			d.log.Warn().Str("order", n.OrderID).Str("network", n.Network).Str("transaction", n.TransactionID).Str("mch_id", n.MchID).
+				Str("order_mid", cur.MID).Int64("amount", n.TotalFee).
+				Msg("payment notification to another merchant than the order's: answered MCH_ID_MISMATCH, the order not paid; the payment is the network's to give back")
+			answer(http.StatusConflict, wallet.Result{Result: wallet.Fail, ErrCode: "MCH_ID_MISMATCH",
+				ErrMsg: fmt.Sprintf("order %s is not merchant %s's", n.OrderID, n.MchID)})
+			return
+		}
+	}
 	// Before the book can take the payment: once it has, the payment is owed to the
 	// journal, whether or not the network repeats a notification whose journal
 	// write failed (orderowed.go).

@@ -370,3 +370,60 @@ func TestOrderMerchantNameLatinAndLanguage(t *testing.T) {
 		}
 	}
 }
+
+// TestNotificationNetworkSecret: a network with a secret of its own
+// (qr.connectors[].notify_secret_env) has its notifications taken only under it: one
+// naming it signed with the shared secret (qr.notify_secret_env), which every other
+// network holds, is refused 401 and the order left open; signed with its own, the
+// order is paid. A network without one still signs with the shared secret, and not
+// with another network's. Before, the one shared secret signed every network's
+// notifications, so any network could notify a payment in another's name, journaled
+// with that network's connector as the issuer its refunds go to.
+func TestNotificationNetworkSecret(t *testing.T) {
+	_, book := testBook(t)
+	now := time.Now()
+	for _, id := range []string{"100000000031", "100000000032"} {
+		if err := book.Create(t.Context(), qrorder.Order{ID: id, TID: "T0000001", MID: "000000000000001", Currency: "156",
+			Amount: 900, Created: now, Expires: now.Add(time.Minute)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	shared, wx := []byte("shared-secret-0123456789"), []byte("wechat-own-secret-0123456789")
+	notified := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchyard_qr_notifications_total"}, []string{"network", "outcome"})
+	j := &failingJournal{}
+	d := &orderDesk{book: book, now: time.Now, secret: shared, secrets: map[string][]byte{"wechat": wx}, log: zerolog.Nop(), pipe: j,
+		notified: notified, cfg: config.QR{Connectors: []config.QRConnector{{ID: "wechat", Network: "wechat"}, {ID: "alipay", Network: "alipay"}}}}
+	send := func(n wallet.Notification, secret []byte) int {
+		body, _ := json.Marshal(n)
+		r := httptest.NewRequest(http.MethodPost, NotifyPath, bytes.NewReader(body))
+		r.Header.Set(wallet.NotifySignatureHeader, wallet.Sign(secret, body))
+		w := httptest.NewRecorder()
+		d.notify(w, r)
+		return w.Code
+	}
+	wechat := wallet.Notification{Network: "wechat", OrderID: "100000000031", TransactionID: "4200000031", TotalFee: 900}
+	if code := send(wechat, shared); code != http.StatusUnauthorized {
+		t.Fatalf("WeChat Pay's notification signed with the shared secret: HTTP %d, want 401", code)
+	}
+	if o, err := book.Get("100000000031"); err != nil || o.State != qrorder.Open || len(j.got) != 0 {
+		t.Fatalf("order %+v %v, journaled %+v: want open, nothing journaled", o, err, j.got)
+	}
+	if code := send(wechat, wx); code != http.StatusOK {
+		t.Fatalf("WeChat Pay's notification signed with its own secret: HTTP %d, want 200", code)
+	}
+	alipay := wallet.Notification{Network: "alipay", OrderID: "100000000032", TransactionID: "2026000032", TotalFee: 900}
+	if code := send(alipay, wx); code != http.StatusUnauthorized {
+		t.Fatalf("Alipay's notification signed with WeChat Pay's secret: HTTP %d, want 401", code)
+	}
+	if code := send(alipay, shared); code != http.StatusOK {
+		t.Fatalf("Alipay's notification signed with the shared secret: HTTP %d, want 200", code)
+	}
+	if n := testutil.ToFloat64(notified.WithLabelValues("", noteBadSig)); n != 2 {
+		t.Errorf("bad signatures counted %v, want 2", n)
+	}
+	for _, id := range []string{"100000000031", "100000000032"} {
+		if o, err := book.Get(id); err != nil || o.State != qrorder.Paid {
+			t.Errorf("order %s: %+v %v, want paid", id, o, err)
+		}
+	}
+}

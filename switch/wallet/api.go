@@ -89,7 +89,13 @@ type Notification struct {
 	// Currency is the currency of TotalFee (ISO 4217 numeric, as a pay's fee_type);
 	// absent: the order's. A payment in another currency is not the order's: it is
 	// refunded.
-	Currency  string `json:"fee_type,omitempty"`
+	Currency string `json:"fee_type,omitempty"`
+	// MchID is the merchant the network paid: the merchant ID of the code's merchant
+	// account information template for the network (its ID 01, the switch's merchant
+	// ID, DE 42). A payment to another merchant than the order's is not the order's
+	// (a code made up with another merchant's account and this order's reference):
+	// the switch refuses it. Absent: not checked (a network that does not send it).
+	MchID     string `json:"mch_id,omitempty"`
 	PayerHash string `json:"payer,omitempty"` // an opaque payer reference, never a code
 }
 

@@ -422,8 +422,9 @@ type MPMPayRequest struct {
 }
 
 // PayOrder plays a payer who scans payload and pays with network: the order (ID 62's
-// reference label) is paid at the network at once and the switch is notified. It
-// returns the notification sent and the switch's answer.
+// reference label) is paid at the network at once, to the merchant of the network's
+// merchant account template (mch_id), and the switch is notified. It returns the
+// notification sent and the switch's answer.
 func (s *Sim) PayOrder(ctx context.Context, req MPMPayRequest) (Notification, Result, error) {
 	p, err := qr.Decode(req.Payload)
 	if err != nil {
@@ -445,6 +446,12 @@ func (s *Sim) PayOrder(ctx context.Context, req MPMPayRequest) (Notification, Re
 		return Notification{}, Result{}, errors.New("the code carries no amount: give one")
 	}
 	currency := p.Get(qr.IDCurrency)
+	// The network pays the merchant of its own template (by its default GUID), else,
+	// for a connector configured with another GUID, the first template's.
+	mch, ok := p.MerchantAccount(qr.DefaultGUID(req.Network))
+	if !ok {
+		mch = firstMerchantAccount(p)
+	}
 	s.mu.Lock()
 	s.seq++
 	t := &Trade{OutTradeNo: ref, TransactionID: fmt.Sprintf("%s%014d", prefixOf(req.Network), s.seq), State: Success, TotalFee: amount, At: time.Now()}
@@ -454,7 +461,7 @@ func (s *Sim) PayOrder(ctx context.Context, req MPMPayRequest) (Notification, Re
 	s.trades[t.OutTradeNo] = t
 	notifyURL, secret := s.cfg.NotifyURL, s.cfg.NotifySecret
 	s.mu.Unlock()
-	n := Notification{Network: req.Network, OrderID: ref, TransactionID: t.TransactionID, TotalFee: amount, Currency: currency}
+	n := Notification{Network: req.Network, OrderID: ref, TransactionID: t.TransactionID, TotalFee: amount, Currency: currency, MchID: mch}
 	if notifyURL == "" {
 		return n, Result{}, errors.New("no notification URL: the switch is not told")
 	}
@@ -476,6 +483,21 @@ func (s *Sim) PayOrder(ctx context.Context, req MPMPayRequest) (Notification, Re
 		return n, Result{}, fmt.Errorf("notify %s: HTTP %d: %.200s", notifyURL, resp.StatusCode, b)
 	}
 	return n, res, nil
+}
+
+// firstMerchantAccount returns the merchant ID (ID 01) of the first merchant account
+// information template (IDs 26-51) that has one, "" when none does.
+func firstMerchantAccount(p *qr.Payload) string {
+	for _, o := range p.Objects {
+		if o.ID >= "26" && o.ID <= "51" {
+			for _, sub := range o.Objects {
+				if sub.ID == "01" {
+					return sub.Value
+				}
+			}
+		}
+	}
+	return ""
 }
 
 func (s *Sim) mpmPay(w http.ResponseWriter, r *http.Request) {
