@@ -142,6 +142,10 @@ type Risk struct {
 	// Profiles configures the merchant profiles learned from the journal
 	// (merchant.profile.* in the rules).
 	Profiles Profiles `yaml:"profiles"`
+	// CandidatesDir is where the console's backtest looks for the candidate rule
+	// directory an analyst names, and the only place it reads one from (default:
+	// candidates beside rules_dir; Config.CandidatesRoot).
+	CandidatesDir string `yaml:"candidates_dir"`
 }
 
 // Profiles configures the merchant profiles: docs/rules.md, "Merchant profiles".
@@ -864,6 +868,7 @@ func (c *Config) Validate() error {
 		bad("risk.profiles.refresh_at", "%v", err)
 	}
 	nonNegative("risk.profiles.window", c.Risk.Profiles.Window)
+	c.validateCandidatesDir(bad)
 	for _, n := range []struct {
 		key string
 		n   int

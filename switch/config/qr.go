@@ -2,7 +2,9 @@ package config
 
 import (
 	"fmt"
+	"net/netip"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/switchyard/switchyard/switch/qr"
@@ -185,9 +187,7 @@ func (q *QR) validate(issuers map[string]bool, bad func(key, format string, args
 		case c.Issuer != "" && !issuers[c.Issuer]:
 			bad(key+".issuer", "%q is not an issuer of issuers", c.Issuer)
 		case c.URL != "" && c.URL != DemoWalletURL:
-			if u, err := url.Parse(c.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-				bad(key+".url", "%q is not an http or https URL", c.URL)
-			}
+			checkWalletURL(key+".url", "connector "+c.ID, c.URL, bad)
 		}
 		if c.Timeout.D() < 100*time.Millisecond || c.Timeout.D() > 5*time.Minute {
 			bad(key+".timeout", "%s is not between 100ms and 5m", c.Timeout.D())
@@ -202,6 +202,10 @@ func (q *QR) validate(issuers map[string]bool, bad func(key, format string, args
 			bad(key+".request_timeout", "%s is not between 1ms and 1m", c.RequestTimeout.D())
 		}
 	}
+	if q.DemoWallet.External != "" {
+		// The demo connectors (url "demo:") go there: the payer's codes too.
+		checkWalletURL("qr.demo_wallet.external", "the demo wallet", q.DemoWallet.External, bad)
+	}
 	if q.Orders.TTL.D() < time.Second || q.Orders.TTL.D() > 24*time.Hour {
 		bad("qr.orders.ttl", "%s is not between 1s and 24h", q.Orders.TTL.D())
 	}
@@ -211,4 +215,48 @@ func (q *QR) validate(issuers map[string]bool, bad func(key, format string, args
 	if len(q.Orders.Country) != 2 {
 		bad("qr.orders.country", "%q is not an ISO 3166 alpha-2 code", q.Orders.Country)
 	}
+}
+
+// checkWalletURL checks the URL of a wallet API (what is named what): http or
+// https with a host, and plain http only to this machine (127.0.0.0/8, ::1,
+// localhost), as the demo wallet simulator runs. The switch sends the payer's
+// payment code in every pay request: over plain http to another host it would
+// cross the network in clear. The error shows the URL without its user
+// information, query and fragment.
+func checkWalletURL(key, what, raw string, bad func(key, format string, args ...any)) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		bad(key, "%s: %q is not an http or https URL", what, shownURL(raw, u))
+		return
+	}
+	if u.Scheme == "http" && !loopbackHost(u.Hostname()) {
+		bad(key, "%s: %s is plain http to a host other than this machine (127.0.0.0/8, ::1, localhost): the payers' payment codes would cross the network in clear; use https", what, shownURL(raw, u))
+	}
+}
+
+// loopbackHost reports whether host (a URL's, without brackets or port) is this
+// machine: localhost, or an address of 127.0.0.0/8 or ::1 (an IPv4-mapped one
+// too). Other names are not resolved: a name's address may change.
+func loopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.Zone() == "" && a.Unmap().IsLoopback()
+}
+
+// shownURL is a wallet URL as an error shows it: scheme, host and path, never the
+// user information (a password), query or fragment (a key or token); when it does
+// not parse, the text before any "?" or "#", and after the last "@".
+func shownURL(raw string, u *url.URL) string {
+	if u != nil && u.Scheme != "" {
+		return (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
+	}
+	if i := strings.IndexAny(raw, "?#"); i >= 0 {
+		raw = raw[:i]
+	}
+	if i := strings.LastIndex(raw, "@"); i >= 0 {
+		raw = raw[i+1:]
+	}
+	return raw
 }

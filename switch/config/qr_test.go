@@ -60,3 +60,44 @@ func TestQRConnectorNotifySecret(t *testing.T) {
 		t.Fatalf("no variable: %q, %v", s, err)
 	}
 }
+
+// TestQRConnectorPlainHTTP: a wallet connector's url (and the demo wallet's
+// external one, where the demo connectors go) may be plain http only to this
+// machine (127.0.0.0/8, ::1, localhost), as the demo's wallet simulator runs;
+// to any other host it must be https, since every pay request carries the
+// payer's payment code. The refusal names the connector and the URL without
+// its user information and query. Before, http://10.1.9.1:8700 was taken.
+func TestQRConnectorPlainHTTP(t *testing.T) {
+	base := "demo: true\nlisteners: [{addr: 127.0.0.1:1}]\nsecurity: {card_hash_key_hex: " + DemoCardHashKey + "}\n"
+	conn := func(u string) string { return "qr: {connectors: [{id: wechat, url: '" + u + "'}]}\n" }
+	for _, u := range []string{"http://127.0.0.1:8700", "http://127.9.8.7:1/v1", "http://localhost:8700", "http://LOCALHOST", "http://[::1]:8700", "http://[::ffff:127.0.0.1]:8700",
+		"https://10.1.9.1:8700", "https://wallet.example.com/api"} {
+		if _, err := Parse([]byte(base+conn(u)), "ok.yaml"); err != nil {
+			t.Errorf("%s refused: %v", u, err)
+		}
+	}
+	if _, err := Parse([]byte(base+"qr: {demo_wallet: {external: 'http://127.0.0.1:9000'}}\n"), "ok.yaml"); err != nil {
+		t.Errorf("a demo wallet on loopback refused: %v", err)
+	}
+	for _, tc := range []struct{ yaml, want string }{
+		{conn("http://10.1.9.1:8700"), "qr.connectors[0].url: connector wechat: http://10.1.9.1:8700 is plain http to a host other than this machine"},
+		{conn("http://wallet.example.com/api"), "connector wechat: http://wallet.example.com/api is plain http"},
+		{conn("http://localhost.example.com"), "plain http"},
+		{conn("http://0.0.0.0:8700"), "plain http"},
+		{conn("http://[::2]:8700"), "plain http"},
+		{conn("HTTP://128.0.0.1"), "plain http"},
+		{conn("http://wx:s3cret@10.1.9.1:8700/v1?key=k3y#frag"), "connector wechat: http://10.1.9.1:8700/v1 is plain http"},
+		{"qr: {demo_wallet: {external: 'http://10.0.0.5:9000'}}\n", "qr.demo_wallet.external: the demo wallet: http://10.0.0.5:9000 is plain http"},
+	} {
+		_, err := Parse([]byte(base+tc.yaml), "x.yaml")
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", tc.yaml, err, tc.want)
+			continue
+		}
+		for _, secret := range []string{"s3cret", "k3y", "frag"} {
+			if strings.Contains(err.Error(), secret) {
+				t.Errorf("%s: the refusal shows %q: %v", tc.yaml, secret, err)
+			}
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 )
 
 // CheckRulesDir reports a rules_dir that is not a directory, outside demo mode. There
@@ -27,4 +28,40 @@ func (c *Config) CheckRulesDir() error {
 		return fmt.Errorf("rules_dir: %s is not a directory", c.RulesDir)
 	}
 	return nil
+}
+
+// CandidatesRoot is the directory of candidate rule directories the console's
+// backtest reads (risk.candidates_dir): by default candidates beside rules_dir
+// (./candidates for ./rules), where an analyst copies the rules to change them:
+// cp -r rules candidates/next.
+func (c *Config) CandidatesRoot() string {
+	if c.Risk.CandidatesDir != "" {
+		return c.Risk.CandidatesDir
+	}
+	return filepath.Join(filepath.Dir(filepath.Clean(c.RulesDir)), "candidates")
+}
+
+// validateCandidatesDir refuses a risk.candidates_dir whose subdirectories are
+// the switch's own files rather than candidates: the file system's root, or a
+// directory that is or holds rules_dir or data_dir (a checkout's top, /etc/switchyard
+// beside the configuration). Analysts name any directory under it from a browser.
+func (c *Config) validateCandidatesDir(bad func(key, format string, args ...any)) {
+	root, err := filepath.Abs(c.CandidatesRoot())
+	if err != nil {
+		bad("risk.candidates_dir", "%s: %v", c.CandidatesRoot(), err)
+		return
+	}
+	if filepath.Dir(root) == root {
+		bad("risk.candidates_dir", "%s is the file system's root: give a directory that holds only candidate rule directories", c.CandidatesRoot())
+		return
+	}
+	for _, d := range []struct{ key, dir string }{{"rules_dir", c.RulesDir}, {"data_dir", c.DataDir}} {
+		abs, err := filepath.Abs(d.dir)
+		if err != nil || d.dir == "" {
+			continue
+		}
+		if r, err := filepath.Rel(root, abs); err == nil && filepath.IsLocal(r) {
+			bad("risk.candidates_dir", "%s holds %s %s: give a directory that holds only candidate rule directories (default: candidates beside rules_dir)", c.CandidatesRoot(), d.key, d.dir)
+		}
+	}
 }

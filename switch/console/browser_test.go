@@ -42,10 +42,30 @@ func browserPath(t *testing.T) string {
 	return ""
 }
 
-// demoSwitch starts a demo switch with its console.
+// demoSwitch starts a demo switch with its console. Its candidates directory
+// (risk.candidates_dir) is a temporary one holding next, a copy of the
+// repository's rule files, as an analyst makes one for a backtest.
 func demoSwitch(t *testing.T) *server.Server {
 	t.Helper()
 	cfg := testswitch.DemoConfig(t, t.TempDir(), "../../rules")
+	cfg.Risk.CandidatesDir = t.TempDir()
+	files, err := filepath.Glob("../../rules/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("the repository's rule files: %v %v", files, err)
+	}
+	next := filepath.Join(cfg.Risk.CandidatesDir, "next")
+	if err := os.Mkdir(next, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(next, filepath.Base(f)), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	s, err := server.New(cfg, zerolog.New(io.Discard), server.WithDemoIssuer(func(addr string, log zerolog.Logger) (server.DemoIssuer, error) {
 		return issuersim.StartDemo(issuersim.Config{Addr: addr, Logger: log})
 	}))

@@ -85,6 +85,10 @@ type Options struct {
 	// History is the journal as the risk tools read it (the server's
 	// server.History): rule explanations and backtests (nil: neither).
 	History risk.History
+	// CandidatesDir is the directory (risk.candidates_dir) under which the
+	// rules page's backtest looks for the candidate rule directory an analyst
+	// names; nothing outside it is read (empty: backtests refused).
+	CandidatesDir string
 	// Metrics gathers the counters the dashboard reads, the same /metrics
 	// exports: switchyard_transactions_total, switchyard_transaction_duration_seconds,
 	// switchyard_issuer_breaker_state and switchyard_risk_rule_hits_total. Give it

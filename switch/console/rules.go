@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,7 +29,7 @@ type ruleRow struct {
 }
 
 func (c *Console) rules(w http.ResponseWriter, r *http.Request, s *session) {
-	d := map[string]any{"Backtest": c.backtest.view()}
+	d := map[string]any{"Backtest": c.backtest.view(), "CandidatesDir": c.o.CandidatesDir}
 	if c.o.Risk == nil {
 		d["NoEngine"] = true
 		c.render(w, r, s, "rules", d)
@@ -117,16 +120,12 @@ func (b *backtestJob) view() BacktestView {
 	return BacktestView{Running: b.running, By: b.by, Dir: b.dir, From: b.from, To: b.to, Done: b.done, Read: b.read, Report: b.report, Error: b.err, Started: b.started}
 }
 
-// startBacktest loads the candidate directory (its problems are shown at once)
-// and replays the range in the background.
+// startBacktest loads the candidate directory, one under the candidates
+// directory (loadCandidate; its problems are shown at once), and replays the
+// range in the background.
 func (c *Console) startBacktest(w http.ResponseWriter, r *http.Request, s *session) {
 	if c.o.History == nil || c.o.Risk == nil {
 		done(w, r, Prefix+"rules", "", errors.New("backtests need the journal and the risk engine of a running switch"))
-		return
-	}
-	dir := r.PostFormValue("dir")
-	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-		done(w, r, Prefix+"rules", "", fmt.Errorf("candidate rule directory %q: not a directory on the switch's machine", dir))
 		return
 	}
 	hours := 24
@@ -134,9 +133,9 @@ func (c *Console) startBacktest(w http.ResponseWriter, r *http.Request, s *sessi
 		done(w, r, Prefix+"rules", "", fmt.Errorf("hours %q: want 1 to 744", r.PostFormValue("hours")))
 		return
 	}
-	rs, err := risk.Load(dir, risk.LoadOptions{Location: c.o.Risk.RuleSet().Location, Lists: c.o.Risk.Lists()})
+	rs, dir, err := loadCandidate(c.o.CandidatesDir, r.PostFormValue("dir"), risk.LoadOptions{Location: c.o.Risk.RuleSet().Location, Lists: c.o.Risk.Lists()})
 	if err != nil {
-		done(w, r, Prefix+"rules", "", fmt.Errorf("candidate rules refused: %w", err))
+		done(w, r, Prefix+"rules", "", err)
 		return
 	}
 	b := &c.backtest
@@ -177,4 +176,79 @@ func (c *Console) startBacktest(w http.ResponseWriter, r *http.Request, s *sessi
 		}
 	}()
 	done(w, r, Prefix+"rules", "backtest", nil)
+}
+
+// loadCandidate loads the candidate rule directory an analyst named: a
+// directory under root (risk.candidates_dir), given by its path relative to
+// root ("next", "team/next") or as an absolute path inside root. It answers the
+// rule set and the directory's name as the page shows it (root/rel).
+//
+// The analyst types the path into a browser, so the switch's machine is not
+// theirs to explore: a path outside root, one that climbs out of it with "..",
+// one that does not exist and one whose symlinks lead outside root all get the
+// same refusal, which tells nothing of what exists where. The files are read
+// through an os.Root opened at root: a rule file that is a symlink leading
+// outside root is refused by the read, so no problem message (which quotes the
+// YAML it could not read) ever shows a byte of a file outside root.
+func loadCandidate(root, name string, opts risk.LoadOptions) (*risk.RuleSet, string, error) {
+	if root == "" {
+		return nil, "", errors.New("backtests here need a candidates directory (risk.candidates_dir)")
+	}
+	realRoot, err := filepath.EvalSymlinks(root)
+	if err != nil {
+		return nil, "", fmt.Errorf("the candidates directory %s (risk.candidates_dir) cannot be read: create it, and copy candidate rule directories into it (mkdir -p %s/next && cp rules/*.yaml %s/next/)", root, root, root)
+	}
+	if realRoot, err = filepath.Abs(realRoot); err != nil {
+		return nil, "", fmt.Errorf("the candidates directory %s (risk.candidates_dir): %w", root, err)
+	}
+	notUnder := fmt.Errorf("candidate rule directory %q: no such directory under %s (risk.candidates_dir); give the name of a directory there, as next for %s", name, root, filepath.Join(root, "next"))
+	rel := filepath.Clean(strings.TrimSpace(name))
+	if filepath.IsAbs(rel) {
+		// An absolute path names a directory under root as configured, or
+		// under the directory root resolves to.
+		absRoot, _ := filepath.Abs(root)
+		if r, err := filepath.Rel(absRoot, rel); err == nil && filepath.IsLocal(r) {
+			rel = r
+		} else if r, err := filepath.Rel(realRoot, rel); err == nil && filepath.IsLocal(r) {
+			rel = r
+		} else {
+			return nil, "", notUnder
+		}
+	}
+	if !filepath.IsLocal(rel) || rel == "." {
+		return nil, "", notUnder
+	}
+	real, err := filepath.EvalSymlinks(filepath.Join(realRoot, rel))
+	if err != nil || !within(realRoot, real) {
+		return nil, "", notUnder
+	}
+	if st, err := os.Stat(real); err != nil || !st.IsDir() {
+		return nil, "", notUnder
+	}
+	realRel, err := filepath.Rel(realRoot, real)
+	if err != nil || !filepath.IsLocal(realRel) || realRel == "." {
+		return nil, "", notUnder
+	}
+	dir, err := os.OpenRoot(realRoot)
+	if err != nil {
+		return nil, "", fmt.Errorf("the candidates directory %s (risk.candidates_dir): %w", root, err)
+	}
+	defer dir.Close()
+	sub, err := fs.Sub(dir.FS(), filepath.ToSlash(realRel))
+	if err != nil {
+		return nil, "", notUnder
+	}
+	label := filepath.Join(root, rel)
+	rs, err := risk.LoadFS(sub, label, opts)
+	if err != nil {
+		return nil, "", fmt.Errorf("candidate rules refused: %w", err)
+	}
+	return rs, label, nil
+}
+
+// within reports whether path is dir or lies under it (both cleaned, absolute,
+// symlinks resolved).
+func within(dir, path string) bool {
+	r, err := filepath.Rel(dir, path)
+	return err == nil && filepath.IsLocal(r)
 }

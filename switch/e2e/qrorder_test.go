@@ -278,3 +278,90 @@ func TestQROrderOtherMerchantsPayment(t *testing.T) {
 		t.Fatalf("inquiry after the payment: %+v", q)
 	}
 }
+
+// TestQROrderOtherTerminal: over TCP, with inquiries held up to 30 s for the
+// payment (qr.orders.wait), a terminal asking how another terminal's order
+// stands (of another merchant, or of its own merchant) is answered at once,
+// exactly as for an order that does not exist: 25 qr-order-not-found, the same
+// DE 48; also once the order is paid. The owner's inquiries are unchanged.
+// Before, the foreign inquiry was held until the order was paid (the other
+// terminal learnt when) or expired (and settled its expiry), then refused: order
+// IDs are sequential RRNs, so any terminal could watch its neighbours' sales.
+func TestQROrderOtherTerminal(t *testing.T) {
+	f, sim := startQRWith(t, func(c *config.Config) { c.QR.Orders.Wait = config.Duration(30 * time.Second) })
+	addr := f.s.ListenerAddr("ascii")
+	// dial is a connection of its own for a load terminal (Demo Load Merchant:
+	// no binding, no MAC).
+	dial := func() *termclient.Client {
+		c, err := termclient.Dial(addr, message.DialectASCII, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	ltTx := func(tid, proc string, amount int64, order string) termclient.Txn {
+		tx := orderTx(proc, amount, order)
+		tx.TID, tx.MID, tx.TLV = tid, "000000000000003", nil
+		if order != "" {
+			tx.TLV = [][2]string{{message.TagQROrder, order}}
+		}
+		return tx
+	}
+	// ask sends an inquiry that must be answered well before the wait: a held
+	// one fails the test instead of holding it for 30 s.
+	ask := func(c *termclient.Client, tx termclient.Txn) termclient.Result {
+		t.Helper()
+		m, err := termclient.Build(tx, message.DialectASCII)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		resp, err := c.Send(ctx, m, nil)
+		if err != nil {
+			t.Fatalf("%s asking about order %v: %v (held for the owner's payment?)", tx.TID, tx.TLV, err)
+		}
+		r, err := termclient.Decode(resp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+
+	a := f.send(orderTx(message.PCQROrder, 2500, "")) // T0000001, Demo Grocery
+	ao := orderTLV(t, a)
+	c2 := dial() // LT000002
+	b := sendOn(t, c2, ltTx("LT000002", message.PCQROrder, 1500, ""), nil)
+	bo := orderTLV(t, b)
+	if a.RC != "00" || ao.QRState != "open" || b.RC != "00" || bo.QRState != "open" {
+		t.Fatalf("orders: %+v %+v", a, b)
+	}
+	c1 := dial() // LT000001
+	unknown := ask(c1, ltTx("LT000001", message.PCQRInquiry, 0, "999999999999"))
+	if unknown.RC != "25" {
+		t.Fatalf("unknown order: %+v", unknown)
+	}
+	same := func(what string, r termclient.Result) {
+		t.Helper()
+		if r.RC != unknown.RC || r.DE48 != unknown.DE48 || r.AuthCode != "" || r.Amount != unknown.Amount || r.Reason != unknown.Reason {
+			t.Errorf("%s: %+v, want it answered as the unknown order: %+v", what, r, unknown)
+		}
+	}
+	same("another merchant's terminal's open order", ask(c1, ltTx("LT000001", message.PCQRInquiry, 0, a.RRN)))
+	same("another terminal's open order, same merchant", ask(c1, ltTx("LT000001", message.PCQRInquiry, 0, b.RRN)))
+
+	if _, res, err := sim.PayOrder(context.Background(), wallet.MPMPayRequest{Payload: ao.QRPayload, Network: qr.WeChat}); err != nil || res.Result != wallet.Success {
+		t.Fatalf("notification: %+v %v", res, err)
+	}
+	if q := f.send(orderTx(message.PCQRInquiry, 0, a.RRN)); orderTLV(t, q).QRState != "paid" || q.Amount != "000000002500" {
+		t.Fatalf("the owner's inquiry after the payment: %+v", q)
+	}
+	same("another terminal's paid order", ask(c1, ltTx("LT000001", message.PCQRInquiry, 0, a.RRN)))
+	if _, res, err := sim.PayOrder(context.Background(), wallet.MPMPayRequest{Payload: bo.QRPayload, Network: qr.Alipay}); err != nil || res.Result != wallet.Success {
+		t.Fatalf("notification: %+v %v", res, err)
+	}
+	if q := ask(c2, ltTx("LT000002", message.PCQRInquiry, 0, b.RRN)); orderTLV(t, q).QRState != "paid" {
+		t.Fatalf("the owner LT000002's inquiry after the payment: %+v", q)
+	}
+}

@@ -312,7 +312,7 @@ func TestReadmeExamples(t *testing.T) {
 }
 
 // TestReadmeRiskRules runs the `switchyard rules check|test|backtest` lines of the
-// README's "Risk rules" block as written (the block's `candidate/` a copy of rules/)
+// README's "Risk rules" block as written (the block's `candidates/next/` a copy of rules/)
 // against a demo switch that has journaled a purchase: each must exit 0, and the
 // backtest must report on that traffic. A flag the README shows and the command does
 // not take, or one it needs and the README leaves out, fails it.
@@ -362,7 +362,7 @@ func TestReadmeRiskRules(t *testing.T) {
 				if j > 0 { // the directory, not the command
 					args[j] = "../../rules"
 				}
-			case "candidate":
+			case "candidates/next":
 				args[j] = candidate
 			}
 		}

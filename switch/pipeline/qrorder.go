@@ -27,9 +27,11 @@ import (
 type QROrders interface {
 	// NewOrder makes the order and returns it with its code's payload.
 	NewOrder(ctx context.Context, o OrderRequest) (OrderStatus, error)
-	// Order returns how the order id of terminal tid stands, after waiting for its
-	// payment as configured; ok false when the terminal has no such order.
-	Order(ctx context.Context, id, tid string) (s OrderStatus, ok bool, err error)
+	// Order returns how the order id of terminal tid (of merchant mid) stands,
+	// after waiting for its payment as configured; ok false when the terminal has
+	// no such order. Another terminal's order is answered ok false at once, as an
+	// unknown one: never waited on.
+	Order(ctx context.Context, id, tid, mid string) (s OrderStatus, ok bool, err error)
 }
 
 // OrderRequest is a terminal's request for a dynamic code.
@@ -83,7 +85,7 @@ func (p *Pipeline) qrOrder(ctx context.Context, t *txn) (frontend.Response, erro
 	} else {
 		var ok bool
 		id, _ := message.TLVValue(r.DE48, message.TagQROrder)
-		if st, ok, err = p.cfg.Orders.Order(ctx, id, r.TID); err != nil {
+		if st, ok, err = p.cfg.Orders.Order(ctx, id, r.TID, r.MID); err != nil {
 			return p.systemError(t, fmt.Errorf("qr order %s: %w", id, err))
 		} else if !ok {
 			return p.decline(ctx, t, message.RCOriginalNotFound, "switch", "qr-order-not-found")

@@ -40,6 +40,7 @@ func (s *Server) startConsole() error {
 		Keys:            s.Keys,
 		Journal:         s.Journal,
 		History:         History{J: s.Journal},
+		CandidatesDir:   s.cfg.CandidatesRoot(),
 		Metrics:         dash,
 		SAFBacklog:      func() int { return s.Queue.Len("") },
 		Apps:            s.Apps,

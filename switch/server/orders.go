@@ -238,17 +238,29 @@ func (d *orderDesk) NewOrder(ctx context.Context, o pipeline.OrderRequest) (pipe
 	return pipeline.OrderStatus{ID: o.ID, State: qrorder.Open, Payload: payload, Amount: o.Amount}, nil
 }
 
-// Order answers an inquiry, waiting up to qr.orders.wait for the payment.
-func (d *orderDesk) Order(ctx context.Context, id, tid string) (pipeline.OrderStatus, bool, error) {
-	o, err := d.book.Wait(ctx, id, d.cfg.Orders.Wait.D())
+// Order answers terminal tid's (of merchant mid) inquiry of order id, waiting up
+// to qr.orders.wait for the payment. Whose order it is is checked first, on the
+// order as stored, without waiting and without settling it: another terminal's
+// order (order IDs are sequential, easily named) is answered as an unknown one,
+// at once, ok false. Before, a foreign inquiry was held until the order was paid
+// (learning when) or expired, and settled its expiry, before it was refused.
+func (d *orderDesk) Order(ctx context.Context, id, tid, mid string) (pipeline.OrderStatus, bool, error) {
+	cur, err := d.book.Get(id)
 	if errors.Is(err, qrorder.ErrNotFound) {
 		return pipeline.OrderStatus{}, false, nil
 	}
 	if err != nil {
 		return pipeline.OrderStatus{}, false, err
 	}
-	if o.TID != tid {
+	if cur.TID != tid || cur.MID != mid { // an order's terminal and merchant never change
 		return pipeline.OrderStatus{}, false, nil
+	}
+	o, err := d.book.Wait(ctx, id, d.cfg.Orders.Wait.D())
+	if errors.Is(err, qrorder.ErrNotFound) {
+		return pipeline.OrderStatus{}, false, nil
+	}
+	if err != nil {
+		return pipeline.OrderStatus{}, false, err
 	}
 	st := pipeline.OrderStatus{ID: o.ID, State: o.State, Amount: o.Amount}
 	if o.State == qrorder.Paid {

@@ -59,7 +59,7 @@ func TestOrderDeskNoCatchUp(t *testing.T) {
 		t.Errorf("notification: %d %s, want 500 SYSTEMERROR", w.Code, res.ErrCode)
 	}
 
-	_, ok, err := d.Order(t.Context(), "100000000001", "T0000001")
+	_, ok, err := d.Order(t.Context(), "100000000001", "T0000001", "000000000000001")
 	if err == nil || errors.Is(err, qrorder.ErrNotFound) || !errors.Is(err, qrorder.ErrNotCaughtUp) || !errors.Is(err, noQuorum) {
 		t.Errorf("inquiry: ok %v, err %v; want an error (96) wrapping ErrNotCaughtUp, not not found (25)", ok, err)
 	}
@@ -425,5 +425,46 @@ func TestNotificationNetworkSecret(t *testing.T) {
 		if o, err := book.Get(id); err != nil || o.State != qrorder.Paid {
 			t.Errorf("order %s: %+v %v, want paid", id, o, err)
 		}
+	}
+}
+
+// TestOrderDeskForeignInquiry: an inquiry of an order by another terminal, or by
+// the order's terminal ID under another merchant, is answered as an unknown order
+// (ok false, no error) at once, though inquiries wait up to a minute for the
+// payment, also once the order has expired; the owner gets the order.
+func TestOrderDeskForeignInquiry(t *testing.T) {
+	db, err := badger.Open(badger.DefaultOptions(t.TempDir()).WithLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	now := time.Now()
+	clock := func() time.Time { return now }
+	book, err := qrorder.NewBook(db, qrorder.Options{Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &orderDesk{book: book, now: clock, log: zerolog.Nop(), cfg: config.QR{Orders: config.QROrders{Wait: config.Duration(time.Minute)}}}
+	const id = "100000000007"
+	if err := book.Create(t.Context(), qrorder.Order{ID: id, TID: "T0000001", MID: "000000000000001", Currency: "156", Amount: 100,
+		Created: now, Expires: now.Add(time.Minute), Payload: "p"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, who := range [][2]string{{"T0000002", "000000000000002"}, {"T0000002", "000000000000001"}, {"T0000001", "000000000000002"}} {
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		_, ok, err := d.Order(ctx, id, who[0], who[1])
+		held := ctx.Err() != nil
+		cancel()
+		if ok || err != nil || held {
+			t.Errorf("inquiry by %s of %s: ok %v, err %v, held %v; want not found at once", who[0], who[1], ok, err, held)
+		}
+	}
+	now = now.Add(2 * time.Minute)
+	if _, ok, err := d.Order(t.Context(), id, "T0000002", "000000000000002"); ok || err != nil {
+		t.Fatalf("foreign inquiry of the expired order: ok %v, err %v", ok, err)
+	}
+	st, ok, err := d.Order(t.Context(), id, "T0000001", "000000000000001")
+	if !ok || err != nil || st.State != qrorder.Expired || st.Amount != 100 {
+		t.Fatalf("the owner's inquiry: %+v %v %v", st, ok, err)
 	}
 }

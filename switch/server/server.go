@@ -1209,6 +1209,9 @@ func restartKeys(old, cur *config.Config) []string {
 	if old.RulesDir != cur.RulesDir {
 		out = append(out, "rules_dir")
 	}
+	if old.CandidatesRoot() != cur.CandidatesRoot() {
+		out = append(out, "risk.candidates_dir")
+	}
 	return out
 }
 
