@@ -338,7 +338,8 @@ func (tb *tab) post(path string, withToken bool) int {
 
 // The two-person review with two users in two browser contexts: the operator
 // requests, the reviewer sees the before/after diff and approves, the operator
-// sees it applied.
+// sees it applied. The terminal page shows the PIN mode and DUKPT device with the
+// keys, and the diff of a change of keys shows the device it moves, field by field.
 func TestBrowserReviewFlow(t *testing.T) {
 	s := demoSwitch(t)
 	b := newBrowser(t, s)
@@ -347,6 +348,9 @@ func TestBrowserReviewFlow(t *testing.T) {
 	rev.login("reviewer", demoPassword("reviewer"))
 
 	op.open("/console/terminals/T0000002")
+	if mode, dev := op.text("#terminal-pin-mode"), op.text("#terminal-dukpt-device"); mode != "dukpt" || dev != registry.DemoDUKPTDevice {
+		t.Fatalf("T0000002's page: PIN mode %q, DUKPT device %q; want dukpt, %s", mode, dev, registry.DemoDUKPTDevice)
+	}
 	op.do("reason", chromedp.SendKeys(chromedp.CSS("#lc-reason"), "device sent for repair"))
 	op.submit("#lc-suspend", "#change-id")
 	id := op.text("#change-id")
@@ -368,6 +372,25 @@ func TestBrowserReviewFlow(t *testing.T) {
 	}
 	if tm, _ := s.Registry.Terminal("T0000002"); tm.Status != "suspended" {
 		t.Fatalf("registry: terminal is %s", tm.Status)
+	}
+
+	// A change of keys unbinding the DUKPT device: the reviewer sees that field.
+	tm, _ := s.Registry.Terminal("T0000002")
+	k := tm.Keys
+	k.DUKPTDevice = ""
+	ch, err := s.Registry.RequestChange(registry.Actor{Name: "operator", Role: registry.RoleOperator},
+		registry.Change{Op: registry.OpTerminalChange, Target: "T0000002", TerminalPatch: &registry.TerminalPatch{Keys: &k}, Reason: "device replaced"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev.open("/console/changes/" + ch.ID)
+	if diff := rev.text("table.diff tr.changed"); !strings.Contains(diff, "keys.dukpt_device") || !strings.Contains(diff, registry.DemoDUKPTDevice) {
+		t.Fatalf("the review of the unbinding shows no DUKPT device diff: %q", diff)
+	}
+	rev.submit("#approve", "#msg")
+	op.open("/console/terminals/T0000002")
+	if got := op.text("#terminal-dukpt-device"); !strings.Contains(got, "not bound") {
+		t.Fatalf("T0000002's page once unbound shows the DUKPT device %q", got)
 	}
 }
 

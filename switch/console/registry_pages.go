@@ -213,12 +213,13 @@ func (c *Console) change(w http.ResponseWriter, r *http.Request, s *session) {
 		"Pending": p.Change.Status == registry.ChangePending})
 }
 
-// diff compares two JSON objects field by field (top level; nested values are
-// compared as their JSON).
+// diff compares two JSON objects field by field: the top-level fields, and those of
+// a field whose value is an object one level down ("keys.dukpt_device",
+// "binding.imei", "limits.daily"), so that the reviewer sees which key reference,
+// binding or limit a change moves rather than two JSON texts; deeper values are
+// compared as their JSON.
 func diff(before, after json.RawMessage) []diffLine {
-	var b, a map[string]json.RawMessage
-	_ = json.Unmarshal(before, &b)
-	_ = json.Unmarshal(after, &a)
+	b, a := flatten(before), flatten(after)
 	keys := map[string]bool{}
 	for k := range b {
 		keys[k] = true
@@ -228,11 +229,31 @@ func diff(before, after json.RawMessage) []diffLine {
 	}
 	var out []diffLine
 	for _, k := range sortedKeys(keys) {
-		bv, av := string(b[k]), string(a[k])
+		bv, av := b[k], a[k]
 		out = append(out, diffLine{Field: k, Before: bv, After: av, Changed: bv != av})
 	}
 	// Changed fields first: the reviewer reads those.
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Changed && !out[j].Changed })
+	return out
+}
+
+// flatten returns the fields of JSON object raw as their JSON texts, the fields of
+// one whose value is a non-empty object under "field.name" (nothing for a value
+// that is not an object).
+func flatten(raw json.RawMessage) map[string]string {
+	var m map[string]json.RawMessage
+	_ = json.Unmarshal(raw, &m)
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		var sub map[string]json.RawMessage
+		if len(v) > 0 && v[0] == '{' && json.Unmarshal(v, &sub) == nil && len(sub) > 0 {
+			for sk, sv := range sub {
+				out[k+"."+sk] = string(sv)
+			}
+			continue
+		}
+		out[k] = string(v)
+	}
 	return out
 }
 

@@ -30,9 +30,13 @@ type HSM interface {
 	TranslatePIN(ctx context.Context, req hsm.TranslatePINRequest) ([]byte, error)
 }
 
-// Terminals finds a registered terminal (its TMK and working-key IDs).
+// Terminals finds a registered terminal (its TMK and working-key IDs), and the
+// terminals that use a key (*registry.Registry's KeyUsers: the terminals, not
+// closed, whose TMK, TPK or TAK is key ID id), asked for every request: it must be
+// cheap.
 type Terminals interface {
 	Terminal(id string) (*registry.Terminal, bool)
+	KeyUsers(id string) []string
 }
 
 // MACAlgorithm is the MAC a terminal computes over MTI to F63.
@@ -762,37 +766,72 @@ func (a *Adapter) scheme(tid string) hsm.MACScheme {
 }
 
 // The working-key IDs of a terminal: its registered TPK is the PIK when it is its own
-// (TID.*: the pipeline translates its PIN blocks under it), its registered TAK the
-// MAK when it is its own, else TID.TPK and TID.TAK; TID.TDK the TDK. A sign-in makes
-// a new version of each and sends it to the terminal under its TMK, so a key of
+// (ownKey: the pipeline translates its PIN blocks under it), its registered TAK the
+// MAK when it is its own, else TID.TPK and TID.TAK, or, when another terminal uses
+// that key too, TID.PIK and TID.MAK (ownKeyID); TID.TDK the TDK. A sign-in makes a
+// new version of each and sends it to the terminal under its TMK, so a key of
 // another terminal's, or one several terminals share, must never be one of them.
 func (a *Adapter) pikID(tid string, term *registry.Terminal) string {
-	// A TPK the terminal shares with others (the demo load terminals use
-	// T0000001's) is not rotated by its sign-in: it gets TID.TPK, and its PIN
-	// blocks cannot be translated until the registry names that key.
-	if term != nil && ownKey(tid, term.Keys.TPK) {
-		return term.Keys.TPK
+	// A TPK the terminal shares with others (the demo load terminals share
+	// LT.TPK) is not rotated by its sign-in: it gets a PIK of its own, and its
+	// PIN blocks cannot be translated until the registry names that key.
+	var reg string
+	if term != nil {
+		reg = term.Keys.TPK
 	}
-	return tid + ".TPK"
+	return a.ownKeyID(tid, reg, "TPK", "PIK")
 }
 
-// makRef is the terminal's MAK: its registered TAK when that is its own (TID.*), else
-// TID.TAK. A TAK it shares with others (a fleet registered with one key, another
-// terminal's TAK) is neither rotated by its sign-in nor sent to it under its TMK: its
-// sign-in makes TID.TAK, under which the adapter then verifies and makes its MACs.
-// (Until 6 December 2026 a registered TAK was the MAK whatever its ID: one
-// terminal's sign-in rotated a MAC key other terminals used, and sent it in the
-// terminal's F62, under a TMK only that terminal holds.)
+// makRef is the terminal's MAK: its registered TAK when that is its own (ownKey),
+// else TID.TAK, or TID.MAK when another terminal uses TID.TAK (ownKeyID). A TAK it
+// shares with others (a fleet registered with one key, another terminal's TAK, or
+// its own TID.* key that the registry gives other terminals too) is neither rotated
+// by its sign-in nor sent to it under its TMK: its sign-in makes a key of its own,
+// under which the adapter then verifies and makes its MACs. (Until 6 December 2026
+// a registered TAK was the MAK whatever its ID: one terminal's sign-in rotated a MAC
+// key other terminals used, and sent it in the terminal's F62, under a TMK only that
+// terminal holds; until later that day a TID.* key was the terminal's own even when
+// other terminals' records named it.)
 func (a *Adapter) makRef(tid string, term *registry.Terminal) hsm.KeyRef {
-	if term != nil && ownKey(tid, term.Keys.TAK) {
-		return hsm.KeyRef{ID: term.Keys.TAK}
+	var reg string
+	if term != nil {
+		reg = term.Keys.TAK
 	}
-	return hsm.KeyRef{ID: tid + ".TAK"}
+	return hsm.KeyRef{ID: a.ownKeyID(tid, reg, "TAK", "MAK")}
 }
 
-// ownKey reports whether key ID id is terminal tid's own (TID.*, as TID.TPK and
-// TID.TAK): only such a key may be rotated by the terminal's sign-in and sent to it.
-func ownKey(tid, id string) bool { return strings.HasPrefix(id, tid+".") }
+// ownKeyID is the ID of terminal tid's working key that its sign-ins make and send
+// it, of the registered ID reg (its TPK or TAK, "" for none): reg when it is the
+// terminal's own (ownKey), else the first of TID.<conventional> and TID.<alternate>
+// (TID.TPK, TID.PIK) that is; "" when each is another terminal's too (a registry
+// that names them so: the sign-in is refused, and a MAC or PIN under no key fails).
+func (a *Adapter) ownKeyID(tid, reg, conventional, alternate string) string {
+	if a.ownKey(tid, reg) {
+		return reg
+	}
+	if id := tid + "." + conventional; a.ownKey(tid, id) {
+		return id
+	}
+	if id := tid + "." + alternate; a.ownKey(tid, id) {
+		return id
+	}
+	return ""
+}
+
+// ownKey reports whether key ID id is terminal tid's own: its ID is TID.* (as TID.TPK
+// and TID.TAK) and no other terminal (not closed) uses it (Terminals.KeyUsers). Only
+// such a key may be rotated by the terminal's sign-in and sent to it.
+func (a *Adapter) ownKey(tid, id string) bool {
+	if len(id) <= len(tid) || id[len(tid)] != '.' || id[:len(tid)] != tid {
+		return false
+	}
+	for _, u := range a.cfg.Terminals.KeyUsers(id) {
+		if u != tid {
+			return false
+		}
+	}
+	return true
+}
 
 func tdkID(tid string) string { return tid + ".TDK" }
 

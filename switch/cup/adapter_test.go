@@ -49,6 +49,14 @@ func (fakeTerminals) Terminal(id string) (*registry.Terminal, bool) {
 	return &registry.Terminal{ID: id, Keys: registry.KeyRefs{TPK: id + ".TPK", TMK: id + ".TMK"}}, true
 }
 
+// KeyUsers: each terminal's keys are its own (TID.TPK is TID's alone).
+func (fakeTerminals) KeyUsers(id string) []string {
+	if i := strings.LastIndexByte(id, '.'); i > 0 {
+		return []string{id[:i]}
+	}
+	return nil
+}
+
 // fakePipeline records the ASCII requests and approves them with RRN 000000000042.
 type fakePipeline struct {
 	mu   sync.Mutex

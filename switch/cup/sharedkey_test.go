@@ -30,6 +30,18 @@ func (s sharedTAKTerminals) Terminal(id string) (*registry.Terminal, bool) {
 	return &registry.Terminal{ID: id, Keys: registry.KeyRefs{TPK: id + ".TPK", TMK: id + ".TMK", TAK: tak}}, true
 }
 
+// KeyUsers: T0000001 and T0000003 (the terminals of the test) use the shared TAK;
+// T0000001 uses T0000001.TAK; every other key is its terminal's alone.
+func (s sharedTAKTerminals) KeyUsers(id string) []string {
+	switch {
+	case id == s.tak && id == "T0000001.TAK":
+		return []string{"T0000001", "T0000003"}
+	case id == s.tak:
+		return []string{"T0000003"}
+	}
+	return fakeTerminals{}.KeyUsers(id)
+}
+
 // TestSharedTAKNotRotatedBySignIn: a terminal registered with a TAK that is not its
 // own (one a fleet shares, or another terminal's) signs in: the switch neither makes a
 // new version of that key nor sends it to the terminal (under its TMK); it makes the
@@ -106,13 +118,24 @@ func TestSharedTAKNotRotatedBySignIn(t *testing.T) {
 			if ans.Str(39) != "00" || !ans.Has(64) || !bytes.Equal(term.mustMAC(t, MACInput(raw, ans)), ans.Bytes(64)) {
 				t.Fatalf("sale MAC'd under T0000003's own MAK: %s, F64 %v; want 00 with F64 under that key", Summary(ans), ans.Has(64))
 			}
-			// A terminal registered with its own TAK: its sign-in rotates it.
+			// A terminal registered with its own TAK: its sign-in rotates it. Not
+			// when other terminals use it too (T0000001.TAK shared): T0000001 then
+			// gets T0000001.MAK (TestOwnKeyOfNoOtherTerminal).
 			own := &Terminal{TID: "T0000001", MID: "000000000000001", TMK: tmk, batch: "000007",
 				TPDU: TPDU{0x60, 0, 3, 0, 0}, Header: Header{0x60, 0x31, 0, 0x31, 0, 0}}
 			before, _ := h.version("T0000001.TAK")
 			signIn(own)
-			if v, _ := h.version("T0000001.TAK"); v != before+1 || !bytes.Equal(own.mak, h.keys["T0000001.TAK"][v-1]) {
-				t.Errorf("T0000001's sign-in: its own TAK at version %d (was %d), sent %v; want a new version, sent", v, before, bytes.Equal(own.mak, h.keys["T0000001.TAK"][v-1]))
+			mak := "T0000001.TAK"
+			if shared == mak {
+				if v, _ := h.version(mak); v != before {
+					t.Errorf("T0000001's sign-in made version %d of its TAK %s, which T0000003 uses too; want it left at %d", v, mak, before)
+				}
+				mak = "T0000001.MAK"
+			} else if v, _ := h.version(mak); v != before+1 {
+				t.Errorf("T0000001's sign-in: its own TAK at version %d (was %d); want a new version", v, before)
+			}
+			if v, _ := h.version(mak); v == 0 || !bytes.Equal(own.mak, h.keys[mak][v-1]) {
+				t.Errorf("T0000001's sign-in did not send it the latest version of %s", mak)
 			}
 		})
 	}

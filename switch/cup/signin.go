@@ -51,6 +51,13 @@ func (a *Adapter) signIn(ctx context.Context, c *frontend.Conn, f *Frame) (front
 	if term.Keys.TMK == "" {
 		return a.reply(ans, sit, RCNoMasterKey, nil, "no-tmk")
 	}
+	if a.pikID(tid, term) == "" || a.makRef(tid, term).ID == "" {
+		// Every ID the terminal's PIK or MAK could have is another terminal's key
+		// too (ownKeyID): none may be rotated by this sign-in nor sent under its TMK.
+		a.log.Error().Str("tid", tid).Str("registered_tpk", term.Keys.TPK).Str("registered_tak", term.Keys.TAK).
+			Msg("cup: sign-in refused: no working-key ID of the terminal's own (its registered TPK or TAK, TID.TPK or TID.TAK, TID.PIK or TID.MAK) that no other terminal's record names; correct the registry")
+		return a.reply(ans, sit, RCNoMasterKey, nil, "no-own-key")
+	}
 	tlv, err := deviceTLV(f.Bytes(62))
 	if err != nil {
 		return a.reply(ans, sit, message.RCFormatError, nil, "F62: "+err.Error())
@@ -84,7 +91,7 @@ func (a *Adapter) signIn(ctx context.Context, c *frontend.Conn, f *Frame) (front
 			// Not an error: the terminal gets a MAK of its own, and its cup
 			// requests are MAC'd under it. Its registered TAK, which others
 			// share, stays what an ASCII listener checks it under.
-			a.log.Warn().Str("tid", tid).Str("registered_tak", term.Keys.TAK).Str("mak", mak).
+			a.log.Warn().Str("tid", tid).Str("registered_tak", term.Keys.TAK).Strs("tak_users", a.cfg.Terminals.KeyUsers(term.Keys.TAK)).Str("mak", mak).
 				Msg("cup: sign-in: the terminal's registered TAK is not its own (shared, or another terminal's): not rotated nor sent; its MAK is a key of its own")
 		}
 		var versions map[string]int

@@ -15,6 +15,7 @@ import (
 	connection "github.com/moov-io/iso8583-connection"
 	"github.com/rs/zerolog"
 
+	"github.com/switchyard/switchyard/internal/lograte"
 	"github.com/switchyard/switchyard/switch/message"
 )
 
@@ -62,7 +63,31 @@ type Config struct {
 	OnLate, OnUnmatched func(m *iso8583.Message)
 	// OnWrongAnswer is the link's field of that name, set likewise.
 	OnWrongAnswer func(m *iso8583.Message, request string)
+	// Now is the clock of the rate limit on the lines the issuer's stray
+	// messages log (default time.Now): LogEvery.
+	Now func() time.Time
 }
+
+// LogEvery spaces the link's log lines about messages the issuer can send at will
+// (answers of the wrong MTI, late, unmatched, unexpected; the kinds of
+// logKind): at most one line of each kind per link every LogEvery, with the count
+// of those left out since the one before (field "suppressed"), so that a hostile
+// or broken issuer cannot flood the log. The switch's handlers (OnLate and the
+// others) limit their lines the same way; its metrics count every one.
+const LogEvery = time.Second
+
+// logKind is a kind of line the issuer's messages make the link log, each
+// limited on its own (LogEvery).
+type logKind int
+
+const (
+	logWrongMTI    logKind = iota // an answer of the wrong MTI for its request
+	logLate                       // a late answer
+	logLateNetwork                // a late answer to the link's own sign-on or echo
+	logUnmatched                  // an answer matching no request
+	logUnexpected                 // a message that is no answer nor 0800
+	logKinds
+)
 
 // Reconnect defaults: an issuer outage that outlasts the backoff's growth must not
 // keep approvals away for long after the issuer is back (a 30 s cap once did: 16.6 s).
@@ -107,6 +132,19 @@ type Link struct {
 	OnWrongAnswer func(m *iso8583.Message, request string)
 
 	writers sync.Map // *connection.Connection -> its *coalescingWriter (direct.go)
+
+	logGates [logKinds]lograte.Gate // one per kind of line the issuer can cause (LogEvery)
+}
+
+// limited returns an event of level lvl for a line of kind k, with the count of
+// those of its kind left out since the last (suppressed), or nil (zerolog writes
+// nothing for a nil event) when the line is one too many (LogEvery).
+func (l *Link) limited(k logKind, lvl zerolog.Level) *zerolog.Event {
+	n, ok := l.logGates[k].Allow(l.cfg.Now())
+	if !ok {
+		return nil
+	}
+	return l.log.WithLevel(lvl).Int64("suppressed", n)
 }
 
 // requestID matches answers to requests on DE 11 (the link's own STAN) plus DE 37 (the
@@ -157,8 +195,14 @@ func Dial(cfg Config) (*Link, error) {
 	if cfg.AcquirerID == "" {
 		cfg.AcquirerID = "00000000001"
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	l := &Link{cfg: cfg, log: cfg.Logger.With().Str("issuer", cfg.ID).Logger(), closed: make(chan struct{}),
 		OnLate: cfg.OnLate, OnUnmatched: cfg.OnUnmatched, OnWrongAnswer: cfg.OnWrongAnswer}
+	for i := range l.logGates {
+		l.logGates[i].Every = LogEvery
+	}
 	factory := func(addr string) (*connection.Connection, error) {
 		if err := l.jitter(addr); err != nil {
 			return nil, err
@@ -450,18 +494,18 @@ func (l *Link) inbound(c *connection.Connection, m *iso8583.Message) {
 			// An answer to the link's own sign-on or echo, after its wait: nothing
 			// of a transaction.
 			nm, _ := m.GetString(70)
-			l.log.Info().Str("mti", mti).Str("net_code", nm).Msg("issuer answered a network management request after its timeout")
+			l.limited(logLateNetwork, zerolog.InfoLevel).Str("mti", mti).Str("net_code", nm).Msg("issuer answered a network management request after its timeout")
 		case late && l.OnLate != nil:
 			l.OnLate(m)
 		case late:
-			l.log.Warn().Str("mti", mti).Str("rrn", rrn).Msg("late issuer answer dropped")
+			l.limited(logLate, zerolog.WarnLevel).Str("mti", mti).Str("rrn", rrn).Msg("late issuer answer dropped")
 		case l.OnUnmatched != nil:
 			l.OnUnmatched(m)
 		default:
-			l.log.Warn().Str("mti", mti).Str("rrn", rrn).Msg("issuer answer matching no request in flight or timed out (a duplicate?) dropped")
+			l.limited(logUnmatched, zerolog.WarnLevel).Str("mti", mti).Str("rrn", rrn).Msg("issuer answer matching no request in flight or timed out (a duplicate?) dropped")
 		}
 	default:
-		l.log.Warn().Str("mti", mti).Msg("unexpected message from issuer ignored")
+		l.limited(logUnexpected, zerolog.WarnLevel).Str("mti", mti).Msg("unexpected message from issuer ignored")
 	}
 }
 
@@ -474,7 +518,7 @@ func (l *Link) wrongAnswer(m *iso8583.Message, request string) {
 	}
 	mti, _ := m.GetMTI()
 	rrn, _ := m.GetString(37)
-	l.log.Warn().Str("mti", mti).Str("request_mti", request).Str("rrn", rrn).
+	l.limited(logWrongMTI, zerolog.WarnLevel).Str("mti", mti).Str("request_mti", request).Str("rrn", rrn).
 		Msg("issuer answer of the wrong message type for its request dropped; the request waits for its answer or times out")
 }
 

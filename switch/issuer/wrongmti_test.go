@@ -3,11 +3,15 @@ package issuer
 import (
 	"context"
 	"errors"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/moov-io/iso8583"
+	"github.com/rs/zerolog"
 
+	"github.com/switchyard/switchyard/internal/syncbuf"
 	"github.com/switchyard/switchyard/switch/message"
 )
 
@@ -209,4 +213,66 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// TestWrongMTILogLimited: an issuer can send answers of the wrong MTI at will; the
+// link logged a line for each, so a hostile or broken issuer could flood the log.
+// Now, without a handler, the link logs at most one such line a second
+// (LogEvery, on Config.Now), the next saying how many it left out: 50 answers of
+// the wrong MTI to a purchase (read, and refused, before the purchase's own answer
+// that ends its wait) make one line; a second later the next makes the second line,
+// with "suppressed":49. The purchases still take their right answers.
+func TestWrongMTILogLimited(t *testing.T) {
+	flood := make([]scriptedAnswer, 0, 51)
+	for range 50 {
+		flood = append(flood, scriptedAnswer{mti: "0410", rc: "00"})
+	}
+	flood = append(flood, scriptedAnswer{mti: "0210", rc: "00"})
+	iss := startScripted(t, &scriptedIssuer{
+		delay: func(string, string) time.Duration { return 0 },
+		answers: func(mti string, f map[int]string) []scriptedAnswer {
+			switch f[37] {
+			case "000000970001":
+				return flood
+			case "000000970002":
+				return []scriptedAnswer{{mti: "0410", rc: "00"}, {mti: "0210", rc: "00"}}
+			}
+			return nil
+		},
+	})
+	var logs syncbuf.Buffer
+	var clock atomic.Int64
+	clock.Store(time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC).UnixNano())
+	l, err := Dial(Config{ID: "scripted", Addrs: []string{iss.addr()}, Connections: 1, Timeout: 5 * time.Second,
+		Logger: zerolog.New(&logs), Now: func() time.Time { return time.Unix(0, clock.Load()) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Close() })
+	waitSignedOn(t, l, 5*time.Second)
+	purchase := func(rrn string) {
+		t.Helper()
+		stan, body := packedPurchase(t, l, rrn)
+		if a, err := l.SendPacked(context.Background(), "0200", stan, rrn, body, 5*time.Second); err != nil || a.RC != message.RCApproved {
+			t.Fatalf("purchase %s: rc %q, %v; want its 0210's approval", rrn, a.RC, err)
+		}
+	}
+	lines := func() []string {
+		var out []string
+		for _, line := range strings.Split(logs.String(), "\n") {
+			if strings.Contains(line, "wrong message type") {
+				out = append(out, line)
+			}
+		}
+		return out
+	}
+	purchase("000000970001")
+	if got := lines(); len(got) != 1 || !strings.Contains(got[0], `"suppressed":0`) {
+		t.Fatalf("50 answers of the wrong MTI within a second logged %d lines, want 1:\n%s", len(got), strings.Join(got, "\n"))
+	}
+	clock.Add(int64(LogEvery))
+	purchase("000000970002")
+	if got := lines(); len(got) != 2 || !strings.Contains(got[1], `"suppressed":49`) || !strings.Contains(got[1], `"rrn":"000000970002"`) {
+		t.Fatalf("the next answer of the wrong MTI a second later: lines\n%s\nwant a second one with \"suppressed\":49", strings.Join(got, "\n"))
+	}
 }

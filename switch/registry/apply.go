@@ -98,6 +98,9 @@ func (r *review) compute(c *Change, now time.Time) ([]effect, error) {
 		if curT(t.ID) != nil || seen[t.ID] {
 			return nil, conflictf("terminal %s already exists", t.ID)
 		}
+		if err := r.deviceBoundElsewhere(t.ID, t.Keys.DUKPTDevice); err != nil {
+			return nil, err
+		}
 		if m := curM(t.MerchantID); m == nil {
 			return nil, notFoundf("terminal %s: merchant %s does not exist", t.ID, t.MerchantID)
 		} else if m.Status == MerchantClosed {
@@ -182,10 +185,17 @@ func (r *review) compute(c *Change, now time.Time) ([]effect, error) {
 		}
 		return []effect{{tAfter: t}}, nil
 	case OpTerminalImport:
+		devices := map[string]string{} // DUKPT device -> the terminal of the import bound to it
 		return importEffects(c.Op, "terminals", c.Terminals, func(t Terminal, seen map[string]bool) (effect, string, error) {
 			n, err := newTerminal(t, seen)
 			if err != nil {
 				return effect{}, "", err
+			}
+			if dev := n.Keys.DUKPTDevice; dev != "" {
+				if other, dup := devices[dev]; dup {
+					return effect{}, "", conflictf("terminal %s: DUKPT device %s is terminal %s's in this import too: a device's KSNs are one terminal's", n.ID, dev, other)
+				}
+				devices[dev] = n.ID
 			}
 			return effect{tAfter: n}, n.ID, nil
 		})
@@ -255,6 +265,14 @@ func (r *review) compute(c *Change, now time.Time) ([]effect, error) {
 		normalizeTerminal(&n)
 		if err := n.Validate(); err != nil {
 			return nil, err
+		}
+		if n.Keys.DUKPTDevice != t.Keys.DUKPTDevice {
+			// Checked when the device changes (a record stored before 6 December
+			// 2026 sharing its device with another is not refused its other
+			// changes: the start-up log lists such devices).
+			if err := r.deviceBoundElsewhere(n.ID, n.Keys.DUKPTDevice); err != nil {
+				return nil, err
+			}
 		}
 		n.UpdatedAt, n.Version = now, t.Version+1
 		return []effect{{tBefore: t, tAfter: &n}}, nil

@@ -648,20 +648,23 @@ func TestCheckBatch(t *testing.T) {
 	if res := f.reg.Check(t2); res.Decline {
 		t.Errorf("SoftPOS batch with a verified MAC, without attestation: declined %s", res.Reason)
 	}
-	for name, c := range map[string]struct {
+	// In this order: the rooted SoftPOS is suspended at once, and the case before
+	// it needs it active (a map's random order failed it now and then).
+	for _, c := range []struct {
+		name string
 		edit func(*CheckRequest)
 		want Reason
 	}{
-		"other device":    {func(r *CheckRequest) { r.DeviceID = "SN-EVIL" }, ReasonDeviceMismatch},
-		"away":            {func(r *CheckRequest) { r.Location = GeoPoint{Lat: 31.23, Lon: 121.47, Present: true} }, ReasonLocationRange},
-		"other network":   {func(r *CheckRequest) { r.SourceIP = netip.MustParseAddr("203.0.113.9") }, ReasonNetworkDenied},
-		"other merchant":  {func(r *CheckRequest) { r.MerchantID = "000000000000002" }, ReasonMerchantMismatch},
-		"unknown":         {func(r *CheckRequest) { r.TerminalID = "TX999999" }, ReasonTerminalUnknown},
-		"SoftPOS, no MAC": {func(r *CheckRequest) { r.TerminalID, r.MerchantID = t2.TerminalID, t2.MerchantID }, ReasonMACRequired},
-		"SoftPOS, rooted": {func(r *CheckRequest) { *r = t2; r.Findings = []string{"root"} }, ReasonDeviceCompromised},
+		{"other device", func(r *CheckRequest) { r.DeviceID = "SN-EVIL" }, ReasonDeviceMismatch},
+		{"away", func(r *CheckRequest) { r.Location = GeoPoint{Lat: 31.23, Lon: 121.47, Present: true} }, ReasonLocationRange},
+		{"other network", func(r *CheckRequest) { r.SourceIP = netip.MustParseAddr("203.0.113.9") }, ReasonNetworkDenied},
+		{"other merchant", func(r *CheckRequest) { r.MerchantID = "000000000000002" }, ReasonMerchantMismatch},
+		{"unknown", func(r *CheckRequest) { r.TerminalID = "TX999999" }, ReasonTerminalUnknown},
+		{"SoftPOS, no MAC", func(r *CheckRequest) { r.TerminalID, r.MerchantID = t2.TerminalID, t2.MerchantID }, ReasonMACRequired},
+		{"SoftPOS, rooted", func(r *CheckRequest) { *r = t2; r.Findings = []string{"root"} }, ReasonDeviceCompromised},
 	} {
 		if res := batch(c.edit); res.Reason != c.want {
-			t.Errorf("batch, %s: %q, want %s", name, res.Reason, c.want)
+			t.Errorf("batch, %s: %q, want %s", c.name, res.Reason, c.want)
 		}
 	}
 	c, err := f.reg.RequestChange(alice, Change{Op: OpTerminalSuspend, Target: "T0000001", Reason: "stolen"})

@@ -77,6 +77,12 @@ func (r *review) ImportTerminals(p Actor, in io.Reader, reason string, dryRun bo
 			}
 			return t, Change{Op: OpTerminalRegister, Terminal: &t}, err
 		},
+		func(t Terminal) string {
+			if dev := normalizeDUKPTDevice(t.Keys.DUKPTDevice); dev != "" {
+				return "DUKPT device " + dev
+			}
+			return ""
+		},
 		func(ts []Terminal) Change { return Change{Op: OpTerminalImport, Terminals: ts} })
 }
 
@@ -84,14 +90,21 @@ func (r *review) ImportTerminals(p Actor, in io.Reader, reason string, dryRun bo
 // (readImport, the ID in the column what+"_id"), builds each row's record with row,
 // along with the change that would register it alone, checks that change as it would
 // be applied now, and, unless dryRun or no row passed, requests the change that all
-// returns for the rows that passed.
+// returns for the rows that passed. unique (nil: none) names what a record holds that
+// no other may (a terminal's DUKPT device; "" for nothing): a row claiming what an
+// accepted row above it holds is refused, naming that row.
 func importRecords[T any](r *review, p Actor, in io.Reader, reason string, dryRun bool, what string, columns, required []string,
-	row func(get func(string) string) (T, Change, error), all func([]T) Change) (*ImportReport, error) {
+	row func(get func(string) string) (T, Change, error), unique func(T) string, all func([]T) Change) (*ImportReport, error) {
 	if !canRequest(p) {
 		return nil, forbiddenf("%s (%s) may not import %ss: operator or admin role needed", p.Name, p.Role, what)
 	}
 	var accepted []T
 	seen := map[string]int{} // ID -> line of first occurrence
+	type holder struct {
+		line int
+		id   string
+	}
+	held := map[string]holder{} // unique's claim -> the accepted row holding it
 	now := r.now()
 	rep, err := readImport(in, what+" import", columns, required, what+"_id", func(line int, get func(string) string) error {
 		rec, one, err := row(get)
@@ -104,6 +117,17 @@ func importRecords[T any](r *review, p Actor, in io.Reader, reason string, dryRu
 		}
 		if _, err := r.compute(&one, now); err != nil {
 			return err
+		}
+		var claim string
+		if unique != nil {
+			if claim = unique(rec); claim != "" {
+				if h, dup := held[claim]; dup {
+					return conflictf("%s %s: %s is %s %s's on line %d already", what, id, claim, what, h.id, h.line)
+				}
+			}
+		}
+		if claim != "" {
+			held[claim] = holder{line, id}
 		}
 		seen[id] = line
 		accepted = append(accepted, rec)
@@ -147,7 +171,7 @@ func (r *review) ImportMerchants(p Actor, in io.Reader, reason string, dryRun bo
 		func(get func(string) string) (Merchant, Change, error) {
 			m, err := rowMerchant(get)
 			return m, Change{Op: OpMerchantRegister, Merchant: &m}, err
-		},
+		}, nil,
 		func(ms []Merchant) Change { return Change{Op: OpMerchantImport, Merchants: ms} })
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -162,6 +163,7 @@ func New(db *badger.DB, clock func() time.Time, opts Options) (*Registry, error)
 	st.replica = reg
 	st.warnUnboundSoftPOS()
 	st.warnUnboundDUKPT()
+	st.warnSharedDUKPT()
 	inc.start()
 	st.startSeenFlusher()
 	return reg, nil
@@ -199,6 +201,29 @@ func (r *store) warnUnboundDUKPT() {
 		Msg("DUKPT terminals without a DUKPT device: each takes any KSN under its BDK's KSN prefix, those of other terminals' devices " +
 			"sharing the BDK among them, until bound (`switchyard terminal change ID --dukpt-device KSN`, approved by another reviewer; " +
 			"`switchyard terminal list --csv` shows them with pin_mode dukpt and an empty dukpt_device)")
+}
+
+// warnSharedDUKPT logs the DUKPT devices bound to more than one terminal (not
+// closed): records stored before 6 December 2026, when the registry began to refuse
+// a device already bound to another terminal. Each of those terminals takes the
+// device's KSNs, so each can use PIN blocks the device enciphered for another.
+func (r *store) warnSharedDUKPT() {
+	var shared []string
+	n := 0
+	for dev, ids := range r.refs.Load().devices {
+		if len(ids) > 1 {
+			if n++; len(shared) < 20 {
+				shared = append(shared, dev+": "+strings.Join(ids, ","))
+			}
+		}
+	}
+	if n == 0 {
+		return
+	}
+	slices.Sort(shared)
+	r.log.Warn().Int("devices", n).Strs("first", shared).
+		Msg("DUKPT devices bound to more than one terminal: each of them takes the device's KSNs; keep the device on its own terminal " +
+			"and bind the others to theirs (`switchyard terminal change ID --dukpt-device KSN`, approved by another reviewer)")
 }
 
 // warnUnboundSoftPOS logs the SoftPOS terminals (not closed) whose records have no

@@ -57,6 +57,9 @@ type store struct {
 	m     *metrics
 
 	snap atomic.Pointer[snapshot]
+	// refs indexes the terminals' key references and DUKPT devices (refs.go):
+	// replaced with the snapshot's terminals, under mu.
+	refs atomic.Pointer[refIndex]
 
 	mu      sync.Mutex    // serialises writes to Badger (see above)
 	logSeq  uint64        // last oplog sequence; guarded by mu
@@ -175,6 +178,7 @@ func (r *store) load(txn *badger.Txn) error {
 		}
 		r.logHash = e.Hash
 	}
+	r.refs.Store(buildRefs(s))
 	r.snap.Store(s)
 	return nil
 }
@@ -344,17 +348,26 @@ func (r *store) publishMerchant(m *Merchant) {
 }
 
 // publishTerminals makes ts visible to Check, copying the terminal map once for all
-// new terminals. r.mu must be held.
+// new terminals, and updates the index of their key references and DUKPT devices
+// when one of them changes it. r.mu must be held.
 func (r *store) publishTerminals(ts ...*Terminal) {
 	s := r.snap.Load()
 	var fresh []*Terminal
+	var chs []refChange
 	for _, t := range ts {
 		t.prepare()
+		var before *Terminal
 		if sl := s.terminals[t.ID]; sl != nil {
-			sl.rec.Store(t)
+			before = sl.rec.Swap(t)
 		} else {
 			fresh = append(fresh, t)
 		}
+		if !sameRefs(before, t) {
+			chs = append(chs, refChange{before: before, after: t})
+		}
+	}
+	if len(chs) > 0 {
+		r.refs.Store(r.refs.Load().with(chs))
 	}
 	if len(fresh) == 0 {
 		return

@@ -428,7 +428,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		late, unmatched, wrong := s.issuerAnswerHandlers(ic.ID)
 		l, err := issuer.Dial(issuer.Config{ID: ic.ID, Addrs: ic.Addrs, Timeout: ic.Timeout.D(), EchoEvery: ic.EchoEvery.D(),
 			Connections: ic.Connections, AcquirerID: ic.AcquirerID, STANPartition: s.cl.stanPartition(), Logger: log.With().Str("component", "issuer").Logger(),
-			OnLate: late, OnUnmatched: unmatched, OnWrongAnswer: wrong})
+			OnLate: late, OnUnmatched: unmatched, OnWrongAnswer: wrong, Now: s.now})
 		if err != nil {
 			return nil, err
 		}
