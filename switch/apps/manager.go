@@ -34,7 +34,7 @@ type Registry interface {
 	Terminals(f registry.TerminalFilter) []*registry.Terminal
 	Terminal(id string) (*registry.Terminal, bool)
 	Merchant(id string) (*registry.Merchant, bool)
-	SetGroupMinimums(mins map[string]string) error
+	SetGroupMinimums(g registry.GroupMinimums)
 }
 
 // Options tune a Manager. Zero values take the defaults.
@@ -209,7 +209,9 @@ func (m *Manager) applied(*registry.Change) {
 }
 
 // Refresh rebuilds the state from the approved changes, resolves every group
-// against the registry's terminals and sets the group minimums in the registry.
+// against the registry's terminals and gives the registry the groups' minimums
+// (the assignment: Check asks it at every request, from the terminal's current
+// record, so that a new or changed terminal is held to its groups' minimum at once).
 func (m *Manager) Refresh() error {
 	st, err := m.approvedState()
 	if err != nil {
@@ -228,7 +230,8 @@ func (m *Manager) Refresh() error {
 				"; publish a package signed by an approved key, or withdraw the release")
 		}
 	}
-	return m.reg.SetGroupMinimums(a.mins)
+	m.reg.SetGroupMinimums(a)
+	return nil
 }
 
 // approvedState folds the approved changes, as committed now. The checks of the
