@@ -39,7 +39,12 @@
 // percentage keeps them. The group's minimum version applies to all of its
 // terminals (not only those offered); the registry's Check holds each to the
 // higher of it and the terminal's own MinAppVersion (58 app-version-low, as
-// before), so a rollout never lowers a floor set on a terminal. Withdrawing stops
+// before), so a rollout never lowers a floor set on a terminal. Check asks the
+// groups at every request from the terminal's current record
+// (assignment.GroupMinimum), so a new or changed terminal is held at once. Offers
+// and minimums are per application: a terminal is offered, and held to the
+// minimum of, the application it names (DE 48 AN, or its attestation's app); one
+// naming none is held to the highest minimum of its groups (offerFor, GroupMinimum). Withdrawing stops
 // downloads at once and, with rollback, makes the group's previous release
 // current again.
 //

@@ -34,7 +34,7 @@ type Registry interface {
 	Terminals(f registry.TerminalFilter) []*registry.Terminal
 	Terminal(id string) (*registry.Terminal, bool)
 	Merchant(id string) (*registry.Merchant, bool)
-	SetGroupMinimums(mins map[string]string) error
+	SetGroupMinimums(g registry.GroupMinimums)
 }
 
 // Options tune a Manager. Zero values take the defaults.
@@ -209,7 +209,9 @@ func (m *Manager) applied(*registry.Change) {
 }
 
 // Refresh rebuilds the state from the approved changes, resolves every group
-// against the registry's terminals and sets the group minimums in the registry.
+// against the registry's terminals and gives the registry the groups' minimums
+// (the assignment: Check asks it at every request, from the terminal's current
+// record, so that a new or changed terminal is held to its groups' minimum at once).
 func (m *Manager) Refresh() error {
 	st, err := m.approvedState()
 	if err != nil {
@@ -228,7 +230,8 @@ func (m *Manager) Refresh() error {
 				"; publish a package signed by an approved key, or withdraw the release")
 		}
 	}
-	return m.reg.SetGroupMinimums(a.mins)
+	m.reg.SetGroupMinimums(a)
+	return nil
 }
 
 // approvedState folds the approved changes, as committed now. The checks of the
@@ -268,7 +271,10 @@ func (m *Manager) Run(ctx context.Context) error {
 // signature by req.KeyID, and stores it under its SHA-256. A package that does not
 // verify is refused (ErrInvalid) and nothing is kept. Uploading the same name,
 // version and bytes again returns the stored package; other bytes under a stored
-// name and version are refused (ErrConflict): a version is immutable.
+// name and version are refused (ErrConflict): a version is immutable. A package
+// stored or re-signed makes the Manager resolve its groups at once (Refresh, once
+// its lock is released), so that a release waiting for it is offered without
+// waiting for the next refresh.
 func (m *Manager) Upload(actor registry.Actor, req UploadRequest, r io.Reader) (*Package, error) {
 	if actor.Role != registry.RoleOperator && actor.Role != registry.RoleAdmin {
 		return nil, fmt.Errorf("%w: %s (%s) may not upload packages: operator or admin role needed", registry.ErrForbidden, actor.Name, actor.Role)
@@ -297,14 +303,33 @@ func (m *Manager) Upload(actor registry.Actor, req UploadRequest, r io.Reader) (
 		m.log.Warn().Str("package", ref).Str("key", req.KeyID).Str("sha256", sum).Err(err).Msg("package upload refused: signature")
 		return nil, invalidf("package %s (SHA-256 %s, %d bytes): signature by %s: %v", ref, sum, size, req.KeyID, err)
 	}
+	p, stored, err := m.store(actor, req, ref, tmp, size, sum)
+	if err != nil || !stored {
+		return p, err
+	}
+	// A package stored (or re-signed) may be what a group's current release was
+	// waiting for: a re-signed package whose key was revoked, or the approved
+	// package uploaded on a node that had none. Resolve the groups now, with m.mu
+	// released (Refresh takes it), rather than at the next refresh
+	// (RefreshInterval; until 6 December 2026 a re-signed release waited for it).
+	if err := m.Refresh(); err != nil {
+		m.log.Error().Err(err).Str("package", ref).Msg("apps: refresh after an upload failed (next refresh tries again)")
+	}
+	return p, nil
+}
+
+// store keeps the verified upload req (its blob in the temporary file tmp, of size
+// bytes and SHA-256 sum) as package ref, under m.mu: a new package, a re-signed
+// one, or the stored one unchanged (stored false).
+func (m *Manager) store(actor registry.Actor, req UploadRequest, ref, tmp string, size int64, sum string) (*Package, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if old := m.pkgs[ref]; old != nil {
 		if old.SHA256 != sum {
-			return nil, conflictf("package %s exists with SHA-256 %s: a version is immutable, upload a new version", ref, old.SHA256)
+			return nil, false, conflictf("package %s exists with SHA-256 %s: a version is immutable, upload a new version", ref, old.SHA256)
 		}
 		if m.st.trust(old) == nil {
-			return old, nil
+			return old, false, nil
 		}
 		// The same bytes, signed again by an approved key after the one that
 		// signed them was revoked or replaced: the new signature is kept, so that
@@ -312,29 +337,29 @@ func (m *Manager) Upload(actor registry.Actor, req UploadRequest, r io.Reader) (
 		// stored package came back with its revoked key, as if re-signed, and its
 		// publication was refused).
 		if o, n := runsOf(old), runsOf(&Package{Models: req.Models, Kinds: req.Kinds}); !slices.Equal(o.Models, n.Models) || !slices.Equal(o.Kinds, n.Kinds) {
-			return nil, conflictf("package %s exists for models %v and kinds %v: a version is immutable, upload a new version", ref, old.Models, old.Kinds)
+			return nil, false, conflictf("package %s exists for models %v and kinds %v: a version is immutable, upload a new version", ref, old.Models, old.Kinds)
 		}
 		p := *old
 		p.KeyID, p.Signature, p.UploadedAt, p.UploadedBy = req.KeyID, req.Signature, m.now().UTC(), actor.Name
 		if err := m.storePackage(&p); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		m.log.Info().Str("package", ref).Str("sha256", sum).Str("key", req.KeyID).Str("was", old.KeyID).Str("by", actor.Name).Msg("package re-signed")
-		return &p, nil
+		return &p, true, nil
 	}
 	if twin := versionTwin(m.pkgs, req.Name, req.Version); twin != "" {
-		return nil, conflictf("package %s: version %s equals the stored %s@%s as versions compare (part by part, missing parts 0, leading zeros ignored), so a terminal on one would never be offered the other: upload a higher version", ref, req.Version, req.Name, twin)
+		return nil, false, conflictf("package %s: version %s equals the stored %s@%s as versions compare (part by part, missing parts 0, leading zeros ignored), so a terminal on one would never be offered the other: upload a higher version", ref, req.Version, req.Name, twin)
 	}
 	if err := os.Rename(tmp, m.blobs.path(sum)); err != nil {
-		return nil, fmt.Errorf("apps: store blob %s: %w", sum, err)
+		return nil, false, fmt.Errorf("apps: store blob %s: %w", sum, err)
 	}
 	p := &Package{Name: req.Name, Version: req.Version, Models: req.Models, Kinds: req.Kinds, Size: size, SHA256: sum,
 		KeyID: req.KeyID, Signature: req.Signature, UploadedAt: m.now().UTC(), UploadedBy: actor.Name}
 	if err := m.storePackage(p); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	m.log.Info().Str("package", ref).Str("sha256", sum).Int64("size", size).Str("key", req.KeyID).Str("by", actor.Name).Msg("package uploaded")
-	return p, nil
+	return p, true, nil
 }
 
 // storePackage writes p to Badger and puts it in m.pkgs (a copy of the map, which

@@ -277,24 +277,121 @@ func (s *state) trust(p *Package) error {
 	return nil
 }
 
-// offer is what one terminal is offered, and the group minimum it is held to.
+// offer is a release offered to one terminal, and its package.
 type offer struct {
 	rel *Release
 	pkg *Package
 }
 
+// floor is a group's release as Check sees it (assignment.GroupMinimum): the
+// terminals it selects, the application and the minimum version.
+type floor struct {
+	app    string
+	min    string // "" when the group has none
+	parts  []int  // min, parsed
+	target *Target
+	pkg    *Package // what the package runs on (models, kinds)
+}
+
 // assignment is the resolution of every group against the registry: per terminal,
-// the release offered, the groups it belongs to and its minimum version.
+// the releases offered (the highest of each application) and the applications of
+// its groups; per group, its terminals; and the floors Check holds terminals to.
 type assignment struct {
-	offers  map[string]offer    // terminal ID -> the release offered
+	offers  map[string][]offer  // terminal ID -> the highest release offered of each application, by application
+	apps    map[string][]string // terminal ID -> the applications of the groups it belongs to, sorted
 	members map[string][]string // group -> its terminals (all, offered or not)
 	offered map[string][]string // group -> the terminals offered its release
-	mins    map[string]string   // terminal ID -> group minimum version
 	pkgs    map[string]*Package // sha256 -> package, of the releases offered
+	// floors are the current releases whose terminals this node can tell (those
+	// resolve counts as members), for GroupMinimum; anyMin says one has a minimum.
+	floors []floor
+	anyMin bool
 	// refused names the groups whose current release is offered to none of their
 	// terminals because its package is no longer trusted (state.trust), and why.
 	refused map[string]string
 	at      time.Time
+}
+
+// GroupMinimum is the registry.GroupMinimums of the assignment, asked by Check at
+// every request from the terminal's current record, so that a terminal registered
+// or changed into a group is held to its minimum at once. A terminal is held to
+// the highest minimum of the groups selecting it whose application is the one it
+// runs (app: DE 48 AN, or the app claim of its verified attestation). When it
+// names no application, or one that none of its groups publishes (a name the
+// switch cannot match is not trusted to lower a floor), it is held to the highest
+// minimum of all its groups, whatever their application: the safe side, and the
+// behaviour before 6 December 2026, unchanged for a terminal whose groups publish
+// a single application.
+func (a *assignment) GroupMinimum(t *registry.Terminal, m *registry.Merchant, app string) (string, []int) {
+	if !a.anyMin || t.Status == registry.TerminalClosed {
+		return "", nil
+	}
+	var all, own *floor
+	named := false
+	for i := range a.floors {
+		f := &a.floors[i]
+		if !f.target.matches(t, m, f.pkg) {
+			continue
+		}
+		if app != "" && f.app == app {
+			named = true
+			if f.min != "" && (own == nil || compareParts(f.parts, own.parts) > 0) {
+				own = f
+			}
+		}
+		if f.min != "" && (all == nil || compareParts(f.parts, all.parts) > 0) {
+			all = f
+		}
+	}
+	best := all
+	if named {
+		best = own
+	}
+	if best == nil {
+		return "", nil
+	}
+	return best.min, best.parts
+}
+
+// compareParts compares two parsed versions (missing parts count as 0).
+func compareParts(a, b []int) int {
+	for k := 0; k < len(a) || k < len(b); k++ {
+		x, y := 0, 0
+		if k < len(a) {
+			x = a[k]
+		}
+		if k < len(b) {
+			y = b[k]
+		}
+		if x != y {
+			if x < y {
+				return -1
+			}
+			return 1
+		}
+	}
+	return 0
+}
+
+// offerFor returns the release offered to terminal tid when it runs app ("" when
+// it says none): the highest of that application among its groups. A terminal
+// naming no application is offered its groups' release only when they all publish
+// the same application (as before 6 December 2026); in groups of several, it is
+// offered nothing, rather than another application than the one it runs.
+func (a *assignment) offerFor(tid, app string) (offer, bool) {
+	if app == "" {
+		apps := a.apps[tid]
+		if len(apps) != 1 {
+			return offer{}, false
+		}
+		app = apps[0]
+	}
+	for _, o := range a.offers[tid] {
+		if o.rel.App == app {
+			return o, true
+		}
+	}
+	return offer{}, false
 }
 
 // rank orders a group's terminals for the staged rollout: by SHA-256 of
@@ -314,8 +411,8 @@ func share(n int, p float64) int {
 // resolve computes the assignment of the groups of s over terminals ts, whose
 // merchants merchant returns, with the packages pkg returns (by name@version).
 func resolve(s *state, ts []*registry.Terminal, merchant func(string) (*registry.Merchant, bool), pkg func(name, version string) *Package, now time.Time) *assignment {
-	a := &assignment{offers: map[string]offer{}, members: map[string][]string{}, offered: map[string][]string{},
-		mins: map[string]string{}, pkgs: map[string]*Package{}, refused: map[string]string{}, at: now}
+	a := &assignment{offers: map[string][]offer{}, apps: map[string][]string{}, members: map[string][]string{}, offered: map[string][]string{},
+		pkgs: map[string]*Package{}, refused: map[string]string{}, at: now}
 	names := make([]string, 0, len(s.groups))
 	for n := range s.groups {
 		names = append(names, n)
@@ -359,6 +456,17 @@ func resolve(s *state, ts []*registry.Terminal, merchant func(string) (*registry
 			a.refused[gn] = rel.App + "@" + rel.Version + " is offered to no terminal: this node's package has SHA-256 " +
 				p.SHA256 + ", not the " + rel.SHA256 + " the publication approved; upload the approved package here"
 		}
+		fl := floor{app: rel.App, min: rel.MinVersion, target: &rel.Target, pkg: p}
+		if fl.min != "" {
+			parts, err := registry.ParseVersion(fl.min)
+			if err != nil {
+				a.refused[gn] = rel.App + "@" + rel.Version + ": minimum version " + fl.min + " not enforced: " + err.Error()
+				fl.min = ""
+			}
+			fl.parts = parts
+			a.anyMin = a.anyMin || fl.min != ""
+		}
+		a.floors = append(a.floors, fl)
 		var members []*registry.Terminal
 		for _, t := range ts {
 			if t.Status == registry.TerminalClosed {
@@ -379,25 +487,44 @@ func resolve(s *state, ts []*registry.Terminal, merchant func(string) (*registry
 		k := share(len(members), rel.Target.percent())
 		for i, t := range members {
 			a.members[gn] = append(a.members[gn], t.ID)
-			if rel.MinVersion != "" {
-				if cur, ok := a.mins[t.ID]; !ok || cmp(rel.MinVersion, cur) > 0 {
-					a.mins[t.ID] = rel.MinVersion
-				}
+			if apps := a.apps[t.ID]; !slices.Contains(apps, rel.App) {
+				apps = append(apps, rel.App)
+				slices.Sort(apps)
+				a.apps[t.ID] = apps
 			}
 			if i >= k || !trusted {
 				continue
 			}
 			a.offered[gn] = append(a.offered[gn], t.ID)
-			if cur, ok := a.offers[t.ID]; !ok || cmp(rel.Version, cur.rel.Version) > 0 ||
-				(cmp(rel.Version, cur.rel.Version) == 0 && rel.PublishedAt.After(cur.rel.PublishedAt)) {
-				a.offers[t.ID] = offer{rel: rel, pkg: p}
-			}
+			a.offers[t.ID] = better(a.offers[t.ID], offer{rel: rel, pkg: p})
 		}
 	}
-	for _, o := range a.offers {
-		a.pkgs[o.pkg.SHA256] = o.pkg
+	for _, os := range a.offers {
+		for _, o := range os {
+			a.pkgs[o.pkg.SHA256] = o.pkg
+		}
 	}
 	return a
+}
+
+// better returns os (a terminal's offers, one per application, by application)
+// with o in place of the offer of o's application when o is a higher version, or
+// the same version published later. Versions of different applications are never
+// compared: until 6 December 2026 a terminal in groups of two applications was
+// offered the highest version of either.
+func better(os []offer, o offer) []offer {
+	for i, cur := range os {
+		if cur.rel.App != o.rel.App {
+			continue
+		}
+		if c := cmp(o.rel.Version, cur.rel.Version); c > 0 || (c == 0 && o.rel.PublishedAt.After(cur.rel.PublishedAt)) {
+			os[i] = o
+		}
+		return os
+	}
+	os = append(os, o)
+	slices.SortFunc(os, func(x, y offer) int { return strings.Compare(x.rel.App, y.rel.App) })
+	return os
 }
 
 // cmp compares two versions (an unparsable b compares as equal: both were

@@ -57,7 +57,13 @@ type ReportRequest struct {
 // answered without terminal checks, and an unknown terminal ID has no MAC key to
 // verify, so its AV is not kept (a report per made-up ID, in memory and in Badger,
 // grew without bound).
-func (m *Manager) Offer(tid, appVersion string, now time.Time) string {
+//
+// app is the application the terminal says it runs (DE 48 AN; "" when absent): it
+// is offered the highest release of that application among its groups, never
+// another application's. A terminal that names none is offered its groups'
+// release only when they all publish one application; in groups of several it is
+// offered nothing (assignment.offerFor).
+func (m *Manager) Offer(tid, app, appVersion string, now time.Time) string {
 	if _, ok := m.reg.Terminal(tid); !ok {
 		return ""
 	}
@@ -73,7 +79,7 @@ func (m *Manager) Offer(tid, appVersion string, now time.Time) string {
 		return ""
 	}
 	a := m.asg.Load()
-	o, ok := a.offers[tid]
+	o, ok := a.offerFor(tid, app)
 	if !ok || (appVersion != "" && cmp(appVersion, o.rel.Version) >= 0) {
 		return ""
 	}
@@ -171,8 +177,14 @@ func (m *Manager) download(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusUnauthorized, "download of %s by terminal %s: %v", sum, tid, err)
 		return
 	}
-	o, ok := m.asg.Load().offers[tid]
-	if !ok || o.pkg.SHA256 != sum {
+	var o offer
+	ok := false
+	for _, x := range m.asg.Load().offers[tid] {
+		if x.pkg.SHA256 == sum {
+			o, ok = x, true
+		}
+	}
+	if !ok {
 		httpError(w, http.StatusGone, "package %s is not (or no longer) offered to terminal %s: withdrawn or replaced; sign on again", sum, tid)
 		return
 	}

@@ -122,7 +122,7 @@ func TestTokenKeyIsStoredOnlySealed(t *testing.T) {
 	f := newFixture(t, 2)
 	p := f.upload("2.0", blob("2.0", 500))
 	f.publish("north", "2.0", 100, "")
-	_, sum, tok := offerOf(t, f.m.Offer(f.tids[0], "1.0", f.clock.Now()))
+	_, sum, tok := offerOf(t, f.m.Offer(f.tids[0], "", "1.0", f.clock.Now()))
 	key := bytes.Clone(f.m.token)
 	if len(key) != tokenKeyBytes {
 		t.Fatalf("token key of %d bytes", len(key))
@@ -256,7 +256,7 @@ func TestTokenKeyUnderAnotherCardHashKey(t *testing.T) {
 	f := newFixture(t, 2)
 	p := f.upload("2.0", blob("2.0", 500))
 	f.publish("north", "2.0", 100, "")
-	_, _, tok := offerOf(t, f.m.Offer(f.tids[0], "1.0", f.clock.Now()))
+	_, _, tok := offerOf(t, f.m.Offer(f.tids[0], "", "1.0", f.clock.Now()))
 	old := bytes.Clone(f.m.token)
 	f.close()
 	f.chk = []byte("fedcba9876543210fedcba9876543210")
@@ -274,7 +274,7 @@ func TestTokenKeyUnderAnotherCardHashKey(t *testing.T) {
 	if got := f.fetch(f.tids[0], p.SHA256, tok); got != http.StatusUnauthorized {
 		t.Fatalf("token under the old key: %d, want 401", got)
 	}
-	_, _, tok2 := offerOf(t, f.m.Offer(f.tids[0], "1.0", f.clock.Now()))
+	_, _, tok2 := offerOf(t, f.m.Offer(f.tids[0], "", "1.0", f.clock.Now()))
 	if got := f.fetch(f.tids[0], p.SHA256, tok2); got != http.StatusOK {
 		t.Fatalf("new token: %d, want 200", got)
 	}
@@ -298,7 +298,7 @@ func TestTokenKeyNeedsCardHashKey(t *testing.T) {
 	f := newFixture(t, 2)
 	p := f.upload("2.0", blob("2.0", 500))
 	f.publish("north", "2.0", 100, "")
-	_, _, tok := offerOf(t, f.m.Offer(f.tids[0], "1.0", f.clock.Now()))
+	_, _, tok := offerOf(t, f.m.Offer(f.tids[0], "", "1.0", f.clock.Now()))
 	_, before := tokenKeyValues(t, f.db)
 	f.close()
 	f.tweak = func(o *Options) { o.CardHashKey = nil }
@@ -310,7 +310,7 @@ func TestTokenKeyNeedsCardHashKey(t *testing.T) {
 	if clear, sealed := tokenKeyValues(t, f.db); clear != nil || !bytes.Equal(sealed, before) {
 		t.Fatal("NoTokens rewrote the token key")
 	}
-	if v := f.m.Offer(f.tids[0], "1.0", f.clock.Now()); v != "" {
+	if v := f.m.Offer(f.tids[0], "", "1.0", f.clock.Now()); v != "" {
 		t.Fatalf("NoTokens offered %q", v)
 	}
 	if got := f.fetch(f.tids[0], p.SHA256, tok); got != http.StatusUnauthorized {

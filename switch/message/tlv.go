@@ -14,6 +14,7 @@ const (
 	TagGeo         = "GL" // location "lat,lon"
 	TagCell        = "CL" // cell location MCC-MNC-LAC-CID
 	TagAppVersion  = "AV" // terminal application version
+	TagAppName     = "AN" // terminal application name (the package name of switch/apps)
 	TagIntegrity   = "IF" // SoftPOS device-integrity findings
 	TagAttestation = "AT" // SoftPOS attestation UNIXSECONDS:VERDICT (legacy, unsigned)
 	TagAttestToken = "AJ" // SoftPOS attestation token: compact JWS of the attestation service
@@ -64,6 +65,7 @@ type TLV struct {
 	AttestToken                              string
 	QRCode                                   string
 	PartialOK                                string
+	AppName                                  string
 	// Has records which known tags were present (IF may be present and empty).
 	Has TagSet
 }
@@ -90,6 +92,7 @@ const (
 	HasAttestToken
 	HasQRCode
 	HasPartialOK
+	HasAppName
 )
 
 // ParseTLV decodes a DE 48 value: repeated TAG(2) LEN(3 digits) VALUE. Unknown tags are
@@ -150,6 +153,8 @@ func ParseTLV(s string) (TLV, error) {
 			dst, bit = &t.QRCode, HasQRCode
 		case TagPartialOK:
 			dst, bit = &t.PartialOK, HasPartialOK
+		case TagAppName:
+			dst, bit = &t.AppName, HasAppName
 		}
 		if dst != nil {
 			if t.Has&bit != 0 {

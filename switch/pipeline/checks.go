@@ -43,7 +43,7 @@ func checkRequest(r *message.Request, c *frontend.Conn, macVerified bool, now ti
 	cr := registry.CheckRequest{
 		TerminalID: r.TID, MerchantID: r.MID, SourceIP: c.Remote.Addr(),
 		DeviceID: tl.Device, SIM: tl.SIM, IMEI: tl.IMEI, Cell: tl.Cell, AppVersion: tl.AppVersion,
-		MACVerified: macVerified, Now: now,
+		AppName: tl.AppName, MACVerified: macVerified, Now: now,
 		Request: registry.IncidentRequest{MTI: r.MTI, ProcCode: r.ProcCode, Type: TxnType(r.MTI, r.ProcCode), STAN: r.STAN},
 	}
 	if tl.Has&message.HasGeo != 0 {
@@ -76,6 +76,9 @@ func checkRequest(r *message.Request, c *frontend.Conn, macVerified bool, now ti
 		// one) writes itself: a token without ver leaves none, and the registry
 		// refuses it as malformed where a minimum version applies.
 		cr.AppVersion = cl.AppVersion
+		// And the signed application: the minimum checked is that of the app the
+		// service saw, not of the one the AN tag names.
+		cr.AppName = cl.App
 		// The service's findings are the phone's, whatever its IF tag says.
 		if f := cl.Integrity.Findings(); len(f) > 0 {
 			cr.Findings = append(f, cr.Findings...)

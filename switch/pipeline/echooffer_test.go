@@ -19,7 +19,7 @@ type fakeUpdates struct {
 // offer is what fakeUpdates offers (DE 48 UP).
 const offer = "1.1.0:100:ab12:TOKEN"
 
-func (u *fakeUpdates) Offer(tid, av string, _ time.Time) string {
+func (u *fakeUpdates) Offer(tid, _, av string, _ time.Time) string {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	u.reports = append(u.reports, tid+" "+av)

@@ -10,8 +10,10 @@ import (
 // Updates offers terminal application updates (switch/apps.Manager is one).
 type Updates interface {
 	// Offer records the AV a terminal sent at sign-on or echo and returns the
-	// update it is offered, as the DE 48 UP value ("" for none).
-	Offer(tid, appVersion string, now time.Time) string
+	// update it is offered, as the DE 48 UP value ("" for none). app is the
+	// application the terminal says it runs (DE 48 AN, "" when absent): it is
+	// offered only releases of that application.
+	Offer(tid, app, appVersion string, now time.Time) string
 }
 
 // tagUpdate is the DE 48 tag of an update offer (docs/terminal-interface.md).
@@ -22,7 +24,7 @@ const tagUpdate = "UP"
 // echoes here as ASCII 0800s, passes the offer on in F63 with header processing
 // requirement 6 (switch/cup).
 func (p *Pipeline) offerUpdate(u Updates, t *txn, resp *message.Builder) {
-	v := u.Offer(t.req.TID, t.req.TLV.AppVersion, p.now())
+	v := u.Offer(t.req.TID, t.req.TLV.AppName, t.req.TLV.AppVersion, p.now())
 	if v == "" {
 		return
 	}

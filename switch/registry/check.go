@@ -122,7 +122,11 @@ type CheckRequest struct {
 	Location   GeoPoint // DE 48 GL; Present false when absent
 	Cell       string   // DE 48 CL, recorded in incidents only
 	AppVersion string   // DE 48 AV; for a verified signed attestation (AJ), its "ver" claim, even empty
-	Findings   []string // DE 48 IF, split at commas; empty means clean
+	// AppName is the application the terminal runs, whose rollout groups' minimum
+	// it is held to (GroupMinimums): DE 48 AN; for a verified signed attestation
+	// (AJ), its "app" claim, even empty.
+	AppName  string
+	Findings []string // DE 48 IF, split at commas; empty means clean
 
 	AttestationPresent bool      // DE 48 AT present
 	AttestationTime    time.Time // AT UNIXSECONDS
@@ -361,8 +365,8 @@ func (r *checker) check(req CheckRequest) CheckResult {
 	// The higher of the terminal's own minimum and its rollout group's: a group's
 	// rollout never lowers a floor an operator set (a security fix, say).
 	minVer := t.minVer
-	if gm := tsl.appMin.Load(); gm != nil && (minVer == nil || compareParts(gm.parts, minVer) > 0) {
-		minVer = gm.parts
+	if _, gm := r.groupMinimum(t, m, req.AppName); gm != nil && (minVer == nil || compareParts(gm, minVer) > 0) {
+		minVer = gm
 	}
 	f.AppVersionOK = minVer == nil || (req.AppVersion != "" && compareVersion(req.AppVersion, minVer) >= 0)
 	softpos := t.Kind == KindSoftPOS
@@ -644,6 +648,10 @@ func parseVersion(s string) ([]int, error) {
 	}
 	return out, nil
 }
+
+// ParseVersion parses a strictly dotted numeric version such as "2.10.3" into its
+// parts, as GroupMinimums returns them.
+func ParseVersion(s string) ([]int, error) { return parseVersion(s) }
 
 // compareVersion compares a version as sent in AV with a parsed minimum, part by
 // part numerically (1.10 > 1.9; missing parts count as 0, so 1.2 == 1.2.0). Each

@@ -296,9 +296,7 @@ func TestCheckDoesNotAllocate(t *testing.T) {
 	f := newFixture(t)
 	// T0000001 with its own minimum version and its group's (compared on the way).
 	f.apply(t, Change{Op: OpTerminalChange, Target: "T0000001", TerminalPatch: &TerminalPatch{MinAppVersion: strp("2.1")}})
-	if err := f.reg.SetGroupMinimums(map[string]string{"T0000001": "2.9"}); err != nil {
-		t.Fatal(err)
-	}
+	f.reg.SetGroupMinimums(byTerminal(t, map[string]string{"T0000001": "2.9"}))
 	for _, req := range []CheckRequest{f.goodT1(), f.goodT2(), {TerminalID: "LT000001", MerchantID: "000000000000003", SourceIP: honest}} {
 		allocs := testing.AllocsPerRun(200, func() {
 			if res := f.reg.Check(req); res.Decline {

@@ -92,48 +92,57 @@ func (r *review) applyExt(c *Change) {
 	}
 }
 
-// groupMin is a rollout group's minimum application version, parsed.
-type groupMin struct {
-	version string
-	parts   []int
+// GroupMinimums is what the rollout groups (switch/apps) hold a terminal to: Check
+// asks it at every request, from the terminal's and its merchant's current
+// records, so that a terminal registered or changed into a group is held to the
+// group's minimum from its first request, not from the owner's next resolution of
+// its groups.
+type GroupMinimums interface {
+	// GroupMinimum returns the minimum application version the rollout groups hold
+	// terminal t of merchant m (nil when unknown) to when it runs the application
+	// app (DE 48 AN, or the app claim of a verified AJ; "" when it said none), as
+	// a dotted version and its parts (ParseVersion); "" and nil when none. It is
+	// called on the hot path: it must not block and should not allocate.
+	GroupMinimum(t *Terminal, m *Merchant, app string) (version string, parts []int)
 }
 
-// SetGroupMinimums sets the minimum application version of each terminal of mins
-// (terminal ID to dotted version) from its rollout group (switch/apps): Check holds
-// the terminal to the higher of it and the terminal's own MinAppVersion, and
-// declines an older AV with 58 app-version-low as before (a group's rollout never
-// lowers a floor set on the terminal). Terminals absent from mins go back to their
-// own minimum. It is not stored: the owner sets it again at every start.
-func (r *store) SetGroupMinimums(mins map[string]string) error {
-	parsed := make(map[string]*groupMin, len(mins))
-	for id, v := range mins {
-		p, err := parseVersion(v)
-		if err != nil {
-			return invalidf("group minimum version of terminal %s: %v", id, err)
-		}
-		parsed[id] = &groupMin{version: v, parts: p}
+// groupMins holds the GroupMinimums in force (an atomic.Pointer needs a type).
+type groupMins struct{ g GroupMinimums }
+
+// SetGroupMinimums sets what holds each terminal to its rollout groups' minimum
+// application version (switch/apps sets it at every resolution of its groups):
+// Check holds the terminal to the higher of it and the terminal's own
+// MinAppVersion, and declines an older AV with 58 app-version-low as before (a
+// group's rollout never lowers a floor set on the terminal). Nil: the terminals'
+// own minimums only. It is not stored: the owner sets it again at every start.
+func (r *store) SetGroupMinimums(g GroupMinimums) {
+	if g == nil {
+		r.groupMins.Store(nil)
+		return
 	}
-	for id, sl := range r.snap.Load().terminals {
-		if gm := parsed[id]; gm != nil {
-			if cur := sl.appMin.Load(); cur == nil || cur.version != gm.version {
-				sl.appMin.Store(gm)
-			}
-		} else if sl.appMin.Load() != nil {
-			sl.appMin.Store(nil)
-		}
-	}
-	return nil
+	r.groupMins.Store(&groupMins{g: g})
 }
 
-// GroupMinimum returns the minimum version terminal id has from its rollout group
-// ("" when none).
-func (r *store) GroupMinimum(id string) string {
-	if sl := r.snap.Load().terminals[id]; sl != nil {
-		if gm := sl.appMin.Load(); gm != nil {
-			return gm.version
-		}
+// groupMinimum is the rollout groups' minimum of terminal t of merchant m running
+// app ("" and nil when none).
+func (r *store) groupMinimum(t *Terminal, m *Merchant, app string) (string, []int) {
+	gm := r.groupMins.Load()
+	if gm == nil {
+		return "", nil
 	}
-	return ""
+	return gm.g.GroupMinimum(t, m, app)
+}
+
+// GroupMinimum returns the minimum version terminal id is held to by its rollout
+// groups when it runs app ("" when it says none), "" when none.
+func (r *store) GroupMinimum(id, app string) string {
+	t, ok := r.Terminal(id)
+	if !ok {
+		return ""
+	}
+	m, _ := r.Merchant(t.MerchantID)
+	v, _ := r.groupMinimum(t, m, app)
+	return v
 }
 
 // ApprovedChanges returns the approved changes of the operations ops, in their

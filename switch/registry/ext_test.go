@@ -118,13 +118,11 @@ func TestGroupMinimumNeverLowersOwn(t *testing.T) {
 	if r := req("1.0.0"); r.Decline {
 		t.Fatalf("baseline: %s", r.Reason)
 	}
-	if err := f.reg.SetGroupMinimums(map[string]string{tid: "2.0"}); err != nil {
-		t.Fatal(err)
-	}
+	f.reg.SetGroupMinimums(byTerminal(t, map[string]string{tid: "2.0"}))
 	if r := req("1.9.9"); r.Reason != ReasonAppVersionLow || r.ResponseCode != "58" {
 		t.Fatalf("under the group minimum, no own one: %+v", r)
 	}
-	if f.reg.GroupMinimum(tid) != "2.0" {
+	if f.reg.GroupMinimum(tid, "") != "2.0" {
 		t.Fatal("GroupMinimum")
 	}
 	// The terminal's own minimum, 3.0, above the group's 2.0: it holds.
@@ -136,25 +134,49 @@ func TestGroupMinimumNeverLowersOwn(t *testing.T) {
 		t.Fatalf("AV 3.0, own minimum 3.0, group minimum 2.0: declined %s", r.Reason)
 	}
 	// A group minimum above the own one raises it.
-	if err := f.reg.SetGroupMinimums(map[string]string{tid: "3.1"}); err != nil {
-		t.Fatal(err)
-	}
+	f.reg.SetGroupMinimums(byTerminal(t, map[string]string{tid: "3.1"}))
 	if r := req("3.0.9"); r.Reason != ReasonAppVersionLow {
 		t.Fatalf("AV 3.0.9, own minimum 3.0, group minimum 3.1: %q, want %s", r.Reason, ReasonAppVersionLow)
 	}
 	if r := req("3.1"); r.Decline {
 		t.Fatalf("AV 3.1, group minimum 3.1: declined %s", r.Reason)
 	}
-	if err := f.reg.SetGroupMinimums(nil); err != nil {
-		t.Fatal(err)
-	}
+	f.reg.SetGroupMinimums(nil)
 	if r := req("3.0"); r.Decline {
 		t.Fatalf("cleared, own minimum 3.0: %s", r.Reason)
 	}
 	if r := req("2.9"); r.Reason != ReasonAppVersionLow {
 		t.Fatalf("cleared, AV 2.9 under the own minimum 3.0: %q", r.Reason)
 	}
-	if err := f.reg.SetGroupMinimums(map[string]string{tid: "x.y"}); !errors.Is(err, ErrInvalid) {
-		t.Fatalf("bad version: %v", err)
+}
+
+// byTerminal is a GroupMinimums of fixed minimums by terminal ID, whatever the
+// application, parsed once (Check must not allocate).
+type fixedMinimums map[string]struct {
+	v     string
+	parts []int
+}
+
+func byTerminal(t *testing.T, mins map[string]string) GroupMinimums {
+	t.Helper()
+	out := fixedMinimums{}
+	for id, v := range mins {
+		p, err := ParseVersion(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[id] = struct {
+			v     string
+			parts []int
+		}{v, p}
 	}
+	return out
+}
+
+func (b fixedMinimums) GroupMinimum(t *Terminal, _ *Merchant, _ string) (string, []int) {
+	e, ok := b[t.ID]
+	if !ok {
+		return "", nil
+	}
+	return e.v, e.parts
 }

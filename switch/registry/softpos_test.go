@@ -146,15 +146,11 @@ func TestSignedTokenWithoutVersion(t *testing.T) {
 	if res := f.reg.Check(noVer); res.Decline {
 		t.Fatalf("token without ver, no minimum: declined %s", res.Reason)
 	}
-	if err := f.reg.SetGroupMinimums(map[string]string{"T0000002": "5.0"}); err != nil {
-		t.Fatal(err)
-	}
+	f.reg.SetGroupMinimums(byTerminal(t, map[string]string{"T0000002": "5.0"}))
 	if res := f.reg.Check(noVer); res.Reason != ReasonAttestationMalformed || res.ResponseCode != "58" {
 		t.Errorf("token without ver, group minimum 5.0: %s %q, want 58 %s", res.ResponseCode, res.Reason, ReasonAttestationMalformed)
 	}
-	if err := f.reg.SetGroupMinimums(nil); err != nil {
-		t.Fatal(err)
-	}
+	f.reg.SetGroupMinimums(nil)
 	f.apply(t, Change{Op: OpTerminalChange, Target: "T0000002", TerminalPatch: &TerminalPatch{MinAppVersion: strp("5.0"), AttestLegacy: new(true)}})
 	if res := f.reg.Check(noVer); res.Reason != ReasonAttestationMalformed {
 		t.Errorf("token without ver, own minimum 5.0: %q, want %s", res.Reason, ReasonAttestationMalformed)

@@ -57,6 +57,9 @@ type store struct {
 	m     *metrics
 
 	snap atomic.Pointer[snapshot]
+	// groupMins is the rollout groups' minimum application versions
+	// (SetGroupMinimums); Check applies the higher of it and the terminal's own.
+	groupMins atomic.Pointer[groupMins]
 	// refs indexes the terminals' key references and DUKPT devices (refs.go):
 	// replaced with the snapshot's terminals, under mu.
 	refs atomic.Pointer[refIndex]
@@ -85,10 +88,6 @@ type merchantSlot struct {
 
 type terminalSlot struct {
 	rec atomic.Pointer[Terminal]
-	// appMin is the minimum application version of the terminal's rollout group
-	// (SetGroupMinimums); Check applies the higher of it and the record's
-	// MinAppVersion.
-	appMin atomic.Pointer[groupMin]
 
 	mu    sync.Mutex // guards the fields below; per terminal, so never contended by writers
 	seen  seenState
