@@ -133,3 +133,76 @@ func TestAppUpdateOverTheWire(t *testing.T) {
 		t.Fatalf("LT000001 offered %q", r.DE48)
 	}
 }
+
+// TestAppNameOverTheWire: a terminal in the rollout groups of two applications names
+// the one it runs in DE 48 AN, and is held to that application's group minimum
+// alone: T0000001 in a group of demo-pay (minimum 1.0.0) and one of tools (minimum
+// 5.0.0) buys with demo-pay 1.0.0 and is answered 00. Naming tools at 4.9, or no
+// application, it is declined 58: the highest floor holds when the name does not say
+// otherwise. (Until the third release of 6 December 2026 AN was not read, and the
+// first purchase here was declined 58 too.)
+func TestAppNameOverTheWire(t *testing.T) {
+	s := start(t, demoConfig(t, t.TempDir()), nil)
+	ctx := context.Background()
+	base := "http://" + s.AdminAddr()
+	op := &apiclient.Client{BaseURL: base, Token: registry.DemoOperatorToken}
+	rev := &apiclient.Client{BaseURL: base, Token: registry.DemoReviewerToken}
+	approve := func(c registry.Change) {
+		t.Helper()
+		if err := rev.Do(ctx, "POST", "/api/v1/changes/"+c.ID+"/approve", registry.ReasonRequest{}, nil); err != nil {
+			t.Fatalf("approve %s %s: %v", c.ID, c.Op, err)
+		}
+	}
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	der, _ := x509.MarshalPKIXPublicKey(pub)
+	var ch registry.Change
+	if err := op.Do(ctx, "POST", "/api/v1/apps/keys", apps.KeyRequest{SigningKey: apps.SigningKey{ID: "acq-1",
+		PublicKey: string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))}}, &ch); err != nil {
+		t.Fatal(err)
+	}
+	approve(ch)
+	publish := func(group, app, version string) {
+		t.Helper()
+		pkg := bytes.Repeat([]byte(app+" "+version+" "), 3000)
+		sum := sha256.Sum256(pkg)
+		hexSum := hex.EncodeToString(sum[:])
+		sig := ed25519.Sign(priv, apps.Statement(app, version, hexSum, int64(len(pkg)), nil, []string{"pos"}))
+		q := url.Values{"name": {app}, "version": {version}, "kinds": {"pos"}, "key": {"acq-1"},
+			"signature": {base64.URLEncoding.EncodeToString(sig)}, "sha256": {hexSum}}
+		req, _ := http.NewRequest("POST", base+"/api/v1/apps/packages?"+q.Encode(), bytes.NewReader(pkg))
+		req.Header.Set("Authorization", "Bearer "+registry.DemoOperatorToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusCreated {
+			t.Fatalf("upload %s %s: %s %s", app, version, resp.Status, b)
+		}
+		if err := op.Do(ctx, "POST", "/api/v1/apps/publish", apps.PublishRequest{Group: group, App: app, Version: version,
+			MinVersion: version, Target: apps.Target{Terminals: []string{"T0000001"}}}, &ch); err != nil {
+			t.Fatal(err)
+		}
+		approve(ch)
+	}
+	publish("pay", "demo-pay", "1.0.0")
+	publish("tools", "tools", "5.0.0")
+
+	c := dial(t, s, "ascii", message.DialectASCII)
+	buy := func(tlv ...[2]string) termclient.Result {
+		t.Helper()
+		tx := purchase("4761739001010119", 1000)
+		tx.TLV = append(append([][2]string{}, tx.TLV[:4]...), tlv...) // DI, SI, IM, GL: AV given here
+		return send(t, c, message.DialectASCII, tx)
+	}
+	if r := buy([2]string{"AN", "demo-pay"}, [2]string{"AV", "1.0.0"}); r.RC != "00" {
+		t.Fatalf("demo-pay 1.0.0 naming its application: rc %s %s, want 00", r.RC, r.Reason)
+	}
+	if r := buy([2]string{"AN", "tools"}, [2]string{"AV", "4.9"}); r.RC != "58" || r.Reason != "app-version-low" {
+		t.Fatalf("tools 4.9 under its minimum 5.0.0: rc %s %s, want 58 app-version-low", r.RC, r.Reason)
+	}
+	if r := buy([2]string{"AV", "1.0.0"}); r.RC != "58" || r.Reason != "app-version-low" {
+		t.Fatalf("no application named, 1.0.0 under the highest minimum 5.0.0: rc %s %s, want 58 app-version-low", r.RC, r.Reason)
+	}
+}
