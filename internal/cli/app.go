@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"maps"
 	"net/url"
 	"os"
 	"slices"
@@ -227,6 +228,20 @@ func runApp(env *Env, args []string) int {
 			sort.Strings(vs)
 			for _, v := range vs {
 				fmt.Fprintf(env.Stdout, "  %-12s %d\n", esc(v), ro.Versions[v])
+			}
+			if ro.Unrecorded > 0 {
+				fmt.Fprintf(env.Stdout, "  (%d of these reported before the application was recorded: counted here until they report again)\n", ro.Unrecorded)
+			}
+			if len(ro.UnknownApp) > 0 {
+				// Terminals naming no application (no DE 48 AN) in groups of several.
+				uv := slices.Sorted(maps.Keys(ro.UnknownApp))
+				fmt.Fprintf(env.Stdout, "  unknown application (no AN, groups of several applications):\n")
+				for _, v := range uv {
+					fmt.Fprintf(env.Stdout, "    %-10s %d\n", esc(v), ro.UnknownApp[v])
+				}
+			}
+			if ro.OtherApp > 0 {
+				fmt.Fprintf(env.Stdout, "  running another application: %d\n", ro.OtherApp)
 			}
 			for _, f := range ro.Failed {
 				fmt.Fprintf(env.Stdout, "  failed: %s %s at %s: %s\n", esc(f.Terminal), esc(f.Failed.Version), kit.LocalTime(f.Failed.At, loc), esc(f.Failed.Detail))

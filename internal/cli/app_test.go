@@ -174,3 +174,23 @@ func TestAppOutputEscapesControls(t *testing.T) {
 		}
 	}
 }
+
+// app status shows apart the group's terminals of an unknown application (no AN,
+// groups of several applications) and of another application, and says how many
+// of its versions were reported before the application was recorded.
+func TestAppStatusPerApplication(t *testing.T) {
+	ros := []apps.Rollout{{Group: "pay", Terminals: 6, Current: &apps.Release{App: "demo-pay", Version: "2.1", Target: apps.Target{Percent: 100}, Change: "CHG-1"},
+		Versions: map[string]int{"2.1": 2, "1.9": 1}, Unrecorded: 1, UnknownApp: map[string]int{"5.0": 2}, OtherApp: 1}}
+	api := zoneAdmin(t, map[string]any{"/api/v1/apps/rollout": ros})
+	vars := map[string]string{"SWITCHYARD_ADMIN": api.URL, "SWITCHYARD_TOKEN": "t", "SWITCHYARD_TIMEZONE": "Asia/Shanghai"}
+	code, out, errs := runCLI(t, vars, "app", "status")
+	if code != 0 {
+		t.Fatalf("app status: exit %d:\n%s%s", code, out, errs)
+	}
+	for _, want := range []string{"  2.1          2\n", "  (1 of these reported before the application was recorded",
+		"  unknown application (no AN, groups of several applications):\n    5.0        2\n", "  running another application: 1\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("app status lacks %q:\n%s", want, out)
+		}
+	}
+}

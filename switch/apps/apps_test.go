@@ -1224,3 +1224,85 @@ func TestNewTerminalHeldToGroupMinimumAtOnce(t *testing.T) {
 		t.Errorf("terminal changed into the group, AV 2.0 under its minimum 2.1: %q, want %s", r.Reason, registry.ReasonAppVersionLow)
 	}
 }
+
+// TestRolloutCountsPerApplication: a group's versions count only the terminals
+// running its application. Terminals report their version with the application
+// they name (DE 48 AN with the AV; the package of an installation report), and
+// that is stored: a terminal of another application is counted apart
+// (OtherApp), one naming none in groups of several applications under
+// UnknownApp, one naming none in groups of one application under the group (as
+// offers go). A report stored before the application was (no "app") is counted
+// under each group as before and flagged (Unrecorded). Before, every terminal of
+// the group was counted by its version: the tools terminals' 4.0 showed in the
+// demo-pay group, and a tools failure among demo-pay's.
+func TestRolloutCountsPerApplication(t *testing.T) {
+	f := newFixture(t, 5)
+	tools, none, named, single, legacy := f.tids[0], f.tids[1], f.tids[2], f.tids[3], f.tids[4]
+	f.upload("2.1", blob("2.1", 100))
+	f.uploadApp("tools", "5.0", blob("5.0", 100))
+	f.approve(f.m.RequestPublish(alice, PublishRequest{Group: "pay", App: "demo-pay", Version: "2.1",
+		Target: Target{Merchants: []string{mid}}, MinVersion: "2.0"}))
+	f.approve(f.m.RequestPublish(alice, PublishRequest{Group: "tools", App: "tools", Version: "5.0",
+		Target: Target{Terminals: []string{tools, none, legacy}}, MinVersion: "5.0"}))
+	srv := httptest.NewTLSServer(f.m.Handler())
+	defer srv.Close()
+	report := func(tid, up, status string) {
+		t.Helper()
+		v, sum, tok := offerOf(t, up)
+		body, _ := json.Marshal(ReportRequest{SHA256: sum, Version: v, Status: status, Detail: "E42"})
+		req, _ := http.NewRequest("POST", srv.URL+"/apps/v1/report/"+tid, bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := srv.Client().Do(req)
+		if err != nil || resp.StatusCode != 204 {
+			t.Fatalf("report %s of %s: %v %v", status, tid, resp, err)
+		}
+	}
+	// tools 4.0, whose installation of tools 5.0 failed.
+	report(tools, f.m.Offer(tools, "tools", "4.0", f.clock.Now()), "failed")
+	f.m.Offer(none, "", "2.1", f.clock.Now())                                // no name, in groups of two applications
+	f.m.Offer(named, "demo-pay", "1.9", f.clock.Now())                       // demo-pay 1.9, named
+	report(single, f.m.Offer(single, "", "2.0", f.clock.Now()), "installed") // no name; installs demo-pay 2.1
+	if rep, _ := f.m.ReportOf(single); rep.App != "demo-pay" || rep.Version != "2.1" {
+		t.Errorf("installation report of demo-pay 2.1: %+v, want app demo-pay recorded", rep)
+	}
+	if rep, _ := f.m.ReportOf(tools); rep.App != "tools" || rep.Failed == nil || rep.Failed.App != "tools" {
+		t.Errorf("tools terminal: %+v, want app tools and the failure of tools", rep)
+	}
+	// A report stored before the application was recorded: no "app" key.
+	raw := fmt.Sprintf(`{"terminal":%q,"version":"4.0","reported_at":%q}`, legacy, f.clock.Now().Format(time.RFC3339))
+	if err := f.db.Update(func(txn *badger.Txn) error { return txn.Set([]byte(pfxReport+legacy), []byte(raw)) }); err != nil {
+		t.Fatal(err)
+	}
+	f.close()
+	f.open() // the reports as stored, the legacy one among them
+	if rep, _ := f.m.ReportOf(legacy); !rep.AppUnrecorded || rep.Version != "4.0" {
+		t.Fatalf("legacy report after a restart: %+v, want version 4.0 flagged unrecorded", rep)
+	}
+	if rep, _ := f.m.ReportOf(none); rep.AppUnrecorded || rep.App != "" {
+		t.Fatalf("report naming no application after a restart: %+v, want not flagged unrecorded", rep)
+	}
+	type want struct {
+		versions, unknownApp               map[string]int
+		other, unrecorded, on, below, fail int
+	}
+	for g, w := range map[string]want{
+		// named 1.9 (below 2.0), single 2.1, legacy 4.0 (as before, flagged).
+		"pay": {versions: map[string]int{"1.9": 1, "2.1": 1, "4.0": 1}, unknownApp: map[string]int{"2.1": 1},
+			other: 1, unrecorded: 1, on: 2, below: 1},
+		// tools 4.0 and legacy 4.0, both below 5.0; none's 2.1 apart, below too.
+		"tools": {versions: map[string]int{"4.0": 2}, unknownApp: map[string]int{"2.1": 1},
+			unrecorded: 1, on: 0, below: 3, fail: 1},
+	} {
+		ro := rollout(t, f.m, g)
+		if !maps.Equal(ro.Versions, w.versions) || !maps.Equal(ro.UnknownApp, w.unknownApp) || ro.OtherApp != w.other ||
+			ro.Unrecorded != w.unrecorded || ro.OnRelease != w.on || ro.BelowMin != w.below || ro.Failures != w.fail {
+			t.Errorf("group %s: versions %v, unknown application %v, other %d, unrecorded %d, on release %d, below minimum %d, failures %d; want %+v",
+				g, ro.Versions, ro.UnknownApp, ro.OtherApp, ro.Unrecorded, ro.OnRelease, ro.BelowMin, ro.Failures, w)
+		}
+	}
+	// The legacy terminal reports again, naming its application: no longer flagged.
+	f.m.Offer(legacy, "tools", "5.0", f.clock.Now())
+	if ro := rollout(t, f.m, "pay"); ro.Unrecorded != 0 || ro.OtherApp != 2 || ro.Versions["4.0"] != 0 {
+		t.Errorf("pay after the legacy terminal named tools: %+v", ro)
+	}
+}

@@ -193,6 +193,15 @@ func (m *Manager) loadState(txn *badger.Txn) error {
 			if r.Failed != nil {
 				r.Failed.Detail = cleanDetail(r.Failed.Detail) // stored before it was cleaned
 			}
+			// A report stored before 6 December 2026 has no "app": its version's
+			// application is not known (Report.AppUnrecorded), which "app":""
+			// (the terminal named none) is not.
+			var has struct {
+				App *string `json:"app"`
+			}
+			if json.Unmarshal(v, &has) == nil && has.App == nil && r.Version != "" {
+				r.AppUnrecorded = true
+			}
 			m.reports[r.Terminal] = r
 			m.stored[r.Terminal] = r.ReportedAt
 		}

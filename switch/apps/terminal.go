@@ -26,14 +26,27 @@ const reportStoreEvery = time.Hour
 
 // Report is what a terminal last reported of its application.
 type Report struct {
-	Terminal   string    `json:"terminal"`
-	Version    string    `json:"version,omitempty"` // installed, as in AV
-	ReportedAt time.Time `json:"reported_at"`
-	Failed     *Failure  `json:"failed,omitempty"` // the last failed installation, until one succeeds
+	Terminal string `json:"terminal"`
+	// App is the application Version is of: the DE 48 AN sent with the AV, or the
+	// name of the package an installation report was for; "" when the terminal
+	// named none. Always stored, even empty, so that a report stored before the
+	// application was recorded (no "app" at all) is told apart (AppUnrecorded).
+	App     string `json:"app"`
+	Version string `json:"version,omitempty"` // installed, as in AV
+	// AppUnrecorded says the version was stored before 6 December 2026, when the
+	// application was not recorded with it: which application it is of is not
+	// known. Rollouts counts it under each of the terminal's groups, as before,
+	// and says how many (Rollout.Unrecorded), until the terminal reports again.
+	AppUnrecorded bool      `json:"app_unrecorded,omitempty"`
+	ReportedAt    time.Time `json:"reported_at"`
+	Failed        *Failure  `json:"failed,omitempty"` // the last failed installation, until one succeeds
 }
 
 // Failure is a failed installation a terminal reported.
 type Failure struct {
+	// App is the name of the package whose installation failed ("" when the
+	// package is no longer known, or for a failure stored before 6 December 2026).
+	App     string    `json:"app,omitempty"`
 	Version string    `json:"version"`
 	SHA256  string    `json:"sha256,omitempty"`
 	Detail  string    `json:"detail,omitempty"`
@@ -49,7 +62,8 @@ type ReportRequest struct {
 }
 
 // Offer is called at sign-on and echo with the terminal's AV (may be empty): it
-// records the AV as the installed version and returns the DE 48 UP value to send
+// records the AV as the installed version, of application app (as sent: "" when
+// the terminal named none), and returns the DE 48 UP value to send
 // when a newer release is offered to the terminal ("" when none). The cup dialect
 // signals the same offer with header processing requirement 6 (the caller sets it
 // when Offer returns a value). With Options.NoTokens nothing is offered. A
@@ -69,7 +83,7 @@ func (m *Manager) Offer(tid, app, appVersion string, now time.Time) string {
 	}
 	if appVersion != "" && validVersion(appVersion) {
 		m.record(tid, func(r *Report) {
-			r.Version = appVersion
+			r.App, r.Version, r.AppUnrecorded = app, appVersion, false
 			if r.Failed != nil && cmp(appVersion, r.Failed.Version) >= 0 {
 				r.Failed = nil
 			}
@@ -100,7 +114,7 @@ func (m *Manager) record(tid string, fn func(*Report), now time.Time) {
 	fn(r)
 	r.ReportedAt = now.UTC()
 	m.reports[tid] = r
-	changed := old == nil || old.Version != r.Version || (old.Failed == nil) != (r.Failed == nil) ||
+	changed := old == nil || old.Version != r.Version || old.App != r.App || old.AppUnrecorded != r.AppUnrecorded || (old.Failed == nil) != (r.Failed == nil) ||
 		(old.Failed != nil && r.Failed != nil && *old.Failed != *r.Failed)
 	store := changed || now.Sub(m.stored[tid]) >= reportStoreEvery
 	if store {
@@ -233,13 +247,20 @@ func (m *Manager) report(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusBadRequest, "report of terminal %s: version %q: want a dotted numeric version", tid, rr.Version)
 		return
 	}
+	sum := strings.ToLower(rr.SHA256)
+	app := m.appOf(sum)
 	switch rr.Status {
 	case "installed":
-		m.record(tid, func(p *Report) { p.Version, p.Failed = rr.Version, nil }, now)
+		m.record(tid, func(p *Report) {
+			p.Version, p.Failed = rr.Version, nil
+			if app != "" {
+				p.App, p.AppUnrecorded = app, false
+			}
+		}, now)
 	case "failed":
 		d := cleanDetail(rr.Detail)
 		m.record(tid, func(p *Report) {
-			p.Failed = &Failure{Version: rr.Version, SHA256: strings.ToLower(rr.SHA256), Detail: d, At: now.UTC()}
+			p.Failed = &Failure{App: app, Version: rr.Version, SHA256: sum, Detail: d, At: now.UTC()}
 		}, now)
 		m.log.Warn().Str("tid", tid).Str("version", rr.Version).Str("detail", d).Msg("apps: terminal reports a failed installation")
 	default:
@@ -247,6 +268,23 @@ func (m *Manager) report(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// appOf returns the name of the package with SHA-256 sum: the application an
+// installation report (whose token is for that package) is of; "" when this node
+// has no such package.
+func (m *Manager) appOf(sum string) string {
+	if p := m.asg.Load().pkgs[sum]; p != nil {
+		return p.Name
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, p := range m.pkgs {
+		if p.SHA256 == sum {
+			return p.Name
+		}
+	}
+	return ""
 }
 
 // maxDetail bounds the text a terminal reports with a failed installation.
@@ -289,14 +327,31 @@ type Rollout struct {
 	// Refused says why the current release is offered to no terminal: its package's
 	// signing key was revoked or replaced since it was signed ("" when offered).
 	Refused string `json:"refused,omitempty"`
-	// Versions counts the group's terminals by the version they last reported
-	// ("unknown": none reported).
-	Versions   map[string]int `json:"versions"`
-	OnRelease  int            `json:"on_release"`       // at or above the current release
-	BelowMin   int            `json:"below_min"`        // below the group minimum (declined 58)
-	Failures   int            `json:"failures"`         // last installation failed
-	Failed     []Report       `json:"failed,omitempty"` // the first 100 of them
-	ComputedAt time.Time      `json:"computed_at"`
+	// Versions counts the group's terminals running its application by the
+	// version they last reported ("unknown": none reported). A terminal runs it
+	// when it named it (DE 48 AN with the AV, or the package of an installation
+	// report), or named none while all its groups publish this one application
+	// (as offers go: assignment.offerFor), or when its report was stored before
+	// the application was recorded (Unrecorded). Until 6 December 2026 every
+	// terminal of the group was counted here, whatever application its version
+	// was of.
+	Versions map[string]int `json:"versions"`
+	// UnknownApp counts by version the group's terminals that named no
+	// application while their groups publish several: which one the version is
+	// of is not known. They are held to the highest minimum of their groups, so
+	// BelowMin counts them; OnRelease does not.
+	UnknownApp map[string]int `json:"unknown_app,omitempty"`
+	// OtherApp is how many of the group's terminals last reported a version of
+	// another application (in neither Versions, OnRelease nor BelowMin).
+	OtherApp int `json:"other_app,omitempty"`
+	// Unrecorded is how many of Versions are reports stored before 6 December
+	// 2026 without their application (Report.AppUnrecorded), counted as before.
+	Unrecorded int       `json:"unrecorded,omitempty"`
+	OnRelease  int       `json:"on_release"`       // running the application, at or above the current release
+	BelowMin   int       `json:"below_min"`        // below the group minimum (declined 58)
+	Failures   int       `json:"failures"`         // last installation (of this application) failed
+	Failed     []Report  `json:"failed,omitempty"` // the first 100 of them
+	ComputedAt time.Time `json:"computed_at"`
 }
 
 // Rollouts returns the rollout of each group (only group if not "").
@@ -310,25 +365,15 @@ func (m *Manager) Rollouts(group string) ([]Rollout, error) {
 		}
 		ro := Rollout{Group: g.Name, Current: g.Current, Versions: map[string]int{}, ComputedAt: a.at,
 			Terminals: len(a.members[g.Name]), Offered: len(a.offered[g.Name]), Refused: a.refused[g.Name]}
+		// No members without a current release (resolve); but a withdrawal
+		// approved since a was loaded may have cleared it.
 		for _, tid := range a.members[g.Name] {
-			rep, ok := reps[tid]
-			v := rep.Version
-			if !ok || v == "" {
-				v = "unknown"
+			if g.Current != nil {
+				ro.count(reps[tid], a.apps[tid])
 			}
-			ro.Versions[v]++
-			if g.Current != nil && rep.Version != "" && cmp(rep.Version, g.Current.Version) >= 0 {
-				ro.OnRelease++
-			}
-			if g.Current != nil && g.Current.MinVersion != "" && (rep.Version == "" || cmp(rep.Version, g.Current.MinVersion) < 0) {
-				ro.BelowMin++
-			}
-			if rep.Failed != nil {
-				ro.Failures++
-				if len(ro.Failed) < 100 {
-					ro.Failed = append(ro.Failed, rep)
-				}
-			}
+		}
+		if len(ro.UnknownApp) == 0 {
+			ro.UnknownApp = nil
 		}
 		out = append(out, ro)
 	}
@@ -336,6 +381,45 @@ func (m *Manager) Rollouts(group string) ([]Rollout, error) {
 		return nil, notFoundf("rollout group %q does not exist", group)
 	}
 	return out, nil
+}
+
+// count adds to ro (a group with a current release) one of its terminals: rep,
+// its last report (zero when none), and apps, the applications of its groups.
+func (ro *Rollout) count(rep Report, apps []string) {
+	cur := ro.Current
+	below := func(v string) bool {
+		return cur.MinVersion != "" && (v == "" || cmp(v, cur.MinVersion) < 0)
+	}
+	if rep.Failed != nil && (rep.Failed.App == "" || rep.Failed.App == cur.App) {
+		ro.Failures++
+		if len(ro.Failed) < 100 {
+			ro.Failed = append(ro.Failed, rep)
+		}
+	}
+	v := rep.Version
+	switch {
+	case v == "": // no version reported
+		ro.Versions["unknown"]++
+	case rep.App == "" && !rep.AppUnrecorded && !(len(apps) == 1 && apps[0] == cur.App):
+		if ro.UnknownApp == nil {
+			ro.UnknownApp = map[string]int{}
+		}
+		ro.UnknownApp[v]++
+	case rep.App != "" && rep.App != cur.App:
+		ro.OtherApp++
+		return
+	default: // the group's application, named, the only one of its groups, or unrecorded
+		ro.Versions[v]++
+		if rep.AppUnrecorded {
+			ro.Unrecorded++
+		}
+		if cmp(v, cur.Version) >= 0 {
+			ro.OnRelease++
+		}
+	}
+	if below(v) {
+		ro.BelowMin++
+	}
 }
 
 // Offered returns the terminals offered group's release, for tests and the CLI.
