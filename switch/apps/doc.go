@@ -51,7 +51,9 @@
 // # Terminals
 //
 // At sign-on and echo (0800) the pipeline calls Offer with the AV the terminal
-// sent: the AV is recorded as the terminal's installed version, and when a newer
+// sent: the AV is recorded as the terminal's installed version, of the
+// application it names (AN; a group's rollout counts only the terminals of its
+// application: Rollout.Versions), and when a newer
 // release is offered to it the answer's DE 48 carries tag UP =
 // VERSION:SIZE:SHA256:TOKEN (docs/terminal-interface.md). TOKEN authenticates the
 // download as that terminal: an HMAC-SHA256, under a key of this switch (stored

@@ -34,7 +34,8 @@ func (f fakeRollouts) Rollouts(group string) ([]apps.Rollout, error) {
 	return out, nil
 }
 
-// The applications page shows each group's release, share, counts by version and
+// The applications page shows each group's release, share, counts by version (of
+// its application; terminals of an unknown or another application apart) and
 // failed installations; a bad group is a clear error, and without a manager the
 // page says so.
 func TestAppsPage(t *testing.T) {
@@ -48,21 +49,22 @@ func TestAppsPage(t *testing.T) {
 	}
 	f.con.o.Apps = fakeRollouts{ro: []apps.Rollout{{Group: "pilot", Terminals: 200, Offered: 20, OnRelease: 15, BelowMin: 1, Failures: 1,
 		Current:  &apps.Release{App: "demo-pay", Version: "1.1.0", PublishedAt: time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC), Target: apps.Target{Percent: 10}},
-		Versions: map[string]int{"1.0.0": 184, "1.1.0": 15, "unknown": 1},
-		Failed:   []apps.Report{{Terminal: "T0000009", Failed: &apps.Failure{Version: "1.1.0", Detail: "<b>disk full</b>"}}}}},
-		reports: map[string]apps.Report{"T0000001": {Terminal: "T0000001", Version: "1.0.7", ReportedAt: time.Date(2026, 12, 1, 9, 30, 0, 0, time.UTC)}}}
+		Versions: map[string]int{"1.0.0": 184, "1.1.0": 15, "unknown": 1}, Unrecorded: 7, UnknownApp: map[string]int{"5.0": 3}, OtherApp: 2,
+		Failed: []apps.Report{{Terminal: "T0000009", Failed: &apps.Failure{Version: "1.1.0", Detail: "<b>disk full</b>"}}}}},
+		reports: map[string]apps.Report{"T0000001": {Terminal: "T0000001", App: "demo-pay", Version: "1.0.7", ReportedAt: time.Date(2026, 12, 1, 9, 30, 0, 0, time.UTC)}}}
 	resp, body := get(t, c, f.srv.URL+"/console/apps")
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("apps page: %s", resp.Status)
 	}
-	for _, want := range []string{"demo-pay 1.1.0", "10%", "<td>200</td>", "<td>20</td>", "1.0.0: 184", "1.1.0: 15", "T0000009", "&lt;b&gt;disk full&lt;/b&gt;"} {
+	for _, want := range []string{"demo-pay 1.1.0", "10%", "<td>200</td>", "<td>20</td>", "1.0.0: 184", "1.1.0: 15", "T0000009", "&lt;b&gt;disk full&lt;/b&gt;",
+		"reported before the application was recorded: 7", "Unknown application (no AN): 5.0: 3", "Running another application: 2"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("apps page lacks %q", want)
 		}
 	}
 	// The terminal's page shows the version it last reported.
-	if _, body := get(t, c, f.srv.URL+"/console/terminals/T0000001"); !strings.Contains(body, "1.0.7") {
-		t.Error("the terminal page lacks the reported application version 1.0.7")
+	if _, body := get(t, c, f.srv.URL+"/console/terminals/T0000001"); !strings.Contains(body, "demo-pay 1.0.7") {
+		t.Error("the terminal page lacks the reported application and version demo-pay 1.0.7")
 	}
 	f.con.o.Apps = fakeRollouts{err: errors.New("no rollout group \"nope\"")}
 	if resp, body := get(t, c, f.srv.URL+"/console/apps?group=nope"); resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "no rollout group") {
