@@ -335,11 +335,11 @@ func (a *assignment) GroupMinimum(t *registry.Terminal, m *registry.Merchant, ap
 		}
 		if app != "" && f.app == app {
 			named = true
-			if f.min != "" && (own == nil || compareParts(f.parts, own.parts) > 0) {
+			if f.min != "" && (own == nil || registry.CompareParts(f.parts, own.parts) > 0) {
 				own = f
 			}
 		}
-		if f.min != "" && (all == nil || compareParts(f.parts, all.parts) > 0) {
+		if f.min != "" && (all == nil || registry.CompareParts(f.parts, all.parts) > 0) {
 			all = f
 		}
 	}
@@ -351,26 +351,6 @@ func (a *assignment) GroupMinimum(t *registry.Terminal, m *registry.Merchant, ap
 		return "", nil
 	}
 	return best.min, best.parts
-}
-
-// compareParts compares two parsed versions (missing parts count as 0).
-func compareParts(a, b []int) int {
-	for k := 0; k < len(a) || k < len(b); k++ {
-		x, y := 0, 0
-		if k < len(a) {
-			x = a[k]
-		}
-		if k < len(b) {
-			y = b[k]
-		}
-		if x != y {
-			if x < y {
-				return -1
-			}
-			return 1
-		}
-	}
-	return 0
 }
 
 // offerFor returns the release offered to terminal tid when it runs app ("" when

@@ -688,8 +688,11 @@ func compareVersion(v string, min []int) int {
 	return 0
 }
 
-// compareParts compares two parsed versions as compareVersion does (missing parts
-// count as 0); it returns -1, 0 or 1 and does not allocate.
+// CompareParts compares two versions parsed by ParseVersion as compareVersion does
+// (missing parts count as 0); it returns -1, 0 or 1 and does not allocate.
+func CompareParts(a, b []int) int { return compareParts(a, b) }
+
+// compareParts is CompareParts.
 func compareParts(a, b []int) int {
 	for k := 0; k < len(a) || k < len(b); k++ {
 		x, y := 0, 0
