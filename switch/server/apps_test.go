@@ -34,25 +34,10 @@ var t1Identity = [][2]string{{"DI", "SN-T0000001"}, {"SI", "89860000000000000001
 // demo T0000001, which has no MAC key and so cannot prove it is the terminal, is
 // answered 00 but records no version and gets no offer.
 func TestAppUpdateOverTheWire(t *testing.T) {
-	s := start(t, demoConfig(t, t.TempDir()), nil)
+	s, op, approve, priv := appSwitch(t)
 	ctx := context.Background()
 	base := "http://" + s.AdminAddr()
-	op := &apiclient.Client{BaseURL: base, Token: registry.DemoOperatorToken}
-	rev := &apiclient.Client{BaseURL: base, Token: registry.DemoReviewerToken}
-	approve := func(c registry.Change) {
-		t.Helper()
-		if err := rev.Do(ctx, "POST", "/api/v1/changes/"+c.ID+"/approve", registry.ReasonRequest{}, nil); err != nil {
-			t.Fatalf("approve %s %s: %v", c.ID, c.Op, err)
-		}
-	}
-	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
-	der, _ := x509.MarshalPKIXPublicKey(pub)
 	var ch registry.Change
-	if err := op.Do(ctx, "POST", "/api/v1/apps/keys", apps.KeyRequest{SigningKey: apps.SigningKey{ID: "acq-1",
-		PublicKey: string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))}}, &ch); err != nil {
-		t.Fatal(err)
-	}
-	approve(ch)
 
 	pkg := bytes.Repeat([]byte("demo-pay 1.1.0 "), 5000)
 	sum := sha256.Sum256(pkg)
@@ -142,25 +127,10 @@ func TestAppUpdateOverTheWire(t *testing.T) {
 // otherwise. (Until the third release of 6 December 2026 AN was not read, and the
 // first purchase here was declined 58 too.)
 func TestAppNameOverTheWire(t *testing.T) {
-	s := start(t, demoConfig(t, t.TempDir()), nil)
+	s, op, approve, priv := appSwitch(t)
 	ctx := context.Background()
 	base := "http://" + s.AdminAddr()
-	op := &apiclient.Client{BaseURL: base, Token: registry.DemoOperatorToken}
-	rev := &apiclient.Client{BaseURL: base, Token: registry.DemoReviewerToken}
-	approve := func(c registry.Change) {
-		t.Helper()
-		if err := rev.Do(ctx, "POST", "/api/v1/changes/"+c.ID+"/approve", registry.ReasonRequest{}, nil); err != nil {
-			t.Fatalf("approve %s %s: %v", c.ID, c.Op, err)
-		}
-	}
-	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
-	der, _ := x509.MarshalPKIXPublicKey(pub)
 	var ch registry.Change
-	if err := op.Do(ctx, "POST", "/api/v1/apps/keys", apps.KeyRequest{SigningKey: apps.SigningKey{ID: "acq-1",
-		PublicKey: string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))}}, &ch); err != nil {
-		t.Fatal(err)
-	}
-	approve(ch)
 	publish := func(group, app, version string) {
 		t.Helper()
 		pkg := bytes.Repeat([]byte(app+" "+version+" "), 3000)
@@ -205,4 +175,31 @@ func TestAppNameOverTheWire(t *testing.T) {
 	if r := buy([2]string{"AV", "1.0.0"}); r.RC != "58" || r.Reason != "app-version-low" {
 		t.Fatalf("no application named, 1.0.0 under the highest minimum 5.0.0: rc %s %s, want 58 app-version-low", r.RC, r.Reason)
 	}
+}
+
+// appSwitch starts a demo switch for the application tests, with an app-signing key
+// acq-1 approved: the switch, an operator's client, a reviewer's approval of a change
+// and the key's private half.
+func appSwitch(t *testing.T) (*Server, *apiclient.Client, func(registry.Change), ed25519.PrivateKey) {
+	t.Helper()
+	s := start(t, demoConfig(t, t.TempDir()), nil)
+	ctx := context.Background()
+	base := "http://" + s.AdminAddr()
+	op := &apiclient.Client{BaseURL: base, Token: registry.DemoOperatorToken}
+	rev := &apiclient.Client{BaseURL: base, Token: registry.DemoReviewerToken}
+	approve := func(c registry.Change) {
+		t.Helper()
+		if err := rev.Do(ctx, "POST", "/api/v1/changes/"+c.ID+"/approve", registry.ReasonRequest{}, nil); err != nil {
+			t.Fatalf("approve %s %s: %v", c.ID, c.Op, err)
+		}
+	}
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	der, _ := x509.MarshalPKIXPublicKey(pub)
+	var ch registry.Change
+	if err := op.Do(ctx, "POST", "/api/v1/apps/keys", apps.KeyRequest{SigningKey: apps.SigningKey{ID: "acq-1",
+		PublicKey: string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))}}, &ch); err != nil {
+		t.Fatal(err)
+	}
+	approve(ch)
+	return s, op, approve, priv
 }
