@@ -98,7 +98,8 @@ func (r *review) compute(c *Change, now time.Time) ([]effect, error) {
 		if curT(t.ID) != nil || seen[t.ID] {
 			return nil, conflictf("terminal %s already exists", t.ID)
 		}
-		if err := r.deviceBoundElsewhere(t.ID, t.Keys.DUKPTDevice); err != nil {
+		claims := ownClaims(&t)
+		if err := r.claimedElsewhere(t.ID, &claims, nil); err != nil {
 			return nil, err
 		}
 		if m := curM(t.MerchantID); m == nil {
@@ -185,17 +186,25 @@ func (r *review) compute(c *Change, now time.Time) ([]effect, error) {
 		}
 		return []effect{{tAfter: t}}, nil
 	case OpTerminalImport:
-		devices := map[string]string{} // DUKPT device -> the terminal of the import bound to it
+		var held [nClaims]map[string]string // claim kind -> value -> the terminal of the import holding it
 		return importEffects(c.Op, "terminals", c.Terminals, func(t Terminal, seen map[string]bool) (effect, string, error) {
 			n, err := newTerminal(t, seen)
 			if err != nil {
 				return effect{}, "", err
 			}
-			if dev := n.Keys.DUKPTDevice; dev != "" {
-				if other, dup := devices[dev]; dup {
-					return effect{}, "", conflictf("terminal %s: DUKPT device %s is terminal %s's in this import too: a device's KSNs are one terminal's", n.ID, dev, other)
+			claims := ownClaims(n)
+			for k, v := range claims {
+				if other, dup := held[k][v]; v != "" && dup {
+					return effect{}, "", conflictf("terminal %s: %s is terminal %s's in this import too: %s", n.ID, claimText(claimKind(k), v), other, claimInfo[k].why)
 				}
-				devices[dev] = n.ID
+			}
+			for k, v := range claims {
+				if v != "" {
+					if held[k] == nil {
+						held[k] = map[string]string{}
+					}
+					held[k][v] = n.ID
+				}
 			}
 			return effect{tAfter: n}, n.ID, nil
 		})
@@ -266,13 +275,12 @@ func (r *review) compute(c *Change, now time.Time) ([]effect, error) {
 		if err := n.Validate(); err != nil {
 			return nil, err
 		}
-		if n.Keys.DUKPTDevice != t.Keys.DUKPTDevice {
-			// Checked when the device changes (a record stored before 6 December
-			// 2026 sharing its device with another is not refused its other
-			// changes: the start-up log lists such devices).
-			if err := r.deviceBoundElsewhere(n.ID, n.Keys.DUKPTDevice); err != nil {
-				return nil, err
-			}
+		// Each claim (DUKPT device, device serial, SIM, IMEI) is checked when it
+		// changes: a record stored before 6 December 2026 sharing one with another
+		// is not refused its other changes (the start-up log lists such records).
+		claims, was := ownClaims(&n), ownClaims(t)
+		if err := r.claimedElsewhere(n.ID, &claims, &was); err != nil {
+			return nil, err
 		}
 		n.UpdatedAt, n.Version = now, t.Version+1
 		return []effect{{tBefore: t, tAfter: &n}}, nil

@@ -77,11 +77,15 @@ func (r *review) ImportTerminals(p Actor, in io.Reader, reason string, dryRun bo
 			}
 			return t, Change{Op: OpTerminalRegister, Terminal: &t}, err
 		},
-		func(t Terminal) string {
-			if dev := normalizeDUKPTDevice(t.Keys.DUKPTDevice); dev != "" {
-				return "DUKPT device " + dev
+		func(t Terminal) []string {
+			normalizeTerminal(&t)
+			var out []string
+			for k, v := range ownClaims(&t) {
+				if v != "" {
+					out = append(out, claimText(claimKind(k), v))
+				}
 			}
-			return ""
+			return out
 		},
 		func(ts []Terminal) Change { return Change{Op: OpTerminalImport, Terminals: ts} })
 }
@@ -91,10 +95,10 @@ func (r *review) ImportTerminals(p Actor, in io.Reader, reason string, dryRun bo
 // along with the change that would register it alone, checks that change as it would
 // be applied now, and, unless dryRun or no row passed, requests the change that all
 // returns for the rows that passed. unique (nil: none) names what a record holds that
-// no other may (a terminal's DUKPT device; "" for nothing): a row claiming what an
-// accepted row above it holds is refused, naming that row.
+// no other may (a terminal's DUKPT device, device serial, SIM and IMEI): a row
+// claiming what an accepted row above it holds is refused, naming that row.
 func importRecords[T any](r *review, p Actor, in io.Reader, reason string, dryRun bool, what string, columns, required []string,
-	row func(get func(string) string) (T, Change, error), unique func(T) string, all func([]T) Change) (*ImportReport, error) {
+	row func(get func(string) string) (T, Change, error), unique func(T) []string, all func([]T) Change) (*ImportReport, error) {
 	if !canRequest(p) {
 		return nil, forbiddenf("%s (%s) may not import %ss: operator or admin role needed", p.Name, p.Role, what)
 	}
@@ -118,15 +122,16 @@ func importRecords[T any](r *review, p Actor, in io.Reader, reason string, dryRu
 		if _, err := r.compute(&one, now); err != nil {
 			return err
 		}
-		var claim string
+		var claims []string
 		if unique != nil {
-			if claim = unique(rec); claim != "" {
-				if h, dup := held[claim]; dup {
-					return conflictf("%s %s: %s is %s %s's on line %d already", what, id, claim, what, h.id, h.line)
-				}
+			claims = unique(rec)
+		}
+		for _, claim := range claims {
+			if h, dup := held[claim]; dup {
+				return conflictf("%s %s: %s is %s %s's on line %d already", what, id, claim, what, h.id, h.line)
 			}
 		}
-		if claim != "" {
+		for _, claim := range claims {
 			held[claim] = holder{line, id}
 		}
 		seen[id] = line

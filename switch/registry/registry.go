@@ -164,6 +164,7 @@ func New(db *badger.DB, clock func() time.Time, opts Options) (*Registry, error)
 	st.warnUnboundSoftPOS()
 	st.warnUnboundDUKPT()
 	st.warnSharedDUKPT()
+	st.warnSharedBinding()
 	inc.start()
 	st.startSeenFlusher()
 	return reg, nil
@@ -203,27 +204,51 @@ func (r *store) warnUnboundDUKPT() {
 			"`switchyard terminal list --csv` shows them with pin_mode dukpt and an empty dukpt_device)")
 }
 
+// sharedClaims counts the claims of kinds held by more than one terminal (not
+// closed) and lists the first 20 in order, each as its claimText and the
+// terminals holding it (`imei "860000000000001": T0000001,T4300001`).
+func (r *store) sharedClaims(kinds ...claimKind) (n int, first []string) {
+	ix := r.refs.Load()
+	for _, k := range kinds {
+		for v, ids := range ix.claims[k] {
+			if len(ids) > 1 {
+				n++
+				first = append(first, claimText(k, v)+": "+strings.Join(ids, ","))
+			}
+		}
+	}
+	slices.Sort(first)
+	return n, first[:min(len(first), 20)]
+}
+
 // warnSharedDUKPT logs the DUKPT devices bound to more than one terminal (not
 // closed): records stored before 6 December 2026, when the registry began to refuse
 // a device already bound to another terminal. Each of those terminals takes the
 // device's KSNs, so each can use PIN blocks the device enciphered for another.
 func (r *store) warnSharedDUKPT() {
-	var shared []string
-	n := 0
-	for dev, ids := range r.refs.Load().devices {
-		if len(ids) > 1 {
-			if n++; len(shared) < 20 {
-				shared = append(shared, dev+": "+strings.Join(ids, ","))
-			}
-		}
-	}
+	n, shared := r.sharedClaims(claimDUKPT)
 	if n == 0 {
 		return
 	}
-	slices.Sort(shared)
 	r.log.Warn().Int("devices", n).Strs("first", shared).
 		Msg("DUKPT devices bound to more than one terminal: each of them takes the device's KSNs; keep the device on its own terminal " +
 			"and bind the others to theirs (`switchyard terminal change ID --dukpt-device KSN`, approved by another reviewer)")
+}
+
+// warnSharedBinding logs, in one line, the device serials, SIMs and IMEIs bound to
+// more than one terminal (not closed): records stored before 6 December 2026, when
+// the registry began to refuse a value already bound to another terminal. One
+// device can act as each of those terminals, which makes the binding meaningless.
+// Their other changes still go through.
+func (r *store) warnSharedBinding() {
+	n, shared := r.sharedClaims(claimSerial, claimSIM, claimIMEI)
+	if n == 0 {
+		return
+	}
+	r.log.Warn().Int("values", n).Strs("first", shared).
+		Msg("device serials, SIMs or IMEIs bound to more than one terminal: one device can act as each of them; keep each value on the " +
+			"terminal of the device that has it and correct or unbind it on the others (`switchyard terminal change ID --device-serial SERIAL`, " +
+			"`--iccid ICCID` or `--imei IMEI`, an empty value unbinding, approved by another reviewer)")
 }
 
 // warnUnboundSoftPOS logs the SoftPOS terminals (not closed) whose records have no

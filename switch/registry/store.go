@@ -60,7 +60,8 @@ type store struct {
 	// groupMins is the rollout groups' minimum application versions
 	// (SetGroupMinimums); Check applies the higher of it and the terminal's own.
 	groupMins atomic.Pointer[groupMins]
-	// refs indexes the terminals' key references and DUKPT devices (refs.go):
+	// refs indexes the terminals' key references, DUKPT devices, device serials,
+	// SIMs and IMEIs (refs.go):
 	// replaced with the snapshot's terminals, under mu.
 	refs atomic.Pointer[refIndex]
 
@@ -347,8 +348,8 @@ func (r *store) publishMerchant(m *Merchant) {
 }
 
 // publishTerminals makes ts visible to Check, copying the terminal map once for all
-// new terminals, and updates the index of their key references and DUKPT devices
-// when one of them changes it. r.mu must be held.
+// new terminals, and updates the index of their key references and claims (DUKPT
+// device, device serial, SIM, IMEI) when one of them changes it. r.mu must be held.
 func (r *store) publishTerminals(ts ...*Terminal) {
 	s := r.snap.Load()
 	var fresh []*Terminal
