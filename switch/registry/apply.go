@@ -323,9 +323,14 @@ func normalizeLanguage(code string) string {
 
 // normalizeTerminal fills defaults: the decline policy, a MAC requirement for
 // SoftPOS, and the conventional key references "<terminal ID>.TAK" and
-// "<terminal ID>.TPK" when a MAC or TPK PIN mode needs one and none is given; and
-// writes a DUKPT device in its stored form (normalizeDUKPTDevice).
+// "<terminal ID>.TPK" when a MAC or TPK PIN mode needs one and none is given;
+// writes a DUKPT device in its stored form (normalizeDUKPTDevice); and trims the
+// binding's serial, SIM and IMEI, which a transaction's DI, SI and IM must equal
+// exactly (an API's " SN-1" was stored with its space and never matched).
 func normalizeTerminal(t *Terminal) {
+	t.Binding.DeviceSerial = normalizeClaim(t.Binding.DeviceSerial)
+	t.Binding.ICCID = normalizeClaim(t.Binding.ICCID)
+	t.Binding.IMEI = normalizeClaim(t.Binding.IMEI)
 	if t.MissingPolicy == "" {
 		t.MissingPolicy = PolicyDecline
 	}

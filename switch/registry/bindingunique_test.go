@@ -204,3 +204,19 @@ func TestBindingSharedBeforeLogged(t *testing.T) {
 		t.Errorf("SN-T0000001 held by %v after T4300001 was unbound", got)
 	}
 }
+
+// TestBindingStoredTrimmed: a binding given with spaces around its values (an API
+// client's JSON) is stored trimmed, so that the terminal's DI, SI and IM, which must
+// equal it exactly, match. Before, " SN-4300011 " was stored as given and the
+// terminal's every request was declined as another device.
+func TestBindingStoredTrimmed(t *testing.T) {
+	f := newFixture(t)
+	f.apply(t, Change{Op: OpTerminalRegister, Terminal: boundTerminal("T4300011", " SN-4300011 ", " 89860000000000043011", "860000000043011 ")})
+	got, ok := f.reg.Terminal("T4300011")
+	if !ok {
+		t.Fatal("T4300011 not registered")
+	}
+	if b := got.Binding; b.DeviceSerial != "SN-4300011" || b.ICCID != "89860000000000043011" || b.IMEI != "860000000043011" {
+		t.Fatalf("binding stored as %q %q %q, want trimmed", b.DeviceSerial, b.ICCID, b.IMEI)
+	}
+}
