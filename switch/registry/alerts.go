@@ -89,7 +89,7 @@ func (ar *AlertRule) Validate() error {
 		case ActionWebhook:
 			u, err := url.Parse(a.URL)
 			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-				return invalidf("alert rule %s: webhook URL %q: want an http or https URL", ar.ID, a.URL)
+				return invalidf("alert rule %s: webhook URL %q: want an http or https URL", ar.ID, RedactWebhookURL(a.URL))
 			}
 		default:
 			return invalidf("alert rule %s: action %q: want log, webhook or suspend", ar.ID, a.Type)
@@ -306,8 +306,19 @@ func (r *alerting) indexAlert(a *Alert) {
 
 // --- alert rules ---
 
-// AlertRules returns the rules, ordered by ID.
+// AlertRules returns the rules, ordered by ID, as every read answer shows them:
+// their webhook URLs redacted (AlertRule.Redacted). The monitor reads them whole
+// (alertRules).
 func (r *alerting) AlertRules() []AlertRule {
+	out := r.alertRules()
+	for i := range out {
+		out[i] = out[i].Redacted()
+	}
+	return out
+}
+
+// alertRules returns the rules as stored, webhook URLs whole, ordered by ID.
+func (r *alerting) alertRules() []AlertRule {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := make([]AlertRule, 0, len(r.rules))
@@ -320,18 +331,25 @@ func (r *alerting) AlertRules() []AlertRule {
 
 // PutAlertRule creates or replaces a rule on behalf of operator p. A rule that
 // changes terminals (ChangesTerminals) is refused: it needs a reviewed change,
-// RequestChange with OpAlertRulePut (the API's PUT does that itself).
+// RequestChange with OpAlertRulePut (the API's PUT does that itself). A webhook URL
+// given redacted, as read answers show it, keeps the rule's URL it stands for
+// (keepWebhookURLs). The rule returned, and the oplog entry, show the webhook URLs
+// redacted.
 func (r *alerting) PutAlertRule(p Actor, ar AlertRule) (*AlertRule, error) {
 	if err := noteError("alert rule "+ar.ID+": description", ar.Description); err != nil {
 		return nil, err
 	}
 	ar.Description = r.maskText(p, "alert rule "+ar.ID, "description", ar.Description)
-	return retry(r.store, func() (*AlertRule, error) { return r.putAlertRule(p, ar) })
+	saved, err := retry(r.store, func() (*AlertRule, error) { return r.putAlertRule(p, ar) })
+	return redactedRule(saved), err
 }
 
 func (r *alerting) putAlertRule(p Actor, ar AlertRule) (*AlertRule, error) {
 	if !canHandle(p) {
 		return nil, forbiddenf("%s (%s) may not edit alert rules: operator or admin role needed", p.Name, p.Role)
+	}
+	if err := r.keepWebhookURLs(&ar); err != nil {
+		return nil, err
 	}
 	if err := r.checkRule(&ar); err != nil {
 		return nil, err
@@ -345,11 +363,11 @@ func (r *alerting) putAlertRule(p Actor, ar AlertRule) (*AlertRule, error) {
 	ar.UpdatedBy, ar.UpdatedAt = p.Name, now
 	var before any
 	if old := r.rules[ar.ID]; old != nil {
-		before = old
+		before = redactedRule(old)
 	}
 	b := r.ops()
 	b.add(OpEntry{Time: now, Actor: p.Name, Role: p.Role, Action: "alert-rule.put", TargetType: "alert-rule", Target: ar.ID,
-		Before: rawJSON(before), After: rawJSON(&ar)})
+		Before: rawJSON(before), After: rawJSON(redactedRule(&ar))})
 	if err := r.commitLocked(func(txn *wtx) error {
 		if err := putJSON(txn, []byte(pfxRule+ar.ID), &ar); err != nil {
 			return err
@@ -382,7 +400,7 @@ func (r *alerting) deleteAlertRule(p Actor, id string) error {
 	now := r.now()
 	b := r.ops()
 	b.add(OpEntry{Time: now, Actor: p.Name, Role: p.Role, Action: "alert-rule.delete", TargetType: "alert-rule", Target: id,
-		Before: rawJSON(old)})
+		Before: rawJSON(redactedRule(old))})
 	if err := r.commitLocked(func(txn *wtx) error {
 		if err := txn.Delete([]byte(pfxRule + id)); err != nil {
 			return err
@@ -406,11 +424,16 @@ type AlertFilterQuery struct {
 	Limit      int // the newest this many; 0 means 1000
 }
 
-// Alerts returns the matching alerts, oldest first.
+// Alerts returns the matching alerts, oldest first, their webhook URLs redacted
+// (redactedAlert).
 func (r *alerting) Alerts(f AlertFilterQuery) ([]*Alert, error) {
-	return kvjson.Newest(r.db, pfxAlert, f.Limit, "registry: read alert", func(a *Alert) bool {
+	as, err := kvjson.Newest(r.db, pfxAlert, f.Limit, "registry: read alert", func(a *Alert) bool {
 		return (f.Status == "" || a.Status == f.Status) && (f.RuleID == "" || a.RuleID == f.RuleID) && (f.TerminalID == "" || a.TerminalID == f.TerminalID)
 	})
+	for i := range as {
+		as[i] = redactedAlert(as[i])
+	}
+	return as, err
 }
 
 func (r *alerting) readAlert(seq uint64, id string) (*Alert, error) {
@@ -425,24 +448,27 @@ func (r *alerting) readAlert(seq uint64, id string) (*Alert, error) {
 	return a, nil
 }
 
-// GetAlert returns alert id.
+// GetAlert returns alert id, its webhook URLs redacted (redactedAlert).
 func (r *alerting) GetAlert(id string) (*Alert, error) {
 	n, err := parseSeqID(id, "ALR-")
 	if err != nil {
 		return nil, err
 	}
-	return r.readAlert(n, id)
+	a, err := r.readAlert(n, id)
+	return redactedAlert(a), err
 }
 
 // AcknowledgeAlert marks open alert id as acknowledged by operator p. The rule will
 // not alert again for that terminal until it has been seen again, or until one more
-// threshold has passed since the acknowledgement.
+// threshold has passed since the acknowledgement. The alert returned shows its
+// webhook URLs redacted.
 func (r *alerting) AcknowledgeAlert(p Actor, id, note string) (*Alert, error) {
 	if err := noteError("alert "+id+": note", note); err != nil {
 		return nil, err
 	}
 	note = r.maskText(p, "alert "+id, "note", note)
-	return retry(r.store, func() (*Alert, error) { return r.acknowledgeAlert(p, id, note) })
+	a, err := retry(r.store, func() (*Alert, error) { return r.acknowledgeAlert(p, id, note) })
+	return redactedAlert(a), err
 }
 
 func (r *alerting) acknowledgeAlert(p Actor, id, note string) (*Alert, error) {

@@ -354,9 +354,10 @@ func (e effect) changeEffect() ChangeEffect {
 		return *e.xAfter
 	}
 	if e.rAfter != nil {
-		ce := ChangeEffect{Type: "alert-rule", ID: e.rAfter.ID, After: rawJSON(e.rAfter)}
+		// Shown in previews and written to the oplog: webhook URLs redacted.
+		ce := ChangeEffect{Type: "alert-rule", ID: e.rAfter.ID, After: rawJSON(redactedRule(e.rAfter))}
 		if e.rBefore != nil {
-			ce.Before = rawJSON(e.rBefore)
+			ce.Before = rawJSON(redactedRule(e.rBefore))
 		}
 		return ce
 	}

@@ -175,7 +175,9 @@ func canReview(p Actor) bool {
 
 // RequestChange records c as a change requested by p, pending review. It checks
 // that the change could be applied now and fills ID, status and requester. Only
-// operators and admins may request changes.
+// operators and admins may request changes. An alert rule's webhook URL given
+// redacted keeps the rule's URL it stands for (keepWebhookURLs); the change
+// returned, as every read of it, shows the URLs redacted.
 func (r *review) RequestChange(p Actor, c Change) (*Change, error) {
 	r.maskChange(p, &c)
 	normalizeLanguages(&c)
@@ -218,6 +220,13 @@ func (r *review) requestChange(p Actor, c Change) (*Change, error) {
 	if c.Op != OpAlertRulePut {
 		c.AlertRule = nil
 	}
+	if c.AlertRule != nil {
+		ar := *c.AlertRule
+		if err := r.alerts.keepWebhookURLs(&ar); err != nil {
+			return nil, err
+		}
+		c.AlertRule = &ar
+	}
 	if _, ok := r.ext.get(c.Op); !ok {
 		c.Ext = nil
 	}
@@ -250,6 +259,7 @@ func (r *review) requestChange(p Actor, c Change) (*Change, error) {
 	c.ReviewedBy, c.ReviewedAt, c.ReviewNote = "", nil, ""
 	logged := c // an import is logged without its rows: each created record gets its own entry on approval
 	logged.Terminals, logged.Merchants, logged.Reason = nil, nil, importReason(&c)
+	logged.AlertRule = redactedRule(c.AlertRule)
 	b := r.ops()
 	b.add(OpEntry{Time: now, Actor: p.Name, Role: p.Role, Action: "change.request", TargetType: "change", Target: c.ID,
 		ChangeID: c.ID, Reason: c.Reason, After: rawJSON(&logged)})
@@ -267,7 +277,7 @@ func (r *review) requestChange(p Actor, c Change) (*Change, error) {
 	b.done()
 	r.chgSeq = c.Seq
 	r.log.Info().Str("change", c.ID).Str("op", string(c.Op)).Str("target", c.Target).Str("by", p.Name).Msg("change requested")
-	return &c, nil
+	return redactedChange(&c), nil
 }
 
 // checkRequestKeys checks the key references a terminal register, import or change
@@ -313,13 +323,14 @@ func (r *review) loadChange(id string) (*Change, error) {
 }
 
 // GetChange returns change id and, while it is pending, what approving it now would
-// do (or why it would fail).
+// do (or why it would fail). An alert rule's webhook URLs are shown redacted
+// (RedactWebhookURL), in the change and its effects.
 func (r *review) GetChange(id string) (*ChangePreview, error) {
 	c, err := r.loadChange(id)
 	if err != nil {
 		return nil, err
 	}
-	pv := &ChangePreview{Change: c}
+	pv := &ChangePreview{Change: redactedChange(c)}
 	if c.Status == ChangePending {
 		effs, err := r.compute(c, r.now())
 		if err == nil {
@@ -392,7 +403,8 @@ type ChangeFilter struct {
 }
 
 // Changes returns the matching changes, oldest first. Imports are listed without
-// their terminals or merchants (GetChange has them).
+// their terminals or merchants (GetChange has them); alert rules with their
+// webhook URLs redacted.
 func (r *review) Changes(f ChangeFilter) ([]*Change, error) {
 	return kvjson.Newest(r.db, pfxChange, f.Limit, "registry: read change", func(c *Change) bool {
 		if (f.Status != "" && c.Status != f.Status) || (f.Target != "" && c.Target != f.Target) {
@@ -400,6 +412,7 @@ func (r *review) Changes(f ChangeFilter) ([]*Change, error) {
 		}
 		c.Reason = importReason(c)
 		c.Terminals, c.Merchants = nil, nil
+		c.AlertRule = redactedRule(c.AlertRule)
 		return true
 	})
 }
@@ -432,7 +445,7 @@ func (r *review) Approve(p Actor, id, note string) (*Change, error) {
 	if err == nil {
 		r.applyExt(c)
 	}
-	return c, err
+	return redactedChange(c), err
 }
 
 func (r *review) approve(p Actor, id, note string) (*Change, error) {
@@ -551,7 +564,8 @@ func (r *review) closeChange(p Actor, id, note string, to ChangeStatus, action s
 		return nil, err
 	}
 	note = r.maskText(p, "change "+id, "review note", note)
-	return retry(r.store, func() (*Change, error) { return r.closeChangeOnce(p, id, note, to, action) })
+	c, err := retry(r.store, func() (*Change, error) { return r.closeChangeOnce(p, id, note, to, action) })
+	return redactedChange(c), err
 }
 
 func (r *review) closeChangeOnce(p Actor, id, note string, to ChangeStatus, action string) (*Change, error) {

@@ -153,7 +153,7 @@ func loadDemo(reg *Registry) (int, error) {
 			}
 			ar.UpdatedBy, ar.UpdatedAt = "demo", now
 			rule = &ar
-			b.add(OpEntry{Time: now, Actor: "demo", Action: "alert-rule.put", TargetType: "alert-rule", Target: ar.ID, Reason: "demo fleet", After: rawJSON(rule)})
+			b.add(OpEntry{Time: now, Actor: "demo", Action: "alert-rule.put", TargetType: "alert-rule", Target: ar.ID, Reason: "demo fleet", After: rawJSON(redactedRule(rule))})
 		}
 		err := reg.commitLocked(func(txn *wtx) error {
 			for _, e := range chunk {

@@ -193,7 +193,7 @@ func (mo *Monitor) RunOnce(ctx context.Context, now time.Time) ([]*Alert, error)
 	defer mo.runMu.Unlock()
 	r := mo.reg
 	now = now.UTC()
-	rules := r.AlertRules()
+	rules := r.alertRules()
 	s := r.snap.Load()
 	ids := make([]string, 0, len(s.terminals))
 	for id := range s.terminals {

@@ -18,16 +18,19 @@ import (
 // without dot segments.
 // An empty list allows nothing, so that an alert rule cannot make the switch post to
 // an address of its choosing (a local port, a metadata service).
+// Its errors show target redacted (RedactWebhookURL): a pending change's preview
+// shows them to every role.
 func (r *alerting) webhookAllowed(target string) error {
+	shown := RedactWebhookURL(target)
 	u, err := url.Parse(target)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("webhook URL %q: want an http or https URL", target)
+		return fmt.Errorf("webhook URL %q: want an http or https URL", shown)
 	}
 	if u.User != nil {
-		return fmt.Errorf("webhook URL %q: user information in a webhook URL is refused", target)
+		return fmt.Errorf("webhook URL %q: user information in a webhook URL is refused", shown)
 	}
 	if dotSegments(u.Path) {
-		return fmt.Errorf("webhook URL %q: a path with \".\" or \"..\" segments is refused (the receiver would resolve it outside the allowed path)", target)
+		return fmt.Errorf("webhook URL %q: a path with \".\" or \"..\" segments is refused (the receiver would resolve it outside the allowed path)", shown)
 	}
 	for _, entry := range r.opts.WebhookAllow {
 		if webhookMatches(entry, u) {
@@ -35,9 +38,9 @@ func (r *alerting) webhookAllowed(target string) error {
 		}
 	}
 	if len(r.opts.WebhookAllow) == 0 {
-		return fmt.Errorf("webhook URL %q: no webhook target is allowed (configure alerts.webhook_allow)", target)
+		return fmt.Errorf("webhook URL %q: no webhook target is allowed (configure alerts.webhook_allow)", shown)
 	}
-	return fmt.Errorf("webhook URL %q is not on the allow-list (alerts.webhook_allow: %s)", target, strings.Join(r.opts.WebhookAllow, ", "))
+	return fmt.Errorf("webhook URL %q is not on the allow-list (alerts.webhook_allow: %s)", shown, strings.Join(r.opts.WebhookAllow, ", "))
 }
 
 // dotSegments reports whether the decoded path p has a "." or ".." segment
