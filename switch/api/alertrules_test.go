@@ -96,3 +96,65 @@ func TestSuspendRuleNeedsReview(t *testing.T) {
 		t.Errorf("log rule: %d %s", st, body)
 	}
 }
+
+// TestAlertRuleWebhookURLRedacted: a Slack-style webhook URL carries its secret
+// in the path; the API's answers (the saved rule, the rule list, a change, its
+// preview and list, the oplog) show every role only its scheme and host and a
+// fingerprint, which differs between the URL in force and the one requested.
+// Before, operators, reviewers and analysts all read the whole URL.
+func TestAlertRuleWebhookURLRedacted(t *testing.T) {
+	a := newAPIFixtureOn(t, newFixtureOpts(t, registry.Options{SeenFlushInterval: -1, WebhookAllow: []string{"https://hooks.example.com/services/"}}))
+	const url1 = "https://hooks.example.com/services/T000/B000/XXXXSECRET1"
+	const url2 = "https://hooks.example.com/services/T000/B000/XXXXSECRET2"
+	noSecret := func(what, body string) {
+		t.Helper()
+		if strings.Contains(body, "XXXXSECRET") || strings.Contains(body, "/services/") {
+			t.Errorf("%s shows the webhook URL's path: %s", what, body)
+		}
+	}
+	st, body := a.raw(t, "PUT", "/api/v1/alert-rules/hook", registry.DemoOperatorToken, "application/json",
+		`{"threshold":"1h","actions":[{"type":"webhook","url":"`+url1+`"}]}`)
+	if st != 200 {
+		t.Fatalf("PUT of a webhook rule: %d %s", st, body)
+	}
+	noSecret("saved rule", body)
+	for _, tok := range []string{registry.DemoOperatorToken, registry.DemoReviewerToken, registry.DemoAnalystToken} {
+		st, body := a.raw(t, "GET", "/api/v1/alert-rules", tok, "", "")
+		if st != 200 || !strings.Contains(body, `"https://hooks.example.com/… (sha256:`+registry.WebhookFingerprint(url1)+`)"`) {
+			t.Errorf("GET /api/v1/alert-rules: %d %s; want the host and fingerprint", st, body)
+		}
+		noSecret("rule list", body)
+	}
+	st, body = a.raw(t, "PUT", "/api/v1/alert-rules/hook", registry.DemoOperatorToken, "application/json",
+		`{"threshold":"1h","actions":[{"type":"webhook","url":"`+url2+`"},{"type":"suspend"}],"reason":"suspend too"}`)
+	if st != 202 {
+		t.Fatalf("PUT of a suspend rule: %d %s", st, body)
+	}
+	noSecret("change request", body)
+	var c registry.Change
+	if err := json.Unmarshal([]byte(body), &c); err != nil {
+		t.Fatal(err)
+	}
+	st, body = a.raw(t, "GET", "/api/v1/changes/"+c.ID, registry.DemoReviewerToken, "", "")
+	if st != 200 || !strings.Contains(body, registry.WebhookFingerprint(url1)) || !strings.Contains(body, registry.WebhookFingerprint(url2)) {
+		t.Errorf("preview: %d %s; want both fingerprints", st, body)
+	}
+	noSecret("preview", body)
+	for _, path := range []string{"/api/v1/changes", "/api/v1/oplog"} {
+		st, body := a.raw(t, "GET", path, registry.DemoAnalystToken, "", "")
+		if st != 200 {
+			t.Fatalf("GET %s: %d %s", path, st, body)
+		}
+		noSecret(path, body)
+	}
+	if st, body := a.raw(t, "POST", "/api/v1/changes/"+c.ID+"/approve", registry.DemoReviewerToken, "application/json", `{}`); st != 200 {
+		t.Fatalf("approve: %d %s", st, body)
+	} else {
+		noSecret("approved change", body)
+	}
+	st, body = a.raw(t, "GET", "/api/v1/oplog", registry.DemoAnalystToken, "", "")
+	if st != 200 || !strings.Contains(body, registry.WebhookFingerprint(url2)) {
+		t.Errorf("oplog after the approval: %d %s; want the new fingerprint", st, body)
+	}
+	noSecret("oplog after the approval", body)
+}

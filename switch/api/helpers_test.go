@@ -47,9 +47,15 @@ type fixture struct {
 
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
+	return newFixtureOpts(t, registry.Options{SeenFlushInterval: -1})
+}
+
+// newFixtureOpts is newFixture with the registry's options.
+func newFixtureOpts(t testing.TB, opts registry.Options) *fixture {
+	t.Helper()
 	f := &fixture{clock: &fakeClock{t: t0}}
 	db := openDB(t, t.TempDir())
-	reg, err := registry.New(db, f.clock.Now, registry.Options{SeenFlushInterval: -1})
+	reg, err := registry.New(db, f.clock.Now, opts)
 	if err != nil {
 		t.Fatalf("registry.New: %v", err)
 	}

@@ -24,7 +24,12 @@ type apiFixture struct {
 
 func newAPIFixture(t *testing.T) *apiFixture {
 	t.Helper()
-	f := newFixture(t)
+	return newAPIFixtureOn(t, newFixture(t))
+}
+
+// newAPIFixtureOn serves the API over fixture f.
+func newAPIFixtureOn(t *testing.T, f *fixture) *apiFixture {
+	t.Helper()
 	auth, err := admin.NewAuthenticator(api.DemoTokens())
 	if err != nil {
 		t.Fatal(err)

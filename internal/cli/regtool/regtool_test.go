@@ -572,3 +572,37 @@ func TestCLIChangeShowEscapesControls(t *testing.T) {
 		t.Fatalf("change show --json:\n%s", out)
 	}
 }
+
+// TestCLIAlertRuleWebhookRedacted: alert-rule list (table and JSON), change show
+// and oplog show an alert rule's webhook URL as its host and a fingerprint, never
+// the path that carries a Slack-style secret; oplog verify still passes. Before,
+// every role read the whole URL.
+func TestCLIAlertRuleWebhookRedacted(t *testing.T) {
+	e := newEnvWith(t, registry.Options{SeenFlushInterval: -1, WebhookAllow: []string{"https://hooks.example.com/services/"}})
+	const url1 = "https://hooks.example.com/services/T000/B000/XXXXSECRET1"
+	const url2 = "https://hooks.example.com/services/T000/B000/XXXXSECRET2"
+	noSecret := func(what, out string) {
+		t.Helper()
+		if strings.Contains(out, "XXXXSECRET") || strings.Contains(out, "/services/") {
+			t.Errorf("%s shows the webhook URL's path: %s", what, out)
+		}
+	}
+	noSecret("alert-rule set", e.mustRun(t, op, "alert-rule", "set", "hook", "--threshold", "1h", "--action", "webhook="+url1))
+	out := e.mustRun(t, an, "alert-rule", "list")
+	if !strings.Contains(out, "webhook=https://hooks.example.com/… (sha256:"+registry.WebhookFingerprint(url1)+")") {
+		t.Errorf("alert-rule list: %s; want the host and fingerprint", out)
+	}
+	noSecret("alert-rule list", out)
+	noSecret("alert-rule list --json", e.mustRun(t, rev, "alert-rule", "list", "--json"))
+	noSecret("suspend rule set", e.mustRun(t, op, "alert-rule", "set", "hook", "--threshold", "1h", "--action", "webhook="+url2, "--action", "suspend", "--reason", "suspend too"))
+	out = e.mustRun(t, rev, "change", "show", "CHG-1")
+	if !strings.Contains(out, registry.WebhookFingerprint(url1)) || !strings.Contains(out, registry.WebhookFingerprint(url2)) {
+		t.Errorf("change show: %s; want both fingerprints", out)
+	}
+	noSecret("change show", out)
+	e.mustRun(t, rev, "change", "approve", "CHG-1")
+	noSecret("oplog", e.mustRun(t, an, "oplog", "--json"))
+	if out := e.mustRun(t, an, "oplog", "verify"); !strings.Contains(out, "hash chain verified") {
+		t.Errorf("oplog verify: %s", out)
+	}
+}
