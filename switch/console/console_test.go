@@ -1,6 +1,7 @@
 package console
 
 import (
+	"html/template"
 	"io"
 	"io/fs"
 	"net/http"
@@ -487,4 +488,66 @@ func TestRegisterMerchantNameLatin(t *testing.T) {
 	if _, page := get(t, op, f.srv.URL+"/console/merchants?q=sushi"); !strings.Contains(page, "000000000000092") {
 		t.Fatalf("searching the merchants for its ASCII name does not find it:\n%s", page)
 	}
+}
+
+// An alert rule's webhook URL, whose path is a Slack-style secret, is shown by
+// the incidents page, its edit form, a change and the oplog only as its host and
+// a fingerprint; saving the edit form as it was filled keeps the URL. Before,
+// every role read the whole URL there.
+func TestAlertRuleWebhookRedacted(t *testing.T) {
+	f := newFixtureOpts(t, registry.Options{SeenFlushInterval: -1, WebhookAllow: []string{"https://hooks.example.com/services/"}})
+	const url1 = "https://hooks.example.com/services/T000/B000/XXXXSECRET1"
+	const url2 = "https://hooks.example.com/services/T000/B000/XXXXSECRET2"
+	red1 := registry.RedactWebhookURL(url1)
+	op := registry.Actor{Name: "operator", Role: registry.RoleOperator}
+	if _, err := f.reg.PutAlertRule(op, registry.AlertRule{ID: "hook", Threshold: registry.Duration(time.Hour),
+		Actions: []registry.AlertAction{{Type: registry.ActionWebhook, URL: url1}}}); err != nil {
+		t.Fatal(err)
+	}
+	noSecret := func(what, page string) {
+		t.Helper()
+		if strings.Contains(page, "XXXXSECRET") || strings.Contains(page, "/services/") {
+			t.Errorf("%s shows the webhook URL's path", what)
+		}
+	}
+	c := f.client()
+	f.login(t, c, "operator", "operator-demo-pw")
+	_, page := get(t, c, f.srv.URL+"/console/incidents?edit=hook")
+	if !strings.Contains(page, `name="webhook" placeholder="https://…" value="`+template.HTMLEscapeString(red1)+`"`) {
+		t.Errorf("the edit form lacks the redacted URL %q", red1)
+	}
+	noSecret("incidents page", page)
+	tok := csrfField.FindStringSubmatch(page)[1]
+	post := func(v url.Values) *http.Response {
+		t.Helper()
+		v.Set("csrf", tok)
+		resp, err := c.PostForm(f.srv.URL+"/console/alert-rules", v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	// The form saved as filled, with a new description: the URL stays.
+	if resp := post(url.Values{"id": {"hook"}, "threshold": {"1h"}, "description": {"ops channel"}, "webhook": {red1}}); resp.StatusCode != http.StatusSeeOther || strings.Contains(resp.Header.Get("Location"), "err=") {
+		t.Fatalf("save as filled: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	rules := f.reg.AlertRules()
+	if len(rules) == 0 || rules[0].ID != "hook" || rules[0].Description != "ops channel" || rules[0].Actions[0].URL != red1 {
+		t.Fatalf("rules after saving the form as filled: %+v; want the webhook still %q", rules, red1)
+	}
+	resp := post(url.Values{"id": {"hook"}, "threshold": {"1h"}, "webhook": {url2}, "suspend": {"on"}, "reason": {"suspend too"}})
+	loc := resp.Header.Get("Location")
+	if !strings.HasPrefix(loc, "/console/changes/CHG-") {
+		t.Fatalf("a suspending rule went to %q, want its change for review", loc)
+	}
+	rc := f.client()
+	f.login(t, rc, "reviewer", "reviewer-demo-pw")
+	_, page = get(t, rc, f.srv.URL+loc)
+	if !strings.Contains(page, registry.WebhookFingerprint(url1)) || !strings.Contains(page, registry.WebhookFingerprint(url2)) {
+		t.Errorf("change page lacks the fingerprints of the URL in force and the one requested")
+	}
+	noSecret("change page", page)
+	_, page = get(t, rc, f.srv.URL+"/console/oplog")
+	noSecret("oplog page", page)
 }
