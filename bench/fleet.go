@@ -68,10 +68,13 @@ func newFleetPlan() *fleetPlan {
 		out := make([]benchTerminal, n)
 		for i := range out {
 			id := fmt.Sprintf("%s%06d", prefix, len(p.all)+i+1)
-			out[i] = benchTerminal{id: id, merchant: merchant, kind: kind, serial: "SN-" + id, imei: fmt.Sprintf("86%013d", len(p.all)+i+1),
+			// IMEIs and ICCIDs in ranges of their own (861..., 89861...), apart
+			// from the demo fleet's (860..., 89860...): a SIM or IMEI is one
+			// terminal's, and the registry refuses an import that shares one.
+			out[i] = benchTerminal{id: id, merchant: merchant, kind: kind, serial: "SN-" + id, imei: fmt.Sprintf("861%012d", len(p.all)+i+1),
 				lat: lat, lon: lon, radius: radius}
 			if kind == "pos" {
-				out[i].iccid = fmt.Sprintf("8986%016d", len(p.all)+i+1)
+				out[i].iccid = fmt.Sprintf("89861%015d", len(p.all)+i+1)
 			}
 		}
 		p.all = append(p.all, out...)
