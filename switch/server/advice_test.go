@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/switchyard/switchyard/switch/config"
 	"github.com/switchyard/switchyard/switch/internal/testswitch"
 	"github.com/switchyard/switchyard/switch/issuersim"
 	"github.com/switchyard/switchyard/switch/message"
@@ -18,38 +17,9 @@ import (
 // took the reversal out of the queue, and the issuer never reversed the purchase the
 // terminal had voided.)
 func TestAdviceAnsweredUnprocessedSentAgain(t *testing.T) {
-	sim, err := issuersim.Start(issuersim.Config{Addr: "127.0.0.1:0", BIN: "411111"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
-	c := demoConfig(t, t.TempDir())
-	c.Issuers = []config.Issuer{{ID: "sim", Addrs: []string{sim.Addr()}, Timeout: config.Duration(10 * time.Second)}}
-	c.Routes = append(c.Routes, config.Route{Prefix: "411111", Issuer: "sim"})
-	c.ApplyDefaults()
-	if err := c.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	s := start(t, c, nil)
-	deadline := time.Now().Add(5 * time.Second)
-	for !s.links["sim"].Up() {
-		if time.Now().After(deadline) {
-			t.Fatal("the issuer did not sign on")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	sim, s := simSwitch(t, issuersim.Faults{}, 10*time.Second, nil)
 	tc := dial(t, s, "ascii", message.DialectASCII)
-	const card = "4111111111111111"
-	sale := send(t, tc, message.DialectASCII, purchase(card, 1000))
-	if sale.RC != "00" {
-		t.Fatalf("purchase: %+v", sale)
-	}
-	sim.SetFaults(issuersim.Faults{AdviceUnavailable: 1})
-	void := purchase(card, 1000)
-	void.ProcCode, void.RRN, void.AuthCode = message.PCVoid, sale.RRN, sale.AuthCode
-	if r := send(t, tc, message.DialectASCII, void); r.RC != "00" {
-		t.Fatalf("void: %+v", r)
-	}
+	sale := voidedSale(t, tc, sim, issuersim.Faults{AdviceUnavailable: 1})
 	// The issuer answers the first try 91.
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		if st := s.Queue.IssuerStats()["sim"]; st != nil && st.Sent.Load() >= 1 && st.Sent.Load() == st.Acked.Load()+st.Failed.Load() {
@@ -85,37 +55,10 @@ func TestAdviceAnsweredUnprocessedSentAgain(t *testing.T) {
 // many such answers come. (Until the third release of 6 December 2026 an answer without DE 39
 // acknowledged the advice: it left the queue, and the card could stay charged.)
 func TestAdviceAnsweredWithoutRCSentAgain(t *testing.T) {
-	sim, err := issuersim.Start(issuersim.Config{Addr: "127.0.0.1:0", BIN: "411111"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
-	c := demoConfig(t, t.TempDir())
-	c.Issuers = []config.Issuer{{ID: "sim", Addrs: []string{sim.Addr()}, Timeout: config.Duration(10 * time.Second)}}
-	c.Routes = append(c.Routes, config.Route{Prefix: "411111", Issuer: "sim"})
-	c.ApplyDefaults()
-	if err := c.Validate(); err != nil {
-		t.Fatal(err)
-	}
 	logs := &testswitch.SyncBuffer{}
-	s := start(t, c, logs)
-	for deadline := time.Now().Add(5 * time.Second); !s.links["sim"].Up(); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the issuer did not sign on")
-		}
-	}
+	sim, s := simSwitch(t, issuersim.Faults{}, 10*time.Second, logs)
 	tc := dial(t, s, "ascii", message.DialectASCII)
-	const card = "4111111111111111"
-	sale := send(t, tc, message.DialectASCII, purchase(card, 1000))
-	if sale.RC != "00" {
-		t.Fatalf("purchase: %+v", sale)
-	}
-	sim.SetFaults(issuersim.Faults{AdviceNoRC: 1})
-	void := purchase(card, 1000)
-	void.ProcCode, void.RRN, void.AuthCode = message.PCVoid, sale.RRN, sale.AuthCode
-	if r := send(t, tc, message.DialectASCII, void); r.RC != "00" {
-		t.Fatalf("void: %+v", r)
-	}
+	sale := voidedSale(t, tc, sim, issuersim.Faults{AdviceNoRC: 1})
 	// Three tries answered without DE 39 (the queue's backoff: 0.5 s, then 1 s).
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		st := s.Queue.IssuerStats()["sim"]

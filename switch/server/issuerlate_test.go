@@ -25,25 +25,8 @@ import (
 // logged with both MTIs, the purchase waits for its answer and, without one, times
 // out: 91 and reversed, as after an answer that cannot be read.
 func TestIssuerAnswerOfWrongMTI(t *testing.T) {
-	sim, err := issuersim.Start(issuersim.Config{Addr: "127.0.0.1:0", BIN: "411111", Faults: issuersim.Faults{WrongMTI: 1}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
-	c := demoConfig(t, t.TempDir())
-	c.Issuers = []config.Issuer{{ID: "sim", Addrs: []string{sim.Addr()}, Timeout: config.Duration(500 * time.Millisecond)}}
-	c.Routes = append(c.Routes, config.Route{Prefix: "411111", Issuer: "sim"})
-	c.ApplyDefaults()
-	if err := c.Validate(); err != nil {
-		t.Fatal(err)
-	}
 	logs := &testswitch.SyncBuffer{}
-	s := start(t, c, logs)
-	for deadline := time.Now().Add(5 * time.Second); !s.links["sim"].Up(); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the issuer did not sign on")
-		}
-	}
+	sim, s := simSwitch(t, issuersim.Faults{WrongMTI: 1}, 500*time.Millisecond, logs)
 	tc := dial(t, s, "ascii", message.DialectASCII)
 	r := send(t, tc, message.DialectASCII, purchase("4111111111111111", 1000))
 	if r.RC != message.RCIssuerUnavailable {
