@@ -613,7 +613,9 @@ func (a *Adapter) Process(ctx context.Context, c *frontend.Conn, body []byte) (f
 		ans.Set(4, amt)
 	}
 	if k.Name == "settlement" {
-		ans.Set(48, settlementAnswer(f.Str(48), pr.Str(39)))
+		if f48, ok := settlementAnswer(f.Str(48), pr.Str(39)); ok {
+			ans.Set(48, f48)
+		}
 	}
 	if message.Approved(pr.Str(39)) && k.Name != "settlement" {
 		ans.Set(63, "CUP")
@@ -917,11 +919,25 @@ func EncryptTrack(encrypt func(dst, src []byte), nib string) (string, error) {
 
 // settlementAnswer is F48 of an 0510: the terminal's totals with the settlement code
 // (the 31st digit, and the 62nd when foreign totals are present) set to 1 when the
-// switch's journal agrees (F39 00), 2 when not.
-func settlementAnswer(f48, rc string) string {
-	code := byte('2')
-	if rc == message.RCApproved {
+// switch's journal agrees (F39 00) and 2 when it does not (95), the two answers of a
+// settlement the switch compared and closed its batch on. Any other F39 is a
+// settlement refused before it was compared (58 terminal-suspended, 59, 63, 03, 30
+// batch-totals-missing, 91 journal-behind, 96): the switch's batch stays open, and
+// the answer carries no F48 (ok false), so that no terminal takes a settlement code
+// for a batch the switch did not settle. Terminal code reads the code only after
+// F39 00 and takes 1, 2 and 3 alike as the host's settlement, which closes the
+// terminal's batch; a missing code is an error that keeps it (docs/cup-dialect.md,
+// Settlement). (Until the third release of 6 December 2026 every refusal carried
+// code 2, unbalanced.)
+func settlementAnswer(f48, rc string) (string, bool) {
+	var code byte
+	switch rc {
+	case message.RCApproved:
 		code = '1'
+	case message.RCReconciliationError:
+		code = '2'
+	default:
+		return "", false
 	}
 	b := []byte(f48)
 	if len(b) >= 31 {
@@ -930,7 +946,7 @@ func settlementAnswer(f48, rc string) string {
 	if len(b) >= 62 {
 		b[61] = code
 	}
-	return string(b)
+	return string(b), true
 }
 
 // asciiAnswer is the pipeline's answer, unpacked.

@@ -88,6 +88,8 @@ func refusalReason(me *mapError) string {
 		kind = "format-error"
 	case message.RCIncorrectPIN:
 		return "pin-block-invalid"
+	case message.RCDuplicate:
+		return "duplicate-stan-other-content"
 	case message.RCSecurityViolation:
 		kind = "security"
 	}

@@ -3,6 +3,7 @@ package cup
 import (
 	"encoding/hex"
 	"fmt"
+	"hash/maphash"
 	"strconv"
 	"strings"
 	"time"
@@ -138,6 +139,14 @@ func toPipeline(f *Frame, k Kind, s *session, identity, track2 string, pin []byt
 	defer s.mu.Unlock()
 	b := message.NewBuilder(message.DialectASCII, k.ASCIIMTI)
 	amount := f.Str(4)
+	tags := f59Tags(f.Str(59))
+	entry := f.Str(22)
+	if len(entry) > 3 {
+		entry = entry[:3]
+	} else if entry == "" {
+		entry = "000" // as the pipeline is given it (below)
+	}
+	var sum uint64
 	switch k.Original {
 	case "stan", "stan61":
 		orig, err := originalSTAN(f, k)
@@ -175,13 +184,22 @@ func toPipeline(f *Frame, k Kind, s *session, identity, track2 string, pin []byt
 		stan = uploadSTAN(f)
 		b.Set(3, k.ASCIIProc).Set(38, strings.TrimSpace(f.Str(38)))
 	default:
+		sum = contentSum(f, track2, tags)
 		if e, ok := s.stans[stan]; ok && e.mti == k.ASCIIMTI && e.proc == k.ASCIIProc && e.amount == amount {
+			if e.sum != 0 && e.sum != sum || e.sum == 0 && e.entry != "" && e.entry != entry {
+				// The STAN, type and amount of an earlier request, but not its
+				// card, entry mode, chip data...: another transaction, never
+				// given the other's answer. The first stays remembered, so that
+				// its own resend still gets its answer.
+				return m, &mapError{rc: message.RCDuplicate, field: 11, reason: fmt.Sprintf(
+					"STAN %s was used by another %s of the same amount (received %s): not a resend", stan, k.Name, e.at.UTC().Format(time.RFC3339))}
+			}
 			de7 = e.de7 // a resend: the same key, so the pipeline answers it as a duplicate
 		}
 		b.Set(3, k.ASCIIProc)
 	}
 	if k.Original == "" || k.Original == "rrn" {
-		s.remember(stan, stanEntry{mti: k.ASCIIMTI, proc: k.ASCIIProc, de7: de7, amount: amount, at: now})
+		s.remember(stan, stanEntry{mti: k.ASCIIMTI, proc: k.ASCIIProc, de7: de7, amount: amount, at: now, entry: entry, sum: sum})
 	}
 	m.de7 = de7
 	localTime, localDate := now.UTC().Format("150405"), now.UTC().Format("0102")
@@ -205,7 +223,6 @@ func toPipeline(f *Frame, k Kind, s *session, identity, track2 string, pin []byt
 		}
 		b.Set(37, f.Str(37)).Set(38, strings.TrimSpace(f.Str(38)))
 	}
-	tags := f59Tags(f.Str(59))
 	if qr := strings.HasPrefix(f.Str(22), "03"); !qr {
 		delete(tags, message.TagQRCode)
 	} else if _, ok := tags[message.TagQRCode]; !ok {
@@ -251,6 +268,49 @@ func toPipeline(f *Frame, k Kind, s *session, identity, track2 string, pin []byt
 	}
 	m.body = body
 	return m, nil
+}
+
+// contentSeed keys contentSum: per process, as the sums live in the sessions' memory
+// only.
+var contentSeed = maphash.MakeSeed()
+
+// contentFields are the fields of a card request that contentSum covers besides the
+// clear track 2 and F59's payment code: what tells one transaction from another of
+// the same STAN, type and amount, and what a terminal's resend (the same message
+// again) repeats as it is. Left out: F52 and F64 (a sign-in between the first try
+// and the resend changes the PIN and MAC keys), F53, F59's other tags (the
+// terminal's place and SIM, read afresh), F60 after 60.1, F62, F63 and F35 as sent
+// (encrypted under the TDK, which a sign-in changes: the clear track stands for it).
+var contentFields = []int{2, 3, 12, 13, 14, 22, 23, 25, 37, 38, 49, 55, 61}
+
+// contentSum is the fingerprint of request f's content (contentFields, the clear
+// track 2 and F59's payment code; 60.1 and F4 are compared on their own): a keyed
+// 64-bit hash under a per-process seed, so that the session keeps no card data, only
+// this number. Two requests of one STAN with different sums are two transactions.
+func contentSum(f *Frame, track2 string, tags map[string]string) uint64 {
+	var h maphash.Hash
+	h.SetSeed(contentSeed)
+	var n [3]byte
+	put := func(id int, v string) {
+		n[0], n[1], n[2] = byte(id), byte(len(v)>>8), byte(len(v))
+		h.Write(n[:])
+		h.WriteString(v)
+	}
+	for _, id := range contentFields {
+		switch {
+		case !f.Has(id):
+		case id == 55: // binary
+			b := f.Bytes(55)
+			n[0], n[1], n[2] = 55, byte(len(b)>>8), byte(len(b))
+			h.Write(n[:])
+			h.Write(b)
+		default:
+			put(id, f.Str(id))
+		}
+	}
+	put(35, track2)
+	put(59, tags[message.TagQRCode])
+	return h.Sum64()
 }
 
 // partialOK reports whether F60 says the terminal accepts a partial approval: 60.6,

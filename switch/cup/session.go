@@ -148,6 +148,14 @@ type stanEntry struct {
 	mti, proc, de7 string
 	amount         string
 	at             time.Time
+	// entry is the request's POS entry mode (DE 22, 3 digits; "" unknown).
+	entry string
+	// sum is the fingerprint of the request's content (contentSum; never the clear
+	// card), 0 when the entry was read from the journal (restore, vouch, recall,
+	// NoteRemote), which keeps no such fingerprint: a request of the STAN, MTI,
+	// processing code and amount with another sum is another transaction (94), not
+	// a resend.
+	sum uint64
 }
 
 // isSignedIn reports whether the terminal signed in since the switch started (false
@@ -236,7 +244,7 @@ func (ss *Sessions) NoteRemote(rec *journal.Record) {
 
 // entryOf is the stanEntry of a journaled card request.
 func entryOf(r *journal.Record) stanEntry {
-	return stanEntry{mti: r.MTI, proc: r.ProcCode, de7: r.DE7, amount: fmt.Sprintf("%012d", r.RequestedAmount()), at: r.Received}
+	return stanEntry{mti: r.MTI, proc: r.ProcCode, de7: r.DE7, amount: fmt.Sprintf("%012d", r.RequestedAmount()), at: r.Received, entry: r.EntryMode}
 }
 
 func (ss *Sessions) close(tid string) {

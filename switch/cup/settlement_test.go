@@ -57,17 +57,47 @@ func TestSettlementCountsForeignTotals(t *testing.T) {
 }
 
 // TestSettlementAnswerCode pins the settlement code of an 0510's F48
-// (docs/cup-dialect.md, Settlement): 1 when the switch's journal balances (00), 2 for
-// any other F39, an unbalanced batch (95) and a settlement refused before it was
-// compared (58 terminal-suspended, 63) alike; the foreign totals' code follows. A
-// terminal that reads the code without F39 takes a refusal for an unbalanced batch
-// (the documented risk).
+// (docs/cup-dialect.md, Settlement): 1 when the switch's journal balances (00), 2 when
+// it does not (95), the foreign totals' code following; a settlement the switch
+// refused before comparing (58 terminal-suspended, 59, 63 for its MAC, 03, 30
+// batch-totals-missing, 91, 96) closed nothing and is answered without F48, so that a
+// terminal reading the code without F39 does not close its batch while the switch's
+// stays open. Before the third release of 6 December 2026 those carried code 2.
 func TestSettlementAnswerCode(t *testing.T) {
 	totals := "000000001000001" + "000000000000000" + "0"
-	for _, c := range []struct{ rc, code string }{{"00", "1"}, {"95", "2"}, {"58", "2"}, {"63", "2"}} {
-		got := settlementAnswer(totals+totals, c.rc)
-		if got[30:31] != c.code || got[61:62] != c.code || got[:30] != totals[:30] {
-			t.Errorf("F39 %s: F48 %s, want settlement code %s in digits 31 and 62, the totals echoed", c.rc, got, c.code)
+	for _, c := range []struct{ rc, code string }{{"00", "1"}, {"95", "2"}} {
+		got, ok := settlementAnswer(totals+totals, c.rc)
+		if !ok || got[30:31] != c.code || got[61:62] != c.code || got[:30] != totals[:30] {
+			t.Errorf("F39 %s: F48 %q (%v), want settlement code %s in digits 31 and 62, the totals echoed", c.rc, got, ok, c.code)
 		}
+	}
+	for _, rc := range []string{"58", "59", "63", "03", "30", "91", "96"} {
+		if got, ok := settlementAnswer(totals+totals, rc); ok {
+			t.Errorf("F39 %s (refused before comparing): F48 %q, want none", rc, got)
+		}
+	}
+
+	// Through the adapter: the pipeline refuses the batch (the terminal suspended).
+	mak := []byte("0123456789ABCDEF")
+	p := &fakePipeline{rc: "58", reason: "terminal-suspended"}
+	a := NewAdapter(Config{HSM: &fakeHSM{mak: mak}, Terminals: fakeTerminals{},
+		Now: func() time.Time { return time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC) }}, p)
+	term := &Terminal{TID: "T0000001", MID: "000000000000001", mak: mak, batch: "000007",
+		TPDU: TPDU{0x60, 0, 3, 0, 0}, Header: Header{0x60, 0x31, 0, 0x31, 0, 0}}
+	conn := &frontend.Conn{Listener: "cup", Dialect: message.DialectCUP}
+	f, err := term.Build(Txn{Kind: "settlement"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Set(48, totals)
+	ans := exchange(t, a, conn, f, term.MACOf)
+	if ans.Str(39) != "58" || ans.Has(48) || !ans.Has(64) {
+		t.Errorf("settlement refused 58 by the pipeline: %s, F48 %q (present %v), F64 %v; want 58 without F48, MAC'd", Summary(ans), ans.Str(48), ans.Has(48), ans.Has(64))
+	}
+	p.mu.Lock()
+	p.rc, p.reason = "95", ""
+	p.mu.Unlock()
+	if ans := exchange(t, a, conn, f, term.MACOf); ans.Str(39) != "95" || len(ans.Str(48)) != 31 || ans.Str(48)[30] != '2' {
+		t.Errorf("unbalanced settlement: %s, F48 %q; want 95 with settlement code 2", Summary(ans), ans.Str(48))
 	}
 }

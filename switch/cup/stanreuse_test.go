@@ -1,0 +1,121 @@
+package cup
+
+import (
+	"encoding/hex"
+	"testing"
+	"time"
+
+	"github.com/switchyard/switchyard/switch/frontend"
+	"github.com/switchyard/switchyard/switch/journal"
+	"github.com/switchyard/switchyard/switch/message"
+)
+
+// TestSTANReusedByAnotherTransaction: a cup request whose STAN, type and amount are
+// those of an earlier request of the terminal, but whose card, entry mode, chip data
+// or payment code differ, is another transaction reusing the STAN (a terminal whose
+// counter restarted), not a resend: it is answered 94 `duplicate-stan-other-content`,
+// journaled as a refusal, nothing forwarded, instead of being given the DE 7 of the
+// first (whose answer the pipeline would repeat). The first request sent again still
+// gets its DE 7 (the pipeline's duplicate), before and after such refusals. For a
+// STAN read back from the journal (after a restart), which keeps no fingerprint of
+// the request, the entry mode is compared (the pipeline compares the card). A
+// reused STAN of another amount is a new request, as before.
+func TestSTANReusedByAnotherTransaction(t *testing.T) {
+	mak := []byte("0123456789ABCDEF")
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	clock := now
+	term := &Terminal{TID: "T0000001", MID: "000000000000001", mak: mak, batch: "000007",
+		TPDU: TPDU{0x60, 0, 3, 0, 0}, Header: Header{0x60, 0x31, 0, 0x31, 0, 0}}
+	conn := &frontend.Conn{Listener: "cup", Dialect: message.DialectCUP}
+	restored := &journal.Record{RRN: "000000000900", TID: term.TID, MTI: "0200", ProcCode: "000000", STAN: "000900",
+		DE7: "1206113000", Amount: 4200, EntryMode: "022", RC: "00", Received: now.Add(-30 * time.Minute)}
+	p := &fakePipeline{}
+	refusals := &fakeRefusals{}
+	a := NewAdapter(Config{HSM: &fakeHSM{mak: mak}, Terminals: fakeTerminals{}, Journal: recordsJournal{restored}, Refusals: refusals,
+		Now: func() time.Time { return clock }}, p)
+	build := func(tx Txn, edit func(*Frame)) *Frame {
+		t.Helper()
+		f, err := term.Build(tx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if edit != nil {
+			edit(f)
+		}
+		return f
+	}
+	forwarded := func() int { p.mu.Lock(); defer p.mu.Unlock(); return len(p.reqs) }
+	icc := func(arqc string) func(*Frame) {
+		return func(f *Frame) {
+			b, _ := hex.DecodeString("9F2608" + arqc + "9F3602000C" + "9F0206000000001000")
+			f.SetBytes(55, b)
+		}
+	}
+	const cardA, cardB = "6225880212345678", "6225880287654321"
+
+	first := build(Txn{Kind: "sale", PAN: cardA, Expiry: "2912", Amount: 1000, STAN: "000321"}, icc("1111111111111111"))
+	if ans := exchange(t, a, conn, first, term.MACOf); ans.Str(39) != "00" {
+		t.Fatalf("first sale: %s", Summary(ans))
+	}
+	de7 := p.last().DE7
+	resend := func(when string) {
+		t.Helper()
+		clock = clock.Add(3 * time.Second)
+		if ans := exchange(t, a, conn, first, term.MACOf); ans.Str(39) != "00" || p.last().DE7 != de7 {
+			t.Errorf("%s: the first sale sent again: %s, DE 7 %s; want the first's %s (the pipeline's duplicate)", when, Summary(ans), p.last().DE7, de7)
+		}
+	}
+	resend("before any reuse")
+
+	for _, c := range []struct {
+		name string
+		f    *Frame
+	}{
+		{"another card", build(Txn{Kind: "sale", PAN: cardB, Expiry: "2912", Amount: 1000, STAN: "000321"}, icc("1111111111111111"))},
+		{"the same card read again (another cryptogram)", build(Txn{Kind: "sale", PAN: cardA, Expiry: "2912", Amount: 1000, STAN: "000321"}, icc("2222222222222222"))},
+		{"the same card swiped (no chip data, entry mode 022)", build(Txn{Kind: "sale", Track2: cardA + "=2912101", Amount: 1000, STAN: "000321"}, nil)},
+		{"a QR payment", build(Txn{Kind: "sale", QRCode: "6220123456789012345", Amount: 1000, STAN: "000321"}, nil)},
+	} {
+		clock = clock.Add(7 * time.Second)
+		before := forwarded()
+		ans := exchange(t, a, conn, c.f, term.MACOf)
+		if ans.Str(39) != message.RCDuplicate || forwarded() != before || !ans.Has(64) {
+			t.Errorf("%s reusing STAN 000321 with the same amount: %s, forwarded %v, F64 %v; want 94, nothing forwarded, MAC'd",
+				c.name, Summary(ans), forwarded() != before, ans.Has(64))
+			continue
+		}
+		refusals.mu.Lock()
+		got := refusals.got[len(refusals.got)-1]
+		refusals.mu.Unlock()
+		if got.RC != "94" || got.Reason != "duplicate-stan-other-content" || got.STAN != "000321" || got.MTI != "0200" {
+			t.Errorf("%s: journaled refusal %+v; want 94 duplicate-stan-other-content for STAN 000321", c.name, got)
+		}
+	}
+	resend("after the refusals")
+
+	// The QR payment of another payer reusing a QR payment's STAN.
+	qr := build(Txn{Kind: "sale", QRCode: "6220123456789012345", Amount: 2500, STAN: "000400"}, nil)
+	if ans := exchange(t, a, conn, qr, term.MACOf); ans.Str(39) != "00" {
+		t.Fatalf("QR sale: %s", Summary(ans))
+	}
+	clock = clock.Add(time.Second)
+	if ans := exchange(t, a, conn, build(Txn{Kind: "sale", QRCode: "6220999999999999999", Amount: 2500, STAN: "000400"}, nil), term.MACOf); ans.Str(39) != "94" {
+		t.Errorf("another payer's QR payment reusing STAN 000400 with the same amount: %s, want 94", Summary(ans))
+	}
+
+	// Another amount is a new request (new DE 7), as before.
+	clock = clock.Add(time.Second)
+	other := build(Txn{Kind: "sale", PAN: cardB, Expiry: "2912", Amount: 1001, STAN: "000321"}, nil)
+	if ans := exchange(t, a, conn, other, term.MACOf); ans.Str(39) != "00" || p.last().DE7 == de7 {
+		t.Errorf("STAN 000321 reused with another amount: %s, DE 7 %s; want a new request", Summary(ans), p.last().DE7)
+	}
+
+	// A STAN read back from the journal: the entry mode is compared.
+	clock = clock.Add(time.Second)
+	if ans := exchange(t, a, conn, build(Txn{Kind: "sale", PAN: cardA, Expiry: "2912", Amount: 4200, STAN: "000900"}, icc("3333333333333333")), term.MACOf); ans.Str(39) != "94" {
+		t.Errorf("a keyed sale (entry mode 012) reusing the STAN of a swiped sale read from the journal: %s, want 94", Summary(ans))
+	}
+	if ans := exchange(t, a, conn, build(Txn{Kind: "sale", Track2: cardA + "=2912101", Amount: 4200, STAN: "000900"}, nil), term.MACOf); ans.Str(39) != "00" || p.last().DE7 != restored.DE7 {
+		t.Errorf("the swiped sale read from the journal sent again: %s, DE 7 %s; want the journal's %s", Summary(ans), p.last().DE7, restored.DE7)
+	}
+}
