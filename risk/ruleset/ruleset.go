@@ -159,6 +159,9 @@ type RuleSet struct {
 	Warnings []Problem `json:"warnings,omitempty"`
 	// LoadedAt is when the set was compiled.
 	LoadedAt time.Time `json:"loaded_at"`
+	// Cost bounds the work of one transaction's evaluation and observation:
+	// the sum of every expression's cost bound (MaxSetCost at most).
+	Cost int64 `json:"cost"`
 
 	counterByName map[string]*Counter
 	badCounters   map[string]bool // declared with a problem: rules reading them are not blamed too
