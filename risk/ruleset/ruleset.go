@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -159,6 +160,9 @@ type RuleSet struct {
 	Warnings []Problem `json:"warnings,omitempty"`
 	// LoadedAt is when the set was compiled.
 	LoadedAt time.Time `json:"loaded_at"`
+	// Cost bounds the work of one transaction's evaluation and observation:
+	// the sum of every expression's cost bound (MaxSetCost at most).
+	Cost int64 `json:"cost"`
 
 	counterByName map[string]*Counter
 	badCounters   map[string]bool // declared with a problem: rules reading them are not blamed too
@@ -256,14 +260,36 @@ func ReadDir(dir string) ([]SourceFile, error) {
 			continue
 		}
 		p := filepath.Join(dir, e.Name())
-		data, err := os.ReadFile(p)
+		data, err := readRuleFile(p)
 		if err != nil {
-			return nil, fmt.Errorf("read rule file %s: %w", p, err)
+			return nil, err
 		}
 		files = append(files, SourceFile{Name: p, Data: data})
 	}
 	sort.Slice(files, func(i, j int) bool { return files[i].Name < files[j].Name })
 	return files, nil
+}
+
+// MaxFileSize is the largest rule file the loader reads (the default pack's
+// largest is about 40 KB): a stray log or dump named *.yaml in the rules
+// directory would otherwise be read whole into the switch's memory at reload.
+const MaxFileSize = 1 << 20
+
+// readRuleFile reads a rule file of at most MaxFileSize bytes.
+func readRuleFile(p string) ([]byte, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, fmt.Errorf("read rule file %s: %w", p, err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read rule file %s: %w", p, err)
+	}
+	if len(data) > MaxFileSize {
+		return nil, fmt.Errorf("rule file %s: larger than %d bytes (1 MiB): not a rule file?", p, MaxFileSize)
+	}
+	return data, nil
 }
 
 // ReadFS returns the rule files at the root of fsys (an embedded rule pack), as

@@ -31,6 +31,9 @@ type compiler struct {
 	problems []Problem
 	warnings []Problem
 	opts     LoadOptions
+	// costs are the cost bounds of the expressions compiled (exprCost), for
+	// the rule set's total (MaxSetCost).
+	costs []exprCostEntry
 	// laterWheres are the where filters that read counters: compiled once every
 	// file's counters are declared (a filter may read a counter of a later file).
 	laterWheres []laterWhere
@@ -118,6 +121,7 @@ func Compile(files []SourceFile, opts LoadOptions) (*RuleSet, error) {
 			c.warnf(ctr.File, ctr.Line, "counter %s is declared but no rule reads it", ctr.Name)
 		}
 	}
+	c.checkSetCost(rs)
 	// Tests need the whole set (counters, other rules) to be compiled.
 	if len(c.problems) == 0 {
 		for _, pf := range parsed {
@@ -280,8 +284,9 @@ func (c *compiler) compileCounters(rs *RuleSet, pf *parsedFile) {
 			ctr.whereVelocity = true
 			c.laterWheres = append(c.laterWheres, laterWhere{pf: pf, node: node, ctr: ctr})
 		} else if ctr.Where != "" {
-			prog, problems := compileExpr(ctr.Where, exprWhere, pf.name, keyNode(node, "where"), pf.lines, nil, c.opts.Lists, fmt.Sprintf("counter %s: where", d.Name))
+			prog, cost, problems := compileExpr(ctr.Where, exprWhere, pf.name, keyNode(node, "where"), pf.lines, nil, c.opts.Lists, fmt.Sprintf("counter %s: where", d.Name))
 			c.problems = append(c.problems, problems...)
+			c.addCost(pf.name, keyLine(node, "where"), "counter "+d.Name, cost)
 			ctr.where = prog
 			ok = ok && prog != nil
 		}
@@ -430,8 +435,9 @@ func (c *compiler) compileRule(rs *RuleSet, pf *parsedFile, i, fi int, index map
 	if r.Condition == "" {
 		c.errorf(pf.name, line, "%s: condition missing", what)
 	} else {
-		prog, problems := compileExpr(r.Condition, exprCondition, pf.name, keyNode(node, "condition"), pf.lines, rs, c.opts.Lists, what+": condition")
+		prog, cost, problems := compileExpr(r.Condition, exprCondition, pf.name, keyNode(node, "condition"), pf.lines, rs, c.opts.Lists, what+": condition")
 		c.problems = append(c.problems, problems...)
+		c.addCost(pf.name, line, what, cost)
 		r.prog = prog
 		r.Refs = refsOf(r.Condition)
 	}
@@ -442,8 +448,9 @@ func (c *compiler) compileRule(rs *RuleSet, pf *parsedFile, i, fi int, index map
 			r.Score = v
 		} else {
 			r.ScoreExpr = strings.TrimSpace(sn.Value)
-			prog, problems := compileExpr(r.ScoreExpr, exprScore, pf.name, sn, pf.lines, rs, c.opts.Lists, what+": score")
+			prog, cost, problems := compileExpr(r.ScoreExpr, exprScore, pf.name, sn, pf.lines, rs, c.opts.Lists, what+": score")
 			c.problems = append(c.problems, problems...)
+			c.addCost(pf.name, line, what+" score", cost)
 			r.scoreProg = prog
 			r.Refs = mergeRefs(r.Refs, refsOf(r.ScoreExpr))
 		}
@@ -545,8 +552,9 @@ func (v *inputReader) Visit(node *ast.Node) {
 func (c *compiler) compileLaterWheres(rs *RuleSet) {
 	for _, lw := range c.laterWheres {
 		ctr := lw.ctr
-		prog, problems := compileExpr(ctr.Where, exprWhere, lw.pf.name, keyNode(lw.node, "where"), lw.pf.lines, rs, c.opts.Lists, fmt.Sprintf("counter %s: where", ctr.Name))
+		prog, cost, problems := compileExpr(ctr.Where, exprWhere, lw.pf.name, keyNode(lw.node, "where"), lw.pf.lines, rs, c.opts.Lists, fmt.Sprintf("counter %s: where", ctr.Name))
 		c.problems = append(c.problems, problems...)
+		c.addCost(lw.pf.name, keyLine(lw.node, "where"), "counter "+ctr.Name, cost)
 		ctr.where = prog
 		for _, ref := range refsOf(ctr.Where) {
 			name, ok := strings.CutPrefix(ref, "velocity.")

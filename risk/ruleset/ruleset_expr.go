@@ -2,7 +2,9 @@ package ruleset
 
 import (
 	"errors"
+	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/expr-lang/expr"
@@ -74,9 +76,9 @@ var vmPool = newVMPool()
 var envRoots = map[string]bool{"txn": true, "terminal": true, "merchant": true, "binding": true, "device": true, "velocity": true, "lists": true, "outcome": true}
 
 // compileExpr checks and compiles one expression. node is the YAML node that
-// holds it, for file:line in problems.
-func compileExpr(src string, kind exprKind, fileName string, node *yaml.Node, lines []string, rs *RuleSet, lists *state.Lists, what string) (*vm.Program, []Problem) {
-	var problems []Problem
+// holds it, for file:line in problems. cost is the bound of one run's work
+// (exprCost); an expression over MaxExprCost is a problem.
+func compileExpr(src string, kind exprKind, fileName string, node *yaml.Node, lines []string, rs *RuleSet, lists *state.Lists, what string) (prog *vm.Program, cost int64, problems []Problem) {
 	report := func(loc file.Location, msg string) {
 		line, col := 1, 0
 		for i, r := range []rune(src) {
@@ -98,9 +100,9 @@ func compileExpr(src string, kind exprKind, fileName string, node *yaml.Node, li
 		var fe *file.Error
 		if errors.As(err, &fe) {
 			fl, fc := exprPos(node, lines, fe.Line, fe.Column)
-			return nil, []Problem{{File: fileName, Line: fl, Column: fc, Message: what + ": " + cleanExprMessage(fe.Message) + fe.Snippet}}
+			return nil, 0, []Problem{{File: fileName, Line: fl, Column: fc, Message: what + ": " + cleanExprMessage(fe.Message) + fe.Snippet}}
 		}
-		return nil, []Problem{{File: fileName, Line: exprLine(node), Message: what + ": " + err.Error()}}
+		return nil, 0, []Problem{{File: fileName, Line: exprLine(node), Message: what + ": " + err.Error()}}
 	}
 	index := map[string]int{}
 	if rs != nil {
@@ -117,7 +119,18 @@ func compileExpr(src string, kind exprKind, fileName string, node *yaml.Node, li
 		report(file.Location{}, "velocity is read as velocity.COUNTER, with COUNTER a declared counter")
 	}
 	if len(problems) > 0 {
-		return nil, problems
+		return nil, 0, problems
+	}
+	// Bound the work before compiling: the compiler's optimizer folds
+	// constant parts, running them.
+	cost = exprCost(tree.Node, report)
+	if len(problems) > 0 {
+		return nil, 0, problems
+	}
+	if cost > MaxExprCost {
+		report(file.Location{}, fmt.Sprintf("costs up to %s per transaction, more than %d: it runs in the authorization path of every transaction; loop over less (ranges of at most %d, no loop inside a loop over the input), build smaller strings",
+			costString(cost), MaxExprCost, MaxRange))
+		return nil, 0, problems
 	}
 	opts := exprOptions(lists)
 	opts = append(opts, expr.Patch(&velocityPatcher{index: index}))
@@ -127,16 +140,24 @@ func compileExpr(src string, kind exprKind, fileName string, node *yaml.Node, li
 	default:
 		opts = append(opts, expr.AsBool())
 	}
-	prog, err := expr.Compile(src, opts...)
+	prog, err = expr.Compile(src, opts...)
 	if err != nil {
 		var fe *file.Error
 		if errors.As(err, &fe) {
 			fl, fc := exprPos(node, lines, fe.Line, fe.Column)
-			return nil, []Problem{{File: fileName, Line: fl, Column: fc, Message: what + ": " + cleanExprMessage(fe.Message) + fe.Snippet}}
+			return nil, 0, []Problem{{File: fileName, Line: fl, Column: fc, Message: what + ": " + cleanExprMessage(fe.Message) + fe.Snippet}}
 		}
-		return nil, []Problem{{File: fileName, Line: exprLine(node), Message: what + ": " + cleanExprMessage(err.Error())}}
+		return nil, 0, []Problem{{File: fileName, Line: exprLine(node), Message: what + ": " + cleanExprMessage(err.Error())}}
 	}
-	return prog, nil
+	return prog, cost, nil
+}
+
+// costString writes a cost estimate, "more than 10^15" when it saturated.
+func costString(c int64) string {
+	if c >= costCap {
+		return "more than 10^15"
+	}
+	return strconv.FormatInt(c, 10)
 }
 
 func exprLine(n *yaml.Node) int {

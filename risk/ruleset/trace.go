@@ -3,12 +3,14 @@ package ruleset
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/vm"
+	"github.com/switchyard/switchyard/internal/carddata"
 	"github.com/switchyard/switchyard/risk/state"
 )
 
@@ -75,6 +77,10 @@ func (rs *RuleSet) refProgram(ref string) (*vm.Program, error) {
 }
 
 // RefValues evaluates each name r reads over an environment made by Prepare.
+// Card numbers in string values are masked (first 6, last 4; track data to the
+// masked PAN): the input holds no PAN, but strings a terminal sends (device.id
+// from DE 48 DI, terminal.app_version) are free text, and these values go to
+// explain, review cases and failing rule tests.
 func (rs *RuleSet) RefValues(r *Rule, env Input) []RefValue {
 	box := any(env)
 	m := vmPool.get()
@@ -89,6 +95,7 @@ func (rs *RuleSet) RefValues(r *Rule, env Input) []RefValue {
 		if err != nil {
 			v.Error = err.Error()
 		}
+		v.Value = maskValue(v.Value)
 		out = append(out, v)
 	}
 	return out
@@ -116,3 +123,26 @@ func (rs *RuleSet) Trace(in *Input, store *state.Velocity, lists *state.Lists) (
 }
 
 // Explanation tells which rules hit one journaled transaction and the values
+
+// maskValue masks card numbers in a string or list of strings (RefValues).
+func maskValue(v any) any {
+	switch x := v.(type) {
+	case string:
+		m, _ := carddata.MaskText(x)
+		return m
+	case []string:
+		var out []string
+		for i, s := range x {
+			if m, n := carddata.MaskText(s); n > 0 {
+				if out == nil {
+					out = slices.Clone(x)
+				}
+				out[i] = m
+			}
+		}
+		if out != nil {
+			return out
+		}
+	}
+	return v
+}

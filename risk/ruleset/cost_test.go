@@ -1,0 +1,108 @@
+package ruleset
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// costRule is a rule file with one review rule of condition cond.
+func costRule(cond string) map[string]string {
+	return map[string]string{"a.yaml": fmt.Sprintf("rules:\n  - id: x\n    condition: %q\n    action: review\n", cond)}
+}
+
+// Expressions that loop, build strings or compile patterns without bound are
+// refused at load, with file:line, before they reach the authorization path:
+// each of these passed `rules check` before the cost check and then took
+// seconds per transaction (nested loops), or ended the switch with a fatal
+// out-of-memory error no recover catches (a string doubled by lets), or
+// compiled a regular expression per transaction.
+func TestCostlyExpressionsRefused(t *testing.T) {
+	doubling := `let a = repeat("x", 900000); let b = a + a; let c = b + b; let d = c + c; let e = d + d; let f = e + e; let g = f + f; len(g) > 0`
+	for _, tc := range []struct{ cond, want string }{
+		{"txn.amount > 0 && (let a = 1..99; any(a, any(a, any(a, any(a, # < 0)))))", "more than 20000"},
+		{"txn.amount > 0 && len(map(1..10000000, #)) > 0", "range 1..10000000 has 10000000 elements, more than 1000"},
+		{"txn.amount > 0 && all(1..txn.amount, # > 0)", "a range needs whole numbers as bounds"},
+		{"txn.amount > 0 && (" + doubling + ")", "more than 20000"},
+		{doubling, "more than 20000"}, // constant: lintConstant would run it at load
+		{"txn.amount > 0 && reduce(1..60, #acc + #acc, txn.rrn) != \"\"", "more than 10^15"},
+		{"txn.amount > 0 && len(repeat(txn.rrn, 100000)) > 0", "more than 20000"},
+		{"txn.rrn matches (txn.stan + \"a*\")", "the pattern must be a constant string"},
+		{"txn.amount > 0 && len(join(map(1..1000, txn.rrn), \"\")) > 0", "more than 20000"},
+		{`txn.amount > 0 && any(device.findings, any(device.findings, # == "root"))`, "more than 20000"},
+	} {
+		t.Run(tc.cond, func(t *testing.T) {
+			start := time.Now()
+			got := problems(t, costRule(tc.cond))
+			if !strings.Contains(got, tc.want) || !strings.Contains(got, "a.yaml:3") {
+				t.Errorf("problems %q, want a.yaml:3 and %q", got, tc.want)
+			}
+			if d := time.Since(start); d > 2*time.Second {
+				t.Errorf("the check took %v", d)
+			}
+		})
+	}
+}
+
+// Ordinary rules, and loops and strings of sensible size, still load: the
+// default pack's style, a list search, a constant pattern, a small range.
+func TestOrdinaryExpressionsPassCostCheck(t *testing.T) {
+	for _, cond := range []string{
+		`txn.amount >= 500000 && txn.amount % 100000 == 0`,
+		`(let limit = merchant.daily_limit > 0 ? merchant.daily_limit : 5000000; txn.amount > limit)`,
+		`"root" in device.findings || any(device.findings, # in ["hook", "debugger", "emulator"])`,
+		`txn.rrn matches "^0+[1-9]"`,
+		`any(1..24, merchant.profile.hourly[# - 1] > 5) && txn.txn_type in ["purchase", "preauth"]`,
+		`len(txn.bin + ":" + terminal.id) > 10 && upper(device.id) startsWith "AB"`,
+		`reduce(1..10, #acc + #, 0) > txn.amount`,
+	} {
+		rs, err := Load(writeRules(t, costRule(cond)), LoadOptions{})
+		if err != nil {
+			t.Errorf("%s: %v", cond, err)
+			continue
+		}
+		if rs.Cost <= 0 || rs.Cost > MaxExprCost+costPerProgram {
+			t.Errorf("%s: cost %d", cond, rs.Cost)
+		}
+	}
+}
+
+// Many rules each under the expression's bound are refused together when
+// their sum passes MaxSetCost, naming the most expensive.
+func TestRuleSetCostBound(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("rules:\n")
+	for i := range 40 {
+		fmt.Fprintf(&b, "  - {id: r%d, condition: 'txn.amount > 0 && any(1..1000, # > txn.amount) && any(1..1000, # > txn.amount)', action: review}\n", i)
+	}
+	got := problems(t, map[string]string{"a.yaml": b.String()})
+	if !strings.Contains(got, "together cost up to") || !strings.Contains(got, "rule r0 (") {
+		t.Errorf("problems %q, want the set's total refused naming rule r0", got)
+	}
+}
+
+// The bound holds at run time: an expression at the edge of MaxExprCost
+// evaluates in well under a millisecond (the bound is about a VM instruction
+// or a byte copied each).
+func TestCostBoundMeansFast(t *testing.T) {
+	cond := `txn.amount > 0 && (let a = 1..60; any(a, any(a, # < 0)))`
+	rs, err := Load(writeRules(t, costRule(cond)), LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rs.Cost < MaxExprCost/2 {
+		t.Fatalf("cost %d: not near the bound", rs.Cost)
+	}
+	in := purchase(5000)
+	best := time.Hour
+	for range 5 {
+		start := time.Now()
+		rs.evaluate(in, nil, nil, nil)
+		best = min(best, time.Since(start))
+	}
+	if best > 5*time.Millisecond {
+		t.Errorf("an evaluation at cost %d took %v", rs.Cost, best)
+	}
+	t.Logf("cost %d: %v", rs.Cost, best)
+}
