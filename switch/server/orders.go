@@ -284,7 +284,8 @@ func (d *orderDesk) connectorOf(network string) (string, bool) {
 // order is paid (journaled as a QR purchase), or, paid too late or with another
 // amount, the payment is journaled and refunded through the store-and-forward queue.
 // The network is answered SUCCESS once that is durable, so that it repeats the
-// notification until then; a repeat changes nothing.
+// notification until then; a repeat (the same network's transaction ID) changes
+// nothing.
 func (d *orderDesk) notify(w http.ResponseWriter, r *http.Request) {
 	answer := func(code int, res wallet.Result) {
 		w.Header().Set("Content-Type", "application/json")
@@ -376,7 +377,7 @@ func (d *orderDesk) notify(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	o, outcome, err := d.book.Pay(ctx, n.OrderID, pay)
-	if err == nil && o.TransactionID == n.TransactionID && o.State == qrorder.Paid {
+	if err == nil && o.PaidBy(n.Network, n.TransactionID) && o.State == qrorder.Paid {
 		// Counted before the journal write, which may fail (the network repeats
 		// the notification, or the sweep journals the payment): the book has it.
 		hold.paid(o.ID, o.PaidAt, o.PaidAmount)
@@ -398,12 +399,13 @@ func (d *orderDesk) notify(w http.ResponseWriter, r *http.Request) {
 		d.log.Error().Err(err).Str("order", n.OrderID).Msg("payment notification not recorded")
 		answer(http.StatusInternalServerError, wallet.Result{Result: wallet.Fail, ErrCode: "SYSTEMERROR"})
 		return
-	case o.TransactionID != n.TransactionID:
-		// The order was paid by another transaction: this one is the network's to
-		// give back (the order keeps its first payment).
+	case !o.PaidBy(n.Network, n.TransactionID):
+		// The order was paid by another transaction (another ID, or the same ID
+		// another network gave its payment: a transaction ID is its network's): this
+		// one is the network's to give back (the order keeps its first payment).
 		d.count(n.Network, noteOtherTxn)
 		d.log.Warn().Str("order", o.ID).Str("network", n.Network).Str("transaction", n.TransactionID).Str("paid_by", o.TransactionID).
-			Int64("amount", n.TotalFee).Msg("payment notification of another transaction on a decided order: answered ORDERPAID, the payment is the network's to give back")
+			Str("paid_by_network", o.Network).Int64("amount", n.TotalFee).Msg("payment notification of another transaction on a decided order: answered ORDERPAID, the payment is the network's to give back")
 		answer(http.StatusOK, wallet.Result{Result: wallet.Fail, ErrCode: "ORDERPAID"})
 		return
 	}
