@@ -545,3 +545,64 @@ func TestNotificationRepeatByNetwork(t *testing.T) {
 		t.Errorf("journal asked %d times, want 5 (two payments, two repeats, the pre-upgrade repeat)", len(j.got))
 	}
 }
+
+// TestNotificationNotifyTime: a notification saying when the network sent it
+// (notify_time, signed with the body) is taken within qr.notify_max_age of the
+// switch's clock, either way; one sent longer ago (a captured notification replayed)
+// or further ahead is refused 401 NOTIFY_EXPIRED, counted stale, the order left open;
+// an unreadable time is refused 400. One without notify_time is taken, as before
+// (networks that do not send it). Before, a notification was taken whenever it came.
+func TestNotificationNotifyTime(t *testing.T) {
+	_, book := testBook(t)
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	ids := []string{"100000000061", "100000000062", "100000000063"}
+	for _, id := range ids {
+		if err := book.Create(t.Context(), qrorder.Order{ID: id, TID: "T0000001", MID: "000000000000001", Currency: "156",
+			Amount: 900, Created: now, Expires: now.Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	secret := []byte("0123456789abcdef0123")
+	notified := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchyard_qr_notifications_total"}, []string{"network", "outcome"})
+	j := &failingJournal{}
+	d := &orderDesk{book: book, now: func() time.Time { return now }, secret: secret, log: zerolog.Nop(), pipe: j, notified: notified,
+		cfg: config.QR{NotifyMaxAge: config.Duration(5 * time.Minute), Connectors: []config.QRConnector{{ID: "wechat", Network: "wechat"}}}}
+	send := func(id, sent string) (int, wallet.Result) {
+		body, _ := json.Marshal(wallet.Notification{Network: "wechat", OrderID: id, TransactionID: "TX" + id, TotalFee: 900, NotifyTime: sent})
+		r := httptest.NewRequest(http.MethodPost, NotifyPath, bytes.NewReader(body))
+		r.Header.Set(wallet.NotifySignatureHeader, wallet.Sign(secret, body))
+		w := httptest.NewRecorder()
+		d.notify(w, r)
+		var res wallet.Result
+		_ = json.Unmarshal(w.Body.Bytes(), &res)
+		return w.Code, res
+	}
+	at := func(d time.Duration) string { return now.Add(d).Format(time.RFC3339Nano) }
+	for _, c := range []struct {
+		what, sent string
+		code       int
+		errCode    string
+	}{
+		{"sent 6 minutes ago (a replay)", at(-6 * time.Minute), http.StatusUnauthorized, "NOTIFY_EXPIRED"},
+		{"sent 6 minutes ahead", at(6 * time.Minute), http.StatusUnauthorized, "NOTIFY_EXPIRED"},
+		{"an unreadable time", "yesterday", http.StatusBadRequest, "PARAM_ERROR"},
+	} {
+		if code, res := send(ids[0], c.sent); code != c.code || res.ErrCode != c.errCode {
+			t.Errorf("%s: HTTP %d %+v, want %d %s", c.what, code, res, c.code, c.errCode)
+		}
+	}
+	if o, err := book.Get(ids[0]); err != nil || o.State != qrorder.Open || len(j.got) != 0 {
+		t.Fatalf("after the refused notifications: %+v %v, journaled %d; want open, nothing journaled", o, err, len(j.got))
+	}
+	if n := testutil.ToFloat64(notified.WithLabelValues("wechat", noteStale)); n != 2 {
+		t.Errorf("stale notifications counted %v, want 2", n)
+	}
+	for i, sent := range []string{at(-4 * time.Minute), "", at(90 * time.Second)} {
+		if code, res := send(ids[i], sent); code != http.StatusOK || res.Result != wallet.Success {
+			t.Errorf("notification of order %s with notify_time %q: HTTP %d %+v, want 200 SUCCESS", ids[i], sent, code, res)
+		}
+		if o, err := book.Get(ids[i]); err != nil || o.State != qrorder.Paid {
+			t.Errorf("order %s: %+v %v, want paid", ids[i], o, err)
+		}
+	}
+}
