@@ -31,7 +31,16 @@ type QR struct {
 	// bytes). Unset outside demo mode: notifications are refused, so orders are never
 	// paid. Demo mode uses DemoNotifySecret.
 	NotifySecretEnv string `yaml:"notify_secret_env"`
+	// NotifyMaxAge bounds how far a notification's notify_time (when the network
+	// sent it, signed with the body; optional) may be from the switch's clock,
+	// either way (default 15m; 1m to 24h). A notification further away is refused
+	// (a replay of a captured one, or a network's clock that is off); one without
+	// notify_time is taken as before.
+	NotifyMaxAge Duration `yaml:"notify_max_age"`
 }
+
+// DefaultNotifyMaxAge is qr.notify_max_age when unset.
+const DefaultNotifyMaxAge = 15 * time.Minute
 
 // DemoNotifySecret signs the demo wallet's notifications (public: demo mode only).
 const DemoNotifySecret = "switchyard-demo-qr-notify-secret"
@@ -162,6 +171,9 @@ func (q *QR) applyDefaults(demo bool) {
 	if q.Orders.Country == "" {
 		q.Orders.Country = "CN"
 	}
+	if q.NotifyMaxAge == 0 {
+		q.NotifyMaxAge = Duration(DefaultNotifyMaxAge)
+	}
 }
 
 // DemoWalletURL stands for the demo wallet simulator's URL in a demo connector.
@@ -211,6 +223,9 @@ func (q *QR) validate(issuers map[string]bool, bad func(key, format string, args
 	}
 	if q.Orders.Wait.D() < 0 || q.Orders.Wait.D() > time.Minute {
 		bad("qr.orders.wait", "%s is not between 0s and 1m", q.Orders.Wait.D())
+	}
+	if q.NotifyMaxAge.D() < time.Minute || q.NotifyMaxAge.D() > 24*time.Hour {
+		bad("qr.notify_max_age", "%s is not between 1m and 24h", q.NotifyMaxAge.D())
 	}
 	if len(q.Orders.Country) != 2 {
 		bad("qr.orders.country", "%q is not an ISO 3166 alpha-2 code", q.Orders.Country)

@@ -3,7 +3,7 @@
 // the switch, and the terminal learns the outcome by asking (or waiting). The book
 // stores each order in Badger (written durably through the journal's group commit,
 // so an order outlives a crash or a restart), says when it expired, takes a payment
-// notification exactly once (by the network's transaction ID), and wakes the
+// notification exactly once (by the network and its transaction ID), and wakes the
 // terminals waiting on it. What the payment means for the journal (a purchase record,
 // or a refund of a late payment) is the wiring's: the book only keeps the order.
 //
@@ -77,6 +77,21 @@ type Order struct {
 	// rather than an earlier one of the same transaction. 0 alone, and for an order
 	// decided before requests were decided at apply time.
 	Decided uint64 `json:"decided,omitempty"`
+}
+
+// PaidBy reports whether o was decided (paid, or refunded) by the payment that
+// network numbered txn. A transaction ID is its network's: two networks may give one
+// ID to two payments, so a notification is a repeat of the order's payment only when
+// it names the network too. The networks are compared when both are known: an order
+// stored without its network (none recorded) and a payment naming none match by the
+// transaction ID alone, as every order matched until 6 December 2026 (third release).
+// Every version has stored the network with the payment, so an order paid before the
+// upgrade is matched by both.
+func (o *Order) PaidBy(network, txn string) bool {
+	if o.TransactionID == "" || o.TransactionID != txn {
+		return false
+	}
+	return o.Network == "" || network == "" || o.Network == network
 }
 
 // ErrNotFound: no order has the ID.
@@ -443,14 +458,15 @@ const (
 	// order's, or the payment was refused: Payment.Refused): it is marked refunded,
 	// and the caller refunds the payment.
 	Late
-	// Again: the same notification came before (the same transaction ID): nothing
-	// changed.
+	// Again: the same notification came before (the same network's transaction
+	// ID, PaidBy): nothing changed.
 	Again
 )
 
 // Pay records a payment notification for the order id. It decides under the book's
 // lock, so that two notifications of one order never both take it; a different
-// transaction on an order already paid or refunded is Late (refunded too). In a
+// transaction on an order already paid or refunded (another ID, or the same ID of
+// another network) is Late (refunded too). In a
 // cluster the payment is a request decided in the shared book's order by every
 // node as it applies it (at the time this node received it): when another node's
 // request on the order was ordered first, this one is decided on the order as that
@@ -486,7 +502,15 @@ func (b *Book) Pay(ctx context.Context, id string, p Payment) (Order, Outcome, e
 // recorded on the order it decides.
 func decide(o *Order, p Payment, at time.Time, rev uint64) (Outcome, bool) {
 	if o.State != Open && o.TransactionID == p.TransactionID {
-		return Again, false
+		// The order is left as it is, whichever network: as versions before 6
+		// December 2026 (third release) decide it, so that every node of a cluster
+		// being upgraded stores the same order. Only the outcome tells the
+		// network's own repeat from another network's payment under the same ID,
+		// which is refunded (the order keeps its first payment).
+		if o.PaidBy(p.Network, p.TransactionID) {
+			return Again, false
+		}
+		return Late, false
 	}
 	out := Taken
 	if o.State != Open || !at.Before(o.Expires) || (o.Amount > 0 && p.Amount != o.Amount) || p.Amount <= 0 ||

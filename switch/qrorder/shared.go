@@ -189,8 +189,8 @@ func sameCreation(a, b *Order) bool {
 
 // payShared is Pay in a cluster: the payment is a request carrying this node's time
 // of receipt; once applied, the order tells its outcome: decided by this request
-// (Decided), by an earlier one of the same transaction (Again), or by another
-// transaction (Late: refunded, the order keeping its payment). While Options.Requests
+// (Decided), by an earlier one of the same transaction of the same network (Again),
+// or by another transaction (Late: refunded, the order keeping its payment). While Options.Requests
 // says false, the payment is committed with a compare-and-set instead (payCAS).
 func (b *Book) payShared(ctx context.Context, id string, p Payment) (Order, Outcome, error) {
 	o, err := b.find(ctx, id)
@@ -211,11 +211,11 @@ func (b *Book) payShared(ctx context.Context, id string, p Payment) (Order, Outc
 	switch {
 	case o.State != Paid && o.State != Refunded:
 		return Order{}, 0, fmt.Errorf("qr order %s: the payment at revision %d left it %s", id, rev, o.State)
-	case o.TransactionID == p.TransactionID && o.Decided == rev && o.State == Paid:
+	case o.PaidBy(p.Network, p.TransactionID) && o.Decided == rev && o.State == Paid:
 		out = Taken
-	case o.TransactionID == p.TransactionID && o.Decided == rev:
+	case o.PaidBy(p.Network, p.TransactionID) && o.Decided == rev:
 		out = Late
-	case o.TransactionID == p.TransactionID:
+	case o.PaidBy(p.Network, p.TransactionID):
 		out = Again
 	default:
 		out = Late

@@ -88,6 +88,7 @@ const (
 	noteNotFound    = "order-not-found"   // no such order: 404
 	noteOtherMch    = "other-merchant"    // paid to another merchant than the order's: 409
 	noteBadSig      = "bad-signature"     // 401
+	noteStale       = "stale"             // 401: notify_time further than qr.notify_max_age from the clock
 	noteInvalid     = "invalid"           // unreadable, or a network without a connector: 400
 	noteUnavailable = "not-configured"    // no secret: 503
 	noteError       = "error"             // not recorded (500): the network repeats it
@@ -138,7 +139,7 @@ func (s *Server) newOrderDesk() (*orderDesk, error) {
 		}
 	}
 	notified := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchyard_qr_notifications_total",
-		Help: "Merchant-presented QR payment notifications, by network (empty before it is known to have a connector) and outcome (paid, late, refused, repeat, other-transaction, order-not-found, other-merchant, bad-signature, invalid, not-configured, error)."},
+		Help: "Merchant-presented QR payment notifications, by network (empty before it is known to have a connector) and outcome (paid, late, refused, repeat, other-transaction, order-not-found, other-merchant, bad-signature, stale, invalid, not-configured, error)."},
 		[]string{"network", "outcome"})
 	if err := s.Metrics.Registry.Register(notified); err != nil {
 		return nil, fmt.Errorf("qr orders: metrics: %w", err)
@@ -269,6 +270,14 @@ func (d *orderDesk) Order(ctx context.Context, id, tid, mid string) (pipeline.Or
 	return st, true, nil
 }
 
+// notifyMaxAge is qr.notify_max_age (its default when unset).
+func (d *orderDesk) notifyMaxAge() time.Duration {
+	if m := d.cfg.NotifyMaxAge.D(); m > 0 {
+		return m
+	}
+	return config.DefaultNotifyMaxAge
+}
+
 // connectorOf returns the wallet connector of a network (the first configured that
 // orders offer).
 func (d *orderDesk) connectorOf(network string) (string, bool) {
@@ -284,7 +293,8 @@ func (d *orderDesk) connectorOf(network string) (string, bool) {
 // order is paid (journaled as a QR purchase), or, paid too late or with another
 // amount, the payment is journaled and refunded through the store-and-forward queue.
 // The network is answered SUCCESS once that is durable, so that it repeats the
-// notification until then; a repeat changes nothing.
+// notification until then; a repeat (the same network's transaction ID) changes
+// nothing.
 func (d *orderDesk) notify(w http.ResponseWriter, r *http.Request) {
 	answer := func(code int, res wallet.Result) {
 		w.Header().Set("Content-Type", "application/json")
@@ -329,6 +339,28 @@ func (d *orderDesk) notify(w http.ResponseWriter, r *http.Request) {
 		d.refusedLog.Warn().Str("order", n.OrderID).Str("network", n.Network).Msg("payment notification of a network without a connector: refused (at most 10 such lines a second)")
 		answer(http.StatusBadRequest, wallet.Result{Result: wallet.Fail, ErrCode: "PARAM_ERROR", ErrMsg: fmt.Sprintf("network %q has no wallet connector", n.Network)})
 		return
+	}
+	// A notification that says when the network sent it is taken only within
+	// qr.notify_max_age of the switch's clock: a captured one replayed later is
+	// refused, as a forged one is. One that says nothing is taken (networks that
+	// do not send it).
+	if n.NotifyTime != "" {
+		sent, err := time.Parse(time.RFC3339Nano, n.NotifyTime)
+		if err != nil {
+			d.count(n.Network, noteInvalid)
+			answer(http.StatusBadRequest, wallet.Result{Result: wallet.Fail, ErrCode: "PARAM_ERROR",
+				ErrMsg: fmt.Sprintf("notify_time %q is not an RFC 3339 time", trim(n.NotifyTime, 40))})
+			return
+		}
+		if age, limit := d.now().Sub(sent), d.notifyMaxAge(); age > limit || age < -limit {
+			d.count(n.Network, noteStale)
+			d.refusedLog.Warn().Str("order", n.OrderID).Str("network", n.Network).Str("transaction", n.TransactionID).
+				Time("notify_time", sent).Dur("age", age).Dur("max_age", limit).
+				Msg("payment notification sent further from this switch's clock than qr.notify_max_age (a replay, or a clock off): refused (at most 10 such lines a second)")
+			answer(http.StatusUnauthorized, wallet.Result{Result: wallet.Fail, ErrCode: "NOTIFY_EXPIRED",
+				ErrMsg: fmt.Sprintf("notify_time %s is %s from the switch's clock, more than %s", sent.UTC().Format(time.RFC3339), age.Round(time.Second), limit)})
+			return
+		}
 	}
 	ctx := r.Context()
 	// A payment the network made to another merchant (mch_id) than the order's is
@@ -376,7 +408,7 @@ func (d *orderDesk) notify(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	o, outcome, err := d.book.Pay(ctx, n.OrderID, pay)
-	if err == nil && o.TransactionID == n.TransactionID && o.State == qrorder.Paid {
+	if err == nil && o.PaidBy(n.Network, n.TransactionID) && o.State == qrorder.Paid {
 		// Counted before the journal write, which may fail (the network repeats
 		// the notification, or the sweep journals the payment): the book has it.
 		hold.paid(o.ID, o.PaidAt, o.PaidAmount)
@@ -398,12 +430,13 @@ func (d *orderDesk) notify(w http.ResponseWriter, r *http.Request) {
 		d.log.Error().Err(err).Str("order", n.OrderID).Msg("payment notification not recorded")
 		answer(http.StatusInternalServerError, wallet.Result{Result: wallet.Fail, ErrCode: "SYSTEMERROR"})
 		return
-	case o.TransactionID != n.TransactionID:
-		// The order was paid by another transaction: this one is the network's to
-		// give back (the order keeps its first payment).
+	case !o.PaidBy(n.Network, n.TransactionID):
+		// The order was paid by another transaction (another ID, or the same ID
+		// another network gave its payment: a transaction ID is its network's): this
+		// one is the network's to give back (the order keeps its first payment).
 		d.count(n.Network, noteOtherTxn)
 		d.log.Warn().Str("order", o.ID).Str("network", n.Network).Str("transaction", n.TransactionID).Str("paid_by", o.TransactionID).
-			Int64("amount", n.TotalFee).Msg("payment notification of another transaction on a decided order: answered ORDERPAID, the payment is the network's to give back")
+			Str("paid_by_network", o.Network).Int64("amount", n.TotalFee).Msg("payment notification of another transaction on a decided order: answered ORDERPAID, the payment is the network's to give back")
 		answer(http.StatusOK, wallet.Result{Result: wallet.Fail, ErrCode: "ORDERPAID"})
 		return
 	}

@@ -468,3 +468,141 @@ func TestOrderDeskForeignInquiry(t *testing.T) {
 		t.Fatalf("the owner's inquiry: %+v %v %v", st, ok, err)
 	}
 }
+
+// TestNotificationRepeatByNetwork: WeChat Pay and Alipay give one transaction ID to
+// two payments of two orders: both are paid and journaled, and each network's repeat
+// is a repeat. Alipay's payment under that ID on WeChat Pay's order is another
+// payment (ORDERPAID, the network's to give back), not a repeat: it was answered
+// SUCCESS and counted a repeat, the payer's money in no journal. A repeat of a
+// payment an earlier version took (its order as that version stored it, in the same
+// Badger) is still a repeat after the upgrade: answered SUCCESS, the order as it was.
+func TestNotificationRepeatByNetwork(t *testing.T) {
+	db, book := testBook(t)
+	now := time.Now()
+	for _, id := range []string{"100000000051", "100000000052"} {
+		if err := book.Create(t.Context(), qrorder.Order{ID: id, TID: "T0000001", MID: "000000000000001", Currency: "156",
+			Amount: 900, Created: now, Expires: now.Add(time.Minute)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Paid by WeChat Pay's 4200000053 before the upgrade, as that version stored it.
+	at := now.Add(-time.Hour).UTC().Format(time.RFC3339Nano)
+	old := fmt.Sprintf(`{"id":"100000000053","tid":"T0000001","mid":"000000000000001","currency":"156","amount":900,"created":%q,"expires":%q,"state":"paid","payload":"000201","network":"wechat","connector":"wechat","transaction_id":"4200000053","paid_amount":900,"paid_at":%q,"decided":7}`, at, at, at)
+	if err := db.Update(func(txn *badger.Txn) error { return txn.Set([]byte("qrorder/100000000053"), []byte(old)) }); err != nil {
+		t.Fatal(err)
+	}
+	secret := []byte("0123456789abcdef0123")
+	notified := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchyard_qr_notifications_total"}, []string{"network", "outcome"})
+	j := &failingJournal{}
+	d := &orderDesk{book: book, now: time.Now, secret: secret, log: zerolog.Nop(), pipe: j, notified: notified,
+		cfg: config.QR{Connectors: []config.QRConnector{{ID: "wechat", Network: "wechat"}, {ID: "alipay", Network: "alipay"}}}}
+	send := func(n wallet.Notification) (int, wallet.Result) {
+		body, _ := json.Marshal(n)
+		r := httptest.NewRequest(http.MethodPost, NotifyPath, bytes.NewReader(body))
+		r.Header.Set(wallet.NotifySignatureHeader, wallet.Sign(secret, body))
+		w := httptest.NewRecorder()
+		d.notify(w, r)
+		var res wallet.Result
+		_ = json.Unmarshal(w.Body.Bytes(), &res)
+		return w.Code, res
+	}
+	wx := wallet.Notification{Network: "wechat", OrderID: "100000000051", TransactionID: "4200000051", TotalFee: 900}
+	ali := wallet.Notification{Network: "alipay", OrderID: "100000000052", TransactionID: "4200000051", TotalFee: 900}
+	for _, n := range []wallet.Notification{wx, ali, wx, ali} {
+		if code, res := send(n); code != http.StatusOK || res.Result != wallet.Success {
+			t.Fatalf("%s's notification of order %s: HTTP %d %+v, want 200 SUCCESS", n.Network, n.OrderID, code, res)
+		}
+	}
+	alipayOnWechats := ali
+	alipayOnWechats.OrderID = wx.OrderID
+	if code, res := send(alipayOnWechats); code != http.StatusOK || res.ErrCode != "ORDERPAID" {
+		t.Fatalf("Alipay's payment under WeChat Pay's ID, on WeChat Pay's order: HTTP %d %+v, want ORDERPAID", code, res)
+	}
+	if code, res := send(wallet.Notification{Network: "wechat", OrderID: "100000000053", TransactionID: "4200000053", TotalFee: 900}); code != http.StatusOK || res.Result != wallet.Success {
+		t.Fatalf("the repeat of a payment taken before the upgrade: HTTP %d %+v, want 200 SUCCESS", code, res)
+	}
+	for _, c := range []struct {
+		network, outcome string
+		n                float64
+	}{{"wechat", notePaid, 1}, {"alipay", notePaid, 1}, {"wechat", noteRepeat, 2}, {"alipay", noteRepeat, 1}, {"alipay", noteOtherTxn, 1}} {
+		if n := testutil.ToFloat64(notified.WithLabelValues(c.network, c.outcome)); n != c.n {
+			t.Errorf("switchyard_qr_notifications_total{network=%q,outcome=%q} = %v, want %v", c.network, c.outcome, n, c.n)
+		}
+	}
+	for id, network := range map[string]string{"100000000051": "wechat", "100000000052": "alipay", "100000000053": "wechat"} {
+		if o, err := book.Get(id); err != nil || o.State != qrorder.Paid || o.Network != network {
+			t.Errorf("order %s: %+v %v, want paid by %s", id, o, err, network)
+		}
+	}
+	// Journaled: each order's payment, as the book took it (a repeat asks again, the
+	// pipeline writes it once); never Alipay's payment on WeChat Pay's order.
+	for _, op := range j.got {
+		if op.RRN == wx.OrderID && op.Network != "wechat" {
+			t.Errorf("order %s journaled as %s's payment", op.RRN, op.Network)
+		}
+	}
+	if len(j.got) != 5 {
+		t.Errorf("journal asked %d times, want 5 (two payments, two repeats, the pre-upgrade repeat)", len(j.got))
+	}
+}
+
+// TestNotificationNotifyTime: a notification saying when the network sent it
+// (notify_time, signed with the body) is taken within qr.notify_max_age of the
+// switch's clock, either way; one sent longer ago (a captured notification replayed)
+// or further ahead is refused 401 NOTIFY_EXPIRED, counted stale, the order left open;
+// an unreadable time is refused 400. One without notify_time is taken, as before
+// (networks that do not send it). Before, a notification was taken whenever it came.
+func TestNotificationNotifyTime(t *testing.T) {
+	_, book := testBook(t)
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	ids := []string{"100000000061", "100000000062", "100000000063"}
+	for _, id := range ids {
+		if err := book.Create(t.Context(), qrorder.Order{ID: id, TID: "T0000001", MID: "000000000000001", Currency: "156",
+			Amount: 900, Created: now, Expires: now.Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	secret := []byte("0123456789abcdef0123")
+	notified := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchyard_qr_notifications_total"}, []string{"network", "outcome"})
+	j := &failingJournal{}
+	d := &orderDesk{book: book, now: func() time.Time { return now }, secret: secret, log: zerolog.Nop(), pipe: j, notified: notified,
+		cfg: config.QR{NotifyMaxAge: config.Duration(5 * time.Minute), Connectors: []config.QRConnector{{ID: "wechat", Network: "wechat"}}}}
+	send := func(id, sent string) (int, wallet.Result) {
+		body, _ := json.Marshal(wallet.Notification{Network: "wechat", OrderID: id, TransactionID: "TX" + id, TotalFee: 900, NotifyTime: sent})
+		r := httptest.NewRequest(http.MethodPost, NotifyPath, bytes.NewReader(body))
+		r.Header.Set(wallet.NotifySignatureHeader, wallet.Sign(secret, body))
+		w := httptest.NewRecorder()
+		d.notify(w, r)
+		var res wallet.Result
+		_ = json.Unmarshal(w.Body.Bytes(), &res)
+		return w.Code, res
+	}
+	at := func(d time.Duration) string { return now.Add(d).Format(time.RFC3339Nano) }
+	for _, c := range []struct {
+		what, sent string
+		code       int
+		errCode    string
+	}{
+		{"sent 6 minutes ago (a replay)", at(-6 * time.Minute), http.StatusUnauthorized, "NOTIFY_EXPIRED"},
+		{"sent 6 minutes ahead", at(6 * time.Minute), http.StatusUnauthorized, "NOTIFY_EXPIRED"},
+		{"an unreadable time", "yesterday", http.StatusBadRequest, "PARAM_ERROR"},
+	} {
+		if code, res := send(ids[0], c.sent); code != c.code || res.ErrCode != c.errCode {
+			t.Errorf("%s: HTTP %d %+v, want %d %s", c.what, code, res, c.code, c.errCode)
+		}
+	}
+	if o, err := book.Get(ids[0]); err != nil || o.State != qrorder.Open || len(j.got) != 0 {
+		t.Fatalf("after the refused notifications: %+v %v, journaled %d; want open, nothing journaled", o, err, len(j.got))
+	}
+	if n := testutil.ToFloat64(notified.WithLabelValues("wechat", noteStale)); n != 2 {
+		t.Errorf("stale notifications counted %v, want 2", n)
+	}
+	for i, sent := range []string{at(-4 * time.Minute), "", at(90 * time.Second)} {
+		if code, res := send(ids[i], sent); code != http.StatusOK || res.Result != wallet.Success {
+			t.Errorf("notification of order %s with notify_time %q: HTTP %d %+v, want 200 SUCCESS", ids[i], sent, code, res)
+		}
+		if o, err := book.Get(ids[i]); err != nil || o.State != qrorder.Paid {
+			t.Errorf("order %s: %+v %v, want paid", ids[i], o, err)
+		}
+	}
+}

@@ -95,8 +95,15 @@ type Notification struct {
 	// ID, DE 42). A payment to another merchant than the order's is not the order's
 	// (a code made up with another merchant's account and this order's reference):
 	// the switch refuses it. Absent: not checked (a network that does not send it).
-	MchID     string `json:"mch_id,omitempty"`
-	PayerHash string `json:"payer,omitempty"` // an opaque payer reference, never a code
+	MchID string `json:"mch_id,omitempty"`
+	// NotifyTime is when the network sent this notification (RFC 3339; each repeat
+	// its own time, as Alipay's notify_time or the timestamp WeChat Pay signs each
+	// delivery with; never the payment's time, which a repeat hours later still
+	// carries). The switch refuses a notification whose time is more than
+	// qr.notify_max_age from its clock: a captured notification replayed later. Absent:
+	// not checked (a network that does not send it).
+	NotifyTime string `json:"notify_time,omitempty"`
+	PayerHash  string `json:"payer,omitempty"` // an opaque payer reference, never a code
 }
 
 // inDoubt reports whether a FAIL's err_code says that the network could not tell

@@ -461,7 +461,8 @@ func (s *Sim) PayOrder(ctx context.Context, req MPMPayRequest) (Notification, Re
 	s.trades[t.OutTradeNo] = t
 	notifyURL, secret := s.cfg.NotifyURL, s.cfg.NotifySecret
 	s.mu.Unlock()
-	n := Notification{Network: req.Network, OrderID: ref, TransactionID: t.TransactionID, TotalFee: amount, Currency: currency, MchID: mch}
+	n := Notification{Network: req.Network, OrderID: ref, TransactionID: t.TransactionID, TotalFee: amount, Currency: currency, MchID: mch,
+		NotifyTime: time.Now().UTC().Format(time.RFC3339Nano)}
 	if notifyURL == "" {
 		return n, Result{}, errors.New("no notification URL: the switch is not told")
 	}
