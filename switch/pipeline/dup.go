@@ -166,7 +166,9 @@ func recordOutcome(r *journal.Record) outcome {
 }
 
 // sameContent reports whether the journaled record r is the request t resent: the same
-// amount, processing code and card (and, for an offline approval, terminal).
+// amount, processing code and card or payment code (and, for an offline approval,
+// terminal). A refund or void of a QR payment carries no code (its record holds its
+// original's hash): the original it names is compared instead.
 func (p *Pipeline) sameContent(r *journal.Record, t *txn) bool {
 	q := t.req
 	if r.RequestedAmount() != q.Amount || r.ProcCode != q.ProcCode {
@@ -177,8 +179,16 @@ func (p *Pipeline) sameContent(r *journal.Record, t *txn) bool {
 		// same card approval from another terminal is no resend of the first.
 		return false
 	}
-	if q.PAN == "" {
+	payer := q.PAN
+	if q.QR {
+		payer = q.QRCode
+	}
+	switch {
+	case payer != "":
+		return r.CardHash == p.CardHash(payer)
+	case q.QR && r.QR != "":
+		return r.OriginalRRN == q.RRN
+	default:
 		return r.CardHash == ""
 	}
-	return r.CardHash == p.CardHash(q.PAN)
 }

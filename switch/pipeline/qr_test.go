@@ -259,3 +259,47 @@ func TestOrderPaymentWrittenTime(t *testing.T) {
 		t.Fatalf("record received %v, written %v: want received at the payment (%v), written now (%v)", rec.Received, rec.Written, paid, h.clock.Now())
 	}
 }
+
+// TestQRResendFoundInTheJournal: a QR payment, a QR refund and a QR void resent after
+// a restart (their duplicate found in the journal, not in memory) get their first
+// answers, the wallet asked once each. Until the third release of 6 December 2026 the
+// journal's duplicate was compared with the request's PAN, which a QR request has
+// not: each resend was answered 94 duplicate-key-other-content.
+func TestQRResendFoundInTheJournal(t *testing.T) {
+	w := &fakeWallet{fakeLink: newFakeLink(qr.WeChat)}
+	h := newHarness(t, withWallet(w))
+	pay := h.qrPurchase(wxCode, 1000)
+	paid := h.do(pay)
+	other := h.do(h.qrPurchase(wxCode, 700))
+	ref := h.refund(paid, 400)
+	ref.PAN, ref.Expiry, ref.QRRefund = "", "", true
+	refunded := h.do(ref)
+	void := h.void(other, 700)
+	void.PAN, void.Expiry, void.QRRefund = "", "", true
+	voided := h.do(void)
+	for _, a := range []answer{paid, other, refunded, voided} {
+		if a.RC != "00" {
+			t.Fatalf("first answers: %+v", a.Result)
+		}
+	}
+	h = h.restart(t)
+	for _, c := range []struct {
+		name  string
+		tx    termclient.Txn
+		first answer
+	}{{"payment", pay, paid}, {"refund", ref, refunded}, {"void", void, voided}} {
+		again := h.do(c.tx)
+		if again.RC != c.first.RC || again.RRN != c.first.RRN || again.AuthCode != c.first.AuthCode {
+			t.Errorf("%s resent after a restart: %+v, want the first answer %+v", c.name, again.Result, c.first.Result)
+		}
+	}
+	if len(w.pays) != 2 || len(w.refunds) != 1 {
+		t.Errorf("wallet asked to pay %d times and to refund %d, want 2 and 1", len(w.pays), len(w.refunds))
+	}
+	// Another payer's code under the payment's key is still another transaction.
+	otherPayer := pay
+	otherPayer.QRCode = wxCode[:len(wxCode)-1] + "0"
+	if a := h.do(otherPayer); a.RC != "94" {
+		t.Errorf("another code under the payment's key: %+v, want 94", a.Result)
+	}
+}
