@@ -146,7 +146,7 @@ func (m *Manager) offer(tid, app string, attested bool, appVersion string, now t
 // attested application is returned (the caller logs the mismatch).
 func recordApp(r *Report, app string, attested bool) string {
 	switch {
-	case attested:
+	case attested && app != "": // a token without app names none: as no AN
 		r.App, r.AppAttested = app, true
 	case app == "":
 	case r.AppAttested && r.App != app:
