@@ -103,7 +103,8 @@ func TestSuspendRuleNeedsReview(t *testing.T) {
 // fingerprint, which differs between the URL in force and the one requested.
 // Before, operators, reviewers and analysts all read the whole URL.
 func TestAlertRuleWebhookURLRedacted(t *testing.T) {
-	a := newAPIFixtureOn(t, newFixtureOpts(t, registry.Options{SeenFlushInterval: -1, WebhookAllow: []string{"https://hooks.example.com/services/"}}))
+	hookKey := []byte("the webhook URL fingerprint key of the test")
+	a := newAPIFixtureOn(t, newFixtureOpts(t, registry.Options{SeenFlushInterval: -1, WebhookAllow: []string{"https://hooks.example.com/services/"}, WebhookURLKey: hookKey}))
 	const url1 = "https://hooks.example.com/services/T000/B000/XXXXSECRET1"
 	const url2 = "https://hooks.example.com/services/T000/B000/XXXXSECRET2"
 	noSecret := func(what, body string) {
@@ -120,7 +121,7 @@ func TestAlertRuleWebhookURLRedacted(t *testing.T) {
 	noSecret("saved rule", body)
 	for _, tok := range []string{registry.DemoOperatorToken, registry.DemoReviewerToken, registry.DemoAnalystToken} {
 		st, body := a.raw(t, "GET", "/api/v1/alert-rules", tok, "", "")
-		if st != 200 || !strings.Contains(body, `"https://hooks.example.com/… (sha256:`+registry.WebhookFingerprint(url1)+`)"`) {
+		if st != 200 || !strings.Contains(body, `"https://hooks.example.com/… (hmac:`+registry.WebhookFingerprint(hookKey, url1)+`)"`) {
 			t.Errorf("GET /api/v1/alert-rules: %d %s; want the host and fingerprint", st, body)
 		}
 		noSecret("rule list", body)
@@ -136,7 +137,7 @@ func TestAlertRuleWebhookURLRedacted(t *testing.T) {
 		t.Fatal(err)
 	}
 	st, body = a.raw(t, "GET", "/api/v1/changes/"+c.ID, registry.DemoReviewerToken, "", "")
-	if st != 200 || !strings.Contains(body, registry.WebhookFingerprint(url1)) || !strings.Contains(body, registry.WebhookFingerprint(url2)) {
+	if st != 200 || !strings.Contains(body, registry.WebhookFingerprint(hookKey, url1)) || !strings.Contains(body, registry.WebhookFingerprint(hookKey, url2)) {
 		t.Errorf("preview: %d %s; want both fingerprints", st, body)
 	}
 	noSecret("preview", body)
@@ -153,7 +154,7 @@ func TestAlertRuleWebhookURLRedacted(t *testing.T) {
 		noSecret("approved change", body)
 	}
 	st, body = a.raw(t, "GET", "/api/v1/oplog", registry.DemoAnalystToken, "", "")
-	if st != 200 || !strings.Contains(body, registry.WebhookFingerprint(url2)) {
+	if st != 200 || !strings.Contains(body, registry.WebhookFingerprint(hookKey, url2)) {
 		t.Errorf("oplog after the approval: %d %s; want the new fingerprint", st, body)
 	}
 	noSecret("oplog after the approval", body)

@@ -1306,3 +1306,60 @@ func TestRolloutCountsPerApplication(t *testing.T) {
 		t.Errorf("pay after the legacy terminal named tools: %+v", ro)
 	}
 }
+
+// TestAppKeptAndAttested: an AV sent without AN keeps the application recorded for
+// the terminal (until the third release of 6 December 2026 it cleared it, and the
+// terminal moved from its application's counts to "unknown application"); an
+// application recorded from a verified attestation (OfferAttested, the sign-on's AJ
+// app claim) is counted, kept across a restart, not replaced by an AN naming another
+// application, which is offered nothing of that other application; a later attested
+// sign-on replaces it.
+func TestAppKeptAndAttested(t *testing.T) {
+	f := newFixture(t, 1)
+	tid := f.tids[0]
+	f.upload("2.1", blob("2.1", 100))
+	f.uploadApp("tools", "5.0", blob("5.0", 100))
+	f.approve(f.m.RequestPublish(alice, PublishRequest{Group: "pay", App: "demo-pay", Version: "2.1",
+		Target: Target{Merchants: []string{mid}}, MinVersion: "2.0"}))
+	f.approve(f.m.RequestPublish(alice, PublishRequest{Group: "tools", App: "tools", Version: "5.0",
+		Target: Target{Terminals: []string{tid}}, MinVersion: "5.0"}))
+
+	f.m.Offer(tid, "tools", "4.0", f.clock.Now())
+	f.m.Offer(tid, "", "4.1", f.clock.Now()) // AV without AN
+	if rep, _ := f.m.ReportOf(tid); rep.App != "tools" || rep.Version != "4.1" || rep.AppAttested {
+		t.Fatalf("AV 4.1 without AN after AN tools: %+v, want tools 4.1 kept", rep)
+	}
+	if ro := rollout(t, f.m, "tools"); ro.Versions["4.1"] != 1 || len(ro.UnknownApp) != 0 {
+		t.Fatalf("tools rollout after AV without AN: versions %v unknown %v, want 4.1 counted as tools", ro.Versions, ro.UnknownApp)
+	}
+
+	// The sign-on's verified token says demo-pay, whatever AN said before.
+	if up := f.m.OfferAttested(tid, "demo-pay", "2.0", f.clock.Now()); !strings.HasPrefix(up, "2.1:") {
+		t.Fatalf("attested demo-pay 2.0: offer %q, want demo-pay 2.1", up)
+	}
+	if rep, _ := f.m.ReportOf(tid); rep.App != "demo-pay" || !rep.AppAttested || rep.Version != "2.0" {
+		t.Fatalf("attested sign-on: %+v, want demo-pay 2.0 attested", rep)
+	}
+	// An echo's AN naming tools is the terminal's word against the attestation:
+	// demo-pay stays recorded, and tools 5.0 is not offered.
+	if up := f.m.Offer(tid, "tools", "2.0", f.clock.Now()); strings.HasPrefix(up, "5.0:") {
+		t.Fatalf("AN tools after an attested demo-pay: offer %q, want no tools release", up)
+	}
+	f.m.Offer(tid, "", "2.0", f.clock.Now())
+	f.close()
+	f.open()
+	if rep, _ := f.m.ReportOf(tid); rep.App != "demo-pay" || !rep.AppAttested {
+		t.Fatalf("after AN tools, an AV alone and a restart: %+v, want demo-pay attested", rep)
+	}
+	if ro := rollout(t, f.m, "pay"); ro.Versions["2.0"] != 1 || ro.OtherApp != 0 {
+		t.Fatalf("pay rollout: versions %v other %d, want the terminal on 2.0", ro.Versions, ro.OtherApp)
+	}
+	if ro := rollout(t, f.m, "tools"); ro.OtherApp != 1 || len(ro.Versions) != 0 {
+		t.Fatalf("tools rollout: versions %v other %d, want it running another application", ro.Versions, ro.OtherApp)
+	}
+	// A later attested sign-on naming tools replaces it.
+	f.m.OfferAttested(tid, "tools", "5.0", f.clock.Now())
+	if rep, _ := f.m.ReportOf(tid); rep.App != "tools" || !rep.AppAttested || rep.Version != "5.0" {
+		t.Fatalf("attested tools 5.0: %+v", rep)
+	}
+}

@@ -27,12 +27,20 @@ const reportStoreEvery = time.Hour
 // Report is what a terminal last reported of its application.
 type Report struct {
 	Terminal string `json:"terminal"`
-	// App is the application Version is of: the DE 48 AN sent with the AV, or the
-	// name of the package an installation report was for; "" when the terminal
-	// named none. Always stored, even empty, so that a report stored before the
+	// App is the application Version is of: the signed app claim of the verified
+	// attestation token (DE 48 AJ) of the terminal's sign-on (AppAttested), else
+	// the DE 48 AN sent with the AV, or the name of the package an installation
+	// report was for; "" when the terminal never named one. An AV sent without AN
+	// keeps the application recorded (until 6 December 2026, third release, it
+	// cleared it). Always stored, even empty, so that a report stored before the
 	// application was recorded (no "app" at all) is told apart (AppUnrecorded).
-	App     string `json:"app"`
-	Version string `json:"version,omitempty"` // installed, as in AV
+	App string `json:"app"`
+	// AppAttested says App is the app claim of a verified attestation token, not
+	// the terminal's own AN: an AN that names another application no longer
+	// replaces it (logged as a mismatch), only a later attested sign-on or an
+	// installation report does.
+	AppAttested bool   `json:"app_attested,omitempty"`
+	Version     string `json:"version,omitempty"` // installed, as in AV
 	// AppUnrecorded says the version was stored before 6 December 2026, when the
 	// application was not recorded with it: which application it is of is not
 	// known. Rollouts counts it under each of the terminal's groups, as before,
@@ -62,8 +70,8 @@ type ReportRequest struct {
 }
 
 // Offer is called at sign-on and echo with the terminal's AV (may be empty): it
-// records the AV as the installed version, of application app (as sent: "" when
-// the terminal named none), and returns the DE 48 UP value to send
+// records the AV as the installed version, of application app (DE 48 AN as sent:
+// "" when the terminal named none), and returns the DE 48 UP value to send
 // when a newer release is offered to the terminal ("" when none). The cup dialect
 // signals the same offer with header processing requirement 6 (the caller sets it
 // when Offer returns a value). With Options.NoTokens nothing is offered. A
@@ -76,18 +84,45 @@ type ReportRequest struct {
 // is offered the highest release of that application among its groups, never
 // another application's. A terminal that names none is offered its groups'
 // release only when they all publish one application; in groups of several it is
-// offered nothing (assignment.offerFor).
+// offered nothing (assignment.offerFor). An AV without AN keeps the application
+// recorded for the terminal. An AN naming another application than the one a
+// verified attestation recorded (Report.AppAttested) is the terminal's word
+// against the attestation service's: the attested application stays recorded and
+// is the one offered, and the mismatch is logged at Warn.
 func (m *Manager) Offer(tid, app, appVersion string, now time.Time) string {
+	return m.offer(tid, app, false, appVersion, now)
+}
+
+// OfferAttested is Offer for a sign-on that carried a verified attestation token
+// (DE 48 AJ) the terminal checks accepted: app is the token's signed app claim,
+// which is recorded (Report.AppAttested) and offered for whatever the terminal's
+// AN says (the caller logs an AN that disagrees). A report of the service that
+// examined the phone is stronger than the terminal's own, as in the purchase's
+// minimum-version check, which compares the signed app and ver, never AN and AV.
+func (m *Manager) OfferAttested(tid, app, appVersion string, now time.Time) string {
+	return m.offer(tid, app, true, appVersion, now)
+}
+
+// offer is Offer and OfferAttested.
+func (m *Manager) offer(tid, app string, attested bool, appVersion string, now time.Time) string {
 	if _, ok := m.reg.Terminal(tid); !ok {
 		return ""
 	}
+	named := app
 	if appVersion != "" && validVersion(appVersion) {
 		m.record(tid, func(r *Report) {
-			r.App, r.Version, r.AppUnrecorded = app, appVersion, false
+			app = recordApp(r, app, attested)
+			r.Version, r.AppUnrecorded = appVersion, false
 			if r.Failed != nil && cmp(appVersion, r.Failed.Version) >= 0 {
 				r.Failed = nil
 			}
 		}, now)
+	} else if r, ok := m.ReportOf(tid); ok && !attested && app != "" && r.AppAttested && r.App != app {
+		app = r.App
+	}
+	if app != named && named != "" {
+		m.log.Warn().Str("tid", tid).Str("an", named).Str("attested_app", app).
+			Msg("apps: the terminal's AN names another application than its verified attestation did: the attested application stays recorded and is the one offered")
 	}
 	if m.token == nil {
 		return ""
@@ -99,6 +134,27 @@ func (m *Manager) Offer(tid, app, appVersion string, now time.Time) string {
 	}
 	p := o.pkg
 	return p.Version + ":" + strconv.FormatInt(p.Size, 10) + ":" + p.SHA256 + ":" + m.Token(tid, p.SHA256, now.Add(m.opts.TokenTTL))
+}
+
+// recordApp sets the application of report r from what a sign-on or echo said,
+// app (attested: a verified attestation's claim; else DE 48 AN, "" when absent),
+// and returns the application the terminal is taken to run, for its offer. An
+// attested application is recorded as such. A terminal that names none keeps the
+// one recorded (until 6 December 2026, third release, an AV without AN cleared
+// it) but is offered as one that names none (app ""), as the registry holds it.
+// An AN naming another application than an attested one does not replace it: the
+// attested application is returned (the caller logs the mismatch).
+func recordApp(r *Report, app string, attested bool) string {
+	switch {
+	case attested && app != "": // a token without app names none: as no AN
+		r.App, r.AppAttested = app, true
+	case app == "":
+	case r.AppAttested && r.App != app:
+		return r.App
+	case r.App != app:
+		r.App, r.AppAttested = app, false
+	}
+	return app
 }
 
 // record updates tid's report and writes it when it changed or was last written
@@ -114,7 +170,7 @@ func (m *Manager) record(tid string, fn func(*Report), now time.Time) {
 	fn(r)
 	r.ReportedAt = now.UTC()
 	m.reports[tid] = r
-	changed := old == nil || old.Version != r.Version || old.App != r.App || old.AppUnrecorded != r.AppUnrecorded || (old.Failed == nil) != (r.Failed == nil) ||
+	changed := old == nil || old.Version != r.Version || old.App != r.App || old.AppAttested != r.AppAttested || old.AppUnrecorded != r.AppUnrecorded || (old.Failed == nil) != (r.Failed == nil) ||
 		(old.Failed != nil && r.Failed != nil && *old.Failed != *r.Failed)
 	store := changed || now.Sub(m.stored[tid]) >= reportStoreEvery
 	if store {
@@ -254,7 +310,13 @@ func (m *Manager) report(w http.ResponseWriter, r *http.Request) {
 		m.record(tid, func(p *Report) {
 			p.Version, p.Failed = rr.Version, nil
 			if app != "" {
-				p.App, p.AppUnrecorded = app, false
+				// The package the switch offered this terminal (for the
+				// application recorded, attested or not): another one's
+				// installation is the terminal's word, no longer attested.
+				if p.App != app {
+					p.App, p.AppAttested = app, false
+				}
+				p.AppUnrecorded = false
 			}
 		}, now)
 	case "failed":

@@ -51,7 +51,8 @@ func TestAppsPage(t *testing.T) {
 		Current:  &apps.Release{App: "demo-pay", Version: "1.1.0", PublishedAt: time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC), Target: apps.Target{Percent: 10}},
 		Versions: map[string]int{"1.0.0": 184, "1.1.0": 15, "unknown": 1}, Unrecorded: 7, UnknownApp: map[string]int{"5.0": 3}, OtherApp: 2,
 		Failed: []apps.Report{{Terminal: "T0000009", Failed: &apps.Failure{Version: "1.1.0", Detail: "<b>disk full</b>"}}}}},
-		reports: map[string]apps.Report{"T0000001": {Terminal: "T0000001", App: "demo-pay", Version: "1.0.7", ReportedAt: time.Date(2026, 12, 1, 9, 30, 0, 0, time.UTC)}}}
+		reports: map[string]apps.Report{"T0000001": {Terminal: "T0000001", App: "demo-pay", Version: "1.0.7", ReportedAt: time.Date(2026, 12, 1, 9, 30, 0, 0, time.UTC)},
+			"T0000002": {Terminal: "T0000002", App: "com.switchyard.softpos", AppAttested: true, Version: "1.0.0", ReportedAt: time.Date(2026, 12, 1, 9, 30, 0, 0, time.UTC)}}}
 	resp, body := get(t, c, f.srv.URL+"/console/apps")
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("apps page: %s", resp.Status)
@@ -65,6 +66,12 @@ func TestAppsPage(t *testing.T) {
 	// The terminal's page shows the version it last reported.
 	if _, body := get(t, c, f.srv.URL+"/console/terminals/T0000001"); !strings.Contains(body, "demo-pay 1.0.7") {
 		t.Error("the terminal page lacks the reported application and version demo-pay 1.0.7")
+	} else if strings.Contains(body, "terminal-app-attested") {
+		t.Error("the terminal page of a self-reported application says it is attested")
+	}
+	// A SoftPOS whose application its verified attestation named says so.
+	if _, body := get(t, c, f.srv.URL+"/console/terminals/T0000002"); !strings.Contains(body, "com.switchyard.softpos 1.0.0") || !strings.Contains(body, "(application attested)") {
+		t.Error("the terminal page of T0000002 lacks its attested application")
 	}
 	f.con.o.Apps = fakeRollouts{err: errors.New("no rollout group \"nope\"")}
 	if resp, body := get(t, c, f.srv.URL+"/console/apps?group=nope"); resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "no rollout group") {

@@ -495,10 +495,11 @@ func TestRegisterMerchantNameLatin(t *testing.T) {
 // a fingerprint; saving the edit form as it was filled keeps the URL. Before,
 // every role read the whole URL there.
 func TestAlertRuleWebhookRedacted(t *testing.T) {
-	f := newFixtureOpts(t, registry.Options{SeenFlushInterval: -1, WebhookAllow: []string{"https://hooks.example.com/services/"}})
+	hookKey := []byte("the webhook URL fingerprint key of the test")
+	f := newFixtureOpts(t, registry.Options{SeenFlushInterval: -1, WebhookAllow: []string{"https://hooks.example.com/services/"}, WebhookURLKey: hookKey})
 	const url1 = "https://hooks.example.com/services/T000/B000/XXXXSECRET1"
 	const url2 = "https://hooks.example.com/services/T000/B000/XXXXSECRET2"
-	red1 := registry.RedactWebhookURL(url1)
+	red1 := registry.RedactWebhookURL(hookKey, url1)
 	op := registry.Actor{Name: "operator", Role: registry.RoleOperator}
 	if _, err := f.reg.PutAlertRule(op, registry.AlertRule{ID: "hook", Threshold: registry.Duration(time.Hour),
 		Actions: []registry.AlertAction{{Type: registry.ActionWebhook, URL: url1}}}); err != nil {
@@ -544,7 +545,7 @@ func TestAlertRuleWebhookRedacted(t *testing.T) {
 	rc := f.client()
 	f.login(t, rc, "reviewer", "reviewer-demo-pw")
 	_, page = get(t, rc, f.srv.URL+loc)
-	if !strings.Contains(page, registry.WebhookFingerprint(url1)) || !strings.Contains(page, registry.WebhookFingerprint(url2)) {
+	if !strings.Contains(page, registry.WebhookFingerprint(hookKey, url1)) || !strings.Contains(page, registry.WebhookFingerprint(hookKey, url2)) {
 		t.Errorf("change page lacks the fingerprints of the URL in force and the one requested")
 	}
 	noSecret("change page", page)

@@ -183,9 +183,13 @@ func noteReceived(rec *journal.Record, note string) {
 
 // checkNetwork runs the terminal checks on a network management request, which has
 // no journal record: it returns the response code and reason of a refusal, or "".
-func (p *Pipeline) checkNetwork(t *txn) (rc, reason string) {
+// attestedApp is the app claim of the request's attestation token (DE 48 AJ) when
+// it verified and the checks found it good for the terminal (Facts.AttestationOK:
+// fresh, of its bound device, TEE), though a sign-on does not require one: the
+// application its AV is recorded under (offerUpdate). "" otherwise.
+func (p *Pipeline) checkNetwork(t *txn) (rc, reason, attestedApp string) {
 	if p.terminals == nil {
-		return "", ""
+		return "", "", ""
 	}
 	cr, bad := checkRequest(t.req, t.conn, t.macOK, p.now(), p.attest)
 	cr.Purpose = registry.CheckNetwork
@@ -194,7 +198,7 @@ func (p *Pipeline) checkNetwork(t *txn) (rc, reason string) {
 	// MAK all the same): it does not make the terminal seen.
 	cr.Unproven = t.conn.UnMACdNetwork && !t.macOK
 	if bad != "" {
-		return message.RCFormatError, "de48-" + bad + "-malformed"
+		return message.RCFormatError, "de48-" + bad + "-malformed", ""
 	}
 	if strings.TrimSpace(cr.MerchantID) == "" {
 		// DE 42 is optional in network management: the terminal's own merchant.
@@ -204,11 +208,14 @@ func (p *Pipeline) checkNetwork(t *txn) (rc, reason string) {
 	}
 	res := p.terminals.Check(cr)
 	if res.Decline {
-		return res.ResponseCode, string(res.Reason)
+		return res.ResponseCode, string(res.Reason), ""
 	}
 	if res.Facts.Flagged { // no record to note it in: the log has it
 		p.log.Warn().Str("tid", t.req.TID).Str("net_code", t.req.NetCode).Str("missing", res.Facts.Missing).
 			Str("remote", t.conn.Remote.String()).Msg(flaggedNote(&res.Facts))
 	}
-	return "", ""
+	if cr.AttestationSigned && cr.AttestationFailure == registry.ReasonNone && res.Facts.AttestationOK {
+		attestedApp = cr.AppName // the token's app claim (checkRequest)
+	}
+	return "", "", attestedApp
 }

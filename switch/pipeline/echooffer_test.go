@@ -26,6 +26,11 @@ func (u *fakeUpdates) Offer(tid, _, av string, _ time.Time) string {
 	return offer
 }
 
+// OfferAttested records as Offer does (no test here sends a token).
+func (u *fakeUpdates) OfferAttested(tid, app, av string, now time.Time) string {
+	return u.Offer(tid, app, av, now)
+}
+
 func (u *fakeUpdates) count() int {
 	u.mu.Lock()
 	defer u.mu.Unlock()

@@ -651,8 +651,10 @@ func (p *Pipeline) network(ctx context.Context, t *txn) (frontend.Response, erro
 	// terminal ID could rotate its working keys and break its PINs once their grace
 	// ends. Echo and sign-off change nothing; an echo's AV and update offer
 	// (echoMayOffer) need its MAC and the terminal's standing instead.
+	var attestedApp string // the app claim of a verified, accepted AJ (checkNetwork)
 	if code := t.req.NetCode; code == message.NMSignOn || code == message.NMKeyChange {
-		if rc, reason := p.checkNetwork(t); rc != "" {
+		var rc, reason string
+		if rc, reason, attestedApp = p.checkNetwork(t); rc != "" {
 			p.log.Warn().Str("tid", t.req.TID).Str("net_code", code).Str("rc", rc).Str("reason", reason).
 				Str("remote", t.conn.Remote.String()).Msg("network management request refused by the terminal checks")
 			raw, err := resp.Set(39, rc).Set(48, message.ReasonTLV(reason)).Bytes(p.macFunc(t))
@@ -672,11 +674,11 @@ func (p *Pipeline) network(ctx context.Context, t *txn) (frontend.Response, erro
 	switch t.req.NetCode {
 	case message.NMSignOn:
 		if u := p.cfg.Updates; u != nil {
-			p.offerUpdate(u, t, resp)
+			p.offerUpdate(u, t, resp, attestedApp)
 		}
 	case message.NMEcho:
 		if u := p.cfg.Updates; u != nil && p.echoMayOffer(t) {
-			p.offerUpdate(u, t, resp)
+			p.offerUpdate(u, t, resp, "")
 		}
 	case message.NMSignOff:
 	case message.NMKeyChange:

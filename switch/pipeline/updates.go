@@ -14,6 +14,10 @@ type Updates interface {
 	// application the terminal says it runs (DE 48 AN, "" when absent): it is
 	// offered only releases of that application.
 	Offer(tid, app, appVersion string, now time.Time) string
+	// OfferAttested is Offer for a sign-on whose attestation token (DE 48 AJ) was
+	// verified and accepted by the terminal checks: app is the token's signed app
+	// claim, recorded and offered in place of the AN tag the app writes itself.
+	OfferAttested(tid, app, appVersion string, now time.Time) string
 }
 
 // tagUpdate is the DE 48 tag of an update offer (docs/terminal-interface.md).
@@ -23,8 +27,24 @@ const tagUpdate = "UP"
 // or echo: DE 48 UP. The cup adapter, which sends its terminals' sign-ins and
 // echoes here as ASCII 0800s, passes the offer on in F63 with header processing
 // requirement 6 (switch/cup).
-func (p *Pipeline) offerUpdate(u Updates, t *txn, resp *message.Builder) {
-	v := u.Offer(t.req.TID, t.req.TLV.AppName, t.req.TLV.AppVersion, p.now())
+//
+// attested is the app claim of the sign-on's verified attestation token ("" when
+// none: an echo is never checked): the application recorded for the rollout and
+// offered, rather than the AN tag, as the purchase's minimum-version check uses it
+// (checkRequest). An AN naming another application is not refused, as it is not
+// in a purchase, but logged at Warn: a sign-on refused would keep an outdated
+// phone from its update, and the attested application is the one acted on.
+func (p *Pipeline) offerUpdate(u Updates, t *txn, resp *message.Builder, attested string) {
+	var v string
+	if attested != "" {
+		if an := t.req.TLV.AppName; an != "" && an != attested {
+			p.log.Warn().Str("tid", t.req.TID).Str("an", an).Str("attested_app", attested).
+				Msg("sign-on: AN names another application than the verified attestation token: the token's is recorded and offered")
+		}
+		v = u.OfferAttested(t.req.TID, attested, t.req.TLV.AppVersion, p.now())
+	} else {
+		v = u.Offer(t.req.TID, t.req.TLV.AppName, t.req.TLV.AppVersion, p.now())
+	}
 	if v == "" {
 		return
 	}

@@ -314,7 +314,7 @@ func (r *alerting) indexAlert(a *Alert) {
 func (r *alerting) AlertRules() []AlertRule {
 	out := r.alertRules()
 	for i := range out {
-		out[i] = out[i].Redacted()
+		out[i] = redactRule(r.hookKey, out[i])
 	}
 	return out
 }
@@ -343,7 +343,7 @@ func (r *alerting) PutAlertRule(p Actor, ar AlertRule) (*AlertRule, error) {
 	}
 	ar.Description = r.maskText(p, "alert rule "+ar.ID, "description", ar.Description)
 	saved, err := retry(r.store, func() (*AlertRule, error) { return r.putAlertRule(p, ar) })
-	return redactedRule(saved), err
+	return redactedRule(r.hookKey, saved), err
 }
 
 func (r *alerting) putAlertRule(p Actor, ar AlertRule) (*AlertRule, error) {
@@ -365,11 +365,11 @@ func (r *alerting) putAlertRule(p Actor, ar AlertRule) (*AlertRule, error) {
 	ar.UpdatedBy, ar.UpdatedAt = p.Name, now
 	var before any
 	if old := r.rules[ar.ID]; old != nil {
-		before = redactedRule(old)
+		before = redactedRule(r.hookKey, old)
 	}
 	b := r.ops()
 	b.add(OpEntry{Time: now, Actor: p.Name, Role: p.Role, Action: "alert-rule.put", TargetType: "alert-rule", Target: ar.ID,
-		Before: rawJSON(before), After: rawJSON(redactedRule(&ar))})
+		Before: rawJSON(before), After: rawJSON(redactedRule(r.hookKey, &ar))})
 	if err := r.commitLocked(func(txn *wtx) error {
 		if err := putJSON(txn, []byte(pfxRule+ar.ID), &ar); err != nil {
 			return err
@@ -402,7 +402,7 @@ func (r *alerting) deleteAlertRule(p Actor, id string) error {
 	now := r.now()
 	b := r.ops()
 	b.add(OpEntry{Time: now, Actor: p.Name, Role: p.Role, Action: "alert-rule.delete", TargetType: "alert-rule", Target: id,
-		Before: rawJSON(redactedRule(old))})
+		Before: rawJSON(redactedRule(r.hookKey, old))})
 	if err := r.commitLocked(func(txn *wtx) error {
 		if err := txn.Delete([]byte(pfxRule + id)); err != nil {
 			return err
@@ -433,7 +433,7 @@ func (r *alerting) Alerts(f AlertFilterQuery) ([]*Alert, error) {
 		return (f.Status == "" || a.Status == f.Status) && (f.RuleID == "" || a.RuleID == f.RuleID) && (f.TerminalID == "" || a.TerminalID == f.TerminalID)
 	})
 	for i := range as {
-		as[i] = redactedAlert(as[i])
+		as[i] = redactedAlert(r.hookKey, as[i])
 	}
 	return as, err
 }
@@ -457,7 +457,7 @@ func (r *alerting) GetAlert(id string) (*Alert, error) {
 		return nil, err
 	}
 	a, err := r.readAlert(n, id)
-	return redactedAlert(a), err
+	return redactedAlert(r.hookKey, a), err
 }
 
 // AcknowledgeAlert marks open alert id as acknowledged by operator p. The rule will
@@ -470,7 +470,7 @@ func (r *alerting) AcknowledgeAlert(p Actor, id, note string) (*Alert, error) {
 	}
 	note = r.maskText(p, "alert "+id, "note", note)
 	a, err := retry(r.store, func() (*Alert, error) { return r.acknowledgeAlert(p, id, note) })
-	return redactedAlert(a), err
+	return redactedAlert(r.hookKey, a), err
 }
 
 func (r *alerting) acknowledgeAlert(p Actor, id, note string) (*Alert, error) {

@@ -349,15 +349,15 @@ func normalizeTerminal(t *Terminal) {
 	}
 }
 
-func (e effect) changeEffect() ChangeEffect {
+func (e effect) changeEffect(hookKey []byte) ChangeEffect {
 	if e.xAfter != nil {
 		return *e.xAfter
 	}
 	if e.rAfter != nil {
 		// Shown in previews and written to the oplog: webhook URLs redacted.
-		ce := ChangeEffect{Type: "alert-rule", ID: e.rAfter.ID, After: rawJSON(redactedRule(e.rAfter))}
+		ce := ChangeEffect{Type: "alert-rule", ID: e.rAfter.ID, After: rawJSON(redactedRule(hookKey, e.rAfter))}
 		if e.rBefore != nil {
-			ce.Before = rawJSON(redactedRule(e.rBefore))
+			ce.Before = rawJSON(redactedRule(hookKey, e.rBefore))
 		}
 		return ce
 	}

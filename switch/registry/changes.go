@@ -259,7 +259,7 @@ func (r *review) requestChange(p Actor, c Change) (*Change, error) {
 	c.ReviewedBy, c.ReviewedAt, c.ReviewNote = "", nil, ""
 	logged := c // an import is logged without its rows: each created record gets its own entry on approval
 	logged.Terminals, logged.Merchants, logged.Reason = nil, nil, importReason(&c)
-	logged.AlertRule = redactedRule(c.AlertRule)
+	logged.AlertRule = redactedRule(r.hookKey, c.AlertRule)
 	b := r.ops()
 	b.add(OpEntry{Time: now, Actor: p.Name, Role: p.Role, Action: "change.request", TargetType: "change", Target: c.ID,
 		ChangeID: c.ID, Reason: c.Reason, After: rawJSON(&logged)})
@@ -277,7 +277,7 @@ func (r *review) requestChange(p Actor, c Change) (*Change, error) {
 	b.done()
 	r.chgSeq = c.Seq
 	r.log.Info().Str("change", c.ID).Str("op", string(c.Op)).Str("target", c.Target).Str("by", p.Name).Msg("change requested")
-	return redactedChange(&c), nil
+	return redactedChange(r.hookKey, &c), nil
 }
 
 // checkRequestKeys checks the key references a terminal register, import or change
@@ -330,7 +330,7 @@ func (r *review) GetChange(id string) (*ChangePreview, error) {
 	if err != nil {
 		return nil, err
 	}
-	pv := &ChangePreview{Change: redactedChange(c)}
+	pv := &ChangePreview{Change: redactedChange(r.hookKey, c)}
 	if c.Status == ChangePending {
 		effs, err := r.compute(c, r.now())
 		if err == nil {
@@ -347,7 +347,7 @@ func (r *review) GetChange(id string) (*ChangePreview, error) {
 		}
 		r.mu.Unlock()
 		for _, e := range effs {
-			pv.Effects = append(pv.Effects, e.changeEffect())
+			pv.Effects = append(pv.Effects, e.changeEffect(r.hookKey))
 		}
 	}
 	return pv, nil
@@ -412,7 +412,7 @@ func (r *review) Changes(f ChangeFilter) ([]*Change, error) {
 		}
 		c.Reason = importReason(c)
 		c.Terminals, c.Merchants = nil, nil
-		c.AlertRule = redactedRule(c.AlertRule)
+		c.AlertRule = redactedRule(r.hookKey, c.AlertRule)
 		return true
 	})
 }
@@ -445,7 +445,7 @@ func (r *review) Approve(p Actor, id, note string) (*Change, error) {
 	if err == nil {
 		r.applyExt(c)
 	}
-	return redactedChange(c), err
+	return redactedChange(r.hookKey, c), err
 }
 
 func (r *review) approve(p Actor, id, note string) (*Change, error) {
@@ -490,7 +490,7 @@ func (r *review) approve(p Actor, id, note string) (*Change, error) {
 		last := start+importChunk >= len(effs)
 		b := r.ops()
 		for _, e := range chunk {
-			ce := e.changeEffect()
+			ce := e.changeEffect(r.hookKey)
 			b.add(OpEntry{Time: now, Actor: p.Name, Role: p.Role, Action: string(c.Op), TargetType: ce.Type, Target: ce.ID,
 				ChangeID: c.ID, RequestedBy: c.RequestedBy, Reason: c.Reason, Before: ce.Before, After: ce.After})
 		}
@@ -565,7 +565,7 @@ func (r *review) closeChange(p Actor, id, note string, to ChangeStatus, action s
 	}
 	note = r.maskText(p, "change "+id, "review note", note)
 	c, err := retry(r.store, func() (*Change, error) { return r.closeChangeOnce(p, id, note, to, action) })
-	return redactedChange(c), err
+	return redactedChange(r.hookKey, c), err
 }
 
 func (r *review) closeChangeOnce(p Actor, id, note string, to ChangeStatus, action string) (*Change, error) {

@@ -142,7 +142,7 @@ func loadDemo(reg *Registry) (int, error) {
 		chunk := effs[min(start, len(effs)):min(start+importChunk, len(effs))]
 		b := reg.ops()
 		for _, e := range chunk {
-			ce := e.changeEffect()
+			ce := e.changeEffect(reg.hookKey)
 			b.add(OpEntry{Time: now, Actor: "demo", Action: "demo.load", TargetType: ce.Type, Target: ce.ID, Reason: "demo fleet", After: ce.After})
 		}
 		var rule *AlertRule
@@ -153,7 +153,7 @@ func loadDemo(reg *Registry) (int, error) {
 			}
 			ar.UpdatedBy, ar.UpdatedAt = "demo", now
 			rule = &ar
-			b.add(OpEntry{Time: now, Actor: "demo", Action: "alert-rule.put", TargetType: "alert-rule", Target: ar.ID, Reason: "demo fleet", After: rawJSON(redactedRule(rule))})
+			b.add(OpEntry{Time: now, Actor: "demo", Action: "alert-rule.put", TargetType: "alert-rule", Target: ar.ID, Reason: "demo fleet", After: rawJSON(redactedRule(reg.hookKey, rule))})
 		}
 		err := reg.commitLocked(func(txn *wtx) error {
 			for _, e := range chunk {

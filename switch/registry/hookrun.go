@@ -216,7 +216,7 @@ func hookRetryFrom(kind hookKind, a *Alert) time.Time {
 func (h *hookRun) logDown() {
 	for target, d := range h.down {
 		if d.skipped > 0 {
-			h.mo.reg.log.Error().Str("webhook", RedactWebhookURL(target)).Int("not_posted", d.skipped).AnErr("first_error", d.err).
+			h.mo.reg.log.Error().Str("webhook", h.mo.reg.RedactWebhookURL(target)).Int("not_posted", d.skipped).AnErr("first_error", d.err).
 				Msg("alert webhooks not posted in this run: their target failed")
 		}
 	}

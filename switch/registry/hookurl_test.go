@@ -1,7 +1,10 @@
 package registry
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -46,8 +49,8 @@ func TestAlertRuleWebhookURLRedacted(t *testing.T) {
 		}
 	}
 	host := strings.TrimPrefix(srv.URL, "http://")
-	red1, red2 := RedactWebhookURL(url1), RedactWebhookURL(url2)
-	if red1 != "http://"+host+"/… (sha256:"+WebhookFingerprint(url1)+")" || red1 == red2 || !IsRedactedWebhookURL(red1) || IsRedactedWebhookURL(url1) {
+	red1, red2 := f.reg.RedactWebhookURL(url1), f.reg.RedactWebhookURL(url2)
+	if red1 != "http://"+host+"/… (hmac:"+f.reg.WebhookFingerprint(url1)+")" || red1 == red2 || !IsRedactedWebhookURL(red1) || IsRedactedWebhookURL(url1) {
 		t.Fatalf("redacted %q and %q", red1, red2)
 	}
 
@@ -76,6 +79,13 @@ func TestAlertRuleWebhookURLRedacted(t *testing.T) {
 	edit.Actions[1].URL = red2
 	if _, err := f.reg.PutAlertRule(alice, edit); err == nil || !strings.Contains(err.Error(), "redacted") {
 		t.Fatalf("save with a redacted URL of no webhook: %v; want refused", err)
+	}
+	// The plain-SHA-256 form of before (an old oplog entry's) is taken for a
+	// redacted URL, never stored to post to, and not matched: a match would
+	// confirm a guessed URL.
+	edit.Actions[1].URL = "http://" + host + "/… (sha256:" + plainFingerprint(url1) + ")"
+	if _, err := f.reg.PutAlertRule(alice, edit); err == nil || !strings.Contains(err.Error(), "before the fingerprint was keyed") {
+		t.Fatalf("save with the URL's plain-SHA-256 form: %v; want refused", err)
 	}
 
 	// A reviewed change (the rule suspends) to a new URL on the same host.
@@ -151,5 +161,67 @@ func TestAlertRuleWebhookURLRedacted(t *testing.T) {
 	noSecret("oplog", entries)
 	if n, err := f.reg.VerifyOplog(); err != nil || n == 0 {
 		t.Fatalf("oplog verify: %d entries, %v", n, err)
+	}
+}
+
+// plainFingerprint is the fingerprint of before the third release of 6 December
+// 2026: the first 4 bytes of the URL's plain SHA-256, which anyone can compute.
+func plainFingerprint(u string) string {
+	sum := sha256.Sum256([]byte(u))
+	return hex.EncodeToString(sum[:4])
+}
+
+// TestWebhookFingerprintKeyed: a webhook URL's fingerprint is an HMAC under
+// Options.WebhookURLKey, not the URL's plain SHA-256 (which let anyone who reads
+// the redacted form confirm a guess of a short token offline): two registries
+// configured with one key (two nodes of a cluster) show one fingerprint, also
+// after a restart, and one with another key (or none: a random key of its own)
+// another. The rule list and the oplog entry show the "hmac:" form.
+func TestWebhookFingerprintKeyed(t *testing.T) {
+	const u = "https://hooks.example.com/services/T000/B000/abc"
+	key := bytes.Repeat([]byte{0x42}, 32)
+	opts := Options{SeenFlushInterval: -1, WebhookAllow: []string{"https://hooks.example.com/services/"}, WebhookURLKey: key}
+	bOpts := opts
+	bOpts.WebhookURLKey = bytes.Clone(key)
+	a, b := newFixtureOpts(t, opts), newFixtureOpts(t, bOpts)
+	other := newFixtureOpts(t, Options{SeenFlushInterval: -1, WebhookURLKey: bytes.Repeat([]byte{0x43}, 32)})
+	unkeyed := newFixtureOpts(t, Options{SeenFlushInterval: -1})
+	fa := a.reg.WebhookFingerprint(u)
+	if fa == plainFingerprint(u) || len(fa) != 8 {
+		t.Fatalf("fingerprint %q: want 8 hex digits, not the plain SHA-256's %q", fa, plainFingerprint(u))
+	}
+	if fb := b.reg.WebhookFingerprint(u); fb != fa || fa != WebhookFingerprint(key, u) {
+		t.Fatalf("two registries with one key: %q and %q (package: %q), want equal", fa, fb, WebhookFingerprint(key, u))
+	}
+	if fo, fu := other.reg.WebhookFingerprint(u), unkeyed.reg.WebhookFingerprint(u); fo == fa || fu == fa || fu == plainFingerprint(u) {
+		t.Fatalf("another key %q, none %q: want both unlike %q and the plain %q", fo, fu, fa, plainFingerprint(u))
+	}
+	bOpts.WebhookURLKey[0] = 0 // the registry keeps its own copy
+	if fb := b.reg.WebhookFingerprint(u); fb != fa {
+		t.Fatalf("after the caller cleared its key: %q, want %q", fb, fa)
+	}
+	if _, err := a.reg.PutAlertRule(alice, AlertRule{ID: "hook", Threshold: Duration(time.Hour),
+		Actions: []AlertAction{{Type: ActionWebhook, URL: u}}}); err != nil {
+		t.Fatal(err)
+	}
+	a.close(t)
+	a.open(t)
+	want := "https://hooks.example.com/… (hmac:" + fa + ")"
+	var shown string
+	for _, r := range a.reg.AlertRules() {
+		if r.ID == "hook" {
+			shown = r.Actions[0].URL
+		}
+	}
+	if shown != want {
+		t.Fatalf("rule list after a restart: %q, want %q", shown, want)
+	}
+	entries, err := a.reg.Oplog(OplogFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	last, _ := json.Marshal(entries[len(entries)-1])
+	if !strings.Contains(string(last), want) || strings.Contains(string(last), "/services/") {
+		t.Fatalf("oplog entry of the put: %s; want %q", last, want)
 	}
 }

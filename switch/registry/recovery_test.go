@@ -56,7 +56,7 @@ func TestAlertRecoveryWebhook(t *testing.T) {
 		t.Fatalf("posts after a failed recovery post: %+v", got)
 	}
 	a, err := f.reg.GetAlert(id)
-	if err != nil || a.Status != AlertRecovered || len(a.Recovery) != 1 || a.Recovery[0].OK || a.Recovery[0].URL != RedactWebhookURL(target) {
+	if err != nil || a.Status != AlertRecovered || len(a.Recovery) != 1 || a.Recovery[0].OK || a.Recovery[0].URL != f.reg.RedactWebhookURL(target) {
 		t.Fatalf("alert after the failed recovery post: %+v, %v", a, err)
 	}
 

@@ -2,7 +2,9 @@ package registry
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -68,6 +70,13 @@ type Options struct {
 	// WebhookAllow lists the URLs alert rules' webhook actions may post to (see
 	// alerts.webhook_allow in the configuration); empty allows none.
 	WebhookAllow []string
+	// WebhookURLKey keys the fingerprint an alert rule's webhook URL is shown with
+	// (RedactWebhookURL, "hmac:"): the switch derives it from its card hash key
+	// with WebhookURLFingerprintLabel, so that it is the same on every node of a
+	// cluster and across restarts, and no role reads it (hookurl.go says why this
+	// key). Nil: a random key of this process's own, whose fingerprints match no
+	// other process's (the tools' offline mode, which has no card hash key).
+	WebhookURLKey []byte
 	// Node is this node's number in a cluster (cluster.node), recorded in the
 	// incidents and alerts it raises; 0 on a single node.
 	Node int
@@ -143,7 +152,15 @@ func New(db *badger.DB, clock func() time.Time, opts Options) (*Registry, error)
 	if err != nil {
 		return nil, err
 	}
-	st := &store{db: db, clock: clock, log: opts.Logger, opts: opts, m: m, stop: make(chan struct{})}
+	hookKey := slices.Clone(opts.WebhookURLKey)
+	if len(hookKey) == 0 {
+		hookKey = make([]byte, 32)
+		if _, err := rand.Read(hookKey); err != nil {
+			return nil, fmt.Errorf("registry: webhook URL fingerprint key: %w", err)
+		}
+	}
+	opts.WebhookURLKey = nil // kept once, in hookKey
+	st := &store{db: db, clock: clock, log: opts.Logger, opts: opts, m: m, hookKey: hookKey, stop: make(chan struct{})}
 	al := &alerting{store: st, rules: map[string]*AlertRule{}, alertIdx: map[string]alertRef{}, recoveries: map[uint64]time.Time{}}
 	rv := &review{store: st, alerts: al}
 	inc := &incidents{store: st, incQ: make(chan incItem, opts.IncidentQueue), stop: make(chan struct{}),

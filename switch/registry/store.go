@@ -55,6 +55,9 @@ type store struct {
 	log   zerolog.Logger
 	opts  Options
 	m     *metrics
+	// hookKey keys the fingerprints of alert rules' webhook URLs (hookurl.go):
+	// Options.WebhookURLKey, or a random key of this process's own without it.
+	hookKey []byte
 
 	snap atomic.Pointer[snapshot]
 	// groupMins is the rollout groups' minimum application versions

@@ -21,7 +21,7 @@ import (
 // Its errors show target redacted (RedactWebhookURL): a pending change's preview
 // shows them to every role.
 func (r *alerting) webhookAllowed(target string) error {
-	shown := RedactWebhookURL(target)
+	shown := r.RedactWebhookURL(target)
 	u, err := url.Parse(target)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("webhook URL %q: want an http or https URL", shown)

@@ -16,9 +16,12 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/switchyard/switchyard/internal/cli/apiclient"
+	"github.com/switchyard/switchyard/internal/syncbuf"
 	"github.com/switchyard/switchyard/switch/apps"
+	"github.com/switchyard/switchyard/switch/attest"
 	"github.com/switchyard/switchyard/switch/message"
 	"github.com/switchyard/switchyard/switch/registry"
 	"github.com/switchyard/switchyard/switch/termclient"
@@ -177,12 +180,119 @@ func TestAppNameOverTheWire(t *testing.T) {
 	}
 }
 
+// TestAttestedAppOverTheWire: the demo SoftPOS T0000002, in the rollout groups of
+// the demo SoftPOS app and of tools, signs on (MAC'd under its TAK) with a verified
+// attestation token whose app claim is the SoftPOS app and an AN naming tools: the
+// token's application is recorded, counted and offered, and the disagreement logged.
+// Its MAC'd echo with an AV and no AN keeps the application recorded. Until the
+// third release of 6 December 2026 AN alone was recorded (the phone counted as
+// running tools and offered tools 5.0.0), and the echo's AV without AN cleared it.
+func TestAttestedAppOverTheWire(t *testing.T) {
+	var logs syncbuf.Buffer
+	s, op, approve, priv := appSwitchLogs(t, &logs)
+	ctx := context.Background()
+	base := "http://" + s.AdminAddr()
+	var ch registry.Change
+	publish := func(group, app, version string) {
+		t.Helper()
+		pkg := bytes.Repeat([]byte(app+" "+version+" "), 3000)
+		sum := sha256.Sum256(pkg)
+		hexSum := hex.EncodeToString(sum[:])
+		sig := ed25519.Sign(priv, apps.Statement(app, version, hexSum, int64(len(pkg)), nil, []string{"softpos"}))
+		q := url.Values{"name": {app}, "version": {version}, "kinds": {"softpos"}, "key": {"acq-1"},
+			"signature": {base64.URLEncoding.EncodeToString(sig)}, "sha256": {hexSum}}
+		req, _ := http.NewRequest("POST", base+"/api/v1/apps/packages?"+q.Encode(), bytes.NewReader(pkg))
+		req.Header.Set("Authorization", "Bearer "+registry.DemoOperatorToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusCreated {
+			t.Fatalf("upload %s %s: %s %s", app, version, resp.Status, b)
+		}
+		if err := op.Do(ctx, "POST", "/api/v1/apps/publish", apps.PublishRequest{Group: group, App: app, Version: version,
+			Target: apps.Target{Terminals: []string{"T0000002"}}}, &ch); err != nil {
+			t.Fatal(err)
+		}
+		approve(ch)
+	}
+	publish("softpos", attest.DemoAppID, "1.1.0")
+	publish("tools", "tools", "5.0.0")
+
+	mac, err := termclient.RetailMAC("404142434445464748494A4B4C4D4E4F") // T0000002's demo TAK
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := dial(t, s, "ascii", message.DialectASCII)
+	sendMAC := func(tx termclient.Txn) termclient.Result {
+		t.Helper()
+		m, err := termclient.Build(tx, message.DialectASCII)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		resp, err := c.Send(ctx, m, mac)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := termclient.Decode(resp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	rollout := func(group string) apps.Rollout {
+		t.Helper()
+		var ro []apps.Rollout
+		if err := op.Do(ctx, "GET", "/api/v1/apps/rollout?group="+group, nil, &ro); err != nil || len(ro) != 1 {
+			t.Fatalf("rollout of %s: %+v %v", group, ro, err)
+		}
+		return ro[0]
+	}
+
+	on := termclient.Txn{MTI: "0800", NetCode: "001", TID: "T0000002", MID: "000000000000002", STAN: termclient.NextSTAN(), Time: time.Now(),
+		TLV: [][2]string{{"DI", "SP-T0000002"}, {"IM", "860000000000002"}, {"GL", "31.230400,121.473700"}, {"AN", "tools"}, {"AV", "1.0.0"}}}
+	tok, err := termclient.AttestToken(attest.DemoSigner(), on, "SP-T0000002", "1.0.0", termclient.IntegrityOf(nil), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	on.TLV = append(on.TLV, [2]string{"AJ", tok})
+	if r := sendMAC(on); r.RC != "00" || !strings.HasPrefix(r.DE48, "UP") || !strings.Contains(r.DE48, "1.1.0:") {
+		t.Fatalf("attested sign-on naming tools in AN: rc %s %s DE 48 %q, want the SoftPOS app's 1.1.0 offered", r.RC, r.Reason, r.DE48)
+	}
+	if ro := rollout("softpos"); ro.Versions["1.0.0"] != 1 || ro.OtherApp != 0 {
+		t.Fatalf("softpos rollout after the attested sign-on: versions %v other %d, want 1.0.0 counted", ro.Versions, ro.OtherApp)
+	}
+	if ro := rollout("tools"); ro.OtherApp != 1 || len(ro.Versions) != 0 {
+		t.Fatalf("tools rollout after the attested sign-on: versions %v other %d, want another application", ro.Versions, ro.OtherApp)
+	}
+	if l := logs.String(); !strings.Contains(l, "AN names another application than the verified attestation token") || !strings.Contains(l, `"an":"tools"`) {
+		t.Errorf("no mismatch logged for AN tools against the token's %s", attest.DemoAppID)
+	}
+	echo := termclient.Txn{MTI: "0800", NetCode: "301", TID: "T0000002", TLV: [][2]string{{"AV", "1.0.1"}}}
+	if r := sendMAC(echo); r.RC != "00" {
+		t.Fatalf("echo: rc %s %s", r.RC, r.Reason)
+	}
+	if ro := rollout("softpos"); ro.Versions["1.0.1"] != 1 || len(ro.UnknownApp) != 0 {
+		t.Fatalf("softpos rollout after an echo with AV 1.0.1 and no AN: versions %v unknown %v, want 1.0.1 counted", ro.Versions, ro.UnknownApp)
+	}
+}
+
 // appSwitch starts a demo switch for the application tests, with an app-signing key
 // acq-1 approved: the switch, an operator's client, a reviewer's approval of a change
 // and the key's private half.
 func appSwitch(t *testing.T) (*Server, *apiclient.Client, func(registry.Change), ed25519.PrivateKey) {
 	t.Helper()
-	s := start(t, demoConfig(t, t.TempDir()), nil)
+	return appSwitchLogs(t, nil)
+}
+
+// appSwitchLogs is appSwitch with the switch's log written to logs (nil: none).
+func appSwitchLogs(t *testing.T, logs io.Writer) (*Server, *apiclient.Client, func(registry.Change), ed25519.PrivateKey) {
+	t.Helper()
+	s := start(t, demoConfig(t, t.TempDir()), logs)
 	ctx := context.Background()
 	base := "http://" + s.AdminAddr()
 	op := &apiclient.Client{BaseURL: base, Token: registry.DemoOperatorToken}

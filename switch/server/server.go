@@ -61,6 +61,7 @@ import (
 	"github.com/switchyard/switchyard/switch/console"
 	"github.com/switchyard/switchyard/switch/cup"
 	"github.com/switchyard/switchyard/switch/frontend"
+	"github.com/switchyard/switchyard/switch/internal/seal"
 	"github.com/switchyard/switchyard/switch/issuer"
 	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/merchantrisk"
@@ -301,12 +302,27 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	s.Journal.OnIndexError(func(err error) {
 		log.Error().Err(err).Msg("journal index not written; retrying (records stay readable from memory)")
 	})
+	// The LMK and the card hash key are opened before the registry, which keys
+	// its webhook URL fingerprints with a key derived from the card hash key
+	// (registry.Options.WebhookURLKey).
+	var lmk []byte
+	if !cfg.HSM.IsPayShield() { // a payShield holds the LMK itself
+		if lmk, err = keys.LoadLMK(keys.LMKSource{File: cfg.Security.LMKFile, Env: cfg.Security.LMKEnv, Demo: cfg.Demo}); err != nil {
+			return nil, fmt.Errorf("security: %w", err)
+		}
+	}
+	defer clear(lmk) // on every return; the software HSM keeps its own copy
+	cardKey, err := s.openCardHashKey(lmk)
+	if err != nil {
+		return nil, err
+	}
 	regLog, err := s.cl.storeLog("registry")
 	if err != nil {
 		return nil, err
 	}
 	if s.Registry, err = registry.New(s.db, nil, registry.Options{Log: asLog(regLog), CatchUp: catchUp(regLog), Logger: log.With().Str("component", "registry").Logger(), Metrics: s.Metrics.Registry, Persist: s.Journal.PutDurableBatch,
-		Keys: s.keyInfo, WebhookAllow: cfg.Alerts.WebhookAllow, Node: s.cl.nodeNumber()}); err != nil {
+		Keys: s.keyInfo, WebhookAllow: cfg.Alerts.WebhookAllow, Node: s.cl.nodeNumber(),
+		WebhookURLKey: seal.Key(cardKey, registry.WebhookURLFingerprintLabel)}); err != nil {
 		return nil, err
 	}
 	if err := s.cl.follow(regLog, s.Registry); err != nil {
@@ -360,17 +376,6 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		}
 		return -1
 	}), storeCollector(), metrics.SAFCollector(s.safCounts))
-	var lmk []byte
-	if !cfg.HSM.IsPayShield() { // a payShield holds the LMK itself
-		if lmk, err = keys.LoadLMK(keys.LMKSource{File: cfg.Security.LMKFile, Env: cfg.Security.LMKEnv, Demo: cfg.Demo}); err != nil {
-			return nil, fmt.Errorf("security: %w", err)
-		}
-	}
-	cardKey, err := s.openCardHashKey(lmk)
-	if err != nil {
-		clear(lmk)
-		return nil, err
-	}
 	klog := log.With().Str("component", "keys").Logger()
 	keysLog, err := s.cl.storeLog("keys")
 	if err != nil {

@@ -578,7 +578,8 @@ func TestCLIChangeShowEscapesControls(t *testing.T) {
 // the path that carries a Slack-style secret; oplog verify still passes. Before,
 // every role read the whole URL.
 func TestCLIAlertRuleWebhookRedacted(t *testing.T) {
-	e := newEnvWith(t, registry.Options{SeenFlushInterval: -1, WebhookAllow: []string{"https://hooks.example.com/services/"}})
+	hookKey := []byte("the webhook URL fingerprint key of the test")
+	e := newEnvWith(t, registry.Options{SeenFlushInterval: -1, WebhookAllow: []string{"https://hooks.example.com/services/"}, WebhookURLKey: hookKey})
 	const url1 = "https://hooks.example.com/services/T000/B000/XXXXSECRET1"
 	const url2 = "https://hooks.example.com/services/T000/B000/XXXXSECRET2"
 	noSecret := func(what, out string) {
@@ -589,14 +590,14 @@ func TestCLIAlertRuleWebhookRedacted(t *testing.T) {
 	}
 	noSecret("alert-rule set", e.mustRun(t, op, "alert-rule", "set", "hook", "--threshold", "1h", "--action", "webhook="+url1))
 	out := e.mustRun(t, an, "alert-rule", "list")
-	if !strings.Contains(out, "webhook=https://hooks.example.com/… (sha256:"+registry.WebhookFingerprint(url1)+")") {
+	if !strings.Contains(out, "webhook=https://hooks.example.com/… (hmac:"+registry.WebhookFingerprint(hookKey, url1)+")") {
 		t.Errorf("alert-rule list: %s; want the host and fingerprint", out)
 	}
 	noSecret("alert-rule list", out)
 	noSecret("alert-rule list --json", e.mustRun(t, rev, "alert-rule", "list", "--json"))
 	noSecret("suspend rule set", e.mustRun(t, op, "alert-rule", "set", "hook", "--threshold", "1h", "--action", "webhook="+url2, "--action", "suspend", "--reason", "suspend too"))
 	out = e.mustRun(t, rev, "change", "show", "CHG-1")
-	if !strings.Contains(out, registry.WebhookFingerprint(url1)) || !strings.Contains(out, registry.WebhookFingerprint(url2)) {
+	if !strings.Contains(out, registry.WebhookFingerprint(hookKey, url1)) || !strings.Contains(out, registry.WebhookFingerprint(hookKey, url2)) {
 		t.Errorf("change show: %s; want both fingerprints", out)
 	}
 	noSecret("change show", out)
