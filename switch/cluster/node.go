@@ -521,9 +521,41 @@ func (n *Node) ServerName() string {
 	return n.nc.ConnectedServerName()
 }
 
+// apiIdlePoll is how often waitAPIIdle looks at the server's API counter.
+const apiIdlePoll = 5 * time.Millisecond
+
+// waitAPIIdle waits, up to limit, until the embedded server has no JetStream API
+// request in flight. nats-server v2.15.2 handles those requests on a pool of
+// its own goroutines (server/jetstream_api.go, processJSAPIRoutedRequests), and
+// a stream it creates is registered with its account last
+// (Account.addStreamWithAssignmentAndMode: jsa.streams[cfg.Name] = mset after
+// setupStore). Shutdown stops the streams its account holds when it gets there
+// (shutdownJetStream, jsAccount.delete), so a stream whose creation is still
+// running then keeps its file store and the store's goroutines (its state
+// flush loop, the ats access-time ticker) for good. The connection's Drain has
+// by now delivered this node's requests, including those whose caller gave up
+// waiting (a try of LeaseKV that timed out), so once the counter is zero none
+// of ours is left. The server offers no notification: polled.
+func (n *Node) waitAPIIdle(limit time.Duration) {
+	deadline := time.Now().Add(limit)
+	for {
+		jsz, err := n.srv.Jsz(&server.JSzOptions{})
+		if err != nil || jsz.Disabled || jsz.API.Inflight == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			n.log.Warn().Uint64("inflight", jsz.API.Inflight).Dur("waited", limit).
+				Msg("JetStream API requests still in flight at shutdown; a stream they create may not be closed")
+			return
+		}
+		time.Sleep(apiIdlePoll)
+	}
+}
+
 // Close drains the connection (pending publishes and subscriptions finish, up
-// to the drain timeout), then shuts the embedded server down and waits until
-// all its goroutines have ended. It is safe to call more than once.
+// to the drain timeout), waits (up to the drain timeout too) until the embedded
+// server has answered every JetStream API request it holds, then shuts it down
+// and waits until all its goroutines have ended. It is safe to call more than once.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		if n.nc != nil {
@@ -534,6 +566,7 @@ func (n *Node) Close() error {
 			<-n.ncClosed // Drain closes the connection when done or at its timeout
 		}
 		if n.srv != nil {
+			n.waitAPIIdle(drainTimeout)
 			n.srv.Shutdown()
 			n.srv.WaitForShutdown()
 		}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -406,6 +407,53 @@ func TestWaitJetStreamNoQuorum(t *testing.T) {
 	t.Log(err)
 	if _, err := n.Status(wctx); err == nil {
 		t.Fatal("status without a meta leader succeeded")
+	}
+}
+
+// TestCloseCreatesInFlight: Close with stream creations still queued in the
+// embedded server (requests whose callers stopped waiting, as a LeaseKV try that
+// timed out on a loaded machine) leaves no file store running. nats-server
+// registers a new stream with its account only once its store is made, and its
+// Shutdown stops the streams registered then: a creation still running kept its
+// store's goroutines (and the ats access-time ticker) for good, which this
+// package's leak check reported once in CI. Close waits for those requests first.
+func TestCloseCreatesInFlight(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	before := fileStoresRunning()
+	for round := range 5 {
+		n := startSolo(t, ctx)
+		for i := range 10 {
+			cfg := fmt.Sprintf(`{"name":"S%d","subjects":["s%d.>"],"storage":"file","num_replicas":1}`, i, i)
+			// No one waits for the answer.
+			if err := n.Conn().PublishRequest(fmt.Sprintf("$JS.API.STREAM.CREATE.S%d", i), nats.NewInbox(), []byte(cfg)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := n.Close(); err != nil {
+			t.Fatal(err)
+		}
+		// A store stopped without writing its state (fileStore.stop(delete, false), as
+		// Delete does: nats-server v2.15.2 filestore.go) does not wait for its flush
+		// loop, which ends a moment later: polled, with a deadline.
+		for deadline := time.Now().Add(2 * time.Second); fileStoresRunning() > before; {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: %d nats-server file stores still running 2s after Close (%d before)", round, fileStoresRunning(), before)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
+// fileStoresRunning counts the nats-server file stores whose goroutines run
+// (each has one state flush loop until it is stopped).
+func fileStoresRunning() int {
+	buf := make([]byte, 1<<20)
+	for {
+		if k := runtime.Stack(buf, true); k < len(buf) {
+			return strings.Count(string(buf[:k]), "(*fileStore).flushStreamStateLoop(")
+		}
+		buf = make([]byte, 2*len(buf))
 	}
 }
 
