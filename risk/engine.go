@@ -168,6 +168,15 @@ func (e *Engine) Evaluate(in *Input) Decision {
 	return d
 }
 
+// Velocity returns counter name's value for in at in.Txn.Time, as Evaluate
+// would give it to the rules (velocity.NAME); false when the rule set in force
+// has no such counter or in lacks its dimension. The pipeline reads a
+// merchant's usage (merchant_sum_24h, merchant_count_24h, merchant_sum_30d) with
+// it to decide whether a purchase is near the merchant's limits.
+func (e *Engine) Velocity(in *Input, name string) (int, bool) {
+	return e.rs.Load().Read(name, in, e.store)
+}
+
 // Observe counts a transaction that has its final answer in the velocity
 // counters whose where filter it passes. Call it once per purchase,
 // pre-authorization, balance inquiry, refund and void, after the response

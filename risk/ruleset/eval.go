@@ -312,3 +312,27 @@ func (rs *RuleSet) SpecList() []*state.CounterSpec {
 	}
 	return l
 }
+
+// Read returns counter name's value for in at in's time, as Evaluate gives it to
+// the rules (velocity.NAME): false when rs has no such counter or in lacks one of
+// its dimensions (a merchant counter and no merchant). store may be nil (0). It
+// reads one series and allocates nothing: the pipeline reads a merchant's usage
+// with it before it decides whether a purchase needs its merchant's lock.
+func (rs *RuleSet) Read(name string, in *Input, store *state.Velocity) (int, bool) {
+	c := rs.counterByName[name]
+	if c == nil {
+		return 0, false
+	}
+	key, ok := counterKey(c.dims, in)
+	if !ok {
+		return 0, false
+	}
+	if store == nil {
+		return 0, true
+	}
+	t := in.Txn.Time
+	if t.IsZero() {
+		t = time.Now()
+	}
+	return store.Read(&c.spec, key, t.UnixNano()), true
+}

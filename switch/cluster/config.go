@@ -42,6 +42,15 @@ type Config struct {
 	// cluster.md, "The load's concurrency, and pacing the groups"). A Go duration up
 	// to 100ms; default 10ms; "0" for none (each group goes as soon as it can).
 	GroupPause string `yaml:"group_pause"`
+	// MerchantLockWithin is how near one of its merchant's daily, daily count or
+	// monthly limits a card purchase or pre-authorization must come, as a fraction
+	// of that limit, to take the merchant's cluster-wide lock and be checked once
+	// this node has caught up with the others (docs/cluster.md, "Merchant limits
+	// across the nodes"): 0 to 1, default DefaultMerchantLockWithin (nil). The
+	// margin is never less than the purchase's own amount (one purchase for a count
+	// limit); 0 leaves only that, 1 locks every purchase of a merchant with such a
+	// limit.
+	MerchantLockWithin *float64 `yaml:"merchant_lock_within"`
 	// Embedded configures the nats-server this node runs (mode embedded).
 	Embedded Embedded `yaml:"embedded"`
 	// External configures the connection to an existing cluster (mode external).
@@ -187,6 +196,19 @@ func (c *Config) ApplyDefaults(dataDir string) {
 	}
 }
 
+// DefaultMerchantLockWithin is cluster.merchant_lock_within's default: a purchase
+// whose merchant's known usage, plus its amount, comes within a tenth of a limit
+// takes the merchant's lock.
+const DefaultMerchantLockWithin = 0.1
+
+// LockWithin returns merchant_lock_within, or its default when not set.
+func (c *Config) LockWithin() float64 {
+	if c.MerchantLockWithin == nil {
+		return DefaultMerchantLockWithin
+	}
+	return *c.MerchantLockWithin
+}
+
 // Validate checks the configuration; each error names its key under "cluster.".
 func (c *Config) Validate() error {
 	var errs []error
@@ -206,6 +228,9 @@ func (c *Config) Validate() error {
 		if d, err := time.ParseDuration(c.GroupPause); err != nil || d < 0 || d > maxGroupPause {
 			bad("group_pause", "%q is not a duration from 0 to %v, like 10ms", c.GroupPause, maxGroupPause)
 		}
+	}
+	if w := c.MerchantLockWithin; w != nil && !(*w >= 0 && *w <= 1) {
+		bad("merchant_lock_within", "%v is not a fraction of the limit from 0 to 1, like 0.1", *w)
 	}
 	switch c.Mode {
 	case ModeEmbedded:

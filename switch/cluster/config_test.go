@@ -60,6 +60,10 @@ func TestConfigValidate(t *testing.T) {
 		{"group pause unit", func(c *Config) { c.GroupPause = "10" }, validEmbedded, `cluster.group_pause: "10" is not a duration from 0 to 100ms, like 10ms`},
 		{"group pause long", func(c *Config) { c.GroupPause = "1s" }, validEmbedded, `cluster.group_pause: "1s" is not a duration`},
 		{"group pause negative", func(c *Config) { c.GroupPause = "-1ms" }, validEmbedded, `cluster.group_pause: "-1ms"`},
+		{"merchant lock within", func(c *Config) { c.MerchantLockWithin = ptr(0.25) }, validEmbedded, ""},
+		{"merchant lock within none", func(c *Config) { c.MerchantLockWithin = ptr(0.0) }, validEmbedded, ""},
+		{"merchant lock within over", func(c *Config) { c.MerchantLockWithin = ptr(1.5) }, validEmbedded, "cluster.merchant_lock_within: 1.5 is not a fraction of the limit from 0 to 1"},
+		{"merchant lock within negative", func(c *Config) { c.MerchantLockWithin = ptr(-0.1) }, validEmbedded, "cluster.merchant_lock_within: -0.1"},
 		{"urls", func(c *Config) { c.External.URLs = nil }, validExternal, "cluster.external.urls: at least one"},
 		{"url", func(c *Config) { c.External.URLs[0] = "nats1:4222" }, validExternal, `cluster.external.urls[0]: "nats1:4222" is not a URL like nats://host:4222`},
 		{"url no host", func(c *Config) { c.External.URLs[1] = "nats://" }, validExternal, `cluster.external.urls[1]: "nats://" is not a URL`},
@@ -105,5 +109,20 @@ func TestPause(t *testing.T) {
 		if got := c.Pause(); got != want {
 			t.Errorf("group_pause %q: Pause() = %v; want %v", in, got, want)
 		}
+	}
+}
+
+// ptr returns a pointer to v.
+func ptr[T any](v T) *T { return &v }
+
+// TestLockWithin: cluster.merchant_lock_within, its default when left out, 0 kept.
+func TestLockWithin(t *testing.T) {
+	c := validEmbedded()
+	if got := c.LockWithin(); got != DefaultMerchantLockWithin {
+		t.Fatalf("merchant_lock_within left out: %v, want %v", got, DefaultMerchantLockWithin)
+	}
+	c.MerchantLockWithin = ptr(0.0)
+	if got := c.LockWithin(); got != 0 {
+		t.Fatalf("merchant_lock_within 0: %v, want 0", got)
 	}
 }

@@ -53,6 +53,14 @@ type Metrics struct {
 	// restart), dropped (too many records waiting: left open to a restart's
 	// recovery). failed less written and dropped is what still waits.
 	OfflineFinalWrites *prometheus.CounterVec
+	// MerchantLocks counts the card purchases and pre-authorizations of a cluster
+	// node that took their merchant's cluster-wide lock because they came near one
+	// of its limits (pipeline's merchantlock.go), by outcome: taken (checked by the
+	// rules once the node caught up, the lock held until the record was durable),
+	// unavailable (the lock not taken in 5 s or no quorum: answered 91
+	// merchant-limits-unavailable). A purchase far from its merchant's limits takes
+	// none and is not counted; a single switch never counts.
+	MerchantLocks *prometheus.CounterVec
 }
 
 // New creates the collectors and registers them, with the Go and process collectors,
@@ -110,6 +118,10 @@ func New() *Metrics {
 			Name: "switchyard_offline_capture_final_writes_total",
 			Help: "Offline captures (cup 0320 uploads of card approvals) whose final, approved record the journal did not take when they were answered, by outcome: failed (answered 91 journal-unavailable or 96 system-malfunction; the approval kept and written again every 5 s), written (written later, without a restart: the upload's resend is answered 00), dropped (too many records waiting: left open to a restart's recovery).",
 		}, []string{"outcome"}),
+		MerchantLocks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchyard_purchase_merchant_locks_total",
+			Help: "Card purchases and pre-authorizations of a cluster node that took their merchant's cluster-wide lock, being near one of its daily, daily count or monthly limits (within cluster.merchant_lock_within), by outcome: taken (checked exactly once the node caught up), unavailable (lock not taken: answered 91 merchant-limits-unavailable).",
+		}, []string{"outcome"}),
 		ProtoErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchyard_protocol_errors_total", Help: "Protocol errors that closed a terminal connection, by listener and reason.",
 		}, []string{"listener", "reason"}),
@@ -138,7 +150,7 @@ func New() *Metrics {
 		}, []string{"rule", "mode"}),
 	}
 	r.MustRegister(m.Transactions, m.Latency, m.IssuerLatency, m.IssuerErrors, m.IssuerBreaker, m.Conns, m.ConnsTotal,
-		m.ConnsClosed, m.ConnsRefused, m.ReqsRefused, m.ProtoErrors, m.FormatErrors, m.JournalBatch, m.JournalSync, m.JournalErrors, m.JournalPrealloc, m.Answers, m.Stages, m.RuleHits, m.CUPUploadsUnmatched, m.CUPKeyRefusals, m.NetworkUnproven, m.OfflineFinalWrites,
+		m.ConnsClosed, m.ConnsRefused, m.ReqsRefused, m.ProtoErrors, m.FormatErrors, m.JournalBatch, m.JournalSync, m.JournalErrors, m.JournalPrealloc, m.Answers, m.Stages, m.RuleHits, m.CUPUploadsUnmatched, m.CUPKeyRefusals, m.NetworkUnproven, m.OfflineFinalWrites, m.MerchantLocks,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

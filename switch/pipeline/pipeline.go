@@ -198,6 +198,11 @@ type Config struct {
 	// may capture, as a fraction (0.15: 15 %); 0 takes DefaultCompletionTolerance, a
 	// negative value allows nothing above (completion.go).
 	CompletionTolerance float64
+	// MerchantLockWithin is the margin, as a fraction of a limit, within which a
+	// purchase's merchant's known usage plus its amount takes the merchant's lock
+	// (MerchantLocks; cluster.merchant_lock_within): 0 to 1, never less than the
+	// purchase's own amount (one purchase for the count).
+	MerchantLockWithin float64
 	// HSM does every cryptographic operation (nil: no MACs, no PINs).
 	HSM HSM
 	// Risk is the rules engine (nil: no rules).
@@ -220,6 +225,11 @@ type Config struct {
 	// the server's, over the sums its merchant-presented QR payments are checked
 	// against); nil checks only the per-transaction limit.
 	MerchantLimits MerchantLimits
+	// MerchantLocks takes a merchant's cluster-wide lock for a card purchase or
+	// pre-authorization near one of its merchant's limits (merchantlock.go; the
+	// server's cluster node); nil, a single switch, takes none. It needs a Risk
+	// that reads its counters (VelocityReader).
+	MerchantLocks MerchantLocker
 	// Cases receives the transactions the rules send to review or alert (nil: they
 	// are only logged).
 	Cases Cases
@@ -258,11 +268,16 @@ type Pipeline struct {
 	attest    Attestations
 	ratings   Ratings
 	limits    MerchantLimits
-	notices   Notices
-	zones     ZoneKeys
-	keyGrace  time.Duration
-	metrics   *metrics.Metrics
-	log       zerolog.Logger
+	// mlocks, velocity and lockWithin take the merchant's lock of a purchase near
+	// its limits (merchantlock.go); mlocks nil on a single switch.
+	mlocks     MerchantLocker
+	velocity   VelocityReader
+	lockWithin float64
+	notices    Notices
+	zones      ZoneKeys
+	keyGrace   time.Duration
+	metrics    *metrics.Metrics
+	log        zerolog.Logger
 	// unavailLog is log sampled to a burst of journalUnavailableBurst lines a
 	// second, for the 91s of a journal that takes no new records (a cluster without
 	// a quorum, a nearly full disk): every request meets it, and a line each would
@@ -346,6 +361,13 @@ func New(cfg Config, j Journal, q Queue, routes Routes, terms Terminals, m *metr
 		dups: newDupTable(), early: newEarlyReversals(cfg.DupWindow, 100_000), open: newInflight(), standIn: newStandInBook(), stop: make(chan struct{}),
 		recent: newRecentKeys(cfg.DupWindow, 5_000_000, cfg.Now())}
 	p.locker, _ = j.(RecordLocker)
+	if cfg.MerchantLocks != nil {
+		if cfg.MerchantLockWithin < 0 || cfg.MerchantLockWithin > 1 {
+			return nil, fmt.Errorf("pipeline: merchant lock margin %v is not a fraction from 0 to 1", cfg.MerchantLockWithin)
+		}
+		p.mlocks, p.lockWithin = cfg.MerchantLocks, cfg.MerchantLockWithin
+		p.velocity, _ = cfg.Risk.(VelocityReader)
+	}
 	p.node = j.Node()
 	p.standIn.store = cfg.StandIns
 	if err := p.standIn.load(cfg.Now().In(cfg.Location).Format("2006-01-02")); err != nil {
@@ -480,7 +502,9 @@ type txn struct {
 	// that txn stays in its allocation size class.
 	qr *qrTxn
 	// hold is the merchant's lock an offline capture holds from its limits' check
-	// to its final write (MerchantLimits); nil otherwise.
+	// to its final write (MerchantLimits), or a card purchase near its merchant's
+	// limits from before its rules run to its final record (purchaseLock); nil
+	// otherwise.
 	hold LimitHold
 }
 
@@ -849,6 +873,9 @@ func (p *Pipeline) financial(ctx context.Context, t *txn) (frontend.Response, er
 	if t.offline {
 		return p.captureOffline(ctx, t)
 	}
+	// The merchant's lock a purchase near its limits took (assess) is held until
+	// its final record is durable and counted, whatever the path.
+	defer unlockMerchant(t)
 	res, declined, err := p.checkFinancial(ctx, t)
 	if declined != nil || err != nil {
 		return *declined, err

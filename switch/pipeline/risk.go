@@ -114,6 +114,9 @@ func (p *Pipeline) assess(ctx context.Context, t *txn, res *registry.CheckResult
 	in := inputs.Get().(*risk.Input)
 	in.Reset()
 	p.fillInput(in, t, res, orig)
+	if declined := p.lockNearLimits(ctx, t, in); declined != nil {
+		return declined // 91: the merchant's lock, which the check near its limits needs, not taken
+	}
 	d := p.risk.Evaluate(in)
 	took := p.now().Sub(start)
 	t.rec.Timings.Risk = took.Microseconds()

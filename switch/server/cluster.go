@@ -214,7 +214,8 @@ func (c *clusterNode) openJournal(local *journal.Store, s *Server, onRemote func
 }
 
 // LockMerchant takes merchant mid's cluster-wide lock for the QR desk's checks of its
-// limits (merchantLocker; cjournal.Journal.LockMerchant). Before the cluster journal
+// limits (merchantLocker; cjournal.Journal.LockMerchant), and for the pipeline's card
+// purchases near those limits (pipeline.MerchantLocker). Before the cluster journal
 // is open it fails: no payment is checked without it.
 func (c *clusterNode) LockMerchant(ctx context.Context, mid string) (unlock, keep func(), err error) {
 	if c.journal == nil {

@@ -550,6 +550,14 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		}
 		jr = s.cl.journal
 	}
+	// A card purchase near its merchant's limits takes the merchant's cluster-wide
+	// lock, as the QR desk's payments and the offline captures do (a single switch
+	// takes none: its counters see every approval).
+	var mlocks pipeline.MerchantLocker
+	var lockWithin float64
+	if s.cl != nil {
+		mlocks, lockWithin = s.cl, cfg.Cluster.LockWithin()
+	}
 	verifier, warning, err := attestationVerifier(cfg)
 	if err != nil {
 		return nil, err
@@ -581,10 +589,12 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		QR:               qrRoutes,
 		Orders:           s.orders,
 		MerchantLimits:   offlineLimits{s.orders},
+		MerchantLocks:    mlocks,
 		Logger:           txnLog,
 		Now:              cfg.Clock,
 		// (apart, so that the fields above keep their alignment)
 		CompletionTolerance: cfg.Completions.Tolerance(),
+		MerchantLockWithin:  lockWithin,
 	}, jr, s.Queue, rt, s.Registry, s.Metrics)
 	if err != nil {
 		return nil, err
