@@ -77,6 +77,7 @@ func (rs *RuleSet) prepareInto(env, in *Input, store *state.Velocity, lists *sta
 	// The environment is a copy: expressions never read memory that another
 	// goroutine writes (no maps, no shared state), a known expr hazard.
 	*env = *in
+	env.bound()
 	if env.Txn.Time.IsZero() {
 		env.Txn.Time = time.Now().UTC()
 	}
@@ -268,6 +269,7 @@ func (rs *RuleSet) Observe(in *Input, out Outcome, store *state.Velocity) []Rule
 				defer b.put()
 				env := &b.in
 				*env = *in
+				env.bound()
 				env.Txn.Time = t
 				env.Txn.setLocal(rs.Location)
 				env.Outcome = out
