@@ -14,6 +14,8 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/fsnotify/fsnotify"
 	"github.com/rs/zerolog"
+	"github.com/switchyard/switchyard/internal/carddata"
+	"github.com/switchyard/switchyard/internal/lograte"
 	"github.com/switchyard/switchyard/internal/statelog"
 	"github.com/switchyard/switchyard/risk/ruleset"
 	"github.com/switchyard/switchyard/risk/state"
@@ -45,6 +47,10 @@ type Options struct {
 	OnReload func(rs *RuleSet, err error)
 	// MaxSeries bounds the counter series in memory (default DefaultMaxSeries).
 	MaxSeries int
+	// MaxBytes is the memory budget of the counter series, in bytes as the store
+	// estimates them (default DefaultMaxBytes): a store at its budget, or at
+	// MaxSeries, evicts (docs/rules.md, "Where counts live").
+	MaxBytes int64
 	// MaxDistinct bounds the cards one distinct_cards series remembers (default DefaultMaxDistinct).
 	MaxDistinct int
 	// Fallback, when set, is the rule pack used while the rules directory does not
@@ -78,8 +84,16 @@ type Engine struct {
 	reloadMu   sync.Mutex
 	lastReload atomic.Pointer[ReloadStatus]
 
-	evaluations    atomic.Int64
-	runErrors      atomic.Int64
+	evaluations atomic.Int64
+	runErrors   atomic.Int64
+	// ruleErrs holds, by rule id (or "counter NAME"), a *ruleErrStat: the run-time
+	// errors of each rule and counter filter of the loaded files, so at most their
+	// number of entries.
+	ruleErrs sync.Map
+	// evictGate limits the warning of live counter series evicted to one a
+	// minute; evictLogged is the EvictedLive count the last warning covered.
+	evictGate      lograte.Gate
+	evictLogged    int64
 	reloads        atomic.Int64 // reloads that took effect
 	reloadsRefused atomic.Int64 // reloads refused: the previous rules stayed
 
@@ -92,7 +106,7 @@ type Engine struct {
 // velocity counters restored from opts.DB. It refuses a directory with any
 // problem in its rules (the error lists them with file:line).
 func New(dir string, opts Options) (*Engine, error) {
-	e := &Engine{dir: dir, opts: opts, log: opts.Logger, stop: make(chan struct{})}
+	e := &Engine{dir: dir, opts: opts, log: opts.Logger, stop: make(chan struct{}), evictGate: lograte.Gate{Every: time.Minute}}
 	if e.opts.FlushInterval <= 0 {
 		e.opts.FlushInterval = time.Second
 	}
@@ -112,6 +126,7 @@ func New(dir string, opts Options) (*Engine, error) {
 		return nil, err
 	}
 	e.store = state.NewVelocity(opts.DB, opts.MaxSeries, opts.MaxDistinct)
+	e.store.SetMaxBytes(opts.MaxBytes)
 	n, err := e.store.Restore(rs.SpecList())
 	if err != nil {
 		return nil, err
@@ -163,7 +178,7 @@ func (e *Engine) Evaluate(in *Input) Decision {
 	e.evaluations.Add(1)
 	d := e.rs.Load().Evaluate(in, e.store, e.lists)
 	if len(d.Errors) > 0 {
-		e.runErrors.Add(int64(len(d.Errors)))
+		e.noteErrors(d.Errors, d.Version)
 	}
 	return d
 }
@@ -177,6 +192,52 @@ func (e *Engine) Velocity(in *Input, name string) (int, bool) {
 	return e.rs.Load().Read(name, in, e.store)
 }
 
+// ruleErrStat is one rule's (or counter filter's) run-time errors: their count
+// and the gate of their log line.
+type ruleErrStat struct {
+	n    atomic.Int64
+	gate lograte.Gate
+}
+
+// ruleErrLogEvery is the shortest time between two log lines of one rule's
+// run-time errors.
+const ruleErrLogEvery = time.Minute
+
+// noteErrors counts run-time errors, by rule, and logs each rule's at most once
+// a minute (ruleErrLogEvery) with the rule, the error (card numbers masked: an
+// error may quote a value, and device.id is a terminal's free text) and how many
+// of its errors the log left out since its last line. A rule that fails counts
+// as not hit unless it declares on_error.
+func (e *Engine) noteErrors(errs []RuleError, version string) {
+	e.runErrors.Add(int64(len(errs)))
+	now := time.Now()
+	for _, re := range errs {
+		v, ok := e.ruleErrs.Load(re.Rule)
+		if !ok {
+			v, _ = e.ruleErrs.LoadOrStore(re.Rule, &ruleErrStat{gate: lograte.Gate{Every: ruleErrLogEvery}})
+		}
+		st := v.(*ruleErrStat)
+		st.n.Add(1)
+		if held, ok := st.gate.Allow(now); ok {
+			msg, _ := carddata.MaskText(re.Error)
+			e.log.Warn().Str("rule", re.Rule).Str("version", version).Int64("left_out", held).Str("error", msg).
+				Msg("risk rule failed at run time: " + re.Rule)
+		}
+	}
+}
+
+// RuleErrors returns the run-time errors counted so far by rule id (a counter's
+// filter as "counter NAME"), for the metric's rule label: only rules and
+// counters of the files loaded since the start appear.
+func (e *Engine) RuleErrors() map[string]int64 {
+	m := map[string]int64{}
+	e.ruleErrs.Range(func(k, v any) bool {
+		m[k.(string)] = v.(*ruleErrStat).n.Load()
+		return true
+	})
+	return m
+}
+
 // Observe counts a transaction that has its final answer in the velocity
 // counters whose where filter it passes. Call it once per purchase,
 // pre-authorization, balance inquiry, refund and void, after the response
@@ -185,8 +246,9 @@ func (e *Engine) Velocity(in *Input, name string) (int, bool) {
 // expired card...), with what the Input could be filled with: card-testing
 // counters live on those declines. Use OutcomeOf to build out.
 func (e *Engine) Observe(in *Input, out Outcome) {
-	if errs := e.rs.Load().Observe(in, out, e.store); len(errs) > 0 {
-		e.runErrors.Add(int64(len(errs)))
+	rs := e.rs.Load()
+	if errs := rs.Observe(in, out, e.store); len(errs) > 0 {
+		e.noteErrors(errs, rs.Version)
 	}
 }
 
@@ -196,8 +258,9 @@ func (e *Engine) Observe(in *Input, out Outcome) {
 // when the void, reversal or refund has its final answer; counters never go below
 // zero. Counters that retract nothing cost nothing here.
 func (e *Engine) Retract(orig *Input, out Outcome, r Retraction) {
-	if errs := e.rs.Load().Retract(orig, out, r, e.store); len(errs) > 0 {
-		e.runErrors.Add(int64(len(errs)))
+	rs := e.rs.Load()
+	if errs := rs.Retract(orig, out, r, e.store); len(errs) > 0 {
+		e.noteErrors(errs, rs.Version)
 	}
 }
 
@@ -207,6 +270,14 @@ type Stats struct {
 	RunErrors   int64 `json:"run_errors"`     // expressions that failed at run time
 	Series      int64 `json:"series"`         // counter keys in memory
 	Evicted     int64 `json:"evicted_series"` // counter keys pushed out of a full store
+	// EvictedLive counts the evicted keys that still counted something in their
+	// window: counts lost (the others had expired).
+	EvictedLive int64 `json:"evicted_live_series"`
+	// SeriesBytes is the store's estimate of the heap its series take, MaxBytes
+	// its budget and MaxSeries its cap on keys.
+	SeriesBytes int64 `json:"series_bytes"`
+	MaxBytes    int64 `json:"max_series_bytes"`
+	MaxSeries   int64 `json:"max_series"`
 	// Reloads counts the reloads that took effect (not the initial load).
 	Reloads int64 `json:"reloads"`
 	// ReloadsRefused counts the reloads refused for a problem: the previous rules stayed.
@@ -216,7 +287,8 @@ type Stats struct {
 // Stats returns the engine's running totals.
 func (e *Engine) Stats() Stats {
 	return Stats{Evaluations: e.evaluations.Load(), RunErrors: e.runErrors.Load(),
-		Series: e.store.Series(), Evicted: e.store.Evicted(),
+		Series: e.store.Series(), Evicted: e.store.Evicted(), EvictedLive: e.store.EvictedLive(),
+		SeriesBytes: e.store.Bytes(), MaxBytes: e.store.MaxBytes(), MaxSeries: e.store.MaxSeries(),
 		Reloads: e.reloads.Load(), ReloadsRefused: e.reloadsRefused.Load()}
 }
 
@@ -323,8 +395,29 @@ func (e *Engine) flushLoop() {
 				e.log.Error().Err(err).Msg("risk velocity flush")
 			}
 			e.store.Sweep(specs, 4)
+			e.warnEvictions(time.Now())
 		}
 	}
+}
+
+// warnEvictions logs, at most once a minute (evictGate), that the counter store
+// is full and evicting series that still counted something: counts are being
+// lost, by a traffic peak, a budget too small for the rules' counters, or a
+// flood of new keys (card testing with random card numbers, a new device ID on
+// every request). The metric switchyard_risk_counter_evictions_total{kind="live"}
+// counts every one.
+func (e *Engine) warnEvictions(now time.Time) {
+	n := e.store.EvictedLive()
+	if n == e.evictLogged {
+		return
+	}
+	if _, ok := e.evictGate.Allow(now); !ok {
+		return
+	}
+	e.log.Warn().Int64("evicted", n-e.evictLogged).Int64("series", e.store.Series()).
+		Int64("max_series", e.store.MaxSeries()).Int64("bytes", e.store.Bytes()).Int64("max_bytes", e.store.MaxBytes()).
+		Msg("risk velocity store full: counter series still counting were evicted (their counts are lost; keys seen least go first)")
+	e.evictLogged = n
 }
 
 // Flush writes the changed velocity counters to Badger now.

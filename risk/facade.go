@@ -127,6 +127,7 @@ const (
 	DimAcquirer          = state.DimAcquirer
 	DefaultMaxSeries     = state.DefaultMaxSeries
 	DefaultMaxDistinct   = state.DefaultMaxDistinct
+	DefaultMaxBytes      = state.DefaultMaxBytes
 )
 
 // KeyPrefix is the prefix of every key the risk engine writes in Badger.

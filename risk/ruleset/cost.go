@@ -41,10 +41,13 @@ const (
 	// MaxRange is the most elements a range (1..N) may have.
 	MaxRange = 1000
 	// MaxInputString is the bound the cost check takes for a string of the
-	// input (DE 48 values are at most 999 bytes).
+	// input (DE 48 values are at most 999 bytes); the evaluation holds every
+	// string of the input to it (Input.bound).
 	MaxInputString = 999
 	// MaxInputList is the bound it takes for a list of the input
-	// (device.findings: comma-separated in DE 48).
+	// (device.findings: comma-separated in DE 48, where 999 bytes give at most
+	// 500, and a signed attestation's up to 4 more); the evaluation keeps the
+	// first MaxInputList (Input.bound).
 	MaxInputList = 500
 	// costPerProgram is what running one program costs beyond its
 	// instructions (the VM's set-up), in the same units.

@@ -16,6 +16,9 @@ type Hit struct {
 	Score        int    `json:"score,omitempty"`         // the hit's score (a threshold's: the summed score)
 	Reason       string `json:"reason"`                  // the rule's reason
 	ResponseCode string `json:"response_code,omitempty"` // DE 39 of a decline rule
+	// OnError is true for the hit of a rule whose condition failed at run time
+	// and that declares on_error: review or decline (Action is that).
+	OnError bool `json:"on_error,omitempty"`
 }
 
 // RuleError is a rule whose expression failed at run time (it counts as not hit).
@@ -77,6 +80,7 @@ func (rs *RuleSet) prepareInto(env, in *Input, store *state.Velocity, lists *sta
 	// The environment is a copy: expressions never read memory that another
 	// goroutine writes (no maps, no shared state), a known expr hazard.
 	*env = *in
+	env.bound()
 	if env.Txn.Time.IsZero() {
 		env.Txn.Time = time.Now().UTC()
 	}
@@ -149,6 +153,12 @@ func (rs *RuleSet) decideBox(box any) Decision {
 		out, err := m.Run(r.prog, box)
 		if err != nil {
 			d.Errors = append(d.Errors, RuleError{Rule: r.ID, Error: err.Error()})
+			if r.OnError != "" { // fails closed: a hit with its on_error action, no score
+				d.Hits = append(d.Hits, Hit{Rule: r.ID, Action: r.OnError, Mode: r.Mode, Reason: r.Reason, ResponseCode: r.onErrorCode, OnError: true})
+				if r.Mode == ModeEnforce && (best < 0 || r.OnError.Rank() > d.Hits[best].Action.Rank()) {
+					best = len(d.Hits) - 1
+				}
+			}
 			continue
 		}
 		if hit, _ := out.(bool); !hit {
@@ -268,6 +278,7 @@ func (rs *RuleSet) Observe(in *Input, out Outcome, store *state.Velocity) []Rule
 				defer b.put()
 				env := &b.in
 				*env = *in
+				env.bound()
 				env.Txn.Time = t
 				env.Txn.setLocal(rs.Location)
 				env.Outcome = out

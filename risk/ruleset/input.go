@@ -12,9 +12,12 @@
 package ruleset
 
 import (
-	"github.com/switchyard/switchyard/risk/state"
+	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
+
+	"github.com/switchyard/switchyard/risk/state"
 )
 
 // MaxCounters is the most velocity counters one rule set may declare.
@@ -50,6 +53,50 @@ type Input struct {
 	Lists state.ListFlags `json:"-" yaml:"lists" expr:"lists"`
 	// Outcome is visible only to counter `where` filters, during Observe.
 	Outcome Outcome `json:"-" yaml:"-" expr:"outcome"`
+}
+
+// bound holds env, a copy of an Input that expressions are about to read, to the
+// sizes the load-time cost check assumes (cost.go): strings of at most
+// MaxInputString bytes, cut at a character's start, and at most MaxInputList
+// device findings, the first kept (a signed attestation's come first). What a
+// request fills is within them already but for the findings (DE 48 values have a
+// 3-digit length, so IF gives at most 500, and an attestation token adds up to 4):
+// for a request it costs some 30 length checks and copies nothing. An input from
+// elsewhere (a test, a tool) with a finding longer than MaxInputString gets a
+// copy of its findings, never a write to the caller's.
+func (env *Input) bound() {
+	x, t, m, d := &env.Txn, &env.Terminal, &env.Merchant, &env.Device
+	for _, p := range [...]*string{&x.MTI, &x.ProcCode, &x.Type, &x.Currency, &x.EntryMode, &x.Wallet, &x.BIN,
+		&x.CardHash, &x.Country, &x.STAN, &x.RRN, &x.OriginalCardHash, &t.ID, &t.Kind, &t.Status, &t.Region,
+		&t.AppVersion, &m.ID, &m.MCC, &m.Tier, &m.Rating, &m.Status, &m.Group, &d.ID, &env.Outcome.ResponseCode} {
+		if len(*p) > MaxInputString {
+			*p = clip(*p)
+		}
+	}
+	if len(d.Findings) > MaxInputList {
+		d.Findings = d.Findings[:MaxInputList:MaxInputList]
+	}
+	for i, f := range d.Findings {
+		if len(f) > MaxInputString {
+			fs := slices.Clone(d.Findings)
+			for j := i; j < len(fs); j++ {
+				if len(fs[j]) > MaxInputString {
+					fs[j] = clip(fs[j])
+				}
+			}
+			d.Findings = fs
+			break
+		}
+	}
+}
+
+// clip cuts s to at most MaxInputString bytes, at the start of a character.
+func clip(s string) string {
+	n := MaxInputString
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // Reset clears in for reuse.

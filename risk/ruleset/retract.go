@@ -145,6 +145,7 @@ func (rs *RuleSet) Retract(orig *Input, out Outcome, r Retraction, store *state.
 		if c.where != nil {
 			if box == nil {
 				env := *orig
+				env.bound()
 				env.Txn.setLocal(rs.Location)
 				env.Outcome = out
 				env.Velocity = [MaxCounters]int{}

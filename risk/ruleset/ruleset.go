@@ -65,25 +65,33 @@ const (
 
 // Rule is one compiled rule of a RuleSet.
 type Rule struct {
-	ID           string     `json:"id"`                      // unique in the set
-	Description  string     `json:"description,omitempty"`   // for people
-	Condition    string     `json:"condition"`               // the expr source
-	Action       Action     `json:"action"`                  // what a hit asks for
-	ResponseCode string     `json:"response_code,omitempty"` // DE 39 of a decline
-	Score        int        `json:"score"`                   // fixed score of a hit (when ScoreExpr is "")
-	ScoreExpr    string     `json:"score_expr,omitempty"`    // score expression, if the score is one
-	Reason       string     `json:"reason"`                  // DE 48 RS of a decline
-	Mode         Mode       `json:"mode"`                    // enforce or shadow
-	Owner        string     `json:"owner,omitempty"`         // who to ask about the rule
-	File         string     `json:"file"`                    // rule file
-	Line         int        `json:"line"`                    // line of the rule in File
-	Tests        []TestCase `json:"-"`                       // the rule's test cases
+	ID           string `json:"id"`                      // unique in the set
+	Description  string `json:"description,omitempty"`   // for people
+	Condition    string `json:"condition"`               // the expr source
+	Action       Action `json:"action"`                  // what a hit asks for
+	ResponseCode string `json:"response_code,omitempty"` // DE 39 of a decline
+	Score        int    `json:"score"`                   // fixed score of a hit (when ScoreExpr is "")
+	ScoreExpr    string `json:"score_expr,omitempty"`    // score expression, if the score is one
+	Reason       string `json:"reason"`                  // DE 48 RS of a decline
+	Mode         Mode   `json:"mode"`                    // enforce or shadow
+	// OnError is what a run-time failure of the condition makes of the rule: ""
+	// (on_error: miss, the default) counts it as not hit (the rule fails open);
+	// ActionReview or ActionDecline count it as a hit with that action, the
+	// rule's reason and no score (it fails closed).
+	OnError Action     `json:"on_error,omitempty"`
+	Owner   string     `json:"owner,omitempty"` // who to ask about the rule
+	File    string     `json:"file"`            // rule file
+	Line    int        `json:"line"`            // line of the rule in File
+	Tests   []TestCase `json:"-"`               // the rule's test cases
 	// Refs are the input names the condition and score read, like "txn.amount".
 	Refs []string `json:"refs"`
 
 	prog      *vm.Program
 	scoreProg *vm.Program
 	fileIdx   int
+	// onErrorCode is DE 39 of an on_error: decline hit: the rule's response_code
+	// when it declines, else 05.
+	onErrorCode string
 }
 
 // Counter is one declared velocity counter.

@@ -429,6 +429,19 @@ func (c *compiler) compileRule(rs *RuleSet, pf *parsedFile, i, fi int, index map
 	default:
 		c.errorf(pf.name, keyLine(node, "mode"), "%s: mode %q: want enforce or shadow", what, d.Mode)
 	}
+	switch d.OnError {
+	case "", "miss":
+	case string(ActionReview), string(ActionDecline):
+		r.OnError = Action(d.OnError)
+		if r.OnError == ActionDecline {
+			r.onErrorCode = "05"
+			if r.Action == ActionDecline {
+				r.onErrorCode = r.ResponseCode
+			}
+		}
+	default:
+		c.errorf(pf.name, keyLine(node, "on_error"), "%s: on_error %q: want miss (the default: a rule that fails is not hit), review or decline", what, d.OnError)
+	}
 	if r.Owner == "" {
 		r.Owner = pf.doc.Owner
 	}

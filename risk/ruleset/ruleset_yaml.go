@@ -49,6 +49,7 @@ type ruleDoc struct {
 	Score        yaml.Node `yaml:"score"`
 	Reason       string    `yaml:"reason"`
 	Mode         string    `yaml:"mode"`
+	OnError      string    `yaml:"on_error"`
 	Owner        string    `yaml:"owner"`
 	Tests        []testDoc `yaml:"tests"`
 }

@@ -29,8 +29,16 @@ const (
 
 const (
 	numShards = 256
-	// DefaultMaxSeries bounds the number of counter series kept in memory.
-	DefaultMaxSeries = 4_000_000
+	// DefaultMaxSeries bounds the number of counter series kept in memory. The
+	// memory budget (DefaultMaxBytes) is the bound that matters: this one only
+	// keeps the shards' tables to a size that the budget's one-transaction series
+	// (about 26 bytes each) fill first.
+	DefaultMaxSeries = 64_000_000
+	// DefaultMaxBytes bounds the heap the counter series take, as the store
+	// estimates it (seriesBytes): a series kept in its slot about 26 bytes, one
+	// in the arena 48 bytes and 16 per bucket, a distinct_cards series about 200
+	// bytes more and 25 per card it remembers. A store at its budget evicts.
+	DefaultMaxBytes = 2 << 30
 	// DefaultMaxDistinct bounds the cards a distinct_cards series remembers per window.
 	DefaultMaxDistinct = 50_000
 )
@@ -184,6 +192,12 @@ type counters struct {
 	idx    map[uint64]int32
 	fp     []uint64 // by index
 	pinned []bool   // by index: a striped counter, whose series are never evicted
+	// width and nb are, by index, the counter's bucket width (ns) and buckets per
+	// window: what eviction needs to tell an expired series of any counter.
+	width, nb []int64
+	// sum is, by index, whether the counter is a sum: its value is an amount, so
+	// eviction weighs its series by their buckets rather than by their value.
+	sum []bool
 	// sums holds, by index, the last sum read of a striped counter (nil for others).
 	sums []*atomic.Pointer[stripedSum]
 }
@@ -220,8 +234,11 @@ type shard struct {
 	m     []slotTable // by counter index
 	evict int         // where the next eviction looks first
 	n     int         // series in the shard, all counters
-	arena []series    // the series not held in their slot
-	free  []int32     // arena entries free for reuse
+	// bytes is the estimated heap of the shard's arena series (arenaBytes of
+	// each), written under mu, read by Bytes without it.
+	bytes atomic.Int64
+	arena []series // the series not held in their slot
+	free  []int32  // arena entries free for reuse
 	dirty map[dirtyKey]struct{}
 	_     [16]byte // keep shards on separate cache lines
 }
@@ -242,6 +259,7 @@ func (sh *shard) put(ci int32, key uint64, sl slot) {
 
 // toArena puts se in the arena and returns the slot that points at it.
 func (sh *shard) toArena(se series) slot {
+	sh.bytes.Add(arenaBytes(&se))
 	if n := len(sh.free); n > 0 {
 		i := sh.free[n-1]
 		sh.free = sh.free[:n-1]
@@ -255,6 +273,7 @@ func (sh *shard) toArena(se series) slot {
 // release frees the arena entry of a slot leaving the map.
 func (sh *shard) release(sl slot) {
 	if sl.n == inArena {
+		sh.bytes.Add(-arenaBytes(&sh.arena[sl.v]))
 		sh.arena[sl.v] = series{}
 		sh.free = append(sh.free, sl.v)
 	}
@@ -270,6 +289,26 @@ func (sh *shard) settle(ci int32, key uint64, sl slot) {
 	b := se.b[0]
 	sh.release(sl)
 	sh.m[ci].put(key, slot{int32(b.n), int32(b.v)})
+}
+
+// Heap estimates of a series, in bytes, measured with Go 1.26 (docs/rules.md,
+// "Where counts live"): a slot table entry at the table's load, an arena entry
+// with its bucket slice, a distinct_cards series' map of cards.
+const (
+	slotBytes      = 26
+	arenaBaseBytes = 48
+	bucketBytes    = 16
+	seenBaseBytes  = 170
+	seenCardBytes  = 25
+)
+
+// arenaBytes estimates the heap an arena series holds beyond its slot.
+func arenaBytes(se *series) int64 {
+	n := int64(arenaBaseBytes + bucketBytes*cap(se.b))
+	if se.seen != nil {
+		n += seenBaseBytes + seenCardBytes*int64(len(se.seen))
+	}
+	return n
 }
 
 // view returns the series of a slot (a copy for one held in its slot).
@@ -305,11 +344,13 @@ type Velocity struct {
 	maxSeries   int
 	perShard    int // maxSeries spread over the shards
 	maxDistinct int
+	perShardMem int64 // the memory budget spread over the shards, bytes
 	series      atomic.Int64
 	latest      atomic.Int64 // newest transaction time seen, ns
 	sweepNext   atomic.Uint32
 	restored    sync.Map // fp -> struct{}: fingerprints already loaded from Badger
 	evicted     atomic.Int64
+	evictedLive atomic.Int64 // evicted series that still counted something
 	ctrs        atomic.Pointer[counters]
 	ctrMu       sync.Mutex // serializes new counters
 	// changes are the shards' change counts of striped series, by shard.
@@ -324,6 +365,7 @@ func NewVelocity(db *badger.DB, maxSeries, maxDistinct int) *Velocity {
 		maxDistinct = DefaultMaxDistinct
 	}
 	s := &Velocity{db: db, maxSeries: maxSeries, perShard: max(1, maxSeries/numShards), maxDistinct: maxDistinct}
+	s.SetMaxBytes(0)
 	for i := range s.shards {
 		s.shards[i].dirty = make(map[dirtyKey]struct{})
 	}
@@ -331,11 +373,46 @@ func NewVelocity(db *badger.DB, maxSeries, maxDistinct int) *Velocity {
 	return s
 }
 
+// SetMaxBytes sets the memory budget of the series (DefaultMaxBytes when n <= 0),
+// spread evenly over the shards. Call it before the store is used.
+func (s *Velocity) SetMaxBytes(n int64) {
+	if n <= 0 {
+		n = DefaultMaxBytes
+	}
+	s.perShardMem = max(1, n/numShards)
+}
+
+// MaxBytes is the memory budget of the series.
+func (s *Velocity) MaxBytes() int64 { return s.perShardMem * numShards }
+
+// MaxSeries is the most series the store keeps.
+func (s *Velocity) MaxSeries() int64 { return int64(s.perShard) * numShards }
+
 // Series is the number of counter series in memory.
 func (s *Velocity) Series() int64 { return s.series.Load() }
 
+// Bytes is the store's estimate of the heap its series take (what the memory
+// budget is compared with).
+func (s *Velocity) Bytes() int64 {
+	n := s.series.Load() * slotBytes
+	for i := range s.shards {
+		n += s.shards[i].bytes.Load()
+	}
+	return n
+}
+
 // Evicted is the number of series pushed out of a full store since it started.
 func (s *Velocity) Evicted() int64 { return s.evicted.Load() }
+
+// EvictedLive is the number of those that still counted something in their
+// window: counts lost, what an operator must hear about (the rest had expired
+// and read 0 anyway).
+func (s *Velocity) EvictedLive() int64 { return s.evictedLive.Load() }
+
+// full reports whether a shard is at its series cap or over its memory budget.
+func (s *Velocity) full(sh *shard) bool {
+	return sh.n >= s.perShard || int64(sh.n)*slotBytes+sh.bytes.Load() > s.perShardMem
+}
 
 func (s *Velocity) shardOf(fp, key uint64) *shard {
 	return &s.shards[shardIndex(fp, key)]
@@ -366,6 +443,9 @@ func (s *Velocity) counter(c *CounterSpec, create bool) int32 {
 	}
 	next := &counters{idx: make(map[uint64]int32, len(cur.idx)+1), fp: append(cur.fp[:len(cur.fp):len(cur.fp)], fp),
 		pinned: append(cur.pinned[:len(cur.pinned):len(cur.pinned)], c.Stripes > 1),
+		width:  append(cur.width[:len(cur.width):len(cur.width)], max(1, c.Width)),
+		nb:     append(cur.nb[:len(cur.nb):len(cur.nb)], c.NB),
+		sum:    append(cur.sum[:len(cur.sum):len(cur.sum)], c.Measure == MeasureSum),
 		sums:   append(cur.sums[:len(cur.sums):len(cur.sums)], nil)}
 	if c.Stripes > 1 {
 		next.sums[len(next.sums)-1] = new(atomic.Pointer[stripedSum])
@@ -472,8 +552,8 @@ func (s *Velocity) Observe(c *CounterSpec, key uint64, t int64, amount int, card
 	defer sh.mu.Unlock()
 	sl, ok := sh.get(ci, key)
 	if !ok {
-		if sh.n >= s.perShard {
-			s.evictOne(sh, ci, lo)
+		if s.full(sh) {
+			s.evictOne(sh, ci)
 		}
 		sh.n++
 		s.series.Add(1)
@@ -503,8 +583,10 @@ func (s *Velocity) Observe(c *CounterSpec, key uint64, t int64, amount int, card
 		}
 		if inArenaNow {
 			se := &sh.arena[sl.v]
+			was := arenaBytes(se)
 			se.add(cur, d)
 			se.trim(lo)
+			sh.bytes.Add(arenaBytes(se) - was)
 			sh.settle(ci, key, sl)
 		}
 	case MeasureDistinctCards:
@@ -521,6 +603,7 @@ func (s *Velocity) Observe(c *CounterSpec, key uint64, t int64, amount int, card
 			sh.put(ci, key, sl)
 		}
 		se := &sh.arena[sl.v]
+		was := arenaBytes(se)
 		ch := xxhash.Sum64String(card)
 		if se.seen == nil {
 			se.seen = make(map[uint64]int64)
@@ -540,6 +623,7 @@ func (s *Velocity) Observe(c *CounterSpec, key uint64, t int64, amount int, card
 			se.seen[ch] = cur
 		}
 		se.trim(lo)
+		sh.bytes.Add(arenaBytes(se) - was)
 	}
 	if s.db != nil { // without Badger nothing is flushed: nothing to remember
 		sh.dirty[dirtyKey{ci, key}] = struct{}{}
@@ -550,6 +634,13 @@ func (s *Velocity) Observe(c *CounterSpec, key uint64, t int64, amount int, card
 	for {
 		l := s.latest.Load()
 		if t <= l || s.latest.CompareAndSwap(l, t) {
+			break
+		}
+	}
+	// A series that grew (a card remembered, a bucket added) may have taken the
+	// shard over its budget: others make room, a few at most per transaction.
+	for range 4 {
+		if int64(sh.n)*slotBytes+sh.bytes.Load() <= s.perShardMem || !s.evictOne(sh, ci) {
 			break
 		}
 	}
@@ -614,51 +705,94 @@ func (s *Velocity) Retract(c *CounterSpec, key uint64, t int64, amount int, whol
 	}
 }
 
-// evictOne makes room in a full shard by dropping one of its series: one of the
-// counter being written, one that has left its window if the first few looked at
-// include one; else one of another counter. The stripes of a striped counter are
-// never dropped (a handful of series that every transaction feeds: losing one
-// would lose a share of the acquirer's count). Callers hold sh.mu.
-func (s *Velocity) evictOne(sh *shard, ci int32, lo int64) bool {
-	pinned := s.ctrs.Load().pinned
-	pick := func(t *slotTable, expired bool) (uint64, bool) {
-		if t.n == 0 {
-			return 0, false
+// evictSample is how many series eviction looks at before it picks one.
+const evictSample = 8
+
+// evictOne makes room in a full shard by dropping one of its series. It looks at
+// the next evictSample series of the counter being written (from where the last
+// eviction stopped), then of the others, and drops the first that has left its
+// window, else the one of least weight among those looked at: the fewest
+// transactions counted (a count), buckets with traffic (a sum), cards
+// remembered (distinct_cards). A flood of keys seen once (random card numbers,
+// a new device ID on every request) so pushes out keys seen once, not the
+// series of a card tried again and again, whose count a rule is waiting on: an
+// attacker has to spend as many transactions on each key as the count he wants
+// erased. The stripes of a striped counter are never dropped (a handful of
+// series that every transaction feeds: losing one would lose a share of the
+// acquirer's count). Callers hold sh.mu.
+func (s *Velocity) evictOne(sh *shard, ci int32) bool {
+	ctrs := s.ctrs.Load()
+	now := s.latest.Load()
+	type cand struct {
+		ctr    int32
+		key    uint64
+		weight int64
+	}
+	best, found, looked, start := cand{}, false, 0, sh.evict
+	defer func() { sh.evict = start + looked }()
+	consider := func(c int32) bool { // true: an expired series found, best is it
+		t := &sh.m[c]
+		if t.n == 0 || ctrs.pinned[c] {
+			return false
 		}
-		looked := 0
+		lo := floorDiv(now, ctrs.width[c]) - ctrs.nb[c] + 1
 		for i := range t.e {
-			x := &t.e[(sh.evict+i)%len(t.e)]
+			if looked >= evictSample {
+				return false
+			}
+			x := &t.e[(start+i)%len(t.e)]
 			if x.sl.n == emptySlot {
 				continue
 			}
-			if !expired || sh.expired(x.sl, lo) || looked >= 8 {
-				sh.evict += i + 1
-				return x.key, true
-			}
 			looked++
+			if sh.expired(x.sl, lo) {
+				best, found = cand{c, x.key, -1}, true
+				return true
+			}
+			if w := sh.weight(x.sl, ctrs.sum[c], lo); !found || w < best.weight {
+				best, found = cand{c, x.key, w}, true
+			}
 		}
-		return 0, false
+		return false
 	}
-	victim, vc, found := uint64(0), ci, false
-	if int(ci) < len(sh.m) && !pinned[ci] {
-		victim, found = pick(&sh.m[ci], true)
-	}
-	for i := 0; !found && i < len(sh.m); i++ {
-		if pinned[i] {
-			continue
+	done := int(ci) < len(sh.m) && consider(ci)
+	for i := 0; !done && looked < evictSample && i < len(sh.m); i++ {
+		if int32(i) != ci {
+			done = consider(int32(i))
 		}
-		victim, found = pick(&sh.m[i], false)
-		vc = int32(i)
 	}
 	if !found {
 		return false
 	}
-	sl, _ := sh.m[vc].get(victim)
-	sh.remove(vc, victim, sl)
-	delete(sh.dirty, dirtyKey{vc, victim})
+	sl, _ := sh.m[best.ctr].get(best.key)
+	sh.remove(best.ctr, best.key, sl)
+	delete(sh.dirty, dirtyKey{best.ctr, best.key})
 	s.series.Add(-1)
 	s.evicted.Add(1)
+	if best.weight >= 0 {
+		s.evictedLive.Add(1)
+	}
 	return true
+}
+
+// weight is what eviction keeps a live series by: the transactions it counts
+// over the window (a count), its buckets (a sum: its value is an amount, which a
+// single transaction can make large), its cards (distinct_cards).
+func (sh *shard) weight(sl slot, sum bool, lo int64) int64 {
+	if sl.n != inArena {
+		if sum {
+			return 1
+		}
+		return int64(sl.v)
+	}
+	se := &sh.arena[sl.v]
+	switch {
+	case se.seen != nil:
+		return int64(len(se.seen))
+	case sum:
+		return int64(len(se.b))
+	}
+	return se.sum(lo, math.MaxInt64)
 }
 
 // Sweep drops expired series and forgotten cards from a few shards, using the
@@ -708,6 +842,7 @@ func (s *Velocity) Sweep(specs map[uint64]*CounterSpec, shards int) {
 					continue
 				}
 				se := &sh.arena[sl.v]
+				was := arenaBytes(se)
 				se.trim(lo)
 				if len(se.b) == 0 {
 					sh.remove(int32(ci), k, sl)
@@ -719,6 +854,7 @@ func (s *Velocity) Sweep(specs map[uint64]*CounterSpec, shards int) {
 						delete(se.seen, card)
 					}
 				}
+				sh.bytes.Add(arenaBytes(se) - was)
 				sh.settle(int32(ci), k, sl)
 			}
 			m.shrink()
@@ -862,6 +998,9 @@ func (s *Velocity) Restore(specs []*CounterSpec) (int, error) {
 					s.changed(shardIndex(k.fp, k.key))
 				}
 				if _, ok := sh.get(ci, k.key); !ok {
+					if s.full(sh) {
+						s.evictOne(sh, ci)
+					}
 					if len(se.b) == 1 && se.seen == nil && inline(se.b[0].n, se.b[0].v) {
 						sh.put(ci, k.key, slot{int32(se.b[0].n), int32(se.b[0].v)})
 					} else {

@@ -139,6 +139,10 @@ type Risk struct {
 	// (default 5s): a crash loses at most this much of their counts. Each flush
 	// rewrites every changed series, so a short interval costs write volume.
 	CounterFlush Duration `yaml:"counter_flush"`
+	// CounterMemoryMB is the memory budget of the velocity counters in memory, in
+	// MiB (default 2048): at it the store evicts the series seen least, counted
+	// in switchyard_risk_counter_evictions_total (docs/rules.md, "Where counts live").
+	CounterMemoryMB int `yaml:"counter_memory_mb"`
 	// Profiles configures the merchant profiles learned from the journal
 	// (merchant.profile.* in the rules).
 	Profiles Profiles `yaml:"profiles"`
@@ -767,6 +771,9 @@ func (c *Config) ApplyDefaults() {
 	if c.Risk.CounterFlush == 0 {
 		c.Risk.CounterFlush = Duration(5 * time.Second)
 	}
+	if c.Risk.CounterMemoryMB == 0 {
+		c.Risk.CounterMemoryMB = 2048
+	}
 	if c.Risk.Profiles.RefreshAt == "" {
 		c.Risk.Profiles.RefreshAt = "03:00"
 	}
@@ -851,6 +858,9 @@ func (c *Config) Validate() error {
 	}
 	nonNegative("security.key_grace", c.Security.KeyGrace)
 	nonNegative("risk.counter_flush", c.Risk.CounterFlush)
+	if m := c.Risk.CounterMemoryMB; m < 16 || m > 1<<20 {
+		bad("risk.counter_memory_mb", "%d is not between 16 and 1048576 (MiB)", m)
+	}
 	nonNegative("refunds.window", c.Refunds.Window)
 	nonNegative("shutdown.drain_timeout", c.Shutdown.DrainTimeout)
 	nonNegative("demo_issuer.timeout", c.DemoIssuer.Timeout)

@@ -8,9 +8,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
-// TestRiskCollector: a refused reload shows in the reload counts and the last-reload gauge.
+// TestRiskCollector: a refused reload shows in the reload counts and the last-reload
+// gauge; run-time errors by rule; the counter store's size, budget and evictions,
+// the live ones apart.
 func TestRiskCollector(t *testing.T) {
-	counts := RiskCounts{Evaluations: 10, RunErrors: 3, Reloads: 2, ReloadsRefused: 1}
+	counts := RiskCounts{Evaluations: 10, RuleErrors: map[string]int64{"amount-check": 2, "counter card_attempts_10m": 1},
+		Reloads: 2, ReloadsRefused: 1, Series: 5, SeriesBytes: 130, MaxBytes: 1 << 20, MaxSeries: 100, Evicted: 7, EvictedLive: 4}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(RiskCollector(func() RiskCounts { return counts }))
 	want := `
@@ -21,12 +24,27 @@ switchyard_risk_rules_last_reload_ok 0
 # TYPE switchyard_risk_rules_reloads_total counter
 switchyard_risk_rules_reloads_total{result="ok"} 2
 switchyard_risk_rules_reloads_total{result="refused"} 1
-# HELP switchyard_risk_run_errors_total Rule and counter expressions that failed at run time (a rule that fails counts as not hit).
+# HELP switchyard_risk_run_errors_total Rule and counter expressions that failed at run time, by rule (a counter's filter: "counter NAME"); a rule that fails counts as not hit unless it declares on_error.
 # TYPE switchyard_risk_run_errors_total counter
-switchyard_risk_run_errors_total 3
+switchyard_risk_run_errors_total{rule="amount-check"} 2
+switchyard_risk_run_errors_total{rule="counter card_attempts_10m"} 1
+# HELP switchyard_risk_counter_series Velocity counter series (keys) in memory.
+# TYPE switchyard_risk_counter_series gauge
+switchyard_risk_counter_series 5
+# HELP switchyard_risk_counter_bytes Heap the velocity counter series take, as the store estimates it (what its budget is held against).
+# TYPE switchyard_risk_counter_bytes gauge
+switchyard_risk_counter_bytes 130
+# HELP switchyard_risk_counter_budget_bytes Memory budget of the velocity counter series (risk.counter_memory_mb): at it, or at the cap on series, the store evicts.
+# TYPE switchyard_risk_counter_budget_bytes gauge
+switchyard_risk_counter_budget_bytes 1.048576e+06
+# HELP switchyard_risk_counter_evictions_total Velocity counter series evicted from a full store, by kind: expired (counted nothing any more) or live (counts lost: alert on it).
+# TYPE switchyard_risk_counter_evictions_total counter
+switchyard_risk_counter_evictions_total{kind="expired"} 3
+switchyard_risk_counter_evictions_total{kind="live"} 4
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "switchyard_risk_rules_last_reload_ok",
-		"switchyard_risk_rules_reloads_total", "switchyard_risk_run_errors_total"); err != nil {
+		"switchyard_risk_rules_reloads_total", "switchyard_risk_run_errors_total", "switchyard_risk_counter_series",
+		"switchyard_risk_counter_bytes", "switchyard_risk_counter_budget_bytes", "switchyard_risk_counter_evictions_total"); err != nil {
 		t.Error(err)
 	}
 	counts.LastReloadOK = true

@@ -463,7 +463,8 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	// Outside demo mode there is no fallback: a rules_dir that does not exist was
 	// refused at the top of Open (config.CheckRulesDir), and one removed while running
 	// makes a reload fail (the rules in force stay) rather than swap in the default pack.
-	ropts := risk.Options{DB: s.db, ListsLog: asLog(listsLog), Location: loc, Logger: rlog, FlushInterval: cfg.Risk.CounterFlush.D()}
+	ropts := risk.Options{DB: s.db, ListsLog: asLog(listsLog), Location: loc, Logger: rlog, FlushInterval: cfg.Risk.CounterFlush.D(),
+		MaxBytes: int64(cfg.Risk.CounterMemoryMB) << 20}
 	if cfg.Demo {
 		ropts.Fallback = rules.Files
 	}
@@ -476,8 +477,10 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	s.OnReload(func() error { _, err := s.Risk.Reload(); return err })
 	s.Metrics.Registry.MustRegister(metrics.RiskCollector(func() metrics.RiskCounts {
 		st := s.Risk.Stats()
-		return metrics.RiskCounts{Evaluations: st.Evaluations, RunErrors: st.RunErrors, Reloads: st.Reloads,
-			ReloadsRefused: st.ReloadsRefused, LastReloadOK: s.Risk.LastReload().Error == ""}
+		return metrics.RiskCounts{Evaluations: st.Evaluations, RuleErrors: s.Risk.RuleErrors(), Reloads: st.Reloads,
+			ReloadsRefused: st.ReloadsRefused, LastReloadOK: s.Risk.LastReload().Error == "",
+			Series: st.Series, SeriesBytes: st.SeriesBytes, MaxBytes: st.MaxBytes, MaxSeries: st.MaxSeries,
+			Evicted: st.Evicted, EvictedLive: st.EvictedLive}
 	}))
 	if err := s.openProfiles(loc); err != nil {
 		return nil, err

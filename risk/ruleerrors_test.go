@@ -1,0 +1,85 @@
+package risk
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// TestRuleErrorsByRuleAndLogged: run-time errors are counted by rule (the metric's
+// rule label), and each failing rule gets one log line a minute naming it and its
+// error, with a card number the error quotes (device.id is a terminal's free
+// text) masked; a rule with on_error: review still reviews.
+func TestRuleErrorsByRuleAndLogged(t *testing.T) {
+	dir := writeRules(t, map[string]string{"a.yaml": `
+rules:
+  - {id: quotes-device, condition: "int(device.id) > 5", action: decline, reason: quotes-device}
+  - {id: divides, condition: "txn.amount / merchant.single_limit > 2", action: decline, reason: divides, on_error: review}
+  - {id: fine, condition: "txn.amount > 1000000", action: decline, reason: fine}
+counters:
+  - {name: bad_filter, dimension: terminal, window: 10m, where: "int(device.id) > 5"}
+`})
+	var buf bytes.Buffer
+	e, err := New(dir, Options{Logger: zerolog.New(&buf)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	in := &Input{}
+	in.Txn = Txn{MTI: "0200", ProcCode: "000000", Type: TxnPurchase, Amount: 5000, CardHash: "c0ffee", Time: time.Now().UTC()}
+	in.Terminal = Terminal{ID: "T0000001", Kind: "pos", Status: "active"}
+	in.Merchant = Merchant{ID: "000000000000001", Tier: "standard", Status: "active"}
+	in.Device.ID = "4111111111111111 x"
+	for range 5 {
+		d := e.Evaluate(in)
+		if d.Action != ActionReview || d.Rule != "divides" {
+			t.Fatalf("decision %+v: want review by divides (on_error: review)", d)
+		}
+		e.Observe(in, Outcome{Approved: true, ResponseCode: "00"})
+	}
+	want := map[string]int64{"quotes-device": 5, "divides": 5, "counter bad_filter": 5}
+	got := e.RuleErrors()
+	if len(got) != len(want) {
+		t.Errorf("errors by rule %v, want %v", got, want)
+	}
+	for k, n := range want {
+		if got[k] != n {
+			t.Errorf("errors by rule %v, want %v", got, want)
+			break
+		}
+	}
+	if st := e.Stats(); st.RunErrors != 15 {
+		t.Errorf("run errors %d, want 15", st.RunErrors)
+	}
+	if strings.Contains(buf.String(), "4111111111111111") {
+		t.Errorf("a card number in the log:\n%s", buf.String())
+	}
+	lines := map[string]int{}
+	for _, l := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("log line %q: %v", l, err)
+		}
+		rule, _ := m["rule"].(string)
+		if rule == "" {
+			continue
+		}
+		lines[rule]++
+		msg, _ := m["error"].(string)
+		if m["level"] != "warn" || msg == "" {
+			t.Errorf("log line %s: want a warning with the error", l)
+		}
+		if rule == "quotes-device" && !strings.Contains(msg, "411111******1111") {
+			t.Errorf("quotes-device error %q: want the card number masked 6/4", msg)
+		}
+	}
+	for k := range want {
+		if lines[k] != 1 {
+			t.Errorf("%d log lines for %s, want 1 (a minute's worth): %v", lines[k], k, lines)
+		}
+	}
+}
