@@ -9,6 +9,8 @@ package currency
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -74,6 +76,24 @@ func Format(minor int64, numeric string) string {
 		s = strings.Repeat("0", e-len(s)+1) + s
 	}
 	return sign + s[:len(s)-e] + "." + s[len(s)-e:]
+}
+
+// FormatSums writes sums of minor units by currency (ISO 4217 numeric code) for
+// people, in code order, each with its decimals and its code: "35.00 156, 1000
+// 392". Amounts of different currencies are never added together. No sums, or
+// sums of an unknown currency ("") alone, are written as Format writes them.
+func FormatSums(sums map[string]int64) string {
+	if len(sums) == 0 {
+		return Format(0, "")
+	}
+	if v, ok := sums[""]; ok && len(sums) == 1 {
+		return Format(v, "")
+	}
+	parts := make([]string, 0, len(sums))
+	for _, cur := range slices.Sorted(maps.Keys(sums)) {
+		parts = append(parts, strings.TrimSpace(Format(sums[cur], cur)+" "+cur))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // Parse reads an amount in major units of the currency numeric ("12.34",

@@ -59,3 +59,20 @@ func TestParse(t *testing.T) {
 		}
 	}
 }
+
+// TestFormatSums: sums by currency are written each in its decimals, never added.
+func TestFormatSums(t *testing.T) {
+	for _, c := range []struct {
+		sums map[string]int64
+		want string
+	}{
+		{map[string]int64{"392": 1000, "156": 3500}, "35.00 156, 1000 392"},
+		{nil, "0.00"},
+		{map[string]int64{"": 1234}, "12.34"},
+		{map[string]int64{"": 5, "414": 1500}, "0.05, 1.500 414"},
+	} {
+		if got := FormatSums(c.sums); got != c.want {
+			t.Errorf("FormatSums(%v) = %q, want %q", c.sums, got, c.want)
+		}
+	}
+}

@@ -197,3 +197,24 @@ func TestListsShowTimesInTheAcquirersZone(t *testing.T) {
 		}
 	}
 }
+
+// TestMerchantReportAmountsByCurrency: merchant report shows a merchant's
+// approved amounts by currency, each with its decimals: 125.00 yuan and 1000
+// yen, not 135.00 of nothing (their sum in two decimals, before the third
+// release of 6 December 2026); from a switch that sends only the sum, the sum.
+func TestMerchantReportAmountsByCurrency(t *testing.T) {
+	answer := `{"merchant":"000000000000001","days":1,"time_zone":"Asia/Shanghai","transactions":3,"approved":3,
+		"by_type":{"purchase":{"count":3,"approved":3,"approved_amount":13500,"approved_amounts":{"156":12500,"392":1000}},
+		           "refund":{"count":1,"approved":1,"approved_amount":700}}}`
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(answer))
+	})
+	var out, errb bytes.Buffer
+	if code := Run(context.Background(), "merchant", []string{"report", "000000000000001"}, &apiclient.Client{Handler: h}, time.UTC, &out, &errb); code != ExitOK {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	if s := out.String(); !strings.Contains(s, "125.00 156, 1000 392") || strings.Contains(s, "135.00") || !strings.Contains(s, "7.00") {
+		t.Errorf("merchant report:\n%s", s)
+	}
+}

@@ -461,18 +461,9 @@ func amount(minor int64, cur string) string {
 	return currency.Format(minor, cur) + " " + cur
 }
 
-// amounts shows sums by currency, in currency order ("35.00 156, 1000 392"):
-// yen are never added to fen. "0.00" when there are none.
-func amounts(m map[string]int64) string {
-	if len(m) == 0 {
-		return money(0)
-	}
-	parts := make([]string, 0, len(m))
-	for _, cur := range slices.Sorted(maps.Keys(m)) {
-		parts = append(parts, amount(m[cur], cur))
-	}
-	return strings.Join(parts, ", ")
-}
+// amounts shows sums by currency (currency.FormatSums): "35.00 156, 1000 392",
+// yen never added to fen.
+func amounts(m map[string]int64) string { return currency.FormatSums(m) }
 
 // minorByCurrency writes sums by currency for a CSV cell, in minor units and
 // currency order: "156:3500 392:1000" ("" when none).
