@@ -85,3 +85,32 @@ func TestTransactionsPageShowsTheNewest(t *testing.T) {
 		t.Errorf("the page does not list the newest 200 transactions (5100 down to 4901)")
 	}
 }
+
+// TestRuleHitsCountTheLastHour: the rules page's hit counts read the last hour
+// first: on a switch with more transactions a day than the scan's bound, the
+// last hour's hits are counted. Before, the day was read from its start and the
+// bound reached before the last hour, whose counts read 0.
+func TestRuleHitsCountTheLastHour(t *testing.T) {
+	old := maxHitScan
+	maxHitScan = 50
+	t.Cleanup(func() { maxHitScan = old })
+	f := newFixture(t)
+	j := openJournal(t)
+	f.con.o.Journal = j
+	now := f.clock.Now()
+	for i := 0; i < 110; i++ {
+		at, hit := now.Add(-20*time.Hour+time.Duration(i)*10*time.Minute), "old-rule"
+		if i >= 100 {
+			at, hit = now.Add(-time.Hour+time.Duration(i-100)*time.Minute), "new-rule"
+		}
+		rec := &journal.Record{RRN: fmt.Sprintf("%012d", i+1), Received: at, MTI: "0200", Type: "purchase", TID: "T0000001", MID: "000000000000001",
+			STAN: fmt.Sprintf("%06d", i+1), Amount: 100, Currency: "156", State: journal.StateAnswered, RC: "00", RuleHits: []journal.RuleHit{{ID: hit, Action: "review"}}}
+		if err := j.Write(context.Background(), rec, true, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hour, day, scanned := f.con.ruleHits(context.Background())
+	if hour["new-rule"] != 10 || day["new-rule"] != 10 || hour["old-rule"] != 0 || day["old-rule"] != 40 || scanned != 50 {
+		t.Errorf("hits: hour %v, day %v, %d read; want new-rule 10 in both, old-rule 40 in the day, 50 read", hour, day, scanned)
+	}
+}
