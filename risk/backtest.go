@@ -37,8 +37,11 @@ type RuleStats struct {
 	// WouldDecline counts hits of a decline rule, shadow ones included:
 	// what the rule alone would decline.
 	WouldDecline int `json:"would_decline"`
-	// WouldDeclineAmount sums their amounts (minor units).
-	WouldDeclineAmount int64 `json:"would_decline_amount"`
+	// WouldDeclineAmount sums their amounts (minor units) whatever their
+	// currency: a figure only when the transactions are of one currency.
+	// WouldDeclineAmounts has the sum of each currency (DE 49; "" unknown).
+	WouldDeclineAmount  int64            `json:"would_decline_amount"`
+	WouldDeclineAmounts map[string]int64 `json:"would_decline_amounts,omitempty"`
 	// HitsBefore counts the transactions the rule hit when they happened.
 	HitsBefore int `json:"hits_before"`
 	// Errors counts the transactions on which the rule's expression (or its
@@ -71,7 +74,8 @@ type Change struct {
 	Terminal string          `json:"terminal"`              // DE 41
 	Merchant string          `json:"merchant"`              // DE 42
 	TxnType  string          `json:"txn_type"`              // purchase, refund, ...
-	Amount   int             `json:"amount"`                // minor units
+	Amount   int             `json:"amount"`                // minor units of Currency
+	Currency string          `json:"currency,omitempty"`    // DE 49
 	Outcome  string          `json:"outcome_response_code"` // DE 39 the terminal got
 	Before   DecisionSummary `json:"before"`                // the decision as it happened
 	After    DecisionSummary `json:"after"`                 // the candidate rules' decision
@@ -86,12 +90,17 @@ type BacktestReport struct {
 	WarmupTxns   int       `json:"warmup_transactions"` // transactions in the warm-up
 	Transactions int       `json:"transactions"`        // transactions reported on
 	// DeclinesBefore and DeclinesAfter count risk declines as they happened and
-	// under the candidate rules; the amounts sum them.
-	DeclinesBefore      int   `json:"declines_before"`
-	DeclinesAfter       int   `json:"declines_after"`        // see DeclinesBefore
-	DeclineAmountBefore int64 `json:"decline_amount_before"` // minor units
-	DeclineAmountAfter  int64 `json:"decline_amount_after"`  // minor units
-	Changed             int   `json:"changed"`               // transactions whose decision differs
+	// under the candidate rules; the amounts sum them whatever their currency (a
+	// figure only when the transactions are of one currency), the maps by
+	// currency (DE 49; "" unknown). Until the third release of 6 December 2026
+	// only the sums across currencies were reported, yen added to fen.
+	DeclinesBefore       int              `json:"declines_before"`
+	DeclinesAfter        int              `json:"declines_after"`        // see DeclinesBefore
+	DeclineAmountBefore  int64            `json:"decline_amount_before"` // minor units
+	DeclineAmountAfter   int64            `json:"decline_amount_after"`  // minor units
+	DeclineAmountsBefore map[string]int64 `json:"decline_amounts_before,omitempty"`
+	DeclineAmountsAfter  map[string]int64 `json:"decline_amounts_after,omitempty"`
+	Changed              int              `json:"changed"` // transactions whose decision differs
 	// RunErrors counts the rules' and counters' run-time errors over the replay
 	// (warm-up included); CounterErrors are the counters' (a where that failed
 	// leaves the transaction out of that counter), by counter name.
@@ -235,6 +244,7 @@ func Backtest(ctx context.Context, h History, rs *RuleSet, opts BacktestOptions)
 			if hit.Action == ActionDecline {
 				st.WouldDecline++
 				st.WouldDeclineAmount += int64(in.Txn.Amount)
+				st.WouldDeclineAmounts = addAmount(st.WouldDeclineAmounts, in.Txn.Currency, in.Txn.Amount)
 			}
 		}
 		for _, hit := range rec.Decision.Hits {
@@ -248,11 +258,13 @@ func Backtest(ctx context.Context, h History, rs *RuleSet, opts BacktestOptions)
 		if rec.Decision.Declined() {
 			rep.DeclinesBefore++
 			rep.DeclineAmountBefore += int64(in.Txn.Amount)
+			rep.DeclineAmountsBefore = addAmount(rep.DeclineAmountsBefore, in.Txn.Currency, in.Txn.Amount)
 		}
 		out := rec.Outcome
 		if d.Declined() {
 			rep.DeclinesAfter++
 			rep.DeclineAmountAfter += int64(in.Txn.Amount)
+			rep.DeclineAmountsAfter = addAmount(rep.DeclineAmountsAfter, in.Txn.Currency, in.Txn.Amount)
 			out = Outcome{Approved: false, ResponseCode: d.ResponseCode, RiskDeclined: true}
 		} else if rec.Decision.Declined() {
 			out = Outcome{Approved: true, ResponseCode: "00"}
@@ -272,7 +284,7 @@ func Backtest(ctx context.Context, h History, rs *RuleSet, opts BacktestOptions)
 			rep.Changed++
 			if opts.MaxChanges <= 0 || len(rep.Changes) < opts.MaxChanges {
 				rep.Changes = append(rep.Changes, Change{Time: rec.Time, RRN: rec.RRN, Terminal: in.Terminal.ID,
-					Merchant: in.Merchant.ID, TxnType: in.Txn.Type, Amount: in.Txn.Amount,
+					Merchant: in.Merchant.ID, TxnType: in.Txn.Type, Amount: in.Txn.Amount, Currency: in.Txn.Currency,
 					Outcome: rec.Outcome.ResponseCode, Before: before, After: after})
 			}
 		}
@@ -294,4 +306,13 @@ func Backtest(ctx context.Context, h History, rs *RuleSet, opts BacktestOptions)
 	sort.Slice(rep.Labels, func(i, j int) bool { return rep.Labels[i].Label < rep.Labels[j].Label })
 	rep.Elapsed = time.Since(start)
 	return rep, nil
+}
+
+// addAmount adds amount to m's sum of currency cur, making m when nil.
+func addAmount(m map[string]int64, cur string, amount int) map[string]int64 {
+	if m == nil {
+		m = map[string]int64{}
+	}
+	m[cur] += int64(amount)
+	return m
 }

@@ -3,6 +3,7 @@ package risk
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"sort"
@@ -288,5 +289,49 @@ rules:
 	if rep.Transactions != 1 || rep.WarmupTxns != 0 || rep.DeclinesAfter != 1 {
 		t.Fatalf("backtest of a QR payment then a card purchase of the merchant: %d transactions, %d warm-up, %d declines after; want 1, 0, 1 (the QR payment counted, not evaluated)",
 			rep.Transactions, rep.WarmupTxns, rep.DeclinesAfter)
+	}
+}
+
+// TestBacktestAmountsByCurrency: the amounts a backtest reports are by currency as
+// well: a decline of 1000 yen and one of 1500 fen are 1000 of 392 and 1500 of 156,
+// not 2500 of nothing; a changed decision names its currency.
+func TestBacktestAmountsByCurrency(t *testing.T) {
+	dir := t.TempDir()
+	rules := `
+rules:
+  - {id: big, condition: 'txn.amount >= 1000', action: decline, response_code: "61"}
+`
+	if err := os.WriteFile(filepath.Join(dir, "r.yaml"), []byte(rules), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e, err := New(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	t0 := time.Date(2026, 12, 5, 10, 0, 0, 0, time.UTC)
+	approved := Outcome{Approved: true, ResponseCode: "00"}
+	var recs []Record
+	for i, c := range []struct {
+		cur    string
+		amount int
+	}{{"392", 1000}, {"156", 1500}, {"156", 2000}} {
+		in := Input{Txn: Txn{Type: TxnPurchase, Amount: c.amount, Currency: c.cur, Time: t0.Add(time.Duration(i) * time.Minute), CardHash: "c1",
+			RRN: fmt.Sprintf("00000000000%d", i+1)}, Merchant: Merchant{ID: "M1"}}
+		recs = append(recs, Record{Time: in.Txn.Time, RRN: in.Txn.RRN, Input: in, Outcome: approved, Decision: Decision{Action: ActionAllow}})
+	}
+	rep, err := Backtest(t.Context(), &memHistory{recs: recs}, e.RuleSet(), BacktestOptions{From: t0.Add(-time.Minute), To: t0.Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int64{"392": 1000, "156": 3500}
+	if !maps.Equal(rep.DeclineAmountsAfter, want) || len(rep.DeclineAmountsBefore) != 0 {
+		t.Errorf("declines after by currency %v (before %v), want %v", rep.DeclineAmountsAfter, rep.DeclineAmountsBefore, want)
+	}
+	if len(rep.Rules) != 1 || !maps.Equal(rep.Rules[0].WouldDeclineAmounts, want) {
+		t.Errorf("rule's would-decline amounts by currency: %+v, want %v", rep.Rules, want)
+	}
+	if len(rep.Changes) != 3 || rep.Changes[0].Currency != "392" || rep.Changes[1].Currency != "156" {
+		t.Errorf("changes: %+v, want their currencies", rep.Changes)
 	}
 }

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"strconv"
@@ -47,7 +48,26 @@ func runJournal(env *Env, args []string) int {
 		return fail(env, "journal: %v", err)
 	}
 	q.Limit = *limit
+	// With --json each record is written as it arrives, so that an export of a
+	// whole day (--limit 0) holds one record at a time, not the day, in memory
+	// (until the third release of 6 December 2026 it gathered every record first).
+	// The table aligns its columns over all its rows, and gathers them.
 	var recs []*journal.Record
+	enc := json.NewEncoder(env.Stdout)
+	take := func(r *journal.Record) error {
+		if !*asJSON {
+			recs = append(recs, r)
+			return nil
+		}
+		r.Received = r.Received.In(loc)
+		for i := range r.Events {
+			r.Events[i].At = r.Events[i].At.In(loc)
+		}
+		if err := enc.Encode(r); err != nil {
+			return fmt.Errorf("writing record %s: %w", r.RRN, err)
+		}
+		return nil
+	}
 	if conn.DataDir != "" {
 		if err := existingDataDir(conn.DataDir); err != nil {
 			return fail(env, "journal: %v", err)
@@ -62,27 +82,17 @@ func runJournal(env *Env, args []string) int {
 			return fail(env, "journal: %v", err)
 		}
 		defer j.Close()
-		if err := j.Scan(env.Ctx, q, func(r *journal.Record) bool { recs = append(recs, r); return true }); err != nil {
-			return fail(env, "journal: %v", err)
+		var werr error
+		if err := j.Scan(env.Ctx, q, func(r *journal.Record) bool { werr = take(r); return werr == nil }); err != nil || werr != nil {
+			return fail(env, "journal: %v", errors.Join(err, werr))
 		}
 	} else {
-		err = streamJournal(env.Ctx, conn.Client(), journalValues(q), func(r *journal.Record) error {
-			recs = append(recs, r)
-			return nil
-		})
+		err = streamJournal(env.Ctx, conn.Client(), journalValues(q), take)
 		if err != nil {
 			return fail(env, "journal: %v", err)
 		}
 	}
 	if *asJSON {
-		enc := json.NewEncoder(env.Stdout)
-		for _, r := range recs {
-			r.Received = r.Received.In(loc)
-			for i := range r.Events {
-				r.Events[i].At = r.Events[i].At.In(loc)
-			}
-			_ = enc.Encode(r)
-		}
 		return 0
 	}
 	// kit.Table escapes control characters: a terminal's TID or an issuer's

@@ -1,9 +1,12 @@
 package cli
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -104,5 +107,59 @@ func TestFailEscapesControls(t *testing.T) {
 	code, _, errs := runCLI(t, map[string]string{"SWITCHYARD_ADMIN": api.URL, "SWITCHYARD_TOKEN": "t"}, "task", "list")
 	if code != 1 || strings.ContainsAny(errs, "\x1b\a") || !strings.Contains(errs, `bad gateway\x1b]52;c;eA==\x07`+"\n"+`upstream\x1b[2J`) {
 		t.Fatalf("exit %d, stderr:\n%q", code, errs)
+	}
+}
+
+// firstWrite is a writer that closes its channel at its first write.
+type firstWrite struct {
+	bytes.Buffer
+	once  sync.Once
+	wrote chan struct{}
+}
+
+func (w *firstWrite) Write(p []byte) (int, error) {
+	w.once.Do(func() { close(w.wrote) })
+	return w.Buffer.Write(p)
+}
+
+// TestJournalJSONStreams: journal --json writes each record as it arrives, so an
+// export of a whole day (--limit 0) never holds the day in memory. The fake switch
+// sends one record and then waits for it to reach the command's output before it
+// sends the rest. Before, the command gathered every record before it wrote any:
+// the fake waited its 5 s out and the first record came out after the last.
+func TestJournalJSONStreams(t *testing.T) {
+	out := &firstWrite{wrote: make(chan struct{})}
+	streamed := make(chan bool, 1)
+	api := newFakeAdmin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		enc := json.NewEncoder(w)
+		_ = enc.Encode(journal.Record{RRN: "000000000001", TID: "T0000001", Received: time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC)})
+		w.(http.Flusher).Flush()
+		select {
+		case <-out.wrote:
+			streamed <- true
+		case <-time.After(5 * time.Second):
+			streamed <- false
+		}
+		_ = enc.Encode(journal.Record{RRN: "000000000002", TID: "T0000001", Received: time.Date(2026, 1, 2, 0, 0, 1, 0, time.UTC)})
+	})
+	var errb bytes.Buffer
+	env := &Env{Stdin: strings.NewReader(""), Stdout: out, Stderr: &errb, Ctx: context.Background(),
+		Getenv: func(k string) string { return map[string]string{"SWITCHYARD_ADMIN": api.URL}[k] }}
+	if code := Main(env, []string{"journal", "--json", "--limit", "0"}); code != 0 {
+		t.Fatalf("exit %d\nstderr: %s", code, errb.String())
+	}
+	if !<-streamed {
+		t.Error("the first record was written only once the whole answer had arrived")
+	}
+	dec := json.NewDecoder(&out.Buffer)
+	for _, want := range []string{"000000000001", "000000000002"} {
+		var r journal.Record
+		if err := dec.Decode(&r); err != nil || r.RRN != want {
+			t.Fatalf("record %s: got %+v, %v", want, r, err)
+		}
+		if _, off := r.Received.Zone(); off != 8*3600 {
+			t.Errorf("record %s: time %v, want the acquirer's zone (+08:00)", want, r.Received)
+		}
 	}
 }

@@ -114,17 +114,9 @@ func (c *Console) recent(q journal.Query) []*journal.Record {
 		return nil
 	}
 	q.From, q.To = c.o.Now().Add(-7*24*time.Hour), c.o.Now().Add(time.Minute)
-	var out []*journal.Record
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_ = c.o.Journal.Scan(ctx, q, func(rec *journal.Record) bool {
-		out = append(out, rec)
-		return true
-	})
-	sort.Slice(out, func(i, j int) bool { return out[i].Received.After(out[j].Received) })
-	if len(out) > 20 {
-		out = out[:20]
-	}
+	out, _ := newest(ctx, c.o.Journal, q, 20, nil)
 	return out
 }
 

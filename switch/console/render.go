@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/switchyard/switchyard/internal/carddata"
+	"github.com/switchyard/switchyard/internal/currency"
 	"github.com/switchyard/switchyard/switch/admin"
 	"github.com/switchyard/switchyard/switch/registry"
 )
@@ -47,7 +48,11 @@ func baseFuncs() template.FuncMap {
 			}
 			return time.Since(t).Round(time.Second).String()
 		},
-		"money": func(minor int64) string { return fmt.Sprintf("%d.%02d", minor/100, abs(minor%100)) },
+		// money writes minor units in major ones with the decimals of the currency
+		// given (ISO 4217 numeric: 1000 of "392" is 1000 yen), two without one; a
+		// negative amount keeps its sign. (Until the third release of 6 December
+		// 2026 every currency had two, and an amount between -1 and 0 lost its sign.)
+		"money": func(minor int64, cur ...string) string { return currency.Format(minor, strings.Join(cur, "")) },
 		"json": func(v any) string {
 			b, err := json.MarshalIndent(v, "", "  ")
 			if err != nil {
@@ -94,13 +99,6 @@ func baseFuncs() template.FuncMap {
 		"ms":    func(sec float64) string { return fmt.Sprintf("%.1f ms", 1000*sec) },
 		"svg":   func(s string) template.HTML { return template.HTML(s) }, // only for the charts this package draws from numbers
 	}
-}
-
-func abs(n int64) int64 {
-	if n < 0 {
-		return -n
-	}
-	return n
 }
 
 func fmtTime(t time.Time) string {

@@ -51,11 +51,16 @@ func (c *Console) rules(w http.ResponseWriter, r *http.Request, s *session) {
 	c.render(w, r, s, "rules", d)
 }
 
-// maxHitScan bounds the journal records read for the hit counts.
-const maxHitScan = 200000
+// maxHitScan bounds the journal records read for the hit counts (a variable for
+// the tests).
+var maxHitScan = 200000
 
-// ruleHits counts each rule's hits over the last hour and day from the
-// journal (at most maxHitScan records, the newest day first).
+// ruleHits counts each rule's hits over the last hour and day from the journal,
+// at most maxHitScan records: the last hour's first, then the rest of the day. The
+// journal is read oldest first; until the third release of 6 December 2026 the
+// day was read from its start, and on a switch with more than maxHitScan
+// transactions a day the bound was reached before the last hour, whose counts
+// all read 0.
 func (c *Console) ruleHits(ctx context.Context) (hour, day map[string]int, scanned int) {
 	hour, day = map[string]int{}, map[string]int{}
 	if c.o.Journal == nil {
@@ -64,16 +69,23 @@ func (c *Console) ruleHits(ctx context.Context) (hour, day map[string]int, scann
 	now := c.o.Now()
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	_ = c.o.Journal.Scan(ctx, journal.Query{From: now.Add(-24 * time.Hour), To: now.Add(time.Minute)}, func(rec *journal.Record) bool {
-		scanned++
-		for _, h := range rec.RuleHits {
-			day[h.ID]++
-			if rec.Received.After(now.Add(-time.Hour)) {
-				hour[h.ID]++
+	count := func(from, to time.Time, inHour bool) {
+		_ = c.o.Journal.Scan(ctx, journal.Query{From: from, To: to}, func(rec *journal.Record) bool {
+			if scanned >= maxHitScan {
+				return false
 			}
-		}
-		return scanned < maxHitScan
-	})
+			scanned++
+			for _, h := range rec.RuleHits {
+				day[h.ID]++
+				if inHour {
+					hour[h.ID]++
+				}
+			}
+			return true
+		})
+	}
+	count(now.Add(-time.Hour), now.Add(time.Minute), true)
+	count(now.Add(-24*time.Hour), now.Add(-time.Hour), false)
 	return
 }
 

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -8,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -282,4 +284,41 @@ func openJournal(t *testing.T) *journal.Store {
 	}
 	t.Cleanup(func() { _ = j.Close(); _ = db.Close() })
 	return j
+}
+
+// TestAmountsInTheirCurrencyDecimals: the console writes an amount with its
+// currency's decimals (ISO 4217) on the transaction page and in the list: 1000
+// yen as "1000 392", 1500 fils as "1.500 414", 1234 fen as "12.34 156". Before,
+// every amount had two decimals: the yen payment read "10.00 392", a
+// hundredth of what was paid, and the dinar one "15.00 414".
+func TestAmountsInTheirCurrencyDecimals(t *testing.T) {
+	f := newFixture(t)
+	j := openJournal(t)
+	f.con.o.Journal = j
+	at := f.clock.Now().Add(-time.Hour)
+	want := map[string]string{}
+	for i, c := range []struct {
+		cur    string
+		amount int64
+		shown  string
+	}{{"392", 1000, "1000 392"}, {"414", 1500, "1.500 414"}, {"156", 1234, "12.34 156"}} {
+		rrn := fmt.Sprintf("00000000000%d", i+1)
+		rec := &journal.Record{RRN: rrn, Received: at.Add(time.Duration(i) * time.Second), MTI: "0200", Type: "purchase", TID: "T0000001",
+			MID: "000000000000001", STAN: fmt.Sprintf("00000%d", i+1), Amount: c.amount, Currency: c.cur, State: journal.StateAnswered, RC: "00"}
+		if err := j.Write(context.Background(), rec, true, true); err != nil {
+			t.Fatal(err)
+		}
+		want[rrn] = c.shown
+	}
+	c := f.client()
+	f.login(t, c, "operator", "operator-demo-pw")
+	_, list := get(t, c, f.srv.URL+"/console/transactions?from="+url.QueryEscape(at.Add(-time.Minute).Local().Format("2006-01-02T15:04")))
+	for rrn, shown := range want {
+		if _, page := get(t, c, f.srv.URL+"/console/transactions/"+rrn); !strings.Contains(page, "<dd>"+shown+"</dd>") {
+			t.Errorf("transaction %s: amount not shown as %q", rrn, shown)
+		}
+		if !strings.Contains(list, "<td>"+shown+"</td>") {
+			t.Errorf("transactions list: %s not shown as %q", rrn, shown)
+		}
+	}
 }

@@ -3,7 +3,6 @@ package console
 import (
 	"context"
 	"net/http"
-	"sort"
 	"strings"
 	"time"
 
@@ -42,19 +41,11 @@ func (c *Console) transactions(w http.ResponseWriter, r *http.Request, s *sessio
 		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 		defer cancel()
 		jq := journal.Query{TID: strings.TrimSpace(q.Get("terminal")), MID: strings.TrimSpace(q.Get("merchant")), RRN: strings.TrimSpace(q.Get("rrn")), From: from, To: to}
-		err := c.o.Journal.Scan(ctx, jq, func(rec *journal.Record) bool {
-			if rc == "" || rec.RC == rc {
-				out = append(out, rec)
-			}
-			return len(out) < 5000
-		})
+		var err error
+		out, err = newest(ctx, c.o.Journal, jq, 200, func(rec *journal.Record) bool { return rc == "" || rec.RC == rc })
 		if err != nil {
 			errMsg = err.Error()
 		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Received.After(out[j].Received) })
-	if len(out) > 200 {
-		out = out[:200]
 	}
 	c.render(w, r, s, "transactions", map[string]any{"Records": out, "Terminal": q.Get("terminal"), "Merchant": q.Get("merchant"), "RRN": q.Get("rrn"),
 		"RC": rc, "From": from.Local().Format("2006-01-02T15:04"), "To": to.Local().Format("2006-01-02T15:04"), "Error": errMsg})

@@ -101,3 +101,29 @@ func TestSettlementAnswerCode(t *testing.T) {
 		t.Errorf("unbalanced settlement: %s, F48 %q; want 95 with settlement code 2", Summary(ans), ans.Str(48))
 	}
 }
+
+// TestSettlementTotalsFitTheirColumns: F48 of an 0500 is fixed-width (amount N12,
+// count N3, twice, and the code): the terminal client refuses totals that do not
+// fit rather than write a wider column that moves every later one (a count of
+// 1000 was written "1000", and the switch read the refund sum one digit off), and
+// refuses negative ones.
+func TestSettlementTotalsFitTheirColumns(t *testing.T) {
+	term := &Terminal{TID: "T0000001", MID: "000000000000001", mak: []byte("0123456789ABCDEF"), batch: "000007",
+		TPDU: TPDU{0x60, 0, 3, 0, 0}, Header: Header{0x60, 0x31, 0, 0x31, 0, 0}}
+	f48 := func(f *Frame) string { s, _ := f.Msg.GetString(48); return s } // set, not packed: the bitmap is not yet
+	f, err := term.Build(Txn{Kind: "settlement", Totals: message.BatchTotals{PurchaseCount: 999, PurchaseSum: 999999999999, RefundCount: 1, RefundSum: 50}})
+	if err != nil || f48(f) != "9999999999999990000000000500010" {
+		t.Fatalf("largest totals: F48 %q, %v", f48(f), err)
+	}
+	for _, tot := range []message.BatchTotals{
+		{PurchaseCount: 1000, PurchaseSum: 100000},
+		{PurchaseCount: 1, PurchaseSum: 1000000000000},
+		{RefundCount: 1000, RefundSum: 1},
+		{RefundCount: 1, RefundSum: 1000000000000},
+		{RefundCount: 1, RefundSum: -50},
+	} {
+		if f, err := term.Build(Txn{Kind: "settlement", Totals: tot}); err == nil {
+			t.Errorf("totals %+v: F48 %q, want an error", tot, f48(f))
+		}
+	}
+}

@@ -373,6 +373,18 @@ func (t *Terminal) Build(tx Txn) (*Frame, error) {
 	case "settlement":
 		f60 += "201"
 		tot := tx.Totals
+		// F48 is fixed-width: a sum or count wider than its column would move every
+		// later one (the switch would read the refund sum a digit off).
+		for _, c := range []struct {
+			what string
+			v    int64
+			max  int64
+		}{{"purchase sum", tot.PurchaseSum, 999999999999}, {"purchase count", tot.PurchaseCount, 999},
+			{"refund sum", tot.RefundSum, 999999999999}, {"refund count", tot.RefundCount, 999}} {
+			if c.v < 0 || c.v > c.max {
+				return nil, fmt.Errorf("settlement totals: %s %d does not fit F48 (0 to %d); settle the batch in parts", c.what, c.v, c.max)
+			}
+		}
 		f.Set(48, fmt.Sprintf("%012d%03d%012d%03d0", tot.PurchaseSum, tot.PurchaseCount, tot.RefundSum, tot.RefundCount))
 	case "upload":
 		switch {

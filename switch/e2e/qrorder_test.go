@@ -365,3 +365,35 @@ func TestQROrderOtherTerminal(t *testing.T) {
 		t.Fatalf("the owner LT000002's inquiry after the payment: %+v", q)
 	}
 }
+
+// TestQROrderAmountInCurrencyDecimals: an order in yen (DE 49 392, no minor unit)
+// gets a code whose amount (ID 54) is the yen amount, "1000", not "10.00" (as
+// before the third release of 6 December 2026, which asked the payer for a
+// hundredth of the price); the payer pays that, and the order is paid and
+// journaled for 1000 yen, not refunded as a payment of another amount.
+func TestQROrderAmountInCurrencyDecimals(t *testing.T) {
+	f, sim := startQRWith(t, nil)
+	tx := orderTx(message.PCQROrder, 1000, "")
+	tx.Currency = "392"
+	a := f.send(tx)
+	tlv := orderTLV(t, a)
+	if a.RC != "00" {
+		t.Fatalf("order: %+v", a)
+	}
+	p, err := qr.Decode(tlv.QRPayload)
+	if err != nil {
+		t.Fatalf("payload %q: %v", tlv.QRPayload, err)
+	}
+	if p.Get(qr.IDAmount) != "1000" || p.Get(qr.IDCurrency) != "392" {
+		t.Fatalf("yen order's code: ID 54 %q, ID 53 %q; want 1000 and 392", p.Get(qr.IDAmount), p.Get(qr.IDCurrency))
+	}
+	if n, res, err := sim.PayOrder(context.Background(), wallet.MPMPayRequest{Payload: tlv.QRPayload, Network: qr.WeChat}); err != nil || res.Result != wallet.Success || n.TotalFee != 1000 {
+		t.Fatalf("payment: %+v %+v %v", n, res, err)
+	}
+	if q := f.send(orderTx(message.PCQRInquiry, 0, a.RRN)); orderTLV(t, q).QRState != "paid" {
+		t.Fatalf("inquiry: %+v", q)
+	}
+	if rec := f.record(a.RRN); !rec.Approved() || rec.Amount != 1000 || rec.Currency != "392" || rec.Reversed() {
+		t.Fatalf("journal: %+v", rec)
+	}
+}

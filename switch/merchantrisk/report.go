@@ -27,11 +27,24 @@ type Report struct {
 }
 
 // Count is a number of transactions and the amount of those approved and not
-// reversed or voided since.
+// reversed or voided since: ApprovedAmount adds every currency (a figure only
+// for a merchant paid in one), ApprovedAmounts has each currency's (DE 49, ""
+// unknown). Until the third release of 6 December 2026 only the sum was
+// reported, yuan added to Hong Kong dollars.
 type Count struct {
-	Count          int   `json:"count"`
-	Approved       int   `json:"approved"`
-	ApprovedAmount int64 `json:"approved_amount"`
+	Count           int              `json:"count"`
+	Approved        int              `json:"approved"`
+	ApprovedAmount  int64            `json:"approved_amount"`
+	ApprovedAmounts map[string]int64 `json:"approved_amounts,omitempty"`
+}
+
+// add counts an approved amount of currency cur.
+func (c *Count) add(amount int64, cur string) {
+	c.ApprovedAmount += amount
+	if c.ApprovedAmounts == nil {
+		c.ApprovedAmounts = map[string]int64{}
+	}
+	c.ApprovedAmounts[cur] += amount
 }
 
 // MerchantReport reads the journal of the last days (1 to 90) for merchant.
@@ -70,11 +83,11 @@ func MerchantReport(ctx context.Context, j Journal, reg Registry, merchant strin
 			c.Approved++
 			h.Approved++
 			if !r.Reversed() { // approved, then reversed or voided: no money moved
-				c.ApprovedAmount += r.Amount
+				c.add(r.Amount, r.Currency)
 				if r.Type == "purchase" {
 					// An hour's amount is its sales: a refund or a void moves
 					// money back, and adding it would count it as takings.
-					h.ApprovedAmount += r.Amount
+					h.add(r.Amount, r.Currency)
 				}
 			}
 		} else {

@@ -6,7 +6,13 @@ import (
 	"sort"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/switchyard/switchyard/internal/currency"
 )
+
+// maxAmount is the most characters ID 54, the transaction amount, holds (EMVCo
+// MPM: ans, up to 13).
+const maxAmount = 13
 
 // IDs of the EMVCo merchant-presented payload's data objects that the switch writes.
 const (
@@ -228,7 +234,7 @@ type Order struct {
 	Accounts map[string][]Object
 	MCC      string
 	Currency string // ISO 4217 numeric, "156"
-	Amount   int64  // minor units; 0: the payer enters the amount
+	Amount   int64  // minor units of Currency (ID 54 has its decimals); 0: the payer enters the amount
 	Country  string // ISO 3166 alpha-2, "CN"
 	Name     string // ID 59: printable ASCII, 1 to 25 characters
 	City     string // ID 60: printable ASCII, 1 to 15 characters
@@ -294,7 +300,14 @@ func Encode(o Order) (string, error) {
 		return "", err
 	}
 	if o.Amount > 0 {
-		_ = put(IDAmount, fmt.Sprintf("%d.%02d", o.Amount/100, o.Amount%100))
+		// In major units with the currency's own decimals (ISO 4217): 1000 yen is
+		// "1000", 1500 fils "1.500". Until the third release of 6 December 2026 every
+		// currency had two, and a yen code asked the payer for a hundredth of the price.
+		a := currency.Format(o.Amount, o.Currency)
+		if len(a) > maxAmount {
+			return "", fmt.Errorf("ID %s: amount %s of currency %s is %d characters, at most %d", IDAmount, a, o.Currency, len(a), maxAmount)
+		}
+		_ = put(IDAmount, a)
 	}
 	for _, kv := range [][2]string{{IDCountry, o.Country}, {IDName, o.Name}, {IDCity, o.City}} {
 		if !Common(kv[1]) {

@@ -222,3 +222,34 @@ func TestNameLanguage(t *testing.T) {
 		t.Errorf("Encode with language JA = %q, %v", s, err)
 	}
 }
+
+// TestEncodeAmountByCurrency: ID 54 is the amount in major units with the decimals
+// of the order's currency (ISO 4217), never two for all: 1000 yen is "1000"
+// (written "10.00" before, the payer was asked for a hundredth of it), 1500
+// fils "1.500" (written "15.00", ten times the price), 2372 fen "23.72". An
+// amount ID 54 cannot hold (more than 13 characters) is refused.
+func TestEncodeAmountByCurrency(t *testing.T) {
+	for _, c := range []struct {
+		cur    string
+		amount int64
+		want   string
+	}{
+		{"156", 2372, "23.72"}, {"156", 5, "0.05"}, {"344", 100000, "1000.00"},
+		{"392", 1000, "1000"}, {"410", 50000, "50000"}, {"414", 1500, "1.500"}, {"048", 7, "0.007"},
+	} {
+		s, err := Encode(Order{MCC: "5411", Currency: c.cur, Amount: c.amount, Country: "CN", Name: "N", City: "C", Reference: "R1"})
+		if err != nil {
+			t.Fatalf("currency %s amount %d: %v", c.cur, c.amount, err)
+		}
+		p, err := Decode(s)
+		if err != nil {
+			t.Fatalf("%q: %v", s, err)
+		}
+		if got := p.Get(IDAmount); got != c.want {
+			t.Errorf("currency %s, %d minor units: ID 54 %q, want %q", c.cur, c.amount, got, c.want)
+		}
+	}
+	if s, err := Encode(Order{MCC: "5411", Currency: "156", Amount: 100000000000000, Country: "CN", Name: "N", City: "C", Reference: "R1"}); err == nil {
+		t.Errorf("an amount of 15 digits: encoded %q, want an error", s)
+	}
+}

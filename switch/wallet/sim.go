@@ -20,6 +20,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/switchyard/switchyard/internal/currency"
 	"github.com/switchyard/switchyard/switch/qr"
 )
 
@@ -435,17 +436,18 @@ func (s *Sim) PayOrder(ctx context.Context, req MPMPayRequest) (Notification, Re
 		return Notification{}, Result{}, errors.New("payload has no order reference (ID 62, 05)")
 	}
 	amount := req.Amount
+	cur := p.Get(qr.IDCurrency)
 	if a := p.Get(qr.IDAmount); a != "" {
-		f, err := strconv.ParseFloat(a, 64)
+		// In major units with the currency's decimals (ISO 4217), read exactly.
+		n, err := currency.Parse(a, cur)
 		if err != nil {
-			return Notification{}, Result{}, fmt.Errorf("payload amount %q: %w", a, err)
+			return Notification{}, Result{}, fmt.Errorf("payload amount: %w", err)
 		}
-		amount = int64(f*100 + 0.5)
+		amount = n
 	}
 	if amount <= 0 {
 		return Notification{}, Result{}, errors.New("the code carries no amount: give one")
 	}
-	currency := p.Get(qr.IDCurrency)
 	// The network pays the merchant of its own template (by its default GUID), else,
 	// for a connector configured with another GUID, the first template's.
 	mch, ok := p.MerchantAccount(qr.DefaultGUID(req.Network))
@@ -461,7 +463,7 @@ func (s *Sim) PayOrder(ctx context.Context, req MPMPayRequest) (Notification, Re
 	s.trades[t.OutTradeNo] = t
 	notifyURL, secret := s.cfg.NotifyURL, s.cfg.NotifySecret
 	s.mu.Unlock()
-	n := Notification{Network: req.Network, OrderID: ref, TransactionID: t.TransactionID, TotalFee: amount, Currency: currency, MchID: mch,
+	n := Notification{Network: req.Network, OrderID: ref, TransactionID: t.TransactionID, TotalFee: amount, Currency: cur, MchID: mch,
 		NotifyTime: time.Now().UTC().Format(time.RFC3339Nano)}
 	if notifyURL == "" {
 		return n, Result{}, errors.New("no notification URL: the switch is not told")

@@ -2,6 +2,7 @@ package regtool
 
 import (
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/switchyard/switchyard/risk/profile"
@@ -52,11 +53,15 @@ func (t *tool) merchant(args []string) error {
 		region := f.String("region", "", "only this region")
 		tier := f.String("tier", "", "only this tier")
 		asCSV := f.Bool("csv", false, "write the merchants as the CSV that merchant import reads")
+		excel := f.Bool("excel", false, "with --csv: begin with a UTF-8 byte order mark, so that Excel opens the file as UTF-8 (Chinese names readable) rather than in the code page of Windows (GBK)")
 		if _, err := f.parseN(args, 0, "no arguments"); err != nil {
 			return err
 		}
 		if *asCSV && *f.json {
 			return usagef("merchant list: --csv or --json, not both")
+		}
+		if *excel && !*asCSV {
+			return usagef("merchant list: --excel is for --csv")
 		}
 		var ms []registry.Merchant
 		if err := t.call("GET", "/api/v1/merchants"+query("status", *status, "region", *region, "tier", *tier), nil, &ms); err != nil {
@@ -69,6 +74,11 @@ func (t *tool) merchant(args []string) error {
 			ps := make([]*registry.Merchant, len(ms))
 			for i := range ms {
 				ps[i] = &ms[i]
+			}
+			if *excel {
+				if _, err := io.WriteString(t.out, utf8BOM); err != nil {
+					return err
+				}
 			}
 			return registry.WriteMerchantsCSV(t.out, ps)
 		}
@@ -222,3 +232,8 @@ func (t *tool) merchantProfile(id string, refresh, asJSON bool) error {
 	t.table("FIELD\tVALUE", rows)
 	return nil
 }
+
+// utf8BOM is the UTF-8 byte order mark that list --csv --excel writes first: Excel
+// reads a CSV file without it in the code page of Windows (GBK in mainland China),
+// which garbles Chinese names; import takes it off again.
+const utf8BOM = "\ufeff"

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/internal/cli/kit"
+	"github.com/switchyard/switchyard/internal/currency"
 	"github.com/switchyard/switchyard/switch/registry"
 )
 
@@ -162,9 +163,20 @@ func (t *tool) printRating(v *ratingView) {
 }
 
 type countView struct {
-	Count          int   `json:"count"`
-	Approved       int   `json:"approved"`
-	ApprovedAmount int64 `json:"approved_amount"`
+	Count           int              `json:"count"`
+	Approved        int              `json:"approved"`
+	ApprovedAmount  int64            `json:"approved_amount"`
+	ApprovedAmounts map[string]int64 `json:"approved_amounts,omitempty"`
+}
+
+// amounts shows the approved amounts by currency, each in its decimals ("125.00
+// 156, 1000 392"); from a switch that reports only the sum (before the third
+// release of 6 December 2026), the sum with two decimals.
+func (c countView) amounts() string {
+	if c.ApprovedAmounts == nil {
+		return currency.Format(c.ApprovedAmount, "")
+	}
+	return currency.FormatSums(c.ApprovedAmounts)
 }
 
 type reportView struct {
@@ -193,13 +205,13 @@ func (t *tool) printReport(v *reportView) {
 	var rows [][]string
 	for _, k := range types {
 		c := v.ByType[k]
-		rows = append(rows, []string{k, fmt.Sprint(c.Count), fmt.Sprint(c.Approved), fmt.Sprintf("%d.%02d", c.ApprovedAmount/100, c.ApprovedAmount%100)})
+		rows = append(rows, []string{k, fmt.Sprint(c.Count), fmt.Sprint(c.Approved), c.amounts()})
 	}
 	t.table("TYPE\tCOUNT\tAPPROVED\tAPPROVED AMOUNT", rows)
 	rows = nil
 	for h, c := range v.Hourly {
 		if c.Count > 0 {
-			rows = append(rows, []string{fmt.Sprintf("%02d:00", h), fmt.Sprint(c.Count), fmt.Sprint(c.Approved), fmt.Sprintf("%d.%02d", c.ApprovedAmount/100, c.ApprovedAmount%100)})
+			rows = append(rows, []string{fmt.Sprintf("%02d:00", h), fmt.Sprint(c.Count), fmt.Sprint(c.Approved), c.amounts()})
 		}
 	}
 	fmt.Fprintf(t.out, "hourly profile (%s):\n", v.TimeZone)

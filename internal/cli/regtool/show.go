@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/switchyard/switchyard/internal/currency"
 	"github.com/switchyard/switchyard/switch/registry"
 )
 
@@ -368,7 +369,7 @@ func (t *tool) printNotices(v *noticesView, limit int) {
 		if n.OriginalRRN != "" {
 			rrn += " (of " + n.OriginalRRN + ")"
 		}
-		return []string{fmt.Sprint(n.Seq), t.when(n.Time), n.Event, n.Terminal, rrn, money(n.Amount), orDash(n.Currency), orDash(n.PAN), orDash(n.AuthCode)}
+		return []string{fmt.Sprint(n.Seq), t.when(n.Time), n.Event, n.Terminal, rrn, currency.Format(n.Amount, n.Currency), orDash(n.Currency), orDash(n.PAN), orDash(n.AuthCode)}
 	}
 	if len(v.Pending) > 0 {
 		var rs [][]string

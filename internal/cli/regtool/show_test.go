@@ -101,9 +101,13 @@ func TestMerchantNoticesForPeople(t *testing.T) {
 	last := at.Add(time.Minute)
 	n := notify.Notice{ID: "000000000000001-7", Seq: 7, Merchant: "000000000000001", Terminal: "T0000001", Event: "purchase", RRN: "000000000042",
 		Amount: 12345, Currency: "156", PAN: "476173******0119", AuthCode: "000042", Time: at}
+	// A notice in yen (no minor unit) shows its amount as yen: 5000, not 50.00
+	// (as before the third release of 6 December 2026).
+	yen := n
+	yen.Seq, yen.RRN, yen.Amount, yen.Currency = 8, "000000000043", 5000, "392"
 	answer, err := json.Marshal(&notify.Log{Merchant: "000000000000001", Webhook: "https://shop.example/notices",
 		Pending:   []notify.Delivery{{Notice: n, Status: "pending", Attempts: 3, LastError: "HTTP 503", LastAttempt: &last}},
-		Delivered: []notify.Delivery{}})
+		Delivered: []notify.Delivery{{Notice: yen, Status: "delivered", Attempts: 1, DeliveredAt: &last}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,10 +136,13 @@ func TestMerchantNoticesForPeople(t *testing.T) {
 		t.Errorf("merchant notices prints JSON by default:\n%s", out)
 	}
 	for _, w := range []string{"Merchant:", "Webhook:", "https://shop.example/notices", "Pending:", "1", "SEQ", "476173******0119", "123.45",
-		"2026-12-02 01:30:00.000 +08:00", "HTTP 503", "Delivered:"} {
+		"2026-12-02 01:30:00.000 +08:00", "HTTP 503", "Delivered:", " 5000 "} {
 		if !strings.Contains(out, w) {
 			t.Errorf("merchant notices lacks %q:\n%s", w, out)
 		}
+	}
+	if strings.Contains(out, "50.00") {
+		t.Errorf("merchant notices shows 5000 yen as 50.00:\n%s", out)
 	}
 	var v map[string]any
 	js := run("notices", "000000000000001", "--json")
@@ -188,5 +195,26 @@ func TestListsShowTimesInTheAcquirersZone(t *testing.T) {
 		if out := e.mustRun(t, an, append(c.args, "--json")...); !strings.Contains(out, "T10:00:00Z") && !strings.Contains(out, "T12:00:00Z") {
 			t.Errorf("%q --json lost the API's times:\n%s", c.args, out)
 		}
+	}
+}
+
+// TestMerchantReportAmountsByCurrency: merchant report shows a merchant's
+// approved amounts by currency, each with its decimals: 125.00 yuan and 1000
+// yen, not 135.00 of nothing (their sum in two decimals, before the third
+// release of 6 December 2026); from a switch that sends only the sum, the sum.
+func TestMerchantReportAmountsByCurrency(t *testing.T) {
+	answer := `{"merchant":"000000000000001","days":1,"time_zone":"Asia/Shanghai","transactions":3,"approved":3,
+		"by_type":{"purchase":{"count":3,"approved":3,"approved_amount":13500,"approved_amounts":{"156":12500,"392":1000}},
+		           "refund":{"count":1,"approved":1,"approved_amount":700}}}`
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(answer))
+	})
+	var out, errb bytes.Buffer
+	if code := Run(context.Background(), "merchant", []string{"report", "000000000000001"}, &apiclient.Client{Handler: h}, time.UTC, &out, &errb); code != ExitOK {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	if s := out.String(); !strings.Contains(s, "125.00 156, 1000 392") || strings.Contains(s, "135.00") || !strings.Contains(s, "7.00") {
+		t.Errorf("merchant report:\n%s", s)
 	}
 }

@@ -2,6 +2,7 @@ package regtool
 
 import (
 	"fmt"
+	"io"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -141,11 +142,15 @@ func (t *tool) terminal(args []string) error {
 		limit := f.Int("limit", 0, "at most this many")
 		after := f.String("after", "", "only IDs after this one (paging)")
 		asCSV := f.Bool("csv", false, "write the terminals as the CSV that terminal import reads")
+		excel := f.Bool("excel", false, "with --csv: begin with a UTF-8 byte order mark, so that Excel opens the file as UTF-8 (Chinese names readable) rather than in the code page of Windows (GBK)")
 		if _, err := f.parseN(args, 0, "no arguments"); err != nil {
 			return err
 		}
 		if *asCSV && *f.json {
 			return usagef("terminal list: --csv or --json, not both")
+		}
+		if *excel && !*asCSV {
+			return usagef("terminal list: --excel is for --csv")
 		}
 		lim := ""
 		if *limit > 0 {
@@ -163,6 +168,11 @@ func (t *tool) terminal(args []string) error {
 			for _, v := range views {
 				if v.Terminal != nil {
 					ts = append(ts, v.Terminal)
+				}
+			}
+			if *excel {
+				if _, err := io.WriteString(t.out, utf8BOM); err != nil {
+					return err
 				}
 			}
 			return registry.WriteTerminalsCSV(t.out, ts)

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/switchyard/switchyard/internal/cli/apiclient"
 	"github.com/switchyard/switchyard/internal/cli/kit"
+	"github.com/switchyard/switchyard/internal/currency"
 	"github.com/switchyard/switchyard/risk"
 )
 
@@ -450,6 +452,29 @@ func (t *tool) parseTime(s string) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("time %q: want RFC 3339 (2025-06-01T08:00:00Z), a date (2025-06-01), a date-time (2025-06-01T08:00), now, or relative like -24h", s)
 }
 
+// amount shows minor units of currency cur with its decimals and its code
+// ("1000 392": 1000 yen), with two and no code when cur is unknown.
+func amount(minor int64, cur string) string {
+	if cur == "" {
+		return money(minor)
+	}
+	return currency.Format(minor, cur) + " " + cur
+}
+
+// amounts shows sums by currency (currency.FormatSums): "35.00 156, 1000 392",
+// yen never added to fen.
+func amounts(m map[string]int64) string { return currency.FormatSums(m) }
+
+// minorByCurrency writes sums by currency for a CSV cell, in minor units and
+// currency order: "156:3500 392:1000" ("" when none).
+func minorByCurrency(m map[string]int64) string {
+	parts := make([]string, 0, len(m))
+	for _, cur := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, cur+":"+strconv.FormatInt(m[cur], 10))
+	}
+	return strings.Join(parts, " ")
+}
+
 // money formats minor units with two decimals.
 func money(minor int64) string {
 	sign := ""
@@ -565,11 +590,11 @@ func (t *tool) backtestTable(rep *risk.BacktestReport, dir string) {
 	fmt.Fprintf(w, "Backtest of %s (version %s) from %s to %s\n", dir, rep.Version, t.when(rep.From), t.when(rep.To))
 	fmt.Fprintf(w, "Warm-up %s: %d transaction(s). Reported: %d transaction(s) in %s.\n", rep.Warmup, rep.WarmupTxns, rep.Transactions, rep.Elapsed.Round(time.Millisecond))
 	fmt.Fprintf(w, "Risk declines as they happened: %d (%s); with these rules: %d (%s). Changed decisions: %d.\n\n",
-		rep.DeclinesBefore, money(rep.DeclineAmountBefore), rep.DeclinesAfter, money(rep.DeclineAmountAfter), rep.Changed)
+		rep.DeclinesBefore, amounts(rep.DeclineAmountsBefore), rep.DeclinesAfter, amounts(rep.DeclineAmountsAfter), rep.Changed)
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "RULE\tMODE\tACTION\tHITS\tHITS BEFORE\tDECIDED\tWOULD DECLINE\tAMOUNT\t")
 	for _, r := range rep.Rules {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t\n", esc(r.Rule), r.Mode, r.Action, r.Hits, r.HitsBefore, r.Decided, r.WouldDecline, money(r.WouldDeclineAmount))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t\n", esc(r.Rule), r.Mode, r.Action, r.Hits, r.HitsBefore, r.Decided, r.WouldDecline, amounts(r.WouldDeclineAmounts))
 	}
 	tw.Flush()
 	t.labelsTable(rep)
@@ -591,7 +616,7 @@ func (t *tool) backtestTable(rep *risk.BacktestReport, dir string) {
 	fmt.Fprintln(tw, "TIME\tRRN\tTERMINAL\tTYPE\tAMOUNT\tOUTCOME\tBEFORE\tAFTER")
 	for _, c := range rep.Changes {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.when(c.Time), esc(c.RRN), esc(c.Terminal),
-			esc(c.TxnType), money(int64(c.Amount)), esc(c.Outcome), esc(decisionText(c.Before)), esc(decisionText(c.After)))
+			esc(c.TxnType), amount(int64(c.Amount), c.Currency), esc(c.Outcome), esc(decisionText(c.Before)), esc(decisionText(c.After)))
 	}
 	tw.Flush()
 }
@@ -639,18 +664,21 @@ func (t *tool) backtestCSV(rep *risk.BacktestReport) {
 	var rules, changes [][]string
 	for _, r := range rep.Rules {
 		rules = append(rules, []string{r.Rule, string(r.Mode), string(r.Action), strconv.Itoa(r.Hits), strconv.Itoa(r.HitsBefore),
-			strconv.Itoa(r.Decided), strconv.Itoa(r.WouldDecline), strconv.FormatInt(r.WouldDeclineAmount, 10), strconv.Itoa(r.Errors)})
+			strconv.Itoa(r.Decided), strconv.Itoa(r.WouldDecline), strconv.FormatInt(r.WouldDeclineAmount, 10), strconv.Itoa(r.Errors), minorByCurrency(r.WouldDeclineAmounts)})
 	}
-	_ = kit.CSV(t.out, []string{"rule", "mode", "action", "hits", "hits_before", "decided", "would_decline", "would_decline_amount", "errors"}, rules)
+	// would_decline_amount adds every currency (a figure when there is one);
+	// would_decline_amounts has each currency's: "156:3500 392:1000", minor units.
+	_ = kit.CSV(t.out, []string{"rule", "mode", "action", "hits", "hits_before", "decided", "would_decline", "would_decline_amount", "errors", "would_decline_amounts"}, rules)
 	fmt.Fprintln(t.out)
 	for _, c := range rep.Changes {
 		// RFC 3339, which a spreadsheet or a script reads, in the acquirer's zone: the
 		// day of the table's and of --from/--to.
 		changes = append(changes, []string{c.Time.In(t.env.Location).Format(time.RFC3339Nano), c.RRN, c.Terminal, c.Merchant, c.TxnType, strconv.Itoa(c.Amount), c.Outcome,
-			string(c.Before.Action), c.Before.ResponseCode, c.Before.Rule, string(c.After.Action), c.After.ResponseCode, c.After.Rule})
+			string(c.Before.Action), c.Before.ResponseCode, c.Before.Rule, string(c.After.Action), c.After.ResponseCode, c.After.Rule, c.Currency})
 	}
+	// currency (DE 49) last, so that the columns before it stay where they were.
 	_ = kit.CSV(t.out, []string{"time", "rrn", "terminal", "merchant", "txn_type", "amount", "outcome", "before_action", "before_code", "before_rule",
-		"after_action", "after_code", "after_rule"}, changes)
+		"after_action", "after_code", "after_rule", "currency"}, changes)
 }
 
 // progressBar draws the backtest's progress on stderr: redrawn in place on a

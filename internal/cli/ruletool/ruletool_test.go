@@ -182,7 +182,7 @@ func TestBacktestFormats(t *testing.T) {
 	args := []string{"backtest", "--rules", cand, "--from", "2025-06-04", "--to", "2025-06-05"}
 
 	code, out, errs := run(t, env, args...)
-	if code != ExitOK || !strings.Contains(out, "Reported: 600 transaction(s)") || !strings.Contains(out, "with these rules: 12 (72000.00)") ||
+	if code != ExitOK || !strings.Contains(out, "Reported: 600 transaction(s)") || !strings.Contains(out, "with these rules: 12 (72000.00 156)") || !strings.Contains(out, "6000.00 156") ||
 		!strings.Contains(out, "Changed decisions (12)") || !strings.Contains(out, "decline 05 big-round") || !strings.Contains(errs, "backtest: 100%") {
 		t.Errorf("table: %d\n%s\n%s", code, out, errs)
 	}
@@ -200,11 +200,11 @@ func TestBacktestFormats(t *testing.T) {
 		t.Fatalf("csv: %d\n%s", code, out)
 	}
 	rules, err := csv.NewReader(strings.NewReader(parts[0])).ReadAll()
-	if err != nil || len(rules) != 2 || rules[1][0] != "big-round" || rules[1][3] != "12" || rules[1][7] != "7200000" {
+	if err != nil || len(rules) != 2 || rules[1][0] != "big-round" || rules[1][3] != "12" || rules[1][7] != "7200000" || rules[1][9] != "156:7200000" {
 		t.Errorf("csv rules %v %v", rules, err)
 	}
 	changes, err := csv.NewReader(strings.NewReader(parts[1])).ReadAll()
-	if err != nil || len(changes) != 6 || changes[1][10] != "decline" || changes[1][12] != "big-round" {
+	if err != nil || len(changes) != 6 || changes[1][10] != "decline" || changes[1][12] != "big-round" || changes[1][13] != "156" {
 		t.Errorf("csv changes %v %v", changes, err)
 	}
 	// A terminal gets a redrawn bar.
@@ -590,5 +590,20 @@ func TestCommandHelp(t *testing.T) {
 		if strings.Contains(all, "Usage of") || (cmd == "check") != !strings.Contains(all, "--admin URL") {
 			t.Errorf("rules %s -h:\n%s", cmd, all)
 		}
+	}
+}
+
+// TestAmountsByCurrency: a backtest's sums are shown per currency with its
+// decimals, never added together: 3500 fen and 1000 yen are "35.00 156, 1000
+// 392" (before, "45.00").
+func TestAmountsByCurrency(t *testing.T) {
+	if got := amounts(map[string]int64{"392": 1000, "156": 3500}); got != "35.00 156, 1000 392" {
+		t.Errorf("amounts: %q", got)
+	}
+	if got := amounts(nil); got != "0.00" {
+		t.Errorf("no amounts: %q", got)
+	}
+	if got := minorByCurrency(map[string]int64{"392": 1000, "156": 3500}); got != "156:3500 392:1000" {
+		t.Errorf("CSV cell: %q", got)
 	}
 }
