@@ -11,6 +11,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
+	"github.com/switchyard/switchyard/internal/actorname"
 	"github.com/switchyard/switchyard/internal/kvjson"
 	"github.com/switchyard/switchyard/internal/statelog"
 )
@@ -463,6 +464,12 @@ func (r *review) approve(p Actor, id, note string) (*Change, error) {
 	}
 	if p.Name == "" || p.Name == c.RequestedBy {
 		return nil, forbiddenf("change %s was requested by %s: a different reviewer must approve it", c.ID, c.RequestedBy)
+	}
+	// "Alice" approving alice's change (a console account beside a token of that
+	// name, say) is one person as far as anyone reading the oplog can tell.
+	if actorname.Same(p.Name, c.RequestedBy) {
+		return nil, forbiddenf("change %s was requested by %s and may not be approved by %s: %s; a different reviewer must approve it",
+			c.ID, c.RequestedBy, p.Name, sameNameText(c.RequestedBy, p.Name))
 	}
 	// Two people, not two names: no one may have held both accounts (created them
 	// or reset their passwords, directly or through users created so). That covers

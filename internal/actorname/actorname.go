@@ -1,0 +1,41 @@
+// Package actorname says when two principals' names would be read as one
+// person's. The two-person review, the key ceremonies' dual control and the
+// operations log know a person by name only (an admin token's name in the
+// configuration, a console user's name in the registry): "alice" and "Alice",
+// or "alice" and "a1ice", are different strings that a reviewer, an auditor or
+// the person who holds both reads as one name. A token and a console account, or
+// two console accounts, with such names would let one person request a change
+// and approve it, or enter two components of a key.
+package actorname
+
+import "strings"
+
+// Key returns how name reads to a person: in lower case, without the separators
+// '-', '_', '.' and spaces, with the digits and letters that look alike in most
+// fonts taken as one ('0' as 'o'; '1', 'i' and '|' as 'l'; '5' as 's'; "rn" as
+// "m"; "vv" as "w"). Two names with the same Key are one name for the checks that tell people
+// apart (Same). Letters outside ASCII are compared in lower case only.
+func Key(name string) string {
+	var b strings.Builder
+	b.Grow(len(name))
+	for _, r := range strings.ToLower(strings.TrimSpace(name)) {
+		switch r {
+		case '-', '_', '.', ' ':
+			continue
+		case '0':
+			r = 'o'
+		case '1', 'i', '|':
+			r = 'l'
+		case '5':
+			r = 's'
+		}
+		b.WriteRune(r)
+	}
+	return strings.NewReplacer("rn", "m", "vv", "w").Replace(b.String())
+}
+
+// Same reports whether names a and b would be read as one person's (their Keys
+// are equal). Two empty names are the same.
+func Same(a, b string) bool {
+	return a == b || Key(a) == Key(b)
+}

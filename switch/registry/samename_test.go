@@ -1,0 +1,65 @@
+package registry
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+// TestApprovalByLookAlikeNameRefused: a change requested as "alice" (an admin
+// token's name, say) is not approved by "Alice", "a1ice" or "alice." (a console
+// account an admin made for the same person, or one that predates the name
+// check): the oplog would show two names a reader takes for one, and one
+// person would have requested and approved. Before, only the identical name was
+// refused. Another reviewer still approves.
+func TestApprovalByLookAlikeNameRefused(t *testing.T) {
+	f := newFixture(t)
+	r := f.reg
+	c, err := r.RequestChange(alice, Change{Op: OpTerminalSuspend, Target: "T0000002", Reason: "lost"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"Alice", "ALICE", "a1ice", "alice.", "al-ice"} {
+		_, err := r.Approve(Actor{Name: name, Role: RoleReviewer}, c.ID, "")
+		if !errors.Is(err, ErrForbidden) || !strings.Contains(err.Error(), "read as one") {
+			t.Fatalf("approval by %q of alice's change: %v, want refused as the same name", name, err)
+		}
+	}
+	if pv, _ := r.GetChange(c.ID); pv.Change.Status != ChangePending {
+		t.Fatalf("after the refused approvals: %s, want pending", pv.Change.Status)
+	}
+	if _, err := r.Approve(bob, c.ID, ""); err != nil {
+		t.Fatalf("bob's approval: %v", err)
+	}
+	// The key ceremonies' dual control asks the same question.
+	if how, err := r.HeldBoth("alice", "Alice"); err != nil || !strings.Contains(how, "read as one") {
+		t.Fatalf("HeldBoth(alice, Alice) = %q, %v, want the names' sameness", how, err)
+	}
+	if how, err := r.HeldBoth("alice", "bob"); err != nil || how != "" {
+		t.Fatalf("HeldBoth(alice, bob) = %q, %v, want independent", how, err)
+	}
+}
+
+// TestUserNameLookAlikeRefused: an admin cannot add a console user whose name
+// reads as an existing user's ("Bob" beside "bob") or as the switch's own
+// ("SYSTEM"): one name, one person. Before, both were added.
+func TestUserNameLookAlikeRefused(t *testing.T) {
+	f := newFixture(t)
+	r := f.reg
+	if _, err := r.AddUser(root, "bob", RoleOperator, "bob's long password"); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"Bob", "B0B", "bob.", "b_ob"} {
+		if _, err := r.AddUser(root, name, RoleReviewer, "a long password for "+name); !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "reads as user bob") {
+			t.Fatalf("add %q beside bob: %v, want refused", name, err)
+		}
+	}
+	for _, name := range []string{"System", "SYSTEM", "sy.stem"} {
+		if _, err := r.AddUser(root, name, RoleReviewer, "a long password for "+name); !errors.Is(err, ErrInvalid) {
+			t.Fatalf("add %q: %v, want refused as the switch's name", name, err)
+		}
+	}
+	if _, err := r.AddUser(root, "bobby", RoleReviewer, "bobby's long password"); err != nil {
+		t.Fatalf("another name: %v", err)
+	}
+}
