@@ -337,6 +337,9 @@ func (r *review) GetChange(id string) (*ChangePreview, error) {
 		if err == nil {
 			err = stale(c, effs)
 		}
+		if err == nil {
+			err = r.checkRequesterEnabled(c)
+		}
 		if err != nil {
 			pv.Error = err.Error()
 		}
@@ -476,6 +479,9 @@ func (r *review) approve(p Actor, id, note string) (*Change, error) {
 	// a reviewer whose account the requester has held, a requester whose account
 	// the reviewer has held, and an admin who made both.
 	if err := r.checkIndependent(c.ID, c.RequestedBy, p.Name); err != nil {
+		return nil, err
+	}
+	if err := r.checkRequesterEnabled(c); err != nil {
 		return nil, err
 	}
 	now := r.now()

@@ -63,3 +63,52 @@ func TestUserNameLookAlikeRefused(t *testing.T) {
 		t.Fatalf("another name: %v", err)
 	}
 }
+
+// TestApprovalOfDisabledRequesterRefused: a change requested by a console user
+// whose account an admin has since disabled (someone who left, or whose
+// account was taken) is not applied by a reviewer's approval: the review
+// approves a request of someone entitled to make it. It can still be rejected;
+// once the account is enabled again it can be approved. Before, the approval
+// applied it.
+func TestApprovalOfDisabledRequesterRefused(t *testing.T) {
+	f := newFixture(t)
+	r := f.reg
+	sys := Actor{Name: SystemActor, Role: RoleAdmin}
+	if _, err := r.AddUser(sys, "olga", RoleOperator, "olga's long password"); err != nil {
+		t.Fatal(err)
+	}
+	olga := Actor{Name: "olga", Role: RoleOperator}
+	c, err := r.RequestChange(olga, Change{Op: OpTerminalSuspend, Target: "T0000002", Reason: "lost"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.DisableUser(root, "olga", true); err != nil {
+		t.Fatal(err)
+	}
+	_, err = r.Approve(bob, c.ID, "")
+	if !errors.Is(err, ErrForbidden) || !strings.Contains(err.Error(), "olga's account is disabled") {
+		t.Fatalf("approval of a disabled user's change: %v, want refused", err)
+	}
+	if pv, _ := r.GetChange(c.ID); pv.Change.Status != ChangePending {
+		t.Fatalf("after the refused approval: %s, want pending", pv.Change.Status)
+	} else if !strings.Contains(pv.Error, "disabled") {
+		t.Fatalf("the preview's error %q does not say the requester is disabled", pv.Error)
+	}
+	if err := r.DisableUser(root, "olga", false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Approve(bob, c.ID, ""); err != nil {
+		t.Fatalf("approval once olga is enabled again: %v", err)
+	}
+	// A rejection needs no entitled requester.
+	c2, err := r.RequestChange(olga, Change{Op: OpTerminalResume, Target: "T0000002", Reason: "found"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.DisableUser(root, "olga", true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Reject(bob, c2.ID, "olga left"); err != nil {
+		t.Fatalf("rejection of a disabled user's change: %v", err)
+	}
+}

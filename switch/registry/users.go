@@ -242,6 +242,28 @@ func (r *store) checkIndependent(id, requester, reviewer string) error {
 	return nil
 }
 
+// checkRequesterEnabled refuses the approval of change c when its requester is a
+// console user an admin has disabled since (someone who left, or whose account
+// was taken): the review approves a request of someone entitled to make it,
+// not one its requester can no longer stand behind. A rejection is not refused,
+// and an approval passes again once the account is enabled. A requester that is
+// no console user (an admin token's name, the switch itself) is not checked: the
+// registry does not know the configuration's tokens.
+func (r *store) checkRequesterEnabled(c *Change) error {
+	u, err := r.readUser(c.RequestedBy)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("approve %s: read its requester %s: %w", c.ID, c.RequestedBy, err)
+	}
+	if u.Disabled {
+		return forbiddenf("change %s was requested by %s, and %s's account is disabled: a change is applied only at the request of someone "+
+			"who may still make it; reject it, and have another operator request it again if it is still wanted", c.ID, c.RequestedBy, c.RequestedBy)
+	}
+	return nil
+}
+
 // HeldBoth says whether accounts a and b may be one person's, for the key
 // ceremonies' dual control (switch/api, keys/ceremony.go) as for the two-person
 // review (checkIndependent): "" when they are independent, else why not, as a
