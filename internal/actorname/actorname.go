@@ -8,17 +8,29 @@
 // and approve it, or enter two components of a key.
 package actorname
 
-import "strings"
+import (
+	"strings"
+	"unicode"
+)
 
 // Key returns how name reads to a person: in lower case, without the separators
 // '-', '_', '.' and spaces, with the digits and letters that look alike in most
 // fonts taken as one ('0' as 'o'; '1', 'i' and '|' as 'l'; '5' as 's'; "rn" as
-// "m"; "vv" as "w"). Two names with the same Key are one name for the checks that tell people
-// apart (Same). Letters outside ASCII are compared in lower case only.
+// "m"; "vv" as "w"), and the Cyrillic and Greek letters and full-width forms that
+// look like ASCII ones taken as those (a token's name in the configuration may be
+// any text: "аlice" with a Cyrillic а). Two names with the same Key are one name
+// for the checks that tell people apart (Same). Other letters are compared in
+// lower case.
 func Key(name string) string {
 	var b strings.Builder
 	b.Grow(len(name))
 	for _, r := range strings.ToLower(strings.TrimSpace(name)) {
+		if r >= 0xFF01 && r <= 0xFF5E { // full-width ASCII
+			r = unicode.ToLower(r - 0xFF01 + '!')
+		}
+		if a, ok := confusable[r]; ok {
+			r = a
+		}
 		switch r {
 		case '-', '_', '.', ' ':
 			continue
@@ -38,4 +50,16 @@ func Key(name string) string {
 // are equal). Two empty names are the same.
 func Same(a, b string) bool {
 	return a == b || Key(a) == Key(b)
+}
+
+// confusable maps the lower-case Cyrillic and Greek letters that look like a
+// lower-case ASCII letter to it.
+var confusable = map[rune]rune{
+	// Cyrillic
+	'а': 'a', 'в': 'b', 'е': 'e', 'ё': 'e', 'һ': 'h', 'і': 'i', 'ї': 'i', 'ј': 'j', 'к': 'k', 'м': 'm',
+	'н': 'h', 'о': 'o', 'р': 'p', 'с': 'c', 'т': 't', 'у': 'y', 'х': 'x', 'ѕ': 's', 'ԁ': 'd', 'ԛ': 'q',
+	'ԝ': 'w', 'ь': 'b',
+	// Greek
+	'α': 'a', 'β': 'b', 'ε': 'e', 'η': 'n', 'ι': 'i', 'κ': 'k', 'ν': 'v', 'ο': 'o', 'ρ': 'p', 'τ': 't',
+	'υ': 'u', 'χ': 'x', 'ω': 'w',
 }

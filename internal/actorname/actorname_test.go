@@ -22,6 +22,11 @@ func TestSame(t *testing.T) {
 		{"marn", "mam", true},
 		{"system", "SYSTEM", true},
 		{"system", "5ystem", true},
+		{"alice", "\u0430lice", true},                     // Cyrillic а
+		{"alice", "ALICE\uFF01", false},                   // a full-width '!' is another character
+		{"alice", "\uFF41\uFF4C\uFF49\uFF43\uFF45", true}, // full-width
+		{"bob", "\u0432\u043Eb", true},                    // воb
+		{"operator", "\u03BFperator", true},               // Greek ο
 		{"alice", "alicia", false},
 		{"operator", "operator2", false},
 		{"bob", "rob", false},
