@@ -196,6 +196,25 @@ func (a *Authenticator) HasName(name string) bool {
 	return false
 }
 
+// RolesOf returns the roles of the tokens held by name, exactly that name, in
+// the order of the configuration (none when no token has it). The registry asks
+// it at each approval (registry.Options.TokenRoles): a change is applied only
+// while its requester may still request changes.
+func (a *Authenticator) RolesOf(name string) []Role {
+	if a == nil {
+		return nil
+	}
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	var out []Role
+	for _, t := range a.tokens {
+		if t.Name == name {
+			out = append(out, t.Role)
+		}
+	}
+	return out
+}
+
 // Require wraps h so that it runs only for a caller whose bearer token maps to one of
 // roles (RoleAdmin is always allowed): no or unknown token gives 401, another role 403.
 // It lifts the request's read deadline for h (an authenticated body may be slow).

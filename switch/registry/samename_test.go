@@ -3,6 +3,7 @@ package registry
 import (
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -110,5 +111,50 @@ func TestApprovalOfDisabledRequesterRefused(t *testing.T) {
 	}
 	if _, err := r.Reject(bob, c2.ID, "olga left"); err != nil {
 		t.Fatalf("rejection of a disabled user's change: %v", err)
+	}
+}
+
+// TestApprovalOfRevokedTokenRefused: with Options.TokenRoles (the switch gives
+// its admin tokens), a change requested by a token's holder is not approved once
+// no token of that name may request changes (removed from the configuration, or
+// its role changed to analyst); the preview says why; it passes again once the
+// token is back. Before, a removed token's pending changes were approved.
+func TestApprovalOfRevokedTokenRefused(t *testing.T) {
+	var mu sync.Mutex
+	tokens := map[string][]string{"alice": {RoleOperator}, "bob": {RoleReviewer}}
+	f := newFixtureOpts(t, Options{SeenFlushInterval: -1, TokenRoles: func(name string) []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return tokens[name]
+	}})
+	set := func(roles ...string) {
+		mu.Lock()
+		tokens["alice"] = roles
+		mu.Unlock()
+	}
+	r := f.reg
+	c, err := r.RequestChange(alice, Change{Op: OpTerminalSuspend, Target: "T0000002", Reason: "lost"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		roles []string
+		want  string
+	}{
+		{nil, "no admin token of the configuration has that name any more"},
+		{[]string{RoleAnalyst}, "its token's role is now analyst"},
+	} {
+		set(tc.roles...)
+		_, err := r.Approve(bob, c.ID, "")
+		if !errors.Is(err, ErrForbidden) || !strings.Contains(err.Error(), tc.want) {
+			t.Fatalf("approval with alice's token roles %v: %v, want refused with %q", tc.roles, err, tc.want)
+		}
+		if pv, _ := r.GetChange(c.ID); pv.Change.Status != ChangePending || !strings.Contains(pv.Error, tc.want) {
+			t.Fatalf("preview with alice's token roles %v: %s, %q", tc.roles, pv.Change.Status, pv.Error)
+		}
+	}
+	set(RoleAnalyst, RoleOperator)
+	if _, err := r.Approve(bob, c.ID, ""); err != nil {
+		t.Fatalf("approval once alice holds an operator token again: %v", err)
 	}
 }

@@ -244,15 +244,31 @@ func (r *store) checkIndependent(id, requester, reviewer string) error {
 
 // checkRequesterEnabled refuses the approval of change c when its requester is a
 // console user an admin has disabled since (someone who left, or whose account
-// was taken): the review approves a request of someone entitled to make it,
-// not one its requester can no longer stand behind. A rejection is not refused,
-// and an approval passes again once the account is enabled. A requester that is
-// no console user (an admin token's name, the switch itself) is not checked: the
-// registry does not know the configuration's tokens.
+// was taken), or, with Options.TokenRoles, a name that is no console user and
+// holds no admin token that may request changes any more (the token removed
+// from the configuration, or given another role): the review approves a request
+// of someone entitled to make it, not one its requester can no longer stand
+// behind. A rejection is not refused, and an approval passes again once the
+// account is enabled or the token back. The switch's own requests
+// (SystemActor) are not checked.
 func (r *store) checkRequesterEnabled(c *Change) error {
 	u, err := r.readUser(c.RequestedBy)
 	if errors.Is(err, ErrNotFound) {
-		return nil
+		if c.RequestedBy == SystemActor || r.opts.TokenRoles == nil {
+			return nil
+		}
+		roles := r.opts.TokenRoles(c.RequestedBy)
+		for _, role := range roles {
+			if canRequest(Actor{Name: c.RequestedBy, Role: role}) {
+				return nil
+			}
+		}
+		held := "no admin token of the configuration has that name any more"
+		if len(roles) > 0 {
+			held = fmt.Sprintf("its token's role is now %s, which may not request changes", strings.Join(roles, ", "))
+		}
+		return forbiddenf("change %s was requested by %s, and %s: a change is applied only at the request of someone "+
+			"who may still make it; reject it, and have another operator request it again if it is still wanted", c.ID, c.RequestedBy, held)
 	}
 	if err != nil {
 		return fmt.Errorf("approve %s: read its requester %s: %w", c.ID, c.RequestedBy, err)
