@@ -9,6 +9,7 @@
 package actorname
 
 import (
+	"fmt"
 	"strings"
 	"unicode"
 )
@@ -62,4 +63,41 @@ var confusable = map[rune]rune{
 	// Greek
 	'α': 'a', 'β': 'b', 'ε': 'e', 'η': 'n', 'ι': 'i', 'κ': 'k', 'ν': 'v', 'ο': 'o', 'ρ': 'p', 'τ': 't',
 	'υ': 'u', 'χ': 'x', 'ω': 'w',
+}
+
+// LookAlike says how a and b, different texts that read as one (Same: a
+// merchant ID "00000000000000I" for "000000000000001", a name with a Cyrillic
+// "А" for "A"), differ, naming each differing character by its code point:
+// "U+0049 'I' where the other has U+0031 '1' (character 15)". It returns "" when
+// a and b are equal or do not read as one. A review screen shows it beside a
+// change that would otherwise look like no change at all.
+func LookAlike(a, b string) string {
+	if a == b || !Same(a, b) {
+		return ""
+	}
+	ra, rb := []rune(a), []rune(b)
+	if len(ra) != len(rb) {
+		return fmt.Sprintf("%d characters where the other has %d (%s; %s)", len(rb), len(ra), codePoints(rb), codePoints(ra))
+	}
+	var diffs []string
+	for i := range ra {
+		if ra[i] != rb[i] {
+			diffs = append(diffs, fmt.Sprintf("%U %q where the other has %U %q (character %d)", rb[i], rb[i], ra[i], ra[i], i+1))
+		}
+	}
+	return strings.Join(diffs, "; ")
+}
+
+// codePoints lists rs's characters outside printable ASCII by code point, the
+// others as they are.
+func codePoints(rs []rune) string {
+	var b strings.Builder
+	for _, r := range rs {
+		if r > 0x20 && r < 0x7F {
+			b.WriteRune(r)
+			continue
+		}
+		fmt.Fprintf(&b, "<%U>", r)
+	}
+	return b.String()
 }

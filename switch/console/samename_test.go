@@ -55,3 +55,65 @@ func TestTokenHolderCannotApproveAsLookAlikeUser(t *testing.T) {
 		t.Fatalf("after Demo-Operator's approval: %s, want pending", pv.Change.Status)
 	}
 }
+
+// TestChangePageShowsLookAlikes: a change whose new value reads as the old one
+// (terminal T0000001 moved from merchant 000000000000001 to 00000000000000I, a
+// merchant renamed with a Cyrillic "о" for the Latin "o") is marked on the
+// change page with the characters that differ, by code point: otherwise the
+// reviewer sees a changed row whose two values look the same. A plain change
+// gets no mark. Before, there was none.
+func TestChangePageShowsLookAlikes(t *testing.T) {
+	f := newFixture(t)
+	op := registry.Actor{Name: "operator", Role: registry.RoleOperator}
+	rv := registry.Actor{Name: "reviewer", Role: registry.RoleReviewer}
+	m, ok := f.reg.Merchant("000000000000001")
+	if !ok {
+		t.Fatal("no demo merchant 000000000000001")
+	}
+	twin := *m
+	twin.ID, twin.Status = "00000000000000I", ""
+	c, err := f.reg.RequestChange(op, registry.Change{Op: registry.OpMerchantRegister, Merchant: &twin, Reason: "new shop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.reg.Approve(rv, c.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	twinID := twin.ID
+	move, err := f.reg.RequestChange(op, registry.Change{Op: registry.OpTerminalChange, Target: "T0000001",
+		TerminalPatch: &registry.TerminalPatch{MerchantID: &twinID}, Reason: "moved"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := strings.Replace(m.Name, "o", "\u043e", 1) // "Demo Grocery" with a Cyrillic о
+	rename, err := f.reg.RequestChange(op, registry.Change{Op: registry.OpMerchantChange, Target: m.ID,
+		MerchantPatch: &registry.MerchantPatch{Name: &name}, Reason: "typo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tier := "enterprise"
+	if m.Tier == tier {
+		tier = "micro"
+	}
+	plain, err := f.reg.RequestChange(op, registry.Change{Op: registry.OpMerchantChange, Target: "000000000000002",
+		MerchantPatch: &registry.MerchantPatch{Tier: &tier}, Reason: "grew"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2 := f.client()
+	f.login(t, c2, "reviewer", "reviewer-demo-pw")
+	for _, tc := range []struct {
+		id, want string
+	}{
+		{move.ID, "U&#43;0049 &#39;I&#39; where the other has U&#43;0031 &#39;1&#39; (character 15)"},
+		{rename.ID, "U&#43;043E &#39;о&#39; where the other has U&#43;006F &#39;o&#39; (character 4)"},
+	} {
+		_, page := get(t, c2, f.srv.URL+"/console/changes/"+tc.id)
+		if !strings.Contains(page, `class="warn look-alike"`) || !strings.Contains(page, tc.want) {
+			t.Fatalf("change %s's page lacks the look-alike mark %q:\n%s", tc.id, tc.want, page)
+		}
+	}
+	if _, page := get(t, c2, f.srv.URL+"/console/changes/"+plain.ID); strings.Contains(page, "look-alike") {
+		t.Fatalf("a plain change is marked look-alike:\n%s", page)
+	}
+}
