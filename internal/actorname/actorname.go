@@ -44,8 +44,11 @@ func Key(name string) string {
 		}
 		b.WriteRune(r)
 	}
-	return strings.NewReplacer("rn", "m", "vv", "w").Replace(b.String())
+	return pairs.Replace(b.String())
 }
+
+// pairs are the two-letter look-alikes Key takes as one letter.
+var pairs = strings.NewReplacer("rn", "m", "vv", "w")
 
 // Same reports whether names a and b would be read as one person's (their Keys
 // are equal). Two empty names are the same.

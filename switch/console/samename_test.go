@@ -60,8 +60,10 @@ func TestTokenHolderCannotApproveAsLookAlikeUser(t *testing.T) {
 // (terminal T0000001 moved from merchant 000000000000001 to 00000000000000I, a
 // merchant renamed with a Cyrillic "о" for the Latin "o") is marked on the
 // change page with the characters that differ, by code point: otherwise the
-// reviewer sees a changed row whose two values look the same. A plain change
-// gets no mark. Before, there was none.
+// reviewer sees a changed row whose two values look the same. The registration
+// of a merchant whose ID reads as an existing one's is marked too ("Look again",
+// registry.ChangePreview.Warnings). A plain change gets no mark. Before, there
+// was none.
 func TestChangePageShowsLookAlikes(t *testing.T) {
 	f := newFixture(t)
 	op := registry.Actor{Name: "operator", Role: registry.RoleOperator}
@@ -78,6 +80,17 @@ func TestChangePageShowsLookAlikes(t *testing.T) {
 	}
 	if _, err := f.reg.Approve(rv, c.ID, ""); err != nil {
 		t.Fatal(err)
+	}
+	c, err = f.reg.RequestChange(op, registry.Change{Op: registry.OpMerchantRegister, Merchant: &registry.Merchant{ID: "O00000000000001",
+		Name: "Another Grocery", MCC: m.MCC, Region: m.Region, Tier: m.Tier, Rating: m.Rating}, Reason: "another shop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := f.client()
+	f.login(t, rc, "reviewer", "reviewer-demo-pw")
+	if _, page := get(t, rc, f.srv.URL+"/console/changes/"+c.ID); !strings.Contains(page, `class="warn look-alike-id"`) ||
+		!strings.Contains(page, "new merchant O00000000000001 reads as existing merchant ") {
+		t.Fatalf("the registration of a look-alike merchant ID is not marked:\n%s", page)
 	}
 	twinID := twin.ID
 	move, err := f.reg.RequestChange(op, registry.Change{Op: registry.OpTerminalChange, Target: "T0000001",

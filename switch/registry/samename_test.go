@@ -158,3 +158,56 @@ func TestApprovalOfRevokedTokenRefused(t *testing.T) {
 		t.Fatalf("approval once alice holds an operator token again: %v", err)
 	}
 }
+
+// TestPreviewWarnsOfLookAlikeIDs: the preview of a merchant's registration whose
+// ID reads as an existing merchant's (00000000000000I beside 000000000000001),
+// and of an import holding a terminal whose ID reads as an existing one's and
+// two rows that read as each other, carries a warning naming both and the
+// differing character; a plain registration carries none. Before, nothing told
+// the reviewer.
+func TestPreviewWarnsOfLookAlikeIDs(t *testing.T) {
+	f := newFixture(t)
+	r := f.reg
+	m, _ := r.Merchant("000000000000001")
+	twin := *m
+	twin.ID, twin.Status = "00000000000000I", ""
+	c, err := r.RequestChange(alice, Change{Op: OpMerchantRegister, Merchant: &twin, Reason: "new shop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pv, err := r.GetChange(c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pv.Warnings) != 1 || !strings.Contains(pv.Warnings[0], "new merchant 00000000000000I reads as existing merchant 000000000000001 (U+0049 'I' where the other has U+0031 '1' (character 15))") {
+		t.Fatalf("warnings %q", pv.Warnings)
+	}
+	plain := *m
+	plain.ID, plain.Status = "000000000000777", ""
+	c, err = r.RequestChange(alice, Change{Op: OpMerchantRegister, Merchant: &plain, Reason: "new shop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pv, _ := r.GetChange(c.ID); len(pv.Warnings) != 0 {
+		t.Fatalf("a plain registration warns: %q", pv.Warnings)
+	}
+	tm, _ := r.Terminal("T0000001")
+	row := func(id string) Terminal {
+		n := Terminal{ID: id, MerchantID: tm.MerchantID, Kind: KindPOS}
+		return n
+	}
+	c, err = r.RequestChange(alice, Change{Op: OpTerminalImport, Terminals: []Terminal{row("TO000001"), row("NEW00001"), row("NEW0000I"), row("NEW00002")}, Reason: "batch"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pv, _ = r.GetChange(c.ID)
+	got := strings.Join(pv.Warnings, "\n")
+	for _, want := range []string{"new terminal TO000001 reads as existing terminal T0000001", "new terminal NEW0000I reads as new terminal of the same change NEW00001"} {
+		if !strings.Contains(got, want) {
+			t.Fatalf("import warnings lack %q:\n%s", want, got)
+		}
+	}
+	if len(pv.Warnings) != 2 {
+		t.Fatalf("import warnings:\n%s", got)
+	}
+}

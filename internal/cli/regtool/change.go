@@ -68,6 +68,9 @@ func (t *tool) change(args []string) error {
 		if pv.Error != "" {
 			fmt.Fprintf(t.out, "cannot be approved now: %s\n", esc(pv.Error))
 		}
+		for _, w := range pv.Warnings {
+			fmt.Fprintf(t.out, "look again: %s\n", esc(w))
+		}
 		for _, e := range pv.Effects {
 			fmt.Fprintf(t.out, "%s %s:\n", esc(e.Type), esc(e.ID))
 			for _, d := range Diff(e.Before, e.After) {
