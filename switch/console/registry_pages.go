@@ -214,7 +214,9 @@ func (c *Console) change(w http.ResponseWriter, r *http.Request, s *session) {
 	for _, e := range p.Effects {
 		effects = append(effects, effectDiff{Type: e.Type, ID: e.ID, Lines: diff(e.Before, e.After)})
 	}
-	own := p.Change.RequestedBy == s.User
+	// A name that reads as the requester's is his too (the registry refuses its
+	// approval): no approve button for "Alice" on alice's change.
+	own := actorname.Same(p.Change.RequestedBy, s.User)
 	c.render(w, r, s, "change", map[string]any{"P": p, "C": p.Change, "Effects": effects, "Own": own,
 		"Pending": p.Change.Status == registry.ChangePending})
 }

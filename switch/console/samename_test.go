@@ -46,6 +46,9 @@ func TestTokenHolderCannotApproveAsLookAlikeUser(t *testing.T) {
 	}
 	rev := f.client()
 	f.login(t, rev, "Demo-Operator", "a long password, really")
+	if _, page := get(t, rev, f.srv.URL+"/console/changes/"+c.ID); !strings.Contains(page, `id="own-change"`) || strings.Contains(page, `id="approve"`) {
+		t.Fatalf("Demo-Operator is offered the approval of demo-operator's change:\n%s", page)
+	}
 	loc := f.postForm(t, rev, "/console/changes/"+c.ID, "/console/changes/"+c.ID+"/approve", url.Values{}).Header.Get("Location")
 	_, page := get(t, rev, f.srv.URL+loc)
 	if !strings.Contains(page, "the names demo-operator and Demo-Operator read as one") {
