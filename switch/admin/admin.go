@@ -16,6 +16,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/switchyard/switchyard/internal/actorname"
 )
 
 // Role is what an authenticated caller of the admin API may do.
@@ -145,8 +147,8 @@ func checkTokens(tokens []Token) error {
 		if t.Token == "" {
 			return fmt.Errorf("admin token %d (%s): empty token", i, t.Name)
 		}
-		if strings.TrimSpace(t.Name) == "" || t.Name == SystemName {
-			return fmt.Errorf("admin token %d: name %q: want the name of the person who holds it (the audit logs record it), not empty and not %q, the switch's own", i, t.Name, SystemName)
+		if strings.TrimSpace(t.Name) == "" || actorname.Same(t.Name, SystemName) {
+			return fmt.Errorf("admin token %d: name %q: want the name of the person who holds it (the audit logs record it), not empty and not %q, the switch's own, or a name that reads as it", i, t.Name, SystemName)
 		}
 		if !t.Role.Valid() {
 			return fmt.Errorf("admin token %d (%s): unknown role %q (want operator, reviewer, analyst or admin)", i, t.Name, t.Role)
@@ -177,8 +179,9 @@ func (a *Authenticator) Lookup(token string) (Principal, bool) {
 }
 
 // HasName reports whether one of a's tokens is held by name (its principal's
-// name). A console user may not take such a name (switch/api, switch/console):
-// the oplog records the name only, and could not tell the two people apart.
+// name), or by a name that reads as it ("Alice" for alice: actorname.Same). A
+// console user may not take such a name (switch/api, switch/console): the oplog
+// records the name only, and could not tell the two people apart.
 func (a *Authenticator) HasName(name string) bool {
 	if a == nil {
 		return false
@@ -186,11 +189,30 @@ func (a *Authenticator) HasName(name string) bool {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
 	for _, t := range a.tokens {
-		if t.Name == name {
+		if actorname.Same(t.Name, name) {
 			return true
 		}
 	}
 	return false
+}
+
+// RolesOf returns the roles of the tokens held by name, exactly that name, in
+// the order of the configuration (none when no token has it). The registry asks
+// it at each approval (registry.Options.TokenRoles): a change is applied only
+// while its requester may still request changes.
+func (a *Authenticator) RolesOf(name string) []Role {
+	if a == nil {
+		return nil
+	}
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	var out []Role
+	for _, t := range a.tokens {
+		if t.Name == name {
+			out = append(out, t.Role)
+		}
+	}
+	return out
 }
 
 // Require wraps h so that it runs only for a caller whose bearer token maps to one of

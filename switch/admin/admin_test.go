@@ -6,16 +6,35 @@ import (
 )
 
 // A token needs the name of who holds it: the audit logs record it, and the
-// switch's own name ("system") would let its holder act as the switch.
+// switch's own name ("system", or one that reads as it: "System", "SYSTEM") would
+// let its holder act as the switch.
 func TestTokenNames(t *testing.T) {
 	good := Token{Token: "t1", Principal: Principal{Name: "alice", Role: RoleOperator}}
 	if _, err := NewAuthenticator([]Token{good}); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"", "  ", SystemName} {
+	for _, name := range []string{"", "  ", SystemName, "System", "SYSTEM", "sys.tem"} {
 		bad := Token{Token: "t2", Principal: Principal{Name: name, Role: RoleOperator}}
 		if _, err := NewAuthenticator([]Token{good, bad}); err == nil || !strings.Contains(err.Error(), "admin token 1") {
 			t.Errorf("a token named %q: %v, want refused", name, err)
 		}
+	}
+}
+
+// TestHasNameReadsAsOne: a console user may not be named as a token, nor by a
+// name that reads as the token's ("Alice", "a1ice" for alice): the oplog records
+// names only. Before, only the identical name was found.
+func TestHasNameReadsAsOne(t *testing.T) {
+	a, err := NewAuthenticator([]Token{{Token: "t1", Principal: Principal{Name: "alice", Role: RoleOperator}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"alice", "Alice", "ALICE", "a1ice", "alice."} {
+		if !a.HasName(name) {
+			t.Errorf("HasName(%q) = false, want true beside the token alice", name)
+		}
+	}
+	if a.HasName("alicia") {
+		t.Error("HasName(alicia) = true, want false")
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/hsm"
+	"github.com/switchyard/switchyard/internal/actorname"
 	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/registry"
 )
@@ -182,6 +183,11 @@ func (c *Console) changes(w http.ResponseWriter, r *http.Request, s *session) {
 type diffLine struct {
 	Field, Before, After string
 	Changed              bool
+	// LookAlike says how a changed text value differs from the one before when
+	// the two read as one (actorname.LookAlike: a terminal moved to merchant
+	// "00000000000000I" from "000000000000001", a name with a Cyrillic "А"), so
+	// that the reviewer sees a change the eye would not; "" otherwise.
+	LookAlike string
 }
 
 // effectDiff is one record a change touches, field by field.
@@ -200,7 +206,9 @@ func (c *Console) change(w http.ResponseWriter, r *http.Request, s *session) {
 	for _, e := range p.Effects {
 		effects = append(effects, effectDiff{Type: e.Type, ID: e.ID, Lines: diff(e.Before, e.After)})
 	}
-	own := p.Change.RequestedBy == s.User
+	// A name that reads as the requester's is his too (the registry refuses its
+	// approval): no approve button for "Alice" on alice's change.
+	own := actorname.Same(p.Change.RequestedBy, s.User)
 	c.render(w, r, s, "change", map[string]any{"P": p, "C": p.Change, "Effects": effects, "Own": own,
 		"Pending": p.Change.Status == registry.ChangePending})
 }
@@ -222,7 +230,12 @@ func diff(before, after json.RawMessage) []diffLine {
 	var out []diffLine
 	for _, k := range sortedKeys(keys) {
 		bv, av := b[k], a[k]
-		out = append(out, diffLine{Field: k, Before: bv, After: av, Changed: bv != av})
+		l := diffLine{Field: k, Before: bv, After: av, Changed: bv != av}
+		var bs, as string
+		if l.Changed && json.Unmarshal([]byte(bv), &bs) == nil && json.Unmarshal([]byte(av), &as) == nil {
+			l.LookAlike = actorname.LookAlike(bs, as)
+		}
+		out = append(out, l)
 	}
 	// Changed fields first: the reviewer reads those.
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Changed && !out[j].Changed })

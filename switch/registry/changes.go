@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
 
+	"github.com/switchyard/switchyard/internal/actorname"
 	"github.com/switchyard/switchyard/internal/kvjson"
 	"github.com/switchyard/switchyard/internal/statelog"
 )
@@ -135,6 +137,12 @@ type ChangePreview struct {
 	// Error says why approving it now would fail (for example, the terminal is no
 	// longer suspended). Only for a pending change.
 	Error string `json:"error,omitempty"`
+	// Warnings are what the reviewer should look at twice before approving: a
+	// new merchant or terminal whose ID reads as an existing one's, or as another
+	// of the same import's ("00000000000000I" beside "000000000000001":
+	// actorname.Same), a first step to moving terminals to a merchant the reviewer
+	// takes for another. Only for a pending change.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // review is the review workflow: every change of a merchant or terminal (and of an
@@ -336,6 +344,9 @@ func (r *review) GetChange(id string) (*ChangePreview, error) {
 		if err == nil {
 			err = stale(c, effs)
 		}
+		if err == nil {
+			err = r.checkRequesterEnabled(c)
+		}
 		if err != nil {
 			pv.Error = err.Error()
 		}
@@ -349,8 +360,65 @@ func (r *review) GetChange(id string) (*ChangePreview, error) {
 		for _, e := range effs {
 			pv.Effects = append(pv.Effects, e.changeEffect(r.hookKey))
 		}
+		pv.Warnings = r.lookAlikeIDs(effs)
 	}
 	return pv, nil
+}
+
+// maxLookAlikes is how many look-alike IDs a preview names (lookAlikeIDs).
+const maxLookAlikes = 20
+
+// lookAlikeIDs returns a warning for each new merchant or terminal of effs whose
+// ID reads as (actorname.Same) an existing record's of its kind, or as another
+// new one's, at most maxLookAlikes and a count of the rest. It reads every
+// record's ID once per kind that effs create.
+func (r *review) lookAlikeIDs(effs []effect) []string {
+	newM, newT := map[string]string{}, map[string]string{} // Key -> new ID
+	var out []string
+	more := 0
+	warn := func(kind, id, other, where string) {
+		if len(out) < maxLookAlikes {
+			out = append(out, fmt.Sprintf("new %s %s reads as %s %s (%s): make sure it is the one meant", kind, id, where, other, actorname.LookAlike(other, id)))
+			return
+		}
+		more++
+	}
+	add := func(kind, id string, keys map[string]string) {
+		k := actorname.Key(id)
+		if other, dup := keys[k]; dup {
+			warn(kind, id, other, "new "+kind+" of the same change")
+			return
+		}
+		keys[k] = id
+	}
+	for _, e := range effs {
+		switch {
+		case e.mBefore == nil && e.mAfter != nil:
+			add("merchant", e.mAfter.ID, newM)
+		case e.tBefore == nil && e.tAfter != nil:
+			add("terminal", e.tAfter.ID, newT)
+		}
+	}
+	s := r.snap.Load()
+	if len(newM) > 0 {
+		for id := range s.merchants {
+			if n, ok := newM[actorname.Key(id)]; ok && n != id {
+				warn("merchant", n, id, "existing merchant")
+			}
+		}
+	}
+	if len(newT) > 0 {
+		for id := range s.terminals {
+			if n, ok := newT[actorname.Key(id)]; ok && n != id {
+				warn("terminal", n, id, "existing terminal")
+			}
+		}
+	}
+	sort.Strings(out)
+	if more > 0 {
+		out = append(out, fmt.Sprintf("and %d more IDs that read as others", more))
+	}
+	return out
 }
 
 // base returns the key and version of the existing merchant or terminal e changes
@@ -464,11 +532,20 @@ func (r *review) approve(p Actor, id, note string) (*Change, error) {
 	if p.Name == "" || p.Name == c.RequestedBy {
 		return nil, forbiddenf("change %s was requested by %s: a different reviewer must approve it", c.ID, c.RequestedBy)
 	}
+	// "Alice" approving alice's change (a console account beside a token of that
+	// name, say) is one person as far as anyone reading the oplog can tell.
+	if actorname.Same(p.Name, c.RequestedBy) {
+		return nil, forbiddenf("change %s was requested by %s and may not be approved by %s: %s; a different reviewer must approve it",
+			c.ID, c.RequestedBy, p.Name, sameNameText(c.RequestedBy, p.Name))
+	}
 	// Two people, not two names: no one may have held both accounts (created them
 	// or reset their passwords, directly or through users created so). That covers
 	// a reviewer whose account the requester has held, a requester whose account
 	// the reviewer has held, and an admin who made both.
 	if err := r.checkIndependent(c.ID, c.RequestedBy, p.Name); err != nil {
+		return nil, err
+	}
+	if err := r.checkRequesterEnabled(c); err != nil {
 		return nil, err
 	}
 	now := r.now()

@@ -29,6 +29,14 @@ type Options struct {
 	// Logger receives audit-relevant events (suspensions, incidents, alerts). The zero
 	// value logs nothing. Nothing the registry logs contains card data.
 	Logger zerolog.Logger
+	// TokenRoles returns the roles of the admin API's tokens held by name (none
+	// when no token of the configuration has that name), read at each approval and
+	// preview: a change requested by a name that is no console user is applied
+	// only while a token of that name may still request changes (operator or
+	// admin), so that removing a token, or giving it another role, also stops the
+	// approval of the changes its holder requested. Nil: such requesters are not
+	// checked (the tools' --data mode, tests).
+	TokenRoles func(name string) []string
 	// Metrics, when set, receives the registry's counters. Registration fails if
 	// another registry's counters are already on it.
 	Metrics *prometheus.Registry

@@ -12,6 +12,7 @@ import (
 	"github.com/alexedwards/argon2id"
 	"github.com/dgraph-io/badger/v4"
 
+	"github.com/switchyard/switchyard/internal/actorname"
 	"github.com/switchyard/switchyard/internal/carddata"
 )
 
@@ -241,6 +242,44 @@ func (r *store) checkIndependent(id, requester, reviewer string) error {
 	return nil
 }
 
+// checkRequesterEnabled refuses the approval of change c when its requester is a
+// console user an admin has disabled since (someone who left, or whose account
+// was taken), or, with Options.TokenRoles, a name that is no console user and
+// holds no admin token that may request changes any more (the token removed
+// from the configuration, or given another role): the review approves a request
+// of someone entitled to make it, not one its requester can no longer stand
+// behind. A rejection is not refused, and an approval passes again once the
+// account is enabled or the token back. The switch's own requests
+// (SystemActor) are not checked.
+func (r *store) checkRequesterEnabled(c *Change) error {
+	u, err := r.readUser(c.RequestedBy)
+	if errors.Is(err, ErrNotFound) {
+		if c.RequestedBy == SystemActor || r.opts.TokenRoles == nil {
+			return nil
+		}
+		roles := r.opts.TokenRoles(c.RequestedBy)
+		for _, role := range roles {
+			if canRequest(Actor{Name: c.RequestedBy, Role: role}) {
+				return nil
+			}
+		}
+		held := "no admin token of the configuration has that name any more"
+		if len(roles) > 0 {
+			held = fmt.Sprintf("its token's role is now %s, which may not request changes", strings.Join(roles, ", "))
+		}
+		return forbiddenf("change %s was requested by %s, and %s: a change is applied only at the request of someone "+
+			"who may still make it; reject it, and have another operator request it again if it is still wanted", c.ID, c.RequestedBy, held)
+	}
+	if err != nil {
+		return fmt.Errorf("approve %s: read its requester %s: %w", c.ID, c.RequestedBy, err)
+	}
+	if u.Disabled {
+		return forbiddenf("change %s was requested by %s, and %s's account is disabled: a change is applied only at the request of someone "+
+			"who may still make it; reject it, and have another operator request it again if it is still wanted", c.ID, c.RequestedBy, c.RequestedBy)
+	}
+	return nil
+}
+
 // HeldBoth says whether accounts a and b may be one person's, for the key
 // ceremonies' dual control (switch/api, keys/ceremony.go) as for the two-person
 // review (checkIndependent): "" when they are independent, else why not, as a
@@ -250,6 +289,9 @@ func (r *store) checkIndependent(id, requester, reviewer string) error {
 // of the configuration) has no holders but itself: only the same name is caught.
 // err is a failure to read the accounts.
 func (r *store) HeldBoth(a, b string) (string, error) {
+	if a != b && actorname.Same(a, b) {
+		return sameNameText(a, b), nil
+	}
 	how, ha, deep, err := r.dependence(a, b)
 	if err != nil {
 		return "", fmt.Errorf("accounts %s and %s: %w", a, b, err)
@@ -263,6 +305,13 @@ func (r *store) HeldBoth(a, b string) (string, error) {
 			deep, maxControlDepth, a, b), nil
 	}
 	return "", nil
+}
+
+// sameNameText says why names a and b, different strings, are one person's for
+// the review and dual control (actorname.Same).
+func sameNameText(a, b string) string {
+	return fmt.Sprintf("the names %s and %s read as one (they differ only in case, '-', '_', '.' or look-alike characters), "+
+		"and the review and the oplog know people by name, so one person may hold both", a, b)
 }
 
 // validRole reports whether role is one of the API's four.
@@ -280,11 +329,12 @@ func validRole(role string) bool {
 // as the switch (cancel the changes it requests, such as the suspensions the wave
 // limit holds, and pass for its automatic actions). The console's login checks
 // it before anything else, so that a name no user can have costs no password
-// hash and leaves nothing of itself in the oplog or in memory. A name that holds a
+// hash and leaves nothing of itself in the oplog or in memory. Nor is a name that
+// reads as SystemActor ("System", "SYSTEM": actorname.Same). A name that holds a
 // card number (carddata.MaskText finds one: a PAN pasted into the login's name
 // field) is no user's either, so that it never reaches the oplog in clear.
 func ValidUserName(name string) bool {
-	if !isIdent(name, 64) || name == SystemActor {
+	if !isIdent(name, 64) || actorname.Same(name, SystemActor) {
 		return false
 	}
 	_, n := carddata.MaskText(name)
@@ -305,7 +355,7 @@ func (r *store) addUser(p Actor, name, role, password string) (*User, error) {
 	}
 	if !ValidUserName(name) {
 		shown, _ := carddata.MaskText(name) // the error reaches the API's answer and the logs
-		return nil, invalidf("user name %q: want 1 to 64 letters, digits, '-', '_' or '.', not %q (the switch's own name), and no card number", shown, SystemActor)
+		return nil, invalidf("user name %q: want 1 to 64 letters, digits, '-', '_' or '.', not %q (the switch's own name) or a name that reads as it, and no card number", shown, SystemActor)
 	}
 	if !validRole(role) {
 		return nil, invalidf("user %s: role %q: want operator, reviewer, analyst or admin", name, role)
@@ -321,12 +371,38 @@ func (r *store) addUser(p Actor, name, role, password string) (*User, error) {
 	} else if !errors.Is(err, ErrNotFound) {
 		return nil, err
 	}
+	if other, err := r.lookAlikeUser(name); err != nil {
+		return nil, err
+	} else if other != "" {
+		return nil, conflictf("user %s: the name reads as user %s (they differ only in case, '-', '_', '.' or look-alike characters), "+
+			"and the review and the oplog know people by name: give the new user a name no one could take for %s's (one name, one person)", name, other, other)
+	}
 	now := r.now()
 	u := &User{Name: name, Role: role, Hash: hash, CreatedBy: p.Name, CreatedAt: now, UpdatedAt: now, Controllers: []string{p.Name}}
 	if err := r.writeUser(p, u, "user.add", nil, map[string]any{"role": role}); err != nil {
 		return nil, err
 	}
 	return u.public(), nil
+}
+
+// lookAlikeUser returns the existing user whose name reads as name
+// (actorname.Same) but is not name, "" when there is none.
+func (r *store) lookAlikeUser(name string) (string, error) {
+	key, found := actorname.Key(name), ""
+	err := r.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(pfxUser)})
+		defer it.Close()
+		for it.Rewind(); it.Valid() && found == ""; it.Next() {
+			if other := strings.TrimPrefix(string(it.Item().Key()), pfxUser); other != name && actorname.Key(other) == key {
+				found = other
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("registry: read the users' names: %w", err)
+	}
+	return found, nil
 }
 
 // SetPassword gives user name a new password, as admin p (or as the user

@@ -3,6 +3,7 @@ package server
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/switchyard/switchyard/internal/actorname"
 	"github.com/switchyard/switchyard/switch/admin"
 	"github.com/switchyard/switchyard/switch/console"
 	"github.com/switchyard/switchyard/switch/registry"
@@ -66,13 +67,22 @@ func (s *Server) startConsole() error {
 }
 
 // warnTokenUsers logs a warning for each admin token whose name a console user
-// has too: the oplog records names only and cannot tell the two apart. New users
-// may not take a token's name (the API and the Users page refuse it); this finds
-// the pairs made before that, or by a token added since.
+// has too, or a name that reads as it ("Alice" for the token alice:
+// actorname.Same): the oplog records names only and cannot tell the two apart,
+// and the review refuses an approval by one of a change the other requested.
+// New users may not take such a name (the API and the Users page refuse it); this
+// finds the pairs made before that, or by a token added since.
 func (s *Server) warnTokenUsers(tokens []admin.Token) {
+	users, err := s.Registry.Users()
+	if err != nil {
+		s.log.Warn().Err(err).Msg("console users not read: admin tokens not compared with their names")
+		return
+	}
 	for _, t := range tokens {
-		if _, err := s.Registry.User(t.Name); err == nil {
-			s.log.Warn().Str("token", t.Name).Msg("an admin token and a console user have the same name, which the oplog cannot tell apart: rename the token, or disable the user and add it under another name")
+		for _, u := range users {
+			if actorname.Same(t.Name, u.Name) {
+				s.log.Warn().Str("token", t.Name).Str("user", u.Name).Msg("an admin token and a console user have the same name, or names that read as one, which the oplog cannot tell apart: rename the token, or disable the user and add it under another name")
+			}
 		}
 	}
 }

@@ -322,7 +322,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	}
 	if s.Registry, err = registry.New(s.db, nil, registry.Options{Log: asLog(regLog), CatchUp: catchUp(regLog), Logger: log.With().Str("component", "registry").Logger(), Metrics: s.Metrics.Registry, Persist: s.Journal.PutDurableBatch,
 		Keys: s.keyInfo, WebhookAllow: cfg.Alerts.WebhookAllow, Node: s.cl.nodeNumber(),
-		WebhookURLKey: seal.Key(cardKey, registry.WebhookURLFingerprintLabel)}); err != nil {
+		WebhookURLKey: seal.Key(cardKey, registry.WebhookURLFingerprintLabel), TokenRoles: s.tokenRoles}); err != nil {
 		return nil, err
 	}
 	if err := s.cl.follow(regLog, s.Registry); err != nil {
@@ -853,6 +853,18 @@ func joinReasons(why []error) error {
 		parts[i] = e.Error()
 	}
 	return errors.New(strings.Join(parts, "; "))
+}
+
+// tokenRoles returns the roles of the admin tokens held by name, as they are
+// now (a reload replaces them): the registry refuses the approval of a change
+// whose requester no longer holds a token that may request one
+// (registry.Options.TokenRoles).
+func (s *Server) tokenRoles(name string) []string {
+	var out []string
+	for _, r := range s.auth.RolesOf(name) {
+		out = append(out, string(r))
+	}
+	return out
 }
 
 // Auth is the admin API's authenticator.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 
+	"github.com/switchyard/switchyard/internal/actorname"
 	"github.com/switchyard/switchyard/internal/cli/kit"
 	"github.com/switchyard/switchyard/switch/registry"
 )
@@ -67,6 +68,9 @@ func (t *tool) change(args []string) error {
 		if pv.Error != "" {
 			fmt.Fprintf(t.out, "cannot be approved now: %s\n", esc(pv.Error))
 		}
+		for _, w := range pv.Warnings {
+			fmt.Fprintf(t.out, "look again: %s\n", esc(w))
+		}
 		for _, e := range pv.Effects {
 			fmt.Fprintf(t.out, "%s %s:\n", esc(e.Type), esc(e.ID))
 			for _, d := range Diff(e.Before, e.After) {
@@ -91,7 +95,8 @@ func (t *tool) change(args []string) error {
 
 // Diff lists the top-level fields that differ between two JSON objects as
 // "field: before -> after" lines (bookkeeping fields updated_at and version are
-// left out). A nil before lists every field of after.
+// left out). A nil before lists every field of after. A text that reads like the
+// one before but is not (actorname.LookAlike) says by which characters.
 func Diff(before, after json.RawMessage) []string {
 	var b, a map[string]json.RawMessage
 	_ = json.Unmarshal(before, &b)
@@ -120,7 +125,16 @@ func Diff(before, after json.RawMessage) []string {
 			out = append(out, fmt.Sprintf("%s: %s", k, av))
 			continue
 		}
-		out = append(out, fmt.Sprintf("%s: %s -> %s", k, orDash(bv), orDash(av)))
+		line := fmt.Sprintf("%s: %s -> %s", k, orDash(bv), orDash(av))
+		var bs, as string
+		if json.Unmarshal(b[k], &bs) == nil && json.Unmarshal(a[k], &as) == nil {
+			if la := actorname.LookAlike(bs, as); la != "" {
+				// Two values that look the same (a merchant ID with 'I' for '1', a
+				// name with a Cyrillic letter): say how they differ.
+				line += " (reads like the value before, but is not: " + la + ")"
+			}
+		}
+		out = append(out, line)
 	}
 	return out
 }
