@@ -585,6 +585,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		Now:              cfg.Clock,
 		// (apart, so that the fields above keep their alignment)
 		CompletionTolerance: cfg.Completions.Tolerance(),
+		LeaseLost:           s.leaseLost(),
 	}, jr, s.Queue, rt, s.Registry, s.Metrics)
 	if err != nil {
 		return nil, err
