@@ -64,9 +64,9 @@ func TestClusterNodePaused(t *testing.T) {
 	placeLeaders(t, c, map[string]string{"JOURNAL": "n1", "KV_RECORD_LOCKS": "n1", "SAF": "n1", "STATE": "n1", "KV_leases": "n2"})
 
 	// Requests in flight with the issuer when node 2 stops: the issuer approves
-	// each at once and answers 3 s later.
+	// each at once and answers 5 s later (during the pause, or read at the wake).
 	const inFlight = 4
-	c.sim.SetFaults(issuersim.Faults{Delay: 1, DelayBy: 3 * time.Second})
+	c.sim.SetFaults(issuersim.Faults{Delay: 1, DelayBy: 5 * time.Second})
 	answers := make(chan pausedAnswer, inFlight+1)
 	for i := range inFlight {
 		tid := fmt.Sprintf("LT00150%d", i+1)
