@@ -191,7 +191,30 @@ type Lease struct {
 	// refreshes it, and Held and Lost say so for good (lost is set with it).
 	usurped error
 	lost    atomic.Bool
+
+	// epoch is this node's clock (its monotonic reading) when the lease was
+	// made; okAt is an offset from it (Confirm reads it without the mutex):
+	// the start of the last refresh acknowledged.
+	epoch time.Time
+	okAt  atomic.Int64
+	// failedSince is the end of the first of the refresh attempts failing in a
+	// row up to the last (its offset, plus one), 0 when the last one succeeded.
+	failedSince atomic.Int64
+	// tried is closed when a refresh attempt ends (and replaced, under mu):
+	// Confirm waits on it.
+	tried chan struct{}
 }
+
+// ErrLeaseLost is wrapped by Confirm's error when this node's lease is lost for
+// good (Lost): another node recovers, or recovered, this incarnation's open
+// transactions, or another process took the lease.
+var ErrLeaseLost = errors.New("cluster: this node's lease is lost")
+
+// confirmMargin is how much younger than the TTL Confirm wants the last
+// acknowledged refresh (at most a quarter of the TTL): a transaction that goes on
+// after the check acts well before any other node could judge the lease lapsed,
+// even on a loaded machine.
+const confirmMargin = time.Second
 
 func (o *LeaseOptions) defaults() error {
 	if o.Refresh == 0 {
@@ -262,7 +285,7 @@ func (n *Node) StartLease(ctx context.Context, opts LeaseOptions) (*Lease, error
 	if err != nil {
 		return nil, err
 	}
-	l := &Lease{n: n, kv: kv, opts: opts, seen: map[int]*LeaseHolder{}}
+	l := &Lease{n: n, kv: kv, opts: opts, seen: map[int]*LeaseHolder{}, epoch: time.Now(), tried: make(chan struct{})}
 	if err := l.refuseLive(ctx); err != nil {
 		return nil, err
 	}
@@ -688,25 +711,40 @@ func judgeHolder(c Claim, v *LeaseValue, at, now time.Time, stale time.Duration)
 	return "", false
 }
 
-// refresh republishes this node's lease with its TTL.
+// refresh republishes this node's lease with its TTL. When this node's own clock
+// says that the lease may have lapsed (its last acknowledged refresh is older than
+// the TTL: a pause of this process, refreshes that failed), the claim on this
+// incarnation's recovery is read after the put, whether or not the bucket expired
+// the lease (putLease reads it only then); a claim that cannot be read fails the
+// refresh.
 func (l *Lease) refresh(ctx context.Context) error {
+	defer l.noteTried()
 	v := l.self
 	v.Refreshed = l.opts.Now().UTC()
 	b, _ := json.Marshal(v)
 	pctx, cancel := context.WithTimeout(ctx, l.opts.TTL/2)
 	defer cancel()
 	start := time.Now()
+	l.mu.Lock()
+	mayHaveLapsed := !l.lastOK.IsZero() && start.Sub(l.lastOK) >= l.opts.TTL
+	l.mu.Unlock()
 	rev, err := l.putLease(pctx, b)
+	if err == nil && mayHaveLapsed {
+		err = l.claimedMeanwhile(pctx)
+	}
 	if err != nil {
 		l.mu.Lock()
 		l.refreshFailed = true
 		l.refreshErr = err
 		l.mu.Unlock()
+		l.failedSince.CompareAndSwap(0, int64(time.Since(l.epoch))+1)
 		return fmt.Errorf("cluster: refresh the lease of node %d: %w", v.Node, err)
 	}
+	l.failedSince.Store(0)
 	l.mu.Lock()
 	l.rev = rev
 	l.lastOK = start // the TTL runs from about when the server stored it, no earlier than start
+	l.okAt.Store(int64(start.Sub(l.epoch)))
 	if l.refreshFailed || l.writableSince.IsZero() {
 		l.writableSince = start
 		l.refreshFailed = false
@@ -741,7 +779,7 @@ func (l *Lease) putLease(ctx context.Context, b []byte) (uint64, error) {
 			// incarnation's recovery meanwhile. It reads the lease after its
 			// claim (see lapsed), this node the claim after its put, so one of
 			// the two sees the other.
-			if uerr := l.recoveredMeanwhile(ctx); uerr != nil {
+			if uerr := l.recoveredMeanwhile(ctx); errors.Is(uerr, ErrLeaseLost) {
 				return 0, uerr
 			}
 		}
@@ -754,7 +792,7 @@ func (l *Lease) putLease(ctx context.Context, b []byte) (uint64, error) {
 		}
 		var v LeaseValue
 		if data != nil && (json.Unmarshal(data, &v) != nil || v.Incarnation != l.self.Incarnation || v.Server != l.self.Server) {
-			uerr := fmt.Errorf("cluster: another process took node %d's lease (server %q, incarnation %d, started %v): cluster.node must be unique in the cluster; this process (server %q, incarnation %d) no longer holds it",
+			uerr := lostf("cluster: another process took node %d's lease (server %q, incarnation %d, started %v): cluster.node must be unique in the cluster; this process (server %q, incarnation %d) no longer holds it",
 				l.n.cfg.Node, v.Server, v.Incarnation, v.Started.Format(time.RFC3339), l.self.Server, l.self.Incarnation)
 			l.mu.Lock()
 			l.usurped = uerr
@@ -768,19 +806,40 @@ func (l *Lease) putLease(ctx context.Context, b []byte) (uint64, error) {
 	}
 }
 
+// claimedMeanwhile is recoveredMeanwhile for a refresh after this node's own
+// clock saw the lease lapse: a claim it cannot read (after tries until ctx ends)
+// is an error, so that the refresh is not taken as acknowledged (Confirm waits on).
+func (l *Lease) claimedMeanwhile(ctx context.Context) error {
+	for {
+		err := l.recoveredMeanwhile(ctx)
+		if err == nil || errors.Is(err, ErrLeaseLost) || ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
 // recoveredMeanwhile reads, from the bucket's leader, the claim on this node's
 // own incarnation: another node's means that the lease lapsed long enough for a
 // survivor to settle (or to be settling) this incarnation's open transactions,
 // which this process must then not go on with. It marks the lease lost for good
-// (Held says so; the refreshes stop) and returns why. A claim it cannot read is
-// not taken as one.
+// (Held says so; the refreshes stop) and returns why, wrapping ErrLeaseLost. A
+// claim it cannot read is not taken as one by putLease (the error it returns
+// otherwise is for claimedMeanwhile).
 func (l *Lease) recoveredMeanwhile(ctx context.Context) error {
 	data, _, _, err := l.n.readLeader(ctx, LeaseBucket, claimKey(l.n.cfg.Node, l.self.Incarnation))
+	if err != nil {
+		return fmt.Errorf("cluster: read the claim on node %d's incarnation %d: %w", l.n.cfg.Node, l.self.Incarnation, err)
+	}
 	var c Claim
-	if err != nil || data == nil || json.Unmarshal(data, &c) != nil || c.By == l.n.cfg.Node {
+	if data == nil || json.Unmarshal(data, &c) != nil || c.By == l.n.cfg.Node {
 		return nil
 	}
-	uerr := fmt.Errorf("cluster: node %d's lease lapsed and node %d claimed the recovery of its incarnation %d (%s since %v): this process must not go on with its transactions; restart it",
+	uerr := lostf("cluster: node %d's lease lapsed and node %d claimed the recovery of its incarnation %d (%s since %v): this process must not go on with its transactions; restart it",
 		l.n.cfg.Node, c.By, l.self.Incarnation, c.State, c.At.Format(time.RFC3339))
 	l.mu.Lock()
 	l.usurped = uerr
@@ -788,6 +847,73 @@ func (l *Lease) recoveredMeanwhile(ctx context.Context) error {
 	l.mu.Unlock()
 	l.n.log.Error().Err(uerr).Msg("lease lost; this node is not ready from now on")
 	return uerr
+}
+
+// lostError says why this node's lease is lost; it is ErrLeaseLost (errors.Is)
+// without that error's text in its own.
+type lostError struct{ msg string }
+
+func (e *lostError) Error() string        { return e.msg }
+func (e *lostError) Is(target error) bool { return target == ErrLeaseLost }
+
+// lostf is a lostError of the formatted message.
+func lostf(format string, args ...any) error {
+	return &lostError{msg: fmt.Sprintf(format, args...)}
+}
+
+// noteTried wakes Confirm's waiters at the end of a refresh attempt.
+func (l *Lease) noteTried() {
+	l.mu.Lock()
+	close(l.tried)
+	l.tried = make(chan struct{})
+	l.mu.Unlock()
+}
+
+// Confirm returns nil when this node may go on with its transactions (start one,
+// or finish one in flight): its lease is known to be held, its last acknowledged
+// refresh younger than the TTL less a margin (a claim on this incarnation's
+// recovery comes only once the lease has lapsed, a TTL after that refresh was
+// stored, and a refresh after a lapse reads the claim first). That is two atomic
+// loads and a clock read as long as the refreshes succeed. When the lease went
+// stale with no refresh failing before (this process was paused: a GC pause, a
+// VM migration), it waits until a refresh says (the refresh loop's next tick is
+// due at once): nil once the lease is refreshed, an error wrapping ErrLeaseLost
+// once it turns out lost; after the refreshes have failed for a TTL, nil (the node
+// goes on, as before). When the refreshes were failing already before the lease
+// went stale (the bucket without a quorum, seen live; the other nodes judge its
+// outage as one of every lease and claim nothing for it), nil at once: such a
+// node's journal is usually without a quorum too, and its requests are not slowed
+// down further.
+func (l *Lease) Confirm(ctx context.Context) error {
+	stale := int64(l.opts.TTL - min(confirmMargin, l.opts.TTL/4))
+	failing := int64(l.opts.TTL)
+	var bound *time.Timer
+	for {
+		if l.lost.Load() {
+			return l.Lost()
+		}
+		now, ok := int64(time.Since(l.epoch)), l.okAt.Load()
+		if now-ok < stale {
+			return nil
+		}
+		if f := l.failedSince.Load(); f != 0 && (f <= ok+stale || now-f >= failing) {
+			return nil
+		}
+		l.mu.Lock()
+		next := l.tried
+		l.mu.Unlock()
+		if bound == nil {
+			bound = time.NewTimer(3 * l.opts.TTL) // a stopped lease tries no more
+			defer bound.Stop()
+		}
+		select {
+		case <-next:
+		case <-bound.C:
+			return nil
+		case <-ctx.Done():
+			return nil
+		}
+	}
 }
 
 // Lost returns why this node's lease is lost for good (another process took

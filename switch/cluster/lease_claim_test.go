@@ -621,3 +621,65 @@ func TestJoinedHint(t *testing.T) {
 		t.Fatalf("hint with the running node's own server name: %q", h)
 	}
 }
+
+// pauseLease makes l's last acknowledged refresh look a TTL older than it is, as a
+// pause of the process (SIGSTOP, a VM migration) leaves it when the process wakes.
+func pauseLease(l *Lease) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lastOK = l.lastOK.Add(-l.opts.TTL)
+	l.okAt.Add(-int64(l.opts.TTL))
+}
+
+// TestLeaseConfirmAfterPause: Confirm answers at once while the lease is
+// refreshed; after a pause it waits for the next refresh, which reads the claim on
+// this incarnation because the node's own clock says the lease may have lapsed
+// (even though the bucket has not expired it: its expiry lags): without a claim
+// the lease goes on (nil), with another node's claim it is lost (ErrLeaseLost),
+// and Confirm says so, so that no transaction is started or finished meanwhile.
+// Before, a refresh whose compare-and-set went through read no claim, and the
+// woken node went on beside the survivor's recovery.
+func TestLeaseConfirmAfterPause(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n, kv := soloWithBucket(t, ctx)
+	l, err := n.StartLease(ctx, claimOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Stop()
+	if err := l.Confirm(ctx); err != nil {
+		t.Fatalf("Confirm of a lease refreshed: %v", err)
+	}
+
+	// A pause, no claim: the lease goes on.
+	pauseLease(l)
+	if err := l.Confirm(ctx); err != nil {
+		t.Fatalf("Confirm after a pause no node took advantage of: %v", err)
+	}
+	if err := l.Held(); err != nil {
+		t.Fatalf("Held after Confirm said the lease is held: %v", err)
+	}
+
+	// A pause during which node 3 claimed this incarnation's recovery.
+	putClaim(t, ctx, kv, Claim{Node: 1, Incarnation: l.Incarnation(), By: 3, ByIncarnation: 2, State: ClaimRunning})
+	for {
+		// (A refresh that began before pauseLease may still land and make the
+		// lease fresh again: pause again until a refresh sees the pause.)
+		pauseLease(l)
+		err := l.Confirm(ctx)
+		if errors.Is(err, ErrLeaseLost) {
+			if !strings.Contains(err.Error(), "node 3 claimed the recovery of its incarnation 1") || l.Lost() == nil {
+				t.Fatalf("Confirm: %v; Lost: %v", err, l.Lost())
+			}
+			t.Log(err)
+			break
+		}
+		if err != nil || ctx.Err() != nil {
+			t.Fatalf("Confirm after a pause during which node 3 claimed the recovery: %v (%v)", err, ctx.Err())
+		}
+	}
+	if err := l.Confirm(ctx); !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("Confirm once lost: %v", err)
+	}
+}

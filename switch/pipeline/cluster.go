@@ -620,3 +620,57 @@ func insertEvents(rec, cur *journal.Record, state journal.State) {
 		rec.State = rec.Events[len(rec.Events)-1].State
 	}
 }
+
+// leaseLost returns Config.LeaseLost's error for t, a transaction whose write-ahead
+// record went to the journal before it was sent to its issuer (the others a
+// recovery does not reverse at an issuer: nothing to leave to it), nil otherwise.
+func (p *Pipeline) leaseLost(ctx context.Context, t *txn) error {
+	if p.cfg.LeaseLost == nil || !t.written || !sentToIssuer(&t.rec) {
+		return nil
+	}
+	return p.cfg.LeaseLost(ctx)
+}
+
+// sentToIssuer reports whether rec went to its issuer (its "sent" event).
+func sentToIssuer(rec *journal.Record) bool {
+	for i := range rec.Events {
+		if rec.Events[i].State == journal.StateSent {
+			return true
+		}
+	}
+	return false
+}
+
+// handOver answers t, a transaction sent to its issuer that this node may no
+// longer finish (its lease lost: err, see Config.LeaseLost), 91 node-lease-lost,
+// and writes, queues and sends nothing more for it: the node that claimed this
+// incarnation's recovery settles its record as it finds it in the journal (one
+// written ahead: 91, reversed at the issuer; an approval without a delivery mark,
+// when the final version went before the lease was found lost: reversed), which
+// is what the terminal is told. Had its last version reached the journal after that
+// node's scan, the node's own restart settles it: it stays in the open set, so that
+// the recovery checkpoint never passes it. Until 6 December 2026 a node woken after
+// such a recovery wrote the issuer's approval over it and gave it to the terminal.
+func (p *Pipeline) handOver(t *txn, err error) (frontend.Response, error) {
+	if t.release != nil {
+		t.release()
+		t.release = nil
+	}
+	if t.dup != nil {
+		// The duplicates waiting on it look for themselves: the journal gives
+		// them the recovery's answer.
+		p.dups.forget(t.dupKey, t.dup)
+		t.dup, t.dupAtSent = nil, false
+	}
+	t.undo = nil
+	rc, reason := message.RCIssuerUnavailable, "node-lease-lost"
+	p.unavailLog.Warn().Err(err).Str("rrn", t.rec.RRN).Str("tid", t.req.TID).Str("stan", t.req.STAN).Str("mti", t.req.MTI).
+		Msg("lease lost: transaction left to the node recovering this one; answered 91, nothing more written or sent for it")
+	raw, perr := message.NewResponseBuilder(t.req).Set(37, t.rec.RRN).Set(39, rc).
+		Set(48, message.ReasonTLV(reason)).Bytes(p.macFunc(t))
+	if perr != nil {
+		return frontend.Response{}, errors.Join(err, perr)
+	}
+	p.metrics.Transactions.WithLabelValues(t.req.MTI, rc, t.issuer, "switch").Inc()
+	return frontend.Response{Body: raw}, nil
+}

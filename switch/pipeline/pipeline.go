@@ -179,6 +179,15 @@ type Config struct {
 	// then it is answered 91 (duplicate-in-flight) and the terminal tries again. It is
 	// measured by the wall clock, not by Now.
 	DupWait time.Duration
+	// LeaseLost, if set (a cluster node), returns an error when this node may no
+	// longer finish its transactions in flight: its lease lapsed while it lived (a
+	// pause of the process) and another node claimed the recovery of its
+	// incarnation, which settles them from their write-ahead records (91, reversed
+	// at the issuer). It is asked for a transaction sent to its issuer once the
+	// issuer has answered (or not), before its final version is written, and before
+	// its answer goes to the terminal (handOver answers it otherwise); it must be
+	// cheap while the lease is held.
+	LeaseLost func(ctx context.Context) error
 	// RefundWindow is how old an original may be for a refund (default 30 days).
 	RefundWindow time.Duration
 	// Location is the acquirer's time zone: a void must be the same local day.
@@ -996,6 +1005,10 @@ func (p *Pipeline) authorize(ctx context.Context, t *txn, onDecline func()) (fro
 			rc, auth, approved, hasAmount = a.RC, a.AuthCode, a.Amount, a.HasAmount
 		}
 	}
+	if lerr := p.leaseLost(ctx, t); lerr != nil {
+		notSent()
+		return p.handOver(t, lerr)
+	}
 	issuerDur := p.now().Sub(issuerStart)
 	t.rec.Timings.Issuer = issuerDur.Microseconds()
 	t.stages.add(metrics.StageIssuer, issuerDur)
@@ -1138,6 +1151,9 @@ func (p *Pipeline) respond(ctx context.Context, t *txn, rc, auth, by, reason str
 	// The record's total: up to its final write (a reader of the journal gets the
 	// time up to the answer written once the delivery mark is merged in).
 	rec.Timings.Total = max(1, p.now().Sub(t.start).Microseconds())
+	if lerr := p.leaseLost(ctx, t); lerr != nil {
+		return p.handOver(t, lerr)
+	}
 	if err := p.write(ctx, t, true); err != nil {
 		if rec.Offline && t.written && rec.Approved() && !rec.Reversed() {
 			// An offline capture is durable from its write ahead (the card
@@ -1152,6 +1168,12 @@ func (p *Pipeline) respond(ctx context.Context, t *txn, rc, auth, by, reason str
 			p.undoApproval(t, err)
 		}
 		return p.journalFailed(ctx, t, err)
+	}
+	if lerr := p.leaseLost(ctx, t); lerr != nil {
+		// Lost while the final version was written (a pause then): that version
+		// has no delivery mark, so whoever settles this incarnation reverses an
+		// approval in it.
+		return p.handOver(t, lerr)
 	}
 	// The record stays in the open set until its delivery mark is queued (sent), so
 	// that the recovery checkpoint never passes an answer whose delivery is unknown.

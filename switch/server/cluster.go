@@ -358,10 +358,14 @@ func (c *clusterNode) caughtUp(ctx context.Context) error {
 
 // fence refuses new transactions once the node's lease is lost for good
 // (cjournal.Options.Fence): another process runs as this node, or a survivor
-// recovered it after its lease lapsed.
-func (c *clusterNode) fence() error {
+// recovered it after its lease lapsed. It is the pipeline's LeaseLost too: a
+// transaction in flight is not finished then. While the lease is not known held
+// after a pause of this process, it waits for a refresh to say
+// (cluster.Lease.Confirm), so that a node woken after its recovery starts and
+// finishes nothing in the moment before its refresh finds the claim.
+func (c *clusterNode) fence(ctx context.Context) error {
 	if l := c.currentLease(); l != nil {
-		return l.Lost()
+		return l.Confirm(ctx)
 	}
 	return nil
 }
@@ -874,4 +878,13 @@ func (c *clusterNode) removePeerFunc() func(ctx context.Context, name, actor str
 		c.log.Warn().Str("server", name).Str("actor", actor).Msg("server removed from JetStream's meta group")
 		return map[string]string{"removed": name}, nil
 	}
+}
+
+// leaseLost is the pipeline's Config.LeaseLost: the cluster node's fence, nil on a
+// single switch.
+func (s *Server) leaseLost() func(ctx context.Context) error {
+	if s.cl == nil {
+		return nil
+	}
+	return s.cl.fence
 }

@@ -598,6 +598,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		// (apart, so that the fields above keep their alignment)
 		CompletionTolerance: cfg.Completions.Tolerance(),
 		MerchantLockWithin:  lockWithin,
+		LeaseLost:           s.leaseLost(),
 	}, jr, s.Queue, rt, s.Registry, s.Metrics)
 	if err != nil {
 		return nil, err

@@ -638,7 +638,7 @@ func TestFence(t *testing.T) {
 	defer m.close(t)
 	lost := errors.New("cluster: another process took node 1's lease")
 	var fenced atomic.Bool
-	m.j.opts.Fence = func() error {
+	m.j.opts.Fence = func(context.Context) error {
 		if fenced.Load() {
 			return lost
 		}

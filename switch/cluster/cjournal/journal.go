@@ -61,8 +61,11 @@ type Options struct {
 	// node's lease lost for good: another process runs as this node, or a survivor
 	// recovered it after its lease lapsed) refuses it with journal.ErrUnavailable,
 	// so that the node starts no transaction; later versions of those in flight
-	// still go. It is called on every request: it must be cheap.
-	Fence func() error
+	// still go (the pipeline asks itself whether it may finish them: see
+	// pipeline.Config.LeaseLost). It is called on every request: it must be cheap
+	// while the lease is known held (the server's is cluster.Lease.Confirm,
+	// which waits only when it is not: after a pause of the process).
+	Fence func(ctx context.Context) error
 	// OnRemote, if set, is called by the applier for each record version of another
 	// node it applies to the local store (the server feeds the final ones to the risk
 	// engine's velocity and the pipeline's duplicate filter). It runs on the applier's

@@ -105,7 +105,7 @@ func (j *Journal) setID(m *nats.Msg) {
 // refused the message outright, cluster.ErrNoQuorum.
 func (j *Journal) Write(ctx context.Context, rec *journal.Record, first, durable bool) error {
 	if first && j.opts.Fence != nil {
-		if err := j.opts.Fence(); err != nil {
+		if err := j.opts.Fence(ctx); err != nil {
 			return fmt.Errorf("cjournal: record %s refused: %w: %w", rec.RRN, journal.ErrUnavailable, err)
 		}
 	}
