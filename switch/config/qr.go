@@ -35,7 +35,8 @@ type QR struct {
 	// sent it, signed with the body; optional) may be from the switch's clock,
 	// either way (default 15m; 1m to 24h). A notification further away is refused
 	// (a replay of a captured one, or a network's clock that is off); one without
-	// notify_time is taken as before.
+	// notify_time is taken as before, unless its network's connector sets
+	// require_notify_time.
 	NotifyMaxAge Duration `yaml:"notify_max_age"`
 }
 
@@ -87,6 +88,13 @@ type QRConnector struct {
 	// holding the shared secret cannot notify payments in this one's name. Unset: the
 	// shared secret.
 	NotifySecretEnv string `yaml:"notify_secret_env"`
+	// RequireNotifyTime refuses a payment notification naming the connector's
+	// network without notify_time (401 NOTIFY_TIME_REQUIRED): one with it is held
+	// to qr.notify_max_age, one without it could be replayed for ever once
+	// captured. Set it for each network that sends notify_time (the demo wallet
+	// does). Default false: a notification without it is taken, as before. A
+	// network is held to it when any of its wallet connectors sets it.
+	RequireNotifyTime bool `yaml:"require_notify_time"`
 }
 
 // NotifySecret returns the connector's own notification secret, nil when it has
@@ -209,6 +217,9 @@ func (q *QR) validate(issuers map[string]bool, bad func(key, format string, args
 		}
 		if c.NotifySecretEnv != "" && c.Issuer != "" {
 			bad(key+".notify_secret_env", "an ISO 8583 connector (issuer) takes no notifications: merchant-presented codes offer wallet API connectors only")
+		}
+		if c.RequireNotifyTime && c.Issuer != "" {
+			bad(key+".require_notify_time", "an ISO 8583 connector (issuer) takes no notifications: merchant-presented codes offer wallet API connectors only")
 		}
 		if c.RequestTimeout.D() < time.Millisecond || c.RequestTimeout.D() > time.Minute {
 			bad(key+".request_timeout", "%s is not between 1ms and 1m", c.RequestTimeout.D())

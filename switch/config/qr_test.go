@@ -27,13 +27,18 @@ func TestQRConfig(t *testing.T) {
 		"ttl":         {"qr: {orders: {ttl: 100ms}}", "qr.orders.ttl"},
 		"unknown key": {"qr: {wallets: []}", "wallets"},
 		"iso secret":  {"qr: {connectors: [{id: w, issuer: demo, notify_secret_env: X}]}", "qr.connectors[0].notify_secret_env"},
+		"iso time":    {"qr: {connectors: [{id: w, issuer: demo, require_notify_time: true}]}", "qr.connectors[0].require_notify_time"},
 	} {
 		_, err := Parse([]byte(base+tc.yaml+"\n"), "x.yaml")
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want %q", name, err, tc.want)
 		}
 	}
-	c, err := Parse([]byte(base+"qr: {connectors: [{id: unionpay, issuer: demo}]}\n"), "ok.yaml")
+	c, err := Parse([]byte(base+"qr: {connectors: [{id: wechat, url: 'http://127.0.0.1:1', require_notify_time: true}]}\n"), "time.yaml")
+	if err != nil || !c.QR.Connectors[0].RequireNotifyTime || c.QR.Connectors[1].RequireNotifyTime {
+		t.Fatalf("require_notify_time on a wallet connector: %v %+v", err, c.QR.Connectors)
+	}
+	c, err = Parse([]byte(base+"qr: {connectors: [{id: unionpay, issuer: demo}]}\n"), "ok.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -202,6 +202,17 @@ type Config struct {
 	// KeyRefused, when set, counts each request refused A0 because its MAC key must
 	// be renewed, by reason (KeyTooOld, KeyTooManySTANs).
 	KeyRefused func(reason string)
+	// ContentKey keys the fingerprint of each card request's content (the first 64
+	// bits of an HMAC-SHA256 over the fields that tell one transaction from
+	// another; contentKey.sum), which the session keeps by STAN and the pipeline
+	// journals with the request (journal.Record.ContentSum), so that a request
+	// reusing a STAN, type and amount with other content is answered 94 whether
+	// the earlier request is in the session's memory or read back from the journal
+	// (after a restart, from another node). The switch derives it from its card
+	// hash key (pipeline.DerivedKey with ContentKeyLabel): the same on every node
+	// and after a restart. nil: a key of the process's, and no fingerprint is
+	// journaled (a STAN read back from the journal is compared by entry mode).
+	ContentKey []byte
 }
 
 // replayMemory is how far back the adapter reads the journal for the STANs a
@@ -328,7 +339,7 @@ func (a *Adapter) vouchOlder(ctx context.Context, s *session, tid, stan string, 
 		}
 		full := false
 		err := a.cfg.Journal.Scan(ctx, journal.Query{TID: tid, From: from, To: to}, func(r *journal.Record) bool {
-			if r.STAN == "" || r.DE7 == "" || (r.MTI != "0100" && r.MTI != "0200" && r.MTI != "0220") || r.Received.Before(o.from) {
+			if !stanRecord(r) || r.Received.Before(o.from) {
 				return true
 			}
 			if old, ok := o.stans[r.STAN]; !ok || r.Received.After(old.at) {
@@ -405,6 +416,8 @@ type Adapter struct {
 	next frontend.Processor
 	sess *Sessions
 	log  zerolog.Logger
+	// content keys the requests' content fingerprints (Config.ContentKey).
+	content *contentKey
 }
 
 // NewAdapter returns the adapter in front of next (the pipeline).
@@ -433,7 +446,7 @@ func NewAdapter(cfg Config, next frontend.Processor) *Adapter {
 	if cfg.Sessions == nil {
 		cfg.Sessions = NewSessions()
 	}
-	return &Adapter{cfg: cfg, next: next, sess: cfg.Sessions, log: cfg.Logger}
+	return &Adapter{cfg: cfg, next: next, sess: cfg.Sessions, log: cfg.Logger, content: newContentKey(cfg.ContentKey)}
 }
 
 // decodeAnswerable decodes a message and the terminal and STAN an answer needs; a
@@ -587,13 +600,14 @@ func (a *Adapter) Process(ctx context.Context, c *frontend.Conn, body []byte) (f
 		// requests wait for the sign-in the header asks for.
 		identity = boundIdentity(term)
 	}
-	m, err := toPipeline(f, k, s, identity, track2, pin, a.cfg.Now())
+	m, err := toPipeline(f, k, s, identity, track2, pin, a.cfg.Now(), a.content)
 	if err != nil {
 		return refuse(err)
 	}
 	inner := *c
 	inner.Dialect = message.DialectASCII
 	inner.MACVerified = true // F64 verified above, under the MAK (its grace version included)
+	inner.ContentSum = m.sum // journaled with the request (its first record)
 	resp, err := a.next.Process(ctx, &inner, m.body)
 	if err != nil {
 		return frontend.Response{}, err

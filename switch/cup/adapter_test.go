@@ -64,6 +64,9 @@ type fakePipeline struct {
 	rc   string
 	// reason, when set, is the DE 48 reason (RS) of the answer.
 	reason string
+	// sums are the content fingerprints the adapter gave with each request
+	// (frontend.Conn.ContentSum).
+	sums []uint64
 }
 
 func (p *fakePipeline) Process(_ context.Context, c *frontend.Conn, body []byte) (frontend.Response, error) {
@@ -76,6 +79,7 @@ func (p *fakePipeline) Process(_ context.Context, c *frontend.Conn, body []byte)
 	}
 	p.mu.Lock()
 	p.reqs = append(p.reqs, req)
+	p.sums = append(p.sums, c.ContentSum)
 	rc, reason := p.rc, p.reason
 	p.mu.Unlock()
 	if rc == "" {

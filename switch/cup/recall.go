@@ -51,7 +51,7 @@ func (a *Adapter) recall(ctx context.Context, s *session, tid, stan string, from
 	}
 	var found *journal.Record
 	err := a.cfg.Journal.Scan(ctx, journal.Query{TID: tid, From: from, To: to}, func(r *journal.Record) bool {
-		if r.STAN == stan && (r.MTI == "0100" || r.MTI == "0200" || r.MTI == "0220") && r.DE7 != "" && (found == nil || r.Received.After(found.Received)) {
+		if r.STAN == stan && stanRecord(r) && (found == nil || r.Received.After(found.Received)) {
 			found = r
 		}
 		return true
@@ -96,7 +96,7 @@ func (a *Adapter) restore(ctx context.Context, s *session, tid string, from time
 	latest := map[string]*journal.Record{}
 	var order []string
 	err := a.cfg.Journal.Scan(ctx, journal.Query{TID: tid, From: from, To: to}, func(r *journal.Record) bool {
-		if r.STAN == "" || r.DE7 == "" || (r.MTI != "0100" && r.MTI != "0200" && r.MTI != "0220") {
+		if !stanRecord(r) {
 			return true
 		}
 		if old, ok := latest[r.STAN]; !ok {

@@ -1,9 +1,11 @@
 package cup
 
 import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
-	"hash/maphash"
 	"strconv"
 	"strings"
 	"time"
@@ -104,6 +106,9 @@ type mapped struct {
 	kind Kind
 	body []byte // the ASCII request
 	de7  string // the DE 7 it was given (a resend of the STAN gets the same)
+	// sum is the fingerprint of the request's content to journal with it
+	// (frontend.Conn.ContentSum): 0 when none, or when the key is not stable.
+	sum uint64
 }
 
 // mapError is a request that cannot be mapped: answered with rc (30 for a format
@@ -130,8 +135,9 @@ func formatErr(field int, format string, args ...any) *mapError {
 // F52 bound to the PAN (see Adapter.pinBlock). s is the terminal's session (its DE 48
 // identity and the DE 7 of its STANs); it is updated.
 // identity is the DE 48 identity tags to send: the sign-in's (s.tlv), or what the
-// adapter put in their place (boundIdentity).
-func toPipeline(f *Frame, k Kind, s *session, identity, track2 string, pin []byte, now time.Time) (mapped, error) {
+// adapter put in their place (boundIdentity). ck keys the fingerprint of the
+// request's content (contentKey.sum).
+func toPipeline(f *Frame, k Kind, s *session, identity, track2 string, pin []byte, now time.Time, ck *contentKey) (mapped, error) {
 	stan, tid := f.Str(11), f.Str(41)
 	m := mapped{kind: k}
 	de7 := message.FormatDE7(now)
@@ -147,6 +153,7 @@ func toPipeline(f *Frame, k Kind, s *session, identity, track2 string, pin []byt
 		entry = "000" // as the pipeline is given it (below)
 	}
 	var sum uint64
+	resend := false
 	switch k.Original {
 	case "stan", "stan61":
 		orig, err := originalSTAN(f, k)
@@ -184,9 +191,13 @@ func toPipeline(f *Frame, k Kind, s *session, identity, track2 string, pin []byt
 		stan = uploadSTAN(f)
 		b.Set(3, k.ASCIIProc).Set(38, strings.TrimSpace(f.Str(38)))
 	default:
-		sum = contentSum(f, track2, tags)
+		sum = ck.sum(f, track2, tags[message.TagQRCode])
 		if e, ok := s.stans[stan]; ok && e.mti == k.ASCIIMTI && e.proc == k.ASCIIProc && e.amount == amount {
-			if e.sum != 0 && e.sum != sum || e.sum == 0 && e.entry != "" && e.entry != entry {
+			esum := e.sum
+			if e.journaled && !ck.stable {
+				esum = 0 // made under the stable key, which this adapter does not have
+			}
+			if esum != 0 && esum != sum || esum == 0 && e.entry != "" && e.entry != entry {
 				// The STAN, type and amount of an earlier request, but not its
 				// card, entry mode, chip data...: another transaction, never
 				// given the other's answer. The first stays remembered, so that
@@ -194,14 +205,21 @@ func toPipeline(f *Frame, k Kind, s *session, identity, track2 string, pin []byt
 				return m, &mapError{rc: message.RCDuplicate, field: 11, reason: fmt.Sprintf(
 					"STAN %s was used by another %s of the same amount (received %s): not a resend", stan, k.Name, e.at.UTC().Format(time.RFC3339))}
 			}
-			de7 = e.de7 // a resend: the same key, so the pipeline answers it as a duplicate
+			// A resend: the same key, so the pipeline answers it as a duplicate.
+			// The entry stays the first's (an entry read from the journal without
+			// a fingerprint does not take this one's: the pipeline may yet find
+			// the card other, 94).
+			de7, resend = e.de7, true
 		}
 		b.Set(3, k.ASCIIProc)
 	}
-	if k.Original == "" || k.Original == "rrn" {
+	if (k.Original == "" || k.Original == "rrn") && !resend {
 		s.remember(stan, stanEntry{mti: k.ASCIIMTI, proc: k.ASCIIProc, de7: de7, amount: amount, at: now, entry: entry, sum: sum})
 	}
 	m.de7 = de7
+	if ck.stable {
+		m.sum = sum
+	}
 	localTime, localDate := now.UTC().Format("150405"), now.UTC().Format("0102")
 	if k.Original == "offline" { // the card's, in the advice to the issuer
 		localTime, localDate = f.Str(12), f.Str(13)
@@ -270,47 +288,102 @@ func toPipeline(f *Frame, k Kind, s *session, identity, track2 string, pin []byt
 	return m, nil
 }
 
-// contentSeed keys contentSum: per process, as the sums live in the sessions' memory
-// only.
-var contentSeed = maphash.MakeSeed()
+// ContentKeyLabel is the purpose label under which the switch derives
+// Config.ContentKey from its card hash key (pipeline.DerivedKey): the key of the
+// requests' content fingerprints (contentKey.sum), a hash domain of its own.
+const ContentKeyLabel = "switchyard cup request content v1"
 
-// contentFields are the fields of a card request that contentSum covers besides the
-// clear track 2 and F59's payment code: what tells one transaction from another of
-// the same STAN, type and amount, and what a terminal's resend (the same message
+// contentKey keys the fingerprints of card requests' content (sum): HMAC-SHA256,
+// its key's inner and outer blocks made once.
+type contentKey struct {
+	ipad, opad [sha256.BlockSize]byte
+	// stable: the key is Config.ContentKey, the same after a restart and on every
+	// node, so that the fingerprints go to the journal (journal.Record.ContentSum)
+	// and those read back from it compare with the new ones. Without it the key is
+	// the process's (processContentKey): the fingerprints are compared in memory
+	// only.
+	stable bool
+}
+
+// processContentKey keys the fingerprints of an adapter without Config.ContentKey:
+// per process, as such fingerprints live in the sessions' memory only (the
+// sessions are shared by the listeners, so all adapters of the process share it).
+var processContentKey = func() []byte {
+	k := make([]byte, 32)
+	_, _ = rand.Read(k) // crypto/rand.Read does not fail (it crashes the program)
+	return k
+}()
+
+// newContentKey returns the content key of key (nil: the process's, not stable).
+func newContentKey(key []byte) *contentKey {
+	k := &contentKey{stable: len(key) > 0}
+	if !k.stable {
+		key = processContentKey
+	}
+	if len(key) > sha256.BlockSize {
+		h := sha256.Sum256(key)
+		key = h[:]
+	}
+	for i := range k.ipad {
+		var b byte
+		if i < len(key) {
+			b = key[i]
+		}
+		k.ipad[i], k.opad[i] = b^0x36, b^0x5c
+	}
+	return k
+}
+
+// contentFields are the fields of a card request that the fingerprint covers besides
+// the clear track 2 and F59's payment code: what tells one transaction from another
+// of the same STAN, type and amount, and what a terminal's resend (the same message
 // again) repeats as it is. Left out: F52 and F64 (a sign-in between the first try
 // and the resend changes the PIN and MAC keys), F53, F59's other tags (the
 // terminal's place and SIM, read afresh), F60 after 60.1, F62, F63 and F35 as sent
 // (encrypted under the TDK, which a sign-in changes: the clear track stands for it).
-var contentFields = []int{2, 3, 12, 13, 14, 22, 23, 25, 37, 38, 49, 55, 61}
+var contentFields = [...]int{2, 3, 12, 13, 14, 22, 23, 25, 37, 38, 49, 55, 61}
 
-// contentSum is the fingerprint of request f's content (contentFields, the clear
-// track 2 and F59's payment code; 60.1 and F4 are compared on their own): a keyed
-// 64-bit hash under a per-process seed, so that the session keeps no card data, only
-// this number. Two requests of one STAN with different sums are two transactions.
-func contentSum(f *Frame, track2 string, tags map[string]string) uint64 {
-	var h maphash.Hash
-	h.SetSeed(contentSeed)
-	var n [3]byte
-	put := func(id int, v string) {
-		n[0], n[1], n[2] = byte(id), byte(len(v)>>8), byte(len(v))
-		h.Write(n[:])
-		h.WriteString(v)
+// contentInput is the room the fingerprint's input takes on the stack: the key
+// block and every field at its longest but F55 (up to 255 bytes) and F61 fit; a
+// longer input goes to the heap.
+const contentInput = 1024
+
+// sum is the fingerprint of request f's content (contentFields, the clear track 2
+// and F59's payment code qrCode; 60.1 and F4 are compared on their own): the first
+// 64 bits of HMAC-SHA256 under the key, over each field as its number, its length
+// (2 bytes) and its bytes, so that the session and the journal keep no card data,
+// only this number. Two requests of one STAN with different sums are two
+// transactions. It is computed once per request and, but for the fields' reads,
+// allocates nothing (TestContentSumAllocations). Never 0 (0 means none).
+func (k *contentKey) sum(f *Frame, track2, qrCode string) uint64 {
+	var buf [contentInput]byte
+	b := append(buf[:0], k.ipad[:]...)
+	put := func(b []byte, id int, v string) []byte {
+		b = append(b, byte(id), byte(len(v)>>8), byte(len(v)))
+		return append(b, v...)
 	}
 	for _, id := range contentFields {
 		switch {
 		case !f.Has(id):
 		case id == 55: // binary
-			b := f.Bytes(55)
-			n[0], n[1], n[2] = 55, byte(len(b)>>8), byte(len(b))
-			h.Write(n[:])
-			h.Write(b)
+			v := f.Bytes(55)
+			b = append(b, 55, byte(len(v)>>8), byte(len(v)))
+			b = append(b, v...)
 		default:
-			put(id, f.Str(id))
+			b = put(b, id, f.Str(id))
 		}
 	}
-	put(35, track2)
-	put(59, tags[message.TagQRCode])
-	return h.Sum64()
+	b = put(b, 35, track2)
+	b = put(b, 59, qrCode)
+	inner := sha256.Sum256(b)
+	var outer [sha256.BlockSize + sha256.Size]byte
+	copy(outer[:], k.opad[:])
+	copy(outer[sha256.BlockSize:], inner[:])
+	mac := sha256.Sum256(outer[:])
+	if v := binary.BigEndian.Uint64(mac[:8]); v != 0 {
+		return v
+	}
+	return 1
 }
 
 // partialOK reports whether F60 says the terminal accepts a partial approval: 60.6,

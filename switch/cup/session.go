@@ -150,12 +150,16 @@ type stanEntry struct {
 	at             time.Time
 	// entry is the request's POS entry mode (DE 22, 3 digits; "" unknown).
 	entry string
-	// sum is the fingerprint of the request's content (contentSum; never the clear
-	// card), 0 when the entry was read from the journal (restore, vouch, recall,
-	// NoteRemote), which keeps no such fingerprint: a request of the STAN, MTI,
-	// processing code and amount with another sum is another transaction (94), not
-	// a resend.
+	// sum is the fingerprint of the request's content (contentKey.sum; never the
+	// clear card): a request of the STAN, MTI, processing code and amount with
+	// another sum is another transaction (94), not a resend. An entry read from the
+	// journal (restore, vouch, recall, NoteRemote) has the record's
+	// (journal.Record.ContentSum, under Config.ContentKey), 0 for a record written
+	// without one (by an earlier version): its entry mode is compared instead.
 	sum uint64
+	// journaled: the entry was read from the journal (entryOf), its sum made under
+	// the stable key (compared only by an adapter that has it).
+	journaled bool
 }
 
 // isSignedIn reports whether the terminal signed in since the switch started (false
@@ -228,7 +232,7 @@ func (ss *Sessions) open(tid string) *session {
 // read (the session's mutex is held for map updates only). A record of another kind,
 // or without STAN or DE 7, is ignored.
 func (ss *Sessions) NoteRemote(rec *journal.Record) {
-	if rec.STAN == "" || rec.DE7 == "" || rec.MTI != "0100" && rec.MTI != "0200" && rec.MTI != "0220" {
+	if !stanRecord(rec) {
 		return
 	}
 	s := ss.get(rec.TID)
@@ -242,9 +246,20 @@ func (ss *Sessions) NoteRemote(rec *journal.Record) {
 	}
 }
 
+// stanRecord reports whether journal record r is a card request (0100, 0200,
+// 0220) that a terminal's STAN stands for: with a STAN and a DE 7, and owning its
+// duplicate key. A request the pipeline answered 94 for reusing another's DE 41 +
+// 11 + 7 with other content (journal.Record.OwnsDupKey) carries the first's DE 7
+// but is not the STAN's request: taken as the latest of its STAN, its fingerprint
+// would make the first's own resend a 94.
+func stanRecord(r *journal.Record) bool {
+	return r.STAN != "" && r.DE7 != "" && (r.MTI == "0100" || r.MTI == "0200" || r.MTI == "0220") && r.OwnsDupKey()
+}
+
 // entryOf is the stanEntry of a journaled card request.
 func entryOf(r *journal.Record) stanEntry {
-	return stanEntry{mti: r.MTI, proc: r.ProcCode, de7: r.DE7, amount: fmt.Sprintf("%012d", r.RequestedAmount()), at: r.Received, entry: r.EntryMode}
+	return stanEntry{mti: r.MTI, proc: r.ProcCode, de7: r.DE7, amount: fmt.Sprintf("%012d", r.RequestedAmount()), at: r.Received, entry: r.EntryMode,
+		sum: r.ContentSum, journaled: true}
 }
 
 func (ss *Sessions) close(tid string) {

@@ -119,3 +119,98 @@ func TestSTANReusedByAnotherTransaction(t *testing.T) {
 		t.Errorf("the swiped sale read from the journal sent again: %s, DE 7 %s; want the journal's %s", Summary(ans), p.last().DE7, restored.DE7)
 	}
 }
+
+// TestSTANReusedAfterRestart: with Config.ContentKey (the switch derives it from its
+// card hash key) the fingerprint of a request's content goes to the pipeline with
+// the request (frontend.Conn.ContentSum, which it journals), the same from any
+// adapter under that key (another node, a restarted switch). A session that reads
+// the request back from the journal (a new adapter and session store: a restart)
+// compares it: the same card's second chip transaction of the STAN and amount (another
+// cryptogram, same entry mode) is answered 94, nothing forwarded, where it was given
+// the first's DE 7 (and so its approval); the first sent again still gets its DE 7.
+// A record the pipeline answered 94 under that DE 7 (journal.Record.OwnsDupKey) is not
+// taken for the STAN's request. A record without a fingerprint (an earlier version's)
+// is compared as before, by entry mode; so is one read by an adapter without the key.
+// The fingerprint allocates nothing.
+func TestSTANReusedAfterRestart(t *testing.T) {
+	mak := []byte("0123456789ABCDEF")
+	key := []byte("a key derived from the card hash key")
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	clock := now
+	term := &Terminal{TID: "T0000001", MID: "000000000000001", mak: mak, batch: "000007",
+		TPDU: TPDU{0x60, 0, 3, 0, 0}, Header: Header{0x60, 0x31, 0, 0x31, 0, 0}}
+	conn := &frontend.Conn{Listener: "cup", Dialect: message.DialectCUP}
+	const card = "6225880212345678"
+	sale := func(stan, arqc string) *Frame {
+		t.Helper()
+		f, err := term.Build(Txn{Kind: "sale", PAN: card, Expiry: "2912", Amount: 1000, STAN: stan})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := hex.DecodeString("9F2608" + arqc + "9F3602000C" + "9F0206000000001000")
+		f.SetBytes(55, b)
+		return f
+	}
+	adapter := func(key []byte, j Journal) (*Adapter, *fakePipeline) {
+		p := &fakePipeline{}
+		return NewAdapter(Config{HSM: &fakeHSM{mak: mak}, Terminals: fakeTerminals{}, Journal: j, Refusals: &fakeRefusals{},
+			ContentKey: key, Now: func() time.Time { return clock }}, p), p
+	}
+	lastSum := func(p *fakePipeline) uint64 { p.mu.Lock(); defer p.mu.Unlock(); return p.sums[len(p.sums)-1] }
+	forwarded := func(p *fakePipeline) int { p.mu.Lock(); defer p.mu.Unlock(); return len(p.reqs) }
+
+	// Before the restart: the first sale, its fingerprint given to the pipeline.
+	first := sale("000321", "1111111111111111")
+	a1, p1 := adapter(key, nil)
+	if ans := exchange(t, a1, conn, first, term.MACOf); ans.Str(39) != "00" {
+		t.Fatalf("first sale: %s", Summary(ans))
+	}
+	de7, sum := p1.last().DE7, lastSum(p1)
+	if sum == 0 {
+		t.Fatal("no content fingerprint given to the pipeline with a ContentKey")
+	}
+	// Another node (its own sessions, the same key) fingerprints it alike.
+	if other, p := adapter(key, nil); exchange(t, other, conn, first, term.MACOf).Str(39) != "00" || lastSum(p) != sum {
+		t.Errorf("the same request on another adapter under the key: fingerprint %x, want %x", lastSum(p), sum)
+	}
+	// Without the key nothing is journaled.
+	if nokey, p := adapter(nil, nil); exchange(t, nokey, conn, first, term.MACOf).Str(39) != "00" || lastSum(p) != 0 {
+		t.Errorf("an adapter without ContentKey gave the pipeline fingerprint %x, want none", lastSum(p))
+	}
+
+	rec := &journal.Record{RRN: "000000000321", TID: term.TID, MTI: "0200", ProcCode: "000000", STAN: "000321",
+		DE7: de7, Amount: 1000, EntryMode: first.Str(22)[:3], RC: "00", Received: clock, ContentSum: sum}
+	// A later request the pipeline answered 94 under the same DE 7 (another card,
+	// which the adapter let through): not the STAN's request.
+	other94 := &journal.Record{RRN: "000000000322", TID: term.TID, MTI: "0200", ProcCode: "000000", STAN: "000321",
+		DE7: de7, Amount: 1000, EntryMode: rec.EntryMode, RC: "94", Received: clock.Add(time.Second), ContentSum: sum + 1}
+	// A request of an earlier version: no fingerprint.
+	old := &journal.Record{RRN: "000000000500", TID: term.TID, MTI: "0200", ProcCode: "000000", STAN: "000500",
+		DE7: "1206114000", Amount: 1000, EntryMode: rec.EntryMode, RC: "00", Received: clock}
+	clock = clock.Add(10 * time.Minute) // the restart
+
+	a2, p2 := adapter(key, recordsJournal{rec, other94, old})
+	before := forwarded(p2)
+	if ans := exchange(t, a2, conn, sale("000321", "2222222222222222"), term.MACOf); ans.Str(39) != "94" || forwarded(p2) != before {
+		t.Errorf("after the restart, the same card's next chip sale reusing STAN 000321 and the amount: %s, forwarded %v; want 94, nothing forwarded",
+			Summary(ans), forwarded(p2) != before)
+	}
+	if ans := exchange(t, a2, conn, first, term.MACOf); ans.Str(39) != "00" || p2.last().DE7 != de7 {
+		t.Errorf("after the restart, the first sale sent again: %s, DE 7 %s; want the first's %s (the pipeline's duplicate)", Summary(ans), p2.last().DE7, de7)
+	}
+	if ans := exchange(t, a2, conn, sale("000500", "3333333333333333"), term.MACOf); ans.Str(39) != "00" || p2.last().DE7 != old.DE7 {
+		t.Errorf("a STAN of a record without fingerprint, same entry mode: %s, DE 7 %s; want the record's %s, as before (the pipeline compares the card)",
+			Summary(ans), p2.last().DE7, old.DE7)
+	}
+	// An adapter without the key cannot compare the journal's fingerprint: by
+	// entry mode, as before.
+	a3, p3 := adapter(nil, recordsJournal{rec})
+	if ans := exchange(t, a3, conn, sale("000321", "2222222222222222"), term.MACOf); ans.Str(39) != "00" || p3.last().DE7 != de7 {
+		t.Errorf("without the key, a STAN read from the journal: %s, DE 7 %s; want %s (entry mode compared)", Summary(ans), p3.last().DE7, de7)
+	}
+
+	ck := newContentKey(key)
+	if n := testing.AllocsPerRun(100, func() { ck.sum(first, card+"=2912101", "") }); n != 0 {
+		t.Errorf("a request's fingerprint took %v allocations, want 0", n)
+	}
+}

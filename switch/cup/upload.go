@@ -172,7 +172,7 @@ func (a *Adapter) captureOffline(ctx context.Context, c *frontend.Conn, f *Frame
 	if err != nil {
 		return refuse(err)
 	}
-	m, err := toPipeline(f, offlineSale, s, identity, track2, nil, now)
+	m, err := toPipeline(f, offlineSale, s, identity, track2, nil, now, a.content)
 	if err != nil {
 		return refuse(err)
 	}

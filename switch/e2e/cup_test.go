@@ -713,6 +713,57 @@ func TestCUPResendAfterRestart(t *testing.T) {
 	}
 }
 
+// TestCUPSTANReusedAfterRestart: two chip sales of the same card, STAN and amount
+// (the terminal's STAN counter started again) with a restart between them. The
+// restarted switch reads the first back from the journal, with the fingerprint of
+// its content (journal.Record.ContentSum, keyed from the card hash key): the second,
+// another cryptogram in F55, is another transaction and is answered 94
+// duplicate-stan-other-content, nothing authorized; the first sent again still gets
+// its first answer. Until the fix the journal kept no fingerprint, the entry mode and
+// the card matched, and the second got the first's approval: goods handed over
+// unpaid.
+func TestCUPSTANReusedAfterRestart(t *testing.T) {
+	term, s1, restart := cupRestartable(t)
+	chip := func(arqc string) *cup.Frame {
+		t.Helper()
+		f, err := term.Build(cup.Txn{Kind: "sale", PAN: cupCard, Expiry: cupCardExp, Amount: 6400, PIN: "1234", STAN: "000777"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Set(22, "051")
+		icc, _ := hex.DecodeString("9F2608" + arqc + "9F270180" + "9F3602000C" + "9F0206000000006400")
+		f.SetBytes(55, icc)
+		return f
+	}
+	first := chip("1111111111111111")
+	ans1, err := term.Exchange(first, true)
+	if err != nil || ans1.Str(39) != "00" {
+		t.Fatalf("first chip sale: %v %s", err, cup.Summary(ans1))
+	}
+	if rec, err := s1.Journal.Get(ans1.Str(37)); err != nil || rec.ContentSum == 0 {
+		t.Fatalf("the first sale's record carries no content fingerprint (%v)", err)
+	}
+	s2 := restart()
+	ans2, err := term.Exchange(chip("2222222222222222"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ans2.Str(39) != "94" || ans2.Str(38) != "" || ans2.Str(37) == ans1.Str(37) {
+		t.Fatalf("after the restart, the same card's next chip sale under STAN 000777 and the same amount: %s; want 94, not the first's approval (RRN %s)",
+			cup.Summary(ans2), ans1.Str(37))
+	}
+	if rec, err := s2.Journal.Get(ans2.Str(37)); err != nil || rec.RC != "94" || rec.Reason != "duplicate-stan-other-content" {
+		t.Errorf("the second sale's record: %+v, %v; want 94 duplicate-stan-other-content", rec, err)
+	}
+	again, err := term.Exchange(first, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Str(39) != "00" || again.Str(37) != ans1.Str(37) || again.Str(38) != ans1.Str(38) {
+		t.Fatalf("the first sale resent after the restart: %s, want the first answer (RRN %s, approval %s)", cup.Summary(again), ans1.Str(37), ans1.Str(38))
+	}
+}
+
 // TestCUPSignInAnswerRRN: the sign-in's answer (0810) carries F37, the switch's RRN,
 // as the shared spec lists it; a second sign-in gets another. Until 5 December 2026
 // it had none.

@@ -51,6 +51,14 @@ type Conn struct {
 	// that of its sign-in, which carries none): the pipeline records the terminal
 	// as seen (its last-seen), nothing more. A listener never sets it.
 	SessionProven bool
+	// ContentSum is set by a dialect adapter (switch/cup) on the copy of the Conn
+	// with which it hands the pipeline one card request: the fingerprint of the
+	// request's content, keyed so that it is the same on every node and after a
+	// restart (never card data), which the pipeline writes in the request's
+	// journal record (journal.Record.ContentSum) for the adapter to tell a resend
+	// of it from another transaction reusing its STAN. 0: none. A listener never
+	// sets it.
+	ContentSum uint64
 }
 
 // Response is the answer to one request.

@@ -78,7 +78,7 @@ func (r *Record) AppendBinary(b []byte) ([]byte, error) {
 	// December 2026 skipped them), so the version stays 1.
 	// Each optional field is written when it or one after it is set, so that the
 	// decoder reads them in order.
-	var set = [...]bool{r.Label != "", r.QR != "", r.CompletedBy != "", r.KSN != "", r.Rev != 0, r.RefundedTo != 0, r.OwedBy != "", r.Requested != 0, r.Offline, len(r.SealedPAN) > 0, !r.Written.IsZero(), len(r.SealedICC) > 0, len(r.SealedExpiry) > 0, r.CaptureKey != ""}
+	var set = [...]bool{r.Label != "", r.QR != "", r.CompletedBy != "", r.KSN != "", r.Rev != 0, r.RefundedTo != 0, r.OwedBy != "", r.Requested != 0, r.Offline, len(r.SealedPAN) > 0, !r.Written.IsZero(), len(r.SealedICC) > 0, len(r.SealedExpiry) > 0, r.CaptureKey != "", r.ContentSum != 0}
 	n := 0 // how many are written: up to the last one set
 	for i, v := range set {
 		if v {
@@ -133,6 +133,15 @@ func (r *Record) AppendBinary(b []byte) ([]byte, error) {
 	}
 	if n > 13 {
 		e.str(r.CaptureKey)
+	}
+	if n > 14 {
+		var sum [8]byte
+		if r.ContentSum != 0 {
+			binary.BigEndian.PutUint64(sum[:], r.ContentSum)
+			e.bytes(sum[:])
+		} else {
+			e.bytes(nil)
+		}
 	}
 	e.b = append(e.b, r.Unknown...)
 	return e.b, nil
@@ -280,6 +289,13 @@ func (r *Record) UnmarshalBinary(b []byte) error {
 	}
 	if d.err == nil && len(d.b) > 0 {
 		r.CaptureKey = d.str()
+	}
+	if d.err == nil && len(d.b) > 0 {
+		// 8 bytes, or none (0). Another length (no version writes one) is read as
+		// none: the request's STAN is then compared as a record without it is.
+		if f := d.raw(); len(f) == 8 {
+			r.ContentSum = binary.BigEndian.Uint64(f)
+		}
 	}
 	if d.err == nil && len(d.b) > 0 {
 		// Fields of a newer version: kept as they are (see Record.Unknown).

@@ -3,6 +3,7 @@ package journal
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"path/filepath"
 	"reflect"
 	"testing"
@@ -75,6 +76,40 @@ func TestCodecQR(t *testing.T) {
 	}
 }
 
+// TestCodecContentSum: a cup request's content fingerprint is kept after
+// CaptureKey, as 8 bytes and only when set: a record without it encodes as before
+// (a record written by an earlier version decodes with 0), one with it starts with
+// the same bytes, and every earlier optional field is kept beside it.
+func TestCodecContentSum(t *testing.T) {
+	r := sample("000000000004", time.Unix(1700000000, 0), "T0000001")
+	without, _ := r.MarshalBinary()
+	for _, sum := range []uint64{1, 0x8000000000000000, 0xfedcba9876543210} {
+		r.ContentSum = sum
+		with, _ := r.MarshalBinary()
+		if len(with) <= len(without) || !bytes.Equal(with[:len(without)], without) {
+			t.Fatalf("sum %x: with it:\n%x\nwithout:\n%x", sum, with, without)
+		}
+		var back Record
+		if err := back.UnmarshalBinary(with); err != nil || back.ContentSum != sum || back.Unknown != nil {
+			t.Fatalf("sum %x back %x, unknown %x: %v", sum, back.ContentSum, back.Unknown, err)
+		}
+	}
+	r.ContentSum, r.CaptureKey, r.Label = 0, "", ""
+	var back Record
+	if err := back.UnmarshalBinary(without); err != nil || back.ContentSum != 0 {
+		t.Fatalf("a record without it: sum %x: %v", back.ContentSum, err)
+	}
+	r.Label, r.CaptureKey, r.ContentSum = "x", "ck", 42
+	b, _ := r.MarshalBinary()
+	back = Record{}
+	if err := back.UnmarshalBinary(b); err != nil || back.Label != "x" || back.CaptureKey != "ck" || back.ContentSum != 42 {
+		t.Fatalf("with the fields before it: %+v: %v", back, err)
+	}
+	if j, _ := json.Marshal(r); bytes.Contains(j, []byte("42")) && bytes.Contains(j, []byte("content")) {
+		t.Fatalf("the fingerprint is in the record's JSON: %s", j)
+	}
+}
+
 // TestCodecKeepsNewerFields: fields a newer version appends after the last one this
 // version knows survive this version's decoding and re-encoding (a rolling upgrade's
 // older node rewriting a newer node's record), whichever known fields are set.
@@ -96,6 +131,7 @@ func TestCodecKeepsNewerFields(t *testing.T) {
 	e.bytes(nil)        // SealedICC
 	e.bytes(nil)        // SealedExpiry
 	e.str("")           // CaptureKey
+	e.bytes(nil)        // ContentSum
 	known := len(e.b)
 	e.str("a newer field")
 	e.int(42)

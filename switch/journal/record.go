@@ -219,6 +219,20 @@ type Record struct {
 	// the first one's duplicate, on every node of a cluster and after a restart.
 	// Encoded after SealedExpiry, only when set (since 6 December 2026).
 	CaptureKey string `json:"capture_key,omitempty"`
+	// ContentSum is, on a cup request's record (0100, 0200, 0220 of the cup
+	// dialect, switch/cup), the fingerprint of the request's content as the
+	// adapter computed it (the first 64 bits of an HMAC-SHA256 under a key derived
+	// from the card hash key, cup.ContentKeyLabel, over the fields that tell one
+	// transaction from another: never card data, and of no use without the key):
+	// the same on every node of a cluster and after a restart, so that a request
+	// reusing the STAN, type and amount of this one with other content is told
+	// from its resend (94) when the adapter reads this record back from the
+	// journal. Set on the request's first record and kept by every later version.
+	// 0 on other records and in records written before it (their STANs are
+	// compared by entry mode and card, as before). Never in the record's JSON.
+	// Encoded after CaptureKey as 8 bytes, only when set (since the third release
+	// of 6 December 2026).
+	ContentSum uint64 `json:"-"`
 	// Unknown is the encoding of the trailing fields after the last one this
 	// version knows: fields a newer version wrote. Decoding keeps them and
 	// encoding writes them back after the known ones, so that during a rolling

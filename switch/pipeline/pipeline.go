@@ -830,6 +830,7 @@ func (p *Pipeline) newRecord(t *txn) error {
 		p.newQRRecord(t)
 	}
 	rec.Amount, rec.Currency, rec.EntryMode = r.Amount, r.Currency, r.EntryMode
+	rec.ContentSum = t.conn.ContentSum // a cup request's fingerprint (frontend.Conn.ContentSum)
 	if l := r.TLV.Label; l != "" && len(l) <= maxLabel {
 		rec.Label = l
 	}

@@ -18,6 +18,13 @@ const (
 	expirySealAD = "expiry"
 )
 
+// DerivedKey returns the 32-byte key derived from the card hash key for purpose
+// label (seal.Key: HMAC-SHA256 of the label under the card hash key): the same on
+// every node of a cluster and after a restart, and of no use to tell the card hash
+// key, so that a component keying its own hash (the cup adapter's content
+// fingerprints, cup.ContentKeyLabel) need not hold the card hash key itself.
+func (p *Pipeline) DerivedKey(label string) []byte { return seal.Key(p.cfg.CardHashKey, label) }
+
 // sealer encrypts the card data that must wait on disk (an advice's PAN, expiry and
 // chip data, in the store-and-forward queue and an offline capture's record) with
 // AES-256-GCM under a key derived from the card hash key (HMAC-SHA256 with a purpose

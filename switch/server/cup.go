@@ -20,7 +20,10 @@ func newCUPAdapter(lc config.Listener, s *Server) *cup.Adapter {
 		Logger:          s.log.With().Str("component", "cup").Str("listener", lc.Name).Logger(),
 		Answered:        func(mti, rc string) { s.Metrics.Transactions.WithLabelValues(mti, rc, "", "cup").Inc() },
 		UploadUnmatched: func(reason string) { s.Metrics.CUPUploadsUnmatched.WithLabelValues(reason).Inc() },
-		KeyRefused:      func(reason string) { s.Metrics.CUPKeyRefusals.WithLabelValues(reason).Inc() }}
+		KeyRefused:      func(reason string) { s.Metrics.CUPKeyRefusals.WithLabelValues(reason).Inc() },
+		// The requests' content fingerprints are journaled: keyed alike on every
+		// node and across restarts, from the card hash key.
+		ContentKey: s.Pipeline.DerivedKey(cup.ContentKeyLabel)}
 	if lc.CUP != nil {
 		cfg.MAC, _ = cup.ParseMAC(lc.CUP.MAC)
 		cfg.AcquirerID = lc.CUP.AcquirerID

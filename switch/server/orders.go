@@ -89,6 +89,7 @@ const (
 	noteOtherMch    = "other-merchant"    // paid to another merchant than the order's: 409
 	noteBadSig      = "bad-signature"     // 401
 	noteStale       = "stale"             // 401: notify_time further than qr.notify_max_age from the clock
+	noteUndated     = "undated"           // 401: no notify_time from a network whose connector requires it
 	noteInvalid     = "invalid"           // unreadable, or a network without a connector: 400
 	noteUnavailable = "not-configured"    // no secret: 503
 	noteError       = "error"             // not recorded (500): the network repeats it
@@ -139,7 +140,7 @@ func (s *Server) newOrderDesk() (*orderDesk, error) {
 		}
 	}
 	notified := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchyard_qr_notifications_total",
-		Help: "Merchant-presented QR payment notifications, by network (empty before it is known to have a connector) and outcome (paid, late, refused, repeat, other-transaction, order-not-found, other-merchant, bad-signature, stale, invalid, not-configured, error)."},
+		Help: "Merchant-presented QR payment notifications, by network (empty before it is known to have a connector) and outcome (paid, late, refused, repeat, other-transaction, order-not-found, other-merchant, bad-signature, stale, undated, invalid, not-configured, error)."},
 		[]string{"network", "outcome"})
 	if err := s.Metrics.Registry.Register(notified); err != nil {
 		return nil, fmt.Errorf("qr orders: metrics: %w", err)
@@ -278,6 +279,17 @@ func (d *orderDesk) notifyMaxAge() time.Duration {
 	return config.DefaultNotifyMaxAge
 }
 
+// requiresNotifyTime reports whether a network's notifications must carry
+// notify_time: one of its connectors that orders offer sets require_notify_time.
+func (d *orderDesk) requiresNotifyTime(network string) bool {
+	for _, c := range d.cfg.Connectors {
+		if c.Network == network && offered(c) && c.RequireNotifyTime {
+			return true
+		}
+	}
+	return false
+}
+
 // connectorOf returns the wallet connector of a network (the first configured that
 // orders offer).
 func (d *orderDesk) connectorOf(network string) (string, bool) {
@@ -343,7 +355,16 @@ func (d *orderDesk) notify(w http.ResponseWriter, r *http.Request) {
 	// A notification that says when the network sent it is taken only within
 	// qr.notify_max_age of the switch's clock: a captured one replayed later is
 	// refused, as a forged one is. One that says nothing is taken (networks that
-	// do not send it).
+	// do not send it), unless its network's connector requires it
+	// (require_notify_time): a captured one without it could be replayed for ever.
+	if n.NotifyTime == "" && d.requiresNotifyTime(n.Network) {
+		d.count(n.Network, noteUndated)
+		d.refusedLog.Warn().Str("order", n.OrderID).Str("network", n.Network).Str("transaction", n.TransactionID).
+			Msg("payment notification without notify_time from a network whose connector sets require_notify_time (a replay, or a network that does not send it): refused (at most 10 such lines a second)")
+		answer(http.StatusUnauthorized, wallet.Result{Result: wallet.Fail, ErrCode: "NOTIFY_TIME_REQUIRED",
+			ErrMsg: fmt.Sprintf("network %s's notifications must carry notify_time", n.Network)})
+		return
+	}
 	if n.NotifyTime != "" {
 		sent, err := time.Parse(time.RFC3339Nano, n.NotifyTime)
 		if err != nil {

@@ -606,3 +606,60 @@ func TestNotificationNotifyTime(t *testing.T) {
 		}
 	}
 }
+
+// TestNotificationRequireNotifyTime: a network whose connector sets
+// require_notify_time has its notifications without notify_time refused 401
+// NOTIFY_TIME_REQUIRED, counted undated, the order left open and nothing journaled
+// (a captured notification without a time cannot be replayed for ever); with a time
+// within qr.notify_max_age it is taken. Another network's notification without
+// notify_time is taken, as before.
+func TestNotificationRequireNotifyTime(t *testing.T) {
+	_, book := testBook(t)
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	ids := []string{"100000000071", "100000000072"}
+	for _, id := range ids {
+		if err := book.Create(t.Context(), qrorder.Order{ID: id, TID: "T0000001", MID: "000000000000001", Currency: "156",
+			Amount: 900, Created: now, Expires: now.Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	secret := []byte("0123456789abcdef0123")
+	notified := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchyard_qr_notifications_total"}, []string{"network", "outcome"})
+	j := &failingJournal{}
+	d := &orderDesk{book: book, now: func() time.Time { return now }, secret: secret, log: zerolog.Nop(), pipe: j, notified: notified,
+		cfg: config.QR{NotifyMaxAge: config.Duration(5 * time.Minute), Connectors: []config.QRConnector{
+			{ID: "wechat", Network: "wechat", URL: "http://127.0.0.1:1", RequireNotifyTime: true},
+			{ID: "alipay", Network: "alipay", URL: "http://127.0.0.1:2"}}}}
+	send := func(network, id, sent string) (int, wallet.Result) {
+		body, _ := json.Marshal(wallet.Notification{Network: network, OrderID: id, TransactionID: "TX" + id, TotalFee: 900, NotifyTime: sent})
+		r := httptest.NewRequest(http.MethodPost, NotifyPath, bytes.NewReader(body))
+		r.Header.Set(wallet.NotifySignatureHeader, wallet.Sign(secret, body))
+		w := httptest.NewRecorder()
+		d.notify(w, r)
+		var res wallet.Result
+		_ = json.Unmarshal(w.Body.Bytes(), &res)
+		return w.Code, res
+	}
+	for range 2 { // a replay, again
+		if code, res := send("wechat", ids[0], ""); code != http.StatusUnauthorized || res.ErrCode != "NOTIFY_TIME_REQUIRED" {
+			t.Errorf("wechat notification without notify_time: HTTP %d %+v, want 401 NOTIFY_TIME_REQUIRED", code, res)
+		}
+	}
+	if o, err := book.Get(ids[0]); err != nil || o.State != qrorder.Open || len(j.got) != 0 {
+		t.Fatalf("after the refused notifications: %+v %v, journaled %d; want open, nothing journaled", o, err, len(j.got))
+	}
+	if n := testutil.ToFloat64(notified.WithLabelValues("wechat", noteUndated)); n != 2 {
+		t.Errorf("undated notifications counted %v, want 2", n)
+	}
+	if code, res := send("wechat", ids[0], now.Add(-time.Minute).Format(time.RFC3339Nano)); code != http.StatusOK || res.Result != wallet.Success {
+		t.Errorf("wechat notification with a fresh notify_time: HTTP %d %+v, want 200 SUCCESS", code, res)
+	}
+	if code, res := send("alipay", ids[1], ""); code != http.StatusOK || res.Result != wallet.Success {
+		t.Errorf("alipay notification without notify_time (not required): HTTP %d %+v, want 200 SUCCESS", code, res)
+	}
+	for _, id := range ids {
+		if o, err := book.Get(id); err != nil || o.State != qrorder.Paid {
+			t.Errorf("order %s: %+v %v, want paid", id, o, err)
+		}
+	}
+}
