@@ -113,12 +113,12 @@ func TestCUPBehindProxy(t *testing.T) {
 	})
 	const tid = "T0000001"
 	nets := []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")}
-	ch, err := f.s.Registry.RequestChange(registry.Actor{Name: "alice", Role: registry.RoleOperator},
+	ch, err := f.s.Registry.RequestChange(registry.Actor{Name: "demo-operator", Role: registry.RoleOperator},
 		registry.Change{Op: registry.OpTerminalChange, Target: tid, Reason: "behind the LB", TerminalPatch: &registry.TerminalPatch{AllowedNetworks: &nets}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.s.Registry.Approve(registry.Actor{Name: "bob", Role: registry.RoleReviewer}, ch.ID, "ok"); err != nil {
+	if _, err := f.s.Registry.Approve(registry.Actor{Name: "demo-reviewer", Role: registry.RoleReviewer}, ch.ID, "ok"); err != nil {
 		t.Fatal(err)
 	}
 	target := f.s.ListenerAddr("cup-lb")

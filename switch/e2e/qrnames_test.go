@@ -20,12 +20,12 @@ func TestQROrderMerchantNameLatin(t *testing.T) {
 	const mid = "000000000000001"
 	change := func(p registry.MerchantPatch) {
 		t.Helper()
-		req, err := f.s.Registry.RequestChange(registry.Actor{Name: "alice", Role: registry.RoleOperator},
+		req, err := f.s.Registry.RequestChange(registry.Actor{Name: "demo-operator", Role: registry.RoleOperator},
 			registry.Change{Op: registry.OpMerchantChange, Target: mid, MerchantPatch: &p})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := f.s.Registry.Approve(registry.Actor{Name: "bob", Role: registry.RoleReviewer}, req.ID, "ok"); err != nil {
+		if _, err := f.s.Registry.Approve(registry.Actor{Name: "demo-reviewer", Role: registry.RoleReviewer}, req.ID, "ok"); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -30,12 +30,12 @@ func TestProxyProtocolAllowedNetworks(t *testing.T) {
 	s.Start()
 	const tid = "LT000001"
 	nets := []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")}
-	ch, err := s.Registry.RequestChange(registry.Actor{Name: "alice", Role: registry.RoleOperator},
+	ch, err := s.Registry.RequestChange(registry.Actor{Name: "demo-operator", Role: registry.RoleOperator},
 		registry.Change{Op: registry.OpTerminalChange, Target: tid, Reason: "behind the LB", TerminalPatch: &registry.TerminalPatch{AllowedNetworks: &nets}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Registry.Approve(registry.Actor{Name: "bob", Role: registry.RoleReviewer}, ch.ID, "ok"); err != nil {
+	if _, err := s.Registry.Approve(registry.Actor{Name: "demo-reviewer", Role: registry.RoleReviewer}, ch.ID, "ok"); err != nil {
 		t.Fatal(err)
 	}
 	v2 := func(src string) []byte {
