@@ -54,6 +54,9 @@ func newMetrics(reg *prometheus.Registry) (*metrics, error) {
 	for _, r := range []string{"posted", "failed", "not-posted"} {
 		m.webhooks.WithLabelValues(r) // export zeros
 	}
+	for _, c := range []string{"device-compromised", "offline-alert"} {
+		m.suspensions.WithLabelValues(c) // export zeros: an alert's increase() sees the first one
+	}
 	m.waiting.WithLabelValues("memory")
 	m.waiting.WithLabelValues("disk")
 	declines := prometheus.NewCounterVec(prometheus.CounterOpts{

@@ -24,7 +24,7 @@ import (
 // is replaced, with dup3, by a read-only one of the same file, so the next write
 // fails and cutting it back fails too, as with a disk that turns read-only), the
 // server says so: /readyz answers 503 "journal log broken, restart the switch", the
-// gauge switchyard_journal_broken is 1, and one error line asks for a restart; every
+// gauge switchyard_journal_broken is 1 (switchyard_ready 0, 1 before), and one error line asks for a restart; every
 // new purchase is answered without approval and never reaches the issuer (nothing is
 // approved that the journal could not keep); and what the journal acknowledged
 // before, an approval, still reads back, through the admin API too.
@@ -64,15 +64,16 @@ func TestBrokenJournalLog(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
-	broken := func() string {
+	gauge := func(name string) string {
 		_, m := get("/metrics", "")
 		for _, l := range strings.Split(m, "\n") {
-			if v, ok := strings.CutPrefix(l, "switchyard_journal_broken "); ok {
+			if v, ok := strings.CutPrefix(l, name+" "); ok {
 				return v
 			}
 		}
 		return "absent"
 	}
+	broken := func() string { return gauge("switchyard_journal_broken") }
 	deadline := time.Now().Add(10 * time.Second)
 	for code, _ := get("/readyz", ""); code != http.StatusOK; code, _ = get("/readyz", "") {
 		if time.Now().After(deadline) {
@@ -82,6 +83,9 @@ func TestBrokenJournalLog(t *testing.T) {
 	}
 	if v := broken(); v != "0" {
 		t.Fatalf("switchyard_journal_broken is %s before the break", v)
+	}
+	if v := gauge("switchyard_ready"); v != "1" {
+		t.Fatalf("switchyard_ready is %s while /readyz answers 200", v)
 	}
 
 	makeSegmentReadOnly(t, JournalDir(dir))
@@ -107,6 +111,9 @@ func TestBrokenJournalLog(t *testing.T) {
 	}
 	if v := broken(); v != "1" {
 		t.Errorf("switchyard_journal_broken is %s with a broken log", v)
+	}
+	if v := gauge("switchyard_ready"); v != "0" {
+		t.Errorf("switchyard_ready is %s with a broken log", v)
 	}
 	rec, err := s.Journal.Get(before.RRN)
 	if err != nil || rec.RC != "00" || rec.AuthCode != before.AuthCode {

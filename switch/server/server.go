@@ -294,6 +294,17 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 			return 1
 		}
 		return 0
+	}), prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		// What /readyz answers, for the alerting rules (docs/alerts.md): a cluster
+		// node's quorum, applier, lease and shared stores have no metric of their own.
+		// Each scrape asks readiness as a load balancer's poll of /readyz does (on a
+		// cluster node one JetStream request, at most a second or two).
+		Name: "switchyard_ready", Help: "1 while /readyz answers 200; 0 while it answers 503 (starting, draining, the disk guard refusing, the journal log broken, or on a cluster node no JetStream quorum, the journal's applier behind, the node's lease lost or a shared store's follower stopped: /readyz and the log say which).",
+	}, func() float64 {
+		if s.readiness() != nil {
+			return 0
+		}
+		return 1
 	}))
 	if s.disk = newDiskGuard(diskGuardOptions{Dir: cfg.DataDir, MinFreeMB: cfg.Journal.MinFreeMB, Refuse: s.Journal.RefuseNew,
 		Metrics: s.Metrics.Registry, Logger: log.With().Str("component", "disk").Logger()}); s.disk != nil {
