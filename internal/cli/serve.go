@@ -112,6 +112,19 @@ func runServe(env *Env, args []string) int {
 		select {
 		case <-env.Ctx.Done():
 			return drain(s, log)
+		case <-s.Fenced():
+			// A cluster node whose lease is lost for good: nothing in this
+			// process may serve as the node again. Drained (what is in flight
+			// answered 91 node-lease-lost, the terminals' connections closed so
+			// that they reconnect to the other nodes), it exits for its
+			// supervisor to start it again: the new process waits for the node
+			// recovering this one, then recovers the rest from the data directory.
+			log.Error().Err(s.FenceReason()).Int("exit_status", ExitFenced).
+				Msg("this node's lease is lost for good: draining, then exiting with status 75 so that its supervisor (systemd Restart=on-failure, Kubernetes) starts it again; without one, start it again by hand")
+			if code := drain(s, log); code != 0 {
+				log.Warn().Msg("drain incomplete; exiting with status 75 all the same")
+			}
+			return ExitFenced
 		case sg := <-sig:
 			if sg == syscall.SIGHUP {
 				log.Info().Msg("SIGHUP: reloading")
@@ -243,6 +256,13 @@ func setListenAddrs(cfg *config.Config, listen []string) error {
 	}
 	return nil
 }
+
+// ExitFenced (75, EX_TEMPFAIL) is `switchyard serve`'s exit status when a cluster
+// node's lease is lost for good (server.Server.Fenced): the process drained and
+// must be started again, with the same configuration and data directory, by its
+// supervisor (docs/cluster.md, "A fenced node exits"). A single switch never
+// exits so.
+const ExitFenced = 75
 
 func drain(s *server.Server, log zerolog.Logger) int {
 	if err := s.Drain(); err != nil {

@@ -191,6 +191,8 @@ type Lease struct {
 	// refreshes it, and Held and Lost say so for good (lost is set with it).
 	usurped error
 	lost    atomic.Bool
+	// lostC is closed when lost is set (markLost): LostC.
+	lostC chan struct{}
 
 	// epoch is this node's clock (its monotonic reading) when the lease was
 	// made; okAt is an offset from it (Confirm reads it without the mutex):
@@ -285,7 +287,7 @@ func (n *Node) StartLease(ctx context.Context, opts LeaseOptions) (*Lease, error
 	if err != nil {
 		return nil, err
 	}
-	l := &Lease{n: n, kv: kv, opts: opts, seen: map[int]*LeaseHolder{}, epoch: time.Now(), tried: make(chan struct{})}
+	l := &Lease{n: n, kv: kv, opts: opts, seen: map[int]*LeaseHolder{}, epoch: time.Now(), tried: make(chan struct{}), lostC: make(chan struct{})}
 	if err := l.refuseLive(ctx); err != nil {
 		return nil, err
 	}
@@ -794,10 +796,7 @@ func (l *Lease) putLease(ctx context.Context, b []byte) (uint64, error) {
 		if data != nil && (json.Unmarshal(data, &v) != nil || v.Incarnation != l.self.Incarnation || v.Server != l.self.Server) {
 			uerr := lostf("cluster: another process took node %d's lease (server %q, incarnation %d, started %v): cluster.node must be unique in the cluster; this process (server %q, incarnation %d) no longer holds it",
 				l.n.cfg.Node, v.Server, v.Incarnation, v.Started.Format(time.RFC3339), l.self.Server, l.self.Incarnation)
-			l.mu.Lock()
-			l.usurped = uerr
-			l.lost.Store(true)
-			l.mu.Unlock()
+			l.markLost(uerr)
 			l.n.log.Error().Err(uerr).Msg("lease usurped; this node is not ready from now on")
 			return 0, uerr
 		}
@@ -841,12 +840,50 @@ func (l *Lease) recoveredMeanwhile(ctx context.Context) error {
 	}
 	uerr := lostf("cluster: node %d's lease lapsed and node %d claimed the recovery of its incarnation %d (%s since %v): this process must not go on with its transactions; restart it",
 		l.n.cfg.Node, c.By, l.self.Incarnation, c.State, c.At.Format(time.RFC3339))
-	l.mu.Lock()
-	l.usurped = uerr
-	l.lost.Store(true)
-	l.mu.Unlock()
+	l.markLost(uerr)
 	l.n.log.Error().Err(uerr).Msg("lease lost; this node is not ready from now on")
 	return uerr
+}
+
+// markLost records that this node's lease is lost for good (why), once: Lost and
+// Held say so from now on, and LostC's channel is closed.
+func (l *Lease) markLost(why error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.usurped != nil {
+		return
+	}
+	l.usurped = why
+	l.lost.Store(true)
+	close(l.lostC)
+}
+
+// LostC returns a channel closed once this node's lease is lost for good (Lost
+// says why): another node claimed this incarnation's recovery after the lease
+// lapsed while the process lived (a pause), or another process took the lease.
+// Nothing brings such a lease back: the process must stop and be started again
+// (the server drains and exits; see docs/cluster.md).
+func (l *Lease) LostC() <-chan struct{} { return l.lostC }
+
+// Fresh returns nil when this node's lease is known held now: its last
+// acknowledged refresh is younger than the TTL less the margin Confirm uses (two
+// atomic loads and a clock read), so that no other node can have claimed this
+// incarnation's recovery yet. Otherwise it returns why: Lost's error (wrapping
+// ErrLeaseLost) when the lease is lost for good, else how old the last
+// acknowledged refresh is. Unlike Confirm it never waits, and it does not let a
+// node whose refreshes fail go on: it is for work that can wait for a later
+// try (writes and advices of the background loops, the store-and-forward
+// deliveries), which must not act beside a survivor's recovery of this node
+// after a pause of the process, nor while the node cannot tell.
+func (l *Lease) Fresh() error {
+	if l.lost.Load() {
+		return l.Lost()
+	}
+	stale := l.opts.TTL - min(confirmMargin, l.opts.TTL/4)
+	if age := time.Duration(int64(time.Since(l.epoch)) - l.okAt.Load()); age >= stale {
+		return fmt.Errorf("cluster: node %d's lease last refreshed %v ago (TTL %v): not known held now", l.self.Node, age.Round(time.Millisecond), l.opts.TTL)
+	}
+	return nil
 }
 
 // lostError says why this node's lease is lost; it is ErrLeaseLost (errors.Is)

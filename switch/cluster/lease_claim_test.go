@@ -652,8 +652,16 @@ func TestLeaseConfirmAfterPause(t *testing.T) {
 		t.Fatalf("Confirm of a lease refreshed: %v", err)
 	}
 
-	// A pause, no claim: the lease goes on.
+	if err := l.Fresh(); err != nil {
+		t.Fatalf("Fresh of a lease refreshed: %v", err)
+	}
+
+	// A pause, no claim: the lease goes on. Fresh says at once that it is not
+	// known held (not lost), without waiting for the refresh.
 	pauseLease(l)
+	if err := l.Fresh(); err == nil || errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("Fresh right after a pause: %v; want not known held, not lost", err)
+	}
 	if err := l.Confirm(ctx); err != nil {
 		t.Fatalf("Confirm after a pause no node took advantage of: %v", err)
 	}
@@ -681,5 +689,39 @@ func TestLeaseConfirmAfterPause(t *testing.T) {
 	}
 	if err := l.Confirm(ctx); !errors.Is(err, ErrLeaseLost) {
 		t.Fatalf("Confirm once lost: %v", err)
+	}
+	if err := l.Fresh(); !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("Fresh once lost: %v", err)
+	}
+	select {
+	case <-l.LostC():
+	default:
+		t.Fatal("LostC not closed once the lease is lost")
+	}
+}
+
+// TestLeaseLostCOpen: LostC stays open while the lease is held, refreshed or
+// stale after a pause nobody took advantage of; Fresh is nil again once a
+// refresh is acknowledged.
+func TestLeaseLostCOpen(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n, _ := soloWithBucket(t, ctx)
+	l, err := n.StartLease(ctx, claimOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Stop()
+	pauseLease(l)
+	if err := l.Confirm(ctx); err != nil {
+		t.Fatalf("Confirm after a pause no node took advantage of: %v", err)
+	}
+	if err := l.Fresh(); err != nil {
+		t.Fatalf("Fresh after Confirm saw a refresh: %v", err)
+	}
+	select {
+	case <-l.LostC():
+		t.Fatalf("LostC closed for a lease held: %v", l.Lost())
+	default:
 	}
 }

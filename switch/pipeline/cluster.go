@@ -392,8 +392,12 @@ func (p *Pipeline) oweReversal(orig, by string, err error) {
 // settle writes what the journal could not take, in order, until it fails again for
 // want of a quorum (the rest waits for the next tick). Other failures are logged and
 // the item dropped, but for an offline capture's approval, which is kept for the
-// next tick (its write ahead stands: see offlineNotFinal).
+// next tick (its write ahead stands: see offlineNotFinal). Nothing is written while
+// this node's lease is not known held (Config.LeaseHeld).
 func (p *Pipeline) settle(ctx context.Context) {
+	if !p.leaseHeld() {
+		return
+	}
 	b := &p.unsettled
 	b.mu.Lock()
 	items := b.items

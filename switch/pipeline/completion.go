@@ -126,6 +126,11 @@ func (p *Pipeline) completion(ctx context.Context, t *txn) (frontend.Response, e
 			90: p.originalData(pre)}}
 	setAdviceCard(it, sealed, sealedExp, sealedICC)
 	adviceIDs(it.Fields, &t.rec)
+	if lerr := p.leaseLost(ctx, t); lerr != nil {
+		// As a stand-in's (standInOrDecline): the recovering node's 0420 of the
+		// completion must not be followed by its 0220.
+		return p.handOver(t, lerr)
+	}
 	if err := p.queue.Enqueue(it); err != nil {
 		// The advice is not known to be queued, nor known not to be (saf.Store: a
 		// cluster's queue without an acknowledgement in time may store it when its

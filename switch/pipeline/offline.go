@@ -281,6 +281,12 @@ func (p *Pipeline) captureOffline(ctx context.Context, t *txn) (frontend.Respons
 	}
 	it := p.offlineAdvice(rec)
 	it.Fields[4], it.Fields[12], it.Fields[13] = r.AmountRaw, r.LocalTime, r.LocalDate
+	if lerr := p.leaseLost(ctx, t); lerr != nil {
+		// Written ahead, then this node's lease lost (a pause): the node
+		// recovering this one approves the capture and queues its advice; not
+		// queued here too. The terminal's upload sent again finds it approved.
+		return p.handOver(t, lerr)
+	}
 	if err := p.queue.Enqueue(it); err != nil {
 		// The card approved and the record is durable: the capture stands (00), and
 		// the issuer is owed its advice, as a reversal the queue refuses is

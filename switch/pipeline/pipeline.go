@@ -188,6 +188,14 @@ type Config struct {
 	// its answer goes to the terminal (handOver answers it otherwise); it must be
 	// cheap while the lease is held.
 	LeaseLost func(ctx context.Context) error
+	// LeaseHeld, if set (a cluster node), returns nil while this node's lease is
+	// known held now (cluster.Lease.Fresh), an error otherwise. The housekeeping
+	// asks it before it queues the advices the queue did not take and writes the
+	// records kept while the journal was unavailable (each tick, and at Stop), and
+	// leaves them for a later tick when it errs: a node woken from a pause after
+	// another node claimed its recovery must not queue a 0420 that node queued too,
+	// nor write over what it settled (since 6 December 2026). It must be cheap.
+	LeaseHeld func() error
 	// RefundWindow is how old an original may be for a refund (default 30 days).
 	RefundWindow time.Duration
 	// Location is the acquirer's time zone: a void must be the same local day.
@@ -317,6 +325,9 @@ type Pipeline struct {
 	lastRRN  atomic.Value // string
 	stop     chan struct{}
 	wg       sync.WaitGroup
+	// heldLogged is when leaseHeld last said why the housekeeping waits (the
+	// housekeeping goroutine's alone).
+	heldLogged time.Time
 
 	// unsettled keeps what the journal could not take for want of a quorum, and the
 	// approvals of offline captures whose final write failed (cluster.go).
@@ -425,6 +436,26 @@ func (p *Pipeline) Start() {
 			}
 		}
 	}()
+}
+
+// leaseHeld reports whether the housekeeping may queue owed advices and write kept
+// records now (Config.LeaseHeld); it logs, once a minute, why not.
+func (p *Pipeline) leaseHeld() bool {
+	if p.cfg.LeaseHeld == nil {
+		return true
+	}
+	err := p.cfg.LeaseHeld()
+	if err == nil {
+		return true
+	}
+	if n := p.owedAdvices.len() + p.unsettled.len(); n > 0 {
+		if now := time.Now(); now.Sub(p.heldLogged) >= time.Minute {
+			p.heldLogged = now
+			p.log.Warn().Err(err).Int("waiting", n).
+				Msg("lease not known held: owed advices and kept records wait (if it is lost, the node recovering this one settles them)")
+		}
+	}
+	return false
 }
 
 // Stop ends the housekeeping and writes a last checkpoint.

@@ -703,13 +703,17 @@ func (b *adviceBook) len() int {
 }
 
 // retryAdvices tries the advices the queue did not take again, in order, until one
-// fails (the rest wait for the next tick). Each is tried under its original's record
+// fails (the rest wait for the next tick); none while this node's lease is not
+// known held (Config.LeaseHeld). Each is tried under its original's record
 // lock, read again there: an original reversed meanwhile (its advice queued by
 // another path, a repeat of a late QR payment's notification, say) has its owed
 // advice dropped, not queued twice. One queued has its original marked reversed
 // through the journal under the same lock, so that no other path sees it unreversed
 // after its advice went; a mark the journal does not take is owed (settle writes it).
 func (p *Pipeline) retryAdvices() {
+	if !p.leaseHeld() {
+		return // a later tick's (Config.LeaseHeld)
+	}
 	b := &p.owedAdvices
 	b.mu.Lock()
 	items := b.items

@@ -168,6 +168,12 @@ func (p *Pipeline) standInOrDecline(ctx context.Context, t *txn, why string, dec
 		}
 	}
 	adviceIDs(it.Fields, &t.rec)
+	if lerr := p.leaseLost(ctx, t); lerr != nil {
+		// Written ahead, then this node's lease lost (a pause): the node
+		// recovering this one reverses the record; an advice queued now would
+		// come after that 0420 and be booked.
+		return p.handOver(t, lerr)
+	}
 	if err := p.queue.Enqueue(it); err != nil {
 		// The advice is not known to be queued, nor known not to be (saf.Store: a
 		// cluster's queue without an acknowledgement in time may store it when its

@@ -296,7 +296,8 @@ func (s *Server) openClusterQueue() (*jsaf.Queue, error) {
 	c, log := s.cl, s.log.With().Str("component", "saf").Logger()
 	var q *jsaf.Queue
 	err := c.retry("store-and-forward queue", func(ctx context.Context) (err error) {
-		q, err = jsaf.Open(ctx, c.node, jsaf.Options{Replicas: c.cfg.Replicas, AckWait: safAckWait, PublishTimeout: safPublishTimeout, Logger: log})
+		q, err = jsaf.Open(ctx, c.node, jsaf.Options{Replicas: c.cfg.Replicas, AckWait: safAckWait, PublishTimeout: safPublishTimeout, Logger: log,
+			Fence: c.held})
 		return err
 	})
 	return q, err
@@ -366,6 +367,18 @@ func (c *clusterNode) caughtUp(ctx context.Context) error {
 func (c *clusterNode) fence(ctx context.Context) error {
 	if l := c.currentLease(); l != nil {
 		return l.Confirm(ctx)
+	}
+	return nil
+}
+
+// held returns nil while the node's lease is known held now, or before it is
+// taken (cluster.Lease.Fresh): the gate of the work that can wait for a later try,
+// the pipeline's housekeeping (Config.LeaseHeld) and the store-and-forward
+// deliveries (jsaf.Options.Fence), so that a node woken from a pause sends and
+// writes nothing of it before a refresh says that no other node recovers it.
+func (c *clusterNode) held() error {
+	if l := c.currentLease(); l != nil {
+		return l.Fresh()
 	}
 	return nil
 }
@@ -887,4 +900,44 @@ func (s *Server) leaseLost() func(ctx context.Context) error {
 		return nil
 	}
 	return s.cl.fence
+}
+
+// leaseHeld is the pipeline's Config.LeaseHeld: the cluster node's held, nil on a
+// single switch.
+func (s *Server) leaseHeld() func() error {
+	if s.cl == nil {
+		return nil
+	}
+	return s.cl.held
+}
+
+// Fenced returns a channel closed once this cluster node's lease is lost for good
+// (cluster.Lease.LostC): another node claimed the recovery of this incarnation
+// after its lease lapsed while the process lived (a pause: SIGSTOP, a VM
+// migration), or another process took the lease. Such a node answers what it has
+// in flight 91 node-lease-lost and starts nothing; only a new process, started
+// with the same data directory, serves as this node again (its start waits for
+// the recovering node, then recovers the rest). `switchyard serve` then drains
+// and exits with status 75, for its supervisor to start it again. A single
+// switch's channel (and one whose lease is not taken) is nil: never ready.
+func (s *Server) Fenced() <-chan struct{} {
+	if s.cl == nil {
+		return nil
+	}
+	if l := s.cl.currentLease(); l != nil {
+		return l.LostC()
+	}
+	return nil
+}
+
+// FenceReason says why Fenced's channel is closed (the lease's Lost), nil while
+// it is not.
+func (s *Server) FenceReason() error {
+	if s.cl == nil {
+		return nil
+	}
+	if l := s.cl.currentLease(); l != nil {
+		return l.Lost()
+	}
+	return nil
 }

@@ -610,6 +610,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		CompletionTolerance: cfg.Completions.Tolerance(),
 		MerchantLockWithin:  lockWithin,
 		LeaseLost:           s.leaseLost(),
+		LeaseHeld:           s.leaseHeld(),
 	}, jr, s.Queue, rt, s.Registry, s.Metrics)
 	if err != nil {
 		return nil, err
@@ -1023,7 +1024,9 @@ func (s *Server) Drain() error {
 	<-watched
 	s.listeners = nil
 	// Deliver what is owed to issuers while there is time; the rest waits on disk.
-	if s.Queue != nil {
+	// A node whose lease is lost delivers nothing more (its queue's fence): what
+	// it enqueued is in the cluster's stream, which the other nodes deliver.
+	if s.Queue != nil && s.FenceReason() == nil {
 		if err := s.Queue.Flush(ctx); err != nil {
 			s.log.Warn().Err(err).Msg("store-and-forward queue not empty at shutdown; it is delivered at the next start")
 		}

@@ -77,6 +77,15 @@ type Options struct {
 	HoldWarn time.Duration
 	// Logger receives delivery warnings; the zero value logs nothing.
 	Logger zerolog.Logger
+	// Fence, if set, is asked before each pull of advices and before each send:
+	// an error (this node's lease not known held now: cluster.Lease.Fresh) takes
+	// none, and hands an advice already taken back to the stream unsent, with a
+	// short delay, for whichever node may send it. A node woken from a pause after
+	// another node claimed its recovery must not send what it took before the
+	// pause: the advice went to another node meanwhile (AckWait), and a 0220 sent
+	// again after that node sent its 0420 would be booked by the issuer. It must
+	// be cheap.
+	Fence func() error
 }
 
 func (o *Options) defaults() error {
@@ -385,6 +394,26 @@ func (q *Queue) pull(issuer string, running *sync.WaitGroup) {
 			}
 		}
 	}
+	// fenced waits MinBackoff (no doubling: the lease is usually known held
+	// again within a refresh) while Fence refuses; false once the queue closes.
+	fenced := func(err error) bool {
+		if n, ok := st.WarnDue(q.opts.Now(), q.opts.WarnEvery); ok {
+			q.log.Warn().Err(err).Str("issuer", issuer).Int64("failures_not_logged", n).
+				Msg("store-and-forward: this node's lease not known held; taking no advices")
+		}
+		t := time.NewTimer(q.opts.MinBackoff)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				busy--
+			case <-t.C:
+				return true
+			case <-q.closing:
+				return false
+			}
+		}
+	}
 	for {
 		for drained := false; !drained; {
 			select {
@@ -404,6 +433,14 @@ func (q *Queue) pull(issuer string, running *sync.WaitGroup) {
 				return
 			}
 			continue
+		}
+		if q.opts.Fence != nil {
+			if err := q.opts.Fence(); err != nil {
+				if !fenced(err) {
+					return
+				}
+				continue
+			}
 		}
 		if cons == nil {
 			var err error
@@ -572,6 +609,15 @@ func (q *Queue) deliver(issuer string, m jetstream.Msg) {
 		q.log.Error().Err(err).Str("issuer", issuer).Uint64("seq", seq).Msg("undecodable queued advice set aside")
 		_ = m.NakWithDelay(24 * time.Hour)
 		return
+	}
+	if q.opts.Fence != nil {
+		if ferr := q.opts.Fence(); ferr != nil {
+			// Taken before a pause, or just as the lease went stale: not sent.
+			q.log.Warn().Err(ferr).Str("issuer", issuer).Str("rrn", it.RRN).Str("mti", it.MTI).Uint64("seq", seq).
+				Msg("store-and-forward: this node's lease not known held; the advice handed back unsent")
+			_ = m.NakWithDelay(q.opts.MinBackoff)
+			return
+		}
 	}
 	if saf.Reversal(it.MTI) && it.RRN != "" && q.hold(issuer, m, it, seq) {
 		return

@@ -680,3 +680,43 @@ func TestReversalHeldBehindUndecodableAdvice(t *testing.T) {
 		t.Fatalf("the warning does not name the held reversal's RRN:\n%s", logs.String())
 	}
 }
+
+// TestFenceHandsBack: a node whose Fence refuses once it has taken an advice (its
+// lease found not held after a pause: another node may be recovering it) does not
+// send it but hands it back, and takes no more; another node sends it. Before, a
+// node woken from a pause sent what it had taken before, which another node had
+// sent meanwhile (a 0220 after that node's 0420 is booked by the issuer).
+func TestFenceHandsBack(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n := standalone(t, ctx)
+	var asked atomic.Int32
+	fenced := errors.New("cluster: node 1's lease is lost")
+	q1 := openRetry(t, ctx, n, Options{Replicas: 1, AckWait: time.Minute, Logger: testLogger(t), Fence: func() error {
+		if asked.Add(1) == 1 {
+			return nil // the pull: the lease held then
+		}
+		return fenced
+	}})
+	q2 := openRetry(t, ctx, n, Options{Replicas: 1, AckWait: time.Minute, Logger: testLogger(t)})
+	if err := q1.Enqueue(advice("iss", "f1")); err != nil {
+		t.Fatal(err)
+	}
+	r1, r2 := &recorder{}, &recorder{}
+	q1.Register("iss", r1.send)
+	waitFor(t, "the fenced queue to take the advice and ask again", 10*time.Second, func() bool { return asked.Load() >= 3 })
+	q2.Register("iss", r2.send)
+	waitFor(t, "the other queue to send the handed-back advice (well before the 1 min AckWait)", 10*time.Second,
+		func() bool { return len(r2.list()) > 0 })
+	if got := r1.list(); len(got) != 0 {
+		t.Fatalf("the fenced queue sent %+v", got)
+	}
+	if got := r2.list(); len(got) != 1 || got[0].rrn != "f1" {
+		t.Fatalf("deliveries by the other queue: %+v; want f1 once", got)
+	}
+	for _, q := range []*Queue{q1, q2} {
+		if err := q.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
