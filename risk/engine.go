@@ -404,7 +404,7 @@ func (e *Engine) flushLoop() {
 // is full and evicting series that still counted something: counts are being
 // lost, by a traffic peak, a budget too small for the rules' counters, or a
 // flood of new keys (card testing with random card numbers, a new device ID on
-// every request). The metric switchyard_risk_counter_evictions_total{kind="live"}
+// every request). The metric switchyard_risk_velocity_evictions_total{kind="live"}
 // counts every one.
 func (e *Engine) warnEvictions(now time.Time) {
 	n := e.store.EvictedLive()

@@ -141,7 +141,7 @@ type Risk struct {
 	CounterFlush Duration `yaml:"counter_flush"`
 	// CounterMemoryMB is the memory budget of the velocity counters in memory, in
 	// MiB (default 2048): at it the store evicts the series seen least, counted
-	// in switchyard_risk_counter_evictions_total (docs/rules.md, "Where counts live").
+	// in switchyard_risk_velocity_evictions_total (docs/rules.md, "Where counts live").
 	CounterMemoryMB int `yaml:"counter_memory_mb"`
 	// Profiles configures the merchant profiles learned from the journal
 	// (merchant.profile.* in the rules).

@@ -32,15 +32,15 @@ var (
 		"Transactions evaluated by the risk rules.", nil, nil)
 	riskRunErrors = prometheus.NewDesc("switchyard_risk_run_errors_total",
 		"Rule and counter expressions that failed at run time, by rule (a counter's filter: \"counter NAME\"); a rule that fails counts as not hit unless it declares on_error.", []string{"rule"}, nil)
-	riskSeries = prometheus.NewDesc("switchyard_risk_counter_series",
+	riskSeries = prometheus.NewDesc("switchyard_risk_velocity_series",
 		"Velocity counter series (keys) in memory.", nil, nil)
-	riskSeriesBytes = prometheus.NewDesc("switchyard_risk_counter_bytes",
+	riskSeriesBytes = prometheus.NewDesc("switchyard_risk_velocity_bytes",
 		"Heap the velocity counter series take, as the store estimates it (what its budget is held against).", nil, nil)
-	riskSeriesBudget = prometheus.NewDesc("switchyard_risk_counter_budget_bytes",
+	riskSeriesBudget = prometheus.NewDesc("switchyard_risk_velocity_budget_bytes",
 		"Memory budget of the velocity counter series (risk.counter_memory_mb): at it, or at the cap on series, the store evicts.", nil, nil)
-	riskSeriesCap = prometheus.NewDesc("switchyard_risk_counter_max_series",
+	riskSeriesCap = prometheus.NewDesc("switchyard_risk_velocity_max_series",
 		"Cap on the velocity counter series in memory.", nil, nil)
-	riskEvictions = prometheus.NewDesc("switchyard_risk_counter_evictions_total",
+	riskEvictions = prometheus.NewDesc("switchyard_risk_velocity_evictions_total",
 		"Velocity counter series evicted from a full store, by kind: expired (counted nothing any more) or live (counts lost: alert on it).", []string{"kind"}, nil)
 	riskReloads = prometheus.NewDesc("switchyard_risk_rules_reloads_total",
 		"Risk rule reloads by result: ok (the new rules took effect) or refused (a problem in them: the previous rules stay).", []string{"result"}, nil)

@@ -28,23 +28,23 @@ switchyard_risk_rules_reloads_total{result="refused"} 1
 # TYPE switchyard_risk_run_errors_total counter
 switchyard_risk_run_errors_total{rule="amount-check"} 2
 switchyard_risk_run_errors_total{rule="counter card_attempts_10m"} 1
-# HELP switchyard_risk_counter_series Velocity counter series (keys) in memory.
-# TYPE switchyard_risk_counter_series gauge
-switchyard_risk_counter_series 5
-# HELP switchyard_risk_counter_bytes Heap the velocity counter series take, as the store estimates it (what its budget is held against).
-# TYPE switchyard_risk_counter_bytes gauge
-switchyard_risk_counter_bytes 130
-# HELP switchyard_risk_counter_budget_bytes Memory budget of the velocity counter series (risk.counter_memory_mb): at it, or at the cap on series, the store evicts.
-# TYPE switchyard_risk_counter_budget_bytes gauge
-switchyard_risk_counter_budget_bytes 1.048576e+06
-# HELP switchyard_risk_counter_evictions_total Velocity counter series evicted from a full store, by kind: expired (counted nothing any more) or live (counts lost: alert on it).
-# TYPE switchyard_risk_counter_evictions_total counter
-switchyard_risk_counter_evictions_total{kind="expired"} 3
-switchyard_risk_counter_evictions_total{kind="live"} 4
+# HELP switchyard_risk_velocity_series Velocity counter series (keys) in memory.
+# TYPE switchyard_risk_velocity_series gauge
+switchyard_risk_velocity_series 5
+# HELP switchyard_risk_velocity_bytes Heap the velocity counter series take, as the store estimates it (what its budget is held against).
+# TYPE switchyard_risk_velocity_bytes gauge
+switchyard_risk_velocity_bytes 130
+# HELP switchyard_risk_velocity_budget_bytes Memory budget of the velocity counter series (risk.counter_memory_mb): at it, or at the cap on series, the store evicts.
+# TYPE switchyard_risk_velocity_budget_bytes gauge
+switchyard_risk_velocity_budget_bytes 1.048576e+06
+# HELP switchyard_risk_velocity_evictions_total Velocity counter series evicted from a full store, by kind: expired (counted nothing any more) or live (counts lost: alert on it).
+# TYPE switchyard_risk_velocity_evictions_total counter
+switchyard_risk_velocity_evictions_total{kind="expired"} 3
+switchyard_risk_velocity_evictions_total{kind="live"} 4
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "switchyard_risk_rules_last_reload_ok",
-		"switchyard_risk_rules_reloads_total", "switchyard_risk_run_errors_total", "switchyard_risk_counter_series",
-		"switchyard_risk_counter_bytes", "switchyard_risk_counter_budget_bytes", "switchyard_risk_counter_evictions_total"); err != nil {
+		"switchyard_risk_rules_reloads_total", "switchyard_risk_run_errors_total", "switchyard_risk_velocity_series",
+		"switchyard_risk_velocity_bytes", "switchyard_risk_velocity_budget_bytes", "switchyard_risk_velocity_evictions_total"); err != nil {
 		t.Error(err)
 	}
 	counts.LastReloadOK = true

@@ -49,8 +49,8 @@ func TestRestoreCompacted(t *testing.T) {
 	defer cancel()
 
 	s1 := start(t, cfgFor(filepath.Join(base, "a")), nil)
-	op := registry.Actor{Name: "alice", Role: registry.RoleOperator}
-	rv := registry.Actor{Name: "bob", Role: registry.RoleReviewer}
+	op := registry.Actor{Name: "demo-operator", Role: registry.RoleOperator}
+	rv := registry.Actor{Name: "demo-reviewer", Role: registry.RoleReviewer}
 	ch, err := s1.Registry.RequestChange(op, registry.Change{Op: registry.OpTerminalSuspend, Target: "T0000002", Reason: "carried away"})
 	if err != nil {
 		t.Fatal(err)
