@@ -52,7 +52,15 @@ const (
 	ChangeApproved  ChangeStatus = "approved"  // applied
 	ChangeRejected  ChangeStatus = "rejected"  // refused by a reviewer
 	ChangeCancelled ChangeStatus = "cancelled" // withdrawn by its requester
+	// ChangeExpired is how reads (GetChange, Changes) show a pending change past
+	// its ExpiresAt: it is stored pending, may be rejected or cancelled, and is
+	// never approved. A filter of "pending" leaves it out; "expired" selects it.
+	ChangeExpired ChangeStatus = "expired"
 )
+
+// DefaultChangeTTL is how long a change waits for its review by default
+// (Options.ChangeTTL, registry.change_ttl).
+const DefaultChangeTTL = 7 * 24 * time.Hour
 
 // MerchantPatch lists the merchant fields a change sets; nil fields stay as they are.
 type MerchantPatch struct {
@@ -117,9 +125,15 @@ type Change struct {
 	RequestedBy   string       `json:"requested_by"`
 	RequestedRole string       `json:"requested_role,omitempty"`
 	RequestedAt   time.Time    `json:"requested_at"`
-	ReviewedBy    string       `json:"reviewed_by,omitempty"`
-	ReviewedAt    *time.Time   `json:"reviewed_at,omitempty"`
-	ReviewNote    string       `json:"review_note,omitempty"`
+	// ExpiresAt is when the change stops being approvable: RequestedAt plus the
+	// requesting node's Options.ChangeTTL, stored with the change so that every
+	// node of a cluster judges it alike whatever its own configuration. Zero in
+	// changes requested before 6 December 2026, which expire ChangeTTL after
+	// RequestedAt on the node that judges.
+	ExpiresAt  time.Time  `json:"expires_at,omitzero"`
+	ReviewedBy string     `json:"reviewed_by,omitempty"`
+	ReviewedAt *time.Time `json:"reviewed_at,omitempty"`
+	ReviewNote string     `json:"review_note,omitempty"`
 }
 
 // ChangeEffect is what a change does (or did) to one record.
@@ -264,6 +278,7 @@ func (r *review) requestChange(p Actor, c Change) (*Change, error) {
 	c.ID = changeID(c.Seq)
 	c.Status = ChangePending
 	c.RequestedBy, c.RequestedRole, c.RequestedAt = p.Name, p.Role, now
+	c.ExpiresAt = now.Add(r.opts.ChangeTTL)
 	c.ReviewedBy, c.ReviewedAt, c.ReviewNote = "", nil, ""
 	logged := c // an import is logged without its rows: each created record gets its own entry on approval
 	logged.Terminals, logged.Merchants, logged.Reason = nil, nil, importReason(&c)
@@ -340,7 +355,11 @@ func (r *review) GetChange(id string) (*ChangePreview, error) {
 	}
 	pv := &ChangePreview{Change: redactedChange(r.hookKey, c)}
 	if c.Status == ChangePending {
-		effs, err := r.compute(c, r.now())
+		now := r.now()
+		effs, err := r.compute(c, now)
+		if xerr := r.expired(c, now); xerr != nil {
+			pv.Change.Status, err = ChangeExpired, xerr
+		}
 		if err == nil {
 			err = stale(c, effs)
 		}
@@ -463,6 +482,38 @@ func stale(c *Change, effs []effect) error {
 	return nil
 }
 
+// expiresAt is when pending change c stops being approvable: its ExpiresAt, or
+// for a change requested before changes carried one, RequestedAt plus
+// Options.ChangeTTL.
+func (r *review) expiresAt(c *Change) time.Time {
+	if !c.ExpiresAt.IsZero() {
+		return c.ExpiresAt
+	}
+	return c.RequestedAt.Add(r.opts.ChangeTTL)
+}
+
+// expired refuses the approval of change c at now once it is past its expiry,
+// naming its age: a reviewer approving a request made weeks ago no longer knows
+// why it was made, nor whether its requester still wants it.
+func (r *review) expired(c *Change, now time.Time) error {
+	at := r.expiresAt(c)
+	if now.Before(at) {
+		return nil
+	}
+	return expiredf("change %s expired: requested %s ago by %s (%s), it could be approved until %s (registry.change_ttl %s): reject or cancel it, and request it again if it is still wanted",
+		c.ID, ageText(now.Sub(c.RequestedAt)), c.RequestedBy, c.RequestedAt.UTC().Format(time.RFC3339),
+		at.UTC().Format(time.RFC3339), ageText(at.Sub(c.RequestedAt)))
+}
+
+// ageText writes d in days and hours ("9d3h"), or hours and minutes below a day.
+func ageText(d time.Duration) string {
+	if d < 24*time.Hour {
+		return d.Truncate(time.Minute).String()
+	}
+	days := d / (24 * time.Hour)
+	return fmt.Sprintf("%dd%dh", days, (d-days*24*time.Hour)/time.Hour)
+}
+
 // ChangeFilter selects changes; empty fields match everything.
 type ChangeFilter struct {
 	Status ChangeStatus
@@ -474,7 +525,11 @@ type ChangeFilter struct {
 // their terminals or merchants (GetChange has them); alert rules with their
 // webhook URLs redacted.
 func (r *review) Changes(f ChangeFilter) ([]*Change, error) {
+	now := r.now()
 	return kvjson.Newest(r.db, pfxChange, f.Limit, "registry: read change", func(c *Change) bool {
+		if c.Status == ChangePending && r.expired(c, now) != nil {
+			c.Status = ChangeExpired
+		}
 		if (f.Status != "" && c.Status != f.Status) || (f.Target != "" && c.Target != f.Target) {
 			return false
 		}
@@ -528,6 +583,9 @@ func (r *review) approve(p Actor, id, note string) (*Change, error) {
 	}
 	if c.Status != ChangePending {
 		return nil, conflictf("change %s is %s, not pending", c.ID, c.Status)
+	}
+	if err := r.expired(c, r.now()); err != nil {
+		return nil, err
 	}
 	if p.Name == "" || p.Name == c.RequestedBy {
 		return nil, forbiddenf("change %s was requested by %s: a different reviewer must approve it", c.ID, c.RequestedBy)

@@ -322,7 +322,8 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	}
 	if s.Registry, err = registry.New(s.db, nil, registry.Options{Log: asLog(regLog), CatchUp: catchUp(regLog), Logger: log.With().Str("component", "registry").Logger(), Metrics: s.Metrics.Registry, Persist: s.Journal.PutDurableBatch,
 		Keys: s.keyInfo, WebhookAllow: cfg.Alerts.WebhookAllow, Node: s.cl.nodeNumber(),
-		WebhookURLKey: seal.Key(cardKey, registry.WebhookURLFingerprintLabel), TokenRoles: s.tokenRoles}); err != nil {
+		WebhookURLKey: seal.Key(cardKey, registry.WebhookURLFingerprintLabel), TokenRoles: s.tokenRoles,
+		ChangeTTL: cfg.Registry.ChangeTTL.D()}); err != nil {
 		return nil, err
 	}
 	if err := s.cl.follow(regLog, s.Registry); err != nil {
