@@ -1,6 +1,9 @@
 package registry
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -120,6 +123,16 @@ type Change struct {
 	// silently take back the other change). Empty in changes requested before 5
 	// December 2026, which are not checked.
 	Base map[string]int64 `json:"base,omitempty"`
+	// BaseDigests does for the records that carry no version what Base does for
+	// merchants and terminals: for each alert rule and each record of another
+	// package's operation (an app-signing key, a rollout group, a task, a
+	// merchant's webhook) the change puts, keyed "type/ID" as its effect names it,
+	// the SHA-256 (hex) of the record as the reviewer was shown it at the
+	// request, or "" when there was none (the change creates it). An approval
+	// after another change (or a direct edit) replaced, created or removed one of
+	// them is refused. Empty in changes requested before 6 December 2026 (third
+	// release), which are not checked.
+	BaseDigests map[string]string `json:"base_digests,omitempty"`
 
 	Status        ChangeStatus `json:"status"`
 	RequestedBy   string       `json:"requested_by"`
@@ -274,6 +287,8 @@ func (r *review) requestChange(p Actor, c Change) (*Change, error) {
 	c.Base = baseVersions(effs)
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.fillRuleBefore(effs)
+	c.BaseDigests = baseDigests(r.hookKey, effs)
 	c.Seq = r.chgSeq + 1
 	c.ID = changeID(c.Seq)
 	c.Status = ChangePending
@@ -357,11 +372,14 @@ func (r *review) GetChange(id string) (*ChangePreview, error) {
 	if c.Status == ChangePending {
 		now := r.now()
 		effs, err := r.compute(c, now)
+		r.mu.Lock()
+		r.fillRuleBefore(effs)
+		r.mu.Unlock()
 		if xerr := r.expired(c, now); xerr != nil {
 			pv.Change.Status, err = ChangeExpired, xerr
 		}
 		if err == nil {
-			err = stale(c, effs)
+			err = stale(r.hookKey, c, effs)
 		}
 		if err == nil {
 			err = r.checkRequesterEnabled(c)
@@ -369,13 +387,6 @@ func (r *review) GetChange(id string) (*ChangePreview, error) {
 		if err != nil {
 			pv.Error = err.Error()
 		}
-		r.mu.Lock()
-		for i := range effs {
-			if effs[i].rAfter != nil {
-				effs[i].rBefore = r.alerts.rules[effs[i].rAfter.ID]
-			}
-		}
-		r.mu.Unlock()
 		for _, e := range effs {
 			pv.Effects = append(pv.Effects, e.changeEffect(r.hookKey))
 		}
@@ -466,9 +477,72 @@ func baseVersions(effs []effect) map[string]int64 {
 	return m
 }
 
+// fillRuleBefore sets rBefore of each alert-rule effect of effs to the rule in
+// force. Call with r.mu held.
+func (r *review) fillRuleBefore(effs []effect) {
+	for i := range effs {
+		if effs[i].rAfter != nil {
+			effs[i].rBefore = r.alerts.rules[effs[i].rAfter.ID]
+		}
+	}
+}
+
+// digest returns the key ("alert-rule/ID", "task/NAME") and Change.BaseDigests
+// value of an alert-rule effect or another package's (ok false for merchants and
+// terminals, which Base covers): the SHA-256 of the record before, as the
+// preview shows it (webhook URLs redacted), "" when there is none. rBefore must
+// be filled (fillRuleBefore).
+func (e effect) digest(hookKey []byte) (key, sum string, ok bool) {
+	if e.rAfter == nil && e.xAfter == nil {
+		return "", "", false
+	}
+	ce := e.changeEffect(hookKey)
+	key = ce.Type + "/" + ce.ID
+	if b := bytes.TrimSpace(ce.Before); len(b) == 0 || string(b) == "null" {
+		return key, "", true
+	}
+	h := sha256.Sum256(ce.Before)
+	return key, hex.EncodeToString(h[:]), true
+}
+
+// baseDigests returns Change.BaseDigests for a change with effects effs.
+func baseDigests(hookKey []byte, effs []effect) map[string]string {
+	var m map[string]string
+	for _, e := range effs {
+		if k, sum, ok := e.digest(hookKey); ok {
+			if m == nil {
+				m = map[string]string{}
+			}
+			m[k] = sum
+		}
+	}
+	return m
+}
+
 // stale refuses a change one of whose records another change (or the switch's own
-// suspension) moved since it was requested (Change.Base).
-func stale(c *Change, effs []effect) error {
+// suspension, or a direct edit of an alert rule) moved, created or removed since
+// it was requested (Change.Base, Change.BaseDigests). effs' rBefore must be
+// filled (fillRuleBefore).
+func stale(hookKey []byte, c *Change, effs []effect) error {
+	for _, e := range effs {
+		k, sum, ok := e.digest(hookKey)
+		if !ok {
+			continue
+		}
+		was, known := c.BaseDigests[k]
+		if !known || was == sum {
+			continue
+		}
+		what := "changed"
+		switch {
+		case was == "":
+			what = "was created"
+		case sum == "":
+			what = "was removed"
+		}
+		return conflictf("%s %s since %s was requested: approving it would apply something other than what it showed; request the change again",
+			k, what, c.ID)
+	}
 	for _, e := range effs {
 		k, v, ok := e.base()
 		if !ok {
@@ -611,15 +685,11 @@ func (r *review) approve(p Actor, id, note string) (*Change, error) {
 	if err != nil {
 		return nil, fmt.Errorf("approve %s (%s %s): %w", c.ID, c.Op, c.Target, err)
 	}
-	if err := stale(c, effs); err != nil {
+	r.fillRuleBefore(effs)
+	if err := stale(r.hookKey, c, effs); err != nil {
 		return nil, err
 	}
 	c.Status, c.ReviewedBy, c.ReviewedAt, c.ReviewNote = ChangeApproved, p.Name, &now, strings.TrimSpace(note)
-	for i := range effs {
-		if effs[i].rAfter != nil {
-			effs[i].rBefore = r.alerts.rules[effs[i].rAfter.ID]
-		}
-	}
 	for start := 0; start < len(effs); start += importChunk {
 		chunk := effs[start:min(start+importChunk, len(effs))]
 		last := start+importChunk >= len(effs)
