@@ -220,8 +220,12 @@ func (r *review) RequestChange(p Actor, c Change) (*Change, error) {
 }
 
 func (r *review) requestChange(p Actor, c Change) (*Change, error) {
-	if !canRequest(p) {
-		return nil, forbiddenf("%s (%s) may not request changes: operator or admin role needed", p.Name, p.Role)
+	if !r.canRequestOp(p, c.Op) {
+		need := "operator or admin"
+		if h, ok := r.ext.get(c.Op); ok && h.RequestRoles != nil {
+			need = strings.Join(h.RequestRoles, " or ")
+		}
+		return nil, forbiddenf("%s (%s) may not request %s changes: %s role needed", p.Name, p.Role, c.Op, need)
 	}
 	if p.Name == "" {
 		return nil, invalidf("request of %s: no principal name", c.Op)
@@ -382,7 +386,7 @@ func (r *review) GetChange(id string) (*ChangePreview, error) {
 			err = stale(r.hookKey, c, effs)
 		}
 		if err == nil {
-			err = r.checkRequesterEnabled(c)
+			err = r.checkRequesterEnabled(c, r.canRequestOp)
 		}
 		if err != nil {
 			pv.Error = err.Error()
@@ -677,7 +681,7 @@ func (r *review) approve(p Actor, id, note string) (*Change, error) {
 	if err := r.checkIndependent(c.ID, c.RequestedBy, p.Name); err != nil {
 		return nil, err
 	}
-	if err := r.checkRequesterEnabled(c); err != nil {
+	if err := r.checkRequesterEnabled(c, r.canRequestOp); err != nil {
 		return nil, err
 	}
 	now := r.now()
