@@ -50,6 +50,7 @@ type Payload struct {
 type Registry interface {
 	RegisterOp(op registry.Op, h registry.ExtOp)
 	RequestChange(p registry.Actor, c registry.Change) (*registry.Change, error)
+	ApprovedChanges(ops ...registry.Op) ([]*registry.Change, error)
 }
 
 // Options configure a Review.
@@ -203,22 +204,79 @@ func Who(c *registry.Change) string {
 	return fmt.Sprintf("%s, approved by %s (%s)", c.RequestedBy, c.ReviewedBy, c.ID)
 }
 
-// apply is the ExtOp's Apply: it makes the approved edit. One the lists refuse
-// (a cluster without quorum) is logged: the change reads approved, the list
-// does not have it; request it again.
-func (v *Review) apply(c *registry.Change) {
-	var pl Payload
-	err := json.Unmarshal(c.Ext, &pl)
-	if err == nil {
-		switch c.Op {
-		case OpAdd:
-			_, err = v.lists.Add(Who(c), pl.Entry)
-		case OpRemove:
-			_, err = v.lists.Remove(Who(c), pl.Entry.List, pl.Entry.Kind, pl.Entry.Value)
+// ReconcileWindow is how far back Reconcile looks for approved list changes.
+const ReconcileWindow = 24 * time.Hour
+
+// Reconcile applies the list changes approved within ReconcileWindow that the
+// lists' audit does not show applied (Who), and that no later edit of their
+// entry superseded: an approval committed just before a crash, or one whose
+// edit the lists refused. It returns how many it applied. The switch calls it
+// at start, after the lists have caught up with the cluster.
+func (v *Review) Reconcile() (int, error) {
+	cs, err := v.reg.ApprovedChanges(OpAdd, OpRemove)
+	if err != nil {
+		return 0, fmt.Errorf("listreview: read approved list changes: %w", err)
+	}
+	now, n := v.now(), 0
+	for _, c := range cs {
+		if c.ReviewedAt == nil || now.Sub(*c.ReviewedAt) > ReconcileWindow {
+			continue
+		}
+		audit, err := v.lists.Audit(c.ReviewedAt.Add(-time.Minute), 0)
+		if err != nil {
+			return n, fmt.Errorf("listreview: read the lists' audit for %s: %w", c.ID, err)
+		}
+		var pl Payload
+		if err := json.Unmarshal(c.Ext, &pl); err != nil {
+			return n, fmt.Errorf("listreview: %s: payload: %w", c.ID, err)
+		}
+		if pl.Entry.Normalize() != nil {
+			continue
+		}
+		done := false
+		for _, a := range audit {
+			if a.Who == Who(c) || target(a.Entry) == target(pl.Entry) && a.Time.After(*c.ReviewedAt) {
+				done = true // applied, or superseded by a later edit of the entry
+				break
+			}
+		}
+		if !done {
+			v.log.Warn().Str("change", c.ID).Str("entry", c.Target).Msg("listreview: applying an approved list change the lists lack")
+			if err := v.applyErr(c); err != nil {
+				v.log.Error().Err(err).Str("change", c.ID).Msg("listreview: an approved list change cannot be applied: request it again")
+				continue
+			}
+			n++
 		}
 	}
-	if err != nil {
+	return n, nil
+}
+
+// apply is the ExtOp's Apply: it makes the approved edit. One the lists refuse
+// (a cluster without quorum) is logged: the change reads approved, the list
+// does not have it until Reconcile (the next start) or a new request.
+func (v *Review) apply(c *registry.Change) {
+	if err := v.applyErr(c); err != nil {
 		v.log.Error().Err(err).Str("change", c.ID).Str("op", string(c.Op)).Str("entry", c.Target).
-			Msg("listreview: an approved list change was not applied: request it again")
+			Msg("listreview: an approved list change was not applied (the next start applies it, within a day)")
 	}
+}
+
+// applyErr makes approved change c's edit.
+func (v *Review) applyErr(c *registry.Change) error {
+	var pl Payload
+	if err := json.Unmarshal(c.Ext, &pl); err != nil {
+		return fmt.Errorf("listreview: %s: payload: %w", c.ID, err)
+	}
+	var err error
+	switch c.Op {
+	case OpAdd:
+		_, err = v.lists.Add(Who(c), pl.Entry)
+	case OpRemove:
+		_, err = v.lists.Remove(Who(c), pl.Entry.List, pl.Entry.Kind, pl.Entry.Value)
+	}
+	if err != nil {
+		return fmt.Errorf("listreview: apply %s (%s %s): %w", c.ID, c.Op, c.Target, err)
+	}
+	return nil
 }

@@ -478,6 +478,11 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		return nil, fmt.Errorf("rule lists: %w", err)
 	}
 	s.lists = listreview.New(s.Registry, s.Risk.Lists(), listreview.Options{Logger: log.With().Str("component", "listreview").Logger()})
+	if n, err := s.lists.Reconcile(); err != nil {
+		log.Error().Err(err).Msg("listreview: approved list changes not reconciled")
+	} else if n > 0 {
+		log.Warn().Int("applied", n).Msg("listreview: approved list changes the lists lacked applied")
+	}
 	s.OnReload(func() error { _, err := s.Risk.Reload(); return err })
 	s.Metrics.Registry.MustRegister(metrics.RiskCollector(func() metrics.RiskCounts {
 		st := s.Risk.Stats()
