@@ -52,9 +52,27 @@ type AddListEntry struct {
 	Note      string    `json:"note,omitempty"` // why
 }
 
-// RemoveAnswer is the answer of DELETE /api/v1/risk/lists/{list}/{kind}/{value}.
+// RemoveAnswer is the answer of DELETE /api/v1/risk/lists/{list}/{kind}/{value}:
+// removed at once (an allow-list entry), or a change requested for review (a
+// deny-list entry or another list's: switch/listreview). An absent entry gives 404.
 type RemoveAnswer struct {
-	Removed bool `json:"removed"` // always true: an absent entry gives 404
+	Removed bool `json:"removed"` // false while the removal waits for its review
+	// PendingReview, Change and Why: the removal is registry change Change,
+	// applied when a reviewer approves it, for the reason Why.
+	PendingReview bool   `json:"pending_review,omitempty"`
+	Change        string `json:"change,omitempty"`
+	Why           string `json:"why,omitempty"`
+}
+
+// AddAnswer is the answer of POST /api/v1/risk/lists: the entry added (200), or
+// with PendingReview the entry requested and the registry change that adds it
+// when a reviewer approves it (202): an allow-list addition and the others that
+// loosen the rules (switch/listreview).
+type AddAnswer struct {
+	ListEntry
+	PendingReview bool   `json:"pending_review,omitempty"`
+	Change        string `json:"change,omitempty"`
+	Why           string `json:"why,omitempty"` // why the addition is reviewed
 }
 
 // Entry is the list entry the request asks for, its TTL (if given) counted from

@@ -315,6 +315,13 @@ func (l *Lists) Entries() []ListEntry {
 	return out
 }
 
+// Entry returns the entry of value on list with kind, expired or not, and
+// whether there is one (the value given as Normalize leaves it).
+func (l *Lists) Entry(list, kind, value string) (ListEntry, bool) {
+	e, ok := l.snap.Load().entries[listKey{list, kind, value}]
+	return e, ok
+}
+
 func entryKey(k listKey) []byte {
 	return []byte(listEntryPrefix + k.list + "/" + k.kind + "/" + k.value)
 }

@@ -64,6 +64,7 @@ import (
 	"github.com/switchyard/switchyard/switch/apps"
 	"github.com/switchyard/switchyard/switch/cases"
 	"github.com/switchyard/switchyard/switch/journal"
+	"github.com/switchyard/switchyard/switch/listreview"
 	"github.com/switchyard/switchyard/switch/registry"
 	"github.com/switchyard/switchyard/switch/sched"
 )
@@ -88,6 +89,10 @@ type Options struct {
 	// switch); Lists the deny and allow lists (nil: Risk's).
 	Risk  *risk.Engine
 	Lists *risk.Lists
+	// ListReview requests the list edits that need a second person's review
+	// (allow-list additions, deny-list removals: switch/listreview). Nil: they
+	// are refused (503).
+	ListReview *listreview.Review
 	// Journal serves the transaction journal; a date in its queries (from, to) is a
 	// day of Location, the acquirer's zone (nil: UTC).
 	Journal  *journal.Store

@@ -23,6 +23,13 @@ func (c *fakeClock) Now() time.Time {
 	return c.t
 }
 
+// Advance moves the clock d forward.
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
 var t0 = time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)
 
 var honest = netip.MustParseAddr("10.1.2.3")

@@ -79,8 +79,11 @@ var registryKinds = kindStatus(registry.ErrNotFound, registry.ErrInvalid, regist
 // retry), and one whose ordering is unknown for want of a quorum is 503: it may
 // still take effect, the client should look before it retries.
 func registryStatus(err error) int {
-	if errors.Is(err, statelog.ErrUnavailable) {
+	switch {
+	case errors.Is(err, statelog.ErrUnavailable):
 		return http.StatusServiceUnavailable
+	case errors.Is(err, registry.ErrExpired):
+		return http.StatusGone // a change past registry.change_ttl: reject it, request it again
 	}
 	return registryKinds(err)
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/switchyard/switchyard/internal/statelog"
 	"github.com/switchyard/switchyard/risk"
 	"github.com/switchyard/switchyard/switch/admin"
+	"github.com/switchyard/switchyard/switch/listreview"
 )
 
 // The risk engine's routes: operators and reviewers read, analysts also reload
@@ -17,12 +18,18 @@ import (
 //	GET    /api/v1/risk/rules                      rule set in force, last reload, counters, stats
 //	POST   /api/v1/risk/rules/reload               reload the rule files (422 with file:line problems)
 //	GET    /api/v1/risk/lists[?list=&kind=]        list entries
-//	POST   /api/v1/risk/lists                      add an entry (risk.AddListEntry)
-//	DELETE /api/v1/risk/lists/{list}/{kind}/{value} remove an entry
+//	POST   /api/v1/risk/lists                      add an entry (risk.AddListEntry; 202 and a change for review: below)
+//	DELETE /api/v1/risk/lists/{list}/{kind}/{value} remove an entry (likewise)
+//
+// An edit that loosens the rules (an allow-list addition, a deny-list removal,
+// any edit of another list: switch/listreview) is not made at once: it is a
+// registry change the analyst requests and a reviewer approves; the answer is
+// 202 with pending_review and the change's ID.
+//
 //	GET    /api/v1/risk/lists/audit[?since=&limit=] who changed the lists, when, what
 //	POST   /api/v1/risk/profiles/refresh           recompute the merchant profiles now (operators)
 func (a *api) risk() {
-	g := &riskAPI{e: a.o.Risk, lists: a.o.Lists}
+	g := &riskAPI{e: a.o.Risk, lists: a.o.Lists, review: a.o.ListReview}
 	if g.lists == nil {
 		g.lists = g.e.Lists()
 	}
@@ -45,9 +52,13 @@ func (a *api) profileRoutes() {
 }
 
 type riskAPI struct {
-	e     *risk.Engine
-	lists *risk.Lists
+	e      *risk.Engine
+	lists  *risk.Lists
+	review *listreview.Review // nil: the edits that need a review are refused
 }
+
+// errNoListReview refuses an edit that needs a review where no registry runs.
+var errNoListReview = errors.New("this list edit needs a second person's review, and no registry runs in this process")
 
 var errNoEngine = errors.New("the risk engine is not running in this process")
 
@@ -104,14 +115,37 @@ func (g *riskAPI) addEntry(r *http.Request, p admin.Principal) (any, error) {
 	if err != nil {
 		return nil, WithStatus(http.StatusBadRequest, err)
 	}
+	if err := e.Normalize(); err != nil {
+		return nil, WithStatus(http.StatusBadRequest, err)
+	}
+	if why := listreview.AddNeedsReview(g.lists, e, time.Now()); why != "" {
+		if g.review == nil {
+			return nil, WithStatus(http.StatusServiceUnavailable, errNoListReview)
+		}
+		ch, err := g.review.RequestAdd(actor(p), e, why)
+		if err != nil {
+			return nil, WithStatus(registryStatus(err), err)
+		}
+		return withStatus(http.StatusAccepted, risk.AddAnswer{ListEntry: e, PendingReview: true, Change: ch.ID, Why: why}), nil
+	}
 	added, err := g.lists.Add(p.Name, e)
 	if err != nil {
 		return nil, WithStatus(listsStatus(err), err)
 	}
-	return added, nil
+	return risk.AddAnswer{ListEntry: added}, nil
 }
 
 func (g *riskAPI) removeEntry(r *http.Request, p admin.Principal) (any, error) {
+	if why := listreview.RemoveNeedsReview(r.PathValue("list")); why != "" {
+		if g.review == nil {
+			return nil, WithStatus(http.StatusServiceUnavailable, errNoListReview)
+		}
+		ch, err := g.review.RequestRemove(actor(p), r.PathValue("list"), r.PathValue("kind"), r.PathValue("value"), why)
+		if err != nil {
+			return nil, WithStatus(registryStatus(err), err)
+		}
+		return withStatus(http.StatusAccepted, risk.RemoveAnswer{PendingReview: true, Change: ch.ID, Why: why}), nil
+	}
 	ok, err := g.lists.Remove(p.Name, r.PathValue("list"), r.PathValue("kind"), r.PathValue("value"))
 	if err != nil {
 		return nil, WithStatus(listsStatus(err), err)

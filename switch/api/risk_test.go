@@ -135,17 +135,28 @@ func TestRiskAPI(t *testing.T) {
 	if s := status(op.Do(ctx, http.MethodDelete, "/api/v1/risk/lists/deny/terminal/T0000009", nil, nil)); s != 403 {
 		t.Errorf("operator delete: %d", s)
 	}
-	if err := an.Do(ctx, http.MethodDelete, "/api/v1/risk/lists/deny/terminal/T0000009", nil, nil); err != nil {
+	// A deny-list removal is reviewed (switch/listreview): without a registry
+	// in the process it is refused, and the entry stays.
+	if err := an.Do(ctx, http.MethodDelete, "/api/v1/risk/lists/deny/terminal/T0000009", nil, nil); status(err) != 503 || !strings.Contains(err.Error(), "review") {
+		t.Errorf("deny-list removal without a registry: %v, want 503", err)
+	}
+	if s := status(an.Do(ctx, http.MethodDelete, "/api/v1/risk/lists/allow/terminal/T0000009", nil, nil)); s != 404 {
+		t.Errorf("allow-list removal of an absent entry: %d", s)
+	}
+	if _, on := e.Lists().Entry("deny", "terminal", "T0000009"); !on {
+		t.Error("the refused deny-list removal removed the entry")
+	}
+	if _, err := e.Lists().Add("anna", risk.ListEntry{List: "allow", Kind: "terminal", Value: "T0000009"}); err != nil {
 		t.Fatal(err)
 	}
-	if s := status(an.Do(ctx, http.MethodDelete, "/api/v1/risk/lists/deny/terminal/T0000009", nil, nil)); s != 404 {
-		t.Errorf("second delete: %d", s)
+	if err := an.Do(ctx, http.MethodDelete, "/api/v1/risk/lists/allow/terminal/T0000009", nil, nil); err != nil {
+		t.Errorf("allow-list removal: %v", err)
 	}
 	var audit []risk.AuditEntry
 	if err := op.Do(ctx, http.MethodGet, "/api/v1/risk/lists/audit", nil, &audit); err != nil {
 		t.Fatal(err)
 	}
-	if len(audit) != 2 || audit[0].Who != "anna" || audit[0].Op != "add" || audit[1].Op != "remove" {
+	if len(audit) != 3 || audit[0].Who != "anna" || audit[0].Op != "add" || audit[2].Op != "remove" || audit[2].Entry.List != "allow" {
 		b, _ := json.Marshal(audit)
 		t.Errorf("audit %s", b)
 	}

@@ -50,6 +50,8 @@ type Snapshotter interface {
 // Lists is the deny list that a confirmed fraud adds the card to (*risk.Lists).
 type Lists interface {
 	Add(who string, e risk.ListEntry) (risk.ListEntry, error)
+	// Entry returns the entry of value on list with kind, if any.
+	Entry(list, kind, value string) (risk.ListEntry, bool)
 }
 
 // Registry opens the merchant's incident for a confirmed fraud and keeps the
@@ -623,6 +625,13 @@ func (s *Store) Decide(p Actor, id string, v Verdict, note string) (*Case, error
 			Note: fmt.Sprintf("%s confirmed fraud (RRN %s): %s", c.ID, c.RRN, note)}
 		if s.opts.DenyTTL > 0 {
 			e.ExpiresAt = now.Add(s.opts.DenyTTL)
+		}
+		// A card already denied for longer (or for good) keeps its longer entry:
+		// the verdict replacing it with DenyTTL's would end it sooner, a
+		// deny-list removal nobody reviewed (switch/listreview).
+		if cur, ok := s.opts.Lists.Entry(e.List, e.Kind, e.Value); ok && !e.ExpiresAt.IsZero() &&
+			(cur.ExpiresAt.IsZero() || cur.ExpiresAt.After(e.ExpiresAt)) {
+			e.ExpiresAt = cur.ExpiresAt
 		}
 		if _, err := s.opts.Lists.Add(p.Name, e); err != nil {
 			return nil, fmt.Errorf("case %s: put the card on the deny list: %w", c.ID, err)

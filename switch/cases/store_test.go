@@ -315,3 +315,32 @@ func BenchmarkOpen(b *testing.B) {
 	s.start()
 	_ = s.Close()
 }
+
+// TestFraudVerdictKeepsLongerDenyEntry: a confirmed-fraud verdict on a card that
+// is already on the deny list for good does not replace its entry with one that
+// ends after Options.DenyTTL (a deny-list removal in disguise, which analysts
+// may not make alone): the entry stays permanent, its note the case's.
+func TestFraudVerdictKeepsLongerDenyEntry(t *testing.T) {
+	e := newEnv(t)
+	e.opts.DenyTTL = 24 * time.Hour
+	s, err := newStore(e.db, e.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	if _, err := e.lists.Add("ana", risk.ListEntry{List: risk.ListDeny, Kind: risk.KindCard, Value: cardHash, Note: "known mule"}); err != nil {
+		t.Fatal(err)
+	}
+	e.open(t, s, "000000000001")
+	s.start()
+	if _, err := s.Assign(analyst, "CASE-1", "", "mine"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Decide(analyst, "CASE-1", VerdictFraud, "cardholder denies it"); err != nil {
+		t.Fatal(err)
+	}
+	cur, ok := e.lists.Entry(risk.ListDeny, risk.KindCard, cardHash)
+	if !ok || !cur.ExpiresAt.IsZero() || !strings.Contains(cur.Note, "CASE-1") {
+		t.Fatalf("deny entry after the verdict: %+v (on: %v), want permanent with the case's note", cur, ok)
+	}
+}

@@ -81,6 +81,8 @@ type Config struct {
 	// Completions bounds pre-authorization completions (completions.go).
 	Completions Completions `yaml:"completions"`
 	Alerts      Alerts      `yaml:"alerts"`
+	// Registry configures the two-person review of registry changes.
+	Registry Registry `yaml:"registry"`
 	// HSM chooses the software HSM (default) or payShield-compatible HSMs.
 	HSM   HSM    `yaml:"hsm"`
 	Apps  Apps   `yaml:"apps"`
@@ -100,6 +102,14 @@ type Config struct {
 	// Clock stamps the transactions (nil: time.Now). It is not read from the file:
 	// tests whose result depends on the day inject one.
 	Clock func() time.Time `yaml:"-"`
+}
+
+// Registry configures the review of merchant, terminal and other reviewed changes.
+type Registry struct {
+	// ChangeTTL is how long a requested change may wait for its review (default
+	// 168h, from 1h to 90 days): past it, it can be rejected or cancelled but not
+	// approved. Each change is stamped with its expiry when requested.
+	ChangeTTL Duration `yaml:"change_ttl"`
 }
 
 // Alerts configures what the registry's offline alert rules may do.
@@ -813,6 +823,9 @@ func (c *Config) ApplyDefaults() {
 	if c.Alerts.SuspendWindow == 0 {
 		c.Alerts.SuspendWindow = Duration(registry.DefaultSuspendWindow)
 	}
+	if c.Registry.ChangeTTL == 0 {
+		c.Registry.ChangeTTL = Duration(registry.DefaultChangeTTL)
+	}
 	if c.Notices.SecretOverlap == 0 {
 		c.Notices.SecretOverlap = Duration(notify.DefaultSecretOverlap)
 	}
@@ -1051,6 +1064,9 @@ func (c *Config) Validate() error {
 		bad("reversals.amount_mismatch", "%q is not decline or reverse_full", c.Reversals.AmountMismatch)
 	}
 	c.Completions.validate(bad)
+	if d := c.Registry.ChangeTTL.D(); d < time.Hour || d > 90*24*time.Hour {
+		bad("registry.change_ttl", "%s is not between 1h and 2160h (90 days)", d)
+	}
 	switch n := btoi(c.Security.CardHashKeyBlock != "") + btoi(c.Security.CardHashKeyHex != "") + btoi(c.Security.CardHashKeyFile != ""); {
 	case n > 1:
 		bad("security", "give one of card_hash_key_block, card_hash_key_hex and card_hash_key_file")

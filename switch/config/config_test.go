@@ -369,3 +369,25 @@ func TestListenerProxyProtocol(t *testing.T) {
 		}
 	}
 }
+
+// TestRegistryChangeTTL: registry.change_ttl defaults to 7 days and is refused
+// outside 1h to 90 days.
+func TestRegistryChangeTTL(t *testing.T) {
+	base := "demo: true\nlisteners: [{addr: 127.0.0.1:1}]\nsecurity: {card_hash_key_hex: " + DemoCardHashKey + "}\n"
+	c, err := Parse([]byte(base), "a.yaml")
+	if err != nil || c.Registry.ChangeTTL.D() != 7*24*time.Hour {
+		t.Fatalf("default change_ttl: %v %v, want 168h", c.Registry.ChangeTTL.D(), err)
+	}
+	if c, err := Parse([]byte(base+"registry: {change_ttl: 72h}\n"), "a.yaml"); err != nil || c.Registry.ChangeTTL.D() != 72*time.Hour {
+		t.Errorf("change_ttl 72h: %v %v", c, err)
+	}
+	for in, want := range map[string]string{
+		"registry: {change_ttl: 30m}":   "registry.change_ttl: 30m0s is not between 1h and 2160h",
+		"registry: {change_ttl: 2161h}": "registry.change_ttl: 2161h0m0s is not between 1h and 2160h",
+		"registry: {change_ttl: -1h}":   "registry.change_ttl: -1h0m0s is not between",
+	} {
+		if _, err := Parse([]byte(base+in), "b.yaml"); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s:\n got %v\nwant %s", in, err, want)
+		}
+	}
+}

@@ -210,7 +210,9 @@ func (c *Console) change(w http.ResponseWriter, r *http.Request, s *session) {
 	// approval): no approve button for "Alice" on alice's change.
 	own := actorname.Same(p.Change.RequestedBy, s.User)
 	c.render(w, r, s, "change", map[string]any{"P": p, "C": p.Change, "Effects": effects, "Own": own,
-		"Pending": p.Change.Status == registry.ChangePending})
+		"Pending": p.Change.Status == registry.ChangePending || p.Change.Status == registry.ChangeExpired,
+		// An expired change is rejected or cancelled, never approved (registry.change_ttl).
+		"Expired": p.Change.Status == registry.ChangeExpired})
 }
 
 // diff compares two JSON objects field by field: the top-level fields, and those of

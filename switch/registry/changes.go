@@ -1,6 +1,9 @@
 package registry
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -52,7 +55,15 @@ const (
 	ChangeApproved  ChangeStatus = "approved"  // applied
 	ChangeRejected  ChangeStatus = "rejected"  // refused by a reviewer
 	ChangeCancelled ChangeStatus = "cancelled" // withdrawn by its requester
+	// ChangeExpired is how reads (GetChange, Changes) show a pending change past
+	// its ExpiresAt: it is stored pending, may be rejected or cancelled, and is
+	// never approved. A filter of "pending" leaves it out; "expired" selects it.
+	ChangeExpired ChangeStatus = "expired"
 )
+
+// DefaultChangeTTL is how long a change waits for its review by default
+// (Options.ChangeTTL, registry.change_ttl).
+const DefaultChangeTTL = 7 * 24 * time.Hour
 
 // MerchantPatch lists the merchant fields a change sets; nil fields stay as they are.
 type MerchantPatch struct {
@@ -112,14 +123,30 @@ type Change struct {
 	// silently take back the other change). Empty in changes requested before 5
 	// December 2026, which are not checked.
 	Base map[string]int64 `json:"base,omitempty"`
+	// BaseDigests does for the records that carry no version what Base does for
+	// merchants and terminals: for each alert rule and each record of another
+	// package's operation (an app-signing key, a rollout group, a task, a
+	// merchant's webhook) the change puts, keyed "type/ID" as its effect names it,
+	// the SHA-256 (hex) of the record as the reviewer was shown it at the
+	// request, or "" when there was none (the change creates it). An approval
+	// after another change (or a direct edit) replaced, created or removed one of
+	// them is refused. Empty in changes requested before 6 December 2026 (third
+	// release), which are not checked.
+	BaseDigests map[string]string `json:"base_digests,omitempty"`
 
 	Status        ChangeStatus `json:"status"`
 	RequestedBy   string       `json:"requested_by"`
 	RequestedRole string       `json:"requested_role,omitempty"`
 	RequestedAt   time.Time    `json:"requested_at"`
-	ReviewedBy    string       `json:"reviewed_by,omitempty"`
-	ReviewedAt    *time.Time   `json:"reviewed_at,omitempty"`
-	ReviewNote    string       `json:"review_note,omitempty"`
+	// ExpiresAt is when the change stops being approvable: RequestedAt plus the
+	// requesting node's Options.ChangeTTL, stored with the change so that every
+	// node of a cluster judges it alike whatever its own configuration. Zero in
+	// changes requested before 6 December 2026, which expire ChangeTTL after
+	// RequestedAt on the node that judges.
+	ExpiresAt  time.Time  `json:"expires_at,omitzero"`
+	ReviewedBy string     `json:"reviewed_by,omitempty"`
+	ReviewedAt *time.Time `json:"reviewed_at,omitempty"`
+	ReviewNote string     `json:"review_note,omitempty"`
 }
 
 // ChangeEffect is what a change does (or did) to one record.
@@ -193,8 +220,12 @@ func (r *review) RequestChange(p Actor, c Change) (*Change, error) {
 }
 
 func (r *review) requestChange(p Actor, c Change) (*Change, error) {
-	if !canRequest(p) {
-		return nil, forbiddenf("%s (%s) may not request changes: operator or admin role needed", p.Name, p.Role)
+	if !r.canRequestOp(p, c.Op) {
+		need := "operator or admin"
+		if h, ok := r.ext.get(c.Op); ok && h.RequestRoles != nil {
+			need = strings.Join(h.RequestRoles, " or ")
+		}
+		return nil, forbiddenf("%s (%s) may not request %s changes: %s role needed", p.Name, p.Role, c.Op, need)
 	}
 	if p.Name == "" {
 		return nil, invalidf("request of %s: no principal name", c.Op)
@@ -260,10 +291,13 @@ func (r *review) requestChange(p Actor, c Change) (*Change, error) {
 	c.Base = baseVersions(effs)
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.fillRuleBefore(effs)
+	c.BaseDigests = baseDigests(r.hookKey, effs)
 	c.Seq = r.chgSeq + 1
 	c.ID = changeID(c.Seq)
 	c.Status = ChangePending
 	c.RequestedBy, c.RequestedRole, c.RequestedAt = p.Name, p.Role, now
+	c.ExpiresAt = now.Add(r.opts.ChangeTTL)
 	c.ReviewedBy, c.ReviewedAt, c.ReviewNote = "", nil, ""
 	logged := c // an import is logged without its rows: each created record gets its own entry on approval
 	logged.Terminals, logged.Merchants, logged.Reason = nil, nil, importReason(&c)
@@ -340,23 +374,23 @@ func (r *review) GetChange(id string) (*ChangePreview, error) {
 	}
 	pv := &ChangePreview{Change: redactedChange(r.hookKey, c)}
 	if c.Status == ChangePending {
-		effs, err := r.compute(c, r.now())
-		if err == nil {
-			err = stale(c, effs)
+		now := r.now()
+		effs, err := r.compute(c, now)
+		r.mu.Lock()
+		r.fillRuleBefore(effs)
+		r.mu.Unlock()
+		if xerr := r.expired(c, now); xerr != nil {
+			pv.Change.Status, err = ChangeExpired, xerr
 		}
 		if err == nil {
-			err = r.checkRequesterEnabled(c)
+			err = stale(r.hookKey, c, effs)
+		}
+		if err == nil {
+			err = r.checkRequesterEnabled(c, r.canRequestOp)
 		}
 		if err != nil {
 			pv.Error = err.Error()
 		}
-		r.mu.Lock()
-		for i := range effs {
-			if effs[i].rAfter != nil {
-				effs[i].rBefore = r.alerts.rules[effs[i].rAfter.ID]
-			}
-		}
-		r.mu.Unlock()
 		for _, e := range effs {
 			pv.Effects = append(pv.Effects, e.changeEffect(r.hookKey))
 		}
@@ -447,9 +481,72 @@ func baseVersions(effs []effect) map[string]int64 {
 	return m
 }
 
+// fillRuleBefore sets rBefore of each alert-rule effect of effs to the rule in
+// force. Call with r.mu held.
+func (r *review) fillRuleBefore(effs []effect) {
+	for i := range effs {
+		if effs[i].rAfter != nil {
+			effs[i].rBefore = r.alerts.rules[effs[i].rAfter.ID]
+		}
+	}
+}
+
+// digest returns the key ("alert-rule/ID", "task/NAME") and Change.BaseDigests
+// value of an alert-rule effect or another package's (ok false for merchants and
+// terminals, which Base covers): the SHA-256 of the record before, as the
+// preview shows it (webhook URLs redacted), "" when there is none. rBefore must
+// be filled (fillRuleBefore).
+func (e effect) digest(hookKey []byte) (key, sum string, ok bool) {
+	if e.rAfter == nil && e.xAfter == nil {
+		return "", "", false
+	}
+	ce := e.changeEffect(hookKey)
+	key = ce.Type + "/" + ce.ID
+	if b := bytes.TrimSpace(ce.Before); len(b) == 0 || string(b) == "null" {
+		return key, "", true
+	}
+	h := sha256.Sum256(ce.Before)
+	return key, hex.EncodeToString(h[:]), true
+}
+
+// baseDigests returns Change.BaseDigests for a change with effects effs.
+func baseDigests(hookKey []byte, effs []effect) map[string]string {
+	var m map[string]string
+	for _, e := range effs {
+		if k, sum, ok := e.digest(hookKey); ok {
+			if m == nil {
+				m = map[string]string{}
+			}
+			m[k] = sum
+		}
+	}
+	return m
+}
+
 // stale refuses a change one of whose records another change (or the switch's own
-// suspension) moved since it was requested (Change.Base).
-func stale(c *Change, effs []effect) error {
+// suspension, or a direct edit of an alert rule) moved, created or removed since
+// it was requested (Change.Base, Change.BaseDigests). effs' rBefore must be
+// filled (fillRuleBefore).
+func stale(hookKey []byte, c *Change, effs []effect) error {
+	for _, e := range effs {
+		k, sum, ok := e.digest(hookKey)
+		if !ok {
+			continue
+		}
+		was, known := c.BaseDigests[k]
+		if !known || was == sum {
+			continue
+		}
+		what := "changed"
+		switch {
+		case was == "":
+			what = "was created"
+		case sum == "":
+			what = "was removed"
+		}
+		return conflictf("%s %s since %s was requested: approving it would apply something other than what it showed; request the change again",
+			k, what, c.ID)
+	}
 	for _, e := range effs {
 		k, v, ok := e.base()
 		if !ok {
@@ -463,6 +560,38 @@ func stale(c *Change, effs []effect) error {
 	return nil
 }
 
+// expiresAt is when pending change c stops being approvable: its ExpiresAt, or
+// for a change requested before changes carried one, RequestedAt plus
+// Options.ChangeTTL.
+func (r *review) expiresAt(c *Change) time.Time {
+	if !c.ExpiresAt.IsZero() {
+		return c.ExpiresAt
+	}
+	return c.RequestedAt.Add(r.opts.ChangeTTL)
+}
+
+// expired refuses the approval of change c at now once it is past its expiry,
+// naming its age: a reviewer approving a request made weeks ago no longer knows
+// why it was made, nor whether its requester still wants it.
+func (r *review) expired(c *Change, now time.Time) error {
+	at := r.expiresAt(c)
+	if now.Before(at) {
+		return nil
+	}
+	return expiredf("change %s expired: requested %s ago by %s (%s), it could be approved until %s (registry.change_ttl %s): reject or cancel it, and request it again if it is still wanted",
+		c.ID, ageText(now.Sub(c.RequestedAt)), c.RequestedBy, c.RequestedAt.UTC().Format(time.RFC3339),
+		at.UTC().Format(time.RFC3339), ageText(at.Sub(c.RequestedAt)))
+}
+
+// ageText writes d in days and hours ("9d3h"), or hours and minutes below a day.
+func ageText(d time.Duration) string {
+	if d < 24*time.Hour {
+		return d.Truncate(time.Minute).String()
+	}
+	days := d / (24 * time.Hour)
+	return fmt.Sprintf("%dd%dh", days, (d-days*24*time.Hour)/time.Hour)
+}
+
 // ChangeFilter selects changes; empty fields match everything.
 type ChangeFilter struct {
 	Status ChangeStatus
@@ -474,7 +603,11 @@ type ChangeFilter struct {
 // their terminals or merchants (GetChange has them); alert rules with their
 // webhook URLs redacted.
 func (r *review) Changes(f ChangeFilter) ([]*Change, error) {
+	now := r.now()
 	return kvjson.Newest(r.db, pfxChange, f.Limit, "registry: read change", func(c *Change) bool {
+		if c.Status == ChangePending && r.expired(c, now) != nil {
+			c.Status = ChangeExpired
+		}
 		if (f.Status != "" && c.Status != f.Status) || (f.Target != "" && c.Target != f.Target) {
 			return false
 		}
@@ -529,6 +662,9 @@ func (r *review) approve(p Actor, id, note string) (*Change, error) {
 	if c.Status != ChangePending {
 		return nil, conflictf("change %s is %s, not pending", c.ID, c.Status)
 	}
+	if err := r.expired(c, r.now()); err != nil {
+		return nil, err
+	}
 	if p.Name == "" || p.Name == c.RequestedBy {
 		return nil, forbiddenf("change %s was requested by %s: a different reviewer must approve it", c.ID, c.RequestedBy)
 	}
@@ -545,7 +681,7 @@ func (r *review) approve(p Actor, id, note string) (*Change, error) {
 	if err := r.checkIndependent(c.ID, c.RequestedBy, p.Name); err != nil {
 		return nil, err
 	}
-	if err := r.checkRequesterEnabled(c); err != nil {
+	if err := r.checkRequesterEnabled(c, r.canRequestOp); err != nil {
 		return nil, err
 	}
 	now := r.now()
@@ -553,15 +689,11 @@ func (r *review) approve(p Actor, id, note string) (*Change, error) {
 	if err != nil {
 		return nil, fmt.Errorf("approve %s (%s %s): %w", c.ID, c.Op, c.Target, err)
 	}
-	if err := stale(c, effs); err != nil {
+	r.fillRuleBefore(effs)
+	if err := stale(r.hookKey, c, effs); err != nil {
 		return nil, err
 	}
 	c.Status, c.ReviewedBy, c.ReviewedAt, c.ReviewNote = ChangeApproved, p.Name, &now, strings.TrimSpace(note)
-	for i := range effs {
-		if effs[i].rAfter != nil {
-			effs[i].rBefore = r.alerts.rules[effs[i].rAfter.ID]
-		}
-	}
 	for start := 0; start < len(effs); start += importChunk {
 		chunk := effs[start:min(start+importChunk, len(effs))]
 		last := start+importChunk >= len(effs)

@@ -18,6 +18,9 @@ var (
 	// ErrForbidden: the principal may not do this, whatever its role (for example,
 	// approve a change it requested itself).
 	ErrForbidden = errors.New("forbidden")
+	// ErrExpired: the change waited longer than its expiry (Options.ChangeTTL) and
+	// may no longer be approved (the admin API answers 410).
+	ErrExpired = errors.New("expired")
 )
 
 type kindError struct {
@@ -45,4 +48,8 @@ func conflictf(format string, args ...any) error {
 
 func forbiddenf(format string, args ...any) error {
 	return &kindError{ErrForbidden, fmt.Sprintf(format, args...)}
+}
+
+func expiredf(format string, args ...any) error {
+	return &kindError{ErrExpired, fmt.Sprintf(format, args...)}
 }

@@ -32,6 +32,12 @@ type ExtOp struct {
 	// Apply is called once the approval is committed, outside the registry's lock.
 	// Nil: nothing to do (the owner reads the approved changes itself).
 	Apply func(c *Change)
+	// RequestRoles, when set, are the roles that may request the operation, in
+	// place of the operators and admins who request the registry's own changes
+	// (the risk analysts request allow-list additions, switch/listreview). Its
+	// changes are reviewed as every other: by a reviewer or admin who is not the
+	// requester.
+	RequestRoles []string
 }
 
 // extOps holds the registered ExtOps by operation.
@@ -67,6 +73,16 @@ func (r *review) RegisterOp(op Op, h ExtOp) {
 		panic("registry: RegisterOp " + string(op) + ": registered twice")
 	}
 	r.ext.ops[op] = h
+}
+
+// canRequestOp reports whether p may request a change of op: an operator or
+// admin, or for an operation registered with RequestRoles, a holder of one of
+// them.
+func (r *review) canRequestOp(p Actor, op Op) bool {
+	if h, ok := r.ext.get(op); ok && h.RequestRoles != nil {
+		return slices.Contains(h.RequestRoles, p.Role)
+	}
+	return canRequest(p)
 }
 
 // computeExt is compute for an operation registered with RegisterOp.

@@ -43,6 +43,11 @@ type Options struct {
 	// MaxAttestationAge is how old a SoftPOS attestation (DE 48 AT) may be; an
 	// attestation dated further in the future than this is refused too. Default 120 s.
 	MaxAttestationAge time.Duration
+	// ChangeTTL is how long a requested change may wait for its review
+	// (registry.change_ttl): a change is stamped with its expiry when it is
+	// requested (Change.ExpiresAt), and past it can no longer be approved, only
+	// rejected or cancelled; reads show it "expired". Default DefaultChangeTTL.
+	ChangeTTL time.Duration
 	// SeenFlushInterval is how often last-seen data is written to Badger. Default
 	// 10 s; a negative value disables the background flush (FlushSeen and Close
 	// still write it).
@@ -140,6 +145,9 @@ func New(db *badger.DB, clock func() time.Time, opts Options) (*Registry, error)
 	}
 	if opts.MaxAttestationAge <= 0 {
 		opts.MaxAttestationAge = DefaultMaxAttestationAge
+	}
+	if opts.ChangeTTL <= 0 {
+		opts.ChangeTTL = DefaultChangeTTL
 	}
 	if opts.SeenFlushInterval == 0 {
 		opts.SeenFlushInterval = 10 * time.Second

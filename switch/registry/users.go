@@ -251,7 +251,9 @@ func (r *store) checkIndependent(id, requester, reviewer string) error {
 // behind. A rejection is not refused, and an approval passes again once the
 // account is enabled or the token back. The switch's own requests
 // (SystemActor) are not checked.
-func (r *store) checkRequesterEnabled(c *Change) error {
+//
+// may says whether a role may request c's operation (review.canRequestOp).
+func (r *store) checkRequesterEnabled(c *Change, may func(Actor, Op) bool) error {
 	u, err := r.readUser(c.RequestedBy)
 	if errors.Is(err, ErrNotFound) {
 		if c.RequestedBy == SystemActor || r.opts.TokenRoles == nil {
@@ -259,7 +261,7 @@ func (r *store) checkRequesterEnabled(c *Change) error {
 		}
 		roles := r.opts.TokenRoles(c.RequestedBy)
 		for _, role := range roles {
-			if canRequest(Actor{Name: c.RequestedBy, Role: role}) {
+			if may(Actor{Name: c.RequestedBy, Role: role}, c.Op) {
 				return nil
 			}
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/switchyard/switchyard/switch/apps"
 	"github.com/switchyard/switchyard/switch/cases"
 	"github.com/switchyard/switchyard/switch/journal"
+	"github.com/switchyard/switchyard/switch/listreview"
 	"github.com/switchyard/switchyard/switch/registry"
 )
 
@@ -92,6 +93,7 @@ func OpenOffline(dir, actor, tz string, lmk keys.LMKSource) (*Offline, error) {
 		return nil, err
 	}
 	opts.Lists = lists
+	opts.ListReview = listreview.New(reg, lists, listreview.Options{})
 	cs, err := cases.New(db, cases.Options{Lists: lists, Registry: reg})
 	if err != nil {
 		o.Close()

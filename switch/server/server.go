@@ -64,6 +64,7 @@ import (
 	"github.com/switchyard/switchyard/switch/internal/seal"
 	"github.com/switchyard/switchyard/switch/issuer"
 	"github.com/switchyard/switchyard/switch/journal"
+	"github.com/switchyard/switchyard/switch/listreview"
 	"github.com/switchyard/switchyard/switch/merchantrisk"
 	"github.com/switchyard/switchyard/switch/message"
 	"github.com/switchyard/switchyard/switch/metrics"
@@ -98,6 +99,7 @@ type Server struct {
 	profiles  *profileRefresher
 	ratings   *merchantrisk.Ratings // merchantrisk.go
 	notices   *notify.Outbox        // merchantrisk.go
+	lists     *listreview.Review    // the risk-list edits under review
 	loops     *loops
 	cpu       *cpubusy.Meter // the CPUs' busy share for journal.window_cpu, sampled by a loop
 	links     map[string]*issuer.Link
@@ -333,7 +335,8 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	}
 	if s.Registry, err = registry.New(s.db, nil, registry.Options{Log: asLog(regLog), CatchUp: catchUp(regLog), Logger: log.With().Str("component", "registry").Logger(), Metrics: s.Metrics.Registry, Persist: s.Journal.PutDurableBatch,
 		Keys: s.keyInfo, WebhookAllow: cfg.Alerts.WebhookAllow, Node: s.cl.nodeNumber(),
-		WebhookURLKey: seal.Key(cardKey, registry.WebhookURLFingerprintLabel), TokenRoles: s.tokenRoles}); err != nil {
+		WebhookURLKey: seal.Key(cardKey, registry.WebhookURLFingerprintLabel), TokenRoles: s.tokenRoles,
+		ChangeTTL: cfg.Registry.ChangeTTL.D()}); err != nil {
 		return nil, err
 	}
 	if err := s.cl.follow(regLog, s.Registry); err != nil {
@@ -484,6 +487,12 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	}
 	if err := s.cl.follow(listsLog, s.Risk.Lists()); err != nil {
 		return nil, fmt.Errorf("rule lists: %w", err)
+	}
+	s.lists = listreview.New(s.Registry, s.Risk.Lists(), listreview.Options{Logger: log.With().Str("component", "listreview").Logger()})
+	if n, err := s.lists.Reconcile(); err != nil {
+		log.Error().Err(err).Msg("listreview: approved list changes not reconciled")
+	} else if n > 0 {
+		log.Warn().Int("applied", n).Msg("listreview: approved list changes the lists lacked applied")
 	}
 	s.OnReload(func() error { _, err := s.Risk.Reload(); return err })
 	s.Metrics.Registry.MustRegister(metrics.RiskCollector(func() metrics.RiskCounts {
@@ -899,15 +908,16 @@ func (s *Server) startAdmin() error {
 	loc, _ := time.LoadLocation(s.cfg.Timezone) // validated with the configuration
 	importState, importJournal := s.cl.importFuncs()
 	api.Register(s.mux, api.Options{
-		Auth:     s.auth,
-		Logger:   s.log.With().Str("component", "api").Logger(),
-		Registry: s.Registry,
-		Cases:    s.Cases,
-		Keys:     s.Keys,
-		HSM:      s.HSM,
-		Risk:     s.Risk,
-		Journal:  s.Journal,
-		Location: loc,
+		Auth:       s.auth,
+		Logger:     s.log.With().Str("component", "api").Logger(),
+		Registry:   s.Registry,
+		Cases:      s.Cases,
+		Keys:       s.Keys,
+		HSM:        s.HSM,
+		Risk:       s.Risk,
+		ListReview: s.lists,
+		Journal:    s.Journal,
+		Location:   loc,
 		Settle: func(ctx context.Context, date string) (any, error) {
 			if err := s.cl.caughtUp(ctx); err != nil {
 				return nil, api.WithStatus(http.StatusServiceUnavailable, err)

@@ -18,7 +18,7 @@ func (t *tool) change(args []string) error {
 	f := t.newFlags("change " + sub)
 	switch sub {
 	case "list":
-		status := f.String("status", "pending", "pending, approved, rejected, cancelled or all")
+		status := f.String("status", "pending", "pending, expired (pending past registry.change_ttl: reject or cancel), approved, rejected, cancelled or all")
 		target := f.String("target", "", "only changes of this merchant or terminal")
 		if _, err := f.parseN(args, 0, "no arguments"); err != nil {
 			return err

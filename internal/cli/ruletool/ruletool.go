@@ -78,8 +78,8 @@ const usage = `usage: switchyard rules COMMAND ...
   explain RRN [--rules DIR] [--warmup D] [--all] [--format text|json | --json]
         which rules hit one journaled transaction, and the values they saw
   lists [show] [--list L] [--kind K] [--format table|json | --json]
-  lists add LIST KIND VALUE [--ttl D | --expires T] [--note TEXT]
-  lists remove LIST KIND VALUE
+  lists add LIST KIND VALUE [--ttl D | --expires T] [--note TEXT]   (allow and other lists: a change for review)
+  lists remove LIST KIND VALUE                                      (deny and other lists: a change for review)
   lists audit [--since T] [--limit N] [--format table|json | --json]
         manage the deny and allow lists (kinds: bin, card, terminal,
         merchant, country; cards by card hash, never a PAN)
@@ -918,13 +918,18 @@ func (t *tool) lists(ctx context.Context, args []string) int {
 				return t.usageErr("--expires: %v", err)
 			}
 		}
-		var added risk.ListEntry
+		var added risk.AddAnswer
 		if err := c.Do(ctx, http.MethodPost, "/api/v1/risk/lists", req, &added); err != nil {
 			return t.fail(err)
 		}
 		exp := "never expires"
 		if !added.ExpiresAt.IsZero() {
 			exp = "expires " + t.when(added.ExpiresAt)
+		}
+		if added.PendingReview {
+			fmt.Fprintf(t.out, "%s/%s/%s (%s): pending review, change %s (%s); it takes effect when a reviewer runs: switchyard change approve %s\n",
+				esc(added.List), esc(added.Kind), esc(added.Value), exp, esc(added.Change), esc(added.Why), esc(added.Change))
+			return ExitOK
 		}
 		fmt.Fprintf(t.out, "added %s/%s/%s (%s)\n", esc(added.List), esc(added.Kind), esc(added.Value), exp)
 		return ExitOK
@@ -938,8 +943,14 @@ func (t *tool) lists(ctx context.Context, args []string) int {
 			return t.usageErr("lists remove wants LIST KIND VALUE")
 		}
 		path := "/api/v1/risk/lists/" + url.PathEscape(pos[0]) + "/" + url.PathEscape(pos[1]) + "/" + url.PathEscape(pos[2])
-		if err := c.Do(ctx, http.MethodDelete, path, nil, nil); err != nil {
+		var ans risk.RemoveAnswer
+		if err := c.Do(ctx, http.MethodDelete, path, nil, &ans); err != nil {
 			return t.fail(err)
+		}
+		if ans.PendingReview {
+			fmt.Fprintf(t.out, "%s/%s/%s: removal pending review, change %s (%s); it takes effect when a reviewer runs: switchyard change approve %s\n",
+				esc(pos[0]), esc(pos[1]), esc(pos[2]), esc(ans.Change), esc(ans.Why), esc(ans.Change))
+			return ExitOK
 		}
 		fmt.Fprintf(t.out, "removed %s/%s/%s\n", esc(pos[0]), esc(pos[1]), esc(pos[2]))
 		return ExitOK

@@ -13,10 +13,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dgraph-io/badger/v4"
+
 	"github.com/switchyard/switchyard/internal/cli/apiclient"
 	"github.com/switchyard/switchyard/risk"
 	"github.com/switchyard/switchyard/switch/admin"
 	"github.com/switchyard/switchyard/switch/api"
+	"github.com/switchyard/switchyard/switch/listreview"
+	"github.com/switchyard/switchyard/switch/registry"
 )
 
 const bigRound = `rules:
@@ -270,14 +274,21 @@ func TestListsCommands(t *testing.T) {
 	if code, out, errs := run(t, env, "lists", "--json"); code != ExitOK || out != asFormat || json.Unmarshal([]byte(out), &entries) != nil || len(entries) != 1 {
 		t.Errorf("lists --json: %d %s %s\nwant (--format json):\n%s", code, out, errs, asFormat)
 	}
-	if code, out, _ := run(t, env, "lists", "remove", "deny", "bin", "476173"); code != ExitOK || !strings.Contains(out, "removed") {
-		t.Errorf("remove: %d %s", code, out)
+	// A deny-list removal is a change for review: refused where no registry runs.
+	if code, _, errs := run(t, env, "lists", "remove", "deny", "bin", "476173"); code != ExitProblems || !strings.Contains(errs, "review") {
+		t.Errorf("remove from deny without a registry: %d %s", code, errs)
 	}
-	if code, _, errs := run(t, env, "lists", "remove", "deny", "bin", "476173"); code != ExitProblems || !strings.Contains(errs, "404") {
-		t.Errorf("remove twice: %d %s", code, errs)
+	if code, _, errs := run(t, env, "lists", "remove", "allow", "bin", "476173"); code != ExitProblems || !strings.Contains(errs, "404") {
+		t.Errorf("remove an absent allow entry: %d %s", code, errs)
+	}
+	if _, err := lists.Add("anna", risk.ListEntry{List: "allow", Kind: "bin", Value: "476173"}); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, _ := run(t, env, "lists", "remove", "allow", "bin", "476173"); code != ExitOK || !strings.Contains(out, "removed allow/bin/476173") {
+		t.Errorf("remove from allow: %d %s", code, out)
 	}
 	code, out, _ = run(t, env, "lists", "audit")
-	if code != ExitOK || strings.Count(out, "anna") != 2 || !strings.Contains(out, "remove") {
+	if code != ExitOK || strings.Count(out, "anna") != 3 || !strings.Contains(out, "remove") {
 		t.Errorf("audit: %d\n%s", code, out)
 	}
 	if code, _, _ := run(t, ToolEnv{}, "lists"); code != ExitProblems {
@@ -285,6 +296,43 @@ func TestListsCommands(t *testing.T) {
 	}
 	if code, _, _ := run(t, env, "frobnicate"); code != ExitUsage {
 		t.Errorf("unknown command: %d", code)
+	}
+}
+
+// TestListsCommandsUnderReview: lists add of an allow entry says it is pending
+// review and names the change a reviewer approves; lists remove of a deny entry
+// likewise; the deny addition is made at once.
+func TestListsCommandsUnderReview(t *testing.T) {
+	db, err := badger.Open(badger.DefaultOptions("").WithInMemory(true).WithLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	reg, err := registry.New(db, nil, registry.Options{SeenFlushInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { reg.Close() })
+	lists, err := risk.NewLists(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth, _ := admin.NewAuthenticator([]admin.Token{{Token: "t", Principal: admin.Principal{Name: "anna", Role: admin.RoleAnalyst}}})
+	env := ToolEnv{Admin: &apiclient.Client{Handler: api.New(api.Options{Auth: auth, Registry: reg, Lists: lists,
+		ListReview: listreview.New(reg, lists, listreview.Options{})}), Token: "t"}, Location: time.UTC}
+	code, out, errs := run(t, env, "lists", "add", "allow", "card", "Zk3hC0lludingCardHash00", "--ttl", "30d", "--note", "VIP")
+	if code != ExitOK || !strings.Contains(out, "allow/card/Zk3hC0lludingCardHash00 (expires") ||
+		!strings.Contains(out, "pending review, change CHG-1") || !strings.Contains(out, "switchyard change approve CHG-1") {
+		t.Errorf("add to allow: %d %s %s", code, out, errs)
+	}
+	if _, on := lists.Entry("allow", "card", "Zk3hC0lludingCardHash00"); on {
+		t.Error("the allow entry took effect before its review")
+	}
+	if code, out, errs := run(t, env, "lists", "add", "deny", "bin", "476173"); code != ExitOK || !strings.Contains(out, "added deny/bin/476173") {
+		t.Errorf("add to deny: %d %s %s", code, out, errs)
+	}
+	if code, out, errs := run(t, env, "lists", "remove", "deny", "bin", "476173"); code != ExitOK || !strings.Contains(out, "removal pending review, change CHG-2") {
+		t.Errorf("remove from deny: %d %s %s", code, out, errs)
 	}
 }
 
