@@ -1,6 +1,7 @@
 package console
 
 import (
+	"fmt"
 	"html/template"
 	"io"
 	"io/fs"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
+	"github.com/switchyard/switchyard/internal/currency"
 	"github.com/switchyard/switchyard/switch/registry"
 )
 
@@ -551,4 +553,27 @@ func TestAlertRuleWebhookRedacted(t *testing.T) {
 	noSecret("change page", page)
 	_, page = get(t, rc, f.srv.URL+"/console/oplog")
 	noSecret("oplog page", page)
+}
+
+// TestMerchantLimitsInTheAcquirersCurrency: the merchant's page shows its amount
+// limits in the decimals of the acquirer's currency (currency.Acquirer: merchants
+// have none) with its code beside each, as the transactions show theirs; before,
+// they were written with two decimals and no currency.
+func TestMerchantLimitsInTheAcquirersCurrency(t *testing.T) {
+	f := newFixture(t)
+	op := f.client()
+	f.login(t, op, "operator", "operator-demo-pw")
+	const mid = "000000000000001"
+	m, ok := f.reg.Merchant(mid)
+	if !ok || m.Limits.PerTransaction == 0 || m.Limits.Daily == 0 || m.Limits.Monthly == 0 {
+		t.Fatalf("demo merchant %s has not the three amount limits: %+v", mid, m)
+	}
+	_, page := get(t, op, f.srv.URL+"/console/merchants/"+mid)
+	cur := currency.Acquirer
+	want := fmt.Sprintf(`id="merchant-limits">per transaction %s %s · daily %s %s · monthly %s %s</span>`,
+		currency.Format(m.Limits.PerTransaction, cur), cur, currency.Format(m.Limits.Daily, cur), cur, currency.Format(m.Limits.Monthly, cur), cur)
+	if !strings.Contains(page, want) {
+		i := strings.Index(page, "merchant-limits")
+		t.Fatalf("the merchant's page does not show %s\n%s", want, page[max(i, 0):min(max(i, 0)+300, len(page))])
+	}
 }

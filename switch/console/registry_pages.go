@@ -12,6 +12,7 @@ import (
 
 	"github.com/switchyard/switchyard/hsm"
 	"github.com/switchyard/switchyard/internal/actorname"
+	"github.com/switchyard/switchyard/internal/currency"
 	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/registry"
 )
@@ -40,7 +41,10 @@ func (c *Console) merchant(w http.ResponseWriter, r *http.Request, s *session) {
 	}
 	ts := c.o.Registry.Terminals(registry.TerminalFilter{MerchantID: m.ID})
 	changes, _ := c.o.Registry.Changes(registry.ChangeFilter{Target: m.ID, Limit: 20})
-	c.render(w, r, s, "merchant", map[string]any{"M": m, "Terminals": ts, "Changes": changes, "Recent": c.recent(journal.Query{MID: m.ID})})
+	// LimitsCurrency: the limits name no currency; they are shown in the
+	// acquirer's (currency.Acquirer).
+	c.render(w, r, s, "merchant", map[string]any{"M": m, "Terminals": ts, "Changes": changes, "Recent": c.recent(journal.Query{MID: m.ID}),
+		"LimitsCurrency": currency.Acquirer})
 }
 
 // terminalRow is a terminal with what the registry knows of its last contact.
