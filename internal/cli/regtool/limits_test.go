@@ -2,6 +2,7 @@ package regtool
 
 import (
 	"bytes"
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -37,6 +38,11 @@ func TestLimitsInTheirCurrency(t *testing.T) {
 	e := newEnv(t)
 	e.mustRun(t, op, "merchant", "register", "000000000000077", "--name", "Night Market", "--mcc", "5812", "--region", "CN-GZ",
 		"--tier", "micro", "--limit-txn", "50000", "--limit-daily", "1000005", "--limit-count", "9")
+	// The change previews show the stored minor units and the limits as people read them.
+	if out := e.mustRun(t, rev, "change", "show", "CHG-1"); !strings.Contains(out, `"per_transaction": 50000`) ||
+		!strings.Contains(out, "(txn/day/month in 156: 500.00/10000.05/-)") {
+		t.Errorf("change show of the registration:\n%s", out)
+	}
 	e.mustRun(t, rev, "change", "approve", "CHG-1")
 	if out := e.mustRun(t, an, "merchant", "show", "000000000000077"); !strings.Contains(out, "500.00 156 a transaction, 10000.05 156 a day, 9 transactions a day") {
 		t.Errorf("merchant show:\n%s", out)
@@ -44,6 +50,13 @@ func TestLimitsInTheirCurrency(t *testing.T) {
 	out := e.mustRun(t, an, "merchant", "list")
 	if !strings.Contains(out, "LIMITS 156 (txn/day/month)") || !strings.Contains(out, "500.00/10000.05/-") {
 		t.Errorf("merchant list:\n%s", out)
+	}
+	e.mustRun(t, op, "merchant", "change", "000000000000077", "--limit-txn", "100000", "--limit-daily", "1000005", "--limit-count", "9")
+	if out := e.mustRun(t, rev, "change", "show", "CHG-2"); !strings.Contains(out, "(txn/day/month in 156: 500.00/10000.05/- -> 1000.00/10000.05/-)") {
+		t.Errorf("change show of a change of the limits:\n%s", out)
+	}
+	if got := Diff(json.RawMessage(`{"name":"a"}`), json.RawMessage(`{"name":"b"}`)); len(got) != 1 || got[0] != `name: "a" -> "b"` {
+		t.Errorf("Diff of another field: %q", got)
 	}
 }
 
