@@ -71,7 +71,7 @@ var termKinds = []string{"purchase", "preauth", "completion", "void", "refund", 
 // help of "term KIND" describes them and only names the others (term takes every
 // flag with every transaction, and ignores those a transaction does not read).
 var termKindFlags = func() map[string][]string {
-	card := []string{"pan", "amount", "expiry", "pin", "ksn", "track", "findings", "attest", "attest-age"}
+	card := []string{"pan", "amount", "currency", "expiry", "pin", "ksn", "track", "findings", "attest", "attest-age"}
 	with := func(a []string, more ...string) []string { return append(append([]string(nil), a...), more...) }
 	return map[string][]string{
 		"purchase":   with(card, "qr", "resend"),
@@ -85,7 +85,7 @@ var termKindFlags = func() map[string][]string {
 		"signon":     nil,
 		"signoff":    nil,
 		"settle":     {"totals"},
-		"qr-order":   {"amount"},
+		"qr-order":   {"amount", "currency"},
 		"qr-inquiry": {"order"},
 	}
 }()
@@ -143,7 +143,8 @@ func runTerm(env *Env, args []string) int {
 	addr := fs.String("addr", "127.0.0.1:8583", "switch terminal listener host:port")
 	dialect := fs.String("dialect", "ascii", "ascii, ascii-binary-bitmap (default --addr 127.0.0.1:8584) or cup (signs in first; default --addr 127.0.0.1:8585)")
 	pan := fs.String("pan", "", "card number")
-	amount := fs.String("amount", "0", "amount in minor units (1000 = 10.00), or with a decimal point")
+	amount := fs.String("amount", "0", "amount in minor units (1000 = 10.00 yuan), or in major units with a point and at most the currency's decimals (10.00; 1000. yen); at most DE 4's 12 digits of minor units")
+	cur := fs.String("currency", "156", "currency of the amount, ISO 4217 numeric code (DE 49: 156 CNY, 392 JPY, 414 KWD); cup sends 156 only")
 	expiry := fs.String("expiry", "", "card expiry YYMM (default: the demo card's, else 2912)")
 	tid := fs.String("tid", "T0000001", "terminal ID (DE 41)")
 	mid := fs.String("mid", "", "merchant ID (DE 42; default: the demo terminal's merchant)")
@@ -181,15 +182,15 @@ func runTerm(env *Env, args []string) int {
 		return fail(env, "term %s: --resend: the ASCII dialects only (a cup terminal's resend is not made by term)", kind)
 	}
 	if d == message.DialectCUP {
-		return runTermCUP(env, kind, cupArgs, cupTermCommon{addr: *addr, pan: *pan, amount: *amount, expiry: *expiry,
+		return runTermCUP(env, kind, cupArgs, cupTermCommon{addr: *addr, pan: *pan, amount: *amount, currency: *cur, expiry: *expiry,
 			tid: *tid, mid: *mid, stan: *stan, rrn: *rrn, auth: *auth, pin: *pin, tags: tags, timeout: *timeout, json: *asJSON,
 			qrCode: *qrCode, qrOriginal: *qrOrig})
 	}
-	amt, err := termclient.ParseAmount(*amount)
+	amt, err := termclient.ParseAmount(*amount, *cur)
 	if err != nil {
-		return fail(env, "term: --amount: %v", err)
+		return fail(env, "term: --amount %s --currency %s: %v", *amount, *cur, err)
 	}
-	t := termclient.Txn{PAN: *pan, Amount: amt, TID: *tid, MID: *mid, Expiry: *expiry, RRN: *rrn, AuthCode: *auth, STAN: *stan}
+	t := termclient.Txn{PAN: *pan, Amount: amt, Currency: *cur, TID: *tid, MID: *mid, Expiry: *expiry, RRN: *rrn, AuthCode: *auth, STAN: *stan}
 	if t.STAN == "" {
 		t.STAN = fmt.Sprintf("%06d", time.Now().UnixNano()/1000%1000000)
 	}

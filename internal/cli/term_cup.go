@@ -37,10 +37,10 @@ func cupTermFlags(fs *flag.FlagSet) cupTermArgs {
 
 // cupTermCommon are the flags term shares with the other dialects.
 type cupTermCommon struct {
-	addr, pan, amount, expiry, tid, mid, stan, rrn, auth, pin string
-	tags                                                      []string
-	timeout                                                   time.Duration
-	json                                                      bool
+	addr, pan, amount, currency, expiry, tid, mid, stan, rrn, auth, pin string
+	tags                                                                []string
+	timeout                                                             time.Duration
+	json                                                                bool
 	// qrCode pays with a payer's code (F22 031, F59 A3); qrOriginal marks a void or
 	// refund of a QR payment (docs/cup-dialect.md).
 	qrCode     string
@@ -65,9 +65,12 @@ func runTermCUP(env *Env, kind string, a cupTermArgs, c cupTermCommon) int {
 	if err != nil {
 		return fail(env, "term: --mac: %v", err)
 	}
-	amt, err := termclient.ParseAmount(c.amount)
+	amt, err := termclient.ParseAmount(c.amount, c.currency)
 	if err != nil {
-		return fail(env, "term: --amount: %v", err)
+		return fail(env, "term: --amount %s --currency %s: %v", c.amount, c.currency, err)
+	}
+	if c.currency != "156" {
+		return fail(env, "term: --currency %s: a cup terminal sends its amounts in 156 (CNY, F49) only", c.currency)
 	}
 	if c.mid == "" {
 		if c.mid = demoMerchant[c.tid]; c.mid == "" {

@@ -201,3 +201,100 @@ func TestTermResend(t *testing.T) {
 		t.Errorf("term void --resend: exit %d\n%s", code, errs)
 	}
 }
+
+// TestTermAmountInItsCurrency: `term purchase --amount` with a point is read in
+// --currency's decimals, exactly, and sent in DE 4 with --currency in DE 49; an
+// amount with more decimals than the currency has, a negative one, or one that does
+// not fit DE 4 exits non-zero with an error naming the input, and sends nothing. Before, a
+// point made the amount a float times 100 whatever the currency (1000.5 yen went
+// out as 100050), term had no --currency, and an amount past 12 digits was only
+// caught by the message packer. The switch is a loopback listener that records
+// DE 4 and DE 49 of each request and answers 00.
+func TestTermAmountInItsCurrency(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	got := make(chan [2]string, 8)
+	go func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer nc.Close()
+				r := bufio.NewReader(nc)
+				for {
+					body, err := frontend.ReadFrame(r, nil, 0xFFFF)
+					if err != nil {
+						return
+					}
+					req := iso8583.NewMessage(message.SpecASCII)
+					if err := req.Unpack(body); err != nil {
+						return
+					}
+					de4, _ := req.GetString(4)
+					de49, _ := req.GetString(49)
+					got <- [2]string{de4, de49}
+					resp := iso8583.NewMessage(message.SpecASCII)
+					resp.MTI("0210")
+					for _, id := range []int{7, 11, 41} {
+						v, _ := req.GetString(id)
+						_ = resp.Field(id, v)
+					}
+					_ = resp.Field(39, "00")
+					b, err := message.Pack(resp, nil)
+					if err != nil {
+						return
+					}
+					_, _ = nc.Write(append([]byte{byte(len(b) >> 8), byte(len(b))}, b...))
+				}
+			}()
+		}
+	}()
+	base := []string{"term", "purchase", "--addr", ln.Addr().String(), "--pan", "4761739001010119", "--timeout", "10s"}
+	for _, c := range []struct {
+		args     []string
+		de4, cur string
+	}{
+		{[]string{"--amount", "10.00"}, "000000001000", "156"},
+		{[]string{"--amount", "0.29"}, "000000000029", "156"},
+		{[]string{"--amount", "1000.", "--currency", "392"}, "000000001000", "392"},
+		{[]string{"--amount", "1.500", "--currency", "414"}, "000000001500", "414"},
+		{[]string{"--amount", "9999999999.99"}, "999999999999", "156"},
+	} {
+		code, out, errs := runCLI(t, nil, append(base, c.args...)...)
+		if code != 0 {
+			t.Fatalf("term %v: exit %d\n%s%s", c.args, code, out, errs)
+		}
+		if g := <-got; g != [2]string{c.de4, c.cur} {
+			t.Errorf("term %v: sent DE 4 %s DE 49 %s, want %s %s", c.args, g[0], g[1], c.de4, c.cur)
+		}
+	}
+	for _, c := range []struct {
+		args []string
+		says string
+	}{
+		{[]string{"--amount", "1000.5", "--currency", "392"}, `amount "1000.5": 1 decimals, currency 392 has 0`},
+		{[]string{"--amount", "10.005"}, `amount "10.005": 3 decimals, currency 156 has 2`},
+		{[]string{"--amount", "-5.00"}, `amount "-5.00": negative`},
+		{[]string{"--amount", "-500"}, `amount "-500": negative`},
+		{[]string{"--amount", "10000000000.00"}, `amount "10000000000.00": 1000000000000 minor units of currency 156, more than DE 4's 12 digits`},
+		{[]string{"--amount", "1000000000000"}, `amount "1000000000000": more than DE 4's 12 digits`},
+		{[]string{"--amount", "1.00", "--currency", "CNY"}, `currency "CNY": not an ISO 4217 numeric code`},
+		{[]string{"--amount", "1.00", "--currency", "392", "--dialect", "cup"}, `amount "1.00": 2 decimals, currency 392 has 0`},
+		{[]string{"--amount", "1.00", "--currency", "344", "--dialect", "cup"}, `--currency 344: a cup terminal sends its amounts in 156`},
+	} {
+		code, out, errs := runCLI(t, nil, append(base, c.args...)...)
+		if code == 0 || !strings.Contains(errs, c.says) {
+			t.Errorf("term %v: exit %d, want non-zero saying %q\n%s%s", c.args, code, c.says, out, errs)
+		}
+	}
+	select {
+	case g := <-got:
+		t.Errorf("a refused amount was sent: DE 4 %s DE 49 %s", g[0], g[1])
+	default:
+	}
+}

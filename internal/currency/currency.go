@@ -15,6 +15,16 @@ import (
 	"strings"
 )
 
+// Acquirer is the acquirer's currency (ISO 4217 numeric, CNY), in which the
+// switch shows a merchant's amount limits: registry.Limits name no currency, and
+// merchants have none (no settlement currency), nor has the configuration. It is
+// the currency the switch's own defaults are in (a QR order without one, a cup
+// terminal's F49, switchyard term's --currency). It is for display only: the
+// limits are compared with a transaction's DE 4 as they are, minor units against
+// minor units, whatever the transaction's currency (docs/merchant-risk.md,
+// "Currency of the limits").
+const Acquirer = "156"
+
 // exponents are the ISO 4217 minor units that are not 2, by numeric code (DE 49).
 var exponents = map[string]int{
 	// no minor unit

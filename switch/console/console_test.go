@@ -1,9 +1,12 @@
 package console
 
 import (
+	"encoding/json"
+	"fmt"
 	"html/template"
 	"io"
 	"io/fs"
+	"maps"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -16,6 +19,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
+	"github.com/switchyard/switchyard/internal/currency"
 	"github.com/switchyard/switchyard/switch/registry"
 )
 
@@ -551,4 +555,58 @@ func TestAlertRuleWebhookRedacted(t *testing.T) {
 	noSecret("change page", page)
 	_, page = get(t, rc, f.srv.URL+"/console/oplog")
 	noSecret("oplog page", page)
+}
+
+// TestMerchantLimitsInTheAcquirersCurrency: the merchant's page shows its amount
+// limits in the decimals of the acquirer's currency (currency.Acquirer: merchants
+// have none) with its code beside each, as the transactions show theirs; before,
+// they were written with two decimals and no currency.
+func TestMerchantLimitsInTheAcquirersCurrency(t *testing.T) {
+	f := newFixture(t)
+	op := f.client()
+	f.login(t, op, "operator", "operator-demo-pw")
+	const mid = "000000000000001"
+	m, ok := f.reg.Merchant(mid)
+	if !ok || m.Limits.PerTransaction == 0 || m.Limits.Daily == 0 || m.Limits.Monthly == 0 {
+		t.Fatalf("demo merchant %s has not the three amount limits: %+v", mid, m)
+	}
+	_, page := get(t, op, f.srv.URL+"/console/merchants/"+mid)
+	cur := currency.Acquirer
+	want := fmt.Sprintf(`id="merchant-limits">per transaction %s %s · daily %s %s · monthly %s %s</span>`,
+		currency.Format(m.Limits.PerTransaction, cur), cur, currency.Format(m.Limits.Daily, cur), cur, currency.Format(m.Limits.Monthly, cur), cur)
+	if !strings.Contains(page, want) {
+		i := strings.Index(page, "merchant-limits")
+		t.Fatalf("the merchant's page does not show %s\n%s", want, page[max(i, 0):min(max(i, 0)+300, len(page))])
+	}
+}
+
+// TestChangeShowsLimitsInTheAcquirersCurrency: a change of a merchant's limits shows,
+// beside the stored minor units of each amount limit, the change as people read it
+// in the acquirer's currency ("500.00 → 1000.00 156"; "-" for none), on the diff's
+// line and on the change's page; other fields, and the daily count, get none.
+func TestChangeShowsLimitsInTheAcquirersCurrency(t *testing.T) {
+	lines := diff(json.RawMessage(`{"name":"a","limits":{"per_transaction":50000,"daily":1000005,"daily_count":9}}`),
+		json.RawMessage(`{"name":"a","limits":{"per_transaction":100000,"monthly":1500,"daily_count":9}}`))
+	got := map[string]string{}
+	for _, l := range lines {
+		got[l.Field] = l.Amount
+	}
+	want := map[string]string{"name": "", "limits.daily_count": "", "limits.per_transaction": "500.00 → 1000.00 156",
+		"limits.daily": "10000.05 → - 156", "limits.monthly": "- → 15.00 156"}
+	if !maps.Equal(got, want) {
+		t.Errorf("diff's amounts: %v, want %v", got, want)
+	}
+
+	f := newFixture(t)
+	op := f.client()
+	f.login(t, op, "operator", "operator-demo-pw")
+	c, err := f.reg.RequestChange(registry.Actor{Name: "alice", Role: registry.RoleOperator}, registry.Change{Op: registry.OpMerchantChange,
+		Target: "000000000000001", MerchantPatch: &registry.MerchantPatch{Limits: &registry.Limits{PerTransaction: 123_456}}, Reason: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, page := get(t, op, f.srv.URL+"/console/changes/"+c.ID)
+	if !strings.Contains(page, `<p class="limit-amount">`) || !strings.Contains(page, " → 1234.56 156</p>") {
+		t.Fatalf("the change's page does not show the limit in 156:\n%s", page)
+	}
 }

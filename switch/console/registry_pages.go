@@ -12,6 +12,7 @@ import (
 
 	"github.com/switchyard/switchyard/hsm"
 	"github.com/switchyard/switchyard/internal/actorname"
+	"github.com/switchyard/switchyard/internal/currency"
 	"github.com/switchyard/switchyard/switch/journal"
 	"github.com/switchyard/switchyard/switch/registry"
 )
@@ -40,7 +41,10 @@ func (c *Console) merchant(w http.ResponseWriter, r *http.Request, s *session) {
 	}
 	ts := c.o.Registry.Terminals(registry.TerminalFilter{MerchantID: m.ID})
 	changes, _ := c.o.Registry.Changes(registry.ChangeFilter{Target: m.ID, Limit: 20})
-	c.render(w, r, s, "merchant", map[string]any{"M": m, "Terminals": ts, "Changes": changes, "Recent": c.recent(journal.Query{MID: m.ID})})
+	// LimitsCurrency: the limits name no currency; they are shown in the
+	// acquirer's (currency.Acquirer).
+	c.render(w, r, s, "merchant", map[string]any{"M": m, "Terminals": ts, "Changes": changes, "Recent": c.recent(journal.Query{MID: m.ID}),
+		"LimitsCurrency": currency.Acquirer})
 }
 
 // terminalRow is a terminal with what the registry knows of its last contact.
@@ -188,6 +192,26 @@ type diffLine struct {
 	// "00000000000000I" from "000000000000001", a name with a Cyrillic "А"), so
 	// that the reviewer sees a change the eye would not; "" otherwise.
 	LookAlike string
+	// Amount, for a merchant's amount limit (limits.per_transaction, daily,
+	// monthly: minor units), is the change as people read it, in the acquirer's
+	// currency ("500.00 → 1000.00 156"); "" otherwise.
+	Amount string
+}
+
+// limitFields are the diff's fields of a merchant's amount limits.
+var limitFields = map[string]bool{"limits.per_transaction": true, "limits.daily": true, "limits.monthly": true}
+
+// limitAmount is a limit of a diff (its JSON number, "" for none) in the
+// acquirer's currency: "-" for none, "" for a value that is not a number.
+func limitAmount(v string) (string, bool) {
+	if v == "" {
+		return "-", true
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return "", false
+	}
+	return currency.Format(n, currency.Acquirer), true
 }
 
 // effectDiff is one record a change touches, field by field.
@@ -233,6 +257,13 @@ func diff(before, after json.RawMessage) []diffLine {
 	for _, k := range sortedKeys(keys) {
 		bv, av := b[k], a[k]
 		l := diffLine{Field: k, Before: bv, After: av, Changed: bv != av}
+		if limitFields[k] {
+			bs, bok := limitAmount(bv)
+			as, aok := limitAmount(av)
+			if bok && aok {
+				l.Amount = bs + " → " + as + " " + currency.Acquirer
+			}
+		}
 		var bs, as string
 		if l.Changed && json.Unmarshal([]byte(bv), &bs) == nil && json.Unmarshal([]byte(av), &as) == nil {
 			l.LookAlike = actorname.LookAlike(bs, as)

@@ -3,11 +3,13 @@ package termclient
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/moov-io/iso8583"
 
+	"github.com/switchyard/switchyard/internal/currency"
 	"github.com/switchyard/switchyard/switch/message"
 )
 
@@ -204,27 +206,57 @@ func Decode(m *iso8583.Message) (Result, error) {
 	return r, nil
 }
 
-// ParseAmount reads an amount in minor units from "1000" (fen) or "10.00" (yuan).
-func ParseAmount(s string) (int64, error) {
-	if i := indexByte(s, '.'); i >= 0 {
-		f, err := strconv.ParseFloat(s, 64)
-		if err != nil || f < 0 {
-			return 0, fmt.Errorf("amount %q is not a non-negative number", s)
-		}
-		return int64(f*100 + 0.5), nil
+// MaxAmount is the largest amount DE 4 carries: 12 digits of minor units.
+const MaxAmount = 999_999_999_999
+
+// ParseAmount reads an amount of the currency numeric (ISO 4217 numeric code, DE
+// 49: "156" CNY) as minor units, exactly (no floating point). Digits alone are
+// minor units ("1000" is 10.00 yuan, or 1000 yen); with a point they are major
+// units with at most the currency's decimals ("10.00" yuan, "1000" or "1000." yen,
+// "1.500" dinars; "10.5" yen and "10.005" yuan are refused). It refuses a sign,
+// anything but digits and one point, a currency that is not three digits and an
+// amount of more minor units than DE 4's 12 digits hold (MaxAmount). Its errors
+// name the input.
+func ParseAmount(s, numeric string) (int64, error) {
+	if len(numeric) != 3 || !allDigits(numeric) {
+		return 0, fmt.Errorf("currency %q: not an ISO 4217 numeric code (three digits, 156 for CNY)", numeric)
 	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n < 0 || n > 999999999999 {
-		return 0, fmt.Errorf("amount %q is not 0 to 999999999999 minor units", s)
+	if strings.HasPrefix(s, "-") {
+		return 0, fmt.Errorf("amount %q: negative (an amount is 0 or more; a refund is its own transaction)", s)
+	}
+	var n int64
+	if strings.Contains(s, ".") {
+		v, err := currency.Parse(s, numeric)
+		if err != nil {
+			return 0, err
+		}
+		n = v
+	} else {
+		if s == "" || !allDigits(s) {
+			return 0, fmt.Errorf("amount %q: not a number of minor units (digits, or major units with a point)", s)
+		}
+		all := strings.TrimLeft(s, "0")
+		if len(all) > 12 {
+			return 0, fmt.Errorf("amount %q: more than DE 4's 12 digits of minor units (at most %d)", s, int64(MaxAmount))
+		}
+		v, err := strconv.ParseInt("0"+all, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("amount %q: %w", s, err)
+		}
+		n = v
+	}
+	if n > MaxAmount {
+		return 0, fmt.Errorf("amount %q: %d minor units of currency %s, more than DE 4's 12 digits hold (at most %s)", s, n, numeric, currency.Format(MaxAmount, numeric))
 	}
 	return n, nil
 }
 
-func indexByte(s string, c byte) int {
+// allDigits reports whether s is made of ASCII digits only ("" is).
+func allDigits(s string) bool {
 	for i := 0; i < len(s); i++ {
-		if s[i] == c {
-			return i
+		if s[i] < '0' || s[i] > '9' {
+			return false
 		}
 	}
-	return -1
+	return true
 }

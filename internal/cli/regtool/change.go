@@ -7,6 +7,7 @@ import (
 
 	"github.com/switchyard/switchyard/internal/actorname"
 	"github.com/switchyard/switchyard/internal/cli/kit"
+	"github.com/switchyard/switchyard/internal/currency"
 	"github.com/switchyard/switchyard/switch/registry"
 )
 
@@ -122,10 +123,10 @@ func Diff(before, after json.RawMessage) []string {
 			continue
 		}
 		if before == nil {
-			out = append(out, fmt.Sprintf("%s: %s", k, av))
+			out = append(out, fmt.Sprintf("%s: %s", k, av)+limitsNote(k, nil, a[k]))
 			continue
 		}
-		line := fmt.Sprintf("%s: %s -> %s", k, orDash(bv), orDash(av))
+		line := fmt.Sprintf("%s: %s -> %s", k, orDash(bv), orDash(av)) + limitsNote(k, b[k], a[k])
 		var bs, as string
 		if json.Unmarshal(b[k], &bs) == nil && json.Unmarshal(a[k], &as) == nil {
 			if la := actorname.LookAlike(bs, as); la != "" {
@@ -137,4 +138,25 @@ func Diff(before, after json.RawMessage) []string {
 		out = append(out, line)
 	}
 	return out
+}
+
+// limitsNote is what Diff adds to the line of a merchant's limits (field
+// "limits", stored in minor units): the limits as people read them, in the
+// acquirer's currency (docs/merchant-risk.md, "Currency of the limits"), before
+// and after, or after alone for a new record (before nil): " (txn/day/month in
+// 156: 500.00/-/- -> 1000.00/-/-)". "" for another field or values that are not
+// limits.
+func limitsNote(field string, before, after json.RawMessage) string {
+	if field != "limits" {
+		return ""
+	}
+	var bl, al registry.Limits
+	if json.Unmarshal(after, &al) != nil || (before != nil && json.Unmarshal(before, &bl) != nil) {
+		return ""
+	}
+	cur := currency.Acquirer
+	if before == nil {
+		return fmt.Sprintf(" (txn/day/month in %s: %s)", cur, limitsText(al, cur))
+	}
+	return fmt.Sprintf(" (txn/day/month in %s: %s -> %s)", cur, limitsText(bl, cur), limitsText(al, cur))
 }

@@ -5,6 +5,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/switchyard/switchyard/internal/currency"
 	"github.com/switchyard/switchyard/risk/profile"
 
 	"github.com/switchyard/switchyard/switch/registry"
@@ -84,9 +85,9 @@ func (t *tool) merchant(args []string) error {
 		}
 		var rows [][]string
 		for _, m := range ms {
-			rows = append(rows, []string{m.ID, m.Name, m.MCC, m.Region, m.Tier, m.Rating, string(m.Status), limitsText(m.Limits)})
+			rows = append(rows, []string{m.ID, m.Name, m.MCC, m.Region, m.Tier, m.Rating, string(m.Status), limitsText(m.Limits, currency.Acquirer)})
 		}
-		t.table("ID\tNAME\tMCC\tREGION\tTIER\tRATING\tSTATUS\tLIMITS (txn/day/month)", rows)
+		t.table("ID\tNAME\tMCC\tREGION\tTIER\tRATING\tSTATUS\tLIMITS "+currency.Acquirer+" (txn/day/month)", rows)
 		return nil
 	case "show":
 		pos, err := f.parseN(args, 1, "a merchant ID")
@@ -175,7 +176,10 @@ func (t *tool) merchant(args []string) error {
 	return usagef("merchant %s: unknown subcommand (want list, show, register, change, activate, freeze, unfreeze, close, import, rating, report, webhook or notices)", sub)
 }
 
-func limitsText(l registry.Limits) string {
+// limitsText is a merchant's amount limits for a table, per transaction, day and
+// month, in the decimals of the currency cur (the column's header names it):
+// "1000.00/10000.00/-", "none" without limits.
+func limitsText(l registry.Limits, cur string) string {
 	if l == (registry.Limits{}) {
 		return "none"
 	}
@@ -183,7 +187,7 @@ func limitsText(l registry.Limits) string {
 		if v == 0 {
 			return "-"
 		}
-		return fmt.Sprintf("%d.%02d", v/100, v%100)
+		return currency.Format(v, cur)
 	}
 	return amt(l.PerTransaction) + "/" + amt(l.Daily) + "/" + amt(l.Monthly)
 }

@@ -153,7 +153,7 @@ func (t *tool) printRating(v *ratingView) {
 	var lim []string
 	for _, k := range []string{"single", "daily", "monthly", "softpos"} {
 		if n := v.Limits[k]; n > 0 {
-			lim = append(lim, fmt.Sprintf("%s %d.%02d", k, n/100, n%100))
+			lim = append(lim, k+" "+currency.Format(n, currency.Acquirer)+" "+currency.Acquirer)
 		}
 	}
 	if len(lim) == 0 {

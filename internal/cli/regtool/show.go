@@ -12,15 +12,6 @@ import (
 // The show commands print one record for people, as labelled lines with times in
 // the acquirer's zone; --json prints the API's record as it is, for scripts.
 
-// money shows minor units with two decimals.
-func money(v int64) string {
-	sign := ""
-	if v < 0 {
-		sign, v = "-", -v
-	}
-	return fmt.Sprintf("%s%d.%02d", sign, v/100, v%100)
-}
-
 func yesNo(b bool) string {
 	if b {
 		return "yes"
@@ -44,17 +35,19 @@ func withReason(status, reason string) string {
 	return status + " (" + reason + ")"
 }
 
-// limitsLong says a merchant's limits in words: "none" when it has none.
-func limitsLong(l registry.Limits) string {
+// limitsLong says a merchant's limits in words, each amount in the decimals of
+// the currency cur and followed by its code ("1000.00 156 a transaction"):
+// "none" when it has none.
+func limitsLong(l registry.Limits, cur string) string {
 	var parts []string
 	if l.PerTransaction > 0 {
-		parts = append(parts, money(l.PerTransaction)+" a transaction")
+		parts = append(parts, currency.Format(l.PerTransaction, cur)+" "+cur+" a transaction")
 	}
 	if l.Daily > 0 {
-		parts = append(parts, money(l.Daily)+" a day")
+		parts = append(parts, currency.Format(l.Daily, cur)+" "+cur+" a day")
 	}
 	if l.Monthly > 0 {
-		parts = append(parts, money(l.Monthly)+" a month")
+		parts = append(parts, currency.Format(l.Monthly, cur)+" "+cur+" a month")
 	}
 	if l.DailyCount > 0 {
 		parts = append(parts, fmt.Sprintf("%d transactions a day", l.DailyCount))
@@ -77,7 +70,7 @@ func (t *tool) printMerchant(m *registry.Merchant) {
 		{"Tier", m.Tier},
 		{"Rating", m.Rating},
 		{"Status", withReason(string(m.Status), m.Note)},
-		{"Limits", limitsLong(m.Limits)},
+		{"Limits", limitsLong(m.Limits, currency.Acquirer)},
 		{"Created", t.when(m.CreatedAt)},
 		{"Updated", t.when(m.UpdatedAt)},
 		{"Version", fmt.Sprint(m.Version)},
