@@ -1009,7 +1009,13 @@ func (s *Velocity) Restore(specs []*CounterSpec) (int, error) {
 					sh.n++
 					s.series.Add(1)
 					if len(se.b) > 0 {
-						t := (se.b[len(se.b)-1].n + 1) * c.Width
+						// The start of its newest bucket: the newest transaction
+						// it holds came no earlier. Its end (up to a bucket's
+						// width later: six hours for a 30-day counter) took the
+						// store's "now" past the present, and the sweep and the
+						// eviction dropped every live series of the short
+						// windows as expired until real time caught up.
+						t := se.b[len(se.b)-1].n * c.Width
 						for {
 							l := s.latest.Load()
 							if t <= l || s.latest.CompareAndSwap(l, t) {

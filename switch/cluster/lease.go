@@ -202,6 +202,10 @@ type Lease struct {
 	// failedSince is the end of the first of the refresh attempts failing in a
 	// row up to the last (its offset, plus one), 0 when the last one succeeded.
 	failedSince atomic.Int64
+	// triedAt is the end of the last refresh attempt (its offset, plus one), 0
+	// before the first: Confirm tells by it a refresh loop that runs (and fails)
+	// from one a pause of the process stopped.
+	triedAt atomic.Int64
 	// tried is closed when a refresh attempt ends (and replaced, under mu):
 	// Confirm waits on it.
 	tried chan struct{}
@@ -739,7 +743,7 @@ func (l *Lease) refresh(ctx context.Context) error {
 		l.refreshFailed = true
 		l.refreshErr = err
 		l.mu.Unlock()
-		l.failedSince.CompareAndSwap(0, int64(time.Since(l.epoch))+1)
+		l.noteFailed()
 		return fmt.Errorf("cluster: refresh the lease of node %d: %w", v.Node, err)
 	}
 	l.failedSince.Store(0)
@@ -898,8 +902,30 @@ func lostf(format string, args ...any) error {
 	return &lostError{msg: fmt.Sprintf(format, args...)}
 }
 
+// noteFailed records a failed refresh attempt ending now (failedSince). One
+// that ends longer after the attempt before it than a running refresh loop
+// allows (liveGap: a pause of the process since) starts a new run of failures:
+// the failures before the pause, and the pause, do not count as the refreshes
+// failing for a TTL.
+func (l *Lease) noteFailed() {
+	now := int64(time.Since(l.epoch)) + 1
+	if last := l.triedAt.Load(); last != 0 && now-last > l.liveGap() {
+		l.failedSince.Store(now)
+		return
+	}
+	l.failedSince.CompareAndSwap(0, now)
+}
+
+// liveGap is the longest time between the ends of two refresh attempts while
+// the refresh loop runs: a tick's wait, an attempt's bound (TTL/2), and a
+// margin for a loaded machine. A longer one means the process was paused.
+func (l *Lease) liveGap() int64 {
+	return int64(l.opts.Refresh + l.opts.TTL/2 + confirmMargin)
+}
+
 // noteTried wakes Confirm's waiters at the end of a refresh attempt.
 func (l *Lease) noteTried() {
+	l.triedAt.Store(int64(time.Since(l.epoch)) + 1)
 	l.mu.Lock()
 	close(l.tried)
 	l.tried = make(chan struct{})
@@ -920,7 +946,10 @@ func (l *Lease) noteTried() {
 // went stale (the bucket without a quorum, seen live; the other nodes judge its
 // outage as one of every lease and claim nothing for it), nil at once: such a
 // node's journal is usually without a quorum too, and its requests are not slowed
-// down further.
+// down further. Both hold only while the refresh loop runs (its last attempt
+// ended within liveGap): failures before a pause of the process, and the pause
+// itself, do not let the woken node pass before a refresh after the wake says
+// (until 6 December 2026 one failed refresh before the pause did).
 func (l *Lease) Confirm(ctx context.Context) error {
 	stale := int64(l.opts.TTL - min(confirmMargin, l.opts.TTL/4))
 	failing := int64(l.opts.TTL)
@@ -933,7 +962,10 @@ func (l *Lease) Confirm(ctx context.Context) error {
 		if now-ok < stale {
 			return nil
 		}
-		if f := l.failedSince.Load(); f != 0 && (f <= ok+stale || now-f >= failing) {
+		// The failures count only while the refresh loop runs: after a pause
+		// the failures before it (a stalling VM's) say nothing of the bucket
+		// now, and the pause is no TTL of failures; the wake's refresh says.
+		if f := l.failedSince.Load(); f != 0 && now-l.triedAt.Load() <= l.liveGap() && (f <= ok+stale || now-f >= failing) {
 			return nil
 		}
 		l.mu.Lock()
