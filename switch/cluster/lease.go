@@ -949,7 +949,9 @@ func (l *Lease) noteTried() {
 // down further. Both hold only while the refresh loop runs (its last attempt
 // ended within liveGap): failures before a pause of the process, and the pause
 // itself, do not let the woken node pass before a refresh after the wake says
-// (until 6 December 2026 one failed refresh before the pause did).
+// (until 6 December 2026 one failed refresh before the pause did). When ctx
+// ends while it waits, it returns an error wrapping ctx's cause (not
+// ErrLeaseLost): the caller does not go on unconfirmed.
 func (l *Lease) Confirm(ctx context.Context) error {
 	stale := int64(l.opts.TTL - min(confirmMargin, l.opts.TTL/4))
 	failing := int64(l.opts.TTL)
@@ -980,7 +982,10 @@ func (l *Lease) Confirm(ctx context.Context) error {
 		case <-bound.C:
 			return nil
 		case <-ctx.Done():
-			return nil
+			// Fail closed: the caller gave up before a refresh said the lease is
+			// held, so it may not go on (until 6 December 2026, nil).
+			return fmt.Errorf("cluster: node %d's lease not confirmed (last refresh %v ago) before the caller's context ended: %w",
+				l.self.Node, time.Duration(int64(time.Since(l.epoch))-l.okAt.Load()).Round(time.Millisecond), context.Cause(ctx))
 		}
 	}
 }

@@ -96,3 +96,36 @@ func TestConfirmAfterPauseWithFailureBefore(t *testing.T) {
 		}
 	})
 }
+
+// TestConfirmContextEnded: a Confirm that waits for a refresh (the lease stale
+// after a pause) and whose context ends returns an error wrapping the context's,
+// never nil: a caller with a cancellable context must not pass the fence without
+// the refresh having said the lease is held. Its context ended before the call,
+// Confirm of a stale lease fails at once; of a fresh lease it still passes.
+func TestConfirmContextEnded(t *testing.T) {
+	l := pausedLease(5*time.Second, 300*time.Millisecond, 5*time.Second)
+	ctx, cancel := context.WithCancel(context.Background())
+	got := make(chan error, 1)
+	go func() { got <- l.Confirm(ctx) }()
+	select {
+	case err := <-got:
+		t.Fatalf("Confirm of a stale lease before any refresh: %v; want it to wait", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	cancel()
+	select {
+	case err := <-got:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Confirm whose context ended: %v, want an error wrapping context.Canceled", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Confirm did not end with its context")
+	}
+	if err := l.Confirm(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Confirm of a stale lease with an ended context: %v, want context.Canceled", err)
+	}
+	l.okAt.Store(int64(time.Since(l.epoch)))
+	if err := l.Confirm(ctx); err != nil {
+		t.Fatalf("Confirm of a fresh lease with an ended context: %v, want nil (nothing to wait for)", err)
+	}
+}

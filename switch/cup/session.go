@@ -251,7 +251,8 @@ func (ss *Sessions) NoteRemote(rec *journal.Record) {
 // duplicate key. A request the pipeline answered 94 for reusing another's DE 41 +
 // 11 + 7 with other content (journal.Record.OwnsDupKey) carries the first's DE 7
 // but is not the STAN's request: taken as the latest of its STAN, its fingerprint
-// would make the first's own resend a 94.
+// would make the first's own resend a 94. One its issuer answered 94 is the
+// STAN's request: its resend is the pipeline's duplicate.
 func stanRecord(r *journal.Record) bool {
 	return r.STAN != "" && r.DE7 != "" && (r.MTI == "0100" || r.MTI == "0200" || r.MTI == "0220") && r.OwnsDupKey()
 }

@@ -214,3 +214,59 @@ func TestSTANReusedAfterRestart(t *testing.T) {
 		t.Errorf("a request's fingerprint took %v allocations, want 0", n)
 	}
 }
+
+// TestIssuer94ResentAfterRestart: a request its issuer answered 94 (DecidedBy
+// "issuer") is the STAN's request, unlike one the switch refused 94 for reusing
+// another's DE 41 + 11 + 7 (journal.Record.OwnsDupKey): read back from the journal
+// after a restart, its resend is given its DE 7 (the pipeline answers it from the
+// journal, the issuer's 94 again, nothing sent) instead of being taken as a new
+// transaction and sent to the issuer again. Before, every record answered 94 was
+// skipped, the issuer's too. The same holds for the record as another node's
+// applier notes it (Sessions.NoteRemote).
+func TestIssuer94ResentAfterRestart(t *testing.T) {
+	mak := []byte("0123456789ABCDEF")
+	now := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	clock := now
+	term := &Terminal{TID: "T0000001", MID: "000000000000001", mak: mak, batch: "000007",
+		TPDU: TPDU{0x60, 0, 3, 0, 0}, Header: Header{0x60, 0x31, 0, 0x31, 0, 0}}
+	conn := &frontend.Conn{Listener: "cup", Dialect: message.DialectCUP}
+	sale, err := term.Build(Txn{Kind: "sale", PAN: "6225880212345678", Expiry: "2912", Amount: 1000, STAN: "000321"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Sent once before the restart (its entry mode is the record's).
+	before := &fakePipeline{}
+	exchange(t, NewAdapter(Config{HSM: &fakeHSM{mak: mak}, Terminals: fakeTerminals{}, Refusals: &fakeRefusals{},
+		Now: func() time.Time { return clock }}, before), conn, sale, term.MACOf)
+	issuer94 := &journal.Record{RRN: "000000000321", TID: term.TID, MTI: "0200", ProcCode: "000000", STAN: "000321",
+		DE7: before.last().DE7, Amount: 1000, EntryMode: before.last().EntryMode, RC: "94", DecidedBy: "issuer", Received: clock}
+	clock = clock.Add(10 * time.Minute) // the restart
+
+	p := &fakePipeline{}
+	a := NewAdapter(Config{HSM: &fakeHSM{mak: mak}, Terminals: fakeTerminals{}, Journal: recordsJournal{issuer94},
+		Refusals: &fakeRefusals{}, Now: func() time.Time { return clock }}, p)
+	exchange(t, a, conn, sale, term.MACOf)
+	if got := p.last().DE7; got != issuer94.DE7 {
+		t.Errorf("after a restart, the resend of a request its issuer answered 94: DE 7 %s, want the record's %s (the pipeline's duplicate, not a new transaction)",
+			got, issuer94.DE7)
+	}
+
+	// Noted from another node's journal: the same.
+	ss := NewSessions()
+	p = &fakePipeline{}
+	a = NewAdapter(Config{HSM: &fakeHSM{mak: mak}, Terminals: fakeTerminals{}, Journal: recordsJournal{}, Sessions: ss,
+		Refusals: &fakeRefusals{}, Now: func() time.Time { return clock }}, p)
+	exchange(t, a, conn, sale, term.MACOf) // opens the terminal's session here
+	fresh := p.last().DE7
+	noted := *issuer94
+	noted.STAN, noted.Received = "000322", clock
+	ss.NoteRemote(&noted)
+	resend, err := term.Build(Txn{Kind: "sale", PAN: "6225880212345678", Expiry: "2912", Amount: 1000, STAN: "000322"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	exchange(t, a, conn, resend, term.MACOf)
+	if got := p.last().DE7; got != noted.DE7 {
+		t.Errorf("a request another node's issuer answered 94, noted here and resent: DE 7 %s, want the record's %s (first here: %s)", got, noted.DE7, fresh)
+	}
+}

@@ -22,7 +22,7 @@ func TestCaptureKeyIndex(t *testing.T) {
 	refused := sample("000000000002", at, "T0000001")
 	refused.STAN, refused.DE7, refused.Offline, refused.CaptureKey = "000200", "", true, "ffeeddccbbaa99887766554433221100"
 	mismatch := sample("000000000003", at, "T0000002")
-	mismatch.RC, mismatch.Offline, mismatch.CaptureKey = "94", true, "0000000000000000ffffffffffffffff"
+	mismatch.RC, mismatch.DecidedBy, mismatch.Offline, mismatch.CaptureKey = "94", "switch", true, "0000000000000000ffffffffffffffff"
 	for _, r := range []*Record{capture, refused, mismatch} {
 		if err := s.Write(ctx, r, true, true); err != nil {
 			t.Fatal(err)

@@ -398,7 +398,7 @@ func TestReplayKeepsDuplicateKeyOfTheFirst(t *testing.T) {
 		t.Fatal(err)
 	}
 	other := sample(rrn, base.Add(time.Second), first.TID)
-	other.STAN, other.DE7, other.RC = first.STAN, first.DE7, "94"
+	other.STAN, other.DE7, other.RC, other.DecidedBy, other.Reason = first.STAN, first.DE7, "94", "switch", "duplicate-key-other-content"
 	if err := s.Write(context.Background(), other, true, true); err != nil {
 		t.Fatal(err)
 	}
@@ -505,4 +505,20 @@ func writeTxnSynced(t *testing.T, s *Store, at time.Time) *Record {
 		t.Fatal(err)
 	}
 	return r
+}
+
+// TestOwnsDupKeyIssuer94: a record the switch answered 94 (its duplicate refusals,
+// decided by the switch or the cup adapter) owns no duplicate key; one its issuer
+// answered 94 owns its own, as any other answer: its resends are its duplicates.
+func TestOwnsDupKeyIssuer94(t *testing.T) {
+	for _, c := range []struct {
+		by   string
+		owns bool
+	}{{"issuer", true}, {"switch", false}, {"cup", false}, {"", false}} {
+		r := sample("000000000001", time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC), "T0000001")
+		r.RC, r.DecidedBy = "94", c.by
+		if r.OwnsDupKey() != c.owns || (r.DuplicateKey() != "") != c.owns {
+			t.Errorf("94 decided by %q: owns its key %v (key %q), want %v", c.by, r.OwnsDupKey(), r.DuplicateKey(), c.owns)
+		}
+	}
 }

@@ -329,9 +329,14 @@ func (r *Record) AddEvent(s State, at time.Time, note string) {
 func (r *Record) Final() bool { return r.RC != "" }
 
 // OwnsDupKey reports whether the record is indexed under its DE 41 + 11 + 7. A request
-// answered 94 reused the key of another request with other content: the key stays the
-// first one's, so that the first one's resends still find it.
-func (r *Record) OwnsDupKey() bool { return r.RC != "94" }
+// the switch answered 94 (the pipeline's duplicate-key-other-content, the cup
+// adapter's duplicate-stan-other-content: decided by anyone but the issuer) reused
+// the key of another request with other content: the key stays the first one's, so
+// that the first one's resends still find it. A request its issuer answered 94 is
+// the key's own request (its write ahead took the key): a cup session reading it back
+// after a restart gives its resend its DE 7, so that the pipeline answers it from the
+// journal instead of sending it again (until 6 December 2026 every 94 was skipped).
+func (r *Record) OwnsDupKey() bool { return r.RC != "94" || r.DecidedBy == "issuer" }
 
 // dupKeyOf is the key of the duplicate index rec is (or would be) indexed under,
 // "" when it has none (no DE 41, 11 or 7): CaptureDupKey of its CaptureKey when set,

@@ -124,6 +124,12 @@ func (p *Pipeline) journalFailed(ctx context.Context, t *txn, err error) (fronte
 	// What follows (a 94 for other content) is journaled as a record of its own.
 	t.rec = journal.Record{Timings: t.rec.Timings}
 	t.issuer = ""
+	// Nothing of this request was journaled, approved or counted: the merchant's
+	// lock it holds (a purchase near its merchant's limits, an offline capture) is
+	// given back before the wait for the first's answer (up to Config.DupWait),
+	// which would otherwise keep the merchant's other checks waiting (and answered
+	// 91 after 5 s). The first request's own approval is counted under its node's.
+	releaseHold(t)
 	return p.answerAsDuplicate(ctx, t, e, dup.RRN)
 }
 

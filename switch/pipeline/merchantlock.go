@@ -142,6 +142,17 @@ func (p *Pipeline) lockNearLimits(ctx context.Context, t *txn, in *risk.Input) *
 	return nil
 }
 
+// releaseHold gives up the merchant's lock t holds (t.hold: a purchase's near its
+// limits, an offline capture's), if any, before its caller's deferred release: a
+// request whose first write found its key journaled first elsewhere (journalFailed)
+// takes nothing under it.
+func releaseHold(t *txn) {
+	if h := t.hold; h != nil {
+		t.hold = nil
+		h.Release()
+	}
+}
+
 // unlockMerchant gives up the merchant's lock purchase t holds (lockNearLimits), if
 // any: its final record is durable and counted, or none will be.
 func unlockMerchant(t *txn) {

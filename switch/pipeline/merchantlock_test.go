@@ -169,6 +169,45 @@ func TestPurchaseMerchantLockUnavailable(t *testing.T) {
 	}
 }
 
+// TestPurchaseMerchantLockNotHeldOverDuplicateWait: a purchase near its merchant's
+// limits whose write ahead finds its key journaled first by another node (a
+// DuplicateError: the terminal's resend after a failover, the first still at its
+// issuer there) gives the merchant's lock back before it waits for the first's
+// answer: nothing of it is approved or journaled by this path, and the wait (up to
+// Config.DupWait, 10 s) under the lock would have made the merchant's other
+// near-limit purchases, QR payments and offline captures 91 after 5 s. It still
+// gets the first's answer. Before, the lock was held to the end of the wait.
+func TestPurchaseMerchantLockNotHeldOverDuplicateWait(t *testing.T) {
+	limits := withMerchantLimits(registry.Limits{Daily: 1000})
+	locks := &countingLocks{}
+	h := newHarness(t, withRulePack, limits, withMerchantLocks(locks))
+	h.bank.script(func(sent) (*iso8583.Message, error) { return issuerAnswer("00", "123456"), nil })
+	tx := h.purchase(600)
+	orig := nodeTwo(t, tx)
+	h.j.dupOf[journal.DupKey(orig.TID, orig.STAN, orig.DE7)] = orig.RRN
+	h.j.remote(inFlight(orig))
+	h.j.applyLater(orig, 3) // its answer comes here during the wait
+	firstFinal := make(chan bool, 1)
+	locks.onUnlock = func() {
+		h.j.mu.Lock()
+		defer h.j.mu.Unlock()
+		firstFinal <- h.j.recs[orig.RRN].Final()
+	}
+	a := h.do(tx)
+	if a.RC != "00" || a.RRN != orig.RRN || a.AuthCode != "123456" {
+		t.Fatalf("duplicate of a purchase in flight on another node: %s %s auth %q, want the first's 00 %s", a.RC, a.RRN, a.AuthCode, orig.RRN)
+	}
+	if asked, unlocked := locks.calls(); asked != 1 || unlocked != 1 {
+		t.Fatalf("%d merchant locks asked, %d given back; want 1, 1", asked, unlocked)
+	}
+	if <-firstFinal {
+		t.Fatal("the merchant's lock was held while waiting for the first request's answer (given back only once it was final here)")
+	}
+	if n := len(h.bank.sent()); n != 0 {
+		t.Fatalf("%d requests went to the issuer for a duplicate", n)
+	}
+}
+
 // cardNode is a pipeline over a cluster node's journal, with the default rule pack
 // whose counters fold the other nodes' records as the cluster journal applies them
 // (the server's foldVelocity, here its first final versions only).

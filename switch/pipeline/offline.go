@@ -233,8 +233,10 @@ func (p *Pipeline) captureOffline(ctx context.Context, t *txn) (frontend.Respons
 			// merchant's next check, a capture's or a QR payment's, sees it.
 			t.hold = hold
 			defer func() {
-				t.hold = nil
-				hold.Release()
+				if t.hold != nil { // not given back already (releaseHold)
+					t.hold = nil
+					hold.Release()
+				}
 			}()
 		}
 		if err != nil {

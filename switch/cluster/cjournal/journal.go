@@ -162,6 +162,7 @@ type counters struct {
 	groups                                             atomic.Uint64
 	appliedRemote, applyErrors, received               atomic.Uint64
 	locksTaken, lockWaits, lockFailures                atomic.Uint64
+	merchantLapses                                     atomic.Uint64
 }
 
 // Open creates or updates the JOURNAL stream (whichever node comes first; the
@@ -320,6 +321,9 @@ type Stats struct {
 	// locks it found held by another change (and waited for), LockFailures the locks
 	// it did not get.
 	LocksTaken, LockWaits, LockFailures uint64
+	// MerchantLockLapses counts the merchants' locks (LockMerchant) found lapsed by
+	// a refresh while held: a check under such a lock was not exact (each is logged).
+	MerchantLockLapses uint64
 }
 
 // Stats returns the journal's figures.
@@ -329,7 +333,8 @@ func (j *Journal) Stats() Stats {
 		Published: j.stats.published.Load(), PublishFailed: j.stats.publishFailed.Load(),
 		Resent: j.stats.resent.Load(), Groups: j.stats.groups.Load(), Lost: j.stats.lost.Load(), Duplicates: j.stats.duplicates.Load(),
 		AppliedRemote: j.stats.appliedRemote.Load(), ApplyErrors: j.stats.applyErrors.Load(), Received: j.stats.received.Load(),
-		LocksTaken: j.stats.locksTaken.Load(), LockWaits: j.stats.lockWaits.Load(), LockFailures: j.stats.lockFailures.Load()}
+		LocksTaken: j.stats.locksTaken.Load(), LockWaits: j.stats.lockWaits.Load(), LockFailures: j.stats.lockFailures.Load(),
+		MerchantLockLapses: j.stats.merchantLapses.Load()}
 }
 
 // The roles that read the local store.

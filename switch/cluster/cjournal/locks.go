@@ -350,17 +350,28 @@ const merchantKeep = 5 * time.Minute
 // which no record's key (letters and digits: lockKey) can be.
 func merchantLockKey(mid string) string { return "merchant_" + hex.EncodeToString([]byte(mid)) }
 
+// merchantHold bounds how long a merchant's lock is refreshed while its caller holds
+// it without keep: well above what a purchase holds it (its rules, an issuer's
+// timeout of 2 minutes at most, its final write), so that a caller that never gives
+// it up (a bug) blocks the merchant for no longer, the lock then lapsing.
+const merchantHold = 5 * time.Minute
+
 // LockMerchant returns once this node holds merchant mid's cluster-wide lock and its
 // local journal holds every record version the stream held then (so every payment
 // journaled under the lock before). unlock gives the lock up; the caller calls it once
-// the payment checked under it is journaled (paid or refunded). keep, called instead
-// when that journal write failed, keeps the lock (refreshed well within its TTL) until
-// unlock is called or for 5 minutes, whichever comes first, so that no other node
-// checks the merchant without the payment meanwhile; unlock may then be called from
-// any goroutine. Calls after the first of unlock are no-ops. A lock held elsewhere is
-// waited for up to 5 s or ctx's deadline; failing that, or without a quorum, the error
-// wraps journal.ErrUnavailable (and, without a quorum, cluster.ErrNoQuorum): the
-// payment is not to be taken now.
+// the payment checked under it is journaled (paid or refunded). While held, the lock
+// is refreshed every 2 s (well within its 30 s TTL), so that it outlives any exchange
+// it is held over (a card purchase near its merchant's limits holds it through its
+// issuer's answer, whose timeout may pass the TTL), for up to 5 minutes; a refresh
+// that finds the lock lapsed (no quorum for the whole TTL) is logged and counted
+// (Stats.MerchantLockLapses): the check made under it was not exact. keep, called
+// instead of unlock when that journal write failed, keeps the lock (refreshed) until
+// unlock is called or for 5 minutes from then, whichever comes first, so that no other
+// node checks the merchant without the payment meanwhile; unlock may then be called
+// from any goroutine. Calls after the first of unlock are no-ops. A lock held
+// elsewhere is waited for up to 5 s or ctx's deadline; failing that, or without a
+// quorum, the error wraps journal.ErrUnavailable (and, without a quorum,
+// cluster.ErrNoQuorum): the payment is not to be taken now.
 func (j *Journal) LockMerchant(ctx context.Context, mid string) (unlock, keep func(), err error) {
 	ctx, cancel := context.WithTimeout(ctx, lockWait)
 	defer cancel()
@@ -373,27 +384,19 @@ func (j *Journal) LockMerchant(ctx context.Context, mid string) (unlock, keep fu
 		return fail(err)
 	}
 	var (
-		once    sync.Once
-		stop    = make(chan struct{})
-		kept    atomic.Bool
-		stopped = make(chan struct{})
+		once, keepOnce sync.Once
+		stop           = make(chan struct{})
+		kept           = make(chan struct{})
+		stopped        = make(chan struct{})
 	)
+	go j.holdMerchant(key, mid, rev, stop, kept, stopped)
 	unlock = func() {
 		once.Do(func() {
 			close(stop)
-			if kept.Load() {
-				<-stopped // the keeper drops it
-				return
-			}
-			j.dropLock(key, rev, "merchant", mid)
+			<-stopped // the refresher drops it
 		})
 	}
-	keep = func() {
-		if !kept.CompareAndSwap(false, true) {
-			return
-		}
-		go j.keepMerchant(key, mid, rev, stop, stopped)
-	}
+	keep = func() { keepOnce.Do(func() { close(kept) }) }
 	if err := j.CaughtUp(ctx); err != nil {
 		unlock()
 		return fail(fmt.Errorf("catching up with the stream: %w", err))
@@ -401,15 +404,18 @@ func (j *Journal) LockMerchant(ctx context.Context, mid string) (unlock, keep fu
 	return unlock, keep, nil
 }
 
-// keepMerchant refreshes merchant mid's lock (key at rev) every keepEvery until stop
-// is closed, the journal closes or merchantKeep has passed, then drops it (not when
-// the journal closes: it lapses) and closes stopped.
-func (j *Journal) keepMerchant(key, mid string, rev uint64, stop <-chan struct{}, stopped chan<- struct{}) {
+// holdMerchant refreshes merchant mid's lock (key at rev) every keepEvery until stop
+// is closed (then drops it), the journal closes, or merchantHold has passed (from
+// the lock, or merchantKeep from kept closing: keep), then closes stopped. A lock
+// given up at its bound, or left when the journal closes, lapses after lockTTL; one
+// found lapsed at a refresh is counted in merchantLapses and logged.
+func (j *Journal) holdMerchant(key, mid string, rev uint64, stop, kept <-chan struct{}, stopped chan<- struct{}) {
 	defer close(stopped)
 	t := time.NewTicker(keepEvery)
 	defer t.Stop()
-	end := time.NewTimer(merchantKeep)
+	end := time.NewTimer(merchantHold)
 	defer end.Stop()
+	bound, why := merchantHold, "held"
 	for {
 		select {
 		case <-stop:
@@ -417,9 +423,13 @@ func (j *Journal) keepMerchant(key, mid string, rev uint64, stop <-chan struct{}
 			return
 		case <-j.stop:
 			return
+		case <-kept:
+			end.Reset(merchantKeep)
+			bound, why, kept = merchantKeep, "kept after a payment's failed journal write", nil
+			continue
 		case <-end.C:
-			j.log.Warn().Str("merchant", mid).Dur("kept", merchantKeep).
-				Msg("cluster journal: a merchant's lock kept after a payment's failed journal write is given up; the payment is not journaled yet")
+			j.log.Warn().Str("merchant", mid).Dur("bound", bound).Str("why", why).
+				Msg("cluster journal: a merchant's lock held too long is given up; the check made under it may no longer be exact")
 			j.dropLock(key, rev, "merchant", mid)
 			return
 		case <-t.C:
@@ -431,7 +441,9 @@ func (j *Journal) keepMerchant(key, mid string, rev uint64, stop <-chan struct{}
 		case err == nil:
 			rev = r
 		case lockHeld(err) || errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted):
-			j.log.Error().Err(err).Str("merchant", mid).Msg("cluster journal: a merchant's lock kept after a payment's failed journal write lapsed")
+			j.stats.merchantLapses.Add(1)
+			j.log.Error().Err(err).Str("merchant", mid).Str("why", why).
+				Msg("cluster journal: a merchant's lock lapsed while held (no refresh stored for its TTL): the merchant's limits check made under it is no longer exact")
 			return
 		}
 		// Else no quorum: next time.

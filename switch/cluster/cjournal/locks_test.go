@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/switchyard/switchyard/switch/journal"
 )
 
@@ -356,5 +358,58 @@ func TestLockKeptAfterFailedWrite(t *testing.T) {
 	}
 	if got.Rev <= cur.Rev {
 		t.Errorf("node 1's version went again as Rev %d; want above the failed write's %d", got.Rev, cur.Rev)
+	}
+}
+
+// TestMerchantLockRefreshedWhileHeld: a merchant's lock (LockMerchant) is refreshed
+// while its caller holds it (a KV update every keepEvery, each starting the 30 s TTL
+// again), so that a card purchase near its merchant's limits holding it through an
+// issuer's answer slower than the TTL (issuer timeouts go up to 2 minutes) keeps it
+// to its final record; unlock deletes it. Before, it was refreshed only after keep
+// (a failed journal write), and lapsed 30 s after it was taken, silently, letting
+// another node check the merchant without the purchase.
+func TestMerchantLockRefreshedWhileHeld(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	nc := startCluster(t, ctx, 1)
+	m1 := openMember(t, ctx, nc.nodes[0], 1, 1, filepath.Join(t.TempDir(), "m1"))
+	t.Cleanup(func() { m1.close(t) })
+	key := merchantLockKey("000000000000001")
+	w, err := m1.j.locks.Watch(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = w.Stop() }()
+	next := func(what string) jetstream.KeyValueEntry {
+		t.Helper()
+		for {
+			select {
+			case e := <-w.Updates():
+				if e != nil { // nil: the end of the initial values
+					return e
+				}
+			case <-time.After(3 * keepEvery):
+				t.Fatalf("%s: nothing within %s", what, 3*keepEvery)
+			}
+		}
+	}
+	unlock, _, err := m1.j.LockMerchant(ctx, "000000000000001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	taken := next("the lock taken")
+	if taken.Operation() != jetstream.KeyValuePut {
+		t.Fatalf("the lock taken: %v", taken.Operation())
+	}
+	refreshed := next("a refresh of the held lock")
+	if refreshed.Operation() != jetstream.KeyValuePut || refreshed.Revision() <= taken.Revision() {
+		t.Fatalf("while held: %v at revision %d, want a refresh (a put) after revision %d", refreshed.Operation(), refreshed.Revision(), taken.Revision())
+	}
+	unlock()
+	if e := next("the lock given up"); e.Operation() != jetstream.KeyValueDelete {
+		t.Fatalf("after unlock: %v, want the lock deleted", e.Operation())
+	}
+	if n := m1.j.Stats().MerchantLockLapses; n != 0 {
+		t.Errorf("%d lapses counted", n)
 	}
 }
