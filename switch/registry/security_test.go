@@ -105,7 +105,9 @@ func TestSuspensionWaveHeld(t *testing.T) {
 	f.apply(t, Change{Op: OpTerminalImport, Terminals: ts})
 	f.apply(t, Change{Op: OpAlertRulePut, AlertRule: &AlertRule{ID: "all-1m", Threshold: Duration(time.Minute), Actions: []AlertAction{{Type: ActionSuspend}}}})
 
-	mon := NewMonitor(f.reg, f.clock.Now, MonitorOptions{}) // defaults: 10 %, at least 3, 1 h
+	// Wave defaults: 10 %, at least 3, 1 h. The mass-silence brake, which would
+	// withhold all 60 (TestMassSilenceNoSuspension), is off: its share is the whole.
+	mon := NewMonitor(f.reg, f.clock.Now, MonitorOptions{MassSilenceShare: 1})
 	got, err := mon.RunOnce(context.Background(), t0.Add(2*time.Minute))
 	if err != nil || len(got) != 60 {
 		t.Fatalf("%d alerts, %v; want 60", len(got), err)
@@ -145,7 +147,7 @@ func TestSuspensionWaveHeld(t *testing.T) {
 	// held too: the count comes from the records.
 	f.reopen(t)
 	f.reg.Seen("TC000001", honest, GeoPoint{}, t0.Add(3*time.Minute))
-	mon = NewMonitor(f.reg, f.clock.Now, MonitorOptions{})
+	mon = NewMonitor(f.reg, f.clock.Now, MonitorOptions{MassSilenceShare: 1, ReAlertAfter: -1})
 	again, err := mon.RunOnce(context.Background(), t0.Add(5*time.Minute))
 	if err != nil || len(again) != 1 || !strings.HasPrefix(again[0].Actions[0].Detail, "suspension held") {
 		t.Fatalf("later alert = %+v, %v", again, err)
