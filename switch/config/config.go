@@ -149,6 +149,9 @@ type Alerts struct {
 	MassSilenceShare float64 `yaml:"mass_silence_share"`
 	// MassSilenceMin is the least that share is, in terminals (default 20).
 	MassSilenceMin int `yaml:"mass_silence_min"`
+	// WebhookMaxPerRun is how many posts a run of the offline monitor makes to one
+	// webhook target (default 200); the others wait for the next runs.
+	WebhookMaxPerRun int `yaml:"webhook_max_per_run"`
 	// ReAlertAfter is how long after a rule's alert for a terminal, once recovered,
 	// the rule may alert for it again (default 1h; 0s: at once): a terminal
 	// flapping on a bad link alerts once per this.
@@ -842,6 +845,9 @@ func (c *Config) ApplyDefaults() {
 	if c.Alerts.MassSilenceMin == 0 {
 		c.Alerts.MassSilenceMin = registry.DefaultMassSilenceMin
 	}
+	if c.Alerts.WebhookMaxPerRun == 0 {
+		c.Alerts.WebhookMaxPerRun = registry.DefaultWebhookMaxPerRun
+	}
 	if c.Registry.ChangeTTL == 0 {
 		c.Registry.ChangeTTL = Duration(registry.DefaultChangeTTL)
 	}
@@ -1150,6 +1156,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Alerts.MassSilenceMin < 1 {
 		bad("alerts.mass_silence_min", "%d is not positive", c.Alerts.MassSilenceMin)
+	}
+	if c.Alerts.WebhookMaxPerRun < 1 || c.Alerts.WebhookMaxPerRun > 100000 {
+		bad("alerts.webhook_max_per_run", "%d is not between 1 and 100000", c.Alerts.WebhookMaxPerRun)
 	}
 	if d := c.Alerts.ReAlertAfter.D(); d < 0 || d > 7*24*time.Hour {
 		bad("alerts.realert_after", "%s is not between 0s and 168h", d)

@@ -147,3 +147,52 @@ func TestFlappingTerminal(t *testing.T) {
 		t.Errorf("after the hold: %d alerts, %v; want 1", len(got), err)
 	}
 }
+
+// TestAlertStormWebhookBudget: a storm of 250 alerts for one target. A run makes
+// 200 posts to it (DefaultWebhookMaxPerRun) and leaves the others to the next run,
+// which posts them: every alert reaches the receiver once, and no run holds the
+// monitor for the whole storm. Before, a run posted all 250 (ten thousand alerts at
+// a receiver answering in 5 s held the run, and every recovery and alert behind it,
+// for over 1.5 h).
+func TestAlertStormWebhookBudget(t *testing.T) {
+	hook := newHookServer(t, 0)
+	f := stormFleet(t, 250, Options{WebhookAllow: []string{hook.srv.URL + "/alerts"}, Metrics: prometheus.NewRegistry()})
+	if _, err := f.reg.PutAlertRule(alice, AlertRule{ID: "off-1m", Threshold: Duration(time.Minute),
+		Actions: []AlertAction{{Type: ActionWebhook, URL: hook.srv.URL + "/alerts"}}}); err != nil {
+		t.Fatal(err)
+	}
+	mon := NewMonitor(f.reg, f.clock.Now, MonitorOptions{WebhookSecret: testWebhookSecret})
+	calls := func() int {
+		hook.mu.Lock()
+		defer hook.mu.Unlock()
+		return hook.calls
+	}
+	got, err := mon.RunOnce(context.Background(), t0.Add(2*time.Minute))
+	if err != nil || len(got) != 250 {
+		t.Fatalf("%d alerts, %v; want 250", len(got), err)
+	}
+	if n := calls(); n != 200 {
+		t.Fatalf("first run: %d posts; want 200", n)
+	}
+	deferred := 0
+	for _, a := range got {
+		if strings.HasPrefix(a.Actions[0].Detail, "not posted yet: this run made its 200 posts") {
+			deferred++
+		}
+	}
+	if deferred != 50 || testutil.ToFloat64(f.reg.m.webhooks.WithLabelValues("deferred")) != 50 {
+		t.Errorf("%d deferred (metric %v); want 50", deferred, testutil.ToFloat64(f.reg.m.webhooks.WithLabelValues("deferred")))
+	}
+	if _, err := mon.RunOnce(context.Background(), t0.Add(3*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	hook.mu.Lock()
+	defer hook.mu.Unlock()
+	ids := map[string]bool{}
+	for _, p := range hook.payloads {
+		ids[p.Alert.ID] = true
+	}
+	if hook.calls != 250 || len(ids) != 250 {
+		t.Errorf("after two runs: %d posts of %d alerts; want each of the 250 once", hook.calls, len(ids))
+	}
+}

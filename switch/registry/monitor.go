@@ -30,6 +30,9 @@ type MonitorOptions struct {
 	// WebhookConcurrency is how many webhooks a run posts at once; default
 	// DefaultWebhookConcurrency (hookrun.go).
 	WebhookConcurrency int
+	// WebhookMaxPerRun is how many posts a run makes to one target; the others
+	// are made by the next runs. Default DefaultWebhookMaxPerRun (hookrun.go).
+	WebhookMaxPerRun int
 	// WebhookSecret keys the HMAC-SHA256 signature of every webhook body (see
 	// SignWebhook). Without one, webhook actions fail rather than post unsigned.
 	WebhookSecret []byte
@@ -133,6 +136,9 @@ func NewMonitor(reg *Registry, clock func() time.Time, opts MonitorOptions) *Mon
 	}
 	if opts.WebhookConcurrency <= 0 {
 		opts.WebhookConcurrency = DefaultWebhookConcurrency
+	}
+	if opts.WebhookMaxPerRun <= 0 {
+		opts.WebhookMaxPerRun = DefaultWebhookMaxPerRun
 	}
 	if opts.SuspendMaxShare <= 0 || opts.SuspendMaxShare > 1 {
 		opts.SuspendMaxShare = DefaultSuspendMaxShare

@@ -644,7 +644,8 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	s.registerWallets()
 	mopts := registry.MonitorOptions{WebhookSecret: webhookSecret, WebhookSecretPrevious: webhookPrevious,
 		SuspendMaxShare: cfg.Alerts.SuspendMaxShare, SuspendMin: cfg.Alerts.SuspendMin, SuspendWindow: cfg.Alerts.SuspendWindow.D(),
-		MassSilenceShare: cfg.Alerts.MassSilenceShare, MassSilenceMin: cfg.Alerts.MassSilenceMin, ReAlertAfter: cfg.Alerts.ReAlertAfter.D()}
+		MassSilenceShare: cfg.Alerts.MassSilenceShare, MassSilenceMin: cfg.Alerts.MassSilenceMin, ReAlertAfter: cfg.Alerts.ReAlertAfter.D(),
+		WebhookMaxPerRun: cfg.Alerts.WebhookMaxPerRun}
 	if mopts.ReAlertAfter == 0 {
 		mopts.ReAlertAfter = -1 // alerts.realert_after: 0s, no hold (0 would mean the default)
 	}
