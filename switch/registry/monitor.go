@@ -543,7 +543,6 @@ func (mo *Monitor) act(ar *AlertRule, a *Alert, now time.Time, wave *suspendWave
 			if limit := wave.over(a.MerchantID); limit != "" {
 				res.OK, res.Detail = mo.holdSuspension(a, why, limit)
 				wave.held++
-				r.m.withheld.WithLabelValues("wave-limit").Inc()
 				break
 			}
 			done, err := r.systemSuspend(a.TerminalID, why, now)

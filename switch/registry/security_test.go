@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // TestImportRefusesBadKeyReferences: a key reference that names no key of the key
@@ -131,6 +133,9 @@ func TestSuspensionWaveHeld(t *testing.T) {
 	pending, _ := f.reg.Changes(ChangeFilter{Status: ChangePending})
 	if held != 54 || len(pending) != 54 {
 		t.Fatalf("%d suspensions held, %d pending changes; want 54", held, len(pending))
+	}
+	if n := testutil.ToFloat64(f.reg.m.withheld.WithLabelValues("wave-limit")); n != 54 {
+		t.Errorf("switchyard_registry_suspensions_withheld_total{reason=wave-limit} = %v, want 54", n)
 	}
 	if p := pending[0]; p.RequestedBy != SystemActor || p.Op != OpTerminalSuspend || p.Target != "TA000005" ||
 		!strings.Contains(p.Reason, "4 of merchant 000000000000101's 40 terminals") || !strings.Contains(p.Reason, "limit 4") {
