@@ -196,3 +196,45 @@ func TestAlertStormWebhookBudget(t *testing.T) {
 		t.Errorf("after two runs: %d posts of %d alerts; want each of the 250 once", hook.calls, len(ids))
 	}
 }
+
+// TestMassSilenceSpread: an outage's alerts spread over hours (each terminal's
+// threshold runs from when it was last seen). 19 terminals of CN-SH went dark at
+// t0 and were suspended (under the brake's 20); 19 more went dark at t0+2h. Their
+// alerts, an hour later, are past the window of the first ones, but those are still
+// open: 38 terminals of the region are dark, so the brake withholds the second
+// 19's suspensions. Before, only alerts raised within the window counted.
+func TestMassSilenceSpread(t *testing.T) {
+	f := stormFleet(t, 1000, Options{})
+	f.apply(t, Change{Op: OpMerchantRegister, Merchant: &Merchant{ID: "000000000000202", Name: "Shanghai", MCC: "5411", Region: "CN-SH",
+		Tier: TierStandard, Rating: RatingLow, Limits: DemoLimitsStandard}})
+	sh := make([]Terminal, 60)
+	for i := range sh {
+		sh[i] = Terminal{ID: fmt.Sprintf("TR%06d", i+1), MerchantID: "000000000000202", Kind: KindPOS, Status: TerminalActive}
+	}
+	f.apply(t, Change{Op: OpTerminalImport, Terminals: sh})
+	f.apply(t, Change{Op: OpAlertRulePut, AlertRule: &AlertRule{ID: "off-1h", Threshold: Duration(time.Hour), Actions: []AlertAction{{Type: ActionSuspend}}}})
+	seen := func(prefix string, from, to int, at time.Time) {
+		for i := from; i <= to; i++ {
+			f.reg.Seen(fmt.Sprintf("%s%06d", prefix, i), honest, GeoPoint{}, at)
+		}
+	}
+	seen("TR", 1, 19, t0)
+	seen("TR", 20, 60, t0.Add(time.Hour))
+	seen("TS", 1, 1000, t0.Add(time.Hour))
+	mon := NewMonitor(f.reg, f.clock.Now, MonitorOptions{SuspendMaxShare: 1}) // the wave limit off: the brake alone
+	if got, err := mon.RunOnce(context.Background(), t0.Add(61*time.Minute)); err != nil || len(got) != 19 || got[0].Actions[0].Detail != "terminal suspended" {
+		t.Fatalf("first 19: %d alerts, %v", len(got), err)
+	}
+	seen("TR", 20, 38, t0.Add(2*time.Hour)) // TR000039-60 keep trading
+	seen("TR", 39, 60, t0.Add(3*time.Hour))
+	seen("TS", 1, 1000, t0.Add(3*time.Hour))
+	got, err := mon.RunOnce(context.Background(), t0.Add(3*time.Hour+time.Minute))
+	if err != nil || len(got) != 19 {
+		t.Fatalf("second 19: %d alerts, %v", len(got), err)
+	}
+	for _, a := range got {
+		if d := a.Actions[0].Detail; !strings.HasPrefix(d, "not suspended: mass silence, 38 of region CN-SH's 60 terminals") {
+			t.Fatalf("%s: %s; want withheld", a.TerminalID, d)
+		}
+	}
+}

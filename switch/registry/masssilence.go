@@ -17,9 +17,17 @@ import (
 // their webhooks. The wave limit (wave.go) caps the suspensions that the brake
 // lets through.
 
+// MassSilenceOpenFor is how long an alert not recovered (open or acknowledged)
+// counts toward the mass-silence share after it was raised, beyond the window: an
+// outage's alerts come as each terminal's threshold passes since it was last seen,
+// which for idle terminals spreads over hours, and the terminals alerted first are
+// still dark. A terminal dark for longer (left in a drawer, not closed) no longer
+// counts.
+const MassSilenceOpenFor = 24 * time.Hour
+
 // massSilence counts, for one run, the terminals with an offline alert raised
-// within the window, over the fleet, per region and per merchant, against the
-// terminals that are not closed in each.
+// within the window or still open (MassSilenceOpenFor), over the fleet, per region
+// and per merchant, against the terminals that are not closed in each.
 type massSilence struct {
 	share       float64
 	min         int
@@ -68,8 +76,10 @@ func (mo *Monitor) newMassSilence(now time.Time) *massSilence {
 	r := mo.reg
 	alerted := map[string]bool{}
 	r.mu.Lock()
+	openSince := now.Add(-MassSilenceOpenFor)
 	for k, ref := range r.alertIdx {
-		if ref.raised.Before(ms.windowStart) {
+		stillOpen := ref.status != AlertRecovered && !ref.raised.Before(openSince)
+		if ref.raised.Before(ms.windowStart) && !stillOpen {
 			continue
 		}
 		if _, tid, ok := strings.Cut(k, "/"); ok { // rule IDs have no '/'
