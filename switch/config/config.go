@@ -139,8 +139,23 @@ type Alerts struct {
 	SuspendMaxShare float64 `yaml:"suspend_max_share"`
 	// SuspendMin is the least that limit is, in terminals (default 3).
 	SuspendMin int `yaml:"suspend_min"`
-	// SuspendWindow is how far back a suspension counts toward the limit (default 1h).
+	// SuspendWindow is how far back a suspension counts toward the limit (default 1h),
+	// and an offline alert toward the mass-silence share.
 	SuspendWindow Duration `yaml:"suspend_window"`
+	// MassSilenceShare is the share of the fleet's terminals, of a region's or of a
+	// merchant's, alerted offline within SuspendWindow, beyond which the monitor
+	// assumes a common cause (a network or issuer outage) and suspends none of
+	// them (default 0.05; 1 turns the brake off).
+	MassSilenceShare float64 `yaml:"mass_silence_share"`
+	// MassSilenceMin is the least that share is, in terminals (default 20).
+	MassSilenceMin int `yaml:"mass_silence_min"`
+	// WebhookMaxPerRun is how many posts a run of the offline monitor makes to one
+	// webhook target (default 200); the others wait for the next runs.
+	WebhookMaxPerRun int `yaml:"webhook_max_per_run"`
+	// ReAlertAfter is how long after a rule's alert for a terminal, once recovered,
+	// the rule may alert for it again (default 1h; 0s: at once): a terminal
+	// flapping on a bad link alerts once per this.
+	ReAlertAfter Duration `yaml:"realert_after"`
 }
 
 // Risk configures the rules engine's state.
@@ -567,6 +582,7 @@ func Parse(b []byte, name string) (*Config, error) {
 	// Defaults that an explicit zero overrides.
 	c.Journal.Window = Duration(DefaultJournalWindow)
 	c.Journal.WindowCPU = DefaultJournalWindowCPU
+	c.Alerts.ReAlertAfter = Duration(registry.DefaultReAlertAfter)
 	if err := checkDocument(b); err != nil {
 		return nil, fmt.Errorf("config %s: %w", name, err)
 	}
@@ -822,6 +838,15 @@ func (c *Config) ApplyDefaults() {
 	}
 	if c.Alerts.SuspendWindow == 0 {
 		c.Alerts.SuspendWindow = Duration(registry.DefaultSuspendWindow)
+	}
+	if c.Alerts.MassSilenceShare == 0 {
+		c.Alerts.MassSilenceShare = registry.DefaultMassSilenceShare
+	}
+	if c.Alerts.MassSilenceMin == 0 {
+		c.Alerts.MassSilenceMin = registry.DefaultMassSilenceMin
+	}
+	if c.Alerts.WebhookMaxPerRun == 0 {
+		c.Alerts.WebhookMaxPerRun = registry.DefaultWebhookMaxPerRun
 	}
 	if c.Registry.ChangeTTL == 0 {
 		c.Registry.ChangeTTL = Duration(registry.DefaultChangeTTL)
@@ -1125,6 +1150,18 @@ func (c *Config) Validate() error {
 	}
 	if c.Alerts.SuspendWindow.D() < time.Minute || c.Alerts.SuspendWindow.D() > 7*24*time.Hour {
 		bad("alerts.suspend_window", "%s is not between 1m and 168h", c.Alerts.SuspendWindow.D())
+	}
+	if c.Alerts.MassSilenceShare <= 0 || c.Alerts.MassSilenceShare > 1 {
+		bad("alerts.mass_silence_share", "%v is not above 0 and at most 1", c.Alerts.MassSilenceShare)
+	}
+	if c.Alerts.MassSilenceMin < 1 {
+		bad("alerts.mass_silence_min", "%d is not positive", c.Alerts.MassSilenceMin)
+	}
+	if c.Alerts.WebhookMaxPerRun < 1 || c.Alerts.WebhookMaxPerRun > 100000 {
+		bad("alerts.webhook_max_per_run", "%d is not between 1 and 100000", c.Alerts.WebhookMaxPerRun)
+	}
+	if d := c.Alerts.ReAlertAfter.D(); d < 0 || d > 7*24*time.Hour {
+		bad("alerts.realert_after", "%s is not between 0s and 168h", d)
 	}
 	c.QR.validate(issuers, bad)
 	return errors.Join(errs...)

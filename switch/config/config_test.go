@@ -198,7 +198,8 @@ func TestAdminTokenStrength(t *testing.T) {
 func TestAlertsKeys(t *testing.T) {
 	base := "demo: true\nlisteners: [{addr: 127.0.0.1:1}]\nsecurity: {card_hash_key_hex: " + DemoCardHashKey + "}\n"
 	c, err := Parse([]byte(base), "a.yaml")
-	if err != nil || c.Alerts.SuspendMaxShare != 0.1 || c.Alerts.SuspendMin != 3 || c.Alerts.SuspendWindow.D() != time.Hour || len(c.Alerts.WebhookAllow) != 0 {
+	if err != nil || c.Alerts.SuspendMaxShare != 0.1 || c.Alerts.SuspendMin != 3 || c.Alerts.SuspendWindow.D() != time.Hour || len(c.Alerts.WebhookAllow) != 0 ||
+		c.Alerts.MassSilenceShare != 0.05 || c.Alerts.MassSilenceMin != 20 || c.Alerts.ReAlertAfter.D() != time.Hour || c.Alerts.WebhookMaxPerRun != 200 {
 		t.Fatalf("defaults: %+v %v", c.Alerts, err)
 	}
 	if k, err := c.WebhookSecret(); k != nil || err != nil {
@@ -208,14 +209,18 @@ func TestAlertsKeys(t *testing.T) {
 		t.Errorf("notices.secret_overlap defaults to %v, want 24h", d)
 	}
 	for in, want := range map[string]string{
-		"notices: {allow_private: [10.20.0.0/33]}":                                                              `notices.allow_private: [0] "10.20.0.0/33": want a network`,
-		"notices: {secret_overlap: 10s}":                                                                        "notices.secret_overlap: 10s is not between 1m and 168h",
-		"notices: {secret_overlap: 169h}":                                                                       "notices.secret_overlap: 169h0m0s is not between 1m and 168h",
-		"alerts: {webhook_allow: [https://ops.example/hooks]}":                                                  "alerts.webhook_secret_file: required with alerts.webhook_allow",
-		"alerts: {webhook_allow: [ftp://x/], webhook_secret_env: S}":                                            `alerts.webhook_allow[0]: "ftp://x/" is not an http or https URL`,
-		"alerts: {suspend_max_share: 1.5}":                                                                      "alerts.suspend_max_share: 1.5 is not above 0",
-		"alerts: {suspend_min: -1}":                                                                             "alerts.suspend_min: -1 is not positive",
-		"alerts: {suspend_window: 10s}":                                                                         "alerts.suspend_window: 10s is not between 1m and 168h",
+		"notices: {allow_private: [10.20.0.0/33]}":                   `notices.allow_private: [0] "10.20.0.0/33": want a network`,
+		"notices: {secret_overlap: 10s}":                             "notices.secret_overlap: 10s is not between 1m and 168h",
+		"notices: {secret_overlap: 169h}":                            "notices.secret_overlap: 169h0m0s is not between 1m and 168h",
+		"alerts: {webhook_allow: [https://ops.example/hooks]}":       "alerts.webhook_secret_file: required with alerts.webhook_allow",
+		"alerts: {mass_silence_share: 1.5}":                          "alerts.mass_silence_share: 1.5 is not above 0 and at most 1",
+		"alerts: {webhook_max_per_run: -1}":                          "alerts.webhook_max_per_run: -1 is not between 1 and 100000",
+		"alerts: {mass_silence_min: -1}":                             "alerts.mass_silence_min: -1 is not positive",
+		"alerts: {realert_after: 169h}":                              "alerts.realert_after: 169h0m0s is not between 0s and 168h",
+		"alerts: {webhook_allow: [ftp://x/], webhook_secret_env: S}": `alerts.webhook_allow[0]: "ftp://x/" is not an http or https URL`,
+		"alerts: {suspend_max_share: 1.5}":                           "alerts.suspend_max_share: 1.5 is not above 0",
+		"alerts: {suspend_min: -1}":                                  "alerts.suspend_min: -1 is not positive",
+		"alerts: {suspend_window: 10s}":                              "alerts.suspend_window: 10s is not between 1m and 168h",
 		"alerts: {webhook_allow: [https://a/], webhook_secret_env: S, webhook_secret_file: /etc/x}":             "give webhook_secret_file or webhook_secret_env, not both",
 		"alerts: {webhook_secret_env: S, webhook_secret_previous_env: P, webhook_secret_previous_file: /etc/x}": "give webhook_secret_previous_file or webhook_secret_previous_env, not both",
 		"alerts: {webhook_secret_previous_env: P}":                                                              "alerts.webhook_secret_previous_file: needs alerts.webhook_secret_file or alerts.webhook_secret_env",

@@ -12,6 +12,14 @@ import (
 // once when MonitorOptions.WebhookConcurrency gives none.
 const DefaultWebhookConcurrency = 8
 
+// DefaultWebhookMaxPerRun is how many posts a monitor run makes to one webhook
+// target when MonitorOptions.WebhookMaxPerRun gives none. The others of the run
+// wait for the next runs (as failed ones do): a storm of ten thousand alerts
+// reaches a receiver at 200 a minute, and a receiver answering slowly holds a
+// run for at most 200 of its answers divided by the concurrency, not for the
+// whole storm (the run's recoveries and the next run's alerts waited behind it).
+const DefaultWebhookMaxPerRun = 200
+
 // A run's webhooks. The monitor posts them from a fixed number of goroutines
 // (MonitorOptions.WebhookConcurrency), started by the run and joined before it
 // returns, so that a slow receiver costs a storm its post time divided by that
@@ -52,6 +60,9 @@ type hookJob struct {
 	alert  *hookAlert
 	probe  bool  // the target's first post of the run
 	skipBy error // not posted: the target failed earlier in the run (this error)
+	// deferred: not posted, the run made its WebhookMaxPerRun posts to the target;
+	// a later run makes it.
+	deferred bool
 }
 
 // hookRun posts a run's webhooks.
@@ -65,14 +76,16 @@ type hookRun struct {
 	// The targets of the run: those whose first post is in flight (probing),
 	// those that answered one (up), and those whose post failed (down: the
 	// run's other posts to them are not made).
-	probing map[string]bool
-	up      map[string]bool
-	down    map[string]*downTarget
-	errs    []error // of the stores
+	probing  map[string]bool
+	up       map[string]bool
+	down     map[string]*downTarget
+	sent     map[string]int // posts taken per target (WebhookMaxPerRun)
+	deferred int            // posts left to later runs by WebhookMaxPerRun
+	errs     []error        // of the stores
 }
 
 func newHookRun(ctx context.Context, mo *Monitor, now time.Time) *hookRun {
-	h := &hookRun{mo: mo, ctx: ctx, now: now, probing: map[string]bool{}, up: map[string]bool{}, down: map[string]*downTarget{}}
+	h := &hookRun{mo: mo, ctx: ctx, now: now, probing: map[string]bool{}, up: map[string]bool{}, down: map[string]*downTarget{}, sent: map[string]int{}}
 	h.cond = sync.NewCond(&h.mu)
 	return h
 }
@@ -124,8 +137,13 @@ func (h *hookRun) next() *hookJob {
 			case d != nil:
 				d.skipped++
 				j.skipBy = d.err
+			case h.sent[j.url] >= h.mo.opts.WebhookMaxPerRun:
+				j.deferred = true
 			case !h.up[j.url]:
 				h.probing[j.url], j.probe = true, true
+				h.sent[j.url]++
+			default:
+				h.sent[j.url]++
 			}
 			return j
 		}
@@ -139,15 +157,22 @@ func (h *hookRun) next() *hookJob {
 func (h *hookRun) do(j *hookJob) {
 	mo := h.mo
 	var err error
-	if j.skipBy == nil {
+	posted := j.skipBy == nil && !j.deferred
+	switch {
+	case posted:
 		err = mo.postWebhook(h.ctx, j.url, j.body)
 		mo.reg.m.webhooks.WithLabelValues(webhookResult(err)).Inc()
-	} else {
+	case j.deferred:
+		mo.reg.m.webhooks.WithLabelValues("deferred").Inc()
+	default:
 		mo.reg.m.webhooks.WithLabelValues("not-posted").Inc()
 	}
 	h.result(j, err)
 	h.mu.Lock()
-	if j.skipBy == nil {
+	if j.deferred {
+		h.deferred++
+	}
+	if posted {
 		j.alert.tried = true
 		switch {
 		case err != nil && h.down[j.url] == nil:
@@ -178,6 +203,10 @@ func (h *hookRun) do(j *hookJob) {
 func (h *hookRun) result(j *hookJob, err error) {
 	mo, a, res := h.mo, j.alert.a, j.res
 	switch {
+	case j.deferred && j.kind == hookNew:
+		res.Detail = fmt.Sprintf("not posted yet: this run made its %d posts to %s; a later run posts it", mo.opts.WebhookMaxPerRun, j.url)
+	case j.deferred:
+		// A retry's or recovery's result stays as it was: a later run posts it.
 	case j.skipBy != nil && j.kind == hookNew:
 		res.Detail = fmt.Sprintf("not posted: webhook %s failed earlier in this run (%v)", j.url, j.skipBy)
 	case j.skipBy != nil:
@@ -212,8 +241,12 @@ func hookRetryFrom(kind hookKind, a *Alert) time.Time {
 }
 
 // logDown logs, once a run, each target that failed and how many of the run's
-// posts to it were not made.
+// posts to it were not made, and how many posts WebhookMaxPerRun left to later runs.
 func (h *hookRun) logDown() {
+	if h.deferred > 0 {
+		h.mo.reg.log.Warn().Int("deferred", h.deferred).Int("max_per_target", h.mo.opts.WebhookMaxPerRun).
+			Msg("alert webhooks left to later runs: this run made its posts to their targets")
+	}
 	for target, d := range h.down {
 		if d.skipped > 0 {
 			h.mo.reg.log.Error().Str("webhook", h.mo.reg.RedactWebhookURL(target)).Int("not_posted", d.skipped).AnErr("first_error", d.err).

@@ -12,6 +12,7 @@ type metrics struct {
 	alerts      *prometheus.CounterVec
 	suspensions *prometheus.CounterVec
 	webhooks    *prometheus.CounterVec        // alert webhook actions by result
+	withheld    *prometheus.CounterVec        // suspend actions not carried out, by reason
 	declines    map[Reason]prometheus.Counter // resolved once, so Check does no label lookup
 	// flagged counts what bound terminals of policy flag left out, by bit of the
 	// missing mask (device, sim, imei, location), resolved once like declines.
@@ -26,7 +27,8 @@ type metrics struct {
 //	switchyard_registry_alerts_total{rule}              offline alerts raised
 //	switchyard_registry_auto_suspensions_total{cause}   terminals suspended by the switch
 //	switchyard_registry_incidents_waiting{where}        incidents not yet ordered in a cluster (memory, disk)
-//	switchyard_registry_alert_webhooks_total{result}    alert webhook posts: posted, failed, not-posted
+//	switchyard_registry_alert_webhooks_total{result}    alert webhook posts: posted, failed, not-posted, deferred
+//	switchyard_registry_suspensions_withheld_total{reason} suspend actions not carried out: mass-silence, wave-limit
 func newMetrics(reg *prometheus.Registry) (*metrics, error) {
 	m := &metrics{
 		incidents: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -43,19 +45,26 @@ func newMetrics(reg *prometheus.Registry) (*metrics, error) {
 		}, []string{"cause"}),
 		webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchyard_registry_alert_webhooks_total",
-			Help: "Alert webhook actions by result: posted; failed (every attempt); not-posted (their target failed earlier in the monitor's run). Failed and not-posted ones are tried again by later runs.",
+			Help: "Alert webhook actions by result: posted; failed (every attempt); not-posted (their target failed earlier in the monitor's run); deferred (the run made its alerts.webhook_max_per_run posts to the target). All but posted are tried again by later runs.",
 		}, []string{"result"}),
+		withheld: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchyard_registry_suspensions_withheld_total",
+			Help: "Suspend actions of alert rules not carried out, by reason: mass-silence (too many terminals went offline within the window: a common cause assumed, not suspended), wave-limit (held as a change for a reviewer).",
+		}, []string{"reason"}),
 		waiting: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "switchyard_registry_incidents_waiting",
 			Help: "Incidents recorded on this node and not yet ordered through the cluster (no quorum), in the writer's memory or kept on disk.",
 		}, []string{"where"}),
 		declines: map[Reason]prometheus.Counter{},
 	}
-	for _, r := range []string{"posted", "failed", "not-posted"} {
+	for _, r := range []string{"posted", "failed", "not-posted", "deferred"} {
 		m.webhooks.WithLabelValues(r) // export zeros
 	}
 	for _, c := range []string{"device-compromised", "offline-alert"} {
 		m.suspensions.WithLabelValues(c) // export zeros: an alert's increase() sees the first one
+	}
+	for _, r := range []string{"mass-silence", "wave-limit"} {
+		m.withheld.WithLabelValues(r)
 	}
 	m.waiting.WithLabelValues("memory")
 	m.waiting.WithLabelValues("disk")
@@ -77,7 +86,7 @@ func newMetrics(reg *prometheus.Registry) (*metrics, error) {
 		m.flagged[i] = flagged.WithLabelValues(what)
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.incidents, m.alerts, m.suspensions, declines, flagged, m.waiting, m.webhooks} {
+		for _, c := range []prometheus.Collector{m.incidents, m.alerts, m.suspensions, declines, flagged, m.waiting, m.webhooks, m.withheld} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("registry: register metrics: %w", err)
 			}

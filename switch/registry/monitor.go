@@ -30,6 +30,9 @@ type MonitorOptions struct {
 	// WebhookConcurrency is how many webhooks a run posts at once; default
 	// DefaultWebhookConcurrency (hookrun.go).
 	WebhookConcurrency int
+	// WebhookMaxPerRun is how many posts a run makes to one target; the others
+	// are made by the next runs. Default DefaultWebhookMaxPerRun (hookrun.go).
+	WebhookMaxPerRun int
 	// WebhookSecret keys the HMAC-SHA256 signature of every webhook body (see
 	// SignWebhook). Without one, webhook actions fail rather than post unsigned.
 	WebhookSecret []byte
@@ -48,6 +51,22 @@ type MonitorOptions struct {
 	SuspendMin      int
 	SuspendWindow   time.Duration
 
+	// Mass silence (masssilence.go): once the terminals with an offline alert
+	// raised within SuspendWindow (the run's own included) exceed MassSilenceShare
+	// (default 0.05) of the fleet's terminals that are not closed, or of a region's,
+	// or of a merchant's, and MassSilenceMin (default 20) terminals, the monitor
+	// assumes a common cause (a network, issuer or power outage, not stolen
+	// terminals): it suspends none of that scope's terminals and requests no
+	// change for them; the alerts are raised, their log and webhook actions run.
+	MassSilenceShare float64
+	MassSilenceMin   int
+
+	// ReAlertAfter: once a rule's alert for a terminal has recovered, the rule
+	// raises no new alert for the terminal until ReAlertAfter after that alert was
+	// raised (default 1 h; negative: no hold). A terminal on a bad link, silent
+	// and back every few minutes, alerts once an hour, not at every flap.
+	ReAlertAfter time.Duration
+
 	// Active, when set, is asked before each run: the run is skipped while it
 	// returns false. A cluster runs the monitor on one node at a time (its nodes
 	// share last-seen data, and each would otherwise raise the same alerts and act
@@ -60,6 +79,13 @@ const (
 	DefaultSuspendMaxShare = 0.1
 	DefaultSuspendMin      = 3
 	DefaultSuspendWindow   = time.Hour
+)
+
+// Defaults of the mass-silence brake and the re-alert hold (MonitorOptions).
+const (
+	DefaultMassSilenceShare = 0.05
+	DefaultMassSilenceMin   = 20
+	DefaultReAlertAfter     = time.Hour
 )
 
 // Monitor watches when terminals were last seen and raises alerts by the registry's
@@ -79,6 +105,11 @@ type Monitor struct {
 
 	secretMu sync.RWMutex // guards secrets, which SetWebhookSecrets replaces
 	secrets  webhookSecrets
+
+	// down is the switch's own downtime before this monitor started (from the
+	// newest last-seen time then to the start), not counted as terminals' silence;
+	// zero when none.
+	down struct{ from, to time.Time }
 }
 
 // webhookSecrets are the keys a webhook is signed with: cur always, prev besides
@@ -106,6 +137,9 @@ func NewMonitor(reg *Registry, clock func() time.Time, opts MonitorOptions) *Mon
 	if opts.WebhookConcurrency <= 0 {
 		opts.WebhookConcurrency = DefaultWebhookConcurrency
 	}
+	if opts.WebhookMaxPerRun <= 0 {
+		opts.WebhookMaxPerRun = DefaultWebhookMaxPerRun
+	}
 	if opts.SuspendMaxShare <= 0 || opts.SuspendMaxShare > 1 {
 		opts.SuspendMaxShare = DefaultSuspendMaxShare
 	}
@@ -115,6 +149,15 @@ func NewMonitor(reg *Registry, clock func() time.Time, opts MonitorOptions) *Mon
 	if opts.SuspendWindow <= 0 {
 		opts.SuspendWindow = DefaultSuspendWindow
 	}
+	if opts.MassSilenceShare <= 0 || opts.MassSilenceShare > 1 {
+		opts.MassSilenceShare = DefaultMassSilenceShare
+	}
+	if opts.MassSilenceMin <= 0 {
+		opts.MassSilenceMin = DefaultMassSilenceMin
+	}
+	if opts.ReAlertAfter == 0 {
+		opts.ReAlertAfter = DefaultReAlertAfter
+	}
 	hc := opts.HTTPClient
 	if hc == nil {
 		// A redirect is not followed: it could lead off the allow-list.
@@ -122,7 +165,50 @@ func NewMonitor(reg *Registry, clock func() time.Time, opts MonitorOptions) *Mon
 	}
 	mo := &Monitor{reg: reg, clock: clock, opts: opts, hc: hc}
 	mo.secrets = newWebhookSecrets(opts.WebhookSecret, opts.WebhookSecretPrevious)
+	mo.down.from, mo.down.to = reg.downtime(clock().UTC())
+	if !mo.down.from.IsZero() {
+		reg.log.Info().Time("from", mo.down.from).Time("to", mo.down.to).
+			Msg("offline monitor: the switch's downtime (newest last-seen time to this start) is not counted as terminals' silence")
+	}
 	return mo
+}
+
+// downtime returns the span before start in which the switch saw no terminal
+// because it was down: from its previous run's last flush of last-seen data
+// (keyAlive), or the newest last-seen time of the fleet if later (a cluster's
+// other nodes), to start. Zero times when neither is known, or it is not before
+// start.
+func (r *store) downtime(start time.Time) (from, to time.Time) {
+	newest := r.aliveAt
+	for _, sl := range r.snap.Load().terminals {
+		if ls, ok := sl.lastSeen(); ok && ls.Time.After(newest) {
+			newest = ls.Time
+		}
+	}
+	if newest.IsZero() || !newest.Before(start) {
+		return time.Time{}, time.Time{}
+	}
+	return newest, start
+}
+
+// silence is how long a terminal last heard of at reference has been silent at
+// now, the switch's downtime before the monitor's start left out.
+func (mo *Monitor) silence(reference, now time.Time) time.Duration {
+	d := now.Sub(reference)
+	if mo.down.from.IsZero() {
+		return d
+	}
+	from, to := mo.down.from, mo.down.to
+	if reference.After(from) {
+		from = reference
+	}
+	if now.Before(to) {
+		to = now
+	}
+	if to.After(from) {
+		d -= to.Sub(from)
+	}
+	return d
 }
 
 // newWebhookSecrets copies cur and prev; prev is dropped when it equals cur (one
@@ -248,6 +334,7 @@ func (mo *Monitor) RunOnce(ctx context.Context, now time.Time) ([]*Alert, error)
 	// are done: the new alerts' first, then the recoveries, then the failed ones
 	// of earlier runs, which the new alerts thus precede at each target.
 	wave := mo.newWave(now)
+	mass := mo.newMassSilence(now) // after this run's alerts are stored: they count
 	hooks := newHookRun(ctx, mo, now)
 	for _, a := range append(late, raised...) {
 		var ar *AlertRule
@@ -259,7 +346,7 @@ func (mo *Monitor) RunOnce(ctx context.Context, now time.Time) ([]*Alert, error)
 		if ar == nil || ar.Disabled { // only a late alert's rule can be
 			a.Actions = []ActionResult{{Type: "none", OK: true, Detail: "rule disabled or deleted since the alert: no action"}}
 		} else {
-			a.Actions = mo.act(ar, a, now, wave)
+			a.Actions = mo.act(ar, a, now, wave, mass)
 		}
 		ha := &hookAlert{a: a, done: func(ha *hookAlert) error { return r.setAlertActions(ha.a) }}
 		body := *a // as first posted: no action results
@@ -294,6 +381,7 @@ func (mo *Monitor) RunOnce(ctx context.Context, now time.Time) ([]*Alert, error)
 	}
 	errs = append(errs, hooks.run(mo.opts.WebhookConcurrency)...)
 	hooks.logDown()
+	mass.log(mo)
 	if wave.held > 0 {
 		r.log.Error().Int("held", wave.held).Int("suspended_in_window", wave.fleetDone).Int("fleet", wave.fleetTotal).
 			Dur("window", mo.opts.SuspendWindow).Float64("max_share", mo.opts.SuspendMaxShare).
@@ -337,7 +425,7 @@ func (mo *Monitor) evaluate(ar *AlertRule, t *Terminal, m *Merchant, ls LastSeen
 	if seen {
 		reference = ls.Time
 	}
-	if now.Sub(reference) < thr {
+	if mo.silence(reference, now) < thr {
 		return nil, nil
 	}
 	if has {
@@ -347,6 +435,10 @@ func (mo *Monitor) evaluate(ar *AlertRule, t *Terminal, m *Merchant, ls LastSeen
 		case AlertAcknowledged:
 			if now.Sub(ref.ackAt) < thr {
 				return nil, nil
+			}
+		case AlertRecovered:
+			if hold := mo.opts.ReAlertAfter; hold > 0 && now.Sub(ref.raised) < hold {
+				return nil, nil // flapping: one alert per hold
 			}
 		}
 	}
@@ -428,7 +520,7 @@ type downTarget struct {
 
 // act runs rule ar's actions for alert a but its webhooks: their results name
 // their targets, and the run posts them (hookrun.go).
-func (mo *Monitor) act(ar *AlertRule, a *Alert, now time.Time, wave *suspendWave) []ActionResult {
+func (mo *Monitor) act(ar *AlertRule, a *Alert, now time.Time, wave *suspendWave, mass *massSilence) []ActionResult {
 	r := mo.reg
 	var out []ActionResult
 	for _, act := range ar.Actions {
@@ -442,6 +534,12 @@ func (mo *Monitor) act(ar *AlertRule, a *Alert, now time.Time, wave *suspendWave
 			res.URL, res.Detail = act.URL, "not posted yet"
 		case ActionSuspend:
 			why := fmt.Sprintf("%s%s: rule %s, not seen for %v", offlineAlertNote, a.ID, a.RuleID, time.Duration(a.OfflineFor).Round(time.Second))
+			if cause := mass.over(a); cause != "" {
+				res.OK, res.Detail = true, "not suspended: mass silence, "+cause+": a common cause assumed (network, issuer or switch outage)"
+				mass.withheld++
+				r.m.withheld.WithLabelValues("mass-silence").Inc()
+				break
+			}
 			if limit := wave.over(a.MerchantID); limit != "" {
 				res.OK, res.Detail = mo.holdSuspension(a, why, limit)
 				wave.held++

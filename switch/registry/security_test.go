@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // TestImportRefusesBadKeyReferences: a key reference that names no key of the key
@@ -105,7 +107,9 @@ func TestSuspensionWaveHeld(t *testing.T) {
 	f.apply(t, Change{Op: OpTerminalImport, Terminals: ts})
 	f.apply(t, Change{Op: OpAlertRulePut, AlertRule: &AlertRule{ID: "all-1m", Threshold: Duration(time.Minute), Actions: []AlertAction{{Type: ActionSuspend}}}})
 
-	mon := NewMonitor(f.reg, f.clock.Now, MonitorOptions{}) // defaults: 10 %, at least 3, 1 h
+	// Wave defaults: 10 %, at least 3, 1 h. The mass-silence brake, which would
+	// withhold all 60 (TestMassSilenceNoSuspension), is off: its share is the whole.
+	mon := NewMonitor(f.reg, f.clock.Now, MonitorOptions{MassSilenceShare: 1})
 	got, err := mon.RunOnce(context.Background(), t0.Add(2*time.Minute))
 	if err != nil || len(got) != 60 {
 		t.Fatalf("%d alerts, %v; want 60", len(got), err)
@@ -130,6 +134,9 @@ func TestSuspensionWaveHeld(t *testing.T) {
 	if held != 54 || len(pending) != 54 {
 		t.Fatalf("%d suspensions held, %d pending changes; want 54", held, len(pending))
 	}
+	if n := testutil.ToFloat64(f.reg.m.withheld.WithLabelValues("wave-limit")); n != 54 {
+		t.Errorf("switchyard_registry_suspensions_withheld_total{reason=wave-limit} = %v, want 54", n)
+	}
 	if p := pending[0]; p.RequestedBy != SystemActor || p.Op != OpTerminalSuspend || p.Target != "TA000005" ||
 		!strings.Contains(p.Reason, "4 of merchant 000000000000101's 40 terminals") || !strings.Contains(p.Reason, "limit 4") {
 		t.Errorf("first held change = %+v", p)
@@ -145,7 +152,7 @@ func TestSuspensionWaveHeld(t *testing.T) {
 	// held too: the count comes from the records.
 	f.reopen(t)
 	f.reg.Seen("TC000001", honest, GeoPoint{}, t0.Add(3*time.Minute))
-	mon = NewMonitor(f.reg, f.clock.Now, MonitorOptions{})
+	mon = NewMonitor(f.reg, f.clock.Now, MonitorOptions{MassSilenceShare: 1, ReAlertAfter: -1})
 	again, err := mon.RunOnce(context.Background(), t0.Add(5*time.Minute))
 	if err != nil || len(again) != 1 || !strings.HasPrefix(again[0].Actions[0].Detail, "suspension held") {
 		t.Fatalf("later alert = %+v, %v", again, err)

@@ -110,7 +110,8 @@ func (r *store) LastSeen(id string) (LastSeen, bool) {
 	return LastSeen{}, false
 }
 
-// FlushSeen writes the last-seen data that changed since the previous flush.
+// FlushSeen writes the last-seen data that changed since the previous flush, and
+// the time of the flush (keyAlive).
 func (r *store) FlushSeen() error {
 	r.seenMu.Lock()
 	defer r.seenMu.Unlock()
@@ -131,9 +132,6 @@ func (r *store) FlushSeen() error {
 			items = append(items, item{sl, id, ls, sh})
 		}
 	}
-	if len(items) == 0 {
-		return nil
-	}
 	if r.seenSink != nil {
 		var shared []SeenEntry
 		for _, it := range items {
@@ -147,14 +145,15 @@ func (r *store) FlushSeen() error {
 	}
 	wb := r.db.NewWriteBatch()
 	defer wb.Cancel()
-	var err error
+	err := wb.Set([]byte(keyAlive), []byte(r.now().Format(time.RFC3339Nano)))
 	for _, it := range items {
+		if err != nil {
+			break
+		}
 		ls := it.ls
 		ls.Time = ls.Time.UTC()
 		b, _ := json.Marshal(ls)
-		if err = wb.Set([]byte(pfxSeen+it.id), b); err != nil {
-			break
-		}
+		err = wb.Set([]byte(pfxSeen+it.id), b)
 	}
 	if err == nil {
 		err = wb.Flush()

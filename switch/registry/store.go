@@ -35,6 +35,10 @@ const (
 	// keyRevision is the revision of the cluster's state log this node's registry
 	// last applied (decimal), written in the same transaction as the commit.
 	keyRevision = "reg/rev"
+	// keyAlive is when this node last flushed its last-seen data (RFC 3339, UTC):
+	// the monitor takes it, after a restart, as when the switch stopped seeing
+	// terminals (Monitor, the switch's downtime). This node's only.
+	keyAlive = "reg/alive"
 	// RevisionKey is keyRevision for a restore of the registry's snapshot before
 	// it opens (its value: the revision in decimal).
 	RevisionKey = keyRevision
@@ -77,8 +81,11 @@ type store struct {
 
 	seenMu   sync.Mutex        // serialises FlushSeen
 	seenSink func([]SeenEntry) // SetSeenSink's; guarded by seenMu
-	stop     chan struct{}
-	wg       sync.WaitGroup // the last-seen flusher
+	// aliveAt is keyAlive as the registry opened: its previous run's last flush
+	// of last-seen data (zero when none was recorded).
+	aliveAt time.Time
+	stop    chan struct{}
+	wg      sync.WaitGroup // the last-seen flusher
 }
 
 type snapshot struct {
@@ -169,6 +176,13 @@ func (r *store) load(txn *badger.Txn) error {
 		}); err != nil {
 			return fmt.Errorf("registry: read %s: %w", keyRevision, err)
 		}
+	}
+	if item, err := txn.Get([]byte(keyAlive)); err == nil {
+		// Unreadable: no downtime known, as before the key existed.
+		_ = item.Value(func(v []byte) error {
+			r.aliveAt, _ = time.Parse(time.RFC3339Nano, string(v))
+			return nil
+		})
 	}
 	var last []byte
 	if r.logSeq, last, err = lastSeq(txn, pfxLog); err != nil {

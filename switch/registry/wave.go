@@ -83,5 +83,6 @@ func (mo *Monitor) holdSuspension(a *Alert, why, limit string) (bool, string) {
 		mo.reg.log.Error().Err(err).Str("alert", a.ID).Str("terminal", a.TerminalID).Msg("suspension held by the wave limit, but its change request failed")
 		return false, fmt.Sprintf("not suspended (suspension wave limit: %s); change request failed: %v", limit, err)
 	}
+	mo.reg.m.withheld.WithLabelValues("wave-limit").Inc()
 	return true, fmt.Sprintf("suspension held for review as %s (wave limit: %s)", c.ID, limit)
 }

@@ -643,7 +643,12 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	}
 	s.registerWallets()
 	mopts := registry.MonitorOptions{WebhookSecret: webhookSecret, WebhookSecretPrevious: webhookPrevious,
-		SuspendMaxShare: cfg.Alerts.SuspendMaxShare, SuspendMin: cfg.Alerts.SuspendMin, SuspendWindow: cfg.Alerts.SuspendWindow.D()}
+		SuspendMaxShare: cfg.Alerts.SuspendMaxShare, SuspendMin: cfg.Alerts.SuspendMin, SuspendWindow: cfg.Alerts.SuspendWindow.D(),
+		MassSilenceShare: cfg.Alerts.MassSilenceShare, MassSilenceMin: cfg.Alerts.MassSilenceMin, ReAlertAfter: cfg.Alerts.ReAlertAfter.D(),
+		WebhookMaxPerRun: cfg.Alerts.WebhookMaxPerRun}
+	if mopts.ReAlertAfter == 0 {
+		mopts.ReAlertAfter = -1 // alerts.realert_after: 0s, no hold (0 would mean the default)
+	}
 	if s.cl != nil {
 		mopts.Active = s.cl.monitorActive // one node at a time: they share last-seen data
 	}

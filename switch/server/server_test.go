@@ -571,7 +571,8 @@ func TestStoreMetrics(t *testing.T) {
 		}
 	}
 	for _, name := range []string{"switchyard_store_compacting_tables", "switchyard_store_flushed_bytes_total", "switchyard_journal_unindexed", "switchyard_journal_write_rate", "switchyard_journal_window_engaged", "switchyard_cpu_busy",
-		"switchyard_notices_pending", "switchyard_notices_posts_total", "switchyard_notices_dropped_total", "switchyard_registry_alert_webhooks_total"} {
+		"switchyard_notices_pending", "switchyard_notices_posts_total", "switchyard_notices_dropped_total", "switchyard_registry_alert_webhooks_total",
+		"switchyard_registry_suspensions_withheld_total"} {
 		if _, ok := got[name]; !ok {
 			t.Errorf("%s missing", name)
 		}
