@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 )
 
 // costRule is a rule file with one review rule of condition cond.
@@ -33,13 +32,12 @@ func TestCostlyExpressionsRefused(t *testing.T) {
 		{`txn.amount > 0 && any(device.findings, any(device.findings, # == "root"))`, "more than 20000"},
 	} {
 		t.Run(tc.cond, func(t *testing.T) {
-			start := time.Now()
+			// Refused without being run: one run of the first takes seconds,
+			// of the doubling ones the process's memory (the package's timeout
+			// and the machine stop such a check, not a clock in the test).
 			got := problems(t, costRule(tc.cond))
 			if !strings.Contains(got, tc.want) || !strings.Contains(got, "a.yaml:3") {
 				t.Errorf("problems %q, want a.yaml:3 and %q", got, tc.want)
-			}
-			if d := time.Since(start); d > 2*time.Second {
-				t.Errorf("the check took %v", d)
 			}
 		})
 	}
