@@ -375,14 +375,11 @@ func (q *Queue) pull(issuer string, running *sync.WaitGroup) {
 	var cons jetstream.Consumer
 	var forgot time.Time
 	retry := q.opts.MinBackoff
-	pause := func(err error) bool { // false once the queue is closing
-		if n, ok := st.WarnDue(q.opts.Now(), q.opts.WarnEvery); ok {
-			q.log.Warn().Err(err).Str("issuer", issuer).Dur("retry_in", retry).Int64("failures_not_logged", n).
-				Msg("store-and-forward: cannot read the issuer's advices from JetStream")
-		}
-		t := time.NewTimer(retry)
+	// wait waits d, counting the sends that end meanwhile; false once the queue
+	// is closing.
+	wait := func(d time.Duration) bool {
+		t := time.NewTimer(d)
 		defer t.Stop()
-		retry = min(2*retry, q.opts.MaxBackoff)
 		for {
 			select {
 			case <-done:
@@ -394,6 +391,15 @@ func (q *Queue) pull(issuer string, running *sync.WaitGroup) {
 			}
 		}
 	}
+	pause := func(err error) bool { // false once the queue is closing
+		if n, ok := st.WarnDue(q.opts.Now(), q.opts.WarnEvery); ok {
+			q.log.Warn().Err(err).Str("issuer", issuer).Dur("retry_in", retry).Int64("failures_not_logged", n).
+				Msg("store-and-forward: cannot read the issuer's advices from JetStream")
+		}
+		d := retry
+		retry = min(2*retry, q.opts.MaxBackoff)
+		return wait(d)
+	}
 	// fenced waits MinBackoff (no doubling: the lease is usually known held
 	// again within a refresh) while Fence refuses; false once the queue closes.
 	fenced := func(err error) bool {
@@ -401,18 +407,7 @@ func (q *Queue) pull(issuer string, running *sync.WaitGroup) {
 			q.log.Warn().Err(err).Str("issuer", issuer).Int64("failures_not_logged", n).
 				Msg("store-and-forward: this node's lease not known held; taking no advices")
 		}
-		t := time.NewTimer(q.opts.MinBackoff)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				busy--
-			case <-t.C:
-				return true
-			case <-q.closing:
-				return false
-			}
-		}
+		return wait(q.opts.MinBackoff)
 	}
 	for {
 		for drained := false; !drained; {
