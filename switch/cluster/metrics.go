@@ -69,6 +69,9 @@ func NewMetrics(r prometheus.Registerer) (*Metrics, error) {
 			Name: "switchyard_cluster_record_locks_total", Help: "Cluster-wide locks of records taken by this node to change an original, by result (taken, waited, failed).",
 		}, []string{"result"}),
 	}
+	for _, result := range []string{"taken", "waited", "failed"} {
+		m.RecordLocks.WithLabelValues(result) // at zero: the alert's increase() sees the first failure
+	}
 	for _, c := range []prometheus.Collector{m.PublishLatency, m.AcksPerGroup, m.ReplicationLag, m.ConsumerBacklog, m.StateCommits, m.Compactions, m.RecordLocks} {
 		if err := r.Register(c); err != nil {
 			return nil, fmt.Errorf("cluster: register metrics: %w", err)
@@ -158,6 +161,14 @@ func (m *Metrics) UpdateFromStatus(st *Status) {
 func (m *Metrics) SetStateCommits(store string, held uint64) {
 	if m != nil {
 		m.StateCommits.WithLabelValues(store).Set(float64(held))
+	}
+}
+
+// PrepareCompaction creates store's count of compactions with result at zero,
+// so that increase() over it sees the first one.
+func (m *Metrics) PrepareCompaction(store, result string) {
+	if m != nil {
+		m.Compactions.WithLabelValues(store, result)
 	}
 }
 

@@ -175,3 +175,45 @@ func TestPublishMetrics(t *testing.T) {
 		t.Fatalf("after one append: %v; want one publish and one group observed", counts)
 	}
 }
+
+// TestMetricsAtZero: the lock and compaction failure counters an alert reads with
+// increase() exist at zero before their first count (a series that appears with
+// its first count hides that count from increase()).
+func TestMetricsAtZero(t *testing.T) {
+	r := prometheus.NewRegistry()
+	m, err := NewMetrics(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var none *Metrics
+	none.PrepareCompaction("registry", "failed")
+	m.PrepareCompaction("registry", "failed")
+	fams, err := r.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{
+		`switchyard_cluster_record_locks_total{result="failed"}`:                 false,
+		`switchyard_cluster_compactions_total{result="failed",store="registry"}`: false,
+	}
+	for _, f := range fams {
+		for _, mt := range f.GetMetric() {
+			var ls []string
+			for _, lp := range mt.GetLabel() {
+				ls = append(ls, fmt.Sprintf("%s=%q", lp.GetName(), lp.GetValue()))
+			}
+			key := f.GetName() + "{" + strings.Join(ls, ",") + "}"
+			if _, ok := want[key]; ok {
+				want[key] = true
+				if v := mt.GetCounter().GetValue(); v != 0 {
+					t.Errorf("%s = %v at start, want 0", key, v)
+				}
+			}
+		}
+	}
+	for k, seen := range want {
+		if !seen {
+			t.Errorf("%s: no series before its first count", k)
+		}
+	}
+}

@@ -172,6 +172,49 @@ func (m *Metrics) ProtocolError(listener, reason string) {
 	m.ProtoErrors.WithLabelValues(listener, reason).Inc()
 }
 
+// Prepared names the label values known at a switch's start whose counters an
+// alert reads with increase() or rate(): see Metrics.Prepare.
+type Prepared struct {
+	Issuers   []string // configured issuer ids (the demo issuer's "demo" included)
+	Listeners []string // terminal listener names
+	CUP       bool     // a listener speaks the cup dialect
+	Cluster   bool     // the switch is a cluster node (merchant locks)
+}
+
+// Prepare creates, at zero, the series of the counters that docs/alerts/
+// switchyard.rules.yml reads with increase() or rate() and whose label values
+// are known at the start: a series that appears with its first count has no
+// sample before it, so increase() over it is 0 and the first failure after a
+// start would raise no alert (Prometheus's advice: initialise the series you
+// know). The issuers' unanswered requests (timeout, unavailable), the listeners'
+// limit refusals (max-conns, per-source), the cup MAC key refusals, the offline
+// captures' final writes and, on a cluster node, the merchant locks.
+func (m *Metrics) Prepare(p Prepared) {
+	for _, id := range p.Issuers {
+		for _, kind := range []string{"timeout", "unavailable"} {
+			m.IssuerErrors.WithLabelValues(id, kind)
+		}
+	}
+	for _, l := range p.Listeners {
+		for _, reason := range []string{"max-conns", "per-source"} {
+			m.ConnsRefused.WithLabelValues(l, reason)
+		}
+	}
+	if p.CUP {
+		for _, reason := range []string{"mac-key-too-old", "mac-key-too-many-stans"} {
+			m.CUPKeyRefusals.WithLabelValues(reason)
+		}
+		for _, outcome := range []string{"failed", "written", "dropped"} {
+			m.OfflineFinalWrites.WithLabelValues(outcome)
+		}
+	}
+	if p.Cluster {
+		for _, outcome := range []string{"taken", "unavailable"} {
+			m.MerchantLocks.WithLabelValues(outcome)
+		}
+	}
+}
+
 // ConnRefused implements the front-end's metrics.
 func (m *Metrics) ConnRefused(listener, reason string) {
 	m.ConnsRefused.WithLabelValues(listener, reason).Inc()

@@ -147,6 +147,11 @@ func (c *clusterNode) compactLoop(ctx context.Context) error {
 	if c.cfg.StateCompactAbove < 0 {
 		return nil
 	}
+	for _, st := range sharedStores {
+		// At zero from the start, so that the alert on failed compactions
+		// (increase() of this series) sees the first one.
+		c.metrics.PrepareCompaction(st.name, "failed")
+	}
 	t := time.NewTimer(compactEvery/2 + rand.N(compactEvery))
 	defer t.Stop()
 	for {

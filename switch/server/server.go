@@ -453,6 +453,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		}
 		s.links[ic.ID] = l
 	}
+	s.Metrics.Prepare(preparedMetrics(cfg, issuers))
 	routes := map[string]string{}
 	for _, r := range cfg.Routes {
 		routes[r.Prefix] = r.Issuer
@@ -1337,4 +1338,20 @@ func (t typedCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- tm
 	}
+}
+
+// preparedMetrics names the label values, known at the start, whose counters the
+// alerting rules read with increase(): see metrics.Metrics.Prepare.
+func preparedMetrics(cfg *config.Config, issuers []config.Issuer) metrics.Prepared {
+	p := metrics.Prepared{Cluster: cfg.Cluster != nil}
+	for _, ic := range issuers {
+		p.Issuers = append(p.Issuers, ic.ID)
+	}
+	for _, lc := range cfg.Listeners {
+		p.Listeners = append(p.Listeners, lc.Name)
+		if lc.Dialect == string(message.DialectCUP) {
+			p.CUP = true
+		}
+	}
+	return p
 }
