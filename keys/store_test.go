@@ -592,10 +592,11 @@ func TestPutUniqueValue(t *testing.T) {
 	}
 }
 
-// TestExpiries: a key's expiry is its newest version not revoked's expires_at
-// (a version scheduled for later counts: it will be current); a rotation to a
-// version without one clears it, a revoked newest version falls back to the one
-// before, and keys without an expiry have none.
+// TestExpiries: a key's expiry is its newest version's expires_at (a version
+// scheduled for later counts: it will be current); a rotation to a version without
+// one clears it, a revoked version not yet active is passed over, a revoked
+// current version leaves the key without a current version and without an expiry,
+// and keys without an expiry have none.
 func TestExpiries(t *testing.T) {
 	s, _, c, _ := newTestStore(t, false)
 	now := c.Now()
@@ -623,5 +624,12 @@ func TestExpiries(t *testing.T) {
 	got = s.Expiries()
 	if len(got) != 1 || got[0].ID != "c.ZMK" || !got[0].ExpiresAt.Equal(now.Add(time.Hour)) {
 		t.Fatalf("after revoke and rotate: %v, want c.ZMK at v1's expiry", got)
+	}
+	// Revoking c.ZMK's current version v1: no current version, no expiry.
+	if _, err := s.SetStatus(ctx, hsm.KeyRef{ID: "c.ZMK", Version: 1}, hsm.StatusRevoked, "drill"); err != nil {
+		t.Fatal(err)
+	}
+	if got = s.Expiries(); len(got) != 0 {
+		t.Fatalf("after revoking the current version: %v, want none", got)
 	}
 }

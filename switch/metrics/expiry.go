@@ -92,8 +92,9 @@ func ParseCertificatesPEM(data []byte) []*x509.Certificate {
 	return out
 }
 
-// KeyExpiry is the expiry of one key of the key store: the expires_at of its newest
-// version that is not revoked (keys.Store.Expiries). Never key material.
+// KeyExpiry is the expiry of one key of the key store: the expires_at of the
+// version that is, or will be once it activates, its current one
+// (keys.Store.Expiries). Never key material.
 type KeyExpiry struct {
 	ID        string    // key ID
 	Type      string    // key type (ZPK, TAK, BDK...)
@@ -102,8 +103,8 @@ type KeyExpiry struct {
 
 // KeyExpiryCollector exports switchyard_key_expiry_timestamp_seconds, read from the
 // key store at each scrape (so that a rotation, a revocation or another node's
-// change shows at the next scrape): one series per key whose newest version not
-// revoked has an expiry (expires_at); keys without one have none.
+// change shows at the next scrape): one series per key whose current (or
+// scheduled) version has an expiry (expires_at); keys without one have none.
 func KeyExpiryCollector(read func() []KeyExpiry) prometheus.Collector {
 	return keyExpiryCollector{read}
 }
@@ -111,7 +112,7 @@ func KeyExpiryCollector(read func() []KeyExpiry) prometheus.Collector {
 type keyExpiryCollector struct{ read func() []KeyExpiry }
 
 var keyExpiry = prometheus.NewDesc("switchyard_key_expiry_timestamp_seconds",
-	"Expiry (expires_at, Unix seconds) of each key of the key store whose newest version not revoked has one, by key ID and key type; past it the key has no usable version until a new one is made (switchyard keys rotate). Keys without an expiry have no series.",
+	"Expiry (expires_at, Unix seconds) of each key of the key store whose current version, or the version scheduled to replace it, has one, by key ID and key type; past it the key has no usable version until a new one is made (switchyard keys rotate). Keys without an expiry have no series.",
 	[]string{"key_id", "key_type"}, nil)
 
 func (c keyExpiryCollector) Describe(ch chan<- *prometheus.Desc) { ch <- keyExpiry }
