@@ -188,3 +188,34 @@ func TestClusterCertificates(t *testing.T) {
 		t.Errorf("the unreadable file is not logged: %s", logs.String())
 	}
 }
+
+// TestHSMCertificates: with hsm.tls, the payShield client certificate and the CA
+// file's certificates are exported as hsm_client and hsm_ca.
+func TestHSMCertificates(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := devpki.NewCA(dir, "hsm-ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile, err := ca.Issue(dir, "switch-hsm-client")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{Metrics: metrics.New(), log: zerolog.Nop()}
+	cl, err := s.openPayShield(config.HSM{Backend: "payshield", Addrs: []string{"127.0.0.1:1"}, HealthEvery: config.Duration(-1),
+		TLS: true, CAFile: ca.File, CertFile: certFile, KeyFile: keyFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	client, root := readCert(t, certFile), readCert(t, ca.File)
+	for use, c := range map[string]*x509.Certificate{metrics.CertUseHSMClient: client, metrics.CertUseHSMCA: root} {
+		g := s.Metrics.CertExpiry.WithLabelValues(use, "", c.Subject.CommonName, metrics.CertSerial(c))
+		if v := testutil.ToFloat64(g); v != float64(c.NotAfter.Unix()) {
+			t.Errorf("use %s: %v, want %d", use, v, c.NotAfter.Unix())
+		}
+	}
+	if n := testutil.CollectAndCount(s.Metrics.CertExpiry); n != 2 {
+		t.Errorf("%d series, want 2", n)
+	}
+}
