@@ -669,6 +669,46 @@ func (s *Store) List() []hsm.KeyRecord {
 	return out
 }
 
+// Expiry is when a key stops having a usable version unless a new one is made:
+// the expires_at of the version that is, or will be once it activates, its
+// current version.
+type Expiry struct {
+	ID        string
+	Type      hsm.KeyType
+	ExpiresAt time.Time
+}
+
+// Expiries returns the expiry of every key whose newest version not revoked has
+// one (expires_at), sorted by ID: that version is, or will be once it activates,
+// the key's current version, and an older one is never current again (current),
+// so its expiry ends the key's use. A rotation to a version without an expiry, or
+// with a later one, moves or clears it. A key whose newest activated version is
+// revoked has no current version already, and no expiry here; a revoked version
+// not yet activated is passed over until it activates. It holds no key material.
+func (s *Store) Expiries() []Expiry {
+	now := s.now()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []Expiry
+	for id, vs := range s.recs {
+		for i := len(vs) - 1; i >= 0; i-- {
+			r := vs[i]
+			if r.Status == hsm.StatusRevoked {
+				if now.Before(r.ActivateAt) {
+					continue
+				}
+				break
+			}
+			if !r.ExpiresAt.IsZero() {
+				out = append(out, Expiry{ID: id, Type: r.Type, ExpiresAt: r.ExpiresAt})
+			}
+			break
+		}
+	}
+	slices.SortFunc(out, func(a, b Expiry) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}
+
 // Versions returns every version of one key.
 func (s *Store) Versions(id string) ([]hsm.KeyRecord, error) {
 	var out []hsm.KeyRecord

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -588,5 +589,47 @@ func TestPutUniqueValue(t *testing.T) {
 	unique.Same = func(hsm.KeyRecord) (bool, error) { return false, nil }
 	if err := put(rec("T2.TAK", 1, hsm.TAK, "ABC123", now)); err != nil {
 		t.Fatalf("another key with the same KCV: %v", err)
+	}
+}
+
+// TestExpiries: a key's expiry is its newest version's expires_at (a version
+// scheduled for later counts: it will be current); a rotation to a version without
+// one clears it, a revoked version not yet active is passed over, a revoked
+// current version leaves the key without a current version and without an expiry,
+// and keys without an expiry have none.
+func TestExpiries(t *testing.T) {
+	s, _, c, _ := newTestStore(t, false)
+	now := c.Now()
+	put := func(r hsm.KeyRecord) {
+		t.Helper()
+		if err := s.Put(ctx, hsm.PutRequest{Record: r, Event: hsm.AuditEvent{Actor: "tester", Action: "generate", KeyID: r.ID, Version: r.Version, KCV: r.KCV}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	expiring := func(r hsm.KeyRecord, at time.Time) hsm.KeyRecord { r.ExpiresAt = at; return r }
+	put(expiring(rec("b.ZPK", 1, hsm.ZPK, "111111", now), now.Add(48*time.Hour)))
+	put(rec("a.TAK", 1, hsm.TAK, "222222", now)) // no expiry
+	put(expiring(rec("c.ZMK", 1, hsm.ZMK, "333333", now), now.Add(time.Hour)))
+	put(expiring(rec("c.ZMK", 2, hsm.ZMK, "444444", now.Add(30*time.Minute)), now.Add(90*24*time.Hour))) // scheduled
+	got := s.Expiries()
+	want := []Expiry{{"b.ZPK", hsm.ZPK, now.Add(48 * time.Hour)}, {"c.ZMK", hsm.ZMK, now.Add(90 * 24 * time.Hour)}}
+	if !slices.EqualFunc(got, want, func(a, b Expiry) bool { return a.ID == b.ID && a.Type == b.Type && a.ExpiresAt.Equal(b.ExpiresAt) }) {
+		t.Fatalf("expiries %v, want %v", got, want)
+	}
+	// Revoking c.ZMK v2 leaves v1's; rotating b.ZPK to a version without one clears it.
+	if _, err := s.SetStatus(ctx, hsm.KeyRef{ID: "c.ZMK", Version: 2}, hsm.StatusRevoked, "drill"); err != nil {
+		t.Fatal(err)
+	}
+	put(rec("b.ZPK", 2, hsm.ZPK, "555555", now))
+	got = s.Expiries()
+	if len(got) != 1 || got[0].ID != "c.ZMK" || !got[0].ExpiresAt.Equal(now.Add(time.Hour)) {
+		t.Fatalf("after revoke and rotate: %v, want c.ZMK at v1's expiry", got)
+	}
+	// Revoking c.ZMK's current version v1: no current version, no expiry.
+	if _, err := s.SetStatus(ctx, hsm.KeyRef{ID: "c.ZMK", Version: 1}, hsm.StatusRevoked, "drill"); err != nil {
+		t.Fatal(err)
+	}
+	if got = s.Expiries(); len(got) != 0 {
+		t.Fatalf("after revoking the current version: %v, want none", got)
 	}
 }

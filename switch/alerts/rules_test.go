@@ -1,6 +1,7 @@
 package alerts
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"net/http"
@@ -19,9 +20,12 @@ import (
 	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/rs/zerolog"
 
+	"github.com/switchyard/switchyard/hsm"
 	"github.com/switchyard/switchyard/hsm/payshield"
 	"github.com/switchyard/switchyard/internal/cli"
+	"github.com/switchyard/switchyard/internal/devpki"
 	"github.com/switchyard/switchyard/switch/cluster"
+	"github.com/switchyard/switchyard/switch/config"
 	"github.com/switchyard/switchyard/switch/internal/testswitch"
 	"github.com/switchyard/switchyard/switch/metrics"
 	"github.com/switchyard/switchyard/switch/sched"
@@ -124,8 +128,9 @@ type family struct {
 	source string
 }
 
-// inventory collects the switch's metric families: those a demo switch serves on
-// /metrics (fetched over HTTP once it has started), and those of the collectors whose
+// inventory collects the switch's metric families: those a demo switch, given a TLS
+// listener and a key with an expiry, serves on /metrics (fetched over HTTP once it
+// has started), and those of the collectors whose
 // series appear only with traffic or on other deployments (metrics.New's vectors,
 // the store-and-forward and risk collectors, a cluster node's, a payShield's, the
 // scheduler's), read from their descriptions.
@@ -143,13 +148,34 @@ func inventory(t *testing.T) map[string]*family {
 		}
 	}
 
-	// A running demo switch's /metrics.
+	// A running demo switch's /metrics, with a TLS listener and a key with an expiry
+	// (their expiry gauges have no series without them).
 	dir := t.TempDir()
-	s, err := server.New(testswitch.DemoConfig(t, dir, "../../rules"), zerolog.Nop(), cli.DemoIssuer())
+	cfg := testswitch.DemoConfig(t, dir, "../../rules")
+	ca, err := devpki.NewCA(dir, "terminal-ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile, err := ca.Issue(dir, "switch.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := cfg.Listeners[0]
+	l.Name, l.Addr, l.Kind, l.ProxyProtocol = "tls", "127.0.0.1:0", "", nil
+	l.TLS = &config.TLS{CertFile: certFile, KeyFile: keyFile, ClientCAFile: ca.File}
+	cfg.Listeners = append(cfg.Listeners, l)
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := server.New(cfg, zerolog.Nop(), cli.DemoIssuer())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.Close)
+	if _, err := s.HSM.GenerateKey(hsm.WithActor(context.Background(), "alerts-test"), hsm.GenerateKeyRequest{KeySpec: hsm.KeySpec{
+		ID: "alerts-test.ZMK", Type: hsm.ZMK, ExpiresAt: time.Now().Add(30 * 24 * time.Hour)}}); err != nil {
+		t.Fatal(err)
+	}
 	client := &http.Client{Timeout: 10 * time.Second}
 	resp, err := client.Get("http://" + s.AdminAddr() + "/metrics")
 	if err != nil {
@@ -173,8 +199,10 @@ func inventory(t *testing.T) map[string]*family {
 			}
 		}
 	}
-	if inv["switchyard_ready"] == nil {
-		t.Fatal("a demo switch's /metrics has no switchyard_ready")
+	for _, name := range []string{"switchyard_ready", "switchyard_tls_certificate_expiry_timestamp_seconds", "switchyard_key_expiry_timestamp_seconds"} {
+		if inv[name] == nil {
+			t.Fatalf("a demo switch's /metrics has no %s", name)
+		}
 	}
 
 	// Collectors described rather than collected.

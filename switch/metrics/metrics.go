@@ -61,6 +61,9 @@ type Metrics struct {
 	// merchant-limits-unavailable). A purchase far from its merchant's limits takes
 	// none and is not counted; a single switch never counts.
 	MerchantLocks *prometheus.CounterVec
+	// CertExpiry is the NotAfter of every X.509 certificate the switch loaded, by
+	// use, listener, subject and serial (expiry.go, CertificatesLoaded).
+	CertExpiry *prometheus.GaugeVec
 }
 
 // New creates the collectors and registers them, with the Go and process collectors,
@@ -138,7 +141,8 @@ func New() *Metrics {
 		Answers: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "switchyard_terminal_turnaround_seconds", Help: "Time from a request's last byte read to its answer written to the socket, by listener: what a terminal waits, less the network.", Buckets: lat,
 		}, []string{"listener"}),
-		Stages: newStages(),
+		Stages:     newStages(),
+		CertExpiry: newCertExpiry(),
 		JournalErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "switchyard_journal_errors_total", Help: "Journal writes that failed.",
 		}),
@@ -150,7 +154,7 @@ func New() *Metrics {
 		}, []string{"rule", "mode"}),
 	}
 	r.MustRegister(m.Transactions, m.Latency, m.IssuerLatency, m.IssuerErrors, m.IssuerBreaker, m.Conns, m.ConnsTotal,
-		m.ConnsClosed, m.ConnsRefused, m.ReqsRefused, m.ProtoErrors, m.FormatErrors, m.JournalBatch, m.JournalSync, m.JournalErrors, m.JournalPrealloc, m.Answers, m.Stages, m.RuleHits, m.CUPUploadsUnmatched, m.CUPKeyRefusals, m.NetworkUnproven, m.OfflineFinalWrites, m.MerchantLocks,
+		m.ConnsClosed, m.ConnsRefused, m.ReqsRefused, m.ProtoErrors, m.FormatErrors, m.JournalBatch, m.JournalSync, m.JournalErrors, m.JournalPrealloc, m.Answers, m.Stages, m.RuleHits, m.CUPUploadsUnmatched, m.CUPKeyRefusals, m.NetworkUnproven, m.OfflineFinalWrites, m.MerchantLocks, m.CertExpiry,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

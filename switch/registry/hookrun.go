@@ -63,6 +63,9 @@ type hookJob struct {
 	// deferred: not posted, the run made its WebhookMaxPerRun posts to the target;
 	// a later run makes it.
 	deferred bool
+	// heldUntil, when not zero: not posted, the target asked (Retry-After) for no
+	// post before then (retryafter.go); a later run makes it.
+	heldUntil time.Time
 }
 
 // hookRun posts a run's webhooks.
@@ -82,10 +85,12 @@ type hookRun struct {
 	sent     map[string]int // posts taken per target (WebhookMaxPerRun)
 	deferred int            // posts left to later runs by WebhookMaxPerRun
 	errs     []error        // of the stores
+	// held: posts left to later runs by their target's Retry-After, by target.
+	held map[string]int
 }
 
 func newHookRun(ctx context.Context, mo *Monitor, now time.Time) *hookRun {
-	h := &hookRun{mo: mo, ctx: ctx, now: now, probing: map[string]bool{}, up: map[string]bool{}, down: map[string]*downTarget{}, sent: map[string]int{}}
+	h := &hookRun{mo: mo, ctx: ctx, now: now, probing: map[string]bool{}, up: map[string]bool{}, down: map[string]*downTarget{}, sent: map[string]int{}, held: map[string]int{}}
 	h.cond = sync.NewCond(&h.mu)
 	return h
 }
@@ -133,10 +138,13 @@ func (h *hookRun) next() *hookJob {
 				continue
 			}
 			h.jobs = append(h.jobs[:i], h.jobs[i+1:]...)
+			until := h.mo.heldUntil(j.url, h.mo.clock())
 			switch d := h.down[j.url]; {
 			case d != nil:
 				d.skipped++
 				j.skipBy = d.err
+			case !until.IsZero():
+				j.heldUntil = until
 			case h.sent[j.url] >= h.mo.opts.WebhookMaxPerRun:
 				j.deferred = true
 			case !h.up[j.url]:
@@ -157,13 +165,16 @@ func (h *hookRun) next() *hookJob {
 func (h *hookRun) do(j *hookJob) {
 	mo := h.mo
 	var err error
-	posted := j.skipBy == nil && !j.deferred
+	held := !j.heldUntil.IsZero()
+	posted := j.skipBy == nil && !j.deferred && !held
 	switch {
 	case posted:
 		err = mo.postWebhook(h.ctx, j.url, j.body)
 		mo.reg.m.webhooks.WithLabelValues(webhookResult(err)).Inc()
 	case j.deferred:
 		mo.reg.m.webhooks.WithLabelValues("deferred").Inc()
+	case held:
+		mo.reg.m.webhooks.WithLabelValues("held").Inc()
 	default:
 		mo.reg.m.webhooks.WithLabelValues("not-posted").Inc()
 	}
@@ -171,6 +182,9 @@ func (h *hookRun) do(j *hookJob) {
 	h.mu.Lock()
 	if j.deferred {
 		h.deferred++
+	}
+	if held {
+		h.held[j.url]++
 	}
 	if posted {
 		j.alert.tried = true
@@ -206,6 +220,10 @@ func (h *hookRun) result(j *hookJob, err error) {
 	case j.deferred && j.kind == hookNew:
 		res.Detail = fmt.Sprintf("not posted yet: this run made its %d posts to %s; a later run posts it", mo.opts.WebhookMaxPerRun, j.url)
 	case j.deferred:
+		// A retry's or recovery's result stays as it was: a later run posts it.
+	case !j.heldUntil.IsZero() && j.kind == hookNew:
+		res.Detail = fmt.Sprintf("not posted yet: %s asked (Retry-After) for no post before %s; a later run posts it", j.url, j.heldUntil.UTC().Format(time.RFC3339))
+	case !j.heldUntil.IsZero():
 		// A retry's or recovery's result stays as it was: a later run posts it.
 	case j.skipBy != nil && j.kind == hookNew:
 		res.Detail = fmt.Sprintf("not posted: webhook %s failed earlier in this run (%v)", j.url, j.skipBy)
@@ -246,6 +264,11 @@ func (h *hookRun) logDown() {
 	if h.deferred > 0 {
 		h.mo.reg.log.Warn().Int("deferred", h.deferred).Int("max_per_target", h.mo.opts.WebhookMaxPerRun).
 			Msg("alert webhooks left to later runs: this run made its posts to their targets")
+	}
+	for target, n := range h.held {
+		h.mo.reg.log.Warn().Str("webhook", h.mo.reg.RedactWebhookURL(target)).Int("held", n).
+			Time("until", h.mo.heldUntil(target, h.mo.clock()).UTC()).
+			Msg("alert webhooks not posted in this run: their target asked to wait (Retry-After); a later run posts them")
 	}
 	for target, d := range h.down {
 		if d.skipped > 0 {

@@ -27,7 +27,7 @@ type metrics struct {
 //	switchyard_registry_alerts_total{rule}              offline alerts raised
 //	switchyard_registry_auto_suspensions_total{cause}   terminals suspended by the switch
 //	switchyard_registry_incidents_waiting{where}        incidents not yet ordered in a cluster (memory, disk)
-//	switchyard_registry_alert_webhooks_total{result}    alert webhook posts: posted, failed, not-posted, deferred
+//	switchyard_registry_alert_webhooks_total{result}    alert webhook posts: posted, failed, not-posted, deferred, held
 //	switchyard_registry_suspensions_withheld_total{reason} suspend actions not carried out: mass-silence, wave-limit
 func newMetrics(reg *prometheus.Registry) (*metrics, error) {
 	m := &metrics{
@@ -45,7 +45,7 @@ func newMetrics(reg *prometheus.Registry) (*metrics, error) {
 		}, []string{"cause"}),
 		webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchyard_registry_alert_webhooks_total",
-			Help: "Alert webhook actions by result: posted; failed (every attempt); not-posted (their target failed earlier in the monitor's run); deferred (the run made its alerts.webhook_max_per_run posts to the target). All but posted are tried again by later runs.",
+			Help: "Alert webhook actions by result: posted; failed (every attempt); not-posted (their target failed earlier in the monitor's run); deferred (the run made its alerts.webhook_max_per_run posts to the target); held (the target answered 429 or 503 with a Retry-After not passed yet). All but posted are tried again by later runs.",
 		}, []string{"result"}),
 		withheld: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchyard_registry_suspensions_withheld_total",
@@ -57,7 +57,7 @@ func newMetrics(reg *prometheus.Registry) (*metrics, error) {
 		}, []string{"where"}),
 		declines: map[Reason]prometheus.Counter{},
 	}
-	for _, r := range []string{"posted", "failed", "not-posted", "deferred"} {
+	for _, r := range []string{"posted", "failed", "not-posted", "deferred", "held"} {
 		m.webhooks.WithLabelValues(r) // export zeros
 	}
 	for _, c := range []string{"device-compromised", "offline-alert"} {

@@ -33,6 +33,10 @@ type MonitorOptions struct {
 	// WebhookMaxPerRun is how many posts a run makes to one target; the others
 	// are made by the next runs. Default DefaultWebhookMaxPerRun (hookrun.go).
 	WebhookMaxPerRun int
+	// WebhookRetryAfterMax is the longest Retry-After (of a 429 or 503 answer)
+	// honoured: a target that asks for more is posted to again after this long.
+	// Default DefaultWebhookRetryAfterMax (retryafter.go).
+	WebhookRetryAfterMax time.Duration
 	// WebhookSecret keys the HMAC-SHA256 signature of every webhook body (see
 	// SignWebhook). Without one, webhook actions fail rather than post unsigned.
 	WebhookSecret []byte
@@ -106,6 +110,11 @@ type Monitor struct {
 	secretMu sync.RWMutex // guards secrets, which SetWebhookSecrets replaces
 	secrets  webhookSecrets
 
+	// holds are the targets that answered a Retry-After too long to wait within
+	// a post, and until when none is posted to (retryafter.go).
+	holdMu sync.Mutex
+	holds  map[string]time.Time
+
 	// down is the switch's own downtime before this monitor started (from the
 	// newest last-seen time then to the start), not counted as terminals' silence;
 	// zero when none.
@@ -139,6 +148,9 @@ func NewMonitor(reg *Registry, clock func() time.Time, opts MonitorOptions) *Mon
 	}
 	if opts.WebhookMaxPerRun <= 0 {
 		opts.WebhookMaxPerRun = DefaultWebhookMaxPerRun
+	}
+	if opts.WebhookRetryAfterMax <= 0 {
+		opts.WebhookRetryAfterMax = DefaultWebhookRetryAfterMax
 	}
 	if opts.SuspendMaxShare <= 0 || opts.SuspendMaxShare > 1 {
 		opts.SuspendMaxShare = DefaultSuspendMaxShare
@@ -606,11 +618,15 @@ func webhookResult(err error) string {
 	return "posted"
 }
 
-// postWebhook posts body to target, signed, in up to WebhookAttempts attempts.
+// postWebhook posts body to target, signed, in up to WebhookAttempts attempts,
+// none before a Retry-After the target answered has passed (retryafter.go).
 func (mo *Monitor) postWebhook(ctx context.Context, target string, body []byte) error {
 	// Checked again here: the rule may predate the allow-list as configured now.
 	if err := mo.reg.webhookAllowed(target); err != nil {
 		return err
+	}
+	if until := mo.heldUntil(target, mo.clock()); !until.IsZero() {
+		return fmt.Errorf("webhook %s: not posted: the target asked (Retry-After) for no post before %s", target, until.UTC().Format(time.RFC3339))
 	}
 	secrets := mo.webhookSecrets()
 	if len(secrets.cur) == 0 {
@@ -639,6 +655,20 @@ func (mo *Monitor) postWebhook(ctx context.Context, target string, body []byte) 
 		if last == nil {
 			return nil
 		}
+		var ra *retryAfterError
+		if !errors.As(last, &ra) {
+			continue
+		}
+		d := min(ra.wait, mo.opts.WebhookRetryAfterMax)
+		if attempt < mo.opts.WebhookAttempts && d <= webhookRetryAfterInline {
+			wait = max(wait, d) // the next attempt waits for it
+			continue
+		}
+		until := mo.clock().Add(d)
+		mo.holdTarget(target, until)
+		mo.reg.log.Warn().Str("webhook", mo.reg.RedactWebhookURL(target)).Str("status", ra.status).Dur("retry_after", ra.wait).
+			Time("until", until.UTC()).Msg("alert webhook target asked to wait (Retry-After): no post to it until then; its alerts are posted by the first run after")
+		return fmt.Errorf("webhook %s: %w; not posted to before %s", target, last, until.UTC().Format(time.RFC3339))
 	}
 	return fmt.Errorf("webhook %s failed after %d attempts: %w", target, mo.opts.WebhookAttempts, last)
 }
@@ -665,6 +695,9 @@ func (mo *Monitor) postOnce(ctx context.Context, target string, body []byte, ts,
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	if ra := retryAfter(resp, mo.clock()); ra != nil {
+		return ra
+	}
 	if resp.StatusCode/100 != 2 {
 		return fmt.Errorf("answer %s", resp.Status)
 	}

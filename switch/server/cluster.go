@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"sync"
@@ -23,6 +24,7 @@ import (
 	"github.com/switchyard/switchyard/switch/cluster/cjournal"
 	"github.com/switchyard/switchyard/switch/cluster/jsaf"
 	"github.com/switchyard/switchyard/switch/journal"
+	"github.com/switchyard/switchyard/switch/metrics"
 	"github.com/switchyard/switchyard/switch/registry"
 )
 
@@ -96,6 +98,37 @@ func (s *Server) startCluster(cfg cluster.Config) (*clusterNode, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// clusterCertificates sets the expiry of the cluster's TLS certificates in the
+// metrics (switchyard_tls_certificate_expiry_timestamp_seconds): the embedded
+// server's certificate and CAs, or the client certificate and CAs of an external
+// cluster. They are read from their files once the node has started with them,
+// which it did moments before (nats-server and nats.go load them themselves); a
+// file that cannot be read now is logged, and the start goes on.
+func (s *Server) clusterCertificates(cfg cluster.Config) {
+	var files []struct{ use, path string }
+	add := func(use, path string) {
+		if path != "" {
+			files = append(files, struct{ use, path string }{use, path})
+		}
+	}
+	switch cfg.Mode {
+	case cluster.ModeEmbedded:
+		add(metrics.CertUseCluster, cfg.Embedded.TLS.CertFile)
+		add(metrics.CertUseClusterCA, cfg.Embedded.TLS.CAFile)
+	case cluster.ModeExternal:
+		add(metrics.CertUseNATSClient, cfg.External.TLSCertFile)
+		add(metrics.CertUseNATSCA, cfg.External.TLSCAFile)
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(f.path)
+		if err != nil {
+			s.log.Warn().Err(err).Str("use", f.use).Msg("cluster: certificate file not read again for its expiry metric")
+			continue
+		}
+		s.Metrics.CertificatesLoaded(f.use, "", metrics.ParseCertificatesPEM(data))
+	}
 }
 
 // retry runs fn until it succeeds or clusterStartTimeout has passed, each try with

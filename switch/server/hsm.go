@@ -8,6 +8,7 @@ import (
 
 	"github.com/switchyard/switchyard/hsm/payshield"
 	"github.com/switchyard/switchyard/switch/config"
+	"github.com/switchyard/switchyard/switch/metrics"
 )
 
 // openPayShield connects the switch to payShield-compatible HSMs (hsm.backend:
@@ -31,12 +32,18 @@ func (s *Server) openPayShield(c config.HSM) (*payshield.Client, error) {
 			if !tc.RootCAs.AppendCertsFromPEM(pem) {
 				return nil, fmt.Errorf("hsm.ca_file: %s holds no PEM certificate", c.CAFile)
 			}
+			s.Metrics.CertificatesLoaded(metrics.CertUseHSMCA, "", metrics.ParseCertificatesPEM(pem))
 		}
 		if c.CertFile != "" {
 			cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
 			if err != nil {
 				return nil, fmt.Errorf("hsm.cert_file: %w", err)
 			}
+			chain, err := metrics.ParseCertificatesDER(cert.Certificate)
+			if err != nil {
+				return nil, fmt.Errorf("hsm.cert_file %s: %w", c.CertFile, err)
+			}
+			s.Metrics.CertificatesLoaded(metrics.CertUseHSMClient, "", chain)
 			tc.Certificates = []tls.Certificate{cert}
 		}
 		opts.TLS = tc

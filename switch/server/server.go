@@ -265,6 +265,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		if s.cl, err = s.startCluster(*cfg.Cluster); err != nil {
 			return nil, err
 		}
+		s.clusterCertificates(*cfg.Cluster)
 		if s.cl.metrics, err = cluster.NewMetrics(s.Metrics.Registry); err != nil {
 			return nil, err
 		}
@@ -402,6 +403,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	if err := s.cl.follow(keysLog, s.Keys); err != nil {
 		return nil, fmt.Errorf("keys: %w", err)
 	}
+	s.Metrics.Registry.MustRegister(metrics.KeyExpiryCollector(s.keyExpiries))
 	if cfg.HSM.IsPayShield() {
 		if s.hsmClient, err = s.openPayShield(cfg.HSM); err != nil {
 			return nil, err
@@ -687,7 +689,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 			fc.ProxyProtocol = &frontend.ProxyProtocol{Trusted: nets, Required: pp.Required}
 		}
 		if lc.TLS != nil {
-			if fc.TLS, err = tlsConfig(lc.TLS); err != nil {
+			if fc.TLS, err = tlsConfig(lc.TLS, s.Metrics, lc.Name); err != nil {
 				return nil, fmt.Errorf("listener %s: %w", lc.Name, err)
 			}
 		}
@@ -1154,12 +1156,20 @@ func (s *Server) Close() {
 	})
 }
 
-func tlsConfig(t *config.TLS) (*tls.Config, error) {
+// tlsConfig loads a listener's certificate and client CAs, and sets their expiry
+// in m (switchyard_tls_certificate_expiry_timestamp_seconds, by listener): the
+// certificates as loaded, those the listener presents and trusts until a restart.
+func tlsConfig(t *config.TLS, m *metrics.Metrics, listener string) (*tls.Config, error) {
 	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
 	if err != nil {
 		return nil, fmt.Errorf("tls: %w", err)
 	}
+	chain, err := metrics.ParseCertificatesDER(cert.Certificate)
+	if err != nil {
+		return nil, fmt.Errorf("tls: %s: %w", t.CertFile, err)
+	}
 	c := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	var cas []*x509.Certificate
 	if t.ClientCAFile != "" {
 		pem, err := os.ReadFile(t.ClientCAFile)
 		if err != nil {
@@ -1170,7 +1180,10 @@ func tlsConfig(t *config.TLS) (*tls.Config, error) {
 			return nil, fmt.Errorf("tls client CA %s: no certificate found", t.ClientCAFile)
 		}
 		c.ClientCAs, c.ClientAuth = pool, tls.RequireAndVerifyClientCert
+		cas = metrics.ParseCertificatesPEM(pem)
 	}
+	m.CertificatesLoaded(metrics.CertUseListener, listener, chain)
+	m.CertificatesLoaded(metrics.CertUseListenerClientCA, listener, cas)
 	return c, nil
 }
 

@@ -1,0 +1,109 @@
+package registry
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// A receiver that answers 429 Too Many Requests or 503 Service Unavailable with a
+// Retry-After header (RFC 9110, 10.2.3: delay-seconds or an HTTP date) is posted
+// to no sooner than it asked. A short wait (at most webhookRetryAfterInline) is
+// waited within the post, before its next attempt, when one is left; a longer one
+// ends the post (failed, tried again by later runs as any failure) and holds the
+// target: until then the runs make no post to it (switchyard_registry_alert_webhooks_total
+// result "held"; a new alert's result says until when) and its alerts are posted
+// by the first run after. The wait honoured is at most
+// MonitorOptions.WebhookRetryAfterMax (DefaultWebhookRetryAfterMax): a receiver
+// cannot silence the alerts for days. A Retry-After that does not parse, or on
+// another status, is ignored: the usual backoff applies.
+
+// DefaultWebhookRetryAfterMax is the longest Retry-After honoured when
+// MonitorOptions.WebhookRetryAfterMax gives none.
+const DefaultWebhookRetryAfterMax = time.Hour
+
+// webhookRetryAfterInline is the longest Retry-After waited within a post, before
+// its next attempt: a worker of the run sleeps that long at most (a run's other
+// targets are posted by the other workers meanwhile).
+const webhookRetryAfterInline = 10 * time.Second
+
+// retryAfterError is an attempt answered 429 or 503 with a Retry-After.
+type retryAfterError struct {
+	status string        // the answer's status line
+	wait   time.Duration // as asked (not capped), from the answer's time
+}
+
+func (e *retryAfterError) Error() string {
+	return fmt.Sprintf("answer %s, Retry-After %s", e.status, e.wait.Round(time.Second))
+}
+
+// parseRetryAfter reads a Retry-After value at now: delay-seconds, or an HTTP date
+// (a date in the past is no wait). ok is false for an empty or malformed value.
+func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, false
+	}
+	if v[0] >= '0' && v[0] <= '9' {
+		n, err := strconv.ParseUint(v, 10, 63)
+		if err != nil {
+			if ne, isNum := err.(*strconv.NumError); isNum && ne.Err == strconv.ErrRange {
+				return time.Duration(1<<63 - 1), true // huge: capped by the caller
+			}
+			return 0, false
+		}
+		if n > uint64((1<<63-1)/int64(time.Second)) {
+			return time.Duration(1<<63 - 1), true
+		}
+		return time.Duration(n) * time.Second, true
+	}
+	t, err := http.ParseTime(v)
+	if err != nil {
+		return 0, false
+	}
+	return max(t.Sub(now), 0), true
+}
+
+// retryAfter returns the Retry-After of an answer of status 429 or 503, nil for
+// another answer or one without a valid header.
+func retryAfter(resp *http.Response, now time.Time) *retryAfterError {
+	if resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusServiceUnavailable {
+		return nil
+	}
+	d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), now)
+	if !ok {
+		return nil
+	}
+	return &retryAfterError{status: resp.Status, wait: d}
+}
+
+// holdTarget records that target asked for no post before until (a later hold
+// wins).
+func (mo *Monitor) holdTarget(target string, until time.Time) {
+	mo.holdMu.Lock()
+	defer mo.holdMu.Unlock()
+	if mo.holds == nil {
+		mo.holds = map[string]time.Time{}
+	}
+	if until.After(mo.holds[target]) {
+		mo.holds[target] = until
+	}
+}
+
+// heldUntil returns when target's hold ends, zero when it is not held at now
+// (an ended hold is dropped).
+func (mo *Monitor) heldUntil(target string, now time.Time) time.Time {
+	mo.holdMu.Lock()
+	defer mo.holdMu.Unlock()
+	until, ok := mo.holds[target]
+	if !ok {
+		return time.Time{}
+	}
+	if !now.Before(until) {
+		delete(mo.holds, target)
+		return time.Time{}
+	}
+	return until
+}
