@@ -1,0 +1,82 @@
+package state
+
+import (
+	"testing"
+	"time"
+)
+
+// TestEvictedKeyReadsInDoubt: a flood of new cards evicts a card seen once from a
+// full store; a read of that card says DoubtEvicted (not the 0 of a card never
+// seen), and keeps saying so when the card comes back and its series starts again
+// from 1, until the evicted count would have left the window. Cards never seen
+// read DoubtNone but for the record's false positives (under 5% of them), and
+// the record changes no value.
+func TestEvictedKeyReadsInDoubt(t *testing.T) {
+	c := spec(MeasureCount, 10*time.Minute, 20*time.Second)
+	const capacity = numShards * 16
+	s := NewVelocity(nil, capacity, 0)
+	t0 := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC).UnixNano()
+	victim := uint64(0x2545f4914f6cdd1d)
+	s.Observe(c, victim, t0, 1000, "")
+	if v, d := s.ReadDoubt(c, victim, t0+1); v != 1 || d != DoubtNone {
+		t.Fatalf("victim before the flood: %d, %v; want 1, no doubt", v, d)
+	}
+	flood := 20 * capacity
+	key := func(i int) uint64 { return uint64(i+1) * 0x9e3779b97f4a7c15 }
+	for i := range flood {
+		s.Observe(c, key(i), t0+int64(time.Second)+int64(i)*int64(time.Microsecond), 100, "")
+	}
+	now := t0 + int64(2*time.Second)
+	v, d := s.ReadDoubt(c, victim, now)
+	if v != 0 || d != DoubtEvicted || d.String() != "evicted" {
+		t.Fatalf("victim after a flood of %d keys (%d evicted live): %d, %q; want 0, evicted", flood, s.EvictedLive(), v, d)
+	}
+	if s.Read(c, victim, now) != v {
+		t.Error("Read and ReadDoubt disagree")
+	}
+	s.Observe(c, victim, now, 1000, "") // back: a new series, from 1
+	if v, d := s.ReadDoubt(c, victim, now+1); v != 1 || d != DoubtEvicted {
+		t.Errorf("victim back after its eviction: %d, %v; want 1, still evicted (its first attempt was lost)", v, d)
+	}
+	fp, n := 0, 10_000
+	for i := range n {
+		if _, d := s.ReadDoubt(c, uint64(i+1)*0xbf58476d1ce4e5b9, now); d != DoubtNone {
+			fp++
+		}
+	}
+	t.Logf("%d of %d cards never seen read in doubt (the record's false positives), %d bytes of record", fp, n, s.DoubtBytes())
+	if fp*20 > n {
+		t.Errorf("%d of %d cards never seen read in doubt: want under 5%%", fp, n)
+	}
+	// Two windows later the lost count would have left the window: no doubt.
+	later := now + 2*int64(c.NB*c.Width)
+	if _, d := s.ReadDoubt(c, victim, later); d != DoubtNone {
+		t.Errorf("victim two windows after its eviction: %v, want no doubt", d)
+	}
+	// Another counter's reads of the same key are not in doubt.
+	other := &CounterSpec{FP: 43, Measure: MeasureCount, Dims: []string{DimCard}, Window: time.Hour, Width: int64(time.Minute), NB: 60}
+	s.Observe(other, 7, now, 1, "")
+	if _, d := s.ReadDoubt(other, victim, now); d != DoubtNone {
+		t.Errorf("another counter's read of the victim: %v, want no doubt", d)
+	}
+}
+
+// TestMarkFiltered: a key whose filter failed reads DoubtFiltered for the
+// counter's span, its value unchanged; other keys do not.
+func TestMarkFiltered(t *testing.T) {
+	c := spec(MeasureCount, 10*time.Minute, 20*time.Second)
+	s := NewVelocity(nil, 0, 0)
+	t0 := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC).UnixNano()
+	s.Observe(c, 1, t0, 1, "")
+	s.Observe(c, 2, t0, 1, "")
+	s.MarkFiltered(c, 2, t0)
+	if v, d := s.ReadDoubt(c, 2, t0+1); v != 1 || d != DoubtFiltered || d.String() != "filter failed" {
+		t.Errorf("key 2: %d, %q; want 1, filter failed", v, d)
+	}
+	if v, d := s.ReadDoubt(c, 1, t0+1); v != 1 || d != DoubtNone {
+		t.Errorf("key 1: %d, %v; want 1, no doubt", v, d)
+	}
+	if _, d := s.ReadDoubt(c, 2, t0+int64(11*time.Minute)); d != DoubtNone {
+		t.Errorf("key 2 a window later: %v, want no doubt", d)
+	}
+}
