@@ -76,6 +76,9 @@ rules:
 			if _, ok := d.Hit("card-refunds"); ok {
 				t.Error("card-refunds hit a purchase: it cannot hit one whatever the count")
 			}
+			if st := e.Stats(); st.DoubtBytes < 64<<10 {
+				t.Errorf("stats: doubt record of %d bytes, want at least a generation (64 KiB)", st.DoubtBytes)
+			}
 			if got := e.RuleErrors()["card-again"]; got != 1 {
 				t.Errorf("run errors of card-again %d, want 1", got)
 			}

@@ -80,3 +80,52 @@ func TestMarkFiltered(t *testing.T) {
 		t.Errorf("key 2 a window later: %v, want no doubt", d)
 	}
 }
+
+// TestDoubtConcurrent: writers that evict (and record filters failing) while
+// readers read the same counter share the record without a data race (run under
+// -race), and a key evicted before the readers start reads in doubt throughout.
+func TestDoubtConcurrent(t *testing.T) {
+	c := spec(MeasureCount, 10*time.Minute, 20*time.Second)
+	s := NewVelocity(nil, numShards*4, 0)
+	t0 := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC).UnixNano()
+	victim := uint64(0x2545f4914f6cdd1d)
+	s.Observe(c, victim, t0, 1, "")
+	for i := range 20 * numShards * 4 {
+		s.Observe(c, uint64(i+1)*0x9e3779b97f4a7c15, t0+int64(i)*int64(time.Microsecond), 1, "")
+	}
+	if _, d := s.ReadDoubt(c, victim, t0+int64(time.Second)); d != DoubtEvicted {
+		t.Fatalf("victim: %v, want evicted", d)
+	}
+	done := make(chan struct{})
+	errs := make(chan string, 4)
+	for w := range 2 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := range 20_000 {
+				k := uint64(w+2)<<40 | uint64(i)
+				s.Observe(c, k*0xbf58476d1ce4e5b9, t0+int64(time.Second), 1, "")
+				if i%100 == 0 {
+					s.MarkFiltered(c, k, t0+int64(time.Second))
+				}
+			}
+		}()
+	}
+	for range 2 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for range 20_000 {
+				if _, d := s.ReadDoubt(c, victim, t0+int64(time.Second)); d != DoubtEvicted {
+					errs <- d.String()
+					return
+				}
+			}
+		}()
+	}
+	for range 4 {
+		<-done
+	}
+	close(errs)
+	for e := range errs {
+		t.Errorf("victim read %q during the writes, want evicted", e)
+	}
+}
