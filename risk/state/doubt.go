@@ -140,6 +140,22 @@ func (f *doubtFilter) has(h uint64, t int64) bool {
 	return false
 }
 
+// expire drops the generations with nothing left in doubt at store time now (all
+// of them when gone: the counter is no longer in the rule set), giving their
+// memory back.
+func (f *doubtFilter) expire(now int64, gone bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if g := f.prev.Load(); g != nil && (gone || now >= g.last.Load()+f.span) {
+		f.prev.Store(nil)
+	}
+	if g := f.cur.Load(); g != nil && (gone || now >= g.last.Load()+f.span) {
+		// The previous one is older still: gone above, or gone with this.
+		f.prev.Store(nil)
+		f.cur.Store(nil)
+	}
+}
+
 // bytes is the heap the filter's generations hold.
 func (f *doubtFilter) bytes() int64 {
 	var n int64

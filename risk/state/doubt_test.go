@@ -59,6 +59,16 @@ func TestEvictedKeyReadsInDoubt(t *testing.T) {
 	if _, d := s.ReadDoubt(other, victim, now); d != DoubtNone {
 		t.Errorf("another counter's read of the victim: %v, want no doubt", d)
 	}
+	// The sweep gives the record's memory back once nothing in it is in doubt.
+	s.Sweep(map[uint64]*CounterSpec{c.FP: c, other.FP: other}, 1)
+	if s.DoubtBytes() == 0 {
+		t.Error("the sweep dropped a record still in use")
+	}
+	s.Observe(c, 99, later, 1, "")
+	s.Sweep(map[uint64]*CounterSpec{c.FP: c, other.FP: other}, 1)
+	if n := s.DoubtBytes(); n != 0 {
+		t.Errorf("%d bytes of record two windows after the last eviction, want 0", n)
+	}
 }
 
 // TestMarkFiltered: a key whose filter failed reads DoubtFiltered for the
@@ -78,6 +88,11 @@ func TestMarkFiltered(t *testing.T) {
 	}
 	if _, d := s.ReadDoubt(c, 2, t0+int64(11*time.Minute)); d != DoubtNone {
 		t.Errorf("key 2 a window later: %v, want no doubt", d)
+	}
+	// A counter gone from the rule set (not in the sweep's specs) loses its record.
+	s.Sweep(map[uint64]*CounterSpec{}, 1)
+	if n := s.DoubtBytes(); n != 0 {
+		t.Errorf("%d bytes of record of a counter gone, want 0", n)
 	}
 }
 

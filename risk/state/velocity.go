@@ -854,6 +854,14 @@ func (sh *shard) weight(sl slot, sum bool, lo int64) int64 {
 // newest transaction time seen as "now". specs maps fingerprints to counters.
 func (s *Velocity) Sweep(specs map[uint64]*CounterSpec, shards int) {
 	now := s.latest.Load()
+	// The records of keys in doubt: those of counters no longer in specs, and
+	// generations with nothing left in doubt, give their memory back.
+	ctrs := s.ctrs.Load()
+	for ci, d := range ctrs.doubt {
+		gone := specs[ctrs.fp[ci]] == nil
+		d.evicted.expire(now, gone)
+		d.filtered.expire(now, gone)
+	}
 	for i := 0; i < shards; i++ {
 		si := int(s.sweepNext.Add(1) % numShards)
 		sh := &s.shards[si]
