@@ -174,6 +174,7 @@ func (rs *RuleSet) decide(env Input, dbt doubtSet) Decision {
 // (doubtError) instead of missing.
 func (rs *RuleSet) decideBox(b *envBox, dbt doubtSet) Decision {
 	box := b.any()
+	doubted := dbt.any() // 0 but for a store that evicted or a filter that failed
 	d := Decision{Action: ActionAllow, Version: rs.Version}
 	m := vmPool.get()
 	defer vmPool.put(m)
@@ -188,7 +189,7 @@ func (rs *RuleSet) decideBox(b *envBox, dbt doubtSet) Decision {
 		}
 		out, err := m.Run(r.prog, box)
 		onError, onErrorCode := r.OnError, r.onErrorCode
-		if hit, _ := out.(bool); err == nil && !hit && r.velMask&dbt.any() != 0 {
+		if r.velMask&doubted != 0 && err == nil && out != true {
 			var msg string
 			if msg, onError, onErrorCode = rs.doubtError(m, b, r, dbt); msg != "" {
 				err = errors.New(msg)
