@@ -1,6 +1,7 @@
 package ruleset
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -161,5 +162,60 @@ rules:
 		if !strings.Contains(p, want) {
 			t.Errorf("problems:\n%s\nwant %q", p, want)
 		}
+	}
+}
+
+// TestWhereReadsEvictedCounter: a where filter that reads a counter (velocity.NAME)
+// whose key was evicted, and would pass on a larger count, fails: the transaction
+// is not counted, Observe lists "counter NAME" with "evicted", and with the
+// counter's on_error: review the rule reading that counter for the card reviews
+// (filter failed) where it would have passed; a rule reading the evicted counter
+// with on_error: miss lists the error and misses. Before the flood the card's first
+// transaction is not an error (the filter misses on a count known to be 0).
+func TestWhereReadsEvictedCounter(t *testing.T) {
+	rs, err := Load(writeRules(t, map[string]string{"a.yaml": `
+counters:
+  - {name: card_seen, dimension: card, window: 10m, resolution: 20s}
+  - {name: card_repeat, dimension: card, window: 10m, resolution: 20s, where: "velocity.card_seen >= 1", on_error: review}
+rules:
+  - {id: seen, condition: "velocity.card_seen > 100", action: alert}
+  - {id: repeat, condition: "velocity.card_repeat >= 1", action: alert}
+`}), LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := state.NewVelocity(nil, 1024, 0) // 4 series a shard
+	ok := Outcome{Approved: true, ResponseCode: "00"}
+	victim := purchase(5000)
+	if errs := rs.Observe(victim, ok, store); len(errs) != 0 {
+		t.Fatalf("first transaction: errors %+v", errs)
+	}
+	flood := purchase(100)
+	for i := range 20 * 1024 {
+		flood.Txn.CardHash = fmt.Sprintf("flood%020d", i)
+		flood.Txn.Time = victim.Txn.Time.Add(time.Second + time.Duration(i)*time.Millisecond)
+		rs.Observe(flood, ok, store)
+	}
+	victim.Txn.Time = victim.Txn.Time.Add(time.Minute)
+	errs := rs.Observe(victim, ok, store)
+	if len(errs) != 1 || errs[0].Rule != "counter card_repeat" || !strings.Contains(errs[0].Error, "velocity.card_seen evicted") {
+		t.Fatalf("observe errors %+v, want counter card_repeat's, card_seen evicted", errs)
+	}
+	victim.Txn.Time = victim.Txn.Time.Add(time.Second)
+	d := rs.Evaluate(victim, store, nil)
+	if d.Action != ActionReview || d.Rule != "repeat" {
+		t.Errorf("decision %+v, want review by repeat (card_repeat's on_error)", d)
+	}
+	// seen reads card_seen, evicted, with on_error: miss (its and the counter's):
+	// an error, and no hit.
+	if h, hit := d.Hit("seen"); hit {
+		t.Errorf("seen hit %+v, want none (on_error: miss)", h)
+	}
+	errsBy := map[string]string{}
+	for _, e := range d.Errors {
+		errsBy[e.Rule] = e.Error
+	}
+	if !strings.Contains(errsBy["seen"], "velocity.card_seen evicted") || !strings.Contains(errsBy["repeat"], "velocity.card_repeat filter failed") {
+		t.Errorf("errors %+v, want seen's (card_seen evicted) and repeat's (card_repeat filter failed)", d.Errors)
 	}
 }
