@@ -278,6 +278,9 @@ type Stats struct {
 	SeriesBytes int64 `json:"series_bytes"`
 	MaxBytes    int64 `json:"max_series_bytes"`
 	MaxSeries   int64 `json:"max_series"`
+	// DoubtBytes is the heap the store's record of keys in doubt (evicted, filter
+	// failed) takes, outside MaxBytes (docs/rules.md, "Counts in doubt").
+	DoubtBytes int64 `json:"doubt_record_bytes"`
 	// Reloads counts the reloads that took effect (not the initial load).
 	Reloads int64 `json:"reloads"`
 	// ReloadsRefused counts the reloads refused for a problem: the previous rules stayed.
@@ -288,7 +291,7 @@ type Stats struct {
 func (e *Engine) Stats() Stats {
 	return Stats{Evaluations: e.evaluations.Load(), RunErrors: e.runErrors.Load(),
 		Series: e.store.Series(), Evicted: e.store.Evicted(), EvictedLive: e.store.EvictedLive(),
-		SeriesBytes: e.store.Bytes(), MaxBytes: e.store.MaxBytes(), MaxSeries: e.store.MaxSeries(),
+		SeriesBytes: e.store.Bytes(), MaxBytes: e.store.MaxBytes(), MaxSeries: e.store.MaxSeries(), DoubtBytes: e.store.DoubtBytes(),
 		Reloads: e.reloads.Load(), ReloadsRefused: e.reloadsRefused.Load()}
 }
 

@@ -1,7 +1,9 @@
 package ruleset
 
 import (
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/expr-lang/expr/vm"
@@ -67,16 +69,28 @@ type overrides struct {
 	lists    bool // keep in.Lists as given instead of reading the lists
 }
 
+// doubtSet is, by counter index, the counters whose value a preparation read in
+// doubt (state.Doubt): evicted holds those whose key was evicted, filtered those
+// whose filter failed for the key. Both are 0 on the usual path.
+type doubtSet struct{ evicted, filtered uint64 }
+
+// any is the counters in doubt for either reason.
+func (d doubtSet) any() uint64 { return d.evicted | d.filtered }
+
+// doubtProbe is the value a counter in doubt is given to learn whether what the
+// store lost could change a rule: above any count or sum a window holds.
+const doubtProbe = 1 << 40
+
 // prepare copies in into an evaluation environment: local time, counter
-// values read from store (or given by ov), list flags.
-func (rs *RuleSet) prepare(in *Input, store *state.Velocity, lists *state.Lists, ov *overrides) Input {
+// values read from store (or given by ov), list flags; and the counters read in doubt.
+func (rs *RuleSet) prepare(in *Input, store *state.Velocity, lists *state.Lists, ov *overrides) (Input, doubtSet) {
 	var env Input
-	rs.prepareInto(&env, in, store, lists, ov)
-	return env
+	dbt := rs.prepareInto(&env, in, store, lists, ov)
+	return env, dbt
 }
 
 // prepareInto is prepare writing into env.
-func (rs *RuleSet) prepareInto(env, in *Input, store *state.Velocity, lists *state.Lists, ov *overrides) {
+func (rs *RuleSet) prepareInto(env, in *Input, store *state.Velocity, lists *state.Lists, ov *overrides) doubtSet {
 	// The environment is a copy: expressions never read memory that another
 	// goroutine writes (no maps, no shared state), a known expr hazard.
 	*env = *in
@@ -88,16 +102,26 @@ func (rs *RuleSet) prepareInto(env, in *Input, store *state.Velocity, lists *sta
 	env.Outcome = Outcome{}
 	env.Velocity = [MaxCounters]int{}
 	t := env.Txn.Time.UnixNano()
+	var dbt doubtSet
 	if store != nil {
 		for _, c := range rs.readCounters {
 			if key, ok := counterKey(c.dims, in); ok {
-				env.Velocity[c.Index] = store.Read(&c.spec, key, t)
+				v, d := store.ReadDoubt(&c.spec, key, t)
+				env.Velocity[c.Index] = v
+				switch d {
+				case state.DoubtEvicted:
+					dbt.evicted |= 1 << c.Index
+				case state.DoubtFiltered:
+					dbt.filtered |= 1 << c.Index
+				}
 			}
 		}
 	}
 	if ov != nil {
 		for i, v := range ov.velocity {
 			env.Velocity[i] = v
+			dbt.evicted &^= 1 << i // given, not read
+			dbt.filtered &^= 1 << i
 		}
 	}
 	if ov == nil || !ov.lists {
@@ -106,6 +130,7 @@ func (rs *RuleSet) prepareInto(env, in *Input, store *state.Velocity, lists *sta
 			env.Lists = lists.Flags(in.Txn.BIN, in.Txn.CardHash, in.Terminal.ID, in.Merchant.ID, in.Txn.Country, t)
 		}
 	}
+	return dbt
 }
 
 // Evaluate runs every rule of rs over in, with the counter values read from
@@ -118,7 +143,8 @@ func (rs *RuleSet) Evaluate(in *Input, store *state.Velocity, lists *state.Lists
 // Prepare is the environment Evaluate runs the rules over: a copy of in with
 // its local time, counter values (from store) and list flags (from lists).
 func (rs *RuleSet) Prepare(in *Input, store *state.Velocity, lists *state.Lists) Input {
-	return rs.prepare(in, store, lists, nil)
+	env, _ := rs.prepare(in, store, lists, nil)
+	return env
 }
 
 // Lists is the lists the set was compiled with (LoadOptions.Lists), nil when none.
@@ -128,16 +154,27 @@ func (rs *RuleSet) Lists() *state.Lists { return rs.lists }
 func (rs *RuleSet) evaluate(in *Input, store *state.Velocity, lists *state.Lists, ov *overrides) Decision {
 	b := getEnvBox()
 	defer b.put()
-	rs.prepareInto(&b.in, in, store, lists, ov)
-	return rs.decideBox(b.any())
+	dbt := rs.prepareInto(&b.in, in, store, lists, ov)
+	return rs.decideBox(b, dbt)
 }
 
-// decide runs every rule over a prepared environment.
-func (rs *RuleSet) decide(env Input) Decision { return rs.decideBox(env) }
+// decide runs every rule over a prepared environment, with the counters dbt
+// says were read in doubt.
+func (rs *RuleSet) decide(env Input, dbt doubtSet) Decision {
+	b := getEnvBox()
+	defer b.put()
+	b.in = env
+	return rs.decideBox(b, dbt)
+}
 
-// decideBox is decide over an environment already boxed (an Input in an
-// interface); it reads each program's result before it returns.
-func (rs *RuleSet) decideBox(box any) Decision {
+// decideBox is decide over the environment in b; it reads each program's result
+// before it returns. A rule that misses while it reads a counter in doubt (dbt)
+// runs again with those counters at doubtProbe: if it hits (or fails) there,
+// what the store lost could have made it hit, and it fails at run time
+// (doubtError) instead of missing.
+func (rs *RuleSet) decideBox(b *envBox, dbt doubtSet) Decision {
+	box := b.any()
+	doubted := dbt.any() // 0 but for a store that evicted or a filter that failed
 	d := Decision{Action: ActionAllow, Version: rs.Version}
 	m := vmPool.get()
 	defer vmPool.put(m)
@@ -151,11 +188,18 @@ func (rs *RuleSet) decideBox(box any) Decision {
 			cur, fileEnforced, fileAll = r.fileIdx, 0, 0
 		}
 		out, err := m.Run(r.prog, box)
+		onError, onErrorCode := r.OnError, r.onErrorCode
+		if r.velMask&doubted != 0 && err == nil && out != true {
+			var msg string
+			if msg, onError, onErrorCode = rs.doubtError(m, b, r, dbt); msg != "" {
+				err = errors.New(msg)
+			}
+		}
 		if err != nil {
 			d.Errors = append(d.Errors, RuleError{Rule: r.ID, Error: err.Error()})
-			if r.OnError != "" { // fails closed: a hit with its on_error action, no score
-				d.Hits = append(d.Hits, Hit{Rule: r.ID, Action: r.OnError, Mode: r.Mode, Reason: r.Reason, ResponseCode: r.onErrorCode, OnError: true})
-				if r.Mode == ModeEnforce && (best < 0 || r.OnError.Rank() > d.Hits[best].Action.Rank()) {
+			if onError != "" { // fails closed: a hit with its on_error action, no score
+				d.Hits = append(d.Hits, Hit{Rule: r.ID, Action: onError, Mode: r.Mode, Reason: r.Reason, ResponseCode: onErrorCode, OnError: true})
+				if r.Mode == ModeEnforce && (best < 0 || onError.Rank() > d.Hits[best].Action.Rank()) {
 					best = len(d.Hits) - 1
 				}
 			}
@@ -202,6 +246,35 @@ func (rs *RuleSet) decideBox(box any) Decision {
 		}
 	}
 	return d
+}
+
+// doubtError runs rule r, which missed, again over b with the counters it reads
+// in doubt (dbt) at doubtProbe, and restores them. When it hits or fails there,
+// it returns the run error that names those counters and why they are in doubt,
+// and the on_error that applies: the stronger of the rule's and those counters'
+// (Counter.OnError), with its DE 39. When it misses there too, what the store
+// lost could not have made it hit: "".
+func (rs *RuleSet) doubtError(m *vm.VM, b *envBox, r *Rule, dbt doubtSet) (string, Action, string) {
+	in := r.velMask & dbt.any()
+	saved := b.in.Velocity
+	for i := range MaxCounters {
+		if in&(1<<i) != 0 {
+			b.in.Velocity[i] = doubtProbe
+		}
+	}
+	out, err := m.Run(r.prog, b.any())
+	hit, _ := out.(bool)
+	b.in.Velocity = saved
+	if err == nil && !hit {
+		return "", r.OnError, r.onErrorCode
+	}
+	onError, code := r.OnError, r.onErrorCode
+	for _, c := range rs.Counters {
+		if in&(1<<c.Index) != 0 && c.OnError.Rank() > onError.Rank() {
+			onError, code = c.OnError, onErrorCodeOf(c.OnError, r)
+		}
+	}
+	return rs.doubtMessage(in, dbt, "the rule, not hit on it, could hit on what is missing"), onError, code
 }
 
 // applyThresholds adds the hit of file fi's score thresholds, if crossed.
@@ -259,9 +332,17 @@ func (rs *RuleSet) Observe(in *Input, out Outcome, store *state.Velocity) []Rule
 	// The counters where filters read (velocity.NAME), as a rule evaluating this
 	// transaction would have read them: before any counter counts it.
 	var vel [MaxCounters]int
+	var dbt doubtSet
 	for _, rc := range rs.whereReads {
 		if k, ok := counterKey(rc.dims, in); ok {
-			vel[rc.Index] = store.Read(&rc.spec, k, t.UnixNano())
+			v, d := store.ReadDoubt(&rc.spec, k, t.UnixNano())
+			vel[rc.Index] = v
+			switch d {
+			case state.DoubtEvicted:
+				dbt.evicted |= 1 << rc.Index
+			case state.DoubtFiltered:
+				dbt.filtered |= 1 << rc.Index
+			}
 		}
 	}
 	for _, c := range rs.Counters {
@@ -289,8 +370,18 @@ func (rs *RuleSet) Observe(in *Input, out Outcome, store *state.Velocity) []Rule
 				defer vmPool.put(m)
 			}
 			res, err := m.Run(c.where, box)
+			if pass, _ := res.(bool); err == nil && !pass && c.whereMask&dbt.any() != 0 {
+				err = rs.whereDoubt(m, b, c, dbt)
+			}
 			if err != nil {
 				errs = append(errs, RuleError{Rule: "counter " + c.Name, Error: err.Error()})
+				if c.OnError != "" {
+					// Not counted, and not known not to count: the key's count
+					// is in doubt for the rules that read it.
+					if k, ok := counterKey(c.dims, in); ok {
+						store.MarkFiltered(&c.spec, k, t.UnixNano())
+					}
+				}
 				continue
 			}
 			results[c.whereID] = 2
@@ -304,6 +395,43 @@ func (rs *RuleSet) Observe(in *Input, out Outcome, store *state.Velocity) []Rule
 		store.Observe(&c.spec, key, t.UnixNano(), in.Txn.Amount, in.Txn.CardHash)
 	}
 	return errs
+}
+
+// whereDoubt runs counter c's where filter, which did not pass, again over b with
+// the counters it reads in doubt (dbt) at doubtProbe, and restores them. When it
+// passes or fails there, what the store lost could have made it pass: the filter
+// fails (an error naming the counters); else nil.
+func (rs *RuleSet) whereDoubt(m *vm.VM, b *envBox, c *Counter, dbt doubtSet) error {
+	in := c.whereMask & dbt.any()
+	saved := b.in.Velocity
+	for i := range MaxCounters {
+		if in&(1<<i) != 0 {
+			b.in.Velocity[i] = doubtProbe
+		}
+	}
+	out, err := m.Run(c.where, b.any())
+	pass, _ := out.(bool)
+	b.in.Velocity = saved
+	if err == nil && !pass {
+		return nil
+	}
+	return errors.New(rs.doubtMessage(in, dbt, "the filter, not passed on it, could pass on what is missing"))
+}
+
+// doubtMessage names the counters of mask in doubt (dbt) and why, then says what.
+func (rs *RuleSet) doubtMessage(mask uint64, dbt doubtSet, what string) string {
+	var parts []string
+	for _, c := range rs.Counters {
+		bit := uint64(1) << c.Index
+		switch {
+		case mask&bit == 0:
+		case dbt.evicted&bit != 0:
+			parts = append(parts, "velocity."+c.Name+" evicted (pushed out of the full store within its window)")
+		default:
+			parts = append(parts, "velocity."+c.Name+" filter failed (its where failed for a transaction of this key within its window)")
+		}
+	}
+	return strings.Join(parts, ", ") + ": the count read may be short, and " + what
 }
 
 // Specs maps the fingerprints of rs's counters to their specs.

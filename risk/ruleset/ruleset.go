@@ -92,6 +92,21 @@ type Rule struct {
 	// onErrorCode is DE 39 of an on_error: decline hit: the rule's response_code
 	// when it declines, else 05.
 	onErrorCode string
+	// velMask has the bit of each counter (by index) the condition reads: a rule
+	// that misses while one of them is read in doubt is run again (doubtError).
+	velMask uint64
+}
+
+// onErrorCodeOf is DE 39 of a hit of rule r with action a (an on_error): r's
+// response_code when a and r both decline, else 05 for a decline.
+func onErrorCodeOf(a Action, r *Rule) string {
+	switch {
+	case a != ActionDecline:
+		return ""
+	case r.Action == ActionDecline:
+		return r.ResponseCode
+	}
+	return "05"
 }
 
 // Counter is one declared velocity counter.
@@ -104,8 +119,16 @@ type Counter struct {
 	Resolution  time.Duration `json:"resolution"`            // bucket width
 	Where       string        `json:"where,omitempty"`       // filter expression, "" = all
 	Retract     []string      `json:"retract,omitempty"`     // what takes a transaction back out: void, reversal, refund
-	File        string        `json:"file"`                  // rule file
-	Line        int           `json:"line"`                  // line of the declaration
+	// OnError is what a run-time failure of Where makes of the transaction and of
+	// the rules that read the counter: "" (on_error: miss, the default) does not
+	// count the transaction and nothing more; ActionReview or ActionDecline do not
+	// count it either, but record its key's count as in doubt for the window
+	// (state.Velocity.MarkFiltered), and a rule that reads the counter for that
+	// key, or for a key evicted from a full store, and could hit on what the count
+	// lacks takes the stronger of its own on_error and this one.
+	OnError Action `json:"on_error,omitempty"`
+	File    string `json:"file"` // rule file
+	Line    int    `json:"line"` // line of the declaration
 	// Index is the counter's slot in Input.Velocity.
 	Index int `json:"index"`
 
@@ -118,8 +141,10 @@ type Counter struct {
 	whereVelocity bool
 	// readByWhere: some counter's where filter reads this counter.
 	readByWhere bool
-	retract     uint8    // retractBit of each kind in Retract
-	dims        []dimKey // Dimensions, resolved
+	// whereMask has the bit of each counter (by index) the where filter reads.
+	whereMask uint64
+	retract   uint8    // retractBit of each kind in Retract
+	dims      []dimKey // Dimensions, resolved
 }
 
 // MarshalJSON writes the window and resolution as durations like "10m0s".

@@ -291,6 +291,11 @@ func (c *compiler) compileCounters(rs *RuleSet, pf *parsedFile) {
 			ok = ok && prog != nil
 		}
 		ok = c.compileRetract(pf, node, ctr, &d) && ok
+		if a, good := c.onError(pf, node, "counter "+d.Name, d.OnError, "a transaction its where fails on is not counted"); good {
+			ctr.OnError = a
+		} else {
+			ok = false
+		}
 		if ctr.whereVelocity && ctr.retract != 0 {
 			// Retract judges the original by its where filter again, later: the
 			// counters it reads have other values then (the original itself among
@@ -429,18 +434,9 @@ func (c *compiler) compileRule(rs *RuleSet, pf *parsedFile, i, fi int, index map
 	default:
 		c.errorf(pf.name, keyLine(node, "mode"), "%s: mode %q: want enforce or shadow", what, d.Mode)
 	}
-	switch d.OnError {
-	case "", "miss":
-	case string(ActionReview), string(ActionDecline):
-		r.OnError = Action(d.OnError)
-		if r.OnError == ActionDecline {
-			r.onErrorCode = "05"
-			if r.Action == ActionDecline {
-				r.onErrorCode = r.ResponseCode
-			}
-		}
-	default:
-		c.errorf(pf.name, keyLine(node, "on_error"), "%s: on_error %q: want miss (the default: a rule that fails is not hit), review or decline", what, d.OnError)
+	if a, ok := c.onError(pf, node, what, d.OnError, "a rule that fails is not hit"); ok {
+		r.OnError = a
+		r.onErrorCode = onErrorCodeOf(a, r)
 	}
 	if r.Owner == "" {
 		r.Owner = pf.doc.Owner
@@ -475,6 +471,9 @@ func (c *compiler) compileRule(rs *RuleSet, pf *parsedFile, i, fi int, index map
 		if name, ok := strings.CutPrefix(ref, "velocity."); ok {
 			if ctr := rs.counterByName[name]; ctr != nil {
 				ctr.used = true
+				if r.Condition != "" && slices.Contains(refsOf(r.Condition), ref) {
+					r.velMask |= 1 << ctr.Index
+				}
 			}
 		}
 		if strings.HasPrefix(ref, "lists.") {
@@ -505,6 +504,20 @@ func (c *compiler) compileRule(rs *RuleSet, pf *parsedFile, i, fi int, index map
 		return nil
 	}
 	return r
+}
+
+// onError reads an on_error value (of the rule or counter what, at node): "" for
+// miss (the default: what says what that does), ActionReview or ActionDecline;
+// false with a problem for anything else.
+func (c *compiler) onError(pf *parsedFile, node *yaml.Node, what, v, miss string) (Action, bool) {
+	switch v {
+	case "", "miss":
+		return "", true
+	case string(ActionReview), string(ActionDecline):
+		return Action(v), true
+	}
+	c.errorf(pf.name, keyLine(node, "on_error"), "%s: on_error %q: want miss (the default: %s), review or decline", what, v, miss)
+	return "", false
 }
 
 // lintConstant reports a condition that reads nothing that changes per
@@ -574,7 +587,12 @@ func (c *compiler) compileLaterWheres(rs *RuleSet) {
 			if !ok {
 				continue
 			}
-			if read := rs.counterByName[name]; read != nil && !read.readByWhere {
+			read := rs.counterByName[name]
+			if read == nil {
+				continue
+			}
+			ctr.whereMask |= 1 << read.Index
+			if !read.readByWhere {
 				read.readByWhere = true
 				rs.whereReads = append(rs.whereReads, read)
 			}

@@ -28,6 +28,7 @@ type counterDoc struct {
 	Resolution  string    `yaml:"resolution"`
 	Where       string    `yaml:"where"`
 	Retract     yaml.Node `yaml:"retract"`
+	OnError     string    `yaml:"on_error"`
 }
 
 type thresholdsDoc struct {

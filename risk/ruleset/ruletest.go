@@ -265,8 +265,8 @@ func (rs *RuleSet) runTest(r *Rule, tc *TestCase) TestResult {
 		}
 	}
 	ov := &overrides{velocity: tc.velocity, lists: true}
-	env := rs.prepare(&tc.Input, store, nil, ov)
-	d := rs.decide(env)
+	env, dbt := rs.prepare(&tc.Input, store, nil, ov)
+	d := rs.decide(env, dbt)
 	res.Decision = d
 	var problems []string
 	h, hit := d.Hit(r.ID)

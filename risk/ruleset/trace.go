@@ -104,8 +104,8 @@ func (rs *RuleSet) RefValues(r *Rule, env Input) []RefValue {
 // Trace evaluates in like Evaluate would with the given counter store and
 // reports every rule with the values it saw.
 func (rs *RuleSet) Trace(in *Input, store *state.Velocity, lists *state.Lists) (Decision, []RuleTrace) {
-	env := rs.prepare(in, store, lists, nil)
-	d := rs.decide(env)
+	env, dbt := rs.prepare(in, store, lists, nil)
+	d := rs.decide(env, dbt)
 	traces := make([]RuleTrace, 0, len(rs.Rules))
 	for _, r := range rs.Rules {
 		t := RuleTrace{Rule: r.ID, File: r.File, Line: r.Line, Mode: r.Mode, Action: r.Action, Values: rs.RefValues(r, env)}

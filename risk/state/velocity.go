@@ -200,6 +200,9 @@ type counters struct {
 	sum []bool
 	// sums holds, by index, the last sum read of a striped counter (nil for others).
 	sums []*atomic.Pointer[stripedSum]
+	// doubt holds, by index, the counter's records of keys whose value is in
+	// doubt (evicted live, filter failed): ReadDoubt consults them.
+	doubt []*doubts
 }
 
 // stripedSum is a read of a striped counter: the sum of key's stripes over the
@@ -446,7 +449,8 @@ func (s *Velocity) counter(c *CounterSpec, create bool) int32 {
 		width:  append(cur.width[:len(cur.width):len(cur.width)], max(1, c.Width)),
 		nb:     append(cur.nb[:len(cur.nb):len(cur.nb)], c.NB),
 		sum:    append(cur.sum[:len(cur.sum):len(cur.sum)], c.Measure == MeasureSum),
-		sums:   append(cur.sums[:len(cur.sums):len(cur.sums)], nil)}
+		sums:   append(cur.sums[:len(cur.sums):len(cur.sums)], nil),
+		doubt:  append(cur.doubt[:len(cur.doubt):len(cur.doubt)], newDoubts(c.NB*max(1, c.Width), s.MaxBytes()))}
 	if c.Stripes > 1 {
 		next.sums[len(next.sums)-1] = new(atomic.Pointer[stripedSum])
 	}
@@ -464,16 +468,62 @@ func (s *Velocity) counter(c *CounterSpec, create bool) int32 {
 // (CounterSpec.Stripes) key is the series' own key, and the value the sum of its
 // stripes.
 func (s *Velocity) Read(c *CounterSpec, key uint64, t int64) int {
+	v, _ := s.ReadDoubt(c, key, t)
+	return v
+}
+
+// ReadDoubt is Read, and whether the value is in doubt: DoubtEvicted when a
+// series of the key that still counted something was evicted from the full store
+// within the counter's span before t, DoubtFiltered when the counter's filter
+// failed for a transaction of the key (MarkFiltered) within it; either may also be
+// a false positive of the compact record they are kept in (doubtFilter), never a
+// false negative. A key never seen, or whose counts have all left the window,
+// reads 0 with DoubtNone. Without an eviction or a failed filter of the counter in
+// the last two spans the check costs two pointer loads.
+func (s *Velocity) ReadDoubt(c *CounterSpec, key uint64, t int64) (int, Doubt) {
 	ci := s.counter(c, false)
 	if ci < 0 {
-		return 0
+		return 0, DoubtNone
 	}
 	cur := floorDiv(t, c.Width)
 	lo := cur - c.NB + 1
+	var v int64
 	if c.Stripes <= 1 {
-		return int(s.read(c, ci, key, lo, cur))
+		v = s.read(c, ci, key, lo, cur)
+	} else {
+		v = s.readStriped(c, ci, key, lo, cur)
 	}
-	return int(s.readStriped(c, ci, key, lo, cur))
+	d := s.ctrs.Load().doubt[ci]
+	if d.evicted.cur.Load() == nil && d.filtered.cur.Load() == nil {
+		return int(v), DoubtNone
+	}
+	h := doubtHash(c.FP, key)
+	switch {
+	case d.evicted.has(h, t):
+		return int(v), DoubtEvicted
+	case d.filtered.has(h, t):
+		return int(v), DoubtFiltered
+	}
+	return int(v), DoubtNone
+}
+
+// MarkFiltered records that the counter's where filter failed at run time for a
+// transaction of key (for a striped counter: the key Read takes, not a stripe's)
+// at t: reads of the key in the counter's span after t say DoubtFiltered.
+func (s *Velocity) MarkFiltered(c *CounterSpec, key uint64, t int64) {
+	ci := s.counter(c, true)
+	s.ctrs.Load().doubt[ci].filtered.add(doubtHash(c.FP, key), t)
+}
+
+// DoubtBytes is the heap the records of keys in doubt take (outside the memory
+// budget: a generation is 1/DoubtBytesShare of it, within 64 KiB and 8 MiB, two
+// per counter that evicted or had a filter fail within its last two spans).
+func (s *Velocity) DoubtBytes() int64 {
+	var n int64
+	for _, d := range s.ctrs.Load().doubt {
+		n += d.evicted.bytes() + d.filtered.bytes()
+	}
+	return n
 }
 
 // readStriped sums the stripes of key. The last sum is kept: a read in the same
@@ -547,6 +597,14 @@ func (s *Velocity) Observe(c *CounterSpec, key uint64, t int64, amount int, card
 	cur := floorDiv(t, c.Width)
 	lo := cur - c.NB + 1
 	ci := s.counter(c, true)
+	// The store's "now" first: an eviction this makes dates the evicted key's
+	// doubt (doubtFilter) from this transaction, not from the one before.
+	for {
+		l := s.latest.Load()
+		if t <= l || s.latest.CompareAndSwap(l, t) {
+			break
+		}
+	}
 	sh := s.shardOf(c.FP, key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -630,12 +688,6 @@ func (s *Velocity) Observe(c *CounterSpec, key uint64, t int64, amount int, card
 	}
 	if c.Stripes > 1 {
 		s.changed(shardIndex(c.FP, key))
-	}
-	for {
-		l := s.latest.Load()
-		if t <= l || s.latest.CompareAndSwap(l, t) {
-			break
-		}
 	}
 	// A series that grew (a card remembered, a bucket added) may have taken the
 	// shard over its budget: others make room, a few at most per transaction.
@@ -771,6 +823,9 @@ func (s *Velocity) evictOne(sh *shard, ci int32) bool {
 	s.evicted.Add(1)
 	if best.weight >= 0 {
 		s.evictedLive.Add(1)
+		// Its counts are lost while they would still be in the window: reads of
+		// the key say so (ReadDoubt) until they would have left it.
+		ctrs.doubt[best.ctr].evicted.add(doubtHash(ctrs.fp[best.ctr], best.key), now)
 	}
 	return true
 }
@@ -799,6 +854,14 @@ func (sh *shard) weight(sl slot, sum bool, lo int64) int64 {
 // newest transaction time seen as "now". specs maps fingerprints to counters.
 func (s *Velocity) Sweep(specs map[uint64]*CounterSpec, shards int) {
 	now := s.latest.Load()
+	// The records of keys in doubt: those of counters no longer in specs, and
+	// generations with nothing left in doubt, give their memory back.
+	ctrs := s.ctrs.Load()
+	for ci, d := range ctrs.doubt {
+		gone := specs[ctrs.fp[ci]] == nil
+		d.evicted.expire(now, gone)
+		d.filtered.expire(now, gone)
+	}
 	for i := 0; i < shards; i++ {
 		si := int(s.sweepNext.Add(1) % numShards)
 		sh := &s.shards[si]

@@ -95,6 +95,11 @@ func TestCheck(t *testing.T) {
 	if want := fmt.Sprintf(" %d test(s)", ran.Passed+ran.Failed); !strings.Contains(out, want) {
 		t.Errorf("check counts other tests than test runs (%d):\n%s", ran.Passed+ran.Failed, out)
 	}
+	// A counter's on_error is checked like a rule's (file:line, what it takes).
+	badOnError := rulesDir(t, map[string]string{"a.yaml": "counters:\n  - {name: c, dimension: card, window: 10m, where: \"txn.amount > 0\",\n     on_error: fail}\nrules:\n  - {id: a, condition: \"velocity.c > 1\", action: review}\n"})
+	if code, out, _ := run(t, ToolEnv{}, "check", badOnError); code != ExitProblems || !strings.Contains(out, `a.yaml:3: counter c: on_error "fail": want miss`) {
+		t.Errorf("check of a counter with on_error: fail: %d\n%s", code, out)
+	}
 	badRating := rulesDir(t, map[string]string{"a.yaml": "rules:\n  - {id: a, condition: \"txn.amount > 1\", action: decline}\n", "rating/policy.yaml": "weights: [\n"})
 	if code, out, _ := run(t, ToolEnv{}, "check", badRating); code != ExitProblems || !strings.Contains(out, "policy.yaml") {
 		t.Errorf("check with a broken rating policy: %d\n%s", code, out)
