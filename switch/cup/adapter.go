@@ -585,12 +585,14 @@ func (a *Adapter) Process(ctx context.Context, c *frontend.Conn, body []byte) (f
 		}
 	}
 	if k.Original == "stan" || k.Original == "stan61" {
-		orig, err := originalSTAN(f, k)
+		cands, err := originalCandidates(f, k)
 		if err != nil {
 			return refuse(err)
 		}
-		if err := a.recall(ctx, s, tid, orig, a.cfg.Now().Add(-recallWindow), time.Time{}); err != nil {
-			a.log.Error().Err(err).Msg("cup: reversal's original not looked up; sent as one of an unknown original")
+		for _, orig := range cands {
+			if err := a.recall(ctx, s, tid, orig, a.cfg.Now().Add(-recallWindow), time.Time{}); err != nil {
+				a.log.Error().Err(err).Msg("cup: reversal's original not looked up; sent as one of an unknown original")
+			}
 		}
 	}
 	if identity == "" && (k.Original == "stan" || k.Original == "stan61") {

@@ -81,3 +81,52 @@ func TestPreauthVoidOfASale(t *testing.T) {
 		t.Errorf("pre-authorization void of the pre-authorization: %s, pipeline got %s DE 90 %s", Summary(ans), r.MTI, r.Original)
 	}
 }
+
+// TestReversalOriginalChoice: a reversal's original is its own F11 when the session
+// knows that STAN as a request of the kind its 60.1 names (a void's reversal, whose
+// F61 names the sale, takes back the void); else its 61.2 when that is such a
+// request (a terminal reversing under a STAN of its own); else F11, an original the
+// switch never saw (DE 90 of the kind 60.1 names), never a request of another kind.
+func TestReversalOriginalChoice(t *testing.T) {
+	h := newCUPHarness(t)
+	card := "4761739001010119"
+	h.send(Txn{Kind: "sale", PAN: card, Expiry: "2912", Amount: 300, STAN: "000001"}, nil)
+	h.now = h.now.Add(time.Second)
+	void := Txn{Kind: "void", PAN: card, Expiry: "2912", Amount: 300, RRN: "000000000042", OrigSTAN: "000001", STAN: "000002"}
+	reverse := func(tx Txn, sent bool) *message.Request {
+		t.Helper()
+		f, err := h.term.Build(tx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sent {
+			h.send(tx, nil)
+			h.now = h.now.Add(time.Second)
+		}
+		rev, err := ReversalOf(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := len(h.p.reqs)
+		ans := exchange(t, h.a, &frontend.Conn{Listener: "cup", Dialect: message.DialectCUP}, rev, h.term.MACOf)
+		if len(h.p.reqs) != n+1 || ans.MTI() != "0410" {
+			t.Fatalf("reversal of %s: %s", tx.Kind, Summary(ans))
+		}
+		return h.p.last()
+	}
+	// The void never arrived: an unknown original of STAN 000002, not the sale.
+	if r := reverse(void, false); r.Original[:10] != "0200000002" || r.ProcCode != message.PCVoid {
+		t.Errorf("reversal of an unsent void: DE 90 %s DE 3 %s, want 0200000002... 020000", r.Original, r.ProcCode)
+	}
+	// The void arrived: its reversal names it (its DE 7), not the sale.
+	void.STAN = "000003"
+	if r := reverse(void, true); r.Original[:10] != "0200000003" || r.ProcCode != message.PCVoid || r.Original[10:20] != h.p.reqs[len(h.p.reqs)-2].DE7 {
+		t.Errorf("reversal of the void: DE 90 %s DE 3 %s", r.Original, r.ProcCode)
+	}
+	// A terminal reversing the sale under a STAN of its own, 61.2 naming the sale.
+	f, _ := h.term.Build(Txn{Kind: "reversal", PAN: card, Expiry: "2912", Amount: 300, STAN: "000009", OrigSTAN: "000001"})
+	ans := exchange(t, h.a, &frontend.Conn{Listener: "cup", Dialect: message.DialectCUP}, f, h.term.MACOf)
+	if r := h.p.last(); r.MTI != "0400" || r.Original[:10] != "0200000001" || r.Original[10:20] != h.p.reqs[0].DE7 {
+		t.Errorf("reversal under its own STAN naming the sale in 61.2: %s, DE 90 %s", Summary(ans), r.Original)
+	}
+}

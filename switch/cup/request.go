@@ -156,7 +156,7 @@ func toPipeline(f *Frame, k Kind, s *session, identity, track2 string, pin []byt
 	resend := false
 	switch k.Original {
 	case "stan", "stan61":
-		orig, err := originalSTAN(f, k)
+		orig, err := originalSTAN(f, k, s.stans)
 		if err != nil {
 			return m, err
 		}
@@ -168,12 +168,23 @@ func toPipeline(f *Frame, k Kind, s *session, identity, track2 string, pin []byt
 			return m, &mapError{rc: message.RCOriginalNotFound, field: 61,
 				reason: "61.2 names STAN " + orig + ", which is not a pre-authorization"}
 		}
+		if ok && k.Original == "stan" {
+			if rk, typed := reversedKind(f); typed && (e.mti != rk.ASCIIMTI || e.proc != rk.ASCIIProc) {
+				ok = false // a request of another kind: not what this reversal takes back
+			}
+		}
 		if !ok {
 			// Not seen in this session (a restart, or never arrived): the pipeline
 			// answers a reversal of an unknown original and remembers it.
 			e = stanEntry{mti: "0200", de7: de7, amount: amount, at: now}
+			if rk, typed := reversedKind(f); typed && k.Original == "stan" && rk.Original != "stan61" {
+				e.mti, e.proc = rk.ASCIIMTI, rk.ASCIIProc
+			}
 		}
-		if e.de7 == de7 && orig == stan { // same second as the original: own key
+		if own, known := s.stans[stan]; e.de7 == de7 && orig == stan || known && own.de7 == de7 {
+			// The same second as the original, or as another request of the
+			// reversal's own STAN: the reversal's key (terminal, STAN, DE 7) would
+			// be that request's, and the pipeline would answer it as its duplicate.
 			de7 = message.FormatDE7(now.Add(time.Second))
 		}
 		if amount == "" {

@@ -421,6 +421,29 @@ func (t *Terminal) Do(tx Txn) (*Frame, error) {
 	return t.Exchange(f, true)
 }
 
+// ReversalOf is the reversal (0400) of request req as a UnionPay terminal sends it
+// when req's answer did not come: req's fields again under MTI 0400, its F11, F60
+// and F61 included (the STAN of the request taken back and, for a void or a
+// completion, the original that request named in F61), without the PIN block (F52,
+// F26) and the MAC, with F39 98 (no answer). Terminals keep the request and send it
+// again so; the switch takes the original from F11 (docs/cup-dialect.md,
+// Reversals).
+func ReversalOf(req *Frame) (*Frame, error) {
+	body, err := req.Encode(nil)
+	if err != nil {
+		return nil, fmt.Errorf("reversal of %s STAN %s: %w", req.MTI(), req.Str(11), err)
+	}
+	rev, err := Decode(body)
+	if err != nil {
+		return nil, fmt.Errorf("reversal of %s STAN %s: %w", req.MTI(), req.Str(11), err)
+	}
+	rev.Msg.MTI("0400")
+	rev.Msg.UnsetField(52)
+	rev.Msg.UnsetField(26)
+	rev.Set(39, "98")
+	return rev, nil
+}
+
 // Echo sends 0820 echo (60.3 = 301); SignOff sends 0820 sign-off (002).
 func (t *Terminal) Echo() (*Frame, error)    { return t.network("301") }
 func (t *Terminal) SignOff() (*Frame, error) { return t.network("002") }
