@@ -241,7 +241,10 @@ type Txn struct {
 	// EncryptTrack encrypts the track under the TDK (53.3 = 1; scheme 004).
 	EncryptTrack bool
 	Amount       int64
-	PIN          string
+	// Currency is F49, the ISO 4217 numeric code of Amount ("": 156, CNY, which
+	// the UnionPay terminal specification has every domestic POS send).
+	Currency string
+	PIN      string
 	// PINWithoutPAN forms the PIN block with a zero PAN field (53.1 = 1).
 	PINWithoutPAN bool
 	RRN, Auth     string // the original's, for voids, refunds, completion voids
@@ -292,7 +295,11 @@ func (t *Terminal) Build(tx Txn) (*Frame, error) {
 		f.Set(4, fmt.Sprintf("%012d", tx.Amount))
 	}
 	if sh.mti != "0500" && sh.mti != "0320" {
-		f.Set(49, "156")
+		cur := tx.Currency
+		if cur == "" {
+			cur = "156"
+		}
+		f.Set(49, cur)
 		entry := "021"
 		if tx.PIN == "" {
 			entry = "022"
