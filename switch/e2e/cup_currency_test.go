@@ -3,15 +3,20 @@ package e2e
 import (
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/switchyard/switchyard/switch/config"
 	"github.com/switchyard/switchyard/switch/cup"
 	"github.com/switchyard/switchyard/switch/message"
 )
 
 // TestCUPOtherCurrency: a cup terminal whose F49 is not 156 (the UnionPay
 // specification has every domestic POS send 156; a DCC or foreign-acquired terminal,
-// or a buggy one, may not), over loopback TCP to the demo switch. The switch takes
-// the currency as sent: the sale is journaled and answered in it (F49 echoed); a
+// or a buggy or hostile one, may not), over loopback TCP to the demo switch. A
+// listener takes 156 alone unless its cup.currencies lists more (a sale in 840 is
+// refused 12 currency-not-accepted; until 6 December 2026 it was authorized, and
+// the merchant's limits, minor units meant as fen, were read as cents). A listener
+// that lists 840 and 392 takes the currency as sent: the sale is journaled and answered in it (F49 echoed); a
 // refund of it in 156 is refused 12 refund-currency-mismatch; a batch of 156 and 840
 // sales is answered 95 (batch-currencies-mixed, F48's settlement code 2), since one
 // set of totals cannot say how much of each it took, and a batch of 840 sales alone
@@ -19,7 +24,28 @@ import (
 // `switchyard term --dialect cup --currency` sends another currency (until 6
 // December 2026 the simulator sent 156 only).
 func TestCUPOtherCurrency(t *testing.T) {
-	f := startCUP(t)
+	// By default a cup listener takes 156 alone: a sale in 840 is refused 12
+	// currency-not-accepted, nothing authorized.
+	d := startCUP(t)
+	dterm := cupTerminal(t, d, "003", cupHome)
+	dterm.SetSTAN(400)
+	if ans := cupDo(t, dterm, cup.Txn{Kind: "sale", PAN: cupCard, Expiry: cupCardExp, Amount: 1250, Currency: "840", PIN: "1234"}); ans.Str(39) != message.RCInvalidTransaction || ans.Str(38) != "" {
+		t.Errorf("sale in 840 on a listener of 156: %s, want 12", cup.Summary(ans))
+	} else if rec := d.record(ans.Str(37)); rec.Reason != "currency-not-accepted" || rec.DecidedBy != "cup" {
+		t.Errorf("the refusal journaled as %s by %s", rec.Reason, rec.DecidedBy)
+	}
+
+	f := startDemo(t, func(c *config.Config) {
+		c.RulesDir = middayRules(t, time.Now())
+		for i := range c.Listeners {
+			if c.Listeners[i].Dialect == "cup" {
+				if c.Listeners[i].CUP == nil {
+					c.Listeners[i].CUP = &config.CUPListener{}
+				}
+				c.Listeners[i].CUP.Currencies = []string{"156", "840", "392"}
+			}
+		}
+	})
 	term := cupTerminal(t, f, "003", cupHome)
 	term.SetSTAN(300)
 	usd := cupDo(t, term, cup.Txn{Kind: "sale", PAN: cupCard, Expiry: cupCardExp, Amount: 1250, Currency: "840", PIN: "1234"})
