@@ -588,6 +588,13 @@ func (a *Adapter) Process(ctx context.Context, c *frontend.Conn, body []byte) (f
 	if !ok {
 		return a.refused(ctx, c, f, ans, sit, message.RCInvalidTransaction, macf, "unsupported-transaction", "unsupported-transaction")
 	}
+	if f3 := f.Str(3); k.Proc != "" && f3 != "" && f3[:2] != k.Proc {
+		// F3 and 60.1 name two transactions (a refund's 20 under a sale's 22, a
+		// balance inquiry's 31): which one the terminal meant is unknown, and
+		// guessing from 60.1 alone could charge a card the terminal credits.
+		return a.refused(ctx, c, f, ans, sit, message.RCInvalidTransaction, macf,
+			fmt.Sprintf("%s: processing code (F3) %s is not the %s's %s0000 (60.1 %s)", k.Name, f3, k.Name, k.Proc, k.Type), "processing-code-mismatch")
+	}
 	if cur := f.Str(49); k.Original == "" && k.Name != "settlement" && (cur == "" || isDigits(cur)) && !a.acceptsCurrency(cur) {
 		// New money in a currency the listener does not take: the limits and
 		// ceilings it would be checked against are amounts of the listener's.

@@ -2,6 +2,7 @@ package cup
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -128,5 +129,29 @@ func TestReversalOriginalChoice(t *testing.T) {
 	ans := exchange(t, h.a, &frontend.Conn{Listener: "cup", Dialect: message.DialectCUP}, f, h.term.MACOf)
 	if r := h.p.last(); r.MTI != "0400" || r.Original[:10] != "0200000001" || r.Original[10:20] != h.p.reqs[0].DE7 {
 		t.Errorf("reversal under its own STAN naming the sale in 61.2: %s, DE 90 %s", Summary(ans), r.Original)
+	}
+}
+
+// TestProcessingCodeMatchesType: F3 and 60.1 must name the same transaction (the
+// spec's table: a sale 000000 and 22, a refund 200000 and 25, a balance inquiry
+// 310000 and 01...). A request whose F3 says another (a refund's or void's 20, a
+// balance inquiry's 31, under a sale's 60.1 22) is refused 12
+// processing-code-mismatch, MAC'd, nothing forwarded: until 6 December 2026 60.1
+// alone decided, and a terminal that labelled a refund 0200/200000 with 60.1 22
+// had the card charged as a sale. A request without F3 goes on as before.
+func TestProcessingCodeMatchesType(t *testing.T) {
+	h := newCUPHarness(t)
+	card := "4761739001010119"
+	for i, f3 := range []string{"200000", "310000"} {
+		ans := h.send(Txn{Kind: "sale", PAN: card, Expiry: "2912", Amount: 300, STAN: fmt.Sprintf("%06d", i+1)}, func(f *Frame) { f.Set(3, f3) })
+		if ans.Str(39) != message.RCInvalidTransaction || !ans.Has(64) || len(h.p.reqs) != 0 {
+			t.Errorf("0200 F3 %s 60.1 22: %s, %d forwarded; want 12, MAC'd, none", f3, Summary(ans), len(h.p.reqs))
+		}
+	}
+	if ans := h.send(Txn{Kind: "preauth", PAN: card, Expiry: "2912", Amount: 300, STAN: "000003"}, nil); ans.Str(39) != "00" {
+		t.Errorf("pre-authorization 030000: %s", Summary(ans))
+	}
+	if ans := h.send(Txn{Kind: "sale", PAN: card, Expiry: "2912", Amount: 300, STAN: "000004"}, func(f *Frame) { f.Msg.UnsetField(3) }); ans.Str(39) != "00" {
+		t.Errorf("sale without F3: %s", Summary(ans))
 	}
 }

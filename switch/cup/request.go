@@ -21,6 +21,10 @@ type Kind struct {
 	Type      string // 60.1
 	ASCIIMTI  string // the pipeline's MTI
 	ASCIIProc string // the pipeline's DE 3
+	// Proc is the transaction type (the first two digits) of the dialect's F3 for
+	// this kind, as the spec's table has it ("" for those matched on the MTI alone):
+	// a request whose F3 says another is refused (Adapter.Process).
+	Proc string
 	// Original names how the original is found: "rrn" (F37, voids and refunds),
 	// "stan" (a reversal: F61.2, else F11); "offline" is no original but the
 	// upload of an offline approval (offlineSale), timed by the card's F13 + F12.
@@ -31,20 +35,20 @@ type Kind struct {
 // a new one (a QR payment by F22 = 03x, say) is added. Keys are MTI + "/" + 60.1;
 // reversals and settlement match on the MTI alone.
 var kinds = map[string]Kind{
-	"0200/22": {Name: "sale", MTI: "0200", Type: "22", ASCIIMTI: "0200", ASCIIProc: message.PCPurchase},
-	"0200/23": {Name: "void", MTI: "0200", Type: "23", ASCIIMTI: "0200", ASCIIProc: message.PCVoid, Original: "rrn"},
-	"0220/25": {Name: "refund", MTI: "0220", Type: "25", ASCIIMTI: "0200", ASCIIProc: message.PCRefund, Original: "rrn"},
-	"0200/01": {Name: "balance", MTI: "0200", Type: "01", ASCIIMTI: "0200", ASCIIProc: message.PCBalance},
-	"0100/10": {Name: "preauth", MTI: "0100", Type: "10", ASCIIMTI: "0100", ASCIIProc: message.PCPurchase},
+	"0200/22": {Name: "sale", MTI: "0200", Type: "22", Proc: "00", ASCIIMTI: "0200", ASCIIProc: message.PCPurchase},
+	"0200/23": {Name: "void", MTI: "0200", Type: "23", Proc: "20", ASCIIMTI: "0200", ASCIIProc: message.PCVoid, Original: "rrn"},
+	"0220/25": {Name: "refund", MTI: "0220", Type: "25", Proc: "20", ASCIIMTI: "0200", ASCIIProc: message.PCRefund, Original: "rrn"},
+	"0200/01": {Name: "balance", MTI: "0200", Type: "01", Proc: "31", ASCIIMTI: "0200", ASCIIProc: message.PCBalance},
+	"0100/10": {Name: "preauth", MTI: "0100", Type: "10", Proc: "03", ASCIIMTI: "0100", ASCIIProc: message.PCPurchase},
 	// A pre-authorization void releases the hold at the issuer: the pipeline's
 	// reversal of the pre-authorization named by F61.2.
-	"0100/11": {Name: "preauth-void", MTI: "0100", Type: "11", ASCIIMTI: "0400", Original: "stan61"},
+	"0100/11": {Name: "preauth-void", MTI: "0100", Type: "11", Proc: "20", ASCIIMTI: "0400", Original: "stan61"},
 	// A completion captures the pre-authorization named by F37 + F38: the pipeline's
 	// completion (0220), checked against the pre-authorization and advised to the
 	// issuer, never authorized a second time. Its void is the pipeline's void of the
 	// completion (F37 is the completion's RRN), which reopens the pre-authorization.
-	"0200/20": {Name: "completion", MTI: "0200", Type: "20", ASCIIMTI: "0220", ASCIIProc: message.PCPurchase, Original: "rrn"},
-	"0200/21": {Name: "completion-void", MTI: "0200", Type: "21", ASCIIMTI: "0200", ASCIIProc: message.PCVoid, Original: "rrn"},
+	"0200/20": {Name: "completion", MTI: "0200", Type: "20", Proc: "00", ASCIIMTI: "0220", ASCIIProc: message.PCPurchase, Original: "rrn"},
+	"0200/21": {Name: "completion-void", MTI: "0200", Type: "21", Proc: "20", ASCIIMTI: "0200", ASCIIProc: message.PCVoid, Original: "rrn"},
 	"0400":    {Name: "reversal", MTI: "0400", ASCIIMTI: "0400", Original: "stan"},
 	"0500":    {Name: "settlement", MTI: "0500", ASCIIMTI: "0500", ASCIIProc: message.PCBatch},
 }
