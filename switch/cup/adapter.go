@@ -1002,6 +1002,14 @@ func settlementAnswer(f48, rc string) (string, bool) {
 		return "", false
 	}
 	b := []byte(f48)
+	// Totals sent without their code digit (30 or 61 digits, which
+	// settlementTotals reads) get it added: a terminal reads the code at digit 31
+	// (and 62), and one missing is a settlement error that keeps its batch while
+	// the switch closed its own. (Until 6 December 2026 such an F48 was echoed
+	// without a code.)
+	if len(b) == 30 || len(b) == 61 {
+		b = append(b, '0')
+	}
 	if len(b) >= 31 {
 		b[30] = code
 	}
