@@ -87,7 +87,8 @@ func TestPreauthVoidOfASale(t *testing.T) {
 // knows that STAN as a request of the kind its 60.1 names (a void's reversal, whose
 // F61 names the sale, takes back the void); else its 61.2 when that is such a
 // request (a terminal reversing under a STAN of its own); else F11, an original the
-// switch never saw (DE 90 of the kind 60.1 names), never a request of another kind.
+// switch never saw (DE 90 of the kind 60.1 names), never a request of another kind
+// nor one received more than a day before.
 func TestReversalOriginalChoice(t *testing.T) {
 	h := newCUPHarness(t)
 	card := "4761739001010119"
@@ -130,6 +131,19 @@ func TestReversalOriginalChoice(t *testing.T) {
 	if r := h.p.last(); r.MTI != "0400" || r.Original[:10] != "0200000001" || r.Original[10:20] != h.p.reqs[0].DE7 {
 		t.Errorf("reversal under its own STAN naming the sale in 61.2: %s, DE 90 %s", Summary(ans), r.Original)
 	}
+	// A sale of more than a day ago is no reversal's original, though the session
+	// holds its STAN (a terminal whose counter started again reverses a sale of
+	// the same STAN and amount that never arrived).
+	old := Txn{Kind: "sale", PAN: card, Expiry: "2912", Amount: 500, STAN: "000050"}
+	h.send(old, nil)
+	oldDE7 := h.p.last().DE7
+	h.now = h.now.Add(25 * time.Hour)
+	f, _ = h.term.Build(Txn{Kind: "reversal", PAN: card, Expiry: "2912", Amount: 500, STAN: "000050"})
+	exchange(t, h.a, &frontend.Conn{Listener: "cup", Dialect: message.DialectCUP}, f, h.term.MACOf)
+	if r := h.p.last(); r.MTI != "0400" || r.Original[10:20] == oldDE7 {
+		t.Errorf("reversal 25 h after a sale of its STAN and amount named that sale: DE 90 %s", r.Original)
+	}
+	h.now = h.now.Add(-25 * time.Hour)
 }
 
 // TestProcessingCodeMatchesType: F3 and 60.1 must name the same transaction (the

@@ -76,18 +76,34 @@ func reversedKind(f *Frame) (Kind, bool) {
 // 2026 61.2 came first: the reversal of a void or completion, whose
 // F61 names the sale or pre-authorization it voided or completed, reversed that sale
 // or named no transaction, and the void or completion stood.)
-func originalSTAN(f *Frame, k Kind, stans map[string]stanEntry) (string, error) {
+//
+// Only a request received within recallWindow (the last day) before now is a
+// reversal's original: terminals reverse at once or at their next transaction, and
+// drop a reversal from an earlier day, while the session holds STANs back to its MAC
+// key's making (up to 7 days, for replays): a terminal whose STAN counter started
+// again would otherwise have a reversal of a request that never arrived take back
+// an older request of the same STAN and amount, sold and settled days before.
+func originalSTAN(f *Frame, k Kind, stans map[string]stanEntry, now time.Time) (string, error) {
 	cands, err := originalCandidates(f, k)
 	if err != nil || k.Original == "stan61" {
 		return firstOf(cands), err
 	}
-	rk, typed := reversedKind(f)
 	for _, stan := range cands {
-		if e, ok := stans[stan]; ok && (!typed || e.mti == rk.ASCIIMTI && e.proc == rk.ASCIIProc) {
+		if e, ok := stans[stan]; ok && reverses(f, e, now) {
 			return stan, nil
 		}
 	}
 	return cands[0], nil
+}
+
+// reverses reports whether reversal f may take back request e of the session: e
+// is of the kind f's 60.1 names (any kind without 60.1) and was received within
+// recallWindow before now (originalSTAN).
+func reverses(f *Frame, e stanEntry, now time.Time) bool {
+	if rk, typed := reversedKind(f); typed && (e.mti != rk.ASCIIMTI || e.proc != rk.ASCIIProc) {
+		return false
+	}
+	return e.at.After(now.Add(-recallWindow))
 }
 
 func firstOf(s []string) string {

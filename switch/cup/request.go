@@ -160,7 +160,7 @@ func toPipeline(f *Frame, k Kind, s *session, identity, track2 string, pin []byt
 	resend := false
 	switch k.Original {
 	case "stan", "stan61":
-		orig, err := originalSTAN(f, k, s.stans)
+		orig, err := originalSTAN(f, k, s.stans, now)
 		if err != nil {
 			return m, err
 		}
@@ -172,10 +172,8 @@ func toPipeline(f *Frame, k Kind, s *session, identity, track2 string, pin []byt
 			return m, &mapError{rc: message.RCOriginalNotFound, field: 61,
 				reason: "61.2 names STAN " + orig + ", which is not a pre-authorization"}
 		}
-		if ok && k.Original == "stan" {
-			if rk, typed := reversedKind(f); typed && (e.mti != rk.ASCIIMTI || e.proc != rk.ASCIIProc) {
-				ok = false // a request of another kind: not what this reversal takes back
-			}
+		if ok && k.Original == "stan" && !reverses(f, e, now) {
+			ok = false // of another kind, or older than a day: not what this reversal takes back
 		}
 		if !ok {
 			// Not seen in this session (a restart, or never arrived): the pipeline
