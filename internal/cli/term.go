@@ -144,7 +144,7 @@ func runTerm(env *Env, args []string) int {
 	dialect := fs.String("dialect", "ascii", "ascii, ascii-binary-bitmap (default --addr 127.0.0.1:8584) or cup (signs in first; default --addr 127.0.0.1:8585)")
 	pan := fs.String("pan", "", "card number")
 	amount := fs.String("amount", "0", "amount in minor units (1000 = 10.00 yuan), or in major units with a point and at most the currency's decimals (10.00; 1000. yen); at most DE 4's 12 digits of minor units")
-	cur := fs.String("currency", "156", "currency of the amount, ISO 4217 numeric code (DE 49: 156 CNY, 392 JPY, 414 KWD); cup sends 156 only")
+	cur := fs.String("currency", "156", "currency of the amount, ISO 4217 numeric code (DE 49: 156 CNY, 392 JPY, 414 KWD); cup sends it in F49")
 	expiry := fs.String("expiry", "", "card expiry YYMM (default: the demo card's, else 2912)")
 	tid := fs.String("tid", "T0000001", "terminal ID (DE 41)")
 	mid := fs.String("mid", "", "merchant ID (DE 42; default: the demo terminal's merchant)")

@@ -69,9 +69,6 @@ func runTermCUP(env *Env, kind string, a cupTermArgs, c cupTermCommon) int {
 	if err != nil {
 		return fail(env, "term: --amount %s --currency %s: %v", c.amount, c.currency, err)
 	}
-	if c.currency != "156" {
-		return fail(env, "term: --currency %s: a cup terminal sends its amounts in 156 (CNY, F49) only", c.currency)
-	}
 	if c.mid == "" {
 		if c.mid = demoMerchant[c.tid]; c.mid == "" {
 			c.mid = "000000000000003"
@@ -123,7 +120,7 @@ func runTermCUP(env *Env, kind string, a cupTermArgs, c cupTermCommon) int {
 	if ans.Str(39) != message.RCApproved {
 		return 1
 	}
-	tx := cup.Txn{PAN: c.pan, Expiry: c.expiry, Amount: amt, PIN: c.pin, RRN: c.rrn, Auth: c.auth, OrigSTAN: *a.origSTAN, STAN: c.stan,
+	tx := cup.Txn{PAN: c.pan, Expiry: c.expiry, Amount: amt, Currency: c.currency, PIN: c.pin, RRN: c.rrn, Auth: c.auth, OrigSTAN: *a.origSTAN, STAN: c.stan,
 		QRCode: c.qrCode, QR: c.qrOriginal}
 	if tx.QRCode != "" || tx.QR {
 		tx.PAN, tx.Expiry = "", ""

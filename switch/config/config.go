@@ -406,6 +406,13 @@ type CUPListener struct {
 	// approvals). 0: the default, 5000000 (cup.DefaultOfflineMaxAmount: 50,000.00
 	// CNY); -1: no ceiling.
 	OfflineMaxAmount int64 `yaml:"offline_max_amount"`
+	// Currencies are the currencies (F49, ISO 4217 numeric codes) the listener's
+	// terminals may sell, pre-authorize, ask balances and upload offline
+	// approvals in; a request in another is refused 12 currency-not-accepted
+	// (docs/cup-dialect.md, Currency). Default ["156"]: the UnionPay terminal
+	// specification's only F49, and the currency the merchants' limits and the
+	// offline ceiling are meant in (they are minor units of no currency).
+	Currencies []string `yaml:"currencies"`
 	// MaxSTANsPerKey bounds the STAN entries a terminal's session holds for its
 	// requests under one MAC key (its latest 2048 and an index of the older ones,
 	// read from the journal so that a replay is told from a new request; about 230

@@ -8,7 +8,10 @@ import (
 	"github.com/switchyard/switchyard/switch/message"
 )
 
-var cupAcquirerID = regexp.MustCompile(`^[0-9]{1,11}$`)
+var (
+	cupAcquirerID = regexp.MustCompile(`^[0-9]{1,11}$`)
+	cupCurrency   = regexp.MustCompile(`^[0-9]{3}$`)
+)
 
 // checkCUP validates the kind and the cup section of listener l (key is its path).
 func checkCUP(key string, l Listener, bad func(key, format string, args ...any)) {
@@ -39,6 +42,11 @@ func checkCUP(key string, l Listener, bad func(key, format string, args ...any))
 	}
 	if m := l.CUP.OfflineMaxAmount; m < -1 {
 		bad(key+".cup.offline_max_amount", "%d is neither an amount in minor units nor -1 (no ceiling)", m)
+	}
+	for i, c := range l.CUP.Currencies {
+		if !cupCurrency.MatchString(c) {
+			bad(fmt.Sprintf("%s.cup.currencies[%d]", key, i), "%q is not an ISO 4217 numeric code (3 digits, e.g. 156)", c)
+		}
 	}
 	if n := l.CUP.MaxSTANsPerKey; n != 0 && (n < minCUPSTANsPerKey || n > maxCUPSTANsPerKey) {
 		bad(key+".cup.max_stans_per_key", "%d: want %d to %d (0: the default, 50000)", n, minCUPSTANsPerKey, maxCUPSTANsPerKey)

@@ -12,6 +12,9 @@ func TestCUPListenerConfig(t *testing.T) {
 	if _, err := Parse([]byte(base+"  - {addr: 127.0.0.1:1, dialect: cup, kind: https, cup: {mac: x919, mac_by_terminal: {T1: ecb}, acquirer_id: '1234', sign_in_max_age: 12h, offline_max_amount: 100000, max_stans_per_key: 2048}}\n"), "ok.yaml"); err != nil {
 		t.Fatalf("valid cup listener: %v", err)
 	}
+	if c, err := Parse([]byte(base+"  - {addr: 127.0.0.1:1, dialect: cup, cup: {currencies: ['156', '840']}}\n"), "cur.yaml"); err != nil || len(c.Listeners[0].CUP.Currencies) != 2 {
+		t.Fatalf("cup listener of two currencies: %v", err)
+	}
 	if _, err := Parse([]byte(base+"  - {addr: 127.0.0.1:1, dialect: cup, cup: {offline_max_amount: -1}}\n"), "off.yaml"); err != nil {
 		t.Fatalf("cup listener without an offline ceiling: %v", err)
 	}
@@ -39,6 +42,7 @@ func TestCUPListenerConfig(t *testing.T) {
 		"  - {addr: 127.0.0.1:1, dialect: cup, cup: {sign_in_max_age: 1m}}\n":        `listeners[0].cup.sign_in_max_age: 1m0s: want 10m to 168h`,
 		"  - {addr: 127.0.0.1:1, dialect: cup, cup: {sign_in_max_age: 720h}}\n":      `listeners[0].cup.sign_in_max_age`,
 		"  - {addr: 127.0.0.1:1, dialect: cup, cup: {offline_max_amount: -5}}\n":     `listeners[0].cup.offline_max_amount: -5 is neither an amount in minor units nor -1`,
+		"  - {addr: 127.0.0.1:1, dialect: cup, cup: {currencies: [CNY]}}\n":          `listeners[0].cup.currencies[0]: "CNY" is not an ISO 4217 numeric code`,
 		"  - {addr: 127.0.0.1:1, dialect: cup, cup: {offline_max_amount: 50.5}}\n":   `listeners[0].cup.offline_max_amount: 50.5 is not a whole number`,
 		"  - {addr: 127.0.0.1:1, dialect: cup, cup: {max_stans_per_key: 100}}\n":     `listeners[0].cup.max_stans_per_key: 100: want 2048 to 1000000 (0: the default, 50000)`,
 		"  - {addr: 127.0.0.1:1, dialect: cup, cup: {max_stans_per_key: -1}}\n":      `listeners[0].cup.max_stans_per_key: -1: want 2048 to 1000000`,

@@ -202,6 +202,14 @@ type Config struct {
 	// KeyRefused, when set, counts each request refused A0 because its MAC key must
 	// be renewed, by reason (KeyTooOld, KeyTooManySTANs).
 	KeyRefused func(reason string)
+	// Currencies are the currencies (F49, ISO 4217 numeric) the listener takes in
+	// the requests that move new money: sales, pre-authorizations, balance
+	// inquiries and offline approvals' uploads (a request without F49 is 156). One
+	// in another is refused 12 currency-not-accepted, nothing forwarded. Voids,
+	// refunds, completions and reversals are not checked: they are in their
+	// original's currency (the pipeline refuses a refund or completion in another).
+	// nil: DefaultCurrencies.
+	Currencies []string
 	// ContentKey keys the fingerprint of each card request's content (the first 64
 	// bits of an HMAC-SHA256 over the fields that tell one transaction from
 	// another; contentKey.sum), which the session keeps by STAN and the pipeline
@@ -213,6 +221,27 @@ type Config struct {
 	// and after a restart. nil: a key of the process's, and no fingerprint is
 	// journaled (a STAN read back from the journal is compared by entry mode).
 	ContentKey []byte
+}
+
+// DefaultCurrencies is Config.Currencies when not set: 156 (CNY), the only F49 the
+// UnionPay terminal specification has a POS send. The merchants' limits, the
+// offline ceiling (Config.OfflineMaxAmount) and the rules' amounts are minor units
+// of no currency, meant as fen: a terminal free to name its currency would have them
+// read as cents or pence (about 7 to 9 times as much) by sending 840 or 826.
+var DefaultCurrencies = []string{"156"}
+
+// acceptsCurrency reports whether F49 value cur ("" is 156) is one of the
+// listener's currencies (Config.Currencies).
+func (a *Adapter) acceptsCurrency(cur string) bool {
+	if cur == "" {
+		cur = "156"
+	}
+	for _, c := range a.cfg.Currencies {
+		if c == cur {
+			return true
+		}
+	}
+	return false
 }
 
 // replayMemory is how far back the adapter reads the journal for the STANs a
@@ -440,6 +469,9 @@ func NewAdapter(cfg Config, next frontend.Processor) *Adapter {
 	if cfg.MAC == "" {
 		cfg.MAC = MACECB
 	}
+	if len(cfg.Currencies) == 0 {
+		cfg.Currencies = DefaultCurrencies
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -556,6 +588,20 @@ func (a *Adapter) Process(ctx context.Context, c *frontend.Conn, body []byte) (f
 	if !ok {
 		return a.refused(ctx, c, f, ans, sit, message.RCInvalidTransaction, macf, "unsupported-transaction", "unsupported-transaction")
 	}
+	if f3 := f.Str(3); k.Proc != "" && f3 != "" && f3[:2] != k.Proc {
+		// F3 and 60.1 name two transactions (a refund's 20 under a sale's 22, a
+		// balance inquiry's 31): which one the terminal meant is unknown, and
+		// guessing from 60.1 alone could charge a card the terminal credits.
+		return a.refused(ctx, c, f, ans, sit, message.RCInvalidTransaction, macf,
+			fmt.Sprintf("%s: processing code (F3) %s is not the %s's %s0000 (60.1 %s)", k.Name, f3, k.Name, k.Proc, k.Type), "processing-code-mismatch")
+	}
+	if cur := f.Str(49); k.Original == "" && k.Name != "settlement" && (cur == "" || isDigits(cur)) && !a.acceptsCurrency(cur) {
+		// New money in a currency the listener does not take: the limits and
+		// ceilings it would be checked against are amounts of the listener's.
+		// (An F49 not of digits is the pipeline's format error, 30.)
+		return a.refused(ctx, c, f, ans, sit, message.RCInvalidTransaction, macf,
+			k.Name+": currency (F49) "+f.Str(49)+" is not one the listener takes (cup.currencies)", "currency-not-accepted")
+	}
 	// Errors from here on are answered (a mapError's code) without the pipeline.
 	refuse := func(err error) (frontend.Response, error) {
 		var me *mapError
@@ -585,12 +631,14 @@ func (a *Adapter) Process(ctx context.Context, c *frontend.Conn, body []byte) (f
 		}
 	}
 	if k.Original == "stan" || k.Original == "stan61" {
-		orig, err := originalSTAN(f, k)
+		cands, err := originalCandidates(f, k)
 		if err != nil {
 			return refuse(err)
 		}
-		if err := a.recall(ctx, s, tid, orig, a.cfg.Now().Add(-recallWindow), time.Time{}); err != nil {
-			a.log.Error().Err(err).Msg("cup: reversal's original not looked up; sent as one of an unknown original")
+		for _, orig := range cands {
+			if err := a.recall(ctx, s, tid, orig, a.cfg.Now().Add(-recallWindow), time.Time{}); err != nil {
+				a.log.Error().Err(err).Msg("cup: reversal's original not looked up; sent as one of an unknown original")
+			}
 		}
 	}
 	if identity == "" && (k.Original == "stan" || k.Original == "stan61") {
@@ -954,6 +1002,14 @@ func settlementAnswer(f48, rc string) (string, bool) {
 		return "", false
 	}
 	b := []byte(f48)
+	// Totals sent without their code digit (30 or 61 digits, which
+	// settlementTotals reads) get it added: a terminal reads the code at digit 31
+	// (and 62), and one missing is a settlement error that keeps its batch while
+	// the switch closed its own. (Until 6 December 2026 such an F48 was echoed
+	// without a code.)
+	if len(b) == 30 || len(b) == 61 {
+		b = append(b, '0')
+	}
 	if len(b) >= 31 {
 		b[30] = code
 	}

@@ -19,17 +19,98 @@ type Journal interface {
 // recallWindow is how far back the journal is searched for a reversal's original.
 const recallWindow = 24 * time.Hour
 
-// originalSTAN is the STAN of the original a reversal or pre-authorization void
-// names: 61.2 when F61 is sent, else (a reversal) its own F11, which a UnionPay
-// terminal repeats from the original.
-func originalSTAN(f *Frame, k Kind) (string, error) {
-	if f61 := f.Str(61); len(f61) >= 12 {
-		return f61[6:12], nil
-	}
+// originalCandidates are the STANs that may name the original of a reversal (0400)
+// or pre-authorization void (k.Original "stan" or "stan61"), for recall to look up:
+// a pre-authorization void's 61.2 (required); a reversal's own F11, which a UnionPay
+// terminal repeats from the request it takes back, and its 61.2 when sent and other
+// (reversalOriginal chooses between them).
+func originalCandidates(f *Frame, k Kind) ([]string, error) {
+	f61 := f61STAN(f)
 	if k.Original == "stan61" {
-		return "", formatErr(61, "the original's batch and STAN (61.1, 61.2) are required")
+		if f61 == "" {
+			return nil, formatErr(61, "the original's batch and STAN (61.1, 61.2) are required")
+		}
+		return []string{f61}, nil
 	}
-	return f.Str(11), nil
+	own := f.Str(11)
+	if f61 == "" || f61 == own {
+		return []string{own}, nil
+	}
+	return []string{own, f61}, nil
+}
+
+// f61STAN is 61.2, the STAN F61 names ("" when F61 is shorter than 61.1 + 61.2).
+func f61STAN(f *Frame) string {
+	if f61 := f.Str(61); len(f61) >= 12 {
+		return f61[6:12]
+	}
+	return ""
+}
+
+// reversedKind is the kind of the request a reversal (0400) takes back, by its 60.1
+// (a UnionPay terminal's reversal repeats the fields of the request it reverses,
+// 60.1 included); ok is false when 60.1 is absent or names no kind of the dialect.
+func reversedKind(f *Frame) (Kind, bool) {
+	typ := ParseF60(f.Str(60)).Type
+	if len(typ) != 2 {
+		return Kind{}, false
+	}
+	for _, k := range kinds {
+		if k.Type == typ {
+			return k, true
+		}
+	}
+	return Kind{}, false
+}
+
+// originalSTAN is the STAN of the original that reversal or pre-authorization void f
+// (kind k) takes back, given the requests the terminal's session knows by STAN
+// (stans, read under the session's lock, after recall looked the candidates up in
+// the journal). A pre-authorization void names it in 61.2. A reversal is the
+// request it takes back sent again as 0400 (UnionPay terminals store the request
+// and repeat its fields, F11 and F61 included), so its own F11 is the original
+// when the session knows that STAN as a request of the kind its 60.1 names (of any
+// kind without 60.1); otherwise 61.2 when the session knows that STAN as such a
+// request (terminals that reverse under a STAN of their own and name the original
+// in 61.2); otherwise F11, an original the switch never saw. (Until 6 December
+// 2026 61.2 came first: the reversal of a void or completion, whose
+// F61 names the sale or pre-authorization it voided or completed, reversed that sale
+// or named no transaction, and the void or completion stood.)
+//
+// Only a request received within recallWindow (the last day) before now is a
+// reversal's original: terminals reverse at once or at their next transaction, and
+// drop a reversal from an earlier day, while the session holds STANs back to its MAC
+// key's making (up to 7 days, for replays): a terminal whose STAN counter started
+// again would otherwise have a reversal of a request that never arrived take back
+// an older request of the same STAN and amount, sold and settled days before.
+func originalSTAN(f *Frame, k Kind, stans map[string]stanEntry, now time.Time) (string, error) {
+	cands, err := originalCandidates(f, k)
+	if err != nil || k.Original == "stan61" {
+		return firstOf(cands), err
+	}
+	for _, stan := range cands {
+		if e, ok := stans[stan]; ok && reverses(f, e, now) {
+			return stan, nil
+		}
+	}
+	return cands[0], nil
+}
+
+// reverses reports whether reversal f may take back request e of the session: e
+// is of the kind f's 60.1 names (any kind without 60.1) and was received within
+// recallWindow before now (originalSTAN).
+func reverses(f *Frame, e stanEntry, now time.Time) bool {
+	if rk, typed := reversedKind(f); typed && (e.mti != rk.ASCIIMTI || e.proc != rk.ASCIIProc) {
+		return false
+	}
+	return e.at.After(now.Add(-recallWindow))
+}
+
+func firstOf(s []string) string {
+	if len(s) == 0 {
+		return ""
+	}
+	return s[0]
 }
 
 // recall puts into the session the original of a reversal that it does not remember,

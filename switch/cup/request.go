@@ -21,6 +21,10 @@ type Kind struct {
 	Type      string // 60.1
 	ASCIIMTI  string // the pipeline's MTI
 	ASCIIProc string // the pipeline's DE 3
+	// Proc is the transaction type (the first two digits) of the dialect's F3 for
+	// this kind, as the spec's table has it ("" for those matched on the MTI alone):
+	// a request whose F3 says another is refused (Adapter.Process).
+	Proc string
 	// Original names how the original is found: "rrn" (F37, voids and refunds),
 	// "stan" (a reversal: F61.2, else F11); "offline" is no original but the
 	// upload of an offline approval (offlineSale), timed by the card's F13 + F12.
@@ -31,20 +35,20 @@ type Kind struct {
 // a new one (a QR payment by F22 = 03x, say) is added. Keys are MTI + "/" + 60.1;
 // reversals and settlement match on the MTI alone.
 var kinds = map[string]Kind{
-	"0200/22": {Name: "sale", MTI: "0200", Type: "22", ASCIIMTI: "0200", ASCIIProc: message.PCPurchase},
-	"0200/23": {Name: "void", MTI: "0200", Type: "23", ASCIIMTI: "0200", ASCIIProc: message.PCVoid, Original: "rrn"},
-	"0220/25": {Name: "refund", MTI: "0220", Type: "25", ASCIIMTI: "0200", ASCIIProc: message.PCRefund, Original: "rrn"},
-	"0200/01": {Name: "balance", MTI: "0200", Type: "01", ASCIIMTI: "0200", ASCIIProc: message.PCBalance},
-	"0100/10": {Name: "preauth", MTI: "0100", Type: "10", ASCIIMTI: "0100", ASCIIProc: message.PCPurchase},
+	"0200/22": {Name: "sale", MTI: "0200", Type: "22", Proc: "00", ASCIIMTI: "0200", ASCIIProc: message.PCPurchase},
+	"0200/23": {Name: "void", MTI: "0200", Type: "23", Proc: "20", ASCIIMTI: "0200", ASCIIProc: message.PCVoid, Original: "rrn"},
+	"0220/25": {Name: "refund", MTI: "0220", Type: "25", Proc: "20", ASCIIMTI: "0200", ASCIIProc: message.PCRefund, Original: "rrn"},
+	"0200/01": {Name: "balance", MTI: "0200", Type: "01", Proc: "31", ASCIIMTI: "0200", ASCIIProc: message.PCBalance},
+	"0100/10": {Name: "preauth", MTI: "0100", Type: "10", Proc: "03", ASCIIMTI: "0100", ASCIIProc: message.PCPurchase},
 	// A pre-authorization void releases the hold at the issuer: the pipeline's
 	// reversal of the pre-authorization named by F61.2.
-	"0100/11": {Name: "preauth-void", MTI: "0100", Type: "11", ASCIIMTI: "0400", Original: "stan61"},
+	"0100/11": {Name: "preauth-void", MTI: "0100", Type: "11", Proc: "20", ASCIIMTI: "0400", Original: "stan61"},
 	// A completion captures the pre-authorization named by F37 + F38: the pipeline's
 	// completion (0220), checked against the pre-authorization and advised to the
 	// issuer, never authorized a second time. Its void is the pipeline's void of the
 	// completion (F37 is the completion's RRN), which reopens the pre-authorization.
-	"0200/20": {Name: "completion", MTI: "0200", Type: "20", ASCIIMTI: "0220", ASCIIProc: message.PCPurchase, Original: "rrn"},
-	"0200/21": {Name: "completion-void", MTI: "0200", Type: "21", ASCIIMTI: "0200", ASCIIProc: message.PCVoid, Original: "rrn"},
+	"0200/20": {Name: "completion", MTI: "0200", Type: "20", Proc: "00", ASCIIMTI: "0220", ASCIIProc: message.PCPurchase, Original: "rrn"},
+	"0200/21": {Name: "completion-void", MTI: "0200", Type: "21", Proc: "20", ASCIIMTI: "0200", ASCIIProc: message.PCVoid, Original: "rrn"},
 	"0400":    {Name: "reversal", MTI: "0400", ASCIIMTI: "0400", Original: "stan"},
 	"0500":    {Name: "settlement", MTI: "0500", ASCIIMTI: "0500", ASCIIProc: message.PCBatch},
 }
@@ -156,7 +160,7 @@ func toPipeline(f *Frame, k Kind, s *session, identity, track2 string, pin []byt
 	resend := false
 	switch k.Original {
 	case "stan", "stan61":
-		orig, err := originalSTAN(f, k)
+		orig, err := originalSTAN(f, k, s.stans, now)
 		if err != nil {
 			return m, err
 		}
@@ -168,12 +172,21 @@ func toPipeline(f *Frame, k Kind, s *session, identity, track2 string, pin []byt
 			return m, &mapError{rc: message.RCOriginalNotFound, field: 61,
 				reason: "61.2 names STAN " + orig + ", which is not a pre-authorization"}
 		}
+		if ok && k.Original == "stan" && !reverses(f, e, now) {
+			ok = false // of another kind, or older than a day: not what this reversal takes back
+		}
 		if !ok {
 			// Not seen in this session (a restart, or never arrived): the pipeline
 			// answers a reversal of an unknown original and remembers it.
 			e = stanEntry{mti: "0200", de7: de7, amount: amount, at: now}
+			if rk, typed := reversedKind(f); typed && k.Original == "stan" && rk.Original != "stan61" {
+				e.mti, e.proc = rk.ASCIIMTI, rk.ASCIIProc
+			}
 		}
-		if e.de7 == de7 && orig == stan { // same second as the original: own key
+		if own, known := s.stans[stan]; e.de7 == de7 && orig == stan || known && own.de7 == de7 {
+			// The same second as the original, or as another request of the
+			// reversal's own STAN: the reversal's key (terminal, STAN, DE 7) would
+			// be that request's, and the pipeline would answer it as its duplicate.
 			de7 = message.FormatDE7(now.Add(time.Second))
 		}
 		if amount == "" {

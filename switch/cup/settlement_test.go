@@ -71,6 +71,16 @@ func TestSettlementAnswerCode(t *testing.T) {
 			t.Errorf("F39 %s: F48 %q (%v), want settlement code %s in digits 31 and 62, the totals echoed", c.rc, got, ok, c.code)
 		}
 	}
+	// Totals without their code digit (30 digits, or 61 with the foreign ones),
+	// which the switch reads: the answer adds the code where the terminal reads it
+	// (until 6 December 2026 it echoed them without one, a settlement error on the
+	// terminal, whose batch stayed open while the switch's closed).
+	if got, ok := settlementAnswer(totals[:30], "00"); !ok || got != totals[:30]+"1" {
+		t.Errorf("30-digit totals balanced: F48 %q, want %q", got, totals[:30]+"1")
+	}
+	if got, ok := settlementAnswer(totals+totals[:30], "95"); !ok || len(got) != 62 || got[30] != '2' || got[61] != '2' {
+		t.Errorf("61-digit totals unbalanced: F48 %q, want 62 digits with code 2 at 31 and 62", got)
+	}
 	for _, rc := range []string{"58", "59", "63", "03", "30", "91", "96"} {
 		if got, ok := settlementAnswer(totals+totals, rc); ok {
 			t.Errorf("F39 %s (refused before comparing): F48 %q, want none", rc, got)

@@ -241,7 +241,10 @@ type Txn struct {
 	// EncryptTrack encrypts the track under the TDK (53.3 = 1; scheme 004).
 	EncryptTrack bool
 	Amount       int64
-	PIN          string
+	// Currency is F49, the ISO 4217 numeric code of Amount ("": 156, CNY, which
+	// the UnionPay terminal specification has every domestic POS send).
+	Currency string
+	PIN      string
 	// PINWithoutPAN forms the PIN block with a zero PAN field (53.1 = 1).
 	PINWithoutPAN bool
 	RRN, Auth     string // the original's, for voids, refunds, completion voids
@@ -292,7 +295,11 @@ func (t *Terminal) Build(tx Txn) (*Frame, error) {
 		f.Set(4, fmt.Sprintf("%012d", tx.Amount))
 	}
 	if sh.mti != "0500" && sh.mti != "0320" {
-		f.Set(49, "156")
+		cur := tx.Currency
+		if cur == "" {
+			cur = "156"
+		}
+		f.Set(49, cur)
 		entry := "021"
 		if tx.PIN == "" {
 			entry = "022"
@@ -419,6 +426,29 @@ func (t *Terminal) Do(tx Txn) (*Frame, error) {
 		return nil, err
 	}
 	return t.Exchange(f, true)
+}
+
+// ReversalOf is the reversal (0400) of request req as a UnionPay terminal sends it
+// when req's answer did not come: req's fields again under MTI 0400, its F11, F60
+// and F61 included (the STAN of the request taken back and, for a void or a
+// completion, the original that request named in F61), without the PIN block (F52,
+// F26) and the MAC, with F39 98 (no answer). Terminals keep the request and send it
+// again so; the switch takes the original from F11 (docs/cup-dialect.md,
+// Reversals).
+func ReversalOf(req *Frame) (*Frame, error) {
+	body, err := req.Encode(nil)
+	if err != nil {
+		return nil, fmt.Errorf("reversal of %s STAN %s: %w", req.MTI(), req.Str(11), err)
+	}
+	rev, err := Decode(body)
+	if err != nil {
+		return nil, fmt.Errorf("reversal of %s STAN %s: %w", req.MTI(), req.Str(11), err)
+	}
+	rev.Msg.MTI("0400")
+	rev.Msg.UnsetField(52)
+	rev.Msg.UnsetField(26)
+	rev.Set(39, "98")
+	return rev, nil
 }
 
 // Echo sends 0820 echo (60.3 = 301); SignOff sends 0820 sign-off (002).

@@ -66,6 +66,9 @@ const (
 	UploadOfflineStale       = "offline-out-of-window" // the card's approval is older than the look-back, or ahead of the clock (12)
 	UploadOfflineRefused     = "offline-refused"       // the pipeline refused the capture (its code: the terminal inactive...)
 	UploadInvalidAmount      = "invalid-amount"        // an offline approval of nothing (13)
+	// UploadCurrencyNotAccepted: an offline approval in a currency (F49) the
+	// listener does not take (Config.Currencies) (12).
+	UploadCurrencyNotAccepted = "currency-not-accepted"
 	// UploadOfflineNoCertificate: an offline approval without the card's proof of
 	// it: no chip data (F55), chip data that does not parse or has no cryptogram
 	// (9F26) or amount authorized (9F02) (30), a cryptogram that is no TC (9F27), or
@@ -141,6 +144,9 @@ func (a *Adapter) captureOffline(ctx context.Context, c *frontend.Conn, f *Frame
 	}
 	if cur := f.Str(49); cur != "" && (len(cur) != 3 || !isDigits(cur)) {
 		return unmatched(message.RCFormatError, UploadUnreadable, "currency (F49) is not 3 digits")
+	}
+	if !a.acceptsCurrency(f.Str(49)) {
+		return unmatched(message.RCInvalidTransaction, UploadCurrencyNotAccepted, "currency (F49) "+f.Str(49)+" is not one the listener takes (cup.currencies)")
 	}
 	if strings.HasPrefix(f.Str(22), "03") || !f.Has(2) && !f.Has(35) {
 		return unmatched(message.RCFormatError, UploadUnreadable, "no card (F2 or F35): an offline approval is a card's")

@@ -107,7 +107,7 @@ func New() *Metrics {
 		}, []string{"listener", "reason"}),
 		CUPUploadsUnmatched: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchyard_cup_batch_uploads_unmatched_total",
-			Help: "cup batch uploads (0320) answered other than 00 (the terminal keeps the transaction), by reason: not-in-journal, unreadable, journal-error, and for offline approvals offline-refused (by the pipeline's checks), offline-out-of-window, invalid-amount, offline-no-certificate (no TC of F4 in F55), offline-over-limit (over the listener's offline_max_amount, or the merchant's per-transaction, daily, monthly or daily count limit), offline-not-captured (no capturer configured).",
+			Help: "cup batch uploads (0320) answered other than 00 (the terminal keeps the transaction), by reason: not-in-journal, unreadable, journal-error, and for offline approvals offline-refused (by the pipeline's checks), offline-out-of-window, invalid-amount, currency-not-accepted (an F49 the listener does not take), offline-no-certificate (no TC of F4 in F55), offline-over-limit (over the listener's offline_max_amount, or the merchant's per-transaction, daily, monthly or daily count limit), offline-not-captured (no capturer configured).",
 		}, []string{"reason"}),
 		CUPKeyRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchyard_cup_mac_key_refusals_total",

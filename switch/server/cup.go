@@ -33,6 +33,7 @@ func newCUPAdapter(lc config.Listener, s *Server) *cup.Adapter {
 		cfg.SignInMaxAge = lc.CUP.SignInMaxAge.D()
 		cfg.OfflineMaxAmount = lc.CUP.OfflineMaxAmount
 		cfg.MaxSTANsPerKey = lc.CUP.MaxSTANsPerKey
+		cfg.Currencies = lc.CUP.Currencies
 		cfg.MACByTerminal = map[string]cup.MACAlgorithm{}
 		for tid, v := range lc.CUP.MACByTerminal {
 			cfg.MACByTerminal[tid], _ = cup.ParseMAC(v)
