@@ -70,11 +70,22 @@ func (p *Pipeline) qrOrder(ctx context.Context, t *txn) (frontend.Response, erro
 	}
 	var st OrderStatus
 	if r.ProcCode == message.PCQROrder {
+		cur := r.Currency
+		if m := checkedMerchant(res); m != nil && m.Currency != "" {
+			// A merchant that transacts in one currency: an order without
+			// DE 49 is in it (not the acquirer's default), one in another is
+			// declined, as a card purchase is.
+			if cur == "" {
+				cur = m.Currency
+			} else if wrongCurrency(m, cur) {
+				return p.declineCurrency(ctx, t, m)
+			}
+		}
 		id, err := p.journal.NextRRN()
 		if err != nil {
 			return p.systemError(t, err)
 		}
-		o := OrderRequest{ID: id, TID: r.TID, MID: r.MID, Currency: r.Currency, Amount: r.Amount}
+		o := OrderRequest{ID: id, TID: r.TID, MID: r.MID, Currency: cur, Amount: r.Amount}
 		if res != nil && res.Merchant != nil {
 			o.MerchantName, o.MCC, o.City = res.Merchant.Name, res.Merchant.MCC, res.Merchant.Region
 			o.MerchantNameLatin, o.MerchantNameLanguage = res.Merchant.NameLatin, res.Merchant.NameLanguage
@@ -251,7 +262,7 @@ func (p *Pipeline) orderInput(rec *journal.Record) *risk.Input {
 		if m, ok := mr.Merchant(mid); ok {
 			in.Merchant = risk.Merchant{ID: m.ID, MCC: m.MCC, Tier: m.Tier, Rating: ratingGrade(m.Rating), Status: string(m.Status),
 				SingleLimit: int(m.Limits.PerTransaction), DailyLimit: int(m.Limits.Daily), MonthlyLimit: int(m.Limits.Monthly),
-				DailyCount: int(m.Limits.DailyCount), Group: m.Group}
+				DailyCount: int(m.Limits.DailyCount), Group: m.Group, Currency: m.Currency}
 			if p.profiles != nil {
 				p.profiles.Fill(&in.Merchant)
 			}
