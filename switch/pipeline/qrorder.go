@@ -70,22 +70,16 @@ func (p *Pipeline) qrOrder(ctx context.Context, t *txn) (frontend.Response, erro
 	}
 	var st OrderStatus
 	if r.ProcCode == message.PCQROrder {
-		cur := r.Currency
-		if m := checkedMerchant(res); m != nil && m.Currency != "" {
-			// A merchant that transacts in one currency: an order without
-			// DE 49 is in it (not the acquirer's default), one in another is
-			// declined, as a card purchase is.
-			if cur == "" {
-				cur = m.Currency
-			} else if wrongCurrency(m, cur) {
-				return p.declineCurrency(ctx, t, m)
-			}
+		if m := checkedMerchant(res); wrongCurrency(m, r.Currency) {
+			// A merchant that transacts in one currency takes no order in
+			// another, as it takes no card purchase.
+			return p.declineCurrency(ctx, t, m)
 		}
 		id, err := p.journal.NextRRN()
 		if err != nil {
 			return p.systemError(t, err)
 		}
-		o := OrderRequest{ID: id, TID: r.TID, MID: r.MID, Currency: cur, Amount: r.Amount}
+		o := OrderRequest{ID: id, TID: r.TID, MID: r.MID, Currency: r.Currency, Amount: r.Amount}
 		if res != nil && res.Merchant != nil {
 			o.MerchantName, o.MCC, o.City = res.Merchant.Name, res.Merchant.MCC, res.Merchant.Region
 			o.MerchantNameLatin, o.MerchantNameLanguage = res.Merchant.NameLatin, res.Merchant.NameLanguage
