@@ -155,10 +155,11 @@ type Merchant struct {
 	// Currency is the currency the merchant transacts in, ISO 4217 numeric
 	// ("156"; currency.Payable), "" for any (as every merchant before 6 December
 	// 2026). When set, a card transaction or QR order at the merchant in another
-	// currency (DE 49) is declined 58 merchant-currency-mismatch before the issuer
-	// or the rules are asked, and the merchant's limits (its own, its tier's, its
-	// grade's) are minor units of it, and shown in it (docs/merchant-risk.md,
-	// "Currency of the limits"). The rules see it as merchant.currency.
+	// currency (DE 49) is declined 58 merchant-currency-mismatch before the
+	// issuer or the rules are asked (pipeline.ReasonMerchantCurrency), and the
+	// merchant's limits (its own, its tier's, its grade's) are minor units of it,
+	// and shown in it (docs/merchant-risk.md, "Currency of the limits"). The
+	// rules see it as merchant.currency.
 	Currency  string         `json:"currency,omitempty"`
 	Tier      string         `json:"tier"`
 	Rating    string         `json:"rating"`
