@@ -6,6 +6,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/switchyard/switchyard/internal/statelog"
 )
 
 // TestMerchantCurrencyValidated: a merchant's currency is the ISO 4217 numeric
@@ -165,5 +167,43 @@ func TestMerchantCurrencyCSV(t *testing.T) {
 	}
 	if got, _ := f.reg.Merchant("000000000000515"); got == nil || got.Currency != "392" || got.Limits.PerTransaction != 100000 {
 		t.Fatalf("imported back: %+v", got)
+	}
+}
+
+// TestMerchantCurrencyReplicated: in a cluster a merchant's currency, given at
+// registration on one node and changed on the other, reaches both through the
+// state log (the merchant's JSON in the commit).
+func TestMerchantCurrencyReplicated(t *testing.T) {
+	mem := &statelog.Memory{}
+	a, b := newNode(t, mem, mem), newNode(t, mem, mem)
+	deliver(t, mem)
+	m := Merchant{ID: "000000000000521", Name: "ソウル食堂", MCC: "5814", Region: "CN-SH", Tier: TierMicro, Rating: RatingLow, Currency: "392"}
+	req, err := a.reg.RequestChange(alice, Change{Op: OpMerchantRegister, Merchant: &m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deliver(t, mem)
+	if _, err := b.reg.Approve(bob, req.ID, "ok"); err != nil {
+		t.Fatal(err)
+	}
+	deliver(t, mem)
+	req, err = b.reg.RequestChange(alice, Change{Op: OpMerchantChange, Target: m.ID, MerchantPatch: &MerchantPatch{Currency: strp("410")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deliver(t, mem)
+	for name, n := range map[string]*node{"A": a, "B": b} {
+		if got, _ := n.reg.Merchant(m.ID); got == nil || got.Currency != "392" {
+			t.Errorf("node %s before the change's review: merchant %+v", name, got)
+		}
+	}
+	if _, err := a.reg.Approve(bob, req.ID, "ok"); err != nil {
+		t.Fatal(err)
+	}
+	deliver(t, mem)
+	for name, n := range map[string]*node{"A": a, "B": b} {
+		if got, _ := n.reg.Merchant(m.ID); got == nil || got.Currency != "410" {
+			t.Errorf("node %s after the change: merchant %+v", name, got)
+		}
 	}
 }
