@@ -16,13 +16,14 @@ import (
 )
 
 // Acquirer is the acquirer's currency (ISO 4217 numeric, CNY), in which the
-// switch shows a merchant's amount limits: registry.Limits name no currency, and
-// merchants have none (no settlement currency), nor has the configuration. It is
-// the currency the switch's own defaults are in (a QR order without one, a cup
-// terminal's F49, switchyard term's --currency). It is for display only: the
-// limits are compared with a transaction's DE 4 as they are, minor units against
-// minor units, whatever the transaction's currency (docs/merchant-risk.md,
-// "Currency of the limits").
+// switch shows the amount limits of a merchant that has no currency of its own
+// (registry Merchant.Currency empty: it takes any); a merchant with one has its
+// limits shown in it. It is the currency the switch's own defaults are in (a QR
+// order without one at a merchant of any currency, a cup terminal's F49,
+// switchyard term's --currency). It is for display only: the limits of a
+// merchant of any currency are compared with a transaction's DE 4 as they are,
+// minor units against minor units, whatever the transaction's currency
+// (docs/merchant-risk.md, "Currency of the limits").
 const Acquirer = "156"
 
 // exponents are the ISO 4217 minor units that are not 2, by numeric code (DE 49).

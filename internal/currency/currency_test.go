@@ -1,6 +1,9 @@
 package currency
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 // TestFormat: amounts are written with their currency's decimals, negative ones
 // with their sign, small ones with their leading zeros.
@@ -74,5 +77,34 @@ func TestFormatSums(t *testing.T) {
 		if got := FormatSums(c.sums); got != c.want {
 			t.Errorf("FormatSums(%v) = %q, want %q", c.sums, got, c.want)
 		}
+	}
+}
+
+// TestPayable: the codes of currencies payments are made in pass; funds codes,
+// "no currency", withdrawn codes, alphabetic codes and malformed text do not,
+// and the error says what is wanted (the numeric code of an alphabetic one).
+func TestPayable(t *testing.T) {
+	for _, c := range []string{"156", "840", "392", "344", "978", "414", "008", "986"} {
+		if !Payable(c) || CheckPayable(c) != nil {
+			t.Errorf("Payable(%q) = false or CheckPayable(%q) = %v, want a payable currency", c, c, CheckPayable(c))
+		}
+	}
+	for _, c := range []struct{ code, want string }{
+		{"999", "want 3 digits such as 156 (CNY)"},
+		{"990", "not the ISO 4217 numeric code"},
+		{"191", "not the ISO 4217 numeric code"},
+		{"15", "not the ISO 4217 numeric code"},
+		{"", "not the ISO 4217 numeric code"},
+		{" 156", "not the ISO 4217 numeric code"},
+		{"CNY", "want its ISO 4217 numeric code, 156 (CNY is the alphabetic one)"},
+		{"usd", "840 (USD is the alphabetic one)"},
+	} {
+		err := CheckPayable(c.code)
+		if Payable(c.code) || err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("CheckPayable(%q) = %v, want an error with %q", c.code, err, c.want)
+		}
+	}
+	if Alpha("392") != "JPY" || Alpha("999") != "" {
+		t.Errorf("Alpha(392) = %q, Alpha(999) = %q: want JPY and none", Alpha("392"), Alpha("999"))
 	}
 }

@@ -67,15 +67,19 @@ func (in *Input) AppendBinary(b []byte) []byte {
 	b = binary.AppendUvarint(b, bits)
 	// Fields added after version 1, at the end: a record written before them ends
 	// here and decodes with them empty. Each is written (empty if need be) when a
-	// later one is: the group, the wallet, the merchant's daily count limit.
-	if m.Group != "" || x.Wallet != "" || m.DailyCount != 0 {
+	// later one is: the group, the wallet, the merchant's daily count limit, its
+	// currency.
+	if m.Group != "" || x.Wallet != "" || m.DailyCount != 0 || m.Currency != "" {
 		str(m.Group)
 	}
-	if x.Wallet != "" || m.DailyCount != 0 {
+	if x.Wallet != "" || m.DailyCount != 0 || m.Currency != "" {
 		str(x.Wallet)
 	}
-	if m.DailyCount != 0 {
+	if m.DailyCount != 0 || m.Currency != "" {
 		num(int64(m.DailyCount))
+	}
+	if m.Currency != "" {
+		str(m.Currency)
 	}
 	return b
 }
@@ -179,6 +183,9 @@ func (in *Input) UnmarshalBinary(b []byte) error {
 	}
 	if err == nil && len(b) > 0 {
 		m.DailyCount = int(num())
+	}
+	if err == nil && len(b) > 0 {
+		m.Currency = str()
 	}
 	if err != nil {
 		return fmt.Errorf("risk input: %w", err)

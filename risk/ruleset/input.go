@@ -68,7 +68,7 @@ func (env *Input) bound() {
 	x, t, m, d := &env.Txn, &env.Terminal, &env.Merchant, &env.Device
 	for _, p := range [...]*string{&x.MTI, &x.ProcCode, &x.Type, &x.Currency, &x.EntryMode, &x.Wallet, &x.BIN,
 		&x.CardHash, &x.Country, &x.STAN, &x.RRN, &x.OriginalCardHash, &t.ID, &t.Kind, &t.Status, &t.Region,
-		&t.AppVersion, &m.ID, &m.MCC, &m.Tier, &m.Rating, &m.Status, &m.Group, &d.ID, &env.Outcome.ResponseCode} {
+		&t.AppVersion, &m.ID, &m.MCC, &m.Tier, &m.Rating, &m.Status, &m.Group, &m.Currency, &d.ID, &env.Outcome.ResponseCode} {
 		if len(*p) > MaxInputString {
 			*p = clip(*p)
 		}
@@ -260,6 +260,11 @@ type Merchant struct {
 	// Group is the merchant's group in the registry (a chain, a franchise, a parent
 	// company: the merchants one owner runs); "" when none.
 	Group string `json:"group,omitempty" yaml:"group" expr:"group"`
+	// Currency is the currency the merchant transacts in, ISO 4217 numeric
+	// (registry currency, "156"); "" when it takes any. Its limits above are minor
+	// units of it. A transaction the rules see at a merchant with a currency is in
+	// it: the switch declines one in another before the rules run.
+	Currency string `json:"currency,omitempty" yaml:"currency" expr:"currency"`
 	// Profile is the merchant's learned profile, or its tier's defaults (see
 	// Profile). The journal does not keep it: the tools recompute it.
 	Profile Profile `json:"profile" yaml:"profile" expr:"profile"`

@@ -41,10 +41,10 @@ func (c *Console) merchant(w http.ResponseWriter, r *http.Request, s *session) {
 	}
 	ts := c.o.Registry.Terminals(registry.TerminalFilter{MerchantID: m.ID})
 	changes, _ := c.o.Registry.Changes(registry.ChangeFilter{Target: m.ID, Limit: 20})
-	// LimitsCurrency: the limits name no currency; they are shown in the
-	// acquirer's (currency.Acquirer).
+	// LimitsCurrency: the limits are minor units of the merchant's currency,
+	// shown in it, or in the acquirer's (currency.Acquirer) for a merchant of any.
 	c.render(w, r, s, "merchant", map[string]any{"M": m, "Terminals": ts, "Changes": changes, "Recent": c.recent(journal.Query{MID: m.ID}),
-		"LimitsCurrency": currency.Acquirer})
+		"LimitsCurrency": m.LimitsCurrency(), "CurrencyAlpha": currency.Alpha(m.Currency)})
 }
 
 // terminalRow is a terminal with what the registry knows of its last contact.
@@ -128,7 +128,7 @@ func (c *Console) recent(q journal.Query) []*journal.Record {
 func (c *Console) registerMerchant(w http.ResponseWriter, r *http.Request, s *session) {
 	f := r.PostFormValue
 	m := registry.Merchant{ID: strings.TrimSpace(f("id")), Name: f("name"), NameLatin: f("name_latin"), NameLanguage: strings.TrimSpace(f("name_language")),
-		MCC: f("mcc"), Region: f("region"), Tier: f("tier"), Rating: f("rating"), Status: registry.MerchantActive}
+		MCC: f("mcc"), Region: f("region"), Currency: strings.TrimSpace(f("currency")), Tier: f("tier"), Rating: f("rating"), Status: registry.MerchantActive}
 	ch, err := c.o.Registry.RequestChange(s.actor(), registry.Change{Op: registry.OpMerchantRegister, Merchant: &m, Reason: f("reason")})
 	if err != nil {
 		done(w, r, Prefix+"merchants", "", err)
@@ -193,17 +193,19 @@ type diffLine struct {
 	// that the reviewer sees a change the eye would not; "" otherwise.
 	LookAlike string
 	// Amount, for a merchant's amount limit (limits.per_transaction, daily,
-	// monthly: minor units), is the change as people read it, in the acquirer's
-	// currency ("500.00 → 1000.00 156"); "" otherwise.
+	// monthly: minor units), is the change as people read it, in the merchant's
+	// currency ("500.00 → 1000.00 156"; the acquirer's for a merchant of any), each
+	// side in its own when the change moves the merchant to another ("500.00 156 →
+	// 50000 392"); "" otherwise.
 	Amount string
 }
 
 // limitFields are the diff's fields of a merchant's amount limits.
 var limitFields = map[string]bool{"limits.per_transaction": true, "limits.daily": true, "limits.monthly": true}
 
-// limitAmount is a limit of a diff (its JSON number, "" for none) in the
-// acquirer's currency: "-" for none, "" for a value that is not a number.
-func limitAmount(v string) (string, bool) {
+// limitAmount is a limit of a diff (its JSON number, "" for none) in currency
+// cur: "-" for none, "" for a value that is not a number.
+func limitAmount(v, cur string) (string, bool) {
 	if v == "" {
 		return "-", true
 	}
@@ -211,7 +213,18 @@ func limitAmount(v string) (string, bool) {
 	if err != nil {
 		return "", false
 	}
-	return currency.Format(n, currency.Acquirer), true
+	return currency.Format(n, cur), true
+}
+
+// diffCurrency is the currency a merchant's limits are in, from its flattened
+// JSON fields (flatten): its "currency", or the acquirer's (currency.Acquirer)
+// when it has none (or the record is not a merchant's).
+func diffCurrency(fields map[string]string) string {
+	var c string
+	if v, ok := fields["currency"]; ok && json.Unmarshal([]byte(v), &c) == nil && c != "" {
+		return c
+	}
+	return currency.Acquirer
 }
 
 // effectDiff is one record a change touches, field by field.
@@ -253,15 +266,23 @@ func diff(before, after json.RawMessage) []diffLine {
 	for k := range a {
 		keys[k] = true
 	}
+	bcur, acur := diffCurrency(b), diffCurrency(a)
+	if len(b) == 0 { // a new record: no currency before
+		bcur = acur
+	}
 	var out []diffLine
 	for _, k := range sortedKeys(keys) {
 		bv, av := b[k], a[k]
 		l := diffLine{Field: k, Before: bv, After: av, Changed: bv != av}
 		if limitFields[k] {
-			bs, bok := limitAmount(bv)
-			as, aok := limitAmount(av)
-			if bok && aok {
-				l.Amount = bs + " → " + as + " " + currency.Acquirer
+			bs, bok := limitAmount(bv, bcur)
+			as, aok := limitAmount(av, acur)
+			switch {
+			case !bok || !aok:
+			case bcur != acur:
+				l.Amount = bs + " " + bcur + " → " + as + " " + acur
+			default:
+				l.Amount = bs + " → " + as + " " + acur
 			}
 		}
 		var bs, as string

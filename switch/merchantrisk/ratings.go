@@ -451,11 +451,16 @@ type Explanation struct {
 	rating.State
 	Policy     string            `json:"policy"`
 	Thresholds map[string]string `json:"thresholds"`
+	// Currency is the currency the grade's limits (minor units) are in: the
+	// merchant's (registry currency), or the acquirer's (currency.Acquirer) for a
+	// merchant that takes any.
+	Currency string `json:"currency"`
 }
 
 // Explain returns a merchant's rating and what it rests on.
 func (r *Ratings) Explain(merchant string) (*Explanation, error) {
-	if _, ok := r.reg.Merchant(merchant); !ok {
+	m, ok := r.reg.Merchant(merchant)
+	if !ok {
 		return nil, fmt.Errorf("merchant %s: %w", merchant, ErrNotFound)
 	}
 	r.mu.Lock()
@@ -470,7 +475,7 @@ func (r *Ratings) Explain(merchant string) (*Explanation, error) {
 		th[g] = fmt.Sprintf("score <= %v", p.Grades[g].MaxScore)
 	}
 	th["E"] = fmt.Sprintf("score > %v", p.Grades["D"].MaxScore)
-	return &Explanation{State: *s, Policy: p.File(), Thresholds: th}, nil
+	return &Explanation{State: *s, Policy: p.File(), Thresholds: th, Currency: m.LimitsCurrency()}, nil
 }
 
 // Pin sets a merchant's grade by an analyst, with a reason, until a review date

@@ -80,7 +80,7 @@ func TestRatingsRunAndNudge(t *testing.T) {
 	now := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
 	old := now.Add(-400 * 24 * time.Hour)
 	reg := &fakeRegistry{db: db, merchants: []*registry.Merchant{{ID: "M1", CreatedAt: old, Status: registry.MerchantActive},
-		{ID: "M2", CreatedAt: old, Status: registry.MerchantActive}}}
+		{ID: "M2", CreatedAt: old, Status: registry.MerchantActive, Currency: "392"}}}
 	j := &fakeJournal{}
 	for i := 0; i < 50; i++ {
 		for _, m := range []string{"M1", "M2"} {
@@ -136,8 +136,11 @@ func TestRatingsRunAndNudge(t *testing.T) {
 	if g := r2.Book().Grade("M1"); g != "E" {
 		t.Fatalf("after reopen: %q", g)
 	}
-	if e, err := r2.Explain("M1"); err != nil || e.Computed.Grade != "E" || e.Facts.RiskHitRatio == 0 {
-		t.Fatalf("explain: %+v %v", e, err)
+	if e, err := r2.Explain("M1"); err != nil || e.Computed.Grade != "E" || e.Facts.RiskHitRatio == 0 || e.Currency != "156" {
+		t.Fatalf("explain: %+v %v; want the limits in the acquirer's 156 (M1 takes any currency)", e, err)
+	}
+	if e, err := r2.Explain("M2"); err != nil || e.Currency != "392" {
+		t.Fatalf("explain M2: %+v %v; want the limits in its currency, 392", e, err)
 	}
 	if _, err := r2.Pin("M1", "F", "x", "ana", 0); err == nil {
 		t.Fatal("grade F pinned")

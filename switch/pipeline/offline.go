@@ -192,6 +192,11 @@ func (p *Pipeline) captureOffline(ctx context.Context, t *txn) (frontend.Respons
 	if r.Amount <= 0 {
 		return p.decline(ctx, t, message.RCInvalidAmount, "switch", "invalid-amount")
 	}
+	if res != nil && wrongCurrency(res.Merchant, r.Currency) {
+		// Not captured, as one over the merchant's limits is not: its limits are
+		// in its currency. The terminal keeps it; an operator reconciles it.
+		return p.declineCurrency(ctx, t, res.Merchant)
+	}
 	// The advice carries the card's cryptogram to the issuer: only the objects it
 	// may carry are kept (message.AdviceICC). Chip data that does not parse is the
 	// terminal's fault, but the card approved and the goods are gone: the sale is

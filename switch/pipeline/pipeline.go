@@ -939,6 +939,11 @@ func (p *Pipeline) financial(ctx context.Context, t *txn) (frontend.Response, er
 			return p.decline(ctx, t, message.RCInvalidTransaction, "switch", reason)
 		}
 	}
+	// A merchant that transacts in one currency takes no other: its limits
+	// are in it (a string compare on the record the check loaded).
+	if res != nil && wrongCurrency(res.Merchant, t.req.Currency) && currencyChecked(t, orig) {
+		return p.declineCurrency(ctx, t, res.Merchant)
+	}
 	if declined := p.assess(ctx, t, res, orig); declined != nil {
 		return *declined, nil
 	}

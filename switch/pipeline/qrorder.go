@@ -70,6 +70,11 @@ func (p *Pipeline) qrOrder(ctx context.Context, t *txn) (frontend.Response, erro
 	}
 	var st OrderStatus
 	if r.ProcCode == message.PCQROrder {
+		if m := checkedMerchant(res); wrongCurrency(m, r.Currency) {
+			// A merchant that transacts in one currency takes no order in
+			// another, as it takes no card purchase.
+			return p.declineCurrency(ctx, t, m)
+		}
 		id, err := p.journal.NextRRN()
 		if err != nil {
 			return p.systemError(t, err)
@@ -251,7 +256,7 @@ func (p *Pipeline) orderInput(rec *journal.Record) *risk.Input {
 		if m, ok := mr.Merchant(mid); ok {
 			in.Merchant = risk.Merchant{ID: m.ID, MCC: m.MCC, Tier: m.Tier, Rating: ratingGrade(m.Rating), Status: string(m.Status),
 				SingleLimit: int(m.Limits.PerTransaction), DailyLimit: int(m.Limits.Daily), MonthlyLimit: int(m.Limits.Monthly),
-				DailyCount: int(m.Limits.DailyCount), Group: m.Group}
+				DailyCount: int(m.Limits.DailyCount), Group: m.Group, Currency: m.Currency}
 			if p.profiles != nil {
 				p.profiles.Fill(&in.Merchant)
 			}

@@ -89,7 +89,7 @@ func (p *Pipeline) fillInput(in *risk.Input, t *txn, res *registry.CheckResult, 
 		in.Terminal.Region = m.Region
 		in.Merchant = risk.Merchant{ID: m.ID, MCC: m.MCC, Tier: m.Tier, Rating: ratingGrade(m.Rating), Status: string(m.Status),
 			SingleLimit: int(m.Limits.PerTransaction), DailyLimit: int(m.Limits.Daily), MonthlyLimit: int(m.Limits.Monthly),
-			DailyCount: int(m.Limits.DailyCount), Group: m.Group}
+			DailyCount: int(m.Limits.DailyCount), Group: m.Group, Currency: m.Currency}
 		p.profiles.Fill(&in.Merchant)
 		if p.ratings != nil {
 			p.ratings.Apply(&in.Merchant, in.Terminal.Kind == string(registry.KindSoftPOS))

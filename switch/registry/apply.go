@@ -157,6 +157,7 @@ func (r *review) compute(c *Change, now time.Time) ([]effect, error) {
 		set(&n.MCC, p.MCC)
 		set(&n.Region, p.Region)
 		set(&n.Group, p.Group)
+		set(&n.Currency, p.Currency)
 		set(&n.Tier, p.Tier)
 		set(&n.Rating, p.Rating)
 		if p.Limits != nil {

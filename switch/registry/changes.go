@@ -72,7 +72,8 @@ type MerchantPatch struct {
 	NameLanguage *string `json:"name_language,omitempty"` // "": derived from the name's script
 	MCC          *string `json:"mcc,omitempty"`
 	Region       *string `json:"region,omitempty"`
-	Group        *string `json:"group,omitempty"` // "" takes the merchant out of its group
+	Group        *string `json:"group,omitempty"`    // "" takes the merchant out of its group
+	Currency     *string `json:"currency,omitempty"` // ISO 4217 numeric; "": any currency
 	Tier         *string `json:"tier,omitempty"`
 	Rating       *string `json:"rating,omitempty"`
 	Limits       *Limits `json:"limits,omitempty"`

@@ -161,11 +161,14 @@ func importRecords[T any](r *review, p Actor, in io.Reader, reason string, dryRu
 // named in its header row; merchant_id, name, mcc, region and tier are required.
 // Empty cells mean "not set": rating medium, status active, no group, no limit, no
 // ASCII name (name_latin), the name's language (name_language) derived from its
-// script. The limits are in minor units (fen), limit_count transactions a day.
-// name_latin and name_language come last: a file written before them still imports.
+// script, any currency. currency is the merchant's transaction currency, ISO 4217
+// numeric ("156"; one or two digits, as a spreadsheet leaves "008" or "036", are
+// read with their leading zeros); the limits are in its minor units (fen for
+// 156, yen for 392), limit_count transactions a day. name_latin, name_language and
+// currency come last: a file written before them still imports.
 var MerchantImportColumns = []string{
 	"merchant_id", "name", "mcc", "region", "group", "tier", "rating", "status",
-	"limit_txn", "limit_daily", "limit_monthly", "limit_count", "name_latin", "name_language",
+	"limit_txn", "limit_daily", "limit_monthly", "limit_count", "name_latin", "name_language", "currency",
 }
 
 // ImportMerchants reads merchants from CSV (see MerchantImportColumns), checks every
@@ -190,6 +193,11 @@ func rowMerchant(get func(string) string) (Merchant, error) {
 	if m.Rating == "" {
 		m.Rating = RatingMedium
 	}
+	if c := get("currency"); len(c) < 3 && isDigits(c) {
+		m.Currency = strings.Repeat("0", 3-len(c)) + c // "8": a spreadsheet's 008
+	} else {
+		m.Currency = c
+	}
 	for _, l := range []struct {
 		col string
 		to  *int64
@@ -207,7 +215,7 @@ func rowMerchant(get func(string) string) (Merchant, error) {
 
 // WriteMerchantsCSV writes merchants as CSV in MerchantImportColumns, a header row
 // first: the file ImportMerchants reads back into the same merchants (name, ASCII
-// name, name language, MCC, region, group, tier, rating, status, limits), without
+// name, name language, MCC, region, group, tier, rating, status, limits, currency), without
 // their history. A frozen or closed merchant is written as it is; an import
 // creates only pending and active ones and reports the others' rows.
 func WriteMerchantsCSV(w io.Writer, ms []*Merchant) error {
@@ -224,7 +232,7 @@ func WriteMerchantsCSV(w io.Writer, ms []*Merchant) error {
 	for _, m := range ms {
 		if err := cw.Write([]string{m.ID, m.Name, m.MCC, m.Region, m.Group, m.Tier, m.Rating, string(m.Status),
 			num(m.Limits.PerTransaction), num(m.Limits.Daily), num(m.Limits.Monthly), num(m.Limits.DailyCount),
-			m.NameLatin, m.NameLanguage}); err != nil {
+			m.NameLatin, m.NameLanguage, m.Currency}); err != nil {
 			return err
 		}
 	}

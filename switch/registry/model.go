@@ -13,6 +13,7 @@ import (
 
 	"github.com/switchyard/switchyard/hsm/dukpt"
 	"github.com/switchyard/switchyard/internal/carddata"
+	"github.com/switchyard/switchyard/internal/currency"
 	"github.com/switchyard/switchyard/switch/qr"
 )
 
@@ -150,7 +151,16 @@ type Merchant struct {
 	// Group is the merchant's group: a chain, a franchise or a parent company, the
 	// merchants one owner runs ("" for none). The risk rules count across it
 	// (counter dimension merchant_group) and see it as merchant.group.
-	Group     string         `json:"group,omitempty"`
+	Group string `json:"group,omitempty"`
+	// Currency is the currency the merchant transacts in, ISO 4217 numeric
+	// ("156"; currency.Payable), "" for any (as every merchant before 6 December
+	// 2026). When set, a card transaction or QR order at the merchant in another
+	// currency (DE 49) is declined 58 merchant-currency-mismatch before the
+	// issuer or the rules are asked (pipeline.ReasonMerchantCurrency), and the
+	// merchant's limits (its own, its tier's, its grade's) are minor units of it,
+	// and shown in it (docs/merchant-risk.md, "Currency of the limits"). The
+	// rules see it as merchant.currency.
+	Currency  string         `json:"currency,omitempty"`
 	Tier      string         `json:"tier"`
 	Rating    string         `json:"rating"`
 	Limits    Limits         `json:"limits"`
@@ -159,6 +169,15 @@ type Merchant struct {
 	CreatedAt time.Time      `json:"created_at"`
 	UpdatedAt time.Time      `json:"updated_at"`
 	Version   int64          `json:"version"` // incremented by every applied change
+}
+
+// LimitsCurrency is the currency the merchant's limits are shown in: its own
+// (Currency), or the acquirer's (currency.Acquirer) for a merchant that takes any.
+func (m *Merchant) LimitsCurrency() string {
+	if m.Currency != "" {
+		return m.Currency
+	}
+	return currency.Acquirer
 }
 
 // Binding is the identity a terminal is bound to. An empty field is not bound.
@@ -543,6 +562,8 @@ func (m *Merchant) Validate() error {
 			"a card number has no place in a merchant's name", m.ID)
 	case m.Group != "" && !isIdent(m.Group, 32):
 		return invalidf("merchant %s: group %q: want 1 to 32 letters, digits, '-', '_' or '.', or none", m.ID, m.Group)
+	case m.Currency != "" && !currency.Payable(m.Currency):
+		return invalidf("merchant %s: %v, or none for any currency", m.ID, currency.CheckPayable(m.Currency))
 	case !isIdent(m.Tier, 32):
 		return invalidf("merchant %s: tier %q: want an identifier such as micro, standard or enterprise", m.ID, m.Tier)
 	case m.Rating != RatingLow && m.Rating != RatingMedium && m.Rating != RatingHigh:

@@ -224,8 +224,8 @@ func TestMerchantNameLatinCSV(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	if len(lines) != 2 || !strings.HasSuffix(lines[0], ",name_latin,name_language") ||
-		!strings.HasSuffix(lines[1], ",Shanghai Fresh Fruit,zh") {
+	if len(lines) != 2 || !strings.HasSuffix(lines[0], ",name_latin,name_language,currency") ||
+		!strings.HasSuffix(lines[1], ",Shanghai Fresh Fruit,zh,") {
 		t.Fatalf("export:\n%s", out.String())
 	}
 	// The export imports back: the same merchant under another ID.

@@ -136,6 +136,7 @@ func merchantPatchFields(p *MerchantPatch, m, n *Merchant) []patchField {
 	str("mcc", &p.MCC, m.MCC, n.MCC)
 	str("region", &p.Region, m.Region, n.Region)
 	str("group", &p.Group, m.Group, n.Group)
+	str("currency", &p.Currency, m.Currency, n.Currency)
 	str("tier", &p.Tier, m.Tier, n.Tier)
 	str("rating", &p.Rating, m.Rating, n.Rating)
 	if p.Limits != nil {

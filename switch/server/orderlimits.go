@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/switch/journal"
+	"github.com/switchyard/switchyard/switch/pipeline"
 	"github.com/switchyard/switchyard/switch/qrorder"
 	"github.com/switchyard/switchyard/switch/registry"
 )
@@ -62,6 +63,10 @@ const (
 	refuseDailyLimit   = "merchant-daily-limit"
 	refuseDailyCount   = "merchant-daily-count"
 	refuseMonthlyLimit = "merchant-monthly-limit"
+	// refuseCurrency: the order is in another currency than its merchant's
+	// (registry currency, set or changed after the order was made; an order
+	// request in another is declined, pipeline.ReasonMerchantCurrency).
+	refuseCurrency = pipeline.ReasonMerchantCurrency
 )
 
 // dailyLimitWindow and monthlyLimitWindow are the windows of a merchant's daily
@@ -179,6 +184,9 @@ func (d *orderDesk) refusal(ctx context.Context, o qrorder.Order, amount int64, 
 	}
 	if m.Status != registry.MerchantActive {
 		return refuseMerchant, nil, nil
+	}
+	if m.Currency != "" && o.Currency != m.Currency {
+		return refuseCurrency, nil, nil
 	}
 	if m.Limits.PerTransaction > 0 && amount > m.Limits.PerTransaction {
 		return refuseSingleLimit, nil, nil

@@ -60,7 +60,8 @@ func (h fakeHistory) Scan(_ context.Context, q journal.Query, fn func(*journal.R
 // (and one with its amount) skipped the merchant's limits and status: a payment of
 // any amount was taken. Once the amount is known, at the notification, a payment over
 // the merchant's per-transaction limit, one that takes its last 24 hours over its
-// daily limit, and one to a frozen merchant or a suspended terminal are refused: the
+// daily limit, one to a frozen merchant or a suspended terminal, and one of an order
+// in another currency than its merchant's (since given one) are refused: the
 // order is refunded, the payment journaled late (reversed, the reversal naming the
 // reason) and counted refused. A payment within the limits is taken.
 func TestNotifiedPaymentOverMerchantLimits(t *testing.T) {
@@ -73,10 +74,12 @@ func TestNotifiedPaymentOverMerchantLimits(t *testing.T) {
 			"T0000002": {ID: "T0000002", MerchantID: "M1", Status: registry.TerminalActive},
 			"T0000003": {ID: "T0000003", MerchantID: "M2", Status: registry.TerminalActive},
 			"T0000004": {ID: "T0000004", MerchantID: "M1", Status: registry.TerminalSuspended},
+			"T0000005": {ID: "T0000005", MerchantID: "M3", Status: registry.TerminalActive},
 		},
 		merchants: map[string]*registry.Merchant{
 			"M1": {ID: "M1", Status: registry.MerchantActive, Limits: limits},
 			"M2": {ID: "M2", Status: registry.MerchantFrozen, Limits: limits},
+			"M3": {ID: "M3", Status: registry.MerchantActive, Currency: "392"},
 		},
 	}
 	// M1 took 950,000 today on its other terminal (and a reversed 500,000 and an
@@ -102,6 +105,8 @@ func TestNotifiedPaymentOverMerchantLimits(t *testing.T) {
 		{"over the daily limit", "100000000023", "T0000001", 0, 60_000, refuseDailyLimit},
 		{"frozen merchant", "100000000024", "T0000003", 0, 100, refuseMerchant},
 		{"suspended terminal", "100000000025", "T0000004", 0, 100, refuseTerminal},
+		// An order in 156 of a merchant whose currency became 392 after it was made.
+		{"merchant of another currency", "100000000027", "T0000005", 0, 100, refuseCurrency},
 		{"within the limits", "100000000026", "T0000001", 0, 50_000, ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -131,8 +136,8 @@ func TestNotifiedPaymentOverMerchantLimits(t *testing.T) {
 			}
 		})
 	}
-	if n := testutil.ToFloat64(notified.WithLabelValues("wechat", noteRefused)); n != 5 {
-		t.Errorf("refused counted %v times, want 5", n)
+	if n := testutil.ToFloat64(notified.WithLabelValues("wechat", noteRefused)); n != 6 {
+		t.Errorf("refused counted %v times, want 6", n)
 	}
 	if n := testutil.ToFloat64(notified.WithLabelValues("wechat", notePaid)); n != 1 {
 		t.Errorf("paid counted %v times, want 1", n)

@@ -116,6 +116,7 @@ func Diff(before, after json.RawMessage) []string {
 		}
 	}
 	sort.Strings(names)
+	bcur, acur := limitsCurrency(b), limitsCurrency(a)
 	var out []string
 	for _, k := range names {
 		bv, av := string(b[k]), string(a[k])
@@ -123,10 +124,13 @@ func Diff(before, after json.RawMessage) []string {
 			continue
 		}
 		if before == nil {
-			out = append(out, fmt.Sprintf("%s: %s", k, av)+limitsNote(k, nil, a[k]))
+			out = append(out, fmt.Sprintf("%s: %s", k, av)+limitsNote(k, nil, a[k], bcur, acur))
 			continue
 		}
-		line := fmt.Sprintf("%s: %s -> %s", k, orDash(bv), orDash(av)) + limitsNote(k, b[k], a[k])
+		line := fmt.Sprintf("%s: %s -> %s", k, orDash(bv), orDash(av)) + limitsNote(k, b[k], a[k], bcur, acur)
+		if k == "currency" && string(b["limits"]) == string(a["limits"]) {
+			line += limitsReread(a["limits"], bcur, acur)
+		}
 		var bs, as string
 		if json.Unmarshal(b[k], &bs) == nil && json.Unmarshal(a[k], &as) == nil {
 			if la := actorname.LookAlike(bs, as); la != "" {
@@ -142,11 +146,13 @@ func Diff(before, after json.RawMessage) []string {
 
 // limitsNote is what Diff adds to the line of a merchant's limits (field
 // "limits", stored in minor units): the limits as people read them, in the
-// acquirer's currency (docs/merchant-risk.md, "Currency of the limits"), before
-// and after, or after alone for a new record (before nil): " (txn/day/month in
-// 156: 500.00/-/- -> 1000.00/-/-)". "" for another field or values that are not
-// limits.
-func limitsNote(field string, before, after json.RawMessage) string {
+// merchant's currency before and after (bcur, acur: its "currency", or the
+// acquirer's for a merchant of any; docs/merchant-risk.md, "Currency of the
+// limits"), before and after, or after alone for a new record (before nil):
+// " (txn/day/month in 156: 500.00/-/- -> 1000.00/-/-)", or, when the change
+// moves the merchant to another currency, " (txn/day/month: 500.00/-/- in 156 ->
+// 100000/-/- in 392)". "" for another field or values that are not limits.
+func limitsNote(field string, before, after json.RawMessage, bcur, acur string) string {
 	if field != "limits" {
 		return ""
 	}
@@ -154,9 +160,35 @@ func limitsNote(field string, before, after json.RawMessage) string {
 	if json.Unmarshal(after, &al) != nil || (before != nil && json.Unmarshal(before, &bl) != nil) {
 		return ""
 	}
-	cur := currency.Acquirer
-	if before == nil {
-		return fmt.Sprintf(" (txn/day/month in %s: %s)", cur, limitsText(al, cur))
+	switch {
+	case before == nil:
+		return fmt.Sprintf(" (txn/day/month in %s: %s)", acur, limitsText(al, acur))
+	case bcur != acur:
+		return fmt.Sprintf(" (txn/day/month: %s in %s -> %s in %s)", limitsText(bl, bcur), bcur, limitsText(al, acur), acur)
 	}
-	return fmt.Sprintf(" (txn/day/month in %s: %s -> %s)", cur, limitsText(bl, cur), limitsText(al, cur))
+	return fmt.Sprintf(" (txn/day/month in %s: %s -> %s)", acur, limitsText(bl, bcur), limitsText(al, acur))
+}
+
+// limitsReread is what Diff adds to the line of a merchant's currency when the
+// change leaves its limits (limits, JSON) as they are: the same minor units read
+// in the new currency, " (limits kept in minor units: 500.00/-/- in 156 now
+// 50000/-/- in 392)", for the reviewer to see what they become; "" for a
+// merchant without amount limits.
+func limitsReread(limits json.RawMessage, bcur, acur string) string {
+	var l registry.Limits
+	if json.Unmarshal(limits, &l) != nil || l.PerTransaction == 0 && l.Daily == 0 && l.Monthly == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (limits kept in minor units: txn/day/month %s in %s now %s in %s)", limitsText(l, bcur), bcur, limitsText(l, acur), acur)
+}
+
+// limitsCurrency is the currency a merchant's limits are in, from the merchant's
+// JSON fields: its "currency", or the acquirer's (currency.Acquirer) when it has
+// none (or the record is not a merchant's).
+func limitsCurrency(fields map[string]json.RawMessage) string {
+	var c string
+	if raw, ok := fields["currency"]; ok && json.Unmarshal(raw, &c) == nil && c != "" {
+		return c
+	}
+	return currency.Acquirer
 }

@@ -18,11 +18,12 @@ func merchantFlags(f *flags) func() (registry.MerchantPatch, error) {
 	mcc := f.String("mcc", "", "merchant category code")
 	region := f.String("region", "", "region")
 	group := f.String("group", "", "merchant group (chain, parent company); \"\" for none")
+	cur := f.String("currency", "", "the currency the merchant transacts in, ISO 4217 numeric (156 CNY, 840 USD, 392 JPY): transactions in another are declined 58, its limits are minor units of it; \"\" for any currency")
 	tier := f.String("tier", "", "tier")
 	rating := f.String("rating", "", "risk rating: low, medium or high")
-	lTxn := f.Int64("limit-txn", 0, "per-transaction limit in minor units (0: none)")
-	lDay := f.Int64("limit-daily", 0, "daily limit in minor units (0: none)")
-	lMon := f.Int64("limit-monthly", 0, "monthly limit in minor units (0: none)")
+	lTxn := f.Int64("limit-txn", 0, "per-transaction limit in minor units of the merchant's currency (0: none)")
+	lDay := f.Int64("limit-daily", 0, "daily limit in minor units of the merchant's currency (0: none)")
+	lMon := f.Int64("limit-monthly", 0, "monthly limit in minor units of the merchant's currency (0: none)")
 	lCnt := f.Int64("limit-count", 0, "most approved purchases and pre-authorizations in 24 hours (0: none)")
 	return func() (registry.MerchantPatch, error) {
 		var p registry.MerchantPatch
@@ -34,6 +35,11 @@ func merchantFlags(f *flags) func() (registry.MerchantPatch, error) {
 		}
 		p.Name, p.MCC, p.Region, p.Tier, p.Rating = str("name", name), str("mcc", mcc), str("region", region), str("tier", tier), str("rating", rating)
 		p.Group = str("group", group)
+		if p.Currency = str("currency", cur); p.Currency != nil && *p.Currency != "" {
+			if err := currency.CheckPayable(*p.Currency); err != nil {
+				return p, usagef("--currency: %v, or \"\" for any currency", err)
+			}
+		}
 		p.NameLatin, p.NameLanguage = str("name-latin", latin), str("name-language", lang)
 		if f.set("limit-txn") || f.set("limit-daily") || f.set("limit-monthly") || f.set("limit-count") {
 			p.Limits = &registry.Limits{PerTransaction: *lTxn, Daily: *lDay, Monthly: *lMon, DailyCount: *lCnt}
@@ -85,9 +91,10 @@ func (t *tool) merchant(args []string) error {
 		}
 		var rows [][]string
 		for _, m := range ms {
-			rows = append(rows, []string{m.ID, m.Name, m.MCC, m.Region, m.Tier, m.Rating, string(m.Status), limitsText(m.Limits, currency.Acquirer)})
+			rows = append(rows, []string{m.ID, m.Name, m.MCC, m.Region, m.Tier, m.Rating, string(m.Status), orDash(m.Currency),
+				m.LimitsCurrency() + " " + limitsText(m.Limits, m.LimitsCurrency())})
 		}
-		t.table("ID\tNAME\tMCC\tREGION\tTIER\tRATING\tSTATUS\tLIMITS "+currency.Acquirer+" (txn/day/month)", rows)
+		t.table("ID\tNAME\tMCC\tREGION\tTIER\tRATING\tSTATUS\tCURRENCY\tLIMITS (txn/day/month)", rows)
 		return nil
 	case "show":
 		pos, err := f.parseN(args, 1, "a merchant ID")
@@ -118,13 +125,16 @@ func (t *tool) merchant(args []string) error {
 		if err != nil {
 			return err
 		}
-		p, _ := patch()
+		p, err := patch()
+		if err != nil {
+			return err
+		}
 		m := registry.Merchant{ID: pos[0], Rating: registry.RatingMedium, Status: registry.MerchantActive}
 		for _, x := range []struct {
 			dst *string
 			v   *string
 		}{{&m.Name, p.Name}, {&m.NameLatin, p.NameLatin}, {&m.NameLanguage, p.NameLanguage}, {&m.MCC, p.MCC}, {&m.Region, p.Region},
-			{&m.Group, p.Group}, {&m.Tier, p.Tier}, {&m.Rating, p.Rating}} {
+			{&m.Group, p.Group}, {&m.Currency, p.Currency}, {&m.Tier, p.Tier}, {&m.Rating, p.Rating}} {
 			if x.v != nil {
 				*x.dst = *x.v
 			}
@@ -147,9 +157,12 @@ func (t *tool) merchant(args []string) error {
 		if err != nil {
 			return err
 		}
-		p, _ := patch()
+		p, err := patch()
+		if err != nil {
+			return err
+		}
 		if p == (registry.MerchantPatch{}) {
-			return usagef("merchant change: nothing to change (give --name, --name-latin, --name-language, --mcc, --region, --group, --tier, --rating or --limit-*)")
+			return usagef("merchant change: nothing to change (give --name, --name-latin, --name-language, --mcc, --region, --group, --currency, --tier, --rating or --limit-*)")
 		}
 		var c registry.Change
 		if err := t.call("PATCH", "/api/v1/merchants/"+seg(pos[0]), registry.MerchantPatchRequest{MerchantPatch: p, Reason: *reason}, &c); err != nil {

@@ -132,6 +132,9 @@ type ratingView struct {
 	Why        string            `json:"why"`
 	Policy     string            `json:"policy"`
 	Thresholds map[string]string `json:"thresholds"`
+	// Currency is the currency of the limits: the merchant's, or the acquirer's;
+	// "" from a switch before merchants had one (the acquirer's).
+	Currency string `json:"currency"`
 }
 
 func (t *tool) printRating(v *ratingView) {
@@ -150,10 +153,14 @@ func (t *tool) printRating(v *ratingView) {
 		th = append(th, g+": "+v.Thresholds[g])
 	}
 	fmt.Fprintf(t.out, "grades: %s\n", strings.Join(th, ", "))
+	cur := v.Currency
+	if cur == "" {
+		cur = currency.Acquirer
+	}
 	var lim []string
 	for _, k := range []string{"single", "daily", "monthly", "softpos"} {
 		if n := v.Limits[k]; n > 0 {
-			lim = append(lim, k+" "+currency.Format(n, currency.Acquirer)+" "+currency.Acquirer)
+			lim = append(lim, k+" "+currency.Format(n, cur)+" "+cur)
 		}
 	}
 	if len(lim) == 0 {

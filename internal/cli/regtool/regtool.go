@@ -53,17 +53,20 @@ default Asia/Shanghai); --json prints the switch's JSON instead, for scripts.
   switchyard merchant profile ID [--refresh]   (what the rules see as merchant.profile: learned or the
                  tier's defaults, and when computed; --refresh recomputes every profile first, operators)
   switchyard merchant register ID --name N [--name-latin ASCII] [--name-language zh] --mcc NNNN --region R [--group G]
-                 --tier T [--rating low|medium|high] [--limit-txn FEN] [--limit-daily FEN] [--limit-monthly FEN]
-                 [--limit-count N] [--pending] [--reason TEXT]
+                 [--currency NNN] --tier T [--rating low|medium|high] [--limit-txn MINOR] [--limit-daily MINOR]
+                 [--limit-monthly MINOR] [--limit-count N] [--pending] [--reason TEXT]
                  (--name-latin: the name in 1 to 25 printable ASCII characters, a QR code's ID 59, for a name in
-                 another script; --name-language: its ISO 639-1 language, else derived from the script)
+                 another script; --name-language: its ISO 639-1 language, else derived from the script;
+                 --currency: the ISO 4217 numeric code it transacts in, 156 CNY, 840 USD, 392 JPY: others are
+                 declined 58, the limits are minor units of it; none: any currency)
   switchyard merchant change ID [--name N] [--name-latin A] [--name-language L] [--mcc M] [--region R] [--group G]
-                 [--tier T] [--rating R] [--limit-* ...] [--reason TEXT]
-                 (--name-latin "" / --name-language "": take the ASCII name / the language away)
+                 [--currency NNN] [--tier T] [--rating R] [--limit-* ...] [--reason TEXT]
+                 (--name-latin "" / --name-language "" / --currency "": take the ASCII name / the language /
+                 the currency away)
   switchyard merchant activate|freeze|unfreeze|close ID [--reason TEXT]
   switchyard merchant import FILE.csv [--reason TEXT] [--dry-run]
                  (columns merchant_id,name,mcc,region,group,tier,rating,status,limit_txn,limit_daily,
-                 limit_monthly,limit_count,name_latin,name_language; one change for all the rows that pass,
+                 limit_monthly,limit_count,name_latin,name_language,currency; one change for all the rows that pass,
                  approved by a reviewer)
   switchyard merchant rating ID [--pin A..E --reason TEXT [--days N] | --unpin --reason TEXT]
                  (the rating in force, the score and the facts behind it, its limits; pins: analysts)

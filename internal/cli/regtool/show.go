@@ -58,6 +58,18 @@ func limitsLong(l registry.Limits, cur string) string {
 	return strings.Join(parts, ", ")
 }
 
+// merchantCurrency is a merchant's currency as show prints it: "392 (JPY)", or
+// "any" for a merchant that takes any.
+func merchantCurrency(m *registry.Merchant) string {
+	if m.Currency == "" {
+		return "any"
+	}
+	if a := currency.Alpha(m.Currency); a != "" {
+		return m.Currency + " (" + a + ")"
+	}
+	return m.Currency
+}
+
 func (t *tool) printMerchant(m *registry.Merchant) {
 	t.fields([][2]string{
 		{"Merchant", m.ID},
@@ -67,10 +79,11 @@ func (t *tool) printMerchant(m *registry.Merchant) {
 		{"MCC", m.MCC},
 		{"Region", m.Region},
 		{"Group", m.Group},
+		{"Currency", merchantCurrency(m)},
 		{"Tier", m.Tier},
 		{"Rating", m.Rating},
 		{"Status", withReason(string(m.Status), m.Note)},
-		{"Limits", limitsLong(m.Limits, currency.Acquirer)},
+		{"Limits", limitsLong(m.Limits, m.LimitsCurrency())},
 		{"Created", t.when(m.CreatedAt)},
 		{"Updated", t.when(m.UpdatedAt)},
 		{"Version", fmt.Sprint(m.Version)},
