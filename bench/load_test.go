@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bufio"
 	"context"
 	"encoding/binary"
 	"io"
@@ -12,6 +13,9 @@ import (
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/switchyard/switchyard/switch/frontend"
+	"github.com/switchyard/switchyard/switch/message"
 )
 
 // dyingSwitch is a stand-in for a switch on loopback TCP: it answers each request
@@ -136,5 +140,98 @@ func TestRunLoadTerminalsShared(t *testing.T) {
 		if _, err := RunLoad(context.Background(), o); err == nil || !strings.Contains(err.Error(), "terminals") {
 			t.Errorf("%d terminals over %d connections: %v, want an error", o.Terminals, o.Conns, err)
 		}
+	}
+}
+
+// codeSwitch is a stand-in for a switch on loopback TCP that answers every request
+// with a response whose DE 39 is code(n), n counting the requests from 1.
+func codeSwitch(t *testing.T, code func(n int64) string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var n atomic.Int64
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					body, err := frontend.ReadFrame(br, nil, 0xFFFF)
+					if err != nil {
+						return
+					}
+					req, err := message.Decode(body, message.DialectASCII)
+					if err != nil {
+						t.Errorf("codeSwitch: %v", err)
+						return
+					}
+					raw, err := message.NewResponseBuilder(req).Set(39, code(n.Add(1))).Bytes(nil)
+					if err != nil {
+						t.Errorf("codeSwitch: %v", err)
+						return
+					}
+					if _, err := c.Write(frontend.AppendFrame(nil, raw)); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// TestRunLoadFailuresAreNoAuthorizations: answers 91 (the switch's answer at once
+// when a listener's limit is reached, or its issuer unavailable) and 96 are failures,
+// not authorizations: they are counted as failed and in the codes, but not in the
+// throughput, the latency or the count the CPU per authorization divides by; a window
+// of nothing but failures is no measurement. A decline (05) is an authorization.
+func TestRunLoadFailuresAreNoAuthorizations(t *testing.T) {
+	addr := codeSwitch(t, func(n int64) string {
+		switch n % 4 {
+		case 0:
+			return "91"
+		case 1:
+			return "96"
+		case 2:
+			return "05"
+		}
+		return "00"
+	})
+	res, err := RunLoad(t.Context(), LoadOptions{Addr: addr, Terminals: 8, Conns: 2, Depth: 4, Duration: 300 * time.Millisecond, Warmup: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok, failed := res.Codes["00"]+res.Codes["05"], res.Codes["91"]+res.Codes["96"]
+	if ok == 0 || failed == 0 {
+		t.Fatalf("codes %v: want 00, 05, 91 and 96 answers", res.Codes)
+	}
+	if res.Failed != failed || res.Hist.TotalCount() != ok {
+		t.Errorf("codes %v: failed %d, histogram %d: want failed %d (91, 96) and %d authorizations (00, 05) in the histogram",
+			res.Codes, res.Failed, res.Hist.TotalCount(), failed, ok)
+	}
+	if want := float64(ok) / res.Elapsed.Seconds(); res.TPS != want {
+		t.Errorf("TPS %.0f: want %.0f, the authorizations alone", res.TPS, want)
+	}
+	if p := res.Phase("switch"); p.Failed != failed || p.Count != ok || int64(len(res.Samples)) != ok {
+		t.Errorf("phase failed %d count %d, %d samples: want %d and %d", p.Failed, p.Count, len(res.Samples), failed, ok)
+	}
+
+	busy := codeSwitch(t, func(int64) string { return "91" })
+	res, err = RunLoad(t.Context(), LoadOptions{Addr: busy, Terminals: 8, Conns: 2, Depth: 4, Duration: 200 * time.Millisecond, Warmup: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.TPS != 0 || res.Failed == 0 {
+		t.Errorf("a switch answering 91 to all: %.0f/s, %d failed: want 0/s", res.TPS, res.Failed)
+	}
+	if err := res.Measured(); err == nil || !strings.Contains(err.Error(), "no authorization") || !strings.Contains(err.Error(), "91 x ") {
+		t.Errorf("Measured of a window of 91s: %v, want an error naming them", err)
 	}
 }

@@ -829,6 +829,12 @@ func (r *Report) Print(w io.Writer) {
 		}
 		return fmt.Sprint(l.Errors)
 	})
+	row("failed (91, 96)", func(l *LoadResult) string {
+		if l == nil {
+			return "-"
+		}
+		return fmt.Sprint(l.Failed)
+	})
 	fmt.Fprintf(w, "%-28s %12.1f\n", "switch CPU µs/authorization", r.CPUPerAuthUS)
 	fmt.Fprintf(w, "%-28s %12.1f\n", "issuer-sim CPU µs/auth", r.SimCPUPerAuthUS)
 	fmt.Fprintf(w, "%-28s %12.1f\n", "harness CPU µs/auth", r.HarnessCPUPerAuthUS)

@@ -142,8 +142,8 @@ func runBenchMode(env *Env, fs *flag.FlagSet, o bench.Options, fo bench.FaultOpt
 			return benchFailed(env, err)
 		}
 		h := res.Hist
-		fmt.Fprintf(env.Stdout, "%.0f/s  p50 %dµs  p90 %dµs  p99 %dµs  p99.9 %dµs  max %dµs  errors %d  codes %v\n", res.TPS,
-			h.ValueAtQuantile(50), h.ValueAtQuantile(90), h.ValueAtQuantile(99), h.ValueAtQuantile(99.9), h.Max(), res.Errors, res.Codes)
+		fmt.Fprintf(env.Stdout, "%.0f/s  p50 %dµs  p90 %dµs  p99 %dµs  p99.9 %dµs  max %dµs  errors %d  failed (91, 96) %d  codes %v\n", res.TPS,
+			h.ValueAtQuantile(50), h.ValueAtQuantile(90), h.ValueAtQuantile(99), h.ValueAtQuantile(99.9), h.Max(), res.Errors, res.Failed, res.Codes)
 		return 0
 	}
 	o.Version = Version
