@@ -2,8 +2,10 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"os/exec"
@@ -127,6 +129,8 @@ type Report struct {
 	Curve      []CurvePoint
 	Settle     *SettleInfo
 	Cards      *CardsResult
+	// started is when Run began, before its first process: the result's Started.
+	started time.Time
 }
 
 // proc is a process the bench started (issuer simulator, switch, relay...), its
@@ -377,6 +381,7 @@ func waitApproving(ctx context.Context, addr string) error {
 // Run starts an issuer simulator, the demo switch and a relay as processes of their own,
 // loads the switch and then the relay, and reports.
 func Run(ctx context.Context, o Options) (*Report, error) {
+	started := time.Now()
 	if o.Exe == "" {
 		exe, err := selfExe()
 		if err != nil {
@@ -503,7 +508,7 @@ security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504
 		fmt.Fprintf(o.Out, "fleet: %d load terminals and %d bench terminals registered (requested and approved through the admin API)\n",
 			orDefault(o.Terminals, 2000), len(fleet.plan.all))
 	}
-	rep := &Report{}
+	rep := &Report{started: started}
 	rep.cpuOf = func() (a, b, c time.Duration) {
 		a, _ = cpuTime(sw.cmd.Process.Pid)
 		b, _ = cpuTime(sim.cmd.Process.Pid)
@@ -638,7 +643,7 @@ security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504
 // result assembles the report of the run, with the targets of the issue.
 func (rep *Report) result(o Options) *Result {
 	host, _ := os.Hostname()
-	r := &Result{Started: time.Now().UTC().Add(-o.Duration * 3), Host: fmt.Sprintf("%s, %s/%s, %d CPUs", host, runtime.GOOS, runtime.GOARCH, runtime.NumCPU()),
+	r := &Result{Started: rep.started.UTC(), Host: fmt.Sprintf("%s, %s/%s, %d CPUs", host, runtime.GOOS, runtime.GOARCH, runtime.NumCPU()),
 		Version: o.Version, Scenario: o.Scenario,
 		Settings: Settings{Terminals: orDefault(o.Terminals, 2000), Conns: orDefault(o.Conns, 64), Depth: orDefault(o.Depth, 8),
 			Duration: o.Duration, Warmup: o.Warmup, Rate: o.Rate, IssuerLatency: o.IssuerLatency, IssuerLatencyP99: o.IssuerLatencyP99},
@@ -727,15 +732,33 @@ func CheckResultsDir(dir string) error {
 	return os.Remove(name)
 }
 
-// WriteReports writes the result as JSON and HTML into dir, named by the time of the
-// run, and returns the two paths.
+// WriteReports writes the result as JSON and HTML into dir, named by the run's start
+// in UTC (bench-20261206-140536.json; now when the result has no start), and returns
+// the two paths. It never replaces a report: a name taken (two runs started in one
+// second, or a clock set back) gets a suffix, bench-20261206-140536-2.json.
 func (r *Result) WriteReports(dir string) (string, string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", "", err
 	}
-	base := filepath.Join(dir, "bench-"+time.Now().Format("20060102-150405"))
+	at := r.Started
+	if at.IsZero() {
+		at = time.Now()
+	}
+	stem := filepath.Join(dir, "bench-"+at.UTC().Format("20060102-150405"))
+	base := stem
+	for n := 2; ; n++ {
+		_, errJ := os.Lstat(base + ".json")
+		_, errH := os.Lstat(base + ".html")
+		if errors.Is(errJ, fs.ErrNotExist) && errors.Is(errH, fs.ErrNotExist) {
+			break
+		}
+		if n > 1000 {
+			return "", "", fmt.Errorf("%s: no free report name after %d tries", stem, n)
+		}
+		base = fmt.Sprintf("%s-%d", stem, n)
+	}
 	write := func(name string, w func(io.Writer) error) error {
-		f, err := os.Create(name)
+		f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644) // never another run's report
 		if err != nil {
 			return err
 		}
