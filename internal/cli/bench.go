@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/switchyard/switchyard/bench"
 	"github.com/switchyard/switchyard/internal/cli/kit"
@@ -116,6 +118,23 @@ func runBenchMode(env *Env, fs *flag.FlagSet, o bench.Options, fo bench.FaultOpt
 	if rounds < 1 || rounds > 20 {
 		return fail(env, "bench: --rounds %d: want 1 to 20", rounds)
 	}
+	if clusterNodes != 0 && (clusterNodes < 3 || clusterNodes > 5) {
+		fmt.Fprintf(env.Stderr, "switchyard: bench: --cluster %d: a cluster of R3 streams needs 3 to 5 nodes\n", clusterNodes)
+		return kit.ExitUsage
+	}
+	mode := ""
+	switch {
+	case clusterNodes != 0:
+		mode = "--cluster"
+	case faults:
+		mode = "--faults"
+	case target != "":
+		mode = "--target"
+	}
+	if msg := benchFlagsIgnored(fs, mode, o, fo, faultRate, results); msg != "" {
+		fmt.Fprintf(env.Stderr, "switchyard: bench: %s\n", msg)
+		return kit.ExitUsage
+	}
 	if msg := checkBenchFlags(fs, o, target != "", clusterNodes != 0 || faults); msg != "" {
 		fmt.Fprintf(env.Stderr, "switchyard: bench: %s\n", msg)
 		return kit.ExitUsage
@@ -166,8 +185,9 @@ func runBenchMode(env *Env, fs *flag.FlagSet, o bench.Options, fo bench.FaultOpt
 // values the bench used to replace with its defaults without a word (a zero or
 // negative duration, terminals, connections or depth), or that make no load (a
 // negative, infinite or NaN rate), or a share of the terminals that cannot be. The
-// fault and cluster benches take --duration, --warmup, --terminals, --conns and
-// --depth only when given (own sets: only those are checked).
+// cluster bench takes --duration, --warmup, --terminals, --conns, --depth and --rate
+// only when given, the fault bench --terminals and --conns (own sets: only those
+// given are checked; benchFlagsIgnored refuses the others).
 func checkBenchFlags(fs *flag.FlagSet, o bench.Options, target, ownDefaults bool) string {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -204,6 +224,91 @@ func checkBenchFlags(fs *flag.FlagSet, o bench.Options, target, ownDefaults bool
 	}
 	if o.CUPTerminals < 0 || o.CUPTerminals > 0 && o.CUPTerminals >= o.Terminals {
 		return fmt.Sprintf("--cup-terminals %d: want 0 up to --terminals (%d) less one", o.CUPTerminals, o.Terminals)
+	}
+	return ""
+}
+
+// benchModeFlags are the flags each kind of bench takes, by the flag that chooses it
+// ("": the ordinary bench). A flag given to a bench that does not take it used to be
+// ignored without a word (an --outage without --faults, a --curve with --cluster).
+var benchModeFlags = map[string]string{
+	"": "duration warmup relay-duration relay-burn relay-journal-window journal-window journal-window-cpu relay-journal " +
+		"terminals conns depth rate cpuprofile workdir rules issuer-latency issuer-latency-p99 plain cup-terminals qr-share " +
+		"scenario payshield results curve curve-step fresh settle-timeout cards",
+	"--target":  "target duration warmup terminals conns depth rate results",
+	"--faults":  "faults drop late issuer-timeout before outage outage-mode after-outage no-kill after-kill settle fault-rate terminals conns workdir rules results",
+	"--cluster": "cluster cluster-tls profile rounds duration warmup terminals conns depth rate workdir rules results",
+}
+
+// benchFlagsIgnored returns what is wrong ("" when nothing) with the flags given for
+// the bench mode chooses (a key of benchModeFlags): a flag it does not take, a
+// --results it would not write (--target, --cluster: no report files), a flag that
+// goes with another not given, or a value of the fault bench's flags it used to
+// replace with its default without a word (a zero or negative duration or rate).
+func benchFlagsIgnored(fs *flag.FlagSet, mode string, o bench.Options, fo bench.FaultOptions, faultRate float64, results string) string {
+	set := map[string]bool{}
+	var names []string // the flags given, in lexical order: the first wrong one is said
+	fs.Visit(func(f *flag.Flag) { set[f.Name], names = true, append(names, f.Name) })
+	takes := map[string]bool{}
+	for _, name := range strings.Fields(benchModeFlags[mode]) {
+		takes[name] = true
+	}
+	what := "the bench"
+	if mode != "" {
+		what = "bench " + mode
+	}
+	for _, name := range names {
+		if !takes[name] {
+			return fmt.Sprintf("--%s does not apply to %s (it would be ignored); see switchyard bench -h", name, what)
+		}
+	}
+	if set["results"] && results != "" && (mode == "--target" || mode == "--cluster") {
+		return fmt.Sprintf("--results %s: %s writes no report files (its figures are printed); leave --results out", results, what)
+	}
+	switch mode {
+	case "":
+		if set["relay-journal-window"] && !o.RelayJournal {
+			return "--relay-journal-window goes with --relay-journal"
+		}
+		if set["qr-share"] && o.Plain {
+			return "--qr-share does not go with --plain (ordinary purchases only)"
+		}
+		if !(o.QRShare >= 0 && o.QRShare <= 1) {
+			return fmt.Sprintf("--qr-share %v: want a share from 0 to 1", o.QRShare)
+		}
+		if set["curve-step"] && len(o.Curve) == 0 {
+			return "--curve-step goes with --curve"
+		}
+		if (set["fresh"] || set["settle-timeout"]) && o.Rate == 0 && len(o.Curve) == 0 {
+			return "--fresh and --settle-timeout go with an open loop (--rate above 0, or --curve)"
+		}
+		for name, d := range map[string]time.Duration{"relay-burn": o.RelayBurn, "journal-window": o.JournalWindow, "relay-journal-window": o.RelayJournalWindow} {
+			if set[name] && d < 0 {
+				return fmt.Sprintf("--%s %v: want 0 or more", name, d)
+			}
+		}
+		if set["journal-window-cpu"] && o.JournalWindowCPU < 0 {
+			return fmt.Sprintf("--journal-window-cpu %v is not a share between 0 and 1", o.JournalWindowCPU)
+		}
+		if set["issuer-latency"] && o.IssuerLatency < 0 || set["issuer-latency-p99"] && o.IssuerLatencyP99 < 0 {
+			return fmt.Sprintf("--issuer-latency %v, --issuer-latency-p99 %v: want 0 or more", o.IssuerLatency, o.IssuerLatencyP99)
+		}
+	case "--faults":
+		for name, d := range map[string]time.Duration{"issuer-timeout": fo.IssuerTimeout, "before": fo.Before, "outage": fo.Outage,
+			"after-outage": fo.AfterWindow, "after-kill": fo.AfterKill, "settle": fo.Settle} {
+			if d <= 0 {
+				return fmt.Sprintf("--%s %v: want above zero", name, d)
+			}
+		}
+		if !(faultRate > 0 && faultRate <= 1e6) { // NaN too
+			return fmt.Sprintf("--fault-rate %v: want above 0, up to 1000000 a second", faultRate)
+		}
+		if !(fo.Drop >= 0 && fo.Drop <= 1 && fo.Late >= 0 && fo.Late <= 1) { // NaN too
+			return fmt.Sprintf("--drop %v, --late %v: want shares between 0 and 1", fo.Drop, fo.Late)
+		}
+	}
+	if set["rate"] && o.Rate > 0 && o.Rate < 1 {
+		return fmt.Sprintf("--rate %v: want 0 (no open loop) or at least 1 a second", o.Rate)
 	}
 	return ""
 }
