@@ -64,3 +64,28 @@ func TestWriteReportsNeverReplaces(t *testing.T) {
 		t.Fatalf("second report: %v %+v", err, rr)
 	}
 }
+
+// TestTimelineLastSecond: the window ends a few milliseconds after its last whole
+// second (the harness stops on a timer); that sliver is no second of the timeline
+// (it read as a drop to nearly nothing at the end of every chart), and a last part of
+// half a second or more has its throughput over its own length.
+func TestTimelineLastSecond(t *testing.T) {
+	var samples []Sample
+	for sec, n := range []int{100, 100, 100} {
+		for range n {
+			samples = append(samples, Sample{Second: uint16(sec), LatencyUS: 500})
+		}
+	}
+	samples = samples[:250] // the third second holds 50: half a second's worth
+	pts := timeline(samples[:201], 2*time.Second+3*time.Millisecond)
+	if len(pts) != 2 || pts[0].TPS != 100 || pts[1].TPS != 100 {
+		t.Fatalf("a 2.003 s window: %+v, want two seconds at 100/s", pts)
+	}
+	pts = timeline(samples, 2*time.Second+500*time.Millisecond)
+	if len(pts) != 3 || pts[2].TPS != 100 {
+		t.Fatalf("a 2.5 s window with 50 answers in its last half second: %+v, want a third point at 100/s", pts)
+	}
+	if pts := timeline(samples[:30], 300*time.Millisecond); len(pts) != 1 || pts[0].TPS != 100 {
+		t.Fatalf("a 0.3 s window with 30 answers: %+v, want one point at 100/s", pts)
+	}
+}
