@@ -451,6 +451,18 @@ func measure(ctx context.Context, o ClusterOptions, name string, nodes []*benchN
 	if err := ctx.Err(); err != nil {
 		return nil, err // interrupted: RunLoad returns what it measured so far
 	}
+	// Nothing authorized (failures alone, 91s of a lost lease) would read as a
+	// cluster of no cost: its ratio 0.
+	if err := res.Measured(); err != nil {
+		return nil, fmt.Errorf("%s load: %w", name, err)
+	}
+	ps := []*proc{sim}
+	for _, nd := range nodes {
+		ps = append(ps, nd.p)
+	}
+	if err := checkAlive(ps...); err != nil {
+		return nil, fmt.Errorf("%s load: %w", name, err)
+	}
 	ph.Load = res
 	var total time.Duration
 	var idleInWindow float64 // µs

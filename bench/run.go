@@ -221,6 +221,19 @@ func (p *proc) kill() {
 	<-p.done
 }
 
+// checkAlive returns an error naming the first of ps (nil ones skipped) that has
+// exited, with how and the end of its log: a process the bench started that ended
+// during a load (an issuer simulator that crashed makes the switch answer 91s, which
+// would otherwise read as a slower switch) fails the run instead of being reported.
+func checkAlive(ps ...*proc) error {
+	for _, p := range ps {
+		if p != nil && p.exited() {
+			return fmt.Errorf("%s exited during the run (%v); the end of its log %s:\n%s", p.name, p.err, p.log.Name(), p.logTail(10))
+		}
+	}
+	return nil
+}
+
 // logTail is the end of the process's log (at most the last lines lines), for an
 // error message: the log itself goes with a temporary work directory.
 func (p *proc) logTail(lines int) string {
@@ -423,6 +436,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 	defer sim.stop()
+	// helpers are the processes the switch and the relay depend on: one that exits
+	// during a load fails the run (the switch would answer 91s, or nothing).
+	helpers := []*proc{sim}
 	qrCfg := ""
 	if o.QRShare > 0 {
 		walletAddr, err := freeAddr()
@@ -434,6 +450,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			return nil, err
 		}
 		defer ws.stop()
+		helpers = append(helpers, ws)
 		qrCfg = fmt.Sprintf("qr: {demo_wallet: {external: \"http://%s\"}}\n", walletAddr)
 	}
 	termAddr, _ := freeAddr()
@@ -467,6 +484,7 @@ security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504
 			return nil, err
 		}
 		defer hsmProc.stop()
+		helpers = append(helpers, hsmProc)
 		if err := waitListening(ctx, hsmAddr); err != nil {
 			return nil, fmt.Errorf("hsm serve: %w", err)
 		}
@@ -555,6 +573,9 @@ security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504
 	if err := rep.Switch.Measured(); err != nil {
 		return rep, fmt.Errorf("switch load: %w", err)
 	}
+	if err := checkAlive(append(helpers, sw)...); err != nil {
+		return rep, fmt.Errorf("switch load: %w", err)
+	}
 	if profDone != nil {
 		if err := <-profDone; err != nil {
 			fmt.Fprintf(o.Out, "cpu profile: %v\n", err)
@@ -576,6 +597,9 @@ security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504
 		}
 	}
 	if err := ctx.Err(); err != nil {
+		return rep, err
+	}
+	if err := checkAlive(append(helpers, sw)...); err != nil {
 		return rep, err
 	}
 	if err := sw.stop(); err != nil {
@@ -612,6 +636,9 @@ security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504
 	if err := rep.Relay.Measured(); err != nil {
 		return rep, fmt.Errorf("relay load: %w", err)
 	}
+	if err := checkAlive(append(helpers, relay)...); err != nil {
+		return rep, fmt.Errorf("relay load: %w", err)
+	}
 	if rep.Relay.TPS > 0 {
 		rep.Ratio = rep.Switch.TPS / rep.Relay.TPS
 	}
@@ -633,6 +660,9 @@ security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504
 		}
 		if err := ctx.Err(); err != nil {
 			return rep, err
+		}
+		if err := checkAlive(append(helpers, relay)...); err != nil {
+			return rep, fmt.Errorf("relay open loop: %w", err)
 		}
 		rep.RelayPacedCPU = span.figures(rep.RelayPaced.Hist.TotalCount())
 	}

@@ -1,0 +1,64 @@
+package bench
+
+import (
+	"io"
+	"strings"
+	"testing"
+	"time"
+)
+
+// startTestProc starts sh -c script as a process of the bench named name (its log in
+// a temporary directory), killed at the end of the test.
+func startTestProc(t *testing.T, name, script string) *proc {
+	t.Helper()
+	p, err := startProc("sh", t.TempDir(), name, "-c", script)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.kill)
+	return p
+}
+
+// TestCheckAlive: a process of the bench that has exited (an issuer simulator that
+// crashed mid-run) is named with how it exited and the end of its log; running ones
+// and nil ones (a wallet simulator not started) pass.
+func TestCheckAlive(t *testing.T) {
+	live := startTestProc(t, "relay", "exec sleep 60")
+	dead := startTestProc(t, "issuer-sim", "echo 'issuer-sim: out of memory'; exit 3")
+	select {
+	case <-dead.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("sh -c 'exit 3' still running after 10 s")
+	}
+	if err := checkAlive(live, nil); err != nil {
+		t.Fatalf("a running process: %v", err)
+	}
+	err := checkAlive(live, nil, dead)
+	if err == nil || !strings.Contains(err.Error(), "issuer-sim exited during the run (exit status 3)") || !strings.Contains(err.Error(), "out of memory") {
+		t.Fatalf("an exited process: %v", err)
+	}
+}
+
+// TestClusterMeasureNothingAuthorized: a phase of the cluster bench whose switch
+// answers nothing but failures (91: a node's lost lease, its journal unavailable)
+// fails, where its CPU per authorization used to read 0 and the cluster's ratio to
+// the single node 0.00×; and an issuer simulator that exited during the load fails it.
+func TestClusterMeasureNothingAuthorized(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits the cluster bench's 3 s idle window twice")
+	}
+	node := &benchNode{n: 1, p: startTestProc(t, "node1", "exec sleep 60"), termAddr: codeSwitch(t, func(int64) string { return "91" })}
+	sim := startTestProc(t, "issuer-sim", "exec sleep 60")
+	o := ClusterOptions{Terminals: 8, Conns: 2, Depth: 4, Duration: 200 * time.Millisecond, Warmup: 50 * time.Millisecond, Out: io.Discard}
+	ph, err := measure(t.Context(), o, "cluster of 1", []*benchNode{node}, sim)
+	if err == nil || !strings.Contains(err.Error(), "no authorization") {
+		t.Fatalf("a node answering 91 to all: %v, %+v; want an error", err, ph)
+	}
+
+	node.termAddr = codeSwitch(t, func(int64) string { return "00" })
+	dead := startTestProc(t, "issuer-sim", "exit 1")
+	<-dead.done
+	if _, err := measure(t.Context(), o, "cluster of 1", []*benchNode{node}, dead); err == nil || !strings.Contains(err.Error(), "issuer-sim exited during the run") {
+		t.Fatalf("the simulator exited: %v, want an error", err)
+	}
+}
