@@ -28,7 +28,7 @@ func (l *LoadResult) Phase(name string) *Phase {
 // every chart.)
 func timeline(samples []Sample, elapsed time.Duration) []Point {
 	seconds := int(elapsed / time.Second)
-	last := elapsed - time.Duration(seconds)*time.Second // the part after the whole seconds
+	last := elapsed - time.Duration(seconds)*time.Second   // the part after the whole seconds
 	if last >= time.Second/2 || seconds == 0 && last > 0 { // a window under a second is one point
 		seconds++
 	} else {
