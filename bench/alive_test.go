@@ -2,6 +2,8 @@ package bench
 
 import (
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -60,5 +62,36 @@ func TestClusterMeasureNothingAuthorized(t *testing.T) {
 	<-dead.done
 	if _, err := measure(t.Context(), o, "cluster of 1", []*benchNode{node}, dead); err == nil || !strings.Contains(err.Error(), "issuer-sim exited during the run") {
 		t.Fatalf("the simulator exited: %v, want an error", err)
+	}
+}
+
+// TestWorkDirRefusesPreviousRun: a --workdir holding a previous run's files is refused
+// before anything starts (its data would be reused: the fleet's registration failed
+// half-way, a --plain run measured another run's journal); a new or empty one is
+// taken and kept, and the default is a temporary directory that cleanup removes.
+func TestWorkDirRefusesPreviousRun(t *testing.T) {
+	base := t.TempDir()
+	fresh := filepath.Join(base, "new", "work")
+	d, cleanup, err := workDir(fresh, "x-")
+	if err != nil || d != fresh {
+		t.Fatalf("a new directory: %q, %v", d, err)
+	}
+	cleanup()
+	if err := os.WriteFile(filepath.Join(fresh, "switch.yaml"), []byte("demo: true\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := workDir(fresh, "x-"); err == nil || !strings.Contains(err.Error(), "is not empty (switch.yaml...)") {
+		t.Fatalf("a directory of a previous run: %v, want it refused", err)
+	}
+	if _, err := os.Stat(filepath.Join(fresh, "switch.yaml")); err != nil {
+		t.Fatalf("the refused directory was changed: %v", err)
+	}
+	tmp, cleanup, err := workDir("", "switchyard-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cleanup()
+	if _, err := os.Stat(tmp); !os.IsNotExist(err) {
+		t.Fatalf("temporary %s left after cleanup: %v", tmp, err)
 	}
 }

@@ -343,7 +343,11 @@ func waitReady(ctx context.Context, url string, p *proc) error {
 }
 
 // workDir returns dir, created if need be, or a new temporary directory named after
-// prefix that cleanup removes (a dir given by the user is kept).
+// prefix that cleanup removes (a dir given by the user is kept). A dir that holds
+// anything is refused before anything starts: a previous run's data would be reused
+// (its terminals, journal and counters: the fleet's registration failed half-way,
+// "terminal BP000001 already exists", and a --plain run measured a switch with
+// another run's journal and index).
 func workDir(dir, prefix string) (_ string, cleanup func(), _ error) {
 	if dir == "" {
 		d, err := os.MkdirTemp("", prefix)
@@ -353,6 +357,18 @@ func workDir(dir, prefix string) (_ string, cleanup func(), _ error) {
 		return d, func() { os.RemoveAll(d) }, nil
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", nil, fmt.Errorf("work directory: %w", err)
+	}
+	f, err := os.Open(dir)
+	if err != nil {
+		return "", nil, fmt.Errorf("work directory: %w", err)
+	}
+	names, err := f.Readdirnames(1)
+	f.Close()
+	if len(names) > 0 {
+		return "", nil, fmt.Errorf("work directory %s is not empty (%s...): a run there would reuse a previous run's data; give a new or empty directory", dir, names[0])
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
 		return "", nil, fmt.Errorf("work directory: %w", err)
 	}
 	return dir, func() {}, nil
