@@ -95,3 +95,38 @@ func TestWorkDirRefusesPreviousRun(t *testing.T) {
 		t.Fatalf("temporary %s left after cleanup: %v", tmp, err)
 	}
 }
+
+// TestCurveTargetRatesAchieved: the curve's p99 target counts only answered requests,
+// so a rate the switch did not achieve (the rest unanswered or failed) is not met
+// however low its p99; and it says which rate fell short.
+func TestCurveTargetRatesAchieved(t *testing.T) {
+	r := &Result{Switch: &Phase{TPS: 10000}, Curve: []CurvePoint{
+		{Rate: 1000, TPS: 1000, Latency: Quantiles{P99: 2000}},
+		{Rate: 3000, TPS: 1500, Latency: Quantiles{P99: 3000}},
+	}}
+	ts := latencyTargets(r)
+	if len(ts) != 1 || ts[0].Met || !strings.Contains(ts[0].Name, "not achieved: 3000/s achieved 1500/s") {
+		t.Fatalf("a rate achieved at half: %+v, want the target missed and the rate named", ts)
+	}
+	r.Curve[1].TPS = 2990
+	if ts := latencyTargets(r); len(ts) != 1 || !ts[0].Met {
+		t.Fatalf("every rate achieved, p99 under 5 ms: %+v", ts)
+	}
+}
+
+// TestOpenLoopsNothingAuthorized: an open loop (--rate, --curve) whose window holds
+// no authorization fails the run, where its p99 read 0 (and the curve's target met).
+func TestOpenLoopsNothingAuthorized(t *testing.T) {
+	lo := LoadOptions{Addr: codeSwitch(t, func(int64) string { return "96" }), Terminals: 8, Conns: 2, Depth: 4,
+		Duration: 200 * time.Millisecond, Warmup: 50 * time.Millisecond}
+	for _, o := range []Options{
+		{Fresh: true, Rate: 500, Warmup: 50 * time.Millisecond, Duration: 200 * time.Millisecond, Out: io.Discard},
+		{Fresh: true, Curve: []float64{500}, CurveStep: 200 * time.Millisecond, Warmup: 50 * time.Millisecond, Out: io.Discard},
+	} {
+		rep := &Report{}
+		err := rep.runOpenLoops(t.Context(), o, lo, "http://127.0.0.1:1")
+		if err == nil || !strings.Contains(err.Error(), "no authorization") {
+			t.Errorf("rate %v, curve %v, every answer 96: %v, want an error", o.Rate, o.Curve, err)
+		}
+	}
+}
