@@ -27,6 +27,9 @@ import (
 // digits.
 const MaxTerminals = 999999
 
+// MaxWindow is the longest measured window of a load: a Sample's second is 16 bits.
+const MaxWindow = 65535 * time.Second
+
 // LoadOptions shape the load.
 type LoadOptions struct {
 	Addr string

@@ -195,6 +195,13 @@ func checkBenchFlags(fs *flag.FlagSet, o bench.Options, target, ownDefaults bool
 	if checked("duration") && o.Duration <= 0 {
 		return fmt.Sprintf("--duration %v: want above zero", o.Duration)
 	}
+	// A sample's second of the window is 16 bits (bench.Sample): past it every answer
+	// piled into the timeline's last point.
+	for name, d := range map[string]time.Duration{"duration": o.Duration, "relay-duration": o.RelayDuration, "curve-step": o.CurveStep} {
+		if d > bench.MaxWindow {
+			return fmt.Sprintf("--%s %v: at most %v (the timeline's seconds)", name, d, bench.MaxWindow)
+		}
+	}
 	if checked("warmup") && (o.Warmup < 0 || o.Warmup == 0 && !target) {
 		return fmt.Sprintf("--warmup %v: want above zero (it primes the fleet's velocity counters and the switch)", o.Warmup)
 	}

@@ -17,6 +17,9 @@ func TestBenchBadFlags(t *testing.T) {
 	}{
 		{[]string{"--duration", "0s"}, "--duration 0s: want above zero"},
 		{[]string{"--duration", "-5s"}, "--duration -5s: want above zero"},
+		{[]string{"--duration", "19h"}, "--duration 19h0m0s: at most 18h12m15s"},
+		{[]string{"--cluster", "3", "--duration", "100h"}, "--duration 100h0m0s: at most 18h12m15s"},
+		{[]string{"--curve", "100:200:100", "--curve-step", "1000h"}, "--curve-step 1000h0m0s: at most 18h12m15s"},
 		{[]string{"--warmup", "-1s"}, "--warmup -1s: want above zero"},
 		{[]string{"--warmup", "0s"}, "--warmup 0s: want above zero"},
 		{[]string{"--relay-duration", "-1s"}, "--relay-duration -1s"},
