@@ -426,7 +426,11 @@ func driveConn(ctx context.Context, nc net.Conn, o LoadOptions, terms []*templat
 			if ok {
 				answered++
 				total.Add(1)
-				inWindow := f.counted && measuring.Load()
+				// The throughput and the latency count the answers that come in the
+				// window, whenever their request was sent: counting only those sent in it
+				// too left out the requests in flight at its start (Depth x Conns of
+				// them, seconds of answers with a deep closed loop).
+				inWindow := measuring.Load()
 				if inWindow && failedCode(string(rc)) {
 					codes[string(rc)]++
 					failed++ // a failure, no authorization: not in the latency or the TPS
@@ -438,8 +442,8 @@ func driveConn(ctx context.Context, nc net.Conn, o LoadOptions, terms []*templat
 					sec := (now.UnixNano() - windowStart.Load()) / int64(time.Second)
 					samples = append(samples, Sample{Second: uint16(min(max(sec, 0), 65535)), LatencyUS: uint32(min(lat, 1<<32-1))})
 				}
-				// Like every other figure, the scenarios count only what was sent in the
-				// measured window: the warm-up primes the velocity counters, as a switch
+				// The scenarios count only what was sent in the measured window (and
+				// answered by the end of the run): the warm-up primes the velocity counters, as a switch
 				// in service has them, so a pattern's first attempts (which its rule's
 				// threshold lets through by design) do not dominate a short run.
 				if f.label != "" && f.counted {

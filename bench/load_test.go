@@ -235,3 +235,95 @@ func TestRunLoadFailuresAreNoAuthorizations(t *testing.T) {
 		t.Errorf("Measured of a window of 91s: %v, want an error naming them", err)
 	}
 }
+
+// slowSwitch is a stand-in for a switch on loopback TCP that answers each request 00
+// after delay, and records when it wrote each answer.
+type slowSwitch struct {
+	addr   string
+	mu     sync.Mutex
+	wrote  []time.Time
+	closed atomic.Bool
+}
+
+func startSlowSwitch(t *testing.T, delay time.Duration) *slowSwitch {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &slowSwitch{addr: ln.Addr().String()}
+	t.Cleanup(func() { s.closed.Store(true); ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				var wmu sync.Mutex
+				br := bufio.NewReader(c)
+				for {
+					body, err := frontend.ReadFrame(br, nil, 0xFFFF)
+					if err != nil {
+						return
+					}
+					req, err := message.Decode(body, message.DialectASCII)
+					if err != nil {
+						return
+					}
+					raw, err := message.NewResponseBuilder(req).Set(39, "00").Bytes(nil)
+					if err != nil {
+						return
+					}
+					time.AfterFunc(delay, func() {
+						wmu.Lock()
+						defer wmu.Unlock()
+						if _, err := c.Write(frontend.AppendFrame(nil, raw)); err == nil {
+							s.mu.Lock()
+							s.wrote = append(s.wrote, time.Now())
+							s.mu.Unlock()
+						}
+					})
+				}
+			}()
+		}
+	}()
+	return s
+}
+
+// between counts the answers written from a to b.
+func (s *slowSwitch) between(a, b time.Time) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var n int64
+	for _, w := range s.wrote {
+		if !w.Before(a) && w.Before(b) {
+			n++
+		}
+	}
+	return n
+}
+
+// TestRunLoadThroughputOverTheWindow: the throughput counts the answers that came in
+// the measured window, whenever their requests were sent. It counted only those sent
+// in the window too, which leaves out the requests in flight at its start: with 200
+// ms answers and a 1 s window, a fifth of the window's answers (with a deep closed
+// loop, 64 connections of depth 1,000 at 15,000/s, more than four seconds of them).
+func TestRunLoadThroughputOverTheWindow(t *testing.T) {
+	sw := startSlowSwitch(t, 200*time.Millisecond)
+	var from, to time.Time
+	o := LoadOptions{Addr: sw.addr, Terminals: 40, Conns: 2, Depth: 20, Duration: time.Second, Warmup: 500 * time.Millisecond}
+	o.onStart = func() { from = time.Now() }
+	o.onEnd = func() { to = time.Now() }
+	res, err := RunLoad(t.Context(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The answers the switch wrote in the window, less those still on the wire at
+	// its end (a millisecond's worth, generously).
+	wrote := sw.between(from, to.Add(-5*time.Millisecond))
+	if got := res.Hist.TotalCount(); float64(got) < 0.95*float64(wrote) {
+		t.Fatalf("%d answers counted in the window, of %d the switch wrote in it: the answers to requests sent before it are left out", got, wrote)
+	}
+}
