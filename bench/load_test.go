@@ -321,8 +321,8 @@ func TestRunLoadThroughputOverTheWindow(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The answers the switch wrote in the window, less those still on the wire at
-	// its end (a millisecond's worth, generously).
-	wrote := sw.between(from, to.Add(-5*time.Millisecond))
+	// its end (20 ms: a loaded machine may read them late).
+	wrote := sw.between(from, to.Add(-20*time.Millisecond))
 	if got := res.Hist.TotalCount(); float64(got) < 0.95*float64(wrote) {
 		t.Fatalf("%d answers counted in the window, of %d the switch wrote in it: the answers to requests sent before it are left out", got, wrote)
 	}
