@@ -181,6 +181,11 @@ func runBenchMode(env *Env, fs *flag.FlagSet, o bench.Options, fo bench.FaultOpt
 	return 0
 }
 
+// maxBenchConns is the most load connections of a bench that starts its own switch:
+// the listener's max_conns_per_source (1000 by default) less the harness's other
+// connections (the DUKPT stream, the probe purchase).
+const maxBenchConns = 990
+
 // checkBenchFlags returns what is wrong with the load's flags ("" when nothing):
 // values the bench used to replace with its defaults without a word (a zero or
 // negative duration, terminals, connections or depth), or that make no load (a
@@ -219,6 +224,11 @@ func checkBenchFlags(fs *flag.FlagSet, o bench.Options, target, ownDefaults bool
 	}
 	if checked("conns") && o.Conns < 1 {
 		return fmt.Sprintf("--conns %d: want at least 1", o.Conns)
+	}
+	if checked("conns") && !target && o.Conns > maxBenchConns {
+		// The switch closes the ones past its limit at accept: the run failed with
+		// "connection closed by the switch".
+		return fmt.Sprintf("--conns %d: at most %d (the bench's switch takes 1000 connections from one address, max_conns_per_source, and the harness opens a few more)", o.Conns, maxBenchConns)
 	}
 	if !ownDefaults && (o.Plain || target) && o.Conns > o.Terminals {
 		return fmt.Sprintf("--conns %d above --terminals %d: with --plain or --target each connection sends for terminals of its own", o.Conns, o.Terminals)

@@ -30,6 +30,8 @@ func TestBenchBadFlags(t *testing.T) {
 		{[]string{"--terminals", "-3"}, "--terminals -3: want 1 to 999999"},
 		{[]string{"--terminals", "5000000"}, "--terminals 5000000: want 1 to 999999"},
 		{[]string{"--conns", "0"}, "--conns 0: want at least 1"},
+		{[]string{"--conns", "1200"}, "--conns 1200: at most 990"},
+		{[]string{"--cluster", "3", "--conns", "5000"}, "--conns 5000: at most 990"},
 		{[]string{"--plain", "--terminals", "10", "--conns", "64"}, "--conns 64 above --terminals 10"},
 		{[]string{"--target", "127.0.0.1:9", "--terminals", "10"}, "--conns 64 above --terminals 10"},
 		{[]string{"--depth", "0"}, "--depth 0: want 1 to 65535"},
