@@ -25,6 +25,9 @@ type cupResult struct {
 	// failed counts the answers in the window that were failures (failedCode).
 	failed  int64
 	samples []Sample
+	// err is why the terminal stopped before the load did (its connection refused
+	// or closed, its sign-in declined): the run fails, as for a lost connection.
+	err error
 }
 
 // driveCUPTerminal is one UnionPay-style terminal of the cup share: its own
@@ -40,6 +43,7 @@ func driveCUPTerminal(ctx context.Context, addr, tid, mid string, cards []string
 	if err != nil {
 		res.errs++
 		res.codes["cup-connect"]++
+		res.err = fmt.Errorf("connect: %w", err)
 		return res
 	}
 	defer term.Close()
@@ -47,6 +51,12 @@ func driveCUPTerminal(ctx context.Context, addr, tid, mid string, cards []string
 	if ans, err := term.SignIn("003"); err != nil || ans.Str(39) != "00" {
 		res.errs++
 		res.codes["cup-sign-in"]++
+		if err == nil {
+			err = fmt.Errorf("answered %q", ans.Str(39))
+		}
+		if ctx.Err() == nil {
+			res.err = fmt.Errorf("sign-in: %w", err)
+		}
 		return res
 	}
 	rng := rand.New(rand.NewPCG(uint64(len(tid)), uint64(time.Now().UnixNano())))
@@ -61,6 +71,7 @@ func driveCUPTerminal(ctx context.Context, addr, tid, mid string, cards []string
 			res.errs++
 			if ctx.Err() == nil {
 				res.codes["cup-error"]++
+				res.err = fmt.Errorf("sale: %w", err)
 			}
 			return res
 		}

@@ -215,7 +215,7 @@ func RunLoad(ctx context.Context, o LoadOptions) (*LoadResult, error) {
 	var wg sync.WaitGroup
 	// lost gets the error of a connection that ended before the load did (the switch
 	// closed it, died, or a write failed): the run stops there and fails.
-	lost := make(chan error, o.Conns)
+	lost := make(chan error, o.Conns+o.Terminals-len(terms)) // the connections and the cup terminals
 	for c := 0; c < o.Conns; c++ {
 		// Each connection owns the terminals c, c+Conns, c+2*Conns...
 		var mine []*template
@@ -275,6 +275,9 @@ func RunLoad(ctx context.Context, o LoadOptions) (*LoadResult, error) {
 				res.Codes[k] += v
 			}
 			mu.Unlock()
+			if r.err != nil {
+				lost <- fmt.Errorf("cup terminal %s on %s: %w", tid, o.CUPAddr, r.err)
+			}
 		}()
 	}
 	var dukpt map[string]*LabelStats

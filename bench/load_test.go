@@ -327,3 +327,23 @@ func TestRunLoadThroughputOverTheWindow(t *testing.T) {
 		t.Fatalf("%d answers counted in the window, of %d the switch wrote in it: the answers to requests sent before it are left out", got, wrote)
 	}
 }
+
+// TestRunLoadCUPTerminalLost: a cup terminal that cannot connect or sign in (past
+// the listener's connections from one address, say) fails the run, as a lost ASCII
+// connection does; it used to stop alone, counted as one error.
+func TestRunLoadCUPTerminalLost(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	res, err := RunLoad(t.Context(), LoadOptions{Addr: codeSwitch(t, func(int64) string { return "00" }), Terminals: 10, Conns: 2, Depth: 2,
+		Duration: 300 * time.Millisecond, Warmup: 50 * time.Millisecond, CUPTerminals: 2, CUPAddr: refused})
+	if err == nil || !strings.Contains(err.Error(), "cup terminal LT0000") || !strings.Contains(err.Error(), "connect") {
+		t.Fatalf("cup terminals that cannot connect: %v, want the run failed", err)
+	}
+	if res == nil || res.Errors < 2 {
+		t.Fatalf("result %+v: want the cup terminals' errors counted", res)
+	}
+}

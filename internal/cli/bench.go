@@ -242,6 +242,11 @@ func checkBenchFlags(fs *flag.FlagSet, o bench.Options, target, ownDefaults bool
 	if o.CUPTerminals < 0 || o.CUPTerminals > 0 && o.CUPTerminals >= o.Terminals {
 		return fmt.Sprintf("--cup-terminals %d: want 0 up to --terminals (%d) less one", o.CUPTerminals, o.Terminals)
 	}
+	if o.CUPTerminals > maxBenchConns {
+		// Each has a connection of its own to the cup listener, which takes 1000 from
+		// one address.
+		return fmt.Sprintf("--cup-terminals %d: at most %d (each has a connection of its own, and the cup listener takes 1000 from one address)", o.CUPTerminals, maxBenchConns)
+	}
 	return ""
 }
 

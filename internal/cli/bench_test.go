@@ -38,6 +38,7 @@ func TestBenchBadFlags(t *testing.T) {
 		{[]string{"--depth", "1000000000"}, "--depth 1000000000: want 1 to 65535"},
 		{[]string{"--cards", "-1"}, "--cards -1"},
 		{[]string{"--cup-terminals", "2000"}, "--cup-terminals 2000"},
+		{[]string{"--cup-terminals", "1500"}, "--cup-terminals 1500: at most 990"},
 		{[]string{"--faults", "--duration", "0s"}, "--duration does not apply to bench --faults"},
 		{[]string{"--faults", "--terminals", "0"}, "--terminals 0: want 1 to 999999"},
 		{[]string{"--cluster", "3", "--terminals", "0"}, "--terminals 0: want 1 to 999999"},
