@@ -304,14 +304,17 @@ func RunLoad(ctx context.Context, o LoadOptions) (*LoadResult, error) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	end := time.After(o.Duration)
-	last := answered.Load()
+	// The progress line counts the window's answers (it counted the warm-up's too),
+	// and no errors: the connections count theirs when they end, so it read 0.
+	base := answered.Load()
+	last := base
 loop:
 	for {
 		select {
 		case <-tick.C:
 			if o.Progress != nil {
 				now := answered.Load()
-				fmt.Fprintf(o.Progress, "\r  %5.1fs  %8d answered  %7d/s  errors %d   ", time.Since(start).Seconds(), now, now-last, errs.Load())
+				fmt.Fprintf(o.Progress, "\r  %5.1fs  %8d answered in the window  %7d/s   ", time.Since(start).Seconds(), now-base, now-last)
 				last = now
 			}
 		case <-end:

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 
+	"github.com/switchyard/switchyard/internal/syncbuf"
 	"github.com/switchyard/switchyard/switch/frontend"
 	"github.com/switchyard/switchyard/switch/message"
 )
@@ -345,5 +347,29 @@ func TestRunLoadCUPTerminalLost(t *testing.T) {
 	}
 	if res == nil || res.Errors < 2 {
 		t.Fatalf("result %+v: want the cup terminals' errors counted", res)
+	}
+}
+
+// TestRunLoadProgress: the progress line counts the answers of the measured window
+// (it counted the warm-up's too: twice the window's second after a 1 s warm-up),
+// and shows no error count (the connections count theirs at the end: it read 0).
+func TestRunLoadProgress(t *testing.T) {
+	var progress syncbuf.Buffer
+	_, err := RunLoad(t.Context(), LoadOptions{Addr: codeSwitch(t, func(int64) string { return "00" }), Terminals: 8, Conns: 2, Depth: 4,
+		Duration: 1100 * time.Millisecond, Warmup: time.Second, Progress: &progress})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := progress.String()
+	var secs float64
+	var answered, perS int64
+	if _, err := fmt.Sscanf(strings.TrimLeft(out, "\r "), "%fs %d answered in the window %d/s", &secs, &answered, &perS); err != nil {
+		t.Fatalf("progress %q: %v", out, err)
+	}
+	if answered != perS || answered == 0 {
+		t.Errorf("progress %q: %d answered after the window's first second at %d/s: want the window's alone", out, answered, perS)
+	}
+	if strings.Contains(out, "errors") {
+		t.Errorf("progress %q shows an error count it cannot know", out)
 	}
 }
