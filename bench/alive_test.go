@@ -1,7 +1,10 @@
 package bench
 
 import (
+	"context"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -128,5 +131,37 @@ func TestOpenLoopsNothingAuthorized(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "no authorization") {
 			t.Errorf("rate %v, curve %v, every answer 96: %v, want an error", o.Rate, o.Curve, err)
 		}
+	}
+}
+
+// TestFetchProfileStopsWithContext: a CPU profile being fetched (as long as the
+// measured window) is given up when the bench is interrupted, at once, and leaves no
+// file: it waited out the profile, so an interrupted cluster bench took up to
+// --duration to stop its nodes, with a temporary file meanwhile in $TMPDIR.
+func TestFetchProfileStopsWithContext(t *testing.T) {
+	asked := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(asked)
+		<-r.Context().Done() // a profile of 60 s: nothing until then
+	}))
+	defer srv.Close()
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	file := filepath.Join(tmp, "switch.pprof")
+	go func() { done <- fetchProfile(ctx, srv.URL, time.Minute, file) }()
+	<-asked
+	cancel()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("an interrupted profile: no error")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the profile fetch went on 10 s after the interruption")
+	}
+	if left, _ := os.ReadDir(tmp); len(left) != 0 {
+		t.Fatalf("left behind: %v", left)
 	}
 }

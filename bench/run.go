@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -564,7 +565,7 @@ security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504
 		selfStart, _ = cpuTime(os.Getpid())
 		if o.CPUProfile != "" {
 			profDone = make(chan error, 1)
-			go func() { profDone <- fetchProfile("http://"+adminAddr, o.Duration, o.CPUProfile) }()
+			go func() { profDone <- fetchProfile(ctx, "http://"+adminAddr, o.Duration, o.CPUProfile) }()
 		}
 	}
 	lo.onEnd = func() {
@@ -833,26 +834,14 @@ func orDefault(v, d int) int {
 	return v
 }
 
-func fetchProfile(base string, d time.Duration, file string) error {
-	secs := int(d.Seconds())
-	if secs < 1 {
-		secs = 1
-	}
-	resp, err := http.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", base, secs))
-	if err != nil {
+// fetchProfile writes a CPU profile of d from the switch at base into file (not
+// created when the profile fails or ctx ends first).
+func fetchProfile(ctx context.Context, base string, d time.Duration, file string) error {
+	var buf bytes.Buffer
+	if err := fetchProfileTo(ctx, base, d, &buf); err != nil {
 		return err
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("profile: %s", resp.Status)
-	}
-	f, err := os.Create(file)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	_, err = io.Copy(f, resp.Body)
-	return err
+	return os.WriteFile(file, buf.Bytes(), 0o644)
 }
 
 // Print writes the report table.
