@@ -548,6 +548,10 @@ func fetchProfileTo(ctx context.Context, base string, d time.Duration, w io.Writ
 // switch process's CPU per authorization and, with profiles, how it splits.
 func (r *ClusterReport) WriteTable(w io.Writer) {
 	fmt.Fprintln(w)
+	if len(r.Rounds) > 1 {
+		// The phases below are the last round's; the verdict is the rounds' median.
+		fmt.Fprintf(w, "the last of %d rounds (the verdict below is the rounds' median):\n", len(r.Rounds))
+	}
 	head := "cluster"
 	if r.TLS {
 		head = "cluster (TLS)"
