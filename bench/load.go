@@ -449,9 +449,10 @@ func driveConn(ctx context.Context, nc net.Conn, o LoadOptions, terms []*templat
 					samples = append(samples, Sample{Second: uint16(min(max(sec, 0), 65535)), LatencyUS: uint32(min(lat, 1<<32-1))})
 				}
 				// The scenarios count only what was sent in the measured window (and
-				// answered by the end of the run): the warm-up primes the velocity counters, as a switch
-				// in service has them, so a pattern's first attempts (which its rule's
-				// threshold lets through by design) do not dominate a short run.
+				// answered by the end of the run): the warm-up primes the velocity
+				// counters, as a switch in service has them, so a pattern's first
+				// attempts (which its rule's threshold lets through by design) do not
+				// dominate a short run.
 				if f.label != "" && f.counted {
 					l := stats(f.label)
 					l.Answered++

@@ -23,9 +23,9 @@ func (l *LoadResult) Phase(name string) *Phase {
 // elapsed. The window ends a little after a whole second (the harness stops on a
 // timer): a last part shorter than half a second has no point (its answers are in
 // the phase's totals), and a longer one (or a window under a second) has its
-// throughput over its own length, not a whole second's. (Before 6 December 2026 every timeline ended on a point of a few
-// milliseconds' answers counted over a second: a drop to nearly nothing at the end of
-// every chart.)
+// throughput over its own length, not a whole second's. (Every timeline used to end
+// on a point of a few milliseconds' answers counted over a second: a drop to nearly
+// nothing at the end of every chart.)
 func timeline(samples []Sample, elapsed time.Duration) []Point {
 	seconds := int(elapsed / time.Second)
 	last := elapsed - time.Duration(seconds)*time.Second   // the part after the whole seconds
