@@ -31,7 +31,7 @@ func runBench(env *Env, args []string) int {
 	fs.Float64Var(&o.JournalWindowCPU, "journal-window-cpu", -1, "the switch's journal.window_cpu, 0 to 1 (-1: the switch's own, 0.7; 0: the window follows the write rate alone)")
 	fs.BoolVar(&o.RelayJournal, "relay-journal", false, "the relay makes the switch's two durable writes of each transaction (its log and group commit): the latency floor of the switch's durability on this machine (lowers the relay's throughput, the baseline)")
 	fs.IntVar(&o.Terminals, "terminals", 2000, "terminals (LT000001...)")
-	fs.IntVar(&o.Conns, "conns", 64, "connections (at most 990 but with --target: the bench's switch takes 1000 from one address)")
+	fs.IntVar(&o.Conns, "conns", 64, "connections (at most 990 unless --target: the bench's switch takes 1000 from one address)")
 	fs.IntVar(&o.Depth, "depth", 8, "requests in flight per connection")
 	fs.Float64Var(&o.Rate, "rate", 5000, "open-loop rate for the latency run (0 to skip); with --cluster, given: both phases are open loops at this rate instead of closed loops")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the switch over the run to this file")
