@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -417,7 +418,7 @@ func measure(ctx context.Context, o ClusterOptions, name string, nodes []*benchN
 			if o.Profile {
 				profWG.Go(func() {
 					var buf bytes.Buffer
-					if err := fetchProfileTo("http://"+nd.adminAddr, o.Duration, &buf); err != nil {
+					if err := fetchProfileTo(ctx, "http://"+nd.adminAddr, o.Duration, &buf); err != nil {
 						fmt.Fprintf(o.Out, "%s: cpu profile: %v\n", nd.p.name, err)
 						return
 					}
@@ -450,6 +451,18 @@ func measure(ctx context.Context, o ClusterOptions, name string, nodes []*benchN
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err // interrupted: RunLoad returns what it measured so far
+	}
+	// Nothing authorized (failures alone, 91s of a lost lease) would read as a
+	// cluster of no cost: its ratio 0.
+	if err := res.Measured(); err != nil {
+		return nil, fmt.Errorf("%s load: %w", name, err)
+	}
+	ps := []*proc{sim}
+	for _, nd := range nodes {
+		ps = append(ps, nd.p)
+	}
+	if err := checkAlive(ps...); err != nil {
+		return nil, fmt.Errorf("%s load: %w", name, err)
 	}
 	ph.Load = res
 	var total time.Duration
@@ -503,29 +516,42 @@ func measure(ctx context.Context, o ClusterOptions, name string, nodes []*benchN
 	return ph, nil
 }
 
-// fetchProfileTo writes a CPU profile of d from the switch at base into w.
-func fetchProfileTo(base string, d time.Duration, w io.Writer) error {
-	f, err := os.CreateTemp("", "switchyard-profile-")
+// fetchProfileTo writes a CPU profile of d from the switch at base into w; it gives
+// up when ctx ends. (It waited out the profile's whole duration, through a temporary
+// file: an interrupted cluster bench took up to --duration to stop its nodes, and a
+// second Ctrl-C left the file behind.)
+func fetchProfileTo(ctx context.Context, base string, d time.Duration, w io.Writer) error {
+	secs := int(d.Seconds())
+	if secs < 1 {
+		secs = 1
+	}
+	url := fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", base, secs)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(f.Name())
-	f.Close()
-	if err := fetchProfile(base, d, f.Name()); err != nil {
-		return err
-	}
-	b, err := os.ReadFile(f.Name())
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return err
+		return fmt.Errorf("profile: %w", err)
 	}
-	_, err = w.Write(b)
-	return err
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("profile %s: %s", url, resp.Status)
+	}
+	if _, err := io.Copy(w, resp.Body); err != nil {
+		return fmt.Errorf("profile %s: %w", url, err)
+	}
+	return nil
 }
 
 // WriteTable prints the report: each phase's throughput and latency, then each
 // switch process's CPU per authorization and, with profiles, how it splits.
 func (r *ClusterReport) WriteTable(w io.Writer) {
 	fmt.Fprintln(w)
+	if len(r.Rounds) > 1 {
+		// The phases below are the last round's; the verdict is the rounds' median.
+		fmt.Fprintf(w, "the last of %d rounds (the verdict below is the rounds' median):\n", len(r.Rounds))
+	}
 	head := "cluster"
 	if r.TLS {
 		head = "cluster (TLS)"
@@ -550,6 +576,7 @@ func (r *ClusterReport) WriteTable(w io.Writer) {
 	row("latency p99", load(func(l *LoadResult) string { return fmtUS(l.Hist.ValueAtQuantile(99)) }))
 	row("latency max", load(func(l *LoadResult) string { return fmtUS(l.Hist.Max()) }))
 	row("errors (unanswered)", load(func(l *LoadResult) string { return fmt.Sprint(l.Errors) }))
+	row("failed (91, 96)", load(func(l *LoadResult) string { return fmt.Sprint(l.Failed) }))
 	row("switch CPU µs/auth (all nodes)", func(p *ClusterPhase) string {
 		if p == nil {
 			return "-"

@@ -8,7 +8,8 @@ import (
 )
 
 // TestRoundsReport: the median of the rounds' ratios (odd and even counts), and the
-// table of rounds that `bench --cluster N --rounds M` prints before its verdict.
+// table of rounds that `bench --cluster N --rounds M` prints before its verdict; the
+// phases' table says it is the last round's (it read as the verdict's figures).
 func TestRoundsReport(t *testing.T) {
 	if got := median([]float64{4, 2, 3}); got != 3 {
 		t.Fatalf("median of 4, 2, 3: %v", got)
@@ -23,6 +24,7 @@ func TestRoundsReport(t *testing.T) {
 	var b strings.Builder
 	rep.WriteTable(&b)
 	for _, want := range []string{
+		"the last of 3 rounds (the verdict below is the rounds' median):",
 		"rounds (single node and cluster measured in turn",
 		"2                90.0        270.0    3.00×",
 		"cluster/single CPU per authorization (median of 3 rounds): 3.50× (target ≤ 1.5×: NOT met); marginal costs: 3.40×",

@@ -22,14 +22,20 @@ type cupResult struct {
 	hist                 *hdrhistogram.Histogram
 	codes                map[string]int64
 	sent, answered, errs int64
-	samples              []Sample
+	// failed counts the answers in the window that were failures (failedCode).
+	failed  int64
+	samples []Sample
+	// err is why the terminal stopped before the load did (its connection refused
+	// or closed, its sign-in declined): the run fails, as for a lost connection.
+	err error
 }
 
 // driveCUPTerminal is one UnionPay-style terminal of the cup share: its own
 // connection, a sign-in (scheme 003: its working keys under the load terminals' TMK),
 // then one sale at a time (a countertop terminal waits for each answer), MAC'd, no
 // PIN (a load terminal's PIN key is T0000001's, which its sign-in does not rotate),
-// until ctx ends. Answers in the measured window go into the histogram.
+// until ctx ends. Answers in the measured window go into the histogram and the codes
+// (failures, failedCode, into the codes and failed only).
 func driveCUPTerminal(ctx context.Context, addr, tid, mid string, cards []string, measuring *atomic.Bool, total, windowStart *atomic.Int64) cupResult {
 	res := cupResult{hist: hdrhistogram.New(1, 60_000_000, 3), codes: map[string]int64{}}
 	tmk, _ := hex.DecodeString(demoLoadTMK)
@@ -37,6 +43,7 @@ func driveCUPTerminal(ctx context.Context, addr, tid, mid string, cards []string
 	if err != nil {
 		res.errs++
 		res.codes["cup-connect"]++
+		res.err = fmt.Errorf("connect: %w", err)
 		return res
 	}
 	defer term.Close()
@@ -44,6 +51,12 @@ func driveCUPTerminal(ctx context.Context, addr, tid, mid string, cards []string
 	if ans, err := term.SignIn("003"); err != nil || ans.Str(39) != "00" {
 		res.errs++
 		res.codes["cup-sign-in"]++
+		if err == nil {
+			err = fmt.Errorf("answered %q", ans.Str(39))
+		}
+		if ctx.Err() == nil {
+			res.err = fmt.Errorf("sign-in: %w", err)
+		}
 		return res
 	}
 	rng := rand.New(rand.NewPCG(uint64(len(tid)), uint64(time.Now().UnixNano())))
@@ -58,13 +71,20 @@ func driveCUPTerminal(ctx context.Context, addr, tid, mid string, cards []string
 			res.errs++
 			if ctx.Err() == nil {
 				res.codes["cup-error"]++
+				res.err = fmt.Errorf("sale: %w", err)
 			}
 			return res
 		}
 		res.answered++
 		total.Add(1)
-		res.codes[ans.Str(39)]++
-		if measuring.Load() {
+		if !measuring.Load() {
+			continue // warm-up: counted nowhere, as the ASCII connections' answers
+		}
+		rc := ans.Str(39)
+		res.codes[rc]++
+		if failedCode(rc) {
+			res.failed++
+		} else {
 			us := time.Since(start).Microseconds()
 			_ = res.hist.RecordValue(max(us, 1))
 			res.samples = append(res.samples, Sample{Second: uint16(time.Since(time.Unix(0, windowStart.Load())) / time.Second), LatencyUS: uint32(min(us, 1<<31))})

@@ -202,7 +202,10 @@ func (l *faultLoad) follow(i int) *approval {
 }
 
 // result returns the recorded requests and a LoadResult of the answers (latency, codes,
-// per-second samples from start) for the phase report.
+// per-second samples from start) for the phase report. Unlike a speed run's, its
+// throughput and latency count every answer, the failures (91, 96) included: under
+// faults the terminal's wait for its 91 (an issuer timeout) is the figure; Failed
+// counts them, as in a speed run's row "failed (91, 96)".
 func (l *faultLoad) result(start, end time.Time) ([]faultTxn, *LoadResult) {
 	l.mu.Lock()
 	txns := append([]faultTxn(nil), l.txns...)
@@ -215,6 +218,9 @@ func (l *faultLoad) result(start, end time.Time) ([]faultTxn, *LoadResult) {
 			continue
 		}
 		res.Answered++
+		if failedCode(t.RC) {
+			res.Failed++
+		}
 		lat := max(1, t.Answered.Sub(t.Sent).Microseconds())
 		_ = res.Hist.RecordValue(lat)
 		res.Codes[t.RC]++

@@ -311,6 +311,9 @@ func runCurve(ctx context.Context, o Options, lo LoadOptions, adminURL string, c
 		if err != nil {
 			return out, fmt.Errorf("curve at %.0f/s: %w", rate, err)
 		}
+		if err := res.Measured(); err != nil && ctx.Err() == nil {
+			return out, fmt.Errorf("curve at %.0f/s: %w", rate, err) // its p99 would read 0, the target met
+		}
 		h := res.Hist
 		p := CurvePoint{Rate: rate, TPS: res.TPS, Count: h.TotalCount(), Errors: res.Errors,
 			Latency: Quantiles{P50: h.ValueAtQuantile(50), P90: h.ValueAtQuantile(90), P99: h.ValueAtQuantile(99), P999: h.ValueAtQuantile(99.9), Max: h.Max()},
@@ -592,6 +595,9 @@ func (rep *Report) runOpenLoops(ctx context.Context, o Options, lo LoadOptions, 
 		if rep.Paced, err = RunLoad(ctx, po); err != nil {
 			return fmt.Errorf("paced load: %w", err)
 		}
+		if err := rep.Paced.Measured(); err != nil && ctx.Err() == nil {
+			return fmt.Errorf("paced load: %w", err) // its p99 would read 0
+		}
 		rep.Stages = stageDiff(before, after)
 		rep.PacedCPU = span.figures(rep.Paced.Hist.TotalCount())
 		if c := rep.PacedCPU; c != nil {
@@ -662,17 +668,25 @@ func latencyTargets(r *Result) []Target {
 		half := r.Switch.TPS / 2
 		worst, at := int64(0), 0.0
 		n := 0
+		var short []string // the rates not achieved: their p99 leaves out what was not answered
 		for _, c := range r.Curve {
 			if c.Rate <= half {
 				n++
 				if c.Latency.P99 >= worst {
 					worst, at = c.Latency.P99, c.Rate
 				}
+				if !(c.TPS >= 0.98*c.Rate) {
+					short = append(short, fmt.Sprintf("%.0f/s achieved %.0f/s", c.Rate, c.TPS))
+				}
 			}
 		}
 		if n > 0 {
-			out = append(out, Target{Name: fmt.Sprintf("worst p99 up to half the closed loop (%.0f/s), at %.0f/s", half, at), Goal: "< 5 ms",
-				Measured: float64(worst) / 1000, Unit: "ms", Met: worst < 5000})
+			t := Target{Name: fmt.Sprintf("worst p99 up to half the closed loop (%.0f/s), at %.0f/s", half, at), Goal: "< 5 ms, each rate achieved (98%)",
+				Measured: float64(worst) / 1000, Unit: "ms", Met: worst < 5000 && len(short) == 0}
+			if len(short) > 0 {
+				t.Name += "; not achieved: " + strings.Join(short, ", ")
+			}
+			out = append(out, t)
 		}
 	}
 	if c := r.Cards; c != nil && c.Cards > 0 {

@@ -11,6 +11,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,6 +26,9 @@ import (
 // MaxTerminals is the most load terminals a run can have: their IDs are LT and six
 // digits.
 const MaxTerminals = 999999
+
+// MaxWindow is the longest measured window of a load: a Sample's second is 16 bits.
+const MaxWindow = 65535 * time.Second
 
 // LoadOptions shape the load.
 type LoadOptions struct {
@@ -64,10 +68,15 @@ type LoadOptions struct {
 // LoadResult is what one load run measured.
 type LoadResult struct {
 	Sent, Answered, Errors int64
-	Elapsed                time.Duration
-	TPS                    float64
-	Hist                   *hdrhistogram.Histogram // microseconds
-	Codes                  map[string]int64
+	// Failed counts the answers in the measured window that were no authorization
+	// but a failure (failedCode: 91, the switch's answer when it is busy or its
+	// issuer is unavailable, and 96). They are in Codes, not in Hist, TPS or Samples:
+	// a switch that sheds its load with 91s at once must not read as fast.
+	Failed  int64
+	Elapsed time.Duration
+	TPS     float64
+	Hist    *hdrhistogram.Histogram // microseconds
+	Codes   map[string]int64
 	// Samples are every measured answer: the second of the window it came in and its
 	// latency, for the timeline.
 	Samples []Sample
@@ -200,13 +209,13 @@ func RunLoad(ctx context.Context, o LoadOptions) (*LoadResult, error) {
 	}
 	o.Addr = o.Addrs[0]
 	var mu sync.Mutex
-	var sent, answered, errs atomic.Int64
+	var sent, answered, errs, failed atomic.Int64
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
 	// lost gets the error of a connection that ended before the load did (the switch
 	// closed it, died, or a write failed): the run stops there and fails.
-	lost := make(chan error, o.Conns)
+	lost := make(chan error, o.Conns+o.Terminals-len(terms)) // the connections and the cup terminals
 	for c := 0; c < o.Conns; c++ {
 		// Each connection owns the terminals c, c+Conns, c+2*Conns...
 		var mine []*template
@@ -226,10 +235,11 @@ func RunLoad(ctx context.Context, o LoadOptions) (*LoadResult, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			h, codes, samples, labels, n, a, e, err := driveConn(ctx, nc, o, mine, cards, &measuring, &answered, &windowStart)
+			h, codes, samples, labels, n, a, e, fl, err := driveConn(ctx, nc, o, mine, cards, &measuring, &answered, &windowStart)
 			sent.Add(n)
 			_ = a
 			errs.Add(e)
+			failed.Add(fl)
 			mu.Lock()
 			res.Hist.Merge(h)
 			res.ByAddr[addr] += h.TotalCount()
@@ -256,6 +266,7 @@ func RunLoad(ctx context.Context, o LoadOptions) (*LoadResult, error) {
 			r := driveCUPTerminal(ctx, o.CUPAddr, tid, "000000000000003", cards, &measuring, &answered, &windowStart)
 			sent.Add(r.sent)
 			errs.Add(r.errs)
+			failed.Add(r.failed)
 			mu.Lock()
 			res.Hist.Merge(r.hist)
 			res.ByAddr[o.CUPAddr] += r.hist.TotalCount()
@@ -264,6 +275,9 @@ func RunLoad(ctx context.Context, o LoadOptions) (*LoadResult, error) {
 				res.Codes[k] += v
 			}
 			mu.Unlock()
+			if r.err != nil {
+				lost <- fmt.Errorf("cup terminal %s on %s: %w", tid, o.CUPAddr, r.err)
+			}
 		}()
 	}
 	var dukpt map[string]*LabelStats
@@ -290,14 +304,17 @@ func RunLoad(ctx context.Context, o LoadOptions) (*LoadResult, error) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	end := time.After(o.Duration)
-	last := answered.Load()
+	// The progress line counts the window's answers (it counted the warm-up's too),
+	// and no errors: the connections count theirs when they end, so it read 0.
+	base := answered.Load()
+	last := base
 loop:
 	for {
 		select {
 		case <-tick.C:
 			if o.Progress != nil {
 				now := answered.Load()
-				fmt.Fprintf(o.Progress, "\r  %5.1fs  %8d answered  %7d/s  errors %d   ", time.Since(start).Seconds(), now, now-last, errs.Load())
+				fmt.Fprintf(o.Progress, "\r  %5.1fs  %8d answered in the window  %7d/s   ", time.Since(start).Seconds(), now-base, now-last)
 				last = now
 			}
 		case <-end:
@@ -325,7 +342,8 @@ loop:
 	if o.Progress != nil {
 		fmt.Fprintln(o.Progress)
 	}
-	res.Sent, res.Answered, res.Errors = sent.Load(), answered.Load(), errs.Load()
+	res.Sent, res.Answered, res.Errors, res.Failed = sent.Load(), answered.Load(), errs.Load(), failed.Load()
+	// Authorizations a second: the answers in the window less the failures.
 	res.TPS = float64(res.Hist.TotalCount()) / res.Elapsed.Seconds()
 	if lostErr != nil {
 		return res, fmt.Errorf("load stopped at %.1fs of the measured window, %d sent, %d unanswered: %w",
@@ -334,10 +352,19 @@ loop:
 	return res, nil
 }
 
+// failedCode reports whether a response code is a failure rather than an
+// authorization: 91 (issuer unavailable; also the switch's answer at once to a
+// request beyond a listener's limit, frontend.ReasonSourceBusy) and 96 (system
+// malfunction). A decline (05, 59...) is an authorization: the switch decided.
+func failedCode(rc string) bool {
+	return rc == message.RCIssuerUnavailable || rc == message.RCSystemMalfunction
+}
+
 // driveConn keeps Depth requests in flight on one connection (or sends on a schedule
-// with Rate) until ctx ends.
+// with Rate) until ctx ends. Of the answers in the measured window, the failures
+// (failedCode) are counted in failed and codes, not in h and samples.
 func driveConn(ctx context.Context, nc net.Conn, o LoadOptions, terms []*template, cards []string, measuring *atomic.Bool, total, windowStart *atomic.Int64) (
-	h *hdrhistogram.Histogram, codes map[string]int64, samples []Sample, labels map[string]*LabelStats, sent, answered, errs int64, err error) {
+	h *hdrhistogram.Histogram, codes map[string]int64, samples []Sample, labels map[string]*LabelStats, sent, answered, errs, failed int64, err error) {
 	h = hdrhistogram.New(1, 60_000_000, 3)
 	codes = map[string]int64{}
 	labels = map[string]*LabelStats{}
@@ -405,7 +432,15 @@ func driveConn(ctx context.Context, nc net.Conn, o LoadOptions, terms []*templat
 			if ok {
 				answered++
 				total.Add(1)
-				if f.counted && measuring.Load() {
+				// The throughput and the latency count the answers that come in the
+				// window, whenever their request was sent: counting only those sent in it
+				// too left out the requests in flight at its start (Depth x Conns of
+				// them, seconds of answers with a deep closed loop).
+				inWindow := measuring.Load()
+				if inWindow && failedCode(string(rc)) {
+					codes[string(rc)]++
+					failed++ // a failure, no authorization: not in the latency or the TPS
+				} else if inWindow {
 					now := time.Now()
 					lat := max(1, now.Sub(f.at).Microseconds())
 					_ = h.RecordValue(lat)
@@ -413,10 +448,11 @@ func driveConn(ctx context.Context, nc net.Conn, o LoadOptions, terms []*templat
 					sec := (now.UnixNano() - windowStart.Load()) / int64(time.Second)
 					samples = append(samples, Sample{Second: uint16(min(max(sec, 0), 65535)), LatencyUS: uint32(min(lat, 1<<32-1))})
 				}
-				// Like every other figure, the scenarios count only what was sent in the
-				// measured window: the warm-up primes the velocity counters, as a switch
-				// in service has them, so a pattern's first attempts (which its rule's
-				// threshold lets through by design) do not dominate a short run.
+				// The scenarios count only what was sent in the measured window (and
+				// answered by the end of the run): the warm-up primes the velocity
+				// counters, as a switch in service has them, so a pattern's first
+				// attempts (which its rule's threshold lets through by design) do not
+				// dominate a short run.
 				if f.label != "" && f.counted {
 					l := stats(f.label)
 					l.Answered++
@@ -551,16 +587,32 @@ drain:
 	mu.Lock()
 	errs += int64(len(pending))
 	mu.Unlock()
-	return h, codes, samples, labels, sent, answered, errs, err
+	return h, codes, samples, labels, sent, answered, errs, failed, err
 }
 
-// Measured returns an error when nothing was answered in the measured window (a
-// switch that accepts and never answers, or answers only errors): its figures
-// would be zeros, not a measurement.
+// Measured returns an error when nothing was authorized in the measured window (a
+// switch that accepts and never answers, or answers only failures, 91 or 96): its
+// figures would be zeros, not a measurement.
 func (r *LoadResult) Measured() error {
 	if r.Hist.TotalCount() > 0 {
 		return nil
 	}
+	if r.Failed > 0 {
+		return fmt.Errorf("no authorization in the %.1fs measured window: its %d answers were all failures (%s), no decision (%d sent, %d unanswered)",
+			r.Elapsed.Seconds(), r.Failed, failedCodes(r.Codes), r.Sent, r.Errors)
+	}
 	return fmt.Errorf("nothing answered in the %.1fs measured window (%d sent, %d answered in all, %d unanswered)",
 		r.Elapsed.Seconds(), r.Sent, r.Answered, r.Errors)
+}
+
+// failedCodes lists the failure codes (failedCode) among codes with their counts,
+// e.g. "91 x 512" or "91 x 500, 96 x 12".
+func failedCodes(codes map[string]int64) string {
+	var parts []string
+	for _, rc := range []string{message.RCIssuerUnavailable, message.RCSystemMalfunction} {
+		if n := codes[rc]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%s x %d", rc, n))
+		}
+	}
+	return strings.Join(parts, ", ")
 }

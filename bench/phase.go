@@ -3,6 +3,7 @@ package bench
 import (
 	"math"
 	"sort"
+	"time"
 )
 
 // Phase summarizes a load run for the result file and report.
@@ -10,16 +11,29 @@ func (l *LoadResult) Phase(name string) *Phase {
 	if l == nil {
 		return nil
 	}
-	p := &Phase{Name: name, TPS: l.TPS, Count: l.Hist.TotalCount(), Errors: l.Errors, Elapsed: l.Elapsed, Codes: l.Codes}
+	p := &Phase{Name: name, TPS: l.TPS, Count: l.Hist.TotalCount(), Errors: l.Errors, Failed: l.Failed, Elapsed: l.Elapsed, Codes: l.Codes}
 	p.Latency = Quantiles{P50: l.Hist.ValueAtQuantile(50), P90: l.Hist.ValueAtQuantile(90), P99: l.Hist.ValueAtQuantile(99),
 		P999: l.Hist.ValueAtQuantile(99.9), Max: l.Hist.Max()}
-	p.Timeline = timeline(l.Samples, int(math.Ceil(l.Elapsed.Seconds())))
+	p.Timeline = timeline(l.Samples, l.Elapsed)
 	p.Buckets = buckets(l)
 	return p
 }
 
-// timeline computes throughput and p50/p99 latency for each second of the window.
-func timeline(samples []Sample, seconds int) []Point {
+// timeline computes throughput and p50/p99 latency for each second of a window of
+// elapsed. The window ends a little after a whole second (the harness stops on a
+// timer): a last part shorter than half a second has no point (its answers are in
+// the phase's totals), and a longer one (or a window under a second) has its
+// throughput over its own length, not a whole second's. (Every timeline used to end
+// on a point of a few milliseconds' answers counted over a second: a drop to nearly
+// nothing at the end of every chart.)
+func timeline(samples []Sample, elapsed time.Duration) []Point {
+	seconds := int(elapsed / time.Second)
+	last := elapsed - time.Duration(seconds)*time.Second   // the part after the whole seconds
+	if last >= time.Second/2 || seconds == 0 && last > 0 { // a window under a second is one point
+		seconds++
+	} else {
+		last = time.Second
+	}
 	if seconds <= 0 {
 		return nil
 	}
@@ -32,6 +46,9 @@ func timeline(samples []Sample, seconds int) []Point {
 	out := make([]Point, 0, seconds)
 	for i, lat := range per {
 		pt := Point{Second: i, TPS: float64(len(lat))}
+		if i == seconds-1 {
+			pt.TPS /= last.Seconds()
+		}
 		if len(lat) > 0 {
 			sort.Slice(lat, func(a, b int) bool { return lat[a] < lat[b] })
 			pt.P50US = int64(lat[len(lat)*50/100])

@@ -234,8 +234,9 @@ func TestFaultReports(t *testing.T) {
 	if !reflect.DeepEqual(back.Faults, fr) {
 		t.Errorf("JSON round trip:\n got %+v\nwant %+v", back.Faults, fr)
 	}
-	if lr.Errors != 1 || lr.Answered != 13 || lr.Codes["91"] != 4 {
-		t.Errorf("load result: errors %d, answered %d, codes %v", lr.Errors, lr.Answered, lr.Codes)
+	if lr.Errors != 1 || lr.Answered != 13 || lr.Codes["91"] != 4 || lr.Failed != 4 || lr.Hist.TotalCount() != 13 {
+		t.Errorf("load result: errors %d, answered %d, codes %v, failed %d, histogram %d: want the 4 91s failed, and in the histogram",
+			lr.Errors, lr.Answered, lr.Codes, lr.Failed, lr.Hist.TotalCount())
 	}
 }
 

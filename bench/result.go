@@ -106,10 +106,13 @@ type Settings struct {
 
 // Phase is one load run against one target.
 type Phase struct {
-	Name     string           `json:"name"`
-	TPS      float64          `json:"tps"`
-	Count    int64            `json:"count"`  // answers in the measured window
-	Errors   int64            `json:"errors"` // requests never answered
+	Name   string  `json:"name"`
+	TPS    float64 `json:"tps"`
+	Count  int64   `json:"count"`  // answers in the measured window
+	Errors int64   `json:"errors"` // requests never answered
+	// Failed counts the answers in the window that were failures, 91 or 96, not
+	// authorizations: in Codes, not in Count, TPS or Latency.
+	Failed   int64            `json:"failed"`
 	Elapsed  time.Duration    `json:"elapsed_ns"`
 	Latency  Quantiles        `json:"latency_us"`
 	Codes    map[string]int64 `json:"response_codes"`

@@ -1,9 +1,12 @@
 package bench
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"os/exec"
@@ -127,6 +130,8 @@ type Report struct {
 	Curve      []CurvePoint
 	Settle     *SettleInfo
 	Cards      *CardsResult
+	// started is when Run began, before its first process: the result's Started.
+	started time.Time
 }
 
 // proc is a process the bench started (issuer simulator, switch, relay...), its
@@ -215,6 +220,19 @@ func (p *proc) kill() {
 		p.log.Close()
 	})
 	<-p.done
+}
+
+// checkAlive returns an error naming the first of ps (nil ones skipped) that has
+// exited, with how and the end of its log: a process the bench started that ended
+// during a load (an issuer simulator that crashed makes the switch answer 91s, which
+// would otherwise read as a slower switch) fails the run instead of being reported.
+func checkAlive(ps ...*proc) error {
+	for _, p := range ps {
+		if p != nil && p.exited() {
+			return fmt.Errorf("%s exited during the run (%v); the end of its log %s:\n%s", p.name, p.err, p.log.Name(), p.logTail(10))
+		}
+	}
+	return nil
 }
 
 // logTail is the end of the process's log (at most the last lines lines), for an
@@ -326,7 +344,11 @@ func waitReady(ctx context.Context, url string, p *proc) error {
 }
 
 // workDir returns dir, created if need be, or a new temporary directory named after
-// prefix that cleanup removes (a dir given by the user is kept).
+// prefix that cleanup removes (a dir given by the user is kept). A dir that holds
+// anything is refused before anything starts: a previous run's data would be reused
+// (its terminals, journal and counters: the fleet's registration failed half-way,
+// "terminal BP000001 already exists", and a --plain run measured a switch with
+// another run's journal and index).
 func workDir(dir, prefix string) (_ string, cleanup func(), _ error) {
 	if dir == "" {
 		d, err := os.MkdirTemp("", prefix)
@@ -336,6 +358,18 @@ func workDir(dir, prefix string) (_ string, cleanup func(), _ error) {
 		return d, func() { os.RemoveAll(d) }, nil
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", nil, fmt.Errorf("work directory: %w", err)
+	}
+	f, err := os.Open(dir)
+	if err != nil {
+		return "", nil, fmt.Errorf("work directory: %w", err)
+	}
+	names, err := f.Readdirnames(1)
+	f.Close()
+	if len(names) > 0 {
+		return "", nil, fmt.Errorf("work directory %s is not empty (%s...): a run there would reuse a previous run's data; give a new or empty directory", dir, names[0])
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
 		return "", nil, fmt.Errorf("work directory: %w", err)
 	}
 	return dir, func() {}, nil
@@ -377,6 +411,7 @@ func waitApproving(ctx context.Context, addr string) error {
 // Run starts an issuer simulator, the demo switch and a relay as processes of their own,
 // loads the switch and then the relay, and reports.
 func Run(ctx context.Context, o Options) (*Report, error) {
+	started := time.Now()
 	if o.Exe == "" {
 		exe, err := selfExe()
 		if err != nil {
@@ -418,6 +453,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, err
 	}
 	defer sim.stop()
+	// helpers are the processes the switch and the relay depend on: one that exits
+	// during a load fails the run (the switch would answer 91s, or nothing).
+	helpers := []*proc{sim}
 	qrCfg := ""
 	if o.QRShare > 0 {
 		walletAddr, err := freeAddr()
@@ -429,6 +467,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			return nil, err
 		}
 		defer ws.stop()
+		helpers = append(helpers, ws)
 		qrCfg = fmt.Sprintf("qr: {demo_wallet: {external: \"http://%s\"}}\n", walletAddr)
 	}
 	termAddr, _ := freeAddr()
@@ -462,6 +501,7 @@ security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504
 			return nil, err
 		}
 		defer hsmProc.stop()
+		helpers = append(helpers, hsmProc)
 		if err := waitListening(ctx, hsmAddr); err != nil {
 			return nil, fmt.Errorf("hsm serve: %w", err)
 		}
@@ -503,7 +543,7 @@ security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504
 		fmt.Fprintf(o.Out, "fleet: %d load terminals and %d bench terminals registered (requested and approved through the admin API)\n",
 			orDefault(o.Terminals, 2000), len(fleet.plan.all))
 	}
-	rep := &Report{}
+	rep := &Report{started: started}
 	rep.cpuOf = func() (a, b, c time.Duration) {
 		a, _ = cpuTime(sw.cmd.Process.Pid)
 		b, _ = cpuTime(sim.cmd.Process.Pid)
@@ -525,7 +565,7 @@ security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504
 		selfStart, _ = cpuTime(os.Getpid())
 		if o.CPUProfile != "" {
 			profDone = make(chan error, 1)
-			go func() { profDone <- fetchProfile("http://"+adminAddr, o.Duration, o.CPUProfile) }()
+			go func() { profDone <- fetchProfile(ctx, "http://"+adminAddr, o.Duration, o.CPUProfile) }()
 		}
 	}
 	lo.onEnd = func() {
@@ -550,6 +590,9 @@ security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504
 	if err := rep.Switch.Measured(); err != nil {
 		return rep, fmt.Errorf("switch load: %w", err)
 	}
+	if err := checkAlive(append(helpers, sw)...); err != nil {
+		return rep, fmt.Errorf("switch load: %w", err)
+	}
 	if profDone != nil {
 		if err := <-profDone; err != nil {
 			fmt.Fprintf(o.Out, "cpu profile: %v\n", err)
@@ -571,6 +614,9 @@ security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504
 		}
 	}
 	if err := ctx.Err(); err != nil {
+		return rep, err
+	}
+	if err := checkAlive(append(helpers, sw)...); err != nil {
 		return rep, err
 	}
 	if err := sw.stop(); err != nil {
@@ -607,6 +653,9 @@ security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504
 	if err := rep.Relay.Measured(); err != nil {
 		return rep, fmt.Errorf("relay load: %w", err)
 	}
+	if err := checkAlive(append(helpers, relay)...); err != nil {
+		return rep, fmt.Errorf("relay load: %w", err)
+	}
 	if rep.Relay.TPS > 0 {
 		rep.Ratio = rep.Switch.TPS / rep.Relay.TPS
 	}
@@ -629,6 +678,9 @@ security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504
 		if err := ctx.Err(); err != nil {
 			return rep, err
 		}
+		if err := checkAlive(append(helpers, relay)...); err != nil {
+			return rep, fmt.Errorf("relay open loop: %w", err)
+		}
 		rep.RelayPacedCPU = span.figures(rep.RelayPaced.Hist.TotalCount())
 	}
 	rep.Result = rep.result(o)
@@ -638,7 +690,7 @@ security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504
 // result assembles the report of the run, with the targets of the issue.
 func (rep *Report) result(o Options) *Result {
 	host, _ := os.Hostname()
-	r := &Result{Started: time.Now().UTC().Add(-o.Duration * 3), Host: fmt.Sprintf("%s, %s/%s, %d CPUs", host, runtime.GOOS, runtime.GOARCH, runtime.NumCPU()),
+	r := &Result{Started: rep.started.UTC(), Host: fmt.Sprintf("%s, %s/%s, %d CPUs", host, runtime.GOOS, runtime.GOARCH, runtime.NumCPU()),
 		Version: o.Version, Scenario: o.Scenario,
 		Settings: Settings{Terminals: orDefault(o.Terminals, 2000), Conns: orDefault(o.Conns, 64), Depth: orDefault(o.Depth, 8),
 			Duration: o.Duration, Warmup: o.Warmup, Rate: o.Rate, IssuerLatency: o.IssuerLatency, IssuerLatencyP99: o.IssuerLatencyP99},
@@ -727,15 +779,33 @@ func CheckResultsDir(dir string) error {
 	return os.Remove(name)
 }
 
-// WriteReports writes the result as JSON and HTML into dir, named by the time of the
-// run, and returns the two paths.
+// WriteReports writes the result as JSON and HTML into dir, named by the run's start
+// in UTC (bench-20261206-140536.json; now when the result has no start), and returns
+// the two paths. It never replaces a report: a name taken (two runs started in one
+// second, or a clock set back) gets a suffix, bench-20261206-140536-2.json.
 func (r *Result) WriteReports(dir string) (string, string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", "", err
 	}
-	base := filepath.Join(dir, "bench-"+time.Now().Format("20060102-150405"))
+	at := r.Started
+	if at.IsZero() {
+		at = time.Now()
+	}
+	stem := filepath.Join(dir, "bench-"+at.UTC().Format("20060102-150405"))
+	base := stem
+	for n := 2; ; n++ {
+		_, errJ := os.Lstat(base + ".json")
+		_, errH := os.Lstat(base + ".html")
+		if errors.Is(errJ, fs.ErrNotExist) && errors.Is(errH, fs.ErrNotExist) {
+			break
+		}
+		if n > 1000 {
+			return "", "", fmt.Errorf("%s: no free report name after %d tries", stem, n)
+		}
+		base = fmt.Sprintf("%s-%d", stem, n)
+	}
 	write := func(name string, w func(io.Writer) error) error {
-		f, err := os.Create(name)
+		f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644) // never another run's report
 		if err != nil {
 			return err
 		}
@@ -764,26 +834,14 @@ func orDefault(v, d int) int {
 	return v
 }
 
-func fetchProfile(base string, d time.Duration, file string) error {
-	secs := int(d.Seconds())
-	if secs < 1 {
-		secs = 1
-	}
-	resp, err := http.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", base, secs))
-	if err != nil {
+// fetchProfile writes a CPU profile of d from the switch at base into file (not
+// created when the profile fails or ctx ends first).
+func fetchProfile(ctx context.Context, base string, d time.Duration, file string) error {
+	var buf bytes.Buffer
+	if err := fetchProfileTo(ctx, base, d, &buf); err != nil {
 		return err
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("profile: %s", resp.Status)
-	}
-	f, err := os.Create(file)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	_, err = io.Copy(f, resp.Body)
-	return err
+	return os.WriteFile(file, buf.Bytes(), 0o644)
 }
 
 // Print writes the report table.
@@ -828,6 +886,12 @@ func (r *Report) Print(w io.Writer) {
 			return "-"
 		}
 		return fmt.Sprint(l.Errors)
+	})
+	row("failed (91, 96)", func(l *LoadResult) string {
+		if l == nil {
+			return "-"
+		}
+		return fmt.Sprint(l.Failed)
 	})
 	fmt.Fprintf(w, "%-28s %12.1f\n", "switch CPU µs/authorization", r.CPUPerAuthUS)
 	fmt.Fprintf(w, "%-28s %12.1f\n", "issuer-sim CPU µs/auth", r.SimCPUPerAuthUS)

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/switchyard/switchyard/bench"
 	"github.com/switchyard/switchyard/internal/cli/kit"
@@ -29,11 +31,11 @@ func runBench(env *Env, args []string) int {
 	fs.Float64Var(&o.JournalWindowCPU, "journal-window-cpu", -1, "the switch's journal.window_cpu, 0 to 1 (-1: the switch's own, 0.7; 0: the window follows the write rate alone)")
 	fs.BoolVar(&o.RelayJournal, "relay-journal", false, "the relay makes the switch's two durable writes of each transaction (its log and group commit): the latency floor of the switch's durability on this machine (lowers the relay's throughput, the baseline)")
 	fs.IntVar(&o.Terminals, "terminals", 2000, "terminals (LT000001...)")
-	fs.IntVar(&o.Conns, "conns", 64, "connections")
+	fs.IntVar(&o.Conns, "conns", 64, "connections (at most 990 unless --target: the bench's switch takes 1000 from one address)")
 	fs.IntVar(&o.Depth, "depth", 8, "requests in flight per connection")
 	fs.Float64Var(&o.Rate, "rate", 5000, "open-loop rate for the latency run (0 to skip); with --cluster, given: both phases are open loops at this rate instead of closed loops")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the switch over the run to this file")
-	fs.StringVar(&o.WorkDir, "workdir", "", "keep the switch's data and logs here (default: a temporary directory)")
+	fs.StringVar(&o.WorkDir, "workdir", "", "keep the switch's data and logs here, a new or empty directory (default: a temporary directory)")
 	fs.StringVar(&o.RulesDir, "rules", "rules", "the switch's rules directory")
 	fs.DurationVar(&o.IssuerLatency, "issuer-latency", 0, "the issuer simulator's answer time (with --issuer-latency-p99: the median)")
 	fs.DurationVar(&o.IssuerLatencyP99, "issuer-latency-p99", 0, "log-normal issuer answer times with this 99th percentile")
@@ -116,6 +118,23 @@ func runBenchMode(env *Env, fs *flag.FlagSet, o bench.Options, fo bench.FaultOpt
 	if rounds < 1 || rounds > 20 {
 		return fail(env, "bench: --rounds %d: want 1 to 20", rounds)
 	}
+	if clusterNodes != 0 && (clusterNodes < 3 || clusterNodes > 5) {
+		fmt.Fprintf(env.Stderr, "switchyard: bench: --cluster %d: a cluster of R3 streams needs 3 to 5 nodes\n", clusterNodes)
+		return kit.ExitUsage
+	}
+	mode := ""
+	switch {
+	case clusterNodes != 0:
+		mode = "--cluster"
+	case faults:
+		mode = "--faults"
+	case target != "":
+		mode = "--target"
+	}
+	if msg := benchFlagsIgnored(fs, mode, o, fo, faultRate, results); msg != "" {
+		fmt.Fprintf(env.Stderr, "switchyard: bench: %s\n", msg)
+		return kit.ExitUsage
+	}
 	if msg := checkBenchFlags(fs, o, target != "", clusterNodes != 0 || faults); msg != "" {
 		fmt.Fprintf(env.Stderr, "switchyard: bench: %s\n", msg)
 		return kit.ExitUsage
@@ -142,8 +161,8 @@ func runBenchMode(env *Env, fs *flag.FlagSet, o bench.Options, fo bench.FaultOpt
 			return benchFailed(env, err)
 		}
 		h := res.Hist
-		fmt.Fprintf(env.Stdout, "%.0f/s  p50 %dµs  p90 %dµs  p99 %dµs  p99.9 %dµs  max %dµs  errors %d  codes %v\n", res.TPS,
-			h.ValueAtQuantile(50), h.ValueAtQuantile(90), h.ValueAtQuantile(99), h.ValueAtQuantile(99.9), h.Max(), res.Errors, res.Codes)
+		fmt.Fprintf(env.Stdout, "%.0f/s  p50 %dµs  p90 %dµs  p99 %dµs  p99.9 %dµs  max %dµs  errors %d  failed (91, 96) %d  codes %v\n", res.TPS,
+			h.ValueAtQuantile(50), h.ValueAtQuantile(90), h.ValueAtQuantile(99), h.ValueAtQuantile(99.9), h.Max(), res.Errors, res.Failed, res.Codes)
 		return 0
 	}
 	o.Version = Version
@@ -162,18 +181,31 @@ func runBenchMode(env *Env, fs *flag.FlagSet, o bench.Options, fo bench.FaultOpt
 	return 0
 }
 
+// maxBenchConns is the most load connections of a bench that starts its own switch:
+// the listener's max_conns_per_source (1000 by default) less the harness's other
+// connections (the DUKPT stream, the probe purchase).
+const maxBenchConns = 990
+
 // checkBenchFlags returns what is wrong with the load's flags ("" when nothing):
 // values the bench used to replace with its defaults without a word (a zero or
 // negative duration, terminals, connections or depth), or that make no load (a
 // negative, infinite or NaN rate), or a share of the terminals that cannot be. The
-// fault and cluster benches take --duration, --warmup, --terminals, --conns and
-// --depth only when given (own sets: only those are checked).
+// cluster bench takes --duration, --warmup, --terminals, --conns, --depth and --rate
+// only when given, the fault bench --terminals and --conns (own sets: only those
+// given are checked; benchFlagsIgnored refuses the others).
 func checkBenchFlags(fs *flag.FlagSet, o bench.Options, target, ownDefaults bool) string {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	checked := func(name string) bool { return !ownDefaults || set[name] }
 	if checked("duration") && o.Duration <= 0 {
 		return fmt.Sprintf("--duration %v: want above zero", o.Duration)
+	}
+	// A sample's second of the window is 16 bits (bench.Sample): past it every answer
+	// piled into the timeline's last point.
+	for name, d := range map[string]time.Duration{"duration": o.Duration, "relay-duration": o.RelayDuration, "curve-step": o.CurveStep} {
+		if d > bench.MaxWindow {
+			return fmt.Sprintf("--%s %v: at most %v (the timeline's seconds)", name, d, bench.MaxWindow)
+		}
 	}
 	if checked("warmup") && (o.Warmup < 0 || o.Warmup == 0 && !target) {
 		return fmt.Sprintf("--warmup %v: want above zero (it primes the fleet's velocity counters and the switch)", o.Warmup)
@@ -193,6 +225,11 @@ func checkBenchFlags(fs *flag.FlagSet, o bench.Options, target, ownDefaults bool
 	if checked("conns") && o.Conns < 1 {
 		return fmt.Sprintf("--conns %d: want at least 1", o.Conns)
 	}
+	if checked("conns") && !target && o.Conns > maxBenchConns {
+		// The switch closes the ones past its limit at accept: the run failed with
+		// "connection closed by the switch".
+		return fmt.Sprintf("--conns %d: at most %d (the bench's switch takes 1000 connections from one address, max_conns_per_source, and the harness opens a few more)", o.Conns, maxBenchConns)
+	}
 	if !ownDefaults && (o.Plain || target) && o.Conns > o.Terminals {
 		return fmt.Sprintf("--conns %d above --terminals %d: with --plain or --target each connection sends for terminals of its own", o.Conns, o.Terminals)
 	}
@@ -204,6 +241,96 @@ func checkBenchFlags(fs *flag.FlagSet, o bench.Options, target, ownDefaults bool
 	}
 	if o.CUPTerminals < 0 || o.CUPTerminals > 0 && o.CUPTerminals >= o.Terminals {
 		return fmt.Sprintf("--cup-terminals %d: want 0 up to --terminals (%d) less one", o.CUPTerminals, o.Terminals)
+	}
+	if o.CUPTerminals > maxBenchConns {
+		// Each has a connection of its own to the cup listener, which takes 1000 from
+		// one address.
+		return fmt.Sprintf("--cup-terminals %d: at most %d (each has a connection of its own, and the cup listener takes 1000 from one address)", o.CUPTerminals, maxBenchConns)
+	}
+	return ""
+}
+
+// benchModeFlags are the flags each kind of bench takes, by the flag that chooses it
+// ("": the ordinary bench). A flag given to a bench that does not take it used to be
+// ignored without a word (an --outage without --faults, a --curve with --cluster).
+var benchModeFlags = map[string]string{
+	"": "duration warmup relay-duration relay-burn relay-journal-window journal-window journal-window-cpu relay-journal " +
+		"terminals conns depth rate cpuprofile workdir rules issuer-latency issuer-latency-p99 plain cup-terminals qr-share " +
+		"scenario payshield results curve curve-step fresh settle-timeout cards",
+	"--target":  "target duration warmup terminals conns depth rate results",
+	"--faults":  "faults drop late issuer-timeout before outage outage-mode after-outage no-kill after-kill settle fault-rate terminals conns workdir rules results",
+	"--cluster": "cluster cluster-tls profile rounds duration warmup terminals conns depth rate workdir rules results",
+}
+
+// benchFlagsIgnored returns what is wrong ("" when nothing) with the flags given for
+// the bench mode chooses (a key of benchModeFlags): a flag it does not take, a
+// --results it would not write (--target, --cluster: no report files), a flag that
+// goes with another not given, or a value of the fault bench's flags it used to
+// replace with its default without a word (a zero or negative duration or rate).
+func benchFlagsIgnored(fs *flag.FlagSet, mode string, o bench.Options, fo bench.FaultOptions, faultRate float64, results string) string {
+	set := map[string]bool{}
+	var names []string // the flags given, in lexical order: the first wrong one is said
+	fs.Visit(func(f *flag.Flag) { set[f.Name], names = true, append(names, f.Name) })
+	takes := map[string]bool{}
+	for _, name := range strings.Fields(benchModeFlags[mode]) {
+		takes[name] = true
+	}
+	what := "the bench"
+	if mode != "" {
+		what = "bench " + mode
+	}
+	for _, name := range names {
+		if !takes[name] {
+			return fmt.Sprintf("--%s does not apply to %s (it would be ignored); see switchyard bench -h", name, what)
+		}
+	}
+	if set["results"] && results != "" && (mode == "--target" || mode == "--cluster") {
+		return fmt.Sprintf("--results %s: %s writes no report files (its figures are printed); leave --results out", results, what)
+	}
+	switch mode {
+	case "":
+		if set["relay-journal-window"] && !o.RelayJournal {
+			return "--relay-journal-window goes with --relay-journal"
+		}
+		if set["qr-share"] && o.Plain {
+			return "--qr-share does not go with --plain (ordinary purchases only)"
+		}
+		if !(o.QRShare >= 0 && o.QRShare <= 1) {
+			return fmt.Sprintf("--qr-share %v: want a share from 0 to 1", o.QRShare)
+		}
+		if set["curve-step"] && len(o.Curve) == 0 {
+			return "--curve-step goes with --curve"
+		}
+		if (set["fresh"] || set["settle-timeout"]) && o.Rate == 0 && len(o.Curve) == 0 {
+			return "--fresh and --settle-timeout go with an open loop (--rate above 0, or --curve)"
+		}
+		for name, d := range map[string]time.Duration{"relay-burn": o.RelayBurn, "journal-window": o.JournalWindow, "relay-journal-window": o.RelayJournalWindow} {
+			if set[name] && d < 0 {
+				return fmt.Sprintf("--%s %v: want 0 or more", name, d)
+			}
+		}
+		if set["journal-window-cpu"] && o.JournalWindowCPU < 0 {
+			return fmt.Sprintf("--journal-window-cpu %v is not a share between 0 and 1", o.JournalWindowCPU)
+		}
+		if set["issuer-latency"] && o.IssuerLatency < 0 || set["issuer-latency-p99"] && o.IssuerLatencyP99 < 0 {
+			return fmt.Sprintf("--issuer-latency %v, --issuer-latency-p99 %v: want 0 or more", o.IssuerLatency, o.IssuerLatencyP99)
+		}
+	case "--faults":
+		for name, d := range map[string]time.Duration{"issuer-timeout": fo.IssuerTimeout, "before": fo.Before, "outage": fo.Outage,
+			"after-outage": fo.AfterWindow, "after-kill": fo.AfterKill, "settle": fo.Settle} {
+			if d <= 0 {
+				return fmt.Sprintf("--%s %v: want above zero", name, d)
+			}
+		}
+		if !(faultRate > 0 && faultRate <= 1e6) { // NaN too
+			return fmt.Sprintf("--fault-rate %v: want above 0, up to 1000000 a second", faultRate)
+		}
+		if !(fo.Drop >= 0 && fo.Drop <= 1 && fo.Late >= 0 && fo.Late <= 1) { // NaN too
+			return fmt.Sprintf("--drop %v, --late %v: want shares between 0 and 1", fo.Drop, fo.Late)
+		}
+	}
+	if set["rate"] && o.Rate > 0 && o.Rate < 1 {
+		return fmt.Sprintf("--rate %v: want 0 (no open loop) or at least 1 a second", o.Rate)
 	}
 	return ""
 }
