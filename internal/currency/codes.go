@@ -10,7 +10,8 @@ import (
 // XAF, XOF, XCD, XPF) current in December 2026. Funds codes (BOV, CHE, CHW, CLF,
 // COU, MXV, USN, UYI, UYW), precious metals, the SDR, bond units and the testing
 // and "no currency" codes (XTS, XXX) are not: no card payment is made in them.
-// Withdrawn codes (HRK 191, SLL 694, ZWL 932...) are not either.
+// Withdrawn codes (HRK 191, SLL 694, ZWL 932, BGN 975: Bulgaria paid in euros
+// from 1 January 2026...) are not either.
 var payable = map[string]string{
 	"008": "ALL", "012": "DZD", "032": "ARS", "036": "AUD", "044": "BSD", "048": "BHD", "050": "BDT",
 	"051": "AMD", "052": "BBD", "060": "BMD", "064": "BTN", "068": "BOB", "072": "BWP", "084": "BZD",
@@ -33,7 +34,7 @@ var payable = map[string]string{
 	"928": "VES", "929": "MRU", "930": "STN", "931": "CUC", "933": "BYN", "934": "TMT", "936": "GHS",
 	"938": "SDG", "941": "RSD", "943": "MZN", "944": "AZN", "946": "RON", "949": "TRY", "950": "XAF",
 	"951": "XCD", "952": "XOF", "953": "XPF", "967": "ZMW", "968": "SRD", "969": "MGA", "971": "AFN",
-	"972": "TJS", "973": "AOA", "975": "BGN", "976": "CDF", "977": "BAM", "978": "EUR", "980": "UAH",
+	"972": "TJS", "973": "AOA", "976": "CDF", "977": "BAM", "978": "EUR", "980": "UAH",
 	"981": "GEL", "985": "PLN", "986": "BRL",
 }
 
