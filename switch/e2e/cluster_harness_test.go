@@ -42,7 +42,8 @@ type clusterNode struct {
 	runs                      int
 	// storeMB, when not 0, puts the node's JetStream store (data/jetstream) on a
 	// tmpfs of that many MiB in a mount namespace of its own (clusterOptions.StoreTmpfsMB).
-	storeMB int
+	storeMB   int
+	storeExt4 bool // clusterOptions.StoreExt4
 }
 
 // testCluster is three nodes and the issuer simulator they share.
@@ -64,6 +65,10 @@ type clusterOptions struct {
 	// root or user namespaces; needTmpfs skips the test otherwise) with its JetStream
 	// store on a tmpfs of this many MiB that the test reaches through storeDisk.
 	StoreTmpfsMB int
+	// StoreExt4, with StoreTmpfsMB, puts node 3's store on an ext4 of 256 MiB on a
+	// loop device whose image is on that tmpfs (storeBacking): once the tmpfs is full
+	// the file system's writes fail, and ext4 turns read-only. Needs root.
+	StoreExt4 bool
 }
 
 // freePorts picks n distinct free loopback addresses for the nodes, outside the
@@ -196,7 +201,7 @@ func startCluster(t *testing.T, o clusterOptions) *testCluster {
 			termAddr: ports[i*4], adminAddr: ports[i*4+1], nats: ports[i*4+2]}
 		if n.n == 3 {
 			n.nats = "none" // node 3 lets no tool in (cluster.ClientAddrNone): every test runs it so
-			n.storeMB = o.StoreTmpfsMB
+			n.storeMB, n.storeExt4 = o.StoreTmpfsMB, o.StoreExt4
 		}
 		if err := os.MkdirAll(n.dir, 0o755); err != nil {
 			t.Fatal(err)
@@ -295,9 +300,14 @@ func (n *clusterNode) launch() {
 	if n.storeMB > 0 {
 		// The script ends by exec-ing the switch: the process started is the switch,
 		// whose pid names the namespace (storeDisk).
-		n.cmd = exec.Command("unshare", "-m", "--propagation", "private", "sh", "-c",
-			fmt.Sprintf(`mkdir -p "$STORE" && mount -t tmpfs -o size=%dm tmpfs "$STORE" && exec "$BIN" serve --config "$CFG"`, n.storeMB))
-		n.cmd.Env = append(os.Environ(), "BIN="+n.bin, "CFG="+n.cfg, "STORE="+n.storeDir())
+		disk := fmt.Sprintf(`mkdir -p "$STORE" && mount -t tmpfs -o size=%dm tmpfs "$STORE"`, n.storeMB)
+		if n.storeExt4 {
+			// The loop device is detached when the namespace's last process exits
+			// (mount -o loop sets autoclear).
+			disk = fmt.Sprintf(`mkdir -p "$STORE" "$BACK" && mount -t tmpfs -o size=%dm tmpfs "$BACK" && truncate -s 256M "$BACK/img" && mkfs.ext4 -q -F "$BACK/img" && mount -o loop "$BACK/img" "$STORE"`, n.storeMB)
+		}
+		n.cmd = exec.Command("unshare", "-m", "--propagation", "private", "sh", "-c", disk+` && exec "$BIN" serve --config "$CFG"`)
+		n.cmd.Env = append(os.Environ(), "BIN="+n.bin, "CFG="+n.cfg, "STORE="+n.storeDir(), "BACK="+n.storeBacking())
 	}
 	n.cmd.Stdout, n.cmd.Stderr = logf, logf
 	if err := n.cmd.Start(); err != nil {
@@ -315,6 +325,9 @@ func (n *clusterNode) launch() {
 
 // storeDir is the node's JetStream store (the default, data_dir/jetstream).
 func (n *clusterNode) storeDir() string { return filepath.Join(n.dir, "data", "jetstream") }
+
+// storeBacking is where the image of the node's store lives (clusterOptions.StoreExt4).
+func (n *clusterNode) storeBacking() string { return filepath.Join(n.dir, "storedisk") }
 
 // storeDisk is the tmpfs of the node's JetStream store (clusterOptions.StoreTmpfsMB)
 // as the test reaches it: through /proc/<pid>/root, into the node's mount namespace.
