@@ -2,6 +2,7 @@ package wal
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,8 @@ import (
 const (
 	writebackDirEnv  = "WAL_WRITEBACK_DIR"
 	writebackFillEnv = "WAL_WRITEBACK_FILL"
+	// fullDirEnv is TestFullDiskAppendCutBack's child's log directory, on a tmpfs.
+	fullDirEnv = "WAL_FULL_DIR"
 )
 
 // TestWritebackErrorNotSwallowed: a write whose pages the disk does not take back
@@ -40,10 +43,7 @@ func TestWritebackErrorNotSwallowed(t *testing.T) {
 		writebackChild(t, dir, os.Getenv(writebackFillEnv))
 		return
 	}
-	if testing.Short() {
-		t.Skip("mounts a loop device in a private mount namespace")
-	}
-	for _, tool := range []string{"unshare", "mkfs.ext4", "mount", "truncate"} {
+	for _, tool := range []string{"mkfs.ext4", "truncate"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skipf("%s not found: %v", tool, err)
 		}
@@ -52,31 +52,43 @@ func TestWritebackErrorNotSwallowed(t *testing.T) {
 		t.Skipf("needs root and loop devices (uid %d, /dev/loop-control: %v)", os.Getuid(), err)
 	}
 	tmp, ext := t.TempDir(), t.TempDir()
-	// Exit status 77: the setup failed, and the test skips (no loop device free, a
-	// kernel without ext4...). The loop device is detached when the namespace's last
-	// process exits (mount -o loop sets autoclear).
-	script := `set -u
-mount -t tmpfs -o size=24m tmpfs "$T" || exit 77
+	// The loop device is detached when the namespace's last process exits (mount -o
+	// loop sets autoclear).
+	inMountNamespace(t, `mount -t tmpfs -o size=24m tmpfs "$T" || exit 77
 truncate -s 128M "$T/img" || exit 77
 mkfs.ext4 -q -F -O ^has_journal -E nodiscard,lazy_itable_init=0 "$T/img" >/dev/null || exit 77
 mount -o loop,errors=continue "$T/img" "$E" || exit 77
-"$0" -test.run='^TestWritebackErrorNotSwallowed$' -test.count=1 -test.v
-`
+`, "T="+tmp, "E="+ext, writebackDirEnv+"="+filepath.Join(ext, "journal"), writebackFillEnv+"="+filepath.Join(tmp, "fill"))
+}
+
+// inMountNamespace runs the calling test again, alone, in a private mount namespace
+// (unshare -m) after the shell commands setup, with env added to its environment,
+// and fails, passes or skips as it does. A setup that exits with status 77 (no
+// loop device free, a kernel without ext4, no right to mount) skips the test.
+func inMountNamespace(t *testing.T, setup string, env ...string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("mounts file systems in a private mount namespace")
+	}
+	if _, err := exec.LookPath("unshare"); err != nil {
+		t.Skipf("unshare not found: %v", err)
+	}
+	name := t.Name()
+	script := "set -u\n" + setup + `"$0" -test.run='^` + name + `$' -test.count=1 -test.v` + "\n"
 	cmd := exec.Command("unshare", "-m", "--propagation", "private", "sh", "-c", script, os.Args[0])
-	cmd.Env = append(os.Environ(), "T="+tmp, "E="+ext,
-		writebackDirEnv+"="+filepath.Join(ext, "journal"), writebackFillEnv+"="+filepath.Join(tmp, "fill"))
+	cmd.Env = append(os.Environ(), env...)
 	out, err := cmd.CombinedOutput()
 	var exit *exec.ExitError
-	if errors.As(err, &exit) && exit.ExitCode() == 77 {
-		t.Skipf("cannot set up a loop device on a tmpfs: %s", out)
+	if errors.As(err, &exit) && exit.ExitCode() == 77 || err != nil && !strings.Contains(string(out), "=== RUN") {
+		t.Skipf("cannot set up the file system in a private mount namespace: %v %s", err, out)
 	}
 	if err != nil {
-		t.Fatalf("the child (on the loop device) failed: %v\n%s", err, out)
+		t.Fatalf("the child (in the namespace) failed: %v\n%s", err, out)
 	}
-	if strings.Contains(string(out), "--- SKIP: TestWritebackErrorNotSwallowed") {
+	if strings.Contains(string(out), "--- SKIP: "+name) {
 		t.Skipf("the child skipped:\n%s", out)
 	}
-	if !strings.Contains(string(out), "--- PASS: TestWritebackErrorNotSwallowed") {
+	if !strings.Contains(string(out), "--- PASS: "+name) {
 		t.Fatalf("the child did not pass:\n%s", out)
 	}
 }
@@ -171,4 +183,81 @@ func writebackChild(t *testing.T, dir, fill string) {
 	if l.Broken() == nil {
 		t.Errorf("the log is not broken after a failed sync (%v)", aerr)
 	}
+}
+
+// TestFullDiskAppendCutBack: an append that meets a full disk (a real one: a tmpfs of
+// 1 MiB in a private mount namespace) is refused with ENOSPC, cut back, and does not
+// break the log; once space is freed the next append is taken, and a reopened log
+// holds every acknowledged frame and none of the refused one. docs/wire.md ("A full
+// disk") said the log copes "by its code"; this shows it on a disk. Needs root or
+// user namespaces, else it skips.
+func TestFullDiskAppendCutBack(t *testing.T) {
+	if dir := os.Getenv(fullDirEnv); dir != "" {
+		fullDiskChild(t, dir)
+		return
+	}
+	mnt := t.TempDir()
+	inMountNamespace(t, `mount -t tmpfs -o size=1m tmpfs "$M" || exit 77
+`, "M="+mnt, fullDirEnv+"="+mnt)
+}
+
+// fullDiskChild is TestFullDiskAppendCutBack inside the namespace: mnt is the tmpfs.
+func fullDiskChild(t *testing.T, mnt string) {
+	dir := filepath.Join(mnt, "journal")
+	// No zeros ahead: the appends themselves meet the full disk.
+	opts := Options{SegmentSize: 8 << 20, Prealloc: -1}
+	l, _ := open(t, dir, opts, Pos{})
+	// Ballast leaves 64 KiB of the disk free.
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(mnt, &st); err != nil {
+		t.Fatal(err)
+	}
+	ballast := filepath.Join(mnt, "ballast")
+	if err := os.WriteFile(ballast, make([]byte, int64(st.Bavail)*st.Bsize-64<<10), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var want []written
+	var werr error
+	for i := 0; werr == nil; i++ {
+		if i > 100 {
+			t.Fatal("100 appends of 8 KiB fitted in 64 KiB")
+		}
+		b, err := l.Begin()
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := written{kind: 1, payload: fmt.Sprintf("%04d%s", i, strings.Repeat("f", 8<<10))}
+		w.at, w.end = b.Add(w.kind, []byte(w.payload))
+		if werr = l.Append(b); werr == nil {
+			want = append(want, w)
+		}
+	}
+	if !errors.Is(werr, syscall.ENOSPC) {
+		t.Fatalf("the append on a full disk: %v, want ENOSPC", werr)
+	}
+	if err := l.Broken(); err != nil {
+		t.Fatalf("a full disk broke the log: %v", err)
+	}
+	if got := fileSize(t, filepath.Join(dir, segName(1))); got != l.activeOff {
+		t.Fatalf("the segment is %d bytes after the refused append, its frames end at %d", got, l.activeOff)
+	}
+	if err := os.Remove(ballast); err != nil {
+		t.Fatal(err)
+	}
+	b, err := l.Begin()
+	if err != nil {
+		t.Fatalf("Begin once space is back: %v", err)
+	}
+	w := written{kind: 2, payload: "after"}
+	w.at, w.end = b.Add(w.kind, []byte(w.payload))
+	if err := l.Append(b); err != nil {
+		t.Fatalf("the append once space is back: %v", err)
+	}
+	want = append(want, w)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l, frames := open(t, dir, opts, Pos{})
+	defer l.Close()
+	checkFrames(t, frames, want)
 }
