@@ -308,7 +308,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		}
 		return 1
 	}))
-	if s.disk = newDiskGuard(diskGuardOptions{Dir: cfg.DataDir, MinFreeMB: cfg.Journal.MinFreeMB, Refuse: s.Journal.RefuseNew,
+	if s.disk = newDiskGuard(diskGuardOptions{Dir: cfg.DataDir, LogDir: JournalDir(cfg.DataDir), MinFreeMB: cfg.Journal.MinFreeMB, Refuse: s.Journal.RefuseNew,
 		Metrics: s.Metrics.Registry, Logger: log.With().Str("component", "disk").Logger()}); s.disk != nil {
 		s.disk.check() // a switch started on a full disk refuses from its first transaction
 	}
