@@ -1101,17 +1101,35 @@ func (s *Velocity) Restore(specs []*CounterSpec) (int, error) {
 }
 
 // Flush writes every changed series to Badger in one batch, each with a TTL
-// that ends when its newest bucket leaves the window.
-func (s *Velocity) Flush(specs map[uint64]*CounterSpec) error {
+// that ends when its newest bucket leaves the window. When the write fails (a
+// disk that fails writes, a database that refuses them) the series stay marked
+// changed, and the next Flush writes them: until 6 December 2026 they were
+// forgotten, and a series that did not change again after the failure kept in
+// Badger its value from before it, which the next start restored
+// (TestFlushFailureKeepsChanges).
+func (s *Velocity) Flush(specs map[uint64]*CounterSpec) (err error) {
 	if s.db == nil {
 		return nil
 	}
 	type kv struct {
-		k   seriesKey
-		v   []byte
-		end int64 // ns when the newest bucket leaves the window
+		k     seriesKey
+		v     []byte
+		end   int64 // ns when the newest bucket leaves the window
+		shard int   // where the series is marked changed
+		dk    dirtyKey
 	}
 	var out []kv
+	defer func() {
+		if err == nil {
+			return
+		}
+		for _, x := range out {
+			sh := &s.shards[x.shard]
+			sh.mu.Lock()
+			sh.dirty[x.dk] = struct{}{} // an eviction meanwhile: the next Flush skips it
+			sh.mu.Unlock()
+		}
+	}()
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
@@ -1128,7 +1146,7 @@ func (s *Velocity) Flush(specs map[uint64]*CounterSpec) error {
 			if len(se.b) > 0 {
 				end = (se.b[len(se.b)-1].n+1)*c.Width + int64(c.Window)
 			}
-			out = append(out, kv{k, se.encode(), end})
+			out = append(out, kv{k, se.encode(), end, i, dk})
 		}
 		clear(sh.dirty)
 		sh.mu.Unlock()

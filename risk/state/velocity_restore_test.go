@@ -64,3 +64,61 @@ func TestRestoreKeepsShortWindows(t *testing.T) {
 		t.Fatalf("the merchant's 30-day sum after the restore and a sweep: %d, want 500", got)
 	}
 }
+
+// TestFlushFailureKeepsChanges: a Flush whose write to Badger fails (here the
+// database is open read-only, as a disk turned read-only would have it) leaves the
+// series it could not write marked changed, so that the next Flush, once writes
+// succeed again, writes them. Until 6 December 2026 they were forgotten: the card's
+// second use, observed while writes failed, never reached Badger, and the next
+// start restored a count of 1.
+func TestFlushFailureKeepsChanges(t *testing.T) {
+	dir := t.TempDir()
+	open := func(readOnly bool) *badger.DB {
+		db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil).WithReadOnly(readOnly))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return db
+	}
+	short := &CounterSpec{FP: 2, Measure: MeasureCount, Dims: []string{DimCard}, Window: 10 * time.Minute,
+		Width: int64(time.Minute), NB: 10}
+	specs := map[uint64]*CounterSpec{short.FP: short}
+	t0 := time.Now().UnixNano()
+
+	db := open(false)
+	s := NewVelocity(db, 0, 0)
+	s.Observe(short, 9, t0, 0, "")
+	if err := s.Flush(specs); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s.db = open(true) // writes fail
+	s.Observe(short, 9, t0+int64(time.Second), 0, "")
+	if err := s.Flush(specs); err == nil {
+		t.Fatal("a Flush to a read-only database succeeded")
+	}
+	if err := s.db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s.db = open(false) // writes succeed again; the card is not seen again
+	if err := s.Flush(specs); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	db = open(false)
+	defer db.Close()
+	r := NewVelocity(db, 0, 0)
+	if _, err := r.Restore([]*CounterSpec{short}); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.Read(short, 9, t0+int64(2*time.Second)); got != 2 {
+		t.Fatalf("the card's count restored after a failed Flush and a good one: %d, want 2", got)
+	}
+}

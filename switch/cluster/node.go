@@ -57,6 +57,9 @@ type Node struct {
 	srv *server.Server // nil in external mode
 	// srvOpts are the options srv started with (ReviveJetStream reloads them).
 	srvOpts *server.Options
+	// natsLog is srv's logger (nil in external mode): it notes the store's
+	// failed writes (storeWriteError).
+	natsLog *natsLogger
 	// sysPass is the password of the embedded server's system account user,
 	// given to no one, for RemovePeer ("" when client_addr is none).
 	sysPass string
@@ -243,6 +246,7 @@ func (n *Node) startServer(ctx context.Context, e Embedded) (*server.Server, err
 		return nil, fmt.Errorf("cluster: embedded NATS server %s: %w", e.ServerName, err)
 	}
 	bridge := &natsLogger{l: log}
+	n.natsLog = bridge
 	// Debug lines only when this logger would write them (its own level and the
 	// global one: a zerolog.New logger's own level is Trace until set). Never the
 	// server's message trace: it formats every message routed (20-25% of a node's

@@ -13,7 +13,8 @@ import (
 // TestReviveJetStream: nats-server shuts JetStream down on a server whose store ran
 // out of disk space (server.handleOutOfSpace calls ShutdownJetStream) and does not
 // start it again by itself. The node's Ready says so, the other two keep the
-// quorum, and ReviveJetStream starts it again: the node catches up and publishes.
+// quorum, and ReviveJetStream starts it again: the node catches up and publishes,
+// and the write error that turned it off no longer keeps it from being ready.
 func TestReviveJetStream(t *testing.T) {
 	t.Run("plain routes", func(t *testing.T) { testRevive(t, false) })
 	t.Run("TLS routes", func(t *testing.T) { testRevive(t, true) })
@@ -39,6 +40,12 @@ func testRevive(t *testing.T, withTLS bool) {
 	}
 
 	n3 := nodes[2]
+	// What nats-server logs first when its store is full: the write error that
+	// stops a group, which alone (a read-only store) makes the node not ready.
+	n3.natsLog.Errorf("RAFT [x - S-R3F-x] %s: write %s/1.blk: no space left on device", criticalWrite, n3.cfg.Embedded.StoreDir)
+	if err := n3.Ready(); err == nil || !strings.Contains(err.Error(), "failed a write") || !strings.Contains(err.Error(), "restart the node") {
+		t.Fatalf("Ready after a critical write error: %v", err)
+	}
 	if err := n3.srv.ShutdownJetStream(); err != nil { // what nats-server does when its store is full
 		t.Fatal(err)
 	}

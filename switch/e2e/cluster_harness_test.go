@@ -40,6 +40,10 @@ type clusterNode struct {
 	cmd                       *exec.Cmd
 	exited                    chan struct{} // closed when cmd has been waited for
 	runs                      int
+	// storeMB, when not 0, puts the node's JetStream store (data/jetstream) on a
+	// tmpfs of that many MiB in a mount namespace of its own (clusterOptions.StoreTmpfsMB).
+	storeMB   int
+	storeExt4 bool // clusterOptions.StoreExt4
 }
 
 // testCluster is three nodes and the issuer simulator they share.
@@ -57,6 +61,14 @@ type clusterOptions struct {
 	Faults issuersim.Faults
 	// IssuerTimeout is the nodes' issuer timeout (default 300ms).
 	IssuerTimeout time.Duration
+	// StoreTmpfsMB, when not 0, runs node 3 in a private mount namespace (unshare -m:
+	// root or user namespaces; needTmpfs skips the test otherwise) with its JetStream
+	// store on a tmpfs of this many MiB that the test reaches through storeDisk.
+	StoreTmpfsMB int
+	// StoreExt4, with StoreTmpfsMB, puts node 3's store on an ext4 of 256 MiB on a
+	// loop device whose image is on that tmpfs (storeBacking): once the tmpfs is full
+	// the file system's writes fail, and ext4 turns read-only. Needs root.
+	StoreExt4 bool
 }
 
 // freePorts picks n distinct free loopback addresses for the nodes, outside the
@@ -189,6 +201,7 @@ func startCluster(t *testing.T, o clusterOptions) *testCluster {
 			termAddr: ports[i*4], adminAddr: ports[i*4+1], nats: ports[i*4+2]}
 		if n.n == 3 {
 			n.nats = "none" // node 3 lets no tool in (cluster.ClientAddrNone): every test runs it so
+			n.storeMB, n.storeExt4 = o.StoreTmpfsMB, o.StoreExt4
 		}
 		if err := os.MkdirAll(n.dir, 0o755); err != nil {
 			t.Fatal(err)
@@ -284,6 +297,18 @@ func (n *clusterNode) launch() {
 		n.t.Fatal(err)
 	}
 	n.cmd = exec.Command(n.bin, "serve", "--config", n.cfg)
+	if n.storeMB > 0 {
+		// The script ends by exec-ing the switch: the process started is the switch,
+		// whose pid names the namespace (storeDisk).
+		disk := fmt.Sprintf(`mkdir -p "$STORE" && mount -t tmpfs -o size=%dm tmpfs "$STORE"`, n.storeMB)
+		if n.storeExt4 {
+			// The loop device is detached when the namespace's last process exits
+			// (mount -o loop sets autoclear).
+			disk = fmt.Sprintf(`mkdir -p "$STORE" "$BACK" && mount -t tmpfs -o size=%dm tmpfs "$BACK" && truncate -s 256M "$BACK/img" && mkfs.ext4 -q -F "$BACK/img" && mount -o loop "$BACK/img" "$STORE"`, n.storeMB)
+		}
+		n.cmd = exec.Command("unshare", "-m", "--propagation", "private", "sh", "-c", disk+` && exec "$BIN" serve --config "$CFG"`)
+		n.cmd.Env = append(os.Environ(), "BIN="+n.bin, "CFG="+n.cfg, "STORE="+n.storeDir(), "BACK="+n.storeBacking())
+	}
 	n.cmd.Stdout, n.cmd.Stderr = logf, logf
 	if err := n.cmd.Start(); err != nil {
 		n.t.Fatal(err)
@@ -296,6 +321,18 @@ func (n *clusterNode) launch() {
 		logf.Close()
 		close(exited)
 	}()
+}
+
+// storeDir is the node's JetStream store (the default, data_dir/jetstream).
+func (n *clusterNode) storeDir() string { return filepath.Join(n.dir, "data", "jetstream") }
+
+// storeBacking is where the image of the node's store lives (clusterOptions.StoreExt4).
+func (n *clusterNode) storeBacking() string { return filepath.Join(n.dir, "storedisk") }
+
+// storeDisk is the tmpfs of the node's JetStream store (clusterOptions.StoreTmpfsMB)
+// as the test reaches it: through /proc/<pid>/root, into the node's mount namespace.
+func (n *clusterNode) storeDisk() string {
+	return filepath.Join("/proc", fmt.Sprint(n.cmd.Process.Pid), "root", n.storeDir())
 }
 
 // logName is the log file of the node's current run.

@@ -31,6 +31,16 @@ var (
 	buildErr  error
 )
 
+// TestMain removes the binary switchyardBinary built (50-70 MB in a directory of
+// its own under $TMPDIR) once the tests are done: every run left one behind.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
+}
+
 // switchyardBinary builds the switchyard command once for the subprocess tests.
 func switchyardBinary(t *testing.T) string {
 	t.Helper()

@@ -29,15 +29,24 @@ import (
 //
 // It cannot stop another process from taking the last block between two looks
 // (diskCheckEvery): the minimum is the margin for that too.
+//
+// The journal's log may live on a device of its own (docs/journal.md advises one,
+// mounted at data_dir/journal): the guard then watches that file system too, with the
+// same minimum, and refuses while either has less free. Until 6 December 2026 it
+// watched the data directory's alone: the log's device could fill with /readyz 200,
+// and once it was full every new transaction failed its write-ahead and was answered
+// 96 (e2e TestJournalDiskFull).
 
 // diskCheckEvery is how often the guard looks at the free space: statfs costs about
 // a microsecond, and under full load the switch writes a few MB a second, far less
 // than the minimum in this time.
 const diskCheckEvery = 100 * time.Millisecond
 
-// diskGuard watches the free space of the file system of the data directory.
+// diskGuard watches the free space of the file system of the data directory, and of
+// the journal log's when that is another.
 type diskGuard struct {
 	dir       string
+	logDir    string // the journal's log directory when on another file system, else ""
 	low, high uint64 // refuse below low, admit again from high (bytes)
 	free      func(dir string) (uint64, error)
 	refuse    func(why error) // journal.Store.RefuseNew
@@ -51,6 +60,7 @@ type diskGuard struct {
 // diskGuardOptions configure a disk guard.
 type diskGuardOptions struct {
 	Dir       string                // the data directory
+	LogDir    string                // the journal's log directory (JournalDir), watched too if on another file system
 	MinFreeMB int                   // journal.min_free_mb (-1: no guard)
 	Refuse    func(why error)       // journal.Store.RefuseNew
 	Metrics   prometheus.Registerer // where its gauges go
@@ -65,11 +75,14 @@ func newDiskGuard(o diskGuardOptions) *diskGuard {
 	}
 	low := uint64(o.MinFreeMB) << 20
 	g := &diskGuard{dir: o.Dir, low: low, high: low + low/4, free: freeSpace, refuse: o.Refuse, log: o.Logger}
+	if o.LogDir != "" && otherFileSystem(o.Dir, o.LogDir) {
+		g.logDir = o.LogDir
+	}
 	reg := o.Metrics
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "switchyard_data_dir_free_bytes", Help: "Free space (for the switch's user) of the data directory's file system, as the disk guard last saw it.",
+		Name: "switchyard_data_dir_free_bytes", Help: "Free space (for the switch's user) of the data directory's file system, or of the journal log's when it is on another with less free, as the disk guard last saw it.",
 	}, func() float64 { return float64(g.freeBytes.Load()) }), prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "switchyard_data_dir_full", Help: "1 while the data directory's disk has less free space than journal.min_free_mb (until 25% more is free): new transactions are declined 91 and /readyz is 503.",
+		Name: "switchyard_data_dir_full", Help: "1 while the data directory's disk, or the journal log's when it has one of its own, has less free space than journal.min_free_mb (until 25% more is free): new transactions are declined 91 and /readyz is 503.",
 	}, func() float64 {
 		if g.full.Load() != nil {
 			return 1
@@ -77,6 +90,16 @@ func newDiskGuard(o diskGuardOptions) *diskGuard {
 		return 0
 	}))
 	return g
+}
+
+// otherFileSystem reports whether b is on another file system (device) than a; false
+// when either cannot be looked at.
+func otherFileSystem(a, b string) bool {
+	var sa, sb syscall.Stat_t
+	if syscall.Stat(a, &sa) != nil || syscall.Stat(b, &sb) != nil {
+		return false
+	}
+	return sa.Dev != sb.Dev
 }
 
 // freeSpace returns the bytes of dir's file system available to an unprivileged user.
@@ -135,9 +158,11 @@ func freeSpaceNear(dir string, free func(dir string) (uint64, error)) (uint64, e
 	}
 }
 
-// check looks at the free space once and refuses or admits new transactions.
+// check looks at the free space once and refuses or admits new transactions: it
+// refuses while the data directory's disk or the log's has less than the minimum free,
+// and admits again once both have a quarter more.
 func (g *diskGuard) check() {
-	free, err := g.free(g.dir)
+	free, dir, what, err := g.least()
 	if err != nil {
 		if !g.failed {
 			g.log.Error().Err(err).Msg("disk guard: free space not known; new transactions are not refused for it")
@@ -150,16 +175,36 @@ func (g *diskGuard) check() {
 	full := g.full.Load() != nil
 	switch {
 	case !full && free < g.low:
-		why := fmt.Errorf("data directory %s has %d MiB free, less than journal.min_free_mb (%d MiB): new transactions are declined 91 until %d MiB are free", g.dir, free>>20, g.low>>20, g.high>>20)
+		why := fmt.Errorf("%s %s has %d MiB free, less than journal.min_free_mb (%d MiB): new transactions are declined 91 until %d MiB are free", what, dir, free>>20, g.low>>20, g.high>>20)
 		g.full.Store(&why)
 		g.refuse(why)
-		g.log.Error().Uint64("free_mib", free>>20).Uint64("min_free_mib", g.low>>20).Str("dir", g.dir).
-			Msg("disk nearly full: new transactions are declined 91 and /readyz is 503; free space on the data directory's disk (the switch resumes by itself once 25% more than journal.min_free_mb is free)")
+		g.log.Error().Uint64("free_mib", free>>20).Uint64("min_free_mib", g.low>>20).Str("dir", dir).
+			Msg("disk nearly full: new transactions are declined 91 and /readyz is 503; free space on the " + what + "'s disk (the switch resumes by itself once 25% more than journal.min_free_mb is free)")
 	case full && free >= g.high:
 		g.full.Store(nil)
 		g.refuse(nil)
-		g.log.Info().Uint64("free_mib", free>>20).Str("dir", g.dir).Msg("disk space back: new transactions are taken again")
+		g.log.Info().Uint64("free_mib", free>>20).Str("dir", dir).Msg("disk space back: new transactions are taken again")
 	}
+}
+
+// least returns the free space of the data directory's file system or, when the
+// journal's log is on another with less free, of the log's, with the directory
+// and what it is.
+func (g *diskGuard) least() (free uint64, dir, what string, err error) {
+	if free, err = g.free(g.dir); err != nil {
+		return 0, "", "", err
+	}
+	dir, what = g.dir, "data directory"
+	if g.logDir != "" {
+		lf, err := g.free(g.logDir)
+		if err != nil {
+			return 0, "", "", err
+		}
+		if lf < free {
+			free, dir, what = lf, g.logDir, "journal log directory"
+		}
+	}
+	return free, dir, what, nil
 }
 
 // notReady is the guard's part of /readyz: why new transactions are refused, or nil.

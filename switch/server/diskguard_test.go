@@ -97,3 +97,40 @@ func TestDiskGuardTurns(t *testing.T) {
 		}
 	}
 }
+
+// TestDiskGuardWatchesLogDisk: with the journal's log on a file system of its own,
+// the guard refuses while either disk is below the minimum, says which, and admits
+// again only once both have a quarter more.
+func TestDiskGuardWatchesLogDisk(t *testing.T) {
+	var refused []error
+	g := newDiskGuard(diskGuardOptions{Dir: "/data", LogDir: "/data/journal", MinFreeMB: 100, Refuse: func(why error) { refused = append(refused, why) },
+		Metrics: prometheus.NewRegistry(), Logger: zerolog.Nop()})
+	if g.logDir != "" {
+		t.Fatalf("/data/journal taken for another file system than /data: %q", g.logDir)
+	}
+	g.logDir = "/data/journal" // as on a machine that mounts a device there
+	free := map[string]uint64{}
+	g.free = func(dir string) (uint64, error) { return free[dir] << 20, nil }
+	for _, step := range []struct {
+		data, log uint64
+		full      bool
+		says      string
+	}{{500, 500, false, ""}, {500, 99, true, "journal log directory /data/journal has 99 MiB free"}, {500, 124, true, ""},
+		{500, 125, false, ""}, {99, 500, true, "data directory /data has 99 MiB free"}, {200, 124, true, ""}, {200, 130, false, ""}} {
+		free["/data"], free["/data/journal"] = step.data, step.log
+		g.check()
+		why := g.notReady()
+		if (why != nil) != step.full {
+			t.Fatalf("data %d MiB, log %d MiB free: not ready %v, want full %v", step.data, step.log, why, step.full)
+		}
+		if step.says != "" && !strings.Contains(why.Error(), step.says) {
+			t.Fatalf("data %d MiB, log %d MiB free: /readyz says %v, want %q", step.data, step.log, why, step.says)
+		}
+		if want := min(step.data, step.log) << 20; g.freeBytes.Load() != want {
+			t.Fatalf("data %d MiB, log %d MiB free: the gauge says %d bytes, want %d", step.data, step.log, g.freeBytes.Load(), want)
+		}
+	}
+	if len(refused) != 4 {
+		t.Fatalf("%d calls of Refuse, want 4 (refused, admitted, twice)", len(refused))
+	}
+}

@@ -169,13 +169,29 @@ func OpenDB(dir string, log zerolog.Logger) (*badger.DB, error) {
 	if err != nil {
 		// Badger formats the errors of its own writes with %v: ENOSPC cannot be
 		// unwrapped, so the free space is looked at again.
-		hint := "is another switchyard using it?"
-		if free, ferr := freeSpace(dir); ferr == nil && free < 1<<20 {
-			hint = fmt.Sprintf("its disk has %d KiB free: free space on it, then start again", free>>10)
-		}
-		return nil, fmt.Errorf("open database in %s: %w (%s)", dir, err, hint)
+		return nil, fmt.Errorf("open database in %s: %w (%s)", dir, err, openDBHint(dir))
 	}
 	return db, nil
+}
+
+// openDBHint says what most likely kept Badger from opening dir: its disk full, its
+// file system read-only or failing writes (a probe file cannot be created), or else
+// another switch holding its LOCK. Until 6 December 2026 a read-only file system was
+// answered "is another switchyard using it?" (e2e TestReadOnlyDataDirAtStart).
+func openDBHint(dir string) string {
+	if free, err := freeSpace(dir); err == nil && free < 1<<20 {
+		return fmt.Sprintf("its disk has %d KiB free: free space on it, then start again", free>>10)
+	}
+	f, err := os.CreateTemp(dir, ".write-probe-*")
+	switch {
+	case errors.Is(err, syscall.EROFS):
+		return "its file system is read-only (remounted so after an I/O error?): check the disk and its kernel log, remount it read-write, then start again"
+	case err != nil:
+		return fmt.Sprintf("the directory cannot be written (%v): check the disk and its kernel log, then start again", err)
+	}
+	f.Close()
+	os.Remove(f.Name())
+	return "is another switchyard using it?"
 }
 
 // JournalDir is where the journal's log lives in a data directory.
@@ -309,7 +325,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		}
 		return 1
 	}))
-	if s.disk = newDiskGuard(diskGuardOptions{Dir: cfg.DataDir, MinFreeMB: cfg.Journal.MinFreeMB, Refuse: s.Journal.RefuseNew,
+	if s.disk = newDiskGuard(diskGuardOptions{Dir: cfg.DataDir, LogDir: JournalDir(cfg.DataDir), MinFreeMB: cfg.Journal.MinFreeMB, Refuse: s.Journal.RefuseNew,
 		Metrics: s.Metrics.Registry, Logger: log.With().Str("component", "disk").Logger()}); s.disk != nil {
 		s.disk.check() // a switch started on a full disk refuses from its first transaction
 	}

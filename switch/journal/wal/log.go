@@ -36,6 +36,9 @@ type Log struct {
 	buf       []byte // the appends' buffer, kept while it is not too large
 	batch     Batch
 	zero      *zeroer // nil with NoSync or Prealloc < 0 (prealloc.go)
+	// afterWrite, if set (tests only), is called by Append between its write and its
+	// sync.
+	afterWrite func()
 }
 
 func segName(n uint32) string { return fmt.Sprintf("%08d.seg", n) }
@@ -359,6 +362,9 @@ func (l *Log) Append(batch *Batch) error {
 			return l.breakWith(fmt.Errorf("journal: write to segment %d failed (%v) and cutting it back failed: %w", l.activeSeg, err, terr))
 		}
 		return fmt.Errorf("journal: write %d bytes to segment %d: %w", len(b), l.activeSeg, err)
+	}
+	if l.afterWrite != nil {
+		l.afterWrite()
 	}
 	if !l.noSync {
 		if err := datasync(l.active); err != nil {

@@ -3,6 +3,7 @@ package wal
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 )
@@ -21,7 +22,13 @@ import (
 // flushes), and never where an append may be writing: the committer claims the range
 // of each append before it writes, the zeroer writes only past the claim, and an
 // append that reaches a chunk being zeroed waits for it (the zeroer keeps far enough
-// ahead for that to be rare). A segment is cut back to its frames when it is closed,
+// ahead for that to be rare). The zeroer writes and syncs through a descriptor of its
+// own (zeroer.file), never the appends' *os.File: Linux reports a failed writeback once
+// to each open file description, to the first fdatasync that looks, and the two syncs
+// run concurrently, so a zero-fill's sync on the appends' descriptor could take the
+// error of an append's pages, whose own sync would then succeed and acknowledge frames
+// that are not on disk (found on 6 December 2026 with a loop device on a full tmpfs,
+// TestWritebackErrorNotSwallowed). A segment is cut back to its frames when it is closed,
 // so that only the active segment can end in zeros; Open keeps a tail of zeros after
 // the last frame (where a torn write would have left other bytes) and cuts anything
 // else off as before.
@@ -58,6 +65,12 @@ type zeroer struct {
 	onErr    func(error)
 	// write writes and syncs a chunk of zeros (a test replaces it to fail).
 	write func(f *os.File, b []byte, off int64) error
+
+	// file is the zeroer's own descriptor of segment fileSeg (its goroutine's only),
+	// opened when it first zero-fills that segment and closed when it moves to the
+	// next or stops.
+	file    *os.File
+	fileSeg uint32
 }
 
 func writeZeros(f *os.File, b []byte, off int64) error {
@@ -148,12 +161,15 @@ func (l *Log) zeroLoop() {
 			}
 			n := min(int64(zeroChunk), z.limit-from)
 			z.busy, z.busyFrom = true, from
-			// The active file only changes under this lock with the zeroer idle
-			// (hold), so l.active is the segment's file until busy is cleared.
-			f, seg, write := l.active, l.activeSeg, z.write
+			// The active segment only changes under this lock with the zeroer idle
+			// (hold), so seg stays the active one until busy is cleared.
+			seg, write := l.activeSeg, z.write
 			z.mu.Unlock()
 
-			err := write(f, zeroes[:n], from)
+			f, err := z.open(l.dir, seg)
+			if err == nil {
+				err = write(f, zeroes[:n], from)
+			}
 
 			z.mu.Lock()
 			z.busy = false
@@ -174,11 +190,37 @@ func (l *Log) zeroLoop() {
 	}
 }
 
+// open returns the zeroer's own descriptor of segment seg in dir, opening it (and
+// closing the previous segment's) when it has none for seg.
+func (z *zeroer) open(dir string, seg uint32) (*os.File, error) {
+	if z.file != nil && z.fileSeg == seg {
+		return z.file, nil
+	}
+	z.closeFile()
+	f, err := os.OpenFile(filepath.Join(dir, segName(seg)), os.O_WRONLY, 0)
+	if err != nil {
+		return nil, err
+	}
+	z.file, z.fileSeg = f, seg
+	return f, nil
+}
+
+// closeFile closes the zeroer's descriptor, if it has one. Its writes need no sync
+// here: each chunk was synced, and a failed one is reported to the appends'
+// descriptor too.
+func (z *zeroer) closeFile() {
+	if z.file != nil {
+		z.file.Close()
+		z.file = nil
+	}
+}
+
 // stopZeroer ends the zeroer's goroutine and waits for it.
 func (l *Log) stopZeroer() {
 	if z := l.zero; z != nil {
 		close(z.stop)
 		<-z.done
+		z.closeFile()
 		l.zero = nil
 	}
 }

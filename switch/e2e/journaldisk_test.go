@@ -1,0 +1,148 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/switchyard/switchyard/switch/issuersim"
+)
+
+// TestJournalDiskFull: the journal's log on a device of its own, as docs/journal.md
+// advises (a tmpfs of 64 MiB mounted at data_dir/journal, the data directory on
+// another of 256 MiB), and that device fills while terminals load the switch. The
+// disk guard must watch it as it watches the data directory's: new transactions
+// declined 91 with /readyz 503 naming the log's directory, and back by itself once
+// space is freed. Until 6 December 2026 it looked at the data directory's disk
+// alone: /readyz stayed 200 while the log's device filled, and once it was full
+// every new transaction failed its write-ahead and was answered 96.
+func TestJournalDiskFull(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and runs for about 10 s")
+	}
+	needTmpfs(t)
+	bin := switchyardBinary(t)
+	sim, err := issuersim.Start(issuersim.Config{Addr: "127.0.0.1:0", Cards: issuersim.DemoCards})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	dir := t.TempDir()
+	mnt := filepath.Join(dir, "disk")
+	if err := os.Mkdir(mnt, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	p := &switchProc{t: t, bin: bin, dir: dir, cfg: filepath.Join(dir, "switch.yaml"), runs: 1}
+	cfg := fmt.Sprintf(`demo: true
+data_dir: %s
+rules_dir: ../../rules
+log: {txn_lines: false}
+listeners: [{name: ascii, addr: "127.0.0.1:0"}]
+admin: {addr: "127.0.0.1:0"}
+demo_issuer: {external: "%s", timeout: 300ms}
+journal: {min_free_mb: 24}
+
+security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504154482d48415348"}
+`, filepath.Join(mnt, "data"), sim.Addr())
+	if err := os.WriteFile(p.cfg, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ts := startOnTmpfs(t, p, mnt, 256, `mkdir -p "$MNT/data/journal" && mount -t tmpfs -o size=64m tmpfs "$MNT/data/journal" && exec "$BIN" serve --config "$CFG"`)
+	alive := ts.alive
+	waitForLong(t, "the switch to serve", 30*time.Second, func() bool { alive("starting"); return p.serving(ts.log) })
+	logDisk := filepath.Join(ts.disk, "data", "journal")
+	get := ts.get
+
+	var phase atomic.Int32 // 0 before the fill, 1 while full, 2 after
+	var mu sync.Mutex
+	counts := [3]map[string]int{{}, {}, {}}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	results := make(chan told, 1000)
+	var wg, counted sync.WaitGroup
+	for i := 1; i <= 4; i++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); terminalLoop(ctx, p.termAddr, fmt.Sprintf("LT%06d", 10+i), 20+i, results) }()
+	}
+	counted.Add(1)
+	go func() {
+		defer counted.Done()
+		for r := range results {
+			mu.Lock()
+			rc := r.rc
+			if !r.answered {
+				rc = "none"
+			}
+			counts[phase.Load()][rc]++
+			mu.Unlock()
+		}
+	}()
+	seen := func(ph int, rc string, n int) func() bool {
+		return func() bool {
+			alive(fmt.Sprintf("phase %d", ph))
+			mu.Lock()
+			defer mu.Unlock()
+			return counts[ph][rc] >= n
+		}
+	}
+	waitForLong(t, "approvals before the log's disk fills", 20*time.Second, seen(0, "00", 100))
+
+	// Fill the log's disk, but for 8 MiB (less than journal.min_free_mb, 24).
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(logDisk, &st); err != nil {
+		t.Fatal(err)
+	}
+	ballast := filepath.Join(logDisk, "ballast")
+	fill := int64(st.Bavail*uint64(st.Bsize)) - 8<<20
+	if out, err := exec.Command("dd", "if=/dev/zero", "of="+ballast, "bs=1M", fmt.Sprintf("count=%d", fill>>20)).CombinedOutput(); err != nil {
+		t.Fatalf("fill the log's disk: %v %s", err, out)
+	}
+	phase.Store(1)
+	var body string
+	waitForLong(t, "/readyz to say the log's disk is full", 10*time.Second, func() bool {
+		alive("the log's disk filled")
+		var code int
+		code, body = get("/readyz")
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "journal log directory")
+	})
+	t.Logf("/readyz: %s", body)
+	// Declines while the disk stays full, for long enough to fill the 8 MiB left
+	// had the write-aheads gone on.
+	waitForLong(t, "declines while the log's disk is full", 20*time.Second, seen(1, "91", 1000))
+	mu.Lock()
+	if n := counts[1]["96"]; n > 0 {
+		t.Errorf("%d transactions answered 96 while the log's disk was full (its writes failed): the guard did not decline them first", n)
+	}
+	mu.Unlock()
+	if v := ts.metric("switchyard_data_dir_full"); v != "1" {
+		t.Errorf("switchyard_data_dir_full is %s while the log's disk is full", v)
+	}
+
+	if err := os.Remove(ballast); err != nil {
+		t.Fatal(err)
+	}
+	waitForLong(t, "/readyz to turn 200 once space is back", 10*time.Second, func() bool {
+		alive("space freed")
+		code, _ := get("/readyz")
+		return code == http.StatusOK
+	})
+	phase.Store(2)
+	waitForLong(t, "approvals once space is back", 20*time.Second, seen(2, "00", 100))
+	cancel()
+	wg.Wait()
+	close(results)
+	counted.Wait()
+	t.Logf("answers before the fill %v, while full %v, after %v", counts[0], counts[1], counts[2])
+	if err := ts.stop(); err != nil {
+		t.Fatalf("the switch did not stop cleanly after the log's disk was full: %v", err)
+	}
+}
