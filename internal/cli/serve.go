@@ -108,6 +108,12 @@ func runServe(env *Env, args []string) int {
 	// Logged once the handlers are in place: a supervisor (or a test) that signals
 	// before this line may find the default action, which for SIGHUP is to exit.
 	log.Info().Msg("serving: SIGHUP reloads, SIGTERM or SIGINT drains")
+	// With journal.exit_on_broken_log false the channel stays nil: a switch whose
+	// log broke stays up answering 96 until a person restarts it (as before).
+	var broken <-chan struct{}
+	if e := cfg.Journal.ExitOnBrokenLog; e == nil || *e {
+		broken = s.JournalBroken()
+	}
 	for {
 		select {
 		case <-env.Ctx.Done():
@@ -125,6 +131,19 @@ func runServe(env *Env, args []string) int {
 				log.Warn().Msg("drain incomplete; exiting with status 75 all the same")
 			}
 			return ExitFenced
+		case <-broken:
+			// The journal's log refuses every write (what a failed write or
+			// sync left on the disk is unknown): every transaction is answered
+			// 96, and what the issuer approved in the group whose write failed
+			// cannot be reversed from this process (the reversal queue is written
+			// through the journal). Only a new process, reading the log back from
+			// disk, recovers: its recovery reverses those approvals.
+			log.Error().Err(s.Journal.Broken()).Int("exit_status", ExitRestart).
+				Msg("the journal's log is broken (a failed fdatasync, or a failed write it could not cut back): draining, then exiting with status 75 so that its supervisor (systemd Restart=on-failure, Kubernetes) starts it again; the restart reads the log back and reverses what the issuer approved that the journal did not record; without a supervisor, check the disk (its kernel log, its free space) and start it again by hand")
+			if code := drain(s, log); code != 0 {
+				log.Warn().Msg("drain incomplete; exiting with status 75 all the same")
+			}
+			return ExitRestart
 		case sg := <-sig:
 			if sg == syscall.SIGHUP {
 				log.Info().Msg("SIGHUP: reloading")
@@ -257,12 +276,17 @@ func setListenAddrs(cfg *config.Config, listen []string) error {
 	return nil
 }
 
-// ExitFenced (75, EX_TEMPFAIL) is `switchyard serve`'s exit status when a cluster
-// node's lease is lost for good (server.Server.Fenced): the process drained and
-// must be started again, with the same configuration and data directory, by its
-// supervisor (docs/cluster.md, "A fenced node exits"). A single switch never
-// exits so.
-const ExitFenced = 75
+// ExitRestart (75, EX_TEMPFAIL) is `switchyard serve`'s exit status when the
+// process drained and must be started again, with the same configuration and
+// data directory, by its supervisor (systemd Restart=on-failure, Kubernetes):
+// a cluster node's lease is lost for good (server.Server.Fenced, ExitFenced), or
+// the journal's log is broken (server.Server.JournalBroken, single switch and
+// cluster node alike, unless journal.exit_on_broken_log is false).
+const ExitRestart = 75
+
+// ExitFenced is ExitRestart for a cluster node whose lease is lost for good
+// (docs/cluster.md, "A fenced node exits").
+const ExitFenced = ExitRestart
 
 func drain(s *server.Server, log zerolog.Logger) int {
 	if err := s.Drain(); err != nil {

@@ -54,6 +54,7 @@ func TestBadValuesRefused(t *testing.T) {
 		{"duration with a space", base + l + "issuers: [{id: x, addrs: [127.0.0.1:2], timeout: 1 h}]", `issuers[0].timeout: "1 h" is not a duration`},
 		{"text for a number", base + l + "limits: {max_in_flight: lots}", "limits.max_in_flight: cannot unmarshal !!str `lots` into int (line 4)"},
 		{"text for a bool", base + l + "log: {txn_lines: sometimes}", "log.txn_lines: cannot unmarshal !!str `sometimes` into bool"},
+		{"text for journal.exit_on_broken_log", base + l + "journal: {exit_on_broken_log: later}", "journal.exit_on_broken_log: cannot unmarshal !!str `later` into bool"},
 		// Required values left empty.
 		{"tls cert empty", base + "listeners: [{addr: 127.0.0.1:1, tls: {cert_file: '', key_file: /k}}]", `listeners[0].tls: cert_file and key_file are both required`},
 		{"no listeners", base, `listeners: at least one terminal listener is required`},
@@ -68,7 +69,7 @@ func TestBadValuesRefused(t *testing.T) {
 		{"typo depth 3 console", base + l + "admin: {console: {idle_timout: 5m}}", `admin.console.idle_timout: unknown key (line 4): did you mean idle_timeout?`},
 		{"typo in cluster", base + l + "cluster: {nodee: 1}", `cluster.nodee: unknown key (line 4): did you mean node?`},
 		{"typo in inline struct", base + l + "admin: {tokens: [{name: a, rol: operator, token: x}]}", `admin.tokens[0].rol: unknown key (line 4): did you mean role?`},
-		{"unknown key far from any", base + l + "journal: {flux_capacitor: 1}", `journal.flux_capacitor: unknown key (line 4); known keys here: gap, index_delay, max_batch, min_free_mb, segment_mb, window, window_cpu`},
+		{"unknown key far from any", base + l + "journal: {flux_capacitor: 1}", `journal.flux_capacitor: unknown key (line 4); known keys here: exit_on_broken_log, gap, index_delay, max_batch, min_free_mb, segment_mb, window, window_cpu`},
 		{"two typos both named", base + l + "log: {levl: debug, fromat: json}", "log.levl: unknown key (line 4): did you mean level?\nlog.fromat: unknown key (line 4): did you mean format?"},
 		// The file as a whole.
 		{"empty file", "", `the file is empty`},
@@ -94,5 +95,27 @@ func TestDemoRouteYieldsToConfigured(t *testing.T) {
 	}
 	if len(c.Routes) != 1 || c.Routes[0].Issuer != "bank-a" {
 		t.Fatalf("routes %+v, want 476173 to bank-a alone", c.Routes)
+	}
+}
+
+// TestExitOnBrokenLogDefault: journal.exit_on_broken_log is true when not set (a
+// switch whose journal log broke exits 75 for its supervisor), false when set so,
+// and the demo configuration has it true as well.
+func TestExitOnBrokenLogDefault(t *testing.T) {
+	base := "demo: true\nsecurity: {card_hash_key_hex: " + DemoCardHashKey + "}\nlisteners: [{addr: 127.0.0.1:1}]\n"
+	for _, tc := range []struct {
+		in   string
+		want bool
+	}{{base, true}, {base + "journal: {exit_on_broken_log: true}", true}, {base + "journal: {exit_on_broken_log: false}", false}} {
+		c, err := Parse([]byte(tc.in), "test.yaml")
+		if err != nil {
+			t.Fatalf("%q: %v", tc.in, err)
+		}
+		if got := c.Journal.ExitOnBrokenLog; got == nil || *got != tc.want {
+			t.Errorf("%q: journal.exit_on_broken_log %v, want %v", tc.in, got, tc.want)
+		}
+	}
+	if d := Demo().Journal.ExitOnBrokenLog; d == nil || !*d {
+		t.Errorf("demo configuration: journal.exit_on_broken_log %v, want true", d)
 	}
 }

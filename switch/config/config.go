@@ -512,6 +512,14 @@ type Journal struct {
 	// With less than a quarter of it free the switch does not start: it exits with
 	// an error saying so before it opens its database.
 	MinFreeMB int `yaml:"min_free_mb"`
+	// ExitOnBrokenLog makes `switchyard serve` drain and exit with status 75 once
+	// the log is broken (a failed fdatasync, or a failed write it could not cut
+	// back), for its supervisor (systemd Restart=on-failure, Kubernetes) to start
+	// it again: the restart reads the log back from disk and reverses what the
+	// issuer approved that the log did not record (default true). False keeps the
+	// switch up answering every transaction 96, /readyz 503, until a person
+	// restarts it (the behaviour before 6 December 2026). Read at start.
+	ExitOnBrokenLog *bool `yaml:"exit_on_broken_log"`
 }
 
 // Security holds the secrets of the switch that are not keys of the key store.
@@ -794,6 +802,10 @@ func (c *Config) ApplyDefaults() {
 	}
 	if c.Journal.MinFreeMB == 0 {
 		c.Journal.MinFreeMB = DefaultMinFreeMB
+	}
+	if c.Journal.ExitOnBrokenLog == nil {
+		t := true
+		c.Journal.ExitOnBrokenLog = &t
 	}
 	if c.Journal.IndexDelay == 0 {
 		c.Journal.IndexDelay = Duration(journal.DefaultIndexDelay)

@@ -26,7 +26,8 @@ import (
 // server says so: /readyz answers 503 "journal log broken, restart the switch", the
 // gauge switchyard_journal_broken is 1 (switchyard_ready 0, 1 before), and one error line asks for a restart; every
 // new purchase is answered without approval and never reaches the issuer (nothing is
-// approved that the journal could not keep); and what the journal acknowledged
+// approved that the journal could not keep); JournalBroken's channel, open
+// before, is closed (`serve` exits 75 on it); and what the journal acknowledged
 // before, an approval, still reads back, through the admin API too.
 func TestBrokenJournalLog(t *testing.T) {
 	if _, err := os.ReadDir("/proc/self/fd"); err != nil {
@@ -88,6 +89,12 @@ func TestBrokenJournalLog(t *testing.T) {
 		t.Fatalf("switchyard_ready is %s while /readyz answers 200", v)
 	}
 
+	select {
+	case <-s.JournalBroken():
+		t.Fatal("JournalBroken's channel is closed before the break")
+	default:
+	}
+
 	makeSegmentReadOnly(t, JournalDir(dir))
 	sim := s.DemoIssuer().(*issuersim.Demo).Sim
 	for i := range 3 {
@@ -105,6 +112,11 @@ func TestBrokenJournalLog(t *testing.T) {
 	}
 	if s.Journal.Broken() == nil {
 		t.Fatal("the journal's log is not broken after its segment turned read-only")
+	}
+	select { // closed by OnBroken, before the writes it failed were answered
+	case <-s.JournalBroken():
+	default:
+		t.Error("JournalBroken's channel (what `serve` exits 75 on) is not closed with a broken log")
 	}
 	if code, body := get("/readyz", ""); code != http.StatusServiceUnavailable || !strings.Contains(body, "journal log broken, restart the switch") {
 		t.Errorf("/readyz with a broken log: %d %q", code, body)

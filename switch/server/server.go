@@ -142,6 +142,11 @@ type Server struct {
 	orders     *orderDesk
 	// cardHash describes the card hash key (cardhash.go).
 	cardHash cardHashKey
+
+	// journalBroken is closed, once (brokenOnce), when the journal's log breaks
+	// (journal.Options.OnBroken): JournalBroken.
+	journalBroken chan struct{}
+	brokenOnce    sync.Once
 }
 
 // OpenDB opens (creating if missing) the Badger database under dir with the options the
@@ -225,7 +230,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	}
 	// cupSessions exist before the cluster journal's applier starts (it tells them
 	// of other nodes' requests, fold.go), whether or not a cup listener is set up.
-	s := &Server{cfg: cfg, log: log, links: map[string]*issuer.Link{}, Metrics: metrics.New(), loops: newLoops(), cupSessions: cup.NewSessions()}
+	s := &Server{cfg: cfg, log: log, links: map[string]*issuer.Link{}, Metrics: metrics.New(), loops: newLoops(), cupSessions: cup.NewSessions(), journalBroken: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -302,6 +307,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		},
 		OnBroken: func(err error) {
 			log.Error().Err(err).Msg("journal log refuses every write until a restart (what a failed write or sync left on the disk is unknown): every transaction is answered 96 and /readyz is 503; check the disk (its kernel log, its free space), then restart the switch, which reads the log back")
+			s.brokenOnce.Do(func() { close(s.journalBroken) })
 		}}); err != nil {
 		return nil, err
 	}
@@ -851,6 +857,18 @@ func (s *Server) SetReadyCheck(check func() error) {
 		return
 	}
 	s.readyHook.Store(&check)
+}
+
+// JournalBroken returns a channel closed once the journal's log is broken
+// (journal.Store.Broken: a failed fdatasync, or a failed write it could not cut
+// back): from then on every transaction is answered 96 and /readyz is 503, and
+// only a new process, which reads the log back from disk, serves again. With
+// journal.exit_on_broken_log (the default) `switchyard serve` then drains and
+// exits with status 75, for its supervisor to start it again; the restart's
+// recovery reverses what the issuer approved that the journal did not record.
+// Single switch and cluster node alike; Journal.Broken says why.
+func (s *Server) JournalBroken() <-chan struct{} {
+	return s.journalBroken
 }
 
 // readiness is /readyz's answer: nil when ready, else every reason why not, so
