@@ -1,15 +1,10 @@
 package alerts
 
 import (
-	"io"
-	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/rs/zerolog"
@@ -44,21 +39,7 @@ func TestCountersAtZeroFromStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.Close)
-	client := &http.Client{Timeout: 10 * time.Second}
-	resp, err := client.Get("http://" + s.AdminAddr() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET /metrics: %d %v", resp.StatusCode, err)
-	}
-	tp := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := tp.TextToMetricFamilies(strings.NewReader(string(body)))
-	if err != nil {
-		t.Fatalf("parse /metrics: %v", err)
-	}
+	fams := fetchMetrics(t, s.AdminAddr())
 
 	checked, excused := 0, map[string]bool{}
 	for _, g := range loadRules(t, rulesFile).Groups {
