@@ -74,7 +74,7 @@ func TestClusterStoreDiskFull(t *testing.T) {
 	}
 	t.Logf("node 3's answers with JetStream off on its server: %v", full)
 	for _, a := range approved {
-		c.waitJournaled(1, a[0], a[1], 10*time.Second)
+		c.waitJournaled(1, a[0], a[1], 90*time.Second) // see TestClusterStoreReadOnly
 	}
 	for range 5 {
 		if r := buy(1); r.RC != "00" {
