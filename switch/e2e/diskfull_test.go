@@ -30,33 +30,7 @@ func TestDiskFullDeclinesAndRecovers(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary and runs for about 10 s")
 	}
-	needTmpfs(t)
-	bin := switchyardBinary(t)
-	sim, err := issuersim.Start(issuersim.Config{Addr: "127.0.0.1:0", Cards: issuersim.DemoCards})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
-	dir := t.TempDir()
-	mnt := filepath.Join(dir, "disk")
-	if err := os.Mkdir(mnt, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	p := &switchProc{t: t, bin: bin, dir: dir, cfg: filepath.Join(dir, "switch.yaml"), runs: 1}
-	cfg := fmt.Sprintf(`demo: true
-data_dir: %s
-rules_dir: ../../rules
-log: {txn_lines: false}
-listeners: [{name: ascii, addr: "127.0.0.1:0"}]
-admin: {addr: "127.0.0.1:0"}
-demo_issuer: {external: "%s", timeout: 300ms}
-journal: {min_free_mb: 48}
-
-security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504154482d48415348"}
-`, filepath.Join(mnt, "data"), sim.Addr())
-	if err := os.WriteFile(p.cfg, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	p, mnt := tmpfsProc(t, 48)
 	// The tmpfs is mounted in the switch's own mount namespace; the test reaches it
 	// through /proc/<pid>/root (ts.disk).
 	ts := startOnTmpfs(t, p, mnt, 256, `exec "$BIN" serve --config "$CFG"`)
@@ -265,4 +239,40 @@ func (ts *tmpfsSwitch) stop() error {
 	case <-time.After(30 * time.Second):
 		return errors.New("the switch did not stop within 30 s of SIGTERM")
 	}
+}
+
+// tmpfsProc makes what the disk tests run the switch with: an issuer simulator, a
+// test directory with a mount point "disk" for the switch's tmpfs, and a switch
+// process whose configuration (written to the directory) keeps its data under the
+// mount point and declines below minFreeMB free.
+func tmpfsProc(t *testing.T, minFreeMB int) (p *switchProc, mnt string) {
+	t.Helper()
+	needTmpfs(t)
+	bin := switchyardBinary(t)
+	sim, err := issuersim.Start(issuersim.Config{Addr: "127.0.0.1:0", Cards: issuersim.DemoCards})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sim.Close() })
+	dir := t.TempDir()
+	mnt = filepath.Join(dir, "disk")
+	if err := os.Mkdir(mnt, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	p = &switchProc{t: t, bin: bin, dir: dir, cfg: filepath.Join(dir, "switch.yaml"), runs: 1}
+	cfg := fmt.Sprintf(`demo: true
+data_dir: %s
+rules_dir: ../../rules
+log: {txn_lines: false}
+listeners: [{name: ascii, addr: "127.0.0.1:0"}]
+admin: {addr: "127.0.0.1:0"}
+demo_issuer: {external: "%s", timeout: 300ms}
+journal: {min_free_mb: %d}
+
+security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504154482d48415348"}
+`, filepath.Join(mnt, "data"), sim.Addr(), minFreeMB)
+	if err := os.WriteFile(p.cfg, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p, mnt
 }

@@ -13,8 +13,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/switchyard/switchyard/switch/issuersim"
 )
 
 // TestJournalDiskFull: the journal's log on a device of its own, as docs/journal.md
@@ -29,33 +27,7 @@ func TestJournalDiskFull(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary and runs for about 10 s")
 	}
-	needTmpfs(t)
-	bin := switchyardBinary(t)
-	sim, err := issuersim.Start(issuersim.Config{Addr: "127.0.0.1:0", Cards: issuersim.DemoCards})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
-	dir := t.TempDir()
-	mnt := filepath.Join(dir, "disk")
-	if err := os.Mkdir(mnt, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	p := &switchProc{t: t, bin: bin, dir: dir, cfg: filepath.Join(dir, "switch.yaml"), runs: 1}
-	cfg := fmt.Sprintf(`demo: true
-data_dir: %s
-rules_dir: ../../rules
-log: {txn_lines: false}
-listeners: [{name: ascii, addr: "127.0.0.1:0"}]
-admin: {addr: "127.0.0.1:0"}
-demo_issuer: {external: "%s", timeout: 300ms}
-journal: {min_free_mb: 24}
-
-security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504154482d48415348"}
-`, filepath.Join(mnt, "data"), sim.Addr())
-	if err := os.WriteFile(p.cfg, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	p, mnt := tmpfsProc(t, 24)
 	ts := startOnTmpfs(t, p, mnt, 256, `mkdir -p "$MNT/data/journal" && mount -t tmpfs -o size=64m tmpfs "$MNT/data/journal" && exec "$BIN" serve --config "$CFG"`)
 	alive := ts.alive
 	waitForLong(t, "the switch to serve", 30*time.Second, func() bool { alive("starting"); return p.serving(ts.log) })
