@@ -12,10 +12,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/switchyard/switchyard/internal/testfault"
 	"github.com/switchyard/switchyard/switch/config"
 	"github.com/switchyard/switchyard/switch/server"
 )
@@ -30,7 +30,7 @@ func TestServeExitsOnBrokenJournalLog(t *testing.T) {
 	if rc := sv.purchase(t, 1000); rc != "00" {
 		t.Fatalf("purchase before the break answered %q, want 00", rc)
 	}
-	makeJournalSegmentReadOnly(t, server.JournalDir(sv.dataDir))
+	testfault.MakeSegmentsReadOnly(t, server.JournalDir(sv.dataDir))
 	if rc := sv.purchase(t, 1100); rc == "00" {
 		t.Fatalf("purchase after the break approved")
 	}
@@ -68,7 +68,7 @@ func TestServeKeepsServingOnBrokenLogWhenTold(t *testing.T) {
 	if rc := sv.purchase(t, 1000); rc != "00" {
 		t.Fatalf("purchase before the break answered %q, want 00", rc)
 	}
-	makeJournalSegmentReadOnly(t, server.JournalDir(sv.dataDir))
+	testfault.MakeSegmentsReadOnly(t, server.JournalDir(sv.dataDir))
 	if rc := sv.purchase(t, 1100); rc == "00" {
 		t.Fatalf("purchase after the break approved")
 	}
@@ -214,56 +214,4 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
-}
-
-// makeJournalSegmentReadOnly replaces each file descriptor of this process open
-// for writing on a segment file in journalDir (the log's active segment) with a
-// read-only one of the same file, with dup3: the next write fails with EBADF and
-// cutting it back fails too, so the journal's log breaks (as in
-// switch/server's TestBrokenJournalLog, whose helper this is).
-func makeJournalSegmentReadOnly(t *testing.T, journalDir string) {
-	t.Helper()
-	if _, err := os.ReadDir("/proc/self/fd"); err != nil {
-		t.Skipf("no /proc/self/fd to find the journal's segment by: %v", err)
-	}
-	fds, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, e := range fds {
-		target, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name()))
-		if err != nil || filepath.Dir(target) != journalDir || !strings.HasSuffix(target, ".seg") {
-			continue
-		}
-		info, err := os.ReadFile(filepath.Join("/proc/self/fdinfo", e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var flags string
-		for _, l := range strings.Split(string(info), "\n") {
-			if v, ok := strings.CutPrefix(l, "flags:"); ok {
-				flags = strings.TrimSpace(v)
-			}
-		}
-		if len(flags) == 0 || flags[len(flags)-1] == '0' { // O_RDONLY: the access mode is the last octal digit
-			continue
-		}
-		ro, err := os.Open(target)
-		if err != nil {
-			t.Fatal(err)
-		}
-		fd, err := strconv.Atoi(e.Name())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := syscall.Dup3(int(ro.Fd()), fd, syscall.O_CLOEXEC); err != nil {
-			t.Fatalf("dup3 onto the segment's descriptor %d (%s): %v", fd, target, err)
-		}
-		ro.Close()
-		n++
-	}
-	if n == 0 {
-		t.Fatalf("no descriptor open for writing on a segment in %s", journalDir)
-	}
 }

@@ -5,15 +5,13 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/switchyard/switchyard/internal/testfault"
 	"github.com/switchyard/switchyard/switch/internal/testswitch"
 	"github.com/switchyard/switchyard/switch/issuersim"
 	"github.com/switchyard/switchyard/switch/message"
@@ -95,7 +93,7 @@ func TestBrokenJournalLog(t *testing.T) {
 	default:
 	}
 
-	makeSegmentReadOnly(t, JournalDir(dir))
+	testfault.MakeSegmentsReadOnly(t, JournalDir(dir))
 	sim := s.DemoIssuer().(*issuersim.Demo).Sim
 	for i := range 3 {
 		r := send(t, c, message.DialectASCII, loadPurchase(1, testCard(2+i), 1300+int64(i)*100))
@@ -137,52 +135,5 @@ func TestBrokenJournalLog(t *testing.T) {
 	}
 	if n := strings.Count(logs.String(), "journal log refuses every write until a restart"); n != 1 {
 		t.Errorf("%d log lines ask for a restart, want 1:\n%s", n, logs.String())
-	}
-}
-
-// makeSegmentReadOnly replaces each file descriptor of the process open for writing
-// on a segment file in journalDir (the log's active segment) with a read-only one of
-// the same file: reads go on, writes fail with EBADF and truncating fails too.
-func makeSegmentReadOnly(t *testing.T, journalDir string) {
-	t.Helper()
-	fds, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, e := range fds {
-		target, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name()))
-		if err != nil || filepath.Dir(target) != journalDir || !strings.HasSuffix(target, ".seg") {
-			continue
-		}
-		info, err := os.ReadFile(filepath.Join("/proc/self/fdinfo", e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var flags string
-		for _, l := range strings.Split(string(info), "\n") {
-			if v, ok := strings.CutPrefix(l, "flags:"); ok {
-				flags = strings.TrimSpace(v)
-			}
-		}
-		if len(flags) == 0 || flags[len(flags)-1] == '0' { // O_RDONLY: the access mode is the last octal digit
-			continue
-		}
-		ro, err := os.Open(target)
-		if err != nil {
-			t.Fatal(err)
-		}
-		fd, err := strconv.Atoi(e.Name())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := syscall.Dup3(int(ro.Fd()), fd, syscall.O_CLOEXEC); err != nil {
-			t.Fatalf("dup3 onto the segment's descriptor %d (%s): %v", fd, target, err)
-		}
-		ro.Close()
-		n++
-	}
-	if n == 0 {
-		t.Fatalf("no descriptor open for writing on a segment in %s", journalDir)
 	}
 }
