@@ -40,57 +40,19 @@ func TestDiskFullDeclinesAndRecovers(t *testing.T) {
 	get, metric := ts.get, ts.metric
 
 	// Terminals load the switch throughout; their answers are counted by phase.
-	var phase atomic.Int32 // 0 before the fill, 1 while full, 2 after
-	var mu sync.Mutex
-	counts := [3]map[string]int{{}, {}, {}}
-	ctx, cancel := context.WithCancel(context.Background())
-	results := make(chan told, 1000)
-	var wg, counted sync.WaitGroup
-	for i := 1; i <= 8; i++ {
-		wg.Add(1)
-		go func() { defer wg.Done(); terminalLoop(ctx, p.termAddr, fmt.Sprintf("LT%06d", i), i, results) }()
-	}
-	counted.Add(1)
-	go func() {
-		defer counted.Done()
-		for r := range results {
-			mu.Lock()
-			rc := r.rc
-			if !r.answered {
-				rc = "none"
-			}
-			counts[phase.Load()][rc]++
-			mu.Unlock()
-		}
-	}()
-	seen := func(ph int, rc string, n int) func() bool {
-		return func() bool {
-			alive(fmt.Sprintf("phase %d", ph))
-			mu.Lock()
-			defer mu.Unlock()
-			return counts[ph][rc] >= n
-		}
-	}
-	waitForLong(t, "approvals before the disk fills", 20*time.Second, seen(0, "00", 200))
+	load := startPhasedLoad(p.termAddr, 8, 0, 0)
+	waitForLong(t, "approvals before the disk fills", 20*time.Second, load.seen(alive, 0, "00", 200))
 
 	// Fill the disk, but for 8 MiB (less than journal.min_free_mb, 48).
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(disk, &st); err != nil {
-		t.Fatal(err)
-	}
-	ballast := filepath.Join(disk, "ballast")
-	fill := int64(st.Bavail*uint64(st.Bsize)) - 8<<20
-	if out, err := exec.Command("dd", "if=/dev/zero", "of="+ballast, "bs=1M", fmt.Sprintf("count=%d", fill>>20)).CombinedOutput(); err != nil {
-		t.Fatalf("fill the disk: %v %s", err, out)
-	}
-	phase.Store(1)
+	ballast := fillDisk(t, disk, 8<<20)
+	load.phase.Store(1)
 	waitForLong(t, "/readyz to say the disk is full", 10*time.Second, func() bool {
 		alive("the disk filled")
 		code, body := get("/readyz")
 		return code == http.StatusServiceUnavailable && strings.Contains(body, "journal.min_free_mb")
 	})
 	// Declines while the disk stays full, for long enough to fill the 8 MiB left.
-	waitForLong(t, "declines while the disk is full", 20*time.Second, seen(1, "91", 2000))
+	waitForLong(t, "declines while the disk is full", 20*time.Second, load.seen(alive, 1, "91", 2000))
 	if v := metric("switchyard_data_dir_full"); v != "1" {
 		t.Errorf("switchyard_data_dir_full is %s while the disk is full", v)
 	}
@@ -104,15 +66,12 @@ func TestDiskFullDeclinesAndRecovers(t *testing.T) {
 		code, _ := get("/readyz")
 		return code == http.StatusOK
 	})
-	phase.Store(2)
-	waitForLong(t, "approvals once space is back", 20*time.Second, seen(2, "00", 200))
+	load.phase.Store(2)
+	waitForLong(t, "approvals once space is back", 20*time.Second, load.seen(alive, 2, "00", 200))
 	if v := metric("switchyard_data_dir_full"); v != "0" {
 		t.Errorf("switchyard_data_dir_full is %s once space is back", v)
 	}
-	cancel()
-	wg.Wait()
-	close(results)
-	counted.Wait()
+	counts := load.stop()
 	t.Logf("answers before the fill %v, while full %v, after %v", counts[0], counts[1], counts[2])
 	out := ts.output()
 	for _, want := range []string{"disk nearly full: new transactions are declined 91", "disk space back"} {
@@ -275,4 +234,89 @@ security: {card_hash_key_hex: "5357495443485941524444454d4f2d4b45592d464f522d504
 		t.Fatal(err)
 	}
 	return p, mnt
+}
+
+// phasedLoad is n terminals loading a switch from the start of a disk test to its
+// end, their answers counted by the test's phase (0 before the disk fills, 1 while
+// it is full, 2 after), an unanswered request as "none".
+type phasedLoad struct {
+	phase   atomic.Int32
+	mu      sync.Mutex
+	counts  [3]map[string]int
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup // the terminals
+	counter sync.WaitGroup // the counter
+	told    chan told
+}
+
+// startPhasedLoad starts n terminals LT(first+i) with cards cardBase+i on addr.
+func startPhasedLoad(addr string, n, first, cardBase int) *phasedLoad {
+	l := &phasedLoad{counts: [3]map[string]int{{}, {}, {}}, told: make(chan told, 1000)}
+	ctx, cancel := context.WithCancel(context.Background())
+	l.cancel = cancel
+	for i := 1; i <= n; i++ {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			terminalLoop(ctx, addr, fmt.Sprintf("LT%06d", first+i), cardBase+i, l.told)
+		}()
+	}
+	l.counter.Add(1)
+	go func() {
+		defer l.counter.Done()
+		for r := range l.told {
+			rc := r.rc
+			if !r.answered {
+				rc = "none"
+			}
+			l.mu.Lock()
+			l.counts[l.phase.Load()][rc]++
+			l.mu.Unlock()
+		}
+	}()
+	return l
+}
+
+// seen returns a condition for waitForLong: phase ph has n answers rc, the
+// switch still alive (alive, told when).
+func (l *phasedLoad) seen(alive func(string), ph int, rc string, n int) func() bool {
+	return func() bool {
+		alive(fmt.Sprintf("phase %d", ph))
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return l.counts[ph][rc] >= n
+	}
+}
+
+// count is phase ph's number of answers rc.
+func (l *phasedLoad) count(ph int, rc string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.counts[ph][rc]
+}
+
+// stop stops the terminals and waits for their last answers to be counted; it
+// returns the counts by phase.
+func (l *phasedLoad) stop() [3]map[string]int {
+	l.cancel()
+	l.wg.Wait()
+	close(l.told)
+	l.counter.Wait()
+	return l.counts
+}
+
+// fillDisk fills the file system of dir with a file "ballast" but for leave bytes,
+// and returns the file's path (remove it to give the space back).
+func fillDisk(t *testing.T, dir string, leave int64) string {
+	t.Helper()
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	ballast := filepath.Join(dir, "ballast")
+	fill := int64(st.Bavail*uint64(st.Bsize)) - leave
+	if out, err := exec.Command("dd", "if=/dev/zero", "of="+ballast, "bs=1M", fmt.Sprintf("count=%d", fill>>20)).CombinedOutput(); err != nil {
+		t.Fatalf("fill the disk of %s: %v %s", dir, err, out)
+	}
+	return ballast
 }

@@ -1,16 +1,10 @@
 package e2e
 
 import (
-	"context"
-	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -34,51 +28,13 @@ func TestJournalDiskFull(t *testing.T) {
 	logDisk := filepath.Join(ts.disk, "data", "journal")
 	get := ts.get
 
-	var phase atomic.Int32 // 0 before the fill, 1 while full, 2 after
-	var mu sync.Mutex
-	counts := [3]map[string]int{{}, {}, {}}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	results := make(chan told, 1000)
-	var wg, counted sync.WaitGroup
-	for i := 1; i <= 4; i++ {
-		wg.Add(1)
-		go func() { defer wg.Done(); terminalLoop(ctx, p.termAddr, fmt.Sprintf("LT%06d", 10+i), 20+i, results) }()
-	}
-	counted.Add(1)
-	go func() {
-		defer counted.Done()
-		for r := range results {
-			mu.Lock()
-			rc := r.rc
-			if !r.answered {
-				rc = "none"
-			}
-			counts[phase.Load()][rc]++
-			mu.Unlock()
-		}
-	}()
-	seen := func(ph int, rc string, n int) func() bool {
-		return func() bool {
-			alive(fmt.Sprintf("phase %d", ph))
-			mu.Lock()
-			defer mu.Unlock()
-			return counts[ph][rc] >= n
-		}
-	}
-	waitForLong(t, "approvals before the log's disk fills", 20*time.Second, seen(0, "00", 100))
+	load := startPhasedLoad(p.termAddr, 4, 10, 20)
+	defer load.cancel()
+	waitForLong(t, "approvals before the log's disk fills", 20*time.Second, load.seen(alive, 0, "00", 100))
 
 	// Fill the log's disk, but for 8 MiB (less than journal.min_free_mb, 24).
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(logDisk, &st); err != nil {
-		t.Fatal(err)
-	}
-	ballast := filepath.Join(logDisk, "ballast")
-	fill := int64(st.Bavail*uint64(st.Bsize)) - 8<<20
-	if out, err := exec.Command("dd", "if=/dev/zero", "of="+ballast, "bs=1M", fmt.Sprintf("count=%d", fill>>20)).CombinedOutput(); err != nil {
-		t.Fatalf("fill the log's disk: %v %s", err, out)
-	}
-	phase.Store(1)
+	ballast := fillDisk(t, logDisk, 8<<20)
+	load.phase.Store(1)
 	var body string
 	waitForLong(t, "/readyz to say the log's disk is full", 10*time.Second, func() bool {
 		alive("the log's disk filled")
@@ -89,12 +45,10 @@ func TestJournalDiskFull(t *testing.T) {
 	t.Logf("/readyz: %s", body)
 	// Declines while the disk stays full, for long enough to fill the 8 MiB left
 	// had the write-aheads gone on.
-	waitForLong(t, "declines while the log's disk is full", 20*time.Second, seen(1, "91", 1000))
-	mu.Lock()
-	if n := counts[1]["96"]; n > 0 {
+	waitForLong(t, "declines while the log's disk is full", 20*time.Second, load.seen(alive, 1, "91", 1000))
+	if n := load.count(1, "96"); n > 0 {
 		t.Errorf("%d transactions answered 96 while the log's disk was full (its writes failed): the guard did not decline them first", n)
 	}
-	mu.Unlock()
 	if v := ts.metric("switchyard_data_dir_full"); v != "1" {
 		t.Errorf("switchyard_data_dir_full is %s while the log's disk is full", v)
 	}
@@ -107,12 +61,9 @@ func TestJournalDiskFull(t *testing.T) {
 		code, _ := get("/readyz")
 		return code == http.StatusOK
 	})
-	phase.Store(2)
-	waitForLong(t, "approvals once space is back", 20*time.Second, seen(2, "00", 100))
-	cancel()
-	wg.Wait()
-	close(results)
-	counted.Wait()
+	load.phase.Store(2)
+	waitForLong(t, "approvals once space is back", 20*time.Second, load.seen(alive, 2, "00", 100))
+	counts := load.stop()
 	t.Logf("answers before the fill %v, while full %v, after %v", counts[0], counts[1], counts[2])
 	if err := ts.stop(); err != nil {
 		t.Fatalf("the switch did not stop cleanly after the log's disk was full: %v", err)
