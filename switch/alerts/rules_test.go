@@ -2,9 +2,7 @@ package alerts
 
 import (
 	"context"
-	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"reflect"
 	"regexp"
@@ -14,8 +12,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/rulefmt"
 	"github.com/prometheus/prometheus/promql/parser"
@@ -122,28 +118,6 @@ func TestRulesDocumented(t *testing.T) {
 	}
 }
 
-// fetchMetrics returns the metric families a switch's /metrics at admin (its
-// admin server's address) serves, fetched over HTTP.
-func fetchMetrics(t *testing.T, admin string) map[string]*dto.MetricFamily {
-	t.Helper()
-	client := &http.Client{Timeout: 10 * time.Second}
-	resp, err := client.Get("http://" + admin + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET /metrics: %d %v", resp.StatusCode, err)
-	}
-	tp := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := tp.TextToMetricFamilies(strings.NewReader(string(body)))
-	if err != nil {
-		t.Fatalf("parse /metrics: %v", err)
-	}
-	return fams
-}
-
 // family is a metric the switch exports: its label names (without job and instance,
 // which the scrape adds) and whether the inventory saw it on a running switch.
 type family struct {
@@ -199,7 +173,7 @@ func inventory(t *testing.T) map[string]*family {
 		ID: "alerts-test.ZMK", Type: hsm.ZMK, ExpiresAt: time.Now().Add(30 * 24 * time.Hour)}}); err != nil {
 		t.Fatal(err)
 	}
-	fams := fetchMetrics(t, s.AdminAddr())
+	fams := testswitch.Metrics(t, s.AdminAddr())
 	for name, mf := range fams {
 		add(name, "/metrics")
 		for _, m := range mf.GetMetric() {

@@ -39,7 +39,7 @@ func TestCountersAtZeroFromStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.Close)
-	fams := fetchMetrics(t, s.AdminAddr())
+	fams := testswitch.Metrics(t, s.AdminAddr())
 
 	checked, excused := 0, map[string]bool{}
 	for _, g := range loadRules(t, rulesFile).Groups {
