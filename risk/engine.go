@@ -132,6 +132,7 @@ func New(dir string, opts Options) (*Engine, error) {
 		return nil, err
 	}
 	e.rs.Store(rs)
+	e.knowRules(rs)
 	e.lastReload.Store(&ReloadStatus{Time: rs.LoadedAt, Version: rs.Version})
 	if rs.Dir == FallbackLabel {
 		e.log.Warn().Str("dir", dir).Msg("rules directory " + dir + " does not exist: using the default rule pack built into the binary")
@@ -226,9 +227,22 @@ func (e *Engine) noteErrors(errs []RuleError, version string) {
 	}
 }
 
+// knowRules counts no run-time error yet for every rule and counter of rs that
+// has none counted, so that RuleErrors lists them at 0: an alert that reads the
+// metric with increase() sees a rule's first error (a series that appears at 1
+// does not increase).
+func (e *Engine) knowRules(rs *RuleSet) {
+	for _, r := range rs.Rules {
+		e.ruleErrs.LoadOrStore(r.ID, &ruleErrStat{gate: lograte.Gate{Every: ruleErrLogEvery}})
+	}
+	for _, c := range rs.Counters {
+		e.ruleErrs.LoadOrStore("counter "+c.Name, &ruleErrStat{gate: lograte.Gate{Every: ruleErrLogEvery}})
+	}
+}
+
 // RuleErrors returns the run-time errors counted so far by rule id (a counter's
-// filter as "counter NAME"), for the metric's rule label: only rules and
-// counters of the files loaded since the start appear.
+// filter as "counter NAME"), for the metric's rule label: every rule and counter
+// of the files loaded since the start appears, at 0 until its first error.
 func (e *Engine) RuleErrors() map[string]int64 {
 	m := map[string]int64{}
 	e.ruleErrs.Range(func(k, v any) bool {
@@ -321,6 +335,7 @@ func (e *Engine) Reload() (*RuleSet, error) {
 		}
 	}
 	e.rs.Store(rs)
+	e.knowRules(rs)
 	e.reloads.Add(1)
 	e.lastReload.Store(&ReloadStatus{Time: rs.LoadedAt, Version: rs.Version})
 	e.log.Info().Str("dir", rs.Dir).Str("version", rs.Version).Str("previous", old.Version).

@@ -3,6 +3,9 @@ package risk
 import (
 	"bytes"
 	"encoding/json"
+	"maps"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -29,6 +32,11 @@ counters:
 		t.Fatal(err)
 	}
 	defer e.Close()
+	// Every rule and counter is listed from the load, at 0: an alert reading the
+	// metric with increase() sees the first error.
+	if got, want := e.RuleErrors(), map[string]int64{"quotes-device": 0, "divides": 0, "fine": 0, "counter bad_filter": 0}; !maps.Equal(got, want) {
+		t.Errorf("errors by rule at load %v, want %v", got, want)
+	}
 	in := &Input{}
 	in.Txn = Txn{MTI: "0200", ProcCode: "000000", Type: TxnPurchase, Amount: 5000, CardHash: "c0ffee", Time: time.Now().UTC()}
 	in.Terminal = Terminal{ID: "T0000001", Kind: "pos", Status: "active"}
@@ -41,16 +49,9 @@ counters:
 		}
 		e.Observe(in, Outcome{Approved: true, ResponseCode: "00"})
 	}
-	want := map[string]int64{"quotes-device": 5, "divides": 5, "counter bad_filter": 5}
-	got := e.RuleErrors()
-	if len(got) != len(want) {
+	want := map[string]int64{"quotes-device": 5, "divides": 5, "fine": 0, "counter bad_filter": 5}
+	if got := e.RuleErrors(); !maps.Equal(got, want) {
 		t.Errorf("errors by rule %v, want %v", got, want)
-	}
-	for k, n := range want {
-		if got[k] != n {
-			t.Errorf("errors by rule %v, want %v", got, want)
-			break
-		}
 	}
 	if st := e.Stats(); st.RunErrors != 15 {
 		t.Errorf("run errors %d, want 15", st.RunErrors)
@@ -77,9 +78,45 @@ counters:
 			t.Errorf("quotes-device error %q: want the card number masked 6/4", msg)
 		}
 	}
-	for k := range want {
+	for k, n := range want {
+		if n == 0 {
+			continue
+		}
 		if lines[k] != 1 {
 			t.Errorf("%d log lines for %s, want 1 (a minute's worth): %v", lines[k], k, lines)
 		}
+	}
+}
+
+// TestRuleErrorsListsReloadedRules: a rule a reload adds is listed at 0 from the
+// reload, and a rule it removes keeps its count (a counter never goes back).
+func TestRuleErrorsListsReloadedRules(t *testing.T) {
+	dir := writeRules(t, map[string]string{"a.yaml": `
+rules:
+  - {id: quotes-device, condition: "int(device.id) > 5", action: decline, reason: quotes-device}
+`})
+	e, err := New(dir, Options{Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	in := &Input{}
+	in.Txn = Txn{MTI: "0200", ProcCode: "000000", Type: TxnPurchase, Amount: 5000, CardHash: "c0ffee", Time: time.Now().UTC()}
+	in.Device.ID = "x"
+	e.Evaluate(in)
+	if err := os.WriteFile(filepath.Join(dir, "a.yaml"), []byte(`
+rules:
+  - {id: fine, condition: "txn.amount > 1000000", action: decline, reason: fine}
+counters:
+  - {name: per_terminal, dimension: terminal, window: 10m}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int64{"quotes-device": 1, "fine": 0, "counter per_terminal": 0}
+	if got := e.RuleErrors(); !maps.Equal(got, want) {
+		t.Errorf("errors by rule after reload %v, want %v", got, want)
 	}
 }

@@ -19,7 +19,6 @@ import (
 // "Not covered", says what that means for the alert).
 var notAtStart = map[string]string{
 	"switchyard_transactions_total":            "labelled by response code and decider: the alerts compare rates of traffic",
-	"switchyard_risk_run_errors_total":         "labelled by rule: a rule's errors repeat on every transaction it sees",
 	"switchyard_hsm_errors_total":              "a payShield's (hsm/payshield), not the demo's software HSM",
 	"switchyard_cluster_record_locks_total":    "a cluster node's: at zero from NewMetrics (switch/cluster TestMetricsAtZero)",
 	"switchyard_cluster_compactions_total":     "a cluster node's: at zero from its compaction loop's start (switch/cluster TestMetricsAtZero)",
