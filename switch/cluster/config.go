@@ -77,6 +77,12 @@ type Embedded struct {
 	// ClusterAddr is host:port this node accepts routes on; port 0 picks a free
 	// port (useful only for a single node: peers must know it in advance).
 	ClusterAddr string `yaml:"cluster_addr"`
+	// ClusterAdvertise is host:port the peers should dial to reach this node's
+	// cluster_addr, when that is not the address they can dial (a NAT, a proxy, a
+	// container's published port): the node gives it to its peers for the routes
+	// they learn from each other (nats-server's cluster advertise). Empty: the
+	// peers learn cluster_addr's host and port as the node sees them.
+	ClusterAdvertise string `yaml:"cluster_advertise"`
 	// Routes are the peers' route URLs (nats-route://host:port); listing this
 	// node's own route too is allowed, so every node can share one list. No
 	// routes means a standalone JetStream server (one node, R1 streams only);
@@ -274,6 +280,13 @@ func (e *Embedded) validate(bad func(key, format string, args ...any)) {
 	}
 	if _, err := parseHostPort(e.ClusterAddr); err != nil {
 		bad("embedded.cluster_addr", "%v", err)
+	}
+	if a := e.ClusterAdvertise; a != "" {
+		if p, err := parseHostPort(a); err != nil {
+			bad("embedded.cluster_advertise", "%v", err)
+		} else if host, _, _ := net.SplitHostPort(a); p == 0 || net.ParseIP(host) != nil && net.ParseIP(host).IsUnspecified() {
+			bad("embedded.cluster_advertise", "%q: the peers dial it, so it needs a host they can reach and a port other than 0", a)
+		}
 	}
 	seen := map[string]bool{}
 	for i, r := range e.Routes {

@@ -213,6 +213,7 @@ func (n *Node) startServer(ctx context.Context, e Embedded) (*server.Server, err
 		if so.Cluster.Host, so.Cluster.Port, err = hostPort(e.ClusterAddr); err != nil {
 			return nil, fmt.Errorf("cluster.embedded.cluster_addr: %w", err)
 		}
+		so.Cluster.Advertise = e.ClusterAdvertise
 		for i, r := range e.Routes {
 			u, err := parseRoute(r)
 			if err != nil {

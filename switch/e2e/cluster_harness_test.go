@@ -53,6 +53,10 @@ type testCluster struct {
 	sim   *issuersim.Sim
 	nodes []*clusterNode
 	rules string
+	// links, with clusterOptions.Partitionable, are the routes between the
+	// nodes' servers: links[[2]int{k, j}] carries what node k's server dials to
+	// node j's (partition.go).
+	links map[[2]int]*routeLink
 }
 
 // clusterOptions shape a test cluster.
@@ -69,6 +73,12 @@ type clusterOptions struct {
 	// loop device whose image is on that tmpfs (storeBacking): once the tmpfs is full
 	// the file system's writes fail, and ext4 turns read-only. Needs root.
 	StoreExt4 bool
+	// Partitionable routes every connection between two nodes' servers through a
+	// proxy of the test's (routeLink), one per direction of each pair, so that
+	// the test can cut a node off from its peers while it runs (partition); each
+	// node advertises an address nobody listens on, so that no server dials a
+	// peer around the proxies.
+	Partitionable bool
 }
 
 // freePorts picks n distinct free loopback addresses for the nodes, outside the
@@ -196,6 +206,22 @@ func startCluster(t *testing.T, o clusterOptions) *testCluster {
 	for i := range 3 {
 		routes = append(routes, "nats-route://"+ports[i*4+3])
 	}
+	nodeRoutes := func(int) string { return strings.Join(routes, ", ") }
+	advertise := func(int) string { return "" }
+	if o.Partitionable {
+		c.links = startRouteLinks(t, ports)
+		nowhere := freePorts(t, 3)
+		nodeRoutes = func(n int) string {
+			var rs []string
+			for j := 1; j <= 3; j++ {
+				if j != n {
+					rs = append(rs, "nats-route://"+c.links[[2]int{n, j}].addr())
+				}
+			}
+			return strings.Join(rs, ", ")
+		}
+		advertise = func(n int) string { return "\n    cluster_advertise: \"" + nowhere[n-1] + "\"" }
+	}
 	for i := range 3 {
 		n := &clusterNode{t: t, n: i + 1, bin: bin, dir: filepath.Join(c.dir, fmt.Sprintf("node%d", i+1)),
 			termAddr: ports[i*4], adminAddr: ports[i*4+1], nats: ports[i*4+2]}
@@ -226,10 +252,10 @@ cluster:
     server_name: n%[1]d
     client_addr: "%[8]s"
     cluster_name: e2e
-    cluster_addr: "%[9]s"
+    cluster_addr: "%[9]s"%[11]s
     routes: [%[10]s]
 `, n.n, filepath.Join(n.dir, "data"), c.rules, n.termAddr, n.adminAddr, sim.Addr(), o.IssuerTimeout, n.nats,
-			ports[i*4+3], strings.Join(routes, ", "))
+			ports[i*4+3], nodeRoutes(n.n), advertise(n.n))
 		if err := os.WriteFile(n.cfg, []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
 		}

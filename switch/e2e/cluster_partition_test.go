@@ -1,0 +1,407 @@
+package e2e
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/switchyard/switchyard/switch/issuersim"
+	"github.com/switchyard/switchyard/switch/journal"
+	"github.com/switchyard/switchyard/switch/message"
+)
+
+// routeLink is a TCP proxy of the test between two nodes' servers: what node
+// from's server dials to reach node to's (clusterOptions.Partitionable). A cut
+// link closes its connections and closes each new one at once, as a network
+// that lost the path would end them; healed, it lets them through again.
+type routeLink struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	cut    bool
+	conns  map[net.Conn]bool
+	wg     sync.WaitGroup
+}
+
+// startRouteLinks starts a link for each direction of each pair of the three
+// nodes, towards the nodes' cluster addresses (ports[i*4+3], as startCluster
+// lays them out), and stops them when the test ends.
+func startRouteLinks(t *testing.T, ports []string) map[[2]int]*routeLink {
+	t.Helper()
+	addrs := freePorts(t, 6)
+	links := map[[2]int]*routeLink{}
+	for from := 1; from <= 3; from++ {
+		for to := 1; to <= 3; to++ {
+			if from == to {
+				continue
+			}
+			ln, err := net.Listen("tcp", addrs[len(links)])
+			if err != nil {
+				t.Fatal(err)
+			}
+			l := &routeLink{ln: ln, target: ports[(to-1)*4+3], conns: map[net.Conn]bool{}}
+			links[[2]int{from, to}] = l
+			l.wg.Add(1)
+			go l.serve()
+			t.Cleanup(l.close)
+		}
+	}
+	return links
+}
+
+func (l *routeLink) addr() string { return l.ln.Addr().String() }
+
+// serve accepts the dialling server's connections until the listener closes.
+func (l *routeLink) serve() {
+	defer l.wg.Done()
+	for {
+		in, err := l.ln.Accept()
+		if err != nil {
+			return
+		}
+		l.wg.Add(1)
+		go l.pipe(in)
+	}
+}
+
+// pipe joins in to a new connection to the target, both ways, until either
+// ends or the link is cut.
+func (l *routeLink) pipe(in net.Conn) {
+	defer l.wg.Done()
+	defer in.Close()
+	if !l.track(in) {
+		return
+	}
+	defer l.untrack(in)
+	out, err := net.DialTimeout("tcp", l.target, 2*time.Second)
+	if err != nil {
+		return
+	}
+	defer out.Close()
+	if !l.track(out) {
+		return
+	}
+	defer l.untrack(out)
+	done := make(chan struct{}, 2)
+	go func() { _, _ = io.Copy(out, in); done <- struct{}{} }()
+	go func() { _, _ = io.Copy(in, out); done <- struct{}{} }()
+	<-done
+	in.Close()
+	out.Close()
+	<-done
+}
+
+// track registers c, unless the link is cut.
+func (l *routeLink) track(c net.Conn) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.cut {
+		return false
+	}
+	l.conns[c] = true
+	return true
+}
+
+func (l *routeLink) untrack(c net.Conn) {
+	l.mu.Lock()
+	delete(l.conns, c)
+	l.mu.Unlock()
+}
+
+// setCut cuts the link (closing its connections) or heals it.
+func (l *routeLink) setCut(cut bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.cut = cut
+	if cut {
+		for c := range l.conns {
+			c.Close()
+		}
+	}
+}
+
+func (l *routeLink) close() {
+	l.ln.Close()
+	l.setCut(true)
+	l.wg.Wait()
+}
+
+// isolate cuts node n's server off from both peers' (cut) or joins it again.
+func (c *testCluster) isolate(n int, cut bool) {
+	for k, l := range c.links {
+		if k[0] == n || k[1] == n {
+			l.setCut(cut)
+		}
+	}
+}
+
+// TestClusterPartition: node 3's server is cut off from the other two (a network
+// partition: its process runs on, its terminals still reach it, its timers fire),
+// while the issuer holds four of its purchases and node 3 leads every stream and
+// bucket. The majority (nodes 1 and 2) elects new leaders and serves; node 3
+// answers 91 and approves nothing without durability, says why in /readyz, and
+// gives nobody an approval the majority reversed when it recovered node 3's open
+// transactions. Healed, node 3 serves again with no person involved (exiting 75
+// for its supervisor if its lease was taken over meanwhile). Every node's journal,
+// what the terminals were told, the issuer's ledger and the settlement agree.
+func TestClusterPartition(t *testing.T) {
+	t.Parallel() // see startCluster
+	// The issuer timeout is longer than the partition's wait: node 3 reads the
+	// issuer's approvals of its requests while it is cut off (the case where it
+	// could approve without the cluster).
+	c := startCluster(t, clusterOptions{IssuerTimeout: 60 * time.Second, Partitionable: true})
+	begin := time.Now()
+	tids := map[string]bool{}
+	var toldSum int64 // approvals the terminals were told, not reversed since
+
+	if r := c.purchaseOn(3, probeTxn("LT001530", testPAN(954000), 1300)); r.RC != "00" {
+		t.Fatalf("node 3 before the partition: %+v", r)
+	}
+	tids["LT001530"], toldSum = true, 1300
+	// The hardest case for the majority: node 3 leads everything, so each stream
+	// and bucket needs an election on the other side before it takes a write.
+	placeLeaders(t, c, map[string]string{"JOURNAL": "n3", "KV_RECORD_LOCKS": "n3", "SAF": "n3", "STATE": "n3", "KV_leases": "n3"})
+
+	// Requests in flight with the issuer when the link goes: the issuer approves
+	// each at once and answers 5 s later, while node 3 is cut off.
+	const inFlight = 4
+	c.sim.SetFaults(issuersim.Faults{Delay: 1, DelayBy: 5 * time.Second})
+	answers := make(chan pausedAnswer, inFlight+1)
+	for i := range inFlight {
+		tid := fmt.Sprintf("LT00153%d", i+1)
+		tids[tid] = true
+		go func() {
+			ft := singleNodeTerm(c, 3, 90*time.Second)
+			defer ft.close()
+			amount := int64(1200 + 100*i)
+			r, _, _, err := ft.send(probeTxn(tid, testPAN(955000+i), amount), 90*time.Second)
+			answers <- pausedAnswer{tid, amount, r, err}
+		}()
+	}
+	withIssuer := func() map[string]issuersim.Entry {
+		out := map[string]issuersim.Entry{}
+		for rrn, e := range c.sim.Ledger() {
+			if strings.HasPrefix(rrn, "3") && e.Fault == "delayed" {
+				out[rrn] = e
+			}
+		}
+		return out
+	}
+	waitUntil(t, 15*time.Second, func() string { return fmt.Sprintf("%d of node 3's requests reached the issuer", len(withIssuer())) },
+		func() bool { return len(withIssuer()) == inFlight })
+	c.isolate(3, true)
+	cutAt := time.Now()
+	healed := false
+	defer func() {
+		if !healed {
+			c.isolate(3, false)
+		}
+	}()
+	c.sim.SetFaults(issuersim.Faults{})
+	held := withIssuer()
+	atCut := c.sim.Ledger()
+
+	// A new purchase on node 3 while it is cut off: never approved, never sent.
+	const newTID = "LT001535"
+	tids[newTID] = true
+	go func() {
+		ft := singleNodeTerm(c, 3, 90*time.Second)
+		defer ft.close()
+		r, _, _, err := ft.send(probeTxn(newTID, testPAN(956000), 1700), 90*time.Second)
+		answers <- pausedAnswer{newTID, 1700, r, err}
+	}()
+
+	// Node 3 says why it is not ready.
+	var why string
+	waitUntil(t, 30*time.Second, func() string { return "node 3's /readyz while cut off: " + why }, func() bool {
+		code, body := c.node(3).readyz()
+		why = fmt.Sprintf("%d %s", code, body)
+		return code == 503
+	})
+	t.Logf("node 3 cut off: /readyz %s", tail(why, 300))
+
+	// The majority elects new leaders and serves: a purchase on node 1 and on
+	// node 2 approved once each is ready again.
+	for _, n := range []int{1, 2} {
+		took := waitUntil(t, 45*time.Second, func() string {
+			code, body := c.node(n).readyz()
+			return fmt.Sprintf("node %d not ready in the majority: %d %s", n, code, tail(body, 300))
+		}, func() bool { code, _ := c.node(n).readyz(); return code == 200 })
+		t.Logf("node %d ready in the majority %s after the cut (%s waited here)", n, time.Since(cutAt).Round(time.Millisecond), took.Round(time.Millisecond))
+		tid := fmt.Sprintf("LT00154%d", n)
+		tids[tid] = true
+		r := c.purchaseOn(n, probeTxn(tid, testPAN(957000+n), 1500))
+		if r.RC != "00" {
+			t.Errorf("node %d in the majority, ready %s after the cut: answered %s (%s); want 00", n, took.Round(time.Millisecond), r.RC, r.Reason)
+		} else {
+			toldSum += 1500
+		}
+	}
+
+	// Node 3's terminals: nothing approved while it is cut off.
+	told := map[string]pausedAnswer{}
+	deadline := time.After(75 * time.Second)
+	for len(told) < inFlight+1 {
+		select {
+		case a := <-answers:
+			if _, dup := told[a.tid]; dup {
+				t.Fatalf("two answers on terminal %s", a.tid)
+			}
+			told[a.tid] = a
+		case <-deadline:
+			t.Fatalf("after 75 s: %d of %d terminals of node 3 answered: %v", len(told), inFlight+1, told)
+		}
+	}
+	for tid, a := range told {
+		t.Logf("terminal %s of node 3 cut off: rc %q rrn %s reason %q, err %v", tid, a.r.RC, a.r.RRN, a.r.Reason, a.err)
+		if a.err == nil && message.Approved(a.r.RC) {
+			t.Errorf("terminal %s: node 3, cut off from the cluster, approved (%s, RRN %s)", tid, a.r.RC, a.r.RRN)
+		} else if a.err != nil || a.r.RC != message.RCIssuerUnavailable {
+			t.Errorf("terminal %s: node 3, cut off, answered %q (%s), %v; want 91", tid, a.r.RC, a.r.Reason, a.err)
+		}
+	}
+
+	// The majority recovers node 3's open transactions: 91, reversed at the issuer.
+	var last string
+	waitUntil(t, 60*time.Second, func() string {
+		return "node 3's requests with the issuer not recovered by the majority: " + last + "\n" +
+			tail(c.node(1).logGrep("lease", "recover")+"\n"+c.node(2).logGrep("lease", "recover"), 4000)
+	}, func() bool {
+		recs, err := c.node(1).journal("")
+		if err != nil {
+			last = err.Error()
+			return false
+		}
+		ledger := c.sim.Ledger()
+		done := 0
+		for _, r := range recs {
+			if _, ok := held[r.RRN]; ok && r.Final() && r.Reversed() && ledger[r.RRN].Reversed {
+				done++
+			} else if ok {
+				last = describe(r) + fmt.Sprintf("; issuer %+v", ledger[r.RRN])
+			}
+		}
+		return done == inFlight
+	})
+	t.Logf("node 3's %d requests with the issuer recovered by the majority %s after the cut", inFlight, time.Since(cutAt).Round(time.Millisecond))
+	for rrn, e := range c.sim.Ledger() {
+		if strings.HasPrefix(rrn, "3") && atCut[rrn].RRN == "" && e.Requests > 0 {
+			t.Errorf("RRN %s: node 3 sent the issuer a new request while cut off: %+v", rrn, e)
+		}
+	}
+
+	// Healed: node 3 serves again by itself, or exits 75 for its supervisor (its
+	// lease was taken over) and serves once started again.
+	c.isolate(3, false)
+	healed = true
+	healedAt := time.Now()
+	n3 := c.node(3)
+	var state string
+	waitUntil(t, 60*time.Second, func() string { return "node 3 after the heal: " + state + "\n" + n3.logTail(2000) }, func() bool {
+		select {
+		case <-n3.exited:
+			state = "exited"
+			return true
+		default:
+		}
+		code, body := n3.readyz()
+		state = fmt.Sprintf("/readyz %d %s", code, tail(body, 300))
+		return code == 200
+	})
+	if state == "exited" {
+		if code := n3.cmd.ProcessState.ExitCode(); code != 75 {
+			t.Fatalf("node 3 exited with status %d after the heal; want 75 (restart me) or to serve on; its log ends:\n%s", code, n3.logTail(3000))
+		}
+		t.Logf("node 3 exited with status 75 %s after the heal: %s", time.Since(healedAt).Round(time.Millisecond),
+			tail(n3.logGrep("lost for good"), 400))
+		n3.launch()
+		n3.waitReady(60 * time.Second)
+	}
+	t.Logf("node 3 serving again %s after the heal", time.Since(healedAt).Round(time.Millisecond))
+
+	// Every node's journal agrees on node 3's requests that were with the issuer.
+	for _, n := range c.nodes {
+		var last string
+		waitUntilOr(t.Errorf, 30*time.Second, func() string { return fmt.Sprintf("node %d's journal: %s", n.n, last) }, func() bool {
+			recs, err := n.journal("")
+			if err != nil {
+				last = err.Error()
+				return false
+			}
+			ok := 0
+			for _, r := range recs {
+				if _, in := held[r.RRN]; !in {
+					continue
+				}
+				if r.Final() && r.Reversed() && r.RC == message.RCIssuerUnavailable {
+					ok++
+				} else {
+					last = describe(r)
+				}
+			}
+			return ok == inFlight
+		})
+	}
+	if r := c.purchaseOn(3, probeTxn("LT001536", testPAN(958000), 2100)); r.RC != "00" || !strings.HasPrefix(r.RRN, "3") {
+		t.Errorf("node 3 after the heal answered %s (%s) with RRN %s; want an approval under RRN 3...", r.RC, r.Reason, r.RRN)
+	} else {
+		toldSum += 2100
+	}
+	tids["LT001536"] = true
+
+	// What the terminals were told, the journal, the issuer and every node's
+	// settlement: the same approvals.
+	for _, n := range c.nodes {
+		var got string
+		waitUntilOr(t.Errorf, 20*time.Second, func() string { return fmt.Sprintf("node %d: %s", n.n, got) }, func() bool {
+			journalSum, issuerSum, err := c.approvedSums(n, tids)
+			if err != nil {
+				got = err.Error()
+				return false
+			}
+			_, settled, err := settledFor(n, shanghaiDates(begin, time.Now()), tids)
+			got = fmt.Sprintf("approved and not reversed: terminals %d, journal %d, issuer %d, settlement %d (%v)", toldSum, journalSum, issuerSum, settled, err)
+			return err == nil && journalSum == toldSum && issuerSum == toldSum && settled == toldSum
+		})
+		t.Logf("node %d: %s", n.n, got)
+	}
+	for _, n := range c.nodes {
+		if err := n.stop(); err != nil {
+			t.Errorf("graceful stop of node %d: %v; log ends:\n%s", n.n, err, n.logTail(2000))
+		}
+	}
+}
+
+// approvedSums adds up the approvals not reversed of the terminals tids in node n's
+// journal, and what the issuer holds approved and not reversed of those records.
+func (c *testCluster) approvedSums(n *clusterNode, tids map[string]bool) (journalSum, issuerSum int64, err error) {
+	recs, err := n.journal("")
+	if err != nil {
+		return 0, 0, err
+	}
+	if len(recs) == 0 {
+		return 0, 0, errors.New("empty journal")
+	}
+	ledger := c.sim.Ledger()
+	byRRN := map[string]*journal.Record{}
+	for _, r := range recs {
+		if !tids[r.TID] {
+			continue
+		}
+		byRRN[r.RRN] = r
+		if r.Approved() && !r.Reversed() {
+			journalSum += r.Amount
+		}
+	}
+	for rrn, e := range ledger {
+		if byRRN[rrn] != nil && e.Approved && !e.Reversed {
+			issuerSum += e.Amount
+		}
+	}
+	return journalSum, issuerSum, nil
+}
