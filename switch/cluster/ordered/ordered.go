@@ -141,8 +141,8 @@ const (
 // created at zero.
 var Reasons = []string{ReasonStalled, ReasonHeartbeat, ReasonGone, ReasonGap, ReasonOther}
 
-// reason names why a consume error replaced its consumer.
-func reason(err error) string {
+// reasonOf names why a consume error replaced its consumer.
+func reasonOf(err error) string {
 	switch {
 	case errors.Is(err, ErrStalled):
 		return ReasonStalled
@@ -318,7 +318,7 @@ func (f *Follower) run() {
 			return // stopped
 		}
 		f.resets.Add(1)
-		why := reason(err)
+		why := reasonOf(err)
 		if why == ReasonStalled && f.holder != "" {
 			f.avoid, f.avoidUntil = f.holder, time.Now().Add(avoidFor)
 		}
