@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/switchyard/switchyard/switch/cluster/ordered"
 )
 
 // Metrics are the cluster's Prometheus collectors (docs/cluster.md, "Metrics").
@@ -38,6 +40,12 @@ type Metrics struct {
 	// too long, or no quorum: the change was not made).
 	RecordLocks *prometheus.CounterVec
 
+	// ConsumersReplaced counts the consumers this node's followers of a stream
+	// replaced (switch/cluster/ordered), by stream and reason: stalled (it
+	// delivered nothing while the stream's leader held messages for it),
+	// heartbeat, gone, gap, other.
+	ConsumersReplaced *prometheus.CounterVec
+
 	backlogMu sync.Mutex
 	backlogOf map[string]map[string]bool // stream -> its consumers in the last status
 }
@@ -68,11 +76,14 @@ func NewMetrics(r prometheus.Registerer) (*Metrics, error) {
 		RecordLocks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchyard_cluster_record_locks_total", Help: "Cluster-wide locks of records taken by this node to change an original, by result (taken, waited, failed).",
 		}, []string{"result"}),
+		ConsumersReplaced: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchyard_cluster_consumers_replaced_total", Help: "Consumers this node's stream followers replaced, by stream and reason (stalled, heartbeat, gone, gap, other).",
+		}, []string{"stream", "reason"}),
 	}
 	for _, result := range []string{"taken", "waited", "failed"} {
 		m.RecordLocks.WithLabelValues(result) // at zero: the alert's increase() sees the first failure
 	}
-	for _, c := range []prometheus.Collector{m.PublishLatency, m.AcksPerGroup, m.ReplicationLag, m.ConsumerBacklog, m.StateCommits, m.Compactions, m.RecordLocks} {
+	for _, c := range []prometheus.Collector{m.PublishLatency, m.AcksPerGroup, m.ReplicationLag, m.ConsumerBacklog, m.StateCommits, m.Compactions, m.RecordLocks, m.ConsumersReplaced} {
 		if err := r.Register(c); err != nil {
 			return nil, fmt.Errorf("cluster: register metrics: %w", err)
 		}
@@ -176,5 +187,23 @@ func (m *Metrics) PrepareCompaction(store, result string) {
 func (m *Metrics) ObserveCompaction(store, result string) {
 	if m != nil {
 		m.Compactions.WithLabelValues(store, result).Inc()
+	}
+}
+
+// PrepareConsumersReplaced creates stream's counts of replaced consumers, one
+// per reason, at zero, so that increase() over them sees the first one.
+func (m *Metrics) PrepareConsumersReplaced(stream string) {
+	if m != nil {
+		for _, reason := range ordered.Reasons {
+			m.ConsumersReplaced.WithLabelValues(stream, reason)
+		}
+	}
+}
+
+// ObserveConsumerReplaced counts one consumer of stream replaced for reason
+// (ordered.Config.Replaced).
+func (m *Metrics) ObserveConsumerReplaced(stream, reason string) {
+	if m != nil {
+		m.ConsumersReplaced.WithLabelValues(stream, reason).Inc()
 	}
 }

@@ -177,7 +177,7 @@ func TestPublishMetrics(t *testing.T) {
 }
 
 // TestMetricsAtZero: the lock and compaction failure counters an alert reads with
-// increase() exist at zero before their first count (a series that appears with
+// increase(), and the replaced consumers', exist at zero before their first count (a series that appears with
 // its first count hides that count from increase()).
 func TestMetricsAtZero(t *testing.T) {
 	r := prometheus.NewRegistry()
@@ -188,13 +188,18 @@ func TestMetricsAtZero(t *testing.T) {
 	var none *Metrics
 	none.PrepareCompaction("registry", "failed")
 	m.PrepareCompaction("registry", "failed")
+	none.PrepareConsumersReplaced("JOURNAL")
+	none.ObserveConsumerReplaced("JOURNAL", "stalled")
+	m.PrepareConsumersReplaced("JOURNAL")
 	fams, err := r.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := map[string]bool{
-		`switchyard_cluster_record_locks_total{result="failed"}`:                 false,
-		`switchyard_cluster_compactions_total{result="failed",store="registry"}`: false,
+		`switchyard_cluster_record_locks_total{result="failed"}`:                           false,
+		`switchyard_cluster_compactions_total{result="failed",store="registry"}`:           false,
+		`switchyard_cluster_consumers_replaced_total{reason="stalled",stream="JOURNAL"}`:   false,
+		`switchyard_cluster_consumers_replaced_total{reason="heartbeat",stream="JOURNAL"}`: false,
 	}
 	for _, f := range fams {
 		for _, mt := range f.GetMetric() {

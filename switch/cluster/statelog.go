@@ -407,11 +407,14 @@ func (f *Follower) run() {
 // consume applies commits from a new ordered consumer until an error or Close.
 func (f *Follower) consume() error {
 	l := f.l
+	m := l.s.n.Metrics()
+	m.PrepareConsumersReplaced(stateStream)
 	fol, err := ordered.Follow(l.s.n.js, ordered.Config{
 		Stream:   stateStream,
 		Subjects: []string{l.subject},
 		From:     f.r.Revision() + 1,
 		Logger:   l.s.n.log.With().Str("store", l.name).Logger(),
+		Replaced: func(reason string) { m.ObserveConsumerReplaced(stateStream, reason) },
 	})
 	if err != nil {
 		return fmt.Errorf("cluster: follow %s: %w", l.subject, err)

@@ -309,7 +309,13 @@ func (j *Journal) follow() error {
 	}()
 	// Every subject, this node's own too: its first versions are decided here, in
 	// stream order, with the other nodes'.
-	fol, err := ordered.Follow(j.js, ordered.Config{Stream: StreamName, From: from, Buffer: 1024, Logger: j.log})
+	// A consumer that stands still while the stream is ahead (its server's copy
+	// of the stream stopped) is replaced after ordered's Stall (5 s), and
+	// counted.
+	m := j.cn.Metrics()
+	m.PrepareConsumersReplaced(StreamName)
+	fol, err := ordered.Follow(j.js, ordered.Config{Stream: StreamName, From: from, Buffer: 1024, Logger: j.log,
+		Replaced: func(reason string) { m.ObserveConsumerReplaced(StreamName, reason) }})
 	if err != nil {
 		return fmt.Errorf("follow %s from sequence %d: %w", StreamName, from, err)
 	}

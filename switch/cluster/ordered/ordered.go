@@ -18,8 +18,14 @@
 // in-memory, unacknowledged pull consumer starting at the next sequence wanted,
 // consumes it, and replaces it when the server says it is gone, when its idle
 // heartbeats stop (its server died: a consumer of one replica lives on one server),
-// or when the consumer sequence of a message is not the one after the last
-// delivered (a message lost between the server and this client). Messages go to
+// when the consumer sequence of a message is not the one after the last
+// delivered (a message lost between the server and this client), or when it
+// stands still while the stream is ahead: it has delivered nothing for Stall
+// while the stream's leader holds a message it should have delivered (a consumer
+// whose server's copy of the stream stopped, the server otherwise up, answers
+// its pulls with idle heartbeats and nothing else). The consumer that replaces a
+// stalled one is not left on the stalled one's server when the cluster places it
+// there (at most twice, then taken wherever it lands). Messages go to
 // the channel C in stream order; the next consumer starts after the last message
 // put in C, so one the client held but had not put there is fetched again.
 package ordered
@@ -63,6 +69,16 @@ type Config struct {
 	// Buffer is how many messages the client asks ahead, and how many C holds
 	// that the receiver has not taken yet. Default 256.
 	Buffer int
+	// Stall is how long a consumer may deliver nothing while the stream's leader
+	// holds a message it should deliver before it is replaced (ReasonStalled).
+	// The follower asks the leader (one request, and one more per subject with
+	// Subjects) every Stall/2 while its consumer has been silent that long and
+	// the receiver is not behind. Default 5 s.
+	Stall time.Duration
+	// Replaced, when set, is told (from the follower's goroutine) of every
+	// consumer replaced, with the reason (one of Reasons): for a metric. It must
+	// not block.
+	Replaced func(reason string)
 	// Logger gets the first failure to create a consumer (not every attempt after
 	// it) and, once one is created, how many attempts failed; and each
 	// replacement, at most one a minute, with how many went unlogged.
@@ -80,8 +96,17 @@ const (
 	minHeartbeat     = 500 * time.Millisecond // nats.go's bounds
 	maxHeartbeat     = 30 * time.Second
 	defaultBuffer    = 256
-	firstPause       = 100 * time.Millisecond
-	maxPause         = 2 * time.Second
+	defaultStall     = 5 * time.Second
+	minStall         = 100 * time.Millisecond
+	// stallAsk bounds the question to the stream's leader in a stall check.
+	stallAsk = 2 * time.Second
+	// avoidTries is how many consumers created on the server of one replaced for
+	// a stall are deleted and asked again before one is taken wherever it lands;
+	// avoidFor is how long after the stall its server is avoided.
+	avoidTries = 2
+	avoidFor   = time.Minute
+	firstPause = 100 * time.Millisecond
+	maxPause   = 2 * time.Second
 	// inactive is how long the server keeps a consumer nobody pulls from: one
 	// this follower abandoned (its deletion not answered, a creation's late
 	// answer) goes by itself.
@@ -98,6 +123,39 @@ const (
 // ErrGap is reported when a message's consumer sequence is not the one after
 // the last delivered: the consumer is replaced from the next stream sequence.
 var ErrGap = errors.New("ordered: a message is missing between the server and this client")
+
+// ErrStalled is reported when a consumer delivered nothing for Config.Stall
+// while the stream's leader held a message it should have delivered.
+var ErrStalled = errors.New("ordered: the consumer delivers nothing while the stream is ahead")
+
+// The reasons a consumer is replaced, as Config.Replaced is told them.
+const (
+	ReasonStalled   = "stalled"   // ErrStalled
+	ReasonHeartbeat = "heartbeat" // its idle heartbeats stopped (its server died)
+	ReasonGone      = "gone"      // the server says it is gone, or the connection is
+	ReasonGap       = "gap"       // ErrGap
+	ReasonOther     = "other"     // a message without metadata, the subscription ended
+)
+
+// Reasons are every reason Config.Replaced may be told, for a metric's series
+// created at zero.
+var Reasons = []string{ReasonStalled, ReasonHeartbeat, ReasonGone, ReasonGap, ReasonOther}
+
+// reasonOf names why a consume error replaced its consumer.
+func reasonOf(err error) string {
+	switch {
+	case errors.Is(err, ErrStalled):
+		return ReasonStalled
+	case errors.Is(err, jetstream.ErrNoHeartbeat):
+		return ReasonHeartbeat
+	case errors.Is(err, ErrGap):
+		return ReasonGap
+	case replace(err):
+		return ReasonGone
+	default:
+		return ReasonOther
+	}
+}
 
 // Follower follows a stream; see the package comment.
 type Follower struct {
@@ -123,6 +181,9 @@ type Follower struct {
 	failed       int       // failed creations since the last consumer
 	replaced     int       // replacements not logged
 	replacedLogs time.Time // when a replacement was last logged
+	avoid        string    // the server of the last consumer replaced for a stall
+	avoidUntil   time.Time // until when create avoids it
+	holder       string    // the server of the current consumer, as its creation said
 }
 
 // Follow starts following cfg.Stream from cfg.From. It does not wait for the
@@ -137,8 +198,11 @@ func Follow(js jetstream.JetStream, cfg Config) (*Follower, error) {
 	if cfg.From == 0 {
 		return nil, fmt.Errorf("ordered: follow %s from sequence 0: the first sequence is 1", cfg.Stream)
 	}
-	if cfg.Attempt < 0 || cfg.Heartbeat < 0 || cfg.Buffer < 0 {
-		return nil, fmt.Errorf("ordered: follow %s: negative attempt %v, heartbeat %v or buffer %d", cfg.Stream, cfg.Attempt, cfg.Heartbeat, cfg.Buffer)
+	if cfg.Attempt < 0 || cfg.Heartbeat < 0 || cfg.Buffer < 0 || cfg.Stall < 0 {
+		return nil, fmt.Errorf("ordered: follow %s: negative attempt %v, heartbeat %v, buffer %d or stall %v", cfg.Stream, cfg.Attempt, cfg.Heartbeat, cfg.Buffer, cfg.Stall)
+	}
+	if cfg.Stall != 0 && cfg.Stall < minStall {
+		return nil, fmt.Errorf("ordered: follow %s: stall %v is under %v", cfg.Stream, cfg.Stall, minStall)
 	}
 	if cfg.Heartbeat != 0 && (cfg.Heartbeat < minHeartbeat || cfg.Heartbeat > maxHeartbeat) {
 		// nats.go refuses it at every Consume: the follower would replace its
@@ -153,6 +217,9 @@ func Follow(js jetstream.JetStream, cfg Config) (*Follower, error) {
 	}
 	if cfg.Buffer == 0 {
 		cfg.Buffer = defaultBuffer
+	}
+	if cfg.Stall == 0 {
+		cfg.Stall = defaultStall
 	}
 	f := &Follower{js: js, cfg: cfg, c: make(chan jetstream.Msg, cfg.Buffer), name: "sy_" + nuid.Next(), since: time.Now()}
 	f.ctx, f.cancel = context.WithCancel(context.Background())
@@ -251,7 +318,18 @@ func (f *Follower) run() {
 			return // stopped
 		}
 		f.resets.Add(1)
-		f.report(fmt.Errorf("ordered: consumer %s of %s replaced from sequence %d: %w", name, f.cfg.Stream, f.next.Load(), err), false)
+		why := reasonOf(err)
+		if why == ReasonStalled && f.holder != "" {
+			f.avoid, f.avoidUntil = f.holder, time.Now().Add(avoidFor)
+		}
+		if f.cfg.Replaced != nil {
+			f.cfg.Replaced(why)
+		}
+		on := ""
+		if f.holder != "" {
+			on = " on server " + f.holder
+		}
+		f.report(fmt.Errorf("ordered: consumer %s of %s%s replaced from sequence %d: %w", name, f.cfg.Stream, on, f.next.Load(), err), false)
 		// A pause before the next: short after a consumer that delivered (its
 		// server died), growing while consumers deliver nothing (no responders:
 		// the server has not taken it up yet; messages lost on the way again
@@ -306,6 +384,7 @@ func (f *Follower) create() (jetstream.Consumer, string, error) {
 		cfg.FilterSubjects = f.cfg.Subjects
 	}
 	wait, pause := f.cfg.Attempt, firstPause
+	avoided := 0
 	for {
 		f.serial++
 		cfg.Name = fmt.Sprintf("%s_%d", f.name, f.serial)
@@ -313,7 +392,24 @@ func (f *Follower) create() (jetstream.Consumer, string, error) {
 		cons, err := f.js.CreateOrUpdateConsumer(ctx, f.cfg.Stream, cfg)
 		cancel()
 		if err == nil {
-			return cons, cfg.Name, nil
+			f.holder = ""
+			if ci := cons.CachedInfo(); ci != nil && ci.Cluster != nil {
+				f.holder = ci.Cluster.Leader
+			}
+			if f.holder == "" || f.holder != f.avoid || avoided >= avoidTries || !time.Now().Before(f.avoidUntil) {
+				return cons, cfg.Name, nil
+			}
+			// Placed on the server whose consumer stood still: its copy of the
+			// stream may still stand. The cluster places a consumer of one
+			// replica on a random peer of the stream; ask again.
+			avoided++
+			f.cfg.Logger.Info().Str("stream", f.cfg.Stream).Str("server", f.holder).Str("consumer", cfg.Name).Msg("ordered: consumer placed on the server of the one that stood still; asking again")
+			f.wg.Add(1)
+			go f.delete(cfg.Name)
+			if f.ctx.Err() != nil {
+				return nil, "", f.ctx.Err()
+			}
+			continue
 		}
 		f.wg.Add(1)
 		go f.delete(cfg.Name)
@@ -349,11 +445,17 @@ func (f *Follower) consume(cons jetstream.Consumer) error {
 		}
 	}
 	quit := make(chan struct{})
-	var dseq uint64 // the last consumer sequence delivered; the handler's alone
+	var (
+		dseq    uint64       // the last consumer sequence delivered; the handler's alone
+		heard   atomic.Int64 // when the handler last got a message or put one in C (Unix ns)
+		waiting atomic.Bool  // the handler waits for room in C: the receiver is behind
+	)
+	heard.Store(time.Now().UnixNano())
 	handler := func(m jetstream.Msg) {
 		if gone.Load() {
 			return
 		}
+		heard.Store(time.Now().UnixNano())
 		meta, err := m.Metadata()
 		if err != nil {
 			signal(fmt.Errorf("message metadata: %w", err))
@@ -363,6 +465,7 @@ func (f *Follower) consume(cons jetstream.Consumer) error {
 			signal(fmt.Errorf("%w: consumer sequence %d after %d (stream sequence %d)", ErrGap, meta.Sequence.Consumer, dseq, meta.Sequence.Stream))
 			return
 		}
+		waiting.Store(true)
 		select {
 		case f.c <- m:
 			dseq = meta.Sequence.Consumer
@@ -370,6 +473,8 @@ func (f *Follower) consume(cons jetstream.Consumer) error {
 			f.delivered.Store(true)
 		case <-quit:
 		}
+		waiting.Store(false)
+		heard.Store(time.Now().UnixNano())
 	}
 	onErr := func(_ jetstream.ConsumeContext, err error) {
 		if replace(err) {
@@ -386,18 +491,84 @@ func (f *Follower) consume(cons jetstream.Consumer) error {
 		return fmt.Errorf("consume: %w", err)
 	}
 	closed := cc.Closed()
+	tick := time.NewTicker(f.cfg.Stall / 2)
+	defer tick.Stop()
+	var (
+		ahead   time.Time // when the leader was seen holding a message wanted, the consumer silent; zero: not
+		aheadOf uint64    // the last sequence it held then
+	)
 	var reason error
-	select {
-	case reason = <-why:
-	case <-closed:
-		reason = errors.New("the subscription ended")
-	case <-f.ctx.Done():
+wait:
+	for {
+		select {
+		case reason = <-why:
+			break wait
+		case <-closed:
+			reason = errors.New("the subscription ended")
+			break wait
+		case <-f.ctx.Done():
+			break wait
+		case <-tick.C:
+			last := time.Unix(0, heard.Load())
+			silent := time.Since(last)
+			if waiting.Load() || silent < f.cfg.Stall/2 {
+				ahead = time.Time{}
+				continue
+			}
+			held, err := f.held()
+			if err != nil || held < f.next.Load() {
+				ahead = time.Time{}
+				continue
+			}
+			if ahead.IsZero() || last.After(ahead) {
+				ahead, aheadOf = time.Now(), held
+				continue
+			}
+			if silent >= f.cfg.Stall && f.next.Load() <= aheadOf {
+				reason = fmt.Errorf("%w: nothing delivered for %v, the last sequence delivered %d, the stream's leader holding %d (and %d %v ago)",
+					ErrStalled, silent.Round(time.Millisecond), f.next.Load()-1, held, aheadOf, time.Since(ahead).Round(time.Millisecond))
+				break wait
+			}
+		}
 	}
 	gone.Store(true)
 	close(quit)
 	cc.Stop()
 	<-closed
 	return reason
+}
+
+// held asks the stream's leader for the last sequence it holds of the messages
+// the follower wants: the stream's last with no Subjects, else the last of
+// each subject's (0: none). A stream whose direct gets are allowed answers a
+// subject's last from any replica, perhaps one behind: a stall may then go
+// unseen, not be seen where there is none.
+func (f *Follower) held() (uint64, error) {
+	ctx, cancel := context.WithTimeout(f.ctx, min(f.cfg.Stall/2, stallAsk))
+	defer cancel()
+	st, err := f.js.Stream(ctx, f.cfg.Stream) // the leader answers
+	if err != nil {
+		return 0, err
+	}
+	state := st.CachedInfo().State
+	if state.Msgs == 0 {
+		return 0, nil
+	}
+	if state.LastSeq < f.next.Load() || len(f.cfg.Subjects) == 0 {
+		return state.LastSeq, nil
+	}
+	var last uint64
+	for _, subj := range f.cfg.Subjects {
+		m, err := st.GetLastMsgForSubject(ctx, subj)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		last = max(last, m.Sequence)
+	}
+	return last, nil
 }
 
 // delete deletes a replaced consumer, bounded; the server's inactivity threshold

@@ -196,7 +196,11 @@ func TestFollowInOrder(t *testing.T) {
 	// test beside other work) once kept the client from reading the default 1 s
 	// ones for 2 s, and the follower replaced its consumer (TestConsumerServerKilled
 	// is the test of missed heartbeats).
-	f, err := Follow(js, Config{Stream: "EV", Subjects: []string{"ev.a"}, From: seqs[10], Buffer: 4, Heartbeat: maxHeartbeat, Report: r.report})
+	// A consumer that stood still (once, in a whole run of the package with
+	// -race: nothing delivered for 5 s, 10 messages waiting) is replaced after
+	// Stall, as TestConsumerStalled shows; order is what this test is about.
+	var rr replacedReasons
+	f, err := Follow(js, Config{Stream: "EV", Subjects: []string{"ev.a"}, From: seqs[10], Buffer: 4, Heartbeat: maxHeartbeat, Report: r.report, Replaced: rr.replaced})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,8 +224,17 @@ func TestFollowInOrder(t *testing.T) {
 		t.Errorf("Next = %d after the stop, want %d", f.Next(), s41+1)
 	}
 	f.Stop() // twice: no panic, no wait
-	if f.Resets() != 0 || r.ok != 1 || len(r.errs) != 0 {
-		t.Errorf("resets %d, reports: %s; want one consumer, no error", f.Resets(), &r)
+	stalls := 0
+	for _, why := range rr.get() {
+		if why == ReasonStalled {
+			stalls++
+		}
+	}
+	if f.Resets() != uint64(stalls) || r.ok != 1+stalls || len(r.errs) != stalls {
+		t.Errorf("resets %d, reports: %s; want one consumer, no error (but for stalls, %d)", f.Resets(), &r, stalls)
+	}
+	if stalls > 0 {
+		t.Logf("consumers replaced for a stall: %d (%s)", stalls, &r)
 	}
 }
 
@@ -492,4 +505,178 @@ func TestLastPerSubject(t *testing.T) {
 	if f.Resets() != 1 {
 		t.Errorf("resets %d, want 1", f.Resets())
 	}
+}
+
+// stallProxy stands between a follower and the server, under the API prefix
+// STALL.API: it passes every request on to $JS.API, except the pulls of the
+// first consumer created, which it gives to a consumer that never has a message
+// (its filter matches nothing). That first consumer so answers its pulls with
+// idle heartbeats and delivers nothing while the stream fills: what a consumer
+// whose server's copy of the stream stopped, the server otherwise up, does.
+type stallProxy struct {
+	mu       sync.Mutex
+	silenced string // the first consumer's name
+	creates  []string
+	infos    chan struct{} // a stream info asked (not blocking)
+}
+
+func startStallProxy(t *testing.T, s *server.Server, js jetstream.JetStream) (*stallProxy, jetstream.JetStream) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), guard)
+	defer cancel()
+	if _, err := js.CreateOrUpdateConsumer(ctx, "EV", jetstream.ConsumerConfig{Name: "decoy", FilterSubject: "ev.never", AckPolicy: jetstream.AckNonePolicy, InactiveThreshold: time.Minute}); err != nil {
+		t.Fatalf("create the decoy consumer: %v", err)
+	}
+	nc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	p := &stallProxy{infos: make(chan struct{}, 1024)}
+	const prefix = "STALL.API."
+	if _, err := nc.Subscribe(prefix+">", func(m *nats.Msg) {
+		rest := strings.TrimPrefix(m.Subject, prefix)
+		p.mu.Lock()
+		if name, ok := strings.CutPrefix(rest, "CONSUMER.CREATE.EV."); ok {
+			name, _, _ = strings.Cut(name, ".") // a filter may follow the name
+			p.creates = append(p.creates, name)
+			if p.silenced == "" {
+				p.silenced = name
+			}
+		}
+		if p.silenced != "" && rest == "CONSUMER.MSG.NEXT.EV."+p.silenced {
+			rest = "CONSUMER.MSG.NEXT.EV.decoy"
+		}
+		p.mu.Unlock()
+		if rest == "STREAM.INFO.EV" {
+			select {
+			case p.infos <- struct{}{}:
+			default:
+			}
+		}
+		_ = nc.PublishMsg(&nats.Msg{Subject: "$JS.API." + rest, Reply: m.Reply, Data: m.Data, Header: m.Header})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	fnc, err := nats.Connect(s.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(fnc.Close)
+	fjs, err := jetstream.NewWithAPIPrefix(fnc, "STALL.API")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, fjs
+}
+
+// replacedReasons collects what Config.Replaced is told.
+type replacedReasons struct {
+	mu      sync.Mutex
+	reasons []string
+}
+
+func (r *replacedReasons) replaced(reason string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.reasons = append(r.reasons, reason)
+}
+
+func (r *replacedReasons) get() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.reasons)
+}
+
+// A consumer that keeps sending idle heartbeats and delivers nothing while the
+// stream's leader holds messages it should deliver (docs/cluster.md, Known
+// gaps: an applier that stood still for more than 90 s with another node's
+// store read-only) is replaced after Config.Stall, from the next sequence, and
+// the replacement is told as "stalled". Before 6 December 2026 heartbeats kept
+// it, and the follower delivered nothing for ever. With Subjects, the leader is
+// asked for the subjects' last messages (a wildcard among them).
+func TestConsumerStalled(t *testing.T) {
+	for _, subjects := range [][]string{nil, {"ev.*"}, {"ev.a", "ev.b"}} {
+		t.Run(fmt.Sprint(subjects), func(t *testing.T) {
+			s := startServers(t, 1)[0]
+			js := connect(t, s.ClientURL())
+			createStream(t, js, 1)
+			p, fjs := startStallProxy(t, s, js)
+			publish(t, js, "ev.other", "x") // outside the filters
+			s1 := publish(t, js, "ev.a", "1")
+			var r reports
+			var rr replacedReasons
+			var logged syncbuf.Buffer
+			began := time.Now()
+			f, err := Follow(fjs, Config{Stream: "EV", Subjects: subjects, From: s1, Stall: time.Second, Report: r.report, Replaced: rr.replaced, Logger: zerolog.New(&logged)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Stop()
+			s2 := publish(t, js, "ev.b", "2")
+			receive(t, f, "ev.a", "1", s1)
+			receive(t, f, "ev.b", "2", s2)
+			took := time.Since(began)
+			s3 := publish(t, js, "ev.a", "3")
+			receive(t, f, "ev.a", "3", s3)
+			if got := rr.get(); !slices.Equal(got, []string{ReasonStalled}) {
+				t.Errorf("replaced for %v, want once for a stall (reports: %s)", got, &r)
+			}
+			if f.Resets() != 1 {
+				t.Errorf("resets %d, want 1", f.Resets())
+			}
+			r.mu.Lock()
+			if len(r.errs) != 1 || !strings.Contains(r.errs[0].Error(), fmt.Sprintf("replaced from sequence %d: %v", s1, ErrStalled)) ||
+				!strings.Contains(r.errs[0].Error(), fmt.Sprintf("the last sequence delivered %d, the stream's leader holding %d", s1-1, s2)) {
+				t.Errorf("reports %v, want one replacement for a stall, with its sequences", r.errs)
+			}
+			r.mu.Unlock()
+			if !strings.Contains(logged.String(), "ordered: consumer replaced") || !strings.Contains(logged.String(), ErrStalled.Error()) {
+				t.Errorf("the replacement not logged with its reason:\n%s", logged.String())
+			}
+			p.mu.Lock()
+			t.Logf("first messages after %v; consumers asked for: %v", took.Round(time.Millisecond), p.creates)
+			p.mu.Unlock()
+		})
+	}
+}
+
+// A follower that has delivered everything the stream holds keeps its
+// consumer, however long the stream stays idle: it asks the stream's leader,
+// and the leader holds nothing it wants.
+func TestIdleNotStalled(t *testing.T) {
+	s := startServers(t, 1)[0]
+	js := connect(t, s.ClientURL())
+	createStream(t, js, 1)
+	p, fjs := startStallProxy(t, s, js)
+	p.mu.Lock()
+	p.silenced = "none" // every consumer delivers
+	p.mu.Unlock()
+	s1 := publish(t, js, "ev.a", "1")
+	var rr replacedReasons
+	f, err := Follow(fjs, Config{Stream: "EV", From: 1, Stall: time.Second, Replaced: rr.replaced})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Stop()
+	receive(t, f, "ev.a", "1", s1)
+	for len(p.infos) > 0 {
+		<-p.infos
+	}
+	// Four stall checks, 2 s idle at least: twice the stall.
+	for range 4 {
+		select {
+		case <-p.infos:
+		case <-time.After(guard):
+			t.Fatal("the idle follower did not ask the stream's leader")
+		}
+	}
+	if got := rr.get(); len(got) != 0 || f.Resets() != 0 {
+		t.Errorf("an idle follower's consumer replaced: %v (resets %d)", got, f.Resets())
+	}
+	s2 := publish(t, js, "ev.a", "2")
+	receive(t, f, "ev.a", "2", s2)
 }
