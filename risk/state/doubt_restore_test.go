@@ -112,7 +112,7 @@ func TestDoubtRecordSurvivesRestart(t *testing.T) {
 // what is wrong, never a panic.
 func TestDoubtChunkDecode(t *testing.T) {
 	for _, keys := range []int{3, 20_000} { // sparse, dense
-		f := newDoubts(int64(time.Minute), 0).evicted
+		f := &newDoubts(int64(time.Minute), 0).evicted
 		for i := range keys {
 			f.add(doubtHash(1, uint64(i)), int64(i))
 		}
