@@ -235,7 +235,7 @@ func (rs *RuleSet) decideBox(b *envBox, dbt doubtSet) Decision {
 						// The file's sum may be short of a threshold: the
 						// rule's (or the counter's) on_error, with the score read.
 						d.Hits = append(d.Hits, Hit{Rule: r.ID, Action: oe, Mode: r.Mode, Score: max(score, 0), Reason: r.Reason, ResponseCode: code, OnError: true})
-						rs.addScore(&d, r, oe, max(score, 0), &fileEnforced, &fileAll, &best)
+						addScore(&d, r, oe, max(score, 0), &fileEnforced, &fileAll, &best)
 						continue
 					}
 				}
@@ -251,7 +251,14 @@ func (rs *RuleSet) decideBox(b *envBox, dbt doubtSet) Decision {
 			d.Hits = make([]Hit, 0, 4)
 		}
 		d.Hits = append(d.Hits, Hit{Rule: r.ID, Action: r.Action, Mode: r.Mode, Score: score, Reason: r.Reason, ResponseCode: r.ResponseCode})
-		rs.addScore(&d, r, r.Action, score, &fileEnforced, &fileAll, &best)
+		fileAll += score
+		if r.Mode == ModeEnforce {
+			fileEnforced += score
+			d.Score += score
+			if best < 0 || r.Action.Rank() > d.Hits[best].Action.Rank() {
+				best = len(d.Hits) - 1
+			}
+		}
 	}
 	if cur >= 0 {
 		rs.applyThresholds(&d, cur, fileEnforced, fileAll, &best)
@@ -268,8 +275,9 @@ func (rs *RuleSet) decideBox(b *envBox, dbt doubtSet) Decision {
 
 // addScore adds the hit just appended to d (rule r's, with action a and score)
 // to the sums of r's file and of the decision, and makes it the deciding hit
-// (best) when it is the strongest enforced one.
-func (rs *RuleSet) addScore(d *Decision, r *Rule, a Action, score int, fileEnforced, fileAll, best *int) {
+// (best) when it is the strongest enforced one: decideBox's own code for a hit,
+// for the rare hit of a score in doubt (the usual one keeps it inline).
+func addScore(d *Decision, r *Rule, a Action, score int, fileEnforced, fileAll, best *int) {
 	*fileAll += score
 	if r.Mode == ModeEnforce {
 		*fileEnforced += score
