@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dgraph-io/badger/v4"
 	"github.com/rs/zerolog"
 )
 
@@ -92,5 +93,70 @@ rules:
 				t.Errorf("a card never seen: %+v, want allow and no error", d)
 			}
 		})
+	}
+}
+
+// TestEvictedCardInDoubtAfterRestart: the record of evicted keys is saved with the
+// counters. A card attempted once is evicted by a flood, the engine stops (its
+// last write to Badger) and a new engine starts on the same database: the card
+// reads 0, still in doubt, and the rule that would have hit on the lost attempt
+// takes its on_error (decline) instead of letting the card through as a card never
+// seen, which it did until this release. A card never seen is not in doubt.
+func TestEvictedCardInDoubtAfterRestart(t *testing.T) {
+	dir := writeRules(t, map[string]string{"a.yaml": `
+counters:
+  - {name: card_attempts_10m, dimension: card, window: 10m, resolution: 20s}
+rules:
+  - {id: card-again, condition: "velocity.card_attempts_10m >= 1", action: decline, response_code: "65", on_error: decline, reason: card-again}
+`})
+	db, err := badger.Open(badger.DefaultOptions(t.TempDir()).WithLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	// By the wall clock: the counters and the record are written with a TTL by it.
+	t0 := time.Now().UTC()
+	e, err := New(dir, Options{DB: db, MaxSeries: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim := purchase(5000)
+	victim.Txn.CardHash = "victim0000000000000000000"
+	victim.Txn.Time = t0
+	e.Observe(victim, Outcome{Approved: true, ResponseCode: "00"})
+	in := purchase(100)
+	for i := range 20 * 1024 {
+		in.Txn.CardHash = fmt.Sprintf("flood%020d", i)
+		in.Txn.Time = t0.Add(time.Second + time.Duration(i)*time.Microsecond)
+		e.Observe(in, Outcome{Approved: true, ResponseCode: "00"})
+	}
+	victim.Txn.Time = t0.Add(2 * time.Second)
+	if d := e.Evaluate(victim); d.Action != ActionDecline || len(d.Errors) != 1 {
+		t.Fatalf("before the restart: %+v, want the on_error decline of an evicted card", d)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	e, err = New(dir, Options{DB: db, MaxSeries: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if v, _ := e.Velocity(victim, "card_attempts_10m"); v != 0 {
+		t.Fatalf("victim's count after the restart %d, want 0 (evicted before it)", v)
+	}
+	d := e.Evaluate(victim)
+	if d.Action != ActionDecline || d.ResponseCode != "65" {
+		t.Errorf("evicted card after the restart: %s %q (%+v), want the on_error decline 65", d.Action, d.ResponseCode, d)
+	}
+	if len(d.Errors) != 1 || !strings.Contains(d.Errors[0].Error, "velocity.card_attempts_10m evicted") {
+		t.Errorf("errors %+v, want card-again's, evicted", d.Errors)
+	}
+	fresh := purchase(5000)
+	fresh.Txn.CardHash = "neverseen0000000000000000"
+	fresh.Txn.Time = victim.Txn.Time
+	if d := e.Evaluate(fresh); d.Action != ActionAllow || len(d.Errors) != 0 {
+		t.Errorf("a card never seen: %+v, want allow and no error", d)
 	}
 }

@@ -168,10 +168,13 @@ func (rs *RuleSet) decide(env Input, dbt doubtSet) Decision {
 }
 
 // decideBox is decide over the environment in b; it reads each program's result
-// before it returns. A rule that misses while it reads a counter in doubt (dbt)
-// runs again with those counters at doubtProbe: if it hits (or fails) there,
-// what the store lost could have made it hit, and it fails at run time
-// (doubtError) instead of missing.
+// before it returns. A rule that reads a counter in doubt (dbt) is checked for
+// whether what the store lost could change its result (doubtError): when it
+// could, a rule that missed fails at run time instead (its on_error), and a rule
+// that hit is listed under the errors and takes the stronger of its hit and its
+// on_error. A score expression that reads a counter in doubt is checked the same
+// way (scoreDoubt). Without a counter in doubt, which is the usual path, none of
+// this runs.
 func (rs *RuleSet) decideBox(b *envBox, dbt doubtSet) Decision {
 	box := b.any()
 	doubted := dbt.any() // 0 but for a store that evicted or a filter that failed
@@ -189,10 +192,20 @@ func (rs *RuleSet) decideBox(b *envBox, dbt doubtSet) Decision {
 		}
 		out, err := m.Run(r.prog, box)
 		onError, onErrorCode := r.OnError, r.onErrorCode
-		if r.velMask&doubted != 0 && err == nil && out != true {
-			var msg string
-			if msg, onError, onErrorCode = rs.doubtError(m, b, r, dbt); msg != "" {
-				err = errors.New(msg)
+		if r.velMask&doubted != 0 && err == nil {
+			hit := out == true
+			if msg, oe, code := rs.doubtError(m, b, r, dbt, hit); msg != "" {
+				switch {
+				case !hit:
+					err, onError, onErrorCode = errors.New(msg), oe, code
+				case oe.Rank() > r.Action.Rank():
+					// Hit on the value read, maybe not on the true one, and
+					// its on_error is stronger: that.
+					err, onError, onErrorCode = errors.New(msg), oe, code
+				default:
+					// The hit stands (the stronger), the doubt is listed.
+					d.Errors = append(d.Errors, RuleError{Rule: r.ID, Error: msg})
+				}
 			}
 		}
 		if err != nil {
@@ -215,6 +228,18 @@ func (rs *RuleSet) decideBox(b *envBox, dbt doubtSet) Decision {
 				d.Errors = append(d.Errors, RuleError{Rule: r.ID, Error: "score: " + err.Error()})
 			}
 			score, _ = v.(int)
+			if err == nil && r.scoreMask&doubted != 0 {
+				if msg, oe, code := rs.scoreDoubt(m, b, r, dbt, score); msg != "" {
+					d.Errors = append(d.Errors, RuleError{Rule: r.ID, Error: "score: " + msg})
+					if oe.Rank() > r.Action.Rank() {
+						// The file's sum may be short of a threshold: the
+						// rule's (or the counter's) on_error, with the score read.
+						d.Hits = append(d.Hits, Hit{Rule: r.ID, Action: oe, Mode: r.Mode, Score: max(score, 0), Reason: r.Reason, ResponseCode: code, OnError: true})
+						addScore(&d, r, oe, max(score, 0), &fileEnforced, &fileAll, &best)
+						continue
+					}
+				}
+			}
 			if err == nil && score < 0 {
 				// A negative score would lower the file's sum under its
 				// thresholds and let the other hits through.
@@ -248,33 +273,116 @@ func (rs *RuleSet) decideBox(b *envBox, dbt doubtSet) Decision {
 	return d
 }
 
-// doubtError runs rule r, which missed, again over b with the counters it reads
-// in doubt (dbt) at doubtProbe, and restores them. When it hits or fails there,
-// it returns the run error that names those counters and why they are in doubt,
-// and the on_error that applies: the stronger of the rule's and those counters'
-// (Counter.OnError), with its DE 39. When it misses there too, what the store
-// lost could not have made it hit: "".
-func (rs *RuleSet) doubtError(m *vm.VM, b *envBox, r *Rule, dbt doubtSet) (string, Action, string) {
+// addScore adds the hit just appended to d (rule r's, with action a and score)
+// to the sums of r's file and of the decision, and makes it the deciding hit
+// (best) when it is the strongest enforced one: decideBox's own code for a hit,
+// for the rare hit of a score in doubt (the usual one keeps it inline).
+func addScore(d *Decision, r *Rule, a Action, score int, fileEnforced, fileAll, best *int) {
+	*fileAll += score
+	if r.Mode == ModeEnforce {
+		*fileEnforced += score
+		d.Score += score
+		if *best < 0 || a.Rank() > d.Hits[*best].Action.Rank() {
+			*best = len(d.Hits) - 1
+		}
+	}
+}
+
+// doubtError tells whether what the store lost could change the result (hit)
+// rule r gave over b, for the counters it reads in doubt (dbt). The true count
+// of such a counter lies between the value read and doubtProbe. A condition
+// that moves one way with each of them (Rule.velInc, velDec) takes at most one
+// more run, with them at the end of that range that could turn its result over
+// (doubtProbe for the counters it grows with when it missed, for those it
+// shrinks with when it hit; none, and no run, when none could), after which b
+// is restored. One that moves both ways with one of them (a band) could change
+// whatever it gave, and is not run again. When the result could change, it
+// returns the run error that names those counters and why they are in doubt,
+// and the on_error that applies: the stronger of the rule's and those
+// counters' (Counter.OnError), with its DE 39; else "".
+func (rs *RuleSet) doubtError(m *vm.VM, b *envBox, r *Rule, dbt doubtSet, hit bool) (string, Action, string) {
 	in := r.velMask & dbt.any()
+	what := "the rule, not hit on it, could hit on what is missing"
+	if hit {
+		what = "the rule, hit on it, could miss with what is missing"
+	}
+	if in&^(r.velInc|r.velDec) != 0 {
+		what += " (its condition does not only grow or only shrink with the count: a band, a comparison with ==)"
+	} else {
+		probe := in & r.velInc &^ r.velDec
+		if hit {
+			probe = in & r.velDec &^ r.velInc
+		}
+		if probe == 0 {
+			return "", r.OnError, r.onErrorCode
+		}
+		out, err := rs.runProbe(m, b, r.prog, probe)
+		if o, _ := out.(bool); err == nil && o == hit {
+			return "", r.OnError, r.onErrorCode
+		}
+	}
+	onError, code := rs.doubtOnError(r, in)
+	return rs.doubtMessage(in, dbt, what), onError, code
+}
+
+// scoreDoubt tells whether what the store lost could change the score (read:
+// the score given over b) of rule r, which hit, for the counters its score
+// expression reads in doubt (dbt), as doubtError does for the condition: a score
+// that moves one way with each of them is run at the two ends of their range
+// (at most two runs, none for a counter it does not read), and could change when
+// they differ or one fails; one that moves both ways could change whatever it
+// gave. It returns the error and the on_error that apply, or "".
+func (rs *RuleSet) scoreDoubt(m *vm.VM, b *envBox, r *Rule, dbt doubtSet, read int) (string, Action, string) {
+	in := r.scoreMask & dbt.any()
+	what := "the score, given on it, could be another with what is missing"
+	if in&^(r.scoreInc|r.scoreDec) != 0 {
+		what += " (it does not only grow or only shrink with the count)"
+	} else {
+		hi, lo := in&r.scoreInc&^r.scoreDec, in&r.scoreDec&^r.scoreInc
+		if hi == 0 && lo == 0 {
+			return "", r.OnError, r.onErrorCode
+		}
+		ends := [2]int{read, read}
+		ok := true
+		for i, probe := range [2]uint64{hi, lo} {
+			if probe != 0 {
+				v, err := rs.runProbe(m, b, r.scoreProg, probe)
+				ends[i], _ = v.(int)
+				ok = ok && err == nil
+			}
+		}
+		if ok && ends[0] == ends[1] {
+			return "", r.OnError, r.onErrorCode
+		}
+	}
+	onError, code := rs.doubtOnError(r, in)
+	return rs.doubtMessage(in, dbt, what), onError, code
+}
+
+// runProbe runs prog over b with the counters of probe at doubtProbe, and
+// restores them.
+func (rs *RuleSet) runProbe(m *vm.VM, b *envBox, prog *vm.Program, probe uint64) (any, error) {
 	saved := b.in.Velocity
 	for i := range MaxCounters {
-		if in&(1<<i) != 0 {
+		if probe&(1<<i) != 0 {
 			b.in.Velocity[i] = doubtProbe
 		}
 	}
-	out, err := m.Run(r.prog, b.any())
-	hit, _ := out.(bool)
+	out, err := m.Run(prog, b.any())
 	b.in.Velocity = saved
-	if err == nil && !hit {
-		return "", r.OnError, r.onErrorCode
-	}
+	return out, err
+}
+
+// doubtOnError is the on_error of rule r when counters in (a mask) are read in
+// doubt: the stronger of the rule's and those counters', with its DE 39.
+func (rs *RuleSet) doubtOnError(r *Rule, in uint64) (Action, string) {
 	onError, code := r.OnError, r.onErrorCode
 	for _, c := range rs.Counters {
 		if in&(1<<c.Index) != 0 && c.OnError.Rank() > onError.Rank() {
 			onError, code = c.OnError, onErrorCodeOf(c.OnError, r)
 		}
 	}
-	return rs.doubtMessage(in, dbt, "the rule, not hit on it, could hit on what is missing"), onError, code
+	return onError, code
 }
 
 // applyThresholds adds the hit of file fi's score thresholds, if crossed.
@@ -397,25 +505,28 @@ func (rs *RuleSet) Observe(in *Input, out Outcome, store *state.Velocity) []Rule
 	return errs
 }
 
-// whereDoubt runs counter c's where filter, which did not pass, again over b with
-// the counters it reads in doubt (dbt) at doubtProbe, and restores them. When it
-// passes or fails there, what the store lost could have made it pass: the filter
-// fails (an error naming the counters); else nil.
+// whereDoubt tells whether counter c's where filter, which did not pass over b,
+// could pass with what the store lost of the counters it reads in doubt (dbt),
+// as doubtError does for a rule that missed: a filter that moves one way with
+// each of them runs again at most once (the counters it grows with at
+// doubtProbe), one that moves both ways (a band) could pass whatever it gave.
+// When it could, the filter fails (an error naming the counters); else nil.
 func (rs *RuleSet) whereDoubt(m *vm.VM, b *envBox, c *Counter, dbt doubtSet) error {
 	in := c.whereMask & dbt.any()
-	saved := b.in.Velocity
-	for i := range MaxCounters {
-		if in&(1<<i) != 0 {
-			b.in.Velocity[i] = doubtProbe
+	what := "the filter, not passed on it, could pass on what is missing"
+	if in&^(c.whereInc|c.whereDec) != 0 {
+		what += " (it does not only grow or only shrink with the count)"
+	} else {
+		probe := in & c.whereInc &^ c.whereDec
+		if probe == 0 {
+			return nil
+		}
+		out, err := rs.runProbe(m, b, c.where, probe)
+		if pass, _ := out.(bool); err == nil && !pass {
+			return nil
 		}
 	}
-	out, err := m.Run(c.where, b.any())
-	pass, _ := out.(bool)
-	b.in.Velocity = saved
-	if err == nil && !pass {
-		return nil
-	}
-	return errors.New(rs.doubtMessage(in, dbt, "the filter, not passed on it, could pass on what is missing"))
+	return errors.New(rs.doubtMessage(in, dbt, what))
 }
 
 // doubtMessage names the counters of mask in doubt (dbt) and why, then says what.

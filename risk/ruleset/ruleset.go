@@ -93,8 +93,15 @@ type Rule struct {
 	// when it declines, else 05.
 	onErrorCode string
 	// velMask has the bit of each counter (by index) the condition reads: a rule
-	// that misses while one of them is read in doubt is run again (doubtError).
+	// that reads one of them in doubt may run again (doubtError).
 	velMask uint64
+	// velInc and velDec have the bits of the counters of velMask the condition
+	// never decreases (a hit stays a hit), resp. never increases with; a counter
+	// it does not read is in both, one it moves both ways with (a band such as
+	// velocity.x > 3 && velocity.x < 10) in neither (monotone).
+	velInc, velDec uint64
+	// scoreMask, scoreInc and scoreDec are the same for the score expression.
+	scoreMask, scoreInc, scoreDec uint64
 }
 
 // onErrorCodeOf is DE 39 of a hit of rule r with action a (an on_error): r's
@@ -141,10 +148,12 @@ type Counter struct {
 	whereVelocity bool
 	// readByWhere: some counter's where filter reads this counter.
 	readByWhere bool
-	// whereMask has the bit of each counter (by index) the where filter reads.
-	whereMask uint64
-	retract   uint8    // retractBit of each kind in Retract
-	dims      []dimKey // Dimensions, resolved
+	// whereMask has the bit of each counter (by index) the where filter reads;
+	// whereInc and whereDec those it never decreases, resp. never increases
+	// with (monotone; false < true).
+	whereMask, whereInc, whereDec uint64
+	retract                       uint8    // retractBit of each kind in Retract
+	dims                          []dimKey // Dimensions, resolved
 }
 
 // MarshalJSON writes the window and resolution as durations like "10m0s".

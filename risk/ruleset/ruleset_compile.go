@@ -474,12 +474,17 @@ func (c *compiler) compileRule(rs *RuleSet, pf *parsedFile, i, fi int, index map
 				if r.Condition != "" && slices.Contains(refsOf(r.Condition), ref) {
 					r.velMask |= 1 << ctr.Index
 				}
+				if r.ScoreExpr != "" && slices.Contains(refsOf(r.ScoreExpr), ref) {
+					r.scoreMask |= 1 << ctr.Index
+				}
 			}
 		}
 		if strings.HasPrefix(ref, "lists.") {
 			rs.usesLists = true
 		}
 	}
+	r.velInc, r.velDec = monotone(r.Condition, rs, r.velMask)
+	r.scoreInc, r.scoreDec = monotone(r.ScoreExpr, rs, r.scoreMask)
 	if strings.Contains(r.Condition, "in_list") || strings.Contains(r.ScoreExpr, "in_list") {
 		rs.usesLists = true
 	}
@@ -597,6 +602,7 @@ func (c *compiler) compileLaterWheres(rs *RuleSet) {
 				rs.whereReads = append(rs.whereReads, read)
 			}
 		}
+		ctr.whereInc, ctr.whereDec = monotone(ctr.Where, rs, ctr.whereMask)
 	}
 }
 

@@ -1,6 +1,10 @@
 package state
 
 import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
 	"math/bits"
 	"sync"
 	"sync/atomic"
@@ -74,7 +78,11 @@ type doubtGen struct {
 	start int64        // store time (ns) of its first key
 	last  atomic.Int64 // store time (ns) of its newest key: after last+span, nothing in it counts
 	n     atomic.Int64 // keys added
-	bits  []atomic.Uint64
+	// flushed is n as of the last write of the generation to Badger that
+	// succeeded (Velocity.Flush): a generation whose n is still that is not
+	// written again.
+	flushed atomic.Int64
+	bits    []atomic.Uint64
 }
 
 // doubtHash mixes a counter's fingerprint and a key into the hash the filter
@@ -115,13 +123,15 @@ func (f *doubtFilter) add(h uint64, now int64) {
 	}
 	f.mu.Unlock()
 	g.bits[doubtWord(h, len(g.bits))].Or(doubtMask(h))
-	g.n.Add(1)
+	// last before n: a Flush that loads n, then the bits and last, saves the
+	// time of every key n counts.
 	for {
 		l := g.last.Load()
 		if now <= l || g.last.CompareAndSwap(l, now) {
 			break
 		}
 	}
+	g.n.Add(1)
 }
 
 // has reports whether h may be in doubt at time t. Without a key recorded in the
@@ -178,4 +188,256 @@ func newDoubts(span, budget int64) *doubts {
 	w := int(min(max(budget/DoubtBytesShare/8, minDoubtWords), maxDoubtWords))
 	span = max(span, 1)
 	return &doubts{evicted: doubtFilter{span: span, words: w}, filtered: doubtFilter{span: span, words: w}}
+}
+
+// Saved records of keys in doubt. Velocity.Flush writes each generation of a
+// doubtFilter that gained keys since its last write, in chunks of at most
+// doubtChunkWords words, each chunk under its own key:
+//
+//	risk/vd/<counter fingerprint, 16 hex>/<e: evicted, f: filter failed>/<generation start, 16 hex>/<chunk, 4 hex>
+//
+// with a time-to-live that ends when nothing in the generation is in doubt any
+// more (its newest key's time plus the counter's span). A chunk is self-contained:
+//
+//	version (1 byte, 1), then uvarints: words of the generation, first word of the
+//	chunk, words in the chunk; varints: start, last (store time, ns); uvarint: n;
+//	then 1 byte, 0: sparse (uvarint count of the non-zero words, then per word
+//	the uvarint distance from the previous one's index plus one, and the word,
+//	8 bytes little-endian) or 1: dense (every word of the chunk, 8 bytes
+//	little-endian).
+//
+// Restore ORs the chunks of a generation together: bits are only ever set, so
+// chunks written by different flushes of one generation (a crash between two
+// writes of one batch) make a record that holds at least what the older one did,
+// never one that forgets a key. A database written before the records were saved
+// (6 December 2026, fifth release) has no such key and loads as it did: no key in
+// doubt.
+const (
+	doubtPrefix      = KeyPrefix + "vd/"
+	doubtVersion     = 1
+	doubtChunkWords  = 1 << 17 // 1 MiB dense: well under Badger's largest write
+	doubtSparse      = 0
+	doubtDense       = 1
+	doubtKindEvicted = 'e'
+	doubtKindFilter  = 'f'
+)
+
+// doubtChunk is one saved chunk of a generation, as Flush writes it.
+type doubtChunk struct {
+	key []byte
+	val []byte
+	end int64 // store time (ns) when nothing in the generation is in doubt any more
+}
+
+// doubtDBKey is the Badger key of chunk i of the generation starting at start of
+// counter fp's record of kind (doubtKindEvicted or doubtKindFilter).
+func doubtDBKey(fp uint64, kind byte, start int64, i int) []byte {
+	return fmt.Appendf(nil, "%s%016x/%c/%016x/%04x", doubtPrefix, fp, kind, uint64(start), i)
+}
+
+// chunks encodes g (which n keys had filled) as its saved chunks, leaving out
+// the chunks with no bit set. Each is sparse or dense, whichever is smaller.
+func (g *doubtGen) chunks(fp uint64, kind byte, span, n int64) []doubtChunk {
+	var out []doubtChunk
+	last := g.last.Load()
+	words := make([]uint64, 0, min(len(g.bits), doubtChunkWords))
+	for from := 0; from < len(g.bits); from += doubtChunkWords {
+		to := min(from+doubtChunkWords, len(g.bits))
+		words = words[:0]
+		nz := 0
+		for i := from; i < to; i++ {
+			w := g.bits[i].Load()
+			words = append(words, w)
+			if w != 0 {
+				nz++
+			}
+		}
+		if nz == 0 {
+			continue
+		}
+		b := make([]byte, 0, 48+min(nz*12, len(words)*8))
+		b = append(b, doubtVersion)
+		b = binary.AppendUvarint(b, uint64(len(g.bits)))
+		b = binary.AppendUvarint(b, uint64(from))
+		b = binary.AppendUvarint(b, uint64(len(words)))
+		b = binary.AppendVarint(b, g.start)
+		b = binary.AppendVarint(b, last)
+		b = binary.AppendUvarint(b, uint64(n))
+		if nz*(8+3) < len(words)*8 {
+			b = append(b, doubtSparse)
+			b = binary.AppendUvarint(b, uint64(nz))
+			prev := -1
+			for i, w := range words {
+				if w != 0 {
+					b = binary.AppendUvarint(b, uint64(i-prev))
+					b = binary.LittleEndian.AppendUint64(b, w)
+					prev = i
+				}
+			}
+		} else {
+			b = append(b, doubtDense)
+			for _, w := range words {
+				b = binary.LittleEndian.AppendUint64(b, w)
+			}
+		}
+		out = append(out, doubtChunk{key: doubtDBKey(fp, kind, g.start, from/doubtChunkWords), val: b, end: last + span})
+	}
+	return out
+}
+
+// savedChunk is a decoded chunk: its generation's header and its words.
+type savedChunk struct {
+	words, from int
+	start, last int64
+	n           int64
+	set         map[int]uint64 // word index in the generation -> bits
+}
+
+// decodeDoubtChunk decodes a chunk written by doubtGen.chunks.
+func decodeDoubtChunk(b []byte) (*savedChunk, error) {
+	if len(b) == 0 || b[0] != doubtVersion {
+		if len(b) == 0 {
+			return nil, errors.New("empty doubt record")
+		}
+		return nil, fmt.Errorf("doubt record version %d: want %d", b[0], doubtVersion)
+	}
+	b = b[1:]
+	var err error
+	uv := func() uint64 {
+		if err != nil {
+			return 0
+		}
+		v, n := binary.Uvarint(b)
+		if n <= 0 {
+			err = errors.New("truncated doubt record")
+			return 0
+		}
+		b = b[n:]
+		return v
+	}
+	sv := func() int64 {
+		if err != nil {
+			return 0
+		}
+		v, n := binary.Varint(b)
+		if n <= 0 {
+			err = errors.New("truncated doubt record")
+			return 0
+		}
+		b = b[n:]
+		return v
+	}
+	words, from, count := uv(), uv(), uv()
+	c := &savedChunk{start: sv(), last: sv()}
+	n := uv()
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case words == 0 || words > maxDoubtWords:
+		return nil, fmt.Errorf("doubt record of %d words: want 1 to %d", words, maxDoubtWords)
+	case count == 0 || count > doubtChunkWords || from > words || count > words-from:
+		return nil, fmt.Errorf("doubt record chunk of words %d+%d in a generation of %d: out of range", from, count, words)
+	case n > math.MaxInt64 || c.last < c.start:
+		return nil, fmt.Errorf("doubt record of %d keys from %d to %d: inconsistent", n, c.start, c.last)
+	case len(b) == 0:
+		return nil, errors.New("truncated doubt record")
+	}
+	c.words, c.from, c.n = int(words), int(from), int64(n)
+	enc := b[0]
+	b = b[1:]
+	switch enc {
+	case doubtSparse:
+		nz := uv()
+		if err != nil {
+			return nil, err
+		}
+		if nz > count || uint64(len(b)) < nz*9 {
+			return nil, fmt.Errorf("doubt record: %d words set in a chunk of %d (%d bytes left)", nz, count, len(b))
+		}
+		c.set = make(map[int]uint64, nz)
+		i := -1
+		for range nz {
+			d := uv()
+			if err != nil {
+				return nil, err
+			}
+			if d == 0 || d > count || i+int(d) >= int(count) {
+				return nil, fmt.Errorf("doubt record: word index out of its chunk of %d", count)
+			}
+			i += int(d)
+			if len(b) < 8 {
+				return nil, errors.New("truncated doubt record")
+			}
+			c.set[c.from+i] = binary.LittleEndian.Uint64(b)
+			b = b[8:]
+		}
+	case doubtDense:
+		if uint64(len(b)) != count*8 {
+			return nil, fmt.Errorf("doubt record: %d bytes of words, want %d", len(b), count*8)
+		}
+		c.set = make(map[int]uint64)
+		for i := range int(count) {
+			if w := binary.LittleEndian.Uint64(b[8*i:]); w != 0 {
+				c.set[c.from+i] = w
+			}
+		}
+		b = nil
+	default:
+		return nil, fmt.Errorf("doubt record encoding %d: want %d (sparse) or %d (dense)", enc, doubtSparse, doubtDense)
+	}
+	if len(b) != 0 {
+		return nil, fmt.Errorf("doubt record: %d bytes past its end", len(b))
+	}
+	return c, nil
+}
+
+// restoreGens installs saved generations (by start) in f, the newest as the
+// current one, the one before as the previous one, when f holds none yet (a
+// counter restored before its first eviction or failed filter of this run).
+// Older ones are dropped: nothing in them can be in doubt once a newer
+// generation has been filled for a span.
+func (f *doubtFilter) restoreGens(gens map[int64]*doubtGen) {
+	if len(gens) == 0 {
+		return
+	}
+	var newest, second *doubtGen
+	for _, g := range gens {
+		switch {
+		case newest == nil || g.start > newest.start:
+			newest, second = g, newest
+		case second == nil || g.start > second.start:
+			second = g
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.cur.Load() != nil {
+		return
+	}
+	f.prev.Store(second)
+	f.cur.Store(newest)
+}
+
+// addChunk ORs chunk c into the generation of gens it belongs to, making it.
+func addChunk(gens map[int64]*doubtGen, c *savedChunk) error {
+	g := gens[c.start]
+	if g == nil {
+		g = &doubtGen{start: c.start, bits: make([]atomic.Uint64, c.words)}
+		gens[c.start] = g
+	}
+	if len(g.bits) != c.words {
+		return fmt.Errorf("doubt record generation %d: chunks of %d and %d words", c.start, len(g.bits), c.words)
+	}
+	for i, w := range c.set {
+		g.bits[i].Or(w)
+	}
+	if c.last > g.last.Load() {
+		g.last.Store(c.last)
+	}
+	if c.n > g.n.Load() {
+		g.n.Store(c.n)
+		g.flushed.Store(c.n)
+	}
+	return nil
 }

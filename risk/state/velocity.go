@@ -1035,6 +1035,12 @@ func (s *Velocity) Restore(specs []*CounterSpec) (int, error) {
 			continue
 		}
 		ci := s.counter(c, true)
+		// The records of keys in doubt first: a restored series that finds its
+		// shard full evicts one, which the record must add to, not replace.
+		if err := s.restoreDoubts(c, ci); err != nil {
+			s.restored.Delete(c.FP)
+			return total, fmt.Errorf("restore velocity counters from Badger: %w", err)
+		}
 		prefix := fmt.Appendf(nil, "%s%016x/", velocityPrefix, c.FP)
 		err := s.db.View(func(txn *badger.Txn) error {
 			opts := badger.DefaultIteratorOptions
@@ -1151,12 +1157,20 @@ func (s *Velocity) Flush(specs map[uint64]*CounterSpec) (err error) {
 		clear(sh.dirty)
 		sh.mu.Unlock()
 	}
-	if len(out) == 0 {
+	chunks, gens := s.doubtChunks(specs)
+	if len(out) == 0 && len(chunks) == 0 {
 		return nil
 	}
 	wb := s.db.NewWriteBatch()
 	defer wb.Cancel()
 	now := time.Now().UnixNano()
+	for _, x := range chunks {
+		if ttl := time.Duration(x.end - now); ttl > time.Second {
+			if err := wb.SetEntry(badger.NewEntry(x.key, x.val).WithTTL(ttl)); err != nil {
+				return fmt.Errorf("write velocity doubt records to Badger: %w", err)
+			}
+		}
+	}
 	for _, x := range out {
 		key := seriesDBKey(x.k)
 		var err error
@@ -1172,5 +1186,89 @@ func (s *Velocity) Flush(specs map[uint64]*CounterSpec) (err error) {
 	if err := wb.Flush(); err != nil {
 		return fmt.Errorf("write velocity counters to Badger: %w", err)
 	}
+	for _, g := range gens {
+		g.g.flushed.Store(g.n)
+	}
+	return nil
+}
+
+// flushedGen is a generation of a record of keys in doubt that a Flush writes,
+// and its key count when the Flush read it.
+type flushedGen struct {
+	g *doubtGen
+	n int64
+}
+
+// doubtChunks encodes the generations of the records of keys in doubt of the
+// counters in specs that gained keys since they were last written (doubtPrefix),
+// and lists them with their key counts, which a Flush that succeeds marks written.
+func (s *Velocity) doubtChunks(specs map[uint64]*CounterSpec) ([]doubtChunk, []flushedGen) {
+	var chunks []doubtChunk
+	var gens []flushedGen
+	ctrs := s.ctrs.Load()
+	for ci, d := range ctrs.doubt {
+		fp := ctrs.fp[ci]
+		if specs[fp] == nil {
+			continue
+		}
+		for _, f := range [2]struct {
+			f    *doubtFilter
+			kind byte
+		}{{&d.evicted, doubtKindEvicted}, {&d.filtered, doubtKindFilter}} {
+			for _, p := range [2]*atomic.Pointer[doubtGen]{&f.f.cur, &f.f.prev} {
+				g := p.Load()
+				if g == nil {
+					continue
+				}
+				n := g.n.Load() // before the bits: every key it counts is in them
+				if n == g.flushed.Load() {
+					continue
+				}
+				gens = append(gens, flushedGen{g, n})
+				chunks = append(chunks, g.chunks(fp, f.kind, f.f.span, n)...)
+			}
+		}
+	}
+	return chunks, gens
+}
+
+// restoreDoubts loads from Badger the records of keys in doubt of counter c
+// (index ci) that a Flush wrote, into its records that hold no generation yet.
+func (s *Velocity) restoreDoubts(c *CounterSpec, ci int32) error {
+	prefix := fmt.Appendf(nil, "%s%016x/", doubtPrefix, c.FP)
+	gens := map[byte]map[int64]*doubtGen{doubtKindEvicted: {}, doubtKindFilter: {}}
+	err := s.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = prefix
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			item := it.Item()
+			k := item.Key()
+			// <prefix><kind>/<16 hex>/<4 hex>
+			rest := k[len(prefix):]
+			if len(rest) != 23 || rest[1] != '/' || rest[18] != '/' || gens[rest[0]] == nil {
+				return fmt.Errorf("velocity doubt record key %q: want %s<e or f>/<16 hex>/<4 hex>", k, prefix)
+			}
+			var ch *savedChunk
+			if err := item.Value(func(v []byte) error {
+				var err error
+				ch, err = decodeDoubtChunk(v)
+				return err
+			}); err != nil {
+				return fmt.Errorf("velocity doubt record %s: %w", k, err)
+			}
+			if err := addChunk(gens[rest[0]], ch); err != nil {
+				return fmt.Errorf("velocity doubt record %s: %w", k, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	d := s.ctrs.Load().doubt[ci]
+	d.evicted.restoreGens(gens[doubtKindEvicted])
+	d.filtered.restoreGens(gens[doubtKindFilter])
 	return nil
 }
