@@ -577,6 +577,7 @@ func (r *ClusterReport) WriteTable(w io.Writer) {
 	row("latency max", load(func(l *LoadResult) string { return fmtUS(l.Hist.Max()) }))
 	row("errors (unanswered)", load(func(l *LoadResult) string { return fmt.Sprint(l.Errors) }))
 	row("failed (91, 96)", load(func(l *LoadResult) string { return fmt.Sprint(l.Failed) }))
+	row("malformed (no DE 39)", load(func(l *LoadResult) string { return fmt.Sprint(l.Malformed) }))
 	row("switch CPU µs/auth (all nodes)", func(p *ClusterPhase) string {
 		if p == nil {
 			return "-"

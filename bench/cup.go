@@ -23,8 +23,10 @@ type cupResult struct {
 	codes                map[string]int64
 	sent, answered, errs int64
 	// failed counts the answers in the window that were failures (failedCode).
-	failed  int64
-	samples []Sample
+	failed int64
+	// malformed counts the answers without DE 39 (LoadResult.Malformed).
+	malformed int64
+	samples   []Sample
 	// err is why the terminal stopped before the load did (its connection refused
 	// or closed, its sign-in declined): the run fails, as for a lost connection.
 	err error
@@ -36,7 +38,7 @@ type cupResult struct {
 // PIN (a load terminal's PIN key is T0000001's, which its sign-in does not rotate),
 // until ctx ends. Answers in the measured window go into the histogram and the codes
 // (failures, failedCode, into the codes and failed only).
-func driveCUPTerminal(ctx context.Context, addr, tid, mid string, cards []string, measuring *atomic.Bool, total, windowStart *atomic.Int64) cupResult {
+func driveCUPTerminal(ctx context.Context, addr, tid, mid string, cards []string, measuring *atomic.Bool, total *atomic.Int64, windowStart *atomic.Pointer[time.Time]) cupResult {
 	res := cupResult{hist: hdrhistogram.New(1, 60_000_000, 3), codes: map[string]int64{}}
 	tmk, _ := hex.DecodeString(demoLoadTMK)
 	term, err := cup.DialTerminal(addr, tid, mid, tmk)
@@ -77,17 +79,21 @@ func driveCUPTerminal(ctx context.Context, addr, tid, mid string, cards []string
 		}
 		res.answered++
 		total.Add(1)
+		rc := ans.Str(39)
+		if len(rc) != 2 {
+			res.malformed++ // no response code: no authorization (LoadResult.Malformed)
+			continue
+		}
 		if !measuring.Load() {
 			continue // warm-up: counted nowhere, as the ASCII connections' answers
 		}
-		rc := ans.Str(39)
 		res.codes[rc]++
 		if failedCode(rc) {
 			res.failed++
 		} else {
 			us := time.Since(start).Microseconds()
 			_ = res.hist.RecordValue(max(us, 1))
-			res.samples = append(res.samples, Sample{Second: uint16(time.Since(time.Unix(0, windowStart.Load())) / time.Second), LatencyUS: uint32(min(us, 1<<31))})
+			res.samples = append(res.samples, Sample{Second: windowSecond(*windowStart.Load(), time.Now()), LatencyUS: uint32(min(us, 1<<31))})
 		}
 	}
 	return res

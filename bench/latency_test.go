@@ -15,6 +15,7 @@ import (
 
 	"github.com/switchyard/switchyard/switch/config"
 	"github.com/switchyard/switchyard/switch/frontend"
+	"github.com/switchyard/switchyard/switch/message"
 )
 
 const metricsText = `# HELP switchyard_stage_duration_seconds x
@@ -178,8 +179,9 @@ func TestParseHeapProfile(t *testing.T) {
 	}
 }
 
-// echoSwitch answers every frame with the frame itself (the harness matches answers by
-// DE 41 + DE 11), at once.
+// echoSwitch answers every request at once with an approval: its identifying fields
+// echoed (the harness matches answers by DE 41 + DE 11) and DE 39 00 (an answer
+// without DE 39 is malformed, no authorization).
 func echoSwitch(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -201,7 +203,17 @@ func echoSwitch(t *testing.T) string {
 					if err != nil {
 						return
 					}
-					bw.Write(frontend.AppendFrame(nil, body))
+					req, err := message.Decode(body, message.DialectASCII)
+					if err != nil {
+						t.Errorf("echoSwitch: %v", err)
+						return
+					}
+					raw, err := message.NewResponseBuilder(req).Set(39, "00").Bytes(nil)
+					if err != nil {
+						t.Errorf("echoSwitch: %v", err)
+						return
+					}
+					bw.Write(frontend.AppendFrame(nil, raw))
 					if br.Buffered() == 0 {
 						if bw.Flush() != nil {
 							return

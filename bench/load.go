@@ -72,11 +72,17 @@ type LoadResult struct {
 	// but a failure (failedCode: 91, the switch's answer when it is busy or its
 	// issuer is unavailable, and 96). They are in Codes, not in Hist, TPS or Samples:
 	// a switch that sheds its load with 91s at once must not read as fast.
-	Failed  int64
-	Elapsed time.Duration
-	TPS     float64
-	Hist    *hdrhistogram.Histogram // microseconds
-	Codes   map[string]int64
+	Failed int64
+	// Malformed counts the answers without a response code (DE 39), over the whole
+	// run like Errors: no authorization, no failure code either, a defect of whoever
+	// answered. They are in Answered, and in nothing else (not in Codes, Hist, TPS,
+	// Samples or the scenarios' figures). Until the fifth release of 6 December 2026
+	// they counted as authorizations.
+	Malformed int64
+	Elapsed   time.Duration
+	TPS       float64
+	Hist      *hdrhistogram.Histogram // microseconds
+	Codes     map[string]int64
 	// Samples are every measured answer: the second of the window it came in and its
 	// latency, for the timeline.
 	Samples []Sample
@@ -202,14 +208,17 @@ func RunLoad(ctx context.Context, o LoadOptions) (*LoadResult, error) {
 		terms[i] = t
 	}
 	var measuring atomic.Bool
-	var windowStart atomic.Int64 // unix nanos when measuring started
+	// windowStart is when measuring started, with its monotonic clock reading: a
+	// sample's second is its distance from it (windowSecond), which a step of the
+	// wall clock does not move.
+	var windowStart atomic.Pointer[time.Time]
 	res := &LoadResult{Hist: hdrhistogram.New(1, 60_000_000, 3), Codes: map[string]int64{}, Labels: map[string]*LabelStats{}, ByAddr: map[string]int64{}}
 	if len(o.Addrs) == 0 {
 		o.Addrs = []string{o.Addr}
 	}
 	o.Addr = o.Addrs[0]
 	var mu sync.Mutex
-	var sent, answered, errs, failed atomic.Int64
+	var sent, answered, errs, failed, malformed atomic.Int64
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -235,11 +244,11 @@ func RunLoad(ctx context.Context, o LoadOptions) (*LoadResult, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			h, codes, samples, labels, n, a, e, fl, err := driveConn(ctx, nc, o, mine, cards, &measuring, &answered, &windowStart)
-			sent.Add(n)
-			_ = a
-			errs.Add(e)
-			failed.Add(fl)
+			h, codes, samples, labels, cs, err := driveConn(ctx, nc, o, mine, cards, &measuring, &answered, &windowStart)
+			sent.Add(cs.sent)
+			errs.Add(cs.errs)
+			failed.Add(cs.failed)
+			malformed.Add(cs.malformed)
 			mu.Lock()
 			res.Hist.Merge(h)
 			res.ByAddr[addr] += h.TotalCount()
@@ -267,6 +276,7 @@ func RunLoad(ctx context.Context, o LoadOptions) (*LoadResult, error) {
 			sent.Add(r.sent)
 			errs.Add(r.errs)
 			failed.Add(r.failed)
+			malformed.Add(r.malformed)
 			mu.Lock()
 			res.Hist.Merge(r.hist)
 			res.ByAddr[o.CUPAddr] += r.hist.TotalCount()
@@ -299,7 +309,7 @@ func RunLoad(ctx context.Context, o LoadOptions) (*LoadResult, error) {
 		o.onStart()
 	}
 	start := time.Now()
-	windowStart.Store(start.UnixNano())
+	windowStart.Store(&start)
 	measuring.Store(true)
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -342,7 +352,7 @@ loop:
 	if o.Progress != nil {
 		fmt.Fprintln(o.Progress)
 	}
-	res.Sent, res.Answered, res.Errors, res.Failed = sent.Load(), answered.Load(), errs.Load(), failed.Load()
+	res.Sent, res.Answered, res.Errors, res.Failed, res.Malformed = sent.Load(), answered.Load(), errs.Load(), failed.Load(), malformed.Load()
 	// Authorizations a second: the answers in the window less the failures.
 	res.TPS = float64(res.Hist.TotalCount()) / res.Elapsed.Seconds()
 	if lostErr != nil {
@@ -350,6 +360,18 @@ loop:
 			res.Elapsed.Seconds(), res.Sent, res.Errors, lostErr)
 	}
 	return res, nil
+}
+
+// windowSecond returns the second of the measured window that began at start in
+// which now falls, from the two times' monotonic clock readings (Time.Sub uses them
+// when both have one, as time.Now's do): a step of the wall clock during the run (NTP,
+// an operator) neither moves an answer to another second nor drops it. Until the
+// fifth release of 6 December 2026 the second came from the wall clock's Unix
+// nanoseconds: a step back piled the answers into second 0, a step forward put them
+// past the window's end, where the timeline left them out. A time before start is
+// second 0; one past MaxWindow the last.
+func windowSecond(start, now time.Time) uint16 {
+	return uint16(min(max(now.Sub(start)/time.Second, 0), 65535))
 }
 
 // failedCode reports whether a response code is a failure rather than an
@@ -360,11 +382,18 @@ func failedCode(rc string) bool {
 	return rc == message.RCIssuerUnavailable || rc == message.RCSystemMalfunction
 }
 
+// connCounts are one connection's counts (LoadResult's fields of the same names).
+type connCounts struct {
+	sent, answered, errs, failed, malformed int64
+}
+
 // driveConn keeps Depth requests in flight on one connection (or sends on a schedule
 // with Rate) until ctx ends. Of the answers in the measured window, the failures
-// (failedCode) are counted in failed and codes, not in h and samples.
-func driveConn(ctx context.Context, nc net.Conn, o LoadOptions, terms []*template, cards []string, measuring *atomic.Bool, total, windowStart *atomic.Int64) (
-	h *hdrhistogram.Histogram, codes map[string]int64, samples []Sample, labels map[string]*LabelStats, sent, answered, errs, failed int64, err error) {
+// (failedCode) are counted in failed and codes, not in h and samples; an answer
+// without DE 39 is counted malformed (whenever it comes), and nowhere else but
+// answered.
+func driveConn(ctx context.Context, nc net.Conn, o LoadOptions, terms []*template, cards []string, measuring *atomic.Bool, total *atomic.Int64, windowStart *atomic.Pointer[time.Time]) (
+	h *hdrhistogram.Histogram, codes map[string]int64, samples []Sample, labels map[string]*LabelStats, cs connCounts, err error) {
 	h = hdrhistogram.New(1, 60_000_000, 3)
 	codes = map[string]int64{}
 	labels = map[string]*LabelStats{}
@@ -421,7 +450,7 @@ func driveConn(ctx context.Context, nc net.Conn, o LoadOptions, terms []*templat
 				}
 			}); serr != nil {
 				mu.Lock()
-				errs++
+				cs.errs++
 				mu.Unlock()
 				continue
 			}
@@ -429,8 +458,15 @@ func driveConn(ctx context.Context, nc net.Conn, o LoadOptions, terms []*templat
 			mu.Lock()
 			f, ok := pending[key]
 			delete(pending, key)
-			if ok {
-				answered++
+			if ok && len(rc) != 2 {
+				// No response code: neither an authorization nor a failure the
+				// switch meant. Answered (its request is not left pending), counted
+				// malformed, and nothing else.
+				cs.answered++
+				cs.malformed++
+				total.Add(1)
+			} else if ok {
+				cs.answered++
 				total.Add(1)
 				// The throughput and the latency count the answers that come in the
 				// window, whenever their request was sent: counting only those sent in it
@@ -439,14 +475,13 @@ func driveConn(ctx context.Context, nc net.Conn, o LoadOptions, terms []*templat
 				inWindow := measuring.Load()
 				if inWindow && failedCode(string(rc)) {
 					codes[string(rc)]++
-					failed++ // a failure, no authorization: not in the latency or the TPS
+					cs.failed++ // a failure, no authorization: not in the latency or the TPS
 				} else if inWindow {
 					now := time.Now()
 					lat := max(1, now.Sub(f.at).Microseconds())
 					_ = h.RecordValue(lat)
 					codes[string(rc)]++
-					sec := (now.UnixNano() - windowStart.Load()) / int64(time.Second)
-					samples = append(samples, Sample{Second: uint16(min(max(sec, 0), 65535)), LatencyUS: uint32(min(lat, 1<<32-1))})
+					samples = append(samples, Sample{Second: windowSecond(*windowStart.Load(), now), LatencyUS: uint32(min(lat, 1<<32-1))})
 				}
 				// The scenarios count only what was sent in the measured window (and
 				// answered by the end of the run): the warm-up primes the velocity
@@ -521,7 +556,7 @@ func driveConn(ctx context.Context, nc net.Conn, o LoadOptions, terms []*templat
 			if gerr != nil {
 				<-slots
 				mu.Lock()
-				errs++
+				cs.errs++
 				mu.Unlock()
 				continue
 			}
@@ -547,7 +582,7 @@ func driveConn(ctx context.Context, nc net.Conn, o LoadOptions, terms []*templat
 		}
 		mu.Lock()
 		pending[key] = fl
-		sent++
+		cs.sent++
 		if fl.label != "" {
 			stats(fl.label).Sent++
 		}
@@ -585,9 +620,9 @@ drain:
 	nc.Close()
 	<-readerDone
 	mu.Lock()
-	errs += int64(len(pending))
+	cs.errs += int64(len(pending))
 	mu.Unlock()
-	return h, codes, samples, labels, sent, answered, errs, failed, err
+	return h, codes, samples, labels, cs, err
 }
 
 // Measured returns an error when nothing was authorized in the measured window (a
@@ -596,6 +631,10 @@ drain:
 func (r *LoadResult) Measured() error {
 	if r.Hist.TotalCount() > 0 {
 		return nil
+	}
+	if r.Malformed > 0 && r.Failed == 0 {
+		return fmt.Errorf("no authorization in the %.1fs measured window: %d answers in the run had no response code (DE 39), malformed (%d sent, %d unanswered)",
+			r.Elapsed.Seconds(), r.Malformed, r.Sent, r.Errors)
 	}
 	if r.Failed > 0 {
 		return fmt.Errorf("no authorization in the %.1fs measured window: its %d answers were all failures (%s), no decision (%d sent, %d unanswered)",

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 
@@ -371,5 +372,93 @@ func TestRunLoadProgress(t *testing.T) {
 	}
 	if strings.Contains(out, "errors") {
 		t.Errorf("progress %q shows an error count it cannot know", out)
+	}
+}
+
+// TestRunLoadAnswerWithoutRCIsMalformed: an answer without DE 39 is no authorization
+// (and no failure code either): it is counted malformed, not in the throughput, the
+// latency, the timeline or the codes, and a window of nothing else is no measurement.
+// (Until the fifth release of 6 December 2026 it counted as an authorization.)
+func TestRunLoadAnswerWithoutRCIsMalformed(t *testing.T) {
+	addr := codeSwitch(t, func(n int64) string {
+		if n%2 == 0 {
+			return "" // no DE 39
+		}
+		return "00"
+	})
+	res, err := RunLoad(t.Context(), LoadOptions{Addr: addr, Terminals: 8, Conns: 2, Depth: 4, Duration: 300 * time.Millisecond, Warmup: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Malformed == 0 || res.Codes["00"] == 0 {
+		t.Fatalf("malformed %d, codes %v: want answers with and without DE 39", res.Malformed, res.Codes)
+	}
+	if _, ok := res.Codes[""]; ok || res.Hist.TotalCount() != res.Codes["00"] || int64(len(res.Samples)) != res.Codes["00"] {
+		t.Errorf("codes %v, histogram %d, %d samples: want the 00s alone counted, no empty code", res.Codes, res.Hist.TotalCount(), len(res.Samples))
+	}
+	if res.Sent != res.Answered+res.Errors {
+		t.Errorf("sent %d, answered %d, unanswered %d: a malformed answer is an answer", res.Sent, res.Answered, res.Errors)
+	}
+	if p := res.Phase("switch"); p.Malformed != res.Malformed || p.Count != res.Codes["00"] {
+		t.Errorf("phase malformed %d count %d: want %d and %d", p.Malformed, p.Count, res.Malformed, res.Codes["00"])
+	}
+
+	none := codeSwitch(t, func(int64) string { return "" })
+	res, err = RunLoad(t.Context(), LoadOptions{Addr: none, Terminals: 8, Conns: 2, Depth: 4, Duration: 200 * time.Millisecond, Warmup: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.TPS != 0 || res.Malformed == 0 {
+		t.Errorf("a switch answering without DE 39: %.0f/s, %d malformed: want 0/s", res.TPS, res.Malformed)
+	}
+	if err := res.Measured(); err == nil || !strings.Contains(err.Error(), "no response code (DE 39)") {
+		t.Errorf("Measured of a window of answers without DE 39: %v, want an error naming them", err)
+	}
+}
+
+// stepWall returns tm with its wall clock reading moved by d (whole seconds) and its
+// monotonic reading kept: what time.Now returns after the system's clock was stepped
+// by d (NTP, an operator), which a test cannot do to the machine. It relies on
+// time.Time's layout (wall, ext, loc; a time with a monotonic reading keeps its
+// seconds in bits 30 to 62 of wall) and checks that the result is what it says.
+func stepWall(t *testing.T, tm time.Time, d time.Duration) time.Time {
+	t.Helper()
+	type rep struct {
+		wall uint64
+		ext  int64
+		loc  *time.Location
+	}
+	out := tm
+	r := (*rep)(unsafe.Pointer(&out))
+	if r.wall&(1<<63) == 0 {
+		t.Fatal("stepWall: the time has no monotonic reading")
+	}
+	r.wall += uint64(int64(d/time.Second) << 30)
+	if out.Sub(tm) != 0 || out.Round(0).Sub(tm.Round(0)) != d.Truncate(time.Second) {
+		t.Fatalf("stepWall: time.Time's layout is not the one assumed (monotonic %v, wall %v)", out.Sub(tm), out.Round(0).Sub(tm.Round(0)))
+	}
+	return out
+}
+
+// TestWindowSecondMonotonic: a sample's second of the window comes from the monotonic
+// clock: the wall clock stepped an hour back or forward during the run neither moves
+// an answer 2.5 s into the window to another second nor drops it from the timeline.
+// (Until the fifth release of 6 December 2026 it came from the wall clock: a step back
+// put it in second 0, a step forward 3602 s past the window, out of the timeline.)
+func TestWindowSecondMonotonic(t *testing.T) {
+	start := time.Now()
+	at := start.Add(2500 * time.Millisecond)
+	for _, step := range []time.Duration{0, -time.Hour, time.Hour} {
+		now := stepWall(t, at, step)
+		if got := windowSecond(start, now); got != 2 {
+			t.Errorf("wall clock stepped %v: second %d, want 2", step, got)
+		}
+		pts := timeline([]Sample{{Second: windowSecond(start, now), LatencyUS: 500}}, 3*time.Second)
+		if len(pts) != 3 || pts[2].TPS != 1 {
+			t.Errorf("wall clock stepped %v: timeline %+v, want the answer in the third second", step, pts)
+		}
+	}
+	if got := windowSecond(start, start.Add(-time.Second)); got != 0 {
+		t.Errorf("a time before the window: second %d, want 0", got)
 	}
 }

@@ -11,7 +11,7 @@ func (l *LoadResult) Phase(name string) *Phase {
 	if l == nil {
 		return nil
 	}
-	p := &Phase{Name: name, TPS: l.TPS, Count: l.Hist.TotalCount(), Errors: l.Errors, Failed: l.Failed, Elapsed: l.Elapsed, Codes: l.Codes}
+	p := &Phase{Name: name, TPS: l.TPS, Count: l.Hist.TotalCount(), Errors: l.Errors, Failed: l.Failed, Malformed: l.Malformed, Elapsed: l.Elapsed, Codes: l.Codes}
 	p.Latency = Quantiles{P50: l.Hist.ValueAtQuantile(50), P90: l.Hist.ValueAtQuantile(90), P99: l.Hist.ValueAtQuantile(99),
 		P999: l.Hist.ValueAtQuantile(99.9), Max: l.Hist.Max()}
 	p.Timeline = timeline(l.Samples, l.Elapsed)

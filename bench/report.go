@@ -379,6 +379,7 @@ func (r *Result) rptView() rptModel {
 	row("answered", func(p *Phase) string { return rptCount(p.Count) })
 	row("errors (unanswered)", func(p *Phase) string { return rptCount(p.Errors) })
 	row("failed (91, 96)", func(p *Phase) string { return rptCount(p.Failed) })
+	row("malformed (no DE 39)", func(p *Phase) string { return rptCount(p.Malformed) })
 	row("latency p50", func(p *Phase) string { return rptUS(p.Latency.P50) })
 	row("latency p90", func(p *Phase) string { return rptUS(p.Latency.P90) })
 	row("latency p99", func(p *Phase) string { return rptUS(p.Latency.P99) })

@@ -112,12 +112,15 @@ type Phase struct {
 	Errors int64   `json:"errors"` // requests never answered
 	// Failed counts the answers in the window that were failures, 91 or 96, not
 	// authorizations: in Codes, not in Count, TPS or Latency.
-	Failed   int64            `json:"failed"`
-	Elapsed  time.Duration    `json:"elapsed_ns"`
-	Latency  Quantiles        `json:"latency_us"`
-	Codes    map[string]int64 `json:"response_codes"`
-	Timeline []Point          `json:"timeline"`  // one point per second of the window
-	Buckets  []Bucket         `json:"histogram"` // latency distribution
+	Failed int64 `json:"failed"`
+	// Malformed counts the answers without a response code (DE 39) over the whole
+	// run (LoadResult.Malformed): in no other figure.
+	Malformed int64            `json:"malformed,omitempty"`
+	Elapsed   time.Duration    `json:"elapsed_ns"`
+	Latency   Quantiles        `json:"latency_us"`
+	Codes     map[string]int64 `json:"response_codes"`
+	Timeline  []Point          `json:"timeline"`  // one point per second of the window
+	Buckets   []Bucket         `json:"histogram"` // latency distribution
 }
 
 // Quantiles of a latency distribution, in microseconds.

@@ -3,6 +3,7 @@ package bench
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -87,5 +88,59 @@ func TestTimelineLastSecond(t *testing.T) {
 	}
 	if pts := timeline(samples[:30], 300*time.Millisecond); len(pts) != 1 || pts[0].TPS != 100 {
 		t.Fatalf("a 0.3 s window with 30 answers: %+v, want one point at 100/s", pts)
+	}
+}
+
+// TestShortRunNotJudged: the throughput targets (the closed loop's, the ratio to the
+// relay, the p99 at the open loop's rate) are meant for sustained runs: a run whose
+// measured window is shorter than MinJudgedWindow reports them "not judged", neither
+// met nor missed, and the table says why; from MinJudgedWindow on they are judged.
+// (Until the fifth release of 6 December 2026 a 3 s run was judged against them.)
+func TestShortRunNotJudged(t *testing.T) {
+	load := func(elapsed time.Duration, tps float64) *LoadResult {
+		h := hdrhistogram.New(1, 60_000_000, 3)
+		_ = h.RecordValue(1000)
+		return &LoadResult{Hist: h, Elapsed: elapsed, TPS: tps, Codes: map[string]int64{"00": 1}}
+	}
+	sustainedTargets := []string{"switch throughput (closed loop)", "throughput ratio to the relay", "p99 latency at 5000/s"}
+	for _, tc := range []struct {
+		window, relay time.Duration
+	}{
+		{3 * time.Second, 5 * time.Second},
+		{MinJudgedWindow, MinJudgedWindow},
+		{30 * time.Second, 5 * time.Second}, // the relay's window too short: its ratio alone not judged
+	} {
+		rep := &Report{Switch: load(tc.window, 20000), Relay: load(tc.relay, 40000), Paced: load(tc.window, 5000), Ratio: 0.5}
+		r := rep.result(Options{Duration: tc.window, Warmup: time.Second, Rate: 5000})
+		byName := map[string]Target{}
+		for _, tg := range r.Targets {
+			byName[tg.Name] = tg
+		}
+		for i, name := range sustainedTargets {
+			tg, ok := byName[name]
+			if !ok {
+				t.Fatalf("window %v: no target %q in %+v", tc.window, name, r.Targets)
+			}
+			judged := tc.window >= MinJudgedWindow && (i != 1 || tc.relay >= MinJudgedWindow)
+			if judged && (tg.NotJudged != "" || !tg.Met) {
+				t.Errorf("window %v, relay %v: %q %+v: want judged and met", tc.window, tc.relay, name, tg)
+			}
+			if !judged && (tg.NotJudged == "" || tg.Met || !strings.Contains(tg.NotJudged, "not judged: run shorter than 10s")) {
+				t.Errorf("window %v, relay %v: %q %+v: want not judged, run shorter than 10s", tc.window, tc.relay, name, tg)
+			}
+		}
+		if tc.window < MinJudgedWindow {
+			var out strings.Builder
+			r.WriteTable(&out)
+			if !strings.Contains(out.String(), "NOT JUDGED") || !strings.Contains(out.String(), "run shorter than 10s, 3.0s measured") {
+				t.Errorf("the table of a 3 s run does not say its throughput is not judged:\n%s", out.String())
+			}
+		}
+	}
+	for d, want := range map[time.Duration]time.Duration{3 * time.Second: 5 * time.Second, 10 * time.Second: 10 * time.Second,
+		20 * time.Second: 10 * time.Second, 60 * time.Second: 20 * time.Second} {
+		if got := defaultRelayDuration(d); got != want {
+			t.Errorf("relay window for a %v run: %v, want %v", d, got, want)
+		}
 	}
 }

@@ -31,7 +31,7 @@ type Options struct {
 	Exe           string
 	Duration      time.Duration // measured time against the switch (default 30 s)
 	Warmup        time.Duration // before measuring (default 3 s)
-	RelayDuration time.Duration // measured time against the relay (default Duration/3, at least 5 s)
+	RelayDuration time.Duration // measured time against the relay (default Duration/3, at least 5 s, and at least MinJudgedWindow when Duration is)
 	// RelayBurn is CPU time the relay spends on each request (RelayOptions.Burn).
 	RelayBurn time.Duration
 	// RelayJournal: the relay makes the switch's two durable writes of each
@@ -432,7 +432,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, fmt.Errorf("QR share %v is not between 0 and 1", o.QRShare)
 	}
 	if o.RelayDuration <= 0 {
-		o.RelayDuration = max(o.Duration/3, 5*time.Second)
+		o.RelayDuration = defaultRelayDuration(o.Duration)
 	}
 	if o.Out == nil {
 		o.Out = io.Discard
@@ -730,16 +730,54 @@ func (rep *Report) result(o Options) *Result {
 	}
 	r.Scenarios = Scenarios(labels)
 	r.Targets = append(r.Targets,
-		Target{Name: "switch throughput (closed loop)", Goal: ">= 15000/s", Measured: r.Switch.TPS, Unit: "/s", Met: r.Switch.TPS >= 15000},
+		sustained(Target{Name: "switch throughput (closed loop)", Goal: ">= 15000/s", Measured: r.Switch.TPS, Unit: "/s", Met: r.Switch.TPS >= 15000}, r.Switch),
 		Target{Name: "switch CPU per authorization", Goal: "<= 80 µs", Measured: r.SwitchCPUPerAuthUS, Unit: "µs", Met: r.SwitchCPUPerAuthUS > 0 && r.SwitchCPUPerAuthUS <= 80},
-		Target{Name: "throughput ratio to the relay", Goal: ">= 0.25", Measured: r.Ratio, Met: r.Ratio >= 0.25})
+		sustained(Target{Name: "throughput ratio to the relay", Goal: ">= 0.25", Measured: r.Ratio, Met: r.Ratio >= 0.25}, r.Switch, r.Relay))
 	if r.Paced != nil {
-		r.Targets = append(r.Targets, Target{Name: fmt.Sprintf("p99 latency at %.0f/s", o.Rate), Goal: "< 5 ms", Measured: float64(r.Paced.Latency.P99) / 1000,
-			Unit: "ms", Met: r.Paced.Latency.P99 < 5000 && r.Paced.TPS >= 0.98*o.Rate})
+		r.Targets = append(r.Targets, sustained(Target{Name: fmt.Sprintf("p99 latency at %.0f/s", o.Rate), Goal: "< 5 ms", Measured: float64(r.Paced.Latency.P99) / 1000,
+			Unit: "ms", Met: r.Paced.Latency.P99 < 5000 && r.Paced.TPS >= 0.98*o.Rate}, r.Paced))
 	}
 	r.Targets = append(r.Targets, latencyTargets(r)...)
 	r.Targets = append(r.Targets, scenarioTargets(r.Scenarios)...)
 	return r
+}
+
+// defaultRelayDuration is the relay's measured window for a switch's of d: a third of
+// it, at least 5 s, and at least MinJudgedWindow when d is, so that a run long enough
+// to be judged has its ratio to the relay judged too.
+func defaultRelayDuration(d time.Duration) time.Duration {
+	r := max(d/3, 5*time.Second)
+	if d >= MinJudgedWindow {
+		r = max(r, MinJudgedWindow)
+	}
+	return r
+}
+
+// MinJudgedWindow is the shortest measured window (after the warm-up) whose
+// throughput the run judges against a target: the throughput targets (the closed
+// loop's, its ratio to the relay's, and the open loop's p99 at its rate, which needs
+// the rate achieved) are meant for sustained runs. A window of a few seconds holds
+// the switch's start (its caches, Go's heap growing, Badger's first flushes) and
+// none of what a sustained load meets (compactions, the journal's segments turning
+// over): it is reported, not judged.
+const MinJudgedWindow = 10 * time.Second
+
+// sustained returns t not judged (Target.NotJudged) when a phase it is measured over
+// has a measured window shorter than MinJudgedWindow (or was not run). Until the
+// fifth release of 6 December 2026 a run of 3 s was judged met or missed against
+// them.
+func sustained(t Target, over ...*Phase) Target {
+	for _, p := range over {
+		if p == nil || p.Elapsed < MinJudgedWindow {
+			var el time.Duration
+			if p != nil {
+				el = p.Elapsed
+			}
+			t.Met, t.NotJudged = false, fmt.Sprintf("not judged: run shorter than %v, %.1fs measured after the warm-up", MinJudgedWindow, el.Seconds())
+			return t
+		}
+	}
+	return t
 }
 
 // scenarioTargets are the goals of the scenarios: a catch rate of 99% for each fraud

@@ -24,7 +24,7 @@ func runBench(env *Env, args []string) int {
 	o := bench.Options{Out: env.Stderr}
 	fs.DurationVar(&o.Duration, "duration", 30e9, "measured time against the switch")
 	fs.DurationVar(&o.Warmup, "warmup", 3e9, "warm-up before measuring (--cluster: 1m unless given, see docs/cluster.md)")
-	fs.DurationVar(&o.RelayDuration, "relay-duration", 0, "measured time against the relay (default duration/3, at least 5s)")
+	fs.DurationVar(&o.RelayDuration, "relay-duration", 0, "measured time against the relay (default duration/3, at least 5s, and at least 10s when --duration is)")
 	fs.DurationVar(&o.RelayBurn, "relay-burn", 0, "the relay spends this much CPU on each request: the latency a process of that cost gets on this machine beside the harness and the simulator")
 	fs.DurationVar(&o.RelayJournalWindow, "relay-journal-window", -1, "with --relay-journal: the relay's group commit window (-1ns: the switch's journal.window default, 1ms)")
 	fs.DurationVar(&o.JournalWindow, "journal-window", -1, "the switch's journal.window (-1ns: the switch's own, 1ms)")
@@ -161,8 +161,8 @@ func runBenchMode(env *Env, fs *flag.FlagSet, o bench.Options, fo bench.FaultOpt
 			return benchFailed(env, err)
 		}
 		h := res.Hist
-		fmt.Fprintf(env.Stdout, "%.0f/s  p50 %dµs  p90 %dµs  p99 %dµs  p99.9 %dµs  max %dµs  errors %d  failed (91, 96) %d  codes %v\n", res.TPS,
-			h.ValueAtQuantile(50), h.ValueAtQuantile(90), h.ValueAtQuantile(99), h.ValueAtQuantile(99.9), h.Max(), res.Errors, res.Failed, res.Codes)
+		fmt.Fprintf(env.Stdout, "%.0f/s  p50 %dµs  p90 %dµs  p99 %dµs  p99.9 %dµs  max %dµs  errors %d  failed (91, 96) %d  malformed (no DE 39) %d  codes %v\n", res.TPS,
+			h.ValueAtQuantile(50), h.ValueAtQuantile(90), h.ValueAtQuantile(99), h.ValueAtQuantile(99.9), h.Max(), res.Errors, res.Failed, res.Malformed, res.Codes)
 		return 0
 	}
 	o.Version = Version

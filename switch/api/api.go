@@ -102,6 +102,9 @@ type Options struct {
 	Settle func(ctx context.Context, date string) (any, error)
 	// SAF lists the store-and-forward queue's pending items of an issuer ("" all).
 	SAF func(issuer string) (any, error)
+	// SAFParked lists the advices parked out of the queue (saf.Options.ParkAfter)
+	// of an issuer ("" all).
+	SAFParked func(issuer string) (any, error)
 	// CardHashKey returns the running switch's card hash key as a TR-31 block
 	// under its LMK (keys.CardHashKeyBlock), audited as the actor in ctx (POST
 	// /api/v1/keys/card-hash-key/export, admins); return errors made with

@@ -19,6 +19,7 @@ import (
 //	GET  /api/v1/journal/{rrn}                              one record
 //	GET  /api/v1/settlement?date=YYYY-MM-DD                 the day's settlement report
 //	GET  /api/v1/saf[?issuer=]                              store-and-forward items pending
+//	GET  /api/v1/saf/parked[?issuer=]                       advices parked out of the queue (saf.park_after)
 //	POST /api/v1/issuers/{id}/key-change                    a new zone PIN key for an issuer
 //	GET  /api/v1/cluster/status                             the cluster: nodes, streams, leases (404 alone)
 //	POST /api/v1/cluster/compact                            compact the shared stores into snapshots now (404 alone)
@@ -48,6 +49,11 @@ func (a *api) switchRoutes() {
 	if o.SAF != nil {
 		a.route("GET /api/v1/saf", readers, nil, func(r *http.Request, _ admin.Principal) (any, error) {
 			return o.SAF(r.URL.Query().Get("issuer"))
+		})
+	}
+	if o.SAFParked != nil {
+		a.route("GET /api/v1/saf/parked", readers, nil, func(r *http.Request, _ admin.Principal) (any, error) {
+			return o.SAFParked(r.URL.Query().Get("issuer"))
 		})
 	}
 	if o.ZoneKeyChange != nil {

@@ -74,10 +74,12 @@ type Config struct {
 	Journal    Journal    `yaml:"journal"`
 	Security   Security   `yaml:"security"`
 	Shutdown   Shutdown   `yaml:"shutdown"`
-	Refunds    Refunds    `yaml:"refunds"`
-	Risk       Risk       `yaml:"risk"`
-	Breaker    Breaker    `yaml:"breaker"`
-	Reversals  Reversals  `yaml:"reversals"`
+	// SAF tunes the store-and-forward queue of advices owed to issuers.
+	SAF       SAF       `yaml:"saf"`
+	Refunds   Refunds   `yaml:"refunds"`
+	Risk      Risk      `yaml:"risk"`
+	Breaker   Breaker   `yaml:"breaker"`
+	Reversals Reversals `yaml:"reversals"`
 	// Completions bounds pre-authorization completions (completions.go).
 	Completions Completions `yaml:"completions"`
 	Alerts      Alerts      `yaml:"alerts"`
@@ -551,6 +553,17 @@ type Shutdown struct {
 	DrainTimeout Duration `yaml:"drain_timeout"` // default 30s
 }
 
+// SAF tunes the store-and-forward queue (switch/saf, and a cluster's jsaf).
+type SAF struct {
+	// ParkAfter is how many answers without an acknowledgement (no DE 39) an advice
+	// may get from its issuer before it is parked: taken out of the queue, kept for
+	// an operator (GET /api/v1/saf/parked), counted (switchyard_saf_parked_total) and
+	// logged. 0: the default, 20; -1: never (repeated for ever, as before the fifth
+	// release of 6 December 2026). Tries the issuer does not answer never park an
+	// advice.
+	ParkAfter int `yaml:"park_after"`
+}
+
 // DemoCardHashKey is the public card hash key of demo mode.
 const DemoCardHashKey = "5357495443485941524444454d4f2d4b45592d464f522d504154482d48415348"
 
@@ -920,6 +933,9 @@ func (c *Config) Validate() error {
 	}
 	nonNegative("refunds.window", c.Refunds.Window)
 	nonNegative("shutdown.drain_timeout", c.Shutdown.DrainTimeout)
+	if p := c.SAF.ParkAfter; p < -1 || p > 10000 {
+		bad("saf.park_after", "%d is not -1 (never), 0 (the default, 20) or 1 to 10000 answers", p)
+	}
 	nonNegative("demo_issuer.timeout", c.DemoIssuer.Timeout)
 	for i, e := range c.Admin.TrustedProxies {
 		if _, err := admin.ParseTrustedProxy(e); err != nil {

@@ -257,6 +257,9 @@ type SAFCounts struct {
 	// Held and HeldLong: reversal advices held back behind an earlier advice of
 	// their transaction (saf.Stats).
 	Held, HeldLong int64
+	// Parked: advices parked out of the queue, answered again and again without an
+	// acknowledgement (saf.Stats.Parked).
+	Parked int64
 }
 
 // SAFCollector exports the store-and-forward queue's figures by issuer, read from
@@ -280,12 +283,14 @@ var (
 		"Failed advice tries left out of the log by its rate limit (one warning per issuer per minute), by issuer.", []string{"issuer"}, nil)
 	safHeld = prometheus.NewDesc("switchyard_saf_reversals_held_total",
 		"Reversal advices held back behind an earlier advice of their transaction still queued (so that the issuer never gets a reversal before the advice it reverses), by issuer.", []string{"issuer"}, nil)
+	safParked = prometheus.NewDesc("switchyard_saf_parked_total",
+		"Advices parked out of the store-and-forward queue: the issuer answered them saf.park_after times without an acknowledgement (no DE 39); they are no longer sent, and wait for an operator (GET /api/v1/saf/parked). By issuer.", []string{"issuer"}, nil)
 	safHeldLong = prometheus.NewDesc("switchyard_saf_reversals_held_long_total",
 		"Reversal advices still held back after 5 min (logged): the earlier advice of their transaction is not being delivered, and they wait for it. By issuer.", []string{"issuer"}, nil)
 )
 
 func (c safCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{safQueued, safTries, safAcked, safFailed, safSuppressed, safHeld, safHeldLong} {
+	for _, d := range []*prometheus.Desc{safQueued, safTries, safAcked, safFailed, safSuppressed, safHeld, safHeldLong, safParked} {
 		ch <- d
 	}
 }
@@ -299,5 +304,6 @@ func (c safCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(safSuppressed, prometheus.CounterValue, float64(s.Suppressed), issuer)
 		ch <- prometheus.MustNewConstMetric(safHeld, prometheus.CounterValue, float64(s.Held), issuer)
 		ch <- prometheus.MustNewConstMetric(safHeldLong, prometheus.CounterValue, float64(s.HeldLong), issuer)
+		ch <- prometheus.MustNewConstMetric(safParked, prometheus.CounterValue, float64(s.Parked), issuer)
 	}
 }

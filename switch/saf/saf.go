@@ -38,6 +38,12 @@ type Item struct {
 	// (pipeline recovery queues its reversals so). An issuer takes a repeat it
 	// never had as the advice, and one it had as a duplicate.
 	Repeat bool `json:"repeat,omitempty"`
+	// Unacked counts the tries the issuer answered without acknowledging the advice
+	// (ErrNotAcknowledged: an answer without DE 39); at Options.ParkAfter of them the
+	// advice is parked (Queue.Parked).
+	Unacked int `json:"unacked,omitempty"`
+	// Parked is when the advice was parked (zero while it is queued).
+	Parked time.Time `json:"parked,omitempty"`
 }
 
 // RepeatMTI returns the MTI of a repeated advice (0420 -> 0421).
@@ -48,8 +54,24 @@ func RepeatMTI(mti string) string {
 	return mti[:3] + "1"
 }
 
-// Sender delivers one item; it returns nil once the issuer acknowledged it.
+// Sender delivers one item; it returns nil once the issuer acknowledged it. An
+// error that wraps ErrNotAcknowledged says the issuer answered, but not with an
+// acknowledgement; any other error is a try without an answer (link down, timeout,
+// an answer that says the issuer did not process it, 91 or 96).
 type Sender func(ctx context.Context, it *Item, repeat bool) error
+
+// ErrNotAcknowledged is wrapped by a Sender's error when the issuer answered the
+// advice with something that is no acknowledgement: an answer without a response code
+// (DE 39), which says nothing of the advice's fate. Such a try fails as one without an
+// answer does (repeated after a backoff), and is counted in Item.Unacked: an advice
+// the issuer keeps answering so is parked at Options.ParkAfter of them, instead of
+// being repeated for ever, which no repeat can change (the issuer answers, and never
+// says).
+var ErrNotAcknowledged = errors.New("answered without an acknowledgement")
+
+// DefaultParkAfter is Options.ParkAfter's default: about seven minutes of answers
+// without an acknowledgement at the default backoff (0.5 s doubling to 30 s).
+const DefaultParkAfter = 20
 
 // Store is what the switch uses of a store-and-forward queue: the Badger Queue of
 // a single node (this package), or the JetStream queue a cluster's nodes share
@@ -64,6 +86,9 @@ type Store interface {
 	Register(issuer string, send Sender)
 	// Pending lists the advices waiting, oldest first (all issuers when issuer is "").
 	Pending(issuer string) ([]Item, error)
+	// Parked lists the advices parked (Options.ParkAfter), oldest first (all
+	// issuers when issuer is "").
+	Parked(issuer string) ([]Item, error)
 	// Len counts the advices waiting for issuer ("" for all issuers).
 	Len(issuer string) int
 	// IssuerStats returns the delivery counts of every issuer tried or registered.
@@ -98,6 +123,13 @@ type Options struct {
 	// advice of its transaction (see Reversal) before it is counted (Stats.HeldLong)
 	// and logged as such, the earlier advice not being delivered (default 5 min).
 	HoldWarn time.Duration
+	// ParkAfter is how many answers without an acknowledgement (ErrNotAcknowledged)
+	// an advice may get before it is parked (default DefaultParkAfter; negative:
+	// never): taken out of the queue, kept under saf/parked/ (through Persist when
+	// set: the journal's log), counted (Stats.Parked) and logged as an error, for an
+	// operator to settle with the issuer. Tries without an answer never park an
+	// advice: an issuer down for an hour gets its reversals when it is back.
+	ParkAfter int
 	// Logger receives delivery warnings, tagged by the wiring (component=saf); the
 	// zero value logs nothing.
 	Logger zerolog.Logger
@@ -233,6 +265,10 @@ func (x *index) remove(seq uint64) {
 
 const prefix = "saf/q/"
 
+// parkedPrefix holds the parked advices: "saf/parked/<issuer>/<seq BE 8>" -> JSON
+// item (Options.ParkAfter).
+const parkedPrefix = "saf/parked/"
+
 // Open returns the queue on db; Start begins delivering.
 func Open(db *badger.DB, opts Options) (*Queue, error) {
 	if opts.MinBackoff <= 0 {
@@ -255,6 +291,9 @@ func Open(db *badger.DB, opts Options) (*Queue, error) {
 	}
 	if opts.HoldWarn <= 0 {
 		opts.HoldWarn = 5 * time.Minute
+	}
+	if opts.ParkAfter == 0 {
+		opts.ParkAfter = DefaultParkAfter
 	}
 	seq, err := db.GetSequence([]byte("saf/seq"), 1000)
 	if err != nil {
@@ -308,6 +347,14 @@ func (q *Queue) index(issuer string) *index {
 }
 
 func key(issuer string, seq uint64) []byte {
+	return keyIn(prefix, issuer, seq)
+}
+
+func parkedKey(issuer string, seq uint64) []byte {
+	return keyIn(parkedPrefix, issuer, seq)
+}
+
+func keyIn(prefix, issuer string, seq uint64) []byte {
 	k := append([]byte(prefix+issuer+"/"), make([]byte, 8)...)
 	binary.BigEndian.PutUint64(k[len(k)-8:], seq)
 	return k
@@ -376,6 +423,18 @@ func (q *Queue) Register(issuer string, send Sender) {
 
 // Pending returns the items waiting, oldest first (all issuers when issuer is "").
 func (q *Queue) Pending(issuer string) ([]Item, error) {
+	return q.list(prefix, issuer)
+}
+
+// Parked returns the advices parked (Options.ParkAfter), oldest first (all issuers
+// when issuer is ""): out of the queue, never sent again by the switch, each for an
+// operator to settle with its issuer.
+func (q *Queue) Parked(issuer string) ([]Item, error) {
+	return q.list(parkedPrefix, issuer)
+}
+
+// list reads the items under prefix, of issuer or all.
+func (q *Queue) list(prefix, issuer string) ([]Item, error) {
 	var out []Item
 	p := []byte(prefix)
 	if issuer != "" {
@@ -500,10 +559,55 @@ func (q *Queue) save(it *Item) error {
 	return q.db.Update(func(txn *badger.Txn) error { return txn.Set(key(it.Issuer, it.Seq), b) })
 }
 
-// remove deletes an acknowledged item. It is not synced: if a crash loses the
-// deletion, the advice is sent once more, and repeats are what issuers expect.
+// remove deletes an acknowledged item, and its parked copy if a crash left one (the
+// advice parked, the process dead before it left the queue, acknowledged since). It
+// is not synced: if a crash loses the deletion, the advice is sent once more, and
+// repeats are what issuers expect.
 func (q *Queue) remove(it *Item) error {
-	return q.db.Update(func(txn *badger.Txn) error { return txn.Delete(key(it.Issuer, it.Seq)) })
+	return q.db.Update(func(txn *badger.Txn) error {
+		if err := txn.Delete(key(it.Issuer, it.Seq)); err != nil {
+			return err
+		}
+		return txn.Delete(parkedKey(it.Issuer, it.Seq))
+	})
+}
+
+// park moves an advice the issuer kept answering without an acknowledgement out of
+// the queue (Options.ParkAfter): its parked copy is written durably first (through
+// Persist, the journal's log, when set), then it leaves the queue and its index, so
+// that a crash between the two leaves it queued, never lost; it is then tried again
+// and parked again. A reversal held behind it (Reversal) goes: if the issuer booked
+// the parked advice, the reversal takes it back, and if it did not, the reversal
+// finds nothing to reverse; either way the card is not left charged, as long as the
+// parked advice is not sent afterwards (docs/journal.md). It reports whether the
+// advice was parked; when its parked copy cannot be written, it stays queued.
+func (q *Queue) park(it *Item, cause error) bool {
+	it.Parked = time.Now().UTC()
+	b, err := json.Marshal(it)
+	if err == nil {
+		if q.opts.Persist != nil {
+			err = q.opts.Persist(context.Background(), parkedKey(it.Issuer, it.Seq), b)
+		} else if err = q.db.Update(func(txn *badger.Txn) error { return txn.Set(parkedKey(it.Issuer, it.Seq), b) }); err == nil {
+			err = q.db.Sync()
+		}
+	}
+	if err != nil {
+		it.Parked = time.Time{}
+		q.log.Error().Err(err).Str("issuer", it.Issuer).Str("mti", it.MTI).Str("rrn", it.RRN).Uint64("seq", it.Seq).
+			Msg("advice not parked (its parked copy could not be written): it stays queued and is repeated")
+		return false
+	}
+	if err := q.db.Update(func(txn *badger.Txn) error { return txn.Delete(key(it.Issuer, it.Seq)) }); err != nil {
+		q.log.Error().Err(err).Str("rrn", it.RRN).Msg("removing a parked advice from the queue")
+	}
+	q.idxMu.Lock()
+	q.index(it.Issuer).remove(it.Seq)
+	q.idxMu.Unlock()
+	q.stats(it.Issuer).Parked.Add(1)
+	q.log.Error().AnErr("last_error", cause).Str("issuer", it.Issuer).Str("mti", it.MTI).Str("rrn", it.RRN).Uint64("seq", it.Seq).
+		Int("tries", it.Tries).Int("unacknowledged_answers", it.Unacked).
+		Msg("advice parked: the issuer answered it again and again without an acknowledgement (no DE 39); it is no longer sent. Settle it with the issuer (GET /api/v1/saf/parked lists it)")
+	return true
 }
 
 // worker delivers an issuer's items, up to InFlight at once. Each in-flight slot is
@@ -598,6 +702,12 @@ func (q *Queue) deliver(send Sender, it *Item) {
 	}
 	q.Failed.Add(1)
 	st.Failed.Add(1)
+	if errors.Is(err, ErrNotAcknowledged) {
+		it.Unacked++
+		if q.opts.ParkAfter > 0 && it.Unacked >= q.opts.ParkAfter && q.park(it, err) {
+			return
+		}
+	}
 	backoff := q.opts.MinBackoff << min(it.Tries-1, 16)
 	if backoff > q.opts.MaxBackoff || backoff <= 0 {
 		backoff = q.opts.MaxBackoff
@@ -628,6 +738,9 @@ type Stats struct {
 	Failed atomic.Int64 // tries that failed (not answered, link down, timed out)
 	// Suppressed counts the failures whose warning the rate limit left out of the log.
 	Suppressed atomic.Int64
+	// Parked counts the advices parked (Options.ParkAfter): answered again and again
+	// without an acknowledgement, taken out of the queue for an operator.
+	Parked atomic.Int64
 	// Held counts the reversal advices held back behind an earlier advice of their
 	// transaction still queued (Reversal), once per advice in this process; HeldLong
 	// those still held past Options.HoldWarn (logged): their earlier advice is not

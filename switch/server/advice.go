@@ -24,7 +24,9 @@ import (
 // says nothing of the advice's fate: a failed try too, said in a warning at most once
 // a minute per issuer (the link's sender is the issuer's), with the count of those
 // not said since, so that an issuer that answers so is seen. Until the third release of 6 December 2026
-// such an answer acknowledged the advice.
+// such an answer acknowledged the advice. Since the fifth, the error wraps
+// saf.ErrNotAcknowledged: an advice answered so saf.park_after times is parked, not
+// repeated for ever.
 func (s *Server) adviceSender(l *issuer.Link) saf.Sender {
 	p, log := s.Pipeline, s.log
 	var noRC logEvery // answers without DE 39 (one line a minute)
@@ -87,7 +89,7 @@ func (s *Server) adviceSender(l *issuer.Link) saf.Sender {
 				log.Warn().Str("issuer", l.ID()).Str("mti", mti).Str("answer", got).Str("rrn", it.RRN).Int64("not_logged", n).
 					Msg("advice answered without DE 39: not acknowledged, sent again as a repeat (at most one such line a minute per issuer)")
 			}
-			return fmt.Errorf("advice %s %s: issuer %s answered %s without DE 39: not acknowledged, sent again", it.RRN, mti, l.ID(), got)
+			return fmt.Errorf("advice %s %s: issuer %s answered %s without DE 39: %w, sent again", it.RRN, mti, l.ID(), got, saf.ErrNotAcknowledged)
 		}
 		if unprocessedAdvice(rc) {
 			return fmt.Errorf("advice %s %s: issuer %s answered %s %s, not processed: sent again", it.RRN, mti, l.ID(), got, rc)
@@ -129,7 +131,7 @@ func (s *Server) safCounts() map[string]metrics.SAFCounts {
 	out := map[string]metrics.SAFCounts{}
 	for issuer, st := range s.Queue.IssuerStats() {
 		out[issuer] = metrics.SAFCounts{Queued: s.Queue.Len(issuer), Tries: st.Sent.Load(), Acked: st.Acked.Load(),
-			Failed: st.Failed.Load(), Suppressed: st.Suppressed.Load(), Held: st.Held.Load(), HeldLong: st.HeldLong.Load()}
+			Failed: st.Failed.Load(), Suppressed: st.Suppressed.Load(), Held: st.Held.Load(), HeldLong: st.HeldLong.Load(), Parked: st.Parked.Load()}
 	}
 	return out
 }

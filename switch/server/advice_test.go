@@ -1,13 +1,17 @@
 package server
 
 import (
+	"encoding/json"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/switchyard/switchyard/switch/config"
 	"github.com/switchyard/switchyard/switch/internal/testswitch"
 	"github.com/switchyard/switchyard/switch/issuersim"
 	"github.com/switchyard/switchyard/switch/message"
+	"github.com/switchyard/switchyard/switch/saf"
 )
 
 // TestAdviceAnsweredUnprocessedSentAgain: an issuer answers the 0420 of a voided
@@ -94,5 +98,67 @@ func TestAdviceAnsweredWithoutRCSentAgain(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("the 0420 the issuer took stays queued")
 		}
+	}
+}
+
+// TestAdviceAnsweredWithoutRCParked: an issuer (the simulator, over loopback TCP)
+// answers the 0420 of a voided purchase without DE 39 on every try. The switch
+// repeats it with backoff, and at saf.park_after such answers parks it: out of the
+// queue (which empties: it stalls nothing), listed by GET /api/v1/saf/parked,
+// counted in switchyard_saf_parked_total and logged; it is not sent again. (Until the
+// fifth release of 6 December 2026 it was repeated for ever.)
+func TestAdviceAnsweredWithoutRCParked(t *testing.T) {
+	logs := &testswitch.SyncBuffer{}
+	sim, s := simSwitchWith(t, issuersim.Faults{}, 10*time.Second, logs, func(c *config.Config) { c.SAF.ParkAfter = 3 })
+	tc := dial(t, s, "ascii", message.DialectASCII)
+	sale := voidedSale(t, tc, sim, issuersim.Faults{AdviceNoRC: 1})
+	// Three tries answered without DE 39 (the queue's backoff: 0.5 s, then 1 s).
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		st := s.Queue.IssuerStats()["sim"]
+		if st != nil && st.Acked.Load() != 0 {
+			t.Fatalf("an advice answered without DE 39 was acknowledged (%d tries failed before)", st.Failed.Load())
+		}
+		if st != nil && st.Parked.Load() == 1 && s.Queue.Len("sim") == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the 0420 answered without DE 39 was not parked: %d queued", s.Queue.Len("sim"))
+		}
+	}
+	if st := s.Queue.IssuerStats()["sim"]; st.Failed.Load() != 3 || st.Sent.Load() != 3 {
+		t.Errorf("%d tries, %d failed: want 3 (saf.park_after), then none", st.Sent.Load(), st.Failed.Load())
+	}
+	if e := sim.Ledger()[sale.RRN]; e.Reversed {
+		t.Fatalf("the simulator booked a reversal it answered without DE 39: %+v", e)
+	}
+	req, err := http.NewRequest("GET", "http://"+s.AdminAddr()+"/api/v1/saf/parked?issuer=sim", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer demo-operator-7Kq2")
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var parked []saf.Item
+	err = json.NewDecoder(resp.Body).Decode(&parked)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK || len(parked) != 1 || parked[0].RRN != sale.RRN || parked[0].MTI != "0420" || parked[0].Unacked != 3 {
+		t.Fatalf("GET /api/v1/saf/parked: %d %v %+v, want the 0420 of %s", resp.StatusCode, err, parked, sale.RRN)
+	}
+	fams := testswitch.Metrics(t, s.AdminAddr())
+	got := -1.0
+	for _, m := range fams["switchyard_saf_parked_total"].GetMetric() {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "issuer" && l.GetValue() == "sim" {
+				got = m.GetCounter().GetValue()
+			}
+		}
+	}
+	if got != 1 {
+		t.Errorf("switchyard_saf_parked_total{issuer=\"sim\"} %v, want 1", got)
+	}
+	if !strings.Contains(logs.String(), "advice parked") {
+		t.Errorf("no line says the advice was parked:\n%s", logs.String())
 	}
 }

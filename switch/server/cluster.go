@@ -329,7 +329,7 @@ func (s *Server) openClusterQueue() (*jsaf.Queue, error) {
 	c, log := s.cl, s.log.With().Str("component", "saf").Logger()
 	var q *jsaf.Queue
 	err := c.retry("store-and-forward queue", func(ctx context.Context) (err error) {
-		q, err = jsaf.Open(ctx, c.node, jsaf.Options{Replicas: c.cfg.Replicas, AckWait: safAckWait, PublishTimeout: safPublishTimeout, Logger: log,
+		q, err = jsaf.Open(ctx, c.node, jsaf.Options{Replicas: c.cfg.Replicas, AckWait: safAckWait, PublishTimeout: safPublishTimeout, ParkAfter: s.cfg.SAF.ParkAfter, Logger: log,
 			Fence: c.held})
 		return err
 	})

@@ -386,7 +386,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 		}
 		s.Queue = q // assigned only when open: Close tests it for nil
 	} else {
-		q, err := saf.Open(s.db, saf.Options{Persist: s.Journal.PutDurable, Logger: log.With().Str("component", "saf").Logger()})
+		q, err := saf.Open(s.db, saf.Options{Persist: s.Journal.PutDurable, ParkAfter: cfg.SAF.ParkAfter, Logger: log.With().Str("component", "saf").Logger()})
 		if err != nil {
 			return nil, err
 		}
@@ -970,6 +970,13 @@ func (s *Server) startAdmin() error {
 			items, err := s.Queue.Pending(issuer)
 			if items == nil && err == nil {
 				items = []saf.Item{} // a list, never null: nothing is owed
+			}
+			return items, err
+		},
+		SAFParked: func(issuer string) (any, error) {
+			items, err := s.Queue.Parked(issuer)
+			if items == nil && err == nil {
+				items = []saf.Item{} // a list, never null: nothing is parked
 			}
 			return items, err
 		},

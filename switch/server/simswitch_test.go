@@ -16,6 +16,13 @@ import (
 // logs (nil: discarded); it returns once the switch has signed on to the simulator.
 func simSwitch(t *testing.T, faults issuersim.Faults, timeout time.Duration, logs io.Writer) (*issuersim.Sim, *Server) {
 	t.Helper()
+	return simSwitchWith(t, faults, timeout, logs, nil)
+}
+
+// simSwitchWith is simSwitch with change applied to the switch's configuration
+// before it is validated (nil: none).
+func simSwitchWith(t *testing.T, faults issuersim.Faults, timeout time.Duration, logs io.Writer, change func(*config.Config)) (*issuersim.Sim, *Server) {
+	t.Helper()
 	sim, err := issuersim.Start(issuersim.Config{Addr: "127.0.0.1:0", BIN: "411111", Faults: faults})
 	if err != nil {
 		t.Fatal(err)
@@ -24,6 +31,9 @@ func simSwitch(t *testing.T, faults issuersim.Faults, timeout time.Duration, log
 	c := demoConfig(t, t.TempDir())
 	c.Issuers = []config.Issuer{{ID: "sim", Addrs: []string{sim.Addr()}, Timeout: config.Duration(timeout)}}
 	c.Routes = append(c.Routes, config.Route{Prefix: "411111", Issuer: "sim"})
+	if change != nil {
+		change(c)
+	}
 	c.ApplyDefaults()
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)

@@ -35,6 +35,13 @@ import (
 // saf.<issuer>.
 const StreamName = "SAF"
 
+// ParkedStreamName is the stream of the parked advices (Options.ParkAfter); its
+// subjects are safparked.<issuer>. It keeps them until an operator removes them.
+const ParkedStreamName = "SAF_PARKED"
+
+// ParkedSubject is the subject of an issuer's parked advices.
+func ParkedSubject(issuer string) string { return "safparked." + token(issuer) }
+
 // maxPending bounds what Pending lists: one stream read per advice, and an
 // operator reading a list of ten thousand advices wants a count, which Len is.
 const maxPending = 10000
@@ -75,6 +82,14 @@ type Options struct {
 	// advice of its transaction (saf.Reversal) before it is counted
 	// (saf.Stats.HeldLong) and logged as such (default 5 min).
 	HoldWarn time.Duration
+	// ParkAfter is how many answers without an acknowledgement
+	// (saf.ErrNotAcknowledged) an advice may get from its issuer, as this node
+	// saw them, before this node parks it: publishes it to ParkedStreamName and
+	// acknowledges it out of the SAF stream, counts it (saf.Stats.Parked) and logs
+	// it (default saf.DefaultParkAfter; negative: never). The count is this node's
+	// (a stream message cannot be rewritten): an advice handed to another node
+	// starts again from zero there, which parks it later, never loses it.
+	ParkAfter int
 	// Logger receives delivery warnings; the zero value logs nothing.
 	Logger zerolog.Logger
 	// Fence, if set, is asked before each pull of advices and before each send:
@@ -122,6 +137,9 @@ func (o *Options) defaults() error {
 	if o.HoldWarn <= 0 {
 		o.HoldWarn = 5 * time.Minute
 	}
+	if o.ParkAfter == 0 {
+		o.ParkAfter = saf.DefaultParkAfter
+	}
 	return nil
 }
 
@@ -131,6 +149,7 @@ type Queue struct {
 	node   *cluster.Node
 	js     jetstream.JetStream
 	stream jetstream.Stream
+	parked jetstream.Stream // ParkedStreamName
 	opts   Options
 	log    zerolog.Logger
 
@@ -182,6 +201,9 @@ type try struct {
 	// instead of sending: they are not tries. long: counted held long.
 	held int
 	long bool
+	// unacked counts the tries this node saw answered without an acknowledgement
+	// (saf.ErrNotAcknowledged): at Options.ParkAfter the advice is parked.
+	unacked int
 }
 
 var _ saf.Store = (*Queue)(nil)
@@ -210,8 +232,21 @@ func Open(ctx context.Context, node *cluster.Node, opts Options) (*Queue, error)
 	if err != nil {
 		return nil, fmt.Errorf("jsaf: create stream %s (replicas %d): %w", StreamName, opts.Replicas, err)
 	}
+	pst, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        ParkedStreamName,
+		Description: "Switchyard store-and-forward: advices parked for an operator (answered again and again without an acknowledgement), subject safparked.<issuer>",
+		Subjects:    []string{"safparked.>"},
+		Retention:   jetstream.LimitsPolicy, // kept until an operator removes them
+		Storage:     jetstream.FileStorage,
+		Replicas:    opts.Replicas,
+		Duplicates:  opts.Duplicates,
+		AllowDirect: false,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jsaf: create stream %s (replicas %d): %w", ParkedStreamName, opts.Replicas, err)
+	}
 	qctx, cancel := context.WithCancel(context.Background())
-	return &Queue{node: node, js: js, stream: st, opts: opts, log: opts.Logger, closing: make(chan struct{}), ctx: qctx, cancel: cancel,
+	return &Queue{node: node, js: js, stream: st, parked: pst, opts: opts, log: opts.Logger, closing: make(chan struct{}), ctx: qctx, cancel: cancel,
 		senders: map[string]saf.Sender{}, mine: map[string]map[uint64]struct{}{}, tries: map[uint64]try{},
 		pruned: map[string]time.Time{}, ledgers: map[string]*ledger{}, lens: map[string]int{}, byIss: map[string]*saf.Stats{}}, nil
 }
@@ -686,8 +721,17 @@ func (q *Queue) deliver(issuer string, m jetstream.Msg) {
 	q.mu.Lock()
 	t = q.tries[seq]
 	t.issuer, t.n, t.last, t.lastErr = issuer, it.Tries, it.Last, err.Error()
+	if errors.Is(err, saf.ErrNotAcknowledged) {
+		t.unacked++
+	}
 	q.tries[seq] = t
 	q.mu.Unlock()
+	if errors.Is(err, saf.ErrNotAcknowledged) && q.opts.ParkAfter > 0 && t.unacked >= q.opts.ParkAfter {
+		it.Unacked, it.LastErr = t.unacked, err.Error()
+		if q.park(issuer, m, it, seq, err) {
+			return
+		}
+	}
 	if nerr := m.NakWithDelay(backoff); nerr != nil {
 		q.log.Debug().Err(nerr).Uint64("seq", seq).Msg("store-and-forward: nak not sent; the advice comes back after AckWait")
 	}
@@ -697,6 +741,45 @@ func (q *Queue) deliver(issuer string, m jetstream.Msg) {
 	} else {
 		st.Suppressed.Add(1)
 	}
+}
+
+// park moves an advice its issuer kept answering without an acknowledgement out of
+// the SAF stream (Options.ParkAfter): it is published to ParkedStreamName first
+// (Nats-Msg-Id by its SAF sequence: stored once), then acknowledged out of the SAF
+// stream, so that a failure between the two leaves it queued, never lost. A reversal
+// held behind it (hold) then goes, as in saf (saf.Queue's park says why that is
+// safe). It reports whether the advice was parked; when it cannot be published, it
+// stays queued and is repeated.
+func (q *Queue) park(issuer string, m jetstream.Msg, it *saf.Item, seq uint64, cause error) bool {
+	it.Seq, it.Parked = seq, time.Now().UTC()
+	b, err := json.Marshal(it)
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), q.opts.PublishTimeout)
+		_, err = q.node.Publish(ctx, ParkedSubject(issuer), b, fmt.Sprintf("parked:%d", seq))
+		cancel()
+	}
+	if err != nil {
+		q.log.Error().Err(err).Str("issuer", issuer).Str("mti", it.MTI).Str("rrn", it.RRN).Uint64("seq", seq).
+			Msg("store-and-forward: advice not parked (it could not be published to " + ParkedStreamName + "): it stays queued and is repeated")
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), q.opts.PublishTimeout)
+	aerr := m.DoubleAck(ctx)
+	cancel()
+	if aerr != nil {
+		// Parked, and still queued: it comes back, and is parked again (stored once).
+		q.log.Warn().Err(aerr).Str("issuer", issuer).Str("rrn", it.RRN).Uint64("seq", seq).
+			Msg("store-and-forward: a parked advice's removal from the queue not confirmed; it may be tried again")
+	}
+	q.mu.Lock()
+	delete(q.tries, seq)
+	delete(q.mine[issuer], seq)
+	q.mu.Unlock()
+	q.stats(issuer).Parked.Add(1)
+	q.log.Error().AnErr("last_error", cause).Str("issuer", issuer).Str("mti", it.MTI).Str("rrn", it.RRN).Uint64("seq", seq).
+		Int("tries", it.Tries).Int("unacknowledged_answers", it.Unacked).
+		Msg("advice parked: the issuer answered it again and again without an acknowledgement (no DE 39); it is no longer sent. Settle it with the issuer (GET /api/v1/saf/parked lists it)")
+	return true
 }
 
 // hold checks a reversal (saf.Reversal) the consumer handed this node against
@@ -914,6 +997,35 @@ func (q *Queue) Pending(issuer string) ([]saf.Item, error) {
 			it.Tries, it.Last, it.LastErr = t.n, t.last, t.lastErr
 		}
 		q.mu.Unlock()
+		out = append(out, it)
+		seq = m.Sequence + 1
+	}
+	return out, nil
+}
+
+// Parked lists the advices parked (Options.ParkAfter), the whole cluster's, oldest
+// first (all issuers when issuer is ""), at most 10000; Seq is each one's sequence in
+// the SAF stream it left.
+func (q *Queue) Parked(issuer string) ([]saf.Item, error) {
+	filter := "safparked.>"
+	if issuer != "" {
+		filter = ParkedSubject(issuer)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*q.opts.PublishTimeout)
+	defer cancel()
+	var out []saf.Item
+	for seq := uint64(1); len(out) < maxPending; {
+		m, err := q.parked.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(filter))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			break
+		}
+		if err != nil {
+			return out, fmt.Errorf("jsaf: list the parked advices of %q from sequence %d: %w", filter, seq, err)
+		}
+		var it saf.Item
+		if err := json.Unmarshal(m.Data, &it); err != nil {
+			return out, fmt.Errorf("jsaf: parked advice at sequence %d of stream %s: %w", m.Sequence, ParkedStreamName, err)
+		}
 		out = append(out, it)
 		seq = m.Sequence + 1
 	}
