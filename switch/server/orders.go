@@ -352,6 +352,20 @@ func (d *orderDesk) notify(w http.ResponseWriter, r *http.Request) {
 		answer(http.StatusBadRequest, wallet.Result{Result: wallet.Fail, ErrCode: "PARAM_ERROR", ErrMsg: fmt.Sprintf("network %q has no wallet connector", n.Network)})
 		return
 	}
+	// A payment is of 1 to 999,999,999,999 minor units (DE 4's twelve digits, the
+	// most a terminal's order can say). Until the fifth release of 6 December 2026 a
+	// larger total_fee overflowed the merchant's daily and monthly sums and passed
+	// their limits, paying an order whose amount the payer enters; one of nothing or
+	// less was journaled as a purchase of that amount, reversed, and left the order
+	// refunded, unpayable.
+	if n.TotalFee < 1 || n.TotalFee > maxNotifiedAmount {
+		d.count(n.Network, noteInvalid)
+		d.log.Warn().Str("order", n.OrderID).Str("network", n.Network).Str("transaction", n.TransactionID).Int64("amount", n.TotalFee).
+			Msg("payment notification with an amount out of range: refused, the order left as it was")
+		answer(http.StatusBadRequest, wallet.Result{Result: wallet.Fail, ErrCode: "PARAM_ERROR",
+			ErrMsg: fmt.Sprintf("total_fee %d is not 1 to %d", n.TotalFee, int64(maxNotifiedAmount))})
+		return
+	}
 	// A notification that says when the network sent it is taken only within
 	// qr.notify_max_age of the switch's clock: a captured one replayed later is
 	// refused, as a forged one is. One that says nothing is taken (networks that
@@ -520,6 +534,10 @@ func (d *orderDesk) notify(w http.ResponseWriter, r *http.Request) {
 	}
 	answer(http.StatusOK, wallet.Result{Result: wallet.Success, TransactionID: n.TransactionID})
 }
+
+// maxNotifiedAmount is the largest total_fee a notification may say: DE 4's twelve
+// digits, the most an order's amount can be.
+const maxNotifiedAmount = 999_999_999_999
 
 // notFound answers a notification of an order the switch does not have: a payer
 // paid it (or a code made up with a guessed order ID), the network holds the money,
