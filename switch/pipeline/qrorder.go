@@ -182,8 +182,21 @@ func (p *Pipeline) RecordOrderPayment(ctx context.Context, op OrderPayment) (*jo
 		// The payer's wallet told the payer; the terminal asks for the order. No answer
 		// to a terminal can be lost, so recovery must not reverse it as undelivered.
 		rec.AddEvent(journal.StateResponded, at, "merchant-presented: the terminal polls the order")
-		in := p.orderInput(rec)
-		if in != nil {
+		var in *risk.Input
+		if op.Late {
+			// Reversed before its first write: the journal never holds a late or
+			// refused payment approved and unreversed, which a refund could move
+			// while its full reversal goes to the network (until the fifth release
+			// of 6 December 2026 it was written approved, then marked reversed by a
+			// second write that could fail or never come). Its reversal, queued
+			// now, or owed (reversal_owed, written with it) when the queue refuses
+			// it, cancels a payment the switch does not take whether or not this
+			// write succeeds: a repeat that writes the record again queues it again,
+			// and the network takes a second cancel as done. It carries no facts:
+			// the merchant did not take it, so no counter, here or on the other
+			// nodes, counts it.
+			p.queueReversal(rec, op.reversedBy())
+		} else if in = p.orderInput(rec); in != nil {
 			// The other nodes of a cluster fold it from these facts as they apply the
 			// record (server.foldVelocity), and take it back out when it is reversed.
 			rec.Facts = journalFacts(in)
@@ -192,19 +205,16 @@ func (p *Pipeline) RecordOrderPayment(ctx context.Context, op OrderPayment) (*jo
 		if err := p.journal.Write(ctx, rec, true, true); err != nil {
 			return nil, err
 		}
-		if in != nil && !op.Late {
-			// A late or refused payment is reversed at once: the merchant did not take it.
+		if in != nil {
 			p.risk.Observe(in, risk.Outcome{Approved: true, ResponseCode: message.RCApproved})
 		}
 	default:
 		return nil, err
 	}
 	if op.Late && !rec.Reversed() {
-		by := "switch:qr-order-late"
-		if op.Refused != "" {
-			by = "switch:qr-order-refused:" + op.Refused
-		}
-		if p.queueReversal(rec, by) {
+		// Journaled unreversed: by a version before the fifth release of 6 December
+		// 2026, or with its reversal owed (the queue refused it).
+		if p.queueReversal(rec, op.reversedBy()) {
 			p.writeOwed(ctx, rec)
 		}
 		if !rec.Reversed() {
@@ -216,6 +226,15 @@ func (p *Pipeline) RecordOrderPayment(ctx context.Context, op OrderPayment) (*jo
 		}
 	}
 	return rec, nil
+}
+
+// reversedBy is the reversal reason of a late payment's record: refused by the
+// merchant's checks, or late for the order's own reasons.
+func (op OrderPayment) reversedBy() string {
+	if op.Refused != "" {
+		return "switch:qr-order-refused:" + op.Refused
+	}
+	return "switch:qr-order-late"
 }
 
 // merchantRegistry is the part of the registry that finds a merchant by its ID; the

@@ -250,7 +250,7 @@ type Order struct {
 
 // Encode builds the dynamic payload of o: ID 00 first, ID 63 (the CRC over
 // everything through "6304") last. It refuses values that do not fit two-digit
-// lengths.
+// lengths, and a payload longer than MaxPayload characters.
 func Encode(o Order) (string, error) {
 	var b strings.Builder
 	put := func(id, v string) error {
@@ -348,6 +348,13 @@ func Encode(o Order) (string, error) {
 	}
 	b.WriteString(IDCRC + "04")
 	s := b.String()
+	// A wallet reads at most MaxPayload characters (as Decode does): a longer code
+	// could be shown but never paid. Until the fifth release of 6 December 2026 it
+	// was made all the same.
+	if n := utf8.RuneCountInString(s) + 4; n > MaxPayload {
+		return "", fmt.Errorf("payload of %d characters is longer than EMVCo's %d (%d merchant account templates: fewer wallet connectors, or shorter GUIDs)",
+			n, MaxPayload, len(o.Accounts))
+	}
 	return s + CRC(s), nil
 }
 

@@ -352,6 +352,20 @@ func (d *orderDesk) notify(w http.ResponseWriter, r *http.Request) {
 		answer(http.StatusBadRequest, wallet.Result{Result: wallet.Fail, ErrCode: "PARAM_ERROR", ErrMsg: fmt.Sprintf("network %q has no wallet connector", n.Network)})
 		return
 	}
+	// A payment is of 1 to 999,999,999,999 minor units (DE 4's twelve digits, the
+	// most a terminal's order can say). Until the fifth release of 6 December 2026 a
+	// larger total_fee overflowed the merchant's daily and monthly sums and passed
+	// their limits, paying an order whose amount the payer enters; one of nothing or
+	// less was journaled as a purchase of that amount, reversed, and left the order
+	// refunded, unpayable.
+	if n.TotalFee < 1 || n.TotalFee > maxNotifiedAmount {
+		d.count(n.Network, noteInvalid)
+		d.log.Warn().Str("order", n.OrderID).Str("network", n.Network).Str("transaction", n.TransactionID).Int64("amount", n.TotalFee).
+			Msg("payment notification with an amount out of range: refused, the order left as it was")
+		answer(http.StatusBadRequest, wallet.Result{Result: wallet.Fail, ErrCode: "PARAM_ERROR",
+			ErrMsg: fmt.Sprintf("total_fee %d is not 1 to %d", n.TotalFee, int64(maxNotifiedAmount))})
+		return
+	}
 	// A notification that says when the network sent it is taken only within
 	// qr.notify_max_age of the switch's clock: a captured one replayed later is
 	// refused, as a forged one is. One that says nothing is taken (networks that
@@ -384,13 +398,30 @@ func (d *orderDesk) notify(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	ctx := r.Context()
+	// The order is read before anything is checked or taken: the checks below (its
+	// merchant, its merchant's limits) are made on it, and an order this node cannot
+	// read (a cluster node that cannot catch up with the book for a moment) is not
+	// taken unchecked. Until the fifth release of 6 December 2026 a read that failed
+	// skipped the checks, and the book, caught up by the time it took the payment,
+	// paid the order with a payment to another merchant or over the limits.
+	cur, err := d.book.Get(n.OrderID)
+	switch {
+	case errors.Is(err, qrorder.ErrNotFound):
+		d.notFound(n, answer)
+		return
+	case err != nil:
+		d.count(n.Network, noteError)
+		d.log.Error().Err(err).Str("order", n.OrderID).Msg("payment notification of an order this node cannot read: not taken, the network will repeat it")
+		answer(http.StatusInternalServerError, wallet.Result{Result: wallet.Fail, ErrCode: "SYSTEMERROR"})
+		return
+	}
 	// A payment the network made to another merchant (mch_id) than the order's is
 	// not the order's: a code made up with that merchant's account template and
 	// this order's reference (ID 62) would otherwise have the order paid, and the
 	// terminal hand over the goods, with the money in the other merchant's account.
 	// The order's merchant never changes, so this is checked before the book decides.
 	if n.MchID != "" {
-		if cur, err := d.book.Get(n.OrderID); err == nil && cur.MID != n.MchID {
+		if cur.MID != n.MchID {
 			d.count(n.Network, noteOtherMch)
 			d.log.Warn().Str("order", n.OrderID).Str("network", n.Network).Str("transaction", n.TransactionID).Str("mch_id", n.MchID).
 				Str("order_mid", cur.MID).Int64("amount", n.TotalFee).
@@ -420,7 +451,15 @@ func (d *orderDesk) notify(w http.ResponseWriter, r *http.Request) {
 	// quorum) the notification is answered 500 and repeated.
 	var hold *limitHold
 	defer func() { hold.release() }()
-	if cur, err := d.book.Get(n.OrderID); err == nil && cur.State == qrorder.Open {
+	// Read again (another node may have decided the order meanwhile); a read that
+	// fails takes nothing unchecked.
+	if cur, err = d.book.Get(n.OrderID); err != nil {
+		d.count(n.Network, noteError)
+		d.log.Error().Err(err).Str("order", n.OrderID).Msg("payment notification not checked: the order could not be read; the network will repeat it")
+		answer(http.StatusInternalServerError, wallet.Result{Result: wallet.Fail, ErrCode: "SYSTEMERROR"})
+		return
+	}
+	if cur.State == qrorder.Open {
 		if pay.Refused, hold, err = d.refusal(ctx, cur, n.TotalFee, d.now); err != nil {
 			d.count(n.Network, noteError)
 			d.log.Error().Err(err).Str("order", n.OrderID).Msg("payment notification not checked: the network will repeat it")
@@ -436,12 +475,7 @@ func (d *orderDesk) notify(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case errors.Is(err, qrorder.ErrNotFound):
-		// A payer paid an order the switch does not have: the network holds the
-		// money, and the operator hears of it.
-		d.count(n.Network, noteNotFound)
-		d.log.Warn().Str("order", n.OrderID).Str("network", n.Network).Str("transaction", n.TransactionID).Int64("amount", n.TotalFee).
-			Msg("payment notification of an unknown order: answered ORDER_NOT_FOUND, the payment is the network's to give back")
-		answer(http.StatusNotFound, wallet.Result{Result: wallet.Fail, ErrCode: "ORDER_NOT_FOUND"})
+		d.notFound(n, answer)
 		return
 	case err != nil:
 		// The book may yet take the payment (a request whose acknowledgement was
@@ -499,6 +533,20 @@ func (d *orderDesk) notify(w http.ResponseWriter, r *http.Request) {
 		d.count(n.Network, notePaid)
 	}
 	answer(http.StatusOK, wallet.Result{Result: wallet.Success, TransactionID: n.TransactionID})
+}
+
+// maxNotifiedAmount is the largest total_fee a notification may say: DE 4's twelve
+// digits, the most an order's amount can be.
+const maxNotifiedAmount = 999_999_999_999
+
+// notFound answers a notification of an order the switch does not have: a payer
+// paid it (or a code made up with a guessed order ID), the network holds the money,
+// and the operator hears of it.
+func (d *orderDesk) notFound(n wallet.Notification, answer func(int, wallet.Result)) {
+	d.count(n.Network, noteNotFound)
+	d.log.Warn().Str("order", n.OrderID).Str("network", n.Network).Str("transaction", n.TransactionID).Int64("amount", n.TotalFee).
+		Msg("payment notification of an unknown order: answered ORDER_NOT_FOUND, the payment is the network's to give back")
+	answer(http.StatusNotFound, wallet.Result{Result: wallet.Fail, ErrCode: "ORDER_NOT_FOUND"})
 }
 
 func authCode(txID string) string {

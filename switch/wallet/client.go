@@ -180,7 +180,9 @@ var digitRun = regexp.MustCompile(`[0-9]{8,}`)
 func maskDigits(b []byte) string { return digitRun.ReplaceAllStringFunc(string(b), qr.Mask) }
 
 // Pay pays p with the payer's code. SUCCESS approves (the network's transaction ID,
-// last six characters, is the auth code), FAIL declines by its err_code; USERPAYING,
+// last six characters, is the auth code), FAIL declines by its err_code; a query's
+// SUCCESS of another amount (total_fee, when the network says it) is another payment
+// under the order number, declined 94; USERPAYING,
 // a FAIL whose err_code says the outcome is unknown (SYSTEMERROR, BANKERROR: inDoubt),
 // a result it does not know, or an answer that did not come, is followed by queries every Poll until the payment
 // is decided or Timeout has passed since the first request, when it returns
@@ -241,6 +243,18 @@ func (c *Connector) Pay(ctx context.Context, p pipeline.WalletPayment) (rc, auth
 				waiting, last = false, err.Error()
 			}
 			continue
+		}
+		switch {
+		case q.TradeState == Success && q.TotalFee != 0 && q.TotalFee != p.Amount:
+			// Another payment under this order number (an RRN handed out again,
+			// after the journal was lost or restored: the network refused this pay
+			// as OUT_TRADE_NO_USED, and that answer was lost). Not this payment's
+			// approval, and nothing of it to cancel: a cancel under the number
+			// would give that other payment back. Until the fifth release of 6
+			// December 2026 it was approved.
+			c.cfg.Logger.Error().Str("connector", c.cfg.ID).Str("rrn", p.RRN).Int64("amount", p.Amount).Int64("network_amount", q.TotalFee).
+				Msg("pay queried: the network holds another payment under this order number (an RRN used twice?): declined 94")
+			return "94", "", nil
 		}
 		switch q.TradeState {
 		case Success:
