@@ -147,6 +147,10 @@ type Server struct {
 	// (journal.Options.OnBroken): JournalBroken.
 	journalBroken chan struct{}
 	brokenOnce    sync.Once
+
+	// dirSync makes a rename in a directory durable (syncDir): the settlement
+	// file's (tasks.go). A field so that a test can see it called, or fail it.
+	dirSync func(dir string) error
 }
 
 // OpenDB opens (creating if missing) the Badger database under dir with the options the
@@ -230,7 +234,8 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	}
 	// cupSessions exist before the cluster journal's applier starts (it tells them
 	// of other nodes' requests, fold.go), whether or not a cup listener is set up.
-	s := &Server{cfg: cfg, log: log, links: map[string]*issuer.Link{}, Metrics: metrics.New(), loops: newLoops(), cupSessions: cup.NewSessions(), journalBroken: make(chan struct{})}
+	s := &Server{cfg: cfg, log: log, links: map[string]*issuer.Link{}, Metrics: metrics.New(), loops: newLoops(), cupSessions: cup.NewSessions(), journalBroken: make(chan struct{}),
+		dirSync: syncDir}
 	defer func() {
 		if err != nil {
 			s.Close()
