@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -261,4 +262,26 @@ func serialOf(c *x509.Certificate) string {
 		return "none"
 	}
 	return metrics.CertSerial(c)
+}
+
+// TestReloadReportsExitOnBrokenLog: journal.exit_on_broken_log is read by serve
+// once, before it serves: a reload that changes it says, in its result and the
+// log, that it takes effect at the next restart (it used to say nothing).
+func TestReloadReportsExitOnBrokenLog(t *testing.T) {
+	c := demoConfig(t, t.TempDir())
+	logs := &testswitch.SyncBuffer{}
+	s := start(t, c, logs)
+	same := *c
+	if res := s.Reload(&same); slices.Contains(res.Restart, "journal.exit_on_broken_log") {
+		t.Fatalf("unchanged: restart keys %v", res.Restart)
+	}
+	next := *c
+	next.Journal.ExitOnBrokenLog = new(!exitOnBrokenLog(c))
+	res := s.Reload(&next)
+	if !slices.Contains(res.Restart, "journal.exit_on_broken_log") || len(res.Refused) != 0 {
+		t.Fatalf("changed: restart keys %v, refused %v; want journal.exit_on_broken_log and nothing refused", res.Restart, res.Refused)
+	}
+	if !strings.Contains(logs.String(), `"key":"journal.exit_on_broken_log"`) {
+		t.Errorf("the log does not name journal.exit_on_broken_log:\n%s", logs.String())
+	}
 }

@@ -1332,7 +1332,16 @@ func restartKeys(old, cur *config.Config) []string {
 	if old.CandidatesRoot() != cur.CandidatesRoot() {
 		out = append(out, "risk.candidates_dir")
 	}
+	// serve reads it once, before it serves.
+	if exitOnBrokenLog(old) != exitOnBrokenLog(cur) {
+		out = append(out, "journal.exit_on_broken_log")
+	}
 	return out
+}
+
+// exitOnBrokenLog is c's journal.exit_on_broken_log (true when not set).
+func exitOnBrokenLog(c *config.Config) bool {
+	return c.Journal.ExitOnBrokenLog == nil || *c.Journal.ExitOnBrokenLog
 }
 
 // OnReload adds a function that Reload calls.
