@@ -146,8 +146,9 @@ type Server struct {
 	journalBroken chan struct{}
 	brokenOnce    sync.Once
 
-	// dirSync makes a rename in a directory durable (syncDir): the settlement
-	// file's (tasks.go). A field so that a test can see it called, or fail it.
+	// dirSync, when set (by tests, to see it called or fail it), replaces
+	// syncDir, which makes a rename in a directory durable: the settlement
+	// file's (tasks.go).
 	dirSync func(dir string) error
 	// certs are the certificates a reload reads again (certreload.go): the TLS
 	// listeners' and the HSM link's client certificate.
@@ -235,8 +236,7 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 	}
 	// cupSessions exist before the cluster journal's applier starts (it tells them
 	// of other nodes' requests, fold.go), whether or not a cup listener is set up.
-	s := &Server{cfg: cfg, log: log, links: map[string]*issuer.Link{}, Metrics: metrics.New(), loops: newLoops(), cupSessions: cup.NewSessions(), journalBroken: make(chan struct{}),
-		dirSync: syncDir}
+	s := &Server{cfg: cfg, log: log, links: map[string]*issuer.Link{}, Metrics: metrics.New(), loops: newLoops(), cupSessions: cup.NewSessions(), journalBroken: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			s.Close()

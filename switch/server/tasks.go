@@ -194,7 +194,11 @@ func (s *Server) settlementFile(ctx context.Context, at time.Time, p map[string]
 	}
 	// The rename is in the directory: until the directory is synced, a crash
 	// (a power cut) may leave the previous file, or none, under path.
-	if err := s.dirSync(dir); err != nil {
+	sync := syncDir
+	if s.dirSync != nil {
+		sync = s.dirSync
+	}
+	if err := sync(dir); err != nil {
 		return "", fmt.Errorf("settlement file %s: written, but the rename is not durable: %w", path, err)
 	}
 	nets := make([]string, 0, len(st.Totals))
