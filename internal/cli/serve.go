@@ -156,7 +156,13 @@ func runServe(env *Env, args []string) int {
 						next = c
 					}
 				}
-				s.Reload(next)
+				res := s.Reload(next)
+				ev := log.Info()
+				if len(res.Refused) > 0 {
+					ev = log.Error()
+				}
+				ev.Strs("restart_needed", res.Restart).Errs("refused", res.Refused).
+					Msg("SIGHUP: reload done; the refused parts keep their running state, the restart_needed settings take effect at the next restart")
 				continue
 			}
 			log.Info().Str("signal", sg.String()).Msg("draining")

@@ -27,7 +27,7 @@ const (
 func newCertExpiry() *prometheus.GaugeVec {
 	return prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "switchyard_tls_certificate_expiry_timestamp_seconds",
-		Help: "NotAfter (Unix seconds) of each X.509 certificate the switch loaded, set when it loads it (at start: none is reloaded), by use (listener, listener_client_ca, hsm_client, hsm_ca, cluster, cluster_ca, nats_client, nats_ca), listener name (listener uses only), subject common name and serial number (hex). A certificate file's chain and a CA file's every certificate count.",
+		Help: "NotAfter (Unix seconds) of each X.509 certificate the switch loaded, set when it loads it (at start; a reload, SIGHUP, reads the listener and hsm_client certificates and the listener client CAs again and replaces their series), by use (listener, listener_client_ca, hsm_client, hsm_ca, cluster, cluster_ca, nats_client, nats_ca), listener name (listener uses only), subject common name and serial number (hex). A certificate file's chain and a CA file's every certificate count.",
 	}, []string{"use", "listener", "subject", "serial"})
 }
 
@@ -37,6 +37,14 @@ func (m *Metrics) CertificatesLoaded(use, listener string, certs []*x509.Certifi
 	for _, c := range certs {
 		m.CertExpiry.WithLabelValues(use, listener, CertSubject(c), CertSerial(c)).Set(float64(c.NotAfter.Unix()))
 	}
+}
+
+// CertificatesReplaced is CertificatesLoaded for a reload: the series of use and
+// listener that the certificates loaded before set are removed first, so that a
+// renewed certificate's old series (and its expiry alert) go.
+func (m *Metrics) CertificatesReplaced(use, listener string, certs []*x509.Certificate) {
+	m.CertExpiry.DeletePartialMatch(prometheus.Labels{"use": use, "listener": listener})
+	m.CertificatesLoaded(use, listener, certs)
 }
 
 // CertSubject is a certificate's subject label: its common name, or the whole

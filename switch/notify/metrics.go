@@ -21,7 +21,7 @@ func (b *Outbox) newMetrics(reg *prometheus.Registry) error {
 	b.m = outboxMetrics{
 		posts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchyard_notices_posts_total",
-			Help: "Merchant notice delivery attempts by result: delivered; failed (no answer, or not 2xx); held (not posted: the webhook's secret does not open, none is registered, or its host got no answer to its last post).",
+			Help: "Merchant notice delivery attempts by result: delivered; failed (no answer, or not 2xx); held (not posted: the webhook's secret does not open, none is registered, its host got no answer to its last post, or its host asked to wait with a Retry-After).",
 		}, []string{"result"}),
 		dropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "switchyard_notices_dropped_total",

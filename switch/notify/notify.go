@@ -9,7 +9,10 @@
 // they were stored: a failed post (no connection, a timeout, any answer but 2xx) is
 // tried again after a backoff (RetryMin doubling up to RetryMax) and the
 // merchant's later notices wait behind it. A post without an answer holds its
-// host: the other merchants on it are not posted to for the host's backoff. A delivered notice leaves the outbox and
+// host: the other merchants on it are not posted to for the host's backoff. So does
+// an answer 429 or 503 with a Retry-After, until the time it asks for (at most
+// RetryAfterMax), the merchant's next attempt too (internal/retryafter reads it, as
+// for the offline-alert webhooks). A delivered notice leaves the outbox and
 // its entry in the delivery log (kept LogTTL) says when, after how many attempts.
 //
 // Bodies are JSON signed like the alert webhooks: X-Switchyard-Timestamp, and
@@ -50,6 +53,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/switchyard/switchyard/internal/retryafter"
 	"github.com/switchyard/switchyard/internal/statelog"
 	"github.com/switchyard/switchyard/internal/statelog/kvsync"
 	"github.com/switchyard/switchyard/switch/internal/seal"
@@ -125,6 +129,9 @@ type Options struct {
 	Workers  int           // merchants delivered at once (default 4)
 	Queue    int           // notices waiting to be stored (default 65536)
 	LogTTL   time.Duration // how long the delivery log keeps a delivered notice (default 30 days)
+	// RetryAfterMax is the longest Retry-After (of a 429 or 503 answer) honoured:
+	// a longer one holds the host this long only (default DefaultRetryAfterMax).
+	RetryAfterMax time.Duration
 	// Client posts the notices; nil is a client that connects only to public
 	// addresses and to AllowPrivate (target.go).
 	Client *http.Client
@@ -243,6 +250,9 @@ func Open(db *badger.DB, o Options) (*Outbox, error) {
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = 5 * time.Second
+	}
+	if o.RetryAfterMax <= 0 {
+		o.RetryAfterMax = DefaultRetryAfterMax
 	}
 	if o.Workers <= 0 {
 		o.Workers = 4
@@ -621,6 +631,10 @@ func (b *Outbox) deliverMerchant(ctx context.Context, m string) {
 		if wait > b.o.RetryMax || wait <= 0 {
 			wait = b.o.RetryMax
 		}
+		// A host that asked to wait (Retry-After) is not tried before then.
+		if until := b.askedUntil(hostOf(ep.URL)); !until.IsZero() {
+			wait = max(wait, until.Sub(b.o.Now()))
+		}
 		b.log.Warn().Err(err).Str("notice", n.ID).Int("attempts", attempts).Dur("retry_in", wait).Msg("merchant notice not delivered")
 		b.mu.Lock()
 		b.lastErr[m] = fmt.Sprintf("%s: %v", now.Format(time.RFC3339), err)
@@ -673,6 +687,9 @@ func (b *Outbox) post(ctx context.Context, ep Endpoint, n Notice) error {
 		return err
 	}
 	resp.Body.Close()
+	if d, ok := retryafter.Of(resp, now); ok {
+		return answered{&askedToWait{url: ep.URL, status: resp.Status, wait: d}}
+	}
 	if resp.StatusCode/100 == 3 {
 		return answered{fmt.Errorf("webhook %s answered %s to %q: redirects are not followed (request the webhook's new URL)", ep.URL, resp.Status, resp.Header.Get("Location"))}
 	}
@@ -688,12 +705,30 @@ type answered struct{ error }
 
 func (a answered) Unwrap() error { return a.error }
 
+// DefaultRetryAfterMax is the longest Retry-After honoured when
+// Options.RetryAfterMax gives none.
+const DefaultRetryAfterMax = time.Hour
+
+// askedToWait is a post answered 429 or 503 with a Retry-After (read by
+// internal/retryafter, as the offline-alert webhooks read it): the host is held
+// until then (hostResult), at most Options.RetryAfterMax.
+type askedToWait struct {
+	url, status string
+	wait        time.Duration // as asked (not capped)
+}
+
+func (e *askedToWait) Error() string {
+	return fmt.Sprintf("webhook %s answered %s, Retry-After %s", e.url, e.status, e.wait.Round(time.Second))
+}
+
 // hostDown is a webhook host whose last post got no answer (no connection, a
-// timeout, a TLS failure): until until, its merchants' notices are not posted.
+// timeout, a TLS failure), or was answered 429 or 503 with a Retry-After (asked):
+// until until, its merchants' notices are not posted.
 type hostDown struct {
 	failures int       // posts without an answer in a row
 	until    time.Time // no post before
 	err      string    // the last one's error
+	asked    bool      // held by the host's Retry-After, not for a missing answer
 }
 
 // hostOf returns the host (and port) of a webhook URL, lowercased.
@@ -718,15 +753,37 @@ func (b *Outbox) hostHeld(host string) error {
 	if d == nil || !b.o.Now().Before(d.until) {
 		return nil
 	}
+	if d.asked {
+		return fmt.Errorf("not posted: webhook host %s asked for no post before %s (%s)", host, d.until.UTC().Format(time.RFC3339), d.err)
+	}
 	return fmt.Errorf("not posted: webhook host %s got no answer to its last post (%s); next post to it after %s",
 		host, d.err, d.until.UTC().Format(time.RFC3339))
 }
 
-// hostResult records the outcome of a post to host: err nil or an answer clears
-// it, an error without an answer holds it for its backoff.
+// askedUntil returns the end of host's hold by its Retry-After, zero when it
+// is not so held now.
+func (b *Outbox) askedUntil(host string) time.Time {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if d := b.hosts[host]; d != nil && d.asked && b.o.Now().Before(d.until) {
+		return d.until
+	}
+	return time.Time{}
+}
+
+// hostResult records the outcome of a post to host: a 429 or 503 with a
+// Retry-After holds it until then (at most RetryAfterMax), err nil or another
+// answer clears it, an error without an answer holds it for its backoff.
 func (b *Outbox) hostResult(host string, err error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if ra := (*askedToWait)(nil); errors.As(err, &ra) {
+		until := b.o.Now().Add(min(ra.wait, b.o.RetryAfterMax))
+		b.hosts[host] = &hostDown{until: until, err: ra.Error(), asked: true}
+		b.log.Warn().Str("host", host).Str("status", ra.status).Dur("retry_after", ra.wait).Time("until", until.UTC()).
+			Msg("merchant notices: webhook host asked to wait (Retry-After): no notice posted to it until then")
+		return
+	}
 	if err == nil || errors.As(err, new(answered)) {
 		delete(b.hosts, host)
 		return

@@ -3,9 +3,9 @@ package registry
 import (
 	"fmt"
 	"net/http"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/switchyard/switchyard/internal/retryafter"
 )
 
 // A receiver that answers 429 Too Many Requests or 503 Service Unavailable with a
@@ -39,40 +39,11 @@ func (e *retryAfterError) Error() string {
 	return fmt.Sprintf("answer %s, Retry-After %s", e.status, e.wait.Round(time.Second))
 }
 
-// parseRetryAfter reads a Retry-After value at now: delay-seconds, or an HTTP date
-// (a date in the past is no wait). ok is false for an empty or malformed value.
-func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0, false
-	}
-	if v[0] >= '0' && v[0] <= '9' {
-		n, err := strconv.ParseUint(v, 10, 63)
-		if err != nil {
-			if ne, isNum := err.(*strconv.NumError); isNum && ne.Err == strconv.ErrRange {
-				return time.Duration(1<<63 - 1), true // huge: capped by the caller
-			}
-			return 0, false
-		}
-		if n > uint64((1<<63-1)/int64(time.Second)) {
-			return time.Duration(1<<63 - 1), true
-		}
-		return time.Duration(n) * time.Second, true
-	}
-	t, err := http.ParseTime(v)
-	if err != nil {
-		return 0, false
-	}
-	return max(t.Sub(now), 0), true
-}
-
-// retryAfter returns the Retry-After of an answer of status 429 or 503, nil for
-// another answer or one without a valid header.
+// retryAfter returns the Retry-After of an answer of status 429 or 503 (read by
+// internal/retryafter, shared with the merchant notices), nil for another answer
+// or one without a valid header.
 func retryAfter(resp *http.Response, now time.Time) *retryAfterError {
-	if resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusServiceUnavailable {
-		return nil
-	}
-	d, ok := parseRetryAfter(resp.Header.Get("Retry-After"), now)
+	d, ok := retryafter.Of(resp, now)
 	if !ok {
 		return nil
 	}

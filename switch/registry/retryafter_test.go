@@ -14,32 +14,6 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// TestParseRetryAfter: delay-seconds and HTTP dates (RFC 9110's three forms) are
-// read; a date past is no wait; a value too large for a Duration is the largest
-// (capped by the caller); anything else is ignored.
-func TestParseRetryAfter(t *testing.T) {
-	now := time.Date(2026, 12, 6, 14, 0, 0, 0, time.UTC)
-	for v, want := range map[string]time.Duration{
-		"0":                              0,
-		" 120 ":                          2 * time.Minute,
-		"Sun, 06 Dec 2026 14:05:00 GMT":  5 * time.Minute,
-		"Sunday, 06-Dec-26 14:00:30 GMT": 30 * time.Second,
-		"Sun Dec  6 14:01:00 2026":       time.Minute,
-		"Sun, 06 Dec 2026 13:00:00 GMT":  0,
-		"99999999999999999999999":        time.Duration(1<<63 - 1),
-		"9223372036854775807":            time.Duration(1<<63 - 1),
-	} {
-		if got, ok := parseRetryAfter(v, now); !ok || got != want {
-			t.Errorf("Retry-After %q: %v %v, want %v", v, got, ok, want)
-		}
-	}
-	for _, v := range []string{"", "-5", "1.5", "soon", "120s", "Sun, 06 Dec 2026"} {
-		if got, ok := parseRetryAfter(v, now); ok {
-			t.Errorf("Retry-After %q: %v, want it ignored", v, got)
-		}
-	}
-}
-
 // TestWebhookRetryAfterWaited: a receiver answering 429 with Retry-After: 1 gets
 // the next attempt no sooner than a second later, although the backoff is 10 ms;
 // the post then succeeds. Before, the attempt came after the backoff.

@@ -35,16 +35,13 @@ func (s *Server) openPayShield(c config.HSM) (*payshield.Client, error) {
 			s.Metrics.CertificatesLoaded(metrics.CertUseHSMCA, "", metrics.ParseCertificatesPEM(pem))
 		}
 		if c.CertFile != "" {
-			cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+			// Presented through GetClientCertificate: a reload (SIGHUP) reads
+			// the files again for the next connections (certreload.go).
+			cf, err := newClientCert("hsm", metrics.CertUseHSMClient, c.CertFile, c.KeyFile, s.Metrics, tc)
 			if err != nil {
-				return nil, fmt.Errorf("hsm.cert_file: %w", err)
+				return nil, err
 			}
-			chain, err := metrics.ParseCertificatesDER(cert.Certificate)
-			if err != nil {
-				return nil, fmt.Errorf("hsm.cert_file %s: %w", c.CertFile, err)
-			}
-			s.Metrics.CertificatesLoaded(metrics.CertUseHSMClient, "", chain)
-			tc.Certificates = []tls.Certificate{cert}
+			s.certs = append(s.certs, cf)
 		}
 		opts.TLS = tc
 	}

@@ -22,8 +22,6 @@ package server
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -147,6 +145,14 @@ type Server struct {
 	// (journal.Options.OnBroken): JournalBroken.
 	journalBroken chan struct{}
 	brokenOnce    sync.Once
+
+	// dirSync, when set (by tests, to see it called or fail it), replaces
+	// syncDir, which makes a rename in a directory durable: the settlement
+	// file's (tasks.go).
+	dirSync func(dir string) error
+	// certs are the certificates a reload reads again (certreload.go): the TLS
+	// listeners' and the HSM link's client certificate.
+	certs []*certFiles
 }
 
 // OpenDB opens (creating if missing) the Badger database under dir with the options the
@@ -711,9 +717,11 @@ func Open(cfg *config.Config, log zerolog.Logger, opts ...Option) (_ *Server, er
 			fc.ProxyProtocol = &frontend.ProxyProtocol{Trusted: nets, Required: pp.Required}
 		}
 		if lc.TLS != nil {
-			if fc.TLS, err = tlsConfig(lc.TLS, s.Metrics, lc.Name); err != nil {
-				return nil, fmt.Errorf("listener %s: %w", lc.Name, err)
+			var cf *certFiles
+			if cf, fc.TLS, err = newListenerCert(lc.TLS, s.Metrics, lc.Name); err != nil {
+				return nil, err
 			}
+			s.certs = append(s.certs, cf)
 		}
 		var proc frontend.Processor = s.Pipeline
 		if d == message.DialectCUP {
@@ -1197,37 +1205,6 @@ func (s *Server) Close() {
 	})
 }
 
-// tlsConfig loads a listener's certificate and client CAs, and sets their expiry
-// in m (switchyard_tls_certificate_expiry_timestamp_seconds, by listener): the
-// certificates as loaded, those the listener presents and trusts until a restart.
-func tlsConfig(t *config.TLS, m *metrics.Metrics, listener string) (*tls.Config, error) {
-	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-	if err != nil {
-		return nil, fmt.Errorf("tls: %w", err)
-	}
-	chain, err := metrics.ParseCertificatesDER(cert.Certificate)
-	if err != nil {
-		return nil, fmt.Errorf("tls: %s: %w", t.CertFile, err)
-	}
-	c := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	var cas []*x509.Certificate
-	if t.ClientCAFile != "" {
-		pem, err := os.ReadFile(t.ClientCAFile)
-		if err != nil {
-			return nil, fmt.Errorf("tls client CA: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("tls client CA %s: no certificate found", t.ClientCAFile)
-		}
-		c.ClientCAs, c.ClientAuth = pool, tls.RequireAndVerifyClientCert
-		cas = metrics.ParseCertificatesPEM(pem)
-	}
-	m.CertificatesLoaded(metrics.CertUseListener, listener, chain)
-	m.CertificatesLoaded(metrics.CertUseListenerClientCA, listener, cas)
-	return c, nil
-}
-
 // badgerLogger sends Badger's log to zerolog, its info chatter at debug level.
 type badgerLogger struct{ l zerolog.Logger }
 
@@ -1236,20 +1213,39 @@ func (b badgerLogger) Warningf(f string, a ...any) { b.l.Warn().Msgf(f, a...) }
 func (b badgerLogger) Infof(f string, a ...any)    { b.l.Debug().Msgf(f, a...) }
 func (b badgerLogger) Debugf(f string, a ...any)   { b.l.Debug().Msgf(f, a...) }
 
+// ReloadResult is what a reload did not apply, for its caller (serve's SIGHUP)
+// to report: every line of it is in the log too.
+type ReloadResult struct {
+	// Restart names the settings that changed and are read only at start: they
+	// take effect at the next restart.
+	Restart []string
+	// Refused holds a part's error for each part that kept its running state
+	// because its new one was refused (a certificate file that does not load,
+	// the admin tokens, the webhook secrets, the rules).
+	Refused []error
+}
+
 // Reload re-reads what can change without a restart (SIGHUP, the admin reload call):
 // the rules, the alert webhooks' secrets (their files, or variables, as the new
-// configuration names them, else as the running one does), and, given a new
-// configuration, the admin tokens and the log level. Keys
-// that need a restart are named in the log. Every part keeps its running state when
-// its new one is refused. No connection is dropped.
-func (s *Server) Reload(newCfg *config.Config) {
+// configuration names them, else as the running one does), the TLS certificates
+// from their files (the listeners' certificates and client CAs, the HSM link's
+// client certificate: certreload.go), and, given a new configuration, the admin
+// tokens and the log level. Keys that need a restart are named in the log and in
+// the result. Every part keeps its running state when its new one is refused, and
+// says so in the log and the result. No connection is dropped.
+func (s *Server) Reload(newCfg *config.Config) ReloadResult {
+	var res ReloadResult
+	refused := func(err error, msg string) {
+		s.log.Error().Err(err).Msg(msg)
+		res.Refused = append(res.Refused, err)
+	}
 	if newCfg != nil {
 		tokens := newCfg.Admin.Tokens
 		if s.cfg.Demo {
 			tokens = append(append([]admin.Token(nil), tokens...), api.DemoTokens()...)
 		}
 		if err := s.auth.SetTokens(tokens); err != nil {
-			s.log.Error().Err(err).Msg("reload: admin tokens refused; the running ones stay")
+			refused(fmt.Errorf("admin tokens: %w", err), "reload: admin tokens refused; the running ones stay")
 		} else {
 			s.log.Info().Int("tokens", len(tokens)).Msg("reload: admin tokens applied")
 			if s.console != nil {
@@ -1259,23 +1255,38 @@ func (s *Server) Reload(newCfg *config.Config) {
 		if lvl, err := zerolog.ParseLevel(newCfg.Log.Level); err == nil {
 			zerolog.SetGlobalLevel(lvl)
 		}
-		for _, k := range restartKeys(s.cfg, newCfg) {
+		res.Restart = restartKeys(s.cfg, newCfg)
+		for _, k := range res.Restart {
 			s.log.Warn().Str("key", k).Msg("reload: this setting changed and takes effect at the next restart")
 		}
 	}
-	s.reloadWebhookSecrets(newCfg)
+	if err := s.reloadWebhookSecrets(newCfg); err != nil {
+		res.Refused = append(res.Refused, err)
+	}
+	for _, c := range s.certs {
+		old := c.leaf()
+		if err := c.reload(); err != nil {
+			refused(err, "reload: certificate refused; the running one stays")
+			continue
+		}
+		cur := c.leaf()
+		s.log.Info().Str("tls", c.what).Str("subject", metrics.CertSubject(cur)).Str("serial", metrics.CertSerial(cur)).
+			Time("not_after", cur.NotAfter.UTC()).Bool("changed", !cur.Equal(old)).
+			Msg("reload: certificate read again; new handshakes present it")
+	}
 	for _, f := range s.reloaders {
 		if err := f(); err != nil {
-			s.log.Error().Err(err).Msg("reload refused; the running configuration stays")
+			refused(err, "reload refused; the running configuration stays")
 		}
 	}
+	return res
 }
 
 // reloadWebhookSecrets reads the alert webhooks' secrets again, from cfg (nil: the
 // running configuration), and hands them to the monitor: the way to rotate the
 // secret without a restart (alerts.webhook_secret_previous_file). A secret that
-// cannot be read leaves the running ones in force.
-func (s *Server) reloadWebhookSecrets(cfg *config.Config) {
+// cannot be read leaves the running ones in force, and is returned.
+func (s *Server) reloadWebhookSecrets(cfg *config.Config) error {
 	if cfg == nil {
 		cfg = s.cfg
 	}
@@ -1289,12 +1300,13 @@ func (s *Server) reloadWebhookSecrets(cfg *config.Config) {
 	}
 	if err != nil {
 		s.log.Error().Err(err).Msg("reload: alert webhook secrets refused; the running ones stay")
-		return
+		return fmt.Errorf("alert webhook secrets: %w", err)
 	}
 	s.monitor.SetWebhookSecrets(cur, prev)
 	if cur != nil {
 		s.log.Info().Bool("previous", prev != nil).Msg("reload: alert webhook secrets applied")
 	}
+	return nil
 }
 
 // restartKeys names the settings that differ and are read only at start.
@@ -1327,7 +1339,16 @@ func restartKeys(old, cur *config.Config) []string {
 	if old.CandidatesRoot() != cur.CandidatesRoot() {
 		out = append(out, "risk.candidates_dir")
 	}
+	// serve reads it once, before it serves.
+	if exitOnBrokenLog(old) != exitOnBrokenLog(cur) {
+		out = append(out, "journal.exit_on_broken_log")
+	}
 	return out
+}
+
+// exitOnBrokenLog is c's journal.exit_on_broken_log (true when not set).
+func exitOnBrokenLog(c *config.Config) bool {
+	return c.Journal.ExitOnBrokenLog == nil || *c.Journal.ExitOnBrokenLog
 }
 
 // OnReload adds a function that Reload calls.

@@ -192,6 +192,15 @@ func (s *Server) settlementFile(ctx context.Context, at time.Time, p map[string]
 	if err != nil {
 		return "", fmt.Errorf("settlement file %s: %w", path, err)
 	}
+	// The rename is in the directory: until the directory is synced, a crash
+	// (a power cut) may leave the previous file, or none, under path.
+	sync := syncDir
+	if s.dirSync != nil {
+		sync = s.dirSync
+	}
+	if err := sync(dir); err != nil {
+		return "", fmt.Errorf("settlement file %s: written, but the rename is not durable: %w", path, err)
+	}
 	nets := make([]string, 0, len(st.Totals))
 	for _, tot := range st.Totals { // never one net across currencies
 		nets = append(nets, fmt.Sprintf("net %d %s", tot.Net, tot.Currency))

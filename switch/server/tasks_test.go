@@ -62,3 +62,39 @@ func TestConfiguredTasks(t *testing.T) {
 		}
 	}
 }
+
+// TestSettlementFileSyncsDirectory: the settlement task syncs the file's directory
+// once the file is renamed into it (else a crash may lose the rename), and a failed
+// sync fails the task with an error naming the file and the directory. Whether
+// the sync reaches the disk is for a power cut to show: this test sees the call.
+func TestSettlementFileSyncsDirectory(t *testing.T) {
+	dir := t.TempDir()
+	c := demoConfig(t, dir)
+	loc, _ := time.LoadLocation(c.Timezone)
+	today := time.Now().In(loc).Format("2006-01-02")
+	out := filepath.Join(dir, "out")
+	s := start(t, c, nil)
+	file := filepath.Join(out, "settlement-"+today+".csv")
+	var synced []string
+	s.dirSync = func(d string) error {
+		if _, err := os.Stat(file); err != nil {
+			t.Errorf("directory %s synced before the file was renamed into it: %v", d, err)
+		}
+		synced = append(synced, d)
+		return syncDir(d)
+	}
+	ctx := context.Background()
+	params := map[string]string{"dir": out, "date": today}
+	if _, err := s.settlementFile(ctx, time.Now(), params); err != nil {
+		t.Fatal(err)
+	}
+	if len(synced) != 1 || synced[0] != out {
+		t.Fatalf("directories synced: %q, want [%q]", synced, out)
+	}
+
+	s.dirSync = func(d string) error { return syncDir(filepath.Join(d, "gone")) }
+	_, err := s.settlementFile(ctx, time.Now(), params)
+	if err == nil || !strings.Contains(err.Error(), file) || !strings.Contains(err.Error(), filepath.Join(out, "gone")) {
+		t.Fatalf("settlement with a failed directory sync: %v, want an error naming %s and the directory", err, file)
+	}
+}
