@@ -502,6 +502,7 @@ func (a *Adapter) Process(ctx context.Context, c *frontend.Conn, body []byte) (f
 		return frontend.Response{}, err
 	}
 	badPrivate := checkPrivate(f)
+	badPAN := checkPAN(f) // F2 without its pad from here on (refusals journal it masked)
 	switch f.MTI() {
 	case "0800", "0820":
 		if badPrivate != nil {
@@ -579,6 +580,9 @@ func (a *Adapter) Process(ctx context.Context, c *frontend.Conn, body []byte) (f
 	}
 	if badPrivate != nil {
 		return a.refused(ctx, c, f, ans, sit, badPrivate.rc, macf, f.MTI()+": "+badPrivate.Error(), refusalReason(badPrivate))
+	}
+	if badPAN != nil {
+		return a.refused(ctx, c, f, ans, sit, badPAN.rc, macf, f.MTI()+": "+badPAN.Error(), refusalReason(badPAN))
 	}
 	identity := a.identity(s, &sit, stan)
 	if f.MTI() == "0320" { // batch upload: 00 only for what the journal holds (upload.go)
@@ -900,8 +904,9 @@ func (a *Adapter) ownKey(tid, id string) bool {
 func tdkID(tid string) string { return tid + ".TDK" }
 
 // track2 returns the clear track 2 of f in the pipeline's form, decrypting it under
-// the terminal's TDK when 53.3 says it is encrypted. The clear track exists only in
-// the request to the pipeline, never in a log.
+// the terminal's TDK when 53.3 says it is encrypted, without a trailing F pad
+// (cleanTrack2); one that is not digits with one separator is a format error (30,
+// F35). The clear track exists only in the request to the pipeline, never in a log.
 func (a *Adapter) track2(ctx context.Context, f *Frame, tid string) (string, error) {
 	t := f.Str(35)
 	if t == "" {
@@ -914,7 +919,11 @@ func (a *Adapter) track2(ctx context.Context, f *Frame, tid string) (string, err
 		}
 		t = clear
 	}
-	return track2Text(t), nil
+	clean, err := cleanTrack2(t)
+	if err != nil {
+		return "", formatErr(35, "%v", err)
+	}
+	return clean, nil
 }
 
 // zeroPAN binds a PIN block formed "without PAN" (53.1 = 1): its PAN field is zeros.

@@ -450,10 +450,6 @@ func settlementTotals(s string) (message.BatchTotals, error) {
 	return bt, nil
 }
 
-// track2Text returns track 2 as the pipeline reads it ('=' separator), from the
-// dialect's nibbles (D separator; a pad nibble was trimmed by the field length).
-func track2Text(nib string) string { return strings.Replace(strings.ToUpper(nib), "D", "=", 1) }
-
 // The longest F60 and F61 of the spec (n..017, n..029).
 const (
 	maxF60 = 17
