@@ -221,6 +221,14 @@ type Config struct {
 	// and after a restart. nil: a key of the process's, and no fingerprint is
 	// journaled (a STAN read back from the journal is compared by entry mode).
 	ContentKey []byte
+	// TestMode is what the listener does with the card messages of a terminal in
+	// test status (the header's terminal status digit 1): TestReject (the default)
+	// refuses them 58 terminal-test-mode, TestAnswer answers them 00 itself;
+	// neither forwards them (testTraffic). Reversals go on to the pipeline.
+	TestMode TestMode
+	// TestTraffic, when set, counts each test-status message by what was done
+	// with it: "rejected" or "answered".
+	TestTraffic func(action string)
 }
 
 // DefaultCurrencies is Config.Currencies when not set: 156 (CNY), the only F49 the
@@ -469,6 +477,9 @@ func NewAdapter(cfg Config, next frontend.Processor) *Adapter {
 	if cfg.MAC == "" {
 		cfg.MAC = MACECB
 	}
+	if cfg.TestMode == "" {
+		cfg.TestMode = TestReject
+	}
 	if len(cfg.Currencies) == 0 {
 		cfg.Currencies = DefaultCurrencies
 	}
@@ -583,6 +594,10 @@ func (a *Adapter) Process(ctx context.Context, c *frontend.Conn, body []byte) (f
 	}
 	if badPAN != nil {
 		return a.refused(ctx, c, f, ans, sit, badPAN.rc, macf, f.MTI()+": "+badPAN.Error(), refusalReason(badPAN))
+	}
+	if resp, handled, err := a.testTraffic(ctx, c, f, ans, sit, macf); handled {
+		// A terminal in test status (header): never a real authorization.
+		return resp, err
 	}
 	identity := a.identity(s, &sit, stan)
 	if f.MTI() == "0320" { // batch upload: 00 only for what the journal holds (upload.go)

@@ -21,6 +21,7 @@ func newCUPAdapter(lc config.Listener, s *Server) *cup.Adapter {
 		Answered:        func(mti, rc string) { s.Metrics.Transactions.WithLabelValues(mti, rc, "", "cup").Inc() },
 		UploadUnmatched: func(reason string) { s.Metrics.CUPUploadsUnmatched.WithLabelValues(reason).Inc() },
 		KeyRefused:      func(reason string) { s.Metrics.CUPKeyRefusals.WithLabelValues(reason).Inc() },
+		TestTraffic:     func(action string) { s.Metrics.CUPTestMode.WithLabelValues(action).Inc() },
 		// The requests' content fingerprints are journaled: keyed alike on every
 		// node and across restarts, from the card hash key.
 		ContentKey: s.Pipeline.DerivedKey(cup.ContentKeyLabel)}
@@ -34,6 +35,7 @@ func newCUPAdapter(lc config.Listener, s *Server) *cup.Adapter {
 		cfg.OfflineMaxAmount = lc.CUP.OfflineMaxAmount
 		cfg.MaxSTANsPerKey = lc.CUP.MaxSTANsPerKey
 		cfg.Currencies = lc.CUP.Currencies
+		cfg.TestMode, _ = cup.ParseTestMode(lc.CUP.TestMode)
 		cfg.MACByTerminal = map[string]cup.MACAlgorithm{}
 		for tid, v := range lc.CUP.MACByTerminal {
 			cfg.MACByTerminal[tid], _ = cup.ParseMAC(v)
