@@ -698,6 +698,10 @@ func (a *Adapter) Process(ctx context.Context, c *frontend.Conn, body []byte) (f
 			ans.Set(48, f48)
 		}
 	}
+	if k.Name == "balance" && message.Approved(pr.Str(39)) {
+		// The issuer's balances (the pipeline's DE 54): F54, never logged.
+		ans.Set(54, balanceF54(pr.Str(54)))
+	}
 	if message.Approved(pr.Str(39)) && k.Name != "settlement" {
 		ans.Set(63, "CUP")
 	}
