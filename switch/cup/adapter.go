@@ -221,6 +221,11 @@ type Config struct {
 	// and after a restart. nil: a key of the process's, and no fingerprint is
 	// journaled (a STAN read back from the journal is compared by entry mode).
 	ContentKey []byte
+	// CardHash, when set, is the pipeline's keyed hash of a card (the journal's
+	// CardHash): a pre-authorization void that names its pre-authorization by
+	// reference (61.2 zeros) must be of the same card (preauthByReference). nil:
+	// compared by the masked PAN.
+	CardHash func(pan string) string
 	// TestMode is what the listener does with the card messages of a terminal in
 	// test status (the header's terminal status digit 1): TestReject (the default)
 	// refuses them 58 terminal-test-mode, TestAnswer answers them 00 itself;
@@ -649,7 +654,14 @@ func (a *Adapter) Process(ctx context.Context, c *frontend.Conn, body []byte) (f
 			a.log.Error().Err(err).Str("tid", tid).Str("stan", stan).Msg("cup: STAN not looked up in the journal; taken as a new request")
 		}
 	}
-	if k.Original == "stan" || k.Original == "stan61" {
+	var pre *original // a pre-authorization void's pre-authorization, named by reference
+	if k.Original == "stan61" && f61STAN(f) == zeroSTAN && a.cfg.Journal != nil {
+		if pre, err = a.preauthByReference(ctx, f, tid, track2); err != nil {
+			return refuse(err)
+		}
+		a.log.Info().Str("tid", tid).Str("stan", stan).Str("preauth_rrn", pre.rrn).Str("preauth_stan", pre.stan).
+			Msg("cup: pre-authorization void with 61.2 zeros: its pre-authorization found by reference (F37, or F38, card and amount)")
+	} else if k.Original == "stan" || k.Original == "stan61" {
 		cands, err := originalCandidates(f, k)
 		if err != nil {
 			return refuse(err)
@@ -667,7 +679,7 @@ func (a *Adapter) Process(ctx context.Context, c *frontend.Conn, body []byte) (f
 		// requests wait for the sign-in the header asks for.
 		identity = boundIdentity(term)
 	}
-	m, err := toPipeline(f, k, s, identity, track2, pin, a.cfg.Now(), a.content)
+	m, err := toPipeline(f, k, s, identity, track2, pin, a.cfg.Now(), a.content, pre)
 	if err != nil {
 		return refuse(err)
 	}

@@ -84,6 +84,9 @@ func isDigits(s string) bool {
 // refusalReason is the journal's token for a request that does not map: what kind of
 // refusal and which field, never the field's content.
 func refusalReason(me *mapError) string {
+	if me.token != "" {
+		return me.token
+	}
 	kind := "refused"
 	switch me.rc {
 	case message.RCFormatError:

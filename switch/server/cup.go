@@ -24,7 +24,10 @@ func newCUPAdapter(lc config.Listener, s *Server) *cup.Adapter {
 		TestTraffic:     func(action string) { s.Metrics.CUPTestMode.WithLabelValues(action).Inc() },
 		// The requests' content fingerprints are journaled: keyed alike on every
 		// node and across restarts, from the card hash key.
-		ContentKey: s.Pipeline.DerivedKey(cup.ContentKeyLabel)}
+		ContentKey: s.Pipeline.DerivedKey(cup.ContentKeyLabel),
+		// A pre-authorization void naming its pre-authorization by reference is
+		// matched to the journal's record by the card's keyed hash.
+		CardHash: s.Pipeline.CardHash}
 	if lc.CUP != nil {
 		cfg.MAC, _ = cup.ParseMAC(lc.CUP.MAC)
 		cfg.AcquirerID = lc.CUP.AcquirerID
