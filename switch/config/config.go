@@ -424,6 +424,13 @@ type CUPListener struct {
 	// again"). 0: the default, 50000 (cup.DefaultMaxSTANsPerKey); else 2048 to
 	// 1000000 (F11 has 6 digits).
 	MaxSTANsPerKey int `yaml:"max_stans_per_key"`
+	// TestMode is what the listener does with the card messages of a terminal whose
+	// header says it is in test status (terminal status digit 1): reject (the
+	// default) refuses them 58 terminal-test-mode, journaled, nothing forwarded;
+	// answer has the switch answer them 00 itself, with no issuer and nothing
+	// journaled or settled (a listener for installing terminals). Reversals go on
+	// to the pipeline either way (docs/cup-dialect.md, Test status).
+	TestMode string `yaml:"test_mode"`
 }
 
 // TLS configures TLS on a listener.

@@ -48,6 +48,9 @@ func checkCUP(key string, l Listener, bad func(key, format string, args ...any))
 			bad(fmt.Sprintf("%s.cup.currencies[%d]", key, i), "%q is not an ISO 4217 numeric code (3 digits, e.g. 156)", c)
 		}
 	}
+	if m := l.CUP.TestMode; m != "" && m != "reject" && m != "answer" {
+		bad(key+".cup.test_mode", "unknown test mode %q (want reject or answer)", m)
+	}
 	if n := l.CUP.MaxSTANsPerKey; n != 0 && (n < minCUPSTANsPerKey || n > maxCUPSTANsPerKey) {
 		bad(key+".cup.max_stans_per_key", "%d: want %d to %d (0: the default, 50000)", n, minCUPSTANsPerKey, maxCUPSTANsPerKey)
 	}

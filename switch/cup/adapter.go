@@ -221,6 +221,19 @@ type Config struct {
 	// and after a restart. nil: a key of the process's, and no fingerprint is
 	// journaled (a STAN read back from the journal is compared by entry mode).
 	ContentKey []byte
+	// CardHash, when set, is the pipeline's keyed hash of a card (the journal's
+	// CardHash): a pre-authorization void that names its pre-authorization by
+	// reference (61.2 zeros) must be of the same card (preauthByReference). nil:
+	// compared by the masked PAN.
+	CardHash func(pan string) string
+	// TestMode is what the listener does with the card messages of a terminal in
+	// test status (the header's terminal status digit 1): TestReject (the default)
+	// refuses them 58 terminal-test-mode, TestAnswer answers them 00 itself;
+	// neither forwards them (testTraffic). Reversals go on to the pipeline.
+	TestMode TestMode
+	// TestTraffic, when set, counts each test-status message by what was done
+	// with it: "rejected" or "answered".
+	TestTraffic func(action string)
 }
 
 // DefaultCurrencies is Config.Currencies when not set: 156 (CNY), the only F49 the
@@ -469,6 +482,9 @@ func NewAdapter(cfg Config, next frontend.Processor) *Adapter {
 	if cfg.MAC == "" {
 		cfg.MAC = MACECB
 	}
+	if cfg.TestMode == "" {
+		cfg.TestMode = TestReject
+	}
 	if len(cfg.Currencies) == 0 {
 		cfg.Currencies = DefaultCurrencies
 	}
@@ -502,6 +518,7 @@ func (a *Adapter) Process(ctx context.Context, c *frontend.Conn, body []byte) (f
 		return frontend.Response{}, err
 	}
 	badPrivate := checkPrivate(f)
+	badPAN := checkPAN(f) // F2 without its pad from here on (refusals journal it masked)
 	switch f.MTI() {
 	case "0800", "0820":
 		if badPrivate != nil {
@@ -580,6 +597,13 @@ func (a *Adapter) Process(ctx context.Context, c *frontend.Conn, body []byte) (f
 	if badPrivate != nil {
 		return a.refused(ctx, c, f, ans, sit, badPrivate.rc, macf, f.MTI()+": "+badPrivate.Error(), refusalReason(badPrivate))
 	}
+	if badPAN != nil {
+		return a.refused(ctx, c, f, ans, sit, badPAN.rc, macf, f.MTI()+": "+badPAN.Error(), refusalReason(badPAN))
+	}
+	if resp, handled, err := a.testTraffic(ctx, c, f, ans, sit, macf); handled {
+		// A terminal in test status (header): never a real authorization.
+		return resp, err
+	}
 	identity := a.identity(s, &sit, stan)
 	if f.MTI() == "0320" { // batch upload: 00 only for what the journal holds (upload.go)
 		return a.batchUpload(ctx, c, f, ans, sit, macf, s, identity)
@@ -630,7 +654,14 @@ func (a *Adapter) Process(ctx context.Context, c *frontend.Conn, body []byte) (f
 			a.log.Error().Err(err).Str("tid", tid).Str("stan", stan).Msg("cup: STAN not looked up in the journal; taken as a new request")
 		}
 	}
-	if k.Original == "stan" || k.Original == "stan61" {
+	var pre *original // a pre-authorization void's pre-authorization, named by reference
+	if k.Original == "stan61" && f61STAN(f) == zeroSTAN && a.cfg.Journal != nil {
+		if pre, err = a.preauthByReference(ctx, f, tid, track2); err != nil {
+			return refuse(err)
+		}
+		a.log.Info().Str("tid", tid).Str("stan", stan).Str("preauth_rrn", pre.rrn).Str("preauth_stan", pre.stan).
+			Msg("cup: pre-authorization void with 61.2 zeros: its pre-authorization found by reference (F37, or F38, card and amount)")
+	} else if k.Original == "stan" || k.Original == "stan61" {
 		cands, err := originalCandidates(f, k)
 		if err != nil {
 			return refuse(err)
@@ -648,7 +679,7 @@ func (a *Adapter) Process(ctx context.Context, c *frontend.Conn, body []byte) (f
 		// requests wait for the sign-in the header asks for.
 		identity = boundIdentity(term)
 	}
-	m, err := toPipeline(f, k, s, identity, track2, pin, a.cfg.Now(), a.content)
+	m, err := toPipeline(f, k, s, identity, track2, pin, a.cfg.Now(), a.content, pre)
 	if err != nil {
 		return refuse(err)
 	}
@@ -678,6 +709,10 @@ func (a *Adapter) Process(ctx context.Context, c *frontend.Conn, body []byte) (f
 		if f48, ok := settlementAnswer(f.Str(48), pr.Str(39)); ok {
 			ans.Set(48, f48)
 		}
+	}
+	if k.Name == "balance" && message.Approved(pr.Str(39)) {
+		// The issuer's balances (the pipeline's DE 54): F54, never logged.
+		ans.Set(54, balanceF54(pr.Str(54)))
 	}
 	if message.Approved(pr.Str(39)) && k.Name != "settlement" {
 		ans.Set(63, "CUP")
@@ -900,8 +935,9 @@ func (a *Adapter) ownKey(tid, id string) bool {
 func tdkID(tid string) string { return tid + ".TDK" }
 
 // track2 returns the clear track 2 of f in the pipeline's form, decrypting it under
-// the terminal's TDK when 53.3 says it is encrypted. The clear track exists only in
-// the request to the pipeline, never in a log.
+// the terminal's TDK when 53.3 says it is encrypted, without a trailing F pad
+// (cleanTrack2); one that is not digits with one separator is a format error (30,
+// F35). The clear track exists only in the request to the pipeline, never in a log.
 func (a *Adapter) track2(ctx context.Context, f *Frame, tid string) (string, error) {
 	t := f.Str(35)
 	if t == "" {
@@ -914,7 +950,11 @@ func (a *Adapter) track2(ctx context.Context, f *Frame, tid string) (string, err
 		}
 		t = clear
 	}
-	return track2Text(t), nil
+	clean, err := cleanTrack2(t)
+	if err != nil {
+		return "", formatErr(35, "%v", err)
+	}
+	return clean, nil
 }
 
 // zeroPAN binds a PIN block formed "without PAN" (53.1 = 1): its PAN field is zeros.

@@ -67,6 +67,8 @@ type fakePipeline struct {
 	// sums are the content fingerprints the adapter gave with each request
 	// (frontend.Conn.ContentSum).
 	sums []uint64
+	// balance, when set, is DE 54 of the answers to balance inquiries.
+	balance string
 }
 
 func (p *fakePipeline) Process(_ context.Context, c *frontend.Conn, body []byte) (frontend.Response, error) {
@@ -80,7 +82,7 @@ func (p *fakePipeline) Process(_ context.Context, c *frontend.Conn, body []byte)
 	p.mu.Lock()
 	p.reqs = append(p.reqs, req)
 	p.sums = append(p.sums, c.ContentSum)
-	rc, reason := p.rc, p.reason
+	rc, reason, balance := p.rc, p.reason, p.balance
 	p.mu.Unlock()
 	if rc == "" {
 		rc = "00"
@@ -92,6 +94,9 @@ func (p *fakePipeline) Process(_ context.Context, c *frontend.Conn, body []byte)
 	b.Set(37, "000000000042").Set(38, "123456").Set(39, rc)
 	if reason != "" {
 		b.Set(48, message.ReasonTLV(reason))
+	}
+	if req.ProcCode == message.PCBalance {
+		b.Set(54, balance)
 	}
 	raw, err := b.Bytes(nil)
 	return frontend.Response{Body: raw}, err

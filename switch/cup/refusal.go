@@ -62,7 +62,9 @@ func refusalOf(f *Frame, rc, reason string) pipeline.Refusal {
 	r.Amount, _ = strconv.ParseInt(f.Str(4), 10, 64)
 	pan := f.Str(2)
 	if pan == "" && f.Has(35) && parseF53(f.Str(53)).trackEnc != '1' {
-		pan, _, _ = strings.Cut(track2Text(f.Str(35)), "=")
+		if t, err := cleanTrack2(f.Str(35)); err == nil {
+			pan, _, _ = strings.Cut(t, "=")
+		}
 	}
 	if len(pan) >= 12 && len(pan) <= 19 && isDigits(pan) {
 		r.PAN = pan
@@ -82,6 +84,9 @@ func isDigits(s string) bool {
 // refusalReason is the journal's token for a request that does not map: what kind of
 // refusal and which field, never the field's content.
 func refusalReason(me *mapError) string {
+	if me.token != "" {
+		return me.token
+	}
 	kind := "refused"
 	switch me.rc {
 	case message.RCFormatError:

@@ -121,6 +121,9 @@ type mapError struct {
 	rc     string
 	field  int
 	reason string
+	// token, when set, is the journal's reason (refusalReason); else one is made
+	// of the code and the field.
+	token string
 }
 
 func (e *mapError) Error() string {
@@ -141,7 +144,10 @@ func formatErr(field int, format string, args ...any) *mapError {
 // identity is the DE 48 identity tags to send: the sign-in's (s.tlv), or what the
 // adapter put in their place (boundIdentity). ck keys the fingerprint of the
 // request's content (contentKey.sum).
-func toPipeline(f *Frame, k Kind, s *session, identity, track2 string, pin []byte, now time.Time, ck *contentKey) (mapped, error) {
+//
+// pre, for a pre-authorization void that named its pre-authorization by reference
+// (preauthByReference), is that pre-authorization; nil otherwise.
+func toPipeline(f *Frame, k Kind, s *session, identity, track2 string, pin []byte, now time.Time, ck *contentKey, pre *original) (mapped, error) {
 	stan, tid := f.Str(11), f.Str(41)
 	m := mapped{kind: k}
 	de7 := message.FormatDE7(now)
@@ -165,6 +171,9 @@ func toPipeline(f *Frame, k Kind, s *session, identity, track2 string, pin []byt
 			return m, err
 		}
 		e, ok := s.stans[orig]
+		if pre != nil && k.Original == "stan61" {
+			orig, e, ok = pre.stan, pre.e, true
+		}
 		if ok && k.Original == "stan61" && e.mti != "0100" {
 			// A pre-authorization void releases a hold: one naming a sale, a
 			// refund or a completion would reverse that at the issuer while the
@@ -449,10 +458,6 @@ func settlementTotals(s string) (message.BatchTotals, error) {
 	bt.RefundCount += foreign.RefundCount
 	return bt, nil
 }
-
-// track2Text returns track 2 as the pipeline reads it ('=' separator), from the
-// dialect's nibbles (D separator; a pad nibble was trimmed by the field length).
-func track2Text(nib string) string { return strings.Replace(strings.ToUpper(nib), "D", "=", 1) }
 
 // The longest F60 and F61 of the spec (n..017, n..029).
 const (

@@ -97,7 +97,10 @@ var Spec = &iso8583.MessageSpec{
 	Fields: map[int]field.Field{
 		0: bcdFixed(4, "Message Type Indicator"),
 		1: field.NewBitmap(&field.Spec{Length: 8, Description: "Bitmap", Enc: encoding.Binary, Pref: prefix.Binary.Fixed}),
-		2: varField(BCDLength.LL, LBCD, 19, "Primary Account Number"),
+		// F2 and F35 are read as nibbles, one more than the spec's longest (pan.go):
+		// an F pad, counted or not, and a stray hex digit are the adapter's to
+		// answer (30), never a decoding error that closes the connection.
+		2: varField(BCDLength.LL, Nibbles, maxF2Wire, "Primary Account Number"),
 		3: bcdFixed(6, "Processing Code"),
 		4: bcdFixed(12, "Amount, Transaction"),
 		// 5 to 10 are not used by POS terminals.
@@ -111,7 +114,7 @@ var Spec = &iso8583.MessageSpec{
 		25: bcdFixed(2, "Point of Service Condition Code"),
 		26: bcdFixed(2, "Point of Service PIN Capture Code"),
 		32: varField(BCDLength.LL, LBCD, 11, "Acquiring Institution Identification Code"),
-		35: varField(BCDLength.LL, Nibbles, 37, "Track 2 Data"),
+		35: varField(BCDLength.LL, Nibbles, maxF35Wire, "Track 2 Data"),
 		36: varField(BCDLength.LLL, Nibbles, 104, "Track 3 Data"),
 		37: asciiFixed(12, "Retrieval Reference Number"),
 		38: asciiFixed(6, "Authorization Identification Response"),

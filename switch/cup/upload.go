@@ -178,7 +178,7 @@ func (a *Adapter) captureOffline(ctx context.Context, c *frontend.Conn, f *Frame
 	if err != nil {
 		return refuse(err)
 	}
-	m, err := toPipeline(f, offlineSale, s, identity, track2, nil, now, a.content)
+	m, err := toPipeline(f, offlineSale, s, identity, track2, nil, now, a.content, nil)
 	if err != nil {
 		return refuse(err)
 	}

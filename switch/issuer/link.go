@@ -771,7 +771,7 @@ func (l *Link) poolSize() int { return len(l.cfg.Addrs) * l.cfg.Connections }
 // answerFieldIDs are the fields of an issuer's message the switch reads, and
 // answerFieldIndex their places in it plus one, by field number.
 var (
-	answerFieldIDs   = [...]int{3, 4, 7, 11, 37, 38, 39, 41, 42, 48, 70}
+	answerFieldIDs   = [...]int{3, 4, 7, 11, 37, 38, 39, 41, 42, 48, 54, 70}
 	answerFieldIndex = func() (ix [129]int) {
 		for i, id := range answerFieldIDs {
 			ix[id] = i + 1
@@ -842,6 +842,9 @@ func (lr lightReader) ReadMessage(r io.Reader) (*iso8583.Message, error) {
 				a.Amount, a.HasAmount = message.ParseAmount(field(4)), true
 			} else if a.RC == message.RCPartialApproval {
 				a.Amount = -1
+			}
+			if has&(1<<(answerFieldIndex[54]-1)) != 0 { // a balance inquiry's balances
+				a.Balance = string(field(54))
 			}
 			delivered, wrong := lr.cw.deliver(id, mti, a, light)
 			if delivered {

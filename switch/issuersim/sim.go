@@ -95,7 +95,16 @@ type Config struct {
 	// beyond it; 0 keeps every one (tests and the fault bench read the whole
 	// ledger). The demo issuer keeps DemoLedgerLimit.
 	LedgerLimit int
+	// Balance is the available balance, in minor units of the request's currency,
+	// of every card: an approved balance inquiry (DE 3 31xxxx) is answered with it
+	// in DE 54 (ISO 8583:1987: the request's account type, amount type 02
+	// available, DE 49, sign C, 12 digits). 0: DemoBalance; negative: a debit
+	// balance (sign D).
+	Balance int64
 }
+
+// DemoBalance is Config.Balance when not set: 12,345.67 in minor units.
+const DemoBalance = 1234567
 
 // DemoLedgerLimit is the demo issuer's LedgerLimit: a demo switch runs for days, and
 // a ledger of every transaction grew its heap by ~200 bytes a transaction for good
@@ -503,11 +512,16 @@ func (c *simConn) send(frames []byte) {
 
 // answer encodes the answer to req: its identifying fields echoed, DE 38 and DE 39 set.
 func (s *Sim) answer(req *simMsg, mti, rc, auth string) []byte {
+	return s.answerWith(req, mti, rc, auth, "")
+}
+
+// answerWith is answer with DE 54 (additional amounts; "" for none).
+func (s *Sim) answerWith(req *simMsg, mti, rc, auth, de54 string) []byte {
 	b := message.NewBuilder(message.DialectASCII, mti)
 	for _, id := range [...]int{2, 3, 4, 7, 11, 32, 37, 41, 42, 49, 70} {
 		b.Set(id, req.get(id))
 	}
-	body, err := b.Set(38, auth).Set(39, rc).Bytes(nil)
+	body, err := b.Set(38, auth).Set(39, rc).Set(54, de54).Bytes(nil)
 	if err != nil {
 		s.log.Error().Err(err).Str("mti", mti).Msg("issuer-sim: encode answer")
 		return nil
@@ -581,7 +595,29 @@ func (s *Sim) decide(m *simMsg, mti string) (resp []byte, drop bool) {
 		s.Stats.Declined.Add(1)
 		auth = ""
 	}
-	return s.answer(m, respMTI, rc, auth), false
+	return s.answerWith(m, respMTI, rc, auth, s.balance(m, rc)), false
+}
+
+// balance is DE 54 of the answer to m: for an approved balance inquiry (DE 3
+// 31xxxx), the available balance (Config.Balance) in ISO 8583:1987's layout; ""
+// otherwise.
+func (s *Sim) balance(m *simMsg, rc string) string {
+	proc := m.get(3)
+	if rc != message.RCApproved || len(proc) != 6 || proc[:2] != "31" {
+		return ""
+	}
+	cur := m.get(49)
+	if len(cur) != 3 {
+		cur = "156"
+	}
+	bal, sign := s.cfg.Balance, "C"
+	if bal == 0 {
+		bal = DemoBalance
+	}
+	if bal < 0 {
+		bal, sign = -bal, "D"
+	}
+	return fmt.Sprintf("%s02%s%s%012d", proc[2:4], cur, sign, bal%1_000_000_000_000)
 }
 
 // markFault books the fault injected into the answer to m in its ledger entry.

@@ -371,3 +371,23 @@ func TestParseDE7MatchesTimeParse(t *testing.T) {
 		t.Fatalf("only %d cases", checked)
 	}
 }
+
+// TestValidAdditionalAmounts: DE 54 of ISO 8583:1987's layout, 20 characters an
+// amount (account type n2, amount type n2, currency n3, sign C/D, amount n12), one
+// to six of them; anything else is not.
+func TestValidAdditionalAmounts(t *testing.T) {
+	for s, want := range map[string]bool{
+		"0002156C000001234567":                          true,
+		"0002156D000001234567" + "0001156C000000000001": true,
+		"":                     false,
+		"0002156C00000123456":  false, // cut short
+		"0002156X000001234567": false, // sign
+		"00A2156C000001234567": false,
+		"0002156C00000123456 ": false,
+		strings.Repeat("0002156C000001234567", 7): false, // over DE 54's 120
+	} {
+		if got := ValidAdditionalAmounts(s); got != want {
+			t.Errorf("ValidAdditionalAmounts(%q) = %v, want %v", s, got, want)
+		}
+	}
+}

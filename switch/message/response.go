@@ -107,7 +107,31 @@ type Answer struct {
 	// RC 10 echoes the requested amount there; one of another amount is not the
 	// request's approval (the pipeline reverses it).
 	HasAmount bool
+	// Balance is DE 54 (additional amounts) of the answer as the issuer sent it, ""
+	// when it has none: for a balance inquiry, the account's balances
+	// (ValidAdditionalAmounts checks its layout).
+	Balance string
 }
+
+// ValidAdditionalAmounts reports whether s is a DE 54 of ISO 8583:1987's layout: one
+// to six amounts of 20 characters each, account type n2, amount type n2 (01 ledger
+// balance, 02 available balance), currency n3, sign C (credit) or D (debit), amount
+// n12 in minor units.
+func ValidAdditionalAmounts(s string) bool {
+	if len(s) == 0 || len(s)%AdditionalAmountLen != 0 || len(s) > 6*AdditionalAmountLen {
+		return false
+	}
+	for i := 0; i < len(s); i += AdditionalAmountLen {
+		e := s[i : i+AdditionalAmountLen]
+		if !digits(e[:7], 7) || (e[7] != 'C' && e[7] != 'D') || !digits(e[8:], 12) {
+			return false
+		}
+	}
+	return true
+}
+
+// AdditionalAmountLen is the length of one amount of DE 54.
+const AdditionalAmountLen = 20
 
 // RCPartialApproval is ISO 8583:1987's "approved for a partial amount": DE 4 of the
 // answer carries the amount approved.
@@ -126,6 +150,9 @@ func AnswerOf(m *iso8583.Message) Answer {
 	if m.GetField(4) != nil {
 		s, _ := m.GetString(4)
 		a.Amount, a.HasAmount = ParseAmount([]byte(s)), true
+	}
+	if m.GetField(54) != nil {
+		a.Balance, _ = m.GetString(54)
 	}
 	return a
 }

@@ -42,6 +42,10 @@ type Metrics struct {
 	// verified under must be renewed (the terminal signs in for new keys), by reason
 	// (cup.KeyTooOld, cup.KeyTooManySTANs).
 	CUPKeyRefusals *prometheus.CounterVec
+	// CUPTestMode counts the cup card messages of terminals in test status (the
+	// header's terminal status 1) by action: rejected (answered 58, nothing
+	// forwarded) or answered (00 by the switch, listener test_mode answer).
+	CUPTestMode *prometheus.CounterVec
 	// NetworkUnproven counts the sign-offs and echoes (0800 by network code) that
 	// did not make their terminal seen: no MAC verified under its key, not on its
 	// signed-in cup connection. They are answered; nothing else records them.
@@ -113,6 +117,10 @@ func New() *Metrics {
 			Name: "switchyard_cup_mac_key_refusals_total",
 			Help: "cup requests refused A0, nothing forwarded, because the MAC key they verified under must be renewed by a sign-in, by reason: mac-key-too-old (made more than 7 days ago), mac-key-too-many-stans (the terminal's STANs under it passed the listener's max_stans_per_key).",
 		}, []string{"reason"}),
+		CUPTestMode: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchyard_cup_test_mode_total",
+			Help: "cup card messages of terminals whose header says they are in test status, never forwarded, by action: rejected (answered 58 terminal-test-mode, journaled), answered (00 by the switch, for a listener with test_mode answer).",
+		}, []string{"action"}),
 		NetworkUnproven: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "switchyard_network_unproven_total",
 			Help: "Sign-offs and echoes answered without making their terminal seen (no MAC verified under its key, not on its signed-in cup connection), by network code (301 echo, 002 sign-off).",
@@ -154,7 +162,7 @@ func New() *Metrics {
 		}, []string{"rule", "mode"}),
 	}
 	r.MustRegister(m.Transactions, m.Latency, m.IssuerLatency, m.IssuerErrors, m.IssuerBreaker, m.Conns, m.ConnsTotal,
-		m.ConnsClosed, m.ConnsRefused, m.ReqsRefused, m.ProtoErrors, m.FormatErrors, m.JournalBatch, m.JournalSync, m.JournalErrors, m.JournalPrealloc, m.Answers, m.Stages, m.RuleHits, m.CUPUploadsUnmatched, m.CUPKeyRefusals, m.NetworkUnproven, m.OfflineFinalWrites, m.MerchantLocks, m.CertExpiry,
+		m.ConnsClosed, m.ConnsRefused, m.ReqsRefused, m.ProtoErrors, m.FormatErrors, m.JournalBatch, m.JournalSync, m.JournalErrors, m.JournalPrealloc, m.Answers, m.Stages, m.RuleHits, m.CUPUploadsUnmatched, m.CUPKeyRefusals, m.CUPTestMode, m.NetworkUnproven, m.OfflineFinalWrites, m.MerchantLocks, m.CertExpiry,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -210,6 +218,9 @@ func (m *Metrics) Prepare(p Prepared) {
 		}
 		for _, outcome := range []string{"failed", "written", "dropped"} {
 			m.OfflineFinalWrites.WithLabelValues(outcome)
+		}
+		for _, action := range []string{"rejected", "answered"} {
+			m.CUPTestMode.WithLabelValues(action)
 		}
 	}
 	if p.Cluster {

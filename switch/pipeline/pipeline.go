@@ -1034,12 +1034,13 @@ func (p *Pipeline) authorize(ctx context.Context, t *txn, onDecline func()) (fro
 	var rc, auth string
 	var approved int64 // DE 4 of a partial approval (RC 10), or of an answer with one
 	var hasAmount bool // the answer has a DE 4
+	var balance string // DE 54 of the answer (a balance inquiry's balances)
 	if isWallet {
 		rc, auth, err = p.walletExchange(context.WithoutCancel(ctx), t, wallet)
 	} else {
 		var a message.Answer
 		if a, err = link.SendPacked(context.WithoutCancel(ctx), r.MTI, stan, t.rec.RRN, body, 0); err == nil {
-			rc, auth, approved, hasAmount = a.RC, a.AuthCode, a.Amount, a.HasAmount
+			rc, auth, approved, hasAmount, balance = a.RC, a.AuthCode, a.Amount, a.HasAmount, a.Balance
 		}
 	}
 	if lerr := p.leaseLost(ctx, t); lerr != nil {
@@ -1112,6 +1113,16 @@ func (p *Pipeline) authorize(ctx context.Context, t *txn, onDecline func()) (fro
 	if !message.Approved(rc) {
 		declined()
 	}
+	if balance != "" && r.ProcCode == message.PCBalance && message.Approved(rc) {
+		// The issuer's balances go to the terminal as DE 54 (ISO 8583:1987's
+		// layout, which the terminal interface follows where it is silent), never
+		// to the journal or a log. One of another layout is left out.
+		if message.ValidAdditionalAmounts(balance) {
+			return p.respondWith(ctx, t, rc, auth, "issuer", "", balance)
+		}
+		p.log.Warn().Str("rrn", t.rec.RRN).Str("issuer", t.issuer).Int("de54_len", len(balance)).
+			Msg("balance inquiry: the issuer's DE 54 is not of the ISO 8583:1987 layout (20-character amounts); answered without it")
+	}
 	return p.respond(ctx, t, rc, auth, "issuer", "")
 }
 
@@ -1183,6 +1194,13 @@ func (p *Pipeline) decline(ctx context.Context, t *txn, rc, by, reason string) (
 
 // respond journals the outcome durably, then builds the response.
 func (p *Pipeline) respond(ctx context.Context, t *txn, rc, auth, by, reason string) (frontend.Response, error) {
+	return p.respondWith(ctx, t, rc, auth, by, reason, "")
+}
+
+// respondWith is respond with DE 54 (additional amounts: an approved balance
+// inquiry's balances, "" for none) in the answer. It is carried here rather than in
+// txn, which stays in its allocation size class.
+func (p *Pipeline) respondWith(ctx context.Context, t *txn, rc, auth, by, reason, de54 string) (frontend.Response, error) {
 	rec := &t.rec
 	rec.RC, rec.AuthCode, rec.DecidedBy, rec.Reason = rc, auth, by, reason
 	// The record's total: up to its final write (a reader of the journal gets the
@@ -1241,6 +1259,9 @@ func (p *Pipeline) respond(ctx context.Context, t *txn, rc, auth, by, reason str
 	resp := message.NewResponseBuilderAmount(t.req, approvedDE4(rec)).Set(37, rec.RRN).Set(39, rc)
 	if message.Approved(rc) {
 		resp.Set(38, auth)
+		if de54 != "" {
+			resp.Set(54, de54)
+		}
 	}
 	if reason != "" && by != "issuer" {
 		resp.Set(48, message.ReasonTLV(reason))

@@ -21,9 +21,13 @@ func newCUPAdapter(lc config.Listener, s *Server) *cup.Adapter {
 		Answered:        func(mti, rc string) { s.Metrics.Transactions.WithLabelValues(mti, rc, "", "cup").Inc() },
 		UploadUnmatched: func(reason string) { s.Metrics.CUPUploadsUnmatched.WithLabelValues(reason).Inc() },
 		KeyRefused:      func(reason string) { s.Metrics.CUPKeyRefusals.WithLabelValues(reason).Inc() },
+		TestTraffic:     func(action string) { s.Metrics.CUPTestMode.WithLabelValues(action).Inc() },
 		// The requests' content fingerprints are journaled: keyed alike on every
 		// node and across restarts, from the card hash key.
-		ContentKey: s.Pipeline.DerivedKey(cup.ContentKeyLabel)}
+		ContentKey: s.Pipeline.DerivedKey(cup.ContentKeyLabel),
+		// A pre-authorization void naming its pre-authorization by reference is
+		// matched to the journal's record by the card's keyed hash.
+		CardHash: s.Pipeline.CardHash}
 	if lc.CUP != nil {
 		cfg.MAC, _ = cup.ParseMAC(lc.CUP.MAC)
 		cfg.AcquirerID = lc.CUP.AcquirerID
@@ -34,6 +38,7 @@ func newCUPAdapter(lc config.Listener, s *Server) *cup.Adapter {
 		cfg.OfflineMaxAmount = lc.CUP.OfflineMaxAmount
 		cfg.MaxSTANsPerKey = lc.CUP.MaxSTANsPerKey
 		cfg.Currencies = lc.CUP.Currencies
+		cfg.TestMode, _ = cup.ParseTestMode(lc.CUP.TestMode)
 		cfg.MACByTerminal = map[string]cup.MACAlgorithm{}
 		for tid, v := range lc.CUP.MACByTerminal {
 			cfg.MACByTerminal[tid], _ = cup.ParseMAC(v)

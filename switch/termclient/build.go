@@ -174,6 +174,9 @@ type Result struct {
 	Reason   string `json:"reason,omitempty"`
 	DE48     string `json:"de48,omitempty"`
 	MAC      string `json:"mac,omitempty"`
+	// Balance is DE 54 (additional amounts) of an approved balance inquiry's
+	// answer: the issuer's balances, ISO 8583:1987's 20-character amounts.
+	Balance string `json:"balance,omitempty"`
 }
 
 // Decode reads the fields of an answer a terminal looks at.
@@ -188,7 +191,7 @@ func Decode(m *iso8583.Message) (Result, error) {
 	var r Result
 	r.MTI, _ = m.GetMTI()
 	r.ProcCode, r.Amount, r.STAN, r.TID, r.MID = get(3), get(4), get(11), get(41), get(42)
-	r.RRN, r.AuthCode, r.RC, r.DE48 = get(37), get(38), get(39), get(48)
+	r.RRN, r.AuthCode, r.RC, r.DE48, r.Balance = get(37), get(38), get(39), get(48), get(54)
 	for _, id := range []int{64, 128} {
 		if m.GetField(id) != nil {
 			b, _ := m.GetBytes(id)
