@@ -180,35 +180,20 @@ func (s *Software) FormKey(ctx context.Context, req FormKeyRequest) (KeyResult, 
 	if err != nil {
 		return KeyResult{}, fmt.Errorf("form key: %w", err)
 	}
-	if len(req.Components) < 2 || len(req.Components) > 3 {
-		return KeyResult{}, fmt.Errorf("form key %s: %w: %d components, want 2 or 3", req.ID, ErrInput, len(req.Components))
+	if err := CheckComponents(req.Algorithm, req.Components); err != nil {
+		return KeyResult{}, fmt.Errorf("form key %s: %w", req.ID, err)
 	}
 	n := req.Algorithm.KeyLength()
 	key := make([]byte, n)
 	defer sym.Wipe(key)
 	var kcvs []string
 	for i, c := range req.Components {
-		if len(c) != n {
-			return KeyResult{}, fmt.Errorf("form key %s: %w: component %d is %d bytes, a %s key needs %d", req.ID, ErrInput, i+1, len(c), req.Algorithm, n)
-		}
 		ck, err := kcv.Compute(c, req.Algorithm.KCVMethod())
 		if err != nil {
 			return KeyResult{}, fmt.Errorf("form key %s: component %d: %w", req.ID, i+1, err)
 		}
-		for j := range i {
-			if subtle.ConstantTimeCompare(c, req.Components[j]) == 1 {
-				return KeyResult{}, fmt.Errorf("form key %s: %w: components %d and %d are equal: they cancel out, leaving the key known to one custodian (or all zero)", req.ID, ErrInput, j+1, i+1)
-			}
-		}
 		kcvs = append(kcvs, ck.String())
 		sym.XOR(key, key, c)
-	}
-	var nonzero byte
-	for _, b := range key {
-		nonzero |= b
-	}
-	if nonzero == 0 {
-		return KeyResult{}, fmt.Errorf("form key %s: %w: the components combine to the all-zero key", req.ID, ErrInput)
 	}
 	if !req.Algorithm.IsAES() {
 		sym.SetOddParity(key)

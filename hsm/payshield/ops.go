@@ -491,8 +491,10 @@ func (c *Client) FormKey(ctx context.Context, req hsm.FormKeyRequest) (hsm.KeyRe
 	if err != nil {
 		return hsm.KeyResult{}, fmt.Errorf("form key: %w", err)
 	}
-	if len(req.Components) < 2 || len(req.Components) > 3 {
-		return hsm.KeyResult{}, fmt.Errorf("form key %s: %w: %d components, want 2 or 3", req.ID, hsm.ErrInput, len(req.Components))
+	// The software HSM's checks, before the clear components are sent: a payShield's
+	// FK forms whatever it is given.
+	if err := hsm.CheckComponents(req.Algorithm, req.Components); err != nil {
+		return hsm.KeyResult{}, fmt.Errorf("form key %s: %w", req.ID, err)
 	}
 	n := req.Algorithm.KeyLength()
 	// Sized so that nothing reallocates: the one buffer with the clear components is
