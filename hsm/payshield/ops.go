@@ -237,6 +237,21 @@ func (c *Client) macBody(ctx context.Context, req hsm.MACRequest, key hsm.KeyRec
 	return append(body, h...), nil
 }
 
+// checkMACScheme refuses a MAC scheme other than the key's own: M6 and M8 compute
+// the key's algorithm (retail or CMAC), and no payShield host command computes the
+// UnionPay "ECB" MAC (hsm.MACSchemeCUPECB). Until 6 December 2026 the scheme was
+// ignored: a cup terminal's ECB MAC was answered with the retail MAC of its data,
+// and its own ECB MACs were compared with that (ErrMACMismatch every time).
+func checkMACScheme(s hsm.MACScheme) error {
+	switch s {
+	case "":
+		return nil
+	case hsm.MACSchemeCUPECB:
+		return fmt.Errorf("%w: the %s MAC is not a payShield host command (M6 and M8 compute the key's retail or CMAC MAC): use cup.mac x919 with the payShield backend, or the software backend", hsm.ErrKeyUsage, s)
+	}
+	return fmt.Errorf("%w: unknown MAC scheme %q", hsm.ErrInput, s)
+}
+
 func (c *Client) macKey(ctx context.Context, req hsm.MACRequest, p hsm.Purpose) (hsm.KeyRecord, error) {
 	if req.KSN != "" {
 		rec, _, _, err := c.bdk(ctx, req.Key, req.KSN)
@@ -249,6 +264,9 @@ func (c *Client) macKey(ctx context.Context, req hsm.MACRequest, p hsm.Purpose) 
 func (c *Client) GenerateMAC(ctx context.Context, req hsm.MACRequest) ([]byte, error) {
 	if 2*len(req.Data) > 0xFFFF {
 		return nil, fmt.Errorf("generate MAC: %w: %d bytes of data is over the M6 limit", hsm.ErrInput, len(req.Data))
+	}
+	if err := checkMACScheme(req.Scheme); err != nil {
+		return nil, fmt.Errorf("generate MAC: %w", err)
 	}
 	key, err := c.macKey(ctx, req, hsm.Outbound)
 	if err != nil {
@@ -279,6 +297,9 @@ func (c *Client) VerifyMAC(ctx context.Context, req hsm.MACRequest, m []byte) er
 	}
 	if 2*len(req.Data) > 0xFFFF {
 		return fmt.Errorf("verify MAC: %w: %d bytes of data is over the M8 limit", hsm.ErrInput, len(req.Data))
+	}
+	if err := checkMACScheme(req.Scheme); err != nil {
+		return fmt.Errorf("verify MAC: %w", err)
 	}
 	key, err := c.macKey(ctx, req, hsm.Inbound)
 	if err != nil {
