@@ -260,6 +260,9 @@ func (s *Software) ImportKey(ctx context.Context, req ImportKeyRequest) (KeyResu
 		}
 		key = k
 		defer sym.Wipe(key)
+		if err := CheckTR31Import(h); err != nil {
+			return KeyResult{}, fmt.Errorf("import key %s: %w", req.ID, err)
+		}
 		if h.Usage != prof.Usage || h.Algorithm != prof.Algorithm {
 			return KeyResult{}, fmt.Errorf("import key %s: %w: the TR-31 block holds usage %s algorithm %c, a %s (%s) needs usage %s algorithm %c", req.ID, ErrKeyUsage, h.Usage, h.Algorithm, req.Type, req.Algorithm, prof.Usage, prof.Algorithm)
 		}
@@ -348,6 +351,17 @@ func (s *Software) sameValue(alg Algorithm, key []byte) func(KeyRecord) (bool, e
 		}
 		return sameKeyValue(alg, key, rec.Algorithm, other), nil
 	}
+}
+
+// CheckTR31Import refuses a TR-31 block that holds a key component (key version
+// "c1", "c2", ...): one custodian's component imported as the key would be a key
+// known to one person. Components are entered in the dual-control ceremony
+// (FormKey). Both backends apply it; the payShield client before it sends A6.
+func CheckTR31Import(h tr31.Header) error {
+	if h.IsComponent() {
+		return fmt.Errorf("%w: the TR-31 block holds key component %c (key version %q), not a key: enter components in a key ceremony, each by its custodian", ErrPolicy, h.KeyVersion[1], h.KeyVersion)
+	}
+	return nil
 }
 
 // checkExport checks that a key of algorithm alg with the given exportability may

@@ -12,6 +12,7 @@ import (
 	"github.com/switchyard/switchyard/hsm"
 	"github.com/switchyard/switchyard/hsm/dukpt"
 	"github.com/switchyard/switchyard/hsm/pinblock"
+	"github.com/switchyard/switchyard/hsm/tr31"
 )
 
 // How the client maps key handles to tokens: it reads the key's record from the key
@@ -586,6 +587,15 @@ func (c *Client) ImportKey(ctx context.Context, req hsm.ImportKeyRequest) (hsm.K
 	wrapped, form := strings.TrimSpace(req.ECB), "ecb"
 	if req.TR31 != "" {
 		wrapped, form = "R"+strings.TrimSpace(req.TR31), "tr31"
+		// The header is in the clear: a key component's block is refused here,
+		// as the software HSM refuses it, whatever the HSM would do with it.
+		h, _, err := tr31.ParseHeader(strings.TrimSpace(req.TR31))
+		if err != nil {
+			return hsm.KeyResult{}, fmt.Errorf("import key %s: %w: %w", req.ID, hsm.ErrInput, err)
+		}
+		if err := hsm.CheckTR31Import(h); err != nil {
+			return hsm.KeyResult{}, fmt.Errorf("import key %s: %w", req.ID, err)
+		}
 	}
 	want := strings.ToUpper(strings.TrimSpace(req.KCV))
 	if form == "ecb" {
