@@ -15,9 +15,10 @@ import (
 // the comparisons ignore the parity bit of each byte, as DES does: components that
 // differ only in parity are equal keys, and a key of parity bits only is the all-zero
 // key (odd parity turns it into the weak key 0101...01). Each component must be of
-// the algorithm's key length. The caller wipes the components; CheckComponents wipes
-// its own copies.
-func CheckComponents(alg Algorithm, comps [][]byte) error {
+// the algorithm's key length, and the key they form must pass CheckKeyHalves (single:
+// KeySpec.SingleLength). The caller wipes the components; CheckComponents wipes its
+// own copies.
+func CheckComponents(alg Algorithm, comps [][]byte, single bool) error {
 	n := alg.KeyLength()
 	if n == 0 {
 		return fmt.Errorf("%w: unknown key algorithm %q", ErrInput, alg)
@@ -56,7 +57,7 @@ func CheckComponents(alg Algorithm, comps [][]byte) error {
 	if isZero(key) {
 		return fmt.Errorf("%w: the components combine to the all-zero key%s", ErrInput, parityNote(alg))
 	}
-	return nil
+	return CheckKeyHalves(alg, key, single)
 }
 
 func parityNote(alg Algorithm) string {
@@ -73,4 +74,32 @@ func isZero(b []byte) bool {
 		acc |= x
 	}
 	return acc == 0
+}
+
+// CheckKeyHalves refuses a TDES key whose independent parts are equal, ignoring
+// parity: a TDES-2KEY key of two equal halves, or a TDES-3KEY key whose first and
+// second or second and third parts are equal, enciphers as single DES (56 bits)
+// while it passes for a double- or triple-length key (payShield error 75, "single
+// length key masquerading as double or triple length key"). single allows a
+// TDES-2KEY key of equal halves, asked for as such (KeySpec.SingleLength). AES keys
+// pass.
+func CheckKeyHalves(alg Algorithm, key []byte, single bool) error {
+	eq := func(a, b []byte) bool {
+		var d byte
+		for i := range a {
+			d |= (a[i] ^ b[i]) &^ 1
+		}
+		return d == 0
+	}
+	switch {
+	case alg == TDES2KEY && len(key) == 16:
+		if !single && eq(key[:8], key[8:]) {
+			return fmt.Errorf("%w: the TDES-2KEY key's two halves are equal: a single-length DES key masquerading as a double-length one", ErrInput)
+		}
+	case alg == TDES3KEY && len(key) == 24:
+		if eq(key[:8], key[8:16]) || eq(key[8:16], key[16:]) {
+			return fmt.Errorf("%w: the TDES-3KEY key's middle part equals its first or last: a single-length DES key masquerading as a triple-length one", ErrInput)
+		}
+	}
+	return nil
 }

@@ -180,7 +180,7 @@ func (s *Software) FormKey(ctx context.Context, req FormKeyRequest) (KeyResult, 
 	if err != nil {
 		return KeyResult{}, fmt.Errorf("form key: %w", err)
 	}
-	if err := CheckComponents(req.Algorithm, req.Components); err != nil {
+	if err := CheckComponents(req.Algorithm, req.Components, req.SingleLength); err != nil {
 		return KeyResult{}, fmt.Errorf("form key %s: %w", req.ID, err)
 	}
 	n := req.Algorithm.KeyLength()
@@ -306,6 +306,9 @@ func (s *Software) ImportKey(ctx context.Context, req ImportKeyRequest) (KeyResu
 	}
 	if len(key) != req.Algorithm.KeyLength() {
 		return KeyResult{}, fmt.Errorf("import key %s: %w: the key is %d bytes, a %s key is %d", req.ID, ErrInput, len(key), req.Algorithm, req.Algorithm.KeyLength())
+	}
+	if err := CheckKeyHalves(req.Algorithm, key, req.SingleLength); err != nil {
+		return KeyResult{}, fmt.Errorf("import key %s: %w", req.ID, err)
 	}
 	got, err := kcv.Compute(key, req.Algorithm.KCVMethod())
 	if err != nil {

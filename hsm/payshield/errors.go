@@ -37,6 +37,7 @@ const (
 	codeKeyBlockUsage     = "A6" // invalid key usage
 	codeKeyBlockAlg       = "A7" // invalid algorithm
 	codeKeyBlockModeOfUse = "A8" // invalid mode of use
+	codeMasquerading      = "75" // single length key masquerading as double or triple length key
 )
 
 // errScheme is a key token of a scheme the HSM does not hold an LMK for.
@@ -104,6 +105,8 @@ func codeText(code string) string {
 		return "invalid algorithm"
 	case codeKeyBlockModeOfUse:
 		return "invalid mode of use"
+	case codeMasquerading:
+		return "single length key masquerading as double or triple length key"
 	case codeInternalError:
 		return "internal error"
 	}
@@ -136,7 +139,7 @@ func errorFor(cmd, code string) error {
 		e.wrapped = hsm.ErrKeyUsage
 	case codeInvalidKeyType, codeKeyFunction, codeKeyBlockUsage, codeKeyBlockAlg, codeKeyBlockModeOfUse:
 		e.wrapped = hsm.ErrKeyUsage
-	case CodeInvalidInput, CodePINBlockInvalid, CodePINFormatInvalid, codeAccountInvalid, codePINLength:
+	case CodeInvalidInput, CodePINBlockInvalid, CodePINFormatInvalid, codeAccountInvalid, codePINLength, codeMasquerading:
 		e.wrapped = hsm.ErrInput
 	case codeKeyBlockAuth, codeKeyBlockFormat, codeKeyBlockCheck:
 		e.wrapped = hsm.ErrKeyNotUsable

@@ -515,7 +515,7 @@ func (c *Client) FormKey(ctx context.Context, req hsm.FormKeyRequest) (hsm.KeyRe
 	}
 	// The software HSM's checks, before the clear components are sent: a payShield's
 	// FK forms whatever it is given.
-	if err := hsm.CheckComponents(req.Algorithm, req.Components); err != nil {
+	if err := hsm.CheckComponents(req.Algorithm, req.Components, req.SingleLength); err != nil {
 		return hsm.KeyResult{}, fmt.Errorf("form key %s: %w", req.ID, err)
 	}
 	n := req.Algorithm.KeyLength()
@@ -561,6 +561,19 @@ func (c *Client) FormKey(ctx context.Context, req hsm.FormKeyRequest) (hsm.KeyRe
 	}
 	res.ComponentKCVs = kcvs
 	return res, nil
+}
+
+// masquerading reports whether the hex ECB form of a TDES key (8-byte blocks under
+// a TDES KEK) has the equal parts of a single-length key: a TDES-2KEY key's two
+// halves (unless single), a TDES-3KEY key's middle and first or last parts.
+func masquerading(alg hsm.Algorithm, h string, single bool) bool {
+	switch {
+	case alg == hsm.TDES2KEY && len(h) == 32:
+		return !single && h[:16] == h[16:]
+	case alg == hsm.TDES3KEY && len(h) == 48:
+		return h[16:32] == h[:16] || h[16:32] == h[32:]
+	}
+	return false
 }
 
 // ImportKey implements hsm.HSM with A6.
@@ -612,6 +625,12 @@ func (c *Client) ImportKey(ctx context.Context, req hsm.ImportKeyRequest) (hsm.K
 		}
 		if want == "" {
 			return hsm.KeyResult{}, fmt.Errorf("import key %s: %w: an ECB import needs the key's KCV (\"HEXKEY:KCV\" or the kcv field)", req.ID, hsm.ErrInput)
+		}
+		// Under the KEK's ECB, equal clear parts give equal enciphered ones: a
+		// single-length key masquerading as a longer one is seen without the
+		// HSM (hsm.CheckKeyHalves; a payShield would answer 75).
+		if masquerading(req.Algorithm, strings.ToUpper(wrapped), req.SingleLength) {
+			return hsm.KeyResult{}, fmt.Errorf("import key %s: %w: the %s key's ECB form has equal 16-digit parts: a single-length DES key masquerading as a longer one", req.ID, hsm.ErrInput, req.Algorithm)
 		}
 	}
 	if len(want) > 99 || want != "" && (len(want) < 6 || !isHex(want)) {
