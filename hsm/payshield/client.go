@@ -491,9 +491,20 @@ func (cn *conn) readLoop() {
 			cn.overdue--
 		}
 		cn.mu.Unlock()
+		if !ok {
+			// No command on this connection has that header: the HSM echoes
+			// headers wrongly (hsm.header_length not the HSM's) or answered one
+			// twice. Nothing it sends can be matched to a command any more; close
+			// the connection, which fails its commands at once. Until 6 December
+			// 2026 such an answer was dropped: each command waited out its timeout
+			// (reported as one), on a connection kept open, and a repeated answer
+			// could be taken for a later command's once its header came round.
+			cn.close(fmt.Errorf("%w: answer %s with header %q, which no command waiting on this connection has (is hsm.header_length %d the HSM's?)", ErrFrame, resp.Code, clip(resp.Header), cn.hl))
+			return
+		}
 		if ch != nil {
 			ch <- resp
-		} // else: a late answer to a command that timed out, or an unknown header
+		} // else: a late answer to a command that timed out
 	}
 }
 
