@@ -180,35 +180,20 @@ func (s *Software) FormKey(ctx context.Context, req FormKeyRequest) (KeyResult, 
 	if err != nil {
 		return KeyResult{}, fmt.Errorf("form key: %w", err)
 	}
-	if len(req.Components) < 2 || len(req.Components) > 3 {
-		return KeyResult{}, fmt.Errorf("form key %s: %w: %d components, want 2 or 3", req.ID, ErrInput, len(req.Components))
+	if err := CheckComponents(req.Algorithm, req.Components, req.SingleLength); err != nil {
+		return KeyResult{}, fmt.Errorf("form key %s: %w", req.ID, err)
 	}
 	n := req.Algorithm.KeyLength()
 	key := make([]byte, n)
 	defer sym.Wipe(key)
 	var kcvs []string
 	for i, c := range req.Components {
-		if len(c) != n {
-			return KeyResult{}, fmt.Errorf("form key %s: %w: component %d is %d bytes, a %s key needs %d", req.ID, ErrInput, i+1, len(c), req.Algorithm, n)
-		}
 		ck, err := kcv.Compute(c, req.Algorithm.KCVMethod())
 		if err != nil {
 			return KeyResult{}, fmt.Errorf("form key %s: component %d: %w", req.ID, i+1, err)
 		}
-		for j := range i {
-			if subtle.ConstantTimeCompare(c, req.Components[j]) == 1 {
-				return KeyResult{}, fmt.Errorf("form key %s: %w: components %d and %d are equal: they cancel out, leaving the key known to one custodian (or all zero)", req.ID, ErrInput, j+1, i+1)
-			}
-		}
 		kcvs = append(kcvs, ck.String())
 		sym.XOR(key, key, c)
-	}
-	var nonzero byte
-	for _, b := range key {
-		nonzero |= b
-	}
-	if nonzero == 0 {
-		return KeyResult{}, fmt.Errorf("form key %s: %w: the components combine to the all-zero key", req.ID, ErrInput)
 	}
 	if !req.Algorithm.IsAES() {
 		sym.SetOddParity(key)
@@ -275,6 +260,9 @@ func (s *Software) ImportKey(ctx context.Context, req ImportKeyRequest) (KeyResu
 		}
 		key = k
 		defer sym.Wipe(key)
+		if err := CheckTR31Import(h); err != nil {
+			return KeyResult{}, fmt.Errorf("import key %s: %w", req.ID, err)
+		}
 		if h.Usage != prof.Usage || h.Algorithm != prof.Algorithm {
 			return KeyResult{}, fmt.Errorf("import key %s: %w: the TR-31 block holds usage %s algorithm %c, a %s (%s) needs usage %s algorithm %c", req.ID, ErrKeyUsage, h.Usage, h.Algorithm, req.Type, req.Algorithm, prof.Usage, prof.Algorithm)
 		}
@@ -318,6 +306,9 @@ func (s *Software) ImportKey(ctx context.Context, req ImportKeyRequest) (KeyResu
 	}
 	if len(key) != req.Algorithm.KeyLength() {
 		return KeyResult{}, fmt.Errorf("import key %s: %w: the key is %d bytes, a %s key is %d", req.ID, ErrInput, len(key), req.Algorithm, req.Algorithm.KeyLength())
+	}
+	if err := CheckKeyHalves(req.Algorithm, key, req.SingleLength); err != nil {
+		return KeyResult{}, fmt.Errorf("import key %s: %w", req.ID, err)
 	}
 	got, err := kcv.Compute(key, req.Algorithm.KCVMethod())
 	if err != nil {
@@ -363,6 +354,17 @@ func (s *Software) sameValue(alg Algorithm, key []byte) func(KeyRecord) (bool, e
 		}
 		return sameKeyValue(alg, key, rec.Algorithm, other), nil
 	}
+}
+
+// CheckTR31Import refuses a TR-31 block that holds a key component (key version
+// "c1", "c2", ...): one custodian's component imported as the key would be a key
+// known to one person. Components are entered in the dual-control ceremony
+// (FormKey). Both backends apply it; the payShield client before it sends A6.
+func CheckTR31Import(h tr31.Header) error {
+	if h.IsComponent() {
+		return fmt.Errorf("%w: the TR-31 block holds key component %c (key version %q), not a key: enter components in a key ceremony, each by its custodian", ErrPolicy, h.KeyVersion[1], h.KeyVersion)
+	}
+	return nil
 }
 
 // checkExport checks that a key of algorithm alg with the given exportability may

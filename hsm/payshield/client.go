@@ -71,8 +71,11 @@ type Client struct {
 	nodes []*node
 	hdr   atomic.Uint64
 	stop  chan struct{}
-	once  sync.Once
-	wg    sync.WaitGroup
+	// life ends with Close: it bounds the dials made in the background.
+	life    context.Context
+	endLife context.CancelFunc
+	once    sync.Once
+	wg      sync.WaitGroup
 }
 
 var _ hsm.HSM = (*Client)(nil)
@@ -118,6 +121,7 @@ func NewClient(opts ClientOptions) (*Client, error) {
 		opts.Now = time.Now
 	}
 	c := &Client{opts: opts, store: opts.Store, stop: make(chan struct{})}
+	c.life, c.endLife = context.WithCancel(context.Background())
 	for _, a := range opts.Addrs {
 		n := &node{addr: a, c: c}
 		n.up.Store(true)
@@ -137,6 +141,7 @@ func NewClient(opts ClientOptions) (*Client, error) {
 func (c *Client) Close() error {
 	c.once.Do(func() {
 		close(c.stop)
+		c.endLife()
 		for _, n := range c.nodes {
 			n.closeAll()
 		}
@@ -293,6 +298,10 @@ type node struct {
 	mu    sync.Mutex
 	conns []*conn
 	rr    atomic.Uint32
+	// dialing is closed when the dial in flight ends; nil when none is. dialErr is
+	// the error of the last dial (nil when it connected).
+	dialing chan struct{}
+	dialErr error
 }
 
 func (n *node) closeAll() {
@@ -304,48 +313,104 @@ func (n *node) closeAll() {
 	n.conns = nil
 }
 
-// get returns a connection, dialing one while there are fewer than Conns.
+// get returns a connection. While there are fewer than Conns it has one dialed in
+// the background (one dial at a time, bounded by DialTimeout): a command takes a
+// live connection at once, and waits for the dial, no longer than its own
+// deadline, only when there is none. Until 6 December 2026 the command dialed
+// itself, holding the node, with its own deadline: with one connection up and new
+// sessions stalled (a TLS handshake unanswered), each command spent its timeout
+// in the dial, then wrote to the live connection with its deadline past, failed,
+// and closed that connection too.
 func (n *node) get(ctx context.Context) (*conn, error) {
 	n.mu.Lock()
-	defer n.mu.Unlock()
 	select {
 	case <-n.c.stop:
+		n.mu.Unlock()
 		return nil, errors.New("client closed")
 	default:
 	}
+	n.prune()
+	if len(n.conns) < n.c.opts.Conns && n.dialing == nil {
+		n.dialing = make(chan struct{})
+		n.c.wg.Add(1)
+		go n.dial(n.dialing)
+	}
+	if len(n.conns) > 0 {
+		cn := n.conns[int(n.rr.Add(1))%len(n.conns)]
+		n.mu.Unlock()
+		return cn, nil
+	}
+	wait := n.dialing
+	n.mu.Unlock()
+	select {
+	case <-wait:
+	case <-ctx.Done():
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return nil, fmt.Errorf("connecting: %w", errTimeout)
+		}
+		return nil, ctx.Err()
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.prune()
+	if len(n.conns) > 0 {
+		return n.conns[int(n.rr.Add(1))%len(n.conns)], nil
+	}
+	if n.dialErr != nil {
+		return nil, n.dialErr
+	}
+	return nil, errors.New("connection lost as soon as it was made")
+}
+
+// prune drops the dead connections; n.mu is held.
+func (n *node) prune() {
 	live := n.conns[:0]
 	for _, cn := range n.conns {
 		if !cn.isDead() {
 			live = append(live, cn)
 		}
 	}
+	clear(n.conns[len(live):])
 	n.conns = live
-	if len(n.conns) < n.c.opts.Conns {
-		d := net.Dialer{Timeout: n.c.opts.DialTimeout}
-		var nc net.Conn
-		var err error
-		if n.c.opts.TLS != nil {
-			td := tls.Dialer{NetDialer: &d, Config: n.c.opts.TLS}
-			nc, err = td.DialContext(ctx, "tcp", n.addr)
-		} else {
-			nc, err = d.DialContext(ctx, "tcp", n.addr)
-		}
-		if err != nil {
-			if len(n.conns) == 0 {
-				return nil, err
-			}
-		} else {
-			cn := &conn{nc: nc, pending: map[string]chan Response{}, done: make(chan struct{}), hl: n.c.opts.HeaderLength}
-			n.conns = append(n.conns, cn)
-			n.c.wg.Add(1)
-			go func() {
-				defer n.c.wg.Done()
-				cn.readLoop()
-			}()
-			return cn, nil
-		}
+}
+
+// dial connects to the HSM within DialTimeout (or until Close), adds the connection
+// and closes done.
+func (n *node) dial(done chan struct{}) {
+	defer n.c.wg.Done()
+	ctx, cancel := context.WithTimeout(n.c.life, n.c.opts.DialTimeout)
+	defer cancel()
+	d := net.Dialer{}
+	var nc net.Conn
+	var err error
+	if n.c.opts.TLS != nil {
+		td := tls.Dialer{NetDialer: &d, Config: n.c.opts.TLS}
+		nc, err = td.DialContext(ctx, "tcp", n.addr)
+	} else {
+		nc, err = d.DialContext(ctx, "tcp", n.addr)
 	}
-	return n.conns[int(n.rr.Add(1))%len(n.conns)], nil
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.dialErr = err
+	n.dialing = nil
+	defer close(done)
+	if err != nil {
+		return
+	}
+	select {
+	case <-n.c.stop:
+		nc.Close()
+		n.dialErr = errors.New("client closed")
+		return
+	default:
+	}
+	cn := &conn{nc: nc, pending: map[string]chan Response{}, done: make(chan struct{}), hl: n.c.opts.HeaderLength, wsem: make(chan struct{}, 1)}
+	n.conns = append(n.conns, cn)
+	n.c.wg.Add(1)
+	go func() {
+		defer n.c.wg.Done()
+		cn.readLoop()
+	}()
 }
 
 func (n *node) call(ctx context.Context, code string, body []byte) (Response, error) {
@@ -363,8 +428,10 @@ type conn struct {
 	// reads counts the answers read on the connection: a command that times out
 	// with none read since it was sent finds the connection silent and closes it.
 	reads atomic.Uint64
-	wmu   sync.Mutex
-	mu    sync.Mutex
+	// wsem is held by the command writing: one frame at a time, and a command
+	// waits for it no longer than its deadline.
+	wsem chan struct{}
+	mu   sync.Mutex
 	// pending holds the channel of each command waiting for its answer, by header,
 	// and nil for a command that timed out on a connection that stays: its answer
 	// may still come, and is dropped; until then no command gets its header.
@@ -424,9 +491,20 @@ func (cn *conn) readLoop() {
 			cn.overdue--
 		}
 		cn.mu.Unlock()
+		if !ok {
+			// No command on this connection has that header: the HSM echoes
+			// headers wrongly (hsm.header_length not the HSM's) or answered one
+			// twice. Nothing it sends can be matched to a command any more; close
+			// the connection, which fails its commands at once. Until 6 December
+			// 2026 such an answer was dropped: each command waited out its timeout
+			// (reported as one), on a connection kept open, and a repeated answer
+			// could be taken for a later command's once its header came round.
+			cn.close(fmt.Errorf("%w: answer %s with header %q, which no command waiting on this connection has (is hsm.header_length %d the HSM's?)", ErrFrame, resp.Code, clip(resp.Header), cn.hl))
+			return
+		}
 		if ch != nil {
 			ch <- resp
-		} // else: a late answer to a command that timed out, or an unknown header
+		} // else: a late answer to a command that timed out
 	}
 }
 
@@ -466,12 +544,32 @@ func (cn *conn) roundTrip(ctx context.Context, next func() string, code string, 
 		return Response{}, err
 	}
 	defer clear(frame) // PIN blocks, FK's clear components
-	cn.wmu.Lock()
+	select {
+	case cn.wsem <- struct{}{}:
+	case <-cn.done:
+		forget()
+		return Response{}, cn.err
+	case <-ctx.Done():
+		// Nothing written: the connection is as good as before.
+		forget()
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return Response{}, fmt.Errorf("waiting to write: %w", errTimeout)
+		}
+		return Response{}, ctx.Err()
+	}
+	if err := ctx.Err(); err != nil {
+		<-cn.wsem
+		forget()
+		if errors.Is(err, context.DeadlineExceeded) {
+			return Response{}, fmt.Errorf("waiting to write: %w", errTimeout)
+		}
+		return Response{}, err
+	}
 	if dl, ok := ctx.Deadline(); ok {
 		cn.nc.SetWriteDeadline(dl)
 	}
 	_, err = cn.nc.Write(frame)
-	cn.wmu.Unlock()
+	<-cn.wsem
 	if err != nil {
 		forget()
 		cn.close(err)

@@ -120,8 +120,8 @@ func AppendRequest(dst []byte, req Request) ([]byte, error) {
 
 // AppendResponse appends the frame of resp to dst.
 func AppendResponse(dst []byte, resp Response) ([]byte, error) {
-	if len(resp.Code) != 2 || len(resp.ErrCode) != 2 || !printable(resp.Code) || !isDigits(resp.ErrCode) {
-		return dst, fmt.Errorf("%w: answer code %q error code %q: want 2 characters and 2 digits", ErrFrame, resp.Code, resp.ErrCode)
+	if len(resp.Code) != 2 || len(resp.ErrCode) != 2 || !printable(resp.Code) || !errorCode(resp.ErrCode) {
+		return dst, fmt.Errorf("%w: answer code %q error code %q: want 2 characters and 2 digits or capital letters", ErrFrame, resp.Code, resp.ErrCode)
 	}
 	if !printable(resp.Header) {
 		return dst, fmt.Errorf("%w: header %q is not printable ASCII", ErrFrame, resp.Header)
@@ -149,11 +149,19 @@ func ParseResponse(msg []byte, headerLen int) (Response, error) {
 		return Response{}, fmt.Errorf("%w: %d-byte answer is shorter than a %d-character header, an answer code and an error code", ErrFrame, len(msg), headerLen)
 	}
 	resp := Response{Header: string(msg[:headerLen]), Code: string(msg[headerLen : headerLen+2]), ErrCode: string(msg[headerLen+2 : headerLen+4]), Body: msg[headerLen+4:]}
-	if !isDigits(resp.ErrCode) {
-		return resp, fmt.Errorf("%w: answer %s has error code %q, not 2 digits", ErrFrame, resp.Code, resp.ErrCode)
+	if !errorCode(resp.ErrCode) {
+		return resp, fmt.Errorf("%w: answer %s has error code %q, not 2 digits or capital letters", ErrFrame, resp.Code, resp.ErrCode)
 	}
 	return resp, nil
 }
+
+// errorCode reports whether s is an answer's error code: 2 digits or capital
+// letters. A payShield with a key-block LMK answers key block errors with codes
+// A1 to BE (A4 key block authentication failure, A6 invalid key usage, A8 invalid
+// mode of use, ...); until 6 December 2026 such an answer was taken for a broken
+// frame, the connection was closed, the command failed as unavailable (96) and the
+// HSM was marked down.
+func errorCode(s string) bool { return len(s) == 2 && alnum(s[0]) && alnum(s[1]) }
 
 func printable(s string) bool {
 	for i := 0; i < len(s); i++ {

@@ -64,8 +64,14 @@ func TestCodecRefuses(t *testing.T) {
 	if _, err := ParseResponse([]byte("HDRXCB0"), 4); !errors.Is(err, ErrFrame) {
 		t.Errorf("short answer: %v", err)
 	}
-	if _, err := ParseResponse([]byte("HDRXCBA1"), 4); !errors.Is(err, ErrFrame) {
-		t.Errorf("letter error code: %v", err)
+	// payShield's key block error codes have letters (A1 to BE).
+	if r, err := ParseResponse([]byte("HDRXCBA6"), 4); err != nil || r.ErrCode != "A6" {
+		t.Errorf("letter error code A6: %+v, %v", r, err)
+	}
+	for _, in := range []string{"HDRXCBa6", "HDRXCB#1", "HDRXCB 1"} {
+		if _, err := ParseResponse([]byte(in), 4); !errors.Is(err, ErrFrame) {
+			t.Errorf("error code of %q: %v", in, err)
+		}
 	}
 	f := NewFields([]byte("S0123"))
 	if f.Key("key", 0); f.Err() == nil {

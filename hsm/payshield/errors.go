@@ -23,8 +23,21 @@ const (
 	CodeKeySchemeInvalid = "26" // invalid key scheme
 	CodeCommandDisabled  = "68" // command unknown or disabled
 	CodeFormatDisabled   = "69" // PIN block format disabled (format policy)
-	CodeReplay           = "90" // hsm serve only: DUKPT counter replay
+	CodeReplay           = "90" // hsm serve, to G0 and CI: DUKPT counter replay; a payShield: data parity error in the request
 	codeInternalError    = "41" // internal hardware/software error
+
+	// Codes a payShield answers that hsm serve does not.
+	codeAccountInvalid    = "22" // invalid account number
+	codePINLength         = "24" // PIN is fewer than 4 or more than 12 digits
+	codeInvalidKeyType    = "28" // invalid key type
+	codeKeyFunction       = "29" // key function not permitted
+	codeKeyBlockFormat    = "83" // key block format error
+	codeKeyBlockCheck     = "84" // key block check value error
+	codeKeyBlockAuth      = "A4" // key block authentication failure
+	codeKeyBlockUsage     = "A6" // invalid key usage
+	codeKeyBlockAlg       = "A7" // invalid algorithm
+	codeKeyBlockModeOfUse = "A8" // invalid mode of use
+	codeMasquerading      = "75" // single length key masquerading as double or triple length key
 )
 
 // errScheme is a key token of a scheme the HSM does not hold an LMK for.
@@ -71,7 +84,29 @@ func codeText(code string) string {
 	case CodeFormatDisabled:
 		return "PIN block format disabled"
 	case CodeReplay:
-		return "DUKPT counter replay"
+		return "DUKPT counter replay (hsm serve, to G0 or CI) or data parity error in the request (payShield)"
+	case codeAccountInvalid:
+		return "invalid account number"
+	case codePINLength:
+		return "PIN is fewer than 4 or more than 12 digits"
+	case codeInvalidKeyType:
+		return "invalid key type"
+	case codeKeyFunction:
+		return "key function not permitted"
+	case codeKeyBlockFormat:
+		return "key block format error"
+	case codeKeyBlockCheck:
+		return "key block check value error"
+	case codeKeyBlockAuth:
+		return "key block authentication failure"
+	case codeKeyBlockUsage:
+		return "invalid key usage"
+	case codeKeyBlockAlg:
+		return "invalid algorithm"
+	case codeKeyBlockModeOfUse:
+		return "invalid mode of use"
+	case codeMasquerading:
+		return "single length key masquerading as double or triple length key"
 	case codeInternalError:
 		return "internal error"
 	}
@@ -79,6 +114,13 @@ func codeText(code string) string {
 }
 
 // errorFor maps an answer's error code to an error wrapping the matching hsm error.
+// A payShield with a key-block LMK reports a key used outside its usage with A6, A7,
+// A8, 28 or 29 rather than 04, and a token that does not authenticate with A4 (83,
+// 84: a damaged one) rather than 10; a PIN of the wrong length with 24 rather than
+// 20. Until 6 December 2026 those codes wrapped nothing (a PIN of 3 digits was
+// declined 63 through a payShield, 55 through the software HSM), and 90, a
+// payShield's "data parity error in the request message" to any command, was taken
+// for hsm serve's DUKPT replay (63 dukpt-replay for a corrupted M6 or CA).
 func errorFor(cmd, code string) error {
 	e := &Error{Command: cmd, Code: code}
 	switch code {
@@ -95,8 +137,12 @@ func errorFor(cmd, code string) error {
 		}
 	case CodeKeyTypeInvalid:
 		e.wrapped = hsm.ErrKeyUsage
-	case CodeInvalidInput, CodePINBlockInvalid, CodePINFormatInvalid:
+	case codeInvalidKeyType, codeKeyFunction, codeKeyBlockUsage, codeKeyBlockAlg, codeKeyBlockModeOfUse:
+		e.wrapped = hsm.ErrKeyUsage
+	case CodeInvalidInput, CodePINBlockInvalid, CodePINFormatInvalid, codeAccountInvalid, codePINLength, codeMasquerading:
 		e.wrapped = hsm.ErrInput
+	case codeKeyBlockAuth, codeKeyBlockFormat, codeKeyBlockCheck:
+		e.wrapped = hsm.ErrKeyNotUsable
 	case CodeSourceKeyParity, CodeDestKeyParity, CodeKeySchemeInvalid:
 		// A stored key the HSM cannot use (another LMK, an altered token) is the
 		// switch's fault, not the cardholder's: not ErrInput, which declines 55.
@@ -104,7 +150,12 @@ func errorFor(cmd, code string) error {
 	case CodeFormatDisabled:
 		e.wrapped = hsm.ErrPolicy
 	case CodeReplay:
-		e.wrapped = hsm.ErrReplay
+		// Only hsm serve's DUKPT PIN translations answer a replay so; to any
+		// other command, and from a payShield, 90 is a request that arrived
+		// damaged: nothing was done.
+		if cmd == "G0" || cmd == "CI" {
+			e.wrapped = hsm.ErrReplay
+		}
 	}
 	return e
 }

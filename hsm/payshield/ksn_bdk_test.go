@@ -25,7 +25,7 @@ func TestClientKSNNotOfTheNamedBDK(t *testing.T) {
 		}
 	}})
 	e := newEnv(t, payshield.ClientOptions{Addrs: []string{addr}})
-	c1, c2 := bytes.Repeat([]byte{0x5A}, 16), bytes.Repeat([]byte{0xA4}, 16)
+	c1, c2 := bytes.Repeat([]byte{0x5A}, 16), unhex("A4A5A6A7A8A9AAABACADAEAFB0B1B2B3")
 	if _, err := e.client.FormKey(e.ctx, hsm.FormKeyRequest{KeySpec: hsm.KeySpec{ID: "other.BDK", Type: hsm.BDK, Owner: "AAAA9876543210E"}, Components: [][]byte{c1, c2}}); err != nil {
 		t.Fatalf("FK other.BDK: %v", err)
 	}

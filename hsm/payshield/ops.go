@@ -12,6 +12,7 @@ import (
 	"github.com/switchyard/switchyard/hsm"
 	"github.com/switchyard/switchyard/hsm/dukpt"
 	"github.com/switchyard/switchyard/hsm/pinblock"
+	"github.com/switchyard/switchyard/hsm/tr31"
 )
 
 // How the client maps key handles to tokens: it reads the key's record from the key
@@ -237,6 +238,21 @@ func (c *Client) macBody(ctx context.Context, req hsm.MACRequest, key hsm.KeyRec
 	return append(body, h...), nil
 }
 
+// checkMACScheme refuses a MAC scheme other than the key's own: M6 and M8 compute
+// the key's algorithm (retail or CMAC), and no payShield host command computes the
+// UnionPay "ECB" MAC (hsm.MACSchemeCUPECB). Until 6 December 2026 the scheme was
+// ignored: a cup terminal's ECB MAC was answered with the retail MAC of its data,
+// and its own ECB MACs were compared with that (ErrMACMismatch every time).
+func checkMACScheme(s hsm.MACScheme) error {
+	switch s {
+	case "":
+		return nil
+	case hsm.MACSchemeCUPECB:
+		return fmt.Errorf("%w: the %s MAC is not a payShield host command (M6 and M8 compute the key's retail or CMAC MAC): use cup.mac x919 with the payShield backend, or the software backend", hsm.ErrKeyUsage, s)
+	}
+	return fmt.Errorf("%w: unknown MAC scheme %q", hsm.ErrInput, s)
+}
+
 func (c *Client) macKey(ctx context.Context, req hsm.MACRequest, p hsm.Purpose) (hsm.KeyRecord, error) {
 	if req.KSN != "" {
 		rec, _, _, err := c.bdk(ctx, req.Key, req.KSN)
@@ -249,6 +265,9 @@ func (c *Client) macKey(ctx context.Context, req hsm.MACRequest, p hsm.Purpose) 
 func (c *Client) GenerateMAC(ctx context.Context, req hsm.MACRequest) ([]byte, error) {
 	if 2*len(req.Data) > 0xFFFF {
 		return nil, fmt.Errorf("generate MAC: %w: %d bytes of data is over the M6 limit", hsm.ErrInput, len(req.Data))
+	}
+	if err := checkMACScheme(req.Scheme); err != nil {
+		return nil, fmt.Errorf("generate MAC: %w", err)
 	}
 	key, err := c.macKey(ctx, req, hsm.Outbound)
 	if err != nil {
@@ -279,6 +298,9 @@ func (c *Client) VerifyMAC(ctx context.Context, req hsm.MACRequest, m []byte) er
 	}
 	if 2*len(req.Data) > 0xFFFF {
 		return fmt.Errorf("verify MAC: %w: %d bytes of data is over the M8 limit", hsm.ErrInput, len(req.Data))
+	}
+	if err := checkMACScheme(req.Scheme); err != nil {
+		return fmt.Errorf("verify MAC: %w", err)
 	}
 	key, err := c.macKey(ctx, req, hsm.Inbound)
 	if err != nil {
@@ -491,8 +513,10 @@ func (c *Client) FormKey(ctx context.Context, req hsm.FormKeyRequest) (hsm.KeyRe
 	if err != nil {
 		return hsm.KeyResult{}, fmt.Errorf("form key: %w", err)
 	}
-	if len(req.Components) < 2 || len(req.Components) > 3 {
-		return hsm.KeyResult{}, fmt.Errorf("form key %s: %w: %d components, want 2 or 3", req.ID, hsm.ErrInput, len(req.Components))
+	// The software HSM's checks, before the clear components are sent: a payShield's
+	// FK forms whatever it is given.
+	if err := hsm.CheckComponents(req.Algorithm, req.Components, req.SingleLength); err != nil {
+		return hsm.KeyResult{}, fmt.Errorf("form key %s: %w", req.ID, err)
 	}
 	n := req.Algorithm.KeyLength()
 	// Sized so that nothing reallocates: the one buffer with the clear components is
@@ -539,6 +563,19 @@ func (c *Client) FormKey(ctx context.Context, req hsm.FormKeyRequest) (hsm.KeyRe
 	return res, nil
 }
 
+// masquerading reports whether the hex ECB form of a TDES key (8-byte blocks under
+// a TDES KEK) has the equal parts of a single-length key: a TDES-2KEY key's two
+// halves (unless single), a TDES-3KEY key's middle and first or last parts.
+func masquerading(alg hsm.Algorithm, h string, single bool) bool {
+	switch {
+	case alg == hsm.TDES2KEY && len(h) == 32:
+		return !single && h[:16] == h[16:]
+	case alg == hsm.TDES3KEY && len(h) == 48:
+		return h[16:32] == h[:16] || h[16:32] == h[32:]
+	}
+	return false
+}
+
 // ImportKey implements hsm.HSM with A6.
 func (c *Client) ImportKey(ctx context.Context, req hsm.ImportKeyRequest) (hsm.KeyResult, error) {
 	version, err := c.prepare(ctx, &req.KeySpec)
@@ -563,6 +600,15 @@ func (c *Client) ImportKey(ctx context.Context, req hsm.ImportKeyRequest) (hsm.K
 	wrapped, form := strings.TrimSpace(req.ECB), "ecb"
 	if req.TR31 != "" {
 		wrapped, form = "R"+strings.TrimSpace(req.TR31), "tr31"
+		// The header is in the clear: a key component's block is refused here,
+		// as the software HSM refuses it, whatever the HSM would do with it.
+		h, _, err := tr31.ParseHeader(strings.TrimSpace(req.TR31))
+		if err != nil {
+			return hsm.KeyResult{}, fmt.Errorf("import key %s: %w: %w", req.ID, hsm.ErrInput, err)
+		}
+		if err := hsm.CheckTR31Import(h); err != nil {
+			return hsm.KeyResult{}, fmt.Errorf("import key %s: %w", req.ID, err)
+		}
 	}
 	want := strings.ToUpper(strings.TrimSpace(req.KCV))
 	if form == "ecb" {
@@ -579,6 +625,12 @@ func (c *Client) ImportKey(ctx context.Context, req hsm.ImportKeyRequest) (hsm.K
 		}
 		if want == "" {
 			return hsm.KeyResult{}, fmt.Errorf("import key %s: %w: an ECB import needs the key's KCV (\"HEXKEY:KCV\" or the kcv field)", req.ID, hsm.ErrInput)
+		}
+		// Under the KEK's ECB, equal clear parts give equal enciphered ones: a
+		// single-length key masquerading as a longer one is seen without the
+		// HSM (hsm.CheckKeyHalves; a payShield would answer 75).
+		if masquerading(req.Algorithm, strings.ToUpper(wrapped), req.SingleLength) {
+			return hsm.KeyResult{}, fmt.Errorf("import key %s: %w: the %s key's ECB form has equal 16-digit parts: a single-length DES key masquerading as a longer one", req.ID, hsm.ErrInput, req.Algorithm)
 		}
 	}
 	if len(want) > 99 || want != "" && (len(want) < 6 || !isHex(want)) {

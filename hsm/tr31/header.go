@@ -128,6 +128,10 @@ func (h Header) Block(id string) (string, bool) {
 	return "", false
 }
 
+// IsComponent reports whether the block holds a key component rather than a key:
+// TR-31 key version "c" and the component's number ("c1", "c2", ...).
+func (h Header) IsComponent() bool { return len(h.KeyVersion) == 2 && h.KeyVersion[0] == 'c' }
+
 // String summarises the header, e.g. "D P0 A E v00 exp E".
 func (h Header) String() string {
 	return fmt.Sprintf("%c %s %c %c v%s exp %c", h.Version, h.Usage, h.Algorithm, h.ModeOfUse, h.KeyVersion, h.Exportability)
