@@ -13,6 +13,7 @@ import (
 	"github.com/switchyard/switchyard/switch/issuersim"
 	"github.com/switchyard/switchyard/switch/message"
 	"github.com/switchyard/switchyard/switch/registry"
+	"github.com/switchyard/switchyard/switch/saf"
 )
 
 // TestParkedAdviceRequeueResolveAPI: an issuer (the simulator, over loopback TCP)
@@ -132,5 +133,45 @@ func TestParkedAdviceRequeueResolveAPI(t *testing.T) {
 		if err != nil || len(es) != 1 || es[0].Actor == "" || es[0].Role != "operator" || es[0].TargetType != "saf-advice" || es[0].Reason != reason {
 			t.Errorf("oplog %s: %+v %v", action, es, err)
 		}
+	}
+}
+
+// TestRequeueRefusedAfterReversal: a stand-in or completion advice (0220) parked
+// while its transaction was reversed since is not requeued (409): sent after its
+// reversal, the issuer would book it and the card stay charged. It stays parked, for
+// an operator to resolve.
+func TestRequeueRefusedAfterReversal(t *testing.T) {
+	sim, s := simSwitchWith(t, issuersim.Faults{}, 10*time.Second, nil, func(c *config.Config) { c.SAF.ParkAfter = 1 })
+	tc := dial(t, s, "ascii", message.DialectASCII)
+	sale := voidedSale(t, tc, sim, issuersim.Faults{AdviceNoRC: 1}) // its 0420 parks
+	rev, err := s.Journal.Get(sale.RRN)
+	if err != nil || !rev.Reversed() {
+		t.Fatalf("the voided sale's record: %+v %v, want it reversed", rev, err)
+	}
+	adv := &saf.Item{Issuer: "sim", MTI: "0220", RRN: sale.RRN, Reason: "completion",
+		Fields: map[int]string{3: rev.ProcCode, 4: "000000001000", 37: sale.RRN, 41: rev.TID, 42: rev.MID, 49: rev.Currency}}
+	if err := s.Queue.Enqueue(adv); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(15 * time.Second); s.Queue.IssuerStats()["sim"].Parked.Load() != 2 || s.Queue.Len("sim") != 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the 0220 answered without DE 39 was not parked")
+		}
+	}
+	sim.SetFaults(issuersim.Faults{})
+	req, _ := http.NewRequest("POST", "http://"+s.AdminAddr()+"/api/v1/saf/parked/"+strconv.FormatUint(adv.Seq, 10)+"/requeue", nil)
+	req.Header.Set("Authorization", "Bearer "+registry.DemoOperatorToken)
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusConflict || !strings.Contains(string(b), "reversed since") {
+		t.Fatalf("requeue of a 0220 whose transaction was reversed: %d %s, want 409", resp.StatusCode, b)
+	}
+	p, err := s.Queue.Parked("sim")
+	if err != nil || len(p) != 2 || s.Queue.Len("sim") != 0 {
+		t.Errorf("parked %d (%v), queued %d: want both still parked, nothing queued", len(p), err, s.Queue.Len("sim"))
 	}
 }
