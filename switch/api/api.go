@@ -105,6 +105,14 @@ type Options struct {
 	// SAFParked lists the advices parked out of the queue (saf.Options.ParkAfter)
 	// of an issuer ("" all).
 	SAFParked func(issuer string) (any, error)
+	// SAFRequeue puts the parked advice id back in its issuer's queue as actor;
+	// SAFResolve takes it out of the parked list for good, settled out of band by
+	// actor with note (POST /api/v1/saf/parked/{id}/requeue and /resolve,
+	// operators). Their errors wrap saf.ErrParkedNotFound (404),
+	// saf.ErrParkedInvalid (400) or saf.ErrParkedConflict (409), or are made with
+	// WithStatus.
+	SAFRequeue func(ctx context.Context, id uint64, actor admin.Principal) (any, error)
+	SAFResolve func(ctx context.Context, id uint64, actor admin.Principal, note string) (any, error)
 	// CardHashKey returns the running switch's card hash key as a TR-31 block
 	// under its LMK (keys.CardHashKeyBlock), audited as the actor in ctx (POST
 	// /api/v1/keys/card-hash-key/export, admins); return errors made with

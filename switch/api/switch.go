@@ -6,10 +6,12 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/switchyard/switchyard/switch/admin"
 	"github.com/switchyard/switchyard/switch/journal"
+	"github.com/switchyard/switchyard/switch/saf"
 )
 
 // The switch's own routes, each served when its Options field is set: operators,
@@ -20,6 +22,8 @@ import (
 //	GET  /api/v1/settlement?date=YYYY-MM-DD                 the day's settlement report
 //	GET  /api/v1/saf[?issuer=]                              store-and-forward items pending
 //	GET  /api/v1/saf/parked[?issuer=]                       advices parked out of the queue (saf.park_after)
+//	POST /api/v1/saf/parked/{id}/requeue                    put a parked advice back in its queue, as a repeat (operators)
+//	POST /api/v1/saf/parked/{id}/resolve                    {"note": "..."}: settled with the issuer out of band (operators)
 //	POST /api/v1/issuers/{id}/key-change                    a new zone PIN key for an issuer
 //	GET  /api/v1/cluster/status                             the cluster: nodes, streams, leases (404 alone)
 //	POST /api/v1/cluster/compact                            compact the shared stores into snapshots now (404 alone)
@@ -55,6 +59,9 @@ func (a *api) switchRoutes() {
 		a.route("GET /api/v1/saf/parked", readers, nil, func(r *http.Request, _ admin.Principal) (any, error) {
 			return o.SAFParked(r.URL.Query().Get("issuer"))
 		})
+	}
+	if o.SAFRequeue != nil && o.SAFResolve != nil {
+		a.parkedRoutes()
 	}
 	if o.ZoneKeyChange != nil {
 		a.route("POST /api/v1/issuers/{id}/key-change", adminsOnly, nil, func(r *http.Request, p admin.Principal) (any, error) {
@@ -100,6 +107,53 @@ func (a *api) switchRoutes() {
 	if o.Pprof {
 		a.pprof()
 	}
+}
+
+// ResolveParked is the body of POST /api/v1/saf/parked/{id}/resolve.
+type ResolveParked struct {
+	// Note says how the advice was settled with the issuer (required; card numbers
+	// in it are masked).
+	Note string `json:"note"`
+}
+
+// parkedRoutes serves the operators' actions on the parked advices: money-moving,
+// each recorded in the oplog with its actor (and the resolve's note) by the server.
+func (a *api) parkedRoutes() {
+	o := a.o
+	operators := []admin.Role{admin.RoleOperator}
+	statusOf := kindStatus(saf.ErrParkedNotFound, saf.ErrParkedInvalid, saf.ErrParkedConflict, nil)
+	id := func(r *http.Request) (uint64, error) {
+		n, err := strconv.ParseUint(r.PathValue("id"), 10, 64)
+		if err != nil || n == 0 {
+			return 0, badRequest("parked advice id %q: want its sequence number, as GET /api/v1/saf/parked lists it", r.PathValue("id"))
+		}
+		return n, nil
+	}
+	a.route("POST /api/v1/saf/parked/{id}/requeue", operators, statusOf, func(r *http.Request, p admin.Principal) (any, error) {
+		n, err := id(r)
+		if err != nil {
+			return nil, err
+		}
+		return o.SAFRequeue(r.Context(), n, p)
+	})
+	a.route("POST /api/v1/saf/parked/{id}/resolve", operators, statusOf, func(r *http.Request, p admin.Principal) (any, error) {
+		n, err := id(r)
+		if err != nil {
+			return nil, err
+		}
+		var req ResolveParked
+		if err := readBody(r, &req); err != nil {
+			return nil, err
+		}
+		if strings.TrimSpace(req.Note) == "" {
+			return nil, badRequest("resolve parked advice %d: a note is required: how it was settled with the issuer", n)
+		}
+		if err := noteError("note", req.Note); err != nil {
+			return nil, err
+		}
+		maskText(r, p, "parked advice "+r.PathValue("id"), "note", &req.Note)
+		return o.SAFResolve(r.Context(), n, p, req.Note)
+	})
 }
 
 // JournalImport is the body of POST /api/v1/cluster/import/journal: part of a stopped

@@ -89,6 +89,13 @@ type Store interface {
 	// Parked lists the advices parked (Options.ParkAfter), oldest first (all
 	// issuers when issuer is "").
 	Parked(issuer string) ([]Item, error)
+	// Requeue puts the parked advice id (its Seq) back in its issuer's queue as a
+	// repeat (RequeuedItem), acting as by; Resolve takes it out of the parked list
+	// for good, settled out of band by by with note (required), never sent. Each
+	// advice is acted on once: a second action, at the same time on another node
+	// too, fails with ErrParkedConflict; an unknown id with ErrParkedNotFound.
+	Requeue(id uint64, by string) (ParkedAction, error)
+	Resolve(id uint64, by, note string) (ParkedAction, error)
 	// Len counts the advices waiting for issuer ("" for all issuers).
 	Len(issuer string) int
 	// IssuerStats returns the delivery counts of every issuer tried or registered.
@@ -169,6 +176,9 @@ type Queue struct {
 	// It is loaded once by Open and kept by Enqueue and deliver.
 	idxMu sync.Mutex
 	idx   map[string]*index
+
+	// parkMu makes the operators' actions on parked advices one at a time (act).
+	parkMu sync.Mutex
 }
 
 // index is one issuer's queued items: their sequence numbers in order, and the time

@@ -981,13 +981,9 @@ func (s *Server) startAdmin() error {
 			}
 			return items, err
 		},
-		SAFParked: func(issuer string) (any, error) {
-			items, err := s.Queue.Parked(issuer)
-			if items == nil && err == nil {
-				items = []saf.Item{} // a list, never null: nothing is parked
-			}
-			return items, err
-		},
+		SAFParked:   func(issuer string) (any, error) { return s.parkedView(issuer) },
+		SAFRequeue:  s.requeueParked,
+		SAFResolve:  s.resolveParked,
 		CardHashKey: s.exportCardHashKey,
 		ZoneKeyChange: func(ctx context.Context, issuer, actor string) (any, error) {
 			return s.ChangeZoneKey(ctx, issuer, actor)

@@ -36,7 +36,9 @@ import (
 const StreamName = "SAF"
 
 // ParkedStreamName is the stream of the parked advices (Options.ParkAfter); its
-// subjects are safparked.<issuer>. It keeps them until an operator removes them.
+// subjects are safparked.<issuer>. It keeps them until an operator requeues or
+// resolves them (Requeue, Resolve), and the record of each such action
+// (ParkedOpSubject).
 const ParkedStreamName = "SAF_PARKED"
 
 // ParkedSubject is the subject of an issuer's parked advices.
@@ -234,8 +236,8 @@ func Open(ctx context.Context, node *cluster.Node, opts Options) (*Queue, error)
 	}
 	pst, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        ParkedStreamName,
-		Description: "Switchyard store-and-forward: advices parked for an operator (answered again and again without an acknowledgement), subject safparked.<issuer>",
-		Subjects:    []string{"safparked.>"},
+		Description: "Switchyard store-and-forward: advices parked for an operator (answered again and again without an acknowledgement), subject safparked.<issuer>; the operators' actions on them, safparkedop.<id>",
+		Subjects:    []string{"safparked.>", "safparkedop.>"},
 		Retention:   jetstream.LimitsPolicy, // kept until an operator removes them
 		Storage:     jetstream.FileStorage,
 		Replicas:    opts.Replicas,
