@@ -123,7 +123,11 @@ var (
 type numEncoder struct{ bcd bcdEncoder }
 
 func (e numEncoder) Encode(src []byte) ([]byte, error) {
-	if isDigits(string(src)) || len(src) == 0 {
+	hex := false
+	for _, c := range src {
+		hex = hex || c < '0' || c > '9'
+	}
+	if !hex {
 		return e.bcd.Encode(src)
 	}
 	if len(src)%2 != 0 {
