@@ -8,6 +8,7 @@ LDFLAGS := -X github.com/switchyard/switchyard/internal/cli.Version=$(VERSION)
 FUZZTIME ?= 300000x
 FUZZTIME_HSM ?= 100000x
 FUZZTIME_WAL ?= 20000x
+FUZZTIME_CUP ?= 100000x # FuzzCUPProcess runs the whole adapter, some ten times slower a body
 BENCHTIME ?= 30s
 
 .PHONY: build install run test tidy-check fuzz bench bench-faults bench-go vet fmt clean
@@ -46,6 +47,7 @@ tidy-check:
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./switch/message
 	$(GO) test -run '^$$' -fuzz '^FuzzCUPDecode$$' -fuzztime $(FUZZTIME) ./switch/cup
+	$(GO) test -run '^$$' -fuzz '^FuzzCUPProcess$$' -fuzztime $(FUZZTIME_CUP) ./switch/cup
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./switch/qr
 	$(GO) test -run '^$$' -fuzz '^FuzzOpen$$' -fuzztime $(FUZZTIME_WAL) ./switch/journal/wal
 	@for t in $$($(GO) test -list '^Fuzz' ./hsm/... 2>/dev/null | grep '^Fuzz'); do \

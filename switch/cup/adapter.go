@@ -498,26 +498,67 @@ func NewAdapter(cfg Config, next frontend.Processor) *Adapter {
 }
 
 // decodeAnswerable decodes a message and the terminal and STAN an answer needs; a
-// message without them cannot be answered.
-func decodeAnswerable(body []byte) (f *Frame, tid, stan string, err error) {
-	if f, err = Decode(body); err != nil {
-		return nil, "", "", fmt.Errorf("cup: undecodable message: %w", err)
+// message without them cannot be answered. bad, when not nil, is a request that
+// can be answered but not processed: a field after F42 that does not decode (the
+// frame is the fields before it, decode) or a numeric field that is not digits
+// (checkNumeric); it is answered 30, the field named.
+func decodeAnswerable(body []byte) (f *Frame, tid, stan string, bad *mapError, err error) {
+	f, partial, err := decode(body)
+	if err != nil {
+		var fe *FieldError
+		if partial == nil || !errors.As(err, &fe) || fe.Field <= 42 {
+			return nil, "", "", nil, fmt.Errorf("cup: undecodable message: %w", err)
+		}
+		f, bad = partial, formatErr(fe.Field, "does not decode: %v", fe.Err)
 	}
 	tid, stan = f.Str(41), f.Str(11)
 	if tid == "" || stan == "" {
-		return nil, "", "", fmt.Errorf("cup: message %s without F41 and F11 cannot be answered", f.MTI())
+		return nil, "", "", nil, fmt.Errorf("cup: message %s without F41 and F11 cannot be answered", f.MTI())
 	}
-	return f, tid, stan, nil
+	if bad == nil {
+		bad = checkNumeric(f)
+	}
+	return f, tid, stan, bad, nil
+}
+
+// numericFields are the fields of Spec read with their hex nibbles (NumBCD,
+// NumLBCD) that must be digits.
+var numericFields = []int{3, 4, 12, 13, 14, 15, 22, 23, 25, 26, 32, 48, 53}
+
+// checkNumeric checks that the numeric fields read with their hex nibbles are
+// decimal digits; the error names the first that is not, never its content. (Until
+// 6 December 2026 a nibble A-F in one failed the decoding and the connection was
+// closed without an answer.)
+func checkNumeric(f *Frame) *mapError {
+	for _, id := range numericFields {
+		if f.Has(id) && !isDigits(f.Str(id)) {
+			return formatErr(id, "not numeric (a nibble A-F), the spec has it n")
+		}
+	}
+	return nil
+}
+
+// dropBad removes the field bad names from the request f before its answer is
+// made: a field that did not decode or is not digits is neither journaled nor
+// echoed (F64, the MAC, stays: it is verified over the body).
+func dropBad(f *Frame, bad *mapError) {
+	if bad.field > 0 && bad.field != 64 {
+		f.Msg.UnsetField(bad.field)
+	}
 }
 
 // Process implements frontend.Processor. A body that does not decode (or names no
 // terminal and STAN) cannot be answered: the error closes that one connection.
 func (a *Adapter) Process(ctx context.Context, c *frontend.Conn, body []byte) (frontend.Response, error) {
-	f, tid, stan, err := decodeAnswerable(body)
+	f, tid, stan, badField, err := decodeAnswerable(body)
 	if err != nil {
 		return frontend.Response{}, err
 	}
 	badPrivate := checkPrivate(f)
+	if badField != nil { // a field that does not decode or is not digits comes first
+		badPrivate = badField
+		dropBad(f, badField)
+	}
 	badPAN := checkPAN(f) // F2 without its pad from here on (refusals journal it masked)
 	switch f.MTI() {
 	case "0800", "0820":
@@ -734,7 +775,7 @@ func (a *Adapter) Process(ctx context.Context, c *frontend.Conn, body []byte) (f
 // refusals of an unverified message go. One that does not decode, or names no
 // terminal and STAN, cannot be answered (as in Process).
 func (a *Adapter) Refuse(c *frontend.Conn, body []byte, reason string) (frontend.Response, error) {
-	f, tid, _, err := decodeAnswerable(body)
+	f, tid, _, _, err := decodeAnswerable(body)
 	if err != nil {
 		return frontend.Response{}, err
 	}

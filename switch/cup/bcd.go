@@ -106,3 +106,53 @@ func (p bcdLength) DecodeLength(maxLen int, data []byte) (int, int, error) {
 }
 
 func (p bcdLength) Inspect() string { return "BCD." + strings.Repeat("L", p.digits) }
+
+// The numeric fields of the cup spec (F3, F4, F12 to F15, F22, F23, F25, F26, F32,
+// F48, F53) are read with NumBCD and NumLBCD: BCD and LBCD for decimal digits, but a
+// nibble A-F is read as that letter (upper case) instead of failing the decoding, and
+// written back as it was read, so that a request with one is still read to its end
+// and can be answered (30, the field named: checkNumeric) rather than closing the
+// connection. The pad nibble of an odd count is dropped, whatever it is. The MTI, F11
+// and the length prefixes stay strict: a request without them cannot be answered.
+var (
+	NumBCD  encoding.Encoder = numEncoder{bcdEncoder{left: false}}
+	NumLBCD encoding.Encoder = numEncoder{bcdEncoder{left: true}}
+)
+
+// numEncoder is a bcdEncoder that takes hex nibbles A-F too (NumBCD, NumLBCD).
+type numEncoder struct{ bcd bcdEncoder }
+
+func (e numEncoder) Encode(src []byte) ([]byte, error) {
+	hex := false
+	for _, c := range src {
+		hex = hex || c < '0' || c > '9'
+	}
+	if !hex {
+		return e.bcd.Encode(src)
+	}
+	if len(src)%2 != 0 {
+		if e.bcd.left {
+			src = append(src[:len(src):len(src)], '0')
+		} else {
+			src = append([]byte{'0'}, src...)
+		}
+	}
+	return Nibbles.Encode(src)
+}
+
+func (e numEncoder) Decode(src []byte, length int) ([]byte, int, error) {
+	out, read, err := e.bcd.Decode(src, length)
+	if err == nil || length < 0 || len(src) < (length+1)/2 {
+		return out, read, err
+	}
+	// A nibble A-F: the nibbles as they are (Nibbles reads left-aligned).
+	decodedLen := length + length%2
+	nib, read, err := Nibbles.Decode(src, decodedLen)
+	if err != nil {
+		return nil, 0, err
+	}
+	if e.bcd.left {
+		return nib[:length], read, nil
+	}
+	return nib[decodedLen-length:], read, nil
+}

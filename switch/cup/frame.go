@@ -3,8 +3,10 @@ package cup
 import (
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/moov-io/iso8583"
+	iso8583errors "github.com/moov-io/iso8583/errors"
 )
 
 // TPDU is the 5-byte transport header before the header: ID 0x60, destination and
@@ -67,36 +69,71 @@ var ErrShort = errors.New("shorter than TPDU + header + MTI + bitmap")
 
 // Decode reads a body (without its length). Its error names the field at fault; bytes
 // left after the last field are an error (moov ignores them).
-func Decode(body []byte) (f *Frame, err error) {
+func Decode(body []byte) (*Frame, error) {
+	f, _, err := decode(body)
+	if err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// FieldError is a body that decoded up to field Field, which did not (its length
+// prefix is not decimal digits or more than the field's maximum, or the body ends
+// inside it).
+type FieldError struct {
+	Field int
+	Err   error
+}
+
+func (e *FieldError) Error() string { return fmt.Sprintf("F%d: %v", e.Field, e.Err) }
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// decode is Decode that, when a field after the bitmap does not decode, also
+// returns the frame read up to it (partial: the fields before it; a *FieldError
+// says which), so that a request whose terminal and STAN were read can be answered.
+// The MAC of a partial frame is the body's last 8 bytes when the bitmap has F64
+// (the body is well framed: its outer length held).
+func decode(body []byte) (f *Frame, partial *Frame, err error) {
 	if len(body) < prefixLen+2+8 {
-		return nil, fmt.Errorf("%w: %d bytes", ErrShort, len(body))
+		return nil, nil, fmt.Errorf("%w: %d bytes", ErrShort, len(body))
 	}
 	f = &Frame{Msg: iso8583.NewMessage(Spec)}
 	copy(f.TPDU[:], body)
 	copy(f.Header[:], body[len(f.TPDU):])
 	if f.TPDU[0] != TPDUID {
-		return nil, fmt.Errorf("TPDU ID is %02X, want 60", f.TPDU[0])
+		return nil, nil, fmt.Errorf("TPDU ID is %02X, want 60", f.TPDU[0])
 	}
 	defer func() {
 		if p := recover(); p != nil {
-			f, err = nil, fmt.Errorf("decoder panic: %v", p)
+			f, partial, err = nil, nil, fmt.Errorf("decoder panic: %v", p)
 		}
 	}()
 	msg := body[prefixLen:]
 	if err := f.Msg.Unpack(msg); err != nil {
-		return nil, err
+		var ue *iso8583errors.UnpackError
+		if id, aerr := 0, error(nil); errors.As(err, &ue) {
+			id, aerr = strconv.Atoi(ue.FieldID)
+			if aerr == nil && id > 1 && !f.Msg.Bitmap().IsSet(1) {
+				f.Msg.UnsetField(id)
+				if f.Msg.Bitmap().IsSet(64) && id < 64 && len(msg) >= 2+8+8 {
+					_ = f.Msg.BinaryField(64, msg[len(msg)-8:])
+				}
+				return nil, f, &FieldError{Field: id, Err: ue.Err}
+			}
+		}
+		return nil, nil, err
 	}
 	if f.Msg.Bitmap().IsSet(1) {
-		return nil, errors.New("a secondary bitmap is not used in this dialect")
+		return nil, nil, errors.New("a secondary bitmap is not used in this dialect")
 	}
 	packed, err := f.Msg.Pack()
 	if err != nil {
-		return nil, fmt.Errorf("re-packing: %w", err)
+		return nil, nil, fmt.Errorf("re-packing: %w", err)
 	}
 	if len(packed) != len(msg) {
-		return nil, fmt.Errorf("%d bytes after the last field", len(msg)-len(packed))
+		return nil, nil, fmt.Errorf("%d bytes after the last field", len(msg)-len(packed))
 	}
-	return f, nil
+	return f, nil, nil
 }
 
 // MACFunc computes the 8-byte F64 of the MAC input (MTI to F63).
@@ -188,4 +225,25 @@ func (f *Frame) SetBytes(id int, b []byte) *Frame {
 		_ = f.Msg.BinaryField(id, b)
 	}
 	return f
+}
+
+// Offset returns where field id (2 to 64, present) starts in f's encoding, the
+// TPDU's first byte being 0: for tools and tests that alter a field's bytes (its
+// length prefix first, for a variable one).
+func (f *Frame) Offset(id int) (int, error) {
+	if id < 2 || id > 64 || !f.Has(id) {
+		return 0, fmt.Errorf("offset of F%d: not in the message", id)
+	}
+	off := prefixLen + 2 + 8
+	for i := 2; i < id; i++ {
+		if !f.Has(i) {
+			continue
+		}
+		b, err := f.Msg.GetField(i).Pack()
+		if err != nil {
+			return 0, fmt.Errorf("offset of F%d: packing F%d: %w", id, i, err)
+		}
+		off += len(b)
+	}
+	return off, nil
 }

@@ -2,7 +2,17 @@ package cup
 
 import (
 	"bytes"
+	"context"
+	"errors"
+	"regexp"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/switchyard/switchyard/switch/frontend"
+	"github.com/switchyard/switchyard/switch/message"
 )
 
 // FuzzCUPDecode feeds the decoder arbitrary bodies: it must never panic or hang, and
@@ -37,4 +47,77 @@ func FuzzCUPDecode(f *testing.F) {
 			t.Fatalf("encoding is not a fixed point:\n %X\n %X (%v)", again, again2, err)
 		}
 	})
+}
+
+// FuzzCUPProcess feeds the adapter's decode-to-request path (Adapter.Process in
+// front of a pipeline that approves) arbitrary bodies, MAC'd with the terminal's key
+// when their bitmap has F64, so that they get past the MAC check to the field checks
+// and the mapping. It must never panic or hang; a body is either answered (an answer
+// that decodes, with F39) or refused with an error naming what could not be read
+// (a field, the MTI, the TPDU, the length): the connection would close.
+func FuzzCUPProcess(f *testing.F) {
+	mak := []byte("0123456789ABCDEF")
+	term := &Terminal{TID: "T0000001", MID: "000000000000001", mak: mak, batch: "000007",
+		TPDU: TPDU{0x60, 0, 3, 0, 0}, Header: Header{0x60, 0x31, 0, 0x31, 0, 0}}
+	for _, tx := range []Txn{
+		{Kind: "sale", PAN: "4761739001010119", Expiry: "2912", Amount: 100},
+		{Kind: "sale", Track2: "4761739001010119=2912", Amount: 100},
+		{Kind: "refund", PAN: "4761739001010119", Expiry: "2912", Amount: 100, RRN: "000000000042", Auth: "123456"},
+		{Kind: "reversal", PAN: "4761739001010119", Expiry: "2912", Amount: 100, OrigSTAN: "000001"},
+		{Kind: "settlement", Totals: message.BatchTotals{PurchaseCount: 1, PurchaseSum: 100}},
+		{Kind: "balance", PAN: "4761739001010119", Expiry: "2912"},
+	} {
+		fr, err := term.Build(tx)
+		if err != nil {
+			continue
+		}
+		if body, err := fr.Encode(term.MACOf); err == nil {
+			f.Add(body)
+		}
+	}
+	f.Add(readCapture(f, "codetd-5053461-sale-0200.hex"))
+	f.Add(readCapture(f, "wearapay-ic-sale-0200.hex"))
+	f.Add(readCapture(f, "donjin-https-signin-0800.hex"))
+	named := regexp.MustCompile(`field \d+|F\d+|MTI|TPDU|bitmap|shorter than|after the last field|decoder panic`)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		a := NewAdapter(Config{HSM: &fakeHSM{mak: mak}, Terminals: fakeTerminals{}, Refusals: &fakeRefusals{}, Logger: zerolog.Nop(),
+			Now: func() time.Time { return time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC) }}, fuzzPipeline{&fakePipeline{}})
+		body = append([]byte(nil), body...)
+		if len(body) >= prefixLen+2+8+8 && body[prefixLen+2+7]&1 == 1 { // F64 in the bitmap: MAC it
+			copy(body[len(body)-8:], term.mustMAC(t, body[prefixLen:len(body)-8]))
+		}
+		conn := &frontend.Conn{Listener: "cup", Dialect: message.DialectCUP}
+		resp, err := a.Process(context.Background(), conn, body)
+		if err != nil {
+			if strings.Contains(err.Error(), "decoder panic") {
+				t.Fatalf("%X: %v", body, err)
+			}
+			if !named.MatchString(err.Error()) {
+				t.Fatalf("%X: refused with an error that names no field: %v", body, err)
+			}
+			return
+		}
+		ans, err := Decode(resp.Body)
+		if err != nil {
+			t.Fatalf("%X answered %X, which does not decode: %v", body, resp.Body, err)
+		}
+		if ans.Str(39) == "" {
+			t.Fatalf("%X answered without F39: %s", body, Summary(ans))
+		}
+	})
+}
+
+// fuzzPipeline is fakePipeline that answers a request it cannot decode as the
+// pipeline does (formatError: 30 when the ASCII message names its terminal and
+// STAN), so that the fuzzer finds the adapter's faults, not the fake's.
+type fuzzPipeline struct{ *fakePipeline }
+
+func (p fuzzPipeline) Process(ctx context.Context, c *frontend.Conn, body []byte) (frontend.Response, error) {
+	resp, err := p.fakePipeline.Process(ctx, c, body)
+	var fe *message.FormatError
+	if err != nil && errors.As(err, &fe) && fe.Answerable() {
+		raw, perr := message.NewFormatErrorResponse(fe, c.Dialect).Pack()
+		return frontend.Response{Body: raw}, perr
+	}
+	return resp, err
 }

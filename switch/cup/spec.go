@@ -65,12 +65,19 @@ func (nibbles) Decode(src []byte, length int) ([]byte, int, error) {
 }
 
 // The field kinds of the UnionPay POS format.
-func bcdFixed(n int, desc string) field.Field { // right-aligned BCD digits
+func bcdFixed(n int, desc string) field.Field { // right-aligned BCD digits, strict (MTI, F11)
 	return field.NewString(&field.Spec{Length: n, Description: desc, Enc: BCD, Pref: BCDLength.Fixed})
 }
 
-func lbcdFixed(n int, desc string) field.Field { // left-aligned BCD digits
-	return field.NewString(&field.Spec{Length: n, Description: desc, Enc: LBCD, Pref: BCDLength.Fixed})
+// numFixed is a right-aligned numeric field read with its hex nibbles (NumBCD):
+// the adapter checks that it is digits (checkNumeric).
+func numFixed(n int, desc string) field.Field {
+	return field.NewString(&field.Spec{Length: n, Description: desc, Enc: NumBCD, Pref: BCDLength.Fixed})
+}
+
+// numLFixed is numFixed left-aligned (NumLBCD).
+func numLFixed(n int, desc string) field.Field {
+	return field.NewString(&field.Spec{Length: n, Description: desc, Enc: NumLBCD, Pref: BCDLength.Fixed})
 }
 
 func asciiFixed(n int, desc string) field.Field {
@@ -101,19 +108,19 @@ var Spec = &iso8583.MessageSpec{
 		// an F pad, counted or not, and a stray hex digit are the adapter's to
 		// answer (30), never a decoding error that closes the connection.
 		2: varField(BCDLength.LL, Nibbles, maxF2Wire, "Primary Account Number"),
-		3: bcdFixed(6, "Processing Code"),
-		4: bcdFixed(12, "Amount, Transaction"),
+		3: numFixed(6, "Processing Code"),
+		4: numFixed(12, "Amount, Transaction"),
 		// 5 to 10 are not used by POS terminals.
 		11: bcdFixed(6, "System Trace Audit Number"),
-		12: bcdFixed(6, "Time, Local Transaction (hhmmss)"),
-		13: bcdFixed(4, "Date, Local Transaction (MMDD)"),
-		14: bcdFixed(4, "Date, Expiration (YYMM)"),
-		15: bcdFixed(4, "Date, Settlement (MMDD)"),
-		22: lbcdFixed(3, "Point of Service Entry Mode"),
-		23: bcdFixed(3, "Card Sequence Number"),
-		25: bcdFixed(2, "Point of Service Condition Code"),
-		26: bcdFixed(2, "Point of Service PIN Capture Code"),
-		32: varField(BCDLength.LL, LBCD, 11, "Acquiring Institution Identification Code"),
+		12: numFixed(6, "Time, Local Transaction (hhmmss)"),
+		13: numFixed(4, "Date, Local Transaction (MMDD)"),
+		14: numFixed(4, "Date, Expiration (YYMM)"),
+		15: numFixed(4, "Date, Settlement (MMDD)"),
+		22: numLFixed(3, "Point of Service Entry Mode"),
+		23: numFixed(3, "Card Sequence Number"),
+		25: numFixed(2, "Point of Service Condition Code"),
+		26: numFixed(2, "Point of Service PIN Capture Code"),
+		32: varField(BCDLength.LL, NumLBCD, 11, "Acquiring Institution Identification Code"),
 		35: varField(BCDLength.LL, Nibbles, maxF35Wire, "Track 2 Data"),
 		36: varField(BCDLength.LLL, Nibbles, 104, "Track 3 Data"),
 		37: asciiFixed(12, "Retrieval Reference Number"),
@@ -122,10 +129,10 @@ var Spec = &iso8583.MessageSpec{
 		41: asciiFixed(8, "Card Acceptor Terminal Identification"),
 		42: asciiFixed(15, "Card Acceptor Identification Code"),
 		44: varField(BCDLength.LL, encoding.ASCII, 25, "Additional Response Data"),
-		48: varField(BCDLength.LLL, LBCD, 322, "Additional Data - Private (settlement totals)"),
+		48: varField(BCDLength.LLL, NumLBCD, 322, "Additional Data - Private (settlement totals)"),
 		49: asciiFixed(3, "Currency Code, Transaction"),
 		52: binFixed(8, "PIN Data"),
-		53: bcdFixed(16, "Security Related Control Information"),
+		53: numFixed(16, "Security Related Control Information"),
 		54: varField(BCDLength.LLL, encoding.ASCII, 40, "Balance Amount"),
 		55: varField(BCDLength.LLL, encoding.Binary, 255, "ICC System Related Data"),
 		58: varField(BCDLength.LLL, encoding.ASCII, 100, "PBOC Electronic Data"),
