@@ -433,3 +433,29 @@ func TestSessionLifetime(t *testing.T) {
 		t.Fatal("a negative session lifetime accepted")
 	}
 }
+
+// A login ends the session the browser held before it, of another user or of
+// the same one, each with a console.logout entry: before, the old session stayed
+// live until its idle timeout, though its cookie had been replaced.
+func TestLoginEndsThePreviousSession(t *testing.T) {
+	f := newFixture(t)
+	c := f.client()
+	u, _ := url.Parse(f.srv.URL)
+	for _, next := range []string{"analyst", "operator"} {
+		f.login(t, c, "operator", "operator-demo-pw")
+		before := c.Jar.Cookies(u)
+		f.login(t, c, next, next+"-demo-pw")
+		old := f.client()
+		old.Jar.SetCookies(u, before)
+		if resp, _ := get(t, old, f.srv.URL+"/console/merchants"); resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("operator's session after a login of %s in the same browser: %d, want the login's redirect", next, resp.StatusCode)
+		}
+		if resp, _ := get(t, c, f.srv.URL+"/console/merchants"); resp.StatusCode != http.StatusOK {
+			t.Fatalf("the new session of %s: %d", next, resp.StatusCode)
+		}
+	}
+	es, err := f.reg.Oplog(registry.OplogFilter{Action: "console.logout"})
+	if err != nil || len(es) != 3 || es[0].Actor != "operator" || !strings.Contains(es[0].Reason, "replaced by a login of analyst") {
+		t.Fatalf("console.logout entries: %+v, %v", es, err)
+	}
+}

@@ -144,6 +144,18 @@ func (ss *sessions) end(id string) {
 	delete(ss.byID, id)
 }
 
+// take ends session id and returns it, nil when it was not live.
+func (ss *sessions) take(id string) *session {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	s, ok := ss.byID[id]
+	delete(ss.byID, id)
+	if !ok || ss.expired(s, ss.now()) {
+		return nil
+	}
+	return s
+}
+
 // locked reports until when name is locked out (zero: not locked).
 func (ss *sessions) locked(name string) time.Time {
 	ss.mu.Lock()
@@ -339,6 +351,15 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.sessions.succeeded(name)
+	// The browser's session before this login, of this user or another's (a
+	// shared workstation), ends with it: its cookie is replaced, and a copy
+	// of its ID taken before (a proxy's log, the screen of a colleague) would
+	// otherwise stay good until its idle timeout.
+	if ck, err := r.Cookie(c.cookieName()); err == nil {
+		if old := c.sessions.take(ck.Value); old != nil {
+			c.event(old.actor(), "console.logout", old.User, "replaced by a login of "+u.Name+"; from "+from)
+		}
+	}
 	s := c.sessions.create(u, lang)
 	c.event(s.actor(), "console.login", u.Name, "from "+from)
 	c.setCookie(w, s.ID, 0)
