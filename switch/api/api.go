@@ -22,6 +22,9 @@
 //     by withStatus (201 created, 202 a change requested for review, 422 a refused
 //     rule reload with its problems); a stream (the journal query's JSON lines)
 //     writes itself;
+//   - every answer the adapter serves says Cache-Control: no-store and
+//     X-Content-Type-Options: nosniff (journal records, bindings, key inventories
+//     and users are kept by no cache, and free text is read as JSON only);
 //   - an error is written as {"error": "..."} with its status: an *Error carries
 //     its own, the served library's error kinds map through the route group's
 //     statusOf (registry.ErrNotFound 404, ErrInvalid 400, ErrConflict 409,
@@ -243,6 +246,12 @@ func (a *api) route(pattern string, roles []admin.Role, statusOf func(error) int
 // adapt is the one adapter from handlerFunc to http.Handler.
 func (a *api) adapt(statusOf func(error) int, fn handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The answers hold what no cache should keep (journal records with
+		// their masked PANs and card hashes, terminal bindings, key
+		// inventories, users) and data a client typed (merchant names), which
+		// no browser should read as anything but JSON.
+		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
 		p, ok := admin.PrincipalFrom(r.Context())
 		if !ok {
 			admin.WriteError(w, http.StatusUnauthorized, errors.New("no authenticated principal"))

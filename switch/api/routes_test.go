@@ -222,3 +222,33 @@ func TestUnknownKeyRoutesNeedAToken(t *testing.T) {
 		}
 	}
 }
+
+// TestAnswersNotCached: every answer of a GET route, found or not, refused by
+// its handler or not, says Cache-Control: no-store and X-Content-Type-Options:
+// nosniff, so that no browser or proxy keeps a journal record, a key inventory
+// or a user list, and none reads a merchant name as HTML. Before, the answers
+// had neither header.
+func TestAnswersNotCached(t *testing.T) {
+	srv, patterns, _ := fullAPI(t)
+	n := 0
+	for _, p := range patterns {
+		method, path, _ := strings.Cut(p, " ")
+		if method != http.MethodGet || strings.HasPrefix(path, "/debug/pprof/") {
+			continue
+		}
+		req, _ := http.NewRequest(method, srv.URL+fillPath(path), nil)
+		req.Header.Set("Authorization", "Bearer demo-admin-1Hz6")
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if cc, ns := resp.Header.Get("Cache-Control"), resp.Header.Get("X-Content-Type-Options"); cc != "no-store" || ns != "nosniff" {
+			t.Errorf("%s (%d): Cache-Control %q, X-Content-Type-Options %q", p, resp.StatusCode, cc, ns)
+		}
+		n++
+	}
+	if n < 30 {
+		t.Fatalf("only %d GET routes checked", n)
+	}
+}

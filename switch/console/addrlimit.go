@@ -33,6 +33,8 @@ type addrLimiter struct {
 	mu     sync.Mutex
 	byAddr map[string]*list.Element // of *addrFailures
 	lru    *list.List               // front: latest failure
+	// checking counts each address's logins in progress (reserve).
+	checking map[string]int
 }
 
 // addrFailures is one address's recent failures.
@@ -48,7 +50,8 @@ type addrFailures struct {
 }
 
 func newAddrLimiter(now func() time.Time, max int, window time.Duration) *addrLimiter {
-	return &addrLimiter{now: now, max: max, window: window, maxAddrs: maxLimitedAddrs, byAddr: map[string]*list.Element{}, lru: list.New()}
+	return &addrLimiter{now: now, max: max, window: window, maxAddrs: maxLimitedAddrs, byAddr: map[string]*list.Element{}, lru: list.New(),
+		checking: map[string]int{}}
 }
 
 // blocked reports until when addr is blocked (zero: not blocked).
@@ -61,6 +64,44 @@ func (l *addrLimiter) blocked(addr string) time.Time {
 		}
 	}
 	return time.Time{}
+}
+
+// reserve admits a login from addr: false with the block's end when addr is
+// blocked, false with a zero time when its logins in progress already number
+// the failures it has left within the window (each could be one), true
+// otherwise; the caller then calls done once the login's outcome is counted
+// (failed). Without the reservation, logins sent at once all passed the
+// block's check before any failed.
+func (l *addrLimiter) reserve(addr string) (blockedUntil time.Time, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	n := 0
+	if e, found := l.byAddr[addr]; found {
+		a := e.Value.(*addrFailures)
+		if now.Before(a.blockedUntil) {
+			return a.blockedUntil, false
+		}
+		for _, t := range a.times {
+			if now.Sub(t) < l.window {
+				n++
+			}
+		}
+	}
+	if n+l.checking[addr] >= l.max {
+		return time.Time{}, false
+	}
+	l.checking[addr]++
+	return time.Time{}, true
+}
+
+// done ends a login from addr that reserve admitted.
+func (l *addrLimiter) done(addr string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.checking[addr]--; l.checking[addr] <= 0 {
+		delete(l.checking, addr)
+	}
 }
 
 // failed counts a failed login from addr as name ("" for a name not shown).

@@ -46,6 +46,7 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"sort"
 	"strings"
@@ -55,6 +56,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/switchyard/switchyard/internal/carddata"
 	"github.com/switchyard/switchyard/keys"
 	"github.com/switchyard/switchyard/risk"
 	"github.com/switchyard/switchyard/switch/admin"
@@ -259,10 +261,73 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "console: "+err.Error()+": a console form is posted from the console's own pages only", http.StatusForbidden)
 		return
 	}
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		if to, ok := maskedURL(r.URL, c.knownID); ok {
+			// Before the session check: the login's redirect (next=) would
+			// carry the card number on.
+			http.Redirect(w, r, to, http.StatusSeeOther)
+			return
+		}
+	}
 	if r.Body != nil {
 		r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
 	}
 	c.mux.ServeHTTP(w, r)
+}
+
+// maskedURL is u with the card numbers in its path and query values masked
+// (carddata.MaskText) and the notice msg=card_masked added, and true, when u
+// holds one; "" and false otherwise. A card number pasted into a search field
+// (the transactions' RRN, a merchant search) or typed into the address bar
+// (/console/transactions/PAN) would otherwise be echoed into the page, its
+// links (the language switch, the login's next=) and the journal's and the
+// registry's searches. The request's own URL has reached the browser's history
+// and any proxy's log already: the console cannot take it back from there.
+//
+// A path segment or value that is an ID the registry knows (known: a 15-digit
+// merchant ID may pass the Luhn check) is left as it is.
+func maskedURL(u *url.URL, known func(id string) bool) (string, bool) {
+	mask := func(v string) (string, int) {
+		m, n := carddata.MaskText(v)
+		if n > 0 && known(strings.TrimSpace(v)) {
+			return v, 0
+		}
+		return m, n
+	}
+	segs := strings.Split(u.Path, "/")
+	n := 0
+	for i, seg := range segs {
+		m, k := mask(seg)
+		segs[i] = m
+		n += k
+	}
+	q := u.Query()
+	for key, vs := range q {
+		for i, v := range vs {
+			m, k := mask(v)
+			vs[i] = m
+			n += k
+		}
+		if mk, k := carddata.MaskText(key); k > 0 {
+			delete(q, key)
+			q[mk] = vs
+			n += k
+		}
+	}
+	if n == 0 {
+		return "", false
+	}
+	q.Set("msg", "card_masked")
+	return (&url.URL{Path: strings.Join(segs, "/"), RawQuery: q.Encode()}).String(), true
+}
+
+// knownID reports whether id is a merchant's or a terminal's ID.
+func (c *Console) knownID(id string) bool {
+	if _, ok := c.o.Registry.Merchant(id); ok {
+		return true
+	}
+	_, ok := c.o.Registry.Terminal(id)
+	return ok
 }
 
 // crossOrigin refuses a POST that a browser says came from another site

@@ -177,7 +177,7 @@ func TestCatalogComplete(t *testing.T) {
 	for _, p := range pages() {
 		keys = append(keys, p.Title)
 	}
-	for _, m := range []string{"requested", "approved", "rejected", "cancelled", "saved", "reloaded", "backtest"} {
+	for _, m := range []string{"requested", "approved", "rejected", "cancelled", "saved", "reloaded", "backtest", "card_masked"} {
 		keys = append(keys, "msg."+m)
 	}
 	for _, k := range keys {

@@ -122,6 +122,10 @@ func TestLoginBodyBounded(t *testing.T) {
 // counted or written to the oplog.
 func TestLoginChecksBounded(t *testing.T) {
 	f := newFixture(t)
+	// The gate bounds the logins of many addresses; from one, the address's
+	// limit admits no more at once than its failures left
+	// (TestLoginLimitsHoldForConcurrentLogins): raised here past the gate's.
+	f.con.addrs = newAddrLimiter(f.clock.Now, 1000, time.Hour)
 	release := make(chan struct{})
 	var mu sync.Mutex
 	in, most := 0, 0
@@ -431,5 +435,101 @@ func TestSessionLifetime(t *testing.T) {
 	}
 	if _, err := New(Options{Registry: f.reg, SessionLifetime: -time.Hour}); err == nil {
 		t.Fatal("a negative session lifetime accepted")
+	}
+}
+
+// A login ends the session the browser held before it, of another user or of
+// the same one, each with a console.logout entry: before, the old session stayed
+// live until its idle timeout, though its cookie had been replaced.
+func TestLoginEndsThePreviousSession(t *testing.T) {
+	f := newFixture(t)
+	c := f.client()
+	u, _ := url.Parse(f.srv.URL)
+	for _, next := range []string{"analyst", "operator"} {
+		f.login(t, c, "operator", "operator-demo-pw")
+		before := c.Jar.Cookies(u)
+		f.login(t, c, next, next+"-demo-pw")
+		old := f.client()
+		old.Jar.SetCookies(u, before)
+		if resp, _ := get(t, old, f.srv.URL+"/console/merchants"); resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("operator's session after a login of %s in the same browser: %d, want the login's redirect", next, resp.StatusCode)
+		}
+		if resp, _ := get(t, c, f.srv.URL+"/console/merchants"); resp.StatusCode != http.StatusOK {
+			t.Fatalf("the new session of %s: %d", next, resp.StatusCode)
+		}
+	}
+	es, err := f.reg.Oplog(registry.OplogFilter{Action: "console.logout"})
+	if err != nil || len(es) != 3 || es[0].Actor != "operator" || !strings.Contains(es[0].Reason, "replaced by a login of analyst") {
+		t.Fatalf("console.logout entries: %+v, %v", es, err)
+	}
+}
+
+// Logins sent at once are held to the lockout's counts: no more password checks
+// of a name run than the failures it has left (MaxFailures 3 here), nor more
+// logins from an address than its failures left; the others are answered 429 at
+// once, unchecked and uncounted. Before, every login passed the lockout's and
+// the address's checks before any of them failed: maxLoginChecks +
+// maxLoginWaiting guesses of a name per lockout instead of MaxFailures.
+func TestLoginLimitsHoldForConcurrentLogins(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		users func(i int) string
+	}{
+		{"one name", func(int) string { return "operator" }},
+		{"one address", func(i int) string { return fmt.Sprintf("user%d", i) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			if tc.name == "one address" {
+				f.con.addrs = newAddrLimiter(f.clock.Now, 3, time.Hour)
+			}
+			entered, release := make(chan struct{}, maxLoginChecks), make(chan struct{})
+			f.con.checkPassword = func(name, pw string) (*registry.User, error) {
+				entered <- struct{}{}
+				<-release
+				return nil, registry.ErrBadLogin
+			}
+			codes := make(chan int, maxLoginChecks)
+			var wg sync.WaitGroup
+			for i := range maxLoginChecks { // all of them fit the password checks' gate
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					resp, err := http.PostForm(f.srv.URL+"/console/login", url.Values{"user": {tc.users(i)}, "password": {"wrong password"}})
+					if err != nil {
+						codes <- 0
+						return
+					}
+					resp.Body.Close()
+					codes <- resp.StatusCode
+				}()
+			}
+			checks, early := 0, []int{}
+			timeout := time.After(10 * time.Second)
+			for checks+len(early) < maxLoginChecks {
+				select {
+				case <-entered:
+					checks++
+				case c := <-codes:
+					early = append(early, c)
+				case <-timeout:
+					close(release)
+					t.Fatalf("after 10 s: %d checks running, %d answers", checks, len(early))
+				}
+			}
+			close(release)
+			wg.Wait()
+			if checks != 3 {
+				t.Fatalf("%d password checks of %d logins sent at once, want 3 (the limit)", checks, maxLoginChecks)
+			}
+			for _, c := range early {
+				if c != http.StatusTooManyRequests {
+					t.Fatalf("a login past the limit answered %d, want 429", c)
+				}
+			}
+			if es, _ := f.reg.Oplog(registry.OplogFilter{Action: "console.login-failed"}); len(es) != 3 {
+				t.Fatalf("%d failed logins in the oplog, want 3", len(es))
+			}
+		})
 	}
 }

@@ -60,6 +60,9 @@ type sessions struct {
 	mu       sync.Mutex
 	byID     map[string]*session
 	failures map[string]*failure // by user name
+	// checking counts the password checks of each name in progress (reserve):
+	// at most as many as the failures the name has left before its lockout.
+	checking map[string]int
 	// sweepAt is the size of failures at which failed next forgets the stale
 	// counts: anyone may try names, each leaving a count.
 	sweepAt int
@@ -75,7 +78,8 @@ type failure struct {
 const minFailureSweep = 1024
 
 func newSessions(now func() time.Time, idle, lifetime time.Duration) *sessions {
-	return &sessions{now: now, idle: idle, lifetime: lifetime, byID: map[string]*session{}, failures: map[string]*failure{}, sweepAt: minFailureSweep}
+	return &sessions{now: now, idle: idle, lifetime: lifetime, byID: map[string]*session{}, failures: map[string]*failure{},
+		checking: map[string]int{}, sweepAt: minFailureSweep}
 }
 
 func randomToken() string {
@@ -144,14 +148,49 @@ func (ss *sessions) end(id string) {
 	delete(ss.byID, id)
 }
 
-// locked reports until when name is locked out (zero: not locked).
-func (ss *sessions) locked(name string) time.Time {
+// take ends session id and returns it, nil when it was not live.
+func (ss *sessions) take(id string) *session {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	if f, ok := ss.failures[name]; ok && ss.now().Before(f.lockedUntil) {
-		return f.lockedUntil
+	s, ok := ss.byID[id]
+	delete(ss.byID, id)
+	if !ok || ss.expired(s, ss.now()) {
+		return nil
 	}
-	return time.Time{}
+	return s
+}
+
+// reserve admits a password check of name: false with the lockout's end when
+// the name is locked, false with a zero time when the checks of name in
+// progress already number the failures it has left before its lockout (each
+// could be one), true otherwise; the caller then calls done once the check's
+// outcome is counted (failed, succeeded). Without the reservation, logins sent
+// at once all passed the lockout's check before any failed: maxLoginChecks +
+// maxLoginWaiting guesses of a name per lockout, not maxFailures.
+func (ss *sessions) reserve(name string, maxFailures int) (lockedUntil time.Time, ok bool) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	n := 0
+	if f, found := ss.failures[name]; found {
+		if ss.now().Before(f.lockedUntil) {
+			return f.lockedUntil, false
+		}
+		n = f.n
+	}
+	if n+ss.checking[name] >= maxFailures {
+		return time.Time{}, false
+	}
+	ss.checking[name]++
+	return time.Time{}, true
+}
+
+// done ends a password check of name that reserve admitted.
+func (ss *sessions) done(name string) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.checking[name]--; ss.checking[name] <= 0 {
+		delete(ss.checking, name)
+	}
 }
 
 // failed counts a failed login of name and returns true when it locks the name.
@@ -275,15 +314,23 @@ func (c *Console) loginPage(w http.ResponseWriter, r *http.Request) {
 // other outcome is in the oplog.
 func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	from := c.clientAddr(r)
-	if until := c.addrs.blocked(from); !until.IsZero() {
+	if until, ok := c.addrs.reserve(from); !ok {
 		// Neither the password check nor the oplog sees it: the address has
-		// failed AddrMaxFailures times already, and is logged once (addrFailed).
+		// failed AddrMaxFailures times already, and is logged once (addrFailed),
+		// or its logins in progress could fail that often.
 		lang := c.lang(r, nil)
+		msg := c.t(lang, "login.busy")
+		if until.IsZero() {
+			until = c.o.Now().Add(time.Second)
+		} else {
+			msg = fmt.Sprintf(c.t(lang, "login.locked"), until.Sub(c.o.Now()).Round(time.Second))
+		}
 		setRetryAfter(w, until.Sub(c.o.Now()))
 		w.WriteHeader(http.StatusTooManyRequests)
-		c.render(w, r, nil, "login", map[string]any{"Error": fmt.Sprintf(c.t(lang, "login.locked"), until.Sub(c.o.Now()).Round(time.Second))})
+		c.render(w, r, nil, "login", map[string]any{"Error": msg})
 		return
 	}
+	defer c.addrs.done(from)
 	// The one body the admin port reads before any credential: a client that
 	// sends it a byte at a time is cut off, not waited for. The admin server
 	// has no ReadTimeout (switch/server: it would cut the event streams).
@@ -311,13 +358,22 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusUnauthorized, c.t(lang, "login.bad"))
 		return
 	}
-	if until := c.sessions.locked(name); !until.IsZero() {
+	until, ok := c.sessions.reserve(name, c.o.MaxFailures)
+	if !ok && !until.IsZero() {
 		c.event(registry.Actor{Name: name}, "console.login-refused", name, "locked out; from "+from)
 		c.addrFailed(from, name)
 		setRetryAfter(w, until.Sub(c.o.Now()))
 		fail(http.StatusTooManyRequests, fmt.Sprintf(c.t(lang, "login.locked"), until.Sub(c.o.Now()).Round(time.Second)))
 		return
 	}
+	if !ok {
+		// As many logins of the name are being checked as it may fail: this
+		// one waits for their outcome (not a failed login: nothing is counted).
+		setRetryAfter(w, time.Second)
+		fail(http.StatusTooManyRequests, c.t(lang, "login.busy"))
+		return
+	}
+	defer c.sessions.done(name)
 	release, ok := c.logins.enter(r.Context())
 	if !ok {
 		// Not a failed login: the password was not checked, and nothing is counted.
@@ -339,6 +395,15 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.sessions.succeeded(name)
+	// The browser's session before this login, of this user or another's (a
+	// shared workstation), ends with it: its cookie is replaced, and a copy
+	// of its ID taken before (a proxy's log, the screen of a colleague) would
+	// otherwise stay good until its idle timeout.
+	if ck, err := r.Cookie(c.cookieName()); err == nil {
+		if old := c.sessions.take(ck.Value); old != nil {
+			c.event(old.actor(), "console.logout", old.User, "replaced by a login of "+u.Name+"; from "+from)
+		}
+	}
 	s := c.sessions.create(u, lang)
 	c.event(s.actor(), "console.login", u.Name, "from "+from)
 	c.setCookie(w, s.ID, 0)
