@@ -174,7 +174,8 @@ type KeySpec struct {
 	// SingleLength asks GenerateKey for a TDES-2KEY key whose two halves are equal:
 	// a single-length DES key in double-length form, for terminals that only know
 	// single DES (UnionPay sign-in scheme 001). Its ECB export's first 8 bytes are
-	// the single-length key under the KEK.
+	// the single-length key under the KEK. The payShield client refuses it in
+	// GenerateKey (ErrPolicy): a payShield makes no such key.
 	SingleLength bool `json:"single_length,omitempty"`
 }
 
@@ -244,7 +245,9 @@ type KeyResult struct {
 	Algorithm Algorithm `json:"algorithm"` // its algorithm
 	KCV       string    `json:"kcv"`       // its KCV, 6 hex digits
 	// CheckValue4 is the first 4 bytes (8 hex digits) of the TDES key encrypting
-	// zeros, as UnionPay sign-in answers carry it; set by GenerateKey for TDES keys.
+	// zeros, as UnionPay sign-in answers carry it; set by GenerateKey for TDES keys
+	// (by the payShield client for those exported in ECB form, from BU's 16-digit
+	// check value).
 	CheckValue4 string     `json:"check_value4,omitempty"`
 	KCVMethod   kcv.Method `json:"kcv_method"` // how KCV was computed
 	// ComponentKCVs are the KCVs of the components, for FormKey.
