@@ -104,16 +104,18 @@ func TestClientGenerateKeyCheckValue4(t *testing.T) {
 	}
 }
 
-// TestClientGenerateKeyRefusesShortCheckValue: a HSM that answers BU's 16-digit
-// check value with 6 digits (restricted by its security settings) or with 6 digits
-// padded with zeros makes the generation fail, saying why, and no key is stored; a
-// generation without an ECB export does not ask BU.
-func TestClientGenerateKeyRefusesShortCheckValue(t *testing.T) {
+// TestClientGenerateKeyShortCheckValue: a HSM that answers BU's 16-digit check
+// value with 6 digits (restricted by its security settings) or with 6 digits padded
+// with zeros gives no 4-byte check value: the key is stored (the ASCII key change
+// needs none) with CheckValue4 empty, never the padding taken for one. A 16-digit
+// value of another key (not starting with A1's KCV) fails the generation and
+// nothing is stored. A generation without an ECB export does not ask BU.
+func TestClientGenerateKeyShortCheckValue(t *testing.T) {
 	srv, err := payshield.NewServer(keys.DemoLMK(), payshield.ServerOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var answer atomic.Value // "", "6" or "pad": how the fake HSM answers BU
+	var answer atomic.Value // "", "6", "pad" or "other": how the fake HSM answers BU
 	answer.Store("")
 	var bus atomic.Int64
 	addr := serveHandler(t, func(ctx context.Context, req payshield.Request) payshield.Response {
@@ -127,21 +129,30 @@ func TestClientGenerateKeyRefusesShortCheckValue(t *testing.T) {
 			resp.Body = resp.Body[:6]
 		case "pad":
 			resp.Body = append(append([]byte(nil), resp.Body[:6]...), "0000000000"...)
+		case "other":
+			resp.Body = []byte("0123456789ABCDEF")
 		}
 		return resp
 	})
 	e := newEnv(t, payshield.ClientOptions{Addrs: []string{addr}})
 	ecb := &hsm.ExportSpec{KEK: hsm.KeyRef{ID: "T0000001.TMK"}, Format: hsm.ExportECB}
+	gen := func() (hsm.KeyResult, error) {
+		return e.client.GenerateKey(e.ctx, hsm.GenerateKeyRequest{KeySpec: hsm.KeySpec{ID: "T0000001.TDK", Type: hsm.TDK, Owner: "T0000001"}, Export: ecb})
+	}
 	for _, a := range []string{"6", "pad"} {
 		answer.Store(a)
-		before, _, _ := e.store.NextVersion(e.ctx, "T0000001.TDK")
-		_, err := e.client.GenerateKey(e.ctx, hsm.GenerateKeyRequest{KeySpec: hsm.KeySpec{ID: "T0000001.TDK", Type: hsm.TDK, Owner: "T0000001"}, Export: ecb})
-		if !errors.Is(err, hsm.ErrKeyNotUsable) || !strings.Contains(err.Error(), "16") {
-			t.Errorf("BU answering %s: %v; want ErrKeyNotUsable naming the 16-digit check value", a, err)
+		res, err := gen()
+		if err != nil || res.CheckValue4 != "" || res.Exported == "" {
+			t.Errorf("BU answering %s: %+v, %v; want the key stored without a 4-byte check value", a, res, err)
 		}
-		if after, _, _ := e.store.NextVersion(e.ctx, "T0000001.TDK"); after != before {
-			t.Errorf("BU answering %s: a key was stored (next version %d, was %d)", a, after, before)
-		}
+	}
+	answer.Store("other")
+	before, _, _ := e.store.NextVersion(e.ctx, "T0000001.TDK")
+	if _, err := gen(); !errors.Is(err, hsm.ErrKCVMismatch) {
+		t.Errorf("BU answering another key's check value: %v; want ErrKCVMismatch", err)
+	}
+	if after, _, _ := e.store.NextVersion(e.ctx, "T0000001.TDK"); after != before {
+		t.Errorf("BU answering another key's check value: a key was stored (next version %d, was %d)", after, before)
 	}
 	answer.Store("")
 	n := bus.Load()

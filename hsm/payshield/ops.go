@@ -511,13 +511,22 @@ func (c *Client) generateKey(ctx context.Context, req hsm.GenerateKeyRequest) (h
 	// where A1 gives 6: BU gives the 16, before the key is stored. Until 6
 	// December 2026 CheckValue4 was left empty and every cup sign-in on a payShield
 	// failed.
+	// A HSM that gives no 16-digit check value (an error code, 6 digits, or 6
+	// padded with zeros) leaves CheckValue4 empty, and the key is stored: the
+	// ASCII dialect's key change (WP/WM, 6-digit KCVs) needs none, and a cup
+	// sign-in then fails on the missing check value, as this warning says. A check
+	// value of another key, or no answer, fails the generation: nothing stored.
 	var cv4 string
 	if req.Export != nil && req.Export.Format == hsm.ExportECB && !req.Algorithm.IsAES() {
 		full, err := c.checkValue16(ctx, hsm.KeyRecord{ID: req.ID, Type: req.Type, Block: tok}, k)
-		if err != nil {
+		switch {
+		case err == nil:
+			cv4 = full[:8]
+		case errors.Is(err, hsm.ErrKCVMismatch), errors.Is(err, hsm.ErrUnavailable):
 			return hsm.KeyResult{}, fmt.Errorf("generate key %s: not stored: %w", req.ID, err)
+		default:
+			c.opts.Logger.Warn().Err(err).Str("key", req.ID).Msg("payShield: no 16-digit check value for a key exported in ECB form: stored without the 4-byte check value a cup (UnionPay) sign-in sends, so cup sign-ins on this HSM fail; allow BU to answer 16-digit check values (docs/hsm.md)")
 		}
-		cv4 = full[:8]
 	}
 	res, err := c.put(ctx, req.KeySpec, version, tok, k, action, detail, nil)
 	if err != nil {
