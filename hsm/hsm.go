@@ -35,7 +35,12 @@ type HSM interface {
 	VerifyPIN(ctx context.Context, req VerifyPINRequest) error
 	// GenerateMAC returns the 8-byte MAC of data under a TAK/ZAK (Thales M6).
 	GenerateMAC(ctx context.Context, req MACRequest) ([]byte, error)
-	// VerifyMAC checks an 8-byte MAC in constant time (Thales M8).
+	// VerifyMAC checks an 8-byte MAC in constant time (Thales M8). A request's
+	// DUKPT MAC (KSN set, not Response) takes the KSN's counter as a PIN block
+	// does: ErrReplay, before any MAC is computed, for a counter not above the
+	// device's last accepted one; the counter is recorded once the MAC verified.
+	// So a request whose PIN block and MAC are under one KSN cannot have both
+	// checked (the second is a replay): no dialect of the switch sends one.
 	VerifyMAC(ctx context.Context, req MACRequest, mac []byte) error
 	// GenerateCVV returns the Visa CVV for card data under a CVK pair (Thales CW).
 	GenerateCVV(ctx context.Context, req CVVRequest) (string, error)

@@ -306,6 +306,21 @@ func (c *Client) VerifyMAC(ctx context.Context, req hsm.MACRequest, m []byte) er
 	if err != nil {
 		return fmt.Errorf("verify MAC: %w", err)
 	}
+	// A request's DUKPT MAC: its KSN's counter must be above the device's last
+	// accepted one, checked before M8 is sent and recorded once the MAC verified,
+	// as for a PIN block (translateDUKPT). Until 6 December 2026 only PIN blocks
+	// were checked: a recorded DUKPT-MAC'd request without a PIN verified again.
+	var device string
+	var counter uint32
+	check := req.KSN != "" && !req.Response
+	if check {
+		if device, counter, err = dukpt.DeviceCounter(req.KSN); err != nil {
+			return fmt.Errorf("verify MAC: %w: %w", hsm.ErrInput, err)
+		}
+		if err := c.store.CheckDUKPTCounter(ctx, device, counter); err != nil {
+			return fmt.Errorf("verify MAC: DUKPT KSN %s: %w", req.KSN, err)
+		}
+	}
 	mh := strings.ToUpper(hex.EncodeToString(m))
 	try := func(k hsm.KeyRecord) error {
 		body, err := c.macBody(ctx, req, k)
@@ -325,6 +340,11 @@ func (c *Client) VerifyMAC(ctx context.Context, req hsm.MACRequest, m []byte) er
 	}
 	if err != nil {
 		return fmt.Errorf("verify MAC under %s: %w", key.Ref(), err)
+	}
+	if check {
+		if err := c.store.AdvanceDUKPTCounter(ctx, device, counter); err != nil {
+			return fmt.Errorf("verify MAC: DUKPT KSN %s: %w", req.KSN, err)
+		}
 	}
 	return nil
 }
