@@ -35,7 +35,12 @@ type HSM interface {
 	VerifyPIN(ctx context.Context, req VerifyPINRequest) error
 	// GenerateMAC returns the 8-byte MAC of data under a TAK/ZAK (Thales M6).
 	GenerateMAC(ctx context.Context, req MACRequest) ([]byte, error)
-	// VerifyMAC checks an 8-byte MAC in constant time (Thales M8).
+	// VerifyMAC checks an 8-byte MAC in constant time (Thales M8). A request's
+	// DUKPT MAC (KSN set, not Response) takes the KSN's counter as a PIN block
+	// does: ErrReplay, before any MAC is computed, for a counter not above the
+	// device's last accepted one; the counter is recorded once the MAC verified.
+	// So a request whose PIN block and MAC are under one KSN cannot have both
+	// checked (the second is a replay): no dialect of the switch sends one.
 	VerifyMAC(ctx context.Context, req MACRequest, mac []byte) error
 	// GenerateCVV returns the Visa CVV for card data under a CVK pair (Thales CW).
 	GenerateCVV(ctx context.Context, req CVVRequest) (string, error)
@@ -174,7 +179,8 @@ type KeySpec struct {
 	// SingleLength asks GenerateKey for a TDES-2KEY key whose two halves are equal:
 	// a single-length DES key in double-length form, for terminals that only know
 	// single DES (UnionPay sign-in scheme 001). Its ECB export's first 8 bytes are
-	// the single-length key under the KEK.
+	// the single-length key under the KEK. The payShield client refuses it in
+	// GenerateKey (ErrPolicy): a payShield makes no such key.
 	SingleLength bool `json:"single_length,omitempty"`
 }
 
@@ -244,7 +250,9 @@ type KeyResult struct {
 	Algorithm Algorithm `json:"algorithm"` // its algorithm
 	KCV       string    `json:"kcv"`       // its KCV, 6 hex digits
 	// CheckValue4 is the first 4 bytes (8 hex digits) of the TDES key encrypting
-	// zeros, as UnionPay sign-in answers carry it; set by GenerateKey for TDES keys.
+	// zeros, as UnionPay sign-in answers carry it; set by GenerateKey for TDES keys
+	// (by the payShield client for those exported in ECB form, from BU's 16-digit
+	// check value).
 	CheckValue4 string     `json:"check_value4,omitempty"`
 	KCVMethod   kcv.Method `json:"kcv_method"` // how KCV was computed
 	// ComponentKCVs are the KCVs of the components, for FormKey.

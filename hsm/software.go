@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/cipher"
 	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"strings"
@@ -63,6 +64,9 @@ type loaded struct {
 	cmac   *mac.CMAC    // TAK/ZAK with usage M6
 	cvv    *cvv.Calculator
 	raw    []byte // BDKs and KEKs only: DUKPT derivation and TR-31 wrapping
+	// check16 is a TDES key's 16-digit check value (the key encrypting zeros), for
+	// FullCheckValue; empty for AES keys.
+	check16 string
 }
 
 const maxCached = 10000
@@ -143,6 +147,13 @@ func (s *Software) load(rec KeyRecord) (*loaded, error) {
 	}
 	if l.kcv.String() != rec.KCV {
 		return nil, fmt.Errorf("%w: %s: the key under the LMK has KCV %s, the record says %s", ErrKCVMismatch, ref, l.kcv, rec.KCV)
+	}
+	if !rec.Algorithm.IsAES() {
+		if c, err := sym.NewTDES(key); err == nil {
+			var z [8]byte
+			c.Encrypt(z[:], z[:])
+			l.check16 = strings.ToUpper(hex.EncodeToString(z[:]))
+		}
 	}
 	newBlock := sym.NewTDES
 	if rec.Algorithm.IsAES() {

@@ -490,6 +490,31 @@ func (s *Software) KCV(ctx context.Context, ref KeyRef) (KeyCheck, error) {
 	return KeyCheck{Ref: rec.Ref(), KCV: l.kcv.String(), Method: l.kcv.Method}, nil
 }
 
+// FullCheckValue returns the 16 hex digits of a TDES key encrypting a block of
+// zeros: the whole block whose first 6 digits are its KCV, as payShield's BU answers
+// it with KCV type 0 (hsm serve answers BU so). UnionPay sign-ins carry its first 8
+// digits (KeyResult.CheckValue4). An AES key has none (ErrInput).
+func (s *Software) FullCheckValue(ctx context.Context, ref KeyRef) (string, error) {
+	rec, err := s.store.Key(ctx, ref)
+	if err != nil {
+		return "", fmt.Errorf("check value: %w", err)
+	}
+	if err := rec.Usable(s.now(), Distribute); err != nil {
+		return "", fmt.Errorf("check value: %w", err)
+	}
+	if rec.Algorithm.IsAES() {
+		return "", fmt.Errorf("check value of %s: %w: an AES key has no 16-digit TDES check value", rec.Ref(), ErrInput)
+	}
+	l, err := s.load(rec)
+	if err != nil {
+		return "", fmt.Errorf("check value: %w", err)
+	}
+	if l.check16 == "" {
+		return "", fmt.Errorf("check value of %s: %w: not a TDES key", rec.Ref(), ErrInput)
+	}
+	return l.check16, nil
+}
+
 // GenerateRetries runs generate (one attempt at making and storing a new key
 // version) up to ten times while it fails with ErrKeyExists: another writer stored
 // the version number the attempt had taken. Each attempt makes a key of its own, so

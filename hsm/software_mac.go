@@ -58,12 +58,28 @@ func (l *loaded) macVerify(m, data []byte, scheme MACScheme) bool {
 // dukptMAC computes the 8-byte DUKPT MAC of data into dst (request or response
 // direction: TDES retail MAC with the MAC variant, AES CMAC with the MAC
 // generation/verification working key).
-func (s *Software) dukptMAC(ctx context.Context, key KeyRef, ksn string, response bool, data, dst []byte) ([]byte, error) {
-	wk, isAES, _, _, err := s.dukptKey(ctx, key, ksn, false, response)
+//
+// With check set (a request's MAC to verify) the KSN's counter must be above the
+// device's last accepted one (ErrReplay), checked before any MAC is computed, as
+// decryptDUKPT checks it before decrypting a PIN block; the caller advances it
+// once the MAC verified. It returns the KSN's device and counter.
+func (s *Software) dukptMAC(ctx context.Context, key KeyRef, ksn string, response, check bool, data, dst []byte) ([]byte, string, uint32, error) {
+	wk, isAES, device, counter, err := s.dukptKey(ctx, key, ksn, false, response)
 	if err != nil {
-		return nil, err
+		return nil, "", 0, err
 	}
 	defer sym.Wipe(wk)
+	if check {
+		if err := s.store.CheckDUKPTCounter(ctx, device, counter); err != nil {
+			return nil, "", 0, fmt.Errorf("DUKPT KSN %s: %w", ksn, err)
+		}
+	}
+	m, err := dukptSum(wk, isAES, data, dst)
+	return m, device, counter, err
+}
+
+// dukptSum is the DUKPT MAC of data under the working key wk.
+func dukptSum(wk []byte, isAES bool, data, dst []byte) ([]byte, error) {
 	if isAES {
 		m, err := mac.NewAESCMAC(wk)
 		if err != nil {
@@ -81,7 +97,7 @@ func (s *Software) dukptMAC(ctx context.Context, key KeyRef, ksn string, respons
 // GenerateMAC implements HSM.
 func (s *Software) GenerateMAC(ctx context.Context, req MACRequest) ([]byte, error) {
 	if req.KSN != "" {
-		m, err := s.dukptMAC(ctx, req.Key, req.KSN, req.Response, req.Data, make([]byte, 0, 16))
+		m, _, _, err := s.dukptMAC(ctx, req.Key, req.KSN, req.Response, false, req.Data, make([]byte, 0, 16))
 		if err != nil {
 			return nil, fmt.Errorf("generate MAC: %w", err)
 		}
@@ -107,12 +123,24 @@ func (s *Software) VerifyMAC(ctx context.Context, req MACRequest, m []byte) erro
 		return fmt.Errorf("verify MAC: %w: MAC is %d bytes, want %d", ErrInput, len(m), MACLength)
 	}
 	if req.KSN != "" {
-		got, err := s.dukptMAC(ctx, req.Key, req.KSN, req.Response, req.Data, make([]byte, 0, 16))
+		// A request's DUKPT MAC uses its KSN as a PIN block does: a KSN whose
+		// counter is not above the device's last accepted one is a replay
+		// (ErrReplay), refused before the MAC is computed, and the counter is
+		// recorded once the MAC verified. Until 6 December 2026 only PIN blocks
+		// were checked, and a recorded DUKPT-MAC'd request without a PIN verified
+		// again and again.
+		check := !req.Response
+		got, device, counter, err := s.dukptMAC(ctx, req.Key, req.KSN, req.Response, check, req.Data, make([]byte, 0, 16))
 		if err != nil {
 			return fmt.Errorf("verify MAC: %w", err)
 		}
 		if !mac.Equal(got, m) {
 			return fmt.Errorf("verify MAC under DUKPT KSN %s: %w", req.KSN, ErrMACMismatch)
+		}
+		if check {
+			if err := s.store.AdvanceDUKPTCounter(ctx, device, counter); err != nil {
+				return fmt.Errorf("verify MAC: DUKPT KSN %s: %w", req.KSN, err)
+			}
 		}
 		return nil
 	}

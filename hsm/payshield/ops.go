@@ -306,6 +306,21 @@ func (c *Client) VerifyMAC(ctx context.Context, req hsm.MACRequest, m []byte) er
 	if err != nil {
 		return fmt.Errorf("verify MAC: %w", err)
 	}
+	// A request's DUKPT MAC: its KSN's counter must be above the device's last
+	// accepted one, checked before M8 is sent and recorded once the MAC verified,
+	// as for a PIN block (translateDUKPT). Until 6 December 2026 only PIN blocks
+	// were checked: a recorded DUKPT-MAC'd request without a PIN verified again.
+	var device string
+	var counter uint32
+	check := req.KSN != "" && !req.Response
+	if check {
+		if device, counter, err = dukpt.DeviceCounter(req.KSN); err != nil {
+			return fmt.Errorf("verify MAC: %w: %w", hsm.ErrInput, err)
+		}
+		if err := c.store.CheckDUKPTCounter(ctx, device, counter); err != nil {
+			return fmt.Errorf("verify MAC: DUKPT KSN %s: %w", req.KSN, err)
+		}
+	}
 	mh := strings.ToUpper(hex.EncodeToString(m))
 	try := func(k hsm.KeyRecord) error {
 		body, err := c.macBody(ctx, req, k)
@@ -325,6 +340,11 @@ func (c *Client) VerifyMAC(ctx context.Context, req hsm.MACRequest, m []byte) er
 	}
 	if err != nil {
 		return fmt.Errorf("verify MAC under %s: %w", key.Ref(), err)
+	}
+	if check {
+		if err := c.store.AdvanceDUKPTCounter(ctx, device, counter); err != nil {
+			return fmt.Errorf("verify MAC: DUKPT KSN %s: %w", req.KSN, err)
+		}
 	}
 	return nil
 }
@@ -443,6 +463,15 @@ func (c *Client) GenerateKey(ctx context.Context, req hsm.GenerateKeyRequest) (h
 }
 
 func (c *Client) generateKey(ctx context.Context, req hsm.GenerateKeyRequest) (hsm.KeyResult, error) {
+	// A single-length key (a TDES-2KEY key of equal halves, which the software HSM
+	// makes for cup sign-in schemes 001 and 003) is none a payShield makes: A0
+	// draws both halves at random, and a key of equal halves is the "single length
+	// key masquerading as double" it refuses (error 75). Until 6 December 2026 the
+	// flag was ignored: the terminal got the first half of a double-length key as
+	// its 8-byte key, and no MAC or PIN block of it could be read.
+	if req.SingleLength {
+		return hsm.KeyResult{}, fmt.Errorf("generate key %s: %w: a payShield generates no single-length key (a TDES-2KEY key of equal halves): cup sign-in schemes 001 and 003 need the software backend; terminals on a payShield sign in with scheme 004", req.ID, hsm.ErrPolicy)
+	}
 	version, err := c.prepare(ctx, &req.KeySpec)
 	if err != nil {
 		return hsm.KeyResult{}, fmt.Errorf("generate key: %w", err)
@@ -497,12 +526,71 @@ func (c *Client) generateKey(ctx context.Context, req hsm.GenerateKeyRequest) (h
 	if req.Export != nil {
 		detail = fmt.Sprintf("random, exported under %s as %s", krec.Ref(), req.Export.Format)
 	}
+	// A TDES key exported in ECB form goes to a terminal that checks it by its
+	// check value, which UnionPay sign-ins carry in 8 digits (KeyResult.CheckValue4)
+	// where A1 gives 6: BU gives the 16, before the key is stored. Until 6
+	// December 2026 CheckValue4 was left empty and every cup sign-in on a payShield
+	// failed.
+	// A HSM that gives no 16-digit check value (an error code, 6 digits, or 6
+	// padded with zeros) leaves CheckValue4 empty, and the key is stored: the
+	// ASCII dialect's key change (WP/WM, 6-digit KCVs) needs none, and a cup
+	// sign-in then fails on the missing check value, as this warning says. A check
+	// value of another key, or no answer, fails the generation: nothing stored.
+	var cv4 string
+	if req.Export != nil && req.Export.Format == hsm.ExportECB && !req.Algorithm.IsAES() {
+		full, err := c.checkValue16(ctx, hsm.KeyRecord{ID: req.ID, Type: req.Type, Block: tok}, k)
+		switch {
+		case err == nil:
+			cv4 = full[:8]
+		case errors.Is(err, hsm.ErrKCVMismatch), errors.Is(err, hsm.ErrUnavailable):
+			return hsm.KeyResult{}, fmt.Errorf("generate key %s: not stored: %w", req.ID, err)
+		default:
+			c.opts.Logger.Warn().Err(err).Str("key", req.ID).Msg("payShield: no 16-digit check value for a key exported in ECB form: stored without the 4-byte check value a cup (UnionPay) sign-in sends, so cup sign-ins on this HSM fail; allow BU to answer 16-digit check values (docs/hsm.md)")
+		}
+	}
 	res, err := c.put(ctx, req.KeySpec, version, tok, k, action, detail, nil)
 	if err != nil {
 		return hsm.KeyResult{}, fmt.Errorf("generate key %s: %w", req.ID, err)
 	}
 	res.Exported = exported
+	res.CheckValue4 = cv4
 	return res, nil
+}
+
+// checkValue16 asks BU for the 16-digit check value of a TDES key (KCV type 0:
+// the key encrypting a block of zeros, whose first 6 digits are its KCV) and checks
+// it against kcv6, the KCV the HSM reported with the key. A HSM that answers 6
+// digits only, or 6 digits padded with zeros (payShield restricts BU to 6-digit
+// KCVs by a security setting, and with a key-block LMK, by its manual, may give
+// only 6 valid digits), is refused: UnionPay terminals check 8.
+func (c *Client) checkValue16(ctx context.Context, rec hsm.KeyRecord, kcv6 string) (string, error) {
+	head, trailer, err := buTypeField(rec)
+	if err != nil {
+		return "", fmt.Errorf("check value: %w", err)
+	}
+	if head == "FFF" {
+		trailer = ";FFF" // a key block: the 3-digit key type the code FF asks for
+	}
+	// ";", key scheme (ZMK) and (LMK), reserved here, and KCV type 0: 16 digits.
+	body := append(append(append([]byte(head), token(rec)...), trailer...), ";000"...)
+	resp, err := c.do(ctx, "BU", body)
+	if err != nil {
+		return "", fmt.Errorf("16-digit check value (BU): %w", err)
+	}
+	full := strings.ToUpper(string(NewFields(resp.Body).Rest()))
+	if len(full) != 16 {
+		return "", fmt.Errorf("%w: the HSM answered BU with a check value of %d digits, not 16: a 4-byte (UnionPay) check value needs BU's 16-digit check value (KCV type 0), which this payShield's security settings may restrict to 6 digits", hsm.ErrKeyNotUsable, len(full))
+	}
+	if _, err := hex.DecodeString(full); err != nil {
+		return "", fmt.Errorf("%w: BU answered check value %q, not hex", hsm.ErrKeyNotUsable, clip(full))
+	}
+	if strings.HasSuffix(full, "0000000000") {
+		return "", fmt.Errorf("%w: BU answered check value %s, 6 digits padded with zeros: this payShield gives no 16-digit check value (a 4-byte UnionPay check value needs one)", hsm.ErrKeyNotUsable, full)
+	}
+	if subtle.ConstantTimeCompare([]byte(full[:6]), []byte(kcv6)) != 1 {
+		return "", fmt.Errorf("%w: BU computes check value %s for the key A0 reported with KCV %s", hsm.ErrKCVMismatch, full, kcv6)
+	}
+	return full, nil
 }
 
 // FormKey implements hsm.HSM with FK: the clear components travel to the HSM, so use

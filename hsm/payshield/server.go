@@ -435,12 +435,20 @@ func (s *Server) formKey(ctx context.Context, sess *session, f *Fields) ([]byte,
 
 // BU: key type code FF, key length flag F, key token. Under a variant LMK: the
 // 2-digit key type code, key length flag (1 double, 2 triple), key token, and
-// after "FF" the 3-digit key type code behind ";".
+// after "FF" the 3-digit key type code behind ";" (with a key block, ";FFF" may
+// follow the token, as the code FF asks). Then optionally ";", key scheme (ZMK),
+// key scheme (LMK) and the KCV type: 0 answers the 16-digit check value of a TDES
+// key (the key encrypting zeros), 1 the 6-digit KCV; without it the answer is
+// what it always was (6 digits with a key-block LMK, 16 with a variant LMK). The
+// trailer is the one the open-source Thales simulator (ThalesSim's
+// GenerateCheckValue_BU) reads, and the one payShield manuals give BU (see
+// docs/hsm.md, The check values of a cup sign-in).
 func (s *Server) kcv(ctx context.Context, sess *session, f *Fields) ([]byte, error) {
 	code := strings.ToUpper(f.Fixed("key type code", 2))
 	f.Fixed("key length flag", 1)
 	tok := f.Key("key", 0)
 	var kt hsm.KeyType
+	kcvType := ""
 	if s.variant != nil && f.Err() == nil && isVariantToken(tok) {
 		var ok bool
 		if code == "FF" && f.Delim(';') {
@@ -451,9 +459,25 @@ func (s *Server) kcv(ctx context.Context, sess *session, f *Fields) ([]byte, err
 		} else if kt, ok = buTypeCodes[code]; !ok {
 			return nil, &codeErr{CodeKeyTypeInvalid, fmt.Errorf("%w: key type code %q", hsm.ErrKeyUsage, code)}
 		}
+		if f.Delim(';') {
+			kcvType = buTrailer(f)
+		}
+	} else if f.Delim(';') {
+		// A key block: ";FFF" (the key type of code FF) and the trailer, or the
+		// trailer alone.
+		if x := strings.ToUpper(f.Fixed("key type or KCV trailer", 3)); x == "FFF" {
+			if f.Delim(';') {
+				kcvType = buTrailer(f)
+			}
+		} else if f.Err() == nil {
+			kcvType = x[2:]
+		}
 	}
 	if err := f.Err(); err != nil {
 		return nil, err
+	}
+	if kcvType != "" && kcvType != "0" && kcvType != "1" {
+		return nil, fmt.Errorf("%w: KCV type %q (want 0, 16 digits, or 1, 6 digits)", hsm.ErrInput, kcvType)
 	}
 	ref, err := s.resolve(sess, tok, "key", CodeSourceKeyParity, kt)
 	if err != nil {
@@ -467,13 +491,30 @@ func (s *Server) kcv(ctx context.Context, sess *session, f *Fields) ([]byte, err
 	if err != nil {
 		return nil, err
 	}
-	if s.variant != nil {
+	switch {
+	case kcvType == "1":
+		return []byte(kc.KCV), nil
+	case kcvType == "0":
+		full, err := s.sw.FullCheckValue(ctx, ref)
+		if err != nil {
+			return nil, err
+		}
+		return []byte(full), nil
+	case s.variant != nil:
 		// As payShield (and its simulators) with a variant LMK: 16 digits.
 		if full, ok := s.variant.fullCheckOf(ref.ID); ok && strings.HasPrefix(full, kc.KCV) {
 			return []byte(full), nil
 		}
 	}
 	return []byte(kc.KCV), nil
+}
+
+// buTrailer reads BU's trailer after its ";": key scheme (ZMK), key scheme (LMK),
+// KCV type; it returns the KCV type.
+func buTrailer(f *Fields) string {
+	f.Fixed("key scheme (ZMK)", 1)
+	f.Fixed("key scheme (LMK)", 1)
+	return f.Fixed("KCV type", 1)
 }
 
 // CA/CC: source key token, destination ZPK token, maximum PIN length (2), PIN block,

@@ -3,6 +3,8 @@ package server
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/switchyard/switchyard/hsm"
@@ -44,7 +46,45 @@ func newCUPAdapter(lc config.Listener, s *Server) *cup.Adapter {
 			cfg.MACByTerminal[tid], _ = cup.ParseMAC(v)
 		}
 	}
+	if s.cfg.HSM.IsPayShield() {
+		for _, w := range cupPayShieldWarnings(lc) {
+			cfg.Logger.Warn().Msg(w)
+		}
+	}
 	return cup.NewAdapter(cfg, s.Pipeline)
+}
+
+// cupPayShieldWarnings says what of a cup listener's configuration cannot work with
+// hsm.backend payshield: the UnionPay "ECB" MAC (cup.mac ecb, the default, for the
+// listener or a terminal of mac_by_terminal), which no payShield host command
+// computes (every such terminal's MAC'd requests are refused), and the single-length
+// keys of sign-in schemes 001 and 003, which a payShield does not make (those
+// sign-ins fail). A warning at start, not a configuration error: the demo's cup
+// listener and the bench's keep their ECB MACs and scheme 003 with either backend,
+// and its other dialects work on a payShield.
+func cupPayShieldWarnings(lc config.Listener) []string {
+	var out []string
+	var c config.CUPListener
+	if lc.CUP != nil {
+		c = *lc.CUP
+	}
+	if m, _ := cup.ParseMAC(c.MAC); m == cup.MACECB {
+		out = append(out, fmt.Sprintf("cup listener %s: cup.mac is ecb (the default): the UnionPay ECB MAC is no payShield host command, so with hsm.backend payshield every MAC'd request of its terminals is refused; set cup.mac: x919 (terminals MACing with ANSI X9.19), or use the software backend (docs/hsm.md)", lc.Name))
+	}
+	var ecb []string
+	for tid, v := range c.MACByTerminal {
+		if m, _ := cup.ParseMAC(v); m == cup.MACECB {
+			ecb = append(ecb, tid)
+		}
+	}
+	if len(ecb) > 0 {
+		slices.Sort(ecb)
+		out = append(out, fmt.Sprintf("cup listener %s: cup.mac_by_terminal gives %d terminal(s) the ECB MAC (%s), which the payShield backend refuses: their MAC'd requests will be refused; give them x919", lc.Name, len(ecb), strings.Join(ecb, ", ")))
+	}
+	if c.SingleLengthPINKeys || c.SingleLengthMACKeys {
+		out = append(out, fmt.Sprintf("cup listener %s: single_length_pin_keys or single_length_mac_keys is set, but a payShield makes no single-length key: sign-ins with scheme 001 or 003 fail (answered 96) with hsm.backend payshield; terminals sign in with scheme 004", lc.Name))
+	}
+	return out
 }
 
 // cupHSM gives the cup adapter the HSM with data decryption (a terminal's encrypted
