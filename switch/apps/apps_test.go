@@ -1363,3 +1363,63 @@ func TestAppKeptAndAttested(t *testing.T) {
 		t.Fatalf("attested tools 5.0: %+v", rep)
 	}
 }
+
+// TestSuspendedTerminalCannotDownload: a download token stands for its terminal
+// only while the terminal could sign on. Once the terminal is suspended (by an
+// operator, or by the switch itself: a wave of declines, a device mismatch), or its
+// merchant frozen, the token it was given before is refused (403) for downloads
+// and reports, over loopback HTTPS; once resumed, the same token works again.
+// Before, such a token downloaded the package, and wrote reports, until it expired
+// (apps.token_ttl, 24 h): a stolen terminal suspended for it kept fetching the
+// acquirer's application.
+func TestSuspendedTerminalCannotDownload(t *testing.T) {
+	f := newFixture(t, 2)
+	f.upload("2.1", blob("2.1", 100))
+	f.publish("north", "2.1", 100, "")
+	srv := httptest.NewTLSServer(f.m.Handler())
+	defer srv.Close()
+	t0, t1 := f.tids[0], f.tids[1]
+	_, sum0, tok0 := offerOf(t, f.m.Offer(t0, "", "1.0", f.clock.Now()))
+	_, sum1, tok1 := offerOf(t, f.m.Offer(t1, "", "1.0", f.clock.Now()))
+	if r := get(t, srv, t0, sum0, tok0, ""); r.StatusCode != 200 {
+		t.Fatalf("active terminal's download: %s", r.Status)
+	}
+	report := func(tid, sum, tok string) int {
+		req, _ := http.NewRequest("POST", srv.URL+"/apps/v1/report/"+tid,
+			strings.NewReader(fmt.Sprintf(`{"sha256":%q,"version":"2.1","status":"installed"}`, sum)))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+
+	f.approve(f.reg.RequestChange(alice, registry.Change{Op: registry.OpTerminalSuspend, Target: t0, Reason: "reported stolen"}))
+	r := get(t, srv, t0, sum0, tok0, "")
+	body, _ := io.ReadAll(r.Body)
+	r.Body.Close()
+	if r.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "suspended") {
+		t.Fatalf("suspended terminal's download with its earlier token: %s %s, want 403 naming the suspension", r.Status, body)
+	}
+	if code := report(t0, sum0, tok0); code != http.StatusForbidden {
+		t.Fatalf("suspended terminal's report: %d, want 403", code)
+	}
+	if rep, _ := f.m.ReportOf(t0); rep.Version != "1.0" {
+		t.Fatalf("suspended terminal's report recorded: version %q, want 1.0 still", rep.Version)
+	}
+	if r := get(t, srv, t1, sum1, tok1, ""); r.StatusCode != 200 {
+		t.Fatalf("another terminal's download: %s", r.Status)
+	}
+
+	f.approve(f.reg.RequestChange(alice, registry.Change{Op: registry.OpTerminalResume, Target: t0, Reason: "found"}))
+	if r := get(t, srv, t0, sum0, tok0, ""); r.StatusCode != 200 {
+		t.Fatalf("resumed terminal's download: %s, want 200", r.Status)
+	}
+
+	f.approve(f.reg.RequestChange(alice, registry.Change{Op: registry.OpMerchantFreeze, Target: mid, Reason: "fraud review"}))
+	if r := get(t, srv, t1, sum1, tok1, ""); r.StatusCode != http.StatusForbidden {
+		t.Fatalf("frozen merchant's terminal's download: %s, want 403", r.Status)
+	}
+}

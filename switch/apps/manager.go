@@ -35,6 +35,10 @@ type Registry interface {
 	Terminal(id string) (*registry.Terminal, bool)
 	Merchant(id string) (*registry.Merchant, bool)
 	SetGroupMinimums(g registry.GroupMinimums)
+	// Standing is why terminal id could not sign on for its status or its
+	// merchant's (registry.ReasonNone when both are active): a download token
+	// stands for its terminal only while it could (Manager.standing).
+	Standing(id string) registry.Reason
 }
 
 // Options tune a Manager. Zero values take the defaults.
