@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"flag"
 	"fmt"
 	"io"
 	"maps"
@@ -161,6 +162,15 @@ func runApp(env *Env, args []string) int {
 		}
 		if ok, code := parse(fs, rest); !ok {
 			return code
+		}
+		// The API takes a percent of 0 (absent) as 100: given as 0, to hold a
+		// rollout back or stage it later, it would have offered the release to
+		// every terminal of the group (until the fifth release of 6 December 2026).
+		given := false
+		fs.Visit(func(f *flag.Flag) { given = given || f.Name == "percent" })
+		if p := r.Target.Percent; given && !(p > 0 && p <= 100) {
+			fmt.Fprintf(env.Stderr, "switchyard app publish: --percent %v: want more than 0 and at most 100 (the API would take 0 as 100, every terminal of the group); to offer the release to nobody yet, do not publish it, or withdraw the group's release\n", p)
+			return kit.ExitUsage
 		}
 		t := &r.Target
 		t.Merchants, t.MerchantGroups, t.Tiers = splitList(*lists["merchants"]), splitList(*lists["merchant-groups"]), splitList(*lists["tiers"])

@@ -194,3 +194,36 @@ func TestAppStatusPerApplication(t *testing.T) {
 		}
 	}
 }
+
+// TestAppPublishPercentZeroRefused: app publish --percent 0 (or below 0, above
+// 100, NaN) is a usage error and requests nothing: the API takes a percent of 0
+// as 100, so an operator holding a rollout back with --percent 0 would have
+// offered the release to every terminal of the group. Without --percent the
+// release goes to the whole group, as before; --percent 10 is sent as given.
+func TestAppPublishPercentZeroRefused(t *testing.T) {
+	var posted []apps.PublishRequest
+	api := newFakeAdmin(t, func(w http.ResponseWriter, r *http.Request) {
+		var req apps.PublishRequest
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			t.Errorf("POST body: %v", err)
+		}
+		posted = append(posted, req)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusAccepted)
+		_ = json.NewEncoder(w).Encode(registry.Change{ID: "CHG-7", Op: apps.OpPublish, Target: "north", Status: registry.ChangePending})
+	})
+	vars := map[string]string{"SWITCHYARD_ADMIN": api.URL, "SWITCHYARD_TOKEN": "t"}
+	publish := []string{"app", "publish", "--group", "north", "--app", "demo-pay", "--version", "2.1", "--reason", "pilot"}
+	for _, p := range []string{"0", "-5", "150", "NaN"} {
+		code, _, errs := runCLI(t, vars, append(publish, "--percent", p)...)
+		if code == 0 || !strings.Contains(errs, "--percent") || len(posted) != 0 {
+			t.Fatalf("app publish --percent %s: exit %d, %s; requested %+v (want a usage error and nothing requested)", p, code, errs, posted)
+		}
+	}
+	if code, out, errs := runCLI(t, vars, publish...); code != 0 || !strings.Contains(out, "CHG-7") || len(posted) != 1 || posted[0].Target.Percent != 0 {
+		t.Fatalf("app publish without --percent: exit %d %s%s, requested %+v", code, out, errs, posted)
+	}
+	if code, _, errs := runCLI(t, vars, append(publish, "--percent", "10")...); code != 0 || len(posted) != 2 || posted[1].Target.Percent != 10 {
+		t.Fatalf("app publish --percent 10: exit %d %s, requested %+v", code, errs, posted)
+	}
+}

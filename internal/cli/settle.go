@@ -23,7 +23,7 @@ func runSettle(env *Env, args []string) int {
 	}
 	defer done()
 	fs := newFlags(env, "settle", "--date YYYY-MM-DD [--csv | --json] [--out FILE] [--data DIR | --admin URL --token T]\n(the day is the switch's timezone's; with --data, $SWITCHYARD_TIMEZONE's, default Asia/Shanghai)")
-	date := fs.String("date", "", "the acquirer's day to settle, 00:00 to 24:00 in the switch's timezone (default: yesterday there)")
+	date := fs.String("date", "", "the acquirer's day to settle, 00:00 to 24:00 in the switch's timezone (default: the switch's yesterday, in its timezone)")
 	asCSV := fs.Bool("csv", false, "write CSV")
 	asJSON := fs.Bool("json", false, "write JSON")
 	outFile := fs.String("out", "", "write to this file instead of standard output")
@@ -40,15 +40,17 @@ func runSettle(env *Env, args []string) int {
 			return kit.ExitUsage
 		}
 	}
-	if *date == "" {
-		loc, err := acquirerZone(env)
-		if err != nil {
-			return fail(env, "settle: %v", err)
-		}
-		*date = server.DayBefore(time.Now(), loc)
+	// Without --date the switch chooses the day: its yesterday, in its own
+	// timezone (with --data, $SWITCHYARD_TIMEZONE's). Until the fifth release of 6
+	// December 2026 the CLI chose it in $SWITCHYARD_TIMEZONE (default
+	// Asia/Shanghai) whatever the switch's zone: against a switch in UTC it asked,
+	// from 00:00 to 08:00 Shanghai time, for the UTC day not yet over.
+	path := "/api/v1/settlement"
+	if *date != "" {
+		path += "?date=" + *date
 	}
 	var rep server.Settlement
-	if err := c.Do(env.Ctx, "GET", "/api/v1/settlement?date="+*date, nil, &rep); err != nil {
+	if err := c.Do(env.Ctx, "GET", path, nil, &rep); err != nil {
 		return fail(env, "settle: %v", err)
 	}
 	var w io.Writer = env.Stdout

@@ -33,3 +33,38 @@ func TestSettleTableEscapesControls(t *testing.T) {
 		t.Fatalf("settle --csv: exit %d\n%q%s", code, out, errs)
 	}
 }
+
+// TestSettleWithoutDateLetsTheSwitchChoose: `switchyard settle` without --date
+// asks the switch for its yesterday (no date in the request: the switch takes the
+// day before in its own timezone) and prints the day the switch answered; with
+// --date it asks for that day. Before, the CLI chose the day itself in
+// $SWITCHYARD_TIMEZONE (default Asia/Shanghai), whatever the switch's zone.
+func TestSettleWithoutDateLetsTheSwitchChoose(t *testing.T) {
+	queries := make(chan string, 2)
+	api := newFakeAdmin(t, func(w http.ResponseWriter, r *http.Request) {
+		queries <- r.URL.RawQuery
+		date := r.URL.Query().Get("date")
+		if date == "" {
+			date = "2026-12-04" // the switch's yesterday in UTC
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(server.Settlement{Date: date, Timezone: "UTC"})
+	})
+	vars := map[string]string{"SWITCHYARD_ADMIN": api.URL, "SWITCHYARD_TOKEN": "t"}
+	code, out, errs := runCLI(t, vars, "settle")
+	if code != 0 {
+		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, out, errs)
+	}
+	if q := <-queries; q != "" {
+		t.Errorf("settle without --date asked for %q, want no date (the switch's yesterday)", q)
+	}
+	if !strings.Contains(out, "Settlement of 2026-12-04, the acquirer's day in UTC") {
+		t.Errorf("settle without --date printed\n%s\nwant the day the switch answered", out)
+	}
+	if code, out, errs = runCLI(t, vars, "settle", "--date", "2026-12-01"); code != 0 {
+		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, out, errs)
+	}
+	if q := <-queries; q != "date=2026-12-01" {
+		t.Errorf("settle --date 2026-12-01 asked for %q", q)
+	}
+}

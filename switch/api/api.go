@@ -100,8 +100,8 @@ type Options struct {
 	// day of Location, the acquirer's zone (nil: UTC).
 	Journal  *journal.Store
 	Location *time.Location
-	// Settle builds the settlement report of a local day (YYYY-MM-DD); its
-	// errors are the caller's (400).
+	// Settle builds the settlement report of a local day (YYYY-MM-DD; "": the
+	// switch's yesterday, in its timezone); its errors are the caller's (400).
 	Settle func(ctx context.Context, date string) (any, error)
 	// SAF lists the store-and-forward queue's pending items of an issuer ("" all).
 	SAF func(issuer string) (any, error)

@@ -19,7 +19,7 @@ import (
 //
 //	GET  /api/v1/journal?tid=&mid=&rrn=&from=&to=&limit=   records as JSON lines
 //	GET  /api/v1/journal/{rrn}                              one record
-//	GET  /api/v1/settlement?date=YYYY-MM-DD                 the day's settlement report
+//	GET  /api/v1/settlement[?date=YYYY-MM-DD]               the day's settlement report (default: the switch's yesterday)
 //	GET  /api/v1/saf[?issuer=]                              store-and-forward items pending
 //	GET  /api/v1/saf/parked[?issuer=]                       advices parked out of the queue (saf.park_after)
 //	POST /api/v1/saf/parked/{id}/requeue                    put a parked advice back in its queue, as a repeat (operators)

@@ -22,6 +22,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -58,6 +59,25 @@ type fixture struct {
 	clock *clock
 	priv  ed25519.PrivateKey
 	tids  []string
+	// changesHook, when set, runs after each ApprovedChanges call the Manager
+	// makes to the registry (hookedRegistry): in a Refresh, once it read the
+	// approved changes and before it resolves the groups and puts them in place.
+	changesHook atomic.Pointer[func()]
+}
+
+// hookedRegistry is the fixture's registry as the Manager sees it:
+// ApprovedChanges runs the fixture's changesHook once it has read the changes.
+type hookedRegistry struct {
+	*registry.Registry
+	f *fixture
+}
+
+func (h hookedRegistry) ApprovedChanges(ops ...registry.Op) ([]*registry.Change, error) {
+	cs, err := h.Registry.ApprovedChanges(ops...)
+	if fn := h.f.changesHook.Load(); fn != nil {
+		(*fn)()
+	}
+	return cs, err
 }
 
 const mid = "M00000000000001"
@@ -109,7 +129,7 @@ func (f *fixture) tryOpen() error {
 	if f.tweak != nil {
 		f.tweak(&o)
 	}
-	if f.m, err = New(db, f.reg, o); err != nil {
+	if f.m, err = New(db, hookedRegistry{f.reg, f}, o); err != nil {
 		f.close()
 		return err
 	}
@@ -1361,5 +1381,115 @@ func TestAppKeptAndAttested(t *testing.T) {
 	f.m.OfferAttested(tid, "tools", "5.0", f.clock.Now())
 	if rep, _ := f.m.ReportOf(tid); rep.App != "tools" || !rep.AppAttested || rep.Version != "5.0" {
 		t.Fatalf("attested tools 5.0: %+v", rep)
+	}
+}
+
+// TestSuspendedTerminalCannotDownload: a download token stands for its terminal
+// only while the terminal could sign on. Once the terminal is suspended (by an
+// operator, or by the switch itself: a wave of declines, a device mismatch), or its
+// merchant frozen, the token it was given before is refused (403) for downloads
+// and reports, over loopback HTTPS; once resumed, the same token works again.
+// Before, such a token downloaded the package, and wrote reports, until it expired
+// (apps.token_ttl, 24 h): a stolen terminal suspended for it kept fetching the
+// acquirer's application.
+func TestSuspendedTerminalCannotDownload(t *testing.T) {
+	f := newFixture(t, 2)
+	f.upload("2.1", blob("2.1", 100))
+	f.publish("north", "2.1", 100, "")
+	srv := httptest.NewTLSServer(f.m.Handler())
+	defer srv.Close()
+	t0, t1 := f.tids[0], f.tids[1]
+	_, sum0, tok0 := offerOf(t, f.m.Offer(t0, "", "1.0", f.clock.Now()))
+	_, sum1, tok1 := offerOf(t, f.m.Offer(t1, "", "1.0", f.clock.Now()))
+	if r := get(t, srv, t0, sum0, tok0, ""); r.StatusCode != 200 {
+		t.Fatalf("active terminal's download: %s", r.Status)
+	}
+	report := func(tid, sum, tok string) int {
+		req, _ := http.NewRequest("POST", srv.URL+"/apps/v1/report/"+tid,
+			strings.NewReader(fmt.Sprintf(`{"sha256":%q,"version":"2.1","status":"installed"}`, sum)))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+
+	f.approve(f.reg.RequestChange(alice, registry.Change{Op: registry.OpTerminalSuspend, Target: t0, Reason: "reported stolen"}))
+	r := get(t, srv, t0, sum0, tok0, "")
+	body, _ := io.ReadAll(r.Body)
+	r.Body.Close()
+	if r.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "suspended") {
+		t.Fatalf("suspended terminal's download with its earlier token: %s %s, want 403 naming the suspension", r.Status, body)
+	}
+	if code := report(t0, sum0, tok0); code != http.StatusForbidden {
+		t.Fatalf("suspended terminal's report: %d, want 403", code)
+	}
+	if rep, _ := f.m.ReportOf(t0); rep.Version != "1.0" {
+		t.Fatalf("suspended terminal's report recorded: version %q, want 1.0 still", rep.Version)
+	}
+	if r := get(t, srv, t1, sum1, tok1, ""); r.StatusCode != 200 {
+		t.Fatalf("another terminal's download: %s", r.Status)
+	}
+
+	f.approve(f.reg.RequestChange(alice, registry.Change{Op: registry.OpTerminalResume, Target: t0, Reason: "found"}))
+	if r := get(t, srv, t0, sum0, tok0, ""); r.StatusCode != 200 {
+		t.Fatalf("resumed terminal's download: %s, want 200", r.Status)
+	}
+
+	f.approve(f.reg.RequestChange(alice, registry.Change{Op: registry.OpMerchantFreeze, Target: mid, Reason: "fraud review"}))
+	if r := get(t, srv, t1, sum1, tok1, ""); r.StatusCode != http.StatusForbidden {
+		t.Fatalf("frozen merchant's terminal's download: %s, want 403", r.Status)
+	}
+}
+
+// TestStaleRefreshDoesNotUndoAWithdrawal: a refresh that read the approved changes
+// just before a withdrawal was approved, and finishes after the refresh the
+// approval made, does not put its older resolution back: the withdrawn package
+// stays refused (410) and offered to nobody. Before, the last refresh to finish
+// won, whatever it had read: the periodic refresh (apps.refresh_interval) racing
+// an approval offered and served the withdrawn release again, and held the
+// terminals to the group's old minimum, until the next refresh.
+func TestStaleRefreshDoesNotUndoAWithdrawal(t *testing.T) {
+	f := newFixture(t, 1)
+	f.upload("2.0", blob("2.0", 100))
+	f.publish("north", "2.0", 100, "")
+	srv := httptest.NewTLSServer(f.m.Handler())
+	defer srv.Close()
+	tid := f.tids[0]
+	_, sum, tok := offerOf(t, f.m.Offer(tid, "", "1.0", f.clock.Now()))
+	c, err := f.m.RequestWithdraw(alice, WithdrawRequest{Group: "north", Reason: "crash on boot"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The periodic refresh reads the approved changes (2.0 current), then stops
+	// until released.
+	entered, release := make(chan struct{}), make(chan struct{})
+	var armed atomic.Bool
+	armed.Store(true)
+	hook := func() {
+		if armed.CompareAndSwap(true, false) {
+			close(entered)
+			<-release
+		}
+	}
+	f.changesHook.Store(&hook)
+	done := make(chan error, 1)
+	go func() { done <- f.m.Refresh() }()
+	<-entered
+	f.approve(c, nil) // its own refresh runs to the end
+	if r := get(t, srv, tid, sum, tok, ""); r.StatusCode != http.StatusGone {
+		t.Fatalf("withdrawn package downloaded after the approval: %s, want 410", r.Status)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if r := get(t, srv, tid, sum, tok, ""); r.StatusCode != http.StatusGone {
+		t.Fatalf("withdrawn package downloaded after a refresh that read the state before the withdrawal: %s, want 410", r.Status)
+	}
+	if v := f.m.Offer(tid, "", "1.0", f.clock.Now()); v != "" {
+		t.Fatalf("withdrawn release offered again: %q", v)
 	}
 }

@@ -35,6 +35,10 @@ type Registry interface {
 	Terminal(id string) (*registry.Terminal, bool)
 	Merchant(id string) (*registry.Merchant, bool)
 	SetGroupMinimums(g registry.GroupMinimums)
+	// Standing is why terminal id could not sign on for its status or its
+	// merchant's (registry.ReasonNone when both are active): a download token
+	// stands for its terminal only while it could (Manager.standing).
+	Standing(id string) registry.Reason
 }
 
 // Options tune a Manager. Zero values take the defaults.
@@ -85,9 +89,15 @@ type Manager struct {
 	now   func() time.Time
 	token []byte // the HMAC key of download tokens (nil with Options.NoTokens)
 
-	mu   sync.Mutex // guards st and pkgs
+	mu   sync.Mutex // guards st, pkgs and inPlace
 	st   *state
 	pkgs map[string]*Package // name@version
+
+	// refreshGen numbers the refreshes in the order they start (before they read
+	// the approved changes); inPlace is the number of the one whose state and
+	// assignment are in place (Refresh).
+	refreshGen atomic.Uint64
+	inPlace    uint64
 
 	asg atomic.Pointer[assignment]
 
@@ -221,17 +231,35 @@ func (m *Manager) applied(*registry.Change) {
 // against the registry's terminals and gives the registry the groups' minimums
 // (the assignment: Check asks it at every request, from the terminal's current
 // record, so that a new or changed terminal is held to its groups' minimum at once).
+//
+// Refreshes run at once (the periodic one, an approval's, an upload's) and read
+// the approved changes before they take m.mu: the one that started last is the
+// one in place, and one that finds a later one already in place drops its own
+// (refreshGen). Until the fifth release of 6 December 2026 the last to finish
+// won: a periodic refresh that had read the changes just before a withdrawal was
+// approved, finishing after the approval's refresh, put the withdrawn release
+// back (offered, downloadable, its minimum in force) and a revoked key back in
+// trust for uploads, until the next refresh.
 func (m *Manager) Refresh() error {
+	gen := m.refreshGen.Add(1)
 	st, err := m.approvedState()
 	if err != nil {
 		return err
 	}
 	m.mu.Lock()
+	if gen < m.inPlace {
+		m.mu.Unlock()
+		return nil // a refresh started after this one, on a newer state, is in place
+	}
+	m.inPlace = gen
 	m.st = st
 	pkgs := m.pkgs
 	a := resolve(st, m.reg.Terminals(registry.TerminalFilter{}), m.reg.Merchant,
 		func(name, version string) *Package { return pkgs[name+"@"+version] }, m.now())
 	prev := m.asg.Swap(a)
+	// Under m.mu, in the order of the assignments: an older one set after a newer
+	// one would hold the terminals to the old minimums.
+	m.reg.SetGroupMinimums(a)
 	m.mu.Unlock()
 	for g, why := range a.refused {
 		if prev == nil || prev.refused[g] != why {
@@ -239,7 +267,6 @@ func (m *Manager) Refresh() error {
 				"; publish a package signed by an approved key, or withdraw the release")
 		}
 	}
-	m.reg.SetGroupMinimums(a)
 	return nil
 }
 

@@ -247,6 +247,10 @@ func (m *Manager) download(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusUnauthorized, "download of %s by terminal %s: %v", sum, tid, err)
 		return
 	}
+	if err := m.standing(tid); err != nil {
+		httpError(w, http.StatusForbidden, "download of %s by terminal %s: %v", sum, tid, err)
+		return
+	}
 	var o offer
 	ok := false
 	for _, x := range m.asg.Load().offers[tid] {
@@ -299,6 +303,10 @@ func (m *Manager) report(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusUnauthorized, "report of terminal %s: %v", tid, err)
 		return
 	}
+	if err := m.standing(tid); err != nil {
+		httpError(w, http.StatusForbidden, "report of terminal %s: %v", tid, err)
+		return
+	}
 	if !validVersion(rr.Version) {
 		httpError(w, http.StatusBadRequest, "report of terminal %s: version %q: want a dotted numeric version", tid, rr.Version)
 		return
@@ -330,6 +338,24 @@ func (m *Manager) report(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// standing refuses the download or report of terminal tid, whose token checked,
+// when the terminal could not sign on now for its status or its merchant's
+// (registry.Standing: unknown, pending, suspended or closed; a merchant pending,
+// frozen or closed): a token stands for its terminal, as the sign-on that gave
+// it did, only while the terminal could still make that sign-on. It is checked at
+// each request, so a suspension (an operator's, or the switch's own: a wave of
+// declines, a device mismatch) or a freeze stops the terminal's downloads at once,
+// and a resumption lets the same token work again. Until the fifth release of 6
+// December 2026 a token kept working until it expired (Options.TokenTTL, 24 h):
+// a terminal suspended as stolen went on downloading the acquirer's application.
+func (m *Manager) standing(tid string) error {
+	if why := m.reg.Standing(tid); why != registry.ReasonNone {
+		m.log.Warn().Str("tid", tid).Str("reason", string(why)).Msg("apps: terminal's download token refused: the terminal could not sign on")
+		return fmt.Errorf("the terminal could not sign on now (%s): its download token is not honoured", why)
+	}
+	return nil
 }
 
 // appOf returns the name of the package with SHA-256 sum: the application an

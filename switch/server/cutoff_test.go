@@ -247,3 +247,82 @@ func TestSettlementLateApproval(t *testing.T) {
 		t.Errorf("the days net %d, want the purchases that stand less the refund, %d", sum, 1000+700-250)
 	}
 }
+
+// TestSettlementCutOffFilesMissedDays: a scheduled cut-off files, besides the day
+// before its slot, the days its directory misses since the last day filed there.
+// After a stop over the slot of 3 December 00:15 (the scheduler runs the latest
+// missed slot once), the run of 4 December files the 3rd and the 2nd. A schedule
+// in another zone than the switch's with summer time (a switch in UTC, a slot at
+// 00:30 London time) runs at 23:30 UTC on 24 October 2026 and next at 00:30 UTC on
+// the 26th: the second run files the 25th and the 24th. A first run in a new
+// directory files its own day only, and a run with params.date that day only.
+// Before, the missed days were filed by no run: their merchants were in no file.
+func TestSettlementCutOffFilesMissedDays(t *testing.T) {
+	exists := func(path string) bool { _, err := os.Stat(path); return err == nil }
+	t.Run("stopped over a slot", func(t *testing.T) {
+		loc, _ := time.LoadLocation("Asia/Shanghai")
+		j, write := settleJournal(t)
+		for d := 1; d <= 3; d++ { // in the order of their RRNs
+			write(&journal.Record{Received: time.Date(2026, 12, d, 12, 0, 0, 0, loc), MTI: "0200", Type: "purchase", RC: "00", Amount: int64(d) * 100, Currency: "156"})
+		}
+		dir := t.TempDir()
+		clock := newTestClock(time.Time{})
+		s := &Server{cfg: &config.Config{Timezone: loc.String(), DataDir: dir, Clock: clock.now}, Journal: j}
+		file := func(day string) string { return filepath.Join(dir, "settlement", "settlement-"+day+".csv") }
+		slot := time.Date(2026, 12, 2, 0, 15, 0, 0, loc)
+		clock.set(slot)
+		if _, err := s.settlementFile(t.Context(), slot, nil); err != nil {
+			t.Fatal(err)
+		}
+		if !exists(file("2026-12-01")) || exists(file("2026-11-30")) {
+			t.Fatal("the first run in a new directory: want the file of 1 December only")
+		}
+		slot = time.Date(2026, 12, 4, 0, 15, 0, 0, loc) // the switch was down at 3 December 00:15
+		clock.set(slot)
+		out, err := s.settlementFile(t.Context(), slot, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for day, want := range map[string]string{"2026-12-02": "200", "2026-12-03": "300"} {
+			if !exists(file(day)) {
+				t.Fatalf("the run after the missed slot did not file %s: %q", day, out)
+			}
+			if _, amount, _, _, _ := fileTotal(t, file(day)); amount != want {
+				t.Errorf("%s filed with purchases of %s, want %s", day, amount, want)
+			}
+		}
+		if !strings.Contains(out, "missed day") {
+			t.Errorf("the run's output %q does not say it filed a missed day", out)
+		}
+		// A rerun of one day files that day only.
+		if _, err := s.settlementFile(t.Context(), slot, map[string]string{"date": "2026-12-10"}); err != nil {
+			t.Fatal(err)
+		}
+		if exists(file("2026-12-05")) {
+			t.Error("a run with params.date filed days besides its own")
+		}
+	})
+	t.Run("summer time in the schedule's zone", func(t *testing.T) {
+		j, write := settleJournal(t)
+		write(&journal.Record{Received: time.Date(2026, 10, 24, 12, 0, 0, 0, time.UTC), MTI: "0200", Type: "purchase", RC: "00", Amount: 2400, Currency: "826"})
+		dir := t.TempDir()
+		clock := newTestClock(time.Time{})
+		s := &Server{cfg: &config.Config{Timezone: "UTC", DataDir: dir, Clock: clock.now}, Journal: j}
+		file := func(day string) string { return filepath.Join(dir, "settlement", "settlement-"+day+".csv") }
+		london, _ := time.LoadLocation("Europe/London")
+		for _, slot := range []time.Time{time.Date(2026, 10, 25, 0, 30, 0, 0, london), time.Date(2026, 10, 26, 0, 30, 0, 0, london)} {
+			clock.set(slot)
+			if _, err := s.settlementFile(t.Context(), slot, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, day := range []string{"2026-10-23", "2026-10-24", "2026-10-25"} {
+			if !exists(file(day)) {
+				t.Fatalf("%s not filed across the end of summer time in the schedule's zone", day)
+			}
+		}
+		if _, amount, _, _, _ := fileTotal(t, file("2026-10-24")); amount != "2400" {
+			t.Errorf("24 October filed with purchases of %s, want 2400", amount)
+		}
+	})
+}

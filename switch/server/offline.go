@@ -69,7 +69,7 @@ func OpenOffline(dir, actor, tz string, lmk keys.LMKSource) (*Offline, error) {
 			if err != nil {
 				return nil, err
 			}
-			return Settle(ctx, j, date, loc)
+			return Settle(ctx, j, settlementDate(date, time.Now(), loc), loc)
 		}}
 	demo := lmk.File == "" && lmk.Env == ""
 	lmk.Demo = demo

@@ -972,7 +972,7 @@ func (s *Server) startAdmin() error {
 			if err := s.cl.caughtUp(ctx); err != nil {
 				return nil, api.WithStatus(http.StatusServiceUnavailable, err)
 			}
-			return Settle(ctx, s.Journal, date, loc)
+			return Settle(ctx, s.Journal, settlementDate(date, s.now(), loc), loc)
 		},
 		SAF: func(issuer string) (any, error) {
 			items, err := s.Queue.Pending(issuer)

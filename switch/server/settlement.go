@@ -297,6 +297,21 @@ func settleDay(ctx context.Context, j *journal.Store, date string, loc *time.Loc
 	return s, open, nil
 }
 
+// settlementDate is the day a settlement report asked for date is of: date, or,
+// when it is "", the local day in loc (the switch's timezone) before the one now is
+// in, the last day over (DayBefore), as the cut-off files it. GET
+// /api/v1/settlement without a date, and so `switchyard settle` without --date,
+// get the switch's yesterday. Until the fifth release of 6 December 2026 the CLI
+// chose the day itself, in $SWITCHYARD_TIMEZONE (default Asia/Shanghai) rather
+// than the switch's zone: against a switch in UTC, from 00:00 to 08:00 in Shanghai
+// it asked for the UTC day not yet over, and printed its report as it stood.
+func settlementDate(date string, now time.Time, loc *time.Location) string {
+	if date == "" {
+		return DayBefore(now, loc)
+	}
+	return date
+}
+
 // DayBounds returns when the local day date (YYYY-MM-DD) begins in loc and when the
 // next one does: the span a settlement of the day covers. The days of a zone tile
 // time, each instant in exactly one day. A day begins at its midnight or, in a zone

@@ -3,13 +3,17 @@ package server
 import (
 	"bytes"
 	"encoding/csv"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
 
+	"github.com/switchyard/switchyard/keys"
 	"github.com/switchyard/switchyard/switch/journal"
 )
 
@@ -456,5 +460,50 @@ func TestSettlementDayBeforeSlot(t *testing.T) {
 		if got := DayBefore(at, loc); got != c.want {
 			t.Errorf("slot %s in %s: day %s, want %s", c.slot, c.zone, got, c.want)
 		}
+	}
+}
+
+// TestSettlementWithoutDateIsTheSwitchsYesterday: GET /api/v1/settlement without a
+// date (what `switchyard settle` without --date asks) answers the report of the day
+// before in the switch's own timezone, here UTC, with a purchase of that day in it.
+// Before, the API refused a request without a date (400) and the CLI chose the day
+// in $SWITCHYARD_TIMEZONE (default Asia/Shanghai): against a switch in UTC, from
+// 00:00 to 08:00 in Shanghai it asked for the UTC day not yet over.
+func TestSettlementWithoutDateIsTheSwitchsYesterday(t *testing.T) {
+	off, err := OpenOffline(t.TempDir(), "test", "UTC", keys.LMKSource{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = off.Close() })
+	now := time.Now()
+	yesterday := DayBefore(now, time.UTC)
+	day, _, err := DayBounds(yesterday, time.UTC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &journal.Record{RRN: "000000000001", Received: day.Add(20 * time.Hour), MTI: "0200", Type: "purchase", RC: "00",
+		TID: "T0000001", MID: "000000000000001", STAN: "000001", Amount: 4200, Currency: "840"}
+	r.DE7 = r.Received.Format("0102150405")
+	r.AddEvent(journal.StateReceived, r.Received, "")
+	r.AddEvent(journal.StateAnswered, r.Received, "")
+	if err := off.Journal.Write(t.Context(), r, true, true); err != nil {
+		t.Fatal(err)
+	}
+	req := httptest.NewRequest("GET", "/api/v1/settlement", nil)
+	req.Header.Set("Authorization", "Bearer "+OfflineToken)
+	w := httptest.NewRecorder()
+	off.Handler.ServeHTTP(w, req)
+	if DayBefore(time.Now(), time.UTC) != yesterday {
+		t.Skip("the UTC day changed during the test")
+	}
+	if w.Code != http.StatusOK {
+		t.Fatalf("GET /api/v1/settlement without a date: %d %s, want 200 and the switch's yesterday %s", w.Code, w.Body, yesterday)
+	}
+	var rep Settlement
+	if err := json.Unmarshal(w.Body.Bytes(), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Date != yesterday || rep.Timezone != "UTC" || rep.Total == nil || rep.Total.PurchaseAmount != 4200 {
+		t.Fatalf("report without a date: date %s in %s, total %+v; want %s in UTC with the purchase of 4200", rep.Date, rep.Timezone, rep.Total, yesterday)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -142,6 +143,13 @@ func (s *Server) openTasks(loc *time.Location) error {
 // paid, if approved, in the day it is approved (a late approval): the file says how
 // many, and a warning names them. A report of a day not over yet (params.date of
 // today) is made at once, as it stands.
+//
+// A scheduled cut-off (no params.date) also files the days its directory misses
+// between the last day filed there and its own (missedSettlementDays): after a stop
+// over several slots the scheduler runs the latest slot once, and a schedule in
+// another zone than the switch's, with summer time, runs twice within one of the
+// switch's days and 25 hours apart across another. Until the fifth release of 6
+// December 2026 such a day was filed by no run.
 func (s *Server) settlementFile(ctx context.Context, at time.Time, p map[string]string) (string, error) {
 	loc, _ := time.LoadLocation(s.cfg.Timezone)
 	day := DayBefore(at, loc)
@@ -166,6 +174,75 @@ func (s *Server) settlementFile(ctx context.Context, at time.Time, p map[string]
 	if err := s.cl.caughtUp(ctx); err != nil {
 		return "", err
 	}
+	var missed []string
+	if p["date"] == "" {
+		missed = missedSettlementDays(dir, day)
+	}
+	out, err := s.writeSettlementFile(ctx, dir, day, loc)
+	if err != nil {
+		return "", err
+	}
+	if len(missed) == 0 {
+		return out, nil
+	}
+	s.log.Warn().Str("component", "settlement").Str("date", day).Strs("missed", missed).
+		Msg("settlement cut-off: the directory misses the files of days before this one (runs missed while the switch was down, or a schedule in another zone than the switch's); they are filed now")
+	outs := []string{out}
+	for _, d := range missed {
+		o, err := s.writeSettlementFile(ctx, dir, d, loc)
+		if err != nil {
+			return "", fmt.Errorf("%s; missed day %s: %w", out, d, err)
+		}
+		outs = append(outs, "missed day "+o)
+	}
+	return strings.Join(outs, "; "), nil
+}
+
+// maxMissedSettlementDays bounds how many missed days one cut-off files.
+const maxMissedSettlementDays = 31
+
+// missedSettlementDays returns the days, oldest first, between the last day before
+// day filed in dir (the newest settlement-YYYY-MM-DD.csv older than day) and day,
+// at most maxMissedSettlementDays of them (the latest): the days a scheduled
+// cut-off files besides its own. None when dir has no earlier file (a new
+// directory: the days before were never filed here, and are not made up now).
+func missedSettlementDays(dir, day string) []string {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	last := ""
+	for _, e := range ents {
+		name := e.Name()
+		d, ok := strings.CutPrefix(name, "settlement-")
+		if !ok || e.IsDir() {
+			continue
+		}
+		if d, ok = strings.CutSuffix(d, ".csv"); !ok {
+			continue
+		}
+		if _, err := time.Parse("2006-01-02", d); err != nil || d >= day || d <= last {
+			continue
+		}
+		last = d
+	}
+	if last == "" {
+		return nil
+	}
+	from, _ := time.Parse("2006-01-02", last)
+	to, _ := time.Parse("2006-01-02", day)
+	var out []string
+	for d := to.AddDate(0, 0, -1); d.After(from) && len(out) < maxMissedSettlementDays; d = d.AddDate(0, 0, -1) {
+		out = append(out, d.Format("2006-01-02"))
+	}
+	slices.Reverse(out)
+	return out
+}
+
+// writeSettlementFile writes the settlement report of day to dir as
+// settlement-DAY.csv (a temporary file, synced, renamed over the day's file, the
+// directory synced) and returns the run's output for it.
+func (s *Server) writeSettlementFile(ctx context.Context, dir, day string, loc *time.Location) (string, error) {
 	st, open, err := settleDay(ctx, s.Journal, day, loc)
 	if err != nil {
 		return "", err
