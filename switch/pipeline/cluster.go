@@ -560,17 +560,19 @@ func (p *Pipeline) settleOne(ctx context.Context, it settleItem) error {
 			err = nil
 		}
 	}
+	if err == nil && it.capture {
+		// Counted before the record leaves the open set, which lets a resend
+		// waiting for it take its answer: whoever reads that answer reads the count.
+		p.metrics.OfflineFinalWrites.WithLabelValues("written").Inc()
+		p.log.Warn().Str("rrn", rec.RRN).Str("tid", rec.TID).Str("stan", rec.STAN).
+			Msg("offline capture's approval written after its final write failed: its resend is answered 00")
+	}
 	if err == nil || !errors.Is(err, journal.ErrUnavailable) && !it.capture {
 		p.open.remove(it.rec.RRN)
 	}
 	if err == nil && it.kept != nil {
 		// The capture is journaled: the other nodes' checks of its merchant see it.
 		it.kept()
-	}
-	if err == nil && it.capture {
-		p.metrics.OfflineFinalWrites.WithLabelValues("written").Inc()
-		p.log.Warn().Str("rrn", rec.RRN).Str("tid", rec.TID).Str("stan", rec.STAN).
-			Msg("offline capture's approval written after its final write failed: its resend is answered 00")
 	}
 	return err
 }
